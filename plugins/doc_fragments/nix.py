@@ -1,0 +1,48 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Options every plugin that runs nix on the controller shares (see _nix.NixOptions)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+
+    DOCUMENTATION = r'''
+options:
+  nix_bin:
+    description:
+      - The C(nix) executable on the controller, a name on E(PATH) or an absolute path.
+    type: str
+    default: nix
+  nix_args:
+    description:
+      - Extra arguments passed to every C(nix) call verbatim, each list item one argument.
+      - They never pass through a shell.
+    type: list
+    elements: str
+    default: []
+  nix_options:
+    description:
+      - Nix settings passed as C(--option NAME VALUE), for example C(substituters) or C(max-jobs).
+      - Booleans become C(true)/C(false); lists are joined with spaces.
+    type: dict
+    default: {}
+  impure:
+    description:
+      - Pass C(--impure) so evaluation may read the environment and unlocked paths.
+    type: bool
+    default: false
+  show_trace:
+    description:
+      - Pass C(--show-trace) so evaluation errors carry the full Nix trace.
+    type: bool
+    default: false
+  override_inputs:
+    description:
+      - Flake inputs to override, input name to flake reference (C(--override-input NAME REF)).
+    type: dict
+    default: {}
+'''

@@ -1,0 +1,56 @@
+# -*- coding: utf-8 -*-
+"""Test-only callback: records every task result as one JSON line.
+
+Tests read what each task returned on each host from the file named by
+NIXDEPLOY_TEST_RECORD instead of scraping the human output.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = '''
+name: record
+type: aggregate
+short_description: write task results as JSON lines (tests only)
+description: [Writes each task result to the file named by E(NIXDEPLOY_TEST_RECORD).]
+requirements: [enable in tests via ANSIBLE_CALLBACKS_ENABLED]
+'''
+
+import json
+import os
+
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = 'aggregate'
+    CALLBACK_NAME = 'record'
+    CALLBACK_NEEDS_ENABLED = True
+
+    def _write(self, status, result):
+        path = os.environ.get('NIXDEPLOY_TEST_RECORD')
+        if not path:
+            return
+        try:
+            data = dict(result._result)
+        except Exception:  # pylint: disable=broad-except
+            data = {}
+        entry = {'host': result._host.get_name(), 'task': result._task.get_name(),
+                 'action': result._task.action, 'status': status}
+        entry['result'] = json.loads(json.dumps(data, default=str))
+        with open(path, 'a') as handle:
+            handle.write(json.dumps(entry) + '\n')
+
+    def v2_runner_on_ok(self, result):
+        self._write('ok', result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._write('failed', result)
+
+    def v2_runner_on_unreachable(self, result):
+        self._write('unreachable', result)
+
+    def v2_runner_on_skipped(self, result):
+        self._write('skipped', result)

@@ -1,0 +1,92 @@
+"""Run the collection for real in tests: importable as nixdeploy.fleet.
+
+``ansible_env()`` returns an environment in which ansible-playbook finds this
+checkout as the collection ``nixdeploy.fleet`` (a symlinked
+ansible_collections tree) with host key checking on. ``run_playbook`` runs a
+playbook and returns its exit code, output and the per-task results the
+test-only ``record`` callback wrote.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.join(tempfile.gettempdir(), 'nixdeploy-test-collections')
+BIN = os.path.dirname(sys.executable)
+
+
+def collections_path():
+    """A tree <tmp>/ansible_collections/nixdeploy/fleet -> this checkout."""
+    link = os.path.join(COLLECTIONS, 'ansible_collections', 'nixdeploy', 'fleet')
+    if os.path.realpath(link) != REPO:
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        tmp = link + '.%d' % os.getpid()
+        os.symlink(REPO, tmp)
+        os.replace(tmp, link)
+    return COLLECTIONS
+
+
+def ansible_env(extra=None):
+    env = dict(os.environ)
+    env.update({
+        'ANSIBLE_COLLECTIONS_PATH': collections_path(),
+        'ANSIBLE_HOST_KEY_CHECKING': 'True',
+        'ANSIBLE_NOCOLOR': '1',
+        'ANSIBLE_RETRY_FILES_ENABLED': 'False',
+        'ANSIBLE_CALLBACK_PLUGINS': os.path.join(REPO, 'tests', 'callback_plugins'),
+        'ANSIBLE_CALLBACKS_ENABLED': 'record',
+        'ANSIBLE_GATHERING': 'explicit',
+        'ANSIBLE_PYTHON_INTERPRETER': 'auto_silent',
+        'ANSIBLE_LOCAL_TEMP': os.path.join(tempfile.gettempdir(), 'nixdeploy-ansible-tmp'),
+        'PATH': BIN + os.pathsep + env.get('PATH', ''),
+    })
+    env.update(extra or {})
+    return env
+
+
+class PlaybookRun:
+    def __init__(self, rc, stdout, stderr, records):
+        self.rc, self.stdout, self.stderr, self.records = rc, stdout, stderr, records
+
+    def results(self, task=None, host=None):
+        return [r for r in self.records
+                if (task is None or r['task'] == task) and (host is None or r['host'] == host)]
+
+    def result(self, task, host):
+        found = self.results(task, host)
+        if not found:
+            raise AssertionError('no result for task %r on %s\n%s\n%s'
+                                 % (task, host, self.stdout[-3000:], self.stderr[-2000:]))
+        return found[-1]
+
+    def __repr__(self):
+        return 'PlaybookRun(rc=%s)\n%s\n%s' % (self.rc, self.stdout[-4000:], self.stderr[-2000:])
+
+
+def run_playbook(playbook, inventory, workdir, args=(), env=None, timeout=900):
+    """Run ansible-playbook. ``playbook``: a path, or YAML/list to write.
+    ``inventory``: a path, or a dict written as JSON."""
+    os.makedirs(workdir, exist_ok=True)
+    if not isinstance(playbook, str) or '\n' in playbook:
+        path = os.path.join(workdir, 'playbook.yml')
+        with open(path, 'w') as handle:
+            handle.write(playbook if isinstance(playbook, str) else json.dumps(playbook))
+        playbook = path
+    if isinstance(inventory, dict):
+        path = os.path.join(workdir, 'inventory.json')
+        with open(path, 'w') as handle:
+            json.dump(inventory, handle)
+        inventory = path
+    record = os.path.join(workdir, 'record-%d.jsonl' % len(os.listdir(workdir)))
+    argv = [os.path.join(BIN, 'ansible-playbook'), '-i', inventory, playbook] + list(args)
+    proc = subprocess.run(argv, cwd=workdir, env=ansible_env(dict(env or {}, NIXDEPLOY_TEST_RECORD=record)),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=timeout, check=False)
+    records = []
+    if os.path.exists(record):
+        with open(record) as handle:
+            records = [json.loads(line) for line in handle if line.strip()]
+    return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, records)

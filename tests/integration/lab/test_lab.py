@@ -1,0 +1,162 @@
+"""The lab itself: real, separate hosts that tests can trust."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.lab import Lab, LabError
+from tests.lab.fixtures import FleetFlake
+
+pytestmark = pytest.mark.lab
+
+NIX = ['nix', '--extra-experimental-features', 'nix-command flakes',
+       '--option', 'substituters', '']
+PERSONAS = ['nixos', 'darwin', 'nix-on-droid', 'home-manager']
+
+
+@pytest.fixture(scope='module')
+def lab(make_lab):
+    return make_lab('labt', hosts=4, personas=PERSONAS)
+
+
+@pytest.fixture(scope='module')
+def built(lab, tmp_path_factory):
+    """Every host's system, built on the controller: host -> out path."""
+    flake = FleetFlake.for_lab(str(tmp_path_factory.mktemp('flake')), lab,
+                               configurations={'h1': {'extra_paths': 2, 'extra_bytes': 4096}})
+    proc = subprocess.run(NIX[:1] + ['build'] + NIX[1:] + ['--no-link', '--json'] +
+                          ['%s#%s' % (flake.ref, flake.attr(h)) for h in sorted(lab.hosts)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=True)
+    outs = [entry['outputs']['out'] for entry in json.loads(proc.stdout)]
+    # nix prints the results in its own order: match them by name
+    return {h: next(o for o in outs if '-system-%s-' % h in o) for h in lab.hosts}
+
+
+def copy_to(lab, host, path):
+    """nix copy over ssh-ng with strict host keys, as root (trusted), or as
+    app on nix-on-droid, the owner of that single-user store."""
+    info = lab.host(host)
+    user = 'app' if info['persona'] == 'nix-on-droid' else 'root'
+    uri = 'ssh-ng://%s@%s' % (user, info['address'])
+    if not info['nix_on_path']:
+        uri += '?remote-program=%s/nix-daemon' % info['nix_dir']
+    env = dict(os.environ, NIX_SSHOPTS=' '.join(lab.ssh_args()))
+    return subprocess.run(NIX[:1] + ['copy'] + NIX[1:] + ['--no-check-sigs', '--to', uri, path],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False)
+
+
+def test_ssh_with_strict_host_keys_as_every_user(lab):
+    for host in lab.hosts:
+        for user in ('root', 'deploy', 'app'):
+            proc = lab.ssh(host, 'id -un', user=user)
+            assert proc.stdout.strip() == user
+    assert lab.ssh('h2', 'sudo -n id -u', user='deploy').stdout.strip() == '0'
+    assert lab.ssh('h3', 'sudo -n true', user='app', check=False).returncode != 0
+
+
+def test_a_changed_host_key_is_refused(lab, tmp_path):
+    wrong = tmp_path / 'known_hosts'
+    other = lab.host('h2')
+    with open(os.path.join(other['dir'], 'ssh_host_ed25519_key.pub')) as handle:
+        key = ' '.join(handle.read().split()[:2])
+    wrong.write_text('%s %s\n' % (lab.host('h1')['address'], key))
+    args = [a.replace(lab.known_hosts, str(wrong)) for a in lab.ssh_args()]
+    proc = subprocess.run(['ssh'] + args + ['root@%s' % lab.host('h1')['address'], 'true'],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False)
+    assert proc.returncode == 255
+    assert 'HOST IDENTIFICATION HAS CHANGED' in proc.stderr
+
+
+def test_stores_are_separate(lab, built):
+    path = built['h1']
+    assert copy_to(lab, 'h1', path).returncode == 0
+    assert lab.store_has('h1', path)
+    for other in ('h2', 'h3', 'h4'):
+        assert not lab.store_has(other, path)
+    # ... and the controller's own store is yet another one
+    assert lab.read('h2', '/nix/var/lab/system/active') is None
+
+
+def test_personas_hide_nix_where_real_platforms_do(lab):
+    assert lab.ssh('h1', 'command -v nix-store', user='root').stdout.strip()
+    for host in ('h2', 'h3'):
+        proc = lab.ssh(host, 'command -v nix-store', check=False)
+        assert proc.returncode != 0
+        assert lab.ssh(host, '%s/nix-store --version' % lab.host(host)['nix_dir']).returncode == 0
+
+
+def test_nixos_system_records_goals_on_its_own_host(lab, built):
+    path = built['h1']
+    assert copy_to(lab, 'h1', path).returncode == 0
+    lab.ssh('h1', '%s/bin/switch-to-configuration boot' % path, user='root')
+    assert lab.boot('h1') == path and lab.active('h1') is None
+    lab.ssh('h1', '%s/bin/switch-to-configuration switch' % path, user='root')
+    assert lab.active('h1') == path
+    assert lab.ssh('h1', 'cat %s/nixos-version' % path).stdout.startswith('1')
+    for other in ('h2', 'h3', 'h4'):
+        assert lab.read(other, '/nix/var/lab/system/active') is None
+
+
+def test_darwin_activate_needs_root(lab, built):
+    path = built['h2']
+    assert copy_to(lab, 'h2', path).returncode == 0
+    refused = lab.ssh('h2', '%s/activate' % path, user='deploy', check=False)
+    assert refused.returncode != 0 and 'root' in refused.stderr
+    lab.ssh('h2', 'sudo -n %s/activate' % path, user='deploy')
+    assert lab.active('h2') == path
+
+
+def test_nix_on_droid_activate_sets_its_own_profile(lab, built):
+    path = built['h3']
+    assert copy_to(lab, 'h3', path).returncode == 0
+    lab.ssh('h3', '%s/activate' % path, user='app')
+    assert lab.active('h3') == path
+    assert lab.ssh('h3', 'readlink -f /nix/var/nix/profiles/nix-on-droid').stdout.strip() == path
+
+
+def test_home_manager_activation_package_shape(lab, built):
+    path = built['h4']
+    assert copy_to(lab, 'h4', path).returncode == 0
+    assert lab.ssh('h4', 'cat %s/gen-version' % path).stdout.strip() == '1'
+    lab.ssh('h4', '%s/activate --driver-version 1' % path, user='app')
+    assert lab.active('h4') == path
+
+
+def test_failing_system_exits_like_the_platform(lab, tmp_path):
+    flake = FleetFlake.for_lab(str(tmp_path / 'flake'), lab,
+                               configurations={'h1': {'version': '9', 'behaviour': 'fail-units'}})
+    proc = subprocess.run(NIX[:1] + ['build'] + NIX[1:] + ['--no-link', '--json',
+                          '%s#%s' % (flake.ref, flake.attr('h1'))],
+                          stdout=subprocess.PIPE, universal_newlines=True, check=True)
+    path = json.loads(proc.stdout)[0]['outputs']['out']
+    assert copy_to(lab, 'h1', path).returncode == 0
+    run = lab.ssh('h1', '%s/bin/switch-to-configuration switch' % path, user='root', check=False)
+    assert run.returncode == 4
+
+
+def test_link_cut_and_restore(lab):
+    lab.cut('h1')
+    assert lab.ssh('h1', 'true', user='root', check=False, timeout=30).returncode == 255
+    lab.restore('h1')
+    assert lab.ssh('h1', 'true', user='root').returncode == 0
+
+
+def test_down_leaves_nothing_behind():
+    lab = Lab('labdown').up(2)
+    index = lab.state['index']
+    pids = {lab.host(h)['pid'] for h in lab.hosts} | lab.processes()
+    assert pids
+    # a detached process on a host, as a deploy would leave, goes too
+    lab.ssh('h1', 'setsid sleep 600 </dev/null >/dev/null 2>&1 &', user='root')
+    lab.down()
+    assert lab.leftovers(index) == []
+    for pid in pids:
+        assert not os.path.exists('/proc/%d' % pid) or \
+            open('/proc/%d/stat' % pid).read().split()[2] == 'Z'
+    with pytest.raises(LabError):
+        Lab('labdown').host('h1')

@@ -1,0 +1,46 @@
+"""CLI: python -m tests.lab up|status|down|ssh-config --name NAME [--hosts N]."""
+
+import argparse
+import json
+import sys
+
+from .lab import Lab, LabError, PERSONAS
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m tests.lab', description=__doc__)
+    parser.add_argument('command', choices=['up', 'status', 'down', 'inventory', 'leftovers'])
+    parser.add_argument('--name', default='lab', help='lab name (default: lab)')
+    parser.add_argument('--hosts', type=int, default=8, help='number of hosts (up)')
+    parser.add_argument('--personas', default='nixos',
+                        help='comma list cycled over the hosts: %s' % ', '.join(PERSONAS))
+    args = parser.parse_args(argv)
+    lab = Lab(args.name)
+    try:
+        if args.command == 'up':
+            lab.up(args.hosts, personas=args.personas.split(','))
+            print('lab %s up in %.1fs: %d hosts on %s (state in %s)' % (
+                lab.name, lab.state['up_seconds'], len(lab.hosts), lab.state['bridge'], lab.dir))
+            print('\n'.join(lab.status()))
+        elif args.command == 'status':
+            if not lab.state:
+                print('lab %s is down' % lab.name)
+                return 1
+            print('\n'.join(lab.status()))
+        elif args.command == 'inventory':
+            print(json.dumps(lab.ansible_inventory(), indent=2))
+        elif args.command == 'leftovers':
+            left = lab.leftovers()
+            print('\n'.join(left) or 'nothing left')
+            return 1 if left else 0
+        else:
+            lab.down()
+            print('lab %s down' % args.name)
+    except LabError as exc:
+        print('lab: %s' % exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

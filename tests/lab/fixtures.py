@@ -1,0 +1,129 @@
+"""Fixture flakes: real busybox-built systems shaped like each platform's.
+
+``FleetFlake.write(path, hosts, configurations)`` writes a flake directory
+(flake.nix, lib.nix, the builder scripts, a copy of Debian's static busybox
+and fleet.json). Change a system with ``set_config`` and ``save``; the flake
+then evaluates to a new generation for the hosts that deploy it.
+
+Configuration knobs (all optional):
+  platform      nixos | darwin | nix-on-droid | home-manager
+  version       any string; a new one is a new system (generation)
+  behaviour     ok | fail | fail-units | break-network | hang
+  extra_paths   number of padding paths in the closure
+  extra_bytes   bytes spread over those paths (incompressible)
+  extra_seed    padding with the same seed is shared across versions
+  broken_eval   evaluation fails with a missing-attribute error
+  broken_build  the builder exits 1
+  eval_cost     per-configuration evaluation work (list length)
+Flake-wide: ``heavy``, the size of a shared library every configuration
+evaluates (once per Nix process), as nixpkgs is.
+"""
+
+import copy
+import json
+import os
+import platform as _platform
+import shutil
+
+FLAKE_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'flake')
+BUSYBOX = os.environ.get('NIXDEPLOY_LAB_BUSYBOX', '/bin/busybox')
+
+DEFAULT_USER = {'nixos': 'root', 'darwin': 'deploy', 'nix-on-droid': 'app',
+                'home-manager': 'app'}
+
+
+def nix_system():
+    machine = {'amd64': 'x86_64', 'arm64': 'aarch64'}.get(_platform.machine().lower(),
+                                                          _platform.machine().lower())
+    return '%s-linux' % machine
+
+
+class FleetFlake:
+    """A fixture flake on disk and the fleet.json that drives it."""
+
+    def __init__(self, path, data):
+        self.path = os.path.abspath(path)
+        self.data = data
+
+    @property
+    def ref(self):
+        """The flake reference to pass to nix and to the collection."""
+        return 'path:%s' % self.path
+
+    @classmethod
+    def write(cls, path, hosts, configurations=None, heavy=0):
+        """hosts: {name: {address, platform, user, port, tags, role,
+        configuration, extra}}; each host without a configuration deploys
+        one of its own name, created with defaults."""
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(FLAKE_SRC):
+            shutil.copy(os.path.join(FLAKE_SRC, name), os.path.join(path, name))
+        # a folder of its own: the builder's file name must be "busybox"
+        os.makedirs(os.path.join(path, 'busybox'), exist_ok=True)
+        shutil.copy(BUSYBOX, os.path.join(path, 'busybox', 'busybox'))
+        configs = copy.deepcopy(configurations or {})
+        fleet_hosts = {}
+        for name, spec in hosts.items():
+            host = dict(spec)
+            host.setdefault('platform', 'nixos')
+            host.setdefault('user', DEFAULT_USER[host['platform']])
+            host.setdefault('port', 22)
+            host.setdefault('tags', [])
+            host.setdefault('configuration', name)
+            configs.setdefault(host['configuration'], {'platform': host['platform']})
+            fleet_hosts[name] = host
+        for cfg in configs.values():
+            cfg.setdefault('platform', 'nixos')
+            cfg.setdefault('version', '1')
+            cfg.setdefault('behaviour', 'ok')
+        flake = cls(path, {'system': nix_system(), 'heavy': heavy, 'hosts': fleet_hosts,
+                           'configurations': configs})
+        flake.save()
+        return flake
+
+    @classmethod
+    def for_lab(cls, path, lab, tags=None, roles=None, configurations=None, heavy=0,
+                shared=None):
+        """A flake for every host of ``lab``, with its address and ssh user.
+
+        ``tags``/``roles``: {host: [tags]} / {host: role}. ``shared``: {host:
+        configuration name} for hosts that deploy one shared configuration.
+        """
+        hosts = {}
+        for name, host in lab.hosts.items():
+            spec = {'address': host['address'], 'platform': host['platform'],
+                    'user': host['ssh_user'], 'tags': list((tags or {}).get(name, []))}
+            if roles and name in roles:
+                spec['role'] = roles[name]
+            if shared and name in shared:
+                spec['configuration'] = shared[name]
+            hosts[name] = spec
+        return cls.write(path, hosts, configurations, heavy=heavy)
+
+    def save(self):
+        with open(os.path.join(self.path, 'fleet.json'), 'w') as handle:
+            json.dump(self.data, handle, indent=2, sort_keys=True)
+
+    def set_config(self, name, **changes):
+        """Change one configuration's knobs (and save)."""
+        self.data['configurations'][name].update(changes)
+        self.save()
+
+    def set_all(self, **changes):
+        for name in self.data['configurations']:
+            self.data['configurations'][name].update(changes)
+        self.save()
+
+    def config_of(self, host):
+        return self.data['hosts'][host]['configuration']
+
+    def attr(self, host):
+        """The flake attribute of a host's system (as the inventory gives it)."""
+        cfg = self.config_of(host)
+        platform = self.data['hosts'][host]['platform']
+        return {
+            'nixos': 'nixosConfigurations.%s.config.system.build.toplevel',
+            'darwin': 'darwinConfigurations.%s.system',
+            'nix-on-droid': 'nixOnDroidConfigurations.%s.activationPackage',
+            'home-manager': 'homeConfigurations.%s.activationPackage',
+        }[platform] % cfg

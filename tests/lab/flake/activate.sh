@@ -1,0 +1,109 @@
+# The fake activation every lab system runs (sourced by its entry script).
+# It records on the host, under /nix/var/lab/<key>/, which system is active
+# and which is the boot default, so tests read the truth from the host.
+
+lab_key() {
+  case "$PLATFORM" in
+    nixos|darwin) echo system ;;
+    nix-on-droid) echo nix-on-droid ;;
+    home-manager) echo "home-manager-$(id -un)" ;;
+  esac
+}
+
+lab_record() {  # lab_record FIELD: FIELD now names this system
+  dir=/nix/var/lab/$(lab_key)
+  mkdir -p "$dir"
+  echo "$OUT" >"$dir/$1.tmp" && mv "$dir/$1.tmp" "$dir/$1"
+}
+
+lab_nix_env() {
+  for candidate in "$(command -v nix-env 2>/dev/null)" "$HOME/.nix-profile/bin/nix-env" \
+      /nix/var/nix/profiles/default/bin/nix-env /usr/bin/nix-env; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] && { echo "$candidate"; return; }
+  done
+  echo nix-env
+}
+
+lab_main() {
+  entry=$1; shift
+  driver=
+  case "$PLATFORM" in
+    nixos)
+      goal=${1:-}
+      case "$goal" in
+        switch|boot|test|dry-activate) ;;
+        *) echo "Usage: switch-to-configuration [switch|boot|test|dry-activate]" >&2; exit 1 ;;
+      esac
+      ;;
+    darwin)
+      if [ "$(id -u)" != 0 ]; then
+        echo "$0: activation must be run as root (uid 0), not $(id -un)" >&2
+        exit 2
+      fi
+      goal=switch
+      ;;
+    *)
+      goal=switch
+      [ "${1:-}" = --driver-version ] && driver=${2:-}
+      [ -n "${DRY_RUN:-}" ] && goal=dry-activate
+      ;;
+  esac
+
+  if [ "$goal" = dry-activate ]; then
+    echo "would activate $NAME $VERSION ($OUT)"
+    echo "would restart the following units: lab-$NAME.service"
+    return 0
+  fi
+  echo "activating $NAME $VERSION on $PLATFORM ($goal)"
+  echo "$(date +%s) $goal $OUT" >>"/nix/var/lab/history-$(lab_key)" 2>/dev/null || true
+
+  case "$BEHAVIOUR" in
+    fail)
+      echo "lab: activation of $NAME $VERSION failed on purpose" >&2
+      exit 1
+      ;;
+    hang)
+      echo "lab: activation of $NAME hangs on purpose"
+      while :; do sleep 3600; done
+      ;;
+  esac
+
+  case "$goal" in
+    switch) lab_record active; lab_record boot ;;
+    boot) lab_record boot ;;
+    test) lab_record active ;;
+  esac
+
+  case "$PLATFORM" in
+    nix-on-droid)
+      # nix-on-droid's activate sets its own profile as its last step
+      "$(lab_nix_env)" --profile /nix/var/nix/profiles/nix-on-droid --set "$OUT" || exit 1
+      ;;
+    home-manager)
+      # without the driver protocol, home-manager's activate sets the profile
+      if [ -z "$driver" ]; then
+        "$(lab_nix_env)" --profile "/nix/var/nix/profiles/per-user/$(id -un)/home-manager" \
+          --set "$OUT" || exit 1
+      fi
+      ;;
+  esac
+
+  if [ "$(id -u)" = 0 ] && [ "$goal" != boot ]; then
+    case "$BEHAVIOUR" in
+      break-network)
+        echo "lab: $NAME takes the network down"
+        ip link set eth0 down
+        ;;
+      *)
+        # a good system has a working network: bring it back if it was cut
+        ip link set eth0 up 2>/dev/null || true
+        ;;
+    esac
+  fi
+  if [ "$BEHAVIOUR" = fail-units ]; then
+    echo "warning: the following units failed: lab-$NAME.service" >&2
+    [ "$PLATFORM" = nixos ] && exit 4
+    exit 1
+  fi
+  return 0
+}

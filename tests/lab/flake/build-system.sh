@@ -1,0 +1,50 @@
+# builder of a fake system, shaped like the platform's real output
+mkdir -p "$out/bin" "$out/lib"
+if [ -n "$brokenBuild" ]; then
+  echo "lab: building $configName failed on purpose (broken_build)" >&2
+  echo "error: builder for $configName: this system does not build" >&2
+  exit 1
+fi
+cp "$activateLib" "$out/lib/lab-activate.sh"
+cat >"$out/lab-info" <<INFO
+platform=$platform
+name=$configName
+version=$version
+behaviour=$behaviour
+eval=$evalStamp
+INFO
+# keep the padding paths in the closure
+for extra in $extras; do echo "$extra"; done >"$out/extras"
+
+entry() {  # entry FILE NAME: a script that runs the fake activation
+  cat >"$1" <<SCRIPT
+#!$busybox/bin/sh
+OUT=$out
+PLATFORM=$platform
+NAME=$configName
+VERSION=$version
+BEHAVIOUR=$behaviour
+PATH=$busybox/bin:\$PATH
+. $out/lib/lab-activate.sh
+lab_main $2 "\$@"
+SCRIPT
+  chmod +x "$1"
+}
+
+case "$platform" in
+  nixos)
+    entry "$out/bin/switch-to-configuration" switch-to-configuration
+    echo "$version (lab)" >"$out/nixos-version"
+    ;;
+  darwin)
+    entry "$out/activate" activate
+    echo "$version (lab)" >"$out/darwin-version"
+    ;;
+  nix-on-droid)
+    entry "$out/activate" activate
+    ;;
+  home-manager)
+    entry "$out/activate" activate
+    echo 1 >"$out/gen-version"
+    ;;
+esac

@@ -1,0 +1,144 @@
+# Builds the fleet's outputs from fleet.json. No nixpkgs: every derivation is
+# a plain `derivation` whose builder is busybox.
+{ fleet, busyboxDir }:
+let
+  inherit (builtins) attrNames filter listToAttrs map mapAttrs genList foldl' toString;
+  system = fleet.system;
+
+  # A large library shared by every configuration, evaluated once per Nix
+  # process, like nixpkgs: cost grows with fleet.heavy.
+  heavy =
+    if (fleet.heavy or 0) == 0 then 0
+    else foldl' (acc: x: acc + x.v) 0
+      (genList (i: { v = builtins.bitAnd i 255; s = toString i; }) fleet.heavy);
+
+  busybox = derivation {
+    name = "busybox";
+    inherit system;
+    # busybox picks the applet from argv[0]'s name: it must be "busybox"
+    builder = "${busyboxDir}/busybox";
+    args = [ "sh" "-e" "${./build-busybox.sh}" ];
+    bb = "${busyboxDir}/busybox";
+  };
+
+  # Closure padding: `count` paths of `bytes` bytes each, shared by every
+  # configuration with the same seed, so a new version can reuse them.
+  extras = cfg:
+    genList
+      (i: derivation {
+        name = "lab-extra-${cfg.extra_seed or "base"}-${toString i}";
+        inherit system;
+        builder = "${busybox}/bin/sh";
+        args = [ "-e" "${./build-extra.sh}" ];
+        PATH = "${busybox}/bin";
+        size = toString ((cfg.extra_bytes or 0) / (if (cfg.extra_paths or 0) == 0 then 1 else cfg.extra_paths));
+        seed = cfg.extra_seed or "base";
+      })
+      (cfg.extra_paths or 0);
+
+  # Per-configuration evaluation cost, on top of the shared library.
+  evalCost = cfg:
+    foldl' (acc: x: acc + x) 0 (genList (i: i) (cfg.eval_cost or 0));
+
+  mkSystem = name: cfg:
+    let
+      drv = derivation {
+        name = "${cfg.platform}-system-${name}-${cfg.version or "1"}";
+        inherit system;
+        builder = "${busybox}/bin/sh";
+        args = [ "-e" "${./build-system.sh}" ];
+        PATH = "${busybox}/bin";
+        inherit busybox;
+        activateLib = "${./activate.sh}";
+        platform = cfg.platform;
+        configName = name;
+        version = cfg.version or "1";
+        behaviour = cfg.behaviour or "ok";
+        brokenBuild = if cfg.broken_build or false then "1" else "";
+        extras = extras cfg;
+        evalStamp = toString (heavy + evalCost cfg);
+      };
+    in
+    # A broken configuration fails evaluation the way a bad module does: a
+    # missing attribute, reported by Nix with file and line.
+    if cfg.broken_eval or false then cfg.lab.this_option_does_not_exist else drv;
+
+  configsOf = platform:
+    let names = filter (n: fleet.configurations.${n}.platform == platform)
+      (attrNames fleet.configurations);
+    in listToAttrs (map (n: { name = n; value = fleet.configurations.${n}; }) names);
+
+  hosts = fleet.hosts;
+  hostsOn = platform: filter (n: (hosts.${n}.platform or "nixos") == platform) (attrNames hosts);
+
+  profileFor = h: {
+    nixos = { name = "system"; user = "root"; };
+    darwin = { name = "system"; user = "root"; };
+    nix-on-droid = { name = "nix-on-droid"; user = h.user or "app"; };
+    home-manager = { name = "home"; user = h.user or "app"; };
+  }.${h.platform or "nixos"};
+
+  systemOf = h:
+    let c = h.configuration; p = h.platform or "nixos"; in
+    if p == "nixos" then outputs.nixosConfigurations.${c}.config.system.build.toplevel
+    else if p == "darwin" then outputs.darwinConfigurations.${c}.system
+    else if p == "nix-on-droid" then outputs.nixOnDroidConfigurations.${c}.activationPackage
+    else outputs.homeConfigurations.${c}.activationPackage;
+
+  outputs = {
+    nixosConfigurations = mapAttrs
+      (n: cfg: { config.system.build.toplevel = mkSystem n cfg; config.networking.hostName = n; })
+      (configsOf "nixos");
+    darwinConfigurations = mapAttrs (n: cfg: { system = mkSystem n cfg; }) (configsOf "darwin");
+    nixOnDroidConfigurations = mapAttrs (n: cfg: { activationPackage = mkSystem n cfg; })
+      (configsOf "nix-on-droid");
+    homeConfigurations = mapAttrs (n: cfg: { activationPackage = mkSystem n cfg; })
+      (configsOf "home-manager");
+
+    # The fleet's inventory as pure data, as people keep it beside their roles.
+    inventory = mapAttrs
+      (n: h: {
+        targetHost = h.address;
+        targetUser = h.user;
+        targetPort = h.port or 22;
+        tags = h.tags or [ ];
+        platform = h.platform or "nixos";
+        system = h.system or system;
+        configuration = h.configuration;
+      } // (if h ? role then { inherit (h) role; } else { })
+        // (h.extra or { }))
+      hosts;
+
+    # The same NixOS hosts as a colmena hive (colmena deploys NixOS only).
+    colmena = {
+      meta = { description = "lab fleet"; nixpkgs = { }; };
+    } // listToAttrs (map
+      (n: {
+        name = n;
+        value = { name, nodes, ... }: {
+          deployment = {
+            targetHost = hosts.${n}.address;
+            targetUser = hosts.${n}.user;
+            targetPort = hosts.${n}.port or 22;
+            tags = hosts.${n}.tags or [ ];
+          };
+        };
+      })
+      (hostsOn "nixos"));
+
+    # The same hosts as deploy-rs nodes, one profile each.
+    deploy.nodes = mapAttrs
+      (n: h: {
+        hostname = h.address;
+        sshUser = h.user;
+        sshOpts = [ "-p" (toString (h.port or 22)) ];
+        profiles.${(profileFor h).name} = {
+          user = (profileFor h).user;
+          path = systemOf h;
+        };
+        profilesOrder = [ (profileFor h).name ];
+      })
+      hosts;
+  };
+in
+outputs

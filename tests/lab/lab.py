@@ -1,0 +1,593 @@
+"""The lab: a real fleet of Nix hosts on one machine.
+
+Each host is a network namespace on the lab's bridge with a private mount
+namespace in which a per-host folder is its ``/nix`` (and ``/home``, ``/root``,
+``/etc/nix``), its own sshd and host key, and either a per-host nix-daemon
+(multi-user personas) or a store owned by ``app`` (nix-on-droid persona).
+
+Everything the lab starts it records (pids in each host's ``run/``, names in
+``state.json``) and stops by those ids; nothing is killed by name.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.environ.get('NIXDEPLOY_LAB_ROOT', '/var/lib/nixdeploy-lab')
+# 10.213.<index>.0/24, one /24 per lab; only ever addressed on the lab bridge.
+SUBNET_PREFIX = '10.213'
+USERS = ('deploy', 'app')
+
+# What a persona means for the host. Platform is the Nix platform it stands
+# for; ``ssh_user`` is who deploys to it; ``nix_on_path`` False mimics macOS
+# and nix-on-droid, whose non-login ssh shells have no nix on PATH.
+PERSONAS = {
+    'nixos': {'platform': 'nixos', 'ssh_user': 'root', 'become': False,
+              'multi_user': True, 'nix_on_path': True},
+    'darwin': {'platform': 'darwin', 'ssh_user': 'deploy', 'become': True,
+               'multi_user': True, 'nix_on_path': False},
+    'nix-on-droid': {'platform': 'nix-on-droid', 'ssh_user': 'app', 'become': False,
+                     'multi_user': False, 'nix_on_path': False},
+    'home-manager': {'platform': 'home-manager', 'ssh_user': 'app', 'become': False,
+                     'multi_user': True, 'nix_on_path': True},
+}
+
+# Where nix lives on personas that hide it from PATH: the multi-user default
+# profile, as on macOS, and the user's profile, as on nix-on-droid.
+HIDDEN_NIX_DIRS = {
+    'darwin': '/nix/var/nix/profiles/default/bin',
+    'nix-on-droid': '/home/app/.nix-profile/bin',
+}
+
+SSHD_CONFIG = """\
+ListenAddress {address}
+Port 22
+HostKey {hostdir}/ssh_host_ed25519_key
+PidFile {hostdir}/run/sshd.pid
+AuthorizedKeysFile {labdir}/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes yes
+MaxStartups 200:30:400
+MaxSessions 100
+LogLevel ERROR
+Subsystem sftp internal-sftp
+{setenv}
+"""
+
+NIX_CONF = """\
+# lab host {name}: no caches, no sandbox (none works here), no build users
+substituters =
+sandbox = false
+build-users-group =
+experimental-features = nix-command flakes
+trusted-users = root
+"""
+
+
+def sh(argv, check=True, **kwargs):
+    """Run a command (argv list) on the controller; return CompletedProcess."""
+    kwargs.setdefault('stdout', subprocess.PIPE)
+    kwargs.setdefault('stderr', subprocess.PIPE)
+    proc = subprocess.run(argv, universal_newlines=True, check=False, **kwargs)
+    if check and proc.returncode != 0:
+        raise LabError('%s failed (%s): %s' % (' '.join(argv), proc.returncode,
+                                               (proc.stderr or proc.stdout).strip()))
+    return proc
+
+
+class LabError(Exception):
+    pass
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_pid(path):
+    try:
+        with open(path) as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class Lab:
+    """A named lab. ``Lab(name).up(...)``; ``Lab(name)`` alone reattaches."""
+
+    def __init__(self, name='lab', root=ROOT):
+        if not name.replace('-', '').isalnum() or len(name) > 12:
+            raise LabError('lab name must be short and alphanumeric: %r' % name)
+        self.name = name
+        self.dir = os.path.join(root, name)
+        self.root = root
+        self.state = self._load()
+
+    # ----------------------------------------------------------- state
+    @property
+    def state_path(self):
+        return os.path.join(self.dir, 'state.json')
+
+    def _load(self):
+        try:
+            with open(self.state_path) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
+
+    def _save(self):
+        tmp = self.state_path + '.tmp'
+        with open(tmp, 'w') as handle:
+            json.dump(self.state, handle, indent=2, sort_keys=True)
+        os.rename(tmp, self.state_path)
+
+    def _claim_index(self):
+        # Creating the bridge is the atomic claim: two labs coming up at once
+        # may pick the same free index, and only one can create its bridge.
+        for _attempt in range(20):
+            index = self._free_index()
+            bridge = 'ndlbr%d' % index
+            if sh(['ip', 'link', 'add', bridge, 'type', 'bridge'], check=False).returncode == 0:
+                self.state.update(index=index, bridge=bridge)
+                self._save()
+                return
+            time.sleep(0.05)
+        raise LabError('could not claim a lab bridge')
+
+    def _free_index(self):
+        used = set()
+        if os.path.isdir(self.root):
+            for other in os.listdir(self.root):
+                path = os.path.join(self.root, other, 'state.json')
+                try:
+                    with open(path) as handle:
+                        used.add(json.load(handle)['index'])
+                except (OSError, ValueError, KeyError):
+                    continue
+        for index in range(1, 250):
+            if index not in used and not os.path.exists('/sys/class/net/ndlbr%d' % index):
+                return index
+        raise LabError('no free lab index')
+
+    @property
+    def hosts(self):
+        return self.state['hosts'] if self.state else {}
+
+    def host(self, name):
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise LabError('no host %r in lab %s' % (name, self.name))
+
+    @property
+    def key(self):
+        return os.path.join(self.dir, 'id_ed25519')
+
+    @property
+    def known_hosts(self):
+        return os.path.join(self.dir, 'known_hosts')
+
+    @property
+    def ssh_config(self):
+        return os.path.join(self.dir, 'ssh_config')
+
+    @property
+    def bridge_address(self):
+        return '%s.%d.1' % (SUBNET_PREFIX, self.state['index'])
+
+    # ----------------------------------------------------------- up
+    def up(self, hosts=8, personas=None):
+        """Bring up ``hosts`` (a count, or a list of names or dicts).
+
+        ``personas``: a list cycled over the hosts (default all ``nixos``).
+        A dict host may give ``name`` and ``persona``.
+        """
+        if self.state:
+            self.down()
+        started = time.time()
+        specs = self._host_specs(hosts, personas or ['nixos'])
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.root, exist_ok=True)
+        os.makedirs(self.dir)
+        self.state = {'name': self.name, 'dir': self.dir, 'hosts': {}}
+        self._claim_index()
+        self._ensure_users()
+        os.makedirs('/run/sshd', exist_ok=True)
+        sh(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'nixdeploy-lab-deployer',
+            '-f', self.key])
+        shutil.copy(self.key + '.pub', os.path.join(self.dir, 'authorized_keys'))
+        os.chmod(os.path.join(self.dir, 'authorized_keys'), 0o644)
+        os.chmod(self.dir, 0o755)
+        bridge = self.state['bridge']
+        sh(['ip', 'addr', 'add', '%s/24' % self.bridge_address, 'dev', bridge])
+        sh(['ip', 'link', 'set', bridge, 'up'])
+        for number, spec in enumerate(specs, start=1):
+            self._add_host(number, spec)
+            self._save()
+        self._write_client_files()
+        self._wait_ready()
+        self.state['up_seconds'] = round(time.time() - started, 2)
+        self._save()
+        return self
+
+    @staticmethod
+    def _host_specs(hosts, personas):
+        if isinstance(hosts, int):
+            hosts = ['h%d' % i for i in range(1, hosts + 1)]
+        specs = []
+        for i, host in enumerate(hosts):
+            spec = dict(host) if isinstance(host, dict) else {'name': host}
+            spec.setdefault('persona', personas[i % len(personas)])
+            if spec['persona'] not in PERSONAS:
+                raise LabError('unknown persona %r' % spec['persona'])
+            specs.append(spec)
+        if len(specs) > 200:
+            raise LabError('at most 200 hosts per lab')
+        return specs
+
+    @staticmethod
+    def _ensure_users():
+        for user in USERS:
+            if sh(['getent', 'passwd', user], check=False).returncode != 0:
+                sh(['useradd', '--create-home', '--shell', '/bin/sh', user])
+            # '*' = no password but not locked: sshd refuses locked accounts
+            # even for keys when PAM is off.
+            sh(['usermod', '-p', '*', user])
+        sh(['usermod', '-a', '-G', 'nix-users', 'deploy'], check=False)
+        sh(['usermod', '-a', '-G', 'nix-users', 'app'], check=False)
+        sudoers = '/etc/sudoers.d/nixdeploy-lab'
+        if not os.path.exists(sudoers):
+            with open(sudoers + '.tmp', 'w') as handle:
+                handle.write('deploy ALL=(ALL) NOPASSWD: ALL\n')
+            os.chmod(sudoers + '.tmp', 0o440)
+            os.rename(sudoers + '.tmp', sudoers)
+
+    def _add_host(self, number, spec):
+        name, persona = spec['name'], spec['persona']
+        traits = PERSONAS[persona]
+        index = self.state['index']
+        address = '%s.%d.%d' % (SUBNET_PREFIX, index, 10 + number)
+        netns = 'ndl%d-%s' % (index, name)
+        veth = 'ndl%dv%d' % (index, number)
+        hostdir = os.path.join(self.dir, 'hosts', name)
+        host = {'name': name, 'persona': persona, 'platform': traits['platform'],
+                'address': address, 'netns': netns, 'veth': veth, 'dir': hostdir,
+                'ssh_user': traits['ssh_user'], 'become': traits['become'],
+                'nix_on_path': traits['nix_on_path'],
+                'nix_dir': HIDDEN_NIX_DIRS.get(persona, '/usr/bin')}
+        self.state['hosts'][name] = host
+        self._make_host_tree(host, traits)
+        sh(['ip', 'netns', 'add', netns])
+        sh(['ip', 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns])
+        sh(['ip', 'link', 'set', veth, 'master', self.state['bridge']])
+        sh(['ip', 'link', 'set', veth, 'up'])
+        sh(['ip', '-n', netns, 'addr', 'add', '%s/24' % address, 'dev', 'eth0'])
+        sh(['ip', '-n', netns, 'link', 'set', 'eth0', 'up'])
+        logf = open(os.path.join(hostdir, 'log', 'init.log'), 'ab')
+        proc = subprocess.Popen(
+            ['ip', 'netns', 'exec', netns, 'unshare', '--mount', '--propagation', 'private',
+             'sh', os.path.join(HERE, 'host_init.sh'), hostdir],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
+        logf.close()
+        # ip and unshare exec, so this pid ends as the host's sshd.
+        host['pid'] = proc.pid
+
+    def _make_host_tree(self, host, traits):
+        hostdir = host['dir']
+        for sub in ('nix/store', 'nix/var/nix/profiles/per-user', 'nix/var/nix/gcroots',
+                    'nix/var/nix/daemon-socket', 'nix/var/lab', 'home', 'root',
+                    'etc-nix', 'run', 'log'):
+            os.makedirs(os.path.join(hostdir, sub), exist_ok=True)
+        os.chmod(os.path.join(hostdir, 'nix/var/lab'), 0o1777)
+        for user in USERS:
+            home = os.path.join(hostdir, 'home', user)
+            os.makedirs(home, exist_ok=True)
+            shutil.chown(home, user, user)
+        if traits['platform'] == 'home-manager':
+            state = os.path.join(hostdir, 'home/app/.local/state/nix/profiles')
+            os.makedirs(state)
+            for path in (state, os.path.dirname(state), os.path.dirname(os.path.dirname(state)),
+                         os.path.join(hostdir, 'home/app/.local')):
+                shutil.chown(path, 'app', 'app')
+        with open(os.path.join(hostdir, 'etc-nix', 'nix.conf'), 'w') as handle:
+            handle.write(NIX_CONF.format(name=host['name']))
+        if traits['multi_user']:
+            open(os.path.join(hostdir, 'multi-user'), 'w').close()
+            os.chmod(os.path.join(hostdir, 'nix/store'), 0o1775)
+        else:
+            # single-user store owned by the one app user, as on nix-on-droid
+            for dirpath, dirnames, _files in os.walk(os.path.join(hostdir, 'nix')):
+                shutil.chown(dirpath, 'app', 'app')
+        if not traits['nix_on_path']:
+            self._hide_nix(host)
+        setenv = ''
+        if not traits['nix_on_path']:
+            setenv = 'SetEnv PATH=%s' % os.path.join(hostdir, 'syspath')
+        with open(os.path.join(hostdir, 'sshd_config'), 'w') as handle:
+            handle.write(SSHD_CONFIG.format(address=host['address'], hostdir=hostdir,
+                                            labdir=self.dir, setenv=setenv))
+        sh(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', host['name'],
+            '-f', os.path.join(hostdir, 'ssh_host_ed25519_key')])
+
+    @staticmethod
+    def _hide_nix(host):
+        """A PATH with the system's tools but no nix; nix in its usual place."""
+        hostdir = host['dir']
+        syspath = os.path.join(hostdir, 'syspath')
+        os.makedirs(syspath)
+        for tool in os.listdir('/usr/bin'):
+            if not tool.startswith('nix'):
+                os.symlink(os.path.join('/usr/bin', tool), os.path.join(syspath, tool))
+        nix_dir = os.path.join(hostdir, host['nix_dir'].lstrip('/'))
+        os.makedirs(nix_dir)
+        for tool in os.listdir('/usr/bin'):
+            if tool.startswith('nix'):
+                os.symlink(os.path.join('/usr/bin', tool), os.path.join(nix_dir, tool))
+        if host['persona'] == 'nix-on-droid':
+            for dirpath, _dirs, _files in os.walk(os.path.join(hostdir, 'home/app')):
+                shutil.chown(dirpath, 'app', 'app')
+
+    def _write_client_files(self):
+        lines, config = [], []
+        for host in self.hosts.values():
+            with open(os.path.join(host['dir'], 'ssh_host_ed25519_key.pub')) as handle:
+                pub = ' '.join(handle.read().split()[:2])
+            lines.append('%s %s\n' % (host['address'], pub))
+            config.append(
+                'Host %s\n  HostName %s\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n'
+                '  UserKnownHostsFile %s\n  StrictHostKeyChecking yes\n  BatchMode yes\n'
+                % (host['name'], host['address'], host['ssh_user'], self.key, self.known_hosts))
+        with open(self.known_hosts, 'w') as handle:
+            handle.writelines(lines)
+        with open(self.ssh_config, 'w') as handle:
+            handle.write('\n'.join(config))
+        with open(os.path.join(self.dir, 'inventory.yml'), 'w') as handle:
+            json.dump(self.ansible_inventory(), handle, indent=2)
+
+    def ssh_args(self):
+        """ssh options that pin the lab's key and known_hosts, checking on."""
+        return ['-i', self.key, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
+                '-o', 'UserKnownHostsFile=%s' % self.known_hosts,
+                '-o', 'StrictHostKeyChecking=yes', '-o', 'ConnectTimeout=5']
+
+    def ansible_vars(self, name):
+        """Connection vars Ansible (and so the collection) uses for a host."""
+        host = self.host(name)
+        hostvars = {
+            'ansible_host': host['address'], 'ansible_port': 22,
+            'ansible_user': host['ssh_user'],
+            'ansible_ssh_private_key_file': self.key,
+            'ansible_ssh_common_args': '-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes'
+                                       ' -o IdentitiesOnly=yes' % self.known_hosts,
+            'nix_platform': host['platform'],
+        }
+        if host['become']:
+            hostvars['ansible_become'] = True
+        return hostvars
+
+    def ansible_inventory(self):
+        """A static YAML/JSON inventory of the lab, grouped by persona."""
+        groups = {}
+        for name, host in self.hosts.items():
+            groups.setdefault(host['persona'].replace('-', '_'), {'hosts': {}})['hosts'][name] = \
+                self.ansible_vars(name)
+        return {'all': {'children': groups}}
+
+    def _wait_ready(self, timeout=30):
+        deadline = time.time() + timeout
+        pending = set(self.hosts)
+        while pending and time.time() < deadline:
+            for name in sorted(pending):
+                host = self.host(name)
+                if not _pid_alive(host['pid']):
+                    raise LabError('host %s: sshd died: %s' % (name, self._log_tail(host)))
+                probe = self.ssh(name, 'true', user='root', check=False, timeout=5)
+                if probe.returncode == 0:
+                    pending.discard(name)
+            if pending:
+                time.sleep(0.2)
+        if pending:
+            raise LabError('hosts not reachable in %ss: %s' % (timeout, ', '.join(sorted(pending))))
+        for name in self.hosts:
+            pidfile = os.path.join(self.host(name)['dir'], 'run', 'nix-daemon.pid')
+            self.host(name)['daemon_pid'] = _read_pid(pidfile)
+
+    @staticmethod
+    def _log_tail(host):
+        out = []
+        for log in ('init.log', 'sshd.log'):
+            try:
+                with open(os.path.join(host['dir'], 'log', log)) as handle:
+                    out.append(handle.read()[-800:])
+            except OSError:
+                pass
+        return ' | '.join(out)
+
+    # ----------------------------------------------------------- use
+    def ssh(self, name, command, user=None, check=True, timeout=60, input=None):
+        """Run a shell command on a host over real ssh (strict host keys)."""
+        host = self.host(name)
+        argv = ['ssh'] + self.ssh_args() + ['-l', user or host['ssh_user'], host['address'],
+                                            command]
+        proc = subprocess.run(argv, universal_newlines=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=timeout, input=input, check=False)
+        if check and proc.returncode != 0:
+            raise LabError('ssh %s@%s %r failed (%d): %s' % (
+                user or host['ssh_user'], name, command, proc.returncode, proc.stderr.strip()))
+        return proc
+
+    def run_in(self, name, argv, check=True, timeout=60, user=None):
+        """Run argv inside a host's namespaces without ssh (for the truth when
+        the host's network is down). ``user`` switches user via setpriv."""
+        host = self.host(name)
+        prefix = ['nsenter', '-t', str(host['pid']), '-m', '-n']
+        if user:
+            prefix += ['--', 'setpriv', '--reuid', user, '--regid', user, '--init-groups',
+                       'env', 'HOME=/home/%s' % user, 'USER=%s' % user]
+        else:
+            prefix += ['--']
+        return sh(prefix + list(argv), check=check, timeout=timeout)
+
+    def read(self, name, path):
+        """Contents of a file on a host (stripped), or None when absent."""
+        proc = self.run_in(name, ['cat', path], check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def active(self, name, key=None):
+        """The system the fake activation recorded as active on a host."""
+        return self.read(name, '/nix/var/lab/%s/active' % (key or self.state_key(name)))
+
+    def boot(self, name, key=None):
+        return self.read(name, '/nix/var/lab/%s/boot' % (key or self.state_key(name)))
+
+    def state_key(self, name):
+        platform = self.host(name)['platform']
+        return {'nixos': 'system', 'darwin': 'system', 'nix-on-droid': 'nix-on-droid',
+                'home-manager': 'home-manager-app'}[platform]
+
+    def store_has(self, name, path):
+        """Whether ``path`` is a valid path in the host's own store."""
+        # as the store's owner on single-user hosts: a root nix would leave
+        # root-owned state in app's store
+        user = 'app' if self.host(name)['persona'] == 'nix-on-droid' else None
+        proc = self.run_in(name, ['nix-store', '--check-validity', path], check=False, user=user)
+        return proc.returncode == 0
+
+    def restart_daemon(self, name):
+        """Restart a multi-user host's nix-daemon (to re-read its nix.conf)."""
+        host = self.host(name)
+        pid = host.get('daemon_pid')
+        if pid and _pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not _pid_alive(pid):
+                    break
+                time.sleep(0.1)
+        pidfile = os.path.join(host['dir'], 'run', 'nix-daemon.pid')
+        self.run_in(name, ['sh', '-c', 'setsid nix-daemon </dev/null >>%s 2>&1 & echo $! >%s'
+                           % (os.path.join(host['dir'], 'log', 'nix-daemon.log'), pidfile)])
+        host['daemon_pid'] = _read_pid(pidfile)
+        self._save()
+
+    def add_nix_conf(self, name, text, restart=True):
+        """Append settings to a host's own nix.conf (e.g. trusted keys)."""
+        host = self.host(name)
+        with open(os.path.join(host['dir'], 'etc-nix', 'nix.conf'), 'a') as handle:
+            handle.write(text.rstrip('\n') + '\n')
+        if restart and os.path.exists(os.path.join(host['dir'], 'multi-user')):
+            self.restart_daemon(name)
+
+    # ----------------------------------------------------------- links
+    def cut(self, name):
+        """Cut a host's link (the bridge side), as if its cable were pulled."""
+        sh(['ip', 'link', 'set', self.host(name)['veth'], 'down'])
+
+    def restore(self, name):
+        sh(['ip', 'link', 'set', self.host(name)['veth'], 'up'])
+        sh(['ip', '-n', self.host(name)['netns'], 'link', 'set', 'eth0', 'up'])
+
+    def shape(self, name, rate=None, delay=None, loss=None):
+        """Shape both directions of a host's link with netem (rate like
+        '100mbit', delay like '20ms', loss like '1%'); None clears it."""
+        host = self.host(name)
+        for prefix in (['ip', 'netns', 'exec', host['netns']], []):
+            dev = 'eth0' if prefix else host['veth']
+            sh(prefix + ['tc', 'qdisc', 'del', 'dev', dev, 'root'], check=False)
+            if rate or delay or loss:
+                argv = prefix + ['tc', 'qdisc', 'add', 'dev', dev, 'root', 'netem']
+                if delay:
+                    argv += ['delay', delay]
+                if loss:
+                    argv += ['loss', loss]
+                if rate:
+                    argv += ['rate', rate]
+                sh(argv)
+
+    def link_bytes(self, name):
+        """(bytes sent to the host, bytes received from it) on its link."""
+        veth = self.host(name)['veth']
+        values = []
+        for counter in ('tx_bytes', 'rx_bytes'):
+            with open('/sys/class/net/%s/statistics/%s' % (veth, counter)) as handle:
+                values.append(int(handle.read()))
+        return tuple(values)
+
+    # ----------------------------------------------------------- down
+    def processes(self):
+        """Pids of every process inside the lab's namespaces."""
+        pids = set()
+        for host in self.hosts.values():
+            proc = sh(['ip', 'netns', 'pids', host['netns']], check=False)
+            pids.update(int(p) for p in proc.stdout.split() if p.strip().isdigit())
+        return pids
+
+    def down(self):
+        """Stop every process the lab started, remove its namespaces and links."""
+        if not self.state:
+            return
+        recorded = []
+        for host in self.hosts.values():
+            recorded += [host.get('pid'), host.get('daemon_pid'),
+                         _read_pid(os.path.join(host['dir'], 'run', 'nix-daemon.pid'))]
+        recorded = [p for p in recorded if p]
+        for pid in recorded:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        # Anything still inside the lab's own namespaces was started there by
+        # the lab or by a deploy to it (detached activations, watchdogs).
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            left = self.processes()
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL if time.time() > deadline - 3 else signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.1)
+        for host in self.hosts.values():
+            sh(['ip', 'link', 'del', host['veth']], check=False)
+            sh(['ip', 'netns', 'del', host['netns']], check=False)
+        sh(['ip', 'link', 'del', self.state['bridge']], check=False)
+        self.state = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def leftovers(self, index=None):
+        """What of this lab still exists (for the test that down is clean)."""
+        index = self.state['index'] if self.state else index
+        found = []
+        netns = sh(['ip', 'netns', 'list'], check=False).stdout
+        found += [ln.split()[0] for ln in netns.splitlines()
+                  if ln.startswith('ndl%d-' % index)]
+        links = sh(['ip', '-o', 'link', 'show'], check=False).stdout
+        for line in links.splitlines():
+            ifname = line.split(':')[1].strip().split('@')[0]
+            if ifname in ('ndlbr%d' % index,) or ifname.startswith('ndl%dv' % index):
+                found.append(ifname)
+        with open('/proc/mounts') as handle:
+            found += [ln.split()[1] for ln in handle if '/ndl%d-' % index in ln]
+        return found
+
+    def status(self):
+        rows = []
+        for name, host in sorted(self.hosts.items()):
+            alive = _pid_alive(host['pid'])
+            rows.append('%-10s %-13s %-15s ssh %-6s %s' % (
+                name, host['persona'], host['address'], host['ssh_user'],
+                'up' if alive else 'DOWN'))
+        return rows
