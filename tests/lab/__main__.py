@@ -30,6 +30,9 @@ def main(argv=None):
         elif args.command == 'inventory':
             print(json.dumps(lab.ansible_inventory(), indent=2))
         elif args.command == 'leftovers':
+            if not lab.state:
+                print('lab %s has no state: nothing recorded to look for' % lab.name)
+                return 0
             left = lab.leftovers()
             print('\n'.join(left) or 'nothing left')
             return 1 if left else 0

@@ -1,0 +1,241 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller side of nixdeploy.fleet.nix_build (see plugins/modules/nix_build.py).
+
+The first host of the play batch builds every controller- and builder-built
+system of the batch (one ``nix build`` per store, module_utils/_build.py) and
+sets their GC roots; the other hosts read their answer. A host built on
+itself (build_on=target) builds in its own task, in parallel with the others.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible import constants as C
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _build
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
+    Batch, batch_key, play_batch, unlink_host_args, vars_of)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
+    parse_probe, probe_script, remote_program)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
+    NIX_OPTIONS_SPEC, EvalError, Evaluator, host_request, normalised)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
+    NixError, NixOptions, flake_ref)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
+    StoreError, Target, is_store_path)
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        _validation, args = self.validate_argument_spec(argument_spec=_build.ARGUMENT_SPEC)
+        self._vars = task_vars
+        self._args = args
+        self._opts = NixOptions.from_params(args)
+        self._check_mode = bool(self._play_context.check_mode)
+        host = task_vars.get('inventory_hostname')
+        result['changed'] = False
+        try:
+            own = normalised(self._request(host, args, task_vars))
+            if own['build_on'] == _build.TARGET:
+                entry = self._on_target(host, own)
+            else:
+                entry = self._from_batch(host, own)
+        except (EvalError, NixError, StoreError, OSError) as exc:
+            return self._failed(result, host, u'%s' % exc)
+        result.update(entry.get('result') or {})
+        result['build_on'] = own['build_on']
+        if entry.get('error'):
+            return self._failed(result, host, entry['error'])
+        result['changed'] = bool(result.get('built')) or (
+            self._check_mode and bool(result.get('would_build')))
+        return result
+
+    # ------------------------------------------------------------ requests
+    def _request(self, host, args, hostvars):
+        """{drv, eval (a nix_eval request when there is no drv), build_on}."""
+        drv = _build.drv_of(args, hostvars)
+        request = {'drv': drv, 'eval': None, 'build_on': _build.build_place(args, hostvars)}
+        if drv is None:
+            base_dir = self._loader.get_basedir()
+            request['eval'] = host_request(host, args, hostvars,
+                                           lambda flake: flake_ref(flake, base_dir))
+        elif not (is_store_path(drv) and drv.endswith('.drv')):
+            raise EvalError('drv_path %r is not a derivation in the Nix store' % (drv,))
+        return request
+
+    def _from_batch(self, host, own):
+        args = unlink_host_args(self._args, self._vars, _build.PER_HOST_ARGS)
+        hosts = play_batch(self._vars)
+        shared = dict((k, self._args.get(k)) for k in sorted(NIX_OPTIONS_SPEC))
+        key = batch_key('nix_build', self._task._uuid, sorted(hosts), shared, self._check_mode,
+                        [args.get(k) for k in sorted(_build.PER_HOST_ARGS)],
+                        self._args.get('gc_root_dir'))
+
+        def compute():
+            requests, entries = {}, {}
+            for name in hosts:
+                try:
+                    requests[name] = normalised(self._request(name, args, vars_of(self._vars, name)))
+                except (EvalError, NixError) as exc:
+                    entries[name] = {'error': u'%s' % exc}
+            entries.update(self._build_batch(requests))
+            return entries
+
+        data, _here = Batch(C.DEFAULT_LOCAL_TMP, 'build', key).results(compute)
+        entry = data.get(host) or {}
+        if entry.get('request') != own:
+            # arguments templated differently for this host: build it alone
+            entry = self._build_batch({host: own})[host]
+        return entry
+
+    # ------------------------------------------------------------ batch
+    def _build_batch(self, requests):
+        """Controller and builder builds of ``requests`` ({host: request})."""
+        entries = dict((h, {'request': r, 'result': {}}) for h, r in requests.items()
+                       if r['build_on'] != _build.TARGET)
+        drvs = self._drvs(entries)
+        builder = _build.Builder(self._opts, self._args.get('timeout'))
+        groups = {}
+        for name, entry in entries.items():
+            if drvs.get(name):
+                groups.setdefault(entry['request']['build_on'], []).append(name)
+        for place, names in sorted(groups.items()):
+            try:
+                self._build_place(builder, place, names, drvs, entries)
+            except (NixError, StoreError) as exc:
+                for name in names:
+                    entries[name].setdefault('error', u'%s' % exc)
+        return entries
+
+    def _drvs(self, entries):
+        """{host: drv}; evaluates (one batch) the hosts given no drv_path."""
+        drvs, to_eval = {}, {}
+        for name, entry in entries.items():
+            if entry['request']['drv']:
+                drvs[name] = entry['request']['drv']
+            else:
+                to_eval[name] = entry['request']['eval']
+        if to_eval:
+            answers = Evaluator(self._opts).evaluate(to_eval)
+            for name, answer in answers.items():
+                if 'error' in answer:
+                    entries[name]['error'] = answer['error']
+                else:
+                    drvs[name] = answer['drv_path']
+        return drvs
+
+    def _build_place(self, builder, place, names, drvs, entries):
+        wanted = sorted(set(drvs[n] for n in names))
+        graph = builder.derivations(wanted)
+        store_args, env, uri = (), None, None
+        if place != _build.CONTROLLER:
+            uri, env = self._builder_store(place)
+            store_args = ('--store', uri)
+            if self._check_mode:
+                answers = _build.remote_plan(builder, wanted, graph, store_args, env)
+            else:
+                builder.copy_derivations(wanted, uri, env)
+                answers = _build.build_group(builder, wanted, graph, store_args, env)
+                built = [p for d in wanted if 'error' not in answers[d]
+                         for p in _build.outputs_of(graph, d)]
+                if built:
+                    builder.fetch(built, uri, env)
+        else:
+            answers = _build.build_group(builder, wanted, graph, check_mode=self._check_mode)
+        ok_outs = []
+        for name in names:
+            drv = drvs[name]
+            answer = answers[drv]
+            out = _build.outputs_of(graph, drv)[0]
+            result = entries[name]['result']
+            result.update({'drv_path': drv, 'out_path': out, 'built': answer['built'],
+                           'would_build': answer['would_build'],
+                           'would_fetch': answer['would_fetch']})
+            if uri:
+                result['builder_store'] = uri
+            if 'error' in answer:
+                entries[name]['error'] = answer['error']
+            elif not self._check_mode:
+                ok_outs.append(out)
+                root = os.path.join(self._args['gc_root_dir'], name)
+                if not os.path.isdir(self._args['gc_root_dir']):
+                    os.makedirs(self._args['gc_root_dir'], 0o755)
+                builder.add_root(root, out)
+                result['gc_root'] = root
+        if ok_outs:
+            infos = builder.path_infos(sorted(set(ok_outs)))
+            for name in names:
+                result = entries[name]['result']
+                if result.get('gc_root'):
+                    result['closure_paths'], result['closure_bytes'] = \
+                        _build.closure_sizes(infos, result['out_path'])
+
+    def _builder_store(self, place):
+        """(store URI, env) of a remote builder: an inventory host or a URI."""
+        if '://' in place:
+            return place, None
+        hostvars = self._vars.get('hostvars') or {}
+        if place not in hostvars:
+            raise StoreError('build_on %r is neither controller, target, an inventory host '
+                             'nor a store URI' % (place,))
+        target = Target.from_hostvars(hostvars[place], name=place)
+        return target.store_uri(), target.nix_env()
+
+    # ------------------------------------------------------------ target
+    def _on_target(self, host, own):
+        """Copy the derivation closure to the host and realise it there."""
+        entry = {'request': own, 'result': {}}
+        drvs = self._drvs({host: entry})
+        if host not in drvs:
+            return entry
+        drv = drvs[host]
+        builder = _build.Builder(self._opts, self._args.get('timeout'))
+        graph = builder.derivations([drv])
+        out = _build.outputs_of(graph, drv)[0]
+        target = Target.from_connection(self._connection, self._vars)
+        probe = self._low_level_execute_command(
+            probe_script(self._args.get('remote_nix_dir')), in_data=out + '\n')
+        facts = parse_probe(probe.get('stdout', ''))
+        if facts is None:
+            raise StoreError('no nix found on the target (set remote_nix_dir)')
+        uri = target.store_uri(remote_program=remote_program(facts['nix_dir']))
+        env = target.nix_env()
+        store_args = ('--store', uri)
+        result = entry['result']
+        result.update({'drv_path': drv, 'out_path': out, 'target_store': uri})
+        if out not in facts.get('invalid', []) and facts.get('complete'):
+            result.update({'built': False, 'would_build': [], 'would_fetch': []})
+        elif self._check_mode:
+            result.update(_build.remote_plan(builder, [drv], graph, store_args, env)[drv])
+        else:
+            builder.copy_derivations([drv], uri, env)
+            answer = _build.build_group(builder, [drv], graph, store_args, env)[drv]
+            result.update(dict((k, v) for k, v in answer.items() if k != 'error'))
+            if 'error' in answer:
+                entry['error'] = answer['error']
+                return entry
+        if not self._check_mode:
+            infos = builder.path_infos([out], store_args, env)
+            result['closure_paths'], result['closure_bytes'] = _build.closure_sizes(infos, out)
+        return entry
+
+    @staticmethod
+    def _failed(result, host, message):
+        result['failed'] = True
+        result['msg'] = u'%s: %s' % (host, message)
+        return result

@@ -1,0 +1,198 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: nix
+short_description: The fleet as a Nix flake describes it
+version_added: 0.1.0
+author:
+  - nixdeploy.fleet contributors (@nixdeploy)
+description:
+  - Reads hosts, groups and connection variables from a Nix flake with one C(nix eval --json) whose
+    C(--apply) function extracts only inventory data. No system is evaluated or built.
+  - "Four sources: pure inventory data (an C(inventory) output), a colmena hive (C(colmenaHive) or
+    C(colmena)), deploy-rs nodes (C(deploy.nodes)), or the names in C(nixosConfigurations),
+    C(darwinConfigurations), C(nixOnDroidConfigurations) and C(homeConfigurations)."
+  - Every host gets C(ansible_host), C(ansible_user) and C(ansible_port) when the data has them, and
+    C(nix_source), C(nix_platform), C(nix_system), C(nix_attr), C(nix_flake), C(nix_tags), C(nix_role),
+    C(nix_configuration) and C(nix_node) (the node's raw data).
+  - "Groups: one per tag (characters outside C([A-Za-z0-9_]) become C(_), so C(batch-vps) becomes
+    C(batch_vps)), C(role_<role>), one per platform (C(nixos), C(darwin), C(nix_on_droid),
+    C(home_manager)) and one per system (C(x86_64_linux), ...)."
+  - Every string read from the flake is data, never a template.
+  - The configuration file name must end in C(.nix.yml) or C(.nix.yaml).
+  - See C(docs/inventory.md) in the collection for the mapping of each source.
+extends_documentation_fragment:
+  - constructed
+  - inventory_cache
+  - nixdeploy.fleet.nix
+options:
+  plugin:
+    description: Marks this file as a configuration for this plugin.
+    type: str
+    required: true
+    choices: ['nixdeploy.fleet.nix']
+  flake:
+    description:
+      - The flake to read, a path relative to this configuration file or a flake reference
+        such as C(github:owner/repo) or C(git+https://...).
+      - A path holding a C(.git) folder is read as C(git+file://), so only files git tracks are seen;
+        any other path as C(path:).
+    type: str
+    default: .
+  source:
+    description:
+      - Where the hosts come from.
+      - V(auto) takes the first the flake has, in the order V(inventory), V(colmena),
+        V(deploy-rs), V(configurations), in the same single evaluation.
+      - V(inventory) reads pure data at O(attribute), host name to attribute set.
+      - V(colmena) reads each node's C(deployment) options of a C(colmenaHive) or C(colmena) output.
+      - V(deploy-rs) reads C(deploy.nodes) without forcing any profile's C(path).
+      - V(configurations) makes one host per configuration name.
+      - For every source but V(inventory), the entry of the same name in the C(inventory) output
+        (when there is one) fills in what the source does not give (tags, role, system, address).
+    type: str
+    default: auto
+    choices: ['auto', 'inventory', 'colmena', 'deploy-rs', 'configurations']
+  attribute:
+    description:
+      - Attribute path of the source inside the flake outputs, dot-separated (quote a name holding
+        a dot with double quotes).
+      - Defaults to C(inventory) for O(source=inventory) and O(source=auto), to C(colmenaHive) then
+        C(colmena) for O(source=colmena), and to C(deploy) for O(source=deploy-rs).
+    type: str
+'''
+
+EXAMPLES = r'''
+# fleet.nix.yml: whatever the flake in the parent folder has
+plugin: nixdeploy.fleet.nix
+flake: ..
+
+---
+# a colmena hive, with extra groups from the data
+plugin: nixdeploy.fleet.nix
+flake: github:example/infra
+source: colmena
+keyed_groups:
+  - key: nix_system
+    prefix: arch
+groups:
+  canary: "'canary' in nix_tags"
+
+---
+# pure inventory data at a custom attribute, cached for an hour
+plugin: nixdeploy.fleet.nix
+flake: .
+source: inventory
+attribute: fleet.hosts
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: ~/.cache/nixdeploy-inventory
+cache_timeout: 3600
+nix_options:
+  substituters: ''
+'''
+
+import os
+
+from ansible.errors import AnsibleParserError
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.display import Display
+
+try:
+    # ansible-core 2.19+: a string is a template only when trusted, and
+    # nothing an inventory plugin reads is trusted, so data stays data as is.
+    from ansible.template import trust_as_template  # noqa: F401 pylint: disable=unused-import
+
+    def _data(value):
+        return value
+except ImportError:  # ansible-core 2.18: mark every string unsafe
+    from ansible.utils.unsafe_proxy import wrap_var as _data
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import (
+    InventoryError, build_inventory, eval_args, eval_options)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
+    NixError, NixOptions, flake_ref, nix_json)
+
+display = Display()
+
+_NIX_PARAMS = ('nix_bin', 'nix_args', 'nix_options', 'impure', 'show_trace', 'override_inputs')
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+
+    NAME = 'nixdeploy.fleet.nix'
+
+    def verify_file(self, path):
+        return (super(InventoryModule, self).verify_file(path)
+                and path.endswith(('.nix.yml', '.nix.yaml')))
+
+    def parse(self, inventory, loader, path, cache=True):
+        super(InventoryModule, self).parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        try:
+            flake = flake_ref(self.get_option('flake'), os.path.dirname(os.path.abspath(path)))
+            opts = NixOptions.from_params(dict((k, self.get_option(k)) for k in _NIX_PARAMS))
+            opts.options = eval_options(opts)
+            args = eval_args(flake, self.get_option('source'), self.get_option('attribute'))
+        except (NixError, InventoryError) as exc:
+            raise AnsibleParserError('%s: %s' % (path, to_native(exc)))
+        raw = self._evaluate(path, opts, args, cache)
+        self._populate(raw, flake)
+
+    def _evaluate(self, path, opts, args, cache):
+        """The Nix JSON, from the cache when allowed and made by the same call."""
+        # The cached value records the argv it came from, so a changed
+        # option (or a new apply expression) never reads a stale entry.
+        argv = opts.argv('eval', args)
+        use_cache = self.get_option('cache')
+        cache_key = self.get_cache_key(path)
+        if use_cache and cache:
+            try:
+                entry = self._cache[cache_key]
+            except KeyError:
+                entry = None
+            if isinstance(entry, dict) and entry.get('argv') == argv:
+                return entry['raw']
+        try:
+            raw = nix_json(opts, 'eval', args, 'nix eval of the inventory in %s' % path)
+        except NixError as exc:
+            raise AnsibleParserError(to_native(exc))
+        if use_cache:
+            self._cache[cache_key] = {'argv': argv, 'raw': raw}
+        return raw
+
+    def _populate(self, raw, flake):
+        strict = self.get_option('strict')
+        try:
+            result = build_inventory(raw, flake, strict=strict)
+        except InventoryError as exc:
+            raise AnsibleParserError('nixdeploy.fleet.nix: %s' % to_native(exc))
+        for name, reason in result.skipped:
+            display.warning('nixdeploy.fleet.nix: skipped %s node %s: %s' % (result.source, name, reason))
+        compose = self.get_option('compose')
+        groups = self.get_option('groups')
+        keyed_groups = self.get_option('keyed_groups')
+        known_groups = set()
+        for host in result.hosts:
+            # Host names and every value from the flake are data: never templated.
+            name = _data(host.name)
+            self.inventory.add_host(name)
+            for group in host.groups:
+                if group not in known_groups:
+                    self.inventory.add_group(group)
+                    known_groups.add(group)
+                self.inventory.add_child(group, name)
+            for key, value in host.vars.items():
+                self.inventory.set_variable(name, key, _data(value))
+            if compose or groups or keyed_groups:
+                hostvars = self.inventory.get_host(name).get_vars()
+                self._set_composite_vars(compose, hostvars, name, strict=strict)
+                self._add_host_to_composed_groups(groups, hostvars, name, strict=strict)
+                self._add_host_to_keyed_groups(keyed_groups, hostvars, name, strict=strict)

@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Do a piece of work once per play batch, answer per host.
+
+Ansible runs an action plugin once per host, in parallel worker processes.
+Evaluating or building a whole fleet should happen in as few Nix processes as
+possible, so the first worker of a batch takes a file lock, computes the
+results of every host of the batch and writes them as JSON; the workers of
+the other hosts wait on the same lock and then only read their own entry.
+
+The files live in a folder under the controller's per-run Ansible temp dir
+(removed when ansible-playbook exits), keyed by everything that must be
+equal for two hosts to share one computation.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+
+
+def batch_key(*parts):
+    """A short stable file name for ``parts`` (any JSON-serialisable data)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()[:32]
+
+
+class Batch:
+    """Results of one computation shared by the hosts of one play batch."""
+
+    def __init__(self, base_dir, kind, key):
+        self.dir = os.path.join(base_dir, 'nixdeploy-batch')
+        if not os.path.isdir(self.dir):
+            try:
+                os.makedirs(self.dir, 0o700)
+            except OSError:
+                if not os.path.isdir(self.dir):
+                    raise
+        self.path = os.path.join(self.dir, '%s-%s.json' % (kind, key))
+        self.lock_path = self.path + '.lock'
+
+    def _read(self):
+        try:
+            with open(self.path) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return None
+
+    def _write(self, data):
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix='.tmp-')
+        with os.fdopen(fd, 'w') as handle:
+            json.dump(data, handle)
+        os.rename(tmp, self.path)
+
+    def results(self, compute):
+        """The batch's results: read them, or ``compute()`` them (a dict
+        host -> JSON data) while holding the lock, and store them.
+
+        Returns (results, computed_here). If ``compute`` raises, nothing is
+        stored: the next host tries again (and most likely reports the
+        same error for itself).
+        """
+        found = self._read()
+        if found is not None:
+            return found, False
+        with open(self.lock_path, 'a') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                found = self._read()
+                if found is not None:
+                    return found, False
+                data = compute()
+                self._write(data)
+                return data, True
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def unlink_host_args(args, own_vars, per_host):
+    """Drop explicit arguments that merely repeat this host's own host vars.
+
+    A task like ``attr: "{{ nix_attr }}"`` reaches each worker already
+    templated for its own host; the worker computing the batch cannot
+    template it for the others. When the value equals this host's host var
+    (``per_host``: argument -> host var name) it is taken to mean "each
+    host's own", so the argument is dropped and the host var used for every
+    host. Any other explicit value is the same for the whole batch.
+    Callers still check that the batch answered their own request.
+    """
+    out = dict(args)
+    for arg, var in per_host.items():
+        value = out.get(arg)
+        if value not in (None, '') and value == own_vars.get(var):
+            out[arg] = None
+    return out
+
+
+def play_batch(task_vars):
+    """The hosts of the current play batch (honours -l and serial)."""
+    host = task_vars.get('inventory_hostname')
+    hosts = [u'%s' % h for h in (task_vars.get('ansible_play_batch') or [])]
+    return hosts if host in hosts else [host]
+
+
+def vars_of(task_vars, host):
+    """Variables of ``host``: this host's task vars or another's hostvars."""
+    if host == task_vars.get('inventory_hostname'):
+        return task_vars
+    return task_vars['hostvars'][host]

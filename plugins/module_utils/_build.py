@@ -1,0 +1,286 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Build the systems of many hosts: one ``nix build`` per store.
+
+Where a system is built:
+- ``controller``: every controller-built derivation of the batch goes into
+  ONE ``nix build --keep-going`` (Nix shares and parallelises common
+  dependencies; one failure does not stop the others).
+- a remote builder (an inventory host name or an ``ssh-ng://`` URI): the
+  derivation closures go there with ``nix copy --derivation``, ONE ``nix
+  build --store <builder>`` builds them, and ``nix copy --from <builder>``
+  brings the outputs back to the controller, so the usual
+  nix_copy_closure (controller -> target) and the controller's GC roots
+  work unchanged. (Nix 2.8's ``--eval-store auto`` does not copy a
+  store-path installable's derivation to the build store by itself.)
+- ``target``: the same, with the target's own store and no copy back: the
+  output never passes through the controller (colmena's buildOnTarget).
+
+Nix 2.8 has no ``drv^out`` syntax; a ``.drv`` path given to ``nix build``
+builds its outputs. The .drv files come from nix_eval, which instantiates
+them in the controller's store.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_OPTIONS_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, run
+
+DEFAULT_GC_ROOT_DIR = '/nix/var/nix/gcroots/nixdeploy'
+CONTROLLER = 'controller'
+TARGET = 'target'
+LOG_TAIL_LINES = 25
+
+ARGUMENT_SPEC = dict(NIX_OPTIONS_SPEC, **{
+    'drv_path': {'type': 'str'},
+    'flake': {'type': 'str'},
+    'attr': {'type': 'str'},
+    'build_on': {'type': 'str'},
+    'gc_root_dir': {'type': 'path', 'default': DEFAULT_GC_ROOT_DIR},
+    'remote_nix_dir': {'type': 'str'},
+    'timeout': {'type': 'int'},
+})
+
+# Task arguments that may differ per host, and their host var counterparts.
+PER_HOST_ARGS = {'drv_path': 'nix_drv_path', 'build_on': 'nix_build_on',
+                 'flake': 'nix_flake', 'attr': 'nix_attr'}
+
+_BUILDER_FAILED = re.compile(r"builder for '(/nix/store/[^']+\.drv)' failed")
+_SECTION = re.compile(r'^(?:this|these \d+) (derivations?|paths?) will be (built|fetched)')
+
+
+def build_place(args, hostvars):
+    """``controller``, ``target`` or a builder (inventory name or store URI)."""
+    return args.get('build_on') or hostvars.get('nix_build_on') or CONTROLLER
+
+
+def drv_of(args, hostvars):
+    """The host's derivation: the argument, else the nix_eval fact, else None."""
+    return args.get('drv_path') or hostvars.get('nix_drv_path') or None
+
+
+def store_tool(nix_bin, tool):
+    """``nix-store`` beside ``nix_bin`` when there is one, else from PATH."""
+    folder = os.path.dirname(nix_bin or '')
+    candidate = os.path.join(folder, tool)
+    if folder and os.access(candidate, os.X_OK):
+        return candidate
+    return tool
+
+
+# ------------------------------------------------------------------ parsing
+def parse_dry_run(stderr):
+    """``nix build --dry-run`` stderr -> (drvs to build, paths to fetch)."""
+    build, fetch, current = [], [], None
+    for line in stderr.splitlines():
+        match = _SECTION.match(line.strip())
+        if match:
+            current = build if match.group(2) == 'built' else fetch
+            continue
+        text = line.strip()
+        if current is not None and line.startswith('  ') and text.startswith('/nix/store/'):
+            current.append(text)
+        elif text:
+            current = None
+    return build, fetch
+
+
+def failure_blocks(stderr):
+    """{failed drv: its error block with the builder's log tail}, other errors."""
+    blocks, current = [], []
+    for line in stderr.splitlines():
+        if line.startswith('error:') and current:
+            blocks.append(current)
+            current = []
+        if line.startswith('error:') or current:
+            current.append(line)
+    if current:
+        blocks.append(current)
+    by_drv, other = {}, []
+    for block in blocks:
+        text = '\n'.join(block).rstrip()
+        match = _BUILDER_FAILED.search(block[0])
+        if match:
+            by_drv[match.group(1)] = text
+        else:
+            other.append(text)
+    return by_drv, other
+
+
+def drv_closure(graph, drv):
+    """Every derivation ``drv`` needs (itself included), from show-derivation -r."""
+    seen, todo = set(), [drv]
+    while todo:
+        item = todo.pop()
+        if item in seen:
+            continue
+        seen.add(item)
+        todo.extend((graph.get(item) or {}).get('inputDrvs', {}).keys())
+    return seen
+
+
+def closure_sizes(infos, path):
+    """(number of paths, bytes) of ``path``'s closure from path-info -r --json."""
+    by_path = dict((info['path'], info) for info in infos)
+    seen, todo, size = set(), [path], 0
+    while todo:
+        item = todo.pop()
+        if item in seen or item not in by_path:
+            continue
+        seen.add(item)
+        size += int(by_path[item].get('narSize') or 0)
+        todo.extend(by_path[item].get('references') or [])
+    return len(seen), size
+
+
+def tail(text, lines=LOG_TAIL_LINES):
+    return '\n'.join(text.splitlines()[-lines:])
+
+
+# ------------------------------------------------------------------ running
+class Builder:
+    """Runs the Nix commands of one build task; counts its processes."""
+
+    def __init__(self, opts, timeout=None):
+        self.opts = opts
+        self.timeout = timeout
+        self.processes = 0
+
+    def _run(self, sub, args, env=None, flake_command=False):
+        argv = self.opts.argv(sub, args, flake_command=flake_command)
+        full_env = dict(self.opts.env)
+        full_env.update(env or {})
+        self.processes += 1
+        rc, out, err = run(argv, env=full_env, timeout=self.timeout)
+        return argv, rc, out, err
+
+    def _check(self, sub, args, what, env=None):
+        argv, rc, out, err = self._run(sub, args, env=env)
+        if rc != 0:
+            raise NixError(what, argv=argv, rc=rc, stderr=err)
+        return out
+
+    def derivations(self, drvs, store_args=()):
+        """show-derivation -r of ``drvs``: the graph of everything they need."""
+        out = self._check('show-derivation', ['-r'] + list(store_args) + list(drvs),
+                          'reading derivations')
+        return json.loads(out)
+
+    def dry_run(self, drvs, store_args=(), env=None):
+        argv, rc, _out, err = self._run('build', ['--dry-run', '--no-link'] + list(store_args)
+                                        + list(drvs), env=env)
+        if rc != 0:
+            raise NixError('finding what to build', argv=argv, rc=rc, stderr=err)
+        return parse_dry_run(err)
+
+    def copy_derivations(self, drvs, uri, env):
+        args = ['--derivation', '--to', uri] + list(drvs)
+        try:
+            self._check('copy', args, 'copying the derivations to %s' % uri, env=env)
+        except NixError:
+            # Nix 2.8's daemon can lose the protocol when two clients add the
+            # same paths at once (a builder that is also a target): the
+            # second attempt finds them valid.
+            self._check('copy', args, 'copying the derivations to %s' % uri, env=env)
+
+    def build(self, drvs, store_args=(), env=None):
+        """Build with --keep-going; (rc, stderr). Failures are sorted out by
+        the caller from the outputs' validity and the error blocks."""
+        _argv, rc, _out, err = self._run(
+            'build', ['--no-link', '--keep-going', '--option', 'log-lines', str(LOG_TAIL_LINES)]
+            + list(store_args)
+            + list(drvs), env=env)
+        return rc, err
+
+    def fetch(self, paths, uri, env):
+        """Outputs built on a builder -> the controller's store. We asked that
+        builder to build them, so its word is the signature (--no-check-sigs)."""
+        self._check('copy', ['--no-check-sigs', '--from', uri] + list(paths),
+                    'copying the outputs from %s' % uri, env=env)
+
+    def path_infos(self, paths, store_args=(), env=None):
+        out = self._check('path-info', ['-r', '--json'] + list(store_args) + list(paths),
+                          'reading closure sizes', env=env)
+        return json.loads(out)
+
+    def invalid(self, paths, store_args=(), env=None):
+        """The paths of ``paths`` not valid in the store."""
+        argv = [store_tool(self.opts.nix_bin, 'nix-store')] + list(store_args) + \
+            ['--check-validity', '--print-invalid'] + list(paths)
+        full_env = dict(self.opts.env)
+        full_env.update(env or {})
+        self.processes += 1
+        rc, out, err = run(argv, env=full_env, timeout=self.timeout)
+        if rc != 0:
+            raise NixError('checking which outputs exist', argv=argv, rc=rc, stderr=err)
+        return set(ln.strip() for ln in out.splitlines() if ln.strip())
+
+    def add_root(self, root, path):
+        """``root`` -> ``path``, registered as an (indirect) GC root; replaces."""
+        argv = [store_tool(self.opts.nix_bin, 'nix-store'), '--add-root', root, '--realise', path]
+        self.processes += 1
+        rc, _out, err = run(argv, env=self.opts.env, timeout=self.timeout)
+        if rc != 0:
+            raise NixError('adding the GC root %s' % root, argv=argv, rc=rc, stderr=err)
+
+
+def outputs_of(graph, drv):
+    """The output paths of ``drv`` (``out`` first)."""
+    outputs = (graph.get(drv) or {}).get('outputs') or {}
+    names = sorted(outputs, key=lambda n: (n != 'out', n))
+    return [outputs[n]['path'] for n in names if outputs[n].get('path')]
+
+
+def remote_plan(builder, drvs, graph, store_args=(), env=None):
+    """Check mode for another store: what of each closure it lacks, read-only
+    (no derivation is copied there)."""
+    every = set()
+    for drv in drvs:
+        every |= drv_closure(graph, drv)
+    outs = dict((d, outputs_of(graph, d)) for d in every)
+    missing = builder.invalid(sorted(p for ps in outs.values() for p in ps), store_args, env)
+    to_build = sorted(d for d in every if any(p in missing for p in outs[d]))
+    answers = {}
+    for drv in drvs:
+        needed = drv_closure(graph, drv)
+        answers[drv] = {'would_build': [d for d in to_build if d in needed],
+                        'would_fetch': [], 'built': False}
+    return answers
+
+
+def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False):
+    """Build ``drvs`` in one store. Returns {drv: {would_build, would_fetch,
+    built, error}} where ``error`` carries the builder's log tail."""
+    to_build, to_fetch = builder.dry_run(drvs, store_args, env)
+    wanted = set(to_build)
+    answers = {}
+    for drv in drvs:
+        needed = drv_closure(graph, drv)
+        answers[drv] = {
+            'would_build': sorted(d for d in to_build if d in needed),
+            'would_fetch': sorted(to_fetch),
+            'built': False,
+        }
+    if check_mode or not wanted:
+        return answers
+    rc, err = builder.build(drvs, store_args, env)
+    outs = dict((drv, outputs_of(graph, drv)) for drv in drvs)
+    missing = builder.invalid([p for ps in outs.values() for p in ps], store_args, env) \
+        if rc != 0 else set()
+    by_drv, other = failure_blocks(err)
+    for drv in drvs:
+        if any(p in missing for p in outs[drv]):
+            needed = drv_closure(graph, drv)
+            mine = [text for failed, text in sorted(by_drv.items()) if failed in needed]
+            detail = '\n'.join(mine or other) or tail(err)
+            answers[drv]['error'] = 'building %s failed:\n%s' % (drv, tail(detail, 60))
+        else:
+            answers[drv]['built'] = drv in wanted
+    return answers

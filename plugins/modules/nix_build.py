@@ -1,0 +1,177 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: nix_build
+short_description: Build the Nix systems of a whole play batch at once
+version_added: 0.1.0
+author:
+  - nixdeploy.fleet contributors (@nixdeploy)
+description:
+  - Builds each host's system derivation, by default on the controller.
+  - The first host of the play batch builds the systems of every host of the batch built on the controller in ONE
+    C(nix build --keep-going) (Nix shares and parallelises common dependencies), and those built on one remote
+    builder in one build there; the other hosts read their answer.
+  - A build failure fails only the hosts that need the failed derivation, with the tail of its builder's log.
+  - Keeps one GC root per inventory host in O(gc_root_dir), replaced on every build, so a garbage collection on
+    the controller cannot delete what is deployed.
+  - "O(build_on=target) copies the derivation closure (C(.drv) files and sources, not outputs) to the host's own
+    store over ssh-ng and realises it there; the output never passes through the controller (colmena's
+    buildOnTarget, deploy-rs's remoteBuild). It needs no signatures: derivations are content-addressed."
+  - "A remote builder (an inventory host name or an C(ssh-ng://) store URI) builds the same way, then the outputs
+    are copied back to the controller (C(nix copy --from), trusted because we asked that builder to build them),
+    so M(nixdeploy.fleet.nix_copy_closure) sends them on to the targets as usual and the controller's GC roots
+    hold them."
+extends_documentation_fragment:
+  - nixdeploy.fleet.nix
+  - action_common_attributes
+  - action_common_attributes.flow
+options:
+  drv_path:
+    description:
+      - The derivation to build, as M(nixdeploy.fleet.nix_eval) returns it.
+      - Defaults to the host fact C(nix_drv_path) that M(nixdeploy.fleet.nix_eval) sets; without it the system is
+        evaluated from O(flake) and O(attr) first.
+    type: str
+  flake:
+    description:
+      - The flake to evaluate when there is no derivation yet (default the host var C(nix_flake)).
+    type: str
+  attr:
+    description:
+      - The system's attribute path when there is no derivation yet (default the host var C(nix_attr)).
+    type: str
+  build_on:
+    description:
+      - Where to build, V(controller), V(target) (the host itself), or a remote builder given as an inventory
+        host name (its connection vars are used; nix must be on its ssh PATH) or an C(ssh-ng://) store URI.
+      - Defaults to the host var C(nix_build_on), else V(controller).
+    type: str
+  gc_root_dir:
+    description:
+      - Folder on the controller for the GC roots, one symlink per inventory host named after it.
+      - Outside C(/nix/var/nix/gcroots) the links are registered as indirect roots.
+    type: path
+    default: /nix/var/nix/gcroots/nixdeploy
+  remote_nix_dir:
+    description:
+      - For O(build_on=target), the folder holding C(nix-daemon) on the target. Default, auto-detected from the
+        usual places (the ssh PATH, C(/run/current-system/sw/bin), the default and user profiles).
+    type: str
+  timeout:
+    description:
+      - Seconds after which a Nix command is stopped. Default, no limit.
+    type: int
+attributes:
+  action:
+    support: full
+    details: Runs on the controller; only O(build_on=target) contacts the target.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+    details: Runs once per host, but the first host of a play batch runs the batch's build.
+  check_mode:
+    support: full
+    details: Builds and copies nothing, sets no GC root; reports RV(would_build) and RV(would_fetch).
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+notes:
+  - Outputs built on a target get no GC root on the controller; activating them (a profile) roots them there.
+seealso:
+  - module: nixdeploy.fleet.nix_eval
+  - module: nixdeploy.fleet.nix_copy_closure
+'''
+
+EXAMPLES = r'''
+- name: Evaluate, then build every selected system on the controller
+  nixdeploy.fleet.nix_eval:
+
+- name: Build (drv_path defaults to the nix_drv_path fact)
+  nixdeploy.fleet.nix_build:
+  register: built
+
+- name: Build the small VPS on themselves
+  nixdeploy.fleet.nix_build:
+    build_on: target
+
+- name: Build on a big builder of the inventory
+  nixdeploy.fleet.nix_build:
+    build_on: builder1
+    gc_root_dir: /srv/nixdeploy/roots
+'''
+
+RETURN = r'''
+drv_path:
+  description: The derivation built.
+  returned: when known
+  type: str
+  sample: /nix/store/0im2pba7r3fdpdibj6ks2hakkl8n3rgp-nixos-system-web-1.drv
+out_path:
+  description: Its output, the system to deploy.
+  returned: when known
+  type: str
+  sample: /nix/store/4i05gkk2f6acn8xzxyva9s3daf6wk46s-nixos-system-web-1
+built:
+  description: Whether the output was built now (it was not in the store before).
+  returned: when known
+  type: bool
+build_on:
+  description: Where it was built, V(controller), V(target) or the builder.
+  returned: always
+  type: str
+  sample: controller
+closure_paths:
+  description: Number of store paths in the output's closure.
+  returned: success, not in check mode
+  type: int
+  sample: 12
+closure_bytes:
+  description: Size of the output's closure (NAR bytes).
+  returned: success, not in check mode
+  type: int
+  sample: 1843200
+gc_root:
+  description: The GC root of this host on the controller.
+  returned: success on the controller or a builder, not in check mode
+  type: str
+  sample: /nix/var/nix/gcroots/nixdeploy/web1
+would_build:
+  description: Derivations of this host's closure that had to be (or would be) built.
+  returned: when known
+  type: list
+  elements: str
+would_fetch:
+  description: Paths the build had to (or would) fetch from substituters.
+  returned: when known
+  type: list
+  elements: str
+builder_store:
+  description: Store URI of the remote builder.
+  returned: when built on a builder
+  type: str
+target_store:
+  description: Store URI of the target it was built on.
+  returned: when O(build_on=target)
+  type: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._build import ARGUMENT_SPEC
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module.fail_json(msg='nixdeploy.fleet.nix_build runs on the controller as an action plugin')
+
+
+if __name__ == '__main__':
+    main()

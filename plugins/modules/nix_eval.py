@@ -1,0 +1,159 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: nix_eval
+short_description: Evaluate the Nix systems of a whole play batch at once
+version_added: 0.1.0
+author:
+  - nixdeploy.fleet contributors (@nixdeploy)
+description:
+  - Finds the derivation (C(.drv)) and output path of each host's system in a Nix flake, on the controller.
+  - Runs per host like any task, but the first host of the play batch (C(ansible_play_batch), so C(-l) and
+    C(serial) are honoured) evaluates every host of the batch, in as few C(nix eval) processes as O(chunk_size)
+    allows; the other hosts read their answer. Hosts sharing one flake attribute are evaluated once.
+  - An evaluation error fails only the host whose system has it, with Nix's own message (file and line);
+    the other hosts of the chunk keep their results.
+  - Sets the host facts C(nix_drv_path) and C(nix_out_path), which M(nixdeploy.fleet.nix_build) uses by default.
+  - Nothing changes anywhere, so the task never reports C(changed).
+extends_documentation_fragment:
+  - nixdeploy.fleet.nix
+  - action_common_attributes
+  - action_common_attributes.flow
+options:
+  flake:
+    description:
+      - The flake holding the systems, a path (relative to the playbook) or a flake reference.
+      - Defaults to the host var C(nix_flake) that the M(nixdeploy.fleet.nix) inventory sets.
+    type: str
+  attr:
+    description:
+      - Attribute path of the host's system in the flake outputs, dot-separated, names holding dots in double quotes.
+      - Defaults to the host var C(nix_attr), else to the platform's system attribute (C(nix_platform)) of the
+        configuration C(nix_configuration) or, without it, of the inventory host name.
+    type: str
+  chunk_size:
+    description:
+      - At most this many distinct systems are evaluated by one C(nix eval) process.
+      - Defaults to (free memory - 1 GiB) / 512 MiB of the controller, as colmena does, at least 1.
+    type: int
+attributes:
+  action:
+    support: full
+    details: Runs on the controller; targets are not contacted.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+    details: Runs once per host, but only the first host of a play batch starts Nix.
+  check_mode:
+    support: full
+    details: Evaluation changes nothing on any target.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+notes:
+  - The evaluation writes the derivations (C(.drv) files) into the controller's store, as C(nix eval) does.
+  - "Arguments templated per host (for example O(attr) from a host var) batch as long as they equal the host
+    vars C(nix_flake)/C(nix_attr); other per-host values still work but are evaluated host by host."
+seealso:
+  - module: nixdeploy.fleet.nix_build
+'''
+
+EXAMPLES = r'''
+- name: Evaluate the systems of the selected hosts
+  nixdeploy.fleet.nix_eval:
+  register: evaluated
+
+- name: Evaluate from an explicit flake, with a local override of an input
+  nixdeploy.fleet.nix_eval:
+    flake: ./fleet
+    attr: nixosConfigurations.web.config.system.build.toplevel
+    override_inputs:
+      nixpkgs: path:/srv/nixpkgs
+    nix_options:
+      substituters: ""
+
+- name: Show what each host would deploy
+  ansible.builtin.debug:
+    msg: "{{ evaluated.out_path }}"
+'''
+
+RETURN = r'''
+drv_path:
+  description: The derivation of the host's system.
+  returned: success
+  type: str
+  sample: /nix/store/0im2pba7r3fdpdibj6ks2hakkl8n3rgp-nixos-system-web-1.drv
+out_path:
+  description: The output path the derivation builds (the system to deploy).
+  returned: success
+  type: str
+  sample: /nix/store/4i05gkk2f6acn8xzxyva9s3daf6wk46s-nixos-system-web-1
+system:
+  description: The Nix system the derivation builds for.
+  returned: success
+  type: str
+  sample: x86_64-linux
+platform:
+  description: The host's platform (C(nix_platform), else the flake output the attribute is in).
+  returned: always
+  type: str
+  sample: nixos
+attr:
+  description: The attribute path evaluated.
+  returned: always
+  type: str
+  sample: nixosConfigurations.web.config.system.build.toplevel
+flake:
+  description: The flake reference evaluated.
+  returned: always
+  type: str
+  sample: path:/srv/fleet
+batch_hosts:
+  description: How many hosts the batch evaluation answered.
+  returned: always
+  type: int
+  sample: 8
+evaluated_here:
+  description: Whether this host's task ran the Nix processes for the batch.
+  returned: always
+  type: bool
+nix_processes:
+  description: How many C(nix eval) processes the batch needed (only on the host that ran them).
+  returned: when evaluated_here
+  type: int
+  sample: 1
+ansible_facts:
+  description: Facts later tasks use.
+  returned: success
+  type: dict
+  contains:
+    nix_drv_path:
+      description: Same as RV(drv_path).
+      type: str
+      returned: success
+    nix_out_path:
+      description: Same as RV(out_path).
+      type: str
+      returned: success
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import ARGUMENT_SPEC
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module.fail_json(msg='nixdeploy.fleet.nix_eval runs on the controller as an action plugin')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,82 @@
+"""Fixtures shared by test_nix_eval.py and test_nix_build.py (imported explicitly).
+
+A lab of 8 hosts of every persona, fixture flakes for it, a logging ``nix``
+wrapper that counts the Nix processes a playbook starts, and a runner that
+plays a playbook against a static inventory of the lab with the host vars
+the Nix inventory would set (nix_flake, nix_attr, nix_platform).
+"""
+
+import os
+import stat
+import uuid
+
+from tests.collection import run_playbook
+from tests.lab import Lab
+from tests.lab.fixtures import FleetFlake
+
+PERSONAS = ['nixos', 'darwin', 'nix-on-droid', 'home-manager']
+NIX_OPTIONS = {'substituters': ''}
+
+
+def lab_session(name='evb'):
+    """Body of each test module's lab fixture: 8 hosts, every persona."""
+    lab = Lab(name).up(8, personas=PERSONAS)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def make_flake(path, lab, **kwargs):
+    """A fixture flake for ``lab`` whose systems are new to every store: each
+    configuration's version carries a token unique to this call."""
+    flake = FleetFlake.for_lab(str(path), lab, **kwargs)
+    token = uuid.uuid4().hex[:10]
+    given = kwargs.get('configurations') or {}
+    for name, cfg in flake.data['configurations'].items():
+        if 'version' not in given.get(name, {}):
+            cfg['version'] = '1-%s' % token
+    flake.save()
+    flake.token = token
+    return flake
+
+
+def nix_wrapper(directory):
+    """A ``nix`` that logs each invocation (one line) and execs the real one."""
+    log = os.path.join(str(directory), 'nix-calls.log')
+    path = os.path.join(str(directory), 'nix')
+    with open(path, 'w') as handle:
+        handle.write('#!/bin/sh\nline=$(printf "%%s" "$*" | tr "\\n" " ")\n'
+                     'printf "%%s\\n" "$line" >>"%s"\nexec /usr/bin/nix "$@"\n' % log)
+    os.chmod(path, os.stat(path).st_mode | stat.S_IEXEC)
+    return path, log
+
+
+def calls(log, subcommand):
+    """The logged invocations of ``nix <subcommand>``."""
+    if not os.path.exists(log):
+        return []
+    with open(log) as handle:
+        return [ln for ln in handle.read().splitlines() if ln.split(' ', 1)[0] == subcommand]
+
+
+def inventory(lab, flake, hosts=None, extra=None):
+    """The lab's static inventory plus the host vars of the Nix inventory."""
+    inv = lab.ansible_inventory()
+    for group in inv['all']['children'].values():
+        for name in list(group['hosts']):
+            if hosts is not None and name not in hosts:
+                del group['hosts'][name]
+                continue
+            group['hosts'][name].update({'nix_flake': flake.ref, 'nix_attr': flake.attr(name)})
+            group['hosts'][name].update((extra or {}).get(name, {}))
+    return inv
+
+
+def play(workdir, lab, flake, tasks, hosts='all', args=(), serial=None, inv=None, check=False):
+    playbook = [{'hosts': hosts, 'gather_facts': False, 'tasks': tasks}]
+    if serial:
+        playbook[0]['serial'] = serial
+    argv = list(args) + (['--check'] if check else [])
+    return run_playbook(playbook, inv or inventory(lab, flake), str(workdir), args=argv,
+                        env={'ANSIBLE_FORKS': '8'})

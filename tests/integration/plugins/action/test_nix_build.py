@@ -1,0 +1,153 @@
+"""nixdeploy.fleet.nix_build for real: playbooks against the lab, real Nix.
+
+Every test's systems carry a version unique to the test folder, so nothing
+of theirs is in the controller's store before the test builds it.
+"""
+
+import os
+import subprocess
+
+import pytest
+
+from tests.integration.plugins.action.conftest_eval import (
+    NIX_OPTIONS, calls, inventory, lab_session, make_flake, nix_wrapper, play)
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope='module')
+def evb_lab():
+    yield from lab_session()
+
+
+def tasks(nix, roots, **build_args):
+    common = {'nix_bin': nix, 'nix_options': NIX_OPTIONS}
+    build = dict(common, gc_root_dir=str(roots))
+    build.update(build_args)
+    return [{'name': 'evaluate', 'nixdeploy.fleet.nix_eval': common},
+            {'name': 'build', 'nixdeploy.fleet.nix_build': build}]
+
+
+def valid_here(path):
+    return subprocess.run(['nix-store', '--check-validity', path], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, check=False).returncode == 0
+
+
+def roots_of(path):
+    return subprocess.run(['nix-store', '--query', '--roots', path], stdout=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout
+
+
+def test_one_build_gc_roots_replaced(evb_lab, tmp_path):
+    flake = make_flake(tmp_path / 'flake', evb_lab,
+                       configurations={'h2': {'platform': 'darwin', 'extra_paths': 3,
+                                              'extra_bytes': 3000}})
+    nix, log = nix_wrapper(tmp_path)
+    roots = tmp_path / 'roots'
+    run = play(tmp_path / 'play1', evb_lab, flake, tasks(nix, roots))
+    assert run.rc == 0, run
+    # one real build for the 8 systems (plus the dry run that says what to build)
+    builds = calls(log, 'build')
+    assert len([b for b in builds if '--dry-run' not in b]) == 1, builds
+    first = {}
+    for host in evb_lab.hosts:
+        res = run.result('build', host)
+        assert res['status'] == 'ok', res
+        got = res['result']
+        assert got['built'] is True and got['changed'] is True
+        assert got['build_on'] == 'controller'
+        assert got['out_path'] == run.result('evaluate', host)['result']['out_path']
+        assert valid_here(got['out_path'])
+        assert got['closure_paths'] >= 2 and got['closure_bytes'] > 0
+        root = str(roots / host)
+        assert got['gc_root'] == root and os.readlink(root) == got['out_path']
+        assert root in roots_of(got['out_path'])
+        first[host] = got['out_path']
+    assert run.result('build', 'h2')['result']['closure_paths'] >= 5   # 3 padding paths
+    # next deploy: h1 changes; its root moves, the others are not rebuilt
+    flake.set_config('h1', version='2-%s' % flake.token)
+    run = play(tmp_path / 'play2', evb_lab, flake, tasks(nix, roots))
+    assert run.rc == 0, run
+    h1 = run.result('build', 'h1')['result']
+    assert h1['built'] is True and h1['out_path'] != first['h1']
+    assert os.readlink(str(roots / 'h1')) == h1['out_path']
+    assert str(roots / 'h1') not in roots_of(first['h1'])
+    for host in set(evb_lab.hosts) - {'h1'}:
+        got = run.result('build', host)['result']
+        assert got['built'] is False and got['changed'] is False
+        assert os.readlink(str(roots / host)) == first[host]
+
+
+def test_build_failure_fails_only_its_hosts(evb_lab, tmp_path):
+    # h1 and h5 share the broken configuration "bad"
+    flake = make_flake(tmp_path / 'flake', evb_lab, shared={'h1': 'bad', 'h5': 'bad'},
+                       configurations={'bad': {'platform': 'nixos', 'broken_build': True}})
+    nix, _log = nix_wrapper(tmp_path)
+    run = play(tmp_path / 'play', evb_lab, flake, tasks(nix, tmp_path / 'roots'))
+    assert run.rc != 0
+    for host in ('h1', 'h5'):
+        res = run.result('build', host)
+        assert res['status'] == 'failed', res
+        msg = res['result']['msg']
+        assert msg.startswith('%s: ' % host)
+        # the builder's own log tail
+        assert 'failed on purpose (broken_build)' in msg
+        assert not os.path.exists(str(tmp_path / 'roots' / host))
+    for host in set(evb_lab.hosts) - {'h1', 'h5'}:
+        res = run.result('build', host)
+        assert res['status'] == 'ok', res
+        assert valid_here(res['result']['out_path'])
+
+
+def test_check_mode_builds_nothing(evb_lab, tmp_path):
+    flake = make_flake(tmp_path / 'flake', evb_lab)
+    nix, log = nix_wrapper(tmp_path)
+    run = play(tmp_path / 'play', evb_lab, flake, tasks(nix, tmp_path / 'roots'), check=True)
+    assert run.rc == 0, run
+    assert all('--dry-run' in b for b in calls(log, 'build')), calls(log, 'build')
+    for host in evb_lab.hosts:
+        got = run.result('build', host)['result']
+        assert got['built'] is False and got['changed'] is True
+        assert got['drv_path'] in got['would_build']
+        assert not valid_here(got['out_path'])
+    assert not os.path.exists(str(tmp_path / 'roots'))
+
+
+def test_build_on_target_and_on_builder(evb_lab, tmp_path):
+    flake = make_flake(tmp_path / 'flake', evb_lab)
+    nix, _log = nix_wrapper(tmp_path)
+    roots = tmp_path / 'roots'
+    # h1-h4: one of each persona builds on itself; h6 (darwin) on the
+    # builder h5, an inventory host outside the play (-l)
+    extra = dict((h, {'nix_build_on': 'target'}) for h in ('h1', 'h2', 'h3', 'h4'))
+    extra['h6'] = {'nix_build_on': 'h5'}
+    inv = inventory(evb_lab, flake, extra=extra)
+    limit = ['-l', 'h1,h2,h3,h4,h6']
+    check = play(tmp_path / 'check', evb_lab, flake, tasks(nix, roots), inv=inv, check=True,
+                 args=limit)
+    assert check.rc == 0, check
+    for host in ('h1', 'h2', 'h3', 'h4', 'h6'):
+        got = check.result('build', host)['result']
+        assert got['drv_path'] in got['would_build'] and not got['built'], got
+        assert not evb_lab.store_has(host, got['drv_path'])   # check mode copies nothing
+    run = play(tmp_path / 'play', evb_lab, flake, tasks(nix, roots), inv=inv, args=limit)
+    assert run.rc == 0, run
+    for host in ('h1', 'h2', 'h3', 'h4'):
+        got = run.result('build', host)['result']
+        assert got['build_on'] == 'target' and got['built'] is True, got
+        out = got['out_path']
+        assert evb_lab.store_has(host, out), host
+        assert not valid_here(out), 'built on %s but in the controller store' % host
+        assert got['closure_paths'] >= 2
+        assert not os.path.exists(str(roots / host))
+    h6 = run.result('build', 'h6')['result']
+    assert h6['build_on'] == 'h5' and h6['built'] is True
+    assert evb_lab.store_has('h5', h6['out_path'])          # built on the builder
+    assert not evb_lab.store_has('h6', h6['out_path'])      # not yet on the target
+    assert valid_here(h6['out_path'])                       # fetched for nix_copy_closure
+    assert os.readlink(str(roots / 'h6')) == h6['out_path']
+    # again: everything is there, nothing is built
+    run = play(tmp_path / 'again', evb_lab, flake, tasks(nix, roots), inv=inv, args=limit)
+    assert run.rc == 0, run
+    for host in ('h1', 'h2', 'h3', 'h4', 'h6'):
+        assert run.result('build', host)['result']['changed'] is False

@@ -1,0 +1,151 @@
+"""nixdeploy.fleet.nix_eval for real: playbooks against the lab, real Nix.
+
+The Nix processes are counted with a logging wrapper given as nix_bin.
+"""
+
+import subprocess
+
+import pytest
+
+from tests.integration.plugins.action.conftest_eval import (
+    NIX_OPTIONS, calls, inventory, lab_session, make_flake, nix_wrapper, play)
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope='module')
+def evb_lab():
+    yield from lab_session()
+
+
+TASK = 'evaluate'
+
+
+def eval_task(nix_bin, **extra):
+    args = {'nix_bin': nix_bin, 'nix_options': NIX_OPTIONS}
+    args.update(extra)
+    return [{'name': TASK, 'nixdeploy.fleet.nix_eval': args, 'register': 'ev'},
+            {'name': 'fact', 'ansible.builtin.debug': {'var': 'nix_drv_path'}}]
+
+
+def truth(flake, host):
+    """drvPath/outPath of a host's system from a plain nix eval."""
+    out = {}
+    for name in ('drvPath', 'outPath'):
+        out[name] = subprocess.run(
+            ['nix', '--extra-experimental-features', 'nix-command flakes', 'eval', '--raw',
+             '%s#%s.%s' % (flake.ref, flake.attr(host), name)],
+            stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    return out
+
+
+def test_eight_hosts_one_process(evb_lab, tmp_path):
+    flake = make_flake(tmp_path / 'flake', evb_lab, heavy=20000)
+    nix, log = nix_wrapper(tmp_path)
+    run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix))
+    assert run.rc == 0, run
+    assert len(calls(log, 'eval')) == 1, calls(log, 'eval')
+    platforms = set()
+    for host in evb_lab.hosts:
+        res = run.result(TASK, host)
+        assert res['status'] == 'ok', res
+        got = res['result']
+        assert got['changed'] is False
+        expected = truth(flake, host)
+        assert got['drv_path'] == expected['drvPath']
+        assert got['out_path'] == expected['outPath']
+        assert got['platform'] == evb_lab.hosts[host]['platform']
+        assert got['system'] == flake.data['system']
+        assert got['attr'] == flake.attr(host)
+        assert got['flake'] == flake.ref
+        platforms.add(got['platform'])
+        # the fact a later task (nix_build) defaults to
+        assert run.result('fact', host)['result']['nix_drv_path'] == expected['drvPath']
+    assert platforms == {'nixos', 'darwin', 'nix-on-droid', 'home-manager'}
+    assert sum(1 for h in evb_lab.hosts if run.result(TASK, h)['result']['evaluated_here']) == 1
+
+
+def test_shared_configuration_evaluates_once(evb_lab, tmp_path):
+    # h1 and h5 (both nixos) deploy one configuration "web"
+    flake = make_flake(tmp_path / 'flake', evb_lab, shared={'h1': 'web', 'h5': 'web'})
+    nix, log = nix_wrapper(tmp_path)
+    run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix))
+    assert run.rc == 0, run
+    evals = calls(log, 'eval')
+    assert len(evals) == 1
+    # 7 distinct systems for 8 hosts, each attribute once in the expression
+    assert evals[0].count('"nixosConfigurations" "web"') == 1
+    h1 = run.result(TASK, 'h1')['result']
+    assert h1['out_path'] == run.result(TASK, 'h5')['result']['out_path']
+    assert 'nixos-system-web-' in h1['out_path']
+
+
+def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
+    flake = make_flake(tmp_path / 'flake', evb_lab,
+                       configurations={'h3': {'platform': 'nix-on-droid', 'broken_eval': True}})
+    nix, log = nix_wrapper(tmp_path)
+    run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix))
+    assert run.rc != 0
+    failed = run.result(TASK, 'h3')
+    assert failed['status'] == 'failed'
+    msg = failed['result']['msg']
+    assert msg.startswith('h3: ')
+    # Nix's own message with file and line
+    assert "attribute 'lab' missing" in msg
+    assert 'lib.nix:' in msg
+    for host in evb_lab.hosts:
+        if host != 'h3':
+            res = run.result(TASK, host)
+            assert res['status'] == 'ok', res
+            assert res['result']['out_path'] == truth(flake, host)['outPath']
+    # the failed chunk is re-evaluated past the broken host, not host by host:
+    # one process up to h3's error, one for the hosts after it
+    assert len(calls(log, 'eval')) == 2, calls(log, 'eval')
+
+
+def test_limit_serial_and_chunks(evb_lab, tmp_path):
+    flake = make_flake(tmp_path / 'flake', evb_lab, heavy=1000)
+    nix, log = nix_wrapper(tmp_path)
+    # -l: only the selected hosts are evaluated (h2 is not)
+    run = play(tmp_path / 'limit', evb_lab, flake, eval_task(nix), args=['-l', 'h1,h3,h4'])
+    assert run.rc == 0, run
+    assert {r['host'] for r in run.results(TASK)} == {'h1', 'h3', 'h4'}
+    evals = calls(log, 'eval')
+    assert len(evals) == 1 and '"h2"' not in evals[0] and '"h4"' in evals[0]
+    # serial: one batch evaluation per batch of 3 (3 + 3 + 2 hosts)
+    open(log, 'w').close()
+    run = play(tmp_path / 'serial', evb_lab, flake, eval_task(nix), serial=3)
+    assert run.rc == 0, run
+    assert len(run.results(TASK)) == 8
+    assert len(calls(log, 'eval')) == 3
+    # chunk_size 3: ceil(8 / 3) processes for one batch
+    open(log, 'w').close()
+    run = play(tmp_path / 'chunks', evb_lab, flake, eval_task(nix, chunk_size=3))
+    assert run.rc == 0, run
+    assert len(calls(log, 'eval')) == 3
+    assert all(r['status'] == 'ok' for r in run.results(TASK))
+
+
+def test_explicit_arguments_and_per_host_templates(evb_lab, tmp_path):
+    flake = make_flake(tmp_path / 'flake', evb_lab)
+    nix, log = nix_wrapper(tmp_path)
+    inv = inventory(evb_lab, flake)
+    # no nix_flake/nix_attr host vars at all: flake as an argument, the
+    # attribute from nix_platform + the host name; attr templated per host
+    for group in inv['all']['children'].values():
+        for hostvars in group['hosts'].values():
+            del hostvars['nix_flake']
+            del hostvars['nix_attr']
+    tasks = [{'name': TASK, 'nixdeploy.fleet.nix_eval': {
+        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'flake': str(flake.path)}},
+        {'name': 'templated', 'nixdeploy.fleet.nix_eval': {
+            'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'flake': flake.ref,
+            'attr': '{{ "nixosConfigurations.h1.config.system.build.toplevel" '
+                    'if inventory_hostname == "h5" else omit }}'}}]
+    run = play(tmp_path / 'play', evb_lab, flake, tasks, inv=inv)
+    assert run.rc == 0, run
+    for host in evb_lab.hosts:
+        assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath']
+    # h5 asked for h1's system: answered right even though it differs from the batch
+    assert run.result('templated', 'h5')['result']['out_path'] == truth(flake, 'h1')['outPath']
+    assert run.result('templated', 'h2')['result']['out_path'] == truth(flake, 'h2')['outPath']

@@ -1,0 +1,302 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The pure mapping of module_utils/_inventory.py: Nix JSON -> hosts and groups.
+
+The JSON shapes here are what the --apply expression returns; the
+integration tests prove that against real `nix eval`.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))))
+if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
+    sys.path.insert(0, REPO)
+    from tests.collection import collections_path  # noqa: E402
+    sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _inventory as inv  # noqa: E402
+
+FLAKE = 'path:/srv/fleet'
+CONFIGS = {'nixosConfigurations': [], 'darwinConfigurations': [],
+           'nixOnDroidConfigurations': [], 'homeConfigurations': []}
+
+
+def raw(source, nodes, inventory=None, configurations=None, **extra):
+    configs = dict(CONFIGS)
+    configs.update(configurations or {})
+    data = {'source': source, 'nodes': nodes, 'inventory': inventory,
+            'configurations': configs, 'madeHive': False, 'deploy': None,
+            'attribute': {'inventory': ['inventory'], 'colmena': ['colmena'],
+                          'deploy-rs': ['deploy']}.get(source)}
+    data.update(extra)
+    return data
+
+
+def hosts(result):
+    return dict((h.name, h) for h in result.hosts)
+
+
+# ---- group names -----------------------------------------------------------
+
+@pytest.mark.parametrize('text, group', [
+    ('batch-vps', 'batch_vps'),
+    ('x86_64-linux', 'x86_64_linux'),
+    ('prod', 'prod'),
+    ('@infra.eu', '_infra_eu'),
+    ('2024', '_2024'),
+    ('all', 'tag_all'),
+    ('ungrouped', 'tag_ungrouped'),
+    (u'caf\xe9', 'caf_'),
+    ('', None),
+])
+def test_group_name(text, group):
+    assert inv.group_name(text) == group
+
+
+# ---- the Nix expression ------------------------------------------------------
+
+@pytest.mark.parametrize('value, path', [
+    (None, None),
+    ('', None),
+    ('inventory', ['inventory']),
+    ('fleet.hosts', ['fleet', 'hosts']),
+    ('fleet."a.b".c', ['fleet', 'a.b', 'c']),
+    (['x', 'y.z'], ['x', 'y.z']),
+])
+def test_parse_attribute(value, path):
+    assert inv.parse_attribute(value) == path
+
+
+def test_apply_expression_quotes_user_values():
+    expr = inv.apply_expression('inventory', ['fleet', 'a"b${builtins.abort "x"}'])
+    assert 'inventoryAttr = [ "fleet" "a\\"b\\${builtins.abort \\"x\\"}" ];' in expr
+    assert 'wanted = "inventory";' in expr
+    assert '@PARAMS@' not in expr
+
+
+def test_apply_expression_defaults_per_source():
+    assert 'hiveAttrs = [ ([ "colmenaHive" ]) ([ "colmena" ]) ];' in inv.apply_expression('auto')
+    expr = inv.apply_expression('colmena', 'my.hive')
+    assert 'hiveAttrs = [ ([ "my" "hive" ]) ];' in expr
+    assert 'inventoryAttr = [ "inventory" ];' in expr
+    assert 'deployAttr = [ "ops" ];' in inv.apply_expression('deploy-rs', 'ops')
+
+
+def test_unknown_source():
+    with pytest.raises(inv.InventoryError, match='unknown source'):
+        inv.apply_expression('nixops')
+
+
+def test_eval_args_refuse_a_fragment():
+    with pytest.raises(inv.InventoryError, match='attribute option'):
+        inv.eval_args('github:o/r#inventory')
+
+
+def test_eval_args_select_outputs_root():
+    args = inv.eval_args('path:/x', 'auto')
+    assert args[:2] == ['--json', 'path:/x#""']
+    assert args[2] == '--apply'
+
+
+# ---- source: inventory ---------------------------------------------------------
+
+def test_inventory_host_vars_and_groups():
+    node = {'targetHost': '10.0.0.1', 'targetUser': 'deploy', 'port': 2222,
+            'tags': ['batch-vps', 'prod'], 'role': 'web', 'system': 'x86_64-linux',
+            'extra': {'rack': 3}}
+    result = inv.build_inventory(raw('inventory', {'web1': node}), FLAKE)
+    host = hosts(result)['web1']
+    assert host.vars['ansible_host'] == '10.0.0.1'
+    assert host.vars['ansible_user'] == 'deploy'
+    assert host.vars['ansible_port'] == 2222
+    assert host.vars['nix_platform'] == 'nixos'
+    assert host.vars['nix_system'] == 'x86_64-linux'
+    assert host.vars['nix_attr'] == 'nixosConfigurations.web1.config.system.build.toplevel'
+    assert host.vars['nix_flake'] == FLAKE
+    assert host.vars['nix_tags'] == ['batch-vps', 'prod']
+    assert host.vars['nix_role'] == 'web'
+    assert host.vars['nix_configuration'] == 'web1'
+    assert host.vars['nix_node'] is node
+    assert host.vars['nix_source'] == 'inventory'
+    assert host.groups == ['nixos', 'x86_64_linux', 'role_web', 'batch_vps', 'prod']
+
+
+@pytest.mark.parametrize('node, address, user', [
+    ({'targetHost': 'a', 'host': 'b', 'hostname': 'c', 'ips': ['d']}, 'a', None),
+    ({'host': 'b', 'hostname': 'c', 'ips': ['d'], 'user': 'u', 'sshUser': 's'}, 'b', 'u'),
+    ({'hostname': 'c', 'ips': ['d'], 'sshUser': 's'}, 'c', 's'),
+    ({'ips': ['192.0.2.7', '192.0.2.8'], 'targetUser': 't', 'user': 'u'}, '192.0.2.7', 't'),
+])
+def test_inventory_address_and_user_precedence(node, address, user):
+    host = hosts(inv.build_inventory(raw('inventory', {'h': node}), FLAKE))['h']
+    assert host.vars['ansible_host'] == address
+    assert host.vars.get('ansible_user') == user
+
+
+def test_shared_configuration_and_platforms():
+    nodes = {
+        'vps1': {'host': 'a', 'configuration': 'vps', 'tags': 'single-tag'},
+        'vps2': {'host': 'b', 'configuration': 'vps'},
+        'mac': {'host': 'c', 'platform': 'darwin'},
+        'phone': {'host': 'd', 'platform': 'nix_on_droid'},
+        'alice': {'host': 'e', 'platform': 'home-manager', 'configuration': 'alice@e'},
+    }
+    result = hosts(inv.build_inventory(raw('inventory', nodes), FLAKE))
+    assert result['vps1'].vars['nix_attr'] == result['vps2'].vars['nix_attr'] == \
+        'nixosConfigurations.vps.config.system.build.toplevel'
+    assert result['vps1'].vars['nix_tags'] == ['single-tag']
+    assert result['mac'].vars['nix_attr'] == 'darwinConfigurations.mac.system'
+    assert result['mac'].groups == ['darwin']
+    assert result['phone'].vars['nix_platform'] == 'nix-on-droid'
+    assert result['phone'].groups == ['nix_on_droid']
+    assert result['alice'].vars['nix_attr'] == 'homeConfigurations."alice@e".activationPackage'
+    assert result['alice'].groups == ['home_manager']
+
+
+def test_node_without_address_is_skipped_or_strict_error():
+    nodes = {'ok': {'host': 'a'}, 'lost': {'tags': ['x']}}
+    result = inv.build_inventory(raw('inventory', nodes), FLAKE)
+    assert [h.name for h in result.hosts] == ['ok']
+    assert result.skipped[0][0] == 'lost'
+    assert 'no address' in result.skipped[0][1]
+    with pytest.raises(inv.InventoryError, match='inventory node lost: it has no address'):
+        inv.build_inventory(raw('inventory', nodes), FLAKE, strict=True)
+
+
+@pytest.mark.parametrize('node, message', [
+    ({'host': 'a', 'port': 'ssh'}, 'not a number'),
+    ({'host': 'a', 'port': 70000}, 'out of range'),
+    ({'host': 'a', 'platform': 'windows'}, 'unknown platform'),
+    ('just a string', 'not an attribute set'),
+])
+def test_bad_nodes(node, message):
+    result = inv.build_inventory(raw('inventory', {'bad': node}), FLAKE)
+    assert not result.hosts
+    assert message in result.skipped[0][1]
+    with pytest.raises(inv.InventoryError, match=message):
+        inv.build_inventory(raw('inventory', {'bad': node}), FLAKE, strict=True)
+
+
+# ---- source: colmena -----------------------------------------------------------
+
+def test_colmena_defaults_follow_colmena():
+    nodes = {
+        'web1': {'deployment': {'targetHost': '10.0.0.1', 'targetUser': 'deploy',
+                                'targetPort': 2222, 'tags': ['batch-vps']}},
+        'bare': {'deployment': {}},
+        'local': {'deployment': {'targetHost': None}},
+        'nouser': {'deployment': {'targetUser': None}},
+        'broken': {'error': True},
+    }
+    result = inv.build_inventory(raw('colmena', nodes,
+                                     configurations={'nixosConfigurations': ['web1']}), FLAKE)
+    got = hosts(result)
+    assert sorted(got) == ['bare', 'nouser', 'web1']
+    assert got['web1'].vars['ansible_port'] == 2222
+    assert got['web1'].vars['nix_attr'] == 'nixosConfigurations.web1.config.system.build.toplevel'
+    assert got['web1'].groups == ['nixos', 'batch_vps']
+    # colmena's defaults: targetHost = the node name, targetUser = root
+    assert got['bare'].vars['ansible_host'] == 'bare'
+    assert got['bare'].vars['ansible_user'] == 'root'
+    assert 'ansible_user' not in got['nouser'].vars
+    # no nixosConfigurations.bare and a raw hive: nothing to deploy
+    assert got['bare'].vars['nix_attr'] is None
+    skipped = dict(result.skipped)
+    assert 'no address' in skipped['local']
+    assert 'more than data' in skipped['broken']
+
+
+def test_colmena_made_hive_toplevel():
+    data = raw('colmena', {'n1': {'deployment': {'targetHost': 'h', 'tags': []}}},
+               madeHive=True, attribute=['colmenaHive'])
+    host = hosts(inv.build_inventory(data, FLAKE))['n1']
+    assert host.vars['nix_attr'] == 'colmenaHive.toplevel.n1'
+
+
+def test_colmena_merges_inventory_data():
+    nodes = {'web1': {'deployment': {'tags': []}}}
+    inventory = {'web1': {'targetHost': '10.0.0.9', 'user': 'ops', 'tags': ['prod'],
+                          'role': 'web', 'system': 'aarch64-linux', 'configuration': 'web'}}
+    data = raw('colmena', nodes, inventory,
+               configurations={'nixosConfigurations': ['web', 'web1']})
+    host = hosts(inv.build_inventory(data, FLAKE))['web1']
+    assert host.vars['ansible_host'] == '10.0.0.9'
+    assert host.vars['ansible_user'] == 'ops'
+    assert host.vars['nix_tags'] == ['prod']
+    assert host.vars['nix_configuration'] == 'web'
+    assert host.groups == ['nixos', 'aarch64_linux', 'role_web', 'prod']
+
+
+# ---- source: deploy-rs -----------------------------------------------------------
+
+def test_deploy_rs_node_with_profiles():
+    node = {'hostname': 'db.example', 'sshOpts': ['-p', '2200', '-o', 'ProxyJump=bastion x'],
+            'profilesOrder': ['home'],
+            'profiles': {'system': {'user': 'root'}, 'home': {'user': 'alice'},
+                         'apps': {'sshUser': 'apps', 'profilePath': '/p'}}}
+    data = raw('deploy-rs', {'db': node}, deploy={'sshUser': 'deploy'})
+    host = hosts(inv.build_inventory(data, FLAKE))['db']
+    assert host.vars['ansible_host'] == 'db.example'
+    assert host.vars['ansible_user'] == 'deploy'
+    assert host.vars['ansible_port'] == 2200
+    assert host.vars['ansible_ssh_extra_args'] == "-o 'ProxyJump=bastion x'"
+    assert [p['name'] for p in host.vars['nix_profiles']] == ['home', 'apps', 'system']
+    apps = host.vars['nix_profiles'][1]
+    assert apps == {'name': 'apps', 'attr': 'deploy.nodes.db.profiles.apps.path', 'user': 'root',
+                    'ssh_user': 'apps', 'profile_path': '/p'}
+    # no db configuration in any output: the system profile is what deploys
+    assert host.vars['nix_attr'] == 'deploy.nodes.db.profiles.system.path'
+    assert host.vars['nix_platform'] == 'nixos'
+
+
+def test_deploy_rs_prefers_configuration_of_same_name():
+    node = {'hostname': 'm', 'profiles': {'system': {}}}
+    data = raw('deploy-rs', {'mac': node}, configurations={'darwinConfigurations': ['mac']})
+    host = hosts(inv.build_inventory(data, FLAKE))['mac']
+    assert host.vars['nix_platform'] == 'darwin'
+    assert host.vars['nix_attr'] == 'darwinConfigurations.mac.system'
+    assert 'ansible_user' not in host.vars
+
+
+def test_deploy_rs_without_system_profile_has_no_attr():
+    data = raw('deploy-rs', {'x': {'hostname': 'x', 'profiles': {'hm': {'user': 'a'}}}})
+    host = hosts(inv.build_inventory(data, FLAKE))['x']
+    assert host.vars['nix_attr'] is None
+
+
+def test_deploy_rs_inventory_says_which_system():
+    data = raw('deploy-rs', {'p1': {'hostname': 'p1', 'profiles': {}}},
+               inventory={'p1': {'platform': 'nix-on-droid', 'configuration': 'phone',
+                                 'tags': ['phones']}})
+    host = hosts(inv.build_inventory(data, FLAKE))['p1']
+    assert host.vars['nix_attr'] == 'nixOnDroidConfigurations.phone.activationPackage'
+    assert host.groups == ['nix_on_droid', 'phones']
+
+
+# ---- source: configurations ---------------------------------------------------------
+
+def test_configurations_one_host_per_name():
+    data = raw('configurations', {}, inventory={'web1': {'host': '10.0.0.1', 'tags': ['t']}},
+               configurations={'nixosConfigurations': ['web1', 'both'],
+                               'darwinConfigurations': ['mac', 'both'],
+                               'homeConfigurations': ['alice@laptop']})
+    result = inv.build_inventory(data, FLAKE)
+    assert [h.name for h in result.hosts] == ['web1', 'both', 'mac', 'alice@laptop']
+    got = hosts(result)
+    assert got['web1'].vars['ansible_host'] == '10.0.0.1'
+    assert got['web1'].groups == ['nixos', 't']
+    # no address: Ansible connects to the name (ssh_config, DNS)
+    assert 'ansible_host' not in got['mac'].vars
+    assert got['mac'].vars['nix_attr'] == 'darwinConfigurations.mac.system'
+    assert got['both'].vars['nix_platform'] == 'nixos'
+    assert got['alice@laptop'].vars['ansible_user'] == 'alice'
+    assert got['alice@laptop'].vars['ansible_host'] == 'laptop'
