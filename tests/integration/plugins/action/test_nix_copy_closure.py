@@ -1,0 +1,300 @@
+"""nixdeploy.fleet.nix_copy_closure against the lab: real nix, real ssh.
+
+Lab ``cpy`` (see copy_fixtures.cpy_lab): h1/h5 nixos as root, h2/h6 darwin as
+deploy with become and no nix on PATH, h3/h7 nix-on-droid as app owning a
+single-user store with no nix on PATH, h4/h8 home-manager as a non-trusted app.
+Every test builds closures of its own (its own extra_seed) so tests do not
+depend on each other's leftovers.
+"""
+
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.integration.plugins.action import copy_fixtures
+from tests.integration.plugins.action.copy_fixtures import (
+    Closures, HttpCache, copy_play, inventory, limit_rate, run, traffic, traffic_since)
+
+# the module-scoped fixtures of copy_fixtures, visible to pytest here
+cpy_lab = copy_fixtures.cpy_lab
+cpy_keys = copy_fixtures.cpy_keys
+cpy_flake = copy_fixtures.cpy_flake
+
+pytestmark = pytest.mark.lab
+
+# One ssh session's handshake, the probe script and the validity answer;
+# what "nothing but the validity query crossed the link" may cost.
+QUERY_BYTES = 40000
+HOSTS = ['h%d' % i for i in range(1, 9)]
+
+
+def test_parallel_copy_to_8_hosts_then_nothing_to_send(cpy_lab, cpy_flake, cpy_keys, tmp_path):
+    lab = cpy_lab
+    paths = {h: cpy_flake.build(h, extra_paths=3, extra_bytes=600000, extra_seed='par-' + h)
+             for h in HOSTS}
+    # home-manager hosts: a non-trusted user and no become: they get signed paths.
+    for host in ('h4', 'h8'):
+        lab.add_nix_conf(host, 'extra-trusted-public-keys = %s' % cpy_keys['sign']['public_key'])
+    per_host = {h: {'copy_path': paths[h]} for h in HOSTS}
+    for host in ('h4', 'h8'):
+        per_host[host]['copy_key'] = cpy_keys['sign']['secret']
+    inv = inventory(lab, **per_host)
+    play = copy_play({'path': '{{ copy_path }}', 'signing_key': '{{ copy_key | default(omit) }}'})
+
+    started = time.time()
+    first = run(lab, tmp_path / 'first', play, inv, args=['--forks', '8'])
+    elapsed = time.time() - started
+    assert first.rc == 0, first
+    expected_trust = {'nixos': 'trusted', 'darwin': 'sudo', 'nix-on-droid': 'trusted',
+                      'home-manager': 'signed'}
+    seconds = []
+    for host in HOSTS:
+        res = first.result('copy', host)['result']
+        persona = lab.hosts[host]['persona']
+        closure = Closures.closure(paths[host])
+        assert res['changed'] is True, (host, res)
+        assert res['trust'] == expected_trust[persona], (host, res)
+        assert res['paths_sent'] == len(closure) and res['bytes_sent'] == sum(closure.values())
+        assert res['mode'] == 'push' and res['path'] == paths[host]
+        assert res['store_uri'].startswith('ssh-ng://%s@%s' % (lab.hosts[host]['ssh_user'],
+                                                               lab.hosts[host]['address']))
+        if not lab.hosts[host]['nix_on_path']:
+            assert res['remote_nix_dir'] == lab.hosts[host]['nix_dir']
+        assert cpy_flake.missing_on(host, paths[host]) == [], host
+        seconds.append(res['seconds'])
+    # the copies overlapped: the whole play took less than half of the copies
+    # one after another would
+    assert elapsed < sum(seconds) / 2, (elapsed, seconds)
+    print('parallel copy: play %.1fs, per host %s' % (elapsed, seconds))
+
+    before = traffic(lab, HOSTS)
+    second = run(lab, tmp_path / 'second', play, inv, args=['--forks', '8'])
+    assert second.rc == 0, second
+    crossed = traffic_since(lab, before)
+    for host in HOSTS:
+        res = second.result('copy', host)['result']
+        assert res['changed'] is False and res['paths_sent'] == 0 and res['bytes_sent'] == 0, res
+        assert res['paths_missing'] == 0
+        assert crossed[host] < QUERY_BYTES, (host, crossed[host])
+    print('second copy: link bytes per host %s' % crossed)
+
+
+def test_partial_closure_receives_only_the_rest(cpy_lab, cpy_flake, tmp_path):
+    lab, host = cpy_lab, 'h5'
+    path = cpy_flake.build(host, extra_paths=4, extra_bytes=2000000, extra_seed='part')
+    closure = Closures.closure(path)
+    extras = sorted(p for p in closure if '-lab-extra-part-' in p)
+    # pre-copy one 500 kB path (and what it needs) straight with nix
+    pre = run(lab, tmp_path / 'pre', copy_play({'path': extras[0]}), inventory(lab, [host]))
+    assert pre.rc == 0, pre
+    assert lab.store_has(host, extras[0]) and not lab.store_has(host, path)
+    missing = cpy_flake.missing_on(host, path)
+    assert extras[0] not in missing
+
+    # a key in a folder with a space (as under macOS "Application Support"):
+    # NIX_SSHOPTS cannot carry it, the store URI does
+    keydir = tmp_path / 'Application Support'
+    keydir.mkdir()
+    key = keydir / 'deploy key'
+    key.write_bytes(open(lab.key, 'rb').read())
+    key.chmod(0o600)
+    before = traffic(lab, [host])
+    res = run(lab, tmp_path / 'copy', copy_play({'path': path, 'compress': True}),
+              inventory(lab, [host], h5={'ansible_ssh_private_key_file': str(key)}))
+    assert res.rc == 0, res
+    out = res.result('copy', host)['result']
+    crossed = traffic_since(lab, before)[host]
+    assert out['paths_sent'] == len(missing) == out['paths_missing']
+    assert out['bytes_sent'] == sum(closure[p] for p in missing)
+    assert 'compress=true' in out['store_uri'] and 'Application%20Support' in out['store_uri']
+    # the link carried the missing archives (random padding: incompressible),
+    # not the pre-copied 500 kB one
+    padding = sum(closure[p] for p in missing if '-lab-extra-' in p)
+    assert padding <= crossed < out['bytes_sent'] + 300000, (crossed, out)
+    assert cpy_flake.missing_on(host, path) == []
+    print('partial: sent %d paths, %d NAR bytes, link bytes %d' % (
+        out['paths_sent'], out['bytes_sent'], crossed))
+
+
+def test_check_mode_copies_nothing_and_reports(cpy_lab, cpy_flake, tmp_path):
+    lab, hosts = cpy_lab, ['h1', 'h3', 'h4']
+    paths = {h: cpy_flake.build(h, extra_paths=2, extra_bytes=400000, extra_seed='chk-' + h)
+             for h in hosts}
+    inv = inventory(lab, hosts, **{h: {'copy_path': paths[h]} for h in hosts})
+    before = traffic(lab, hosts)
+    res = run(lab, tmp_path / 'check', copy_play({'path': '{{ copy_path }}'}), inv,
+              args=['--check', '--diff'])
+    assert res.rc == 0, res
+    crossed = traffic_since(lab, before)
+    for host in hosts:
+        out = res.result('copy', host)['result']
+        missing = cpy_flake.missing_on(host, paths[host])
+        closure = Closures.closure(paths[host])
+        assert out['changed'] is True
+        assert out['paths_sent'] == len(missing) and out['bytes_sent'] == sum(
+            closure[p] for p in missing)
+        assert paths[host] in out['diff']['after']
+        assert crossed[host] < QUERY_BYTES, (host, crossed[host])
+        # nothing was copied
+        assert cpy_flake.missing_on(host, paths[host]) == missing
+    # h4's app user is not trusted and no key was given: check mode warns
+    assert res.result('copy', 'h4')['result']['trust'] == 'unsigned'
+    assert 'h4: app is not a trusted user there' in res.stdout + res.stderr
+
+
+def test_cache_and_substitute_modes_send_no_closure_bytes(cpy_lab, cpy_flake, cpy_keys, tmp_path):
+    """h2 (darwin, deploy through the daemon) and h3 (nix-on-droid, app) fetch
+    from the cache in cache mode; h1 (nixos) substitutes from it while the
+    controller pushes (substitute mode)."""
+    lab, hosts = cpy_lab, ['h1', 'h2', 'h3']
+    paths = {h: cpy_flake.build(h, extra_paths=3, extra_bytes=900000, extra_seed='cache-' + h)
+             for h in hosts}
+    cache = HttpCache(lab, str(tmp_path), cpy_keys['cache']['secret'])
+    for path in paths.values():
+        cache.add(path)
+    cache.start()
+    try:
+        for host in hosts:
+            lab.add_nix_conf(host, 'extra-trusted-public-keys = %s'
+                             % cpy_keys['cache']['public_key'])
+        lab.add_nix_conf('h1', 'substituters = %s' % cache.url)
+        per_host = {h: {'copy_path': paths[h], 'copy_mode': 'cache'} for h in hosts}
+        per_host['h1']['copy_mode'] = 'substitute'
+        before = traffic(lab, hosts)
+        res = run(lab, tmp_path / 'cache', copy_play(
+            {'path': '{{ copy_path }}', 'mode': '{{ copy_mode }}', 'caches': [cache.url]}),
+            inventory(lab, hosts, **per_host))
+        crossed = traffic_since(lab, before)
+        served = cache.served_bytes()
+    finally:
+        cache.stop()
+    assert res.rc == 0, res
+    nar_total = 0
+    for host in hosts:
+        out = res.result('copy', host)['result']
+        closure = Closures.closure(paths[host])
+        assert cpy_flake.missing_on(host, paths[host]) == [], host
+        assert out['changed'] is True and out['paths_missing'] > 0
+        # the target fetched all of it: the controller sent nothing
+        assert out['paths_sent'] == 0 and out['bytes_sent'] == 0, (host, out)
+        if host == 'h1':
+            assert out['mode'] == 'substitute'
+        else:
+            assert out['mode'] == 'cache' and out['paths_fetched'] == out['paths_missing']
+        nar_total += sum(size for p, size in closure.items() if '-lab-extra-cache-' in p)
+    # The archives came from the cache (the random padding does not compress) ...
+    assert served >= nar_total * 0.95, (served, nar_total)
+    # ... and besides them only the probe's and ssh's small talk crossed the links.
+    assert sum(crossed.values()) - served < QUERY_BYTES * len(hosts), (crossed, served)
+    print('cache: served %d bytes, link bytes %s' % (served, crossed))
+
+
+def test_signing_for_non_trusted_user(cpy_lab, cpy_flake, cpy_keys, tmp_path):
+    """h6 (darwin) without become: deploy is not trusted, so unsigned paths are
+    refused; signed with a key h6 trusts, they are accepted."""
+    lab, host = cpy_lab, 'h6'
+    path = cpy_flake.build(host, extra_paths=2, extra_bytes=200000, extra_seed='sig')
+    inv = inventory(lab, [host], h6={'ansible_become': False})
+    refused = run(lab, tmp_path / 'unsigned', copy_play({'path': path}), inv)
+    assert refused.rc != 0
+    out = refused.result('copy', host)
+    assert out['status'] == 'failed'
+    msg = out['result']['msg']
+    assert msg.startswith('h6: ') and 'refuses unsigned paths' in msg, msg
+    assert 'signing_key' in msg and 'trusted-users' in msg and 'lacks a valid signature' in msg
+    assert not lab.store_has(host, path)
+
+    key = tmp_path / 'other.sec'
+    subprocess.run(['nix-store', '--generate-binary-cache-key', 'cpy-other-1', str(key),
+                    str(tmp_path / 'other.pub')], check=True)
+    lab.add_nix_conf(host, 'extra-trusted-public-keys = %s' % (tmp_path / 'other.pub').read_text())
+    signed = run(lab, tmp_path / 'signed', copy_play({'path': path, 'signing_key': str(key)}), inv)
+    assert signed.rc == 0, signed
+    out = signed.result('copy', host)['result']
+    assert out['trust'] == 'signed' and out['changed'] is True
+    assert cpy_flake.missing_on(host, path) == []
+
+
+def test_wrong_remote_nix_dir_fails_clearly(cpy_lab, cpy_flake, tmp_path):
+    lab, host = cpy_lab, 'h7'
+    path = cpy_flake.build(host, extra_paths=1, extra_bytes=1000, extra_seed='dir')
+    inv = inventory(lab, [host])
+    res = run(lab, tmp_path / 'wrong', copy_play({'path': path, 'remote_nix_dir': '/opt/nix/bin'}),
+              inv)
+    msg = res.result('copy', host)['result']['msg']
+    assert res.rc != 0 and msg.startswith('h7: ') and '/opt/nix/bin' in msg, msg
+    good = run(lab, tmp_path / 'right', copy_play(
+        {'path': path, 'remote_nix_dir': lab.hosts[host]['nix_dir']}), inv)
+    assert good.rc == 0, good
+    assert good.result('copy', host)['result']['remote_nix_dir'] == lab.hosts[host]['nix_dir']
+
+
+def test_changed_host_key_fails_closed(cpy_lab, cpy_flake, tmp_path):
+    """Ansible's own connection is already open (ControlPersist) when the host
+    key changes: the copy's own ssh must still refuse the host."""
+    lab, host = cpy_lab, 'h1'
+    path = cpy_flake.build(host, extra_paths=1, extra_bytes=1000, extra_seed='hostkey')
+    known = tmp_path / 'known_hosts'
+    known.write_text(open(lab.known_hosts).read())
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(tmp_path / 'impostor')],
+                   check=True)
+    impostor = ' '.join((tmp_path / 'impostor.pub').read_text().split()[:2])
+    forged = ''.join('%s %s\n' % (lab.hosts[host]['address'], impostor)
+                     if line.startswith(lab.hosts[host]['address'] + ' ') else line
+                     for line in known.read_text().splitlines(True))
+    inv = inventory(lab, [host], h1={'ansible_ssh_common_args': (
+        '-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes' % known)})
+    play = copy_play({'path': path}, pre_tasks=[
+        {'name': 'connect', 'ansible.builtin.raw': 'true'},
+        {'name': 'the host key changes', 'delegate_to': 'localhost',
+         'ansible.builtin.copy': {'dest': str(known), 'content': forged}}])
+    res = run(lab, tmp_path / 'run', play, inv)
+    assert res.rc != 0
+    out = res.result('copy', host)
+    assert out['status'] in ('failed', 'unreachable'), out
+    text = out['result'].get('msg', '') + out['result'].get('stderr', '')
+    assert text.startswith('h1: ') and 'host key changed' in text, text
+    assert 'Host key verification failed' in out['result']['stderr']
+    assert not lab.store_has(host, path)
+
+
+@pytest.mark.faults
+def test_link_cut_mid_copy_then_retry(cpy_lab, cpy_flake, tmp_path):
+    lab, host = cpy_lab, 'h3'
+    path = cpy_flake.build(host, extra_paths=4, extra_bytes=8000000, extra_seed='cut')
+    closure = Closures.closure(path)
+    # a short ServerAlive (the inventory's ssh args win over the defaults) so
+    # the dead link is noticed in seconds
+    inv = inventory(lab, [host], h3={'ansible_ssh_common_args': (
+        '-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes '
+        '-o ServerAliveInterval=1 -o ServerAliveCountMax=2' % lab.known_hosts)})
+    limit_rate(lab, host, '4mbit')
+    box = {}
+    worker = threading.Thread(target=lambda: box.update(
+        run=run(lab, tmp_path / 'cut', copy_play({'path': path}), inv)))
+    try:
+        start = lab.link_bytes(host)[0]
+        worker.start()
+        deadline = time.time() + 60
+        while lab.link_bytes(host)[0] - start < 1500000 and time.time() < deadline:
+            time.sleep(0.1)
+        lab.cut(host)
+        worker.join(90)
+    finally:
+        lab.restore(host)
+        limit_rate(lab, host, None)
+    cut = box['run']
+    assert cut.rc != 0
+    msg = cut.result('copy', host)['result']['msg']
+    assert msg.startswith('h3: copying %s' % path) and 'failed' in msg, msg
+    assert not lab.store_has(host, path)
+    print('cut copy said: %s' % msg[-300:])
+
+    retry = run(lab, tmp_path / 'retry', copy_play({'path': path}), inv)
+    assert retry.rc == 0, retry
+    out = retry.result('copy', host)['result']
+    assert 0 < out['paths_sent'] <= len(closure)
+    assert cpy_flake.missing_on(host, path) == []
+    assert cpy_flake.verify_on(host, sorted(closure)) == []
