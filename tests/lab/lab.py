@@ -471,7 +471,7 @@ class Lab:
         pid = host.get('daemon_pid')
         if pid and _pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
+            for _attempt in range(50):
                 if not _pid_alive(pid):
                     break
                 time.sleep(0.1)

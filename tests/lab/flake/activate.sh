@@ -1,3 +1,5 @@
+# shellcheck shell=sh
+# shellcheck disable=SC2154  # OUT, PLATFORM, NAME, VERSION, BEHAVIOUR: set by the entry script
 # The fake activation every lab system runs (sourced by its entry script).
 # It records on the host, under /nix/var/lab/<key>/, which system is active
 # and which is the boot default, so tests read the truth from the host.
@@ -25,7 +27,7 @@ lab_nix_env() {
 }
 
 lab_main() {
-  entry=$1; shift
+  shift  # the entry point's name: all entries behave alike
   driver=
   case "$PLATFORM" in
     nixos)
@@ -65,6 +67,11 @@ lab_main() {
     hang)
       echo "lab: activation of $NAME hangs on purpose"
       while :; do sleep 3600; done
+      ;;
+    slow)
+      # slow but fine: time to cut an ssh session mid-activation
+      echo "lab: activation of $NAME is slow on purpose"
+      sleep 6
       ;;
   esac
 

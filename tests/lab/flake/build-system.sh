@@ -1,3 +1,5 @@
+# shellcheck shell=sh
+# shellcheck disable=SC2154  # out and the knobs: the derivation's environment
 # builder of a fake system, shaped like the platform's real output
 mkdir -p "$out/bin" "$out/lib"
 if [ -n "$brokenBuild" ]; then

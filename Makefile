@@ -1,0 +1,99 @@
+# nixdeploy.fleet: `make demo` and `make test` as root on a fresh Debian 12 machine.
+# Both install what they need themselves (`make deps`).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+VENV_STAMP := $(VENV)/.requirements.stamp
+# ansible-test, ansible-lint and molecule call ansible-* by name: find the venv's.
+export PATH := $(VENV)/bin:$(PATH)
+
+# System packages: nix and ssh for deploying, the rest for the lab (namespaces,
+# bridge, tc, per-host sshd and busybox-built systems) and the sanity tests.
+APT_PACKAGES := nix-bin openssh-server openssh-client iproute2 busybox-static sudo \
+	python3 python3-venv git make ca-certificates shellcheck
+
+DEMO_NAME ?= demo
+DEMO_HOSTS ?= 6
+
+.PHONY: help deps apt-deps venv test unit sanity lint molecule demo demo-down bench faults clean
+
+help:
+	@echo 'make demo    bring up a $(DEMO_HOSTS)-host lab fleet and deploy to it'
+	@echo 'make test    unit + lab integration tests, ansible-test sanity, ansible-lint, molecule'
+	@echo 'make deps    apt packages (as root) and the virtualenv at .venv'
+	@echo 'make unit | sanity | lint | molecule | bench | faults | demo-down | clean'
+
+deps: apt-deps venv
+
+# apt only when something is missing, so repeated runs stay offline and fast.
+apt-deps:
+	@missing=$$(for pkg in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${db:Status-Status}' "$$pkg" 2>/dev/null | grep -qx installed || echo "$$pkg"; \
+	done); \
+	if [ -z "$$missing" ]; then \
+		echo 'apt packages: all present'; \
+	elif [ "$$(id -u)" -ne 0 ]; then \
+		echo "missing apt packages (run as root):" $$missing >&2; exit 1; \
+	else \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update; \
+		apt-get install -y $$missing; \
+	fi
+
+venv: $(VENV_STAMP)
+
+# Rebuilt from scratch whenever a requirements file changes.
+$(VENV_STAMP): requirements.txt requirements-test.txt | apt-deps
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-test.txt
+	touch $@
+
+test: deps
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory molecule
+
+# Unit tests and the lab integration tests (these need root). pytest's exit 5
+# ("no tests collected") is not a failure.
+unit: venv
+	$(VENV)/bin/python -m pytest tests/unit tests/integration -q || [ $$? -eq 5 ]
+
+sanity: venv
+	VENV=$(VENV) tests/sanity/run.sh
+
+lint: venv
+	$(VENV)/bin/ansible-lint --profile production
+
+molecule: venv
+	@if compgen -G 'extensions/molecule/*/molecule.yml' >/dev/null; then \
+		cd extensions && $(VENV)/bin/molecule test --all; \
+	else \
+		echo 'molecule: no scenarios under extensions/molecule yet, nothing to run'; \
+	fi
+
+demo: deps
+	$(VENV)/bin/python -m tests.lab up --name $(DEMO_NAME) --hosts $(DEMO_HOSTS)
+	$(VENV)/bin/python -m tests.lab status --name $(DEMO_NAME)
+
+demo-down: venv
+	$(VENV)/bin/python -m tests.lab down --name $(DEMO_NAME)
+
+bench: deps
+	@echo 'bench: not yet (will run $(VENV)/bin/python -m benchmarks)'
+
+faults: deps
+	@echo 'faults: not yet (will run $(VENV)/bin/python -m pytest -m faults)'
+
+clean:
+	@if [ -d /tmp/nixdeploy-lab/$(DEMO_NAME) ] && [ -x $(VENV)/bin/python ]; then \
+		$(VENV)/bin/python -m tests.lab down --name $(DEMO_NAME); \
+	fi
+	rm -rf $(VENV) tests/output .pytest_cache nixdeploy-fleet-*.tar.gz
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
