@@ -23,6 +23,17 @@ PLATFORMS = {
         'goals': ['switch', 'boot', 'test', 'dry-activate'],
         'check_goal': 'dry-activate',
         'version_file': 'nixos-version',
+        # how nix_activate switches to a system (see ACTIVATION_KEYS below)
+        'activation': {
+            'command': ['bin/switch-to-configuration', '{goal}'],
+            'profile_goals': ['switch', 'boot'],
+            'sets_own_profile': False,
+            'magic_goals': ['switch', 'test'],
+            'dry_run': {'command': ['bin/switch-to-configuration', 'dry-activate'], 'env': {}},
+            'current_link': '/run/current-system',
+            'driver': None,
+            'profile_candidates': None,
+        },
     },
     'darwin': {
         'output': 'darwinConfigurations',
@@ -32,6 +43,17 @@ PLATFORMS = {
         'goals': ['switch'],
         'check_goal': None,
         'version_file': 'darwin-version',
+        'activation': {
+            # activate aborts unless uid 0; become supplies root
+            'command': ['activate'],
+            'profile_goals': ['switch'],
+            'sets_own_profile': False,
+            'magic_goals': ['switch'],
+            'dry_run': None,
+            'current_link': '/run/current-system',
+            'driver': None,
+            'profile_candidates': None,
+        },
     },
     'nix-on-droid': {
         'output': 'nixOnDroidConfigurations',
@@ -41,6 +63,17 @@ PLATFORMS = {
         'goals': ['switch'],
         'check_goal': None,
         'version_file': None,
+        'activation': {
+            # activate's last step sets the profile itself: never nix-env --set first
+            'command': ['activate'],
+            'profile_goals': [],
+            'sets_own_profile': True,
+            'magic_goals': ['switch'],
+            'dry_run': {'command': ['activate'], 'env': {'DRY_RUN': '1'}},
+            'current_link': None,
+            'driver': None,
+            'profile_candidates': None,
+        },
     },
     'home-manager': {
         'output': 'homeConfigurations',
@@ -51,8 +84,38 @@ PLATFORMS = {
         'goals': ['switch'],
         'check_goal': None,
         'version_file': None,
+        'activation': {
+            'command': ['activate'],
+            'profile_goals': ['switch'],
+            'sets_own_profile': False,
+            'magic_goals': ['switch'],
+            'dry_run': None,
+            'current_link': None,
+            # home-manager's driver protocol: with it, activate leaves the
+            # profile to the caller (we set it first)
+            'driver': {'file': 'gen-version', 'min': 1, 'args': ['--driver-version', '1']},
+            # (folder, profile name): the first folder that exists wins, the
+            # last is the fallback. Constant sh words, expanded on the target.
+            'profile_candidates': [
+                ('${XDG_STATE_HOME:-$HOME/.local/state}/nix/profiles', 'home-manager'),
+                ('/nix/var/nix/profiles/per-user/$USER', 'home-manager'),
+            ],
+        },
     },
 }
+
+# What each row's ``activation`` holds (nix_activate, module_utils/_target.py):
+#   command           argv below the system's store path; '{goal}' is the goal
+#   profile_goals     goals that move the profile (nix-env --set) before activating
+#   sets_own_profile  the activation sets the profile itself (nix-on-droid)
+#   magic_goals       goals the magic-rollback watchdog applies to
+#   dry_run           {'command', 'env'} of a dry activation, or None (report only)
+#   current_link      link naming the running system when it exists, else None
+#   driver            {'file', 'min', 'args'}: extra args when FILE in the system
+#                     holds a number >= min (home-manager's driver protocol)
+#   profile_candidates  [(folder, name)] when 'profile' is None (see above)
+ACTIVATION_KEYS = ('command', 'profile_goals', 'sets_own_profile', 'magic_goals', 'dry_run',
+                   'current_link', 'driver', 'profile_candidates')
 
 # Ansible group names for each platform (group names cannot hold '-').
 GROUP_NAMES = {name: name.replace('-', '_') for name in PLATFORMS}

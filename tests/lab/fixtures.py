@@ -8,7 +8,7 @@ then evaluates to a new generation for the hosts that deploy it.
 Configuration knobs (all optional):
   platform      nixos | darwin | nix-on-droid | home-manager
   version       any string; a new one is a new system (generation)
-  behaviour     ok | fail | fail-units | break-network | hang
+  behaviour     ok | fail | fail-units | break-network | hang | slow (6 s, then ok)
   extra_paths   number of padding paths in the closure
   extra_bytes   bytes spread over those paths (incompressible)
   extra_seed    padding with the same seed is shared across versions

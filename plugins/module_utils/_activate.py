@@ -1,0 +1,167 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nix_activate's controller logic that needs no connection: the argument
+spec, checks of the parameters against the platform table, and turning what
+the target reported (module_utils/_target.py) into the task result."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms, _target
+
+ARGUMENT_SPEC = dict(
+    path=dict(type='str'),
+    platform=dict(type='str', choices=sorted(_platforms.PLATFORMS)),
+    goal=dict(type='str', default='switch', choices=['switch', 'boot', 'test', 'dry-activate']),
+    state=dict(type='str', default='activated', choices=['activated', 'confirmed', 'rolled_back']),
+    magic_rollback=dict(type='bool', default=True),
+    confirm_timeout=dict(type='int', default=30),
+    auto_rollback=dict(type='bool', default=True),
+    activation_timeout=dict(type='int', default=240),
+    lock_timeout=dict(type='int', default=60),
+    generation=dict(type='int'),
+    profile=dict(type='path'),
+    remote_nix_dir=dict(type='path'),
+)
+
+# States a run passes through before it ends (see _target._RUNNER).
+WAITING_STATES = ('starting', 'waiting_lock', 'running', 'rolling_back')
+
+
+class ActivateError(Exception):
+    pass
+
+
+def check_params(params, platform):
+    """Errors in ``params`` for ``platform`` (its table row), as a message, or None."""
+    spec = _platforms.platform_spec(platform)
+    goal, state = params['goal'], params['state']
+    if goal not in spec['goals'] and goal != 'dry-activate':
+        return '%s supports the goals %s, not %s' % (platform, ', '.join(spec['goals']), goal)
+    if state == 'activated' and not params.get('path'):
+        return 'path (the system to activate) is required with state=activated'
+    path = params.get('path') or ''
+    if path and (not path.startswith('/') or '\n' in path):
+        return 'path must be an absolute store path, got %r' % path
+    for name in ('confirm_timeout', 'activation_timeout', 'lock_timeout'):
+        if params[name] is not None and params[name] < 1:
+            return '%s must be at least 1 second' % name
+    if params.get('generation') is not None and params['generation'] < 1:
+        return 'generation must be a positive generation number'
+    return None
+
+
+def magic_applies(params, platform):
+    """Whether the magic-rollback watchdog guards this activation."""
+    activation = _platforms.platform_spec(platform)['activation']
+    return bool(params['magic_rollback']) and params['goal'] in activation['magic_goals']
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _generation(number, path):
+    return {'generation': _int(number), 'path': path or None}
+
+
+def tail(log, lines=40):
+    return [line for line in (log or '').splitlines() if line.strip()][-lines:]
+
+
+def result_from_status(values, log, platform, goal, duration, run=None):
+    """The task result for what a run's status file says (``values``)."""
+    state = values.get('state', 'starting')
+    rolled_back = values.get('rolled_back') == '1'
+    result = {
+        'platform': platform,
+        'goal': goal,
+        'profile': values.get('profile'),
+        'previous': _generation(values.get('prev_gen'), values.get('prev_path')),
+        'new': _generation(values.get('new_gen'), values.get('new_path')),
+        'activated': values.get('activated') == '1',
+        'rolled_back': rolled_back,
+        'rollback_reason': None,
+        'confirmed': values.get('confirmed') == '1',
+        'duration': round(duration, 2),
+        'log_tail': tail(log),
+        'run': run or values.get('run'),
+        'state': state,
+        'changed': False,
+    }
+    reason = values.get('reason') or ''
+    if state == 'unchanged':
+        result['msg'] = reason or 'already active'
+    elif state == 'done':
+        result['changed'] = True
+        if values.get('mode') == 'rollback':
+            result['rollback_reason'] = 'requested'
+        result['msg'] = reason or 'activated %s' % values.get('new_path')
+    elif state == 'awaiting_confirmation':
+        result['changed'] = True
+        result['msg'] = ('activated %s; confirm it with state=confirmed over a new connection '
+                         'or it rolls back' % values.get('new_path'))
+    elif state == 'rolled_back':
+        result.update(changed=True, failed=True, rollback_reason=reason,
+                      msg='rolled back: %s' % reason)
+    elif state == 'rollback_failed':
+        result.update(changed=True, failed=True, rollback_reason=reason,
+                      msg='rollback failed: %s' % reason)
+    elif state == 'failed':
+        result.update(changed=result['activated'], failed=True, msg=reason or 'activation failed')
+    else:
+        result.update(failed=True, msg='activation still in state %s: %s' % (state, reason))
+    return result
+
+
+def finished(values, magic):
+    """Whether the task can stop following a run."""
+    state = values.get('state', 'starting')
+    if state in _target.TERMINAL_STATES:
+        return True
+    return magic and state == 'awaiting_confirmation'
+
+
+def diff_for(previous_path, new_path, previous_gen=None):
+    before = '%s\n' % previous_path if previous_path else ''
+    label = 'generation %s' % previous_gen if previous_gen else 'no generation'
+    return {'before': before, 'after': '%s\n' % new_path if new_path else '',
+            'before_header': label, 'after_header': 'wanted system'}
+
+
+def check_mode_result(values, log, platform, goal, path, dry_ran, duration):
+    """What an activation would do (check mode or goal dry-activate)."""
+    prev_path = values.get('prev_path') or None
+    active = values.get('active') or None
+    if goal == 'test':
+        current = active == path
+    elif goal == 'boot':
+        current = prev_path == path
+    else:
+        current = prev_path == path and active == path
+    result = {
+        'platform': platform, 'goal': goal, 'profile': values.get('profile'),
+        'previous': _generation(values.get('prev_gen'), prev_path),
+        'new': _generation(None, path),
+        'activated': False, 'rolled_back': False, 'rollback_reason': None,
+        'confirmed': False, 'duration': round(duration, 2), 'log_tail': tail(log),
+        'changed': not current,
+        'present': values.get('present') == '1',
+    }
+    if current:
+        result['msg'] = '%s is already the current and active generation' % path
+    elif dry_ran:
+        result['msg'] = 'dry activation of %s (exit code %s)' % (path, values.get('dry_rc'))
+        if values.get('dry_rc') not in (None, '0'):
+            result.update(failed=True, msg='dry activation of %s failed with exit code %s'
+                          % (path, values.get('dry_rc')))
+    elif not result['present']:
+        result['msg'] = 'would activate %s (not in the target store yet)' % path
+    else:
+        result['msg'] = 'would activate %s (%s has no dry activation)' % (path, platform)
+    return result

@@ -1,0 +1,291 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Documentation only: the work is done by the action plugin of the same name."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: nix_activate
+short_description: Activate a Nix system on a target, with magic rollback
+version_added: 0.1.0
+description:
+  - Runs on the controller (an action plugin). Everything it does on the target is a short POSIX
+    sh script sent over the task's connection, as M(ansible.builtin.raw) does, so the target
+    needs only a shell and Nix, never Python. Become applies when the task has it.
+  - "Platforms, from one table (C(module_utils/_platforms.py)): V(nixos) (C(nix-env -p
+    /nix/var/nix/profiles/system --set) for V(switch) and V(boot), then
+    C(bin/switch-to-configuration GOAL)); V(darwin) (set the system profile, then C(activate)
+    as root); V(nix-on-droid) (run C(activate) only: it sets its own profile); V(home-manager)
+    (profile under C(${XDG_STATE_HOME:-~/.local/state}/nix/profiles) when that folder exists,
+    else C(/nix/var/nix/profiles/per-user/$USER); set it, then C(activate --driver-version 1)
+    when the generation's C(gen-version) is at least 1)."
+  - The activation runs detached on the target (C(systemd-run) when systemd runs and the task is
+    root, else C(setsid), else C(nohup); its output goes to a log), so a dropped ssh session or
+    a switch that restarts the network does not kill it. The task follows it through a status
+    file, reconnecting when the connection is lost.
+  - One activation at a time per target user and profile, by a lock folder on the target (with
+    the owner's pid; a lock whose owner is gone is broken). A second activation waits up to
+    O(lock_timeout) and then fails saying who holds the lock.
+  - Idempotent. When the wanted system already is the profile's current generation and is
+    active, nothing runs and the task reports no change.
+  - "Magic rollback (O(magic_rollback), for V(switch) and V(test)): after a successful
+    activation a watchdog on the target waits O(confirm_timeout) seconds for a confirmation,
+    which a later task with O(state=confirmed) sends over a new connection. Without it the
+    target switches its profile back to the previous generation, re-activates it, deletes the
+    failed generation and records why."
+  - Auto rollback (O(auto_rollback)). A failed activation (any non-zero exit, including NixOS'
+    exit code 4 for failed units, or running longer than O(activation_timeout)) is rolled back
+    the same way.
+  - "A rolled-back host is a failed host. The task (or the confirming task) fails with
+    C(rolled back: <reason>)."
+options:
+  path:
+    description:
+      - The system to activate, a store path already in the target's store, usually
+        RV(nixdeploy.fleet.nix_build#module:out_path) after M(nixdeploy.fleet.nix_copy_closure).
+      - Required with O(state=activated).
+    type: str
+  platform:
+    description:
+      - The target's platform. Defaults to the host var C(nix_platform) that the
+        M(nixdeploy.fleet.nix) inventory sets.
+    type: str
+    choices: [darwin, home-manager, nix-on-droid, nixos]
+  goal:
+    description:
+      - V(switch) sets the profile and activates now (NixOS also makes it the boot default).
+      - V(boot) (NixOS) sets the profile and the boot default only. No magic rollback.
+      - V(test) (NixOS) activates without touching the profile; a reboot reverts it.
+      - V(dry-activate) only reports what would change, like check mode, and never reports a
+        change.
+      - darwin, nix-on-droid and home-manager have only V(switch).
+    type: str
+    choices: [switch, boot, test, dry-activate]
+    default: switch
+  state:
+    description:
+      - V(activated) activates O(path).
+      - "V(confirmed) confirms the activation that waits on the target (run it after
+        C(meta: reset_connection); the task resets its connection itself as well). Fails with
+        C(rolled back: <reason>) when the watchdog already rolled back."
+      - V(rolled_back) switches to the previous generation, or to O(generation), and activates
+        it.
+    type: str
+    choices: [activated, confirmed, rolled_back]
+    default: activated
+  magic_rollback:
+    description:
+      - Guard a V(switch) or V(test) activation with the watchdog described above.
+    type: bool
+    default: true
+  confirm_timeout:
+    description:
+      - Seconds the watchdog waits for the confirmation.
+    type: int
+    default: 30
+  auto_rollback:
+    description:
+      - Roll back when the activation fails. With O(state=rolled_back), re-activate the
+        generation that was current when the requested one fails.
+    type: bool
+    default: true
+  activation_timeout:
+    description:
+      - Seconds an activation may run before it is stopped (and rolled back).
+    type: int
+    default: 240
+  lock_timeout:
+    description:
+      - Seconds to wait for another activation of the same profile to finish.
+    type: int
+    default: 60
+  generation:
+    description:
+      - With O(state=rolled_back), the generation number to go to. Default is the newest
+        generation older than the current one.
+    type: int
+  profile:
+    description:
+      - The profile to set, instead of the platform's.
+    type: path
+  remote_nix_dir:
+    description:
+      - The folder holding C(nix-env) on the target. By default it is looked up on E(PATH), then in
+        C(/nix/var/nix/profiles/default/bin), C(~/.nix-profile/bin),
+        C(/run/current-system/sw/bin) and C(/nix/var/nix/profiles/per-user/$USER/profile/bin).
+    type: path
+extends_documentation_fragment:
+  - action_common_attributes
+  - action_common_attributes.flow
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  become:
+    description: Runs the target scripts with the task's become (for example sudo).
+    support: full
+    details: NixOS and darwin need root. Connect as root or use become.
+  check_mode:
+    support: full
+    details: NixOS and nix-on-droid run their dry activation; the others report what would change.
+  diff_mode:
+    support: partial
+    details: Shows the profile's current store path against the wanted one.
+  platform:
+    platforms: posix
+notes:
+  - "Confirmation pattern: a task with O(state=activated), then C(meta: reset_connection), then
+    a task with O(state=confirmed), within O(confirm_timeout) seconds. The confirming task proves
+    that a new login works under the new system. When the play stops between the two, the
+    target rolls itself back."
+  - The confirmation is per target user and profile. It confirms whatever activation of that
+    profile waits, which is always the one that holds the profile's lock.
+  - The state on the target lives in C(/nix/var/nixdeploy/<profile>) for root and in
+    C(${XDG_STATE_HOME:-~/.local/state}/nixdeploy/<profile>) for other users. Every run keeps
+    its status and log there (the last 20).
+  - When nothing says what is running (no C(/run/current-system)), "active" means what this
+    module last activated on that profile.
+seealso:
+  - module: nixdeploy.fleet.nix_copy_closure
+  - module: nixdeploy.fleet.nix_build
+author:
+  - nixdeploy.fleet contributors (@nixdeploy)
+'''
+
+EXAMPLES = r'''
+- name: Activate each host's system, guarded by the watchdog
+  nixdeploy.fleet.nix_activate:
+    path: "{{ build.out_path }}"
+    confirm_timeout: 30
+
+- name: Open a new connection, so that the confirmation proves logins still work
+  ansible.builtin.meta: reset_connection
+
+- name: Confirm; this fails when the target already rolled back
+  nixdeploy.fleet.nix_activate:
+    state: confirmed
+
+- name: Make it the boot default only (NixOS)
+  nixdeploy.fleet.nix_activate:
+    path: "{{ build.out_path }}"
+    goal: boot
+
+- name: Go back to the previous generation
+  nixdeploy.fleet.nix_activate:
+    state: rolled_back
+
+- name: Go back to generation 41 of a home-manager profile
+  nixdeploy.fleet.nix_activate:
+    state: rolled_back
+    platform: home-manager
+    generation: 41
+'''
+
+RETURN = r'''
+platform:
+  description: The platform whose steps were used.
+  returned: always
+  type: str
+  sample: nixos
+goal:
+  description: The goal of the activation.
+  returned: always
+  type: str
+  sample: switch
+profile:
+  description: The profile on the target.
+  returned: success
+  type: str
+  sample: /nix/var/nix/profiles/system
+previous:
+  description: The profile's generation before the task.
+  returned: success
+  type: dict
+  contains:
+    generation:
+      description: Its number, or null when the profile had none.
+      type: int
+      sample: 41
+    path:
+      description: Its store path.
+      type: str
+      sample: /nix/store/0kf5jqh4g5y5q95w07c8d45bw0zp0slv-nixos-system-web1-24.05
+new:
+  description: The generation the task made (or, for V(rolled_back), went to).
+  returned: success
+  type: dict
+  contains:
+    generation:
+      description: Its number; null when no generation was made (V(test), or nothing changed).
+      type: int
+      sample: 42
+    path:
+      description: Its store path.
+      type: str
+      sample: /nix/store/ifnfp3jywbk1v5b4g6ggpkqv64ss47gr-nixos-system-web1-24.11
+activated:
+  description: Whether the system was activated.
+  returned: always
+  type: bool
+rolled_back:
+  description: Whether the target rolled back (a failed activation, a missing confirmation, or
+    O(state=rolled_back)).
+  returned: always
+  type: bool
+rollback_reason:
+  description: Why it rolled back; V(requested) for O(state=rolled_back).
+  returned: always
+  type: str
+  sample: no confirmation within 30s (is the host still reachable under the new system?)
+confirmed:
+  description: Whether the activation was confirmed.
+  returned: always
+  type: bool
+state:
+  description:
+    - Where the run on the target ended. V(unchanged), V(done), V(awaiting_confirmation),
+      V(failed), V(rolled_back) or V(rollback_failed).
+  returned: when something ran on the target
+  type: str
+  sample: awaiting_confirmation
+run:
+  description: The run's id. Its log is in the state folder's C(runs/<id>/log) on the target.
+  returned: when something ran on the target
+  type: str
+  sample: 1732140000-1a2b3c4d
+duration:
+  description: Seconds the task took.
+  returned: always
+  type: float
+  sample: 3.2
+log_tail:
+  description: The last lines of the activation's log.
+  returned: always
+  type: list
+  elements: str
+magic_rollback:
+  description: Whether the watchdog guarded this activation.
+  returned: with O(state=activated)
+  type: bool
+detached_with:
+  description: How the activation was detached on the target, V(systemd-run), V(setsid) or V(nohup).
+  returned: with O(state=activated)
+  type: str
+  sample: setsid
+connection_lost:
+  description: How often the connection was lost while the task followed the activation.
+  returned: with O(state=activated)
+  type: int
+  sample: 0
+would_change:
+  description: With O(goal=dry-activate), whether a real activation would change the target.
+  returned: with O(goal=dry-activate)
+  type: bool
+'''

@@ -1,0 +1,372 @@
+"""nixdeploy.fleet.nix_activate against the lab: real ssh, real Nix, the
+fake platforms' activations (tests/lab/flake/activate.sh).
+
+One lab (``act``) with every persona; the systems are built and copied once
+(activate_fixtures.py). Tests run in file order and each sets the state it
+starts from. Every inventory points ansible_python_interpreter at a path that
+does not exist: nothing may need Python on a target.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.collection import BIN, ansible_env
+from tests.integration.plugins.action import activate_fixtures
+from tests.integration.plugins.action.activate_fixtures import PLATFORM, activate_task, confirm_tasks
+
+act = activate_fixtures.act  # the module's lab fixture
+
+pytestmark = pytest.mark.lab
+
+STATE_DIR = {  # where the runner keeps its state on each persona (see _target.py)
+    'nixos': '/nix/var/nixdeploy/_nix_var_nix_profiles_system',
+    'darwin': '/nix/var/nixdeploy/_nix_var_nix_profiles_system',
+}
+
+
+def deploy(act, variants, confirm=True, base=None, **params):
+    """One play: optionally bring the hosts to ``base`` first (no watchdog),
+    activate {host: variant}, then confirm over a new connection."""
+    params.setdefault('confirm_timeout', 5)
+    extra = {}
+    for host, variant in variants.items():
+        extra[host] = {'wanted': act.system(host, variant)}
+        if base:
+            extra[host]['base'] = act.system(host, base)
+    tasks = []
+    if base:
+        tasks.append(activate_task('baseline', '{{ base }}', magic_rollback=False))
+    tasks.append(activate_task('activate', '{{ wanted }}', **params))
+    if confirm:
+        tasks += confirm_tasks()
+    run = act.play(tasks, list(variants), extra=extra)
+    if base:
+        for host in variants:
+            assert run.result('baseline', host)['status'] == 'ok', run
+    return run
+
+
+def generation_after(result):
+    """The profile generation a (successful) activation left current."""
+    return result['new']['generation'] or result['previous']['generation']
+
+
+def ok(run, task, host):
+    res = run.result(task, host)
+    assert res['status'] == 'ok', (res, run)
+    return res['result']
+
+
+def failed(run, task, host):
+    res = run.result(task, host)
+    assert res['status'] == 'failed', (res, run)
+    return res['result']
+
+
+def baseline(act, hosts, variant='v1'):
+    """Bring hosts to ``variant`` (whatever they ran before), in one play."""
+    run = act.play([activate_task('baseline', '{{ base }}', magic_rollback=False)], hosts,
+                   extra={host: {'base': act.system(host, variant)} for host in hosts})
+    for host in hosts:
+        assert run.result('baseline', host)['status'] == 'ok', run
+        assert act.lab.active(host) == act.system(host, variant)
+    return run
+
+
+# ---------------------------------------------------------------- every persona
+def test_switch_confirm_and_manual_rollback_on_every_persona(act):
+    hosts = ['n1', 'd1', 'a1', 'm1']
+    run = deploy(act, {host: 'v2' for host in hosts}, base='v1')
+    gens_v1 = {host: generation_after(ok(run, 'baseline', host)) for host in hosts}
+    for host in hosts:
+        res = ok(run, 'activate', host)
+        assert res['state'] == 'awaiting_confirmation' and res['changed'], res
+        assert res['previous']['path'] == act.system(host, 'v1')
+        assert res['new']['path'] == act.system(host, 'v2')
+        assert res['detached_with'] == 'setsid'  # the lab has no systemd
+        conf = ok(run, 'confirm', host)
+        assert conf['confirmed'] and conf['changed'], conf
+        assert act.lab.active(host) == act.system(host, 'v2')
+        assert act.profile(host) == (conf['new']['generation'], act.system(host, 'v2'))
+    # darwin went through become: its activate refuses anything but root
+    assert any('on darwin (switch)' in line for line in ok(run, 'confirm', 'd1')['log_tail'])
+
+    run = act.play([{'name': 'rollback', 'nixdeploy.fleet.nix_activate': {'state': 'rolled_back'},
+                     'ignore_errors': True}], hosts)
+    for host in hosts:
+        res = ok(run, 'rollback', host)
+        assert res['rolled_back'] and res['changed'] and res['rollback_reason'] == 'requested'
+        assert res['new']['path'] == act.system(host, 'v1'), res
+        assert act.lab.active(host) == act.system(host, 'v1')
+        assert act.profile(host)[1] == act.system(host, 'v1')
+        if PLATFORM[host] != 'nix-on-droid':
+            # back to the very generation (nix-on-droid's activate makes a new one)
+            assert act.profile(host)[0] == gens_v1[host]
+
+
+def test_rollback_to_a_given_generation(act):
+    wanted = {'v%d' % i: act.system('n1', 'v%d' % i) for i in (1, 2, 3)}
+    tasks = [dict(activate_task(name, wanted[name], magic_rollback=False), register=name)
+             for name in ('v1', 'v2', 'v3')]
+    tasks += [
+        {'name': 'rollback', 'ignore_errors': True, 'nixdeploy.fleet.nix_activate': {
+            'state': 'rolled_back',
+            'generation': '{{ v1.new.generation or v1.previous.generation }}'}},
+        {'name': 'missing', 'ignore_errors': True, 'nixdeploy.fleet.nix_activate': {
+            'state': 'rolled_back', 'generation': 999}},
+    ]
+    run = act.play(tasks, ['n1'])
+    first = generation_after(ok(run, 'v1', 'n1'))
+    assert ok(run, 'v3', 'n1')['previous']['path'] == wanted['v2']
+    res = ok(run, 'rollback', 'n1')
+    assert res['previous']['path'] == wanted['v3']
+    assert res['new'] == {'generation': first, 'path': wanted['v1']}, res
+    assert 'generation 999' in failed(run, 'missing', 'n1')['msg']
+    assert act.lab.active('n1') == wanted['v1']
+    assert act.profile('n1') == (first, wanted['v1'])
+
+
+def test_second_identical_run_changes_nothing(act):
+    hosts = ['n1', 'd1', 'a1', 'm1']
+    before = {host: len(act.history(host)) for host in hosts}
+    run = deploy(act, {host: 'v2' for host in hosts}, base='v2')
+    for host in hosts:
+        ran = 1 if ok(run, 'baseline', host)['changed'] else 0
+        res = ok(run, 'activate', host)
+        assert res['changed'] is False and res['state'] == 'unchanged', res
+        assert ok(run, 'confirm', host)['changed'] is False
+        assert len(act.history(host)) == before[host] + ran, 'an activation ran on %s' % host
+
+
+# ---------------------------------------------------------------- failures
+def test_break_network_is_rolled_back_by_the_watchdog(act):
+    hosts = ['n2', 'd1']
+    probes, done = {host: [] for host in hosts}, threading.Event()
+
+    def probe(host):
+        # A new ssh login every 0.5 s, each on its own (a login that began
+        # just before the break would stall through it): ground truth for
+        # whether the host was reachable.
+        info = act.lab.host(host)
+        argv = (['ssh', '-o', 'ConnectTimeout=2'] + act.lab.ssh_args()
+                + ['-l', info['ssh_user'], info['address'], 'true'])
+        started = []
+        while not done.is_set():
+            started.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL))
+            time.sleep(0.5)
+        for proc in started:
+            try:
+                probes[host].append(proc.wait(timeout=15))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                probes[host].append(proc.wait())
+
+    threads = [threading.Thread(target=probe, args=(host,)) for host in hosts]
+    for thread in threads:
+        thread.start()
+    started = time.time()
+    try:
+        run = deploy(act, {host: 'bn' for host in hosts}, base='v1')
+    finally:
+        took = time.time() - started
+        done.set()
+        for thread in threads:
+            thread.join()
+    gens = {host: generation_after(ok(run, 'baseline', host)) for host in hosts}
+    for host in hosts:
+        res = failed(run, 'activate', host)
+        assert res['msg'].startswith('rolled back: no confirmation within 5s'), res
+        assert res['rolled_back'] and res['state'] == 'rolled_back'
+        assert any('takes the network down' in line for line in res['log_tail'])
+        # the host was unreachable for a while, and reachable again at the end
+        assert any(rc != 0 for rc in probes[host]) and probes[host][-1] == 0, probes[host]
+        conf = failed(run, 'confirm', host)
+        assert conf['msg'].startswith('rolled back:'), conf
+        # ground truth without ssh, then over a new ssh connection
+        assert act.lab.active(host) == act.system(host, 'v1')
+        assert act.profile(host) == (gens[host], act.system(host, 'v1'))
+        assert res['new']['generation'] not in act.generations(host)  # failed one deleted
+        assert act.lab.ssh(host, 'true', check=False).returncode == 0
+    assert took < 60
+
+
+def test_failing_activation_rolls_back_automatically(act):
+    run = deploy(act, {'n3': 'fail', 'a1': 'fail', 'm1': 'fail'}, base='v1')
+    before = {host: (generation_after(ok(run, 'baseline', host)), act.system(host, 'v1'))
+              for host in ('n3', 'a1', 'm1')}
+    for host in ('n3', 'a1', 'm1'):
+        res = failed(run, 'activate', host)
+        assert res['msg'] == 'rolled back: the activation failed with exit code 1', res
+        assert act.profile(host) == before[host]
+        assert act.lab.active(host) == act.system(host, 'v1')
+        assert failed(run, 'confirm', host)['msg'].startswith('rolled back:')
+    # NixOS: failed units (exit 4) count as a failed activation too
+    run = deploy(act, {'n3': 'fu'})
+    res = failed(run, 'activate', 'n3')
+    assert res['msg'] == 'rolled back: the activation exited with code 4 (some units failed)'
+    assert act.profile('n3') == before['n3']
+    assert act.lab.active('n3') == act.system('n3', 'v1')
+
+
+def test_hanging_activation_is_stopped_and_rolled_back(act):
+    run = deploy(act, {'n3': 'hang'}, base='v1', activation_timeout=3, confirm=False)
+    res = failed(run, 'activate', 'n3')
+    assert res['msg'] == 'rolled back: the activation timed out after 3s', res
+    assert act.lab.active('n3') == act.system('n3', 'v1')
+    assert act.profile('n3')[1] == act.system('n3', 'v1')
+    # the whole activation (its process group) was stopped
+    left = act.lab.run_in('n3', ['sh', '-c', 'ps -eo args | grep -c "[n]3-hang"'], check=False)
+    assert left.stdout.strip() == '0', left.stdout
+
+
+def test_rollbacks_can_be_turned_off(act):
+    tasks = [activate_task('baseline', act.system('n3', 'v1'), magic_rollback=False),
+             activate_task('fail', act.system('n3', 'fail'), auto_rollback=False),
+             activate_task('unguarded', act.system('n3', 'c2'), magic_rollback=False)]
+    run = act.play(tasks, ['n3'])
+    res = failed(run, 'fail', 'n3')
+    assert 'auto rollback is off' in res['msg'] and not res['rolled_back'], res
+    res = ok(run, 'unguarded', 'n3')
+    # the failed system was left in place: the next activation started from it
+    assert res['previous']['path'] == act.system('n3', 'fail')
+    assert res['state'] == 'done' and not res['magic_rollback']
+    time.sleep(6)  # longer than a confirm_timeout would have been
+    assert act.lab.active('n3') == act.system('n3', 'c2')
+
+
+def test_ssh_session_killed_mid_activation(act):
+    baseline(act, ['n1'], 'v1')
+    history = len(act.history('n1'))
+    workdir = os.path.join(act.workdir, 'killed')
+    os.makedirs(workdir)
+    inventory = act.inventory(['n1'], {'n1': {'wanted': act.system('n1', 'slow')}})
+    path = os.path.join(workdir, 'inventory.json')
+    with open(path, 'w') as handle:
+        json.dump(inventory, handle)
+    with open(os.path.join(workdir, 'play.json'), 'w') as handle:
+        json.dump([{'hosts': 'all', 'gather_facts': False, 'tasks': [
+            activate_task('activate', '{{ wanted }}', confirm_timeout=30)]}], handle)
+    # no ControlMaster: killing the playbook kills its one ssh connection
+    env = ansible_env({'ANSIBLE_SSH_ARGS': '-o ControlMaster=no'})
+    proc = subprocess.Popen(
+        [os.path.join(BIN, 'ansible-playbook'), '-i', path, os.path.join(workdir, 'play.json')],
+        cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        while len(act.history('n1')) == history and time.time() < deadline:
+            time.sleep(0.2)
+        assert len(act.history('n1')) == history + 1, 'the slow activation never started'
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the playbook and its ssh, mid-activation
+        proc.wait()
+    assert act.lab.active('n1') == act.system('n1', 'v1')  # still activating
+    deadline = time.time() + 20
+    canary = STATE_DIR['nixos'] + '/canary'
+    while act.lab.read('n1', canary) is None and time.time() < deadline:
+        time.sleep(0.3)
+    assert act.lab.active('n1') == act.system('n1', 'slow')  # it completed on its own
+    run = act.play(confirm_tasks(), ['n1'])
+    res = ok(run, 'confirm', 'n1')
+    assert res['confirmed'] and res['new']['path'] == act.system('n1', 'slow'), res
+    assert act.profile('n1')[1] == act.system('n1', 'slow')
+
+
+def test_concurrent_activations_are_serialized(act):
+    baseline(act, ['n3'], 'v1')
+    history = len(act.history('n3'))
+    runs = {}
+
+    def one(variant):
+        # each holds the lock for a while before its confirmation arrives
+        tasks = [activate_task('activate', act.system('n3', variant), confirm_timeout=20),
+                 {'name': 'pause', 'ansible.builtin.pause': {'seconds': 3}}] + confirm_tasks()
+        runs[variant] = act.play(tasks, ['n3'])
+
+    threads = [threading.Thread(target=one, args=(v,)) for v in ('c2', 'c3')]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results = {v: ok(runs[v], 'activate', 'n3') for v in runs}
+    for variant in runs:
+        assert ok(runs[variant], 'confirm', 'n3')['confirmed']
+    first, second = sorted(runs, key=lambda v: results[v]['new']['generation'])
+    # the second started from what the first made, after the first was confirmed
+    assert results[second]['previous'] == results[first]['new'], results
+    assert results[first]['previous']['path'] == act.system('n3', 'v1')
+    assert any('waiting_lock: another activation' in line for line in results[second]['log_tail'])
+    assert act.lab.active('n3') == act.system('n3', second)
+    assert act.profile('n3') == (results[second]['new']['generation'], act.system('n3', second))
+    assert len(act.history('n3')) == history + 2
+
+
+def test_lock_timeout_and_stale_lock(act):
+    baseline(act, ['n3'], 'v1')
+    lock = STATE_DIR['nixos'] + '/lock'
+    # held by a live process (this test): wait lock_timeout, then fail clearly
+    act.lab.run_in('n3', ['sh', '-c', 'mkdir %s && echo %d >%s/pid' % (lock, os.getpid(), lock)])
+    run = deploy(act, {'n3': 'c2'}, lock_timeout=2, confirm=False)
+    res = failed(run, 'activate', 'n3')
+    assert 'timed out after 2s waiting for the lock' in res['msg'], res
+    assert 'pid %d' % os.getpid() in res['msg']
+    assert act.lab.active('n3') == act.system('n3', 'v1')
+    # held by a process that is gone: broken, and the activation proceeds
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    act.lab.run_in('n3', ['sh', '-c', 'echo %d >%s/pid' % (dead.pid, lock)])
+    run = deploy(act, {'n3': 'c2'}, lock_timeout=5)
+    assert ok(run, 'confirm', 'n3')['confirmed']
+    assert act.lab.active('n3') == act.system('n3', 'c2')
+
+
+# ---------------------------------------------------------------- goals, check mode
+def test_nixos_goals_test_and_boot(act):
+    run = deploy(act, {'n1': 'v2'}, goal='test', base='v1')
+    gen = (generation_after(ok(run, 'baseline', 'n1')), act.system('n1', 'v1'))
+    assert ok(run, 'confirm', 'n1')['confirmed']
+    assert act.lab.active('n1') == act.system('n1', 'v2')
+    assert act.profile('n1') == gen  # test never touches the profile
+    run = deploy(act, {'n1': 'v3'}, goal='boot', confirm=False)
+    res = ok(run, 'activate', 'n1')
+    assert res['state'] == 'done' and not res['magic_rollback']  # no watchdog for boot
+    assert act.lab.boot('n1') == act.system('n1', 'v3')
+    assert act.profile('n1')[1] == act.system('n1', 'v3')
+    assert act.lab.active('n1') == act.system('n1', 'v2')
+
+
+def test_check_mode_changes_nothing(act):
+    hosts = ['n1', 'a1', 'm1']
+    baseline(act, hosts, 'v1')
+    before = {host: (act.profile(host), len(act.history(host))) for host in hosts}
+    extra = {host: {'wanted': act.system(host, 'v2')} for host in hosts}
+    run = act.play([activate_task('activate', '{{ wanted }}')], hosts, extra=extra, check=True)
+    for host in hosts:
+        res = ok(run, 'activate', host)
+        assert res['changed'] and not res['activated'], res
+        assert (act.profile(host), len(act.history(host))) == before[host]
+        assert act.lab.active(host) == act.system(host, 'v1')
+    # dry activations where the platform has them
+    assert any('would activate' in line for line in ok(run, 'activate', 'n1')['log_tail'])
+    assert any('would activate' in line for line in ok(run, 'activate', 'a1')['log_tail'])
+    assert 'no dry activation' in ok(run, 'activate', 'm1')['msg']
+    run = act.play([activate_task('activate', '{{ wanted }}', goal='dry-activate')], ['n1'],
+                   extra=extra)
+    res = ok(run, 'activate', 'n1')
+    assert res['changed'] is False and res['would_change'] is True
+    assert act.profile('n1') == before['n1'][0]
+
+
+def test_bad_parameters_fail_clearly(act):
+    run = act.play([activate_task('activate', '/nix/store/x', goal='boot')], ['a1'])
+    assert 'nix-on-droid supports the goals switch, not boot' in failed(run, 'activate', 'a1')['msg']
+    run = act.play([activate_task('activate', '/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-missing')],
+                   ['n1'])
+    assert 'not in the target\'s store' in failed(run, 'activate', 'n1')['msg']
