@@ -1,0 +1,110 @@
+"""A deployable lab fleet: a lab's fixture flake plus a signing key it trusts.
+
+Shared by the deploy role tests, the ansible-runner test, Molecule's create
+playbook and the demo. The lab hosts trust only root; darwin (``deploy`` +
+sudo) and home-manager (``app``) hosts are deployed by users Nix does not
+trust, so the controller signs each closure with a key every host trusts, as
+one would on a real fleet (``trusted-public-keys``).
+
+CLI (Molecule's create playbook):
+  python -m tests.deploy_fleet --lab mol --flake DIR [--tag h1=vps,hk ...]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from tests.lab import Lab
+from tests.lab.fixtures import FleetFlake
+
+KEY_NAME = 'nixdeploy-lab-1'
+
+
+def signing_key(directory, name=KEY_NAME):
+    """(secret key file, public key) in ``directory``; made once."""
+    secret = os.path.join(directory, 'signing-key')
+    public = secret + '.pub'
+    if not (os.path.exists(secret) and os.path.exists(public)):
+        os.makedirs(directory, exist_ok=True)
+        subprocess.run(['nix-store', '--generate-binary-cache-key', name, secret, public],
+                       check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.chmod(secret, 0o600)
+    with open(public) as handle:
+        return secret, handle.read().strip()
+
+
+def trust_key(lab, public_key):
+    """Make every lab host's Nix accept paths signed by ``public_key``."""
+    for name in lab.hosts:
+        lab.add_nix_conf(name, 'trusted-public-keys = %s' % public_key)
+
+
+def prepare(lab, flake_dir, key_dir=None, tags=None, configurations=None, **flake_args):
+    """Write the fleet flake for ``lab`` and trust a signing key on its hosts.
+
+    Returns (FleetFlake, secret key path).
+    """
+    secret, public = signing_key(key_dir or lab.dir)
+    trust_key(lab, public)
+    flake = FleetFlake.for_lab(flake_dir, lab, tags=tags, configurations=configurations,
+                               **flake_args)
+    return flake, secret
+
+
+def lab_group_vars(lab, secret_key):
+    """Inventory vars for a lab: its key and known_hosts, no caches, the signing key."""
+    return {
+        'ansible_ssh_private_key_file': lab.key,
+        'ansible_ssh_common_args': '-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes'
+                                   ' -o IdentitiesOnly=yes' % lab.known_hosts,
+        'nix_options': {'substituters': ''},
+        'nix_signing_key': secret_key,
+    }
+
+
+def write_inventory(directory, lab, flake, secret_key, name='fleet'):
+    """An inventory directory as users keep one: a nixdeploy.fleet.nix config
+    for ``flake`` and group_vars with the lab's connection and trust settings.
+    Returns the directory."""
+    group_vars = os.path.join(directory, 'group_vars')
+    os.makedirs(group_vars, exist_ok=True)
+    config = {'plugin': 'nixdeploy.fleet.nix', 'flake': flake.path,
+              'nix_options': {'substituters': ''}}
+    # JSON is YAML: no quoting surprises in paths.
+    with open(os.path.join(directory, '%s.nix.yml' % name), 'w') as handle:
+        json.dump(config, handle, indent=2)
+    with open(os.path.join(group_vars, 'all.yml'), 'w') as handle:
+        json.dump(lab_group_vars(lab, secret_key), handle, indent=2)
+    # nix-darwin activation needs root: its deploy user uses sudo
+    with open(os.path.join(group_vars, 'darwin.yml'), 'w') as handle:
+        json.dump({'ansible_become': True}, handle)
+    return directory
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m tests.deploy_fleet', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--lab', required=True, help='name of a lab that is up')
+    parser.add_argument('--flake', required=True, help='directory to write the flake to')
+    parser.add_argument('--tag', action='append', default=[], metavar='HOST=TAG,TAG',
+                        help='tags of a host (repeatable)')
+    parser.add_argument('--version', default='1', help='version of every configuration')
+    args = parser.parse_args(argv)
+    lab = Lab(args.lab)
+    if not lab.state:
+        print('lab %s is not up' % args.lab, file=sys.stderr)
+        return 2
+    tags = {}
+    for item in args.tag:
+        host, _sep, names = item.partition('=')
+        tags[host] = [t for t in names.split(',') if t]
+    flake, secret = prepare(lab, args.flake, tags=tags)
+    flake.set_all(version=args.version)
+    print('flake %s for lab %s; signing key %s' % (flake.ref, lab.name, secret))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

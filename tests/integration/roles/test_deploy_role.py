@@ -1,0 +1,163 @@
+"""The deploy role end to end on the `rol` lab: real eval, build, ssh copies and
+activations, run as users run it (`ansible-playbook nixdeploy.fleet.deploy`).
+
+The tests run in order on one fleet: deploy, redeploy (nothing changes),
+check/diff of a new version (nothing changes, the diff is shown), then a
+version one host fails to activate (it rolls back and ends failed; the others
+go on; the play exits non-zero).
+"""
+
+import os
+
+import pytest
+
+from tests.collection import run_playbook
+
+pytestmark = pytest.mark.lab
+
+PLAYBOOK = 'nixdeploy.fleet.deploy'
+EVAL = 'Evaluate the system of each host'
+OUTCOME = 'Work out the outcome on this host'
+
+
+def task(name):
+    return 'nixdeploy.fleet.deploy : %s' % name
+
+
+def deploy(fleet, *args):
+    return run_playbook(PLAYBOOK, fleet.inventory, fleet.rundir(), args=list(args))
+
+
+def out_paths(run):
+    return {r['host']: r['result']['out_path'] for r in run.results(task(EVAL)) if r['status'] == 'ok'}
+
+
+def summaries(run):
+    return {r['host']: r['result']['ansible_facts']['deploy_summary'] for r in run.results(task(OUTCOME))}
+
+
+def test_deploy_activates_every_host(rol_fleet):
+    lab = rol_fleet.lab
+    run = deploy(rol_fleet)
+    assert run.rc == 0, run
+    paths = out_paths(run)
+    assert sorted(paths) == ['h1', 'h2', 'h3'], run
+    rol_fleet.first_paths = paths
+    for host, path in paths.items():
+        assert lab.active(host) == path, (host, run)
+    summary = summaries(run)
+    assert {h: s['outcome'] for h, s in summary.items()} == {
+        'h1': 'switched', 'h2': 'switched', 'h3': 'switched'}, run
+    assert summary['h3']['platform'] == 'darwin'
+    # the summary table is printed once, one line per host
+    assert 'Show the deploy summary of this batch' in run.stdout
+    for host in paths:
+        assert '%s ' % host in run.stdout
+
+
+def test_second_deploy_changes_nothing(rol_fleet):
+    run = deploy(rol_fleet)
+    assert run.rc == 0, run
+    changed = [(r['host'], r['task']) for r in run.records if r['result'].get('changed')]
+    assert changed == [], run
+    assert {h: s['outcome'] for h, s in summaries(run).items()} == {
+        'h1': 'unchanged', 'h2': 'unchanged', 'h3': 'unchanged'}
+
+
+def test_check_diff_changes_nothing_and_shows_the_closure_diff(rol_fleet):
+    lab, flake = rol_fleet.lab, rol_fleet.flake
+    before = {host: lab.active(host) for host in lab.hosts}
+    flake.set_config('h1', version='2', extra_seed='v2')
+    run = deploy(rol_fleet, '--check', '--diff', '-l', 'vps')
+    assert run.rc == 0, run
+    new = out_paths(run)
+    assert sorted(new) == ['h1', 'h2'], run
+    # nothing changed on any host: same active systems, new closure not copied
+    assert {host: lab.active(host) for host in lab.hosts} == before
+    assert not lab.store_has('h1', new['h1'])
+    # per host: the closure difference with versions and sizes
+    diff = run.result(task('Show the closure difference'), 'h1')['result']['msg']
+    text = '\n'.join(diff)
+    assert 'nixos-system-h1: 1 \u2192 2' in text, text
+    assert 'lab-extra-v2' in text and 'KiB' in text, text
+    assert 'lab-extra-base' in text, text
+    assert {h: s['outcome'] for h, s in summaries(run).items()} == {
+        'h1': 'would switch', 'h2': 'unchanged'}, run
+
+
+def test_skip_tags_activate_copies_without_activating(rol_fleet):
+    # colmena's `push`: evaluate, build and copy; activate nothing
+    lab = rol_fleet.lab
+    before = lab.active('h1')
+    run = deploy(rol_fleet, '--skip-tags', 'activate', '-l', 'h1')
+    assert run.rc == 0, run
+    new = out_paths(run)['h1']
+    assert new != before
+    assert lab.store_has('h1', new)
+    assert lab.active('h1') == before
+    assert summaries(run)['h1']['outcome'] == 'copied (not activated)', run
+
+
+def test_failing_hosts_end_failed_and_others_go_on(rol_fleet):
+    lab, flake = rol_fleet.lab, rol_fleet.flake
+    before = {host: lab.active(host) for host in ('h2', 'h3')}
+    flake.set_all(version='3')
+    flake.set_config('h2', behaviour='fail')       # activation fails: rolls back
+    flake.set_config('h3', broken_eval=True)       # Nix evaluation error
+    try:
+        run = deploy(rol_fleet)
+    finally:
+        flake.set_config('h2', behaviour='ok')
+        flake.set_config('h3', broken_eval=False)
+    assert run.rc != 0, run
+    paths = out_paths(run)
+    assert lab.active('h1') == paths['h1']
+    summary = summaries(run)
+    assert summary['h1']['outcome'] == 'switched', summary
+    # h2 rolled back to what it ran before and is reported failed
+    assert lab.active('h2') == before['h2']
+    assert summary['h2']['failed'] and summary['h2']['rolled_back'], summary
+    assert summary['h2']['outcome'].startswith('FAILED: rolled back'), summary
+    assert summary['h2']['before'] == summary['h2']['after'], summary
+    # h3 failed evaluating, with Nix's own message, and was not touched
+    assert lab.active('h3') == before['h3']
+    assert summary['h3']['failed'] and not summary['h3']['rolled_back'], summary
+    assert summary['h3']['outcome'].startswith('FAILED at "Evaluate'), summary
+    eval_h3 = run.result(task(EVAL), 'h3')
+    assert eval_h3['status'] == 'failed' and 'this_option_does_not_exist' in eval_h3['result']['msg']
+    stats = run.stdout[run.stdout.index('PLAY RECAP'):]
+    assert 'h1' in stats and stats.count('failed=1') == 2, stats
+
+
+def test_unreachable_host_is_in_the_summary_and_fails(rol_fleet):
+    lab, flake = rol_fleet.lab, rol_fleet.flake
+    before = lab.active('h2')
+    flake.set_config('h2', version='4')
+    flake.set_config('h3', version='4')
+    lab.cut('h2')
+    try:
+        # A fresh ssh ControlPath dir: the master the last run left to h2
+        # (ControlPersist, no keepalives) would wait for TCP to give up on the
+        # dead link; this run meets the cut link with new connections.
+        workdir = rol_fleet.rundir()
+        env = {'ANSIBLE_SSH_CONTROL_PATH_DIR': os.path.join(workdir, 'cp')}
+        run = run_playbook(PLAYBOOK, rol_fleet.inventory, workdir, args=['-l', 'h2,h3'],
+                           env=env, timeout=240)
+    finally:
+        lab.restore('h2')
+    assert run.rc != 0, run
+    summary = summaries(run)
+    assert summary['h3']['outcome'] == 'switched', summary
+    assert summary['h2']['failed'] and 'unreachable' in summary['h2']['outcome'], summary
+    assert lab.active('h2') == before
+
+
+def test_rollback_role_returns_to_the_previous_generation(rol_fleet):
+    lab = rol_fleet.lab
+    # h1 runs version 3 now (generation 2); its previous generation is version 1
+    run = run_playbook('nixdeploy.fleet.rollback', rol_fleet.inventory, rol_fleet.rundir(),
+                       args=['-l', 'h1'])
+    assert run.rc == 0, run
+    assert lab.active('h1') == rol_fleet.first_paths['h1'], run
+    line = run.result('nixdeploy.fleet.rollback : Record the outcome on this host', 'h1')
+    assert 'gen   2 -> 1   rolled back' in line['result']['ansible_facts']['rollback_summary_line'], line

@@ -1,0 +1,69 @@
+"""The deploy playbook through ansible-runner, the engine AWX/AAP job templates
+run on: a private data dir with an inventory source (the nixdeploy.fleet.nix
+plugin config and group_vars), a project (the repository's deploy.yml) and
+env/ (envvars, settings), against the `rol` lab.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from tests.collection import BIN, REPO, collections_path
+from tests.deploy_fleet import prepare, write_inventory
+
+ansible_runner = pytest.importorskip('ansible_runner')
+
+pytestmark = pytest.mark.lab
+
+# The personas the role tests do not cover: home-manager (app, daemon store,
+# signed copies) and nix-on-droid (app, single-user store, nix off PATH).
+HOSTS = [{'name': 'h1', 'persona': 'nixos'}, {'name': 'h2', 'persona': 'home-manager'},
+         {'name': 'h3', 'persona': 'nix-on-droid'}]
+
+
+@pytest.fixture(scope='module')
+def data_dir(make_lab, tmp_path_factory):
+    lab = make_lab('rol', HOSTS)
+    base = str(tmp_path_factory.mktemp('runner'))
+    flake, secret = prepare(lab, os.path.join(base, 'flake'), tags={'h1': ['vps']})
+    private = os.path.join(base, 'private')
+    write_inventory(os.path.join(private, 'inventory'), lab, flake, secret)
+    os.makedirs(os.path.join(private, 'project'))
+    # the project is this repository's own entry point
+    shutil.copy(os.path.join(REPO, 'deploy.yml'), os.path.join(private, 'project', 'deploy.yml'))
+    os.makedirs(os.path.join(private, 'env'))
+    envvars = {
+        'ANSIBLE_COLLECTIONS_PATH': collections_path(),
+        'ANSIBLE_HOST_KEY_CHECKING': 'True',
+        'ANSIBLE_GATHERING': 'explicit',
+        'ANSIBLE_FORKS': '25',
+        'PATH': BIN + os.pathsep + os.environ.get('PATH', ''),
+    }
+    with open(os.path.join(private, 'env', 'envvars'), 'w') as handle:
+        json.dump(envvars, handle)
+    with open(os.path.join(private, 'env', 'settings'), 'w') as handle:
+        json.dump({'job_timeout': 600, 'suppress_ansible_output': True}, handle)
+    return lab, private
+
+
+def run(private):
+    return ansible_runner.run(private_data_dir=private, playbook='deploy.yml', quiet=True)
+
+
+def test_runner_deploys_then_finds_nothing_to_change(data_dir):
+    lab, private = data_dir
+    first = run(private)
+    assert first.status == 'successful', first.stdout.read()[-4000:]
+    assert first.rc == 0
+    assert set(first.stats['ok']) == {'h1', 'h2', 'h3'}
+    assert set(first.stats['changed']) == {'h1', 'h2', 'h3'}
+    assert not first.stats['failures'] and not first.stats['dark']
+    for host in lab.hosts:
+        assert lab.active(host), host
+
+    second = run(private)
+    assert second.status == 'successful', second.stdout.read()[-4000:]
+    changed = {host: count for host, count in second.stats.get('changed', {}).items() if count}
+    assert changed == {}, changed
