@@ -16,6 +16,7 @@ import time
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _copy, _nix
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, store_path_of)
 
@@ -148,7 +149,7 @@ class ActionModule(ActionBase):
         facts = _copy.parse_probe(res.get('stdout', ''))
         if facts is None:
             where = remote_nix_dir or 'PATH and the known locations (%s)' % ', '.join(
-                _copy.KNOWN_NIX_DIRS)
+                KNOWN_NIX_DIRS)
             raise _copy.CopyError('%s: no nix-store found on the target in %s; set '
                                   'remote_nix_dir to the folder holding nix' % (host, where))
         if res.get('rc') != 0 or not facts.get('complete'):

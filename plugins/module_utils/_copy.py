@@ -19,18 +19,8 @@ import re
 import shlex
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import known_nix_dirs_sh
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import is_store_path
-
-# Where nix lives when a non-login shell's PATH lacks it: NixOS system,
-# multi-user default profile (macOS), the user's profiles (nix-on-droid,
-# single-user installs; old and new profile locations).
-KNOWN_NIX_DIRS = (
-    '/run/current-system/sw/bin',
-    '/nix/var/nix/profiles/default/bin',
-    '$HOME/.nix-profile/bin',
-    '/nix/var/nix/profiles/per-user/$user/profile/bin',
-    '${XDG_STATE_HOME:-$HOME/.local/state}/nix/profile/bin',
-)
 
 _MARK = 'nixdeploy-copy-probe'
 
@@ -53,11 +43,11 @@ def probe_script(remote_nix_dir=None):
     if remote_nix_dir:
         search = 'for d in %s; do' % shlex.quote(remote_nix_dir)
     else:
-        # $user/$HOME expand on the target; the list itself is ours, not inventory data.
+        # $USER/$HOME expand on the target; the list itself is ours, not inventory data.
         search = ('for d in "$(command -v nix-store 2>/dev/null | sed \'s,/[^/]*$,,\')" %s; do'
-                  % ' '.join('"%s"' % d for d in KNOWN_NIX_DIRS))
+                  % known_nix_dirs_sh())
     return '\n'.join([
-        'user=${USER:-$(id -un)}',
+        'USER=${USER:-$(id -un)}',
         'nixdir=',
         search,
         '  if [ -n "$d" ] && [ -x "$d/nix-store" ]; then nixdir=$d; break; fi',

@@ -117,6 +117,25 @@ PLATFORMS = {
 ACTIVATION_KEYS = ('command', 'profile_goals', 'sets_own_profile', 'magic_goals', 'dry_run',
                    'current_link', 'driver', 'profile_candidates')
 
+# Where nix lives on a target whose non-login ssh PATH lacks it, searched in
+# this order after PATH: the NixOS system, the multi-user default profile
+# (macOS), the user's profiles (nix-on-droid, single-user installs; old and
+# new locations). Constant sh words: $HOME, $USER and XDG_STATE_HOME expand
+# on the target. One list for every script that looks for nix.
+KNOWN_NIX_DIRS = (
+    '/run/current-system/sw/bin',
+    '/nix/var/nix/profiles/default/bin',
+    '$HOME/.nix-profile/bin',
+    '/nix/var/nix/profiles/per-user/$USER/profile/bin',
+    '${XDG_STATE_HOME:-$HOME/.local/state}/nix/profile/bin',
+)
+
+
+def known_nix_dirs_sh():
+    """KNOWN_NIX_DIRS as double-quoted sh words (expanded on the target)."""
+    return ' '.join('"%s"' % d for d in KNOWN_NIX_DIRS)
+
+
 # Ansible group names for each platform (group names cannot hold '-').
 GROUP_NAMES = {name: name.replace('-', '_') for name in PLATFORMS}
 

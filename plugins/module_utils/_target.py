@@ -22,16 +22,10 @@ __metaclass__ = type
 
 import shlex
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import known_nix_dirs_sh
+
 MARK = '@@nixdeploy '
 LOG_MARK = '@@nixdeploy-log'
-
-# Where nix-env usually is when a non-login shell's PATH lacks it.
-NIX_ENV_DIRS = (
-    '/nix/var/nix/profiles/default/bin',
-    '$HOME/.nix-profile/bin',
-    '/run/current-system/sw/bin',
-    '/nix/var/nix/profiles/per-user/$USER/profile/bin',
-)
 
 TERMINAL_STATES = ('unchanged', 'done', 'failed', 'rolled_back', 'rollback_failed')
 
@@ -61,7 +55,7 @@ if [ "$(id -u)" = 0 ]; then BASE=/nix/var/nixdeploy
 else BASE=${XDG_STATE_HOME:-$HOME/.local/state}/nixdeploy; fi
 D=$BASE/$(printf '%s' "$PROFILE" | tr -c 'A-Za-z0-9._-' '_')
 mkdir -p "$D/runs" || fail "cannot create the state folder $D"
-'''.replace('__NIX_ENV_DIRS__', ' '.join('"%s"' % d for d in NIX_ENV_DIRS))
+'''.replace('__NIX_ENV_DIRS__', known_nix_dirs_sh())
 
 # Profile generations: PROFILE -> PROFILE-N-link -> /nix/store/...
 _GENERATIONS = r'''

@@ -186,8 +186,11 @@ def test_cache_and_substitute_modes_send_no_closure_bytes(cpy_lab, cpy_flake, cp
         nar_total += sum(size for p, size in closure.items() if '-lab-extra-cache-' in p)
     # The archives came from the cache (the random padding does not compress) ...
     assert served >= nar_total * 0.95, (served, nar_total)
-    # ... and besides them only the probe's and ssh's small talk crossed the links.
-    assert sum(crossed.values()) - served < QUERY_BYTES * len(hosts), (crossed, served)
+    # ... and besides them (and their TCP/IP framing, up to ~6% with 1500-byte
+    # frames and the ACKs back) only the probe's and ssh's small talk crossed
+    # the links. A push on top would have doubled the bytes.
+    framing = served * 0.06
+    assert sum(crossed.values()) - served < QUERY_BYTES * len(hosts) + framing, (crossed, served)
     print('cache: served %d bytes, link bytes %s' % (served, crossed))
 
 
