@@ -1,0 +1,201 @@
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run the benchmarks, print their tables and write benchmarks/results/latest.json.
+
+    python -m benchmarks                      all five, full sizes (~10-15 min, root)
+    python -m benchmarks --quick              smaller sizes (~3 min)
+    python -m benchmarks --only eval,inventory --eval-sizes 1,16
+
+Tables: 1 overhead, 2 eval, 3 copy, 4 inventory, 5 scaling. Tables 1, 3 and 5
+deploy to a lab fleet (tests/lab, root needed) named by --lab, always downed
+at the end. Run it with a Python that has ansible-core (the project venv).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+from benchmarks import copy_modes, eval_batching, inventory_parse, overhead, scaling
+from benchmarks._fleet import REPO, BenchFleet, load
+
+TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling')
+FULL = {'overhead_sizes': '1,4,8,16', 'eval_sizes': '1,4,8,16',
+        'inventory_sizes': '100,1000,10000', 'scaling_sizes': '4,8,16,32',
+        'copy_hosts': 8, 'copy_bytes': 4000000}
+QUICK = {'overhead_sizes': '1,4', 'eval_sizes': '1,4', 'inventory_sizes': '100,1000',
+         'scaling_sizes': '4,8', 'copy_hosts': 4, 'copy_bytes': 1000000}
+
+
+def sizes(text):
+    return [int(s) for s in text.split(',') if s.strip()]
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog='python -m benchmarks', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--only', default=','.join(TABLES),
+                        help='comma list of tables to run: %s' % ','.join(TABLES))
+    parser.add_argument('--quick', action='store_true', help='small sizes, a few minutes')
+    parser.add_argument('--overhead-sizes')
+    parser.add_argument('--eval-sizes')
+    parser.add_argument('--eval-heavy', type=int, default=300000,
+                        help='shared library size of the eval benchmark (as nixpkgs)')
+    parser.add_argument('--inventory-sizes')
+    parser.add_argument('--inventory-sources', default='inventory,colmena,deploy-rs')
+    parser.add_argument('--scaling-sizes')
+    parser.add_argument('--copy-hosts', type=int)
+    parser.add_argument('--copy-bytes', type=int, help='new closure bytes per host and mode')
+    parser.add_argument('--rate', default='100mbit', help='netem rate of each host link')
+    parser.add_argument('--delay', default='20ms', help='netem delay each way')
+    parser.add_argument('--lab', default='bnc', help='name of the lab to bring up (and down)')
+    parser.add_argument('--output', default=os.path.join(REPO, 'benchmarks', 'results',
+                                                         'latest.json'))
+    args = parser.parse_args(argv)
+    defaults = QUICK if args.quick else FULL
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.only = [t.strip() for t in args.only.split(',') if t.strip()]
+    unknown = set(args.only) - set(TABLES)
+    if unknown:
+        parser.error('unknown tables: %s' % ', '.join(sorted(unknown)))
+    if os.geteuid() != 0 and set(args.only) & {'overhead', 'copy', 'scaling'}:
+        parser.error('overhead, copy and scaling deploy to a lab fleet, which needs root; '
+                     'without root run --only eval,inventory')
+    return args
+
+
+def log(text):
+    print(text, file=sys.stderr)
+    sys.stderr.flush()
+
+
+# ------------------------------------------------------------------ 2 and 4
+def run_eval(args, tmp):
+    rows = []
+    for size in sizes(args.eval_sizes):
+        flake_dir = os.path.join(tmp, 'eval-%d' % size)
+        eval_batching.write_flake(flake_dir, size, args.eval_heavy)
+        eval_batching.run_child('batched', flake_dir, size)  # warm up: lock, copy source
+        row = {'n': size}
+        for mode in ('per-host', 'batched'):
+            row[mode] = eval_batching.run_child(mode, flake_dir, size)
+        log('  eval N=%d per-host %.1f s, batched %.1f s'
+            % (size, row['per-host']['wall'], row['batched']['wall']))
+        rows.append(row)
+    return {'heavy': args.eval_heavy, 'rows': rows}
+
+
+def eval_table(data):
+    lines = ['2. Evaluation batching (heavy=%d shared library, as nixpkgs): one nix eval per host'
+             ' vs nix_eval' % data['heavy'],
+             '%4s  %-9s %6s %8s %8s %8s  %s' % (
+                 'N', 'mode', 'procs', 'wall s', 'cpu s', 'peak MB', 'cpu ratio')]
+    lines.append('-' * len(lines[-1]))
+    for row in data['rows']:
+        for mode in ('per-host', 'batched'):
+            cell = row[mode]
+            ratio = ''
+            if mode == 'batched' and cell['cpu'] > 0:
+                ratio = '%.1fx less' % (row['per-host']['cpu'] / cell['cpu'])
+            lines.append('%4d  %-9s %6d %8.2f %8.2f %8.0f  %s' % (
+                row['n'], mode, cell['processes'], cell['wall'], cell['cpu'], cell['peak_mb'],
+                ratio))
+    return '\n'.join(lines)
+
+
+def run_inventory(args, tmp):
+    rows = []
+    for size in sizes(args.inventory_sizes):
+        flake = os.path.join(tmp, 'inventory-%d' % size)
+        inventory_parse.write_fleet(flake, size)
+        for source in args.inventory_sources.split(','):
+            started = time.monotonic()
+            result = inventory_parse.measure(inventory_parse.write_config(flake, source), flake,
+                                             source)
+            result.update(nodes=size, source=source, wall=time.monotonic() - started)
+            log('  inventory %d %s: %.1f s' % (size, source, result['parse']))
+            rows.append(result)
+    return {'rows': rows}
+
+
+def inventory_table(data):
+    lines = ['4. Inventory plugin: parse time and peak memory',
+             '%-7s %-10s %6s %7s %8s %8s %7s %7s %7s' % (
+                 'nodes', 'source', 'hosts', 'groups', 'parse s', 'cpu s', 'nix s', 'py MB',
+                 'nix MB')]
+    lines.append('-' * len(lines[-1]))
+    for row in data['rows']:
+        lines.append('%-7d %-10s %6d %7d %8.2f %8.2f %7.2f %7.0f %7.0f' % (
+            row['nodes'], row['source'], row['hosts'], row['groups'], row['parse'], row['cpu'],
+            row['nix'], row['py_mb'], row['nix_mb']))
+    return '\n'.join(lines)
+
+
+# ------------------------------------------------------------------ main
+def main(argv=None):
+    args = parse_args(argv)
+    results = {'started': datetime.datetime.utcnow().strftime('%Y-%m-%dT%H:%M:%SZ'),
+               'machine': {'cores': os.cpu_count(), 'python': platform.python_version(),
+                           'load_at_start': load()},
+               'args': dict((k, v) for k, v in vars(args).items() if k != 'output'),
+               'tables': {}}
+    tables = results['tables']
+    printers = {'overhead': overhead.table, 'eval': eval_table, 'copy': copy_modes.table,
+                'inventory': inventory_table, 'scaling': scaling.table}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix='nixdeploy-bench-') as tmp:
+        if 'eval' in args.only:
+            log('2. evaluation batching ...')
+            tables['eval'] = run_eval(args, tmp)
+        if 'inventory' in args.only:
+            log('4. inventory plugin ...')
+            tables['inventory'] = run_inventory(args, tmp)
+        lab_tables = [t for t in ('overhead', 'scaling', 'copy') if t in args.only]
+        if lab_tables:
+            needed = max([max(sizes(args.overhead_sizes)) if 'overhead' in args.only else 0,
+                          max(sizes(args.scaling_sizes)) if 'scaling' in args.only else 0,
+                          args.copy_hosts if 'copy' in args.only else 0])
+            log('lab %s: %d NixOS hosts ...' % (args.lab, needed))
+            # kept after the run (logs of every deploy), replaced by the next one
+            fleet = BenchFleet(args.lab, needed, os.path.join(os.path.dirname(args.output),
+                                                              'work'))
+            try:
+                if 'overhead' in args.only:
+                    log('1. orchestration overhead ...')
+                    tables['overhead'] = overhead.run(fleet, sizes(args.overhead_sizes), log=log)
+                if 'scaling' in args.only:
+                    log('5. scaling ...')
+                    tables['scaling'] = scaling.run(fleet, sizes(args.scaling_sizes),
+                                                    tables.get('overhead'), log=log)
+                if 'copy' in args.only:
+                    log('3. copy modes ...')
+                    tables['copy'] = copy_modes.run(
+                        fleet, hosts=args.copy_hosts, rate=args.rate, delay=args.delay,
+                        extra_bytes=args.copy_bytes, log=log)
+            finally:
+                fleet.down()
+    results['seconds'] = round(time.monotonic() - started, 1)
+    results['machine']['load_at_end'] = load()
+    print('nixdeploy.fleet benchmarks, %s; %d cores; load %.1f at start, %.1f at end; %.0f s'
+          % (results['started'], os.cpu_count(), results['machine']['load_at_start'],
+             results['machine']['load_at_end'], results['seconds']))
+    for name in TABLES:
+        if name in tables:
+            print()
+            print(printers[name](tables[name]))
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output + '.tmp', 'w') as handle:
+        json.dump(results, handle, indent=2, sort_keys=True)
+    os.rename(args.output + '.tmp', args.output)
+    print('\nwritten: %s' % os.path.relpath(args.output, os.getcwd()))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,192 @@
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A lab fleet to benchmark deploys on, and timed runs of the two deployers.
+
+Shared by overhead.py (1), copy_modes.py (3) and scaling.py (5). Every
+address used is the lab's (its bridge and namespaces) or loopback.
+
+Each timed run is a child process reaped with ``os.wait4``: its wall time and
+the CPU time (user + system) of the child and every descendant it waited for
+(ansible-playbook, its forks, ssh and nix clients) - the controller's side
+only; what runs on a target runs under that host's sshd.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from tests.collection import ansible_env  # noqa: E402 pylint: disable=wrong-import-position
+from tests.deploy_fleet import prepare, write_inventory  # noqa: E402 pylint: disable=wrong-import-position
+from tests.lab import Lab  # noqa: E402 pylint: disable=wrong-import-position
+
+BASELINE = os.path.join(REPO, 'benchmarks', 'baseline_deploy.sh')
+CALLBACKS = os.path.join(REPO, 'benchmarks', 'callback_plugins')
+# Where a deploy's time goes: role task names by phase (the rest is "other").
+PHASES = (
+    ('eval', ('Evaluate the system of each host',)),
+    ('build', ('Build the system of each host',)),
+    ('copy', ('Copy the closure to each host',)),
+    ('activate', ('Activate the new system',)),
+    ('confirm', ('Open a new connection to prove the new system accepts logins',
+                 'Confirm the new system over the new connection')),
+)
+PLAYBOOK = 'nixdeploy.fleet.deploy'
+# ssh settings of the repository's ansible.cfg, as users deploy from it
+SSH_ARGS = '-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=15'
+
+
+class RunError(Exception):
+    pass
+
+
+def timed(argv, env=None, cwd=None, log=None):
+    """Run argv; {'wall', 'cpu', 'rc'}: wall seconds and CPU seconds of the
+    child and its reaped descendants."""
+    out = open(log, 'w') if log else subprocess.DEVNULL
+    try:
+        started = time.monotonic()
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if log:
+            out.close()
+    return {'wall': wall, 'cpu': usage.ru_utime + usage.ru_stime, 'rc': proc.returncode}
+
+
+def phases(times_file, wall):
+    """{phase: seconds} of one playbook run, from the task_times callback;
+    'startup' is what passed before the play (Python, inventory plugin)."""
+    try:
+        with open(times_file) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    out = dict((name, 0.0) for name, _tasks in PHASES)
+    out.update(other=0.0, startup=max(0.0, wall - data['play']))
+    for task, seconds in data['tasks']:
+        short = task.split(' : ', 1)[-1]
+        phase = [name for name, tasks in PHASES if short in tasks]
+        out[phase[0] if phase else 'other'] += seconds
+    return dict((k, round(v, 2)) for k, v in out.items())
+
+
+def load():
+    """The 1-minute load average (2 cores here; other work shares them)."""
+    return round(os.getloadavg()[0], 2)
+
+
+class BenchFleet:
+    """``hosts`` NixOS lab hosts (h1..hN) with a fleet flake, an inventory and
+    a signing key; ``select(n)`` picks the first n for the next runs."""
+
+    def __init__(self, name, hosts, workdir, configurations=None, personas=None):
+        self.workdir = workdir
+        shutil.rmtree(workdir, ignore_errors=True)
+        os.makedirs(workdir)
+        self.lab = Lab(name).up(hosts, personas=personas or ['nixos'])
+        try:
+            self.flake, self.secret = prepare(self.lab, os.path.join(workdir, 'flake'),
+                                              configurations=configurations)
+            self.inventory = write_inventory(os.path.join(workdir, 'inventory'), self.lab,
+                                             self.flake, self.secret)
+        except Exception:
+            self.lab.down()
+            raise
+        self.names = sorted(self.lab.hosts, key=lambda n: int(n[1:]))
+        self.selected = list(self.names)
+        self.runs = 0
+        self.version = 0
+
+    def down(self):
+        self.lab.down()
+
+    def select(self, count):
+        self.selected = self.names[:count]
+        return self.selected
+
+    def new_version(self, **knobs):
+        """A new system for every host: the next deploy builds, copies and
+        activates it."""
+        self.version += 1
+        self.flake.set_all(version='b%d' % self.version, **knobs)
+
+    def active(self):
+        return dict((name, self.lab.active(name)) for name in self.selected)
+
+    def _log(self, what):
+        self.runs += 1
+        return os.path.join(self.workdir, 'run%02d-%s.log' % (self.runs, what))
+
+    def playbook(self, forks, args=(), env=None, record=None, playbook=PLAYBOOK):
+        """ansible-playbook nixdeploy.fleet.deploy (or ``playbook``) on the
+        selected hosts; ``record``: a file for the task results (the tests'
+        recording callback)."""
+        extra = {'ANSIBLE_CONFIG': os.path.join(REPO, 'ansible.cfg'),
+                 'ANSIBLE_FORKS': str(forks), 'ANSIBLE_SSH_ARGS': SSH_ARGS,
+                 'ANSIBLE_PIPELINING': 'True'}
+        extra.update(env or {})
+        run_env = ansible_env(extra)
+        # the tests' recorder only when asked for; the task timer always
+        times = os.path.join(self.workdir, 'times-%d.json' % (self.runs + 1))
+        run_env.update(NIXDEPLOY_BENCH_TIMES=times,
+                       ANSIBLE_CALLBACK_PLUGINS=CALLBACKS + os.pathsep
+                       + run_env['ANSIBLE_CALLBACK_PLUGINS'],
+                       ANSIBLE_CALLBACKS_ENABLED='task_times,record' if record else 'task_times')
+        if record:
+            run_env['NIXDEPLOY_TEST_RECORD'] = record
+        argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
+                '-i', self.inventory, playbook, '-l', ','.join(self.selected)] + list(args)
+        log = self._log('playbook')
+        result = timed(argv, env=run_env, cwd=self.workdir, log=log)
+        if result['rc'] != 0:
+            raise RunError('the deploy playbook failed (rc %s), see %s' % (result['rc'], log))
+        result['phases'] = phases(times, result['wall'])
+        return result
+
+    def baseline(self, parallel):
+        """benchmarks/baseline_deploy.sh on the selected hosts."""
+        plan = os.path.join(self.workdir, 'baseline-hosts')
+        with open(plan, 'w') as handle:
+            for name in self.selected:
+                host = self.lab.host(name)
+                handle.write('%s %s %s %s\n' % (name, host['address'], host['ssh_user'],
+                                                self.flake.attr(name)))
+        log = self._log('baseline')
+        result = timed(['sh', BASELINE, self.flake.ref, plan, str(parallel), self.lab.key,
+                        self.lab.known_hosts], log=log)
+        if result['rc'] != 0:
+            raise RunError('the baseline deploy failed (rc %s), see %s' % (result['rc'], log))
+        return result
+
+    def deployed(self, before):
+        """Check that every selected host now runs a new system."""
+        now = self.active()
+        stale = [n for n in self.selected if not now[n] or now[n] == before.get(n)]
+        if stale:
+            raise RunError('hosts still on their old system: %s' % ', '.join(stale))
+        return now
+
+
+def full_deploy(fleet, deployer, parallel):
+    """A new version deployed by ``deployer`` ('playbook' | 'baseline'), then a
+    no-op redeploy of the same. Returns {'deploy': run, 'noop': run}."""
+    fleet.new_version()
+    before = fleet.active()
+    run = getattr(fleet, deployer)
+    first = run(parallel)
+    fleet.deployed(before)
+    after = fleet.active()
+    second = run(parallel)
+    if fleet.active() != after:
+        raise RunError('a no-op %s redeploy changed what is active' % deployer)
+    return {'deploy': first, 'noop': second}
