@@ -56,6 +56,7 @@ $(VENV_STAMP): requirements.txt requirements-test.txt | apt-deps
 
 test: deps
 	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory faults FAULTS_MARKERS='faults and not slow'
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory molecule
@@ -97,7 +98,7 @@ faults: deps
 	$(VENV)/bin/python -m pytest tests/faults -q -m "$${FAULTS_MARKERS:-faults}"
 
 clean:
-	@if [ -d /tmp/nixdeploy-lab/$(DEMO_NAME) ] && [ -x $(VENV)/bin/python ]; then \
+	@if [ -d /var/lib/nixdeploy-lab/$(DEMO_NAME) ] && [ -x $(VENV)/bin/python ]; then \
 		$(VENV)/bin/python -m tests.lab down --name $(DEMO_NAME); \
 	fi
 	rm -rf $(VENV) tests/output .pytest_cache nixdeploy-fleet-*.tar.gz

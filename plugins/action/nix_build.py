@@ -172,7 +172,7 @@ class ActionModule(ActionBase):
                 entries[name]['error'] = answer['error']
             elif not self._check_mode:
                 ok_outs.append(out)
-                root = os.path.join(self._args['gc_root_dir'], name)
+                root = _build.gc_root_path(self._args['gc_root_dir'], name)
                 if not os.path.isdir(self._args['gc_root_dir']):
                     os.makedirs(self._args['gc_root_dir'], 0o755)
                 builder.add_root(root, out)

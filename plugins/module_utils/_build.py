@@ -29,6 +29,7 @@ __metaclass__ = type
 import json
 import os
 import re
+from urllib.parse import quote
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_OPTIONS_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, run
@@ -54,6 +55,19 @@ PER_HOST_ARGS = {'drv_path': 'nix_drv_path', 'build_on': 'nix_build_on',
 
 _BUILDER_FAILED = re.compile(r"builder for '(/nix/store/[^']+\.drv)' failed")
 _SECTION = re.compile(r'^(?:this|these \d+) (derivations?|paths?) will be (built|fetched)')
+
+
+def gc_root_path(gc_root_dir, host):
+    """The GC root of ``host``: a file directly in ``gc_root_dir``.
+
+    An inventory host name is data: '/' or a leading '.' ('..') must not
+    place the root elsewhere, so they are %-escaped like every character
+    outside [A-Za-z0-9_.~-].
+    """
+    name = quote(u'%s' % host, safe='')
+    if name.startswith('.'):
+        name = '%2E' + name[1:]
+    return os.path.join(gc_root_dir, name)
 
 
 def build_place(args, hostvars):

@@ -236,9 +236,6 @@ def test_changed_host_key(flt, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason='nix_build names each GC root os.path.join(gc_root_dir, '
-                          'inventory_hostname): a host name with "/" or ".." places the root '
-                          'outside gc_root_dir (plugins/action/nix_build.py)', strict=False)
 def test_host_name_stays_inside_the_gc_root_dir(flt, tmp_path):
     lab = flt.lab
     name = '../escaped'

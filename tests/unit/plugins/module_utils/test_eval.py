@@ -1,6 +1,7 @@
 """Pure logic of nix_eval / nix_build: parsing and mapping, no Nix run."""
 
 import json
+import os
 import sys
 
 import pytest
@@ -167,3 +168,13 @@ def test_build_place_and_drv():
     assert _build.build_place({}, {'nix_build_on': 'target'}) == 'target'
     assert _build.build_place({'build_on': 'b1'}, {'nix_build_on': 'target'}) == 'b1'
     assert _build.drv_of({}, {'nix_drv_path': '/nix/store/x.drv'}) == '/nix/store/x.drv'
+
+
+def test_gc_root_of_a_hostile_host_name_stays_in_its_folder(tmp_path):
+    folder = str(tmp_path / 'roots')
+    for name in ('../escaped', '..', '.', 'a/b', '/etc/passwd', 'web 1;rm', 'caf\u00e9'):
+        root = _build.gc_root_path(folder, name)
+        assert os.path.dirname(root) == folder, name
+        assert os.path.basename(root) not in ('', '.', '..'), name
+    assert _build.gc_root_path(folder, 'web-1.example') == os.path.join(folder, 'web-1.example')
+    assert _build.gc_root_path(folder, 'a/b') != _build.gc_root_path(folder, 'a_b')
