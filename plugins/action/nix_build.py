@@ -171,11 +171,16 @@ class ActionModule(ActionBase):
             if 'error' in answer:
                 entries[name]['error'] = answer['error']
             elif not self._check_mode:
-                ok_outs.append(out)
                 root = _build.gc_root_path(self._args['gc_root_dir'], name)
                 if not os.path.isdir(self._args['gc_root_dir']):
                     os.makedirs(self._args['gc_root_dir'], 0o755)
-                builder.add_root(root, out)
+                try:
+                    builder.add_root(root, out)
+                except NixError as exc:
+                    # this host's root only: the others' builds stand
+                    entries[name]['error'] = u'%s' % exc
+                    continue
+                ok_outs.append(out)
                 result['gc_root'] = root
         if ok_outs:
             infos = builder.path_infos(sorted(set(ok_outs)))

@@ -26,6 +26,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import json
 import os
 import re
@@ -35,6 +36,8 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_O
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, run
 
 DEFAULT_GC_ROOT_DIR = '/nix/var/nix/gcroots/nixdeploy'
+# longest GC root file name (file systems allow 255 bytes)
+MAX_ROOT_NAME = 200
 CONTROLLER = 'controller'
 TARGET = 'target'
 LOG_TAIL_LINES = 25
@@ -67,6 +70,10 @@ def gc_root_path(gc_root_dir, host):
     name = quote(u'%s' % host, safe='')
     if name.startswith('.'):
         name = '%2E' + name[1:]
+    if len(name) > MAX_ROOT_NAME:
+        # file names stop at 255 bytes; a digest keeps long names apart
+        digest = hashlib.sha256(name.encode('utf-8')).hexdigest()[:16]
+        name = '%s-%s' % (name[:MAX_ROOT_NAME - 17], digest)
     return os.path.join(gc_root_dir, name)
 
 

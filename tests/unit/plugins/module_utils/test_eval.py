@@ -178,3 +178,12 @@ def test_gc_root_of_a_hostile_host_name_stays_in_its_folder(tmp_path):
         assert os.path.basename(root) not in ('', '.', '..'), name
     assert _build.gc_root_path(folder, 'web-1.example') == os.path.join(folder, 'web-1.example')
     assert _build.gc_root_path(folder, 'a/b') != _build.gc_root_path(folder, 'a_b')
+
+
+def test_gc_root_of_a_long_host_name_fits_a_file_name(tmp_path):
+    folder = str(tmp_path)
+    long_a, long_b = 'a$(x)/' * 60 + 'one', 'a$(x)/' * 60 + 'two'
+    root_a, root_b = _build.gc_root_path(folder, long_a), _build.gc_root_path(folder, long_b)
+    assert len(os.path.basename(root_a)) <= 255 and os.path.dirname(root_a) == folder
+    assert root_a != root_b
+    open(root_a, 'w').close()  # the file system takes it
