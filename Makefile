@@ -69,8 +69,11 @@ unit: venv
 sanity: venv
 	VENV=$(VENV) tests/sanity/run.sh
 
+# ansible-lint syntax-checks the playbooks with ansible.cfg, whose inventory (the
+# demo fleet's flake) exists only after `make demo`: an unparsed inventory may
+# only warn here, while ansible.cfg makes it fatal for real deploys.
 lint: venv
-	$(VENV)/bin/ansible-lint --profile production
+	ANSIBLE_INVENTORY_UNPARSED_FAILED=False $(VENV)/bin/ansible-lint --profile production
 
 # The scenarios use this checkout as the collection (ansible.cfg's .collections).
 molecule: venv
