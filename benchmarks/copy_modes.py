@@ -61,15 +61,6 @@ def fill_cache(cache, secret, paths, leave_out=()):
     _nix('copy', '--to', 'file://%s' % cache, *sorted(closure))
 
 
-def passive_opens(lab, name):
-    """TCP connections accepted so far in a host's network namespace."""
-    proc = subprocess.run(['ip', 'netns', 'exec', lab.host(name)['netns'], 'cat',
-                           '/proc/net/snmp'], check=True, stdout=subprocess.PIPE,
-                          universal_newlines=True)
-    lines = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith('Tcp:')]
-    return int(lines[1][lines[0].index('PassiveOpens')])
-
-
 def packets(lab, name):
     veth = lab.host(name)['veth']
     total = 0
@@ -132,13 +123,13 @@ class Turns:
 
 def _counted(lab, name, action):
     host = lab.host(name)
-    conns = passive_opens(lab, name)
+    conns = lab.accepted_connections(name)
     turns = Turns(host['veth'], host['address'])
     try:
         result = action()
     finally:
         result_turns = turns.stop()
-    result.update(connections=passive_opens(lab, name) - conns, packets=turns.packets,
+    result.update(connections=lab.accepted_connections(name) - conns, packets=turns.packets,
                   round_trips=result_turns)
     return result
 

@@ -154,15 +154,6 @@ def history(lab, host):
     return rows
 
 
-def accepted_connections(lab, host):
-    """TCP connections the host has accepted (its namespace's counter)."""
-    proc = subprocess.run(['ip', 'netns', 'exec', lab.host(host)['netns'], 'cat',
-                           '/proc/net/snmp'], check=True, stdout=subprocess.PIPE,
-                          universal_newlines=True)
-    lines = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith('Tcp:')]
-    return int(lines[1][lines[0].index('PassiveOpens')])
-
-
 def verify_store(lab, host, path):
     """The closure of ``path`` is valid and intact in the host's store."""
     user = 'app' if lab.host(host)['persona'] == 'nix-on-droid' else None

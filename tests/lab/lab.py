@@ -544,6 +544,13 @@ class Lab:
                 values.append(int(handle.read()))
         return tuple(values)
 
+    def accepted_connections(self, name):
+        """TCP connections a host has accepted so far (its namespace's
+        PassiveOpens counter): how many logins a step really opened."""
+        snmp = sh(['ip', 'netns', 'exec', self.host(name)['netns'], 'cat', '/proc/net/snmp'])
+        rows = [ln.split() for ln in snmp.stdout.splitlines() if ln.startswith('Tcp:')]
+        return int(rows[1][rows[0].index('PassiveOpens')])
+
     # ----------------------------------------------------------- down
     def processes(self):
         """Pids of every process inside the lab's namespaces."""
