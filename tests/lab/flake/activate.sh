@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# shellcheck disable=SC2154  # OUT, PLATFORM, NAME, VERSION, BEHAVIOUR: set by the entry script
+# shellcheck disable=SC2154  # OUT, PLATFORM, NAME, VERSION, BEHAVIOUR, SLOW_SECONDS: set by the entry script
 # The fake activation every lab system runs (sourced by its entry script).
 # It records on the host, under /nix/var/lab/<key>/, which system is active
 # and which is the boot default, so tests read the truth from the host.
@@ -69,9 +69,10 @@ lab_main() {
       while :; do sleep 3600; done
       ;;
     slow)
-      # slow but fine: time to cut an ssh session mid-activation
-      echo "lab: activation of $NAME is slow on purpose"
-      sleep 6
+      # slow but fine: time to cut an ssh session mid-activation, or an
+      # activation longer than a confirmation window (slow_seconds, default 6)
+      echo "lab: activation of $NAME is slow on purpose (${SLOW_SECONDS:-6}s)"
+      sleep "${SLOW_SECONDS:-6}"
       ;;
   esac
 

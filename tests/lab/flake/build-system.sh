@@ -26,6 +26,7 @@ PLATFORM=$platform
 NAME=$configName
 VERSION=$version
 BEHAVIOUR=$behaviour
+SLOW_SECONDS=$slowSeconds
 PATH=$busybox/bin:\$PATH
 . $out/lib/lab-activate.sh
 lab_main $2 "\$@"

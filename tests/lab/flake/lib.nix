@@ -54,6 +54,7 @@ let
         configName = name;
         version = cfg.version or "1";
         behaviour = cfg.behaviour or "ok";
+        slowSeconds = toString (cfg.slow_seconds or 6);
         brokenBuild = if cfg.broken_build or false then "1" else "";
         extras = extras cfg;
         evalStamp = toString (heavy + evalCost cfg);
