@@ -108,6 +108,9 @@ lab_main() {
         ;;
     esac
   fi
+  # the configuration's on_activate knob: a test's own sh
+  # shellcheck disable=SC1091  # written by build-system.sh
+  . "$OUT/lib/on-activate.sh" || exit 1
   if [ "$BEHAVIOUR" = fail-units ]; then
     echo "warning: the following units failed: lab-$NAME.service" >&2
     [ "$PLATFORM" = nixos ] && exit 4

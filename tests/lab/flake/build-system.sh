@@ -8,6 +8,7 @@ if [ -n "$brokenBuild" ]; then
   exit 1
 fi
 cp "$activateLib" "$out/lib/lab-activate.sh"
+printf '%s\n' "$onActivate" >"$out/lib/on-activate.sh"
 cat >"$out/lab-info" <<INFO
 platform=$platform
 name=$configName

@@ -55,6 +55,9 @@ let
         version = cfg.version or "1";
         behaviour = cfg.behaviour or "ok";
         slowSeconds = toString (cfg.slow_seconds or 6);
+        # sh run by the fake activation (as the activating user), e.g. to
+        # show a test what the activation could read
+        onActivate = cfg.on_activate or "";
         brokenBuild = if cfg.broken_build or false then "1" else "";
         extras = extras cfg;
         evalStamp = toString (heavy + evalCost cfg);
