@@ -51,9 +51,21 @@ class PlaybookRun:
     def __init__(self, rc, stdout, stderr, records):
         self.rc, self.stdout, self.stderr, self.records = rc, stdout, stderr, records
 
+    def summary(self):
+        """{host: record} of the deploy summary (the pipeline strategy's
+        custom stat ``nixdeploy``, as AWX and ansible-runner see it)."""
+        found = {}
+        for rec in self.records:
+            if rec['status'] == 'stats':
+                found.update((rec['result'].get('_run') or {}).get('nixdeploy') or {})
+        return found
+
+    def outcomes(self):
+        return {host: rec['outcome'] for host, rec in self.summary().items()}
+
     def results(self, task=None, host=None):
-        return [r for r in self.records
-                if (task is None or r['task'] == task) and (host is None or r['host'] == host)]
+        return [r for r in self.records if r['status'] != 'stats'
+                and (task is None or r['task'] == task) and (host is None or r['host'] == host)]
 
     def result(self, task, host):
         found = self.results(task, host)

@@ -20,15 +20,20 @@ import uuid
 from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _activate, _platforms, _target
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
+    _activate, _closure, _platforms, _target)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixOptions
 
-# How often the task looks at a run, and how long one look may take before
-# the connection counts as lost (a mux session over a dead link never ends).
-POLL_INTERVAL = 0.5
+# A look at a run waits on the target up to POLL_WAIT s for it to move on (one
+# session instead of a poll every half second); it may take LOOK_TIMEOUT s
+# more before the connection counts as lost (a mux session over a dead link
+# never ends). The launch waits up to 10 s for the runner's first status,
+# then up to LAUNCH_WAIT s for the run to end or await its confirmation.
+POLL_WAIT = 5
 RETRY_INTERVAL = 2.0
 LOOK_TIMEOUT = 10
-# the launch waits (up to 10 s) for the runner's first status
-LAUNCH_TIMEOUT = 60
+LAUNCH_TIMEOUT = 30
+LAUNCH_WAIT = 10
 
 
 class ConnectionLost(Exception):
@@ -58,6 +63,7 @@ class ActionModule(ActionBase):
             return self._fail(result, problem)
         self._args, self._platform, self._spec = args, platform, spec
         self._started = time.time()
+        self._phases, self._lost = [], 0
         try:
             if args['state'] == 'confirmed':
                 outcome = self._confirm()
@@ -68,10 +74,15 @@ class ActionModule(ActionBase):
             else:
                 outcome = self._activate()
         except ConnectionLost as exc:
-            outcome = {'unreachable': True, 'msg': '%s: %s' % (self._host(task_vars), exc)}
-        if outcome.get('failed') and outcome.get('msg'):
-            outcome['msg'] = '%s: %s' % (self._host(task_vars), outcome['msg']) \
-                if not outcome['msg'].startswith('rolled back') else outcome['msg']
+            # a failed result a program can read, not an unreachable host
+            outcome = {'failed': True, 'changed': False, 'connection_lost': True,
+                       'msg': 'host unreachable: %s' % exc}
+        if outcome.get('failed'):
+            outcome.setdefault('phase', 'confirm' if args['state'] == 'confirmed' else 'activate')
+            outcome.setdefault('connection_lost', False)
+            outcome.setdefault('rolled_back', False)
+            if outcome.get('msg'):
+                outcome['msg'] = '%s: %s' % (self._host(task_vars), outcome['msg'])
         result.update(outcome)
         return result
 
@@ -151,87 +162,164 @@ class ActionModule(ActionBase):
             res['would_change'] = res['changed']
             res['changed'] = False
         if self._task.diff:
-            res['diff'] = _activate.diff_for(values.get('prev_path'), args['path'],
-                                             values.get('prev_gen'))
+            self._diff(res, values.get('prev_path'), args['path'], values.get('prev_gen'))
         return res
 
     def _launch(self, mode, magic):
+        """Start a run and wait (in the same session) up to LAUNCH_WAIT s for
+        it to end or await its confirmation. Returns (run, values, log,
+        failure); values is None when the connection was lost after the
+        run may have started: the caller follows it from a new one."""
         args = self._args
         run = '%d-%s' % (int(time.time()), uuid.uuid4().hex[:8])
         script = _target.launch_script(
             self._platform, self._spec, run, mode, path=args['path'] or '', goal=args['goal'],
             magic=magic, auto=args['auto_rollback'], confirm_timeout=args['confirm_timeout'],
             activation_timeout=args['activation_timeout'], lock_timeout=args['lock_timeout'],
-            generation=args['generation'], **self._common())
-        out, values, _log = self._sh(script, timeout=LAUNCH_TIMEOUT)
+            generation=args['generation'], wait=LAUNCH_WAIT, **self._common())
+        try:
+            out, values, log = self._sh(script, timeout=LAUNCH_TIMEOUT + LAUNCH_WAIT)
+        except ConnectionLost as exc:
+            self._lost += 1
+            self._display.vvv('nix_activate: lost the launch session (%s); following' % exc)
+            self._reset_connection()
+            return run, None, '', None
         if 'error' in values or not values.get('dir') or not values.get('state'):
-            return None, None, {'failed': True, 'changed': False,
-                                'msg': self._script_error(out, values)}
-        return run, values, None
+            return run, None, '', {'failed': True, 'changed': False,
+                                   'msg': self._script_error(out, values)}
+        return run, values, log, None
 
-    def _follow(self, state_dir, run, magic, deadline):
-        """Poll a run until it is done (or awaits its confirmation when
+    def _follow(self, run, magic, deadline, values=None, log=''):
+        """Follow a run until it is done (or awaits its confirmation when
         ``magic``); lost connections are retried until ``deadline``."""
-        values, log, lost, dead_looks = {}, '', None, 0
-        self._lost = 0
-        while True:
-            try:
-                _out, look, look_log = self._sh(_target.poll_script(state_dir, run))
-            except ConnectionLost as exc:
-                lost = str(exc)
-                self._lost += 1
-                self._display.vvv('nix_activate: %s; retrying' % lost)
-                self._reset_connection()
-                look = None
-            if look is not None:
-                lost = None
-                if look.get('state'):
-                    values, log = look, look_log
-                if _activate.finished(values, magic):
-                    return values, log, None
-                dead_looks = dead_looks + 1 if look.get('alive') == '0' else 0
-                if dead_looks >= 3:
-                    return values, log, ('the activation run on the target died in state %s'
-                                         % values.get('state', 'starting'))
+        values, lost, dead_looks = values or {}, None, 0
+        while not (values and _activate.finished(values, magic)):
             if time.time() > deadline:
                 why = 'gave up following the activation after %ds in state %s' % (
                     int(time.time() - self._started), values.get('state', 'unknown'))
                 if lost:
                     why += ' (host unreachable: %s)' % lost
                 return values, log, why
-            time.sleep(RETRY_INTERVAL if look is None else POLL_INTERVAL)
+            try:
+                _out, look, look_log = self._sh(
+                    _target.poll_script(self._platform, self._spec, run, wait=POLL_WAIT,
+                                        stop_awaiting=magic, **self._common()),
+                    timeout=POLL_WAIT + LOOK_TIMEOUT)
+            except ConnectionLost as exc:
+                lost = str(exc)
+                self._lost += 1
+                self._display.vvv('nix_activate: %s; retrying' % lost)
+                self._reset_connection()
+                time.sleep(RETRY_INTERVAL)
+                continue
+            lost = None
+            if look.get('state'):
+                values, log = look, look_log
+            dead_looks = dead_looks + 1 if look.get('alive') == '0' else 0
+            if dead_looks >= 3 and not _activate.finished(values, magic):
+                return values, log, ('the activation run on the target died in state %s'
+                                     % values.get('state', 'starting'))
+        return values, log, None
 
     def _deadline(self, magic):
         args = self._args
         # lock wait, activation, and (magic) confirmation window plus the
         # rollback's own activation
         total = args['lock_timeout'] + args['activation_timeout'] + 30
-        total += args['activation_timeout'] + args['confirm_timeout']
+        if magic:
+            total += args['activation_timeout'] + args['confirm_timeout']
         return self._started + total
 
     def _activate(self):
         args = self._args
         magic = _activate.magic_applies(args, self._platform)
-        run, launched, failure = self._launch('activate', magic)
+        self._lost = 0
+        deadline = self._deadline(magic)
+        run, values, log, failure = self._launch('activate', magic)
         if failure:
+            failure['phase'] = 'activate'
             return failure
-        values, log, problem = self._follow(launched['dir'], run, magic, self._deadline(magic))
+        detach = (values or {}).get('detach')
+        values, log, problem = self._follow(run, magic, deadline, values, log)
+        self._phase('activate', values)
+        if not problem and values.get('state') == _target.AWAITING:
+            if args['confirm']:
+                # The confirmation belongs to this host's own task: its
+                # window starts and ends with this host, whatever the others do.
+                values, log, problem = self._confirm_run(run, values, deadline)
+            else:
+                # left to a later state=confirmed task: make sure that one
+                # opens a new connection, even without meta: reset_connection
+                self._reset_connection()
         res = _activate.result_from_status(values, log, self._platform, args['goal'],
                                            time.time() - self._started, run)
-        res['magic_rollback'] = magic
-        res['detached_with'] = launched.get('detach')
-        res['connection_lost'] = self._lost
+        # no confirmation in time: the new system could not be reached
+        unconfirmed = values.get('cause') == 'unconfirmed'
+        res.update(magic_rollback=magic, detached_with=detach, lost_connections=self._lost,
+                   connection_lost=unconfirmed or (self._lost > 0 and bool(problem)),
+                   phases=self._phases)
         if problem:
             res.update(failed=True, msg=problem)
-        if self._task.diff and res.get('changed'):
-            res['diff'] = _activate.diff_for(res['previous']['path'], res['new']['path'],
-                                             res['previous']['generation'])
-        if res.get('state') == 'awaiting_confirmation':
-            # The confirmation must prove a fresh login works: drop this
-            # connection so the next task opens a new one even if the play
-            # forgets `meta: reset_connection`.
-            self._reset_connection()
+        if res.get('failed'):
+            res['phase'] = self._phases[-1]['name'] if self._phases else 'activate'
+        if self._task.diff and res.get('changed') and not res.get('rolled_back'):
+            self._diff(res, res['previous']['path'], res['new']['path'],
+                       res['previous']['generation'])
         return res
+
+    def _phase(self, name, values, start=None):
+        state = (values or {}).get('state', 'unknown')
+        outcome = {'done': 'changed', 'awaiting_confirmation': 'changed',
+                   'unchanged': 'ok'}.get(state, state)
+        begin = start if start is not None else (
+            self._phases[-1]['end'] if self._phases else self._started)
+        self._phases.append({'name': name, 'start': round(begin, 3),
+                             'end': round(time.time(), 3), 'outcome': outcome})
+
+    def _confirm_run(self, run, values, deadline):
+        """Confirm ``run`` over NEW connections (a fresh ssh login each try,
+        never the session that activated), then follow it to its end. A host
+        whose new system refuses logins is never confirmed: its watchdog
+        rolls it back, and this reports that."""
+        start = time.time()
+        claimed, lost, log = False, None, ''
+        while True:
+            self._reset_connection()
+            try:
+                out, look, look_log = self._sh(_target.confirm_script(
+                    self._platform, self._spec, claim=not claimed, run=run, wait=POLL_WAIT,
+                    **self._common()), timeout=POLL_WAIT + LOOK_TIMEOUT)
+                lost = None
+            except ConnectionLost as exc:
+                lost, look = str(exc), None
+                self._lost += 1
+            if look is not None:
+                if 'error' in look or not look.get('dir'):
+                    self._phase('confirm', {'state': 'failed'}, start)
+                    return values, log, self._script_error(out, look)
+                claimed = claimed or look.get('claimed') == run
+                if look.get('state'):
+                    values, log = look, look_log
+                if values.get('state') in _target.TERMINAL_STATES:
+                    self._phase('confirm', values, start)
+                    return values, log, None
+            if time.time() > deadline:
+                self._phase('confirm', {'state': 'failed'}, start)
+                return values, log, 'could not confirm: %s' % (
+                    'host unreachable (%s); its watchdog rolls it back' % lost if lost
+                    else 'the run did not finish (state %s)' % values.get('state'))
+            time.sleep(RETRY_INTERVAL if look is None else 0)
+
+    def _diff(self, res, previous_path, new_path, previous_gen):
+        """Diff mode: the profile's store path against the new one and, with
+        closure_diff, the closure difference (also kept in the result)."""
+        res['diff'] = _activate.diff_for(previous_path, new_path, previous_gen)
+        if self._args['closure_diff'] and previous_path and new_path != previous_path:
+            lines, summary = _closure.diff_closures(NixOptions.from_params(self._args),
+                                                    previous_path, new_path)
+            res['diff']['prepared'] = '\n'.join(
+                ['%s -> %s' % (previous_path, new_path)] + lines) + '\n'
+            res['closure_diff'] = summary or {'lines': lines}
 
     def _rollback(self):
         args = self._args
@@ -253,65 +341,63 @@ class ActionModule(ActionBase):
                     'platform': self._platform, 'goal': args['goal'], 'profile': values.get('profile'),
                     'msg': 'would roll back to generation %s' % wanted if wanted else
                            'no generation to roll back to'}
-        run, launched, failure = self._launch('rollback', False)
+        self._lost = 0
+        run, values, log, failure = self._launch('rollback', False)
         if failure:
+            failure['phase'] = 'rollback'
             return failure
-        values, log, problem = self._follow(launched['dir'], run, False, self._deadline(False))
+        values, log, problem = self._follow(run, False, self._deadline(False), values, log)
+        self._phase('rollback', values)
         res = _activate.result_from_status(values, log, self._platform, args['goal'],
                                            time.time() - self._started, run)
+        res.update(phases=self._phases, lost_connections=self._lost)
         if problem:
-            res.update(failed=True, msg=problem)
+            res.update(failed=True, msg=problem, phase='rollback',
+                       connection_lost=self._lost > 0)
         return res
 
     def _confirm(self):
-        """Claim the canary over a new connection, then wait until the run
-        has recorded its confirmation (or tell that it already rolled back)."""
+        """state=confirmed, for people who confirm by hand: claim the canary
+        over a new connection and wait for the run to record its end (or
+        tell that it already rolled back)."""
         args = self._args
-        # a confirmation proves that a new login works: never reuse a session
-        self._reset_connection()
-        claim = not self._task.check_mode
+        if self._task.check_mode:
+            self._reset_connection()
+            out, values, _log = self._sh(_target.confirm_script(
+                self._platform, self._spec, claim=False, **self._common()))
+            if 'error' in values or not values.get('dir'):
+                return {'failed': True, 'changed': False, 'msg': self._script_error(out, values)}
+            pending = values.get('pending')
+            return {'changed': bool(pending), 'confirmed': False, 'run': pending or None,
+                    'platform': self._platform,
+                    'msg': 'would confirm run %s' % pending if pending
+                    else 'nothing awaits confirmation'}
+        self._lost = 0
         deadline = self._started + args['confirm_timeout'] + args['activation_timeout'] + 30
-        claimed, lost = None, None
-        while True:
-            try:
-                out, values, _log = self._sh(_target.confirm_script(
-                    self._platform, self._spec, claim=claim and not claimed, **self._common()))
-                lost = None
-            except ConnectionLost as exc:
-                lost, values = str(exc), None
-                self._reset_connection()
-            if values is not None:
-                if 'error' in values or not values.get('dir'):
-                    return {'failed': True, 'changed': False, 'msg': self._script_error(out, values)}
-                claimed = claimed or values.get('claimed') or None
-                run = claimed or values.get('pending') or values.get('last')
-                if self._task.check_mode:
-                    return {'changed': bool(values.get('pending')), 'confirmed': False,
-                            'run': run or None, 'platform': self._platform,
-                            'msg': 'would confirm run %s' % values['pending']
-                            if values.get('pending') else 'nothing awaits confirmation'}
-                if not run:
-                    return {'changed': False, 'confirmed': False, 'run': None,
-                            'platform': self._platform, 'msg': 'no activation to confirm'}
-                state, status, log = self._look(values['dir'], run)
-                if state is not None and (state in _target.TERMINAL_STATES):
-                    res = _activate.result_from_status(status, log, self._platform, args['goal'],
-                                                       time.time() - self._started, run)
-                    res['changed'] = bool(claimed) and state == 'done'
-                    if state == 'done':
-                        res['msg'] = 'confirmed %s' % status.get('new_path') if claimed else \
-                            'already confirmed'
-                    return res
-            if time.time() > deadline:
-                return {'failed': True, 'changed': False, 'confirmed': False,
-                        'msg': 'could not confirm: %s' % (
-                            'host unreachable (%s); its watchdog rolls back' % lost if lost
-                            else 'the activation did not finish')}
-            time.sleep(RETRY_INTERVAL if values is None else POLL_INTERVAL)
-
-    def _look(self, state_dir, run):
+        self._reset_connection()
         try:
-            _out, values, log = self._sh(_target.poll_script(state_dir, run))
-        except ConnectionLost:
-            return None, {}, ''
-        return values.get('state'), values, log
+            out, values, log = self._sh(_target.confirm_script(
+                self._platform, self._spec, claim=True, wait=POLL_WAIT, **self._common()),
+                timeout=POLL_WAIT + LOOK_TIMEOUT)
+        except ConnectionLost as exc:
+            return {'failed': True, 'changed': False, 'confirmed': False, 'phase': 'confirm',
+                    'connection_lost': True,
+                    'msg': 'could not confirm: host unreachable (%s); its watchdog rolls it '
+                           'back' % exc}
+        if 'error' in values or not values.get('dir'):
+            return {'failed': True, 'changed': False, 'msg': self._script_error(out, values)}
+        claimed = values.get('claimed') or None
+        run = claimed or values.get('pending') or values.get('last')
+        if not run:
+            return {'changed': False, 'confirmed': False, 'run': None,
+                    'platform': self._platform, 'msg': 'no activation to confirm'}
+        values, log, problem = self._follow(run, False, deadline, values, log)
+        res = _activate.result_from_status(values, log, self._platform, args['goal'],
+                                           time.time() - self._started, run)
+        res['changed'] = bool(claimed) and values.get('state') == 'done'
+        if values.get('state') == 'done':
+            res['msg'] = 'confirmed %s' % values.get('new_path') if claimed else 'already confirmed'
+        if problem:
+            res.update(failed=True, msg='could not confirm: %s' % problem, phase='confirm',
+                       connection_lost=self._lost > 0)
+        return res

@@ -44,11 +44,20 @@ class ActionModule(ActionBase):
         del tmp
         _validation, args = self.validate_argument_spec(argument_spec=_build.ARGUMENT_SPEC)
         self._vars = task_vars
-        self._args = args
         self._opts = NixOptions.from_params(args)
         self._check_mode = bool(self._play_context.check_mode)
         host = task_vars.get('inventory_hostname')
         result['changed'] = False
+        for_diff = (self._check_mode and self._task.diff and args['closure_diff']
+                    and _build.build_place(args, task_vars) == _build.CONTROLLER)
+        if for_diff:
+            # `--check --diff` compares closures, so the new systems must be
+            # in the controller's store: build them there for real (no host
+            # changes), under GC roots of their own so the roots of what is
+            # deployed stay as they are.
+            self._check_mode = False
+            args = dict(args, gc_root_dir=args['gc_root_dir'].rstrip('/') + '-check')
+        self._args = args
         try:
             own = normalised(self._request(host, args, task_vars))
             if own['build_on'] == _build.TARGET:
@@ -63,6 +72,9 @@ class ActionModule(ActionBase):
             return self._failed(result, host, entry['error'])
         result['changed'] = bool(result.get('built')) or (
             self._check_mode and bool(result.get('would_build')))
+        if for_diff:
+            result['changed'] = bool(result.get('built'))
+            result['built_for_diff'] = True
         return result
 
     # ------------------------------------------------------------ requests

@@ -10,13 +10,16 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms, _target
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_OPTIONS_SPEC
 
 ARGUMENT_SPEC = dict(
+    NIX_OPTIONS_SPEC,
     path=dict(type='str'),
     platform=dict(type='str', choices=sorted(_platforms.PLATFORMS)),
     goal=dict(type='str', default='switch', choices=['switch', 'boot', 'test', 'dry-activate']),
     state=dict(type='str', default='activated', choices=['activated', 'confirmed', 'rolled_back']),
     magic_rollback=dict(type='bool', default=True),
+    confirm=dict(type='bool', default=True),
     confirm_timeout=dict(type='int', default=30),
     auto_rollback=dict(type='bool', default=True),
     activation_timeout=dict(type='int', default=240),
@@ -24,14 +27,8 @@ ARGUMENT_SPEC = dict(
     generation=dict(type='int'),
     profile=dict(type='path'),
     remote_nix_dir=dict(type='path'),
+    closure_diff=dict(type='bool', default=True),
 )
-
-# States a run passes through before it ends (see _target._RUNNER).
-WAITING_STATES = ('starting', 'waiting_lock', 'running', 'rolling_back')
-
-
-class ActivateError(Exception):
-    pass
 
 
 def check_params(params, platform):
@@ -124,7 +121,7 @@ def finished(values, magic):
     state = values.get('state', 'starting')
     if state in _target.TERMINAL_STATES:
         return True
-    return magic and state == 'awaiting_confirmation'
+    return magic and state == _target.AWAITING
 
 
 def diff_for(previous_path, new_path, previous_gen=None):

@@ -50,6 +50,7 @@ ARGUMENT_SPEC = dict(NIX_OPTIONS_SPEC, **{
     'gc_root_dir': {'type': 'path', 'default': DEFAULT_GC_ROOT_DIR},
     'remote_nix_dir': {'type': 'str'},
     'timeout': {'type': 'int'},
+    'closure_diff': {'type': 'bool', 'default': False},
 })
 
 # Task arguments that may differ per host, and their host var counterparts.

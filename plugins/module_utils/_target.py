@@ -28,6 +28,8 @@ MARK = '@@nixdeploy '
 LOG_MARK = '@@nixdeploy-log'
 
 TERMINAL_STATES = ('unchanged', 'done', 'failed', 'rolled_back', 'rollback_failed')
+# A run that waits for its confirmation: the task may stop following it.
+AWAITING = 'awaiting_confirmation'
 
 # Shared by every script: environment, nix-env, profile and state folder.
 # Expects NIX_DIR, PROFILE, NEEDS_ROOT, PLATFORM and the generated
@@ -84,7 +86,7 @@ echo $$ >"$RD/pid"
 nap() { sleep 0.2 2>/dev/null || sleep 1; }
 SETSID=; command -v setsid >/dev/null 2>&1 && SETSID=setsid
 STATE=starting REASON= PREV_GEN= PREV_PATH= NEW_GEN= ACTIVE_BEFORE= ACTIVATED=0
-ROLLED_BACK=0 CONFIRMED=0 RC= LOCKED=0 STARTED=$(date +%s)
+ROLLED_BACK=0 CONFIRMED=0 RC= LOCKED=0 STARTED=$(date +%s) CAUSE=
 __GENERATIONS__
 status() {
   STATE=$1; REASON=$(printf '%s' "$2" | tr '\n' ' ')
@@ -92,6 +94,7 @@ status() {
     echo "profile=$PROFILE"; echo "prev_gen=$PREV_GEN"; echo "prev_path=$PREV_PATH"
     echo "new_gen=$NEW_GEN"; echo "new_path=$NEW"; echo "activated=$ACTIVATED"
     echo "rolled_back=$ROLLED_BACK"; echo "confirmed=$CONFIRMED"; echo "rc=$RC"
+    echo "cause=$CAUSE"
     echo "started=$STARTED"; echo "updated=$(date +%s)"
   } >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"
   echo "nixdeploy: $(date +%H:%M:%S) $STATE${REASON:+: $REASON}"
@@ -176,8 +179,8 @@ failure_reason() {
 record_active() {  # what is running now, where no current-system link tells
   case $1 in test|switch) echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active" ;; esac
 }
-rollback() {  # rollback REASON: back to the previous generation, drop the failed one
-  reason=$1 target=$PREV_PATH
+rollback() {  # rollback REASON CAUSE: back to the previous generation, drop the failed one
+  reason=$1 target=$PREV_PATH CAUSE=$2
   [ "$GOAL" = test ] && target=${ACTIVE_BEFORE:-$PREV_PATH}
   if [ -z "$target" ]; then
     status failed "$reason; there is no previous generation to roll back to"; exit 1
@@ -212,7 +215,7 @@ watchdog() {
     if [ "$(date +%s)" -ge "$deadline" ]; then
       if mv "$D/canary" "$D/canary.expired" 2>/dev/null; then
         rm -f "$D/canary.expired"
-        rollback "no confirmation within ${CONFIRM_TIMEOUT}s (is the host still reachable under the new system?)"
+        rollback "no confirmation within ${CONFIRM_TIMEOUT}s (is the host still reachable under the new system?)" unconfirmed
       fi
       CONFIRMED=1; return 0
     fi
@@ -245,7 +248,7 @@ main_activate() {
   [ "$SETS_OWN_PROFILE" = 1 ] && NEW_GEN=$(current_gen) && [ "$NEW_GEN" = "$PREV_GEN" ] && NEW_GEN=
   if [ "$RC" != 0 ]; then
     reason=$(failure_reason)
-    [ "$AUTO" = 1 ] && rollback "$reason"
+    [ "$AUTO" = 1 ] && rollback "$reason" activation_failed
     ACTIVATED=1; status failed "$reason (auto rollback is off)"; exit 1
   fi
   ACTIVATED=1
@@ -321,12 +324,22 @@ echo "@@nixdeploy detach=$how"
 i=0
 while [ ! -f "$RD/status" ] && [ $i -lt 50 ]; do nap; i=$((i + 1)); done
 [ -f "$RD/status" ] || fail "the detached activation did not start (see $RD/log)"
-sed 's/^/@@nixdeploy /' "$RD/status"
 '''
 
-# One look at a run: its status, whether its runner lives, its log's tail.
+# Waits up to WAIT seconds for the run to end (or, with STOP_AWAITING, to
+# await its confirmation), then one look: its status, whether its runner
+# lives, its log's tail. Folding the wait into the same session saves the
+# controller a round trip per look on fast activations.
 _POLL = r'''
 RD=$D/runs/$RUN
+run_state() { sed -n 's/^state=//p' "$RD/status" 2>/dev/null; }
+i=0
+while [ "$i" -lt $((WAIT * 5)) ]; do
+  st=$(run_state)
+  case " $TERMINAL " in *" $st "*) break ;; esac
+  [ "$STOP_AWAITING" = 1 ] && [ "$st" = awaiting_confirmation ] && break
+  nap; i=$((i + 1))
+done
 [ -f "$RD/status" ] && sed 's/^/@@nixdeploy /' "$RD/status"
 pid=$(cat "$RD/pid" 2>/dev/null)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "@@nixdeploy alive=1"
@@ -346,7 +359,11 @@ if [ "$CLAIM" = 1 ] && mv "$D/canary" "$D/canary.confirm.$$" 2>/dev/null; then
 fi
 echo "@@nixdeploy claimed=$claimed"
 [ -e "$D/canary" ] && echo "@@nixdeploy pending=$(cat "$D/canary" 2>/dev/null)"
-echo "@@nixdeploy last=$(cat "$D/last" 2>/dev/null)"
+last=$(cat "$D/last" 2>/dev/null)
+echo "@@nixdeploy last=$last"
+# then wait for the run to record the outcome, in this same session
+RUN=${claimed:-${RUN:-$last}}
+[ -n "$RUN" ] || exit 0
 '''
 
 # Check mode and dry-activate: read-only, no lock, synchronous.
@@ -438,10 +455,17 @@ def snippets(spec):
     return activate, dry_snippet
 
 
+def _waiting(wait, stop_awaiting, log_lines=40):
+    return _assign([('WAIT', int(wait)), ('STOP_AWAITING', '1' if stop_awaiting else '0'),
+                    ('TERMINAL', ' '.join(TERMINAL_STATES)), ('LOG_LINES', int(log_lines))])
+
+
 def launch_script(platform, spec, run, mode, path='', goal='switch', profile=None,
                   remote_nix_dir=None, magic=True, auto=True, confirm_timeout=30,
-                  activation_timeout=240, lock_timeout=60, generation=None):
-    """Start a detached activation (mode 'activate') or rollback (mode 'rollback')."""
+                  activation_timeout=240, lock_timeout=60, generation=None, wait=0):
+    """Start a detached activation (mode 'activate') or rollback (mode
+    'rollback'); then, like ``poll_script``, wait up to ``wait`` seconds for
+    it to end (or to await its confirmation) and report it."""
     activation = spec['activation']
     activate, dry = snippets(spec)
     rollback_goal = goal if goal in ('test', 'boot') else 'switch'
@@ -459,16 +483,26 @@ def launch_script(platform, spec, run, mode, path='', goal='switch', profile=Non
         ('ACTIVATE_SNIPPET', activate), ('DRY_SNIPPET', dry),
     ]) + _RUNNER)
     return (_head(platform, spec, profile, remote_nix_dir)
-            + _assign([('RUN', run), ('RUNNER', runner)]) + _LAUNCH)
+            + _assign([('RUN', run), ('RUNNER', runner)]) + _LAUNCH
+            + _waiting(wait, magic) + _POLL)
 
 
-def poll_script(state_dir, run, log_lines=40):
-    return _assign([('D', state_dir), ('RUN', run), ('LOG_LINES', int(log_lines))]) + _POLL
+def poll_script(platform, spec, run, profile=None, remote_nix_dir=None, wait=0,
+                stop_awaiting=True):
+    """Wait up to ``wait`` seconds for run ``run`` to end, then report it.
+    The state folder is found again on the target, so a task that lost the
+    launch's answer (a host whose network went down) can follow its run."""
+    return (_head(platform, spec, profile, remote_nix_dir) + _assign([('RUN', run)])
+            + _waiting(wait, stop_awaiting) + _POLL)
 
 
-def confirm_script(platform, spec, profile=None, remote_nix_dir=None, claim=True):
+def confirm_script(platform, spec, profile=None, remote_nix_dir=None, claim=True, run=None,
+                   wait=0):
+    """Claim the canary (the confirmation), then wait up to ``wait`` seconds
+    for the run (``run``, or the one that was claimed) to record its end."""
     return (_head(platform, spec, profile, remote_nix_dir)
-            + _assign([('CLAIM', '1' if claim else '0')]) + _CONFIRM)
+            + _assign([('CLAIM', '1' if claim else '0'), ('RUN', run or '')]) + _CONFIRM
+            + _waiting(wait, False) + _POLL)
 
 
 def inspect_script(platform, spec, path='', profile=None, remote_nix_dir=None, dry=False,

@@ -33,15 +33,18 @@ description:
   - Idempotent. When the wanted system already is the profile's current generation and is
     active, nothing runs and the task reports no change.
   - "Magic rollback (O(magic_rollback), for V(switch) and V(test)): after a successful
-    activation a watchdog on the target waits O(confirm_timeout) seconds for a confirmation,
-    which a later task with O(state=confirmed) sends over a new connection. Without it the
-    target switches its profile back to the previous generation, re-activates it, deletes the
-    failed generation and records why."
+    activation a watchdog on the target waits O(confirm_timeout) seconds for a confirmation.
+    The task itself sends it, over a NEW connection (it drops the ssh master of the activation,
+    so the confirmation is a fresh login), as soon as the activation is done: each host's
+    confirmation window starts and ends with that host, whatever other hosts do. Without a
+    confirmation (the new system refuses logins, or takes the network down) the target switches
+    its profile back to the previous generation, re-activates it, deletes the failed generation
+    and records why; the task reports that."
   - Auto rollback (O(auto_rollback)). A failed activation (any non-zero exit, including NixOS'
     exit code 4 for failed units, or running longer than O(activation_timeout)) is rolled back
     the same way.
-  - "A rolled-back host is a failed host. The task (or the confirming task) fails with
-    C(rolled back: <reason>)."
+  - "A rolled-back host is a failed host. The task fails with C(<host>: rolled back: <reason>)
+    and the result keys RV(rolled_back), RV(phase) and RV(connection_lost) tell programs why."
 options:
   path:
     description:
@@ -69,9 +72,10 @@ options:
   state:
     description:
       - V(activated) activates O(path).
-      - "V(confirmed) confirms the activation that waits on the target (run it after
-        C(meta: reset_connection); the task resets its connection itself as well). Fails with
-        C(rolled back: <reason>) when the watchdog already rolled back."
+      - "V(confirmed) confirms, by hand, an activation that waits on the target (one started
+        by another tool or an interrupted play). The task resets its connection itself, so the
+        confirmation is a new login. Fails with C(rolled back: <reason>) when the watchdog
+        already rolled back. V(activated) confirms by itself and needs no such task."
       - V(rolled_back) switches to the previous generation, or to O(generation), and activates
         it.
     type: str
@@ -80,6 +84,15 @@ options:
   magic_rollback:
     description:
       - Guard a V(switch) or V(test) activation with the watchdog described above.
+    type: bool
+    default: true
+  confirm:
+    description:
+      - With magic rollback, confirm the activation in this task, over a new connection, as soon
+        as it is done.
+      - V(false) leaves the confirmation to a later task with O(state=confirmed) (within
+        O(confirm_timeout) seconds), for people who confirm by hand; the task then ends in state
+        V(awaiting_confirmation).
     type: bool
     default: true
   confirm_timeout:
@@ -112,6 +125,14 @@ options:
     description:
       - The profile to set, instead of the platform's.
     type: path
+  closure_diff:
+    description:
+      - In diff mode, show the closure difference (C(nix store diff-closures), computed on the
+        controller) between the profile's current system and the new one, and return it as
+        RV(closure_diff). The controller's store must hold both (check mode: build the new
+        system there first).
+    type: bool
+    default: true
   remote_nix_dir:
     description:
       - The folder holding C(nix-env) on the target. By default it is looked up on E(PATH), then in
@@ -121,6 +142,7 @@ options:
 extends_documentation_fragment:
   - action_common_attributes
   - action_common_attributes.flow
+  - nixdeploy.fleet.nix
 attributes:
   action:
     support: full
@@ -137,14 +159,14 @@ attributes:
     details: NixOS and nix-on-droid run their dry activation; the others report what would change.
   diff_mode:
     support: partial
-    details: Shows the profile's current store path against the wanted one.
+    details: Shows the profile's current store path against the wanted one and the closure
+      difference (O(closure_diff)).
   platform:
     platforms: posix
 notes:
-  - "Confirmation pattern: a task with O(state=activated), then C(meta: reset_connection), then
-    a task with O(state=confirmed), within O(confirm_timeout) seconds. The confirming task proves
-    that a new login works under the new system. When the play stops between the two, the
-    target rolls itself back."
+  - The task follows the run through lost connections (a switch that restarts the network)
+    until it ends, for at most O(lock_timeout) + O(activation_timeout) + 30 seconds, plus
+    O(activation_timeout) + O(confirm_timeout) with magic rollback.
   - The confirmation is per target user and profile. It confirms whatever activation of that
     profile waits, which is always the one that holds the profile's lock.
   - The state on the target lives in C(/nix/var/nixdeploy/<profile>) for root and in
@@ -160,15 +182,12 @@ author:
 '''
 
 EXAMPLES = r'''
-- name: Activate each host's system, guarded by the watchdog
+- name: Activate each host's system, guarded by the watchdog, and confirm it over a new login
   nixdeploy.fleet.nix_activate:
     path: "{{ build.out_path }}"
     confirm_timeout: 30
 
-- name: Open a new connection, so that the confirmation proves logins still work
-  ansible.builtin.meta: reset_connection
-
-- name: Confirm; this fails when the target already rolled back
+- name: Confirm by hand an activation another run left waiting
   nixdeploy.fleet.nix_activate:
     state: confirmed
 
@@ -280,10 +299,53 @@ detached_with:
   type: str
   sample: setsid
 connection_lost:
-  description: How often the connection was lost while the task followed the activation.
-  returned: with O(state=activated)
+  description: Whether a lost connection is part of why the task failed (the host was
+    unreachable, or could not be reached for the confirmation).
+  returned: always
+  type: bool
+  sample: false
+lost_connections:
+  description: How often the connection was lost while the task followed the run.
+  returned: when something ran on the target
   type: int
   sample: 0
+phase:
+  description: On failure, the step that failed, V(activate), V(confirm) or V(rollback).
+  returned: failure
+  type: str
+  sample: confirm
+phases:
+  description: The steps inside the task with their start and end (epoch seconds) and
+    outcome (V(changed), V(ok), V(failed), V(rolled_back) and the like).
+  returned: when something ran on the target
+  type: list
+  elements: dict
+  sample: [{name: activate, start: 1732140000.1, end: 1732140001.4, outcome: changed},
+           {name: confirm, start: 1732140001.4, end: 1732140002.0, outcome: changed}]
+closure_diff:
+  description: In diff mode with O(closure_diff), the closure difference.
+  returned: in diff mode, when the system changes
+  type: dict
+  contains:
+    added:
+      description: Packages only in the new closure.
+      type: list
+      elements: str
+    removed:
+      description: Packages only in the old closure.
+      type: list
+      elements: str
+    changed:
+      description: Packages whose version or size changed.
+      type: list
+      elements: str
+    size_change_bytes:
+      description: The closure's size change.
+      type: int
+    lines:
+      description: C(nix store diff-closures) output, one line per package.
+      type: list
+      elements: str
 would_change:
   description: With O(goal=dry-activate), whether a real activation would change the target.
   returned: with O(goal=dry-activate)

@@ -67,6 +67,14 @@ options:
     description:
       - Seconds after which a Nix command is stopped. Default, no limit.
     type: int
+  closure_diff:
+    description:
+      - In check mode with diff mode, build controller-built systems for real (the controller's
+        store only; no host changes) so that M(nixdeploy.fleet.nix_activate) can show the closure
+        difference. Their GC roots go to O(gc_root_dir) with C(-check) appended, so the roots of
+        what is deployed stay as they are.
+    type: bool
+    default: false
 attributes:
   action:
     support: full
@@ -122,6 +130,10 @@ out_path:
 built:
   description: Whether the output was built now (it was not in the store before).
   returned: when known
+  type: bool
+built_for_diff:
+  description: The system was built in check mode for the closure difference (O(closure_diff)).
+  returned: in check and diff mode with O(closure_diff)
   type: bool
 build_on:
   description: Where it was built, V(controller), V(target) or the builder.

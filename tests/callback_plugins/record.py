@@ -54,3 +54,12 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_skipped(self, result):
         self._write('skipped', result)
+
+    def v2_playbook_on_stats(self, stats):
+        path = os.environ.get('NIXDEPLOY_TEST_RECORD')
+        if not path:
+            return
+        custom = json.loads(json.dumps(getattr(stats, 'custom', {}) or {}, default=str))
+        with open(path, 'a') as handle:
+            handle.write(json.dumps({'host': None, 'task': None, 'action': None,
+                                     'status': 'stats', 'result': custom}) + '\n')

@@ -58,7 +58,8 @@ def assert_untouched(flt, run, host, before, tasks=(COPY, ACTIVATE)):
 def assert_failed_at(run, host, phase):
     summary = summaries(run)[host]
     assert summary['failed'] and not summary['rolled_back'], summary
-    assert summary['outcome'].startswith('FAILED at "%s' % phase), summary
+    assert summary['phase'] == phase, summary
+    assert summary['outcome'].startswith('FAILED at %s' % phase), summary
     # the summary the play prints has a line for the host with its outcome
     assert any(host in line and 'FAILED at' in line for line in run.stdout.splitlines()), \
         run.stdout[-3000:]
@@ -85,7 +86,7 @@ def test_malformed_flake(flt, tmp_path):
         assert result['status'] == 'failed', result
         msg = result['result']['msg']
         assert msg.startswith(host + ': ') and 'syntax error' in msg, result   # Nix's own words
-        assert_failed_at(run, host, 'Evaluate')
+        assert_failed_at(run, host, 'eval')
         assert_untouched(flt, run, host, before)
 
 
@@ -120,7 +121,7 @@ def test_missing_attribute(flt):
     msg = result['result']['msg']
     assert msg.startswith('h1: ') and 'nixosConfigurations.nope' in msg, msg
     assert "no 'nope'" in msg or "attribute 'nope' missing" in msg, msg
-    assert_failed_at(run, 'h1', 'Evaluate')
+    assert_failed_at(run, 'h1', 'eval')
     assert_untouched(flt, run, 'h1', before)
     # the good host in the same batch is not held back
     assert summaries(run)['h5']['outcome'] == 'unchanged', summaries(run)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.lab
 
 PLAYBOOK = 'nixdeploy.fleet.deploy'
 EVAL = 'Evaluate the system of each host'
-OUTCOME = 'Work out the outcome on this host'
+ACTIVATE = 'Activate and confirm the new system'
 
 
 def task(name):
@@ -33,7 +33,12 @@ def out_paths(run):
 
 
 def summaries(run):
-    return {r['host']: r['result']['ansible_facts']['deploy_summary'] for r in run.results(task(OUTCOME))}
+    return run.summary()
+
+
+def tasks_run(run, host):
+    """The tasks that ran (not skipped) on ``host``."""
+    return [r['task'] for r in run.results(host=host) if r['status'] != 'skipped']
 
 
 def test_deploy_activates_every_host(rol_fleet):
@@ -50,9 +55,15 @@ def test_deploy_activates_every_host(rol_fleet):
         'h1': 'switched', 'h2': 'switched', 'h3': 'switched'}, run
     assert summary['h3']['platform'] == 'darwin'
     # the summary table is printed once, one line per host
-    assert 'Show the deploy summary of this batch' in run.stdout
+    assert run.stdout.count('NIXDEPLOY SUMMARY') == 1, run
     for host in paths:
         assert '%s ' % host in run.stdout
+    # one task per phase and no bookkeeping: eval, build, copy, activate
+    for host in paths:
+        assert len(tasks_run(run, host)) <= 6, tasks_run(run, host)
+    activate = run.result(task(ACTIVATE), 'h1')['result']
+    assert activate['confirmed'] and [p['name'] for p in activate['phases']] == [
+        'activate', 'confirm'], activate
 
 
 def test_second_deploy_changes_nothing(rol_fleet):
@@ -76,8 +87,10 @@ def test_check_diff_changes_nothing_and_shows_the_closure_diff(rol_fleet):
     assert {host: lab.active(host) for host in lab.hosts} == before
     assert not lab.store_has('h1', new['h1'])
     # per host: the closure difference with versions and sizes
-    diff = run.result(task('Show the closure difference'), 'h1')['result']['msg']
-    text = '\n'.join(diff)
+    activate = run.result(task(ACTIVATE), 'h1')['result']
+    text = activate['diff']['prepared']
+    assert text in run.stdout
+    assert 'lab-extra-v2' in activate['closure_diff']['added'], activate['closure_diff']
     assert 'nixos-system-h1: 1 \u2192 2' in text, text
     assert 'lab-extra-v2' in text and 'KiB' in text, text
     assert 'lab-extra-base' in text, text
@@ -118,11 +131,12 @@ def test_failing_hosts_end_failed_and_others_go_on(rol_fleet):
     assert lab.active('h2') == before['h2']
     assert summary['h2']['failed'] and summary['h2']['rolled_back'], summary
     assert summary['h2']['outcome'].startswith('FAILED: rolled back'), summary
+    assert summary['h2']['phase'] == 'activate', summary
     assert summary['h2']['before'] == summary['h2']['after'], summary
     # h3 failed evaluating, with Nix's own message, and was not touched
     assert lab.active('h3') == before['h3']
     assert summary['h3']['failed'] and not summary['h3']['rolled_back'], summary
-    assert summary['h3']['outcome'].startswith('FAILED at "Evaluate'), summary
+    assert summary['h3']['outcome'].startswith('FAILED at eval'), summary
     eval_h3 = run.result(task(EVAL), 'h3')
     assert eval_h3['status'] == 'failed' and 'this_option_does_not_exist' in eval_h3['result']['msg']
     stats = run.stdout[run.stdout.index('PLAY RECAP'):]
@@ -148,7 +162,8 @@ def test_unreachable_host_is_in_the_summary_and_fails(rol_fleet):
     assert run.rc != 0, run
     summary = summaries(run)
     assert summary['h3']['outcome'] == 'switched', summary
-    assert summary['h2']['failed'] and 'unreachable' in summary['h2']['outcome'], summary
+    assert summary['h2']['failed'] and summary['h2']['connection_lost'], summary
+    assert 'unreachable' in summary['h2']['outcome'], summary
     assert lab.active('h2') == before
 
 

@@ -30,9 +30,11 @@ STATE_DIR = {  # where the runner keeps its state on each persona (see _target.p
 }
 
 
-def deploy(act, variants, confirm=True, base=None, **params):
+def deploy(act, variants, confirm=False, base=None, **params):
     """One play: optionally bring the hosts to ``base`` first (no watchdog),
-    activate {host: variant}, then confirm over a new connection."""
+    activate {host: variant} (the task confirms by itself over a new
+    connection), or with ``confirm`` leave the confirmation to the by-hand
+    pattern: a new connection, then state=confirmed."""
     params.setdefault('confirm_timeout', 5)
     extra = {}
     for host, variant in variants.items():
@@ -42,6 +44,8 @@ def deploy(act, variants, confirm=True, base=None, **params):
     tasks = []
     if base:
         tasks.append(activate_task('baseline', '{{ base }}', magic_rollback=False))
+    if confirm:
+        params['confirm'] = False
     tasks.append(activate_task('activate', '{{ wanted }}', **params))
     if confirm:
         tasks += confirm_tasks()
@@ -86,16 +90,16 @@ def test_switch_confirm_and_manual_rollback_on_every_persona(act):
     gens_v1 = {host: generation_after(ok(run, 'baseline', host)) for host in hosts}
     for host in hosts:
         res = ok(run, 'activate', host)
-        assert res['state'] == 'awaiting_confirmation' and res['changed'], res
+        # activated and confirmed in the one task, over a second login
+        assert res['state'] == 'done' and res['changed'] and res['confirmed'], res
+        assert [p['name'] for p in res['phases']] == ['activate', 'confirm'], res
         assert res['previous']['path'] == act.system(host, 'v1')
         assert res['new']['path'] == act.system(host, 'v2')
         assert res['detached_with'] == 'setsid'  # the lab has no systemd
-        conf = ok(run, 'confirm', host)
-        assert conf['confirmed'] and conf['changed'], conf
         assert act.lab.active(host) == act.system(host, 'v2')
-        assert act.profile(host) == (conf['new']['generation'], act.system(host, 'v2'))
+        assert act.profile(host) == (res['new']['generation'], act.system(host, 'v2'))
     # darwin went through become: its activate refuses anything but root
-    assert any('on darwin (switch)' in line for line in ok(run, 'confirm', 'd1')['log_tail'])
+    assert any('on darwin (switch)' in line for line in ok(run, 'activate', 'd1')['log_tail'])
 
     run = act.play([{'name': 'rollback', 'nixdeploy.fleet.nix_activate': {'state': 'rolled_back'},
                      'ignore_errors': True}], hosts)
@@ -140,7 +144,6 @@ def test_second_identical_run_changes_nothing(act):
         ran = 1 if ok(run, 'baseline', host)['changed'] else 0
         res = ok(run, 'activate', host)
         assert res['changed'] is False and res['state'] == 'unchanged', res
-        assert ok(run, 'confirm', host)['changed'] is False
         assert len(act.history(host)) == before[host] + ran, 'an activation ran on %s' % host
 
 
@@ -182,13 +185,14 @@ def test_break_network_is_rolled_back_by_the_watchdog(act):
     gens = {host: generation_after(ok(run, 'baseline', host)) for host in hosts}
     for host in hosts:
         res = failed(run, 'activate', host)
-        assert res['msg'].startswith('rolled back: no confirmation within 5s'), res
+        assert res['msg'].startswith('%s: rolled back: no confirmation within 5s' % host), res
         assert res['rolled_back'] and res['state'] == 'rolled_back'
+        # readable by programs: the confirmation could not reach the host
+        assert res['phase'] == 'confirm' and res['connection_lost'], repr(
+            [res.get(k) for k in ('lost_connections', 'phases', 'duration', 'log_tail')])
         assert any('takes the network down' in line for line in res['log_tail'])
         # the host was unreachable for a while, and reachable again at the end
         assert any(rc != 0 for rc in probes[host]) and probes[host][-1] == 0, probes[host]
-        conf = failed(run, 'confirm', host)
-        assert conf['msg'].startswith('rolled back:'), conf
         # ground truth without ssh, then over a new ssh connection
         assert act.lab.active(host) == act.system(host, 'v1')
         assert act.profile(host) == (gens[host], act.system(host, 'v1'))
@@ -203,22 +207,22 @@ def test_failing_activation_rolls_back_automatically(act):
               for host in ('n3', 'a1', 'm1')}
     for host in ('n3', 'a1', 'm1'):
         res = failed(run, 'activate', host)
-        assert res['msg'] == 'rolled back: the activation failed with exit code 1', res
+        assert res['msg'] == '%s: rolled back: the activation failed with exit code 1' % host, res
+        assert res['phase'] == 'activate' and not res['connection_lost'], res
         assert act.profile(host) == before[host]
         assert act.lab.active(host) == act.system(host, 'v1')
-        assert failed(run, 'confirm', host)['msg'].startswith('rolled back:')
     # NixOS: failed units (exit 4) count as a failed activation too
     run = deploy(act, {'n3': 'fu'})
     res = failed(run, 'activate', 'n3')
-    assert res['msg'] == 'rolled back: the activation exited with code 4 (some units failed)'
+    assert res['msg'] == 'n3: rolled back: the activation exited with code 4 (some units failed)'
     assert act.profile('n3') == before['n3']
     assert act.lab.active('n3') == act.system('n3', 'v1')
 
 
 def test_hanging_activation_is_stopped_and_rolled_back(act):
-    run = deploy(act, {'n3': 'hang'}, base='v1', activation_timeout=3, confirm=False)
+    run = deploy(act, {'n3': 'hang'}, base='v1', activation_timeout=3)
     res = failed(run, 'activate', 'n3')
-    assert res['msg'] == 'rolled back: the activation timed out after 3s', res
+    assert res['msg'] == 'n3: rolled back: the activation timed out after 3s', res
     assert act.lab.active('n3') == act.system('n3', 'v1')
     assert act.profile('n3')[1] == act.system('n3', 'v1')
     # the whole activation (its process group) was stopped
@@ -286,7 +290,8 @@ def test_concurrent_activations_are_serialized(act):
 
     def one(variant):
         # each holds the lock for a while before its confirmation arrives
-        tasks = [activate_task('activate', act.system('n3', variant), confirm_timeout=20),
+        tasks = [activate_task('activate', act.system('n3', variant), confirm_timeout=20,
+                               confirm=False),
                  {'name': 'pause', 'ansible.builtin.pause': {'seconds': 3}}] + confirm_tasks()
         runs[variant] = act.play(tasks, ['n3'])
 
@@ -313,9 +318,10 @@ def test_lock_timeout_and_stale_lock(act):
     lock = STATE_DIR['nixos'] + '/lock'
     # held by a live process (this test): wait lock_timeout, then fail clearly
     act.lab.run_in('n3', ['sh', '-c', 'mkdir %s && echo %d >%s/pid' % (lock, os.getpid(), lock)])
-    run = deploy(act, {'n3': 'c2'}, lock_timeout=2, confirm=False)
+    run = deploy(act, {'n3': 'c2'}, lock_timeout=2)
     res = failed(run, 'activate', 'n3')
     assert 'timed out after 2s waiting for the lock' in res['msg'], res
+    assert res['msg'].startswith('n3: '), res
     assert 'pid %d' % os.getpid() in res['msg']
     assert act.lab.active('n3') == act.system('n3', 'v1')
     # held by a process that is gone: broken, and the activation proceeds
@@ -323,18 +329,20 @@ def test_lock_timeout_and_stale_lock(act):
     dead.wait()
     act.lab.run_in('n3', ['sh', '-c', 'echo %d >%s/pid' % (dead.pid, lock)])
     run = deploy(act, {'n3': 'c2'}, lock_timeout=5)
-    assert ok(run, 'confirm', 'n3')['confirmed']
+    assert ok(run, 'activate', 'n3')['confirmed']
     assert act.lab.active('n3') == act.system('n3', 'c2')
 
 
 # ---------------------------------------------------------------- goals, check mode
 def test_nixos_goals_test_and_boot(act):
-    run = deploy(act, {'n1': 'v2'}, goal='test', base='v1')
+    # by hand: activate, then a new connection and state=confirmed
+    run = deploy(act, {'n1': 'v2'}, goal='test', base='v1', confirm=True)
     gen = (generation_after(ok(run, 'baseline', 'n1')), act.system('n1', 'v1'))
+    assert ok(run, 'activate', 'n1')['state'] == 'awaiting_confirmation'
     assert ok(run, 'confirm', 'n1')['confirmed']
     assert act.lab.active('n1') == act.system('n1', 'v2')
     assert act.profile('n1') == gen  # test never touches the profile
-    run = deploy(act, {'n1': 'v3'}, goal='boot', confirm=False)
+    run = deploy(act, {'n1': 'v3'}, goal='boot')
     res = ok(run, 'activate', 'n1')
     assert res['state'] == 'done' and not res['magic_rollback']  # no watchdog for boot
     assert act.lab.boot('n1') == act.system('n1', 'v3')

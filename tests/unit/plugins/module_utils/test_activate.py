@@ -113,9 +113,9 @@ def test_scripts_are_valid_sh_and_quote_every_value(platform):
         _target.launch_script(platform, spec, 'r1', 'activate', path=HOSTILE, profile=HOSTILE,
                               remote_nix_dir=HOSTILE),
         _target.launch_script(platform, spec, 'r1', 'rollback', generation=3),
-        _target.confirm_script(platform, spec, profile=HOSTILE),
+        _target.confirm_script(platform, spec, profile=HOSTILE, run=HOSTILE, wait=5),
         _target.inspect_script(platform, spec, path=HOSTILE, dry=True),
-        _target.poll_script(HOSTILE, 'r1'),
+        _target.poll_script(platform, spec, HOSTILE, profile=HOSTILE, wait=5),
     ]
     for script in scripts:
         assert subprocess.run(['sh', '-n'], input=script, universal_newlines=True,

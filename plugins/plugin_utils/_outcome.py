@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a deploy did on each host, from the results of the collection's actions.
+
+The deploy strategy (plugins/strategy/pipeline.py) feeds every result of a
+nixdeploy action in here as it arrives, and at the end of each play batch
+turns what it kept into one record and one summary line per host. The
+outcome is read from result keys (``failed``, ``phase``, ``rolled_back``,
+``connection_lost``), never from message text, so no task per host has to
+keep books.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+# action name -> the deploy phase its task is
+PHASES = {
+    'nix_eval': 'eval',
+    'nix_build': 'build',
+    'nix_copy_closure': 'copy',
+    'nix_keys': 'keys',
+    'nix_activate': 'activate',
+}
+
+# what a done activation did, by goal
+_DONE = {'switch': 'switched', 'boot': 'boot default set', 'test': 'activated (test)'}
+# what a deploy that stopped before activating got to, by its last phase
+_STOPPED = {'copy': 'copied', 'build': 'built', 'eval': 'evaluated', 'keys': 'copied'}
+
+LINE_FORMAT = '%-14s %-13s gen %3s -> %-3s %s'
+
+
+def action_phase(action):
+    """The deploy phase of a task action (short or FQCN), or None."""
+    if not action:
+        return None
+    text = str(action)
+    if '.' in text:
+        namespace, _dot, short = text.rpartition('.')
+        if namespace not in ('nixdeploy.fleet',):
+            return None
+        text = short
+    return PHASES.get(text)
+
+
+def _first_line(msg, host):
+    """The first line of a message that says something, without the host
+    prefix every action puts in front (ssh opens a changed host key with a
+    banner of @ signs)."""
+    for line in str(msg or '').splitlines():
+        line = line.strip()
+        if line.startswith(host + ': '):
+            line = line[len(host) + 2:]
+        if line and not line.startswith('@') and any(c.isalpha() for c in line):
+            return line[:200]
+    return ''
+
+
+class HostOutcome:
+    """The results of one host's deploy phases, as they arrive."""
+
+    def __init__(self, host):
+        self.host = host
+        self.results = {}      # phase -> the latest result dict
+        self.failure = None    # (phase, result) of the first failure
+        self.last_phase = None
+        self.unreachable = False
+
+    def add(self, phase, result, status):
+        """``status``: ok, changed, failed, unreachable or skipped."""
+        if status == 'skipped':
+            return
+        self.results[phase] = result
+        self.last_phase = phase
+        if status in ('failed', 'unreachable') and self.failure is None:
+            self.failure = (result.get('phase') or phase, result)
+            self.unreachable = status == 'unreachable'
+
+    def record(self, check_mode=False, platform=None):
+        """One host's outcome as plain data (the summary line is made from it)."""
+        activate = self.results.get('activate') or {}
+        evaluated = self.results.get('eval') or {}
+        platform = activate.get('platform') or evaluated.get('platform') or platform or '-'
+        before = (activate.get('previous') or {}).get('generation')
+        new = (activate.get('new') or {}).get('generation')
+        rec = {'host': self.host, 'platform': platform, 'failed': False, 'rolled_back': False,
+               'phase': self.last_phase, 'connection_lost': False,
+               'path': evaluated.get('out_path') or (activate.get('new') or {}).get('path'),
+               'before': before, 'after': before, 'msg': ''}
+        if self.failure:
+            phase, result = self.failure
+            rolled_back = bool(result.get('rolled_back'))
+            line = _first_line(result.get('msg'), self.host)
+            rec.update(failed=True, phase=phase, rolled_back=rolled_back, msg=line,
+                       connection_lost=bool(result.get('connection_lost')) or self.unreachable)
+            if rolled_back:
+                reason = result.get('rollback_reason') or line
+                rec['outcome'] = 'FAILED: rolled back (%s)' % reason
+            elif self.unreachable:
+                rec['outcome'] = 'FAILED at %s: unreachable: %s' % (phase, line)
+            else:
+                rec['outcome'] = 'FAILED at %s: %s' % (phase, line)
+            return rec
+        if not activate:
+            done = _STOPPED.get(self.last_phase or '', 'nothing done')
+            rec['outcome'] = '%s (not activated)' % done
+            return rec
+        goal = activate.get('goal') or 'switch'
+        changed = bool(activate.get('changed'))
+        if goal == 'dry-activate':
+            rec['outcome'] = 'dry-activated: %s' % (
+                'would change' if activate.get('would_change') else 'no change')
+        elif check_mode:
+            rec['outcome'] = 'would %s' % goal if changed else 'unchanged'
+            rec['after'] = 'new' if changed else before
+        elif changed:
+            rec['outcome'] = _DONE.get(goal, 'activated')
+            rec['after'] = new if new is not None else before
+        else:
+            rec['outcome'] = 'unchanged'
+        return rec
+
+
+def summary_line(rec):
+    def gen(value):
+        return '-' if value in (None, '') else value
+    return LINE_FORMAT % (rec['host'], rec['platform'], gen(rec['before']), gen(rec['after']),
+                          rec['outcome'])

@@ -1,0 +1,138 @@
+"""Each host confirms its own activation: the deploy of a mixed fleet in ONE run
+(`ansible-playbook nixdeploy.fleet.deploy`, lab `pip`, real ssh and Nix).
+
+Six hosts: one activates for longer than the confirmation window, one takes
+its network down, one fails to activate, three are healthy (NixOS, nix-darwin
+and home-manager). With a lockstep play the slow host made every healthy host
+miss its confirmation and roll back; here every host's window is its own.
+Then a canary (`serial: [1, "100%"]`, `max_fail_percentage: 0`) that fails
+stops the rest of the fleet.
+"""
+
+import os
+
+import pytest
+
+from tests.collection import run_playbook
+from tests.deploy_fleet import prepare, write_inventory
+
+pytestmark = pytest.mark.lab
+
+PLAYBOOK = 'nixdeploy.fleet.deploy'
+ACTIVATE = 'nixdeploy.fleet.deploy : Activate and confirm the new system'
+EVAL = 'nixdeploy.fleet.deploy : Evaluate the system of each host'
+
+HOSTS = [{'name': 'slow', 'persona': 'nixos'}, {'name': 'netbreak', 'persona': 'nixos'},
+         {'name': 'failing', 'persona': 'nixos'}, {'name': 'ok1', 'persona': 'nixos'},
+         {'name': 'ok2', 'persona': 'darwin'}, {'name': 'ok3', 'persona': 'home-manager'}]
+CONFIRM_TIMEOUT = 8
+# longer than the window: a lockstep play would have rolled the others back
+SLOW_SECONDS = 14
+
+
+class Fleet:
+    def __init__(self, lab, flake, inventory, workdir):
+        self.lab, self.flake, self.inventory, self.workdir = lab, flake, inventory, workdir
+        self.runs = 0
+
+    def deploy(self, *args):
+        self.runs += 1
+        rundir = os.path.join(self.workdir, 'run%d' % self.runs)
+        return run_playbook(PLAYBOOK, self.inventory, rundir, args=list(args))
+
+    def active(self):
+        return {host: self.lab.active(host) for host in self.lab.hosts}
+
+
+@pytest.fixture(scope='module')
+def pip_fleet(make_lab, tmp_path_factory):
+    lab = make_lab('pip', HOSTS)
+    base = str(tmp_path_factory.mktemp('pip'))
+    flake, secret = prepare(lab, os.path.join(base, 'flake'))
+    inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
+    fleet = Fleet(lab, flake, inventory, base)
+    run = fleet.deploy()
+    assert run.rc == 0, run
+    return fleet
+
+
+def test_every_host_confirms_its_own_activation(pip_fleet):
+    lab, flake = pip_fleet.lab, pip_fleet.flake
+    before = pip_fleet.active()
+    flake.set_all(version='2')
+    flake.set_config('slow', behaviour='slow', slow_seconds=SLOW_SECONDS)
+    flake.set_config('netbreak', behaviour='break-network')
+    flake.set_config('failing', behaviour='fail')
+    try:
+        run = pip_fleet.deploy('-e', 'nix_confirm_timeout=%d' % CONFIRM_TIMEOUT)
+    finally:
+        for host in ('slow', 'netbreak', 'failing'):
+            flake.set_config(host, behaviour='ok')
+    assert run.rc != 0, run
+    new = {r['host']: r['result']['out_path'] for r in run.results(EVAL)}
+    summary = run.summary()
+    assert sorted(summary) == sorted(lab.hosts), summary
+
+    # the slow host and the healthy ones: on the new system, confirmed, ok
+    for host in ('slow', 'ok1', 'ok2', 'ok3'):
+        assert lab.active(host) == new[host] != before[host], (host, run)
+        res = run.result(ACTIVATE, host)
+        assert res['status'] == 'ok' and res['result']['confirmed'], (host, res)
+        assert not summary[host]['failed'] and summary[host]['outcome'] == 'switched', summary
+        assert summary[host]['after'] == summary[host]['before'] + 1, summary[host]
+    # ... the healthy hosts did not wait for the slow one: each confirmed
+    # before the slow host's activation even ended
+    slow_phases = run.result(ACTIVATE, 'slow')['result']['phases']
+    slow_activated = [p for p in slow_phases if p['name'] == 'activate'][0]['end']
+    for host in ('ok1', 'ok2', 'ok3'):
+        confirm = [p for p in run.result(ACTIVATE, host)['result']['phases']
+                   if p['name'] == 'confirm'][0]
+        assert confirm['end'] < slow_activated, (host, confirm, slow_activated)
+
+    # the network-breaking host: rolled itself back (no confirmation came),
+    # reachable again, reported failed with keys programs read
+    assert lab.active('netbreak') == before['netbreak']
+    assert summary['netbreak']['failed'] and summary['netbreak']['rolled_back'], summary
+    assert summary['netbreak']['connection_lost'], summary
+    assert summary['netbreak']['phase'] == 'confirm', summary
+    assert summary['netbreak']['before'] == summary['netbreak']['after'], summary
+    lab.ssh('netbreak', 'true')
+
+    # the failing host: auto rolled back, failed
+    assert lab.active('failing') == before['failing']
+    assert summary['failing']['failed'] and summary['failing']['rolled_back'], summary
+    assert summary['failing']['phase'] == 'activate' and not summary['failing']['connection_lost']
+    assert 'exit code 1' in summary['failing']['outcome'], summary
+
+    # the summary the run prints says which host did what
+    lines = run.stdout[run.stdout.index('NIXDEPLOY SUMMARY'):].splitlines()
+    for host in lab.hosts:
+        line = [ln for ln in lines if ln.startswith(host + ' ')]
+        assert line and summary[host]['outcome'] in line[0], (host, lines)
+    recap = run.stdout[run.stdout.index('PLAY RECAP'):]
+    assert recap.count('failed=1') == 2, recap
+
+
+def test_failing_canary_stops_the_rest(pip_fleet):
+    lab, flake = pip_fleet.lab, pip_fleet.flake
+    before = pip_fleet.active()
+    histories = {h: lab.read(h, '/nix/var/lab/history-%s' % lab.state_key(h)) for h in lab.hosts}
+    flake.set_all(version='3')
+    # the first host of the inventory is the canary of serial [1, "100%"]
+    canary = sorted(lab.hosts)[0]
+    flake.set_config(canary, behaviour='fail')
+    try:
+        run = pip_fleet.deploy('-e', '{"nix_serial": [1, "100%"], "nix_max_fail_percentage": 0}')
+    finally:
+        flake.set_config(canary, behaviour='ok')
+    assert run.rc != 0, run
+    summary = run.summary()
+    assert list(summary) == [canary], summary
+    assert summary[canary]['failed'] and summary[canary]['rolled_back'], summary
+    assert 'no further batch starts' in run.stdout, run
+    # nobody else was touched: same system, no activation ran
+    assert pip_fleet.active() == before
+    for host in lab.hosts:
+        if host != canary:
+            assert lab.read(host, '/nix/var/lab/history-%s' % lab.state_key(host)) == \
+                histories[host], host
