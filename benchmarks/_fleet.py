@@ -28,15 +28,8 @@ from tests.lab import Lab  # noqa: E402 pylint: disable=wrong-import-position
 
 BASELINE = os.path.join(REPO, 'benchmarks', 'baseline_deploy.sh')
 CALLBACKS = os.path.join(REPO, 'benchmarks', 'callback_plugins')
-# Where a deploy's time goes: role task names by phase (the rest is "other").
-PHASES = (
-    ('eval', ('Evaluate the system of each host',)),
-    ('build', ('Build the system of each host',)),
-    ('copy', ('Copy the closure to each host',)),
-    ('activate', ('Activate the new system',)),
-    ('confirm', ('Open a new connection to prove the new system accepts logins',
-                 'Confirm the new system over the new connection')),
-)
+# Where a deploy's time goes (the task_times callback's phases).
+PHASES = ('eval', 'build', 'copy', 'activate', 'confirm')
 PLAYBOOK = 'nixdeploy.fleet.deploy'
 # ssh settings of the repository's ansible.cfg, as users deploy from it
 SSH_ARGS = '-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=15'
@@ -51,6 +44,7 @@ def timed(argv, env=None, cwd=None, log=None):
     child and its reaped descendants."""
     out = open(log, 'w') if log else subprocess.DEVNULL
     try:
+        epoch = time.time()
         started = time.monotonic()
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT)
@@ -60,24 +54,30 @@ def timed(argv, env=None, cwd=None, log=None):
     finally:
         if log:
             out.close()
-    return {'wall': wall, 'cpu': usage.ru_utime + usage.ru_stime, 'rc': proc.returncode}
+    return {'wall': wall, 'cpu': usage.ru_utime + usage.ru_stime, 'rc': proc.returncode,
+            'epoch': epoch}
 
 
-def phases(times_file, wall):
-    """{phase: seconds} of one playbook run, from the task_times callback;
-    'startup' is what passed before the play (Python, inventory plugin)."""
+def phases(times_file, run):
+    """{phase: seconds} of one playbook run, from the task_times callback: the
+    wall time during which at least one host was in the phase; 'startup' is
+    what passed before the play (Python, inventory plugin), 'other' what no
+    phase covers. Also 'first_activated' (seconds from the start until the
+    first host's activation was done) and 'done' ({host: seconds until its
+    activate task ended})."""
     try:
         with open(times_file) as handle:
             data = json.load(handle)
     except (OSError, ValueError):
         return {}
-    out = dict((name, 0.0) for name, _tasks in PHASES)
-    out.update(other=0.0, startup=max(0.0, wall - data['play']))
-    for task, seconds in data['tasks']:
-        short = task.split(' : ', 1)[-1]
-        phase = [name for name, tasks in PHASES if short in tasks]
-        out[phase[0] if phase else 'other'] += seconds
-    return dict((k, round(v, 2)) for k, v in out.items())
+    out = dict((name, data['phases'].get(name, 0.0)) for name in PHASES)
+    out['startup'] = max(0.0, data['play_started'] - run['epoch'])
+    out['other'] = max(0.0, run['wall'] - out['startup'] - data.get('busy', 0.0))
+    out = dict((k, round(v, 2)) for k, v in out.items())
+    if data.get('activated'):
+        out['first_activated'] = round(min(data['activated'].values()) - run['epoch'], 2)
+    out['done'] = dict((host, round(end - run['epoch'], 2)) for host, end in data['done'].items())
+    return out
 
 
 def load():
@@ -150,7 +150,7 @@ class BenchFleet:
         result = timed(argv, env=run_env, cwd=self.workdir, log=log)
         if result['rc'] != 0:
             raise RunError('the deploy playbook failed (rc %s), see %s' % (result['rc'], log))
-        result['phases'] = phases(times, result['wall'])
+        result['phases'] = phases(times, result)
         return result
 
     def baseline(self, parallel):

@@ -1,11 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Benchmark-only callback: how long each task took across all hosts.
+"""Benchmark-only callback: where a deploy's wall time goes, by phase.
 
-With the linear strategy a task starts when every host finished the one
-before, so the time from one task's start to the next's is that task's share
-of the play's wall time. Written as JSON to E(NIXDEPLOY_BENCH_TIMES).
+Hosts move through the phases independently (the pipeline strategy), so a
+phase's share of the wall time is the time during which at least one host
+was in it: the union of the hosts' intervals. The activate task's own
+``phases`` (activate, confirm) split it further. Also records, per host,
+when its activate task ended and when its activation was done. Written as
+JSON to E(NIXDEPLOY_BENCH_TIMES).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,8 +18,8 @@ __metaclass__ = type
 DOCUMENTATION = '''
 name: task_times
 type: aggregate
-short_description: write each task's wall time as JSON (benchmarks only)
-description: [Writes the task names and seconds to the file named by E(NIXDEPLOY_BENCH_TIMES).]
+short_description: write the wall time of each deploy phase as JSON (benchmarks only)
+description: [Writes the phases' seconds to the file named by E(NIXDEPLOY_BENCH_TIMES).]
 requirements: [enable via ANSIBLE_CALLBACKS_ENABLED]
 '''
 
@@ -25,6 +28,21 @@ import os
 import time
 
 from ansible.plugins.callback import CallbackBase
+
+PHASES = {'nix_eval': 'eval', 'nix_build': 'build', 'nix_copy_closure': 'copy',
+          'nix_activate': 'activate', 'nix_keys': 'keys'}
+
+
+def union(intervals):
+    total, end = 0.0, None
+    for start, stop in sorted(intervals):
+        if end is None or start > end:
+            total += stop - start
+            end = stop
+        elif stop > end:
+            total += stop - end
+            end = stop
+    return total
 
 
 class CallbackModule(CallbackBase):
@@ -35,27 +53,58 @@ class CallbackModule(CallbackBase):
 
     def __init__(self, *args, **kwargs):
         super(CallbackModule, self).__init__(*args, **kwargs)
-        self.times = []
-        self.current = None
-        self.started = time.monotonic()
+        self.started = time.time()
+        self.play_started = None
+        self.running = {}
+        self.intervals = {}
+        self.done = {}        # host -> when its activate task ended
+        self.activated = {}   # host -> when its activation (before confirming) was done
 
-    def _close(self):
-        if self.current:
-            name, started = self.current
-            self.times.append([name, round(time.monotonic() - started, 3)])
-            self.current = None
+    def v2_playbook_on_play_start(self, play):
+        if self.play_started is None:
+            self.play_started = time.time()
 
-    def v2_playbook_on_task_start(self, task, is_conditional):
-        self._close()
-        self.current = (task.get_name(), time.monotonic())
+    def v2_runner_on_start(self, host, task):
+        self.running[(host.get_name(), task._uuid)] = time.time()
 
-    def v2_playbook_on_handler_task_start(self, task):
-        self.v2_playbook_on_task_start(task, False)
+    def _end(self, result):
+        host = result._host.get_name()
+        started = self.running.pop((host, result._task._uuid), None)
+        if started is None:
+            return
+        now = time.time()
+        phase = PHASES.get(str(result._task.action).rsplit('.', 1)[-1], 'other')
+        steps = result._result.get('phases') if phase == 'activate' else None
+        if steps:
+            for step in steps:
+                self.intervals.setdefault(step['name'], []).append((step['start'], step['end']))
+                if step['name'] == 'activate':
+                    self.activated[host] = step['end']
+        else:
+            self.intervals.setdefault(phase, []).append((started, now))
+        if phase == 'activate':
+            self.done[host] = now
+
+    def v2_runner_on_ok(self, result):
+        self._end(result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._end(result)
+
+    def v2_runner_on_unreachable(self, result):
+        self._end(result)
+
+    def v2_runner_on_skipped(self, result):
+        self.running.pop((result._host.get_name(), result._task._uuid), None)
 
     def v2_playbook_on_stats(self, stats):
-        self._close()
         path = os.environ.get('NIXDEPLOY_BENCH_TIMES')
-        if path:
-            with open(path, 'w') as handle:
-                json.dump({'tasks': self.times,
-                           'play': round(time.monotonic() - self.started, 3)}, handle)
+        if not path:
+            return
+        now = time.time()
+        with open(path, 'w') as handle:
+            json.dump({'started': self.started, 'play_started': self.play_started or now,
+                       'ended': now,
+                       'phases': dict((k, round(union(v), 3)) for k, v in self.intervals.items()),
+                       'busy': round(union([i for v in self.intervals.values() for i in v]), 3),
+                       'done': self.done, 'activated': self.activated}, handle)
