@@ -129,7 +129,7 @@ options:
     description:
       - In diff mode, show the closure difference (C(nix store diff-closures), computed on the
         controller) between the profile's current system and the new one, and return it as
-        RV(closure_diff). The controller's store must hold both (check mode: build the new
+        RV(closure_diff). The controller's store must hold both (in check mode, build the new
         system there first).
     type: bool
     default: true
