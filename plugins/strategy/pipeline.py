@@ -13,10 +13,10 @@ version_added: 0.2.0
 description:
   - The strategy of the C(nixdeploy.fleet.deploy) play. Ansible's C(free) strategy, so a host
     whose copy is done activates while others still copy, and a slow host never delays another
-    host's activation or confirmation. Evaluation and build stay one Nix process per play batch:
+    host's activation or confirmation. Evaluation and build stay one Nix process per play batch;
     the first host's task does the work for the batch and the others read its answer.
   - Adds what C(free) lacks for deploys. C(max_fail_percentage) is honoured per play batch (the
-    C(serial) batches, canary first): when more hosts of a batch failed than it allows, no further
+    C(serial) batches, canary first); when more hosts of a batch failed than it allows, no further
     batch starts. Within a batch, hosts are independent.
   - Prints one summary line per host at the end of each batch (platform, generation before and
     after, outcome), read from the results of the collection's actions, and publishes the same
