@@ -176,6 +176,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             raise AnsibleParserError('nixdeploy.fleet.nix: %s' % to_native(exc))
         for name, reason in result.skipped:
             display.warning('nixdeploy.fleet.nix: skipped %s node %s: %s' % (result.source, name, reason))
+        for message in result.warnings:
+            display.warning('nixdeploy.fleet.nix: %s' % message)
         compose = self.get_option('compose')
         groups = self.get_option('groups')
         keyed_groups = self.get_option('keyed_groups')

@@ -30,10 +30,18 @@ DEFAULT_INVENTORY_ATTR = ['inventory']
 DEFAULT_HIVE_ATTRS = [['colmenaHive'], ['colmena']]
 DEFAULT_DEPLOY_ATTR = ['deploy']
 
-# The only colmena deployment options read: keys (secrets) are left alone.
+# The colmena deployment options read into nix_node. Keys are read apart
+# (COLMENA_KEY_FIELDS) into nix_keys, never into nix_node.
 COLMENA_FIELDS = ['targetHost', 'targetPort', 'targetUser', 'tags',
                   'buildOnTarget', 'allowLocalDeployment',
                   'replaceUnknownProfiles', 'privilegeEscalationCommand']
+
+# colmena's deployment.keys.<name> fields -> nixdeploy.fleet.nix_keys fields.
+COLMENA_KEY_FIELDS = {
+    'text': 'text', 'keyFile': 'src', 'keyCommand': 'command', 'name': 'name',
+    'destDir': 'dest_dir', 'user': 'user', 'group': 'group', 'permissions': 'mode',
+    'uploadAt': 'upload_at',
+}
 
 # `nix eval <ref>#""` selects the flake's outputs set itself, after Nix has
 # looked for packages.<system>."" and legacyPackages.<system>.""; a system
@@ -140,16 +148,20 @@ let
       else [ { prio = 100; value = v; } ])
     else [ { prio = 100; value = v; } ];
 
-  deploymentOf = name: modules:
+  # The winning definitions: the lowest priority number, as the module system.
+  winning = defs:
+    let best = foldl' (a: d: if d.prio < a then d.prio else a) 9999 defs; in
+    filter (d: d.prio == best) defs;
+
+  deploymentDefs = name: modules:
+    concatMap (m: defsOf (m.deployment or (m.config or { }).deployment or { }))
+      (map (callModule name) modules);
+
+  deploymentOf = deps:
     let
-      mods = map (callModule name) modules;
-      deps = concatMap (m: defsOf (m.deployment or (m.config or { }).deployment or { })) mods;
       fieldDefs = f: concatMap (d: if isAttrs d.value && d.value ? ${f} then defsOf d.value.${f} else [ ]) deps;
       merge = f: defs:
-        let
-          best = foldl' (a: d: if d.prio < a then d.prio else a) 9999 defs;
-          winners = filter (d: d.prio == best) defs;
-        in
+        let winners = winning defs; in
         if f == "tags" then concatMap (d: d.value) winners
         else (foldl' (a: d: d) (head winners) winners).value;
     in
@@ -157,22 +169,51 @@ let
       let defs = fieldDefs f; in
       if defs == [ ] then [ ] else [ { name = f; value = merge f defs; } ]) colmenaFields);
 
+  # deployment.keys, an attrsOf submodule: the winning definitions of the
+  # whole set, then per key and per field its own winning definition.
+  keysOf = deps:
+    let
+      sets = winning (concatMap (d: if isAttrs d.value && d.value ? keys then defsOf d.value.keys else [ ]) deps);
+      names = attrNames (foldl' (a: s: a // (if isAttrs s.value then s.value else { })) { } sets);
+      specDefs = k: concatMap (s: if isAttrs s.value && s.value ? ${k} then defsOf s.value.${k} else [ ]) sets;
+      fieldDefs = k: f: concatMap (s: if isAttrs s.value && s.value ? ${f} then defsOf s.value.${f} else [ ]) (specDefs k);
+      field = defs: let winners = winning defs; in (foldl' (a: d: d) (head winners) winners).value;
+    in
+    listToAttrs (map (k: {
+      name = k;
+      value = listToAttrs (concatMap (f:
+        let defs = fieldDefs k f; in
+        if defs == [ ] then [ ] else [ { name = f; value = field defs; } ]) keyFields);
+    }) names);
+
   hiveModules = name:
     let n = hive.${name}; in
     (if hive ? defaults then [ hive.defaults ] else [ ])
     ++ (if isList n then n else [ n ]);
 
-  # tryEval keeps one node's missing argument from failing the whole parse.
-  safeNode = value:
-    let r = tryEval (builtins.deepSeq value value); in
-    if r.success then { deployment = r.value; } else { error = true; };
+  # tryEval keeps one node's missing argument from failing the whole parse,
+  # and keys that do not evaluate from costing the node its deployment.
+  safeNode = value: keys:
+    let
+      r = tryEval (builtins.deepSeq value value);
+      k = tryEval (builtins.deepSeq keys keys);
+    in
+    if !r.success then { error = true; }
+    else { deployment = r.value; } // (if k.success then { keys = k.value; } else { keysError = true; });
+
+  nullFree = spec: listToAttrs (concatMap (f:
+    if isAttrs spec && spec ? ${f} && spec.${f} != null then [ { name = f; value = spec.${f}; } ] else [ ])
+    keyFields);
 
   colmenaNodes =
     if madeHive then
       mapAttrs (name: dep: safeNode (data (listToAttrs (map (f: { name = f; value = dep.${f}; })
-        (filter (f: dep ? ${f}) colmenaFields))))) hive.deploymentConfig
+        (filter (f: dep ? ${f}) colmenaFields))))
+        (data (mapAttrs (_: nullFree) (dep.keys or { })))) hive.deploymentConfig
     else
-      listToAttrs (map (name: { inherit name; value = safeNode (data (deploymentOf name (hiveModules name))); })
+      listToAttrs (map (name:
+        let deps = deploymentDefs name (hiveModules name); in
+        { inherit name; value = safeNode (data (deploymentOf deps)) (data (keysOf deps)); })
         (filter (n: !(elem n reserved) && builtins.substring 0 2 n != "__") (attrNames hive)));
 
   # ---- deploy-rs: everything but profiles.*.path (never forced) ------------
@@ -243,6 +284,7 @@ def apply_expression(source='auto', attribute=None):
         'deployAttr = %s;' % nix_list(deploy_attr),
         'configOutputs = %s;' % nix_list(CONFIG_OUTPUTS),
         'colmenaFields = %s;' % nix_list(COLMENA_FIELDS),
+        'keyFields = %s;' % nix_list(sorted(COLMENA_KEY_FIELDS)),
     ]
     return _APPLY.replace('@PARAMS@', '\n  '.join(params))
 
@@ -528,6 +570,13 @@ def build_inventory(raw, flake, strict=False, address_optional=None):
             fields, extra = _node_fields(raw, name, node)
             if not fields.get('address') and not address_optional:
                 raise InventoryError('it has no address (targetHost, host, hostname or ips)')
+            if source == 'colmena':
+                keys, warnings = colmena_keys(name, node)
+                if keys:
+                    extra['nix_keys'] = keys
+                result.warnings.extend(warnings)
+                # secrets stay out of nix_node, which is there for everyone to read
+                node = dict((k, v) for k, v in node.items() if k not in ('keys', 'keysError'))
             host = _host(name, fields, extra, node, raw, flake)
         except InventoryError as exc:
             if strict:
@@ -536,6 +585,43 @@ def build_inventory(raw, flake, strict=False, address_optional=None):
             continue
         result.hosts.append(host)
     return result
+
+
+def colmena_keys(name, node):
+    """A colmena node's ``deployment.keys`` as ``nix_keys`` specs, and warnings.
+
+    Field names change (keyFile -> src, keyCommand -> command, destDir ->
+    dest_dir, permissions -> mode, uploadAt -> upload_at); values are kept
+    as they are, so nix_keys validates them and names the key when one is
+    wrong. Content in the Nix store (inline ``text``, a ``keyFile`` path
+    literal) still works, with a warning: every user of the machine that
+    evaluated the hive can read it there.
+    """
+    warnings = []
+    if (node or {}).get('keysError'):
+        warnings.append('colmena node %s: its deployment.keys do not evaluate as data '
+                        '(they need pkgs, config or lib without meta.nixpkgs, or throw); '
+                        'no keys are mapped for it' % name)
+        return {}, warnings
+    keys = {}
+    for key_name, spec in sorted(((node or {}).get('keys') or {}).items()):
+        if not isinstance(spec, dict):
+            continue
+        mapped = dict((COLMENA_KEY_FIELDS[f], v) for f, v in spec.items()
+                      if f in COLMENA_KEY_FIELDS and v is not None)
+        if 'text' in mapped:
+            warnings.append('colmena node %s, key %s: its text is in the Nix store (the hive is '
+                            'evaluated from there, readable by every user of this machine); '
+                            'move it to an ansible-vault value of nix_keys or a keyFile outside '
+                            'the flake' % (name, key_name))
+        src = mapped.get('src')
+        if isinstance(src, str) and src.startswith('/nix/store/'):
+            warnings.append('colmena node %s, key %s: keyFile %s is in the Nix store (a path '
+                            'literal in the flake is copied there, readable by every user of '
+                            'this machine); give it as a string path outside the flake'
+                            % (name, key_name, src))
+        keys[key_name] = mapped
+    return keys, warnings
 
 
 def _host(name, fields, extra, node, raw, flake):

@@ -173,7 +173,7 @@ def test_three_shapes_same_hosts_groups_and_connection(flake):
     profiles = deploy['_meta']['hostvars']['mac1']['nix_profiles']
     assert [p['name'] for p in profiles] == ['system', 'home']
     assert profiles[1]['attr'] == 'deploy.nodes.mac1.profiles.home.path'
-    # colmena keys (secrets) are never read
+    # colmena keys (secrets) go to nix_keys, never into nix_node
     assert 'keys' not in json.dumps(hive['_meta']['hostvars']['web1']['nix_node'])
 
 

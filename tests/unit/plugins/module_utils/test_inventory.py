@@ -236,6 +236,53 @@ def test_colmena_merges_inventory_data():
     assert host.groups == ['nixos', 'aarch64_linux', 'role_web', 'prod']
 
 
+def test_colmena_keys_become_nix_keys():
+    """deployment.keys in colmena's spelling -> nix_keys in the collection's;
+    secrets never in nix_node; content in the Nix store warned about."""
+    keys = {
+        'db': {'keyCommand': ['pass', 'show', 'db'], 'user': 'postgres', 'group': 'postgres',
+               'permissions': '0400', 'destDir': '/var/keys', 'uploadAt': 'post-activation',
+               'name': 'db.pass', 'text': None, 'keyFile': None, 'path': '/var/keys/db.pass'},
+        'tls': {'keyFile': '/home/ops/secrets/tls.key'},
+        'inline': {'text': 'in the store'},
+        'literal': {'keyFile': '/nix/store/0a4-source/secrets/x'},
+        'odd': 'not a spec',
+    }
+    nodes = {'web1': {'deployment': {'targetHost': 'h'}, 'keys': keys},
+             'web2': {'deployment': {'targetHost': 'h2'}, 'keysError': True},
+             'web3': {'deployment': {'targetHost': 'h3'}, 'keys': {}}}
+    result = inv.build_inventory(raw('colmena', nodes), FLAKE)
+    got = hosts(result)
+    assert got['web1'].vars['nix_keys'] == {
+        'db': {'command': ['pass', 'show', 'db'], 'user': 'postgres', 'group': 'postgres',
+               'mode': '0400', 'dest_dir': '/var/keys', 'upload_at': 'post-activation',
+               'name': 'db.pass'},
+        'tls': {'src': '/home/ops/secrets/tls.key'},
+        'inline': {'text': 'in the store'},
+        'literal': {'src': '/nix/store/0a4-source/secrets/x'},
+    }
+    for name in got:
+        assert got[name].vars['nix_node'] == {'deployment': {'targetHost': got[name].vars['ansible_host']}}
+    assert 'nix_keys' not in got['web2'].vars and 'nix_keys' not in got['web3'].vars
+    warnings = '\n'.join(result.warnings)
+    assert 'colmena node web1, key inline: its text is in the Nix store' in warnings
+    assert 'colmena node web1, key literal: keyFile /nix/store/0a4-source/secrets/x is in the Nix store' in warnings
+    assert 'colmena node web2: its deployment.keys do not evaluate as data' in warnings
+    assert 'tls' not in warnings and 'key db' not in warnings
+    # the mapped specs are valid nix_keys specs
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _keys
+    specs = _keys.normalize_keys(got['web1'].vars['nix_keys'])
+    assert [(k.key, k.path, k.source) for k in specs] == [
+        ('db', '/var/keys/db.pass', 'command'), ('inline', '/run/keys/inline', 'text'),
+        ('literal', '/run/keys/literal', 'src'), ('tls', '/run/keys/tls', 'src')]
+
+
+def test_apply_expression_reads_key_fields():
+    expr = inv.apply_expression('colmena')
+    assert ('keyFields = [ "destDir" "group" "keyCommand" "keyFile" "name" "permissions" "text" '
+            '"uploadAt" "user" ];') in expr
+
+
 # ---- source: deploy-rs -----------------------------------------------------------
 
 def test_deploy_rs_node_with_profiles():

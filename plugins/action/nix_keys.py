@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller side of nixdeploy.fleet.nix_keys.
+
+The logic lives in module_utils/_keys.py; this plugin supplies the two things
+only a controller-side action has: the host's own connection (sh with the
+key on stdin, become when the task has it) and Ansible's file search path
+with vault decryption for ``src``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _keys
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        host = task_vars.get('inventory_hostname') or self._task.get_name()
+        try:
+            _validation, args = self.validate_argument_spec(argument_spec=_keys.ARGUMENT_SPEC)
+        except AnsibleActionFail as exc:
+            result.update(failed=True, changed=False, phase='keys', rolled_back=False,
+                          connection_lost=False, msg='%s: %s' % (host, to_text(exc.message)))
+            return result
+        uploader = None
+        try:
+            keys = _keys.normalize_keys(args['keys'])
+            handled = _keys.select(keys, args['upload_at'])
+            if not handled and not args['prune']:
+                result.update(changed=False, keys={}, removed=[])
+                return result
+            uploader = _keys.Uploader(self._sh, self._read_src, cwd=self._loader.get_basedir())
+            outcome = uploader.run(keys, handled, args['prune'], check_mode=self._task.check_mode,
+                                   diff=self._task.diff)
+        except _keys.KeysError as exc:
+            outcome = dict(uploader.result if uploader else {'keys': {}, 'removed': []},
+                           failed=True, msg='%s: %s' % (host, exc.message))
+        except AnsibleConnectionFailure as exc:
+            outcome = dict(uploader.result if uploader else {'keys': {}, 'removed': []},
+                           failed=True, connection_lost=True,
+                           msg='%s: host unreachable while uploading keys: %s' % (host, exc))
+        if outcome.get('failed'):
+            outcome.setdefault('changed', False)
+            outcome.update(phase='keys', rolled_back=False)
+            outcome.setdefault('connection_lost', False)
+        if uploader and uploader.warnings:
+            outcome['warnings'] = ['%s: %s' % (host, w) for w in uploader.warnings]
+        result.update(outcome)
+        return result
+
+    def _sh(self, script, in_data):
+        """Run ``script`` with sh on the target; the key content, if any, is
+        its stdin (never an argument, so never in ps or -vvv)."""
+        # a group: Ansible appends `&& sleep 0` to the command
+        out = self._low_level_execute_command('{\n%s\n}' % script.strip('\n'), sudoable=True,
+                                              in_data=in_data or None)
+        return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
+
+    def _read_src(self, name):
+        """A controller file: relative names searched like ansible.builtin.copy's
+        src (the role's files/, the playbook's), vault-encrypted files decrypted
+        in memory."""
+        try:
+            path = self._find_needle('files', name)
+        except AnsibleError:
+            raise _keys.KeysError('src %s not found (searched files/ of the role and the '
+                                  'playbook, and the playbook folder)' % name)
+        try:
+            # decrypts vault files in memory, no decrypted copy on disk
+            content, _show = self._loader._get_file_contents(path)
+        except AnsibleError as exc:
+            raise _keys.KeysError('cannot read src %s: %s' % (path, to_text(exc.message)))
+        return bytes(content)

@@ -1,0 +1,235 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Documentation only: the work is done by the action plugin of the same name."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: nix_keys
+short_description: Upload secret files (keys) to a target, outside the Nix store
+version_added: 0.1.0
+description:
+  - Runs on the controller (an action plugin). Uploads secrets, colmena's C(deployment.keys) in
+    Ansible's spelling, to the target over the host's own Ansible connection. The target needs
+    only a POSIX shell; no Python.
+  - The content is read on the controller (C(text), often an ansible-vault encrypted value;
+    a C(src) file, decrypted when vault-encrypted; or the standard output of a
+    C(command) argv run without a shell) and sent as the standard input of a short sh script.
+    It never appears on a command line (C(ps)), in an environment variable, in a file on the
+    controller, in a Nix store, in the task result, a diff or C(-vvv) output.
+  - "On the target, per key: a temporary file is created in the key's own folder, gets its owner
+    and mode, then the content, is checked against the sha256 computed on the controller and is
+    renamed over the key (atomic: a reader sees the old or the new key, never half of one).
+    A missing folder is created (parents C(0755), the folder itself C(0711): others reach their
+    own key by name but cannot list the folder); an existing folder is left as it is."
+  - Idempotent. The target hashes its file itself (C(sha256sum), C(shasum), C(openssl) or
+    C(busybox)), so no content comes back; only a key whose content, owner, group or mode differs
+    is written or fixed.
+  - The keys this module wrote are listed (paths only) in a manifest on the target,
+    C(/nix/var/nixdeploy/keys) for root and C(${XDG_STATE_HOME:-~/.local/state}/nixdeploy/keys)
+    for other users, so O(prune) removes only files it wrote itself.
+options:
+  keys:
+    description:
+      - The keys, key name to spec, as the host var C(nix_keys) of the deploy role. A colmena
+        hive's C(deployment.keys) is mapped to this by the M(nixdeploy.fleet.nix) inventory
+        plugin.
+      - "Content, exactly one of: C(text) (the content; keep it in ansible-vault, a C(!vault)
+        value or an encrypted vars file); C(src) (a file on the controller; a relative name is
+        searched as M(ansible.builtin.copy) searches its C(src), the role's and the playbook's
+        C(files/); a vault-encrypted file is decrypted in memory); C(command) (an argv list run
+        on the controller without a shell, whose standard output is the content, as colmena's
+        C(keyCommand), for example C([pass, show, db]); it runs in the playbook's folder with no
+        standard input, and a non-zero exit fails the host)."
+      - "C(name): the file name on the target, default the key's name."
+      - "C(dest_dir): the folder on the target, default C(/run/keys) (a tmpfs on NixOS: keys
+        vanish on reboot and the next deploy uploads them again). macOS has no C(/run): use for
+        example C(/var/run/keys). Never a path in C(/nix/store)."
+      - "C(user), C(group): owner and group (names or ids), default C(root)."
+      - "C(mode): octal digits as a string, default C(\"0600\"). An integer is the mode itself,
+        as Ansible's file modules take it (YAML reads an unquoted C(0600) as 384)."
+      - "C(upload_at): C(pre-activation) (default) keys are uploaded before the new system is
+        activated, so its services can read them when they start; C(post-activation) keys only
+        after a confirmed activation (a host that rolled back does not get them): use it for keys
+        whose user or group the new system creates."
+      - Every key of this dict counts for O(prune), whatever its C(upload_at); only those of
+        O(upload_at) are uploaded.
+      - An unknown field, a missing or doubled content source, or two keys writing one file fail
+        the host before anything is uploaded, naming the key.
+    type: dict
+    default: {}
+  upload_at:
+    description:
+      - Which keys this call uploads, V(pre-activation) or V(post-activation) ones, or V(all).
+    type: str
+    choices: [all, pre-activation, post-activation]
+    default: all
+  prune:
+    description:
+      - Remove files this module uploaded earlier that are no longer a key of O(keys), by
+        path (a key that moved to another folder is removed from the old one).
+      - Only files listed in the target's manifest are ever removed.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - action_common_attributes
+  - action_common_attributes.flow
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  become:
+    description: Runs the target scripts with the task's become, for example to write root-owned
+      keys as a user with sudo.
+    support: full
+  check_mode:
+    support: full
+    details: Changes nothing; reports which keys would be written or fixed and which files pruned.
+      The key contents are still read (a C(command) runs) to compare hashes.
+  diff_mode:
+    support: full
+    details: Shows each changed key's sha256, owner and mode before and after, never its content.
+  platform:
+    platforms: posix
+notes:
+  - "Pre-activation keys whose C(user) or C(group) does not exist yet (the new system
+    creates it) are written owned by the connecting user, with a warning, as colmena does; the
+    next run sets the owner. A post-activation key fails instead."
+  - A non-root connection can only write where it may and give keys to itself; set C(user),
+    C(group) and C(dest_dir) of its keys accordingly (for example on nix-on-droid and home-manager
+    hosts), or use become.
+  - The result holds each key's sha256. A short secret (a password) can be guessed from its
+    hash; treat logs of runs as you would treat the hash itself.
+  - A symbolic link, folder or other non-regular file where a key belongs fails the host before
+    anything is written.
+  - The connection must accept standard input (C(ssh), C(local)); see C(docs/secrets.md).
+seealso:
+  - module: nixdeploy.fleet.nix_activate
+  - plugin: nixdeploy.fleet.nix
+    plugin_type: inventory
+author:
+  - nixdeploy.fleet contributors (@nixdeploy)
+'''
+
+EXAMPLES = r'''
+# group_vars/web.yml; the text is encrypted with `ansible-vault encrypt_string`
+# nix_keys:
+#   db-password:
+#     text: !vault |
+#       $ANSIBLE_VAULT;1.1;AES256
+#       6231...
+#     user: postgres
+#     group: postgres
+#     mode: "0400"
+#   tls-key:
+#     src: web/tls.key            # files/web/tls.key, may itself be vault-encrypted
+#   api-token:
+#     command: [pass, show, web/api-token]
+#     upload_at: post-activation
+
+- name: Upload the keys needed before activation (and prune old ones)
+  nixdeploy.fleet.nix_keys:
+    keys: "{{ nix_keys }}"
+    upload_at: pre-activation
+    prune: true
+
+- name: Upload the keys needed after activation
+  nixdeploy.fleet.nix_keys:
+    keys: "{{ nix_keys }}"
+    upload_at: post-activation
+
+- name: A key for a user without root (home-manager host)
+  nixdeploy.fleet.nix_keys:
+    keys:
+      token:
+        src: token
+        dest_dir: /home/alice/.keys
+        user: alice
+        group: users
+'''
+
+RETURN = r'''
+keys:
+  description: The keys this call handled, by key name. Never their content.
+  returned: always
+  type: dict
+  sample:
+    db-password:
+      path: /run/keys/db-password
+      changed: true
+      action: update
+      differs: [content]
+      sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+      user: postgres
+      group: postgres
+      mode: '0400'
+      upload_at: pre-activation
+  contains:
+    path:
+      description: The file on the target.
+      type: str
+    changed:
+      description: Whether the file was (or, in check mode, would be) written or fixed.
+      type: bool
+    action:
+      description: V(create), V(update) (content), V(fix) (owner, group or mode only) or V(none).
+      type: str
+    differs:
+      description: What differed, from V(absent), V(content), V(user), V(group), V(mode).
+      type: list
+      elements: str
+    sha256:
+      description: The sha256 of the content.
+      type: str
+    user:
+      description: The owner asked for.
+      type: str
+    group:
+      description: The group asked for.
+      type: str
+    mode:
+      description: The mode, four octal digits.
+      type: str
+    upload_at:
+      description: When the key is uploaded.
+      type: str
+    dir_created:
+      description: The key's folder, when this call created it.
+      type: str
+      returned: when the folder was created
+    owner_unset:
+      description: The owner could not be set yet (pre-activation key of a user that does not
+        exist yet).
+      type: bool
+      returned: when so
+removed:
+  description: Files removed by O(prune) (in check mode, those that would be).
+  returned: always
+  type: list
+  elements: str
+  sample: [/run/keys/old-token]
+msg:
+  description: On failure, the host, the key and the reason.
+  returned: failure
+  type: str
+  sample: "web1: key 'db' (/run/keys/db): cannot give postgres:postgres to /run/keys/db: chown: invalid user"
+phase:
+  description: V(keys) on failure, for the deploy pipeline's summary.
+  returned: failure
+  type: str
+rolled_back:
+  description: Always V(false) (a key upload never rolls a host back); there for the pipeline.
+  returned: failure
+  type: bool
+connection_lost:
+  description: Whether the connection to the host failed.
+  returned: failure
+  type: bool
+'''

@@ -1,0 +1,494 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nixdeploy.fleet.nix_keys on the `key` lab: a real deploy (eval, build,
+copy, keys before activation, activation with its confirmation, keys after)
+of a vault-encrypted ``text`` key, a ``src`` key and a ``command`` key to
+four hosts at once: two NixOS (root), a nix-darwin (deploy + sudo) and a
+home-manager host (app, no root, its own key folder).
+
+The tests run in order on one fleet; each asserts on every host of its run.
+Secrets are random per run, so finding one anywhere is a leak.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+import stat
+import subprocess
+
+import pytest
+
+from tests.collection import run_playbook
+from tests.deploy_fleet import lab_group_vars, prepare
+
+pytestmark = pytest.mark.lab
+
+HOSTS = [{'name': 'n1', 'persona': 'nixos'}, {'name': 'n2', 'persona': 'nixos'},
+         {'name': 'd1', 'persona': 'darwin'}, {'name': 'm1', 'persona': 'home-manager'}]
+NAMES = [h['name'] for h in HOSTS]
+ROOT_HOSTS = ['n1', 'n2', 'd1']
+KEYS_PRE = 'keys before activation'
+ACTIVATE = 'activate'
+KEYS_POST = 'keys after activation'
+# Where each host keeps its keys, and who owns them (m1 has no root).
+PLACE = dict([(h, {'dir': '/run/keys', 'user': 'root', 'group': 'deploy'}) for h in ROOT_HOSTS]
+             + [('m1', {'dir': '/home/app/keys', 'user': 'app', 'group': 'app'})])
+
+# What each new system's activation sees: the pre-activation key (copied where
+# the test reads it) and whether the post-activation key is there yet.
+HOOK = ('cp {dir}/db /nix/var/lab/seen-db; '
+        'if [ -e {dir}/token ]; then echo present; else echo absent; fi >/nix/var/lab/token-at-activation'
+        ' # {nonce}')
+
+
+def secret(kind):
+    return 'nixdeploy-secret-%s-%s' % (kind, secrets.token_hex(12))
+
+
+class KeyFleet:
+    def __init__(self, lab, flake, base, signing_key):
+        self.lab, self.flake, self.base, self.signing_key = lab, flake, base, signing_key
+        self.runs = 0
+        self.play = os.path.join(base, 'play')
+        self.inventory = os.path.join(base, 'inventory')
+        self.vault_pass = os.path.join(base, 'vault-pass')
+        self.secrets = []  # every secret ever used, to look for anywhere
+        self.out_paths = {}
+
+    def remember(self, *values):
+        self.secrets.extend(values)
+        return values[0] if len(values) == 1 else values
+
+    def rundir(self):
+        self.runs += 1
+        path = os.path.join(self.base, 'run%d' % self.runs)
+        os.makedirs(path)
+        return path
+
+    def deploy(self, inventory=None, args=(), env=None):
+        return run_playbook(os.path.join(self.play, 'site.yml'), inventory or self.inventory,
+                            self.rundir(), args=['--vault-password-file', self.vault_pass] + list(args),
+                            env=env, timeout=600)
+
+    def cat(self, host, path):
+        proc = self.lab.run_in(host, ['cat', path], check=False)
+        return proc.stdout if proc.returncode == 0 else None
+
+    def facts(self, host, path):
+        return self.lab.run_in(host, ['stat', '-c', '%a %U %G', path]).stdout.split()
+
+
+def vault(text, password):
+    from ansible.parsing.vault import VaultLib, VaultSecret
+    blob = VaultLib([('default', VaultSecret(password.encode()))]).encrypt(text)
+    return blob.decode()
+
+
+def write(path, text, mode=0o600):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as handle:
+        handle.write(text)
+    os.chmod(path, mode)
+
+
+def keys_yaml(fleet, db_text, extra=''):
+    """group_vars/all/keys.yml: the db key's text vault-encrypted, as people keep it."""
+    with open(fleet.vault_pass) as handle:
+        block = vault(db_text, handle.read().strip())
+    indented = '\n'.join('      ' + line for line in block.splitlines())
+    return ('nix_keys:\n'
+            '  db:\n'
+            '    text: !vault |\n%s\n'
+            '    dest_dir: "{{ keys_dir }}"\n'
+            '    user: "{{ keys_user }}"\n'
+            '    group: "{{ keys_group }}"\n'
+            '    mode: "0640"\n'
+            '  token:\n'
+            '    command: [cat, "{{ playbook_dir }}/tokens/{{ inventory_hostname }}"]\n'
+            '    dest_dir: "{{ keys_dir }}"\n'
+            '    user: "{{ keys_user }}"\n'
+            '    group: "{{ keys_user }}"\n'
+            '    upload_at: post-activation\n' % indented) + extra
+
+
+API_KEY = ('  api:\n'
+           '    src: api.key\n'
+           '    name: api-token\n'
+           '    dest_dir: "{{ keys_dir }}/svc"\n'
+           '    user: "{{ keys_user }}"\n'
+           '    group: "{{ keys_user }}"\n'
+           '    mode: "0400"\n')
+CERT_KEY = ('  cert:\n'
+            '    src: cert.pem\n'
+            '    dest_dir: "{{ keys_dir }}"\n'
+            '    user: "{{ keys_user }}"\n'
+            '    group: "{{ keys_group }}"\n'
+            '    mode: 0440\n'  # unquoted: YAML's octal, as Ansible's file modules take it
+            '    upload_at: post-activation\n')
+
+
+def site():
+    """eval -> build -> copy -> keys (pre) -> activate (confirms itself) -> keys (post):
+    the deploy role's order once it has the keys tasks."""
+    nix = {'nix_options': '{{ nix_options }}'}
+    return [{'name': 'deploy with keys', 'hosts': 'all', 'gather_facts': False, 'tasks': [
+        {'name': 'eval', 'nixdeploy.fleet.nix_eval': dict(nix), 'register': 'ev'},
+        # closure_diff as the role sets it: --check --diff builds on the controller
+        {'name': 'build', 'nixdeploy.fleet.nix_build': dict(
+            nix, drv_path='{{ ev.drv_path }}', closure_diff=True)},
+        {'name': 'copy', 'nixdeploy.fleet.nix_copy_closure': dict(
+            nix, path='{{ ev.out_path }}', signing_key='{{ nix_signing_key }}')},
+        {'name': KEYS_PRE, 'nixdeploy.fleet.nix_keys': {
+            'keys': '{{ nix_keys }}', 'upload_at': 'pre-activation', 'prune': '{{ nix_keys_prune }}'},
+         'when': 'nix_keys | length > 0 or nix_keys_prune | bool'},
+        {'name': ACTIVATE, 'nixdeploy.fleet.nix_activate': dict(nix, path='{{ ev.out_path }}')},
+        {'name': KEYS_POST, 'nixdeploy.fleet.nix_keys': {
+            'keys': '{{ nix_keys }}', 'upload_at': 'post-activation'},
+         'when': 'nix_keys | length > 0'},
+    ]}]
+
+
+def private_run_keys(lab, host):
+    """/run/keys private to the host: the lab gives each host its own tmpfs
+    /run; a lab that shares the machine's /run gets a tmpfs on /run/keys."""
+    inside = lab.run_in(host, ['stat', '-c', '%d', '/run']).stdout.strip()
+    if inside != str(os.stat('/run').st_dev):
+        return False
+    os.makedirs('/run/keys', exist_ok=True)
+    lab.run_in(host, ['mount', '-t', 'tmpfs', '-o', 'mode=0755,size=1m', 'lab-keys', '/run/keys'])
+    return True
+
+
+@pytest.fixture(scope='module')
+def key(make_lab, tmp_path_factory):
+    lab = make_lab('key', HOSTS)
+    base = str(tmp_path_factory.mktemp('key'))
+    nonce = secrets.token_hex(6)  # new systems: no earlier store path can match
+    configurations = {}
+    for host in HOSTS:
+        platform = {'nixos': 'nixos', 'darwin': 'darwin', 'home-manager': 'home-manager'}[host['persona']]
+        configurations[host['name']] = {'platform': platform,
+                                        'on_activate': HOOK.format(dir=PLACE[host['name']]['dir'], nonce=nonce)}
+    flake, signing_key = prepare(lab, os.path.join(base, 'flake'), configurations=configurations)
+    fleet = KeyFleet(lab, flake, base, signing_key)
+    shared_run = [h for h in ROOT_HOSTS if private_run_keys(lab, h)]
+
+    # the colmena hive of the same NixOS hosts, with deployment.keys
+    write(os.path.join(flake.path, 'flake.nix'), COLMENA_FLAKE, 0o644)
+    write(fleet.vault_pass, secrets.token_hex(16))
+    # the controller side: key files and the playbook, outside the flake (a
+    # flake's folder is copied to the store whole)
+    write(os.path.join(fleet.play, 'site.yml'), json.dumps(site()), 0o644)
+    write(os.path.join(fleet.play, 'files', 'api.key'), fleet.remember(secret('api')))
+    for host in NAMES:
+        write(os.path.join(fleet.play, 'tokens', host), fleet.remember(secret('token-' + host)))
+
+    inv = fleet.inventory
+    write(os.path.join(inv, 'fleet.nix.yml'), json.dumps(
+        {'plugin': 'nixdeploy.fleet.nix', 'flake': flake.path, 'source': 'inventory',
+         'nix_options': {'substituters': ''}}), 0o644)
+    common = dict(lab_group_vars(lab, signing_key), nix_keys_prune=False,
+                  ansible_python_interpreter='/nonexistent/python3')  # nothing may need Python
+    write(os.path.join(inv, 'group_vars', 'all', 'lab.json'), json.dumps(common), 0o644)
+    write(os.path.join(inv, 'group_vars', 'darwin.json'), json.dumps({'ansible_become': True}), 0o644)
+    for host, place in PLACE.items():
+        write(os.path.join(inv, 'host_vars', '%s.json' % host), json.dumps(
+            {'keys_dir': place['dir'], 'keys_user': place['user'], 'keys_group': place['group']}), 0o644)
+    fleet.db = fleet.remember(secret('db') + '\n')
+    write(os.path.join(inv, 'group_vars', 'all', 'keys.yml'), keys_yaml(fleet, fleet.db) + API_KEY)
+
+    colmena_inv = os.path.join(base, 'inventory-colmena')
+    write(os.path.join(colmena_inv, 'hive.nix.yml'), json.dumps(
+        {'plugin': 'nixdeploy.fleet.nix', 'flake': flake.path, 'source': 'colmena',
+         'nix_options': {'substituters': ''}}), 0o644)
+    write(os.path.join(colmena_inv, 'group_vars', 'all.json'), json.dumps(common), 0o644)
+    fleet.colmena_inventory = colmena_inv
+    fleet.colmena_file = fleet.remember(secret('colmena-file'))
+    fleet.colmena_cmd = fleet.remember(secret('colmena-cmd'))
+    write(os.path.join(base, 'colmena-secrets', 'file'), fleet.colmena_file)
+    write(os.path.join(base, 'colmena-secrets', 'cmd'), fleet.colmena_cmd)
+    hive_keys = {
+        'cfile': {'keyFile': os.path.join(base, 'colmena-secrets', 'file'), 'destDir': '/run/keys/colmena',
+                  'group': 'deploy', 'permissions': '0440'},
+        'ccmd': {'keyCommand': ['cat', os.path.join(base, 'colmena-secrets', 'cmd')],
+                 'destDir': '/run/keys/colmena', 'uploadAt': 'post-activation', 'name': 'cmd.key'},
+    }
+    write(os.path.join(flake.path, 'colmena-keys.json'),
+          json.dumps({h: hive_keys for h in ('n1', 'n2')}), 0o644)
+    fleet.marker = os.path.join(base, 'started')
+    open(fleet.marker, 'w').close()
+    yield fleet
+    if shared_run:
+        for host in shared_run:
+            lab.run_in(host, ['umount', '/run/keys'], check=False)
+        try:
+            os.rmdir('/run/keys')
+        except OSError:
+            pass
+
+
+# The lab's flake with colmena's deployment.keys added to its hive's nodes
+# (paths on the controller only: the secrets stay outside the flake).
+COLMENA_FLAKE = r'''
+{
+  outputs = { self }:
+    let
+      fleet = builtins.fromJSON (builtins.readFile ./fleet.json);
+      base = import ./lib.nix { inherit fleet; busyboxDir = ./busybox; };
+      keys = builtins.fromJSON (builtins.readFile ./colmena-keys.json);
+    in
+    base // {
+      colmena = base.colmena // builtins.mapAttrs
+        (n: k: [ base.colmena.${n} ({ name, ... }: { deployment.keys = k; }) ]) keys;
+    };
+}
+'''
+
+
+def results(run, task):
+    return {r['host']: r for r in run.results(task)}
+
+
+def ok(run, task, host):
+    res = run.result(task, host)
+    assert res['status'] == 'ok', (host, res, run)
+    return res['result']
+
+
+def assert_no_secret(fleet, *texts):
+    for text in texts:
+        for value in fleet.secrets:
+            assert value.strip() not in text, 'a secret leaked into the output'
+
+
+def sha(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def assert_key(fleet, host, name, content, mode, user, group):
+    path = '%s/%s' % (PLACE[host]['dir'], name) if not name.startswith('/') else name
+    assert fleet.cat(host, path) == content, (host, path)
+    assert fleet.facts(host, path) == [mode, user, group], (host, path)
+
+
+# ---------------------------------------------------------------- tests
+def test_keys_reach_every_host_before_and_after_activation(key):
+    # ansible-core has no `json` stdout callback (that is ansible.posix's):
+    # its own JSON outputs are the default callback's json result format and
+    # the tree callback (one JSON file per host); both are read below.
+    tree = os.path.join(key.base, 'tree')
+    run = key.deploy(args=['-vvv'], env={'ANSIBLE_CALLBACK_RESULT_FORMAT': 'json',
+                                         'ANSIBLE_CALLBACKS_ENABLED': 'record,ansible.builtin.tree',
+                                         'ANSIBLE_CALLBACK_TREE_DIR': tree})
+    assert run.rc == 0, run
+    api = open(os.path.join(key.play, 'files', 'api.key')).read()
+    for host in NAMES:
+        place = PLACE[host]
+        pre, post = ok(run, KEYS_PRE, host), ok(run, KEYS_POST, host)
+        assert pre['changed'] and post['changed'], host
+        assert sorted(pre['keys']) == ['api', 'db'] and sorted(post['keys']) == ['token']
+        db = dict(pre['keys']['db'])
+        db.pop('dir_created', None)
+        assert db == {'path': place['dir'] + '/db', 'changed': True, 'action': 'create',
+                      'differs': ['absent'], 'sha256': sha(key.db), 'user': place['user'],
+                      'group': place['group'], 'mode': '0640', 'upload_at': 'pre-activation'}
+        assert pre['keys']['api']['dir_created'] == place['dir'] + '/svc'
+        token = open(os.path.join(key.play, 'tokens', host)).read()
+        assert_key(key, host, 'db', key.db, '640', place['user'], place['group'])
+        assert_key(key, host, 'svc/api-token', api, '400', place['user'], place['user'])
+        assert_key(key, host, 'token', token, '600', place['user'], place['user'])
+        # a folder it made lets the key's user reach the key, not list its neighbours
+        assert key.lab.run_in(host, ['stat', '-c', '%a', place['dir'] + '/svc']).stdout.strip() == '711'
+        # the new system's activation read the pre-activation key; the
+        # post-activation one was not there yet
+        assert key.cat(host, '/nix/var/lab/seen-db') == key.db, host
+        assert key.cat(host, '/nix/var/lab/token-at-activation') == 'absent\n', host
+        key.out_paths[host] = ok(run, 'eval', host)['out_path']
+    trees = [open(os.path.join(tree, host)).read() for host in NAMES]
+    assert all(json.loads(t) for t in trees)
+    assert_no_secret(key, run.stdout, run.stderr, json.dumps(run.records), *trees)
+    # -vvv shows the scripts sent (what ps shows on both sides): names and paths only
+    assert 'SSH: EXEC' in run.stdout + run.stderr and '@@nixdeploy-keys' in run.stdout + run.stderr
+
+
+def test_second_run_changes_nothing(key):
+    run = key.deploy(args=['-vvv'])
+    assert run.rc == 0, run
+    for host in NAMES:
+        for task in (KEYS_PRE, KEYS_POST):
+            res = ok(run, task, host)
+            assert res['changed'] is False and all(not k['changed'] for k in res['keys'].values())
+        recap = [ln for ln in run.stdout.splitlines() if ln.startswith(host + ' ') and 'changed=' in ln]
+        assert recap and 'changed=0' in recap[-1] and 'failed=0' in recap[-1], (host, recap)
+    assert_no_secret(key, run.stdout, run.stderr)
+
+
+def rotate(key):
+    """New db text, api dropped (pruned), a new post-activation key cert; n2's
+    new system fails to activate (it rolls back)."""
+    key.db_new = key.remember(secret('db-rotated') + '\n')
+    key.cert = key.remember(secret('cert'))
+    write(os.path.join(key.play, 'files', 'cert.pem'), key.cert)
+    write(os.path.join(key.inventory, 'group_vars', 'all', 'keys.yml'),
+          keys_yaml(key, key.db_new, CERT_KEY))
+    key.flake.set_config('n2', version='2', behaviour='fail')
+
+
+def test_check_and_diff_show_hashes_and_change_nothing(key):
+    rotate(key)
+    run = key.deploy(args=['--check', '--diff', '-e', 'nix_keys_prune=true'])
+    for host in NAMES:
+        place = PLACE[host]
+        pre, post = ok(run, KEYS_PRE, host), ok(run, KEYS_POST, host)
+        assert pre['changed'] and pre['keys']['db']['action'] == 'update', (host, pre)
+        assert pre['keys']['db']['differs'] == ['content']
+        assert pre['removed'] == [place['dir'] + '/svc/api-token']
+        assert post['keys']['cert']['action'] == 'create' and not post['keys']['token']['changed']
+        # nothing changed on the host
+        assert key.cat(host, place['dir'] + '/db') == key.db
+        assert key.cat(host, place['dir'] + '/svc/api-token') is not None
+        assert key.cat(host, place['dir'] + '/cert') is None
+    # the diff shows hashes, owners and modes
+    assert 'sha256: %s' % sha(key.db_new) in run.stdout and 'sha256: %s' % sha(key.db) in run.stdout
+    assert 'present (pruned key)' in run.stdout
+    assert_no_secret(key, run.stdout, run.stderr, json.dumps(run.records))
+
+
+def test_rolled_back_host_gets_no_post_activation_key(key):
+    run = key.deploy(args=['-e', 'nix_keys_prune=true'])
+    assert run.rc != 0, run
+    failed = run.result(ACTIVATE, 'n2')
+    assert failed['status'] == 'failed' and failed['result']['rolled_back'], failed
+    assert not run.results(KEYS_POST, 'n2'), 'a rolled-back host got its post-activation keys'
+    cert = key.cert
+    for host in NAMES:
+        place = PLACE[host]
+        pre = ok(run, KEYS_PRE, host)
+        assert pre['keys']['db']['action'] == 'update' and pre['keys']['db']['sha256'] == sha(key.db_new)
+        assert pre['removed'] == [place['dir'] + '/svc/api-token'], pre
+        assert key.cat(host, place['dir'] + '/svc/api-token') is None
+        assert_key(key, host, 'db', key.db_new, '640', place['user'], place['group'])
+        if host == 'n2':
+            assert key.cat(host, place['dir'] + '/cert') is None
+            continue
+        assert ok(run, ACTIVATE, host)['changed'] is False  # unchanged systems
+        assert ok(run, KEYS_POST, host)['keys']['cert']['changed']
+        assert_key(key, host, 'cert', cert, '440', place['user'], place['group'])
+    assert_no_secret(key, run.stdout, run.stderr)
+
+
+def test_colmena_hive_keys_deploy_through_the_inventory_plugin(key):
+    run = key.deploy(inventory=key.colmena_inventory)
+    hosts = sorted(r['host'] for r in run.results('eval'))
+    assert hosts == ['n1', 'n2'], run  # colmena hives are NixOS only
+    for host in hosts:
+        assert ok(run, 'eval', host)['out_path'] == key.out_paths[host] or host == 'n2'
+        pre = ok(run, KEYS_PRE, host)
+        assert list(pre['keys']) == ['cfile'] and pre['keys']['cfile']['changed']
+        assert_key(key, host, '/run/keys/colmena/cfile', key.colmena_file, '440', 'root', 'deploy')
+    assert ok(run, KEYS_POST, 'n1')['keys']['ccmd']['path'] == '/run/keys/colmena/cmd.key'
+    assert_key(key, 'n1', '/run/keys/colmena/cmd.key', key.colmena_cmd, '600', 'root', 'root')
+    # n2's new system still fails: rolled back, no post-activation key
+    assert run.result(ACTIVATE, 'n2')['result']['rolled_back']
+    assert key.cat('n2', '/run/keys/colmena/cmd.key') is None
+    assert_no_secret(key, run.stdout, run.stderr)
+
+
+def test_errors_name_host_and_key_and_spare_the_others(key):
+    inv = key.lab.ansible_inventory()
+    bad = {
+        'n1': {'bad': {'text': 'x', 'src': 'y'}},
+        'd1': {'cmd': {'command': ['sh', '-c', 'echo "vault is locked" >&2; exit 3']}},
+        'm1': {'rootonly': {'text': 'x'}},  # /run/keys as app: not allowed
+        'n2': {'fine': {'text': 'fine', 'dest_dir': '/run/keys/e'}},
+    }
+    for group in inv['all']['children'].values():
+        for name, hostvars in group['hosts'].items():
+            hostvars.update(nix_keys=bad[name], ansible_python_interpreter='/nonexistent/python3')
+    play = [{'name': 'keys', 'hosts': 'all', 'gather_facts': False, 'tasks': [
+        {'name': 'keys', 'nixdeploy.fleet.nix_keys': {'keys': '{{ nix_keys }}'}}]}]
+    run = run_playbook(play, inv, key.rundir())
+    assert run.rc != 0
+    res = results(run, 'keys')
+    assert res['n2']['status'] == 'ok' and res['n2']['result']['changed']
+    assert key.cat('n2', '/run/keys/e/fine') == 'fine'
+    msgs = {h: res[h]['result']['msg'] for h in ('n1', 'd1', 'm1')}
+    assert all(res[h]['status'] == 'failed' and res[h]['result']['phase'] == 'keys' for h in msgs), res
+    assert msgs['n1'] == "n1: key 'bad': give exactly one of text, src or command (got text and src)"
+    assert msgs['d1'].startswith("d1: key 'cmd': command sh -c ") and msgs['d1'].endswith(
+        'exited with 3: vault is locked'), msgs['d1']
+    assert msgs['m1'].startswith("m1: key 'rootonly' (/run/keys/rootonly): cannot"), msgs['m1']
+    assert 'Permission denied' in msgs['m1'] or 'permission denied' in msgs['m1'].lower()
+
+
+def test_no_store_path_holds_a_secret(key):
+    """Every store path made since the fleet came up, on the controller, and
+    every host's whole store: none holds any secret of these runs."""
+    patterns = os.path.join(key.base, 'patterns')
+    write(patterns, '\n'.join(s.strip() for s in key.secrets) + '\n')
+    found = subprocess.run(['find', '/nix/store', '-mindepth', '1', '-maxdepth', '1',
+                            '-cnewer', key.marker], stdout=subprocess.PIPE,
+                           universal_newlines=True, check=True).stdout.split()
+    # the scan does see this run's paths: the systems built for it
+    assert set(key.out_paths.values()) <= set(found), 'the store scan misses new paths'
+    stores = found + [os.path.join(key.lab.host(h)['dir'], 'nix', 'store') for h in NAMES]
+    grep = subprocess.run(['grep', '-rlF', '-f', patterns, '--'] + stores, check=False,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert grep.returncode == 1 and not grep.stdout, 'secrets in the store: %s' % grep.stdout
+    assert stat.S_IMODE(os.stat(patterns).st_mode) == 0o600
+
+
+HIVES = r'''
+{
+  outputs = { self }: let
+    lib = { mkDefault = content: { _type = "override"; priority = 1000; inherit content; };
+            mkForce = content: { _type = "override"; priority = 50; inherit content; }; };
+  in {
+    colmena = {
+      meta.nixpkgs = { inherit lib; };
+      defaults = { lib, ... }: {
+        deployment.keys.db = { user = lib.mkDefault "nobody"; permissions = "0640"; };
+        deployment.keys.shared.keyFile = "/etc/nixdeploy/shared.key";
+      };
+      web1 = { lib, ... }: {
+        deployment.targetHost = "10.0.0.1";
+        deployment.keys.db = { keyCommand = [ "pass" "show" "db" ]; user = "postgres"; };
+        deployment.keys.inline = { text = "already in the store"; uploadAt = "post-activation"; };
+      };
+      web2 = { ... }: { deployment.targetHost = "10.0.0.2"; deployment.keys = throw "no keys"; };
+    };
+  };
+}
+'''
+
+
+def test_colmena_keys_merge_as_the_module_system(tmp_path):
+    """Real `nix eval` of a raw hive: defaults merged per key and field with
+    priorities; keys that throw cost the node its keys only, with a warning."""
+    from tests.collection import BIN, ansible_env
+    write(str(tmp_path / 'flake.nix'), HIVES, 0o644)
+    write(str(tmp_path / 'hive.nix.yml'), json.dumps({'plugin': 'nixdeploy.fleet.nix', 'flake': '.'}),
+          0o644)
+    proc = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '-i', str(tmp_path / 'hive.nix.yml'),
+                           '--list'], env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=True)
+    hostvars = json.loads(proc.stdout)['_meta']['hostvars']
+
+    def plain(value):
+        if isinstance(value, dict):
+            if set(value) == {'__ansible_unsafe'}:
+                return value['__ansible_unsafe']
+            return dict((k, plain(v)) for k, v in value.items())
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+    web1 = plain(hostvars['web1'])
+    assert web1['nix_keys'] == {
+        'db': {'command': ['pass', 'show', 'db'], 'user': 'postgres', 'mode': '0640'},
+        'shared': {'src': '/etc/nixdeploy/shared.key'},
+        'inline': {'text': 'already in the store', 'upload_at': 'post-activation'},
+    }
+    assert 'keys' not in json.dumps(web1['nix_node'])
+    assert 'nix_keys' not in hostvars['web2'] and plain(hostvars['web2'])['ansible_host'] == '10.0.0.2'

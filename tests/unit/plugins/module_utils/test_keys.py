@@ -1,0 +1,387 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""module_utils/_keys.py: key specs, content sources, and the target scripts
+run for real with the local sh (dash), busybox's sh and a PATH whose only
+sha256 tool is openssl, against a temporary folder (no target needed).
+
+The lab tests (tests/integration/plugins/action/test_nix_keys.py) run the
+same scripts over ssh, with become and as a user without root.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))))
+if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
+    sys.path.insert(0, REPO)
+    from tests.collection import collections_path  # noqa: E402
+    sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _keys  # noqa: E402
+
+SECRET = b'correct horse battery staple\n\x00\xff binary too'
+
+
+def norm(spec, name='db'):
+    return _keys.normalize_key(name, spec)
+
+
+# ---------------------------------------------------------------- specs
+def test_defaults_are_colmenas():
+    key = norm({'text': 'x'})
+    assert (key.path, key.user, key.group, key.mode, key.upload_at, key.source) == (
+        '/run/keys/db', 'root', 'root', '0600', 'pre-activation', 'text')
+
+
+@pytest.mark.parametrize('mode, wanted', [
+    ('0600', '0600'), ('600', '0600'), ('0o440', '0440'), (0o600, '0600'), (384, '0600'),
+    ('4750', '4750'),
+])
+def test_modes(mode, wanted):
+    assert norm({'text': 'x', 'mode': mode}).mode == wanted
+
+
+@pytest.mark.parametrize('spec, message', [
+    ({}, 'give exactly one of text, src or command (none given)'),
+    ({'text': 'a', 'src': 'b'}, 'give exactly one of text, src or command (got text and src)'),
+    ({'text': 'a', 'keyFile': 'b'}, 'unknown field(s) keyFile'),
+    ({'command': 'pass show db'}, 'command must be a non-empty list'),
+    ({'command': []}, 'command must be a non-empty list'),
+    ({'command': ['pass', {'x': 1}]}, 'every item of command must be a string'),
+    ({'src': ''}, 'src must be a file name on the controller'),
+    ({'text': 'a', 'mode': 'u=rw'}, 'mode must be octal digits'),
+    ({'text': 'a', 'mode': True}, 'mode must be octal digits'),
+    ({'text': 'a', 'name': '../etc/passwd'}, 'must be a plain file name'),
+    ({'text': 'a', 'name': 'a\nb'}, 'must be a plain file name'),
+    ({'text': 'a', 'dest_dir': 'keys'}, 'dest_dir must be an absolute path'),
+    ({'text': 'a', 'dest_dir': '/run/keys/../../etc'}, "holds '..'"),
+    ({'text': 'a', 'dest_dir': '/nix/store/abc-keys'}, 'is in the Nix store'),
+    ({'text': 'a', 'dest_dir': '/'}, 'cannot be / itself'),
+    ({'text': 'a', 'user': 'root; rm -rf /'}, 'user'),
+    ({'text': 'a', 'group': 'a:b'}, 'group'),
+    ({'text': 'a', 'upload_at': 'later'}, 'upload_at must be pre-activation or post-activation'),
+    ('just text', 'the spec must be a dict'),
+])
+def test_bad_specs_name_the_key(spec, message):
+    with pytest.raises(_keys.KeysError) as err:
+        norm(spec, name='db')
+    assert message in err.value.message
+    assert err.value.message.startswith("key 'db': ")
+    assert err.value.key == 'db'
+
+
+def test_two_keys_one_file():
+    with pytest.raises(_keys.KeysError, match="keys 'a' and 'b' both write /run/keys/same"):
+        _keys.normalize_keys({'a': {'text': '1', 'name': 'same'}, 'b': {'text': '2', 'name': 'same'}})
+
+
+def test_keys_must_be_a_dict_and_select_by_upload_at():
+    with pytest.raises(_keys.KeysError, match='keys must be a dict'):
+        _keys.normalize_keys(['a'])
+    keys = _keys.normalize_keys({'a': {'text': 'sesame'}, 'b': {'text': '2', 'upload_at': 'post-activation'}})
+    assert [k.key for k in _keys.select(keys, 'pre-activation')] == ['a']
+    assert [k.key for k in _keys.select(keys, 'post-activation')] == ['b']
+    assert [k.key for k in _keys.select(keys, 'all')] == ['a', 'b']
+    assert 'sesame' not in repr(keys[0])
+
+
+# ---------------------------------------------------------------- content
+def test_content_sources(tmp_path):
+    (tmp_path / 'api.key').write_bytes(SECRET)
+
+    def read(name):
+        return (tmp_path / name).read_bytes()
+    assert _keys.load_content(norm({'text': u'caf\xe9'}), read) == u'caf\xe9'.encode('utf-8')
+    assert _keys.load_content(norm({'src': 'api.key'}), read) == SECRET
+    assert _keys.load_content(norm({'command': ['cat', 'api.key']}), read, cwd=str(tmp_path)) == SECRET
+
+
+def test_command_failures_name_the_key():
+    with pytest.raises(_keys.KeysError) as err:
+        _keys.load_content(norm({'command': ['sh', '-c', 'echo "pass: db is not in the store" >&2; exit 1']}),
+                           None)
+    assert err.value.message.startswith("key 'db': command sh -c ")
+    assert 'exited with 1: pass: db is not in the store' in err.value.message
+    with pytest.raises(_keys.KeysError, match="key 'db': cannot run /nonexistent/pass"):
+        _keys.load_content(norm({'command': ['/nonexistent/pass', 'show']}), None)
+
+
+def test_command_gets_no_stdin():
+    # a command that would wait for a terminal gets EOF instead of hanging
+    assert _keys.run_command(['sh', '-c', 'cat; echo done']) == b'done\n'
+
+
+# ---------------------------------------------------------------- the sh scripts, for real
+class Target:
+    """A 'target' that is the local machine: the scripts run with ``shell``
+    under ``path``; every script and stdin is kept, to look for the secret."""
+
+    def __init__(self, tmp_path, shell='sh', path=None):
+        self.root = str(tmp_path)
+        self.state = os.path.join(self.root, 'state')
+        self.shell, self.path = shell, path or os.environ['PATH']
+        self.scripts, self.stdins = [], []
+        self.corrupt = False
+
+    def run_sh(self, script, in_data):
+        self.scripts.append(script)
+        self.stdins.append(in_data)
+        if self.corrupt and in_data:
+            in_data = in_data[:-1] + b'!'
+        proc = subprocess.run([self.shell, '-c', script], input=in_data or b'', stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env={'PATH': self.path, 'HOME': self.root},
+                              check=False)
+        return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+    def upload(self, specs, upload_at='all', prune=False, check=False, diff=True):
+        keys = _keys.normalize_keys(specs)
+        uploader = _keys.Uploader(self.run_sh, lambda name: open(name, 'rb').read(),
+                                  state_dir=self.state)
+        result = uploader.run(keys, _keys.select(keys, upload_at), prune, check_mode=check, diff=diff)
+        return result, uploader.warnings
+
+    def manifest(self):
+        try:
+            with open(os.path.join(self.state, 'keys')) as handle:
+                return handle.read().split('\n')[:-1]
+        except OSError:
+            return []
+
+
+def facts(path):
+    st = os.lstat(path)
+    return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_ino
+
+
+def specs(root, **over):
+    keys = {
+        'db': {'text': SECRET.decode('utf-8', 'surrogateescape'), 'dest_dir': root + '/run/keys',
+               'mode': '0440', 'group': 'daemon'},
+        'api': {'command': ['printf', 'token-1'], 'dest_dir': root + '/run/keys', 'name': 'api-token',
+                'upload_at': 'post-activation'},
+    }
+    for name, spec in over.items():
+        if spec is None:
+            keys.pop(name)
+        else:
+            keys[name] = spec
+    return keys
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='sets owners: needs root')
+
+
+def busybox_path(tmp_path):
+    bbdir = tmp_path / 'bb'
+    bbdir.mkdir()
+    applets = subprocess.run(['busybox', '--list'], stdout=subprocess.PIPE, check=True,
+                             universal_newlines=True).stdout.split()
+    for applet in applets:
+        os.symlink(shutil.which('busybox'), str(bbdir / applet))
+    return str(bbdir)
+
+
+def openssl_path(tmp_path):
+    """The system's tools without sha256sum, shasum and busybox."""
+    odir = tmp_path / 'ossl'
+    odir.mkdir()
+    for folder in ('/usr/bin', '/bin'):
+        for tool in os.listdir(folder):
+            if tool not in ('sha256sum', 'shasum', 'busybox') and not (odir / tool).exists():
+                os.symlink(os.path.join(folder, tool), str(odir / tool))
+    return str(odir)
+
+
+@pytest.fixture(params=['dash', 'busybox', 'openssl'])
+def target(request, tmp_path):
+    if request.param == 'dash':
+        return Target(tmp_path)
+    if shutil.which('busybox') is None and request.param == 'busybox':
+        pytest.skip('no busybox')
+    if request.param == 'busybox':
+        path = busybox_path(tmp_path)
+        return Target(tmp_path, shell=os.path.join(path, 'sh'), path=path)
+    if shutil.which('openssl') is None:
+        pytest.skip('no openssl')
+    return Target(tmp_path, path=openssl_path(tmp_path))
+
+
+@needs_root
+def test_upload_idempotence_fix_and_prune(target):
+    root = target.root
+    first, warnings = target.upload(specs(root))
+    assert not warnings
+    hashes = {'db': _keys.sha256(SECRET), 'api': _keys.sha256(b'token-1')}
+    assert first['changed'] and first['removed'] == []
+    for name, entry in first['keys'].items():
+        assert entry['changed'] and entry['action'] == 'create' and entry['sha256'] == hashes[name]
+    db, api = root + '/run/keys/db', root + '/run/keys/api-token'
+    assert open(db, 'rb').read() == SECRET and open(api, 'rb').read() == b'token-1'
+    assert facts(db)[:3] == (0o440, 0, 1)  # root:daemon
+    assert facts(api)[:3] == (0o600, 0, 0)
+    # the folders it made: reachable by name, not listable
+    assert stat.S_IMODE(os.stat(root + '/run/keys').st_mode) == 0o711
+    assert stat.S_IMODE(os.stat(root + '/run').st_mode) == 0o711
+    # keys go in name order: api-token made the folder
+    assert first['keys']['api']['dir_created'] == root + '/run/keys'
+    assert 'dir_created' not in first['keys']['db']
+    assert sorted(target.manifest()) == [api, db]
+    # no temporary file left behind
+    assert sorted(os.listdir(root + '/run/keys')) == ['api-token', 'db']
+
+    again, _w = target.upload(specs(root))
+    assert not again['changed'] and all(e['action'] == 'none' for e in again['keys'].values())
+    assert len(target.scripts) == 3 + 1, 'a second run is one probe'
+
+    # mode and owner only: fixed in place, the content is not sent again
+    os.chmod(db, 0o644)
+    os.chown(db, 0, 0)
+    inode = facts(db)[3]
+    before = len(target.stdins)
+    fixed, _w = target.upload(specs(root))
+    assert fixed['keys']['db']['action'] == 'fix'
+    assert fixed['keys']['db']['differs'] == ['group', 'mode']
+    assert facts(db) == (0o440, 0, 1, inode)
+    assert not any(target.stdins[before:]), 'a fix sends no content'
+
+    # a foreign file in the same folder is never pruned; a dropped key is
+    with open(root + '/run/keys/foreign', 'w') as handle:
+        handle.write('not ours')
+    pruned, _w = target.upload(specs(root, api=None), upload_at='pre-activation', prune=True)
+    assert pruned['removed'] == [api] and pruned['changed']
+    assert not os.path.exists(api) and os.path.exists(root + '/run/keys/foreign')
+    assert target.manifest() == [db]
+
+    for script in target.scripts:
+        assert SECRET.decode('utf-8', 'surrogateescape') not in script and 'token-1' not in script
+
+
+@needs_root
+def test_prune_in_the_pre_call_keeps_post_keys(target):
+    root = target.root
+    target.upload(specs(root))
+    result, _w = target.upload(specs(root), upload_at='pre-activation', prune=True)
+    assert result['removed'] == [] and not result['changed']
+    assert os.path.exists(root + '/run/keys/api-token')
+    assert list(result['keys']) == ['db']
+    # a listed key whose file is gone already (a reboot emptied the tmpfs) only
+    # leaves the manifest: nothing changed on the target
+    os.unlink(root + '/run/keys/api-token')
+    result, _w = target.upload(specs(root, api=None), upload_at='pre-activation', prune=True)
+    assert result['removed'] == [] and not result['changed']
+    assert target.manifest() == [root + '/run/keys/db']
+
+
+@needs_root
+def test_check_mode_and_diff_change_nothing_and_show_no_content(target):
+    root = target.root
+    target.upload(specs(root))
+    new = dict(specs(root)['db'], text='rotated secret')
+    before = open(root + '/run/keys/db', 'rb').read()
+    result, _w = target.upload(specs(root, db=new, api=None), prune=True, check=True)
+    assert result['changed']
+    assert result['keys']['db']['action'] == 'update' and result['keys']['db']['differs'] == ['content']
+    assert result['removed'] == [root + '/run/keys/api-token']
+    assert open(root + '/run/keys/db', 'rb').read() == before
+    assert os.path.exists(root + '/run/keys/api-token')
+    text = repr(result)
+    assert 'rotated secret' not in text and 'token-1' not in text and 'horse' not in text
+    db_diff = [d for d in result['diff'] if d['after_header'].endswith('(key db)')][0]
+    assert db_diff['before'].startswith('sha256: %s\n' % _keys.sha256(SECRET))
+    assert db_diff['after'] == 'sha256: %s\nowner: root:daemon\nmode: 0440\n' % _keys.sha256(b'rotated secret')
+
+
+@needs_root
+def test_damaged_content_replaces_nothing(target):
+    root = target.root
+    target.upload(specs(root))
+    target.corrupt = True
+    new = dict(specs(root)['db'], text='rotated secret')
+    with pytest.raises(_keys.KeysError) as err:
+        target.upload(specs(root, db=new))
+    assert 'arrived damaged' in err.value.message and "key 'db'" in err.value.message
+    assert open(root + '/run/keys/db', 'rb').read() == SECRET
+    assert sorted(os.listdir(root + '/run/keys')) == ['api-token', 'db']
+
+
+@needs_root
+def test_missing_owner_pre_activation_warns_post_activation_fails(tmp_path):
+    target = Target(tmp_path)
+    root = target.root
+    keys = {'pre': {'text': 'a', 'dest_dir': root + '/k', 'user': 'nixdeploy-nobody-yet'},
+            'post': {'text': 'b', 'dest_dir': root + '/k', 'group': 'nixdeploy-nogroup',
+                     'upload_at': 'post-activation'}}
+    result, warnings = target.upload(keys, upload_at='pre-activation')
+    assert result['keys']['pre']['owner_unset'] and result['keys']['pre']['changed']
+    assert 'nixdeploy-nobody-yet:root does not exist yet' in warnings[0]
+    assert facts(root + '/k/pre')[:3] == (0o600, 0, 0)
+    with pytest.raises(_keys.KeysError, match="key 'post' .*cannot give the key to root:nixdeploy-nogroup: chown: invalid group"):
+        target.upload(keys, upload_at='post-activation')
+    assert not os.path.exists(root + '/k/post')
+
+
+@needs_root
+def test_never_writes_through_a_link_or_into_a_folder(tmp_path):
+    target = Target(tmp_path)
+    root = target.root
+    os.makedirs(root + '/k/dir')
+    os.makedirs(root + '/elsewhere')
+    os.symlink(root + '/elsewhere', root + '/k/link')
+    keys = {'a': {'text': 'a', 'dest_dir': root + '/k'},
+            'link': {'text': 'b', 'dest_dir': root + '/k'},
+            'dir': {'text': 'c', 'dest_dir': root + '/k'}}
+    with pytest.raises(_keys.KeysError, match="key 'dir': .*/k/dir is a folder or other non-regular"):
+        target.upload(keys)
+    with pytest.raises(_keys.KeysError, match="key 'link': .*/k/link is a symbolic link"):
+        target.upload(dict((k, v) for k, v in keys.items() if k != 'dir'))
+    # nothing was written, not even the good key: every plan comes first
+    assert sorted(os.listdir(root + '/k')) == ['dir', 'link']
+    assert os.listdir(root + '/elsewhere') == [] and os.listdir(root + '/k/dir') == []
+
+
+def test_refuses_a_folder_in_place_of_the_dest_dir(tmp_path):
+    target = Target(tmp_path)
+    open(os.path.join(target.root, 'file'), 'w').close()
+    with pytest.raises(_keys.KeysError, match='exists and is not a folder'):
+        target.upload({'k': {'text': 'a', 'dest_dir': target.root + '/file', 'user': str(os.geteuid()),
+                             'group': str(os.getegid())}})
+
+
+@pytest.mark.skipif(shutil.which('shellcheck') is None, reason='needs shellcheck')
+def test_scripts_pass_shellcheck():
+    key = norm({'text': 'x'})
+    for script in (_keys.probe_script(['/run/keys/db', "/run/keys/it's"], ['/run/keys/db'], True),
+                   _keys.put_script(key, True, False), _keys.put_script(key, False, True),
+                   _keys.finish_script(['/run/keys/a b'], ['/run/keys/c'])):
+        proc = subprocess.run(['shellcheck', '-s', 'sh', '-'], input=script, universal_newlines=True,
+                              stdout=subprocess.PIPE, check=False)
+        assert proc.returncode == 0, proc.stdout
+
+
+def test_parse_reports_facts():
+    out = ('noise\n@@nixdeploy-keys stat 0 file 1 %s 0640 root keys 0 62\n'
+           '@@nixdeploy-keys stat 1 absent 0\n@@nixdeploy-keys stale 1 /run/keys/old key\n'
+           '@@nixdeploy-keys removed=/run/keys/x\n@@nixdeploy-keys probed=1\n' % ('a' * 64))
+    values, stats, stale = _keys.parse(out)
+    assert stats[0] == {'kind': 'file', 'listed': True, 'sha256': 'a' * 64, 'mode': '0640',
+                        'owner': 'root', 'group': 'keys', 'uid': '0', 'gid': '62'}
+    assert stats[1] == {'kind': 'absent', 'listed': False}
+    assert stale == [('/run/keys/old key', True)]
+    assert values['removed'] == ['/run/keys/x'] and values['probed'] == '1'
+    key = norm({'text': 'x', 'group': '62', 'mode': '0640'})
+    assert _keys.plan(key, 'a' * 64, stats[0]) == ('none', [])
+    assert _keys.plan(key, 'b' * 64, stats[0]) == ('update', ['content'])
+    assert _keys.plan(key, 'b' * 64, stats[1]) == ('create', ['absent'])
+    with pytest.raises(_keys.KeysError, match="key 'db': /run/keys/db is a symbolic link"):
+        _keys.plan(key, 'a' * 64, {'kind': 'link'})
