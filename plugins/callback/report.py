@@ -1,0 +1,266 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: report
+type: aggregate
+short_description: Writes a JSON and an HTML report of each deploy
+version_added: 0.2.0
+description:
+  - Keeps what every host did in the collection's deploy tasks (found by their action,
+    M(nixdeploy.fleet.nix_eval), M(nixdeploy.fleet.nix_build), M(nixdeploy.fleet.nix_copy_closure),
+    M(nixdeploy.fleet.nix_activate), never by task name) and at the end of the run writes
+    C(nixdeploy-report.json) and C(nixdeploy-report.html) into O(report_dir).
+  - The JSON has, per host, the platform, the phases (eval, build, copy, activate, confirm and
+    the later sub-phases of the activate task) with start, end and outcome, the paths and bytes
+    copied, generation and store path before and after, the closure difference, the outcome and
+    the rollback reason; per run the selection (C(--limit)), the flake revision, the collection
+    version and totals. Its schema is documented with a version field (C(schema_version)); see
+    C(docs/report.md) in the collection.
+  - The HTML page is self-contained (inline CSS, no script, nothing fetched). It shows a timeline
+    bar per host coloured by outcome, the failed and rolled-back hosts first with their reason,
+    the closure difference per host and the totals.
+  - Reports of several runs (the slices of an AWX job) merge with
+    C(python3 plugins/plugin_utils/_report.py merge -o DIR a.json b.json ...).
+  - A failure to write the report is a warning; it never fails the run.
+author:
+  - nixdeploy.fleet contributors (@nixdeploy)
+requirements:
+  - Enabled in C(callbacks_enabled) (C(ANSIBLE_CALLBACKS_ENABLED=nixdeploy.fleet.report)).
+options:
+  report_dir:
+    description:
+      - The folder the report files are written to (made when missing).
+      - Default, when ansible-runner runs the playbook (AWX, AAP, ansible-runner directly), the
+        job's artifact folder (E(AWX_ISOLATED_DATA_DIR)); otherwise the current folder.
+    type: path
+    env:
+      - name: NIXDEPLOY_REPORT_DIR
+    ini:
+      - section: callback_nixdeploy_report
+        key: report_dir
+  html:
+    description: Also write the HTML page.
+    type: bool
+    default: true
+    env:
+      - name: NIXDEPLOY_REPORT_HTML
+    ini:
+      - section: callback_nixdeploy_report
+        key: html
+  unique_names:
+    description:
+      - Also write C(nixdeploy-report-<run id>.json) and C(.html), so that runs sharing one
+        O(report_dir) keep their own reports (a Semaphore project, a cron job). The run id is
+        C(awx-<job id>), C(semaphore-<task id>), or a UTC time and a random part.
+    type: bool
+    default: false
+    env:
+      - name: NIXDEPLOY_REPORT_UNIQUE_NAMES
+    ini:
+      - section: callback_nixdeploy_report
+        key: unique_names
+  flake_metadata:
+    description:
+      - Ask Nix for the revision of each flake deployed (C(nix flake metadata --json --offline),
+        which reads what the evaluation already fetched).
+    type: bool
+    default: true
+    env:
+      - name: NIXDEPLOY_REPORT_FLAKE_METADATA
+    ini:
+      - section: callback_nixdeploy_report
+        key: flake_metadata
+  nix_bin:
+    description: The C(nix) command used for O(flake_metadata).
+    type: str
+    default: nix
+    env:
+      - name: NIXDEPLOY_REPORT_NIX_BIN
+    ini:
+      - section: callback_nixdeploy_report
+        key: nix_bin
+'''
+
+import json
+import os
+import socket
+import time
+import uuid
+
+from ansible import context
+from ansible.plugins.callback import CallbackBase
+from ansible.release import __version__ as ansible_version
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, NixOptions, nix_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _report
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._report_html import render
+
+# extra vars AWX (and Semaphore) give every job; kept in the report to find the job again
+AWX_VARS = ('awx_job_id', 'awx_job_template_name', 'awx_workflow_job_id',
+            'awx_workflow_job_name', 'awx_project_revision', 'awx_job_launch_type')
+
+
+def _result_data(result):
+    """The result dict of a task result (ansible-core 2.19 and 2.18)."""
+    data = getattr(result, '_return_data', None)
+    if data is None:
+        data = getattr(result, '_result', None)
+    return data if isinstance(data, dict) else {}
+
+
+def _action(task):
+    return getattr(task, 'resolved_action', None) or getattr(task, 'action', None)
+
+
+def collection_version():
+    """This collection's version: MANIFEST.json when installed, galaxy.yml in a checkout."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        with open(os.path.join(root, 'MANIFEST.json')) as handle:
+            return json.load(handle)['collection_info']['version']
+    except (OSError, IOError, ValueError, KeyError):
+        pass
+    try:
+        with open(os.path.join(root, 'galaxy.yml')) as handle:
+            for line in handle:
+                if line.startswith('version:'):
+                    return line.split(':', 1)[1].strip().strip('\'"')
+    except (OSError, IOError):
+        pass
+    return None
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = 'aggregate'
+    CALLBACK_NAME = 'nixdeploy.fleet.report'
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, display=None):
+        super(CallbackModule, self).__init__(display=display)
+        self._recorder = _report.Recorder()
+        self._playbooks = []
+        self._extra_vars = {}
+        self._play_check_mode = False
+
+    # ------------------------------------------------------------ run
+    def v2_playbook_on_start(self, playbook):
+        name = getattr(playbook, '_file_name', None)
+        if name:
+            self._playbooks.append(os.path.basename(name))
+
+    def v2_playbook_on_play_start(self, play):
+        self._play_check_mode = self._play_check_mode or bool(getattr(play, 'check_mode', False))
+        try:
+            self._extra_vars = dict(play.get_variable_manager().extra_vars)
+        except Exception:  # pylint: disable=broad-except
+            self._extra_vars = {}
+
+    # ------------------------------------------------------------ tasks
+    def v2_runner_on_start(self, host, task):
+        self._recorder.task_start(host.get_name(), task._uuid, _action(task))
+
+    def _result(self, status, result):
+        self._recorder.task_result(result._host.get_name(), result._task._uuid,
+                                   _action(result._task), status, _result_data(result),
+                                   task_name=result._task.get_name())
+
+    def v2_runner_on_ok(self, result):
+        self._result('ok', result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._result('failed', result)
+
+    def v2_runner_on_unreachable(self, result):
+        self._result('unreachable', result)
+
+    def v2_runner_on_skipped(self, result):
+        self._result('skipped', result)
+
+    # ------------------------------------------------------------ the report
+    def v2_playbook_on_stats(self, stats):
+        if not self._recorder.deployed():
+            return
+        try:
+            paths = self._write()
+        except Exception as exc:  # pylint: disable=broad-except
+            # a report is never a reason to fail a deploy
+            self._display.warning('nixdeploy.fleet.report: could not write the report: %s' % exc)
+            return
+        self._display.display('nixdeploy report: %s' % ', '.join(paths))
+
+    def _write(self):
+        run = self._run()
+        check_mode = bool(context.CLIARGS.get('check')) or self._play_check_mode
+        report = self._recorder.build(run, check_mode=check_mode)
+        names = [_report.BASENAME]
+        if self.get_option('unique_names'):
+            names.append('%s-%s' % (_report.BASENAME, run['id']))
+        html = render if self.get_option('html') else None
+        return _report.write(report, self._report_dir(), names=names, html=html)
+
+    def _report_dir(self):
+        configured = self.get_option('report_dir')
+        if configured:
+            return configured
+        # ansible-runner (and so AWX/AAP) names the job's artifact folder here
+        return os.environ.get('AWX_ISOLATED_DATA_DIR') or os.getcwd()
+
+    def _run(self):
+        cli = context.CLIARGS
+        extra = self._extra_vars
+        awx = dict((key, extra[key]) for key in AWX_VARS if key in extra)
+        semaphore = ((extra.get('semaphore_vars') or {}).get('task_details') or {}) \
+            if isinstance(extra.get('semaphore_vars'), dict) else {}
+        semaphore = dict((key, semaphore[key]) for key in ('id', 'url', 'username')
+                         if key in semaphore)
+        return {
+            'id': self._run_id(awx, semaphore),
+            'started': round(self._recorder.started, 3),
+            'limit': cli.get('subset') or None,
+            'tags': sorted(t for t in (cli.get('tags') or ()) if t != 'all'),
+            'skip_tags': sorted(cli.get('skip_tags') or ()),
+            'diff_mode': bool(cli.get('diff')),
+            'playbooks': list(self._playbooks),
+            'inventory': [os.path.basename(str(i).rstrip('/')) for i in (cli.get('inventory') or ())],
+            'forks': cli.get('forks'),
+            'controller': socket.gethostname(),
+            'ansible_core': ansible_version,
+            'collection_version': collection_version(),
+            'flakes': self._flakes(),
+            'awx': awx or None,
+            'semaphore': semaphore or None,
+            'runner_ident': os.path.basename(os.environ['AWX_ISOLATED_DATA_DIR'].rstrip('/'))
+            if os.environ.get('AWX_ISOLATED_DATA_DIR') else None,
+        }
+
+    @staticmethod
+    def _run_id(awx, semaphore):
+        if awx.get('awx_job_id') is not None:
+            return 'awx-%s' % awx['awx_job_id']
+        if semaphore.get('id') is not None:
+            return 'semaphore-%s' % semaphore['id']
+        return '%s-%s' % (time.strftime('%Y%m%dT%H%M%SZ', time.gmtime()), uuid.uuid4().hex[:8])
+
+    def _flakes(self):
+        refs = sorted(set(log.get('eval').get('flake') for log in self._recorder.hosts.values()
+                          if log.get('eval').get('flake')))
+        if not self.get_option('flake_metadata'):
+            return [_report.flake_record(ref, None) for ref in refs]
+        opts = NixOptions(nix_bin=self.get_option('nix_bin'))
+        flakes = []
+        for ref in refs:
+            try:
+                metadata = nix_json(opts, 'flake metadata', ['--json', '--offline', ref],
+                                    'flake metadata of %s' % ref, timeout=60)
+            except NixError as exc:
+                self._display.vvv('nixdeploy.fleet.report: %s' % exc)
+                metadata = None
+            flakes.append(_report.flake_record(ref, metadata))
+        return flakes
