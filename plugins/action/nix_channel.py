@@ -1,0 +1,251 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller side of nixdeploy.fleet.nix_channel (see plugins/modules/nix_channel.py).
+
+Runs once per host, but the first host of the play batch reads the refs of
+the whole batch (one ``git ls-remote``) and moves them (one ``git push``);
+the other hosts read their answer (module_utils/_channel.py).
+
+A push cannot be taken back, so the batch only moves refs it knows exactly:
+each host's ref, commit and system come from host variables and facts, which
+the first host can read for every host. When this task's arguments for the
+first host are not those (an explicit per-host template, a play variable),
+every host moves its own ref in its own push instead: slower, never wrong.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible import constants as C
+from ansible.errors import AnsibleError
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _channel
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
+    Batch, batch_key, play_batch, unlink_host_args)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._channel import (
+    ARGUMENT_SPEC, PER_HOST_ARGS)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_OPTIONS_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, NixOptions
+# What a host's request reads from its variables and facts.
+HOST_VARS = ('nix_channel_ref', 'nix_flake', 'nix_flake_revision', 'nix_out_path',
+             'nix_published_path')
+# An explicit value of these (one that is not the host's own variable) makes
+# every host push alone: the first host cannot know the others' values.
+PUSH_SENSITIVE = ('ref', 'revision', 'path')
+
+_MOVED = ('moved', 'new')
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        self._args = args
+        self._check_mode = bool(self._play_context.check_mode)
+        self._base_dir = self._loader.get_basedir()
+        host = task_vars.get('inventory_hostname')
+        result['changed'] = False
+        try:
+            self._repo = _channel.repo_location(args['repo'], self._base_dir)
+            self._own_vars = self._templated(task_vars)
+            own = self._request(host, args, self._own_vars)
+            entry = self._answer(host, own, task_vars)
+        except (_channel.ChannelError, NixError, OSError) as exc:
+            return _failed(result, host, u'%s' % exc)
+        answer = entry.get('result') or {}
+        result.update(answer)
+        result['repo'] = args['repo']
+        batch = entry.get('batch') or {}
+        result.update(batch_hosts=batch.get('batch_hosts', 1),
+                      pushed_here=batch.get('pushed_here', False))
+        if 'processes' in batch:
+            result['processes'] = batch['processes']
+        if entry.get('error') or answer.get('error'):
+            result.pop('error', None)
+            return _failed(result, host, entry.get('error') or answer['error'])
+        if args['state'] == 'query':
+            result['ansible_facts'] = {'nix_flake_revision': answer['revision'],
+                                       'nix_flake_pinned': answer['flake']}
+            result['msg'] = '%s: %s at %s, %s' % (
+                host, answer['flake'], answer['revision'][:12],
+                '%s at %s' % (answer['ref'], answer['before'][:12]) if answer.get('before')
+                else '%s does not exist yet' % answer['ref'])
+            return result
+        return self._report(host, result, answer)
+
+    # ------------------------------------------------------------ requests
+    def _templated(self, task_vars):
+        # task vars hold variables as written (ansible-core 2.19 templates on
+        # access): "tested/{{ inventory_hostname }}" must be this host's value,
+        # as hostvars gives it for the other hosts
+        return dict((name, self._templar.template(task_vars[name]))
+                    for name in HOST_VARS if name in task_vars)
+
+    def _vars_of(self, task_vars, name):
+        if name == task_vars.get('inventory_hostname'):
+            return self._own_vars
+        return task_vars['hostvars'][name]
+
+    def _request(self, host, args, hostvars):
+        """What this task means for ``host``, or {'error': why}."""
+        try:
+            ref = _channel.full_ref(args.get('ref') or hostvars.get('nix_channel_ref')
+                                    or _channel.default_ref(host))
+            flake = args.get('flake') or hostvars.get('nix_flake')
+            if args['state'] == 'query':
+                if not flake:
+                    raise _channel.ChannelError('no flake: give flake, or set the host var nix_flake')
+                return {'ref': ref, 'flake': _channel.Flakes(None, self._base_dir).resolve(flake)}
+            revision = _channel.check_commit(args.get('revision')
+                                             or hostvars.get('nix_flake_revision'))
+            path = args.get('path') or hostvars.get('nix_out_path')
+            published = hostvars.get('nix_published_path')
+            if args['require_published'] and (not path or published != path):
+                raise _channel.ChannelError(
+                    'its system %s is not in the cache%s: a channel moves only to a published '
+                    'system (run nixdeploy.fleet.nix_publish first, or require_published=false)'
+                    % (path or '(unknown)', ' (published: %s)' % published if published else ''))
+            git_dir = args.get('git_dir')
+            if not git_dir and flake:
+                git_dir = _channel.checkout_of(_channel.Flakes(None, self._base_dir).resolve(flake))
+            return {'ref': ref, 'revision': revision, 'path': path, 'git_dir': git_dir}
+        except (_channel.ChannelError, NixError) as exc:
+            return {'error': u'%s' % exc}
+        except AnsibleError as exc:
+            # another host's variable that does not template: that host's problem
+            return {'error': 'its variables: %s' % exc}
+
+    def _answer(self, host, own, task_vars):
+        """This host's entry, from the batch's work or its own."""
+        if 'error' in own:
+            return own
+        args = self._args
+        batch_args = unlink_host_args(args, self._own_vars, PER_HOST_ARGS)
+        hosts = play_batch(task_vars)
+        alone = args['state'] == 'present' and (
+            any(batch_args.get(k) not in (None, '') for k in PUSH_SENSITIVE)
+            or self._request(host, batch_args, task_vars['hostvars'][host]) != own)
+        data = None
+        if not alone:
+            shared = dict((k, args.get(k)) for k in sorted(NIX_OPTIONS_SPEC))
+            key = batch_key('nix_channel', self._task._uuid, sorted(hosts), shared,
+                            self._check_mode, self._repo, args['state'], args['force'],
+                            args['require_published'],
+                            [batch_args.get(k) for k in sorted(PER_HOST_ARGS)], args.get('git_dir'))
+
+            def compute():
+                return self._compute(dict(
+                    (name, self._request(name, batch_args, self._vars_of(task_vars, name)))
+                    for name in hosts))
+
+            data, here = Batch(C.DEFAULT_LOCAL_TMP, 'channel', key).results(compute)
+            if (data['hosts'].get(host) or {}).get('request') != own:
+                # the batch saw this host differently (say, it was not yet
+                # published when the batch ran): it moves its ref on its own
+                data = None
+        if data is None:
+            data, here = self._compute({host: own}), True
+        entry = dict(data['hosts'][host])
+        entry['batch'] = {'batch_hosts': len(data['hosts']), 'pushed_here': here}
+        if here:
+            entry['batch']['processes'] = data['processes']
+        return entry
+
+    # ------------------------------------------------------------ work
+    def _compute(self, requests):
+        """{'hosts': {host: {'request', 'result'} or {'error'}}, 'processes'}."""
+        entries = {}
+        good = {}
+        for name, request in requests.items():
+            if 'error' in request:
+                entries[name] = {'error': request['error']}
+            else:
+                good[name] = request
+        git = _channel.Git(timeout=self._args.get('timeout'))
+        flakes = _channel.Flakes(NixOptions.from_params(self._args), self._base_dir)
+        if not good:
+            results = {}
+        elif self._args['state'] == 'query':
+            results = self._query(git, flakes, good)
+        else:
+            results = {}
+            by_dir = {}
+            for name, request in good.items():
+                by_dir.setdefault(request['git_dir'] or '', {})[name] = (
+                    request['ref'], request['revision'])
+            for git_dir, moves in sorted(by_dir.items()):
+                results.update(_channel.move(git, git_dir or None, self._repo, moves,
+                                             check_mode=self._check_mode,
+                                             force=self._args['force']))
+            for name, request in good.items():
+                results[name]['path'] = request['path']
+        for name, request in good.items():
+            entries[name] = {'request': request, 'result': results[name]}
+        return {'hosts': entries, 'processes': git.processes + flakes.processes}
+
+    def _query(self, git, flakes, requests):
+        pinned = {}
+        for flake in sorted(set(r['flake'] for r in requests.values())):
+            try:
+                pinned[flake] = flakes.pin(flake)
+            except _channel.ChannelError as exc:
+                pinned[flake] = {'error': '%s: %s' % (flake, exc)}
+        # in the flake's checkout when there is one: its git config may hold
+        # the remote (``origin``) and the credentials for it (CI checkouts)
+        checkouts = sorted(set(_channel.checkout_of(r['flake']) or '' for r in requests.values()))
+        cwd = checkouts[-1] or None
+        if cwd and not os.path.isdir(cwd):
+            cwd = None
+        current = git.read(self._repo, [r['ref'] for r in requests.values()], cwd=cwd)
+        results = {}
+        for name, request in requests.items():
+            pin = pinned[request['flake']]
+            result = {'ref': request['ref'], 'before': current.get(request['ref'])}
+            if 'error' in pin:
+                result['error'] = pin['error']
+            else:
+                result.update(revision=pin['revision'], flake=pin['flake'], source=pin['source'],
+                              would_move=current.get(request['ref']) != pin['revision'])
+            results[name] = result
+        return results
+
+    def _report(self, host, result, answer):
+        status = answer['status']
+        ref, before, after = answer['ref'], answer.get('before'), answer['revision']
+        result['moved'] = status in _MOVED
+        result['changed'] = result['moved'] or status == 'would move'
+        if status == 'current':
+            result['msg'] = '%s: %s is at %s' % (host, ref, after[:12])
+        elif status == 'ahead':
+            result['msg'] = ('%s: %s holds %s, which already contains %s: not moved back'
+                             % (host, ref, before[:12], after[:12]))
+            result['warnings'] = [result['msg']]
+        else:
+            result['msg'] = '%s: %s %s %s -> %s' % (
+                host, ref, 'would move' if status == 'would move' else 'moved',
+                before[:12] if before else '(new)', after[:12])
+        if result['changed'] and self._task.diff:
+            result['diff'] = {'before': '%s %s\n' % (ref, before or '(none)'),
+                              'after': '%s %s\n' % (ref, after),
+                              'before_header': ref, 'after_header': ref}
+        return result
+
+
+def _failed(result, host, message):
+    result['failed'] = True
+    result['changed'] = False
+    result['msg'] = u'%s: %s' % (host, message)
+    return result
