@@ -12,9 +12,10 @@ VENV_STAMP := $(VENV)/.requirements.stamp
 export PATH := $(VENV)/bin:$(PATH)
 
 # System packages: nix and ssh for deploying, the rest for the lab (namespaces,
-# bridge, tc, per-host sshd and busybox-built systems) and the sanity tests.
+# bridge, tc, per-host sshd and busybox-built systems), the sanity tests and
+# the report test (headless chromium renders the HTML report).
 APT_PACKAGES := nix-bin openssh-server openssh-client iproute2 busybox-static sudo \
-	python3 python3-venv git make ca-certificates shellcheck
+	python3 python3-venv git make ca-certificates shellcheck chromium fonts-dejavu-core
 
 DEMO_NAME ?= demo
 DEMO_HOSTS ?= 6

@@ -7,6 +7,7 @@ playbook and returns its exit code, output and the per-task results the
 test-only ``record`` callback wrote.
 """
 
+import glob
 import json
 import os
 import subprocess
@@ -102,3 +103,14 @@ def run_playbook(playbook, inventory, workdir, args=(), env=None, timeout=900):
         with open(record) as handle:
             records = [json.loads(line) for line in handle if line.strip()]
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, records)
+
+
+def set_stats_of(artifacts):
+    """What AWX keeps as a job's artifacts: the artifact_data of the
+    playbook_on_stats event in an ansible-runner artifacts folder."""
+    for path in glob.glob(os.path.join(artifacts, 'job_events', '*.json')):
+        with open(path) as handle:
+            event = json.load(handle)
+        if event.get('event') == 'playbook_on_stats':
+            return event['event_data'].get('artifact_data') or {}
+    raise AssertionError('no playbook_on_stats event in %s' % artifacts)

@@ -21,7 +21,9 @@ description:
   - Prints one summary line per host at the end of each batch (platform, generation before and
     after, outcome), read from the results of the collection's actions, and publishes the same
     records as the custom stat C(nixdeploy) (what M(ansible.builtin.set_stats) would give;
-    AWX and ansible-runner keep it as the job's artifacts).
+    AWX and ansible-runner keep it as the job's artifacts), and again as C(nixdeploy_job_<id>)
+    (the AWX job id, else an id of the run), so the sliced jobs of one AWX job keep their
+    records apart when AWX merges their artifacts.
   - While a task of the collection runs longer than 10 seconds on some hosts, prints every 10
     seconds which hosts are in which phase.
 author:
@@ -31,6 +33,7 @@ notes:
 '''
 
 import time
+import uuid
 
 from ansible.plugins.strategy.free import StrategyModule as FreeStrategyModule
 from ansible.utils.display import Display
@@ -42,6 +45,8 @@ display = Display()
 
 # seconds between progress lines, and how long a task runs before it shows
 PROGRESS_EVERY = 10.0
+# names this ansible-playbook run's records when AWX gives no job id
+RUN_ID = uuid.uuid4().hex[:12]
 
 
 def _result_data(task_result):
@@ -98,6 +103,10 @@ class StrategyModule(FreeStrategyModule):
         if not records:
             return
         self._tqm._stats.update_custom_stats('nixdeploy', records)
+        # AWX merges the artifacts of a sliced job's jobs key by key: a key
+        # per job keeps every slice's hosts for the next workflow node
+        job = self._variable_manager.extra_vars.get('awx_job_id') or RUN_ID
+        self._tqm._stats.update_custom_stats('nixdeploy_job_%s' % job, records)
         if not shown:
             return
         display.banner('NIXDEPLOY SUMMARY')

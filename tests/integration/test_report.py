@@ -9,7 +9,6 @@ validated against docs/report.schema.json and compared with what each host
 runs, and its HTML page is rendered in a real headless Chromium.
 """
 
-import glob
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ import shutil
 import jsonschema
 import pytest
 
-from tests.collection import BIN, REPO, collections_path
+from tests.collection import BIN, REPO, collections_path, set_stats_of
 from tests.deploy_fleet import prepare, write_inventory
 from tests.integration import chromium
 
@@ -77,16 +76,6 @@ def report_of(artifacts):
     with open(SCHEMA) as handle:
         jsonschema.validate(report, json.load(handle))
     return report
-
-
-def set_stats_of(artifacts):
-    """What AWX keeps as the job's artifacts: the stats event's artifact_data."""
-    for path in glob.glob(os.path.join(artifacts, 'job_events', '*.json')):
-        with open(path) as handle:
-            event = json.load(handle)
-        if event.get('event') == 'playbook_on_stats':
-            return event['event_data'].get('artifact_data') or {}
-    raise AssertionError('no playbook_on_stats event in %s' % artifacts)
 
 
 def stdout(runner):

@@ -14,7 +14,7 @@ import sys
 import jsonschema
 import pytest
 
-from tests.collection import BIN, REPO, ansible_env, collections_path
+from tests.collection import BIN, REPO, ansible_env, collections_path, set_stats_of
 from tests.deploy_fleet import prepare, write_inventory
 
 ansible_runner = pytest.importorskip('ansible_runner')
@@ -126,6 +126,15 @@ def test_three_concurrent_slices_deploy_every_host_once(slices):
         history = lab.read(name, '/nix/var/lab/history-%s' % lab.state_key(name)) or ''
         switches = [line for line in history.splitlines() if line.split()[1:2] == ['switch']]
         assert len(switches) == 1, (name, history)
+
+    # AWX hands the next workflow node the slices' artifacts merged key by
+    # key: `nixdeploy` is the last slice's, the per-job keys keep all nine
+    merged_artifacts = {}
+    for number, job in enumerate(jobs, 1):
+        merged_artifacts.update(set_stats_of(os.path.join(job, 'artifacts', 'slice%d' % number)))
+    per_job = [v for k, v in merged_artifacts.items() if k.startswith('nixdeploy_job_')]
+    assert len(per_job) == 3, sorted(merged_artifacts)
+    assert sorted(h for records in per_job for h in records) == NAMES
 
     # the three reports merge into one of nine hosts and three runs
     out = os.path.join(base, 'merged')
