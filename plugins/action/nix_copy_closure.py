@@ -4,7 +4,10 @@
 """Controller side of nixdeploy.fleet.nix_copy_closure (see the module docs).
 
 Thin: one probe over the Ansible connection (nix location, trust facts, the
-validity query), then module_utils/_copy.py does the sending.
+validity query), then module_utils/_copy.py does the sending. In cascade
+mode the first host of the play batch to get here runs the whole batch's
+cascade (module_utils/_peer.py, planned by _cascade.py) under the batch
+lock; every host then answers for itself from the shared result.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,9 +16,12 @@ __metaclass__ = type
 
 import time
 
+from ansible import constants as C
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _copy, _nix
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _cascade, _copy, _nix, _peer
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
+    Batch, batch_key, play_batch, unlink_host_args, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, store_path_of)
@@ -31,7 +37,7 @@ NIX_FRAGMENT_SPEC = dict(
 
 ARGUMENT_SPEC = dict(
     path=dict(type='str', required=True),
-    mode=dict(type='str', default='push', choices=['push', 'substitute', 'cache']),
+    mode=dict(type='str', default='push', choices=['push', 'substitute', 'cache', 'cascade']),
     caches=dict(type='list', elements='str', default=[]),
     compress=dict(type='bool', default=False),
     signing_key=dict(type='path', no_log=True),
@@ -39,6 +45,23 @@ ARGUMENT_SPEC = dict(
     remote_nix_dir=dict(type='str'),
     **NIX_FRAGMENT_SPEC
 )
+
+# Arguments that may differ per host in cascade mode, and their host vars: an
+# argument equal to this host's own var means "each host's own" (see
+# _batch.unlink_host_args), so the batch's other hosts use their var.
+PER_HOST_ARGS = {'path': 'nix_out_path', 'mode': 'nix_copy_mode',
+                 'remote_nix_dir': 'nix_remote_nix_dir'}
+# Connection vars of another host, and the Target field each one fills; a
+# field no host var sets comes from this task's own connection (ansible.cfg,
+# play keywords), as Ansible would use it for that host too.
+_CONNECTION_VARS = (
+    ('user', ('ansible_user', 'ansible_ssh_user', 'ansible_remote_user')),
+    ('port', ('ansible_port', 'ansible_ssh_port')),
+    ('private_key_file', ('ansible_ssh_private_key_file', 'ansible_private_key_file')),
+    ('common_args', ('ansible_ssh_common_args',)),
+    ('extra_args', ('ansible_ssh_extra_args',)),
+)
+_SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
 
 
 class ActionModule(ActionBase):
@@ -55,13 +78,114 @@ class ActionModule(ActionBase):
             required_if=[('mode', 'cache', ('caches',))])
         host = (task_vars or {}).get('inventory_hostname', 'target')
         try:
-            result.update(self._copy(host, args, task_vars or {}))
+            if args['mode'] == 'cascade' and not self._task.check_mode:
+                result.update(self._cascade(host, args, task_vars or {}))
+            else:
+                result.update(self._copy(host, args, task_vars or {}))
         except (StoreError, _copy.CopyError, _nix.NixError) as exc:
-            result.update(failed=True, msg=_message(host, exc))
-            if getattr(exc, 'stderr', ''):
-                result['stderr'] = exc.stderr
+            stderr = getattr(exc, 'stderr', '') or ''
+            result.update(failed=True, msg=_message(host, exc), phase='copy',
+                          connection_lost=_connection_lost(stderr))
+            if stderr:
+                result['stderr'] = stderr
+        if result.get('failed'):
+            result.setdefault('phase', 'copy')
+            result.setdefault('connection_lost', False)
         result['seconds'] = round(time.time() - started, 3)
         return result
+
+    # ------------------------------------------------------------ cascade
+    def _cascade(self, host, args, task_vars):
+        """This host's part of the batch's cascade (computed by the first host
+        of the batch to get here); a host the cascade did not cover (its
+        arguments templated differently, its system not yet built when the
+        cascade ran) is pushed to from the controller, as in push mode."""
+        hosts = play_batch(task_vars)
+        per_host = unlink_host_args(args, task_vars, PER_HOST_ARGS)
+        shared = dict((k, v) for k, v in args.items() if k not in PER_HOST_ARGS)
+        key = batch_key('nix_copy_closure', self._task._uuid, sorted(hosts), shared,
+                        [per_host.get(k) for k in sorted(PER_HOST_ARGS)], bool(self._task.diff))
+        own = _request(args['path'], 'cascade', args['remote_nix_dir'])
+
+        def compute():
+            return self._run_cascade(hosts, args, per_host, task_vars)
+
+        data, _here = Batch(C.DEFAULT_LOCAL_TMP, 'copy', key).results(compute)
+        entry = data.get(host)
+        if not entry or entry.get('request') != own:
+            out = self._copy(host, dict(args, mode='push'), task_vars)
+            out.update(mode='cascade', copied_from='controller' if out['paths_sent'] else None,
+                       sent_to=[], hop_errors=[])
+            return out
+        out = dict(entry.get('result') or {})
+        missing = out.pop('missing', None)
+        if entry.get('error'):
+            out.update(failed=True, msg=entry['error'], phase='copy',
+                       connection_lost=bool(entry.get('connection_lost')))
+            return out
+        if out.get('hop_errors'):
+            out['warnings'] = ['%s: cascade hop %s; got the closure from %s instead'
+                               % (host, err, out.get('copied_from')) for err in out['hop_errors']]
+        if self._task.diff and missing:
+            out['diff'] = {'before': '', 'after': ''.join(p + '\n' for p in missing),
+                           'after_header': '%s: paths to copy' % host}
+        return out
+
+    def _run_cascade(self, hosts, args, per_host, task_vars):
+        """{host: entry} for the batch: every host copying its system in
+        cascade mode, whose system the controller holds."""
+        own_name = task_vars.get('inventory_hostname')
+        # raises for a non-ssh connection: this host's task fails saying so
+        own_target = Target.from_connection(self._connection, task_vars)
+        peers, requests = [], {}
+        for name in hosts:
+            hostvars = vars_of(task_vars, name)
+            request = self._peer_request(per_host, args, hostvars)
+            if request is None:
+                continue
+            try:
+                target = own_target if name == own_name else self._target_of(
+                    name, hostvars, task_vars, own_target)
+            except StoreError:
+                continue  # its own task reports the bad connection vars
+            requests[name] = request
+            peers.append(_peer.Peer(
+                name, target, request['path'], site=_cascade.site_of(hostvars, name),
+                peer_host=hostvars.get('nix_peer_host') or None,
+                remote_nix_dir=request['remote_nix_dir']))
+        run = _peer.CascadeRun(_nix.NixOptions.from_params(args), peers,
+                               check_sigs=args['check_sigs'], signing_key=args['signing_key'],
+                               compress=args['compress'])
+        entries = run.run()
+        for name, entry in entries.items():
+            entry['request'] = requests[name]
+            if self._task.diff:
+                entry['result']['missing'] = [p['path'] for p in run.by_name[name].missing]
+        return entries
+
+    @staticmethod
+    def _peer_request(per_host, args, hostvars):
+        """What the host's own task would ask for, or None when it is not a
+        cascade copy of a system the batch knows."""
+        mode = per_host.get('mode') or hostvars.get('nix_copy_mode') or args['mode']
+        connection = str(hostvars.get('ansible_connection') or 'ssh').rsplit('.', 1)[-1]
+        if (mode != 'cascade' or hostvars.get('nix_build_on') == 'target'
+                or connection not in _SSH_CONNECTIONS):
+            return None
+        path = per_host.get('path') or hostvars.get('nix_out_path')
+        remote_nix_dir = per_host.get('remote_nix_dir') or hostvars.get('nix_remote_nix_dir')
+        try:
+            return _request(path, mode, remote_nix_dir)
+        except StoreError:
+            return None
+
+    def _target_of(self, name, hostvars, task_vars, own_target):
+        target = Target.from_hostvars(hostvars, templar=None, name=name)
+        for field, names in _CONNECTION_VARS:
+            if not any(hostvars.get(n) not in (None, '') for n in names) and not any(
+                    task_vars.get(n) not in (None, '') for n in names):
+                setattr(target, field, getattr(own_target, field))
+        return target
 
     def _copy(self, host, args, task_vars):
         path = store_path_of(args['path'])
@@ -169,6 +293,16 @@ class ActionModule(ActionBase):
                         'it to the target\'s trusted-public-keys)')
             raise _copy.CopyError('%s: fetching %s from %s on the target failed%s: %s' % (
                 host, path, ', '.join(caches), hint, err.strip()[-2000:]), err)
+
+
+def _request(path, mode, remote_nix_dir):
+    return {'path': store_path_of(path), 'mode': mode, 'remote_nix_dir': remote_nix_dir or None}
+
+
+def _connection_lost(stderr):
+    """Whether ssh failed to reach the host (not a host key or sudo refusal)."""
+    problem = _copy.ssh_problem(stderr)
+    return bool(problem) and 'host key' not in problem and 'sudo' not in problem
 
 
 def _message(host, exc):

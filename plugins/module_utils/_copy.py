@@ -8,7 +8,9 @@ the Ansible connection (a short sh script, no Python on the target) finds the
 target's nix, tells whether its user may skip signature checks, and answers
 the one validity query for the whole closure. Then ``nix copy --to ssh-ng://``
 sends only the missing paths (push/substitute), or the target fetches them
-from binary caches itself (cache).
+from binary caches itself (cache). In cascade mode (``_cascade.py`` plans,
+``_peer.py`` drives) the same probe runs over plain ssh and ``hop_script``
+runs ``nix copy`` ON a host that holds the closure, to the next host.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -37,9 +39,10 @@ class CopyError(Exception):
 
 
 # ------------------------------------------------------------------ probe
-def probe_script(remote_nix_dir=None):
+def probe_script(remote_nix_dir=None, paths=None):
     """sh that finds nix, reports the user's trust facts and, reading store
-    paths on stdin, prints those the target's store does not hold."""
+    paths on stdin (or given as ``paths``), prints those the target's store
+    does not hold."""
     if remote_nix_dir:
         search = 'for d in %s; do' % shlex.quote(remote_nix_dir)
     else:
@@ -64,12 +67,31 @@ def probe_script(remote_nix_dir=None):
         't=$("$nixdir/nix" --extra-experimental-features nix-command show-config 2>/dev/null'
         ' | sed -n \'s/^trusted-users = //p\')',
         'echo "%s trusted_users=$t"' % _MARK,
-        'paths=$(cat)',
+        # a cascade sender runs nix copy, and nix runs ssh from PATH
+        'echo "%s ssh=$(command -v ssh 2>/dev/null)"' % _MARK,
+        'echo "%s ssh_version=$(ssh -V 2>&1 </dev/null | sed -n 1p)"' % _MARK,
+        _paths_line(paths),
         'echo "%s invalid-begin"' % _MARK,
         # store paths were checked on the controller: no spaces, no globs
         '"$nixdir/nix-store" --check-validity --print-invalid $paths || exit 4',
         'echo "%s invalid-end"' % _MARK,
     ])
+
+
+def _paths_line(paths):
+    if paths is None:
+        return 'paths=$(cat)'
+    bad = [p for p in paths if not is_store_path(p)]
+    if bad:
+        raise CopyError('not a store path: %r' % (bad[0],))
+    return 'paths=%s' % shlex.quote(' '.join(paths))
+
+
+def stdin_free(script):
+    """``script`` as one compound command that reads nothing from stdin, for
+    ``ssh host sh`` with the script on stdin: sh reads the whole group before
+    running it, so nothing inside can swallow the rest of the script."""
+    return '(\n%s\n) </dev/null\n' % script
 
 
 def parse_probe(stdout):
@@ -98,6 +120,15 @@ def parse_probe(stdout):
     facts['trusted_users'] = facts.get('trusted_users', '').split()
     facts['store_writable'] = facts.get('store_writable') == 'yes'
     return facts
+
+
+_OPENSSH = re.compile(r'OpenSSH_(\d+)\.(\d+)')
+
+
+def openssh_version(text):
+    """(major, minor) from ``ssh -V``'s output, or None when not OpenSSH."""
+    match = _OPENSSH.search(text or '')
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def is_trusted(facts):
@@ -215,6 +246,59 @@ def fetch_script(nix_dir, path, caches):
     lines.append('rm -f err.$$; exit 1')
     # run in a private temp dir so err files never collide
     return 'cd "$(mktemp -d)" && (\n%s\n); rc=$?; cd / ; exit $rc' % '\n'.join(lines)
+
+
+# ------------------------------------------------------------------ cascade hop
+HOP_ALIAS = 'nixdeploy-receiver'
+
+
+def hop_script(nix_dir, known_keys, uri, path, port=None, no_check_sigs=False):
+    """sh run ON a sender: ``nix copy --to <receiver's ssh-ng URI> path``.
+
+    The receiver's host key is checked against ``known_keys`` ('type base64'
+    lines the controller took from its own known_hosts), under the alias
+    HOP_ALIAS, in a private temp folder the script removes on exit. Login
+    uses the agent the controller forwarded for this hop only. Exit codes:
+    96 no forwarded agent, 97 no temp folder, 98 no nix or ssh here (the
+    sender cannot send); 255 never (it means the controller lost the sender).
+    """
+    nix = shlex.quote('%s/nix' % nix_dir.rstrip('/'))
+    lines = ' '.join(shlex.quote('%s %s' % (HOP_ALIAS, key)) for key in known_keys)
+    sshopts = ['-o UserKnownHostsFile=$d/known_hosts', '-o GlobalKnownHostsFile=/dev/null',
+               '-o StrictHostKeyChecking=yes', '-o HostKeyAlias=%s' % HOP_ALIAS,
+               '-o UpdateHostKeys=no', '-o ForwardAgent=no', '-o ControlMaster=no',
+               '-o ControlPath=none', '-o BatchMode=yes', '-o ConnectTimeout=10',
+               '-o ServerAliveInterval=5', '-o ServerAliveCountMax=3']
+    if port:
+        sshopts.append('-p %d' % int(port))
+    copy = ['"$nix"', '--extra-experimental-features', 'nix-command', 'copy', '--to',
+            shlex.quote(uri)]
+    if no_check_sigs:
+        copy.append('--no-check-sigs')
+    copy.append(shlex.quote(path))
+    return '\n'.join([
+        'set -u',
+        'nix=%s' % nix,
+        'if [ ! -x "$nix" ] || ! command -v ssh >/dev/null 2>&1; then',
+        '  echo "nixdeploy hop: no nix at $nix or no ssh client on PATH" >&2; exit 98; fi',
+        'if [ -z "${SSH_AUTH_SOCK:-}" ] || [ ! -S "$SSH_AUTH_SOCK" ]; then',
+        '  echo "nixdeploy hop: no forwarded ssh agent (sshd AllowAgentForwarding)" >&2; exit 96; fi',
+        'umask 077',
+        'd="${TMPDIR:-/tmp}/nixdeploy-hop.$$"',
+        # $d goes into NIX_SSHOPTS, which Nix splits on whitespace
+        'case $d in *[!A-Za-z0-9/._-]*) d=/tmp/nixdeploy-hop.$$ ;; esac',
+        'mkdir "$d" || exit 97',
+        'trap \'rm -rf "$d"\' EXIT',
+        'trap \'rm -rf "$d"; exit 1\' HUP INT TERM',
+        "printf '%%s\\n' %s >\"$d/known_hosts\"" % lines,
+        'NIX_SSHOPTS="%s"' % ' '.join(sshopts),
+        'export NIX_SSHOPTS',
+        ' '.join(copy),
+        'rc=$?',
+        # keep 255 (ssh's own exit) and our own codes for what they mean
+        'case $rc in 255|96|97|98) rc=1 ;; esac',
+        'exit $rc',
+    ])
 
 
 def unsigned_message(host, who, stderr):

@@ -30,6 +30,35 @@ description:
     store side runs as C(sudo -n nix-daemon --stdio), which is trusted. Otherwise the copy
     is tried as is and, when the target refuses unsigned paths, fails saying so."
   - The target needs only a POSIX shell and Nix; no Python.
+  - "O(mode=cascade): the controller sends each system's closure to ONE host of the play batch;
+    from then on every host that holds it runs C(nix copy --to ssh-ng://) itself to the next host,
+    so the holders double each round and the controller's uplink carries about one closure
+    however many hosts there are (about (log2 N + 1) x S / U instead of N x S / U). The first host
+    of the batch to reach the task plans and drives the whole cascade for the batch (the other
+    hosts wait for it, then each answers for itself: only a host whose delivery failed fails).
+    Hosts deploying the same store path share a cascade; hosts already holding it send it on;
+    only missing paths move. The hops are driven from the controller with the controller's own
+    ssh and each host's connection variables."
+  - "Trust in cascade mode: host key checking on every hop, against the key the controller's own
+    known_hosts holds for the receiver (handed to the sender in a temp file, removed after the
+    hop). The sender logs in to the receiver with an C(ssh-agent) the controller starts for that
+    one hop, forwarded to the sender, holding the receiver's deploy key under destination
+    constraints (C(ssh-add -h), OpenSSH 8.9 or later on the controller and the hosts): the sender
+    can use it for that receiver only, while the hop runs. The receiver checks signatures as a
+    push would (O(check_sigs), O(signing_key)). Nothing is left on the hosts. See
+    C(docs/copy-cascade.md) for the risks of this choice."
+  - "Cascade host variables: C(nix_site) (default the host's first C(nix_tags) tag, else its
+    first group): a site without a holder is entered once, from any holder, then served by its
+    own hosts. C(nix_peer_host): the address the other hosts reach the host at (default
+    C(ansible_host)). C(nix_out_path), C(nix_copy_mode), C(nix_remote_nix_dir) and C(nix_build_on)
+    tell the planning host what the other hosts' tasks will ask for (when this task's O(path),
+    O(mode) and O(remote_nix_dir) equal its own host's variables)."
+  - "Cascade faults: a sender the controller loses mid-hop is not used again and its receiver
+    gets the closure from another holder (or the controller); a receiver the other hosts cannot
+    reach (twice), whose host key does not match on the peer path, whose hop failed in Nix, or
+    that peers cannot be given (no known host key, no key file, reached through a jump host)
+    gets a direct push from the controller. Every failed hop is named in RV(hop_errors) and a
+    warning."
 options:
   path:
     description:
@@ -45,8 +74,11 @@ options:
       - V(cache) makes the target fetch the closure itself from O(caches) (C(nix copy --from))
         over its own link; the controller sends no closure bytes. The target checks the
         caches' signatures against its own C(trusted-public-keys).
+      - V(cascade) sends the closure once from the controller and lets the hosts of the play
+        batch copy it on to each other, as described above. In check mode it reports what a
+        push would send.
     type: str
-    choices: [push, substitute, cache]
+    choices: [push, substitute, cache, cascade]
     default: push
   caches:
     description:
@@ -99,7 +131,9 @@ attributes:
     support: none
   check_mode:
     support: full
-    details: Copies nothing; RV(paths_sent) and RV(bytes_sent) say what a real run would send.
+    details:
+      - Copies nothing; RV(paths_sent) and RV(bytes_sent) say what a real run would send.
+      - In O(mode=cascade) each host reports what a push to it would send; no cascade is planned.
   diff_mode:
     support: full
     details: Lists the store paths the target lacks.
@@ -116,6 +150,14 @@ notes:
     it; with a sudo password, use O(signing_key) instead.
   - A copy cut off mid-way leaves no half-copied path valid on the target (Nix registers a path
     only after its whole archive arrived); run the task again to send the rest.
+  - In O(mode=cascade) the controller reads the other hosts' connection variables from their
+    host variables; a setting only in C(ansible.cfg) or play keywords (C(remote_user),
+    C(private_key_file)) is taken from this task's own connection, as Ansible would use it for
+    them. A host using a connection other than ssh, or building on itself
+    (C(nix_build_on=target)), is left out of the cascade.
+  - In O(mode=cascade) a receiver that logs in with C(--no-check-sigs) trust (root, a trusted
+    user) accepts whatever its sender sends it; give O(signing_key) and O(check_sigs=true) so
+    every receiver checks the controller's signature instead.
 seealso:
   - module: nixdeploy.fleet.nix_build
   - module: nixdeploy.fleet.nix_activate
@@ -140,6 +182,13 @@ EXAMPLES = r'''
     caches:
       - https://cache.example.org
 
+- name: Cascade - the controller sends the closure once, the hosts carry it on
+  nixdeploy.fleet.nix_copy_closure:
+    path: "{{ build.out_path }}"
+    mode: cascade
+    signing_key: /etc/nixdeploy/signing-key.sec
+    check_sigs: "true"   # every receiver checks the controller's signature
+
 - name: nix-on-droid keeps nix in the app user's profile
   nixdeploy.fleet.nix_copy_closure:
     path: "{{ build.out_path }}"
@@ -161,7 +210,8 @@ paths_sent:
   description:
     - Store paths the controller sent, as C(nix copy) reported them (in check mode, the paths
       it would send). V(0) in O(mode=cache); in O(mode=substitute) without the paths the target
-      substituted itself.
+      substituted itself. In O(mode=cascade), the paths this host received, from whichever
+      sender RV(copied_from) names.
   returned: always
   type: int
   sample: 5
@@ -170,6 +220,73 @@ bytes_sent:
   returned: always
   type: int
   sample: 2340960
+copied_from:
+  description:
+    - Who sent this host its closure in O(mode=cascade) - another host's inventory name, or
+      V(controller) - or V(null) when the host lacked nothing.
+  returned: when mode is cascade
+  type: str
+  sample: web3
+sent_to:
+  description: The hosts this host sent the closure to in O(mode=cascade).
+  returned: when mode is cascade
+  type: list
+  elements: str
+  sample: [web5, web7]
+hop_errors:
+  description:
+    - Failed attempts to deliver to this host in O(mode=cascade), each naming its hop
+      (C(sender -> receiver)) and the reason in ssh's or Nix's words, whether or not a later
+      attempt delivered it.
+  returned: when mode is cascade
+  type: list
+  elements: str
+  sample: ["web1 -> web7: host key verification failed: the receiver did not present the host key the controller knows for it (Host key verification failed.)"]
+cascade:
+  description: The cascade of this host's system (O(mode=cascade), when the batch's cascade covered the host).
+  returned: when mode is cascade
+  type: dict
+  contains:
+    system:
+      description: The store path cascaded.
+      type: str
+    hosts:
+      description: Hosts deploying it in this play batch.
+      type: int
+    receivers:
+      description: Those that lacked part of it.
+      type: int
+    seconds:
+      description: Wall-clock seconds from the first hop to the last (the copy phase).
+      type: float
+    controller_paths:
+      description: Store paths the controller itself sent, for all hosts together.
+      type: int
+    controller_bytes:
+      description: Their NAR bytes (about one closure when nothing failed).
+      type: int
+    hops:
+      description: Successful transfers, the controller's included.
+      type: int
+    rounds:
+      description: The longest chain of transfers from the controller to a host.
+      type: int
+    depth:
+      description: This host's place in that chain (1 for the host the controller served).
+      type: int
+    site:
+      description: This host's site (C(nix_site), else first tag, else first group).
+      type: str
+phase:
+  description: V(copy), on failure (for the deploy summary).
+  returned: failure
+  type: str
+  sample: copy
+connection_lost:
+  description: On failure, whether the controller could not reach the host over ssh (not a host key or sudo refusal).
+  returned: failure
+  type: bool
+  sample: false
 paths_missing:
   description: Closure paths the target lacked before the task.
   returned: success

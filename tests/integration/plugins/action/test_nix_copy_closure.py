@@ -16,6 +16,7 @@ import pytest
 from tests.integration.plugins.action import copy_fixtures
 from tests.integration.plugins.action.copy_fixtures import (
     Closures, HttpCache, copy_play, inventory, limit_rate, run, traffic, traffic_since)
+from tests.lab.links import Links, leftovers
 
 # the module-scoped fixtures of copy_fixtures, visible to pytest here
 cpy_lab = copy_fixtures.cpy_lab
@@ -116,6 +117,52 @@ def test_partial_closure_receives_only_the_rest(cpy_lab, cpy_flake, tmp_path):
     assert cpy_flake.missing_on(host, path) == []
     print('partial: sent %d paths, %d NAR bytes, link bytes %d' % (
         out['paths_sent'], out['bytes_sent'], crossed))
+
+
+def test_cascade_through_every_persona(cpy_lab, cpy_flake, cpy_keys, tmp_path):
+    """One closure to all 8 hosts in cascade mode: the controller sends it
+    once, the hosts carry it on, whatever their persona: nixos (root), darwin
+    (deploy, nix off PATH), nix-on-droid (app owning a single-user store) and
+    home-manager (app). Darwin and home-manager users are not trusted: they
+    check the controller's signature, which every hop carries along (with a
+    signing key the plan prefers it to sudo, as a push does). The sites are
+    the persona groups (the default: a host's first group), so each persona's
+    second host is served by its first."""
+    lab = cpy_lab
+    path = cpy_flake.build('h1', extra_paths=3, extra_bytes=1500000, extra_seed='cascade')
+    closure = Closures.closure(path)
+    for host in ('h2', 'h4', 'h6', 'h8'):
+        lab.add_nix_conf(host, 'extra-trusted-public-keys = %s' % cpy_keys['sign']['public_key'])
+    links = Links(lab)
+    started = time.time()
+    before = links.traffic()
+    res = run(lab, tmp_path / 'cascade', copy_play(
+        {'path': '{{ copy_path }}', 'mode': 'cascade', 'signing_key': cpy_keys['sign']['secret']}),
+        inventory(lab, **dict((h, {'copy_path': path}) for h in HOSTS)), args=['--forks', '8'])
+    moved = links.traffic().since(before)
+    assert res.rc == 0, res
+    expected_trust = {'nixos': 'trusted', 'darwin': 'signed', 'nix-on-droid': 'trusted',
+                      'home-manager': 'signed'}
+    copies = dict((h, res.result('copy', h)['result']) for h in HOSTS)
+    for host, out in copies.items():
+        assert out['mode'] == 'cascade' and out['changed'] is True, (host, out)
+        assert out['trust'] == expected_trust[lab.hosts[host]['persona']], (host, out)
+        assert out['hop_errors'] == [] and out['copied_from'] in HOSTS + ['controller'], out
+        assert cpy_flake.missing_on(host, path) == [], host
+        assert cpy_flake.verify_on(host, sorted(closure)) == [], host
+    assert [h for h, o in copies.items() if o['copied_from'] == 'controller'] == ['h2'], copies
+    # earlier tests may have left parts of the closure on some hosts: only
+    # the seed's missing part crossed the controller's uplink
+    seed_missing = copies['h2']['bytes_missing']
+    senders = set(o['copied_from'] for o in copies.values()) - {'controller'}
+    assert set(lab.hosts[h]['persona'] for h in senders) == set(expected_trust), copies
+    for first, second in (('h1', 'h5'), ('h3', 'h7'), ('h4', 'h8')):
+        assert copies[second]['copied_from'] == first, copies
+    summary = copies['h1']['cascade']
+    assert summary['controller_bytes'] == seed_missing and summary['hops'] == 8
+    assert moved.controller_sent < 1.3 * seed_missing + QUERY_BYTES * len(HOSTS), moved.as_dict()
+    assert leftovers(lab, since=started) == []
+    print('cascade to every persona: %s' % dict((h, o['copied_from']) for h, o in copies.items()))
 
 
 def test_check_mode_copies_nothing_and_reports(cpy_lab, cpy_flake, tmp_path):

@@ -5,6 +5,8 @@ controller's own store (the lab tests run it on every persona).
 """
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -111,3 +113,121 @@ def test_fetch_script_quotes_caches():
     proc = subprocess.run(['sh', '-n', '-c', script], stderr=subprocess.PIPE, check=False)
     assert proc.returncode == 0
     assert "'http://c/x'\"'\"'; rm -rf /; '\"'\"''" in script
+
+
+# ------------------------------------------------------------------ cascade
+def test_probe_with_embedded_paths_over_stdin_free_sh():
+    """As the cascade runs it: ``ssh host sh`` with the script on stdin, the
+    paths inside the script; it also reports the ssh client a sender needs."""
+    absent = '/nix/store/00000000000000000000000000000000-not-there'
+    script = _copy.stdin_free(_copy.probe_script(None, paths=[absent]))
+    proc = subprocess.run(['sh'], input=script, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    found = _copy.parse_probe(proc.stdout)
+    assert found['complete'] and found['invalid'] == [absent]
+    assert found['ssh'].endswith('/ssh')
+    assert _copy.openssh_version(found['ssh_version']) >= (8, 9)
+
+
+def test_openssh_version():
+    assert _copy.openssh_version('OpenSSH_9.2p1 Debian-2+deb12u10, OpenSSL 3.0') == (9, 2)
+    assert _copy.openssh_version('OpenSSH_8.4p1') == (8, 4)
+    assert _copy.openssh_version('Dropbear v2022.83') is None
+    assert _copy.openssh_version('') is None
+
+
+def test_probe_refuses_anything_but_store_paths():
+    with pytest.raises(_copy.CopyError):
+        _copy.probe_script(None, paths=['/nix/store/x; rm -rf /'])
+
+
+STUB_NIX = r'''#!/bin/sh
+# stands in for nix on a sender: says what the hop gave it
+printf 'argv:%s\n' "$@"
+printf 'opts:%s\n' "$NIX_SSHOPTS"
+kh=$(printf '%s' "$NIX_SSHOPTS" | sed -n 's/.*UserKnownHostsFile=\([^ ]*\).*/\1/p')
+echo "known:$(cat "$kh")"
+echo "dir:$(dirname "$kh")"
+exit "${STUB_RC:-0}"
+'''
+
+
+@pytest.fixture
+def stub_nix(tmp_path):
+    folder = tmp_path / 'bin'
+    folder.mkdir()
+    (folder / 'nix').write_text(STUB_NIX)
+    (folder / 'nix').chmod(0o755)
+    return str(folder)
+
+
+@pytest.fixture
+def agent_socket(tmp_path):
+    """A listening unix socket where the hop script expects the forwarded agent."""
+    import socket
+    path = str(tmp_path / 'agent.sock')
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(path)
+    sock.listen(1)
+    yield path
+    sock.close()
+
+
+def run_hop(script, env):
+    return subprocess.run(['sh'], input=_copy.stdin_free(script), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False,
+                          env=dict(os.environ, **env))
+
+
+def test_hop_script_pins_the_receiver_key_and_leaves_nothing(stub_nix, agent_socket, tmp_path):
+    uri = "ssh-ng://root@10.0.0.2?remote-program=/x/nix-daemon%20'q'"
+    script = _copy.hop_script(stub_nix, ['ssh-ed25519 AAAAkey1', 'ssh-rsa AAAAkey2'], uri, P1,
+                              port=2222, no_check_sigs=True)
+    proc = run_hop(script, {'SSH_AUTH_SOCK': agent_socket, 'TMPDIR': str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    argv = [line[5:] for line in out if line.startswith('argv:')]
+    assert argv == ['--extra-experimental-features', 'nix-command', 'copy', '--to', uri,
+                    '--no-check-sigs', P1]
+    opts = [line[5:] for line in out if line.startswith('opts:')][0].split()
+    for option in ('StrictHostKeyChecking=yes', 'HostKeyAlias=nixdeploy-receiver',
+                   'GlobalKnownHostsFile=/dev/null', 'UpdateHostKeys=no', 'ForwardAgent=no',
+                   'BatchMode=yes'):
+        assert option in opts
+    assert opts[-2:] == ['-p', '2222']
+    assert [line for line in out if line.startswith('known:')] == [
+        'known:nixdeploy-receiver ssh-ed25519 AAAAkey1']
+    assert 'nixdeploy-receiver ssh-rsa AAAAkey2' in out
+    folder = [line[4:] for line in out if line.startswith('dir:')][0]
+    assert folder.startswith(str(tmp_path) + '/nixdeploy-hop.')
+    assert not os.path.exists(folder)  # removed on exit
+
+
+def test_hop_script_exit_codes(stub_nix, agent_socket, tmp_path):
+    script = _copy.hop_script(stub_nix, ['ssh-ed25519 AAAA'], 'ssh-ng://h', P1)
+    # no forwarded agent: the sender cannot send
+    assert run_hop(script, {'SSH_AUTH_SOCK': ''}).returncode == 96
+    # no nix where the probe said
+    assert run_hop(_copy.hop_script(str(tmp_path / 'none'), ['k k'], 'ssh-ng://h', P1),
+                   {'SSH_AUTH_SOCK': agent_socket}).returncode == 98
+    # nix's own failures pass through, but never as 255 (the controller's ssh)
+    for nix_rc, want in (('1', 1), ('255', 1), ('97', 1), ('3', 3)):
+        proc = run_hop(script, {'SSH_AUTH_SOCK': agent_socket, 'STUB_RC': nix_rc})
+        assert proc.returncode == want, (nix_rc, proc.stderr)
+    # a TMPDIR that cannot go into NIX_SSHOPTS: /tmp instead
+    odd = tmp_path / 'with space'
+    odd.mkdir()
+    proc = run_hop(script, {'SSH_AUTH_SOCK': agent_socket, 'TMPDIR': str(odd)})
+    assert proc.returncode == 0 and 'dir:/tmp/nixdeploy-hop.' in proc.stdout
+
+
+def test_hop_script_is_posix_sh():
+    script = _copy.hop_script('/d', ["ssh-ed25519 AAAA'x"], "ssh-ng://u@h?x='y'", P1)
+    proc = subprocess.run(['sh', '-n'], input=_copy.stdin_free(script), stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    if shutil.which('shellcheck'):
+        check = subprocess.run(['shellcheck', '-s', 'sh', '-'], input=script,
+                               stdout=subprocess.PIPE, universal_newlines=True, check=False)
+        assert check.returncode == 0, check.stdout

@@ -1,0 +1,472 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The controller's side of a closure cascade: plain ssh to each host, the hops.
+
+``CascadeRun(...).run()`` takes the hosts of a play batch (``Peer``: a name,
+a ``Target`` built from its connection vars, its system), and for each
+system: probes every host over ssh (the same sh probe as a push), lets
+``_cascade.Cascade`` plan, and runs the hops in threads until every host
+holds the closure or has failed. It returns one entry per host.
+
+A hop is ``ssh SENDER sh`` (the controller's own ssh, the sender's connection
+vars, host keys checked) running ``_copy.hop_script``: ``nix copy --to
+ssh-ng://RECEIVER PATH`` on the sender. Trust and access, per hop:
+- host key: the sender checks the receiver's key against the lines the
+  controller's own known_hosts holds for the receiver (``ssh -G`` tells which
+  files and which name, ``ssh-keygen -F`` finds the lines), written to a
+  temp file on the sender under a fixed alias and removed when the hop ends;
+- login: a dedicated ``ssh-agent`` started for this hop alone (stopped by its
+  pid afterwards) holds the deploy key(s) with destination constraints
+  (``ssh-add -h sender -h 'sender>receiver'``, bound to both host keys) and a
+  lifetime, and is forwarded to the sender (``ForwardAgent=<socket>``): the
+  sender can use it to log in to this receiver only, while the hop runs.
+Nothing is written on any host but the temp folder of the hop.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _cascade, _copy, _nix
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import StoreError, Target
+
+SENDER_ALIAS = 'nixdeploy-sender'
+RECEIVER_ALIAS = _copy.HOP_ALIAS
+# seconds the hop agent keeps a key even if nobody stops it (the controller
+# died): the sender logs in to the receiver once, at the start of its hop
+AGENT_LIFETIME = 300
+# ssh sessions the controller opens at once to probe the hosts
+PROBE_PARALLEL = 32
+# a sender's ssh must bind the forwarded agent to each hop's host keys
+# (session-bind@openssh.com) for the agent's destination constraints to let it
+# log in to the receiver at all
+MIN_SENDER_OPENSSH = (8, 9)
+
+
+class HopError(Exception):
+    """The controller could not set a hop up (its own agent or key)."""
+
+
+class Peer:
+    """One host of a cascade and what the controller learns about it."""
+
+    def __init__(self, name, target, path, site=_cascade.DEFAULT_SITE, peer_host=None,
+                 remote_nix_dir=None):
+        self.name = name
+        self.target = target
+        self.path = path
+        self.site = site
+        # the address other hosts reach it at (nix_peer_host), else Ansible's
+        self.peer_host = peer_host
+        self.remote_nix_dir = remote_nix_dir
+        self.facts = None
+        self.missing = []
+        self.trust = None          # (no_check_sigs, via_sudo, how) from _copy.plan_trust
+        self.error = None
+        self.connection_lost = False
+        self.host_keys = []        # 'type base64' lines the controller knows for it
+        self.key_files = []        # the controller's private keys for it
+        self.proxied = False       # reached through a jump host / proxy command
+
+    @property
+    def peer_target(self):
+        """How another host reaches this one's store (no controller options)."""
+        return Target(host=self.peer_host or self.target.host, port=self.target.port,
+                      user=self.target.user, name=self.name)
+
+    @property
+    def reachable_by_peers(self):
+        # a host behind a jump host is likely not reachable from the others,
+        # unless the inventory says where they reach it (nix_peer_host)
+        return bool(self.host_keys and self.key_files) and (
+            not self.proxied or bool(self.peer_host))
+
+    @property
+    def can_send(self):
+        version = _copy.openssh_version((self.facts or {}).get('ssh_version'))
+        return bool(self.facts and self.facts.get('ssh') and self.host_keys
+                    and self.key_files and version and version >= MIN_SENDER_OPENSSH)
+
+    def store_uri(self, target=None, compress=False):
+        via_sudo = self.trust[1]
+        return (target or self.target).store_uri(
+            remote_program=_copy.remote_program(self.facts['nix_dir'], via_sudo,
+                                                self.target.become_user),
+            compress=compress)
+
+
+# ------------------------------------------------------------------ ssh facts
+def ssh_argv(target, command='sh', first=()):
+    """``ssh [first] <target's options> dest command``; ssh keeps the first
+    value of an option, so ``first`` wins over the inventory's."""
+    return ['ssh'] + list(first) + target.ssh_options() + [target.destination, command]
+
+
+def ssh_config(target):
+    """``ssh -G``: {option: [values]} as ssh would connect to ``target``."""
+    rc, out, _err = _run(['ssh', '-G'] + target.ssh_options() + [target.destination])
+    conf = {}
+    if rc == 0:
+        for line in out.splitlines():
+            key, _sep, value = line.strip().partition(' ')
+            if key:
+                conf.setdefault(key.lower(), []).append(value.strip())
+    return conf
+
+
+def known_host_name(conf):
+    """The name ssh looks the host key up under (HostKeyAlias, [host]:port)."""
+    alias = (conf.get('hostkeyalias') or ['none'])[0]
+    if alias and alias != 'none':
+        return alias
+    host = (conf.get('hostname') or [''])[0]
+    port = (conf.get('port') or ['22'])[0]
+    return host if port == '22' else '[%s]:%s' % (host, port)
+
+
+def parse_known_hosts(text):
+    """'type base64' of each plain key line ssh-keygen -F printed. CA and
+    revocation lines (@cert-authority, @revoked) are left out: such a host
+    is not offered to peers (it gets a direct push)."""
+    keys = []
+    for line in (text or '').splitlines():
+        words = line.split()
+        if len(words) < 3 or words[0].startswith('#') or words[0].startswith('@'):
+            continue
+        key = '%s %s' % (words[1], words[2])
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def known_files(conf):
+    files = []
+    for option in ('userknownhostsfile', 'globalknownhostsfile'):
+        for value in conf.get(option) or []:
+            files += [os.path.expanduser(f) for f in value.split() if f != 'none']
+    return [f for f in files if os.path.isfile(f)]
+
+
+def host_keys(conf):
+    name = known_host_name(conf)
+    keys = []
+    for path in known_files(conf):
+        rc, out, _err = _run(['ssh-keygen', '-F', name, '-f', path])
+        if rc == 0:
+            keys += [k for k in parse_known_hosts(out) if k not in keys]
+    return keys
+
+
+def key_files(target, conf):
+    files = [target.private_key_file] if target.private_key_file else []
+    files += [os.path.expanduser(f) for f in conf.get('identityfile') or []]
+    out = []
+    for path in files:
+        if path and os.path.isfile(path) and path not in out:
+            out.append(path)
+    return out
+
+
+def _run(argv, stdin_data=None, env=None):
+    """argv -> (rc, stdout, stderr); no controlling terminal, so nothing can
+    ask for a password or passphrase."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_data is not None
+                                else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=full_env, start_new_session=True,
+                                universal_newlines=True)
+        out, err = proc.communicate(stdin_data)
+    except OSError as exc:
+        return 127, '', '%s: %s' % (argv[0], exc)
+    return proc.returncode, out, err
+
+
+# ------------------------------------------------------------------ the hop agent
+class HopAgent:
+    """An ssh-agent for one hop, holding the deploy key(s) with destination
+    constraints; started and stopped by its pid, its folder removed."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.sock = os.path.join(folder, 'agent')
+        self.proc = None
+
+    def start(self, keys, sender_keys, receiver_keys):
+        hostkeys = os.path.join(self.folder, 'hostkeys')
+        with open(hostkeys, 'w') as handle:
+            for alias, lines in ((SENDER_ALIAS, sender_keys), (RECEIVER_ALIAS, receiver_keys)):
+                for key in lines:
+                    handle.write('%s %s\n' % (alias, key))
+        try:
+            self.proc = subprocess.Popen(['ssh-agent', '-D', '-a', self.sock],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            raise HopError('cannot start ssh-agent on the controller: %s' % exc)
+        deadline = time.time() + 10
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise HopError('ssh-agent on the controller did not start')
+            time.sleep(0.01)
+        argv = ['ssh-add', '-q', '-t', str(AGENT_LIFETIME), '-H', hostkeys,
+                '-h', SENDER_ALIAS, '-h', '%s>%s' % (SENDER_ALIAS, RECEIVER_ALIAS)] + list(keys)
+        rc, _out, err = _run(argv, env={'SSH_AUTH_SOCK': self.sock,
+                                        'SSH_ASKPASS_REQUIRE': 'never'})
+        if rc != 0:
+            raise HopError('cannot load the deploy key into a destination-constrained agent '
+                           '(ssh-add -h needs OpenSSH 8.9; a key with a passphrase cannot be '
+                           'loaded unattended): %s' % (err.strip()[-300:] or 'exit %d' % rc))
+        return self.sock
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ the run
+class CascadeRun:
+    """Cascade the systems of ``peers`` (Peer list, in inventory order).
+
+    ``opts``: NixOptions of the controller's nix; ``check_sigs``,
+    ``signing_key``, ``compress``: the task's copy settings.
+    """
+
+    def __init__(self, opts, peers, check_sigs='auto', signing_key=None, compress=False,
+                 tmp_dir=None):
+        self.opts = opts
+        self.peers = list(peers)
+        self.by_name = dict((p.name, p) for p in self.peers)
+        self.check_sigs = check_sigs
+        self.signing_key = signing_key
+        self.compress = compress
+        self.tmp_dir = tmp_dir
+        self.sent = {}             # receiver -> store paths the hop that served it sent
+
+    def run(self):
+        """{host: entry}; hosts whose system the controller does not hold get
+        no entry (their own task copies for them)."""
+        groups, closures = {}, {}
+        for peer in self.peers:
+            groups.setdefault(peer.path, []).append(peer)
+        for path in groups:
+            try:
+                closures[path] = _copy.closure(self.opts, path)
+            except _nix.NixError:
+                continue
+        members = [p for p in self.peers if p.path in closures]
+        _parallel(members, lambda peer: self._prepare(peer, closures[peer.path]),
+                  PROBE_PARALLEL)
+        entries = {}
+        threads = []
+        for path in closures:
+            thread = threading.Thread(target=self._group, args=(
+                path, groups[path], closures[path], entries))
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join()
+        return entries
+
+    # -------------------------------------------------------------- probe
+    def _prepare(self, peer, closure):
+        try:
+            conf = ssh_config(peer.target)
+            peer.host_keys = host_keys(conf)
+            peer.key_files = key_files(peer.target, conf)
+            peer.proxied = any(v not in ('', 'none') for option in ('proxyjump', 'proxycommand')
+                               for v in conf.get(option) or [])
+            self._probe(peer, [p['path'] for p in closure])
+        except (StoreError, _copy.CopyError) as exc:
+            peer.error = u'%s' % exc
+            return
+        except Exception as exc:  # pylint: disable=broad-except
+            # in a thread: an unexpected error must fail this host, not pass silently
+            peer.error = u'%s: preparing the cascade failed: %r' % (peer.name, exc)
+            return
+        invalid = set(peer.facts['invalid'])
+        peer.missing = [p for p in closure if p['path'] in invalid]
+        peer.trust = _copy.plan_trust(peer.facts, self.check_sigs, self.signing_key,
+                                      peer.target.become, peer.target.become_method,
+                                      peer.target.become_user)
+
+    def _probe(self, peer, paths):
+        script = _copy.stdin_free(_copy.probe_script(peer.remote_nix_dir, paths=paths))
+        rc, out, err = _run(ssh_argv(peer.target), stdin_data=script)
+        facts = _copy.parse_probe(out)
+        if rc == _cascade.SSH_EXIT:
+            why = _copy.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
+            peer.connection_lost = 'host key' not in why
+            raise _copy.CopyError('%s: cannot reach the host over ssh to copy: %s' % (
+                peer.name, why), err)
+        if facts is None:
+            raise _copy.CopyError('%s: no nix-store found on the target; set remote_nix_dir to '
+                                  'the folder holding nix' % peer.name)
+        if rc != 0 or not facts.get('complete'):
+            raise _copy.CopyError('%s: querying the target\'s store failed (rc %s): %s' % (
+                peer.name, rc, (err or out).strip()[-2000:]), err)
+        peer.facts = facts
+
+    # -------------------------------------------------------------- one system
+    def _group(self, path, members, closure, entries):
+        started = time.time()
+        sizes = dict((p['path'], p['narSize']) for p in closure)
+        ready = [m for m in members if m.error is None and m.trust is not None]
+        receivers = [m.name for m in ready if m.missing]
+        cascade = _cascade.Cascade(
+            receivers, holders=[m.name for m in ready if not m.missing],
+            sites=dict((m.name, m.site) for m in ready),
+            can_send=[m.name for m in ready if m.can_send],
+            peer_reachable=[m.name for m in ready if m.reachable_by_peers])
+        sign_error = None
+        if self.signing_key and any(m.trust[2] == 'signed' for m in ready if m.missing):
+            try:
+                _copy.sign(self.opts, path, self.signing_key)
+            except _nix.NixError as exc:
+                sign_error = u'%s' % exc
+        if sign_error is None and receivers:
+            self._drive(path, cascade)
+        seconds = round(time.time() - started, 3)
+        controller_paths = [p for r, s in cascade.got_from.items() if s == _cascade.CONTROLLER
+                            for p in self.sent.get(r, [])]
+        summary = {'system': path, 'hosts': len(members), 'receivers': len(receivers),
+                   'seconds': seconds, 'controller_paths': len(controller_paths),
+                   'controller_bytes': sum(sizes.get(p, 0) for p in controller_paths),
+                   'hops': sum(len(v) for v in cascade.sent_to.values()),
+                   'rounds': max([cascade.depth(r) for r in cascade.got_from] or [0])}
+        for member in members:
+            entries[member.name] = self._entry(member, cascade, closure, sizes, summary,
+                                               sign_error)
+
+    def _drive(self, path, cascade):
+        cond = threading.Condition()
+
+        def work(hop):
+            try:
+                kind, reason, sent = self._hop(path, hop)
+            except Exception as exc:  # pylint: disable=broad-except
+                # a bug or OS error in one hop must not hang the others
+                kind, reason, sent = _cascade.FAILED, 'internal error: %s' % exc, None
+            with cond:
+                if kind == _cascade.OK:
+                    receiver = self.by_name[hop.receiver]
+                    self.sent[hop.receiver] = (sent if sent is not None
+                                               else [p['path'] for p in receiver.missing])
+                cascade.finished(hop, kind, reason)
+                cond.notify_all()
+
+        with cond:
+            while True:
+                for hop in cascade.next_hops():
+                    threading.Thread(target=work, args=(hop,)).start()
+                if not cascade.inflight:
+                    return
+                cond.wait()
+
+    def _hop(self, path, hop):
+        receiver = self.by_name[hop.receiver]
+        if hop.sender == _cascade.CONTROLLER:
+            return self._push(path, receiver)
+        sender = self.by_name[hop.sender]
+        folder = tempfile.mkdtemp(prefix='ndh-', dir=self.tmp_dir)
+        agent = HopAgent(folder)
+        try:
+            try:
+                sock = agent.start(sender.key_files + [k for k in receiver.key_files
+                                                       if k not in sender.key_files],
+                                   sender.host_keys, receiver.host_keys)
+            except HopError as exc:
+                return _cascade.FAILED, u'%s' % exc, None
+            no_check_sigs = receiver.trust[0]
+            script = _copy.hop_script(
+                sender.facts['nix_dir'], receiver.host_keys,
+                receiver.store_uri(receiver.peer_target, compress=self.compress), path,
+                port=receiver.target.port, no_check_sigs=no_check_sigs)
+            # the hop agent signs the login to the sender too, which binds the
+            # forwarded agent to this session (what the constraints check)
+            first = ['-o', 'IdentityAgent=%s' % sock, '-o', 'ForwardAgent=%s' % sock,
+                     '-o', 'ControlMaster=no', '-o', 'ControlPath=none']
+            rc, _out, err = _run(ssh_argv(sender.target, first=first),
+                                 stdin_data=_copy.stdin_free(script))
+        finally:
+            agent.stop()
+        kind = _cascade.hop_failure(rc, err)
+        if kind == _cascade.OK:
+            return kind, '', _copy.sent_paths(err)
+        return kind, _cascade.failure_reason(kind, err, rc), None
+
+    def _push(self, path, receiver):
+        try:
+            sent = _copy.push(self.opts, path, receiver.store_uri(compress=self.compress),
+                              receiver.target.nix_env(), no_check_sigs=receiver.trust[0])
+        except StoreError as exc:
+            return _cascade.FAILED, u'%s' % exc, None
+        except _nix.NixError as exc:
+            if _copy.looks_unsigned(exc.stderr):
+                why = _copy.unsigned_message(receiver.name, receiver.facts.get('user')
+                                             or receiver.target.user, exc.stderr)
+                return _cascade.FAILED, why, None
+            problem = _copy.ssh_problem(exc.stderr)
+            if problem and 'host key' not in problem and 'sudo' not in problem:
+                receiver.connection_lost = True
+            reason = exc.nix_message() or exc.message
+            return _cascade.FAILED, '%s: %s' % (problem, reason) if problem else reason, None
+        return _cascade.OK, '', sent
+
+    # -------------------------------------------------------------- answers
+    def _entry(self, peer, cascade, closure, sizes, summary, sign_error):
+        result = {'path': peer.path, 'mode': 'cascade', 'closure_paths': len(closure),
+                  'closure_bytes': sum(sizes.values()), 'paths_sent': 0, 'bytes_sent': 0,
+                  'changed': False, 'copied_from': None,
+                  'sent_to': list(cascade.sent_to.get(peer.name, [])),
+                  'hop_errors': list(cascade.errors.get(peer.name, [])),
+                  'cascade': dict(summary, depth=cascade.depth(peer.name), site=peer.site)}
+        if peer.error or peer.trust is None:
+            return {'error': peer.error or '%s: the host was not probed' % peer.name,
+                    'connection_lost': peer.connection_lost, 'result': result}
+        result.update(remote_nix_dir=peer.facts['nix_dir'], trust=peer.trust[2],
+                      store_uri=peer.store_uri(compress=self.compress),
+                      paths_missing=len(peer.missing),
+                      bytes_missing=sum(p['narSize'] for p in peer.missing))
+        if sign_error and peer.missing:
+            return {'error': '%s: %s' % (peer.name, sign_error), 'result': result}
+        if peer.name in cascade.failed:
+            tried = cascade.errors.get(peer.name, [])
+            return {'error': '%s: the cascade could not copy %s: %s' % (
+                peer.name, peer.path, '; '.join(tried)),
+                'connection_lost': peer.connection_lost, 'result': result}
+        if peer.name in cascade.got_from:
+            sent = self.sent.get(peer.name, [])
+            result.update(copied_from=cascade.got_from[peer.name], changed=True,
+                          paths_sent=len(sent), bytes_sent=sum(sizes.get(p, 0) for p in sent))
+        return {'result': result}
+
+
+def _parallel(items, action, limit):
+    """``action(item)`` for every item, at most ``limit`` at a time."""
+    gate = threading.Semaphore(limit)
+
+    def one(item):
+        with gate:
+            action(item)
+
+    threads = [threading.Thread(target=one, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
