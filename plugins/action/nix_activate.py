@@ -7,6 +7,12 @@ Everything on the target is a POSIX sh script (module_utils/_target.py) sent
 over the task's connection like ``ansible.builtin.raw``, with become when the
 task has it. The activation itself runs detached on the target; this plugin
 starts it and follows its status file, through lost connections.
+
+After the activation and before the confirmation it runs the host's health
+checks (module_utils/_health.py); a failing check rejects the run, whose
+watchdog rolls it back at once. With ``reboot`` it makes the new system the
+boot default, reboots the host, waits for a new boot id, verifies what
+booted and runs the checks (module_utils/_reboot.py).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,7 +27,7 @@ from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _activate, _closure, _platforms, _target)
+    _activate, _closure, _health, _platforms, _reboot, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixOptions
 
 # A look at a run waits on the target up to POLL_WAIT s for it to move on (one
@@ -34,10 +40,19 @@ RETRY_INTERVAL = 2.0
 LOOK_TIMEOUT = 10
 LAUNCH_TIMEOUT = 30
 LAUNCH_WAIT = 10
+# While a host reboots: seconds between looks for its new boot id.
+BOOT_LOOK_INTERVAL = 2.0
 
 
 class ConnectionLost(Exception):
     pass
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class ActionModule(ActionBase):
@@ -64,6 +79,7 @@ class ActionModule(ActionBase):
         self._args, self._platform, self._spec = args, platform, spec
         self._started = time.time()
         self._phases, self._lost = [], 0
+        self._health, self._reboot = None, None
         try:
             if args['state'] == 'confirmed':
                 outcome = self._confirm()
@@ -161,22 +177,32 @@ class ActionModule(ActionBase):
             # an explicit dry activation is a report: it never changes anything
             res['would_change'] = res['changed']
             res['changed'] = False
+        if args['health_checks']:
+            why = 'check mode' if self._task.check_mode else 'goal dry-activate'
+            res['health_checks'] = _health.skipped(args['health_checks'], why)
+            res['msg'] = '%s; %s' % (res['msg'], res['health_checks']['msg'])
+        if args['reboot'] != 'never' and _activate.reboots(self._platform):
+            res['reboot'] = self._foresee_reboot(values.get('present') == '1')
         if self._task.diff:
             self._diff(res, values.get('prev_path'), args['path'], values.get('prev_gen'))
         return res
 
-    def _launch(self, mode, magic):
+    def _launch(self, mode, magic, **overrides):
         """Start a run and wait (in the same session) up to LAUNCH_WAIT s for
         it to end or await its confirmation. Returns (run, values, log,
         failure); values is None when the connection was lost after the
-        run may have started: the caller follows it from a new one."""
+        run may have started: the caller follows it from a new one.
+        ``overrides``: launch_script parameters other than the task's."""
         args = self._args
         run = '%d-%s' % (int(time.time()), uuid.uuid4().hex[:8])
-        script = _target.launch_script(
-            self._platform, self._spec, run, mode, path=args['path'] or '', goal=args['goal'],
-            magic=magic, auto=args['auto_rollback'], confirm_timeout=args['confirm_timeout'],
-            activation_timeout=args['activation_timeout'], lock_timeout=args['lock_timeout'],
-            generation=args['generation'], wait=LAUNCH_WAIT, **self._common())
+        params = dict(path=args['path'] or '', goal=args['goal'], magic=magic,
+                      auto=args['auto_rollback'], confirm_timeout=args['confirm_timeout'],
+                      activation_timeout=args['activation_timeout'],
+                      lock_timeout=args['lock_timeout'], generation=args['generation'],
+                      wait=LAUNCH_WAIT, no_check=not args['pre_switch_checks'])
+        params.update(self._common())
+        params.update(overrides)
+        script = _target.launch_script(self._platform, self._spec, run, mode, **params)
         try:
             out, values, log = self._sh(script, timeout=LAUNCH_TIMEOUT + LAUNCH_WAIT)
         except ConnectionLost as exc:
@@ -221,29 +247,88 @@ class ActionModule(ActionBase):
                                      % values.get('state', 'starting'))
         return values, log, None
 
-    def _deadline(self, magic):
+    def _deadline(self, magic, budget=0):
         args = self._args
-        # lock wait, activation, and (magic) confirmation window plus the
-        # rollback's own activation
+        # lock wait, activation, and (magic) confirmation window, the health
+        # checks' budget, plus the rollback's own activation
         total = args['lock_timeout'] + args['activation_timeout'] + 30
         if magic:
-            total += args['activation_timeout'] + args['confirm_timeout']
-        return self._started + total
+            total += args['activation_timeout'] + args['confirm_timeout'] + budget
+        return time.time() + total
 
     def _activate(self):
+        """Activate (and confirm), with health checks and, when asked, a reboot."""
         args = self._args
-        magic = _activate.magic_applies(args, self._platform)
         self._lost = 0
-        deadline = self._deadline(magic)
-        run, values, log, failure = self._launch('activate', magic)
+        before = None
+        if args['reboot'] != 'never' and _activate.reboots(self._platform):
+            self._reboot = {'mode': args['reboot'], 'needed': None, 'reasons': [],
+                            'rebooted': False}
+            before = self._sh(_reboot.probe_script(args['path']))[1]
+            needed, reasons = _reboot.reboot_reasons(before)
+            self._reboot.update(needed=needed, reasons=reasons)
+            if _reboot.wants_reboot(args['reboot'], needed):
+                return self._finish(self._boot_and_reboot(before))
+        res, log = self._switch()
+        if res.get('state') == _target.REFUSED:
+            refusal = _reboot.switch_refusal(1, log) or {'checks': [], 'inhibitors': [],
+                                                         'lines': []}
+            res['switch_refused'] = refusal
+            if args['reboot'] == 'when-needed' and before is not None:
+                # what `nixos-rebuild boot` and a reboot would do, verified
+                self._reboot.update(needed=True, reasons=self._reboot['reasons'] + [
+                    'the switch was refused by the pre-switch check %s'
+                    % _reboot.describe_refusal(refusal)])
+                rebooted = self._boot_and_reboot(before)
+                rebooted['switch_refused'] = refusal
+                return self._finish(rebooted)
+            res['msg'] = _reboot.refusal_message(refusal)
+            res['checks_not_run'] = 'the switch was refused'
+        return self._finish(res)
+
+    def _finish(self, res):
+        """What every activation result carries besides the run's status."""
+        if self._health is not None:
+            res['health_checks'] = self._health
+        elif self._args['health_checks']:
+            res['health_checks'] = _health.skipped(self._args['health_checks'], res.get(
+                'checks_not_run') or 'the activation did not get that far')
+        res.pop('checks_not_run', None)
+        res.pop('rollback_generation', None)
+        if self._reboot is not None:
+            res['reboot'] = self._reboot
+        res['phases'] = self._phases
+        if self._task.diff and res.get('changed') and not res.get('rolled_back') \
+                and res.get('new', {}).get('path'):
+            self._diff(res, res['previous']['path'], res['new']['path'],
+                       res['previous']['generation'])
+        return res
+
+    def _switch(self):
+        """The activation with the task's goal: launch, follow, health checks,
+        then confirm (magic rollback) or, when a check fails, reject the run
+        so that its watchdog rolls it back at once. Returns (result, log)."""
+        args = self._args
+        checks = args['health_checks']
+        magic = _activate.magic_applies(args, self._platform)
+        # the watchdog's window leaves the checks all their tries
+        budget = _health.budget(checks) if magic else 0
+        deadline = self._deadline(magic, budget)
+        run, values, log, failure = self._launch(
+            'activate', magic, confirm_timeout=args['confirm_timeout'] + budget)
         if failure:
             failure['phase'] = 'activate'
-            return failure
+            return failure, ''
         detach = (values or {}).get('detach')
         values, log, problem = self._follow(run, magic, deadline, values, log)
         self._phase('activate', values)
-        if not problem and values.get('state') == _target.AWAITING:
-            if args['confirm']:
+        state = values.get('state')
+        summary, not_run = None, None
+        if not problem and state == _target.AWAITING:
+            summary = self._checks_phase()
+            if summary and not summary['ok']:
+                values, log, problem = self._reject_run(run, values, deadline, summary['msg'])
+            elif args['confirm']:
                 # The confirmation belongs to this host's own task: its
                 # window starts and ends with this host, whatever the others do.
                 values, log, problem = self._confirm_run(run, values, deadline)
@@ -251,21 +336,241 @@ class ActionModule(ActionBase):
                 # left to a later state=confirmed task: make sure that one
                 # opens a new connection, even without meta: reset_connection
                 self._reset_connection()
+        elif not problem and state in ('done', 'unchanged'):
+            if args['goal'] == 'boot':
+                not_run = 'goal boot activates nothing before the next boot'
+            else:
+                summary = self._checks_phase()
         res = _activate.result_from_status(values, log, self._platform, args['goal'],
                                            time.time() - self._started, run)
         # no confirmation in time: the new system could not be reached
         unconfirmed = values.get('cause') == 'unconfirmed'
         res.update(magic_rollback=magic, detached_with=detach, lost_connections=self._lost,
-                   connection_lost=unconfirmed or (self._lost > 0 and bool(problem)),
-                   phases=self._phases)
+                   connection_lost=unconfirmed or (self._lost > 0 and bool(problem)))
+        if not_run:
+            res['checks_not_run'] = not_run
         if problem:
             res.update(failed=True, msg=problem)
         if res.get('failed'):
             res['phase'] = self._phases[-1]['name'] if self._phases else 'activate'
-        if self._task.diff and res.get('changed') and not res.get('rolled_back'):
-            self._diff(res, res['previous']['path'], res['new']['path'],
-                       res['previous']['generation'])
+        if summary and not summary['ok']:
+            res['phase'] = 'checks'
+            if state in ('done', 'unchanged'):
+                res = self._checks_failed_unguarded(res, summary, state)
+        return res, log
+
+    def _checks_failed_unguarded(self, res, summary, state):
+        """A check failed after an activation no watchdog guards (magic
+        rollback off, or a goal without it): the host fails, and with auto
+        rollback goes back to the generation it had."""
+        args = self._args
+        res.update(failed=True, phase='checks', msg=summary['msg'])
+        if state == 'unchanged':
+            res['msg'] += '; the system was already active before this task: nothing to roll back'
+            return res
+        if not args['auto_rollback']:
+            res['msg'] += ' (auto rollback is off: the host stays on the new system)'
+            return res
+        new_gen = res['new']['generation']
+        undone = self._roll_back(res['previous']['generation'], new_gen, args['goal'],
+                                 summary['msg'])
+        res.update(undone)
         return res
+
+    def _roll_back(self, generation, drop_generation, goal, why):
+        """Put the profile back to ``generation`` and activate it with
+        ``goal``, deleting ``drop_generation``. Returns the result keys that
+        say how that went (a failed result either way: ``why`` happened)."""
+        start = time.time()
+        # no generation: the newest one before the current (the runner picks)
+        run, values, log, failure = self._launch(
+            'rollback', False, goal=goal, generation=generation,
+            drop_generation=drop_generation, why=why, auto=True)
+        if failure:
+            self._sub_phase('rollback', start, 'failed')
+            return {'rolled_back': False, 'rollback_reason': why,
+                    'msg': '%s; the rollback did not start: %s' % (why, failure['msg'])}
+        values, log, problem = self._follow(run, False, self._deadline(False), values, log)
+        self._phase('rollback', values, start)
+        if problem or values.get('state') not in ('done', 'unchanged'):
+            return {'rolled_back': False, 'rollback_reason': why,
+                    'msg': 'rollback failed: %s; %s' % (why, problem or values.get('reason'))}
+        return {'rolled_back': True, 'rollback_reason': why, 'changed': True,
+                'msg': 'rolled back: %s' % why,
+                'rollback_generation': _int(values.get('new_gen'))}
+
+    def _checks_phase(self):
+        """Run the health checks (none: None), over a fresh login; keep the
+        summary for the result and the phase for ``phases``."""
+        checks = self._args['health_checks']
+        if not checks:
+            return None
+        start = time.time()
+        self._reset_connection()
+        summary = _health.run_checks(checks, self._check_sh, on_try=self._on_try)
+        self._sub_phase('checks', start, 'ok' if summary['ok'] else 'failed')
+        self._health = summary
+        return summary
+
+    def _check_sh(self, script, timeout):
+        """run_sh for the health checks: (rc, stdout, stderr) of ``script``."""
+        try:
+            out, _values, _log = self._sh(script, timeout=timeout)
+        except ConnectionLost:
+            self._lost += 1
+            self._reset_connection()
+            raise
+        return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
+
+    def _on_try(self, check, number, ok, detail):
+        self._display.vv('nix_activate: health check %r, try %d: %s' % (
+            check['name'], number, 'ok' if ok else detail))
+
+    def _sub_phase(self, name, start, outcome):
+        self._phases.append({'name': name, 'start': round(start, 3),
+                             'end': round(time.time(), 3), 'outcome': outcome})
+
+    def _reject_run(self, run, values, deadline, why):
+        """The checks failed: claim the canary as rejected, so that the
+        watchdog rolls back at once (not at its deadline), and follow the
+        run to its end."""
+        start, lost, log = time.time(), None, ''
+        while True:
+            try:
+                out, look, look_log = self._sh(_target.reject_script(
+                    self._platform, self._spec, run, why, wait=POLL_WAIT, **self._common()),
+                    timeout=POLL_WAIT + LOOK_TIMEOUT)
+                break
+            except ConnectionLost as exc:
+                lost = str(exc)
+                self._lost += 1
+                self._reset_connection()
+                if time.time() > deadline:
+                    self._sub_phase('rollback', start, 'failed')
+                    return values, log, ('could not reject the new system: host unreachable '
+                                         '(%s); its watchdog rolls it back at its deadline' % lost)
+                time.sleep(RETRY_INTERVAL)
+        if 'error' in look or not look.get('dir'):
+            self._sub_phase('rollback', start, 'failed')
+            return values, log, self._script_error(out, look)
+        if look.get('state'):
+            values, log = look, look_log
+        values, log, problem = self._follow(run, False, deadline, values, log)
+        self._phase('rollback', values, start)
+        return values, log, problem
+
+    # ------------------------------------------------------------ reboots
+    def _foresee_reboot(self, present):
+        """Check mode: whether the task would reboot the host, and why."""
+        args = self._args
+        info = {'mode': args['reboot'], 'needed': None, 'reasons': [], 'rebooted': False}
+        if args['reboot'] == 'always':
+            info['would_reboot'] = True
+            return info
+        if not present:
+            info.update(would_reboot=None, reasons=['%s is not in the target store yet: cannot '
+                                                    'compare its boot parts' % args['path']])
+            return info
+        values = self._sh(_reboot.probe_script(args['path']))[1]
+        needed, reasons = _reboot.reboot_reasons(values)
+        info.update(needed=needed, reasons=reasons,
+                    would_reboot=_reboot.wants_reboot(args['reboot'], needed))
+        return info
+
+    def _boot_and_reboot(self, before):
+        """Make the new system the boot default, reboot, wait for a new boot
+        id (at most reboot_timeout), check what booted, run the health
+        checks. A host that comes back wrong gets its previous generation
+        back as the boot default; one that does not come back fails."""
+        args = self._args
+        info = self._reboot
+        run, values, log, failure = self._launch('activate', False, goal='boot')
+        if failure:
+            failure['phase'] = 'activate'
+            return failure
+        detach = (values or {}).get('detach')
+        values, log, problem = self._follow(run, False, self._deadline(False), values, log)
+        self._phase('activate', values)
+        res = _activate.result_from_status(values, log, self._platform, 'boot',
+                                           time.time() - self._started, run)
+        res.update(magic_rollback=False, detached_with=detach, lost_connections=self._lost,
+                   connection_lost=self._lost > 0 and bool(problem))
+        if problem or res.get('failed'):
+            res.update(failed=True, phase='activate', msg=problem or res['msg'],
+                       checks_not_run='the new system did not become the boot default')
+            return res
+        new_path, new_gen = values.get('new_path') or args['path'], _int(values.get('new_gen'))
+        previous = _int(values.get('prev_gen')) if new_gen is not None else None
+        # what the host gets back if the new system does not boot well
+        undo = dict(generation=previous, drop_generation=new_gen, goal='boot')
+        # the deploy changes the host: its goal stays the task's, the reboot does the switch
+        res.update(goal=args['goal'], changed=True)
+        start = time.time()
+        old_id = before.get('boot_id') or None
+        refused = self._request_reboot()
+        if refused:
+            self._sub_phase('reboot', start, 'failed')
+            return self._boot_default_back(res, refused, 'reboot', undo)
+        wait = _reboot.wait_for_boot(self._read_boot_id, old_id, args['reboot_timeout'],
+                                     interval=BOOT_LOOK_INTERVAL)
+        info.update(rebooted=wait['back'], boot_id_before=old_id, waited=wait['waited'],
+                    boot_id_after=wait['boot_id'] if wait['back'] else None)
+        if not wait['back']:
+            self._sub_phase('reboot', start, 'failed')
+            res.update(failed=True, phase='reboot', connection_lost=wait['went_down'],
+                       msg='%s; the new system %s is its boot default'
+                       % (_reboot.not_back_message(wait, args['reboot_timeout']), new_path),
+                       checks_not_run='the host did not come back')
+            return res
+        try:
+            after = self._sh(_reboot.probe_script())[1]
+        except ConnectionLost as exc:
+            after = {'booted': None, 'error': str(exc)}
+        info['booted'] = after.get('booted') or None
+        wrong = _reboot.verify_boot(after, new_path, old_id)
+        self._sub_phase('reboot', start, 'failed' if wrong else 'changed')
+        if wrong:
+            res['checks_not_run'] = 'the host did not boot the new system'
+            return self._boot_default_back(res, wrong, 'reboot', undo)
+        summary = self._checks_phase()
+        if summary and not summary['ok']:
+            return self._boot_default_back(res, '%s after the reboot' % summary['msg'], 'checks',
+                                           undo)
+        res['msg'] = 'rebooted into %s (%s)' % (new_path, '; '.join(info['reasons']) or
+                                                'reboot=%s' % info['mode'])
+        return res
+
+    def _boot_default_back(self, res, why, phase, undo):
+        """After a reboot that went wrong: the previous generation becomes
+        the boot default again; the host fails with ``why``."""
+        res.update(failed=True, phase=phase)
+        undone = self._roll_back(undo['generation'], undo['drop_generation'], undo['goal'], why)
+        res.update(undone)
+        if undone['rolled_back']:
+            res['msg'] = ('%s; generation %s is the boot default again (the host runs what it '
+                          'booted until its next reboot)'
+                          % (undone['msg'], undone.get('rollback_generation') or 'the previous'))
+        return res
+
+    def _request_reboot(self):
+        """Ask the host to reboot; None, or why it refused."""
+        try:
+            out, _values, _log = self._sh(_reboot.REBOOT_SCRIPT, timeout=LOOK_TIMEOUT)
+            _ok, problem = _reboot.reboot_requested(out.get('rc'), out.get('stdout'), lost=False)
+        except ConnectionLost:
+            # the reboot may well cut the session that asked for it
+            problem = None
+        self._reset_connection()
+        return problem
+
+    def _read_boot_id(self, remaining):
+        """The host's boot id over a fresh login; ConnectionLost while it is down."""
+        self._reset_connection()
+        out, _values, _log = self._sh(_reboot.BOOT_ID_SCRIPT,
+                                      timeout=max(1.0, min(LOOK_TIMEOUT, remaining)))
+        if out.get('rc') != 0:
+            return None
+        return out.get('stdout', '').strip() or None
 
     def _phase(self, name, values, start=None):
         state = (values or {}).get('state', 'unknown')

@@ -193,7 +193,13 @@ class ActionModule(ActionBase):
         opts = _nix.NixOptions.from_params(args)
         target = Target.from_connection(self._connection, task_vars)
         ssh_env = target.nix_env()  # refuses unusable ssh options before anything runs
-        closure = self._closure(opts, path, mode, args['caches'])
+        try:
+            closure = self._closure(opts, path, mode, args['caches'])
+        except _copy.CopyError:
+            if not self._task.check_mode:
+                raise
+            # check mode built nothing: say whether the host lacks the system
+            return self._unbuilt(host, path, mode, args['remote_nix_dir'])
 
         facts = self._probe(host, args['remote_nix_dir'], [p['path'] for p in closure])
         invalid = set(facts['invalid'])
@@ -247,6 +253,17 @@ class ActionModule(ActionBase):
         sizes = dict((p['path'], p['narSize']) for p in closure)
         out.update(paths_sent=len(sent), bytes_sent=sum(sizes.get(p, 0) for p in sent))
         return out
+
+    def _unbuilt(self, host, path, mode, remote_nix_dir):
+        """Check mode, for a system the controller has not built (check mode
+        builds nothing without --diff): whether the host already holds it."""
+        facts = self._probe(host, remote_nix_dir, [path])
+        missing = path in set(facts['invalid'])
+        return dict(path=path, mode=mode, remote_nix_dir=facts['nix_dir'], changed=missing,
+                    closure_paths=None, closure_bytes=None, paths_missing=None,
+                    bytes_missing=None, paths_sent=0, bytes_sent=0,
+                    msg='would copy %s (not built yet: its closure size is unknown)' % path
+                    if missing else '%s is already in the target\'s store' % path)
 
     def _closure(self, opts, path, mode, caches):
         try:

@@ -9,7 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms, _target
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
+    _health, _platforms, _reboot, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_OPTIONS_SPEC
 
 ARGUMENT_SPEC = dict(
@@ -28,6 +29,10 @@ ARGUMENT_SPEC = dict(
     profile=dict(type='path'),
     remote_nix_dir=dict(type='path'),
     closure_diff=dict(type='bool', default=True),
+    health_checks=_health.ARGUMENT,
+    reboot=dict(type='str', default='never', choices=list(_reboot.MODES)),
+    reboot_timeout=dict(type='int', default=600),
+    pre_switch_checks=dict(type='bool', default=True),
 )
 
 
@@ -42,12 +47,23 @@ def check_params(params, platform):
     path = params.get('path') or ''
     if path and (not path.startswith('/') or '\n' in path):
         return 'path must be an absolute store path, got %r' % path
-    for name in ('confirm_timeout', 'activation_timeout', 'lock_timeout'):
-        if params[name] is not None and params[name] < 1:
+    for name in ('confirm_timeout', 'activation_timeout', 'lock_timeout', 'reboot_timeout'):
+        if params.get(name) is not None and params[name] < 1:
             return '%s must be at least 1 second' % name
     if params.get('generation') is not None and params['generation'] < 1:
         return 'generation must be a positive generation number'
-    return None
+    reboot = params.get('reboot') or 'never'
+    if state == 'activated' and reboot != 'never' and goal not in ('switch', 'boot', 'dry-activate'):
+        return 'reboot=%s needs goal switch or boot: a reboot undoes goal %s' % (reboot, goal)
+    if state == 'activated' and reboot == 'always' and not reboots(platform):
+        return 'reboot=always: %s has no boot goal to reboot into (only NixOS reboots)' % platform
+    return _health.problems(params.get('health_checks') or [])
+
+
+def reboots(platform):
+    """Whether nix_activate can reboot hosts of ``platform``: those whose
+    table row has a boot goal (NixOS)."""
+    return 'boot' in _platforms.platform_spec(platform)['goals']
 
 
 def magic_applies(params, platform):
@@ -111,6 +127,10 @@ def result_from_status(values, log, platform, goal, duration, run=None):
                       msg='rollback failed: %s' % reason)
     elif state == 'failed':
         result.update(changed=result['activated'], failed=True, msg=reason or 'activation failed')
+    elif state == _target.REFUSED:
+        # the caller names the inhibitors and the ways out (module_utils/_reboot.py)
+        result.update(changed=False, failed=True, activated=False, new=_generation(None, None),
+                      msg=reason or 'the switch was refused by its pre-switch checks')
     else:
         result.update(failed=True, msg='activation still in state %s: %s' % (state, reason))
     return result

@@ -13,6 +13,9 @@ On the target, per user and profile, a state folder D holds:
   D/runs/<run>/      status (key=value), log and pid of one detached run
   D/last             the run that last held the lock
   D/canary           exists while a run waits for its confirmation
+  D/rejected.<run>   the canary, claimed by a deployer whose health checks failed:
+                     the watchdog rolls back at once, for the reason in
+                     D/reject-reason.<run>
   D/active           what this collection last activated (where no link says it)
 """
 
@@ -23,11 +26,15 @@ __metaclass__ = type
 import shlex
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import known_nix_dirs_sh
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._reboot import REFUSAL_MARK
 
 MARK = '@@nixdeploy '
 LOG_MARK = '@@nixdeploy-log'
 
-TERMINAL_STATES = ('unchanged', 'done', 'failed', 'rolled_back', 'rollback_failed')
+TERMINAL_STATES = ('unchanged', 'done', 'failed', 'rolled_back', 'rollback_failed', 'refused')
+# A switch NixOS's pre-switch checks refused (switch inhibitors): nothing was
+# activated, the profile is back where it was, there is nothing to roll back.
+REFUSED = 'refused'
 # A run that waits for its confirmation: the task may stop following it.
 AWAITING = 'awaiting_confirmation'
 
@@ -78,6 +85,8 @@ active_path() {
 _RUNNER = r'''
 D=$1 PROFILE=$2 NIX_ENV=$3 HOME=$4 USER=$5
 export HOME USER
+# NixOS's own override of its pre-switch checks (pre_switch_checks=false)
+if [ "$NO_CHECK" = 1 ]; then NIXOS_NO_CHECK=1; export NIXOS_NO_CHECK; fi
 RD=$D/runs/$RUN
 exec </dev/null >>"$RD/log" 2>&1
 trap '' HUP
@@ -104,7 +113,7 @@ release() {
   LOCKED=0
 }
 on_exit() {
-  case $STATE in unchanged|done|failed|rolled_back|rollback_failed) ;;
+  case $STATE in unchanged|done|failed|rolled_back|rollback_failed|refused) ;;
     *) [ "$(cat "$D/canary" 2>/dev/null)" = "$RUN" ] && rm -f "$D/canary"
        status failed "the activation run stopped unexpectedly in state $STATE" ;; esac
   release
@@ -121,11 +130,13 @@ break_lock() {  # break_lock DEADPID: one breaker at a time, and only that owner
     nap
   fi
 }
+BOOT=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
 acquire() {
   t0=$(date +%s) empty_since= told=
   while :; do
     if mkdir "$D/lock" 2>/dev/null; then
-      echo $$ >"$D/lock/pid"; echo "$RUN" >"$D/lock/run"; LOCKED=1; return 0
+      echo "$BOOT" >"$D/lock/boot"; echo $$ >"$D/lock/pid"; echo "$RUN" >"$D/lock/run"
+      LOCKED=1; return 0
     fi
     owner=$(cat "$D/lock/pid" 2>/dev/null)
     now=$(date +%s)
@@ -133,6 +144,12 @@ acquire() {
       empty_since=
       if ! kill -0 "$owner" 2>/dev/null; then
         echo "nixdeploy: breaking the stale lock of pid $owner (no longer running)"
+        break_lock "$owner"; continue
+      fi
+      # taken before the host rebooted: that pid is another process now
+      lock_boot=$(cat "$D/lock/boot" 2>/dev/null)
+      if [ -n "$BOOT" ] && [ -n "$lock_boot" ] && [ "$lock_boot" != "$BOOT" ]; then
+        echo "nixdeploy: breaking the stale lock of pid $owner (taken before a reboot)"
         break_lock "$owner"; continue
       fi
     else
@@ -211,7 +228,15 @@ watchdog() {
   echo "$RUN" >"$D/canary.tmp" && mv -f "$D/canary.tmp" "$D/canary"
   status awaiting_confirmation "waiting ${CONFIRM_TIMEOUT}s for a confirmation over a new connection"
   while :; do
-    [ -e "$D/canary" ] || { CONFIRMED=1; return 0; }
+    if [ ! -e "$D/canary" ]; then
+      # claimed: by a confirmation, or by a deployer whose health checks failed
+      if [ -e "$D/rejected.$RUN" ]; then
+        why=$(cat "$D/reject-reason.$RUN" 2>/dev/null)
+        rm -f "$D/rejected.$RUN" "$D/reject-reason.$RUN"
+        rollback "${why:-the deployer rejected the new system}" checks
+      fi
+      CONFIRMED=1; return 0
+    fi
     if [ "$(date +%s)" -ge "$deadline" ]; then
       if mv "$D/canary" "$D/canary.expired" 2>/dev/null; then
         rm -f "$D/canary.expired"
@@ -221,6 +246,20 @@ watchdog() {
     fi
     nap
   done
+}
+refused() {
+  # NixOS's pre-switch checks said no (switch inhibitors) before changing
+  # anything: put the profile back, drop the generation, no re-activation
+  if [ "$SET_PROFILE" = 1 ] && [ -n "$NEW_GEN" ] && [ "$NEW_GEN" != "$PREV_GEN" ]; then
+    if [ -n "$PREV_GEN" ]; then
+      "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN" &&
+        "$NIX_ENV" --profile "$PROFILE" --delete-generations "$NEW_GEN" ||
+        echo "nixdeploy: could not put $PROFILE back to generation $PREV_GEN"
+    fi
+  fi
+  NEW_GEN= CAUSE=refused
+  status refused "the switch was refused by its pre-switch checks; nothing was activated"
+  exit 1
 }
 is_current() {
   case $GOAL in
@@ -246,6 +285,7 @@ main_activate() {
   fi
   run_activation "$NEW" "$GOAL"
   [ "$SETS_OWN_PROFILE" = 1 ] && NEW_GEN=$(current_gen) && [ "$NEW_GEN" = "$PREV_GEN" ] && NEW_GEN=
+  if [ "$RC" = 1 ] && grep -q "$REFUSAL_MARK" "$RD/log" 2>/dev/null; then refused; fi
   if [ "$RC" != 0 ]; then
     reason=$(failure_reason)
     [ "$AUTO" = 1 ] && rollback "$reason" activation_failed
@@ -287,7 +327,12 @@ main_rollback() {
   fi
   ACTIVATED=1 ROLLED_BACK=1
   record_active "$ROLLBACK_GOAL" "$NEW"
-  status done "rolled back to generation $target_gen on request"
+  # the generation this rollback undoes (a boot default that failed after a reboot)
+  if [ -n "$DROP_GEN" ] && [ "$DROP_GEN" != "$target_gen" ]; then
+    "$NIX_ENV" --profile "$PROFILE" --delete-generations "$DROP_GEN" ||
+      echo "nixdeploy: could not delete generation $DROP_GEN"
+  fi
+  status done "${WHY:-rolled back to generation $target_gen on request}"
 }
 case $MODE in
   activate) main_activate ;;
@@ -364,6 +409,27 @@ echo "@@nixdeploy last=$last"
 # then wait for the run to record the outcome, in this same session
 RUN=${claimed:-${RUN:-$last}}
 [ -n "$RUN" ] || exit 0
+'''
+
+# The deployer's "no": its health checks failed while run RUN awaited its
+# confirmation. The reason is written first, then the canary is claimed by
+# the same atomic rename a confirmation uses (so exactly one of confirmation,
+# rejection and the watchdog's deadline wins); the watchdog, finding
+# rejected.<run>, rolls back at once instead of at its deadline.
+_REJECT = r'''
+echo "@@nixdeploy dir=$D"
+echo "@@nixdeploy profile=$PROFILE"
+printf '%s\n' "$WHY" >"$D/reject-reason.$RUN.tmp" &&
+  mv -f "$D/reject-reason.$RUN.tmp" "$D/reject-reason.$RUN"
+rejected=0
+if [ "$(cat "$D/canary" 2>/dev/null)" = "$RUN" ] && mv "$D/canary" "$D/rejected.$RUN" 2>/dev/null; then
+  rejected=1
+else
+  # not ours to claim (confirmed, expired, or rejected by an earlier try of
+  # this same rejection, whose reason the watchdog may not have read yet)
+  [ -e "$D/rejected.$RUN" ] || rm -f "$D/reject-reason.$RUN"
+fi
+echo "@@nixdeploy rejected=$rejected"
 '''
 
 # Check mode and dry-activate: read-only, no lock, synchronous.
@@ -462,10 +528,15 @@ def _waiting(wait, stop_awaiting, log_lines=40):
 
 def launch_script(platform, spec, run, mode, path='', goal='switch', profile=None,
                   remote_nix_dir=None, magic=True, auto=True, confirm_timeout=30,
-                  activation_timeout=240, lock_timeout=60, generation=None, wait=0):
+                  activation_timeout=240, lock_timeout=60, generation=None, wait=0,
+                  no_check=False, drop_generation=None, why=None):
     """Start a detached activation (mode 'activate') or rollback (mode
     'rollback'); then, like ``poll_script``, wait up to ``wait`` seconds for
-    it to end (or to await its confirmation) and report it."""
+    it to end (or to await its confirmation) and report it.
+
+    ``no_check`` sets NIXOS_NO_CHECK=1 for the activation (NixOS's override
+    of its pre-switch checks). A rollback deletes ``drop_generation`` once it
+    succeeded and records ``why`` as its reason."""
     activation = spec['activation']
     activate, dry = snippets(spec)
     rollback_goal = goal if goal in ('test', 'boot') else 'switch'
@@ -481,6 +552,9 @@ def launch_script(platform, spec, run, mode, path='', goal='switch', profile=Non
         ('SETS_OWN_PROFILE', '1' if activation.get('sets_own_profile') else '0'),
         ('CURRENT_LINK', activation.get('current_link') or ''),
         ('ACTIVATE_SNIPPET', activate), ('DRY_SNIPPET', dry),
+        ('NO_CHECK', '1' if no_check else '0'), ('REFUSAL_MARK', REFUSAL_MARK),
+        ('DROP_GEN', '' if drop_generation is None else int(drop_generation)),
+        ('WHY', why or ''),
     ]) + _RUNNER)
     return (_head(platform, spec, profile, remote_nix_dir)
             + _assign([('RUN', run), ('RUNNER', runner)]) + _LAUNCH
@@ -502,6 +576,15 @@ def confirm_script(platform, spec, profile=None, remote_nix_dir=None, claim=True
     for the run (``run``, or the one that was claimed) to record its end."""
     return (_head(platform, spec, profile, remote_nix_dir)
             + _assign([('CLAIM', '1' if claim else '0'), ('RUN', run or '')]) + _CONFIRM
+            + _waiting(wait, False) + _POLL)
+
+
+def reject_script(platform, spec, run, why, profile=None, remote_nix_dir=None, wait=0):
+    """Reject run ``run`` (its health checks failed): its watchdog rolls it
+    back at once with ``why``; then wait up to ``wait`` seconds for the run
+    to record its end, and report it."""
+    return (_head(platform, spec, profile, remote_nix_dir)
+            + _assign([('RUN', run), ('WHY', why.replace('\n', ' '))]) + _REJECT
             + _waiting(wait, False) + _POLL)
 
 

@@ -45,6 +45,27 @@ description:
     the same way.
   - "A rolled-back host is a failed host. The task fails with C(<host>: rolled back: <reason>)
     and the result keys RV(rolled_back), RV(phase) and RV(connection_lost) tell programs why."
+  - "Health checks (O(health_checks)) run after the activation and before the confirmation:
+    C(command) (POSIX sh on the target), C(http) (a request from the controller) and C(unit) (a
+    systemd unit that must be active). The first check that fails all its tries means the new
+    system is not confirmed: the task rejects it and the watchdog rolls it back at once (without
+    magic rollback, O(auto_rollback) rolls it back). The host fails with RV(phase=checks), the
+    check's name and its last output. With magic rollback the watchdog's window is
+    O(confirm_timeout) plus the longest the checks can take. Checks are skipped in check mode
+    and say so."
+  - "Reboots (O(reboot), NixOS): with V(always), or V(when-needed) when the kernel, initrd,
+    kernel modules or systemd differ between C(/run/booted-system) and the new system, the task
+    makes the new system the boot default (goal V(boot)), reboots the host with C(systemctl
+    reboot), waits at most O(reboot_timeout) seconds for it to answer with a NEW
+    C(/proc/sys/kernel/random/boot_id), checks that C(/run/booted-system) is the new system and
+    runs the health checks. A host that comes back on another system or unhealthy gets its
+    previous generation back as the boot default and fails; one that does not come back fails
+    with what is known."
+  - "Switch inhibitors (NixOS 25.11+): a switch refused by NixOS's pre-switch checks (C(Pre-switch
+    check 'switchInhibitors' failed), exit code 1) changed nothing, so it is not rolled back: the
+    profile is put back and the task fails naming the inhibitor and the two ways out, or, with
+    O(reboot=when-needed), boots the new system instead (boot, reboot, verify, checks).
+    O(pre_switch_checks=false) switches anyway (C(NIXOS_NO_CHECK=1))."
 options:
   path:
     description:
@@ -133,6 +154,98 @@ options:
         system there first).
     type: bool
     default: true
+  health_checks:
+    description:
+      - Checks that decide whether the host is fine on its new system, run in order after the
+        activation (and after a reboot), before the confirmation. See the description above.
+      - Not run when nothing could be activated, for O(goal=boot) without a reboot, or in check
+        mode (the result says so).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description:
+          - The check's name, unique among the checks; failures name it.
+        type: str
+        required: true
+      command:
+        description:
+          - A POSIX sh command run on the target over the task's connection (with its become);
+            exit code 0 means healthy. Its output (stdout and stderr) is kept for the report.
+          - Exactly one of O(health_checks[].command), O(health_checks[].http) and
+            O(health_checks[].unit).
+        type: str
+      http:
+        description:
+          - A GET request made from the controller.
+        type: dict
+        suboptions:
+          url:
+            description:
+              - An C(http://) or C(https://) URL. Proxies from the controller's environment apply.
+            type: str
+            required: true
+          status:
+            description:
+              - The status code a healthy answer has.
+            type: int
+            default: 200
+          body:
+            description:
+              - A Python regular expression the answer's body must contain a match of.
+            type: str
+          validate_certs:
+            description:
+              - Check the server's TLS certificate.
+            type: bool
+            default: true
+      unit:
+        description:
+          - A systemd unit that must be active (C(systemctl is-active) on the target, NixOS).
+        type: str
+      retries:
+        description:
+          - How often a failed try is repeated, as Ansible's C(retries); a check is tried up to
+            O(health_checks[].retries) + 1 times.
+        type: int
+        default: 3
+      interval:
+        description:
+          - Seconds between tries.
+        type: float
+        default: 2
+      timeout:
+        description:
+          - Seconds one try may take; a C(command) still running then is stopped with its whole
+            process group.
+        type: float
+        default: 10
+  reboot:
+    description:
+      - V(never) does not reboot.
+      - V(always) reboots NixOS hosts after making the new system the boot default.
+      - V(when-needed) reboots when the kernel, initrd, kernel modules or systemd differ between
+        C(/run/booted-system) and the new system (as nixos-needsreboot and comin decide), or when
+        the switch was refused by switch inhibitors; otherwise it switches as usual. A host
+        without C(/run/booted-system) is not rebooted (the result says it cannot tell).
+      - Needs O(goal=switch) or O(goal=boot). Other platforms never need a reboot;
+        V(always) fails on them.
+    type: str
+    choices: [never, always, when-needed]
+    default: never
+  reboot_timeout:
+    description:
+      - Seconds a rebooting host has to come back with a new boot id. The task never waits
+        longer.
+    type: int
+    default: 600
+  pre_switch_checks:
+    description:
+      - Let NixOS's pre-switch checks refuse a switch whose switch inhibitors changed.
+        V(false) sets C(NIXOS_NO_CHECK=1) for the activation, which switches anyway.
+    type: bool
+    default: true
   remote_nix_dir:
     description:
       - The folder holding C(nix-env) on the target. By default it is looked up on E(PATH), then in
@@ -166,7 +279,8 @@ attributes:
 notes:
   - The task follows the run through lost connections (a switch that restarts the network)
     until it ends, for at most O(lock_timeout) + O(activation_timeout) + 30 seconds, plus
-    O(activation_timeout) + O(confirm_timeout) with magic rollback.
+    O(activation_timeout) + O(confirm_timeout) and the longest the health checks can take with
+    magic rollback; a reboot adds at most O(reboot_timeout) and one more activation.
   - The confirmation is per target user and profile. It confirms whatever activation of that
     profile waits, which is always the one that holds the profile's lock.
   - The state on the target lives in C(/nix/var/nixdeploy/<profile>) for root and in
@@ -195,6 +309,26 @@ EXAMPLES = r'''
   nixdeploy.fleet.nix_activate:
     path: "{{ build.out_path }}"
     goal: boot
+
+- name: Activate, check the host's health, and roll back at once if a check fails
+  nixdeploy.fleet.nix_activate:
+    path: "{{ build.out_path }}"
+    health_checks:
+      - name: web
+        http:
+          url: "http://{{ ansible_host }}/healthz"
+          body: '"status": *"ok"'
+      - name: database
+        unit: postgresql.service
+      - name: disk
+        command: test "$(df --output=pcent /var | tail -n 1 | tr -dc 0-9)" -lt 90
+        retries: 0
+
+- name: Reboot NixOS hosts whose kernel or systemd changed, and verify what booted
+  nixdeploy.fleet.nix_activate:
+    path: "{{ build.out_path }}"
+    reboot: when-needed
+    reboot_timeout: 300
 
 - name: Go back to the previous generation
   nixdeploy.fleet.nix_activate:
@@ -270,7 +404,8 @@ confirmed:
 state:
   description:
     - Where the run on the target ended. V(unchanged), V(done), V(awaiting_confirmation),
-      V(failed), V(rolled_back) or V(rollback_failed).
+      V(failed), V(rolled_back), V(rollback_failed) or V(refused) (NixOS's pre-switch checks
+      refused the switch, nothing changed).
   returned: when something ran on the target
   type: str
   sample: awaiting_confirmation
@@ -310,13 +445,16 @@ lost_connections:
   type: int
   sample: 0
 phase:
-  description: On failure, the step that failed, V(activate), V(confirm) or V(rollback).
+  description: On failure, the step that failed, V(activate), V(checks) (a health check),
+    V(reboot) (the host did not come back, or not on the new system), V(confirm) or
+    V(rollback).
   returned: failure
   type: str
   sample: confirm
 phases:
-  description: The steps inside the task with their start and end (epoch seconds) and
-    outcome (V(changed), V(ok), V(failed), V(rolled_back) and the like).
+  description: The steps inside the task (V(activate), V(checks), V(reboot), V(confirm),
+    V(rollback)) with their start and end (epoch seconds) and outcome (V(changed), V(ok),
+    V(failed), V(rolled_back) and the like).
   returned: when something ran on the target
   type: list
   elements: dict
@@ -350,4 +488,105 @@ would_change:
   description: With O(goal=dry-activate), whether a real activation would change the target.
   returned: with O(goal=dry-activate)
   type: bool
+health_checks:
+  description: What the health checks found.
+  returned: when O(health_checks) are given
+  type: dict
+  contains:
+    ok:
+      description: Whether every check that ran passed (also true when none ran).
+      type: bool
+    skipped:
+      description: Whether the checks were not run (check mode, nothing activated); RV(health_checks.msg) says why.
+      type: bool
+    msg:
+      description: One line, naming the failed check, why and the end of its output.
+      type: str
+      sample: "health check 'web' failed after 4 tries: HTTP 500 (wanted 200) (last output: db down)"
+    checks:
+      description: One result per check that ran, in order.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: The check's name.
+          type: str
+        kind:
+          description: V(command), V(http) or V(unit).
+          type: str
+        ok:
+          description: Whether it passed.
+          type: bool
+        tries:
+          description: How often it was tried.
+          type: int
+        detail:
+          description: Why its last try failed (an exit code, a status, a timeout), or null.
+          type: str
+        output:
+          description: The end of its last try's output (20 lines at most).
+          type: str
+        duration:
+          description: Seconds it took.
+          type: float
+    failed:
+      description: The result of the check that failed, or null.
+      type: dict
+    not_run:
+      description: Names of the checks after the failed one, or all when skipped.
+      type: list
+      elements: str
+    duration:
+      description: Seconds the checks took.
+      type: float
+reboot:
+  description: What O(reboot) decided and did.
+  returned: when O(reboot) is not V(never) on a platform that reboots
+  type: dict
+  contains:
+    mode:
+      description: O(reboot).
+      type: str
+    needed:
+      description: Whether the boot parts differ (null when the host cannot tell).
+      type: bool
+    reasons:
+      description: "What differs, for example C(kernel: linux-6.6.1/bzImage -> linux-6.12.9/bzImage)."
+      type: list
+      elements: str
+    rebooted:
+      description: Whether the host rebooted and came back.
+      type: bool
+    would_reboot:
+      description: In check mode, whether the task would reboot.
+      type: bool
+    boot_id_before:
+      description: The boot id before the reboot.
+      type: str
+    boot_id_after:
+      description: The new boot id.
+      type: str
+    booted:
+      description: What C(/run/booted-system) points at after the reboot.
+      type: str
+    waited:
+      description: Seconds between the reboot and the new boot id.
+      type: float
+switch_refused:
+  description: When NixOS's pre-switch checks refused the switch, what refused it.
+  returned: when the switch was refused
+  type: dict
+  contains:
+    checks:
+      description: The failed pre-switch checks, for example V(switchInhibitors).
+      type: list
+      elements: str
+    inhibitors:
+      description: The inhibitors that changed, each with C(name), C(old) and C(new).
+      type: list
+      elements: dict
+    lines:
+      description: The lines of the activation's log that say so.
+      type: list
+      elements: str
 '''

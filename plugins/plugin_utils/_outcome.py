@@ -84,11 +84,12 @@ class HostOutcome:
         evaluated = self.results.get('eval') or {}
         platform = activate.get('platform') or evaluated.get('platform') or platform or '-'
         before = (activate.get('previous') or {}).get('generation')
-        new = (activate.get('new') or {}).get('generation')
         rec = {'host': self.host, 'platform': platform, 'failed': False, 'rolled_back': False,
                'phase': self.last_phase, 'connection_lost': False,
                'path': evaluated.get('out_path') or (activate.get('new') or {}).get('path'),
-               'before': before, 'after': before, 'msg': ''}
+               'before': before, 'after': before, 'msg': '',
+               # a cascade: the host this one got its closure from
+               'copied_from': (self.results.get('copy') or {}).get('copied_from')}
         if self.failure:
             phase, result = self.failure
             rolled_back = bool(result.get('rolled_back'))
@@ -103,24 +104,32 @@ class HostOutcome:
             else:
                 rec['outcome'] = 'FAILED at %s: %s' % (phase, line)
             return rec
+        rec['outcome'] = self._outcome(rec, activate, check_mode)
+        if (activate.get('reboot') or {}).get('rebooted'):
+            rec['outcome'] += ' (rebooted)'
+        if rec['copied_from'] not in (None, 'controller'):
+            rec['outcome'] += ' (closure from %s)' % rec['copied_from']
+        return rec
+
+    def _outcome(self, rec, activate, check_mode):
+        """What the deploy did on a host that did not fail (sets rec's after)."""
         if not activate:
             done = _STOPPED.get(self.last_phase or '', 'nothing done')
-            rec['outcome'] = '%s (not activated)' % done
-            return rec
+            return '%s (not activated)' % done
         goal = activate.get('goal') or 'switch'
         changed = bool(activate.get('changed'))
+        before = rec['before']
+        new = (activate.get('new') or {}).get('generation')
         if goal == 'dry-activate':
-            rec['outcome'] = 'dry-activated: %s' % (
+            return 'dry-activated: %s' % (
                 'would change' if activate.get('would_change') else 'no change')
-        elif check_mode:
-            rec['outcome'] = 'would %s' % goal if changed else 'unchanged'
+        if check_mode:
             rec['after'] = 'new' if changed else before
-        elif changed:
-            rec['outcome'] = _DONE.get(goal, 'activated')
+            return 'would %s' % goal if changed else 'unchanged'
+        if changed:
             rec['after'] = new if new is not None else before
-        else:
-            rec['outcome'] = 'unchanged'
-        return rec
+            return _DONE.get(goal, 'activated')
+        return 'unchanged'
 
 
 def summary_line(rec):

@@ -15,6 +15,16 @@ Configuration knobs (all optional):
   broken_eval   evaluation fails with a missing-attribute error
   broken_build  the builder exits 1
   eval_cost     per-configuration evaluation work (list length)
+NixOS only (every NixOS system has kernel, initrd, kernel-modules and
+systemd links, a switch-inhibitors file and an ``activate`` run at boot):
+  kernel_version  the kernel package its boot links point into (default 6.6.1)
+  systemd_version its systemd package (default 255)
+  inhibitors    {name: value} switch inhibitors; a switch or test into a
+                system whose values differ from the running one's is refused
+                with NixOS's messages and exit 1 (unless NIXOS_NO_CHECK=1)
+  failed_units  units the lab's ``systemctl is-active`` reports failed
+  http_status   busybox httpd answers GET /cgi-bin/health with this status
+                (none: no httpd); ``http_port`` (default 80)
 Flake-wide: ``heavy``, the size of a shared library every configuration
 evaluates (once per Nix process), as nixpkgs is.
 """

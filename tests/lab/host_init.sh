@@ -1,18 +1,64 @@
 #!/bin/sh
-# Runs as root inside a lab host's network namespace and a fresh private mount
-# namespace: give the host its own /nix, /home, /root and /etc/nix, start its
-# nix-daemon (multi-user personas) and become its sshd. The lab records the
-# pid of this process (sshd after the exec) and enters the host through it.
+# A lab host's boot. Runs as root inside the host's network namespace and a
+# fresh private mount namespace (one per boot): gives the host its own /nix,
+# /home, /root and /etc/nix, a fresh tmpfs /run, this boot's id over
+# /proc/sys/kernel/random/boot_id and the lab's systemctl over the machine's;
+# starts its nix-daemon (multi-user personas); on the NixOS persona activates
+# the boot default as stage 2 does; then becomes the host's sshd. The lab (or
+# its supervisor, after a reboot) records this process's pid in run/host.pid
+# and enters the host through it.
 set -eu
 hostdir=$1
+persona=${2:-nixos}
+tools=$3
 mount --bind "$hostdir/nix" /nix
 mount --bind "$hostdir/home" /home
 mount --bind "$hostdir/root" /root
 mount --bind "$hostdir/etc-nix" /etc/nix
+# /run is empty at every boot, as a tmpfs is; sshd needs its privsep folder
+mount -t tmpfs -o mode=0755,size=16m lab-run /run
+mkdir -m 0755 /run/sshd
+# the host's one way to ask the lab for a reboot (root only, see systemctl.sh)
+mkdir -m 0700 /run/lab-power
+mount --bind "$hostdir/power" /run/lab-power
+mount --bind "$hostdir/boot_id" /proc/sys/kernel/random/boot_id
+# reboot, poweroff, halt and shutdown are links to systemctl on the machine
+mount --bind "$tools/systemctl" /usr/bin/systemctl
 ip link set lo up
+# a boot brings the link up, whatever the last system did to it
+ip link set eth0 up
 if [ -e "$hostdir/multi-user" ]; then
   # setsid: the daemon must not share sshd's session or die with a client.
   setsid nix-daemon </dev/null >>"$hostdir/log/nix-daemon.log" 2>&1 &
   echo $! >"$hostdir/run/nix-daemon.pid"
+fi
+
+boot_default() {  # what the boot loader starts: the last boot (or switch) goal
+  system=$(cat /nix/var/lab/system/boot 2>/dev/null) || return 0
+  if [ -n "${LAB_BOOT_FALLBACK:-}" ]; then
+    # the new entry did not boot: the one before it in the system profile
+    # (the newest generation of the boot default counts)
+    previous=''
+    fallback=''
+    numbers=$(for link in /nix/var/nix/profiles/system-*-link; do
+      number=${link##*/system-}; echo "${number%-link}"; done | sort -n)
+    for number in $numbers; do
+      target=$(readlink "/nix/var/nix/profiles/system-$number-link") || continue
+      [ "$target" = "$system" ] && fallback=$previous
+      previous=$target
+    done
+    [ -n "$fallback" ] && system=$fallback
+  fi
+  echo "$system"
+}
+
+if [ "$persona" = nixos ]; then
+  system=$(boot_default)
+  if [ -n "$system" ] && [ -x "$system/activate" ]; then
+    ln -sfn "$system" /run/booted-system
+    echo "$(date +%s) booting $system" >>"$hostdir/log/boot.log"
+    "$system/activate" >>"$hostdir/log/boot.log" 2>&1 ||
+      echo "boot activation of $system failed" >>"$hostdir/log/boot.log"
+  fi
 fi
 exec /usr/sbin/sshd -D -e -f "$hostdir/sshd_config" 2>>"$hostdir/log/sshd.log"

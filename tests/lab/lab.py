@@ -7,6 +7,12 @@ namespace in which a per-host folder is its ``/nix`` (and ``/home``, ``/root``,
 
 Everything the lab starts it records (pids in each host's ``run/``, names in
 ``state.json``) and stops by those ids; nothing is killed by name.
+
+A host can reboot: ``reboot`` (or ``systemctl reboot``) inside it asks the
+lab's supervisor (supervisor.py, one per lab, its pid in ``state.json``),
+which stops every process in the host's namespace, waits a moment and boots
+it again (host_init.sh): fresh mount namespace and ``/run``, a new boot id,
+the boot default activated, sshd started.
 """
 
 import json
@@ -14,7 +20,9 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
+import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get('NIXDEPLOY_LAB_ROOT', '/var/lib/nixdeploy-lab')
@@ -102,6 +110,81 @@ def _read_pid(path):
             return int(handle.read().strip())
     except (OSError, ValueError):
         return None
+
+
+def _pid_gone(pid):
+    """Whether ``pid`` has ended (a zombie has; reaped here when it is ours)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            return handle.read().rsplit(')', 1)[1].split()[0] in ('Z', 'X')
+    except (OSError, IndexError):
+        return True
+
+
+def _write(path, text):
+    with open(path + '.tmp', 'w') as handle:
+        handle.write(text)
+    os.rename(path + '.tmp', path)
+
+
+# Power settings of a host (power.json): how long a reboot keeps it down,
+# whether it comes back at all, and whether its boot loader falls back to the
+# generation before the boot default (the new entry "did not boot").
+POWER_DEFAULTS = {'down_seconds': 1.0, 'comes_back': True, 'fallback': False}
+
+
+def start_host(host, labdir, env=None):
+    """Boot a host: host_init.sh in its network namespace and a new private
+    mount namespace, with a new boot id. Records the pid (the host's sshd
+    after the exec) in ``run/host.pid`` and the boot in ``boots``. Used by
+    ``Lab.up`` and, after a reboot, by the supervisor."""
+    hostdir = host['dir']
+    boot_id = str(uuid.uuid4())
+    # in place: the host bind-mounts this very file over its boot_id
+    with open(os.path.join(hostdir, 'boot_id'), 'w') as handle:
+        handle.write(boot_id + '\n')
+    logf = open(os.path.join(hostdir, 'log', 'init.log'), 'ab')
+    proc = subprocess.Popen(
+        ['ip', 'netns', 'exec', host['netns'], 'unshare', '--mount', '--propagation', 'private',
+         'sh', os.path.join(HERE, 'host_init.sh'), hostdir, host['persona'],
+         os.path.join(labdir, 'tools')],
+        stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+        env=dict(os.environ, **(env or {})))
+    logf.close()
+    # ip and unshare exec, so this pid ends as the host's sshd.
+    _write(os.path.join(hostdir, 'run', 'host.pid'), '%d\n' % proc.pid)
+    with open(os.path.join(hostdir, 'boots'), 'a') as handle:
+        handle.write('%.3f %s\n' % (time.time(), boot_id))
+    _write(os.path.join(hostdir, 'power.state'), 'up\n')
+    return proc
+
+
+def netns_pids(netns):
+    proc = sh(['ip', 'netns', 'pids', netns], check=False)
+    return {int(p) for p in proc.stdout.split() if p.strip().isdigit()}
+
+
+def stop_netns(netns_list, grace=2.0):
+    """Stop every process inside the given network namespaces, by pid: TERM,
+    then KILL after ``grace`` seconds. Returns once none is left (or after
+    ``grace`` + 3 s)."""
+    deadline = time.time() + grace
+    while True:
+        left = set()
+        for netns in netns_list:
+            left |= netns_pids(netns)
+        if not left or time.time() > deadline + 3:
+            return not left
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL if time.time() > deadline else signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
 
 
 class Lab:
@@ -213,10 +296,12 @@ class Lab:
         bridge = self.state['bridge']
         sh(['ip', 'addr', 'add', '%s/24' % self.bridge_address, 'dev', bridge])
         sh(['ip', 'link', 'set', bridge, 'up'])
+        self._write_tools()
         for number, spec in enumerate(specs, start=1):
             self._add_host(number, spec)
             self._save()
         self._write_client_files()
+        self._start_supervisor()
         self._wait_ready()
         self.state['up_seconds'] = round(time.time() - started, 2)
         self._save()
@@ -275,22 +360,40 @@ class Lab:
         sh(['ip', 'link', 'set', veth, 'up'])
         sh(['ip', '-n', netns, 'addr', 'add', '%s/24' % address, 'dev', 'eth0'])
         sh(['ip', '-n', netns, 'link', 'set', 'eth0', 'up'])
-        logf = open(os.path.join(hostdir, 'log', 'init.log'), 'ab')
-        proc = subprocess.Popen(
-            ['ip', 'netns', 'exec', netns, 'unshare', '--mount', '--propagation', 'private',
-             'sh', os.path.join(HERE, 'host_init.sh'), hostdir],
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
+        # the pid of the first boot; after a reboot run/host.pid has the current one
+        host['pid'] = start_host(host, self.dir).pid
+
+    def _write_tools(self):
+        """The lab's own commands that hosts bind over the machine's
+        (systemctl, and with it reboot and poweroff), executable whatever
+        the checkout's file modes."""
+        tools = os.path.join(self.dir, 'tools')
+        os.makedirs(tools)
+        shutil.copy(os.path.join(HERE, 'systemctl.sh'), os.path.join(tools, 'systemctl'))
+        os.chmod(os.path.join(tools, 'systemctl'), 0o755)
+        os.chmod(tools, 0o755)
+
+    def _start_supervisor(self):
+        """The lab's power supervisor: boots hosts again after they ask for
+        a reboot (supervisor.py). Recorded, and stopped first by ``down``."""
+        logf = open(os.path.join(self.dir, 'supervisor.log'), 'ab')
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, 'supervisor.py'), self.dir],
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                start_new_session=True)
         logf.close()
-        # ip and unshare exec, so this pid ends as the host's sshd.
-        host['pid'] = proc.pid
+        self.state['supervisor_pid'] = proc.pid
+        self._save()
 
     def _make_host_tree(self, host, traits):
         hostdir = host['dir']
         for sub in ('nix/store', 'nix/var/nix/profiles/per-user', 'nix/var/nix/gcroots',
                     'nix/var/nix/daemon-socket', 'nix/var/lab', 'home', 'root',
-                    'etc-nix', 'run', 'log'):
+                    'etc-nix', 'run', 'log', 'power'):
             os.makedirs(os.path.join(hostdir, sub), exist_ok=True)
         os.chmod(os.path.join(hostdir, 'nix/var/lab'), 0o1777)
+        # the host's /run/lab-power: only its root may ask for a reboot
+        os.chmod(os.path.join(hostdir, 'power'), 0o700)
+        _write(os.path.join(hostdir, 'power.json'), json.dumps(POWER_DEFAULTS))
         for user in USERS:
             home = os.path.join(hostdir, 'home', user)
             os.makedirs(home, exist_ok=True)
@@ -391,7 +494,7 @@ class Lab:
         while pending and time.time() < deadline:
             for name in sorted(pending):
                 host = self.host(name)
-                if not _pid_alive(host['pid']):
+                if _pid_gone(self.pid(name)):
                     raise LabError('host %s: sshd died: %s' % (name, self._log_tail(host)))
                 probe = self.ssh(name, 'true', user='root', check=False, timeout=5)
                 if probe.returncode == 0:
@@ -407,7 +510,7 @@ class Lab:
     @staticmethod
     def _log_tail(host):
         out = []
-        for log in ('init.log', 'sshd.log'):
+        for log in ('init.log', 'sshd.log', 'boot.log'):
             try:
                 with open(os.path.join(host['dir'], 'log', log)) as handle:
                     out.append(handle.read()[-800:])
@@ -431,8 +534,7 @@ class Lab:
     def run_in(self, name, argv, check=True, timeout=60, user=None):
         """Run argv inside a host's namespaces without ssh (for the truth when
         the host's network is down). ``user`` switches user via setpriv."""
-        host = self.host(name)
-        prefix = ['nsenter', '-t', str(host['pid']), '-m', '-n']
+        prefix = ['nsenter', '-t', str(self.pid(name)), '-m', '-n']
         if user:
             prefix += ['--', 'setpriv', '--reuid', user, '--regid', user, '--init-groups',
                        'env', 'HOME=/home/%s' % user, 'USER=%s' % user]
@@ -468,7 +570,8 @@ class Lab:
     def restart_daemon(self, name):
         """Restart a multi-user host's nix-daemon (to re-read its nix.conf)."""
         host = self.host(name)
-        pid = host.get('daemon_pid')
+        # the pid file, not the state: a reboot started another daemon
+        pid = _read_pid(os.path.join(host['dir'], 'run', 'nix-daemon.pid'))
         if pid and _pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
             for _attempt in range(50):
@@ -488,6 +591,91 @@ class Lab:
             handle.write(text.rstrip('\n') + '\n')
         if restart and os.path.exists(os.path.join(host['dir'], 'multi-user')):
             self.restart_daemon(name)
+
+    # ----------------------------------------------------------- power
+    def pid(self, name):
+        """The pid of a host's sshd in its current boot (enter the host
+        through it); the first boot's when nothing else was recorded."""
+        host = self.host(name)
+        return _read_pid(os.path.join(host['dir'], 'run', 'host.pid')) or host['pid']
+
+    def power_state(self, name):
+        """'up', 'down' (between a reboot's stop and its boot) or 'off'."""
+        try:
+            with open(os.path.join(self.host(name)['dir'], 'power.state')) as handle:
+                return handle.read().strip()
+        except OSError:
+            return 'up'
+
+    def set_power(self, name, **settings):
+        """Change how a host reboots: ``down_seconds`` (how long it stays
+        down, default 1), ``comes_back`` (False: it stays off after its next
+        reboots, as a machine that never boots again), ``fallback`` (True:
+        its boot loader starts the generation before the boot default)."""
+        unknown = set(settings) - set(POWER_DEFAULTS)
+        if unknown:
+            raise LabError('unknown power settings: %s' % ', '.join(sorted(unknown)))
+        path = os.path.join(self.host(name)['dir'], 'power.json')
+        with open(path) as handle:
+            current = json.load(handle)
+        current.update(settings)
+        _write(path, json.dumps(current))
+
+    def boot_id(self, name):
+        """The boot id the host sees in /proc/sys/kernel/random/boot_id."""
+        with open(os.path.join(self.host(name)['dir'], 'boot_id')) as handle:
+            return handle.read().strip()
+
+    def boot_ids(self, name):
+        """Every boot id of the host, the first boot's first."""
+        with open(os.path.join(self.host(name)['dir'], 'boots')) as handle:
+            return [line.split()[1] for line in handle if line.strip()]
+
+    def booted(self, name):
+        """The system the host booted (/run/booted-system), or None."""
+        proc = self.run_in(name, ['readlink', '/run/booted-system'], check=False)
+        return proc.stdout.strip() or None
+
+    def current_system(self, name):
+        """The system the host runs now (/run/current-system), or None."""
+        proc = self.run_in(name, ['readlink', '/run/current-system'], check=False)
+        return proc.stdout.strip() or None
+
+    def _request_power(self, name, action):
+        _write(os.path.join(self.host(name)['dir'], 'power', 'request'), action + '\n')
+
+    def reboot(self, name, wait=True, timeout=60):
+        """Reboot a host from outside (as ``reboot`` inside it would) and,
+        with ``wait``, return once it is up again and accepts ssh."""
+        boots = len(self.boot_ids(name))
+        self._request_power(name, 'reboot')
+        if wait:
+            self.wait_up(name, timeout=timeout, boots=boots + 1)
+
+    def power_on(self, name, wait=True, timeout=60):
+        """Boot a host that stayed off (``comes_back`` False, or poweroff)."""
+        boots = len(self.boot_ids(name))
+        self._request_power(name, 'power-on')
+        if wait:
+            self.wait_up(name, timeout=timeout, boots=boots + 1)
+
+    def wait_up(self, name, timeout=60, boots=None):
+        """Wait until a host has booted ``boots`` times (if given) and
+        accepts ssh; LabError when it does not within ``timeout`` s."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if (boots is None or len(self.boot_ids(name)) >= boots) and \
+                    self.power_state(name) == 'up' and \
+                    self.ssh(name, 'true', user='root', check=False, timeout=10).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise LabError('host %s is not up after %ss (power %s): %s' % (
+            name, timeout, self.power_state(name), self._log_tail(self.host(name))))
+
+    def http_url(self, name, path='/cgi-bin/health', port=80):
+        """The URL of a NixOS host's http_status endpoint (busybox httpd)."""
+        suffix = '' if port == 80 else ':%d' % port
+        return 'http://%s%s%s' % (self.host(name)['address'], suffix, path)
 
     # ----------------------------------------------------------- links
     def cut(self, name):
@@ -556,37 +744,46 @@ class Lab:
         """Pids of every process inside the lab's namespaces."""
         pids = set()
         for host in self.hosts.values():
-            proc = sh(['ip', 'netns', 'pids', host['netns']], check=False)
-            pids.update(int(p) for p in proc.stdout.split() if p.strip().isdigit())
+            pids |= netns_pids(host['netns'])
         return pids
+
+    def _stop_supervisor(self):
+        pid = self.state.get('supervisor_pid')
+        if not pid:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        for _attempt in range(50):
+            if _pid_gone(pid):
+                return
+            time.sleep(0.05)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     def down(self):
         """Stop every process the lab started, remove its namespaces and links."""
         if not self.state:
             return
+        # first the supervisor, so that no host boots again meanwhile
+        self._stop_supervisor()
         recorded = []
         for host in self.hosts.values():
             recorded += [host.get('pid'), host.get('daemon_pid'),
+                         _read_pid(os.path.join(host['dir'], 'run', 'host.pid')),
                          _read_pid(os.path.join(host['dir'], 'run', 'nix-daemon.pid'))]
-        recorded = [p for p in recorded if p]
-        for pid in recorded:
+        for pid in sorted({p for p in recorded if p}):
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         # Anything still inside the lab's own namespaces was started there by
-        # the lab or by a deploy to it (detached activations, watchdogs).
-        deadline = time.time() + 5
-        while time.time() < deadline:
-            left = self.processes()
-            if not left:
-                break
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL if time.time() > deadline - 3 else signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+        # the lab or by a deploy to it (detached activations, watchdogs, the
+        # systems' own httpd).
+        stop_netns([host['netns'] for host in self.hosts.values()])
         for host in self.hosts.values():
             sh(['ip', 'link', 'del', host['veth']], check=False)
             sh(['ip', 'netns', 'del', host['netns']], check=False)
@@ -613,8 +810,10 @@ class Lab:
     def status(self):
         rows = []
         for name, host in sorted(self.hosts.items()):
-            alive = _pid_alive(host['pid'])
-            rows.append('%-10s %-13s %-15s ssh %-6s %s' % (
-                name, host['persona'], host['address'], host['ssh_user'],
-                'up' if alive else 'DOWN'))
+            power = self.power_state(name)
+            if power == 'up' and _pid_gone(self.pid(name)):
+                power = 'DOWN'
+            rows.append('%-10s %-13s %-15s ssh %-6s %-5s boots %d' % (
+                name, host['persona'], host['address'], host['ssh_user'], power,
+                len(self.boot_ids(name))))
         return rows

@@ -149,8 +149,12 @@ def test_link_cut_and_restore(lab):
 def test_down_leaves_nothing_behind():
     lab = Lab('labdown').up(2)
     index = lab.state['index']
-    pids = {lab.host(h)['pid'] for h in lab.hosts} | lab.processes()
-    assert pids
+    first = {lab.host(h)['pid'] for h in lab.hosts}
+    # a host rebooted: its new sshd is the supervisor's child, not ours
+    lab.reboot('h2')
+    pids = first | {lab.pid(h) for h in lab.hosts} | lab.processes()
+    pids.add(lab.state['supervisor_pid'])
+    assert lab.pid('h2') not in first
     # a detached process on a host, as a deploy would leave, goes too
     lab.ssh('h1', 'setsid sleep 600 </dev/null >/dev/null 2>&1 &', user='root')
     lab.down()

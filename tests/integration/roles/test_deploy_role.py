@@ -8,6 +8,7 @@ go on; the play exits non-zero).
 """
 
 import os
+import subprocess
 
 import pytest
 
@@ -73,6 +74,23 @@ def test_second_deploy_changes_nothing(rol_fleet):
     assert changed == [], run
     assert {h: s['outcome'] for h, s in summaries(run).items()} == {
         'h1': 'unchanged', 'h2': 'unchanged', 'h3': 'unchanged'}
+
+
+def test_check_mode_builds_nothing_and_changes_nothing(rol_fleet):
+    lab, flake = rol_fleet.lab, rol_fleet.flake
+    before = {host: lab.active(host) for host in lab.hosts}
+    flake.set_config('h1', version='2', extra_seed='v2')
+    run = deploy(rol_fleet, '--check', '-l', 'vps')
+    assert run.rc == 0, run
+    new = out_paths(run)
+    # not built (no --diff), not copied, not activated; the copy says why
+    assert subprocess.run(['nix-store', '--check-validity', new['h1']],
+                          stderr=subprocess.DEVNULL, check=False).returncode != 0
+    assert not lab.store_has('h1', new['h1'])
+    assert {host: lab.active(host) for host in lab.hosts} == before
+    copy = run.result(task('Copy the closure to each host'), 'h1')['result']
+    assert copy['changed'] and 'not built yet' in copy['msg'], copy
+    assert run.outcomes() == {'h1': 'would switch', 'h2': 'unchanged'}, run
 
 
 def test_check_diff_changes_nothing_and_shows_the_closure_diff(rol_fleet):

@@ -38,7 +38,29 @@ SCRIPT
 case "$platform" in
   nixos)
     entry "$out/bin/switch-to-configuration" switch-to-configuration
+    # stage 2's activation, run by the lab's boot (tests/lab/host_init.sh)
+    entry "$out/activate" activate
     echo "$version (lab)" >"$out/nixos-version"
+    # what reboot detection compares (nixos-needsreboot, comin)
+    ln -s "$kernel/bzImage" "$out/kernel"
+    ln -s "$kernel/initrd" "$out/initrd"
+    ln -s "$kernel/modules" "$out/kernel-modules"
+    ln -s "$systemd" "$out/systemd"
+    # as system.switch.inhibitors writes it; lab-inhibitors is the same set
+    # as "name<TAB>value" lines for the fake's busybox-only comparison
+    printf '%s' "$inhibitorsJson" >"$out/switch-inhibitors"
+    printf '%s\n' "$inhibitorLines" >"$out/lib/lab-inhibitors"
+    for unit in $failedUnits; do echo "$unit"; done >"$out/lib/lab-failed-units"
+    if [ -n "$httpStatus" ]; then
+      mkdir -p "$out/www/cgi-bin"
+      cat >"$out/www/cgi-bin/health" <<CGI
+#!$busybox/bin/sh
+printf 'Status: %s lab\\r\\nContent-Type: text/plain\\r\\n\\r\\n' "$httpStatus"
+echo "lab $configName $version answers $httpStatus"
+CGI
+      chmod +x "$out/www/cgi-bin/health"
+      echo "$httpPort" >"$out/lib/lab-http-port"
+    fi
     ;;
   darwin)
     entry "$out/activate" activate

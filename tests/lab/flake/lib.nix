@@ -36,6 +36,20 @@ let
       })
       (cfg.extra_paths or 0);
 
+  # What a NixOS system boots: one kernel package (bzImage, initrd, modules)
+  # per kernel_version and one systemd per systemd_version, shared by every
+  # configuration with the same versions, so a new version of a system keeps
+  # its kernel unless the knob changes (what reboot detection compares).
+  bootPart = kind: version: derivation {
+    name = "lab-${kind}-${version}";
+    inherit system kind version;
+    builder = "${busybox}/bin/sh";
+    args = [ "-e" "${./build-boot.sh}" ];
+    PATH = "${busybox}/bin";
+  };
+  kernelOf = cfg: bootPart "linux" (cfg.kernel_version or "6.6.1");
+  systemdOf = cfg: bootPart "systemd" (cfg.systemd_version or "255");
+
   # Per-configuration evaluation cost, on top of the shared library.
   evalCost = cfg:
     foldl' (acc: x: acc + x) 0 (genList (i: i) (cfg.eval_cost or 0));
@@ -59,6 +73,17 @@ let
         # show a test what the activation could read
         onActivate = cfg.on_activate or "";
         brokenBuild = if cfg.broken_build or false then "1" else "";
+        # NixOS only: boot parts, switch inhibitors (name -> value, as
+        # system.switch.inhibitors), units `systemctl is-active` reports
+        # failed, and the status busybox httpd answers (none: no httpd)
+        kernel = if cfg.platform == "nixos" then kernelOf cfg else "";
+        systemd = if cfg.platform == "nixos" then systemdOf cfg else "";
+        inhibitorsJson = builtins.toJSON (cfg.inhibitors or { });
+        inhibitorLines = builtins.concatStringsSep "\n"
+          (builtins.attrValues (mapAttrs (k: v: "${k}\t${toString v}") (cfg.inhibitors or { })));
+        failedUnits = builtins.concatStringsSep " " (cfg.failed_units or [ ]);
+        httpStatus = if cfg ? http_status && cfg.http_status != null then toString cfg.http_status else "";
+        httpPort = toString (cfg.http_port or 80);
         extras = extras cfg;
         evalStamp = toString (heavy + evalCost cfg);
       };

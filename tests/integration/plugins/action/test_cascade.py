@@ -115,8 +115,15 @@ def test_cascade_deploy_sends_one_closure_over_the_uplink(cas):
         assert res['copied_from'] == 'controller' or res['copied_from'] in HOSTS, res
         assert links.verify_closure(host, path) == '', host
         assert lab.active(host) == path, host
-    # the summary of the pipeline strategy: every host switched
-    assert set(run.outcomes().values()) == {'switched'}, run.outcomes()
+    # the summary of the pipeline strategy: every host switched, and says
+    # which host it got its closure from
+    for host, rec in run.summary().items():
+        giver = copies[host]['copied_from']
+        assert rec['copied_from'] == giver, (host, rec)
+        assert rec['outcome'] == ('switched' if giver == 'controller'
+                                  else 'switched (closure from %s)' % giver), rec
+        line = [ln for ln in run.stdout.splitlines() if ln.startswith(host + ' ')]
+        assert line and line[0].endswith(rec['outcome']), (host, line)
 
     seeds = [h for h in HOSTS if copies[h]['copied_from'] == 'controller']
     assert len(seeds) == 1, copies

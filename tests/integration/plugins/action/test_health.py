@@ -1,0 +1,187 @@
+"""Health checks on the `hck` lab fleet, run as users run them: the deploy
+playbook with ``nix_health_checks`` in group and host vars. Each run puts the
+hard cases beside healthy hosts and asserts on every host.
+
+Four NixOS hosts serve their system's own busybox httpd (the fixture's
+``http_status`` knob) and report units per ``failed_units``; a nix-darwin host
+(deploy + sudo) has a command check only. Tests run in file order on one
+fleet.
+"""
+
+import json
+import os
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.collection import run_playbook
+from tests.deploy_fleet import prepare, write_inventory
+
+pytestmark = pytest.mark.lab
+
+PLAYBOOK = 'nixdeploy.fleet.deploy'
+ACTIVATE = 'nixdeploy.fleet.deploy : Activate and confirm the new system'
+NIXOS = ['h1', 'h2', 'h3', 'h4']
+HOSTS = [{'name': h, 'persona': 'nixos'} for h in NIXOS] + [{'name': 'h5', 'persona': 'darwin'}]
+# the app's configuration, written by every NixOS activation (on_activate)
+GOOD_CONFIG = "printf 'port=8080\\n' >/run/app.conf"
+BAD_CONFIG = "printf '# port missing\\n' >/run/app.conf"
+
+
+def nixos_checks():
+    """What a NixOS host must pass, from the controller and on the host."""
+    return [
+        {'name': 'web', 'retries': 2, 'interval': 0.5, 'timeout': 5,
+         'http': {'url': 'http://{{ ansible_host }}/cgi-bin/health', 'body': 'answers 200'}},
+        {'name': 'app-config', 'retries': 1, 'interval': 0.5,
+         'command': "cat /run/app.conf; grep -q '^port=' /run/app.conf"},
+        {'name': 'app', 'unit': 'lab-app.service', 'retries': 1, 'interval': 0.5},
+    ]
+
+
+class Fleet:
+    def __init__(self, lab, flake, inventory, workdir):
+        self.lab, self.flake, self.inventory, self.workdir = lab, flake, inventory, workdir
+        self.runs = 0
+
+    def deploy(self, *args):
+        self.runs += 1
+        rundir = os.path.join(self.workdir, 'run%d' % self.runs)
+        return run_playbook(PLAYBOOK, self.inventory, rundir, args=list(args))
+
+    def version(self, version, **per_host):
+        """Every configuration at ``version`` (healthy), then per-host knobs."""
+        for host in NIXOS:
+            self.flake.set_config(host, version=version, http_status=200, failed_units=[],
+                                  on_activate=GOOD_CONFIG)
+            self.flake.set_config(host, **per_host.get(host, {}))
+        self.flake.set_config('h5', version=version)
+
+
+@pytest.fixture(scope='module')
+def fleet(make_lab, tmp_path_factory):
+    lab = make_lab('hck', HOSTS)
+    base = str(tmp_path_factory.mktemp('hck'))
+    flake, secret = prepare(lab, os.path.join(base, 'flake'))
+    inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
+    group_vars = os.path.join(inventory, 'group_vars')
+    with open(os.path.join(group_vars, 'nixos.yml'), 'w') as handle:
+        json.dump({'nix_health_checks': nixos_checks(), 'nix_confirm_timeout': 15}, handle)
+    with open(os.path.join(group_vars, 'darwin.yml'), 'w') as handle:
+        json.dump({'ansible_become': True, 'nix_health_checks': [
+            {'name': 'root-can-write-nix', 'command': 'test -w /nix/var && id -u'}]}, handle)
+    found = Fleet(lab, flake, inventory, base)
+    found.version('1')
+    return found
+
+
+def activate_results(run):
+    return {r['host']: r for r in run.results(ACTIVATE)}
+
+
+def http(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_healthy_fleet_passes_its_checks_before_confirming(fleet):
+    run = fleet.deploy()
+    assert run.rc == 0, run
+    results = activate_results(run)
+    for host in NIXOS:
+        res = results[host]['result']
+        assert results[host]['status'] == 'ok' and res['changed'], (host, run)
+        checks = res['health_checks']
+        names = [c['name'] for c in checks['checks']]
+        assert checks['ok'] and names == ['web', 'app-config', 'app'], res
+        assert [p['name'] for p in res['phases']] == ['activate', 'checks', 'confirm'], res
+        assert res['confirmed'] and fleet.lab.active(host) == res['new']['path']
+    darwin = results['h5']['result']
+    assert darwin['health_checks']['checks'][0]['output'] == '0', darwin
+    fleet.first = {h: fleet.lab.active(h) for h in NIXOS}
+
+
+def test_http_500_on_one_of_four_rolls_that_host_back(fleet):
+    lab = fleet.lab
+    fleet.version('2', h2={'http_status': 500})
+    run = fleet.deploy()
+    assert run.rc != 0, run
+    results = activate_results(run)
+    res = results['h2']['result']
+    assert results['h2']['status'] == 'failed', run
+    assert res['phase'] == 'checks' and res['rolled_back'] and not res['connection_lost'], res
+    assert res['msg'].startswith("h2: rolled back: health check 'web' failed after 3 tries: "
+                                 "HTTP 500 (wanted 200) (last output: lab h2 2 answers 500)"), res
+    # rejected at once: the watchdog rolled back for the check, not at its deadline
+    assert res['rollback_reason'].startswith("health check 'web'"), res
+    assert [p['name'] for p in res['phases']] == ['activate', 'checks', 'rollback'], res
+    assert res['health_checks']['not_run'] == ['app-config', 'app']
+    # h2 runs v1 again, with v1's httpd; the three others run v2
+    assert lab.active('h2') == lab.current_system('h2') == fleet.first['h2']
+    assert http(lab.http_url('h2')) == 200
+    for host in ('h1', 'h3', 'h4'):
+        assert results[host]['status'] == 'ok', (host, run)
+        assert lab.active(host) != fleet.first[host]
+        assert lab.active(host) == results[host]['result']['new']['path']
+    outcomes = run.outcomes()
+    assert outcomes['h2'].startswith("FAILED: rolled back (health check 'web'"), outcomes
+    assert {outcomes[h] for h in ('h1', 'h3', 'h4', 'h5')} == {'switched'}, outcomes
+
+
+def test_command_and_unit_checks_fail_hosts_the_same_way(fleet):
+    lab = fleet.lab
+    before = {h: lab.active(h) for h in NIXOS}
+    fleet.version('3', h1={'on_activate': BAD_CONFIG}, h3={'failed_units': ['lab-app.service']})
+    run = fleet.deploy()
+    assert run.rc != 0, run
+    results = activate_results(run)
+    one, three = results['h1']['result'], results['h3']['result']
+    assert one['msg'] == ("h1: rolled back: health check 'app-config' failed after 2 tries: "
+                          "exit code 1 (last output: # port missing)"), one
+    assert three['msg'] == ("h3: rolled back: health check 'app' failed after 2 tries: "
+                            "exit code 3 (last output: failed)"), three
+    for host, res in (('h1', one), ('h3', three)):
+        assert results[host]['status'] == 'failed' and res['phase'] == 'checks', res
+        assert res['rolled_back'] and lab.active(host) == before[host]
+    for host in ('h2', 'h4'):
+        assert results[host]['status'] == 'ok', (host, run)
+        assert lab.active(host) == results[host]['result']['new']['path'] != before[host]
+    assert results['h5']['status'] == 'ok' and results['h5']['result']['changed'], run
+
+
+def test_check_mode_skips_the_checks_and_says_so(fleet):
+    lab = fleet.lab
+    before = {h: lab.active(h) for h in NIXOS}
+    fleet.version('4')
+    # --diff: check mode builds the new systems (on the controller only) then
+    run = fleet.deploy('--check', '--diff')
+    assert run.rc == 0, run
+    for host, rec in activate_results(run).items():
+        checks = rec['result']['health_checks']
+        assert checks['skipped'] and checks['checks'] == [], rec
+        assert 'not run: check mode' in rec['result']['msg'], rec
+    assert {h: lab.active(h) for h in NIXOS} == before
+
+
+def test_without_magic_rollback_a_failed_check_still_fails_and_rolls_back(fleet):
+    lab = fleet.lab
+    fleet.version('5', h4={'http_status': 503})
+    before = {h: lab.active(h) for h in ('h2', 'h4')}
+    run = fleet.deploy('-l', 'h2,h4', '-e', 'nix_magic_rollback=false')
+    assert run.rc != 0, run
+    results = activate_results(run)
+    res = results['h4']['result']
+    assert results['h4']['status'] == 'failed' and not res['magic_rollback'], res
+    assert res['phase'] == 'checks' and res['rolled_back'], res
+    assert res['msg'].startswith("h4: rolled back: health check 'web' failed after 3 tries: "
+                                 "HTTP 503 (wanted 200)"), res
+    assert [p['name'] for p in res['phases']] == ['activate', 'checks', 'rollback'], res
+    assert lab.active('h4') == before['h4'] and http(lab.http_url('h4')) == 200
+    # the failed generation is gone: the profile is back where it was
+    assert lab.run_in('h4', ['readlink', '-f', '/nix/var/nix/profiles/system']).stdout.strip() \
+        == before['h4']
+    assert results['h2']['status'] == 'ok' and lab.active('h2') != before['h2']

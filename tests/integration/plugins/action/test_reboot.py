@@ -1,0 +1,218 @@
+"""Reboots and switch inhibitors on the `rbt` lab fleet, through the deploy
+playbook with ``nix_reboot``: the lab's faithful reboot (new boot id, fresh
+/run, the boot default activated at boot, see docs/lab.md) beside hosts that
+must not reboot, one run per situation, assertions on every host.
+
+Six NixOS hosts serve their system's httpd (``http_status``) and are checked
+over it after every activation and reboot.
+"""
+
+import json
+import os
+import time
+
+import pytest
+
+from tests.collection import run_playbook
+from tests.deploy_fleet import prepare, write_inventory
+
+pytestmark = pytest.mark.lab
+
+PLAYBOOK = 'nixdeploy.fleet.deploy'
+ACTIVATE = 'nixdeploy.fleet.deploy : Activate and confirm the new system'
+HOSTS = ['r1', 'r2', 'r3', 'r4', 'r5', 'r6']
+INHIBITORS = {'dbus-implementation': 'dbus'}
+NEVER_BACK_TIMEOUT = 12
+
+
+class Fleet:
+    def __init__(self, lab, flake, inventory, workdir):
+        self.lab, self.flake, self.inventory, self.workdir = lab, flake, inventory, workdir
+        self.runs = 0
+
+    def deploy(self, *args):
+        self.runs += 1
+        rundir = os.path.join(self.workdir, 'run%d' % self.runs)
+        return run_playbook(PLAYBOOK, self.inventory, rundir, args=list(args))
+
+    def set(self, host, **knobs):
+        self.flake.set_config(host, **knobs)
+
+    def host_vars(self, host, **values):
+        folder = os.path.join(self.inventory, 'host_vars')
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, '%s.yml' % host), 'w') as handle:
+            json.dump(values, handle)
+
+
+@pytest.fixture(scope='module')
+def fleet(make_lab, tmp_path_factory):
+    lab = make_lab('rbt', [{'name': h, 'persona': 'nixos'} for h in HOSTS])
+    base = str(tmp_path_factory.mktemp('rbt'))
+    configurations = {h: {'platform': 'nixos', 'http_status': 200, 'inhibitors': INHIBITORS}
+                      for h in HOSTS}
+    flake, secret = prepare(lab, os.path.join(base, 'flake'), configurations=configurations)
+    inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
+    web = {'name': 'web', 'retries': 2, 'interval': 0.5, 'timeout': 5,
+           'http': {'url': 'http://{{ ansible_host }}/cgi-bin/health', 'status': 200}}
+    with open(os.path.join(inventory, 'group_vars', 'nixos.yml'), 'w') as handle:
+        json.dump({'nix_reboot': 'when-needed', 'nix_reboot_timeout': 60,
+                   'nix_health_checks': [web]}, handle)
+    return Fleet(lab, flake, inventory, base)
+
+
+def results(run):
+    return {r['host']: r for r in run.results(ACTIVATE)}
+
+
+def ok(found, host, run):
+    assert found[host]['status'] == 'ok', (host, found[host], run)
+    return found[host]['result']
+
+
+def failed(found, host, run):
+    assert found[host]['status'] == 'failed', (host, found[host], run)
+    return found[host]['result']
+
+
+def profile_generation(lab, host):
+    link = lab.run_in(host, ['readlink', '/nix/var/nix/profiles/system']).stdout.strip()
+    return int(link.split('-')[1])
+
+
+def test_always_reboots_every_host_into_its_first_system(fleet):
+    lab = fleet.lab
+    ids = {h: lab.boot_id(h) for h in HOSTS}
+    run = fleet.deploy('-e', 'nix_reboot=always')
+    assert run.rc == 0, run
+    found = results(run)
+    for host in HOSTS:
+        res = ok(found, host, run)
+        new = res['new']['path']
+        assert res['reboot']['rebooted'] and res['reboot']['mode'] == 'always', res
+        assert lab.boot_id(host) == res['reboot']['boot_id_after'] != ids[host]
+        assert lab.booted(host) == lab.current_system(host) == lab.boot(host) == new
+        assert [p['name'] for p in res['phases']] == ['activate', 'reboot', 'checks'], res
+        assert res['health_checks']['ok'], res
+    assert set(run.outcomes().values()) == {'switched'}, run.outcomes()
+    fleet.first = {h: lab.booted(h) for h in HOSTS}
+
+
+def test_when_needed_fleet(fleet):
+    """One run: r1 gets a new kernel (reboots, fine); r2 a new kernel but its
+    boot loader falls back to the old entry (wrong system); r3 a new kernel
+    and never comes back; r4 changed switch inhibitors (refused switch, so
+    boot + reboot); r5 a new version only (switch, no reboot); r6 changed
+    inhibitors without reboots allowed (fails, nothing changed)."""
+    lab = fleet.lab
+    first = fleet.first
+    for host in HOSTS:
+        fleet.set(host, version='2')
+    for host in ('r1', 'r2', 'r3'):
+        fleet.set(host, kernel_version='6.12.9')
+    for host in ('r4', 'r6'):
+        fleet.set(host, inhibitors={'dbus-implementation': 'broker'})
+    lab.set_power('r2', fallback=True)
+    lab.set_power('r3', comes_back=False)
+    fleet.host_vars('r3', nix_reboot_timeout=NEVER_BACK_TIMEOUT)
+    fleet.host_vars('r6', nix_reboot='never')
+    ids = {h: lab.boot_id(h) for h in HOSTS}
+    gens = {h: profile_generation(lab, h) for h in HOSTS}
+    started = time.time()
+    run = fleet.deploy()
+    took = time.time() - started
+    assert run.rc != 0, run
+    found = results(run)
+
+    res = ok(found, 'r1', run)
+    assert res['reboot']['rebooted'] and res['reboot']['needed'], res
+    assert res['reboot']['reasons'][0].startswith('kernel: lab-linux-6.6.1/bzImage -> '
+                                                  'lab-linux-6.12.9/bzImage'), res
+    assert lab.boot_id('r1') != ids['r1'] and lab.booted('r1') == res['new']['path']
+    assert lab.boot('r1') == res['new']['path'] and res['health_checks']['ok']
+
+    res = failed(found, 'r2', run)
+    assert res['phase'] == 'reboot' and res['rolled_back'], res
+    assert 'not on the new system %s' % res['new']['path'] in res['msg'], res
+    assert 'is the boot default again' in res['msg'], res
+    assert lab.booted('r2') == first['r2'] and lab.boot('r2') == first['r2']
+    assert profile_generation(lab, 'r2') == gens['r2'], 'the failed generation is gone'
+
+    res = failed(found, 'r3', run)
+    assert res['phase'] == 'reboot' and res['connection_lost'] and not res['rolled_back'], res
+    assert ('did not come back with a new boot id within %ss: it went down'
+            % NEVER_BACK_TIMEOUT) in res['msg'], res
+    assert res['health_checks']['skipped'], res
+    assert lab.power_state('r3') == 'off'
+
+    res = ok(found, 'r4', run)
+    assert res['switch_refused']['inhibitors'] == [
+        {'name': 'dbus-implementation', 'old': 'dbus', 'new': 'broker'}], res
+    assert res['reboot']['rebooted'] and lab.boot_id('r4') != ids['r4'], res
+    assert "switchInhibitors" in res['reboot']['reasons'][-1], res
+    assert lab.booted('r4') == lab.current_system('r4') == res['new']['path']
+
+    res = ok(found, 'r5', run)
+    assert not res['reboot']['rebooted'] and res['reboot']['needed'] is False, res
+    assert lab.boot_id('r5') == ids['r5'] and lab.current_system('r5') == res['new']['path']
+    assert [p['name'] for p in res['phases']] == ['activate', 'checks', 'confirm'], res
+
+    res = failed(found, 'r6', run)
+    assert res['phase'] == 'activate' and not res['rolled_back'] and not res['changed'], res
+    assert res['state'] == 'refused', res
+    assert ("the switch was refused by the pre-switch check 'switchInhibitors' "
+            "(dbus-implementation: dbus -> broker); nothing was changed") in res['msg'], res
+    assert 'nix_reboot: when-needed' in res['msg'] and 'NIXOS_NO_CHECK=1' in res['msg'], res
+    assert lab.current_system('r6') == lab.boot('r6') == first['r6']
+    assert profile_generation(lab, 'r6') == gens['r6'] and lab.boot_id('r6') == ids['r6']
+
+    outcomes = run.outcomes()
+    assert outcomes['r1'] == outcomes['r4'] == outcomes['r5'] == 'switched', outcomes
+    assert outcomes['r3'].startswith('FAILED at reboot: '), outcomes
+    # the run ended: the host that never came back cost its timeout, not more
+    assert took < NEVER_BACK_TIMEOUT + 120, took
+
+
+def test_the_same_host_unhealthy_after_its_reboot_gets_its_previous_boot_default(fleet):
+    lab = fleet.lab
+    lab.set_power('r3', comes_back=True)
+    lab.power_on('r3')
+    before = lab.boot('r1')
+    gen = profile_generation(lab, 'r1')
+    fleet.set('r1', version='3', kernel_version='6.13.1', http_status=500)
+    fleet.set('r5', version='3')
+    run = fleet.deploy('-l', 'r1,r5')
+    assert run.rc != 0, run
+    found = results(run)
+    res = failed(found, 'r1', run)
+    assert res['phase'] == 'checks' and res['rolled_back'] and res['reboot']['rebooted'], res
+    assert res['msg'].startswith("r1: rolled back: health check 'web' failed after 3 tries: "
+                                 "HTTP 500 (wanted 200)"), res
+    assert 'after the reboot' in res['msg'] and 'is the boot default again' in res['msg'], res
+    # it runs what it booted until its next reboot, which brings back the previous one
+    assert lab.booted('r1') == res['new']['path'] and lab.boot('r1') == before
+    assert profile_generation(lab, 'r1') == gen
+    assert [p['name'] for p in res['phases']] == ['activate', 'reboot', 'checks', 'rollback']
+    lab.reboot('r1')
+    assert lab.booted('r1') == before
+    assert ok(found, 'r5', run)['changed']
+
+
+def test_forced_switch_and_a_lock_left_by_a_reboot(fleet):
+    """r6 switches through its changed inhibitors with nix_pre_switch_checks
+    false (NIXOS_NO_CHECK=1); r5 finds a lock taken before a reboot whose pid
+    now belongs to another live process (its sshd): the lock is stale."""
+    lab = fleet.lab
+    lock = '/nix/var/nixdeploy/_nix_var_nix_profiles_system/lock'
+    lab.run_in('r5', ['sh', '-c', 'mkdir %s && echo %d >%s/pid && echo gone-boot >%s/boot && '
+                      'echo 1-old >%s/run' % (lock, lab.pid('r5'), lock, lock, lock)])
+    fleet.set('r5', version='4')
+    fleet.host_vars('r6', nix_reboot='never', nix_pre_switch_checks=False)
+    run = fleet.deploy('-l', 'r5,r6', '-e', 'nix_lock_timeout=20')
+    assert run.rc == 0, run
+    found = results(run)
+    five, six = ok(found, 'r5', run), ok(found, 'r6', run)
+    assert any('taken before a reboot' in line for line in five['log_tail']), five
+    assert lab.current_system('r5') == five['new']['path']
+    assert 'switch_refused' not in six and lab.current_system('r6') == six['new']['path'], six
+    assert six['new']['path'] != fleet.first['r6']
