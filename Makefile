@@ -91,8 +91,8 @@ demo: deps
 demo-down: venv
 	$(VENV)/bin/python -m tests.lab down --name $(DEMO_NAME)
 
-# All five benchmark tables (root: tables 1, 3, 5 deploy to a lab fleet); about
-# 5 minutes on 2 cores. BENCH_ARGS='--quick' or e.g. '--only eval,inventory'.
+# All six benchmark tables (root: tables 1, 3, 5, 6 deploy to lab fleets); about
+# 8 minutes on 2 cores. BENCH_ARGS='--quick' or e.g. '--only eval,inventory'.
 bench: deps
 	$(VENV)/bin/python -m benchmarks $${BENCH_ARGS:-}
 

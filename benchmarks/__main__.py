@@ -2,13 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run the benchmarks, print their tables and write benchmarks/results/latest.json.
 
-    python -m benchmarks                      all five, full sizes (~10-15 min, root)
+    python -m benchmarks                      all six, full sizes (~10-15 min, root)
     python -m benchmarks --quick              smaller sizes (~3 min)
     python -m benchmarks --only eval,inventory --eval-sizes 1,16
 
-Tables: 1 overhead, 2 eval, 3 copy, 4 inventory, 5 scaling. Tables 1, 3 and 5
-deploy to a lab fleet (tests/lab, root needed) named by --lab, always downed
-at the end. Run it with a Python that has ansible-core (the project venv).
+Tables: 1 overhead, 2 eval, 3 copy, 4 inventory, 5 scaling, 6 cascade.
+Tables 1, 3 and 5 deploy to a lab fleet (tests/lab, root needed) named by
+--lab, table 6 to one of its own (every host one shared system), always
+downed at the end. Run it with a Python that has ansible-core (the project venv).
 """
 
 import argparse
@@ -20,15 +21,17 @@ import sys
 import tempfile
 import time
 
-from benchmarks import copy_modes, eval_batching, inventory_parse, overhead, scaling
+from benchmarks import cascade, copy_modes, eval_batching, inventory_parse, overhead, scaling
 from benchmarks._fleet import REPO, BenchFleet, load
 
-TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling')
+TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade')
 FULL = {'overhead_sizes': '1,4,8,16', 'eval_sizes': '1,4,8,16',
         'inventory_sizes': '100,1000,10000', 'scaling_sizes': '4,8,16,32',
-        'copy_hosts': 8, 'copy_bytes': 4000000}
+        'copy_hosts': 8, 'copy_bytes': 4000000, 'cascade_sizes': '8,16',
+        'cascade_bytes': 8000000}
 QUICK = {'overhead_sizes': '1,4', 'eval_sizes': '1,4', 'inventory_sizes': '100,1000',
-         'scaling_sizes': '4,8', 'copy_hosts': 4, 'copy_bytes': 1000000}
+         'scaling_sizes': '4,8', 'copy_hosts': 4, 'copy_bytes': 1000000, 'cascade_sizes': '4',
+         'cascade_bytes': 2000000}
 
 
 def sizes(text):
@@ -50,7 +53,9 @@ def parse_args(argv):
     parser.add_argument('--scaling-sizes')
     parser.add_argument('--copy-hosts', type=int)
     parser.add_argument('--copy-bytes', type=int, help='new closure bytes per host and mode')
-    parser.add_argument('--rate', default='100mbit', help='netem rate of each host link')
+    parser.add_argument('--cascade-sizes')
+    parser.add_argument('--cascade-bytes', type=int, help='new closure bytes per host (cascade)')
+    parser.add_argument('--rate', default='100mbit', help='tbf rate of each host link')
     parser.add_argument('--delay', default='20ms', help='netem delay each way')
     parser.add_argument('--lab', default='bnc', help='name of the lab to bring up (and down)')
     parser.add_argument('--output', default=os.path.join(REPO, 'benchmarks', 'results',
@@ -64,9 +69,9 @@ def parse_args(argv):
     unknown = set(args.only) - set(TABLES)
     if unknown:
         parser.error('unknown tables: %s' % ', '.join(sorted(unknown)))
-    if os.geteuid() != 0 and set(args.only) & {'overhead', 'copy', 'scaling'}:
-        parser.error('overhead, copy and scaling deploy to a lab fleet, which needs root; '
-                     'without root run --only eval,inventory')
+    if os.geteuid() != 0 and set(args.only) & {'overhead', 'copy', 'scaling', 'cascade'}:
+        parser.error('overhead, copy, scaling and cascade deploy to a lab fleet, which needs '
+                     'root; without root run --only eval,inventory')
     return args
 
 
@@ -147,7 +152,7 @@ def main(argv=None):
                'tables': {}}
     tables = results['tables']
     printers = {'overhead': overhead.table, 'eval': eval_table, 'copy': copy_modes.table,
-                'inventory': inventory_table, 'scaling': scaling.table}
+                'inventory': inventory_table, 'scaling': scaling.table, 'cascade': cascade.table}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix='nixdeploy-bench-') as tmp:
         if 'eval' in args.only:
@@ -178,6 +183,16 @@ def main(argv=None):
                     tables['copy'] = copy_modes.run(
                         fleet, hosts=args.copy_hosts, rate=args.rate, delay=args.delay,
                         extra_bytes=args.copy_bytes, log=log)
+            finally:
+                fleet.down()
+        if 'cascade' in args.only:
+            log('6. closure cascade ...')
+            cascade_sizes = sizes(args.cascade_sizes)
+            fleet = cascade.CascadeFleet(args.lab + 'c', max(cascade_sizes),
+                                         os.path.join(tmp, 'cascade'), args.rate)
+            try:
+                tables['cascade'] = cascade.run(fleet, cascade_sizes, args.rate,
+                                                args.cascade_bytes, log=log)
             finally:
                 fleet.down()
     results['seconds'] = round(time.monotonic() - started, 1)
