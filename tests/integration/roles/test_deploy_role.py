@@ -9,6 +9,7 @@ go on; the play exits non-zero).
 
 import os
 import subprocess
+import uuid
 
 import pytest
 
@@ -79,7 +80,8 @@ def test_second_deploy_changes_nothing(rol_fleet):
 def test_check_mode_builds_nothing_and_changes_nothing(rol_fleet):
     lab, flake = rol_fleet.lab, rol_fleet.flake
     before = {host: lab.active(host) for host in lab.hosts}
-    flake.set_config('h1', version='2', extra_seed='v2')
+    # a system no run ever built on this controller
+    flake.set_config('h1', version='2', extra_seed='unbuilt-%s' % uuid.uuid4().hex[:8])
     run = deploy(rol_fleet, '--check', '-l', 'vps')
     assert run.rc == 0, run
     new = out_paths(run)
