@@ -13,9 +13,11 @@ CLI (Molecule's create playbook):
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+from tests.collection import BIN, REPO, collections_path, run_playbook
 from tests.lab import Lab
 from tests.lab.fixtures import FleetFlake
 
@@ -81,6 +83,51 @@ def write_inventory(directory, lab, flake, secret_key, name='fleet'):
     with open(os.path.join(group_vars, 'darwin.yml'), 'w') as handle:
         json.dump({'ansible_become': True}, handle)
     return directory
+
+
+class DeployFleet:
+    """A lab, its flake and inventory, deployed with `nixdeploy.fleet.deploy`,
+    each run in a fresh working directory under ``workdir``."""
+
+    PLAYBOOK = 'nixdeploy.fleet.deploy'
+
+    def __init__(self, lab, flake, inventory, workdir):
+        self.lab, self.flake, self.inventory, self.workdir = lab, flake, inventory, workdir
+        self.runs = 0
+
+    def rundir(self):
+        self.runs += 1
+        path = os.path.join(self.workdir, 'run%d' % self.runs)
+        os.makedirs(path)
+        return path
+
+    def deploy(self, *args, **kwargs):
+        return run_playbook(self.PLAYBOOK, self.inventory, self.rundir(), args=list(args),
+                            **kwargs)
+
+
+def runner_private_dir(private, inventory=None, envvars=None):
+    """An ansible-runner private data dir as AWX prepares one: the
+    repository's deploy.yml as the project, ``inventory`` (a file copied into
+    inventory/, or None when the caller writes it), env with ``envvars``
+    added to what the collection needs."""
+    for folder in ('project', 'inventory', 'env'):
+        os.makedirs(os.path.join(private, folder), exist_ok=True)
+    shutil.copy(os.path.join(REPO, 'deploy.yml'), os.path.join(private, 'project', 'deploy.yml'))
+    if inventory:
+        shutil.copy(inventory, os.path.join(private, 'inventory', os.path.basename(inventory)))
+    env = {
+        'ANSIBLE_COLLECTIONS_PATH': collections_path(),
+        'ANSIBLE_HOST_KEY_CHECKING': 'True',
+        'ANSIBLE_GATHERING': 'explicit',
+        'PATH': BIN + os.pathsep + os.environ.get('PATH', ''),
+    }
+    env.update(envvars or {})
+    with open(os.path.join(private, 'env', 'envvars'), 'w') as handle:
+        json.dump(env, handle)
+    with open(os.path.join(private, 'env', 'settings'), 'w') as handle:
+        json.dump({'job_timeout': 600, 'suppress_ansible_output': True}, handle)
+    return private
 
 
 def main(argv=None):

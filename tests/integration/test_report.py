@@ -16,8 +16,8 @@ import shutil
 import jsonschema
 import pytest
 
-from tests.collection import BIN, REPO, collections_path, set_stats_of
-from tests.deploy_fleet import prepare, write_inventory
+from tests.collection import REPO, set_stats_of
+from tests.deploy_fleet import prepare, runner_private_dir, write_inventory
 from tests.integration import chromium
 
 ansible_runner = pytest.importorskip('ansible_runner')
@@ -52,21 +52,8 @@ def fleet(make_lab, tmp_path_factory):
         for name in NAMES))
     private = os.path.join(base, 'private')
     write_inventory(os.path.join(private, 'inventory'), lab, flake, secret)
-    os.makedirs(os.path.join(private, 'project'))
-    shutil.copy(os.path.join(REPO, 'deploy.yml'), os.path.join(private, 'project', 'deploy.yml'))
-    os.makedirs(os.path.join(private, 'env'))
-    envvars = {
-        'ANSIBLE_COLLECTIONS_PATH': collections_path(),
-        'ANSIBLE_CALLBACKS_ENABLED': 'nixdeploy.fleet.report',
-        'ANSIBLE_HOST_KEY_CHECKING': 'True',
-        'ANSIBLE_GATHERING': 'explicit',
-        'ANSIBLE_FORKS': '25',
-        'PATH': BIN + os.pathsep + os.environ.get('PATH', ''),
-    }
-    with open(os.path.join(private, 'env', 'envvars'), 'w') as handle:
-        json.dump(envvars, handle)
-    with open(os.path.join(private, 'env', 'settings'), 'w') as handle:
-        json.dump({'job_timeout': 600, 'suppress_ansible_output': True}, handle)
+    runner_private_dir(private, envvars={'ANSIBLE_CALLBACKS_ENABLED': 'nixdeploy.fleet.report',
+                                         'ANSIBLE_FORKS': '25'})
     return Fleet(lab, flake, private)
 
 

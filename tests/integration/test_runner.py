@@ -4,14 +4,11 @@ plugin config and group_vars), a project (the repository's deploy.yml) and
 env/ (envvars, settings), against the `rol` lab.
 """
 
-import json
 import os
-import shutil
 
 import pytest
 
-from tests.collection import BIN, REPO, collections_path
-from tests.deploy_fleet import prepare, write_inventory
+from tests.deploy_fleet import prepare, runner_private_dir, write_inventory
 
 ansible_runner = pytest.importorskip('ansible_runner')
 
@@ -30,21 +27,7 @@ def data_dir(make_lab, tmp_path_factory):
     flake, secret = prepare(lab, os.path.join(base, 'flake'), tags={'h1': ['vps']})
     private = os.path.join(base, 'private')
     write_inventory(os.path.join(private, 'inventory'), lab, flake, secret)
-    os.makedirs(os.path.join(private, 'project'))
-    # the project is this repository's own entry point
-    shutil.copy(os.path.join(REPO, 'deploy.yml'), os.path.join(private, 'project', 'deploy.yml'))
-    os.makedirs(os.path.join(private, 'env'))
-    envvars = {
-        'ANSIBLE_COLLECTIONS_PATH': collections_path(),
-        'ANSIBLE_HOST_KEY_CHECKING': 'True',
-        'ANSIBLE_GATHERING': 'explicit',
-        'ANSIBLE_FORKS': '25',
-        'PATH': BIN + os.pathsep + os.environ.get('PATH', ''),
-    }
-    with open(os.path.join(private, 'env', 'envvars'), 'w') as handle:
-        json.dump(envvars, handle)
-    with open(os.path.join(private, 'env', 'settings'), 'w') as handle:
-        json.dump({'job_timeout': 600, 'suppress_ansible_output': True}, handle)
+    runner_private_dir(private, envvars={'ANSIBLE_FORKS': '25'})
     return lab, private
 
 

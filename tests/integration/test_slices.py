@@ -7,15 +7,14 @@ host is deployed exactly once, and the three reports merge into one.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import jsonschema
 import pytest
 
-from tests.collection import BIN, REPO, ansible_env, collections_path, set_stats_of
-from tests.deploy_fleet import prepare, write_inventory
+from tests.collection import BIN, REPO, ansible_env, set_stats_of
+from tests.deploy_fleet import prepare, runner_private_dir, write_inventory
 
 ansible_runner = pytest.importorskip('ansible_runner')
 
@@ -58,24 +57,8 @@ def slice_inventories(inventory_dir, base):
 
 def private_dir(base, number, inventory):
     """One slice job's private data dir: project, env, and its inventory."""
-    private = os.path.join(base, 'job%d' % number)
-    os.makedirs(os.path.join(private, 'project'))
-    os.makedirs(os.path.join(private, 'inventory'))
-    os.makedirs(os.path.join(private, 'env'))
-    shutil.copy(os.path.join(REPO, 'deploy.yml'), os.path.join(private, 'project', 'deploy.yml'))
-    shutil.copy(inventory, os.path.join(private, 'inventory', 'hosts.json'))
-    envvars = {
-        'ANSIBLE_COLLECTIONS_PATH': collections_path(),
-        'ANSIBLE_CALLBACKS_ENABLED': 'nixdeploy.fleet.report',
-        'ANSIBLE_HOST_KEY_CHECKING': 'True',
-        'ANSIBLE_GATHERING': 'explicit',
-        'PATH': BIN + os.pathsep + os.environ.get('PATH', ''),
-    }
-    with open(os.path.join(private, 'env', 'envvars'), 'w') as handle:
-        json.dump(envvars, handle)
-    with open(os.path.join(private, 'env', 'settings'), 'w') as handle:
-        json.dump({'job_timeout': 600, 'suppress_ansible_output': True}, handle)
-    return private
+    return runner_private_dir(os.path.join(base, 'job%d' % number), inventory,
+                              {'ANSIBLE_CALLBACKS_ENABLED': 'nixdeploy.fleet.report'})
 
 
 @pytest.fixture(scope='module')

@@ -4,26 +4,13 @@ import os
 
 import pytest
 
-from tests.deploy_fleet import prepare, write_inventory
+from tests.deploy_fleet import DeployFleet, prepare, write_inventory
 
 # Two NixOS hosts tagged vps (root) and one nix-darwin host (deploy + sudo,
 # signed copies): root and non-root paths through every phase.
 HOSTS = [{'name': 'h1', 'persona': 'nixos'}, {'name': 'h2', 'persona': 'nixos'},
          {'name': 'h3', 'persona': 'darwin'}]
 TAGS = {'h1': ['vps'], 'h2': ['vps', 'hk']}
-
-
-class Fleet:
-    def __init__(self, lab, flake, inventory, workdir):
-        self.lab, self.flake, self.inventory, self.workdir = lab, flake, inventory, workdir
-        self.runs = 0
-
-    def rundir(self):
-        """A fresh working directory for one ansible-playbook run."""
-        self.runs += 1
-        path = os.path.join(self.workdir, 'run%d' % self.runs)
-        os.makedirs(path)
-        return path
 
 
 @pytest.fixture(scope='module')
@@ -34,4 +21,4 @@ def rol_fleet(make_lab, tmp_path_factory):
                             configurations={'h1': {'platform': 'nixos', 'extra_paths': 2,
                                                    'extra_bytes': 20000}})
     inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
-    return Fleet(lab, flake, inventory, base)
+    return DeployFleet(lab, flake, inventory, base)

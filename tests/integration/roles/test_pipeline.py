@@ -13,12 +13,10 @@ import os
 
 import pytest
 
-from tests.collection import run_playbook
-from tests.deploy_fleet import prepare, write_inventory
+from tests.deploy_fleet import DeployFleet, prepare, write_inventory
 
 pytestmark = pytest.mark.lab
 
-PLAYBOOK = 'nixdeploy.fleet.deploy'
 ACTIVATE = 'nixdeploy.fleet.deploy : Activate and confirm the new system'
 EVAL = 'nixdeploy.fleet.deploy : Evaluate the system of each host'
 
@@ -30,18 +28,8 @@ CONFIRM_TIMEOUT = 8
 SLOW_SECONDS = 14
 
 
-class Fleet:
-    def __init__(self, lab, flake, inventory, workdir):
-        self.lab, self.flake, self.inventory, self.workdir = lab, flake, inventory, workdir
-        self.runs = 0
-
-    def deploy(self, *args):
-        self.runs += 1
-        rundir = os.path.join(self.workdir, 'run%d' % self.runs)
-        return run_playbook(PLAYBOOK, self.inventory, rundir, args=list(args))
-
-    def active(self):
-        return {host: self.lab.active(host) for host in self.lab.hosts}
+def active(fleet):
+    return {host: fleet.lab.active(host) for host in fleet.lab.hosts}
 
 
 @pytest.fixture(scope='module')
@@ -50,7 +38,7 @@ def pip_fleet(make_lab, tmp_path_factory):
     base = str(tmp_path_factory.mktemp('pip'))
     flake, secret = prepare(lab, os.path.join(base, 'flake'))
     inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
-    fleet = Fleet(lab, flake, inventory, base)
+    fleet = DeployFleet(lab, flake, inventory, base)
     run = fleet.deploy()
     assert run.rc == 0, run
     return fleet
@@ -58,7 +46,7 @@ def pip_fleet(make_lab, tmp_path_factory):
 
 def test_every_host_confirms_its_own_activation(pip_fleet):
     lab, flake = pip_fleet.lab, pip_fleet.flake
-    before = pip_fleet.active()
+    before = active(pip_fleet)
     flake.set_all(version='2')
     flake.set_config('slow', behaviour='slow', slow_seconds=SLOW_SECONDS)
     flake.set_config('netbreak', behaviour='break-network')
@@ -120,7 +108,7 @@ def test_every_host_confirms_its_own_activation(pip_fleet):
 
 def test_failing_canary_stops_the_rest(pip_fleet):
     lab, flake = pip_fleet.lab, pip_fleet.flake
-    before = pip_fleet.active()
+    before = active(pip_fleet)
     histories = {h: lab.read(h, '/nix/var/lab/history-%s' % lab.state_key(h)) for h in lab.hosts}
     flake.set_all(version='3')
     # the first host of the inventory is the canary of serial [1, "100%"]
@@ -136,7 +124,7 @@ def test_failing_canary_stops_the_rest(pip_fleet):
     assert summary[canary]['failed'] and summary[canary]['rolled_back'], summary
     assert 'no further batch starts' in run.stdout, run
     # nobody else was touched: same system, no activation ran
-    assert pip_fleet.active() == before
+    assert active(pip_fleet) == before
     for host in lab.hosts:
         if host != canary:
             assert lab.read(host, '/nix/var/lab/history-%s' % lab.state_key(host)) == \

@@ -15,12 +15,10 @@ import urllib.request
 
 import pytest
 
-from tests.collection import run_playbook
-from tests.deploy_fleet import prepare, write_inventory
+from tests.deploy_fleet import DeployFleet, prepare, write_inventory
 
 pytestmark = pytest.mark.lab
 
-PLAYBOOK = 'nixdeploy.fleet.deploy'
 ACTIVATE = 'nixdeploy.fleet.deploy : Activate and confirm the new system'
 NIXOS = ['h1', 'h2', 'h3', 'h4']
 HOSTS = [{'name': h, 'persona': 'nixos'} for h in NIXOS] + [{'name': 'h5', 'persona': 'darwin'}]
@@ -40,15 +38,7 @@ def nixos_checks():
     ]
 
 
-class Fleet:
-    def __init__(self, lab, flake, inventory, workdir):
-        self.lab, self.flake, self.inventory, self.workdir = lab, flake, inventory, workdir
-        self.runs = 0
-
-    def deploy(self, *args):
-        self.runs += 1
-        rundir = os.path.join(self.workdir, 'run%d' % self.runs)
-        return run_playbook(PLAYBOOK, self.inventory, rundir, args=list(args))
+class Fleet(DeployFleet):
 
     def version(self, version, **per_host):
         """Every configuration at ``version`` (healthy), then per-host knobs."""

@@ -13,27 +13,17 @@ import time
 
 import pytest
 
-from tests.collection import run_playbook
-from tests.deploy_fleet import prepare, write_inventory
+from tests.deploy_fleet import DeployFleet, prepare, write_inventory
 
 pytestmark = pytest.mark.lab
 
-PLAYBOOK = 'nixdeploy.fleet.deploy'
 ACTIVATE = 'nixdeploy.fleet.deploy : Activate and confirm the new system'
 HOSTS = ['r1', 'r2', 'r3', 'r4', 'r5', 'r6']
 INHIBITORS = {'dbus-implementation': 'dbus'}
 NEVER_BACK_TIMEOUT = 12
 
 
-class Fleet:
-    def __init__(self, lab, flake, inventory, workdir):
-        self.lab, self.flake, self.inventory, self.workdir = lab, flake, inventory, workdir
-        self.runs = 0
-
-    def deploy(self, *args):
-        self.runs += 1
-        rundir = os.path.join(self.workdir, 'run%d' % self.runs)
-        return run_playbook(PLAYBOOK, self.inventory, rundir, args=list(args))
+class Fleet(DeployFleet):
 
     def set(self, host, **knobs):
         self.flake.set_config(host, **knobs)
