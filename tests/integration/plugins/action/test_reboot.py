@@ -75,6 +75,9 @@ def test_always_reboots_every_host_into_its_first_system(fleet):
     ids = {h: lab.boot_id(h) for h in HOSTS}
     run = fleet.deploy('-e', 'nix_reboot=always')
     assert run.rc == 0, run
+    # asked to reboot on the command line: one host at a time, never the
+    # whole fleet at once (a batch, and a summary, per host)
+    assert run.stdout.count('NIXDEPLOY SUMMARY') == len(HOSTS), run
     found = results(run)
     for host in HOSTS:
         res = ok(found, host, run)
