@@ -24,9 +24,9 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
     parse_probe, probe_script, remote_program)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
-    NIX_OPTIONS_SPEC, EvalError, Evaluator, host_request, normalised)
+    EvalError, Evaluator, host_request, normalised)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    NixError, NixOptions, flake_ref)
+    NixError, NixOptions, flake_ref, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, is_store_path)
 
@@ -93,7 +93,7 @@ class ActionModule(ActionBase):
     def _from_batch(self, host, own):
         args = unlink_host_args(self._args, self._vars, _build.PER_HOST_ARGS)
         hosts = play_batch(self._vars)
-        shared = dict((k, self._args.get(k)) for k in sorted(NIX_OPTIONS_SPEC))
+        shared = options_of(self._args)
         key = batch_key('nix_build', self._task._uuid, sorted(hosts), shared, self._check_mode,
                         [args.get(k) for k in sorted(_build.PER_HOST_ARGS)],
                         self._args.get('gc_root_dir'))

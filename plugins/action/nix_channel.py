@@ -29,8 +29,8 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     Batch, batch_key, play_batch, unlink_host_args)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._channel import (
     ARGUMENT_SPEC, PER_HOST_ARGS)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_OPTIONS_SPEC
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, NixOptions
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
+    NixError, NixOptions, options_of)
 # What a host's request reads from its variables and facts.
 HOST_VARS = ('nix_channel_ref', 'nix_flake', 'nix_flake_revision', 'nix_out_path',
              'nix_published_path')
@@ -140,7 +140,7 @@ class ActionModule(ActionBase):
             or self._request(host, batch_args, task_vars['hostvars'][host]) != own)
         data = None
         if not alone:
-            shared = dict((k, args.get(k)) for k in sorted(NIX_OPTIONS_SPEC))
+            shared = options_of(args)
             key = batch_key('nix_channel', self._task._uuid, sorted(hosts), shared,
                             self._check_mode, self._repo, args['state'], args['force'],
                             args['require_published'],

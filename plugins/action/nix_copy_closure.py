@@ -26,15 +26,6 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, store_path_of)
 
-NIX_FRAGMENT_SPEC = dict(
-    nix_bin=dict(type='str', default='nix'),
-    nix_args=dict(type='list', elements='str', default=[]),
-    nix_options=dict(type='dict', default={}),
-    impure=dict(type='bool', default=False),
-    show_trace=dict(type='bool', default=False),
-    override_inputs=dict(type='dict', default={}),
-)
-
 ARGUMENT_SPEC = dict(
     path=dict(type='str', required=True),
     mode=dict(type='str', default='push', choices=['push', 'substitute', 'cache', 'cascade']),
@@ -43,7 +34,7 @@ ARGUMENT_SPEC = dict(
     signing_key=dict(type='path', no_log=True),
     check_sigs=dict(type='str', default='auto', choices=['auto', 'true', 'false']),
     remote_nix_dir=dict(type='str'),
-    **NIX_FRAGMENT_SPEC
+    **_nix.OPTIONS_SPEC
 )
 
 # Arguments that may differ per host in cascade mode, and their host vars: an

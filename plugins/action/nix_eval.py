@@ -19,10 +19,10 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     Batch, batch_key, play_batch, unlink_host_args, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
-    ARGUMENT_SPEC, NIX_OPTIONS_SPEC, PER_HOST_ARGS, EvalError, Evaluator,
+    ARGUMENT_SPEC, PER_HOST_ARGS, EvalError, Evaluator,
     host_request, normalised)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    NixError, NixOptions, flake_ref)
+    NixError, NixOptions, flake_ref, options_of)
 
 
 class ActionModule(ActionBase):
@@ -50,7 +50,7 @@ class ActionModule(ActionBase):
             return self._failed(result, host, u'%s' % exc)
 
         opts = NixOptions.from_params(args)
-        shared = dict((k, args.get(k)) for k in sorted(NIX_OPTIONS_SPEC))
+        shared = options_of(args)
         batch_args = unlink_host_args(args, task_vars, PER_HOST_ARGS)
         hosts = play_batch(task_vars)
         key = batch_key('nix_eval', self._task._uuid, sorted(hosts), shared,

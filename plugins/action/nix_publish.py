@@ -17,8 +17,8 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     Batch, batch_key, play_batch, unlink_host_args, vars_of)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_OPTIONS_SPEC
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, NixOptions
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
+    NixError, NixOptions, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._publish import (
     ARGUMENT_SPEC, PER_HOST_ARGS, PublishError, Publisher)
 
@@ -48,7 +48,7 @@ class ActionModule(ActionBase):
         opts = NixOptions.from_params(args)
         batch_args = unlink_host_args(args, own_vars, PER_HOST_ARGS)
         hosts = play_batch(task_vars)
-        shared = dict((k, args.get(k)) for k in sorted(NIX_OPTIONS_SPEC))
+        shared = options_of(args)
         key = batch_key('nix_publish', self._task._uuid, sorted(hosts), shared, check_mode,
                         args['cache'], args['signing_key'], batch_args.get('path'))
 

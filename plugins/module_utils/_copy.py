@@ -182,9 +182,9 @@ def closure(opts, path, store=None):
     args = ['-r', '--json']
     if store:
         args += ['--store', store]
-    info = _nix.nix_json(opts, 'path-info', args + [path],
-                         'cannot read the closure of %s%s' % (path, ' from ' + store if store else ''),
-                         flake_command=False)
+    info = _nix.Runner(opts).json(
+        'path-info', args + [path],
+        'cannot read the closure of %s%s' % (path, ' from ' + store if store else ''))
     if isinstance(info, dict):  # newer Nix: {path: info}
         info = [dict(v or {}, path=k) for k, v in info.items()]
     return [{'path': i['path'], 'narSize': int(i.get('narSize') or 0)} for i in info
@@ -192,8 +192,8 @@ def closure(opts, path, store=None):
 
 
 def sign(opts, path, key_file):
-    _nix.nix(opts, 'store sign', ['-r', '-k', key_file, path],
-             'cannot sign the closure of %s' % path, flake_command=False)
+    _nix.Runner(opts).check('store sign', ['-r', '-k', key_file, path],
+                            'cannot sign the closure of %s' % path)
 
 
 def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=None):
@@ -207,11 +207,9 @@ def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=No
         # --substitute-on-destination and ask the target to substitute only when
         # builders-use-substitutes is set; pass both so every version substitutes.
         args += ['--substitute-on-destination', '--option', 'builders-use-substitutes', 'true']
-    env = dict(opts.env, **env)
-    argv = opts.argv('copy', args + [path], flake_command=False)
-    _rc, _out, err = _nix.run(argv, env=env, timeout=timeout)
-    if _rc != 0:
-        raise _nix.NixError('nix copy to %s failed' % uri, argv=argv, rc=_rc, stderr=err)
+    argv, rc, _out, err = _nix.Runner(opts, timeout).run('copy', args + [path], env=env)
+    if rc != 0:
+        raise _nix.NixError('nix copy to %s failed' % uri, argv=argv, rc=rc, stderr=err)
     return sent_paths(err)
 
 
