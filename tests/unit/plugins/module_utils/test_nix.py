@@ -1,9 +1,15 @@
 """The one Nix runner: quoting that real Nix reads back, errors that carry
 Nix's own message."""
 
+import sys
+
 import pytest
 
 from plugins.module_utils import _nix
+from tests.collection import collections_path
+
+# plugins import each other as ansible_collections.nixdeploy.fleet...
+sys.path.insert(0, collections_path())
 
 NASTY = [
     'plain',
@@ -106,7 +112,7 @@ def test_runner_json_and_flake_only_options():
 
 def test_one_options_spec_matches_the_doc_fragment():
     import yaml
-    from plugins.doc_fragments.nix import ModuleDocFragment
+    from ansible_collections.nixdeploy.fleet.plugins.doc_fragments.nix import ModuleDocFragment
     documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options']
     assert sorted(documented) == sorted(_nix.OPTIONS_SPEC)
     for name, spec in _nix.OPTIONS_SPEC.items():
@@ -117,8 +123,9 @@ def test_one_options_spec_matches_the_doc_fragment():
 
 
 def test_every_nix_task_takes_the_one_spec():
-    from plugins.action import nix_copy_closure
-    from plugins.module_utils import _build, _channel, _eval, _publish
+    from ansible_collections.nixdeploy.fleet.plugins.action import nix_copy_closure
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
+        _build, _channel, _eval, _publish)
     for spec in (_eval.ARGUMENT_SPEC, _build.ARGUMENT_SPEC, _publish.ARGUMENT_SPEC,
                  _channel.ARGUMENT_SPEC, nix_copy_closure.ARGUMENT_SPEC):
         assert dict((k, spec[k]) for k in _nix.OPTIONS_SPEC) == _nix.OPTIONS_SPEC
