@@ -212,9 +212,9 @@ class ActionModule(NixdeployAction):
         graph = builder.derivations([drv])
         out = _build.outputs_of(graph, drv)[0]
         target = Target.from_connection(self._connection, self._vars)
-        probe = self._low_level_execute_command(
-            probe_script(self._args.get('remote_nix_dir')), in_data=out + '\n')
-        facts = parse_probe(probe.get('stdout', ''))
+        _rc, stdout, _err = self.target_sh(probe_script(self._args.get('remote_nix_dir')),
+                                           in_data=out + '\n', sudoable=True)
+        facts = parse_probe(stdout)
         if facts is None:
             raise StoreError('no nix found on the target (set remote_nix_dir)')
         uri = target.store_uri(remote_program=remote_program(facts['nix_dir']))

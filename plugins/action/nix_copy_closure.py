@@ -269,26 +269,23 @@ class ActionModule(NixdeployAction):
                               % (path, local_error.nix_message()))
 
     def _probe(self, host, remote_nix_dir, paths):
-        res = self._low_level_execute_command(
-            _copy.probe_script(remote_nix_dir), sudoable=False,
-            in_data='\n'.join(paths) + '\n')
-        facts = _copy.parse_probe(res.get('stdout', ''))
+        rc, out, err = self.target_sh(_copy.probe_script(remote_nix_dir),
+                                      in_data='\n'.join(paths) + '\n')
+        facts = _copy.parse_probe(out)
         if facts is None:
             where = remote_nix_dir or 'PATH and the known locations (%s)' % ', '.join(
                 KNOWN_NIX_DIRS)
             raise _copy.CopyError('%s: no nix-store found on the target in %s; set '
                                   'remote_nix_dir to the folder holding nix' % (host, where))
-        if res.get('rc') != 0 or not facts.get('complete'):
+        if rc != 0 or not facts.get('complete'):
             raise _copy.CopyError('%s: querying the target\'s store failed (rc %s): %s' % (
-                host, res.get('rc'), (res.get('stderr') or res.get('stdout') or '').strip()[-2000:]),
-                res.get('stderr', ''))
+                host, rc, (err or out or '').strip()[-2000:]), err)
         return facts
 
     def _fetch(self, host, nix_dir, path, caches):
-        res = self._low_level_execute_command(
-            _copy.fetch_script(nix_dir, path, caches), sudoable=False)
-        if res.get('rc') != 0:
-            err = (res.get('stderr') or '') + (res.get('stdout') or '')
+        rc, out, err = self.target_sh(_copy.fetch_script(nix_dir, path, caches))
+        if rc != 0:
+            err = (err or '') + (out or '')
             hint = ''
             if _copy.looks_unsigned(err):
                 hint = (' (the target does not trust the key the cache is signed with: add '

@@ -58,10 +58,7 @@ class ActionModule(NixdeployAction):
     def _sh(self, script, in_data):
         """Run ``script`` with sh on the target; the key content, if any, is
         its stdin (never an argument, so never in ps or -vvv)."""
-        # a group: Ansible appends `&& sleep 0` to the command
-        out = self._low_level_execute_command('{\n%s\n}' % script.strip('\n'), sudoable=True,
-                                              in_data=in_data or None)
-        return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
+        return self.target_sh(script, in_data, sudoable=True)
 
     def _read_src(self, name):
         """A controller file: relative names searched like ansible.builtin.copy's

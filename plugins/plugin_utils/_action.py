@@ -14,7 +14,9 @@ What every nixdeploy action does the same way lives here:
   with ``connection_lost: true``, never an unreachable host: the pipeline
   strategy must see every host's outcome of the batch in the results;
 - ``from_batch``: compute once per play batch, answer per host
-  (module_utils/_batch.py holds the lock and the shared file).
+  (module_utils/_batch.py holds the lock and the shared file);
+- ``target_sh``: run a target program (target/*.sh, rendered by
+  module_utils/_script.py) over the host's connection.
 
 Subclasses set ``ARGUMENT_SPEC``, ``PHASE`` and ``ERRORS`` (the exceptions
 that mean "this host failed, say why") and implement ``run_host``.
@@ -111,6 +113,14 @@ class NixdeployAction(ActionBase):
             result.setdefault('phase', self.PHASE)
         result.setdefault('connection_lost', False)
         return result
+
+    def target_sh(self, script, in_data=None, sudoable=False):
+        """Run a rendered target program (module_utils/_script.py) with sh
+        over the host's connection: (rc, stdout, stderr). It runs as one
+        group, because Ansible appends ``&& sleep 0`` to the command."""
+        out = self._low_level_execute_command('{\n%s\n}' % script.strip('\n'),
+                                              sudoable=sudoable, in_data=in_data or None)
+        return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
 
     @property
     def check_mode(self):

@@ -152,3 +152,21 @@ def test_host_message_prefixes_once():
     assert _action.host_message('web1', 'boom') == 'web1: boom'
     assert _action.host_message('web1', 'web1: boom') == 'web1: boom'
     assert _action.host_message('web1', Refused('no')) == 'web1: no'
+
+
+def test_target_sh_runs_a_rendered_program_as_ansible_sends_it(tmp_path):
+    """Ansible appends ``&& sleep 0`` to the command: a program ending in a
+    newline must still run (and read its stdin)."""
+    import subprocess
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _script
+
+    class Shell(Probe):
+        def _low_level_execute_command(self, cmd, sudoable=True, in_data=None, **_kw):
+            proc = subprocess.run(['sh', '-c', cmd + ' && sleep 0'], input=in_data,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  universal_newlines=True, check=False)
+            return {'rc': proc.returncode, 'stdout': proc.stdout, 'stderr': proc.stderr}
+
+    program = _script.render([], {'WHO': "it's me"}) + 'emit who "$WHO"\nemit read "$(cat)"\n'
+    rc, out, _err = action_of(Shell, {'do': 'ok'}).target_sh(program, in_data='data\n')
+    assert rc == 0 and _script.parse(out)[0] == {'who': "it's me", 'read': 'data'}
