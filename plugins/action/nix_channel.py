@@ -232,4 +232,3 @@ class ActionModule(NixdeployAction):
                               'after': '%s %s\n' % (ref, after),
                               'before_header': ref, 'after_header': ref}
         return result
-

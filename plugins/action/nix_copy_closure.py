@@ -24,17 +24,6 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
 
-ARGUMENT_SPEC = dict(
-    path=dict(type='str', required=True),
-    mode=dict(type='str', default='push', choices=['push', 'substitute', 'cache', 'cascade']),
-    caches=dict(type='list', elements='str', default=[]),
-    compress=dict(type='bool', default=False),
-    signing_key=dict(type='path', no_log=True),
-    check_sigs=dict(type='str', default='auto', choices=['auto', 'true', 'false']),
-    remote_nix_dir=dict(type='str'),
-    **_nix.OPTIONS_SPEC
-)
-
 # Arguments that may differ per host in cascade mode, and their host vars: an
 # argument equal to this host's own var means "each host's own" (see
 # _batch.unlink_host_args), so the batch's other hosts use their var.
@@ -51,14 +40,17 @@ _CONNECTION_VARS = (
     ('extra_args', ('ansible_ssh_extra_args',)),
 )
 _SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
+# module level: inside the class, _copy is the method of that name
+ARGUMENT_SPEC, VALIDATION = _copy.ARGUMENT_SPEC, _copy.VALIDATION
+ERRORS = (StoreError, _copy.CopyError, _nix.NixError)
 
 
 class ActionModule(NixdeployAction):
 
     ARGUMENT_SPEC = ARGUMENT_SPEC
-    VALIDATION = {'required_if': [('mode', 'cache', ('caches',))]}
+    VALIDATION = VALIDATION
     PHASE = 'copy'
-    ERRORS = (StoreError, _copy.CopyError, _nix.NixError)
+    ERRORS = ERRORS
     _VALID_ARGS = frozenset(ARGUMENT_SPEC)
 
     def run(self, tmp=None, task_vars=None):

@@ -123,7 +123,6 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
 display = Display()
 
 
-
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     NAME = 'nixdeploy.fleet.nix'

@@ -22,6 +22,18 @@ import re
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix, _script
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import is_store_path
 
+ARGUMENT_SPEC = dict(
+    path=dict(type='str', required=True),
+    mode=dict(type='str', default='push', choices=['push', 'substitute', 'cache', 'cascade']),
+    caches=dict(type='list', elements='str', default=[]),
+    compress=dict(type='bool', default=False),
+    signing_key=dict(type='path', no_log=True),
+    check_sigs=dict(type='str', default='auto', choices=['auto', 'true', 'false']),
+    remote_nix_dir=dict(type='str'),
+    **_nix.OPTIONS_SPEC
+)
+VALIDATION = {'required_if': [('mode', 'cache', ('caches',))]}
+
 UNSIGNED_MARKERS = ('lacks a valid signature', 'lacks a signature')
 
 
@@ -213,7 +225,7 @@ def hop_script(nix_dir, known_keys, uri, path, port=None, no_check_sigs=False):
         'STORE_PATH': path, 'PORT': int(port) if port else None,
         'NO_CHECK_SIGS': bool(no_check_sigs),
         'KNOWN_HOSTS': '\n'.join('%s %s' % (HOP_ALIAS, key.replace('\n', ''))
-                                  for key in known_keys)})
+                                 for key in known_keys)})
 
 
 def unsigned_message(host, who, stderr):

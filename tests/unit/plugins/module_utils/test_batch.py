@@ -78,7 +78,7 @@ def test_parallel_workers_compute_once(tmp_path):
     """As Ansible's forks do: one process computes, the others wait and read."""
     log, out = str(tmp_path / 'log'), str(tmp_path / 'out')
     procs = [multiprocessing.Process(target=_worker, args=(str(tmp_path), log, out))
-             for _ in range(4)]
+             for _worker_number in range(4)]
     for proc in procs:
         proc.start()
     for proc in procs:

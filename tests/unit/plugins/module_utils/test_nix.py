@@ -123,9 +123,8 @@ def test_one_options_spec_matches_the_doc_fragment():
 
 
 def test_every_nix_task_takes_the_one_spec():
-    from ansible_collections.nixdeploy.fleet.plugins.action import nix_copy_closure
     from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-        _build, _channel, _eval, _publish)
+        _build, _channel, _copy, _eval, _publish)
     for spec in (_eval.ARGUMENT_SPEC, _build.ARGUMENT_SPEC, _publish.ARGUMENT_SPEC,
-                 _channel.ARGUMENT_SPEC, nix_copy_closure.ARGUMENT_SPEC):
+                 _channel.ARGUMENT_SPEC, _copy.ARGUMENT_SPEC):
         assert dict((k, spec[k]) for k in _nix.OPTIONS_SPEC) == _nix.OPTIONS_SPEC
