@@ -41,7 +41,6 @@ class ActionModule(NixdeployAction):
         self._vars = task_vars
         self._opts = NixOptions.from_params(args)
         self._check_mode = self.check_mode
-        result['changed'] = False
         for_diff = (self._check_mode and self._task.diff and args['closure_diff']
                     and _build.build_place(args, task_vars) == _build.CONTROLLER)
         if for_diff:

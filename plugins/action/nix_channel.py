@@ -53,7 +53,6 @@ class ActionModule(NixdeployAction):
         self._args = args
         self._check_mode = self.check_mode
         self._base_dir = self._loader.get_basedir()
-        result['changed'] = False
         self._repo = _channel.repo_location(args['repo'], self._base_dir)
         self._own_vars = self._templated(task_vars)
         own = self._request(host, args, self._own_vars)

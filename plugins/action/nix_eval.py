@@ -31,7 +31,6 @@ class ActionModule(NixdeployAction):
 
     def run_host(self, args, result):
         host, task_vars = self.host, self.task_vars
-        result['changed'] = False
         base_dir = self._loader.get_basedir()
 
         def resolve(flake):

@@ -31,7 +31,6 @@ class ActionModule(NixdeployAction):
     def run_host(self, args, result):
         host, task_vars = self.host, self.task_vars
         check_mode = self.check_mode
-        result['changed'] = False
         # the fact, templated as hostvars gives it for the other hosts
         own_vars = dict((k, self._templar.template(task_vars[k]))
                         for k in ('nix_out_path',) if k in task_vars)

@@ -79,6 +79,7 @@ class NixdeployAction(ActionBase):
                 argument_spec=self.ARGUMENT_SPEC, **self.VALIDATION)
         except AnsibleActionFail as exc:
             return self.failed(result, to_text(exc.message))
+        result['changed'] = False
         try:
             result = self.run_host(args, result)
         except AnsibleConnectionFailure as exc:
@@ -91,7 +92,8 @@ class NixdeployAction(ActionBase):
         return result
 
     def run_host(self, args, result):
-        """This host's result (``args``: the validated arguments)."""
+        """This host's result (``args``: the validated arguments;
+        ``result``: Ansible's, ``changed`` false until said otherwise)."""
         raise NotImplementedError
 
     def failure_details(self, error):
