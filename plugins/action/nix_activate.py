@@ -25,11 +25,14 @@ import time
 import uuid
 
 from ansible.errors import AnsibleConnectionFailure
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _activate, _closure, _health, _platforms, _reboot, _script, _target)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._activate import (
+    ARGUMENT_SPEC as ACTIVATE_SPEC)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixOptions
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import (
+    NixdeployAction, host_message)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_checks import HealthChecks
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_reboot import Reboots
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_session import (
@@ -37,27 +40,22 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_session 
     to_int)
 
 
-class ActionModule(HealthChecks, Reboots, ActionBase):
+class ActionModule(HealthChecks, Reboots, NixdeployAction):
 
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-    _supports_async = False
+    ARGUMENT_SPEC = ACTIVATE_SPEC
+    PHASE = 'activate'
 
-    def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=_activate.ARGUMENT_SPEC)
-        platform = args['platform'] or self._host_var(task_vars, 'nix_platform')
+    def run_host(self, args, result):
+        platform = args['platform'] or self._host_var('nix_platform')
         if not platform:
-            return self._fail(result, 'no platform: set platform or the host var nix_platform')
+            return self.failed(result, 'no platform: set platform or the host var nix_platform')
         try:
             spec = _platforms.platform_spec(platform)
         except ValueError as exc:
-            return self._fail(result, str(exc))
+            return self.failed(result, str(exc))
         problem = _activate.check_params(args, platform)
         if problem:
-            return self._fail(result, problem)
+            return self.failed(result, problem)
         self._args, self._platform, self._spec = args, platform, spec
         self._started = time.time()
         self._phases, self._lost = [], 0
@@ -77,27 +75,18 @@ class ActionModule(HealthChecks, Reboots, ActionBase):
                        'msg': 'host unreachable: %s' % exc}
         if outcome.get('failed'):
             outcome.setdefault('phase', 'confirm' if args['state'] == 'confirmed' else 'activate')
-            outcome.setdefault('connection_lost', False)
             outcome.setdefault('rolled_back', False)
             if outcome.get('msg'):
-                outcome['msg'] = '%s: %s' % (self._host(task_vars), outcome['msg'])
+                outcome['msg'] = host_message(self.host, outcome['msg'])
         result.update(outcome)
         return result
 
     # ------------------------------------------------------------ helpers
-    def _host_var(self, task_vars, name):
-        value = task_vars.get(name)
+    def _host_var(self, name):
+        value = self.task_vars.get(name)
         if value is None:
             return None
         return self._templar.template(value)
-
-    def _host(self, task_vars):
-        return task_vars.get('inventory_hostname') or self._task.get_name()
-
-    @staticmethod
-    def _fail(result, msg):
-        result.update(failed=True, changed=False, msg=msg)
-        return result
 
     def _reset_connection(self):
         try:
@@ -109,12 +98,10 @@ class ActionModule(HealthChecks, Reboots, ActionBase):
         """Run ``script`` on the target with sh; ConnectionLost when the
         connection fails or gives no answer within ``timeout`` seconds."""
         answer = {}
-        # a group: Ansible appends `&& sleep 0` to the command
-        script = '{\n%s\n}' % script.strip('\n')
 
         def target():
             try:
-                answer['result'] = self._low_level_execute_command(script, sudoable=True)
+                answer['result'] = self.target_sh(script, sudoable=True)
             except Exception as exc:  # pylint: disable=broad-except
                 answer['error'] = exc
 
@@ -132,8 +119,9 @@ class ActionModule(HealthChecks, Reboots, ActionBase):
             raise ConnectionLost(str(error).strip())
         if error is not None:
             raise error
-        out = answer['result']
-        values, log = _script.parse(out.get('stdout', ''))
+        rc, stdout, stderr = answer['result']
+        out = {'rc': rc, 'stdout': stdout, 'stderr': stderr}
+        values, log = _script.parse(stdout)
         return out, values, log
 
     def _script_error(self, out, values):
