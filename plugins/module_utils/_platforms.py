@@ -152,11 +152,6 @@ KNOWN_NIX_DIRS = (
 )
 
 
-def known_nix_dirs_sh():
-    """KNOWN_NIX_DIRS as double-quoted sh words (expanded on the target)."""
-    return ' '.join('"%s"' % d for d in KNOWN_NIX_DIRS)
-
-
 # Ansible group names for each platform (group names cannot hold '-').
 GROUP_NAMES = {name: name.replace('-', '_') for name in PLATFORMS}
 
