@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of nixdeploy.fleet.nix_activate.
 
-Everything on the target is a POSIX sh script (module_utils/_target.py) sent
+Everything on the target is a POSIX sh program (module_utils/target/*.sh, put
+together with its values by module_utils/_target.py, _reboot.py, _health.py) sent
 over the task's connection like ``ansible.builtin.raw``, with become when the
 task has it. The activation itself runs detached on the target; this plugin
 starts it and follows its status file, through lost connections.
@@ -24,58 +25,37 @@ import time
 import uuid
 
 from ansible.errors import AnsibleConnectionFailure
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _activate, _closure, _health, _platforms, _reboot, _target)
+    _activate, _closure, _health, _platforms, _reboot, _script, _target)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._activate import (
+    ARGUMENT_SPEC as ACTIVATE_SPEC)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixOptions
-
-# A look at a run waits on the target up to POLL_WAIT s for it to move on (one
-# session instead of a poll every half second); it may take LOOK_TIMEOUT s
-# more before the connection counts as lost (a mux session over a dead link
-# never ends). The launch waits up to 10 s for the runner's first status,
-# then up to LAUNCH_WAIT s for the run to end or await its confirmation.
-POLL_WAIT = 5
-RETRY_INTERVAL = 2.0
-LOOK_TIMEOUT = 10
-LAUNCH_TIMEOUT = 30
-LAUNCH_WAIT = 10
-# While a host reboots: seconds between looks for its new boot id.
-BOOT_LOOK_INTERVAL = 2.0
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import (
+    NixdeployAction, host_message)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_checks import HealthChecks
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_reboot import Reboots
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_session import (
+    LAUNCH_TIMEOUT, LAUNCH_WAIT, LOOK_TIMEOUT, POLL_WAIT, RETRY_INTERVAL, ConnectionLost,
+    to_int)
 
 
-class ConnectionLost(Exception):
-    pass
+class ActionModule(HealthChecks, Reboots, NixdeployAction):
 
+    ARGUMENT_SPEC = ACTIVATE_SPEC
+    PHASE = 'activate'
 
-def _int(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-class ActionModule(ActionBase):
-
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-    _supports_async = False
-
-    def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=_activate.ARGUMENT_SPEC)
-        platform = args['platform'] or self._host_var(task_vars, 'nix_platform')
+    def run_host(self, args, result):
+        platform = args['platform'] or self._host_var('nix_platform')
         if not platform:
-            return self._fail(result, 'no platform: set platform or the host var nix_platform')
+            return self.failed(result, 'no platform: set platform or the host var nix_platform')
         try:
             spec = _platforms.platform_spec(platform)
         except ValueError as exc:
-            return self._fail(result, str(exc))
+            return self.failed(result, str(exc))
         problem = _activate.check_params(args, platform)
         if problem:
-            return self._fail(result, problem)
+            return self.failed(result, problem)
         self._args, self._platform, self._spec = args, platform, spec
         self._started = time.time()
         self._phases, self._lost = [], 0
@@ -95,27 +75,18 @@ class ActionModule(ActionBase):
                        'msg': 'host unreachable: %s' % exc}
         if outcome.get('failed'):
             outcome.setdefault('phase', 'confirm' if args['state'] == 'confirmed' else 'activate')
-            outcome.setdefault('connection_lost', False)
             outcome.setdefault('rolled_back', False)
             if outcome.get('msg'):
-                outcome['msg'] = '%s: %s' % (self._host(task_vars), outcome['msg'])
+                outcome['msg'] = host_message(self.host, outcome['msg'])
         result.update(outcome)
         return result
 
     # ------------------------------------------------------------ helpers
-    def _host_var(self, task_vars, name):
-        value = task_vars.get(name)
+    def _host_var(self, name):
+        value = self.task_vars.get(name)
         if value is None:
             return None
         return self._templar.template(value)
-
-    def _host(self, task_vars):
-        return task_vars.get('inventory_hostname') or self._task.get_name()
-
-    @staticmethod
-    def _fail(result, msg):
-        result.update(failed=True, changed=False, msg=msg)
-        return result
 
     def _reset_connection(self):
         try:
@@ -126,15 +97,13 @@ class ActionModule(ActionBase):
     def _sh(self, script, timeout=LOOK_TIMEOUT):
         """Run ``script`` on the target with sh; ConnectionLost when the
         connection fails or gives no answer within ``timeout`` seconds."""
-        box = {}
-        # a group: Ansible appends `&& sleep 0` to the command
-        script = '{\n%s\n}' % script.strip('\n')
+        answer = {}
 
         def target():
             try:
-                box['result'] = self._low_level_execute_command(script, sudoable=True)
+                answer['result'] = self.target_sh(script, sudoable=True)
             except Exception as exc:  # pylint: disable=broad-except
-                box['error'] = exc
+                answer['error'] = exc
 
         worker = threading.Thread(target=target, name='nix_activate-sh')
         worker.daemon = True
@@ -145,13 +114,14 @@ class ActionModule(ActionBase):
             # next command open a fresh connection instead.
             self._reset_connection()
             raise ConnectionLost('no answer from the host within %ss' % timeout)
-        error = box.get('error')
+        error = answer.get('error')
         if isinstance(error, AnsibleConnectionFailure):
             raise ConnectionLost(str(error).strip())
         if error is not None:
             raise error
-        out = box['result']
-        values, log = _target.parse(out.get('stdout', ''))
+        rc, stdout, stderr = answer['result']
+        out = {'rc': rc, 'stdout': stdout, 'stderr': stderr}
+        values, log = _script.parse(stdout)
         return out, values, log
 
     def _script_error(self, out, values):
@@ -166,7 +136,7 @@ class ActionModule(ActionBase):
     def _dry(self):
         args = self._args
         dry = self._spec['activation'].get('dry_run') is not None
-        script = _target.inspect_script(self._platform, self._spec, path=args['path'], dry=dry,
+        script = _target.inspect_script(self._platform, path=args['path'], dry=dry,
                                         **self._common())
         out, values, log = self._sh(script, timeout=args['activation_timeout'] + LOOK_TIMEOUT)
         if 'error' in values or ('profile' not in values and out.get('rc')):
@@ -202,7 +172,7 @@ class ActionModule(ActionBase):
                       wait=LAUNCH_WAIT, no_check=not args['pre_switch_checks'])
         params.update(self._common())
         params.update(overrides)
-        script = _target.launch_script(self._platform, self._spec, run, mode, **params)
+        script = _target.launch_script(self._platform, run, mode, **params)
         try:
             out, values, log = self._sh(script, timeout=LAUNCH_TIMEOUT + LAUNCH_WAIT)
         except ConnectionLost as exc:
@@ -228,7 +198,7 @@ class ActionModule(ActionBase):
                 return values, log, why
             try:
                 _out, look, look_log = self._sh(
-                    _target.poll_script(self._platform, self._spec, run, wait=POLL_WAIT,
+                    _target.poll_script(self._platform, run, wait=POLL_WAIT,
                                         stop_awaiting=magic, **self._common()),
                     timeout=POLL_WAIT + LOOK_TIMEOUT)
             except ConnectionLost as exc:
@@ -310,7 +280,7 @@ class ActionModule(ActionBase):
         so that its watchdog rolls it back at once. Returns (result, log)."""
         args = self._args
         checks = args['health_checks']
-        magic = _activate.magic_applies(args, self._platform)
+        magic = _activate.magic_applies(args)
         # the watchdog's window leaves the checks all their tries
         budget = _health.budget(checks) if magic else 0
         deadline = self._deadline(magic, budget)
@@ -337,8 +307,8 @@ class ActionModule(ActionBase):
                 # opens a new connection, even without meta: reset_connection
                 self._reset_connection()
         elif not problem and state in ('done', 'unchanged'):
-            if args['goal'] == 'boot':
-                not_run = 'goal boot activates nothing before the next boot'
+            if not _platforms.goal_spec(args['goal'])['records_active']:
+                not_run = 'goal %s activates nothing before the next boot' % args['goal']
             else:
                 summary = self._checks_phase()
         res = _activate.result_from_status(values, log, self._platform, args['goal'],
@@ -358,24 +328,6 @@ class ActionModule(ActionBase):
             if state in ('done', 'unchanged'):
                 res = self._checks_failed_unguarded(res, summary, state)
         return res, log
-
-    def _checks_failed_unguarded(self, res, summary, state):
-        """A check failed after an activation no watchdog guards (magic
-        rollback off, or a goal without it): the host fails, and with auto
-        rollback goes back to the generation it had."""
-        args = self._args
-        res.update(failed=True, phase='checks', msg=summary['msg'])
-        if state == 'unchanged':
-            res['msg'] += '; the system was already active before this task: nothing to roll back'
-            return res
-        if not args['auto_rollback']:
-            res['msg'] += ' (auto rollback is off: the host stays on the new system)'
-            return res
-        new_gen = res['new']['generation']
-        undone = self._roll_back(res['previous']['generation'], new_gen, args['goal'],
-                                 summary['msg'])
-        res.update(undone)
-        return res
 
     def _roll_back(self, generation, drop_generation, goal, why):
         """Put the profile back to ``generation`` and activate it with
@@ -397,180 +349,11 @@ class ActionModule(ActionBase):
                     'msg': 'rollback failed: %s; %s' % (why, problem or values.get('reason'))}
         return {'rolled_back': True, 'rollback_reason': why, 'changed': True,
                 'msg': 'rolled back: %s' % why,
-                'rollback_generation': _int(values.get('new_gen'))}
-
-    def _checks_phase(self):
-        """Run the health checks (none: None), over a fresh login; keep the
-        summary for the result and the phase for ``phases``."""
-        checks = self._args['health_checks']
-        if not checks:
-            return None
-        start = time.time()
-        self._reset_connection()
-        summary = _health.run_checks(checks, self._check_sh, on_try=self._on_try)
-        self._sub_phase('checks', start, 'ok' if summary['ok'] else 'failed')
-        self._health = summary
-        return summary
-
-    def _check_sh(self, script, timeout):
-        """run_sh for the health checks: (rc, stdout, stderr) of ``script``."""
-        try:
-            out, _values, _log = self._sh(script, timeout=timeout)
-        except ConnectionLost:
-            self._lost += 1
-            self._reset_connection()
-            raise
-        return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
-
-    def _on_try(self, check, number, ok, detail):
-        self._display.vv('nix_activate: health check %r, try %d: %s' % (
-            check['name'], number, 'ok' if ok else detail))
+                'rollback_generation': to_int(values.get('new_gen'))}
 
     def _sub_phase(self, name, start, outcome):
         self._phases.append({'name': name, 'start': round(start, 3),
                              'end': round(time.time(), 3), 'outcome': outcome})
-
-    def _reject_run(self, run, values, deadline, why):
-        """The checks failed: claim the canary as rejected, so that the
-        watchdog rolls back at once (not at its deadline), and follow the
-        run to its end."""
-        start, lost, log = time.time(), None, ''
-        while True:
-            try:
-                out, look, look_log = self._sh(_target.reject_script(
-                    self._platform, self._spec, run, why, wait=POLL_WAIT, **self._common()),
-                    timeout=POLL_WAIT + LOOK_TIMEOUT)
-                break
-            except ConnectionLost as exc:
-                lost = str(exc)
-                self._lost += 1
-                self._reset_connection()
-                if time.time() > deadline:
-                    self._sub_phase('rollback', start, 'failed')
-                    return values, log, ('could not reject the new system: host unreachable '
-                                         '(%s); its watchdog rolls it back at its deadline' % lost)
-                time.sleep(RETRY_INTERVAL)
-        if 'error' in look or not look.get('dir'):
-            self._sub_phase('rollback', start, 'failed')
-            return values, log, self._script_error(out, look)
-        if look.get('state'):
-            values, log = look, look_log
-        values, log, problem = self._follow(run, False, deadline, values, log)
-        self._phase('rollback', values, start)
-        return values, log, problem
-
-    # ------------------------------------------------------------ reboots
-    def _foresee_reboot(self, present):
-        """Check mode: whether the task would reboot the host, and why."""
-        args = self._args
-        info = {'mode': args['reboot'], 'needed': None, 'reasons': [], 'rebooted': False}
-        if args['reboot'] == 'always':
-            info['would_reboot'] = True
-            return info
-        if not present:
-            info.update(would_reboot=None, reasons=['%s is not in the target store yet: cannot '
-                                                    'compare its boot parts' % args['path']])
-            return info
-        values = self._sh(_reboot.probe_script(args['path']))[1]
-        needed, reasons = _reboot.reboot_reasons(values)
-        info.update(needed=needed, reasons=reasons,
-                    would_reboot=_reboot.wants_reboot(args['reboot'], needed))
-        return info
-
-    def _boot_and_reboot(self, before):
-        """Make the new system the boot default, reboot, wait for a new boot
-        id (at most reboot_timeout), check what booted, run the health
-        checks. A host that comes back wrong gets its previous generation
-        back as the boot default; one that does not come back fails."""
-        args = self._args
-        info = self._reboot
-        run, values, log, failure = self._launch('activate', False, goal='boot')
-        if failure:
-            failure['phase'] = 'activate'
-            return failure
-        detach = (values or {}).get('detach')
-        values, log, problem = self._follow(run, False, self._deadline(False), values, log)
-        self._phase('activate', values)
-        res = _activate.result_from_status(values, log, self._platform, 'boot',
-                                           time.time() - self._started, run)
-        res.update(magic_rollback=False, detached_with=detach, lost_connections=self._lost,
-                   connection_lost=self._lost > 0 and bool(problem))
-        if problem or res.get('failed'):
-            res.update(failed=True, phase='activate', msg=problem or res['msg'],
-                       checks_not_run='the new system did not become the boot default')
-            return res
-        new_path, new_gen = values.get('new_path') or args['path'], _int(values.get('new_gen'))
-        previous = _int(values.get('prev_gen')) if new_gen is not None else None
-        # what the host gets back if the new system does not boot well
-        undo = dict(generation=previous, drop_generation=new_gen, goal='boot')
-        # the deploy changes the host: its goal stays the task's, the reboot does the switch
-        res.update(goal=args['goal'], changed=True)
-        start = time.time()
-        old_id = before.get('boot_id') or None
-        refused = self._request_reboot()
-        if refused:
-            self._sub_phase('reboot', start, 'failed')
-            return self._boot_default_back(res, refused, 'reboot', undo)
-        wait = _reboot.wait_for_boot(self._read_boot_id, old_id, args['reboot_timeout'],
-                                     interval=BOOT_LOOK_INTERVAL)
-        info.update(rebooted=wait['back'], boot_id_before=old_id, waited=wait['waited'],
-                    boot_id_after=wait['boot_id'] if wait['back'] else None)
-        if not wait['back']:
-            self._sub_phase('reboot', start, 'failed')
-            res.update(failed=True, phase='reboot', connection_lost=wait['went_down'],
-                       msg='%s; the new system %s is its boot default'
-                       % (_reboot.not_back_message(wait, args['reboot_timeout']), new_path),
-                       checks_not_run='the host did not come back')
-            return res
-        try:
-            after = self._sh(_reboot.probe_script())[1]
-        except ConnectionLost as exc:
-            after = {'booted': None, 'error': str(exc)}
-        info['booted'] = after.get('booted') or None
-        wrong = _reboot.verify_boot(after, new_path, old_id)
-        self._sub_phase('reboot', start, 'failed' if wrong else 'changed')
-        if wrong:
-            res['checks_not_run'] = 'the host did not boot the new system'
-            return self._boot_default_back(res, wrong, 'reboot', undo)
-        summary = self._checks_phase()
-        if summary and not summary['ok']:
-            return self._boot_default_back(res, '%s after the reboot' % summary['msg'], 'checks',
-                                           undo)
-        res['msg'] = 'rebooted into %s (%s)' % (new_path, '; '.join(info['reasons']) or
-                                                'reboot=%s' % info['mode'])
-        return res
-
-    def _boot_default_back(self, res, why, phase, undo):
-        """After a reboot that went wrong: the previous generation becomes
-        the boot default again; the host fails with ``why``."""
-        res.update(failed=True, phase=phase)
-        undone = self._roll_back(undo['generation'], undo['drop_generation'], undo['goal'], why)
-        res.update(undone)
-        if undone['rolled_back']:
-            res['msg'] = ('%s; generation %s is the boot default again (the host runs what it '
-                          'booted until its next reboot)'
-                          % (undone['msg'], undone.get('rollback_generation') or 'the previous'))
-        return res
-
-    def _request_reboot(self):
-        """Ask the host to reboot; None, or why it refused."""
-        try:
-            out, _values, _log = self._sh(_reboot.REBOOT_SCRIPT, timeout=LOOK_TIMEOUT)
-            _ok, problem = _reboot.reboot_requested(out.get('rc'), out.get('stdout'), lost=False)
-        except ConnectionLost:
-            # the reboot may well cut the session that asked for it
-            problem = None
-        self._reset_connection()
-        return problem
-
-    def _read_boot_id(self, remaining):
-        """The host's boot id over a fresh login; ConnectionLost while it is down."""
-        self._reset_connection()
-        out, _values, _log = self._sh(_reboot.BOOT_ID_SCRIPT,
-                                      timeout=max(1.0, min(LOOK_TIMEOUT, remaining)))
-        if out.get('rc') != 0:
-            return None
-        return out.get('stdout', '').strip() or None
 
     def _phase(self, name, values, start=None):
         state = (values or {}).get('state', 'unknown')
@@ -592,7 +375,7 @@ class ActionModule(ActionBase):
             self._reset_connection()
             try:
                 out, look, look_log = self._sh(_target.confirm_script(
-                    self._platform, self._spec, claim=not claimed, run=run, wait=POLL_WAIT,
+                    self._platform, claim=not claimed, run=run, wait=POLL_WAIT,
                     **self._common()), timeout=POLL_WAIT + LOOK_TIMEOUT)
                 lost = None
             except ConnectionLost as exc:
@@ -629,7 +412,7 @@ class ActionModule(ActionBase):
     def _rollback(self):
         args = self._args
         if self._task.check_mode:
-            script = _target.inspect_script(self._platform, self._spec, generation=args['generation'],
+            script = _target.inspect_script(self._platform, generation=args['generation'],
                                             **self._common())
             out, values, _log = self._sh(script)
             if 'error' in values:
@@ -669,7 +452,7 @@ class ActionModule(ActionBase):
         if self._task.check_mode:
             self._reset_connection()
             out, values, _log = self._sh(_target.confirm_script(
-                self._platform, self._spec, claim=False, **self._common()))
+                self._platform, claim=False, **self._common()))
             if 'error' in values or not values.get('dir'):
                 return {'failed': True, 'changed': False, 'msg': self._script_error(out, values)}
             pending = values.get('pending')
@@ -682,7 +465,7 @@ class ActionModule(ActionBase):
         self._reset_connection()
         try:
             out, values, log = self._sh(_target.confirm_script(
-                self._platform, self._spec, claim=True, wait=POLL_WAIT, **self._common()),
+                self._platform, claim=True, wait=POLL_WAIT, **self._common()),
                 timeout=POLL_WAIT + LOOK_TIMEOUT)
         except ConnectionLost as exc:
             return {'failed': True, 'changed': False, 'confirmed': False, 'phase': 'confirm',

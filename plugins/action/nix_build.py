@@ -15,39 +15,32 @@ __metaclass__ = type
 
 import os
 
-from ansible import constants as C
-from ansible.plugins.action import ActionBase
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _build
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    Batch, batch_key, play_batch, unlink_host_args, vars_of)
+    unlink_host_args, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
     parse_probe, probe_script, remote_program)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
-    NIX_OPTIONS_SPEC, EvalError, Evaluator, host_request, normalised)
+    EvalError, Evaluator, host_request, normalised)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    NixError, NixOptions, flake_ref)
+    NixError, NixOptions, flake_ref, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, is_store_path)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
 
 
-class ActionModule(ActionBase):
+class ActionModule(NixdeployAction):
 
-    TRANSFERS_FILES = False
     _requires_connection = False
-    _supports_check_mode = True
-    _supports_async = False
+    ARGUMENT_SPEC = _build.ARGUMENT_SPEC
+    PHASE = 'build'
+    ERRORS = (EvalError, NixError, StoreError, OSError)
 
-    def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=_build.ARGUMENT_SPEC)
+    def run_host(self, args, result):
+        host, task_vars = self.host, self.task_vars
         self._vars = task_vars
         self._opts = NixOptions.from_params(args)
-        self._check_mode = bool(self._play_context.check_mode)
-        host = task_vars.get('inventory_hostname')
-        result['changed'] = False
+        self._check_mode = self.check_mode
         for_diff = (self._check_mode and self._task.diff and args['closure_diff']
                     and _build.build_place(args, task_vars) == _build.CONTROLLER)
         if for_diff:
@@ -58,18 +51,15 @@ class ActionModule(ActionBase):
             self._check_mode = False
             args = dict(args, gc_root_dir=args['gc_root_dir'].rstrip('/') + '-check')
         self._args = args
-        try:
-            own = normalised(self._request(host, args, task_vars))
-            if own['build_on'] == _build.TARGET:
-                entry = self._on_target(host, own)
-            else:
-                entry = self._from_batch(host, own)
-        except (EvalError, NixError, StoreError, OSError) as exc:
-            return self._failed(result, host, u'%s' % exc)
+        own = normalised(self._request(host, args, task_vars))
+        if own['build_on'] == _build.TARGET:
+            entry = self._on_target(host, own)
+        else:
+            entry = self._from_batch(host, own)
         result.update(entry.get('result') or {})
         result['build_on'] = own['build_on']
         if entry.get('error'):
-            return self._failed(result, host, entry['error'])
+            return self.failed(result, entry['error'])
         result['changed'] = bool(result.get('built')) or (
             self._check_mode and bool(result.get('would_build')))
         if for_diff:
@@ -92,13 +82,8 @@ class ActionModule(ActionBase):
 
     def _from_batch(self, host, own):
         args = unlink_host_args(self._args, self._vars, _build.PER_HOST_ARGS)
-        hosts = play_batch(self._vars)
-        shared = dict((k, self._args.get(k)) for k in sorted(NIX_OPTIONS_SPEC))
-        key = batch_key('nix_build', self._task._uuid, sorted(hosts), shared, self._check_mode,
-                        [args.get(k) for k in sorted(_build.PER_HOST_ARGS)],
-                        self._args.get('gc_root_dir'))
 
-        def compute():
+        def compute(hosts):
             requests, entries = {}, {}
             for name in hosts:
                 try:
@@ -106,13 +91,14 @@ class ActionModule(ActionBase):
                 except (EvalError, NixError) as exc:
                     entries[name] = {'error': u'%s' % exc}
             entries.update(self._build_batch(requests))
-            return entries
+            return {'hosts': entries}
 
-        data, _here = Batch(C.DEFAULT_LOCAL_TMP, 'build', key).results(compute)
-        entry = data.get(host) or {}
-        if entry.get('request') != own:
+        entry, _data, _here = self.from_batch(
+            'build', [options_of(self._args), self._check_mode,
+                      [args.get(k) for k in sorted(_build.PER_HOST_ARGS)],
+                      self._args.get('gc_root_dir')],
             # arguments templated differently for this host: build it alone
-            entry = self._build_batch({host: own})[host]
+            compute, own, alone=lambda: {'hosts': self._build_batch({host: own})})
         return entry
 
     # ------------------------------------------------------------ batch
@@ -225,9 +211,9 @@ class ActionModule(ActionBase):
         graph = builder.derivations([drv])
         out = _build.outputs_of(graph, drv)[0]
         target = Target.from_connection(self._connection, self._vars)
-        probe = self._low_level_execute_command(
-            probe_script(self._args.get('remote_nix_dir')), in_data=out + '\n')
-        facts = parse_probe(probe.get('stdout', ''))
+        _rc, stdout, _err = self.target_sh(probe_script(self._args.get('remote_nix_dir')),
+                                           in_data=out + '\n', sudoable=True)
+        facts = parse_probe(stdout)
         if facts is None:
             raise StoreError('no nix found on the target (set remote_nix_dir)')
         uri = target.store_uri(remote_program=remote_program(facts['nix_dir']))
@@ -250,9 +236,3 @@ class ActionModule(ActionBase):
             infos = builder.path_infos([out], store_args, env)
             result['closure_paths'], result['closure_bytes'] = _build.closure_sizes(infos, out)
         return entry
-
-    @staticmethod
-    def _failed(result, host, message):
-        result['failed'] = True
-        result['msg'] = u'%s: %s' % (host, message)
-        return result

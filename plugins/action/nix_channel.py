@@ -20,17 +20,17 @@ __metaclass__ = type
 
 import os
 
-from ansible import constants as C
 from ansible.errors import AnsibleError
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _channel
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    Batch, batch_key, play_batch, unlink_host_args)
+    unlink_host_args)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._channel import (
     ARGUMENT_SPEC, PER_HOST_ARGS)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_OPTIONS_SPEC
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, NixOptions
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
+    NixError, NixOptions, options_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
+
 # What a host's request reads from its variables and facts.
 HOST_VARS = ('nix_channel_ref', 'nix_flake', 'nix_flake_revision', 'nix_out_path',
              'nix_published_path')
@@ -41,30 +41,22 @@ PUSH_SENSITIVE = ('ref', 'revision', 'path')
 _MOVED = ('moved', 'new')
 
 
-class ActionModule(ActionBase):
+class ActionModule(NixdeployAction):
 
-    TRANSFERS_FILES = False
     _requires_connection = False
-    _supports_check_mode = True
-    _supports_async = False
+    ARGUMENT_SPEC = ARGUMENT_SPEC
+    PHASE = 'channel'
+    ERRORS = (_channel.ChannelError, NixError, OSError)
 
-    def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
-        _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+    def run_host(self, args, result):
+        host, task_vars = self.host, self.task_vars
         self._args = args
-        self._check_mode = bool(self._play_context.check_mode)
+        self._check_mode = self.check_mode
         self._base_dir = self._loader.get_basedir()
-        host = task_vars.get('inventory_hostname')
-        result['changed'] = False
-        try:
-            self._repo = _channel.repo_location(args['repo'], self._base_dir)
-            self._own_vars = self._templated(task_vars)
-            own = self._request(host, args, self._own_vars)
-            entry = self._answer(host, own, task_vars)
-        except (_channel.ChannelError, NixError, OSError) as exc:
-            return _failed(result, host, u'%s' % exc)
+        self._repo = _channel.repo_location(args['repo'], self._base_dir)
+        self._own_vars = self._templated(task_vars)
+        own = self._request(host, args, self._own_vars)
+        entry = self._answer(host, own, task_vars)
         answer = entry.get('result') or {}
         result.update(answer)
         result['repo'] = args['repo']
@@ -75,7 +67,7 @@ class ActionModule(ActionBase):
             result['processes'] = batch['processes']
         if entry.get('error') or answer.get('error'):
             result.pop('error', None)
-            return _failed(result, host, entry.get('error') or answer['error'])
+            return self.failed(result, entry.get('error') or answer['error'])
         if args['state'] == 'query':
             result['ansible_facts'] = {'nix_flake_revision': answer['revision'],
                                        'nix_flake_pinned': answer['flake']}
@@ -134,31 +126,28 @@ class ActionModule(ActionBase):
             return own
         args = self._args
         batch_args = unlink_host_args(args, self._own_vars, PER_HOST_ARGS)
-        hosts = play_batch(task_vars)
         alone = args['state'] == 'present' and (
             any(batch_args.get(k) not in (None, '') for k in PUSH_SENSITIVE)
             or self._request(host, batch_args, task_vars['hostvars'][host]) != own)
-        data = None
-        if not alone:
-            shared = dict((k, args.get(k)) for k in sorted(NIX_OPTIONS_SPEC))
-            key = batch_key('nix_channel', self._task._uuid, sorted(hosts), shared,
-                            self._check_mode, self._repo, args['state'], args['force'],
-                            args['require_published'],
-                            [batch_args.get(k) for k in sorted(PER_HOST_ARGS)], args.get('git_dir'))
 
-            def compute():
-                return self._compute(dict(
-                    (name, self._request(name, batch_args, self._vars_of(task_vars, name)))
-                    for name in hosts))
+        def compute(hosts):
+            return self._compute(dict(
+                (name, self._request(name, batch_args, self._vars_of(task_vars, name)))
+                for name in hosts))
 
-            data, here = Batch(C.DEFAULT_LOCAL_TMP, 'channel', key).results(compute)
-            if (data['hosts'].get(host) or {}).get('request') != own:
+        if alone:
+            data, here = self._compute({host: own}), True
+            entry = data['hosts'][host]
+        else:
+            entry, data, here = self.from_batch(
+                'channel', [options_of(args), self._check_mode, self._repo, args['state'],
+                            args['force'], args['require_published'],
+                            [batch_args.get(k) for k in sorted(PER_HOST_ARGS)],
+                            args.get('git_dir')],
                 # the batch saw this host differently (say, it was not yet
                 # published when the batch ran): it moves its ref on its own
-                data = None
-        if data is None:
-            data, here = self._compute({host: own}), True
-        entry = dict(data['hosts'][host])
+                compute, own, alone=lambda: self._compute({host: own}))
+        entry = dict(entry)
         entry['batch'] = {'batch_hosts': len(data['hosts']), 'pushed_here': here}
         if here:
             entry['batch']['processes'] = data['processes']
@@ -242,10 +231,3 @@ class ActionModule(ActionBase):
                               'after': '%s %s\n' % (ref, after),
                               'before_header': ref, 'after_header': ref}
         return result
-
-
-def _failed(result, host, message):
-    result['failed'] = True
-    result['changed'] = False
-    result['msg'] = u'%s: %s' % (host, message)
-    return result

@@ -16,35 +16,13 @@ __metaclass__ = type
 
 import time
 
-from ansible import constants as C
-from ansible.plugins.action import ActionBase
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _cascade, _copy, _nix, _peer
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    Batch, batch_key, play_batch, unlink_host_args, vars_of)
+    unlink_host_args, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, store_path_of)
-
-NIX_FRAGMENT_SPEC = dict(
-    nix_bin=dict(type='str', default='nix'),
-    nix_args=dict(type='list', elements='str', default=[]),
-    nix_options=dict(type='dict', default={}),
-    impure=dict(type='bool', default=False),
-    show_trace=dict(type='bool', default=False),
-    override_inputs=dict(type='dict', default={}),
-)
-
-ARGUMENT_SPEC = dict(
-    path=dict(type='str', required=True),
-    mode=dict(type='str', default='push', choices=['push', 'substitute', 'cache', 'cascade']),
-    caches=dict(type='list', elements='str', default=[]),
-    compress=dict(type='bool', default=False),
-    signing_key=dict(type='path', no_log=True),
-    check_sigs=dict(type='str', default='auto', choices=['auto', 'true', 'false']),
-    remote_nix_dir=dict(type='str'),
-    **NIX_FRAGMENT_SPEC
-)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
 
 # Arguments that may differ per host in cascade mode, and their host vars: an
 # argument equal to this host's own var means "each host's own" (see
@@ -62,37 +40,38 @@ _CONNECTION_VARS = (
     ('extra_args', ('ansible_ssh_extra_args',)),
 )
 _SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
+# module level: inside the class, _copy is the method of that name
+ARGUMENT_SPEC, VALIDATION = _copy.ARGUMENT_SPEC, _copy.VALIDATION
+ERRORS = (StoreError, _copy.CopyError, _nix.NixError)
 
 
-class ActionModule(ActionBase):
+class ActionModule(NixdeployAction):
 
-    TRANSFERS_FILES = False
+    ARGUMENT_SPEC = ARGUMENT_SPEC
+    VALIDATION = VALIDATION
+    PHASE = 'copy'
+    ERRORS = ERRORS
     _VALID_ARGS = frozenset(ARGUMENT_SPEC)
 
     def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
         started = time.time()
-        _validation, args = self.validate_argument_spec(
-            argument_spec=ARGUMENT_SPEC,
-            required_if=[('mode', 'cache', ('caches',))])
-        host = (task_vars or {}).get('inventory_hostname', 'target')
-        try:
-            if args['mode'] == 'cascade' and not self._task.check_mode:
-                result.update(self._cascade(host, args, task_vars or {}))
-            else:
-                result.update(self._copy(host, args, task_vars or {}))
-        except (StoreError, _copy.CopyError, _nix.NixError) as exc:
-            stderr = getattr(exc, 'stderr', '') or ''
-            result.update(failed=True, msg=_message(host, exc), phase='copy',
-                          connection_lost=_connection_lost(stderr))
-            if stderr:
-                result['stderr'] = stderr
-        if result.get('failed'):
-            result.setdefault('phase', 'copy')
-            result.setdefault('connection_lost', False)
+        result = super(ActionModule, self).run(tmp, task_vars)
         result['seconds'] = round(time.time() - started, 3)
         return result
+
+    def run_host(self, args, result):
+        if args['mode'] == 'cascade' and not self._task.check_mode:
+            result.update(self._cascade(self.host, args, self.task_vars))
+        else:
+            result.update(self._copy(self.host, args, self.task_vars))
+        return result
+
+    def failure_details(self, error):
+        stderr = getattr(error, 'stderr', '') or ''
+        details = {'connection_lost': _connection_lost(stderr)}
+        if stderr:
+            details['stderr'] = stderr
+        return details
 
     # ------------------------------------------------------------ cascade
     def _cascade(self, host, args, task_vars):
@@ -100,19 +79,17 @@ class ActionModule(ActionBase):
         of the batch to get here); a host the cascade did not cover (its
         arguments templated differently, its system not yet built when the
         cascade ran) is pushed to from the controller, as in push mode."""
-        hosts = play_batch(task_vars)
         per_host = unlink_host_args(args, task_vars, PER_HOST_ARGS)
         shared = dict((k, v) for k, v in args.items() if k not in PER_HOST_ARGS)
-        key = batch_key('nix_copy_closure', self._task._uuid, sorted(hosts), shared,
-                        [per_host.get(k) for k in sorted(PER_HOST_ARGS)], bool(self._task.diff))
         own = _request(args['path'], 'cascade', args['remote_nix_dir'])
 
-        def compute():
-            return self._run_cascade(hosts, args, per_host, task_vars)
+        def compute(hosts):
+            return {'hosts': self._run_cascade(hosts, args, per_host, task_vars)}
 
-        data, _here = Batch(C.DEFAULT_LOCAL_TMP, 'copy', key).results(compute)
-        entry = data.get(host)
-        if not entry or entry.get('request') != own:
+        entry, _data, _here = self.from_batch(
+            'copy', [shared, [per_host.get(k) for k in sorted(PER_HOST_ARGS)],
+                     bool(self._task.diff)], compute, own)
+        if entry is None:
             out = self._copy(host, dict(args, mode='push'), task_vars)
             out.update(mode='cascade', copied_from='controller' if out['paths_sent'] else None,
                        sent_to=[], hop_errors=[])
@@ -284,26 +261,23 @@ class ActionModule(ActionBase):
                               % (path, local_error.nix_message()))
 
     def _probe(self, host, remote_nix_dir, paths):
-        res = self._low_level_execute_command(
-            _copy.probe_script(remote_nix_dir), sudoable=False,
-            in_data='\n'.join(paths) + '\n')
-        facts = _copy.parse_probe(res.get('stdout', ''))
+        rc, out, err = self.target_sh(_copy.probe_script(remote_nix_dir),
+                                      in_data='\n'.join(paths) + '\n')
+        facts = _copy.parse_probe(out)
         if facts is None:
             where = remote_nix_dir or 'PATH and the known locations (%s)' % ', '.join(
                 KNOWN_NIX_DIRS)
             raise _copy.CopyError('%s: no nix-store found on the target in %s; set '
                                   'remote_nix_dir to the folder holding nix' % (host, where))
-        if res.get('rc') != 0 or not facts.get('complete'):
+        if rc != 0 or not facts.get('complete'):
             raise _copy.CopyError('%s: querying the target\'s store failed (rc %s): %s' % (
-                host, res.get('rc'), (res.get('stderr') or res.get('stdout') or '').strip()[-2000:]),
-                res.get('stderr', ''))
+                host, rc, (err or out or '').strip()[-2000:]), err)
         return facts
 
     def _fetch(self, host, nix_dir, path, caches):
-        res = self._low_level_execute_command(
-            _copy.fetch_script(nix_dir, path, caches), sudoable=False)
-        if res.get('rc') != 0:
-            err = (res.get('stderr') or '') + (res.get('stdout') or '')
+        rc, out, err = self.target_sh(_copy.fetch_script(nix_dir, path, caches))
+        if rc != 0:
+            err = (err or '') + (out or '')
             hint = ''
             if _copy.looks_unsigned(err):
                 hint = (' (the target does not trust the key the cache is signed with: add '
@@ -320,10 +294,3 @@ def _connection_lost(stderr):
     """Whether ssh failed to reach the host (not a host key or sudo refusal)."""
     problem = _copy.ssh_problem(stderr)
     return bool(problem) and 'host key' not in problem and 'sudo' not in problem
-
-
-def _message(host, exc):
-    text = getattr(exc, 'message', None) or str(exc)
-    if isinstance(exc, _nix.NixError):
-        text = str(exc)
-    return text if text.startswith(host + ':') else '%s: %s' % (host, text)

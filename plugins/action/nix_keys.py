@@ -13,30 +13,27 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
-from ansible.plugins.action import ActionBase
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _keys
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
 
 
-class ActionModule(ActionBase):
+class ActionModule(NixdeployAction):
 
-    TRANSFERS_FILES = False
-    _supports_check_mode = True
-    _supports_async = False
+    ARGUMENT_SPEC = _keys.ARGUMENT_SPEC
+    PHASE = 'keys'
 
     def run(self, tmp=None, task_vars=None):
-        task_vars = task_vars or {}
         result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
-        host = task_vars.get('inventory_hostname') or self._task.get_name()
-        try:
-            _validation, args = self.validate_argument_spec(argument_spec=_keys.ARGUMENT_SPEC)
-        except AnsibleActionFail as exc:
-            result.update(failed=True, changed=False, phase='keys', rolled_back=False,
-                          connection_lost=False, msg='%s: %s' % (host, to_text(exc.message)))
-            return result
+        if result.get('failed'):
+            # keys are deployed before activation: nothing to roll back
+            result.setdefault('rolled_back', False)
+        return result
+
+    def run_host(self, args, result):
+        host = self.host
         uploader = None
         try:
             keys = _keys.normalize_keys(args['keys'])
@@ -48,16 +45,11 @@ class ActionModule(ActionBase):
             outcome = uploader.run(keys, handled, args['prune'], check_mode=self._task.check_mode,
                                    diff=self._task.diff)
         except _keys.KeysError as exc:
-            outcome = dict(uploader.result if uploader else {'keys': {}, 'removed': []},
-                           failed=True, msg='%s: %s' % (host, exc.message))
+            outcome = self.failed(_done_so_far(uploader), exc.message)
         except AnsibleConnectionFailure as exc:
-            outcome = dict(uploader.result if uploader else {'keys': {}, 'removed': []},
-                           failed=True, connection_lost=True,
-                           msg='%s: host unreachable while uploading keys: %s' % (host, exc))
-        if outcome.get('failed'):
-            outcome.setdefault('changed', False)
-            outcome.update(phase='keys', rolled_back=False)
-            outcome.setdefault('connection_lost', False)
+            outcome = self.failed(_done_so_far(uploader),
+                                  'host unreachable while uploading keys: %s' % exc,
+                                  connection_lost=True)
         if uploader and uploader.warnings:
             outcome['warnings'] = ['%s: %s' % (host, w) for w in uploader.warnings]
         result.update(outcome)
@@ -66,10 +58,7 @@ class ActionModule(ActionBase):
     def _sh(self, script, in_data):
         """Run ``script`` with sh on the target; the key content, if any, is
         its stdin (never an argument, so never in ps or -vvv)."""
-        # a group: Ansible appends `&& sleep 0` to the command
-        out = self._low_level_execute_command('{\n%s\n}' % script.strip('\n'), sudoable=True,
-                                              in_data=in_data or None)
-        return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
+        return self.target_sh(script, in_data, sudoable=True)
 
     def _read_src(self, name):
         """A controller file: relative names searched like ansible.builtin.copy's
@@ -86,3 +75,8 @@ class ActionModule(ActionBase):
         except AnsibleError as exc:
             raise _keys.KeysError('cannot read src %s: %s' % (path, to_text(exc.message)))
         return bytes(content)
+
+
+def _done_so_far(uploader):
+    """The keys written (and removed) before a failure stay in the result."""
+    return dict(uploader.result if uploader else {'keys': {}, 'removed': []})

@@ -118,11 +118,9 @@ except ImportError:  # ansible-core 2.18: mark every string unsafe
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import (
     InventoryError, build_inventory, eval_args, eval_options)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    NixError, NixOptions, flake_ref, nix_json)
+    OPTIONS_SPEC, NixError, NixOptions, Runner, flake_ref)
 
 display = Display()
-
-_NIX_PARAMS = ('nix_bin', 'nix_args', 'nix_options', 'impure', 'show_trace', 'override_inputs')
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -138,7 +136,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._read_config_data(path)
         try:
             flake = flake_ref(self.get_option('flake'), os.path.dirname(os.path.abspath(path)))
-            opts = NixOptions.from_params(dict((k, self.get_option(k)) for k in _NIX_PARAMS))
+            opts = NixOptions.from_params(dict((k, self.get_option(k)) for k in OPTIONS_SPEC))
             opts.options = eval_options(opts)
             args = eval_args(flake, self.get_option('source'), self.get_option('attribute'))
         except (NixError, InventoryError) as exc:
@@ -150,7 +148,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         """The Nix JSON, from the cache when allowed and made by the same call."""
         # The cached value records the argv it came from, so a changed
         # option (or a new apply expression) never reads a stale entry.
-        argv = opts.argv('eval', args)
+        runner = Runner(opts)
+        argv = runner.argv('eval', args, flake_command=True)
         use_cache = self.get_option('cache')
         cache_key = self.get_cache_key(path)
         if use_cache and cache:
@@ -161,7 +160,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if isinstance(entry, dict) and entry.get('argv') == argv:
                 return entry['raw']
         try:
-            raw = nix_json(opts, 'eval', args, 'nix eval of the inventory in %s' % path)
+            raw = runner.json('eval', args, 'nix eval of the inventory in %s' % path,
+                              flake_command=True)
         except NixError as exc:
             raise AnsibleParserError(to_native(exc))
         if use_cache:

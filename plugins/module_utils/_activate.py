@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """nix_activate's controller logic that needs no connection: the argument
 spec, checks of the parameters against the platform table, and turning what
-the target reported (module_utils/_target.py) into the task result."""
+the target reported (module_utils/target/activate-*.sh) into the task result."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -17,7 +17,7 @@ ARGUMENT_SPEC = dict(
     NIX_OPTIONS_SPEC,
     path=dict(type='str'),
     platform=dict(type='str', choices=sorted(_platforms.PLATFORMS)),
-    goal=dict(type='str', default='switch', choices=['switch', 'boot', 'test', 'dry-activate']),
+    goal=dict(type='str', default='switch', choices=list(_platforms.GOALS)),
     state=dict(type='str', default='activated', choices=['activated', 'confirmed', 'rolled_back']),
     magic_rollback=dict(type='bool', default=True),
     confirm=dict(type='bool', default=True),
@@ -53,7 +53,8 @@ def check_params(params, platform):
     if params.get('generation') is not None and params['generation'] < 1:
         return 'generation must be a positive generation number'
     reboot = params.get('reboot') or 'never'
-    if state == 'activated' and reboot != 'never' and goal not in ('switch', 'boot', 'dry-activate'):
+    moves = _platforms.goal_spec(goal)['moves_profile']
+    if state == 'activated' and reboot != 'never' and not moves and goal != 'dry-activate':
         return 'reboot=%s needs goal switch or boot: a reboot undoes goal %s' % (reboot, goal)
     if state == 'activated' and reboot == 'always' and not reboots(platform):
         return 'reboot=always: %s has no boot goal to reboot into (only NixOS reboots)' % platform
@@ -66,10 +67,9 @@ def reboots(platform):
     return 'boot' in _platforms.platform_spec(platform)['goals']
 
 
-def magic_applies(params, platform):
+def magic_applies(params):
     """Whether the magic-rollback watchdog guards this activation."""
-    activation = _platforms.platform_spec(platform)['activation']
-    return bool(params['magic_rollback']) and params['goal'] in activation['magic_goals']
+    return bool(params['magic_rollback']) and _platforms.goal_spec(params['goal'])['magic_rollback']
 
 
 def _int(value):
@@ -83,7 +83,8 @@ def _generation(number, path):
     return {'generation': _int(number), 'path': path or None}
 
 
-def tail(log, lines=40):
+def log_lines(log, lines=40):
+    """The last ``lines`` non-blank lines of a run's log, as a list."""
     return [line for line in (log or '').splitlines() if line.strip()][-lines:]
 
 
@@ -102,7 +103,7 @@ def result_from_status(values, log, platform, goal, duration, run=None):
         'rollback_reason': None,
         'confirmed': values.get('confirmed') == '1',
         'duration': round(duration, 2),
-        'log_tail': tail(log),
+        'log_tail': log_lines(log),
         'run': run or values.get('run'),
         'state': state,
         'changed': False,
@@ -155,18 +156,15 @@ def check_mode_result(values, log, platform, goal, path, dry_ran, duration):
     """What an activation would do (check mode or goal dry-activate)."""
     prev_path = values.get('prev_path') or None
     active = values.get('active') or None
-    if goal == 'test':
-        current = active == path
-    elif goal == 'boot':
-        current = prev_path == path
-    else:
-        current = prev_path == path and active == path
+    # what the goal needs to be the new system already (as the runner's is_current)
+    current = {'active': active == path, 'profile': prev_path == path,
+               'both': prev_path == path and active == path}[_platforms.goal_spec(goal)['current']]
     result = {
         'platform': platform, 'goal': goal, 'profile': values.get('profile'),
         'previous': _generation(values.get('prev_gen'), prev_path),
         'new': _generation(None, path),
         'activated': False, 'rolled_back': False, 'rollback_reason': None,
-        'confirmed': False, 'duration': round(duration, 2), 'log_tail': tail(log),
+        'confirmed': False, 'duration': round(duration, 2), 'log_tail': log_lines(log),
         'changed': not current,
         'present': values.get('present') == '1',
     }

@@ -27,13 +27,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import json
 import os
 import re
 from urllib.parse import quote
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_OPTIONS_SPEC
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, run
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
+    OPTIONS_SPEC, NixError, Runner)
 
 DEFAULT_GC_ROOT_DIR = '/nix/var/nix/gcroots/nixdeploy'
 # longest GC root file name (file systems allow 255 bytes)
@@ -42,7 +41,7 @@ CONTROLLER = 'controller'
 TARGET = 'target'
 LOG_TAIL_LINES = 25
 
-ARGUMENT_SPEC = dict(NIX_OPTIONS_SPEC, **{
+ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
     'drv_path': {'type': 'str'},
     'flake': {'type': 'str'},
     'attr': {'type': 'str'},
@@ -86,15 +85,6 @@ def build_place(args, hostvars):
 def drv_of(args, hostvars):
     """The host's derivation: the argument, else the nix_eval fact, else None."""
     return args.get('drv_path') or hostvars.get('nix_drv_path') or None
-
-
-def store_tool(nix_bin, tool):
-    """``nix-store`` beside ``nix_bin`` when there is one, else from PATH."""
-    folder = os.path.dirname(nix_bin or '')
-    candidate = os.path.join(folder, tool)
-    if folder and os.access(candidate, os.X_OK):
-        return candidate
-    return tool
 
 
 # ------------------------------------------------------------------ parsing
@@ -171,29 +161,18 @@ class Builder:
     """Runs the Nix commands of one build task; counts its processes."""
 
     def __init__(self, opts, timeout=None):
-        self.opts = opts
-        self.timeout = timeout
-        self.processes = 0
+        self.runner = Runner(opts, timeout)
+        self._run = self.runner.run
+        self._check = self.runner.check
 
-    def _run(self, sub, args, env=None, flake_command=False):
-        argv = self.opts.argv(sub, args, flake_command=flake_command)
-        full_env = dict(self.opts.env)
-        full_env.update(env or {})
-        self.processes += 1
-        rc, out, err = run(argv, env=full_env, timeout=self.timeout)
-        return argv, rc, out, err
-
-    def _check(self, sub, args, what, env=None):
-        argv, rc, out, err = self._run(sub, args, env=env)
-        if rc != 0:
-            raise NixError(what, argv=argv, rc=rc, stderr=err)
-        return out
+    @property
+    def processes(self):
+        return self.runner.processes
 
     def derivations(self, drvs, store_args=()):
         """show-derivation -r of ``drvs``: the graph of everything they need."""
-        out = self._check('show-derivation', ['-r'] + list(store_args) + list(drvs),
-                          'reading derivations')
-        return json.loads(out)
+        return self.runner.json('show-derivation', ['-r'] + list(store_args) + list(drvs),
+                                'reading derivations')
 
     def dry_run(self, drvs, store_args=(), env=None):
         argv, rc, _out, err = self._run('build', ['--dry-run', '--no-link'] + list(store_args)
@@ -228,29 +207,20 @@ class Builder:
                     'copying the outputs from %s' % uri, env=env)
 
     def path_infos(self, paths, store_args=(), env=None):
-        out = self._check('path-info', ['-r', '--json'] + list(store_args) + list(paths),
-                          'reading closure sizes', env=env)
-        return json.loads(out)
+        return self.runner.json('path-info', ['-r', '--json'] + list(store_args) + list(paths),
+                                'reading closure sizes', env=env)
 
     def invalid(self, paths, store_args=(), env=None):
         """The paths of ``paths`` not valid in the store."""
-        argv = [store_tool(self.opts.nix_bin, 'nix-store')] + list(store_args) + \
-            ['--check-validity', '--print-invalid'] + list(paths)
-        full_env = dict(self.opts.env)
-        full_env.update(env or {})
-        self.processes += 1
-        rc, out, err = run(argv, env=full_env, timeout=self.timeout)
-        if rc != 0:
-            raise NixError('checking which outputs exist', argv=argv, rc=rc, stderr=err)
+        out = self._check(None, list(store_args) + ['--check-validity', '--print-invalid']
+                          + list(paths), 'checking which outputs exist', env=env,
+                          tool='nix-store')
         return set(ln.strip() for ln in out.splitlines() if ln.strip())
 
     def add_root(self, root, path):
         """``root`` -> ``path``, registered as an (indirect) GC root; replaces."""
-        argv = [store_tool(self.opts.nix_bin, 'nix-store'), '--add-root', root, '--realise', path]
-        self.processes += 1
-        rc, _out, err = run(argv, env=self.opts.env, timeout=self.timeout)
-        if rc != 0:
-            raise NixError('adding the GC root %s' % root, argv=argv, rc=rc, stderr=err)
+        self._check(None, ['--add-root', root, '--realise', path],
+                    'adding the GC root %s' % root, tool='nix-store')
 
 
 def outputs_of(graph, drv):

@@ -24,9 +24,8 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_OPTIONS_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    NixError, flake_ref, nix_json, run)
+    OPTIONS_SPEC, NixError, Runner, flake_ref, run)
 
 try:
     from urllib.parse import unquote, urlsplit
@@ -34,7 +33,7 @@ except ImportError:  # pragma: no cover - Python 2 controllers are not supported
     from urllib import unquote
     from urlparse import urlsplit
 
-ARGUMENT_SPEC = dict(NIX_OPTIONS_SPEC, **{
+ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
     'repo': {'type': 'str', 'required': True},
     'ref': {'type': 'str'},
     'state': {'type': 'str', 'default': 'present', 'choices': ['present', 'query']},
@@ -217,9 +216,12 @@ class Flakes:
     """Pins flakes to their commits (one ``nix flake metadata`` per flake)."""
 
     def __init__(self, opts, base_dir=None):
-        self.opts = opts
+        self.runner = Runner(opts)
         self.base_dir = base_dir
-        self.processes = 0
+
+    @property
+    def processes(self):
+        return self.runner.processes
 
     def resolve(self, flake):
         return flake_ref(flake, self.base_dir)
@@ -227,14 +229,13 @@ class Flakes:
     def pin(self, flake):
         """{'revision', 'flake' (pinned), 'source' (as given, resolved)}."""
         source = self.resolve(flake)
-        self.processes += 1
         try:
             # --no-update-lock-file: a lock file the commit lacks means the
             # controller would build something a host evaluating the commit
             # does not get
-            metadata = nix_json(self.opts, 'flake metadata',
-                                ['--json', '--no-update-lock-file', source],
-                                'reading the commit of %s' % source, flake_command=False)
+            metadata = self.runner.json('flake metadata',
+                                        ['--json', '--no-update-lock-file', source],
+                                        'reading the commit of %s' % source)
         except NixError as exc:
             raise ChannelError(u'%s' % exc)
         revision, pinned = pin(metadata)

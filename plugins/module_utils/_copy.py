@@ -18,13 +18,21 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
-import shlex
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import known_nix_dirs_sh
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix, _script
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import is_store_path
 
-_MARK = 'nixdeploy-copy-probe'
+ARGUMENT_SPEC = dict(
+    path=dict(type='str', required=True),
+    mode=dict(type='str', default='push', choices=['push', 'substitute', 'cache', 'cascade']),
+    caches=dict(type='list', elements='str', default=[]),
+    compress=dict(type='bool', default=False),
+    signing_key=dict(type='path', no_log=True),
+    check_sigs=dict(type='str', default='auto', choices=['auto', 'true', 'false']),
+    remote_nix_dir=dict(type='str'),
+    **_nix.OPTIONS_SPEC
+)
+VALIDATION = {'required_if': [('mode', 'cache', ('caches',))]}
 
 UNSIGNED_MARKERS = ('lacks a valid signature', 'lacks a signature')
 
@@ -40,51 +48,18 @@ class CopyError(Exception):
 
 # ------------------------------------------------------------------ probe
 def probe_script(remote_nix_dir=None, paths=None):
-    """sh that finds nix, reports the user's trust facts and, reading store
-    paths on stdin (or given as ``paths``), prints those the target's store
-    does not hold."""
-    if remote_nix_dir:
-        search = 'for d in %s; do' % shlex.quote(remote_nix_dir)
-    else:
-        # $USER/$HOME expand on the target; the list itself is ours, not inventory data.
-        search = ('for d in "$(command -v nix-store 2>/dev/null | sed \'s,/[^/]*$,,\')" %s; do'
-                  % known_nix_dirs_sh())
-    return '\n'.join([
-        'USER=${USER:-$(id -un)}',
-        'nixdir=',
-        search,
-        '  if [ -n "$d" ] && [ -x "$d/nix-store" ]; then nixdir=$d; break; fi',
-        'done',
-        'if [ -z "$nixdir" ]; then echo "%s no-nix"; exit 3; fi' % _MARK,
-        'echo "%s nix_dir=$nixdir"' % _MARK,
-        'echo "%s uid=$(id -u)"' % _MARK,
-        'echo "%s user=$(id -un)"' % _MARK,
-        'echo "%s groups=$(id -Gn | tr \' \' \',\')"' % _MARK,
-        # Nix opens the store directly (trusting its caller) when it may write
-        # /nix/var/nix and NIX_REMOTE does not point at a daemon.
-        'if [ -w /nix/var/nix ] && [ -z "${NIX_REMOTE:-}" ]; then w=yes; else w=no; fi',
-        'echo "%s store_writable=$w"' % _MARK,
-        't=$("$nixdir/nix" --extra-experimental-features nix-command show-config 2>/dev/null'
-        ' | sed -n \'s/^trusted-users = //p\')',
-        'echo "%s trusted_users=$t"' % _MARK,
-        # a cascade sender runs nix copy, and nix runs ssh from PATH
-        'echo "%s ssh=$(command -v ssh 2>/dev/null)"' % _MARK,
-        'echo "%s ssh_version=$(ssh -V 2>&1 </dev/null | sed -n 1p)"' % _MARK,
-        _paths_line(paths),
-        'echo "%s invalid-begin"' % _MARK,
-        # store paths were checked on the controller: no spaces, no globs
-        '"$nixdir/nix-store" --check-validity --print-invalid $paths || exit 4',
-        'echo "%s invalid-end"' % _MARK,
-    ])
-
-
-def _paths_line(paths):
-    if paths is None:
-        return 'paths=$(cat)'
-    bad = [p for p in paths if not is_store_path(p)]
-    if bad:
-        raise CopyError('not a store path: %r' % (bad[0],))
-    return 'paths=%s' % shlex.quote(' '.join(paths))
+    """sh (target/copy-probe.sh) that finds nix, reports the user's trust
+    facts and, reading store paths on stdin (or given as ``paths``), prints
+    those the target's store does not hold."""
+    if paths is not None:
+        bad = [p for p in paths if not is_store_path(p)]
+        if bad:
+            raise CopyError('not a store path: %r' % (bad[0],))
+    return _script.render('copy-probe.sh', {
+        'NIX_DIR': remote_nix_dir or None,
+        'READ_STDIN': paths is None,
+        'STORE_PATHS': ' '.join(paths or []),
+    })
 
 
 def stdin_free(script):
@@ -96,25 +71,14 @@ def stdin_free(script):
 
 def parse_probe(stdout):
     """Probe output -> dict(nix_dir, uid, user, groups, store_writable,
-    trusted_users, invalid) or None when no nix was found."""
-    facts = {'invalid': []}
-    inside = False
-    for line in stdout.splitlines():
-        line = line.strip()
-        if line.startswith(_MARK + ' '):
-            item = line[len(_MARK) + 1:]
-            if item == 'no-nix':
-                return None
-            if item == 'invalid-begin':
-                inside = True
-            elif item == 'invalid-end':
-                inside = False
-                facts['complete'] = True
-            else:
-                key, _sep, value = item.partition('=')
-                facts[key] = value
-        elif inside and is_store_path(line):
-            facts['invalid'].append(line)
+    trusted_users, ssh, ssh_version, invalid, complete) or None when no nix
+    was found."""
+    values, _log = _script.parse(stdout)
+    if values.get('no_nix') or not values.get('nix_dir'):
+        return None
+    facts = dict(values)
+    facts['invalid'] = [p for p in values.get('invalid', '').split() if is_store_path(p)]
+    facts['complete'] = values.get('complete') == '1'
     facts['uid'] = int(facts['uid']) if facts.get('uid', '').isdigit() else None
     facts['groups'] = [g for g in facts.get('groups', '').split(',') if g]
     facts['trusted_users'] = facts.get('trusted_users', '').split()
@@ -182,9 +146,9 @@ def closure(opts, path, store=None):
     args = ['-r', '--json']
     if store:
         args += ['--store', store]
-    info = _nix.nix_json(opts, 'path-info', args + [path],
-                         'cannot read the closure of %s%s' % (path, ' from ' + store if store else ''),
-                         flake_command=False)
+    info = _nix.Runner(opts).json(
+        'path-info', args + [path],
+        'cannot read the closure of %s%s' % (path, ' from ' + store if store else ''))
     if isinstance(info, dict):  # newer Nix: {path: info}
         info = [dict(v or {}, path=k) for k, v in info.items()]
     return [{'path': i['path'], 'narSize': int(i.get('narSize') or 0)} for i in info
@@ -192,8 +156,8 @@ def closure(opts, path, store=None):
 
 
 def sign(opts, path, key_file):
-    _nix.nix(opts, 'store sign', ['-r', '-k', key_file, path],
-             'cannot sign the closure of %s' % path, flake_command=False)
+    _nix.Runner(opts).check('store sign', ['-r', '-k', key_file, path],
+                            'cannot sign the closure of %s' % path)
 
 
 def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=None):
@@ -207,11 +171,9 @@ def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=No
         # --substitute-on-destination and ask the target to substitute only when
         # builders-use-substitutes is set; pass both so every version substitutes.
         args += ['--substitute-on-destination', '--option', 'builders-use-substitutes', 'true']
-    env = dict(opts.env, **env)
-    argv = opts.argv('copy', args + [path], flake_command=False)
-    _rc, _out, err = _nix.run(argv, env=env, timeout=timeout)
-    if _rc != 0:
-        raise _nix.NixError('nix copy to %s failed' % uri, argv=argv, rc=_rc, stderr=err)
+    argv, rc, _out, err = _nix.Runner(opts, timeout).run('copy', args + [path], env=env)
+    if rc != 0:
+        raise _nix.NixError('nix copy to %s failed' % uri, argv=argv, rc=rc, stderr=err)
     return sent_paths(err)
 
 
@@ -234,18 +196,13 @@ def sent_paths(stderr):
 
 
 def fetch_script(nix_dir, path, caches):
-    """sh run on the target: fetch ``path``'s closure from the first cache
-    that has it (signatures checked by the target against its own keys)."""
-    nix = shlex.quote('%s/nix' % nix_dir.rstrip('/'))
-    lines = ['set -u', 'errs=']
-    for cache in caches:
-        lines.append(
-            'if %s --extra-experimental-features nix-command copy --from %s %s 2>err.$$; then'
-            ' rm -f err.$$; exit 0; fi' % (nix, shlex.quote(cache), shlex.quote(path)))
-        lines.append("printf 'from %%s:\\n' %s >&2; cat err.$$ >&2" % shlex.quote(cache))
-    lines.append('rm -f err.$$; exit 1')
-    # run in a private temp dir so err files never collide
-    return 'cd "$(mktemp -d)" && (\n%s\n); rc=$?; cd / ; exit $rc' % '\n'.join(lines)
+    """sh run on the target (target/copy-fetch.sh): fetch ``path``'s closure
+    from the first cache that has it (signatures checked by the target
+    against its own keys)."""
+    return _script.render('copy-fetch.sh', {
+        'NIX_DIR': nix_dir.rstrip('/'), 'STORE_PATH': path,
+        # one URI a line: the script reads them as data, never as words
+        'CACHES': '\n'.join(c.replace('\n', '') for c in caches)})
 
 
 # ------------------------------------------------------------------ cascade hop
@@ -253,7 +210,8 @@ HOP_ALIAS = 'nixdeploy-receiver'
 
 
 def hop_script(nix_dir, known_keys, uri, path, port=None, no_check_sigs=False):
-    """sh run ON a sender: ``nix copy --to <receiver's ssh-ng URI> path``.
+    """sh run ON a sender (target/copy-hop.sh): ``nix copy --to <receiver's
+    ssh-ng URI> path``.
 
     The receiver's host key is checked against ``known_keys`` ('type base64'
     lines the controller took from its own known_hosts), under the alias
@@ -262,43 +220,12 @@ def hop_script(nix_dir, known_keys, uri, path, port=None, no_check_sigs=False):
     96 no forwarded agent, 97 no temp folder, 98 no nix or ssh here (the
     sender cannot send); 255 never (it means the controller lost the sender).
     """
-    nix = shlex.quote('%s/nix' % nix_dir.rstrip('/'))
-    lines = ' '.join(shlex.quote('%s %s' % (HOP_ALIAS, key)) for key in known_keys)
-    sshopts = ['-o UserKnownHostsFile=$d/known_hosts', '-o GlobalKnownHostsFile=/dev/null',
-               '-o StrictHostKeyChecking=yes', '-o HostKeyAlias=%s' % HOP_ALIAS,
-               '-o UpdateHostKeys=no', '-o ForwardAgent=no', '-o ControlMaster=no',
-               '-o ControlPath=none', '-o BatchMode=yes', '-o ConnectTimeout=10',
-               '-o ServerAliveInterval=5', '-o ServerAliveCountMax=3']
-    if port:
-        sshopts.append('-p %d' % int(port))
-    copy = ['"$nix"', '--extra-experimental-features', 'nix-command', 'copy', '--to',
-            shlex.quote(uri)]
-    if no_check_sigs:
-        copy.append('--no-check-sigs')
-    copy.append(shlex.quote(path))
-    return '\n'.join([
-        'set -u',
-        'nix=%s' % nix,
-        'if [ ! -x "$nix" ] || ! command -v ssh >/dev/null 2>&1; then',
-        '  echo "nixdeploy hop: no nix at $nix or no ssh client on PATH" >&2; exit 98; fi',
-        'if [ -z "${SSH_AUTH_SOCK:-}" ] || [ ! -S "$SSH_AUTH_SOCK" ]; then',
-        '  echo "nixdeploy hop: no forwarded ssh agent (sshd AllowAgentForwarding)" >&2; exit 96; fi',
-        'umask 077',
-        'd="${TMPDIR:-/tmp}/nixdeploy-hop.$$"',
-        # $d goes into NIX_SSHOPTS, which Nix splits on whitespace
-        'case $d in *[!A-Za-z0-9/._-]*) d=/tmp/nixdeploy-hop.$$ ;; esac',
-        'mkdir "$d" || exit 97',
-        'trap \'rm -rf "$d"\' EXIT',
-        'trap \'rm -rf "$d"; exit 1\' HUP INT TERM',
-        "printf '%%s\\n' %s >\"$d/known_hosts\"" % lines,
-        'NIX_SSHOPTS="%s"' % ' '.join(sshopts),
-        'export NIX_SSHOPTS',
-        ' '.join(copy),
-        'rc=$?',
-        # keep 255 (ssh's own exit) and our own codes for what they mean
-        'case $rc in 255|96|97|98) rc=1 ;; esac',
-        'exit $rc',
-    ])
+    return _script.render('copy-hop.sh', {
+        'NIX_DIR': nix_dir.rstrip('/'), 'HOP_ALIAS': HOP_ALIAS, 'URI': uri,
+        'STORE_PATH': path, 'PORT': int(port) if port else None,
+        'NO_CHECK_SIGS': bool(no_check_sigs),
+        'KNOWN_HOSTS': '\n'.join('%s %s' % (HOP_ALIAS, key.replace('\n', ''))
+                                 for key in known_keys)})
 
 
 def unsigned_message(host, who, stderr):

@@ -27,7 +27,7 @@ __metaclass__ = type
 import json
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    NixError, nix_list, nix_string, run)
+    OPTIONS_SPEC, NixError, Runner, nix_list, nix_string)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
     OUTPUT_PLATFORM, attr_string, system_attr_path)
 
@@ -194,10 +194,12 @@ class Evaluator:
     """Evaluates requests; counts its Nix processes (``processes``)."""
 
     def __init__(self, opts, chunk_size=None, timeout=None):
-        self.opts = opts
+        self.runner = Runner(opts, timeout)
         self.chunk_size = max(1, int(chunk_size or default_chunk_size()))
-        self.timeout = timeout
-        self.processes = 0
+
+    @property
+    def processes(self):
+        return self.runner.processes
 
     def evaluate(self, requests):
         """``requests``: {host: request}. Returns {host: result | {'error': text}}.
@@ -221,10 +223,9 @@ class Evaluator:
         """Evaluate [(key, attr path)] of one flake; isolate failures."""
         answers = {}
         while items:
-            argv = self.opts.argv('eval', ['--json', '%s#""' % flake, '--apply',
-                                           apply_expression([p for _k, p in items])])
-            self.processes += 1
-            rc, out, err = run(argv, env=self.opts.env, timeout=self.timeout)
+            argv, rc, out, err = self.runner.run(
+                'eval', ['--json', '%s#""' % flake, '--apply',
+                         apply_expression([p for _k, p in items])], flake_command=True)
             traced, rest = parse_traces(err)
             if rc == 0:
                 try:
@@ -255,17 +256,10 @@ class Evaluator:
 
 
 # ------------------------------------------------------------------ arguments
-# The options of the nixdeploy.fleet.nix doc fragment, as an argument spec.
-NIX_OPTIONS_SPEC = {
-    'nix_bin': {'type': 'str', 'default': 'nix'},
-    'nix_args': {'type': 'list', 'elements': 'str', 'default': []},
-    'nix_options': {'type': 'dict', 'default': {}},
-    'impure': {'type': 'bool', 'default': False},
-    'show_trace': {'type': 'bool', 'default': False},
-    'override_inputs': {'type': 'dict', 'default': {}},
-}
+# The one spec lives in _nix; this name stays for module_utils/_activate.py.
+NIX_OPTIONS_SPEC = OPTIONS_SPEC
 
-ARGUMENT_SPEC = dict(NIX_OPTIONS_SPEC, **{
+ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
     'flake': {'type': 'str'},
     'attr': {'type': 'str'},
     'chunk_size': {'type': 'int'},

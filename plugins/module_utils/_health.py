@@ -29,6 +29,7 @@ from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.six.moves.urllib.error import HTTPError
 from ansible.module_utils.urls import open_url
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._script import parse, render
 
 KINDS = ('command', 'http', 'unit')
 
@@ -59,51 +60,6 @@ OUTPUT_CHARS = 2000
 # Seconds a try on the target may take beyond its own timeout (the session,
 # stopping the command) before the controller gives up on the answer.
 SESSION_GRACE = 10
-
-MARK = '@@nixdeploy-check '
-
-# Runs $CHECK in its own process group with a time limit, output to a
-# private temporary file; then one marker line and the output's end. POSIX
-# sh only: no `timeout` (macOS has none), mktemp where it exists.
-_RUNNER = r'''
-PATH=${PATH:-/usr/bin:/bin}:/run/current-system/sw/bin:/usr/bin:/bin:/usr/sbin:/sbin
-export PATH
-nap() { sleep 0.2 2>/dev/null || sleep 1; }
-dir=${TMPDIR:-/tmp}
-{ [ -d "$dir" ] && [ -w "$dir" ]; } || dir=$HOME
-out=$(mktemp "$dir/nixdeploy-check.XXXXXX" 2>/dev/null) || {
-  private=$dir/nixdeploy-check.$$
-  # mkdir fails on anything already there: never write through a planted link
-  mkdir -m 700 "$private" 2>/dev/null || {
-    echo "@@nixdeploy-check rc=125 timed_out=0"
-    echo "cannot create a private temporary file in $dir"; exit 0; }
-  out=$private/out
-}
-trap 'rm -f "$out"; [ -n "${private:-}" ] && rmdir "$private" 2>/dev/null' EXIT
-SETSID=
-command -v setsid >/dev/null 2>&1 && SETSID=setsid
-$SETSID sh -c "$CHECK" </dev/null >"$out" 2>&1 &
-pid=$!
-i=0
-timed_out=0
-while kill -0 "$pid" 2>/dev/null; do
-  if [ "$i" -ge "$TICKS" ]; then
-    timed_out=1
-    if [ -n "$SETSID" ]; then kill -TERM "-$pid" 2>/dev/null; fi
-    kill -TERM "$pid" 2>/dev/null
-    sleep 1
-    if [ -n "$SETSID" ]; then kill -KILL "-$pid" 2>/dev/null; fi
-    kill -KILL "$pid" 2>/dev/null
-    break
-  fi
-  nap
-  i=$((i + 1))
-done
-wait "$pid"
-rc=$?
-echo "@@nixdeploy-check rc=$rc timed_out=$timed_out"
-tail -c 4000 "$out" 2>/dev/null
-'''
 
 
 class CheckError(ValueError):
@@ -197,10 +153,11 @@ def budget(checks):
 
 
 def command_script(command, timeout):
-    """The sh a ``command`` check sends: ``command`` run by ``sh -c`` in its
-    own process group, stopped after ``timeout`` seconds."""
+    """The program a ``command`` check sends (target/health-check.sh):
+    ``command`` run by ``sh -c`` in its own process group, stopped after
+    ``timeout`` seconds."""
     ticks = max(1, int(float(timeout) * 5 + 0.999))
-    return 'CHECK=%s\nTICKS=%d\n%s' % (shlex.quote(command), ticks, _RUNNER)
+    return render('health-check.sh', {'CHECK': command, 'TICKS': ticks})
 
 
 def unit_command(unit):
@@ -209,17 +166,15 @@ def unit_command(unit):
 
 
 def parse_try(rc, stdout, stderr):
-    """(rc of the check, timed_out, output) from what the script printed;
-    rc None when the script did not report (the session failed)."""
-    lines = (stdout or '').splitlines()
-    for index, line in enumerate(lines):
-        if line.startswith(MARK):
-            fields = dict(word.partition('=')[::2] for word in line[len(MARK):].split())
-            try:
-                check_rc = int(fields.get('rc', ''))
-            except ValueError:
-                check_rc = None
-            return check_rc, fields.get('timed_out') == '1', '\n'.join(lines[index + 1:])
+    """(rc of the check, timed_out, output) from what the program printed;
+    rc None when it did not report (the session failed)."""
+    values, output = parse(stdout)
+    if 'rc' in values:
+        try:
+            check_rc = int(values['rc'])
+        except ValueError:
+            check_rc = None
+        return check_rc, values.get('timed_out') == '1', output
     return None, False, '\n'.join(part for part in (stdout, stderr) if part).strip() or (
         'the check script gave no answer (exit code %s)' % rc)
 

@@ -36,6 +36,8 @@ import re
 import shlex
 import subprocess
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _script
+
 UPLOAD_AT = ('pre-activation', 'post-activation')
 DEFAULTS = {'dest_dir': '/run/keys', 'user': 'root', 'group': 'root', 'mode': '0600',
             'upload_at': 'pre-activation'}
@@ -49,7 +51,6 @@ ARGUMENT_SPEC = dict(
     prune=dict(type='bool', default=False),
 )
 
-MARK = '@@nixdeploy-keys '
 COMMAND_STDERR_CHARS = 400
 
 _ACCOUNT = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.$-]*$')
@@ -270,219 +271,65 @@ def sha256(content):
 
 
 # ------------------------------------------------------------------ target scripts
-def _q(value):
-    return shlex.quote('' if value is None else str(value))
-
-
-def _assign(values):
-    return ''.join('%s=%s\n' % (name, _q(value)) for name, value in values)
-
-
-# Shared by every script: messages, the sha256 tool, file facts, the manifest.
-_PREAMBLE = r'''
-umask 077
-fail() { echo "@@nixdeploy-keys error=$*"; exit 3; }
-[ -n "${HOME:-}" ] || HOME=$(cd ~ 2>/dev/null && pwd)
-if command -v sha256sum >/dev/null 2>&1; then HASH=sha256sum
-elif command -v shasum >/dev/null 2>&1; then HASH='shasum -a 256'
-elif command -v openssl >/dev/null 2>&1; then HASH='openssl dgst -sha256'
-elif command -v busybox >/dev/null 2>&1; then HASH='busybox sha256sum'
-else fail "no sha256 tool on the target (sha256sum, shasum, openssl or busybox)"; fi
-# hex digest of a file read on stdin: "HEX  -" or "(stdin)= HEX" / "SHA2-256(stdin)= HEX"
-sha() { $HASH <"$1" 2>/dev/null | sed 's/^.*= *//; s/ .*$//'; }
-# "MODE OWNER GROUP UID GID" from ls -l (POSIX: same everywhere, unlike stat)
-facts() {
-  { ls -ld -- "$1" && ls -ldn -- "$1"; } 2>/dev/null | awk '
-    NR == 1 { p = $1; o = $3; g = $4 }
-    NR == 2 { u = $3; n = $4 }
-    END {
-      if (p == "") exit 1
-      m = 0; s = 0
-      for (i = 2; i <= 10; i++) {
-        c = substr(p, i, 1)
-        m = m * 2 + (c != "-" && c != "S" && c != "T")
-        if (c == "s" || c == "S") s += (i == 4 ? 4 : 2)
-        if (c == "t" || c == "T") s += 1
-      }
-      printf "%o%03o %s %s %s %s\n", s, m, o, g, u, n
-    }'
-}
-if [ -n "$STATE_DIR" ]; then MB=$STATE_DIR
-elif [ "$(id -u)" = 0 ]; then MB=/nix/var/nixdeploy
-else MB=${XDG_STATE_HOME:-$HOME/.local/state}/nixdeploy; fi
-MANIFEST=$MB/keys
-listed() { [ -f "$MANIFEST" ] && grep -Fxq -- "$1" "$MANIFEST"; }
-wanted() { printf '%s\n' "$KEEP" | grep -Fxq -- "$1"; }
-'''
-
-# The probe: the facts of each handled key ("$@"), the manifest's stale entries.
-_PROBE = r'''
-echo "@@nixdeploy-keys uid=$(id -u)"
-echo "@@nixdeploy-keys hash=$HASH"
-i=0
-for p in "$@"; do
-  l=0; listed "$p" && l=1
-  if [ -L "$p" ]; then echo "@@nixdeploy-keys stat $i link $l"
-  elif [ -f "$p" ]; then
-    h=$(sha "$p"); [ -n "$h" ] || h=-
-    f=$(facts "$p") || f='- - - - -'
-    echo "@@nixdeploy-keys stat $i file $l $h $f"
-  elif [ -e "$p" ]; then echo "@@nixdeploy-keys stat $i other $l"
-  else echo "@@nixdeploy-keys stat $i absent $l"; fi
-  i=$((i + 1))
-done
-if [ "$PRUNE" = 1 ] && [ -f "$MANIFEST" ]; then
-  while IFS= read -r p; do
-    [ -n "$p" ] || continue
-    wanted "$p" && continue
-    if [ -e "$p" ] || [ -L "$p" ]; then e=1; else e=0; fi
-    echo "@@nixdeploy-keys stale $e $p"
-  done <"$MANIFEST"
-fi
-echo "@@nixdeploy-keys probed=1"
-'''
-
-# One key: stdin is "<sha256>\n<content>" (WRITE=1) or empty (owner and mode only).
-_PUT = r'''
-owner_missing() {  # the user or group does not exist (yet)
-  id -u -- "$KUSER" >/dev/null 2>&1 || return 0
-  case $KGROUP in *[!0-9]*) ;; *) return 1 ;; esac
-  if command -v getent >/dev/null 2>&1; then getent group "$KGROUP" >/dev/null 2>&1 || return 0
-  elif command -v dscl >/dev/null 2>&1; then dscl . -read "/Groups/$KGROUP" >/dev/null 2>&1 || return 0
-  fi
-  return 1
-}
-set_owner() {  # set_owner FILE: chown, or (pre-activation) leave it to the uploader
-  err=$(chown -- "$KUSER:$KGROUP" "$1" 2>&1) && return 0
-  if [ "$REQUIRE_OWNER" != 1 ] && owner_missing; then
-    echo "@@nixdeploy-keys owner_unset=$KUSER:$KGROUP does not exist yet on this host, so $P stays owned by $(id -un); the next run sets it"
-    return 0
-  fi
-  fail "cannot give the key to $KUSER:$KGROUP: $err"
-}
-if [ ! -d "$DIR" ]; then
-  [ -e "$DIR" ] && fail "$DIR exists and is not a folder"
-  # every folder made here (parents too: the umask) lets others reach their
-  # own key by name but list nothing: 0711, whichever key happened to come first
-  # shellcheck disable=SC2174
-  err=$( (umask 066 && mkdir -p -m 0711 -- "$DIR") 2>&1) || fail "cannot create the folder $DIR: $err"
-  echo "@@nixdeploy-keys dir_created=$DIR"
-fi
-if [ "$WRITE" = 1 ]; then
-  IFS= read -r EXPECT || fail "no content came on stdin"
-  T=$DIR/.$NAME.nixdeploy.$$
-  trap 'rm -f -- "$T"' EXIT
-  rm -f -- "$T"
-  # created exclusively (noclobber), 0600 by the umask; opened for writing
-  # before owner and mode change, so a read-only mode still lets us write
-  err=$( (set -C && : >"$T") 2>&1) || fail "cannot create a temporary file in $DIR: $err"
-  exec 3>"$T"
-  set_owner "$T"
-  err=$(chmod -- "$MODE" "$T" 2>&1) || fail "cannot set mode $MODE on $T: $err"
-  cat >&3 || fail "writing $T failed"
-  exec 3>&-
-  got=$(sha "$T")
-  [ "$got" = "$EXPECT" ] || fail "the content of $P arrived damaged (sha256 ${got:-unreadable}), nothing was replaced"
-  if [ -L "$P" ] || { [ -e "$P" ] && [ ! -f "$P" ]; }; then fail "$P is not a regular file (any more)"; fi
-  err=$(mv -f -- "$T" "$P" 2>&1) || fail "cannot rename the temporary file to $P: $err"
-  trap - EXIT
-else
-  if [ -L "$P" ] || [ ! -f "$P" ]; then fail "$P is not a regular file (any more)"; fi
-  set_owner "$P"
-  err=$(chmod -- "$MODE" "$P" 2>&1) || fail "cannot set mode $MODE on $P: $err"
-fi
-if ! listed "$P"; then
-  if ! { (umask 022 && mkdir -p -- "$MB") && printf '%s\n' "$P" >>"$MANIFEST"; }; then
-    echo "@@nixdeploy-keys manifest_failed=cannot record $P in $MANIFEST"
-  fi
-fi
-echo "@@nixdeploy-keys done=1"
-'''
-
-# Prune stale keys (REMOVE) and record existing keys not listed yet (ADD).
-_FINISH = r'''
-printf '%s\n' "$REMOVE" | while IFS= read -r p; do
-  [ -n "$p" ] || continue
-  if [ -d "$p" ] && [ ! -L "$p" ]; then echo "@@nixdeploy-keys kept=$p is a folder now; not removed"; continue; fi
-  if [ -e "$p" ] || [ -L "$p" ]; then
-    if err=$(rm -f -- "$p" 2>&1); then echo "@@nixdeploy-keys removed=$p"
-    else echo "@@nixdeploy-keys remove_failed=$p: $err"; fi
-  fi
-done
-(umask 022 && mkdir -p -- "$MB") || fail "cannot create $MB"
-{
-  if [ -f "$MANIFEST" ]; then
-    while IFS= read -r p; do
-      [ -n "$p" ] || continue
-      if printf '%s\n' "$REMOVE" | grep -Fxq -- "$p" && [ ! -e "$p" ] && [ ! -L "$p" ]; then continue; fi
-      printf '%s\n' "$p"
-    done <"$MANIFEST"
-  fi
-  printf '%s\n' "$ADD" | while IFS= read -r p; do
-    [ -n "$p" ] && ! listed "$p" && printf '%s\n' "$p"
-  done
-} | awk '!seen[$0]++' >"$MANIFEST.tmp.$$" || fail "cannot write $MANIFEST.tmp.$$"
-mv -f -- "$MANIFEST.tmp.$$" "$MANIFEST" || fail "cannot update $MANIFEST"
-echo "@@nixdeploy-keys finished=1"
-'''
-
-
-def _lines(paths):
-    return '\n'.join(paths)
+# target/keys-lib.sh (the sha256 tool, file facts, the manifest) then the
+# step; paths go in as values, one a line (normalize_keys refuses newlines).
+def _render(step, values, state_dir, keep=()):
+    return _script.render(['keys-lib.sh', step], dict(
+        values, STATE_DIR=state_dir or None, KEEP='\n'.join(keep)))
 
 
 def probe_script(paths, keep, prune, state_dir=None):
     """sh reporting the facts of ``paths`` (and, with prune, the manifest's
     entries not in ``keep``). ``state_dir``: the manifest's folder when not
     the default (tests)."""
-    head = 'set -- %s\n' % ' '.join(_q(p) for p in paths) if paths else 'set --\n'
-    return (_assign([('KEEP', _lines(keep)), ('PRUNE', '1' if prune else '0'),
-                     ('STATE_DIR', state_dir or '')])
-            + _PREAMBLE + head + _PROBE)
+    return _render('keys-probe.sh', {'KEY_PATHS': '\n'.join(paths), 'PRUNE': bool(prune)},
+                   state_dir, keep)
 
 
 def put_script(key, write, require_owner, state_dir=None):
     """sh writing (``write``) or only fixing owner and mode of one key."""
-    return (_assign([('P', key.path), ('DIR', key.dest_dir), ('NAME', key.name),
-                     ('KUSER', key.user), ('KGROUP', key.group), ('MODE', key.mode),
-                     ('WRITE', '1' if write else '0'), ('REQUIRE_OWNER', '1' if require_owner else '0'),
-                     ('KEEP', ''), ('STATE_DIR', state_dir or '')])
-            + _PREAMBLE + _PUT)
+    return _render('keys-put.sh', {
+        'P': key.path, 'DIR': key.dest_dir, 'NAME': key.name, 'KUSER': key.user,
+        'KGROUP': key.group, 'MODE': key.mode, 'WRITE': bool(write),
+        'REQUIRE_OWNER': bool(require_owner)}, state_dir)
 
 
 def finish_script(remove, add, state_dir=None):
-    return (_assign([('REMOVE', _lines(remove)), ('ADD', _lines(add)), ('KEEP', ''),
-                     ('STATE_DIR', state_dir or '')])
-            + _PREAMBLE + _FINISH)
+    return _render('keys-finish.sh', {'REMOVE': '\n'.join(remove), 'ADD': '\n'.join(add)},
+                   state_dir)
+
+
+_NUMBERED = re.compile(r'^(stat|stale|removed|remove_failed|kept)_(\d+)$')
 
 
 def parse(stdout):
-    """(values, stats, stale): ``key=value`` lines, the probe's ``stat`` lines
-    by index and its ``stale`` (path, exists) entries; removed paths are listed
-    in values['removed'] (a list)."""
-    values, stats, stale, removed = {}, {}, [], []
-    for line in (stdout or '').splitlines():
-        if not line.startswith(MARK):
-            continue
-        item = line[len(MARK):]
-        if item.startswith('stat '):
-            words = item.split()
-            entry = {'kind': words[2], 'listed': words[3] == '1'}
-            if words[2] == 'file' and len(words) >= 10:
-                entry.update(sha256=words[4] if _SHA.match(words[4]) else None,
-                             mode=None if words[5] == '-' else words[5],
-                             owner=words[6], group=words[7], uid=words[8], gid=words[9])
-            stats[int(words[1])] = entry
-        elif item.startswith('stale '):
-            _stale, exists, path = item.split(' ', 2)
-            stale.append((path, exists == '1'))
+    """(values, stats, stale): the scripts' values, the probe's ``stat_<i>``
+    by index and its ``stale_<n>`` (path, exists) entries; removed paths are
+    listed in values['removed'] (a list)."""
+    raw, _log = _script.parse(stdout)
+    values, stats, numbered = {}, {}, {}
+    for name, value in raw.items():
+        match = _NUMBERED.match(name)
+        if match:
+            numbered.setdefault(match.group(1), []).append((int(match.group(2)), value))
         else:
-            name, _sep, value = item.partition('=')
-            if name == 'removed':
-                removed.append(value)
-            else:
-                values[name] = value
-    values['removed'] = removed
+            values[name] = value
+    for index, item in numbered.get('stat', []):
+        words = item.split()
+        entry = {'kind': words[0], 'listed': words[1] == '1'}
+        if words[0] == 'file' and len(words) >= 8:
+            entry.update(sha256=words[2] if _SHA.match(words[2]) else None,
+                         mode=None if words[3] == '-' else words[3],
+                         owner=words[4], group=words[5], uid=words[6], gid=words[7])
+        stats[index] = entry
+    stale = []
+    for _n, item in sorted(numbered.get('stale', [])):
+        exists, _sep, path = item.partition(' ')
+        stale.append((path, exists == '1'))
+    values['removed'] = [v for _n, v in sorted(numbered.get('removed', []))]
+    failed = sorted(numbered.get('remove_failed', []))
+    if failed:
+        values['remove_failed'] = failed[0][1]
     return values, stats, stale
 
 

@@ -78,6 +78,23 @@ def nix_list(values):
     return '[ %s ]' % ' '.join(nix_string(v) for v in values)
 
 
+# The options of the nixdeploy.fleet.nix doc fragment as an argument spec:
+# the one spec every module, action and the inventory plugin uses.
+OPTIONS_SPEC = {
+    'nix_bin': {'type': 'str', 'default': 'nix'},
+    'nix_args': {'type': 'list', 'elements': 'str', 'default': []},
+    'nix_options': {'type': 'dict', 'default': {}},
+    'impure': {'type': 'bool', 'default': False},
+    'show_trace': {'type': 'bool', 'default': False},
+    'override_inputs': {'type': 'dict', 'default': {}},
+}
+
+
+def options_of(params):
+    """The Nix options among ``params`` (a task's or plugin's arguments)."""
+    return dict((name, params.get(name)) for name in sorted(OPTIONS_SPEC))
+
+
 class NixOptions:
     """Options every Nix call of a task shares.
 
@@ -86,19 +103,17 @@ class NixOptions:
     """
 
     def __init__(self, nix_bin='nix', extra_args=None, options=None,
-                 impure=False, show_trace=False, override_inputs=None,
-                 env=None):
+                 impure=False, show_trace=False, override_inputs=None):
         self.nix_bin = nix_bin or 'nix'
         self.extra_args = list(extra_args or [])
         self.options = dict(options or {})
         self.impure = impure
         self.show_trace = show_trace
         self.override_inputs = dict(override_inputs or {})
-        self.env = dict(env or {})
 
     @classmethod
     def from_params(cls, params):
-        """Build from a module/action argument dict (see the nix doc fragment)."""
+        """Build from a module/action argument dict (``OPTIONS_SPEC``)."""
         return cls(
             nix_bin=params.get('nix_bin') or 'nix',
             extra_args=params.get('nix_args') or [],
@@ -109,6 +124,8 @@ class NixOptions:
         )
 
     def common_args(self, flake_command=True):
+        """The shared options; ``--impure`` and ``--override-input`` only for
+        commands that take a flake (``flake_command``)."""
         args = list(EXPERIMENTAL)
         for name, value in sorted(self.options.items()):
             args += ['--option', str(name), _option_value(value)]
@@ -154,28 +171,70 @@ def run(argv, env=None, stdin_data=None, timeout=None, cwd=None):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def check(argv, what, env=None, stdin_data=None, timeout=None, cwd=None):
-    """Run argv and return stdout; raise NixError naming ``what`` on failure."""
-    rc, out, err = run(argv, env=env, stdin_data=stdin_data, timeout=timeout, cwd=cwd)
-    if rc != 0:
-        raise NixError(what, argv=argv, rc=rc, stderr=err)
-    return out
+def store_tool(nix_bin, tool):
+    """``nix-store`` (or another tool) beside ``nix_bin`` when there is one,
+    else from PATH."""
+    folder = os.path.dirname(nix_bin or '')
+    candidate = os.path.join(folder, tool)
+    if folder and os.access(candidate, os.X_OK):
+        return candidate
+    return tool
+
+
+class Runner:
+    """The one runner of Nix on the controller: builds the argv from the
+    task's ``NixOptions``, passes the environment (e.g. NIX_SSHOPTS for one
+    target) and the timeout, turns a failure into a ``NixError`` carrying
+    Nix's message, and counts its processes (``processes``)."""
+
+    def __init__(self, opts, timeout=None):
+        self.opts = opts
+        self.timeout = timeout
+        self.processes = 0
+
+    def argv(self, subcommand, args, flake_command=False, tool=None):
+        """``nix <subcommand> <options> <args>``, or ``<tool> <args>`` for
+        the classic tools (``nix-store``) found beside nix_bin."""
+        if tool:
+            return [store_tool(self.opts.nix_bin, tool)] + list(args)
+        return self.opts.argv(subcommand, args, flake_command=flake_command)
+
+    def run(self, subcommand, args, env=None, flake_command=False, tool=None,
+            stdin_data=None, cwd=None):
+        """(argv, rc, stdout, stderr); never raises on rc."""
+        argv = self.argv(subcommand, args, flake_command, tool)
+        self.processes += 1
+        rc, out, err = run(argv, env=env, stdin_data=stdin_data, timeout=self.timeout, cwd=cwd)
+        return argv, rc, out, err
+
+    def check(self, subcommand, args, what, **kwargs):
+        """stdout; a ``NixError`` naming ``what`` when Nix fails."""
+        argv, rc, out, err = self.run(subcommand, args, **kwargs)
+        if rc != 0:
+            raise NixError(what, argv=argv, rc=rc, stderr=err)
+        return out
+
+    def json(self, subcommand, args, what, **kwargs):
+        """As ``check``, with stdout parsed as JSON."""
+        out = self.check(subcommand, args, what, **kwargs)
+        try:
+            return json.loads(out)
+        except ValueError as exc:
+            raise NixError('%s: nix printed no JSON (%s)' % (what, exc), stderr=out[-2000:])
 
 
 def nix(opts, subcommand, args, what, flake_command=True, **kwargs):
-    """Run a ``nix`` subcommand with the shared options; return stdout."""
-    env = dict(opts.env)
-    env.update(kwargs.pop('env', None) or {})
-    return check(opts.argv(subcommand, args, flake_command), what, env=env, **kwargs)
+    """One ``nix`` command with the shared options; return stdout."""
+    timeout = kwargs.pop('timeout', None)
+    return Runner(opts, timeout).check(subcommand, args, what,
+                                       flake_command=flake_command, **kwargs)
 
 
-def nix_json(opts, subcommand, args, what, **kwargs):
+def nix_json(opts, subcommand, args, what, flake_command=True, **kwargs):
     """As ``nix`` but parse stdout as JSON."""
-    out = nix(opts, subcommand, args, what, **kwargs)
-    try:
-        return json.loads(out)
-    except ValueError as exc:
-        raise NixError('%s: nix printed no JSON (%s)' % (what, exc), stderr=out[-2000:])
+    timeout = kwargs.pop('timeout', None)
+    return Runner(opts, timeout).json(subcommand, args, what,
+                                      flake_command=flake_command, **kwargs)
 
 
 def flake_ref(flake, base_dir=None):

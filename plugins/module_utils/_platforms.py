@@ -1,10 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""ONE table: platform -> flake output, profile, activation, rollback, root.
+"""ONE table: platform -> flake output, profile, activation, rollback, root;
+and the activation goals and what each one means (``GOALS``).
 
-Platform differences live here as data; other files look them up instead of
-testing ``platform == ...``. See ../shared/PLATFORMS.md for the sources.
+Platform and goal differences live here as data; other files look them up
+instead of testing ``platform == ...`` or ``goal == ...``. docs/concepts.md
+describes the platforms for users.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,14 +23,10 @@ PLATFORMS = {
         'profile': '/nix/var/nix/profiles/system',
         'needs_root': True,
         'goals': ['switch', 'boot', 'test', 'dry-activate'],
-        'check_goal': 'dry-activate',
-        'version_file': 'nixos-version',
-        # how nix_activate switches to a system (see ACTIVATION_KEYS below)
+        # how nix_activate switches to a system (see the keys below the table)
         'activation': {
             'command': ['bin/switch-to-configuration', '{goal}'],
-            'profile_goals': ['switch', 'boot'],
             'sets_own_profile': False,
-            'magic_goals': ['switch', 'test'],
             'dry_run': {'command': ['bin/switch-to-configuration', 'dry-activate'], 'env': {}},
             'current_link': '/run/current-system',
             'driver': None,
@@ -41,14 +39,10 @@ PLATFORMS = {
         'profile': '/nix/var/nix/profiles/system',
         'needs_root': True,
         'goals': ['switch'],
-        'check_goal': None,
-        'version_file': 'darwin-version',
         'activation': {
             # activate aborts unless uid 0; become supplies root
             'command': ['activate'],
-            'profile_goals': ['switch'],
             'sets_own_profile': False,
-            'magic_goals': ['switch'],
             'dry_run': None,
             'current_link': '/run/current-system',
             'driver': None,
@@ -61,14 +55,11 @@ PLATFORMS = {
         'profile': '/nix/var/nix/profiles/nix-on-droid',
         'needs_root': False,
         'goals': ['switch'],
-        'check_goal': None,
-        'version_file': None,
         'activation': {
-            # activate's last step sets the profile itself: never nix-env --set first
+            # activate's last step sets the profile itself: never nix-env --set
+            # first, whatever the goal
             'command': ['activate'],
-            'profile_goals': [],
             'sets_own_profile': True,
-            'magic_goals': ['switch'],
             'dry_run': {'command': ['activate'], 'env': {'DRY_RUN': '1'}},
             'current_link': None,
             'driver': None,
@@ -82,13 +73,9 @@ PLATFORMS = {
         'profile': None,
         'needs_root': False,
         'goals': ['switch'],
-        'check_goal': None,
-        'version_file': None,
         'activation': {
             'command': ['activate'],
-            'profile_goals': ['switch'],
             'sets_own_profile': False,
-            'magic_goals': ['switch'],
             'dry_run': None,
             'current_link': None,
             # home-manager's driver protocol: with it, activate leaves the
@@ -106,16 +93,50 @@ PLATFORMS = {
 
 # What each row's ``activation`` holds (nix_activate, module_utils/_target.py):
 #   command           argv below the system's store path; '{goal}' is the goal
-#   profile_goals     goals that move the profile (nix-env --set) before activating
-#   sets_own_profile  the activation sets the profile itself (nix-on-droid)
-#   magic_goals       goals the magic-rollback watchdog applies to
+#   sets_own_profile  the activation sets the profile itself (nix-on-droid):
+#                     no goal moves it first
 #   dry_run           {'command', 'env'} of a dry activation, or None (report only)
 #   current_link      link naming the running system when it exists, else None
 #   driver            {'file', 'min', 'args'}: extra args when FILE in the system
 #                     holds a number >= min (home-manager's driver protocol)
 #   profile_candidates  [(folder, name)] when 'profile' is None (see above)
-ACTIVATION_KEYS = ('command', 'profile_goals', 'sets_own_profile', 'magic_goals', 'dry_run',
-                   'current_link', 'driver', 'profile_candidates')
+
+# The goals of an activation (as colmena's Goal), for every platform that
+# lists the goal in its row's 'goals' (dry-activate: all of them):
+#   moves_profile   the profile is set to the new system before activating
+#   records_active  the activated system is what runs now (kept in the state
+#                   folder where no current_link says it)
+#   magic_rollback  the watchdog waits for a confirmation (else: nothing runs
+#                   the new system that a lost connection could reveal)
+#   current         what must already be the new system for "unchanged":
+#                   the profile, the active system or both
+#   rollback_goal   the goal a rollback of this goal re-activates with
+#   done            the summary's word for a done activation
+GOALS = {
+    'switch': {'moves_profile': True, 'records_active': True, 'magic_rollback': True,
+               'current': 'both', 'rollback_goal': 'switch', 'done': 'switched'},
+    'boot': {'moves_profile': True, 'records_active': False, 'magic_rollback': False,
+             'current': 'profile', 'rollback_goal': 'boot', 'done': 'boot default set'},
+    'test': {'moves_profile': False, 'records_active': True, 'magic_rollback': True,
+             'current': 'active', 'rollback_goal': 'test', 'done': 'activated (test)'},
+    'dry-activate': {'moves_profile': False, 'records_active': False, 'magic_rollback': False,
+                     'current': 'both', 'rollback_goal': 'switch', 'done': 'dry-activated'},
+}
+
+
+def goal_spec(goal):
+    """The GOALS row of ``goal``; ValueError names the known ones."""
+    try:
+        return GOALS[goal]
+    except KeyError:
+        raise ValueError('unknown goal %r (known: %s)' % (goal, ', '.join(sorted(GOALS))))
+
+
+def moves_profile(platform, goal):
+    """Whether activating ``goal`` sets ``platform``'s profile first."""
+    return (goal_spec(goal)['moves_profile']
+            and not platform_spec(platform)['activation'].get('sets_own_profile'))
+
 
 # Where nix lives on a target whose non-login ssh PATH lacks it, searched in
 # this order after PATH: the NixOS system, the multi-user default profile
@@ -129,11 +150,6 @@ KNOWN_NIX_DIRS = (
     '/nix/var/nix/profiles/per-user/$USER/profile/bin',
     '${XDG_STATE_HOME:-$HOME/.local/state}/nix/profile/bin',
 )
-
-
-def known_nix_dirs_sh():
-    """KNOWN_NIX_DIRS as double-quoted sh words (expanded on the target)."""
-    return ' '.join('"%s"' % d for d in KNOWN_NIX_DIRS)
 
 
 # Ansible group names for each platform (group names cannot hold '-').

@@ -30,8 +30,8 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_OPTIONS_SPEC
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, run
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
+    OPTIONS_SPEC, NixError, Runner)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     STORE_DIR, is_store_path)
 
@@ -40,7 +40,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 controllers are not supported
     from urllib import quote
 
-ARGUMENT_SPEC = dict(NIX_OPTIONS_SPEC, **{
+ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
     'path': {'type': 'str'},
     'cache': {'type': 'str', 'required': True},
     'signing_key': {'type': 'path', 'required': True, 'no_log': True},
@@ -162,20 +162,17 @@ class Publisher:
     def __init__(self, opts, cache, secret_key_file, timeout=None):
         if not cache or cache.startswith('-'):
             raise PublishError('cache %r is not a store URI' % (cache,))
-        self.opts = opts
+        self.runner = Runner(opts, timeout)
         self.cache = cache
         self.key_file = secret_key_file
         self.key = key_name(secret_key_file)
-        self.timeout = timeout
-        self.processes = 0
+
+    @property
+    def processes(self):
+        return self.runner.processes
 
     def _nix(self, sub, args, what):
-        argv = self.opts.argv(sub, args, flake_command=False)
-        self.processes += 1
-        rc, out, err = run(argv, env=self.opts.env, timeout=self.timeout)
-        if rc != 0:
-            raise NixError(what, argv=argv, rc=rc, stderr=err)
-        return out
+        return self.runner.check(sub, args, what)
 
     def _infos(self, paths, store=None, recursive=False):
         args = ['--json'] + (['-r'] if recursive else [])

@@ -6,7 +6,8 @@
 - Does the new system need a reboot? Compare, between ``/run/booted-system``
   and the new system, what only a boot loads: ``kernel``, ``initrd``,
   ``kernel-modules`` and ``systemd`` (as nixos-needsreboot and comin do).
-  The target prints the links (``probe_script``); Python compares them.
+  The target prints the links (``probe_script``, target/reboot-probe.sh);
+  Python compares them.
 - Did the host come back? Wait for a NEW ``/proc/sys/kernel/random/boot_id``
   within a timeout, never forever (colmena issue 166): ``wait_for_boot``
   takes the reads, the clock and the sleep as callables.
@@ -23,15 +24,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
-import shlex
 import time
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._script import parse, render
 
 MODES = ('never', 'always', 'when-needed')
 # What only a boot loads (links in a NixOS toplevel).
 BOOT_PARTS = ('kernel', 'initrd', 'kernel-modules', 'systemd')
-BOOT_ID = '/proc/sys/kernel/random/boot_id'
 BOOTED = '/run/booted-system'
-MARK = '@@nixdeploy '
 
 # The messages of switch-to-configuration's pre-switch checks (nixpkgs PRs
 # 473282, 477561): one line per failed check, then the summary line.
@@ -41,47 +41,21 @@ _CHANGES_START = 'There are changes to critical components of the system'
 _CHANGES_END = 'Switching into this system is not recommended'
 _CHANGE = re.compile(r'^\s*(\S+) : (.*?) -> (.*?)\s*$')
 
-# One look at the host: its boot id, what it booted and runs, and for each
-# boot part the booted and the new system's target (NEW may be empty).
-_PROBE = r'''
-echo "@@nixdeploy boot_id=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
-echo "@@nixdeploy booted=$(readlink -f /run/booted-system 2>/dev/null)"
-echo "@@nixdeploy current=$(readlink -f /run/current-system 2>/dev/null)"
-for part in kernel initrd kernel-modules systemd; do
-  echo "@@nixdeploy booted_$part=$(readlink -f "/run/booted-system/$part" 2>/dev/null)"
-  if [ -n "$NEW" ]; then
-    echo "@@nixdeploy new_$part=$(readlink -f "$NEW/$part" 2>/dev/null)"
-  fi
-done
-'''
-
-# The reboot request. systemctl returns once the reboot is queued; the
-# session may still be cut by it, which the caller accepts.
-REBOOT_SCRIPT = r'''
-PATH=${PATH:-/usr/bin:/bin}:/run/current-system/sw/bin:/usr/bin:/bin:/usr/sbin:/sbin
-export PATH
-systemctl reboot 2>&1
-rc=$?
-echo "@@nixdeploy reboot_rc=$rc"
-'''
-
-BOOT_ID_SCRIPT = 'cat %s' % BOOT_ID
-
 
 def probe_script(new_path=None):
-    """sh printing the boot id, booted and current system and the boot parts
-    of both the booted system and ``new_path``."""
-    return 'NEW=%s\n%s' % (shlex.quote(new_path or ''), _PROBE)
+    """The program (target/reboot-probe.sh) printing the boot id, booted and
+    current system and the boot parts of the booted system and ``new_path``."""
+    return render('reboot-probe.sh', {'NEW': new_path, 'BOOT_PARTS': ' '.join(BOOT_PARTS)})
 
 
-def parse(output):
-    """``@@nixdeploy key=value`` lines of ``output`` as a dict."""
-    values = {}
-    for line in (output or '').splitlines():
-        if line.startswith(MARK):
-            key, _sep, value = line[len(MARK):].partition('=')
-            values[key.strip()] = value.strip()
-    return values
+def request_script():
+    """The program (target/reboot-request.sh) asking the host to reboot."""
+    return render('reboot-request.sh')
+
+
+def boot_id_script():
+    """The program (target/reboot-boot-id.sh) printing the boot id."""
+    return render('reboot-boot-id.sh')
 
 
 def short(path):
@@ -118,15 +92,14 @@ def wants_reboot(mode, needed):
 
 
 def reboot_requested(rc, stdout, lost):
-    """(requested, problem) after sending REBOOT_SCRIPT: a session cut by
-    the reboot counts as requested; a refusal carries systemctl's words."""
+    """(requested, problem) after sending ``request_script``: a session cut
+    by the reboot counts as requested; a refusal carries systemctl's words."""
     if lost:
         return True, None
-    values = parse(stdout)
+    values, words = parse(stdout)
     if values.get('reboot_rc') == '0' or (rc == 0 and 'reboot_rc' not in values):
         return True, None
-    words = '\n'.join(line for line in (stdout or '').splitlines()
-                      if not line.startswith(MARK)).strip()
+    words = words.strip()
     return False, 'the reboot was refused (exit code %s)%s' % (
         values.get('reboot_rc', rc), ': %s' % words if words else '')
 

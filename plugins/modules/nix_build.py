@@ -175,14 +175,12 @@ target_store:
   type: str
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._build import ARGUMENT_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    module.fail_json(msg='nixdeploy.fleet.nix_build runs on the controller as an action plugin')
+    controller_only('nix_build', ARGUMENT_SPEC)
 
 
 if __name__ == '__main__':

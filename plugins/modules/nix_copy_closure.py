@@ -2,7 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Documentation only: the work is done by the action plugin of the same name."""
+"""Documentation and argument spec: the work is done by the action plugin of the same name."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -337,3 +337,14 @@ trust:
   type: str
   sample: trusted
 '''
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import ARGUMENT_SPEC, VALIDATION
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
+
+
+def main():
+    controller_only('nix_copy_closure', ARGUMENT_SPEC, **VALIDATION)
+
+
+if __name__ == '__main__':
+    main()

@@ -145,14 +145,12 @@ ansible_facts:
       returned: success
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import ARGUMENT_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    module.fail_json(msg='nixdeploy.fleet.nix_eval runs on the controller as an action plugin')
+    controller_only('nix_eval', ARGUMENT_SPEC)
 
 
 if __name__ == '__main__':

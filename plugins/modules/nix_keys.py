@@ -2,7 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Documentation only: the work is done by the action plugin of the same name."""
+"""Documentation and argument spec: the work is done by the action plugin of the same name."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -233,3 +233,14 @@ connection_lost:
   returned: failure
   type: bool
 '''
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._keys import ARGUMENT_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
+
+
+def main():
+    controller_only('nix_keys', ARGUMENT_SPEC)
+
+
+if __name__ == '__main__':
+    main()

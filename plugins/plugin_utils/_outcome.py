@@ -15,6 +15,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+try:
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import GOALS
+except ImportError:
+    # run as a plain script (_report.py's merge command): the table's file
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils'))
+    from _platforms import GOALS  # pylint: disable=import-error
+
 # action name -> the deploy phase its task is
 PHASES = {
     'nix_eval': 'eval',
@@ -24,8 +33,6 @@ PHASES = {
     'nix_activate': 'activate',
 }
 
-# what a done activation did, by goal
-_DONE = {'switch': 'switched', 'boot': 'boot default set', 'test': 'activated (test)'}
 # what a deploy that stopped before activating got to, by its last phase
 _STOPPED = {'copy': 'copied', 'build': 'built', 'eval': 'evaluated', 'keys': 'copied'}
 
@@ -99,7 +106,9 @@ class HostOutcome:
             if rolled_back:
                 reason = result.get('rollback_reason') or line
                 rec['outcome'] = 'FAILED: rolled back (%s)' % reason
-            elif self.unreachable:
+            elif rec['connection_lost']:
+                # an unreachable host, or an action's failed result that says
+                # it lost the connection (actions report it so, not as unreachable)
                 rec['outcome'] = 'FAILED at %s: unreachable: %s' % (phase, line)
             else:
                 rec['outcome'] = 'FAILED at %s: %s' % (phase, line)
@@ -128,7 +137,7 @@ class HostOutcome:
             return 'would %s' % goal if changed else 'unchanged'
         if changed:
             rec['after'] = new if new is not None else before
-            return _DONE.get(goal, 'activated')
+            return GOALS[goal]['done'] if goal in GOALS else 'activated'
         return 'unchanged'
 
 

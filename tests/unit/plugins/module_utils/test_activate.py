@@ -1,7 +1,7 @@
-"""Pure logic of nix_activate: parameter checks, status -> result, script
-building (quoting, platform data). Running the scripts is the lab's job."""
+"""Pure logic of nix_activate: parameter checks, status -> result, program
+building (quoting, platform data). test_target_scripts.py runs the programs
+with a fake nix-env; the lab runs them with the real thing."""
 
-import shlex
 import subprocess
 import sys
 
@@ -11,7 +11,8 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _activate, _platforms, _target  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
+    _activate, _platforms, _script, _target)
 
 
 def params(**changes):
@@ -39,10 +40,10 @@ def test_path_is_required_and_absolute():
 
 
 def test_magic_rollback_only_for_switch_and_test():
-    assert _activate.magic_applies(params(goal='switch'), 'nixos')
-    assert _activate.magic_applies(params(goal='test'), 'nixos')
-    assert not _activate.magic_applies(params(goal='boot'), 'nixos')
-    assert not _activate.magic_applies(params(goal='switch', magic_rollback=False), 'darwin')
+    assert _activate.magic_applies(params(goal='switch'))
+    assert _activate.magic_applies(params(goal='test'))
+    assert not _activate.magic_applies(params(goal='boot'))
+    assert not _activate.magic_applies(params(goal='switch', magic_rollback=False))
 
 
 def status(**values):
@@ -96,57 +97,67 @@ def test_check_mode_result():
     assert res['failed']
 
 
-def test_parse_markers_and_log():
-    values, log = _target.parse('junk\n@@nixdeploy state=done\n@@nixdeploy reason=a=b\n'
-                                '@@nixdeploy-log\nhello\n@@nixdeploy alive=0\nworld\n')
-    assert values == {'state': 'done', 'reason': 'a=b', 'alive': '0'}
-    assert log == 'hello\nworld'
-
-
 HOSTILE = "/nix/store/x'; touch pwned; echo '$(id)`id`\n"
 
 
 @pytest.mark.parametrize('platform', sorted(_platforms.PLATFORMS))
-def test_scripts_are_valid_sh_and_quote_every_value(platform):
-    spec = _platforms.PLATFORMS[platform]
-    scripts = [
-        _target.launch_script(platform, spec, 'r1', 'activate', path=HOSTILE, profile=HOSTILE,
-                              remote_nix_dir=HOSTILE),
-        _target.launch_script(platform, spec, 'r1', 'rollback', generation=3),
-        _target.confirm_script(platform, spec, profile=HOSTILE, run=HOSTILE, wait=5),
-        _target.inspect_script(platform, spec, path=HOSTILE, dry=True),
-        _target.poll_script(platform, spec, HOSTILE, profile=HOSTILE, wait=5),
+def test_programs_are_valid_sh_and_quote_every_value(platform, tmp_path):
+    programs = [
+        _target.launch_script(platform, 'r1', 'activate', path=HOSTILE, profile=HOSTILE,
+                              remote_nix_dir=HOSTILE, why=HOSTILE),
+        _target.launch_script(platform, 'r1', 'rollback', generation=3),
+        _target.confirm_script(platform, profile=HOSTILE, run=HOSTILE, wait=5),
+        _target.reject_script(platform, HOSTILE, HOSTILE, profile=HOSTILE),
+        _target.inspect_script(platform, path=HOSTILE, dry=True),
+        _target.poll_script(platform, HOSTILE, profile=HOSTILE, wait=5),
     ]
-    for script in scripts:
-        assert subprocess.run(['sh', '-n'], input=script, universal_newlines=True,
+    for program in programs:
+        assert subprocess.run(['sh', '-n'], input=program, universal_newlines=True,
                               check=False).returncode == 0
-
-
-def test_values_reach_sh_as_data(tmp_path):
-    # one level (task values) and two (the runner's own assignments inside RUNNER)
-    inner = _target._assign([('NEW', HOSTILE)]) + 'printf %s "$NEW"'
-    for script in (inner, _target._assign([('RUNNER', inner)]) + 'sh -c "$RUNNER"'):
-        out = subprocess.run(['sh', '-c', script], cwd=str(tmp_path), stdout=subprocess.PIPE,
-                             universal_newlines=True, check=True).stdout
-        assert out == HOSTILE
+    # two levels: the runner's own values travel inside the value RUNNER
+    runner = _target.runner_program(platform, 'r1', 'activate', path=HOSTILE)
+    values = _script.render([], {'RUNNER': runner})
+    out = subprocess.run(['sh', '-c', values + 'printf %s "$RUNNER"'], cwd=str(tmp_path),
+                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    assert out == runner
     assert not (tmp_path / 'pwned').exists()
-    assert shlex.split(_target.q(HOSTILE)) == [HOSTILE]
 
 
-def test_activation_snippets_from_the_table():
-    nixos, nixos_dry = _target.snippets(_platforms.PLATFORMS['nixos'])
-    assert nixos == 'exec "$1"/bin/switch-to-configuration "$2"'
-    assert nixos_dry == 'exec "$1"/bin/switch-to-configuration dry-activate'
-    droid, droid_dry = _target.snippets(_platforms.PLATFORMS['nix-on-droid'])
-    assert droid == 'exec "$1"/activate' and droid_dry == 'exec env DRY_RUN=1 "$1"/activate'
-    home, home_dry = _target.snippets(_platforms.PLATFORMS['home-manager'])
-    assert '--driver-version 1' in home and 'gen-version' in home and home_dry == ''
+def _command(program, system, goal):
+    return subprocess.run(['sh', '-c', program, 'activate', str(system), goal],
+                          stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+
+
+def test_activation_commands_from_the_table(tmp_path):
+    """activate-command.sh runs the table's command below the system, with
+    the goal, the dry run's environment and home-manager's driver args."""
+    system = tmp_path / 'system'
+    for name in ('bin/switch-to-configuration', 'activate'):
+        (system / name).parent.mkdir(parents=True, exist_ok=True)
+        (system / name).write_text('#!/bin/sh\necho "%s $* DRY_RUN=${DRY_RUN:-}"\n' % name)
+        (system / name).chmod(0o755)
+    nixos, nixos_dry = _target.activation_programs(_platforms.PLATFORMS['nixos'])
+    assert _command(nixos, system, 'boot') == 'bin/switch-to-configuration boot DRY_RUN=\n'
+    assert _command(nixos_dry, system, 'dry-activate') == \
+        'bin/switch-to-configuration dry-activate DRY_RUN=\n'
+    droid, droid_dry = _target.activation_programs(_platforms.PLATFORMS['nix-on-droid'])
+    assert _command(droid, system, 'switch') == 'activate  DRY_RUN=\n'
+    assert _command(droid_dry, system, 'dry-activate') == 'activate  DRY_RUN=1\n'
+    home, home_dry = _target.activation_programs(_platforms.PLATFORMS['home-manager'])
+    assert home_dry == ''
+    assert _command(home, system, 'switch') == 'activate  DRY_RUN=\n'
+    (system / 'gen-version').write_text('1\n')
+    assert _command(home, system, 'switch') == 'activate --driver-version 1 DRY_RUN=\n'
+
+
+def test_table_words_with_blanks_are_refused():
+    with pytest.raises(ValueError):
+        _target.command_program(['bin/x', 'two words'])
 
 
 def test_home_manager_profile_resolution(tmp_path):
-    spec = _platforms.PLATFORMS['home-manager']
-    func = _target.resolve_profile_function(spec)
-    script = func + 'resolve_profile; echo "$PROFILE"'
+    values = _target._session('home-manager', None, None)
+    script = _script.render(['activate-lib.sh'], values) + 'resolve_profile; echo "$PROFILE"'
     home = tmp_path / 'home'
     home.mkdir()
     env = {'HOME': str(home), 'USER': 'alice', 'PATH': '/usr/bin:/bin'}

@@ -15,7 +15,7 @@ import pytest
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _copy  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _copy, _script  # noqa: E402
 
 P1 = '/nix/store/yp65nwcm3qq6n5j1ccmpgvgxhlxbn14m-nixos-system-h1-1'
 P2 = '/nix/store/110879g0d9slzx4b09aizcm4wnnl0v0c-lab-extra-base-1'
@@ -228,6 +228,79 @@ def test_hop_script_is_posix_sh():
                           universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stderr
     if shutil.which('shellcheck'):
-        check = subprocess.run(['shellcheck', '-s', 'sh', '-'], input=script,
+        # the file itself (the rendered program adds the values and lib.sh,
+        # checked in test_script.py)
+        check = subprocess.run(['shellcheck', '-s', 'sh', os.path.join(_script.FOLDER, 'copy-hop.sh')],
                                stdout=subprocess.PIPE, universal_newlines=True, check=False)
         assert check.returncode == 0, check.stdout
+
+
+# ------------------------------------------------------------------ scripts with fakes
+FAKE_NIX_STORE = r'''#!/bin/sh
+# a target's nix-store: every path whose name ends in -absent is invalid
+[ "$1 $2" = "--check-validity --print-invalid" ] || exit 2
+shift 2
+for p in "$@"; do case $p in *-absent) echo "$p" ;; esac; done
+exit "${FAKE_RC:-0}"
+'''
+FAKE_NIX = r'''#!/bin/sh
+# a target's nix: show-config trusts @wheel; copy --from succeeds only from
+# the cache named in FAKE_GOOD_CACHE
+case "$*" in
+  *show-config*) echo "trusted-users = root @wheel" ;;
+  *"copy --from"*)
+    while [ "$1" != --from ]; do shift; done
+    [ "$2" = "$FAKE_GOOD_CACHE" ] && { echo "$2 $3" >>"$FAKE_LOG"; exit 0; }
+    echo "error: $2 does not have it" >&2; exit 1 ;;
+esac
+'''
+
+
+@pytest.fixture
+def fake_nix_dir(tmp_path):
+    folder = tmp_path / 'nix bin'
+    folder.mkdir()
+    for name, text in (('nix-store', FAKE_NIX_STORE), ('nix', FAKE_NIX)):
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o755)
+    return str(folder)
+
+
+def test_probe_script_with_a_fake_store_lists_the_invalid_paths(fake_nix_dir):
+    gone = '/nix/store/00000000000000000000000000000000-absent'
+    script = _copy.probe_script(fake_nix_dir, paths=[P1, gone])
+    proc = subprocess.run(['sh'], input=_copy.stdin_free(script), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    found = _copy.parse_probe(proc.stdout)
+    assert found['nix_dir'] == fake_nix_dir and found['complete']
+    assert found['invalid'] == [gone] and found['trusted_users'] == ['root', '@wheel']
+    # over stdin, as nix_copy_closure and nix_build run it
+    proc = subprocess.run(['sh', '-c', _copy.probe_script(fake_nix_dir)],
+                          input='%s\n%s\n' % (gone, P1), stdout=subprocess.PIPE,
+                          universal_newlines=True, check=False)
+    assert _copy.parse_probe(proc.stdout)['invalid'] == [gone]
+
+
+def test_probe_script_reports_a_failed_validity_query(fake_nix_dir):
+    proc = subprocess.run(['sh', '-c', _copy.probe_script(fake_nix_dir, paths=[P1])],
+                          stdout=subprocess.PIPE, universal_newlines=True, check=False,
+                          env=dict(os.environ, FAKE_RC='1'))
+    assert proc.returncode == 4 and not _copy.parse_probe(proc.stdout)['complete']
+
+
+def test_fetch_script_tries_each_cache_in_order(fake_nix_dir, tmp_path):
+    log = tmp_path / 'log'
+    caches = ["http://bad/x'; touch /tmp/pwned; '", 'file:///good cache', 'http://never']
+    script = _copy.fetch_script(fake_nix_dir + '/', P1, caches)
+    env = dict(os.environ, FAKE_GOOD_CACHE='file:///good cache', FAKE_LOG=str(log))
+    proc = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text() == 'file:///good cache %s\n' % P1
+    assert "from http://bad/x'; touch /tmp/pwned; ':" in proc.stderr
+    assert 'does not have it' in proc.stderr and 'never' not in proc.stderr
+    env['FAKE_GOOD_CACHE'] = 'elsewhere'
+    proc = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False, env=env)
+    assert proc.returncode == 1 and proc.stderr.count('does not have it') == 3

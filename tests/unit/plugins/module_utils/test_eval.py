@@ -1,7 +1,6 @@
-"""Pure logic of nix_eval / nix_build: parsing and mapping, no Nix run."""
+"""Pure logic of nix_eval: attribute paths, requests, the apply expression
+and its traces (no Nix run; module_utils/_eval.py)."""
 
-import json
-import os
 import sys
 
 import pytest
@@ -11,7 +10,7 @@ from tests.collection import collections_path
 # module_utils import each other as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _batch, _build, _eval  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _eval  # noqa: E402
 
 
 @pytest.mark.parametrize('text, expected', [
@@ -89,101 +88,3 @@ def test_default_chunk_size(tmp_path):
     meminfo.write_text('MemAvailable: 1000 kB\n')
     assert _eval.default_chunk_size(str(meminfo)) == 1
     assert _eval.default_chunk_size(str(tmp_path / 'absent')) == 8
-
-
-def test_unlink_host_args():
-    own = {'nix_attr': 'a.b', 'nix_flake': 'path:/f'}
-    out = _batch.unlink_host_args({'attr': 'a.b', 'flake': 'path:/other'}, own, _eval.PER_HOST_ARGS)
-    assert out == {'attr': None, 'flake': 'path:/other'}
-
-
-def test_batch_computes_once(tmp_path):
-    calls = []
-
-    def compute():
-        calls.append(1)
-        return {'h1': {'x': 1}}
-
-    batch = _batch.Batch(str(tmp_path), 'eval', _batch.batch_key('k', ['h1']))
-    assert batch.results(compute) == ({'h1': {'x': 1}}, True)
-    again = _batch.Batch(str(tmp_path), 'eval', _batch.batch_key('k', ['h1']))
-    assert again.results(compute) == ({'h1': {'x': 1}}, False)
-    assert len(calls) == 1
-    assert _batch.batch_key('k', ['h1']) != _batch.batch_key('k', ['h2'])
-
-
-def test_play_batch():
-    assert _batch.play_batch({'inventory_hostname': 'a', 'ansible_play_batch': ['a', 'b']}) == ['a', 'b']
-    assert _batch.play_batch({'inventory_hostname': 'c', 'ansible_play_batch': ['a']}) == ['c']
-
-
-DRY_RUN = """\
-these 2 derivations will be built:
-  /nix/store/aaa-system-h1.drv
-  /nix/store/bbb-busybox.drv
-this path will be fetched (0.01 MiB download, 0.02 MiB unpacked):
-  /nix/store/ccc-glibc
-"""
-
-
-def test_parse_dry_run():
-    assert _build.parse_dry_run(DRY_RUN) == (
-        ['/nix/store/aaa-system-h1.drv', '/nix/store/bbb-busybox.drv'], ['/nix/store/ccc-glibc'])
-    assert _build.parse_dry_run('') == ([], [])
-
-
-BUILD_ERR = """\
-building '/nix/store/aaa-system-h1.drv'...
-error: builder for '/nix/store/aaa-system-h1.drv' failed with exit code 1;
-       last 2 log lines:
-       > lab: building h1 failed on purpose (broken_build)
-       > error: builder for h1: this system does not build
-       For full logs, run 'nix log /nix/store/aaa-system-h1.drv'.
-error: build of '/nix/store/aaa-system-h1.drv', '/nix/store/ddd-system-h2.drv' failed
-"""
-
-
-def test_failure_blocks():
-    by_drv, other = _build.failure_blocks(BUILD_ERR)
-    assert list(by_drv) == ['/nix/store/aaa-system-h1.drv']
-    assert 'failed on purpose' in by_drv['/nix/store/aaa-system-h1.drv']
-    assert other == ["error: build of '/nix/store/aaa-system-h1.drv', '/nix/store/ddd-system-h2.drv' failed"]
-
-
-def test_closures():
-    graph = {'/d/top.drv': {'inputDrvs': {'/d/lib.drv': ['out']},
-                            'outputs': {'out': {'path': '/o/top'}, 'dev': {'path': '/o/dev'}}},
-             '/d/lib.drv': {'inputDrvs': {}, 'outputs': {'out': {'path': '/o/lib'}}}}
-    assert _build.drv_closure(graph, '/d/top.drv') == {'/d/top.drv', '/d/lib.drv'}
-    assert _build.outputs_of(graph, '/d/top.drv') == ['/o/top', '/o/dev']
-    infos = [{'path': '/o/top', 'narSize': 10, 'references': ['/o/lib', '/o/top']},
-             {'path': '/o/lib', 'narSize': 5, 'references': []},
-             {'path': '/o/other', 'narSize': 99, 'references': []}]
-    assert _build.closure_sizes(infos, '/o/top') == (2, 15)
-    assert json.loads(json.dumps(_build.closure_sizes(infos, '/o/lib'))) == [1, 5]
-
-
-def test_build_place_and_drv():
-    assert _build.build_place({}, {}) == 'controller'
-    assert _build.build_place({}, {'nix_build_on': 'target'}) == 'target'
-    assert _build.build_place({'build_on': 'b1'}, {'nix_build_on': 'target'}) == 'b1'
-    assert _build.drv_of({}, {'nix_drv_path': '/nix/store/x.drv'}) == '/nix/store/x.drv'
-
-
-def test_gc_root_of_a_hostile_host_name_stays_in_its_folder(tmp_path):
-    folder = str(tmp_path / 'roots')
-    for name in ('../escaped', '..', '.', 'a/b', '/etc/passwd', 'web 1;rm', 'caf\u00e9'):
-        root = _build.gc_root_path(folder, name)
-        assert os.path.dirname(root) == folder, name
-        assert os.path.basename(root) not in ('', '.', '..'), name
-    assert _build.gc_root_path(folder, 'web-1.example') == os.path.join(folder, 'web-1.example')
-    assert _build.gc_root_path(folder, 'a/b') != _build.gc_root_path(folder, 'a_b')
-
-
-def test_gc_root_of_a_long_host_name_fits_a_file_name(tmp_path):
-    folder = str(tmp_path)
-    long_a, long_b = 'a$(x)/' * 60 + 'one', 'a$(x)/' * 60 + 'two'
-    root_a, root_b = _build.gc_root_path(folder, long_a), _build.gc_root_path(folder, long_b)
-    assert len(os.path.basename(root_a)) <= 255 and os.path.dirname(root_a) == folder
-    assert root_a != root_b
-    open(root_a, 'w').close()  # the file system takes it

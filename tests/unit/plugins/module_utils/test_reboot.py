@@ -11,7 +11,7 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _reboot  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _reboot, _script  # noqa: E402
 
 OLD, NEW = '/nix/store/%s-nixos-system-web1-1' % ('a' * 32), '/nix/store/%s-nixos-system-web1-2' % ('b' * 32)
 K1 = '/nix/store/%s-linux-6.6.1/bzImage' % ('c' * 32)
@@ -83,12 +83,16 @@ def test_probe_script_quotes_the_path_and_runs(tmp_path):
     script = _reboot.probe_script(hostile)
     out = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE,
                          universal_newlines=True, check=True).stdout
-    values = _reboot.parse(out)
+    values = _script.parse(out)[0]
     assert not (tmp_path / 'owned').exists()
     assert set(values) >= {'boot_id', 'booted', 'current', 'new_kernel', 'booted_systemd'}
-    assert 'new_kernel' not in _reboot.parse(subprocess.run(
+    assert 'new_kernel' not in _script.parse(subprocess.run(
         ['sh', '-c', _reboot.probe_script()], stdout=subprocess.PIPE,
-        universal_newlines=True, check=True).stdout)
+        universal_newlines=True, check=True).stdout)[0]
+    boot_id = subprocess.run(['sh', '-c', _reboot.boot_id_script()], stdout=subprocess.PIPE,
+                             universal_newlines=True, check=True).stdout
+    with open('/proc/sys/kernel/random/boot_id') as handle:
+        assert _script.parse(boot_id)[0]['boot_id'] == handle.read().strip()
 
 
 # ------------------------------------------------------------------ the wait
@@ -158,14 +162,27 @@ def test_without_the_old_boot_id_only_an_id_after_going_down_counts():
 
 
 # ------------------------------------------------------------------ request, verify
-def test_the_reboot_request():
+def _request(tmp_path, systemctl):
+    """The reboot request run under sh, with a fake systemctl."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / 'systemctl').write_text('#!/bin/sh\necho "$*" >>%s/asked\n%s\n'
+                                       % (tmp_path, systemctl))
+    (bin_dir / 'systemctl').chmod(0o755)
+    proc = subprocess.run(['sh', '-c', _reboot.request_script()], stdout=subprocess.PIPE,
+                          universal_newlines=True, check=False,
+                          env={'PATH': '%s:/usr/bin:/bin' % bin_dir})
+    return _reboot.reboot_requested(proc.returncode, proc.stdout, lost=False)
+
+
+def test_the_reboot_request(tmp_path):
     assert _reboot.reboot_requested(None, '', lost=True) == (True, None)
-    assert _reboot.reboot_requested(0, '@@nixdeploy reboot_rc=0\n', lost=False) == (True, None)
-    ok, problem = _reboot.reboot_requested(
-        0, 'Failed to reboot system via logind: Access denied\n@@nixdeploy reboot_rc=1\n', False)
+    assert _request(tmp_path, 'exit 0') == (True, None)
+    assert (tmp_path / 'asked').read_text() == 'reboot\n'
+    ok, problem = _request(
+        tmp_path, 'echo "Failed to reboot system via logind: Access denied"; exit 1')
     assert not ok and problem == ('the reboot was refused (exit code 1): Failed to reboot '
                                   'system via logind: Access denied')
-    assert 'systemctl reboot' in _reboot.REBOOT_SCRIPT
 
 
 def test_verify_the_boot():

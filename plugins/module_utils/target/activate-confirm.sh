@@ -1,0 +1,17 @@
+# shellcheck shell=sh
+# The confirmation: claim the canary by renaming it (the watchdog does the
+# same at its deadline; rename is atomic, so exactly one of them wins).
+# activate-poll.sh follows, for the claimed run (or RUN, or the last one).
+emit dir "$D"
+emit profile "$PROFILE"
+claimed=
+if [ "$CLAIM" = 1 ] && mv "$D/canary" "$D/canary.confirm.$$" 2>/dev/null; then
+  claimed=$(cat "$D/canary.confirm.$$"); rm -f "$D/canary.confirm.$$"
+fi
+emit claimed "$claimed"
+[ -e "$D/canary" ] && emit pending "$(cat "$D/canary" 2>/dev/null)"
+last=$(cat "$D/last" 2>/dev/null)
+emit last "$last"
+# then wait for the run to record the outcome, in this same session
+RUN=${claimed:-${RUN:-$last}}
+[ -n "$RUN" ] || exit 0

@@ -1,0 +1,20 @@
+# shellcheck shell=sh
+# Waits up to WAIT seconds for run RUN to end (a state in TERMINAL; or, with
+# STOP_AWAITING=1, to await its confirmation), then one look: its status,
+# whether its runner lives, its log's last LOG_LINES lines. Folding the wait
+# into the same session saves the controller a round trip per look.
+RD=$D/runs/$RUN
+run_state() { sed -n 's/^state=//p' "$RD/status" 2>/dev/null; }
+i=0
+while [ "$i" -lt $((WAIT * 5)) ]; do
+  st=$(run_state)
+  case " $TERMINAL " in *" $st "*) break ;; esac
+  [ "$STOP_AWAITING" = 1 ] && [ "$st" = awaiting_confirmation ] && break
+  nap; i=$((i + 1))
+done
+[ -f "$RD/status" ] && sed 's/^/@@nixdeploy /' "$RD/status"
+pid=$(cat "$RD/pid" 2>/dev/null)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then emit alive "1"
+else emit alive "0"; fi
+log_section
+tail -n "$LOG_LINES" "$RD/log" 2>/dev/null

@@ -1,0 +1,261 @@
+# shellcheck shell=sh
+# The detached run of nix_activate (started by activate-launch.sh, rendered
+# after lib.sh and activate-lib.sh): lock, profile, activation, watchdog,
+# rollback. Arguments: state folder, profile, nix-env, HOME, USER; the rest
+# are values (module_utils/_target.py runner_values).
+D=$1 PROFILE=$2 NIX_ENV=$3 HOME=$4 USER=$5
+export HOME USER
+# NixOS's own override of its pre-switch checks (pre_switch_checks=false)
+if [ "$NO_CHECK" = 1 ]; then NIXOS_NO_CHECK=1; export NIXOS_NO_CHECK; fi
+RD=$D/runs/$RUN
+exec </dev/null >>"$RD/log" 2>&1
+trap '' HUP
+umask 022
+echo $$ >"$RD/pid"
+SETSID=; command -v setsid >/dev/null 2>&1 && SETSID=setsid
+STATE=starting REASON='' PREV_GEN='' PREV_PATH='' NEW_GEN='' ACTIVE_BEFORE='' ACTIVATED=0
+ROLLED_BACK=0 CONFIRMED=0 RC='' LOCKED=0 STARTED=$(date +%s) CAUSE=''
+generations_of
+status() {
+  STATE=$1; REASON=$(printf '%s' "$2" | tr '\n' ' ')
+  { echo "state=$STATE"; echo "reason=$REASON"; echo "run=$RUN"; echo "mode=$MODE"
+    echo "profile=$PROFILE"; echo "prev_gen=$PREV_GEN"; echo "prev_path=$PREV_PATH"
+    echo "new_gen=$NEW_GEN"; echo "new_path=$NEW"; echo "activated=$ACTIVATED"
+    echo "rolled_back=$ROLLED_BACK"; echo "confirmed=$CONFIRMED"; echo "rc=$RC"
+    echo "cause=$CAUSE"
+    echo "started=$STARTED"; echo "updated=$(date +%s)"
+  } >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"
+  echo "nixdeploy: $(date +%H:%M:%S) $STATE${REASON:+: $REASON}"
+}
+release() {
+  if [ "$LOCKED" = 1 ] && [ "$(cat "$D/lock/pid" 2>/dev/null)" = "$$" ]; then rm -rf "$D/lock"; fi
+  LOCKED=0
+}
+on_exit() {
+  case " $TERMINAL " in *" $STATE "*) ;;
+    *) [ "$(cat "$D/canary" 2>/dev/null)" = "$RUN" ] && rm -f "$D/canary"
+       status failed "the activation run stopped unexpectedly in state $STATE" ;; esac
+  release
+}
+trap on_exit EXIT
+trap 'exit 1' TERM INT
+break_lock() {  # break_lock DEADPID: one breaker at a time, and only that owner's lock
+  if mkdir "$D/lock.break" 2>/dev/null; then
+    [ "$(cat "$D/lock/pid" 2>/dev/null)" = "$1" ] && rm -rf "$D/lock"
+    rmdir "$D/lock.break"
+  else
+    # a breaker holds lock.break for an instant; one left behind is from a killed breaker
+    find "$D" -name lock.break -mmin +1 -exec rmdir {} \; 2>/dev/null
+    nap
+  fi
+}
+BOOT=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
+acquire() {
+  t0=$(date +%s) empty_since='' told=''
+  while :; do
+    if mkdir "$D/lock" 2>/dev/null; then
+      echo "$BOOT" >"$D/lock/boot"; echo $$ >"$D/lock/pid"; echo "$RUN" >"$D/lock/run"
+      LOCKED=1; return 0
+    fi
+    owner=$(cat "$D/lock/pid" 2>/dev/null)
+    now=$(date +%s)
+    if [ -n "$owner" ]; then
+      empty_since=
+      if ! kill -0 "$owner" 2>/dev/null; then
+        echo "nixdeploy: breaking the stale lock of pid $owner (no longer running)"
+        break_lock "$owner"; continue
+      fi
+      # taken before the host rebooted: that pid is another process now
+      lock_boot=$(cat "$D/lock/boot" 2>/dev/null)
+      if [ -n "$BOOT" ] && [ -n "$lock_boot" ] && [ "$lock_boot" != "$BOOT" ]; then
+        echo "nixdeploy: breaking the stale lock of pid $owner (taken before a reboot)"
+        break_lock "$owner"; continue
+      fi
+    else
+      # the owner writes its pid right after mkdir; empty for long = it died in between
+      [ -n "$empty_since" ] || empty_since=$now
+      if [ $((now - empty_since)) -ge 5 ]; then break_lock ""; empty_since=; continue; fi
+    fi
+    if [ $((now - t0)) -ge "$LOCK_TIMEOUT" ]; then
+      LOCK_OWNER=$owner LOCK_RUN=$(cat "$D/lock/run" 2>/dev/null); return 1
+    fi
+    if [ "$told" != "$owner" ]; then
+      told=$owner; status waiting_lock "another activation (pid ${owner:-?}) holds the lock of $PROFILE"
+    fi
+    nap
+  done
+}
+run_activation() {  # run_activation PATH GOAL: sets RC, bounded by ACTIVATION_TIMEOUT
+  echo "nixdeploy: $(date +%H:%M:%S) activating $1 ($2)"
+  # its own process group (setsid), so a timeout stops the whole activation
+  $SETSID sh -c "$ACTIVATE_PROGRAM" activate "$1" "$2" &
+  apid=$! t0=$(date +%s)
+  while kill -0 "$apid" 2>/dev/null; do
+    if [ $(($(date +%s) - t0)) -ge "$ACTIVATION_TIMEOUT" ]; then
+      echo "nixdeploy: the activation ran longer than ${ACTIVATION_TIMEOUT}s: stopping it"
+      if [ -n "$SETSID" ]; then kill -TERM "-$apid" 2>/dev/null; fi
+      kill -TERM "$apid" 2>/dev/null; sleep 2
+      if [ -n "$SETSID" ]; then kill -KILL "-$apid" 2>/dev/null; fi
+      kill -KILL "$apid" 2>/dev/null
+      wait "$apid" 2>/dev/null; RC=124; return
+    fi
+    nap
+  done
+  wait "$apid"; RC=$?
+  echo "nixdeploy: $(date +%H:%M:%S) activation exited with $RC"
+}
+failure_reason() {
+  case $RC in
+    124) echo "the activation timed out after ${ACTIVATION_TIMEOUT}s" ;;
+    4) echo "the activation exited with code 4 (some units failed)" ;;
+    *) echo "the activation failed with exit code $RC" ;;
+  esac
+}
+record_active() {  # record_active GOAL PATH: what runs now, where no current-system link tells
+  case " $ACTIVE_GOALS " in
+    *" $1 "*) echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active" ;;
+  esac
+}
+rollback() {  # rollback REASON CAUSE: back to the previous generation, drop the failed one
+  reason=$1 target=$PREV_PATH CAUSE=$2
+  # a goal that left the profile alone goes back to what was active
+  [ "$CURRENT_WHEN" = active ] && target=${ACTIVE_BEFORE:-$PREV_PATH}
+  if [ -z "$target" ]; then
+    status failed "$reason; there is no previous generation to roll back to"; exit 1
+  fi
+  status rolling_back "$reason"
+  if [ -n "$PREV_GEN" ] && [ "$(current_gen)" != "$PREV_GEN" ]; then
+    "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN" || {
+      status rollback_failed "$reason; could not switch $PROFILE back to generation $PREV_GEN"; exit 1; }
+  fi
+  if [ -n "$NEW_GEN" ] && [ "$NEW_GEN" != "$PREV_GEN" ]; then
+    "$NIX_ENV" --profile "$PROFILE" --delete-generations "$NEW_GEN" ||
+      echo "nixdeploy: could not delete the failed generation $NEW_GEN"
+  fi
+  run_activation "$target" "$ROLLBACK_GOAL"
+  if [ "$RC" = 0 ]; then
+    ROLLED_BACK=1; record_active "$ROLLBACK_GOAL" "$target"
+    status rolled_back "$reason"
+  else
+    status rollback_failed "$reason; re-activating the previous system $target failed with exit code $RC"
+  fi
+  exit 1
+}
+watchdog() {
+  # Armed before the canary exists (the deploy-rs PR 385 race): from the
+  # moment it is written, a missing canary can only mean that a confirmation
+  # claimed it (rename, atomic); at the deadline the watchdog claims it itself.
+  deadline=$(($(date +%s) + CONFIRM_TIMEOUT))
+  echo "$RUN" >"$D/canary.tmp" && mv -f "$D/canary.tmp" "$D/canary"
+  status awaiting_confirmation "waiting ${CONFIRM_TIMEOUT}s for a confirmation over a new connection"
+  while :; do
+    if [ ! -e "$D/canary" ]; then
+      # claimed: by a confirmation, or by a deployer whose health checks failed
+      if [ -e "$D/rejected.$RUN" ]; then
+        why=$(cat "$D/reject-reason.$RUN" 2>/dev/null)
+        rm -f "$D/rejected.$RUN" "$D/reject-reason.$RUN"
+        rollback "${why:-the deployer rejected the new system}" checks
+      fi
+      CONFIRMED=1; return 0
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      if mv "$D/canary" "$D/canary.expired" 2>/dev/null; then
+        rm -f "$D/canary.expired"
+        rollback "no confirmation within ${CONFIRM_TIMEOUT}s (is the host still reachable under the new system?)" unconfirmed
+      fi
+      CONFIRMED=1; return 0
+    fi
+    nap
+  done
+}
+refused() {
+  # NixOS's pre-switch checks said no (switch inhibitors) before changing
+  # anything: put the profile back, drop the generation, no re-activation
+  if [ "$SET_PROFILE" = 1 ] && [ -n "$NEW_GEN" ] && [ "$NEW_GEN" != "$PREV_GEN" ]; then
+    if [ -n "$PREV_GEN" ]; then
+      "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN" &&
+        "$NIX_ENV" --profile "$PROFILE" --delete-generations "$NEW_GEN" ||
+        echo "nixdeploy: could not put $PROFILE back to generation $PREV_GEN"
+    fi
+  fi
+  NEW_GEN='' CAUSE=refused
+  status refused "the switch was refused by its pre-switch checks; nothing was activated"
+  exit 1
+}
+is_current() {  # what the goal needs to be NEW already (CURRENT_WHEN, from the goals table)
+  case $CURRENT_WHEN in
+    active) [ "$ACTIVE_BEFORE" = "$NEW" ] ;;
+    profile) [ "$PREV_PATH" = "$NEW" ] ;;
+    *) [ "$PREV_PATH" = "$NEW" ] && [ "$ACTIVE_BEFORE" = "$NEW" ] ;;
+  esac
+}
+take_lock() {
+  status waiting_lock ""
+  acquire || { status failed "timed out after ${LOCK_TIMEOUT}s waiting for the lock of $PROFILE, held by pid ${LOCK_OWNER:-?} (run ${LOCK_RUN:-?})"; exit 1; }
+  echo "$RUN" >"$D/last.tmp" && mv -f "$D/last.tmp" "$D/last"
+  PREV_GEN=$(current_gen); PREV_PATH=$(gen_path "$PREV_GEN"); ACTIVE_BEFORE=$(active_path)
+}
+main_activate() {
+  take_lock
+  if is_current; then status unchanged "$NEW is already the current and active generation"; exit 0; fi
+  [ -e "$NEW" ] || { status failed "$NEW is not in the target's store: copy its closure first"; exit 1; }
+  status running ""
+  if [ "$SET_PROFILE" = 1 ]; then
+    "$NIX_ENV" --profile "$PROFILE" --set "$NEW" || { status failed "nix-env --set $PROFILE failed"; exit 1; }
+    NEW_GEN=$(current_gen)
+  fi
+  run_activation "$NEW" "$GOAL"
+  [ "$SETS_OWN_PROFILE" = 1 ] && NEW_GEN=$(current_gen) && [ "$NEW_GEN" = "$PREV_GEN" ] && NEW_GEN=
+  if [ "$RC" = 1 ] && grep -q "$REFUSAL_MARK" "$RD/log" 2>/dev/null; then refused; fi
+  if [ "$RC" != 0 ]; then
+    reason=$(failure_reason)
+    [ "$AUTO" = 1 ] && rollback "$reason" activation_failed
+    ACTIVATED=1; status failed "$reason (auto rollback is off)"; exit 1
+  fi
+  ACTIVATED=1
+  [ "$MAGIC" = 1 ] && watchdog
+  record_active "$GOAL" "$NEW"
+  status "done" ""
+}
+main_rollback() {
+  take_lock
+  [ -n "$PREV_GEN" ] || { status failed "$PROFILE has no generations to roll back to"; exit 1; }
+  target_gen=$GENERATION
+  [ -n "$target_gen" ] || target_gen=$(list_gens | awk -v c="$PREV_GEN" '$1 < c' | tail -n 1)
+  [ -n "$target_gen" ] || { status failed "$PROFILE has no generation before $PREV_GEN"; exit 1; }
+  NEW=$(gen_path "$target_gen")
+  if [ -z "$NEW" ] || [ ! -e "$NEW" ]; then
+    status failed "generation $target_gen of $PROFILE does not exist (there are: $(list_gens | tr '\n' ' '))"; exit 1
+  fi
+  if [ "$target_gen" = "$PREV_GEN" ] && [ "$ACTIVE_BEFORE" = "$NEW" ]; then
+    status unchanged "generation $target_gen is already current and active"; exit 0
+  fi
+  status running ""
+  if [ "$SETS_OWN_PROFILE" != 1 ]; then
+    "$NIX_ENV" --profile "$PROFILE" --switch-generation "$target_gen" || {
+      status failed "could not switch $PROFILE to generation $target_gen"; exit 1; }
+  fi
+  run_activation "$NEW" "$ROLLBACK_GOAL"
+  NEW_GEN=$(current_gen)
+  if [ "$RC" != 0 ]; then
+    reason="activating generation $target_gen failed with exit code $RC"
+    if [ "$AUTO" = 1 ]; then
+      [ "$(current_gen)" = "$PREV_GEN" ] || "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN"
+      run_activation "$PREV_PATH" "$ROLLBACK_GOAL"
+      reason="$reason; generation $PREV_GEN re-activated (exit code $RC)"
+    fi
+    status failed "$reason"; exit 1
+  fi
+  ACTIVATED=1 ROLLED_BACK=1
+  record_active "$ROLLBACK_GOAL" "$NEW"
+  # the generation this rollback undoes (a boot default that failed after a reboot)
+  if [ -n "$DROP_GEN" ] && [ "$DROP_GEN" != "$target_gen" ]; then
+    "$NIX_ENV" --profile "$PROFILE" --delete-generations "$DROP_GEN" ||
+      echo "nixdeploy: could not delete generation $DROP_GEN"
+  fi
+  status "done" "${WHY:-rolled back to generation $target_gen on request}"
+}
+case $MODE in
+  activate) main_activate ;;
+  rollback) main_rollback ;;
+esac

@@ -1,0 +1,44 @@
+# shellcheck shell=sh
+# One cascade hop, run ON a sender (module_utils/_copy.py hop_script):
+# nix copy --to URI (the receiver's ssh-ng store) STORE_PATH. The receiver's
+# host key is checked against KNOWN_HOSTS ("HOP_ALIAS type base64" lines the
+# controller took from its own known_hosts) under HOP_ALIAS, in a private
+# temp folder removed on exit; login uses the agent the controller forwarded
+# for this hop only. Values: NIX_DIR, KNOWN_HOSTS, HOP_ALIAS, URI,
+# STORE_PATH, PORT (may be empty), NO_CHECK_SIGS (1/0).
+# Exit codes: 96 no forwarded agent, 97 no temp folder, 98 no nix or ssh
+# here (the sender cannot send); 255 never (it means the controller lost
+# the sender).
+set -u
+if ! find_nix nix || ! command -v ssh >/dev/null 2>&1; then
+  echo "nixdeploy hop: no nix in $NIX_DIR or no ssh client on PATH" >&2
+  exit 98
+fi
+if [ -z "${SSH_AUTH_SOCK:-}" ] || [ ! -S "$SSH_AUTH_SOCK" ]; then
+  echo "nixdeploy hop: no forwarded ssh agent (sshd AllowAgentForwarding)" >&2
+  exit 96
+fi
+umask 077
+d="${TMPDIR:-/tmp}/nixdeploy-hop.$$"
+# $d goes into NIX_SSHOPTS, which Nix splits on whitespace
+case $d in *[!A-Za-z0-9/._-]*) d=/tmp/nixdeploy-hop.$$ ;; esac
+mkdir "$d" || exit 97
+trap 'rm -rf "$d"' EXIT
+trap 'rm -rf "$d"; exit 1' HUP INT TERM
+printf '%s\n' "$KNOWN_HOSTS" >"$d/known_hosts"
+NIX_SSHOPTS="-o UserKnownHostsFile=$d/known_hosts -o GlobalKnownHostsFile=/dev/null"
+NIX_SSHOPTS="$NIX_SSHOPTS -o StrictHostKeyChecking=yes -o HostKeyAlias=$HOP_ALIAS"
+NIX_SSHOPTS="$NIX_SSHOPTS -o UpdateHostKeys=no -o ForwardAgent=no -o ControlMaster=no"
+NIX_SSHOPTS="$NIX_SSHOPTS -o ControlPath=none -o BatchMode=yes -o ConnectTimeout=10"
+NIX_SSHOPTS="$NIX_SSHOPTS -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
+if [ -n "$PORT" ]; then NIX_SSHOPTS="$NIX_SSHOPTS -p $PORT"; fi
+export NIX_SSHOPTS
+if [ "$NO_CHECK_SIGS" = 1 ]; then
+  "$NIX_TOOL" --extra-experimental-features nix-command copy --to "$URI" --no-check-sigs "$STORE_PATH"
+else
+  "$NIX_TOOL" --extra-experimental-features nix-command copy --to "$URI" "$STORE_PATH"
+fi
+rc=$?
+# keep 255 (ssh's own exit) and our own codes for what they mean
+case $rc in 255|96|97|98) rc=1 ;; esac
+exit "$rc"

@@ -1,0 +1,155 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one base of the collection's action plugins (controller only).
+
+What every nixdeploy action does the same way lives here:
+
+- the arguments are validated against the task's ``ARGUMENT_SPEC``; a bad
+  argument is this host's failed result, not a traceback;
+- a failure is a failed result whose ``msg`` starts with the host's name
+  and that carries ``phase`` (the deploy phase, read by the strategy's
+  summary and the report) and ``connection_lost``;
+- a lost connection (``AnsibleConnectionFailure``) is such a failed result
+  with ``connection_lost: true``, never an unreachable host: the pipeline
+  strategy must see every host's outcome of the batch in the results;
+- ``from_batch``: compute once per play batch, answer per host
+  (module_utils/_batch.py holds the lock and the shared file);
+- ``target_sh``: run a target program (target/*.sh, rendered by
+  module_utils/_script.py) over the host's connection.
+
+Subclasses set ``ARGUMENT_SPEC``, ``PHASE`` and ``ERRORS`` (the exceptions
+that mean "this host failed, say why") and implement ``run_host``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible import constants as C
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
+    Batch, batch_key, play_batch)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError
+
+
+def host_message(host, message):
+    """``message`` starting with ``host: `` (once)."""
+    text = message_of(message)
+    return text if text.startswith(u'%s:' % host) else u'%s: %s' % (host, text)
+
+
+def message_of(error):
+    """The text of an error: Nix's own message for a NixError."""
+    if isinstance(error, NixError):
+        return u'%s' % error
+    if isinstance(error, Exception):
+        return to_text(getattr(error, 'message', None) or error)
+    return to_text(error)
+
+
+class NixdeployAction(ActionBase):
+    """Validation, host-prefixed failures with ``phase`` and
+    ``connection_lost``, and the per-batch computation."""
+
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    ARGUMENT_SPEC = {}
+    # more validate_argument_spec keywords (required_if, mutually_exclusive)
+    VALIDATION = {}
+    PHASE = None
+    ERRORS = ()
+
+    host = None
+    task_vars = None
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(NixdeployAction, self).run(tmp, task_vars)
+        del tmp
+        self.task_vars = task_vars
+        self.host = task_vars.get('inventory_hostname') or self._task.get_name()
+        try:
+            _validation, args = self.validate_argument_spec(
+                argument_spec=self.ARGUMENT_SPEC, **self.VALIDATION)
+        except AnsibleActionFail as exc:
+            return self.failed(result, to_text(exc.message))
+        result['changed'] = False
+        try:
+            result = self.run_host(args, result)
+        except AnsibleConnectionFailure as exc:
+            return self.failed(result, 'connection lost: %s' % to_text(exc),
+                               connection_lost=True)
+        except self.ERRORS as exc:
+            return self.failed(result, exc, **self.failure_details(exc))
+        if result.get('failed'):
+            self._mark_failed(result)
+        return result
+
+    def run_host(self, args, result):
+        """This host's result (``args``: the validated arguments;
+        ``result``: Ansible's, ``changed`` false until said otherwise)."""
+        raise NotImplementedError
+
+    def failure_details(self, error):
+        """Extra keys of the failed result for ``error`` (one of ``ERRORS``)."""
+        return {}
+
+    # ------------------------------------------------------------ results
+    def failed(self, result, message, **details):
+        """``result`` as this host's failure: ``msg`` names the host."""
+        result.update(details)
+        result['failed'] = True
+        result['changed'] = False
+        result['msg'] = host_message(self.host, message)
+        return self._mark_failed(result)
+
+    def _mark_failed(self, result):
+        result.setdefault('changed', False)
+        if self.PHASE:
+            result.setdefault('phase', self.PHASE)
+        result.setdefault('connection_lost', False)
+        return result
+
+    def target_sh(self, script, in_data=None, sudoable=False):
+        """Run a rendered target program (module_utils/_script.py) with sh
+        over the host's connection: (rc, stdout, stderr). It runs as one
+        group, because Ansible appends ``&& sleep 0`` to the command."""
+        out = self._low_level_execute_command('{\n%s\n}' % script.strip('\n'),
+                                              sudoable=sudoable, in_data=in_data or None)
+        return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
+
+    @property
+    def check_mode(self):
+        return bool(self._play_context.check_mode)
+
+    # ------------------------------------------------------------ batch
+    def from_batch(self, kind, key_parts, compute, own, alone=None):
+        """This host's entry of work done once for the whole play batch.
+
+        ``compute(hosts)`` returns ``{'hosts': {host: entry}, ...}`` (JSON
+        data; each entry holds the ``request`` it answers); the first host
+        of the batch to get here runs it under the batch lock, the others
+        read it. ``key_parts``: everything that must be equal for two hosts
+        to share the work (the task, the batch's hosts are added here).
+
+        When the batch's entry for this host answers another request than
+        ``own`` (arguments templated per host), ``alone()`` (same shape, this
+        host only) is used instead; without ``alone`` the entry is None.
+        Returns (entry, data, computed_here).
+        """
+        hosts = play_batch(self.task_vars)
+        key = batch_key(kind, self._task._uuid, sorted(hosts), key_parts)
+        data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(lambda: compute(hosts))
+        entry = (data.get('hosts') or {}).get(self.host)
+        if entry is None or entry.get('request') != own:
+            if alone is None:
+                return None, data, here
+            data, here = alone(), True
+            entry = data['hosts'][self.host]
+        return entry, data, here

@@ -1,0 +1,96 @@
+"""Once per play batch, answered per host (module_utils/_batch.py)."""
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+
+from tests.collection import collections_path
+
+# module_utils import each other as ansible_collections.nixdeploy.fleet...
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _batch  # noqa: E402
+
+
+def test_unlink_host_args():
+    own = {'nix_attr': 'a.b', 'nix_flake': 'path:/f'}
+    out = _batch.unlink_host_args({'attr': 'a.b', 'flake': 'path:/other'}, own, {'attr': 'nix_attr', 'flake': 'nix_flake'})
+    assert out == {'attr': None, 'flake': 'path:/other'}
+
+
+def test_batch_computes_once(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {'h1': {'x': 1}}
+
+    batch = _batch.Batch(str(tmp_path), 'eval', _batch.batch_key('k', ['h1']))
+    assert batch.results(compute) == ({'h1': {'x': 1}}, True)
+    again = _batch.Batch(str(tmp_path), 'eval', _batch.batch_key('k', ['h1']))
+    assert again.results(compute) == ({'h1': {'x': 1}}, False)
+    assert len(calls) == 1
+    assert _batch.batch_key('k', ['h1']) != _batch.batch_key('k', ['h2'])
+
+
+def test_play_batch():
+    assert _batch.play_batch({'inventory_hostname': 'a', 'ansible_play_batch': ['a', 'b']}) == ['a', 'b']
+    assert _batch.play_batch({'inventory_hostname': 'c', 'ansible_play_batch': ['a']}) == ['c']
+
+
+def test_vars_of_reads_this_hosts_task_vars_and_the_others_hostvars():
+    task_vars = {'inventory_hostname': 'a', 'x': 1, 'hostvars': {'a': {'x': 0}, 'b': {'x': 2}}}
+    assert _batch.vars_of(task_vars, 'a') is task_vars
+    assert _batch.vars_of(task_vars, 'b') == {'x': 2}
+
+
+def test_batch_key_is_stable_and_order_of_dict_keys_does_not_matter():
+    assert _batch.batch_key('k', {'a': 1, 'b': 2}) == _batch.batch_key('k', {'b': 2, 'a': 1})
+    assert len(_batch.batch_key('k')) == 32
+
+
+def test_a_failed_computation_stores_nothing(tmp_path):
+    batch = _batch.Batch(str(tmp_path), 'build', 'key')
+
+    def broken():
+        raise ValueError('nix said no')
+    try:
+        batch.results(broken)
+    except ValueError:
+        pass
+    assert batch.results(lambda: {'h': 1}) == ({'h': 1}, True)
+
+
+def _worker(folder, log, out):
+    def compute():
+        with open(log, 'a') as handle:
+            handle.write('computed\n')
+        time.sleep(0.3)  # the others arrive while this one holds the lock
+        return {'hosts': ['h1', 'h2', 'h3', 'h4']}
+    data, here = _batch.Batch(folder, 'eval', 'same').results(compute)
+    with open(out + '.%d' % os.getpid(), 'w') as handle:
+        json.dump([data, here], handle)
+
+
+def test_parallel_workers_compute_once(tmp_path):
+    """As Ansible's forks do: one process computes, the others wait and read."""
+    log, out = str(tmp_path / 'log'), str(tmp_path / 'out')
+    procs = [multiprocessing.Process(target=_worker, args=(str(tmp_path), log, out))
+             for _worker_number in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+    with open(log) as handle:
+        assert handle.read() == 'computed\n'
+    answers = []
+    for name in os.listdir(str(tmp_path)):
+        if name.startswith('out.'):
+            with open(str(tmp_path / name)) as handle:
+                answers.append(json.load(handle))
+    assert len(answers) == 4
+    assert all(data == {'hosts': ['h1', 'h2', 'h3', 'h4']} for data, _here in answers)
+    assert sorted(here for _data, here in answers) == [False, False, False, True]

@@ -1,0 +1,172 @@
+"""The one action base (plugin_utils/_action.py): validation, host-prefixed
+failures with phase and connection_lost, once-per-batch work."""
+
+import sys
+from types import SimpleNamespace
+
+import pytest
+from ansible import constants as C
+from ansible.errors import AnsibleConnectionFailure
+from ansible.parsing.dataloader import DataLoader
+from ansible.playbook.play_context import PlayContext
+from ansible.playbook.task import Task
+
+from tests.collection import collections_path
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _action  # noqa: E402
+
+
+class Refused(Exception):
+    def __init__(self, message, stderr=''):
+        super(Refused, self).__init__(message)
+        self.message = message
+        self.stderr = stderr
+
+
+class Probe(_action.NixdeployAction):
+    """A test action: ``do`` says what run_host does."""
+
+    _requires_connection = False
+    ARGUMENT_SPEC = {'do': {'type': 'str', 'required': True,
+                            'choices': ['ok', 'refuse', 'nix', 'lose', 'fail', 'batch']},
+                     'value': {'type': 'str'}}
+    PHASE = 'probe'
+    ERRORS = (Refused, NixError)
+    computed = []
+
+    def run_host(self, args, result):
+        if args['do'] == 'refuse':
+            raise Refused('no thanks', stderr='the details')
+        if args['do'] == 'nix':
+            raise NixError('evaluating', rc=1, stderr='progress\nerror: attribute missing')
+        if args['do'] == 'lose':
+            raise AnsibleConnectionFailure('ssh: connect to host h1 port 22: No route to host')
+        if args['do'] == 'fail':
+            return dict(result, failed=True, msg='h1: bad')
+        if args['do'] == 'batch':
+            def compute(hosts):
+                Probe.computed.append(list(hosts))
+                return {'hosts': dict((h, {'request': args['value'], 'answer': h.upper()})
+                                      for h in hosts)}
+            entry, data, here = self.from_batch(
+                'probe', [args['value']], compute, args['value'],
+                alone=lambda: {'hosts': {self.host: {'request': args['value'],
+                                                     'answer': 'alone'}}})
+            return dict(result, answer=entry['answer'], here=here, hosts=sorted(data['hosts']))
+        return dict(result, changed=True, done=True)
+
+    def failure_details(self, error):
+        return {'stderr': getattr(error, 'stderr', '')}
+
+
+def action_of(cls, args, uuid='task-1'):
+    """``cls`` as Ansible builds it for one task (no connection is used)."""
+    task = Task.load({'action': 'probe', 'args': dict(args)})
+    task._uuid = uuid
+    connection = SimpleNamespace(_shell=SimpleNamespace(tmpdir='/nonexistent'))
+    return cls(task, connection, PlayContext(), DataLoader(), None, None)
+
+
+@pytest.fixture
+def run_probe(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
+
+    def run(args, host='h1', batch=('h1',), uuid='task-1'):
+        action = action_of(Probe, args, uuid)
+        task_vars = {'inventory_hostname': host, 'ansible_play_batch': list(batch),
+                     'hostvars': {}}
+        return action.run(task_vars=task_vars)
+    return run
+
+
+def test_a_good_run_is_the_subclass_result(run_probe):
+    out = run_probe({'do': 'ok'})
+    assert out['done'] and out['changed'] and not out.get('failed')
+    assert 'phase' not in out
+
+
+def test_a_bad_argument_is_this_hosts_failure(run_probe):
+    out = run_probe({'do': 'dance'})
+    assert out['failed'] and not out['changed']
+    assert out['msg'].startswith('h1: ') and 'do' in out['msg']
+    assert out['phase'] == 'probe' and out['connection_lost'] is False
+
+
+def test_an_expected_error_names_the_host_and_keeps_details(run_probe):
+    out = run_probe({'do': 'refuse'})
+    assert out['msg'] == 'h1: no thanks' and out['stderr'] == 'the details'
+    assert out['phase'] == 'probe' and out['connection_lost'] is False
+
+
+def test_a_nix_error_carries_nixs_message(run_probe):
+    out = run_probe({'do': 'nix'})
+    assert out['msg'] == 'h1: evaluating: error: attribute missing'
+
+
+def test_a_lost_connection_is_a_failed_result_not_unreachable(run_probe):
+    out = run_probe({'do': 'lose'})
+    assert out['failed'] and out['connection_lost'] is True
+    assert 'unreachable' not in out and 'No route to host' in out['msg']
+    assert out['msg'].startswith('h1: ')
+
+
+def test_a_returned_failure_gets_phase_and_is_not_prefixed_twice(run_probe):
+    out = run_probe({'do': 'fail'})
+    assert out['msg'] == 'h1: bad' and out['phase'] == 'probe' and not out['changed']
+
+
+def test_the_batch_computes_once_and_answers_each_host(run_probe):
+    Probe.computed[:] = []
+    batch = ('h1', 'h2', 'h3')
+    answers = [run_probe({'do': 'batch', 'value': 'v'}, host=h, batch=batch) for h in batch]
+    assert Probe.computed == [['h1', 'h2', 'h3']]
+    assert [a['answer'] for a in answers] == ['H1', 'H2', 'H3']
+    assert [a['here'] for a in answers] == [True, False, False]
+    # another task (uuid) or other shared values: computed again
+    run_probe({'do': 'batch', 'value': 'v'}, uuid='task-2', batch=batch)
+    assert len(Probe.computed) == 2
+
+
+def test_a_host_asking_otherwise_than_the_batch_works_alone(run_probe):
+    Probe.computed[:] = []
+    run_probe({'do': 'batch', 'value': 'v'}, host='h1', batch=('h1', 'h2'))
+
+    class Other(Probe):
+        def run_host(self, args, result):
+            def compute(hosts):
+                raise AssertionError('the batch was computed already')
+            entry, data, here = self.from_batch(
+                'probe', ['v'], compute, 'something else',
+                alone=lambda: {'hosts': {self.host: {'request': 'x', 'answer': 'alone'}}})
+            return dict(result, answer=entry['answer'], here=here)
+
+    out = action_of(Other, {'do': 'batch', 'value': 'v'}).run(
+        task_vars={'inventory_hostname': 'h2', 'ansible_play_batch': ['h1', 'h2']})
+    assert out['answer'] == 'alone' and out['here'] is True
+
+
+def test_host_message_prefixes_once():
+    assert _action.host_message('web1', 'boom') == 'web1: boom'
+    assert _action.host_message('web1', 'web1: boom') == 'web1: boom'
+    assert _action.host_message('web1', Refused('no')) == 'web1: no'
+
+
+def test_target_sh_runs_a_rendered_program_as_ansible_sends_it(tmp_path):
+    """Ansible appends ``&& sleep 0`` to the command: a program ending in a
+    newline must still run (and read its stdin)."""
+    import subprocess
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _script
+
+    class Shell(Probe):
+        def _low_level_execute_command(self, cmd, sudoable=True, in_data=None, **_kw):
+            proc = subprocess.run(['sh', '-c', cmd + ' && sleep 0'], input=in_data,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  universal_newlines=True, check=False)
+            return {'rc': proc.returncode, 'stdout': proc.stdout, 'stderr': proc.stderr}
+
+    program = _script.render([], {'WHO': "it's me"}) + 'emit who "$WHO"\nemit read "$(cat)"\n'
+    rc, out, _err = action_of(Shell, {'do': 'ok'}).target_sh(program, in_data='data\n')
+    assert rc == 0 and _script.parse(out)[0] == {'who': "it's me", 'read': 'data'}
