@@ -11,10 +11,10 @@ __metaclass__ = type
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _health, _platforms, _reboot, _target)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import NIX_OPTIONS_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import OPTIONS_SPEC
 
 ARGUMENT_SPEC = dict(
-    NIX_OPTIONS_SPEC,
+    OPTIONS_SPEC,
     path=dict(type='str'),
     platform=dict(type='str', choices=sorted(_platforms.PLATFORMS)),
     goal=dict(type='str', default='switch', choices=list(_platforms.GOALS)),

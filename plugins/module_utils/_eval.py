@@ -256,9 +256,6 @@ class Evaluator:
 
 
 # ------------------------------------------------------------------ arguments
-# The one spec lives in _nix; this name stays for module_utils/_activate.py.
-NIX_OPTIONS_SPEC = OPTIONS_SPEC
-
 ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
     'flake': {'type': 'str'},
     'attr': {'type': 'str'},

@@ -24,7 +24,7 @@ act = activate_fixtures.act  # the module's lab fixture
 
 pytestmark = pytest.mark.lab
 
-STATE_DIR = {  # where the runner keeps its state on each persona (see _target.py)
+STATE_DIR = {  # where the runner keeps its state on each persona (see target/activate-session.sh)
     'nixos': '/nix/var/nixdeploy/_nix_var_nix_profiles_system',
     'darwin': '/nix/var/nixdeploy/_nix_var_nix_profiles_system',
 }
