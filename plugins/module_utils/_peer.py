@@ -30,6 +30,7 @@ __metaclass__ = type
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -192,6 +193,18 @@ def _run(argv, stdin_data=None, env=None):
 
 
 # ------------------------------------------------------------------ the hop agent
+def _accepts(path):
+    """Whether a unix socket at ``path`` accepts connections."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 class HopAgent:
     """An ssh-agent for one hop, holding the deploy key(s) with destination
     constraints; started and stopped by its pid, its folder removed."""
@@ -213,8 +226,10 @@ class HopAgent:
                                          stderr=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             raise HopError('cannot start ssh-agent on the controller: %s' % exc)
+        # the socket file exists from bind(), before the agent listens: wait
+        # until it accepts a connection, or ssh-add meets "connection refused"
         deadline = time.time() + 10
-        while not os.path.exists(self.sock):
+        while not _accepts(self.sock):
             if self.proc.poll() is not None or time.time() > deadline:
                 raise HopError('ssh-agent on the controller did not start')
             time.sleep(0.01)
