@@ -17,9 +17,12 @@ Where a system is built:
 - ``target``: the same, with the target's own store and no copy back: the
   output never passes through the controller (colmena's buildOnTarget).
 
-Nix 2.8 has no ``drv^out`` syntax; a ``.drv`` path given to ``nix build``
-builds its outputs. The .drv files come from nix_eval, which instantiates
-them in the controller's store.
+A derivation is built as ``X.drv^*`` (all its outputs; Nix 2.15+ reads a
+bare ``X.drv`` as the file itself), or as the bare ``X.drv`` on a Nix older
+than 2.13, which has no ``^`` syntax (``Runner.built``). The .drv files come
+from nix_eval, which instantiates them in the controller's store. What Nix
+prints (derivations, path infos, build errors) is read by ``_nix_output``,
+so ``graph`` and ``infos`` below have one shape on every Nix version.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,9 +31,10 @@ __metaclass__ = type
 
 import hashlib
 import os
-import re
 from urllib.parse import quote
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, Runner)
 
@@ -55,9 +59,6 @@ ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
 # Task arguments that may differ per host, and their host var counterparts.
 PER_HOST_ARGS = {'drv_path': 'nix_drv_path', 'build_on': 'nix_build_on',
                  'flake': 'nix_flake', 'attr': 'nix_attr'}
-
-_BUILDER_FAILED = re.compile(r"builder for '(/nix/store/[^']+\.drv)' failed")
-_SECTION = re.compile(r'^(?:this|these \d+) (derivations?|paths?) will be (built|fetched)')
 
 
 def gc_root_path(gc_root_dir, host):
@@ -84,71 +85,35 @@ def build_place(args, hostvars):
 
 def drv_of(args, hostvars):
     """The host's derivation: the argument, else the nix_eval fact, else None."""
-    return args.get('drv_path') or hostvars.get('nix_drv_path') or None
+    return args.get('drv_path') or fact_or_var(hostvars, 'nix_drv_path')
 
 
-# ------------------------------------------------------------------ parsing
-def parse_dry_run(stderr):
-    """``nix build --dry-run`` stderr -> (drvs to build, paths to fetch)."""
-    build, fetch, current = [], [], None
-    for line in stderr.splitlines():
-        match = _SECTION.match(line.strip())
-        if match:
-            current = build if match.group(2) == 'built' else fetch
-            continue
-        text = line.strip()
-        if current is not None and line.startswith('  ') and text.startswith('/nix/store/'):
-            current.append(text)
-        elif text:
-            current = None
-    return build, fetch
-
-
-def failure_blocks(stderr):
-    """{failed drv: its error block with the builder's log tail}, other errors."""
-    blocks, current = [], []
-    for line in stderr.splitlines():
-        if line.startswith('error:') and current:
-            blocks.append(current)
-            current = []
-        if line.startswith('error:') or current:
-            current.append(line)
-    if current:
-        blocks.append(current)
-    by_drv, other = {}, []
-    for block in blocks:
-        text = '\n'.join(block).rstrip()
-        match = _BUILDER_FAILED.search(block[0])
-        if match:
-            by_drv[match.group(1)] = text
-        else:
-            other.append(text)
-    return by_drv, other
-
-
+# ------------------------------------------------------------------ graphs
 def drv_closure(graph, drv):
-    """Every derivation ``drv`` needs (itself included), from show-derivation -r."""
+    """Every derivation ``drv`` needs (itself included), from ``graph``
+    (``Runner.derivations``: derivation show -r, read)."""
     seen, todo = set(), [drv]
     while todo:
         item = todo.pop()
         if item in seen:
             continue
         seen.add(item)
-        todo.extend((graph.get(item) or {}).get('inputDrvs', {}).keys())
+        todo.extend((graph.get(item) or {}).get('input_drvs') or [])
     return seen
 
 
 def closure_sizes(infos, path):
-    """(number of paths, bytes) of ``path``'s closure from path-info -r --json."""
-    by_path = dict((info['path'], info) for info in infos)
+    """(number of paths, bytes) of ``path``'s closure from ``infos``
+    (``Runner.path_infos`` of path-info -r --json: {path: info or None})."""
     seen, todo, size = set(), [path], 0
     while todo:
         item = todo.pop()
-        if item in seen or item not in by_path:
+        info = infos.get(item)
+        if item in seen or not info:
             continue
         seen.add(item)
-        size += int(by_path[item].get('narSize') or 0)
-        todo.extend(by_path[item].get('references') or [])
+        size += int(info.get('narSize') or 0)
+        todo.extend(info.get('references') or [])
     return len(seen), size
 
 
@@ -170,16 +135,15 @@ class Builder:
         return self.runner.processes
 
     def derivations(self, drvs, store_args=()):
-        """show-derivation -r of ``drvs``: the graph of everything they need."""
-        return self.runner.json('show-derivation', ['-r'] + list(store_args) + list(drvs),
-                                'reading derivations')
+        """{drv: {outputs, input_drvs}} of ``drvs`` and everything they need."""
+        return self.runner.derivations(drvs, store_args, 'reading derivations')
 
     def dry_run(self, drvs, store_args=(), env=None):
         argv, rc, _out, err = self._run('build', ['--dry-run', '--no-link'] + list(store_args)
-                                        + list(drvs), env=env)
+                                        + self.runner.built(drvs), env=env)
         if rc != 0:
             raise NixError('finding what to build', argv=argv, rc=rc, stderr=err)
-        return parse_dry_run(err)
+        return _nix_output.dry_run(err)
 
     def copy_derivations(self, drvs, uri, env):
         args = ['--derivation', '--to', uri] + list(drvs)
@@ -197,7 +161,7 @@ class Builder:
         _argv, rc, _out, err = self._run(
             'build', ['--no-link', '--keep-going', '--option', 'log-lines', str(LOG_TAIL_LINES)]
             + list(store_args)
-            + list(drvs), env=env)
+            + self.runner.built(drvs), env=env)
         return rc, err
 
     def fetch(self, paths, uri, env):
@@ -207,8 +171,9 @@ class Builder:
                     'copying the outputs from %s' % uri, env=env)
 
     def path_infos(self, paths, store_args=(), env=None):
-        return self.runner.json('path-info', ['-r', '--json'] + list(store_args) + list(paths),
-                                'reading closure sizes', env=env)
+        """{path: info or None} of the closures of ``paths``."""
+        return self.runner.path_infos(paths, ['-r'] + list(store_args),
+                                      'reading closure sizes', env=env)
 
     def invalid(self, paths, store_args=(), env=None):
         """The paths of ``paths`` not valid in the store."""
@@ -227,7 +192,7 @@ def outputs_of(graph, drv):
     """The output paths of ``drv`` (``out`` first)."""
     outputs = (graph.get(drv) or {}).get('outputs') or {}
     names = sorted(outputs, key=lambda n: (n != 'out', n))
-    return [outputs[n]['path'] for n in names if outputs[n].get('path')]
+    return [outputs[n] for n in names if outputs[n]]
 
 
 def remote_plan(builder, drvs, graph, store_args=(), env=None):
@@ -266,7 +231,7 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False)
     outs = dict((drv, outputs_of(graph, drv)) for drv in drvs)
     missing = builder.invalid([p for ps in outs.values() for p in ps], store_args, env) \
         if rc != 0 else set()
-    by_drv, other = failure_blocks(err)
+    by_drv, other = _nix_output.build_failures(err)
     for drv in drvs:
         if any(p in missing for p in outs[drv]):
             needed = drv_closure(graph, drv)

@@ -26,6 +26,7 @@ import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, Runner, flake_ref, run)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix_output import flake_metadata
 
 try:
     from urllib.parse import unquote, urlsplit
@@ -195,17 +196,18 @@ def plan(requests, current):
 
 
 def pin(metadata):
-    """(revision, pinned flake ref) from ``nix flake metadata --json``."""
-    locked = metadata.get('locked') or {}
-    revision = metadata.get('revision') or locked.get('rev')
+    """(revision, pinned flake ref) from ``nix flake metadata --json`` (parsed;
+    read by ``_nix_output.flake_metadata`` for every Nix version)."""
+    facts = flake_metadata(metadata)
+    revision = facts['revision']
     if not revision:
-        if locked.get('type') == 'git' or metadata.get('dirtyRevision'):
+        if facts['dirty']:
             raise ChannelError('the git tree has uncommitted changes: a channel points at a '
                                'commit, so commit (or stash) them first')
         raise ChannelError('not a git flake (%s): a channel points at a commit, use a git '
                            'checkout or a git+... / github: reference'
-                           % (locked.get('type') or 'unknown type'))
-    url = metadata.get('url') or metadata.get('lockedUrl') or ''
+                           % (facts['type'] or 'unknown type'))
+    url = facts['url'] or ''
     if revision not in url:
         raise ChannelError('nix flake metadata gave no locked URL holding revision %s' % revision)
     return check_commit(revision), url

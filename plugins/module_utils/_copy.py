@@ -19,7 +19,7 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix, _script
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix, _nix_output, _script
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import is_store_path
 
 ARGUMENT_SPEC = dict(
@@ -33,8 +33,6 @@ ARGUMENT_SPEC = dict(
     **_nix.OPTIONS_SPEC
 )
 VALIDATION = {'required_if': [('mode', 'cache', ('caches',))]}
-
-UNSIGNED_MARKERS = ('lacks a valid signature', 'lacks a signature')
 
 
 class CopyError(Exception):
@@ -143,16 +141,13 @@ def remote_program(nix_dir, via_sudo=False, become_user=None):
 # ------------------------------------------------------------------ closure
 def closure(opts, path, store=None):
     """[{'path', 'narSize'}] of ``path``'s closure in ``store`` (default: local)."""
-    args = ['-r', '--json']
+    args = ['-r']
     if store:
         args += ['--store', store]
-    info = _nix.Runner(opts).json(
-        'path-info', args + [path],
+    infos = _nix.Runner(opts).path_infos(
+        [path], args,
         'cannot read the closure of %s%s' % (path, ' from ' + store if store else ''))
-    if isinstance(info, dict):  # newer Nix: {path: info}
-        info = [dict(v or {}, path=k) for k, v in info.items()]
-    return [{'path': i['path'], 'narSize': int(i.get('narSize') or 0)} for i in info
-            if i.get('valid', True)]
+    return [{'path': p, 'narSize': info['narSize']} for p, info in sorted(infos.items()) if info]
 
 
 def sign(opts, path, key_file):
@@ -264,7 +259,8 @@ def ssh_problem(stderr):
 
 
 def looks_unsigned(stderr):
-    return any(marker in (stderr or '') for marker in UNSIGNED_MARKERS)
+    """Whether the target refused paths for want of a signature (every Nix's words)."""
+    return _nix_output.unsigned(stderr)
 
 
 def _last_error(stderr):

@@ -6,6 +6,11 @@
 Every Nix command is an argv list (never a shell string), every value that
 goes into a Nix expression goes through ``nix_string``, and every failure is
 a ``NixError`` carrying Nix's own message so callers can report it per host.
+
+Where the command line itself differs between the Nix versions in use (Nix
+2.8 to 2.34, Lix, Determinate Nix), ``Runner`` asks ``nix --version`` once
+per nix binary and process (``nix_features``) and picks the form that
+version understands; what Nix prints is read by ``_nix_output``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,7 +19,10 @@ __metaclass__ = type
 
 import json
 import os
+import shutil
 import subprocess
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output
 
 # Debian's nix 2.8 ships flakes and the new CLI as experimental.
 EXPERIMENTAL = ['--extra-experimental-features', 'nix-command flakes']
@@ -157,7 +165,9 @@ def run(argv, env=None, stdin_data=None, timeout=None, cwd=None):
     full_env = dict(os.environ)
     full_env.update(env or {})
     try:
-        proc = subprocess.run(
+        # controller-only code (the collection's actions run nix on the
+        # controller), so there is no AnsibleModule.run_command to use
+        proc = subprocess.run(  # pylint: disable=ansible-bad-function
             argv, input=stdin_data, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, env=full_env, timeout=timeout, cwd=cwd,
             universal_newlines=True, check=False)
@@ -179,6 +189,57 @@ def store_tool(nix_bin, tool):
     if folder and os.access(candidate, os.X_OK):
         return candidate
     return tool
+
+
+class NixFeatures:
+    """What the command line of one nix binary understands.
+
+    ``flavour`` and ``version`` as ``_nix_output.nix_version`` reads them;
+    the decisions use the upstream Nix version the binary behaves like (Lix
+    branched off 2.18)."""
+
+    def __init__(self, flavour, version):
+        self.flavour = flavour
+        self.version = tuple(version)
+        like = _nix_output.like_nix(flavour, version)
+        # 2.15 renamed show-derivation (kept as an alias that warns, then
+        # deprecated); 2.8 knows only the old name
+        self.derivation_show = like >= (2, 15)
+        # `X.drv^*` (all outputs) exists since 2.13; from 2.15 a bare `X.drv`
+        # names the file itself, while up to 2.14 it names its outputs
+        self.all_outputs = like >= (2, 13)
+        # 2.33+ warn that `path-info --json` without --json-format is
+        # deprecated (to become an error); the flag does not exist before.
+        # Format 1 is the map every 2.19+ prints.
+        self.json_format = like >= (2, 33)
+
+    def __repr__(self):
+        return 'NixFeatures(%r, %r)' % (self.flavour, self.version)
+
+
+# One `nix --version` per nix binary and process. A worker forked after the
+# parent asked inherits the answer.
+_FEATURES = {}
+
+
+def nix_features(nix_bin='nix', timeout=60):
+    """``NixFeatures`` of ``nix_bin`` (a name on PATH or a path); NixError
+    when it does not run or names no version."""
+    nix_bin = nix_bin or 'nix'
+    key = shutil.which(nix_bin) or nix_bin
+    if key in _FEATURES:
+        return _FEATURES[key]
+    argv = [nix_bin, '--version']
+    rc, out, err = run(argv, timeout=timeout)
+    if rc != 0:
+        raise NixError('running %s --version' % nix_bin, argv=argv, rc=rc, stderr=err)
+    try:
+        flavour, version = _nix_output.nix_version(out)
+    except ValueError:
+        raise NixError('%s --version names no Nix version' % nix_bin, argv=argv, rc=rc,
+                       stderr=out[-500:])
+    _FEATURES[key] = NixFeatures(flavour, version)
+    return _FEATURES[key]
 
 
 class Runner:
@@ -221,6 +282,40 @@ class Runner:
             return json.loads(out)
         except ValueError as exc:
             raise NixError('%s: nix printed no JSON (%s)' % (what, exc), stderr=out[-2000:])
+
+    # ------------------------------------------------ forms that differ by version
+    def features(self):
+        """``NixFeatures`` of this runner's nix (asked once per process)."""
+        return nix_features(self.opts.nix_bin, timeout=self.timeout or 60)
+
+    def built(self, drvs):
+        """Installables that build every output of each ``.drv`` in ``drvs``:
+        ``X.drv^*`` where Nix knows it, the bare ``X.drv`` on Nix < 2.13."""
+        suffix = '^*' if self.features().all_outputs else ''
+        return [d + suffix if d.endswith('.drv') else d for d in drvs]
+
+    def derivations(self, drvs, args=(), what='reading derivations', **kwargs):
+        """``derivation show -r`` (``show-derivation -r`` before 2.15) of
+        ``drvs``, read by ``_nix_output.derivations``: {drv: {outputs,
+        input_drvs}} of everything they need."""
+        sub = 'derivation show' if self.features().derivation_show else 'show-derivation'
+        data = self.json(sub, ['-r'] + list(args) + list(drvs), what, **kwargs)
+        return self._read(_nix_output.derivations, data, what)
+
+    def path_infos(self, paths, args=(), what='reading store paths', **kwargs):
+        """``path-info --json`` of ``paths`` (``args``: ``-r``, ``--store``),
+        read by ``_nix_output.path_infos``: {path: info or None}."""
+        flags = ['--json'] + (['--json-format', '1'] if self.features().json_format else [])
+        data = self.json('path-info', flags + list(args) + list(paths), what, **kwargs)
+        return self._read(_nix_output.path_infos, data, what)
+
+    @staticmethod
+    def _read(reader, data, what):
+        try:
+            return reader(data)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise NixError('%s: nix printed JSON of a shape this collection does not know (%s)'
+                           % (what, exc), stderr=json.dumps(data)[:2000])
 
 
 def nix(opts, subcommand, args, what, flake_command=True, **kwargs):

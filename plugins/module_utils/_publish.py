@@ -28,12 +28,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, Runner)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
-    STORE_DIR, is_store_path)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import is_store_path
 
 try:
     from urllib.parse import quote
@@ -96,35 +93,10 @@ def signing_uri(uri, secret_key_file):
     return '%s%ssecret-key=%s' % (uri, sep, quote(secret_key_file, safe='/'))
 
 
-# ------------------------------------------------------------------ Nix's JSON
-def _full(path):
-    path = u'%s' % path
-    return path if path.startswith('/') else '%s/%s' % (STORE_DIR, path)
-
-
-def parse_path_infos(data):
-    """``nix path-info --json`` -> {path: info, or None when not valid}.
-
-    Nix < 2.19 prints a list of objects (``valid: false`` for a missing
-    path); later versions an object keyed by path (``null`` when missing).
-    """
-    found = {}
-    items = data.items() if isinstance(data, dict) else [(i.get('path'), i) for i in data or []]
-    for path, info in items:
-        if not path:
-            continue
-        if info is None or info.get('valid') is False:
-            found[_full(path)] = None
-            continue
-        info = dict(info)
-        info['path'] = _full(path)
-        info['references'] = [_full(r) for r in info.get('references') or []]
-        found[info['path']] = info
-    return found
-
-
+# ------------------------------------------------------------------ closures
 def closure_of(infos, top):
-    """Every path ``top`` needs (itself included), from path infos with references."""
+    """Every path ``top`` needs (itself included), from path infos with
+    references ({path: info or None}, as ``Runner.path_infos`` reads them)."""
     seen, todo = set(), [top]
     while todo:
         item = todo.pop()
@@ -175,15 +147,12 @@ class Publisher:
         return self.runner.check(sub, args, what)
 
     def _infos(self, paths, store=None, recursive=False):
-        args = ['--json'] + (['-r'] if recursive else [])
+        """{path: info or None}: ``nix path-info --json``, read for every Nix."""
+        args = ['-r'] if recursive else []
         if store:
             args += ['--store', store]
         where = store or "the controller's store"
-        out = self._nix('path-info', args + sorted(paths), 'reading paths in %s' % where)
-        try:
-            return parse_path_infos(json.loads(out))
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise NixError('nix path-info printed no path list (%s)' % exc, stderr=out[-2000:])
+        return self.runner.path_infos(sorted(paths), args, 'reading paths in %s' % where)
 
     def publish(self, systems, check_mode=False):
         """``systems``: store paths. Returns {system: result}; a result has

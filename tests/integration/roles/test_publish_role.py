@@ -19,13 +19,18 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.collection import run_playbook
+from tests.collection import collections_path, run_playbook
 from tests.deploy_fleet import signing_key, trust_key, write_inventory
 from tests.lab.fixtures import FleetFlake
+
+sys.path.insert(0, collections_path())
+# path-info --json is a list before Nix 2.19 and a map after: read by the collection's reader
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output  # noqa: E402
 
 pytestmark = pytest.mark.lab
 
@@ -91,8 +96,8 @@ class Fleet:
         out = subprocess.run(NIX + ['path-info', '--json', '--store', 'file://' + self.cache]
                              + list(paths), check=True, universal_newlines=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE).stdout
-        return dict((i['path'], i.get('signatures') if i.get('valid', True) else None)
-                    for i in json.loads(out))
+        return dict((path, info['signatures'] if info else None)
+                    for path, info in _nix_output.path_infos(json.loads(out)).items())
 
     def pull(self, host):
         """The host's own pull of its channel, as root on the host over ssh:

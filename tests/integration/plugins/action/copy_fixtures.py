@@ -15,8 +15,12 @@ import time
 
 import pytest
 
-from tests.collection import run_playbook
+from tests.collection import collections_path, run_playbook
 from tests.lab.fixtures import FleetFlake
+
+sys.path.insert(0, collections_path())
+# path-info --json is a list before Nix 2.19 and a map after: read by the collection's reader
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output  # noqa: E402
 
 NIX = ['nix', '--extra-experimental-features', 'nix-command flakes',
        '--option', 'substituters', '']
@@ -73,8 +77,9 @@ class Closures:
     def closure(path):
         """{path: narSize} of a path's closure in the controller's store."""
         out = subprocess.run(NIX + ['path-info', '-r', '--json', path], check=True,
-                             stdout=subprocess.PIPE, universal_newlines=True).stdout
-        return {i['path']: i['narSize'] for i in json.loads(out)}
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             universal_newlines=True).stdout
+        return {p: i['narSize'] for p, i in _nix_output.path_infos(json.loads(out)).items() if i}
 
     def missing_on(self, host, path):
         """Closure paths the host's store lacks (ground truth, no ssh)."""

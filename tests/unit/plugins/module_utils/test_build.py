@@ -1,6 +1,7 @@
-"""nix_build's logic (module_utils/_build.py): parsing Nix's output, closures,
-GC roots, and the Builder against the controller's real Nix with two tiny
-derivations (one builds, one fails on purpose)."""
+"""nix_build's logic (module_utils/_build.py): closures, GC roots, and the
+Builder against the controller's real Nix (whatever its version) with two
+tiny derivations (one builds, one fails on purpose). Reading Nix's outputs:
+test_nix_output.py."""
 
 import json
 import os
@@ -14,53 +15,28 @@ from tests.collection import collections_path
 # module_utils import each other as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _build, _nix  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
+    _build, _nix, _nix_output)
 
 
-DRY_RUN = """\
-these 2 derivations will be built:
-  /nix/store/aaa-system-h1.drv
-  /nix/store/bbb-busybox.drv
-this path will be fetched (0.01 MiB download, 0.02 MiB unpacked):
-  /nix/store/ccc-glibc
-"""
-
-
-def test_parse_dry_run():
-    assert _build.parse_dry_run(DRY_RUN) == (
-        ['/nix/store/aaa-system-h1.drv', '/nix/store/bbb-busybox.drv'], ['/nix/store/ccc-glibc'])
-    assert _build.parse_dry_run('') == ([], [])
-
-
-BUILD_ERR = """\
-building '/nix/store/aaa-system-h1.drv'...
-error: builder for '/nix/store/aaa-system-h1.drv' failed with exit code 1;
-       last 2 log lines:
-       > lab: building h1 failed on purpose (broken_build)
-       > error: builder for h1: this system does not build
-       For full logs, run 'nix log /nix/store/aaa-system-h1.drv'.
-error: build of '/nix/store/aaa-system-h1.drv', '/nix/store/ddd-system-h2.drv' failed
-"""
-
-
-def test_failure_blocks():
-    by_drv, other = _build.failure_blocks(BUILD_ERR)
-    assert list(by_drv) == ['/nix/store/aaa-system-h1.drv']
-    assert 'failed on purpose' in by_drv['/nix/store/aaa-system-h1.drv']
-    assert other == ["error: build of '/nix/store/aaa-system-h1.drv', '/nix/store/ddd-system-h2.drv' failed"]
-
-
+# every shape of `derivation show` / `path-info --json` reads the same (test_nix_output.py);
+# the graph and infos here are what the readers return
 def test_closures():
-    graph = {'/d/top.drv': {'inputDrvs': {'/d/lib.drv': ['out']},
-                            'outputs': {'out': {'path': '/o/top'}, 'dev': {'path': '/o/dev'}}},
-             '/d/lib.drv': {'inputDrvs': {}, 'outputs': {'out': {'path': '/o/lib'}}}}
-    assert _build.drv_closure(graph, '/d/top.drv') == {'/d/top.drv', '/d/lib.drv'}
-    assert _build.outputs_of(graph, '/d/top.drv') == ['/o/top', '/o/dev']
-    infos = [{'path': '/o/top', 'narSize': 10, 'references': ['/o/lib', '/o/top']},
-             {'path': '/o/lib', 'narSize': 5, 'references': []},
-             {'path': '/o/other', 'narSize': 99, 'references': []}]
+    graph = _nix_output.derivations({'version': 4, 'derivations': {
+        'd-top.drv': {'inputs': {'drvs': {'d-lib.drv': {'outputs': ['out']}}},
+                      'outputs': {'out': {'path': 'o-top'}, 'dev': {'path': 'o-dev'}}},
+        'd-lib.drv': {'inputs': {'drvs': {}}, 'outputs': {'out': {'path': 'o-lib'}}}}})
+    top, lib = '/nix/store/d-top.drv', '/nix/store/d-lib.drv'
+    assert _build.drv_closure(graph, top) == {top, lib}
+    assert _build.outputs_of(graph, top) == ['/nix/store/o-top', '/nix/store/o-dev']
+    infos = _nix_output.path_infos([
+        {'path': '/o/top', 'narSize': 10, 'references': ['/o/lib', '/o/top']},
+        {'path': '/o/lib', 'narSize': 5, 'references': []},
+        {'path': '/o/other', 'narSize': 99, 'references': []},
+        {'path': '/o/gone', 'valid': False}])
     assert _build.closure_sizes(infos, '/o/top') == (2, 15)
     assert json.loads(json.dumps(_build.closure_sizes(infos, '/o/lib'))) == [1, 5]
+    assert _build.closure_sizes(infos, '/o/gone') == (0, 0)
 
 
 def test_build_place_and_drv():
@@ -140,7 +116,8 @@ def test_one_broken_system_does_not_stop_the_others(two_drvs, tmp_path):
     assert os.path.realpath(root) == out
     infos = nix.path_infos([out])
     assert _build.closure_sizes(infos, out)[0] == 1
-    # show-derivation, dry run, build, validity, root, path-info
+    # derivation show, dry run, build, validity, root, path-info (not `nix --version`,
+    # asked once per process)
     assert nix.processes == 6
     # built already: nothing to do, no build process
     again = builder()

@@ -15,7 +15,8 @@ import pytest
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _copy, _script  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
+    _copy, _nix_output, _script)
 
 P1 = '/nix/store/yp65nwcm3qq6n5j1ccmpgvgxhlxbn14m-nixos-system-h1-1'
 P2 = '/nix/store/110879g0d9slzx4b09aizcm4wnnl0v0c-lab-extra-base-1'
@@ -68,9 +69,10 @@ def run_probe(remote_nix_dir, paths):
 
 def test_probe_runs_under_sh_and_reports_missing_paths():
     nix = ['nix', '--extra-experimental-features', 'nix-command']
-    info = json.loads(subprocess.run(nix + ['path-info', '--json', '--all'], check=True,
-                                     stdout=subprocess.PIPE, universal_newlines=True).stdout)
-    present = info[0]['path']
+    info = _nix_output.path_infos(json.loads(subprocess.run(
+        nix + ['path-info', '--json', '--all'], check=True, stdout=subprocess.PIPE,
+        universal_newlines=True).stdout))
+    present = sorted(p for p, i in info.items() if i)[0]
     absent = '/nix/store/00000000000000000000000000000000-not-there'
     proc = run_probe(None, [present, absent])
     assert proc.returncode == 0, proc.stderr
@@ -98,6 +100,13 @@ def test_unsigned_message_names_host_and_both_fixes():
                                                 "valid signature\n" % P1)
     assert msg.startswith('web1: the target refuses unsigned paths')
     assert 'signing_key' in msg and 'trusted-users' in msg and 'lacks a valid signature' in msg
+
+
+@pytest.mark.parametrize('words', ['lacks a valid signature',              # Nix 2.8-2.11
+                                   'lacks a signature by a trusted key'])  # 2.12+, Lix
+def test_looks_unsigned_in_the_words_of_every_nix(words):
+    assert _copy.looks_unsigned("error: cannot add path '%s' because it %s\n" % (P1, words))
+    assert not _copy.looks_unsigned('error: cannot connect to socket\n')
 
 
 def test_ssh_problem():

@@ -5,6 +5,7 @@ without a lab: a publish of a small store path to a file:// cache with the
 controller's own nix, and channel moves in throwaway git repositories.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import pytest
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _channel, _publish  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
+    _channel, _nix_output, _publish)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixOptions  # noqa: E402
 
 P1 = '/nix/store/yp65nwcm3qq6n5j1ccmpgvgxhlxbn14m-nixos-system-h1-1'
@@ -61,24 +63,10 @@ def test_signing_uri_appends_the_key_percent_encoded():
     assert _publish.signing_uri('file:///c?secret-key=/mine', '/k') == 'file:///c?secret-key=/mine'
 
 
-# ------------------------------------------------------------------ Nix's JSON
-def test_path_infos_before_nix_2_19_are_a_list():
-    found = _publish.parse_path_infos([
-        {'path': P1, 'references': [P1, P2], 'narSize': 10, 'signatures': ['k:1']},
-        {'path': P3, 'valid': False}])
-    assert found[P3] is None
-    assert found[P1]['references'] == [P1, P2]
-
-
-def test_path_infos_since_nix_2_19_are_keyed_by_path():
-    found = _publish.parse_path_infos({
-        P1: {'references': [os.path.basename(P2)], 'narSize': 10}, P3: None})
-    assert found[P3] is None
-    assert found[P1]['path'] == P1 and found[P1]['references'] == [P2]
-
-
+# ------------------------------------------------------------------ closures
+# (every shape of path-info --json: test_nix_output.py)
 def test_closures_and_cache_gaps():
-    infos = _publish.parse_path_infos([
+    infos = _nix_output.path_infos([
         {'path': P1, 'references': [P1, P2]}, {'path': P2, 'references': [P3]},
         {'path': P3, 'references': []}])
     closure = _publish.closure_of(infos, P1)
@@ -188,6 +176,22 @@ def test_pin_clean_dirty_and_not_git():
         _channel.pin({'dirtyRevision': C1 + '-dirty', 'locked': {'type': 'git'}})
     with pytest.raises(_channel.ChannelError, match='not a git flake'):
         _channel.pin({'locked': {'type': 'path'}, 'url': 'path:/srv/fleet'})
+
+
+@pytest.mark.parametrize('version', ['2.8', '2.34'])
+def test_pin_reads_what_nix_printed(version):
+    samples = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'nix_samples')
+
+    def sample(kind):
+        with open(os.path.join(samples, 'flake-metadata-%s-%s.json' % (version, kind))) as handle:
+            return json.load(handle)
+    rev = '45c6883893e7b99ecb04dac18750727d200b44e2'
+    revision, url = _channel.pin(sample('git'))
+    assert revision == rev and url.startswith('git+file:///') and url.endswith('rev=' + rev)
+    with pytest.raises(_channel.ChannelError, match='uncommitted'):
+        _channel.pin(sample('dirty'))
+    with pytest.raises(_channel.ChannelError, match='not a git flake'):
+        _channel.pin(sample('path'))
 
 
 # ------------------------------------------------------------------ real git
