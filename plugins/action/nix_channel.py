@@ -24,7 +24,7 @@ from ansible.errors import AnsibleError
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _channel
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    unlink_host_args)
+    fact_or_var, unlink_host_args)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._channel import (
     ARGUMENT_SPEC, PER_HOST_ARGS)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
@@ -82,9 +82,10 @@ class ActionModule(NixdeployAction):
     def _templated(self, task_vars):
         # task vars hold variables as written (ansible-core 2.19 templates on
         # access): "tested/{{ inventory_hostname }}" must be this host's value,
-        # as hostvars gives it for the other hosts
-        return dict((name, self._templar.template(task_vars[name]))
-                    for name in HOST_VARS if name in task_vars)
+        # as hostvars gives it for the other hosts; facts under ansible_facts
+        found = dict((name, fact_or_var(task_vars, name)) for name in HOST_VARS)
+        return dict((name, self._templar.template(value))
+                    for name, value in found.items() if value is not None)
 
     def _vars_of(self, task_vars, name):
         if name == task_vars.get('inventory_hostname'):
@@ -102,9 +103,9 @@ class ActionModule(NixdeployAction):
                     raise _channel.ChannelError('no flake: give flake, or set the host var nix_flake')
                 return {'ref': ref, 'flake': _channel.Flakes(None, self._base_dir).resolve(flake)}
             revision = _channel.check_commit(args.get('revision')
-                                             or hostvars.get('nix_flake_revision'))
-            path = args.get('path') or hostvars.get('nix_out_path')
-            published = hostvars.get('nix_published_path')
+                                             or fact_or_var(hostvars, 'nix_flake_revision'))
+            path = args.get('path') or fact_or_var(hostvars, 'nix_out_path')
+            published = fact_or_var(hostvars, 'nix_published_path')
             if args['require_published'] and (not path or published != path):
                 raise _channel.ChannelError(
                     'its system %s is not in the cache%s: a channel moves only to a published '

@@ -18,7 +18,7 @@ import time
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _cascade, _copy, _nix, _peer
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    unlink_host_args, vars_of)
+    fact_or_var, unlink_host_args, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, store_path_of)
@@ -40,8 +40,10 @@ _CONNECTION_VARS = (
     ('extra_args', ('ansible_ssh_extra_args',)),
 )
 _SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
-# module level: inside the class, _copy is the method of that name
-ARGUMENT_SPEC, VALIDATION = _copy.ARGUMENT_SPEC, _copy.VALIDATION
+# module level: inside the class, _copy is the method of that name (one name
+# per assignment: ansible-doc warns about a tuple assignment in a plugin file)
+ARGUMENT_SPEC = _copy.ARGUMENT_SPEC
+VALIDATION = _copy.VALIDATION
 ERRORS = (StoreError, _copy.CopyError, _nix.NixError)
 
 
@@ -149,7 +151,7 @@ class ActionModule(NixdeployAction):
         if (mode != 'cascade' or hostvars.get('nix_build_on') == 'target'
                 or connection not in _SSH_CONNECTIONS):
             return None
-        path = per_host.get('path') or hostvars.get('nix_out_path')
+        path = per_host.get('path') or fact_or_var(hostvars, 'nix_out_path')
         remote_nix_dir = per_host.get('remote_nix_dir') or hostvars.get('nix_remote_nix_dir')
         try:
             return _request(path, mode, remote_nix_dir)

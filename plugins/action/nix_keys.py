@@ -39,7 +39,7 @@ class ActionModule(NixdeployAction):
             keys = _keys.normalize_keys(args['keys'])
             handled = _keys.select(keys, args['upload_at'])
             if not handled and not args['prune']:
-                result.update(changed=False, keys={}, removed=[])
+                result.update(changed=False, key_files={}, removed=[])
                 return result
             uploader = _keys.Uploader(self._sh, self._read_src, cwd=self._loader.get_basedir())
             outcome = uploader.run(keys, handled, args['prune'], check_mode=self._task.check_mode,
@@ -79,4 +79,4 @@ class ActionModule(NixdeployAction):
 
 def _done_so_far(uploader):
     """The keys written (and removed) before a failure stay in the result."""
-    return dict(uploader.result if uploader else {'keys': {}, 'removed': []})
+    return dict(uploader.result if uploader else {'key_files': {}, 'removed': []})

@@ -13,7 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    unlink_host_args, vars_of)
+    fact_or_var, unlink_host_args, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     NixError, NixOptions, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._publish import (
@@ -32,8 +32,8 @@ class ActionModule(NixdeployAction):
         host, task_vars = self.host, self.task_vars
         check_mode = self.check_mode
         # the fact, templated as hostvars gives it for the other hosts
-        own_vars = dict((k, self._templar.template(task_vars[k]))
-                        for k in ('nix_out_path',) if k in task_vars)
+        own_path = fact_or_var(task_vars, 'nix_out_path')
+        own_vars = {'nix_out_path': self._templar.template(own_path)} if own_path else {}
         own = args.get('path') or own_vars.get('nix_out_path')
         if not own:
             return self.failed(result, 'no system to publish: give path, or evaluate first '
@@ -54,7 +54,7 @@ class ActionModule(NixdeployAction):
             paths = {}
             for name in hosts:
                 known = own_vars if name == host else vars_of(task_vars, name)
-                path = batch_args.get('path') or known.get('nix_out_path')
+                path = batch_args.get('path') or fact_or_var(known, 'nix_out_path')
                 if path:
                     paths[name] = u'%s' % path
             return publish(paths)

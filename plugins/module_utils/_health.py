@@ -23,11 +23,11 @@ __metaclass__ = type
 import re
 import shlex
 import time
+from urllib.error import HTTPError
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.six.moves.urllib.error import HTTPError
 from ansible.module_utils.urls import open_url
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._script import parse, render
 

@@ -237,7 +237,9 @@ def to_content(value):
 def run_command(argv, cwd=None):
     """stdout of ``argv`` run on the controller, no shell, no stdin."""
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        # controller-only code (the nix_keys action plugin), no AnsibleModule to
+        # offer run_command: ansible-test 2.21+ flags subprocess in module_utils
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
                               stderr=subprocess.PIPE, cwd=cwd, check=False)
     except OSError as exc:
         raise KeysError('cannot run %s: %s' % (argv[0], exc.strerror or exc))
@@ -395,7 +397,7 @@ class Uploader:
         self.state_dir = state_dir
         self.warnings = []
         # what is known so far, also when a key fails half-way
-        self.result = {'keys': {}, 'removed': [], 'changed': False}
+        self.result = {'key_files': {}, 'removed': [], 'changed': False}
 
     def _run(self, script, in_data=None, what='the keys script'):
         rc, out, err = self.run_sh(script, in_data)
@@ -406,7 +408,7 @@ class Uploader:
         return values, stats, stale
 
     def run(self, keys, handled, prune, check_mode=False, diff=False):
-        """Returns the result dict (keys, removed, changed[, diff])."""
+        """Returns the result dict (key_files, removed, changed[, diff])."""
         contents = {}
         for key in handled:  # every content first: a broken source uploads nothing
             contents[key.key] = load_content(key, self.read_src, cwd=self.cwd)
@@ -430,7 +432,7 @@ class Uploader:
             entry = {'path': key.path, 'changed': action != 'none', 'sha256': shas[key.key],
                      'user': key.user, 'group': key.group, 'mode': key.mode,
                      'upload_at': key.upload_at, 'action': action, 'differs': why}
-            result['keys'][key.key] = entry
+            result['key_files'][key.key] = entry
             if action != 'none' and diff:
                 diffs.append(key_diff(key, shas[key.key], stat))
             if action == 'none':
@@ -450,7 +452,7 @@ class Uploader:
                     what='uploading the key')
             except KeysError as exc:
                 entry.update(changed=False, failed=True)
-                result['changed'] = any(e['changed'] for e in result['keys'].values())
+                result['changed'] = any(e['changed'] for e in result['key_files'].values())
                 raise KeysError("key '%s' (%s): %s" % (key.key, key.path, exc.message), key.key)
             if values.get('owner_unset'):
                 self.warnings.append("key '%s': %s" % (key.key, values['owner_unset']))

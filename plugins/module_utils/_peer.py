@@ -21,7 +21,10 @@ ssh-ng://RECEIVER PATH`` on the sender. Trust and access, per hop:
   (``ssh-add -h sender -h 'sender>receiver'``, bound to both host keys) and a
   lifetime, and is forwarded to the sender (``ForwardAgent=<socket>``): the
   sender can use it to log in to this receiver only, while the hop runs.
-Nothing is written on any host but the temp folder of the hop.
+Nothing is written on any host but the temp folder of the hop, and what
+OpenSSH 10.1+ sshd makes for the forwarded agent (``~/.ssh/agent/``, and
+``~/.ssh`` when missing), which the hop removes again when the probe found
+the sender without it (``hop_leftovers``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -36,7 +39,7 @@ import tempfile
 import threading
 import time
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _cascade, _copy, _nix
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _cascade, _copy, _nix, _script
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import StoreError, Target
 
 SENDER_ALIAS = 'nixdeploy-sender'
@@ -182,7 +185,9 @@ def _run(argv, stdin_data=None, env=None):
     full_env = dict(os.environ)
     full_env.update(env or {})
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_data is not None
+        # controller-only code (the nix_copy_closure action plugin), no AnsibleModule
+        # to offer run_command: ansible-test 2.21+ flags subprocess in module_utils
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_data is not None  # pylint: disable=ansible-bad-function
                                 else subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=full_env, start_new_session=True,
                                 universal_newlines=True)
@@ -190,6 +195,15 @@ def _run(argv, stdin_data=None, env=None):
     except OSError as exc:
         return 127, '', '%s: %s' % (argv[0], exc)
     return proc.returncode, out, err
+
+
+def hop_leftovers(facts):
+    """Values for target/copy-hop.sh: the folders OpenSSH 10.1+ sshd makes for
+    a forwarded agent (``~/.ssh``, ``~/.ssh/agent``) that the sender's probe
+    did not find, so the hop removes them again when it ends."""
+    facts = facts or {}
+    return {'SSH_DIR_NEW': facts.get('ssh_dir') == 'no',
+            'AGENT_DIR_NEW': facts.get('ssh_agent_dir') == 'no'}
 
 
 # ------------------------------------------------------------------ the hop agent
@@ -221,7 +235,8 @@ class HopAgent:
                 for key in lines:
                     handle.write('%s %s\n' % (alias, key))
         try:
-            self.proc = subprocess.Popen(['ssh-agent', '-D', '-a', self.sock],
+            # a process of its own, stopped by its pid (see _run for the pylint note)
+            self.proc = subprocess.Popen(['ssh-agent', '-D', '-a', self.sock],  # pylint: disable=ansible-bad-function
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
@@ -322,7 +337,10 @@ class CascadeRun:
 
     def _probe(self, peer, paths):
         script = _copy.stdin_free(_copy.probe_script(peer.remote_nix_dir, paths=paths))
-        rc, out, err = _run(ssh_argv(peer.target), stdin_data=script)
+        # never an agent here (whatever ssh_config says): on OpenSSH 10.1+ a
+        # forwarded one would make the ~/.ssh/agent/ the probe looks for
+        rc, out, err = _run(ssh_argv(peer.target, first=['-o', 'ForwardAgent=no']),
+                            stdin_data=script)
         facts = _copy.parse_probe(out)
         if rc == _cascade.SSH_EXIT:
             why = _copy.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
@@ -408,7 +426,7 @@ class CascadeRun:
             except HopError as exc:
                 return _cascade.FAILED, u'%s' % exc, None
             no_check_sigs = receiver.trust[0]
-            script = _copy.hop_script(
+            script = _script.assignments(hop_leftovers(sender.facts)) + _copy.hop_script(
                 sender.facts['nix_dir'], receiver.host_keys,
                 receiver.store_uri(receiver.peer_target, compress=self.compress), path,
                 port=receiver.target.port, no_check_sigs=no_check_sigs)

@@ -156,8 +156,12 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
-keys:
-  description: The keys this call handled, by key name. Never their content.
+key_files:
+  description:
+    - The keys this call handled, by key name, each with the file it is on the target. Never their
+      content.
+    - Earlier versions returned this as C(keys), a name Jinja cannot read with dot notation (it
+      is a method of every dict).
   returned: always
   type: dict
   sample:

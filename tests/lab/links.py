@@ -131,12 +131,14 @@ class Links:
                     '%s/32' % address], check=False)
 
     def change_host_key(self, name):
-        """A new host key for ``name`` (sshd re-reads it for each connection):
-        the controller's known_hosts no longer matches."""
+        """A new host key for ``name``, served from now on (its sshd restarted:
+        OpenSSH 10.x reads host keys only when it starts): the controller's
+        known_hosts no longer matches."""
         key = os.path.join(self.lab.host(name)['dir'], 'ssh_host_ed25519_key')
         for path in (key, key + '.pub'):
             os.remove(path)
         sh(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', name + '-new', '-f', key])
+        self.lab.restart_sshd(name)
 
     def _netns_inodes(self):
         """{namespace inode: host} of the lab's hosts."""

@@ -5,11 +5,37 @@
 # controller took from its own known_hosts) under HOP_ALIAS, in a private
 # temp folder removed on exit; login uses the agent the controller forwarded
 # for this hop only. Values: NIX_DIR, KNOWN_HOSTS, HOP_ALIAS, URI,
-# STORE_PATH, PORT (may be empty), NO_CHECK_SIGS (1/0).
+# STORE_PATH, PORT (may be empty), NO_CHECK_SIGS (1/0); SSH_DIR_NEW and
+# AGENT_DIR_NEW (1/0, may be unset): the controller's probe found no ~/.ssh
+# or no ~/.ssh/agent here before the hop.
 # Exit codes: 96 no forwarded agent, 97 no temp folder, 98 no nix or ssh
 # here (the sender cannot send); 255 never (it means the controller lost
 # the sender).
 set -u
+# The forwarded agent's socket: OpenSSH 9.x sshd makes it in a /tmp/ssh-*
+# folder of its own and removes both when the session ends. 10.1+ makes it
+# in ~/.ssh/agent/ (creating ~/.ssh and that folder when missing) and removes
+# only the socket. So on exit the hop removes the socket and the folders the
+# probe did not see (rmdir: never one that holds anything else). sshd's own
+# unlink of the socket afterwards finds nothing, which it ignores.
+agent_sock=${SSH_AUTH_SOCK:-}
+d=
+leave_as_found() {
+  if [ -n "$d" ]; then rm -rf "$d"; fi
+  case $agent_sock in
+    */.ssh/agent/*)
+      [ "${AGENT_DIR_NEW:-0}" = 1 ] || return 0
+      agent_dir=${agent_sock%/*}
+      rm -f "$agent_sock"
+      rmdir "$agent_dir" 2>/dev/null || return 0
+      if [ "${SSH_DIR_NEW:-0}" = 1 ]; then rmdir "${agent_dir%/agent}" 2>/dev/null; fi
+      ;;
+  esac
+  return 0
+}
+# early exits and signals too
+trap leave_as_found EXIT
+trap 'exit 1' HUP INT TERM
 if ! find_nix nix || ! command -v ssh >/dev/null 2>&1; then
   echo "nixdeploy hop: no nix in $NIX_DIR or no ssh client on PATH" >&2
   exit 98
@@ -22,9 +48,7 @@ umask 077
 d="${TMPDIR:-/tmp}/nixdeploy-hop.$$"
 # $d goes into NIX_SSHOPTS, which Nix splits on whitespace
 case $d in *[!A-Za-z0-9/._-]*) d=/tmp/nixdeploy-hop.$$ ;; esac
-mkdir "$d" || exit 97
-trap 'rm -rf "$d"' EXIT
-trap 'rm -rf "$d"; exit 1' HUP INT TERM
+mkdir "$d" || { d=; exit 97; }
 printf '%s\n' "$KNOWN_HOSTS" >"$d/known_hosts"
 NIX_SSHOPTS="-o UserKnownHostsFile=$d/known_hosts -o GlobalKnownHostsFile=/dev/null"
 NIX_SSHOPTS="$NIX_SSHOPTS -o StrictHostKeyChecking=yes -o HostKeyAlias=$HOP_ALIAS"
@@ -41,4 +65,6 @@ fi
 rc=$?
 # keep 255 (ssh's own exit) and our own codes for what they mean
 case $rc in 255|96|97|98) rc=1 ;; esac
+trap - EXIT
+leave_as_found
 exit "$rc"

@@ -23,6 +23,10 @@ emit trusted_users "$("$nix_dir/nix" --extra-experimental-features nix-command s
 # a cascade sender runs nix copy, and nix runs ssh from PATH
 emit ssh "$(command -v ssh 2>/dev/null)"
 emit ssh_version "$(ssh -V 2>&1 </dev/null | sed -n 1p)"
+# sshd 10.1+ puts a forwarded agent in ~/.ssh/agent/, making the folders when
+# missing: a cascade hop removes again those this host did not have
+if [ -n "${HOME:-}" ] && [ ! -d "$HOME/.ssh" ]; then emit ssh_dir no; else emit ssh_dir yes; fi
+if [ -n "${HOME:-}" ] && [ ! -d "$HOME/.ssh/agent" ]; then emit ssh_agent_dir no; else emit ssh_agent_dir yes; fi
 if [ "$READ_STDIN" = 1 ]; then paths=$(cat); else paths=$STORE_PATHS; fi
 # shellcheck disable=SC2086  # store paths: split on whitespace on purpose
 invalid=$("$NIX_TOOL" --check-validity --print-invalid $paths) || exit 4

@@ -25,7 +25,7 @@ def eval_task(nix_bin, **extra):
     args = {'nix_bin': nix_bin, 'nix_options': NIX_OPTIONS}
     args.update(extra)
     return [{'name': TASK, 'nixdeploy.fleet.nix_eval': args, 'register': 'ev'},
-            {'name': 'fact', 'ansible.builtin.debug': {'var': 'nix_drv_path'}}]
+            {'name': 'fact', 'ansible.builtin.debug': {'var': 'ansible_facts.nix_drv_path'}}]
 
 
 def truth(flake, host):
@@ -60,7 +60,7 @@ def test_eight_hosts_one_process(evb_lab, tmp_path):
         assert got['flake'] == flake.ref
         platforms.add(got['platform'])
         # the fact a later task (nix_build) defaults to
-        assert run.result('fact', host)['result']['nix_drv_path'] == expected['drvPath']
+        assert run.result('fact', host)['result']['ansible_facts.nix_drv_path'] == expected['drvPath']
     assert platforms == {'nixos', 'darwin', 'nix-on-droid', 'home-manager'}
     assert sum(1 for h in evb_lab.hosts if run.result(TASK, h)['result']['evaluated_here']) == 1
 

@@ -288,13 +288,13 @@ def test_keys_reach_every_host_before_and_after_activation(key):
         place = PLACE[host]
         pre, post = ok(run, KEYS_PRE, host), ok(run, KEYS_POST, host)
         assert pre['changed'] and post['changed'], host
-        assert sorted(pre['keys']) == ['api', 'db'] and sorted(post['keys']) == ['token']
-        db = dict(pre['keys']['db'])
+        assert sorted(pre['key_files']) == ['api', 'db'] and sorted(post['key_files']) == ['token']
+        db = dict(pre['key_files']['db'])
         db.pop('dir_created', None)
         assert db == {'path': place['dir'] + '/db', 'changed': True, 'action': 'create',
                       'differs': ['absent'], 'sha256': sha(key.db), 'user': place['user'],
                       'group': place['group'], 'mode': '0640', 'upload_at': 'pre-activation'}
-        assert pre['keys']['api']['dir_created'] == place['dir'] + '/svc'
+        assert pre['key_files']['api']['dir_created'] == place['dir'] + '/svc'
         token = open(os.path.join(key.play, 'tokens', host)).read()
         assert_key(key, host, 'db', key.db, '640', place['user'], place['group'])
         assert_key(key, host, 'svc/api-token', api, '400', place['user'], place['user'])
@@ -320,7 +320,7 @@ def test_second_run_changes_nothing(key):
     for host in NAMES:
         for task in (KEYS_PRE, KEYS_POST):
             res = ok(run, task, host)
-            assert res['changed'] is False and all(not k['changed'] for k in res['keys'].values())
+            assert res['changed'] is False and all(not k['changed'] for k in res['key_files'].values())
         recap = [ln for ln in run.stdout.splitlines() if ln.startswith(host + ' ') and 'changed=' in ln]
         assert recap and 'changed=0' in recap[-1] and 'failed=0' in recap[-1], (host, recap)
     assert_no_secret(key, run.stdout, run.stderr)
@@ -343,10 +343,10 @@ def test_check_and_diff_show_hashes_and_change_nothing(key):
     for host in NAMES:
         place = PLACE[host]
         pre, post = ok(run, KEYS_PRE, host), ok(run, KEYS_POST, host)
-        assert pre['changed'] and pre['keys']['db']['action'] == 'update', (host, pre)
-        assert pre['keys']['db']['differs'] == ['content']
+        assert pre['changed'] and pre['key_files']['db']['action'] == 'update', (host, pre)
+        assert pre['key_files']['db']['differs'] == ['content']
         assert pre['removed'] == [place['dir'] + '/svc/api-token']
-        assert post['keys']['cert']['action'] == 'create' and not post['keys']['token']['changed']
+        assert post['key_files']['cert']['action'] == 'create' and not post['key_files']['token']['changed']
         # nothing changed on the host
         assert key.cat(host, place['dir'] + '/db') == key.db
         assert key.cat(host, place['dir'] + '/svc/api-token') is not None
@@ -367,7 +367,7 @@ def test_rolled_back_host_gets_no_post_activation_key(key):
     for host in NAMES:
         place = PLACE[host]
         pre = ok(run, KEYS_PRE, host)
-        assert pre['keys']['db']['action'] == 'update' and pre['keys']['db']['sha256'] == sha(key.db_new)
+        assert pre['key_files']['db']['action'] == 'update' and pre['key_files']['db']['sha256'] == sha(key.db_new)
         assert pre['removed'] == [place['dir'] + '/svc/api-token'], pre
         assert key.cat(host, place['dir'] + '/svc/api-token') is None
         assert_key(key, host, 'db', key.db_new, '640', place['user'], place['group'])
@@ -375,7 +375,7 @@ def test_rolled_back_host_gets_no_post_activation_key(key):
             assert key.cat(host, place['dir'] + '/cert') is None
             continue
         assert ok(run, ACTIVATE, host)['changed'] is False  # unchanged systems
-        assert ok(run, KEYS_POST, host)['keys']['cert']['changed']
+        assert ok(run, KEYS_POST, host)['key_files']['cert']['changed']
         assert_key(key, host, 'cert', cert, '440', place['user'], place['group'])
     assert_no_secret(key, run.stdout, run.stderr)
 
@@ -387,9 +387,9 @@ def test_colmena_hive_keys_deploy_through_the_inventory_plugin(key):
     for host in hosts:
         assert ok(run, 'eval', host)['out_path'] == key.out_paths[host] or host == 'n2'
         pre = ok(run, KEYS_PRE, host)
-        assert list(pre['keys']) == ['cfile'] and pre['keys']['cfile']['changed']
+        assert list(pre['key_files']) == ['cfile'] and pre['key_files']['cfile']['changed']
         assert_key(key, host, '/run/keys/colmena/cfile', key.colmena_file, '440', 'root', 'deploy')
-    assert ok(run, KEYS_POST, 'n1')['keys']['ccmd']['path'] == '/run/keys/colmena/cmd.key'
+    assert ok(run, KEYS_POST, 'n1')['key_files']['ccmd']['path'] == '/run/keys/colmena/cmd.key'
     assert_key(key, 'n1', '/run/keys/colmena/cmd.key', key.colmena_cmd, '600', 'root', 'root')
     # n2's new system still fails: rolled back, no post-activation key
     assert run.result(ACTIVATE, 'n2')['result']['rolled_back']

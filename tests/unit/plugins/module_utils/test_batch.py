@@ -20,6 +20,24 @@ def test_unlink_host_args():
     assert out == {'attr': None, 'flake': 'path:/other'}
 
 
+def test_facts_are_read_under_ansible_facts_first():
+    """INJECT_FACTS_AS_VARS off (the 2.24 default): a fact exists only under
+    ansible_facts; on, it is also a top-level var. Either way the fact wins
+    over an inventory var of that name, and '' counts as unset."""
+    path = '/nix/store/' + 'a' * 32 + '-system'
+    assert _batch.fact_or_var({'ansible_facts': {'nix_out_path': path}}, 'nix_out_path') == path
+    assert _batch.fact_or_var({'nix_out_path': path}, 'nix_out_path') == path
+    assert _batch.fact_or_var({'ansible_facts': {'nix_out_path': path}, 'nix_out_path': 'x'},
+                              'nix_out_path') == path
+    assert _batch.fact_or_var({'ansible_facts': {'nix_out_path': ''}, 'nix_out_path': 'x'},
+                              'nix_out_path') == 'x'
+    assert _batch.fact_or_var({'ansible_facts': {}}, 'nix_out_path') is None
+    # a per-host argument equal to the host's own fact means "each host's own"
+    out = _batch.unlink_host_args({'path': path}, {'ansible_facts': {'nix_out_path': path}},
+                                  {'path': 'nix_out_path'})
+    assert out == {'path': None}
+
+
 def test_batch_computes_once(tmp_path):
     calls = []
 

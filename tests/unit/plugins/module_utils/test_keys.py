@@ -224,7 +224,7 @@ def test_upload_idempotence_fix_and_prune(target):
     assert not warnings
     hashes = {'db': _keys.sha256(SECRET), 'api': _keys.sha256(b'token-1')}
     assert first['changed'] and first['removed'] == []
-    for name, entry in first['keys'].items():
+    for name, entry in first['key_files'].items():
         assert entry['changed'] and entry['action'] == 'create' and entry['sha256'] == hashes[name]
     db, api = root + '/run/keys/db', root + '/run/keys/api-token'
     assert open(db, 'rb').read() == SECRET and open(api, 'rb').read() == b'token-1'
@@ -234,14 +234,14 @@ def test_upload_idempotence_fix_and_prune(target):
     assert stat.S_IMODE(os.stat(root + '/run/keys').st_mode) == 0o711
     assert stat.S_IMODE(os.stat(root + '/run').st_mode) == 0o711
     # keys go in name order: api-token made the folder
-    assert first['keys']['api']['dir_created'] == root + '/run/keys'
-    assert 'dir_created' not in first['keys']['db']
+    assert first['key_files']['api']['dir_created'] == root + '/run/keys'
+    assert 'dir_created' not in first['key_files']['db']
     assert sorted(target.manifest()) == [api, db]
     # no temporary file left behind
     assert sorted(os.listdir(root + '/run/keys')) == ['api-token', 'db']
 
     again, _w = target.upload(specs(root))
-    assert not again['changed'] and all(e['action'] == 'none' for e in again['keys'].values())
+    assert not again['changed'] and all(e['action'] == 'none' for e in again['key_files'].values())
     assert len(target.scripts) == 3 + 1, 'a second run is one probe'
 
     # mode and owner only: fixed in place, the content is not sent again
@@ -250,8 +250,8 @@ def test_upload_idempotence_fix_and_prune(target):
     inode = facts(db)[3]
     before = len(target.stdins)
     fixed, _w = target.upload(specs(root))
-    assert fixed['keys']['db']['action'] == 'fix'
-    assert fixed['keys']['db']['differs'] == ['group', 'mode']
+    assert fixed['key_files']['db']['action'] == 'fix'
+    assert fixed['key_files']['db']['differs'] == ['group', 'mode']
     assert facts(db) == (0o440, 0, 1, inode)
     assert not any(target.stdins[before:]), 'a fix sends no content'
 
@@ -274,7 +274,7 @@ def test_prune_in_the_pre_call_keeps_post_keys(target):
     result, _w = target.upload(specs(root), upload_at='pre-activation', prune=True)
     assert result['removed'] == [] and not result['changed']
     assert os.path.exists(root + '/run/keys/api-token')
-    assert list(result['keys']) == ['db']
+    assert list(result['key_files']) == ['db']
     # a listed key whose file is gone already (a reboot emptied the tmpfs) only
     # leaves the manifest: nothing changed on the target
     os.unlink(root + '/run/keys/api-token')
@@ -291,7 +291,7 @@ def test_check_mode_and_diff_change_nothing_and_show_no_content(target):
     before = open(root + '/run/keys/db', 'rb').read()
     result, _w = target.upload(specs(root, db=new, api=None), prune=True, check=True)
     assert result['changed']
-    assert result['keys']['db']['action'] == 'update' and result['keys']['db']['differs'] == ['content']
+    assert result['key_files']['db']['action'] == 'update' and result['key_files']['db']['differs'] == ['content']
     assert result['removed'] == [root + '/run/keys/api-token']
     assert open(root + '/run/keys/db', 'rb').read() == before
     assert os.path.exists(root + '/run/keys/api-token')
@@ -323,7 +323,7 @@ def test_missing_owner_pre_activation_warns_post_activation_fails(tmp_path):
             'post': {'text': 'b', 'dest_dir': root + '/k', 'group': 'nixdeploy-nogroup',
                      'upload_at': 'post-activation'}}
     result, warnings = target.upload(keys, upload_at='pre-activation')
-    assert result['keys']['pre']['owner_unset'] and result['keys']['pre']['changed']
+    assert result['key_files']['pre']['owner_unset'] and result['key_files']['pre']['changed']
     assert 'nixdeploy-nobody-yet:root does not exist yet' in warnings[0]
     assert facts(root + '/k/pre')[:3] == (0o600, 0, 0)
     with pytest.raises(_keys.KeysError, match="key 'post' .*cannot give the key to root:nixdeploy-nogroup: chown: invalid group"):
