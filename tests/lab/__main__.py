@@ -14,11 +14,20 @@ def main(argv=None):
     parser.add_argument('--hosts', type=int, default=8, help='number of hosts (up)')
     parser.add_argument('--personas', default='nixos',
                         help='comma list cycled over the hosts: %s' % ', '.join(PERSONAS))
+    parser.add_argument('--other-nix', default='', metavar='HOST,HOST',
+                        help="hosts (h1, h2, ...) that run the other stack's Nix (up)")
     args = parser.parse_args(argv)
     lab = Lab(args.name)
     try:
         if args.command == 'up':
-            lab.up(args.hosts, personas=args.personas.split(','))
+            other = set(h for h in args.other_nix.split(',') if h)
+            hosts = [{'name': 'h%d' % i, 'nix': 'other' if 'h%d' % i in other else 'own'}
+                     for i in range(1, args.hosts + 1)]
+            unknown = other - set(h['name'] for h in hosts)
+            if unknown:
+                raise LabError('--other-nix names no host of this lab: %s'
+                               % ', '.join(sorted(unknown)))
+            lab.up(hosts, personas=args.personas.split(','))
             print('lab %s up in %.1fs: %d hosts on %s (state in %s)' % (
                 lab.name, lab.state['up_seconds'], len(lab.hosts), lab.state['bridge'], lab.dir))
             print('\n'.join(lab.status()))

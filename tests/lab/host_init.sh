@@ -4,7 +4,8 @@
 # /home, /root and /etc/nix, a fresh tmpfs /run, this boot's id over
 # /proc/sys/kernel/random/boot_id and the lab's systemctl over the machine's;
 # starts its nix-daemon (multi-user personas); on the NixOS persona activates
-# the boot default as stage 2 does; then becomes the host's sshd. The lab (or
+# the boot default as stage 2 does; then becomes the host's sshd. A host given
+# the other stack's Nix gets it over this userland's nix binary first. The lab (or
 # its supervisor, after a reboot) records this process's pid in run/host.pid
 # and enters the host through it.
 set -eu
@@ -24,6 +25,12 @@ mount --bind "$hostdir/power" /run/lab-power
 mount --bind "$hostdir/boot_id" /proc/sys/kernel/random/boot_id
 # reboot, poweroff, halt and shutdown are links to systemctl on the machine
 mount --bind "$tools/systemctl" /usr/bin/systemctl
+# a host on the other stack's Nix (lab.py wrote other-nix): it stands in for
+# this userland's nix binary, which every nix-* name here links to, so nothing
+# on the host (PATH, hidden nix dirs, sudo, the lab's nsenter) reaches this one
+if [ -e "$hostdir/other-nix" ]; then
+  mount --bind "$hostdir/other-nix" "$(readlink -f /usr/bin/nix)"
+fi
 ip link set lo up
 # a boot brings the link up, whatever the last system did to it
 ip link set eth0 up

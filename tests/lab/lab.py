@@ -13,10 +13,19 @@ lab's supervisor (supervisor.py, one per lab, its pid in ``state.json``),
 which stops every process in the host's namespace, waits a moment and boots
 it again (host_init.sh): fresh mount namespace and ``/run``, a new boot id,
 the boot default activated, sshd started.
+
+A host may run the OTHER stack's Nix (``{'name': 'h3', 'nix': 'other'}``): on
+this machine the Debian unstable tree's, inside that tree this machine's (see
+``other_nix``). Everything Nix on that host is then that Nix: its nix-daemon,
+the nix-* tools on its PATH or in its hidden nix dir, ``nix-daemon --stdio``
+for ssh-ng copies, and the lab's own calls inside it; its store is made and
+only ever opened by that Nix. ``Lab.nix_version(host)`` says which one runs.
 """
 
+import glob
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -50,6 +59,14 @@ HIDDEN_NIX_DIRS = {
     'darwin': '/nix/var/nix/profiles/default/bin',
     'nix-on-droid': '/home/app/.nix-profile/bin',
 }
+# The other stack's userland, whose Nix a host may run instead of this
+# stack's (``'nix': 'other'``): NIXDEPLOY_OTHER_ROOT if set (empty: none), else
+# inside the current-stack tree this machine's /usr as tests/stack/tree.sh binds
+# it, else on this machine that tree.
+MACHINE_USR_IN_TREE = '/opt/nixdeploy-machine/usr'
+STACK_TREE = os.environ.get('NIXDEPLOY_TREE') or '/var/lib/nixdeploy-stack/%s' % (
+    os.environ.get('NIXDEPLOY_SUITE') or 'sid')
+NIX_CHOICES = ('own', 'other')
 
 SSHD_CONFIG = """\
 ListenAddress {address}
@@ -92,6 +109,54 @@ def sh(argv, check=True, **kwargs):
 
 class LabError(Exception):
     pass
+
+
+def other_nix_root():
+    """Root of the other stack's userland (a folder holding its ``usr/``), or
+    None. See MACHINE_USR_IN_TREE."""
+    if 'NIXDEPLOY_OTHER_ROOT' in os.environ:
+        candidates = [os.environ['NIXDEPLOY_OTHER_ROOT']]
+    else:
+        candidates = [os.path.dirname(MACHINE_USR_IN_TREE), STACK_TREE]
+    for root in candidates:
+        if root and os.path.realpath(root) != '/' and \
+                os.path.isfile(os.path.join(root, 'usr', 'bin', 'nix')):
+            return root
+    return None
+
+
+def other_nix(root=None):
+    """How to run the other stack's Nix from here, or None when it is absent:
+    {'root', 'nix' (its binary), 'loader' (its own ld.so, which runs a binary
+    of that userland here), 'library_path' (its library folders, searched
+    before anything of this userland)}. Its binary picks the tool by argv[0],
+    which the loader sets with --argv0."""
+    root = root or other_nix_root()
+    if not root:
+        return None
+    usr = os.path.join(root, 'usr')
+    # the loader itself, not usr/lib64's link to it: that link may be absolute
+    # (pointing into this userland)
+    # this machine's architecture first (a multiarch userland has others too)
+    loaders = [p for triplet in ('%s-linux-gnu' % os.uname().machine, '*-linux-gnu')
+               for p in sorted(glob.glob(os.path.join(usr, 'lib', triplet, 'ld-linux*.so.*')))
+               if os.path.isfile(p) and os.access(p, os.X_OK)]
+    if not loaders:
+        return None
+    libdirs = [os.path.join(usr, 'lib', 'nix'), os.path.dirname(loaders[0]),
+               os.path.join(usr, 'lib')]
+    return {'root': root, 'nix': os.path.join(usr, 'bin', 'nix'), 'loader': loaders[0],
+            'library_path': ':'.join(d for d in libdirs if os.path.isdir(d))}
+
+
+NIX_WRAPPER = """\
+#!/bin/sh
+# Lab host {name}: the other stack's Nix ({root}). host_init.sh binds this file
+# over the host's /usr/bin/nix, so every nix-* name there (they link to nix),
+# in its hidden nix dir, on its PATH or under sudo runs it; Nix picks the tool
+# by argv[0], which its own loader sets from the name this script ran as.
+exec {loader} --library-path {library_path} --argv0 "${{0##*/}}" {nix} "$@"
+"""
 
 
 def _pid_alive(pid):
@@ -275,7 +340,9 @@ class Lab:
         """Bring up ``hosts`` (a count, or a list of names or dicts).
 
         ``personas``: a list cycled over the hosts (default all ``nixos``).
-        A dict host may give ``name`` and ``persona``.
+        A dict host may give ``name``, ``persona`` and ``nix``: ``own`` (the
+        default, this stack's Nix) or ``other`` (the other stack's, see
+        ``other_nix``).
         """
         if self.state:
             self.down()
@@ -317,6 +384,13 @@ class Lab:
             spec.setdefault('persona', personas[i % len(personas)])
             if spec['persona'] not in PERSONAS:
                 raise LabError('unknown persona %r' % spec['persona'])
+            spec['nix'] = spec.get('nix') or 'own'
+            if spec['nix'] not in NIX_CHOICES:
+                raise LabError('host %s: nix must be one of %s, not %r'
+                               % (spec['name'], ', '.join(NIX_CHOICES), spec['nix']))
+            if spec['nix'] == 'other' and not other_nix():
+                raise LabError('host %s: no other stack\'s Nix here (set NIXDEPLOY_OTHER_ROOT '
+                               'to a userland with usr/bin/nix and its own loader)' % spec['name'])
             specs.append(spec)
         if len(specs) > 200:
             raise LabError('at most 200 hosts per lab')
@@ -351,7 +425,10 @@ class Lab:
                 'address': address, 'netns': netns, 'veth': veth, 'dir': hostdir,
                 'ssh_user': traits['ssh_user'], 'become': traits['become'],
                 'nix_on_path': traits['nix_on_path'],
-                'nix_dir': HIDDEN_NIX_DIRS.get(persona, '/usr/bin')}
+                'nix_dir': HIDDEN_NIX_DIRS.get(persona, '/usr/bin'),
+                # which Nix runs everything on the host; nix_root: whose userland
+                'nix': spec['nix'],
+                'nix_root': other_nix()['root'] if spec['nix'] == 'other' else '/'}
         self.state['hosts'][name] = host
         self._make_host_tree(host, traits)
         sh(['ip', 'netns', 'add', netns])
@@ -406,6 +483,8 @@ class Lab:
                 shutil.chown(path, 'app', 'app')
         with open(os.path.join(hostdir, 'etc-nix', 'nix.conf'), 'w') as handle:
             handle.write(NIX_CONF.format(name=host['name']))
+        if host['nix'] == 'other':
+            self._write_nix_wrapper(host)
         if traits['multi_user']:
             open(os.path.join(hostdir, 'multi-user'), 'w').close()
             os.chmod(os.path.join(hostdir, 'nix/store'), 0o1775)
@@ -423,6 +502,18 @@ class Lab:
                                             labdir=self.dir, setenv=setenv))
         sh(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', host['name'],
             '-f', os.path.join(hostdir, 'ssh_host_ed25519_key')])
+
+    @staticmethod
+    def _write_nix_wrapper(host):
+        """The host's ``other-nix``: the other stack's Nix through that
+        userland's own loader and libraries (host_init.sh binds it over the
+        host's /usr/bin/nix). Paths are resolved here, once, for the host."""
+        found = other_nix(host['nix_root'])
+        path = os.path.join(host['dir'], 'other-nix')
+        _write(path, NIX_WRAPPER.format(
+            name=host['name'], root=found['root'], loader=shlex.quote(found['loader']),
+            library_path=shlex.quote(found['library_path']), nix=shlex.quote(found['nix'])))
+        os.chmod(path, 0o755)
 
     @staticmethod
     def _hide_nix(host):
@@ -554,6 +645,10 @@ class Lab:
     def boot(self, name, key=None):
         return self.read(name, '/nix/var/lab/%s/boot' % (key or self.state_key(name)))
 
+    def nix_version(self, name):
+        """What the host's own ``nix --version`` says (e.g. 'nix (Nix) 2.8.0')."""
+        return self.run_in(name, ['nix', '--version']).stdout.strip()
+
     def state_key(self, name):
         platform = self.host(name)['platform']
         return {'nixos': 'system', 'darwin': 'system', 'nix-on-droid': 'nix-on-droid',
@@ -583,6 +678,32 @@ class Lab:
                            % (os.path.join(host['dir'], 'log', 'nix-daemon.log'), pidfile)])
         host['daemon_pid'] = _read_pid(pidfile)
         self._save()
+
+    def restart_sshd(self, name, timeout=30):
+        """Restart a host's sshd in place, so it reads its config and host key
+        again: SIGHUP to its pid (the host's recorded pid, see ``pid``) makes
+        sshd exec itself anew, same pid, same arguments. Needed after a host
+        key changes: OpenSSH 9.2's sshd re-read the key for each connection,
+        10.x reads it only when it starts. Returns once the host serves the key
+        its key file now holds (LabError after ``timeout`` seconds)."""
+        host = self.host(name)
+        with open(os.path.join(host['dir'], 'ssh_host_ed25519_key.pub')) as handle:
+            want = handle.read().split()[1]
+        pid = self.pid(name)
+        if not pid or _pid_gone(pid):
+            raise LabError('host %s: no sshd to restart' % name)
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.time() + timeout
+        served = ''
+        while time.time() < deadline:
+            scan = sh(['ssh-keyscan', '-T', '2', '-t', 'ed25519', host['address']],
+                      check=False, timeout=10)
+            served = scan.stdout
+            if want in served.split():
+                return
+            time.sleep(0.1)
+        raise LabError('host %s: sshd (pid %d) does not serve its new host key after %ss: %s'
+                       % (name, pid, timeout, served.strip() or self._log_tail(host)))
 
     def add_nix_conf(self, name, text, restart=True):
         """Append settings to a host's own nix.conf (e.g. trusted keys)."""
@@ -813,7 +934,8 @@ class Lab:
             power = self.power_state(name)
             if power == 'up' and _pid_gone(self.pid(name)):
                 power = 'DOWN'
-            rows.append('%-10s %-13s %-15s ssh %-6s %-5s boots %d' % (
+            rows.append('%-10s %-13s %-15s ssh %-6s %-5s boots %d%s' % (
                 name, host['persona'], host['address'], host['ssh_user'], power,
-                len(self.boot_ids(name))))
+                len(self.boot_ids(name)),
+                '  nix: other (%s)' % host['nix_root'] if host.get('nix') == 'other' else ''))
         return rows
