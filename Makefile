@@ -6,7 +6,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
-VENV := $(CURDIR)/.venv
+VENV ?= $(CURDIR)/.venv
+# pip constraints of this stack (the current stack pins what it was tested with)
+CONSTRAINTS ?=
 VENV_STAMP := $(VENV)/.requirements.stamp
 # ansible-test, ansible-lint and molecule call ansible-* by name: find the venv's.
 export PATH := $(VENV)/bin:$(PATH)
@@ -20,13 +22,15 @@ APT_PACKAGES := nix-bin openssh-server openssh-client iproute2 busybox-static su
 DEMO_NAME ?= demo
 DEMO_HOSTS ?= 6
 
-.PHONY: help deps apt-deps venv test unit sanity lint molecule demo demo-down bench faults clean
+.PHONY: help deps apt-deps venv test test-here test-current current-deps versions unit sanity \
+	lint molecule demo demo-current demo-down bench faults clean
 
 help:
 	@echo 'make demo    bring up a $(DEMO_HOSTS)-host lab fleet and deploy to it'
-	@echo 'make test    unit + lab integration tests, ansible-test sanity, ansible-lint, molecule'
+	@echo 'make test    unit + lab integration tests, ansible-test sanity, ansible-lint, molecule,'
+	@echo '             on this machine stack (test-here) and a current one (test-current)'
 	@echo 'make deps    apt packages (as root) and the virtualenv at .venv'
-	@echo 'make unit | sanity | lint | molecule | bench | faults | demo-down | clean'
+	@echo 'make unit | sanity | lint | molecule | bench | faults | demo-current | demo-down | clean'
 
 deps: apt-deps venv
 
@@ -48,19 +52,55 @@ apt-deps:
 venv: $(VENV_STAMP)
 
 # Rebuilt from scratch whenever a requirements file changes.
-$(VENV_STAMP): requirements.txt requirements-test.txt | apt-deps
+$(VENV_STAMP): requirements.txt requirements-test.txt $(CONSTRAINTS) | apt-deps
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
-	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-test.txt
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-test.txt \
+		$(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	touch $@
 
+# The whole suite on two stacks: this machine's (Debian 12: Nix 2.8, Python 3.11,
+# ansible-core 2.19, OpenSSH 9.2) and a current one (a Debian unstable tree entered
+# as its own mount namespace by tests/stack/tree.sh: its Nix, Python and OpenSSH,
+# ansible-core pinned in tests/stack/constraints-current.txt).
+# The tree comes first: this machine's lab gives some hosts its Nix (a mixed fleet).
 test: deps
+	$(MAKE) --no-print-directory current-deps
+	$(MAKE) --no-print-directory test-here
+	$(MAKE) --no-print-directory test-current
+
+# This machine's stack: everything, fault cases and Molecule included.
+test-here: deps
+	$(MAKE) --no-print-directory versions
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory faults FAULTS_MARKERS='faults and not slow'
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory molecule
+
+# The current stack: the unit and lab suite, sanity and lint, inside the tree
+# (made once, about 3 minutes; kept in $(CURRENT_TREE)).
+CURRENT_TREE ?= /var/lib/nixdeploy-stack/sid
+CURRENT_VENV := $(CURDIR)/.venv-current
+CURRENT_CONSTRAINTS := tests/stack/constraints-current.txt
+IN_TREE = NIXDEPLOY_TREE=$(CURRENT_TREE) tests/stack/tree.sh run
+CURRENT_MAKE = $(IN_TREE) make --no-print-directory VENV=$(CURRENT_VENV) \
+	CONSTRAINTS=$(CURRENT_CONSTRAINTS)
+
+test-current: current-deps
+	$(CURRENT_MAKE) versions unit sanity lint
+
+current-deps:
+	$(CURRENT_MAKE) deps
+
+# What a run was tested with (printed at the start of each stack).
+versions: venv
+	@echo "== stack: $$(. /etc/os-release && echo $$PRETTY_NAME)"
+	@nix --version
+	@$(VENV)/bin/python --version
+	@$(VENV)/bin/ansible --version | head -n 1
+	@ssh -V 2>&1
 
 # Unit tests and the lab integration tests (these need root). pytest's exit 5
 # ("no tests collected") is not a failure.
@@ -87,6 +127,10 @@ molecule: venv
 # (.venv/bin/python demo/demo.py --keep leaves it up for `make demo-down`).
 demo: deps
 	$(VENV)/bin/python demo/demo.py
+
+# The same demo run by the current stack (inside the tree).
+demo-current: current-deps
+	$(CURRENT_MAKE) demo
 
 demo-down: venv
 	$(VENV)/bin/python -m tests.lab down --name $(DEMO_NAME)

@@ -6,7 +6,7 @@ N NixOS lab hosts (8, then 16) deploy ONE shared system whose new version
 carries ``--bytes`` of fresh incompressible paths (8 MB). Every link is shaped
 to ``--rate`` with tbf (tests/lab/links.py): each host's link both ways and the
 controller's own uplink (the lab bridge). Each mode deploys its own new version
-(eval, build, copy, activate on the pipeline strategy; the copy with
+(eval, build, copy, activate on the free strategy; the copy with
 ``mode: push`` or ``mode: cascade``). Measured:
 
   uplink MB     what the controller sent (the bridge device's own tx counter:
@@ -44,7 +44,7 @@ COPY_TASK = 'copy'
 
 PLAYBOOK = [{
     'name': 'Deploy one system, copy mode from copy_mode',
-    'hosts': 'all', 'gather_facts': False, 'strategy': 'nixdeploy.fleet.pipeline',
+    'hosts': 'all', 'gather_facts': False, 'strategy': 'free',
     'tasks': [
         {'name': 'eval', 'nixdeploy.fleet.nix_eval': {}, 'register': 'ev'},
         {'name': 'build', 'nixdeploy.fleet.nix_build': {'drv_path': '{{ ev.drv_path }}'}},

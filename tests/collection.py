@@ -38,7 +38,8 @@ def ansible_env(extra=None):
         'ANSIBLE_NOCOLOR': '1',
         'ANSIBLE_RETRY_FILES_ENABLED': 'False',
         'ANSIBLE_CALLBACK_PLUGINS': os.path.join(REPO, 'tests', 'callback_plugins'),
-        'ANSIBLE_CALLBACKS_ENABLED': 'record',
+        # the summary and progress lines a deploy prints, as users enable them
+        'ANSIBLE_CALLBACKS_ENABLED': 'record,nixdeploy.fleet.summary',
         'ANSIBLE_GATHERING': 'explicit',
         'ANSIBLE_PYTHON_INTERPRETER': 'auto_silent',
         'ANSIBLE_LOCAL_TEMP': os.path.join(tempfile.gettempdir(), 'nixdeploy-ansible-tmp'),
@@ -53,12 +54,20 @@ class PlaybookRun:
         self.rc, self.stdout, self.stderr, self.records = rc, stdout, stderr, records
 
     def summary(self):
-        """{host: record} of the deploy summary (the pipeline strategy's
-        custom stat ``nixdeploy``, as AWX and ansible-runner see it)."""
+        """{host: record} of the deploy summary (the role's custom stat
+        ``nixdeploy``, as AWX and ansible-runner see it)."""
         found = {}
         for rec in self.records:
             if rec['status'] == 'stats':
                 found.update((rec['result'].get('_run') or {}).get('nixdeploy') or {})
+        return found
+
+    def stats(self):
+        """Every custom stat of the run (what AWX keeps as artifacts)."""
+        found = {}
+        for rec in self.records:
+            if rec['status'] == 'stats':
+                found.update(rec['result'].get('_run') or {})
         return found
 
     def outcomes(self):
@@ -95,7 +104,10 @@ def run_playbook(playbook, inventory, workdir, args=(), env=None, timeout=900):
         inventory = path
     record = os.path.join(workdir, 'record-%d.jsonl' % len(os.listdir(workdir)))
     argv = [os.path.join(BIN, 'ansible-playbook'), '-i', inventory, playbook] + list(args)
+    # stdin: ssh may have left the inherited one non-blocking, which
+    # ansible-core 2.21 refuses to start with
     proc = subprocess.run(argv, cwd=workdir, env=ansible_env(dict(env or {}, NIXDEPLOY_TEST_RECORD=record)),
+                          stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=timeout, check=False)
     records = []

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark-only callback: where a deploy's wall time goes, by phase.
 
-Hosts move through the phases independently (the pipeline strategy), so a
+Hosts move through the phases independently (the free strategy), so a
 phase's share of the wall time is the time during which at least one host
 was in it: the union of the hosts' intervals. The activate task's own
 ``phases`` (activate, confirm) split it further. Also records, per host,

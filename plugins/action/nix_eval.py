@@ -13,13 +13,18 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
+from ansible import constants as C
+
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    unlink_host_args, vars_of)
+    Batch, batch_key, play_batch, unlink_host_args, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
     ARGUMENT_SPEC, PER_HOST_ARGS, EvalError, Evaluator, host_request, normalised)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     NixError, NixOptions, flake_ref, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._serial import gate
 
 
 class ActionModule(NixdeployAction):
@@ -30,6 +35,30 @@ class ActionModule(NixdeployAction):
     ERRORS = (EvalError, NixError, OSError)
 
     def run_host(self, args, result):
+        # the batch before this one failed too many hosts: nothing of this
+        # batch starts (the role ends the play on ``stopped``)
+        judged = self._serial_gate(args.get('max_fail_percentage'))
+        result['batch'] = judged['batch']
+        result['play_hosts'] = len(self.task_vars.get('ansible_play_hosts_all') or ()) or 1
+        if judged['stop']:
+            result.update(stopped=True, msg=u'nixdeploy: %s' % judged['stop'])
+            return result
+        return self._evaluate(args, result)
+
+    def _serial_gate(self, max_fail_percentage):
+        """This play batch's number and whether it may start
+        (plugin_utils/_serial.py); judged once per batch."""
+        hosts = play_batch(self.task_vars)
+        batch = Batch(C.DEFAULT_LOCAL_TMP, 'serial',
+                      batch_key(self._task._uuid, sorted(hosts), max_fail_percentage))
+        # one file per play (its first task) lists the batches so far
+        record = os.path.join(batch.dir, 'serial-%s.json' % batch_key(self._task._uuid))
+        active = self.task_vars.get('ansible_play_hosts')
+        judged, _here = batch.results(
+            lambda: gate(record, hosts, active, max_fail_percentage))
+        return judged
+
+    def _evaluate(self, args, result):
         host, task_vars = self.host, self.task_vars
         base_dir = self._loader.get_basedir()
 

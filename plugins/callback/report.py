@@ -98,24 +98,14 @@ from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_version
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, NixOptions, nix_json
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix_output import flake_metadata
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _report
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._outcome import result_data, task_action
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._report_html import render
 
 # extra vars AWX (and Semaphore) give every job; kept in the report to find the job again
 AWX_VARS = ('awx_job_id', 'awx_job_template_name', 'awx_workflow_job_id',
             'awx_workflow_job_name', 'awx_project_revision', 'awx_job_launch_type')
-
-
-def _result_data(result):
-    """The result dict of a task result (ansible-core 2.19 and 2.18)."""
-    data = getattr(result, '_return_data', None)
-    if data is None:
-        data = getattr(result, '_result', None)
-    return data if isinstance(data, dict) else {}
-
-
-def _action(task):
-    return getattr(task, 'resolved_action', None) or getattr(task, 'action', None)
 
 
 def collection_version():
@@ -141,6 +131,9 @@ class CallbackModule(CallbackBase):
     CALLBACK_TYPE = 'aggregate'
     CALLBACK_NAME = 'nixdeploy.fleet.report'
     CALLBACK_NEEDS_ENABLED = True
+    # ansible-core 2.22.0b1 asked result-reading callbacks to say so; from
+    # 2.22.0b2 results always come masked and this is ignored
+    ANSIBLE_SUPPORTS_MASKING = True
 
     def __init__(self, display=None):
         super(CallbackModule, self).__init__(display=display)
@@ -164,11 +157,11 @@ class CallbackModule(CallbackBase):
 
     # ------------------------------------------------------------ tasks
     def v2_runner_on_start(self, host, task):
-        self._recorder.task_start(host.get_name(), task._uuid, _action(task))
+        self._recorder.task_start(host.get_name(), task._uuid, task_action(task))
 
     def _result(self, status, result):
         self._recorder.task_result(result._host.get_name(), result._task._uuid,
-                                   _action(result._task), status, _result_data(result),
+                                   task_action(result._task), status, result_data(result),
                                    task_name=result._task.get_name())
 
     def v2_runner_on_ok(self, result):
@@ -257,8 +250,9 @@ class CallbackModule(CallbackBase):
         flakes = []
         for ref in refs:
             try:
-                metadata = nix_json(opts, 'flake metadata', ['--json', '--offline', ref],
-                                    'flake metadata of %s' % ref, timeout=60)
+                metadata = flake_metadata(nix_json(opts, 'flake metadata',
+                                                   ['--json', '--offline', ref],
+                                                   'flake metadata of %s' % ref, timeout=60))
             except NixError as exc:
                 self._display.vvv('nixdeploy.fleet.report: %s' % exc)
                 metadata = None

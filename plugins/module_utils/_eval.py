@@ -260,6 +260,7 @@ ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
     'flake': {'type': 'str'},
     'attr': {'type': 'str'},
     'chunk_size': {'type': 'int'},
+    'max_fail_percentage': {'type': 'int'},
 })
 
 # Task arguments that may differ per host: each has a host var counterpart.

@@ -42,6 +42,16 @@ options:
       - At most this many distinct systems are evaluated by one C(nix eval) process.
       - Defaults to (free memory - 1 GiB) / 512 MiB of the controller, as colmena does, at least 1.
     type: int
+  max_fail_percentage:
+    description:
+      - "With C(serial) play batches, the share of the previous batch's hosts (in percent) that may have
+        failed for this batch to start. Over it, no host of this batch is evaluated: each returns
+        RV(stopped) and the reason, and the play is expected to end (the C(nixdeploy.fleet.deploy) role
+        follows with C(meta: end_play)). A canary is C(serial: [1, ...]) with V(0)."
+      - Ansible's own C(max_fail_percentage) play keyword is honoured only by the C(linear) strategy; a
+        deploy runs on C(free), where this option takes its place. Omitted, only Ansible's own rule holds
+        (the play stops when every host of a batch failed).
+    type: int
 attributes:
   action:
     support: full
@@ -103,27 +113,48 @@ system:
   sample: x86_64-linux
 platform:
   description: The host's platform (C(nix_platform), else the flake output the attribute is in).
-  returned: always
+  returned: unless stopped
   type: str
   sample: nixos
 attr:
   description: The attribute path evaluated.
-  returned: always
+  returned: unless stopped
   type: str
   sample: nixosConfigurations.web.config.system.build.toplevel
 flake:
   description: The flake reference evaluated.
-  returned: always
+  returned: unless stopped
   type: str
   sample: path:/srv/fleet
 batch_hosts:
   description: How many hosts the batch evaluation answered.
-  returned: always
+  returned: unless stopped
   type: int
   sample: 8
+batch:
+  description: The number of this play batch (1 for the first C(serial) batch, or the only one).
+  returned: always
+  type: int
+  sample: 2
+play_hosts:
+  description: How many hosts the play has in all its batches (C(ansible_play_hosts_all)).
+  returned: always
+  type: int
+  sample: 16
+stopped:
+  description:
+    - The previous batch failed more hosts than O(max_fail_percentage) allows; nothing was evaluated and
+      RV(msg) says why. Such a batch must not go on.
+  returned: when the batch must not start
+  type: bool
+  sample: true
+msg:
+  description: Why the batch does not start (with RV(stopped)), or why the host failed.
+  returned: when stopped or failed
+  type: str
 evaluated_here:
   description: Whether this host's task ran the Nix processes for the batch.
-  returned: always
+  returned: unless stopped
   type: bool
 nix_processes:
   description: How many C(nix eval) processes the batch needed (only on the host that ran them).

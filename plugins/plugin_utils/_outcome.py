@@ -3,12 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What a deploy did on each host, from the results of the collection's actions.
 
-The deploy strategy (plugins/strategy/pipeline.py) feeds every result of a
-nixdeploy action in here as it arrives, and at the end of each play batch
-turns what it kept into one record and one summary line per host. The
-outcome is read from result keys (``failed``, ``phase``, ``rolled_back``,
-``connection_lost``), never from message text, so no task per host has to
-keep books.
+Two readers feed the results of a host's nixdeploy tasks in here and get one
+record (and one summary line) per host: the callback ``nixdeploy.fleet.summary``
+as results arrive, and the filter ``nixdeploy.fleet.deploy_stats`` from the
+role's registered results, for the custom stat ``nixdeploy`` that AWX keeps.
+The outcome is read from result keys (``failed``, ``phase``, ``rolled_back``,
+``connection_lost``), never from message text.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -37,6 +37,23 @@ PHASES = {
 _STOPPED = {'copy': 'copied', 'build': 'built', 'eval': 'evaluated', 'keys': 'copied'}
 
 LINE_FORMAT = '%-14s %-13s gen %3s -> %-3s %s'
+
+# the order of a deploy's phases (the keys tasks run around activate)
+PHASE_ORDER = ('eval', 'build', 'copy', 'keys', 'activate')
+
+
+def result_data(task_result):
+    """The result dict a callback's task result holds (ansible-core 2.19 to
+    2.22 name it differently)."""
+    data = getattr(task_result, '_return_data', None)
+    if data is None:
+        data = getattr(task_result, '_result', None)
+    return data if isinstance(data, dict) else {}
+
+
+def task_action(task):
+    """The action of a task, FQCN when Ansible resolved it."""
+    return getattr(task, 'resolved_action', None) or getattr(task, 'action', None)
 
 
 def action_phase(action):
@@ -146,3 +163,25 @@ def summary_line(rec):
         return '-' if value in (None, '') else value
     return LINE_FORMAT % (rec['host'], rec['platform'], gen(rec['before']), gen(rec['after']),
                           rec['outcome'])
+
+
+def status_of(result):
+    """ok, failed, unreachable or skipped, read from a registered result."""
+    if result.get('unreachable'):
+        return 'unreachable'
+    if result.get('failed'):
+        return 'failed'
+    if result.get('skipped'):
+        return 'skipped'
+    return 'ok'
+
+
+def outcome_of(host, results):
+    """A HostOutcome from ``results``: [(phase, registered result)] in the
+    order the tasks ran; empty or missing results (tasks never reached) are
+    passed over."""
+    outcome = HostOutcome(host)
+    for phase, result in results:
+        if isinstance(result, dict) and result:
+            outcome.add(phase, result, status_of(result))
+    return outcome

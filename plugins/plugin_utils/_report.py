@@ -109,7 +109,7 @@ class HostLog:
         self.results = {}      # phase -> (status, result) of the latest task of it
         self.failure = None    # (phase, status, result) of the first failure
         self.other = None      # (task name, status, result): a failure outside the deploy tasks
-        # the same outcome text as the summary line the pipeline strategy prints
+        # the same outcome text as the summary line the nixdeploy.fleet.summary callback prints
         self.outcome = HostOutcome(host)
 
     def start(self, task_uuid, when):
@@ -263,6 +263,12 @@ class Recorder:
         phase = action_phase(action)
         if phase is None and status not in ('failed', 'unreachable'):
             return
+        if (result or {}).get('stopped'):
+            # its batch never started (nix_max_fail_percentage): not deployed,
+            # not in the report unless an earlier run of it is
+            if host in self.hosts and not self.hosts[host].results:
+                del self.hosts[host]
+            return
         when = self.clock() if when is None else when
         self.log(host).result(task_uuid, phase, status, dict(result or {}), when, task_name)
 
@@ -287,18 +293,18 @@ class Recorder:
 
 
 def flake_record(ref, metadata):
-    """What the report keeps of ``nix flake metadata --json`` (None: unknown)."""
+    """What the report keeps of a flake's metadata: ``metadata`` is ``nix
+    flake metadata --json`` as ``_nix_output.flake_metadata`` reads it (the
+    same keys from every Nix version), or None when unknown."""
     metadata = metadata if isinstance(metadata, dict) else {}
-    locked = metadata.get('locked') or {}
-    revision = metadata.get('revision') or locked.get('rev')
     return {
         'ref': ref,
         'url': metadata.get('url'),
-        'revision': revision,
+        'revision': metadata.get('revision'),
         # a git flake with uncommitted changes has no revision to name
-        'dirty': (locked.get('type') == 'git' and not revision) if locked else None,
-        'nar_hash': locked.get('narHash'),
-        'last_modified': _int(metadata.get('lastModified')),
+        'dirty': metadata.get('dirty'),
+        'nar_hash': metadata.get('nar_hash'),
+        'last_modified': _int(metadata.get('last_modified')),
     }
 
 

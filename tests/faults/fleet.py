@@ -128,7 +128,7 @@ def out_paths(run):
 
 
 def summaries(run):
-    """{host: summary record} (the pipeline strategy's custom stat)."""
+    """{host: summary record} (the deploy role's custom stat)."""
     return run.summary()
 
 

@@ -171,7 +171,7 @@ def test_metacharacters_in_names_and_tags_stay_data(flt, tmp_path):
                                              'evilb': {'platform': 'nixos', 'version': 'evil'}})
     inventory = write_inventory(str(tmp_path / 'inventory'), lab, flake, flt.secret)
     listing = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '-i', inventory, '--list'],
-                             check=False, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             check=False, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              universal_newlines=True, env=ansible_env())
     # GC roots of its own: the names hold "/" (test_host_name_stays_inside_the_gc_root_dir)
     run = flt.deploy('-e', 'nix_gc_root_dir=%s' % (tmp_path / 'gcroots'), inventory=inventory)

@@ -2,7 +2,7 @@
 
 Six lab hosts of every persona (`rep` lab) are deployed by ansible-runner with
 the callback nixdeploy.fleet.report enabled in env/envvars: the report lands in
-the job's artifact folder beside the set_stats data the pipeline strategy
+the job's artifact folder beside the set_stats data the deploy role
 publishes. The second deploy has one host whose activation fails (it rolls
 back) and one whose build fails, beside four healthy hosts; its JSON is
 validated against docs/report.schema.json and compared with what each host

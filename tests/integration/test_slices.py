@@ -36,7 +36,7 @@ def slice_inventories(inventory_dir, base):
     """The synced inventory as AWX keeps it (hosts with their variables and
     groups), written out per slice as a static inventory."""
     proc = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '-i', inventory_dir, '--list'],
-                          env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=ansible_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, check=True)
     listed = json.loads(proc.stdout)
     hostvars = listed['_meta']['hostvars']

@@ -23,7 +23,9 @@ def test_build_and_install(tmp_path):
     install_dir = tmp_path / 'installed'
     galaxy('collection', 'build', '--output-path', str(build_dir), REPO, cwd=str(tmp_path))
 
-    tarball = build_dir / 'nixdeploy-fleet-0.1.0.tar.gz'
+    with open(os.path.join(REPO, 'galaxy.yml')) as handle:
+        version = [line.split(':', 1)[1].strip() for line in handle if line.startswith('version:')][0]
+    tarball = build_dir / ('nixdeploy-fleet-%s.tar.gz' % version)
     assert tarball.is_file(), os.listdir(str(build_dir))
     with tarfile.open(str(tarball)) as archive:
         names = set(archive.getnames())

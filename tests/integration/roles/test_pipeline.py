@@ -105,6 +105,48 @@ def test_every_host_confirms_its_own_activation(pip_fleet):
     recap = run.stdout[run.stdout.index('PLAY RECAP'):]
     assert recap.count('failed=1') == 2, recap
 
+    # the slow host's activation ran past the progress interval: a progress
+    # line named it while the others were already done
+    progress = [ln for ln in run.stdout.splitlines() if ln.startswith('nixdeploy: still running:')]
+    assert progress and all('activate: ' in ln for ln in progress), run
+    assert any('slow (' in ln for ln in progress), progress
+    # builtin strategy, supported plugin types only: no deprecation warning
+    assert 'DEPRECATION' not in run.stdout + run.stderr, run
+    # AWX keeps the records twice: by name and by job (slices stay apart)
+    jobs = [key for key in run.stats() if key.startswith('nixdeploy_job_')]
+    assert len(jobs) == 1 and run.stats()[jobs[0]] == summary, run.stats()
+
+
+def test_batch_over_its_percentage_stops_the_next(pip_fleet):
+    """Two hosts per batch, one of the first batch fails: 50% is more than
+    nix_max_fail_percentage 40, so the second batch never starts (Ansible's own
+    rule stops only after a batch whose every host failed)."""
+    lab, flake = pip_fleet.lab, pip_fleet.flake
+    before = active(pip_fleet)
+    histories = {h: lab.read(h, '/nix/var/lab/history-%s' % lab.state_key(h)) for h in lab.hosts}
+    flake.set_all(version='4')
+    first = sorted(lab.hosts)[:2]
+    flake.set_config(first[0], behaviour='fail')
+    try:
+        run = pip_fleet.deploy('-e', '{"nix_serial": 2, "nix_max_fail_percentage": 40}',
+                               '-l', ','.join(sorted(lab.hosts)))
+    finally:
+        flake.set_config(first[0], behaviour='ok')
+    assert run.rc != 0, run
+    summary = run.summary()
+    assert sorted(summary) == first, summary
+    assert summary[first[0]]['failed'] and not summary[first[1]]['failed'], summary
+    assert lab.active(first[1]) != before[first[1]]
+    stop = [ln for ln in run.stdout.splitlines() if 'no further batch starts' in ln]
+    assert stop and '1 of 2 hosts of batch 1 failed (%s)' % first[0] in stop[0], run
+    # the second batch was evaluated by nobody and touched nowhere
+    assert not [r for r in run.results(EVAL) if r['host'] not in first and not
+                r['result'].get('stopped')], run
+    for host in sorted(lab.hosts)[2:]:
+        assert lab.active(host) == before[host], host
+        assert lab.read(host, '/nix/var/lab/history-%s' % lab.state_key(host)) == \
+            histories[host], host
+
 
 def test_failing_canary_stops_the_rest(pip_fleet):
     lab, flake = pip_fleet.lab, pip_fleet.flake

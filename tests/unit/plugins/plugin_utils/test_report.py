@@ -14,6 +14,8 @@ from tests.collection import REPO, collections_path
 
 sys.path.insert(0, collections_path())
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix_output import (  # noqa: E402
+    flake_metadata)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _report, _report_html  # noqa: E402
 
 SCHEMA_PATH = os.path.join(REPO, 'docs', 'report.schema.json')
@@ -195,23 +197,42 @@ def test_plays_without_the_collections_tasks_make_no_report():
     assert report['hosts']['web']['message'] == 'boom'
 
 
+def test_hosts_of_a_batch_that_never_started_are_not_in_the_report():
+    rec = _report.Recorder(clock=Clock())
+    rec.task_start('web', 'u1', 'nixdeploy.fleet.nix_eval')
+    rec.task_result('web', 'u1', 'nixdeploy.fleet.nix_eval', 'ok', evaluated('web'))
+    # the next batch's eval says it does not start (nix_max_fail_percentage)
+    rec.task_start('db', 'u1', 'nixdeploy.fleet.nix_eval')
+    rec.task_result('db', 'u1', 'nixdeploy.fleet.nix_eval', 'ok',
+                    {'stopped': True, 'batch': 2, 'msg': 'no further batch starts'})
+    report = validate(rec.build({'id': 'r', 'limit': None, 'tags': [], 'skip_tags': [],
+                                 'diff_mode': False, 'playbooks': [],
+                                 'collection_version': None, 'flakes': []}))
+    assert sorted(report['hosts']) == ['web'], report['hosts']
+
+
 def test_hosts_that_need_a_look_come_first():
     names = [rec['host'] for rec in _report.ordered_hosts(fleet_run())]
     assert names == ['cache', 'edge', 'db', 'lazy', 'web']
 
 
 def test_flake_record_from_nix_metadata():
-    git = {'revision': 'f7c2c6e8', 'lastModified': 17,
-           'locked': {'type': 'git', 'rev': 'f7c2c6e8', 'narHash': 'sha256-x'},
-           'url': 'git+file:///srv/fleet?rev=f7c2c6e8'}
+    # what the callback passes: nix flake metadata --json read by _nix_output.flake_metadata
+    git = flake_metadata({'revision': 'f7c2c6e8', 'lastModified': 17,
+                          'locked': {'type': 'git', 'rev': 'f7c2c6e8', 'narHash': 'sha256-x'},
+                          'url': 'git+file:///srv/fleet?rev=f7c2c6e8'})
     assert _report.flake_record('/srv/fleet', git) == {
         'ref': '/srv/fleet', 'url': 'git+file:///srv/fleet?rev=f7c2c6e8', 'revision': 'f7c2c6e8',
         'dirty': False, 'nar_hash': 'sha256-x', 'last_modified': 17}
-    dirty = {'locked': {'type': 'git', 'narHash': 'sha256-y'}, 'lastModified': 18}
+    dirty = flake_metadata({'locked': {'type': 'git', 'narHash': 'sha256-y'}, 'lastModified': 18})
     assert _report.flake_record('/srv/fleet', dirty)['dirty'] is True
-    path = {'locked': {'type': 'path', 'narHash': 'sha256-z'}}
+    dirty = flake_metadata({'dirtyRevision': 'f7c2c6e8-dirty', 'lastModified': 18,
+                            'locked': {'type': 'git', 'dirtyRev': 'f7c2c6e8-dirty'}})
+    assert _report.flake_record('/srv/fleet', dirty)['dirty'] is True
+    path = flake_metadata({'locked': {'type': 'path', 'narHash': 'sha256-z'}})
     assert _report.flake_record('path:/x', path)['dirty'] is False
     assert _report.flake_record('path:/x', None)['revision'] is None
+    assert _report.flake_record('path:/x', None)['dirty'] is None
 
 
 def slice_report(run_id, hosts, started, duplicate=None):

@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: summary
+type: aggregate
+short_description: One summary line per host after each deploy batch, and progress while a phase runs long
+version_added: 0.3.0
+description:
+  - Follows the results of the collection's deploy tasks (found by their action, M(nixdeploy.fleet.nix_eval),
+    M(nixdeploy.fleet.nix_build), M(nixdeploy.fleet.nix_copy_closure), M(nixdeploy.fleet.nix_keys),
+    M(nixdeploy.fleet.nix_activate), never by task name) on any strategy.
+  - At the end of each play batch (each C(serial) batch) prints a C(NIXDEPLOY SUMMARY) with one line per host
+    of the batch, platform, generation before and after, and the outcome (switched, unchanged, rolled back and
+    why, failed at which phase). The role's last task keeps the same records as the custom stat C(nixdeploy)
+    (M(ansible.builtin.set_stats)), so AWX and ansible-runner see them without this callback.
+  - While a task of the collection runs longer than O(progress_interval) seconds on some hosts, prints every
+    O(progress_interval) seconds which hosts are in which phase and for how long.
+  - When a batch does not start because the one before failed too many hosts (the role's
+    C(nix_max_fail_percentage)), or every host of a batch failed, says that no further batch starts.
+  - C(-e nix_summary=false) silences the summary lines.
+author:
+  - nixdeploy.fleet contributors (@nixdeploy)
+requirements:
+  - Enabled in C(callbacks_enabled) (C(ANSIBLE_CALLBACKS_ENABLED=nixdeploy.fleet.summary)).
+options:
+  progress_interval:
+    description: Seconds between progress lines, and how long a task runs before it is shown; V(0) turns them off.
+    type: float
+    default: 10
+    env:
+      - name: NIXDEPLOY_PROGRESS_INTERVAL
+    ini:
+      - section: callback_nixdeploy_summary
+        key: progress_interval
+'''
+
+import threading
+import time
+
+from ansible import context
+from ansible.plugins.callback import CallbackBase
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._outcome import (
+    PHASE_ORDER, HostOutcome, action_phase, result_data, summary_line, task_action)
+
+
+def _truthy(value):
+    return str(value).strip().lower() not in ('false', 'no', '0', 'off', 'n', 'f')
+
+
+def progress_line(running, now, interval):
+    """'still running' text for the tasks running at least ``interval``
+    seconds (``running``: host -> (phase, started)), or None."""
+    by_phase = {}
+    for host, (phase, started) in running.items():
+        if now - started >= interval:
+            by_phase.setdefault(phase, []).append((host, now - started))
+    if not by_phase:
+        return None
+    parts = []
+    for phase in PHASE_ORDER:
+        if phase in by_phase:
+            parts.append('%s: %s' % (phase, ', '.join(
+                '%s (%ds)' % (host, seconds) for host, seconds in sorted(by_phase[phase]))))
+    return 'nixdeploy: still running: %s' % '; '.join(parts)
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = 'aggregate'
+    CALLBACK_NAME = 'nixdeploy.fleet.summary'
+    CALLBACK_NEEDS_ENABLED = True
+    # ansible-core 2.22.0b1 asked result-reading callbacks to say so; from
+    # 2.22.0b2 results always come masked and this is ignored
+    ANSIBLE_SUPPORTS_MASKING = True
+
+    def __init__(self, display=None):
+        super(CallbackModule, self).__init__(display=display)
+        self._lock = threading.Lock()
+        self._outcomes = {}      # host -> HostOutcome, this batch
+        self._running = {}       # host -> (phase, started)
+        self._check_mode = False
+        self._shown = True
+        self._stops = []         # why batches did not start (said once each)
+        self._seen = set()       # hosts that reached a deploy task, every batch
+        self._play_hosts = 0     # hosts of the play, all batches (from nix_eval)
+        self._last_batch = None  # (hosts, failed) of the last batch summarised
+        self._ticker = None
+        self._done = threading.Event()
+
+    # ------------------------------------------------------------ run
+    def v2_playbook_on_play_start(self, play):
+        # a play starts once per serial batch: the batch before is over
+        self._summarise()
+        try:
+            extra = play.get_variable_manager().extra_vars
+        except Exception:  # pylint: disable=broad-except
+            extra = {}
+        self._shown = _truthy(extra.get('nix_summary', True))
+        self._check_mode = bool(getattr(play, 'check_mode', False)) or \
+            bool(context.CLIARGS.get('check'))
+        self._start_ticker()
+
+    def v2_playbook_on_stats(self, stats):
+        self._done.set()
+        self._summarise()
+        if self._last_batch and not self._stops:
+            hosts, failed = self._last_batch
+            left = self._play_hosts - len(self._seen)
+            if hosts and failed == hosts and left > 0:
+                self._display.display('nixdeploy: every host of the last batch failed: no further '
+                                      'batch starts (%d hosts not deployed)' % left, color='red')
+
+    # ------------------------------------------------------------ tasks
+    def v2_runner_on_start(self, host, task):
+        phase = action_phase(task_action(task))
+        if phase:
+            with self._lock:
+                self._running[host.get_name()] = (phase, time.time())
+
+    def _result(self, result, status):
+        phase = action_phase(task_action(result._task))
+        if not phase:
+            return
+        host = result._host.get_name()
+        data = dict(result_data(result))
+        with self._lock:
+            self._running.pop(host, None)
+            if data.get('stopped'):
+                # this batch does not start: nothing of it is summarised
+                if data.get('msg') and data['msg'] not in self._stops:
+                    self._stops.append(data['msg'])
+                    self._display.display(data['msg'], color='red')
+                return
+            self._seen.add(host)
+            if phase == 'eval' and data.get('play_hosts'):
+                self._play_hosts = int(data['play_hosts'])
+            self._outcomes.setdefault(host, HostOutcome(host)).add(
+                phase, data, status)
+
+    def v2_runner_on_ok(self, result):
+        self._result(result, 'ok')
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._result(result, 'failed')
+
+    def v2_runner_on_unreachable(self, result):
+        self._result(result, 'unreachable')
+
+    def v2_runner_on_skipped(self, result):
+        self._result(result, 'skipped')
+
+    # ------------------------------------------------------------ output
+    def _summarise(self):
+        with self._lock:
+            outcomes, self._outcomes, self._running = self._outcomes, {}, {}
+        if not outcomes:
+            return
+        records = [outcomes[name].record(self._check_mode) for name in sorted(outcomes)]
+        self._last_batch = (len(records), len([r for r in records if r['failed']]))
+        if not self._shown:
+            return
+        self._display.banner('NIXDEPLOY SUMMARY')
+        for rec in records:
+            self._display.display(summary_line(rec), color='red' if rec['failed'] else None)
+
+    def _start_ticker(self):
+        interval = float(self.get_option('progress_interval') or 0)
+        if interval <= 0 or self._ticker is not None:
+            return
+
+        def tick():
+            last = time.time()
+            # wakes once a second; speaks at most once per interval
+            while not self._done.wait(1.0):
+                now = time.time()
+                if now - last < interval:
+                    continue
+                with self._lock:
+                    line = progress_line(dict(self._running), now, interval)
+                if line:
+                    last = now
+                    self._display.display(line)
+
+        self._ticker = threading.Thread(target=tick, name='nixdeploy-progress')
+        self._ticker.daemon = True
+        self._ticker.start()

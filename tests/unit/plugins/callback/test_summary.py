@@ -1,0 +1,196 @@
+"""The callback nixdeploy.fleet.summary: the NIXDEPLOY SUMMARY after each
+serial batch, the batch-stop reason and the progress lines, fed the task
+results Ansible would send it and shown on a small fake display."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tests.collection import BIN, ansible_env, collections_path
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.callback import summary as plugin  # noqa: E402
+
+ACTIONS = {'eval': 'nix_eval', 'build': 'nix_build', 'copy': 'nix_copy_closure',
+           'activate': 'nix_activate', 'stats': 'ansible.builtin.set_stats'}
+STOP = ('nixdeploy: 1 of 2 hosts of batch 1 failed (web2), more than max_fail_percentage 40%: '
+        'no further batch starts')
+
+
+class Display:
+    verbosity = 0
+
+    def __init__(self):
+        self.lines = []
+
+    def banner(self, msg, color=None, cows=True):
+        self.lines.append(('banner', msg, color))
+
+    def display(self, msg, color=None, **kwargs):
+        self.lines.append(('line', msg, color))
+
+    def text(self):
+        return [msg for _kind, msg, _color in self.lines]
+
+
+class Summary(plugin.CallbackModule):
+    """The callback with its option set as ansible.cfg would (Ansible's loader
+    is not involved here)."""
+    interval = 0
+
+    def get_option(self, k, hostvars=None):
+        return {'progress_interval': self.interval}[k]
+
+
+class Named:
+    def __init__(self, name):
+        self.name = name
+
+    def get_name(self):
+        return self.name
+
+
+class Task:
+    def __init__(self, phase):
+        self.resolved_action = ACTIONS[phase]
+        if '.' not in self.resolved_action:
+            self.resolved_action = 'nixdeploy.fleet.' + self.resolved_action
+
+
+class Result:
+    def __init__(self, host, phase, data):
+        self._host, self._task, self._result = Named(host), Task(phase), data
+
+
+class Play:
+    check_mode = False
+
+    def __init__(self, **extra_vars):
+        self.extra_vars = extra_vars
+
+    def get_variable_manager(self):
+        return self
+
+
+EVAL = {'changed': False, 'platform': 'nixos', 'batch': 1, 'play_hosts': 4}
+
+
+def switched(before):
+    return {'changed': True, 'goal': 'switch', 'platform': 'nixos',
+            'previous': {'generation': before}, 'new': {'generation': before + 1}}
+
+
+def first_batch(callback):
+    """web1 switches, web2's build fails; then batch 2 starts."""
+    callback.v2_playbook_on_play_start(callback.play)
+    callback.v2_runner_on_ok(Result('web1', 'eval', EVAL))
+    callback.v2_runner_on_ok(Result('web2', 'eval', EVAL))
+    callback.v2_runner_on_failed(Result('web2', 'build', {
+        'failed': True, 'phase': 'build', 'msg': 'web2: error: builder for hello.drv failed'}))
+    callback.v2_runner_on_ok(Result('web1', 'build', {'changed': True}))
+    callback.v2_runner_on_ok(Result('web1', 'stats', {'changed': False}))   # not a deploy phase
+    callback.v2_runner_on_ok(Result('web1', 'activate', switched(3)))
+
+
+@pytest.fixture
+def callback():
+    callback = Summary(display=Display())
+    callback.play = Play()
+    yield callback
+    callback.v2_playbook_on_stats(None)
+
+
+def test_a_summary_line_per_host_when_the_next_batch_starts(callback):
+    first_batch(callback)
+    assert callback._display.lines == []      # nothing while the batch runs
+    callback.v2_playbook_on_play_start(callback.play)
+    shown = callback._display.lines
+    assert shown[0] == ('banner', 'NIXDEPLOY SUMMARY', None)
+    assert [line.split() for _kind, line, _color in shown[1:]] == [
+        ['web1', 'nixos', 'gen', '3', '->', '4', 'switched'],
+        ['web2', 'nixos', 'gen', '-', '->', '-', 'FAILED', 'at', 'build:', 'error:', 'builder',
+         'for', 'hello.drv', 'failed']]
+    assert [color for _kind, _line, color in shown[1:]] == [None, 'red']
+
+
+def test_the_last_batch_is_summarised_with_the_stats(callback):
+    first_batch(callback)
+    callback.v2_playbook_on_stats(None)
+    assert callback._display.text()[0] == 'NIXDEPLOY SUMMARY' and len(callback._display.lines) == 3
+
+
+def test_a_batch_that_does_not_start_says_why_once(callback):
+    first_batch(callback)
+    callback.v2_playbook_on_play_start(callback.play)
+    del callback._display.lines[:]
+    for host in ('web3', 'web4'):
+        callback.v2_runner_on_ok(Result(host, 'eval', {'changed': False, 'batch': 2, 'play_hosts': 4,
+                                                       'stopped': True, 'msg': STOP}))
+    callback.v2_playbook_on_stats(None)
+    # said once, in red; the stopped hosts get no summary line
+    assert callback._display.lines == [('line', STOP, 'red')]
+
+
+def test_every_host_of_the_last_batch_failed(callback):
+    callback.v2_playbook_on_play_start(callback.play)
+    callback.v2_runner_on_failed(Result('web1', 'eval', dict(EVAL, failed=True, msg='web1: error: x')))
+    callback.v2_playbook_on_stats(None)
+    assert callback._display.text()[-1] == ('nixdeploy: every host of the last batch failed: no '
+                                            'further batch starts (3 hosts not deployed)')
+
+
+def test_nix_summary_false_silences_the_summary(callback):
+    callback.play = Play(nix_summary='false')
+    first_batch(callback)
+    callback.v2_playbook_on_stats(None)
+    assert callback._display.lines == []
+
+
+def test_progress_line_names_the_hosts_in_each_phase_in_phase_order():
+    running = {'web1': ('copy', 0.0), 'web2': ('activate', 5.0), 'web3': ('copy', 95.0),
+               'web0': ('copy', 40.0)}
+    assert plugin.progress_line(running, 100.0, 10) == (
+        'nixdeploy: still running: copy: web0 (60s), web1 (100s); activate: web2 (95s)')
+    # web3 started 5 s ago: not yet
+    assert plugin.progress_line({'web3': ('copy', 95.0)}, 100.0, 10) is None
+    assert plugin.progress_line({}, 100.0, 10) is None
+
+
+def test_a_long_task_gets_progress_lines_until_it_ends():
+    callback = Summary(display=Display())
+    callback.interval = 0.5
+    callback.v2_playbook_on_play_start(Play())
+    try:
+        callback.v2_runner_on_start(Named('web1'), Task('copy'))
+        deadline = time.time() + 5
+        while not callback._display.lines and time.time() < deadline:
+            time.sleep(0.1)
+        (line,) = callback._display.text()[:1]
+        assert line.startswith('nixdeploy: still running: copy: web1 (')
+        callback.v2_runner_on_ok(Result('web1', 'copy', {'changed': True}))
+        time.sleep(0.2)     # a line the ticker had already made is shown by now
+        seen = len(callback._display.lines)
+        time.sleep(1.2)     # the ticker wakes once a second
+        assert not [text for text in callback._display.text()[seen:] if 'still running' in text]
+    finally:
+        callback.v2_playbook_on_stats(None)
+
+
+def test_documented_option_and_ansible_doc_reads_it():
+    doc = yaml.safe_load(plugin.DOCUMENTATION)
+    option = doc['options']['progress_interval']
+    assert option['default'] == 10 and option['env'] == [{'name': 'NIXDEPLOY_PROGRESS_INTERVAL'}]
+    assert option['ini'] == [{'section': 'callback_nixdeploy_summary', 'key': 'progress_interval'}]
+    assert plugin.CallbackModule.CALLBACK_NEEDS_ENABLED
+    proc = subprocess.run([os.path.join(BIN, 'ansible-doc'), '-t', 'callback', '--json',
+                           'nixdeploy.fleet.summary'], env=ansible_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout)['nixdeploy.fleet.summary']['doc']['options']) == \
+        {'progress_interval'}
