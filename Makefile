@@ -17,7 +17,8 @@ export PATH := $(VENV)/bin:$(PATH)
 # bridge, tc, per-host sshd and busybox-built systems), the sanity tests and
 # the report test (headless chromium renders the HTML report).
 APT_PACKAGES := nix-bin openssh-server openssh-client iproute2 busybox-static sudo \
-	python3 python3-venv git make ca-certificates shellcheck chromium fonts-dejavu-core
+	python3 python3-venv git make ca-certificates shellcheck chromium fonts-dejavu-core \
+	debootstrap systemd-container
 
 DEMO_NAME ?= demo
 DEMO_HOSTS ?= 6

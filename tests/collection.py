@@ -8,6 +8,7 @@ test-only ``record`` callback wrote.
 """
 
 import glob
+import hashlib
 import json
 import os
 import subprocess
@@ -15,7 +16,10 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COLLECTIONS = os.path.join(tempfile.gettempdir(), 'nixdeploy-test-collections')
+# one tree per checkout: two checkouts tested at once (a clone beside the
+# work tree) must not re-point each other's link mid-run
+COLLECTIONS = os.path.join(tempfile.gettempdir(), 'nixdeploy-test-collections-%s'
+                           % hashlib.sha256(REPO.encode('utf-8')).hexdigest()[:12])
 BIN = os.path.dirname(sys.executable)
 
 
