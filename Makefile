@@ -65,11 +65,22 @@ $(VENV_STAMP): requirements.txt requirements-test.txt $(CONSTRAINTS) | apt-deps
 # ansible-core 2.19, OpenSSH 9.2) and a current one (a Debian unstable tree entered
 # as its own mount namespace by tests/stack/tree.sh: its Nix, Python and OpenSSH,
 # ansible-core pinned in tests/stack/constraints-current.txt).
-# The tree comes first: this machine's lab gives some hosts its Nix (a mixed fleet).
+# The tree comes first: this machine's lab gives some hosts its Nix (a mixed
+# fleet). The two stacks then run at the same time (their labs, stores and
+# temp folders are apart; most of a lab test is waiting on hosts): this
+# machine's output streams, the current stack's log follows when both are done.
+CURRENT_LOG := $(CURDIR)/tests/output/test-current.log
+
 test: deps
 	$(MAKE) --no-print-directory current-deps
-	$(MAKE) --no-print-directory test-here
-	$(MAKE) --no-print-directory test-current
+	@mkdir -p $(dir $(CURRENT_LOG))
+	@echo "== test-current runs beside test-here; its log: $(CURRENT_LOG)"
+	@$(MAKE) --no-print-directory test-current >$(CURRENT_LOG) 2>&1 & current=$$!; \
+	here=0; $(MAKE) --no-print-directory test-here || here=$$?; \
+	cur=0; wait $$current || cur=$$?; \
+	echo "== test-current (the current stack):"; cat $(CURRENT_LOG); \
+	echo "== test-here exit $$here, test-current exit $$cur"; \
+	[ $$here -eq 0 ] && [ $$cur -eq 0 ]
 
 # This machine's stack: everything, fault cases and Molecule included.
 test-here: deps

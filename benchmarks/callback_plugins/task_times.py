@@ -50,6 +50,8 @@ class CallbackModule(CallbackBase):
     CALLBACK_TYPE = 'aggregate'
     CALLBACK_NAME = 'task_times'
     CALLBACK_NEEDS_ENABLED = True
+    # reads results: said for ansible-core 2.22.0b1 (ignored from 2.22.0b2)
+    ANSIBLE_SUPPORTS_MASKING = True
 
     def __init__(self, *args, **kwargs):
         super(CallbackModule, self).__init__(*args, **kwargs)

@@ -28,6 +28,8 @@ class CallbackModule(CallbackBase):
     CALLBACK_TYPE = 'aggregate'
     CALLBACK_NAME = 'record'
     CALLBACK_NEEDS_ENABLED = True
+    # reads results: said for ansible-core 2.22.0b1 (ignored from 2.22.0b2)
+    ANSIBLE_SUPPORTS_MASKING = True
 
     def _write(self, status, result):
         path = os.environ.get('NIXDEPLOY_TEST_RECORD')
