@@ -16,17 +16,22 @@ def main(argv=None):
                         help='comma list cycled over the hosts: %s' % ', '.join(PERSONAS))
     parser.add_argument('--other-nix', default='', metavar='HOST,HOST',
                         help="hosts (h1, h2, ...) that run the other stack's Nix (up)")
+    parser.add_argument('--systemd', default='', metavar='HOST,HOST',
+                        help='NixOS hosts (h1, h2, ...) that boot a real systemd as PID 1 (up)')
     args = parser.parse_args(argv)
     lab = Lab(args.name)
     try:
         if args.command == 'up':
             other = set(h for h in args.other_nix.split(',') if h)
-            hosts = [{'name': 'h%d' % i, 'nix': 'other' if 'h%d' % i in other else 'own'}
+            systemd = set(h for h in args.systemd.split(',') if h)
+            hosts = [{'name': 'h%d' % i, 'nix': 'other' if 'h%d' % i in other else 'own',
+                      'systemd': 'h%d' % i in systemd}
                      for i in range(1, args.hosts + 1)]
-            unknown = other - set(h['name'] for h in hosts)
-            if unknown:
-                raise LabError('--other-nix names no host of this lab: %s'
-                               % ', '.join(sorted(unknown)))
+            for option, named in (('--other-nix', other), ('--systemd', systemd)):
+                unknown = named - set(h['name'] for h in hosts)
+                if unknown:
+                    raise LabError('%s names no host of this lab: %s'
+                                   % (option, ', '.join(sorted(unknown))))
             lab.up(hosts, personas=args.personas.split(','))
             print('lab %s up in %.1fs: %d hosts on %s (state in %s)' % (
                 lab.name, lab.state['up_seconds'], len(lab.hosts), lab.state['bridge'], lab.dir))

@@ -8,13 +8,19 @@ then evaluates to a new generation for the hosts that deploy it.
 Configuration knobs (all optional):
   platform      nixos | darwin | nix-on-droid | home-manager
   version       any string; a new one is a new system (generation)
-  behaviour     ok | fail | fail-units | break-network | hang | slow (6 s, then ok)
+  behaviour     ok | fail | fail-units | fail-units-once (only its first activation)
+                | break-network | hang | slow (6 s, then ok)
   extra_paths   number of padding paths in the closure
   extra_bytes   bytes spread over those paths (incompressible)
   extra_seed    padding with the same seed is shared across versions
   broken_eval   evaluation fails with a missing-attribute error
   broken_build  the builder exits 1
   eval_cost     per-configuration evaluation work (list length)
+  activate_user nix-darwin: ``legacy`` (an activate-user that must run as the
+                user before activate, as before 2025) or ``deprecated``
+                (nix-darwin 2025's stub, which must not run)
+  home_file     home-manager: a file name the system links into $HOME; a
+                file already there aborts unless HOME_MANAGER_BACKUP_EXT
 NixOS only (every NixOS system has kernel, initrd, kernel-modules and
 systemd links, a switch-inhibitors file and an ``activate`` run at boot):
   kernel_version  the kernel package its boot links point into (default 6.6.1)

@@ -40,32 +40,10 @@ if [ -e "$hostdir/multi-user" ]; then
   echo $! >"$hostdir/run/nix-daemon.pid"
 fi
 
-boot_default() {  # what the boot loader starts: the last boot (or switch) goal
-  system=$(cat /nix/var/lab/system/boot 2>/dev/null) || return 0
-  if [ -n "${LAB_BOOT_FALLBACK:-}" ]; then
-    # the new entry did not boot: the one before it in the system profile
-    # (the newest generation of the boot default counts)
-    previous=''
-    fallback=''
-    numbers=$(for link in /nix/var/nix/profiles/system-*-link; do
-      number=${link##*/system-}; echo "${number%-link}"; done | sort -n)
-    for number in $numbers; do
-      target=$(readlink "/nix/var/nix/profiles/system-$number-link") || continue
-      [ "$target" = "$system" ] && fallback=$previous
-      previous=$target
-    done
-    [ -n "$fallback" ] && system=$fallback
-  fi
-  echo "$system"
-}
-
+# the boot loader's choice and stage 2's activation (shared with systemd hosts)
+# shellcheck source=tests/lab/boot.sh
+. "$(dirname "$0")/boot.sh"
 if [ "$persona" = nixos ]; then
-  system=$(boot_default)
-  if [ -n "$system" ] && [ -x "$system/activate" ]; then
-    ln -sfn "$system" /run/booted-system
-    echo "$(date +%s) booting $system" >>"$hostdir/log/boot.log"
-    "$system/activate" >>"$hostdir/log/boot.log" 2>&1 ||
-      echo "boot activation of $system failed" >>"$hostdir/log/boot.log"
-  fi
+  boot_activate "$hostdir/log/boot.log"
 fi
 exec /usr/sbin/sshd -D -e -f "$hostdir/sshd_config" 2>>"$hostdir/log/sshd.log"

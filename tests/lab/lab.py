@@ -20,6 +20,12 @@ this machine the Debian unstable tree's, inside that tree this machine's (see
 the nix-* tools on its PATH or in its hidden nix dir, ``nix-daemon --stdio``
 for ssh-ng copies, and the lab's own calls inside it; its store is made and
 only ever opened by that Nix. ``Lab.nix_version(host)`` says which one runs.
+
+A NixOS host may boot a real systemd as PID 1 (``{'name': 's1', 'systemd':
+True}``): a systemd-nspawn container of this machine's userland in the host's
+network namespace, with its own /etc, persistent /nix, nix-daemon and sshd
+as systemd units, a real reboot and a per-host keeper that starts it again
+(nspawn.py). Everything Lab offers works on it the same way.
 """
 
 import glob
@@ -157,6 +163,12 @@ NIX_WRAPPER = """\
 # by argv[0], which its own loader sets from the name this script ran as.
 exec {loader} --library-path {library_path} --argv0 "${{0##*/}}" {nix} "$@"
 """
+
+
+def _nspawn():
+    """nspawn.py, which imports this module (so imported when first used)."""
+    from tests.lab import nspawn
+    return nspawn
 
 
 def _pid_alive(pid):
@@ -342,7 +354,8 @@ class Lab:
         ``personas``: a list cycled over the hosts (default all ``nixos``).
         A dict host may give ``name``, ``persona`` and ``nix``: ``own`` (the
         default, this stack's Nix) or ``other`` (the other stack's, see
-        ``other_nix``).
+        ``other_nix``), and ``systemd``: True boots it as a container whose
+        PID 1 is systemd (NixOS persona, this stack's Nix; see nspawn.py).
         """
         if self.state:
             self.down()
@@ -391,6 +404,14 @@ class Lab:
             if spec['nix'] == 'other' and not other_nix():
                 raise LabError('host %s: no other stack\'s Nix here (set NIXDEPLOY_OTHER_ROOT '
                                'to a userland with usr/bin/nix and its own loader)' % spec['name'])
+            spec['systemd'] = bool(spec.get('systemd'))
+            if spec['systemd']:
+                if spec['persona'] != 'nixos':
+                    raise LabError('host %s: systemd hosts are NixOS-shaped (persona nixos), '
+                                   'not %s' % (spec['name'], spec['persona']))
+                if spec['nix'] != 'own':
+                    raise LabError('host %s: systemd hosts run this stack\'s Nix' % spec['name'])
+                _nspawn().require()
             specs.append(spec)
         if len(specs) > 200:
             raise LabError('at most 200 hosts per lab')
@@ -428,7 +449,9 @@ class Lab:
                 'nix_dir': HIDDEN_NIX_DIRS.get(persona, '/usr/bin'),
                 # which Nix runs everything on the host; nix_root: whose userland
                 'nix': spec['nix'],
-                'nix_root': other_nix()['root'] if spec['nix'] == 'other' else '/'}
+                'nix_root': other_nix()['root'] if spec['nix'] == 'other' else '/',
+                # PID 1 is a real systemd (a systemd-nspawn container)
+                'systemd': spec['systemd']}
         self.state['hosts'][name] = host
         self._make_host_tree(host, traits)
         sh(['ip', 'netns', 'add', netns])
@@ -437,6 +460,13 @@ class Lab:
         sh(['ip', 'link', 'set', veth, 'up'])
         sh(['ip', '-n', netns, 'addr', 'add', '%s/24' % address, 'dev', 'eth0'])
         sh(['ip', '-n', netns, 'link', 'set', 'eth0', 'up'])
+        if host['systemd']:
+            # its keeper boots it (and again after a reboot); the pid of the
+            # first boot is the container's PID 1
+            keeper = _nspawn().start_keeper(host)
+            host['keeper_pid'] = keeper.pid
+            host['pid'] = _nspawn().wait_booted(host, keeper)
+            return
         # the pid of the first boot; after a reboot run/host.pid has the current one
         host['pid'] = start_host(host, self.dir).pid
 
@@ -502,6 +532,8 @@ class Lab:
                                             labdir=self.dir, setenv=setenv))
         sh(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', host['name'],
             '-f', os.path.join(hostdir, 'ssh_host_ed25519_key')])
+        if host['systemd']:
+            _nspawn().make_machine(host, self.dir)
 
     @staticmethod
     def _write_nix_wrapper(host):
@@ -580,13 +612,17 @@ class Lab:
         return {'all': {'children': groups}}
 
     def _wait_ready(self, timeout=30):
+        # a systemd host boots a whole userland: a few seconds each on 2 cores
+        timeout += 10 * sum(1 for h in self.hosts.values() if h.get('systemd'))
         deadline = time.time() + timeout
         pending = set(self.hosts)
         while pending and time.time() < deadline:
             for name in sorted(pending):
                 host = self.host(name)
                 if _pid_gone(self.pid(name)):
-                    raise LabError('host %s: sshd died: %s' % (name, self._log_tail(host)))
+                    raise LabError('host %s: %s died: %s' % (
+                        name, 'its systemd' if host.get('systemd') else 'sshd',
+                        self._log_tail(host)))
                 probe = self.ssh(name, 'true', user='root', check=False, timeout=5)
                 if probe.returncode == 0:
                     pending.discard(name)
@@ -601,7 +637,7 @@ class Lab:
     @staticmethod
     def _log_tail(host):
         out = []
-        for log in ('init.log', 'sshd.log', 'boot.log'):
+        for log in ('init.log', 'sshd.log', 'boot.log', 'keeper.log', 'console.log'):
             try:
                 with open(os.path.join(host['dir'], 'log', log)) as handle:
                     out.append(handle.read()[-800:])
@@ -625,7 +661,12 @@ class Lab:
     def run_in(self, name, argv, check=True, timeout=60, user=None):
         """Run argv inside a host's namespaces without ssh (for the truth when
         the host's network is down). ``user`` switches user via setpriv."""
-        prefix = ['nsenter', '-t', str(self.pid(name)), '-m', '-n']
+        if self.host(name).get('systemd'):
+            # its mount, UTS, IPC, network and pid namespaces: what runs
+            # there ends with the container
+            prefix = _nspawn().nsenter_prefix(self.pid(name))[:-1]
+        else:
+            prefix = ['nsenter', '-t', str(self.pid(name)), '-m', '-n']
         if user:
             prefix += ['--', 'setpriv', '--reuid', user, '--regid', user, '--init-groups',
                        'env', 'HOME=/home/%s' % user, 'USER=%s' % user]
@@ -665,6 +706,9 @@ class Lab:
     def restart_daemon(self, name):
         """Restart a multi-user host's nix-daemon (to re-read its nix.conf)."""
         host = self.host(name)
+        if host.get('systemd'):
+            self.run_in(name, ['systemctl', 'restart', 'nix-daemon.service'])
+            return
         # the pid file, not the state: a reboot started another daemon
         pid = _read_pid(os.path.join(host['dir'], 'run', 'nix-daemon.pid'))
         if pid and _pid_alive(pid):
@@ -692,7 +736,13 @@ class Lab:
         pid = self.pid(name)
         if not pid or _pid_gone(pid):
             raise LabError('host %s: no sshd to restart' % name)
-        os.kill(pid, signal.SIGHUP)
+        if host.get('systemd'):
+            # its sshd is ssh.service, its key the machine's copy of the host
+            # folder's (ExecReload: sshd -t, then SIGHUP to the main pid)
+            _nspawn().sync_host_key(host)
+            self.run_in(name, ['systemctl', 'reload', 'ssh.service'])
+        else:
+            os.kill(pid, signal.SIGHUP)
         deadline = time.time() + timeout
         served = ''
         while time.time() < deadline:
@@ -716,7 +766,8 @@ class Lab:
     # ----------------------------------------------------------- power
     def pid(self, name):
         """The pid of a host's sshd in its current boot (enter the host
-        through it); the first boot's when nothing else was recorded."""
+        through it); the first boot's when nothing else was recorded. On a
+        systemd host: its PID 1 (systemd) as seen from the machine."""
         host = self.host(name)
         return _read_pid(os.path.join(host['dir'], 'run', 'host.pid')) or host['pid']
 
@@ -891,8 +942,14 @@ class Lab:
             return
         # first the supervisor, so that no host boots again meanwhile
         self._stop_supervisor()
+        # then the systemd hosts' keepers, which stop their containers
+        containers = [h for h in self.hosts.values() if h.get('systemd')]
+        if containers:
+            _nspawn().stop_keepers(containers)
         recorded = []
         for host in self.hosts.values():
+            if host.get('systemd'):
+                continue
             recorded += [host.get('pid'), host.get('daemon_pid'),
                          _read_pid(os.path.join(host['dir'], 'run', 'host.pid')),
                          _read_pid(os.path.join(host['dir'], 'run', 'nix-daemon.pid'))]
@@ -926,6 +983,8 @@ class Lab:
                 found.append(ifname)
         with open('/proc/mounts') as handle:
             found += [ln.split()[1] for ln in handle if '/ndl%d-' % index in ln]
+        # systemd hosts: their cgroups and nspawn's folders
+        found += _nspawn().leftovers(index)
         return found
 
     def status(self):
@@ -934,8 +993,9 @@ class Lab:
             power = self.power_state(name)
             if power == 'up' and _pid_gone(self.pid(name)):
                 power = 'DOWN'
-            rows.append('%-10s %-13s %-15s ssh %-6s %-5s boots %d%s' % (
+            rows.append('%-10s %-13s %-15s ssh %-6s %-5s boots %d%s%s' % (
                 name, host['persona'], host['address'], host['ssh_user'], power,
                 len(self.boot_ids(name)),
-                '  nix: other (%s)' % host['nix_root'] if host.get('nix') == 'other' else ''))
+                '  nix: other (%s)' % host['nix_root'] if host.get('nix') == 'other' else '',
+                '  systemd (container)' if host.get('systemd') else ''))
         return rows

@@ -13,6 +13,9 @@ file from outside. For a request the supervisor, outside the host:
   poweroff  stops it; it stays off
   power-on  boots a host that is off
 
+Systemd hosts (nspawn.py) are not this supervisor's: each has a keeper of
+its own that reads its requests and restarts its container.
+
 Usage: python supervisor.py LABDIR (it ends when LABDIR's state.json goes).
 """
 
@@ -84,6 +87,8 @@ class Supervisor:
         while os.path.exists(self.state_path):
             self._reload()
             for name, host in self.hosts.items():
+                if host.get('systemd'):
+                    continue  # a systemd host's keeper powers it (nspawn.py)
                 with self.lock:
                     if name in self.busy:
                         continue

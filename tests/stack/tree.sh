@@ -50,8 +50,11 @@ enter() {
     # shellcheck disable=SC2086,SC2016
     exec unshare --mount --propagation unchanged -- /bin/sh -euc '
 R=$TREE; mount --make-private /; mount --bind "$R" "$R"; mount --make-private "$R"
-mount --bind /proc "$R/proc"; mount --bind /sys "$R/sys"; mount --bind /dev "$R/dev"
+# /sys with its cgroup mounts, and a tmpfs /run: systemd-nspawn (the lab systemd
+# hosts) needs both as on a booted machine
+mount --bind /proc "$R/proc"; mount --rbind /sys "$R/sys"; mount --bind /dev "$R/dev"
 mount --bind /dev/pts "$R/dev/pts"; mount -t tmpfs -o mode=1777 shm "$R/dev/shm"
+mount -t tmpfs -o mode=0755 tree-run "$R/run"; mkdir -p "$R/run/netns"
 mount --bind /run/netns "$R/run/netns"
 mount --bind "$HERE" "$R$HERE"
 mount --bind /usr "$R$MACHINE_USR"; mount -o remount,bind,ro "$R$MACHINE_USR"

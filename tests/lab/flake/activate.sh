@@ -1,8 +1,28 @@
 # shellcheck shell=sh
-# shellcheck disable=SC2154  # OUT, PLATFORM, NAME, VERSION, BEHAVIOUR, SLOW_SECONDS: set by the entry script
+# shellcheck disable=SC2154  # OUT, PLATFORM, NAME, VERSION, BEHAVIOUR, SLOW_SECONDS, HOME_FILE: set by the entry script
 # The fake activation every lab system runs (sourced by its entry script).
 # It records on the host, under /nix/var/lab/<key>/, which system is active
 # and which is the boot default, so tests read the truth from the host.
+#
+# It enforces what the platforms' real tools demand of their caller
+# (../shared/PLATFORMS.md, "Rules of the real tools"), so a caller that gets
+# one wrong fails here as on a real host:
+# - NixOS switch-to-configuration: takes /run/nixos/switch-to-configuration.lock
+#   without waiting ("Could not acquire lock", exit 1, nothing changed);
+#   runs the pre-switch checks for every goal but boot (NIXOS_NO_CHECK=1
+#   skips them); records NIXOS_INSTALL_BOOTLOADER, which nixos-rebuild
+#   always passes (0 or 1).
+# - nix-darwin: activate as root only; a system built before 2025 has
+#   activate-user, which must have run (as the user, not root) before
+#   activate, unless it is marked '# nix-darwin: deprecated' (then running
+#   it fails); checkActivation=1 is a dry run.
+# - nix-on-droid: activate's last step switches the profile to generation N
+#   when run through nix-on-droid-N-link, else makes a NEW generation.
+# - home-manager: activate takes nix-env from PATH; its profile folder is
+#   the XDG one if it exists, else the per-user one if THAT exists, else an
+#   error; with the driver protocol the caller must have set the profile
+#   there; a file in the way of one it manages (home_file) aborts unless
+#   HOME_MANAGER_BACKUP_EXT moves it aside; DRY_RUN=1 is a dry run.
 
 lab_key() {
   case "$PLATFORM" in
@@ -38,10 +58,19 @@ lab_http() {  # NixOS as root: the system's own busybox httpd, if it has one
     rm -f /run/lab-httpd.pid
   fi
   [ -f "$OUT/lib/lab-http-port" ] || return 0
+  if [ -d /run/systemd/system ] && [ -n "${INVOCATION_ID:-}" ]; then
+    # activated from a systemd unit, whose processes end with it: a service
+    # of its own, as the real system's services are
+    systemctl stop lab-httpd.service 2>/dev/null || true
+    systemd-run --unit=lab-httpd --collect --quiet httpd -f \
+      -p "$(cat "$OUT/lib/lab-http-port")" -h "$OUT/www" || true
+    return 0
+  fi
   # its own session and no inherited output: it outlives this activation
   # (and a collection's timeout of it); the lab stops it by pid at down
+  # (not holding switch-to-configuration's lock, fd 9)
   setsid httpd -f -p "$(cat "$OUT/lib/lab-http-port")" -h "$OUT/www" \
-    </dev/null >/dev/null 2>&1 &
+    </dev/null >/dev/null 2>&1 9>&- &
   echo $! >/run/lab-httpd.pid
 }
 
@@ -49,6 +78,82 @@ lab_running() {  # NixOS: what runs now is the current system (/run is per host)
   if [ "$PLATFORM" = nixos ] && [ "$(id -u)" = 0 ] && [ -d /run/lab-power ]; then
     ln -sfn "$OUT" /run/current-system
     lab_http
+  fi
+}
+
+lab_switch_lock() {
+  # switch-to-configuration's own lock, as on NixOS: never waited for
+  [ "$(id -u)" = 0 ] && [ -d /run/lab-power ] || return 0
+  mkdir -p /run/nixos
+  exec 9>>/run/nixos/switch-to-configuration.lock
+  if ! flock -n 9; then
+    echo "Could not acquire lock" >&2
+    exit 1
+  fi
+}
+
+lab_hm_profile_dir() {  # home-manager's setupVars: where its profile lives
+  state_home=${XDG_STATE_HOME:-$HOME/.local/state}
+  global=/nix/var/nix/profiles/per-user/$USER
+  if [ -d "$state_home/nix/profiles" ]; then
+    echo "$state_home/nix/profiles"
+  elif [ -d "$global" ]; then
+    echo "$global"
+  else
+    echo "Could not find suitable profile directory, tried $state_home/nix/profiles and $global" >&2
+    return 1
+  fi
+}
+
+lab_hm_checks() {  # home-manager's activate, before it changes anything
+  if ! command -v nix-env >/dev/null 2>&1; then
+    # activate runs `nix-env` (and nix-build) from PATH under set -eu
+    echo "$0: line 1: nix-env: command not found (home-manager's activate takes Nix from PATH: $PATH)" >&2
+    exit 127
+  fi
+  HM_PROFILE_DIR=$(lab_hm_profile_dir) || exit 1
+  [ -n "${HOME_FILE:-}" ] || return 0
+  target=$HOME/$HOME_FILE
+  if [ -e "$target" ] && ! { [ -L "$target" ] && case $(readlink "$target") in /nix/store/*) true ;; *) false ;; esac; }; then
+    if [ -n "${HOME_MANAGER_BACKUP_EXT:-}" ]; then
+      if [ -e "$target.$HOME_MANAGER_BACKUP_EXT" ]; then
+        echo "Existing file '$target.$HOME_MANAGER_BACKUP_EXT' would be clobbered by backing up '$target'" >&2
+        exit 1
+      fi
+      [ "$goal" = dry-activate ] || mv "$target" "$target.$HOME_MANAGER_BACKUP_EXT"
+      echo "Existing file '$target' is in the way of '$OUT/lab-info', will be moved to '$target.$HOME_MANAGER_BACKUP_EXT'"
+    else
+      echo "Existing file '$target' is in the way of '$OUT/lab-info'" >&2
+      echo "Please do one of the following:" >&2
+      echo "- Move or remove the above files and try again." >&2
+      echo "- In standalone mode, use 'home-manager switch -b backup' to back up files automatically." >&2
+      exit 1
+    fi
+  fi
+}
+
+lab_darwin_activate_user() {  # nix-darwin before 2025: run by darwin-rebuild as the user
+  if [ "$(id -u)" = 0 ]; then
+    echo "lab: activate-user must run as the user who deploys, not as root" >&2
+    exit 1
+  fi
+  echo "$OUT $(id -un)" >"/nix/var/lab/darwin-activate-user.tmp.$$" &&
+    mv -f "/nix/var/lab/darwin-activate-user.tmp.$$" /nix/var/lab/darwin-activate-user
+  echo "activating the user settings of $NAME $VERSION as $(id -un)"
+}
+
+lab_darwin_checks() {  # activate: root, and activate-user first where it is not deprecated
+  if [ "$(id -u)" != 0 ]; then
+    echo "$0: activation must be run as root (uid 0), not $(id -un)" >&2
+    exit 2
+  fi
+  # darwin-rebuild check runs activate alone
+  [ "$goal" != dry-activate ] && [ -x "$OUT/activate-user" ] || return 0
+  grep -qxF '# nix-darwin: deprecated' "$OUT/activate-user" && return 0
+  ran=$(cat /nix/var/lab/darwin-activate-user 2>/dev/null)
+  if [ "${ran%% *}" != "$OUT" ]; then
+    echo "lab: $OUT/activate-user did not run before activate (darwin-rebuild runs it as the user first)" >&2
+    exit 1
   fi
 }
 
@@ -113,19 +218,21 @@ lab_main() {
         switch|boot|test|dry-activate) ;;
         *) echo "Usage: switch-to-configuration [switch|boot|test|dry-activate]" >&2; exit 1 ;;
       esac
-      case "$goal" in switch|test) lab_pre_switch_checks ;; esac
+      lab_switch_lock
+      # every goal but boot, dry-activate included
+      case "$goal" in switch|test|dry-activate) lab_pre_switch_checks ;; esac
       ;;
     darwin)
-      if [ "$(id -u)" != 0 ]; then
-        echo "$0: activation must be run as root (uid 0), not $(id -un)" >&2
-        exit 2
-      fi
+      if [ "$entry" = activate-user ]; then lab_darwin_activate_user; return 0; fi
       goal=switch
+      [ "${checkActivation:-}" = 1 ] && goal=dry-activate
+      lab_darwin_checks
       ;;
     *)
       goal=switch
       [ "${1:-}" = --driver-version ] && driver=${2:-}
       [ -n "${DRY_RUN:-}" ] && goal=dry-activate
+      [ "$PLATFORM" = home-manager ] && lab_hm_checks
       ;;
   esac
 
@@ -135,7 +242,10 @@ lab_main() {
     return 0
   fi
   echo "activating $NAME $VERSION on $PLATFORM ($goal)"
-  echo "$(date +%s) $goal $OUT" >>"/nix/var/lab/history-$(lab_key)" 2>/dev/null || true
+  extra=
+  # nixos-rebuild always passes it, 0 or 1
+  [ "$PLATFORM" = nixos ] && extra=" install-bootloader=${NIXOS_INSTALL_BOOTLOADER-unset}"
+  echo "$(date +%s) $goal $OUT$extra" >>"/nix/var/lab/history-$(lab_key)" 2>/dev/null || true
 
   case "$BEHAVIOUR" in
     fail)
@@ -162,15 +272,29 @@ lab_main() {
 
   case "$PLATFORM" in
     nix-on-droid)
-      # nix-on-droid's activate sets its own profile as its last step
-      "$(lab_nix_env)" --profile /nix/var/nix/profiles/nix-on-droid --set "$OUT" || exit 1
+      # nix-on-droid's activate sets its own profile as its last step: back
+      # to generation N when run through nix-on-droid-N-link, else a NEW one
+      link=$(dirname "$0")
+      case ${link##*/} in
+        nix-on-droid-*-link)
+          number=${link##*/nix-on-droid-}; number=${number%-link}
+          "$(lab_nix_env)" --profile /nix/var/nix/profiles/nix-on-droid \
+            --switch-generation "$number" || exit 1
+          ;;
+        *)
+          "$(lab_nix_env)" --profile /nix/var/nix/profiles/nix-on-droid --set "$OUT" || exit 1
+          ;;
+      esac
       ;;
     home-manager)
-      # without the driver protocol, home-manager's activate sets the profile
       if [ -z "$driver" ]; then
-        "$(lab_nix_env)" --profile "/nix/var/nix/profiles/per-user/$(id -un)/home-manager" \
-          --set "$OUT" || exit 1
+        # without the driver protocol, home-manager's activate sets the profile
+        nix-env --profile "$HM_PROFILE_DIR/home-manager" --set "$OUT" || exit 1
+      elif [ "$(readlink -f "$HM_PROFILE_DIR/home-manager")" != "$OUT" ]; then
+        echo "lab: the caller did not set $HM_PROFILE_DIR/home-manager to $OUT (the driver protocol leaves that to it)" >&2
+        exit 1
       fi
+      if [ -n "${HOME_FILE:-}" ]; then ln -sfn "$OUT/lab-info" "$HOME/$HOME_FILE"; fi
       ;;
   esac
 
@@ -190,7 +314,9 @@ lab_main() {
   # the configuration's on_activate knob: a test's own sh
   # shellcheck disable=SC1091  # written by build-system.sh
   . "$OUT/lib/on-activate.sh" || exit 1
-  if [ "$BEHAVIOUR" = fail-units ]; then
+  if [ "$BEHAVIOUR" = fail-units ] || { [ "$BEHAVIOUR" = fail-units-once ] &&
+       mkdir "/nix/var/lab/units-failed-${OUT##*/}" 2>/dev/null; }; then
+    # fail-units-once: only the first activation (a restart repairs the unit)
     echo "warning: the following units failed: lab-$NAME.service" >&2
     [ "$PLATFORM" = nixos ] && exit 4
     exit 1

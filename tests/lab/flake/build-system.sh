@@ -28,6 +28,7 @@ NAME=$configName
 VERSION=$version
 BEHAVIOUR=$behaviour
 SLOW_SECONDS=$slowSeconds
+HOME_FILE=$homeFile
 PATH=$busybox/bin:\$PATH
 . $out/lib/lab-activate.sh
 lab_main $2 "\$@"
@@ -65,6 +66,20 @@ CGI
   darwin)
     entry "$out/activate" activate
     echo "$version (lab)" >"$out/darwin-version"
+    case "$activateUser" in
+      # built before 2025: darwin-rebuild runs it as the user before activate
+      legacy) entry "$out/activate-user" activate-user ;;
+      # nix-darwin 2025+ keeps a stub that must not run
+      deprecated)
+        cat >"$out/activate-user" <<SCRIPT
+#!$busybox/bin/sh
+# nix-darwin: deprecated
+echo "lab: $configName's activate-user is deprecated and must not run" >&2
+exit 1
+SCRIPT
+        chmod +x "$out/activate-user"
+        ;;
+    esac
     ;;
   nix-on-droid)
     entry "$out/activate" activate

@@ -72,6 +72,10 @@ let
         # sh run by the fake activation (as the activating user), e.g. to
         # show a test what the activation could read
         onActivate = cfg.on_activate or "";
+        # nix-darwin: "legacy" (an activate-user, as before 2025), "deprecated"
+        # (its 2025 stub) or none; home-manager: a file it links into $HOME
+        activateUser = cfg.activate_user or "";
+        homeFile = cfg.home_file or "";
         brokenBuild = if cfg.broken_build or false then "1" else "";
         # NixOS only: boot parts, switch inhibitors (name -> value, as
         # system.switch.inhibitors), units `systemctl is-active` reports
