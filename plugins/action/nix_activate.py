@@ -132,17 +132,32 @@ class ActionModule(HealthChecks, Reboots, NixdeployAction):
         args = self._args
         return dict(profile=args['profile'], remote_nix_dir=args['remote_nix_dir'])
 
+    def _activation_options(self):
+        """The task's options every activation of the run gets (the dry
+        runs too): pre-switch checks, boot loader, backup extension."""
+        args = self._args
+        return dict(no_check=not args['pre_switch_checks'],
+                    install_bootloader=args['install_bootloader'],
+                    backup_extension=args['backup_extension'])
+
     # ------------------------------------------------------------ states
     def _dry(self):
         args = self._args
         dry = self._spec['activation'].get('dry_run') is not None
         script = _target.inspect_script(self._platform, path=args['path'], dry=dry,
-                                        **self._common())
+                                        **dict(self._common(), **self._activation_options()))
         out, values, log = self._sh(script, timeout=args['activation_timeout'] + LOOK_TIMEOUT)
         if 'error' in values or ('profile' not in values and out.get('rc')):
             return {'failed': True, 'changed': False, 'msg': self._script_error(out, values)}
         res = _activate.check_mode_result(values, log, self._platform, args['goal'], args['path'],
-                                          'dry_rc' in values, time.time() - self._started)
+                                          'dry_rc' in values, time.time() - self._started,
+                                          reactivate=args['reactivate'])
+        refusal = _reboot.switch_refusal(values.get('dry_rc'), log) \
+            if res.get('failed') else None
+        if refusal:
+            # the pre-switch checks would refuse the switch: say which and the ways out
+            res['switch_refused'] = refusal
+            res['msg'] = 'dry activation: %s' % _reboot.refusal_message(refusal)
         if args['goal'] == 'dry-activate':
             # an explicit dry activation is a report: it never changes anything
             res['would_change'] = res['changed']
@@ -169,8 +184,9 @@ class ActionModule(HealthChecks, Reboots, NixdeployAction):
                       auto=args['auto_rollback'], confirm_timeout=args['confirm_timeout'],
                       activation_timeout=args['activation_timeout'],
                       lock_timeout=args['lock_timeout'], generation=args['generation'],
-                      wait=LAUNCH_WAIT, no_check=not args['pre_switch_checks'])
+                      wait=LAUNCH_WAIT, reactivate=args['reactivate'])
         params.update(self._common())
+        params.update(self._activation_options())
         params.update(overrides)
         script = _target.launch_script(self._platform, run, mode, **params)
         try:
@@ -219,9 +235,10 @@ class ActionModule(HealthChecks, Reboots, NixdeployAction):
 
     def _deadline(self, magic, budget=0):
         args = self._args
-        # lock wait, activation, and (magic) confirmation window, the health
-        # checks' budget, plus the rollback's own activation
-        total = args['lock_timeout'] + args['activation_timeout'] + 30
+        # lock waits (the profile's, then the platform's own switch lock),
+        # activation, and (magic) confirmation window, the health checks'
+        # budget, plus the rollback's own activation
+        total = 2 * args['lock_timeout'] + args['activation_timeout'] + 30
         if magic:
             total += args['activation_timeout'] + args['confirm_timeout'] + budget
         return time.time() + total
@@ -290,6 +307,7 @@ class ActionModule(HealthChecks, Reboots, NixdeployAction):
             failure['phase'] = 'activate'
             return failure, ''
         detach = (values or {}).get('detach')
+        unit = (values or {}).get('unit') or None
         values, log, problem = self._follow(run, magic, deadline, values, log)
         self._phase('activate', values)
         state = values.get('state')
@@ -315,7 +333,8 @@ class ActionModule(HealthChecks, Reboots, NixdeployAction):
                                            time.time() - self._started, run)
         # no confirmation in time: the new system could not be reached
         unconfirmed = values.get('cause') == 'unconfirmed'
-        res.update(magic_rollback=magic, detached_with=detach, lost_connections=self._lost,
+        res.update(magic_rollback=magic, detached_with=detach, unit=unit,
+                   lost_connections=self._lost,
                    connection_lost=unconfirmed or (self._lost > 0 and bool(problem)))
         if not_run:
             res['checks_not_run'] = not_run

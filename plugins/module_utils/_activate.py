@@ -33,6 +33,9 @@ ARGUMENT_SPEC = dict(
     reboot=dict(type='str', default='never', choices=list(_reboot.MODES)),
     reboot_timeout=dict(type='int', default=600),
     pre_switch_checks=dict(type='bool', default=True),
+    install_bootloader=dict(type='bool', default=False),
+    backup_extension=dict(type='str'),
+    reactivate=dict(type='bool', default=False),
 )
 
 
@@ -50,6 +53,9 @@ def check_params(params, platform):
     for name in ('confirm_timeout', 'activation_timeout', 'lock_timeout', 'reboot_timeout'):
         if params.get(name) is not None and params[name] < 1:
             return '%s must be at least 1 second' % name
+    backup = params.get('backup_extension')
+    if backup is not None and (not backup or any(c in backup for c in '/\n\0')):
+        return 'backup_extension must be a file name extension (no /), got %r' % backup
     if params.get('generation') is not None and params['generation'] < 1:
         return 'generation must be a positive generation number'
     reboot = params.get('reboot') or 'never'
@@ -152,8 +158,9 @@ def diff_for(previous_path, new_path, previous_gen=None):
             'before_header': label, 'after_header': 'wanted system'}
 
 
-def check_mode_result(values, log, platform, goal, path, dry_ran, duration):
-    """What an activation would do (check mode or goal dry-activate)."""
+def check_mode_result(values, log, platform, goal, path, dry_ran, duration, reactivate=False):
+    """What an activation would do (check mode or goal dry-activate); with
+    ``reactivate`` a current system would be activated again."""
     prev_path = values.get('prev_path') or None
     active = values.get('active') or None
     # what the goal needs to be the new system already (as the runner's is_current)
@@ -165,10 +172,13 @@ def check_mode_result(values, log, platform, goal, path, dry_ran, duration):
         'new': _generation(None, path),
         'activated': False, 'rolled_back': False, 'rollback_reason': None,
         'confirmed': False, 'duration': round(duration, 2), 'log_tail': log_lines(log),
-        'changed': not current,
+        'changed': not current or bool(reactivate),
         'present': values.get('present') == '1',
     }
-    if current:
+    if current and reactivate:
+        result['msg'] = '%s is already the current and active generation: would activate it ' \
+            'again (reactivate)' % path
+    elif current:
         result['msg'] = '%s is already the current and active generation' % path
     elif dry_ran:
         result['msg'] = 'dry activation of %s (exit code %s)' % (path, values.get('dry_rc'))

@@ -27,10 +27,25 @@ PLATFORMS = {
         'activation': {
             'command': ['bin/switch-to-configuration', '{goal}'],
             'sets_own_profile': False,
+            # switch-to-configuration's own dry run; its pre-switch checks
+            # run for it too (every goal but boot)
             'dry_run': {'command': ['bin/switch-to-configuration', 'dry-activate'], 'env': {}},
             'current_link': '/run/current-system',
             'driver': None,
             'profile_candidates': None,
+            'profile_probe': None,
+            'rollback_through_link': False,
+            'pre_command': None,
+            # always passed, 0 or 1 (nixos-rebuild does; option install_bootloader)
+            'install_bootloader_env': 'NIXOS_INSTALL_BOOTLOADER',
+            # set to 1 by pre_switch_checks=false (switch, test and dry runs)
+            'no_check_env': 'NIXOS_NO_CHECK',
+            'backup_env': None,
+            # switch-to-configuration takes this lock without waiting and
+            # exits with BUSY_MARK when another switch (an auto-upgrade)
+            # holds it: nothing changed, so wait and retry, never roll back
+            'switch_lock': {'path': '/run/nixos/switch-to-configuration.lock',
+                            'busy_mark': 'Could not acquire lock'},
         },
     },
     'darwin': {
@@ -43,10 +58,22 @@ PLATFORMS = {
             # activate aborts unless uid 0; become supplies root
             'command': ['activate'],
             'sets_own_profile': False,
-            'dry_run': None,
+            # darwin-rebuild check
+            'dry_run': {'command': ['activate'], 'env': {'checkActivation': '1'}},
             'current_link': '/run/current-system',
             'driver': None,
             'profile_candidates': None,
+            'profile_probe': None,
+            'rollback_through_link': False,
+            # configurations built before 2025 have activate-user, which
+            # darwin-rebuild runs as the invoking user before activate, unless
+            # nix-darwin marked it deprecated (a line of its own)
+            'pre_command': {'file': 'activate-user', 'as': 'invoker',
+                            'skip_mark': '# nix-darwin: deprecated'},
+            'install_bootloader_env': None,
+            'no_check_env': None,
+            'backup_env': None,
+            'switch_lock': None,
         },
     },
     'nix-on-droid': {
@@ -64,6 +91,16 @@ PLATFORMS = {
             'current_link': None,
             'driver': None,
             'profile_candidates': None,
+            'profile_probe': None,
+            # activate switches the profile back (--switch-generation N) only
+            # when run through PROFILE-N-link; from the store path it makes a
+            # NEW generation (--set): a rollback runs the generation link's
+            'rollback_through_link': True,
+            'pre_command': None,
+            'install_bootloader_env': None,
+            'no_check_env': None,
+            'backup_env': None,
+            'switch_lock': None,
         },
     },
     'home-manager': {
@@ -76,17 +113,30 @@ PLATFORMS = {
         'activation': {
             'command': ['activate'],
             'sets_own_profile': False,
-            'dry_run': None,
+            # home-manager's own dry run (with the driver's args, as below)
+            'dry_run': {'command': ['activate'], 'env': {'DRY_RUN': '1'}},
             'current_link': None,
             # home-manager's driver protocol: with it, activate leaves the
             # profile to the caller (we set it first)
             'driver': {'file': 'gen-version', 'min': 1, 'args': ['--driver-version', '1']},
-            # (folder, profile name): the first folder that exists wins, the
-            # last is the fallback. Constant sh words, expanded on the target.
+            # (folder, profile name): the first folder that exists wins; none:
+            # an error (activate itself looks in the same folders, in this
+            # order). Constant sh words, expanded on the target.
             'profile_candidates': [
                 ('${XDG_STATE_HOME:-$HOME/.local/state}/nix/profiles', 'home-manager'),
                 ('/nix/var/nix/profiles/per-user/$USER', 'home-manager'),
             ],
+            # nix-env arguments run (as the home-manager CLI does) before
+            # looking for the folders, when the first is missing: Nix 2.14+
+            # creates its XDG profiles folder
+            'profile_probe': ['-q'],
+            'rollback_through_link': False,
+            'pre_command': None,
+            'install_bootloader_env': None,
+            'no_check_env': None,
+            # the CLI's -b: move a file in the way aside with this extension
+            'backup_env': 'HOME_MANAGER_BACKUP_EXT',
+            'switch_lock': None,
         },
     },
 }
@@ -100,6 +150,20 @@ PLATFORMS = {
 #   driver            {'file', 'min', 'args'}: extra args when FILE in the system
 #                     holds a number >= min (home-manager's driver protocol)
 #   profile_candidates  [(folder, name)] when 'profile' is None (see above)
+#   profile_probe     nix-env args run before looking for the candidates'
+#                     folders (so Nix creates its own), or None
+#   rollback_through_link  a rollback runs PROFILE-N-link's activation, not
+#                     the store path's (nix-on-droid)
+#   pre_command       {'file', 'as', 'skip_mark'}: a program below the system
+#                     run before the command, as 'invoker' (the user who
+#                     logged in, before become), unless it holds the line
+#                     skip_mark; or None
+#   install_bootloader_env  variable always set to 0 or 1 (install_bootloader)
+#   no_check_env      variable set to 1 by pre_switch_checks=false
+#   backup_env        variable carrying backup_extension, or None
+#   switch_lock       {'path', 'busy_mark'}: the activation's own lock, taken
+#                     without waiting; busy_mark in its output = another
+#                     switch held it and nothing changed; or None
 
 # The goals of an activation (as colmena's Goal), for every platform that
 # lists the goal in its row's 'goals' (dry-activate: all of them):

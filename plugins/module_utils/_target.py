@@ -28,6 +28,13 @@ REFUSED = 'refused'
 # A run that waits for its confirmation: the task may stop following it.
 AWAITING = 'awaiting_confirmation'
 
+# Where systemd runs (as sd_booted() tells), and the name of a run's unit:
+# UNIT_PREFIX<run>, e.g. `systemctl status nixdeploy-activate-1732140000-1a2b3c4d`.
+SYSTEMD_DIR = '/run/systemd/system'
+UNIT_PREFIX = 'nixdeploy-activate-'
+# root's state folders (other users': under XDG_STATE_HOME), see activate-lib.sh
+ROOT_STATE_DIR = '/nix/var/nixdeploy'
+
 _LIB = 'activate-lib.sh'
 _SESSION = [_LIB, 'activate-session.sh']
 _POLL = 'activate-poll.sh'
@@ -42,25 +49,46 @@ def _words(words):
     return ' '.join(words)
 
 
-def command_program(command, env=None, driver=None):
+def command_program(command, env=None, driver=None, pre=None):
     """activate-command.sh with ``command`` (argv below the system's store
-    path; '{goal}' is the goal), ``env`` and home-manager's ``driver``."""
-    driver = driver or {}
+    path; '{goal}' is the goal), ``env``, home-manager's ``driver`` and a
+    ``pre`` command (nix-darwin's activate-user)."""
+    driver, pre = driver or {}, pre or {}
     return render('activate-command.sh', {
         'COMMAND': _words(command),
         'COMMAND_ENV': _words('%s=%s' % item for item in sorted((env or {}).items())),
         'DRIVER_FILE': driver.get('file'),
         'DRIVER_MIN': int(driver.get('min') or 0),
         'DRIVER_ARGS': _words(driver.get('args') or []),
+        'PRE_FILE': pre.get('file'),
+        'PRE_AS_INVOKER': pre.get('as') == 'invoker',
+        'PRE_SKIP_MARK': pre.get('skip_mark'),
     })
 
 
-def activation_programs(spec):
+def activation_env(spec, install_bootloader=False, no_check=False):
+    """The variables the platform's activation gets from the task's options
+    (constants 0/1 only: task text never goes into these words)."""
+    activation = spec['activation']
+    env = {}
+    if activation.get('install_bootloader_env'):
+        env[activation['install_bootloader_env']] = '1' if install_bootloader else '0'
+    if no_check and activation.get('no_check_env'):
+        env[activation['no_check_env']] = '1'
+    return env
+
+
+def activation_programs(spec, install_bootloader=False, no_check=False):
     """(activation, dry run or '') programs of a platform's table row."""
     activation = spec['activation']
-    activate = command_program(activation['command'], driver=activation.get('driver'))
+    env = activation_env(spec, install_bootloader, no_check)
+    activate = command_program(activation['command'], env=env, driver=activation.get('driver'),
+                               pre=activation.get('pre_command'))
     dry = activation.get('dry_run')
-    return activate, (command_program(dry['command'], dry.get('env')) if dry else '')
+    if not dry:
+        return activate, ''
+    dry_env = dict(env, **(dry.get('env') or {}))
+    return activate, command_program(dry['command'], dry_env, driver=activation.get('driver'))
 
 
 def _candidates(spec):
@@ -73,13 +101,16 @@ def _candidates(spec):
 
 def _session(platform, profile, remote_nix_dir):
     spec = platform_spec(platform)
+    activation = spec['activation']
     return {
         'PLATFORM': platform,
         'PROFILE': profile or spec.get('profile'),
         'PROFILE_CANDIDATES': _candidates(spec),
+        'PROFILE_PROBE': _words(activation.get('profile_probe') or []),
         'NIX_DIR': remote_nix_dir,
         'NEEDS_ROOT': bool(spec.get('needs_root')),
-        'CURRENT_LINK': spec['activation'].get('current_link'),
+        'CURRENT_LINK': activation.get('current_link'),
+        'ROOT_STATE': ROOT_STATE_DIR,
     }
 
 
@@ -92,15 +123,27 @@ def _number(value):
     return None if value is None else int(value)
 
 
+def _backup(spec, backup_extension):
+    """(variable, value) of the backup extension, where the platform has one."""
+    name = spec['activation'].get('backup_env')
+    return (name, backup_extension) if name and backup_extension else ('', '')
+
+
 def runner_program(platform, run, mode, path='', goal='switch', magic=True, auto=True,
                    confirm_timeout=30, activation_timeout=240, lock_timeout=60,
-                   generation=None, no_check=False, drop_generation=None, why=None):
+                   generation=None, no_check=False, drop_generation=None, why=None,
+                   install_bootloader=False, backup_extension=None, reactivate=False):
     """activate-runner.sh with its values: the detached run itself."""
     spec = platform_spec(platform)
     activation = spec['activation']
+    lock = activation.get('switch_lock') or {}
+    rollback_goal = goal_spec(goal)['rollback_goal']
+    backup_env, backup_ext = _backup(spec, backup_extension)
     return render([_LIB, 'activate-runner.sh'], {
         'RUN': run, 'MODE': mode, 'NEW': path, 'GOAL': goal,
-        'ROLLBACK_GOAL': goal_spec(goal)['rollback_goal'],
+        'ROLLBACK_GOAL': rollback_goal,
+        # a rollback with a goal that leaves the profile alone (test) does too
+        'ROLLBACK_MOVES': moves_profile(platform, rollback_goal),
         'CURRENT_WHEN': goal_spec(goal)['current'],
         'ACTIVE_GOALS': ' '.join(name for name in GOALS if GOALS[name]['records_active']),
         'MAGIC': magic, 'AUTO': auto,
@@ -110,9 +153,13 @@ def runner_program(platform, run, mode, path='', goal='switch', magic=True, auto
         'GENERATION': _number(generation),
         'SET_PROFILE': moves_profile(platform, goal),
         'SETS_OWN_PROFILE': bool(activation.get('sets_own_profile')),
+        'THROUGH_LINK': bool(activation.get('rollback_through_link')),
         'CURRENT_LINK': activation.get('current_link'),
-        'ACTIVATE_PROGRAM': activation_programs(spec)[0],
-        'NO_CHECK': no_check, 'REFUSAL_MARK': REFUSAL_MARK,
+        'ACTIVATE_PROGRAM': activation_programs(spec, install_bootloader, no_check)[0],
+        'SWITCH_LOCK': lock.get('path'), 'BUSY_MARK': lock.get('busy_mark'),
+        'BACKUP_ENV': backup_env, 'BACKUP_EXT': backup_ext,
+        'REACTIVATE': reactivate,
+        'REFUSAL_MARK': REFUSAL_MARK,
         'DROP_GEN': _number(drop_generation),
         'WHY': why,
         'TERMINAL': ' '.join(TERMINAL_STATES),
@@ -124,12 +171,18 @@ def launch_script(platform, run, mode, profile=None, remote_nix_dir=None, wait=0
     'rollback'); then, like ``poll_script``, wait up to ``wait`` seconds for
     it to end (or to await its confirmation) and report it.
 
+    The runner is written to the run's folder and started from there: as a
+    systemd unit (``nixdeploy-activate-<run>``) where systemd runs and the
+    program is root, else in its own session (setsid, else nohup). Nothing of
+    it passes through a unit's command line, where systemd expands ``$``.
+
     ``runner``: the parameters of ``runner_program`` (``no_check`` sets
     NIXOS_NO_CHECK=1, NixOS's override of its pre-switch checks; a rollback
     deletes ``drop_generation`` once it succeeded and records ``why``)."""
     values = _session(platform, profile, remote_nix_dir)
     values.update(_poll(wait, runner.get('magic', True)))
-    values.update(RUN=run, RUNNER=runner_program(platform, run, mode, **runner))
+    values.update(RUN=run, RUNNER=runner_program(platform, run, mode, **runner),
+                  SYSTEMD_DIR=SYSTEMD_DIR, UNIT_PREFIX=UNIT_PREFIX)
     return render(_SESSION + ['activate-launch.sh', _POLL], values)
 
 
@@ -160,10 +213,16 @@ def reject_script(platform, run, why, profile=None, remote_nix_dir=None, wait=0)
 
 
 def inspect_script(platform, path='', profile=None, remote_nix_dir=None, dry=False,
-                   generation=None):
+                   generation=None, no_check=False, install_bootloader=False,
+                   backup_extension=None):
     """Read-only: the profile's generations, what is active, whether ``path``
-    is present; with ``dry``, the platform's dry activation of ``path``."""
+    is present; with ``dry``, the platform's dry activation of ``path``
+    (with the task's pre-switch checks, boot loader and backup options)."""
+    spec = platform_spec(platform)
+    backup_env, backup_ext = _backup(spec, backup_extension)
     values = _session(platform, profile, remote_nix_dir)
-    values.update(NEW=path, DRY=dry, DRY_PROGRAM=activation_programs(platform_spec(platform))[1],
+    values.update(NEW=path, DRY=dry,
+                  DRY_PROGRAM=activation_programs(spec, install_bootloader, no_check)[1],
+                  BACKUP_ENV=backup_env, BACKUP_EXT=backup_ext,
                   GENERATION=_number(generation))
     return render(_SESSION + ['activate-inspect.sh'], values)

@@ -21,17 +21,37 @@ description:
     C(bin/switch-to-configuration GOAL)); V(darwin) (set the system profile, then C(activate)
     as root); V(nix-on-droid) (run C(activate) only: it sets its own profile); V(home-manager)
     (profile under C(${XDG_STATE_HOME:-~/.local/state}/nix/profiles) when that folder exists,
-    else C(/nix/var/nix/profiles/per-user/$USER); set it, then C(activate --driver-version 1)
+    after C(nix-env -q) has let Nix create it, else C(/nix/var/nix/profiles/per-user/$USER)
+    when that one exists, else an error; set it, then C(activate --driver-version 1)
     when the generation's C(gen-version) is at least 1)."
-  - The activation runs detached on the target (C(systemd-run) when systemd runs and the task is
-    root, else C(setsid), else C(nohup); its output goes to a log), so a dropped ssh session or
-    a switch that restarts the network does not kill it. The task follows it through a status
-    file, reconnecting when the connection is lost.
+  - "What the platforms' own tools do is done the same way: NixOS gets
+    C(NIXOS_INSTALL_BOOTLOADER) (0, or 1 with O(install_bootloader)) as nixos-rebuild passes it;
+    a nix-darwin system built before 2025 has C(activate-user), which runs first, as the user who
+    logged in (before become), unless it is marked C(# nix-darwin: deprecated); a nix-on-droid
+    rollback runs the older generation's link C(nix-on-droid-N-link/activate), which switches the
+    profile back (its store path's would make a new generation); home-manager's C(activate)
+    finds C(nix-env) on E(PATH): where the task found Nix elsewhere, that folder is put first on
+    E(PATH) for the activation."
+  - "The activation runs detached on the target, from a file in the run's folder: as the systemd
+    unit C(nixdeploy-activate-<run>) (C(systemctl status), C(journalctl -u)) when systemd runs
+    and the task is root, else in its own session (C(setsid), else C(nohup)); its output goes to
+    a log. A dropped ssh session, a restarted sshd or a switch that restarts the network does
+    not stop it. Nothing of it passes through the unit's command line, where systemd would
+    expand C($VAR); it sets its own E(PATH) (the session's and the folder of C(nix-env)), as a
+    unit starts with systemd's. The task follows it through a status file, reconnecting when the
+    connection is lost."
   - One activation at a time per target user and profile, by a lock folder on the target (with
     the owner's pid; a lock whose owner is gone is broken). A second activation waits up to
     O(lock_timeout) and then fails saying who holds the lock.
   - Idempotent. When the wanted system already is the profile's current generation and is
-    active, nothing runs and the task reports no change.
+    active, nothing runs and the task reports no change, unless O(reactivate) asks for the
+    activation to run again.
+  - "NixOS's own switch lock (C(/run/nixos/switch-to-configuration.lock), held while another
+    switch runs, for example C(system.autoUpgrade)): the run waits up to O(lock_timeout) for it
+    before touching the profile, and when C(switch-to-configuration) still says C(Could not
+    acquire lock) it waits and tries again. Once the wait is over the task fails saying so; nothing
+    was activated, so nothing is rolled back (the profile goes back to its generation and only
+    the generation this run made is dropped)."
   - "Magic rollback (O(magic_rollback), for V(switch) and V(test)): after a successful
     activation a watchdog on the target waits O(confirm_timeout) seconds for a confirmation.
     The task itself sends it, over a NEW connection (it drops the ssh master of the activation,
@@ -65,7 +85,8 @@ description:
     check 'switchInhibitors' failed), exit code 1) changed nothing, so it is not rolled back: the
     profile is put back and the task fails naming the inhibitor and the two ways out, or, with
     O(reboot=when-needed), boots the new system instead (boot, reboot, verify, checks).
-    O(pre_switch_checks=false) switches anyway (C(NIXOS_NO_CHECK=1))."
+    O(pre_switch_checks=false) switches anyway (C(NIXOS_NO_CHECK=1)). The checks run for dry
+    runs too (V(dry-activate), check mode), where O(pre_switch_checks=false) applies the same."
 options:
   path:
     description:
@@ -83,9 +104,14 @@ options:
     description:
       - V(switch) sets the profile and activates now (NixOS also makes it the boot default).
       - V(boot) (NixOS) sets the profile and the boot default only. No magic rollback.
-      - V(test) (NixOS) activates without touching the profile; a reboot reverts it.
-      - V(dry-activate) only reports what would change, like check mode, and never reports a
-        change.
+      - V(test) (NixOS) activates without touching the profile; a reboot reverts it. Rolling it
+        back (magic or auto rollback, or O(state=rolled_back) with O(goal=test)) activates the
+        profile's current generation and leaves the profile and the boot entries alone.
+      - "V(dry-activate) only reports what would change, like check mode, and never reports a
+        change. It runs the platform's own dry run: NixOS C(switch-to-configuration
+        dry-activate), nix-darwin C(checkActivation=1 activate) (C(darwin-rebuild check)),
+        home-manager C(DRY_RUN=1 activate --driver-version 1), nix-on-droid C(DRY_RUN=1
+        activate)."
       - darwin, nix-on-droid and home-manager have only V(switch).
     type: str
     choices: [switch, boot, test, dry-activate]
@@ -134,7 +160,8 @@ options:
     default: 240
   lock_timeout:
     description:
-      - Seconds to wait for another activation of the same profile to finish.
+      - Seconds to wait for another activation of the same profile to finish, and then (NixOS)
+        for another switch that holds C(/run/nixos/switch-to-configuration.lock) to end.
     type: int
     default: 60
   generation:
@@ -246,6 +273,30 @@ options:
         V(false) sets C(NIXOS_NO_CHECK=1) for the activation, which switches anyway.
     type: bool
     default: true
+  install_bootloader:
+    description:
+      - NixOS. Ask C(switch-to-configuration) to install the boot loader again
+        (C(NIXOS_INSTALL_BOOTLOADER=1), C(nixos-rebuild --install-bootloader)). It is always
+        passed, as V(0) by default.
+    type: bool
+    default: false
+  backup_extension:
+    description:
+      - home-manager. A file in the way of one the configuration manages is moved aside with this
+        extension instead of aborting the activation (C(HOME_MANAGER_BACKUP_EXT), the C(-b) of
+        C(home-manager switch)). Other platforms ignore it.
+    type: str
+  reactivate:
+    description:
+      - Run the activation even when the wanted system already is the current and active
+        generation (deploy-rs and colmena always do). On NixOS that restarts units that failed
+        and (with O(install_bootloader)) reinstalls the boot loader, so a host left with a
+        failed unit is repaired by deploying again with this set.
+      - Such a run is reported as changed. It has no magic rollback (there is no other system to
+        roll back to); when it fails the task fails and the host stays on that system.
+      - The default keeps a second identical deploy free of changes.
+    type: bool
+    default: false
   remote_nix_dir:
     description:
       - The folder holding C(nix-env) on the target. By default it is looked up on E(PATH), then in
@@ -269,7 +320,7 @@ attributes:
     details: NixOS and darwin need root. Connect as root or use become.
   check_mode:
     support: full
-    details: NixOS and nix-on-droid run their dry activation; the others report what would change.
+    details: Every platform runs its own dry activation (see O(goal=dry-activate)).
   diff_mode:
     support: partial
     details: Shows the profile's current store path against the wanted one and the closure
@@ -278,7 +329,7 @@ attributes:
     platforms: posix
 notes:
   - The task follows the run through lost connections (a switch that restarts the network)
-    until it ends, for at most O(lock_timeout) + O(activation_timeout) + 30 seconds, plus
+    until it ends, for at most 2 x O(lock_timeout) + O(activation_timeout) + 30 seconds, plus
     O(activation_timeout) + O(confirm_timeout) and the longest the health checks can take with
     magic rollback; a reboot adds at most O(reboot_timeout) and one more activation.
   - The confirmation is per target user and profile. It confirms whatever activation of that
@@ -433,6 +484,12 @@ detached_with:
   returned: with O(state=activated)
   type: str
   sample: setsid
+unit:
+  description: The systemd unit the activation ran as (with V(systemd-run)), for C(systemctl
+    status) and C(journalctl -u); null otherwise.
+  returned: with O(state=activated)
+  type: str
+  sample: nixdeploy-activate-1732140000-1a2b3c4d
 connection_lost:
   description: Whether a lost connection is part of why the task failed (the host was
     unreachable, or could not be reached for the confirmation).
@@ -573,8 +630,8 @@ reboot:
       description: Seconds between the reboot and the new boot id.
       type: float
 switch_refused:
-  description: When NixOS's pre-switch checks refused the switch, what refused it.
-  returned: when the switch was refused
+  description: When NixOS's pre-switch checks refused the switch (or its dry run), what refused it.
+  returned: when the switch or its dry run was refused
   type: dict
   contains:
     checks:

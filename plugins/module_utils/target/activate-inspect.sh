@@ -1,6 +1,8 @@
 # shellcheck shell=sh
 # Check mode and dry-activate: read-only, no lock, synchronous. With DRY=1
-# and a DRY_PROGRAM (activate-command.sh rendered), runs the dry activation.
+# and a DRY_PROGRAM (activate-command.sh rendered), runs the platform's own
+# dry activation (switch-to-configuration dry-activate, darwin's
+# checkActivation=1, home-manager's and nix-on-droid's DRY_RUN=1).
 PREV_GEN=$(current_gen)
 emit dir "$D"
 emit profile "$PROFILE"
@@ -11,7 +13,9 @@ emit gens "$(list_gens | tr '\n' ' ')"
 if [ -n "$GENERATION" ]; then emit gen_path "$(gen_path "$GENERATION")"; fi
 if [ -n "$NEW" ] && [ -e "$NEW" ]; then emit present "1"; else emit present "0"; fi
 if [ "$DRY" = 1 ] && [ -n "$NEW" ] && [ -e "$NEW" ] && [ -n "$DRY_PROGRAM" ]; then
+  # home-manager's -b, as the activation would have it
+  if [ -n "$BACKUP_ENV" ] && [ -n "$BACKUP_EXT" ]; then export "$BACKUP_ENV=$BACKUP_EXT"; fi
   log_section
-  sh -c "$DRY_PROGRAM" activate "$NEW" dry-activate 2>&1
+  sh -c "$DRY_PROGRAM" activate "$NEW" dry-activate "$INVOKER" 2>&1
   emit dry_rc "$?"
 fi

@@ -14,19 +14,34 @@
 #   D/active               what this collection last activated (where no link says it)
 
 # resolve_profile: PROFILE from PROFILE_CANDIDATES, lines "FOLDER NAME" of the
-# platform table (never task data): the first FOLDER that exists wins, the
-# last line is the fallback. FOLDER's $HOME etc. expand here.
-resolve_profile() {
-  [ -n "$PROFILE_CANDIDATES" ] || fail "no profile known for $PLATFORM: set profile"
-  PROFILE=
+# platform table (never task data): the first FOLDER that exists wins, as the
+# platform's own activation picks it. When the first is missing, nix-env
+# PROFILE_PROBE runs first (home-manager's CLI runs `nix-env -q` so that Nix
+# creates its own profiles folder). No folder at all is an error: a profile
+# the activation would not look at is worse than none. FOLDER's $HOME etc.
+# expand here.
+first_profile() {  # first_profile [first]: PROFILE in the first existing folder
+  PROFILE='' tried=''
   while read -r folder name; do
     [ -n "$folder" ] || continue
     folder=$(eval "printf '%s' \"$folder\"")
-    PROFILE=$folder/$name
-    [ -d "$folder" ] && return 0
+    tried="$tried${tried:+, }$folder"
+    [ -d "$folder" ] && PROFILE=$folder/$name && return 0
+    [ "${1:-}" = first ] && return 1
   done <<CANDIDATES
 $PROFILE_CANDIDATES
 CANDIDATES
+  return 1
+}
+resolve_profile() {
+  [ -n "$PROFILE_CANDIDATES" ] || fail "no profile known for $PLATFORM: set profile"
+  first_profile first && return 0
+  if [ -n "$PROFILE_PROBE" ]; then
+    # shellcheck disable=SC2086  # table words
+    "$NIX_ENV" $PROFILE_PROBE >/dev/null 2>&1 || :
+  fi
+  first_profile && return 0
+  fail "no profile folder for $PLATFORM: none of $tried exists (not even after nix-env $PROFILE_PROBE); create one or set profile"
 }
 
 # Profile generations: PROFILE -> PROFILE-N-link -> /nix/store/...

@@ -1,13 +1,19 @@
 # shellcheck shell=sh
-# The detached run of nix_activate (started by activate-launch.sh, rendered
-# after lib.sh and activate-lib.sh): lock, profile, activation, watchdog,
-# rollback. Arguments: state folder, profile, nix-env, HOME, USER; the rest
-# are values (module_utils/_target.py runner_values).
-D=$1 PROFILE=$2 NIX_ENV=$3 HOME=$4 USER=$5
-export HOME USER
-# NixOS's own override of its pre-switch checks (pre_switch_checks=false)
-if [ "$NO_CHECK" = 1 ]; then NIXOS_NO_CHECK=1; export NIXOS_NO_CHECK; fi
+# The detached run of nix_activate (started by activate-launch.sh from the
+# file runs/<run>/runner.sh, rendered after lib.sh and activate-lib.sh):
+# lock, profile, activation, watchdog, rollback. Arguments: state folder,
+# profile, nix-env, HOME, USER, the launching session's PATH and the user
+# who logged in; the rest are values (module_utils/_target.py runner_program).
+D=$1 PROFILE=$2 NIX_ENV=$3 HOME=$4 USER=$5 SESSION_PATH=$6 INVOKER=${7:-}
+# its own PATH: a systemd unit starts with systemd's (on NixOS only systemd's
+# bin). What the session had, the folder nix-env is in, then the usual ones.
+PATH=${NIX_ENV%/*}:${SESSION_PATH:-/usr/bin:/bin}:/run/current-system/sw/bin:/usr/bin:/bin:/usr/sbin:/sbin
+export HOME USER PATH
+# home-manager's -b: a file in the way is moved aside, not fatal
+if [ -n "$BACKUP_ENV" ] && [ -n "$BACKUP_EXT" ]; then export "$BACKUP_ENV=$BACKUP_EXT"; fi
 RD=$D/runs/$RUN
+# under systemd, status lines also go to the unit's journal (fd 3)
+if [ -n "${INVOCATION_ID:-}" ]; then exec 3>&1; else exec 3>/dev/null; fi
 exec </dev/null >>"$RD/log" 2>&1
 trap '' HUP
 umask 022
@@ -15,6 +21,7 @@ echo $$ >"$RD/pid"
 SETSID=; command -v setsid >/dev/null 2>&1 && SETSID=setsid
 STATE=starting REASON='' PREV_GEN='' PREV_PATH='' NEW_GEN='' ACTIVE_BEFORE='' ACTIVATED=0
 ROLLED_BACK=0 CONFIRMED=0 RC='' LOCKED=0 STARTED=$(date +%s) CAUSE=''
+BUSY=0 LOG_AT=0
 generations_of
 status() {
   STATE=$1; REASON=$(printf '%s' "$2" | tr '\n' ' ')
@@ -26,6 +33,7 @@ status() {
     echo "started=$STARTED"; echo "updated=$(date +%s)"
   } >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"
   echo "nixdeploy: $(date +%H:%M:%S) $STATE${REASON:+: $REASON}"
+  echo "nixdeploy run $RUN: $STATE${REASON:+: $REASON}" >&3
 }
 release() {
   if [ "$LOCKED" = 1 ] && [ "$(cat "$D/lock/pid" 2>/dev/null)" = "$$" ]; then rm -rf "$D/lock"; fi
@@ -85,10 +93,49 @@ acquire() {
     nap
   done
 }
-run_activation() {  # run_activation PATH GOAL: sets RC, bounded by ACTIVATION_TIMEOUT
+SWITCH_UNTIL=''
+switch_lock_free() {  # whether no other switch holds SWITCH_LOCK (unknown: free)
+  [ -n "$SWITCH_LOCK" ] && [ -e "$SWITCH_LOCK" ] && command -v flock >/dev/null 2>&1 || return 0
+  flock -n "$SWITCH_LOCK" true 2>/dev/null
+}
+wait_switch_lock() {  # wait (until SWITCH_UNTIL) for the platform's own switch lock
+  [ -n "$SWITCH_LOCK" ] || return 0
+  [ -n "$SWITCH_UNTIL" ] || SWITCH_UNTIL=$(($(date +%s) + LOCK_TIMEOUT))
+  told=
+  until switch_lock_free; do
+    [ "$(date +%s)" -lt "$SWITCH_UNTIL" ] || return 1
+    [ -n "$told" ] || { told=1
+      status waiting_lock "another switch holds $SWITCH_LOCK (an auto-upgrade?): waiting"; }
+    nap
+  done
+}
+via() {  # via GEN PATH: what to activate to go to generation GEN (THROUGH_LINK: its link)
+  if [ "$THROUGH_LINK" = 1 ] && [ -n "$1" ] && [ -e "$PDIR/$PNAME-$1-link" ]; then
+    echo "$PDIR/$PNAME-$1-link"
+  else
+    echo "$2"
+  fi
+}
+busy() {  # whether the last activation met another switch's lock (it changed nothing)
+  [ -n "$BUSY_MARK" ] && [ "$RC" != 0 ] && [ "$RC" != 124 ] &&
+    tail -c +"$((LOG_AT + 1))" "$RD/log" 2>/dev/null | grep -qF -e "$BUSY_MARK"
+}
+run_activation() {  # run_activation PATH GOAL: sets RC (and BUSY), bounded by ACTIVATION_TIMEOUT
+  BUSY=0
+  while :; do
+    run_once "$1" "$2"
+    busy || return 0
+    # another switch held the platform's lock: nothing was activated
+    echo "nixdeploy: another switch holds $SWITCH_LOCK: waiting for it, then again"
+    if ! wait_switch_lock || [ "$(date +%s)" -ge "$SWITCH_UNTIL" ]; then BUSY=1; return 0; fi
+    nap
+  done
+}
+run_once() {
   echo "nixdeploy: $(date +%H:%M:%S) activating $1 ($2)"
+  LOG_AT=$(wc -c <"$RD/log" 2>/dev/null | tr -dc 0-9); LOG_AT=${LOG_AT:-0}
   # its own process group (setsid), so a timeout stops the whole activation
-  $SETSID sh -c "$ACTIVATE_PROGRAM" activate "$1" "$2" &
+  $SETSID sh -c "$ACTIVATE_PROGRAM" activate "$1" "$2" "$INVOKER" &
   apid=$! t0=$(date +%s)
   while kill -0 "$apid" 2>/dev/null; do
     if [ $(($(date +%s) - t0)) -ge "$ACTIVATION_TIMEOUT" ]; then
@@ -105,6 +152,9 @@ run_activation() {  # run_activation PATH GOAL: sets RC, bounded by ACTIVATION_T
   echo "nixdeploy: $(date +%H:%M:%S) activation exited with $RC"
 }
 failure_reason() {
+  if [ "$BUSY" = 1 ]; then
+    echo "another switch held $SWITCH_LOCK for more than ${LOCK_TIMEOUT}s (an auto-upgrade?)"; return
+  fi
   case $RC in
     124) echo "the activation timed out after ${ACTIVATION_TIMEOUT}s" ;;
     4) echo "the activation exited with code 4 (some units failed)" ;;
@@ -118,13 +168,16 @@ record_active() {  # record_active GOAL PATH: what runs now, where no current-sy
 }
 rollback() {  # rollback REASON CAUSE: back to the previous generation, drop the failed one
   reason=$1 target=$PREV_PATH CAUSE=$2
-  # a goal that left the profile alone goes back to what was active
-  [ "$CURRENT_WHEN" = active ] && target=${ACTIVE_BEFORE:-$PREV_PATH}
+  # a goal that left the profile alone (test) is undone by the profile's
+  # current generation; the profile and the boot entries stay as they are
+  [ -z "$target" ] && [ "$CURRENT_WHEN" = active ] && target=$ACTIVE_BEFORE
   if [ -z "$target" ]; then
     status failed "$reason; there is no previous generation to roll back to"; exit 1
   fi
   status rolling_back "$reason"
-  if [ -n "$PREV_GEN" ] && [ "$(current_gen)" != "$PREV_GEN" ]; then
+  # only a profile this run moved (itself, or through the activation) goes back
+  if [ -n "$PREV_GEN" ] && { [ "$SET_PROFILE" = 1 ] || [ "$SETS_OWN_PROFILE" = 1 ]; } &&
+     [ "$(current_gen)" != "$PREV_GEN" ]; then
     "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN" || {
       status rollback_failed "$reason; could not switch $PROFILE back to generation $PREV_GEN"; exit 1; }
   fi
@@ -132,12 +185,12 @@ rollback() {  # rollback REASON CAUSE: back to the previous generation, drop the
     "$NIX_ENV" --profile "$PROFILE" --delete-generations "$NEW_GEN" ||
       echo "nixdeploy: could not delete the failed generation $NEW_GEN"
   fi
-  run_activation "$target" "$ROLLBACK_GOAL"
+  run_activation "$(via "$PREV_GEN" "$target")" "$ROLLBACK_GOAL"
   if [ "$RC" = 0 ]; then
     ROLLED_BACK=1; record_active "$ROLLBACK_GOAL" "$target"
     status rolled_back "$reason"
   else
-    status rollback_failed "$reason; re-activating the previous system $target failed with exit code $RC"
+    status rollback_failed "$reason; re-activating the previous system $target failed: $(failure_reason)"
   fi
   exit 1
 }
@@ -168,18 +221,32 @@ watchdog() {
     nap
   done
 }
-refused() {
-  # NixOS's pre-switch checks said no (switch inhibitors) before changing
-  # anything: put the profile back, drop the generation, no re-activation
-  if [ "$SET_PROFILE" = 1 ] && [ -n "$NEW_GEN" ] && [ "$NEW_GEN" != "$PREV_GEN" ]; then
+put_back() {  # nothing was activated: the profile back where it was, our generation dropped
+  if [ "$SET_PROFILE" = 1 ] && [ -n "$NEW_GEN" ] && [ "$NEW_GEN" != "$PREV_GEN" ] &&
+     [ "$(current_gen)" = "$NEW_GEN" ]; then
     if [ -n "$PREV_GEN" ]; then
       "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN" &&
         "$NIX_ENV" --profile "$PROFILE" --delete-generations "$NEW_GEN" ||
         echo "nixdeploy: could not put $PROFILE back to generation $PREV_GEN"
     fi
   fi
-  NEW_GEN='' CAUSE=refused
+  NEW_GEN=''
+}
+refused() {
+  # NixOS's pre-switch checks said no (switch inhibitors) before changing
+  # anything: put the profile back, drop the generation, no re-activation
+  put_back
+  CAUSE=refused
   status refused "the switch was refused by its pre-switch checks; nothing was activated"
+  exit 1
+}
+switch_busy() {
+  # the platform's own switch lock stayed taken (a concurrent auto-upgrade):
+  # nothing of this run was activated, so nothing is rolled back or deleted
+  # but the generation this run made
+  put_back
+  CAUSE=switch_locked
+  status failed "$(failure_reason): nothing was activated, $PROFILE is left at generation $(current_gen)"
   exit 1
 }
 is_current() {  # what the goal needs to be NEW already (CURRENT_WHEN, from the goals table)
@@ -193,11 +260,33 @@ take_lock() {
   status waiting_lock ""
   acquire || { status failed "timed out after ${LOCK_TIMEOUT}s waiting for the lock of $PROFILE, held by pid ${LOCK_OWNER:-?} (run ${LOCK_RUN:-?})"; exit 1; }
   echo "$RUN" >"$D/last.tmp" && mv -f "$D/last.tmp" "$D/last"
+  # another switch of the platform's own (an auto-upgrade) first: before the
+  # profile is read or moved
+  wait_switch_lock || { CAUSE=switch_locked; status failed "another switch held $SWITCH_LOCK for more than ${LOCK_TIMEOUT}s (an auto-upgrade?): nothing was changed"; exit 1; }
   PREV_GEN=$(current_gen); PREV_PATH=$(gen_path "$PREV_GEN"); ACTIVE_BEFORE=$(active_path)
+}
+reactivate() {
+  # asked to run the activation of the current system again (deploy-rs and
+  # colmena always do: it restarts failed units, reinstalls the boot
+  # loader); there is nothing else to roll back to
+  status running "re-activating $NEW (already current)"
+  run_activation "$(via "$PREV_GEN" "$NEW")" "$GOAL"
+  ACTIVATED=1
+  if [ "$RC" != 0 ]; then
+    [ "$BUSY" = 1 ] && ACTIVATED=0 CAUSE=switch_locked
+    status failed "re-activating the current system $NEW: $(failure_reason) (nothing else to roll back to)"
+    exit 1
+  fi
+  record_active "$GOAL" "$NEW"
+  status "done" "re-activated $NEW (it was already current)"
+  exit 0
 }
 main_activate() {
   take_lock
-  if is_current; then status unchanged "$NEW is already the current and active generation"; exit 0; fi
+  if is_current; then
+    [ "$REACTIVATE" = 1 ] && reactivate
+    status unchanged "$NEW is already the current and active generation"; exit 0
+  fi
   [ -e "$NEW" ] || { status failed "$NEW is not in the target's store: copy its closure first"; exit 1; }
   status running ""
   if [ "$SET_PROFILE" = 1 ]; then
@@ -206,7 +295,10 @@ main_activate() {
   fi
   run_activation "$NEW" "$GOAL"
   [ "$SETS_OWN_PROFILE" = 1 ] && NEW_GEN=$(current_gen) && [ "$NEW_GEN" = "$PREV_GEN" ] && NEW_GEN=
-  if [ "$RC" = 1 ] && grep -q "$REFUSAL_MARK" "$RD/log" 2>/dev/null; then refused; fi
+  if [ "$RC" = 1 ] && tail -c +"$((LOG_AT + 1))" "$RD/log" | grep -qF -e "$REFUSAL_MARK"; then
+    refused
+  fi
+  [ "$BUSY" = 1 ] && switch_busy
   if [ "$RC" != 0 ]; then
     reason=$(failure_reason)
     [ "$AUTO" = 1 ] && rollback "$reason" activation_failed
@@ -221,6 +313,12 @@ main_rollback() {
   take_lock
   [ -n "$PREV_GEN" ] || { status failed "$PROFILE has no generations to roll back to"; exit 1; }
   target_gen=$GENERATION
+  # a goal that leaves the profile alone (test): a test activation in effect
+  # is undone by the profile's current generation, the profile never moves
+  if [ -z "$target_gen" ] && [ "$ROLLBACK_MOVES" != 1 ] && [ -n "$ACTIVE_BEFORE" ] &&
+     [ "$ACTIVE_BEFORE" != "$PREV_PATH" ]; then
+    target_gen=$PREV_GEN
+  fi
   [ -n "$target_gen" ] || target_gen=$(list_gens | awk -v c="$PREV_GEN" '$1 < c' | tail -n 1)
   [ -n "$target_gen" ] || { status failed "$PROFILE has no generation before $PREV_GEN"; exit 1; }
   NEW=$(gen_path "$target_gen")
@@ -231,18 +329,23 @@ main_rollback() {
     status unchanged "generation $target_gen is already current and active"; exit 0
   fi
   status running ""
-  if [ "$SETS_OWN_PROFILE" != 1 ]; then
+  if [ "$SETS_OWN_PROFILE" != 1 ] && [ "$ROLLBACK_MOVES" = 1 ]; then
     "$NIX_ENV" --profile "$PROFILE" --switch-generation "$target_gen" || {
       status failed "could not switch $PROFILE to generation $target_gen"; exit 1; }
   fi
-  run_activation "$NEW" "$ROLLBACK_GOAL"
-  NEW_GEN=$(current_gen)
+  run_activation "$(via "$target_gen" "$NEW")" "$ROLLBACK_GOAL"
+  NEW_GEN=$target_gen
   if [ "$RC" != 0 ]; then
-    reason="activating generation $target_gen failed with exit code $RC"
-    if [ "$AUTO" = 1 ]; then
+    reason="activating generation $target_gen failed: $(failure_reason)"
+    if [ "$AUTO" = 1 ] && [ "$BUSY" != 1 ]; then
+      back=$PREV_PATH
+      [ "$ROLLBACK_MOVES" = 1 ] || back=${ACTIVE_BEFORE:-$PREV_PATH}
       [ "$(current_gen)" = "$PREV_GEN" ] || "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN"
-      run_activation "$PREV_PATH" "$ROLLBACK_GOAL"
-      reason="$reason; generation $PREV_GEN re-activated (exit code $RC)"
+      run_activation "$(via "$PREV_GEN" "$back")" "$ROLLBACK_GOAL"
+      reason="$reason; $back re-activated (exit code $RC)"
+    elif [ "$BUSY" = 1 ]; then
+      [ "$(current_gen)" = "$PREV_GEN" ] || "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN"
+      CAUSE=switch_locked reason="$reason: nothing was activated, $PROFILE is back at generation $PREV_GEN"
     fi
     status failed "$reason"; exit 1
   fi

@@ -1,21 +1,26 @@
 # shellcheck shell=sh
-# shellcheck disable=SC2034  # NIX_ENV, D: read by the script after this
+# shellcheck disable=SC2034  # NIX_ENV, D, INVOKER: read by the script after this
 # The start of every nix_activate program but the runner: environment, root,
 # nix-env, profile and state folder. Values: PLATFORM, PROFILE, NIX_DIR,
-# NEEDS_ROOT, PROFILE_CANDIDATES.
+# NEEDS_ROOT, PROFILE_CANDIDATES, PROFILE_PROBE, ROOT_STATE.
 umask 022
 [ -n "${HOME:-}" ] || HOME=$(cd ~ 2>/dev/null && pwd)
 USER=${USER:-$(id -un)}
 export HOME USER
+# who logged in, before become (sudo): nix-darwin's activate-user runs as them
+INVOKER=${SUDO_USER:-$(id -un)}
 if [ "$NEEDS_ROOT" = 1 ] && [ "$(id -u)" != 0 ]; then
   fail "activating a $PLATFORM system needs root, but this runs as $(id -un): connect as root or set become"
 fi
 find_nix nix-env || fail "nix-env not found on PATH or in the usual places; set remote_nix_dir"
 NIX_ENV=$NIX_TOOL
+# what the platforms' own programs run (home-manager's activate takes
+# nix-env from PATH): the folder nix was found in comes first
+case ":$PATH:" in *":${NIX_ENV%/*}:"*) ;; *) PATH=${NIX_ENV%/*}:$PATH; export PATH ;; esac
 [ -n "$PROFILE" ] || resolve_profile
 case $PROFILE in /*) ;; *) fail "profile must be an absolute path, got '$PROFILE'" ;; esac
 generations_of
-if [ "$(id -u)" = 0 ]; then BASE=/nix/var/nixdeploy
+if [ "$(id -u)" = 0 ]; then BASE=$ROOT_STATE
 else BASE=${XDG_STATE_HOME:-$HOME/.local/state}/nixdeploy; fi
 D=$BASE/$(printf '%s' "$PROFILE" | tr -c 'A-Za-z0-9._-' '_')
 mkdir -p "$D/runs" || fail "cannot create the state folder $D"

@@ -361,10 +361,9 @@ def test_check_mode_changes_nothing(act):
         assert res['changed'] and not res['activated'], res
         assert (act.profile(host), len(act.history(host))) == before[host]
         assert act.lab.active(host) == act.system(host, 'v1')
-    # dry activations where the platform has them
-    assert any('would activate' in line for line in ok(run, 'activate', 'n1')['log_tail'])
-    assert any('would activate' in line for line in ok(run, 'activate', 'a1')['log_tail'])
-    assert 'no dry activation' in ok(run, 'activate', 'm1')['msg']
+    # every platform's own dry activation
+    for host in hosts:
+        assert any('would activate' in line for line in ok(run, 'activate', host)['log_tail'])
     run = act.play([activate_task('activate', '{{ wanted }}', goal='dry-activate')], ['n1'],
                    extra=extra)
     res = ok(run, 'activate', 'n1')

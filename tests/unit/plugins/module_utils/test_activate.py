@@ -123,31 +123,77 @@ def test_programs_are_valid_sh_and_quote_every_value(platform, tmp_path):
     assert not (tmp_path / 'pwned').exists()
 
 
-def _command(program, system, goal):
-    return subprocess.run(['sh', '-c', program, 'activate', str(system), goal],
+def _command(program, system, goal, invoker=''):
+    return subprocess.run(['sh', '-c', program, 'activate', str(system), goal, invoker],
                           stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+
+
+SHOW = ('#!/bin/sh\necho "%s $* DRY_RUN=${DRY_RUN:-} check=${checkActivation:-}'
+        ' boot=${NIXOS_INSTALL_BOOTLOADER:-} nocheck=${NIXOS_NO_CHECK:-} by=$(id -un)"\n')
 
 
 def test_activation_commands_from_the_table(tmp_path):
     """activate-command.sh runs the table's command below the system, with
-    the goal, the dry run's environment and home-manager's driver args."""
+    the goal, the dry run's environment, NixOS's variables and home-manager's
+    driver args."""
     system = tmp_path / 'system'
     for name in ('bin/switch-to-configuration', 'activate'):
         (system / name).parent.mkdir(parents=True, exist_ok=True)
-        (system / name).write_text('#!/bin/sh\necho "%s $* DRY_RUN=${DRY_RUN:-}"\n' % name)
+        (system / name).write_text(SHOW % name)
         (system / name).chmod(0o755)
+    me = subprocess.run(['id', '-un'], stdout=subprocess.PIPE, universal_newlines=True,
+                        check=True).stdout.strip()
     nixos, nixos_dry = _target.activation_programs(_platforms.PLATFORMS['nixos'])
-    assert _command(nixos, system, 'boot') == 'bin/switch-to-configuration boot DRY_RUN=\n'
+    # NIXOS_INSTALL_BOOTLOADER is always passed, 0 unless asked
+    assert _command(nixos, system, 'boot') == \
+        'bin/switch-to-configuration boot DRY_RUN= check= boot=0 nocheck= by=%s\n' % me
+    nixos, nixos_dry = _target.activation_programs(_platforms.PLATFORMS['nixos'],
+                                                   install_bootloader=True, no_check=True)
+    assert _command(nixos, system, 'switch') == \
+        'bin/switch-to-configuration switch DRY_RUN= check= boot=1 nocheck=1 by=%s\n' % me
+    # the dry run honours pre_switch_checks=false too
     assert _command(nixos_dry, system, 'dry-activate') == \
-        'bin/switch-to-configuration dry-activate DRY_RUN=\n'
+        'bin/switch-to-configuration dry-activate DRY_RUN= check= boot=1 nocheck=1 by=%s\n' % me
     droid, droid_dry = _target.activation_programs(_platforms.PLATFORMS['nix-on-droid'])
-    assert _command(droid, system, 'switch') == 'activate  DRY_RUN=\n'
-    assert _command(droid_dry, system, 'dry-activate') == 'activate  DRY_RUN=1\n'
+    assert _command(droid, system, 'switch') == 'activate  DRY_RUN= check= boot= nocheck= by=%s\n' % me
+    assert _command(droid_dry, system, 'dry-activate') == \
+        'activate  DRY_RUN=1 check= boot= nocheck= by=%s\n' % me
+    # darwin-rebuild check
+    _darwin, darwin_dry = _target.activation_programs(_platforms.PLATFORMS['darwin'])
+    assert _command(darwin_dry, system, 'dry-activate') == \
+        'activate  DRY_RUN= check=1 boot= nocheck= by=%s\n' % me
     home, home_dry = _target.activation_programs(_platforms.PLATFORMS['home-manager'])
-    assert home_dry == ''
-    assert _command(home, system, 'switch') == 'activate  DRY_RUN=\n'
+    assert _command(home, system, 'switch') == 'activate  DRY_RUN= check= boot= nocheck= by=%s\n' % me
     (system / 'gen-version').write_text('1\n')
-    assert _command(home, system, 'switch') == 'activate --driver-version 1 DRY_RUN=\n'
+    assert _command(home, system, 'switch') == \
+        'activate --driver-version 1 DRY_RUN= check= boot= nocheck= by=%s\n' % me
+    assert _command(home_dry, system, 'dry-activate') == \
+        'activate --driver-version 1 DRY_RUN=1 check= boot= nocheck= by=%s\n' % me
+
+
+def test_darwin_runs_activate_user_first_unless_deprecated(tmp_path):
+    """nix-darwin before 2025: activate-user, as the invoking user, then
+    activate; a file marked '# nix-darwin: deprecated' is not run."""
+    system = tmp_path / 'system'
+    system.mkdir()
+    (system / 'activate').write_text('#!/bin/sh\necho "activate by $(id -un)"\n')
+    (system / 'activate-user').write_text('#!/bin/sh\necho "activate-user by $(id -un)"\n')
+    for name in ('activate', 'activate-user'):
+        (system / name).chmod(0o755)
+    me = subprocess.run(['id', '-un'], stdout=subprocess.PIPE, universal_newlines=True,
+                        check=True).stdout.strip()
+    darwin, darwin_dry = _target.activation_programs(_platforms.PLATFORMS['darwin'])
+    out = _command(darwin, system, 'switch', me)
+    assert out.splitlines() == ['nixdeploy: running activate-user as %s' % me,
+                                'activate-user by %s' % me, 'activate by %s' % me]
+    # the dry run is activate's own (checkActivation=1)
+    assert _command(darwin_dry, system, 'dry-activate', me) == 'activate by %s\n' % me
+    (system / 'activate-user').write_text('#!/bin/sh\n# nix-darwin: deprecated\nexit 1\n')
+    assert _command(darwin, system, 'switch', me) == 'activate by %s\n' % me
+    (system / 'activate-user').write_text('#!/bin/sh\necho failing >&2; exit 3\n')
+    proc = subprocess.run(['sh', '-c', darwin, 'activate', str(system), 'switch', me],
+                          stdout=subprocess.PIPE, universal_newlines=True, check=False)
+    assert proc.returncode == 3 and 'activate by' not in proc.stdout
 
 
 def test_table_words_with_blanks_are_refused():
@@ -156,15 +202,36 @@ def test_table_words_with_blanks_are_refused():
 
 
 def test_home_manager_profile_resolution(tmp_path):
+    """The XDG folder when it exists; else `nix-env -q` first (Nix 2.14+
+    creates it), then it or the per-user folder; neither: a clear error."""
     values = _target._session('home-manager', None, None)
-    script = _script.render(['activate-lib.sh'], values) + 'resolve_profile; echo "$PROFILE"'
+    calls = tmp_path / 'calls'
+    nix_env = tmp_path / 'nix-env'
+    # a fake nix-env -q that creates the XDG folder when asked to
+    nix_env.write_text('#!/bin/sh\necho "$*" >>%s\n[ -n "$MAKE_XDG" ] && mkdir -p '
+                       '"$HOME/.local/state/nix/profiles"\nexit 0\n' % calls)
+    nix_env.chmod(0o755)
+    script = (_script.render(['activate-lib.sh'], values)
+              + 'NIX_ENV=%s; resolve_profile; echo "$PROFILE"' % nix_env)
     home = tmp_path / 'home'
     home.mkdir()
+    per_user = tmp_path / 'per-user'
+    script = script.replace('/nix/var/nix/profiles/per-user/$USER', str(per_user) + '/$USER')
     env = {'HOME': str(home), 'USER': 'alice', 'PATH': '/usr/bin:/bin'}
-    out = subprocess.run(['sh', '-c', script], env=env, stdout=subprocess.PIPE,
-                         universal_newlines=True, check=True).stdout.strip()
-    assert out == '/nix/var/nix/profiles/per-user/alice/home-manager'
-    (home / '.local/state/nix/profiles').mkdir(parents=True)
-    out = subprocess.run(['sh', '-c', script], env=env, stdout=subprocess.PIPE,
-                         universal_newlines=True, check=True).stdout.strip()
-    assert out == '%s/.local/state/nix/profiles/home-manager' % home
+
+    def resolve(**more):
+        return subprocess.run(['sh', '-c', script], env=dict(env, **more), stdout=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+
+    proc = resolve()
+    values, _log = _script.parse(proc.stdout)
+    assert proc.returncode == 3 and 'no profile folder for home-manager' in values['error']
+    assert calls.read_text() == '-q\n'
+    (per_user / 'alice').mkdir(parents=True)
+    assert resolve().stdout.strip() == '%s/alice/home-manager' % per_user
+    # Nix creates its XDG folder on `nix-env -q`: that one wins
+    assert resolve(MAKE_XDG='1').stdout.strip() == \
+        '%s/.local/state/nix/profiles/home-manager' % home
+    calls.write_text('')
+    assert resolve().stdout.strip() == '%s/.local/state/nix/profiles/home-manager' % home
+    assert calls.read_text() == ''  # it existed: no nix-env needed

@@ -5,6 +5,7 @@ rename race, the rollback order, a missing previous generation. The lab
 tests run the same programs against the real Nix."""
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -259,3 +260,278 @@ def test_confirmations_racing_the_watchdog_exactly_one_wins(host):
         else:
             assert final['state'] == 'rolled_back' and final['cause'] == 'unconfirmed'
         assert host.generations() == ('1', ['1'])
+
+
+# ---------------------------------------------------------------- under systemd
+# systemd-run as systemd (252, Debian 12) treats a transient unit's command
+# line: $VAR and ${VAR} are expanded from the unit's own environment ($$ is a
+# $) in every argument, the unit starts with systemd's PATH (on NixOS only
+# systemd's own bin: here a folder that does not exist), detached from the
+# caller; options it does not know (--expand-environment needs 254) are
+# refused, and so is a unit name that is already running.
+FAKE_SYSTEMD_RUN = r'''#!__PYTHON__
+import os, re, shutil, subprocess, sys, uuid
+calls, units = sys.argv.pop(1), sys.argv.pop(1)
+FLAGS = {'--collect', '--no-ask-password', '--quiet', '--service-type=exec'}
+VALUED = ('--unit=', '--description=', '--setenv=')
+args, options = sys.argv[1:], []
+while args and args[0].startswith('-'):
+    option = args.pop(0)
+    if option not in FLAGS and not option.startswith(VALUED):
+        sys.stderr.write('systemd-run: unrecognized option %r\n' % option)
+        sys.exit(1)
+    options.append(option)
+unit = [o[len('--unit='):] for o in options if o.startswith('--unit=')]
+if not unit or not args:
+    sys.stderr.write('systemd-run: this fake wants --unit= and a command\n')
+    sys.exit(1)
+unit = unit[0]
+env = {'PATH': '/nonexistent-systemd/bin', 'INVOCATION_ID': uuid.uuid4().hex}
+for option in options:
+    if option.startswith('--setenv='):
+        name, _sep, value = option[len('--setenv='):].partition('=')
+        env[name] = value
+VAR = re.compile(r'\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)')
+argv = [VAR.sub(lambda m: '$' if m.group(0) == '$$' else
+                env.get(m.group(1) or m.group(2), ''), word) for word in args]
+# the client resolves a program that is not a path, on its own PATH
+if '/' not in argv[0]:
+    argv[0] = shutil.which(argv[0]) or argv[0]
+pidfile = os.path.join(units, unit)
+try:
+    os.kill(int(open(pidfile).read()), 0)
+    sys.stderr.write('Failed to start transient service unit: Unit %s.service was already '
+                     'loaded or has a fragment file.\n' % unit)
+    sys.exit(1)
+except (OSError, ValueError):
+    pass
+with open(calls, 'a') as handle:
+    handle.write(repr({'unit': unit, 'options': options, 'argv': argv}) + '\n')
+journal = open(os.path.join(units, unit + '.journal'), 'ab')
+proc = subprocess.Popen(argv, env=env, cwd='/', stdin=subprocess.DEVNULL, stdout=journal,
+                        stderr=journal, start_new_session=True)
+with open(pidfile, 'w') as handle:
+    handle.write(str(proc.pid))
+'''
+# root here: systemd-run is used only by root
+FAKE_ROOT_ID = '''#!/bin/sh
+case $1 in -u) echo 0 ;; -un) echo root ;; *) echo 'uid=0(root)' ;; esac
+'''
+# a system whose activation records what it ran with
+FAKE_SWITCH_ENV = '''#!/bin/sh
+echo "activate __NAME__ $1 HOME=$HOME nix-env=$(command -v nix-env)" >>"__CALLS__"
+'''
+
+
+@pytest.fixture
+def sd_host(tmp_path, monkeypatch):
+    """A root target where systemd runs, with the fake systemd-run."""
+    spec = _platforms.PLATFORMS['nixos']
+    monkeypatch.setitem(_platforms.PLATFORMS, 'nixos', dict(
+        spec, activation=dict(spec['activation'], current_link=None)))
+    root = tmp_path
+    host = Host(root)
+    # '$' in HOME, the state folder and the nix folder: every argument of the
+    # unit's command line carries one
+    (root / 'ho$me').mkdir()
+    host.env['HOME'] = str(root / 'ho$me')
+    _executable(root / 'bin' / 'id', FAKE_ROOT_ID)
+    units = root / 'units'
+    units.mkdir()
+    host.sd_calls = root / 'systemd-run.calls'
+    # systemd-run is called by the launch with its options; the fake's own
+    # two first arguments are where it keeps its record
+    _executable(root / 'bin' / 'systemd-run.py',
+                FAKE_SYSTEMD_RUN.replace('__PYTHON__', sys.executable))
+    _executable(root / 'bin' / 'systemd-run', '#!/bin/sh\nexec %s %s %s "$@"\n' % (
+        root / 'bin' / 'systemd-run.py', host.sd_calls, units))
+    (root / 'systemd').mkdir()
+    monkeypatch.setattr(_target, 'SYSTEMD_DIR', str(root / 'systemd'))
+    monkeypatch.setattr(_target, 'ROOT_STATE_DIR', str(root / 'state$x'))
+    # nix-env is found through remote_nix_dir only, not on PATH
+    nix_dir = root / 'nix$bin'
+    nix_dir.mkdir()
+    (root / 'bin' / 'nix-env').rename(nix_dir / 'nix-env')
+    host.common['remote_nix_dir'] = str(nix_dir)
+    host.nix_dir = str(nix_dir)
+    return host
+
+
+def sd_calls(host):
+    return [eval(line) for line in host.sd_calls.read_text().splitlines()]  # noqa: S307
+
+
+def test_under_systemd_the_runner_is_not_expanded_and_sets_its_path(sd_host):
+    """The launch under a systemd-run that expands $ in its arguments, as
+    systemd does: the run still waits its confirmation window, numbers its
+    generations, rolls a failed switch back to the right generation, and its
+    activation finds nix-env and HOME as the session had them."""
+    host = sd_host
+    old, new, bad = host.system('old'), host.system('new'), host.system('bad', rc=4)
+    values, _log = host.activate(old, 'r1')
+    assert values['state'] == 'done', values['output']
+    assert values['detach'] == 'systemd-run' and values['unit'] == 'nixdeploy-activate-r1'
+    assert values['new_gen'] == '1'
+    values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=30)
+    assert values['state'] == _target.AWAITING, values['output']
+    assert values['reason'] == 'waiting 30s for a confirmation over a new connection'
+    values, _log = host.confirm()
+    assert values['state'] == 'done' and values['confirmed'] == '1'
+    assert values['prev_gen'] == '1' and values['new_gen'] == '2'
+    host.took()
+    values, log = host.activate(bad, 'r3', magic=True)
+    assert values['state'] == 'rolled_back' and 'code 4' in values['reason'], log
+    assert host.took() == [
+        'nix-env --profile %s --set %s' % (host.profile, bad),
+        'activate bad switch',
+        'nix-env --profile %s --switch-generation 2' % host.profile,
+        'nix-env --profile %s --delete-generations 3' % host.profile,
+        'activate new switch',
+    ]
+    assert host.generations() == ('2', ['1', '2'])
+    calls = sd_calls(host)
+    assert [c['unit'] for c in calls] == ['nixdeploy-activate-r1', 'nixdeploy-activate-r2',
+                                          'nixdeploy-activate-r3']
+    for call in calls:
+        # the unit runs a file: no program text on its command line
+        assert call['argv'][1].endswith('/runs/%s/runner.sh' % call['unit'].split('-')[-1])
+        assert not any('\n' in word for word in call['argv'])
+        assert '--expand-environment=no' not in call['options']
+    # the status lines reach the unit's journal too
+    journal = (host.root / 'units' / 'nixdeploy-activate-r2.journal').read_text()
+    assert 'nixdeploy run r2: awaiting_confirmation' in journal
+
+
+def test_under_systemd_the_activation_gets_the_sessions_path_and_home(sd_host):
+    host = sd_host
+    system = host.root / 'store' / 'env'
+    (system / 'bin').mkdir(parents=True)
+    _executable(system / 'bin' / 'switch-to-configuration',
+                FAKE_SWITCH_ENV.replace('__NAME__', 'env').replace('__CALLS__', str(host.calls)))
+    values, _log = host.activate(str(system), 'r1')
+    assert values['state'] == 'done', values['output']
+    assert host.took()[1] == 'activate env switch HOME=%s nix-env=%s/nix-env' % (
+        host.env['HOME'], host.nix_dir)
+
+
+# ---------------------------------------------------------------- NixOS's own switch lock
+# switch-to-configuration with the lock taken by another switch (an
+# auto-upgrade): "Could not acquire lock", exit 1, nothing changed
+FAKE_BUSY_SWITCH = '''#!/bin/sh
+echo "activate __NAME__ $1" >>"__CALLS__"
+if [ -e "__BUSY__" ]; then echo "Could not acquire lock" >&2; exit 1; fi
+'''
+
+
+@pytest.fixture
+def lock_host(host, monkeypatch):
+    spec = _platforms.PLATFORMS['nixos']
+    lock = host.root / 'switch-to-configuration.lock'
+    monkeypatch.setitem(_platforms.PLATFORMS, 'nixos', dict(spec, activation=dict(
+        spec['activation'], switch_lock=dict(spec['activation']['switch_lock'], path=str(lock)))))
+    host.busy = host.root / 'busy'
+    host.lock = lock
+    return host
+
+
+def busy_system(host, name):
+    path = host.root / 'store' / name
+    (path / 'bin').mkdir(parents=True)
+    _executable(path / 'bin' / 'switch-to-configuration', FAKE_BUSY_SWITCH.replace(
+        '__NAME__', name).replace('__CALLS__', str(host.calls)).replace('__BUSY__', str(host.busy)))
+    return str(path)
+
+
+def test_a_switch_meeting_another_switchs_lock_waits_and_tries_again(lock_host):
+    host = lock_host
+    old, new = busy_system(host, 'old'), busy_system(host, 'new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    host.took()
+    host.busy.write_text('')
+    threading.Timer(1.5, host.busy.unlink).start()
+    values, log = host.activate(new, 'r2', lock_timeout=20)
+    assert values['state'] == 'done', values['output']
+    assert 'another switch holds' in log
+    calls = host.took()
+    assert calls[0] == 'nix-env --profile %s --set %s' % (host.profile, new)
+    assert set(calls[1:]) == {'activate new switch'} and len(calls) > 2
+    assert host.generations() == ('2', ['1', '2'])
+
+
+def test_a_switch_lock_held_too_long_fails_without_a_rollback(lock_host):
+    host = lock_host
+    old, new = busy_system(host, 'old'), busy_system(host, 'new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    host.took()
+    host.busy.write_text('')
+    values, _log = host.activate(new, 'r2', lock_timeout=2)
+    assert values['state'] == 'failed' and values['rolled_back'] == '0', values['output']
+    assert values['cause'] == 'switch_locked' and values['activated'] == '0'
+    assert 'another switch held %s for more than 2s' % host.lock in values['reason']
+    calls = host.took()
+    # never the old system again (a rollback would meet the same lock), only
+    # the profile put back and this run's own generation dropped
+    assert 'activate old switch' not in calls
+    assert calls[-2:] == ['nix-env --profile %s --switch-generation 1' % host.profile,
+                          'nix-env --profile %s --delete-generations 2' % host.profile]
+    assert host.generations() == ('1', ['1'])
+
+
+@pytest.mark.skipif(not shutil.which('flock'), reason='needs flock')
+def test_a_held_switch_lock_is_waited_for_before_the_profile_moves(lock_host):
+    host = lock_host
+    old, new = busy_system(host, 'old'), busy_system(host, 'new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    host.took()
+    host.lock.write_text('')
+    holder = subprocess.Popen(['flock', str(host.lock), 'sleep', '2'])
+    try:
+        time.sleep(0.3)
+        values, log = host.activate(new, 'r2', lock_timeout=20)
+    finally:
+        holder.wait()
+    assert values['state'] == 'done', values['output']
+    assert 'waiting_lock: another switch holds %s' % host.lock in log
+    assert host.took() == ['nix-env --profile %s --set %s' % (host.profile, new),
+                           'activate new switch']
+    # and a lock that stays taken: nothing touched at all
+    holder = subprocess.Popen(['flock', str(host.lock), 'sleep', '4'])
+    try:
+        time.sleep(0.3)
+        values, _log = host.activate(old, 'r3', lock_timeout=1)
+    finally:
+        holder.wait()
+    assert values['state'] == 'failed' and values['cause'] == 'switch_locked'
+    assert host.took() == [] and host.generations() == ('2', ['1', '2'])
+
+
+# ---------------------------------------------------------------- goals and re-runs
+def test_rolling_back_a_test_activation_leaves_the_profile(host):
+    v1, v2, v3 = host.system('v1'), host.system('v2'), host.system('v3')
+    host.activate(v1, 'r1')
+    host.activate(v2, 'r2')
+    assert host.activate(v3, 'r3', goal='test')[0]['state'] == 'done'
+    host.took()
+    values, _log = host.rollback('r4', goal='test')
+    assert values['state'] == 'done', values['output']
+    # the profile's current generation, activated with test: no nix-env at all
+    assert host.took() == ['activate v2 test']
+    assert values['new_gen'] == '2' and values['new_path'] == v2
+    assert host.generations() == ('2', ['1', '2'])
+    # a failed test activation goes back the same way
+    bad = host.system('bad', rc=1)
+    values, _log = host.activate(bad, 'r5', goal='test')
+    assert values['state'] == 'rolled_back', values['output']
+    assert host.took() == ['activate bad test', 'activate v2 test']
+    assert host.generations() == ('2', ['1', '2'])
+
+
+def test_reactivate_runs_the_current_system_again(host):
+    good = host.system('good')
+    assert host.activate(good, 'r1')[0]['state'] == 'done'
+    host.took()
+    assert host.activate(good, 'r2')[0]['state'] == 'unchanged' and host.took() == []
+    values, _log = host.activate(good, 'r3', reactivate=True, magic=True)
+    assert values['state'] == 'done' and 're-activated' in values['reason'], values['output']
+    assert host.took() == ['activate good switch']  # no profile change
+    assert host.generations() == ('1', ['1'])
