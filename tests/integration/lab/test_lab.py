@@ -123,7 +123,12 @@ def test_home_manager_activation_package_shape(lab, built):
     path = built['h4']
     assert copy_to(lab, 'h4', path).returncode == 0
     assert lab.ssh('h4', 'cat %s/gen-version' % path).stdout.strip() == '1'
-    lab.ssh('h4', '%s/activate --driver-version 1' % path, user='app')
+    # with the driver protocol the caller sets the profile first, as
+    # home-manager's CLI does; the fake refuses an activate that skipped it
+    refused = lab.ssh('h4', '%s/activate --driver-version 1' % path, user='app', check=False)
+    assert refused.returncode != 0 and 'did not set' in refused.stderr, refused
+    lab.ssh('h4', 'nix-env --profile "$HOME/.local/state/nix/profiles/home-manager" --set %s'
+            ' && %s/activate --driver-version 1' % (path, path), user='app')
     assert lab.active('h4') == path
 
 
