@@ -52,7 +52,10 @@ def test_every_host_confirms_its_own_activation(pip_fleet):
     flake.set_config('netbreak', behaviour='break-network')
     flake.set_config('failing', behaviour='fail')
     try:
-        run = pip_fleet.deploy('-e', 'nix_confirm_timeout=%d' % CONFIRM_TIMEOUT)
+        # progress every 4 s: the slow host (14 s) is named whatever the
+        # order in which the hosts reached their activation
+        run = pip_fleet.deploy('-e', 'nix_confirm_timeout=%d' % CONFIRM_TIMEOUT,
+                               env={'NIXDEPLOY_PROGRESS_INTERVAL': '4'})
     finally:
         for host in ('slow', 'netbreak', 'failing'):
             flake.set_config(host, behaviour='ok')
@@ -106,7 +109,7 @@ def test_every_host_confirms_its_own_activation(pip_fleet):
     assert recap.count('failed=1') == 2, recap
 
     # the slow host's activation ran past the progress interval: a progress
-    # line named it while the others were already done
+    # line named it (with how long it had run) while others were done
     progress = [ln for ln in run.stdout.splitlines() if ln.startswith('nixdeploy: still running:')]
     assert progress and all('activate: ' in ln for ln in progress), run
     assert any('slow (' in ln for ln in progress), progress
