@@ -74,12 +74,8 @@ STACK_TREE = os.environ.get('NIXDEPLOY_TREE') or '/var/lib/nixdeploy-stack/%s' %
     os.environ.get('NIXDEPLOY_SUITE') or 'sid')
 NIX_CHOICES = ('own', 'other')
 
-SSHD_CONFIG = """\
-ListenAddress {address}
-Port 22
-HostKey {hostdir}/ssh_host_ed25519_key
-PidFile {hostdir}/run/sshd.pid
-AuthorizedKeysFile {labdir}/authorized_keys
+# What every lab sshd allows, plain hosts and systemd hosts (nspawn.py) alike.
+SSHD_POLICY = """\
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -89,7 +85,14 @@ MaxStartups 200:30:400
 MaxSessions 100
 LogLevel ERROR
 Subsystem sftp internal-sftp
-{setenv}
+"""
+SSHD_CONFIG = """\
+ListenAddress {address}
+Port 22
+HostKey {hostdir}/ssh_host_ed25519_key
+PidFile {hostdir}/run/sshd.pid
+AuthorizedKeysFile {labdir}/authorized_keys
+""" + SSHD_POLICY + """{setenv}
 """
 
 NIX_CONF = """\

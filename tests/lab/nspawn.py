@@ -58,7 +58,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if __name__ == '__main__':
     sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from tests.lab.lab import POWER_DEFAULTS, LabError, _pid_gone, _read_pid, _write  # noqa: E402
+from tests.lab.lab import POWER_DEFAULTS, SSHD_POLICY, LabError, _pid_gone, _read_pid, _write  # noqa: E402
 
 NSPAWN = 'systemd-nspawn'
 MACHINE = 'machine'
@@ -89,16 +89,7 @@ ListenAddress {address}
 Port 22
 HostKey /etc/ssh/ssh_host_ed25519_key
 AuthorizedKeysFile /etc/ssh/lab_authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes yes
-MaxStartups 200:30:400
-MaxSessions 100
-LogLevel ERROR
-Subsystem sftp internal-sftp
-"""
+""" + SSHD_POLICY
 BOOT_UNIT = """\
 [Unit]
 Description=Lab stage 2: activate the boot default (as NixOS's stage 2 does)
