@@ -116,7 +116,7 @@ except ImportError:  # ansible-core 2.18: mark every string unsafe
     from ansible.utils.unsafe_proxy import wrap_var as _data
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import (
-    InventoryError, build_inventory, eval_args, eval_options)
+    InventoryError, build_inventory, check_flake, eval_args)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, NixOptions, Runner, flake_ref)
 
@@ -135,21 +135,24 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         super(InventoryModule, self).parse(inventory, loader, path, cache)
         self._read_config_data(path)
         try:
-            flake = flake_ref(self.get_option('flake'), os.path.dirname(os.path.abspath(path)))
-            opts = NixOptions.from_params(dict((k, self.get_option(k)) for k in OPTIONS_SPEC))
-            opts.options = eval_options(opts)
-            args = eval_args(flake, self.get_option('source'), self.get_option('attribute'))
+            flake = check_flake(flake_ref(self.get_option('flake'),
+                                          os.path.dirname(os.path.abspath(path))))
+            runner = Runner(NixOptions.from_params(dict((k, self.get_option(k))
+                                                        for k in OPTIONS_SPEC)))
         except (NixError, InventoryError) as exc:
             raise AnsibleParserError('%s: %s' % (path, to_native(exc)))
-        raw = self._evaluate(path, opts, args, cache)
+        raw = self._evaluate(path, runner, flake, cache)
         self._populate(raw, flake)
 
-    def _evaluate(self, path, opts, args, cache):
+    def _evaluate(self, path, runner, flake, cache):
         """The Nix JSON, from the cache when allowed and made by the same call."""
-        # The cached value records the argv it came from, so a changed
-        # option (or a new apply expression) never reads a stale entry.
-        runner = Runner(opts)
-        argv = runner.argv('eval', args, flake_command=True)
+        source, attribute = self.get_option('source'), self.get_option('attribute')
+        # The cached value records the call it came from, so a changed
+        # option (or a new apply expression) never reads a stale entry. The
+        # installable stands in symbolically: its form depends on the Nix
+        # version (Runner.outputs), which a cached parse does not ask.
+        request = runner.argv('eval', eval_args(['<outputs of %s>' % flake], source, attribute),
+                              flake_command=True)
         use_cache = self.get_option('cache')
         cache_key = self.get_cache_key(path)
         if use_cache and cache:
@@ -157,15 +160,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 entry = self._cache[cache_key]
             except KeyError:
                 entry = None
-            if isinstance(entry, dict) and entry.get('argv') == argv:
+            if isinstance(entry, dict) and entry.get('request') == request:
                 return entry['raw']
         try:
-            raw = runner.json('eval', args, 'nix eval of the inventory in %s' % path,
-                              flake_command=True)
+            raw = runner.json('eval', eval_args(runner.outputs(flake), source, attribute),
+                              'nix eval of the inventory in %s' % path, flake_command=True)
         except NixError as exc:
             raise AnsibleParserError(to_native(exc))
         if use_cache:
-            self._cache[cache_key] = {'argv': argv, 'raw': raw}
+            self._cache[cache_key] = {'request': request, 'raw': raw}
         return raw
 
     def _populate(self, raw, flake):

@@ -3,10 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Evaluate the systems of many hosts in as few Nix processes as possible.
 
-One ``nix eval --json <flake>#"" --apply F`` per chunk: the installable
-``<flake>#""`` is the flake's outputs attribute set itself (the empty
-attribute path; Nix 2.8 accepts it and locks the flake as usual), and ``F``
-walks every requested attribute path inside that one evaluation. This costs
+One ``nix eval --json <flake>#. --apply F`` per chunk: the installable is
+the flake's outputs attribute set itself (``<flake>#.`` from Nix 2.19 and in
+Lix, the empty fragment on older Nix: ``Runner.outputs``; either way Nix
+locks the flake as usual, and a flake's ``packages.<system>`` is not taken
+for its outputs), and ``F`` walks every requested attribute path inside that
+one evaluation. This costs
 no ``--impure`` (``builtins.getFlake`` would need it for unlocked ``path:``
 refs) and no second process to lock the flake first. Shared libraries (a
 nixpkgs) are evaluated once per process, which is where batching pays.
@@ -224,8 +226,8 @@ class Evaluator:
         answers = {}
         while items:
             argv, rc, out, err = self.runner.run(
-                'eval', ['--json', '%s#""' % flake, '--apply',
-                         apply_expression([p for _k, p in items])], flake_command=True)
+                'eval', ['--json'] + self.runner.outputs(flake)
+                + ['--apply', apply_expression([p for _k, p in items])], flake_command=True)
             traced, rest = parse_traces(err)
             if rc == 0:
                 try:

@@ -43,11 +43,6 @@ COLMENA_KEY_FIELDS = {
     'uploadAt': 'upload_at',
 }
 
-# `nix eval <ref>#""` selects the flake's outputs set itself, after Nix has
-# looked for packages.<system>."" and legacyPackages.<system>.""; a system
-# name no flake provides keeps those two lookups from matching.
-PLACEHOLDER_SYSTEM = 'nixdeploy-inventory-none'
-
 # Evaluated with --apply over the flake outputs. @PARAMS@ is replaced by
 # let-bindings whose values are Nix literals made by nix_string/nix_list.
 _APPLY = r'''
@@ -289,19 +284,20 @@ def apply_expression(source='auto', attribute=None):
     return _APPLY.replace('@PARAMS@', '\n  '.join(params))
 
 
-def eval_args(flake, source='auto', attribute=None):
-    """Arguments after ``nix eval`` (the NixOptions supply the rest)."""
+def eval_args(outputs, source='auto', attribute=None):
+    """Arguments after ``nix eval`` (the NixOptions supply the rest).
+
+    ``outputs``: the arguments naming the flake's outputs set
+    (``Runner.outputs``, which differ by Nix version)."""
+    return ['--json'] + list(outputs) + ['--apply', apply_expression(source, attribute)]
+
+
+def check_flake(flake):
+    """The flake reference alone: the attribute has an option of its own."""
     if '#' in flake:
         raise InventoryError('flake %r names an attribute: give the flake alone and the '
                              'attribute in the attribute option' % (flake,))
-    return ['--json', '%s#""' % flake, '--apply', apply_expression(source, attribute)]
-
-
-def eval_options(opts):
-    """The placeholder system added to a copy of the user's Nix options."""
-    options = dict(opts.options)
-    options['system'] = PLACEHOLDER_SYSTEM
-    return options
+    return flake
 
 
 # ---- mapping -------------------------------------------------------------

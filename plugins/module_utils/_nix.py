@@ -152,6 +152,20 @@ class NixOptions:
         return [self.nix_bin] + sub + self.common_args(flake_command) + list(args)
 
 
+# The system named while selecting the outputs on Nix < 2.19 (Runner.outputs).
+OUTPUTS_ONLY_SYSTEM = 'nixdeploy-outputs-only'
+
+# uname's machine -> Nix's CPU name (the rest are spelled alike)
+_NIX_CPUS = {'amd64': 'x86_64', 'arm64': 'aarch64', 'i386': 'i686', 'i586': 'i686'}
+
+
+def native_system():
+    """This machine's Nix system (``x86_64-linux``), as Nix names it."""
+    sysname, _node, _release, _version, machine = os.uname()
+    machine = machine.lower()
+    return '%s-%s' % (_NIX_CPUS.get(machine, machine), sysname.lower())
+
+
 def _option_value(value):
     if isinstance(value, bool):
         return 'true' if value else 'false'
@@ -212,6 +226,9 @@ class NixFeatures:
         # deprecated (to become an error); the flag does not exist before.
         # Format 1 is the map every 2.19+ prints.
         self.json_format = like >= (2, 33)
+        # `<flake>#.` is the outputs set itself from 2.19 and in every Lix;
+        # older Nix has only the empty fragment (see Runner.outputs)
+        self.outputs_fragment = flavour == _nix_output.LIX or like >= (2, 19)
 
     def __repr__(self):
         return 'NixFeatures(%r, %r)' % (self.flavour, self.version)
@@ -287,6 +304,26 @@ class Runner:
     def features(self):
         """``NixFeatures`` of this runner's nix (asked once per process)."""
         return nix_features(self.opts.nix_bin, timeout=self.timeout or 60)
+
+    def outputs(self, flake):
+        """Arguments naming the flake's outputs attribute set itself as the
+        installable, whatever outputs the flake has.
+
+        Nix 2.19+ and Lix: ``<flake>#.``. Older Nix knows only the empty
+        fragment ``<flake>#""``, which it first looks up as
+        ``packages.<system>.""`` and ``legacyPackages.<system>.""`` and,
+        dropping the empty name, finds the packages set of any flake that has
+        one. A system no flake provides keeps those lookups from matching; the
+        real system is added as an extra platform, so a derivation built
+        during evaluation (import from derivation) still builds here. (On
+        those versions ``builtins.currentSystem``, readable with --impure
+        only, then names the placeholder.)"""
+        if self.features().outputs_fragment:
+            return ['%s#.' % flake]
+        system = self.opts.options.get('system') or native_system()
+        return ['--option', 'system', OUTPUTS_ONLY_SYSTEM,
+                '--option', 'extra-extra-platforms', _option_value(system),
+                '%s#""' % flake]
 
     def built(self, drvs):
         """Installables that build every output of each ``.drv`` in ``drvs``:

@@ -65,6 +65,40 @@ def test_eight_hosts_one_process(evb_lab, tmp_path):
     assert sum(1 for h in evb_lab.hosts if run.result(TASK, h)['result']['evaluated_here']) == 1
 
 
+# Outputs a real flake has beside its systems, for the controller's system:
+# `nix eval <flake>#""` on any Nix took packages.<system> for the outputs.
+PACKAGES_OUTPUTS = r'''
+    // (let
+      system = (builtins.fromJSON (builtins.readFile ./fleet.json)).system;
+      hello = derivation { name = "hello"; inherit system; builder = "/bin/sh"; };
+    in {
+      packages.${system} = { default = hello; inherit hello; };
+      legacyPackages.${system} = { inherit hello; lib.version = "0"; };
+      devShells.${system}.default = hello;
+      checks.${system}.hello = hello;
+      formatter.${system} = hello;
+    })
+'''
+
+
+def test_flake_with_packages_evaluates_its_systems(evb_lab, tmp_path):
+    flake = make_flake(tmp_path / 'flake', evb_lab)
+    path = tmp_path / 'flake' / 'flake.nix'
+    text = path.read_text()
+    # the outputs function's body is `import ./lib.nix { ... }`: extend it
+    body = text.rindex('}')
+    outputs_end = text.rindex(';', 0, body)
+    path.write_text(text[:outputs_end] + PACKAGES_OUTPUTS + text[outputs_end:])
+    nix, log = nix_wrapper(tmp_path)
+    run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix))
+    assert run.rc == 0, run
+    for host in evb_lab.hosts:
+        got = run.result(TASK, host)['result']
+        assert got['out_path'] == truth(flake, host)['outPath'], (host, got)
+    # one process still, and the installable named the outputs themselves
+    assert len(calls(log, 'eval')) == 1
+
+
 def test_shared_configuration_evaluates_once(evb_lab, tmp_path):
     # h1 and h5 (both nixos) deploy one configuration "web"
     flake = make_flake(tmp_path / 'flake', evb_lab, shared={'h1': 'web', 'h5': 'web'})

@@ -96,14 +96,15 @@ def test_unknown_source():
         inv.apply_expression('nixops')
 
 
-def test_eval_args_refuse_a_fragment():
+def test_check_flake_refuses_a_fragment():
     with pytest.raises(inv.InventoryError, match='attribute option'):
-        inv.eval_args('github:o/r#inventory')
+        inv.check_flake('github:o/r#inventory')
+    assert inv.check_flake('git+file:///r?dir=sub') == 'git+file:///r?dir=sub'
 
 
 def test_eval_args_select_outputs_root():
-    args = inv.eval_args('path:/x', 'auto')
-    assert args[:2] == ['--json', 'path:/x#""']
+    args = inv.eval_args(['path:/x#.'], 'auto')
+    assert args[:2] == ['--json', 'path:/x#.']
     assert args[2] == '--apply'
 
 

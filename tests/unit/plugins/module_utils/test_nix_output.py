@@ -59,16 +59,20 @@ def test_nix_version_of_prereleases_and_nonsense():
         _nix_output.nix_version('bash: nix: command not found')
 
 
-@pytest.mark.parametrize('name,derivation_show,all_outputs,json_format', [
-    ('version-2.8.txt', False, False, False),
-    ('version-2.34.txt', True, True, True),
-    ('version-lix.txt', True, True, False),         # Lix 2.93 is a 2.18 here
-    ('version-determinate.txt', True, True, False),  # its upstream Nix: 2.31
+@pytest.mark.parametrize('name,derivation_show,all_outputs,json_format,outputs_fragment', [
+    ('version-2.8.txt', False, False, False, False),
+    ('version-2.34.txt', True, True, True, True),
+    ('version-lix.txt', True, True, False, True),          # Lix 2.93 is a 2.18 here, but has #.
+    ('version-determinate.txt', True, True, False, True),  # its upstream Nix: 2.31
 ])
-def test_command_line_forms_follow_the_version(name, derivation_show, all_outputs, json_format):
+def test_command_line_forms_follow_the_version(name, derivation_show, all_outputs, json_format,
+                                               outputs_fragment):
     features = _nix.NixFeatures(*_nix_output.nix_version(text(name)))
-    assert (features.derivation_show, features.all_outputs, features.json_format) == (
-        derivation_show, all_outputs, json_format)
+    assert (features.derivation_show, features.all_outputs, features.json_format,
+            features.outputs_fragment) == (derivation_show, all_outputs, json_format,
+                                           outputs_fragment)
+    assert not _nix.NixFeatures('nix', (2, 18, 8)).outputs_fragment
+    assert _nix.NixFeatures('nix', (2, 19, 0)).outputs_fragment
     assert _nix.NixFeatures('nix', (2, 13, 0)).all_outputs
     assert not _nix.NixFeatures('nix', (2, 14, 1)).derivation_show
     assert _nix.NixFeatures('determinate', (2, 33, 0)).json_format
@@ -302,3 +306,19 @@ def test_flake_metadata_unknown():
     assert _nix_output.flake_metadata(None) == {
         'url': None, 'revision': None, 'dirty': None, 'dirty_revision': None, 'type': None,
         'nar_hash': None, 'last_modified': None, 'path': None}
+
+
+@pytest.mark.parametrize('version,expected', [
+    ((2, 8, 0), ['--option', 'system', 'nixdeploy-outputs-only',
+                 '--option', 'extra-extra-platforms', 'aarch64-linux', 'path:/f#""']),
+    ((2, 19, 2), ['path:/f#.']),
+])
+def test_outputs_are_named_by_the_form_each_version_reads(monkeypatch, version, expected):
+    runner = _nix.Runner(_nix.NixOptions(options={'system': 'aarch64-linux'}))
+    monkeypatch.setattr(runner, 'features', lambda: _nix.NixFeatures('nix', version))
+    assert runner.outputs('path:/f') == expected
+
+
+def test_native_system_is_spelled_as_nix_does(monkeypatch):
+    monkeypatch.setattr(_nix.os, 'uname', lambda: ('Darwin', 'm', '24', 'v', 'arm64'))
+    assert _nix.native_system() == 'aarch64-darwin'
