@@ -14,7 +14,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import time
+
+from ansible.utils.path import unfrackpath
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _cascade, _copy, _nix, _peer
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
@@ -173,7 +176,8 @@ class ActionModule(NixdeployAction):
         target = Target.from_connection(self._connection, task_vars)
         ssh_env = target.nix_env()  # refuses unusable ssh options before anything runs
         try:
-            closure = self._closure(opts, path, mode, args['caches'])
+            closure = self._batch_closure(args, path, task_vars) or self._closure(
+                opts, path, mode, args['caches'])
         except _copy.CopyError:
             if not self._task.check_mode:
                 raise
@@ -189,6 +193,8 @@ class ActionModule(NixdeployAction):
         uri = target.store_uri(
             remote_program=_copy.remote_program(facts['nix_dir'], via_sudo, target.become_user),
             compress=args['compress'])
+        # the probe just used Ansible's connection: nix copy rides its master
+        ssh_env = target.nix_env(master=_ssh_master(self._connection))
         out = dict(path=path, mode=mode, store_uri=uri, remote_nix_dir=facts['nix_dir'],
                    trust=trust if mode != 'cache' else 'cache',
                    closure_paths=len(closure),
@@ -244,6 +250,31 @@ class ActionModule(NixdeployAction):
                     msg='would copy %s (not built yet: its closure size is unknown)' % path
                     if missing else '%s is already in the target\'s store' % path)
 
+    def _batch_closure(self, args, path, task_vars):
+        """This host's closure from ONE ``nix path-info -r`` of every system of
+        the play batch (the first host to get here asks for all), or None
+        when the batch's answer does not hold it (then the host asks alone)."""
+        per_host = unlink_host_args(args, task_vars, {'path': 'nix_out_path'})
+
+        def compute(hosts):
+            wanted = {}
+            for name in hosts:
+                own = per_host.get('path') or fact_or_var(vars_of(task_vars, name), 'nix_out_path')
+                try:
+                    wanted[name] = store_path_of(own)
+                except StoreError:
+                    continue
+            infos = _copy.batch_infos(_nix.NixOptions.from_params(args), sorted(set(
+                wanted.values())))
+            return {'hosts': dict((n, {'request': {'path': p}}) for n, p in wanted.items()
+                                  if infos.get(p)), 'infos': infos}
+
+        entry, data, _here = self.from_batch(
+            'closure', [_nix.options_of(args), per_host.get('path')], compute, {'path': path})
+        if entry is None:
+            return None
+        return _copy.closure_from(data['infos'], path)
+
     def _closure(self, opts, path, mode, caches):
         try:
             return _copy.closure(opts, path)
@@ -290,6 +321,20 @@ class ActionModule(NixdeployAction):
 
 def _request(path, mode, remote_nix_dir):
     return {'path': store_path_of(path), 'mode': mode, 'remote_nix_dir': remote_nix_dir or None}
+
+
+def _ssh_master(connection):
+    """The control socket of Ansible's ssh connection to this host (its
+    ControlPersist master, open after a command ran over it), or None: no
+    ControlPersist, a ControlPath of the user's own in ssh_args, paramiko."""
+    path = getattr(connection, 'control_path', None)
+    if not path or not getattr(connection, '_persistent', False):
+        return None
+    try:
+        path = path % {'directory': unfrackpath(connection.control_path_dir)}
+    except (TypeError, ValueError, KeyError):
+        return None
+    return path if os.path.exists(path) else None
 
 
 def _connection_lost(stderr):

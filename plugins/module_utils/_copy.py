@@ -150,6 +150,42 @@ def closure(opts, path, store=None):
     return [{'path': p, 'narSize': info['narSize']} for p, info in sorted(infos.items()) if info]
 
 
+_NOT_VALID = re.compile(r"path '(/nix/store/[^']+)' is not valid")
+
+
+def batch_infos(opts, paths):
+    """{path: {narSize, references}} of the closures of ``paths`` in the local
+    store, in one ``nix path-info -r`` where all are valid. A path Nix says
+    is not valid (a host whose build failed) is left out and the rest asked
+    again; {} when Nix fails otherwise."""
+    paths = list(paths)
+    runner = _nix.Runner(opts)
+    while paths:
+        try:
+            infos = runner.path_infos(paths, ['-r'], 'reading the closures of the batch')
+        except _nix.NixError as exc:
+            bad = set(_NOT_VALID.findall(exc.stderr or '')) & set(paths)
+            if not bad:
+                return {}
+            paths = [p for p in paths if p not in bad]
+            continue
+        return dict((p, {'narSize': i['narSize'], 'references': i.get('references') or []})
+                    for p, i in infos.items() if i)
+    return {}
+
+
+def closure_from(infos, path):
+    """[{'path', 'narSize'}] of ``path``'s closure, from ``batch_infos``."""
+    seen, todo = set(), [path]
+    while todo:
+        item = todo.pop()
+        if item in seen or item not in infos:
+            continue
+        seen.add(item)
+        todo.extend(infos[item]['references'])
+    return [{'path': p, 'narSize': infos[p]['narSize']} for p in sorted(seen)]
+
+
 def sign(opts, path, key_file):
     _nix.Runner(opts).check('store sign', ['-r', '-k', key_file, path],
                             'cannot sign the closure of %s' % path)

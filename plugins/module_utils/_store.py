@@ -221,12 +221,20 @@ class Target:
         opts += self.common_args + self.extra_args
         return opts + list(DEFAULT_SSH_OPTIONS)
 
-    def nix_env(self):
+    def nix_env(self, master=None):
         """Environment for a Nix command that talks to this target over ssh
-        (use it with ``store_uri()``, which may carry the key)."""
+        (use it with ``store_uri()``, which may carry the key).
+
+        ``master``: the control socket of an ssh connection already open to
+        this target (Ansible's ControlPersist master), for Nix's ssh to ride
+        instead of logging in again; ssh connects by itself when the master
+        has gone. Left out when its path holds whitespace (NIX_SSHOPTS)."""
         opts = self.ssh_options(for_nix=True)
         for token in opts:
             _check_token(token, '%s: the ssh options' % self.name)
+        if master and not re.search(r'\s', master):
+            # first: ssh takes the first value of an option it is given
+            opts = ['-o', 'ControlPath=%s' % master, '-o', 'ControlMaster=no'] + opts
         return {'NIX_SSHOPTS': ' '.join(opts)}
 
     def store_uri(self, remote_program=None, compress=False, remote_store=None,

@@ -33,7 +33,11 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     Batch, batch_key, play_batch)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import ssh_problem
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError
+
+# ssh's words for a host whose key does not match known_hosts
+HOST_KEY_MARKERS = ('REMOTE HOST IDENTIFICATION HAS CHANGED', 'Host key verification failed')
 
 
 def host_message(host, message):
@@ -83,8 +87,12 @@ class NixdeployAction(ActionBase):
         try:
             result = self.run_host(args, result)
         except AnsibleConnectionFailure as exc:
-            return self.failed(result, 'connection lost: %s' % to_text(exc),
-                               connection_lost=True)
+            text = to_text(exc)
+            if any(marker in text for marker in HOST_KEY_MARKERS):
+                # the host answered, with another key: refused, not lost
+                return self.failed(result, '%s: %s' % (ssh_problem(text), text),
+                                   connection_lost=False)
+            return self.failed(result, 'connection lost: %s' % text, connection_lost=True)
         except self.ERRORS as exc:
             return self.failed(result, exc, **self.failure_details(exc))
         if result.get('failed'):

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from tests.collection import run_playbook
+from tests.integration.plugins.action.conftest_eval import calls, nix_wrapper
 
 pytestmark = pytest.mark.lab
 
@@ -45,8 +46,12 @@ def tasks_run(run, host):
 
 def test_deploy_activates_every_host(rol_fleet):
     lab = rol_fleet.lab
-    run = deploy(rol_fleet)
+    nix, log = nix_wrapper(rol_fleet.rundir())
+    run = deploy(rol_fleet, '-e', 'nix_bin=%s' % nix)
     assert run.rc == 0, run
+    # the closures are read once for the batch by the build (sizes) and once
+    # by the copy (what to send), not once per host
+    assert len(calls(log, 'path-info')) == 2, calls(log, 'path-info')
     paths = out_paths(run)
     assert sorted(paths) == ['h1', 'h2', 'h3'], run
     rol_fleet.first_paths = paths

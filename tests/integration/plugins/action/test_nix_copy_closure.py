@@ -44,10 +44,15 @@ def test_parallel_copy_to_8_hosts_then_nothing_to_send(cpy_lab, cpy_flake, cpy_k
     inv = inventory(lab, **per_host)
     play = copy_play({'path': '{{ copy_path }}', 'signing_key': '{{ copy_key | default(omit) }}'})
 
+    logins = {h: lab.accepted_connections(h) for h in HOSTS}
     started = time.time()
-    first = run(lab, tmp_path / 'first', play, inv, args=['--forks', '8'])
+    # fresh ssh masters (ControlPersist), so every login of this run counts
+    first = run(lab, tmp_path / 'first', play, inv, args=['--forks', '8'],
+                env={'ANSIBLE_SSH_CONTROL_PATH_DIR': str(tmp_path / 'cp')})
     elapsed = time.time() - started
     assert first.rc == 0, first
+    # nix copy rode Ansible's ssh master: one login per host, not two
+    assert {h: lab.accepted_connections(h) - logins[h] for h in HOSTS} == dict.fromkeys(HOSTS, 1)
     expected_trust = {'nixos': 'trusted', 'darwin': 'sudo', 'nix-on-droid': 'trusted',
                       'home-manager': 'signed'}
     seconds = []
@@ -285,8 +290,10 @@ def test_wrong_remote_nix_dir_fails_clearly(cpy_lab, cpy_flake, tmp_path):
 
 
 def test_changed_host_key_fails_closed(cpy_lab, cpy_flake, tmp_path):
-    """Ansible's own connection is already open (ControlPersist) when the host
-    key changes: the copy's own ssh must still refuse the host."""
+    """The host key changes after Ansible's connection was opened. Riding
+    that open connection (ControlPersist) is safe: it was checked when it was
+    made, and Nix's copy rides it too. Every NEW login is checked: once the
+    master is gone, the copy refuses the host and copies nothing."""
     lab, host = cpy_lab, 'h1'
     path = cpy_flake.build(host, extra_paths=1, extra_bytes=1000, extra_seed='hostkey')
     known = tmp_path / 'known_hosts'
@@ -302,14 +309,17 @@ def test_changed_host_key_fails_closed(cpy_lab, cpy_flake, tmp_path):
     play = copy_play({'path': path}, pre_tasks=[
         {'name': 'connect', 'ansible.builtin.raw': 'true'},
         {'name': 'the host key changes', 'delegate_to': 'localhost',
-         'ansible.builtin.copy': {'dest': str(known), 'content': forged}}])
-    res = run(lab, tmp_path / 'run', play, inv)
+         'ansible.builtin.copy': {'dest': str(known), 'content': forged}},
+        {'name': 'the master goes', 'ansible.builtin.meta': 'reset_connection'}])
+    res = run(lab, tmp_path / 'run', play, inv,
+              env={'ANSIBLE_SSH_CONTROL_PATH_DIR': str(tmp_path / 'cp')})
     assert res.rc != 0
     out = res.result('copy', host)
     assert out['status'] in ('failed', 'unreachable'), out
     text = out['result'].get('msg', '') + out['result'].get('stderr', '')
-    assert text.startswith('h1: ') and 'host key changed' in text, text
-    assert 'Host key verification failed' in out['result']['stderr']
+    assert 'Host key verification failed' in text, text
+    assert text.startswith('h1: the host key changed'), text
+    assert out['result']['connection_lost'] is False
     assert not lab.store_has(host, path)
 
 

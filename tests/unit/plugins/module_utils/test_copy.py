@@ -313,3 +313,16 @@ def test_fetch_script_tries_each_cache_in_order(fake_nix_dir, tmp_path):
     proc = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, check=False, env=env)
     assert proc.returncode == 1 and proc.stderr.count('does not have it') == 3
+
+
+def test_closure_from_batch_infos_is_each_hosts_own():
+    a, b, lib, glibc = ('/nix/store/%s-%s' % (c * 32, n) for c, n in
+                        (('a', 'sys-a'), ('b', 'sys-b'), ('c', 'lib'), ('d', 'glibc')))
+    infos = {a: {'narSize': 10, 'references': [a, lib]},
+             b: {'narSize': 20, 'references': [glibc]},
+             lib: {'narSize': 5, 'references': [glibc]},
+             glibc: {'narSize': 1, 'references': []}}
+    assert _copy.closure_from(infos, a) == [
+        {'path': a, 'narSize': 10}, {'path': lib, 'narSize': 5}, {'path': glibc, 'narSize': 1}]
+    assert [p['path'] for p in _copy.closure_from(infos, b)] == [b, glibc]
+    assert _copy.closure_from(infos, '/nix/store/%s-gone' % ('e' * 32)) == []

@@ -157,3 +157,13 @@ def test_a_key_path_with_spaces_travels_in_the_uri():
                                   'Application%20Support/k')
     assert '-i' not in target.nix_env()['NIX_SSHOPTS'].split()
     assert target.ssh_options()[:2] == ['-i', '/Users/me/Library/Application Support/k']
+
+
+def test_nix_rides_an_open_ssh_master_first():
+    target = Target('h', port=2222, ssh_common_args='-o ControlMaster=auto')
+    opts = target.nix_env(master='/root/.ansible/cp/0123456789')['NIX_SSHOPTS'].split(' ')
+    # ssh keeps the first value of an option: the master's come first
+    assert opts[:4] == ['-o', 'ControlPath=/root/.ansible/cp/0123456789', '-o', 'ControlMaster=no']
+    assert '-o ControlMaster=auto' in ' '.join(opts[4:])
+    # a socket path NIX_SSHOPTS cannot carry: Nix logs in by itself
+    assert 'ControlPath' not in target.nix_env(master='/tmp/a b/cp')['NIX_SSHOPTS']
