@@ -84,6 +84,18 @@ def generation(lab, name):
     return number, lab.active(name) or '-'
 
 
+def commit_flake(path):
+    """The demo flake as a git repository of its own: it lies inside this
+    checkout (in the ignored .lab), and Nix, like the inventory plugin, reads
+    a folder inside a git work tree as that repository, where an ignored
+    file does not exist. Later versions stay uncommitted (a dirty tree)."""
+    git = ['git', '-C', path, '-c', 'user.name=demo', '-c', 'user.email=demo@localhost']
+    if not os.path.isdir(os.path.join(path, '.git')):
+        subprocess.run(git + ['init', '-q'], check=True)
+    subprocess.run(git + ['add', '-A'], check=True)
+    subprocess.run(git + ['commit', '-q', '--allow-empty', '-m', 'demo fleet'], check=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,6 +117,7 @@ def main(argv=None):
         say('2. the fleet flake (.lab/demo-flake) and a signing key the hosts trust')
         flake, _secret = prepare(lab, os.path.join(REPO, '.lab', 'demo-flake'),
                                  key_dir=os.path.join(REPO, '.lab', 'demo-key'), tags=TAGS)
+        commit_flake(flake.path)
         print('flake %s: %s' % (flake.ref, ', '.join(
             '%s (%s)' % (n, ','.join(TAGS[n])) for n in sorted(flake.data['hosts']))))
 

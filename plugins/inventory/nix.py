@@ -41,8 +41,9 @@ options:
     description:
       - The flake to read, a path relative to this configuration file or a flake reference
         such as C(github:owner/repo) or C(git+https://...).
-      - A path holding a C(.git) folder is read as C(git+file://), so only files git tracks are seen;
-        any other path as C(path:).
+      - A path inside a git work tree (C(.git) at it or in a folder above it) is read as Nix reads
+        it, C(git+file://TOP) with C(?dir=SUBFOLDER) below the top, so only files git tracks are
+        seen; any other path as C(path:).
     type: str
     default: .
   source:

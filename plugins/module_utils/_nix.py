@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+from urllib.parse import quote
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output
 
@@ -370,11 +371,15 @@ def nix_json(opts, subcommand, args, what, flake_command=True, **kwargs):
 
 
 def flake_ref(flake, base_dir=None):
-    """Turn a path-like flake (relative to ``base_dir``) into a flake ref.
+    """Turn a path-like flake (relative to ``base_dir``) into a flake ref, as
+    Nix reads a path given on its command line.
 
     Flake refs with a scheme (``github:``, ``git+https://``, ``path:``) pass
-    through untouched; plain paths become absolute ``path:`` refs when they
-    hold no git repository, so untracked files are seen as users expect.
+    through untouched. A folder inside a git work tree (``.git`` a folder, or
+    a file in a worktree or submodule) at it or above it is that git flake,
+    with ``?dir=`` for a folder below the top: Nix then sees tracked files
+    only, and publish can pin the commit. Any other folder is a ``path:``
+    flake.
     """
     if not flake:
         raise NixError('no flake given')
@@ -385,6 +390,20 @@ def flake_ref(flake, base_dir=None):
     if base_dir and not os.path.isabs(path):
         path = os.path.join(base_dir, path)
     path = os.path.abspath(path)
-    if os.path.isdir(os.path.join(path, '.git')):
-        return 'git+file://' + path
-    return 'path:' + path
+    top = _git_top(path)
+    if top is None:
+        return 'path:' + path
+    below = os.path.relpath(path, top)
+    return 'git+file://' + top + ('' if below == '.' else '?dir=' + quote(below, safe='/'))
+
+
+def _git_top(path):
+    """The nearest folder at or above ``path`` that holds ``.git``, or None."""
+    current = path
+    while True:
+        if os.path.exists(os.path.join(current, '.git')):
+            return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
