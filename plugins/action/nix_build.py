@@ -5,8 +5,11 @@
 
 The first host of the play batch builds every controller- and builder-built
 system of the batch (one ``nix build`` per store, module_utils/_build.py) and
-sets their GC roots; the other hosts read their answer. A host built on
-itself (build_on=target) builds in its own task, in parallel with the others.
+sets their GC roots; the other hosts read their answer. Builders are probed
+first, all at once, and the systems spread over the healthy ones
+(module_utils/_builders.py); each builder runs its one build in a thread of
+its own. A host built on itself (build_on=target) builds in its own task, in
+parallel with the others.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,8 +17,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import threading
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _build
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _build, _builders
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     unlink_host_args, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
@@ -29,12 +33,24 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
 
 
+def _same_system(entry, own):
+    """Whether the batch's ``entry`` for this host answers ``own`` although
+    their requests differ: the batch evaluated the host (its nix_eval fact
+    was not set yet when the first host got here, as on the free strategy)
+    and found the very derivation this host asks for, to build at the same
+    place. Building it again alone would only cost time (and probes)."""
+    request = entry.get('request') or {}
+    return (own.get('drv') is not None and request.get('drv') is None
+            and request.get('build_on') == own.get('build_on')
+            and (entry.get('result') or {}).get('drv_path') == own['drv'])
+
+
 class ActionModule(NixdeployAction):
 
     _requires_connection = False
     ARGUMENT_SPEC = _build.ARGUMENT_SPEC
     PHASE = 'build'
-    ERRORS = (EvalError, NixError, StoreError, OSError)
+    ERRORS = (EvalError, NixError, StoreError, OSError, _builders.BuildOnError)
 
     def run_host(self, args, result):
         host, task_vars = self.host, self.task_vars
@@ -57,7 +73,7 @@ class ActionModule(NixdeployAction):
         else:
             entry = self._from_batch(host, own)
         result.update(entry.get('result') or {})
-        result['build_on'] = own['build_on']
+        result['build_on'] = result.get('build_on') or _builders.label(own['build_on'])
         if entry.get('error'):
             return self.failed(result, entry['error'])
         result['changed'] = bool(result.get('built')) or (
@@ -81,24 +97,35 @@ class ActionModule(NixdeployAction):
         return request
 
     def _from_batch(self, host, own):
-        args = unlink_host_args(self._args, self._vars, _build.PER_HOST_ARGS)
+        args = self._args
+        if _builders.parse_build_on(args.get('build_on')) == \
+                _builders.parse_build_on(self._vars.get('nix_build_on')):
+            # build_on: "{{ nix_build_on }}" (the role): each host's own,
+            # whether the var is a list or a comma-separated string
+            args = dict(args, build_on=None)
+        args = unlink_host_args(args, self._vars, _build.PER_HOST_ARGS)
 
         def compute(hosts):
             requests, entries = {}, {}
             for name in hosts:
                 try:
                     requests[name] = normalised(self._request(name, args, vars_of(self._vars, name)))
-                except (EvalError, NixError) as exc:
+                except (EvalError, NixError, _builders.BuildOnError) as exc:
                     entries[name] = {'error': u'%s' % exc}
             entries.update(self._build_batch(requests))
             return {'hosts': entries}
 
-        entry, _data, _here = self.from_batch(
+        entry, data, _here = self.from_batch(
             'build', [options_of(self._args), self._check_mode,
                       [args.get(k) for k in sorted(_build.PER_HOST_ARGS)],
-                      self._args.get('gc_root_dir')],
-            # arguments templated differently for this host: build it alone
-            compute, own, alone=lambda: {'hosts': self._build_batch({host: own})})
+                      self._args.get('gc_root_dir'), self._args.get('builder_min_free_mb')],
+            compute, own)
+        if entry is None:
+            theirs = (data.get('hosts') or {}).get(host) or {}
+            if not _same_system(theirs, own):
+                # arguments templated differently for this host: build it alone
+                theirs = self._build_batch({host: own})[host]
+            entry = theirs
         return entry
 
     # ------------------------------------------------------------ batch
@@ -108,13 +135,15 @@ class ActionModule(NixdeployAction):
                        if r['build_on'] != _build.TARGET)
         drvs = self._drvs(entries)
         builder = _build.Builder(self._opts, self._args.get('timeout'))
-        groups = {}
-        for name, entry in entries.items():
+        here, remote = [], []
+        for name, entry in sorted(entries.items()):
             if drvs.get(name):
-                groups.setdefault(entry['request']['build_on'], []).append(name)
-        for place, names in sorted(groups.items()):
+                (here if entry['request']['build_on'] == _build.CONTROLLER else remote).append(name)
+        for names, build in ((here, self._build_here), (remote, self._build_remote)):
+            if not names:
+                continue
             try:
-                self._build_place(builder, place, names, drvs, entries)
+                build(builder, names, drvs, entries)
             except (NixError, StoreError) as exc:
                 for name in names:
                     entries[name].setdefault('error', u'%s' % exc)
@@ -137,13 +166,79 @@ class ActionModule(NixdeployAction):
                     drvs[name] = answer['drv_path']
         return drvs
 
-    def _build_place(self, builder, place, names, drvs, entries):
+    def _build_here(self, builder, names, drvs, entries):
+        """ONE build on the controller for ``names``."""
         wanted = sorted(set(drvs[n] for n in names))
         graph = builder.derivations(wanted)
-        store_args, env, uri = (), None, None
-        if place != _build.CONTROLLER:
-            uri, env = self._builder_store(place)
-            store_args = ('--store', uri)
+        answers = _build.build_group(builder, wanted, graph, check_mode=self._check_mode)
+        self._answer(builder, names, drvs, entries, graph, answers)
+
+    def _build_remote(self, builder, names, drvs, entries):
+        """The hosts built on builders: probe the builders they name, spread
+        the systems over the healthy ones, ONE build per builder (each in its
+        own thread)."""
+        wanted = sorted(set(drvs[n] for n in names))
+        graph, needs = builder.derivations_and_needs(wanted)
+        # what the controller holds is built: no builder needed, none probed
+        outs = dict((d, _build.outputs_of(graph, d)) for d in wanted)
+        missing = builder.invalid(sorted(p for ps in outs.values() for p in ps))
+        done = [n for n in names
+                if outs[drvs[n]] and not any(p in missing for p in outs[drvs[n]])]
+        if done:
+            answers = dict((drvs[n], {'built': False, 'would_build': [], 'would_fetch': []})
+                           for n in done)
+            self._answer(builder, done, drvs, entries, graph, answers)
+        names = [n for n in names if n not in done]
+        asked = []
+        for name in names:
+            asked += [b for b in _builders.names_of(entries[name]['request']['build_on'])
+                      if b not in asked]
+        if not asked:
+            return
+        hostvars = self._vars.get('hostvars') or {}
+        min_free = self._args.get('builder_min_free_mb')
+        probed = _builders.probe_all(asked, hostvars, self._opts, min_free)
+        closures = dict((drvs[n], _build.drv_closure(graph, drvs[n])) for n in names)
+        # one piece of work per system and list of usable builders: hosts
+        # that deploy one system share its build
+        usable, work = {}, {}
+        for name in names:
+            drv = drvs[name]
+            asked_here = _builders.names_of(entries[name]['request']['build_on'])
+            ok, skipped = _builders.choose(asked_here, probed,
+                                           _builders.closure_needs(needs, closures[drv]))
+            entries[name]['result'].update({'drv_path': drv, 'out_path': (outs[drv] or [None])[0],
+                                            'builders_skipped': skipped})
+            if ok:
+                work[name] = (drv, tuple(ok))
+                usable[work[name]] = ok
+            else:
+                entries[name]['error'] = _builders.no_builder_message(skipped)
+        placed = _builders.spread(usable, dict((p, closures[p[0]]) for p in usable))
+        groups = {}
+        for name, piece in sorted(work.items()):
+            groups.setdefault(placed[piece], []).append(name)
+        threads = []
+        for place, group in sorted(groups.items()):
+            thread = threading.Thread(target=self._build_on, name='nixdeploy-build-%s' % place,
+                                      args=(probed[place], group, drvs, entries, graph))
+            thread.daemon = True
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join()
+
+    def _build_on(self, probed, names, drvs, entries, graph):
+        """ONE build of ``names`` on the builder ``probed`` (a thread of its
+        own: a Builder of its own)."""
+        builder = _build.Builder(self._opts, self._args.get('timeout'))
+        uri, env = probed.spec.uri, probed.spec.env
+        store_args = ('--store', uri)
+        for name in names:
+            entries[name]['result'].update({'build_on': probed.name, 'builder': probed.name,
+                                            'builder_store': uri})
+        wanted = sorted(set(drvs[n] for n in names))
+        try:
             if self._check_mode:
                 answers = _build.remote_plan(builder, wanted, graph, store_args, env)
             else:
@@ -153,8 +248,15 @@ class ActionModule(NixdeployAction):
                          for p in _build.outputs_of(graph, d)]
                 if built:
                     builder.fetch(built, uri, env)
-        else:
-            answers = _build.build_group(builder, wanted, graph, check_mode=self._check_mode)
+            self._answer(builder, names, drvs, entries, graph, answers)
+        except Exception as exc:  # pylint: disable=broad-except
+            # a thread's exception would be lost: each host says it instead
+            for name in names:
+                entries[name].setdefault('error', u'on the builder %s: %s' % (probed.name, exc))
+
+    def _answer(self, builder, names, drvs, entries, graph, answers):
+        """Each host's result from its system's answer; GC roots and closure
+        sizes on the controller."""
         ok_outs = []
         for name in names:
             drv = drvs[name]
@@ -164,14 +266,12 @@ class ActionModule(NixdeployAction):
             result.update({'drv_path': drv, 'out_path': out, 'built': answer['built'],
                            'would_build': answer['would_build'],
                            'would_fetch': answer['would_fetch']})
-            if uri:
-                result['builder_store'] = uri
             if 'error' in answer:
                 entries[name]['error'] = answer['error']
             elif not self._check_mode:
                 root = _build.gc_root_path(self._args['gc_root_dir'], name)
-                if not os.path.isdir(self._args['gc_root_dir']):
-                    os.makedirs(self._args['gc_root_dir'], 0o755)
+                # exist_ok: the builders' threads may get here at once
+                os.makedirs(self._args['gc_root_dir'], 0o755, exist_ok=True)
                 try:
                     builder.add_root(root, out)
                 except NixError as exc:
@@ -187,17 +287,6 @@ class ActionModule(NixdeployAction):
                 if result.get('gc_root'):
                     result['closure_paths'], result['closure_bytes'] = \
                         _build.closure_sizes(infos, result['out_path'])
-
-    def _builder_store(self, place):
-        """(store URI, env) of a remote builder: an inventory host or a URI."""
-        if '://' in place:
-            return place, None
-        hostvars = self._vars.get('hostvars') or {}
-        if place not in hostvars:
-            raise StoreError('build_on %r is neither controller, target, an inventory host '
-                             'nor a store URI' % (place,))
-        target = Target.from_hostvars(hostvars[place], name=place)
-        return target.store_uri(), target.nix_env()
 
     # ------------------------------------------------------------ target
     def _on_target(self, host, own):

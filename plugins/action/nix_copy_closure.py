@@ -19,7 +19,8 @@ import time
 
 from ansible.utils.path import unfrackpath
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _cascade, _copy, _nix, _peer
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
+    _builders, _cascade, _copy, _nix, _peer)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     fact_or_var, unlink_host_args, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
@@ -151,8 +152,11 @@ class ActionModule(NixdeployAction):
         cascade copy of a system the batch knows."""
         mode = per_host.get('mode') or hostvars.get('nix_copy_mode') or args['mode']
         connection = str(hostvars.get('ansible_connection') or 'ssh').rsplit('.', 1)[-1]
-        if (mode != 'cascade' or hostvars.get('nix_build_on') == 'target'
-                or connection not in _SSH_CONNECTIONS):
+        try:
+            on_target = _builders.parse_build_on(hostvars.get('nix_build_on')) == 'target'
+        except _builders.BuildOnError:
+            on_target = False  # its build task fails saying why
+        if mode != 'cascade' or on_target or connection not in _SSH_CONNECTIONS:
             return None
         path = per_host.get('path') or fact_or_var(hostvars, 'nix_out_path')
         remote_nix_dir = per_host.get('remote_nix_dir') or hostvars.get('nix_remote_nix_dir')

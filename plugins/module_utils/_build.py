@@ -7,13 +7,15 @@ Where a system is built:
 - ``controller``: every controller-built derivation of the batch goes into
   ONE ``nix build --keep-going`` (Nix shares and parallelises common
   dependencies; one failure does not stop the others).
-- a remote builder (an inventory host name or an ``ssh-ng://`` URI): the
-  derivation closures go there with ``nix copy --derivation``, ONE ``nix
-  build --store <builder>`` builds them, and ``nix copy --from <builder>``
-  brings the outputs back to the controller, so the usual
-  nix_copy_closure (controller -> target) and the controller's GC roots
-  work unchanged. (Nix 2.8's ``--eval-store auto`` does not copy a
-  store-path installable's derivation to the build store by itself.)
+- remote builders (inventory host names or ``ssh-ng://`` URIs, one or
+  several): each is probed first and the systems are spread over the
+  healthy ones (``_builders``); on each builder the derivation closures go
+  there with ``nix copy --derivation``, ONE ``nix build --store <builder>``
+  builds them, and ``nix copy --from <builder>`` brings the outputs back
+  to the controller, so the usual nix_copy_closure (controller -> target)
+  and the controller's GC roots work unchanged. (Nix 2.8's ``--eval-store
+  auto`` does not copy a store-path installable's derivation to the build
+  store by itself.) Outputs the controller already holds need no builder.
 - ``target``: the same, with the target's own store and no copy back: the
   output never passes through the controller (colmena's buildOnTarget).
 
@@ -33,7 +35,7 @@ import hashlib
 import os
 from urllib.parse import quote
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _builders, _nix_output
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, Runner)
@@ -41,15 +43,16 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
 DEFAULT_GC_ROOT_DIR = '/nix/var/nix/gcroots/nixdeploy'
 # longest GC root file name (file systems allow 255 bytes)
 MAX_ROOT_NAME = 200
-CONTROLLER = 'controller'
-TARGET = 'target'
+CONTROLLER = _builders.CONTROLLER
+TARGET = _builders.TARGET
 LOG_TAIL_LINES = 25
 
 ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
     'drv_path': {'type': 'str'},
     'flake': {'type': 'str'},
     'attr': {'type': 'str'},
-    'build_on': {'type': 'str'},
+    'build_on': {'type': 'list', 'elements': 'str'},
+    'builder_min_free_mb': {'type': 'int', 'default': _builders.DEFAULT_MIN_FREE_MB},
     'gc_root_dir': {'type': 'path', 'default': DEFAULT_GC_ROOT_DIR},
     'remote_nix_dir': {'type': 'str'},
     'timeout': {'type': 'int'},
@@ -79,8 +82,12 @@ def gc_root_path(gc_root_dir, host):
 
 
 def build_place(args, hostvars):
-    """``controller``, ``target`` or a builder (inventory name or store URI)."""
-    return args.get('build_on') or hostvars.get('nix_build_on') or CONTROLLER
+    """``controller``, ``target``, a builder or a list of builders (inventory
+    names or store URIs): the argument, else the host var ``nix_build_on`` (a string,
+    comma-separated names, or a list), else ``controller``. BuildOnError when
+    controller or target stands in a list."""
+    return (_builders.parse_build_on(args.get('build_on'))
+            or _builders.parse_build_on(hostvars.get('nix_build_on')) or CONTROLLER)
 
 
 def drv_of(args, hostvars):
@@ -137,6 +144,18 @@ class Builder:
     def derivations(self, drvs, store_args=()):
         """{drv: {outputs, input_drvs}} of ``drvs`` and everything they need."""
         return self.runner.derivations(drvs, store_args, 'reading derivations')
+
+    def derivations_and_needs(self, drvs):
+        """(graph as ``derivations`` gives it, {drv: {system, features}}) from
+        ONE ``derivation show -r`` (``show-derivation`` before Nix 2.15)."""
+        what = 'reading derivations'
+        sub = 'derivation show' if self.runner.features().derivation_show else 'show-derivation'
+        data = self.runner.json(sub, ['-r'] + list(drvs), what)
+        try:
+            return _nix_output.derivations(data), _builders.derivation_needs(data)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise NixError('%s: nix printed JSON of a shape this collection does not know (%s)'
+                           % (what, exc))
 
     def dry_run(self, drvs, store_args=(), env=None):
         argv, rc, _out, err = self._run('build', ['--dry-run', '--no-link'] + list(store_args)

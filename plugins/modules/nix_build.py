@@ -27,6 +27,19 @@ description:
     are copied back to the controller (C(nix copy --from), trusted because we asked that builder to build them),
     so M(nixdeploy.fleet.nix_copy_closure) sends them on to the targets as usual and the controller's GC roots
     hold them."
+  - "O(build_on) may name several builders. Before the batch uses them, each is probed once, all at the same
+    time: an ssh login with the host's own connection vars (host key checking stays on) that reads its Nix
+    configuration (C(system), C(extra-platforms), C(system-features)) and the free space of C(/nix/store)
+    (C(df -Pk)), then C(nix store info) (C(nix store ping) before Nix 2.19) against the store URI the build
+    uses. A builder that fails any of them, or has less than O(builder_min_free_mb) free, is skipped; so is one
+    that cannot build a host's closure (a derivation's C(system) is neither its system nor one of its
+    extra-platforms, or its C(requiredSystemFeatures) are not all among its system-features). Skipped builders
+    are named with their reason in RV(builders_skipped)."
+  - "The systems are spread over the healthy builders: each system goes to the builder with the fewest
+    derivations to handle once it is added (dependencies shared with the systems already there count once), and
+    each builder runs ONE C(nix build) for all of its systems, the builders at the same time. A host for which
+    no builder is usable fails with each builder's reason. Systems whose outputs the controller already holds
+    need no builder; none is probed for them."
 extends_documentation_fragment:
   - nixdeploy.fleet.nix
   - action_common_attributes
@@ -48,10 +61,20 @@ options:
     type: str
   build_on:
     description:
-      - Where to build, V(controller), V(target) (the host itself), or a remote builder given as an inventory
-        host name (its connection vars are used; nix must be on its ssh PATH) or an C(ssh-ng://) store URI.
-      - Defaults to the host var C(nix_build_on), else V(controller).
-    type: str
+      - Where to build, V(controller), V(target) (the host itself), or one or more remote builders, each an
+        inventory host name (its connection vars are used; nix is found on its ssh PATH or in the usual places)
+        or an C(ssh-ng://) store URI (ssh options from the controller's C(NIX_SSHOPTS) and C(~/.ssh/config)).
+      - Several builders are a list, or one string of names separated by commas (V(b1,b2)); give a store URI
+        that holds a comma in a list. V(controller) and V(target) stand alone.
+      - Defaults to the host var C(nix_build_on) (a string or a list), else V(controller).
+    type: list
+    elements: str
+  builder_min_free_mb:
+    description:
+      - A remote builder with less free space than this (MiB) in its C(/nix/store) is skipped as full.
+      - V(0) does not check the free space.
+    type: int
+    default: 1024
   gc_root_dir:
     description:
       - Folder on the controller for the GC roots, one symlink per inventory host named after it.
@@ -114,6 +137,16 @@ EXAMPLES = r'''
   nixdeploy.fleet.nix_build:
     build_on: builder1
     gc_root_dir: /srv/nixdeploy/roots
+
+- name: Spread the builds over two builders; skip one that is down, full or cannot build the system
+  nixdeploy.fleet.nix_build:
+    build_on: [builder1, "ssh-ng://nix@builder2.example.org"]
+    builder_min_free_mb: 4096
+  register: built
+
+- name: Say which builder built each system and which were skipped, and why
+  ansible.builtin.debug:
+    msg: "{{ built.builder | default('-') }}; skipped: {{ built.builders_skipped | default([]) }}"
 '''
 
 RETURN = r'''
@@ -136,10 +169,32 @@ built_for_diff:
   returned: in check and diff mode with O(closure_diff)
   type: bool
 build_on:
-  description: Where it was built, V(controller), V(target) or the builder.
+  description:
+    - Where it was built, V(controller), V(target) or the builder that built it.
+    - When no builder built it (none usable, or the controller already held the output), the builders asked,
+      comma-separated.
   returned: always
   type: str
   sample: controller
+builder:
+  description: The builder that built the system (its name as O(build_on) gives it).
+  returned: when built on a builder
+  type: str
+  sample: builder2
+builders_skipped:
+  description: The builders O(build_on) names that were not used for this host, each with why.
+  returned: when builders were probed for this host
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The builder, as O(build_on) names it.
+      type: str
+      sample: builder1
+    reason:
+      description: Why it was skipped (login, store, free space, system or features).
+      type: str
+      sample: "login failed: ssh: connect to host 10.0.0.11 port 22: Connection refused"
 closure_paths:
   description: Number of store paths in the output's closure.
   returned: success, not in check mode
@@ -169,6 +224,7 @@ builder_store:
   description: Store URI of the remote builder.
   returned: when built on a builder
   type: str
+  sample: ssh-ng://root@10.0.0.12
 target_store:
   description: Store URI of the target it was built on.
   returned: when O(build_on=target)

@@ -37,6 +37,8 @@ PHASES = {
 _STOPPED = {'copy': 'copied', 'build': 'built', 'eval': 'evaluated', 'keys': 'copied'}
 
 LINE_FORMAT = '%-14s %-13s gen %3s -> %-3s %s'
+# how much of a skipped builder's reason the summary line keeps
+SKIP_REASON_CHARS = 80
 
 # the order of a deploy's phases (the keys tasks run around activate)
 PHASE_ORDER = ('eval', 'build', 'copy', 'keys', 'activate')
@@ -114,6 +116,7 @@ class HostOutcome:
                'before': before, 'after': before, 'msg': '',
                # a cascade: the host this one got its closure from
                'copied_from': (self.results.get('copy') or {}).get('copied_from')}
+        rec.update(_builders_of(self.results.get('build') or {}))
         if self.failure:
             phase, result = self.failure
             rolled_back = bool(result.get('rolled_back'))
@@ -129,12 +132,14 @@ class HostOutcome:
                 rec['outcome'] = 'FAILED at %s: unreachable: %s' % (phase, line)
             else:
                 rec['outcome'] = 'FAILED at %s: %s' % (phase, line)
+            rec['outcome'] += _build_note(rec)
             return rec
         rec['outcome'] = self._outcome(rec, activate, check_mode)
         if (activate.get('reboot') or {}).get('rebooted'):
             rec['outcome'] += ' (rebooted)'
         if rec['copied_from'] not in (None, 'controller'):
             rec['outcome'] += ' (closure from %s)' % rec['copied_from']
+        rec['outcome'] += _build_note(rec)
         return rec
 
     def _outcome(self, rec, activate, check_mode):
@@ -156,6 +161,26 @@ class HostOutcome:
             rec['after'] = new if new is not None else before
             return GOALS[goal]['done'] if goal in GOALS else 'activated'
         return 'unchanged'
+
+
+def _builders_of(build):
+    """The record's builder keys from the build result: ``built_on`` (the
+    builder that built the system, or None) and ``builders_skipped``
+    ([{name, reason}] of the builders it named but did not use)."""
+    skipped = [{'name': u'%s' % s.get('name'), 'reason': u'%s' % (s.get('reason') or '')}
+               for s in build.get('builders_skipped') or [] if isinstance(s, dict)]
+    return {'built_on': build.get('builder'), 'builders_skipped': skipped}
+
+
+def _build_note(rec):
+    """' (built on b2; b1 skipped: why)' for a host built on a builder
+    while others were skipped. A host no builder could build has them named
+    in its failure already."""
+    if not rec.get('built_on') or not rec.get('builders_skipped'):
+        return ''
+    return ' (built on %s; %s)' % (rec['built_on'], '; '.join(
+        '%s skipped: %s' % (s['name'], s['reason'][:SKIP_REASON_CHARS])
+        for s in rec['builders_skipped']))
 
 
 def summary_line(rec):
