@@ -40,7 +40,8 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import fact
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, Runner)
 
-DEFAULT_GC_ROOT_DIR = '/nix/var/nix/gcroots/nixdeploy'
+GCROOTS_DIR = '/nix/var/nix/gcroots'
+DEFAULT_GC_ROOT_DIR = GCROOTS_DIR + '/nixdeploy'
 # longest GC root file name (file systems allow 255 bytes)
 MAX_ROOT_NAME = 200
 CONTROLLER = _builders.CONTROLLER
@@ -202,9 +203,26 @@ class Builder:
         return set(ln.strip() for ln in out.splitlines() if ln.strip())
 
     def add_root(self, root, path):
-        """``root`` -> ``path``, registered as an (indirect) GC root; replaces."""
+        """``root`` -> ``path`` as a GC root; replaces. Under the store's own
+        gcroots folder a symlink to the store path IS a root (Nix's collector
+        reads that folder): no process per host. Elsewhere it is registered
+        as an indirect root by ``nix-store --add-root``."""
+        if _in_gcroots(root):
+            tmp = '%s.tmp-%d' % (root, os.getpid())
+            try:
+                os.symlink(path, tmp)
+                os.replace(tmp, root)
+            except OSError as exc:
+                raise NixError('adding the GC root %s: %s' % (root, exc))
+            return
         self._check(None, ['--add-root', root, '--realise', path],
                     'adding the GC root %s' % root, tool='nix-store')
+
+
+def _in_gcroots(root):
+    """Whether ``root`` lies in the default store's gcroots folder."""
+    folder = os.path.realpath(os.path.dirname(root))
+    return (folder + '/').startswith(GCROOTS_DIR + '/')
 
 
 def outputs_of(graph, drv):

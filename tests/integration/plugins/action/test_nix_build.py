@@ -5,6 +5,7 @@ of theirs is in the controller's store before the test builds it.
 """
 
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -36,6 +37,32 @@ def valid_here(path):
 def roots_of(path):
     return subprocess.run(['nix-store', '--query', '--roots', path], stdout=subprocess.PIPE,
                           universal_newlines=True, check=True).stdout
+
+
+def test_roots_in_the_stores_gcroots_are_plain_symlinks(evb_lab, tmp_path):
+    """The default gc_root_dir lies in /nix/var/nix/gcroots: there a symlink
+    is a root by itself, so no nix-store process runs per host."""
+    flake = make_flake(tmp_path / 'flake', evb_lab)
+    roots = '/nix/var/nix/gcroots/nixdeploy-test-%s' % flake.token
+    nix, _log = nix_wrapper(tmp_path)
+    # a logging nix-store beside it (the build finds nix-store beside nix_bin)
+    store_log = tmp_path / 'nix-store.log'
+    wrapper = tmp_path / 'nix-store'
+    wrapper.write_text('#!/bin/sh\necho "$*" >>%s\nexec /usr/bin/nix-store "$@"\n' % store_log)
+    wrapper.chmod(0o755)
+    try:
+        run = play(tmp_path / 'play', evb_lab, flake, tasks(nix, roots))
+        assert run.rc == 0, run
+        store_calls = store_log.read_text().splitlines() if store_log.exists() else []
+        assert not [c for c in store_calls if '--add-root' in c], store_calls
+        for host in evb_lab.hosts:
+            got = run.result('build', host)['result']
+            root = os.path.join(roots, host)
+            assert got['gc_root'] == root and os.readlink(root) == got['out_path']
+            # Nix's own collector counts it
+            assert root in roots_of(got['out_path']), host
+    finally:
+        shutil.rmtree(roots, ignore_errors=True)
 
 
 def test_one_build_gc_roots_replaced(evb_lab, tmp_path):
