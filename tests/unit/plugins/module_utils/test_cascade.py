@@ -7,8 +7,11 @@ on the controller.
 
 import math
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -362,6 +365,16 @@ def _run_hop(tmp_path, home, sock, probe_facts, stub_rc='0'):
                                    TMPDIR=str(tmp_path), STUB_RC=stub_rc))
 
 
+@pytest.fixture
+def short_tmp():
+    """A folder with a short path: a socket's path has room for 107 bytes, and
+    pytest's tmp_path (/tmp/pytest-of-root/pytest-NNN/test_name0/) can take
+    most of them."""
+    folder = tempfile.mkdtemp(prefix='nd-', dir='/tmp')
+    yield pathlib.Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _sshd10_socket(home):
     """Where OpenSSH 10.1+ sshd puts a forwarded agent (it makes the folders)."""
     agent_dir = home / '.ssh' / 'agent'
@@ -370,54 +383,54 @@ def _sshd10_socket(home):
 
 
 @pytest.mark.parametrize('stub_rc', ['0', '1'])
-def test_hop_removes_the_agent_folders_sshd_10_made(tmp_path, stub_rc):
-    home = tmp_path / 'home'
+def test_hop_removes_the_agent_folders_sshd_10_made(short_tmp, stub_rc):
+    home = short_tmp / 'home'
     home.mkdir()
     sock = _sshd10_socket(home)
     listener = _listening(sock)
     try:
-        proc = _run_hop(tmp_path, home, sock, {'ssh_dir': 'no', 'ssh_agent_dir': 'no'}, stub_rc)
+        proc = _run_hop(short_tmp, home, sock, {'ssh_dir': 'no', 'ssh_agent_dir': 'no'}, stub_rc)
     finally:
         listener.close()
     assert proc.returncode == int(stub_rc), proc.stderr
     # the home as the probe found it: no ~/.ssh, no hop temp folder
     assert os.listdir(str(home)) == []
-    assert not [n for n in os.listdir(str(tmp_path)) if n.startswith('nixdeploy-hop.')]
+    assert not [n for n in os.listdir(str(short_tmp)) if n.startswith('nixdeploy-hop.')]
 
 
-def test_hop_keeps_what_the_sender_had_before(tmp_path):
+def test_hop_keeps_what_the_sender_had_before(short_tmp):
     # ~/.ssh was there (authorized_keys): only the agent folder goes
-    home = tmp_path / 'home'
+    home = short_tmp / 'home'
     home.mkdir()
     sock = _sshd10_socket(home)
     (home / '.ssh' / 'authorized_keys').write_text('')
     listener = _listening(sock)
     try:
-        proc = _run_hop(tmp_path, home, sock, {'ssh_dir': 'yes', 'ssh_agent_dir': 'no'})
+        proc = _run_hop(short_tmp, home, sock, {'ssh_dir': 'yes', 'ssh_agent_dir': 'no'})
     finally:
         listener.close()
     assert proc.returncode == 0, proc.stderr
     assert os.listdir(str(home / '.ssh')) == ['authorized_keys']
     # ~/.ssh/agent was there too (the user's own agents): untouched, the
     # socket is sshd's to remove
-    home2 = tmp_path / 'home2'
+    home2 = short_tmp / 'home2'
     home2.mkdir()
     sock = _sshd10_socket(home2)
     listener = _listening(sock)
     try:
-        proc = _run_hop(tmp_path, home2, sock, {'ssh_dir': 'yes', 'ssh_agent_dir': 'yes'})
+        proc = _run_hop(short_tmp, home2, sock, {'ssh_dir': 'yes', 'ssh_agent_dir': 'yes'})
     finally:
         listener.close()
     assert proc.returncode == 0, proc.stderr
     assert os.listdir(str(home2 / '.ssh' / 'agent')) == [os.path.basename(sock)]
     # another session's socket appeared in a folder the hop made: kept, folder and all
-    home3 = tmp_path / 'home3'
+    home3 = short_tmp / 'home3'
     home3.mkdir()
     sock = _sshd10_socket(home3)
     other = str(home3 / '.ssh' / 'agent' / 's.hosthash00.sshd.Other00000')
     listeners = [_listening(sock), _listening(other)]
     try:
-        proc = _run_hop(tmp_path, home3, sock, {'ssh_dir': 'no', 'ssh_agent_dir': 'no'})
+        proc = _run_hop(short_tmp, home3, sock, {'ssh_dir': 'no', 'ssh_agent_dir': 'no'})
     finally:
         for listener in listeners:
             listener.close()
