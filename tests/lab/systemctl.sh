@@ -5,7 +5,9 @@
 # they land here too. A power request goes to the lab's supervisor through
 # /run/lab-power (tests/lab/supervisor.py), which takes the host down and
 # boots it again; `is-active` answers from the running system's
-# failed_units knob (/run/current-system/lib/lab-failed-units).
+# failed_units knob (/run/current-system/lib/lab-failed-units). Systemd lab
+# hosts (tests/lab/nspawn.py) have systemd's own systemctl instead; there the
+# fixture's activation makes those units real failed ones (flake/activate.sh).
 set -uf  # no globbing: unit names are words, not patterns
 
 power() {  # power reboot|poweroff

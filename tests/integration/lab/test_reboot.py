@@ -1,7 +1,18 @@
 """The lab's faithful reboot and the NixOS fixture's boot parts, switch
-inhibitors, httpd and systemctl: what the health-check and reboot tests of
-the collection stand on. The hard cases run beside a host that must not be
-touched."""
+inhibitors, httpd and units: what the health-check and reboot tests of the
+collection stand on. The hard cases run beside hosts that must not be
+touched.
+
+The switch and reboot cases run on two hosts: h1, a plain lab host (the
+lab's systemctl answers for its units, the lab's supervisor reboots it), and
+s1, which boots a real systemd as PID 1 (tests/lab/nspawn.py: real units, a
+failed one systemd lists, a real reboot). Where systemd hosts cannot run
+(``nspawn.unsupported()``: the current stack's tree) s1 is not in the lab and
+its cases skip with that reason; h1's run on every stack. The switch
+inhibitors (the fixture's own check) and the power settings (a systemd
+host's keeper honours them too: plugins/action/test_reboot.py's fleet) are
+h1's only.
+"""
 
 import json
 import os
@@ -11,18 +22,26 @@ import urllib.request
 
 import pytest
 
-from tests.lab import LabError
+from tests.lab import LabError, nspawn
 from tests.lab.fixtures import FleetFlake
 
 pytestmark = pytest.mark.lab
 
 NIX = ['nix', '--extra-experimental-features', 'nix-command flakes',
        '--option', 'substituters', '']
-# h1 reboots; h2 (NixOS) and h3 (darwin) stand beside it and must not notice
+SYSTEMD_UNSUPPORTED = nspawn.unsupported()
+# h1 and s1 (systemd) reboot; h2 (NixOS) and h3 (darwin) stand beside them
+# and must not notice, as neither of the two notices the other's reboot
 HOSTS = [{'name': 'h1', 'persona': 'nixos'}, {'name': 'h2', 'persona': 'nixos'},
          {'name': 'h3', 'persona': 'darwin'}]
+if SYSTEMD_UNSUPPORTED is None:
+    HOSTS.append({'name': 's1', 'persona': 'nixos', 'systemd': True})
+# each case on a plain host and on a systemd host
+REBOOTING = pytest.mark.parametrize('host', [
+    'h1', pytest.param('s1', marks=pytest.mark.skipif(SYSTEMD_UNSUPPORTED is not None,
+                                                      reason=str(SYSTEMD_UNSUPPORTED)))])
 INHIBITORS = {'dbus-implementation': 'dbus'}
-# h1's systems, by variant: knobs of its configuration
+# the rebooting hosts' systems, by variant: knobs of their configurations
 VARIANTS = {
     'v1': {'http_status': 200, 'failed_units': ['lab-broken.service'],
            'inhibitors': INHIBITORS},
@@ -40,40 +59,48 @@ def lab(make_lab):
 
 @pytest.fixture(scope='module')
 def systems(lab, tmp_path_factory):
-    """h1's variants and h2's system, built on the controller and copied."""
+    """The rebooting hosts' variants ({host: {variant: path}}) and h2's system
+    (``systems['h2']``), built on the controller and copied."""
     root = tmp_path_factory.mktemp('flakes')
-    attrs = {}
+    rebooting = [h for h in ('h1', 's1') if h in lab.hosts]
+    attrs = []
     for variant, knobs in VARIANTS.items():
-        flake = FleetFlake.for_lab(str(root / variant), lab,
-                                   configurations={'h1': dict(knobs, platform='nixos')})
-        attrs[variant] = '%s#%s' % (flake.ref, flake.attr('h1'))
-    attrs['h2'] = '%s#%s' % (flake.ref, flake.attr('h2'))
-    proc = subprocess.run(NIX[:1] + ['build'] + NIX[1:] + ['--no-link', '--json']
-                          + list(attrs.values()), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
+        flake = FleetFlake.for_lab(str(root / variant), lab, configurations={
+            h: dict(knobs, platform='nixos') for h in rebooting})
+        attrs += ['%s#%s' % (flake.ref, flake.attr(host)) for host in rebooting]
+    attrs.append('%s#%s' % (flake.ref, flake.attr('h2')))
+    proc = subprocess.run(NIX[:1] + ['build'] + NIX[1:] + ['--no-link', '--json'] + attrs,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    outs = [entry['outputs']['out'] for entry in json.loads(proc.stdout)]
-    found = dict(zip(attrs, outs))
-    for variant in VARIANTS:
-        copy_to(lab, 'h1', found[variant])
+    # by name (nixos-system-<host>-<version>): nix need not answer in order
+    outs = {entry['outputs']['out'].split('-', 1)[1]: entry['outputs']['out']
+            for entry in json.loads(proc.stdout)}
+    found = {'h2': outs['nixos-system-h2-1']}
+    for host in rebooting:
+        found[host] = {variant: outs['nixos-system-%s-%s' % (host, knobs.get('version', '1'))]
+                       for variant, knobs in VARIANTS.items()}
+        copy_to(lab, host, *found[host].values())
     copy_to(lab, 'h2', found['h2'])
     return found
 
 
-def copy_to(lab, host, path):
+def copy_to(lab, host, *paths):
     uri = 'ssh-ng://root@%s' % lab.host(host)['address']
     env = dict(os.environ, NIX_SSHOPTS=' '.join(lab.ssh_args()))
-    proc = subprocess.run(NIX[:1] + ['copy'] + NIX[1:] + ['--no-check-sigs', '--to', uri, path],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.run(NIX[:1] + ['copy'] + NIX[1:] + ['--no-check-sigs', '--to', uri]
+                          + list(paths), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stderr
 
 
 def activate(lab, host, path, goal, env=''):
-    """What a deploy does on NixOS: set the system profile, then switch."""
-    return lab.ssh(host, 'nix-env -p /nix/var/nix/profiles/system --set %s && %s %s/bin/'
-                   'switch-to-configuration %s' % (path, env, path, goal),
-                   user='root', check=False)
+    """What a deploy does on NixOS: set the system profile (switch and boot,
+    as nixos-rebuild), then switch-to-configuration."""
+    profile = 'nix-env -p /nix/var/nix/profiles/system --set %s && ' % path
+    return lab.ssh(host, '%s%s %s/bin/switch-to-configuration %s' % (
+        profile if goal in ('switch', 'boot') else '', env, path, goal),
+        user='root', check=False)
 
 
 def http(url):
@@ -84,65 +111,111 @@ def http(url):
         return exc.code, exc.read().decode()
 
 
-def bystanders(lab):
-    """What must not change on h2 and h3 while h1 reboots."""
+def bystanders(lab, host):
+    """What must not change on the other hosts while ``host`` reboots."""
     return {h: (lab.boot_id(h), lab.pid(h), lab.ssh(h, 'true', user='root').returncode)
-            for h in ('h2', 'h3')}
+            for h in sorted(lab.hosts) if h != host}
 
 
-def test_switch_runs_the_system_its_httpd_and_its_units(lab, systems):
-    v1 = systems['v1']
-    assert activate(lab, 'h1', v1, 'switch').returncode == 0
-    assert activate(lab, 'h2', systems['h2'], 'switch').returncode == 0
-    assert lab.current_system('h1') == v1 and lab.active('h1') == v1
-    assert http(lab.http_url('h1')) == (200, 'lab h1 1 answers 200\n')
-    units = lab.ssh('h1', 'systemctl is-active sshd.service; echo rc=$?; '
-                    'systemctl is-active lab-broken; echo rc=$?', user='root').stdout.split()
-    assert units == ['active', 'rc=0', 'failed', 'rc=3']
+def unit_states(lab, host, *units):
+    """[state, rc, ...] of ``systemctl is-active`` for each unit, on the host."""
+    return lab.ssh(host, ' '.join('systemctl is-active %s; echo $?;' % u for u in units),
+                   user='root').stdout.split()
+
+
+def failed_units(lab, host):
+    """What a real systemd lists as failed (systemd hosts only)."""
+    return lab.ssh(host, 'systemctl --failed --plain --no-legend', user='root').stdout
+
+
+def generations(lab, host):
+    return sorted(name for name in lab.run_in(host, ['ls', '/nix/var/nix/profiles']).stdout.split()
+                  if name.startswith('system-'))
+
+
+@REBOOTING
+def test_switch_runs_the_system_its_httpd_and_its_units(lab, systems, host):
+    v1, v2 = systems[host]['v1'], systems[host]['v2']
+    systemd = lab.host(host)['systemd']
+    assert activate(lab, host, v1, 'switch').returncode == 0
+    if host == 'h1':
+        assert activate(lab, 'h2', systems['h2'], 'switch').returncode == 0
+    assert lab.current_system(host) == v1 and lab.active(host) == v1
+    assert http(lab.http_url(host)) == (200, 'lab %s 1 answers 200\n' % host)
+    # sshd and the system's own service run; failed_units failed
+    assert unit_states(lab, host, 'sshd.service', 'lab-%s.service' % host, 'lab-broken') == \
+        ['active', '0', 'active', '0', 'failed', '3']
+    if systemd:
+        # a real failed unit: systemd lists it and says why
+        assert 'lab-broken.service' in failed_units(lab, host)
+        assert lab.ssh(host, 'systemctl show -p Result --value lab-broken.service',
+                       user='root').stdout.strip() == 'exit-code'
+        # a good system clears it (switch-to-configuration forgets failed
+        # units, then restarts): a unit no system runs is inactive; back on
+        # v1 it fails again
+        assert activate(lab, host, v2, 'test').returncode == 0
+        assert unit_states(lab, host, 'lab-broken', 'lab-%s.service' % host) == \
+            ['inactive', '3', 'active', '0']
+        assert 'lab-broken' not in failed_units(lab, host)
+        assert activate(lab, host, v1, 'test').returncode == 0
+        assert unit_states(lab, host, 'lab-broken') == ['failed', '3']
+        assert lab.current_system(host) == v1 and lab.boot(host) == v1
     # a system without http_status runs no httpd
-    assert lab.current_system('h2') == systems['h2']
-    with pytest.raises(OSError):
-        urllib.request.urlopen(lab.http_url('h2'), timeout=5)
+    if host == 'h1':
+        assert lab.current_system('h2') == systems['h2']
+        with pytest.raises(OSError):
+            urllib.request.urlopen(lab.http_url('h2'), timeout=5)
     # the boot parts reboot detection compares
-    links = lab.ssh('h1', 'for l in kernel initrd kernel-modules systemd; do readlink %s/$l; '
+    links = lab.ssh(host, 'for l in kernel initrd kernel-modules systemd; do readlink %s/$l; '
                     'done' % v1, user='root').stdout.split()
     assert links[0].endswith('-lab-linux-6.6.1/bzImage') and links[3].endswith('-lab-systemd-255')
 
 
-def test_reboot_boots_the_boot_default_with_a_new_boot_id(lab, systems):
-    v1, v2 = systems['v1'], systems['v2']
-    before = bystanders(lab)
-    ids = lab.boot_ids('h1')
-    assert activate(lab, 'h1', v2, 'boot').returncode == 0
+@REBOOTING
+def test_reboot_boots_the_boot_default_with_a_new_boot_id(lab, systems, host):
+    v1, v2 = systems[host]['v1'], systems[host]['v2']
+    before = bystanders(lab, host)
+    ids = lab.boot_ids(host)
+    assert activate(lab, host, v2, 'boot').returncode == 0
     # boot changes nothing that runs: v1 and its httpd still answer
-    assert lab.current_system('h1') == v1 and lab.boot('h1') == v2
-    lab.ssh('h1', 'setsid sleep 600 </dev/null >/dev/null 2>&1 & touch /run/marker',
+    assert lab.current_system(host) == v1 and lab.boot(host) == v2
+    assert http(lab.http_url(host))[0] == 200
+    gens = generations(lab, host)
+    lab.ssh(host, 'setsid sleep 600 </dev/null >/dev/null 2>&1 & touch /run/marker',
             user='root')
-    old_pid = lab.pid('h1')
+    old_pid = lab.pid(host)
     # asked from inside, as the collection does; the session may be cut
-    proc = lab.ssh('h1', 'systemctl reboot', user='root', check=False)
+    proc = lab.ssh(host, 'systemctl reboot', user='root', check=False)
     assert proc.returncode in (0, 255), proc.stderr
-    lab.wait_up('h1', boots=len(ids) + 1)
-    new_id = lab.boot_id('h1')
+    lab.wait_up(host, boots=len(ids) + 1)
+    new_id = lab.boot_id(host)
     assert new_id not in ids
-    assert lab.ssh('h1', 'cat /proc/sys/kernel/random/boot_id',
+    assert lab.ssh(host, 'cat /proc/sys/kernel/random/boot_id',
                    user='root').stdout.strip() == new_id
     # every process of the old boot is gone, /run is fresh, /nix stays
-    assert lab.pid('h1') != old_pid and not os.path.exists('/proc/%d/ns' % old_pid)
-    left = lab.run_in('h1', ['sh', '-c', 'ps -eo args | grep -c "[s]leep 600"'], check=False)
+    assert lab.pid(host) != old_pid and not os.path.exists('/proc/%d/ns' % old_pid)
+    left = lab.run_in(host, ['sh', '-c', 'ps -eo args | grep -c "[s]leep 600"'], check=False)
     assert left.stdout.strip() == '0'
-    assert lab.run_in('h1', ['test', '-e', '/run/marker'], check=False).returncode != 0
-    assert lab.booted('h1') == v2 and lab.current_system('h1') == v2 and lab.active('h1') == v2
-    assert 'boot-activation %s' % v2 in lab.read('h1', '/nix/var/lab/history-system')
-    # v2's own httpd, started by the boot activation
-    assert http(lab.http_url('h1')) == (500, 'lab h1 2 answers 500\n')
-    kernel = lab.ssh('h1', 'readlink /run/booted-system/kernel', user='root').stdout
+    assert lab.run_in(host, ['test', '-e', '/run/marker'], check=False).returncode != 0
+    assert generations(lab, host) == gens
+    assert lab.booted(host) == v2 and lab.current_system(host) == v2 and lab.active(host) == v2
+    assert 'boot-activation %s' % v2 in lab.read(host, '/nix/var/lab/history-system')
+    # v2's own httpd and service, started by the boot activation; v1's
+    # failed unit is gone with the old boot
+    assert http(lab.http_url(host)) == (500, 'lab %s 2 answers 500\n' % host)
+    assert unit_states(lab, host, 'lab-%s.service' % host) == ['active', '0']
+    assert lab.ssh(host, 'systemctl is-failed --quiet lab-broken', user='root',
+                   check=False).returncode == 1
+    if lab.host(host)['systemd']:
+        assert lab.ssh(host, 'cat /proc/1/comm', user='root').stdout.strip() == 'systemd'
+        assert 'lab-broken' not in failed_units(lab, host)
+    kernel = lab.ssh(host, 'readlink /run/booted-system/kernel', user='root').stdout
     assert '-lab-linux-6.12.9/' in kernel
-    assert bystanders(lab) == before
+    assert bystanders(lab, host) == before
 
 
 def test_switch_inhibitors_refuse_with_the_real_messages(lab, systems):
-    v2, v3 = systems['v2'], systems['v3']
+    v2, v3 = systems['h1']['v2'], systems['h1']['v3']
     history = lab.read('h1', '/nix/var/lab/history-system')
     refused = activate(lab, 'h1', v3, 'switch')
     assert refused.returncode == 1
@@ -163,8 +236,8 @@ def test_switch_inhibitors_refuse_with_the_real_messages(lab, systems):
 
 
 def test_a_host_that_does_not_come_back_and_a_boot_loader_fallback(lab, systems):
-    v1, v2 = systems['v1'], systems['v2']
-    before = bystanders(lab)
+    v1, v2 = systems['h1']['v1'], systems['h1']['v2']
+    before = bystanders(lab, 'h1')
     lab.set_power('h1', comes_back=False, down_seconds=0.2)
     boots = len(lab.boot_ids('h1'))
     lab.reboot('h1', wait=False)
@@ -180,7 +253,7 @@ def test_a_host_that_does_not_come_back_and_a_boot_loader_fallback(lab, systems)
     lab.set_power('h1', fallback=False)
     lab.reboot('h1')
     assert lab.booted('h1') == v2
-    assert v1 != v2 and bystanders(lab) == before
+    assert v1 != v2 and bystanders(lab, 'h1') == before
 
 
 def generation_before_current(lab, host):

@@ -74,10 +74,76 @@ lab_http() {  # NixOS as root: the system's own busybox httpd, if it has one
   echo $! >/run/lab-httpd.pid
 }
 
+lab_unit_name() {  # "x" and "x.service" name one unit, as for systemctl
+  case "$1" in *.*) echo "$1" ;; *) echo "$1.service" ;; esac
+}
+
+lab_start_unit() {  # lab_start_unit UNIT COMMAND...: a transient service, queued now
+  start_unit=$1
+  shift
+  start_tries=0
+  # the unit's previous run may not be collected yet: ask again
+  until systemd-run --quiet --no-block --unit="$start_unit" \
+      --description="lab $NAME $VERSION: $start_unit" "$@" </dev/null 2>/dev/null; do
+    start_tries=$((start_tries + 1))
+    if [ "$start_tries" -ge 50 ]; then
+      echo "lab: could not start $start_unit" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "$start_unit" >>/run/lab-units
+}
+
+lab_wait_unit() {  # lab_wait_unit UNIT is-active|is-failed: at most 10 s
+  wait_tries=0
+  until systemctl "$2" --quiet -- "$1" </dev/null || [ "$wait_tries" -ge 100 ]; do
+    sleep 0.1; wait_tries=$((wait_tries + 1))
+  done
+}
+
+lab_units() {
+  # On a host where systemd runs (a systemd lab host) the system's units are
+  # real ones: its own service lab-$NAME.service runs, and each unit of the
+  # failed_units knob is a service that fails (systemd-run ... false, not
+  # collected: `systemctl is-active` says failed, `systemctl --failed` lists
+  # it) by the time the activation returns. A switch or test first stops
+  # the units the previous activation started and forgets their failure (as
+  # switch-to-configuration's `systemctl reset-failed` and its restarts do),
+  # so a good system clears them; a reboot starts with none. Plain lab hosts
+  # have no systemd: the lab's systemctl answers from lib/lab-failed-units.
+  [ -d /run/systemd/system ] || return 0
+  if [ -f /run/lab-units ]; then
+    # shellcheck disable=SC2013  # unit names are words, one a line
+    for unit in $(cat /run/lab-units); do
+      systemctl stop -- "$unit" </dev/null 2>/dev/null
+      systemctl reset-failed -- "$unit" </dev/null 2>/dev/null
+    done
+    rm -f /run/lab-units
+  fi
+  own=lab-$NAME.service
+  failing=
+  # shellcheck disable=SC2013  # unit names are words, one a line
+  for unit in $(cat "$OUT/lib/lab-failed-units" 2>/dev/null); do
+    unit=$(lab_unit_name "$unit")
+    case "$unit" in
+      *.service) lab_start_unit "$unit" false && failing="$failing $unit" ;;
+      *) echo "lab: $unit: only services can fail in the lab" >&2 ;;
+    esac
+  done
+  case " $failing " in
+    *" $own "*) ;;
+    *) lab_start_unit "$own" "$(command -v sleep)" 2147483647 && lab_wait_unit "$own" is-active ;;
+  esac
+  for unit in $failing; do lab_wait_unit "$unit" is-failed; done
+  return 0
+}
+
 lab_running() {  # NixOS: what runs now is the current system (/run is per host)
   if [ "$PLATFORM" = nixos ] && [ "$(id -u)" = 0 ] && [ -d /run/lab-power ]; then
     ln -sfn "$OUT" /run/current-system
     lab_http
+    lab_units
   fi
 }
 

@@ -3,9 +3,16 @@ playbook with ``nix_health_checks`` in group and host vars. Each run puts the
 hard cases beside healthy hosts and asserts on every host.
 
 Four NixOS hosts serve their system's own busybox httpd (the fixture's
-``http_status`` knob) and report units per ``failed_units``; a nix-darwin host
-(deploy + sudo) has a command check only. Tests run in file order on one
-fleet.
+``http_status`` knob) and run their system's service ``lab-<host>.service``,
+failed per ``failed_units``; a nix-darwin host (deploy + sudo) has a command
+check only. h2 and h3 boot a real systemd as PID 1 (tests/lab/nspawn.py): their
+activation runs under systemd-run, their units are real ones (a failed unit is
+one systemd lists) and the `unit` check asks the real systemctl; h1 and h4
+are plain lab hosts, whose systemctl is the lab's. Where systemd hosts cannot
+run (``nspawn.unsupported()``: the current stack's tree) h2 and h3 are plain
+hosts too: every test runs the same on the five hosts and skips, with that
+reason, only its systemd part (what it asserts of h2 and h3 as systemd
+hosts), which comes last. Tests run in file order on one fleet.
 """
 
 import json
@@ -16,15 +23,39 @@ import urllib.request
 import pytest
 
 from tests.deploy_fleet import DeployFleet, prepare, write_inventory
+from tests.lab import nspawn
 
 pytestmark = pytest.mark.lab
 
 ACTIVATE = 'nixdeploy.fleet.deploy : Activate and confirm the new system'
 NIXOS = ['h1', 'h2', 'h3', 'h4']
-HOSTS = [{'name': h, 'persona': 'nixos'} for h in NIXOS] + [{'name': 'h5', 'persona': 'darwin'}]
+SYSTEMD_UNSUPPORTED = nspawn.unsupported()
+# the NixOS hosts that boot systemd, where they can
+SYSTEMD = ('h2', 'h3') if SYSTEMD_UNSUPPORTED is None else ()
+HOSTS = [{'name': h, 'persona': 'nixos', 'systemd': h in SYSTEMD} for h in NIXOS] + \
+    [{'name': 'h5', 'persona': 'darwin'}]
 # the app's configuration, written by every NixOS activation (on_activate)
 GOOD_CONFIG = "printf 'port=8080\\n' >/run/app.conf"
 BAD_CONFIG = "printf '# port missing\\n' >/run/app.conf"
+
+
+def systemd_part():
+    """What follows in a test asserts of h2 and h3 as systemd hosts: skipped
+    (with the reason) where they are plain hosts."""
+    if SYSTEMD_UNSUPPORTED is not None:
+        pytest.skip('%s (skipped: what this test asserts of its systemd hosts; its assertions '
+                    'on the same hosts as plain hosts passed)' % SYSTEMD_UNSUPPORTED)
+
+
+def service(host):
+    """A NixOS host's own service, which its system runs."""
+    return 'lab-%s.service' % host
+
+
+def unit(lab, host, name, *props):
+    """Properties of a unit, as the host's real systemd has them."""
+    out = lab.ssh(host, 'systemctl show --property=%s %s' % (','.join(props), name)).stdout
+    return dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
 
 
 def nixos_checks():
@@ -34,7 +65,8 @@ def nixos_checks():
          'http': {'url': 'http://{{ ansible_host }}/cgi-bin/health', 'body': 'answers 200'}},
         {'name': 'app-config', 'retries': 1, 'interval': 0.5,
          'command': "cat /run/app.conf; grep -q '^port=' /run/app.conf"},
-        {'name': 'app', 'unit': 'lab-app.service', 'retries': 1, 'interval': 0.5},
+        {'name': 'app', 'unit': 'lab-{{ inventory_hostname }}.service', 'retries': 1,
+         'interval': 0.5},
     ]
 
 
@@ -93,6 +125,13 @@ def test_healthy_fleet_passes_its_checks_before_confirming(fleet):
     darwin = results['h5']['result']
     assert darwin['health_checks']['checks'][0]['output'] == '0', darwin
     fleet.first = {h: fleet.lab.active(h) for h in NIXOS}
+    systemd_part()
+    for host in SYSTEMD:
+        res = results[host]['result']
+        assert res['detached_with'] == 'systemd-run', res
+        # the app check passed on the new system's own service, a real unit
+        assert unit(fleet.lab, host, service(host), 'ActiveState', 'Description') == {
+            'ActiveState': 'active', 'Description': 'lab %s 1: %s' % (host, service(host))}
 
 
 def test_http_500_on_one_of_four_rolls_that_host_back(fleet):
@@ -120,12 +159,18 @@ def test_http_500_on_one_of_four_rolls_that_host_back(fleet):
     outcomes = run.outcomes()
     assert outcomes['h2'].startswith("FAILED: rolled back (health check 'web'"), outcomes
     assert {outcomes[h] for h in ('h1', 'h3', 'h4', 'h5')} == {'switched'}, outcomes
+    systemd_part()
+    # the rollback restarted v1's services: its httpd and its own service
+    httpd = unit(lab, 'h2', 'lab-httpd.service', 'ActiveState', 'ExecStart')
+    assert httpd['ActiveState'] == 'active' and fleet.first['h2'] + '/www' in httpd['ExecStart']
+    assert unit(lab, 'h2', service('h2'), 'Description')['Description'].startswith('lab h2 1:')
+    assert unit(lab, 'h3', service('h3'), 'Description')['Description'].startswith('lab h3 2:')
 
 
 def test_command_and_unit_checks_fail_hosts_the_same_way(fleet):
     lab = fleet.lab
     before = {h: lab.active(h) for h in NIXOS}
-    fleet.version('3', h1={'on_activate': BAD_CONFIG}, h3={'failed_units': ['lab-app.service']})
+    fleet.version('3', h1={'on_activate': BAD_CONFIG}, h3={'failed_units': [service('h3')]})
     run = fleet.deploy()
     assert run.rc != 0, run
     results = activate_results(run)
@@ -141,6 +186,16 @@ def test_command_and_unit_checks_fail_hosts_the_same_way(fleet):
         assert results[host]['status'] == 'ok', (host, run)
         assert lab.active(host) == results[host]['result']['new']['path'] != before[host]
     assert results['h5']['status'] == 'ok' and results['h5']['result']['changed'], run
+    # back on v2, h3's service runs again (the lab's systemctl: v2 fails no unit)
+    assert lab.ssh('h3', 'systemctl is-active %s' % service('h3')).stdout.strip() == 'active'
+    systemd_part()
+    # it really failed under v3 (systemd logged it), and the rollback's
+    # switch into v2 cleared the failure and started v2's service
+    journal = lab.ssh('h3', 'journalctl --no-pager -q -u %s' % service('h3')).stdout
+    assert "Failed with result 'exit-code'" in journal, journal
+    assert unit(lab, 'h3', service('h3'), 'ActiveState', 'Description') == {
+        'ActiveState': 'active', 'Description': 'lab h3 2: %s' % service('h3')}
+    assert service('h3') not in lab.ssh('h3', 'systemctl --failed --plain --no-legend').stdout
 
 
 def test_check_mode_skips_the_checks_and_says_so(fleet):
@@ -159,19 +214,26 @@ def test_check_mode_skips_the_checks_and_says_so(fleet):
 
 def test_without_magic_rollback_a_failed_check_still_fails_and_rolls_back(fleet):
     lab = fleet.lab
-    fleet.version('5', h4={'http_status': 503})
-    before = {h: lab.active(h) for h in ('h2', 'h4')}
-    run = fleet.deploy('-l', 'h2,h4', '-e', 'nix_magic_rollback=false')
+    unhealthy = ('h3', 'h4')
+    fleet.version('5', h3={'http_status': 503}, h4={'http_status': 503})
+    before = {h: lab.active(h) for h in ('h2', 'h3', 'h4')}
+    run = fleet.deploy('-l', 'h2,h3,h4', '-e', 'nix_magic_rollback=false')
     assert run.rc != 0, run
     results = activate_results(run)
-    res = results['h4']['result']
-    assert results['h4']['status'] == 'failed' and not res['magic_rollback'], res
-    assert res['phase'] == 'checks' and res['rolled_back'], res
-    assert res['msg'].startswith("h4: rolled back: health check 'web' failed after 3 tries: "
-                                 "HTTP 503 (wanted 200)"), res
-    assert [p['name'] for p in res['phases']] == ['activate', 'checks', 'rollback'], res
-    assert lab.active('h4') == before['h4'] and http(lab.http_url('h4')) == 200
-    # the failed generation is gone: the profile is back where it was
-    assert lab.run_in('h4', ['readlink', '-f', '/nix/var/nix/profiles/system']).stdout.strip() \
-        == before['h4']
+    for host in unhealthy:
+        res = results[host]['result']
+        assert results[host]['status'] == 'failed' and not res['magic_rollback'], res
+        assert res['phase'] == 'checks' and res['rolled_back'], res
+        assert res['msg'].startswith("%s: rolled back: health check 'web' failed after 3 tries: "
+                                     "HTTP 503 (wanted 200)" % host), res
+        assert [p['name'] for p in res['phases']] == ['activate', 'checks', 'rollback'], res
+        assert lab.active(host) == before[host] and http(lab.http_url(host)) == 200
+        # the failed generation is gone: the profile is back where it was
+        assert lab.run_in(host, ['readlink', '-f', '/nix/var/nix/profiles/system']) \
+            .stdout.strip() == before[host]
     assert results['h2']['status'] == 'ok' and lab.active('h2') != before['h2']
+    systemd_part()
+    # h3's rollback ran under systemd-run too and restarted v2's httpd
+    assert results['h3']['result']['detached_with'] == 'systemd-run'
+    httpd = unit(lab, 'h3', 'lab-httpd.service', 'ActiveState', 'ExecStart')
+    assert httpd['ActiveState'] == 'active' and before['h3'] + '/www' in httpd['ExecStart']

@@ -4,7 +4,15 @@ playbook with ``nix_reboot``: the lab's faithful reboot (new boot id, fresh
 must not reboot, one run per situation, assertions on every host.
 
 Six NixOS hosts serve their system's httpd (``http_status``) and are checked
-over it after every activation and reboot.
+over it after every activation and reboot. r1 and r2 boot a real systemd as
+PID 1 (tests/lab/nspawn.py): `systemctl reboot` is a real reboot of the
+container (systemd's own boot id, a new /run, its units started again, the
+boot default activated by a unit before sshd); r3 to r6 are plain lab hosts,
+rebooted by the lab's supervisor. Where systemd hosts cannot run
+(``nspawn.unsupported()``: the current stack's tree) r1 and r2 are plain
+hosts too: every test runs the same on the six hosts and skips, with that
+reason, only its systemd part (what it asserts of r1 and r2 as systemd
+hosts), which comes last.
 """
 
 import json
@@ -14,11 +22,15 @@ import time
 import pytest
 
 from tests.deploy_fleet import DeployFleet, prepare, write_inventory
+from tests.lab import nspawn
 
 pytestmark = pytest.mark.lab
 
 ACTIVATE = 'nixdeploy.fleet.deploy : Activate and confirm the new system'
 HOSTS = ['r1', 'r2', 'r3', 'r4', 'r5', 'r6']
+SYSTEMD_UNSUPPORTED = nspawn.unsupported()
+# the hosts that boot systemd, where they can
+SYSTEMD = ('r1', 'r2') if SYSTEMD_UNSUPPORTED is None else ()
 INHIBITORS = {'dbus-implementation': 'dbus'}
 NEVER_BACK_TIMEOUT = 12
 
@@ -37,7 +49,8 @@ class Fleet(DeployFleet):
 
 @pytest.fixture(scope='module')
 def fleet(make_lab, tmp_path_factory):
-    lab = make_lab('rbt', [{'name': h, 'persona': 'nixos'} for h in HOSTS])
+    lab = make_lab('rbt', [{'name': h, 'persona': 'nixos', 'systemd': h in SYSTEMD}
+                           for h in HOSTS])
     base = str(tmp_path_factory.mktemp('rbt'))
     configurations = {h: {'platform': 'nixos', 'http_status': 200, 'inhibitors': INHIBITORS}
                       for h in HOSTS}
@@ -49,6 +62,14 @@ def fleet(make_lab, tmp_path_factory):
         json.dump({'nix_reboot': 'when-needed', 'nix_reboot_timeout': 60,
                    'nix_health_checks': [web]}, handle)
     return Fleet(lab, flake, inventory, base)
+
+
+def systemd_part():
+    """What follows in a test asserts of r1 and r2 as systemd hosts: skipped
+    (with the reason) where they are plain hosts."""
+    if SYSTEMD_UNSUPPORTED is not None:
+        pytest.skip('%s (skipped: what this test asserts of its systemd hosts; its assertions '
+                    'on the same hosts as plain hosts passed)' % SYSTEMD_UNSUPPORTED)
 
 
 def results(run):
@@ -70,9 +91,33 @@ def profile_generation(lab, host):
     return int(link.split('-')[1])
 
 
+def generations(lab, host):
+    """The system profile's generations on the host: {link: system}."""
+    out = lab.run_in(host, ['sh', '-c', 'cd /nix/var/nix/profiles && for l in system-*-link; '
+                            'do echo "$l $(readlink "$l")"; done']).stdout
+    return dict(line.split() for line in out.splitlines())
+
+
+def mark_run(lab, hosts):
+    """A file in each host's /run (a tmpfs: gone after a reboot)."""
+    for host in hosts:
+        lab.run_in(host, ['touch', '/run/lab-before-reboot'])
+
+
+def run_marked(lab, host):
+    return lab.run_in(host, ['test', '-e', '/run/lab-before-reboot'], check=False).returncode == 0
+
+
+def on_host(lab, host, command):
+    """What the host itself says, over a new ssh login."""
+    return lab.ssh(host, command).stdout.strip()
+
+
 def test_always_reboots_every_host_into_its_first_system(fleet):
     lab = fleet.lab
     ids = {h: lab.boot_id(h) for h in HOSTS}
+    pids = {h: lab.pid(h) for h in HOSTS}
+    mark_run(lab, HOSTS)
     run = fleet.deploy('-e', 'nix_reboot=always')
     assert run.rc == 0, run
     # asked to reboot on the command line: one host at a time, never the
@@ -83,13 +128,25 @@ def test_always_reboots_every_host_into_its_first_system(fleet):
         res = ok(found, host, run)
         new = res['new']['path']
         assert res['reboot']['rebooted'] and res['reboot']['mode'] == 'always', res
+        # the boot id the host gave the collection after the reboot is the lab's record
         assert lab.boot_id(host) == res['reboot']['boot_id_after'] != ids[host]
+        # a new boot: the old one's processes and its /run are gone
+        assert lab.pid(host) != pids[host] and not run_marked(lab, host)
         assert lab.booted(host) == lab.current_system(host) == lab.boot(host) == new
+        assert generations(lab, host) == {'system-1-link': new}
+        # checked after the boot: the new system's httpd, started at boot
         assert [p['name'] for p in res['phases']] == ['activate', 'reboot', 'checks'], res
         assert res['health_checks']['ok'], res
     # the summary says so
     assert set(run.outcomes().values()) == {'switched (rebooted)'}, run.outcomes()
     fleet.first = {h: lab.booted(h) for h in HOSTS}
+    systemd_part()
+    for host in SYSTEMD:
+        # systemd booted again (a new PID 1) and its unit activated the boot default
+        assert lab.run_in(host, ['cat', '/proc/1/comm']).stdout.strip() == 'systemd'
+        assert on_host(lab, host, 'systemctl is-active lab-boot.service lab-httpd.service') \
+            .split() == ['active', 'active']
+        assert found[host]['result']['detached_with'] == 'systemd-run', found[host]
 
 
 def test_when_needed_fleet(fleet):
@@ -112,6 +169,8 @@ def test_when_needed_fleet(fleet):
     fleet.host_vars('r6', nix_reboot='never')
     ids = {h: lab.boot_id(h) for h in HOSTS}
     gens = {h: profile_generation(lab, h) for h in HOSTS}
+    links = {h: generations(lab, h) for h in HOSTS}
+    mark_run(lab, HOSTS)
     started = time.time()
     run = fleet.deploy()
     took = time.time() - started
@@ -124,6 +183,10 @@ def test_when_needed_fleet(fleet):
                                                   'lab-linux-6.12.9/bzImage'), res
     assert lab.boot_id('r1') != ids['r1'] and lab.booted('r1') == res['new']['path']
     assert lab.boot('r1') == res['new']['path'] and res['health_checks']['ok']
+    # a new /run; the generations stay, the new one beside them
+    assert not run_marked(lab, 'r1')
+    assert generations(lab, 'r1') == dict(links['r1'], **{
+        'system-%d-link' % (gens['r1'] + 1): res['new']['path']})
 
     res = failed(found, 'r2', run)
     assert res['phase'] == 'reboot' and res['rolled_back'], res
@@ -131,6 +194,7 @@ def test_when_needed_fleet(fleet):
     assert 'is the boot default again' in res['msg'], res
     assert lab.booted('r2') == first['r2'] and lab.boot('r2') == first['r2']
     assert profile_generation(lab, 'r2') == gens['r2'], 'the failed generation is gone'
+    assert generations(lab, 'r2') == links['r2'] and not run_marked(lab, 'r2')
 
     res = failed(found, 'r3', run)
     assert res['phase'] == 'reboot' and res['connection_lost'] and not res['rolled_back'], res
@@ -149,6 +213,7 @@ def test_when_needed_fleet(fleet):
     res = ok(found, 'r5', run)
     assert not res['reboot']['rebooted'] and res['reboot']['needed'] is False, res
     assert lab.boot_id('r5') == ids['r5'] and lab.current_system('r5') == res['new']['path']
+    assert run_marked(lab, 'r5')
     assert [p['name'] for p in res['phases']] == ['activate', 'checks', 'confirm'], res
 
     res = failed(found, 'r6', run)
@@ -166,17 +231,30 @@ def test_when_needed_fleet(fleet):
     assert outcomes['r3'].startswith('FAILED at reboot: '), outcomes
     # the run ended: the host that never came back cost its timeout, not more
     assert took < NEVER_BACK_TIMEOUT + 120, took
+    systemd_part()
+    # r1 runs the new system's service, started by the boot; r2's boot loader
+    # fell back: the old system's service runs
+    assert on_host(lab, 'r1', 'systemctl show -p Description --value lab-r1.service') == \
+        'lab r1 2: lab-r1.service'
+    assert on_host(lab, 'r2', 'systemctl show -p Description --value lab-r2.service') == \
+        'lab r2 1: lab-r2.service'
 
 
 def test_the_same_host_unhealthy_after_its_reboot_gets_its_previous_boot_default(fleet):
+    """r1 reboots into a system whose check fails; r2 reboots into a healthy
+    one (its boot loader works again); r5 switches without a reboot."""
     lab = fleet.lab
     lab.set_power('r3', comes_back=True)
     lab.power_on('r3')
+    lab.set_power('r2', fallback=False)
     before = lab.boot('r1')
     gen = profile_generation(lab, 'r1')
+    ids = {h: lab.boot_id(h) for h in ('r1', 'r2')}
     fleet.set('r1', version='3', kernel_version='6.13.1', http_status=500)
+    # r2 booted its first system again: version 3 keeps the new kernel
+    fleet.set('r2', version='3')
     fleet.set('r5', version='3')
-    run = fleet.deploy('-l', 'r1,r5')
+    run = fleet.deploy('-l', 'r1,r2,r5')
     assert run.rc != 0, run
     found = results(run)
     res = failed(found, 'r1', run)
@@ -186,11 +264,22 @@ def test_the_same_host_unhealthy_after_its_reboot_gets_its_previous_boot_default
     assert 'after the reboot' in res['msg'] and 'is the boot default again' in res['msg'], res
     # it runs what it booted until its next reboot, which brings back the previous one
     assert lab.booted('r1') == res['new']['path'] and lab.boot('r1') == before
+    assert lab.boot_id('r1') == res['reboot']['boot_id_after'] != ids['r1']
     assert profile_generation(lab, 'r1') == gen
     assert [p['name'] for p in res['phases']] == ['activate', 'reboot', 'checks', 'rollback']
+    assert run.outcomes()['r1'].startswith('FAILED'), run.outcomes()
+    res = ok(found, 'r2', run)
+    assert res['reboot']['rebooted'] and res['health_checks']['ok'], res
+    assert lab.boot_id('r2') == res['reboot']['boot_id_after'] != ids['r2']
+    assert lab.booted('r2') == lab.boot('r2') == res['new']['path']
+    assert [p['name'] for p in res['phases']] == ['activate', 'reboot', 'checks'], res
+    assert ok(found, 'r5', run)['changed']
     lab.reboot('r1')
     assert lab.booted('r1') == before
-    assert ok(found, 'r5', run)['changed']
+    systemd_part()
+    # systemd's next boot started the previous system's service, not r1 3's
+    assert on_host(lab, 'r1', 'systemctl show -p Description --value lab-r1.service') == \
+        'lab r1 2: lab-r1.service'
 
 
 def test_forced_switch_and_a_lock_left_by_a_reboot(fleet):
