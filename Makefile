@@ -117,7 +117,7 @@ versions: venv
 # Unit tests and the lab integration tests (these need root). pytest's exit 5
 # ("no tests collected") is not a failure.
 unit: venv
-	$(VENV)/bin/python -m pytest tests/unit tests/integration -q || [ $$? -eq 5 ]
+	$(VENV)/bin/python -m pytest tests/unit tests/integration -q --durations=20 || [ $$? -eq 5 ]
 
 sanity: venv
 	VENV=$(VENV) tests/sanity/run.sh

@@ -71,6 +71,11 @@ def test_deploy_activates_every_host(rol_fleet):
     activate = run.result(task(ACTIVATE), 'h1')['result']
     assert activate['confirmed'] and [p['name'] for p in activate['phases']] == [
         'activate', 'confirm'], activate
+    if lab.hosts['h2'].get('systemd'):
+        # a systemd host: its activation ran as a transient unit, and confirmed
+        h2 = run.result(task(ACTIVATE), 'h2')['result']
+        assert h2['detached_with'] == 'systemd-run' and h2['confirmed'], h2
+        assert (h2.get('unit') or '').startswith('nixdeploy-activate-'), h2
 
 
 def test_second_deploy_changes_nothing(rol_fleet):
