@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import time
 
 from ansible.utils.path import unfrackpath
@@ -25,7 +26,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     fact_or_var, unlink_host_args, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
-    StoreError, Target, store_path_of)
+    StoreError, Target, split_ssh_args, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
 
 # Arguments that may differ per host in cascade mode, and their host vars: an
@@ -197,8 +198,13 @@ class ActionModule(NixdeployAction):
         uri = target.store_uri(
             remote_program=_copy.remote_program(facts['nix_dir'], via_sudo, target.become_user),
             compress=args['compress'])
-        # the probe just used Ansible's connection: nix copy rides its master
-        ssh_env = target.nix_env(master=_ssh_master(self._connection))
+        # the probe just used Ansible's connection: nix copy rides its master,
+        # when that compresses as asked (compression is the master's: Ansible's
+        # default ssh_args have -C, which zlib costs more than it saves on a LAN)
+        master = _ssh_master(self._connection)
+        if master and _ssh_compresses(self._connection) != bool(args['compress']):
+            master = None
+        ssh_env = target.nix_env(master=master)
         out = dict(path=path, mode=mode, store_uri=uri, remote_nix_dir=facts['nix_dir'],
                    trust=trust if mode != 'cache' else 'cache',
                    closure_paths=len(closure),
@@ -339,6 +345,29 @@ def _ssh_master(connection):
     except (TypeError, ValueError, KeyError):
         return None
     return path if os.path.exists(path) else None
+
+
+# ssh's single-letter flags that take no argument (-C may be among them: -4C)
+_SSH_FLAGS = re.compile(r'^-[46AaCfGgKkMNnqsTtVvXxYy]+$')
+
+
+def _ssh_compresses(connection):
+    """Whether Ansible's ssh connection asks for compression (-C or
+    Compression=yes in ssh_args, ssh_common_args or ssh_extra_args)."""
+    words = []
+    for option in ('ssh_args', 'ssh_common_args', 'ssh_extra_args'):
+        try:
+            words += split_ssh_args(connection.get_option(option) or '')
+        except (KeyError, ValueError):
+            continue
+    for index, word in enumerate(words):
+        if _SSH_FLAGS.match(word) and 'C' in word:
+            return True
+        setting = word[2:] if word.startswith('-o') and len(word) > 2 else (
+            words[index + 1] if word == '-o' and index + 1 < len(words) else '')
+        if setting.replace(' ', '').lower() in ('compression=yes', 'compression=true'):
+            return True
+    return False
 
 
 def _connection_lost(stderr):

@@ -46,9 +46,11 @@ def test_parallel_copy_to_8_hosts_then_nothing_to_send(cpy_lab, cpy_flake, cpy_k
 
     logins = {h: lab.accepted_connections(h) for h in HOSTS}
     started = time.time()
-    # fresh ssh masters (ControlPersist), so every login of this run counts
+    # fresh ssh masters (ControlPersist), so every login of this run counts;
+    # the ssh_args of the repository's ansible.cfg (no -C: compress is false)
     first = run(lab, tmp_path / 'first', play, inv, args=['--forks', '8'],
-                env={'ANSIBLE_SSH_CONTROL_PATH_DIR': str(tmp_path / 'cp')})
+                env={'ANSIBLE_SSH_CONTROL_PATH_DIR': str(tmp_path / 'cp'),
+                     'ANSIBLE_SSH_ARGS': '-o ControlMaster=auto -o ControlPersist=120s'})
     elapsed = time.time() - started
     assert first.rc == 0, first
     # nix copy rode Ansible's ssh master: one login per host, not two
@@ -85,6 +87,25 @@ def test_parallel_copy_to_8_hosts_then_nothing_to_send(cpy_lab, cpy_flake, cpy_k
         assert res['paths_missing'] == 0
         assert crossed[host] < QUERY_BYTES, (host, crossed[host])
     print('second copy: link bytes per host %s' % crossed)
+
+
+@pytest.mark.parametrize('compress', [False, True])
+def test_copy_rides_the_master_only_when_it_compresses_as_asked(cpy_lab, cpy_flake, tmp_path,
+                                                                 compress):
+    """Ansible's default ssh_args have -C: its master compresses. A copy with
+    compress: false must not ride it (zlib on every byte); compress: true may."""
+    lab, host = cpy_lab, 'h5'
+    path = cpy_flake.build(host, extra_paths=1, extra_bytes=1000,
+                           extra_seed='master-%s-%s' % (compress, tmp_path.name))
+    logins = lab.accepted_connections(host)
+    res = run(lab, tmp_path / 'run', copy_play({'path': path, 'compress': compress}),
+              inventory(lab, [host]),
+              env={'ANSIBLE_SSH_CONTROL_PATH_DIR': str(tmp_path / 'cp'),
+                   'ANSIBLE_SSH_ARGS': '-C -o ControlMaster=auto -o ControlPersist=60s'})
+    assert res.rc == 0, res
+    assert res.result('copy', host)['result']['paths_sent'] >= 1
+    # the probe's master, and nix copy's own login unless it rode the master
+    assert lab.accepted_connections(host) - logins == (1 if compress else 2)
 
 
 def test_partial_closure_receives_only_the_rest(cpy_lab, cpy_flake, tmp_path):
