@@ -2,14 +2,16 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run the benchmarks, print their tables and write benchmarks/results/latest.json.
 
-    python -m benchmarks                      all six, full sizes (~10-15 min, root)
-    python -m benchmarks --quick              smaller sizes (~3 min)
+    python -m benchmarks                      all eight, full sizes (~15-20 min, root)
+    python -m benchmarks --quick              smaller sizes (~5 min)
     python -m benchmarks --only eval,inventory --eval-sizes 1,16
 
-Tables: 1 overhead, 2 eval, 3 copy, 4 inventory, 5 scaling, 6 cascade.
-Tables 1, 3 and 5 deploy to a lab fleet (tests/lab, root needed) named by
---lab, table 6 to one of its own (every host one shared system), always
-downed at the end. Run it with a Python that has ansible-core (the project venv).
+Tables: 1 overhead, 2 eval, 3 copy, 4 inventory, 5 scaling, 6 cascade,
+7 real (real-sized systems), 8 shapes (real-shaped flakes, no lab). Tables 1, 3 and 5 deploy to a lab fleet
+(tests/lab, root needed) named by --lab, tables 6 and 7 each to one of their
+own (6: every host one shared system; 7: ~2,000 paths and 210 MB per host),
+always downed at the end. Run it with a Python that has ansible-core (the
+project venv).
 """
 
 import argparse
@@ -21,17 +23,19 @@ import sys
 import tempfile
 import time
 
-from benchmarks import cascade, copy_modes, eval_batching, inventory_parse, overhead, scaling
+from benchmarks import (cascade, copy_modes, eval_batching, flake_shapes, inventory_parse, overhead,
+                        real_size, scaling)
 from benchmarks._fleet import REPO, BenchFleet, load
 
-TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade')
+TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade', 'real', 'shapes')
 FULL = {'overhead_sizes': '1,4,8,16', 'eval_sizes': '1,4,8,16',
         'inventory_sizes': '100,1000,10000', 'scaling_sizes': '4,8,16,32',
         'copy_hosts': 8, 'copy_bytes': 4000000, 'cascade_sizes': '8,16',
-        'cascade_bytes': 8000000}
+        'cascade_bytes': 8000000, 'real_hosts': 8, 'real_rows': 'push,script,cache,cascade',
+        'shapes_sizes': '300'}
 QUICK = {'overhead_sizes': '1,4', 'eval_sizes': '1,4', 'inventory_sizes': '100,1000',
          'scaling_sizes': '4,8', 'copy_hosts': 4, 'copy_bytes': 1000000, 'cascade_sizes': '4',
-         'cascade_bytes': 2000000}
+         'cascade_bytes': 2000000, 'real_hosts': 4, 'real_rows': 'push,script', 'shapes_sizes': '100'}
 
 
 def sizes(text):
@@ -55,6 +59,10 @@ def parse_args(argv):
     parser.add_argument('--copy-bytes', type=int, help='new closure bytes per host and mode')
     parser.add_argument('--cascade-sizes')
     parser.add_argument('--cascade-bytes', type=int, help='new closure bytes per host (cascade)')
+    parser.add_argument('--real-hosts', type=int, help='hosts of table 7 (real-sized systems)')
+    parser.add_argument('--real-rows', help='deployers of table 7: push,cache,cascade,script')
+    parser.add_argument('--real-rate', help='tbf rate of every link in table 7 (default unshaped)')
+    parser.add_argument('--shapes-sizes', help='inventory hosts of table 8 (real-shaped flakes)')
     parser.add_argument('--rate', default='100mbit', help='tbf rate of each host link')
     parser.add_argument('--delay', default='20ms', help='netem delay each way')
     parser.add_argument('--lab', default='bnc', help='name of the lab to bring up (and down)')
@@ -69,9 +77,14 @@ def parse_args(argv):
     unknown = set(args.only) - set(TABLES)
     if unknown:
         parser.error('unknown tables: %s' % ', '.join(sorted(unknown)))
-    if os.geteuid() != 0 and set(args.only) & {'overhead', 'copy', 'scaling', 'cascade'}:
-        parser.error('overhead, copy, scaling and cascade deploy to a lab fleet, which needs '
-                     'root; without root run --only eval,inventory')
+    bad_rows = set(r.strip() for r in args.real_rows.split(',') if r.strip()) - set(
+        real_size.ROWS)
+    if bad_rows:
+        parser.error('unknown --real-rows: %s (of %s)' % (', '.join(sorted(bad_rows)),
+                                                          ', '.join(real_size.ROWS)))
+    if os.geteuid() != 0 and set(args.only) & {'overhead', 'copy', 'scaling', 'cascade', 'real'}:
+        parser.error('overhead, copy, scaling, cascade and real deploy to a lab fleet, which '
+                     'needs root; without root run --only eval,inventory')
     return args
 
 
@@ -152,7 +165,8 @@ def main(argv=None):
                'tables': {}}
     tables = results['tables']
     printers = {'overhead': overhead.table, 'eval': eval_table, 'copy': copy_modes.table,
-                'inventory': inventory_table, 'scaling': scaling.table, 'cascade': cascade.table}
+                'inventory': inventory_table, 'scaling': scaling.table, 'cascade': cascade.table,
+                'real': real_size.table, 'shapes': flake_shapes.table}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix='nixdeploy-bench-') as tmp:
         if 'eval' in args.only:
@@ -161,6 +175,10 @@ def main(argv=None):
         if 'inventory' in args.only:
             log('4. inventory plugin ...')
             tables['inventory'] = run_inventory(args, tmp)
+        if 'shapes' in args.only:
+            log('8. real-shaped flakes ...')
+            tables['shapes'] = flake_shapes.run(sizes(args.shapes_sizes), ['git', 'git-subdir'],
+                                                ['shared', 'own'], log=log)
         lab_tables = [t for t in ('overhead', 'scaling', 'copy') if t in args.only]
         if lab_tables:
             needed = max([max(sizes(args.overhead_sizes)) if 'overhead' in args.only else 0,
@@ -193,6 +211,16 @@ def main(argv=None):
             try:
                 tables['cascade'] = cascade.run(fleet, cascade_sizes, args.rate,
                                                 args.cascade_bytes, log=log)
+            finally:
+                fleet.down()
+        if 'real' in args.only:
+            log('7. real-sized systems ...')
+            fleet = real_size.RealFleet(args.lab + 'r', args.real_hosts,
+                                        os.path.join(tmp, 'real'))
+            try:
+                tables['real'] = real_size.run(
+                    fleet, [r for r in args.real_rows.split(',') if r.strip()],
+                    args.real_rate, log=log)
             finally:
                 fleet.down()
     results['seconds'] = round(time.monotonic() - started, 1)

@@ -13,6 +13,7 @@ only; what runs on a target runs under that host's sshd.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,37 @@ def phases(times_file, run):
     if data.get('activated'):
         out['first_activated'] = round(min(data['activated'].values()) - run['epoch'], 2)
     out['done'] = dict((host, round(end - run['epoch'], 2)) for host, end in data['done'].items())
+    return out
+
+
+# What starts each step of baseline_deploy.sh in its execution trace.
+BASELINE_STEPS = (('eval', re.compile(r' nx eval ')), ('build', re.compile(r' nx build ')),
+                  ('copy', re.compile(r' xargs .*/copy$')),
+                  ('activate', re.compile(r' xargs .*/activate$')),
+                  ('confirm', re.compile(r' xargs .*/confirm$')))
+TRACE_LINE = re.compile(r'^\++ (\d+\.\d+) (.*)$')
+
+
+def baseline_phases(log, run):
+    """{phase: seconds} of a traced baseline run (``BenchFleet.baseline(...,
+    trace=True)``): each step from its first traced command to the next
+    step's (the last one to the end of the run), 'startup' before the first."""
+    starts = {}
+    with open(log) as handle:
+        for line in handle:
+            match = TRACE_LINE.match(line.rstrip('\n'))
+            if not match:
+                continue
+            for name, pattern in BASELINE_STEPS:
+                if name not in starts and pattern.search(' ' + match.group(2)):
+                    starts[name] = float(match.group(1))
+    order = [name for name, _pattern in BASELINE_STEPS if name in starts]
+    end = run['epoch'] + run['wall']
+    out = {}
+    for name, following in zip(order, order[1:] + [None]):
+        out[name] = round((starts[following] if following else end) - starts[name], 2)
+    if order:
+        out['startup'] = round(starts[order[0]] - run['epoch'], 2)
     return out
 
 
@@ -153,8 +185,10 @@ class BenchFleet:
         result['phases'] = phases(times, result)
         return result
 
-    def baseline(self, parallel):
-        """benchmarks/baseline_deploy.sh on the selected hosts."""
+    def baseline(self, parallel, trace=False):
+        """benchmarks/baseline_deploy.sh on the selected hosts. ``trace``: run
+        it under bash's execution trace with a clock, and add its
+        ``phases`` (see ``baseline_phases``)."""
         plan = os.path.join(self.workdir, 'baseline-hosts')
         with open(plan, 'w') as handle:
             for name in self.selected:
@@ -162,10 +196,18 @@ class BenchFleet:
                 handle.write('%s %s %s %s\n' % (name, host['address'], host['ssh_user'],
                                                 self.flake.attr(name)))
         log = self._log('baseline')
-        result = timed(['sh', BASELINE, self.flake.ref, plan, str(parallel), self.lab.key,
-                        self.lab.known_hosts], log=log)
+        args = [BASELINE, self.flake.ref, plan, str(parallel), self.lab.key, self.lab.known_hosts]
+        if trace:
+            # bash ignores PS4 from the environment when run as root: set it
+            # inside, then source the (POSIX) script with its arguments
+            argv = ['bash', '-c', "PS4='+ ${EPOCHREALTIME} '; set -x; . \"$0\" \"$@\""] + args
+        else:
+            argv = ['sh'] + args
+        result = timed(argv, log=log)
         if result['rc'] != 0:
             raise RunError('the baseline deploy failed (rc %s), see %s' % (result['rc'], log))
+        if trace:
+            result['phases'] = baseline_phases(log, result)
         return result
 
     def deployed(self, before):

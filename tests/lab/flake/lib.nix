@@ -36,6 +36,47 @@ let
       })
       (cfg.extra_paths or 0);
 
+  # Real-sized closures without building them (issue 22): `eval_paths` small
+  # text files made at EVALUATION time (builtins.toFile: no builder runs),
+  # about `eval_bytes` bytes each (default 2048; sha256 hex lines, so about
+  # half of it compresses), shared by every configuration with the same
+  # `eval_seed`, `eval_paths` and `eval_bytes`, as the nixpkgs part of real
+  # systems is. They reference each other as a tree (file i references files
+  # 2i+1 and 2i+2; file 0 is the root the system refers to), so they form a
+  # dependency graph as packages do and the system's closure holds all of
+  # them. Built once per Nix process per seed (an attribute set keyed by
+  # seed, count and size), not once per configuration.
+  # `eval_own`: that many small files of this configuration and version alone
+  # (its /etc, units, ...), so a new version of a real-sized system adds a
+  # few KB and hosts differ from each other by a few KB.
+  evalText = seed: i: bytes:
+    builtins.substring 0 bytes (builtins.concatStringsSep "" (genList
+      (j: builtins.hashString "sha256" "${seed}/${toString i}/${toString j}" + "\n")
+      (bytes / 65 + 1)));
+  evalTree = seed: count: bytes:
+    let
+      file = i: builtins.toFile "lab-pkg-${seed}-${toString i}"
+        ("lab package ${toString i} of ${seed}\n"
+          + builtins.concatStringsSep "" (map (c: "depends ${file c}\n")
+              (filter (c: c < count) [ (2 * i + 1) (2 * i + 2) ]))
+          + evalText seed i bytes);
+    in
+    file 0;
+  evalKey = cfg: "${cfg.eval_seed or "base"}-${toString (cfg.eval_paths or 0)}-${toString (cfg.eval_bytes or 2048)}";
+  evalTrees = listToAttrs (map
+    (cfg: {
+      name = evalKey cfg;
+      value = evalTree (cfg.eval_seed or "base") cfg.eval_paths (cfg.eval_bytes or 2048);
+    })
+    (filter (cfg: (cfg.eval_paths or 0) > 0) (builtins.attrValues fleet.configurations)));
+  evalPaths = name: cfg:
+    (if (cfg.eval_paths or 0) > 0 then [ evalTrees.${evalKey cfg} ] else [ ])
+    ++ genList
+      (i: builtins.toFile "lab-own-${name}-${cfg.version or "1"}-${toString i}"
+        ("lab ${name} version ${cfg.version or "1"} own file ${toString i}\n"
+          + evalText "${name}-${cfg.version or "1"}" i (cfg.eval_bytes or 2048)))
+      (cfg.eval_own or 0);
+
   # What a NixOS system boots: one kernel package (bzImage, initrd, modules)
   # per kernel_version and one systemd per systemd_version, shared by every
   # configuration with the same versions, so a new version of a system keeps
@@ -88,7 +129,9 @@ let
         failedUnits = builtins.concatStringsSep " " (cfg.failed_units or [ ]);
         httpStatus = if cfg ? http_status && cfg.http_status != null then toString cfg.http_status else "";
         httpPort = toString (cfg.http_port or 80);
-        extras = extras cfg;
+        # the padding, built (extra_*) and evaluated (eval_*), is written
+        # into the system so its closure holds it
+        extras = extras cfg ++ evalPaths name cfg;
         evalStamp = toString (heavy + evalCost cfg);
       };
     in
