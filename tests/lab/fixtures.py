@@ -28,7 +28,8 @@ systemd links, a switch-inhibitors file and an ``activate`` run at boot):
   inhibitors    {name: value} switch inhibitors; a switch or test into a
                 system whose values differ from the running one's is refused
                 with NixOS's messages and exit 1 (unless NIXOS_NO_CHECK=1)
-  failed_units  units the lab's ``systemctl is-active`` reports failed
+  failed_units  units that fail: the lab's ``systemctl is-active`` reports them on plain
+                hosts; on systemd hosts they are real failed units
   http_status   busybox httpd answers GET /cgi-bin/health with this status
                 (none: no httpd); ``http_port`` (default 80)
 Flake-wide: ``heavy``, the size of a shared library every configuration
