@@ -111,7 +111,7 @@ versions: venv
 	@echo "== stack: $$(. /etc/os-release && echo $$PRETTY_NAME)"
 	@nix --version
 	@$(VENV)/bin/python --version
-	@$(VENV)/bin/ansible --version | head -n 1
+	@$(VENV)/bin/ansible --version | sed -n 1p  # sed reads it all: head could break the pipe
 	@ssh -V 2>&1
 
 # Unit tests and the lab integration tests (these need root). pytest's exit 5
