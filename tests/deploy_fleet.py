@@ -72,10 +72,12 @@ def write_inventory(directory, lab, flake, secret_key, name='fleet'):
     Returns the directory."""
     group_vars = os.path.join(directory, 'group_vars')
     os.makedirs(group_vars, exist_ok=True)
-    # the reference (path:...), not the folder: a folder inside a git checkout
-    # (benchmarks/results/ of this one) would be read as that repository, as
-    # Nix reads it, where an ignored folder does not exist
-    config = {'plugin': 'nixdeploy.fleet.nix', 'flake': flake.ref,
+    # The folder, as users write it, when it is a git checkout of its own
+    # (publish needs the git flake); else its path: reference: a plain folder
+    # inside a git checkout (benchmarks/results/ of this one) would be read as
+    # that repository, as Nix reads it, where an ignored folder does not exist.
+    own_repo = os.path.exists(os.path.join(flake.path, '.git'))
+    config = {'plugin': 'nixdeploy.fleet.nix', 'flake': flake.path if own_repo else flake.ref,
               'nix_options': {'substituters': ''}}
     # JSON is YAML: no quoting surprises in paths.
     with open(os.path.join(directory, '%s.nix.yml' % name), 'w') as handle:
