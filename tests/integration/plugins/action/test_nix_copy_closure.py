@@ -90,8 +90,8 @@ def test_parallel_copy_to_8_hosts_then_nothing_to_send(cpy_lab, cpy_flake, cpy_k
 
 
 @pytest.mark.parametrize('compress', [False, True])
-def test_copy_rides_the_master_only_when_it_compresses_as_asked(cpy_lab, cpy_flake, tmp_path,
-                                                                 compress):
+def test_copy_rides_the_master_only_when_it_compresses_as_asked(
+        cpy_lab, cpy_flake, tmp_path, compress):
     """Ansible's default ssh_args have -C: its master compresses. A copy with
     compress: false must not ride it (zlib on every byte); compress: true may."""
     lab, host = cpy_lab, 'h5'
