@@ -53,6 +53,17 @@ def ansible_env(extra=None):
     return env
 
 
+def unsafe_free(value):
+    """ansible-inventory --list marks untrusted strings {"__ansible_unsafe": s}."""
+    if isinstance(value, dict):
+        if set(value) == {'__ansible_unsafe'}:
+            return value['__ansible_unsafe']
+        return dict((k, unsafe_free(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [unsafe_free(v) for v in value]
+    return value
+
+
 class PlaybookRun:
     def __init__(self, rc, stdout, stderr, records):
         self.rc, self.stdout, self.stderr, self.records = rc, stdout, stderr, records

@@ -153,7 +153,7 @@ class Builder:
         sub = 'derivation show' if self.runner.features().derivation_show else 'show-derivation'
         data = self.runner.json(sub, ['-r'] + list(drvs), what)
         try:
-            return _nix_output.derivations(data), _builders.derivation_needs(data)
+            return _nix_output.derivations(data), _nix_output.derivation_needs(data)
         except (ValueError, TypeError, AttributeError) as exc:
             raise NixError('%s: nix printed JSON of a shape this collection does not know (%s)'
                            % (what, exc))

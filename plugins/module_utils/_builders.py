@@ -35,7 +35,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
 import os
 import threading
 from urllib.parse import parse_qs, urlsplit
@@ -326,42 +325,6 @@ def probe_all(names, hostvars, opts, min_free_mb, timeout=PROBE_TIMEOUT):
 
 
 # ------------------------------------------------------------------ derivations
-def derivation_needs(data, store_dir=_nix_output.STORE_DIR):
-    """``derivation show`` JSON (parsed; every shape ``_nix_output.derivations``
-    reads) -> {full drv path: {'system': str, 'features': [str]}}.
-
-    ``requiredSystemFeatures`` is an ``env`` string (space-separated), a list
-    in the structured attributes (``env.__json`` up to 2.32, the
-    ``structuredAttrs`` object from 2.33)."""
-    if isinstance(data, dict) and isinstance(data.get('derivations'), dict) and 'version' in data:
-        store_dir = data.get('storeDir') or store_dir
-        data = data['derivations']
-    if not isinstance(data, dict):
-        raise ValueError('not derivation JSON: %s' % type(data).__name__)
-    needs = {}
-    for drv_path, drv in data.items():
-        if not isinstance(drv, dict):
-            raise ValueError('derivation %s is %r' % (drv_path, drv))
-        env = drv.get('env') if isinstance(drv.get('env'), dict) else {}
-        structured = drv.get('structuredAttrs')
-        if not isinstance(structured, dict) and env.get('__json'):
-            try:
-                structured = json.loads(env['__json'])
-            except ValueError:
-                structured = None
-        if isinstance(structured, dict):
-            features = structured.get('requiredSystemFeatures') or []
-        else:
-            features = env.get('requiredSystemFeatures') or ''
-        if isinstance(features, str):
-            features = features.split()
-        system = drv.get('system') or env.get('system') or (
-            structured.get('system') if isinstance(structured, dict) else None)
-        needs[_nix_output.full_path(drv_path, store_dir)] = {
-            'system': u'%s' % (system or ''), 'features': sorted(u'%s' % f for f in features)}
-    return needs
-
-
 def closure_needs(needs, closure):
     """{'systems', 'features'} (sets) of the derivations ``closure``."""
     systems, features = set(), set()

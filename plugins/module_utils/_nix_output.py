@@ -22,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import re
 
 STORE_DIR = '/nix/store'
@@ -138,15 +139,9 @@ def derivations(data, store_dir=STORE_DIR):
     ``inputs: {srcs, drvs}`` (2.33+). An output without a path (floating
     content-addressed) maps to None.
     """
-    if isinstance(data, dict) and isinstance(data.get('derivations'), dict) and 'version' in data:
-        store_dir = data.get('storeDir') or store_dir
-        data = data['derivations']
-    if not isinstance(data, dict):
-        raise ValueError('not derivation JSON: %s' % type(data).__name__)
+    store_dir, entries = _derivation_entries(data, store_dir)
     graph = {}
-    for drv_path, drv in data.items():
-        if not isinstance(drv, dict):
-            raise ValueError('derivation %s is %r' % (drv_path, drv))
+    for drv_path, drv in entries:
         inputs = drv.get('inputs')
         if isinstance(inputs, dict) and 'drvs' in inputs:
             input_drvs = inputs.get('drvs') or {}
@@ -161,6 +156,50 @@ def derivations(data, store_dir=STORE_DIR):
             'input_drvs': sorted(full_path(d, store_dir) for d in input_drvs),
         }
     return graph
+
+
+def derivation_needs(data, store_dir=STORE_DIR):
+    """The same JSON (every shape ``derivations`` reads) -> {full drv path:
+    {'system': str, 'features': [str]}}: what a machine must be to build it.
+
+    ``requiredSystemFeatures`` is an ``env`` string (space-separated), a list
+    in the structured attributes (``env.__json`` up to 2.32, the
+    ``structuredAttrs`` object from 2.33)."""
+    store_dir, entries = _derivation_entries(data, store_dir)
+    needs = {}
+    for drv_path, drv in entries:
+        env = drv.get('env') if isinstance(drv.get('env'), dict) else {}
+        structured = drv.get('structuredAttrs')
+        if not isinstance(structured, dict) and env.get('__json'):
+            try:
+                structured = json.loads(env['__json'])
+            except ValueError:
+                structured = None
+        if isinstance(structured, dict):
+            features = structured.get('requiredSystemFeatures') or []
+        else:
+            features = env.get('requiredSystemFeatures') or ''
+        if isinstance(features, str):
+            features = features.split()
+        system = drv.get('system') or env.get('system') or (
+            structured.get('system') if isinstance(structured, dict) else None)
+        needs[full_path(drv_path, store_dir)] = {
+            'system': u'%s' % (system or ''), 'features': sorted(u'%s' % f for f in features)}
+    return needs
+
+
+def _derivation_entries(data, store_dir):
+    """(store dir, [(drv path as printed, derivation)]) of derivation JSON,
+    unwrapped from the ``{version, storeDir, derivations}`` of 2.33+."""
+    if isinstance(data, dict) and isinstance(data.get('derivations'), dict) and 'version' in data:
+        store_dir = data.get('storeDir') or store_dir
+        data = data['derivations']
+    if not isinstance(data, dict):
+        raise ValueError('not derivation JSON: %s' % type(data).__name__)
+    for drv_path, drv in data.items():
+        if not isinstance(drv, dict):
+            raise ValueError('derivation %s is %r' % (drv_path, drv))
+    return store_dir, sorted(data.items())
 
 
 # ------------------------------------------------------------------ nix build

@@ -31,7 +31,7 @@ import subprocess
 
 import pytest
 
-from tests.collection import BIN, ansible_env, run_playbook
+from tests.collection import BIN, ansible_env, run_playbook, unsafe_free
 from tests.deploy_fleet import KEY_NAME, lab_group_vars, signing_key, trust_key
 from tests.lab.shapes import DATA_CONFIGS, NIX, SHAPES, ShapedFlake, StandIn, data_host, git
 
@@ -120,17 +120,6 @@ def inventory_list(config):
         check=False)
     assert proc.returncode == 0, proc.stderr
     return unsafe_free(json.loads(proc.stdout))
-
-
-def unsafe_free(value):
-    """ansible-inventory --list marks untrusted strings {"__ansible_unsafe": s}."""
-    if isinstance(value, dict):
-        if set(value) == {'__ansible_unsafe'}:
-            return value['__ansible_unsafe']
-        return dict((k, unsafe_free(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [unsafe_free(v) for v in value]
-    return value
 
 
 def group(data, name):

@@ -179,11 +179,11 @@ def build(fleet):
     return dict(zip(HOSTS, (item['outputs']['out'] for item in json.loads(out))))
 
 
-def test_real_sized_systems_deploy_in_every_copy_mode(rsz_fleet):
-    lab, fleet = rsz_fleet.lab, rsz_fleet
+def build_publish_deploy(fleet):
+    """Build the systems, publish the cache-mode hosts' ones to the cache
+    (beforehand, as `nixdeploy.fleet.publish` does), deploy every host.
+    Returns (clock, run, moved, paths): the times between the steps."""
     clock = [time.monotonic()]
-    # the cache holds what the cache-mode hosts will deploy (published
-    # beforehand, as `nixdeploy.fleet.publish` does)
     built = build(fleet)
     clock.append(time.monotonic())
     fill_cache(fleet.cache, fleet.secret, [built[h] for h in HOSTS if MODES[h] == 'cache'])
@@ -193,6 +193,12 @@ def test_real_sized_systems_deploy_in_every_copy_mode(rsz_fleet):
     assert run.rc == 0, run
     paths = out_paths(run)
     assert paths == built, (paths, built)
+    return clock, run, moved, paths
+
+
+def test_real_sized_systems_deploy_in_every_copy_mode(rsz_fleet):
+    lab, fleet = rsz_fleet.lab, rsz_fleet
+    clock, run, moved, paths = build_publish_deploy(fleet)
     # each host's system is its own derivation ...
     assert len(set(paths.values())) == len(HOSTS), paths
     # what each host's own store now registers as the system's closure
@@ -257,16 +263,7 @@ def test_a_tiny_change_sends_almost_nothing(rsz_fleet):
     if not first:
         pytest.skip('needs the first deploy')
     fleet.flake.set_all(version='2')
-    clock = [time.monotonic()]
-    built = build(fleet)
-    clock.append(time.monotonic())
-    fill_cache(fleet.cache, fleet.secret, [built[h] for h in HOSTS if MODES[h] == 'cache'])
-    clock.append(time.monotonic())
-    run, moved = deploy(fleet)
-    clock.append(time.monotonic())
-    assert run.rc == 0, run
-    paths = out_paths(run)
-    assert paths == built, (paths, built)
+    clock, run, moved, paths = build_publish_deploy(fleet)
     summary = run.summary()
     results = copies(run)
     for host in HOSTS:

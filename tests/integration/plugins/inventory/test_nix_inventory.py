@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from tests.collection import BIN, ansible_env, run_playbook
+from tests.collection import BIN, ansible_env, run_playbook, unsafe_free
 
 NIX = shutil.which('nix')
 pytestmark = pytest.mark.skipif(NIX is None, reason='needs nix on PATH')
@@ -64,17 +64,6 @@ FLAKE = r'''
   } [ @DROP@ ];
 }
 '''
-
-
-def unsafe_free(value):
-    """ansible-inventory --list marks untrusted strings {"__ansible_unsafe": s}."""
-    if isinstance(value, dict):
-        if set(value) == {'__ansible_unsafe'}:
-            return value['__ansible_unsafe']
-        return dict((k, unsafe_free(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [unsafe_free(v) for v in value]
-    return value
 
 
 def said(text, output):

@@ -236,7 +236,7 @@ def test_store_query_by_version():
 def test_what_each_derivation_needs(outputs):
     needs = {}
     for data in outputs:
-        needs.update(_builders.derivation_needs(data))
+        needs.update(_nix_output.derivation_needs(data))
         # the graph of the same output reads too (one derivation show for both)
         assert _nix_output.derivations(data)
     assert needs == {SA: {'system': 'aarch64-linux', 'features': ['big-parallel', 'kvm']},
@@ -245,7 +245,7 @@ def test_what_each_derivation_needs(outputs):
 
 def test_derivation_needs_in_bare_names():
     with open(os.path.join(SAMPLES, 'derivation-show-2.32.json')) as handle:
-        needs = _builders.derivation_needs(json.load(handle))
+        needs = _nix_output.derivation_needs(json.load(handle))
     assert needs['/nix/store/yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy-advanced-attributes.drv'] == {
         'system': 'my-system', 'features': ['rainbow', 'uid-range']}
 
@@ -253,8 +253,8 @@ def test_derivation_needs_in_bare_names():
 def test_which_builder_suits_a_closure():
     linux = _builders.parse_probe(PROBE_2_34)
     hidden = _builders.parse_probe(PROBE_HIDDEN_NIX)
-    needs = _builders.derivation_needs(SHOW_2_8[0])
-    needs.update(_builders.derivation_needs(SHOW_2_8[1]))
+    needs = _nix_output.derivation_needs(SHOW_2_8[0])
+    needs.update(_nix_output.derivation_needs(SHOW_2_8[1]))
     plain = _builders.closure_needs(needs, {PLAIN})
     assert _builders.unsuited_reason(linux, plain) is None
     assert _builders.unsuited_reason(hidden, plain) == \
