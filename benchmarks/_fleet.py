@@ -7,8 +7,9 @@ address used is the lab's (its bridge and namespaces) or loopback.
 
 Each timed run is a child process reaped with ``os.wait4``: its wall time and
 the CPU time (user + system) of the child and every descendant it waited for
-(ansible-playbook, its forks, ssh and nix clients) - the controller's side
-only; what runs on a target runs under that host's sshd.
+(ansible-playbook, its forks, ssh and nix clients), plus, for a playbook, the
+ssh masters it left running detached (polled) - the controller's side only;
+what runs on a target runs under that host's sshd.
 """
 
 import json
@@ -17,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,6 +119,52 @@ def load():
     return round(os.getloadavg()[0], 2)
 
 
+def ssh_masters(folder):
+    """{pid: CPU seconds} of the ssh ControlPersist masters whose sockets are
+    in ``folder`` (Ansible's control_path_dir of one run): they run detached,
+    so the run's own CPU figure (wait4) misses them, yet ``nix copy`` rides
+    them and they encrypt its bytes."""
+    prefix = ('ssh: %s/' % folder).encode()
+    tick = os.sysconf('SC_CLK_TCK')
+    found = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % entry, 'rb') as handle:
+                if not handle.read().startswith(prefix):
+                    continue
+            with open('/proc/%s/stat' % entry) as handle:
+                fields = handle.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        found[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+class MasterWatch:
+    """Polls ``ssh_masters(folder)`` until stopped: {pid: highest CPU seconds}."""
+
+    def __init__(self, folder, every=0.5):
+        self.folder, self.every, self.seen = folder, every, {}
+        self.running = True
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while self.running:
+            for pid, cpu in ssh_masters(self.folder).items():
+                self.seen[pid] = max(cpu, self.seen.get(pid, 0.0))
+            time.sleep(self.every)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        for pid, cpu in ssh_masters(self.folder).items():
+            self.seen[pid] = max(cpu, self.seen.get(pid, 0.0))
+        return self.seen
+
+
 class BenchFleet:
     """``hosts`` NixOS lab hosts (h1..hN) with a fleet flake, an inventory and
     a signing key; ``select(n)`` picks the first n for the next runs."""
@@ -179,7 +227,20 @@ class BenchFleet:
         argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
                 '-i', self.inventory, playbook, '-l', ','.join(self.selected)] + list(args)
         log = self._log('playbook')
-        result = timed(argv, env=run_env, cwd=self.workdir, log=log)
+        # The ssh masters Ansible starts run detached: wait4 never counts
+        # them, yet they make the logins and carry every command and `nix
+        # copy`. Their CPU during this run (masters of an earlier run that
+        # this one reuses count from where they were) is the run's too.
+        folder = run_env.setdefault('ANSIBLE_SSH_CONTROL_PATH_DIR',
+                                    os.path.join(self.workdir, 'cp'))
+        before = ssh_masters(folder)
+        watch = MasterWatch(folder)
+        try:
+            result = timed(argv, env=run_env, cwd=self.workdir, log=log)
+        finally:
+            seen = watch.stop()
+        result['ssh_masters_cpu'] = sum(cpu - before.get(pid, 0.0) for pid, cpu in seen.items())
+        result['cpu'] += result['ssh_masters_cpu']
         if result['rc'] != 0:
             raise RunError('the deploy playbook failed (rc %s), see %s' % (result['rc'], log))
         result['phases'] = phases(times, result)

@@ -9,8 +9,9 @@ For each N, on the first N NixOS hosts of a lab fleet:
              same parallelism (one eval, one build, N parallel `nix copy`,
              N parallel ssh activations, then a new ssh login per host)
 each deploying a new version (build, copy, activate), then redeploying it
-unchanged (no-op). Wall time and controller CPU; the ratio is playbook /
-baseline. The goal is at most 1.3x at N = 16 (no-op: 1.5x).
+unchanged (no-op). Wall time and controller CPU (for the playbook with the
+ssh masters it leaves detached); the ratio is playbook / baseline. The goal
+is at most 1.3x at N = 16 (no-op: 1.2x).
 
 Two more figures per N for the playbook: the time until the first host's
 activation was done, and (at the largest N) a deploy in which one host's
@@ -23,7 +24,7 @@ import statistics
 from benchmarks._fleet import full_deploy, load
 
 GOAL = 1.3
-NOOP_GOAL = 1.5
+NOOP_GOAL = 1.2
 SLOW_SECONDS = 20
 
 

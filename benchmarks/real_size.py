@@ -42,10 +42,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 
-from benchmarks._fleet import BenchFleet, RunError, load
+from benchmarks._fleet import BenchFleet, RunError, load, ssh_masters
 from tests.lab.links import Links
 
 ROWS = ('push', 'script', 'cache', 'cascade')
@@ -106,52 +104,6 @@ class RealFleet(BenchFleet):
                 'shared_bytes': sum(first[p] for p in shared)}
 
 
-def ssh_masters(folder):
-    """{pid: CPU seconds} of the ssh ControlPersist masters whose sockets are
-    in ``folder`` (Ansible's control_path_dir of one run): they run detached,
-    so the run's own CPU figure (wait4) misses them, yet ``nix copy`` rides
-    them and they encrypt its bytes."""
-    prefix = ('ssh: %s/' % folder).encode()
-    tick = os.sysconf('SC_CLK_TCK')
-    found = {}
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/cmdline' % entry, 'rb') as handle:
-                if not handle.read().startswith(prefix):
-                    continue
-            with open('/proc/%s/stat' % entry) as handle:
-                fields = handle.read().rsplit(')', 1)[1].split()
-        except OSError:
-            continue
-        found[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    return found
-
-
-class MasterWatch:
-    """Polls ``ssh_masters(folder)`` until stopped: {pid: highest CPU seconds}."""
-
-    def __init__(self, folder, every=0.5):
-        self.folder, self.every, self.seen = folder, every, {}
-        self.running = True
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self):
-        while self.running:
-            for pid, cpu in ssh_masters(self.folder).items():
-                self.seen[pid] = max(cpu, self.seen.get(pid, 0.0))
-            time.sleep(self.every)
-
-    def stop(self):
-        self.running = False
-        self.thread.join()
-        for pid, cpu in ssh_masters(self.folder).items():
-            self.seen[pid] = max(cpu, self.seen.get(pid, 0.0))
-        return self.seen
-
-
 def _records(path):
     if not os.path.exists(path):
         return []
@@ -164,7 +116,7 @@ def _measure(fleet, row, label):
     before_active = fleet.active()
     before = fleet.links.traffic(fleet.selected)
     started = load()
-    masters, missing = {}, []
+    masters, missing = 0.0, []
     if row == 'script':
         result = fleet.baseline(len(fleet.selected), trace=True)
     else:
@@ -172,16 +124,12 @@ def _measure(fleet, row, label):
         if row == 'cache':
             extra['nix_caches'] = ['file://%s' % fleet.cache]
         # ssh masters of this run alone: new logins, as a deploy some
-        # minutes after the last one; their CPU read while they run (the
-        # role closes the copy's master before the confirmation)
+        # minutes after the last one (playbook() counts their CPU in 'cpu')
         folder = os.path.join(fleet.workdir, 'cp-%s' % label)
-        watch = MasterWatch(folder)
         record = os.path.join(fleet.workdir, 'record-%s.jsonl' % label)
-        try:
-            result = fleet.playbook(len(fleet.selected), args=['-e', json.dumps(extra)],
-                                    env={'ANSIBLE_SSH_CONTROL_PATH_DIR': folder}, record=record)
-        finally:
-            masters = watch.stop()
+        result = fleet.playbook(len(fleet.selected), args=['-e', json.dumps(extra)],
+                                env={'ANSIBLE_SSH_CONTROL_PATH_DIR': folder}, record=record)
+        masters = result['ssh_masters_cpu']
         missing = [r['result'].get('bytes_missing', 0) for r in _records(record)
                    if r.get('task') == COPY_TASK]
         for pid in ssh_masters(folder):  # started by this run; not needed any more
@@ -193,7 +141,7 @@ def _measure(fleet, row, label):
     fleet.deployed(before_active)
     phases = result.get('phases') or {}
     return {'label': label, 'wall': result['wall'], 'cpu': result['cpu'],
-            'ssh_masters_cpu': sum(masters.values()), 'bytes_missing': missing,
+            'ssh_masters_cpu': masters, 'bytes_missing': missing,
             'phases': dict((p, phases.get(p, 0.0)) for p in PHASES + ('startup',)),
             'uplink': moved.controller_sent, 'to_hosts': moved.to_hosts,
             'load_before': started, 'load_after': load()}
@@ -263,7 +211,7 @@ def table(data):
         lines.append('%-17s %7.1f %7.1f %6.1f %6.1f %6.1f %8.1f %8.1f %10.1f   %.1f s, %.0f-%.0f '
                      'KB, %.0f KB' % (
                          _name(row['row']), first['wall'],
-                         first['cpu'] + first.get('ssh_masters_cpu', 0),
+                         first['cpu'],
                          first['phases']['eval'], first['phases']['build'],
                          first['phases']['copy'], first['phases']['activate'],
                          first['phases']['confirm'], first['uplink'] / 1e6, tiny['wall'],

@@ -14,6 +14,10 @@ checks (module_utils/_health.py); a failing check rejects the run, whose
 watchdog rolls it back at once. With ``reboot`` it makes the new system the
 boot default, reboots the host, waits for a new boot id, verifies what
 booted and runs the checks (module_utils/_reboot.py).
+
+With ``keys`` it uploads nix_keys' pre-activation keys (and prunes) before
+the activation and the post-activation keys after a successful one, in the
+same task (plugin_utils/_keys_upload.py): a deploy costs no key tasks.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,14 +31,16 @@ import uuid
 from ansible.errors import AnsibleConnectionFailure
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _activate, _closure, _health, _platforms, _reboot, _script, _target)
+    _activate, _closure, _health, _keys, _platforms, _reboot, _script, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._activate import (
     ARGUMENT_SPEC as ACTIVATE_SPEC)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixOptions
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _keys_upload
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import (
     NixdeployAction, host_message)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_checks import HealthChecks
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_reboot import Reboots
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._ssh import drop_master
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_session import (
     LAUNCH_TIMEOUT, LAUNCH_WAIT, LOOK_TIMEOUT, POLL_WAIT, RETRY_INTERVAL, ConnectionLost,
     to_int)
@@ -65,14 +71,10 @@ class ActionModule(HealthChecks, Reboots, NixdeployAction):
                 outcome = self._confirm()
             elif args['state'] == 'rolled_back':
                 outcome = self._rollback()
-            elif self._task.check_mode or args['goal'] == 'dry-activate':
-                outcome = self._dry()
             else:
-                outcome = self._activate()
+                outcome = self._with_keys(self._task.check_mode or args['goal'] == 'dry-activate')
         except ConnectionLost as exc:
-            # a failed result a program can read, not an unreachable host
-            outcome = {'failed': True, 'changed': False, 'connection_lost': True,
-                       'msg': 'host unreachable: %s' % exc}
+            outcome = _unreachable(exc)
         if outcome.get('failed'):
             outcome.setdefault('phase', 'confirm' if args['state'] == 'confirmed' else 'activate')
             outcome.setdefault('rolled_back', False)
@@ -80,6 +82,101 @@ class ActionModule(HealthChecks, Reboots, NixdeployAction):
                 outcome['msg'] = host_message(self.host, outcome['msg'])
         result.update(outcome)
         return result
+
+    # ------------------------------------------------------------ keys
+    def _with_keys(self, dry):
+        """state=activated: the pre-activation keys (and the prune), the
+        activation (``dry``: its dry run), then, when it succeeded and is
+        confirmed, the post-activation keys. Without keys and prune nothing
+        more than the activation runs. ``dry``: the keys as nix_keys' check
+        mode does them."""
+        args = self._args
+        try:
+            keys = _keys.normalize_keys(args['keys'])
+        except _keys.KeysError as exc:
+            # a bad spec (any upload_at) fails the host before anything is uploaded
+            return self._keys_failed(_keys_upload.failure(self, {'key_files': {}, 'removed': []},
+                                                          exc.message))
+        pre = self._upload(keys, 'pre-activation', args['keys_prune'], dry)
+        if pre is not None and pre.get('failed'):
+            return self._keys_failed(pre)
+        try:
+            res = self._dry() if dry else self._activate()
+        except ConnectionLost as exc:
+            res = _unreachable(exc)
+        post = None
+        if res.get('failed'):
+            pass  # a failed or rolled-back host gets no post-activation key
+        elif res.get('state') == _target.AWAITING:
+            if _keys.select(keys, 'post-activation'):
+                res.setdefault('warnings', []).append(
+                    '%s: the post-activation keys were not uploaded: the activation awaits its '
+                    'confirmation (confirm: false); upload them with nixdeploy.fleet.nix_keys '
+                    '(upload_at: post-activation) once it is confirmed' % self.host)
+        else:
+            post = self._upload(keys, 'post-activation', False, dry)
+        return self._with_key_results(res, pre, post, dry)
+
+    def _with_key_results(self, res, pre, post, dry):
+        """The activation's result ``res`` with the keys' parts (nix_keys'
+        results, None when not run) as keys_pre and keys_post: their changes,
+        warnings and diffs, and a failure of the post-activation keys."""
+        diffs = {}
+        for name, part in (('keys_pre', pre), ('keys_post', post)):
+            if part is None:
+                continue
+            res.setdefault('warnings', []).extend(part.pop('warnings', None) or [])
+            diffs[name] = part.pop('diff', None) or []
+            res[name] = part
+            if part.get('changed'):
+                if dry and not self._task.check_mode:
+                    # goal dry-activate reports, and never reports a change
+                    res['would_change'] = True
+                else:
+                    res['changed'] = True
+        if any(diffs.values()):
+            # the keys' diffs around the activation's own
+            own = res.get('diff')
+            res['diff'] = diffs.get('keys_pre', []) + ([own] if own else []) + \
+                diffs.get('keys_post', [])
+        if not res.get('warnings'):
+            res.pop('warnings', None)
+        if post is not None and post.get('failed'):
+            detail = post['msg']
+            if detail.startswith('%s: ' % self.host):
+                detail = detail[len(self.host) + 2:]
+            system = (res.get('new') or {}).get('path') or self._args['path']
+            res.update(failed=True, phase='keys', rolled_back=False,
+                       connection_lost=post['connection_lost'],
+                       msg='%s, but the post-activation keys failed: %s' % (
+                           'the dry run of %s passed' % system if dry
+                           else '%s stays active (nothing is rolled back)' % system, detail))
+        return res
+
+    def _upload(self, keys, upload_at, prune, dry):
+        """nix_keys' result for the keys of ``upload_at`` (None when there is
+        nothing to do), timed as the phase ``keys`` of the activation."""
+        start = time.time()
+        part = _keys_upload.upload(self, keys, upload_at, prune,
+                                   check_mode=dry, diff=self._task.diff)
+        if part is not None and not dry:
+            self._sub_phase('keys', start, 'failed' if part.get('failed')
+                            else 'changed' if part.get('changed') else 'ok')
+        return part
+
+    def _keys_failed(self, part):
+        """The pre-activation keys failed (``part``, nix_keys' failed result):
+        the host fails in phase keys, nothing was activated."""
+        res = {'failed': True, 'changed': False, 'phase': 'keys', 'rolled_back': False,
+               'connection_lost': part['connection_lost'], 'activated': False,
+               'confirmed': False, 'platform': self._platform, 'goal': self._args['goal'],
+               'msg': part['msg'], 'keys_pre': part}
+        warnings = part.pop('warnings', None)
+        if warnings:
+            res['warnings'] = warnings
+        if self._phases:
+            res['phases'] = self._phases
+        return res
 
     # ------------------------------------------------------------ helpers
     def _host_var(self, name):
@@ -90,7 +187,7 @@ class ActionModule(HealthChecks, Reboots, NixdeployAction):
 
     def _reset_connection(self):
         try:
-            self._connection.reset()
+            drop_master(self._connection)
         except Exception as exc:  # pylint: disable=broad-except
             self._display.vvv('nix_activate: connection reset failed: %s' % exc)
 
@@ -508,3 +605,10 @@ class ActionModule(HealthChecks, Reboots, NixdeployAction):
             res.update(failed=True, msg='could not confirm: %s' % problem, phase='confirm',
                        connection_lost=self._lost > 0)
         return res
+
+
+def _unreachable(exc):
+    """A lost connection (ConnectionLost ``exc``): a failed result a program
+    can read, not an unreachable host."""
+    return {'failed': True, 'changed': False, 'connection_lost': True,
+            'msg': 'host unreachable: %s' % exc}

@@ -14,11 +14,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
 import re
 import time
 
-from ansible.utils.path import unfrackpath
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _builders, _cascade, _copy, _nix, _peer)
@@ -28,6 +26,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, split_ssh_args, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._ssh import ssh_master
 
 # Arguments that may differ per host in cascade mode, and their host vars: an
 # argument equal to this host's own var means "each host's own" (see
@@ -87,7 +86,10 @@ class ActionModule(NixdeployAction):
         arguments templated differently, its system not yet built when the
         cascade ran) is pushed to from the controller, as in push mode."""
         per_host = unlink_host_args(args, task_vars, PER_HOST_ARGS)
-        shared = dict((k, v) for k, v in args.items() if k not in PER_HOST_ARGS)
+        # record_stats differs per host and changes nothing of the copy: in
+        # the batch's key it would make each host run a cascade of its own
+        shared = dict((k, v) for k, v in args.items()
+                      if k not in PER_HOST_ARGS and k != 'record_stats')
         own = _request(args['path'], 'cascade', args['remote_nix_dir'])
 
         def compute(hosts):
@@ -201,7 +203,7 @@ class ActionModule(NixdeployAction):
         # the probe just used Ansible's connection: nix copy rides its master,
         # when that compresses as asked (compression is the master's: Ansible's
         # default ssh_args have -C, which zlib costs more than it saves on a LAN)
-        master = _ssh_master(self._connection)
+        master = ssh_master(self._connection)
         if master and _ssh_compresses(self._connection) != bool(args['compress']):
             master = None
         ssh_env = target.nix_env(master=master)
@@ -304,7 +306,8 @@ class ActionModule(NixdeployAction):
                               % (path, local_error.nix_message()))
 
     def _probe(self, host, remote_nix_dir, paths):
-        rc, out, err = self.target_sh(_copy.probe_script(remote_nix_dir),
+        # this host only receives: no cascade sender's facts
+        rc, out, err = self.target_sh(_copy.probe_script(remote_nix_dir, peer_facts=False),
                                       in_data='\n'.join(paths) + '\n')
         facts = _copy.parse_probe(out)
         if facts is None:
@@ -331,20 +334,6 @@ class ActionModule(NixdeployAction):
 
 def _request(path, mode, remote_nix_dir):
     return {'path': store_path_of(path), 'mode': mode, 'remote_nix_dir': remote_nix_dir or None}
-
-
-def _ssh_master(connection):
-    """The control socket of Ansible's ssh connection to this host (its
-    ControlPersist master, open after a command ran over it), or None: no
-    ControlPersist, a ControlPath of the user's own in ssh_args, paramiko."""
-    path = getattr(connection, 'control_path', None)
-    if not path or not getattr(connection, '_persistent', False):
-        return None
-    try:
-        path = path % {'directory': unfrackpath(connection.control_path_dir)}
-    except (TypeError, ValueError, KeyError):
-        return None
-    return path if os.path.exists(path) else None
 
 
 # ssh's single-letter flags that take no argument (-C may be among them: -4C)

@@ -10,7 +10,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _health, _platforms, _reboot, _target)
+    _health, _keys, _platforms, _reboot, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import OPTIONS_SPEC
 
 ARGUMENT_SPEC = dict(
@@ -36,6 +36,11 @@ ARGUMENT_SPEC = dict(
     install_bootloader=dict(type='bool', default=False),
     backup_extension=dict(type='str'),
     reactivate=dict(type='bool', default=False),
+    # nix_keys' keys (no_log: they hold secrets) and prune, uploaded around the activation
+    keys=dict(_keys.ARGUMENT_SPEC['keys']),
+    keys_prune=dict(_keys.ARGUMENT_SPEC['prune']),
+    # the deploy role's earlier results: a successful result keeps the outcome as custom stats
+    record_stats=dict(type='dict'),
 )
 
 
@@ -45,6 +50,9 @@ def check_params(params, platform):
     goal, state = params['goal'], params['state']
     if goal not in spec['goals'] and goal != 'dry-activate':
         return '%s supports the goals %s, not %s' % (platform, ', '.join(spec['goals']), goal)
+    if state != 'activated' and (params.get('keys') or params.get('keys_prune')):
+        return 'keys and keys_prune go with state=activated only (state=%s activates nothing ' \
+            'to upload them around); upload them with nixdeploy.fleet.nix_keys' % state
     if state == 'activated' and not params.get('path'):
         return 'path (the system to activate) is required with state=activated'
     path = params.get('path') or ''

@@ -58,6 +58,8 @@ ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
     'remote_nix_dir': {'type': 'str'},
     'timeout': {'type': 'int'},
     'closure_diff': {'type': 'bool', 'default': False},
+    # the deploy role's eval result: a successful result keeps the outcome as custom stats
+    'record_stats': {'type': 'dict'},
 })
 
 # Task arguments that may differ per host, and their host var counterparts.

@@ -30,6 +30,8 @@ ARGUMENT_SPEC = dict(
     signing_key=dict(type='path', no_log=True),
     check_sigs=dict(type='str', default='auto', choices=['auto', 'true', 'false']),
     remote_nix_dir=dict(type='str'),
+    # the deploy role's earlier results: a successful result keeps the outcome as custom stats
+    record_stats=dict(type='dict'),
     **_nix.OPTIONS_SPEC
 )
 VALIDATION = {'required_if': [('mode', 'cache', ('caches',))]}
@@ -45,10 +47,11 @@ class CopyError(Exception):
 
 
 # ------------------------------------------------------------------ probe
-def probe_script(remote_nix_dir=None, paths=None):
+def probe_script(remote_nix_dir=None, paths=None, peer_facts=True):
     """sh (target/copy-probe.sh) that finds nix, reports the user's trust
     facts and, reading store paths on stdin (or given as ``paths``), prints
-    those the target's store does not hold."""
+    those the target's store does not hold. ``peer_facts``: also what a
+    cascade sender needs (its ssh, its version, whether ~/.ssh exists)."""
     if paths is not None:
         bad = [p for p in paths if not is_store_path(p)]
         if bad:
@@ -57,6 +60,7 @@ def probe_script(remote_nix_dir=None, paths=None):
         'NIX_DIR': remote_nix_dir or None,
         'READ_STDIN': paths is None,
         'STORE_PATHS': ' '.join(paths or []),
+        'PEER_FACTS': peer_facts,
     })
 
 

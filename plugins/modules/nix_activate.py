@@ -87,6 +87,16 @@ description:
     O(reboot=when-needed), boots the new system instead (boot, reboot, verify, checks).
     O(pre_switch_checks=false) switches anyway (C(NIXOS_NO_CHECK=1)). The checks run for dry
     runs too (V(dry-activate), check mode), where O(pre_switch_checks=false) applies the same."
+  - "Keys (O(keys), the secrets of M(nixdeploy.fleet.nix_keys), in the same task; O(state=activated)
+    only): before the activation is launched, the keys with C(upload_at: pre-activation) are
+    uploaded and, with O(keys_prune), the files of keys no longer in O(keys) removed, exactly as
+    M(nixdeploy.fleet.nix_keys) with O(nixdeploy.fleet.nix_keys#module:upload_at=pre-activation)
+    does; when that fails the host fails with RV(phase=keys), naming the key, and nothing is
+    activated. After a successful activation (confirmed, with magic rollback) the keys with
+    C(upload_at: post-activation) follow; a failed or rolled-back activation gets none, and
+    neither does one left awaiting its confirmation (O(confirm=false), with a warning). When
+    these fail the host fails with RV(phase=keys) and the activation stays (nothing is rolled
+    back). Without keys and O(keys_prune) nothing is sent for them (no extra round trip)."
 options:
   path:
     description:
@@ -297,6 +307,15 @@ options:
       - The default keeps a second identical deploy free of changes.
     type: bool
     default: false
+  keys_prune:
+    description:
+      - Before the activation, remove files M(nixdeploy.fleet.nix_keys) (or this module) uploaded
+        earlier that are no longer a key of O(keys), by path, as
+        O(nixdeploy.fleet.nix_keys#module:prune). Every key of O(keys) is kept, whatever its
+        C(upload_at). Only files listed in the target's manifest of keys are ever removed.
+      - With O(state=activated) only.
+    type: bool
+    default: false
   remote_nix_dir:
     description:
       - The folder holding C(nix-env) on the target. By default it is looked up on E(PATH), then in
@@ -307,6 +326,8 @@ extends_documentation_fragment:
   - action_common_attributes
   - action_common_attributes.flow
   - nixdeploy.fleet.nix
+  - nixdeploy.fleet.keys
+  - nixdeploy.fleet.record_stats
 attributes:
   action:
     support: full
@@ -320,11 +341,15 @@ attributes:
     details: NixOS and darwin need root. Connect as root or use become.
   check_mode:
     support: full
-    details: Every platform runs its own dry activation (see O(goal=dry-activate)).
+    details: Every platform runs its own dry activation (see O(goal=dry-activate)). The keys are
+      handled as M(nixdeploy.fleet.nix_keys) does in check mode (their contents are read and
+      compared by hash; nothing is written or pruned); so are they with O(goal=dry-activate),
+      where what they would change counts in RV(would_change).
   diff_mode:
     support: partial
     details: Shows the profile's current store path against the wanted one and the closure
-      difference (O(closure_diff)).
+      difference (O(closure_diff)); with O(keys), each changed key's sha256, owner and mode before
+      and after, never its content, as M(nixdeploy.fleet.nix_keys) does.
   platform:
     platforms: posix
 notes:
@@ -339,9 +364,14 @@ notes:
     its status and log there (the last 20).
   - When nothing says what is running (no C(/run/current-system)), "active" means what this
     module last activated on that profile.
+  - O(keys) or O(keys_prune) with O(state=confirmed) or O(state=rolled_back) fail the task (those
+    activate nothing to upload keys around); use M(nixdeploy.fleet.nix_keys) there.
+  - Pre-activation keys in a tmpfs such as C(/run/keys) do not survive a reboot (O(reboot)); the
+    next deploy uploads them again.
 seealso:
   - module: nixdeploy.fleet.nix_copy_closure
   - module: nixdeploy.fleet.nix_build
+  - module: nixdeploy.fleet.nix_keys
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
 '''
@@ -351,6 +381,12 @@ EXAMPLES = r'''
   nixdeploy.fleet.nix_activate:
     path: "{{ build.out_path }}"
     confirm_timeout: 30
+
+- name: Upload the host's keys around the activation (pre-activation ones first), pruning old ones
+  nixdeploy.fleet.nix_activate:
+    path: "{{ build.out_path }}"
+    keys: "{{ nix_keys }}"   # group_vars, the text values encrypted with ansible-vault
+    keys_prune: true
 
 - name: Confirm by hand an activation another run left waiting
   nixdeploy.fleet.nix_activate:
@@ -502,14 +538,15 @@ lost_connections:
   type: int
   sample: 0
 phase:
-  description: On failure, the step that failed, V(activate), V(checks) (a health check),
-    V(reboot) (the host did not come back, or not on the new system), V(confirm) or
+  description: On failure, the step that failed, V(keys) (uploading O(keys); before the
+    activation nothing was activated, after it the activation stays), V(activate), V(checks) (a
+    health check), V(reboot) (the host did not come back, or not on the new system), V(confirm) or
     V(rollback).
   returned: failure
   type: str
   sample: confirm
 phases:
-  description: The steps inside the task (V(activate), V(checks), V(reboot), V(confirm),
+  description: The steps inside the task (V(keys), V(activate), V(checks), V(reboot), V(confirm),
     V(rollback)) with their start and end (epoch seconds) and outcome (V(changed), V(ok),
     V(failed), V(rolled_back) and the like).
   returned: when something ran on the target
@@ -646,4 +683,48 @@ switch_refused:
       description: The lines of the activation's log that say so.
       type: list
       elements: str
+keys_pre:
+  description:
+    - What uploading the pre-activation keys (and the prune) did, the result
+      M(nixdeploy.fleet.nix_keys) returns (RV(nixdeploy.fleet.nix_keys#module:key_files),
+      RV(nixdeploy.fleet.nix_keys#module:removed), C(changed); on failure also C(failed), C(msg),
+      C(phase), C(rolled_back) and C(connection_lost)). Never key contents.
+  returned: when O(keys) has pre-activation keys or O(keys_prune) is set, and the specs are valid
+    or their check failed
+  type: dict
+  sample:
+    changed: true
+    key_files:
+      db-password: {path: /run/keys/db-password, changed: true, action: update, differs: [content],
+                    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08,
+                    user: postgres, group: postgres, mode: '0400', upload_at: pre-activation}
+    removed: [/run/keys/old-token]
+keys_post:
+  description:
+    - What uploading the post-activation keys did, in the same shape as RV(keys_pre) (never a
+      prune).
+  returned: when O(keys) has post-activation keys and the activation succeeded (and was
+    confirmed)
+  type: dict
+  sample:
+    changed: false
+    key_files:
+      api-token: {path: /run/keys/api-token, changed: false, action: none, differs: [],
+                  sha256: 60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752,
+                  user: root, group: root, mode: '0600', upload_at: post-activation}
+    removed: []
+ansible_stats:
+  description:
+    - With O(record_stats), the host's outcome as custom stats for Ansible to keep (the shape
+      M(ansible.builtin.set_stats) returns); AWX and ansible-runner keep them as the job's
+      artifacts.
+  returned: success, when O(record_stats) is given
+  type: dict
+  sample:
+    data:
+      nixdeploy:
+        web1: {host: web1, platform: nixos, failed: false, rolled_back: false, phase: activate,
+               connection_lost: false, before: 41, after: 42, outcome: switched, msg: ''}
+    per_host: false
+    aggregate: true
 '''

@@ -42,6 +42,7 @@ description:
     need no builder; none is probed for them."
 extends_documentation_fragment:
   - nixdeploy.fleet.nix
+  - nixdeploy.fleet.record_stats
   - action_common_attributes
   - action_common_attributes.flow
 options:
@@ -229,6 +230,14 @@ target_store:
   description: Store URI of the target it was built on.
   returned: when O(build_on=target)
   type: str
+ansible_stats:
+  description:
+    - With O(record_stats), the host's outcome so far (built (not activated)) as custom stats, in the shape
+      RV(nixdeploy.fleet.nix_activate#module:ansible_stats) has; the activate task's replace them.
+  returned: success, when O(record_stats) is given
+  type: dict
+  sample: {data: {nixdeploy: {web1: {phase: build, outcome: 'built (not activated)', failed: false}}},
+           per_host: false, aggregate: true}
 '''
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._build import ARGUMENT_SPEC

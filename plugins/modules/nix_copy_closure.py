@@ -120,6 +120,7 @@ options:
     type: str
 extends_documentation_fragment:
   - nixdeploy.fleet.nix
+  - nixdeploy.fleet.record_stats
   - action_common_attributes
   - action_common_attributes.flow
 attributes:
@@ -336,6 +337,14 @@ trust:
   returned: success
   type: str
   sample: trusted
+ansible_stats:
+  description:
+    - With O(record_stats), the host's outcome so far (copied (not activated)) as custom stats, in the shape
+      RV(nixdeploy.fleet.nix_activate#module:ansible_stats) has; the activate task's replace them.
+  returned: success, when O(record_stats) is given
+  type: dict
+  sample: {data: {nixdeploy: {web1: {phase: copy, outcome: 'copied (not activated)', failed: false}}},
+           per_host: false, aggregate: true}
 '''
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import ARGUMENT_SPEC, VALIDATION

@@ -33,51 +33,28 @@ description:
     C(/nix/var/nixdeploy/keys) for root and C(${XDG_STATE_HOME:-~/.local/state}/nixdeploy/keys)
     for other users, so O(prune) removes only files it wrote itself.
 options:
-  keys:
-    description:
-      - The keys, key name to spec, as the host var C(nix_keys) of the deploy role. A colmena
-        hive's C(deployment.keys) is mapped to this by the M(nixdeploy.fleet.nix) inventory
-        plugin.
-      - "Content, exactly one of: C(text) (the content; keep it in ansible-vault, a C(!vault)
-        value or an encrypted vars file); C(src) (a file on the controller; a relative name is
-        searched as M(ansible.builtin.copy) searches its C(src), the role's and the playbook's
-        C(files/); a vault-encrypted file is decrypted in memory); C(command) (an argv list run
-        on the controller without a shell, whose standard output is the content, as colmena's
-        C(keyCommand), for example C([pass, show, db]); it runs in the playbook's folder with no
-        standard input, and a non-zero exit fails the host)."
-      - "C(name): the file name on the target, default the key's name."
-      - "C(dest_dir): the folder on the target, default C(/run/keys) (a tmpfs on NixOS: keys
-        vanish on reboot and the next deploy uploads them again). macOS has no C(/run): use for
-        example C(/var/run/keys). Never a path in C(/nix/store)."
-      - "C(user), C(group): owner and group (names or ids), default C(root)."
-      - "C(mode): octal digits as a string, default C(\"0600\"). An integer is the mode itself,
-        as Ansible's file modules take it (YAML reads an unquoted C(0600) as 384)."
-      - "C(upload_at): C(pre-activation) (default) keys are uploaded before the new system is
-        activated, so its services can read them when they start; C(post-activation) keys only
-        after a confirmed activation (a host that rolled back does not get them): use it for keys
-        whose user or group the new system creates."
-      - Every key of this dict counts for O(prune), whatever its C(upload_at); only those of
-        O(upload_at) are uploaded.
-      - An unknown field, a missing or doubled content source, or two keys writing one file fail
-        the host before anything is uploaded, naming the key.
-    type: dict
-    default: {}
   upload_at:
     description:
-      - Which keys this call uploads, V(pre-activation) or V(post-activation) ones, or V(all).
+      - Which keys of O(keys) this call uploads, V(pre-activation) or V(post-activation) ones, or
+        V(all).
+      - M(nixdeploy.fleet.nix_activate) uploads both around the activation itself, given
+        O(nixdeploy.fleet.nix_activate#module:keys); this module uploads keys without an
+        activation (the deploy role's C(--tags keys)) or for other tools' activations.
     type: str
     choices: [all, pre-activation, post-activation]
     default: all
   prune:
     description:
-      - Remove files this module uploaded earlier that are no longer a key of O(keys), by
-        path (a key that moved to another folder is removed from the old one).
+      - Remove files this module (or M(nixdeploy.fleet.nix_activate)) uploaded earlier that are
+        no longer a key of O(keys), by path (a key that moved to another folder is removed from
+        the old one). Every key of O(keys) is kept, whatever its C(upload_at) and O(upload_at).
       - Only files listed in the target's manifest are ever removed.
     type: bool
     default: false
 extends_documentation_fragment:
   - action_common_attributes
   - action_common_attributes.flow
+  - nixdeploy.fleet.keys
 attributes:
   action:
     support: full
@@ -134,6 +111,14 @@ EXAMPLES = r'''
 #     command: [pass, show, web/api-token]
 #     upload_at: post-activation
 
+- name: Upload every key and prune old ones, without an activation (the deploy role's --tags keys)
+  nixdeploy.fleet.nix_keys:
+    keys: "{{ nix_keys }}"
+    upload_at: all
+    prune: true
+
+# Around an activation, nixdeploy.fleet.nix_activate's keys option does both in
+# one task; by hand, for an activation by another tool:
 - name: Upload the keys needed before activation (and prune old ones)
   nixdeploy.fleet.nix_keys:
     keys: "{{ nix_keys }}"

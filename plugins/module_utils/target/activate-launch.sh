@@ -13,9 +13,13 @@
 # systemd's own tools.
 RD=$D/runs/$RUN
 mkdir -p "$RD" || fail "cannot create $RD"
-# keep the last 20 runs' logs (run names are digits, '-' and hex)
-# shellcheck disable=SC2012
-ls -1t "$D/runs" 2>/dev/null | tail -n +21 | while read -r old; do rm -rf "$D/runs/$old"; done
+# keep the last 20 runs' logs (run names are digits, '-' and hex): counting
+# them takes no process, sorting them by age (ls) only when there are more
+set -- "$D/runs"/*
+if [ "$#" -gt 20 ]; then
+  # shellcheck disable=SC2012
+  ls -1t "$D/runs" 2>/dev/null | tail -n +21 | while read -r old; do rm -rf "$D/runs/$old"; done
+fi
 emit dir "$D"
 emit profile "$PROFILE"
 emit nix_env "$NIX_ENV"

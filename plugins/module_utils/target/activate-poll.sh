@@ -4,16 +4,22 @@
 # whether its runner lives, its log's last LOG_LINES lines. Folding the wait
 # into the same session saves the controller a round trip per look.
 RD=$D/runs/$RUN
-run_state() { sed -n 's/^state=//p' "$RD/status" 2>/dev/null; }
+run_state() {  # st: the run's state (read by the shell: no process five times a second)
+  st=
+  [ -f "$RD/status" ] || return 0
+  while IFS= read -r line; do
+    case $line in state=*) st=${line#state=} ;; esac
+  done <"$RD/status"
+}
 i=0
 while [ "$i" -lt $((WAIT * 5)) ]; do
-  st=$(run_state)
+  run_state
   case " $TERMINAL " in *" $st "*) break ;; esac
   [ "$STOP_AWAITING" = 1 ] && [ "$st" = awaiting_confirmation ] && break
   nap; i=$((i + 1))
 done
 [ -f "$RD/status" ] && sed 's/^/@@nixdeploy /' "$RD/status"
-pid=$(cat "$RD/pid" 2>/dev/null)
+pid=; read -r pid <"$RD/pid" 2>/dev/null || :
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then emit alive "1"
 else emit alive "0"; fi
 log_section

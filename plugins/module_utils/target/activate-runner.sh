@@ -19,20 +19,22 @@ trap '' HUP
 umask 022
 echo $$ >"$RD/pid"
 SETSID=; command -v setsid >/dev/null 2>&1 && SETSID=setsid
+# its loops look at the time five times a second: lib.sh's clock, no process a look
+clock_init
 STATE=starting REASON='' PREV_GEN='' PREV_PATH='' NEW_GEN='' ACTIVE_BEFORE='' ACTIVATED=0
-ROLLED_BACK=0 CONFIRMED=0 RC='' LOCKED=0 STARTED=$(date +%s) CAUSE=''
+ROLLED_BACK=0 CONFIRMED=0 RC='' LOCKED=0 STARTED=$EPOCH CAUSE=''
 BUSY=0 LOG_AT=0
 generations_of
 status() {
-  STATE=$1; REASON=$(printf '%s' "$2" | tr '\n' ' ')
+  STATE=$1; one_line "$2"; REASON=$ONE_LINE; stamp
   { echo "state=$STATE"; echo "reason=$REASON"; echo "run=$RUN"; echo "mode=$MODE"
     echo "profile=$PROFILE"; echo "prev_gen=$PREV_GEN"; echo "prev_path=$PREV_PATH"
     echo "new_gen=$NEW_GEN"; echo "new_path=$NEW"; echo "activated=$ACTIVATED"
     echo "rolled_back=$ROLLED_BACK"; echo "confirmed=$CONFIRMED"; echo "rc=$RC"
     echo "cause=$CAUSE"
-    echo "started=$STARTED"; echo "updated=$(date +%s)"
+    echo "started=$STARTED"; echo "updated=$EPOCH"
   } >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"
-  echo "nixdeploy: $(date +%H:%M:%S) $STATE${REASON:+: $REASON}"
+  echo "nixdeploy: $HMS $STATE${REASON:+: $REASON}"
   echo "nixdeploy run $RUN: $STATE${REASON:+: $REASON}" >&3
 }
 release() {
@@ -59,14 +61,14 @@ break_lock() {  # break_lock DEADPID: one breaker at a time, and only that owner
 }
 BOOT=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
 acquire() {
-  t0=$(date +%s) empty_since='' told=''
+  clock; t0=$NOW empty_since='' told=''
   while :; do
     if mkdir "$D/lock" 2>/dev/null; then
       echo "$BOOT" >"$D/lock/boot"; echo $$ >"$D/lock/pid"; echo "$RUN" >"$D/lock/run"
       LOCKED=1; return 0
     fi
     owner=$(cat "$D/lock/pid" 2>/dev/null)
-    now=$(date +%s)
+    clock; now=$NOW
     if [ -n "$owner" ]; then
       empty_since=
       if ! kill -0 "$owner" 2>/dev/null; then
@@ -100,10 +102,10 @@ switch_lock_free() {  # whether no other switch holds SWITCH_LOCK (unknown: free
 }
 wait_switch_lock() {  # wait (until SWITCH_UNTIL) for the platform's own switch lock
   [ -n "$SWITCH_LOCK" ] || return 0
-  [ -n "$SWITCH_UNTIL" ] || SWITCH_UNTIL=$(($(date +%s) + LOCK_TIMEOUT))
+  clock; [ -n "$SWITCH_UNTIL" ] || SWITCH_UNTIL=$((NOW + LOCK_TIMEOUT))
   told=
   until switch_lock_free; do
-    [ "$(date +%s)" -lt "$SWITCH_UNTIL" ] || return 1
+    clock; [ "$NOW" -lt "$SWITCH_UNTIL" ] || return 1
     [ -n "$told" ] || { told=1
       status waiting_lock "another switch holds $SWITCH_LOCK (an auto-upgrade?): waiting"; }
     nap
@@ -127,18 +129,19 @@ run_activation() {  # run_activation PATH GOAL: sets RC (and BUSY), bounded by A
     busy || return 0
     # another switch held the platform's lock: nothing was activated
     echo "nixdeploy: another switch holds $SWITCH_LOCK: waiting for it, then again"
-    if ! wait_switch_lock || [ "$(date +%s)" -ge "$SWITCH_UNTIL" ]; then BUSY=1; return 0; fi
+    if ! wait_switch_lock || { clock; [ "$NOW" -ge "$SWITCH_UNTIL" ]; }; then BUSY=1; return 0; fi
     nap
   done
 }
 run_once() {
-  echo "nixdeploy: $(date +%H:%M:%S) activating $1 ($2)"
+  stamp; echo "nixdeploy: $HMS activating $1 ($2)"
   LOG_AT=$(wc -c <"$RD/log" 2>/dev/null | tr -dc 0-9); LOG_AT=${LOG_AT:-0}
   # its own process group (setsid), so a timeout stops the whole activation
   $SETSID sh -c "$ACTIVATE_PROGRAM" activate "$1" "$2" "$INVOKER" &
-  apid=$! t0=$(date +%s)
+  apid=$!; clock; t0=$NOW
   while kill -0 "$apid" 2>/dev/null; do
-    if [ $(($(date +%s) - t0)) -ge "$ACTIVATION_TIMEOUT" ]; then
+    clock
+    if [ $((NOW - t0)) -ge "$ACTIVATION_TIMEOUT" ]; then
       echo "nixdeploy: the activation ran longer than ${ACTIVATION_TIMEOUT}s: stopping it"
       if [ -n "$SETSID" ]; then kill -TERM "-$apid" 2>/dev/null; fi
       kill -TERM "$apid" 2>/dev/null; sleep 2
@@ -149,7 +152,7 @@ run_once() {
     nap
   done
   wait "$apid"; RC=$?
-  echo "nixdeploy: $(date +%H:%M:%S) activation exited with $RC"
+  stamp; echo "nixdeploy: $HMS activation exited with $RC"
 }
 failure_reason() {
   if [ "$BUSY" = 1 ]; then
@@ -198,7 +201,7 @@ watchdog() {
   # Armed before the canary exists (the deploy-rs PR 385 race): from the
   # moment it is written, a missing canary can only mean that a confirmation
   # claimed it (rename, atomic); at the deadline the watchdog claims it itself.
-  deadline=$(($(date +%s) + CONFIRM_TIMEOUT))
+  clock; deadline=$((NOW + CONFIRM_TIMEOUT))
   echo "$RUN" >"$D/canary.tmp" && mv -f "$D/canary.tmp" "$D/canary"
   status awaiting_confirmation "waiting ${CONFIRM_TIMEOUT}s for a confirmation over a new connection"
   while :; do
@@ -211,7 +214,8 @@ watchdog() {
       fi
       CONFIRMED=1; return 0
     fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
+    clock
+    if [ "$NOW" -ge "$deadline" ]; then
       if mv "$D/canary" "$D/canary.expired" 2>/dev/null; then
         rm -f "$D/canary.expired"
         rollback "no confirmation within ${CONFIRM_TIMEOUT}s (is the host still reachable under the new system?)" unconfirmed

@@ -5,12 +5,13 @@
 # NEEDS_ROOT, PROFILE_CANDIDATES, PROFILE_PROBE, ROOT_STATE.
 umask 022
 [ -n "${HOME:-}" ] || HOME=$(cd ~ 2>/dev/null && pwd)
-USER=${USER:-$(id -un)}
+ids
+USER=${USER:-$ME}
 export HOME USER
 # who logged in, before become (sudo): nix-darwin's activate-user runs as them
-INVOKER=${SUDO_USER:-$(id -un)}
-if [ "$NEEDS_ROOT" = 1 ] && [ "$(id -u)" != 0 ]; then
-  fail "activating a $PLATFORM system needs root, but this runs as $(id -un): connect as root or set become"
+INVOKER=${SUDO_USER:-$ME}
+if [ "$NEEDS_ROOT" = 1 ] && [ "$MY_UID" != 0 ]; then
+  fail "activating a $PLATFORM system needs root, but this runs as $ME: connect as root or set become"
 fi
 find_nix nix-env || fail "nix-env not found on PATH or in the usual places; set remote_nix_dir"
 NIX_ENV=$NIX_TOOL
@@ -20,7 +21,7 @@ case ":$PATH:" in *":${NIX_ENV%/*}:"*) ;; *) PATH=${NIX_ENV%/*}:$PATH; export PA
 [ -n "$PROFILE" ] || resolve_profile
 case $PROFILE in /*) ;; *) fail "profile must be an absolute path, got '$PROFILE'" ;; esac
 generations_of
-if [ "$(id -u)" = 0 ]; then BASE=$ROOT_STATE
+if [ "$MY_UID" = 0 ]; then BASE=$ROOT_STATE
 else BASE=${XDG_STATE_HOME:-$HOME/.local/state}/nixdeploy; fi
 D=$BASE/$(printf '%s' "$PROFILE" | tr -c 'A-Za-z0-9._-' '_')
 mkdir -p "$D/runs" || fail "cannot create the state folder $D"

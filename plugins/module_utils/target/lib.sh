@@ -7,9 +7,67 @@
 # "@@nixdeploy key=value"; everything after a line "@@nixdeploy-log" is log
 # text (value lines may still follow).
 
+# Every process costs a target a few ms (fork, exec), and a deploy's scripts
+# emit and look often: the helpers below start none where the shell can do
+# the work itself.
+NL='
+'
+one_line() {  # one_line TEXT: ONE_LINE = TEXT with its newlines as spaces
+  case $1 in
+    *"$NL"*) ONE_LINE=$(printf '%s' "$1" | tr '\n' ' ') ;;
+    *) ONE_LINE=$1 ;;
+  esac
+}
 emit() {  # emit KEY VALUE...: one value line (newlines folded to spaces)
   k=$1; shift
-  printf '@@nixdeploy %s=%s\n' "$k" "$(printf '%s' "$*" | tr '\n' ' ')"
+  one_line "$*"
+  printf '@@nixdeploy %s=%s\n' "$k" "$ONE_LINE"
+}
+# A clock for waits and log lines. A loop looking five times a second would
+# start a date process a look: NOW (whole seconds, for waits) comes from
+# /proc/uptime where there is one, else from date; after clock_init (one
+# date), stamp sets EPOCH and HMS (the local time) from it.
+clock() {
+  if [ -r /proc/uptime ] && read -r NOW _ </proc/uptime 2>/dev/null; then NOW=${NOW%%.*}
+  else NOW=$(date +%s); fi
+}
+clock_init() {
+  read -r E0 H0 M0 S0 <<EOF
+$(date '+%s %H %M %S')
+EOF
+  clock
+  CLOCK0=$((E0 - NOW)) DAY0=$((${H0#0} * 3600 + ${M0#0} * 60 + ${S0#0} - E0 % 86400))
+  stamp
+}
+stamp() {  # stamp: EPOCH and HMS of now (after clock_init)
+  clock; EPOCH=$((CLOCK0 + NOW))
+  sec=$(((EPOCH + DAY0) % 86400)); [ "$sec" -ge 0 ] || sec=$((sec + 86400))
+  hh=$((sec / 3600)) mm=$((sec / 60 % 60)) ss=$((sec % 60))
+  [ "$hh" -ge 10 ] || hh=0$hh; [ "$mm" -ge 10 ] || mm=0$mm; [ "$ss" -ge 10 ] || ss=0$ss
+  HMS=$hh:$mm:$ss
+}
+ids() {  # ids: MY_UID, ME (user name) and MY_GROUPS (names, comma-separated) from one id
+  # POSIX id's own format: uid=0(root) gid=0(root) groups=0(root),1(bin)
+  ID=$(id 2>/dev/null)
+  MY_UID=${ID#uid=}; MY_UID=${MY_UID%%[!0-9]*}
+  case $ID in *"uid=$MY_UID("*) ME=${ID#*uid="$MY_UID"(}; ME=${ME%%)*} ;; *) ME=$(id -un) ;; esac
+  # busybox's id leaves out groups= when there is only the primary group
+  case $ID in
+    *" gid="*"("*) MY_GROUPS=${ID#* gid=*(}; MY_GROUPS=${MY_GROUPS%%)*} ;;
+    *" gid="*) MY_GROUPS=${ID#* gid=}; MY_GROUPS=${MY_GROUPS%% *} ;;
+    *) MY_GROUPS= ;;
+  esac
+  case $ID in
+    *groups=*)
+      MY_GROUPS=
+      rest=${ID#*groups=}
+      while [ -n "$rest" ]; do
+        entry=${rest%%,*}
+        case $entry in *"("*")"*) name=${entry#*(}; name=${name%%)*} ;; *) name=$entry ;; esac
+        MY_GROUPS=$MY_GROUPS${MY_GROUPS:+,}$name
+        case $rest in *,*) rest=${rest#*,} ;; *) rest= ;; esac
+      done ;;
+  esac
 }
 log_section() { echo "@@nixdeploy-log"; }
 fail() { emit error "$*"; exit 3; }

@@ -1,11 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""nixdeploy.fleet.nix_keys on the `key` lab: a real deploy (eval, build,
-copy, keys before activation, activation with its confirmation, keys after)
-of a vault-encrypted ``text`` key, a ``src`` key and a ``command`` key to
-four hosts at once: two NixOS (root), a nix-darwin (deploy + sudo) and a
-home-manager host (app, no root, its own key folder).
+"""Keys on the `key` lab: a real deploy (eval, build, copy, then
+nix_activate with ``keys``: keys before activation, activation with its
+confirmation, keys after, in the one task, as the deploy role runs it) of a
+vault-encrypted ``text`` key, a ``src`` key and a ``command`` key to four
+hosts at once: two NixOS (root), a nix-darwin (deploy + sudo) and a
+home-manager host (app, no root, its own key folder). nixdeploy.fleet.nix_keys
+itself (keys without an activation) in the errors test.
 
 The tests run in order on one fleet; each asserts on every host of its run.
 Secrets are random per run, so finding one anywhere is a leak.
@@ -29,9 +31,7 @@ HOSTS = [{'name': 'n1', 'persona': 'nixos'}, {'name': 'n2', 'persona': 'nixos'},
          {'name': 'd1', 'persona': 'darwin'}, {'name': 'm1', 'persona': 'home-manager'}]
 NAMES = [h['name'] for h in HOSTS]
 ROOT_HOSTS = ['n1', 'n2', 'd1']
-KEYS_PRE = 'keys before activation'
 ACTIVATE = 'activate'
-KEYS_POST = 'keys after activation'
 # Where each host keeps its keys, and who owns them (m1 has no root).
 PLACE = dict([(h, {'dir': '/run/keys', 'user': 'root', 'group': 'deploy'}) for h in ROOT_HOSTS]
              + [('m1', {'dir': '/home/app/keys', 'user': 'app', 'group': 'app'})])
@@ -130,8 +130,8 @@ CERT_KEY = ('  cert:\n'
 
 
 def site():
-    """eval -> build -> copy -> keys (pre) -> activate (confirms itself) -> keys (post):
-    the deploy role's order once it has the keys tasks."""
+    """eval -> build -> copy -> activate (keys before, confirms itself, keys after):
+    the deploy role's tasks."""
     nix = {'nix_options': '{{ nix_options }}'}
     return [{'name': 'deploy with keys', 'hosts': 'all', 'gather_facts': False, 'tasks': [
         {'name': 'eval', 'nixdeploy.fleet.nix_eval': dict(nix), 'register': 'ev'},
@@ -140,13 +140,8 @@ def site():
             nix, drv_path='{{ ev.drv_path }}', closure_diff=True)},
         {'name': 'copy', 'nixdeploy.fleet.nix_copy_closure': dict(
             nix, path='{{ ev.out_path }}', signing_key='{{ nix_signing_key }}')},
-        {'name': KEYS_PRE, 'nixdeploy.fleet.nix_keys': {
-            'keys': '{{ nix_keys }}', 'upload_at': 'pre-activation', 'prune': '{{ nix_keys_prune }}'},
-         'when': 'nix_keys | length > 0 or nix_keys_prune | bool'},
-        {'name': ACTIVATE, 'nixdeploy.fleet.nix_activate': dict(nix, path='{{ ev.out_path }}')},
-        {'name': KEYS_POST, 'nixdeploy.fleet.nix_keys': {
-            'keys': '{{ nix_keys }}', 'upload_at': 'post-activation'},
-         'when': 'nix_keys | length > 0'},
+        {'name': ACTIVATE, 'nixdeploy.fleet.nix_activate': dict(
+            nix, path='{{ ev.out_path }}', keys='{{ nix_keys }}', keys_prune='{{ nix_keys_prune }}')},
     ]}]
 
 
@@ -257,6 +252,18 @@ def ok(run, task, host):
     return res['result']
 
 
+def keys_of(run, host):
+    """The activate task's result (ok or failed) and its keys_pre and keys_post (None
+    when that part did not run)."""
+    res = run.result(ACTIVATE, host)['result']
+    return res, res.get('keys_pre'), res.get('keys_post')
+
+
+def phase_names(res):
+    """The steps inside the activate task, in order (none when it failed before any)."""
+    return [p['name'] for p in res.get('phases') or []]
+
+
 def assert_no_secret(fleet, *texts):
     for text in texts:
         for value in fleet.secrets:
@@ -286,8 +293,12 @@ def test_keys_reach_every_host_before_and_after_activation(key):
     api = open(os.path.join(key.play, 'files', 'api.key')).read()
     for host in NAMES:
         place = PLACE[host]
-        pre, post = ok(run, KEYS_PRE, host), ok(run, KEYS_POST, host)
-        assert pre['changed'] and post['changed'], host
+        res = ok(run, ACTIVATE, host)
+        pre, post = res['keys_pre'], res['keys_post']
+        assert res['changed'] and pre['changed'] and post['changed'], host
+        # the pre-activation keys, the activation and its confirmation, then the others
+        assert phase_names(res) == ['keys', 'activate', 'confirm', 'keys'], res['phases']
+        assert res['confirmed'] and res['phases'][0]['end'] <= res['phases'][1]['start']
         assert sorted(pre['key_files']) == ['api', 'db'] and sorted(post['key_files']) == ['token']
         db = dict(pre['key_files']['db'])
         db.pop('dir_created', None)
@@ -318,8 +329,10 @@ def test_second_run_changes_nothing(key):
     run = key.deploy(args=['-vvv'])
     assert run.rc == 0, run
     for host in NAMES:
-        for task in (KEYS_PRE, KEYS_POST):
-            res = ok(run, task, host)
+        activate = ok(run, ACTIVATE, host)
+        assert activate['changed'] is False and activate['state'] == 'unchanged'
+        for part in ('keys_pre', 'keys_post'):
+            res = activate[part]
             assert res['changed'] is False and all(not k['changed'] for k in res['key_files'].values())
         recap = [ln for ln in run.stdout.splitlines() if ln.startswith(host + ' ') and 'changed=' in ln]
         assert recap and 'changed=0' in recap[-1] and 'failed=0' in recap[-1], (host, recap)
@@ -342,7 +355,9 @@ def test_check_and_diff_show_hashes_and_change_nothing(key):
     run = key.deploy(args=['--check', '--diff', '-e', 'nix_keys_prune=true'])
     for host in NAMES:
         place = PLACE[host]
-        pre, post = ok(run, KEYS_PRE, host), ok(run, KEYS_POST, host)
+        res = ok(run, ACTIVATE, host)
+        pre, post = res['keys_pre'], res['keys_post']
+        assert res['changed'] and not res['activated'], host  # check mode: a report
         assert pre['changed'] and pre['key_files']['db']['action'] == 'update', (host, pre)
         assert pre['key_files']['db']['differs'] == ['content']
         assert pre['removed'] == [place['dir'] + '/svc/api-token']
@@ -362,20 +377,23 @@ def test_rolled_back_host_gets_no_post_activation_key(key):
     assert run.rc != 0, run
     failed = run.result(ACTIVATE, 'n2')
     assert failed['status'] == 'failed' and failed['result']['rolled_back'], failed
-    assert not run.results(KEYS_POST, 'n2'), 'a rolled-back host got its post-activation keys'
+    assert failed['result']['phase'] != 'keys', failed
+    assert 'keys_post' not in failed['result'], 'a rolled-back host got its post-activation keys'
+    assert 'keys' not in phase_names(failed['result'])[1:]
     cert = key.cert
     for host in NAMES:
         place = PLACE[host]
-        pre = ok(run, KEYS_PRE, host)
+        res, pre, post = keys_of(run, host)
         assert pre['key_files']['db']['action'] == 'update' and pre['key_files']['db']['sha256'] == sha(key.db_new)
         assert pre['removed'] == [place['dir'] + '/svc/api-token'], pre
         assert key.cat(host, place['dir'] + '/svc/api-token') is None
         assert_key(key, host, 'db', key.db_new, '640', place['user'], place['group'])
         if host == 'n2':
-            assert key.cat(host, place['dir'] + '/cert') is None
+            assert post is None and key.cat(host, place['dir'] + '/cert') is None
             continue
-        assert ok(run, ACTIVATE, host)['changed'] is False  # unchanged systems
-        assert ok(run, KEYS_POST, host)['key_files']['cert']['changed']
+        # unchanged systems, changed keys
+        assert ok(run, ACTIVATE, host)['state'] == 'unchanged' and res['changed']
+        assert post['key_files']['cert']['changed']
         assert_key(key, host, 'cert', cert, '440', place['user'], place['group'])
     assert_no_secret(key, run.stdout, run.stderr)
 
@@ -386,42 +404,71 @@ def test_colmena_hive_keys_deploy_through_the_inventory_plugin(key):
     assert hosts == ['n1', 'n2'], run  # colmena hives are NixOS only
     for host in hosts:
         assert ok(run, 'eval', host)['out_path'] == key.out_paths[host] or host == 'n2'
-        pre = ok(run, KEYS_PRE, host)
+        _res, pre, _post = keys_of(run, host)
         assert list(pre['key_files']) == ['cfile'] and pre['key_files']['cfile']['changed']
         assert_key(key, host, '/run/keys/colmena/cfile', key.colmena_file, '440', 'root', 'deploy')
-    assert ok(run, KEYS_POST, 'n1')['key_files']['ccmd']['path'] == '/run/keys/colmena/cmd.key'
+    assert ok(run, ACTIVATE, 'n1')['keys_post']['key_files']['ccmd']['path'] == '/run/keys/colmena/cmd.key'
     assert_key(key, 'n1', '/run/keys/colmena/cmd.key', key.colmena_cmd, '600', 'root', 'root')
     # n2's new system still fails: rolled back, no post-activation key
-    assert run.result(ACTIVATE, 'n2')['result']['rolled_back']
+    res, _pre, post = keys_of(run, 'n2')
+    assert res['rolled_back'] and post is None
     assert key.cat('n2', '/run/keys/colmena/cmd.key') is None
     assert_no_secret(key, run.stdout, run.stderr)
 
 
-def test_errors_name_host_and_key_and_spare_the_others(key):
+@pytest.mark.parametrize('module', ['nix_keys', 'nix_activate'])
+def test_errors_name_host_and_key_and_spare_the_others(key, module):
+    """One run, one failure per host but n2's: nix_keys alone, and nix_activate
+    with keys (each host's current system: the activation changes nothing), where
+    d1's key fails after the activation."""
     inv = key.lab.ansible_inventory()
     bad = {
         'n1': {'bad': {'text': 'x', 'src': 'y'}},
-        'd1': {'cmd': {'command': ['sh', '-c', 'echo "vault is locked" >&2; exit 3']}},
+        'd1': {'cmd': {'command': ['sh', '-c', 'echo "vault is locked" >&2; exit 3'],
+                       'upload_at': 'post-activation'}},
         'm1': {'rootonly': {'text': 'x'}},  # /run/keys as app: not allowed
-        'n2': {'fine': {'text': 'fine', 'dest_dir': '/run/keys/e'}},
+        'n2': {'fine': {'text': 'fine', 'dest_dir': '/run/keys/e-' + module}},
     }
     for group in inv['all']['children'].values():
         for name, hostvars in group['hosts'].items():
-            hostvars.update(nix_keys=bad[name], ansible_python_interpreter='/nonexistent/python3')
+            hostvars.update(nix_keys=bad[name], ansible_python_interpreter='/nonexistent/python3',
+                            out_path=key.out_paths[name])
+    args = {'keys': '{{ nix_keys }}'}
+    if module == 'nix_activate':
+        args['path'] = '{{ out_path }}'
     play = [{'name': 'keys', 'hosts': 'all', 'gather_facts': False, 'tasks': [
-        {'name': 'keys', 'nixdeploy.fleet.nix_keys': {'keys': '{{ nix_keys }}'}}]}]
+        {'name': 'keys', 'nixdeploy.fleet.' + module: args}]}]
     run = run_playbook(play, inv, key.rundir())
     assert run.rc != 0
     res = results(run, 'keys')
     assert res['n2']['status'] == 'ok' and res['n2']['result']['changed']
-    assert key.cat('n2', '/run/keys/e/fine') == 'fine'
+    assert key.cat('n2', '/run/keys/e-%s/fine' % module) == 'fine'
     msgs = {h: res[h]['result']['msg'] for h in ('n1', 'd1', 'm1')}
-    assert all(res[h]['status'] == 'failed' and res[h]['result']['phase'] == 'keys' for h in msgs), res
+    assert all(res[h]['status'] == 'failed' and res[h]['result']['phase'] == 'keys'
+               and res[h]['result']['rolled_back'] is False for h in msgs), res
     assert msgs['n1'] == "n1: key 'bad': give exactly one of text, src or command (got text and src)"
-    assert msgs['d1'].startswith("d1: key 'cmd': command sh -c ") and msgs['d1'].endswith(
+    assert msgs['d1'].startswith("d1: ") and "key 'cmd': command sh -c " in msgs['d1'] and msgs['d1'].endswith(
         'exited with 3: vault is locked'), msgs['d1']
     assert msgs['m1'].startswith("m1: key 'rootonly' (/run/keys/rootonly): cannot"), msgs['m1']
     assert 'Permission denied' in msgs['m1'] or 'permission denied' in msgs['m1'].lower()
+    if module == 'nix_keys':
+        assert msgs['d1'].startswith("d1: key 'cmd': command sh -c "), msgs['d1']
+        return
+    out = dict((h, r['result']) for h, r in res.items())
+    # failed before the activation: nothing activated, the failure in keys_pre
+    for host in ('n1', 'm1'):
+        assert not out[host]['activated'] and out[host]['keys_pre']['failed'], out[host]
+        assert 'keys_post' not in out[host] and phase_names(out[host]) in ([], ['keys']), out[host]
+    # failed after it: the activation (here: nothing to do) stays and says so
+    assert out['d1']['state'] == 'unchanged' and out['d1']['keys_post']['failed'], out['d1']
+    assert msgs['d1'].startswith('d1: %s stays active (nothing is rolled back), but the post-activation '
+                                 "keys failed: key 'cmd': command sh -c " % key.out_paths['d1']), msgs['d1']
+    # no pre-activation key and no prune: no call for them
+    assert 'keys_pre' not in out['d1'] and phase_names(out['d1']) == ['activate', 'keys']
+    # a host with pre-activation keys only: no call after the activation
+    assert out['n2']['state'] == 'unchanged' and out['n2']['keys_pre']['changed']
+    assert 'keys_post' not in out['n2'] and phase_names(out['n2']) == ['keys', 'activate']
+    assert_no_secret(key, run.stdout, run.stderr, json.dumps(run.records))
 
 
 def test_no_store_path_holds_a_secret(key):

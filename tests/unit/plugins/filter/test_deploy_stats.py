@@ -14,6 +14,7 @@ from tests.collection import BIN, ansible_env, collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.filter import deploy_stats as plugin  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _stats  # noqa: E402
 
 deploy_stats = plugin.FilterModule().filters()['deploy_stats']
 
@@ -90,7 +91,7 @@ def test_the_job_key_is_a_valid_variable_name(job_id, key):
 @pytest.mark.parametrize('job_id', [None, ''])
 def test_without_a_job_id_the_run_gives_the_key(monkeypatch, job_id):
     # the run's private temp dir, as ansible-playbook names it
-    monkeypatch.setattr(plugin.C, 'DEFAULT_LOCAL_TMP', '/root/.ansible/tmp/ansible-local-4711ab.c_d/')
+    monkeypatch.setattr(_stats.C, 'DEFAULT_LOCAL_TMP', '/root/.ansible/tmp/ansible-local-4711ab.c_d/')
     stats = deploy_stats({'eval': EVAL}, 'web1', job_id=job_id)
     assert set(stats) == {'nixdeploy', 'nixdeploy_job_ansible_local_4711ab_c_d'}
     assert all(name.isidentifier() for name in stats)
@@ -110,3 +111,40 @@ def test_ansible_doc_reads_the_filter():
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)['nixdeploy.fleet.deploy_stats']['doc']
     assert set(doc['options']) == {'_input', 'host', 'check_mode', 'job_id'}
+
+
+# --- the same records from the phase actions' own results (record_stats)
+
+ACTIVATE = {'changed': True, 'goal': 'switch', 'platform': 'nixos',
+            'previous': {'generation': 41}, 'new': {'generation': 42}}
+
+
+def test_each_phase_keeps_the_record_the_filter_makes_so_far():
+    build = {'changed': True}
+    copy = {'changed': True, 'copied_from': 'controller'}
+    by_phase = {
+        'build': ({'eval': EVAL}, build, {'eval': EVAL, 'build': build}),
+        'copy': ({'eval': EVAL, 'build': build}, copy, {'eval': EVAL, 'build': build, 'copy': copy}),
+        'activate': ({'eval': EVAL, 'build': build, 'copy': copy}, ACTIVATE,
+                     {'eval': EVAL, 'build': build, 'copy': copy, 'activate': ACTIVATE}),
+    }
+    outcomes = {}
+    for phase, (earlier, own, registered) in by_phase.items():
+        kept = _stats.phase_stats(earlier, phase, own, 'web1', False, '7')
+        assert kept['per_host'] is False and kept['aggregate'] is True
+        assert kept['data'] == deploy_stats(registered, 'web1', False, '7'), phase
+        outcomes[phase] = record(kept['data'], 'web1')['outcome']
+    assert outcomes == {'build': 'built (not activated)', 'copy': 'copied (not activated)',
+                        'activate': 'switched'}
+
+
+def test_the_activate_record_reads_its_keys_from_its_own_result():
+    own = dict(ACTIVATE, keys_pre={'changed': True, 'key_files': {}, 'removed': []})
+    kept = _stats.phase_stats({'eval': EVAL}, 'activate', own, 'web1')
+    assert kept['data']['nixdeploy'] == deploy_stats(
+        {'eval': EVAL, 'keys_pre': own['keys_pre'], 'activate': own}, 'web1')['nixdeploy']
+
+
+def test_a_phase_refuses_results_of_phases_after_it():
+    with pytest.raises(ValueError, match='unknown result names activate'):
+        _stats.phase_stats({'eval': EVAL, 'activate': ACTIVATE}, 'copy', {}, 'web1')

@@ -12,7 +12,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
-    _activate, _platforms, _script, _target)
+    _activate, _keys, _platforms, _script, _target)
 
 
 def params(**changes):
@@ -37,6 +37,38 @@ def test_path_is_required_and_absolute():
     assert 'absolute' in _activate.check_params(params(path='nix/store/x'), 'nixos')
     assert _activate.check_params(params(state='rolled_back'), 'nixos') is None
     assert 'generation' in _activate.check_params(params(state='rolled_back', generation=0), 'nixos')
+
+
+def test_keys_options_are_nix_keys_options():
+    spec = _activate.ARGUMENT_SPEC
+    assert spec['keys'] == _keys.ARGUMENT_SPEC['keys'] == {'type': 'dict', 'default': {},
+                                                           'no_log': True}
+    assert spec['keys_prune'] == _keys.ARGUMENT_SPEC['prune'] == {'type': 'bool', 'default': False}
+
+
+def test_keys_go_with_state_activated_only():
+    keys = {'db': {'text': 'x'}}
+    assert _activate.check_params(params(path='/nix/store/x', keys=keys, keys_prune=True),
+                                  'nixos') is None
+    for state in ('confirmed', 'rolled_back'):
+        assert _activate.check_params(params(state=state), 'nixos') is None
+        for given in ({'keys': keys}, {'keys_prune': True}):
+            problem = _activate.check_params(params(state=state, **given), 'nixos')
+            assert problem.startswith('keys and keys_prune go with state=activated only'), problem
+
+
+def test_nix_activate_and_nix_keys_document_keys_from_one_fragment():
+    import yaml
+    from ansible_collections.nixdeploy.fleet.plugins.doc_fragments import keys as fragment
+    from ansible_collections.nixdeploy.fleet.plugins.modules import nix_activate, nix_keys
+    option = yaml.safe_load(fragment.ModuleDocFragment.DOCUMENTATION)['options']['keys']
+    assert (option['type'], option['default']) == ('dict', {})
+    for module in (nix_activate, nix_keys):
+        doc = yaml.safe_load(module.DOCUMENTATION)
+        assert 'nixdeploy.fleet.keys' in doc['extends_documentation_fragment']
+        assert 'keys' not in doc['options']
+    prune = yaml.safe_load(nix_activate.DOCUMENTATION)['options']['keys_prune']
+    assert (prune['type'], prune['default']) == ('bool', False)
 
 
 def test_magic_rollback_only_for_switch_and_test():

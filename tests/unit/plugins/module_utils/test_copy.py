@@ -6,6 +6,7 @@ controller's own store (the lab tests run it on every persona).
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -283,12 +284,38 @@ def test_probe_script_with_a_fake_store_lists_the_invalid_paths(fake_nix_dir):
     assert proc.returncode == 0, proc.stderr
     found = _copy.parse_probe(proc.stdout)
     assert found['nix_dir'] == fake_nix_dir and found['complete']
-    assert found['invalid'] == [gone] and found['trusted_users'] == ['root', '@wheel']
+    assert found['invalid'] == [gone]
     # over stdin, as nix_copy_closure and nix_build run it
     proc = subprocess.run(['sh', '-c', _copy.probe_script(fake_nix_dir)],
                           input='%s\n%s\n' % (gone, P1), stdout=subprocess.PIPE,
                           universal_newlines=True, check=False)
     assert _copy.parse_probe(proc.stdout)['invalid'] == [gone]
+
+
+@pytest.mark.parametrize('identity,daemon,asked', [
+    # root, or a store the user opens itself: trusted, nix is not asked
+    ('uid=0(root) gid=0(root)', False, False),
+    ('uid=1000(tester) gid=100(users) groups=100(users),1(wheel)', False, False),
+    # through a daemon, as a user: its trusted-users decide
+    ('uid=1000(tester) gid=100(users) groups=100(users),1(wheel)', True, True),
+])
+def test_the_probe_asks_nix_who_is_trusted_only_when_that_decides(
+        fake_nix_dir, tmp_path, identity, daemon, asked):
+    fake_bin = tmp_path / 'id bin'
+    fake_bin.mkdir()
+    (fake_bin / 'id').write_text('#!/bin/sh\necho %s\n' % shlex.quote(identity))
+    (fake_bin / 'id').chmod(0o755)
+    env = dict(os.environ, PATH='%s:%s' % (fake_bin, os.environ['PATH']))
+    env.pop('NIX_REMOTE', None)
+    if daemon:
+        env['NIX_REMOTE'] = 'daemon'
+    proc = subprocess.run(['sh', '-c', _copy.probe_script(fake_nix_dir, paths=[P1], peer_facts=False)],
+                          stdout=subprocess.PIPE, universal_newlines=True, check=False, env=env)
+    found = _copy.parse_probe(proc.stdout)
+    assert found['complete'] and 'ssh_version' not in found, proc.stdout
+    assert found['trusted_users'] == (['root', '@wheel'] if asked else [])
+    assert _copy.is_trusted(found)
+    assert found['groups'] == ['users', 'wheel'] or found['uid'] == 0
 
 
 def test_probe_script_reports_a_failed_validity_query(fake_nix_dir):

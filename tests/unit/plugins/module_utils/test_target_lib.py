@@ -1,0 +1,84 @@
+"""lib.sh, the start of every target program: its helpers must give what the
+processes they replace give (emit and tr, ids and id, the clock and date),
+under each sh a target may have, without starting those processes."""
+
+import os
+import shlex
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tests.collection import REPO
+
+LIB = os.path.join(REPO, 'plugins', 'module_utils', 'target', 'lib.sh')
+SHELLS = [sh for sh in ('dash', 'bash', 'busybox') if shutil.which(sh)]
+
+
+def run(shell, script, env=None):
+    argv = [shutil.which(shell)] + (['sh'] if shell == 'busybox' else []) + \
+        ['-c', '. "$0"\n' + script, LIB]
+    return subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout
+
+
+def fake_id(tmp_path, line):
+    """A PATH whose id prints ``line`` (the shapes of id on other systems)."""
+    folder = tmp_path / 'bin'
+    folder.mkdir(exist_ok=True)
+    path = folder / 'id'
+    path.write_text('#!/bin/sh\necho %s\n' % shlex.quote(line))
+    path.chmod(0o755)
+    return dict(os.environ, PATH='%s:%s' % (folder, os.environ['PATH']))
+
+
+@pytest.mark.parametrize('shell', SHELLS)
+def test_emit_folds_newlines_and_keeps_plain_values(shell):
+    out = run(shell, 'emit a "one\ntwo"; emit b "plain  text"; emit c; emit d x y')
+    assert out.splitlines() == ['@@nixdeploy a=one two', '@@nixdeploy b=plain  text',
+                                '@@nixdeploy c=', '@@nixdeploy d=x y']
+
+
+@pytest.mark.parametrize('shell', SHELLS)
+def test_ids_give_what_id_gives(shell):
+    out = run(shell, 'ids; echo "$MY_UID|$ME|$MY_GROUPS"')
+    groups = subprocess.run(['id', '-Gn'], capture_output=True, text=True, check=True).stdout.split()
+    name = subprocess.run(['id', '-un'], capture_output=True, text=True, check=True).stdout.strip()
+    assert out.strip() == '%d|%s|%s' % (os.getuid(), name, ','.join(groups))
+
+
+@pytest.mark.parametrize('line,expected', [
+    # GNU coreutils, macOS: supplementary groups listed
+    ('uid=501(bob) gid=20(staff) groups=20(staff),12(everyone),61(localaccounts)',
+     '501|bob|staff,everyone,localaccounts'),
+    # busybox: no groups= when the primary group is the only one
+    ('uid=0(root) gid=0(root)', '0|root|root'),
+    # names with spaces (a directory service)
+    ('uid=1000(al ice) gid=100(domain users) groups=100(domain users),27(sudo)',
+     '1000|al ice|domain users,sudo'),
+    # ids without names: the numbers stand for them
+    ('uid=1000 gid=1000 groups=1000,27', '1000||1000,27'),
+    ('uid=1000 gid=1000', '1000||1000'),
+])
+def test_ids_read_every_shape_of_id(tmp_path, line, expected):
+    # ME from "id -un" when the line has no name: this fake prints the line again
+    out = run('dash' if 'dash' in SHELLS else SHELLS[0],
+              'ids; case $ME in uid=*) ME= ;; esac; echo "$MY_UID|$ME|$MY_GROUPS"',
+              env=fake_id(tmp_path, line))
+    assert out.strip() == expected
+
+
+@pytest.mark.parametrize('shell', SHELLS)
+def test_the_clock_keeps_dates_time(shell):
+    before = time.time()
+    out = run(shell, 'clock_init; a=$HMS; b=$EPOCH; sleep 1; stamp; '
+                     'echo "$a $b $HMS $EPOCH $(date +%H:%M:%S)"')
+    after = time.time()
+    first_hms, first, later_hms, later, date_hms = out.split()
+    assert before - 1 <= int(first) <= after + 1
+    assert 1 <= int(later) - int(first) <= 2 + (after - before)
+    # the log's local time is date's, to the second (the clock ticks apart)
+    seconds = [sum(int(p) * f for p, f in zip(t.split(':'), (3600, 60, 1)))
+               for t in (later_hms, date_hms)]
+    assert abs(seconds[0] - seconds[1]) % 86400 in (0, 1, 86399), out
+    assert len(first_hms) == 8 and first_hms[2] == ':' == first_hms[5]
