@@ -4,9 +4,11 @@ activations, run as users run it (`ansible-playbook nixdeploy.fleet.deploy`).
 The tests run in order on one fleet: deploy, redeploy (nothing changes),
 check/diff of a new version (nothing changes, the diff is shown), then a
 version one host fails to activate (it rolls back and ends failed; the others
-go on; the play exits non-zero).
+go on; the play exits non-zero), the rollback role, and last the keys the
+activate task uploads (with --tags keys and --skip-tags keys).
 """
 
+import json
 import os
 import subprocess
 import uuid
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.lab
 PLAYBOOK = 'nixdeploy.fleet.deploy'
 EVAL = 'Evaluate the system of each host'
 ACTIVATE = 'Activate and confirm the new system'
+PHASE_TASKS = (EVAL, 'Build the system of each host', 'Copy the closure to each host', ACTIVATE)
 
 
 def task(name):
@@ -65,9 +68,11 @@ def test_deploy_activates_every_host(rol_fleet):
     assert run.stdout.count('NIXDEPLOY SUMMARY') == 1, run
     for host in paths:
         assert '%s ' % host in run.stdout
-    # one task per phase and no bookkeeping: eval, build, copy, activate
+    # one task per phase and nothing else on a host that succeeds (no keys
+    # task, no stats task: each would cost every host a task); the custom
+    # stats above came from the phases' own results
     for host in paths:
-        assert len(tasks_run(run, host)) <= 6, tasks_run(run, host)
+        assert tasks_run(run, host) == [task(name) for name in PHASE_TASKS], tasks_run(run, host)
     activate = run.result(task(ACTIVATE), 'h1')['result']
     assert activate['confirmed'] and [p['name'] for p in activate['phases']] == [
         'activate', 'confirm'], activate
@@ -206,3 +211,45 @@ def test_rollback_role_returns_to_the_previous_generation(rol_fleet):
     assert lab.active('h1') == rol_fleet.first_paths['h1'], run
     line = run.result('nixdeploy.fleet.rollback : Record the outcome on this host', 'h1')
     assert 'gen   2 -> 1   rolled back' in line['result']['ansible_facts']['rollback_summary_line'], line
+
+
+def keys_var(text):
+    """nix_keys as an extra var: one key before the activation, one after."""
+    return json.dumps({'nix_keys': {
+        'early': {'text': text, 'dest_dir': '/run/keys/role-test', 'mode': '0400'},
+        'late': {'text': 'late-' + text, 'dest_dir': '/run/keys/role-test',
+                 'upload_at': 'post-activation'}}})
+
+
+def test_keys_ride_the_activate_task_and_keep_their_tags(rol_fleet):
+    # last: it adds generations to h1, whose history the rollback test reads
+    lab, flake = rol_fleet.lab, rol_fleet.flake
+    flake.set_config('h1', version='keys-1')
+    # a deploy with keys: both uploaded by the activate task itself, around it
+    run = deploy(rol_fleet, '-l', 'h1', '-e', keys_var('sekrit-1'))
+    assert run.rc == 0, run
+    new = out_paths(run)['h1']
+    assert lab.active('h1') == new
+    assert lab.read('h1', '/run/keys/role-test/early') == 'sekrit-1'
+    assert lab.read('h1', '/run/keys/role-test/late') == 'late-sekrit-1'
+    assert tasks_run(run, 'h1') == [task(name) for name in PHASE_TASKS], tasks_run(run, 'h1')
+    activate = run.result(task(ACTIVATE), 'h1')['result']
+    assert activate['keys_pre']['key_files']['early']['changed'], activate['keys_pre']
+    assert activate['keys_post']['key_files']['late']['changed'], activate['keys_post']
+    assert [p['name'] for p in activate['phases']] == ['keys', 'activate', 'confirm', 'keys']
+    assert 'sekrit' not in json.dumps(activate), activate  # never the content
+    # --tags keys (colmena's upload-keys): the keys only, no activation
+    flake.set_config('h1', version='keys-2')
+    run = deploy(rol_fleet, '-l', 'h1', '--tags', 'keys', '-e', keys_var('sekrit-2'))
+    assert run.rc == 0, run
+    assert lab.active('h1') == new
+    assert lab.read('h1', '/run/keys/role-test/early') == 'sekrit-2'
+    assert lab.read('h1', '/run/keys/role-test/late') == 'late-sekrit-2'
+    # --skip-tags keys: the activation without them
+    run = deploy(rol_fleet, '-l', 'h1', '--skip-tags', 'keys', '-e', keys_var('sekrit-3'))
+    assert run.rc == 0, run
+    assert lab.active('h1') == out_paths(run)['h1'] != new
+    assert lab.read('h1', '/run/keys/role-test/early') == 'sekrit-2'
+    activate = run.result(task(ACTIVATE), 'h1')['result']
+    assert 'keys_pre' not in activate and 'keys_post' not in activate, activate
+    assert summaries(run)['h1']['outcome'] == 'switched', run
