@@ -86,10 +86,7 @@ class ActionModule(NixdeployAction):
         arguments templated differently, its system not yet built when the
         cascade ran) is pushed to from the controller, as in push mode."""
         per_host = unlink_host_args(args, task_vars, PER_HOST_ARGS)
-        # record_stats differs per host and changes nothing of the copy: in
-        # the batch's key it would make each host run a cascade of its own
-        shared = dict((k, v) for k, v in args.items()
-                      if k not in PER_HOST_ARGS and k != 'record_stats')
+        shared = dict((k, v) for k, v in args.items() if k not in PER_HOST_ARGS)
         own = _request(args['path'], 'cascade', args['remote_nix_dir'])
 
         def compute(hosts):

@@ -85,6 +85,10 @@ class NixdeployAction(ActionBase):
         except AnsibleActionFail as exc:
             return self.failed(result, to_text(exc.message))
         result['changed'] = False
+        # record_stats (nix_build, nix_copy_closure, nix_activate) is about
+        # the result, never the work: taken out here, it reaches no batch key
+        # (it differs per host) and no run_host
+        record = args.pop('record_stats', None)
         try:
             result = self.run_host(args, result)
         except AnsibleConnectionFailure as exc:
@@ -98,8 +102,8 @@ class NixdeployAction(ActionBase):
             return self.failed(result, exc, **self.failure_details(exc))
         if result.get('failed'):
             self._mark_failed(result)
-        elif args.get('record_stats') is not None:
-            self._keep_stats(args['record_stats'], result)
+        elif record is not None:
+            self._keep_stats(record, result)
         return result
 
     def _keep_stats(self, earlier, result):

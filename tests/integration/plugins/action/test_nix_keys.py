@@ -515,7 +515,7 @@ HIVES = r'''
 def test_colmena_keys_merge_as_the_module_system(tmp_path):
     """Real `nix eval` of a raw hive: defaults merged per key and field with
     priorities; keys that throw cost the node its keys only, with a warning."""
-    from tests.collection import BIN, ansible_env
+    from tests.collection import BIN, ansible_env, unsafe_free
     write(str(tmp_path / 'flake.nix'), HIVES, 0o644)
     write(str(tmp_path / 'hive.nix.yml'), json.dumps({'plugin': 'nixdeploy.fleet.nix', 'flake': '.'}),
           0o644)
@@ -524,19 +524,11 @@ def test_colmena_keys_merge_as_the_module_system(tmp_path):
                           universal_newlines=True, check=True)
     hostvars = json.loads(proc.stdout)['_meta']['hostvars']
 
-    def plain(value):
-        if isinstance(value, dict):
-            if set(value) == {'__ansible_unsafe'}:
-                return value['__ansible_unsafe']
-            return dict((k, plain(v)) for k, v in value.items())
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        return value
-    web1 = plain(hostvars['web1'])
+    web1 = unsafe_free(hostvars['web1'])
     assert web1['nix_keys'] == {
         'db': {'command': ['pass', 'show', 'db'], 'user': 'postgres', 'mode': '0640'},
         'shared': {'src': '/etc/nixdeploy/shared.key'},
         'inline': {'text': 'already in the store', 'upload_at': 'post-activation'},
     }
     assert 'keys' not in json.dumps(web1['nix_node'])
-    assert 'nix_keys' not in hostvars['web2'] and plain(hostvars['web2'])['ansible_host'] == '10.0.0.2'
+    assert 'nix_keys' not in hostvars['web2'] and unsafe_free(hostvars['web2'])['ansible_host'] == '10.0.0.2'

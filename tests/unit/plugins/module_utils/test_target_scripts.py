@@ -48,7 +48,7 @@ esac
 # Not root here, whoever runs the tests: the state folder goes under
 # XDG_STATE_HOME (root's would be the lab's /nix/var/nixdeploy).
 FAKE_ID = '''#!/bin/sh
-case $1 in -u) echo 1000 ;; -un) echo tester ;; *) echo 'uid=1000(tester)' ;; esac
+case $1 in -u) echo 1000 ;; -un) echo tester ;; '') echo 'uid=1000(tester) gid=1000(tester) groups=1000(tester)' ;; *) exit 1 ;; esac
 '''
 # A system: records "activate NAME GOAL", exits with the number in its file rc.
 FAKE_SWITCH = '''#!/bin/sh
@@ -315,7 +315,7 @@ with open(pidfile, 'w') as handle:
 '''
 # root here: systemd-run is used only by root
 FAKE_ROOT_ID = '''#!/bin/sh
-case $1 in -u) echo 0 ;; -un) echo root ;; *) echo 'uid=0(root)' ;; esac
+case $1 in -u) echo 0 ;; -un) echo root ;; '') echo 'uid=0(root) gid=0(root) groups=0(root)' ;; *) exit 1 ;; esac
 '''
 # a system whose activation records what it ran with
 FAKE_SWITCH_ENV = '''#!/bin/sh
