@@ -31,7 +31,7 @@ import uuid
 from ansible.errors import AnsibleConnectionFailure
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _activate, _closure, _health, _keys, _platforms, _reboot, _script, _target)
+    _activate, _closure, _health, _keys, _platforms, _reboot, _role_vars, _script, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._activate import (
     ARGUMENT_SPEC as ACTIVATE_SPEC)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixOptions
@@ -49,6 +49,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_session 
 class ActionModule(HealthChecks, Reboots, NixdeployAction):
 
     ARGUMENT_SPEC = ACTIVATE_SPEC
+    ROLE_VARS = _role_vars.ACTIVATE
     PHASE = 'activate'
 
     def run_host(self, args, result):

@@ -19,9 +19,11 @@ __metaclass__ = type
 import os
 import threading
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _build, _builders
+from ansible import constants as C
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _build, _builders, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    unlink_host_args, vars_of)
+    facts_in_flight, unlink_host_args, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
     parse_probe, probe_script, remote_program)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
@@ -49,6 +51,7 @@ class ActionModule(NixdeployAction):
 
     _requires_connection = False
     ARGUMENT_SPEC = _build.ARGUMENT_SPEC
+    ROLE_VARS = _role_vars.BUILD
     PHASE = 'build'
     ERRORS = (EvalError, NixError, StoreError, OSError, _builders.BuildOnError)
 
@@ -107,9 +110,13 @@ class ActionModule(NixdeployAction):
 
         def compute(hosts):
             requests, entries = {}, {}
+            # the evaluation's facts of hosts whose eval result Ansible has not yet
+            # handed to this worker (else they would be built apart)
+            in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
             for name in hosts:
                 try:
-                    requests[name] = normalised(self._request(name, args, vars_of(self._vars, name)))
+                    requests[name] = normalised(self._request(
+                        name, args, with_facts(vars_of(self._vars, name), in_flight.get(name))))
                 except (EvalError, NixError, _builders.BuildOnError) as exc:
                     entries[name] = {'error': u'%s' % exc}
             entries.update(self._build_batch(requests))

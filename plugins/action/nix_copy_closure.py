@@ -17,11 +17,13 @@ __metaclass__ = type
 import re
 import time
 
+from ansible import constants as C
+
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _builders, _cascade, _copy, _nix, _peer)
+    _builders, _cascade, _copy, _nix, _peer, _role_vars)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    fact_or_var, unlink_host_args, vars_of)
+    fact_or_var, facts_in_flight, unlink_host_args, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, split_ssh_args, store_path_of)
@@ -54,6 +56,7 @@ ERRORS = (StoreError, _copy.CopyError, _nix.NixError)
 class ActionModule(NixdeployAction):
 
     ARGUMENT_SPEC = ARGUMENT_SPEC
+    ROLE_VARS = _role_vars.COPY
     VALIDATION = VALIDATION
     PHASE = 'copy'
     ERRORS = ERRORS
@@ -121,8 +124,9 @@ class ActionModule(NixdeployAction):
         # raises for a non-ssh connection: this host's task fails saying so
         own_target = Target.from_connection(self._connection, task_vars)
         peers, requests = [], {}
+        in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
         for name in hosts:
-            hostvars = vars_of(task_vars, name)
+            hostvars = with_facts(vars_of(task_vars, name), in_flight.get(name))
             request = self._peer_request(per_host, args, hostvars)
             if request is None:
                 continue
@@ -267,8 +271,10 @@ class ActionModule(NixdeployAction):
 
         def compute(hosts):
             wanted = {}
+            in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
             for name in hosts:
-                own = per_host.get('path') or fact_or_var(vars_of(task_vars, name), 'nix_out_path')
+                own = per_host.get('path') or fact_or_var(
+                    with_facts(vars_of(task_vars, name), in_flight.get(name)), 'nix_out_path')
                 try:
                     wanted[name] = store_path_of(own)
                 except StoreError:

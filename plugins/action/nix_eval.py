@@ -17,8 +17,9 @@ import os
 
 from ansible import constants as C
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    Batch, batch_key, play_batch, unlink_host_args, vars_of)
+    Batch, batch_key, play_batch, record_facts, unlink_host_args, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
     ARGUMENT_SPEC, PER_HOST_ARGS, EvalError, Evaluator, host_request, normalised)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
@@ -31,6 +32,7 @@ class ActionModule(NixdeployAction):
 
     _requires_connection = False
     ARGUMENT_SPEC = ARGUMENT_SPEC
+    ROLE_VARS = _role_vars.EVAL
     PHASE = 'eval'
     ERRORS = (EvalError, NixError, OSError)
 
@@ -83,7 +85,13 @@ class ActionModule(NixdeployAction):
                     requests[name] = host_request(name, batch_args, vars_of(task_vars, name), resolve)
                 except (EvalError, NixError) as exc:
                     entries[name] = {'error': u'%s' % exc}
-            return evaluate(requests, entries, args.get('chunk_size'))
+            data = evaluate(requests, entries, args.get('chunk_size'))
+            # the facts each host's task sets, for the build and copy batches
+            # that may start before Ansible has them all
+            record_facts(C.DEFAULT_LOCAL_TMP, hosts, dict(
+                (name, _facts(entry['answer'])) for name, entry in entries.items()
+                if 'error' not in entry.get('answer', {'error': None})))
+            return data
 
         entry, data, here = self.from_batch(
             'eval', [options_of(args), batch_args.get('flake'), batch_args.get('attr'),
@@ -107,7 +115,11 @@ class ActionModule(NixdeployAction):
             'drv_path': answer['drv_path'],
             'out_path': answer['out_path'],
             'system': answer['system'],
-            'ansible_facts': {'nix_drv_path': answer['drv_path'],
-                              'nix_out_path': answer['out_path']},
+            'ansible_facts': _facts(answer),
         })
         return result
+
+
+def _facts(answer):
+    """The facts a host's evaluation sets."""
+    return {'nix_drv_path': answer['drv_path'], 'nix_out_path': answer['out_path']}

@@ -16,7 +16,12 @@ options:
     description:
       - The registered results of this host's deploy phases before this one, keys V(eval),
         V(build) and V(copy) as far as they come before this module's phase (each may be missing
-        or skipped), and V(job_id) (the AWX job id; empty or missing, an id of the run is used).
+        or skipped), and V(job_id) (the AWX job id; missing, the variable C(awx_job_id) AWX sets;
+        empty or unset, an id of the run is used).
+      - A result may be given as the name of the variable it was registered as (a string); the
+        action reads this host's variable of that name then (an undefined one counts as missing).
+        The deploy role does, since templating whole results costs the controller CPU for every
+        host and task.
       - When given, a successful result also keeps the host's outcome so far as the custom stats
         C(nixdeploy) and C(nixdeploy_job_<job_id>), the records the filter
         P(nixdeploy.fleet.deploy_stats#filter) makes from the same results, as

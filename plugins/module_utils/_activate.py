@@ -10,7 +10,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _health, _keys, _platforms, _reboot, _target)
+    _health, _keys, _platforms, _reboot, _role_vars, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import OPTIONS_SPEC
 
 ARGUMENT_SPEC = dict(
@@ -41,6 +41,7 @@ ARGUMENT_SPEC = dict(
     keys_prune=dict(_keys.ARGUMENT_SPEC['prune']),
     # the deploy role's earlier results: a successful result keeps the outcome as custom stats
     record_stats=dict(type='dict'),
+    **_role_vars.SPEC
 )
 
 

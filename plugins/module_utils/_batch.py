@@ -24,6 +24,11 @@ import json
 import os
 import tempfile
 
+try:
+    from collections.abc import Mapping
+except ImportError:  # Python 2
+    from collections import Mapping
+
 
 def batch_key(*parts):
     """A short stable file name for ``parts`` (any JSON-serialisable data)."""
@@ -31,17 +36,23 @@ def batch_key(*parts):
     return hashlib.sha256(text.encode('utf-8')).hexdigest()[:32]
 
 
+def _folder(base_dir):
+    """The batch files' folder under ``base_dir`` (made when missing)."""
+    path = os.path.join(base_dir, 'nixdeploy-batch')
+    if not os.path.isdir(path):
+        try:
+            os.makedirs(path, 0o700)
+        except OSError:
+            if not os.path.isdir(path):
+                raise
+    return path
+
+
 class Batch:
     """Results of one computation shared by the hosts of one play batch."""
 
     def __init__(self, base_dir, kind, key):
-        self.dir = os.path.join(base_dir, 'nixdeploy-batch')
-        if not os.path.isdir(self.dir):
-            try:
-                os.makedirs(self.dir, 0o700)
-            except OSError:
-                if not os.path.isdir(self.dir):
-                    raise
+        self.dir = _folder(base_dir)
         self.path = os.path.join(self.dir, '%s-%s.json' % (kind, key))
         self.lock_path = self.path + '.lock'
 
@@ -80,6 +91,74 @@ class Batch:
                 return data, True
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------ facts in flight
+# Ansible hands a worker the variables of the moment it was forked: the first
+# host to reach a batch task may not see the facts another host's previous
+# task set (that host's result still on its way to the main process), and
+# would leave that host out of the batch (it then computes apart, later). A
+# batch task that computes facts for every host of its play batch keeps them
+# here for the batch tasks after it.
+def _facts_path(base_dir, hosts):
+    return os.path.join(_folder(base_dir), 'facts-%s.json' % batch_key(sorted(hosts)))
+
+
+def record_facts(base_dir, hosts, facts):
+    """Keep ``facts`` ({host: {name: value}}) computed for the play batch
+    ``hosts`` (merged with what is kept already; the newest wins)."""
+    path = _facts_path(base_dir, hosts)
+    with open(path + '.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            kept = facts_in_flight(base_dir, hosts)
+            for host, values in facts.items():
+                kept.setdefault(host, {}).update(values)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-')
+            with os.fdopen(fd, 'w') as handle:
+                json.dump(kept, handle)
+            os.rename(tmp, path)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def facts_in_flight(base_dir, hosts):
+    """{host: {name: value}} kept by ``record_facts`` for the play batch ``hosts``."""
+    try:
+        with open(_facts_path(base_dir, hosts)) as handle:
+            kept = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return kept if isinstance(kept, dict) else {}
+
+
+class _WithFacts(Mapping):
+    """A host's variables whose ``ansible_facts`` also hold facts in flight
+    (its own facts win)."""
+
+    def __init__(self, host_vars, facts):
+        self._vars, self._facts = host_vars, facts
+
+    def __getitem__(self, key):
+        if key != 'ansible_facts':
+            return self._vars[key]
+        merged = dict(self._facts)
+        own = self._vars.get('ansible_facts') or {}
+        if hasattr(own, 'items'):
+            merged.update((k, v) for k, v in own.items() if v not in (None, ''))
+        return merged
+
+    def __iter__(self):
+        return iter(self._vars)
+
+    def __len__(self):
+        return len(self._vars)
+
+
+def with_facts(host_vars, facts):
+    """``host_vars``, with ``facts`` (a host's facts in flight) where its own
+    facts lack them."""
+    return _WithFacts(host_vars, facts) if facts else host_vars
 
 
 def unlink_host_args(args, own_vars, per_host):

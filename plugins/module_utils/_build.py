@@ -35,7 +35,7 @@ import hashlib
 import os
 from urllib.parse import quote
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _builders, _nix_output
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _builders, _nix_output, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, Runner)
@@ -61,6 +61,7 @@ ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
     # the deploy role's eval result: a successful result keeps the outcome as custom stats
     'record_stats': {'type': 'dict'},
 })
+ARGUMENT_SPEC.update(_role_vars.SPEC)
 
 # Task arguments that may differ per host, and their host var counterparts.
 PER_HOST_ARGS = {'drv_path': 'nix_drv_path', 'build_on': 'nix_build_on',

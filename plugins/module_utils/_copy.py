@@ -19,7 +19,8 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix, _nix_output, _script
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
+    _nix, _nix_output, _role_vars, _script)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import is_store_path
 
 ARGUMENT_SPEC = dict(
@@ -32,7 +33,7 @@ ARGUMENT_SPEC = dict(
     remote_nix_dir=dict(type='str'),
     # the deploy role's earlier results: a successful result keeps the outcome as custom stats
     record_stats=dict(type='dict'),
-    **_nix.OPTIONS_SPEC
+    **dict(_nix.OPTIONS_SPEC, **_role_vars.SPEC)
 )
 VALIDATION = {'required_if': [('mode', 'cache', ('caches',))]}
 

@@ -28,6 +28,7 @@ __metaclass__ = type
 
 import json
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, Runner, nix_list, nix_string)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
@@ -264,6 +265,7 @@ ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
     'chunk_size': {'type': 'int'},
     'max_fail_percentage': {'type': 'int'},
 })
+ARGUMENT_SPEC.update(_role_vars.SPEC)
 
 # Task arguments that may differ per host: each has a host var counterpart.
 PER_HOST_ARGS = {'flake': 'nix_flake', 'attr': 'nix_attr'}

@@ -28,7 +28,6 @@ from urllib.error import HTTPError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.common.text.converters import to_text
-from ansible.module_utils.urls import open_url
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._script import parse, render
 
 KINDS = ('command', 'http', 'unit')
@@ -228,6 +227,15 @@ def _http_try(check, opener):
     if http.get('body') is not None and not re.search(http['body'], text):
         return False, 'HTTP %s but the body does not match %r' % (status, http['body']), text
     return True, None, text
+
+
+def open_url(url, **kwargs):
+    """ansible.module_utils.urls.open_url, imported on first use: importing it
+    (ssl, http.client, email) cost the controller's main process 0.2 s when it
+    loaded nix_activate, over 1 s with 16 hosts busy, for every deploy, with
+    HTTP checks or not (docs/benchmarks.md, "Overhead")."""
+    from ansible.module_utils.urls import open_url as _open_url
+    return _open_url(url, **kwargs)
 
 
 def _seconds(value):

@@ -326,6 +326,7 @@ extends_documentation_fragment:
   - action_common_attributes
   - action_common_attributes.flow
   - nixdeploy.fleet.nix
+  - nixdeploy.fleet.role_vars
   - nixdeploy.fleet.keys
   - nixdeploy.fleet.record_stats
 attributes:

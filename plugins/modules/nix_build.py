@@ -42,6 +42,7 @@ description:
     need no builder; none is probed for them."
 extends_documentation_fragment:
   - nixdeploy.fleet.nix
+  - nixdeploy.fleet.role_vars
   - nixdeploy.fleet.record_stats
   - action_common_attributes
   - action_common_attributes.flow

@@ -120,6 +120,7 @@ options:
     type: str
 extends_documentation_fragment:
   - nixdeploy.fleet.nix
+  - nixdeploy.fleet.role_vars
   - nixdeploy.fleet.record_stats
   - action_common_attributes
   - action_common_attributes.flow

@@ -23,6 +23,7 @@ description:
   - Nothing changes anywhere, so the task never reports C(changed).
 extends_documentation_fragment:
   - nixdeploy.fleet.nix
+  - nixdeploy.fleet.role_vars
   - action_common_attributes
   - action_common_attributes.flow
 options:

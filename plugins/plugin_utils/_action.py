@@ -29,13 +29,16 @@ __metaclass__ = type
 from ansible import constants as C
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
 from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     Batch, batch_key, play_batch)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import ssh_problem
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._stats import phase_stats
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._stats import (
+    phase_stats, recorded_results)
 
 # ssh's words for a host whose key does not match known_hosts
 HOST_KEY_MARKERS = ('REMOTE HOST IDENTIFICATION HAS CHANGED', 'Host key verification failed')
@@ -65,6 +68,8 @@ class NixdeployAction(ActionBase):
     _supports_async = False
 
     ARGUMENT_SPEC = {}
+    # option -> the deploy role's variable, for from_role_vars (module_utils/_role_vars.py)
+    ROLE_VARS = {}
     # more validate_argument_spec keywords (required_if, mutually_exclusive)
     VALIDATION = {}
     PHASE = None
@@ -79,11 +84,16 @@ class NixdeployAction(ActionBase):
         del tmp
         self.task_vars = task_vars
         self.host = task_vars.get('inventory_hostname') or self._task.get_name()
+        if self.ROLE_VARS and boolean(self._task.args.get('from_role_vars', False), strict=False):
+            # before validation: a role variable is checked as the argument would be
+            self._task.args = _role_vars.unset_from(task_vars, self._task.args, self.ROLE_VARS,
+                                                    self._templar.template)
         try:
             _validation, args = self.validate_argument_spec(
                 argument_spec=self.ARGUMENT_SPEC, **self.VALIDATION)
         except AnsibleActionFail as exc:
             return self.failed(result, to_text(exc.message))
+        args.pop('from_role_vars', None)
         result['changed'] = False
         # record_stats (nix_build, nix_copy_closure, nix_activate) is about
         # the result, never the work: taken out here, it reaches no batch key
@@ -112,8 +122,7 @@ class NixdeployAction(ActionBase):
         deploy role would keep, in this successful result (Ansible reads
         ``ansible_stats`` from successful results only; the role's rescue
         keeps a failed host's), which saves the role one task per host."""
-        earlier = dict(earlier)
-        job_id = earlier.pop('job_id', None)
+        earlier, job_id = recorded_results(earlier, self.task_vars)
         try:
             result['ansible_stats'] = phase_stats(earlier, self.PHASE, result, self.host,
                                                   self.check_mode, job_id)

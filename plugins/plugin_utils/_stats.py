@@ -49,6 +49,22 @@ def custom_stats(results, host, check_mode=False, job_id=None):
 RECORDING_PHASES = ('eval', 'build', 'copy', 'activate')
 
 
+def recorded_results(record, variables):
+    """``record_stats`` as given -> (earlier results, job id). A result given
+    as a string is the name of the host's variable it was registered as,
+    read from ``variables`` (undefined: missing), which saves templating the
+    whole result for every host and task; a missing job_id is the variable
+    awx_job_id (AWX sets it), if any."""
+    results = dict(record)
+    job_id = results.pop('job_id', None)
+    if job_id is None:
+        job_id = variables.get('awx_job_id')
+    for name, value in results.items():
+        if isinstance(value, str):
+            results[name] = variables.get(value) or {}
+    return results, job_id
+
+
 def phase_stats(earlier, phase, own, host, check_mode=False, job_id=None):
     """What a phase's action returns as ``ansible_stats`` (the shape set_stats
     gives, aggregate and not per host) for its successful result ``own``:

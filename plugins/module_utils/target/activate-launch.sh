@@ -57,6 +57,6 @@ else
   how='nohup'
 fi
 emit detach "$how"
-i=0
-while [ ! -f "$RD/status" ] && [ $i -lt 50 ]; do nap; i=$((i + 1)); done
+nap_start  # up to 10 s (200 x 0.05 s)
+while [ ! -f "$RD/status" ] && [ "$NAPPED" -lt 200 ]; do nap; done
 [ -f "$RD/status" ] || fail "the detached activation did not start (see $RD/log)"

@@ -11,12 +11,12 @@ run_state() {  # st: the run's state (read by the shell: no process five times a
     case $line in state=*) st=${line#state=} ;; esac
   done <"$RD/status"
 }
-i=0
-while [ "$i" -lt $((WAIT * 5)) ]; do
+nap_start
+while [ "$NAPPED" -lt $((WAIT * 20)) ]; do
   run_state
   case " $TERMINAL " in *" $st "*) break ;; esac
   [ "$STOP_AWAITING" = 1 ] && [ "$st" = awaiting_confirmation ] && break
-  nap; i=$((i + 1))
+  nap
 done
 [ -f "$RD/status" ] && sed 's/^/@@nixdeploy /' "$RD/status"
 pid=; read -r pid <"$RD/pid" 2>/dev/null || :

@@ -62,6 +62,7 @@ break_lock() {  # break_lock DEADPID: one breaker at a time, and only that owner
 BOOT=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
 acquire() {
   clock; t0=$NOW empty_since='' told=''
+  nap_start
   while :; do
     if mkdir "$D/lock" 2>/dev/null; then
       echo "$BOOT" >"$D/lock/boot"; echo $$ >"$D/lock/pid"; echo "$RUN" >"$D/lock/run"
@@ -104,6 +105,7 @@ wait_switch_lock() {  # wait (until SWITCH_UNTIL) for the platform's own switch 
   [ -n "$SWITCH_LOCK" ] || return 0
   clock; [ -n "$SWITCH_UNTIL" ] || SWITCH_UNTIL=$((NOW + LOCK_TIMEOUT))
   told=
+  nap_start
   until switch_lock_free; do
     clock; [ "$NOW" -lt "$SWITCH_UNTIL" ] || return 1
     [ -n "$told" ] || { told=1
@@ -124,6 +126,7 @@ busy() {  # whether the last activation met another switch's lock (it changed no
 }
 run_activation() {  # run_activation PATH GOAL: sets RC (and BUSY), bounded by ACTIVATION_TIMEOUT
   BUSY=0
+  nap_start
   while :; do
     run_once "$1" "$2"
     busy || return 0
@@ -139,6 +142,7 @@ run_once() {
   # its own process group (setsid), so a timeout stops the whole activation
   $SETSID sh -c "$ACTIVATE_PROGRAM" activate "$1" "$2" "$INVOKER" &
   apid=$!; clock; t0=$NOW
+  nap_start
   while kill -0 "$apid" 2>/dev/null; do
     clock
     if [ $((NOW - t0)) -ge "$ACTIVATION_TIMEOUT" ]; then
@@ -204,6 +208,7 @@ watchdog() {
   clock; deadline=$((NOW + CONFIRM_TIMEOUT))
   echo "$RUN" >"$D/canary.tmp" && mv -f "$D/canary.tmp" "$D/canary"
   status awaiting_confirmation "waiting ${CONFIRM_TIMEOUT}s for a confirmation over a new connection"
+  nap_start
   while :; do
     if [ ! -e "$D/canary" ]; then
       # claimed: by a confirmation, or by a deployer whose health checks failed

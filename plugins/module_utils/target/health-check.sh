@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # One try of a health check (module_utils/_health.py): CHECK run by sh in its
-# own process group, stopped after TICKS naps (1/5 s), its output kept in a
+# own process group, stopped after TICKS fifths of a second (napped), its output kept in a
 # private temporary file; then its rc and whether it timed out, and the
 # output's end as the log. POSIX sh only: no `timeout` (macOS has none),
 # mktemp where it exists.
@@ -21,10 +21,10 @@ SETSID=
 command -v setsid >/dev/null 2>&1 && SETSID=setsid
 $SETSID sh -c "$CHECK" </dev/null >"$out" 2>&1 &
 pid=$!
-i=0
+nap_start
 timed_out=0
 while kill -0 "$pid" 2>/dev/null; do
-  if [ "$i" -ge "$TICKS" ]; then
+  if [ "$NAPPED" -ge $((TICKS * 4)) ]; then
     timed_out=1
     if [ -n "$SETSID" ]; then kill -TERM "-$pid" 2>/dev/null; fi
     kill -TERM "$pid" 2>/dev/null
@@ -34,7 +34,6 @@ while kill -0 "$pid" 2>/dev/null; do
     break
   fi
   nap
-  i=$((i + 1))
 done
 wait "$pid"
 rc=$?

@@ -71,7 +71,20 @@ ids() {  # ids: MY_UID, ME (user name) and MY_GROUPS (names, comma-separated) fr
 }
 log_section() { echo "@@nixdeploy-log"; }
 fail() { emit error "$*"; exit 3; }
-nap() { sleep 0.2 2>/dev/null || sleep 1; }
+# nap: one wait of a loop that looks for something, after nap_start. What a
+# loop waits for mostly comes within a second (a runner's first status, an
+# activation's end, a claimed canary, a run's next state): the first 20 naps
+# take 0.05 s, so it is seen within 50 ms, the later ones 0.2 s, so a long
+# wait starts five processes a second. NAPPED: the 0.05 s units napped since
+# nap_start, which bounds a loop's wait.
+nap_start() { NAPPED=0; }
+nap() {
+  if [ "${NAPPED:-0}" -lt 20 ]; then
+    NAPPED=$((${NAPPED:-0} + 1)); sleep 0.05 2>/dev/null || { sleep 1; NAPPED=$((NAPPED + 19)); }
+  else
+    NAPPED=$((NAPPED + 4)); sleep 0.2 2>/dev/null || { sleep 1; NAPPED=$((NAPPED + 16)); }
+  fi
+}
 
 # find_nix TOOL: sets NIX_TOOL to the path of TOOL (nix-env, nix-store, nix)
 # from NIX_DIR (remote_nix_dir) if given, else PATH, else the known

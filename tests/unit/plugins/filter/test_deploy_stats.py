@@ -148,3 +148,18 @@ def test_the_activate_record_reads_its_keys_from_its_own_result():
 def test_a_phase_refuses_results_of_phases_after_it():
     with pytest.raises(ValueError, match='unknown result names activate'):
         _stats.phase_stats({'eval': EVAL, 'activate': ACTIVATE}, 'copy', {}, 'web1')
+
+
+def test_results_given_by_name_are_the_hosts_variables():
+    """The deploy role names its registered results (record_stats: {eval:
+    deploy_eval}); the action reads them, and awx_job_id for a missing job id."""
+    variables = {'deploy_eval': EVAL, 'deploy_build': SKIPPED, 'awx_job_id': 7}
+    results, job_id = _stats.recorded_results(
+        {'eval': 'deploy_eval', 'build': 'deploy_build', 'copy': 'deploy_copy'}, variables)
+    assert results == {'eval': EVAL, 'build': SKIPPED, 'copy': {}} and job_id == 7
+    kept = _stats.phase_stats(results, 'activate', ACTIVATE, 'web1', False, job_id)
+    assert kept['data'] == deploy_stats({'eval': EVAL, 'build': SKIPPED, 'activate': ACTIVATE},
+                                        'web1', False, 7)
+    # results given as they are, and an explicit job id (even empty) stand
+    assert _stats.recorded_results({'eval': EVAL, 'job_id': ''}, variables) == ({'eval': EVAL}, '')
+    assert _stats.recorded_results({}, {}) == ({}, None)

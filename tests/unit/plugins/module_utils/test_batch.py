@@ -112,3 +112,27 @@ def test_parallel_workers_compute_once(tmp_path):
     assert len(answers) == 4
     assert all(data == {'hosts': ['h1', 'h2', 'h3', 'h4']} for data, _here in answers)
     assert sorted(here for _data, here in answers) == [False, False, False, True]
+
+
+def test_facts_in_flight_fill_what_a_worker_does_not_see_yet(tmp_path):
+    """The eval batch keeps every host's facts; the next batch task's first
+    worker, forked before h2's eval result reached Ansible, still finds h2's."""
+    base = str(tmp_path)
+    hosts = ['h2', 'h1']
+    assert _batch.facts_in_flight(base, hosts) == {}
+    _batch.record_facts(base, hosts, {'h1': {'nix_out_path': '/nix/store/a-1'},
+                                      'h2': {'nix_out_path': '/nix/store/b-1'}})
+    _batch.record_facts(base, hosts, {'h2': {'nix_out_path': '/nix/store/b-2'}})
+    kept = _batch.facts_in_flight(base, ['h1', 'h2'])  # the play batch in any order
+    assert kept == {'h1': {'nix_out_path': '/nix/store/a-1'},
+                    'h2': {'nix_out_path': '/nix/store/b-2'}}
+    assert _batch.facts_in_flight(base, ['h1']) == {}  # another play batch
+    # h2 as this worker sees it: no facts yet -> the ones in flight
+    seen = _batch.with_facts({'nix_build_on': 'controller'}, kept['h2'])
+    assert _batch.fact_or_var(seen, 'nix_out_path') == '/nix/store/b-2'
+    assert seen['nix_build_on'] == 'controller' and seen.get('missing') is None
+    # a host's own facts win; no facts in flight leaves its variables as they are
+    own = {'ansible_facts': {'nix_out_path': '/nix/store/b-3'}}
+    assert _batch.fact_or_var(_batch.with_facts(own, kept['h2']), 'nix_out_path') \
+        == '/nix/store/b-3'
+    assert _batch.with_facts(own, None) is own

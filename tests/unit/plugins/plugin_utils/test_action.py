@@ -1,6 +1,7 @@
 """The one action base (plugin_utils/_action.py): validation, host-prefixed
 failures with phase and connection_lost, once-per-batch work."""
 
+import os
 import sys
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.playbook.play_context import PlayContext
 from ansible.playbook.task import Task
 
-from tests.collection import collections_path
+from tests.collection import REPO, collections_path
 
 sys.path.insert(0, collections_path())
 
@@ -170,3 +171,65 @@ def test_target_sh_runs_a_rendered_program_as_ansible_sends_it(tmp_path):
     program = _script.render([], {'WHO': "it's me"}) + 'emit who "$WHO"\nemit read "$(cat)"\n'
     rc, out, _err = action_of(Shell, {'do': 'ok'}).target_sh(program, in_data='data\n')
     assert rc == 0 and _script.parse(out)[0] == {'who': "it's me", 'read': 'data'}
+
+
+# --- from_role_vars: options the task leaves unset come from the role's variables
+
+class Settings(_action.NixdeployAction):
+    """A test action that returns its validated arguments."""
+
+    _requires_connection = False
+    ARGUMENT_SPEC = {'goal': {'type': 'str', 'default': 'switch', 'choices': ['switch', 'boot']},
+                     'timeout': {'type': 'int'},
+                     'from_role_vars': {'type': 'bool', 'default': False}}
+    ROLE_VARS = {'goal': 'nix_goal', 'timeout': 'nix_timeout'}
+    PHASE = 'probe'
+
+    def run_host(self, args, result):
+        return dict(result, args=args)
+
+
+def run_settings(args, variables):
+    from ansible.template import Templar
+    task_vars = dict(variables, inventory_hostname='h1', ansible_play_batch=['h1'], hostvars={})
+    action = action_of(Settings, args)
+    action._templar = Templar(loader=DataLoader(), variables=task_vars)
+    return action.run(task_vars=task_vars)
+
+
+def test_role_vars_fill_the_options_a_task_leaves_unset():
+    variables = {'nix_goal': 'boot', 'nix_timeout': '30'}
+    out = run_settings({'from_role_vars': True}, variables)
+    # validated as an argument: '30' became 30; the flag itself is not an argument
+    assert out['args'] == {'goal': 'boot', 'timeout': 30}, out
+    # what the task sets wins; an undefined variable leaves the module's default
+    assert run_settings({'from_role_vars': True, 'goal': 'switch'}, variables)['args']['goal'] \
+        == 'switch'
+    assert run_settings({'from_role_vars': True}, {})['args'] == {'goal': 'switch', 'timeout': None}
+    # without the flag, the variables are not read
+    assert run_settings({}, variables)['args'] == {'goal': 'switch', 'timeout': None}
+
+
+def test_a_role_variable_is_templated_and_checked_as_its_argument():
+    from ansible.template import trust_as_template
+    variables = {'nix_goal': trust_as_template('{{ "bo" ~ "ot" }}')}
+    assert run_settings({'from_role_vars': True}, variables)['args']['goal'] == 'boot'
+    out = run_settings({'from_role_vars': True}, {'nix_goal': 'reboot'})
+    assert out['failed'] and out['msg'].startswith('h1: ') and 'goal' in out['msg'], out
+
+
+def test_each_modules_role_variables_are_the_deploy_roles():
+    """Every variable an action reads is one the deploy role documents, and
+    every option it fills is one of the module's."""
+    import yaml
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
+        _activate, _build, _copy, _eval, _role_vars)
+    with open(os.path.join(REPO, 'roles', 'deploy', 'meta', 'argument_specs.yml')) as handle:
+        documented = set(yaml.safe_load(handle)['argument_specs']['main']['options'])
+    for role_vars, spec in ((_role_vars.EVAL, _eval.ARGUMENT_SPEC),
+                            (_role_vars.BUILD, _build.ARGUMENT_SPEC),
+                            (_role_vars.COPY, _copy.ARGUMENT_SPEC),
+                            (_role_vars.ACTIVATE, _activate.ARGUMENT_SPEC)):
+        assert set(role_vars) <= set(spec), sorted(set(role_vars) - set(spec))
+        assert set(role_vars.values()) <= documented, sorted(set(role_vars.values()) - documented)
+        assert spec['from_role_vars'] == {'type': 'bool', 'default': False}

@@ -1,0 +1,37 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The option from_role_vars of nix_eval, nix_build, nix_copy_closure and nix_activate (module_utils/_role_vars.py)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+
+    DOCUMENTATION = r'''
+options:
+  from_role_vars:
+    description:
+      - Take each option this task leaves unset from the host's variable that the role
+        C(nixdeploy.fleet.deploy) has for it, when that variable is defined; its value is
+        templated as the argument's would be and checked like it.
+      - An option's variable is C(nix_) and the option's name (C(nix_goal) for C(goal),
+        C(nix_impure) for C(impure)); C(nix_bin), C(nix_args) and C(nix_options) keep their
+        names; C(chunk_size) of nix_eval is C(nix_eval_chunk_size), C(mode) of nix_copy_closure
+        C(nix_copy_mode), C(backup_extension) of nix_activate C(nix_hm_backup_extension).
+      - The options that take part are the Nix options (C(nix_bin), C(nix_args),
+        C(nix_options), C(impure), C(show_trace), C(override_inputs)) and those of the role's
+        variables, for nix_eval C(flake), C(attr), C(chunk_size), C(max_fail_percentage); for
+        nix_build C(build_on), C(gc_root_dir), C(closure_diff); for nix_copy_closure C(mode),
+        C(caches), C(compress), C(check_sigs), C(signing_key), C(remote_nix_dir); for
+        nix_activate C(platform), C(goal), C(magic_rollback), C(confirm_timeout),
+        C(auto_rollback), C(activation_timeout), C(lock_timeout), C(profile),
+        C(remote_nix_dir), C(closure_diff), C(health_checks), C(reboot), C(reboot_timeout),
+        C(pre_switch_checks), C(install_bootloader), C(backup_extension), C(reactivate).
+      - The deploy role sets this instead of an argument per option, because every templated
+        argument costs the controller a Jinja compilation for each host and task.
+    type: bool
+    default: false
+'''
