@@ -24,11 +24,6 @@ import json
 import os
 import tempfile
 
-try:
-    from collections.abc import Mapping
-except ImportError:  # Python 2
-    from collections import Mapping
-
 
 def batch_key(*parts):
     """A short stable file name for ``parts`` (any JSON-serialisable data)."""
@@ -132,9 +127,9 @@ def facts_in_flight(base_dir, hosts):
     return kept if isinstance(kept, dict) else {}
 
 
-class _WithFacts(Mapping):
-    """A host's variables whose ``ansible_facts`` also hold facts in flight
-    (its own facts win)."""
+class _WithFacts(object):
+    """A host's variables (read with ``get`` and ``[]``, as hostvars are)
+    whose ``ansible_facts`` also hold facts in flight (its own facts win)."""
 
     def __init__(self, host_vars, facts):
         self._vars, self._facts = host_vars, facts
@@ -148,11 +143,14 @@ class _WithFacts(Mapping):
             merged.update((k, v) for k, v in own.items() if v not in (None, ''))
         return merged
 
-    def __iter__(self):
-        return iter(self._vars)
+    def __contains__(self, key):
+        return key == 'ansible_facts' or key in self._vars
 
-    def __len__(self):
-        return len(self._vars)
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 def with_facts(host_vars, facts):
