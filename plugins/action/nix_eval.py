@@ -85,13 +85,7 @@ class ActionModule(NixdeployAction):
                     requests[name] = host_request(name, batch_args, vars_of(task_vars, name), resolve)
                 except (EvalError, NixError) as exc:
                     entries[name] = {'error': u'%s' % exc}
-            data = evaluate(requests, entries, args.get('chunk_size'))
-            # the facts each host's task sets, for the build and copy batches
-            # that may start before Ansible has them all
-            record_facts(C.DEFAULT_LOCAL_TMP, hosts, dict(
-                (name, _facts(entry['answer'])) for name, entry in entries.items()
-                if 'error' not in entry.get('answer', {'error': None})))
-            return data
+            return evaluate(requests, entries, args.get('chunk_size'))
 
         entry, data, here = self.from_batch(
             'eval', [options_of(args), batch_args.get('flake'), batch_args.get('attr'),
@@ -117,6 +111,10 @@ class ActionModule(NixdeployAction):
             'system': answer['system'],
             'ansible_facts': _facts(answer),
         })
+        # the facts this task sets, also for the build and copy batches that
+        # may start before Ansible has handed them on (a host whose task did
+        # not run, e.g. by its when, sets none)
+        record_facts(C.DEFAULT_LOCAL_TMP, play_batch(task_vars), {host: _facts(answer)})
         return result
 
 

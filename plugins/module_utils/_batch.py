@@ -92,16 +92,17 @@ class Batch:
 # Ansible hands a worker the variables of the moment it was forked: the first
 # host to reach a batch task may not see the facts another host's previous
 # task set (that host's result still on its way to the main process), and
-# would leave that host out of the batch (it then computes apart, later). A
-# batch task that computes facts for every host of its play batch keeps them
-# here for the batch tasks after it.
+# would leave that host out of the batch (it then computes apart, later). An
+# action keeps the facts its host's task sets here too, for the batch tasks
+# after it (only a task that ran: a host that skipped it sets none).
 def _facts_path(base_dir, hosts):
     return os.path.join(_folder(base_dir), 'facts-%s.json' % batch_key(sorted(hosts)))
 
 
 def record_facts(base_dir, hosts, facts):
-    """Keep ``facts`` ({host: {name: value}}) computed for the play batch
-    ``hosts`` (merged with what is kept already; the newest wins)."""
+    """Keep ``facts`` ({host: {name: value}}), set by the task of a host of
+    the play batch ``hosts`` (merged with what is kept already; the newest
+    wins)."""
     path = _facts_path(base_dir, hosts)
     with open(path + '.lock', 'a') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
