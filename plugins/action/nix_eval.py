@@ -85,7 +85,13 @@ class ActionModule(NixdeployAction):
                     requests[name] = host_request(name, batch_args, vars_of(task_vars, name), resolve)
                 except (EvalError, NixError) as exc:
                     entries[name] = {'error': u'%s' % exc}
-            return evaluate(requests, entries, args.get('chunk_size'))
+            data = evaluate(requests, entries, args.get('chunk_size'))
+            # what the build and copy batches would evaluate again for a host
+            # whose facts their worker does not see yet (_batch.with_facts)
+            record_facts(C.DEFAULT_LOCAL_TMP, hosts, dict(
+                (name, _facts(entry['answer'])) for name, entry in entries.items()
+                if 'answer' in entry and 'error' not in entry['answer']))
+            return data
 
         entry, data, here = self.from_batch(
             'eval', [options_of(args), batch_args.get('flake'), batch_args.get('attr'),
@@ -111,10 +117,6 @@ class ActionModule(NixdeployAction):
             'system': answer['system'],
             'ansible_facts': _facts(answer),
         })
-        # the facts this task sets, also for the build and copy batches that
-        # may start before Ansible has handed them on (a host whose task did
-        # not run, e.g. by its when, sets none)
-        record_facts(C.DEFAULT_LOCAL_TMP, play_batch(task_vars), {host: _facts(answer)})
         return result
 
 

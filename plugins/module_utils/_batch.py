@@ -92,17 +92,17 @@ class Batch:
 # Ansible hands a worker the variables of the moment it was forked: the first
 # host to reach a batch task may not see the facts another host's previous
 # task set (that host's result still on its way to the main process), and
-# would leave that host out of the batch (it then computes apart, later). An
-# action keeps the facts its host's task sets here too, for the batch tasks
-# after it (only a task that ran: a host that skipped it sets none).
+# would leave that host out of the batch (it then computes apart, later). A
+# batch task that computes facts for its play batch keeps them here; a later
+# batch reads them for a host that has neither the fact nor a variable of that
+# name, i.e. what it would otherwise compute again for that host itself.
 def _facts_path(base_dir, hosts):
     return os.path.join(_folder(base_dir), 'facts-%s.json' % batch_key(sorted(hosts)))
 
 
 def record_facts(base_dir, hosts, facts):
-    """Keep ``facts`` ({host: {name: value}}), set by the task of a host of
-    the play batch ``hosts`` (merged with what is kept already; the newest
-    wins)."""
+    """Keep ``facts`` ({host: {name: value}}) computed for the play batch
+    ``hosts`` (merged with what is kept already; the newest wins)."""
     path = _facts_path(base_dir, hosts)
     with open(path + '.lock', 'a') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -130,7 +130,8 @@ def facts_in_flight(base_dir, hosts):
 
 class _WithFacts(object):
     """A host's variables (read with ``get`` and ``[]``, as hostvars are)
-    whose ``ansible_facts`` also hold facts in flight (its own facts win)."""
+    whose ``ansible_facts`` also hold the facts in flight it has neither as a
+    fact nor as a variable."""
 
     def __init__(self, host_vars, facts):
         self._vars, self._facts = host_vars, facts
@@ -138,10 +139,11 @@ class _WithFacts(object):
     def __getitem__(self, key):
         if key != 'ansible_facts':
             return self._vars[key]
-        merged = dict(self._facts)
         own = self._vars.get('ansible_facts') or {}
-        if hasattr(own, 'items'):
-            merged.update((k, v) for k, v in own.items() if v not in (None, ''))
+        merged = dict(own.items()) if hasattr(own, 'items') else {}
+        for name, value in self._facts.items():
+            if merged.get(name) in (None, '') and self._vars.get(name) in (None, ''):
+                merged[name] = value
         return merged
 
     def __contains__(self, key):
@@ -155,8 +157,8 @@ class _WithFacts(object):
 
 
 def with_facts(host_vars, facts):
-    """``host_vars``, with ``facts`` (a host's facts in flight) where its own
-    facts lack them."""
+    """``host_vars``, with ``facts`` (a host's facts in flight) where it has
+    neither the fact nor a variable of that name."""
     return _WithFacts(host_vars, facts) if facts else host_vars
 
 

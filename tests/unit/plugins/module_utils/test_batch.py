@@ -116,7 +116,8 @@ def test_parallel_workers_compute_once(tmp_path):
 
 def test_facts_in_flight_fill_what_a_worker_does_not_see_yet(tmp_path):
     """The eval batch keeps every host's facts; the next batch task's first
-    worker, forked before h2's eval result reached Ansible, still finds h2's."""
+    worker, forked before h2's eval result reached Ansible, still finds h2's
+    instead of evaluating h2 again."""
     base = str(tmp_path)
     hosts = ['h2', 'h1']
     assert _batch.facts_in_flight(base, hosts) == {}
@@ -131,8 +132,12 @@ def test_facts_in_flight_fill_what_a_worker_does_not_see_yet(tmp_path):
     seen = _batch.with_facts({'nix_build_on': 'controller'}, kept['h2'])
     assert _batch.fact_or_var(seen, 'nix_out_path') == '/nix/store/b-2'
     assert seen['nix_build_on'] == 'controller' and seen.get('missing') is None
-    # a host's own facts win; no facts in flight leaves its variables as they are
+    # a host's own fact wins, and so does its variable (a host that skipped the
+    # eval by its when and names its system itself: the batch's answer is not its own)
     own = {'ansible_facts': {'nix_out_path': '/nix/store/b-3'}}
     assert _batch.fact_or_var(_batch.with_facts(own, kept['h2']), 'nix_out_path') \
         == '/nix/store/b-3'
+    named = {'nix_out_path': '/nix/store/b-4'}
+    assert _batch.fact_or_var(_batch.with_facts(named, kept['h2']), 'nix_out_path') \
+        == '/nix/store/b-4'
     assert _batch.with_facts(own, None) is own
