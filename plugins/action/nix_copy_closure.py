@@ -19,7 +19,6 @@ import time
 
 from ansible import constants as C
 
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _builders, _cascade, _copy, _nix, _peer, _role_vars)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (

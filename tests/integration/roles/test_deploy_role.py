@@ -5,7 +5,8 @@ The tests run in order on one fleet: deploy, redeploy (nothing changes),
 check/diff of a new version (nothing changes, the diff is shown), then a
 version one host fails to activate (it rolls back and ends failed; the others
 go on; the play exits non-zero), the rollback role, and last the keys the
-activate task uploads (with --tags keys and --skip-tags keys).
+activate task uploads (with --tags keys and --skip-tags keys), and one run in
+which a host's own role variable (nix_goal) reaches its modules beside a failing host.
 """
 
 import json
@@ -253,3 +254,33 @@ def test_keys_ride_the_activate_task_and_keep_their_tags(rol_fleet):
     activate = run.result(task(ACTIVATE), 'h1')['result']
     assert 'keys_pre' not in activate and 'keys_post' not in activate, activate
     assert summaries(run)['h1']['outcome'] == 'switched', run
+
+
+def test_each_hosts_own_role_variables_reach_its_phases(rol_fleet):
+    """The phase modules read the role's variables per host (from_role_vars):
+    in one run, h1's inventory says nix_goal=boot, h2 fails its activation and
+    h3 takes the role's defaults."""
+    lab, flake = rol_fleet.lab, rol_fleet.flake
+    before = {host: lab.active(host) for host in ('h1', 'h2', 'h3')}
+    flake.set_all(version='vars-1')
+    flake.set_config('h2', behaviour='fail')
+    workdir = rol_fleet.rundir()
+    extra = os.path.join(workdir, 'host-vars.json')
+    with open(extra, 'w') as handle:
+        json.dump({'all': {'hosts': {'h1': {'nix_goal': 'boot'}}}}, handle)
+    try:
+        run = run_playbook(PLAYBOOK, rol_fleet.inventory, workdir, args=['-i', extra])
+    finally:
+        flake.set_config('h2', behaviour='ok')
+    assert run.rc != 0, run
+    paths = out_paths(run)
+    goals = dict((h, run.result(task(ACTIVATE), h)['result'].get('goal')) for h in paths)
+    assert goals == {'h1': 'boot', 'h2': 'switch', 'h3': 'switch'}, goals
+    # h1: the new system is the boot default, the running one stays
+    assert lab.boot('h1') == paths['h1'] and lab.active('h1') == before['h1']
+    summary = summaries(run)
+    assert not summary['h1']['failed'] and not summary['h3']['failed'], summary
+    # h2 rolled back and failed; h3 switched
+    assert lab.active('h2') == before['h2']
+    assert summary['h2']['failed'] and summary['h2']['rolled_back'], summary
+    assert lab.active('h3') == paths['h3'] != before['h3']

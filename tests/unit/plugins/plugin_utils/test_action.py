@@ -233,3 +233,12 @@ def test_each_modules_role_variables_are_the_deploy_roles():
         assert set(role_vars) <= set(spec), sorted(set(role_vars) - set(spec))
         assert set(role_vars.values()) <= documented, sorted(set(role_vars.values()) - documented)
         assert spec['from_role_vars'] == {'type': 'bool', 'default': False}
+    # the doc fragment names every option that takes part, and each variable's odd name
+    from ansible_collections.nixdeploy.fleet.plugins.doc_fragments.role_vars import ModuleDocFragment
+    text = ' '.join(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options']['from_role_vars']
+                    ['description'])
+    for role_vars in (_role_vars.EVAL, _role_vars.BUILD, _role_vars.COPY, _role_vars.ACTIVATE):
+        for option, name in role_vars.items():
+            assert 'C(%s)' % option in text, option
+            if name not in (option, 'nix_' + option):
+                assert 'C(%s)' % name in text, name
