@@ -114,6 +114,14 @@ versions: venv
 	@$(VENV)/bin/ansible --version | sed -n 1p  # sed reads it all: head could break the pipe
 	@ssh -V 2>&1
 
+# The execution environment (docs/execution-environment.md): $(EE_IMAGE) from
+# execution-environment.yml on a Debian base made here (ee/build.sh; root, podman). A
+# second run with the same inputs takes seconds (the image is labelled with their hash).
+EE_IMAGE ?= localhost/nixdeploy-fleet-ee:latest
+.PHONY: ee
+ee: venv
+	NIXDEPLOY_EE_IMAGE=$(EE_IMAGE) VENV=$(VENV) ee/build.sh
+
 # Unit tests and the lab integration tests (these need root). pytest's exit 5
 # ("no tests collected") is not a failure.
 unit: venv

@@ -1,0 +1,69 @@
+#!/bin/sh
+# The base image of the execution environment where no registry can be reached: a Debian
+# tree made by debootstrap from the mirror this machine's apt uses, imported into podman.
+#
+#   base.sh IMAGE     make IMAGE (e.g. localhost/nixdeploy-ee-base:trixie) unless it
+#                     exists with this recipe's label
+#
+# It holds what docker.io/library/debian:SUITE holds (a minbase system) plus this machine's
+# extra CA certificates and pip.conf (pip and apt behind a TLS-inspecting proxy need them;
+# ca-certificates, installed by the EE's first step, takes them in). The tree stays in
+# $NIXDEPLOY_EE_STATE (default /var/lib/nixdeploy-ee) so the image is re-imported in seconds.
+# Knobs: NIXDEPLOY_EE_SUITE (trixie), PODMAN (podman).
+set -eu
+
+IMAGE=${1:?usage: base.sh IMAGE}
+SUITE=${NIXDEPLOY_EE_SUITE:-trixie}
+STATE=${NIXDEPLOY_EE_STATE:-/var/lib/nixdeploy-ee}
+PODMAN=${PODMAN:-podman}
+TREE=$STATE/$SUITE
+HERE=$(cd "$(dirname "$0")" && pwd)
+LABEL=org.nixdeploy.ee.base
+
+# The mirror this machine's apt already uses (never a hard-coded host), as in
+# tests/stack/tree.sh.
+mirror() {
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' "$f" | grep -v security | head -n 1
+    done | head -n 1
+    if [ -f /etc/apt/sources.list ]; then
+        awk '$1 == "deb" && $2 !~ /^\[/ && $3 !~ /security/ {print $2; exit}' /etc/apt/sources.list
+    fi
+}
+
+url=$(mirror | head -n 1)
+[ -n "$url" ] || { echo "base.sh: no Debian mirror in this machine's apt sources" >&2; exit 1; }
+
+# What the base is made of: this recipe, the suite, the mirror, the extra CAs, pip.conf.
+# shellcheck disable=SC2046  # the CA files are words on purpose (none: an empty list)
+recipe=$( { cat "$HERE/base.sh"; echo "$SUITE $url"
+            cat /dev/null $(ls /usr/local/share/ca-certificates/*.crt 2>/dev/null)
+            cat /etc/pip.conf 2>/dev/null || true; } | sha256sum | cut -c1-16)
+
+have=$($PODMAN image inspect --format "{{ index .Labels \"$LABEL\" }}" "$IMAGE" 2>/dev/null || true)
+if [ "$have" = "$recipe" ]; then
+    echo "base.sh: $IMAGE is up to date ($recipe)"
+    exit 0
+fi
+
+if [ ! -f "$TREE.ready" ] || [ "$(cat "$TREE.ready")" != "$recipe" ]; then
+    echo "base.sh: debootstrap --variant=minbase $SUITE ($url) into $TREE"
+    rm -rf "$TREE" "$TREE.ready"
+    mkdir -p "$TREE"
+    debootstrap --variant=minbase "$SUITE" "$TREE" "$url" >"$TREE.debootstrap.log" 2>&1 || {
+        tail -n 30 "$TREE.debootstrap.log" >&2; exit 1; }
+    # the mirror may serve Release files past their Valid-Until (as tests/stack/tree.sh)
+    echo 'Acquire::Check-Valid-Until "false";' >"$TREE/etc/apt/apt.conf.d/99no-valid-until"
+    mkdir -p "$TREE/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$TREE/usr/local/share/ca-certificates/" 2>/dev/null || true
+    if [ -f /etc/pip.conf ]; then cp /etc/pip.conf "$TREE/etc/pip.conf"; fi
+    # what a registry's Debian image leaves out too: caches, lists, logs
+    rm -rf "$TREE"/var/cache/apt/archives/*.deb "$TREE"/var/cache/apt/*.bin \
+        "$TREE"/var/lib/apt/lists/* "$TREE"/var/log/*.log "$TREE"/var/log/apt/*
+    echo "$recipe" >"$TREE.ready"
+fi
+
+echo "base.sh: podman import $TREE as $IMAGE"
+tar -C "$TREE" --numeric-owner -c . | $PODMAN import --quiet \
+    --change 'CMD ["/bin/bash"]' --change "LABEL $LABEL=$recipe" - "$IMAGE" >/dev/null
