@@ -135,6 +135,94 @@ def runner_private_dir(private, inventory=None, envvars=None):
     return private
 
 
+# A project as AWX, ansible-navigator and Semaphore users keep one: a git
+# checkout that holds the flake at its top, deploy.yml, ansible.cfg, the
+# inventory file for nixdeploy.fleet.nix with group_vars, and the fleet's
+# known_hosts. These jobs run ansible-playbook in the project folder, so
+# ansible.cfg and a relative known_hosts are found there.
+PROJECT_ANSIBLE_CFG = """\
+# Read by AWX, ansible-navigator and Semaphore: they run ansible-playbook here.
+[defaults]
+callbacks_enabled = nixdeploy.fleet.summary, nixdeploy.fleet.report
+forks = 25
+gathering = explicit
+inject_facts_as_vars = False
+interpreter_python = auto_silent
+host_key_checking = True
+retry_files_enabled = False
+display_skipped_hosts = False
+timeout = 30
+
+[inventory]
+unparsed_is_failed = True
+
+[ssh_connection]
+ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=15
+pipelining = True
+"""
+PROJECT_GROUP_VARS = {
+    # relative: ssh opens it in the folder ansible-playbook runs in, the project
+    'ansible_ssh_common_args': '-o UserKnownHostsFile=known_hosts -o StrictHostKeyChecking=yes',
+    'nix_options': {'substituters': ''},
+}
+GIT_IDENTITY = ['-c', 'user.name=nixdeploy tests', '-c', 'user.email=tests@nixdeploy.invalid',
+                # the project may belong to the job's user (AWX's UID), not to root
+                '-c', 'safe.directory=*']
+
+
+def git(directory, *args):
+    """git in ``directory`` as the tests' own identity; returns its stdout."""
+    proc = subprocess.run(['git'] + GIT_IDENTITY + ['-C', directory] + list(args), check=False,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise RuntimeError('git %s in %s: %s' % (' '.join(args), directory, proc.stderr))
+    return proc.stdout
+
+
+def write_project(path, lab, requirements=None, tags=None, configurations=None, key_dir=None,
+                  **flake_args):
+    """A git repository at ``path`` laid out as a project AWX, ansible-navigator
+    and Semaphore run: the lab's fleet flake at its top, deploy.yml (importing
+    nixdeploy.fleet.deploy), ansible.cfg, inventory/fleet.nix.yml (flake: ..)
+    with group_vars, the lab's known_hosts and, with ``requirements`` (a dict),
+    collections/requirements.yml. Everything is committed on branch main.
+
+    The signing key is not in the project (it is a secret: the job gets it as
+    a credential). Returns (FleetFlake, secret key path)."""
+    flake, secret = prepare(lab, path, key_dir=key_dir, tags=tags, configurations=configurations,
+                            **flake_args)
+    shutil.copy(os.path.join(REPO, 'deploy.yml'), os.path.join(path, 'deploy.yml'))
+    shutil.copy(lab.known_hosts, os.path.join(path, 'known_hosts'))
+    with open(os.path.join(path, 'ansible.cfg'), 'w') as handle:
+        handle.write(PROJECT_ANSIBLE_CFG)
+    group_vars = os.path.join(path, 'inventory', 'group_vars')
+    os.makedirs(group_vars, exist_ok=True)
+    with open(os.path.join(path, 'inventory', 'fleet.nix.yml'), 'w') as handle:
+        handle.write('plugin: nixdeploy.fleet.nix\n'
+                     '# the flake at the top of this repository\n'
+                     'flake: ..\n'
+                     "nix_options: {substituters: ''}\n")
+    with open(os.path.join(group_vars, 'all.yml'), 'w') as handle:
+        json.dump(PROJECT_GROUP_VARS, handle, indent=2)
+    with open(os.path.join(group_vars, 'darwin.yml'), 'w') as handle:
+        json.dump({'ansible_become': True}, handle)
+    if requirements is not None:
+        os.makedirs(os.path.join(path, 'collections'), exist_ok=True)
+        with open(os.path.join(path, 'collections', 'requirements.yml'), 'w') as handle:
+            json.dump(requirements, handle, indent=2)
+    git(path, 'init', '-q', '-b', 'main')
+    commit_project(path, 'the fleet')
+    return flake, secret
+
+
+def commit_project(path, message='a new version'):
+    """Commit every change in the project (as its users push one)."""
+    git(path, 'add', '-A')
+    git(path, 'commit', '-q', '--allow-empty', '-m', message)
+    return git(path, 'rev-parse', 'HEAD').strip()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m tests.deploy_fleet', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,0 +1,120 @@
+"""An AWX job canceled while its hosts activate.
+
+AWX cancels a job through ansible-runner's cancel callback: once it returns
+True, the runner kills the job's container (``podman kill``: every controller
+process in it dies at once, ansible-playbook, its workers and their ssh) and
+ends the job 'canceled'. The activations already started on the hosts run on
+there, detached; no controller is left to confirm them, so each host's
+watchdog rolls it back to the system it ran once ``nix_confirm_timeout``
+(10 s in these jobs) has passed, and lets go of its lock. A host whose
+confirmation came before the cancel keeps its new system. Never in between:
+the profile, the active system and (system profiles) the boot default agree.
+A new job then converges.
+"""
+
+import threading
+import time
+
+import pytest
+
+from tests.collection import set_stats_of
+from tests.faults.fleet import assert_consistent, locks, wait_until
+from tests.integration.ee.jobs import NAMES, containers_named
+
+pytestmark = pytest.mark.lab
+
+EVAL = 'Evaluate the system of each host'
+SLOW = 8   # seconds each slowed activation takes (a1 is confirmed well within it)
+CONFIRM = 10   # nix_confirm_timeout of the jobs (jobs.py TEMPLATE_VARS)
+FAST = 'a1'   # the host whose activation is not slowed
+
+
+def activations(lab, host):
+    """How many activations the host has started (its lab history's lines)."""
+    text = lab.read(host, '/nix/var/lab/history-%s' % lab.state_key(host)) or ''
+    return len(text.splitlines())
+
+
+class WhenActivating:
+    """A cancel callback: False until every host has started its activation
+    (the lab's activation history grew on each) and each of ``confirmed`` runs
+    a system other than the one it ran (``confirmed``: {host: that system})
+    with no lock left (its confirmation came), then True."""
+
+    def __init__(self, lab, hosts, confirmed=()):
+        self.lab, self.hosts, self.confirmed = lab, hosts, dict(confirmed)
+        self.seen = dict((h, activations(lab, h)) for h in hosts)
+        self.started = threading.Event()
+        self.done = threading.Event()
+        self.canceled_at = None
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def watch(self):
+        while not self.done.is_set():
+            if all(activations(self.lab, h) > self.seen[h] for h in self.hosts) and all(
+                    self.lab.active(h) not in (None, old) and not locks(self.lab, h)
+                    for h, old in self.confirmed.items()):
+                self.started.set()
+                return
+            time.sleep(0.3)
+
+    def __call__(self):
+        if self.started.is_set() and self.canceled_at is None:
+            self.canceled_at = time.time()
+        return self.started.is_set()
+
+
+def test_cancel_while_activating_leaves_each_host_confirmed_or_rolled_back(awx):
+    lab, flake = awx.lab, awx.flake
+    awx.ensure_deployed()
+    before = dict((h, assert_consistent(lab, h)) for h in NAMES)
+    # a fleet mid-deploy: a1 activates at once and is confirmed before the
+    # cancel, the others are still activating when it comes
+    flake.set_all(version='c1', behaviour='slow', slow_seconds=SLOW)
+    flake.set_config(flake.config_of(FAST), behaviour='ok')
+    awx.commit('version c1, slow activations but on %s' % FAST)
+    cancel = WhenActivating(lab, NAMES, confirmed={FAST: before[FAST]})
+    try:
+        runner, _artifacts = awx.job(cancel_callback=cancel)
+    finally:
+        cancel.done.set()
+    ended = time.time()
+    assert runner.status == 'canceled', runner.stdout.read()[-6000:]
+    assert cancel.canceled_at is not None
+    new = dict((e['event_data']['host'], e['event_data']['res']['out_path'])
+               for e in runner.events if e.get('event') == 'runner_on_ok'
+               and e['event_data']['task'] == EVAL)
+    assert sorted(new) == NAMES, new
+
+    # the job's container is gone with it
+    name = runner.config.container_name
+    wait_until(lambda: not containers_named(name), 30, what='container %s to go' % name)
+
+    # each host settles within its activation and confirmation window
+    settled = {}
+    for host in NAMES:
+        wait_until(lambda h=host: not locks(lab, h), SLOW + CONFIRM + 30,
+                   what='the locks of %s' % host)
+        settled[host] = round(time.time() - cancel.canceled_at, 1)
+    outcomes = {}
+    for host in NAMES:
+        active = assert_consistent(lab, host)
+        assert active in (before[host], new[host]), (host, active, before[host], new[host])
+        outcomes[host] = 'confirmed' if active == new[host] else 'rolled back'
+        assert not locks(lab, host), host
+    assert outcomes == dict((h, 'confirmed' if h == FAST else 'rolled back') for h in NAMES), \
+        outcomes
+    # within the activation and the confirmation window, give or take the ssh logins
+    assert max(settled.values()) <= SLOW + CONFIRM + 8, settled
+    print('cancel: %.1f s after the activations started the job ended; hosts settled '
+          '(seconds after the cancel): %s; %s' % (ended - cancel.canceled_at, settled, outcomes))
+
+    # a new job converges: every host on its new system
+    runner, artifacts = awx.job()
+    assert runner.status == 'successful', runner.stdout.read()[-6000:]
+    stats = set_stats_of(artifacts)['nixdeploy']
+    for host in NAMES:
+        assert stats[host]['path'] == new[host], stats[host]
+        assert assert_consistent(lab, host) == new[host], host
+        assert not locks(lab, host), host
