@@ -31,10 +31,11 @@ import uuid
 from ansible.errors import AnsibleConnectionFailure
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _activate, _closure, _health, _keys, _platforms, _reboot, _role_vars, _script, _target)
+    _activate, _closure, _copy, _health, _keys, _platforms, _reboot, _role_vars, _script, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._activate import (
     ARGUMENT_SPEC as ACTIVATE_SPEC)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixOptions
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import file_name
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _keys_upload
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import (
     NixdeployAction, host_message)
@@ -80,7 +81,8 @@ class ActionModule(HealthChecks, Reboots, NixdeployAction):
             outcome.setdefault('phase', 'confirm' if args['state'] == 'confirmed' else 'activate')
             outcome.setdefault('rolled_back', False)
             if outcome.get('msg'):
-                outcome['msg'] = host_message(self.host, outcome['msg'])
+                outcome['msg'] = host_message(self.host, _activate.with_fault(
+                    self.host, outcome['msg'], outcome.get('phase')))
         result.update(outcome)
         return result
 
@@ -223,6 +225,11 @@ class ActionModule(HealthChecks, Reboots, NixdeployAction):
         return out, values, log
 
     def _script_error(self, out, values):
+        # with become over a pty, sudo's own words come on stdout
+        said = '%s\n%s' % (out.get('stderr') or '', out.get('stdout') or '')
+        become = _copy.become_problem(said) if not values.get('error') else ''
+        if become:
+            return become
         detail = values.get('error') or (out.get('stderr') or out.get('stdout') or '').strip()
         return detail or 'the target script failed with exit code %s' % out.get('rc')
 
@@ -285,6 +292,9 @@ class ActionModule(HealthChecks, Reboots, NixdeployAction):
                       wait=LAUNCH_WAIT, reactivate=args['reactivate'])
         params.update(self._common())
         params.update(self._activation_options())
+        if mode == 'activate':
+            # the copy's GC root of the system, released once the profile holds it
+            params['root_key'] = file_name(self.host)
         params.update(overrides)
         script = _target.launch_script(self._platform, run, mode, **params)
         try:

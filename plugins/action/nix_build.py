@@ -307,8 +307,13 @@ class ActionModule(NixdeployAction):
         graph = builder.derivations([drv])
         out = _build.outputs_of(graph, drv)[0]
         target = Target.from_connection(self._connection, self._vars)
-        _rc, stdout, _err = self.target_sh(probe_script(self._args.get('remote_nix_dir')),
-                                           in_data=out + '\n', sudoable=True)
+        # the probe plants the GC root of the system to be built there (as a
+        # copy's, copy-probe.sh): the activation releases it (not in check mode)
+        rooted = not self.check_mode
+        _rc, stdout, _err = self.target_sh(
+            probe_script(self._args.get('remote_nix_dir'), root_key=host if rooted else None,
+                         root_path=out if rooted else None),
+            in_data=out + '\n', sudoable=True)
         facts = parse_probe(stdout)
         if facts is None:
             raise StoreError('no nix found on the target (set remote_nix_dir)')
@@ -317,6 +322,12 @@ class ActionModule(NixdeployAction):
         store_args = ('--store', uri)
         result = entry['result']
         result.update({'drv_path': drv, 'out_path': out, 'target_store': uri})
+        if rooted:
+            result['target_gc_root'] = facts.get('gc_root')
+            if facts.get('gc_root_error'):
+                result['warnings'] = ['%s: the system built there is not protected from a '
+                                      'garbage collection before its activation: %s'
+                                      % (host, facts['gc_root_error'])]
         if out not in facts.get('invalid', []) and facts.get('complete'):
             result.update({'built': False, 'would_build': [], 'would_fetch': []})
         elif self._check_mode:

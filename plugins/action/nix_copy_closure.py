@@ -109,8 +109,9 @@ class ActionModule(NixdeployAction):
                        connection_lost=bool(entry.get('connection_lost')))
             return out
         if out.get('hop_errors'):
-            out['warnings'] = ['%s: cascade hop %s; got the closure from %s instead'
-                               % (host, err, out.get('copied_from')) for err in out['hop_errors']]
+            out['warnings'] = (out.get('warnings') or []) + [
+                '%s: cascade hop %s; got the closure from %s instead'
+                % (host, err, out.get('copied_from')) for err in out['hop_errors']]
         if self._task.diff and missing:
             out['diff'] = {'before': '', 'after': ''.join(p + '\n' for p in missing),
                            'after_header': '%s: paths to copy' % host}
@@ -141,7 +142,8 @@ class ActionModule(NixdeployAction):
                 remote_nix_dir=request['remote_nix_dir']))
         run = _peer.CascadeRun(_nix.NixOptions.from_params(args), peers,
                                check_sigs=args['check_sigs'], signing_key=args['signing_key'],
-                               compress=args['compress'])
+                               compress=args['compress'],
+                               free_space_margin=args['free_space_margin'])
         entries = run.run()
         for name, entry in entries.items():
             entry['request'] = requests[name]
@@ -191,9 +193,15 @@ class ActionModule(NixdeployAction):
             # check mode built nothing: say whether the host lacks the system
             return self._unbuilt(host, path, mode, args['remote_nix_dir'])
 
-        facts = self._probe(host, args['remote_nix_dir'], [p['path'] for p in closure])
+        # the probe plants the copy's GC root first (not in check mode)
+        facts = self._probe(host, args['remote_nix_dir'], [p['path'] for p in closure],
+                            root_path=None if self._task.check_mode else path)
         invalid = set(facts['invalid'])
         missing = [p for p in closure if p['path'] in invalid]
+        # before anything is sent: room for it (check mode says so too)
+        problem = _copy.space_problem(host, facts, missing, args['free_space_margin'])
+        if problem:
+            raise _copy.CopyError(problem)
         no_check_sigs, via_sudo, trust = _copy.plan_trust(
             facts, args['check_sigs'], args['signing_key'], target.become,
             target.become_method, target.become_user)
@@ -213,7 +221,13 @@ class ActionModule(NixdeployAction):
                    closure_bytes=sum(p['narSize'] for p in closure),
                    paths_missing=len(missing),
                    bytes_missing=sum(p['narSize'] for p in missing),
-                   paths_sent=0, bytes_sent=0, changed=bool(missing))
+                   paths_sent=0, bytes_sent=0, changed=bool(missing),
+                   free_bytes=None if facts['free_kb'] is None else facts['free_kb'] * 1024,
+                   gc_root=facts['gc_root'])
+        if facts['gc_root_error']:
+            out['warnings'] = ['%s: the copied system is not protected from a garbage collection '
+                               'on the host before its activation: %s'
+                               % (host, facts['gc_root_error'])]
         if self._task.diff and missing:
             out['diff'] = {'before': '', 'after': ''.join(p['path'] + '\n' for p in missing),
                            'after_header': '%s: paths to copy' % host}
@@ -222,9 +236,9 @@ class ActionModule(NixdeployAction):
                 # check mode: what a real run would send
                 out.update(paths_sent=len(missing), bytes_sent=out['bytes_missing'])
                 if missing and trust == 'unsigned':
-                    out['warnings'] = ['%s: %s is not a trusted user there and no signing_key is '
-                                       'given: the target may refuse unsigned paths'
-                                       % (host, facts.get('user') or target.user)]
+                    out.setdefault('warnings', []).append(
+                        '%s: %s is not a trusted user there and no signing_key is given: the '
+                        'target may refuse unsigned paths' % (host, facts.get('user') or target.user))
             return out
 
         if mode == 'cache':
@@ -241,7 +255,15 @@ class ActionModule(NixdeployAction):
             if _copy.looks_unsigned(exc.stderr):
                 raise _copy.CopyError(_copy.unsigned_message(
                     host, facts.get('user') or target.user, exc.stderr), exc.stderr)
+            fault = _copy.fault_message(
+                host, exc.stderr, 'during the copy', facts.get('store_mount'))
+            if fault:
+                raise _copy.CopyError(fault, exc.stderr)
             why = _copy.ssh_problem(exc.stderr)
+            if why.startswith('sudo ') or why.startswith('the become_user'):
+                # the cause first: the store URI and Nix's "unexpected end-of-file" follow
+                raise _copy.CopyError('%s: %s; nothing was copied (Nix: %s)' % (
+                    host, why, exc.nix_message() or exc.message), exc.stderr)
             raise _copy.CopyError('%s: copying %s to %s failed%s: %s' % (
                 host, path, uri, ': ' + why if why else '', exc.nix_message() or exc.message),
                 exc.stderr)
@@ -307,10 +329,12 @@ class ActionModule(NixdeployAction):
         raise _copy.CopyError('%s is not valid in the controller\'s store (build it first): %s'
                               % (path, local_error.nix_message()))
 
-    def _probe(self, host, remote_nix_dir, paths):
+    def _probe(self, host, remote_nix_dir, paths, root_path=None):
         # this host only receives: no cascade sender's facts
-        rc, out, err = self.target_sh(_copy.probe_script(remote_nix_dir, peer_facts=False),
-                                      in_data='\n'.join(paths) + '\n')
+        rc, out, err = self.target_sh(
+            _copy.probe_script(remote_nix_dir, peer_facts=False,
+                               root_key=host if root_path else None, root_path=root_path),
+            in_data='\n'.join(paths) + '\n')
         facts = _copy.parse_probe(out)
         if facts is None:
             where = remote_nix_dir or 'PATH and the known locations (%s)' % ', '.join(
@@ -318,8 +342,10 @@ class ActionModule(NixdeployAction):
             raise _copy.CopyError('%s: no nix-store found on the target in %s; set '
                                   'remote_nix_dir to the folder holding nix' % (host, where))
         if rc != 0 or not facts.get('complete'):
-            raise _copy.CopyError('%s: querying the target\'s store failed (rc %s): %s' % (
-                host, rc, (err or out or '').strip()[-2000:]), err)
+            said = (err or out or '').strip()[-2000:]
+            raise _copy.CopyError(_copy.fault_message(
+                host, said, 'when asked what it lacks', facts.get('store_mount')) or
+                '%s: querying the target\'s store failed (rc %s): %s' % (host, rc, said), err)
         return facts
 
     def _fetch(self, host, nix_dir, path, caches):
@@ -330,8 +356,10 @@ class ActionModule(NixdeployAction):
             if _copy.looks_unsigned(err):
                 hint = (' (the target does not trust the key the cache is signed with: add '
                         'it to the target\'s trusted-public-keys)')
-            raise _copy.CopyError('%s: fetching %s from %s on the target failed%s: %s' % (
-                host, path, ', '.join(caches), hint, err.strip()[-2000:]), err)
+            raise _copy.CopyError(_copy.fault_message(
+                host, err, 'while fetching from %s' % ', '.join(caches)) or
+                '%s: fetching %s from %s on the target failed%s: %s' % (
+                    host, path, ', '.join(caches), hint, err.strip()[-2000:]), err)
 
 
 def _request(path, mode, remote_nix_dir):

@@ -25,7 +25,8 @@ options:
         C(nix_options), C(impure), C(show_trace), C(override_inputs)) and those of the role's
         variables, for nix_eval C(flake), C(attr), C(chunk_size), C(max_fail_percentage); for
         nix_build C(build_on), C(gc_root_dir), C(closure_diff); for nix_copy_closure C(mode),
-        C(caches), C(compress), C(check_sigs), C(signing_key), C(remote_nix_dir); for
+        C(caches), C(compress), C(check_sigs), C(signing_key), C(remote_nix_dir),
+        C(free_space_margin); for
         nix_activate C(platform), C(goal), C(magic_rollback), C(confirm_timeout),
         C(auto_rollback), C(activation_timeout), C(lock_timeout), C(profile),
         C(remote_nix_dir), C(closure_diff), C(health_checks), C(reboot), C(reboot_timeout),

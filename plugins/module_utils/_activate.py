@@ -9,8 +9,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _health, _keys, _platforms, _reboot, _role_vars, _target)
+    _copy, _health, _keys, _platforms, _reboot, _role_vars, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import OPTIONS_SPEC
 
 ARGUMENT_SPEC = dict(
@@ -150,6 +152,29 @@ def result_from_status(values, log, platform, goal, duration, run=None):
     else:
         result.update(failed=True, msg='activation still in state %s: %s' % (state, reason))
     return result
+
+
+_FULL_NOTE = re.compile(r'no space left on (\S+) \((\d+) KB free\)')
+
+
+def with_fault(host, msg, phase=None):
+    """A failed activation's ``msg`` led by the cause in the user's words when
+    it tells of a store fault (a full disk, a read-only file system, a
+    stopped daemon: ``_copy.fault_message``), else ``msg`` as it is."""
+    note = _FULL_NOTE.search(msg or '')
+    doing = 'during the %s' % (phase if phase in ('rollback', 'confirm') else 'activation')
+    if note:
+        # the runner's df note: its file system is full, whatever the programs said
+        lead = _copy.fault_message(host, 'No space left on device', doing, note.group(1),
+                                   said='%s KB free' % note.group(2))
+    else:
+        lead = _copy.fault_message(host, msg, doing)
+    if not lead:
+        if (msg or '').startswith(_copy.BECOME_WORDS):
+            return msg
+        become = _copy.become_problem(msg)
+        return '%s. What failed: %s' % (become, msg) if become else msg
+    return '%s. What failed: %s' % (lead, msg)
 
 
 def finished(values, magic):

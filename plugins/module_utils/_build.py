@@ -31,19 +31,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import os
-from urllib.parse import quote
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _builders, _nix_output, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, Runner)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import file_name
 
 GCROOTS_DIR = '/nix/var/nix/gcroots'
 DEFAULT_GC_ROOT_DIR = GCROOTS_DIR + '/nixdeploy'
-# longest GC root file name (file systems allow 255 bytes)
-MAX_ROOT_NAME = 200
 CONTROLLER = _builders.CONTROLLER
 TARGET = _builders.TARGET
 LOG_TAIL_LINES = 25
@@ -69,20 +66,10 @@ PER_HOST_ARGS = {'drv_path': 'nix_drv_path', 'build_on': 'nix_build_on',
 
 
 def gc_root_path(gc_root_dir, host):
-    """The GC root of ``host``: a file directly in ``gc_root_dir``.
-
-    An inventory host name is data: '/' or a leading '.' ('..') must not
-    place the root elsewhere, so they are %-escaped like every character
-    outside [A-Za-z0-9_.~-].
-    """
-    name = quote(u'%s' % host, safe='')
-    if name.startswith('.'):
-        name = '%2E' + name[1:]
-    if len(name) > MAX_ROOT_NAME:
-        # file names stop at 255 bytes; a digest keeps long names apart
-        digest = hashlib.sha256(name.encode('utf-8')).hexdigest()[:16]
-        name = '%s-%s' % (name[:MAX_ROOT_NAME - 17], digest)
-    return os.path.join(gc_root_dir, name)
+    """The GC root of ``host``: a file directly in ``gc_root_dir``, named by
+    ``_store.file_name`` (a host name is data: it never places the root
+    elsewhere)."""
+    return os.path.join(gc_root_dir, file_name(host))
 
 
 def build_place(args, hostvars):

@@ -193,15 +193,8 @@ def parse_probe(stdout):
 
 
 def free_kb(df_line):
-    """Available KiB from a ``df -Pk`` data line (None when unreadable). The
-    file system's name may hold spaces: the value is the one before the
-    capacity (``NN%``)."""
-    fields = (df_line or '').split()
-    for idx in range(len(fields) - 1, 0, -1):
-        if fields[idx].endswith('%') and fields[idx][:-1].isdigit():
-            value = fields[idx - 1]
-            return int(value) if value.isdigit() else None
-    return None
+    """Available KiB from a ``df -Pk`` data line (None when unreadable)."""
+    return _script.df_space(df_line)[0]
 
 
 def health_reason(facts, min_free_mb):

@@ -21,7 +21,9 @@ import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _nix, _nix_output, _role_vars, _script)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import is_store_path
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
+    file_name, is_store_path)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._target import ROOT_STATE_DIR
 
 ARGUMENT_SPEC = dict(
     path=dict(type='str', required=True),
@@ -31,11 +33,20 @@ ARGUMENT_SPEC = dict(
     signing_key=dict(type='path', no_log=True),
     check_sigs=dict(type='str', default='auto', choices=['auto', 'true', 'false']),
     remote_nix_dir=dict(type='str'),
+    free_space_margin=dict(type='float', default=1.1),
     # the deploy role's earlier results: a successful result keeps the outcome as custom stats
     record_stats=dict(type='dict'),
     **dict(_nix.OPTIONS_SPEC, **_role_vars.SPEC)
 )
 VALIDATION = {'required_if': [('mode', 'cache', ('caches',))]}
+
+# What a copy needs in the target's store besides the NAR size of the
+# missing paths times free_space_margin: a block per path (a file system
+# stores each path in whole blocks, and Nix's database gets a row), and a
+# fixed reserve for the database's growth and write-ahead log during the
+# import and for the activation after it (its state, the profile's links).
+PATH_OVERHEAD = 4096
+FREE_SPACE_RESERVE = 8 << 20
 
 
 class CopyError(Exception):
@@ -48,21 +59,35 @@ class CopyError(Exception):
 
 
 # ------------------------------------------------------------------ probe
-def probe_script(remote_nix_dir=None, paths=None, peer_facts=True):
+def probe_script(remote_nix_dir=None, paths=None, peer_facts=True, root_key=None,
+                 root_path=None):
     """sh (target/copy-probe.sh) that finds nix, reports the user's trust
     facts and, reading store paths on stdin (or given as ``paths``), prints
-    those the target's store does not hold. ``peer_facts``: also what a
-    cascade sender needs (its ssh, its version, whether ~/.ssh exists)."""
+    those the target's store does not hold, and the free space of its file
+    system. ``peer_facts``: also what a cascade sender needs (its ssh, its
+    version, whether ~/.ssh exists). ``root_key`` (an inventory name) and
+    ``root_path``: plant the copy's GC root of ``root_path`` first (see
+    copy-probe.sh); never in check mode."""
     if paths is not None:
         bad = [p for p in paths if not is_store_path(p)]
         if bad:
             raise CopyError('not a store path: %r' % (bad[0],))
+    if root_key is not None and not is_store_path(root_path or ''):
+        raise CopyError('not a store path: %r' % (root_path,))
     return _script.render('copy-probe.sh', {
         'NIX_DIR': remote_nix_dir or None,
         'READ_STDIN': paths is None,
         'STORE_PATHS': ' '.join(paths or []),
         'PEER_FACTS': peer_facts,
+        'ROOT_KEY': root_key_of(root_key) if root_key is not None else None,
+        'ROOT_PATH': root_path if root_key is not None else None,
+        'ROOT_STATE': ROOT_STATE_DIR,
     })
+
+
+def root_key_of(host):
+    """The file name of ``host``'s GC root on a target (copy and activation)."""
+    return file_name(host)
 
 
 def stdin_free(script):
@@ -86,7 +111,47 @@ def parse_probe(stdout):
     facts['groups'] = [g for g in facts.get('groups', '').split(',') if g]
     facts['trusted_users'] = facts.get('trusted_users', '').split()
     facts['store_writable'] = facts.get('store_writable') == 'yes'
+    facts['free_kb'], facts['store_mount'] = _script.df_space(values.get('store_df'))
+    facts['gc_root'] = values.get('gc_root') or None
+    facts['gc_root_error'] = values.get('gc_root_error') or None
     return facts
+
+
+def megabytes(size):
+    """``size`` (bytes) in the user's words: '12 MB', '0.4 MB', '1.2 GB'."""
+    mib = float(size) / (1 << 20)
+    if mib >= 1024:
+        return '%.1f GB' % (mib / 1024)
+    if mib >= 10:
+        return '%d MB' % round(mib)
+    return '%.1f MB' % mib
+
+
+def space_needed(missing, margin):
+    """Bytes the target's store needs for ``missing`` ([{'path', 'narSize'}])."""
+    nar = sum(p['narSize'] for p in missing)
+    return int(nar * margin) + PATH_OVERHEAD * len(missing) + FREE_SPACE_RESERVE
+
+
+def space_problem(host, facts, missing, margin):
+    """The message when the target's store has too little room for the
+    missing paths (None when it has, when nothing is missing, when the check
+    is off: ``margin`` 0, or when df said nothing readable)."""
+    free_kb = facts.get('free_kb')
+    if not missing or not margin or free_kb is None:
+        return None
+    need = space_needed(missing, margin)
+    free = free_kb * 1024
+    if free >= need:
+        return None
+    nar = sum(p['narSize'] for p in missing)
+    return ('no space left on %s on %s: %s free, the closure needs %s (%d missing paths, %s of '
+            'NAR, times free_space_margin %s, plus %s for the store\'s database and the '
+            'activation); nothing was sent. Free space there (nix-collect-garbage -d, or '
+            'nix-env --delete-generations on old profiles) and deploy again'
+            % (facts.get('store_mount') or '/nix', host, megabytes(free), megabytes(need),
+               len(missing), megabytes(nar), '%g' % margin, megabytes(
+                   FREE_SPACE_RESERVE + PATH_OVERHEAD * len(missing))))
 
 
 _OPENSSH = re.compile(r'OpenSSH_(\d+)\.(\d+)')
@@ -264,6 +329,26 @@ def hop_script(nix_dir, known_keys, uri, path, port=None, no_check_sigs=False):
                                  for key in known_keys)})
 
 
+def fault_message(host, text, doing, mount=None, said=None):
+    """The user's words for a store fault ``text`` tells of (a full disk, a
+    read-only store, a stopped nix-daemon; ``_nix_output.store_fault``) met
+    while ``doing`` ('during the copy'), or None when it tells of none.
+    ``said``: what to quote instead of the line that told."""
+    kind, line = _nix_output.store_fault(text)
+    line = said or line
+    if kind == _nix_output.NO_SPACE:
+        return ('no space left on %s on %s %s (%s): free space there (nix-collect-garbage -d) '
+                'and deploy again' % (mount or '/nix', host, doing, line))
+    if kind == _nix_output.READ_ONLY:
+        return ('the Nix store on %s is read-only %s (%s): remount it read-write (or deploy '
+                'to a host whose store can change)' % (host, doing, line))
+    if kind == _nix_output.NO_DAEMON:
+        return ('the nix-daemon on %s is not running %s (%s): start it (systemctl start '
+                'nix-daemon.socket nix-daemon.service) or connect as a user who opens the '
+                'store itself (root)' % (host, doing, line))
+    return None
+
+
 def unsigned_message(host, who, stderr):
     return ('%s: the target refuses unsigned paths (its nix-daemon checks signatures for '
             'the non-trusted user %s). Fix it either way: give signing_key (a key made with '
@@ -279,8 +364,6 @@ SSH_PROBLEMS = (
     ('REMOTE HOST IDENTIFICATION HAS CHANGED',
      'the host key changed: it does not match known_hosts, refusing to connect', False),
     ('Host key verification failed', 'host key verification failed', False),
-    ('a password is required', 'sudo on the target asks for a password; become for the copy '
-     'needs passwordless sudo for nix-daemon (or give signing_key)', False),
     ('Permission denied', 'ssh authentication was refused', True),
     ('not responding', 'the link went dead (ssh timed out)', True),
     ('Connection timed out', 'the connection timed out', True),
@@ -290,8 +373,44 @@ SSH_PROBLEMS = (
 )
 
 
+# Ansible's words when become cannot go on without a password it lacks
+# (connection/ssh.py), and sudo's own
+_BECOME_REFUSALS = (
+    (re.compile(r'Missing (\w+) password'), 'Ansible'),
+    (re.compile(r'Incorrect (\w+) password'), 'Ansible'),
+    (re.compile(r'sudo: a password is required'), 'sudo'),
+    (re.compile(r'sudo: unknown user:? ?([A-Za-z0-9_.$-]*)'), 'sudo'),
+)
+# what become_problem's words start with
+BECOME_WORDS = ('the become_user ', 'the become password', 'sudo on the target asks')
+
+
+def become_problem(text):
+    """The user's words when become failed on the target (a password it
+    asks for and was not given or was wrong, a become_user that does not
+    exist), else ''."""
+    for marker, who in _BECOME_REFUSALS:
+        match = marker.search(text or '')
+        if not match:
+            continue
+        said = match.group(0) if who == 'sudo' else '%s: %s' % (who, match.group(0))
+        if 'unknown user' in said:
+            return ('the become_user %s does not exist on the target (%s)'
+                    % (match.group(1) or '?', said))
+        if 'Incorrect' in said:
+            return 'the become password was refused on the target (%s)' % said
+        return ('sudo on the target asks for a password and none was given (%s): allow the '
+                'ssh user passwordless sudo (the copy runs sudo -n nix-daemon: give signing_key '
+                'instead to copy without sudo), or give become_password (--ask-become-pass) for '
+                'the activation' % said)
+    return ''
+
+
 def ssh_problem(stderr):
-    """A short reason when ssh (not Nix) made the copy fail, else ''."""
+    """A short reason when ssh or sudo (not Nix) made the copy fail, else ''."""
+    become = become_problem(stderr)
+    if become:
+        return become
     for marker, reason, quote in SSH_PROBLEMS:
         if marker in (stderr or ''):
             line = [ln.strip() for ln in stderr.splitlines() if marker in ln][0]

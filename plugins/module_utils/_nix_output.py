@@ -16,6 +16,8 @@ caller checks versions. Pure functions: nothing here runs a process.
 - ``nix store diff-closures``      -> ``diff_closures``
 - ``nix copy`` to a store that checks signatures -> ``unsigned``
 - ``nix flake metadata --json``    -> ``flake_metadata``
+- a target's store refusing work (full disk, read-only store, no daemon), in
+  what Nix, sqlite or the shell said -> ``store_fault``
 """
 
 from __future__ import absolute_import, division, print_function
@@ -325,6 +327,39 @@ def unsigned(stderr):
     """Whether a store refused a path for want of a trusted signature."""
     text = strip_ansi(stderr)
     return any(marker in text for marker in UNSIGNED_MARKERS)
+
+
+# ------------------------------------------------------------------ store faults
+# What a target's store says when it cannot take work, in every Nix's words
+# (and sqlite's and the shell's: a full disk reaches Nix's database too):
+# the kind, the marker, and our words for it.
+NO_SPACE = 'no_space'
+READ_ONLY = 'read_only'
+NO_DAEMON = 'no_daemon'
+_STORE_FAULTS = (
+    (NO_SPACE, re.compile(r'No space left on device|database or disk is full|[Dd]isk quota exceeded')),
+    (READ_ONLY, re.compile(r'Read-only file system')),
+    # "cannot connect to socket at '/nix/var/nix/daemon-socket/socket':
+    # Connection refused" (2.8 to 2.34; "No such file or directory" once the
+    # socket is gone)
+    (NO_DAEMON, re.compile(r"cannot connect to (?:socket|daemon) at '([^']*)'")),
+)
+
+
+def store_fault(text):
+    """(kind, line) of the first store fault ``text`` tells of (NO_SPACE,
+    READ_ONLY, NO_DAEMON and the line that says it), else (None, None)."""
+    lines = strip_ansi(text).splitlines()
+    for kind, marker in _STORE_FAULTS:
+        for line in lines:
+            found = marker.search(line)
+            if found:
+                # from Nix's own "error:" on, without what a wrapper added after it
+                start = line.rfind('error:', 0, found.start())
+                said = line[start if start >= 0 else found.start():]
+                cut = said.find(' (', found.end() - (start if start >= 0 else found.start()))
+                return kind, (said[:cut] if cut >= 0 else said).strip()
+    return None, None
 
 
 # ------------------------------------------------------------------ flake metadata

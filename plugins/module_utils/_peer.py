@@ -79,6 +79,7 @@ class Peer:
         self.host_keys = []        # 'type base64' lines the controller knows for it
         self.key_files = []        # the controller's private keys for it
         self.proxied = False       # reached through a jump host / proxy command
+        self.warnings = []
 
     @property
     def peer_target(self):
@@ -278,7 +279,7 @@ class CascadeRun:
     """
 
     def __init__(self, opts, peers, check_sigs='auto', signing_key=None, compress=False,
-                 tmp_dir=None):
+                 tmp_dir=None, free_space_margin=0):
         self.opts = opts
         self.peers = list(peers)
         self.by_name = dict((p.name, p) for p in self.peers)
@@ -286,6 +287,7 @@ class CascadeRun:
         self.signing_key = signing_key
         self.compress = compress
         self.tmp_dir = tmp_dir
+        self.free_space_margin = free_space_margin
         self.sent = {}             # receiver -> store paths the hop that served it sent
 
     def run(self):
@@ -331,12 +333,23 @@ class CascadeRun:
             return
         invalid = set(peer.facts['invalid'])
         peer.missing = [p for p in closure if p['path'] in invalid]
+        # before any hop: room for it
+        problem = _copy.space_problem(peer.name, peer.facts, peer.missing, self.free_space_margin)
+        if problem:
+            peer.error = problem
+            return
+        if peer.facts.get('gc_root_error'):
+            peer.warnings.append(
+                '%s: the copied system is not protected from a garbage collection on the host '
+                'before its activation: %s' % (peer.name, peer.facts['gc_root_error']))
         peer.trust = _copy.plan_trust(peer.facts, self.check_sigs, self.signing_key,
                                       peer.target.become, peer.target.become_method,
                                       peer.target.become_user)
 
     def _probe(self, peer, paths):
-        script = _copy.stdin_free(_copy.probe_script(peer.remote_nix_dir, paths=paths))
+        # the GC root of the peer's system first (copy-probe.sh)
+        script = _copy.stdin_free(_copy.probe_script(peer.remote_nix_dir, paths=paths,
+                                                     root_key=peer.name, root_path=peer.path))
         # never an agent here (whatever ssh_config says): on OpenSSH 10.1+ a
         # forwarded one would make the ~/.ssh/agent/ the probe looks for
         rc, out, err = _run(ssh_argv(peer.target, first=['-o', 'ForwardAgent=no']),
@@ -351,8 +364,11 @@ class CascadeRun:
             raise _copy.CopyError('%s: no nix-store found on the target; set remote_nix_dir to '
                                   'the folder holding nix' % peer.name)
         if rc != 0 or not facts.get('complete'):
-            raise _copy.CopyError('%s: querying the target\'s store failed (rc %s): %s' % (
-                peer.name, rc, (err or out).strip()[-2000:]), err)
+            said = (err or out).strip()[-2000:]
+            raise _copy.CopyError(_copy.fault_message(
+                peer.name, said, 'when asked what it lacks', facts.get('store_mount')) or
+                '%s: querying the target\'s store failed (rc %s): %s' % (peer.name, rc, said),
+                err)
         peer.facts = facts
 
     # -------------------------------------------------------------- one system
@@ -454,6 +470,10 @@ class CascadeRun:
                 why = _copy.unsigned_message(receiver.name, receiver.facts.get('user')
                                              or receiver.target.user, exc.stderr)
                 return _cascade.FAILED, why, None
+            fault = _copy.fault_message(
+                receiver.name, exc.stderr, 'during the copy', receiver.facts.get('store_mount'))
+            if fault:
+                return _cascade.FAILED, fault, None
             problem = _copy.ssh_problem(exc.stderr)
             if problem and 'host key' not in problem and 'sudo' not in problem:
                 receiver.connection_lost = True
@@ -472,6 +492,11 @@ class CascadeRun:
         if peer.error or peer.trust is None:
             return {'error': peer.error or '%s: the host was not probed' % peer.name,
                     'connection_lost': peer.connection_lost, 'result': result}
+        if peer.warnings:
+            result['warnings'] = list(peer.warnings)
+        free_kb = peer.facts.get('free_kb')
+        result.update(free_bytes=None if free_kb is None else free_kb * 1024,
+                      gc_root=peer.facts.get('gc_root'))
         result.update(remote_nix_dir=peer.facts['nix_dir'], trust=peer.trust[2],
                       store_uri=peer.store_uri(compress=self.compress),
                       paths_missing=len(peer.missing),

@@ -28,7 +28,7 @@ BUILD = dict(NIX, build_on='nix_build_on', gc_root_dir='nix_gc_root_dir',
              closure_diff='nix_closure_diff')
 COPY = dict(NIX, mode='nix_copy_mode', caches='nix_caches', compress='nix_compress',
             check_sigs='nix_check_sigs', signing_key='nix_signing_key',
-            remote_nix_dir='nix_remote_nix_dir')
+            remote_nix_dir='nix_remote_nix_dir', free_space_margin='nix_free_space_margin')
 ACTIVATE = dict(NIX, platform='nix_platform', goal='nix_goal',
                 magic_rollback='nix_magic_rollback', confirm_timeout='nix_confirm_timeout',
                 auto_rollback='nix_auto_rollback', activation_timeout='nix_activation_timeout',

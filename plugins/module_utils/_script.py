@@ -85,3 +85,17 @@ def parse(output):
         elif in_log:
             log.append(line)
     return values, '\n'.join(log)
+
+
+def df_space(line):
+    """(available KiB, mount point) from a POSIX ``df -Pk`` data line (GNU,
+    busybox, macOS), (None, None) when unreadable. The file system's name may
+    hold spaces: the value is the one before the capacity (``NN%``), the
+    mount point what follows it."""
+    fields = (line or '').split()
+    for idx in range(len(fields) - 1, 0, -1):
+        if fields[idx].endswith('%') and fields[idx][:-1].isdigit():
+            value = fields[idx - 1]
+            mount = ' '.join(fields[idx + 1:]) or None
+            return (int(value) if value.isdigit() else None), mount
+    return None, None

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import re
 import shlex
 
@@ -43,6 +44,25 @@ _INSECURE = (
     ('stricthostkeychecking', ('no', 'off')),
     ('userknownhostsfile', ('/dev/null',)),
 )
+
+
+# longest file name made of a host name (file systems allow 255 bytes)
+MAX_NAME = 200
+
+
+def file_name(name):
+    """``name`` (an inventory host name: data) as ONE file name, on the
+    controller (nix_build's GC roots) and on a target (the copy's GC root):
+    '/' or a leading '.' ('..') must not place it elsewhere, so they are
+    %-escaped like every character outside [A-Za-z0-9_.~-]."""
+    text = _url_quote(u'%s' % name, safe='')
+    if text.startswith('.'):
+        text = '%2E' + text[1:]
+    if len(text) > MAX_NAME:
+        # file names stop at 255 bytes; a digest keeps long names apart
+        digest = hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]
+        text = '%s-%s' % (text[:MAX_NAME - 17], digest)
+    return text
 
 
 class StoreError(Exception):

@@ -34,6 +34,12 @@ SYSTEMD_DIR = '/run/systemd/system'
 UNIT_PREFIX = 'nixdeploy-activate-'
 # root's state folders (other users': under XDG_STATE_HOME), see activate-lib.sh
 ROOT_STATE_DIR = '/nix/var/nixdeploy'
+# Room a run keeps in its state folder (D/reserve, activate-lib.sh) and gives
+# back to itself when the file system fills while it runs: its status files
+# (rewritten some 20 times, a block each), the lock, the canary, the log
+# lines of a rollback and the profile links of the switch back all fit in it
+# many times over. A launch that cannot make it fails before anything changes.
+RESERVE_KB = 1024
 
 _LIB = 'activate-lib.sh'
 _SESSION = [_LIB, 'activate-session.sh']
@@ -111,6 +117,7 @@ def _session(platform, profile, remote_nix_dir):
         'NEEDS_ROOT': bool(spec.get('needs_root')),
         'CURRENT_LINK': activation.get('current_link'),
         'ROOT_STATE': ROOT_STATE_DIR,
+        'RESERVE_KB': RESERVE_KB,
     }
 
 
@@ -132,8 +139,11 @@ def _backup(spec, backup_extension):
 def runner_program(platform, run, mode, path='', goal='switch', magic=True, auto=True,
                    confirm_timeout=30, activation_timeout=240, lock_timeout=60,
                    generation=None, no_check=False, drop_generation=None, why=None,
-                   install_bootloader=False, backup_extension=None, reactivate=False):
-    """activate-runner.sh with its values: the detached run itself."""
+                   install_bootloader=False, backup_extension=None, reactivate=False,
+                   root_key=None):
+    """activate-runner.sh with its values: the detached run itself.
+    ``root_key``: the file name of the copy's GC root of ``path``
+    (``_copy.root_key_of``), released once the profile holds ``path``."""
     spec = platform_spec(platform)
     activation = spec['activation']
     lock = activation.get('switch_lock') or {}
@@ -163,6 +173,7 @@ def runner_program(platform, run, mode, path='', goal='switch', magic=True, auto
         'DROP_GEN': _number(drop_generation),
         'WHY': why,
         'TERMINAL': ' '.join(TERMINAL_STATES),
+        'ROOT_KEY': root_key, 'ROOT_STATE': ROOT_STATE_DIR, 'RESERVE_KB': RESERVE_KB,
     })
 
 

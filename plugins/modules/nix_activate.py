@@ -354,6 +354,14 @@ attributes:
   platform:
     platforms: posix
 notes:
+  - "The state folder keeps a 1 MiB reserve (C(reserve)): when it cannot be written (or the
+    runner), the activation fails before anything changes (no lock, the profile untouched),
+    with a message that starts C(no space left on /nix on <host> during the activation). A run
+    whose file system fills while it runs gives the reserve back before writing its status,
+    the lock, the canary or a rollback's profile switch."
+  - Once the profile holds the new system, the run releases the GC root
+    M(nixdeploy.fleet.nix_copy_closure) planted for it (C(<state>/gcroots/<inventory name>)
+    points at C(/dev/null) then).
   - The task follows the run through lost connections (a switch that restarts the network)
     until it ends, for at most 2 x O(lock_timeout) + O(activation_timeout) + 30 seconds, plus
     O(activation_timeout) + O(confirm_timeout) and the longest the health checks can take with

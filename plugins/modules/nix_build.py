@@ -231,6 +231,14 @@ target_store:
   description: Store URI of the target it was built on.
   returned: when O(build_on=target)
   type: str
+target_gc_root:
+  description:
+    - The link on the target that roots the system built there until its activation releases it
+      (as M(nixdeploy.fleet.nix_copy_closure) roots a copied one), planted before the build.
+    - V(null) when it could not be planted (a warning says why).
+  returned: when O(build_on=target), not in check mode
+  type: str
+  sample: /nix/var/nixdeploy/gcroots/web1
 ansible_stats:
   description:
     - With O(record_stats), the host's outcome so far (built (not activated)) as custom stats, in the shape

@@ -118,6 +118,19 @@ options:
         C(/nix/var/nix/profiles/per-user/$USER/profile/bin) and
         C(${XDG_STATE_HOME:-~/.local/state}/nix/profile/bin).
     type: str
+  free_space_margin:
+    description:
+      - "Before anything is sent, the probe reads the free space of the file system holding the
+        target's C(/nix/store) (C(df -Pk)); when it is less than the NAR size of the missing
+        paths times this margin, plus 4 KiB per missing path (a file system stores each path
+        in whole blocks) and a fixed 8 MiB (the growth of Nix's database and its write-ahead
+        log during the import, and room for the activation), the host fails at once, naming
+        both figures (C(no space left on /nix on web3: 12 MB free, the closure needs 210 MB))."
+      - The margin covers what the archive size does not count (directories, block
+        rounding); raise it for file systems with large blocks or compression off.
+      - V(0) turns the check off. In check mode a host without room fails the same way.
+    type: float
+    default: 1.1
 extends_documentation_fragment:
   - nixdeploy.fleet.nix
   - nixdeploy.fleet.role_vars
@@ -150,6 +163,14 @@ notes:
   - Become is not used to run the probe. With become through C(sudo), the copy's store side
     runs as C(sudo -n <nix_dir>/nix-daemon --stdio), so sudo must not ask for a password for
     it; with a sudo password, use O(signing_key) instead.
+  - "The copied system is rooted on the target from before the copy until its activation: the
+    probe points the link C(<state>/gcroots/<inventory name>) at it (C(<state>) is
+    C(/nix/var/nixdeploy) for root, else C(${XDG_STATE_HOME:-~/.local/state}/nixdeploy) of the
+    ssh user; the inventory name is %-escaped), a root Nix registers once as an indirect GC
+    root. A garbage collection between the copy and the activation, or after a push-only run
+    (C(--skip-tags activate)), keeps it. The next copy to the host re-points the root; the
+    activation points it at C(/dev/null) once the profile holds the system. Check mode plants
+    nothing. When the root cannot be planted the copy goes on with a warning."
   - A copy cut off mid-way leaves no half-copied path valid on the target (Nix registers a path
     only after its whole archive arrived); run the task again to send the rest.
   - In O(mode=cascade) the controller reads the other hosts' connection variables from their
@@ -324,6 +345,20 @@ store_uri:
   returned: success
   type: str
   sample: ssh-ng://deploy@192.0.2.10?remote-program=sudo%20-n%20--%20/nix/var/nix/profiles/default/bin/nix-daemon
+free_bytes:
+  description:
+    - Free bytes of the file system holding the target's store, before the copy.
+    - V(null) when C(df) said nothing readable.
+  returned: success
+  type: int
+  sample: 12582912
+gc_root:
+  description:
+    - The link on the target that roots the copied system until its activation.
+    - V(null) in check mode, or when it could not be planted (a warning says why).
+  returned: success
+  type: str
+  sample: /nix/var/nixdeploy/gcroots/web1
 remote_nix_dir:
   description: Where nix was found on the target.
   returned: success

@@ -27,7 +27,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible import constants as C
-from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
@@ -35,7 +35,8 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     Batch, batch_key, play_batch)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import ssh_problem
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
+    become_problem, ssh_problem)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._stats import (
     phase_stats, recorded_results)
@@ -108,6 +109,13 @@ class NixdeployAction(ActionBase):
                 return self.failed(result, '%s: %s' % (ssh_problem(text), text),
                                    connection_lost=False)
             return self.failed(result, 'connection lost: %s' % text, connection_lost=True)
+        except AnsibleError as exc:
+            # Ansible's own become refusals ("Missing sudo password") end the
+            # task at once; said here with the host, the phase and the way out
+            problem = become_problem(to_text(exc))
+            if not problem:
+                raise
+            return self.failed(result, problem)
         except self.ERRORS as exc:
             return self.failed(result, exc, **self.failure_details(exc))
         if result.get('failed'):

@@ -12,7 +12,21 @@
 # from the one given here: a unit gets systemd's, which on NixOS holds only
 # systemd's own tools.
 RD=$D/runs/$RUN
-mkdir -p "$RD" || fail "cannot create $RD"
+# A full file system fails the activation here, before the runner starts:
+# no lock taken, the profile untouched. The run keeps RESERVE_KB of room
+# (D/reserve, made once and kept; a run that needed it gives it back and the
+# next launch makes it again) for what it writes when the disk fills while
+# it runs.
+no_room() {  # no_room WHAT ERROR: fail, saying how much is free (dash says only "I/O error")
+  fail "cannot write $1 ($2)$(full_note): the activation keeps ${RESERVE_KB} KB for its state and a rollback; nothing was changed"
+}
+if [ ! -f "$D/reserve" ]; then
+  if ! err=$( { head -c "$((RESERVE_KB * 1024))" /dev/zero >"$D/reserve.tmp"; } 2>&1 ) ||
+     ! err=$(mv -f "$D/reserve.tmp" "$D/reserve" 2>&1); then
+    rm -f "$D/reserve.tmp"; no_room "$D/reserve" "$err"
+  fi
+fi
+err=$(mkdir -p "$RD" 2>&1) || fail "cannot create $RD: $err"
 # keep the last 20 runs' logs (run names are digits, '-' and hex): counting
 # them takes no process, sorting them by age (ls) only when there are more
 set -- "$D/runs"/*
@@ -23,7 +37,7 @@ fi
 emit dir "$D"
 emit profile "$PROFILE"
 emit nix_env "$NIX_ENV"
-printf '%s\n' "$RUNNER" >"$RD/runner.sh" || fail "cannot write $RD/runner.sh"
+err=$( { printf '%s\n' "$RUNNER" >"$RD/runner.sh"; } 2>&1 ) || no_room "$RD/runner.sh" "$err"
 SH=$(command -v sh) || SH=/bin/sh
 UNIT=$UNIT_PREFIX$RUN
 

@@ -12,6 +12,11 @@
 #                          failed: the watchdog rolls back at once, for the
 #                          reason in D/reject-reason.<run>
 #   D/active               what this collection last activated (where no link says it)
+#   D/reserve              RESERVE_KB of zeros: room the run gives back to itself
+#                          when its file system is full (its status, the lock, the
+#                          canary, a rollback's profile links); made again by the
+#                          next launch, which fails clean when it cannot
+# and, per user, BASE/gcroots/<inventory name>: the copy's GC root (copy-probe.sh)
 
 # resolve_profile: PROFILE from PROFILE_CANDIDATES, lines "FOLDER NAME" of the
 # platform table (never task data): the first FOLDER that exists wins, as the
@@ -54,4 +59,22 @@ list_gens() { for l in "$PDIR/$PNAME"-*-link; do [ -L "$l" ] && gen_number "$l";
 active_path() {
   if [ -n "$CURRENT_LINK" ] && [ -e "$CURRENT_LINK" ]; then readlink "$CURRENT_LINK"; return; fi
   cat "$D/active" 2>/dev/null
+}
+
+# room: give the reserve back to the file system (a write failed, or a
+# failure path is about to write): what the run still writes fits in it
+room() { rm -f "$D/reserve"; }
+# full_note: "; no space left on MOUNT (N KB free)" when D's file system has
+# less than the reserve free (read before room), else nothing
+full_note() {
+  df_line "$D"
+  # shellcheck disable=SC2086  # the df line's fields
+  set -- $DF
+  while [ "$#" -gt 1 ]; do
+    case $2 in *%) break ;; esac
+    shift
+  done
+  [ "$#" -gt 2 ] && [ "$1" -lt "$RESERVE_KB" ] 2>/dev/null || return 0
+  avail=$1; shift 2
+  echo "; no space left on $* ($avail KB free)"
 }

@@ -27,6 +27,12 @@ BUSY=0 LOG_AT=0
 generations_of
 status() {
   STATE=$1; one_line "$2"; REASON=$ONE_LINE; stamp
+  # a full file system: the reserve makes room for it (and what follows)
+  write_status 2>/dev/null || { room; write_status; }
+  echo "nixdeploy: $HMS $STATE${REASON:+: $REASON}"
+  echo "nixdeploy run $RUN: $STATE${REASON:+: $REASON}" >&3
+}
+write_status() {
   { echo "state=$STATE"; echo "reason=$REASON"; echo "run=$RUN"; echo "mode=$MODE"
     echo "profile=$PROFILE"; echo "prev_gen=$PREV_GEN"; echo "prev_path=$PREV_PATH"
     echo "new_gen=$NEW_GEN"; echo "new_path=$NEW"; echo "activated=$ACTIVATED"
@@ -34,8 +40,6 @@ status() {
     echo "cause=$CAUSE"
     echo "started=$STARTED"; echo "updated=$EPOCH"
   } >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"
-  echo "nixdeploy: $HMS $STATE${REASON:+: $REASON}"
-  echo "nixdeploy run $RUN: $STATE${REASON:+: $REASON}" >&3
 }
 release() {
   if [ "$LOCKED" = 1 ] && [ "$(cat "$D/lock/pid" 2>/dev/null)" = "$$" ]; then rm -rf "$D/lock"; fi
@@ -64,9 +68,21 @@ acquire() {
   clock; t0=$NOW empty_since='' told=''
   nap_start
   while :; do
-    if mkdir "$D/lock" 2>/dev/null; then
-      echo "$BOOT" >"$D/lock/boot"; echo $$ >"$D/lock/pid"; echo "$RUN" >"$D/lock/run"
+    if lock_err=$(mkdir "$D/lock" 2>&1); then
+      # the owner's pid is what keeps others from breaking the lock: a
+      # full file system gets the reserve's room, else no lock stays behind
+      lock_files 2>/dev/null || { room; lock_files 2>/dev/null; } || {
+        rm -rf "$D/lock"
+        status failed "cannot write the lock $D/lock$(full_note): nothing was changed"; exit 1; }
       LOCKED=1; return 0
+    fi
+    # not another run's lock but a folder that cannot be made (a full or
+    # read-only file system): failing now, not after LOCK_TIMEOUT
+    if [ ! -d "$D/lock" ]; then
+      room
+      mkdir "$D/lock" 2>/dev/null && { rmdir "$D/lock"; continue; }
+      [ -d "$D/lock" ] && continue
+      status failed "cannot take the lock $D/lock: $lock_err$(full_note): nothing was changed"; exit 1
     fi
     owner=$(cat "$D/lock/pid" 2>/dev/null)
     clock; now=$NOW
@@ -95,6 +111,9 @@ acquire() {
     fi
     nap
   done
+}
+lock_files() {
+  echo "$BOOT" >"$D/lock/boot" && echo $$ >"$D/lock/pid" && echo "$RUN" >"$D/lock/run"
 }
 SWITCH_UNTIL=''
 switch_lock_free() {  # whether no other switch holds SWITCH_LOCK (unknown: free)
@@ -170,7 +189,8 @@ failure_reason() {
 }
 record_active() {  # record_active GOAL PATH: what runs now, where no current-system link tells
   case " $ACTIVE_GOALS " in
-    *" $1 "*) echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active" ;;
+    *" $1 "*) { echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active"; } 2>/dev/null ||
+                { room; echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active"; } ;;
   esac
 }
 rollback() {  # rollback REASON CAUSE: back to the previous generation, drop the failed one
@@ -181,6 +201,8 @@ rollback() {  # rollback REASON CAUSE: back to the previous generation, drop the
   if [ -z "$target" ]; then
     status failed "$reason; there is no previous generation to roll back to"; exit 1
   fi
+  # a rollback writes (status, profile links): the reserve's room first
+  room
   status rolling_back "$reason"
   # only a profile this run moved (itself, or through the activation) goes back
   if [ -n "$PREV_GEN" ] && { [ "$SET_PROFILE" = 1 ] || [ "$SETS_OWN_PROFILE" = 1 ]; } &&
@@ -206,7 +228,12 @@ watchdog() {
   # moment it is written, a missing canary can only mean that a confirmation
   # claimed it (rename, atomic); at the deadline the watchdog claims it itself.
   clock; deadline=$((NOW + CONFIRM_TIMEOUT))
-  echo "$RUN" >"$D/canary.tmp" && mv -f "$D/canary.tmp" "$D/canary"
+  # a canary that could not be written would read as a confirmation
+  if ! { echo "$RUN" >"$D/canary.tmp" && mv -f "$D/canary.tmp" "$D/canary"; } 2>/dev/null; then
+    room
+    { echo "$RUN" >"$D/canary.tmp" && mv -f "$D/canary.tmp" "$D/canary"; } 2>/dev/null ||
+      rollback "cannot write the canary $D/canary$(full_note)" activation_failed
+  fi
   status awaiting_confirmation "waiting ${CONFIRM_TIMEOUT}s for a confirmation over a new connection"
   nap_start
   while :; do
@@ -258,6 +285,22 @@ switch_busy() {
   status failed "$(failure_reason): nothing was activated, $PROFILE is left at generation $(current_gen)"
   exit 1
 }
+release_root() {
+  # The copy's GC root of NEW (copy-probe.sh) once the profile holds NEW: the
+  # copying user's BASE/gcroots/ROOT_KEY, in this user's state folder or,
+  # under sudo, in the default one of the user who logged in. Pointed at
+  # /dev/null (it stays registered for the next copy); removed when it is
+  # another user's. Left alone when it roots another system (a later copy).
+  [ -n "$ROOT_KEY" ] && [ "$(gen_path "$(current_gen)")" = "$NEW" ] || return 0
+  link=${D%/*}/gcroots/$ROOT_KEY
+  [ "$(readlink "$link" 2>/dev/null)" != "$NEW" ] || swap_link /dev/null "$link" ||
+    echo "nixdeploy: could not release the GC root $link: $SWAP_ERR"
+  [ -n "$INVOKER" ] && [ "$INVOKER" != "$USER" ] || return 0
+  case $INVOKER in *[!A-Za-z0-9._-]*|-*) return 0 ;; esac
+  if [ "$INVOKER" = root ]; then link=$ROOT_STATE/gcroots/$ROOT_KEY
+  else home=; eval "home=~$INVOKER"; link=$home/.local/state/nixdeploy/gcroots/$ROOT_KEY; fi
+  [ "$(readlink "$link" 2>/dev/null)" != "$NEW" ] || rm -f "$link"
+}
 is_current() {  # what the goal needs to be NEW already (CURRENT_WHEN, from the goals table)
   case $CURRENT_WHEN in
     active) [ "$ACTIVE_BEFORE" = "$NEW" ] ;;
@@ -287,6 +330,7 @@ reactivate() {
     exit 1
   fi
   record_active "$GOAL" "$NEW"
+  release_root
   status "done" "re-activated $NEW (it was already current)"
   exit 0
 }
@@ -294,12 +338,20 @@ main_activate() {
   take_lock
   if is_current; then
     [ "$REACTIVATE" = 1 ] && reactivate
+    release_root
     status unchanged "$NEW is already the current and active generation"; exit 0
   fi
   [ -e "$NEW" ] || { status failed "$NEW is not in the target's store: copy its closure first"; exit 1; }
   status running ""
   if [ "$SET_PROFILE" = 1 ]; then
-    "$NIX_ENV" --profile "$PROFILE" --set "$NEW" || { status failed "nix-env --set $PROFILE failed"; exit 1; }
+    if ! out=$("$NIX_ENV" --profile "$PROFILE" --set "$NEW" 2>&1); then
+      # nothing was activated; a generation nix-env made but could not switch to is not current
+      note=$(full_note); room; one_line "$out"
+      gen=$(current_gen)
+      status failed "nix-env --set $PROFILE failed: $ONE_LINE$note (nothing was activated, $PROFILE is left at generation ${gen:-none})"
+      exit 1
+    fi
+    [ -z "$out" ] || printf '%s\n' "$out"
     NEW_GEN=$(current_gen)
   fi
   run_activation "$NEW" "$GOAL"
@@ -309,13 +361,14 @@ main_activate() {
   fi
   [ "$BUSY" = 1 ] && switch_busy
   if [ "$RC" != 0 ]; then
-    reason=$(failure_reason)
+    reason=$(failure_reason)$(full_note)
     [ "$AUTO" = 1 ] && rollback "$reason" activation_failed
     ACTIVATED=1; status failed "$reason (auto rollback is off)"; exit 1
   fi
   ACTIVATED=1
   [ "$MAGIC" = 1 ] && watchdog
   record_active "$GOAL" "$NEW"
+  release_root
   status "done" ""
 }
 main_rollback() {

@@ -21,7 +21,6 @@ case ":$PATH:" in *":${NIX_ENV%/*}:"*) ;; *) PATH=${NIX_ENV%/*}:$PATH; export PA
 [ -n "$PROFILE" ] || resolve_profile
 case $PROFILE in /*) ;; *) fail "profile must be an absolute path, got '$PROFILE'" ;; esac
 generations_of
-if [ "$MY_UID" = 0 ]; then BASE=$ROOT_STATE
-else BASE=${XDG_STATE_HOME:-$HOME/.local/state}/nixdeploy; fi
+state_base "$ROOT_STATE"
 D=$BASE/$(printf '%s' "$PROFILE" | tr -c 'A-Za-z0-9._-' '_')
-mkdir -p "$D/runs" || fail "cannot create the state folder $D"
+err=$(mkdir -p "$D/runs" 2>&1) || fail "cannot create the state folder $D: $err"

@@ -70,6 +70,28 @@ ids() {  # ids: MY_UID, ME (user name) and MY_GROUPS (names, comma-separated) fr
   esac
 }
 log_section() { echo "@@nixdeploy-log"; }
+# state_base ROOT_STATE: BASE = this user's nixdeploy state folder on the
+# target: ROOT_STATE (/nix/var/nixdeploy) for root, else under XDG_STATE_HOME
+state_base() {
+  if [ "${MY_UID:-$(id -u)}" = 0 ]; then BASE=$1
+  else BASE=${XDG_STATE_HOME:-$HOME/.local/state}/nixdeploy; fi
+}
+# swap_link TARGET LINK: LINK -> TARGET in one rename (a GC root is never
+# missing in between: Nix drops an indirect root whose link it does not
+# find). mv renames over LINK itself, not into the folder it points at, with
+# -T (GNU, busybox, toybox) or -h (BSD, macOS). SWAP_ERR: why it failed.
+swap_link() {
+  swap_tmp=$2.new.$$ SWAP_ERR=
+  rm -f "$swap_tmp"
+  SWAP_ERR=$(ln -s "$1" "$swap_tmp" 2>&1) || { rm -f "$swap_tmp"; return 1; }
+  mv -fT "$swap_tmp" "$2" 2>/dev/null || SWAP_ERR=$(mv -fh "$swap_tmp" "$2" 2>&1) ||
+    { rm -f "$swap_tmp"; return 1; }
+}
+# df_line PATH: DF = the POSIX df line (KiB) of the file system holding PATH
+df_line() {
+  DF=$(df -Pk "$1" </dev/null 2>/dev/null) || DF=
+  DF=${DF##*"$NL"}
+}
 fail() { emit error "$*"; exit 3; }
 # nap: one wait of a loop that looks for something, after nap_start. What a
 # loop waits for mostly comes within a second (a runner's first status, an

@@ -267,3 +267,24 @@ def test_home_manager_profile_resolution(tmp_path):
     calls.write_text('')
     assert resolve().stdout.strip() == '%s/.local/state/nix/profiles/home-manager' % home
     assert calls.read_text() == ''  # it existed: no nix-env needed
+
+
+@pytest.mark.parametrize('msg,lead', [
+    # the launch could not write (dash says "I/O error"): the runner's df note
+    ("cannot write /nix/var/nixdeploy/x/runs/1/runner.sh (/bin/sh: 1: printf: printf: I/O error)"
+     "; no space left on /nix (0 KB free): the activation keeps 1024 KB for its state and a "
+     "rollback; nothing was changed", 'no space left on /nix on web3 during the activation'),
+    ("rolled back: the activation failed with exit code 1; no space left on /home (3 KB free)",
+     'no space left on /home on web3 during the activation'),
+    ("nix-env --set /nix/var/nix/profiles/system failed: error: writing to file: No space left on "
+     "device (nothing was activated)", 'no space left on /nix on web3 during the activation'),
+    ('sudo: unknown user nosuch\nsudo: error initializing audit plugin sudoers_audit',
+     'the become_user nosuch does not exist on the target'),
+    ('the activation failed with exit code 4 (some units failed)', None),
+])
+def test_with_fault_leads_with_the_cause(msg, lead):
+    said = _activate.with_fault('web3', msg)
+    if lead is None:
+        assert said == msg
+    else:
+        assert said.startswith(lead) and said.endswith(msg), said

@@ -247,7 +247,13 @@ def test_hop_script_is_posix_sh():
 
 # ------------------------------------------------------------------ scripts with fakes
 FAKE_NIX_STORE = r'''#!/bin/sh
-# a target's nix-store: every path whose name ends in -absent is invalid
+# a target's nix-store: every path whose name ends in -absent is invalid;
+# --add and --realise --add-root (the GC root's registration) are logged
+case $1 in
+  --add) echo "add" >>"${FAKE_LOG:-/dev/null}"
+    echo /nix/store/11111111111111111111111111111111-nixdeploy-gc-anchor; exit 0 ;;
+  --realise) echo "realise $2 $3 $4" >>"${FAKE_LOG:-/dev/null}"; ln -sfn "$2" "$4"; exit 0 ;;
+esac
 [ "$1 $2" = "--check-validity --print-invalid" ] || exit 2
 shift 2
 for p in "$@"; do case $p in *-absent) echo "$p" ;; esac; done
@@ -353,3 +359,130 @@ def test_closure_from_batch_infos_is_each_hosts_own():
         {'path': a, 'narSize': 10}, {'path': lib, 'narSize': 5}, {'path': glibc, 'narSize': 1}]
     assert [p['path'] for p in _copy.closure_from(infos, b)] == [b, glibc]
     assert _copy.closure_from(infos, '/nix/store/%s-gone' % ('e' * 32)) == []
+
+
+# ------------------------------------------------------------------ issue 30
+def _as_user(tmp_path, **env):
+    """A non-root identity with its own XDG_STATE_HOME (never this machine's)."""
+    fake_bin = tmp_path / 'id bin'
+    fake_bin.mkdir(exist_ok=True)
+    (fake_bin / 'id').write_text('#!/bin/sh\ncase $1 in -u) echo 1000 ;; *) echo '
+                                 '"uid=1000(tester) gid=100(users)" ;; esac\n')
+    (fake_bin / 'id').chmod(0o755)
+    result = dict(os.environ, PATH='%s:%s' % (fake_bin, os.environ['PATH']),
+                  XDG_STATE_HOME=str(tmp_path / 'state'), FAKE_LOG=str(tmp_path / 'log'),
+                  NIX_REMOTE='daemon')
+    result.update(env)
+    return result
+
+
+def test_the_probe_plants_the_gc_root_before_the_copy_and_registers_it_once(
+        fake_nix_dir, tmp_path):
+    env = _as_user(tmp_path)
+    new = '/nix/store/22222222222222222222222222222222-system-absent'
+    root = tmp_path / 'state' / 'nixdeploy' / 'gcroots' / '%2E.%2Fevil'
+
+    def probe(path):
+        script = _copy.probe_script(fake_nix_dir, paths=[P1, path], peer_facts=False,
+                                    root_key='../evil', root_path=path)
+        proc = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True, env=env,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr
+        return _copy.parse_probe(proc.stdout)
+
+    found = probe(new)
+    # the host name is one file name in the user's own state folder
+    assert found['gc_root'] == str(root) and found['gc_root_error'] is None, found
+    assert os.readlink(str(root)) == new and found['invalid'] == [new]
+    assert (tmp_path / 'log').read_text().splitlines() == [
+        'add', 'realise /nix/store/11111111111111111111111111111111-nixdeploy-gc-anchor '
+        '--add-root %s' % root]
+    assert not [n for n in os.listdir(str(root.parent)) if n != root.name]
+    # the next copy re-points it: no Nix process, one link per host
+    later = '/nix/store/33333333333333333333333333333333-system-absent'
+    assert probe(later)['gc_root'] == str(root)
+    assert os.readlink(str(root)) == later
+    assert len((tmp_path / 'log').read_text().splitlines()) == 2
+    assert found['free_kb'] is not None and found['store_mount']
+
+
+def test_the_probe_says_why_it_could_not_plant_the_root(fake_nix_dir, tmp_path):
+    env = _as_user(tmp_path)
+    (tmp_path / 'state').write_text('not a folder')
+    script = _copy.probe_script(fake_nix_dir, paths=[P1], root_key='h', root_path=P1)
+    proc = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE, universal_newlines=True,
+                          env=env, check=False)
+    found = _copy.parse_probe(proc.stdout)
+    assert found['complete'] and found['gc_root'] is None
+    assert 'state' in found['gc_root_error'], found
+
+
+def test_no_root_in_check_mode_or_for_anything_but_a_store_path():
+    assert "ROOT_KEY=''" in _copy.probe_script(None, paths=[P1])
+    with pytest.raises(_copy.CopyError):
+        _copy.probe_script(None, paths=[P1], root_key='h', root_path='/etc/passwd')
+
+
+def _missing(nar, count=1):
+    return [{'path': '/nix/store/%032d-p%d' % (i, i), 'narSize': nar // count}
+            for i in range(count)]
+
+
+@pytest.mark.parametrize('free_kb,missing,margin,refused', [
+    # 210 MB to send, 12 MB free
+    (12 * 1024, _missing(210 << 20, 100), 1.1, True),
+    # room for the NAR times the margin, the blocks and the fixed reserve
+    (300 * 1024, _missing(210 << 20, 100), 1.1, False),
+    # just short of the margin: 210 MB * 1.1 + 8 MB + 100 blocks
+    (235 * 1024, _missing(210 << 20, 100), 1.1, True),
+    (235 * 1024, _missing(210 << 20, 100), 1.0, False),
+    # nothing missing, the check off, df unreadable: never refused
+    (0, [], 1.1, False),
+    (0, _missing(1 << 20), 0, False),
+    (None, _missing(1 << 20), 1.1, False),
+])
+def test_space_problem_decides_before_sending(free_kb, missing, margin, refused):
+    facts = {'free_kb': free_kb, 'store_mount': '/nix'}
+    problem = _copy.space_problem('web3', facts, missing, margin)
+    assert bool(problem) == refused, problem
+    if refused:
+        assert problem.startswith('no space left on /nix on web3: %s free, the closure needs '
+                                  % _copy.megabytes(free_kb * 1024)), problem
+        assert _copy.megabytes(_copy.space_needed(missing, margin)) in problem
+
+
+def test_space_needed_and_megabytes():
+    assert _copy.space_needed(_missing(1000, 2), 1.5) == 1500 + 2 * 4096 + (8 << 20)
+    assert [_copy.megabytes(n) for n in (400 << 10, 12 << 20, 210 << 20, 3 << 30)] == [
+        '0.4 MB', '12 MB', '210 MB', '3.0 GB']
+
+
+@pytest.mark.parametrize('text,words', [
+    ("error: writing to file: No space left on device", 'no space left on /nix on web3 during the copy'),
+    ('error: sqlite: database or disk is full', 'no space left on /nix on web3 during the copy'),
+    ("error: creating directory '/nix/store/x': Read-only file system",
+     'the Nix store on web3 is read-only during the copy'),
+    ("error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': Connection refused",
+     'the nix-daemon on web3 is not running during the copy'),
+    ('error: something else', None),
+])
+def test_fault_message_names_the_cause(text, words):
+    said = _copy.fault_message('web3', 'copying 3 paths...\n' + text, 'during the copy')
+    if words is None:
+        assert said is None
+    else:
+        assert said.startswith(words) and text.replace('error: ', '') in said, said
+
+
+@pytest.mark.parametrize('text,words', [
+    ('Missing sudo password', 'sudo on the target asks for a password and none was given'),
+    ('sudo: a password is required', 'sudo on the target asks for a password'),
+    ('Incorrect sudo password', 'the become password was refused'),
+    ('sudo: unknown user nosuch', 'the become_user nosuch does not exist'),
+    ('sudo: unknown user: nosuch', 'the become_user nosuch does not exist'),
+    ('Permission denied', ''),
+])
+def test_become_problem(text, words):
+    assert _copy.become_problem(text).startswith(words)
+    assert bool(_copy.become_problem(text)) == bool(words)

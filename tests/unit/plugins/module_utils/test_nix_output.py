@@ -322,3 +322,36 @@ def test_outputs_are_named_by_the_form_each_version_reads(monkeypatch, version, 
 def test_native_system_is_spelled_as_nix_does(monkeypatch):
     monkeypatch.setattr(_nix.os, 'uname', lambda: ('Darwin', 'm', '24', 'v', 'arm64'))
     assert _nix.native_system() == 'aarch64-darwin'
+
+
+# ------------------------------------------------------------------ store faults
+@pytest.mark.parametrize('text,kind', [
+    # Nix 2.8 and 2.34 (the daemon's or the local store's words)
+    ("error: writing to file: No space left on device", _nix_output.NO_SPACE),
+    ("error: cannot add path '/nix/store/x' because: No space left on device", _nix_output.NO_SPACE),
+    ('error: sqlite: database or disk is full (in \'/nix/var/nix/db/db.sqlite\')', _nix_output.NO_SPACE),
+    ("error: creating directory '/nix/store/x': Read-only file system", _nix_output.READ_ONLY),
+    ("error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': Connection refused",
+     _nix_output.NO_DAEMON),
+    ("error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': No such file or "
+     "directory", _nix_output.NO_DAEMON),
+    ('\x1b[31;1merror:\x1b[0m writing to file: No space left on device', _nix_output.NO_SPACE),
+    ('error: path is not valid', None),
+    ('', None),
+])
+def test_store_fault_in_every_nixs_words(text, kind):
+    found, line = _nix_output.store_fault('copying 2 paths...\n' + text + '\n')
+    assert found == kind
+    assert (line is None) == (kind is None)
+    if line:
+        assert '\x1b' not in line and line.startswith('error:')
+
+
+def test_store_fault_quotes_nixs_words_without_the_wrappers():
+    said = ("nix-env --set /p failed: error: cannot connect to socket at "
+            "'/nix/var/nix/daemon-socket/socket': Connection refused (nothing was activated, "
+            "/p is left at generation 3)")
+    assert _nix_output.store_fault(said) == (
+        _nix_output.NO_DAEMON,
+        "error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': "
+        "Connection refused")

@@ -74,3 +74,16 @@ def test_every_target_program_passes_shellcheck():
                                                         for n in names],
                           stdout=subprocess.PIPE, universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize('line,expected', [
+    ('/dev/sda1 49152 40960 8192 84% /nix', (8192, '/nix')),
+    # GNU with a long name, busybox, macOS (an APFS volume), a name with spaces
+    ('lab-store-ndl3-f1 49152 49152 0 100% /nix', (0, '/nix')),
+    ('/dev/disk3s7 487350400 12345 12000000 1% /nix', (12000000, '/nix')),
+    ('my disk 100 50 50 50% /mnt/my store', (50, '/mnt/my store')),
+    ('', (None, None)),
+    ('df: /nix/store: No such file or directory', (None, None)),
+])
+def test_df_space_reads_every_df(line, expected):
+    assert _script.df_space(line) == expected

@@ -167,3 +167,19 @@ def test_nix_rides_an_open_ssh_master_first():
     assert '-o ControlMaster=auto' in ' '.join(opts[4:])
     # a socket path NIX_SSHOPTS cannot carry: Nix logs in by itself
     assert 'ControlPath' not in target.nix_env(master='/tmp/a b/cp')['NIX_SSHOPTS']
+
+
+@pytest.mark.parametrize('name,expected', [
+    ('web1', 'web1'),
+    ('../evil', '%2E.%2Fevil'),
+    ('a/b', 'a%2Fb'),
+    ('.hidden', '%2Ehidden'),
+    ('host name', 'host%20name'),
+])
+def test_file_name_keeps_a_host_name_in_one_file(name, expected):
+    assert _store.file_name(name) == expected
+
+
+def test_file_name_of_a_long_name_stays_short_and_apart():
+    one, two = _store.file_name('x' * 300), _store.file_name('x' * 299 + 'y')
+    assert len(one) <= _store.MAX_NAME and one != two

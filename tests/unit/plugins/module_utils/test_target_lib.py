@@ -82,3 +82,17 @@ def test_the_clock_keeps_dates_time(shell):
                for t in (later_hms, date_hms)]
     assert abs(seconds[0] - seconds[1]) % 86400 in (0, 1, 86399), out
     assert len(first_hms) == 8 and first_hms[2] == ':' == first_hms[5]
+
+
+@pytest.mark.parametrize('shell', SHELLS)
+def test_swap_link_replaces_a_link_to_a_folder_not_what_is_in_it(shell, tmp_path):
+    old, new = tmp_path / 'old', tmp_path / 'new'
+    old.mkdir()
+    link = tmp_path / 'root'
+    os.symlink(str(old), str(link))
+    run(shell, 'swap_link %s %s || exit 1' % (shlex.quote(str(new)), shlex.quote(str(link))))
+    # a link to a folder that does not exist yet (a path the copy has not made valid)
+    assert os.readlink(str(link)) == str(new) and os.listdir(str(old)) == []
+    run(shell, 'swap_link /dev/null %s || exit 1' % shlex.quote(str(link)))
+    assert os.readlink(str(link)) == '/dev/null'
+    assert sorted(os.listdir(str(tmp_path))) == ['old', 'root']

@@ -535,3 +535,80 @@ def test_reactivate_runs_the_current_system_again(host):
     assert values['state'] == 'done' and 're-activated' in values['reason'], values['output']
     assert host.took() == ['activate good switch']  # no profile change
     assert host.generations() == ('1', ['1'])
+
+
+# ------------------------------------------------------------------ issue 30
+def test_a_switch_releases_the_copys_gc_root_once_the_profile_holds_it(host):
+    new, other = host.system('a'), host.system('b')
+    roots = host.root / 'state' / 'nixdeploy' / 'gcroots'
+    roots.mkdir(parents=True)
+    os.symlink(new, str(roots / 'web%2F1'))
+    os.symlink(other, str(roots / 'web2'))
+    values, log = host.activate(new, 'r1', root_key='web%2F1')
+    assert values['state'] == 'done', values['output']
+    # pointed at nothing, still there (registered with Nix once, kept)
+    assert os.readlink(str(roots / 'web%2F1')) == '/dev/null'
+    # another key's root, or one of another system, stays
+    assert os.readlink(str(roots / 'web2')) == other
+    os.unlink(str(roots / 'web%2F1'))
+    os.symlink(other, str(roots / 'web%2F1'))
+    values, _log = host.activate(new, 'r2', root_key='web%2F1')
+    assert values['state'] == 'unchanged'
+    assert os.readlink(str(roots / 'web%2F1')) == other
+
+
+def test_a_test_activation_keeps_the_copys_gc_root(host):
+    new = host.system('a')
+    roots = host.root / 'state' / 'nixdeploy' / 'gcroots'
+    roots.mkdir(parents=True)
+    os.symlink(new, str(roots / 'h'))
+    values, _log = host.activate(new, 'r1', goal='test', root_key='h')
+    assert values['state'] == 'done', values['output']
+    # the profile does not hold it: a collection must not take the running system
+    assert os.readlink(str(roots / 'h')) == new
+
+
+def _no_room(host, avail):
+    """head and df of a file system with ``avail`` KiB free."""
+    bin_dir = host.root / 'bin'
+    _executable(bin_dir / 'df', '#!/bin/sh\necho "Filesystem 1024-blocks Used Available '
+                'Capacity Mounted on"\necho "lab-store 49152 49152 %d 100%% /nix"\n' % avail)
+    _executable(bin_dir / 'head', '#!/bin/sh\necho "head: error writing \'standard output\': '
+                'No space left on device" >&2\nexit 1\n')
+
+
+def test_a_launch_without_room_for_its_reserve_fails_before_the_lock(host):
+    old, new = host.system('old'), host.system('new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    state = host.state_dir()
+    os.unlink(os.path.join(state, 'reserve'))
+    host.took()
+    _no_room(host, 12)
+    values, _log = host.activate(new, 'r2')
+    assert values['exit'] == 3, values['output']
+    assert 'no space left on /nix (12 KB free)' in values['error'], values['error']
+    assert 'nothing was changed' in values['error']
+    assert host.took() == [] and not os.path.exists(os.path.join(state, 'lock'))
+    assert host.generations() == ('1', ['1'])
+
+
+def test_the_reserve_is_made_once_and_given_back_by_a_rollback(host):
+    good, bad = host.system('good'), host.system('bad', rc=1)
+    assert host.activate(good, 'r1')[0]['state'] == 'done'
+    reserve = os.path.join(host.state_dir(), 'reserve')
+    assert os.path.getsize(reserve) == _target.RESERVE_KB * 1024
+    values, _log = host.activate(bad, 'r2')
+    assert values['state'] == 'rolled_back', values['output']
+    # the rollback wrote with the reserve's room; the next launch makes it again
+    assert not os.path.exists(reserve)
+    assert host.activate(good, 'r3')[0]['state'] == 'unchanged'
+    assert os.path.getsize(reserve) == _target.RESERVE_KB * 1024
+
+
+def test_an_activation_failing_on_a_full_disk_says_so(host):
+    good, bad = host.system('good'), host.system('bad', rc=1)
+    assert host.activate(good, 'r1')[0]['state'] == 'done'
+    _no_room(host, 0)
+    values, _log = host.activate(bad, 'r2')
+    assert values['state'] == 'rolled_back', values['output']
+    assert 'no space left on /nix (0 KB free)' in values['reason'], values['reason']

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from ansible import constants as C
-from ansible.errors import AnsibleConnectionFailure
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.parsing.dataloader import DataLoader
 from ansible.playbook.play_context import PlayContext
 from ansible.playbook.task import Task
@@ -32,7 +32,8 @@ class Probe(_action.NixdeployAction):
 
     _requires_connection = False
     ARGUMENT_SPEC = {'do': {'type': 'str', 'required': True,
-                            'choices': ['ok', 'refuse', 'nix', 'lose', 'fail', 'batch']},
+                            'choices': ['ok', 'refuse', 'nix', 'lose', 'fail', 'batch',
+                                        'sudo', 'other']},
                      'value': {'type': 'str'}}
     PHASE = 'probe'
     ERRORS = (Refused, NixError)
@@ -47,6 +48,11 @@ class Probe(_action.NixdeployAction):
             raise AnsibleConnectionFailure('ssh: connect to host h1 port 22: No route to host')
         if args['do'] == 'fail':
             return dict(result, failed=True, msg='h1: bad')
+        if args['do'] == 'sudo':
+            # what Ansible's ssh connection raises when sudo asks and no password was given
+            raise AnsibleError('Missing sudo password')
+        if args['do'] == 'other':
+            raise AnsibleError('something else')
         if args['do'] == 'batch':
             def compute(hosts):
                 Probe.computed.append(list(hosts))
@@ -112,6 +118,17 @@ def test_a_lost_connection_is_a_failed_result_not_unreachable(run_probe):
     assert out['failed'] and out['connection_lost'] is True
     assert 'unreachable' not in out and 'No route to host' in out['msg']
     assert out['msg'].startswith('h1: ')
+
+
+def test_a_become_refusal_is_this_hosts_failure_saying_the_way_out(run_probe):
+    out = run_probe({'do': 'sudo'})
+    assert out['failed'] and out['phase'] == 'probe' and out['connection_lost'] is False
+    assert out['msg'].startswith('h1: sudo on the target asks for a password and none was '
+                                 'given (Ansible: Missing sudo password)'), out['msg']
+    assert 'become_password' in out['msg']
+    # any other error of Ansible's is left to Ansible
+    with pytest.raises(AnsibleError):
+        run_probe({'do': 'other'})
 
 
 def test_a_returned_failure_gets_phase_and_is_not_prefixed_twice(run_probe):
