@@ -27,6 +27,22 @@ PROFILES = {
     'home-manager': '/home/app/.local/state/nix/profiles/home-manager',
 }
 
+# The `tfl` fleet (test_target_faults.py): faults of the targets themselves
+# (tests/lab/target_faults.py). Every /nix is a small filesystem of its own;
+# s1 and s2 boot a real systemd where systemd hosts run here (else they are
+# plain NixOS hosts and test_systemd_hosts_in_the_fleet says why); s2 is
+# deployed by `deploy` with sudo, as the darwin host is.
+TFL_STORE = '64M'
+TFL_HOSTS = [
+    {'name': 'n1', 'persona': 'nixos'},
+    {'name': 's1', 'persona': 'nixos', 'systemd': True},
+    {'name': 's2', 'persona': 'nixos', 'systemd': True},
+    {'name': 'd1', 'persona': 'darwin'},
+    {'name': 'm1', 'persona': 'home-manager'},
+    {'name': 'a1', 'persona': 'nix-on-droid'},
+]
+TFL_SUDO = ('d1', 's2')   # ssh as deploy, become root with sudo
+
 
 class FaultFleet:
     def __init__(self, lab, flake, secret, inventory, workdir):
@@ -177,8 +193,9 @@ def history(lab, host):
     text = lab.read(host, '/nix/var/lab/history-%s' % lab.state_key(host)) or ''
     rows = []
     for line in text.splitlines():
+        # time goal path, then the fake NixOS's own words (install-bootloader=...)
         parts = line.split()
-        if len(parts) == 3:
+        if len(parts) >= 3:
             rows.append((int(parts[0]), parts[1], parts[2]))
     return rows
 

@@ -177,7 +177,7 @@ def test_metacharacters_in_names_and_tags_stay_data(flt, tmp_path):
     listing = subprocess.run([os.path.join(BIN, 'ansible-inventory'), '-i', inventory, '--list'],
                              check=False, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              universal_newlines=True, env=ansible_env())
-    # GC roots of its own: the names hold "/" (test_host_name_stays_inside_the_gc_root_dir)
+    # GC roots of its own: the names hold "/" (test_hostile_host_names_stay_inside_their_folders)
     run = flt.deploy('-e', 'nix_gc_root_dir=%s' % (tmp_path / 'gcroots'), inventory=inventory)
     # whatever the outcome, nothing was executed from a name, tag or role
     assert glob.glob(marks + '*') == [], (glob.glob(marks + '*'), run)
@@ -240,21 +240,74 @@ def test_changed_host_key(flt, tmp_path):
     assert lab.active('h5') == out_paths(run)['h5']
 
 
-@pytest.mark.slow
-def test_host_name_stays_inside_the_gc_root_dir(flt, tmp_path):
+# Where a deploy may write on a target (relative to the host's folder): the
+# collection's state folders (root's, and the user's XDG one), Nix's own, the
+# lab's records. Anything else a run makes there is out of place.
+TARGET_FOLDERS = ('nix/var/nixdeploy/', 'home/app/.local/state/nixdeploy/', 'nix/var/nix/',
+                  'home/app/.local/state/nix/', 'nix/var/lab/')
+HOSTILE = {'../evil': ('h8', 'nixos', 'evil'), 'a/b': ('h4', 'home-manager', 'ab'),
+           'ok': ('h7', 'nixos', 'ok')}
+
+
+def tree(top, skip=()):
+    """Every path under ``top`` (relative), but the ``skip`` folders'."""
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(top):
+        rel = os.path.relpath(dirpath, top)
+        dirnames[:] = [d for d in dirnames if os.path.normpath(os.path.join(rel, d)) not in skip]
+        found.update(os.path.normpath(os.path.join(rel, n)) for n in dirnames + filenames)
+    return found
+
+
+def raw_pieces(paths):
+    """Paths one of whose parts is a piece of a hostile name as is."""
+    return sorted(p for p in paths if set(p.split(os.sep)) & {'..', 'evil', 'a', 'b'})
+
+
+def test_hostile_host_names_stay_inside_their_folders(flt, tmp_path):
+    """'../evil' (NixOS, root: /nix/var/nixdeploy) and 'a/b' (home-manager,
+    app: its XDG state folder) deploy beside 'ok'; nothing they name lands
+    outside their folders, on the controller (GC roots, the run's folders)
+    or on the targets."""
     lab = flt.lab
-    name = '../escaped'
-    host = lab.host('h8')
-    flake = FleetFlake.write(str(tmp_path / 'flake'), {name: {
-        'address': host['address'], 'user': host['ssh_user'], 'platform': 'nixos',
-        'configuration': 'escaped'}})
+    hosts = {}
+    for name, (lab_host, platform, cfg) in HOSTILE.items():
+        host = lab.host(lab_host)
+        hosts[name] = {'address': host['address'], 'user': host['ssh_user'],
+                       'platform': platform, 'configuration': cfg}
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts, configurations=dict(
+        (cfg, {'platform': platform, 'version': 'hostile'})
+        for _lab_host, platform, cfg in HOSTILE.values()))
     inventory = write_inventory(str(tmp_path / 'inventory'), lab, flake, flt.secret)
     roots = tmp_path / 'roots' / 'gc'
+    targets = dict((lab_host, lab.host(lab_host)['dir']) for lab_host, _p, _c in HOSTILE.values())
+    skip = ('nix/store', 'log', 'run', 'power', 'machine')
+    before = dict((h, tree(d, skip)) for h, d in targets.items())
+    # the controller's temp folder (Ansible's local temp is in it): its top
+    seen = set(os.listdir('/tmp'))
     try:
         run = flt.deploy('-e', 'nix_gc_root_dir=%s' % roots, inventory=inventory)
         assert run.rc == 0, run
-        assert not (tmp_path / 'roots' / 'escaped').exists()
+        paths = out_paths(run)
+        assert sorted(paths) == sorted(HOSTILE), run
+        for name, (lab_host, _platform, _cfg) in HOSTILE.items():
+            assert lab.active(lab_host) == paths[name], name
+        # the controller: GC roots directly in their folder, nothing else
+        assert not (tmp_path / 'roots' / 'evil').exists()
         assert [p for p in roots.rglob('*') if p.parent != roots] == []
+        assert raw_pieces(tree(str(tmp_path))) == []
+        assert raw_pieces(tree(flt.workdir)) == []
+        assert raw_pieces(set(os.listdir('/tmp')) - seen) == []
+        # the targets: only the state folders got anything, and nothing there
+        # is a piece of a name
+        for name, (lab_host, platform, _cfg) in HOSTILE.items():
+            new = tree(targets[lab_host], skip) - before[lab_host]
+            # the run's own records are seen where they belong
+            state = TARGET_FOLDERS[1 if platform == 'home-manager' else 0]
+            assert any(p.startswith(state) for p in new), (name, sorted(new))
+            assert [p for p in new if not any(
+                (p + '/').startswith(f) for f in TARGET_FOLDERS)] == [], (name, sorted(new))
+            assert raw_pieces(new) == [], (name, sorted(new))
     finally:
-        # h8 back on the fleet's own system
-        assert flt.deploy('-l', 'h8').rc == 0
+        # the hosts back on the fleet's own systems
+        assert flt.deploy('-l', ','.join(sorted(targets))).rc == 0

@@ -31,6 +31,11 @@ mount --bind "$tools/systemctl" /usr/bin/systemctl
 if [ -e "$hostdir/other-nix" ]; then
   mount --bind "$hostdir/other-nix" "$(readlink -f /usr/bin/nix)"
 fi
+# target faults a reboot keeps (tests/lab/target_faults.py: a sudo that asks)
+if [ -e "$hostdir/faults/boot.sh" ]; then
+  # shellcheck disable=SC1091  # written by target_faults.py
+  . "$hostdir/faults/boot.sh"
+fi
 ip link set lo up
 # a boot brings the link up, whatever the last system did to it
 ip link set eth0 up

@@ -26,6 +26,10 @@ True}``): a systemd-nspawn container of this machine's userland in the host's
 network namespace, with its own /etc, persistent /nix, nix-daemon and sshd
 as systemd units, a real reboot and a per-host keeper that starts it again
 (nspawn.py). Everything Lab offers works on it the same way.
+
+Faults of the targets themselves (a small /nix that fills, a garbage
+collection at a chosen moment, a stopped daemon, a read-only store, a sudo
+that asks for a password) are Lab's methods too: target_faults.py.
 """
 
 import glob
@@ -38,6 +42,8 @@ import subprocess
 import sys
 import time
 import uuid
+
+from tests.lab.target_faults import TargetFaults
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get('NIXDEPLOY_LAB_ROOT', '/var/lib/nixdeploy-lab')
@@ -267,7 +273,7 @@ def stop_netns(netns_list, grace=2.0):
         time.sleep(0.05)
 
 
-class Lab:
+class Lab(TargetFaults):
     """A named lab. ``Lab(name).up(...)``; ``Lab(name)`` alone reattaches."""
 
     def __init__(self, name='lab', root=ROOT):
@@ -358,7 +364,9 @@ class Lab:
         A dict host may give ``name``, ``persona`` and ``nix``: ``own`` (the
         default, this stack's Nix) or ``other`` (the other stack's, see
         ``other_nix``), and ``systemd``: True boots it as a container whose
-        PID 1 is systemd (NixOS persona, this stack's Nix; see nspawn.py).
+        PID 1 is systemd (NixOS persona, this stack's Nix; see nspawn.py),
+        and ``store_size`` ('160M'): its /nix is a filesystem of that size,
+        for the target fault knobs (fill_store ...; see target_faults.py).
         """
         if self.state:
             self.down()
@@ -415,6 +423,8 @@ class Lab:
                 if spec['nix'] != 'own':
                     raise LabError('host %s: systemd hosts run this stack\'s Nix' % spec['name'])
                 _nspawn().require()
+            # 'store_size': '160M': its /nix a filesystem of that size (target_faults.py)
+            TargetFaults._check_store_size(spec)
             specs.append(spec)
         if len(specs) > 200:
             raise LabError('at most 200 hosts per lab')
@@ -454,8 +464,11 @@ class Lab:
                 'nix': spec['nix'],
                 'nix_root': other_nix()['root'] if spec['nix'] == 'other' else '/',
                 # PID 1 is a real systemd (a systemd-nspawn container)
-                'systemd': spec['systemd']}
+                'systemd': spec['systemd'],
+                # bytes of its /nix (a tmpfs), or None: the machine's disk
+                'store_size': spec.get('store_size')}
         self.state['hosts'][name] = host
+        self._mount_store(host)
         self._make_host_tree(host, traits)
         sh(['ip', 'netns', 'add', netns])
         sh(['ip', 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns])
@@ -943,8 +956,10 @@ class Lab:
         """Stop every process the lab started, remove its namespaces and links."""
         if not self.state:
             return
-        # first the supervisor, so that no host boots again meanwhile
+        # first the supervisor, so that no host boots again meanwhile, and
+        # the target fault watchers (target_faults.py)
         self._stop_supervisor()
+        self._stop_watchers()
         # then the systemd hosts' keepers, which stop their containers
         containers = [h for h in self.hosts.values() if h.get('systemd')]
         if containers:
@@ -969,6 +984,7 @@ class Lab:
             sh(['ip', 'link', 'del', host['veth']], check=False)
             sh(['ip', 'netns', 'del', host['netns']], check=False)
         sh(['ip', 'link', 'del', self.state['bridge']], check=False)
+        self._unmount_stores()
         self.state = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -988,6 +1004,8 @@ class Lab:
             found += [ln.split()[1] for ln in handle if '/ndl%d-' % index in ln]
         # systemd hosts: their cgroups and nspawn's folders
         found += _nspawn().leftovers(index)
+        # store_size hosts: their /nix filesystems
+        found += self._store_mounts()
         return found
 
     def status(self):
