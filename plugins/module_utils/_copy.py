@@ -343,9 +343,10 @@ def fault_message(host, text, doing, mount=None, said=None):
         return ('the Nix store on %s is read-only %s (%s): remount it read-write (or deploy '
                 'to a host whose store can change)' % (host, doing, line))
     if kind == _nix_output.NO_DAEMON:
-        return ('the nix-daemon on %s is not running %s (%s): start it (systemctl start '
-                'nix-daemon.socket nix-daemon.service) or connect as a user who opens the '
-                'store itself (root)' % (host, doing, line))
+        return ('the nix-daemon on %s is not running %s (%s): start it (on systemd: systemctl '
+                'start nix-daemon.socket; on macOS: launchctl kickstart -k '
+                'system/org.nixos.nix-daemon) or connect as a user who opens the store itself '
+                '(root)' % (host, doing, line))
     return None
 
 
