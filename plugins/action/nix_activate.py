@@ -34,6 +34,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _activate, _closure, _copy, _health, _keys, _platforms, _reboot, _role_vars, _script, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._activate import (
     ARGUMENT_SPEC as ACTIVATE_SPEC)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._data import to_int
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixOptions
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import file_name
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _keys_upload
@@ -43,8 +44,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_checks i
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_reboot import Reboots
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._ssh import drop_master
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_session import (
-    LAUNCH_TIMEOUT, LAUNCH_WAIT, LOOK_TIMEOUT, POLL_WAIT, RETRY_INTERVAL, ConnectionLost,
-    to_int)
+    LAUNCH_TIMEOUT, LAUNCH_WAIT, LOOK_TIMEOUT, POLL_WAIT, RETRY_INTERVAL, ConnectionLost)
 
 
 class ActionModule(HealthChecks, Reboots, NixdeployAction):

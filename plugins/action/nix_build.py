@@ -21,7 +21,8 @@ import threading
 
 from ansible import constants as C
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _build, _builders, _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
+    _build, _builders, _closure, _role_vars)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     facts_in_flight, unlink_host_args, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
@@ -293,7 +294,7 @@ class ActionModule(NixdeployAction):
                 result = entries[name]['result']
                 if result.get('gc_root'):
                     result['closure_paths'], result['closure_bytes'] = \
-                        _build.closure_sizes(infos, result['out_path'])
+                        _closure.sizes(infos, result['out_path'])
 
     # ------------------------------------------------------------ target
     def _on_target(self, host, own):
@@ -341,5 +342,5 @@ class ActionModule(NixdeployAction):
                 return entry
         if not self._check_mode:
             infos = builder.path_infos([out], store_args, env)
-            result['closure_paths'], result['closure_bytes'] = _build.closure_sizes(infos, out)
+            result['closure_paths'], result['closure_bytes'] = _closure.sizes(infos, out)
         return entry

@@ -20,7 +20,7 @@ import time
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _builders, _cascade, _copy, _nix, _peer, _role_vars)
+    _builders, _cascade, _closure, _copy, _nix, _peer, _role_vars)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     fact_or_var, facts_in_flight, unlink_host_args, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
@@ -309,7 +309,7 @@ class ActionModule(NixdeployAction):
             'closure', [_nix.options_of(args), per_host.get('path')], compute, {'path': path})
         if entry is None:
             return None
-        return _copy.closure_from(data['infos'], path)
+        return _closure.listing(data['infos'], path)
 
     def _closure(self, opts, path, mode, caches):
         try:

@@ -17,13 +17,15 @@ description:
     M(nixdeploy.fleet.nix_activate), never by task name) on any strategy.
   - At the end of each play batch (each C(serial) batch) prints a C(NIXDEPLOY SUMMARY) with one line per host
     of the batch, platform, generation before and after, and the outcome (switched, unchanged, rolled back and
-    why, failed at which phase). The role's last task keeps the same records as the custom stat C(nixdeploy)
-    (M(ansible.builtin.set_stats)), so AWX and ansible-runner see them without this callback.
+    why, failed at which phase). The deploy role keeps the same records as the custom stat C(nixdeploy) (a
+    successful host's in its phase tasks' own results, a failed host's by M(ansible.builtin.set_stats) in its
+    C(rescue)), so AWX and ansible-runner see them without this callback.
   - While a task of the collection runs longer than O(progress_interval) seconds on some hosts, prints every
     O(progress_interval) seconds which hosts are in which phase and for how long.
   - When a batch does not start because the one before failed too many hosts (the role's
     C(nix_max_fail_percentage)), or every host of a batch failed, says that no further batch starts.
-  - C(-e nix_summary=false) silences the summary lines.
+  - C(-e nix_summary=false) silences the summary lines (an extra var; the callback reads no inventory, play
+    or role variable).
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
 requirements:

@@ -13,7 +13,9 @@ import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _copy, _health, _keys, _platforms, _reboot, _role_vars, _target)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._data import to_int
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import OPTIONS_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import OPTION as RECORD_STATS
 
 ARGUMENT_SPEC = dict(
     OPTIONS_SPEC,
@@ -42,7 +44,7 @@ ARGUMENT_SPEC = dict(
     keys=dict(_keys.ARGUMENT_SPEC['keys']),
     keys_prune=dict(_keys.ARGUMENT_SPEC['prune']),
     # the deploy role's earlier results: a successful result keeps the outcome as custom stats
-    record_stats=dict(type='dict'),
+    record_stats=RECORD_STATS,
     **_role_vars.SPEC
 )
 
@@ -89,15 +91,8 @@ def magic_applies(params):
     return bool(params['magic_rollback']) and _platforms.goal_spec(params['goal'])['magic_rollback']
 
 
-def _int(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _generation(number, path):
-    return {'generation': _int(number), 'path': path or None}
+    return {'generation': to_int(number), 'path': path or None}
 
 
 def log_lines(log, lines=40):

@@ -22,7 +22,8 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._data import write_json
 
 
 def batch_key(*parts):
@@ -58,12 +59,6 @@ class Batch:
         except (OSError, ValueError):
             return None
 
-    def _write(self, data):
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix='.tmp-')
-        with os.fdopen(fd, 'w') as handle:
-            json.dump(data, handle)
-        os.rename(tmp, self.path)
-
     def results(self, compute):
         """The batch's results: read them, or ``compute()`` them (a dict
         host -> JSON data) while holding the lock, and store them.
@@ -82,7 +77,7 @@ class Batch:
                 if found is not None:
                     return found, False
                 data = compute()
-                self._write(data)
+                write_json(self.path, data)
                 return data, True
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
@@ -110,10 +105,7 @@ def record_facts(base_dir, hosts, facts):
             kept = facts_in_flight(base_dir, hosts)
             for host, values in facts.items():
                 kept.setdefault(host, {}).update(values)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-')
-            with os.fdopen(fd, 'w') as handle:
-                json.dump(kept, handle)
-            os.rename(tmp, path)
+            write_json(path, kept)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 

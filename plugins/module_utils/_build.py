@@ -33,10 +33,12 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _builders, _nix_output, _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
+    _builders, _closure, _nix_output, _role_vars)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, Runner)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import OPTION as RECORD_STATS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import file_name
 
 GCROOTS_DIR = '/nix/var/nix/gcroots'
@@ -56,7 +58,7 @@ ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
     'timeout': {'type': 'int'},
     'closure_diff': {'type': 'bool', 'default': False},
     # the deploy role's eval result: a successful result keeps the outcome as custom stats
-    'record_stats': {'type': 'dict'},
+    'record_stats': RECORD_STATS,
 })
 ARGUMENT_SPEC.update(_role_vars.SPEC)
 
@@ -90,29 +92,7 @@ def drv_of(args, hostvars):
 def drv_closure(graph, drv):
     """Every derivation ``drv`` needs (itself included), from ``graph``
     (``Runner.derivations``: derivation show -r, read)."""
-    seen, todo = set(), [drv]
-    while todo:
-        item = todo.pop()
-        if item in seen:
-            continue
-        seen.add(item)
-        todo.extend((graph.get(item) or {}).get('input_drvs') or [])
-    return seen
-
-
-def closure_sizes(infos, path):
-    """(number of paths, bytes) of ``path``'s closure from ``infos``
-    (``Runner.path_infos`` of path-info -r --json: {path: info or None})."""
-    seen, todo, size = set(), [path], 0
-    while todo:
-        item = todo.pop()
-        info = infos.get(item)
-        if item in seen or not info:
-            continue
-        seen.add(item)
-        size += int(info.get('narSize') or 0)
-        todo.extend(info.get('references') or [])
-    return len(seen), size
+    return _closure.walk(graph, drv, 'input_drvs')
 
 
 def tail(text, lines=LOG_TAIL_LINES):
@@ -190,7 +170,7 @@ class Builder:
         out = self._check(None, list(store_args) + ['--check-validity', '--print-invalid']
                           + list(paths), 'checking which outputs exist', env=env,
                           tool='nix-store')
-        return set(ln.strip() for ln in out.splitlines() if ln.strip())
+        return _nix_output.listed_paths(out)
 
     def add_root(self, root, path):
         """``root`` -> ``path`` as a GC root; replaces. Under the store's own

@@ -1,8 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The closure difference between two systems (``nix store diff-closures``),
-as lines for people and a summary for programs.
+"""Closures: the one walk of a store graph (what a path or a derivation
+needs), the sizes and listing read from it, and the closure difference
+between two systems (``nix store diff-closures``) as lines for people and a
+summary for programs.
+
+The walks read graphs as ``_nix_output`` returns them: path infos
+({path: info or None}, ``references``) and derivations ({drv: {...,
+``input_drvs``}}).
 
 Computed on the controller, which must hold both closures: the running
 system was deployed from it, the new one was built there (check mode builds
@@ -26,3 +32,35 @@ def diff_closures(opts, before, after):
     except _nix.NixError as exc:
         return ['closure difference unavailable: %s' % (exc.nix_message() or exc)], None
     return _nix_output.diff_closures(out)
+
+
+def walk(graph, top, edges='references', known_only=False):
+    """The set of nodes ``top`` needs (itself included) in ``graph`` ({node:
+    entry or None}), following each entry's list under ``edges``. A node
+    without an entry is kept (it has no edges), or left out with
+    ``known_only`` (a path not valid in the store the infos came from)."""
+    seen, todo = set(), [top]
+    while todo:
+        item = todo.pop()
+        if item in seen:
+            continue
+        entry = graph.get(item)
+        if known_only and not entry:
+            continue
+        seen.add(item)
+        todo.extend((entry or {}).get(edges) or [])
+    return seen
+
+
+def sizes(infos, path):
+    """(number of paths, bytes) of ``path``'s closure from path infos (the
+    valid paths only)."""
+    paths = walk(infos, path, known_only=True)
+    return len(paths), sum(int(infos[p].get('narSize') or 0) for p in paths)
+
+
+def listing(infos, path):
+    """[{'path', 'narSize'}] of ``path``'s closure from path infos (the valid
+    paths only), sorted by path."""
+    return [{'path': p, 'narSize': infos[p]['narSize']}
+            for p in sorted(walk(infos, path, known_only=True))]

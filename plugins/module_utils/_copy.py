@@ -21,6 +21,7 @@ import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _nix, _nix_output, _role_vars, _script)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import OPTION as RECORD_STATS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     file_name, is_store_path)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._target import ROOT_STATE_DIR
@@ -35,7 +36,7 @@ ARGUMENT_SPEC = dict(
     remote_nix_dir=dict(type='str'),
     free_space_margin=dict(type='float', default=1.1),
     # the deploy role's earlier results: a successful result keeps the outcome as custom stats
-    record_stats=dict(type='dict'),
+    record_stats=RECORD_STATS,
     **dict(_nix.OPTIONS_SPEC, **_role_vars.SPEC)
 )
 VALIDATION = {'required_if': [('mode', 'cache', ('caches',))]}
@@ -220,9 +221,6 @@ def closure(opts, path, store=None):
     return [{'path': p, 'narSize': info['narSize']} for p, info in sorted(infos.items()) if info]
 
 
-_NOT_VALID = re.compile(r"path '(/nix/store/[^']+)' is not valid")
-
-
 def batch_infos(opts, paths):
     """{path: {narSize, references}} of the closures of ``paths`` in the local
     store, in one ``nix path-info -r`` where all are valid. A path Nix says
@@ -234,7 +232,7 @@ def batch_infos(opts, paths):
         try:
             infos = runner.path_infos(paths, ['-r'], 'reading the closures of the batch')
         except _nix.NixError as exc:
-            bad = set(_NOT_VALID.findall(exc.stderr or '')) & set(paths)
+            bad = _nix_output.not_valid(exc.stderr) & set(paths)
             if not bad:
                 return {}
             paths = [p for p in paths if p not in bad]
@@ -242,18 +240,6 @@ def batch_infos(opts, paths):
         return dict((p, {'narSize': i['narSize'], 'references': i.get('references') or []})
                     for p, i in infos.items() if i)
     return {}
-
-
-def closure_from(infos, path):
-    """[{'path', 'narSize'}] of ``path``'s closure, from ``batch_infos``."""
-    seen, todo = set(), [path]
-    while todo:
-        item = todo.pop()
-        if item in seen or item not in infos:
-            continue
-        seen.add(item)
-        todo.extend(infos[item]['references'])
-    return [{'path': p, 'narSize': infos[p]['narSize']} for p in sorted(seen)]
 
 
 def sign(opts, path, key_file):
@@ -275,25 +261,7 @@ def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=No
     argv, rc, _out, err = _nix.Runner(opts, timeout).run('copy', args + [path], env=env)
     if rc != 0:
         raise _nix.NixError('nix copy to %s failed' % uri, argv=argv, rc=rc, stderr=err)
-    return sent_paths(err)
-
-
-_COPYING = re.compile(r"^copying path '(/nix/store/[^']+)' to ")
-_COPYING_N = re.compile(r'^copying (\d+) paths')
-
-
-def sent_paths(stderr):
-    """The paths ``nix copy`` reported sending, from its progress lines."""
-    told, sent = False, []
-    for line in (stderr or '').splitlines():
-        line = line.strip()
-        if _COPYING_N.match(line):
-            told = True
-        match = _COPYING.match(line)
-        if match:
-            told = True
-            sent.append(match.group(1))
-    return sent if told else None
+    return _nix_output.sent_paths(err)
 
 
 def fetch_script(nix_dir, path, caches):

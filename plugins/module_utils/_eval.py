@@ -28,7 +28,7 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, Runner, nix_list, nix_string)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
@@ -173,22 +173,6 @@ def apply_expression(paths):
     }
 
 
-def parse_traces(stderr):
-    """Results traced before a failure: {index: result}, and the rest of stderr."""
-    found, rest = {}, []
-    prefix = 'trace: ' + TRACE_MARKER
-    for line in stderr.splitlines():
-        if line.startswith(prefix):
-            index, _sep, payload = line[len(prefix):].partition(' ')
-            try:
-                found[int(index)] = json.loads(payload)
-            except ValueError:
-                rest.append(line)
-        else:
-            rest.append(line)
-    return found, '\n'.join(rest)
-
-
 def _result(raw):
     return {'drv_path': raw['drv'], 'out_path': raw['out'], 'system': raw.get('system')}
 
@@ -229,7 +213,7 @@ class Evaluator:
             argv, rc, out, err = self.runner.run(
                 'eval', ['--json'] + self.runner.outputs(flake)
                 + ['--apply', apply_expression([p for _k, p in items])], flake_command=True)
-            traced, rest = parse_traces(err)
+            traced, rest = _nix_output.traces(err, TRACE_MARKER)
             if rc == 0:
                 try:
                     values = json.loads(out)

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+import shlex
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     nix_list, nix_string)
@@ -504,7 +505,8 @@ def _node_fields(raw, name, node):
         profiles = _profiles(list(raw['attribute']), name, node, generic)
         extra['nix_profiles'] = profiles
         if ssh_args:
-            extra['ansible_ssh_extra_args'] = ' '.join(_sh_quote(a) for a in ssh_args)
+            # the ssh connection plugin splits ansible_ssh_extra_args with shlex
+            extra['ansible_ssh_extra_args'] = ' '.join(shlex.quote(a) for a in ssh_args)
         if inv_fields.get('configuration') or inv_fields.get('platform'):
             pass  # the inventory entry says which system the node deploys
         elif configured:
@@ -526,13 +528,6 @@ def _node_fields(raw, name, node):
         fields['configuration'] = name
         return fields, extra
     raise InventoryError('unknown source %r' % (source,))
-
-
-def _sh_quote(text):
-    # ansible_ssh_extra_args is split with shlex by the ssh plugin
-    if re.match(r'^[A-Za-z0-9_@%+=:,./-]+$', text):
-        return text
-    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def _names(raw):

@@ -41,12 +41,7 @@ class NixError(Exception):
 
     def nix_message(self):
         """Nix's own error text without the progress noise around it."""
-        lines = [ln for ln in self.stderr.splitlines() if ln.strip()]
-        # Nix prints its error last, starting at the line with "error:".
-        for idx, line in enumerate(lines):
-            if line.lstrip().startswith('error:') or 'error:' in line[:20]:
-                return '\n'.join(lines[idx:])
-        return '\n'.join(lines[-40:])
+        return _nix_output.error_message(self.stderr)
 
     def __str__(self):
         detail = self.nix_message()

@@ -10,7 +10,11 @@ one command printed (text, or its parsed JSON) and returns ONE shape, so no
 caller checks versions. Pure functions: nothing here runs a process.
 
 - ``nix --version``                -> ``nix_version``
-- ``nix path-info --json``         -> ``path_infos``
+- ``nix path-info --json``         -> ``path_infos``; the paths an error calls
+  not valid -> ``not_valid``
+- ``nix-store --check-validity --print-invalid`` (a path a line) -> ``listed_paths``
+- ``nix copy`` progress            -> ``sent_paths``
+- ``builtins.trace`` lines          -> ``traces``; an error without the noise -> ``error_message``
 - ``nix show-derivation`` / ``nix derivation show`` -> ``derivations``
 - ``nix build`` errors             -> ``build_failures``; ``--dry-run`` -> ``dry_run``
 - ``nix store diff-closures``      -> ``diff_closures``
@@ -26,6 +30,8 @@ __metaclass__ = type
 
 import json
 import re
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._data import to_int
 
 STORE_DIR = '/nix/store'
 
@@ -127,6 +133,70 @@ def _signature(sig):
     if isinstance(sig, dict):
         return u'%s:%s' % (sig.get('keyName', ''), sig.get('sig', ''))
     return u'%s' % (sig,)
+
+
+# "error: path '/nix/store/...' is not valid" (every version)
+_NOT_VALID = re.compile(r"path '(/nix/store/[^']+)' is not valid")
+
+
+def not_valid(stderr):
+    """The set of store paths an error of Nix names as not valid."""
+    return set(_NOT_VALID.findall(strip_ansi(stderr)))
+
+
+def listed_paths(text):
+    """The set of store paths a command printed one a line (``nix-store
+    --check-validity --print-invalid``)."""
+    return set(ln.strip() for ln in strip_ansi(text).splitlines() if ln.strip())
+
+
+# ------------------------------------------------------------------ nix copy
+_COPYING = re.compile(r"^copying path '(/nix/store/[^']+)' to ")
+_COPYING_N = re.compile(r'^copying (\d+) paths')
+
+
+def sent_paths(stderr):
+    """``nix copy`` stderr -> the paths it reported sending, from its progress
+    lines; None when it did not say (e.g. ``--quiet`` in nix_args)."""
+    told, sent = False, []
+    for line in strip_ansi(stderr).splitlines():
+        line = line.strip()
+        if _COPYING_N.match(line):
+            told = True
+        match = _COPYING.match(line)
+        if match:
+            told = True
+            sent.append(match.group(1))
+    return sent if told else None
+
+
+# ------------------------------------------------------------------ errors and traces
+def error_message(stderr):
+    """Nix's own error text in ``stderr``, without the progress noise before
+    it: from the first line with ``error:`` on (else the last 40 lines)."""
+    lines = [ln for ln in (stderr or '').splitlines() if ln.strip()]
+    # Nix prints its error last, starting at the line with "error:".
+    for idx, line in enumerate(lines):
+        if line.lstrip().startswith('error:') or 'error:' in line[:20]:
+            return '\n'.join(lines[idx:])
+    return '\n'.join(lines[-40:])
+
+
+def traces(stderr, marker):
+    """``builtins.trace`` lines ``trace: <marker><index> <JSON>`` in ``stderr``
+    -> ({index: the JSON, read}, the rest of stderr as text)."""
+    found, rest = {}, []
+    prefix = 'trace: ' + marker
+    for line in (stderr or '').splitlines():
+        if line.startswith(prefix):
+            index, _sep, payload = line[len(prefix):].partition(' ')
+            try:
+                found[int(index)] = json.loads(payload)
+            except ValueError:
+                rest.append(line)
+        else:
+            rest.append(line)
+    return found, '\n'.join(rest)
 
 
 # ------------------------------------------------------------------ derivation show
@@ -392,13 +462,6 @@ def flake_metadata(data):
         'dirty_revision': dirty_revision or None,
         'type': locked.get('type'),
         'nar_hash': locked.get('narHash'),
-        'last_modified': _int(data.get('lastModified', locked.get('lastModified'))),
+        'last_modified': to_int(data.get('lastModified', locked.get('lastModified'))),
         'path': data.get('path'),
     }
-
-
-def _int(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

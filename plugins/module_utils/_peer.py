@@ -39,7 +39,8 @@ import tempfile
 import threading
 import time
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _cascade, _copy, _nix, _script
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
+    _cascade, _copy, _nix, _nix_output, _script)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import StoreError, Target
 
 SENDER_ALIAS = 'nixdeploy-sender'
@@ -456,7 +457,7 @@ class CascadeRun:
             agent.stop()
         kind = _cascade.hop_failure(rc, err)
         if kind == _cascade.OK:
-            return kind, '', _copy.sent_paths(err)
+            return kind, '', _nix_output.sent_paths(err)
         return kind, _cascade.failure_reason(kind, err, rc), None
 
     def _push(self, path, receiver):

@@ -28,6 +28,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _closure
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, Runner)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import is_store_path
@@ -94,19 +95,6 @@ def signing_uri(uri, secret_key_file):
 
 
 # ------------------------------------------------------------------ closures
-def closure_of(infos, top):
-    """Every path ``top`` needs (itself included), from path infos with
-    references ({path: info or None}, as ``Runner.path_infos`` reads them)."""
-    seen, todo = set(), [top]
-    while todo:
-        item = todo.pop()
-        if item in seen:
-            continue
-        seen.add(item)
-        todo.extend((infos.get(item) or {}).get('references') or [])
-    return seen
-
-
 def signed_by(info, name):
     """Whether a path info carries a signature of the key ``name``."""
     return any((u'%s' % sig).partition(':')[0] == name
@@ -175,7 +163,7 @@ class Publisher:
         if not valid:
             return results
         local = self._infos(valid, recursive=True)
-        closures = dict((s, closure_of(local, s)) for s in valid)
+        closures = dict((s, _closure.walk(local, s)) for s in valid)
         every = set().union(*closures.values())
         cached = self._infos(every, store=self.cache)
         gaps = dict((s, cache_gaps(closures[s], cached, self.key)) for s in valid)

@@ -2,7 +2,6 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Documentation only: the work is done by the action plugin of the same name."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -397,6 +396,15 @@ EXAMPLES = r'''
     keys: "{{ nix_keys }}"   # group_vars, the text values encrypted with ansible-vault
     keys_prune: true
 
+- name: Activate, and keep the host's outcome as the custom stat nixdeploy (as the deploy role does)
+  nixdeploy.fleet.nix_activate:
+    path: "{{ deploy_eval.out_path }}"
+    record_stats:
+      registered:   # the names the earlier tasks registered their results as
+        eval: deploy_eval
+        build: deploy_build
+        copy: deploy_copy
+
 - name: Confirm by hand an activation another run left waiting
   nixdeploy.fleet.nix_activate:
     state: confirmed
@@ -737,3 +745,14 @@ ansible_stats:
     per_host: false
     aggregate: true
 '''
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._activate import ARGUMENT_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
+
+
+def main():
+    controller_only('nix_activate', ARGUMENT_SPEC)
+
+
+if __name__ == '__main__':
+    main()

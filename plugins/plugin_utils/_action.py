@@ -5,14 +5,19 @@
 
 What every nixdeploy action does the same way lives here:
 
-- the arguments are validated against the task's ``ARGUMENT_SPEC``; a bad
-  argument is this host's failed result, not a traceback;
+- the arguments are validated against the task's ``ARGUMENT_SPEC`` (the
+  deploy role's variables fill the options a task leaves unset when it sets
+  ``from_role_vars``; ``record_stats`` is checked with them); a bad argument
+  is this host's failed result, not a traceback, and nothing has run yet;
 - a failure is a failed result whose ``msg`` starts with the host's name
-  and that carries ``phase`` (the deploy phase, read by the strategy's
-  summary and the report) and ``connection_lost``;
+  and that carries ``phase`` (the deploy phase, read by the summary callback,
+  the report and the custom stat ``nixdeploy``) and ``connection_lost``;
 - a lost connection (``AnsibleConnectionFailure``) is such a failed result
-  with ``connection_lost: true``, never an unreachable host: the pipeline
-  strategy must see every host's outcome of the batch in the results;
+  with ``connection_lost: true``, never an unreachable host: Ansible runs no
+  ``rescue`` for an unreachable host, and the deploy role's rescue keeps a
+  failed host's outcome (the custom stat ``nixdeploy``);
+- ``record_stats``: a successful result carries the host's outcome so far
+  as custom stats (plugin_utils/_stats.py);
 - ``from_batch``: compute once per play batch, answer per host
   (module_utils/_batch.py holds the lock and the shared file);
 - ``target_sh``: run a target program (target/*.sh, rendered by
@@ -39,7 +44,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
     become_problem, ssh_problem)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._stats import (
-    phase_stats, recorded_results)
+    phase_stats, record_problems, recorded_results)
 
 # ssh's words for a host whose key does not match known_hosts
 HOST_KEY_MARKERS = ('REMOTE HOST IDENTIFICATION HAS CHANGED', 'Host key verification failed')
@@ -98,8 +103,13 @@ class NixdeployAction(ActionBase):
         result['changed'] = False
         # record_stats (nix_build, nix_copy_closure, nix_activate) is about
         # the result, never the work: taken out here, it reaches no batch key
-        # (it differs per host) and no run_host
+        # (it differs per host) and no run_host; checked now, so that a bad
+        # one never fails a host whose phase did its work
         record = args.pop('record_stats', None)
+        if record is not None:
+            problems = record_problems(record, self.PHASE, task_vars)
+            if problems:
+                return self.failed(result, '; '.join(problems))
         try:
             result = self.run_host(args, result)
         except AnsibleConnectionFailure as exc:
@@ -129,13 +139,18 @@ class NixdeployAction(ActionBase):
         host's outcome so far as the custom stats a set_stats task of the
         deploy role would keep, in this successful result (Ansible reads
         ``ansible_stats`` from successful results only; the role's rescue
-        keeps a failed host's), which saves the role one task per host."""
+        keeps a failed host's), which saves the role one task per host.
+        ``earlier`` was checked with the arguments; a record that cannot be
+        made even so is a warning, never this host's failure after its
+        phase's work (an activation)."""
         earlier, job_id = recorded_results(earlier, self.task_vars)
         try:
             result['ansible_stats'] = phase_stats(earlier, self.PHASE, result, self.host,
                                                   self.check_mode, job_id)
-        except ValueError as exc:
-            self.failed(result, 'record_stats: %s' % exc)
+        except Exception as exc:  # pylint: disable=broad-except
+            result.setdefault('warnings', []).append(
+                '%s: record_stats: the outcome is not kept as custom stats: %s'
+                % (self.host, message_of(exc)))
 
     def run_host(self, args, result):
         """This host's result (``args``: the validated arguments;

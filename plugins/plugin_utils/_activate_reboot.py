@@ -14,8 +14,9 @@ __metaclass__ = type
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _activate, _reboot
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._data import to_int
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_session import (
-    BOOT_LOOK_INTERVAL, LOOK_TIMEOUT, ConnectionLost, to_int)
+    BOOT_LOOK_INTERVAL, LOOK_TIMEOUT, ConnectionLost)
 
 
 class Reboots:

@@ -2,7 +2,7 @@
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What nix_activate's controller parts share: the timing of a look at the
-target, the lost connection, numbers from a run's status."""
+target, the lost connection."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -24,11 +24,3 @@ BOOT_LOOK_INTERVAL = 2.0
 
 class ConnectionLost(Exception):
     """The host gave no answer (a dead link, a reboot): the run goes on."""
-
-
-def to_int(value):
-    """A number from a run's status, or None."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None

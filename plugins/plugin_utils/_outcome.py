@@ -3,10 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What a deploy did on each host, from the results of the collection's actions.
 
-Two readers feed the results of a host's nixdeploy tasks in here and get one
-record (and one summary line) per host: the callback ``nixdeploy.fleet.summary``
-as results arrive, and the filter ``nixdeploy.fleet.deploy_stats`` from the
-role's registered results, for the custom stat ``nixdeploy`` that AWX keeps.
+The results of a host's nixdeploy tasks go in here and one record (and one
+summary line) per host comes out, the same for every reader: the callbacks
+``nixdeploy.fleet.summary`` and ``nixdeploy.fleet.report`` as results arrive,
+and plugin_utils/_stats.py for the custom stat ``nixdeploy`` that AWX keeps,
+made from the role's registered results by the phase actions themselves
+(their option ``record_stats``) or, for a failed host, by the filter
+``nixdeploy.fleet.deploy_stats`` in the role's rescue.
 The outcome is read from result keys (``failed``, ``phase``, ``rolled_back``,
 ``connection_lost``), never from message text.
 """

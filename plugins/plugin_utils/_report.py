@@ -21,16 +21,19 @@ __metaclass__ = type
 import json
 import os
 import sys
-import tempfile
 import time
 
 try:
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils._data import (
+        to_int, write_atomic)
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._outcome import (
         HostOutcome, action_phase)
 except ImportError:
-    # run as a plain script (the merge command): the sibling files
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    # run as a plain script (the merge command): the sibling files and module_utils'
+    _HERE = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [_HERE, os.path.join(_HERE, '..', 'module_utils')]
     from _outcome import HostOutcome, action_phase  # pylint: disable=import-error
+    from _data import to_int, write_atomic  # pylint: disable=import-error
 
 SCHEMA = 'nixdeploy.fleet/report'
 # Bumped only for changes a reader must know about (a key removed or its
@@ -60,15 +63,6 @@ def _num(value):
         return None
     try:
         return round(float(value), 3)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(value):
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
     except (TypeError, ValueError):
         return None
 
@@ -147,7 +141,7 @@ class HostLog:
         evaluated, activate, copied = self.get('eval'), self.get('activate'), self.get('copy')
         previous = activate.get('previous') or {}
         new = activate.get('new') or {}
-        before = {'generation': _int(previous.get('generation')), 'path': previous.get('path')}
+        before = {'generation': to_int(previous.get('generation')), 'path': previous.get('path')}
         rec = {
             'host': self.host,
             'run': run_id,
@@ -176,8 +170,8 @@ class HostLog:
         }
         if 'evaluated_here' in evaluated:
             rec['eval'] = {'evaluated_here': bool(evaluated.get('evaluated_here')),
-                           'nix_processes': _int(evaluated.get('nix_processes')),
-                           'batch_hosts': _int(evaluated.get('batch_hosts'))}
+                           'nix_processes': to_int(evaluated.get('nix_processes')),
+                           'batch_hosts': to_int(evaluated.get('batch_hosts'))}
         if copied and any(key in copied for key in COPY_KEYS):
             rec['copy'] = dict((key, copied.get(key)) for key in COPY_KEYS)
         rec['closure_diff'] = closure_diff(activate.get('closure_diff'))
@@ -208,11 +202,11 @@ class HostLog:
                        rollback_reason=result.get('rollback_reason') if rolled_back else None,
                        message=_strip_host(_text(result.get('msg')), self.host))
             if rolled_back:
-                rec['generation']['attempted'] = {'generation': _int(new.get('generation')),
+                rec['generation']['attempted'] = {'generation': to_int(new.get('generation')),
                                                   'path': new.get('path')}
             elif phase in ('activate', 'confirm', 'checks', 'reboot') and new.get('path'):
                 # not rolled back: the host may well run the new system now
-                rec['generation']['after'] = {'generation': _int(new.get('generation')),
+                rec['generation']['after'] = {'generation': to_int(new.get('generation')),
                                               'path': new.get('path')}
             return
         if not activate:
@@ -221,7 +215,7 @@ class HostLog:
         changed = bool(activate.get('changed'))
         rec['status'] = 'changed' if changed else 'unchanged'
         if changed and not check_mode and new.get('path'):
-            rec['generation']['after'] = {'generation': _int(new.get('generation')),
+            rec['generation']['after'] = {'generation': to_int(new.get('generation')),
                                           'path': new.get('path')}
 
 
@@ -234,7 +228,7 @@ def closure_diff(diff):
         'added': sorted(u'%s' % p for p in (diff.get('added') or [])),
         'removed': sorted(u'%s' % p for p in (diff.get('removed') or [])),
         'changed': sorted(u'%s' % p for p in (diff.get('changed') or [])),
-        'size_change_bytes': _int(diff.get('size_change_bytes')),
+        'size_change_bytes': to_int(diff.get('size_change_bytes')),
         'lines': lines[:DIFF_LINES_LIMIT],
     }
     if len(lines) > DIFF_LINES_LIMIT:
@@ -304,7 +298,7 @@ def flake_record(ref, metadata):
         # a git flake with uncommitted changes has no revision to name
         'dirty': metadata.get('dirty'),
         'nar_hash': metadata.get('nar_hash'),
-        'last_modified': _int(metadata.get('last_modified')),
+        'last_modified': to_int(metadata.get('last_modified')),
     }
 
 
@@ -314,8 +308,8 @@ def work(hosts):
     out = {'nix_evaluations': 0, 'paths_sent': 0, 'bytes_sent': 0}
     for rec in hosts.values():
         copied = rec.get('copy') or {}
-        out['paths_sent'] += _int(copied.get('paths_sent')) or 0
-        out['bytes_sent'] += _int(copied.get('bytes_sent')) or 0
+        out['paths_sent'] += to_int(copied.get('paths_sent')) or 0
+        out['bytes_sent'] += to_int(copied.get('bytes_sent')) or 0
         evaluated = rec.get('eval') or {}
         if evaluated.get('evaluated_here'):
             out['nix_evaluations'] += evaluated.get('nix_processes') or 0
@@ -409,20 +403,6 @@ def merge(reports):
     return assemble(runs, dict(sorted(hosts.items())), duplicates)
 
 
-def _atomic_write(path, text):
-    directory = os.path.dirname(path) or '.'
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, 'w') as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write(report, directory, names=(BASENAME,), html=None):
     """Write ``<name>.json`` (and ``<name>.html`` when ``html`` renders one)
     for each name into ``directory``; returns the paths written."""
@@ -433,10 +413,10 @@ def write(report, directory, names=(BASENAME,), html=None):
     written = []
     for name in names:
         path = os.path.join(directory, name + '.json')
-        _atomic_write(path, text)
+        write_atomic(path, text, 0o644)
         written.append(path)
         if page is not None:
-            _atomic_write(os.path.join(directory, name + '.html'), page)
+            write_atomic(os.path.join(directory, name + '.html'), page, 0o644)
             written.append(os.path.join(directory, name + '.html'))
     return written
 

@@ -24,8 +24,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import os
-import tempfile
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._data import write_json
 
 
 def _load(path):
@@ -34,13 +34,6 @@ def _load(path):
             return json.load(handle)
     except (OSError, IOError, ValueError):
         return []
-
-
-def _save(path, batches):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-')
-    with os.fdopen(fd, 'w') as handle:
-        json.dump(batches, handle)
-    os.rename(tmp, path)
 
 
 def over_limit(failed, size, max_fail_percentage):
@@ -68,7 +61,7 @@ def gate(path, hosts, active_hosts, max_fail_percentage):
     else:
         previous = batches[-1] if batches else []
         batches.append(hosts)
-        _save(path, batches)
+        write_json(path, batches)
         number = len(batches)
     active = set(active_hosts or ())
     failed = [h for h in previous if h not in active]

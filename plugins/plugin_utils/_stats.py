@@ -12,8 +12,10 @@ __metaclass__ = type
 
 import os
 import re
+from collections.abc import Mapping
 
 from ansible import constants as C
+from ansible.utils.vars import isidentifier
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._outcome import outcome_of
 
@@ -49,19 +51,44 @@ def custom_stats(results, host, check_mode=False, job_id=None):
 RECORDING_PHASES = ('eval', 'build', 'copy', 'activate')
 
 
+def record_problems(record, phase, variables):
+    """What is wrong with ``record_stats`` (validated against its spec,
+    module_utils/_record_stats.py) for an action of ``phase``, as messages
+    naming the key; checked with the arguments, before anything runs: a
+    record that cannot be made must not fail a host after its phase's work."""
+    problems = []
+    before = RECORDING_PHASES[:RECORDING_PHASES.index(phase)]
+    for key in ('registered', 'results'):
+        for name, value in sorted((record.get(key) or {}).items()):
+            if value is None:
+                continue
+            where = 'record_stats.%s.%s' % (key, name)
+            if name not in before:
+                problems.append('%s: %s is no phase before %s (before it: %s)'
+                                % (where, name, phase, ', '.join(before)))
+            elif key == 'registered' and not isidentifier(value):
+                problems.append('%s: %r is not a variable name' % (where, value))
+            elif key == 'registered' and not isinstance(variables.get(value, {}), Mapping):
+                problems.append('%s: the variable %s holds no registered result (%s)'
+                                % (where, value, type(variables.get(value)).__name__))
+    return problems
+
+
 def recorded_results(record, variables):
-    """``record_stats`` as given -> (earlier results, job id). A result given
-    as a string is the name of the host's variable it was registered as,
-    read from ``variables`` (undefined: missing), which saves templating the
-    whole result for every host and task; a missing job_id is the variable
-    awx_job_id (AWX sets it), if any."""
-    results = dict(record)
-    job_id = results.pop('job_id', None)
+    """``record_stats`` (validated, see record_problems) -> (earlier results,
+    job id). ``registered`` names the host's variables the results were
+    registered as, read from ``variables`` (undefined: missing), which saves
+    templating the whole result for every host and task; ``results`` holds
+    them as they are. A missing job_id is the variable awx_job_id (AWX sets
+    it), if any."""
+    job_id = record.get('job_id')
     if job_id is None:
         job_id = variables.get('awx_job_id')
-    for name, value in results.items():
-        if isinstance(value, str):
-            results[name] = variables.get(value) or {}
+    results = dict((name, value) for name, value in (record.get('results') or {}).items()
+                   if value is not None)
+    for name, variable in (record.get('registered') or {}).items():
+        if variable is not None:
+            results[name] = variables.get(variable) or {}
     return results, job_id
 
 

@@ -151,15 +151,36 @@ def test_a_phase_refuses_results_of_phases_after_it():
 
 
 def test_results_given_by_name_are_the_hosts_variables():
-    """The deploy role names its registered results (record_stats: {eval:
-    deploy_eval}); the action reads them, and awx_job_id for a missing job id."""
+    """The deploy role names its registered results (record_stats:
+    {registered: {eval: deploy_eval}}); the action reads them, and
+    awx_job_id for a missing job id."""
     variables = {'deploy_eval': EVAL, 'deploy_build': SKIPPED, 'awx_job_id': 7}
+    registered = {'eval': 'deploy_eval', 'build': 'deploy_build', 'copy': 'deploy_copy'}
     results, job_id = _stats.recorded_results(
-        {'eval': 'deploy_eval', 'build': 'deploy_build', 'copy': 'deploy_copy'}, variables)
+        {'registered': registered, 'results': None, 'job_id': None}, variables)
     assert results == {'eval': EVAL, 'build': SKIPPED, 'copy': {}} and job_id == 7
     kept = _stats.phase_stats(results, 'activate', ACTIVATE, 'web1', False, job_id)
     assert kept['data'] == deploy_stats({'eval': EVAL, 'build': SKIPPED, 'activate': ACTIVATE},
                                         'web1', False, 7)
     # results given as they are, and an explicit job id (even empty) stand
-    assert _stats.recorded_results({'eval': EVAL, 'job_id': ''}, variables) == ({'eval': EVAL}, '')
+    assert _stats.recorded_results({'results': {'eval': EVAL, 'build': None}, 'job_id': ''},
+                                   variables) == ({'eval': EVAL}, '')
     assert _stats.recorded_results({}, {}) == ({}, None)
+
+
+def test_a_record_is_checked_before_the_phase_runs():
+    """Each key names its phase and what is wrong; nothing is wrong with a
+    variable that is not defined (the phase did not run)."""
+    variables = {'deploy_eval': EVAL, 'note': 'text'}
+    assert _stats.record_problems({'registered': {'eval': 'deploy_eval', 'build': None}},
+                                  'build', variables) == []
+    assert _stats.record_problems({'registered': {'eval': 'undefined_one'}}, 'copy', {}) == []
+    assert _stats.record_problems({'results': {'eval': EVAL, 'build': {}}}, 'copy', {}) == []
+    assert _stats.record_problems({'registered': {'copy': 'deploy_copy'}}, 'build', variables) == [
+        'record_stats.registered.copy: copy is no phase before build (before it: eval)']
+    assert _stats.record_problems({'results': {'build': {}}}, 'build', variables) == [
+        'record_stats.results.build: build is no phase before build (before it: eval)']
+    assert _stats.record_problems({'registered': {'eval': 'deploy eval'}}, 'copy', variables) == [
+        "record_stats.registered.eval: 'deploy eval' is not a variable name"]
+    assert _stats.record_problems({'registered': {'eval': 'note'}}, 'copy', variables) == [
+        'record_stats.registered.eval: the variable note holds no registered result (str)']

@@ -3,7 +3,6 @@ Builder against the controller's real Nix (whatever its version) with two
 tiny derivations (one builds, one fails on purpose). Reading Nix's outputs:
 test_nix_output.py."""
 
-import json
 import os
 import sys
 import uuid
@@ -16,7 +15,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
-    _build, _nix, _nix_output)
+    _build, _closure, _nix, _nix_output)
 
 
 # every shape of `derivation show` / `path-info --json` reads the same (test_nix_output.py);
@@ -28,15 +27,9 @@ def test_closures():
         'd-lib.drv': {'inputs': {'drvs': {}}, 'outputs': {'out': {'path': 'o-lib'}}}}})
     top, lib = '/nix/store/d-top.drv', '/nix/store/d-lib.drv'
     assert _build.drv_closure(graph, top) == {top, lib}
+    assert _build.drv_closure(graph, lib) == {lib}
     assert _build.outputs_of(graph, top) == ['/nix/store/o-top', '/nix/store/o-dev']
-    infos = _nix_output.path_infos([
-        {'path': '/o/top', 'narSize': 10, 'references': ['/o/lib', '/o/top']},
-        {'path': '/o/lib', 'narSize': 5, 'references': []},
-        {'path': '/o/other', 'narSize': 99, 'references': []},
-        {'path': '/o/gone', 'valid': False}])
-    assert _build.closure_sizes(infos, '/o/top') == (2, 15)
-    assert json.loads(json.dumps(_build.closure_sizes(infos, '/o/lib'))) == [1, 5]
-    assert _build.closure_sizes(infos, '/o/gone') == (0, 0)
+    # closure sizes: test_closure.py
 
 
 def test_build_place_and_drv():
@@ -115,7 +108,7 @@ def test_one_broken_system_does_not_stop_the_others(two_drvs, tmp_path):
     nix.add_root(root, out)
     assert os.path.realpath(root) == out
     infos = nix.path_infos([out])
-    assert _build.closure_sizes(infos, out)[0] == 1
+    assert _closure.sizes(infos, out)[0] == 1
     # derivation show, dry run, build, validity, root, path-info (not `nix --version`,
     # asked once per process)
     assert nix.processes == 6

@@ -88,14 +88,6 @@ def test_probe_with_a_wrong_remote_nix_dir_says_no_nix():
     assert proc.returncode == 3 and _copy.parse_probe(proc.stdout) is None
 
 
-def test_sent_paths_reads_nix_copy_progress():
-    err = ("copying 2 paths...\ncopying path '%s' to 'ssh-ng://root@h'...\n"
-           "copying path '%s' to 'ssh-ng://root@h'...\n" % (P2, P1))
-    assert _copy.sent_paths(err) == [P2, P1]
-    assert _copy.sent_paths('copying 0 paths...\n') == []
-    assert _copy.sent_paths('') is None
-
-
 def test_unsigned_message_names_host_and_both_fixes():
     msg = _copy.unsigned_message('web1', 'app', "error: cannot add path '%s' because it lacks a "
                                                 "valid signature\n" % P1)
@@ -346,19 +338,6 @@ def test_fetch_script_tries_each_cache_in_order(fake_nix_dir, tmp_path):
     proc = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, check=False, env=env)
     assert proc.returncode == 1 and proc.stderr.count('does not have it') == 3
-
-
-def test_closure_from_batch_infos_is_each_hosts_own():
-    a, b, lib, glibc = ('/nix/store/%s-%s' % (c * 32, n) for c, n in
-                        (('a', 'sys-a'), ('b', 'sys-b'), ('c', 'lib'), ('d', 'glibc')))
-    infos = {a: {'narSize': 10, 'references': [a, lib]},
-             b: {'narSize': 20, 'references': [glibc]},
-             lib: {'narSize': 5, 'references': [glibc]},
-             glibc: {'narSize': 1, 'references': []}}
-    assert _copy.closure_from(infos, a) == [
-        {'path': a, 'narSize': 10}, {'path': lib, 'narSize': 5}, {'path': glibc, 'narSize': 1}]
-    assert [p['path'] for p in _copy.closure_from(infos, b)] == [b, glibc]
-    assert _copy.closure_from(infos, '/nix/store/%s-gone' % ('e' * 32)) == []
 
 
 # ------------------------------------------------------------------ issue 30

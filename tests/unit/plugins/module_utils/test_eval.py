@@ -10,7 +10,7 @@ from tests.collection import collections_path
 # module_utils import each other as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _eval  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _eval, _nix_output  # noqa: E402
 
 
 @pytest.mark.parametrize('text, expected', [
@@ -69,14 +69,14 @@ def test_apply_expression_quotes_inventory_data():
     assert expr.count('${toString 1}') == expr.count('\\${toString 1}') == 1
 
 
-def test_parse_traces_keeps_other_lines():
+def test_traces_keep_other_lines():
     stderr = '\n'.join([
         'trace: %s0 {"drv":"/nix/store/a.drv","out":"/nix/store/a","system":"x"}' % _eval.TRACE_MARKER,
         'trace: user trace',
         'error: attribute \'lab\' missing',
         '       at /nix/store/s-source/lib.nix:64:38:',
     ])
-    found, rest = _eval.parse_traces(stderr)
+    found, rest = _nix_output.traces(stderr, _eval.TRACE_MARKER)
     assert found == {0: {'drv': '/nix/store/a.drv', 'out': '/nix/store/a', 'system': 'x'}}
     assert 'user trace' in rest and 'lib.nix:64:38' in rest and _eval.TRACE_MARKER not in rest
 

@@ -146,6 +146,55 @@ def test_path_infos_of_another_store_dir_and_bad_input():
             _nix_output.path_infos(bad)
 
 
+def test_paths_an_error_calls_not_valid():
+    err = ("error: path '%s' is not valid\n"
+           "\x1b[31;1merror:\x1b[0m path '\x1b[35;1m%s\x1b[0m' is not valid\n" % (TOP, LIB))
+    assert _nix_output.not_valid(err) == {TOP, LIB}  # in colour too
+    assert _nix_output.not_valid("error: path '%s' is not valid" % LIB) == {LIB}
+    assert _nix_output.not_valid('') == set() and _nix_output.not_valid(None) == set()
+
+
+def test_listed_paths():
+    assert _nix_output.listed_paths('%s\n\n  %s  \n' % (TOP, LIB)) == {TOP, LIB}
+    assert _nix_output.listed_paths('') == set()
+
+
+# ------------------------------------------------------------------ errors and traces
+def test_error_message_starts_at_nixs_error():
+    err = ("copying path '%s' from 'https://cache'...\n\nwarning: Git tree is dirty\n"
+           "error: attribute 'lab' missing\n\n       at /nix/store/s-source/lib.nix:64:38:\n" % TOP)
+    assert _nix_output.error_message(err) == (
+        "error: attribute 'lab' missing\n       at /nix/store/s-source/lib.nix:64:38:")
+    # 2.8 writes "error: ..." after a colour code
+    assert _nix_output.error_message('noise\n\x1b[31;1merror:\x1b[0m boom\n') \
+        == '\x1b[31;1merror:\x1b[0m boom'
+    lines = '\n'.join('line %d' % i for i in range(50))
+    assert _nix_output.error_message(lines).splitlines() == ['line %d' % i for i in range(10, 50)]
+    assert _nix_output.error_message('') == '' and _nix_output.error_message(None) == ''
+
+
+def test_traces_with_a_marker():
+    err = '\n'.join(['trace: @m@1 {"out": "/nix/store/a"}', 'trace: @m@x {bad',
+                     'trace: other', 'error: boom'])
+    found, rest = _nix_output.traces(err, '@m@')
+    assert found == {1: {'out': '/nix/store/a'}}
+    assert rest == 'trace: @m@x {bad\ntrace: other\nerror: boom'
+    assert _nix_output.traces(None, '@m@') == ({}, '')
+
+
+# ------------------------------------------------------------------ nix copy
+def test_sent_paths_reads_nix_copy_progress():
+    err = ("copying 2 paths...\ncopying path '%s' to 'ssh-ng://root@h'...\n"
+           "copying path '%s' to 'ssh-ng://root@h'...\n" % (LIB, TOP))
+    assert _nix_output.sent_paths(err) == [LIB, TOP]
+    assert _nix_output.sent_paths('copying 0 paths...\n') == []
+    assert _nix_output.sent_paths('') is None
+    assert _nix_output.sent_paths(None) is None
+    # Nix may colour even a pipe
+    assert _nix_output.sent_paths("\x1b[1mcopying path '%s' to 'ssh-ng://h'\x1b[0m...\n"
+                                  % TOP) == [TOP]
+
+
 # ------------------------------------------------------------------ derivation show
 @pytest.mark.parametrize('name', ['derivation-show-2.8.json', 'derivation-show-2.34.json'])
 def test_derivations_printed_by_nix_2_8_and_2_34(name):

@@ -16,7 +16,7 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
-    _channel, _nix_output, _publish)
+    _channel, _closure, _nix_output, _publish)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixOptions  # noqa: E402
 
 P1 = '/nix/store/yp65nwcm3qq6n5j1ccmpgvgxhlxbn14m-nixos-system-h1-1'
@@ -69,7 +69,7 @@ def test_closures_and_cache_gaps():
     infos = _nix_output.path_infos([
         {'path': P1, 'references': [P1, P2]}, {'path': P2, 'references': [P3]},
         {'path': P3, 'references': []}])
-    closure = _publish.closure_of(infos, P1)
+    closure = _closure.walk(infos, P1)
     assert closure == {P1, P2, P3}
     cached = {P1: None, P2: {'signatures': ['other-1:x']},
               P3: {'signatures': ['other-1:x', 'fleet-1:y']}}

@@ -17,6 +17,7 @@ from tests.collection import REPO, collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import OPTION  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _action  # noqa: E402
 
 
@@ -259,3 +260,65 @@ def test_each_modules_role_variables_are_the_deploy_roles():
             assert 'C(%s)' % option in text, option
             if name not in (option, 'nix_' + option):
                 assert 'C(%s)' % name in text, name
+
+
+# --- record_stats: checked with the arguments, kept in a successful result
+
+class Copy(Probe):
+    """A test action of the copy phase with the option record_stats."""
+
+    ARGUMENT_SPEC = dict(Probe.ARGUMENT_SPEC, record_stats=OPTION)
+    PHASE = 'copy'
+    ran = []
+
+    def run_host(self, args, result):
+        Copy.ran.append(args)
+        return super(Copy, self).run_host(args, result)
+
+
+def run_copy(record, variables=None):
+    Copy.ran[:] = []
+    task_vars = dict(variables or {}, inventory_hostname='h1', ansible_play_batch=['h1'],
+                     hostvars={})
+    return action_of(Copy, {'do': 'ok', 'record_stats': record}).run(task_vars=task_vars)
+
+
+EVAL = {'changed': False, 'out_path': '/nix/store/x-nixos-system', 'platform': 'nixos'}
+
+
+def test_record_stats_keeps_the_outcome_from_the_registered_results(run_probe):
+    out = run_copy({'registered': {'eval': 'deploy_eval', 'build': 'deploy_build'},
+                    'job_id': '7'}, {'deploy_eval': EVAL})
+    assert out['done'] and not out.get('failed'), out
+    assert Copy.ran and 'record_stats' not in Copy.ran[0]
+    record = out['ansible_stats']['data']['nixdeploy']['h1']
+    assert record['outcome'] == 'copied (not activated)' and record['phase'] == 'copy', record
+    assert out['ansible_stats']['data']['nixdeploy_job_7'] == {'h1': record}
+    # the results themselves do the same
+    assert run_copy({'results': {'eval': EVAL}, 'job_id': '7'})['ansible_stats'] == out['ansible_stats']
+
+
+@pytest.mark.parametrize('record, words', [
+    ({'eval': 'deploy_eval'}, 'record_stats.eval'),
+    ({'registered': {'activate': 'deploy_activate'}}, 'record_stats.registered.activate'),
+    ({'registered': {'copy': 'deploy_copy'}}, 'record_stats.registered.copy: copy is no phase'),
+    ({'results': {'eval': 'deploy_eval'}}, "'record_stats -> results'"),
+    ({'registered': {'eval': 'x'}, 'results': {'build': {}}}, 'registered|results'),
+    ({'registered': {'eval': 'not-a-name'}}, 'record_stats.registered.eval'),
+    ({'registered': {'eval': 'note'}}, 'record_stats.registered.eval: the variable note holds'),
+])
+def test_a_bad_record_stats_fails_the_host_before_its_phase_runs(run_probe, record, words):
+    out = run_copy(record, {'note': 'text'})
+    assert out['failed'] and out['msg'].startswith('h1: '), out
+    assert 'record_stats' in out['msg'] and words.split('|')[0] in out['msg'], out['msg']
+    assert Copy.ran == [] and 'ansible_stats' not in out
+    assert out['phase'] == 'copy' and out['connection_lost'] is False
+
+
+def test_a_record_that_cannot_be_made_after_the_phase_is_a_warning(run_probe, monkeypatch):
+    def broken(*_args):
+        raise ValueError('odd result')
+    monkeypatch.setattr(_action, 'phase_stats', broken)
+    out = run_copy({'registered': {'eval': 'deploy_eval'}}, {'deploy_eval': EVAL})
+    assert out['done'] and not out.get('failed') and 'ansible_stats' not in out, out
+    assert out['warnings'] == ['h1: record_stats: the outcome is not kept as custom stats: odd result']
