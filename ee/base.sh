@@ -20,19 +20,9 @@ TREE=$STATE/$SUITE
 HERE=$(cd "$(dirname "$0")" && pwd)
 LABEL=org.nixdeploy.ee.base
 
-# The mirror this machine's apt already uses (never a hard-coded host), as in
-# tests/stack/tree.sh.
-mirror() {
-    for f in /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' "$f" | grep -v security | head -n 1
-    done | head -n 1
-    if [ -f /etc/apt/sources.list ]; then
-        awk '$1 == "deb" && $2 !~ /^\[/ && $3 !~ /security/ {print $2; exit}' /etc/apt/sources.list
-    fi
-}
-
-url=$(mirror | head -n 1)
+# The mirror this machine's apt already uses (never a hard-coded host): the one reader,
+# tests/stack/tree.sh's.
+url=$("$HERE/../tests/stack/tree.sh" mirror)
 [ -n "$url" ] || { echo "base.sh: no Debian mirror in this machine's apt sources" >&2; exit 1; }
 
 # What the base is made of: this recipe, the suite, the mirror, the extra CAs, pip.conf.

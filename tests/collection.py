@@ -11,9 +11,11 @@ import glob
 import hashlib
 import json
 import os
+import contextlib
 import subprocess
 import sys
 import tempfile
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # one tree per checkout: two checkouts tested at once (a clone beside the
@@ -141,3 +143,25 @@ def set_stats_of(artifacts):
         if event.get('event') == 'playbook_on_stats':
             return event['event_data'].get('artifact_data') or {}
     raise AssertionError('no playbook_on_stats event in %s' % artifacts)
+
+
+@contextlib.contextmanager
+def ssh_agent(socket, keys=(), env=None):
+    """An ssh-agent of its own at ``socket`` holding ``keys`` (as AWX's runner,
+    Semaphore and ansible-navigator users hand a deploy key to ssh): yields the
+    socket; the agent is stopped (by its pid) and the socket removed after."""
+    agent = subprocess.Popen(['ssh-agent', '-D', '-a', socket], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while not os.path.exists(socket) and time.time() < deadline:
+            time.sleep(0.05)
+        for key in keys:
+            subprocess.run(['ssh-add', key], env=dict(env or os.environ, SSH_AUTH_SOCK=socket),
+                           check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        yield socket
+    finally:
+        agent.terminate()
+        agent.wait()
+        if os.path.exists(socket):
+            os.unlink(socket)

@@ -33,7 +33,7 @@ import time
 
 import pytest
 
-from tests.collection import BIN, REPO
+from tests.collection import BIN, REPO, ssh_agent
 from tests.deploy_fleet import commit_project, write_project
 
 pytestmark = pytest.mark.lab
@@ -133,15 +133,10 @@ class Semaphore:
     def task(self, task_id, extra_vars, secrets, environment):
         """One task: (rc, output, requirement files installed)."""
         self.update_repository()
-        agent_socket = os.path.join(self.tmp_path, 'ssh-agent-1-%d.sock' % task_id)
-        agent = subprocess.Popen(['ssh-agent', '-D', '-a', agent_socket], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.time() + 10
-            while not os.path.exists(agent_socket) and time.time() < deadline:
-                time.sleep(0.05)
-            self.run(['ssh-add', self.ssh_key], self.tmp_path,
-                     env=self.command_env({'SSH_AUTH_SOCK': agent_socket}))
+        # Semaphore's ssh agent for the task's key (no --private-key since 2023)
+        socket = os.path.join(self.tmp_path, 'ssh-agent-1-%d.sock' % task_id)
+        with ssh_agent(socket, [self.ssh_key], self.command_env()) as agent_socket:
+            self.log.append(['ssh-add', self.ssh_key])
             installed = self.install_requirements()
             # LocalJob.getPlaybookArgs: the variable group's extra vars with the task's
             # details as one JSON, each secret as NAME=VALUE, then the playbook
@@ -156,11 +151,6 @@ class Semaphore:
             self.log.append(argv)
             env = self.command_env(dict(environment, SSH_AUTH_SOCK=agent_socket))
             rc, output = on_pty(argv, self.checkout, env)
-        finally:
-            agent.terminate()
-            agent.wait()
-            if os.path.exists(agent_socket):
-                os.unlink(agent_socket)
         return rc, output, installed
 
 

@@ -5,6 +5,7 @@
 #
 #   tree.sh ensure          make the tree once (debootstrap + apt), a stamp marks it done
 #   tree.sh run CMD...      run CMD inside it, in this checkout (bound at the same path)
+#   tree.sh mirror          print the Debian mirror this machine's apt uses
 #
 # Every mount lives in a throwaway namespace: nothing stays mounted after `run` returns.
 # /run/netns is bound so the lab's namespaces are the same on both sides. This machine's
@@ -97,5 +98,7 @@ ensure() {
 case ${1:-} in
     ensure) ensure ;;
     run) shift; ensure; enter "$HERE" "$@" ;;
-    *) echo "usage: tree.sh ensure | run CMD..." >&2; exit 2 ;;
+    # the one reader of the mirror (ee/base.sh asks here too)
+    mirror) mirror | head -n 1 ;;
+    *) echo "usage: tree.sh ensure | run CMD... | mirror" >&2; exit 2 ;;
 esac

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from tests.collection import BIN
+from tests.collection import BIN, ssh_agent
 from tests.deploy_fleet import git
 from tests.integration.ee.jobs import CONTAINERS_CONF, IMAGE, NAMES
 
@@ -51,18 +51,10 @@ def test_navigator_runs_the_job_in_the_ee(awx, tmp_path):
     os.chmod(signing_key, 0o600)
     home = tmp_path / 'home'
     home.mkdir()
-    agent_socket = str(tmp_path / 'agent.sock')
-    agent = subprocess.Popen(['ssh-agent', '-D', '-a', agent_socket], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 10
-        while not os.path.exists(agent_socket) and time.time() < deadline:
-            time.sleep(0.05)
-        env = {'PATH': BIN + os.pathsep + os.environ['PATH'], 'HOME': str(home),
-               'SSH_AUTH_SOCK': agent_socket, 'CONTAINERS_CONF': CONTAINERS_CONF,
-               'LANG': 'C.UTF-8'}
-        subprocess.run(['ssh-add', lab.key], env=env, check=True, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE)
+    env = {'PATH': BIN + os.pathsep + os.environ['PATH'], 'HOME': str(home),
+           'CONTAINERS_CONF': CONTAINERS_CONF, 'LANG': 'C.UTF-8'}
+    with ssh_agent(str(tmp_path / 'agent.sock'), [lab.key], env) as agent_socket:
+        env['SSH_AUTH_SOCK'] = agent_socket
         argv = [os.path.join(BIN, 'ansible-navigator'), 'run', 'deploy.yml',
                 '--ee', 'true', '--eei', IMAGE, '--ce', 'podman', '--pp', 'never',
                 '-m', 'stdout', '--pae', 'false', '--lf', str(tmp_path / 'navigator.log'),
@@ -74,9 +66,6 @@ def test_navigator_runs_the_job_in_the_ee(awx, tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               universal_newlines=True, timeout=600, check=False)
         seconds = time.time() - started
-    finally:
-        agent.terminate()
-        agent.wait()
     out = ANSI.sub('', EVENT_DATA.sub('', proc.stdout))
     assert proc.returncode != 0, out[-6000:]
     assert 'NIXDEPLOY SUMMARY' in out, out[-6000:]
