@@ -113,6 +113,31 @@ def healthy(tfl, faulty):
     return sorted(h for h in tfl.lab.hosts if h not in faulty)
 
 
+def run_with_fault(tfl, faulty, phase, words, break_host=None, mend_host=None, args=()):
+    """ONE deploy of a new version to the whole fleet, ``faulty`` broken by
+    ``break_host`` before it (``mend_host`` after it, whatever happens):
+    each faulty host fails at ``phase``, names one of ``words``, keeps what it
+    ran and holds no lock; the others switch; once mended, a re-run of the
+    faulty hosts converges."""
+    lab = tfl.lab
+    before = snapshot(lab, lab.hosts)
+    tfl.new_version()
+    for host in faulty:
+        if break_host:
+            break_host(host)
+    try:
+        run = tfl.deploy(*args)
+    finally:
+        for host in faulty:
+            if mend_host:
+                mend_host(host)
+    assert run.rc != 0, run
+    for host in faulty:
+        assert_fault(run, lab, host, before, phase, words)
+    assert_deployed(run, lab, healthy(tfl, faulty))
+    converge(tfl, faulty)
+
+
 # ------------------------------------------------------------------ the fleet
 def test_systemd_hosts_in_the_fleet(tfl):
     if not tfl.systemd:
@@ -265,72 +290,30 @@ def test_stopped_daemon(tfl):
     """A user's copy needs the daemon (home-manager's app; s2's deploy, on a
     systemd host). Root opens the store itself: n1 and s1 deploy without
     noticing, as NixOS's root does."""
-    lab, faulty = tfl.lab, ['m1', 's2']
-    before = snapshot(lab, lab.hosts)
-    tfl.new_version()
-    for host in faulty:
-        lab.stop_daemon(host)
-    try:
-        run = tfl.deploy()
-    finally:
-        for host in faulty:
-            lab.start_daemon(host)
-    assert run.rc != 0, run
-    for host in faulty:
-        assert_fault(run, lab, host, before, 'copy', ('nix-daemon', 'daemon'))
-    assert_deployed(run, lab, healthy(tfl, faulty))
-    converge(tfl, faulty)
+    run_with_fault(tfl, ['m1', 's2'], 'copy', ('nix-daemon', 'daemon'),
+                   tfl.lab.stop_daemon, tfl.lab.start_daemon)
 
 
 def test_read_only_store(tfl):
-    lab, faulty = tfl.lab, NIXOS + ['m1']
-    before = snapshot(lab, lab.hosts)
-    tfl.new_version()
-    for host in faulty:
-        lab.set_store_read_only(host, True)
-    try:
-        run = tfl.deploy()
-    finally:
-        for host in faulty:
-            lab.set_store_read_only(host, False)
-    assert run.rc != 0, run
-    for host in faulty:
-        assert_fault(run, lab, host, before, 'copy', ('read-only',))
-    assert_deployed(run, lab, healthy(tfl, faulty))
-    converge(tfl, faulty)
+    lab = tfl.lab
+    run_with_fault(tfl, NIXOS + ['m1'], 'copy', ('read-only',),
+                   lambda host: lab.set_store_read_only(host, True),
+                   lambda host: lab.set_store_read_only(host, False))
 
 
 # ------------------------------------------------------------------ sudo
 def test_sudo_asks_for_a_password(tfl):
     """d1 (darwin) and s2 (NixOS on systemd) log in as deploy and become
     root with sudo, and no become password is given."""
-    lab, faulty = tfl.lab, list(TFL_SUDO)
-    before = snapshot(lab, lab.hosts)
-    tfl.new_version()
-    for host in faulty:
-        lab.set_sudo_password(host, True)
-    try:
-        run = tfl.deploy()
-    finally:
-        for host in faulty:
-            lab.set_sudo_password(host, False)
-    assert run.rc != 0, run
-    for host in faulty:
-        # the copy is the deploy user's own (signed paths): root is first
-        # needed by the activation
-        assert_fault(run, lab, host, before, 'activate', ('password',))
-    assert_deployed(run, lab, healthy(tfl, faulty))
-    converge(tfl, faulty)
+    lab = tfl.lab
+    # the copy is the deploy user's own (signed paths): root is first needed
+    # by the activation
+    run_with_fault(tfl, list(TFL_SUDO), 'activate', ('password',),
+                   lambda host: lab.set_sudo_password(host, True),
+                   lambda host: lab.set_sudo_password(host, False))
 
 
 def test_become_user_that_does_not_exist(tfl):
-    lab, faulty = tfl.lab, list(TFL_SUDO)
-    before = snapshot(lab, lab.hosts)
-    tfl.new_version()
     # only the hosts that become someone use it
-    run = tfl.deploy('-e', 'ansible_become_user=nosuchuser')
-    assert run.rc != 0, run
-    for host in faulty:
-        assert_fault(run, lab, host, before, 'activate', ('nosuchuser',))
-    assert_deployed(run, lab, healthy(tfl, faulty))
-    converge(tfl, faulty)
+    run_with_fault(tfl, list(TFL_SUDO), 'activate', ('nosuchuser',),
+                   args=('-e', 'ansible_become_user=nosuchuser'))
