@@ -49,7 +49,7 @@ PLAYBOOK = [{
         {'name': 'eval', 'nixdeploy.fleet.nix_eval': {}, 'register': 'ev'},
         {'name': 'build', 'nixdeploy.fleet.nix_build': {'drv_path': '{{ ev.drv_path }}'}},
         {'name': COPY_TASK, 'nixdeploy.fleet.nix_copy_closure': {
-            'path': '{{ ev.out_path }}', 'mode': '{{ copy_mode }}',
+            'path': '{{ ev.out_path }}', 'copy_mode': '{{ copy_mode }}',
             'signing_key': '{{ nix_signing_key }}', 'nix_options': '{{ nix_options }}'}},
         {'name': 'activate', 'nixdeploy.fleet.nix_activate': {
             'path': '{{ ev.out_path }}', 'goal': 'switch'}},

@@ -63,10 +63,10 @@ init_plugin_loader(os.environ['ANSIBLE_COLLECTIONS_PATH'].split(os.pathsep))
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _inventory, _nix
 
 config, flake, source = sys.argv[1:4]
-opts = _nix.NixOptions(options={'substituters': ''})
-opts.options = _inventory.eval_options(opts)
+runner = _nix.Runner(_nix.NixOptions(options={'substituters': ''}))
 start = time.monotonic()
-_nix.nix_json(opts, 'eval', _inventory.eval_args('path:' + flake, source), 'benchmark eval')
+runner.json('eval', _inventory.eval_args(runner.outputs('path:' + flake), source),
+            'benchmark eval')
 nix_seconds = time.monotonic() - start
 nix_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 

@@ -24,13 +24,14 @@ from ansible import constants as C
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _build, _builders, _closure, _role_vars)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    facts_in_flight, unlink_host_args, vars_of, with_facts)
+    facts_in_flight, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
     parse_probe, probe_script, remote_program)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
     EvalError, Evaluator, host_request, normalised)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    NixError, NixOptions, flake_ref, options_of)
+    NixError, NixOptions, options_of)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, is_store_path)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
@@ -62,7 +63,7 @@ class ActionModule(NixdeployAction):
         self._opts = NixOptions.from_params(args)
         self._check_mode = self.check_mode
         for_diff = (self._check_mode and self._task.diff and args['closure_diff']
-                    and _build.build_place(args, task_vars) == _build.CONTROLLER)
+                    and _build.build_place(args) == _build.CONTROLLER)
         if for_diff:
             # `--check --diff` compares closures, so the new systems must be
             # in the controller's store: build them there for real (no host
@@ -89,9 +90,11 @@ class ActionModule(NixdeployAction):
 
     # ------------------------------------------------------------ requests
     def _request(self, host, args, hostvars):
-        """{drv, eval (a nix_eval request when there is no drv), build_on}."""
-        drv = _build.drv_of(args, hostvars)
-        request = {'drv': drv, 'eval': None, 'build_on': _build.build_place(args, hostvars)}
+        """{drv, eval (a nix_eval request when there is no drv), build_on}
+        (``args``: the host's, ``drv_path`` its nix_eval fact when the task
+        leaves it unset)."""
+        drv = args.get('drv_path')
+        request = {'drv': drv, 'eval': None, 'build_on': _build.build_place(args)}
         if drv is None:
             base_dir = self._loader.get_basedir()
             request['eval'] = host_request(host, args, hostvars,
@@ -102,12 +105,7 @@ class ActionModule(NixdeployAction):
 
     def _from_batch(self, host, own):
         args = self._args
-        if _builders.parse_build_on(args.get('build_on')) == \
-                _builders.parse_build_on(self._vars.get('nix_build_on')):
-            # build_on: "{{ nix_build_on }}" (the role): each host's own,
-            # whether the var is a list or a comma-separated string
-            args = dict(args, build_on=None)
-        args = unlink_host_args(args, self._vars, _build.PER_HOST_ARGS)
+        shared = self.filled.shared(args)
 
         def compute(hosts):
             requests, entries = {}, {}
@@ -116,8 +114,9 @@ class ActionModule(NixdeployAction):
             in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
             for name in hosts:
                 try:
+                    hostvars = with_facts(vars_of(self._vars, name), in_flight.get(name))
                     requests[name] = normalised(self._request(
-                        name, args, with_facts(vars_of(self._vars, name), in_flight.get(name))))
+                        name, self.filled.for_host(args, self.ROLE_VARS, hostvars), hostvars))
                 except (EvalError, NixError, _builders.BuildOnError) as exc:
                     entries[name] = {'error': u'%s' % exc}
             entries.update(self._build_batch(requests))
@@ -125,7 +124,7 @@ class ActionModule(NixdeployAction):
 
         entry, data, _here = self.from_batch(
             'build', [options_of(self._args), self._check_mode,
-                      [args.get(k) for k in sorted(_build.PER_HOST_ARGS)],
+                      [shared.get(k) for k in ('attr', 'build_on', 'drv_path', 'flake')],
                       self._args.get('gc_root_dir'), self._args.get('builder_min_free_mb')],
             compute, own)
         if entry is None:

@@ -22,18 +22,16 @@ from ansible import constants as C
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _builders, _cascade, _closure, _copy, _nix, _peer, _role_vars)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    fact_or_var, facts_in_flight, unlink_host_args, vars_of, with_facts)
+    facts_in_flight, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, split_ssh_args, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._ssh import ssh_master
 
-# Arguments that may differ per host in cascade mode, and their host vars: an
-# argument equal to this host's own var means "each host's own" (see
-# _batch.unlink_host_args), so the batch's other hosts use their var.
-PER_HOST_ARGS = {'path': 'nix_out_path', 'mode': 'nix_copy_mode',
-                 'remote_nix_dir': 'nix_remote_nix_dir'}
+# The options that may differ per host in cascade mode (the option table's
+# per-host rows of nix_copy_closure: module_utils/_role_vars.py)
+PER_HOST = ('copy_mode', 'path', 'remote_nix_dir')
 # Connection vars of another host, and the Target field each one fills; a
 # field no host var sets comes from this task's own connection (ansible.cfg,
 # play keywords), as Ansible would use it for that host too.
@@ -59,7 +57,8 @@ class ActionModule(NixdeployAction):
     VALIDATION = VALIDATION
     PHASE = 'copy'
     ERRORS = ERRORS
-    _VALID_ARGS = frozenset(ARGUMENT_SPEC)
+    # the deprecated option names too (Ansible refuses any other argument)
+    _VALID_ARGS = frozenset(ARGUMENT_SPEC) | frozenset(_role_vars.aliases(_role_vars.COPY))
 
     def run(self, tmp=None, task_vars=None):
         started = time.time()
@@ -68,7 +67,7 @@ class ActionModule(NixdeployAction):
         return result
 
     def run_host(self, args, result):
-        if args['mode'] == 'cascade' and not self._task.check_mode:
+        if args['copy_mode'] == 'cascade' and not self._task.check_mode:
             result.update(self._cascade(self.host, args, self.task_vars))
         else:
             result.update(self._copy(self.host, args, self.task_vars))
@@ -87,18 +86,17 @@ class ActionModule(NixdeployAction):
         of the batch to get here); a host the cascade did not cover (its
         arguments templated differently, its system not yet built when the
         cascade ran) is pushed to from the controller, as in push mode."""
-        per_host = unlink_host_args(args, task_vars, PER_HOST_ARGS)
-        shared = dict((k, v) for k, v in args.items() if k not in PER_HOST_ARGS)
+        shared = self.filled.shared(args)
         own = _request(args['path'], 'cascade', args['remote_nix_dir'])
 
         def compute(hosts):
-            return {'hosts': self._run_cascade(hosts, args, per_host, task_vars)}
+            return {'hosts': self._run_cascade(hosts, args, task_vars)}
 
         entry, _data, _here = self.from_batch(
-            'copy', [shared, [per_host.get(k) for k in sorted(PER_HOST_ARGS)],
-                     bool(self._task.diff)], compute, own)
+            'copy', [dict((k, v) for k, v in args.items() if k not in PER_HOST),
+                     [shared.get(k) for k in PER_HOST], bool(self._task.diff)], compute, own)
         if entry is None:
-            out = self._copy(host, dict(args, mode='push'), task_vars)
+            out = self._copy(host, dict(args, copy_mode='push'), task_vars)
             out.update(mode='cascade', copied_from='controller' if out['paths_sent'] else None,
                        sent_to=[], hop_errors=[])
             return out
@@ -117,7 +115,7 @@ class ActionModule(NixdeployAction):
                            'after_header': '%s: paths to copy' % host}
         return out
 
-    def _run_cascade(self, hosts, args, per_host, task_vars):
+    def _run_cascade(self, hosts, args, task_vars):
         """{host: entry} for the batch: every host copying its system in
         cascade mode, whose system the controller holds."""
         own_name = task_vars.get('inventory_hostname')
@@ -127,7 +125,8 @@ class ActionModule(NixdeployAction):
         in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
         for name in hosts:
             hostvars = with_facts(vars_of(task_vars, name), in_flight.get(name))
-            request = self._peer_request(per_host, args, hostvars)
+            request = self._peer_request(self.filled.for_host(args, self.ROLE_VARS, hostvars),
+                                         hostvars)
             if request is None:
                 continue
             try:
@@ -152,21 +151,21 @@ class ActionModule(NixdeployAction):
         return entries
 
     @staticmethod
-    def _peer_request(per_host, args, hostvars):
-        """What the host's own task would ask for, or None when it is not a
+    def _peer_request(args, hostvars):
+        """What the host's own task would ask for (``args``: the host's, as
+        _role_vars.Filled.for_host makes them), or None when it is not a
         cascade copy of a system the batch knows."""
-        mode = per_host.get('mode') or hostvars.get('nix_copy_mode') or args['mode']
+        mode = args['copy_mode']
         connection = str(hostvars.get('ansible_connection') or 'ssh').rsplit('.', 1)[-1]
         try:
-            on_target = _builders.parse_build_on(hostvars.get('nix_build_on')) == 'target'
+            on_target = _builders.parse_build_on(
+                _role_vars.host_value('build_on', hostvars)) == 'target'
         except _builders.BuildOnError:
             on_target = False  # its build task fails saying why
         if mode != 'cascade' or on_target or connection not in _SSH_CONNECTIONS:
             return None
-        path = per_host.get('path') or fact_or_var(hostvars, 'nix_out_path')
-        remote_nix_dir = per_host.get('remote_nix_dir') or hostvars.get('nix_remote_nix_dir')
         try:
-            return _request(path, mode, remote_nix_dir)
+            return _request(args['path'], mode, args['remote_nix_dir'])
         except StoreError:
             return None
 
@@ -180,7 +179,7 @@ class ActionModule(NixdeployAction):
 
     def _copy(self, host, args, task_vars):
         path = store_path_of(args['path'])
-        mode = args['mode']
+        mode = args['copy_mode']
         opts = _nix.NixOptions.from_params(args)
         target = Target.from_connection(self._connection, task_vars)
         ssh_env = target.nix_env()  # refuses unusable ssh options before anything runs
@@ -288,16 +287,14 @@ class ActionModule(NixdeployAction):
         """This host's closure from ONE ``nix path-info -r`` of every system of
         the play batch (the first host to get here asks for all), or None
         when the batch's answer does not hold it (then the host asks alone)."""
-        per_host = unlink_host_args(args, task_vars, {'path': 'nix_out_path'})
-
         def compute(hosts):
             wanted = {}
             in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
             for name in hosts:
-                own = per_host.get('path') or fact_or_var(
-                    with_facts(vars_of(task_vars, name), in_flight.get(name)), 'nix_out_path')
+                hostvars = with_facts(vars_of(task_vars, name), in_flight.get(name))
                 try:
-                    wanted[name] = store_path_of(own)
+                    wanted[name] = store_path_of(
+                        self.filled.for_host(args, self.ROLE_VARS, hostvars)['path'])
                 except StoreError:
                     continue
             infos = _copy.batch_infos(_nix.NixOptions.from_params(args), sorted(set(
@@ -306,7 +303,8 @@ class ActionModule(NixdeployAction):
                                   if infos.get(p)), 'infos': infos}
 
         entry, data, _here = self.from_batch(
-            'closure', [_nix.options_of(args), per_host.get('path')], compute, {'path': path})
+            'closure', [_nix.options_of(args), self.filled.shared(args).get('path')], compute,
+            {'path': path})
         if entry is None:
             return None
         return _closure.listing(data['infos'], path)

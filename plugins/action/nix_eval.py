@@ -19,11 +19,12 @@ from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    Batch, batch_key, play_batch, record_facts, unlink_host_args, vars_of)
+    Batch, batch_key, play_batch, record_facts, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
-    ARGUMENT_SPEC, PER_HOST_ARGS, EvalError, Evaluator, host_request, normalised)
+    ARGUMENT_SPEC, EvalError, Evaluator, host_request, normalised)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    NixError, NixOptions, flake_ref, options_of)
+    NixError, NixOptions, options_of)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._serial import gate
 
@@ -69,7 +70,9 @@ class ActionModule(NixdeployAction):
 
         own = normalised(host_request(host, args, task_vars, resolve))
         opts = NixOptions.from_params(args)
-        batch_args = unlink_host_args(args, task_vars, PER_HOST_ARGS)
+        # what every host shares; flake and attr each host's own when this
+        # host's are its own variables' (_role_vars.Filled)
+        shared = self.filled.shared(args)
 
         def evaluate(requests, entries, chunk_size):
             evaluator = Evaluator(opts, chunk_size)
@@ -82,10 +85,13 @@ class ActionModule(NixdeployAction):
             requests, entries = {}, {}
             for name in hosts:
                 try:
-                    requests[name] = host_request(name, batch_args, vars_of(task_vars, name), resolve)
+                    hostvars = vars_of(task_vars, name)
+                    requests[name] = host_request(
+                        name, self.filled.for_host(args, self.ROLE_VARS, hostvars), hostvars,
+                        resolve)
                 except (EvalError, NixError) as exc:
                     entries[name] = {'error': u'%s' % exc}
-            data = evaluate(requests, entries, args.get('chunk_size'))
+            data = evaluate(requests, entries, args.get('eval_chunk_size'))
             # what the build and copy batches would evaluate again for a host
             # whose facts their worker does not see yet (_batch.with_facts)
             record_facts(C.DEFAULT_LOCAL_TMP, hosts, dict(
@@ -94,8 +100,8 @@ class ActionModule(NixdeployAction):
             return data
 
         entry, data, here = self.from_batch(
-            'eval', [options_of(args), batch_args.get('flake'), batch_args.get('attr'),
-                     args.get('chunk_size')],
+            'eval', [options_of(args), shared.get('flake'), shared.get('attr'),
+                     args.get('eval_chunk_size')],
             # this host's arguments differ from what the batch assumed
             # (templated per host): it is evaluated on its own
             compute, own, alone=lambda: evaluate({host: own}, {}, 1))

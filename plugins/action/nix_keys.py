@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of nixdeploy.fleet.nix_keys.
 
-The logic lives in module_utils/_keys.py; the controller's part of an upload
+The logic lives in module_utils/_keys*.py; the controller's part of an upload
 (the host's own connection, sh with the key on stdin, become when the task has
 it; Ansible's file search path with vault decryption for ``src``) in
 plugin_utils/_keys_upload.py, which nix_activate's ``keys`` option uses too.

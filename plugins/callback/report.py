@@ -99,7 +99,7 @@ from ansible.release import __version__ as ansible_version
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, NixOptions, nix_json
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix_output import flake_metadata
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _report
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _report, _report_record
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._outcome import result_data, task_action
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._report_html import render
 
@@ -137,7 +137,7 @@ class CallbackModule(CallbackBase):
 
     def __init__(self, display=None):
         super(CallbackModule, self).__init__(display=display)
-        self._recorder = _report.Recorder()
+        self._recorder = _report_record.Recorder()
         self._playbooks = []
         self._extra_vars = {}
         self._play_check_mode = False
@@ -245,7 +245,7 @@ class CallbackModule(CallbackBase):
         refs = sorted(set(log.get('eval').get('flake') for log in self._recorder.hosts.values()
                           if log.get('eval').get('flake')))
         if not self.get_option('flake_metadata'):
-            return [_report.flake_record(ref, None) for ref in refs]
+            return [_report_record.flake_record(ref, None) for ref in refs]
         opts = NixOptions(nix_bin=self.get_option('nix_bin'))
         flakes = []
         for ref in refs:
@@ -256,5 +256,5 @@ class CallbackModule(CallbackBase):
             except NixError as exc:
                 self._display.vvv('nixdeploy.fleet.report: %s' % exc)
                 metadata = None
-            flakes.append(_report.flake_record(ref, metadata))
+            flakes.append(_report_record.flake_record(ref, metadata))
         return flakes

@@ -17,20 +17,27 @@ options:
       - Take each option this task leaves unset from the host's variable that the role
         C(nixdeploy.fleet.deploy) has for it, when that variable is defined; its value is
         templated as the argument's would be and checked like it.
-      - An option's variable is C(nix_) and the option's name (C(nix_goal) for C(goal),
-        C(nix_impure) for C(impure)); C(nix_bin), C(nix_args) and C(nix_options) keep their
-        names; C(chunk_size) of nix_eval is C(nix_eval_chunk_size), C(mode) of nix_copy_closure
-        C(nix_copy_mode), C(backup_extension) of nix_activate C(nix_hm_backup_extension).
+      - An option's variable is always C(nix_) and the option's name (C(nix_goal) for C(goal),
+        C(nix_copy_mode) for C(copy_mode), C(nix_eval_chunk_size) for C(eval_chunk_size));
+        C(nix_bin), C(nix_args) and C(nix_options) are their own variables. The former name
+        C(nix_hm_backup_extension) of C(nix_backup_extension) is still read, with a
+        deprecation warning, until release 0.5.0.
       - The options that take part are the Nix options (C(nix_bin), C(nix_args),
-        C(nix_options), C(impure), C(show_trace), C(override_inputs)) and those of the role's
-        variables, for nix_eval C(flake), C(attr), C(chunk_size), C(max_fail_percentage); for
-        nix_build C(build_on), C(gc_root_dir), C(closure_diff); for nix_copy_closure C(mode),
-        C(caches), C(compress), C(check_sigs), C(signing_key), C(remote_nix_dir),
-        C(free_space_margin); for
-        nix_activate C(platform), C(goal), C(magic_rollback), C(confirm_timeout),
-        C(auto_rollback), C(activation_timeout), C(lock_timeout), C(profile),
-        C(remote_nix_dir), C(closure_diff), C(health_checks), C(reboot), C(reboot_timeout),
-        C(pre_switch_checks), C(install_bootloader), C(backup_extension), C(reactivate).
+        C(nix_options), C(impure), C(show_trace), C(override_inputs)) and, for nix_eval,
+        C(flake), C(attr), C(eval_chunk_size), C(max_fail_percentage); for nix_build
+        C(flake), C(attr), C(build_on), C(gc_root_dir), C(closure_diff), C(remote_nix_dir); for
+        nix_copy_closure C(copy_mode), C(caches), C(compress), C(check_sigs), C(signing_key),
+        C(free_space_margin), C(remote_nix_dir); for nix_activate C(platform), C(goal),
+        C(magic_rollback), C(confirm_timeout), C(auto_rollback), C(activation_timeout),
+        C(lock_timeout), C(profile), C(remote_nix_dir), C(closure_diff), C(health_checks),
+        C(reboot), C(reboot_timeout), C(pre_switch_checks), C(install_bootloader),
+        C(backup_extension), C(reactivate).
+      - Without it, C(flake), C(attr), C(build_on), C(platform) and C(remote_nix_dir) still
+        default to the host's variables the Nix inventory sets.
+      - An option that differs per host (C(flake), C(attr), C(build_on), C(copy_mode),
+        C(remote_nix_dir), C(platform)) and whose value is this host's own variable's is each
+        host's own in a computation for the whole play batch, which reads the other hosts'
+        variables for it.
       - The deploy role sets this instead of an argument per option, because every templated
         argument costs the controller a Jinja compilation for each host and task.
     type: bool

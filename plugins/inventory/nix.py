@@ -117,9 +117,12 @@ except ImportError:  # ansible-core 2.18: mark every string unsafe
     from ansible.utils.unsafe_proxy import wrap_var as _data
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import (
-    InventoryError, build_inventory, check_flake, eval_args)
+    InventoryError, check_flake, eval_args)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_hosts import (
+    build_inventory)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    OPTIONS_SPEC, NixError, NixOptions, Runner, flake_ref)
+    OPTIONS_SPEC, NixError, NixOptions, Runner)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._flake_ref import flake_ref
 
 display = Display()
 

@@ -12,40 +12,22 @@ __metaclass__ = type
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _copy, _health, _keys, _platforms, _reboot, _role_vars, _target)
+    _copy, _health, _keys, _platforms, _role_vars, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._data import to_int
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import OPTIONS_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import OPTION as RECORD_STATS
 
+# the table's options (module_utils/_role_vars.py) and nix_activate's own
 ARGUMENT_SPEC = dict(
-    OPTIONS_SPEC,
+    _role_vars.spec(_role_vars.ACTIVATE),
     path=dict(type='str'),
-    platform=dict(type='str', choices=sorted(_platforms.PLATFORMS)),
-    goal=dict(type='str', default='switch', choices=list(_platforms.GOALS)),
     state=dict(type='str', default='activated', choices=['activated', 'confirmed', 'rolled_back']),
-    magic_rollback=dict(type='bool', default=True),
     confirm=dict(type='bool', default=True),
-    confirm_timeout=dict(type='int', default=30),
-    auto_rollback=dict(type='bool', default=True),
-    activation_timeout=dict(type='int', default=240),
-    lock_timeout=dict(type='int', default=60),
     generation=dict(type='int'),
-    profile=dict(type='path'),
-    remote_nix_dir=dict(type='path'),
-    closure_diff=dict(type='bool', default=True),
-    health_checks=_health.ARGUMENT,
-    reboot=dict(type='str', default='never', choices=list(_reboot.MODES)),
-    reboot_timeout=dict(type='int', default=600),
-    pre_switch_checks=dict(type='bool', default=True),
-    install_bootloader=dict(type='bool', default=False),
-    backup_extension=dict(type='str'),
-    reactivate=dict(type='bool', default=False),
     # nix_keys' keys (no_log: they hold secrets) and prune, uploaded around the activation
     keys=dict(_keys.ARGUMENT_SPEC['keys']),
     keys_prune=dict(_keys.ARGUMENT_SPEC['prune']),
     # the deploy role's earlier results: a successful result keeps the outcome as custom stats
     record_stats=RECORD_STATS,
-    **_role_vars.SPEC
 )
 
 
@@ -53,7 +35,7 @@ def check_params(params, platform):
     """Errors in ``params`` for ``platform`` (its table row), as a message, or None."""
     spec = _platforms.platform_spec(platform)
     goal, state = params['goal'], params['state']
-    if goal not in spec['goals'] and goal != 'dry-activate':
+    if not _platforms.offers_goal(platform, goal):
         return '%s supports the goals %s, not %s' % (platform, ', '.join(spec['goals']), goal)
     if state != 'activated' and (params.get('keys') or params.get('keys_prune')):
         return 'keys and keys_prune go with state=activated only (state=%s activates nothing ' \
@@ -72,18 +54,13 @@ def check_params(params, platform):
     if params.get('generation') is not None and params['generation'] < 1:
         return 'generation must be a positive generation number'
     reboot = params.get('reboot') or 'never'
-    moves = _platforms.goal_spec(goal)['moves_profile']
-    if state == 'activated' and reboot != 'never' and not moves and goal != 'dry-activate':
+    goal_row = _platforms.goal_spec(goal)
+    if state == 'activated' and reboot != 'never' and not goal_row['moves_profile'] \
+            and not goal_row['dry']:
         return 'reboot=%s needs goal switch or boot: a reboot undoes goal %s' % (reboot, goal)
-    if state == 'activated' and reboot == 'always' and not reboots(platform):
+    if state == 'activated' and reboot == 'always' and not _platforms.reboots(platform):
         return 'reboot=always: %s has no boot goal to reboot into (only NixOS reboots)' % platform
     return _health.problems(params.get('health_checks') or [])
-
-
-def reboots(platform):
-    """Whether nix_activate can reboot hosts of ``platform``: those whose
-    table row has a boot goal (NixOS)."""
-    return 'boot' in _platforms.platform_spec(platform)['goals']
 
 
 def magic_applies(params):

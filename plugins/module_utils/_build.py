@@ -23,8 +23,9 @@ A derivation is built as ``X.drv^*`` (all its outputs; Nix 2.15+ reads a
 bare ``X.drv`` as the file itself), or as the bare ``X.drv`` on a Nix older
 than 2.13, which has no ``^`` syntax (``Runner.built``). The .drv files come
 from nix_eval, which instantiates them in the controller's store. What Nix
-prints (derivations, path infos, build errors) is read by ``_nix_output``,
-so ``graph`` and ``infos`` below have one shape on every Nix version.
+prints (derivations, path infos) is read by ``_nix_output``, its build errors
+by ``_nix_stderr``, so ``graph`` and ``infos`` below have one shape on every
+Nix version.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -34,37 +35,23 @@ __metaclass__ = type
 import os
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _builders, _closure, _nix_output, _role_vars)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import fact_or_var
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    OPTIONS_SPEC, NixError, Runner)
+    _builders, _closure, _nix_output, _nix_stderr, _role_vars)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, Runner
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import OPTION as RECORD_STATS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import file_name
 
 GCROOTS_DIR = '/nix/var/nix/gcroots'
-DEFAULT_GC_ROOT_DIR = GCROOTS_DIR + '/nixdeploy'
 CONTROLLER = _builders.CONTROLLER
 TARGET = _builders.TARGET
 LOG_TAIL_LINES = 25
 
-ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
-    'drv_path': {'type': 'str'},
-    'flake': {'type': 'str'},
-    'attr': {'type': 'str'},
-    'build_on': {'type': 'list', 'elements': 'str'},
+# the table's options (module_utils/_role_vars.py) and nix_build's own
+ARGUMENT_SPEC = dict(_role_vars.spec(_role_vars.BUILD), **{
     'builder_min_free_mb': {'type': 'int', 'default': _builders.DEFAULT_MIN_FREE_MB},
-    'gc_root_dir': {'type': 'path', 'default': DEFAULT_GC_ROOT_DIR},
-    'remote_nix_dir': {'type': 'str'},
     'timeout': {'type': 'int'},
-    'closure_diff': {'type': 'bool', 'default': False},
     # the deploy role's eval result: a successful result keeps the outcome as custom stats
     'record_stats': RECORD_STATS,
 })
-ARGUMENT_SPEC.update(_role_vars.SPEC)
-
-# Task arguments that may differ per host, and their host var counterparts.
-PER_HOST_ARGS = {'drv_path': 'nix_drv_path', 'build_on': 'nix_build_on',
-                 'flake': 'nix_flake', 'attr': 'nix_attr'}
 
 
 def gc_root_path(gc_root_dir, host):
@@ -74,18 +61,13 @@ def gc_root_path(gc_root_dir, host):
     return os.path.join(gc_root_dir, file_name(host))
 
 
-def build_place(args, hostvars):
+def build_place(args):
     """``controller``, ``target``, a builder or a list of builders (inventory
-    names or store URIs): the argument, else the host var ``nix_build_on`` (a string,
-    comma-separated names, or a list), else ``controller``. BuildOnError when
-    controller or target stands in a list."""
-    return (_builders.parse_build_on(args.get('build_on'))
-            or _builders.parse_build_on(hostvars.get('nix_build_on')) or CONTROLLER)
-
-
-def drv_of(args, hostvars):
-    """The host's derivation: the argument, else the nix_eval fact, else None."""
-    return args.get('drv_path') or fact_or_var(hostvars, 'nix_drv_path')
+    names or store URIs) from ``build_on`` (a string, comma-separated names,
+    or a list; the host var ``nix_build_on`` when the task leaves it unset),
+    else ``controller``. BuildOnError when controller or target stands in a
+    list."""
+    return _builders.parse_build_on(args.get('build_on')) or CONTROLLER
 
 
 # ------------------------------------------------------------------ graphs
@@ -133,7 +115,7 @@ class Builder:
                                         + self.runner.built(drvs), env=env)
         if rc != 0:
             raise NixError('finding what to build', argv=argv, rc=rc, stderr=err)
-        return _nix_output.dry_run(err)
+        return _nix_stderr.dry_run(err)
 
     def copy_derivations(self, drvs, uri, env):
         args = ['--derivation', '--to', uri] + list(drvs)
@@ -238,7 +220,7 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False)
     outs = dict((drv, outputs_of(graph, drv)) for drv in drvs)
     missing = builder.invalid([p for ps in outs.values() for p in ps], store_args, env) \
         if rc != 0 else set()
-    by_drv, other = _nix_output.build_failures(err)
+    by_drv, other = _nix_stderr.build_failures(err)
     for drv in drvs:
         if any(p in missing for p in outs[drv]):
             needed = drv_closure(graph, drv)

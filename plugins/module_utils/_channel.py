@@ -25,7 +25,8 @@ import os
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    OPTIONS_SPEC, NixError, Runner, flake_ref, run)
+    OPTIONS_SPEC, NixError, Runner, run)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix_output import flake_metadata
 
 try:

@@ -20,26 +20,19 @@ __metaclass__ = type
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _nix, _nix_output, _role_vars, _script)
+    _nix, _nix_stderr, _role_vars, _script)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import OPTION as RECORD_STATS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     file_name, is_store_path)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._target import ROOT_STATE_DIR
 
+# every option is one of the table's (module_utils/_role_vars.py), but record_stats
 ARGUMENT_SPEC = dict(
-    path=dict(type='str', required=True),
-    mode=dict(type='str', default='push', choices=['push', 'substitute', 'cache', 'cascade']),
-    caches=dict(type='list', elements='str', default=[]),
-    compress=dict(type='bool', default=False),
-    signing_key=dict(type='path', no_log=True),
-    check_sigs=dict(type='str', default='auto', choices=['auto', 'true', 'false']),
-    remote_nix_dir=dict(type='str'),
-    free_space_margin=dict(type='float', default=1.1),
+    _role_vars.spec(_role_vars.COPY),
     # the deploy role's earlier results: a successful result keeps the outcome as custom stats
     record_stats=RECORD_STATS,
-    **dict(_nix.OPTIONS_SPEC, **_role_vars.SPEC)
 )
-VALIDATION = {'required_if': [('mode', 'cache', ('caches',))]}
+VALIDATION = {'required_if': [('copy_mode', 'cache', ('caches',))]}
 
 # What a copy needs in the target's store besides the NAR size of the
 # missing paths times free_space_margin: a block per path (a file system
@@ -232,7 +225,7 @@ def batch_infos(opts, paths):
         try:
             infos = runner.path_infos(paths, ['-r'], 'reading the closures of the batch')
         except _nix.NixError as exc:
-            bad = _nix_output.not_valid(exc.stderr) & set(paths)
+            bad = _nix_stderr.not_valid(exc.stderr) & set(paths)
             if not bad:
                 return {}
             paths = [p for p in paths if p not in bad]
@@ -261,7 +254,7 @@ def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=No
     argv, rc, _out, err = _nix.Runner(opts, timeout).run('copy', args + [path], env=env)
     if rc != 0:
         raise _nix.NixError('nix copy to %s failed' % uri, argv=argv, rc=rc, stderr=err)
-    return _nix_output.sent_paths(err)
+    return _nix_stderr.sent_paths(err)
 
 
 def fetch_script(nix_dir, path, caches):
@@ -299,18 +292,18 @@ def hop_script(nix_dir, known_keys, uri, path, port=None, no_check_sigs=False):
 
 def fault_message(host, text, doing, mount=None, said=None):
     """The user's words for a store fault ``text`` tells of (a full disk, a
-    read-only store, a stopped nix-daemon; ``_nix_output.store_fault``) met
+    read-only store, a stopped nix-daemon; ``_nix_stderr.store_fault``) met
     while ``doing`` ('during the copy'), or None when it tells of none.
     ``said``: what to quote instead of the line that told."""
-    kind, line = _nix_output.store_fault(text)
+    kind, line = _nix_stderr.store_fault(text)
     line = said or line
-    if kind == _nix_output.NO_SPACE:
+    if kind == _nix_stderr.NO_SPACE:
         return ('no space left on %s on %s %s (%s): free space there (nix-collect-garbage -d) '
                 'and deploy again' % (mount or '/nix', host, doing, line))
-    if kind == _nix_output.READ_ONLY:
+    if kind == _nix_stderr.READ_ONLY:
         return ('the Nix store on %s is read-only %s (%s): remount it read-write (or deploy '
                 'to a host whose store can change)' % (host, doing, line))
-    if kind == _nix_output.NO_DAEMON:
+    if kind == _nix_stderr.NO_DAEMON:
         return ('the nix-daemon on %s is not running %s (%s): start it (on systemd: systemctl '
                 'start nix-daemon.socket; on macOS: launchctl kickstart -k '
                 'system/org.nixos.nix-daemon) or connect as a user who opens the store itself '
@@ -389,7 +382,7 @@ def ssh_problem(stderr):
 
 def looks_unsigned(stderr):
     """Whether the target refused paths for want of a signature (every Nix's words)."""
-    return _nix_output.unsigned(stderr)
+    return _nix_stderr.unsigned(stderr)
 
 
 def _last_error(stderr):

@@ -28,9 +28,9 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output, _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_stderr, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    OPTIONS_SPEC, NixError, Runner, nix_list, nix_string)
+    NixError, Runner, nix_list, nix_string)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
     OUTPUT_PLATFORM, attr_string, system_attr_path)
 
@@ -135,16 +135,17 @@ def platform_of(attr_path, platform=None):
 def host_request(host, args, hostvars, resolve_flake):
     """What to evaluate for ``host``: {flake, attr (list), attr_string, platform}.
 
-    ``args``: the task's explicit arguments (may be None), ``hostvars``: the
-    host's variables. Explicit arguments win, then the host vars the Nix
-    inventory sets (nix_flake, nix_attr), then the platform's default
-    attribute for nix_configuration (or the host name).
+    ``args``: the host's arguments (``flake`` and ``attr`` filled from its
+    variables nix_flake and nix_attr when its task left them unset, as the
+    option table says: module_utils/_role_vars.py), ``hostvars``: the host's
+    variables, for its platform and ``nix_configuration``. Without ``attr``,
+    the platform's system attribute of nix_configuration (or the host name).
     """
-    flake = args.get('flake') or hostvars.get('nix_flake')
+    flake = args.get('flake')
     if not flake:
         raise EvalError('no flake: set the flake option or the host var nix_flake')
-    platform = args.get('platform') or hostvars.get('nix_platform')
-    attr = parse_attr(args.get('attr')) or parse_attr(hostvars.get('nix_attr'))
+    platform = args.get('platform') or _role_vars.host_value('platform', hostvars)
+    attr = parse_attr(args.get('attr'))
     if not attr:
         if not platform:
             raise EvalError('no attribute: set attr, the host var nix_attr or nix_platform')
@@ -213,7 +214,7 @@ class Evaluator:
             argv, rc, out, err = self.runner.run(
                 'eval', ['--json'] + self.runner.outputs(flake)
                 + ['--apply', apply_expression([p for _k, p in items])], flake_command=True)
-            traced, rest = _nix_output.traces(err, TRACE_MARKER)
+            traced, rest = _nix_stderr.traces(err, TRACE_MARKER)
             if rc == 0:
                 try:
                     values = json.loads(out)
@@ -243,16 +244,8 @@ class Evaluator:
 
 
 # ------------------------------------------------------------------ arguments
-ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
-    'flake': {'type': 'str'},
-    'attr': {'type': 'str'},
-    'chunk_size': {'type': 'int'},
-    'max_fail_percentage': {'type': 'int'},
-})
-ARGUMENT_SPEC.update(_role_vars.SPEC)
-
-# Task arguments that may differ per host: each has a host var counterpart.
-PER_HOST_ARGS = {'flake': 'nix_flake', 'attr': 'nix_attr'}
+# every option is one of the table's (module_utils/_role_vars.py)
+ARGUMENT_SPEC = _role_vars.spec(_role_vars.EVAL)
 
 
 def normalised(data):

@@ -10,7 +10,8 @@ a ``NixError`` carrying Nix's own message so callers can report it per host.
 Where the command line itself differs between the Nix versions in use (Nix
 2.8 to 2.34, Lix, Determinate Nix), ``Runner`` asks ``nix --version`` once
 per nix binary and process (``nix_features``) and picks the form that
-version understands; what Nix prints is read by ``_nix_output``.
+version understands; what Nix prints is read by ``_nix_output`` (its answers)
+and ``_nix_stderr`` (its errors and progress).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,9 +22,8 @@ import json
 import os
 import shutil
 import subprocess
-from urllib.parse import quote
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output, _nix_stderr
 
 # Debian's nix 2.8 ships flakes and the new CLI as experimental.
 EXPERIMENTAL = ['--extra-experimental-features', 'nix-command flakes']
@@ -41,7 +41,7 @@ class NixError(Exception):
 
     def nix_message(self):
         """Nix's own error text without the progress noise around it."""
-        return _nix_output.error_message(self.stderr)
+        return _nix_stderr.error_message(self.stderr)
 
     def __str__(self):
         detail = self.nix_message()
@@ -363,42 +363,3 @@ def nix_json(opts, subcommand, args, what, flake_command=True, **kwargs):
     timeout = kwargs.pop('timeout', None)
     return Runner(opts, timeout).json(subcommand, args, what,
                                       flake_command=flake_command, **kwargs)
-
-
-def flake_ref(flake, base_dir=None):
-    """Turn a path-like flake (relative to ``base_dir``) into a flake ref, as
-    Nix reads a path given on its command line.
-
-    Flake refs with a scheme (``github:``, ``git+https://``, ``path:``) pass
-    through untouched. A folder inside a git work tree (``.git`` a folder, or
-    a file in a worktree or submodule) at it or above it is that git flake,
-    with ``?dir=`` for a folder below the top: Nix then sees tracked files
-    only, and publish can pin the commit. Any other folder is a ``path:``
-    flake.
-    """
-    if not flake:
-        raise NixError('no flake given')
-    text = str(flake)
-    if ':' in text.split('#', 1)[0] and not text.startswith(('/', '.', '~')):
-        return text
-    path = os.path.expanduser(text)
-    if base_dir and not os.path.isabs(path):
-        path = os.path.join(base_dir, path)
-    path = os.path.abspath(path)
-    top = _git_top(path)
-    if top is None:
-        return 'path:' + path
-    below = os.path.relpath(path, top)
-    return 'git+file://' + top + ('' if below == '.' else '?dir=' + quote(below, safe='/'))
-
-
-def _git_top(path):
-    """The nearest folder at or above ``path`` that holds ``.git``, or None."""
-    current = path
-    while True:
-        if os.path.exists(os.path.join(current, '.git')):
-            return current
-        parent = os.path.dirname(current)
-        if parent == current:
-            return None
-        current = parent

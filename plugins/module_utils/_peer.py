@@ -11,53 +11,36 @@ holds the closure or has failed. It returns one entry per host.
 
 A hop is ``ssh SENDER sh`` (the controller's own ssh, the sender's connection
 vars, host keys checked) running ``_copy.hop_script``: ``nix copy --to
-ssh-ng://RECEIVER PATH`` on the sender. Trust and access, per hop:
-- host key: the sender checks the receiver's key against the lines the
-  controller's own known_hosts holds for the receiver (``ssh -G`` tells which
-  files and which name, ``ssh-keygen -F`` finds the lines), written to a
-  temp file on the sender under a fixed alias and removed when the hop ends;
-- login: a dedicated ``ssh-agent`` started for this hop alone (stopped by its
-  pid afterwards) holds the deploy key(s) with destination constraints
-  (``ssh-add -h sender -h 'sender>receiver'``, bound to both host keys) and a
-  lifetime, and is forwarded to the sender (``ForwardAgent=<socket>``): the
-  sender can use it to log in to this receiver only, while the hop runs.
-Nothing is written on any host but the temp folder of the hop, and what
-OpenSSH 10.1+ sshd makes for the forwarded agent (``~/.ssh/agent/``, and
-``~/.ssh`` when missing), which the hop removes again when the probe found
-the sender without it (``hop_leftovers``).
+ssh-ng://RECEIVER PATH`` on the sender, logged in to the receiver through a
+destination-constrained agent of its own (``_hop_agent``, where the trust and
+access of a hop are told); what the controller's ssh knows about each host is
+read in ``_peer_ssh``. Nothing is written on any host but the temp folder of
+the hop, and what OpenSSH 10.1+ sshd makes for the forwarded agent, which the
+hop removes again (``_hop_agent.hop_leftovers``).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
-import shutil
-import socket
-import subprocess
 import tempfile
 import threading
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _cascade, _copy, _nix, _nix_output, _script)
+    _cascade, _copy, _nix, _nix_stderr, _script)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._hop_agent import (
+    HopAgent, HopError, hop_leftovers)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._peer_ssh import (
+    host_keys, key_files, run_no_tty, ssh_argv, ssh_config)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import StoreError, Target
 
-SENDER_ALIAS = 'nixdeploy-sender'
-RECEIVER_ALIAS = _copy.HOP_ALIAS
-# seconds the hop agent keeps a key even if nobody stops it (the controller
-# died): the sender logs in to the receiver once, at the start of its hop
-AGENT_LIFETIME = 300
 # ssh sessions the controller opens at once to probe the hosts
 PROBE_PARALLEL = 32
 # a sender's ssh must bind the forwarded agent to each hop's host keys
 # (session-bind@openssh.com) for the agent's destination constraints to let it
 # log in to the receiver at all
 MIN_SENDER_OPENSSH = (8, 9)
-
-
-class HopError(Exception):
-    """The controller could not set a hop up (its own agent or key)."""
 
 
 class Peer:
@@ -107,168 +90,6 @@ class Peer:
             remote_program=_copy.remote_program(self.facts['nix_dir'], via_sudo,
                                                 self.target.become_user),
             compress=compress)
-
-
-# ------------------------------------------------------------------ ssh facts
-def ssh_argv(target, command='sh', first=()):
-    """``ssh [first] <target's options> dest command``; ssh keeps the first
-    value of an option, so ``first`` wins over the inventory's."""
-    return ['ssh'] + list(first) + target.ssh_options() + [target.destination, command]
-
-
-def ssh_config(target):
-    """``ssh -G``: {option: [values]} as ssh would connect to ``target``."""
-    rc, out, _err = _run(['ssh', '-G'] + target.ssh_options() + [target.destination])
-    conf = {}
-    if rc == 0:
-        for line in out.splitlines():
-            key, _sep, value = line.strip().partition(' ')
-            if key:
-                conf.setdefault(key.lower(), []).append(value.strip())
-    return conf
-
-
-def known_host_name(conf):
-    """The name ssh looks the host key up under (HostKeyAlias, [host]:port)."""
-    alias = (conf.get('hostkeyalias') or ['none'])[0]
-    if alias and alias != 'none':
-        return alias
-    host = (conf.get('hostname') or [''])[0]
-    port = (conf.get('port') or ['22'])[0]
-    return host if port == '22' else '[%s]:%s' % (host, port)
-
-
-def parse_known_hosts(text):
-    """'type base64' of each plain key line ssh-keygen -F printed. CA and
-    revocation lines (@cert-authority, @revoked) are left out: such a host
-    is not offered to peers (it gets a direct push)."""
-    keys = []
-    for line in (text or '').splitlines():
-        words = line.split()
-        if len(words) < 3 or words[0].startswith('#') or words[0].startswith('@'):
-            continue
-        key = '%s %s' % (words[1], words[2])
-        if key not in keys:
-            keys.append(key)
-    return keys
-
-
-def known_files(conf):
-    files = []
-    for option in ('userknownhostsfile', 'globalknownhostsfile'):
-        for value in conf.get(option) or []:
-            files += [os.path.expanduser(f) for f in value.split() if f != 'none']
-    return [f for f in files if os.path.isfile(f)]
-
-
-def host_keys(conf):
-    name = known_host_name(conf)
-    keys = []
-    for path in known_files(conf):
-        rc, out, _err = _run(['ssh-keygen', '-F', name, '-f', path])
-        if rc == 0:
-            keys += [k for k in parse_known_hosts(out) if k not in keys]
-    return keys
-
-
-def key_files(target, conf):
-    files = [target.private_key_file] if target.private_key_file else []
-    files += [os.path.expanduser(f) for f in conf.get('identityfile') or []]
-    out = []
-    for path in files:
-        if path and os.path.isfile(path) and path not in out:
-            out.append(path)
-    return out
-
-
-def _run(argv, stdin_data=None, env=None):
-    """argv -> (rc, stdout, stderr); no controlling terminal, so nothing can
-    ask for a password or passphrase."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    try:
-        # controller-only code (the nix_copy_closure action plugin), no AnsibleModule
-        # to offer run_command: ansible-test 2.21+ flags subprocess in module_utils
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_data is not None  # pylint: disable=ansible-bad-function
-                                else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=full_env, start_new_session=True,
-                                universal_newlines=True)
-        out, err = proc.communicate(stdin_data)
-    except OSError as exc:
-        return 127, '', '%s: %s' % (argv[0], exc)
-    return proc.returncode, out, err
-
-
-def hop_leftovers(facts):
-    """Values for target/copy-hop.sh: the folders OpenSSH 10.1+ sshd makes for
-    a forwarded agent (``~/.ssh``, ``~/.ssh/agent``) that the sender's probe
-    did not find, so the hop removes them again when it ends."""
-    facts = facts or {}
-    return {'SSH_DIR_NEW': facts.get('ssh_dir') == 'no',
-            'AGENT_DIR_NEW': facts.get('ssh_agent_dir') == 'no'}
-
-
-# ------------------------------------------------------------------ the hop agent
-def _accepts(path):
-    """Whether a unix socket at ``path`` accepts connections."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
-
-
-class HopAgent:
-    """An ssh-agent for one hop, holding the deploy key(s) with destination
-    constraints; started and stopped by its pid, its folder removed."""
-
-    def __init__(self, folder):
-        self.folder = folder
-        self.sock = os.path.join(folder, 'agent')
-        self.proc = None
-
-    def start(self, keys, sender_keys, receiver_keys):
-        hostkeys = os.path.join(self.folder, 'hostkeys')
-        with open(hostkeys, 'w') as handle:
-            for alias, lines in ((SENDER_ALIAS, sender_keys), (RECEIVER_ALIAS, receiver_keys)):
-                for key in lines:
-                    handle.write('%s %s\n' % (alias, key))
-        try:
-            # a process of its own, stopped by its pid (see _run for the pylint note)
-            self.proc = subprocess.Popen(['ssh-agent', '-D', '-a', self.sock],  # pylint: disable=ansible-bad-function
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL, start_new_session=True)
-        except OSError as exc:
-            raise HopError('cannot start ssh-agent on the controller: %s' % exc)
-        # the socket file exists from bind(), before the agent listens: wait
-        # until it accepts a connection, or ssh-add meets "connection refused"
-        deadline = time.time() + 10
-        while not _accepts(self.sock):
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise HopError('ssh-agent on the controller did not start')
-            time.sleep(0.01)
-        argv = ['ssh-add', '-q', '-t', str(AGENT_LIFETIME), '-H', hostkeys,
-                '-h', SENDER_ALIAS, '-h', '%s>%s' % (SENDER_ALIAS, RECEIVER_ALIAS)] + list(keys)
-        rc, _out, err = _run(argv, env={'SSH_AUTH_SOCK': self.sock,
-                                        'SSH_ASKPASS_REQUIRE': 'never'})
-        if rc != 0:
-            raise HopError('cannot load the deploy key into a destination-constrained agent '
-                           '(ssh-add -h needs OpenSSH 8.9; a key with a passphrase cannot be '
-                           'loaded unattended): %s' % (err.strip()[-300:] or 'exit %d' % rc))
-        return self.sock
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ the run
@@ -353,8 +174,8 @@ class CascadeRun:
                                                      root_key=peer.name, root_path=peer.path))
         # never an agent here (whatever ssh_config says): on OpenSSH 10.1+ a
         # forwarded one would make the ~/.ssh/agent/ the probe looks for
-        rc, out, err = _run(ssh_argv(peer.target, first=['-o', 'ForwardAgent=no']),
-                            stdin_data=script)
+        rc, out, err = run_no_tty(ssh_argv(peer.target, first=['-o', 'ForwardAgent=no']),
+                                  stdin_data=script)
         facts = _copy.parse_probe(out)
         if rc == _cascade.SSH_EXIT:
             why = _copy.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
@@ -451,13 +272,13 @@ class CascadeRun:
             # forwarded agent to this session (what the constraints check)
             first = ['-o', 'IdentityAgent=%s' % sock, '-o', 'ForwardAgent=%s' % sock,
                      '-o', 'ControlMaster=no', '-o', 'ControlPath=none']
-            rc, _out, err = _run(ssh_argv(sender.target, first=first),
-                                 stdin_data=_copy.stdin_free(script))
+            rc, _out, err = run_no_tty(ssh_argv(sender.target, first=first),
+                                       stdin_data=_copy.stdin_free(script))
         finally:
             agent.stop()
         kind = _cascade.hop_failure(rc, err)
         if kind == _cascade.OK:
-            return kind, '', _nix_output.sent_paths(err)
+            return kind, '', _nix_stderr.sent_paths(err)
         return kind, _cascade.failure_reason(kind, err, rc), None
 
     def _push(self, path, receiver):

@@ -165,25 +165,35 @@ PLATFORMS = {
 #                     without waiting; busy_mark in its output = another
 #                     switch held it and nothing changed; or None
 
-# The goals of an activation (as colmena's Goal), for every platform that
-# lists the goal in its row's 'goals' (dry-activate: all of them):
+# The goals of an activation (as colmena's Goal). A platform offers the goals
+# its row's 'goals' lists, and every dry goal (each platform has a dry run or
+# reports only). What each goal's row says:
+#   dry             activates nothing: a report of what an activation would
+#                   do, which never reports a change (as check mode)
 #   moves_profile   the profile is set to the new system before activating
 #   records_active  the activated system is what runs now (kept in the state
 #                   folder where no current_link says it)
 #   magic_rollback  the watchdog waits for a confirmation (else: nothing runs
 #                   the new system that a lost connection could reveal)
+#   before_reboot   the goal a reboot's activation takes: the new system
+#                   becomes the boot default and nothing runs it before the
+#                   reboot; a platform that offers it can reboot (NixOS)
 #   current         what must already be the new system for "unchanged":
 #                   the profile, the active system or both
 #   rollback_goal   the goal a rollback of this goal re-activates with
 #   done            the summary's word for a done activation
 GOALS = {
-    'switch': {'moves_profile': True, 'records_active': True, 'magic_rollback': True,
+    'switch': {'dry': False, 'moves_profile': True, 'records_active': True,
+               'magic_rollback': True, 'before_reboot': False,
                'current': 'both', 'rollback_goal': 'switch', 'done': 'switched'},
-    'boot': {'moves_profile': True, 'records_active': False, 'magic_rollback': False,
+    'boot': {'dry': False, 'moves_profile': True, 'records_active': False,
+             'magic_rollback': False, 'before_reboot': True,
              'current': 'profile', 'rollback_goal': 'boot', 'done': 'boot default set'},
-    'test': {'moves_profile': False, 'records_active': True, 'magic_rollback': True,
+    'test': {'dry': False, 'moves_profile': False, 'records_active': True,
+             'magic_rollback': True, 'before_reboot': False,
              'current': 'active', 'rollback_goal': 'test', 'done': 'activated (test)'},
-    'dry-activate': {'moves_profile': False, 'records_active': False, 'magic_rollback': False,
+    'dry-activate': {'dry': True, 'moves_profile': False, 'records_active': False,
+                     'magic_rollback': False, 'before_reboot': False,
                      'current': 'both', 'rollback_goal': 'switch', 'done': 'dry-activated'},
 }
 
@@ -194,6 +204,28 @@ def goal_spec(goal):
         return GOALS[goal]
     except KeyError:
         raise ValueError('unknown goal %r (known: %s)' % (goal, ', '.join(sorted(GOALS))))
+
+
+def is_dry(goal):
+    """Whether ``goal`` only reports what an activation would do."""
+    return goal_spec(goal)['dry']
+
+
+def offers_goal(platform, goal):
+    """Whether ``platform`` can activate with ``goal`` (its row's goals, and
+    the dry ones everywhere)."""
+    return goal in platform_spec(platform)['goals'] or is_dry(goal)
+
+
+def reboot_goal():
+    """The goal a reboot's activation takes (the boot default, nothing run)."""
+    return next(name for name, spec in GOALS.items() if spec['before_reboot'])
+
+
+def reboots(platform):
+    """Whether nix_activate can reboot hosts of ``platform``: those that
+    offer the reboot's goal (NixOS)."""
+    return reboot_goal() in platform_spec(platform)['goals']
 
 
 def moves_profile(platform, goal):

@@ -1,51 +1,252 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The option ``from_role_vars`` of nix_eval, nix_build, nix_copy_closure and
-nix_activate: each option a task leaves unset comes from the host's variable
-the deploy role has for it (plugin_utils/_action.py reads them).
+"""THE table of the phase modules' options that the deploy role sets from its
+variables: option, role variable, default (in the spec), scope, modules.
 
-Why: every templated task argument costs the controller a Jinja compilation
-in the task's worker, for every host and task (a forked worker compiles
-afresh); a deploy role task that wrote ``goal: "{{ nix_goal }}"`` for each of
-its options spent most of its worker's CPU there (docs/benchmarks.md,
-"Overhead"). The role now passes each phase's own inputs and this flag.
+Everything else follows it: the modules' argument specs take these entries
+(``spec``), the action base fills the options a task leaves unset from the
+variables (``fill``), a batch computes each other host's value of a per-host
+option from that host's own variable (``Filled.for_host``); the role's
+argument spec and defaults, and the doc fragment ``role_vars``, are checked
+against it by tests/unit/roles/test_role_vars_table.py.
+
+A row's variable is always ``nix_`` + its option (an option whose name
+starts with ``nix_`` is its own variable). Older irregular names stay for
+one release as deprecated aliases: a variable (``old``) read when the new
+one is not defined, an option name (``old_option``) kept as an alias.
+
+Scope: ``batch`` options are one value for the whole play batch (part of
+what two hosts must share to share one computation); ``host`` options differ
+per host: the batch reads each host's own variable for them when this host's
+value is its own variable's (filled from it, or a task argument templated
+from it, as ``path: "{{ deploy_eval.out_path }}"`` is the fact
+``nix_out_path``). ``inventory`` rows are read from the host's variable even
+without ``from_role_vars``: the Nix inventory sets them, and the modules
+document that default. ``fact`` names the fact an action set that stands for
+the option (a fact wins over a variable of the same name).
+
+Why variables at all: every templated task argument costs the controller a
+Jinja compilation in the task's worker for every host and task; the role
+passes each phase's own inputs and ``from_role_vars`` (docs/benchmarks.md,
+"Overhead").
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-SPEC = {'from_role_vars': {'type': 'bool', 'default': False}}
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _health, _platforms, _reboot
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import fact_or_var
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import OPTIONS_SPEC
 
-# option -> the deploy role's variable (roles/deploy/meta/argument_specs.yml)
-NIX = {'nix_bin': 'nix_bin', 'nix_args': 'nix_args', 'nix_options': 'nix_options',
-       'impure': 'nix_impure', 'show_trace': 'nix_show_trace',
-       'override_inputs': 'nix_override_inputs'}
-EVAL = dict(NIX, flake='nix_flake', attr='nix_attr', chunk_size='nix_eval_chunk_size',
-            max_fail_percentage='nix_max_fail_percentage')
-BUILD = dict(NIX, build_on='nix_build_on', gc_root_dir='nix_gc_root_dir',
-             closure_diff='nix_closure_diff')
-COPY = dict(NIX, mode='nix_copy_mode', caches='nix_caches', compress='nix_compress',
-            check_sigs='nix_check_sigs', signing_key='nix_signing_key',
-            remote_nix_dir='nix_remote_nix_dir', free_space_margin='nix_free_space_margin')
-ACTIVATE = dict(NIX, platform='nix_platform', goal='nix_goal',
-                magic_rollback='nix_magic_rollback', confirm_timeout='nix_confirm_timeout',
-                auto_rollback='nix_auto_rollback', activation_timeout='nix_activation_timeout',
-                lock_timeout='nix_lock_timeout', profile='nix_profile',
-                remote_nix_dir='nix_remote_nix_dir', closure_diff='nix_closure_diff',
-                health_checks='nix_health_checks', reboot='nix_reboot',
-                reboot_timeout='nix_reboot_timeout', pre_switch_checks='nix_pre_switch_checks',
-                install_bootloader='nix_install_bootloader',
-                backup_extension='nix_hm_backup_extension', reactivate='nix_reactivate')
+EVAL, BUILD, COPY, ACTIVATE = 'eval', 'build', 'copy', 'activate'
+PHASES = (EVAL, BUILD, COPY, ACTIVATE)
+# the release that drops the deprecated names
+REMOVED_IN = '0.5.0'
+COLLECTION = 'nixdeploy.fleet'
+
+FLAG = 'from_role_vars'
+FLAG_SPEC = {'type': 'bool', 'default': False}
 
 
-def unset_from(variables, args, role_vars, render):
-    """``args`` with each option of ``role_vars`` it leaves unset taken from
-    ``variables`` (rendered by ``render``, as a task argument would be) when
-    the variable is defined there."""
-    merged = dict(args)
-    for option, name in sorted(role_vars.items()):
-        if option not in merged and name in variables:
-            merged[option] = render(variables[name])
-    return merged
+class Row(object):
+    """One option of the table."""
+
+    __slots__ = ('option', 'variable', 'modules', 'scope', 'spec', 'inventory', 'fact',
+                 'old', 'old_option')
+
+    def __init__(self, option, modules, spec, scope='batch', inventory=False, fact=None,
+                 old=None, old_option=None):
+        self.option = option
+        self.variable = option if option.startswith('nix_') else 'nix_' + option
+        self.modules, self.spec, self.scope = modules, spec, scope
+        self.inventory, self.fact, self.old, self.old_option = inventory, fact, old, old_option
+
+    @property
+    def default(self):
+        return self.spec.get('default')
+
+    def own_value(self, variables):
+        """(value, variable name) of this row's variable in ``variables``,
+        the deprecated name when only it is defined; (None, None) when
+        neither is."""
+        for name in (self.variable, self.old):
+            if name and name in variables:
+                return variables[name], name
+        return None, None
+
+    def host_value(self, host_vars):
+        """What ``host_vars`` (a host's variables, as hostvars) give this
+        option: its fact, else its variable (or the deprecated name), else
+        None."""
+        if self.fact:
+            return fact_or_var(host_vars, self.fact)
+        for name in (self.variable, self.old):
+            if name:
+                value = host_vars.get(name)
+                if value not in (None, ''):
+                    return value
+        return None
+
+
+# a folder on the target: a string (type path would expand ~ on the controller)
+_PATH = {'type': 'str'}
+
+ROWS = tuple(Row(name, PHASES, OPTIONS_SPEC[name]) for name in sorted(OPTIONS_SPEC)) + (
+    # nix_eval (and nix_build when it is given no derivation)
+    Row('flake', (EVAL, BUILD), {'type': 'str'}, scope='host', inventory=True),
+    Row('attr', (EVAL, BUILD), {'type': 'str'}, scope='host', inventory=True),
+    Row('eval_chunk_size', (EVAL,), {'type': 'int'}, old_option='chunk_size'),
+    Row('max_fail_percentage', (EVAL,), {'type': 'int', 'default': 100}),
+    # nix_build
+    # a string (names separated by commas) or a list: _builders.parse_build_on
+    Row('build_on', (BUILD,), {'type': 'raw', 'default': 'controller'}, scope='host',
+        inventory=True),
+    Row('gc_root_dir', (BUILD,), {'type': 'path', 'default': '/nix/var/nix/gcroots/nixdeploy'}),
+    Row('closure_diff', (BUILD, ACTIVATE), {'type': 'bool', 'default': True}),
+    # nix_copy_closure
+    Row('copy_mode', (COPY,), {'type': 'str', 'default': 'push',
+                               'choices': ['push', 'substitute', 'cache', 'cascade']},
+        scope='host', old_option='mode'),
+    Row('caches', (COPY,), {'type': 'list', 'elements': 'str', 'default': []}),
+    Row('compress', (COPY,), {'type': 'bool', 'default': False}),
+    Row('check_sigs', (COPY,), {'type': 'str', 'default': 'auto', 'choices': ['auto', 'true', 'false']}),
+    Row('signing_key', (COPY,), {'type': 'path', 'no_log': True}),
+    Row('free_space_margin', (COPY,), {'type': 'float', 'default': 1.1}),
+    Row('remote_nix_dir', (BUILD, COPY, ACTIVATE), dict(_PATH), scope='host', inventory=True),
+    # nix_activate
+    Row('platform', (ACTIVATE,), {'type': 'str', 'choices': sorted(_platforms.PLATFORMS)},
+        scope='host', inventory=True),
+    Row('goal', (ACTIVATE,), {'type': 'str', 'default': 'switch', 'choices': list(_platforms.GOALS)}),
+    Row('magic_rollback', (ACTIVATE,), {'type': 'bool', 'default': True}),
+    Row('confirm_timeout', (ACTIVATE,), {'type': 'int', 'default': 30}),
+    Row('auto_rollback', (ACTIVATE,), {'type': 'bool', 'default': True}),
+    Row('activation_timeout', (ACTIVATE,), {'type': 'int', 'default': 240}),
+    Row('lock_timeout', (ACTIVATE,), {'type': 'int', 'default': 60}),
+    Row('profile', (ACTIVATE,), dict(_PATH)),
+    Row('health_checks', (ACTIVATE,), _health.ARGUMENT),
+    Row('reboot', (ACTIVATE,), {'type': 'str', 'default': 'never', 'choices': list(_reboot.MODES)}),
+    Row('reboot_timeout', (ACTIVATE,), {'type': 'int', 'default': 600}),
+    Row('pre_switch_checks', (ACTIVATE,), {'type': 'bool', 'default': True}),
+    Row('install_bootloader', (ACTIVATE,), {'type': 'bool', 'default': False}),
+    Row('backup_extension', (ACTIVATE,), {'type': 'str'}, old='nix_hm_backup_extension'),
+    Row('reactivate', (ACTIVATE,), {'type': 'bool', 'default': False}),
+)
+BY_OPTION = dict((row.option, row) for row in ROWS)
+
+# Inputs that stand for a per-host option of one module but are no role
+# variable: the facts nix_eval sets (the role passes them as arguments).
+FACT_ROWS = {
+    BUILD: (Row('drv_path', (BUILD,), {'type': 'str'}, scope='host', fact='nix_drv_path'),),
+    COPY: (Row('path', (COPY,), {'type': 'str', 'required': True}, scope='host',
+               fact='nix_out_path'),),
+}
+
+
+def rows(module):
+    """The table's rows of ``module`` (eval, build, copy, activate)."""
+    return tuple(row for row in ROWS if module in row.modules)
+
+
+def spec(module):
+    """The argument spec entries of ``module``'s table options, and the flag."""
+    out = {FLAG: dict(FLAG_SPEC)}
+    for row in rows(module) + FACT_ROWS.get(module, ()):
+        entry = dict(row.spec)
+        if row.old_option:
+            entry['aliases'] = [row.old_option]
+            entry['deprecated_aliases'] = [{'name': row.old_option, 'version': REMOVED_IN,
+                                            'collection_name': COLLECTION}]
+        out[row.option] = entry
+    return out
+
+
+def variables(module):
+    """{option: role variable} of ``module``."""
+    return dict((row.option, row.variable) for row in rows(module))
+
+
+def aliases(module):
+    """The deprecated option names of ``module`` (none without a module)."""
+    return [row.old_option for row in rows(module) if row.old_option] if module else []
+
+
+def host_value(option, host_vars):
+    """A host's own value of ``option`` (its fact or variable), or None."""
+    return BY_OPTION[option].host_value(host_vars)
+
+
+def _unset(value):
+    return value is None or value == ''
+
+
+class Filled(object):
+    """A task's arguments with the options it left unset filled from the
+    host's variables, and which per-host options are each host's own."""
+
+    def __init__(self, args, own, deprecations):
+        self.args = args
+        # per-host options whose value is this host's own: a batch computes
+        # each other host's from that host's variables (for_host)
+        self.own = frozenset(own)
+        self.deprecations = deprecations
+
+    def shared(self, args):
+        """``args`` with each host's own options unset: what the batch's
+        hosts share (part of the batch key)."""
+        return dict((k, None if k in self.own else v) for k, v in args.items())
+
+    def for_host(self, args, module, host_vars):
+        """``args`` (this host's validated arguments) as another host's task
+        would have them: each option in ``own`` is that host's value, its
+        spec's default when it has none."""
+        out = dict(args)
+        for row in rows(module) + FACT_ROWS.get(module, ()):
+            if row.option in self.own:
+                value = row.host_value(host_vars)
+                out[row.option] = row.default if _unset(value) else value
+        return out
+
+
+def fill(module, args, variables, render, from_vars):
+    """``args`` (a task's, templated) with each option of ``module`` it
+    leaves unset taken from ``variables`` (a variable rendered by ``render``,
+    as a task argument would be): every row with ``from_vars`` (the flag),
+    the ``inventory`` and ``fact`` rows always. Returns a Filled."""
+    merged, own, deprecations = dict(args), set(), []
+    for row in rows(module):
+        if row.old_option and row.old_option in merged:
+            deprecations.append(_deprecation('the option %s is deprecated: use %s'
+                                             % (row.old_option, row.option)))
+    for row in rows(module) + FACT_ROWS.get(module, ()):
+        given = merged.get(row.option)
+        if _unset(given) and row.old_option:
+            given = merged.get(row.old_option)
+        if not _unset(given):
+            # an argument templated from this host's own variable or fact
+            # (compared as given, as cheap as it gets): each host's own
+            if row.scope == 'host' and given == row.host_value(variables):
+                own.add(row.option)
+            continue
+        if not (from_vars or row.inventory or row.fact):
+            continue
+        if row.scope == 'host':
+            own.add(row.option)
+        if row.fact:
+            value = row.host_value(variables)
+            if value is not None:
+                merged[row.option] = value
+            continue
+        value, name = row.own_value(variables)
+        if name is None:
+            continue
+        if name == row.old:
+            deprecations.append(_deprecation('the variable %s is deprecated: use %s'
+                                             % (row.old, row.variable)))
+        merged[row.option] = render(value)
+    return Filled(merged, own, deprecations)
+
+
+def _deprecation(msg):
+    return {'msg': msg, 'version': REMOVED_IN, 'collection_name': COLLECTION}

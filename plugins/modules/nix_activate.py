@@ -180,8 +180,8 @@ options:
     type: int
   profile:
     description:
-      - The profile to set, instead of the platform's.
-    type: path
+      - The profile to set, instead of the platform's (a path on the target).
+    type: str
   closure_diff:
     description:
       - In diff mode, show the closure difference (C(nix store diff-closures), computed on the
@@ -320,7 +320,7 @@ options:
       - The folder holding C(nix-env) on the target. By default it is looked up on E(PATH), then in
         C(/nix/var/nix/profiles/default/bin), C(~/.nix-profile/bin),
         C(/run/current-system/sw/bin) and C(/nix/var/nix/profiles/per-user/$USER/profile/bin).
-    type: path
+    type: str
 extends_documentation_fragment:
   - action_common_attributes
   - action_common_attributes.flow

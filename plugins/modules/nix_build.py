@@ -69,8 +69,8 @@ options:
       - Several builders are a list, or one string of names separated by commas (V(b1,b2)); give a store URI
         that holds a comma in a list. V(controller) and V(target) stand alone.
       - Defaults to the host var C(nix_build_on) (a string or a list), else V(controller).
-    type: list
-    elements: str
+    type: raw
+    default: controller
   builder_min_free_mb:
     description:
       - A remote builder with less free space than this (MiB) in its C(/nix/store) is skipped as full.
@@ -98,8 +98,10 @@ options:
         store only; no host changes) so that M(nixdeploy.fleet.nix_activate) can show the closure
         difference. Their GC roots go to O(gc_root_dir) with C(-check) appended, so the roots of
         what is deployed stay as they are.
+      - V(true) by default, as the deploy role's C(nix_closure_diff) and M(nixdeploy.fleet.nix_activate)'s
+        O(nixdeploy.fleet.nix_activate#module:closure_diff) (one default per option).
     type: bool
-    default: false
+    default: true
 attributes:
   action:
     support: full

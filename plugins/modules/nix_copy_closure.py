@@ -30,7 +30,7 @@ description:
     store side runs as C(sudo -n nix-daemon --stdio), which is trusted. Otherwise the copy
     is tried as is and, when the target refuses unsigned paths, fails saying so."
   - The target needs only a POSIX shell and Nix; no Python.
-  - "O(mode=cascade): the controller sends each system's closure to ONE host of the play batch;
+  - "O(copy_mode=cascade): the controller sends each system's closure to ONE host of the play batch;
     from then on every host that holds it runs C(nix copy --to ssh-ng://) itself to the next host,
     so the holders double each round and the controller's uplink carries about one closure
     however many hosts there are (about (log2 N + 1) x S / U instead of N x S / U). The first host
@@ -52,7 +52,7 @@ description:
     own hosts. C(nix_peer_host): the address the other hosts reach the host at (default
     C(ansible_host)). C(nix_out_path), C(nix_copy_mode), C(nix_remote_nix_dir) and C(nix_build_on)
     tell the planning host what the other hosts' tasks will ask for (when this task's O(path),
-    O(mode) and O(remote_nix_dir) equal its own host's variables)."
+    O(copy_mode) and O(remote_nix_dir) equal its own host's variables)."
   - "Cascade faults: a sender the controller loses mid-hop is not used again and its receiver
     gets the closure from another holder (or the controller); a receiver the other hosts cannot
     reach (twice), whose host key does not match on the peer path, whose hop failed in Nix, or
@@ -66,7 +66,7 @@ options:
       - A path inside a store path stands for that whole store path.
     type: str
     required: true
-  mode:
+  copy_mode:
     description:
       - V(push) sends the missing paths from the controller (C(nix copy --to ssh-ng://)).
       - V(substitute) is V(push), but the target first fetches what it can from its own
@@ -77,12 +77,14 @@ options:
       - V(cascade) sends the closure once from the controller and lets the hosts of the play
         batch copy it on to each other, as described above. In check mode it reports what a
         push would send.
+      - Its former name O(mode) is a deprecated alias (until release 0.5.0).
     type: str
+    aliases: [mode]
     choices: [push, substitute, cache, cascade]
     default: push
   caches:
     description:
-      - Binary cache URLs for O(mode=cache), tried in order until one holds the closure.
+      - Binary cache URLs for O(copy_mode=cache), tried in order until one holds the closure.
       - The controller also reads the closure's size from them when it does not hold the path.
     type: list
     elements: str
@@ -148,7 +150,7 @@ attributes:
     support: full
     details:
       - Copies nothing; RV(paths_sent) and RV(bytes_sent) say what a real run would send.
-      - In O(mode=cascade) each host reports what a push to it would send; no cascade is planned.
+      - In O(copy_mode=cascade) each host reports what a push to it would send; no cascade is planned.
   diff_mode:
     support: full
     details: Lists the store paths the target lacks.
@@ -173,12 +175,12 @@ notes:
     nothing. When the root cannot be planted the copy goes on with a warning."
   - A copy cut off mid-way leaves no half-copied path valid on the target (Nix registers a path
     only after its whole archive arrived); run the task again to send the rest.
-  - In O(mode=cascade) the controller reads the other hosts' connection variables from their
+  - In O(copy_mode=cascade) the controller reads the other hosts' connection variables from their
     host variables; a setting only in C(ansible.cfg) or play keywords (C(remote_user),
     C(private_key_file)) is taken from this task's own connection, as Ansible would use it for
     them. A host using a connection other than ssh, or building on itself
     (C(nix_build_on=target)), is left out of the cascade.
-  - In O(mode=cascade) a receiver that logs in with C(--no-check-sigs) trust (root, a trusted
+  - In O(copy_mode=cascade) a receiver that logs in with C(--no-check-sigs) trust (root, a trusted
     user) accepts whatever its sender sends it; give O(signing_key) and O(check_sigs=true) so
     every receiver checks the controller's signature instead.
 seealso:
@@ -201,14 +203,14 @@ EXAMPLES = r'''
 - name: Let the hosts fetch the closure from a binary cache near them
   nixdeploy.fleet.nix_copy_closure:
     path: "{{ build.out_path }}"
-    mode: cache
+    copy_mode: cache
     caches:
       - https://cache.example.org
 
 - name: Cascade - the controller sends the closure once, the hosts carry it on
   nixdeploy.fleet.nix_copy_closure:
     path: "{{ build.out_path }}"
-    mode: cascade
+    copy_mode: cascade
     signing_key: /etc/nixdeploy/signing-key.sec
     check_sigs: "true"   # every receiver checks the controller's signature
 
@@ -232,8 +234,8 @@ mode:
 paths_sent:
   description:
     - Store paths the controller sent, as C(nix copy) reported them (in check mode, the paths
-      it would send). V(0) in O(mode=cache); in O(mode=substitute) without the paths the target
-      substituted itself. In O(mode=cascade), the paths this host received, from whichever
+      it would send). V(0) in O(copy_mode=cache); in O(copy_mode=substitute) without the paths the target
+      substituted itself. In O(copy_mode=cascade), the paths this host received, from whichever
       sender RV(copied_from) names.
   returned: always
   type: int
@@ -245,20 +247,20 @@ bytes_sent:
   sample: 2340960
 copied_from:
   description:
-    - Who sent this host its closure in O(mode=cascade) - another host's inventory name, or
+    - Who sent this host its closure in O(copy_mode=cascade) - another host's inventory name, or
       V(controller) - or V(null) when the host lacked nothing.
   returned: when mode is cascade
   type: str
   sample: web3
 sent_to:
-  description: The hosts this host sent the closure to in O(mode=cascade).
+  description: The hosts this host sent the closure to in O(copy_mode=cascade).
   returned: when mode is cascade
   type: list
   elements: str
   sample: [web5, web7]
 hop_errors:
   description:
-    - Failed attempts to deliver to this host in O(mode=cascade), each naming its hop
+    - Failed attempts to deliver to this host in O(copy_mode=cascade), each naming its hop
       (C(sender -> receiver)) and the reason in ssh's or Nix's words, whether or not a later
       attempt delivered it.
   returned: when mode is cascade
@@ -266,7 +268,7 @@ hop_errors:
   elements: str
   sample: ["web1 -> web7: host key verification failed: the receiver did not present the host key the controller knows for it (Host key verification failed.)"]
 cascade:
-  description: The cascade of this host's system (O(mode=cascade), when the batch's cascade covered the host).
+  description: The cascade of this host's system (O(copy_mode=cascade), when the batch's cascade covered the host).
   returned: when mode is cascade
   type: dict
   contains:
@@ -331,7 +333,7 @@ closure_bytes:
   type: int
   sample: 2340960
 paths_fetched:
-  description: Paths the target fetched from O(caches) (O(mode=cache) only).
+  description: Paths the target fetched from O(caches) (O(copy_mode=cache) only).
   returned: when mode is cache and something was missing
   type: int
   sample: 5
@@ -369,7 +371,7 @@ trust:
     - How the copy passes the target's signature check. V(trusted) (root, store owner or
       C(trusted-users)), V(sudo) (store side run through sudo), V(signed) (O(signing_key)),
       V(unsigned) (no way found; works only for paths already signed by a trusted key), or
-      V(cache) in O(mode=cache).
+      V(cache) in O(copy_mode=cache).
   returned: success
   type: str
   sample: trusted

@@ -15,7 +15,7 @@ author:
 description:
   - Finds the derivation (C(.drv)) and output path of each host's system in a Nix flake, on the controller.
   - Runs per host like any task, but the first host of the play batch (C(ansible_play_batch), so C(-l) and
-    C(serial) are honoured) evaluates every host of the batch, in as few C(nix eval) processes as O(chunk_size)
+    C(serial) are honoured) evaluates every host of the batch, in as few C(nix eval) processes as O(eval_chunk_size)
     allows; the other hosts read their answer. Hosts sharing one flake attribute are evaluated once.
   - An evaluation error fails only the host whose system has it, with Nix's own message (file and line);
     the other hosts of the chunk keep their results.
@@ -38,11 +38,13 @@ options:
       - Defaults to the host var C(nix_attr), else to the platform's system attribute (C(nix_platform)) of the
         configuration C(nix_configuration) or, without it, of the inventory host name.
     type: str
-  chunk_size:
+  eval_chunk_size:
     description:
       - At most this many distinct systems are evaluated by one C(nix eval) process.
       - Defaults to (free memory - 1 GiB) / 512 MiB of the controller, as colmena does, at least 1.
+      - Its former name O(chunk_size) is a deprecated alias (until release 0.5.0).
     type: int
+    aliases: [chunk_size]
   max_fail_percentage:
     description:
       - "With C(serial) play batches, the share of the previous batch's hosts (in percent) that may have
@@ -50,9 +52,10 @@ options:
         RV(stopped) and the reason, and the play is expected to end (the C(nixdeploy.fleet.deploy) role
         follows with C(meta: end_play)). A canary is C(serial: [1, ...]) with V(0)."
       - Ansible's own C(max_fail_percentage) play keyword is honoured only by the C(linear) strategy; a
-        deploy runs on C(free), where this option takes its place. Omitted, only Ansible's own rule holds
-        (the play stops when every host of a batch failed).
+        deploy runs on C(free), where this option takes its place. V(100), the default, stops nothing (only
+        Ansible's own rule holds, the play stops when every host of a batch failed).
     type: int
+    default: 100
 attributes:
   action:
     support: full

@@ -5,10 +5,13 @@
 
 What every nixdeploy action does the same way lives here:
 
-- the arguments are validated against the task's ``ARGUMENT_SPEC`` (the
-  deploy role's variables fill the options a task leaves unset when it sets
-  ``from_role_vars``; ``record_stats`` is checked with them); a bad argument
-  is this host's failed result, not a traceback, and nothing has run yet;
+- the arguments are validated against the task's ``ARGUMENT_SPEC``; before
+  that, the options a task leaves unset are filled from the host's variables
+  as the option table says (module_utils/_role_vars.py: every role variable
+  with ``from_role_vars``, the inventory's always), which also tells which
+  per-host options are each host's own (``self.filled``, for the batch);
+  ``record_stats`` is checked with them; a bad argument is this host's
+  failed result, not a traceback, and nothing has run yet;
 - a failure is a failed result whose ``msg`` starts with the host's name
   and that carries ``phase`` (the deploy phase, read by the summary callback,
   the report and the custom stat ``nixdeploy``) and ``connection_lost``;
@@ -74,8 +77,8 @@ class NixdeployAction(ActionBase):
     _supports_async = False
 
     ARGUMENT_SPEC = {}
-    # option -> the deploy role's variable, for from_role_vars (module_utils/_role_vars.py)
-    ROLE_VARS = {}
+    # the module's key in the option table (module_utils/_role_vars.py), if any
+    ROLE_VARS = None
     # more validate_argument_spec keywords (required_if, mutually_exclusive)
     VALIDATION = {}
     PHASE = None
@@ -83,6 +86,8 @@ class NixdeployAction(ActionBase):
 
     host = None
     task_vars = None
+    # the arguments as filled from the variables (_role_vars.Filled)
+    filled = None
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
@@ -90,16 +95,23 @@ class NixdeployAction(ActionBase):
         del tmp
         self.task_vars = task_vars
         self.host = task_vars.get('inventory_hostname') or self._task.get_name()
-        if self.ROLE_VARS and boolean(self._task.args.get('from_role_vars', False), strict=False):
-            # before validation: a role variable is checked as the argument would be
-            self._task.args = _role_vars.unset_from(task_vars, self._task.args, self.ROLE_VARS,
-                                                    self._templar.template)
+        if self.ROLE_VARS:
+            # before validation: a variable is checked as the argument would be
+            self.filled = _role_vars.fill(
+                self.ROLE_VARS, self._task.args, task_vars, lambda value: self._templar.template(value),
+                boolean(self._task.args.get(_role_vars.FLAG, False), strict=False))
+            self._task.args = self.filled.args
+            if self.filled.deprecations:
+                result['deprecations'] = list(self.filled.deprecations)
         try:
             _validation, args = self.validate_argument_spec(
                 argument_spec=self.ARGUMENT_SPEC, **self.VALIDATION)
         except AnsibleActionFail as exc:
             return self.failed(result, to_text(exc.message))
-        args.pop('from_role_vars', None)
+        args.pop(_role_vars.FLAG, None)
+        # an option given by a deprecated name: only its new name goes on
+        for alias in _role_vars.aliases(self.ROLE_VARS):
+            args.pop(alias, None)
         result['changed'] = False
         # record_stats (nix_build, nix_copy_closure, nix_activate) is about
         # the result, never the work: taken out here, it reaches no batch key

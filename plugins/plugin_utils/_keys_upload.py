@@ -4,8 +4,8 @@
 """The controller side of a key upload, for the two actions that upload keys:
 nix_keys and nix_activate (its ``keys`` option, around the activation).
 
-The logic lives in module_utils/_keys.py; this supplies the two things only a
-controller-side action has: the host's own connection (sh with the key on
+The logic lives in module_utils/_keys*.py (specs, content, target scripts);
+this supplies the two things only a controller-side action has: the host's own connection (sh with the key on
 stdin, become when the task has it) and Ansible's file search path with vault
 decryption for ``src``. ``upload`` returns exactly what nix_keys returns.
 """
@@ -17,7 +17,7 @@ __metaclass__ = type
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _keys
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _keys, _keys_target
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import host_message
 
 
@@ -37,9 +37,9 @@ def upload(action, keys, upload_at, prune, check_mode, diff):
         return None
     uploader = None
     try:
-        uploader = _keys.Uploader(lambda script, in_data: _sh(action, script, in_data),
-                                  lambda name: read_src(action, name),
-                                  cwd=action._loader.get_basedir())
+        uploader = _keys_target.Uploader(lambda script, in_data: _sh(action, script, in_data),
+                                         lambda name: read_src(action, name),
+                                         cwd=action._loader.get_basedir())
         outcome = dict(uploader.run(keys, handled, prune, check_mode=check_mode, diff=diff))
     except _keys.KeysError as exc:
         outcome = failure(action, done_so_far(uploader), exc.message)

@@ -154,9 +154,9 @@ class HostOutcome:
         changed = bool(activate.get('changed'))
         before = rec['before']
         new = (activate.get('new') or {}).get('generation')
-        if goal == 'dry-activate':
-            return 'dry-activated: %s' % (
-                'would change' if activate.get('would_change') else 'no change')
+        if goal in GOALS and GOALS[goal]['dry']:
+            return '%s: %s' % (GOALS[goal]['done'],
+                               'would change' if activate.get('would_change') else 'no change')
         if check_mode:
             rec['after'] = 'new' if changed else before
             return 'would %s' % goal if changed else 'unchanged'

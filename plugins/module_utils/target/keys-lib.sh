@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # shellcheck disable=SC2034  # HASH, MANIFEST: used by the keys script after this
-# What every nix_keys script shares (module_utils/_keys.py puts it after
+# What every nix_keys script shares (module_utils/_keys_target.py puts it after
 # lib.sh): the sha256 tool, file facts, the manifest. Values: STATE_DIR (the
 # manifest's folder when not the default), KEEP (the wanted key paths, one
 # a line). Key content only ever arrives on stdin.

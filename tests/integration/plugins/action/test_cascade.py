@@ -48,7 +48,7 @@ DEPLOY = [{
     'tasks': [
         {'name': 'eval', 'nixdeploy.fleet.nix_eval': {}, 'register': 'ev'},
         {'name': 'build', 'nixdeploy.fleet.nix_build': {'drv_path': '{{ ev.drv_path }}'}},
-        {'name': 'copy', MODULE: {'path': '{{ ev.out_path }}', 'mode': 'cascade',
+        {'name': 'copy', MODULE: {'path': '{{ ev.out_path }}', 'copy_mode': 'cascade',
                                   'signing_key': '{{ nix_signing_key }}',
                                   'nix_options': '{{ nix_options }}'}},
         {'name': 'activate', 'nixdeploy.fleet.nix_activate': {
@@ -182,7 +182,7 @@ def test_cascade_faults_every_host_still_gets_the_closure(cas):
     started = time.time()
     play = [{'hosts': 'all', 'gather_facts': False, 'strategy': 'free',
              'tasks': [{'name': 'copy', MODULE: {'path': '{{ copy_path }}',
-                                                 'mode': 'cascade'}}]}]
+                                                 'copy_mode': 'cascade'}}]}]
     outcome = {}
     runner = threading.Thread(target=lambda: outcome.update(run=run_playbook(
         play, inventory, cas.workdir('faults'))))

@@ -163,7 +163,7 @@ def test_cascade_through_every_persona(cpy_lab, cpy_flake, cpy_keys, tmp_path):
     started = time.time()
     before = links.traffic()
     res = run(lab, tmp_path / 'cascade', copy_play(
-        {'path': '{{ copy_path }}', 'mode': 'cascade', 'signing_key': cpy_keys['sign']['secret']}),
+        {'path': '{{ copy_path }}', 'copy_mode': 'cascade', 'signing_key': cpy_keys['sign']['secret']}),
         inventory(lab, **dict((h, {'copy_path': path}) for h in HOSTS)), args=['--forks', '8'])
     moved = links.traffic().since(before)
     assert res.rc == 0, res
@@ -237,7 +237,7 @@ def test_cache_and_substitute_modes_send_no_closure_bytes(cpy_lab, cpy_flake, cp
         per_host['h1']['copy_mode'] = 'substitute'
         before = traffic(lab, hosts)
         res = run(lab, tmp_path / 'cache', copy_play(
-            {'path': '{{ copy_path }}', 'mode': '{{ copy_mode }}', 'caches': [cache.url]}),
+            {'path': '{{ copy_path }}', 'copy_mode': '{{ copy_mode }}', 'caches': [cache.url]}),
             inventory(lab, hosts, **per_host))
         crossed = traffic_since(lab, before)
         served = cache.served_bytes()

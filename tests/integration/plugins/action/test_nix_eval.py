@@ -152,9 +152,9 @@ def test_limit_serial_and_chunks(evb_lab, tmp_path):
     assert run.rc == 0, run
     assert len(run.results(TASK)) == 8
     assert len(calls(log, 'eval')) == 3
-    # chunk_size 3: ceil(8 / 3) processes for one batch
+    # eval_chunk_size 3: ceil(8 / 3) processes for one batch
     open(log, 'w').close()
-    run = play(tmp_path / 'chunks', evb_lab, flake, eval_task(nix, chunk_size=3))
+    run = play(tmp_path / 'chunks', evb_lab, flake, eval_task(nix, eval_chunk_size=3))
     assert run.rc == 0, run
     assert len(calls(log, 'eval')) == 3
     assert all(r['status'] == 'ok' for r in run.results(TASK))

@@ -32,6 +32,32 @@ def test_goals_per_platform(platform, goal, problem):
     assert _activate.check_params(params(path='/nix/store/x', goal=goal), platform) == problem
 
 
+def test_goals_say_what_the_code_branches_on():
+    assert [goal for goal in _platforms.GOALS if _platforms.is_dry(goal)] == ['dry-activate']
+    assert _platforms.reboot_goal() == 'boot'
+    assert [p for p in sorted(_platforms.PLATFORMS) if _platforms.reboots(p)] == ['nixos']
+    # a dry goal on every platform, the others where the row lists them
+    for platform in _platforms.PLATFORMS:
+        assert _platforms.offers_goal(platform, 'dry-activate')
+        assert _platforms.offers_goal(platform, 'switch')
+    assert not _platforms.offers_goal('darwin', 'boot')
+    for spec in _platforms.GOALS.values():
+        assert set(spec) == {'dry', 'moves_profile', 'records_active', 'magic_rollback',
+                             'before_reboot', 'current', 'rollback_goal', 'done'}
+
+
+def test_a_reboot_needs_a_goal_that_moves_the_profile():
+    assert _activate.check_params(params(path='/nix/store/x', reboot='always'), 'nixos') is None
+    assert _activate.check_params(params(path='/nix/store/x', goal='test', reboot='always'),
+                                  'nixos') == \
+        'reboot=always needs goal switch or boot: a reboot undoes goal test'
+    # a dry goal reboots nothing: it only says whether it would
+    assert _activate.check_params(params(path='/nix/store/x', goal='dry-activate',
+                                         reboot='always'), 'nixos') is None
+    assert _activate.check_params(params(path='/nix/store/x', reboot='always'), 'darwin') == \
+        'reboot=always: darwin has no boot goal to reboot into (only NixOS reboots)'
+
+
 def test_path_is_required_and_absolute():
     assert 'path' in _activate.check_params(params(), 'nixos')
     assert 'absolute' in _activate.check_params(params(path='nix/store/x'), 'nixos')

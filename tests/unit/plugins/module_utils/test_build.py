@@ -33,10 +33,20 @@ def test_closures():
 
 
 def test_build_place_and_drv():
-    assert _build.build_place({}, {}) == 'controller'
-    assert _build.build_place({}, {'nix_build_on': 'target'}) == 'target'
-    assert _build.build_place({'build_on': 'b1'}, {'nix_build_on': 'target'}) == 'b1'
-    assert _build.drv_of({}, {'nix_drv_path': '/nix/store/x.drv'}) == '/nix/store/x.drv'
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+    assert _build.build_place({}) == 'controller'
+    assert _build.build_place({'build_on': 'b1, b2'}) == ['b1', 'b2']
+
+    def filled(args, hostvars):
+        return _role_vars.fill(_role_vars.BUILD, args, hostvars, lambda v: v, False).args
+
+    # the task's argument wins over the host var, which fills an unset one
+    assert _build.build_place(filled({}, {'nix_build_on': 'target'})) == 'target'
+    assert _build.build_place(filled({'build_on': 'b1'}, {'nix_build_on': 'target'})) == 'b1'
+    # the derivation: nix_eval's fact, when the task gives none
+    facts = {'ansible_facts': {'nix_drv_path': '/nix/store/x.drv'}}
+    assert filled({}, facts)['drv_path'] == '/nix/store/x.drv'
+    assert filled({'drv_path': '/nix/store/y.drv'}, facts)['drv_path'] == '/nix/store/y.drv'
 
 
 def test_gc_root_of_a_hostile_host_name_stays_in_its_folder(tmp_path):

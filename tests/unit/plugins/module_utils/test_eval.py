@@ -10,7 +10,7 @@ from tests.collection import collections_path
 # module_utils import each other as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _eval, _nix_output  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _eval, _nix_stderr  # noqa: E402
 
 
 @pytest.mark.parametrize('text, expected', [
@@ -45,21 +45,29 @@ def ident(ref):
     return ref
 
 
+def request(host, args, hostvars):
+    """What the action asks for ``host``: its arguments filled from its
+    variables as the option table says, then the request."""
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+    filled = _role_vars.fill(_role_vars.EVAL, args, hostvars, lambda v: v, False)
+    return _eval.host_request(host, filled.args, hostvars, ident)
+
+
 def test_host_request_defaults_and_precedence():
     hv = {'nix_flake': 'path:/f', 'nix_platform': 'darwin', 'nix_configuration': 'mac1'}
-    req = _eval.host_request('h1', {}, hv, ident)
+    req = request('h1', {}, hv)
     assert req['attr'] == ['darwinConfigurations', 'mac1', 'system']
     assert req['platform'] == 'darwin' and req['flake'] == 'path:/f'
     # no configuration: the host name; explicit arguments win over host vars
-    req = _eval.host_request('h1', {'flake': 'path:/g', 'attr': 'nixosConfigurations.x.y'},
-                             {'nix_platform': None}, ident)
+    req = request('h1', {'flake': 'path:/g', 'attr': 'nixosConfigurations.x.y'},
+                  {'nix_platform': None, 'nix_flake': 'path:/f', 'nix_attr': 'a.b'})
     assert req['flake'] == 'path:/g' and req['platform'] == 'nixos'
-    req = _eval.host_request('box', {}, {'nix_flake': 'f', 'nix_platform': 'nix-on-droid'}, ident)
+    req = request('box', {}, {'nix_flake': 'f', 'nix_platform': 'nix-on-droid'})
     assert req['attr'] == ['nixOnDroidConfigurations', 'box', 'activationPackage']
     with pytest.raises(_eval.EvalError):
-        _eval.host_request('h', {}, {'nix_platform': 'nixos'}, ident)
+        request('h', {}, {'nix_platform': 'nixos'})
     with pytest.raises(_eval.EvalError):
-        _eval.host_request('h', {}, {'nix_flake': 'f'}, ident)
+        request('h', {}, {'nix_flake': 'f'})
 
 
 def test_apply_expression_quotes_inventory_data():
@@ -76,7 +84,7 @@ def test_traces_keep_other_lines():
         'error: attribute \'lab\' missing',
         '       at /nix/store/s-source/lib.nix:64:38:',
     ])
-    found, rest = _nix_output.traces(stderr, _eval.TRACE_MARKER)
+    found, rest = _nix_stderr.traces(stderr, _eval.TRACE_MARKER)
     assert found == {0: {'drv': '/nix/store/a.drv', 'out': '/nix/store/a', 'system': 'x'}}
     assert 'user trace' in rest and 'lib.nix:64:38' in rest and _eval.TRACE_MARKER not in rest
 

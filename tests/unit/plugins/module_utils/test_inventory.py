@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The pure mapping of module_utils/_inventory.py: Nix JSON -> hosts and groups.
+"""The --apply expression of module_utils/_inventory.py and the pure mapping
+of _inventory_hosts.py (_inventory_fields.py, _inventory_colmena.py,
+_inventory_deploy_rs.py): Nix JSON -> hosts and groups.
 
 The JSON shapes here are what the --apply expression returns; the
 integration tests prove that against real `nix eval`.
@@ -24,6 +26,7 @@ if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
     sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _inventory as inv  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _inventory_hosts  # noqa: E402
 
 FLAKE = 'path:/srv/fleet'
 CONFIGS = {'nixosConfigurations': [], 'darwinConfigurations': [],
@@ -59,7 +62,7 @@ def hosts(result):
     ('', None),
 ])
 def test_group_name(text, group):
-    assert inv.group_name(text) == group
+    assert _inventory_hosts.group_name(text) == group
 
 
 # ---- the Nix expression ------------------------------------------------------
@@ -114,7 +117,7 @@ def test_inventory_host_vars_and_groups():
     node = {'targetHost': '10.0.0.1', 'targetUser': 'deploy', 'port': 2222,
             'tags': ['batch-vps', 'prod'], 'role': 'web', 'system': 'x86_64-linux',
             'extra': {'rack': 3}}
-    result = inv.build_inventory(raw('inventory', {'web1': node}), FLAKE)
+    result = _inventory_hosts.build_inventory(raw('inventory', {'web1': node}), FLAKE)
     host = hosts(result)['web1']
     assert host.vars['ansible_host'] == '10.0.0.1'
     assert host.vars['ansible_user'] == 'deploy'
@@ -138,7 +141,7 @@ def test_inventory_host_vars_and_groups():
     ({'ips': ['192.0.2.7', '192.0.2.8'], 'targetUser': 't', 'user': 'u'}, '192.0.2.7', 't'),
 ])
 def test_inventory_address_and_user_precedence(node, address, user):
-    host = hosts(inv.build_inventory(raw('inventory', {'h': node}), FLAKE))['h']
+    host = hosts(_inventory_hosts.build_inventory(raw('inventory', {'h': node}), FLAKE))['h']
     assert host.vars['ansible_host'] == address
     assert host.vars.get('ansible_user') == user
 
@@ -151,7 +154,7 @@ def test_shared_configuration_and_platforms():
         'phone': {'host': 'd', 'platform': 'nix_on_droid'},
         'alice': {'host': 'e', 'platform': 'home-manager', 'configuration': 'alice@e'},
     }
-    result = hosts(inv.build_inventory(raw('inventory', nodes), FLAKE))
+    result = hosts(_inventory_hosts.build_inventory(raw('inventory', nodes), FLAKE))
     assert result['vps1'].vars['nix_attr'] == result['vps2'].vars['nix_attr'] == \
         'nixosConfigurations.vps.config.system.build.toplevel'
     assert result['vps1'].vars['nix_tags'] == ['single-tag']
@@ -165,12 +168,12 @@ def test_shared_configuration_and_platforms():
 
 def test_node_without_address_is_skipped_or_strict_error():
     nodes = {'ok': {'host': 'a'}, 'lost': {'tags': ['x']}}
-    result = inv.build_inventory(raw('inventory', nodes), FLAKE)
+    result = _inventory_hosts.build_inventory(raw('inventory', nodes), FLAKE)
     assert [h.name for h in result.hosts] == ['ok']
     assert result.skipped[0][0] == 'lost'
     assert 'no address' in result.skipped[0][1]
     with pytest.raises(inv.InventoryError, match='inventory node lost: it has no address'):
-        inv.build_inventory(raw('inventory', nodes), FLAKE, strict=True)
+        _inventory_hosts.build_inventory(raw('inventory', nodes), FLAKE, strict=True)
 
 
 @pytest.mark.parametrize('node, message', [
@@ -180,11 +183,11 @@ def test_node_without_address_is_skipped_or_strict_error():
     ('just a string', 'not an attribute set'),
 ])
 def test_bad_nodes(node, message):
-    result = inv.build_inventory(raw('inventory', {'bad': node}), FLAKE)
+    result = _inventory_hosts.build_inventory(raw('inventory', {'bad': node}), FLAKE)
     assert not result.hosts
     assert message in result.skipped[0][1]
     with pytest.raises(inv.InventoryError, match=message):
-        inv.build_inventory(raw('inventory', {'bad': node}), FLAKE, strict=True)
+        _inventory_hosts.build_inventory(raw('inventory', {'bad': node}), FLAKE, strict=True)
 
 
 # ---- source: colmena -----------------------------------------------------------
@@ -198,8 +201,8 @@ def test_colmena_defaults_follow_colmena():
         'nouser': {'deployment': {'targetUser': None}},
         'broken': {'error': True},
     }
-    result = inv.build_inventory(raw('colmena', nodes,
-                                     configurations={'nixosConfigurations': ['web1']}), FLAKE)
+    result = _inventory_hosts.build_inventory(raw('colmena', nodes,
+                                                  configurations={'nixosConfigurations': ['web1']}), FLAKE)
     got = hosts(result)
     assert sorted(got) == ['bare', 'nouser', 'web1']
     assert got['web1'].vars['ansible_port'] == 2222
@@ -219,7 +222,7 @@ def test_colmena_defaults_follow_colmena():
 def test_colmena_made_hive_toplevel():
     data = raw('colmena', {'n1': {'deployment': {'targetHost': 'h', 'tags': []}}},
                madeHive=True, attribute=['colmenaHive'])
-    host = hosts(inv.build_inventory(data, FLAKE))['n1']
+    host = hosts(_inventory_hosts.build_inventory(data, FLAKE))['n1']
     assert host.vars['nix_attr'] == 'colmenaHive.toplevel.n1'
 
 
@@ -229,7 +232,7 @@ def test_colmena_merges_inventory_data():
                           'role': 'web', 'system': 'aarch64-linux', 'configuration': 'web'}}
     data = raw('colmena', nodes, inventory,
                configurations={'nixosConfigurations': ['web', 'web1']})
-    host = hosts(inv.build_inventory(data, FLAKE))['web1']
+    host = hosts(_inventory_hosts.build_inventory(data, FLAKE))['web1']
     assert host.vars['ansible_host'] == '10.0.0.9'
     assert host.vars['ansible_user'] == 'ops'
     assert host.vars['nix_tags'] == ['prod']
@@ -252,7 +255,7 @@ def test_colmena_keys_become_nix_keys():
     nodes = {'web1': {'deployment': {'targetHost': 'h'}, 'keys': keys},
              'web2': {'deployment': {'targetHost': 'h2'}, 'keysError': True},
              'web3': {'deployment': {'targetHost': 'h3'}, 'keys': {}}}
-    result = inv.build_inventory(raw('colmena', nodes), FLAKE)
+    result = _inventory_hosts.build_inventory(raw('colmena', nodes), FLAKE)
     got = hosts(result)
     assert got['web1'].vars['nix_keys'] == {
         'db': {'command': ['pass', 'show', 'db'], 'user': 'postgres', 'group': 'postgres',
@@ -292,7 +295,7 @@ def test_deploy_rs_node_with_profiles():
             'profiles': {'system': {'user': 'root'}, 'home': {'user': 'alice'},
                          'apps': {'sshUser': 'apps', 'profilePath': '/p'}}}
     data = raw('deploy-rs', {'db': node}, deploy={'sshUser': 'deploy'})
-    host = hosts(inv.build_inventory(data, FLAKE))['db']
+    host = hosts(_inventory_hosts.build_inventory(data, FLAKE))['db']
     assert host.vars['ansible_host'] == 'db.example'
     assert host.vars['ansible_user'] == 'deploy'
     assert host.vars['ansible_port'] == 2200
@@ -309,7 +312,7 @@ def test_deploy_rs_node_with_profiles():
 def test_deploy_rs_prefers_configuration_of_same_name():
     node = {'hostname': 'm', 'profiles': {'system': {}}}
     data = raw('deploy-rs', {'mac': node}, configurations={'darwinConfigurations': ['mac']})
-    host = hosts(inv.build_inventory(data, FLAKE))['mac']
+    host = hosts(_inventory_hosts.build_inventory(data, FLAKE))['mac']
     assert host.vars['nix_platform'] == 'darwin'
     assert host.vars['nix_attr'] == 'darwinConfigurations.mac.system'
     assert 'ansible_user' not in host.vars
@@ -317,7 +320,7 @@ def test_deploy_rs_prefers_configuration_of_same_name():
 
 def test_deploy_rs_without_system_profile_has_no_attr():
     data = raw('deploy-rs', {'x': {'hostname': 'x', 'profiles': {'hm': {'user': 'a'}}}})
-    host = hosts(inv.build_inventory(data, FLAKE))['x']
+    host = hosts(_inventory_hosts.build_inventory(data, FLAKE))['x']
     assert host.vars['nix_attr'] is None
 
 
@@ -325,7 +328,7 @@ def test_deploy_rs_inventory_says_which_system():
     data = raw('deploy-rs', {'p1': {'hostname': 'p1', 'profiles': {}}},
                inventory={'p1': {'platform': 'nix-on-droid', 'configuration': 'phone',
                                  'tags': ['phones']}})
-    host = hosts(inv.build_inventory(data, FLAKE))['p1']
+    host = hosts(_inventory_hosts.build_inventory(data, FLAKE))['p1']
     assert host.vars['nix_attr'] == 'nixOnDroidConfigurations.phone.activationPackage'
     assert host.groups == ['nix_on_droid', 'phones']
 
@@ -337,7 +340,7 @@ def test_configurations_one_host_per_name():
                configurations={'nixosConfigurations': ['web1', 'both'],
                                'darwinConfigurations': ['mac', 'both'],
                                'homeConfigurations': ['alice@laptop']})
-    result = inv.build_inventory(data, FLAKE)
+    result = _inventory_hosts.build_inventory(data, FLAKE)
     assert [h.name for h in result.hosts] == ['web1', 'both', 'mac', 'alice@laptop']
     got = hosts(result)
     assert got['web1'].vars['ansible_host'] == '10.0.0.1'

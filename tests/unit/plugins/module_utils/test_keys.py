@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""module_utils/_keys.py: key specs, content sources, and the target scripts
+"""module_utils/_keys*.py: key specs, content sources, and the target scripts
 run for real with the local sh (dash), busybox's sh and a PATH whose only
 sha256 tool is openssl, against a temporary folder (no target needed).
 
@@ -28,7 +28,8 @@ if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
     from tests.collection import collections_path  # noqa: E402
     sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _keys  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
+    _keys, _keys_content, _keys_target)
 
 SECRET = b'correct horse battery staple\n\x00\xff binary too'
 
@@ -102,24 +103,24 @@ def test_content_sources(tmp_path):
 
     def read(name):
         return (tmp_path / name).read_bytes()
-    assert _keys.load_content(norm({'text': u'caf\xe9'}), read) == u'caf\xe9'.encode('utf-8')
-    assert _keys.load_content(norm({'src': 'api.key'}), read) == SECRET
-    assert _keys.load_content(norm({'command': ['cat', 'api.key']}), read, cwd=str(tmp_path)) == SECRET
+    assert _keys_content.load_content(norm({'text': u'caf\xe9'}), read) == u'caf\xe9'.encode('utf-8')
+    assert _keys_content.load_content(norm({'src': 'api.key'}), read) == SECRET
+    assert _keys_content.load_content(norm({'command': ['cat', 'api.key']}), read, cwd=str(tmp_path)) == SECRET
 
 
 def test_command_failures_name_the_key():
     with pytest.raises(_keys.KeysError) as err:
-        _keys.load_content(norm({'command': ['sh', '-c', 'echo "pass: db is not in the store" >&2; exit 1']}),
-                           None)
+        _keys_content.load_content(norm({'command': ['sh', '-c', 'echo "pass: db is not in the store" >&2; exit 1']}),
+                                   None)
     assert err.value.message.startswith("key 'db': command sh -c ")
     assert 'exited with 1: pass: db is not in the store' in err.value.message
     with pytest.raises(_keys.KeysError, match="key 'db': cannot run /nonexistent/pass"):
-        _keys.load_content(norm({'command': ['/nonexistent/pass', 'show']}), None)
+        _keys_content.load_content(norm({'command': ['/nonexistent/pass', 'show']}), None)
 
 
 def test_command_gets_no_stdin():
     # a command that would wait for a terminal gets EOF instead of hanging
-    assert _keys.run_command(['sh', '-c', 'cat; echo done']) == b'done\n'
+    assert _keys_content.run_command(['sh', '-c', 'cat; echo done']) == b'done\n'
 
 
 # ---------------------------------------------------------------- the sh scripts, for real
@@ -146,8 +147,8 @@ class Target:
 
     def upload(self, specs, upload_at='all', prune=False, check=False, diff=True):
         keys = _keys.normalize_keys(specs)
-        uploader = _keys.Uploader(self.run_sh, lambda name: open(name, 'rb').read(),
-                                  state_dir=self.state)
+        uploader = _keys_target.Uploader(self.run_sh, lambda name: open(name, 'rb').read(),
+                                         state_dir=self.state)
         result = uploader.run(keys, _keys.select(keys, upload_at), prune, check_mode=check, diff=diff)
         return result, uploader.warnings
 
@@ -222,7 +223,7 @@ def test_upload_idempotence_fix_and_prune(target):
     root = target.root
     first, warnings = target.upload(specs(root))
     assert not warnings
-    hashes = {'db': _keys.sha256(SECRET), 'api': _keys.sha256(b'token-1')}
+    hashes = {'db': _keys_content.sha256(SECRET), 'api': _keys_content.sha256(b'token-1')}
     assert first['changed'] and first['removed'] == []
     for name, entry in first['key_files'].items():
         assert entry['changed'] and entry['action'] == 'create' and entry['sha256'] == hashes[name]
@@ -298,8 +299,8 @@ def test_check_mode_and_diff_change_nothing_and_show_no_content(target):
     text = repr(result)
     assert 'rotated secret' not in text and 'token-1' not in text and 'horse' not in text
     db_diff = [d for d in result['diff'] if d['after_header'].endswith('(key db)')][0]
-    assert db_diff['before'].startswith('sha256: %s\n' % _keys.sha256(SECRET))
-    assert db_diff['after'] == 'sha256: %s\nowner: root:daemon\nmode: 0440\n' % _keys.sha256(b'rotated secret')
+    assert db_diff['before'].startswith('sha256: %s\n' % _keys_content.sha256(SECRET))
+    assert db_diff['after'] == 'sha256: %s\nowner: root:daemon\nmode: 0440\n' % _keys_content.sha256(b'rotated secret')
 
 
 @needs_root
@@ -368,9 +369,9 @@ def test_scripts_pass_shellcheck():
         universal_newlines=True, stdout=subprocess.PIPE, check=False)
     assert proc.returncode == 0, proc.stdout
     # ... and the programs they make with hostile values parse as sh
-    for script in (_keys.probe_script(['/run/keys/db', "/run/keys/it's"], ['/run/keys/db'], True),
-                   _keys.put_script(key, True, False), _keys.put_script(key, False, True),
-                   _keys.finish_script(['/run/keys/a b'], ['/run/keys/c'])):
+    for script in (_keys_target.probe_script(['/run/keys/db', "/run/keys/it's"], ['/run/keys/db'], True),
+                   _keys_target.put_script(key, True, False), _keys_target.put_script(key, False, True),
+                   _keys_target.finish_script(['/run/keys/a b'], ['/run/keys/c'])):
         proc = subprocess.run(['sh', '-n'], input=script, universal_newlines=True,
                               stderr=subprocess.PIPE, check=False)
         assert proc.returncode == 0, proc.stderr
@@ -380,15 +381,15 @@ def test_parse_reports_facts():
     out = ('noise\n@@nixdeploy stat_0=file 1 %s 0640 root keys 0 62\n'
            '@@nixdeploy stat_1=absent 0\n@@nixdeploy stale_0=1 /run/keys/old key\n'
            '@@nixdeploy removed_1=/run/keys/x\n@@nixdeploy probed=1\n' % ('a' * 64))
-    values, stats, stale = _keys.parse(out)
+    values, stats, stale = _keys_target.parse(out)
     assert stats[0] == {'kind': 'file', 'listed': True, 'sha256': 'a' * 64, 'mode': '0640',
                         'owner': 'root', 'group': 'keys', 'uid': '0', 'gid': '62'}
     assert stats[1] == {'kind': 'absent', 'listed': False}
     assert stale == [('/run/keys/old key', True)]
     assert values['removed'] == ['/run/keys/x'] and values['probed'] == '1'
     key = norm({'text': 'x', 'group': '62', 'mode': '0640'})
-    assert _keys.plan(key, 'a' * 64, stats[0]) == ('none', [])
-    assert _keys.plan(key, 'b' * 64, stats[0]) == ('update', ['content'])
-    assert _keys.plan(key, 'b' * 64, stats[1]) == ('create', ['absent'])
+    assert _keys_target.plan(key, 'a' * 64, stats[0]) == ('none', [])
+    assert _keys_target.plan(key, 'b' * 64, stats[0]) == ('update', ['content'])
+    assert _keys_target.plan(key, 'b' * 64, stats[1]) == ('create', ['absent'])
     with pytest.raises(_keys.KeysError, match="key 'db': /run/keys/db is a symbolic link"):
-        _keys.plan(key, 'a' * 64, {'kind': 'link'})
+        _keys_target.plan(key, 'a' * 64, {'kind': 'link'})

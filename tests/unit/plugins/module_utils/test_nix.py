@@ -72,23 +72,6 @@ def test_options_become_argv_items_never_shell():
     assert argv[-1] == 'path:/f#a'
 
 
-def test_flake_ref_for_paths_and_refs(tmp_path):
-    assert _nix.flake_ref('github:owner/repo') == 'github:owner/repo'
-    assert _nix.flake_ref('.', base_dir=str(tmp_path)) == 'path:%s' % tmp_path
-    (tmp_path / 'repo' / '.git').mkdir(parents=True)
-    assert _nix.flake_ref(str(tmp_path / 'repo')) == 'git+file://%s' % (tmp_path / 'repo')
-    # a folder below the top of a work tree is that git flake, with ?dir= (as Nix reads it)
-    (tmp_path / 'repo' / 'nix' / 'fleet').mkdir(parents=True)
-    assert _nix.flake_ref('../nix/fleet', base_dir=str(tmp_path / 'repo' / 'inventory')) == (
-        'git+file://%s?dir=nix/fleet' % (tmp_path / 'repo'))
-    # a worktree or submodule: .git is a file
-    (tmp_path / 'wt').mkdir()
-    (tmp_path / 'wt' / '.git').write_text('gitdir: /elsewhere\n')
-    assert _nix.flake_ref(str(tmp_path / 'wt')) == 'git+file://%s' % (tmp_path / 'wt')
-    with pytest.raises(_nix.NixError):
-        _nix.flake_ref('')
-
-
 def test_nix_json_rejects_non_json():
     opts = _nix.NixOptions()
     with pytest.raises(_nix.NixError):

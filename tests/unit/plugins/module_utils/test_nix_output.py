@@ -12,7 +12,7 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix, _nix_output  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix, _nix_output, _nix_stderr  # noqa: E402
 
 SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'nix_samples')
 
@@ -149,9 +149,9 @@ def test_path_infos_of_another_store_dir_and_bad_input():
 def test_paths_an_error_calls_not_valid():
     err = ("error: path '%s' is not valid\n"
            "\x1b[31;1merror:\x1b[0m path '\x1b[35;1m%s\x1b[0m' is not valid\n" % (TOP, LIB))
-    assert _nix_output.not_valid(err) == {TOP, LIB}  # in colour too
-    assert _nix_output.not_valid("error: path '%s' is not valid" % LIB) == {LIB}
-    assert _nix_output.not_valid('') == set() and _nix_output.not_valid(None) == set()
+    assert _nix_stderr.not_valid(err) == {TOP, LIB}  # in colour too
+    assert _nix_stderr.not_valid("error: path '%s' is not valid" % LIB) == {LIB}
+    assert _nix_stderr.not_valid('') == set() and _nix_stderr.not_valid(None) == set()
 
 
 def test_listed_paths():
@@ -163,35 +163,35 @@ def test_listed_paths():
 def test_error_message_starts_at_nixs_error():
     err = ("copying path '%s' from 'https://cache'...\n\nwarning: Git tree is dirty\n"
            "error: attribute 'lab' missing\n\n       at /nix/store/s-source/lib.nix:64:38:\n" % TOP)
-    assert _nix_output.error_message(err) == (
+    assert _nix_stderr.error_message(err) == (
         "error: attribute 'lab' missing\n       at /nix/store/s-source/lib.nix:64:38:")
     # 2.8 writes "error: ..." after a colour code
-    assert _nix_output.error_message('noise\n\x1b[31;1merror:\x1b[0m boom\n') \
+    assert _nix_stderr.error_message('noise\n\x1b[31;1merror:\x1b[0m boom\n') \
         == '\x1b[31;1merror:\x1b[0m boom'
     lines = '\n'.join('line %d' % i for i in range(50))
-    assert _nix_output.error_message(lines).splitlines() == ['line %d' % i for i in range(10, 50)]
-    assert _nix_output.error_message('') == '' and _nix_output.error_message(None) == ''
+    assert _nix_stderr.error_message(lines).splitlines() == ['line %d' % i for i in range(10, 50)]
+    assert _nix_stderr.error_message('') == '' and _nix_stderr.error_message(None) == ''
 
 
 def test_traces_with_a_marker():
     err = '\n'.join(['trace: @m@1 {"out": "/nix/store/a"}', 'trace: @m@x {bad',
                      'trace: other', 'error: boom'])
-    found, rest = _nix_output.traces(err, '@m@')
+    found, rest = _nix_stderr.traces(err, '@m@')
     assert found == {1: {'out': '/nix/store/a'}}
     assert rest == 'trace: @m@x {bad\ntrace: other\nerror: boom'
-    assert _nix_output.traces(None, '@m@') == ({}, '')
+    assert _nix_stderr.traces(None, '@m@') == ({}, '')
 
 
 # ------------------------------------------------------------------ nix copy
 def test_sent_paths_reads_nix_copy_progress():
     err = ("copying 2 paths...\ncopying path '%s' to 'ssh-ng://root@h'...\n"
            "copying path '%s' to 'ssh-ng://root@h'...\n" % (LIB, TOP))
-    assert _nix_output.sent_paths(err) == [LIB, TOP]
-    assert _nix_output.sent_paths('copying 0 paths...\n') == []
-    assert _nix_output.sent_paths('') is None
-    assert _nix_output.sent_paths(None) is None
+    assert _nix_stderr.sent_paths(err) == [LIB, TOP]
+    assert _nix_stderr.sent_paths('copying 0 paths...\n') == []
+    assert _nix_stderr.sent_paths('') is None
+    assert _nix_stderr.sent_paths(None) is None
     # Nix may colour even a pipe
-    assert _nix_output.sent_paths("\x1b[1mcopying path '%s' to 'ssh-ng://h'\x1b[0m...\n"
+    assert _nix_stderr.sent_paths("\x1b[1mcopying path '%s' to 'ssh-ng://h'\x1b[0m...\n"
                                   % TOP) == [TOP]
 
 
@@ -238,7 +238,7 @@ def test_derivations_without_output_paths_and_bad_input():
 @pytest.mark.parametrize('name', ['build-failure-2.8.txt', 'build-failure-2.34.txt',
                                   'build-failure-lix.txt'])
 def test_build_failures_name_the_derivation_whose_builder_failed(name):
-    by_drv, other = _nix_output.build_failures(text(name))
+    by_drv, other = _nix_stderr.build_failures(text(name))
     assert list(by_drv) == [BAD_DRV]
     assert by_drv[BAD_DRV].startswith('error: ')
     assert 'broken on purpose' in by_drv[BAD_DRV]
@@ -251,27 +251,27 @@ def test_build_failures_in_colour():
         "Cannot build '%s'" % BAD_DRV, "Cannot build '\x1b[35;1m%s\x1b[0m'" % BAD_DRV).replace(
         'Reason: builder failed', 'Reason: \x1b[31;1mbuilder failed').replace(
         'error:', '\x1b[31;1merror:\x1b[0m')
-    by_drv, other = _nix_output.build_failures(coloured)
+    by_drv, other = _nix_stderr.build_failures(coloured)
     assert list(by_drv) == [BAD_DRV] and '\x1b' not in by_drv[BAD_DRV]
     assert len(other) == 1
 
 
 @pytest.mark.parametrize('name', ['build-foreign-2.8.txt', 'build-foreign-2.34.txt'])
 def test_build_failures_for_want_of_a_platform(name):
-    by_drv, other = _nix_output.build_failures(text(name))
+    by_drv, other = _nix_stderr.build_failures(text(name))
     assert list(by_drv) == [FOREIGN_DRV] and other == []
     assert 'aarch64-darwin' in by_drv[FOREIGN_DRV]
 
 
 def test_build_failures_of_nothing():
-    assert _nix_output.build_failures('') == ({}, [])
-    assert _nix_output.build_failures('error: flake has no attribute x\n') == (
+    assert _nix_stderr.build_failures('') == ({}, [])
+    assert _nix_stderr.build_failures('error: flake has no attribute x\n') == (
         {}, ['error: flake has no attribute x'])
 
 
 @pytest.mark.parametrize('name', ['dry-run-2.8.txt', 'dry-run-2.34.txt'])
 def test_dry_run(name):
-    build, fetch = _nix_output.dry_run(text(name))
+    build, fetch = _nix_stderr.dry_run(text(name))
     assert build == [LIB_DRV, TOP_DRV, BAD_DRV, BADTOP_DRV] and fetch == []
 
 
@@ -280,9 +280,9 @@ def test_dry_run_with_paths_to_fetch():
               '  /nix/store/bbb-busybox.drv\n'
               'this path will be fetched (0.01 MiB download, 0.02 MiB unpacked):\n'
               '  /nix/store/ccc-glibc\n')
-    assert _nix_output.dry_run(stderr) == (
+    assert _nix_stderr.dry_run(stderr) == (
         ['/nix/store/aaa-system-h1.drv', '/nix/store/bbb-busybox.drv'], ['/nix/store/ccc-glibc'])
-    assert _nix_output.dry_run('') == ([], [])
+    assert _nix_stderr.dry_run('') == ([], [])
 
 
 # ------------------------------------------------------------------ diff-closures
@@ -315,13 +315,13 @@ def test_diff_closures_units_and_version_sets():
 # ------------------------------------------------------------------ signatures
 @pytest.mark.parametrize('name', ['unsigned-2.8.txt', 'unsigned-2.34.txt', 'unsigned-lix.txt'])
 def test_unsigned(name):
-    assert _nix_output.unsigned(text(name))
+    assert _nix_stderr.unsigned(text(name))
 
 
 def test_not_unsigned():
-    assert not _nix_output.unsigned(text('build-failure-2.34.txt'))
-    assert not _nix_output.unsigned('')
-    assert not _nix_output.unsigned(None)
+    assert not _nix_stderr.unsigned(text('build-failure-2.34.txt'))
+    assert not _nix_stderr.unsigned('')
+    assert not _nix_stderr.unsigned(None)
 
 
 # ------------------------------------------------------------------ flake metadata
@@ -376,20 +376,20 @@ def test_native_system_is_spelled_as_nix_does(monkeypatch):
 # ------------------------------------------------------------------ store faults
 @pytest.mark.parametrize('text,kind', [
     # Nix 2.8 and 2.34 (the daemon's or the local store's words)
-    ("error: writing to file: No space left on device", _nix_output.NO_SPACE),
-    ("error: cannot add path '/nix/store/x' because: No space left on device", _nix_output.NO_SPACE),
-    ('error: sqlite: database or disk is full (in \'/nix/var/nix/db/db.sqlite\')', _nix_output.NO_SPACE),
-    ("error: creating directory '/nix/store/x': Read-only file system", _nix_output.READ_ONLY),
+    ("error: writing to file: No space left on device", _nix_stderr.NO_SPACE),
+    ("error: cannot add path '/nix/store/x' because: No space left on device", _nix_stderr.NO_SPACE),
+    ('error: sqlite: database or disk is full (in \'/nix/var/nix/db/db.sqlite\')', _nix_stderr.NO_SPACE),
+    ("error: creating directory '/nix/store/x': Read-only file system", _nix_stderr.READ_ONLY),
     ("error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': Connection refused",
-     _nix_output.NO_DAEMON),
+     _nix_stderr.NO_DAEMON),
     ("error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': No such file or "
-     "directory", _nix_output.NO_DAEMON),
-    ('\x1b[31;1merror:\x1b[0m writing to file: No space left on device', _nix_output.NO_SPACE),
+     "directory", _nix_stderr.NO_DAEMON),
+    ('\x1b[31;1merror:\x1b[0m writing to file: No space left on device', _nix_stderr.NO_SPACE),
     ('error: path is not valid', None),
     ('', None),
 ])
 def test_store_fault_in_every_nixs_words(text, kind):
-    found, line = _nix_output.store_fault('copying 2 paths...\n' + text + '\n')
+    found, line = _nix_stderr.store_fault('copying 2 paths...\n' + text + '\n')
     assert found == kind
     assert (line is None) == (kind is None)
     if line:
@@ -400,7 +400,7 @@ def test_store_fault_quotes_nixs_words_without_the_wrappers():
     said = ("nix-env --set /p failed: error: cannot connect to socket at "
             "'/nix/var/nix/daemon-socket/socket': Connection refused (nothing was activated, "
             "/p is left at generation 3)")
-    assert _nix_output.store_fault(said) == (
-        _nix_output.NO_DAEMON,
+    assert _nix_stderr.store_fault(said) == (
+        _nix_stderr.NO_DAEMON,
         "error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': "
         "Connection refused")

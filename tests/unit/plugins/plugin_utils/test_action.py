@@ -1,7 +1,6 @@
 """The one action base (plugin_utils/_action.py): validation, host-prefixed
 failures with phase and connection_lost, once-per-batch work."""
 
-import os
 import sys
 from types import SimpleNamespace
 
@@ -12,10 +11,11 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.playbook.play_context import PlayContext
 from ansible.playbook.task import Task
 
-from tests.collection import REPO, collections_path
+from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import OPTION  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _action  # noqa: E402
@@ -194,17 +194,15 @@ def test_target_sh_runs_a_rendered_program_as_ansible_sends_it(tmp_path):
 # --- from_role_vars: options the task leaves unset come from the role's variables
 
 class Settings(_action.NixdeployAction):
-    """A test action that returns its validated arguments."""
+    """A test action of nix_activate's options that returns its validated arguments."""
 
     _requires_connection = False
-    ARGUMENT_SPEC = {'goal': {'type': 'str', 'default': 'switch', 'choices': ['switch', 'boot']},
-                     'timeout': {'type': 'int'},
-                     'from_role_vars': {'type': 'bool', 'default': False}}
-    ROLE_VARS = {'goal': 'nix_goal', 'timeout': 'nix_timeout'}
+    ROLE_VARS = _role_vars.ACTIVATE
+    ARGUMENT_SPEC = _role_vars.spec(ROLE_VARS)
     PHASE = 'probe'
 
     def run_host(self, args, result):
-        return dict(result, args=args)
+        return dict(result, args=args, own=sorted(self.filled.own))
 
 
 def run_settings(args, variables):
@@ -216,16 +214,20 @@ def run_settings(args, variables):
 
 
 def test_role_vars_fill_the_options_a_task_leaves_unset():
-    variables = {'nix_goal': 'boot', 'nix_timeout': '30'}
+    variables = {'nix_goal': 'boot', 'nix_confirm_timeout': '30', 'nix_platform': 'nixos'}
     out = run_settings({'from_role_vars': True}, variables)
     # validated as an argument: '30' became 30; the flag itself is not an argument
-    assert out['args'] == {'goal': 'boot', 'timeout': 30}, out
-    # what the task sets wins; an undefined variable leaves the module's default
+    assert out['args']['goal'] == 'boot' and out['args']['confirm_timeout'] == 30, out
+    assert 'from_role_vars' not in out['args']
+    # what the task sets wins; an undefined variable leaves the table's default
     assert run_settings({'from_role_vars': True, 'goal': 'switch'}, variables)['args']['goal'] \
         == 'switch'
-    assert run_settings({'from_role_vars': True}, {})['args'] == {'goal': 'switch', 'timeout': None}
-    # without the flag, the variables are not read
-    assert run_settings({}, variables)['args'] == {'goal': 'switch', 'timeout': None}
+    assert run_settings({'from_role_vars': True}, {})['args']['goal'] == 'switch'
+    # without the flag, the role's variables are not read; the inventory's are
+    plain = run_settings({}, variables)['args']
+    assert plain['goal'] == 'switch' and plain['confirm_timeout'] == 30
+    assert plain['platform'] == 'nixos'
+    assert 'deprecations' not in out
 
 
 def test_a_role_variable_is_templated_and_checked_as_its_argument():
@@ -236,30 +238,44 @@ def test_a_role_variable_is_templated_and_checked_as_its_argument():
     assert out['failed'] and out['msg'].startswith('h1: ') and 'goal' in out['msg'], out
 
 
-def test_each_modules_role_variables_are_the_deploy_roles():
-    """Every variable an action reads is one the deploy role documents, and
-    every option it fills is one of the module's."""
-    import yaml
-    from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-        _activate, _build, _copy, _eval, _role_vars)
-    with open(os.path.join(REPO, 'roles', 'deploy', 'meta', 'argument_specs.yml')) as handle:
-        documented = set(yaml.safe_load(handle)['argument_specs']['main']['options'])
-    for role_vars, spec in ((_role_vars.EVAL, _eval.ARGUMENT_SPEC),
-                            (_role_vars.BUILD, _build.ARGUMENT_SPEC),
-                            (_role_vars.COPY, _copy.ARGUMENT_SPEC),
-                            (_role_vars.ACTIVATE, _activate.ARGUMENT_SPEC)):
-        assert set(role_vars) <= set(spec), sorted(set(role_vars) - set(spec))
-        assert set(role_vars.values()) <= documented, sorted(set(role_vars.values()) - documented)
-        assert spec['from_role_vars'] == {'type': 'bool', 'default': False}
-    # the doc fragment names every option that takes part, and each variable's odd name
-    from ansible_collections.nixdeploy.fleet.plugins.doc_fragments.role_vars import ModuleDocFragment
-    text = ' '.join(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options']['from_role_vars']
-                    ['description'])
-    for role_vars in (_role_vars.EVAL, _role_vars.BUILD, _role_vars.COPY, _role_vars.ACTIVATE):
-        for option, name in role_vars.items():
-            assert 'C(%s)' % option in text, option
-            if name not in (option, 'nix_' + option):
-                assert 'C(%s)' % name in text, name
+def test_a_deprecated_variable_still_fills_its_option_and_says_so():
+    out = run_settings({'from_role_vars': True}, {'nix_hm_backup_extension': 'bak'})
+    assert out['args']['backup_extension'] == 'bak'
+    assert [d['msg'] for d in out['deprecations']] == [
+        'the variable nix_hm_backup_extension is deprecated: use nix_backup_extension']
+    assert out['deprecations'][0]['collection_name'] == 'nixdeploy.fleet'
+    # the new name wins over the old one
+    out = run_settings({'from_role_vars': True}, {'nix_hm_backup_extension': 'bak',
+                                                  'nix_backup_extension': 'old'})
+    assert out['args']['backup_extension'] == 'old' and 'deprecations' not in out
+
+
+class EvalSettings(Settings):
+    ROLE_VARS = _role_vars.EVAL
+    ARGUMENT_SPEC = _role_vars.spec(ROLE_VARS)
+
+
+def test_a_deprecated_option_name_still_sets_its_option_and_says_so():
+    from ansible.template import Templar
+    task_vars = {'inventory_hostname': 'h1', 'ansible_play_batch': ['h1'], 'hostvars': {}}
+    action = action_of(EvalSettings, {'chunk_size': '3'})
+    action._templar = Templar(loader=DataLoader(), variables=task_vars)
+    out = action.run(task_vars=task_vars)
+    assert out['args']['eval_chunk_size'] == 3 and 'chunk_size' not in out['args'], out
+    assert [d['msg'] for d in out['deprecations']] == [
+        'the option chunk_size is deprecated: use eval_chunk_size']
+
+
+def test_per_host_options_are_each_hosts_own_when_they_come_from_its_variables():
+    """The batch reads another host's own value for an option when this
+    host's came from its own variable (filled, or templated from it); a value
+    the task gives for all stays shared."""
+    variables = {'nix_platform': 'nixos', 'nix_remote_nix_dir': '/opt/nix/bin'}
+    assert run_settings({}, variables)['own'] == ['platform', 'remote_nix_dir']
+    # templated from the variable: still each host's own
+    assert run_settings({'platform': 'nixos'}, variables)['own'] == ['platform', 'remote_nix_dir']
+    # another value: the same for every host
+    assert run_settings({'platform': 'darwin'}, variables)['own'] == ['remote_nix_dir']
 
 
 # --- record_stats: checked with the arguments, kept in a successful result

@@ -16,7 +16,7 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix_output import (  # noqa: E402
     flake_metadata)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _report, _report_html  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _report, _report_html, _report_record  # noqa: E402
 
 SCHEMA_PATH = os.path.join(REPO, 'docs', 'report.schema.json')
 SCRIPT = os.path.join(REPO, 'plugins', 'plugin_utils', '_report.py')
@@ -75,7 +75,7 @@ def fleet_run(check_mode=False):
     """Four hosts through one run: web changed, db rolled back, cache failed
     building, edge unreachable at copy, plus one that only evaluated."""
     clock = Clock()
-    rec = _report.Recorder(clock=clock)
+    rec = _report_record.Recorder(clock=clock)
     hosts = ('web', 'db', 'cache', 'edge', 'lazy')
     for host in hosts:
         rec.task_start(host, 'u-eval', EVAL)
@@ -117,7 +117,7 @@ def fleet_run(check_mode=False):
     clock.tick(1)
     run = {'id': 'run-1', 'limit': 'all:!spare', 'tags': [], 'skip_tags': [], 'diff_mode': False,
            'playbooks': ['deploy.yml'], 'collection_version': '0.2.0',
-           'flakes': [_report.flake_record('path:/srv/fleet', None)]}
+           'flakes': [_report_record.flake_record('path:/srv/fleet', None)]}
     return rec.build(run, check_mode=check_mode)
 
 
@@ -181,7 +181,7 @@ def test_check_mode_changes_no_generation():
 
 
 def test_plays_without_the_collections_tasks_make_no_report():
-    rec = _report.Recorder(clock=Clock())
+    rec = _report_record.Recorder(clock=Clock())
     rec.task_start('web', 'u1', 'ansible.builtin.command')
     rec.task_result('web', 'u1', 'ansible.builtin.command', 'failed', {'msg': 'boom'})
     assert not rec.deployed()
@@ -198,7 +198,7 @@ def test_plays_without_the_collections_tasks_make_no_report():
 
 
 def test_hosts_of_a_batch_that_never_started_are_not_in_the_report():
-    rec = _report.Recorder(clock=Clock())
+    rec = _report_record.Recorder(clock=Clock())
     rec.task_start('web', 'u1', 'nixdeploy.fleet.nix_eval')
     rec.task_result('web', 'u1', 'nixdeploy.fleet.nix_eval', 'ok', evaluated('web'))
     # the next batch's eval says it does not start (nix_max_fail_percentage)
@@ -221,23 +221,23 @@ def test_flake_record_from_nix_metadata():
     git = flake_metadata({'revision': 'f7c2c6e8', 'lastModified': 17,
                           'locked': {'type': 'git', 'rev': 'f7c2c6e8', 'narHash': 'sha256-x'},
                           'url': 'git+file:///srv/fleet?rev=f7c2c6e8'})
-    assert _report.flake_record('/srv/fleet', git) == {
+    assert _report_record.flake_record('/srv/fleet', git) == {
         'ref': '/srv/fleet', 'url': 'git+file:///srv/fleet?rev=f7c2c6e8', 'revision': 'f7c2c6e8',
         'dirty': False, 'nar_hash': 'sha256-x', 'last_modified': 17}
     dirty = flake_metadata({'locked': {'type': 'git', 'narHash': 'sha256-y'}, 'lastModified': 18})
-    assert _report.flake_record('/srv/fleet', dirty)['dirty'] is True
+    assert _report_record.flake_record('/srv/fleet', dirty)['dirty'] is True
     dirty = flake_metadata({'dirtyRevision': 'f7c2c6e8-dirty', 'lastModified': 18,
                             'locked': {'type': 'git', 'dirtyRev': 'f7c2c6e8-dirty'}})
-    assert _report.flake_record('/srv/fleet', dirty)['dirty'] is True
+    assert _report_record.flake_record('/srv/fleet', dirty)['dirty'] is True
     path = flake_metadata({'locked': {'type': 'path', 'narHash': 'sha256-z'}})
-    assert _report.flake_record('path:/x', path)['dirty'] is False
-    assert _report.flake_record('path:/x', None)['revision'] is None
-    assert _report.flake_record('path:/x', None)['dirty'] is None
+    assert _report_record.flake_record('path:/x', path)['dirty'] is False
+    assert _report_record.flake_record('path:/x', None)['revision'] is None
+    assert _report_record.flake_record('path:/x', None)['dirty'] is None
 
 
 def slice_report(run_id, hosts, started, duplicate=None):
     clock = Clock(started)
-    rec = _report.Recorder(clock=clock)
+    rec = _report_record.Recorder(clock=clock)
     for idx, host in enumerate(hosts + ([duplicate] if duplicate else [])):
         rec.task_start(host, 'e', EVAL)
         clock.tick(1)

@@ -1,0 +1,89 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A deploy-rs node as an Ansible host: its ssh options and its profiles.
+
+The ``--apply`` expression (``_inventory``) reads ``deploy.nodes`` without
+any profile's ``path`` (forcing it would evaluate a system); here a node
+becomes the host's fields, its ``sshOpts`` the port and ssh args, and its
+profiles ``nix_profiles`` in deploy order, each with the attribute of its
+path for nix_eval.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import shlex
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_fields import (
+    merge_fields, port_number, str_list)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
+
+
+def _split_ssh_opts(opts):
+    """deploy-rs sshOpts: ``-p N`` becomes the port, the rest ssh args."""
+    port, rest = None, []
+    items = str_list(opts)
+    idx = 0
+    while idx < len(items):
+        item = items[idx]
+        if item == '-p' and idx + 1 < len(items):
+            port = items[idx + 1]
+            idx += 2
+            continue
+        if item.startswith('-p') and item[2:].isdigit():
+            port = item[2:]
+        else:
+            rest.append(item)
+        idx += 1
+    return port, rest
+
+
+def _profiles(attr_base, name, node, generic):
+    """deploy-rs profiles in deploy order: profilesOrder, then by name."""
+    profiles = node.get('profiles') or {}
+    order = [p for p in str_list(node.get('profilesOrder')) if p in profiles]
+    order += sorted(p for p in profiles if p not in order)
+    result = []
+    for pname in order:
+        prof = profiles[pname] or {}
+        result.append({
+            'name': pname,
+            'attr': attr_string(attr_base + ['nodes', name, 'profiles', pname, 'path']),
+            'user': prof.get('user') or node.get('user') or generic.get('user') or 'root',
+            'ssh_user': prof.get('sshUser') or node.get('sshUser') or generic.get('sshUser'),
+            'profile_path': prof.get('profilePath'),
+        })
+    return result
+
+
+def deploy_rs_fields(raw, name, node, inv_fields, configured):
+    """(fields, extra host vars) of one deploy-rs node; ``inv_fields``: the
+    inventory entry of the same name, ``configured``: the platform whose
+    configurations hold a system of the node's name, if any."""
+    extra = {}
+    generic = raw.get('deploy') or {}
+    port, ssh_args = _split_ssh_opts(node.get('sshOpts') or generic.get('sshOpts'))
+    own = {
+        'address': node.get('hostname'),
+        'user': node.get('sshUser') or generic.get('sshUser'),
+        'port': port_number(port),
+        'tags': [],
+    }
+    fields = merge_fields(own, inv_fields)
+    profiles = _profiles(list(raw['attribute']), name, node, generic)
+    extra['nix_profiles'] = profiles
+    if ssh_args:
+        # the ssh connection plugin splits ansible_ssh_extra_args with shlex
+        extra['ansible_ssh_extra_args'] = ' '.join(shlex.quote(a) for a in ssh_args)
+    if inv_fields.get('configuration') or inv_fields.get('platform'):
+        pass  # the inventory entry says which system the node deploys
+    elif configured:
+        fields['platform'] = configured
+        fields['configuration'] = name
+    else:
+        system = [p for p in profiles if p['name'] == 'system']
+        fields['nix_attr'] = system[0]['attr'] if system else None
+        fields['configuration'] = None
+    return fields, extra
