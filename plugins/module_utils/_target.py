@@ -17,6 +17,7 @@ __metaclass__ = type
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
     GOALS, goal_spec, moves_profile, platform_spec)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._reboot import REFUSAL_MARK
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import BY_OPTION
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._script import render
 
 # The states a run ends in (the runner's exit trap and the poll read them
@@ -136,20 +137,28 @@ def _backup(spec, backup_extension):
     return (name, backup_extension) if name and backup_extension else ('', '')
 
 
-def runner_program(platform, run, mode, path='', goal='switch', magic=True, auto=True,
-                   confirm_timeout=30, activation_timeout=240, lock_timeout=60,
+def runner_program(platform, run, mode, path='', goal=None, magic=None, auto=None,
+                   confirm_timeout=None, activation_timeout=None, lock_timeout=None,
                    generation=None, no_check=False, drop_generation=None, why=None,
-                   install_bootloader=False, backup_extension=None, reactivate=False,
+                   install_bootloader=None, backup_extension=None, reactivate=None,
                    root_key=None):
-    """activate-runner.sh with its values: the detached run itself.
+    """activate-runner.sh with its values: the detached run itself. An
+    option left None is the option table's default (module_utils/_role_vars.py).
     ``root_key``: the file name of the copy's GC root of ``path``
     (``_copy.root_key_of``), released once the profile holds ``path``."""
+    goal, magic, auto = _option('goal', goal), _option('magic_rollback', magic), \
+        _option('auto_rollback', auto)
+    confirm_timeout, activation_timeout, lock_timeout = _option(
+        'confirm_timeout', confirm_timeout), _option('activation_timeout', activation_timeout), \
+        _option('lock_timeout', lock_timeout)
+    install_bootloader, reactivate = _option('install_bootloader', install_bootloader), \
+        _option('reactivate', reactivate)
     spec = platform_spec(platform)
     activation = spec['activation']
     lock = activation.get('switch_lock') or {}
     rollback_goal = goal_spec(goal)['rollback_goal']
     backup_env, backup_ext = _backup(spec, backup_extension)
-    return render([_LIB, 'activate-runner.sh'], {
+    return render([_LIB, 'activate-runner.sh', 'activate-modes.sh'], {
         'RUN': run, 'MODE': mode, 'NEW': path, 'GOAL': goal,
         'ROLLBACK_GOAL': rollback_goal,
         # a rollback with a goal that leaves the profile alone (test) does too
@@ -177,6 +186,11 @@ def runner_program(platform, run, mode, path='', goal='switch', magic=True, auto
     })
 
 
+def _option(name, value):
+    """``value``, or the option table's default of the option ``name``."""
+    return BY_OPTION[name].default if value is None else value
+
+
 def launch_script(platform, run, mode, profile=None, remote_nix_dir=None, wait=0, **runner):
     """Start a detached activation (mode 'activate') or rollback (mode
     'rollback'); then, like ``poll_script``, wait up to ``wait`` seconds for
@@ -191,7 +205,7 @@ def launch_script(platform, run, mode, profile=None, remote_nix_dir=None, wait=0
     NIXOS_NO_CHECK=1, NixOS's override of its pre-switch checks; a rollback
     deletes ``drop_generation`` once it succeeded and records ``why``)."""
     values = _session(platform, profile, remote_nix_dir)
-    values.update(_poll(wait, runner.get('magic', True)))
+    values.update(_poll(wait, _option('magic_rollback', runner.get('magic'))))
     values.update(RUN=run, RUNNER=runner_program(platform, run, mode, **runner),
                   SYSTEMD_DIR=SYSTEMD_DIR, UNIT_PREFIX=UNIT_PREFIX)
     return render(_SESSION + ['activate-launch.sh', _POLL], values)

@@ -1,7 +1,9 @@
 # shellcheck shell=sh
+# shellcheck disable=SC2034  # LOCK_OWNER, LOCK_RUN: read by activate-modes.sh after this
 # The detached run of nix_activate (started by activate-launch.sh from the
-# file runs/<run>/runner.sh, rendered after lib.sh and activate-lib.sh):
-# lock, profile, activation, watchdog, rollback. Arguments: state folder,
+# file runs/<run>/runner.sh, rendered after lib.sh and activate-lib.sh, and
+# before activate-modes.sh, which runs its MODE): lock, profile, activation,
+# watchdog, rollback. Arguments: state folder,
 # profile, nix-env, HOME, USER, the launching session's PATH and the user
 # who logged in; the rest are values (module_utils/_target.py runner_program).
 D=$1 PROFILE=$2 NIX_ENV=$3 HOME=$4 USER=$5 SESSION_PATH=$6 INVOKER=${7:-}
@@ -301,126 +303,3 @@ release_root() {
   else home=; eval "home=~$INVOKER"; link=$home/.local/state/nixdeploy/gcroots/$ROOT_KEY; fi
   [ "$(readlink "$link" 2>/dev/null)" != "$NEW" ] || rm -f "$link"
 }
-is_current() {  # what the goal needs to be NEW already (CURRENT_WHEN, from the goals table)
-  case $CURRENT_WHEN in
-    active) [ "$ACTIVE_BEFORE" = "$NEW" ] ;;
-    profile) [ "$PREV_PATH" = "$NEW" ] ;;
-    *) [ "$PREV_PATH" = "$NEW" ] && [ "$ACTIVE_BEFORE" = "$NEW" ] ;;
-  esac
-}
-take_lock() {
-  status waiting_lock ""
-  acquire || { status failed "timed out after ${LOCK_TIMEOUT}s waiting for the lock of $PROFILE, held by pid ${LOCK_OWNER:-?} (run ${LOCK_RUN:-?})"; exit 1; }
-  echo "$RUN" >"$D/last.tmp" && mv -f "$D/last.tmp" "$D/last"
-  # another switch of the platform's own (an auto-upgrade) first: before the
-  # profile is read or moved
-  wait_switch_lock || { CAUSE=switch_locked; status failed "another switch held $SWITCH_LOCK for more than ${LOCK_TIMEOUT}s (an auto-upgrade?): nothing was changed"; exit 1; }
-  PREV_GEN=$(current_gen); PREV_PATH=$(gen_path "$PREV_GEN"); ACTIVE_BEFORE=$(active_path)
-}
-reactivate() {
-  # asked to run the activation of the current system again (deploy-rs and
-  # colmena always do: it restarts failed units, reinstalls the boot
-  # loader); there is nothing else to roll back to
-  status running "re-activating $NEW (already current)"
-  run_activation "$(via "$PREV_GEN" "$NEW")" "$GOAL"
-  ACTIVATED=1
-  if [ "$RC" != 0 ]; then
-    [ "$BUSY" = 1 ] && ACTIVATED=0 CAUSE=switch_locked
-    status failed "re-activating the current system $NEW: $(failure_reason) (nothing else to roll back to)"
-    exit 1
-  fi
-  record_active "$GOAL" "$NEW"
-  release_root
-  status "done" "re-activated $NEW (it was already current)"
-  exit 0
-}
-main_activate() {
-  take_lock
-  if is_current; then
-    [ "$REACTIVATE" = 1 ] && reactivate
-    release_root
-    status unchanged "$NEW is already the current and active generation"; exit 0
-  fi
-  [ -e "$NEW" ] || { status failed "$NEW is not in the target's store: copy its closure first"; exit 1; }
-  status running ""
-  if [ "$SET_PROFILE" = 1 ]; then
-    if ! out=$("$NIX_ENV" --profile "$PROFILE" --set "$NEW" 2>&1); then
-      # nothing was activated; a generation nix-env made but could not switch to is not current
-      note=$(full_note); room; one_line "$out"
-      gen=$(current_gen)
-      status failed "nix-env --set $PROFILE failed: $ONE_LINE$note (nothing was activated, $PROFILE is left at generation ${gen:-none})"
-      exit 1
-    fi
-    [ -z "$out" ] || printf '%s\n' "$out"
-    NEW_GEN=$(current_gen)
-  fi
-  run_activation "$NEW" "$GOAL"
-  [ "$SETS_OWN_PROFILE" = 1 ] && NEW_GEN=$(current_gen) && [ "$NEW_GEN" = "$PREV_GEN" ] && NEW_GEN=
-  if [ "$RC" = 1 ] && tail -c +"$((LOG_AT + 1))" "$RD/log" | grep -qF -e "$REFUSAL_MARK"; then
-    refused
-  fi
-  [ "$BUSY" = 1 ] && switch_busy
-  if [ "$RC" != 0 ]; then
-    reason=$(failure_reason)$(full_note)
-    [ "$AUTO" = 1 ] && rollback "$reason" activation_failed
-    ACTIVATED=1; status failed "$reason (auto rollback is off)"; exit 1
-  fi
-  ACTIVATED=1
-  [ "$MAGIC" = 1 ] && watchdog
-  record_active "$GOAL" "$NEW"
-  release_root
-  status "done" ""
-}
-main_rollback() {
-  take_lock
-  [ -n "$PREV_GEN" ] || { status failed "$PROFILE has no generations to roll back to"; exit 1; }
-  target_gen=$GENERATION
-  # a goal that leaves the profile alone (test): a test activation in effect
-  # is undone by the profile's current generation, the profile never moves
-  if [ -z "$target_gen" ] && [ "$ROLLBACK_MOVES" != 1 ] && [ -n "$ACTIVE_BEFORE" ] &&
-     [ "$ACTIVE_BEFORE" != "$PREV_PATH" ]; then
-    target_gen=$PREV_GEN
-  fi
-  [ -n "$target_gen" ] || target_gen=$(list_gens | awk -v c="$PREV_GEN" '$1 < c' | tail -n 1)
-  [ -n "$target_gen" ] || { status failed "$PROFILE has no generation before $PREV_GEN"; exit 1; }
-  NEW=$(gen_path "$target_gen")
-  if [ -z "$NEW" ] || [ ! -e "$NEW" ]; then
-    status failed "generation $target_gen of $PROFILE does not exist (there are: $(list_gens | tr '\n' ' '))"; exit 1
-  fi
-  if [ "$target_gen" = "$PREV_GEN" ] && [ "$ACTIVE_BEFORE" = "$NEW" ]; then
-    status unchanged "generation $target_gen is already current and active"; exit 0
-  fi
-  status running ""
-  if [ "$SETS_OWN_PROFILE" != 1 ] && [ "$ROLLBACK_MOVES" = 1 ]; then
-    "$NIX_ENV" --profile "$PROFILE" --switch-generation "$target_gen" || {
-      status failed "could not switch $PROFILE to generation $target_gen"; exit 1; }
-  fi
-  run_activation "$(via "$target_gen" "$NEW")" "$ROLLBACK_GOAL"
-  NEW_GEN=$target_gen
-  if [ "$RC" != 0 ]; then
-    reason="activating generation $target_gen failed: $(failure_reason)"
-    if [ "$AUTO" = 1 ] && [ "$BUSY" != 1 ]; then
-      back=$PREV_PATH
-      [ "$ROLLBACK_MOVES" = 1 ] || back=${ACTIVE_BEFORE:-$PREV_PATH}
-      [ "$(current_gen)" = "$PREV_GEN" ] || "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN"
-      run_activation "$(via "$PREV_GEN" "$back")" "$ROLLBACK_GOAL"
-      reason="$reason; $back re-activated (exit code $RC)"
-    elif [ "$BUSY" = 1 ]; then
-      [ "$(current_gen)" = "$PREV_GEN" ] || "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN"
-      CAUSE=switch_locked reason="$reason: nothing was activated, $PROFILE is back at generation $PREV_GEN"
-    fi
-    status failed "$reason"; exit 1
-  fi
-  ACTIVATED=1 ROLLED_BACK=1
-  record_active "$ROLLBACK_GOAL" "$NEW"
-  # the generation this rollback undoes (a boot default that failed after a reboot)
-  if [ -n "$DROP_GEN" ] && [ "$DROP_GEN" != "$target_gen" ]; then
-    "$NIX_ENV" --profile "$PROFILE" --delete-generations "$DROP_GEN" ||
-      echo "nixdeploy: could not delete generation $DROP_GEN"
-  fi
-  status "done" "${WHY:-rolled back to generation $target_gen on request}"
-}
-case $MODE in
-  activate) main_activate ;;
-  rollback) main_rollback ;;
-esac
