@@ -98,7 +98,7 @@ class NixdeployAction(ActionBase):
         if self.ROLE_VARS:
             # before validation: a variable is checked as the argument would be
             self.filled = _role_vars.fill(
-                self.ROLE_VARS, self._task.args, task_vars, lambda value: self._templar.template(value),
+                self.ROLE_VARS, self._task.args, task_vars, self._render,
                 boolean(self._task.args.get(_role_vars.FLAG, False), strict=False))
             self._task.args = self.filled.args
             if self.filled.deprecations:
@@ -163,6 +163,11 @@ class NixdeployAction(ActionBase):
             result.setdefault('warnings', []).append(
                 '%s: record_stats: the outcome is not kept as custom stats: %s'
                 % (self.host, message_of(exc)))
+
+    def _render(self, value):
+        """A variable's value as a task argument gets it: templated (the
+        templar is looked up only when a variable fills an option)."""
+        return self._templar.template(value)
 
     def run_host(self, args, result):
         """This host's result (``args``: the validated arguments;
