@@ -126,13 +126,17 @@ class Host:
         return calls
 
 
-@pytest.fixture
-def host(tmp_path, monkeypatch):
-    # NixOS as the table has it, but no root needed and no /run/current-system
-    # of this machine: what is active is what the runner recorded.
+def nixos_without_root(monkeypatch):
+    """NixOS as the table has it, but no root needed and no /run/current-system
+    of this machine: what is active is what the runner recorded."""
     spec = _platforms.PLATFORMS['nixos']
     monkeypatch.setitem(_platforms.PLATFORMS, 'nixos', dict(
         spec, needs_root=False, activation=dict(spec['activation'], current_link=None)))
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    nixos_without_root(monkeypatch)
     return Host(tmp_path)
 
 

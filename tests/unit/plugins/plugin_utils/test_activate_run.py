@@ -12,12 +12,11 @@ import pytest
 from ansible.errors import AnsibleConnectionFailure
 
 from tests.collection import collections_path
-from tests.unit.plugins.module_utils.test_target_scripts import Host
+from tests.unit.plugins.module_utils.test_target_scripts import Host, nixos_without_root
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
-    _health, _platforms)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _health  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import (  # noqa: E402
     _activate_run, _activate_session)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_checks import (  # noqa: E402
@@ -82,11 +81,7 @@ def task_args(host, path, **changes):
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
-    # NixOS as the table has it, but no root needed and no /run/current-system
-    # of this machine: what is active is what the runner recorded.
-    spec = _platforms.PLATFORMS['nixos']
-    monkeypatch.setitem(_platforms.PLATFORMS, 'nixos', dict(
-        spec, needs_root=False, activation=dict(spec['activation'], current_link=None)))
+    nixos_without_root(monkeypatch)
     monkeypatch.setattr(_activate_run, 'RETRY_INTERVAL', 0.1)
     host = Host(tmp_path)
     target, connection = Target(host), Connection()
