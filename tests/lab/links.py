@@ -252,13 +252,20 @@ def leftovers(lab, since=0):
                     found.append(path)
             except OSError:
                 continue
+    # only this controller's agents: the other stack of `make test` runs its
+    # cascades at the same time in a mount namespace of its own, and /proc
+    # shows its agents too
+    own_mounts = os.readlink('/proc/self/ns/mnt')
     for pid in os.listdir('/proc'):
         if not pid.isdigit():
             continue
         try:
             with open('/proc/%s/cmdline' % pid, 'rb') as handle:
                 argv = handle.read().split(b'\0')
+            mounts = os.readlink('/proc/%s/ns/mnt' % pid)
         except OSError:
+            continue
+        if mounts != own_mounts:
             continue
         if argv and argv[0].endswith(b'ssh-agent') and any(b'/ndh-' in a for a in argv):
             found.append('ssh-agent pid %s' % pid)
