@@ -124,7 +124,7 @@ class ActionModule(NixdeployAction):
 
         entry, data, _here = self.from_batch(
             'build', [options_of(self._args), self._check_mode,
-                      [shared.get(k) for k in ('attr', 'build_on', 'drv_path', 'flake')],
+                      [shared.get(k) for k in _role_vars.per_host(self.ROLE_VARS)],
                       self._args.get('gc_root_dir'), self._args.get('builder_min_free_mb')],
             compute, own)
         if entry is None:

@@ -31,7 +31,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._ssh import ssh_ma
 
 # The options that may differ per host in cascade mode (the option table's
 # per-host rows of nix_copy_closure: module_utils/_role_vars.py)
-PER_HOST = ('copy_mode', 'path', 'remote_nix_dir')
+PER_HOST = _role_vars.per_host(_role_vars.COPY)
 # Connection vars of another host, and the Target field each one fills; a
 # field no host var sets comes from this task's own connection (ansible.cfg,
 # play keywords), as Ansible would use it for that host too.

@@ -9,7 +9,7 @@ Everything else follows it: the modules' argument specs take these entries
 variables (``fill``), a batch computes each other host's value of a per-host
 option from that host's own variable (``Filled.for_host``); the role's
 argument spec and defaults, and the doc fragment ``role_vars``, are checked
-against it by tests/unit/roles/test_role_vars_table.py.
+against it by tests/unit/plugins/module_utils/test_role_vars.py.
 
 A row's variable is always ``nix_`` + its option (an option whose name
 starts with ``nix_`` is its own variable). Older irregular names stay for
@@ -162,9 +162,10 @@ def spec(module):
     return out
 
 
-def variables(module):
-    """{option: role variable} of ``module``."""
-    return dict((row.option, row.variable) for row in rows(module))
+def per_host(module):
+    """The options of ``module`` that may differ per host (scope ``host``), sorted."""
+    return tuple(sorted(row.option for row in rows(module) + FACT_ROWS.get(module, ())
+                        if row.scope == 'host'))
 
 
 def aliases(module):

@@ -144,3 +144,36 @@ def test_the_roles_docs_name_every_variable_with_its_default():
         shown = cells[3].strip('`')
         assert shown == ('' if row.default is None else yaml.safe_dump(
             row.default, default_flow_style=True).strip().replace('...', '').strip()), line
+
+
+def test_a_batch_sees_each_host_with_its_own_values_side_by_side():
+    """One host's task (h1, from_role_vars) and how the batch sees three
+    other hosts of the same play batch: one with its own variables, one with
+    none (the table's defaults), one whose fact is only in flight; an option
+    the task gives for all stays the same for every host."""
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import with_facts
+    own = {'nix_copy_mode': 'cascade', 'nix_remote_nix_dir': '/opt/nix/bin',
+           'ansible_facts': {'nix_out_path': '/nix/store/a-h1'}}
+    task = {'path': '/nix/store/a-h1', 'compress': True}
+    filled = _role_vars.fill('copy', task, own, lambda value: value, True)
+    assert filled.own == {'copy_mode', 'path', 'remote_nix_dir'}
+    args = filled.args
+    hosts = {
+        'h2': {'nix_copy_mode': 'substitute', 'nix_compress': False,
+               'ansible_facts': {'nix_out_path': '/nix/store/b-h2'}},
+        'h3': {'ansible_facts': {'nix_out_path': '/nix/store/c-h3'}},
+        'h4': with_facts({'ansible_facts': {}}, {'nix_out_path': '/nix/store/d-h4'}),
+    }
+    seen = dict((name, filled.for_host(args, 'copy', hostvars))
+                for name, hostvars in hosts.items())
+    assert [seen[h]['copy_mode'] for h in sorted(seen)] == ['substitute', 'push', 'push']
+    assert seen['h2']['path'] == '/nix/store/b-h2' and seen['h4']['path'] == '/nix/store/d-h4'
+    assert seen['h3']['remote_nix_dir'] is None and seen['h3']['copy_mode'] == 'push'
+    # compress is the batch's (the task's), whatever h2's variable says
+    assert all(seen[h]['compress'] is True for h in seen)
+    # the batch key: the per-host options are each host's, not shared
+    assert all(filled.shared(args)[k] is None for k in _role_vars.per_host('copy'))
+    # a task that gives one mode for all: every host copies that way
+    alike = _role_vars.fill('copy', dict(task, copy_mode='cache'), own, lambda v: v, True)
+    assert 'copy_mode' not in alike.own
+    assert alike.for_host(alike.args, 'copy', hosts['h2'])['copy_mode'] == 'cache'
