@@ -6,8 +6,11 @@
 #                     exists with this recipe's label
 #
 # It holds what docker.io/library/debian:SUITE holds (a minbase system) plus this machine's
-# extra CA certificates and pip.conf (pip and apt behind a TLS-inspecting proxy need them;
-# ca-certificates, installed by the EE's first step, takes them in). The tree stays in
+# extra CA certificates (apt and pip behind a TLS-inspecting proxy need them; ca-certificates,
+# installed by the EE's first step, takes them in) and /etc/pip.conf as a symlink to
+# /run/nixdeploy-build/pip.conf: ee/build.sh binds this machine's pip.conf there for the
+# build's RUN steps only, so pip finds it while no layer of any image holds it (a pip.conf
+# may carry an index's credentials); the EE's last step removes the link. The tree stays in
 # $NIXDEPLOY_EE_STATE (default /var/lib/nixdeploy-ee) so the image is re-imported in seconds.
 # Knobs: NIXDEPLOY_EE_SUITE (trixie), PODMAN (podman).
 set -eu
@@ -25,11 +28,11 @@ LABEL=org.nixdeploy.ee.base
 url=$("$HERE/../tests/stack/tree.sh" mirror)
 [ -n "$url" ] || { echo "base.sh: no Debian mirror in this machine's apt sources" >&2; exit 1; }
 
-# What the base is made of: this recipe, the suite, the mirror, the extra CAs, pip.conf.
+# What the base is made of: this recipe, the suite, the mirror, the extra CAs.
 # shellcheck disable=SC2046  # the CA files are words on purpose (none: an empty list)
 recipe=$( { cat "$HERE/base.sh"; echo "$SUITE $url"
             cat /dev/null $(ls /usr/local/share/ca-certificates/*.crt 2>/dev/null)
-            cat /etc/pip.conf 2>/dev/null || true; } | sha256sum | cut -c1-16)
+          } | sha256sum | cut -c1-16)
 
 have=$($PODMAN image inspect --format "{{ index .Labels \"$LABEL\" }}" "$IMAGE" 2>/dev/null || true)
 if [ "$have" = "$recipe" ]; then
@@ -47,7 +50,9 @@ if [ ! -f "$TREE.ready" ] || [ "$(cat "$TREE.ready")" != "$recipe" ]; then
     echo 'Acquire::Check-Valid-Until "false";' >"$TREE/etc/apt/apt.conf.d/99no-valid-until"
     mkdir -p "$TREE/usr/local/share/ca-certificates"
     cp /usr/local/share/ca-certificates/*.crt "$TREE/usr/local/share/ca-certificates/" 2>/dev/null || true
-    if [ -f /etc/pip.conf ]; then cp /etc/pip.conf "$TREE/etc/pip.conf"; fi
+    # never the file itself: only where the build binds it (above)
+    rm -f "$TREE/etc/pip.conf"
+    ln -s /run/nixdeploy-build/pip.conf "$TREE/etc/pip.conf"
     # what a registry's Debian image leaves out too: caches, lists, logs
     rm -rf "$TREE"/var/cache/apt/archives/*.deb "$TREE"/var/cache/apt/*.bin \
         "$TREE"/var/lib/apt/lists/* "$TREE"/var/log/*.log "$TREE"/var/log/apt/*

@@ -6,7 +6,8 @@
 #  2. the base image, made here (ee/base.sh): Debian trixie, no registry needed
 #  3. the collection tarball (ansible-galaxy collection build --output-path dist/)
 #  4. ansible-builder create from execution-environment.yml, then podman build of its
-#     context with --build-arg EE_BASE_IMAGE=<the base> and the host's network
+#     context with --build-arg EE_BASE_IMAGE=<the base> and the host's network, and this
+#     machine's /etc/pip.conf bound read-only for the RUN steps only (never in a layer)
 #
 # Nothing is rebuilt while the inputs are the same: the image carries a label with a hash of
 # execution-environment.yml, ee/, the collection's files (the checksums ansible-galaxy puts
@@ -89,9 +90,18 @@ echo "ee: ansible-builder create, podman build $IMAGE ($inputs)"
 rm -rf "$STATE/context"
 "$VENV/bin/ansible-builder" create -f "$HERE/execution-environment.yml" -c "$STATE/context" \
     --output-filename Containerfile >/dev/null
+# pip's configuration of this machine (an index, a proxy's CA; it may hold an index's
+# credentials) for the build only: a private copy bound read-only at /run/nixdeploy-build,
+# where the base's /etc/pip.conf links to (ee/base.sh). A bind mount of `podman build
+# --volume` is there during RUN steps and in no layer: the image never carries it.
+pip_dir=$STATE/pip
+rm -rf "$pip_dir"
+mkdir -m 0700 "$pip_dir"
+if [ -f /etc/pip.conf ]; then cp /etc/pip.conf "$pip_dir/pip.conf"; fi
 # --network=host: apt and pip reach the registries as this machine does
 build() {
     $PODMAN build --network=host --build-arg "EE_BASE_IMAGE=$BASE" --label "$LABEL=$inputs" \
+        --volume "$pip_dir:/run/nixdeploy-build:ro" \
         -f "$STATE/context/Containerfile" -t "$IMAGE" "$@" "$STATE/context" >"$STATE/build.log" 2>&1
 }
 if ! build --layers; then

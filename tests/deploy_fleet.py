@@ -61,6 +61,8 @@ def lab_group_vars(lab, secret_key):
         'ansible_ssh_private_key_file': lab.key,
         'ansible_ssh_common_args': '-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes'
                                    ' -o IdentitiesOnly=yes' % lab.known_hosts,
+        # what keeps checking on under ansible-runner (ANSIBLE_HOST_KEY_CHECKING=False)
+        'ansible_host_key_checking': True,
         'nix_options': {'substituters': ''},
         'nix_signing_key': secret_key,
     }
@@ -121,9 +123,10 @@ def runner_private_dir(private, inventory=None, envvars=None):
     shutil.copy(os.path.join(REPO, 'deploy.yml'), os.path.join(private, 'project', 'deploy.yml'))
     if inventory:
         shutil.copy(inventory, os.path.join(private, 'inventory', os.path.basename(inventory)))
+    # no ANSIBLE_HOST_KEY_CHECKING: ansible-runner sets it False, as for AWX's
+    # jobs; the inventory's ansible_host_key_checking keeps checking on
     env = {
         'ANSIBLE_COLLECTIONS_PATH': collections_path(),
-        'ANSIBLE_HOST_KEY_CHECKING': 'True',
         'ANSIBLE_GATHERING': 'explicit',
         'PATH': BIN + os.pathsep + os.environ.get('PATH', ''),
     }
@@ -163,6 +166,9 @@ pipelining = True
 PROJECT_GROUP_VARS = {
     # relative: ssh opens it in the folder ansible-playbook runs in, the project
     'ansible_ssh_common_args': '-o UserKnownHostsFile=known_hosts -o StrictHostKeyChecking=yes',
+    # beats ANSIBLE_HOST_KEY_CHECKING=False, which ansible-runner (AWX,
+    # ansible-navigator) puts into every job's environment
+    'ansible_host_key_checking': True,
     'nix_options': {'substituters': ''},
 }
 GIT_IDENTITY = ['-c', 'user.name=nixdeploy tests', '-c', 'user.email=tests@nixdeploy.invalid',

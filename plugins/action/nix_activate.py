@@ -48,6 +48,8 @@ class ActionModule(NixdeployAction):
     ARGUMENT_SPEC = ACTIVATE_SPEC
     ROLE_VARS = _role_vars.ACTIVATE
     PHASE = 'activate'
+    # the host's key is judged before the first program runs on it (target_sh:
+    # plugin_utils/_action.py), before anything is uploaded or activated
 
     def run_host(self, args, result):
         # the host var nix_platform when the task leaves it unset (the option table)

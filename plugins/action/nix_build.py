@@ -310,11 +310,10 @@ class ActionModule(NixdeployAction):
         # the probe plants the GC root of the system to be built there (as a
         # copy's, copy-probe.sh): the activation releases it (not in check mode)
         rooted = not self.check_mode
-        _rc, stdout, _err = self.target_sh(
-            probe_script(self._args.get('remote_nix_dir'), root_key=host if rooted else None,
-                         root_path=out if rooted else None),
-            in_data=out + '\n', sudoable=True)
-        facts = parse_probe(stdout)
+        probe = probe_script(self._args.get('remote_nix_dir'), root_key=host if rooted else None,
+                             root_path=out if rooted else None)
+        _rc, stdout, _err = self.target_sh(probe, in_data=out + '\n', sudoable=True)
+        facts = parse_probe(stdout, probe)
         if facts is None:
             raise StoreError('no nix found on the target (set remote_nix_dir)')
         uri = target.store_uri(remote_program=remote_program(facts['nix_dir']))

@@ -22,7 +22,7 @@ import os
 
 from ansible.errors import AnsibleError
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _channel
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _channel, _redact
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     fact_or_var, unlink_host_args)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._channel import (
@@ -59,7 +59,12 @@ class ActionModule(NixdeployAction):
         entry = self._answer(host, own, task_vars)
         answer = entry.get('result') or {}
         result.update(answer)
-        result['repo'] = args['repo']
+        # what the result shows has its credentials masked; the fact
+        # nix_flake_pinned keeps the reference whole (it is fetched from)
+        for key in ('flake', 'source'):
+            if result.get(key):
+                result[key] = _redact.url(result[key])
+        result['repo'] = _redact.url(args['repo'])
         batch = entry.get('batch') or {}
         result.update(batch_hosts=batch.get('batch_hosts', 1),
                       pushed_here=batch.get('pushed_here', False))
@@ -72,7 +77,7 @@ class ActionModule(NixdeployAction):
             result['ansible_facts'] = {'nix_flake_revision': answer['revision'],
                                        'nix_flake_pinned': answer['flake']}
             result['msg'] = '%s: %s at %s, %s' % (
-                host, answer['flake'], answer['revision'][:12],
+                host, _redact.url(answer['flake']), answer['revision'][:12],
                 '%s at %s' % (answer['ref'], answer['before'][:12]) if answer.get('before')
                 else '%s does not exist yet' % answer['ref'])
             return result

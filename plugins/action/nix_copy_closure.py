@@ -27,6 +27,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, split_ssh_args, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _ssh
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._ssh import ssh_master
 
 # The options that may differ per host in cascade mode (the option table's
@@ -56,6 +57,9 @@ class ActionModule(NixdeployAction):
     ROLE_VARS = _role_vars.COPY
     VALIDATION = VALIDATION
     PHASE = 'copy'
+    # the host's key is judged before anything runs (plugin_utils/_action.py):
+    # a cascade and nix copy reach the host outside target_sh
+    HOST_KEYS = True
     ERRORS = ERRORS
     # the deprecated option names too (Ansible refuses any other argument)
     _VALID_ARGS = frozenset(ARGUMENT_SPEC) | frozenset(_role_vars.aliases(_role_vars.COPY))
@@ -134,6 +138,12 @@ class ActionModule(NixdeployAction):
                     name, hostvars, task_vars, own_target)
             except StoreError:
                 continue  # its own task reports the bad connection vars
+            # a hop only to a host whose key is checked: any other is refused by
+            # its own task, or (its opt-out) gets a push from it
+            checked = not self._unchecked if name == own_name else _ssh.peer_checked(
+                self._connection, hostvars, target)
+            if not checked:
+                continue
             requests[name] = request
             peers.append(_peer.Peer(
                 name, target, request['path'], site=_cascade.site_of(hostvars, name),
@@ -181,7 +191,8 @@ class ActionModule(NixdeployAction):
         path = store_path_of(args['path'])
         mode = args['copy_mode']
         opts = _nix.NixOptions.from_params(args)
-        target = Target.from_connection(self._connection, task_vars)
+        target = Target.from_connection(self._connection, task_vars,
+                                        host_key_unchecked=bool(self._unchecked))
         ssh_env = target.nix_env()  # refuses unusable ssh options before anything runs
         try:
             closure = self._batch_closure(args, path, task_vars) or self._closure(
@@ -329,11 +340,10 @@ class ActionModule(NixdeployAction):
 
     def _probe(self, host, remote_nix_dir, paths, root_path=None):
         # this host only receives: no cascade sender's facts
-        rc, out, err = self.target_sh(
-            _copy.probe_script(remote_nix_dir, peer_facts=False,
-                               root_key=host if root_path else None, root_path=root_path),
-            in_data='\n'.join(paths) + '\n')
-        facts = _copy.parse_probe(out)
+        probe = _copy.probe_script(remote_nix_dir, peer_facts=False,
+                                   root_key=host if root_path else None, root_path=root_path)
+        rc, out, err = self.target_sh(probe, in_data='\n'.join(paths) + '\n')
+        facts = _copy.parse_probe(out, probe)
         if facts is None:
             where = remote_nix_dir or 'PATH and the known locations (%s)' % ', '.join(
                 KNOWN_NIX_DIRS)

@@ -17,7 +17,7 @@ import os
 
 from ansible import constants as C
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _redact, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     Batch, batch_key, play_batch, record_facts, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
@@ -107,7 +107,8 @@ class ActionModule(NixdeployAction):
             compute, own, alone=lambda: evaluate({host: own}, {}, 1))
         answer = entry['answer']
         result.update({
-            'flake': own['flake'],
+            # shown in the report: a credential in the reference is masked
+            'flake': _redact.url(own['flake']),
             'attr': own['attr_string'],
             'platform': own['platform'],
             'batch_hosts': len(data.get('hosts', {})) or 1,

@@ -22,6 +22,8 @@ class ActionModule(NixdeployAction):
 
     ARGUMENT_SPEC = _keys.ARGUMENT_SPEC
     PHASE = 'keys'
+    # the host's key is judged before the first program runs on it (target_sh:
+    # plugin_utils/_action.py), before anything is uploaded or activated
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)

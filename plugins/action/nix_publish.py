@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _redact
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     fact_or_var, unlink_host_args, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
@@ -66,7 +67,7 @@ class ActionModule(NixdeployAction):
             compute, own, alone=lambda: publish({host: own}))
         answer = entry['answer']
         result.update(dict((k, v) for k, v in answer.items() if k != 'error'))
-        result.update({'path': own, 'cache': args['cache'],
+        result.update({'path': own, 'cache': _redact.url(args['cache']),
                        'batch_hosts': len(data['hosts']), 'published_here': here})
         if here:
             result['nix_processes'] = data['processes']

@@ -17,7 +17,8 @@ description:
     M(nixdeploy.fleet.nix_activate), never by task name) on any strategy.
   - At the end of each play batch (each C(serial) batch) prints a C(NIXDEPLOY SUMMARY) with one line per host
     of the batch, platform, generation before and after, and the outcome (switched, unchanged, rolled back and
-    why, failed at which phase). The deploy role keeps the same records as the custom stat C(nixdeploy) (a
+    why, failed at which phase); C((host key unchecked)) after it when a phase went on although ssh did not
+    check the host's key (the host's C(nix_host_key_unchecked)). The deploy role keeps the same records as the custom stat C(nixdeploy) (a
     successful host's in its phase tasks' own results, a failed host's by M(ansible.builtin.set_stats) in its
     C(rescue)), so AWX and ansible-runner see them without this callback.
   - While a task of the collection runs longer than O(progress_interval) seconds on some hosts, prints every

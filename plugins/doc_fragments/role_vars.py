@@ -27,15 +27,16 @@ options:
         C(flake), C(attr), C(eval_chunk_size), C(max_fail_percentage); for nix_build
         C(flake), C(attr), C(build_on), C(gc_root_dir), C(closure_diff), C(remote_nix_dir); for
         nix_copy_closure C(copy_mode), C(caches), C(compress), C(check_sigs), C(signing_key),
-        C(free_space_margin), C(remote_nix_dir); for nix_activate C(platform), C(goal),
+        C(free_space_margin), C(remote_nix_dir), C(host_key_unchecked); for nix_activate C(platform), C(goal),
         C(magic_rollback), C(confirm_timeout), C(auto_rollback), C(activation_timeout),
         C(lock_timeout), C(profile), C(remote_nix_dir), C(closure_diff), C(health_checks),
         C(reboot), C(reboot_timeout), C(pre_switch_checks), C(install_bootloader),
-        C(backup_extension), C(reactivate).
+        C(backup_extension), C(reactivate), C(host_key_unchecked).
       - Without it, C(flake), C(attr), C(build_on), C(platform) and C(remote_nix_dir) still
-        default to the host's variables the Nix inventory sets.
+        default to the host's variables the Nix inventory sets, and C(host_key_unchecked) (a
+        host's own opt-out of host key checking) to its variable C(nix_host_key_unchecked).
       - An option that differs per host (C(flake), C(attr), C(build_on), C(copy_mode),
-        C(remote_nix_dir), C(platform)) and whose value is this host's own variable's is each
+        C(remote_nix_dir), C(platform), C(host_key_unchecked)) and whose value is this host's own variable's is each
         host's own in a computation for the whole play batch, which reads the other hosts'
         variables for it.
       - The deploy role sets this instead of an argument per option, because every templated

@@ -25,6 +25,14 @@ description:
     C(batch_vps)), C(role_<role>), one per platform (C(nixos), C(darwin), C(nix_on_droid),
     C(home_manager)) and one per system (C(x86_64_linux), ...)."
   - Every string read from the flake is data, never a template.
+  - "Every value from the flake that reaches ssh is checked: the address (C(targetHost), C(host),
+    C(hostname), C(ips), colmena's default of the node name, the host of a home-manager C(user@host),
+    the host name when no address is given), the ssh user, the port and deploy-rs C(sshOpts), which
+    pass only through an allow-list of options that cannot run a command, read a file, open a forward
+    or weaken host key checking. A node with a value that could be read as an ssh option (a leading
+    C(-)), whitespace, a control character or a character no host or user name has is skipped with a
+    warning naming the node, the field and the value; with O(strict=true) it fails the parse.
+    C(ansible_host), C(ansible_user) and C(ansible_port) set by O(compose) are checked the same way."
   - The configuration file name must end in C(.nix.yml) or C(.nix.yaml).
   - See C(docs/inventory.md) in the collection for the mapping of each source.
 extends_documentation_fragment:
@@ -67,6 +75,20 @@ options:
       - Defaults to C(inventory) for O(source=inventory) and O(source=auto), to C(colmenaHive) then
         C(colmena) for O(source=colmena), and to C(deploy) for O(source=deploy-rs).
     type: str
+  hive_keys:
+    description:
+      - Which of a colmena hive's C(deployment.keys) become the host var C(nix_keys), by the field that
+        gives a key's content.
+      - V(text) is content the flake holds already. V(keyFile) makes the controller read a file the
+        flake names and upload it where the flake says; V(keyCommand) makes the controller run a
+        command the flake names. Any module of any input of the flake can set them, so they are
+        mapped only when listed here (colmena itself maps every kind).
+      - A key left out is named in a warning with this option. V([]) maps no key of the hive. A
+        C(nix_keys) from C(host_vars) or C(group_vars) is not affected.
+    type: list
+    elements: str
+    choices: ['text', 'keyFile', 'keyCommand']
+    default: ['text']
 '''
 
 EXAMPLES = r'''
@@ -97,6 +119,13 @@ cache_connection: ~/.cache/nixdeploy-inventory
 cache_timeout: 3600
 nix_options:
   substituters: ''
+
+---
+# a colmena hive whose keyFile and keyCommand keys the operator trusts
+plugin: nixdeploy.fleet.nix
+flake: ..
+source: colmena
+hive_keys: [text, keyFile, keyCommand]
 '''
 
 import os
@@ -116,8 +145,11 @@ try:
 except ImportError:  # ansible-core 2.18: mark every string unsafe
     from ansible.utils.unsafe_proxy import wrap_var as _data
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _redact
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import (
-    InventoryError, check_flake, eval_args)
+    InventoryError, check_flake, eval_args, request_digest)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_checks import (
+    check_composed, node_label)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_hosts import (
     build_inventory)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
@@ -144,7 +176,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             runner = Runner(NixOptions.from_params(dict((k, self.get_option(k))
                                                         for k in OPTIONS_SPEC)))
         except (NixError, InventoryError) as exc:
-            raise AnsibleParserError('%s: %s' % (path, to_native(exc)))
+            raise AnsibleParserError('%s: %s' % (path, _redact.text(to_native(exc))))
+        if _redact.url(flake) != flake:
+            # the reference becomes every host's nix_flake, which AWX stores
+            # and shows: a token belongs in nix_options' access-tokens
+            display.warning('nixdeploy.fleet.nix: the flake reference %s in %s carries a credential; '
+                            'every host gets it as nix_flake: give the token as nix_options '
+                            'access-tokens instead' % (_redact.url(flake), path))
         raw = self._evaluate(path, runner, flake, cache)
         self._populate(raw, flake)
 
@@ -154,9 +192,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         # The cached value records the call it came from, so a changed
         # option (or a new apply expression) never reads a stale entry. The
         # installable stands in symbolically: its form depends on the Nix
-        # version (Runner.outputs), which a cached parse does not ask.
-        request = runner.argv('eval', eval_args(['<outputs of %s>' % flake], source, attribute),
-                              flake_command=True)
+        # version (Runner.outputs), which a cached parse does not ask. Only a
+        # digest of it is kept: nix_options may carry secrets.
+        argv = runner.argv('eval', eval_args(['<outputs of %s>' % flake], source, attribute),
+                           flake_command=True)
+        request = request_digest(argv, dict((k, self.get_option(k)) for k in OPTIONS_SPEC))
         use_cache = self.get_option('cache')
         cache_key = self.get_cache_key(path)
         if use_cache and cache:
@@ -164,7 +204,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 entry = self._cache[cache_key]
             except KeyError:
                 entry = None
-            if isinstance(entry, dict) and entry.get('request') == request:
+            if isinstance(entry, dict) and entry.get('request_sha256') == request:
                 return entry['raw']
         try:
             raw = runner.json('eval', eval_args(runner.outputs(flake), source, attribute),
@@ -172,18 +212,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         except NixError as exc:
             raise AnsibleParserError(to_native(exc))
         if use_cache:
-            self._cache[cache_key] = {'request': request, 'raw': raw}
+            self._cache[cache_key] = {'request_sha256': request, 'raw': raw}
         return raw
 
     def _populate(self, raw, flake):
         strict = self.get_option('strict')
         try:
-            result = build_inventory(raw, flake, strict=strict)
+            result = build_inventory(raw, flake, strict=strict, hive_keys=self.get_option('hive_keys'))
         except InventoryError as exc:
             raise AnsibleParserError('nixdeploy.fleet.nix: %s' % to_native(exc))
-        for name, reason in result.skipped:
-            display.warning('nixdeploy.fleet.nix: skipped %s node %s: %s' % (result.source, name, reason))
-        for message in result.warnings:
+        for message in result.messages():
             display.warning('nixdeploy.fleet.nix: %s' % message)
         compose = self.get_option('compose')
         groups = self.get_option('groups')
@@ -203,5 +241,21 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if compose or groups or keyed_groups:
                 hostvars = self.inventory.get_host(name).get_vars()
                 self._set_composite_vars(compose, hostvars, name, strict=strict)
+                if not self._composed_ok(compose, name, result.source, strict):
+                    continue
                 self._add_host_to_composed_groups(groups, hostvars, name, strict=strict)
                 self._add_host_to_keyed_groups(keyed_groups, hostvars, name, strict=strict)
+
+    def _composed_ok(self, compose, name, source, strict):
+        """The connection vars ``compose`` set (maybe from the flake's data)
+        pass the same checks; a host that fails them is taken out again."""
+        try:
+            check_composed(compose, self.inventory.get_host(name).get_vars())
+        except InventoryError as exc:
+            message = '%s node %s: %s' % (source, node_label(name), to_native(exc))
+            if strict:
+                raise AnsibleParserError('nixdeploy.fleet.nix: %s' % message)
+            display.warning('nixdeploy.fleet.nix: skipped %s' % message)
+            self.inventory.remove_host(self.inventory.get_host(name))
+            return False
+        return True

@@ -174,11 +174,12 @@ def probe_script():
     return _script.render(PROBE_SCRIPT)
 
 
-def parse_probe(stdout):
-    """The probe's output -> facts: nix_dir, daemon_on_path, system,
-    extra_platforms, system_features (lists), free_kb (None when df said
-    nothing readable), error (the probe's own failure) and complete."""
-    values, _log = _script.parse(stdout)
+def parse_probe(stdout, program):
+    """What ``program`` (a ``probe_script``) printed -> facts: nix_dir,
+    daemon_on_path, system, extra_platforms, system_features (lists), free_kb
+    (None when df said nothing readable), error (the probe's own failure) and
+    complete."""
+    values, _log = program.parse(stdout)
     return {
         'no_nix': values.get('no_nix') == '1',
         'error': values.get('error') or None,
@@ -260,8 +261,9 @@ def probe(spec, opts, min_free_mb, timeout=PROBE_TIMEOUT):
             argv = spec.login_argv()
         except StoreError as exc:
             return Probed(name, u'%s' % exc, spec)
-        rc, out, err = run(argv, stdin_data=probe_script(), timeout=timeout)
-        facts = parse_probe(out)
+        program = probe_script()
+        rc, out, err = run(argv, stdin_data=program, timeout=timeout)
+        facts = parse_probe(out, program)
         if rc == 124:
             return Probed(name, 'login: no answer within %ss' % timeout, spec, facts)
         if rc == 255 or (rc != 0 and not (facts['no_nix'] or facts['error'])):

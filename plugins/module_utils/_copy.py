@@ -91,11 +91,11 @@ def stdin_free(script):
     return '(\n%s\n) </dev/null\n' % script
 
 
-def parse_probe(stdout):
-    """Probe output -> dict(nix_dir, uid, user, groups, store_writable,
-    trusted_users, ssh, ssh_version, invalid, complete) or None when no nix
-    was found."""
-    values, _log = _script.parse(stdout)
+def parse_probe(stdout, program):
+    """What ``program`` (a ``probe_script``) printed -> dict(nix_dir, uid,
+    user, groups, store_writable, trusted_users, ssh, ssh_version, invalid,
+    complete) or None when no nix was found."""
+    values, _log = program.parse(stdout)
     if values.get('no_nix') or not values.get('nix_dir'):
         return None
     facts = dict(values)

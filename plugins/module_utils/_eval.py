@@ -27,6 +27,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import secrets
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_stderr, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
@@ -39,7 +40,17 @@ MB_PER_SYSTEM = 512
 RESERVED_MB = 1024
 MAX_DEFAULT_CHUNK = 256
 
+# The start of the marker of the traced results. The flake's own code can
+# call builtins.trace too, so each evaluation's marker ends in 128 random
+# bits (``trace_marker``) that exist only in its --apply expression: a trace
+# line of the flake's never reads as a result.
 TRACE_MARKER = 'nixdeploy-eval-result:'
+
+
+def trace_marker():
+    """A marker for one evaluation's traces, nobody can guess."""
+    return '%s%s:' % (TRACE_MARKER, secrets.token_hex(16))
+
 
 _APPLY = u'''outputs:
 let
@@ -166,10 +177,11 @@ def request_key(request):
     return json.dumps([request['flake'], request['attr']])
 
 
-def apply_expression(paths):
-    """The ``--apply`` function for a list of attribute paths (all quoted)."""
+def apply_expression(paths, marker=None):
+    """The ``--apply`` function for a list of attribute paths (all quoted),
+    tracing each result with ``marker`` (a new ``trace_marker`` if None)."""
     return _APPLY % {
-        'marker': nix_string(TRACE_MARKER),
+        'marker': nix_string(marker or trace_marker()),
         'paths': ' '.join('(%s)' % nix_list(p) for p in paths),
     }
 
@@ -211,10 +223,11 @@ class Evaluator:
         """Evaluate [(key, attr path)] of one flake; isolate failures."""
         answers = {}
         while items:
+            marker = trace_marker()
             argv, rc, out, err = self.runner.run(
                 'eval', ['--json'] + self.runner.outputs(flake)
-                + ['--apply', apply_expression([p for _k, p in items])], flake_command=True)
-            traced, rest = _nix_stderr.traces(err, TRACE_MARKER)
+                + ['--apply', apply_expression([p for _k, p in items], marker)], flake_command=True)
+            traced, rest = _nix_stderr.traces(err, marker)
             if rc == 0:
                 try:
                     values = json.loads(out)

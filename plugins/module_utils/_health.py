@@ -28,7 +28,7 @@ from urllib.error import HTTPError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.common.text.converters import to_text
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._script import parse, render
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._script import render
 
 KINDS = ('command', 'http', 'unit')
 
@@ -164,10 +164,12 @@ def unit_command(unit):
     return 'systemctl is-active -- %s' % shlex.quote(unit.strip())
 
 
-def parse_try(rc, stdout, stderr):
-    """(rc of the check, timed_out, output) from what the program printed;
-    rc None when it did not report (the session failed)."""
-    values, output = parse(stdout)
+def parse_try(program, rc, stdout, stderr):
+    """(rc of the check, timed_out, output) from what ``program`` (a
+    ``command_script``) printed; rc None when it did not report (the session
+    failed). Only the program's own lines before its log are values: the
+    check's output, printed after them, never is one."""
+    values, output = program.parse(stdout)
     if 'rc' in values:
         try:
             check_rc = int(values['rc'])
@@ -190,12 +192,13 @@ def truncate(output):
 
 def _target_try(check, command, run_sh):
     timeout = check['timeout']
+    program = command_script(command, timeout)
     try:
-        rc, stdout, stderr = run_sh(command_script(command, timeout), timeout + SESSION_GRACE)
+        rc, stdout, stderr = run_sh(program, timeout + SESSION_GRACE)
     except Exception as exc:  # pylint: disable=broad-except
         # whatever kept the answer away (a lost connection), this try failed
         return False, 'no answer from the host: %s' % exc, ''
-    check_rc, timed_out, output = parse_try(rc, stdout, stderr)
+    check_rc, timed_out, output = parse_try(program, rc, stdout, stderr)
     if check_rc is None:
         return False, 'the check did not run (exit code %s)' % rc, output
     if timed_out:

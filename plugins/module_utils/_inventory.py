@@ -16,6 +16,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
+import json
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
@@ -301,3 +303,16 @@ def check_flake(flake):
         raise InventoryError('flake %r names an attribute: give the flake alone and the '
                              'attribute in the attribute option' % (flake,))
     return flake
+
+
+def request_digest(argv, options):
+    """The sha256 of one inventory evaluation's request: the nix argv and the
+    Nix options it was made with.
+
+    The inventory cache keeps this instead of the argv: ``nix_options`` may
+    carry secrets (``access-tokens``) that must not sit in a cache file,
+    while a changed option (or apply expression) must still miss the cache.
+    The options count apart from the argv, so the digest changes with them
+    however they reach Nix."""
+    text = json.dumps([list(argv), options], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()

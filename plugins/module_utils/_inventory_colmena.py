@@ -6,8 +6,10 @@
 The ``--apply`` expression (``_inventory``) reads each node's ``deployment``
 options (``COLMENA_FIELDS``) and ``deployment.keys`` (``COLMENA_KEY_FIELDS``)
 as data; here they become the host's fields, following colmena's own
-defaults, and ``nix_keys`` specs. The keys are secrets: they never go into
-``nix_node``, which is there for everyone to read.
+defaults, and ``nix_keys`` specs: those of the kinds the inventory option
+``hive_keys`` lists (text only by default: a keyCommand or keyFile from the
+flake would be a controller action the flake chose). The keys are secrets:
+they never go into ``nix_node``, which is there for everyone to read.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,6 +18,8 @@ __metaclass__ = type
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import (
     COLMENA_KEY_FIELDS, InventoryError)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_checks import (
+    node_label, shown)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_fields import (
     merge_fields, port_number, str_list)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
@@ -28,11 +32,28 @@ def colmena_fields(raw, name, node, inv_fields, configured):
         raise InventoryError('its colmena deployment options need more than data '
                              '(pkgs, config, nodes or lib without meta.nixpkgs)')
     dep = node.get('deployment') or {}
+    origin = {'user': 'deployment.targetUser', 'port': 'deployment.targetPort'}
+    if 'targetHost' in dep:
+        address, origin['address'] = dep.get('targetHost'), 'deployment.targetHost'
+    elif inv_fields.get('address'):
+        address = inv_fields['address']
+        origin['address'] = (inv_fields.get('origin') or {}).get('address', 'inventory')
+    else:
+        # colmena's default: the node name is the address
+        address, origin['address'] = name, "the node name (colmena's default targetHost)"
+    if 'targetUser' in dep:
+        user = dep.get('targetUser')
+    elif inv_fields.get('user'):
+        user = inv_fields['user']
+        origin['user'] = (inv_fields.get('origin') or {}).get('user', 'inventory')
+    else:
+        user, origin['user'] = 'root', "colmena's default targetUser"
     own = {
-        'address': dep.get('targetHost') if 'targetHost' in dep else (inv_fields.get('address') or name),
-        'user': dep.get('targetUser') if 'targetUser' in dep else (inv_fields.get('user') or 'root'),
-        'port': port_number(dep.get('targetPort')),
+        'address': address,
+        'user': user,
+        'port': port_number(dep.get('targetPort'), origin['port']),
         'tags': str_list(dep.get('tags')),
+        'origin': origin,
     }
     fields = merge_fields(own, inv_fields)
     fields['platform'] = 'nixos'
@@ -48,38 +69,72 @@ def colmena_fields(raw, name, node, inv_fields, configured):
     return fields, {}
 
 
-def colmena_keys(name, node):
+# What a hive key may make the controller do, by the field that gives its
+# content: keyCommand runs a command here, keyFile reads a file here and
+# uploads it; text is data the flake already holds. The inventory option
+# hive_keys lists the kinds mapped (default: text only).
+HIVE_KEY_KINDS = ('text', 'keyFile', 'keyCommand')
+DEFAULT_HIVE_KEYS = ('text',)
+_LEFT_OUT = {
+    'keyCommand': 'the flake chose a command for this controller to run',
+    'keyFile': 'the flake chose a file of this controller (%s) to read and upload',
+    'text': 'hive_keys does not list text',
+}
+
+
+def _kind(spec):
+    """The field that gives a key spec's content (text when none does)."""
+    for kind in ('keyCommand', 'keyFile'):
+        if spec.get(kind) is not None:
+            return kind
+    return 'text'
+
+
+def colmena_keys(name, node, allowed=DEFAULT_HIVE_KEYS):
     """A colmena node's ``deployment.keys`` as ``nix_keys`` specs, and warnings.
 
-    Field names change (keyFile -> src, keyCommand -> command, destDir ->
-    dest_dir, permissions -> mode, uploadAt -> upload_at); values are kept
-    as they are, so nix_keys validates them and names the key when one is
-    wrong. Content in the Nix store (inline ``text``, a ``keyFile`` path
-    literal) still works, with a warning: every user of the machine that
-    evaluated the hive can read it there.
+    Only the kinds in ``allowed`` (``HIVE_KEY_KINDS``) are mapped: a
+    ``keyCommand`` is a command the controller runs and a ``keyFile`` a file
+    it reads, both chosen by whoever wrote any module of the flake, so they
+    need the operator's choice (the option ``hive_keys``); a key left out is
+    named in a warning with that option. Field names change (keyFile -> src,
+    keyCommand -> command, destDir -> dest_dir, permissions -> mode, uploadAt
+    -> upload_at); values are kept as they are, so nix_keys validates them
+    and names the key when one is wrong. Content in the Nix store (inline
+    ``text``, a ``keyFile`` path literal) still works, with a warning: every
+    user of the machine that evaluated the hive can read it there.
     """
     warnings = []
+    label = node_label(name)
+    allowed = DEFAULT_HIVE_KEYS if allowed is None else allowed
     if (node or {}).get('keysError'):
         warnings.append('colmena node %s: its deployment.keys do not evaluate as data '
                         '(they need pkgs, config or lib without meta.nixpkgs, or throw); '
-                        'no keys are mapped for it' % name)
+                        'no keys are mapped for it' % label)
         return {}, warnings
     keys = {}
     for key_name, spec in sorted(((node or {}).get('keys') or {}).items()):
         if not isinstance(spec, dict):
             continue
+        where = 'colmena node %s, key %s' % (label, node_label(key_name))
+        kind = _kind(spec)
+        if kind not in allowed:
+            why = _LEFT_OUT[kind] % (shown(spec.get('keyFile')),) if kind == 'keyFile' else _LEFT_OUT[kind]
+            warnings.append('%s: its %s is left out: %s; list %s in the inventory option hive_keys '
+                            'to map it' % (where, kind, why, kind))
+            continue
         mapped = dict((COLMENA_KEY_FIELDS[f], v) for f, v in spec.items()
                       if f in COLMENA_KEY_FIELDS and v is not None)
         if 'text' in mapped:
-            warnings.append('colmena node %s, key %s: its text is in the Nix store (the hive is '
+            warnings.append('%s: its text is in the Nix store (the hive is '
                             'evaluated from there, readable by every user of this machine); '
                             'move it to an ansible-vault value of nix_keys or a keyFile outside '
-                            'the flake' % (name, key_name))
+                            'the flake' % where)
         src = mapped.get('src')
         if isinstance(src, str) and src.startswith('/nix/store/'):
-            warnings.append('colmena node %s, key %s: keyFile %s is in the Nix store (a path '
+            warnings.append('%s: keyFile %s is in the Nix store (a path '
                             'literal in the flake is copied there, readable by every user of '
                             'this machine); give it as a string path outside the flake'
-                            % (name, key_name, src))
+                            % (where, node_label(src)))
         keys[key_name] = mapped
     return keys, warnings

@@ -5,7 +5,8 @@
 
 The ``--apply`` expression (``_inventory``) reads ``deploy.nodes`` without
 any profile's ``path`` (forcing it would evaluate a system); here a node
-becomes the host's fields, its ``sshOpts`` the port and ssh args, and its
+becomes the host's fields, its ``sshOpts`` (through the allow-list of
+``_inventory_checks``) the port and ssh args, and its
 profiles ``nix_profiles`` in deploy order, each with the attribute of its
 path for nix_eval.
 """
@@ -16,28 +17,11 @@ __metaclass__ = type
 
 import shlex
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_checks import (
+    check_user, node_label, ssh_opts)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_fields import (
-    merge_fields, port_number, str_list)
+    merge_fields, str_list)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
-
-
-def _split_ssh_opts(opts):
-    """deploy-rs sshOpts: ``-p N`` becomes the port, the rest ssh args."""
-    port, rest = None, []
-    items = str_list(opts)
-    idx = 0
-    while idx < len(items):
-        item = items[idx]
-        if item == '-p' and idx + 1 < len(items):
-            port = items[idx + 1]
-            idx += 2
-            continue
-        if item.startswith('-p') and item[2:].isdigit():
-            port = item[2:]
-        else:
-            rest.append(item)
-        idx += 1
-    return port, rest
 
 
 def _profiles(attr_base, name, node, generic):
@@ -48,11 +32,15 @@ def _profiles(attr_base, name, node, generic):
     result = []
     for pname in order:
         prof = profiles[pname] or {}
+        ssh_user = prof.get('sshUser') or node.get('sshUser') or generic.get('sshUser')
+        if ssh_user:
+            # for playbooks that connect as a profile's ssh user
+            check_user(ssh_user, 'profiles.%s.sshUser' % node_label(pname))
         result.append({
             'name': pname,
             'attr': attr_string(attr_base + ['nodes', name, 'profiles', pname, 'path']),
             'user': prof.get('user') or node.get('user') or generic.get('user') or 'root',
-            'ssh_user': prof.get('sshUser') or node.get('sshUser') or generic.get('sshUser'),
+            'ssh_user': ssh_user,
             'profile_path': prof.get('profilePath'),
         })
     return result
@@ -64,12 +52,22 @@ def deploy_rs_fields(raw, name, node, inv_fields, configured):
     configurations hold a system of the node's name, if any."""
     extra = {}
     generic = raw.get('deploy') or {}
-    port, ssh_args = _split_ssh_opts(node.get('sshOpts') or generic.get('sshOpts'))
+    # sshOpts through the allow-list (_inventory_checks.SSH_OPTIONS): -p and
+    # -o Port give the port, -l and -o User a user when sshUser does not
+    opts_from = 'sshOpts' if node.get('sshOpts') else 'deploy.sshOpts'
+    port, opts_user, ssh_args = ssh_opts(str_list(node.get('sshOpts') or generic.get('sshOpts')),
+                                         opts_from)
+    user, user_from = node.get('sshUser'), 'sshUser'
+    if not user:
+        user, user_from = generic.get('sshUser'), 'deploy.sshUser'
+    if not user:
+        user, user_from = opts_user, opts_from
     own = {
         'address': node.get('hostname'),
-        'user': node.get('sshUser') or generic.get('sshUser'),
-        'port': port_number(port),
+        'user': user,
+        'port': port,
         'tags': [],
+        'origin': {'address': 'hostname', 'user': user_from, 'port': opts_from},
     }
     fields = merge_fields(own, inv_fields)
     profiles = _profiles(list(raw['attribute']), name, node, generic)

@@ -17,15 +17,17 @@ __metaclass__ = type
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import (
     PLATFORM_ORDER, InventoryError)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_checks import check_port
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import PLATFORMS
 
 
 def _first(node, keys):
+    """(key, value) of the first of ``keys`` that ``node`` gives, or (None, None)."""
     for key in keys:
         value = node.get(key)
         if value not in (None, ''):
-            return value
-    return None
+            return key, value
+    return None, None
 
 
 def str_list(value):
@@ -37,48 +39,57 @@ def str_list(value):
     return [u'%s' % value]
 
 
-def port_number(value):
-    """A port as an int (None when not given); InventoryError when it is no port."""
-    if value in (None, ''):
-        return None
-    try:
-        port = int(value)
-    except (TypeError, ValueError):
-        raise InventoryError('port %r is not a number' % (value,))
-    if not 0 < port < 65536:
-        raise InventoryError('port %r is out of range' % (value,))
-    return port
+def port_number(value, origin='port'):
+    """A port as an int (None when not given); InventoryError when it is no
+    port (``_inventory_checks.check_port``: an integer or digits, 1..65535)."""
+    return check_port(value, origin)
 
 
-def inventory_fields(node):
-    """The common fields of one pure-data inventory entry."""
+def inventory_fields(node, prefix=''):
+    """The common fields of one pure-data inventory entry, with ``origin``:
+    the key each connection field was read from (``prefix`` before it, for an
+    entry that fills the gaps of another source's node)."""
     if not isinstance(node, dict):
         raise InventoryError('entry is not an attribute set')
     ips = node.get('ips')
-    address = _first(node, ('targetHost', 'host', 'hostname'))
+    address_key, address = _first(node, ('targetHost', 'host', 'hostname'))
     if address is None and isinstance(ips, list) and ips:
-        address = ips[0]
+        address_key, address = 'ips[0]', ips[0]
+    user_key, user = _first(node, ('targetUser', 'user', 'sshUser'))
+    port_key, port = _first(node, ('port', 'targetPort', 'sshPort'))
+    origin = dict((field, prefix + key) for field, key in
+                  (('address', address_key), ('user', user_key), ('port', port_key)) if key)
     return {
         'address': address,
-        'user': _first(node, ('targetUser', 'user', 'sshUser')),
-        'port': port_number(_first(node, ('port', 'targetPort', 'sshPort'))),
+        'user': user,
+        'port': port_number(port, origin.get('port', 'port')),
         'tags': str_list(node.get('tags')),
-        'role': _first(node, ('role',)),
-        'system': _first(node, ('system',)),
+        'role': _first(node, ('role',))[1],
+        'system': _first(node, ('system',))[1],
         'platform': node.get('platform'),
-        'configuration': _first(node, ('configuration',)),
+        'configuration': _first(node, ('configuration',))[1],
+        'origin': origin,
     }
 
 
 def merge_fields(own, extra):
-    """Fields the source gives win; the inventory entry fills the gaps."""
+    """Fields the source gives win; the inventory entry fills the gaps.
+    ``origin`` (where each connection field came from) follows the winner."""
     merged = dict(extra or {})
+    origin = dict(merged.pop('origin', None) or {})
+    own_origin = own.get('origin') or {}
     for key, value in own.items():
+        if key == 'origin':
+            continue
         if key == 'tags':
             if value or not merged.get('tags'):
                 merged['tags'] = value
         elif value is not None or key not in merged:
             merged[key] = value
+            origin.pop(key, None)
+            if key in own_origin:
+                origin[key] = own_origin[key]
+    merged['origin'] = origin
     return merged
 
 

@@ -20,8 +20,10 @@ import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import (
     PLATFORM_ORDER, InventoryError)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_checks import (
+    check_connection, node_label)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_colmena import (
-    colmena_fields, colmena_keys)
+    DEFAULT_HIVE_KEYS, colmena_fields, colmena_keys)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_deploy_rs import (
     deploy_rs_fields)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_fields import (
@@ -72,6 +74,13 @@ class Result:
         self.skipped = []  # (name, reason)
         self.warnings = []
 
+    def messages(self):
+        """Every warning of the mapping, one line each (node names and values
+        from the flake escaped): a skipped node first as ``skipped <source> node
+        <name>: <reason>``."""
+        return (['skipped %s node %s: %s' % (self.source, node_label(name), reason)
+                 for name, reason in self.skipped] + list(self.warnings))
+
 
 def _platform(value):
     if value in (None, ''):
@@ -90,6 +99,8 @@ def _configurations_fields(raw, name, node, inv_fields, configured):
     if configured == 'home-manager' and '@' in name and not inv_fields.get('address'):
         # homeConfigurations."user@host" names its own target
         own['user'], own['address'] = name.split('@', 1)
+        own['origin'] = {'user': 'the user part of the configuration name user@host',
+                         'address': 'the host part of the configuration name user@host'}
     fields = merge_fields(own, inv_fields)
     fields.setdefault('address', None)
     fields['platform'] = configured
@@ -112,7 +123,7 @@ def _node_fields(raw, name, node):
     if source == 'inventory':
         return inventory_fields(node), {}
     inv = (raw.get('inventory') or {}).get(name)
-    inv_fields = inventory_fields(inv) if isinstance(inv, dict) else {}
+    inv_fields = inventory_fields(inv, 'inventory.') if isinstance(inv, dict) else {}
     configured = configured_platform(raw, name)
     if source not in _SOURCE_FIELDS:
         raise InventoryError('unknown source %r' % (source,))
@@ -131,11 +142,14 @@ def _names(raw):
     return names
 
 
-def build_inventory(raw, flake, strict=False, address_optional=None):
+def build_inventory(raw, flake, strict=False, address_optional=None, hive_keys=DEFAULT_HIVE_KEYS):
     """Map the JSON of ``apply_expression`` to a ``Result``.
 
-    A node that cannot be mapped (no address, bad port, unknown platform)
-    raises ``InventoryError`` under ``strict`` and is skipped otherwise.
+    A node that cannot be mapped (no address, bad port, unknown platform) or
+    whose connection fields could turn into ssh options
+    (``_inventory_checks``) raises ``InventoryError`` under ``strict`` and is
+    skipped otherwise. ``hive_keys``: the kinds of colmena keys mapped
+    (``_inventory_colmena.HIVE_KEY_KINDS``).
     """
     source = raw.get('source')
     result = Result(source)
@@ -150,8 +164,10 @@ def build_inventory(raw, flake, strict=False, address_optional=None):
             fields, extra = _node_fields(raw, name, node)
             if not fields.get('address') and not address_optional:
                 raise InventoryError('it has no address (targetHost, host, hostname or ips)')
+            # no address: Ansible's ssh connects to the host name itself
+            check_connection(fields, name, name_is_address=not fields.get('address'))
             if source == 'colmena':
-                keys, warnings = colmena_keys(name, node)
+                keys, warnings = colmena_keys(name, node, hive_keys)
                 if keys:
                     extra['nix_keys'] = keys
                 result.warnings.extend(warnings)
@@ -160,7 +176,7 @@ def build_inventory(raw, flake, strict=False, address_optional=None):
             host = _host(name, fields, extra, node, raw, flake)
         except InventoryError as exc:
             if strict:
-                raise InventoryError('%s node %s: %s' % (source, name, exc))
+                raise InventoryError('%s node %s: %s' % (source, node_label(name), exc))
             result.skipped.append((name, u'%s' % exc))
             continue
         result.hosts.append(host)

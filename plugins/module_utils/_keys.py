@@ -38,12 +38,17 @@ _MODE = re.compile(r'^[0-7]{3,4}$')
 
 
 class KeysError(Exception):
-    """A key cannot be handled; the message names the key (the caller adds the host)."""
+    """A key cannot be handled; the message names the key (the caller adds the host).
 
-    def __init__(self, message, key=None):
+    ``detail`` is what a failed key ``command`` wrote to stderr: never in the
+    message (a secret tool may echo what it was given there), shown only
+    when the run is verbose (``_keys_upload``)."""
+
+    def __init__(self, message, key=None, detail=None):
         super(KeysError, self).__init__(message)
         self.message = message
         self.key = key
+        self.detail = detail
 
 
 class Key:

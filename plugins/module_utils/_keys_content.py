@@ -15,7 +15,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import shlex
 import subprocess
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._keys import KeysError
@@ -35,20 +34,25 @@ def to_content(value):
 
 
 def run_command(argv, cwd=None):
-    """stdout of ``argv`` run on the controller, no shell, no stdin."""
+    """stdout of ``argv`` run on the controller, no shell, no stdin.
+
+    A failure names the program only: its arguments may hold a secret (a
+    token, a vault path), its stdout IS the secret and is never shown, and
+    its stderr is the KeysError's ``detail``, which only a verbose run shows."""
+    program = argv[0]
     try:
         # controller-only code (the nix_keys action plugin), no AnsibleModule to
         # offer run_command: ansible-test 2.21+ flags subprocess in module_utils
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,  # pylint: disable=ansible-bad-function
                               stderr=subprocess.PIPE, cwd=cwd, check=False)
     except OSError as exc:
-        raise KeysError('cannot run %s: %s' % (argv[0], exc.strerror or exc))
+        raise KeysError('cannot run %s: %s' % (program, exc.strerror or exc))
     if proc.returncode != 0:
         err = proc.stderr.decode('utf-8', 'replace').strip()
         if len(err) > COMMAND_STDERR_CHARS:
             err = '...' + err[-COMMAND_STDERR_CHARS:]
-        raise KeysError('command %s exited with %d%s' % (
-            ' '.join(shlex.quote(a) for a in argv), proc.returncode, ': ' + err if err else ''))
+        raise KeysError('command %s exited with %d' % (program, proc.returncode),
+                        detail=err or None)
     return proc.stdout
 
 
@@ -65,7 +69,7 @@ def load_content(key, read_src, cwd=None):
             return read_src(key.value)
         return run_command(key.value, cwd=cwd)
     except KeysError as exc:
-        raise KeysError("key '%s': %s" % (key.key, exc.message), key.key)
+        raise KeysError("key '%s': %s" % (key.key, exc.message), key.key, detail=exc.detail)
 
 
 def sha256(content):

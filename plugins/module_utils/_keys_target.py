@@ -7,10 +7,11 @@ Per call, on the target:
   1. one probe: for every key this call handles, the sha256 of the file there
      (computed there, so no content comes back), its mode, owner and group;
      with prune, the manifest entries no longer wanted;
-  2. one ``put`` per key that differs: the expected sha256 on the first line of
-     stdin, then the content; a temporary file in the key's own folder gets
-     owner and mode before the content, is checked against the hash, then
-     renamed over the key (atomic);
+  2. one ``put`` per key that differs (in content, owner or mode): the
+     expected sha256 on the first line of stdin, then the content; written in
+     a private folder (root's, 0700) made in the key's own folder, checked
+     against the hash, given owner and mode there, then renamed over the key
+     (atomic, never through a link; keys-put.sh says how);
   3. when needed, one ``finish``: prune, and record in the manifest keys that
      exist but are not listed yet.
 
@@ -49,11 +50,12 @@ def probe_script(paths, keep, prune, state_dir=None):
                    state_dir, keep)
 
 
-def put_script(key, write, require_owner, state_dir=None):
-    """sh writing (``write``) or only fixing owner and mode of one key."""
+def put_script(key, require_owner, state_dir=None):
+    """sh writing one key (its content on stdin): a key whose owner or mode
+    only differ is written again, never changed in place by its name."""
     return _render('keys-put.sh', {
         'P': key.path, 'DIR': key.dest_dir, 'NAME': key.name, 'KUSER': key.user,
-        'KGROUP': key.group, 'MODE': key.mode, 'WRITE': bool(write),
+        'KGROUP': key.group, 'MODE': key.mode,
         'REQUIRE_OWNER': bool(require_owner)}, state_dir)
 
 
@@ -65,11 +67,12 @@ def finish_script(remove, add, state_dir=None):
 _NUMBERED = re.compile(r'^(stat|stale|removed|remove_failed|kept)_(\d+)$')
 
 
-def parse(stdout):
-    """(values, stats, stale): the scripts' values, the probe's ``stat_<i>``
-    by index and its ``stale_<n>`` (path, exists) entries; removed paths are
-    listed in values['removed'] (a list)."""
-    raw, _log = _script.parse(stdout)
+def parse(stdout, program):
+    """(values, stats, stale): the values ``program`` (one of the scripts
+    above) printed, the probe's ``stat_<i>`` by index and its ``stale_<n>``
+    (path, exists) entries; removed paths are listed in values['removed'] (a
+    list)."""
+    raw, _log = program.parse(stdout)
     values, stats, numbered = {}, {}, {}
     for name, value in raw.items():
         match = _NUMBERED.match(name)
@@ -162,7 +165,7 @@ class Uploader:
 
     def _run(self, script, in_data=None, what='the keys script'):
         rc, out, err = self.run_sh(script, in_data)
-        values, stats, stale = parse(out)
+        values, stats, stale = parse(out, script)
         if rc != 0 or 'error' in values:
             detail = values.get('error') or (err or '').strip() or (out or '').strip()
             raise KeysError(detail or '%s failed with exit code %s' % (what, rc))
@@ -204,12 +207,12 @@ class Uploader:
             if check_mode:
                 continue
             try:
+                # a fix (owner, mode) too: chmod and chown by a name the
+                # key's owner may swap for a link would follow it
                 values, _s, _st = self._run(
-                    put_script(key, write=action in ('create', 'update'),
-                               require_owner=key.upload_at == 'post-activation',
+                    put_script(key, require_owner=key.upload_at == 'post-activation',
                                state_dir=self.state_dir),
-                    in_data=(shas[key.key].encode('ascii') + b'\n' + contents[key.key]
-                             if action in ('create', 'update') else b''),
+                    in_data=shas[key.key].encode('ascii') + b'\n' + contents[key.key],
                     what='uploading the key')
             except KeysError as exc:
                 entry.update(changed=False, failed=True)

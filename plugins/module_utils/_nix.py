@@ -20,24 +20,29 @@ __metaclass__ = type
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output, _nix_stderr
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output, _nix_stderr, _redact
 
 # Debian's nix 2.8 ships flakes and the new CLI as experimental.
 EXPERIMENTAL = ['--extra-experimental-features', 'nix-command flakes']
 
 
 class NixError(Exception):
-    """A Nix command failed; ``message`` is ours, ``stderr`` is Nix's."""
+    """A Nix command failed; ``message`` is ours, ``stderr`` is Nix's.
+
+    All three with the credentials of any URL in them masked (``_redact``):
+    messages name flake references and store URIs, and Nix echoes them."""
 
     def __init__(self, message, argv=None, rc=None, stderr=''):
+        message = _redact.text(message)
         super(NixError, self).__init__(message)
         self.message = message
-        self.argv = list(argv or [])
+        self.argv = [_redact.text(u'%s' % arg) for arg in argv or []]
         self.rc = rc
-        self.stderr = stderr or ''
+        self.stderr = _redact.text(stderr or '')
 
     def nix_message(self):
         """Nix's own error text without the progress noise around it."""
@@ -99,11 +104,23 @@ def options_of(params):
     return dict((name, params.get(name)) for name in sorted(OPTIONS_SPEC))
 
 
+# A setting's name as Nix spells them (`access-tokens`, `extra-substituters`)
+_SETTING_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
+# what Nix's configuration parser reads as something else than the value: a
+# line break starts another setting, `#` a comment
+_NOT_IN_VALUE = (('\n', 'a line break'), ('\r', 'a line break'), ('\0', 'a NUL'),
+                 ('#', "'#' (Nix reads the rest of the line as a comment)"))
+
+
 class NixOptions:
     """Options every Nix call of a task shares.
 
-    ``extra_args`` are passed through verbatim as argv items (never a shell),
-    ``options`` become ``--option NAME VALUE`` pairs.
+    ``extra_args`` are passed through verbatim as argv items (never a shell).
+    ``options`` (nix_options) reach Nix as ``NIX_CONFIG`` lines in its
+    environment (``environment``), never as ``--option NAME VALUE``: a value
+    may be a secret (``access-tokens``), and argv is visible to every user of
+    the controller (``ps``). A name or value Nix would read as more than one
+    setting is refused here (NixError).
     """
 
     def __init__(self, nix_bin='nix', extra_args=None, options=None,
@@ -114,6 +131,7 @@ class NixOptions:
         self.impure = impure
         self.show_trace = show_trace
         self.override_inputs = dict(override_inputs or {})
+        self._config = _config_lines(self.options)
 
     @classmethod
     def from_params(cls, params):
@@ -127,12 +145,28 @@ class NixOptions:
             override_inputs=params.get('override_inputs') or {},
         )
 
+    def config_lines(self):
+        """``nix_options`` as the lines of a nix.conf (``name = value``), in
+        name order; what ``environment`` passes and a cache key may digest."""
+        return list(self._config)
+
+    def environment(self, environ=None):
+        """The environment every Nix process of this task gets on top of
+        ``environ`` (the controller's): ``NIX_CONFIG`` with the user's own
+        NIX_CONFIG first and ``nix_options`` after it, so that ours win as
+        ``--option`` did (Nix applies NIX_CONFIG after its config files, a
+        later line over an earlier one). Empty without nix_options."""
+        if not self._config:
+            return {}
+        environ = os.environ if environ is None else environ
+        own = (environ.get('NIX_CONFIG') or '').rstrip('\n')
+        return {'NIX_CONFIG': '\n'.join(([own] if own.strip() else []) + self._config) + '\n'}
+
     def common_args(self, flake_command=True):
-        """The shared options; ``--impure`` and ``--override-input`` only for
+        """The shared options in argv (``nix_options`` are not: see
+        ``environment``); ``--impure`` and ``--override-input`` only for
         commands that take a flake (``flake_command``)."""
         args = list(EXPERIMENTAL)
-        for name, value in sorted(self.options.items()):
-            args += ['--option', str(name), _option_value(value)]
         if flake_command:
             if self.impure:
                 args.append('--impure')
@@ -168,6 +202,26 @@ def _option_value(value):
     if isinstance(value, (list, tuple)):
         return ' '.join(str(v) for v in value)
     return str(value)
+
+
+def _config_lines(options):
+    """``options`` as nix.conf lines; NixError for a name or value that Nix
+    would read as another setting, a directive or a comment (never shown:
+    the value may be a secret)."""
+    lines = []
+    for name, value in sorted(options.items(), key=lambda item: str(item[0])):
+        name = str(name)
+        if not _SETTING_NAME.match(name) or name == 'include':
+            raise NixError('nix_options: %r is not a Nix setting name (letters, digits, '
+                           "'-', '_' and '.')" % name[:80])
+        text = '' if value is None else _option_value(value)
+        for char, what in _NOT_IN_VALUE:
+            if char in text:
+                raise NixError('nix_options: the value of %s holds %s; Nix reads its '
+                               'settings from NIX_CONFIG, where that would change other '
+                               'settings than %s' % (name, what, name))
+        lines.append(('%s = %s' % (name, text)).rstrip())
+    return lines
 
 
 def run(argv, env=None, stdin_data=None, timeout=None, cwd=None):
@@ -275,11 +329,19 @@ class Runner:
 
     def run(self, subcommand, args, env=None, flake_command=False, tool=None,
             stdin_data=None, cwd=None):
-        """(argv, rc, stdout, stderr); never raises on rc."""
+        """(argv, rc, stdout, stderr); never raises on rc.
+
+        Every process gets ``nix_options`` in its environment (the classic
+        tools too: they read NIX_CONFIG as well). stderr comes back with the
+        credentials of the URLs Nix echoes masked: it only ever becomes
+        messages."""
         argv = self.argv(subcommand, args, flake_command, tool)
+        full_env = self.opts.environment()
+        full_env.update(env or {})
         self.processes += 1
-        rc, out, err = run(argv, env=env, stdin_data=stdin_data, timeout=self.timeout, cwd=cwd)
-        return argv, rc, out, err
+        rc, out, err = run(argv, env=full_env, stdin_data=stdin_data, timeout=self.timeout,
+                           cwd=cwd)
+        return argv, rc, out, _redact.text(err)
 
     def check(self, subcommand, args, what, **kwargs):
         """stdout; a ``NixError`` naming ``what`` when Nix fails."""

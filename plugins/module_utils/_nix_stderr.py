@@ -76,7 +76,8 @@ def traces(stderr, marker):
     -> ({index: the JSON, read}, the rest of stderr as text)."""
     found, rest = {}, []
     prefix = 'trace: ' + marker
-    for line in (stderr or '').splitlines():
+    # '\n' only: the flake's own traces may hold \r, \x85 or \u2028
+    for line in (stderr or '').split('\n'):
         if line.startswith(prefix):
             index, _sep, payload = line[len(prefix):].partition(' ')
             try:

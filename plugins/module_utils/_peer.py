@@ -170,13 +170,13 @@ class CascadeRun:
 
     def _probe(self, peer, paths):
         # the GC root of the peer's system first (copy-probe.sh)
-        script = _copy.stdin_free(_copy.probe_script(peer.remote_nix_dir, paths=paths,
-                                                     root_key=peer.name, root_path=peer.path))
+        probe = _copy.probe_script(peer.remote_nix_dir, paths=paths,
+                                   root_key=peer.name, root_path=peer.path)
         # never an agent here (whatever ssh_config says): on OpenSSH 10.1+ a
         # forwarded one would make the ~/.ssh/agent/ the probe looks for
         rc, out, err = run_no_tty(ssh_argv(peer.target, first=['-o', 'ForwardAgent=no']),
-                                  stdin_data=script)
-        facts = _copy.parse_probe(out)
+                                  stdin_data=_copy.stdin_free(probe))
+        facts = _copy.parse_probe(out, probe)
         if rc == _cascade.SSH_EXIT:
             why = _copy.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
             peer.connection_lost = 'host key' not in why

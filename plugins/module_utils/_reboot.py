@@ -91,12 +91,14 @@ def wants_reboot(mode, needed):
     return mode == 'when-needed' and bool(needed)
 
 
-def reboot_requested(rc, stdout, lost):
+def reboot_requested(rc, stdout, lost, mark=None):
     """(requested, problem) after sending ``request_script``: a session cut
-    by the reboot counts as requested; a refusal carries systemctl's words."""
+    by the reboot counts as requested; a refusal carries systemctl's words.
+    ``stdout``: what the program printed, read with its marker ``mark`` (by
+    default the one the ``_script.Output`` of a session carries)."""
     if lost:
         return True, None
-    values, words = parse(stdout)
+    values, words = parse(stdout, mark)
     if values.get('reboot_rc') == '0' or (rc == 0 and 'reboot_rc' not in values):
         return True, None
     words = words.strip()

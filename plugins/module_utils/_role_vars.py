@@ -23,7 +23,9 @@ value is its own variable's (filled from it, or a task argument templated
 from it, as ``path: "{{ deploy_eval.out_path }}"`` is the fact
 ``nix_out_path``). ``inventory`` rows are read from the host's variable even
 without ``from_role_vars``: the Nix inventory sets them, and the modules
-document that default. ``fact`` names the fact an action set that stands for
+document that default (and ``host_key_unchecked``, the opt-out of host key
+checking, is a host's own setting: nix_keys and nix_build read the variable
+too). ``fact`` names the fact an action set that stands for
 the option (a fact wins over a variable of the same name).
 
 Why variables at all: every templated task argument costs the controller a
@@ -132,6 +134,10 @@ ROWS = tuple(Row(name, PHASES, OPTIONS_SPEC[name]) for name in sorted(OPTIONS_SP
     Row('install_bootloader', (ACTIVATE,), {'type': 'bool', 'default': False}),
     Row('backup_extension', (ACTIVATE,), {'type': 'str'}, old='nix_hm_backup_extension'),
     Row('reactivate', (ACTIVATE,), {'type': 'bool', 'default': False}),
+    # the opt-out for a host whose key ssh does not check (plugin_utils/_action.py):
+    # a host's own setting, read from its variable whoever runs the task
+    Row('host_key_unchecked', (COPY, ACTIVATE), {'type': 'bool', 'default': False},
+        scope='host', inventory=True),
 )
 BY_OPTION = dict((row.option, row) for row in ROWS)
 

@@ -7,8 +7,9 @@ A ``Target`` is built from the same connection vars Ansible itself uses
 (``ansible_host``, ``ansible_port``, ``ansible_user``, the private key and the
 ssh args), either from an action plugin's live connection or from hostvars,
 so one inventory drives both Ansible's ssh and Nix's ssh. Host key checking
-is never turned off here: the user's own ssh args are passed on verbatim and
-our defaults only add timeouts and BatchMode.
+is never turned off here: the user's own ssh args are passed on verbatim,
+ones that turn it off are refused (``_check_secure``, by the rules of
+module_utils/_host_keys.py), and our defaults only add timeouts and BatchMode.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,6 +19,8 @@ __metaclass__ = type
 import hashlib
 import re
 import shlex
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _host_keys
 
 try:
     from urllib.parse import quote as _url_quote
@@ -37,12 +40,6 @@ DEFAULT_SSH_OPTIONS = (
     '-o', 'ConnectTimeout=10',
     '-o', 'ServerAliveInterval=5',
     '-o', 'ServerAliveCountMax=3',
-)
-
-# Options that would silently turn host key checking off.
-_INSECURE = (
-    ('stricthostkeychecking', ('no', 'off')),
-    ('userknownhostsfile', ('/dev/null',)),
 )
 
 
@@ -105,23 +102,20 @@ def _check_token(token, where):
             % (where, token))
 
 
-def _check_secure(tokens, where):
-    for idx, token in enumerate(tokens):
-        option = token
-        if token == '-o' and idx + 1 < len(tokens):
-            option = tokens[idx + 1]
-        elif token.startswith('-o') and len(token) > 2:
-            option = token[2:]
-        else:
-            continue
-        name, _sep, value = option.partition('=')
-        if not _sep:
-            name, _sep, value = option.partition(' ')
-        for bad_name, bad_values in _INSECURE:
-            if name.strip().lower() == bad_name and value.strip().lower() in bad_values:
-                raise StoreError(
-                    '%s sets %s=%s: nix_copy_closure never copies closures '
-                    'without host key checking' % (where, name.strip(), value.strip()))
+def _check_secure(tokens, where, destination=None):
+    """Refuse ssh options that turn host key checking off (any spelling:
+    module_utils/_host_keys.py); an ssh config file given with ``-F`` can
+    say anything, so ``ssh -G`` is asked what it says for ``destination``."""
+    problems = _host_keys.args_problems(tokens)
+    config_files = _host_keys.parse_args(tokens)[1]
+    if not problems and destination and config_files:
+        problems = ['%s (the ssh config %s, as `ssh -G` reads it)' % (p, ', '.join(config_files))
+                    for p in _host_keys.config_problems(
+                        ['ssh', '-G'] + list(tokens) + ['--', destination])]
+    if problems:
+        raise StoreError(
+            '%s: %s: that turns host key checking off, and the collection never copies or '
+            'builds over ssh without it' % (where, '; '.join(problems)))
 
 
 class Target:
@@ -129,7 +123,7 @@ class Target:
 
     def __init__(self, host, port=None, user=None, private_key_file=None,
                  ssh_common_args=None, ssh_extra_args=None, become=False,
-                 become_user=None, become_method=None, name=None):
+                 become_user=None, become_method=None, name=None, host_key_unchecked=False):
         if not host:
             raise StoreError('no host address for %s' % (name or 'target'))
         self.host = _bare_host(str(host), name)
@@ -144,12 +138,19 @@ class Target:
         self.become_user = become_user or 'root'
         self.become_method = become_method or 'sudo'
         self.name = name or self.host
+        # the host's opt-out (nix_host_key_unchecked): its ssh options may
+        # leave its key unchecked (the action judged and warned)
+        self.host_key_unchecked = bool(host_key_unchecked)
 
     # ------------------------------------------------------------ builders
     @classmethod
-    def from_connection(cls, connection, task_vars=None):
-        """From an action plugin's ``self._connection`` (ssh connection)."""
+    def from_connection(cls, connection, task_vars=None, host_key_unchecked=None):
+        """From an action plugin's ``self._connection`` (ssh connection).
+        ``host_key_unchecked``: the host's opt-out as the action judged it
+        (None: its variable nix_host_key_unchecked)."""
         task_vars = task_vars or {}
+        if host_key_unchecked is None:
+            host_key_unchecked = _truthy(task_vars.get('nix_host_key_unchecked', False))
         transport = getattr(connection, 'transport', None) or getattr(connection, '_load_name', '')
         name = task_vars.get('inventory_hostname')
         if str(transport).rsplit('.', maxsplit=1)[-1] not in ('ssh', 'paramiko', 'paramiko_ssh'):
@@ -187,7 +188,7 @@ class Target:
             become_user=become_user or getattr(pc, 'become_user', None),
             become_method=(become_method or getattr(pc, 'become_method', None)
                            or 'sudo').rsplit('.', maxsplit=1)[-1],
-            name=name,
+            name=name, host_key_unchecked=host_key_unchecked,
         )
 
     @classmethod
@@ -236,8 +237,12 @@ class Target:
             opts += ['-p', str(self.port)]
         if self.private_key_file and not (for_nix and self._key_in_uri()):
             opts += ['-i', self.private_key_file]
-        _check_secure(self.common_args, '%s: ansible_ssh_common_args' % self.name)
-        _check_secure(self.extra_args, '%s: ansible_ssh_extra_args' % self.name)
+        if not self.host_key_unchecked:
+            _check_secure(self.common_args, '%s: ansible_ssh_common_args' % self.name)
+            # in the order ssh gets them: the first value of an option is the one it keeps
+            _check_secure(opts + self.common_args + self.extra_args,
+                          '%s: ansible_ssh_common_args and ansible_ssh_extra_args' % self.name,
+                          self.destination)
         opts += self.common_args + self.extra_args
         return opts + list(DEFAULT_SSH_OPTIONS)
 

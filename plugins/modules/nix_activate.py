@@ -14,7 +14,8 @@ version_added: 0.1.0
 description:
   - Runs on the controller (an action plugin). Everything it does on the target is a short POSIX
     sh script sent over the task's connection, as M(ansible.builtin.raw) does, so the target
-    needs only a shell and Nix, never Python. Become applies when the task has it.
+    needs only a shell and Nix, never Python. Become applies when the task has it. A host whose
+    key ssh does not check is refused before anything runs on it (O(host_key_unchecked)).
   - "Platforms, from one table (C(module_utils/_platforms.py)): V(nixos) (C(nix-env -p
     /nix/var/nix/profiles/system --set) for V(switch) and V(boot), then
     C(bin/switch-to-configuration GOAL)); V(darwin) (set the system profile, then C(activate)
@@ -328,6 +329,7 @@ extends_documentation_fragment:
   - nixdeploy.fleet.role_vars
   - nixdeploy.fleet.keys
   - nixdeploy.fleet.record_stats
+  - nixdeploy.fleet.host_keys
 attributes:
   action:
     support: full
@@ -730,6 +732,13 @@ keys_post:
                   sha256: 60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752,
                   user: root, group: root, mode: '0600', upload_at: post-activation}
     removed: []
+host_key_unchecked:
+  description:
+    - V(true) when ssh does not check the host's key and O(host_key_unchecked) let the task go on
+      (a warning says why the key is not checked).
+  returned: when the host key is not checked
+  type: bool
+  sample: true
 ansible_stats:
   description:
     - With O(record_stats), the host's outcome as custom stats for Ansible to keep (the shape

@@ -69,6 +69,9 @@ options:
       - Several builders are a list, or one string of names separated by commas (V(b1,b2)); give a store URI
         that holds a comma in a list. V(controller) and V(target) stand alone.
       - Defaults to the host var C(nix_build_on) (a string or a list), else V(controller).
+      - With V(target), a host whose ssh key is not checked (C(host_key_checking) off, as ansible-runner
+        sets it) is refused before anything runs on it; the host variable C(nix_host_key_unchecked=true)
+        opts out.
     type: raw
     default: controller
   builder_min_free_mb:

@@ -17,7 +17,8 @@ description:
     target's Nix store over C(ssh-ng://), deriving the store URI and the ssh options from the
     host's own connection variables (C(ansible_host), C(ansible_port), C(ansible_user),
     C(ansible_ssh_private_key_file), C(ansible_ssh_common_args), C(ansible_ssh_extra_args)),
-    as M(ansible.posix.synchronize) does for rsync. Host key checking is never turned off.
+    as M(ansible.posix.synchronize) does for rsync. Host key checking is never turned off, and a
+    host whose key ssh does not check is refused before anything runs (O(host_key_unchecked)).
   - One short POSIX sh probe over the Ansible connection finds nix on the target (also where a
     non-login shell has no nix on E(PATH), as on macOS and nix-on-droid), learns whether the
     ssh user may skip signature checks, and asks the target's store which closure paths it
@@ -137,6 +138,7 @@ extends_documentation_fragment:
   - nixdeploy.fleet.nix
   - nixdeploy.fleet.role_vars
   - nixdeploy.fleet.record_stats
+  - nixdeploy.fleet.host_keys
   - action_common_attributes
   - action_common_attributes.flow
 attributes:
@@ -375,6 +377,13 @@ trust:
   returned: success
   type: str
   sample: trusted
+host_key_unchecked:
+  description:
+    - V(true) when ssh does not check the host's key and O(host_key_unchecked) let the task go on
+      (a warning says why the key is not checked).
+  returned: when the host key is not checked
+  type: bool
+  sample: true
 ansible_stats:
   description:
     - With O(record_stats), the host's outcome so far (copied (not activated)) as custom stats, in the shape

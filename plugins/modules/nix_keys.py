@@ -21,11 +21,19 @@ description:
     C(command) argv run without a shell) and sent as the standard input of a short sh script.
     It never appears on a command line (C(ps)), in an environment variable, in a file on the
     controller, in a Nix store, in the task result, a diff or C(-vvv) output.
-  - "On the target, per key: a temporary file is created in the key's own folder, gets its owner
-    and mode, then the content, is checked against the sha256 computed on the controller and is
-    renamed over the key (atomic: a reader sees the old or the new key, never half of one).
-    A missing folder is created (parents C(0755), the folder itself C(0711): others reach their
-    own key by name but cannot list the folder); an existing folder is left as it is."
+  - A host whose ssh key is not checked (C(host_key_checking) off, as ansible-runner sets it, or ssh
+    options that turn it off) is refused before anything runs on it; the host variable
+    C(nix_host_key_unchecked=true) opts out (docs/security.md).
+  - "On the target, per key: the content is written in a private C(0700) folder made inside the
+    key's own folder, checked against the sha256 computed on the controller, given its owner
+    (C(chown -h)) and mode and renamed over the key (atomic: a reader sees the old or the new key,
+    never half of one; nothing is opened by a name another account could swap for a link, and a
+    key whose name is a link is refused). A missing folder is created (parents C(0755), the folder
+    itself C(0711): others reach their own key by name but cannot list the folder); an existing
+    folder is left as it is."
+  - "A C(dest_dir) that an account other than root, the connecting one and the key's owner can write,
+    or below a folder others can write (a world-writable one only if sticky), is refused, naming
+    the folder and its writers."
   - Idempotent. The target hashes its file itself (C(sha256sum), C(shasum), C(openssl) or
     C(busybox)), so no content comes back; only a key whose content, owner, group or mode differs
     is written or fixed.

@@ -24,10 +24,19 @@ What every nixdeploy action does the same way lives here:
 - ``from_batch``: compute once per play batch, answer per host
   (module_utils/_batch.py holds the lock and the shared file);
 - ``target_sh``: run a target program (target/*.sh, rendered by
-  module_utils/_script.py) over the host's connection.
+  module_utils/_script.py) over the host's connection;
+- host keys: before an action with ``HOST_KEYS`` does anything, and before
+  any other runs its first target program, the host's connection is asked
+  whether ssh checks the host's key (plugin_utils/_ssh.py: Ansible's
+  ``host_key_checking``, which ansible-runner turns off in the environment,
+  and what ``ssh -G`` says of the ssh arguments and config files); a host
+  whose key is not checked fails saying so and how to fix it, unless its
+  ``nix_host_key_unchecked`` is true: then the task goes on, warns, and its
+  result says ``host_key_unchecked: true``.
 
-Subclasses set ``ARGUMENT_SPEC``, ``PHASE`` and ``ERRORS`` (the exceptions
-that mean "this host failed, say why") and implement ``run_host``.
+Subclasses set ``ARGUMENT_SPEC``, ``PHASE``, ``ERRORS`` (the exceptions
+that mean "this host failed, say why") and ``HOST_KEYS`` (the action talks
+to the host over ssh: its key is judged first) and implement ``run_host``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -40,22 +49,34 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _redact, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     Batch, batch_key, play_batch)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
     become_problem, ssh_problem)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _ssh
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._stats import (
     phase_stats, record_problems, recorded_results)
 
 # ssh's words for a host whose key does not match known_hosts
 HOST_KEY_MARKERS = ('REMOTE HOST IDENTIFICATION HAS CHANGED', 'Host key verification failed')
+# the option (and, without it, the host variable) that lets a host whose key
+# ssh does not check be deployed all the same; the result key that says so
+HOST_KEY_OPT_OUT = 'host_key_unchecked'
+# what a refused host was spared, by phase
+_NOT_DONE = {'copy': 'nothing was copied', 'activate': 'nothing was activated',
+             'keys': 'no key was uploaded', 'build': 'nothing was built there'}
+
+
+class HostKeyUnchecked(Exception):
+    """ssh would not check this host's key, and no opt-out says go on."""
 
 
 def host_message(host, message):
-    """``message`` starting with ``host: `` (once)."""
-    text = message_of(message)
+    """``message`` starting with ``host: `` (once), any credential in a URL
+    it shows masked (a flake reference, a cache URI, git's or Nix's words)."""
+    text = _redact.text(message_of(message))
     return text if text.startswith(u'%s:' % host) else u'%s: %s' % (host, text)
 
 
@@ -83,11 +104,16 @@ class NixdeployAction(ActionBase):
     VALIDATION = {}
     PHASE = None
     ERRORS = ()
+    # the action talks to the host over ssh: its key is judged before run_host
+    HOST_KEYS = False
 
     host = None
     task_vars = None
     # the arguments as filled from the variables (_role_vars.Filled)
     filled = None
+    # None until judged; then the problems of an unchecked host let through
+    _unchecked = None
+    _opt_out = None
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
@@ -122,8 +148,13 @@ class NixdeployAction(ActionBase):
             problems = record_problems(record, self.PHASE, task_vars)
             if problems:
                 return self.failed(result, '; '.join(problems))
+        self._opt_out = args.get(HOST_KEY_OPT_OUT)
         try:
+            if self.HOST_KEYS:
+                self.judge_host_keys()
             result = self.run_host(args, result)
+        except HostKeyUnchecked as exc:
+            return self.failed(result, to_text(exc), connection_lost=False)
         except AnsibleConnectionFailure as exc:
             text = to_text(exc)
             if any(marker in text for marker in HOST_KEY_MARKERS):
@@ -140,11 +171,34 @@ class NixdeployAction(ActionBase):
             return self.failed(result, problem)
         except self.ERRORS as exc:
             return self.failed(result, exc, **self.failure_details(exc))
+        if self._unchecked:
+            result[HOST_KEY_OPT_OUT] = True
+            result.setdefault('warnings', []).append(_ssh.unchecked_warning(
+                self.host, self._unchecked))
         if result.get('failed'):
             self._mark_failed(result)
         elif record is not None:
             self._keep_stats(record, result)
         return result
+
+    def judge_host_keys(self):
+        """Ask the connection whether ssh checks this host's key (once per
+        task); raise HostKeyUnchecked when it does not and the host has no
+        opt-out (the option, or the host variable nix_host_key_unchecked)."""
+        if self._unchecked is not None:
+            return
+        problems = _ssh.connection_problems(self._connection) or []
+        self._unchecked = []
+        if not problems:
+            return
+        opt_out = self._opt_out
+        if opt_out is None:
+            opt_out = _role_vars.host_value(HOST_KEY_OPT_OUT, self.task_vars)
+            opt_out = self._render(opt_out) if opt_out is not None else False
+        if not boolean(opt_out, strict=False):
+            raise HostKeyUnchecked(_ssh.refusal(self.host, problems, _NOT_DONE.get(
+                self.PHASE, 'nothing was done on it')))
+        self._unchecked = problems
 
     def _keep_stats(self, earlier, result):
         """``record_stats`` (nix_build, nix_copy_closure, nix_activate): the
@@ -197,7 +251,9 @@ class NixdeployAction(ActionBase):
     def target_sh(self, script, in_data=None, sudoable=False):
         """Run a rendered target program (module_utils/_script.py) with sh
         over the host's connection: (rc, stdout, stderr). It runs as one
-        group, because Ansible appends ``&& sleep 0`` to the command."""
+        group, because Ansible appends ``&& sleep 0`` to the command.
+        The host's key is judged before the first one (judge_host_keys)."""
+        self.judge_host_keys()
         out = self._low_level_execute_command('{\n%s\n}' % script.strip('\n'),
                                               sudoable=sudoable, in_data=in_data or None)
         return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')

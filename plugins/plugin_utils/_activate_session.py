@@ -19,7 +19,7 @@ import time
 
 from ansible.errors import AnsibleConnectionFailure
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _copy, _script
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._ssh import drop_master
 
 # A look at a run waits on the target up to POLL_WAIT s for it to move on (one
@@ -68,9 +68,11 @@ class HostSession:
             self.note('connection reset failed: %s' % exc)
 
     def sh(self, script, timeout=LOOK_TIMEOUT):
-        """Run ``script`` on the target with sh: (out, values, log), ``out``
-        holding rc, stdout and stderr; ConnectionLost when the connection
-        fails or gives no answer within ``timeout`` seconds."""
+        """Run ``script`` (a rendered ``_script.Program``) on the target
+        with sh: (out, values, log), ``out`` holding rc, stdout (an
+        ``_script.Output``, carrying the program's marker) and stderr;
+        ConnectionLost when the connection fails or gives no answer within
+        ``timeout`` seconds."""
         answer = {}
 
         def target():
@@ -94,8 +96,11 @@ class HostSession:
         if error is not None:
             raise error
         rc, stdout, stderr = answer['result']
+        # the output keeps the marker of the program that printed it
+        # (module_utils/_script.py): only its lines are values
+        stdout = script.output(stdout)
         out = {'rc': rc, 'stdout': stdout, 'stderr': stderr}
-        values, log = _script.parse(stdout)
+        values, log = script.parse(stdout)
         return out, values, log
 
 

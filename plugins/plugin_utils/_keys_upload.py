@@ -16,6 +16,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
+from ansible.utils.display import Display
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _keys, _keys_target
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import host_message
@@ -42,13 +43,24 @@ def upload(action, keys, upload_at, prune, check_mode, diff):
                                          cwd=action._loader.get_basedir())
         outcome = dict(uploader.run(keys, handled, prune, check_mode=check_mode, diff=diff))
     except _keys.KeysError as exc:
-        outcome = failure(action, done_so_far(uploader), exc.message)
+        outcome = failure(action, done_so_far(uploader), key_message(exc, Display().verbosity))
     except AnsibleConnectionFailure as exc:
         outcome = failure(action, done_so_far(uploader),
                           'host unreachable while uploading keys: %s' % exc, connection_lost=True)
     if uploader and uploader.warnings:
         outcome['warnings'] = ['%s: %s' % (action.host, w) for w in uploader.warnings]
     return outcome
+
+
+def key_message(exc, verbosity):
+    """A KeysError's message; with ``-v`` or more also what the key command
+    wrote to stderr (``detail``), else a pointer to it. A command's stdout
+    (the key) and arguments never reach a message."""
+    if not exc.detail:
+        return exc.message
+    if verbosity >= 1:
+        return '%s: %s' % (exc.message, exc.detail)
+    return '%s (its stderr is shown with -v)' % exc.message
 
 
 def failure(action, result, message, connection_lost=False):

@@ -11,7 +11,7 @@ made from the role's registered results by the phase actions themselves
 (their option ``record_stats``) or, for a failed host, by the filter
 ``nixdeploy.fleet.deploy_stats`` in the role's rescue.
 The outcome is read from result keys (``failed``, ``phase``, ``rolled_back``,
-``connection_lost``), never from message text.
+``connection_lost``, ``host_key_unchecked``), never from message text.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -120,6 +120,9 @@ class HostOutcome:
                # a cascade: the host this one got its closure from
                'copied_from': (self.results.get('copy') or {}).get('copied_from')}
         rec.update(_builders_of(self.results.get('build') or {}))
+        # a phase went on although ssh did not check the host's key (its opt-out)
+        rec['host_key_unchecked'] = any(bool(r.get('host_key_unchecked'))
+                                        for r in self.results.values() if isinstance(r, dict))
         if self.failure:
             phase, result = self.failure
             rolled_back = bool(result.get('rolled_back'))
@@ -135,14 +138,14 @@ class HostOutcome:
                 rec['outcome'] = 'FAILED at %s: unreachable: %s' % (phase, line)
             else:
                 rec['outcome'] = 'FAILED at %s: %s' % (phase, line)
-            rec['outcome'] += _build_note(rec)
+            rec['outcome'] += _build_note(rec) + _host_key_note(rec)
             return rec
         rec['outcome'] = self._outcome(rec, activate, check_mode)
         if (activate.get('reboot') or {}).get('rebooted'):
             rec['outcome'] += ' (rebooted)'
         if rec['copied_from'] not in (None, 'controller'):
             rec['outcome'] += ' (closure from %s)' % rec['copied_from']
-        rec['outcome'] += _build_note(rec)
+        rec['outcome'] += _build_note(rec) + _host_key_note(rec)
         return rec
 
     def _outcome(self, rec, activate, check_mode):
@@ -184,6 +187,12 @@ def _build_note(rec):
     return ' (built on %s; %s)' % (rec['built_on'], '; '.join(
         '%s skipped: %s' % (s['name'], s['reason'][:SKIP_REASON_CHARS])
         for s in rec['builders_skipped']))
+
+
+def _host_key_note(rec):
+    """' (host key unchecked)' for a host deployed by its opt-out although
+    ssh did not check its key."""
+    return ' (host key unchecked)' if rec.get('host_key_unchecked') else ''
 
 
 def summary_line(rec):

@@ -24,11 +24,13 @@ import time
 
 try:
     from ansible_collections.nixdeploy.fleet.plugins.module_utils._data import write_atomic
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils._redact import data as redacted
 except ImportError:
     # run as a plain script (the merge command): the sibling files and module_utils'
     _HERE = os.path.dirname(os.path.abspath(__file__))
     sys.path[:0] = [_HERE, os.path.join(_HERE, '..', 'module_utils')]
     from _data import write_atomic  # pylint: disable=import-error
+    from _redact import data as redacted  # pylint: disable=import-error
 
 SCHEMA = 'nixdeploy.fleet/report'
 # Bumped only for changes a reader must know about (a key removed or its
@@ -61,12 +63,13 @@ def totals(hosts, runs):
     """Run-wide figures: host counts by status from the host records, the work
     done from the runs."""
     out = dict((status, 0) for status in STATUSES)
-    out.update(hosts=len(hosts), connection_lost=0, nix_evaluations=0, paths_sent=0,
-               bytes_sent=0, closure_diff={'added': 0, 'removed': 0, 'changed': 0,
-                                           'size_change_bytes': 0})
+    out.update(hosts=len(hosts), connection_lost=0, host_key_unchecked=0, nix_evaluations=0,
+               paths_sent=0, bytes_sent=0, closure_diff={'added': 0, 'removed': 0, 'changed': 0,
+                                                         'size_change_bytes': 0})
     for rec in hosts.values():
         out[rec['status']] = out.get(rec['status'], 0) + 1
         out['connection_lost'] += 1 if rec['connection_lost'] else 0
+        out['host_key_unchecked'] += 1 if rec.get('host_key_unchecked') else 0
         diff = rec.get('closure_diff') or {}
         for key in ('added', 'removed', 'changed'):
             out['closure_diff'][key] += len(diff.get(key) or [])
@@ -81,7 +84,10 @@ def totals(hosts, runs):
 
 
 def assemble(runs, hosts, duplicates=()):
-    """A whole report from its runs and host records."""
+    """A whole report from its runs and host records, with the credentials
+    of every URL in them masked (flake references, cache URIs, Nix's
+    messages; ``_redact``): a report is read by more people than the job."""
+    runs, hosts = redacted(runs), redacted(hosts)
     versions = sorted(set(r.get('collection_version') for r in runs if r.get('collection_version')))
     return {
         'schema': SCHEMA,

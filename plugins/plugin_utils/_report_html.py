@@ -50,6 +50,8 @@ code, pre, .mono { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; 
          color: #fff; background: var(--grey); white-space: nowrap; }
 .badge.failed { background: var(--fail); } .badge.rolled_back { background: var(--back); }
 .badge.changed { background: var(--chg); } .badge.unchanged { background: var(--ok); }
+.badge.hostkey { background: #975a16; }
+.card.hostkey b { color: #975a16; }
 .attention article { border-left: 4px solid var(--fail); background: #fff5f5; padding: 8px 12px;
                      margin: 0 0 10px; border-radius: 0 6px 6px 0; }
 .attention article.rolled_back { border-color: var(--back); background: #fffaf0; }
@@ -133,6 +135,18 @@ def _generations(gen):
     return text
 
 
+HOST_KEY_TITLE = (u'deployed with host key checking turned off for this host (its explicit '
+                  u'opt-out): whoever answered at its address got the system')
+
+
+def _host_key_badge(rec):
+    """The badge of a host deployed without checking its host key."""
+    if not rec.get('host_key_unchecked'):
+        return u''
+    return (u' <span class="badge hostkey" title="%s">host key not checked</span>'
+            % _e(HOST_KEY_TITLE))
+
+
 def _status_text(rec, check_mode):
     return (CHECK_STATUS_TEXT if check_mode else STATUS_TEXT).get(rec['status'], rec['status'])
 
@@ -187,6 +201,8 @@ def _totals(report, check_mode):
                'packages, %s' % human_bytes(diff.get('size_change_bytes'), signed=True)),
               ('', totals.get('nix_evaluations', 0), 'Nix evaluations'),
               ('', seconds(totals.get('duration')), 'duration')]
+    if totals.get('host_key_unchecked'):
+        cards.append(('hostkey', totals['host_key_unchecked'], 'host key not checked'))
     return u'<section class="totals">%s</section>' % ''.join(
         u'<div class="card %s"><b>%s</b><small>%s</small></div>' % (_e(cls), _e(value), _e(label))
         for cls, value, label in cards)
@@ -207,10 +223,11 @@ def _attention(hosts, check_mode):
             if rec.get('connection_lost'):
                 what += u' (connection lost)'
         parts.append(
-            u'<article class="%s" data-host="%s"><h3>%s <span class="badge %s">%s</span> '
+            u'<article class="%s" data-host="%s"><h3>%s <span class="badge %s">%s</span>%s '
             u'<small>%s</small></h3><p>%s%s</p>%s</article>'
             % (_e(rec['status']), _e(rec['host']), _e(rec['host']), _e(rec['status']),
-               _e(_status_text(rec, check_mode)), _e(rec.get('platform') or ''), what,
+               _e(_status_text(rec, check_mode)), _host_key_badge(rec),
+               _e(rec.get('platform') or ''), what,
                _generations(rec['generation']),
                u'<pre>%s</pre>' % _e(rec['message']) if rec.get('message') else u''))
     return (u'<section class="attention" id="attention"><h2>Failed and rolled back (%d)</h2>%s'
@@ -267,10 +284,11 @@ def _table(hosts, check_mode):
                                            human_bytes(diff.get('size_change_bytes'), signed=True))
         path = rec.get('store_path') or ''
         rows.append(
-            u'<tr data-host="%s"><td><b>%s</b></td><td>%s</td><td><span class="badge %s">%s</span>'
+            u'<tr data-host="%s"><td><b>%s</b>%s</td><td>%s</td><td><span class="badge %s">%s</span>'
             u' %s</td><td class="num">%s &rarr; %s</td><td class="mono" title="%s">%s</td>'
             u'<td class="num">%s</td><td>%s</td><td class="num">%s</td></tr>'
-            % (_e(rec['host']), _e(rec['host']), _e(rec.get('platform') or '-'), _e(rec['status']),
+            % (_e(rec['host']), _e(rec['host']), _host_key_badge(rec), _e(rec.get('platform') or '-'),
+               _e(rec['status']),
                _e(_status_text(rec, check_mode)), _e(rec.get('summary') or ''),
                _e(generation(gen['before'])), _e(generation(gen['after'])), _e(path),
                _e(path.rpartition('/')[2][33:] or path or '-'),

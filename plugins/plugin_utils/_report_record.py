@@ -64,6 +64,8 @@ class HostLog:
         self.results = {}      # phase -> (status, result) of the latest task of it
         self.failure = None    # (phase, status, result) of the first failure
         self.other = None      # (task name, status, result): a failure outside the deploy tasks
+        # deployed with host key checking explicitly turned off (copy, activate)
+        self.host_key_unchecked = False
         # the same outcome text as the summary line the nixdeploy.fleet.summary callback prints
         self.outcome = HostOutcome(host)
 
@@ -78,6 +80,7 @@ class HostLog:
             return
         self.results[phase] = (status, result)
         self.outcome.add(phase, result, status)
+        self.host_key_unchecked = self.host_key_unchecked or result.get('host_key_unchecked') is True
         if status in ('failed', 'unreachable') and self.failure is None:
             self.failure = (result.get('phase') or phase, status, result)
         subphases = result.get('phases') if phase == 'activate' else None
@@ -112,6 +115,7 @@ class HostLog:
             'failed': False,
             'rolled_back': False,
             'connection_lost': False,
+            'host_key_unchecked': self.host_key_unchecked,
             'failed_phase': None,
             'rollback_reason': None,
             'message': None,

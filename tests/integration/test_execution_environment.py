@@ -99,6 +99,7 @@ def test_context_installs_ansible_and_the_collection(context):
     # apt's lists before the first install; Debian's pip instead of ensurepip
     assert containerfile.index('apt-get update') < containerfile.index('$PKGMGR install $PYPKG')
     assert 'pip_install $PYCMD' not in containerfile
+    assert 'RUN rm -f /etc/pip.conf' in containerfile
     with open(os.path.join(ctx, '_build', 'requirements.yml')) as handle:
         requirements = yaml.safe_load(handle)
     assert requirements['collections'] == [
@@ -209,7 +210,9 @@ def test_image_has_the_tools_a_job_needs(image, runner_dir):
                'nix --version; ssh -V 2>&1; command -v ssh-agent; python3 --version; '
                'ansible-doc -t module nixdeploy.fleet.nix_activate | head -n 1; '
                'ansible-doc -t inventory nixdeploy.fleet.nix | head -n 1; '
-               'grep "^store\\|^sandbox" /etc/nix/nix.conf')
+               'grep "^store\\|^sandbox\\|^allow-import" /etc/nix/nix.conf; '
+               # the build machine's pip configuration stays out of the image
+               'test -e /etc/pip.conf && echo pip.conf-left || echo no-pip.conf')
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert 'ansible [core %s]' % pin in out, out
@@ -218,6 +221,9 @@ def test_image_has_the_tools_a_job_needs(image, runner_dir):
     assert 'OpenSSH_' in out and '/usr/bin/ssh-agent' in out, out
     assert 'nixdeploy.fleet.nix_activate' in out and 'nixdeploy.fleet.nix' in out, out
     assert 'store = local' in out and 'sandbox = false' in out, out
+    # evaluation never runs a builder in the EE (docs/security.md)
+    assert 'allow-import-from-derivation = false' in out, out
+    assert 'no-pip.conf' in out and 'pip.conf-left' not in out, out
 
 
 def test_nix_in_the_image_store_as_an_arbitrary_uid(image, runner_dir):

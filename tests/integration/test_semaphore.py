@@ -35,6 +35,7 @@ import pytest
 
 from tests.collection import BIN, REPO, ssh_agent
 from tests.deploy_fleet import commit_project, write_project
+from tests.integration.host_key_vars import check_host_keys
 
 pytestmark = pytest.mark.lab
 
@@ -169,6 +170,10 @@ def semaphore(make_lab, tmp_path_factory):
     upstream = os.path.join(base, 'infra')
     flake, secret = write_project(upstream, lab, requirements={'collections': [
         {'name': os.path.join(dist, tarball), 'type': 'file'}]}, key_dir=os.path.join(base, 'keys'))
+    # as its users do: checked whatever the runner's environment says (the
+    # collection refuses a host whose key ssh does not check)
+    check_host_keys(os.path.join(upstream, 'inventory', 'group_vars', 'all.yml'))
+    commit_project(upstream, 'host keys checked')
     tmp_path = os.path.join(base, 'semaphore-tmp')
     os.makedirs(tmp_path)
     return lab, flake, secret, upstream, Semaphore(tmp_path, upstream, lab.key), base
@@ -188,6 +193,8 @@ def test_semaphore_tasks_deploy_with_the_installed_collection(semaphore):
 
     rc, output, installed = sem.task(1, extra_vars, secrets, environment)
     assert rc == 0, output[-6000:]
+    # every host key was checked: none refused, none deployed unchecked
+    assert 'refused: ssh would not check' not in output and 'host key unchecked' not in output
     assert installed == ['collections/requirements.yml']
     # the collection is the one galaxy installed under Semaphore's HOME, and no other
     collections = os.path.join(sem.tmp_path, '.ansible', 'collections')

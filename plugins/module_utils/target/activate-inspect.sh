@@ -15,7 +15,9 @@ if [ -n "$NEW" ] && [ -e "$NEW" ]; then emit present "1"; else emit present "0";
 if [ "$DRY" = 1 ] && [ -n "$NEW" ] && [ -e "$NEW" ] && [ -n "$DRY_PROGRAM" ]; then
   # home-manager's -b, as the activation would have it
   if [ -n "$BACKUP_ENV" ] && [ -n "$BACKUP_EXT" ]; then export "$BACKUP_ENV=$BACKUP_EXT"; fi
-  log_section
-  sh -c "$DRY_PROGRAM" activate "$NEW" dry-activate "$INVOKER" 2>&1
+  # its output is carried text: kept until its exit code is a value, then the log
+  dry_out=$(sh -c "$DRY_PROGRAM" activate "$NEW" dry-activate "$INVOKER" 2>&1)
   emit dry_rc "$?"
+  log_section
+  printf '%s\n' "$dry_out"
 fi

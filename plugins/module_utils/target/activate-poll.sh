@@ -18,7 +18,14 @@ while [ "$NAPPED" -lt $((WAIT * 20)) ]; do
   [ "$STOP_AWAITING" = 1 ] && [ "$st" = awaiting_confirmation ] && break
   nap
 done
-[ -f "$RD/status" ] && sed 's/^/@@nixdeploy /' "$RD/status"
+# the status (key=value lines the runner writes, each value on one line) as
+# values, then whether the runner lives: every value before the log, which
+# is the activation's own output and never read as one
+if [ -f "$RD/status" ]; then
+  while IFS= read -r line || [ -n "$line" ]; do
+    case $line in [a-z]*=*) emit "${line%%=*}" "${line#*=}" ;; esac
+  done <"$RD/status"
+fi
 pid=; read -r pid <"$RD/pid" 2>/dev/null || :
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then emit alive "1"
 else emit alive "0"; fi

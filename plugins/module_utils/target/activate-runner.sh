@@ -31,16 +31,21 @@ status() {
   STATE=$1; one_line "$2"; REASON=$ONE_LINE; stamp
   # a full file system: the reserve makes room for it (and what follows)
   write_status 2>/dev/null || { room; write_status; }
-  echo "nixdeploy: $HMS $STATE${REASON:+: $REASON}"
-  echo "nixdeploy run $RUN: $STATE${REASON:+: $REASON}" >&3
+  printf '%s\n' "nixdeploy: $HMS $STATE${REASON:+: $REASON}"
+  printf '%s\n' "nixdeploy run $RUN: $STATE${REASON:+: $REASON}" >&3
 }
+# The status file: one key=value line each, read by activate-poll.sh as the
+# run's values. printf, not echo (dash's echo turns a "\n" in a reason into a
+# line of its own), and every value on one line (a reason carries what a
+# command or a health check said), so no value can add a line.
+field() { one_line "$2"; printf '%s=%s\n' "$1" "$ONE_LINE"; }
 write_status() {
-  { echo "state=$STATE"; echo "reason=$REASON"; echo "run=$RUN"; echo "mode=$MODE"
-    echo "profile=$PROFILE"; echo "prev_gen=$PREV_GEN"; echo "prev_path=$PREV_PATH"
-    echo "new_gen=$NEW_GEN"; echo "new_path=$NEW"; echo "activated=$ACTIVATED"
-    echo "rolled_back=$ROLLED_BACK"; echo "confirmed=$CONFIRMED"; echo "rc=$RC"
-    echo "cause=$CAUSE"
-    echo "started=$STARTED"; echo "updated=$EPOCH"
+  { field state "$STATE"; field reason "$REASON"; field run "$RUN"; field mode "$MODE"
+    field profile "$PROFILE"; field prev_gen "$PREV_GEN"; field prev_path "$PREV_PATH"
+    field new_gen "$NEW_GEN"; field new_path "$NEW"; field activated "$ACTIVATED"
+    field rolled_back "$ROLLED_BACK"; field confirmed "$CONFIRMED"; field rc "$RC"
+    field cause "$CAUSE"
+    field started "$STARTED"; field updated "$EPOCH"
   } >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"
 }
 release() {

@@ -1,11 +1,17 @@
 # shellcheck shell=sh
-# shellcheck disable=SC2034,SC2153  # NIX_TOOL: read by the scripts after this; NIX_DIRS, NIX_DIR: set before it
+# shellcheck disable=SC2034,SC2153  # NIX_TOOL: read by the scripts after this; NIX_DIRS, NIX_DIR, RESULT_MARK: set before it
 # The library every target script starts with (module_utils/_script.py puts
 # it after the quoted values and before the script). POSIX sh only.
 #
 # Output protocol, read by _script.parse: one value per line,
-# "@@nixdeploy key=value"; everything after a line "@@nixdeploy-log" is log
-# text (value lines may still follow).
+# "@@$RESULT_MARK key=value", where RESULT_MARK is this program's own marker
+# (random, made by the controller for this program; a plain variable, never
+# exported, so no child gets it in its environment). Everything after the
+# line "@@$RESULT_MARK-log" (log_section) is log text: nothing after it is
+# read as a value, so a script emits all its values BEFORE it prints any text
+# it carries (a check's output, an activation's log, a command's message),
+# and the commands it runs that print write to a file, a variable or the log,
+# never to its stdout before log_section.
 
 # Every process costs a target a few ms (fork, exec), and a deploy's scripts
 # emit and look often: the helpers below start none where the shell can do
@@ -21,7 +27,7 @@ one_line() {  # one_line TEXT: ONE_LINE = TEXT with its newlines as spaces
 emit() {  # emit KEY VALUE...: one value line (newlines folded to spaces)
   k=$1; shift
   one_line "$*"
-  printf '@@nixdeploy %s=%s\n' "$k" "$ONE_LINE"
+  printf '@@%s %s=%s\n' "$RESULT_MARK" "$k" "$ONE_LINE"
 }
 # A clock for waits and log lines. A loop looking five times a second would
 # start a date process a look: NOW (whole seconds, for waits) comes from
@@ -69,7 +75,8 @@ ids() {  # ids: MY_UID, ME (user name) and MY_GROUPS (names, comma-separated) fr
       done ;;
   esac
 }
-log_section() { echo "@@nixdeploy-log"; }
+# the end of the values: what follows is text the program carries, never a value
+log_section() { printf '@@%s-log\n' "$RESULT_MARK"; }
 # state_base ROOT_STATE: BASE = this user's nixdeploy state folder on the
 # target: ROOT_STATE (/nix/var/nixdeploy) for root, else under XDG_STATE_HOME
 state_base() {

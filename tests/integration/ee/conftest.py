@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from tests.deploy_fleet import write_project
+from tests.deploy_fleet import commit_project, write_project
+from tests.integration.host_key_vars import check_host_keys
 from tests.lab import Lab
 
 pytest.importorskip('ansible_runner')
@@ -31,6 +32,10 @@ def awx(tmp_path_factory):
             upstream = os.path.join(base, 'infra')
             flake, secret = write_project(upstream, lab, key_dir=os.path.join(base, 'keys'),
                                           tags={'a1': ['vps'], 'a2': ['vps']})
+            # ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False for every job (AWX,
+            # navigator), which beats ansible.cfg: the project's group_vars turn checking on
+            check_host_keys(os.path.join(upstream, 'inventory', 'group_vars', 'all.yml'))
+            commit_project(upstream, 'host keys checked under ansible-runner')
             fleet = AwxFleet(lab, flake, secret, upstream, base)
             started = time.time()
             fleet.inventory_update()

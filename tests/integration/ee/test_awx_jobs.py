@@ -48,6 +48,8 @@ def test_inventory_update_reads_the_flake_in_the_ee(awx):
     assert sorted(inventory['vps']['hosts']) == ['a1', 'a2']
     assert inventory['darwin']['vars'] == {'ansible_become': True}
     assert 'UserKnownHostsFile=known_hosts' in inventory['all']['vars']['ansible_ssh_common_args']
+    # what turns host key checking on under ansible-runner's ANSIBLE_HOST_KEY_CHECKING=False
+    assert inventory['all']['vars']['ansible_host_key_checking'] is True
 
 
 def test_mixed_fleet_job_with_a_failing_host_then_fixed_then_nothing_to_do(awx):
@@ -60,6 +62,10 @@ def test_mixed_fleet_job_with_a_failing_host_then_fixed_then_nothing_to_do(awx):
     assert runner.status == 'successful', stdout(runner)
     first = set_stats_of(artifacts)['nixdeploy']
     assert {h: r['outcome'] for h, r in first.items()} == dict.fromkeys(NAMES, 'switched'), first
+    # ansible-runner turned Ansible's host key checking off for the job; the
+    # inventory's ansible_host_key_checking turned it on: every key was checked
+    assert runner.config.env['ANSIBLE_HOST_KEY_CHECKING'] == 'False'
+    assert not any(r['host_key_unchecked'] for r in first.values()), first
     for name in NAMES:
         assert lab.active(name) == first[name]['path'], name
     report = report_of(artifacts)

@@ -72,6 +72,10 @@ def test_navigator_runs_the_job_in_the_ee(awx, tmp_path):
     summary = dict((m.group(1), m.group(3).strip()) for m in SUMMARY.finditer(out))
     assert sorted(summary) == NAMES, out[-4000:]
     assert summary['a2'].startswith('FAILED: rolled back'), summary
+    # navigator's ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False; the project's
+    # group_vars (ansible_host_key_checking: true) keep the keys checked: no host
+    # was refused, none deployed unchecked
+    assert 'refused: ssh would not check' not in out and 'host key unchecked' not in out, out[-4000:]
     assert lab.active('a2') == before['a2']
     for host in NAMES:
         if host != 'a2':

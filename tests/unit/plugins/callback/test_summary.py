@@ -119,6 +119,25 @@ def test_a_summary_line_per_host_when_the_next_batch_starts(callback):
     assert [color for _kind, _line, color in shown[1:]] == [None, 'red']
 
 
+def test_a_host_deployed_with_its_key_unchecked_says_so_on_its_line(callback):
+    """nix_host_key_unchecked let web1's copy and activation go on although
+    ssh does not check its key: its results say host_key_unchecked, and so
+    does its line; web2, refused for the same reason, fails naming it."""
+    callback.v2_playbook_on_play_start(callback.play)
+    callback.v2_runner_on_ok(Result('web1', 'eval', EVAL))
+    callback.v2_runner_on_ok(Result('web1', 'copy', {'changed': True, 'host_key_unchecked': True}))
+    callback.v2_runner_on_ok(Result('web1', 'activate', dict(switched(3), host_key_unchecked=True)))
+    callback.v2_runner_on_ok(Result('web2', 'eval', EVAL))
+    callback.v2_runner_on_failed(Result('web2', 'copy', {
+        'failed': True, 'phase': 'copy', 'connection_lost': False,
+        'msg': 'web2: refused: ssh would not check the host key of web2 (...)'}))
+    callback.v2_playbook_on_stats(None)
+    lines = dict((line.split()[0], line) for line in callback._display.text()[1:])
+    assert lines['web1'].endswith('switched (host key unchecked)'), lines
+    assert 'FAILED at copy: refused: ssh would not check the host key of web2' in lines['web2']
+    assert 'unchecked)' not in lines['web2'].split('(...)')[-1], lines
+
+
 def test_the_last_batch_is_summarised_with_the_stats(callback):
     first_batch(callback)
     callback.v2_playbook_on_stats(None)

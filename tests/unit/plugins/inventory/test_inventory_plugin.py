@@ -51,5 +51,5 @@ def test_documented_sources_are_the_mapped_ones():
 
 def test_examples_are_yaml():
     docs = list(yaml.safe_load_all(plugin.EXAMPLES))
-    assert len(docs) == 3
+    assert len(docs) == 4
     assert all(d['plugin'] == 'nixdeploy.fleet.nix' for d in docs)

@@ -269,8 +269,8 @@ def test_home_manager_profile_resolution(tmp_path):
     nix_env.write_text('#!/bin/sh\necho "$*" >>%s\n[ -n "$MAKE_XDG" ] && mkdir -p '
                        '"$HOME/.local/state/nix/profiles"\nexit 0\n' % calls)
     nix_env.chmod(0o755)
-    script = (_script.render(['activate-lib.sh'], values)
-              + 'NIX_ENV=%s; resolve_profile; echo "$PROFILE"' % nix_env)
+    program = _script.render(['activate-lib.sh'], values)
+    script = program + 'NIX_ENV=%s; resolve_profile; echo "$PROFILE"' % nix_env
     home = tmp_path / 'home'
     home.mkdir()
     per_user = tmp_path / 'per-user'
@@ -282,7 +282,7 @@ def test_home_manager_profile_resolution(tmp_path):
                               universal_newlines=True, check=False)
 
     proc = resolve()
-    values, _log = _script.parse(proc.stdout)
+    values, _log = _script.parse(proc.stdout, program.mark)
     assert proc.returncode == 3 and 'no profile folder for home-manager' in values['error']
     assert calls.read_text() == '-q\n'
     (per_user / 'alice').mkdir(parents=True)

@@ -52,6 +52,14 @@ PROBE_HIDDEN_NIX = """\
 @@nixdeploy complete=1
 """
 
+
+def probe_facts(text):
+    """The facts of a sample above: its lines carry the marker of the
+    program that printed them (module_utils/_script.py), this one's here."""
+    program = _builders.probe_script()
+    return _builders.parse_probe(text.replace('@@nixdeploy ', '@@%s ' % program.mark), program)
+
+
 # `show-derivation` (2.8) and `derivation show` (2.34) of two derivations:
 # nd-sa with __structuredAttrs for aarch64-linux needing kvm and big-parallel,
 # nd-plain for x86_64-linux needing kvm
@@ -153,15 +161,17 @@ def test_unknown_or_unsafe_builders_are_skipped_with_the_reason():
 
 # ------------------------------------------------------------------ probe
 def run_probe(env):
-    return subprocess.run(['/bin/sh', '-s'], input=_builders.probe_script(),
+    """(the probe run under sh -s, its facts)."""
+    program = _builders.probe_script()
+    proc = subprocess.run(['/bin/sh', '-s'], input=program,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, env=env, check=False)
+    return proc, _builders.parse_probe(proc.stdout, program)
 
 
 def test_the_probe_reads_what_this_machines_nix_builds():
-    proc = run_probe(dict(os.environ))
+    proc, facts = run_probe(dict(os.environ))
     assert proc.returncode == 0, proc.stderr
-    facts = _builders.parse_probe(proc.stdout)
     config = _nix.run(['nix', '--extra-experimental-features', 'nix-command', 'show-config'])[1]
     system = [ln.split(' = ', 1)[1] for ln in config.splitlines() if ln.startswith('system = ')]
     assert [facts['system']] == system
@@ -182,15 +192,14 @@ def test_the_probe_without_nix_says_so(tmp_path):
                                universal_newlines=True, check=False).stdout.strip()
         if found.startswith('/'):
             os.symlink(found, str(empty / tool))
-    proc = run_probe({'PATH': str(empty), 'HOME': str(tmp_path)})
+    proc, facts = run_probe({'PATH': str(empty), 'HOME': str(tmp_path)})
     assert proc.returncode == 3
-    facts = _builders.parse_probe(proc.stdout)
     assert _builders.health_reason(facts, 1024) == 'no nix found (ssh PATH and the usual places)'
 
 
 @pytest.mark.parametrize('text', [PROBE_2_8, PROBE_2_34])
 def test_probe_output_of_each_nix(text):
-    facts = _builders.parse_probe(text)
+    facts = probe_facts(text)
     assert facts['system'] == 'x86_64-linux' and facts['daemon_on_path']
     assert _builders.platforms(facts)[:2] == ['x86_64-linux', 'i686-linux']
     assert 'kvm' in facts['system_features']
@@ -210,15 +219,15 @@ def test_free_space_from_df(line, free):
 
 
 def test_full_broken_or_unfinished_builders_are_unhealthy():
-    facts = _builders.parse_probe(PROBE_2_8)
+    facts = probe_facts(PROBE_2_8)
     assert _builders.health_reason(facts, 10 ** 6) == \
         'only 71643 MB free in /nix/store (builder_min_free_mb: 1000000)'
     # 0: free space not checked
     assert _builders.health_reason(dict(facts, free_kb=None), 0) is None
     assert 'cannot read the free space' in _builders.health_reason(dict(facts, free_kb=None), 1)
-    unfinished = _builders.parse_probe(PROBE_2_8.replace('@@nixdeploy complete=1\n', ''))
+    unfinished = probe_facts(PROBE_2_8.replace('@@nixdeploy complete=1\n', ''))
     assert 'did not finish' in _builders.health_reason(unfinished, 1)
-    failed = _builders.parse_probe(
+    failed = probe_facts(
         '@@nixdeploy nix_dir=/usr/bin\n'
         '@@nixdeploy error=neither nix config show nor nix show-config answered\n')
     assert _builders.health_reason(failed, 1) == \
@@ -251,8 +260,8 @@ def test_derivation_needs_in_bare_names():
 
 
 def test_which_builder_suits_a_closure():
-    linux = _builders.parse_probe(PROBE_2_34)
-    hidden = _builders.parse_probe(PROBE_HIDDEN_NIX)
+    linux = probe_facts(PROBE_2_34)
+    hidden = probe_facts(PROBE_HIDDEN_NIX)
     needs = _nix_output.derivation_needs(SHOW_2_8[0])
     needs.update(_nix_output.derivation_needs(SHOW_2_8[1]))
     plain = _builders.closure_needs(needs, {PLAIN})
@@ -270,8 +279,8 @@ def test_which_builder_suits_a_closure():
 
 
 def test_choose_keeps_the_order_and_names_every_skipped_builder():
-    linux = _builders.parse_probe(PROBE_2_34)
-    hidden = _builders.parse_probe(PROBE_HIDDEN_NIX)
+    linux = probe_facts(PROBE_2_34)
+    hidden = probe_facts(PROBE_HIDDEN_NIX)
     probed = {'b1': _builders.Probed('b1', 'login failed: ssh: connect to host b1 port 22: '
                                            'Connection refused'),
               'b2': _builders.Probed('b2', None, facts=hidden),

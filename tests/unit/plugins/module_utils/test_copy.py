@@ -63,9 +63,12 @@ def test_remote_program():
 
 
 def run_probe(remote_nix_dir, paths):
-    return subprocess.run(['sh', '-c', _copy.probe_script(remote_nix_dir)],
+    """(the probe run under sh, its facts)."""
+    probe = _copy.probe_script(remote_nix_dir)
+    proc = subprocess.run(['sh', '-c', probe],
                           input='\n'.join(paths) + '\n', stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    return proc, _copy.parse_probe(proc.stdout, probe)
 
 
 def test_probe_runs_under_sh_and_reports_missing_paths():
@@ -75,17 +78,16 @@ def test_probe_runs_under_sh_and_reports_missing_paths():
         universal_newlines=True).stdout))
     present = sorted(p for p, i in info.items() if i)[0]
     absent = '/nix/store/00000000000000000000000000000000-not-there'
-    proc = run_probe(None, [present, absent])
+    proc, found = run_probe(None, [present, absent])
     assert proc.returncode == 0, proc.stderr
-    found = _copy.parse_probe(proc.stdout)
     assert found['complete'] and found['invalid'] == [absent]
     assert found['nix_dir'] == '/usr/bin' and found['uid'] == 0
     assert _copy.is_trusted(found)
 
 
 def test_probe_with_a_wrong_remote_nix_dir_says_no_nix():
-    proc = run_probe("/opt/it's not here", [P1])
-    assert proc.returncode == 3 and _copy.parse_probe(proc.stdout) is None
+    proc, found = run_probe("/opt/it's not here", [P1])
+    assert proc.returncode == 3 and found is None
 
 
 def test_unsigned_message_names_host_and_both_fixes():
@@ -122,11 +124,11 @@ def test_probe_with_embedded_paths_over_stdin_free_sh():
     """As the cascade runs it: ``ssh host sh`` with the script on stdin, the
     paths inside the script; it also reports the ssh client a sender needs."""
     absent = '/nix/store/00000000000000000000000000000000-not-there'
-    script = _copy.stdin_free(_copy.probe_script(None, paths=[absent]))
-    proc = subprocess.run(['sh'], input=script, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, check=False)
+    probe = _copy.probe_script(None, paths=[absent])
+    proc = subprocess.run(['sh'], input=_copy.stdin_free(probe), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    found = _copy.parse_probe(proc.stdout)
+    found = _copy.parse_probe(proc.stdout, probe)
     assert found['complete'] and found['invalid'] == [absent]
     assert found['ssh'].endswith('/ssh')
     assert _copy.openssh_version(found['ssh_version']) >= (8, 9)
@@ -280,14 +282,15 @@ def test_probe_script_with_a_fake_store_lists_the_invalid_paths(fake_nix_dir):
     proc = subprocess.run(['sh'], input=_copy.stdin_free(script), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    found = _copy.parse_probe(proc.stdout)
+    found = _copy.parse_probe(proc.stdout, script)
     assert found['nix_dir'] == fake_nix_dir and found['complete']
     assert found['invalid'] == [gone]
     # over stdin, as nix_copy_closure and nix_build run it
-    proc = subprocess.run(['sh', '-c', _copy.probe_script(fake_nix_dir)],
+    script = _copy.probe_script(fake_nix_dir)
+    proc = subprocess.run(['sh', '-c', script],
                           input='%s\n%s\n' % (gone, P1), stdout=subprocess.PIPE,
                           universal_newlines=True, check=False)
-    assert _copy.parse_probe(proc.stdout)['invalid'] == [gone]
+    assert _copy.parse_probe(proc.stdout, script)['invalid'] == [gone]
 
 
 @pytest.mark.parametrize('identity,daemon,asked', [
@@ -307,9 +310,10 @@ def test_the_probe_asks_nix_who_is_trusted_only_when_that_decides(
     env.pop('NIX_REMOTE', None)
     if daemon:
         env['NIX_REMOTE'] = 'daemon'
-    proc = subprocess.run(['sh', '-c', _copy.probe_script(fake_nix_dir, paths=[P1], peer_facts=False)],
+    script = _copy.probe_script(fake_nix_dir, paths=[P1], peer_facts=False)
+    proc = subprocess.run(['sh', '-c', script],
                           stdout=subprocess.PIPE, universal_newlines=True, check=False, env=env)
-    found = _copy.parse_probe(proc.stdout)
+    found = _copy.parse_probe(proc.stdout, script)
     assert found['complete'] and 'ssh_version' not in found, proc.stdout
     assert found['trusted_users'] == (['root', '@wheel'] if asked else [])
     assert _copy.is_trusted(found)
@@ -317,10 +321,11 @@ def test_the_probe_asks_nix_who_is_trusted_only_when_that_decides(
 
 
 def test_probe_script_reports_a_failed_validity_query(fake_nix_dir):
-    proc = subprocess.run(['sh', '-c', _copy.probe_script(fake_nix_dir, paths=[P1])],
+    script = _copy.probe_script(fake_nix_dir, paths=[P1])
+    proc = subprocess.run(['sh', '-c', script],
                           stdout=subprocess.PIPE, universal_newlines=True, check=False,
                           env=dict(os.environ, FAKE_RC='1'))
-    assert proc.returncode == 4 and not _copy.parse_probe(proc.stdout)['complete']
+    assert proc.returncode == 4 and not _copy.parse_probe(proc.stdout, script)['complete']
 
 
 def test_fetch_script_tries_each_cache_in_order(fake_nix_dir, tmp_path):
@@ -368,7 +373,7 @@ def test_the_probe_plants_the_gc_root_before_the_copy_and_registers_it_once(
                               stderr=subprocess.PIPE, universal_newlines=True, env=env,
                               check=False)
         assert proc.returncode == 0, proc.stderr
-        return _copy.parse_probe(proc.stdout)
+        return _copy.parse_probe(proc.stdout, script)
 
     found = probe(new)
     # the host name is one file name in the user's own state folder
@@ -392,7 +397,7 @@ def test_the_probe_says_why_it_could_not_plant_the_root(fake_nix_dir, tmp_path):
     script = _copy.probe_script(fake_nix_dir, paths=[P1], root_key='h', root_path=P1)
     proc = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE, universal_newlines=True,
                           env=env, check=False)
-    found = _copy.parse_probe(proc.stdout)
+    found = _copy.parse_probe(proc.stdout, script)
     assert found['complete'] and found['gc_root'] is None
     assert 'state' in found['gc_root_error'], found
 

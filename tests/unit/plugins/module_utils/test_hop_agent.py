@@ -183,10 +183,11 @@ def test_probe_tells_which_agent_folders_the_sender_has(tmp_path):
     home.mkdir()
 
     def facts():
-        proc = subprocess.run(['sh', '-c', _copy.probe_script(str(nix_dir), paths=[])],
+        probe = _copy.probe_script(str(nix_dir), paths=[])
+        proc = subprocess.run(['sh', '-c', probe],
                               stdout=subprocess.PIPE, universal_newlines=True, check=True,
                               env=dict(os.environ, HOME=str(home)))
-        return _copy.parse_probe(proc.stdout)
+        return _copy.parse_probe(proc.stdout, probe)
 
     found = facts()
     assert (found['ssh_dir'], found['ssh_agent_dir']) == ('no', 'no')

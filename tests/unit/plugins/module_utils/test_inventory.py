@@ -179,6 +179,8 @@ def test_node_without_address_is_skipped_or_strict_error():
 @pytest.mark.parametrize('node, message', [
     ({'host': 'a', 'port': 'ssh'}, 'not a number'),
     ({'host': 'a', 'port': 70000}, 'out of range'),
+    ({'host': 'a', 'port': '22 -oX'}, "refused port '22 -oX' from port: it is not a number"),
+    ({'host': 'a', 'sshPort': True}, 'from sshPort: it is not a number'),
     ({'host': 'a', 'platform': 'windows'}, 'unknown platform'),
     ('just a string', 'not an attribute set'),
 ])
@@ -255,7 +257,8 @@ def test_colmena_keys_become_nix_keys():
     nodes = {'web1': {'deployment': {'targetHost': 'h'}, 'keys': keys},
              'web2': {'deployment': {'targetHost': 'h2'}, 'keysError': True},
              'web3': {'deployment': {'targetHost': 'h3'}, 'keys': {}}}
-    result = _inventory_hosts.build_inventory(raw('colmena', nodes), FLAKE)
+    result = _inventory_hosts.build_inventory(raw('colmena', nodes), FLAKE,
+                                              hive_keys=['text', 'keyFile', 'keyCommand'])
     got = hosts(result)
     assert got['web1'].vars['nix_keys'] == {
         'db': {'command': ['pass', 'show', 'db'], 'user': 'postgres', 'group': 'postgres',
@@ -281,6 +284,88 @@ def test_colmena_keys_become_nix_keys():
         ('literal', '/run/keys/literal', 'src'), ('tls', '/run/keys/tls', 'src')]
 
 
+def test_colmena_key_commands_and_files_only_by_choice():
+    """By default only text keys are mapped: a keyCommand (a command run here)
+    or keyFile (a file read here) from the flake is left out, each named in a
+    warning with the option that maps it; [] maps none."""
+    keys = {'db': {'keyCommand': ['pass', 'show', 'db'], 'keyFile': None},
+            'tls': {'keyFile': '/home/ops/.ssh/id_ed25519', 'destDir': '/tmp'},
+            'inline': {'text': 'in the store'}}
+    nodes = {'web1': {'deployment': {'targetHost': 'h'}, 'keys': keys}}
+    result = _inventory_hosts.build_inventory(raw('colmena', nodes), FLAKE)
+    assert hosts(result)['web1'].vars['nix_keys'] == {'inline': {'text': 'in the store'}}
+    warnings = result.messages()
+    assert ('colmena node web1, key db: its keyCommand is left out: the flake chose a command for '
+            'this controller to run; list keyCommand in the inventory option hive_keys to map it') in warnings
+    assert ("colmena node web1, key tls: its keyFile is left out: the flake chose a file of this "
+            "controller ('/home/ops/.ssh/id_ed25519') to read and upload; list keyFile in the "
+            "inventory option hive_keys to map it") in warnings
+    only_files = _inventory_hosts.build_inventory(raw('colmena', nodes), FLAKE, hive_keys=['keyFile'])
+    assert sorted(hosts(only_files)['web1'].vars['nix_keys']) == ['tls']
+    assert any('key inline: its text is left out: hive_keys does not list text' in w
+               for w in only_files.warnings)
+    none = _inventory_hosts.build_inventory(raw('colmena', nodes), FLAKE, hive_keys=[])
+    assert 'nix_keys' not in hosts(none)['web1'].vars
+    assert len(none.warnings) == 3
+
+
+def test_skip_messages_name_node_field_and_value():
+    """The warning lines the plugin prints (after 'nixdeploy.fleet.nix: ')."""
+    nodes = {'ok': {'host': 'a'}, 'evil': {'host': '-oProxyCommand=touch /tmp/x'},
+             'bad\nname': {'host': 'a', 'user': 'x\x1by'}}
+    result = _inventory_hosts.build_inventory(raw('inventory', nodes), FLAKE)
+    assert [h.name for h in result.hosts] == ['ok']
+    assert result.messages() == [
+        "skipped inventory node evil: refused address '-oProxyCommand=touch /tmp/x' from host: "
+        "it begins with '-', which ssh reads as an option",
+        "skipped inventory node 'bad\\nname': refused ssh user 'x\\x1by' from user: "
+        "it holds a control or format character",
+    ]
+    with pytest.raises(inv.InventoryError) as err:
+        _inventory_hosts.build_inventory(raw('inventory', nodes), FLAKE, strict=True)
+    assert str(err.value) == ("inventory node evil: refused address '-oProxyCommand=touch /tmp/x' "
+                              "from host: it begins with '-', which ssh reads as an option")
+
+
+@pytest.mark.parametrize('source, nodes, extra, message', [
+    ('colmena', {'-oProxyCommand=x': {'deployment': {}}}, {},
+     "skipped colmena node -oProxyCommand=x: refused address '-oProxyCommand=x' from the node name "
+     "(colmena's default targetHost)"),
+    ('colmena', {'n': {'deployment': {'targetUser': '-l'}}}, {},
+     "skipped colmena node n: refused ssh user '-l' from deployment.targetUser"),
+    ('colmena', {'n': {'deployment': {}}}, {'inventory': {'n': {'hostname': 'a b'}}},
+     "skipped colmena node n: refused address 'a b' from inventory.hostname"),
+    ('deploy-rs', {'n': {'hostname': 'h', 'sshOpts': ['-o', 'ProxyJump=b']}}, {},
+     "skipped deploy-rs node n: refused ssh option 'ProxyJump=b' from sshOpts"),
+    ('deploy-rs', {'n': {'hostname': 'h'}}, {'deploy': {'sshOpts': ['-J', 'b']}},
+     "skipped deploy-rs node n: refused ssh option '-J' from deploy.sshOpts"),
+    ('deploy-rs', {'n': {'hostname': 'h', 'profiles': {'p': {'sshUser': '-x'}}}}, {},
+     "skipped deploy-rs node n: refused ssh user '-x' from profiles.p.sshUser"),
+    ('configurations', {}, {'configurations': {'homeConfigurations': ['u@-oX']}},
+     "skipped configurations node u@-oX: refused address '-oX' from the host part of the "
+     "configuration name user@host"),
+    ('configurations', {}, {'configurations': {'homeConfigurations': ['-l@h']}},
+     "skipped configurations node -l@h: refused ssh user '-l' from the user part of the "
+     "configuration name user@host"),
+    ('configurations', {}, {'configurations': {'nixosConfigurations': ['-oX']}},
+     "skipped configurations node -oX: refused address '-oX' from the host name (no address "
+     "given: ssh connects to it)"),
+])
+def test_every_source_checks_what_reaches_ssh(source, nodes, extra, message):
+    result = _inventory_hosts.build_inventory(raw(source, nodes, **extra), FLAKE)
+    assert not result.hosts
+    assert result.messages()[0].startswith(message), result.messages()
+
+
+def test_cache_request_digest():
+    argv = ['nix', 'eval', '--option', 'access-tokens', 'github.com=SECRET', '--json']
+    digest = inv.request_digest(argv, {'nix_options': {'access-tokens': 'github.com=SECRET'}})
+    assert len(digest) == 64 and 'SECRET' not in digest
+    assert digest == inv.request_digest(list(argv), {'nix_options': {'access-tokens': 'github.com=SECRET'}})
+    # an option that changes only outside the argv still changes the digest
+    assert digest != inv.request_digest(argv, {'nix_options': {'access-tokens': 'github.com=OTHER'}})
+
+
 def test_apply_expression_reads_key_fields():
     expr = inv.apply_expression('colmena')
     assert ('keyFields = [ "destDir" "group" "keyCommand" "keyFile" "name" "permissions" "text" '
@@ -290,7 +375,7 @@ def test_apply_expression_reads_key_fields():
 # ---- source: deploy-rs -----------------------------------------------------------
 
 def test_deploy_rs_node_with_profiles():
-    node = {'hostname': 'db.example', 'sshOpts': ['-p', '2200', '-o', 'ProxyJump=bastion x'],
+    node = {'hostname': 'db.example', 'sshOpts': ['-p', '2200', '-o', 'ConnectTimeout 7', '-4C'],
             'profilesOrder': ['home'],
             'profiles': {'system': {'user': 'root'}, 'home': {'user': 'alice'},
                          'apps': {'sshUser': 'apps', 'profilePath': '/p'}}}
@@ -299,7 +384,7 @@ def test_deploy_rs_node_with_profiles():
     assert host.vars['ansible_host'] == 'db.example'
     assert host.vars['ansible_user'] == 'deploy'
     assert host.vars['ansible_port'] == 2200
-    assert host.vars['ansible_ssh_extra_args'] == "-o 'ProxyJump=bastion x'"
+    assert host.vars['ansible_ssh_extra_args'] == '-o ConnectTimeout=7 -4C'
     assert [p['name'] for p in host.vars['nix_profiles']] == ['home', 'apps', 'system']
     apps = host.vars['nix_profiles'][1]
     assert apps == {'name': 'apps', 'attr': 'deploy.nodes.db.profiles.apps.path', 'user': 'root',

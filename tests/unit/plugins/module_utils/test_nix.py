@@ -1,15 +1,17 @@
 """The one Nix runner: quoting that real Nix reads back, errors that carry
 Nix's own message."""
 
+import json
 import sys
 
 import pytest
 
-from plugins.module_utils import _nix
 from tests.collection import collections_path
 
 # plugins import each other as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix, _nix_output  # noqa: E402
 
 NASTY = [
     'plain',
@@ -58,18 +60,96 @@ def test_missing_nix_binary_is_a_nix_error():
     assert '/nonexistent/nix' in str(info.value)
 
 
-def test_options_become_argv_items_never_shell():
+def test_options_go_to_nix_config_never_argv():
+    """nix_options may hold secrets (access-tokens): none is in argv, which
+    every user of the controller sees in ps; the rest stays argv items."""
     opts = _nix.NixOptions(options={'max-jobs': 4, 'substituters': ['a b', 'c'],
-                                    'sandbox': False},
+                                    'sandbox': False, 'access-tokens': 'example.org=s3cr3t'},
                            impure=True, show_trace=True,
                            override_inputs={'nixpkgs': 'path:/x; rm -rf /'},
                            extra_args=['--keep-going'])
     argv = opts.argv('build', ['path:/f#a'])
     assert argv[:2] == ['nix', 'build']
-    assert ['--option', 'max-jobs', '4'] == argv[argv.index('max-jobs') - 1:argv.index('max-jobs') + 2]
+    assert '--option' not in argv and not [a for a in argv if 's3cr3t' in a or 'max-jobs' in a]
     assert '--impure' in argv and '--show-trace' in argv and '--keep-going' in argv
     assert 'path:/x; rm -rf /' in argv
     assert argv[-1] == 'path:/f#a'
+    assert opts.config_lines() == ['access-tokens = example.org=s3cr3t', 'max-jobs = 4',
+                                   'sandbox = false', 'substituters = a b c']
+    # after the user's own NIX_CONFIG, so that ours win as --option did
+    env = opts.environment({'NIX_CONFIG': 'connect-timeout = 3\nmax-jobs = 1\n'})
+    assert env == {'NIX_CONFIG': 'connect-timeout = 3\nmax-jobs = 1\naccess-tokens = example.org=s3cr3t\n'
+                                 'max-jobs = 4\nsandbox = false\nsubstituters = a b c\n'}
+    assert _nix.NixOptions().environment({'NIX_CONFIG': 'x = 1'}) == {}
+    assert _nix.NixOptions(options={'substituters': ''}).config_lines() == ['substituters =']
+
+
+@pytest.mark.parametrize('options, said', [
+    ({'substituters': 'https://a\nsandbox = false'}, 'the value of substituters holds a line break'),
+    ({'substituters': 'https://a\rsandbox = false'}, 'holds a line break'),
+    ({'access-tokens': ['example.org=s3cr3t', '#x']}, "holds '#'"),
+    ({'sandbox = false\nmax-jobs': 1}, 'is not a Nix setting name'),
+    ({'include': '/etc/shadow'}, 'is not a Nix setting name'),
+    ({'!include': '/etc/shadow'}, 'is not a Nix setting name'),
+    ({'': 'x'}, 'is not a Nix setting name'),
+])
+def test_options_nix_would_read_as_more_settings_are_refused(options, said):
+    with pytest.raises(_nix.NixError) as info:
+        _nix.NixOptions(options=options)
+    assert said in str(info.value)
+    assert 's3cr3t' not in str(info.value) and 'https://a' not in str(info.value)
+
+
+def test_options_take_effect_through_the_environment_of_real_nix(monkeypatch):
+    """A real nix reads nix_options from NIX_CONFIG, over the user's own
+    NIX_CONFIG, and the argv the runner ran holds none of them."""
+    monkeypatch.setenv('NIX_CONFIG', 'system = from-the-user\nconnect-timeout = 7')
+    runner = _nix.Runner(_nix.NixOptions(options={'system': 'nixdeploy-opt-7f3a'}))
+    argv, rc, out, err = runner.run('eval', ['--impure', '--json', '--expr', 'builtins.currentSystem'])
+    assert (rc, out.strip()) == (0, '"nixdeploy-opt-7f3a"'), err
+    assert not [a for a in argv if 'nixdeploy-opt-7f3a' in a or a == '--option']
+    # the user's other settings stay (`show-config` became `config show` in 2.20)
+    features = runner.features()
+    like = _nix_output.like_nix(features.flavour, features.version)
+    argv, rc, out, err = runner.run('config show' if like >= (2, 20) else 'show-config', ['--json'])
+    assert rc == 0, err
+    assert json.loads(out)['connect-timeout']['value'] == 7
+
+
+def test_ps_shows_no_option_value_of_a_real_nix_process(tmp_path):
+    """What ps reads (/proc/PID/cmdline) of the process the runner starts
+    holds no nix_options value; the value is in that process's NIX_CONFIG,
+    and the real nix behind it evaluates with it."""
+    secret = 'example.invalid=nixdeploy-token-91c2'
+    seen = tmp_path / 'seen'
+    wrapper = tmp_path / 'nix'
+    wrapper.write_text('#!/bin/sh\ntr "\\0" " " </proc/$$/cmdline >"%s"\necho >>"%s"\n'
+                       'printf "%%s" "$NIX_CONFIG" >>"%s"\nexec nix "$@"\n' % (seen, seen, seen))
+    wrapper.chmod(0o755)
+    runner = _nix.Runner(_nix.NixOptions(nix_bin=str(wrapper),
+                                         options={'access-tokens': secret, 'substituters': ''}))
+    assert runner.json('eval', ['--json', '--expr', '{ a = 1; }'], 'eval') == {'a': 1}
+    cmdline, config = seen.read_text().split('\n', 1)
+    assert 'eval --extra-experimental-features' in cmdline
+    assert secret not in cmdline and 'access-tokens' not in cmdline
+    assert 'access-tokens = %s' % secret in config.splitlines()
+
+
+def test_credentials_never_reach_a_nix_error_or_stderr():
+    """Nix echoes the URL it could not fetch, credentials and all; the
+    NixError (message, argv, stderr) and the runner's stderr mask them."""
+    ref = 'https://oauth2:s3cr3t-1@127.0.0.1:9/x.tar.gz?access_token=s3cr3t-2&rev=1'
+    runner = _nix.Runner(_nix.NixOptions(options={'download-attempts': 1, 'connect-timeout': 1}))
+    _argv, rc, _out, err = runner.run('flake metadata', ['--json', ref], flake_command=True)
+    assert rc != 0 and 'unable to download' in err and '127.0.0.1:9' in err
+    assert 's3cr3t' not in err
+    assert 'https://oauth2:***@127.0.0.1:9/x.tar.gz?access_token=***' in err
+    with pytest.raises(_nix.NixError) as info:
+        runner.check('flake metadata', ['--json', ref], 'reading %s' % ref, flake_command=True)
+    exc = info.value
+    shown = ' '.join([str(exc), exc.message, exc.stderr, exc.nix_message()] + exc.argv)
+    assert 's3cr3t' not in shown
+    assert str(exc).startswith('reading https://oauth2:***@127.0.0.1:9/')
 
 
 def test_nix_json_rejects_non_json():

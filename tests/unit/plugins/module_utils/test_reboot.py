@@ -11,7 +11,7 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _reboot, _script  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _reboot  # noqa: E402
 
 OLD, NEW = '/nix/store/%s-nixos-system-web1-1' % ('a' * 32), '/nix/store/%s-nixos-system-web1-2' % ('b' * 32)
 K1 = '/nix/store/%s-linux-6.6.1/bzImage' % ('c' * 32)
@@ -83,16 +83,18 @@ def test_probe_script_quotes_the_path_and_runs(tmp_path):
     script = _reboot.probe_script(hostile)
     out = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE,
                          universal_newlines=True, check=True).stdout
-    values = _script.parse(out)[0]
+    values = script.parse(out)[0]
     assert not (tmp_path / 'owned').exists()
     assert set(values) >= {'boot_id', 'booted', 'current', 'new_kernel', 'booted_systemd'}
-    assert 'new_kernel' not in _script.parse(subprocess.run(
-        ['sh', '-c', _reboot.probe_script()], stdout=subprocess.PIPE,
+    plain = _reboot.probe_script()
+    assert 'new_kernel' not in plain.parse(subprocess.run(
+        ['sh', '-c', plain], stdout=subprocess.PIPE,
         universal_newlines=True, check=True).stdout)[0]
-    boot_id = subprocess.run(['sh', '-c', _reboot.boot_id_script()], stdout=subprocess.PIPE,
+    program = _reboot.boot_id_script()
+    boot_id = subprocess.run(['sh', '-c', program], stdout=subprocess.PIPE,
                              universal_newlines=True, check=True).stdout
     with open('/proc/sys/kernel/random/boot_id') as handle:
-        assert _script.parse(boot_id)[0]['boot_id'] == handle.read().strip()
+        assert program.parse(boot_id)[0]['boot_id'] == handle.read().strip()
 
 
 # ------------------------------------------------------------------ the wait
@@ -169,10 +171,11 @@ def _request(tmp_path, systemctl):
     (bin_dir / 'systemctl').write_text('#!/bin/sh\necho "$*" >>%s/asked\n%s\n'
                                        % (tmp_path, systemctl))
     (bin_dir / 'systemctl').chmod(0o755)
-    proc = subprocess.run(['sh', '-c', _reboot.request_script()], stdout=subprocess.PIPE,
+    program = _reboot.request_script()
+    proc = subprocess.run(['sh', '-c', program], stdout=subprocess.PIPE,
                           universal_newlines=True, check=False,
                           env={'PATH': '%s:/usr/bin:/bin' % bin_dir})
-    return _reboot.reboot_requested(proc.returncode, proc.stdout, lost=False)
+    return _reboot.reboot_requested(proc.returncode, proc.stdout, lost=False, mark=program.mark)
 
 
 def test_the_reboot_request(tmp_path):

@@ -156,7 +156,8 @@ def test_a_batch_sees_each_host_with_its_own_values_side_by_side():
            'ansible_facts': {'nix_out_path': '/nix/store/a-h1'}}
     task = {'path': '/nix/store/a-h1', 'compress': True}
     filled = _role_vars.fill('copy', task, own, lambda value: value, True)
-    assert filled.own == {'copy_mode', 'path', 'remote_nix_dir'}
+    # host_key_unchecked: a host's own opt-out, read from its variable always
+    assert filled.own == {'copy_mode', 'path', 'remote_nix_dir', 'host_key_unchecked'}
     args = filled.args
     hosts = {
         'h2': {'nix_copy_mode': 'substitute', 'nix_compress': False,
@@ -172,7 +173,7 @@ def test_a_batch_sees_each_host_with_its_own_values_side_by_side():
     # compress is the batch's (the task's), whatever h2's variable says
     assert all(seen[h]['compress'] is True for h in seen)
     # the batch key: the per-host options are each host's, not shared
-    assert all(filled.shared(args)[k] is None for k in _role_vars.per_host('copy'))
+    assert all(filled.shared(args).get(k) is None for k in _role_vars.per_host('copy'))
     # a task that gives one mode for all: every host copies that way
     alike = _role_vars.fill('copy', dict(task, copy_mode='cache'), own, lambda v: v, True)
     assert 'copy_mode' not in alike.own

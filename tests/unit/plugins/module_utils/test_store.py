@@ -1,9 +1,17 @@
 """Store URIs and ssh options from connection vars (pure mapping, no ssh)."""
 
+import sys
+
 import pytest
 
-from plugins.module_utils import _store
-from plugins.module_utils._store import StoreError, Target
+from tests.collection import collections_path
+
+# _store imports its rules (_host_keys) as ansible_collections.nixdeploy.fleet...
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _store  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (  # noqa: E402
+    StoreError, Target)
 
 KH = '-o UserKnownHostsFile=/lab/known_hosts -o StrictHostKeyChecking=yes'
 
@@ -60,10 +68,38 @@ def test_whitespace_in_ssh_args_is_refused_with_the_reason():
 
 @pytest.mark.parametrize('args', [
     '-o StrictHostKeyChecking=no', '-oStrictHostKeyChecking=off',
-    '-o UserKnownHostsFile=/dev/null', '-o stricthostkeychecking=No'])
+    '-o UserKnownHostsFile=/dev/null', '-o stricthostkeychecking=No',
+    '-o StrictHostKeyChecking=false', '-o UserKnownHostsFile=/dev//null',
+    '-o UserKnownHostsFile=/dev/./null', '-CoStrictHostKeyChecking=no'])
 def test_host_key_checking_cannot_be_turned_off(args):
     with pytest.raises(StoreError, match='host key checking'):
         Target('h', ssh_extra_args=args, name='web1').nix_env()
+
+
+def test_the_hosts_opt_out_lets_its_own_options_through():
+    """nix_host_key_unchecked: the action judged the host and warned; its
+    copy's ssh takes the options that leave the key unchecked."""
+    args = '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'
+    env = Target('h', ssh_extra_args=args, host_key_unchecked=True).nix_env()
+    assert 'StrictHostKeyChecking=no' in env['NIX_SSHOPTS']
+    conn = FakeConnection({'host': 'h', 'ssh_extra_args': args})
+    assert Target.from_connection(conn, {'nix_host_key_unchecked': True}).host_key_unchecked
+    assert not Target.from_connection(conn, {}).host_key_unchecked
+    with pytest.raises(StoreError, match='host key checking'):
+        Target.from_connection(conn, {'nix_host_key_unchecked': True},
+                               host_key_unchecked=False).nix_env()
+
+
+def test_an_ssh_config_file_is_read_by_ssh_G(tmp_path):
+    """-F names a file that can say anything: what ssh -G reads from it
+    for this host decides."""
+    config = tmp_path / 'ssh_config'
+    config.write_text('Host 10.0.0.*\n  StrictHostKeyChecking no\n')
+    with pytest.raises(StoreError, match='host key checking') as err:
+        Target('10.0.0.5', ssh_common_args='-F %s' % config, name='web1').nix_env()
+    assert str(config) in str(err.value) and 'StrictHostKeyChecking=false' in str(err.value)
+    # the same file does not match this host: checked
+    Target('10.1.0.5', ssh_common_args='-F %s' % config, name='web2').nix_env()
 
 
 def test_accept_new_is_allowed():

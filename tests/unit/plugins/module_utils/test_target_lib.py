@@ -34,9 +34,11 @@ def fake_id(tmp_path, line):
 
 @pytest.mark.parametrize('shell', SHELLS)
 def test_emit_folds_newlines_and_keeps_plain_values(shell):
-    out = run(shell, 'emit a "one\ntwo"; emit b "plain  text"; emit c; emit d x y')
-    assert out.splitlines() == ['@@nixdeploy a=one two', '@@nixdeploy b=plain  text',
-                                '@@nixdeploy c=', '@@nixdeploy d=x y']
+    # RESULT_MARK: the program's own marker (module_utils/_script.py renders it)
+    out = run(shell, 'RESULT_MARK=m1\nemit a "one\ntwo"; emit b "plain  text"; emit c; emit d x y; '
+              'log_section')
+    assert out.split('\n') == ['@@m1 a=one two', '@@m1 b=plain  text', '@@m1 c=', '@@m1 d=x y',
+                               '@@m1-log', '']
 
 
 @pytest.mark.parametrize('shell', SHELLS)

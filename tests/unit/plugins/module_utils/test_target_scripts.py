@@ -18,7 +18,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
-    _platforms, _script, _target)
+    _platforms, _target)
 
 # Profile generations as Nix keeps them: PROFILE -> NAME-N-link -> system.
 FAKE_NIX_ENV = r'''#!/bin/sh
@@ -94,7 +94,7 @@ class Host:
         proc = subprocess.run(['/bin/sh', '-c', program], env=self.env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, universal_newlines=True, timeout=60,
                               check=False)
-        values, log = _script.parse(proc.stdout)
+        values, log = program.parse(proc.stdout)
         values['exit'] = proc.returncode
         values['output'] = proc.stdout
         return values, log

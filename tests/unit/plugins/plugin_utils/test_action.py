@@ -186,9 +186,10 @@ def test_target_sh_runs_a_rendered_program_as_ansible_sends_it(tmp_path):
                                   universal_newlines=True, check=False)
             return {'rc': proc.returncode, 'stdout': proc.stdout, 'stderr': proc.stderr}
 
-    program = _script.render([], {'WHO': "it's me"}) + 'emit who "$WHO"\nemit read "$(cat)"\n'
+    base = _script.render([], {'WHO': "it's me"})
+    program = base + 'emit who "$WHO"\nemit read "$(cat)"\n'
     rc, out, _err = action_of(Shell, {'do': 'ok'}).target_sh(program, in_data='data\n')
-    assert rc == 0 and _script.parse(out)[0] == {'who': "it's me", 'read': 'data'}
+    assert rc == 0 and _script.parse(out, base.mark)[0] == {'who': "it's me", 'read': 'data'}
 
 
 # --- from_role_vars: options the task leaves unset come from the role's variables
@@ -271,11 +272,14 @@ def test_per_host_options_are_each_hosts_own_when_they_come_from_its_variables()
     host's came from its own variable (filled, or templated from it); a value
     the task gives for all stays shared."""
     variables = {'nix_platform': 'nixos', 'nix_remote_nix_dir': '/opt/nix/bin'}
-    assert run_settings({}, variables)['own'] == ['platform', 'remote_nix_dir']
+    # host_key_unchecked: a host's own opt-out, always
+    own = ['host_key_unchecked', 'platform', 'remote_nix_dir']
+    assert run_settings({}, variables)['own'] == own
     # templated from the variable: still each host's own
-    assert run_settings({'platform': 'nixos'}, variables)['own'] == ['platform', 'remote_nix_dir']
+    assert run_settings({'platform': 'nixos'}, variables)['own'] == own
     # another value: the same for every host
-    assert run_settings({'platform': 'darwin'}, variables)['own'] == ['remote_nix_dir']
+    assert run_settings({'platform': 'darwin'}, variables)['own'] == [
+        'host_key_unchecked', 'remote_nix_dir']
 
 
 # --- record_stats: checked with the arguments, kept in a successful result
@@ -338,3 +342,96 @@ def test_a_record_that_cannot_be_made_after_the_phase_is_a_warning(run_probe, mo
     out = run_copy({'registered': {'eval': 'deploy_eval'}}, {'deploy_eval': EVAL})
     assert out['done'] and not out.get('failed') and 'ansible_stats' not in out, out
     assert out['warnings'] == ['h1: record_stats: the outcome is not kept as custom stats: odd result']
+
+
+# --- host keys: the connection is asked before anything touches the host
+
+class SshConnection:
+    """Ansible's ssh connection as an action sees it (options merged from
+    ansible.cfg, the environment and the host's variables)."""
+
+    transport = 'ssh'
+    _shell = SimpleNamespace(tmpdir='/nonexistent')
+
+    def __init__(self, config, checking):
+        self.options = {'host_key_checking': checking, 'ssh_args': '-C',
+                        'ssh_common_args': '-F %s -o UserKnownHostsFile=/lab/known_hosts' % config,
+                        'ssh_extra_args': '', 'host': '10.0.0.5', 'port': 22,
+                        'remote_user': 'deploy', 'ssh_executable': 'ssh'}
+
+    def get_option(self, name):
+        return self.options[name]
+
+
+class Touches(Probe):
+    """An action that talks to the host over ssh: judged before run_host."""
+
+    HOST_KEYS = True
+    ran = []
+
+    def run_host(self, args, result):
+        Touches.ran.append(self.host)
+        return super(Touches, self).run_host(args, result)
+
+
+class Programs(Probe):
+    """An action that runs a target program: judged before the first one."""
+
+    sent = []
+
+    def run_host(self, args, result):
+        rc, _out, _err = self.target_sh('echo hello')
+        return dict(result, rc=rc)
+
+    def _low_level_execute_command(self, cmd, sudoable=True, in_data=None, **_kw):
+        Programs.sent.append(cmd)
+        return {'rc': 0, 'stdout': '', 'stderr': ''}
+
+
+def run_over_ssh(cls, tmp_path, checking, variables=None):
+    config = tmp_path / 'ssh_config'
+    config.write_text('')
+    task = Task.load({'action': 'probe', 'args': {'do': 'ok'}})
+    task._uuid = 'task-hk'
+    action = cls(task, SshConnection(str(config), checking), PlayContext(), DataLoader(), None, None)
+    from ansible.template import Templar
+    task_vars = dict(variables or {}, inventory_hostname='h1', ansible_play_batch=['h1'],
+                     hostvars={})
+    action._templar = Templar(loader=DataLoader(), variables=task_vars)
+    return action.run(task_vars=task_vars)
+
+
+def test_a_host_whose_key_is_not_checked_is_refused_before_anything_runs(tmp_path):
+    """ansible-runner's ANSIBLE_HOST_KEY_CHECKING=False: the connection's
+    host_key_checking is false; the host fails naming the fix, run_host
+    never ran."""
+    Touches.ran[:] = []
+    out = run_over_ssh(Touches, tmp_path, False)
+    assert out['failed'] and out['phase'] == 'probe' and out['connection_lost'] is False, out
+    assert out['msg'].startswith('h1: refused: ssh would not check the host key of h1'), out
+    assert 'ansible_host_key_checking: true' in out['msg'] and 'nix_host_key_unchecked' in out['msg']
+    assert Touches.ran == [] and 'host_key_unchecked' not in out
+    # checking on (ansible_host_key_checking: true beats the environment): it runs
+    out = run_over_ssh(Touches, tmp_path, True)
+    assert out.get('done') and Touches.ran == ['h1'] and 'host_key_unchecked' not in out, out
+
+
+def test_the_opt_out_goes_on_warns_and_says_so(tmp_path):
+    Touches.ran[:] = []
+    out = run_over_ssh(Touches, tmp_path, False, {'nix_host_key_unchecked': True})
+    assert out.get('done') and Touches.ran == ['h1'], out
+    assert out['host_key_unchecked'] is True
+    assert any('the host key is NOT checked' in w for w in out['warnings']), out
+    # an opt-out on a host whose key is checked changes nothing
+    out = run_over_ssh(Touches, tmp_path, True, {'nix_host_key_unchecked': True})
+    assert 'host_key_unchecked' not in out and not out.get('warnings'), out
+
+
+def test_the_first_target_program_waits_for_the_judgement(tmp_path):
+    """nix_build on a target, nix_keys, nix_activate: their first program
+    over the connection is where the host's key is judged."""
+    Programs.sent[:] = []
+    out = run_over_ssh(Programs, tmp_path, False)
+    assert out['failed'] and 'refused' in out['msg'] and Programs.sent == [], out
+    out = run_over_ssh(Programs, tmp_path, True)
+    assert out['rc'] == 0 and len(Programs.sent) == 1, out

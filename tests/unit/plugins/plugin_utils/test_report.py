@@ -359,3 +359,82 @@ def test_human_units():
     assert _report_html.human_bytes(2048, signed=True) == '+2.0 KiB'
     assert _report_html.human_bytes(-5 * 1024 * 1024, signed=True) == '-5.0 MiB'
     assert _report_html.seconds(75.2) == '1m 15s'
+
+
+# ------------------------------------------------------------------ secrets and host keys
+TOKEN = 'glpat-nixdeploy-report-6c1d'
+SECRET_FLAKE = 'git+https://oauth2:%s@gitlab.example/infra/fleet.git?ref=main' % TOKEN
+
+
+def credentialed_run():
+    """One host deployed from a flake reference with a token in it, whose Nix
+    message echoes the token too; another deployed with host key checking off."""
+    clock = Clock()
+    rec = _report_record.Recorder(clock=clock)
+    for host in ('web', 'db'):
+        rec.task_start(host, 'e', EVAL)
+        clock.tick(1)
+        rec.task_result(host, 'e', EVAL, 'ok', evaluated(host, here=host == 'web', flake=SECRET_FLAKE))
+    rec.task_start('web', 'c', COPY)
+    clock.tick(1)
+    rec.task_result('web', 'c', COPY, 'failed', {
+        'failed': True, 'phase': 'copy', 'connection_lost': False,
+        'msg': "web: error: unable to download 'https://deploy:%s@cache.example/nix-cache-info"
+               "?access_token=%s': HTTP error 401" % (TOKEN, TOKEN)})
+    rec.task_start('db', 'c', COPY)
+    clock.tick(1)
+    rec.task_result('db', 'c', COPY, 'ok', dict(COPIED, host_key_unchecked=True))
+    rec.task_start('db', 'a', ACTIVATE)
+    clock.tick(1)
+    rec.task_result('db', 'a', ACTIVATE, 'ok', activated(host_key_unchecked=True))
+    metadata = {'url': SECRET_FLAKE + '&rev=' + 'c' * 40, 'revision': 'c' * 40}
+    return rec.build({'id': 'run-s', 'limit': None, 'tags': [], 'skip_tags': [], 'diff_mode': False,
+                      'playbooks': ['deploy.yml'], 'collection_version': '0.2.0',
+                      'flakes': [_report_record.flake_record(SECRET_FLAKE, metadata)]})
+
+
+def test_no_credential_of_a_flake_or_cache_reaches_the_report(tmp_path):
+    report = validate(credentialed_run())
+    written = _report.write(report, str(tmp_path), html=_report_html.render)
+    for path in written:
+        with open(path) as handle:
+            text = handle.read()
+        assert TOKEN not in text, path
+    masked = 'git+https://oauth2:***@gitlab.example/infra/fleet.git?ref=main'
+    assert report['hosts']['web']['flake'] == masked
+    assert report['runs'][0]['flakes'][0]['ref'] == masked
+    assert report['runs'][0]['flakes'][0]['url'].startswith(masked + '&rev=ccc')
+    assert "'https://deploy:***@cache.example/nix-cache-info?access_token=***'" in report['hosts']['web']['message']
+    page = (tmp_path / 'nixdeploy-report.html').read_text()
+    assert 'git+https://oauth2:***@gitlab.example/infra/fleet.git' in page
+
+
+def test_merging_masks_what_an_older_report_kept(tmp_path):
+    """A report written before credentials were masked is masked when merged
+    (the plain script)."""
+    report = credentialed_run()
+    report['hosts']['web']['flake'] = SECRET_FLAKE       # as an older collection wrote it
+    path = tmp_path / 'old.json'
+    path.write_text(json.dumps(report))
+    proc = subprocess.run([sys.executable, SCRIPT, 'merge', '-o', str(tmp_path / 'out'), str(path)],
+                          env={'PATH': os.environ['PATH']}, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    for name in ('nixdeploy-report.json', 'nixdeploy-report.html'):
+        assert TOKEN not in (tmp_path / 'out' / name).read_text()
+
+
+def test_a_host_deployed_without_its_host_key_checked_is_marked():
+    report = validate(credentialed_run())
+    assert report['hosts']['db']['host_key_unchecked'] is True
+    assert report['hosts']['web']['host_key_unchecked'] is False
+    assert report['totals']['host_key_unchecked'] == 1
+    page = _report_html.render(report)
+    row = page[page.index('<tr data-host="db">'):]
+    row = row[:row.index('</tr>')]
+    assert 'class="badge hostkey"' in row and 'host key not checked' in row
+    web = page[page.index('<tr data-host="web">'):]
+    assert 'hostkey' not in web[:web.index('</tr>')]
+    assert '<div class="card hostkey"><b>1</b><small>host key not checked</small></div>' in page
+    # a run where every host's key was checked shows no such card
+    assert 'card hostkey' not in _report_html.render(validate(fleet_run()))

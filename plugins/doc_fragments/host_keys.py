@@ -1,0 +1,32 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The option host_key_unchecked of nix_copy_closure and nix_activate (plugin_utils/_ssh.py)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+
+    DOCUMENTATION = r'''
+options:
+  host_key_unchecked:
+    description:
+      - "Before it touches the host, the task asks the host's connection whether ssh checks the
+        host's key: Ansible's C(host_key_checking) (C(ansible.cfg), E(ANSIBLE_HOST_KEY_CHECKING),
+        the host variable C(ansible_host_key_checking)), and what C(ssh -G) says the ssh
+        arguments and config files give (C(StrictHostKeyChecking) V(yes), V(ask) or V(accept-new)
+        check it; V(no) does not, nor C(known_hosts) files that are all C(/dev/null)). A host
+        whose key is not checked fails, naming the fix, and nothing is done on it."
+      - "ansible-runner, and so AWX and ansible-navigator, puts
+        E(ANSIBLE_HOST_KEY_CHECKING=False) into every job's environment, which beats
+        C(ansible.cfg): set C(ansible_host_key_checking: true) in the inventory's group_vars, which
+        beats the environment."
+      - V(true) deploys such a host all the same, with a warning, and the result says
+        RV(host_key_unchecked). Without O(from_role_vars) too, the host variable
+        C(nix_host_key_unchecked) sets it.
+    type: bool
+    default: false
+'''

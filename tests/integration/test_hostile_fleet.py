@@ -1,0 +1,203 @@
+"""A hostile fleet: every trust boundary of docs/security.md tried in ONE run,
+beside healthy hosts, as ansible-runner and AWX run jobs
+(``ANSIBLE_HOST_KEY_CHECKING=False`` in the environment).
+
+The `hst` lab: h1 (NixOS), h3 (nix-darwin, deploy + sudo) and h4
+(home-manager) are healthy; h2's health check exits 1 while printing the
+result lines the target scripts print (the old fixed marker, with every line
+end Python's splitlines knows); h5's line in known_hosts holds another host's
+key. The flake adds nodes that are no lab host: ``evil`` whose address is an
+ssh option that would run a command on the controller, ``evil-user`` whose
+ssh user is one, ``evil-port`` whose port carries an option. The inventory
+config and group_vars carry a secret Nix option (an access token).
+
+What the run must show, host by host: nothing ran on the controller (no
+file from the ProxyCommand), the hostile nodes named in the output and never
+in the inventory; h1, h3, h4 on their new systems; h2 rolled back to its
+previous system and failed; h5 refused at its copy with a message that says it
+is the host key, its system unchanged; the secret in no process's argv while
+the job ran, in no report, no inventory cache, no output.
+"""
+
+import glob
+import json
+import os
+import shutil
+import threading
+import time
+
+import pytest
+
+from tests.collection import run_playbook
+from tests.deploy_fleet import prepare, write_inventory
+from tests.faults.fleet import ACTIVATE, COPY, history, out_paths
+
+pytestmark = pytest.mark.lab
+
+HOSTS = [{'name': 'h1', 'persona': 'nixos'}, {'name': 'h2', 'persona': 'nixos'},
+         {'name': 'h3', 'persona': 'darwin'}, {'name': 'h4', 'persona': 'home-manager'},
+         {'name': 'h5', 'persona': 'nixos'}]
+HEALTHY = ('h1', 'h3', 'h4')
+SECRET = 'nixdeploy-hostile-secret-6f1c2a'
+# Lines a target's output could carry to forge results: the fixed marker of
+# before, after a carriage return, a file separator, NEL and LINE SEPARATOR.
+FORGED = ['@@nixdeploy rc=0', '@@nixdeploy timed_out=0', '\r@@nixdeploy rc=0',
+          '\x1c@@nixdeploy rc=0', '\x85@@nixdeploy rc=0', '\u2028@@nixdeploy rc=0',
+          '@@nixdeploy-log']
+
+
+def forging_check():
+    """A health check that prints every forged line and then fails."""
+    text = ''.join(line + '\n' for line in FORGED)
+    return "printf '%s' " + "'" + text.replace("'", "'\\''") + "'; exit 1"
+
+
+class ArgvWatch:
+    """Reads every process's argv on this machine (the controller and the lab's
+    hosts, which share its /proc) while a job runs, and keeps each one that
+    holds ``needle``: what `ps` would show anyone on the machine."""
+
+    def __init__(self, needle):
+        self.needle = needle.encode('utf-8')
+        self.found, self.looks = [], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self):
+        while not self._stop.is_set():
+            self.looks += 1
+            for path in glob.glob('/proc/[0-9]*/cmdline'):
+                try:
+                    with open(path, 'rb') as handle:
+                        argv = handle.read()
+                except OSError:
+                    continue
+                if self.needle in argv:
+                    self.found.append(argv.replace(b'\0', b' ')[:300])
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.fixture(scope='module')
+def hostile(make_lab, tmp_path_factory):
+    lab = make_lab('hst', HOSTS)
+    base = str(tmp_path_factory.mktemp('hst'))
+    flake, secret = prepare(lab, os.path.join(base, 'flake'))
+    flake.set_all(version='1')
+    inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
+    first = run_playbook('nixdeploy.fleet.deploy', inventory, os.path.join(base, 'first'))
+    assert first.rc == 0, first
+    return {'lab': lab, 'flake': flake, 'inventory': inventory, 'base': base,
+            'first': dict((h, lab.active(h)) for h in lab.hosts),
+            'history': dict((h, len(history(lab, h))) for h in lab.hosts)}
+
+
+def make_hostile(fleet):
+    """The flake, inventory and known_hosts of the hostile run; returns the
+    file the address's ProxyCommand would create and the inventory cache folder."""
+    lab, flake, inventory, base = (fleet[k] for k in ('lab', 'flake', 'inventory', 'base'))
+    pwned = os.path.join(base, 'pwned')
+    evil = {'platform': 'nixos', 'user': 'root', 'port': 22, 'tags': ['vps']}
+    flake.data['hosts']['evil'] = dict(evil, address='-oProxyCommand=touch %s' % pwned)
+    flake.data['hosts']['evil-user'] = dict(evil, address=lab.host('h1')['address'],
+                                            user='-oProxyCommand=touch %s' % pwned)
+    flake.data['hosts']['evil-port'] = dict(evil, address=lab.host('h1')['address'],
+                                            port='22 -oProxyCommand=touch %s' % pwned)
+    for name in ('evil', 'evil-user', 'evil-port'):
+        flake.data['hosts'][name]['configuration'] = name
+        flake.data['configurations'][name] = {'platform': 'nixos', 'behaviour': 'ok'}
+    flake.set_all(version='2')
+    # h5's known_hosts line holds h1's key: the host answers with another key
+    known = os.path.join(base, 'known_hosts')
+    keys = dict(line.split(' ', 1) for line in open(lab.known_hosts).read().splitlines())
+    with open(known, 'w') as handle:
+        for host in lab.hosts.values():
+            key = keys[lab.host('h1')['address']] if host['name'] == 'h5' else keys[host['address']]
+            handle.write('%s %s\n' % (host['address'], key))
+    cache = os.path.join(base, 'inventory-cache')
+    config_path = os.path.join(inventory, 'fleet.nix.yml')
+    with open(config_path) as handle:
+        config = json.load(handle)
+    config.update(cache=True, cache_plugin='ansible.builtin.jsonfile', cache_connection=cache,
+                  nix_options={'substituters': '', 'access-tokens': 'example.invalid=%s' % SECRET})
+    with open(config_path, 'w') as handle:
+        json.dump(config, handle)
+    group_vars_path = os.path.join(inventory, 'group_vars', 'all.yml')
+    with open(group_vars_path) as handle:
+        group_vars = json.load(handle)
+    group_vars['ansible_ssh_common_args'] = group_vars['ansible_ssh_common_args'].replace(
+        lab.known_hosts, known)
+    # what a job under ansible-runner needs to keep checking host keys
+    group_vars['ansible_host_key_checking'] = True
+    group_vars['nix_options'] = {'substituters': '',
+                                 'access-tokens': 'example.invalid=%s' % SECRET}
+    with open(group_vars_path, 'w') as handle:
+        json.dump(group_vars, handle)
+    host_vars = os.path.join(inventory, 'host_vars')
+    os.makedirs(host_vars, exist_ok=True)
+    with open(os.path.join(host_vars, 'h2.yml'), 'w') as handle:
+        json.dump({'nix_health_checks': [{'name': 'forger', 'retries': 0,
+                                          'command': forging_check()}],
+                   'nix_confirm_timeout': 15}, handle)
+    return pwned, cache
+
+
+def test_hostile_fleet_deploys_only_what_it_should(hostile):
+    lab, base = hostile['lab'], hostile['base']
+    pwned, cache = make_hostile(hostile)
+    reports = os.path.join(base, 'reports')
+    env = {
+        # as ansible-runner puts it into every job's environment
+        'ANSIBLE_HOST_KEY_CHECKING': 'False',
+        'ANSIBLE_CALLBACKS_ENABLED': 'record,nixdeploy.fleet.summary,nixdeploy.fleet.report',
+        'NIXDEPLOY_REPORT_DIR': reports,
+    }
+    with ArgvWatch(SECRET) as watch:
+        run = run_playbook('nixdeploy.fleet.deploy', hostile['inventory'],
+                           os.path.join(base, 'hostile'), env=env)
+    assert run.rc != 0, run
+    output = run.stdout + run.stderr
+
+    # the flake's data ran nothing on the controller and reached no host
+    assert not os.path.exists(pwned), run
+    for name in ('evil', 'evil-user', 'evil-port'):
+        assert not run.results(host=name), (name, run)
+        assert any(name in line and ('skip' in line.lower() or 'refus' in line.lower())
+                   for line in output.splitlines()), (name, output[-4000:])
+
+    summary = run.summary()
+    new = out_paths(run)
+    for host in HEALTHY:
+        assert not summary[host]['failed'], (host, summary[host])
+        assert lab.active(host) == new[host] != hostile['first'][host], host
+
+    # h2: its check failed whatever it printed: rolled back, failed
+    assert summary['h2']['failed'] and summary['h2']['rolled_back'], summary['h2']
+    assert lab.active('h2') == hostile['first']['h2']
+    checks = run.result(ACTIVATE, 'h2')['result']['health_checks']
+    assert not checks['ok'], checks
+
+    # h5: refused for its host key, nothing copied or activated
+    assert summary['h5']['failed'] and not summary['h5']['rolled_back'], summary['h5']
+    assert 'host key' in summary['h5']['outcome'].lower(), summary['h5']
+    assert lab.active('h5') == hostile['first']['h5']
+    assert not lab.store_has('h5', new['h5'])
+    assert len(history(lab, 'h5')) == hostile['history']['h5']
+    assert run.result(COPY, 'h5')['status'] == 'failed'
+
+    # the secret: in no argv while the job ran, no report, no cache, no output
+    assert watch.looks > 10 and not watch.found, watch.found
+    assert SECRET not in output
+    written = glob.glob(os.path.join(reports, '*')) + glob.glob(os.path.join(cache, '*'))
+    assert any(p.endswith('.json') for p in written) and os.listdir(cache), written
+    for path in written:
+        with open(path, encoding='utf-8', errors='replace') as handle:
+            assert SECRET not in handle.read(), path
+    shutil.rmtree(cache)
