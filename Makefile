@@ -165,8 +165,9 @@ demo-current: current-deps
 demo-down: venv
 	$(VENV)/bin/python -m tests.lab down --name $(DEMO_NAME)
 
-# All six benchmark tables (root: tables 1, 3, 5, 6 deploy to lab fleets); about
-# 8 minutes on 2 cores. BENCH_ARGS='--quick' or e.g. '--only eval,inventory'.
+# Every benchmark table (root: most deploy to lab fleets; table 9, ee-store, needs
+# the EE image of `make ee`); about 25 minutes on 2 cores. BENCH_ARGS='--quick' or
+# e.g. '--only eval,inventory' or '--only ee-store'.
 bench: deps
 	$(VENV)/bin/python -m benchmarks $${BENCH_ARGS:-}
 

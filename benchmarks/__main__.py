@@ -2,16 +2,19 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run the benchmarks, print their tables and write benchmarks/results/latest.json.
 
-    python -m benchmarks                      all eight, full sizes (~15-20 min, root)
+    python -m benchmarks                      all nine, full sizes (~20-25 min, root)
     python -m benchmarks --quick              smaller sizes (~5 min)
     python -m benchmarks --only eval,inventory --eval-sizes 1,16
 
 Tables: 1 overhead, 2 eval, 3 copy, 4 inventory, 5 scaling, 6 cascade,
-7 real (real-sized systems), 8 shapes (real-shaped flakes, no lab). Tables 1, 3 and 5 deploy to a lab fleet
-(tests/lab, root needed) named by --lab, tables 6 and 7 each to one of their
-own (6: every host one shared system; 7: ~2,000 paths and 210 MB per host),
-always downed at the end. Run it with a Python that has ansible-core (the
-project venv).
+7 real (real-sized systems), 8 shapes (real-shaped flakes, no lab), 9 ee-store
+(an AWX job in the execution environment after a one-host change, by where
+its Nix store lives). Tables 1, 3 and 5 deploy to a lab fleet (tests/lab,
+root needed) named by --lab, tables 6, 7 and 9 each to one of their own (6:
+every host one shared system; 7 and 9: ~2,000 paths and 210 MB per host),
+always downed at the end. Table 9 runs the EE image (`make ee`) with podman;
+without the image a run of every table leaves it out and says so. Run it
+with a Python that has ansible-core (the project venv).
 """
 
 import argparse
@@ -23,19 +26,21 @@ import sys
 import tempfile
 import time
 
-from benchmarks import (cascade, copy_modes, eval_batching, flake_shapes, inventory_parse, overhead,
-                        real_size, scaling)
+from benchmarks import (cascade, copy_modes, ee_store, eval_batching, flake_shapes, inventory_parse,
+                        overhead, real_size, scaling)
 from benchmarks._fleet import REPO, BenchFleet, load
 
-TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade', 'real', 'shapes')
+TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade', 'real', 'shapes',
+          'ee-store')
 FULL = {'overhead_sizes': '1,4,8,16', 'eval_sizes': '1,4,8,16',
         'inventory_sizes': '100,1000,10000', 'scaling_sizes': '4,8,16,32',
         'copy_hosts': 8, 'copy_bytes': 4000000, 'cascade_sizes': '8,16',
         'cascade_bytes': 8000000, 'real_hosts': 8, 'real_rows': 'push,script,cache,cascade',
-        'shapes_sizes': '300'}
+        'shapes_sizes': '300', 'ee_store_hosts': 6}
 QUICK = {'overhead_sizes': '1,4', 'eval_sizes': '1,4', 'inventory_sizes': '100,1000',
          'scaling_sizes': '4,8', 'copy_hosts': 4, 'copy_bytes': 1000000, 'cascade_sizes': '4',
-         'cascade_bytes': 2000000, 'real_hosts': 4, 'real_rows': 'push,script', 'shapes_sizes': '100'}
+         'cascade_bytes': 2000000, 'real_hosts': 4, 'real_rows': 'push,script', 'shapes_sizes': '100',
+         'ee_store_hosts': 4}
 
 
 def sizes(text):
@@ -63,12 +68,16 @@ def parse_args(argv):
     parser.add_argument('--real-rows', help='deployers of table 7: push,cache,cascade,script')
     parser.add_argument('--real-rate', help='tbf rate of every link in table 7 (default unshaped)')
     parser.add_argument('--shapes-sizes', help='inventory hosts of table 8 (real-shaped flakes)')
+    parser.add_argument('--ee-store-hosts', type=int, help='hosts of table 9 (EE store)')
+    parser.add_argument('--ee-store-setups', default=','.join(ee_store.SETUPS),
+                        help='setups of table 9: %s' % ','.join(ee_store.SETUPS))
     parser.add_argument('--rate', default='100mbit', help='tbf rate of each host link')
     parser.add_argument('--delay', default='20ms', help='netem delay each way')
     parser.add_argument('--lab', default='bnc', help='name of the lab to bring up (and down)')
     parser.add_argument('--output', default=os.path.join(REPO, 'benchmarks', 'results',
                                                          'latest.json'))
     args = parser.parse_args(argv)
+    asked = args.only != ','.join(TABLES)
     defaults = QUICK if args.quick else FULL
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -82,9 +91,20 @@ def parse_args(argv):
     if bad_rows:
         parser.error('unknown --real-rows: %s (of %s)' % (', '.join(sorted(bad_rows)),
                                                           ', '.join(real_size.ROWS)))
-    if os.geteuid() != 0 and set(args.only) & {'overhead', 'copy', 'scaling', 'cascade', 'real'}:
-        parser.error('overhead, copy, scaling, cascade and real deploy to a lab fleet, which '
-                     'needs root; without root run --only eval,inventory')
+    bad_setups = set(s.strip() for s in args.ee_store_setups.split(',') if s.strip()) - set(
+        ee_store.SETUPS)
+    if bad_setups:
+        parser.error('unknown --ee-store-setups: %s' % ', '.join(sorted(bad_setups)))
+    if os.geteuid() != 0 and set(args.only) & {'overhead', 'copy', 'scaling', 'cascade', 'real',
+                                               'ee-store'}:
+        parser.error('overhead, copy, scaling, cascade, real and ee-store deploy to a lab fleet, '
+                     'which needs root; without root run --only eval,inventory')
+    problem = ee_store.check_image() if 'ee-store' in args.only else None
+    if problem and asked:
+        parser.error('ee-store: %s' % problem)
+    if problem:
+        log('9. ee-store left out: %s' % problem)
+        args.only.remove('ee-store')
     return args
 
 
@@ -166,7 +186,8 @@ def main(argv=None):
     tables = results['tables']
     printers = {'overhead': overhead.table, 'eval': eval_table, 'copy': copy_modes.table,
                 'inventory': inventory_table, 'scaling': scaling.table, 'cascade': cascade.table,
-                'real': real_size.table, 'shapes': flake_shapes.table}
+                'real': real_size.table, 'shapes': flake_shapes.table,
+                'ee-store': ee_store.table}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix='nixdeploy-bench-') as tmp:
         if 'eval' in args.only:
@@ -221,6 +242,15 @@ def main(argv=None):
                 tables['real'] = real_size.run(
                     fleet, [r for r in args.real_rows.split(',') if r.strip()],
                     args.real_rate, log=log)
+            finally:
+                fleet.down()
+        if 'ee-store' in args.only:
+            log('9. EE store ...')
+            fleet = ee_store.StoreFleet(args.lab + 's', args.ee_store_hosts,
+                                        os.path.join(tmp, 'ee-store'))
+            try:
+                tables['ee-store'] = ee_store.run(
+                    fleet, [s for s in args.ee_store_setups.split(',') if s.strip()], log=log)
             finally:
                 fleet.down()
     results['seconds'] = round(time.monotonic() - started, 1)

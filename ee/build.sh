@@ -74,7 +74,8 @@ tarball=$(ls "$HERE"/dist/nixdeploy-fleet-*.tar.gz)
 
 inputs=$( {
     files_sum "$tarball"
-    cat "$HERE/execution-environment.yml" "$HERE"/ee/*
+    # the EE's own files (ee/semaphore/ is another image's)
+    find "$HERE/ee" -maxdepth 1 -type f -print0 | sort -z | xargs -0 cat "$HERE/execution-environment.yml"
     $PODMAN image inspect --format '{{.Id}}' "$BASE"
     "$VENV/bin/ansible-builder" --version
 } | sha256sum | cut -c1-16)

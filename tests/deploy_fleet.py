@@ -176,11 +176,13 @@ GIT_IDENTITY = ['-c', 'user.name=nixdeploy tests', '-c', 'user.email=tests@nixde
                 '-c', 'safe.directory=*']
 
 
-def git(directory, *args):
-    """git in ``directory`` as the tests' own identity; returns its stdout."""
+def git(directory, *args, env=None):
+    """git in ``directory`` as the tests' own identity (``env``: variables
+    added to this process's); returns its stdout."""
     proc = subprocess.run(['git'] + GIT_IDENTITY + ['-C', directory] + list(args), check=False,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, stdin=subprocess.DEVNULL)
+                          universal_newlines=True, stdin=subprocess.DEVNULL,
+                          env=dict(os.environ, **env) if env else None)
     if proc.returncode != 0:
         raise RuntimeError('git %s in %s: %s' % (' '.join(args), directory, proc.stderr))
     return proc.stdout
@@ -222,10 +224,12 @@ def write_project(path, lab, requirements=None, tags=None, configurations=None, 
     return flake, secret
 
 
-def commit_project(path, message='a new version'):
-    """Commit every change in the project (as its users push one)."""
+def commit_project(path, message='a new version', date=None):
+    """Commit every change in the project (as its users push one), dated
+    ``date`` (seconds since the epoch; default now); returns its revision."""
+    env = {'GIT_AUTHOR_DATE': '@%d' % date, 'GIT_COMMITTER_DATE': '@%d' % date} if date else None
     git(path, 'add', '-A')
-    git(path, 'commit', '-q', '--allow-empty', '-m', message)
+    git(path, 'commit', '-q', '--allow-empty', '-m', message, env=env)
     return git(path, 'rev-parse', 'HEAD').strip()
 
 

@@ -22,7 +22,7 @@ import threading
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _build, _builders, _closure, _role_vars)
+    _build, _build_platforms, _builders, _closure, _role_vars)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     facts_in_flight, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
@@ -176,8 +176,11 @@ class ActionModule(NixdeployAction):
     def _build_here(self, builder, names, drvs, entries):
         """ONE build on the controller for ``names``."""
         wanted = sorted(set(drvs[n] for n in names))
-        graph = builder.derivations(wanted)
-        answers = _build.build_group(builder, wanted, graph, check_mode=self._check_mode)
+        graph, needs = builder.derivations_and_needs(wanted)
+        # a system this Nix cannot build fails here, named, not deep in the build
+        local = _build_platforms.LocalBuilds(builder.runner, needs)
+        answers = _build.build_group(builder, wanted, graph, check_mode=self._check_mode,
+                                     local=local)
         self._answer(builder, names, drvs, entries, graph, answers)
 
     def _build_remote(self, builder, names, drvs, entries):

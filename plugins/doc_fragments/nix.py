@@ -26,7 +26,9 @@ options:
     default: []
   nix_options:
     description:
-      - Nix settings for every Nix process on the controller, for example C(substituters) or C(max-jobs), passed as C(NIX_CONFIG) lines in its environment (never on its command line, which C(ps) shows); a value with a line break or C(#) is refused.
+      - Nix settings for every Nix process on the controller, for example C(substituters) or
+        C(max-jobs), passed as C(NIX_CONFIG) lines in its environment (never on its command
+        line, which C(ps) shows); a value with a line break or C(#) is refused.
       - Booleans become C(true)/C(false); lists are joined with spaces.
     type: dict
     default: {}

@@ -25,6 +25,10 @@ description:
     C(batch_vps)), C(role_<role>), one per platform (C(nixos), C(darwin), C(nix_on_droid),
     C(home_manager)) and one per system (C(x86_64_linux), ...)."
   - Every string read from the flake is data, never a template.
+  - "With ansible-core 2.19 and later, C(ansible-inventory --list --export) (AWX's inventory sync) prints
+    every such string that holds no template syntax as a plain JSON string, and one that does
+    (C({{), C({%), C({#), a leading C(#jinja2:)) as C({\"__ansible_unsafe\": ...}), which a job reading the
+    stored copy back keeps as data."
   - "Every value from the flake that reaches ssh is checked: the address (C(targetHost), C(host),
     C(hostname), C(ips), colmena's default of the node name, the host of a home-manager C(user@host),
     the host name when no address is given), the ssh user, the port and deploy-rs C(sshOpts), which
@@ -136,14 +140,44 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 from ansible.utils.display import Display
 
 try:
-    # ansible-core 2.19+: a string is a template only when trusted, and
-    # nothing an inventory plugin reads is trusted, so data stays data as is.
-    from ansible.template import trust_as_template  # noqa: F401 pylint: disable=unused-import
+    # ansible-core 2.19+ (data tagging): a string is templated only when
+    # tagged TrustedAsTemplate, and nothing an inventory plugin reads is.
+    # But `ansible-inventory --list --export` (AWX's inventory sync) prints
+    # every untrusted host var string as {"__ansible_unsafe": "..."}
+    # (_internal/_json/_profiles/_legacy.py, trust inversion), which AWX
+    # stores as a dict. A string without template syntax is the same
+    # templated or not: the templar returns it as is before it looks at trust
+    # (_internal/_templating/_engine.py, `is_possibly_template` with the
+    # default delimiters, which every variable is templated with; a
+    # `#jinja2:` header counts as syntax). So such a string is marked trusted
+    # and is exported as a plain JSON string. A string that holds template
+    # syntax stays untrusted: exported with the marker, which the script
+    # inventory plugin reads back untrusted from AWX's stored copy, where a
+    # plain string would come back trusted and be templated
+    # (plugins/inventory/script.py tags a script's output TrustedAsTemplate).
+    from ansible.template import Templar, trust_as_template
+
+    _TEMPLAR = []
 
     def _data(value):
+        if isinstance(value, str):
+            if not _TEMPLAR:
+                _TEMPLAR.append(Templar())
+            return value if _TEMPLAR[0].is_possibly_template(value) else trust_as_template(value)
+        if isinstance(value, (list, tuple)):
+            return [_data(item) for item in value]
+        if isinstance(value, dict):
+            # keys are never templated
+            return dict((key, _data(item)) for key, item in value.items())
         return value
+
+    def _name(value):
+        return value
+    _TRUSTS = True
 except ImportError:  # ansible-core 2.18: mark every string unsafe
     from ansible.utils.unsafe_proxy import wrap_var as _data
+    _name = _data
+    _TRUSTS = False
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _redact
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import (
@@ -229,7 +263,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         known_groups = set()
         for host in result.hosts:
             # Host names and every value from the flake are data: never templated.
-            name = _data(host.name)
+            name = _name(host.name)
             self.inventory.add_host(name)
             for group in host.groups:
                 if group not in known_groups:
@@ -243,8 +277,18 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self._set_composite_vars(compose, hostvars, name, strict=strict)
                 if not self._composed_ok(compose, name, result.source, strict):
                     continue
+                if _TRUSTS:
+                    self._trust_composed(compose, name)
                 self._add_host_to_composed_groups(groups, hostvars, name, strict=strict)
                 self._add_host_to_keyed_groups(keyed_groups, hostvars, name, strict=strict)
+
+    def _trust_composed(self, compose, name):
+        """What ``compose`` made is exported as the flake's values are: its
+        strings without template syntax marked trusted (``_data``)."""
+        composed = self.inventory.get_host(name).get_vars()
+        for key in compose or ():
+            if key in composed:
+                self.inventory.set_variable(name, key, _data(composed[key]))
 
     def _composed_ok(self, compose, name, source, strict):
         """The connection vars ``compose`` set (maybe from the flake's data)

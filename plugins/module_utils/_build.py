@@ -35,7 +35,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _builders, _closure, _nix_output, _nix_stderr, _role_vars)
+    _build_platforms, _builders, _closure, _nix_output, _nix_stderr, _role_vars)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, Runner
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import OPTION as RECORD_STATS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import file_name
@@ -201,11 +201,17 @@ def remote_plan(builder, drvs, graph, store_args=(), env=None):
     return answers
 
 
-def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False):
+def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False, local=None):
     """Build ``drvs`` in one store. Returns {drv: {would_build, would_fetch,
-    built, error}} where ``error`` carries the builder's log tail."""
+    built, error}} where ``error`` carries the builder's log tail.
+
+    ``local`` (the controller's builds: ``_build_platforms.LocalBuilds``)
+    takes out, before the build, the systems that need a derivation this Nix
+    cannot build: they fail with its message, in check mode too, and the
+    others build."""
     to_build, to_fetch = builder.dry_run(drvs, store_args, env)
     wanted = set(to_build)
+    refused = local.refused(to_build) if local is not None and to_build else {}
     answers = {}
     for drv in drvs:
         needed = drv_closure(graph, drv)
@@ -214,7 +220,13 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False)
             'would_fetch': sorted(to_fetch),
             'built': False,
         }
-    if check_mode or not wanted:
+        mine = dict((d, s) for d, s in refused.items() if d in needed)
+        if mine:
+            answers[drv]['error'] = local.message(drv, mine)
+    drvs = [d for d in drvs if 'error' not in answers[d]]
+    # nothing to build but paths to fetch (every system in a cache): the
+    # build fetches them, else a later step finds them missing
+    if check_mode or not drvs or not (to_fetch or any(answers[d]['would_build'] for d in drvs)):
         return answers
     rc, err = builder.build(drvs, store_args, env)
     outs = dict((drv, outputs_of(graph, drv)) for drv in drvs)
@@ -226,7 +238,17 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False)
             needed = drv_closure(graph, drv)
             mine = [text for failed, text in sorted(by_drv.items()) if failed in needed]
             detail = '\n'.join(mine or other) or tail(err)
-            answers[drv]['error'] = 'building %s failed:\n%s' % (drv, tail(detail, 60))
+            answers[drv]['error'] = 'building %s failed:\n%s%s' % (
+                drv, tail(detail, 60), _ways_out(mine or other))
         else:
             answers[drv]['built'] = drv in wanted
     return answers
+
+
+def _ways_out(blocks):
+    """After Nix's own message of a platform mismatch: the ways out."""
+    for block in blocks:
+        mismatch = _nix_stderr.platform_mismatch(block)
+        if mismatch:
+            return '\n' + _build_platforms.ways_out(*mismatch)
+    return ''

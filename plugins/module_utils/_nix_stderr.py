@@ -14,7 +14,8 @@ process.
 - ``nix copy`` progress               -> ``sent_paths``
 - an error without the progress noise -> ``error_message``
 - ``builtins.trace`` lines            -> ``traces``
-- ``nix build`` errors                -> ``build_failures``; ``--dry-run`` -> ``dry_run``
+- ``nix build`` errors                -> ``build_failures``; ``--dry-run`` -> ``dry_run``;
+  a derivation for a system this machine does not build -> ``platform_mismatch``
 - ``nix copy`` to a store that checks signatures -> ``unsigned``
 - a target's store refusing work (full disk, read-only store, no daemon), in
   what Nix, sqlite or the shell said -> ``store_fault``
@@ -143,6 +144,32 @@ def _failed_drv(first, text):
         if reason and _DEPENDENCY_FAILED.match(reason.group(1).strip()):
             return None
         return match.group(1)
+    return None
+
+
+# A derivation for a system the machine neither builds nor has a builder for.
+# Up to 2.28 and in Lix: "error: a 'aarch64-linux' with features {} is
+# required to build '/nix/store/x.drv', but I am a 'x86_64-linux' with
+# features {...}"; 2.29+: "Reason: platform mismatch", then "Required system:
+# 'aarch64-linux'" and "Current system: 'x86_64-linux'" on lines of their own.
+_REQUIRED_SYSTEM = re.compile(r"a '([^']+)' with features \{[^}]*\} is required to build "
+                              r"'[^']+', but I am a '([^']+)'")
+_PLATFORM_MISMATCH = re.compile(r'^\s*Reason:\s*platform mismatch', re.MULTILINE)
+_NAMED_SYSTEM = re.compile(r"^\s*(Required|Current) system:\s*'([^']+)'", re.MULTILINE)
+
+
+def platform_mismatch(text):
+    """(required system, this machine's system) when ``text`` (an error
+    block of ``build_failures``) says a derivation needs another platform,
+    else None."""
+    text = strip_ansi(text)
+    match = _REQUIRED_SYSTEM.search(text)
+    if match:
+        return match.group(1), match.group(2)
+    if _PLATFORM_MISMATCH.search(text):
+        named = dict(_NAMED_SYSTEM.findall(text))
+        if 'Required' in named:
+            return named['Required'], named.get('Current')
     return None
 
 

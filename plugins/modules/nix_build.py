@@ -18,6 +18,14 @@ description:
     C(nix build --keep-going) (Nix shares and parallelises common dependencies), and those built on one remote
     builder in one build there; the other hosts read their answer.
   - A build failure fails only the hosts that need the failed derivation, with the tail of its builder's log.
+  - "A host whose system needs a platform the controller's Nix does not build fails at this task before
+    anything is built or copied for it, with a message naming its system and the ways out (O(build_on=target),
+    a builder, C(extra-platforms) with binfmt/qemu emulation, a binary cache that holds it prebuilt); the other
+    hosts of the batch build. The dry run says what must be built; a derivation among it whose C(system) is
+    neither the controller's C(system) nor one of its C(extra-platforms) and which no machine of Nix's
+    C(builders) setting builds (C(nix config show) under O(nix_options) and O(nix_args), asked only when a
+    derivation to build is for another system than this machine's) decides it. When Nix itself fails on a
+    platform all the same, its message comes with the same ways out."
   - Keeps one GC root per inventory host in O(gc_root_dir), replaced on every build, so a garbage collection on
     the controller cannot delete what is deployed.
   - "O(build_on=target) copies the derivation closure (C(.drv) files and sources, not outputs) to the host's own

@@ -47,6 +47,8 @@ class Fleet:
 
     def group_vars(self, **extra):
         variables = lab_group_vars(self.lab, self.secret)
+        # as the job's inventory is before its users turn checking on
+        variables.pop('ansible_host_key_checking', None)
         variables['ansible_ssh_common_args'] = variables['ansible_ssh_common_args'].replace(
             self.lab.known_hosts, self.known_hosts)
         variables.update(extra)
@@ -160,7 +162,9 @@ def test_with_checking_on_a_wrong_host_key_stops_that_host_only(fleet):
     assert copy['status'] == 'failed', copy
     msg = copy['result']['msg']
     assert msg.startswith('k2: ') and 'host key' in msg, msg
-    assert 'REMOTE HOST IDENTIFICATION HAS CHANGED' in msg or 'Host key verification failed' in msg
+    # the collection's words (ssh's own lines follow where Nix passes them on: 2.8 does, 2.34
+    # says only that it failed to start the connection)
+    assert 'the host key changed: it does not match known_hosts' in msg, msg
     assert copy['result']['connection_lost'] is False
     assert run.outcomes()['k2'].startswith('FAILED at copy: the host key'), run.outcomes()
     assert not fleet.lab.store_has('k2', paths['k2']) and fleet.lab.active('k2') is None

@@ -1,58 +1,58 @@
-"""Jobs as AWX runs them: ansible-runner starts the execution environment (EE)
-image with podman as an arbitrary UID in group 0, the lab reached over the
-host's network.
+"""Jobs as AWX 24.6.1 runs them, on the execution environment (EE) image.
 
 One lab (`awx`: two NixOS hosts, a nix-darwin, a nix-on-droid and a
 home-manager persona) serves every test of this folder. Its project is a git
-repository laid out as AWX checks one out (tests/deploy_fleet.py
+repository laid out as AWX users keep one (tests/deploy_fleet.py
 write_project: the flake, deploy.yml, ansible.cfg, inventory/fleet.nix.yml with
-group_vars, known_hosts). As in AWX:
+group_vars, known_hosts). As AWX does:
 
-- an **inventory update** runs ``ansible-inventory -i
-  /runner/project/inventory/fleet.nix.yml --list --export`` in the EE (the
-  inventory plugin and Nix run there); its hosts and variables are what AWX
-  keeps, and every job gets them as ``inventory/hosts``, a script printing them;
-- each **job** has a private data dir of its own: ``project/`` a clone of the
-  repository, ``inventory/hosts``, ``env/ssh_key`` (the machine credential),
-  ``env/nix_signing_key`` (the file a custom credential type injects) and
-  ``env/extravars`` (AWX's job variables, the template's extra variables and the
-  credential's ``nix_signing_key: /runner/env/nix_signing_key``), owned by the
-  job's UID (AWX's files belong to the user its EE runs as);
-- ``ansible_runner.run(..., process_isolation=True,
-  process_isolation_executable='podman', container_image=IMAGE,
-  container_options=['--user=1000650000:0', '--net=host'])``, the same as
-  ``ansible-runner run DIR -p deploy.yml --process-isolation ...``. ``run()`` is
-  ``init_runner()`` then ``Runner.run()``; between the two the files the
-  runner made on the host (its callback copy, the ssh key fifo) are handed
-  to the job's UID, as they are when AWX's runner makes them inside the EE.
+- a **project update** keeps a checkout of the repository (a full clone under
+  the projects root, updated to the branch's newest commit: the job's
+  ``scm_revision``);
+- each job or inventory update gets a **private data dir** on the control
+  node (awx_job.py): ``project/`` that checkout copied WITHOUT ``.git``, the
+  inventory script, env/extravars with AWX's variables, the credentials;
+- it goes out with ``ansible-runner transmit`` and comes back through
+  ``ansible-runner process`` (receptor.py); in between the worker runs
+  - on a **container group** (the operator's default): the EE image as a pod,
+    ``ansible-runner worker --private-data-dir=/runner`` as UID 1000650000 in
+    group 0 (OpenShift's arbitrary UID), here ``podman run -i --rm --user
+    1000650000:0 --net=host IMAGE ansible-runner worker ...``: the worker and
+    the playbook run inside the container, which unpacks the private data
+    dir itself, so every file of it is that UID's;
+  - on a **VM execution node** (node.py): ``ansible-runner worker`` on the node
+    as its non-root user, starting the EE with rootless podman;
+- an **inventory update** runs ``ansible-inventory --list --export -i
+  /runner/project/inventory/fleet.nix.yml`` the same way; AWX stores what it
+  printed, and each job's ``inventory/hosts`` prints that back, verbatim.
 
 The image comes from ``make ee`` (its podman settings: ee/containers.conf).
 """
 
 import json
 import os
-import shutil
 import subprocess
+import uuid
 
-from ansible_runner.interface import init_command_config, init_runner
-
-from tests.collection import REPO, unsafe_free
+from tests.collection import REPO
 from tests.deploy_fleet import commit_project, git
+from tests.integration.ee import awx_job, node, receptor
 
 IMAGE = os.environ.get('NIXDEPLOY_EE_IMAGE', 'localhost/nixdeploy-fleet-ee:latest')
 CONTAINERS_CONF = os.path.join(REPO, 'ee', 'containers.conf')
 # what OpenShift gives a pod, and AWX's container groups: any UID, group 0
 JOB_UID = 1000650000
-CONTAINER_OPTIONS = ['--user=%d:0' % JOB_UID, '--net=host']
 LAB = 'awx'
 HOSTS = [{'name': 'a1', 'persona': 'nixos'}, {'name': 'a2', 'persona': 'nixos'},
          {'name': 'a3', 'persona': 'darwin'}, {'name': 'a4', 'persona': 'nix-on-droid'},
          {'name': 'a5', 'persona': 'home-manager'}]
 NAMES = [h['name'] for h in HOSTS]
-# AWX's extra variables of every job (a subset), and the template's
-TEMPLATE_VARS = {'awx_job_template_name': 'nix deploy', 'awx_job_template_id': 7,
-                 'awx_inventory_name': 'fleet', 'awx_project_revision': '',
-                 'nix_confirm_timeout': 10}
+SOURCE_PATH = 'inventory/fleet.nix.yml'
+# the job template "nix deploy" (its extra variables stay templatable) and the inventory
+TEMPLATE = {'id': 7, 'name': 'nix deploy', 'playbook': 'deploy.yml',
+            'extra_vars': {'nix_confirm_timeout': 10}}
+INVENTORY = {'id': 3, 'name': 'fleet', 'source_id': 4,
+             'host_ids': dict((name, 11 + i) for i, name in enumerate(NAMES))}
 
 
 def podman(*args, check=True):
@@ -70,28 +70,46 @@ def containers_named(name):
     return out.split()
 
 
-def hand_over(path, uid=JOB_UID):
-    """Everything under ``path`` to the job's UID and group 0, as AWX's files
-    belong to the user its EE runs as (the modes stay: secrets 0600)."""
-    for root, dirs, files in os.walk(path):
-        os.lchown(root, uid, 0)
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), uid, 0)
+def pod_worker(name, image=IMAGE, uid=JOB_UID):
+    """A container group's pod (awx/main/utils/execution_environments.py
+    get_default_pod_spec: the EE image, args ``ansible-runner worker
+    --private-data-dir=/runner``) as a container; --net=host: the lab's
+    hosts are on this machine's network, as a cluster's pods reach a fleet."""
+    return ['podman', 'run', '-i', '--rm', '--name', name, '--user', '%d:0' % uid, '--net=host',
+            image, 'ansible-runner', 'worker', '--private-data-dir=/runner']
 
 
 class AwxFleet:
-    """The lab, its repository and the jobs run on it."""
+    """The lab, its repository, AWX's checkout of it and the jobs run on it."""
 
     def __init__(self, lab, flake, secret, upstream, base):
         self.lab, self.flake, self.secret, self.upstream = lab, flake, secret, upstream
         self.base = base
+        self.checkout = os.path.join(base, 'projects', '_8__infra')   # PROJECTS_ROOT/_<id>__<name>
+        self.isolation = os.path.join(base, 'isolation')              # AWX_ISOLATION_BASE_PATH
         self.inventory = None
+        self.revision = None
         self.jobs = 0
         self.job_id = None
+        with open(lab.key) as handle:      # the machine credential's key
+            self.ssh_key = handle.read()
+        with open(secret) as handle:       # the custom credential's signing key
+            self.signing_key = handle.read()
 
-    def commit(self, message):
+    def commit(self, message, date=None):
         """A change pushed to the repository; the next job's project has it."""
-        return commit_project(self.upstream, message)
+        return commit_project(self.upstream, message, date=date)
+
+    def project_update(self):
+        """AWX's project sync (project_update.yml's git task): the checkout
+        at the branch's newest commit; returns that revision."""
+        if not os.path.isdir(self.checkout):
+            git(self.base, 'clone', '-q', '--branch', 'main', self.upstream, self.checkout)
+        else:
+            git(self.checkout, 'fetch', '-q', 'origin')
+            git(self.checkout, 'reset', '-q', '--hard', 'origin/main')
+        self.revision = git(self.checkout, 'rev-parse', 'HEAD').strip()
+        return self.revision
 
     def ensure_deployed(self):
         """Every host on a system of its own, so that a test has one to roll
@@ -100,78 +118,53 @@ class AwxFleet:
             return
         self.flake.set_all(version='base', behaviour='ok')
         self.commit('a system on every host')
-        runner, _artifacts = self.job()
-        assert runner.status == 'successful', runner.stdout.read()[-6000:]
+        job = self.job()
+        assert job.status == 'successful', job.tail()
 
-    def options(self, ident, **kwargs):
-        kwargs.update(ident=ident, quiet=True, process_isolation=True,
-                      process_isolation_executable='podman', container_image=IMAGE,
-                      container_options=list(CONTAINER_OPTIONS))
-        return kwargs
-
-    def new_private_dir(self, ident):
-        """A job's private data dir: project/ a clone of the repository."""
-        private = os.path.join(self.base, 'jobs', ident)
-        os.makedirs(os.path.join(private, 'env'))
-        git(self.base, 'clone', '-q', '--branch', 'main', self.upstream, os.path.join(private, 'project'))
-        return private
-
-    def inventory_update(self):
-        """AWX's inventory update: ansible-inventory in the EE, from the project."""
+    def _next_id(self):
         self.jobs += 1
-        ident = 'nixdeploy-inv-%d-%d' % (os.getpid(), self.jobs)
-        private = self.new_private_dir(ident)
-        runner = init_command_config(
-            'ansible-inventory', cmdline_args=[
-                '-i', '/runner/project/inventory/fleet.nix.yml', '--list', '--export',
-                '--output', '/runner/artifacts/%s/inventory.json' % ident],
-            **self.options(ident, private_data_dir=private))
-        self.start(private, ident, runner)
-        out = runner.stdout.read()
-        assert runner.rc == 0, out[-4000:]
-        with open(os.path.join(private, 'artifacts', ident, 'inventory.json')) as handle:
-            # what AWX keeps of it: plain values
-            self.inventory = unsafe_free(json.load(handle))
-        return self.inventory
+        return 100 + self.jobs
+
+    def _run(self, params, on_node=False, cancel=None, pod=None):
+        if on_node:
+            params.update(node.ee_params(IMAGE))
+            worker = node.worker(node.job_dir(os.path.basename(params['private_data_dir'])),
+                                 CONTAINERS_CONF)
+            return receptor.run(params, worker, cancel=cancel)
+        return receptor.run(params, pod_worker(pod or self.pod_name(params['ident'])),
+                            worker_env=dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF),
+                            cancel=cancel)
 
     @staticmethod
-    def start(private, ident, runner):
-        artifacts = os.path.join(private, 'artifacts', ident)
-        os.makedirs(os.path.join(artifacts, 'job_events'), exist_ok=True)
-        hand_over(private)
-        runner.run()
-        return runner
+    def pod_name(ident):
+        return 'automation-job-%s-%s' % (ident, uuid.uuid4().hex[:5])   # AWXReceptorJob.pod_name
 
-    def job(self, extravars=None, cancel_callback=None, cmdline=None):
-        """One job of the template "nix deploy"; returns (runner, artifact dir)."""
-        self.jobs += 1
-        job_id = self.job_id = 100 + self.jobs
-        ident = 'nixdeploy-awx-%d-%d' % (os.getpid(), job_id)
-        private = self.new_private_dir(ident)
-        inventory = os.path.join(private, 'inventory')
-        os.makedirs(inventory)
-        # AWX's inventory script: the hosts and variables it keeps
-        with open(os.path.join(inventory, 'hosts'), 'w') as handle:
-            handle.write('#! /usr/bin/env python3\n# -*- coding: utf-8 -*-\nprint(%r)\n'
-                         % json.dumps(self.inventory))
-        os.chmod(os.path.join(inventory, 'hosts'), 0o700)
-        env = os.path.join(private, 'env')
-        with open(self.lab.key) as handle:      # the machine credential
-            ssh_key = handle.read()
-        with open(os.path.join(env, 'ssh_key'), 'w') as handle:
-            handle.write(ssh_key)
-        # the custom credential type's file injector and its extra variable
-        shutil.copy(self.secret, os.path.join(env, 'nix_signing_key'))
-        variables = dict(TEMPLATE_VARS, awx_job_id=job_id, tower_job_id=job_id,
-                         nix_signing_key='/runner/env/nix_signing_key')
-        variables.update(extravars or {})
-        with open(os.path.join(env, 'extravars'), 'w') as handle:
-            json.dump(variables, handle)
-        for name in ('ssh_key', 'nix_signing_key', 'extravars'):
-            os.chmod(os.path.join(env, name), 0o600)
-        options = self.options(ident, private_data_dir=private, playbook='deploy.yml',
-                               cmdline=cmdline, cancel_callback=cancel_callback,
-                               settings={'pexpect_timeout': 1, 'job_timeout': 900})
-        runner = init_runner(**options)
-        self.start(private, ident, runner)
-        return runner, os.path.join(private, 'artifacts', ident)
+    def inventory_update(self, on_node=False):
+        """The inventory source's update: ansible-inventory in the EE, from the
+        project; keeps what it printed, as AWX stores it."""
+        update_id = self._next_id()
+        self.project_update()
+        private = awx_job.new_private_dir(self.isolation, update_id, self.checkout)
+        params = awx_job.inventory_update_params(private, update_id, INVENTORY['source_id'],
+                                                 SOURCE_PATH)
+        job = self._run(params, on_node=on_node)
+        assert job.status == 'successful', job.tail()
+        with open(os.path.join(job.artifacts, 'output.json')) as handle:
+            self.inventory = json.load(handle)
+        return self.inventory
+
+    def job(self, extravars=None, cancel=None, pod=None, on_node=False, limit=None):
+        """One job of the template "nix deploy"; returns its StreamedJob
+        (status, events, artifacts: the folder ``process`` filled)."""
+        job_id = self.job_id = self._next_id()
+        revision = self.project_update()
+        private = awx_job.new_private_dir(self.isolation, job_id, self.checkout)
+        # the custom credential type of docs/awx-semaphore.md: a file and its path
+        credential = awx_job.inject_file_credential(
+            private, {'signing_key': self.signing_key}, {'nix_signing_key': 'signing_key'})
+        template = dict(TEMPLATE, extra_vars=dict(TEMPLATE['extra_vars'], **(extravars or {})))
+        params = awx_job.job_params(
+            private, job_id, template, INVENTORY, revision, self.inventory, self.ssh_key,
+            credential_args=credential, limit=limit,
+            execution_node='nixdeploy-node' if on_node else None)
+        return self._run(params, on_node=on_node, cancel=cancel, pod=pod)

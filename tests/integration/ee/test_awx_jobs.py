@@ -2,27 +2,27 @@
 beside a nix-darwin, a nix-on-droid and a home-manager persona, one of them
 (a2) failing its activation.
 
-Jobs run as conftest.py describes (ansible-runner, podman, the EE image, UID
-1000650000 in group 0, --net=host). Each job checks what AWX shows of it: its
-status, the ``nixdeploy`` custom stat in the artifact data of the
-playbook_on_stats event (what a workflow's next node receives) and the report
-in the job's artifacts folder; and, on the hosts themselves, what each runs.
+Jobs run as jobs.py describes: ``ansible-runner transmit`` | the EE as a
+container group's pod, ``ansible-runner worker`` as UID 1000650000 in group 0 |
+``ansible-runner process``, the project copied as AWX copies it, the inventory
+AWX stored. Each job checks what AWX shows of it: its status, the
+``nixdeploy`` custom stat in the artifact data of the playbook_on_stats event
+(what a workflow's next node receives) and the report in the job's artifacts
+folder, with the AWX variables AWX passed; and, on the hosts themselves, what
+each runs.
 """
 
 import json
 import os
+import subprocess
 
 import pytest
 
 from tests.collection import set_stats_of
 
-from tests.integration.ee.jobs import JOB_UID, NAMES
+from tests.integration.ee.jobs import INVENTORY, NAMES, TEMPLATE
 
 pytestmark = pytest.mark.lab
-
-
-def stdout(runner):
-    return runner.stdout.read()[-6000:]
 
 
 def report_of(artifacts):
@@ -30,26 +30,41 @@ def report_of(artifacts):
         return json.load(handle)
 
 
-def changed_hosts(runner):
+def changed_hosts(job):
     """Hosts a task changed, besides the build: the job's store is the
     container's own, new in every job, so every job builds (on the controller)
     and Ansible's recap counts that as a change of each host."""
-    return sorted({e['event_data']['host'] for e in runner.events
+    return sorted({e['event_data']['host'] for e in job.events
                    if e.get('event') == 'runner_on_ok' and e['event_data']['res'].get('changed')
                    and not e['event_data']['task'].startswith('Build the system')})
 
 
 def test_inventory_update_reads_the_flake_in_the_ee(awx):
+    # what AWX stored, as the export printed it: every ordinary string from the
+    # flake is a plain JSON string (AWX's API, UI and smart inventories see
+    # values, not {"__ansible_unsafe": ...}); only a value holding template
+    # syntax keeps the marker (test_inventory_export.py), and this flake has none
+    assert '__ansible_unsafe' not in json.dumps(awx.inventory)
     inventory = awx.inventory
     hostvars = inventory['_meta']['hostvars']
+    for name, host in hostvars.items():
+        assert isinstance(host['ansible_host'], str) and host['ansible_host'].startswith('10.'), host
+        assert isinstance(host['nix_platform'], str) and isinstance(host['nix_system'], str), host
+        assert all(isinstance(tag, str) for tag in host['nix_tags']), (name, host['nix_tags'])
     assert sorted(hostvars) == NAMES
-    # the flake as the EE saw it: the project's git checkout at /runner/project
-    assert {v['nix_flake'] for v in hostvars.values()} == {'git+file:///runner/project'}
+    # the flake as the EE saw it: AWX's copy of the project, without .git, at
+    # /runner/project, which Nix reads as a path: flake
+    assert {v['nix_flake'] for v in hostvars.values()} == {'path:/runner/project'}
     assert sorted(inventory['vps']['hosts']) == ['a1', 'a2']
     assert inventory['darwin']['vars'] == {'ansible_become': True}
     assert 'UserKnownHostsFile=known_hosts' in inventory['all']['vars']['ansible_ssh_common_args']
     # what turns host key checking on under ansible-runner's ANSIBLE_HOST_KEY_CHECKING=False
     assert inventory['all']['vars']['ansible_host_key_checking'] is True
+    print('inventory update (transmit | pod | process): %.1f s' % awx.inventory_seconds)
+
+
+def run_script(path):
+    return json.loads(subprocess.run([path], stdout=subprocess.PIPE, check=True).stdout)
 
 
 def test_mixed_fleet_job_with_a_failing_host_then_fixed_then_nothing_to_do(awx):
@@ -58,20 +73,33 @@ def test_mixed_fleet_job_with_a_failing_host_then_fixed_then_nothing_to_do(awx):
     # a first job: every host on its system
     flake.set_all(version='a1')
     awx.commit('version a1')
-    runner, artifacts = awx.job()
-    assert runner.status == 'successful', stdout(runner)
-    first = set_stats_of(artifacts)['nixdeploy']
+    job = awx.job()
+    assert job.status == 'successful', job.tail()
+    assert job.rc == 0
+    first = set_stats_of(job.artifacts)['nixdeploy']
     assert {h: r['outcome'] for h, r in first.items()} == dict.fromkeys(NAMES, 'switched'), first
-    # ansible-runner turned Ansible's host key checking off for the job; the
+    # AWX put ANSIBLE_HOST_KEY_CHECKING=False into the job's environment; the
     # inventory's ansible_host_key_checking turned it on: every key was checked
-    assert runner.config.env['ANSIBLE_HOST_KEY_CHECKING'] == 'False'
+    assert job.env['ANSIBLE_HOST_KEY_CHECKING'] == 'False'
     assert not any(r['host_key_unchecked'] for r in first.values()), first
     for name in NAMES:
         assert lab.active(name) == first[name]['path'], name
-    report = report_of(artifacts)
-    assert report['runs'][0]['id'] == 'awx-%d' % awx.job_id
-    # written in the container by the job's arbitrary UID
-    assert os.stat(os.path.join(artifacts, 'nixdeploy-report.json')).st_uid == JOB_UID
+    # the job's inventory script prints what the update stored, verbatim
+    printed = run_script(os.path.join(job.private, 'inventory', 'hosts'))
+    for name, hostvars in printed['_meta']['hostvars'].items():
+        assert hostvars.pop('remote_tower_id') == hostvars.pop('remote_host_id') \
+            == INVENTORY['host_ids'][name]
+        assert hostvars.pop('remote_tower_enabled') == hostvars.pop('remote_host_enabled') == 'true'
+    assert printed == awx.inventory
+    # the report names the job as AWX passed it (env/extravars, !unsafe strings)
+    report = report_of(job.artifacts)
+    run = report['runs'][0]
+    assert run['id'] == 'awx-%d' % awx.job_id
+    assert run['awx'] == {'awx_job_id': awx.job_id, 'awx_job_template_name': TEMPLATE['name'],
+                          'awx_project_revision': awx.revision, 'awx_job_launch_type': 'manual'}, run
+    assert run['runner_ident'] == str(awx.job_id)
+    # AWX's copy has no .git: Nix reads a path: flake, which has no revision
+    assert [(f['ref'], f['revision']) for f in run['flakes']] == [('path:/runner/project', None)]
     assert sorted(report['hosts']) == NAMES
 
     # a new version; a2's activation fails: the job fails, a2 rolls back to
@@ -79,10 +107,10 @@ def test_mixed_fleet_job_with_a_failing_host_then_fixed_then_nothing_to_do(awx):
     flake.set_all(version='a2')
     flake.set_config('a2', behaviour='fail')
     awx.commit('version a2, a2 broken')
-    runner, artifacts = awx.job()
-    assert runner.status == 'failed', stdout(runner)
-    assert runner.rc != 0
-    stats = set_stats_of(artifacts)['nixdeploy']
+    job = awx.job()
+    assert job.status == 'failed', job.tail()
+    assert job.rc != 0
+    stats = set_stats_of(job.artifacts)['nixdeploy']
     assert sorted(stats) == NAMES
     assert stats['a2']['failed'] and stats['a2']['rolled_back'], stats['a2']
     assert stats['a2']['phase'] == 'activate', stats['a2']
@@ -92,28 +120,29 @@ def test_mixed_fleet_job_with_a_failing_host_then_fixed_then_nothing_to_do(awx):
             continue
         assert not stats[name]['failed'] and stats[name]['outcome'] == 'switched', stats[name]
         assert lab.active(name) == stats[name]['path'] != first[name]['path'], name
-    report = report_of(artifacts)
+    report = report_of(job.artifacts)
     assert report['hosts']['a2']['status'] == 'rolled_back'
     assert {n: report['hosts'][n]['status'] for n in NAMES if n != 'a2'} == \
         dict.fromkeys([n for n in NAMES if n != 'a2'], 'changed')
-    assert report['runs'][0]['runner_ident'] == os.path.basename(artifacts)
-    assert runner.stats['failures'].get('a2')
+    assert report['runs'][0]['awx']['awx_project_revision'] == awx.revision
+    assert job.stats['failures'].get('a2')
 
     # a2 fixed: the next job succeeds and changes a2 alone
     flake.set_config('a2', behaviour='ok')
     awx.commit('a2 fixed')
-    runner, artifacts = awx.job()
-    assert runner.status == 'successful', stdout(runner)
-    assert changed_hosts(runner) == ['a2'], runner.stats
-    fixed = set_stats_of(artifacts)['nixdeploy']
+    job = awx.job()
+    assert job.status == 'successful', job.tail()
+    assert changed_hosts(job) == ['a2'], job.stats
+    fixed = set_stats_of(job.artifacts)['nixdeploy']
     assert fixed['a2']['outcome'] == 'switched' and lab.active('a2') == fixed['a2']['path']
 
     # the same job again changes nothing
-    runner, artifacts = awx.job()
-    assert runner.status == 'successful', stdout(runner)
-    assert changed_hosts(runner) == [], runner.stats
-    again = set_stats_of(artifacts)['nixdeploy']
+    job = awx.job()
+    assert job.status == 'successful', job.tail()
+    assert changed_hosts(job) == [], job.stats
+    again = set_stats_of(job.artifacts)['nixdeploy']
     assert {h: r['outcome'] for h, r in again.items()} == dict.fromkeys(NAMES, 'unchanged')
-    assert report_of(artifacts)['totals']['changed'] == 0
+    assert report_of(job.artifacts)['totals']['changed'] == 0
     for name in NAMES:
         assert lab.active(name) == again[name]['path'], name
+    print('job seconds (transmit | pod | process), the last one: %.1f' % job.seconds)

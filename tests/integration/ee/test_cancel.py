@@ -1,15 +1,18 @@
 """An AWX job canceled while its hosts activate.
 
-AWX cancels a job through ansible-runner's cancel callback: once it returns
-True, the runner kills the job's container (``podman kill``: every controller
-process in it dies at once, ansible-playbook, its workers and their ssh) and
-ends the job 'canceled'. The activations already started on the hosts run on
-there, detached; no controller is left to confirm them, so each host's
-watchdog rolls it back to the system it ran once ``nix_confirm_timeout``
-(10 s in these jobs) has passed, and lets go of its lock. A host whose
-confirmation came before the cancel keeps its new system. Never in between:
-the profile, the active system and (system profiles) the boot default agree.
-A new job then converges.
+On a container group AWX cancels a job by canceling its receptor work unit
+(AWXReceptorJob: ``receptor work cancel``), which deletes the job's pod:
+Kubernetes sends the pod's first process, ``ansible-runner worker``, SIGTERM
+(here: ``podman stop`` of the pod's container, 30 s grace as a pod's
+terminationGracePeriodSeconds). The worker's runner takes that as a cancel:
+it kills ansible-playbook's process group (its workers and their ssh die at
+once), reports 'canceled' on its stream and the container ends. The
+activations already started on the hosts run on there, detached; no
+controller is left to confirm them, so each host's watchdog rolls it back to
+the system it ran once ``nix_confirm_timeout`` (10 s in these jobs) has
+passed, and lets go of its lock. A host whose confirmation came before the
+cancel keeps its new system. Never in between: the profile, the active system
+and (system profiles) the boot default agree. A new job then converges.
 """
 
 import threading
@@ -19,13 +22,14 @@ import pytest
 
 from tests.collection import set_stats_of
 from tests.faults.fleet import assert_consistent, locks, wait_until
-from tests.integration.ee.jobs import NAMES, containers_named
+from tests.integration.ee.jobs import NAMES, containers_named, podman
+from tests.integration.ee.receptor import Cancel
 
 pytestmark = pytest.mark.lab
 
 EVAL = 'Evaluate the system of each host'
 SLOW = 8   # seconds each slowed activation takes (a1 is confirmed well within it)
-CONFIRM = 10   # nix_confirm_timeout of the jobs (jobs.py TEMPLATE_VARS)
+CONFIRM = 10   # nix_confirm_timeout of the jobs (jobs.py TEMPLATE)
 FAST = 'a1'   # the host whose activation is not slowed
 
 
@@ -75,21 +79,24 @@ def test_cancel_while_activating_leaves_each_host_confirmed_or_rolled_back(awx):
     flake.set_config(flake.config_of(FAST), behaviour='ok')
     awx.commit('version c1, slow activations but on %s' % FAST)
     cancel = WhenActivating(lab, NAMES, confirmed={FAST: before[FAST]})
+    pod = awx.pod_name('cancel')
     try:
-        runner, _artifacts = awx.job(cancel_callback=cancel)
+        job = awx.job(pod=pod, cancel=Cancel(cancel, lambda: podman('stop', '--time', '30', pod)))
     finally:
         cancel.done.set()
     ended = time.time()
-    assert runner.status == 'canceled', runner.stdout.read()[-6000:]
+    # what `process` read from the worker's stream (AWX itself records a job
+    # it canceled as 'canceled' whatever the stream says)
+    assert job.status == 'canceled', job.tail()
+    assert job.statuses[-1] == 'canceled' and job.worker_rc is not None, job.tail()
     assert cancel.canceled_at is not None
     new = dict((e['event_data']['host'], e['event_data']['res']['out_path'])
-               for e in runner.events if e.get('event') == 'runner_on_ok'
+               for e in job.events if e.get('event') == 'runner_on_ok'
                and e['event_data']['task'] == EVAL)
     assert sorted(new) == NAMES, new
 
-    # the job's container is gone with it
-    name = runner.config.container_name
-    wait_until(lambda: not containers_named(name), 30, what='container %s to go' % name)
+    # the job's pod (container) is gone with it
+    wait_until(lambda: not containers_named(pod), 30, what='container %s to go' % pod)
 
     # each host settles within its activation and confirmation window
     settled = {}
@@ -111,9 +118,9 @@ def test_cancel_while_activating_leaves_each_host_confirmed_or_rolled_back(awx):
           '(seconds after the cancel): %s; %s' % (ended - cancel.canceled_at, settled, outcomes))
 
     # a new job converges: every host on its new system
-    runner, artifacts = awx.job()
-    assert runner.status == 'successful', runner.stdout.read()[-6000:]
-    stats = set_stats_of(artifacts)['nixdeploy']
+    job = awx.job()
+    assert job.status == 'successful', job.tail()
+    stats = set_stats_of(job.artifacts)['nixdeploy']
     for host in NAMES:
         assert stats[host]['path'] == new[host], stats[host]
         assert assert_consistent(lab, host) == new[host], host

@@ -15,7 +15,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
-    _build, _closure, _nix, _nix_output)
+    _build, _build_platforms, _closure, _nix, _nix_output)
 
 
 # every shape of `derivation show` / `path-info --json` reads the same (test_nix_output.py);
@@ -133,3 +133,81 @@ def test_a_missing_derivation_is_a_nix_error_naming_the_step():
     with pytest.raises(_nix.NixError) as info:
         builder().derivations(['/nix/store/00000000000000000000000000000000-gone.drv'])
     assert str(info.value).startswith('reading derivations: error:')
+
+
+# ------------------------------------------------------------------ another platform
+def _other_system():
+    return 'aarch64-linux' if _nix.native_system() != 'aarch64-linux' else 'x86_64-linux'
+
+
+@pytest.fixture
+def foreign_drv(tmp_path):
+    """(good drv, a drv for another platform whose builder runs here), new per test."""
+    (tmp_path / 'two.nix').write_text(TWO)
+    expr = ('let x = import %s { tag = %s; }; in [ x.good.drvPath (derivation { name = %s; '
+            'system = %s; builder = "/bin/sh"; args = [ "-c" "echo other > $out" ]; }).drvPath ]'
+            % (tmp_path / 'two.nix', _nix.nix_string(uuid.uuid4().hex[:12]),
+               _nix.nix_string('house-foreign-' + uuid.uuid4().hex[:12]),
+               _nix.nix_string(_other_system())))
+    opts = _nix.NixOptions(options={'substituters': ''})
+    return _nix.Runner(opts).json('eval', ['--json', '--impure', '--expr', expr], 'eval')
+
+
+def test_a_system_for_another_platform_fails_before_the_build(foreign_drv):
+    good, other = foreign_drv
+    nix = builder()
+    graph, needs = nix.derivations_and_needs([good, other])
+    local = _build_platforms.LocalBuilds(nix.runner, needs)
+    answers = _build.build_group(nix, [good, other], graph, local=local)
+    assert answers[good]['built'] is True and 'error' not in answers[good]
+    msg = answers[other]['error']
+    assert msg.startswith('cannot build it here: its system %s is for %s, and this machine\'s Nix '
+                          'builds %s' % (other, _other_system(), _nix.native_system())), msg
+    assert 'nix_build_on: target' in msg and 'extra-platforms: %s' % _other_system() in msg
+    assert answers[other]['would_build'] == [other] and answers[other]['built'] is False
+    # derivation show, dry run, config show, ONE build (of `good` alone: it succeeded, so
+    # no validity check follows)
+    assert nix.processes == 4
+
+
+def test_extra_platforms_in_nix_options_let_nix_build_it(foreign_drv):
+    _good, other = foreign_drv
+    nix = _build.Builder(_nix.NixOptions(options={'substituters': '', 'extra-platforms': _other_system()}),
+                         timeout=120)
+    graph, needs = nix.derivations_and_needs([other])
+    answers = _build.build_group(nix, [other], graph,
+                                 local=_build_platforms.LocalBuilds(nix.runner, needs))
+    assert answers[other]['built'] is True and 'error' not in answers[other], answers
+
+
+def test_when_nix_fails_on_the_platform_its_message_stays_with_the_ways_out(foreign_drv):
+    _good, other = foreign_drv
+    nix = builder()
+    graph = nix.derivations([other])
+    # without the check (as when Nix's daemon is configured otherwise): Nix's own words
+    msg = _build.build_group(nix, [other], graph)[other]['error']
+    assert msg.startswith('building %s failed:\n' % other), msg
+    assert ("a '%s' with features {} is required to build" % _other_system() in msg
+            or 'Reason: platform mismatch' in msg), msg
+    assert msg.splitlines()[-1].startswith('Ways out: build it on the host itself (nix_build_on: target)')
+
+
+def test_a_system_only_to_fetch_is_fetched_by_the_build(two_drvs, tmp_path):
+    """Every system in a binary cache (the publish role's): nothing to build,
+    but the build step still fetches the outputs, so later steps (closure
+    sizes, the copy) find them valid."""
+    good, _bad = two_drvs
+    cache = 'file://%s' % (tmp_path / 'cache')
+    first = builder()
+    graph = first.derivations([good])
+    assert _build.build_group(first, [good], graph)[good]['built'] is True
+    out = _build.outputs_of(graph, good)[0]
+    nix = _nix.Runner(_nix.NixOptions(options={'substituters': ''}))
+    nix.check('copy', ['--to', cache, out], 'filling the cache', flake_command=True)
+    nix.check('store', ['delete', out], 'deleting the output', flake_command=True)
+    assert first.invalid([out]) == {out}
+    fetching = _build.Builder(_nix.NixOptions(options={
+        'substituters': cache, 'require-sigs': False}), timeout=120)
+    answers = _build.build_group(fetching, [good], graph)
+    assert answers[good]['would_build'] == [] and answers[good]['would_fetch'] == [out], answers
+    assert fetching.invalid([out]) == set(), 'the build step fetched nothing'
