@@ -9,7 +9,9 @@
 Tables: 1 overhead, 2 eval, 3 copy, 4 inventory, 5 scaling, 6 cascade,
 7 real (real-sized systems), 8 shapes (real-shaped flakes, no lab), 9 ee-store
 (an AWX job in the execution environment after a one-host change, by where
-its Nix store lives). Tables 1, 3 and 5 deploy to a lab fleet (tests/lab,
+its Nix store lives). Table 10, scale (the deploy at 250 and 1,000 hosts on a
+scale lab of light hosts, benchmarks/scale.py, 45-60 minutes), runs only
+when asked: --only scale [--scale-sizes 100]. Tables 1, 3 and 5 deploy to a lab fleet (tests/lab,
 root needed) named by --lab, tables 6, 7 and 9 each to one of their own (6:
 every host one shared system; 7 and 9: ~2,000 paths and 210 MB per host),
 always downed at the end. Table 9 runs the EE image (`make ee`) with podman;
@@ -27,11 +29,13 @@ import tempfile
 import time
 
 from benchmarks import (cascade, copy_modes, ee_store, eval_batching, flake_shapes, inventory_parse,
-                        overhead, real_size, scaling)
+                        overhead, real_size, scale, scaling)
 from benchmarks._fleet import REPO, BenchFleet, load
 
 TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade', 'real', 'shapes',
           'ee-store')
+# run only when named in --only: not part of a run of every table
+ASKED_ONLY = ('scale',)
 FULL = {'overhead_sizes': '1,4,8,16', 'eval_sizes': '1,4,8,16',
         'inventory_sizes': '100,1000,10000', 'scaling_sizes': '4,8,16,32',
         'copy_hosts': 8, 'copy_bytes': 4000000, 'cascade_sizes': '8,16',
@@ -51,7 +55,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog='python -m benchmarks', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--only', default=','.join(TABLES),
-                        help='comma list of tables to run: %s' % ','.join(TABLES))
+                        help='comma list of tables to run: %s' % ','.join(TABLES + ASKED_ONLY))
     parser.add_argument('--quick', action='store_true', help='small sizes, a few minutes')
     parser.add_argument('--overhead-sizes')
     parser.add_argument('--eval-sizes')
@@ -73,6 +77,10 @@ def parse_args(argv):
                         help='setups of table 9: %s' % ','.join(ee_store.SETUPS))
     parser.add_argument('--rate', default='100mbit', help='tbf rate of each host link')
     parser.add_argument('--delay', default='20ms', help='netem delay each way')
+    parser.add_argument('--scale-sizes', default=','.join(str(n) for n in scale.SIZES),
+                        help='fleet sizes of table 10 (scale; at most 1000)')
+    parser.add_argument('--scale-forks', type=int, default=scale.FORKS,
+                        help='forks (and script parallelism) of table 10')
     parser.add_argument('--lab', default='bnc', help='name of the lab to bring up (and down)')
     parser.add_argument('--output', default=os.path.join(REPO, 'benchmarks', 'results',
                                                          'latest.json'))
@@ -83,7 +91,7 @@ def parse_args(argv):
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.only = [t.strip() for t in args.only.split(',') if t.strip()]
-    unknown = set(args.only) - set(TABLES)
+    unknown = set(args.only) - set(TABLES + ASKED_ONLY)
     if unknown:
         parser.error('unknown tables: %s' % ', '.join(sorted(unknown)))
     bad_rows = set(r.strip() for r in args.real_rows.split(',') if r.strip()) - set(
@@ -96,7 +104,7 @@ def parse_args(argv):
     if bad_setups:
         parser.error('unknown --ee-store-setups: %s' % ', '.join(sorted(bad_setups)))
     if os.geteuid() != 0 and set(args.only) & {'overhead', 'copy', 'scaling', 'cascade', 'real',
-                                               'ee-store'}:
+                                               'ee-store', 'scale'}:
         parser.error('overhead, copy, scaling, cascade, real and ee-store deploy to a lab fleet, '
                      'which needs root; without root run --only eval,inventory')
     problem = ee_store.check_image() if 'ee-store' in args.only else None
@@ -187,7 +195,7 @@ def main(argv=None):
     printers = {'overhead': overhead.table, 'eval': eval_table, 'copy': copy_modes.table,
                 'inventory': inventory_table, 'scaling': scaling.table, 'cascade': cascade.table,
                 'real': real_size.table, 'shapes': flake_shapes.table,
-                'ee-store': ee_store.table}
+                'ee-store': ee_store.table, 'scale': scale.table}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix='nixdeploy-bench-') as tmp:
         if 'eval' in args.only:
@@ -253,12 +261,22 @@ def main(argv=None):
                     fleet, [s for s in args.ee_store_setups.split(',') if s.strip()], log=log)
             finally:
                 fleet.down()
+        if 'scale' in args.only:
+            log('10. scale ...')
+            scale_sizes = sizes(args.scale_sizes)
+            fleet = scale.ScaleFleet(args.lab + 'k', max(scale_sizes),
+                                     os.path.join(tmp, 'scale'), forks=args.scale_forks, log=log)
+            try:
+                tables['scale'] = scale.run(fleet, scale_sizes, log=log)
+            finally:
+                fleet.down()
+            tables['scale']['lab']['down_seconds'] = fleet.down_seconds
     results['seconds'] = round(time.monotonic() - started, 1)
     results['machine']['load_at_end'] = load()
     print('nixdeploy.fleet benchmarks, %s; %d cores; load %.1f at start, %.1f at end; %.0f s'
           % (results['started'], os.cpu_count(), results['machine']['load_at_start'],
              results['machine']['load_at_end'], results['seconds']))
-    for name in TABLES:
+    for name in TABLES + ASKED_ONLY:
         if name in tables:
             print()
             print(printers[name](tables[name]))

@@ -1,0 +1,386 @@
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark 10: the deploy at fleet size (250 and 1,000 hosts) against the plain script.
+
+On a scale lab (tests/lab/scale: light NixOS hosts, each with its own network
+namespace, address, mount namespace, /nix and sshd started per connection),
+for each N, the first N hosts:
+  playbook   ansible-playbook nixdeploy.fleet.deploy -l @hosts (forks F; the
+             repository's ansible.cfg: ControlPersist, pipelining) with the
+             summary and report callbacks on, as users run it
+  script     benchmarks/baseline_deploy.sh, the same Nix commands, F at a time
+each a full deploy (every host a new system) and then a no-op redeploy. Per
+run: wall time, controller CPU (user + system of the run's process tree, and
+for the playbook the ssh masters it leaves detached), controller peak memory
+(sum of the PSS and of the RSS of that tree, sampled every 2 s), and for
+the playbook the job events (per host), the summary lines and the HTML
+report's size. Before the first N every host gets a first system from the
+plain script (a warm-up: real fleets upgrade a running system, and the shared
+paths - busybox, the kernel - are then on every host for both deployers).
+
+    python -m benchmarks.scale                    N = 250 and 1,000, forks 50
+    python -m benchmarks.scale --hosts 100        a quick run
+    python -m benchmarks --only scale --scale-sizes 100
+
+Root, one scale lab at a time (bridge ndscale0, 10.213.252.0/22).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+# pylint: disable=wrong-import-position
+from benchmarks._fleet import (BASELINE, CALLBACKS, PLAYBOOK, SSH_ARGS, BenchFleet,  # noqa: E402
+                               RunError, load, phases, ssh_masters)
+from benchmarks._scale_measure import (PROFILE_RATE, profile_shares, profile_table,  # noqa: E402
+                                       summary_lines, timed)
+from tests.collection import ansible_env  # noqa: E402
+from tests.deploy_fleet import prepare, write_inventory  # noqa: E402
+from tests.lab.scale import ScaleLab  # noqa: E402
+
+SIZES = (250, 1000)
+PY_SPY = os.path.join(os.path.dirname(sys.executable), 'py-spy')
+FORKS = 50
+
+
+class ScaleFleet(BenchFleet):
+    """BenchFleet on a scale lab; the playbook runs with the summary, the
+    report and the event counter on, and every run's memory is sampled."""
+
+    # pylint: disable=super-init-not-called
+    def __init__(self, name, hosts, workdir, forks=FORKS, log=print):
+        self.workdir, self.forks = workdir, forks
+        os.makedirs(workdir, exist_ok=True)
+        self.lab = ScaleLab(name).up(hosts)
+        self.up_seconds, self.up_steps = self.lab.state['up_seconds'], self.lab.state['timings']
+        self.up_memory = self.lab.state.get('memory_kb')
+        log('  scale lab %s: %d hosts up in %.1f s %s'
+            % (name, hosts, self.up_seconds, json.dumps(self.up_steps)))
+        try:
+            self.flake, self.secret = prepare(self.lab, os.path.join(workdir, 'flake'))
+            self.inventory = write_inventory(os.path.join(workdir, 'inventory'), self.lab,
+                                             self.flake, self.secret)
+        except Exception:
+            self.lab.down()
+            raise
+        self.names = sorted(self.lab.hosts, key=lambda n: int(n[1:]))
+        self.selected = list(self.names)
+        self.runs = 0
+        self.version = 0
+        self.down_seconds = None
+
+    def down(self):
+        self.lab.down()
+        self.down_seconds = getattr(self.lab, 'down_seconds', None)
+
+    def active(self):
+        # one nsenter per host is too slow at 1,000: read the files directly
+        out = {}
+        for name in self.selected:
+            path = os.path.join(self.lab.host(name)['dir'], 'nix', 'var', 'lab', 'system',
+                                'active')
+            try:
+                with open(path) as handle:
+                    out[name] = handle.read().strip()
+            except OSError:
+                out[name] = None
+        return out
+
+    def playbook(self, forks, args=(), env=None, record=None, playbook=PLAYBOOK, profile=None):
+        """As BenchFleet.playbook; ``profile``: a file for py-spy's raw
+        stacks of ansible-playbook and its forks (a run apart: sampling
+        slows what it samples)."""
+        extra = {'ANSIBLE_CONFIG': os.path.join(REPO, 'ansible.cfg'),
+                 'ANSIBLE_FORKS': str(forks), 'ANSIBLE_SSH_ARGS': SSH_ARGS,
+                 'ANSIBLE_PIPELINING': 'True'}
+        extra.update(env or {})
+        run_env = ansible_env(extra)
+        number = self.runs + 1
+        times = os.path.join(self.workdir, 'times-%d.json' % number)
+        events = os.path.join(self.workdir, 'events-%d.json' % number)
+        report = os.path.join(self.workdir, 'report-%d' % number)
+        run_env.update(NIXDEPLOY_BENCH_TIMES=times, NIXDEPLOY_BENCH_EVENTS=events,
+                       NIXDEPLOY_REPORT_DIR=report,
+                       ANSIBLE_CALLBACK_PLUGINS=CALLBACKS + os.pathsep
+                       + run_env['ANSIBLE_CALLBACK_PLUGINS'],
+                       ANSIBLE_CALLBACKS_ENABLED='task_times,scale_events,'
+                                                 'nixdeploy.fleet.summary,nixdeploy.fleet.report')
+        # the selection as a file: 1,000 names are too long for one argument
+        limit = os.path.join(self.workdir, 'limit-%d' % len(self.selected))
+        with open(limit, 'w') as handle:
+            handle.write('\n'.join(self.selected) + '\n')
+        argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
+                '-i', self.inventory, playbook, '-l', '@' + limit] + list(args)
+        if profile:
+            # --gil: samples of Python code running (holding the GIL), not
+            # of waits (the strategy's poll sleep, a fork waiting on ssh)
+            argv = [PY_SPY, 'record', '--subprocesses', '--nonblocking', '--gil', '--rate', str(PROFILE_RATE),
+                    '--format', 'raw', '--full-filenames', '--output', profile, '--'] + argv
+        log = self._log('playbook')
+        folder = run_env.setdefault('ANSIBLE_SSH_CONTROL_PATH_DIR',
+                                    os.path.join(self.workdir, 'cp'))
+        before = ssh_masters(folder)
+        result = timed(argv, env=run_env, cwd=self.workdir, log=log, folder=folder)
+        # the masters' CPU: as _fleet's MasterWatch, sampled once at the end
+        # too (a master that ended within the run is missed: wait4 cannot
+        # see it, and ControlPersist keeps them past the run)
+        after = ssh_masters(folder)
+        result['ssh_masters_cpu'] = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+        result['cpu'] += result['ssh_masters_cpu']
+        if result['rc'] != 0:
+            raise RunError('the deploy playbook failed (rc %s), see %s' % (result['rc'], log))
+        result['phases'] = phases(times, result)
+        result['phases'].pop('done', None)
+        try:
+            with open(events) as handle:
+                result['events'] = json.load(handle)
+        except (OSError, ValueError):
+            result['events'] = None
+        result['summary_lines'] = summary_lines(log)
+        result['report'] = dict((name, os.path.getsize(os.path.join(report, name)))
+                                for name in ('nixdeploy-report.html', 'nixdeploy-report.json')
+                                if os.path.exists(os.path.join(report, name)))
+        return result
+
+    def baseline(self, parallel, trace=False):
+        plan = os.path.join(self.workdir, 'baseline-hosts')
+        with open(plan, 'w') as handle:
+            for name in self.selected:
+                host = self.lab.host(name)
+                handle.write('%s %s %s %s\n' % (name, host['address'], host['ssh_user'],
+                                                self.flake.attr(name)))
+        log = self._log('baseline')
+        result = timed(['sh', BASELINE, self.flake.ref, plan, str(parallel), self.lab.key,
+                        self.lab.known_hosts], log=log)
+        if result['rc'] != 0:
+            raise RunError('the baseline deploy failed (rc %s), see %s' % (result['rc'], log))
+        return result
+
+
+def _deploy(fleet, deployer):
+    """A new system on every selected host, then the no-op redeploy."""
+    fleet.new_version()
+    before = fleet.active()
+    run = getattr(fleet, deployer)
+    first = run(fleet.forks)
+    fleet.deployed(before)
+    after = fleet.active()
+    second = run(fleet.forks)
+    if fleet.active() != after:
+        raise RunError('a no-op %s redeploy changed what is active' % deployer)
+    return {'deploy': first, 'noop': second}
+
+
+def run(fleet, sizes, log=print, partial=None, profile=False):
+    """{'rows': [{n, playbook: {deploy, noop}, script: {...}, ratios}], ...};
+    ``partial(data)`` after each size (a long run keeps what it measured);
+    ``profile``: after the smallest size, one more deploy and no-op of it
+    under py-spy."""
+    rows, data = [], {}
+    fleet.select(max(sizes))
+    started = time.monotonic()
+    fleet.new_version()
+    fleet.baseline(fleet.forks)
+    warmup = round(time.monotonic() - started, 1)
+    log('  scale warm-up: a first system on %d hosts by the script in %.1f s'
+        % (max(sizes), warmup))
+    for size in sizes:
+        fleet.select(size)
+        row = {'n': size, 'load_before': load()}
+        for deployer in ('playbook', 'script'):
+            row[deployer] = _deploy(fleet, 'baseline' if deployer == 'script' else deployer)
+            log('  scale N=%d %-8s deploy %.1f s (cpu %.1f), no-op %.1f s (cpu %.1f)' % (
+                size, deployer, row[deployer]['deploy']['wall'], row[deployer]['deploy']['cpu'],
+                row[deployer]['noop']['wall'], row[deployer]['noop']['cpu']))
+        for phase in ('deploy', 'noop'):
+            for measure in ('wall', 'cpu'):
+                base = row['script'][phase][measure]
+                row['%s_%s_ratio' % (phase, measure)] = (
+                    row['playbook'][phase][measure] / base if base else None)
+        row['load_after'] = load()
+        rows.append(row)
+        if profile and size == sizes[0]:
+            data['profile'] = profiled(fleet, size, log=log)
+        data.update({'rows': rows, 'forks': fleet.forks, 'warmup': warmup,
+                     'lab': {'hosts': len(fleet.names), 'up_seconds': fleet.up_seconds,
+                             'up_steps': fleet.up_steps, 'memory_kb': fleet.up_memory}})
+        if partial:
+            partial(data)
+    return data
+
+
+def profiled(fleet, size, log=print):
+    """One more deploy (a new system) and no-op of ``size`` hosts under py-spy."""
+    fleet.select(size)
+    out = {'n': size}
+    fleet.new_version()
+    for phase in ('deploy', 'noop'):
+        raw = os.path.join(fleet.workdir, 'profile-%d-%s.txt' % (size, phase))
+        result = fleet.playbook(fleet.forks, profile=raw)
+        out[phase] = {'wall': result['wall'], 'cpu': result['cpu'], 'raw': raw,
+                      'shares': profile_shares(raw)}
+        log('  scale profile N=%d %s: %.1f s under py-spy, %s' % (
+            size, phase, result['wall'], json.dumps(out[phase]['shares'])))
+    return out
+
+
+def _ratio(value):
+    return '%.2fx' % value if value else '-'
+
+
+def table(data):
+    lines = ['10. Scale: deploy playbook vs plain script at fleet size (forks and script '
+             'parallelism %d)' % data['forks'],
+             '%5s  %-9s %8s %7s %8s %7s %7s %7s %6s %6s %5s %8s' % (
+                 'N', 'deployer', 'deploy s', 'cpu s', 'no-op s', 'cpu s', 'PSS MB', 'RSS MB',
+                 'ev', 'ev/h', 'summ', 'html KB')]
+    lines.append('-' * len(lines[-1]))
+    for row in data['rows']:
+        for deployer in ('playbook', 'script'):
+            cell = row[deployer]
+            deploy, noop = cell['deploy'], cell['noop']
+            peak = max(deploy['memory']['pss_mb'], noop['memory']['pss_mb'])
+            peak_rss = max(deploy['memory']['rss_mb'], noop['memory']['rss_mb'])
+            events = (deploy.get('events') or {}).get('events')
+            html = (deploy.get('report') or {}).get('nixdeploy-report.html')
+            lines.append('%5d  %-9s %8.1f %7.1f %8.1f %7.1f %7.0f %7.0f %6s %6s %5s %8s' % (
+                row['n'], deployer, deploy['wall'], deploy['cpu'], noop['wall'], noop['cpu'],
+                peak, peak_rss, events if events is not None else '',
+                '%.1f' % (float(events) / row['n']) if events is not None else '',
+                deploy.get('summary_lines', ''), '%.0f' % (html / 1024.0) if html else ''))
+        lines.append('%5s  %-9s %8s %7s %8s %7s' % (
+            '', 'ratio', _ratio(row['deploy_wall_ratio']), _ratio(row['deploy_cpu_ratio']),
+            _ratio(row['noop_wall_ratio']), _ratio(row['noop_cpu_ratio'])))
+    columns = ('startup', 'eval', 'build', 'copy', 'activate', 'confirm', 'other')
+    lines += ['', "where the playbook's time goes (s; startup = Python + inventory plugin):",
+              '%5s  %-7s ' % ('N', 'run') + ' '.join('%8s' % c for c in columns)]
+    for row in data['rows']:
+        for phase in ('deploy', 'noop'):
+            cell = row['playbook'][phase].get('phases') or {}
+            lines.append('%5d  %-7s ' % (row['n'], 'no-op' if phase == 'noop' else phase)
+                         + ' '.join('%8.1f' % cell.get(c, 0) for c in columns))
+    mains = ['N=%d %.1f s deploy, %.1f s no-op' % (
+        row['n'], row['playbook']['deploy']['memory']['main_cpu'],
+        row['playbook']['noop']['memory']['main_cpu'])
+        for row in data['rows'] if 'main_cpu' in row['playbook']['deploy']['memory']]
+    if mains:
+        lines.append("CPU of ansible-playbook's main process (the strategy loop): " + ', '.join(mains))
+    lab = data['lab']
+    lines.append('')
+    lines.append('lab: %d hosts up in %.1f s (%s), down in %s s; warm-up (script) %.1f s' % (
+        lab['hosts'], lab['up_seconds'],
+        ', '.join('%s %.1f' % (k, v) for k, v in sorted(lab['up_steps'].items()) if k != 'total'),
+        '%.1f' % lab['down_seconds'] if lab.get('down_seconds') is not None else '-',
+        data['warmup']))
+    memory = lab.get('memory_kb')
+    if memory:
+        lines.append('lab memory once up: %.0f MB less available (%.0f KB a host), slab %+.0f MB, '
+                     'the listener %.0f MB PSS' % (
+                         memory['MemAvailable'] / 1024.0, memory['MemAvailable'] / float(lab['hosts']),
+                         memory['Slab'] / 1024.0, memory['listener_pss'] / 1024.0))
+    lines.append('goals (issue 37, at N = 1,000): deploy at most 1.1x the script\'s wall, '
+                 'no-op at most 0.8x')
+    for row in data['rows']:
+        lines.append('  N=%d: deploy %s (%s), no-op %s (%s)' % (
+            row['n'], _ratio(row['deploy_wall_ratio']),
+            'met' if (row['deploy_wall_ratio'] or 99) <= 1.1 else 'NOT met',
+            _ratio(row['noop_wall_ratio']),
+            'met' if (row['noop_wall_ratio'] or 99) <= 0.8 else 'NOT met'))
+    if data.get('profile'):
+        lines.append(profile_table(data['profile']))
+    return '\n'.join(lines)
+
+
+def versions():
+    out = {'python': platform.python_version(), 'kernel': platform.release()}
+    for name, argv in (('nix', ['nix', '--version']), ('openssh', ['ssh', '-V']),
+                       ('ansible-core', [os.path.join(os.path.dirname(sys.executable),
+                                                      'ansible-playbook'), '--version'])):
+        try:
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  universal_newlines=True, check=False)
+            out[name] = proc.stdout.splitlines()[0].strip()
+        except (OSError, IndexError):
+            out[name] = None
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='python -m benchmarks.scale', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--hosts', default=','.join(str(s) for s in SIZES),
+                        help='comma list of fleet sizes (default 250,1000; at most 1000)')
+    parser.add_argument('--forks', type=int, default=FORKS,
+                        help='forks of the playbook and parallel jobs of the script')
+    parser.add_argument('--profile', action='store_true',
+                        help='then one more deploy and no-op of the smallest size under py-spy '
+                             '(pip install py-spy into the venv)')
+    parser.add_argument('--lab', default='scale', help='name of the scale lab (up, then down)')
+    parser.add_argument('--output', default=os.path.join(REPO, 'benchmarks', 'results',
+                                                         'scale.json'))
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        parser.error('the scale lab needs root')
+    sizes = sorted(int(s) for s in args.hosts.split(',') if s.strip())
+    results = {'started': datetime.datetime.utcnow().strftime('%Y-%m-%dT%H:%M:%SZ'),
+               'machine': {'cores': os.cpu_count(), 'load_at_start': load(),
+                           'memory_gb': round(os.sysconf('SC_PAGE_SIZE')
+                                              * os.sysconf('SC_PHYS_PAGES') / 2 ** 30, 1)},
+               'versions': versions()}
+    if args.profile and not os.path.exists(PY_SPY):
+        parser.error('--profile needs py-spy in the venv: %s' % PY_SPY)
+    workdir = os.path.join(os.path.dirname(args.output), 'work-scale')
+    started = time.monotonic()
+
+    def partial(data):
+        results['table'] = data
+        write(args.output + '.partial', results)
+    fleet = ScaleFleet(args.lab, max(sizes), workdir, forks=args.forks, log=log)
+    try:
+        data = run(fleet, sizes, log=log, partial=partial, profile=args.profile)
+    finally:
+        fleet.down()
+    data['lab']['down_seconds'] = fleet.down_seconds
+    results['table'] = data
+    results['seconds'] = round(time.monotonic() - started, 1)
+    results['machine']['load_at_end'] = load()
+    print(header(results))
+    print(table(data))
+    write(args.output, results)
+    print('\nwritten: %s' % os.path.relpath(args.output, os.getcwd()))
+    return 0
+
+
+def write(path, results):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + '.tmp', 'w') as handle:
+        json.dump(results, handle, indent=2, sort_keys=True)
+    os.rename(path + '.tmp', path)
+
+
+def header(results):
+    ver = results['versions']
+    return ('nixdeploy.fleet scale benchmark, %s; %d cores, %.0f GB; load %.1f at start, %.1f at '
+            'end; %.0f s\n%s; %s; %s; Python %s; kernel %s\n' % (
+                results['started'], results['machine']['cores'], results['machine']['memory_gb'],
+                results['machine']['load_at_start'], results['machine']['load_at_end'],
+                results['seconds'], ver.get('ansible-core'), ver.get('nix'), ver.get('openssh'),
+                ver.get('python'), ver.get('kernel')))
+
+
+def log(text):
+    print(text, file=sys.stderr)
+    sys.stderr.flush()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
