@@ -10,29 +10,10 @@ import threading
 import time
 
 from benchmarks._fleet import REPO, ssh_masters
+from tests.faults.fleet import descendants
 
 PROFILE_RATE = 50
 SAMPLE_SECONDS = 2.0
-
-
-def _tree(root):
-    """Pids of ``root`` and every descendant (one /proc scan)."""
-    children = {}
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % entry) as handle:
-                ppid = int(handle.read().rsplit(')', 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += children.get(pid, [])
-    return found
 
 
 def _memory_kb(pid):
@@ -74,7 +55,7 @@ class MemorySampler:
                 self.main_cpu = (int(fields[11]) + int(fields[12])) / self.tick
             except (OSError, ValueError, IndexError):
                 pass
-            pids = set(_tree(self.pid))
+            pids = {self.pid} | set(descendants(self.pid))
             if self.folder:
                 pids |= set(ssh_masters(self.folder))
             pss = rss = 0

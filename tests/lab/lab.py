@@ -198,6 +198,23 @@ def _read_pid(path):
         return None
 
 
+def stop_pid(pid, tries=50):
+    """Stop one process of the lab's by its pid: TERM, then KILL when it has
+    not ended after ``tries`` looks 0.05 s apart."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    for _attempt in range(tries):
+        if _pid_gone(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _pid_gone(pid):
     """Whether ``pid`` has ended (a zombie has; reaped here when it is ours)."""
     try:
@@ -937,20 +954,8 @@ class Lab(TargetFaults):
 
     def _stop_supervisor(self):
         pid = self.state.get('supervisor_pid')
-        if not pid:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        for _attempt in range(50):
-            if _pid_gone(pid):
-                return
-            time.sleep(0.05)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if pid:
+            stop_pid(pid)
 
     def down(self):
         """Stop every process the lab started, remove its namespaces and links."""

@@ -36,7 +36,7 @@ import sys
 import time
 import uuid
 
-from tests.lab.lab import NIX_CONF, SSHD_CONFIG, Lab, LabError, _pid_gone, sh
+from tests.lab.lab import NIX_CONF, SSHD_CONFIG, Lab, LabError, _pid_gone, sh, stop_pid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCALE_ROOT = os.environ.get('NIXDEPLOY_SCALE_ROOT', '/var/lib/nixdeploy-scale')
@@ -348,20 +348,8 @@ class ScaleLab(Lab):
     # ----------------------------------------------------------- down
     def _stop_listener(self):
         pid = self.state.get('listener_pid')
-        if not pid:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        for _attempt in range(100):
-            if _pid_gone(pid):
-                return
-            time.sleep(0.05)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if pid:
+            stop_pid(pid, tries=100)
 
     def _stop_processes(self, grace=2.0):
         deadline = time.time() + grace
