@@ -21,8 +21,13 @@ paths - busybox, the kernel - are then on every host for both deployers).
     python -m benchmarks.scale                    N = 250 and 1,000, forks 50
     python -m benchmarks.scale --hosts 100        a quick run
     python -m benchmarks --only scale --scale-sizes 100
+    python -m benchmarks.scale --hosts 1000 --failures 10 --cascade
+                                                  then a deploy with 10 failing hosts
+                                                  (its report rendered in Chromium) and
+                                                  push against cascade
 
-Root, one scale lab at a time (bridge ndscale0, 10.213.252.0/22).
+Root; the lab takes slot 0 (bridge ndscale0, 10.213.252.0/22, up to 1,000 hosts)
+or, when that is taken, slot 1 (up to 480).
 """
 
 import argparse
@@ -43,6 +48,7 @@ from benchmarks._fleet import (BASELINE, CALLBACKS, PLAYBOOK, SSH_ARGS, BenchFle
                                RunError, load, phases, ssh_masters)
 from benchmarks._scale_measure import (PROFILE_RATE, profile_shares, profile_table,  # noqa: E402
                                        summary_lines, timed)
+from benchmarks import _scale_cascade, report_render  # noqa: E402
 from tests.collection import ansible_env  # noqa: E402
 from tests.deploy_fleet import prepare, write_inventory  # noqa: E402
 from tests.lab.scale import ScaleLab  # noqa: E402
@@ -95,7 +101,8 @@ class ScaleFleet(BenchFleet):
                 out[name] = None
         return out
 
-    def playbook(self, forks, args=(), env=None, record=None, playbook=PLAYBOOK, profile=None):
+    def playbook(self, forks, args=(), env=None, record=None, playbook=PLAYBOOK, profile=None,
+                 check=True):
         """As BenchFleet.playbook; ``profile``: a file for py-spy's raw
         stacks of ansible-playbook and its forks (a run apart: sampling
         slows what it samples)."""
@@ -136,7 +143,7 @@ class ScaleFleet(BenchFleet):
         after = ssh_masters(folder)
         result['ssh_masters_cpu'] = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
         result['cpu'] += result['ssh_masters_cpu']
-        if result['rc'] != 0:
+        if check and result['rc'] != 0:
             raise RunError('the deploy playbook failed (rc %s), see %s' % (result['rc'], log))
         result['phases'] = phases(times, result)
         result['phases'].pop('done', None)
@@ -233,6 +240,49 @@ def profiled(fleet, size, log=print):
     return out
 
 
+def failures_run(fleet, size, bad, log=print):
+    """A deploy of ``size`` hosts of which ``bad`` (spread over the fleet) get
+    a system whose activation fails: the report a reader opens after a real
+    rollout, rendered in headless Chromium (figures, and a screenshot of its
+    first screen beside the report)."""
+    fleet.select(size)
+    step = max(1, size // bad)
+    failing = [fleet.selected[i] for i in range(step // 2, size, step)][:bad]
+    fleet.new_version()
+    for name in failing:
+        fleet.flake.set_config(fleet.flake.config_of(name), behaviour='fail')
+    try:
+        result = fleet.playbook(fleet.forks, check=False)
+    finally:
+        fleet.flake.set_all(behaviour='ok')
+    report = os.path.join(fleet.workdir, 'report-%d' % fleet.runs, 'nixdeploy-report.html')
+    out = {'n': size, 'bad': failing, 'wall': result['wall'], 'rc': result['rc'],
+           'report_bytes': os.path.getsize(report) if os.path.exists(report) else None,
+           'report': report}
+    try:
+        out['render'] = report_render.render(report, png_path=report[:-len('.html')] + '.png',
+                                             runs=3)
+    except report_render.ChromiumMissing as exc:
+        out['render'] = {'skipped': u'%s' % exc}
+    log('  scale failures N=%d: %d bad hosts, rc %s, %.1f s; render %s' % (
+        size, len(failing), result['rc'], result['wall'], json.dumps(
+            dict((k, v) for k, v in out['render'].items() if k.endswith('_ms') or k == 'skipped'))))
+    return out
+
+
+def failures_table(cell):
+    render = cell.get('render') or {}
+    if 'skipped' in render:
+        shown = 'render skipped: %s' % render['skipped']
+    else:
+        shown = ('first contentful paint %s ms, load %s ms, browser CPU %s ms, page %s px'
+                 % (render.get('fcp_ms'), render.get('load_ms'), render.get('cpu_ms'),
+                    render.get('height')))
+    return ('10b. The report of a %d-host deploy with %d failing hosts (rolled back): %.0f KB HTML; %s\n'
+            '     screenshot: %s' % (cell['n'], len(cell['bad']), (cell['report_bytes'] or 0) / 1024.0,
+                                     shown, cell['report'][:-len('.html')] + '.png'))
+
+
 def _ratio(value):
     return '%.2fx' % value if value else '-'
 
@@ -324,6 +374,13 @@ def main(argv=None):
     parser.add_argument('--profile', action='store_true',
                         help='then one more deploy and no-op of the smallest size under py-spy '
                              '(pip install py-spy into the venv)')
+    parser.add_argument('--failures', type=int, default=0,
+                        help='then a deploy of the largest size in which this many hosts get a '
+                             'system that fails (rolled back), and its HTML report rendered in '
+                             'headless Chromium (benchmarks/report_render.py)')
+    parser.add_argument('--cascade', action='store_true',
+                        help='then push against cascade on the largest size '
+                             '(benchmarks/_scale_cascade.py)')
     parser.add_argument('--lab', default='scale', help='name of the scale lab (up, then down)')
     parser.add_argument('--output', default=os.path.join(REPO, 'benchmarks', 'results',
                                                          'scale.json'))
@@ -347,6 +404,13 @@ def main(argv=None):
     fleet = ScaleFleet(args.lab, max(sizes), workdir, forks=args.forks, log=log)
     try:
         data = run(fleet, sizes, log=log, partial=partial, profile=args.profile)
+        if args.failures:
+            data['failures'] = failures_run(fleet, max(sizes), args.failures, log=log)
+            partial(data)
+        if args.cascade:
+            fleet.select(max(sizes))
+            data['cascade'] = _scale_cascade.measure(fleet, log=log)
+            partial(data)
     finally:
         fleet.down()
     data['lab']['down_seconds'] = fleet.down_seconds
@@ -355,6 +419,10 @@ def main(argv=None):
     results['machine']['load_at_end'] = load()
     print(header(results))
     print(table(data))
+    if data.get('failures'):
+        print('\n' + failures_table(data['failures']))
+    if data.get('cascade'):
+        print('\n' + _scale_cascade.table(data['cascade']))
     write(args.output, results)
     print('\nwritten: %s' % os.path.relpath(args.output, os.getcwd()))
     return 0

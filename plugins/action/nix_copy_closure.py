@@ -18,6 +18,7 @@ import re
 import time
 
 from ansible import constants as C
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _builders, _cascade, _closure, _copy, _nix, _peer, _role_vars)
@@ -66,9 +67,28 @@ class ActionModule(NixdeployAction):
 
     def run(self, tmp=None, task_vars=None):
         started = time.time()
+        if self._built_on_target(task_vars or {}):
+            return {'skipped': True, 'changed': False,
+                    'skip_reason': 'nix_build_on is target: the host builds its system itself, '
+                                   'nothing to copy'}
         result = super(ActionModule, self).run(tmp, task_vars)
         result['seconds'] = round(time.time() - started, 3)
         return result
+
+    def _built_on_target(self, task_vars):
+        """With from_role_vars (the deploy role), a host whose nix_build_on is
+        ``target`` is skipped: its build task built the system there. Said
+        here rather than as the role task's ``when``: a condition costs every
+        host a Jinja compilation in its own worker (docs/scale.md)."""
+        if not boolean(self._task.args.get(_role_vars.FLAG, False), strict=False):
+            return False
+        value = task_vars.get('nix_build_on')
+        if value is None:
+            return False
+        try:
+            return _builders.parse_build_on(self._templar.template(value)) == _builders.TARGET
+        except _builders.BuildOnError:
+            return False
 
     def run_host(self, args, result):
         if args['copy_mode'] == 'cascade' and not self._task.check_mode:
@@ -310,15 +330,18 @@ class ActionModule(NixdeployAction):
                     continue
             infos = _copy.batch_infos(_nix.NixOptions.from_params(args), sorted(set(
                 wanted.values())))
-            return {'hosts': dict((n, {'request': {'path': p}}) for n, p in wanted.items()
-                                  if infos.get(p)), 'infos': infos}
+            # each host's own listing: a host reads its entry, not the batch's
+            # closures (megabytes at 1,000 hosts, read by every host)
+            return {'hosts': dict((n, {'request': {'path': p},
+                                       'listing': _closure.listing(infos, p)})
+                                  for n, p in wanted.items() if infos.get(p))}
 
-        entry, data, _here = self.from_batch(
+        entry, _data, _here = self.from_batch(
             'closure', [_nix.options_of(args), self.filled.shared(args).get('path')], compute,
             {'path': path})
         if entry is None:
             return None
-        return _closure.listing(data['infos'], path)
+        return entry['listing']
 
     def _closure(self, opts, path, mode, caches):
         try:

@@ -19,7 +19,7 @@ from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _redact, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    Batch, batch_key, play_batch, record_facts, vars_of)
+    Batch, batch_key, play_uuid, record_facts, task_batch, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
     ARGUMENT_SPEC, EvalError, Evaluator, host_request, normalised)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
@@ -51,7 +51,7 @@ class ActionModule(NixdeployAction):
     def _serial_gate(self, max_fail_percentage):
         """This play batch's number and whether it may start
         (plugin_utils/_serial.py); judged once per batch."""
-        hosts = play_batch(self.task_vars)
+        hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
         batch = Batch(C.DEFAULT_LOCAL_TMP, 'serial',
                       batch_key(self._task._uuid, sorted(hosts), max_fail_percentage))
         # one file per play (its first task) lists the batches so far

@@ -174,15 +174,20 @@ class Cascade:
     ``holders``: hosts that hold all of it already; ``sites``: host -> site;
     ``can_send``: hosts able to send (ssh client and nix there; default all);
     ``peer_reachable``: receivers peers may try (the controller knows their
-    host key and has a key for them; default all), the others get direct pushes.
+    host key and has a key for them; default all), the others get direct pushes;
+    ``max_inflight``: at most this many hops at once (each is an ssh and a
+    Nix process pair on the controller's side, with their pipes: unbounded, a
+    batch of 1,000 hosts would start about 500 and run out of open files).
 
     ``next_hops()`` gives the hops to start now; ``finished(hop, kind,
     reason)`` records how one ended. Done when ``busy`` is empty and
     ``next_hops()`` gives nothing.
     """
 
-    def __init__(self, receivers, holders=(), sites=None, can_send=None, peer_reachable=None):
+    def __init__(self, receivers, holders=(), sites=None, can_send=None, peer_reachable=None,
+                 max_inflight=None):
         self.order = list(receivers)
+        self.max_inflight = max_inflight
         self.sites = dict(sites or {})
         everyone = list(receivers) + list(holders)
         self.able = set(everyone if can_send is None else can_send)
@@ -226,13 +231,20 @@ class Cascade:
     def done(self):
         return not self.pending and not self.inflight
 
+    def _full(self):
+        return bool(self.max_inflight) and len(self.inflight) >= self.max_inflight
+
     # ---------------------------------------------------------- planning
     def next_hops(self):
         """Hops to start now (each marks its receiver in flight)."""
         hops = []
         for receiver in [r for r in self.pending if r in self.direct]:
+            if self._full():
+                return hops
             hops.append(self._start(Hop(CONTROLLER, receiver, direct=True)))
         peers = [r for r in self.pending if r not in self.direct]
+        if self._full():
+            return hops
         if peers and not self._senders() and not self._becoming_senders():
             if any(self._can_send(r) for r in peers):
                 hops.append(self._start(Hop(CONTROLLER, self._seed(peers))))
@@ -241,6 +253,8 @@ class Cascade:
                 self.direct.update(peers)
                 return hops + self.next_hops()
         for sender in self._senders():
+            if self._full():
+                return hops
             if sender in self.busy:
                 continue
             receiver = self._pick(sender)

@@ -52,7 +52,7 @@ options:
         RV(stopped) and the reason, and the play is expected to end (the C(nixdeploy.fleet.deploy) role
         follows with C(meta: end_play)). A canary is C(serial: [1, ...]) with V(0)."
       - Ansible's own C(max_fail_percentage) play keyword is honoured only by the C(linear) strategy; a
-        deploy runs on C(free), where this option takes its place. V(100), the default, stops nothing (only
+        deploy runs on C(host_pinned) (a C(free) strategy), where this option takes its place. V(100), the default, stops nothing (only
         Ansible's own rule holds, the play stops when every host of a batch failed).
     type: int
     default: 100

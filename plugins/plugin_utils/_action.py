@@ -51,7 +51,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _redact, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    Batch, batch_key, play_batch)
+    Batch, batch_key, play_uuid, task_batch)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
     become_problem, ssh_problem)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError
@@ -277,7 +277,7 @@ class NixdeployAction(ActionBase):
         host only) is used instead; without ``alone`` the entry is None.
         Returns (entry, data, computed_here).
         """
-        hosts = play_batch(self.task_vars)
+        hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
         key = batch_key(kind, self._task._uuid, sorted(hosts), key_parts)
         data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(lambda: compute(hosts))
         entry = (data.get('hosts') or {}).get(self.host)

@@ -19,6 +19,7 @@ __metaclass__ = type
 
 import json
 import os
+import re
 import sys
 import time
 
@@ -101,12 +102,19 @@ def assemble(runs, hosts, duplicates=()):
     }
 
 
+def _natural(name):
+    """A sort key that reads digit runs as numbers: h2 before h10 (a fleet of
+    1,000 otherwise reads h1, h10, h100, h1000, h101)."""
+    return [(0, int(part), '') if part.isdigit() else (1, 0, part)
+            for part in re.split(r'(\d+)', name) if part]
+
+
 def ordered_hosts(report):
     """The host records, the ones that need a look first (failed, rolled
-    back), then by name."""
+    back), then by name (digit runs as numbers)."""
     rank = dict((status, idx) for idx, status in enumerate(STATUSES))
     return sorted(report['hosts'].values(),
-                  key=lambda rec: (rank.get(rec['status'], len(STATUSES)), rec['host']))
+                  key=lambda rec: (rank.get(rec['status'], len(STATUSES)), _natural(rec['host'])))
 
 
 def check(report, where='report'):

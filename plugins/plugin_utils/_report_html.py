@@ -69,7 +69,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f7fafc; border
 .gantt .dur { text-align: right; color: var(--muted); font-size: 12px; }
 .track { position: relative; height: 22px; background: #f7fafc; border-radius: 3px; }
 .axis { position: relative; height: 18px; color: var(--muted); font-size: 11px; }
-.axis span { position: absolute; transform: translateX(-50%); }
+.axis span { position: absolute; transform: translateX(-50%); white-space: nowrap; }
 .axis span:first-child { transform: none; } .axis span:last-child { transform: translateX(-100%); }
 .bar { position: absolute; top: 2px; height: 18px; min-width: 3px; border-radius: 3px;
        color: #fff; font-size: 11px; line-height: 18px; padding: 0 4px; overflow: hidden;
@@ -81,6 +81,8 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; }
 td.num { text-align: right; white-space: nowrap; }
+/* one failed host's long outcome must not squeeze these into three lines on every row */
+td.mono, td.nowrap { white-space: nowrap; }
 .diff summary { cursor: pointer; }
 .diff ul { margin: 4px 0; padding-left: 20px; }
 .add { color: var(--ok); } .rem { color: var(--fail); } .chg { color: var(--chg); }
@@ -286,7 +288,7 @@ def _table(hosts, check_mode):
         rows.append(
             u'<tr data-host="%s"><td><b>%s</b>%s</td><td>%s</td><td><span class="badge %s">%s</span>'
             u' %s</td><td class="num">%s &rarr; %s</td><td class="mono" title="%s">%s</td>'
-            u'<td class="num">%s</td><td>%s</td><td class="num">%s</td></tr>'
+            u'<td class="num">%s</td><td class="nowrap">%s</td><td class="num">%s</td></tr>'
             % (_e(rec['host']), _e(rec['host']), _host_key_badge(rec), _e(rec.get('platform') or '-'),
                _e(rec['status']),
                _e(_status_text(rec, check_mode)), _e(rec.get('summary') or ''),

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""``max_fail_percentage`` per serial batch, on the builtin ``free`` strategy.
+"""``max_fail_percentage`` per serial batch, on the builtin ``host_pinned``/``free`` strategies.
 
 Ansible checks a play's ``max_fail_percentage`` only in the ``linear``
 strategy; ``free`` (where each host advances on its own, as a deploy needs)

@@ -16,10 +16,11 @@ What it does not have, to be light:
   connection, which opens the local store itself);
 - no reboot (no power supervisor), no target faults, one persona (nixos).
 
-Addresses: 10.213.252.0/22 on the bridge ``ndscale0``. The lab's plain labs
-use 10.213.<index>.0/24 with index 1-249 (lab.py ``_free_index``), so this
-/22 (indexes 252-255) never meets them; creating the bridge is the claim, so
-one scale lab is up at a time on a machine.
+Addresses: 10.213.252.0/22 on the bridge ``ndscale0`` (slot 0, up to 1,000
+hosts), or 10.213.250.0/23 on ``ndscale1`` (slot 1, up to 480) when slot 0 is
+taken. The lab's plain labs use 10.213.<index>.0/24 with index 1-249 (lab.py
+``_free_index``), so these (indexes 250-255) never meet them; creating a
+slot's bridge is its claim, so two scale labs can be up at a time.
 
 Everything is recorded in state.json and stopped by its ids: the listener by
 its pid, every process in a host's namespaces by its pid (one scan of /proc
@@ -28,6 +29,7 @@ against the namespaces' inodes), every namespace by its name or file.
 
 import concurrent.futures
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -43,10 +45,19 @@ SCALE_ROOT = os.environ.get('NIXDEPLOY_SCALE_ROOT', '/var/lib/nixdeploy-scale')
 # where the hosts' mount namespace files live: a private mount of its own
 # (unshare --mount=FILE needs one), on the machine's /run
 NS_ROOT = '/run/nixdeploy-scale'
-BRIDGE = 'ndscale0'
-NETWORK = ipaddress.ip_network('10.213.252.0/22')
 FIRST_HOST = 10
-MAX_HOSTS = 1000
+# Two scale labs can be up at once, each in its own slot (its bridge, network
+# and interface names): a benchmark of 1,000 hosts in slot 0 and `make test`'s
+# 100-host run in slot 1. The plain labs use 10.213.<index>.0/24 with index
+# 1-249, so both slots (indexes 250-255) are clear of them. Creating a slot's
+# bridge is its claim; up() takes the first free slot that holds the hosts.
+SLOTS = (
+    {'bridge': 'ndscale0', 'network': '10.213.252.0/22', 'netns': 'ndsc-', 'veth': 'ndscv',
+     'max_hosts': 1000},
+    {'bridge': 'ndscale1', 'network': '10.213.250.0/23', 'netns': 'ndsd-', 'veth': 'ndsdv',
+     'max_hosts': 480},
+)
+MAX_HOSTS = max(slot['max_hosts'] for slot in SLOTS)
 # the controller's neighbour table holds every host's address: above the
 # kernel's default hard limit (gc_thresh3 1024) with the other labs' hosts
 NEIGH = {'gc_thresh1': 4096, 'gc_thresh2': 8192, 'gc_thresh3': 16384}
@@ -59,9 +70,12 @@ PARALLEL = 4
 # keep those namespaces alive as long as this one: detached first.
 HOST_INIT = r"""
 set -eu
-hostdir=$1 tools=$2 nsdir=$3
+hostdir=$1 tools=$2 nsroot=$3
 umount -l /run/netns 2>/dev/null || true
-umount -l "$nsdir" 2>/dev/null || true
+# every scale lab's namespace folder (this one's and another slot's)
+for dir in "$nsroot"/*/; do
+  umount -l "${dir%/}" 2>/dev/null || true
+done
 mount --bind "$hostdir/nix" /nix
 mount --bind "$hostdir/home" /home
 mount --bind "$hostdir/root" /root
@@ -118,8 +132,20 @@ class ScaleLab(Lab):
         return os.path.join(NS_ROOT, self.name)
 
     @property
+    def slot(self):
+        return SLOTS[(self.state or {}).get('slot', 0)]
+
+    @property
+    def network(self):
+        return ipaddress.ip_network(self.slot['network'])
+
+    @property
+    def bridge(self):
+        return self.slot['bridge']
+
+    @property
     def bridge_address(self):
-        return str(NETWORK.network_address + 1)
+        return str(self.network.network_address + 1)
 
     # ----------------------------------------------------------- up
     def up(self, hosts=100, personas=None):
@@ -138,11 +164,17 @@ class ScaleLab(Lab):
         os.makedirs(self.dir)
         self.state = {'name': self.name, 'dir': self.dir, 'kind': 'scale', 'hosts': {},
                       'nsdir': self.nsdir, 'timings': timings}
-        if sh(['ip', 'link', 'add', BRIDGE, 'type', 'bridge'], check=False).returncode != 0:
+        for number, slot in enumerate(SLOTS):
+            if hosts <= slot['max_hosts'] and sh(['ip', 'link', 'add', slot['bridge'], 'type',
+                                                  'bridge'], check=False).returncode == 0:
+                self.state.update(slot=number, bridge=slot['bridge'])
+                break
+        else:
             self.state = None
             shutil.rmtree(self.dir, ignore_errors=True)
-            raise LabError('bridge %s exists: another scale lab is up (one at a time)' % BRIDGE)
-        self.state['bridge'] = BRIDGE
+            raise LabError('no free scale lab slot for %d hosts (bridges %s exist: other scale '
+                           'labs are up)' % (hosts, ', '.join(s['bridge'] for s in SLOTS
+                                                              if hosts <= s['max_hosts'])))
         self._save()
         try:
             self._up(hosts, timings, mark)
@@ -180,8 +212,8 @@ class ScaleLab(Lab):
             name = 'h%d' % number
             self.state['hosts'][name] = {
                 'name': name, 'persona': 'nixos', 'platform': 'nixos',
-                'address': str(NETWORK.network_address + FIRST_HOST - 1 + number),
-                'netns': 'ndsc-%s' % name, 'veth': 'ndscv%d' % number,
+                'address': str(self.network.network_address + FIRST_HOST - 1 + number),
+                'netns': self.slot['netns'] + name, 'veth': '%s%d' % (self.slot['veth'], number),
                 'dir': os.path.join(self.dir, 'hosts', name),
                 'mntns': os.path.join(self.nsdir, name),
                 'ssh_user': 'root', 'become': False, 'nix_on_path': True, 'nix_dir': '/usr/bin',
@@ -199,26 +231,43 @@ class ScaleLab(Lab):
         self._wait_ready()
         self._step(timings, 'ssh_probe', mark)
 
+    # The limits are the machine's, shared by both slots: the first lab up
+    # saves the kernel's values (in NS_ROOT, beside the namespace files), the
+    # last one down puts them back.
+    NEIGH_SAVED = os.path.join(NS_ROOT, 'neigh-saved.json')
+
     def _raise_neigh(self):
-        saved = {}
-        for key, want in NEIGH.items():
-            with open(NEIGH_PATH % key) as handle:
-                saved[key] = int(handle.read())
-        self.state['neigh_saved'] = saved
-        self._save()
+        if not os.path.exists(self.NEIGH_SAVED):
+            saved = {}
+            for key in NEIGH:
+                with open(NEIGH_PATH % key) as handle:
+                    saved[key] = int(handle.read())
+            os.makedirs(NS_ROOT, exist_ok=True)
+            with open(self.NEIGH_SAVED, 'w') as handle:
+                json.dump(saved, handle)
+        with open(self.NEIGH_SAVED) as handle:
+            saved = json.load(handle)
         for key, want in NEIGH.items():
             if saved[key] < want:
                 with open(NEIGH_PATH % key, 'w') as handle:
                     handle.write('%d\n' % want)
 
     def _restore_neigh(self):
-        # the other labs live with the kernel's defaults: put them back
-        # (highest first, as the kernel wants thresh1 <= thresh2 <= thresh3)
+        # the other labs live with the kernel's defaults: put them back when
+        # no scale lab is left (highest first, as the kernel wants thresh1 <=
+        # thresh2 <= thresh3)
+        if any(os.path.exists('/sys/class/net/%s' % slot['bridge']) for slot in SLOTS):
+            return
+        try:
+            with open(self.NEIGH_SAVED) as handle:
+                saved = json.load(handle)
+        except (OSError, ValueError):
+            return
         for key in ('gc_thresh1', 'gc_thresh2', 'gc_thresh3'):
-            value = (self.state.get('neigh_saved') or {}).get(key)
-            if value:
+            if saved.get(key):
                 with open(NEIGH_PATH % key, 'w') as handle:
-                    handle.write('%d\n' % value)
+                    handle.write('%d\n' % saved[key])
+        os.unlink(self.NEIGH_SAVED)
 
     def _make_host_tree(self, host):
         hostdir = host['dir']
@@ -245,15 +294,16 @@ class ScaleLab(Lab):
             lines += ['netns add %s' % host['netns'],
                       'link add %s type veth peer name eth0 netns %s' % (host['veth'],
                                                                          host['netns']),
-                      'link set %s master %s up' % (host['veth'], BRIDGE)]
-        lines += ['addr add %s/%d dev %s' % (self.bridge_address, NETWORK.prefixlen, BRIDGE),
-                  'link set %s up' % BRIDGE]
+                      'link set %s master %s up' % (host['veth'], self.bridge)]
+        lines += ['addr add %s/%d dev %s' % (self.bridge_address, self.network.prefixlen,
+                                             self.bridge),
+                  'link set %s up' % self.bridge]
         sh(['ip', '-batch', '-'], input='\n'.join(lines) + '\n')
 
         def inside(host):
             sh(['ip', '-n', host['netns'], '-batch', '-'], input=(
                 'link set lo up\naddr add %s/%d dev eth0\nlink set eth0 up\n'
-                % (host['address'], NETWORK.prefixlen)))
+                % (host['address'], self.network.prefixlen)))
         parallel(inside, hosts)
 
     def _make_mount_namespaces(self, hosts):
@@ -269,7 +319,7 @@ class ScaleLab(Lab):
             open(host['mntns'], 'w').close()
             sh(['nsenter', '--net=/run/netns/%s' % host['netns'], '--',
                 'unshare', '--mount=%s' % host['mntns'], '--propagation', 'private',
-                'sh', '-c', HOST_INIT, 'host-init', host['dir'], tools, self.nsdir])
+                'sh', '-c', HOST_INIT, 'host-init', host['dir'], tools, NS_ROOT])
         parallel(boot, hosts)
 
     def _start_listener(self):
@@ -389,32 +439,56 @@ class ScaleLab(Lab):
         if self.state.get('bridge'):
             sh(['ip', 'link', 'del', self.state['bridge']], check=False)
         self._restore_neigh()
+        self.last_slot = self.state.get('slot', 0)
         self.state = None
         shutil.rmtree(self.dir, ignore_errors=True)
         self.down_seconds = round(time.monotonic() - started, 2)
 
     def leftovers(self, index=None):
-        """What of a scale lab still exists on the machine (any scale lab:
-        one is up at a time)."""
+        """What of this lab's slot still exists on the machine (the slot it
+        was up in, or slot 0): its namespaces, interfaces, namespace files
+        (under this lab's name) and, while it is up, its processes."""
+        number = getattr(self, 'last_slot', (self.state or {}).get('slot', 0))
+        slot = SLOTS[number]
         found = []
+        if self._slot_taken_by_other(number):
+            # the slot's names are another lab's now: only this lab's own
+            # namespace files can be left of it
+            with open('/proc/mounts') as handle:
+                return [ln.split()[1] for ln in handle if ln.split()[1].startswith(self.nsdir)]
         netns = sh(['ip', 'netns', 'list'], check=False).stdout
-        found += [ln.split()[0] for ln in netns.splitlines() if ln.startswith('ndsc-')]
+        found += [ln.split()[0] for ln in netns.splitlines() if ln.startswith(slot['netns'])]
         links = sh(['ip', '-o', 'link', 'show'], check=False).stdout
         for line in links.splitlines():
             ifname = line.split(':')[1].strip().split('@')[0]
-            if ifname == BRIDGE or ifname.startswith('ndscv'):
+            if ifname == slot['bridge'] or ifname.startswith(slot['veth']):
                 found.append(ifname)
         with open('/proc/mounts') as handle:
-            found += [ln.split()[1] for ln in handle if NS_ROOT in ln or '/ndsc-' in ln]
+            found += [ln.split()[1] for ln in handle
+                      if ln.split()[1].startswith(self.nsdir) or '/' + slot['netns'] in ln]
         if self.state:
             found += ['pid %d' % p for p in self.processes()]
         return found
+
+    def _slot_taken_by_other(self, number):
+        root = os.path.dirname(self.dir)
+        for name in (os.listdir(root) if os.path.isdir(root) else ()):
+            if name == self.name:
+                continue
+            try:
+                with open(os.path.join(root, name, 'state.json')) as handle:
+                    other = json.load(handle)
+            except (OSError, ValueError):
+                continue
+            if other.get('kind') == 'scale' and other.get('slot', 0) == number:
+                return True
+        return False
 
     def status(self):
         listener = self.state.get('listener_pid')
         up = bool(listener) and not _pid_gone(listener)
         head = ['scale lab %s: %d hosts on %s (%s), listener %s' % (
-            self.name, len(self.hosts), BRIDGE, NETWORK, 'pid %d' % listener if up else 'DOWN')]
+            self.name, len(self.hosts), self.bridge, self.network, 'pid %d' % listener if up else 'DOWN')]
         rows = ['%-6s %-15s %s' % (n, h['address'], h['netns'])
                 for n, h in sorted(self.hosts.items(), key=lambda i: int(i[0][1:]))]
         return head + rows

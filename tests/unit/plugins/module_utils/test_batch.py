@@ -6,6 +6,8 @@ import os
 import sys
 import time
 
+import pytest
+
 from tests.collection import collections_path
 
 # module_utils import each other as ansible_collections.nixdeploy.fleet...
@@ -141,3 +143,54 @@ def test_facts_in_flight_fill_what_a_worker_does_not_see_yet(tmp_path):
     assert _batch.fact_or_var(_batch.with_facts(named, kept['h2']), 'nix_out_path') \
         == '/nix/store/b-4'
     assert _batch.with_facts(own, None) is own
+
+
+def test_a_host_reads_its_own_entry_not_the_whole_batch(tmp_path):
+    # 1,000 hosts: every host reads the batch's answer, so the shared file
+    # holds names only and each entry sits in a file of its own
+    names = ['h%d' % i for i in range(1000)] + ['../escape', 'a/b']
+    entries = dict((n, {'out_path': '/nix/store/%032d-nixos-%s' % (i, n.replace('/', '_'))})
+                   for i, n in enumerate(names))
+    key = _batch.batch_key('eval', sorted(names))
+    first = _batch.Batch(str(tmp_path), 'eval', key)
+    data, here = first.results(lambda: {'hosts': entries, 'processes': 3})
+    assert here and data['hosts'] is entries
+    reader = _batch.Batch(str(tmp_path), 'eval', key)
+    data, here = reader.results(lambda: pytest.fail('computed twice'))
+    assert not here and data['processes'] == 3
+    assert len(data['hosts']) == 1002 and 'h7' in data['hosts'] and 'h1000' not in data['hosts']
+    assert data['hosts']['h7'] == entries['h7'] and data['hosts'].get('../escape') == entries['../escape']
+    assert data['hosts'].get('nobody') is None
+    with pytest.raises(KeyError):
+        data['hosts']['nobody']  # pylint: disable=pointless-statement
+    assert sorted(data['hosts'].keys()) == sorted(names)
+    # the shared file stays small; no entry file is named after a host
+    assert os.path.getsize(first.path) < 20000
+    stored = os.listdir(first.entries_dir)
+    assert len(stored) == 1002 and all(len(f) == 37 and '/' not in f for f in stored)
+    assert not os.path.exists(os.path.join(str(tmp_path), 'escape'))
+
+
+def test_a_host_that_comes_late_keys_the_batch_as_its_first_host_saw_it(tmp_path):
+    # host_pinned: c reaches the task after b of its batch failed, so its
+    # ansible_play_batch lacks b; it must still share the batch's work, and a
+    # new serial batch (d, e) must not be taken for part of it
+    def view(host, batch):
+        return {'inventory_hostname': host, 'ansible_play_batch': batch}
+    base = str(tmp_path)
+    assert _batch.task_batch(base, 'play', view('a', ['a', 'b', 'c'])) == ['a', 'b', 'c']
+    assert _batch.task_batch(base, 'play', view('c', ['a', 'c'])) == ['a', 'b', 'c']
+    assert _batch.task_batch(base, 'play', view('e', ['e', 'd'])) == ['d', 'e']
+    assert _batch.task_batch(base, 'play', view('d', ['d'])) == ['d', 'e']
+    # another play keeps its own batches
+    assert _batch.task_batch(base, 'other', view('c', ['a', 'c'])) == ['a', 'c']
+
+
+def test_play_uuid_walks_up_to_the_play():
+    class Node(object):
+        def __init__(self, uuid, parent=None, play=None):
+            self._uuid, self._parent, self._play = uuid, parent, play
+    play = Node('p1')
+    task = Node('t1', parent=Node('b1', parent=Node('b0', play=play)))
+    assert _batch.play_uuid(task) == 'p1'
+    assert _batch.play_uuid(Node('t2')) == 't2'

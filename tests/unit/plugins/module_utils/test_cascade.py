@@ -14,7 +14,7 @@ import pytest
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _cascade  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _cascade, _peer  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._cascade import (  # noqa: E402
     CONTROLLER, Cascade, Hop, simulate)
 
@@ -238,3 +238,34 @@ def test_estimate():
     assert _cascade.estimate_seconds(8, 8e6, 12.5e6) == pytest.approx(4 * 0.64)
     assert _cascade.estimate_seconds(1, 8e6, 12.5e6) == pytest.approx(0.64)
     assert _cascade.estimate_seconds(0, 8e6, 12.5e6) == 0.0
+
+
+def test_hops_in_flight_are_capped_at_fleet_size():
+    # 1,000 receivers: unbounded, a round would start up to 500 hops at once
+    # (each an ssh and its pipes in the controller's worker)
+    hosts = names(1000)
+    cascade = Cascade(hosts, max_inflight=128)
+    rounds = simulate(cascade)
+    assert max(len(r) for r in rounds) == 128
+    assert sorted(cascade.got_from) == sorted(hosts)
+    assert cascade.controller_hops == 1
+    assert len(rounds) <= 15, len(rounds)
+    uncapped = simulate(Cascade(hosts))
+    assert max(len(r) for r in uncapped) > 128 and len(uncapped) == 11
+
+
+def test_direct_pushes_are_capped_too():
+    hosts = names(300)
+    cascade = Cascade(hosts, peer_reachable=[], max_inflight=50)
+    rounds = simulate(cascade)
+    assert [len(r) for r in rounds] == [50] * 6
+    assert cascade.controller_hops == 300
+
+
+def test_the_cap_follows_the_open_files_limit(monkeypatch):
+    monkeypatch.setattr(_peer.resource, 'getrlimit', lambda kind: (1024, 4096))
+    assert _peer.hops_inflight() == min(_peer.MAX_HOPS_INFLIGHT, (1024 - 64) // 4)
+    monkeypatch.setattr(_peer.resource, 'getrlimit', lambda kind: (64, 4096))
+    assert _peer.hops_inflight() == 4
+    monkeypatch.setattr(_peer.resource, 'getrlimit', lambda kind: (1 << 20, 1 << 20))
+    assert _peer.hops_inflight() == _peer.MAX_HOPS_INFLIGHT

@@ -438,3 +438,12 @@ def test_a_host_deployed_without_its_host_key_checked_is_marked():
     assert '<div class="card hostkey"><b>1</b><small>host key not checked</small></div>' in page
     # a run where every host's key was checked shows no such card
     assert 'card hostkey' not in _report_html.render(validate(fleet_run()))
+
+
+def test_hosts_of_one_status_in_natural_order():
+    # a fleet of 1,000 reads h1, h2 ... h10, not h1, h10, h100, h1000, h101
+    report = {'hosts': dict((name, {'host': name, 'status': 'changed'})
+                            for name in ('h10', 'h2', 'h1000', 'h1', 'web-a10', 'web-a9', 'db'))}
+    report['hosts']['h100'] = {'host': 'h100', 'status': 'failed'}
+    names = [rec['host'] for rec in _report.ordered_hosts(report)]
+    assert names == ['h100', 'db', 'h1', 'h2', 'h10', 'h1000', 'web-a9', 'web-a10']
