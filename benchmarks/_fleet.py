@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -142,6 +143,20 @@ def ssh_masters(folder):
     return found
 
 
+def stop_masters(folder, grace=5.0):
+    """Stop the ssh masters whose sockets are in ``folder``, by their pids."""
+    pids = list(ssh_masters(folder))
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if os.path.exists('/proc/%d' % pid)]
+        time.sleep(0.05)
+
+
 class MasterWatch:
     """Polls ``ssh_masters(folder)`` until stopped: {pid: highest CPU seconds}."""
 
@@ -226,20 +241,23 @@ class BenchFleet:
             run_env['NIXDEPLOY_TEST_RECORD'] = record
         argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
                 '-i', self.inventory, playbook, '-l', ','.join(self.selected)] + list(args)
+        number = self.runs + 1
         log = self._log('playbook')
-        # The ssh masters Ansible starts run detached: wait4 never counts
-        # them, yet they make the logins and carry every command and `nix
-        # copy`. Their CPU during this run (masters of an earlier run that
-        # this one reuses count from where they were) is the run's too.
+        # A control path folder of the run's own, as AWX gives each job
+        # (private_data_dir/cp): a run never rides the masters of the one
+        # before (a no-op would log in to no host), and they are stopped
+        # after it. The masters run detached: wait4 never counts them, yet
+        # they make the logins and carry every command and `nix copy`.
         folder = run_env.setdefault('ANSIBLE_SSH_CONTROL_PATH_DIR',
-                                    os.path.join(self.workdir, 'cp'))
-        before = ssh_masters(folder)
+                                    os.path.join(self.workdir, 'cp-%d' % number))
+        os.makedirs(folder, exist_ok=True)
         watch = MasterWatch(folder)
         try:
             result = timed(argv, env=run_env, cwd=self.workdir, log=log)
         finally:
             seen = watch.stop()
-        result['ssh_masters_cpu'] = sum(cpu - before.get(pid, 0.0) for pid, cpu in seen.items())
+            stop_masters(folder)
+        result['ssh_masters_cpu'] = sum(seen.values())
         result['cpu'] += result['ssh_masters_cpu']
         if result['rc'] != 0:
             raise RunError('the deploy playbook failed (rc %s), see %s' % (result['rc'], log))

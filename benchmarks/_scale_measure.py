@@ -9,7 +9,8 @@ import subprocess
 import threading
 import time
 
-from benchmarks._fleet import REPO, ssh_masters
+from benchmarks._cpu_groups import machine_busy, machine_forks
+from benchmarks._fleet import REPO, ssh_masters, stop_masters
 from tests.faults.fleet import descendants
 
 PROFILE_RATE = 50
@@ -76,21 +77,49 @@ class MemorySampler:
         return out
 
 
-def timed(argv, env=None, cwd=None, log=None, folder=None):
-    """As _fleet.timed, and the run's peak memory (``memory``)."""
+def timed(argv, env=None, cwd=None, log=None, folder=None, groups=None):
+    """As _fleet.timed, and the run's peak memory (``memory``). With
+    ``folder`` (the run's own ssh control path folder), the ssh masters the
+    run leaves are counted and then stopped. With ``groups``
+    (_cpu_groups.CpuGroups), the run joins its controller group: 'cpu' is
+    then that group's CPU over the run (every process it started, detached
+    ones included), else the reaped tree's and the masters'; 'cpu_wait4' the
+    reaped tree's alone, 'targets_cpu' what the lab's hosts spent meanwhile;
+    'idle' the machine's idle CPU seconds over the run, 'processes' how
+    many processes the machine started meanwhile (controller and hosts)."""
+    before = groups.seconds() if groups else None
+    busy_idle, forks = machine_busy(), machine_forks()
     with open(log, 'w') as out:
         epoch = time.time()
         started = time.monotonic()
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=groups.joiner('controller') if groups else None)
         sampler = MemorySampler(proc.pid, folder)
         try:
             _pid, status, usage = os.wait4(proc.pid, 0)
         finally:
             memory = sampler.stop()
         wall = time.monotonic() - started
-    return {'wall': wall, 'cpu': usage.ru_utime + usage.ru_stime, 'epoch': epoch,
-            'rc': os.waitstatus_to_exitcode(status), 'memory': memory}
+    result = {'wall': wall, 'cpu': usage.ru_utime + usage.ru_stime, 'epoch': epoch,
+              'rc': os.waitstatus_to_exitcode(status), 'memory': memory,
+              'idle': machine_busy()[1] - busy_idle[1],
+              # every process started on the machine meanwhile, the hosts' too
+              'processes': machine_forks() - forks}
+    result['cpu_wait4'] = result['cpu']
+    if folder:
+        # the ssh masters the run left (a folder of its own: none were there
+        # before): their CPU so far, then stopped by pid, as an AWX job's
+        # go with its container, so that the next run logs in again
+        result['ssh_masters_cpu'] = sum(ssh_masters(folder).values())
+        stop_masters(folder)
+    if groups:
+        after = groups.seconds()
+        result['cpu'] = after['controller'] - before['controller']
+        result['targets_cpu'] = after['targets'] - before['targets']
+    else:
+        result['cpu'] += result.get('ssh_masters_cpu', 0.0)
+    return result
 
 
 def summary_lines(log):

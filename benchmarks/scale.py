@@ -45,10 +45,11 @@ if REPO not in sys.path:
 
 # pylint: disable=wrong-import-position
 from benchmarks._fleet import (BASELINE, CALLBACKS, PLAYBOOK, SSH_ARGS, BenchFleet,  # noqa: E402
-                               RunError, load, phases, ssh_masters)
+                               RunError, load, phases)
 from benchmarks._scale_measure import (PROFILE_RATE, profile_shares, profile_table,  # noqa: E402
                                        summary_lines, timed)
 from benchmarks import _scale_cascade, report_render  # noqa: E402
+from benchmarks._cpu_groups import CpuGroups  # noqa: E402
 from tests.collection import ansible_env  # noqa: E402
 from tests.deploy_fleet import prepare, write_inventory  # noqa: E402
 from tests.lab.scale import ScaleLab  # noqa: E402
@@ -78,6 +79,14 @@ class ScaleFleet(BenchFleet):
         except Exception:
             self.lab.down()
             raise
+        # the controller's and the hosts' CPU apart (_cpu_groups): the
+        # listener starts every host's sshd, so the hosts' work is its group's
+        self.groups = CpuGroups.open('nixdeploy-bench-%d' % os.getpid())
+        if self.groups:
+            self.groups.join('targets', self.lab.state['listener_pid'])
+        else:
+            log('  scale: no cgroup to count CPU by (controller: wait4 and the ssh masters; '
+                'hosts: not measured)')
         self.names = sorted(self.lab.hosts, key=lambda n: int(n[1:]))
         self.selected = list(self.names)
         self.runs = 0
@@ -85,6 +94,8 @@ class ScaleFleet(BenchFleet):
         self.down_seconds = None
 
     def down(self):
+        if self.groups:
+            self.groups.close()
         self.lab.down()
         self.down_seconds = getattr(self.lab, 'down_seconds', None)
 
@@ -133,16 +144,13 @@ class ScaleFleet(BenchFleet):
             argv = [PY_SPY, 'record', '--subprocesses', '--nonblocking', '--gil', '--rate', str(PROFILE_RATE),
                     '--format', 'raw', '--full-filenames', '--output', profile, '--'] + argv
         log = self._log('playbook')
+        # a control path folder of the run's own, as AWX gives each job
+        # (private_data_dir/cp): no run rides the masters of the one before
         folder = run_env.setdefault('ANSIBLE_SSH_CONTROL_PATH_DIR',
-                                    os.path.join(self.workdir, 'cp'))
-        before = ssh_masters(folder)
-        result = timed(argv, env=run_env, cwd=self.workdir, log=log, folder=folder)
-        # the masters' CPU: as _fleet's MasterWatch, sampled once at the end
-        # too (a master that ended within the run is missed: wait4 cannot
-        # see it, and ControlPersist keeps them past the run)
-        after = ssh_masters(folder)
-        result['ssh_masters_cpu'] = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-        result['cpu'] += result['ssh_masters_cpu']
+                                    os.path.join(self.workdir, 'cp-%d' % number))
+        os.makedirs(folder, exist_ok=True)
+        result = timed(argv, env=run_env, cwd=self.workdir, log=log, folder=folder,
+                       groups=self.groups)
         if check and result['rc'] != 0:
             raise RunError('the deploy playbook failed (rc %s), see %s' % (result['rc'], log))
         result['phases'] = phases(times, result)
@@ -167,7 +175,7 @@ class ScaleFleet(BenchFleet):
                                                 self.flake.attr(name)))
         log = self._log('baseline')
         result = timed(['sh', BASELINE, self.flake.ref, plan, str(parallel), self.lab.key,
-                        self.lab.known_hosts], log=log)
+                        self.lab.known_hosts], log=log, groups=self.groups)
         if result['rc'] != 0:
             raise RunError('the baseline deploy failed (rc %s), see %s' % (result['rc'], log))
         return result
@@ -205,12 +213,14 @@ def run(fleet, sizes, log=print, partial=None, profile=False):
         row = {'n': size, 'load_before': load()}
         for deployer in ('playbook', 'script'):
             row[deployer] = _deploy(fleet, 'baseline' if deployer == 'script' else deployer)
-            log('  scale N=%d %-8s deploy %.1f s (cpu %.1f), no-op %.1f s (cpu %.1f)' % (
-                size, deployer, row[deployer]['deploy']['wall'], row[deployer]['deploy']['cpu'],
-                row[deployer]['noop']['wall'], row[deployer]['noop']['cpu']))
+            log('  scale N=%d %-8s deploy %.1f s (cpu %.1f, hosts %s), no-op %.1f s (cpu %.1f, '
+                'hosts %s)' % (
+                    size, deployer, row[deployer]['deploy']['wall'], row[deployer]['deploy']['cpu'],
+                    _seconds(row[deployer]['deploy'], 'targets_cpu'), row[deployer]['noop']['wall'],
+                    row[deployer]['noop']['cpu'], _seconds(row[deployer]['noop'], 'targets_cpu')))
         for phase in ('deploy', 'noop'):
-            for measure in ('wall', 'cpu'):
-                base = row['script'][phase][measure]
+            for measure in ('wall', 'cpu', 'targets_cpu'):
+                base = row['script'][phase].get(measure)
                 row['%s_%s_ratio' % (phase, measure)] = (
                     row['playbook'][phase][measure] / base if base else None)
         row['load_after'] = load()
@@ -287,12 +297,16 @@ def _ratio(value):
     return '%.2fx' % value if value else '-'
 
 
+def _seconds(run, key):
+    return '%.1f' % run[key] if run.get(key) is not None else '-'
+
+
 def table(data):
     lines = ['10. Scale: deploy playbook vs plain script at fleet size (forks and script '
              'parallelism %d)' % data['forks'],
-             '%5s  %-9s %8s %7s %8s %7s %7s %7s %6s %6s %5s %8s' % (
-                 'N', 'deployer', 'deploy s', 'cpu s', 'no-op s', 'cpu s', 'PSS MB', 'RSS MB',
-                 'ev', 'ev/h', 'summ', 'html KB')]
+             '%5s  %-9s %8s %7s %7s %8s %7s %7s %7s %7s %6s %6s %5s %8s' % (
+                 'N', 'deployer', 'deploy s', 'cpu s', 'host s', 'no-op s', 'cpu s', 'host s',
+                 'PSS MB', 'RSS MB', 'ev', 'ev/h', 'summ', 'html KB')]
     lines.append('-' * len(lines[-1]))
     for row in data['rows']:
         for deployer in ('playbook', 'script'):
@@ -302,14 +316,30 @@ def table(data):
             peak_rss = max(deploy['memory']['rss_mb'], noop['memory']['rss_mb'])
             events = (deploy.get('events') or {}).get('events')
             html = (deploy.get('report') or {}).get('nixdeploy-report.html')
-            lines.append('%5d  %-9s %8.1f %7.1f %8.1f %7.1f %7.0f %7.0f %6s %6s %5s %8s' % (
-                row['n'], deployer, deploy['wall'], deploy['cpu'], noop['wall'], noop['cpu'],
+            lines.append('%5d  %-9s %8.1f %7.1f %7s %8.1f %7.1f %7s %7.0f %7.0f %6s %6s %5s %8s' % (
+                row['n'], deployer, deploy['wall'], deploy['cpu'], _seconds(deploy, 'targets_cpu'),
+                noop['wall'], noop['cpu'], _seconds(noop, 'targets_cpu'),
                 peak, peak_rss, events if events is not None else '',
                 '%.1f' % (float(events) / row['n']) if events is not None else '',
                 deploy.get('summary_lines', ''), '%.0f' % (html / 1024.0) if html else ''))
-        lines.append('%5s  %-9s %8s %7s %8s %7s' % (
+        lines.append('%5s  %-9s %8s %7s %7s %8s %7s %7s' % (
             '', 'ratio', _ratio(row['deploy_wall_ratio']), _ratio(row['deploy_cpu_ratio']),
-            _ratio(row['noop_wall_ratio']), _ratio(row['noop_cpu_ratio'])))
+            _ratio(row.get('deploy_targets_cpu_ratio')), _ratio(row['noop_wall_ratio']),
+            _ratio(row['noop_cpu_ratio']), _ratio(row.get('noop_targets_cpu_ratio'))))
+    idle = ['N=%d %s' % (row['n'], ', '.join(
+        '%s %s %s' % (deployer, phase, _seconds(row[deployer][phase], 'idle'))
+        for deployer in ('playbook', 'script') for phase in ('deploy', 'noop')))
+        for row in data['rows']]
+    lines.append('cpu s: the deployer\'s (every process it started, ssh masters included); '
+                 'host s: the lab hosts\' (sshd, Nix, activations) meanwhile; both on the same '
+                 'cores. Idle CPU seconds of the machine during each run: ' + '; '.join(idle))
+    started = ['N=%d %s' % (row['n'], ', '.join(
+        '%s %s %s' % (deployer, phase, '%.0f' % (row[deployer][phase]['processes'] / float(row['n']))
+                      if row[deployer][phase].get('processes') is not None else '-')
+        for deployer in ('playbook', 'script') for phase in ('deploy', 'noop')))
+        for row in data['rows']]
+    lines.append('Processes started a host (controller and hosts, the whole machine): '
+                 + '; '.join(started))
     columns = ('startup', 'eval', 'build', 'copy', 'activate', 'confirm', 'other')
     lines += ['', "where the playbook's time goes (s; startup = Python + inventory plugin):",
               '%5s  %-7s ' % ('N', 'run') + ' '.join('%8s' % c for c in columns)]

@@ -109,4 +109,8 @@ class CallbackModule(CallbackBase):
                        'ended': now,
                        'phases': dict((k, round(union(v), 3)) for k, v in self.intervals.items()),
                        'busy': round(union([i for v in self.intervals.values() for i in v]), 3),
+                       # the hosts' seconds in each phase, summed: with F forks
+                       # busy all along, a phase's wall time is this over F
+                       'host_seconds': dict((k, round(sum(b - a for a, b in v), 3))
+                                            for k, v in self.intervals.items()),
                        'done': self.done, 'activated': self.activated}, handle)

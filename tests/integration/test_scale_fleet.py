@@ -25,13 +25,12 @@ nixdeploy-report.json, not from the playbook's text alone:
 import json
 import os
 import re
-import signal
 import subprocess
 
 import jsonschema
 import pytest
 
-from benchmarks._fleet import PLAYBOOK, SSH_ARGS, ssh_masters
+from benchmarks._fleet import PLAYBOOK, SSH_ARGS, stop_masters
 from benchmarks.scale import ScaleFleet
 from tests.collection import BIN, REPO, ansible_env, run_playbook
 
@@ -150,15 +149,6 @@ def _read(path):
             return handle.read().strip()
     except OSError:
         return None
-
-
-def stop_masters(folder):
-    """The ssh masters (ControlPersist) a run left in ``folder``, by their pids."""
-    for pid in ssh_masters(folder):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
 
 def generation(link_name):
