@@ -116,6 +116,7 @@ class CpuGroups:
                         pass   # gone meanwhile
                 if not pids or time.monotonic() > deadline:
                     break
+                time.sleep(0.05)   # read again: a process may have forked meanwhile
         _remove(self.base)
 
 
