@@ -6,7 +6,10 @@ emit dir "$D"
 emit profile "$PROFILE"
 claimed=
 if [ "$CLAIM" = 1 ] && mv "$D/canary" "$D/canary.confirm.$$" 2>/dev/null; then
-  claimed=$(cat "$D/canary.confirm.$$"); rm -f "$D/canary.confirm.$$"
+  read -r claimed 2>/dev/null <"$D/canary.confirm.$$" || :
+  rm -f "$D/canary.confirm.$$"
+  # its watchdog looks at once (lib.sh's doze); a run's name is a file name
+  case $claimed in ''|.*|*/*) ;; *) wake "$D/runs/$claimed/pid" ;; esac
 fi
 emit claimed "$claimed"
 [ -e "$D/canary" ] && emit pending "$(cat "$D/canary" 2>/dev/null)"

@@ -27,6 +27,8 @@ if [ ! -f "$D/reserve" ]; then
   fi
 fi
 err=$(mkdir -p "$RD" 2>&1) || fail "cannot create $RD: $err"
+# the runner wakes this session (lib.sh's doze) at every state it writes
+{ echo $$ >"$RD/waiter"; } 2>/dev/null
 # keep the last 20 runs' logs (run names are digits, '-' and hex): counting
 # them takes no process, sorting them by age (ls) only when there are more
 set -- "$D/runs"/*
@@ -71,6 +73,7 @@ else
   how='nohup'
 fi
 emit detach "$how"
-nap_start  # up to 10 s (200 x 0.05 s)
-while [ ! -f "$RD/status" ] && [ "$NAPPED" -lt 200 ]; do nap; done
+# up to 10 s, woken by the runner's first status (activate-poll.sh waits on)
+doze_start
+while [ ! -f "$RD/status" ] && [ "$NAPPED" -lt 200 ]; do doze; done
 [ -f "$RD/status" ] || fail "the detached activation did not start (see $RD/log)"

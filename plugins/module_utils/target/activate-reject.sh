@@ -11,6 +11,8 @@ printf '%s\n' "$WHY" >"$D/reject-reason.$RUN.tmp" &&
 rejected=0
 if [ "$(cat "$D/canary" 2>/dev/null)" = "$RUN" ] && mv "$D/canary" "$D/rejected.$RUN" 2>/dev/null; then
   rejected=1
+  # its watchdog rolls back at once (lib.sh's doze)
+  case $RUN in ''|.*|*/*) ;; *) wake "$D/runs/$RUN/pid" ;; esac
 else
   # not ours to claim (confirmed, expired, or rejected by an earlier try of
   # this same rejection, whose reason the watchdog may not have read yet)

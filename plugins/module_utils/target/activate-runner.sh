@@ -29,10 +29,15 @@ BUSY=0 LOG_AT=0
 generations_of
 status() {
   STATE=$1; one_line "$2"; REASON=$ONE_LINE; stamp
+  # a run's end frees the profile first: whoever reads that it ended (now
+  # at once, see wake) finds the lock free for the next run
+  case " $TERMINAL " in *" $STATE "*) release ;; esac
   # a full file system: the reserve makes room for it (and what follows)
   write_status 2>/dev/null || { room; write_status; }
   printf '%s\n' "nixdeploy: $HMS $STATE${REASON:+: $REASON}"
   printf '%s\n' "nixdeploy run $RUN: $STATE${REASON:+: $REASON}" >&3
+  # the session that follows this run looks at once (activate-poll.sh)
+  wake "$RD/waiter"
 }
 # The status file: one key=value line each, read by activate-poll.sh as the
 # run's values. printf, not echo (dash's echo turns a "\n" in a reason into a
@@ -49,7 +54,10 @@ write_status() {
   } >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"
 }
 release() {
-  if [ "$LOCKED" = 1 ] && [ "$(cat "$D/lock/pid" 2>/dev/null)" = "$$" ]; then rm -rf "$D/lock"; fi
+  if [ "$LOCKED" = 1 ]; then
+    lock_pid=; read -r lock_pid 2>/dev/null <"$D/lock/pid" || :
+    [ "$lock_pid" != "$$" ] || rm -rf "$D/lock"
+  fi
   LOCKED=0
 }
 on_exit() {
@@ -241,10 +249,13 @@ watchdog() {
     { echo "$RUN" >"$D/canary.tmp" && mv -f "$D/canary.tmp" "$D/canary"; } 2>/dev/null ||
       rollback "cannot write the canary $D/canary$(full_note)" activation_failed
   fi
+  # a confirmation or a rejection wakes this (lib.sh's doze) when it claims
+  # the canary: the trap is set before the state that lets them come
+  doze_start
   status awaiting_confirmation "waiting ${CONFIRM_TIMEOUT}s for a confirmation over a new connection"
-  nap_start
   while :; do
     if [ ! -e "$D/canary" ]; then
+      doze_end
       # claimed: by a confirmation, or by a deployer whose health checks failed
       if [ -e "$D/rejected.$RUN" ]; then
         why=$(cat "$D/reject-reason.$RUN" 2>/dev/null)
@@ -255,13 +266,14 @@ watchdog() {
     fi
     clock
     if [ "$NOW" -ge "$deadline" ]; then
+      doze_end
       if mv "$D/canary" "$D/canary.expired" 2>/dev/null; then
         rm -f "$D/canary.expired"
         rollback "no confirmation within ${CONFIRM_TIMEOUT}s (is the host still reachable under the new system?)" unconfirmed
       fi
       CONFIRMED=1; return 0
     fi
-    nap
+    doze
   done
 }
 put_back() {  # nothing was activated: the profile back where it was, our generation dropped

@@ -115,6 +115,43 @@ nap() {
   fi
 }
 
+# Waits for another process's news (the runner's next state, a claimed
+# canary) need not look five times a second: the waiter leaves its pid where
+# the other process looks (a run's waiter file, its pid file) and traps
+# SIGURG, which that one sends with the news (wake). `wait` for a background
+# sleep returns at once when a trapped signal comes (POSIX), so a look
+# follows the news at once; the sleep goes on as the timer of the looks
+# after it: one process a second of waiting, not one a nap. A wake that comes
+# between a look and the `wait` is seen by the look at the second's end.
+# SIGURG is ignored by default: a pid that is no longer a waiter's (it
+# ended, its pid went to another process) is not harmed by a late wake.
+doze_start() { NAPPED=0 WOKEN=0 TIMER=${TIMER:-}; trap 'WOKEN=1' URG; }
+# DOZE: a doze's longest wait in whole seconds (1; tests make it longer)
+doze() {  # doze: until a wake, at most DOZE s; NAPPED counts 20 a second, 1 a wake
+  if [ "$WOKEN" != 1 ]; then
+    # the timer must not hold the session's output open (ssh waits for it;
+    # an asynchronous command's input is /dev/null already)
+    [ -n "$TIMER" ] || { sleep "${DOZE:-1}" >/dev/null 2>&1 & TIMER=$!; }
+    wait "$TIMER" 2>/dev/null; doze_rc=$?
+    # a wake ends the wait with a status over 128 while the sleep still runs;
+    # any other end is the sleep's own (or it was waited for already)
+    [ "$WOKEN" = 1 ] && [ "$doze_rc" -gt 128 ] || TIMER=
+    [ "$WOKEN" = 1 ] || { NAPPED=$((NAPPED + ${DOZE:-1} * 20)); return 0; }
+  fi
+  WOKEN=0; NAPPED=$((NAPPED + 1))
+}
+# doze_end: no more wakes. A timer still running is left to end by itself
+# (within DOZE s; it holds no output open): the shell may have reaped it
+# already, and a pid it reaped may be another process's by now
+doze_end() { trap - URG; }
+wake() {  # wake PIDFILE: SIGURG to the waiter whose pid PIDFILE holds (if any)
+  waiter=
+  read -r waiter 2>/dev/null <"$1" || :
+  # a pid, never 0 or -1 (kill's process group, every process)
+  case $waiter in ''|0*|*[!0-9]*) return 0 ;; esac
+  kill -s URG "$waiter" 2>/dev/null || :
+}
+
 # find_nix TOOL: sets NIX_TOOL to the path of TOOL (nix-env, nix-store, nix)
 # from NIX_DIR (remote_nix_dir) if given, else PATH, else the known
 # locations NIX_DIRS (one list, from _platforms.KNOWN_NIX_DIRS; words with

@@ -101,3 +101,66 @@ def test_swap_link_replaces_a_link_to_a_folder_not_what_is_in_it(shell, tmp_path
     run(shell, 'swap_link /dev/null %s || exit 1' % shlex.quote(str(link)))
     assert os.readlink(str(link)) == '/dev/null'
     assert sorted(os.listdir(str(tmp_path))) == ['old', 'root']
+
+
+@pytest.mark.parametrize('shell', SHELLS)
+def test_a_wake_ends_a_doze_at_once_and_its_timer_serves_the_next(shell, tmp_path):
+    # The watchdog and the sessions that follow a run doze; a confirmation
+    # or the runner's next state wakes them. DOZE=60: a doze the wake did
+    # not end would count 1,200 (and take a minute), a woken one counts 1.
+    # The timer is started here as doze starts it, so that a wake that comes
+    # before the doze (seen at once, no wait) finds it too.
+    pidfile = tmp_path / 'waiter'
+    out = run(shell, 'DOZE=60; doze_start; echo $$ >%s\n'
+                     'sleep 60 </dev/null >/dev/null 2>&1 & TIMER=$!; timer=$TIMER\n'
+                     # a waker that wakes every 0.1 s until this shell is gone (its
+                     # output elsewhere: this test's pipe waits for all who hold it)
+                     '( sleep 0.3; while wake %s; kill -0 $$ 2>/dev/null; do sleep 0.1; done ) '
+                     '>/dev/null 2>&1 &\n'
+                     'doze; first=$NAPPED\n'
+                     'doze; echo "$first $NAPPED $timer $TIMER"; doze_end; kill $timer'
+              % (shlex.quote(str(pidfile)), shlex.quote(str(pidfile))))
+    first, second, timer, later = out.split()
+    assert (first, second) == ('1', '2'), out
+    # the sleep that timed the first doze times the second: no new process a look
+    assert timer == later and timer.isdigit()
+
+
+@pytest.mark.parametrize('shell', SHELLS)
+def test_a_doze_without_a_wake_lasts_its_doze(shell):
+    out = run(shell, 'doze_start; doze; echo "$NAPPED $TIMER"; doze; echo "$NAPPED"; doze_end')
+    assert out.split() == ['20', '40'], out
+
+
+@pytest.mark.parametrize('shell', SHELLS)
+def test_a_wake_harms_no_process_that_is_not_a_waiter(shell, tmp_path):
+    # a waiter's pid file may name a process that took its pid after it ended
+    other = subprocess.Popen(['sleep', '60'])
+    try:
+        pidfile = tmp_path / 'waiter'
+        pidfile.write_text('%d\n' % other.pid)
+        run(shell, 'wake %s' % shlex.quote(str(pidfile)))
+        with pytest.raises(subprocess.TimeoutExpired):
+            other.wait(timeout=0.5)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_wake_signals_no_process_group_and_nothing_but_one_pid(tmp_path):
+    # kill 0 would signal the waker's own group, kill -1 every process: a
+    # waiter in this test's group, trapping the signal, must get nothing
+    pidfile, marker = tmp_path / 'waiter', tmp_path / 'woken'
+    waiter = subprocess.Popen(['sh', '-c', 'trap "echo woken >>%s" URG; i=0; '
+                               'while [ ! -e %s ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done'
+                               % ((shlex.quote(str(marker)),) * 2)])
+    try:
+        for content in ('0', '-1', '1 2', '$$', '', '12a', '-%d' % os.getpgid(0)):
+            pidfile.write_text(content + '\n')
+            run('dash', 'wake %s' % shlex.quote(str(pidfile)))
+        time.sleep(0.3)
+        assert not marker.exists()
+        run('dash', 'kill -s URG 0')  # the control: a group signal does reach it
+    finally:
+        waiter.wait()
+    assert marker.read_text() == 'woken\n'

@@ -250,6 +250,32 @@ def test_unconfirmed_rolls_back_and_confirmed_stays(host):
     assert host.generations()[0] == '2'
 
 
+def test_each_wait_ends_at_its_news_not_at_its_timer(host):
+    """The launch waits for the runner's first state and for its awaiting,
+    the watchdog for a confirmation or a rejection, the confirmation for the
+    run's end: each is woken by the other side (lib.sh's wake). With DOZE=60
+    a wait that no wake ended would last a minute, longer than any wait here
+    (the launch's first state 10 s, the sessions' 20 s), and fail."""
+    host.env['DOZE'] = '60'  # the runner gets it too: started by the session
+    old, new, other = host.system('old'), host.system('new'), host.system('other')
+    values, _log = host.activate(old, 'r1')
+    assert values['state'] == 'done', values['output']
+    values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=300)
+    assert values['state'] == _target.AWAITING, values['output']
+    values, _log = host.confirm()
+    assert values['claimed'] == 'r2' and values['state'] == 'done', values['output']
+    values, _log = host.activate(other, 'r3', magic=True, confirm_timeout=300)
+    assert values['state'] == _target.AWAITING, values['output']
+    values, _log = host.sh(_target.reject_script('nixos', 'r3', 'a check failed', wait=20,
+                                                 **host.common))
+    assert values['rejected'] == '1' and values['state'] == 'rolled_back', values['output']
+    assert host.generations() == ('2', ['1', '2'])
+    # every session that followed a run took its pid back from the run's waiter file
+    runs = os.path.join(host.state_dir(), 'runs')
+    assert [open(os.path.join(runs, run, 'waiter')).read() for run in ('r1', 'r2', 'r3')] \
+        == ['', '', '']
+
+
 def test_confirmations_racing_the_watchdog_exactly_one_wins(host):
     """Four confirmations at the watchdog's deadline: the canary's rename
     lets exactly one of the five claim it."""
