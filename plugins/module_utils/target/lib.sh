@@ -125,18 +125,23 @@ nap() {
 # between a look and the `wait` is seen by the look at the second's end.
 # SIGURG is ignored by default: a pid that is no longer a waiter's (it
 # ended, its pid went to another process) is not harmed by a late wake.
-doze_start() { NAPPED=0 WOKEN=0 TIMER=${TIMER:-}; trap 'WOKEN=1' URG; }
-# DOZE: a doze's longest wait in whole seconds (1; tests make it longer)
+doze_start() {
+  NAPPED=0 WOKEN=0 TIMER=${TIMER:-}
+  # whole seconds, or the default (the environment's value is not trusted to be one)
+  case ${NIXDEPLOY_DOZE:-} in [1-9]|[1-9][0-9]|[1-9][0-9][0-9]) DOZE=$NIXDEPLOY_DOZE ;; *) DOZE=1 ;; esac
+  trap 'WOKEN=1' URG
+}
+# DOZE: a doze's longest wait in whole seconds: 1, or NIXDEPLOY_DOZE (tests make it longer)
 doze() {  # doze: until a wake, at most DOZE s; NAPPED counts 20 a second, 1 a wake
   if [ "$WOKEN" != 1 ]; then
     # the timer must not hold the session's output open (ssh waits for it;
     # an asynchronous command's input is /dev/null already)
-    [ -n "$TIMER" ] || { sleep "${DOZE:-1}" >/dev/null 2>&1 & TIMER=$!; }
+    [ -n "$TIMER" ] || { sleep "$DOZE" >/dev/null 2>&1 & TIMER=$!; }
     wait "$TIMER" 2>/dev/null; doze_rc=$?
     # a wake ends the wait with a status over 128 while the sleep still runs;
     # any other end is the sleep's own (or it was waited for already)
     [ "$WOKEN" = 1 ] && [ "$doze_rc" -gt 128 ] || TIMER=
-    [ "$WOKEN" = 1 ] || { NAPPED=$((NAPPED + ${DOZE:-1} * 20)); return 0; }
+    [ "$WOKEN" = 1 ] || { NAPPED=$((NAPPED + DOZE * 20)); return 0; }
   fi
   WOKEN=0; NAPPED=$((NAPPED + 1))
 }

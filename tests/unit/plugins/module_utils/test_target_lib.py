@@ -106,12 +106,12 @@ def test_swap_link_replaces_a_link_to_a_folder_not_what_is_in_it(shell, tmp_path
 @pytest.mark.parametrize('shell', SHELLS)
 def test_a_wake_ends_a_doze_at_once_and_its_timer_serves_the_next(shell, tmp_path):
     # The watchdog and the sessions that follow a run doze; a confirmation
-    # or the runner's next state wakes them. DOZE=60: a doze the wake did
+    # or the runner's next state wakes them. NIXDEPLOY_DOZE=60: a doze the wake did
     # not end would count 1,200 (and take a minute), a woken one counts 1.
     # The timer is started here as doze starts it, so that a wake that comes
     # before the doze (seen at once, no wait) finds it too.
     pidfile = tmp_path / 'waiter'
-    out = run(shell, 'DOZE=60; doze_start; echo $$ >%s\n'
+    out = run(shell, 'NIXDEPLOY_DOZE=60; doze_start; echo $$ >%s\n'
                      'sleep 60 </dev/null >/dev/null 2>&1 & TIMER=$!; timer=$TIMER\n'
                      # a waker that wakes every 0.1 s until this shell is gone (its
                      # output elsewhere: this test's pipe waits for all who hold it)
@@ -130,6 +130,14 @@ def test_a_wake_ends_a_doze_at_once_and_its_timer_serves_the_next(shell, tmp_pat
 def test_a_doze_without_a_wake_lasts_its_doze(shell):
     out = run(shell, 'doze_start; doze; echo "$NAPPED $TIMER"; doze; echo "$NAPPED"; doze_end')
     assert out.split() == ['20', '40'], out
+
+
+@pytest.mark.parametrize('value', ['x', '0', '1; echo no', '-5', '1000', ''])
+def test_a_doze_length_that_is_not_whole_seconds_is_a_second(value):
+    # the environment may hold anything: a doze stays a one-second sleep
+    env = dict(os.environ, NIXDEPLOY_DOZE=value)
+    out = run('dash', 'doze_start; doze; echo "$DOZE $NAPPED"; doze_end', env=env)
+    assert out.split() == ['1', '20'], out
 
 
 @pytest.mark.parametrize('shell', SHELLS)

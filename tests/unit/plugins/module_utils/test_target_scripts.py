@@ -253,10 +253,10 @@ def test_unconfirmed_rolls_back_and_confirmed_stays(host):
 def test_each_wait_ends_at_its_news_not_at_its_timer(host):
     """The launch waits for the runner's first state and for its awaiting,
     the watchdog for a confirmation or a rejection, the confirmation for the
-    run's end: each is woken by the other side (lib.sh's wake). With DOZE=60
+    run's end: each is woken by the other side (lib.sh's wake). With NIXDEPLOY_DOZE=60
     a wait that no wake ended would last a minute, longer than any wait here
     (the launch's first state 10 s, the sessions' 20 s), and fail."""
-    host.env['DOZE'] = '60'  # the runner gets it too: started by the session
+    host.env['NIXDEPLOY_DOZE'] = '60'  # the runner gets it too: started by the session
     old, new, other = host.system('old'), host.system('new'), host.system('other')
     values, _log = host.activate(old, 'r1')
     assert values['state'] == 'done', values['output']
