@@ -157,18 +157,22 @@ def test_a_wake_harms_no_process_that_is_not_a_waiter(shell, tmp_path):
 
 def test_wake_signals_no_process_group_and_nothing_but_one_pid(tmp_path):
     # kill 0 would signal the waker's own group, kill -1 every process: a
-    # waiter in this test's group, trapping the signal, must get nothing
-    pidfile, marker = tmp_path / 'waiter', tmp_path / 'woken'
-    waiter = subprocess.Popen(['sh', '-c', 'trap "echo woken >>%s" URG; i=0; '
-                               'while [ ! -e %s ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done'
-                               % ((shlex.quote(str(marker)),) * 2)])
-    try:
-        for content in ('0', '-1', '1 2', '$$', '', '12a', '-%d' % os.getpgid(0)):
-            pidfile.write_text(content + '\n')
-            run('dash', 'wake %s' % shlex.quote(str(pidfile)))
-        time.sleep(0.3)
-        assert not marker.exists()
-        run('dash', 'kill -s URG 0')  # the control: a group signal does reach it
-    finally:
-        waiter.wait()
-    assert marker.read_text() == 'woken\n'
+    # waiter in the waker's group, trapping the signal, must get nothing.
+    # All of it in a session of its own: the control's group signal must not
+    # reach other tests' shells (make test runs two stacks at once).
+    pidfile, marker, ready = tmp_path / 'waiter', tmp_path / 'woken', tmp_path / 'ready'
+    script = (
+        '. "$0"\n'
+        'sh -c \'trap "echo woken >>"$1 URG; : >"$2"; i=0\n'
+        '  while [ ! -e "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\' waiter "$2" "$3" &\n'
+        'w=$!\n'
+        'while [ ! -e "$3" ]; do sleep 0.05; done\n'
+        # this shell leads the session's group: its pid is the group's id
+        'for c in 0 -1 "1 2" \'$$\' "" 12a "-$$"; do printf "%%s\\n" "$c" >"$1"; wake "$1"; done\n'
+        'sleep 0.3; [ -e "$2" ] && echo "a wake reached the waiter"\n'
+        'kill -s URG 0\n'  # the control: a group signal does reach it
+        'wait "$w"\n')
+    proc = subprocess.run(['dash', '-c', script, LIB, str(pidfile), str(marker), str(ready)],
+                          capture_output=True, text=True, check=True, timeout=60,
+                          start_new_session=True)
+    assert proc.stdout == '' and marker.read_text() == 'woken\n', proc.stdout
