@@ -14,6 +14,7 @@ import re
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _copy, _health, _keys, _platforms, _role_vars, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._data import to_int
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._printable import printable_lines
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import OPTION as RECORD_STATS
 
 # the table's options (module_utils/_role_vars.py) and nix_activate's own
@@ -73,24 +74,25 @@ def _generation(number, path):
 
 
 def log_lines(log, lines=40):
-    """The last ``lines`` non-blank lines of a run's log, as a list."""
-    return [line for line in (log or '').splitlines() if line.strip()][-lines:]
+    """The last ``lines`` non-blank lines of a run's log, as a list, each
+    ``printable`` (the log is the target's text)."""
+    return printable_lines([line for line in (log or '').split('\n') if line.strip()][-lines:])
 
 
 def result_from_status(values, log, platform, goal, duration, run=None):
     """The task result for what a run's status file says (``values``)."""
     state = values.get('state', 'starting')
-    rolled_back = values.get('rolled_back') == '1'
+    rolled_back = values.get('rolled_back', False)
     result = {
         'platform': platform,
         'goal': goal,
         'profile': values.get('profile'),
         'previous': _generation(values.get('prev_gen'), values.get('prev_path')),
         'new': _generation(values.get('new_gen'), values.get('new_path')),
-        'activated': values.get('activated') == '1',
+        'activated': values.get('activated', False),
         'rolled_back': rolled_back,
         'rollback_reason': None,
-        'confirmed': values.get('confirmed') == '1',
+        'confirmed': values.get('confirmed', False),
         'duration': round(duration, 2),
         'log_tail': log_lines(log),
         'run': run or values.get('run'),
@@ -179,7 +181,7 @@ def check_mode_result(values, log, platform, goal, path, dry_ran, duration, reac
         'activated': False, 'rolled_back': False, 'rollback_reason': None,
         'confirmed': False, 'duration': round(duration, 2), 'log_tail': log_lines(log),
         'changed': not current or bool(reactivate),
-        'present': values.get('present') == '1',
+        'present': values.get('present', False),
     }
     if current and reactivate:
         result['msg'] = '%s is already the current and active generation: would activate it ' \
@@ -188,7 +190,7 @@ def check_mode_result(values, log, platform, goal, path, dry_ran, duration, reac
         result['msg'] = '%s is already the current and active generation' % path
     elif dry_ran:
         result['msg'] = 'dry activation of %s (exit code %s)' % (path, values.get('dry_rc'))
-        if values.get('dry_rc') not in (None, '0'):
+        if values.get('dry_rc') not in (None, 0):
             result.update(failed=True, msg='dry activation of %s failed with exit code %s'
                           % (path, values.get('dry_rc')))
     elif not result['present']:

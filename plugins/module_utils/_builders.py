@@ -180,16 +180,18 @@ def parse_probe(stdout, program):
     (None when df said nothing readable), error (the probe's own failure) and
     complete."""
     values, _log = program.parse(stdout)
+    # each value is of its type already (module_utils/_target_data.py)
     return {
-        'no_nix': values.get('no_nix') == '1',
-        'error': values.get('error') or None,
-        'nix_dir': values.get('nix_dir') or None,
-        'daemon_on_path': values.get('daemon_on_path') == '1',
-        'system': (values.get('system') or '').strip() or None,
-        'extra_platforms': (values.get('extra_platforms') or '').split(),
-        'system_features': (values.get('system_features') or '').split(),
+        'no_nix': values.get('no_nix', False),
+        'error': values.get('error'),
+        'nix_dir': values.get('nix_dir'),
+        'daemon_on_path': values.get('daemon_on_path', False),
+        'system': values.get('system'),
+        'extra_platforms': values.get('extra_platforms', []),
+        'system_features': values.get('system_features', []),
         'free_kb': free_kb(values.get('store_df')),
-        'complete': values.get('complete') == '1',
+        'complete': values.get('complete', False),
+        'dropped': list(values.dropped),
     }
 
 

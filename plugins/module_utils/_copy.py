@@ -98,16 +98,18 @@ def parse_probe(stdout, program):
     values, _log = program.parse(stdout)
     if values.get('no_nix') or not values.get('nix_dir'):
         return None
+    # each value is of its type already (module_utils/_target_data.py)
     facts = dict(values)
-    facts['invalid'] = [p for p in values.get('invalid', '').split() if is_store_path(p)]
-    facts['complete'] = values.get('complete') == '1'
-    facts['uid'] = int(facts['uid']) if facts.get('uid', '').isdigit() else None
-    facts['groups'] = [g for g in facts.get('groups', '').split(',') if g]
-    facts['trusted_users'] = facts.get('trusted_users', '').split()
-    facts['store_writable'] = facts.get('store_writable') == 'yes'
+    facts['dropped'] = list(values.dropped)
+    facts['invalid'] = values.get('invalid', [])
+    facts['complete'] = values.get('complete', False)
+    facts['uid'] = values.get('uid')
+    facts['groups'] = values.get('groups', [])
+    facts['trusted_users'] = values.get('trusted_users', [])
+    facts['store_writable'] = values.get('store_writable') == 'yes'
     facts['free_kb'], facts['store_mount'] = _script.df_space(values.get('store_df'))
-    facts['gc_root'] = values.get('gc_root') or None
-    facts['gc_root_error'] = values.get('gc_root_error') or None
+    facts['gc_root'] = values.get('gc_root')
+    facts['gc_root_error'] = values.get('gc_root_error')
     return facts
 
 

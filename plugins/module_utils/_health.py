@@ -28,6 +28,7 @@ from urllib.error import HTTPError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.common.text.converters import to_text
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._script import render
 
 KINDS = ('command', 'http', 'unit')
@@ -171,19 +172,17 @@ def parse_try(program, rc, stdout, stderr):
     check's output, printed after them, never is one."""
     values, output = program.parse(stdout)
     if 'rc' in values:
-        try:
-            check_rc = int(values['rc'])
-        except ValueError:
-            check_rc = None
-        return check_rc, values.get('timed_out') == '1', output
+        return values['rc'], values.get('timed_out', False), output
     return None, False, '\n'.join(part for part in (stdout, stderr) if part).strip() or (
         'the check script gave no answer (exit code %s)' % rc)
 
 
 def truncate(output):
-    """The end of ``output``: its last OUTPUT_LINES lines, OUTPUT_CHARS chars."""
-    lines = [line.rstrip() for line in to_text(output or '', errors='surrogate_or_replace')
-             .strip('\n').splitlines()]
+    """The end of ``output``: its last OUTPUT_LINES lines, OUTPUT_CHARS chars,
+    each line ``printable`` (a check's output is the target's text: a
+    terminal sequence in it is shown, never obeyed)."""
+    lines = [printable(line.rstrip()) for line in to_text(
+        output or '', errors='surrogate_or_replace').strip('\n').split('\n')]
     text = '\n'.join(lines[-OUTPUT_LINES:])
     if len(text) > OUTPUT_CHARS:
         text = '...' + text[-OUTPUT_CHARS:]

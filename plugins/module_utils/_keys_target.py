@@ -29,6 +29,7 @@ import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _script
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._keys import KeysError
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._target_data import Values
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._keys_content import (
     load_content, sha256)
 
@@ -73,7 +74,8 @@ def parse(stdout, program):
     (path, exists) entries; removed paths are listed in values['removed'] (a
     list)."""
     raw, _log = program.parse(stdout)
-    values, stats, numbered = {}, {}, {}
+    values, stats, numbered = Values(), {}, {}
+    values.dropped = raw.dropped
     for name, value in raw.items():
         match = _NUMBERED.match(name)
         if match:

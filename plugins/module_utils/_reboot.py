@@ -26,7 +26,9 @@ __metaclass__ = type
 import re
 import time
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._script import parse, render
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._printable import printable
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._script import LIBRARY, parse, render
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._target_data import fields_of, read
 
 MODES = ('never', 'always', 'when-needed')
 # What only a boot loads (links in a NixOS toplevel).
@@ -48,9 +50,14 @@ def probe_script(new_path=None):
     return render('reboot-probe.sh', {'NEW': new_path, 'BOOT_PARTS': ' '.join(BOOT_PARTS)})
 
 
+_REQUEST = 'reboot-request.sh'
+# what the request reports, read as reboot_requested reads it (by its marker)
+_REQUEST_FIELDS = fields_of([LIBRARY, _REQUEST])
+
+
 def request_script():
     """The program (target/reboot-request.sh) asking the host to reboot."""
-    return render('reboot-request.sh')
+    return render(_REQUEST)
 
 
 def boot_id_script():
@@ -98,10 +105,11 @@ def reboot_requested(rc, stdout, lost, mark=None):
     default the one the ``_script.Output`` of a session carries)."""
     if lost:
         return True, None
-    values, words = parse(stdout, mark)
-    if values.get('reboot_rc') == '0' or (rc == 0 and 'reboot_rc' not in values):
+    raw, words = parse(stdout, mark)
+    values = read(raw, _REQUEST_FIELDS)
+    if values.get('reboot_rc') == 0 or (rc == 0 and 'reboot_rc' not in values):
         return True, None
-    words = words.strip()
+    words = printable(words.strip())
     return False, 'the reboot was refused (exit code %s)%s' % (
         values.get('reboot_rc', rc), ': %s' % words if words else '')
 

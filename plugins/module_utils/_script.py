@@ -9,7 +9,10 @@ Every program that runs on a target is a real ``.sh`` file in
 ``render`` builds the text sent over the connection: the values as quoted
 assignments (nothing from a task or the inventory is ever pasted into the
 program text), then ``lib.sh``, then the named files in order. ``parse``
-reads the one output format every program uses (``emit`` in lib.sh).
+reads the one output format every program uses (``emit`` in lib.sh);
+``Program.parse`` then reads each value into its type
+(module_utils/_target_data.py: a value that is not what it must be is
+dropped, never passed on).
 
 The result channel: what a target prints is untrusted (a health check's
 output, an activation's log, a command's message), so no such text can be
@@ -34,6 +37,7 @@ import re
 import secrets
 import shlex
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _target_data
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 
 FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'target')
@@ -78,16 +82,26 @@ def assignments(values):
 
 
 class Program(str):
-    """A rendered target program: the text sent to the target, and ``mark``,
-    the marker of its results (made for this program only)."""
+    """A rendered target program: the text sent to the target, ``mark``, the
+    marker of its results (made for this program only), and ``fields``,
+    the keys it reports and their types (module_utils/_target_data.py)."""
 
-    def __new__(cls, text, mark):
+    def __new__(cls, text, mark, fields=None):
         program = str.__new__(cls, text)
         program.mark = mark
+        program.fields = fields or {}
         return program
 
     def parse(self, output):
-        """(values, log) of what this program printed: ``parse``."""
+        """(values, log) of what this program printed: ``parse``, then each
+        value read into its type (``_target_data.read``: a ``Values`` whose
+        ``dropped`` names what was not)."""
+        raw, log = self.parse_raw(output)
+        return _target_data.read(raw, self.fields), log
+
+    def parse_raw(self, output):
+        """(values as printed, log): the framing alone (``parse``), for a
+        test of what a program prints; the controller reads ``parse``."""
         return parse(output, self.mark)
 
     def output(self, text):
@@ -122,8 +136,9 @@ def render(names, values=None):
     all_values[MARK_NAME] = mark
     if isinstance(names, str):
         names = [names]
-    return Program(assignments(all_values) + ''.join(source(n) for n in [LIBRARY] + list(names)),
-                   mark)
+    files = [LIBRARY] + list(names)
+    return Program(assignments(all_values) + ''.join(source(n) for n in files), mark,
+                   _target_data.fields_of(files))
 
 
 def _line(text):

@@ -84,7 +84,7 @@ class Activation:
             res['health_checks'] = _health.skipped(args['health_checks'], why)
             res['msg'] = '%s; %s' % (res['msg'], res['health_checks']['msg'])
         if self._reboots.considered():
-            res['reboot'] = self._reboots.foresee(values.get('present') == '1')
+            res['reboot'] = self._reboots.foresee(values.get('present', False))
         if task.diff:
             self._diff(res, values.get('prev_path'), args['path'], values.get('prev_gen'))
         return res

@@ -104,7 +104,7 @@ class TargetRun:
             lost = None
             if look.get('state'):
                 values, log = look, look_log
-            dead_looks = dead_looks + 1 if look.get('alive') == '0' else 0
+            dead_looks = dead_looks + 1 if look.get('alive') is False else 0
             if dead_looks >= 3 and not _activate.finished(values, magic):
                 return values, log, ('the activation run on the target died in state %s'
                                      % values.get('state', 'starting'))

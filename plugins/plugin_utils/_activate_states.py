@@ -82,8 +82,7 @@ class LaterStates:
             out, values, _log = session.sh(script)
             if 'error' in values:
                 return {'failed': True, 'changed': False, 'msg': script_error(out, values)}
-            gens = [int(g) for g in values.get('gens', '').split() if g.isdigit()]
-            current = int(values['prev_gen']) if values.get('prev_gen', '').isdigit() else None
+            gens, current = values.get('gens', []), values.get('prev_gen')
             wanted = args['generation']
             if wanted is None and current is not None:
                 older = [g for g in gens if g < current]

@@ -12,7 +12,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
-    _activate, _keys, _platforms, _script, _target)
+    _activate, _keys, _platforms, _script, _target, _target_data)
 
 
 def params(**changes):
@@ -104,19 +104,27 @@ def test_magic_rollback_only_for_switch_and_test():
     assert not _activate.magic_applies(params(goal='switch', magic_rollback=False))
 
 
+STORE_A = '/nix/store/%s-a' % ('a' * 32)
+STORE_B = '/nix/store/%s-b' % ('b' * 32)
+
+
 def status(**values):
-    base = {'state': 'done', 'prev_gen': '3', 'prev_path': '/nix/store/a', 'new_gen': '4',
-            'new_path': '/nix/store/b', 'activated': '1', 'rolled_back': '0', 'confirmed': '1',
+    """A run's status as the poll reports it, read into its types as the
+    controller reads it (module_utils/_target_data.py)."""
+    base = {'state': 'done', 'prev_gen': '3', 'prev_path': STORE_A, 'new_gen': '4',
+            'new_path': STORE_B, 'activated': '1', 'rolled_back': '0', 'confirmed': '1',
             'profile': '/nix/var/nix/profiles/system', 'reason': ''}
     base.update(values)
-    return base
+    read = _target_data.read(base, _target_data.fields_of(['lib.sh', 'activate-poll.sh']))
+    assert not read.dropped, read.dropped
+    return read
 
 
 def test_result_done():
     res = _activate.result_from_status(status(), 'line1\n\nline2', 'nixos', 'switch', 1.234)
     assert res['changed'] and not res.get('failed')
-    assert res['previous'] == {'generation': 3, 'path': '/nix/store/a'}
-    assert res['new'] == {'generation': 4, 'path': '/nix/store/b'}
+    assert res['previous'] == {'generation': 3, 'path': STORE_A}
+    assert res['new'] == {'generation': 4, 'path': STORE_B}
     assert res['log_tail'] == ['line1', 'line2'] and res['duration'] == 1.23
 
 
@@ -145,13 +153,15 @@ def test_finished():
 
 
 def test_check_mode_result():
-    values = {'prev_gen': '3', 'prev_path': '/nix/store/a', 'active': '/nix/store/a', 'present': '1'}
-    res = _activate.check_mode_result(values, '', 'darwin', 'switch', '/nix/store/b', False, 0)
+    fields = _target_data.fields_of(['lib.sh', 'activate-inspect.sh'])
+    values = _target_data.read({'prev_gen': '3', 'prev_path': STORE_A, 'active': STORE_A,
+                                'present': '1'}, fields)
+    res = _activate.check_mode_result(values, '', 'darwin', 'switch', STORE_B, False, 0)
     assert res['changed'] and 'no dry activation' in res['msg']
-    res = _activate.check_mode_result(values, '', 'nixos', 'switch', '/nix/store/a', False, 0)
+    res = _activate.check_mode_result(values, '', 'nixos', 'switch', STORE_A, False, 0)
     assert res['changed'] is False
-    res = _activate.check_mode_result(dict(values, dry_rc='1'), '', 'nixos', 'switch',
-                                      '/nix/store/b', True, 0)
+    res = _activate.check_mode_result(dict(values, dry_rc=1), '', 'nixos', 'switch',
+                                      STORE_B, True, 0)
     assert res['failed']
 
 

@@ -391,7 +391,9 @@ def test_parse_reports_facts():
                         'owner': 'root', 'group': 'keys', 'uid': '0', 'gid': '62'}
     assert stats[1] == {'kind': 'absent', 'listed': False}
     assert stale == [('/run/keys/old key', True)]
-    assert values['removed'] == ['/run/keys/x'] and values['probed'] == '1'
+    # removed_<n> is the finish program's, not the probe's: dropped, and said so
+    assert values['removed'] == [] and values['probed'] is True
+    assert any(note.startswith('removed_1: not a value of this program') for note in values.dropped)
     key = norm({'text': 'x', 'group': '62', 'mode': '0640'})
     assert _keys_target.plan(key, 'a' * 64, stats[0]) == ('none', [])
     assert _keys_target.plan(key, 'b' * 64, stats[0]) == ('update', ['content'])

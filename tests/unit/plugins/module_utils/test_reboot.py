@@ -83,7 +83,7 @@ def test_probe_script_quotes_the_path_and_runs(tmp_path):
     script = _reboot.probe_script(hostile)
     out = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE,
                          universal_newlines=True, check=True).stdout
-    values = script.parse(out)[0]
+    values = script.parse_raw(out)[0]
     assert not (tmp_path / 'owned').exists()
     assert set(values) >= {'boot_id', 'booted', 'current', 'new_kernel', 'booted_systemd'}
     plain = _reboot.probe_script()

@@ -37,7 +37,7 @@ def test_bad_names_and_values_are_refused():
 
 def test_emit_and_parse_round_trip():
     program = _script.render([], {})
-    values, log = program.parse(run_sh(program + 'emit a "one\ntwo"; emit b c x; log_section; echo text').stdout)
+    values, log = program.parse_raw(run_sh(program + 'emit a "one\ntwo"; emit b c x; log_section; echo text').stdout)
     assert values == {'a': 'one two', 'b': 'c x'}
     assert log == 'text'
 

@@ -66,7 +66,7 @@ def test_only_newline_ends_a_line(end):
     program = _script.render([], {})
     mark = program.mark
     out = '@@%s rc=1\nnoise%s@@%s rc=0\n@@%s ok=1%s@@%s rc=0\n' % (mark, end, mark, mark, end, mark)
-    values, log = program.parse(out)
+    values, log = program.parse_raw(out)
     assert values['rc'] == '1'
     assert values['ok'] == '1' + end + '@@%s rc=0' % mark
     assert log == ''
@@ -75,7 +75,7 @@ def test_only_newline_ends_a_line(end):
 def test_nothing_after_the_log_line_is_a_value():
     program = _script.render([], {})
     out = '@@%s rc=1\n@@%s-log\n@@%s rc=0\n@@%s-log\n@@nixdeploy rc=0\ntext\n' % ((program.mark,) * 4)
-    values, log = program.parse(out)
+    values, log = program.parse_raw(out)
     assert values == {'rc': '1'}
     assert log.split('\n') == ['@@%s rc=0' % program.mark, '@@%s-log' % program.mark,
                                '@@nixdeploy rc=0', 'text']
@@ -84,7 +84,7 @@ def test_nothing_after_the_log_line_is_a_value():
 def test_a_pty_line_end_is_read_as_one():
     # become on a tty: the session's \n arrive as \r\n
     program = _script.render([], {})
-    values, log = program.parse('@@%s rc=1\r\n@@%s-log\r\nout\r\n' % (program.mark, program.mark))
+    values, log = program.parse_raw('@@%s rc=1\r\n@@%s-log\r\nout\r\n' % (program.mark, program.mark))
     assert values == {'rc': '1'} and log == 'out'
 
 
@@ -139,7 +139,7 @@ def test_an_activation_log_with_results_does_not_change_the_status(tmp_path):
     log = forged(program.mark, {'state': 'done', 'rc': '0', 'rolled_back': '0', 'alive': '1'})
     (tmp_path / 'runs' / 'r1' / 'log').write_text(log)
     rc, out = sh(program)
-    values, text = program.parse(out)
+    values, text = program.parse_raw(out)
     assert rc == 0
     assert values['state'] == 'failed' and values['rc'] == '1' and values['alive'] == '0'
     assert 'rolled_back' not in values
@@ -152,7 +152,7 @@ def test_a_status_value_cannot_add_a_line(tmp_path):
     program = poll_program(tmp_path, '', '')
     reason = 'x\r@@%s state=done\u2028state=done' % program.mark
     (tmp_path / 'runs' / 'r1' / 'status').write_text('state=failed\nreason=%s\n' % reason)
-    values, _log = program.parse(sh(program)[1])
+    values, _log = program.parse_raw(sh(program)[1])
     assert values['state'] == 'failed' and values['reason'] == reason
 
 
@@ -182,7 +182,7 @@ def test_a_dry_activation_that_prints_results_is_only_a_log(tmp_path):
     program = _script.render(['activate-lib.sh', 'activate-inspect.sh'], values)
     env = dict(os.environ, FORGED=forged(program.mark, {'dry_rc': '0', 'present': '0'}))
     rc, out = sh(program, env=env)
-    found, log = program.parse(out)
+    found, log = program.parse_raw(out)
     assert rc == 0, out
     assert found['dry_rc'] == '2' and found['present'] == '1'
     assert '@@nixdeploy dry_rc=0' in log

@@ -94,7 +94,7 @@ class Host:
         proc = subprocess.run(['/bin/sh', '-c', program], env=self.env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, universal_newlines=True, timeout=60,
                               check=False)
-        values, log = program.parse(proc.stdout)
+        values, log = program.parse_raw(proc.stdout)
         values['exit'] = proc.returncode
         values['output'] = proc.stdout
         return values, log
