@@ -31,6 +31,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _activate, _keys, _platforms, _role_vars, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._activate import (
     ARGUMENT_SPEC as ACTIVATE_SPEC)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._target_data import dropped_warning
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _keys_upload
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import (
     NixdeployAction, host_message)
@@ -80,6 +81,9 @@ class ActionModule(NixdeployAction):
                 outcome = self._with_keys(task, activation)
         except ConnectionLost as exc:
             outcome = unreachable(exc)
+        dropped = dropped_warning(self.host, session.dropped)
+        if dropped:
+            outcome.setdefault('warnings', []).append(dropped)
         if outcome.get('failed'):
             outcome.setdefault('phase', 'confirm' if args['state'] == 'confirmed' else 'activate')
             outcome.setdefault('rolled_back', False)

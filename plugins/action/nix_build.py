@@ -34,6 +34,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, is_store_path)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._target_data import dropped_warning
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
 
 
@@ -324,12 +325,15 @@ class ActionModule(NixdeployAction):
         store_args = ('--store', uri)
         result = entry['result']
         result.update({'drv_path': drv, 'out_path': out, 'target_store': uri})
+        dropped = dropped_warning(host, facts['dropped'])
+        if dropped:
+            result.setdefault('warnings', []).append(dropped)
         if rooted:
             result['target_gc_root'] = facts.get('gc_root')
             if facts.get('gc_root_error'):
-                result['warnings'] = ['%s: the system built there is not protected from a '
-                                      'garbage collection before its activation: %s'
-                                      % (host, facts['gc_root_error'])]
+                result.setdefault('warnings', []).append(
+                    '%s: the system built there is not protected from a garbage collection '
+                    'before its activation: %s' % (host, facts['gc_root_error']))
         if out not in facts.get('invalid', []) and facts.get('complete'):
             result.update({'built': False, 'would_build': [], 'would_fetch': []})
         elif self._check_mode:

@@ -21,16 +21,37 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix, _nix_output
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._printable import printable
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import is_store_path
+
+_UNAVAILABLE = 'closure difference unavailable: %s'
 
 
 def diff_closures(opts, before, after):
     """(lines, summary) of the difference from ``before`` to ``after``; a
-    difference that cannot be computed is one line saying why, summary None."""
+    difference that cannot be computed is one line saying why, summary None.
+
+    ``before`` is what a target reported (its profile's generation link):
+    untrusted. ``nix store diff-closures`` takes any installable and realises
+    it, so a flake reference there would be fetched, evaluated and built on
+    the controller, and a missing store path substituted. So it runs on two
+    store paths already valid in this controller's store only (one
+    ``nix-store --check-validity``, which realises nothing); anything else
+    is no difference, said so."""
+    for path in (before, after):
+        if not is_store_path(path):
+            return [_UNAVAILABLE % ('%s is not a store path' % printable(path))], None
+    runner = _nix.Runner(opts)
     try:
-        out = _nix.nix(opts, 'store diff-closures', [before, after],
-                       'the closure difference', flake_command=False)
+        missing = _nix_output.listed_paths(runner.check(
+            None, ['--check-validity', '--print-invalid', before, after],
+            'checking which systems this controller holds', tool='nix-store'))
+        if missing:
+            return [_UNAVAILABLE % ('%s not in this controller\'s store (a difference '
+                                    'fetches and builds nothing)' % ', '.join(sorted(missing)))], None
+        out = runner.check('store diff-closures', [before, after], 'the closure difference')
     except _nix.NixError as exc:
-        return ['closure difference unavailable: %s' % (exc.nix_message() or exc)], None
+        return [_UNAVAILABLE % (exc.nix_message() or exc)], None
     return _nix_output.diff_closures(out)
 
 

@@ -139,7 +139,7 @@ NAME = _matching(r'\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z', 'a user or group name'
 # an entry of Nix's trusted-users: a user, @group or *
 TRUSTED = _matching(r'\A(\*|@?[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})\Z', 'a user, @group or *')
 SYSTEM = _matching(r'\A[A-Za-z0-9_]+(-[A-Za-z0-9_]+){1,3}\Z', 'a Nix system (cpu-os)')
-FEATURE = _matching(r'\A[A-Za-z0-9_.+-]{1,64}\Z', 'a system feature')
+FEATURE = _matching(r'\A[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}\Z', 'a system feature')
 UNIT = _matching(r'\Anixdeploy-activate-[0-9]{1,20}-[0-9a-f]{1,32}\Z', 'a unit of a run')
 
 # the states of a run (target/activate-runner.sh's status), its end causes
@@ -246,9 +246,10 @@ def _note(key, why, text):
     return u"%s: %s: '%s'" % (printable(key)[:_SHOWN], why, shown)
 
 
-def dropped_warning(host, values, what='the target'):
-    """One warning naming ``host`` for the values ``values`` dropped, or None."""
-    notes = getattr(values, 'dropped', None)
+def dropped_warning(host, notes, what='the target'):
+    """One warning naming ``host`` for the dropped values' ``notes`` (a list,
+    or the ``Values`` that dropped them), or None when there are none."""
+    notes = getattr(notes, 'dropped', notes)
     if not notes:
         return None
     return u'%s: %s reported values that are not what they must be; dropped: %s' % (

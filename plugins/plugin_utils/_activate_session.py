@@ -44,7 +44,8 @@ class HostSession:
     """The host's connection as nix_activate uses it: ``sh`` runs a target
     program with a time limit, ``new_login`` makes the next one log in anew;
     ``lost`` counts the connections the task lost (its result's
-    ``lost_connections``)."""
+    ``lost_connections``); ``dropped`` keeps the notes of the values the
+    target reported that were not what they must be (each once)."""
 
     def __init__(self, target_sh, connection, display):
         # target_sh(script) -> (rc, stdout, stderr): the action's runner, with become
@@ -52,6 +53,7 @@ class HostSession:
         self._connection = connection
         self._display = display
         self.lost = 0
+        self.dropped = []
 
     def note(self, message, verbosity=3):
         """``message`` for -vvv (``verbosity`` 2: -vv)."""
@@ -101,6 +103,7 @@ class HostSession:
         stdout = script.output(stdout)
         out = {'rc': rc, 'stdout': stdout, 'stderr': stderr}
         values, log = script.parse(stdout)
+        self.dropped.extend(note for note in values.dropped if note not in self.dropped)
         return out, values, log
 
 

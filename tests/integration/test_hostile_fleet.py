@@ -36,8 +36,8 @@ pytestmark = pytest.mark.lab
 
 HOSTS = [{'name': 'h1', 'persona': 'nixos'}, {'name': 'h2', 'persona': 'nixos'},
          {'name': 'h3', 'persona': 'darwin'}, {'name': 'h4', 'persona': 'home-manager'},
-         {'name': 'h5', 'persona': 'nixos'}]
-HEALTHY = ('h1', 'h3', 'h4')
+         {'name': 'h5', 'persona': 'nixos'}, {'name': 'h6', 'persona': 'nixos'}]
+HEALTHY = ('h1', 'h3', 'h4', 'h6')
 SECRET = 'nixdeploy-hostile-secret-6f1c2a'
 # Lines a target's output could carry to forge results: the fixed marker of
 # before, after a carriage return, a file separator, NEL and LINE SEPARATOR.
@@ -149,9 +149,52 @@ def make_hostile(fleet):
     return pwned, cache
 
 
+EVIL_FLAKE = """{
+  outputs = { self }: {
+    x = derivation { name = "%s"; system = "x86_64-linux"; builder = "/bin/sh";
+                     args = [ "-c" "echo pwned > $out" ]; };
+  };
+}
+"""
+
+
+def controller_store_names(needle):
+    """The paths of this controller's store whose name holds ``needle``."""
+    return [name for name in os.listdir('/nix/store') if needle in name]
+
+
+def point_generation_at_a_flake(fleet):
+    """h6's current generation link names a flake on the controller (any
+    process of the profile's owner can write that link; on home-manager and
+    nix-on-droid hosts that is the deploy user). Returns the name of the
+    flake's derivation: if the controller ever evaluated or built it, a path
+    of that name is in its store."""
+    lab, base = fleet['lab'], fleet['base']
+    needle = 'nixdeploy-evil-%d' % os.getpid()
+    folder = os.path.join(base, 'evil-flake')
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, 'flake.nix'), 'w') as handle:
+        handle.write(EVIL_FLAKE % needle)
+    profile = '/nix/var/nix/profiles/system'
+    link = lab.run_in('h6', ['readlink', profile]).stdout.strip()
+    lab.run_in('h6', ['ln', '-sfn', 'path:%s#x' % folder, os.path.join(os.path.dirname(profile),
+                                                                      link)])
+    return needle
+
+
 def test_hostile_fleet_deploys_only_what_it_should(hostile):
     lab, base = hostile['lab'], hostile['base']
     pwned, cache = make_hostile(hostile)
+    needle = point_generation_at_a_flake(hostile)
+    # the preview (AWX's "Show Changes") of the host whose link names a flake
+    preview = run_playbook('nixdeploy.fleet.deploy', hostile['inventory'],
+                           os.path.join(base, 'preview'), args=['--check', '--diff', '-l', 'h6'],
+                           env={'ANSIBLE_HOST_KEY_CHECKING': 'False'})
+    assert not controller_store_names(needle), preview
+    previewed = preview.result(ACTIVATE, 'h6')['result']
+    assert previewed['previous']['path'] is None, previewed
+    said = preview.stdout + preview.stderr + json.dumps(previewed.get('warnings') or [])
+    assert "prev_path: not a store path: 'path:" in said, said[-3000:]
     reports = os.path.join(base, 'reports')
     env = {
         # as ansible-runner puts it into every job's environment
@@ -161,7 +204,7 @@ def test_hostile_fleet_deploys_only_what_it_should(hostile):
     }
     with ArgvWatch(SECRET) as watch:
         run = run_playbook('nixdeploy.fleet.deploy', hostile['inventory'],
-                           os.path.join(base, 'hostile'), env=env)
+                           os.path.join(base, 'hostile'), args=['--diff'], env=env)
     assert run.rc != 0, run
     output = run.stdout + run.stderr
 
@@ -177,6 +220,14 @@ def test_hostile_fleet_deploys_only_what_it_should(hostile):
     for host in HEALTHY:
         assert not summary[host]['failed'], (host, summary[host])
         assert lab.active(host) == new[host] != hostile['first'][host], host
+
+    # h6: deployed; the flake its link named was never evaluated or built
+    # here, the result has no previous path and says why
+    assert not controller_store_names(needle), controller_store_names(needle)
+    h6 = run.result(ACTIVATE, 'h6')['result']
+    assert h6['previous']['path'] is None and 'closure_diff' not in h6, h6
+    assert "prev_path: not a store path: 'path:" in output + json.dumps(
+        h6.get('warnings') or []), output[-3000:]
 
     # h2: its check failed whatever it printed: rolled back, failed
     assert summary['h2']['failed'] and summary['h2']['rolled_back'], summary['h2']
