@@ -113,7 +113,7 @@ def test_a_confirmation_logs_in_anew_and_records_its_phase(fake):
     values, log, problem = run.follow(name, True, deadline, values, log)
     assert problem is None and values['state'] == 'awaiting_confirmation', log
     values, log, problem = run.confirm(name, values, deadline)
-    assert problem is None and values['state'] == 'done' and values['confirmed'] == '1'
+    assert problem is None and values['state'] == 'done' and values['confirmed'] is True
     assert connection.resets == 1 and target.sessions == 2
     assert [p['name'] for p in activation.timeline.phases] == ['confirm']
     assert activation.timeline.phases[0]['outcome'] == 'changed'
@@ -140,7 +140,7 @@ def test_undo_puts_the_generation_before_back(fake):
     assert TargetRun(task(host.system('a'))).launch('activate', False)[1]['state'] == 'done'
     activation = task(host.system('b'))
     run = TargetRun(activation)
-    assert run.launch('activate', False)[1]['new_gen'] == '2'
+    assert run.launch('activate', False)[1]['new_gen'] == 2
     undone = run.undo(1, 2, 'switch', 'check web failed')
     assert undone == {'rolled_back': True, 'rollback_reason': 'check web failed',
                       'changed': True, 'msg': 'rolled back: check web failed',
