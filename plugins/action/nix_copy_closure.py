@@ -21,12 +21,13 @@ from ansible import constants as C
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _builders, _cascade, _closure, _copy, _nix, _peer, _role_vars)
+    _builders, _cascade, _closure, _copy, _nix, _peer, _redact, _role_vars)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
     facts_in_flight, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, split_ssh_args, store_path_of)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._target_data import dropped_warning
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _ssh
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._ssh import ssh_master
@@ -73,7 +74,9 @@ class ActionModule(NixdeployAction):
                                    'nothing to copy'}
         result = super(ActionModule, self).run(tmp, task_vars)
         result['seconds'] = round(time.time() - started, 3)
-        return result
+        # every text a target or Nix said that became a key (stderr, a hop's
+        # error, a warning), not only msg, with any credential masked
+        return _redact.data(result)
 
     def _built_on_target(self, task_vars):
         """With from_role_vars (the deploy role), a host whose nix_build_on is
@@ -101,7 +104,9 @@ class ActionModule(NixdeployAction):
         stderr = getattr(error, 'stderr', '') or ''
         details = {'connection_lost': _connection_lost(stderr)}
         if stderr:
-            details['stderr'] = stderr
+            # the target's own words: masked as the message is (a cache's login
+            # in a URL Nix echoes), since AWX keeps every key of a result
+            details['stderr'] = _redact.text(stderr)
         return details
 
     # ------------------------------------------------------------ cascade
@@ -211,6 +216,10 @@ class ActionModule(NixdeployAction):
         path = store_path_of(args['path'])
         mode = args['copy_mode']
         opts = _nix.NixOptions.from_params(args)
+        if mode == 'cache':
+            # a cache address whose login cannot be kept out of argv fails
+            # the host before anything runs
+            _copy.cache_uris(args['caches'])
         target = Target.from_connection(self._connection, task_vars,
                                         host_key_unchecked=bool(self._unchecked))
         ssh_env = target.nix_env()  # refuses unusable ssh options before anything runs
@@ -254,10 +263,13 @@ class ActionModule(NixdeployAction):
                    paths_sent=0, bytes_sent=0, changed=bool(missing),
                    free_bytes=None if facts['free_kb'] is None else facts['free_kb'] * 1024,
                    gc_root=facts['gc_root'])
+        dropped = dropped_warning(host, facts['dropped'])
+        if dropped:
+            out.setdefault('warnings', []).append(dropped)
         if facts['gc_root_error']:
-            out['warnings'] = ['%s: the copied system is not protected from a garbage collection '
-                               'on the host before its activation: %s'
-                               % (host, facts['gc_root_error'])]
+            out.setdefault('warnings', []).append(
+                '%s: the copied system is not protected from a garbage collection on the host '
+                'before its activation: %s' % (host, facts['gc_root_error']))
         if self._task.diff and missing:
             out['diff'] = {'before': '', 'after': ''.join(p['path'] + '\n' for p in missing),
                            'after_header': '%s: paths to copy' % host}
@@ -356,7 +368,7 @@ class ActionModule(NixdeployAction):
                 except _nix.NixError:
                     continue
             raise _copy.CopyError('%s is neither in the controller\'s store nor in any of '
-                                  'the caches %s: %s' % (path, ', '.join(caches),
+                                  'the caches %s: %s' % (path, ', '.join(_copy.cache_uris(caches)),
                                                          local_error.nix_message()))
         raise _copy.CopyError('%s is not valid in the controller\'s store (build it first): %s'
                               % (path, local_error.nix_message()))
@@ -372,6 +384,10 @@ class ActionModule(NixdeployAction):
                 KNOWN_NIX_DIRS)
             raise _copy.CopyError('%s: no nix-store found on the target in %s; set '
                                   'remote_nix_dir to the folder holding nix' % (host, where))
+        if any(note.startswith('invalid:') for note in facts['dropped']):
+            # what the host lacks is unknown: copying nothing would pass for a no-op
+            raise _copy.CopyError('%s: the target\'s list of the paths it lacks is not a list of '
+                                  'store paths (%s)' % (host, '; '.join(facts['dropped'])))
         if rc != 0 or not facts.get('complete'):
             said = (err or out or '').strip()[-2000:]
             raise _copy.CopyError(_copy.fault_message(
@@ -380,17 +396,28 @@ class ActionModule(NixdeployAction):
         return facts
 
     def _fetch(self, host, nix_dir, path, caches):
-        rc, out, err = self.target_sh(_copy.fetch_script(nix_dir, path, caches))
+        # the caches' logins go on stdin only (the program is ssh's argv)
+        program, netrc = _copy.fetch_script(nix_dir, path, caches)
+        rc, out, err = self.target_sh(program, in_data=netrc or None)
         if rc != 0:
-            err = (err or '') + (out or '')
+            err = _redact.text((err or '') + (out or ''))
+            names = ', '.join(_copy.cache_uris(caches))
             hint = ''
             if _copy.looks_unsigned(err):
                 hint = (' (the target does not trust the key the cache is signed with: add '
                         'it to the target\'s trusted-public-keys)')
+            elif netrc and any(words in err for words in _REFUSED_LOGIN):
+                hint = (' (a cache that asks for a login says so: check the user name and '
+                        'password in its address)')
             raise _copy.CopyError(_copy.fault_message(
-                host, err, 'while fetching from %s' % ', '.join(caches)) or
+                host, err, 'while fetching from %s' % names) or
                 '%s: fetching %s from %s on the target failed%s: %s' % (
-                    host, path, ', '.join(caches), hint, err.strip()[-2000:]), err)
+                    host, path, names, hint, err.strip()[-2000:]), err)
+
+
+# Nix's words for a cache that refused the login: 2.8 takes a refused
+# nix-cache-info for no cache at all, later versions name the HTTP status
+_REFUSED_LOGIN = ('HTTP error 401', 'HTTP error 403', 'does not appear to be a binary cache')
 
 
 def _request(path, mode, remote_nix_dir):

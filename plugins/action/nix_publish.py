@@ -29,6 +29,11 @@ class ActionModule(NixdeployAction):
     PHASE = 'publish'
     ERRORS = (PublishError, NixError, OSError)
 
+    def run(self, tmp=None, task_vars=None):
+        # every text Nix said that became a key, not only msg, with the
+        # credentials of any URL in it masked
+        return _redact.data(super(ActionModule, self).run(tmp, task_vars))
+
     def run_host(self, args, result):
         host, task_vars = self.host, self.task_vars
         check_mode = self.check_mode

@@ -20,7 +20,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _nix, _nix_stderr, _role_vars, _script)
+    _netrc, _nix, _nix_stderr, _role_vars, _script)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import OPTION as RECORD_STATS
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     file_name, is_store_path)
@@ -206,14 +206,31 @@ def remote_program(nix_dir, via_sudo=False, become_user=None):
 
 # ------------------------------------------------------------------ closure
 def closure(opts, path, store=None):
-    """[{'path', 'narSize'}] of ``path``'s closure in ``store`` (default: local)."""
+    """[{'path', 'narSize'}] of ``path``'s closure in ``store`` (default:
+    local). A cache's login goes to Nix in a private netrc, never in argv
+    (module_utils/_netrc.py); CopyError for an address that cannot."""
     args = ['-r']
-    if store:
-        args += ['--store', store]
-    infos = _nix.Runner(opts).path_infos(
-        [path], args,
-        'cannot read the closure of %s%s' % (path, ' from ' + store if store else ''))
+    cache = _split([store])[0] if store else None
+    if cache:
+        args += ['--store', cache.uri]
+    with _netrc.nix_options(opts, [cache] if cache else []) as cache_opts:
+        infos = _nix.Runner(cache_opts).path_infos(
+            [path], args,
+            'cannot read the closure of %s%s' % (path, ' from ' + cache.uri if cache else ''))
     return [{'path': p, 'narSize': info['narSize']} for p, info in sorted(infos.items()) if info]
+
+
+def _split(addresses):
+    """``_netrc.split`` of each address; its refusal as a CopyError."""
+    try:
+        return [_netrc.split(a) for a in addresses]
+    except _netrc.CacheAddressError as exc:
+        raise CopyError(u'%s' % exc)
+
+
+def cache_uris(caches):
+    """The caches as Nix and every message get them: without their logins."""
+    return [cache.uri for cache in _split(caches)]
 
 
 def batch_infos(opts, paths):
@@ -260,13 +277,25 @@ def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=No
 
 
 def fetch_script(nix_dir, path, caches):
-    """sh run on the target (target/copy-fetch.sh): fetch ``path``'s closure
-    from the first cache that has it (signatures checked by the target
-    against its own keys)."""
-    return _script.render('copy-fetch.sh', {
-        'NIX_DIR': nix_dir.rstrip('/'), 'STORE_PATH': path,
-        # one URI a line: the script reads them as data, never as words
-        'CACHES': '\n'.join(c.replace('\n', '') for c in caches)})
+    """(program, stdin): the sh run on the target (target/copy-fetch.sh),
+    which fetches ``path``'s closure from the first cache that has it
+    (signatures checked by the target against its own keys), and what to
+    send on its stdin: the netrc of the caches' logins ('' when none has
+    one). The program text is ssh's and sh's argv: it names each cache
+    without its login, which travels on stdin only. CopyError for an address
+    whose login cannot go that way (module_utils/_netrc.py)."""
+    split = _split(caches)
+    try:
+        netrc = _netrc.netrc_text(split)
+    except _netrc.CacheAddressError as exc:
+        raise CopyError(u'%s' % exc)
+    program = _script.render('copy-fetch.sh', {
+        'NIX_DIR': nix_dir.rstrip('/'), 'STORE_PATH': path, 'NETRC': bool(netrc),
+        # one cache a line, "<1 when it needs the netrc> <URI>": the script
+        # reads them as data, never as words
+        'CACHES': '\n'.join('%d %s' % (c.has_credential, c.uri.replace('\n', ''))
+                            for c in split)})
+    return program, netrc
 
 
 # ------------------------------------------------------------------ cascade hop

@@ -104,8 +104,10 @@ def options_of(params):
     return dict((name, params.get(name)) for name in sorted(OPTIONS_SPEC))
 
 
-# A setting's name as Nix spells them (`access-tokens`, `extra-substituters`)
-_SETTING_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
+# A setting's name as Nix spells them (`access-tokens`, `extra-substituters`);
+# \Z, not $: `$` also matches before a final line break, which would end the
+# NIX_CONFIG line inside the name
+_SETTING_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*\Z')
 # what Nix's configuration parser reads as something else than the value: a
 # line break starts another setting, `#` a comment
 _NOT_IN_VALUE = (('\n', 'a line break'), ('\r', 'a line break'), ('\0', 'a NUL'),
@@ -144,6 +146,15 @@ class NixOptions:
             show_trace=bool(params.get('show_trace')),
             override_inputs=params.get('override_inputs') or {},
         )
+
+    def with_options(self, options):
+        """These options with ``options`` (setting name -> value) added
+        over ``nix_options``: settings of the collection's own for some
+        calls (a private ``netrc-file``), as refused as the user's."""
+        merged = dict(self.options)
+        merged.update(options)
+        return NixOptions(self.nix_bin, self.extra_args, merged, self.impure,
+                          self.show_trace, self.override_inputs)
 
     def config_lines(self):
         """``nix_options`` as the lines of a nix.conf (``name = value``), in

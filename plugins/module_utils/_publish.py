@@ -22,13 +22,17 @@ One publish of a batch, in as few Nix processes as the work needs:
 
 A second publish of the same systems finds everything in step 2 and runs no
 copy: nothing changes.
+
+An http(s) cache's login (``https://user:PASSWORD@cache``) is in no argv:
+every step names the cache without it, and Nix reads it from a private netrc
+file named in its environment (module_utils/_netrc.py).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _closure
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _closure, _netrc, _redact
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
     OPTIONS_SPEC, NixError, Runner)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import is_store_path
@@ -121,9 +125,15 @@ class Publisher:
 
     def __init__(self, opts, cache, secret_key_file, timeout=None):
         if not cache or cache.startswith('-'):
-            raise PublishError('cache %r is not a store URI' % (cache,))
+            raise PublishError('cache %r is not a store URI' % (_redact.url(cache),))
+        try:
+            # the login of an http(s) cache goes to Nix in a private netrc,
+            # never in argv: self.cache is the address without it
+            self._cache = _netrc.split(cache)
+        except _netrc.CacheAddressError as exc:
+            raise PublishError(u'%s' % exc)
         self.runner = Runner(opts, timeout)
-        self.cache = cache
+        self.cache = self._cache.uri
         self.key_file = secret_key_file
         self.key = key_name(secret_key_file)
 
@@ -134,6 +144,19 @@ class Publisher:
     def _nix(self, sub, args, what):
         return self.runner.check(sub, args, what)
 
+    def publish(self, systems, check_mode=False):
+        """``systems``: store paths. Returns {system: result}; a result has
+        ``error`` when the system is not (or would not be) in the cache.
+        The cache's login (if any) is in a private netrc while it runs."""
+        own = self.runner.opts
+        with _netrc.nix_options(own, [self._cache]) as opts:
+            self.runner.opts = opts
+            try:
+                return self._publish(systems, check_mode)
+            finally:
+                # the netrc is gone after the block: no call may name it then
+                self.runner.opts = own
+
     def _infos(self, paths, store=None, recursive=False):
         """{path: info or None}: ``nix path-info --json``, read for every Nix."""
         args = ['-r'] if recursive else []
@@ -142,9 +165,7 @@ class Publisher:
         where = store or "the controller's store"
         return self.runner.path_infos(sorted(paths), args, 'reading paths in %s' % where)
 
-    def publish(self, systems, check_mode=False):
-        """``systems``: store paths. Returns {system: result}; a result has
-        ``error`` when the system is not (or would not be) in the cache."""
+    def _publish(self, systems, check_mode):
         results = dict((s, {'signed_by': self.key, 'copied': False}) for s in systems)
         bad = [s for s in systems if not is_store_path(s)]
         for system in bad:

@@ -87,6 +87,18 @@ options:
     description:
       - Binary cache URLs for O(copy_mode=cache), tried in order until one holds the closure.
       - The controller also reads the closure's size from them when it does not hold the path.
+      - "An http(s) cache that asks for a login takes it in the URL, C(https://USER:PASSWORD@host/...)
+        (percent-encoded; a bare C(https://TOKEN@host) is a user name without a password). Nix gets
+        the URL without it, and the login in a private netrc file (its C(netrc-file) setting, in
+        its environment): on the controller a file of a C(mkdtemp) folder, on the target one that
+        the program writes from its stdin; both removed afterwards. The login is in no command
+        line, result or message."
+      - "Refused, failing the host before anything runs: a secret-named query parameter
+        (C(?access_token=), C(?token=), ...: Nix reads a cache URL's parameters as store settings
+        and sends none to the cache), a login on a store Nix takes none from (C(s3://), C(file://),
+        a password on C(ssh://)), a login holding a space, a quote, a backslash or a leading C(#)
+        (a netrc cannot carry it: put it in the netrc file of the machine instead), and two caches
+        on one host with different logins."
     type: list
     elements: str
     default: []

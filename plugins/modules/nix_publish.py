@@ -46,6 +46,11 @@ options:
         C(file:///srv/cache) or C(ssh-ng://cache.example.org).
       - Query parameters pass through (C(?compression=zstd)). A C(secret-key=) in it wins over
         O(signing_key) for the upload; the check still requires a signature of O(signing_key)'s name.
+      - "An http(s) cache that asks for a login takes it in the URI, C(https://USER:PASSWORD@host):
+        every Nix command gets the URI without it and reads the login from a private netrc file
+        (C(netrc-file), given in its environment, removed after the publish), so it is in no
+        command line, result or message. A secret-named query parameter (C(?token=)) or a login on
+        another kind of store is refused: Nix sends neither to the cache."
     type: str
     required: true
   signing_key:
@@ -105,7 +110,7 @@ path:
   type: str
   sample: /nix/store/4i05gkk2f6acn8xzxyva9s3daf6wk46s-nixos-system-web-1
 cache:
-  description: The cache URI (as given).
+  description: The cache URI as given, any credential in it masked.
   returned: always
   type: str
   sample: s3://fleet-cache?region=eu-west-1

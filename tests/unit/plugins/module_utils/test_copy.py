@@ -6,6 +6,7 @@ controller's own store (the lab tests run it on every persona).
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -113,10 +114,26 @@ def test_ssh_problem():
 
 
 def test_fetch_script_quotes_caches():
-    script = _copy.fetch_script('/d', P1, ["http://c/x'; rm -rf /; '"])
+    script, netrc = _copy.fetch_script('/d', P1, ["http://c/x'; rm -rf /; '"])
     proc = subprocess.run(['sh', '-n', '-c', script], stderr=subprocess.PIPE, check=False)
-    assert proc.returncode == 0
-    assert "'http://c/x'\"'\"'; rm -rf /; '\"'\"''" in script
+    assert proc.returncode == 0 and netrc == ''
+    assert "'0 http://c/x'\"'\"'; rm -rf /; '\"'\"''" in script
+
+
+def test_the_fetch_programs_text_names_no_login():
+    """The program is ssh's and sh's argv: the caches' logins go on stdin."""
+    script, netrc = _copy.fetch_script('/d', P1, [
+        'https://deploy:pw-SECRET1@cache.example/nix', 'https://TOKEN-SECRET2@c2.example',
+        'https://open.example'])
+    assert 'SECRET' not in script
+    assert ("CACHES='1 https://cache.example/nix\n1 https://c2.example\n0 https://open.example'"
+            in script and '\nNETRC=1\n' in script)
+    assert netrc == ('machine c2.example login TOKEN-SECRET2\n'
+                     'machine cache.example login deploy password pw-SECRET1\n')
+    with pytest.raises(_copy.CopyError) as info:
+        _copy.fetch_script('/d', P1, ['https://cache.example?access_token=SECRET3'])
+    assert 'access_token' in info.value.message and 'SECRET' not in info.value.message
+    assert _copy.cache_uris(['http://u:SECRET@h:1/x', 'file:///c']) == ['http://h:1/x', 'file:///c']
 
 
 # ------------------------------------------------------------------ cascade
@@ -255,10 +272,18 @@ exit "${FAKE_RC:-0}"
 '''
 FAKE_NIX = r'''#!/bin/sh
 # a target's nix: show-config trusts @wheel; copy --from succeeds only from
-# the cache named in FAKE_GOOD_CACHE
+# the cache named in FAKE_GOOD_CACHE (and logs, with FAKE_SEEN, its argv, its
+# NIX_CONFIG and the netrc file named there: content and mode)
 case "$*" in
   *show-config*) echo "trusted-users = root @wheel" ;;
   *"copy --from"*)
+    if [ -n "${FAKE_SEEN:-}" ]; then
+      { echo "argv: $*"; echo "config: ${NIX_CONFIG-(unset)}"
+        f=$(printf '%s\n' "${NIX_CONFIG-}" | sed -n 's/^netrc-file = //p')
+        [ -n "$f" ] && { echo "netrc $f $(stat -c %a "$f"):"; cat "$f"; }
+      } >>"$FAKE_SEEN"
+      [ -n "${FAKE_KILL:-}" ] && kill -TERM "$PPID"
+    fi
     while [ "$1" != --from ]; do shift; done
     [ "$2" = "$FAKE_GOOD_CACHE" ] && { echo "$2 $3" >>"$FAKE_LOG"; exit 0; }
     echo "error: $2 does not have it" >&2; exit 1 ;;
@@ -331,7 +356,7 @@ def test_probe_script_reports_a_failed_validity_query(fake_nix_dir):
 def test_fetch_script_tries_each_cache_in_order(fake_nix_dir, tmp_path):
     log = tmp_path / 'log'
     caches = ["http://bad/x'; touch /tmp/pwned; '", 'file:///good cache', 'http://never']
-    script = _copy.fetch_script(fake_nix_dir + '/', P1, caches)
+    script, _netrc = _copy.fetch_script(fake_nix_dir + '/', P1, caches)
     env = dict(os.environ, FAKE_GOOD_CACHE='file:///good cache', FAKE_LOG=str(log))
     proc = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, check=False, env=env)
@@ -343,6 +368,38 @@ def test_fetch_script_tries_each_cache_in_order(fake_nix_dir, tmp_path):
     proc = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, check=False, env=env)
     assert proc.returncode == 1 and proc.stderr.count('does not have it') == 3
+
+
+def test_the_fetch_gives_nix_the_logins_on_stdin_through_a_private_netrc(fake_nix_dir, tmp_path):
+    """Only the nix of a cache with a login gets netrc-file (after the
+    environment's own NIX_CONFIG), the netrc is 0600 in a folder removed at
+    the end, and no process's argv holds the password."""
+    seen, log = tmp_path / 'seen', tmp_path / 'log'
+    caches = ['https://open.example', 'https://deploy:pw-SECRET@good.example/nix']
+    script, netrc = _copy.fetch_script(fake_nix_dir, P1, caches)
+    env = dict(os.environ, FAKE_GOOD_CACHE='https://good.example/nix', FAKE_LOG=str(log),
+               FAKE_SEEN=str(seen), NIX_CONFIG='connect-timeout = 5', TMPDIR=str(tmp_path))
+    proc = subprocess.run(['sh', '-c', script], input=netrc, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text() == 'https://good.example/nix %s\n' % P1
+    first, second = seen.read_text().split('argv: ')[1:]
+    # the open cache: the environment's NIX_CONFIG as it was, no netrc
+    assert first.endswith('copy --from https://open.example %s\nconfig: connect-timeout = 5\n'
+                          % P1)
+    assert 'SECRET' not in second.splitlines()[0]
+    folder = re.search(r'\nnetrc-file = (\S+)/netrc\n', second).group(1)
+    assert 'config: connect-timeout = 5\nnetrc-file = %s/netrc\n' % folder in second
+    assert second.endswith('netrc %s/netrc 600:\nmachine good.example login deploy '
+                           'password pw-SECRET\n' % folder)
+    assert folder.startswith(str(tmp_path)) and not os.path.exists(folder)
+    # killed midway (TERM): the folder goes all the same
+    seen.unlink()
+    env.update(FAKE_GOOD_CACHE='elsewhere', FAKE_KILL='1')
+    proc = subprocess.run(['sh', '-c', script], input=netrc, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False, env=env)
+    assert proc.returncode != 0 and seen.read_text().count('argv: ') == 1, proc.stderr
+    assert not [p for p in os.listdir(str(tmp_path)) if p.startswith('tmp.')]
 
 
 # ------------------------------------------------------------------ issue 30

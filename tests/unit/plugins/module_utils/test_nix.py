@@ -84,6 +84,19 @@ def test_options_go_to_nix_config_never_argv():
     assert _nix.NixOptions(options={'substituters': ''}).config_lines() == ['substituters =']
 
 
+def test_options_of_the_collections_own_go_over_the_users():
+    """with_options (a private netrc-file for the calls that open a cache
+    with a login): over nix_options, in NIX_CONFIG too, refused alike."""
+    opts = _nix.NixOptions(nix_bin='/x/nix', options={'netrc-file': '/etc/mine', 'max-jobs': 2},
+                           extra_args=['-L'], impure=True)
+    ours = opts.with_options({'netrc-file': '/tmp/p/netrc'})
+    assert ours.config_lines() == ['max-jobs = 2', 'netrc-file = /tmp/p/netrc']
+    assert opts.config_lines() == ['max-jobs = 2', 'netrc-file = /etc/mine']
+    assert ours.argv('build', ['f#a']) == opts.argv('build', ['f#a'])
+    with pytest.raises(_nix.NixError):
+        opts.with_options({'netrc-file': '/tmp/p#x'})
+
+
 @pytest.mark.parametrize('options, said', [
     ({'substituters': 'https://a\nsandbox = false'}, 'the value of substituters holds a line break'),
     ({'substituters': 'https://a\rsandbox = false'}, 'holds a line break'),
@@ -92,6 +105,9 @@ def test_options_go_to_nix_config_never_argv():
     ({'include': '/etc/shadow'}, 'is not a Nix setting name'),
     ({'!include': '/etc/shadow'}, 'is not a Nix setting name'),
     ({'': 'x'}, 'is not a Nix setting name'),
+    # `$` would match before the final line break: the name ends the line
+    ({'substituters\n': 'x'}, 'is not a Nix setting name'),
+    ({'sandbox\n': 'false'}, 'is not a Nix setting name'),
 ])
 def test_options_nix_would_read_as_more_settings_are_refused(options, said):
     with pytest.raises(_nix.NixError) as info:

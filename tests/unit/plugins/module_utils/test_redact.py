@@ -36,6 +36,13 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import _redact  # 
     # both at once
     ('git+https://oauth2:SECRET@h/r.git?ref=main&access_token=SECRET',
      'git+https://oauth2:***@h/r.git?ref=main&access_token=***'),
+    # private and access keys, JWTs, sessions, an OAuth code
+    ('https://h/x?private_key=SECRET&privateKey=SECRET&access_key=SECRET&AWSAccessKeyId=SECRET',
+     'https://h/x?private_key=***&privateKey=***&access_key=***&AWSAccessKeyId=***'),
+    ('https://h/cb?code=SECRET&state=ok&jwt=SECRET&id_jwt=SECRET',
+     'https://h/cb?code=***&state=ok&jwt=***&id_jwt=***'),
+    ('https://h/x?session=SECRET&sessionid=SECRET&X-Amz-Session=SECRET',
+     'https://h/x?session=***&sessionid=***&X-Amz-Session=***'),
 ])
 def test_credentials_are_masked(given, shown):
     assert _redact.url(given) == shown
@@ -53,6 +60,12 @@ def test_credentials_are_masked(given, shown):
     'file:///srv/cache?secret-key=/etc/nix/cache.key&compression=zstd',
     # an empty value, and text that only looks alike
     'https://h/x?token=', 'a = b', 'user@host', 'mail me at ops@example.org',
+    # names that only hold `code` or `key` inside another word; store settings
+    'https://h/x?zipcode=1&encode=x&barcode=y',
+    'https://cache?priority=40&want-mass-query=true&ssl-key=/etc/k&compression=zstd',
+    # `name=value` that is no host=TOKEN pair
+    'a=b', 'x=github.com=SECRET', '/nix/store/abc-foo.bar=baz', 'system=x86_64-linux',
+    'nix_options: the value of access-tokens holds a line break',
 ])
 def test_what_is_no_credential_stays(kept):
     assert _redact.text(kept) == kept
@@ -81,3 +94,33 @@ def test_data_masks_every_string_of_a_result():
                       'count': 3, 'ok': True, 'none': None, 'nested': {'msg': ['x?token=***']}}
     assert result['flake'] == 'git+https://u:SECRET@h/r'  # the original is left alone
     assert _redact.text(None) is None and _redact.text(5) == 5
+
+
+@pytest.mark.parametrize('given, shown', [
+    # nix.conf / NIX_CONFIG, YAML, JSON
+    ('access-tokens = github.com=ghp_SECRET gitlab.com=PAT:SECRET', 'access-tokens = ***'),
+    ('extra-access-tokens = github.com=SECRET\nsandbox = true',
+     'extra-access-tokens = ***\nsandbox = true'),
+    ('access-tokens: github.com=ghp_SECRET', 'access-tokens: ***'),
+    ('{"access-tokens": "github.com=ghp_SECRET", "x": 1}', '{"access-tokens": "***", "x": 1}'),
+    ('nix_options: {access_tokens: "gitlab.com=PAT:SECRET"}', 'nix_options: {access_tokens: "***"}'),
+    # argv: the setting's name, then its value
+    ("--option access-tokens 'github.com=ghp_SECRET gitlab.example.org:8443=PAT:SECRET'",
+     "--option access-tokens 'github.com=*** gitlab.example.org:8443=***'"),
+    # the value alone (a dict's value, an argv item): host=TOKEN pairs only
+    ('github.com=ghp_SECRET', 'github.com=***'),
+    ('github.com=ghp_SECRET gitlab.com=PAT:SECRET', 'github.com=*** gitlab.com=***'),
+    (' git.example.org/group=SECRET ', ' git.example.org/group=*** '),
+])
+def test_access_tokens_in_every_form(given, shown):
+    assert _redact.text(given) == shown
+
+
+def test_data_masks_access_tokens_given_as_a_dict():
+    """nix_options as a result or a report shows it: the key stays, the value is masked."""
+    masked = _redact.data({'nix_options': {'access-tokens': 'github.com=ghp_SECRET',
+                                           'max-jobs': 4},
+                           'argv': ['nix', '--option', 'access-tokens', 'github.com=ghp_SECRET']})
+    assert 'SECRET' not in repr(masked)
+    assert masked['nix_options'] == {'access-tokens': 'github.com=***', 'max-jobs': 4}
+    assert masked['argv'][-1] == 'github.com=***'
