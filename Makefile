@@ -31,6 +31,7 @@ help:
 	@echo 'make test    unit + lab integration tests, ansible-test sanity, ansible-lint, molecule,'
 	@echo '             on this machine stack (test-here) and a current one (test-current)'
 	@echo 'make deps    apt packages (as root) and the virtualenv at .venv'
+	@echo 'make test-busy  test-here with the cores kept busy ($(BUSY_LOOPS) CPU-bound loops beside it)'
 	@echo 'make unit | sanity | lint | molecule | bench | faults | demo-current | demo-down | clean'
 
 deps: apt-deps venv
@@ -100,6 +101,17 @@ test-here: deps
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory molecule
+
+# This machine's stack (test-here) on a busy machine: BUSY_LOOPS CPU-bound
+# loops run beside it and are stopped by their pids at the end, or after
+# BUSY_TIMEOUT seconds, which also stop the run (tests/busy.py; docs/lab.md,
+# "Checking the suite on a busy machine").
+BUSY_LOOPS ?= 2
+BUSY_TIMEOUT ?= 10800
+.PHONY: test-busy
+test-busy: deps
+	$(PYTHON) -m tests.busy --loops $(BUSY_LOOPS) --timeout $(BUSY_TIMEOUT) -- \
+		$(MAKE) --no-print-directory test-here
 
 # The current stack: the unit and lab suite, sanity and lint, inside the tree
 # (made once, about 3 minutes; kept in $(CURRENT_TREE)).

@@ -20,6 +20,12 @@ pytestmark = [pytest.mark.faults, pytest.mark.lab, pytest.mark.slow]
 
 PADDING = 6000000   # bytes of new paths per host: seconds on an 8 Mbit/s link
 SLOW_LINK = '8mbit'
+# A slow activation that also holds (after its 6 s) until the test lets it
+# go: the controller is killed while it runs, however long the deploy took to
+# start the other host's (a busy machine). Bounded (under the role's
+# nix_activation_timeout, 240 s) so that a test that never lets go leaves none.
+RELEASE = '/nix/var/lab/interruptions-release'
+HOLD = ('n=0; while [ ! -e %s ] && [ $n -lt 900 ]; do sleep 0.2; n=$((n+1)); done' % RELEASE)
 
 
 def sending(lab, hosts, proc, bytes_=1000000):
@@ -63,23 +69,31 @@ def test_controller_killed_mid_activation(flt):
     hosts = ['h5', 'h4']   # NixOS and home-manager
     before = dict((h, assert_consistent(lab, h)) for h in hosts)
     seen = dict((h, len(history(lab, h))) for h in hosts)
-    flt.new_version(hosts, behaviour='slow')   # activation takes 6 s
+    for host in hosts:
+        lab.run_in(host, ['rm', '-f', RELEASE])
+    # activation takes 6 s, then holds until the controller is dead
+    flt.new_version(hosts, behaviour='slow', on_activate=HOLD)
     try:
         proc = flt.start('-l', ','.join(hosts), '-e', 'nix_confirm_timeout=5')
-        wait_until(lambda: proc.poll() is not None or all(
-            len(history(lab, h)) > seen[h] for h in hosts), 180, interval=0.2,
-            what='the activations to start')
-        assert proc.poll() is None, output(proc)[-3000:]
-        kill_controller(proc)
+        try:
+            wait_until(lambda: proc.poll() is not None or all(
+                len(history(lab, h)) > seen[h] for h in hosts), 180, interval=0.2,
+                what='the activations to start')
+            assert proc.poll() is None, output(proc)[-3000:]
+            kill_controller(proc)
+        finally:
+            for host in hosts:
+                lab.run_in(host, ['touch', RELEASE])
         # the activations run on, detached; nobody confirms them, so each
         # host rolls back by itself and lets go of its lock
         for host in hosts:
-            settled(lab, host, timeout=90)
+            settled(lab, host, timeout=300)
             assert assert_consistent(lab, host) == before[host]
         run = flt.deploy('-l', ','.join(hosts))
     finally:
         for host in hosts:
-            flt.flake.set_config(flt.flake.config_of(host), behaviour='ok')
+            flt.flake.set_config(flt.flake.config_of(host), behaviour='ok', on_activate='')
+            lab.run_in(host, ['rm', '-f', RELEASE])
     assert run.rc == 0, run
     for host, path in out_paths(run).items():
         assert assert_consistent(lab, host) == path

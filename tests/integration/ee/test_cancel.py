@@ -31,6 +31,22 @@ EVAL = 'Evaluate the system of each host'
 SLOW = 8   # seconds each slowed activation takes (a1 is confirmed well within it)
 CONFIRM = 10   # nix_confirm_timeout of the jobs (jobs.py TEMPLATE)
 FAST = 'a1'   # the host whose activation is not slowed
+# A slowed activation also holds (after its SLOW seconds) until the test lets
+# it go, once the canceled job has ended: the cancel comes while it runs
+# however long the job took to get there (a busy machine), and no controller
+# is left to confirm it. HOLD_LIMIT bounds the hold (under the role's
+# nix_activation_timeout, 240 s), so a test that never lets go leaves none.
+RELEASE = '/nix/var/lab/cancel-release'
+HOLD_LIMIT = 180
+HOLD = ('n=0; while [ ! -e %s ] && [ $n -lt %d ]; do sleep 0.2; n=$((n+1)); done'
+        % (RELEASE, HOLD_LIMIT * 5))
+# how long the test waits for an event (it ends at the event): generous for a
+# busy machine
+WAIT = 300
+# how long a host may take to settle once the job has ended: the rest of its
+# slowed activation, its confirmation window, then the rollback and the ssh
+# logins, which take longer on a loaded machine
+SETTLE = SLOW + CONFIRM + 30
 
 
 def activations(lab, host):
@@ -74,54 +90,70 @@ def test_cancel_while_activating_leaves_each_host_confirmed_or_rolled_back(awx):
     awx.ensure_deployed()
     before = dict((h, assert_consistent(lab, h)) for h in NAMES)
     # a fleet mid-deploy: a1 activates at once and is confirmed before the
-    # cancel, the others are still activating when it comes
-    flake.set_all(version='c1', behaviour='slow', slow_seconds=SLOW)
-    flake.set_config(flake.config_of(FAST), behaviour='ok')
+    # cancel, the others are still activating when it comes (held until the
+    # job has ended)
+    for host in NAMES:
+        lab.run_in(host, ['rm', '-f', RELEASE])
+    flake.set_all(version='c1', behaviour='slow', slow_seconds=SLOW, on_activate=HOLD)
+    flake.set_config(flake.config_of(FAST), behaviour='ok', on_activate='')
     awx.commit('version c1, slow activations but on %s' % FAST)
-    cancel = WhenActivating(lab, NAMES, confirmed={FAST: before[FAST]})
-    pod = awx.pod_name('cancel')
     try:
-        job = awx.job(pod=pod, cancel=Cancel(cancel, lambda: podman('stop', '--time', '30', pod)))
+        cancel = WhenActivating(lab, NAMES, confirmed={FAST: before[FAST]})
+        pod = awx.pod_name('cancel')
+        try:
+            job = awx.job(pod=pod, cancel=Cancel(cancel, lambda: podman('stop', '--time', '30',
+                                                                        pod)))
+        finally:
+            cancel.done.set()
+            ended = time.time()
+            # the job is over: the held activations end now, and nothing is
+            # left to confirm them
+            for host in NAMES:
+                lab.run_in(host, ['touch', RELEASE])
+        # what `process` read from the worker's stream (AWX itself records a job
+        # it canceled as 'canceled' whatever the stream says)
+        assert job.status == 'canceled', job.tail()
+        assert job.statuses[-1] == 'canceled' and job.worker_rc is not None, job.tail()
+        assert cancel.canceled_at is not None
+        new = dict((e['event_data']['host'], e['event_data']['res']['out_path'])
+                   for e in job.events if e.get('event') == 'runner_on_ok'
+                   and e['event_data']['task'] == EVAL)
+        assert sorted(new) == NAMES, new
+
+        # the job's pod (container) is gone with it
+        wait_until(lambda: not containers_named(pod), WAIT, what='container %s to go' % pod)
+
+        # each host settles within its activation and confirmation window once
+        # the job has ended (the hold's release)
+        settled = {}
+        for host in NAMES:
+            wait_until(lambda h=host: not locks(lab, h), WAIT, what='the locks of %s' % host)
+            settled[host] = round(time.time() - ended, 1)
+        outcomes = {}
+        for host in NAMES:
+            active = assert_consistent(lab, host)
+            assert active in (before[host], new[host]), (host, active, before[host], new[host])
+            outcomes[host] = 'confirmed' if active == new[host] else 'rolled back'
+            assert not locks(lab, host), host
+        assert outcomes == dict((h, 'confirmed' if h == FAST else 'rolled back')
+                                for h in NAMES), outcomes
+        # within the activation and the confirmation window, give or take the
+        # rollback and the ssh logins: no host waited for anything longer
+        assert max(settled.values()) <= SETTLE, settled
+        print('cancel: %.1f s after the activations started the job ended; hosts settled '
+              '(seconds after the job ended): %s; %s'
+              % (ended - cancel.canceled_at, settled, outcomes))
+
+        # a new job converges: every host on its new system
+        job = awx.job()
+        assert job.status == 'successful', job.tail()
+        stats = set_stats_of(job.artifacts)['nixdeploy']
+        for host in NAMES:
+            assert stats[host]['path'] == new[host], stats[host]
+            assert assert_consistent(lab, host) == new[host], host
+            assert not locks(lab, host), host
     finally:
-        cancel.done.set()
-    ended = time.time()
-    # what `process` read from the worker's stream (AWX itself records a job
-    # it canceled as 'canceled' whatever the stream says)
-    assert job.status == 'canceled', job.tail()
-    assert job.statuses[-1] == 'canceled' and job.worker_rc is not None, job.tail()
-    assert cancel.canceled_at is not None
-    new = dict((e['event_data']['host'], e['event_data']['res']['out_path'])
-               for e in job.events if e.get('event') == 'runner_on_ok'
-               and e['event_data']['task'] == EVAL)
-    assert sorted(new) == NAMES, new
-
-    # the job's pod (container) is gone with it
-    wait_until(lambda: not containers_named(pod), 30, what='container %s to go' % pod)
-
-    # each host settles within its activation and confirmation window
-    settled = {}
-    for host in NAMES:
-        wait_until(lambda h=host: not locks(lab, h), SLOW + CONFIRM + 30,
-                   what='the locks of %s' % host)
-        settled[host] = round(time.time() - cancel.canceled_at, 1)
-    outcomes = {}
-    for host in NAMES:
-        active = assert_consistent(lab, host)
-        assert active in (before[host], new[host]), (host, active, before[host], new[host])
-        outcomes[host] = 'confirmed' if active == new[host] else 'rolled back'
-        assert not locks(lab, host), host
-    assert outcomes == dict((h, 'confirmed' if h == FAST else 'rolled back') for h in NAMES), \
-        outcomes
-    # within the activation and the confirmation window, give or take the ssh logins
-    assert max(settled.values()) <= SLOW + CONFIRM + 8, settled
-    print('cancel: %.1f s after the activations started the job ended; hosts settled '
-          '(seconds after the cancel): %s; %s' % (ended - cancel.canceled_at, settled, outcomes))
-
-    # a new job converges: every host on its new system
-    job = awx.job()
-    assert job.status == 'successful', job.tail()
-    stats = set_stats_of(job.artifacts)['nixdeploy']
-    for host in NAMES:
-        assert stats[host]['path'] == new[host], stats[host]
-        assert assert_consistent(lab, host) == new[host], host
-        assert not locks(lab, host), host
+        # later tests start from systems without the hold (their next commit)
+        for host in NAMES:
+            flake.set_config(flake.config_of(host), on_activate='')
+            lab.run_in(host, ['rm', '-f', RELEASE])

@@ -24,9 +24,18 @@ HOSTS = [
 ]
 PLATFORM = {'n1': 'nixos', 'n2': 'nixos', 'n3': 'nixos', 'd1': 'darwin',
             'a1': 'nix-on-droid', 'm1': 'home-manager'}
+# n1's 'slow' system: its activation (after it recorded the system active)
+# holds until the file RELEASE exists on the host, however long the test
+# needs to get there; HOLD_LIMIT seconds bound it (under the module's
+# activation_timeout of 240 s) so that a test that never lets it go does not
+# hang.
+RELEASE = '/nix/var/lab/act-release'
+HOLD_LIMIT = 180
+HOLD = ('n=0; while [ ! -e %s ] && [ $n -lt %d ]; do sleep 0.2; n=$((n+1)); done'
+        % (RELEASE, HOLD_LIMIT * 5))
 # Every system the tests deploy: (host, variant) -> knobs.
 VARIANTS = {
-    'n1': {'v1': {}, 'v2': {}, 'v3': {}, 'slow': {'behaviour': 'slow'}},
+    'n1': {'v1': {}, 'v2': {}, 'v3': {}, 'slow': {'on_activate': HOLD}},
     'n2': {'v1': {}, 'bn': {'behaviour': 'break-network'}},
     'n3': {'v1': {}, 'fail': {'behaviour': 'fail'}, 'fu': {'behaviour': 'fail-units'},
            'hang': {'behaviour': 'hang'}, 'c2': {}, 'c3': {}},

@@ -18,7 +18,8 @@ import pytest
 
 from tests.collection import BIN, ansible_env
 from tests.integration.plugins.action import activate_fixtures
-from tests.integration.plugins.action.activate_fixtures import PLATFORM, activate_task, confirm_tasks
+from tests.integration.plugins.action.activate_fixtures import (
+    PLATFORM, RELEASE, activate_task, confirm_tasks)
 
 act = activate_fixtures.act  # the module's lab fixture
 
@@ -28,6 +29,37 @@ STATE_DIR = {  # where the runner keeps its state on each persona (see target/ac
     'nixos': '/nix/var/nixdeploy/_nix_var_nix_profiles_system',
     'darwin': '/nix/var/nixdeploy/_nix_var_nix_profiles_system',
 }
+# how long a test waits for an event: generous, for a busy machine (a wait
+# ends at its event, so this costs nothing when all is well)
+LAB_WAIT = 300
+
+
+def wait_until(predicate, alive=None, timeout=LAB_WAIT):
+    """Look until ``predicate()`` holds (returns its value), ``timeout``
+    seconds passed or ``alive()`` (what would bring the event) says no more."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline or (alive is not None and not alive()):
+            return value
+        time.sleep(0.2)
+
+
+def runners_alive(act, host, runs):
+    """Those of ``runs`` whose runner process still runs on the host."""
+    script = ('cd %s/runs || exit 1; for run; do pid=$(cat "$run/pid" 2>/dev/null) && '
+              '[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$run"; done; true'
+              % STATE_DIR['nixos'])
+    return act.lab.run_in(host, ['sh', '-c', script, 'alive'] + list(runs)).stdout.split()
+
+
+def runner_states(act, host):
+    """{run: state} of the nix_activate runs in the host's NixOS state
+    folder, as each run's status file says now."""
+    proc = act.lab.run_in(host, ['sh', '-c', 'cd %s/runs 2>/dev/null && grep -H ^state= */status'
+                                 % STATE_DIR['nixos']], check=False)
+    return dict((line.split('/')[0], line.partition(':state=')[2])
+                for line in proc.stdout.splitlines() if ':state=' in line)
 
 
 def deploy(act, variants, confirm=False, base=None, **params):
@@ -231,6 +263,7 @@ def test_hanging_activation_is_stopped_and_rolled_back(act):
 
 
 def test_rollbacks_can_be_turned_off(act):
+    before = set(runner_states(act, 'n3'))
     tasks = [activate_task('baseline', act.system('n3', 'v1'), magic_rollback=False),
              activate_task('fail', act.system('n3', 'fail'), auto_rollback=False),
              activate_task('unguarded', act.system('n3', 'c2'), magic_rollback=False)]
@@ -241,22 +274,32 @@ def test_rollbacks_can_be_turned_off(act):
     # the failed system was left in place: the next activation started from it
     assert res['previous']['path'] == act.system('n3', 'fail')
     assert res['state'] == 'done' and not res['magic_rollback']
-    time.sleep(6)  # longer than a confirm_timeout would have been
+    # no watchdog stays behind to roll it back later: every runner of the
+    # play (the watchdog is the runner) has ended, and the system stays
+    runs = sorted(set(runner_states(act, 'n3')) - before)
+    assert runs, runner_states(act, 'n3')
+    assert wait_until(lambda: not runners_alive(act, 'n3', runs)), runners_alive(act, 'n3', runs)
     assert act.lab.active('n3') == act.system('n3', 'c2')
 
 
 def test_ssh_session_killed_mid_activation(act):
     baseline(act, ['n1'], 'v1')
     history = len(act.history('n1'))
+    # n1's slow activation holds until the test lets it go (RELEASE): the
+    # playbook is killed while it runs, however long it took to start
+    act.lab.run_in('n1', ['rm', '-f', RELEASE])
+    before = set(runner_states(act, 'n1'))
     workdir = os.path.join(act.workdir, 'killed')
     os.makedirs(workdir)
     inventory = act.inventory(['n1'], {'n1': {'wanted': act.system('n1', 'slow')}})
     path = os.path.join(workdir, 'inventory.json')
     with open(path, 'w') as handle:
         json.dump(inventory, handle)
+    # confirm_timeout: the window for the confirmation this test sends once
+    # the activation completed; it ends at the confirmation
     with open(os.path.join(workdir, 'play.json'), 'w') as handle:
         json.dump([{'hosts': 'all', 'gather_facts': False, 'tasks': [
-            activate_task('activate', '{{ wanted }}', confirm_timeout=30)]}], handle)
+            activate_task('activate', '{{ wanted }}', confirm_timeout=LAB_WAIT)]}], handle)
     # no ControlMaster: killing the playbook kills its one ssh connection
     env = ansible_env({'ANSIBLE_SSH_ARGS': '-o ControlMaster=no'})
     proc = subprocess.Popen(
@@ -264,42 +307,64 @@ def test_ssh_session_killed_mid_activation(act):
         cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     try:
-        deadline = time.time() + 30
-        while len(act.history('n1')) == history and time.time() < deadline:
-            time.sleep(0.2)
-        assert len(act.history('n1')) == history + 1, 'the slow activation never started'
+        assert wait_until(lambda: len(act.history('n1')) > history), \
+            'the slow activation never started'
+        assert len(act.history('n1')) == history + 1
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the playbook and its ssh, mid-activation
         proc.wait()
-    assert act.lab.active('n1') == act.system('n1', 'v1')  # still activating
-    deadline = time.time() + 20
     canary = STATE_DIR['nixos'] + '/canary'
-    while act.lab.read('n1', canary) is None and time.time() < deadline:
-        time.sleep(0.3)
+    try:
+        # still activating: the run has not reached its confirmation window
+        runs = {run: state for run, state in runner_states(act, 'n1').items() if run not in before}
+        assert list(runs.values()) == ['running'], runs
+        assert act.lab.read('n1', canary) is None
+    finally:
+        act.lab.run_in('n1', ['touch', RELEASE])
+    assert wait_until(lambda: act.lab.read('n1', canary) is not None), 'no canary appeared'
     assert act.lab.active('n1') == act.system('n1', 'slow')  # it completed on its own
     run = act.play(confirm_tasks(), ['n1'])
     res = ok(run, 'confirm', 'n1')
     assert res['confirmed'] and res['new']['path'] == act.system('n1', 'slow'), res
     assert act.profile('n1')[1] == act.system('n1', 'slow')
+    act.lab.run_in('n1', ['rm', '-f', RELEASE])
 
 
 def test_concurrent_activations_are_serialized(act):
     baseline(act, ['n3'], 'v1')
     history = len(act.history('n3'))
+    before = set(runner_states(act, 'n3'))
+    # Each play activates without confirming, then waits on the controller
+    # until the file `go` exists, then confirms. The test makes it once one
+    # run on n3 waits for the other's lock (or both activated: no lock held
+    # them apart, and the assertions below say so), so the first holds the
+    # lock while the second arrives, however long each play took to start.
+    go = os.path.join(act.workdir, 'concurrent-go')
+    hold = ("{{ lookup('ansible.builtin.pipe', 'n=0; while [ ! -e %s ] && [ $n -lt %d ]; "
+            "do sleep 0.2; n=$((n+1)); done; echo go') }}" % (go, LAB_WAIT * 5))
     runs = {}
 
     def one(variant):
-        # each holds the lock for a while before its confirmation arrives
-        tasks = [activate_task('activate', act.system('n3', variant), confirm_timeout=20,
-                               confirm=False),
-                 {'name': 'pause', 'ansible.builtin.pause': {'seconds': 3}}] + confirm_tasks()
+        tasks = [activate_task('activate', act.system('n3', variant), confirm_timeout=LAB_WAIT,
+                               lock_timeout=LAB_WAIT, confirm=False),
+                 {'name': 'hold', 'ansible.builtin.debug': {'msg': hold}}] + confirm_tasks()
         runs[variant] = act.play(tasks, ['n3'])
 
     threads = [threading.Thread(target=one, args=(v,)) for v in ('c2', 'c3')]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        def arrived():
+            states = [state for run, state in runner_states(act, 'n3').items()
+                      if run not in before]
+            return 'waiting_lock' in states or states.count('awaiting_confirmation') > 1
+        wait_until(arrived, lambda: any(thread.is_alive() for thread in threads))
+    finally:
+        with open(go, 'w'):
+            pass
+        for thread in threads:
+            thread.join()
+        os.unlink(go)
     results = {v: ok(runs[v], 'activate', 'n3') for v in runs}
     for variant in runs:
         assert ok(runs[variant], 'confirm', 'n3')['confirmed']

@@ -59,6 +59,11 @@ PROFILE = {'nixos': '/nix/var/nix/profiles/system', 'darwin': '/nix/var/nix/prof
 XDG_PROFILES = '/home/app/.local/state/nix/profiles'
 PER_USER = '/nix/var/nix/profiles/per-user/app'
 SWITCH_LOCK = '/run/nixos/switch-to-configuration.lock'
+# nix_activate's state folder for the system profile as root (see target/activate-session.sh)
+NIXOS_STATE_DIR = '/nix/var/nixdeploy/_nix_var_nix_profiles_system'
+# how long a test waits for an event on a host: generous, for a busy machine
+# (a wait ends at its event, so this costs nothing when all is well)
+LAB_WAIT = 300
 
 
 class RulesLab:
@@ -184,25 +189,69 @@ def rules(tmp_path_factory):
         lab.down()
 
 
-def hold_switch_lock(rules, host, seconds):
-    """Another switch (an auto-upgrade) holding NixOS's switch lock on the
-    host for ``seconds``: a thread; returns it once the lock is taken."""
-    taken = threading.Event()
+class SwitchLockHolder:
+    """Another switch (an auto-upgrade) holding NixOS's switch lock on a host
+    until the test lets it go (``release``), however long the deploy takes to
+    reach it: a thread that runs ``flock`` on the host and waits there for
+    the file /run/nixos/hold to go. ``HOLD_LIMIT`` seconds bound it all the
+    same, so a test that fails before its release leaves nothing behind."""
 
-    def hold():
-        script = ('mkdir -p /run/nixos && exec flock %s sh -c "touch /run/nixos/held; sleep %d; '
-                  'rm -f /run/nixos/held"' % (SWITCH_LOCK, seconds))
-        rules.lab.run_in(host, ['sh', '-c', script], check=False, timeout=seconds + 30)
+    HOLD_LIMIT = 900
 
-    thread = threading.Thread(target=hold)
-    thread.start()
-    deadline = time.time() + 10
-    while time.time() < deadline and not taken.is_set():
-        if rules.lab.read(host, '/run/nixos/held') is not None:
-            taken.set()
-        time.sleep(0.1)
-    assert taken.is_set(), 'could not take the switch lock on %s' % host
-    return thread
+    def __init__(self, rules, host):
+        self.lab, self.host = rules.lab, host
+        script = ('mkdir -p /run/nixos && rm -f /run/nixos/held && touch /run/nixos/hold && '
+                  'exec flock %s sh -c \'touch /run/nixos/held; i=0; '
+                  'while [ -e /run/nixos/hold ] && [ $i -lt %d ]; do sleep 0.2; i=$((i+1)); '
+                  'done; rm -f /run/nixos/held /run/nixos/hold\'' % (SWITCH_LOCK, self.HOLD_LIMIT * 5))
+        self.thread = threading.Thread(target=self.lab.run_in, args=(host, ['sh', '-c', script]),
+                                       kwargs={'check': False, 'timeout': self.HOLD_LIMIT + 60})
+        self.thread.daemon = True
+
+    def take(self):
+        """Start holding; returns once the lock is taken (the holder said so)."""
+        self.thread.start()
+        deadline = time.monotonic() + LAB_WAIT
+        while self.lab.read(self.host, '/run/nixos/held') is None:
+            assert self.thread.is_alive() and time.monotonic() < deadline, \
+                'could not take the switch lock on %s' % self.host
+            time.sleep(0.1)
+        return self
+
+    def release(self):
+        """Let the lock go and wait until the holder has ended."""
+        self.lab.run_in(self.host, ['rm', '-f', '/run/nixos/hold'], check=False)
+        self.thread.join(LAB_WAIT)
+        assert not self.thread.is_alive(), 'the switch lock holder on %s did not end' % self.host
+
+
+def runner_states(rules, host):
+    """{run: (state, reason)} of the nix_activate runs in the host's NixOS
+    state folder, as each run's status file says now."""
+    proc = rules.lab.run_in(host, ['sh', '-c', 'cd %s/runs 2>/dev/null && grep -H -e ^state= '
+                                   '-e ^reason= */status' % NIXOS_STATE_DIR], check=False)
+    found = {}
+    for line in proc.stdout.splitlines():
+        name, value = line.split(':', 1) if ':' in line else (line, '')
+        key, value = value.split('=', 1) if '=' in value else (value, '')
+        run = name.split('/')[0]
+        state, reason = found.get(run, ('', ''))
+        found[run] = (value, reason) if key == 'state' else (state, value)
+    return found
+
+
+def wait_until(predicate, thread=None, timeout=None):
+    """Look until ``predicate()`` holds (returns its value) or ``timeout``
+    (LAB_WAIT) seconds passed; a ``thread`` that ended first (the deploy is
+    over) ends the wait too: the event will not come."""
+    deadline = time.monotonic() + (timeout or LAB_WAIT)
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline or (thread is not None and not thread.is_alive()):
+            return value
+        time.sleep(0.2)
 
 
 # ---------------------------------------------------------------- NixOS
@@ -226,15 +275,36 @@ def test_nixos_install_bootloader_is_always_passed(rules):
 
 def test_nixos_switch_lock_of_another_switch_is_waited_for(rules):
     """An auto-upgrade holding /run/nixos/switch-to-configuration.lock: n2's
-    deploy waits for it and switches; n1 beside it switches at once."""
+    deploy waits for it and switches; n1 beside it switches at once. The
+    other switch holds the lock until n2's runner has said that it waits for
+    it (status waiting_lock), however long the deploy took to get there."""
     for host in ('n1', 'n2'):
         rules.deploy({host: 'v1'}, magic_rollback=False)
-    holder = hold_switch_lock(rules, 'n2', 6)
+    before = set(runner_states(rules, 'n2'))
+    holder = SwitchLockHolder(rules, 'n2').take()
+    runs = []
+    # lock_timeout: the wait ends at the release, this only bounds it
+    deploy = threading.Thread(target=lambda: runs.append(
+        rules.deploy({'n1': 'v2', 'n2': 'v2'}, lock_timeout=LAB_WAIT)))
+    deploy.daemon = True
+    deploy.start()
     try:
-        started = time.time()
-        run = rules.deploy({'n1': 'v2', 'n2': 'v2'}, lock_timeout=30)
+        def waiting():
+            return [(run, reason) for run, (state, reason) in runner_states(rules, 'n2').items()
+                    if run not in before and state == 'waiting_lock']
+        seen = wait_until(waiting, deploy)
+        assert seen, 'n2 never waited for the switch lock: %r' % runner_states(rules, 'n2')
+        assert seen[0][1].startswith('another switch holds %s' % SWITCH_LOCK), seen
+        # n1 did not wait for n2's lock: it is on v2 while n2 still waits
+        switched = wait_until(lambda: rules.active('n1') == rules.system('n1', 'v2'), deploy)
+        assert switched, 'n1 did not switch while n2 waited for the lock'
+        # nothing ran on n2 while the other switch held the lock
+        assert rules.active('n2') == rules.system('n2', 'v1')
+        assert deploy.is_alive() and not runs, 'the deploy ended while the lock was held'
     finally:
-        holder.join()
+        holder.release()
+        deploy.join(LAB_WAIT + 300)
+    (run,) = runs
     for host in ('n1', 'n2'):
         res = ok(run, 'activate', host)
         assert res['state'] == 'done' and res['confirmed'] and not res['rolled_back'], res
@@ -242,7 +312,6 @@ def test_nixos_switch_lock_of_another_switch_is_waited_for(rules):
         assert rules.profile(host)[1] == rules.system(host, 'v2')
     assert any('another switch holds %s' % SWITCH_LOCK in line
                for line in ok(run, 'activate', 'n2')['log_tail'])
-    assert time.time() - started >= 5
 
 
 def test_nixos_switch_lock_held_too_long_fails_without_a_rollback(rules):
@@ -252,11 +321,13 @@ def test_nixos_switch_lock_held_too_long_fails_without_a_rollback(rules):
         rules.deploy({host: 'v1'}, magic_rollback=False)
     before = {host: (rules.profile(host), rules.generations(host)) for host in ('n1', 'n2')}
     history = len(rules.history('n2'))
-    holder = hold_switch_lock(rules, 'n2', 20)
+    # held until the deploy is over: longer than lock_timeout however long
+    # the deploy takes to reach the lock
+    holder = SwitchLockHolder(rules, 'n2').take()
     try:
         run = rules.deploy({'n1': 'v3', 'n2': 'v3'}, lock_timeout=3)
     finally:
-        holder.join()
+        holder.release()
     assert ok(run, 'activate', 'n1')['state'] == 'done'
     res = failed(run, 'activate', 'n2')
     assert not res['rolled_back'] and not res['activated'], res

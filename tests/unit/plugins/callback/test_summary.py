@@ -181,22 +181,44 @@ def test_progress_line_names_the_hosts_in_each_phase_in_phase_order():
     assert plugin.progress_line({}, 100.0, 10) is None
 
 
-def test_a_long_task_gets_progress_lines_until_it_ends():
+def test_a_long_task_gets_progress_lines_until_it_ends(monkeypatch):
+    # what the ticker computed, in order: (hosts running, the line or None);
+    # it computes under the callback's lock, so each look is wholly before or
+    # after the task's end, and shows its line before it looks again
+    looks = []
+
+    def progress_line(running, now, interval):
+        line = real(running, now, interval)
+        looks.append((sorted(running), line))
+        return line
+    real = plugin.progress_line
+    monkeypatch.setattr(plugin, 'progress_line', progress_line)
+
+    def wait_until(predicate, timeout=60):
+        # a busy machine may starve the ticker thread for a while
+        deadline = time.monotonic() + timeout
+        while not predicate() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return predicate()
+
     callback = Summary(display=Display())
     callback.interval = 0.5
     callback.v2_playbook_on_play_start(Play())
     try:
         callback.v2_runner_on_start(Named('web1'), Task('copy'))
-        deadline = time.time() + 5
-        while not callback._display.lines and time.time() < deadline:
-            time.sleep(0.1)
+        assert wait_until(lambda: callback._display.lines)
         (line,) = callback._display.text()[:1]
         assert line.startswith('nixdeploy: still running: copy: web1 (')
         callback.v2_runner_on_ok(Result('web1', 'copy', {'changed': True}))
-        time.sleep(0.2)     # a line the ticker had already made is shown by now
-        seen = len(callback._display.lines)
-        time.sleep(1.2)     # the ticker wakes once a second
-        assert not [text for text in callback._display.text()[seen:] if 'still running' in text]
+        ended = len(looks)
+        # two looks after the end (the ticker wakes once a second): the line
+        # of a look before it is shown by then
+        assert wait_until(lambda: len(looks) >= ended + 2)
+        assert all(line is None and running == [] for running, line in looks[ended:]), looks
+        # every progress line shown is one computed while web1 still ran
+        before = [line for _running, line in looks[:ended] if line]
+        shown = [text for text in callback._display.text() if 'still running' in text]
+        assert shown == before, (shown, looks)
     finally:
         callback.v2_playbook_on_stats(None)
 

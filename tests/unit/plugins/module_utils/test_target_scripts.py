@@ -478,6 +478,39 @@ def lock_host(host, monkeypatch):
     return host
 
 
+def wait_until(predicate, timeout=60):
+    """Look until ``predicate()`` holds or ``timeout`` seconds passed (a busy
+    machine); returns its last value."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return predicate()
+
+
+class SwitchHolder:
+    """Another switch holding the platform's switch lock (flock) until the
+    test lets it go (``release``), however long the runner takes to meet it;
+    bounded all the same (``LIMIT`` seconds), so a failed test leaves none."""
+
+    LIMIT = 300
+
+    def __init__(self, host):
+        self.held, self.go = host.root / 'held', host.root / 'go'
+        for path in (self.held, self.go):
+            if path.exists():
+                path.unlink()
+        self.proc = subprocess.Popen(
+            ['flock', str(host.lock), 'sh', '-c', ': >"$1"; n=0; while [ ! -e "$2" ] && '
+             '[ $n -lt %d ]; do sleep 0.05; n=$((n+1)); done' % (self.LIMIT * 20), 'holder',
+             str(self.held), str(self.go)])
+        assert wait_until(lambda: self.held.exists() or self.proc.poll() is not None) and \
+            self.proc.poll() is None, 'could not take %s' % host.lock
+
+    def release(self):
+        self.go.write_text('')
+        self.proc.wait(timeout=60)
+
+
 def busy_system(host, name):
     path = host.root / 'store' / name
     (path / 'bin').mkdir(parents=True)
@@ -492,8 +525,18 @@ def test_a_switch_meeting_another_switchs_lock_waits_and_tries_again(lock_host):
     assert host.activate(old, 'r1')[0]['state'] == 'done'
     host.took()
     host.busy.write_text('')
-    threading.Timer(1.5, host.busy.unlink).start()
-    values, log = host.activate(new, 'r2', lock_timeout=20)
+
+    # the other switch ends once the new system's switch has met it (a
+    # refused "activate new switch"), however long the runner took to get there
+    def let_go():
+        wait_until(lambda: 'activate new switch' in host.calls.read_text().splitlines())
+        host.busy.unlink()
+    releaser = threading.Thread(target=let_go)
+    releaser.start()
+    try:
+        values, log = host.activate(new, 'r2', lock_timeout=60)
+    finally:
+        releaser.join()
     assert values['state'] == 'done', values['output']
     assert 'another switch holds' in log
     calls = host.took()
@@ -528,23 +571,36 @@ def test_a_held_switch_lock_is_waited_for_before_the_profile_moves(lock_host):
     assert host.activate(old, 'r1')[0]['state'] == 'done'
     host.took()
     host.lock.write_text('')
-    holder = subprocess.Popen(['flock', str(host.lock), 'sleep', '2'])
+    # held until the runner says it waits for it (its log), then let go
+    run_log = os.path.join(host.state_dir(), 'runs', 'r2', 'log')
+
+    def said_waiting():
+        try:
+            with open(run_log) as handle:
+                return 'waiting_lock: another switch holds' in handle.read()
+        except OSError:
+            return False
+
+    def let_go():
+        wait_until(said_waiting)
+        holder.release()
+    holder = SwitchHolder(host)
+    releaser = threading.Thread(target=let_go)
+    releaser.start()
     try:
-        time.sleep(0.3)
-        values, log = host.activate(new, 'r2', lock_timeout=20)
+        values, log = host.activate(new, 'r2', lock_timeout=60)
     finally:
-        holder.wait()
+        releaser.join()
     assert values['state'] == 'done', values['output']
     assert 'waiting_lock: another switch holds %s' % host.lock in log
     assert host.took() == ['nix-env --profile %s --set %s' % (host.profile, new),
                            'activate new switch']
-    # and a lock that stays taken: nothing touched at all
-    holder = subprocess.Popen(['flock', str(host.lock), 'sleep', '4'])
+    # and a lock that stays taken (until the run is over): nothing touched at all
+    holder = SwitchHolder(host)
     try:
-        time.sleep(0.3)
         values, _log = host.activate(old, 'r3', lock_timeout=1)
     finally:
-        holder.wait()
+        holder.release()
     assert values['state'] == 'failed' and values['cause'] == 'switch_locked'
     assert host.took() == [] and host.generations() == ('2', ['1', '2'])
 
