@@ -17,7 +17,8 @@ options:
       - The keys, key name to spec, as the host var C(nix_keys) of the deploy role. A colmena
         hive's C(deployment.keys) is mapped to this by the M(nixdeploy.fleet.nix) inventory
         plugin. They are never shown (the option is C(no_log)), and results, diffs, messages and
-        C(-vvv) output carry names, paths, owners, modes and sha256 hashes only.
+        C(-vvv) output carry names, paths, owners and modes only, never a hash of a key (the
+        target compares salted digests with a nonce that is never shown).
       - "Content, exactly one of: C(text) (the content; keep it in ansible-vault, a C(!vault)
         value or an encrypted vars file); C(src) (a file on the controller; a relative name is
         searched as M(ansible.builtin.copy) searches its C(src), the role's and the playbook's

@@ -24,20 +24,30 @@ import re
 import shlex
 import time
 from urllib.error import HTTPError
+from urllib.parse import urljoin, urlsplit
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.common.text.converters import to_text
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._printable import printable
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._redact import text as redact
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._script import render
 
 KINDS = ('command', 'http', 'unit')
+# what an http check's follow_redirects may say
+REDIRECTS = ('none', 'same_host')
+# redirects one try follows at most (urllib's own limit)
+MAX_REDIRECTS = 10
+_DEFAULT_PORTS = {'http': 80, 'https': 443}
 
 HTTP_SPEC = dict(
     url=dict(type='str', required=True),
     status=dict(type='int', default=200),
     body=dict(type='str'),
     validate_certs=dict(type='bool', default=True),
+    # a redirect is the target's answer, not an address the controller goes
+    # to: 'none' (default) or 'same_host' (same scheme, host and port only)
+    follow_redirects=dict(type='str', default='none', choices=list(REDIRECTS)),
 )
 
 CHECK_SPEC = dict(
@@ -207,22 +217,85 @@ def _target_try(check, command, run_sh):
     return True, None, output
 
 
-def _http_try(check, opener):
-    http = check['http']
-    wanted = http['status']
+def _origin(url):
+    """(scheme, host, port) of ``url``, the default port filled in; None when
+    it has no host or a port that is not one."""
     try:
-        answer = opener(http['url'], method='GET', timeout=check['timeout'],
-                        validate_certs=http['validate_certs'], http_agent='nixdeploy.fleet')
-        status, body = answer.getcode(), answer.read()
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not parts.hostname or scheme not in _DEFAULT_PORTS:
+        return None
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def _origin_text(origin):
+    if origin is None:
+        return "the check's own host"
+    scheme, host, port = origin
+    return '%s://%s:%d' % (scheme, '[%s]' % host if ':' in host else host, port)
+
+
+def _shown(url):
+    """A URL from the target's answer, as a message shows it: credentials
+    masked, every control character escaped, quoted."""
+    return "'%s'" % redact(printable(url))
+
+
+def _ask(url, http, timeout, opener):
+    """One GET of ``url``, never following a redirect (follow_redirects
+    'none': urllib raises a 3xx as an HTTPError, which is the answer here).
+    (status, headers, body), or raises what kept the answer away."""
+    try:
+        answer = opener(url, method='GET', timeout=timeout, validate_certs=http['validate_certs'],
+                        http_agent='nixdeploy.fleet', follow_redirects='none')
+        return answer.getcode(), answer.headers, answer.read()
     except HTTPError as exc:
-        status = exc.code
         try:
             body = exc.read()
         except Exception:  # pylint: disable=broad-except
             body = b''
-    except Exception as exc:  # pylint: disable=broad-except
-        # refused, timed out, bad certificate, name not found: no answer
-        return False, 'no answer from %s: %s' % (http['url'], exc), ''
+        return exc.code, exc.headers, body
+
+
+def _http_try(check, opener):
+    """One try of an http check. A redirect is an answer of the target, and
+    following it would make the controller (an AWX pod, a CI runner inside a
+    network the target is not in) fetch an address the target chose and put
+    what it says into results and reports. So a 3xx is never followed
+    unless the check says ``follow_redirects: same_host``, and then only to
+    the same scheme, host and port as the check's own URL; otherwise it is
+    the answer, compared with ``status`` as any other (a check that wants a
+    302 gets it), and a failure says where it was sent."""
+    http = check['http']
+    wanted, allowed = http['status'], http.get('follow_redirects') or 'none'
+    origin = _origin(http['url'])
+    url, followed = http['url'], 0
+    while True:
+        try:
+            status, headers, body = _ask(url, http, check['timeout'], opener)
+        except Exception as exc:  # pylint: disable=broad-except
+            # refused, timed out, bad certificate, name not found: no answer
+            return False, 'no answer from %s: %s' % (
+                url if not followed else _shown(url), printable(exc)), ''
+        location = headers.get('Location') if headers is not None and 300 <= status < 400 else None
+        if location is None or status == wanted:
+            break
+        target = urljoin(url, location.strip())
+        if allowed != 'same_host':
+            why = 'not followed (follow_redirects: none)'
+        elif origin is None or _origin(target) != origin:
+            why = 'not followed: not %s (follow_redirects: same_host)' % _origin_text(origin)
+        elif followed >= MAX_REDIRECTS:
+            why = 'not followed: more than %d redirects' % MAX_REDIRECTS
+        else:
+            url, followed = target, followed + 1
+            continue
+        text = to_text(body or b'', errors='surrogate_or_replace')
+        return False, 'HTTP %s (wanted %s): redirected to %s, %s' % (
+            status, wanted, _shown(target), why), text
     text = to_text(body or b'', errors='surrogate_or_replace')
     if status != wanted:
         return False, 'HTTP %s (wanted %s)' % (status, wanted), text

@@ -7,7 +7,7 @@
 the caller's ``read_src``: the action plugin's search path and vault) or the
 stdout of a ``command`` argv run without a shell and without stdin. The
 content stays bytes in memory until ``_keys_target.Uploader`` sends it as a
-script's stdin; only its sha256 ever appears in a result.
+script's stdin; nothing of it, not even a hash, appears in a result.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -72,5 +72,8 @@ def load_content(key, read_src, cwd=None):
         raise KeysError("key '%s': %s" % (key.key, exc.message), key.key, detail=exc.detail)
 
 
-def sha256(content):
-    return hashlib.sha256(content).hexdigest()
+def salted_digest(nonce, content):
+    """sha256(nonce || content), as the target computes it (keys-lib.sh's
+    ``salted``): ``nonce`` is one call's fresh salt (64 hex digits), never
+    published, so the digest cannot be used to guess the content."""
+    return hashlib.sha256(nonce.encode('ascii') + content).hexdigest()

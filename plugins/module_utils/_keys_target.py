@@ -4,16 +4,24 @@
 """Keys on the target: the sh scripts of one nix_keys call and the Uploader.
 
 Per call, on the target:
-  1. one probe: for every key this call handles, the sha256 of the file there
-     (computed there, so no content comes back), its mode, owner and group;
-     with prune, the manifest entries no longer wanted;
-  2. one ``put`` per key that differs (in content, owner or mode): the
-     expected sha256 on the first line of stdin, then the content; written in
-     a private folder (root's, 0700) made in the key's own folder, checked
-     against the hash, given owner and mode there, then renamed over the key
-     (atomic, never through a link; keys-put.sh says how);
+  1. one probe: for every key this call handles, a salted digest of the file
+     there (computed there, so no content comes back), its mode, owner and
+     group; with prune, the manifest entries no longer wanted;
+  2. one ``put`` per key that differs (in content, owner or mode): the nonce
+     and the expected digest on the first line of stdin, then the content;
+     written in a private folder (root's, 0700) made in the key's own folder,
+     checked against the digest, given owner and mode there, then renamed
+     over the key (atomic, never through a link; keys-put.sh says how);
   3. when needed, one ``finish``: prune, and record in the manifest keys that
      exist but are not listed yet.
+
+Digests are never a plain sha256 of a key, which results, diffs and logs
+would carry and from which a short secret is guessed offline: each call
+makes a fresh 256-bit nonce, sent on the scripts' stdin only (never in a
+program, which ps and -vvv show), and both sides compute sha256(nonce ||
+content) (target/keys-lib.sh says why not an HMAC). The digests are only
+compared, here, and never leave this module: a result says whether a key
+changed and what differed, nothing more.
 
 The manifest (one absolute path per line, no content, no hash) lists the key
 files this collection wrote, so prune only ever removes ours. It lives beside
@@ -26,12 +34,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+import secrets
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _script
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._keys import KeysError
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._target_data import Values
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._keys_content import (
-    load_content, sha256)
+    load_content, salted_digest)
 
 _SHA = re.compile(r'^[0-9a-f]{64}$')
 
@@ -43,16 +53,33 @@ def _render(step, values, state_dir, keep=()):
         values, STATE_DIR=state_dir or None, KEEP='\n'.join(keep)))
 
 
-def probe_script(paths, keep, prune, state_dir=None):
+def new_nonce():
+    """A call's salt: 256 bits from the OS's random source, as 64 hex digits."""
+    return secrets.token_hex(32)
+
+
+def probe_input(nonce):
+    """The probe's stdin: the nonce (never a program value: see above)."""
+    return nonce.encode('ascii') + b'\n'
+
+
+def put_input(nonce, content):
+    """A put's stdin: the nonce and the content's digest, then the content."""
+    return ('%s %s\n' % (nonce, salted_digest(nonce, content))).encode('ascii') + content
+
+
+def probe_script(paths, keep, prune, state_dir=None, test_pause=None):
     """sh reporting the facts of ``paths`` (and, with prune, the manifest's
-    entries not in ``keep``). ``state_dir``: the manifest's folder when not
-    the default (tests)."""
-    return _render('keys-probe.sh', {'KEY_PATHS': '\n'.join(paths), 'PRUNE': bool(prune)},
-                   state_dir, keep)
+    entries not in ``keep``); its stdin is ``probe_input``. ``state_dir``:
+    the manifest's folder when not the default (tests); ``test_pause``
+    (tests only): the probe reads a line from the FIFO ``<test_pause>.<n>``
+    at its n-th pause (before it opens a key, after, before it hashes it)."""
+    return _render('keys-probe.sh', {'KEY_PATHS': '\n'.join(paths), 'PRUNE': bool(prune),
+                                     'TEST_PAUSE': test_pause}, state_dir, keep)
 
 
 def put_script(key, require_owner, state_dir=None):
-    """sh writing one key (its content on stdin): a key whose owner or mode
+    """sh writing one key (stdin: ``put_input``): a key whose owner or mode
     only differ is written again, never changed in place by its name."""
     return _render('keys-put.sh', {
         'P': key.path, 'DIR': key.dest_dir, 'NAME': key.name, 'KUSER': key.user,
@@ -84,9 +111,12 @@ def parse(stdout, program):
             values[name] = value
     for index, item in numbered.get('stat', []):
         words = item.split()
+        if len(words) < 2:
+            continue  # not reported: the plan says so
         entry = {'kind': words[0], 'listed': words[1] == '1'}
         if words[0] == 'file' and len(words) >= 8:
-            entry.update(sha256=words[2] if _SHA.match(words[2]) else None,
+            # the salted digest (keys-lib.sh), compared only, never returned
+            entry.update(digest=words[2] if _SHA.match(words[2]) else None,
                          mode=None if words[3] == '-' else words[3],
                          owner=words[4], group=words[5], uid=words[6], gid=words[7])
         stats[index] = entry
@@ -106,19 +136,26 @@ def _owner_matches(wanted, name, number):
     return wanted in (name, number)
 
 
-def plan(key, content_sha, stat):
+def plan(key, digest, stat):
     """What one key needs: 'create', 'update' (content), 'fix' (owner or
-    mode only) or 'none'; and what differs, for the diff."""
+    mode only) or 'none'; and what differs, for the diff. ``digest``: the
+    wanted content's, salted with the nonce the probe had."""
     kind = (stat or {}).get('kind', 'absent')
     if kind == 'absent':
         return 'create', ['absent']
+    if kind == 'changed':
+        # the file at the key's name was swapped while the probe looked at
+        # it (keys-probe.sh): another account is at work in that folder
+        raise KeysError("key '%s': %s changed while it was probed (replaced by another "
+                        "file or a link); nothing was written, run again" % (key.key, key.path),
+                        key.key)
     if kind in ('link', 'other'):
         # never written through: mv onto a link to a folder moves into it
         raise KeysError("key '%s': %s is a %s; remove it, keys are regular files"
                         % (key.key, key.path, 'symbolic link' if kind == 'link' else
                            'folder or other non-regular file'), key.key)
     why = []
-    if stat.get('sha256') != content_sha:
+    if stat.get('digest') is None or stat.get('digest') != digest:
         why.append('content')
     if not _owner_matches(key.user, stat.get('owner'), stat.get('uid')):
         why.append('user')
@@ -131,20 +168,26 @@ def plan(key, content_sha, stat):
     return ('fix', why) if why else ('none', why)
 
 
-def describe(sha, user, group, mode):
-    """A diff side: hash, owner and mode only, never content."""
-    return 'sha256: %s\nowner: %s:%s\nmode: %s\n' % (sha or '-', user or '-', group or '-', mode or '-')
+def describe(content, user, group, mode):
+    """A diff side: whether the content changes, owner and mode; never the
+    content, nor any hash of it (a short secret is guessed from one)."""
+    return 'content: %s\nowner: %s:%s\nmode: %s\n' % (
+        content, user or '-', group or '-', mode or '-')
 
 
-def key_diff(key, content_sha, stat):
+def key_diff(key, why, stat):
     stat = stat or {}
+    changes = 'content' in why
     if stat.get('kind') in (None, 'absent'):
         before = 'absent\n'
     else:
-        before = describe(stat.get('sha256'), stat.get('owner'), stat.get('group'), stat.get('mode'))
+        before = describe('old' if changes else 'unchanged', stat.get('owner'),
+                          stat.get('group'), stat.get('mode'))
+    after = describe('new' if changes or 'absent' in why else 'unchanged', key.user, key.group,
+                     key.mode)
     return {'before_header': '%s (key %s)' % (key.path, key.key),
             'after_header': '%s (key %s)' % (key.path, key.key),
-            'before': before, 'after': describe(content_sha, key.user, key.group, key.mode)}
+            'before': before, 'after': after}
 
 
 class Uploader:
@@ -169,7 +212,8 @@ class Uploader:
         rc, out, err = self.run_sh(script, in_data)
         values, stats, stale = parse(out, script)
         if rc != 0 or 'error' in values:
-            detail = values.get('error') or (err or '').strip() or (out or '').strip()
+            # the target's own words: shown escaped, never obeyed by a terminal
+            detail = values.get('error') or printable((err or '').strip() or (out or '').strip())
             raise KeysError(detail or '%s failed with exit code %s' % (what, rc))
         return values, stats, stale
 
@@ -178,11 +222,14 @@ class Uploader:
         contents = {}
         for key in handled:  # every content first: a broken source uploads nothing
             contents[key.key] = load_content(key, self.read_src, cwd=self.cwd)
-        shas = dict((k, sha256(c)) for k, c in contents.items())
+        # fresh for every call: a digest of one call says nothing in another
+        nonce = new_nonce()
+        digests = dict((k, salted_digest(nonce, c)) for k, c in contents.items())
         keep = [k.path for k in keys]
         try:
             _values, stats, stale = self._run(
-                probe_script([k.path for k in handled], keep, prune, self.state_dir), what='the probe')
+                probe_script([k.path for k in handled], keep, prune, self.state_dir),
+                in_data=probe_input(nonce), what='the probe')
         except KeysError as exc:
             raise KeysError('probing the keys failed: %s' % exc.message)
         result = self.result
@@ -193,14 +240,15 @@ class Uploader:
             stat = stats.get(idx)
             if stat is None:
                 raise KeysError('the probe did not report %s' % key.path, key.key)
-            plans.append((key, stat) + plan(key, shas[key.key], stat))
+            plans.append((key, stat) + plan(key, digests[key.key], stat))
         for key, stat, action, why in plans:
-            entry = {'path': key.path, 'changed': action != 'none', 'sha256': shas[key.key],
+            # no digest here: a result, a diff or a log never carries one
+            entry = {'path': key.path, 'changed': action != 'none',
                      'user': key.user, 'group': key.group, 'mode': key.mode,
                      'upload_at': key.upload_at, 'action': action, 'differs': why}
             result['key_files'][key.key] = entry
             if action != 'none' and diff:
-                diffs.append(key_diff(key, shas[key.key], stat))
+                diffs.append(key_diff(key, why, stat))
             if action == 'none':
                 if not stat.get('listed'):
                     add.append(key.path)
@@ -214,7 +262,7 @@ class Uploader:
                 values, _s, _st = self._run(
                     put_script(key, require_owner=key.upload_at == 'post-activation',
                                state_dir=self.state_dir),
-                    in_data=shas[key.key].encode('ascii') + b'\n' + contents[key.key],
+                    in_data=put_input(nonce, contents[key.key]),
                     what='uploading the key')
             except KeysError as exc:
                 entry.update(changed=False, failed=True)

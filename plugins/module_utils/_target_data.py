@@ -184,8 +184,12 @@ FIELDS = {
     'reboot-probe.sh': {'boot_id': BOOT_ID, 'booted': STORE_PATH, 'current': STORE_PATH,
                         'booted_*': STORE_FILE, 'new_*': STORE_FILE},
     'reboot-request.sh': {'reboot_rc': INT},
-    'keys-probe.sh': {'uid': INT, 'hash': TEXT, 'stat_*': TEXT, 'stale_*': TEXT,
-                      'probed': FLAG},
+    # stat_<i>: 'KIND LISTED', a file's with its salted digest (never a plain
+    # hash: keys-lib.sh) or '-', then 'MODE OWNER GROUP UID GID' ('-' each unread)
+    'keys-probe.sh': {'uid': INT, 'hash': TEXT, 'probed': FLAG, 'stale_*': TEXT,
+                      'stat_*': _matching(
+                          r'\A(?:(?:absent|link|other|changed) [01]|file [01] (?:[0-9a-f]{64}|-)'
+                          r'(?: [^\s\x00-\x1f\x7f-\x9f]+){5})\Z', "a key's facts")},
     'keys-put.sh': {'done': FLAG, 'dir_created': PATH, 'manifest_failed': TEXT,
                     'owner_unset': TEXT},
     'keys-finish.sh': {'finished': FLAG, 'removed_*': PATH, 'kept_*': TEXT,

@@ -237,6 +237,20 @@ options:
               - Check the server's TLS certificate.
             type: bool
             default: true
+          follow_redirects:
+            description:
+              - What a redirect (a 3xx with a C(Location)) does. A redirect is the target's
+                answer, and the request is made from the controller's network. Following it
+                anywhere would let a target make the controller fetch an address of its choice.
+              - V(none) (default) follows none. The 3xx is the answer, compared with
+                O(health_checks[].http.status) (a check that wants V(302) passes), and a failure
+                says where it was redirected to.
+              - V(same_host) follows redirects to the same scheme, host and port as
+                O(health_checks[].http.url) only (at most 10). A redirect elsewhere fails the
+                check, naming it.
+            type: str
+            choices: [none, same_host]
+            default: none
       unit:
         description:
           - A systemd unit that must be active (C(systemctl is-active) on the target, NixOS).
@@ -350,8 +364,9 @@ attributes:
   diff_mode:
     support: partial
     details: Shows the profile's current store path against the wanted one and the closure
-      difference (O(closure_diff)); with O(keys), each changed key's sha256, owner and mode before
-      and after, never its content, as M(nixdeploy.fleet.nix_keys) does.
+      difference (O(closure_diff)); with O(keys), each changed key's owner and mode before and
+      after and whether its content changed (never the content, nor a hash of it), as
+      M(nixdeploy.fleet.nix_keys) does.
   platform:
     platforms: posix
 notes:
@@ -715,7 +730,6 @@ keys_pre:
     changed: true
     key_files:
       db-password: {path: /run/keys/db-password, changed: true, action: update, differs: [content],
-                    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08,
                     user: postgres, group: postgres, mode: '0400', upload_at: pre-activation}
     removed: [/run/keys/old-token]
 keys_post:
@@ -729,7 +743,6 @@ keys_post:
     changed: false
     key_files:
       api-token: {path: /run/keys/api-token, changed: false, action: none, differs: [],
-                  sha256: 60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752,
                   user: root, group: root, mode: '0600', upload_at: post-activation}
     removed: []
 host_key_unchecked:

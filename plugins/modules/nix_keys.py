@@ -25,7 +25,7 @@ description:
     options that turn it off) is refused before anything runs on it; the host variable
     C(nix_host_key_unchecked=true) opts out (docs/security.md).
   - "On the target, per key: the content is written in a private C(0700) folder made inside the
-    key's own folder, checked against the sha256 computed on the controller, given its owner
+    key's own folder, checked against the digest computed on the controller, given its owner
     (C(chown -h)) and mode and renamed over the key (atomic: a reader sees the old or the new key,
     never half of one; nothing is opened by a name another account could swap for a link, and a
     key whose name is a link is refused). A missing folder is created (parents C(0755), the folder
@@ -36,7 +36,12 @@ description:
     the folder and its writers."
   - Idempotent. The target hashes its file itself (C(sha256sum), C(shasum), C(openssl) or
     C(busybox)), so no content comes back; only a key whose content, owner, group or mode differs
-    is written or fixed.
+    is written or fixed. The digest is sha256 of a nonce made afresh for each call (sent on
+    standard input only) followed by the content, compared on the controller and never returned,
+    so no result or log holds a hash from which a short secret could be guessed.
+  - The target opens each key once and hashes the open file, after checking that it is the regular
+    file at the key's name (not a link), so an account that swaps the name for a link meanwhile
+    cannot make it hash another file.
   - The keys this module wrote are listed (paths only) in a manifest on the target,
     C(/nix/var/nixdeploy/keys) for root and C(${XDG_STATE_HOME:-~/.local/state}/nixdeploy/keys)
     for other users, so O(prune) removes only files it wrote itself.
@@ -77,10 +82,11 @@ attributes:
   check_mode:
     support: full
     details: Changes nothing; reports which keys would be written or fixed and which files pruned.
-      The key contents are still read (a C(command) runs) to compare hashes.
+      The key contents are still read (a C(command) runs) to compare digests.
   diff_mode:
     support: full
-    details: Shows each changed key's sha256, owner and mode before and after, never its content.
+    details: Shows, for each changed key, whether its content changes (C(old) or C(new)), its
+      owner and mode before and after; never its content nor a hash of it.
   platform:
     platforms: posix
 notes:
@@ -90,8 +96,8 @@ notes:
   - A non-root connection can only write where it may and give keys to itself; set C(user),
     C(group) and C(dest_dir) of its keys accordingly (for example on nix-on-droid and home-manager
     hosts), or use become.
-  - The result holds each key's sha256. A short secret (a password) can be guessed from its
-    hash; treat logs of runs as you would treat the hash itself.
+  - The result holds no hash of any key (earlier versions returned each key's sha256, from which a
+    short secret can be guessed). It says whether the key changed and what differed.
   - A symbolic link, folder or other non-regular file where a key belongs fails the host before
     anything is written.
   - The connection must accept standard input (C(ssh), C(local)); see C(docs/secrets.md).
@@ -152,7 +158,7 @@ RETURN = r'''
 key_files:
   description:
     - The keys this call handled, by key name, each with the file it is on the target. Never their
-      content.
+      content, nor a hash of it (earlier versions returned C(sha256)).
     - Earlier versions returned this as C(keys), a name Jinja cannot read with dot notation (it
       is a method of every dict).
   returned: always
@@ -163,7 +169,6 @@ key_files:
       changed: true
       action: update
       differs: [content]
-      sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
       user: postgres
       group: postgres
       mode: '0400'
@@ -182,9 +187,6 @@ key_files:
       description: What differed, from V(absent), V(content), V(user), V(group), V(mode).
       type: list
       elements: str
-    sha256:
-      description: The sha256 of the content.
-      type: str
     user:
       description: The owner asked for.
       type: str

@@ -45,10 +45,19 @@ if [ -z "${SSH_AUTH_SOCK:-}" ] || [ ! -S "$SSH_AUTH_SOCK" ]; then
   exit 96
 fi
 umask 077
-d="${TMPDIR:-/tmp}/nixdeploy-hop.$$"
+# A folder of a name nobody can know beforehand (mktemp -d: random, made
+# 0700, never an existing one): a name like /tmp/nixdeploy-hop.<pid> could
+# be made first by any account of the sender, as a folder or a link, and
+# stop the hop or have it write where that account chose.
+tmp=${TMPDIR:-/tmp}
 # $d goes into NIX_SSHOPTS, which Nix splits on whitespace
-case $d in *[!A-Za-z0-9/._-]*) d=/tmp/nixdeploy-hop.$$ ;; esac
-mkdir "$d" || { d=; exit 97; }
+case $tmp in /*) ;; *) tmp=/tmp ;; esac
+case $tmp in *[!A-Za-z0-9/._-]*) tmp=/tmp ;; esac
+if ! d=$(mktemp -d "${tmp%/}/nixdeploy-hop.XXXXXXXXXX" 2>/dev/null) || [ ! -d "$d" ]; then
+  d=
+  echo "nixdeploy hop: cannot make a private temp folder in $tmp (mktemp -d)" >&2
+  exit 97
+fi
 printf '%s\n' "$KNOWN_HOSTS" >"$d/known_hosts"
 NIX_SSHOPTS="-o UserKnownHostsFile=$d/known_hosts -o GlobalKnownHostsFile=/dev/null"
 NIX_SSHOPTS="$NIX_SSHOPTS -o StrictHostKeyChecking=yes -o HostKeyAlias=$HOP_ALIAS"

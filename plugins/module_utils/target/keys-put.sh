@@ -1,6 +1,8 @@
 # shellcheck shell=sh
-# One key (nix_keys put): stdin is "<sha256>\n<content>" (a key whose owner
-# or mode only differ is written again: nothing is ever changed in place).
+# One key (nix_keys put): stdin is "<nonce> <digest>\n<content>", the digest
+# sha256(nonce || content) (keys-lib.sh: never a plain hash of the key). A
+# key whose owner or mode only differ is written again: nothing is ever
+# changed in place.
 # Values: P, DIR, NAME, KUSER, KGROUP, MODE, REQUIRE_OWNER.
 #
 # Never through a link, never by a name another account can swap (a key's
@@ -123,7 +125,9 @@ writers "$DIR_PHYS" "$MY_UID${KUID:+ $KUID}"
 [ -z "$WHO" ] || refuse "$DIR_PHYS" "the key's folder"
 # from here on, DIR is this folder (the working directory), whatever its name becomes
 
-IFS= read -r EXPECT || fail "no content came on stdin"
+# shellcheck disable=SC2034  # NONCE: read by salted (keys-lib.sh)
+IFS=' ' read -r NONCE EXPECT || fail "no content came on stdin"
+check_nonce
 n=0
 until err=$(mkdir -- ".nixdeploy-put.$$.$n" 2>&1); do
   # only a name already there (planted, or left by a killed run) is tried again
@@ -144,8 +148,10 @@ fi
 case $PERM in drwx------*) ;; *) fail "the private folder $DIR/$PRIV is not private ($PERM); nothing was replaced" ;; esac
 # created exclusively (noclobber) in the private folder, 0600 by the umask
 err=$( (set -C && cat >"$NAME") 2>&1) || fail "writing the key in $DIR/$PRIV failed: $err"
-got=$(sha "$NAME")
-[ "$got" = "$EXPECT" ] || fail "the content of $P arrived damaged (sha256 ${got:-unreadable}), nothing was replaced"
+# (what arrived is not shown: a digest of it with its nonce would let a
+# reader of the message guess a short key)
+got=$(salted <"$NAME")
+[ "$got" = "$EXPECT" ] || fail "the content of $P arrived damaged, nothing was replaced"
 set_owner "$NAME"
 err=$(chmod -- "$MODE" "$NAME" 2>&1) || fail "cannot set mode $MODE on the key: $err"
 if [ -L "../$NAME" ] || { [ -e "../$NAME" ] && [ ! -f "../$NAME" ]; }; then fail "$P is not a regular file (any more)"; fi

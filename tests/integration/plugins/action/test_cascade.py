@@ -21,6 +21,7 @@ ONE shared system (configuration ``fleet``), as hosts of one role do.
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -195,6 +196,8 @@ def test_cascade_faults_every_host_still_gets_the_closure(cas):
                                       if h not in ('h6', 'h7', 'h8')][1:], timeout=120)
         assert in_flight, 'never saw two hops at once'
         killed = in_flight[0]
+        # its hop's temp folder has a random name (mktemp -d): read it from the hop
+        died = _hop_folders(links, killed)
         killed_pids = links.kill_host(killed)
         assert killed_pids
         runner.join(300)
@@ -239,13 +242,32 @@ def test_cascade_faults_every_host_still_gets_the_closure(cas):
     # temp folder (a real host's /tmp goes with its reboot) and, from OpenSSH
     # 10.1, its sshd's socket for the forwarded agent in ~/.ssh/agent/ (any
     # killed session leaves one; ssh-agent clears stale ones)
-    died = ['/tmp/nixdeploy-hop.%d' % pid for pid in killed_pids]
     killed_ssh = _ssh_dirs(lab, hosts=[killed])
     assert [x for x in leftovers(lab, since=started)
             if x not in died and x not in ['%s: %s' % (killed, d) for d in killed_ssh]] == []
     assert _ssh_dirs(lab, hosts=[h for h in HOSTS if h != killed]) == []
     for folder in died + killed_ssh:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _hop_folders(links, host):
+    """The temp folders of the hops ``host`` runs now: copy-hop.sh makes each
+    with mktemp -d and names it in its nix's NIX_SSHOPTS
+    (UserKnownHostsFile=<folder>/known_hosts)."""
+    found = []
+    for name, pid in links.hops_in_flight():
+        if name != host:
+            continue
+        try:
+            with open('/proc/%d/environ' % pid, 'rb') as handle:
+                environ = handle.read().split(b'\0')
+        except OSError:
+            continue
+        for item in environ:
+            match = re.match(rb'NIX_SSHOPTS=.*UserKnownHostsFile=(\S+)/known_hosts', item)
+            if match:
+                found.append(match.group(1).decode())
+    return found
 
 
 def _ssh_dirs(lab, hosts=None):

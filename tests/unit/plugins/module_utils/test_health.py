@@ -66,7 +66,7 @@ def test_defaults_are_filled_in():
                    {'name': 'db', 'unit': 'postgresql.service', 'retries': 0},
                    {'name': 'disk', 'command': 'test -w /var', 'interval': 0.5})
     assert valid[0]['http'] == {'url': 'http://10.0.0.1/health', 'status': 200, 'body': None,
-                                'validate_certs': True}
+                                'validate_certs': True, 'follow_redirects': 'none'}
     assert (valid[0]['retries'], valid[0]['interval'], valid[0]['timeout']) == (3, 2, 10)
     assert valid[1]['retries'] == 0 and valid[2]['interval'] == 0.5
     assert [_health.kind_of(c) for c in valid] == ['http', 'unit', 'command']

@@ -13,7 +13,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -134,17 +136,18 @@ class Target:
         self.root = str(tmp_path)
         self.state = os.path.join(self.root, 'state')
         self.shell, self.path = shell, path or os.environ['PATH']
-        self.scripts, self.stdins = [], []
+        self.scripts, self.stdins, self.outputs = [], [], []
         self.corrupt = False
 
     def run_sh(self, script, in_data):
         self.scripts.append(script)
         self.stdins.append(in_data)
-        if self.corrupt and in_data:
-            in_data = in_data[:-1] + b'!'
+        if self.corrupt and in_data and "emit 'done' 1" in script:
+            in_data = in_data[:-1] + b'!'  # a put's content, not the probe's nonce
         proc = subprocess.run([self.shell, '-c', script], input=in_data or b'', stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, env={'PATH': self.path, 'HOME': self.root},
                               check=False)
+        self.outputs.append(proc.stdout.decode() + proc.stderr.decode())
         return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
     def upload(self, specs, upload_at='all', prune=False, check=False, diff=True):
@@ -225,10 +228,11 @@ def test_upload_idempotence_fix_and_prune(target):
     root = target.root
     first, warnings = target.upload(specs(root))
     assert not warnings
-    hashes = {'db': _keys_content.sha256(SECRET), 'api': _keys_content.sha256(b'token-1')}
     assert first['changed'] and first['removed'] == []
     for name, entry in first['key_files'].items():
-        assert entry['changed'] and entry['action'] == 'create' and entry['sha256'] == hashes[name]
+        # changed or not, and why: no digest of the content at all
+        assert entry['changed'] and entry['action'] == 'create' and entry['differs'] == ['absent']
+        assert not set(entry) & {'sha256', 'digest', 'hash'}
     db, api = root + '/run/keys/db', root + '/run/keys/api-token'
     assert open(db, 'rb').read() == SECRET and open(api, 'rb').read() == b'token-1'
     assert facts(db)[:3] == (0o440, 0, 1)  # root:daemon
@@ -302,8 +306,53 @@ def test_check_mode_and_diff_change_nothing_and_show_no_content(target):
     text = repr(result)
     assert 'rotated secret' not in text and 'token-1' not in text and 'horse' not in text
     db_diff = [d for d in result['diff'] if d['after_header'].endswith('(key db)')][0]
-    assert db_diff['before'].startswith('sha256: %s\n' % _keys_content.sha256(SECRET))
-    assert db_diff['after'] == 'sha256: %s\nowner: root:daemon\nmode: 0440\n' % _keys_content.sha256(b'rotated secret')
+    assert db_diff['before'] == 'content: old\nowner: root:daemon\nmode: 0440\n'
+    assert db_diff['after'] == 'content: new\nowner: root:daemon\nmode: 0440\n'
+    # no hash of the old or the new secret, salted or not, anywhere in the result
+    assert not re.search('[0-9a-f]{64}', text)
+
+
+def plain(content):
+    return hashlib.sha256(content).hexdigest()
+
+
+@needs_root
+def test_no_plain_hash_of_a_key_anywhere_and_a_fresh_salt_per_call(target):
+    # issue 43: results carried each key's sha256, and a short secret is
+    # found from it offline. Now the target reports sha256(nonce || file),
+    # the nonce made afresh per call and sent on stdin only
+    root = target.root
+    short = dict(specs(root)['db'], text='1234')          # a PIN: guessed from a plain hash at once
+    target.upload(specs(root, db=short))
+    again, _w = target.upload(specs(root, db=short))
+    assert not again['changed']
+    changed = dict(short, text='4321')
+    result, _w = target.upload(specs(root, db=changed), check=True, diff=True)
+    assert result['key_files']['db']['differs'] == ['content']
+    secrets_ = (b'1234', b'4321', b'token-1')
+    # the probes: one stdin line each, the nonce, new every call, in no program
+    probes = [i for i, script in enumerate(target.scripts) if 'emit probed 1' in script]
+    assert len(probes) == 3
+    nonces = [target.stdins[i].decode() for i in probes]
+    assert all(re.match(r'\A[0-9a-f]{64}\n\Z', n) for n in nonces)
+    assert len(set(nonces)) == 3
+    for nonce in nonces:
+        assert all(nonce.strip() not in script for script in target.scripts)
+    # what the target printed holds the salted digest of the file (the same
+    # with every sha256 tool), never a plain hash
+    out = target.outputs[probes[1]]
+    db_line = [line for line in out.split('\n') if ' stat_' in line and '=file ' in line]
+    salted = hashlib.sha256(nonces[1].strip().encode() + b'1234').hexdigest()
+    assert any(salted in line for line in db_line), out
+    seen = repr(result) + repr(again) + ''.join(target.outputs) + ''.join(target.scripts)
+    for secret in secrets_:
+        assert plain(secret) not in seen
+    # the puts' stdin: "nonce digest" then the content, nothing else
+    puts = [target.stdins[i] for i, script in enumerate(target.scripts) if 'emit \'done\' 1' in script]
+    assert puts and all(re.match(rb'\A[0-9a-f]{64} [0-9a-f]{64}\n', put) for put in puts)
+    assert not any(plain(secret).encode() in put for put in puts for secret in secrets_)
+    # results and diffs: no digest of any kind
+    assert not re.search('[0-9a-f]{64}', repr(result) + repr(again))
 
 
 @needs_root
@@ -387,7 +436,7 @@ def test_parse_reports_facts():
            '@@nixdeploy removed_1=/run/keys/x\n@@nixdeploy probed=1\n' % ('a' * 64)
            ).replace('@@nixdeploy ', '@@%s ' % probe.mark)
     values, stats, stale = _keys_target.parse(out, probe)
-    assert stats[0] == {'kind': 'file', 'listed': True, 'sha256': 'a' * 64, 'mode': '0640',
+    assert stats[0] == {'kind': 'file', 'listed': True, 'digest': 'a' * 64, 'mode': '0640',
                         'owner': 'root', 'group': 'keys', 'uid': '0', 'gid': '62'}
     assert stats[1] == {'kind': 'absent', 'listed': False}
     assert stale == [('/run/keys/old key', True)]

@@ -6,7 +6,6 @@ swaps every name it can in that folder for a link to a root-owned file. The
 lab test tests/integration/plugins/action/test_nix_keys.py does the same
 over ssh with the lab user ``app``."""
 
-import hashlib
 import os
 import shutil
 import stat
@@ -94,7 +93,7 @@ class Place:
         env = {'PATH': '%s/usr/bin:/bin:/usr/sbin:/sbin' % (path + ':' if path else ''),
                'HOME': '/root', 'KEYDIR': folder, 'ROOTDIR': self.rootdir,
                'PRECIOUS': self.precious}
-        stdin = hashlib.sha256(SECRET).hexdigest().encode() + b'\n' + SECRET
+        stdin = _keys_target.put_input(_keys_target.new_nonce(), SECRET)
         proc = subprocess.run(['sh', '-c', program], input=stdin, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, timeout=60, check=False)
         values = program.parse(proc.stdout.decode())[0]
