@@ -249,8 +249,9 @@ def _ask(url, http, timeout, opener):
     'none': urllib raises a 3xx as an HTTPError, which is the answer here).
     (status, headers, body), or raises what kept the answer away."""
     try:
+        # use_netrc off: the controller's own netrc logins are not the target's to receive
         answer = opener(url, method='GET', timeout=timeout, validate_certs=http['validate_certs'],
-                        http_agent='nixdeploy.fleet', follow_redirects='none')
+                        http_agent='nixdeploy.fleet', follow_redirects='none', use_netrc=False)
         return answer.getcode(), answer.headers, answer.read()
     except HTTPError as exc:
         try:

@@ -26,12 +26,13 @@ class Server:
     path is kept in ``seen``."""
 
     def __init__(self, address, answers):
-        self.answers, self.seen = answers, []
+        self.answers, self.seen, self.authorization = answers, [], []
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server's name)
                 owner.seen.append(self.path)
+                owner.authorization.append(self.headers.get('Authorization'))
                 status, headers, body = owner.answers.get(self.path, (404, {}, 'no such path'))
                 data = body.encode()
                 self.send_response(status)
@@ -148,3 +149,17 @@ def test_follow_redirects_takes_none_or_same_host_only():
         _health.validate([{'name': 'web', 'http': {'url': 'http://h/', 'follow_redirects': 'all'}}])
     assert _health.validate([{'name': 'web', 'http': {'url': 'http://h/'}}])[0]['http'][
         'follow_redirects'] == 'none'
+
+
+def test_the_controllers_netrc_login_is_not_sent_to_a_target(servers, tmp_path, monkeypatch):
+    """open_url sends the controller's netrc login for the URL's host by
+    default: a check must not hand a target the controller's credentials."""
+    target, _internal = servers
+    netrc = tmp_path / 'netrc'
+    netrc.write_text('machine 127.0.0.1 login deployer password controller-secret\n')
+    netrc.chmod(0o600)
+    monkeypatch.setenv('NETRC', str(netrc))
+    target.answers['/health'] = (200, {}, 'ok\n')
+    summary = run({'url': target.base + '/health'})
+    assert summary['ok'], summary
+    assert target.authorization == [None], target.authorization
