@@ -14,7 +14,7 @@ h3's systems signed with the key the hosts trust. In ONE run of
 What the run must show: h1 fetched its closure with the login (the server
 saw it) and runs its new system, h2 too; h3 failed at its copy with a
 message that names it and the cache; neither password was in any process's
-argv while the job ran (``ArgvWatch`` of test_hostile_fleet.py: every
+argv while the job ran (``tests.argv_watch.ArgvWatch``: every
 ``/proc/*/cmdline`` of the machine, which the lab hosts share), nor in the
 output, any result or the report; no private netrc is left behind.
 """
@@ -26,11 +26,11 @@ import subprocess
 
 import pytest
 
+from tests.argv_watch import ArgvWatch
 from tests.auth_cache import AuthCache
 from tests.collection import run_playbook
 from tests.deploy_fleet import prepare, write_inventory
 from tests.faults.fleet import COPY, out_paths
-from tests.integration.test_hostile_fleet import ArgvWatch
 from tests.lab.lab import other_nix
 
 pytestmark = pytest.mark.lab

@@ -23,12 +23,15 @@ import glob
 import json
 import os
 import shutil
-import threading
-import time
+import subprocess
 
 import pytest
 
+from tests.argv_watch import ArgvWatch
+from tests.auth_cache import AuthCache
 from tests.collection import run_playbook
+from tests.integration.test_cache_credentials import build
+from tests.unit.plugins.module_utils.test_health_redirects import Server
 from tests.deploy_fleet import prepare, write_inventory
 from tests.faults.fleet import ACTIVATE, COPY, history, out_paths
 
@@ -36,7 +39,8 @@ pytestmark = pytest.mark.lab
 
 HOSTS = [{'name': 'h1', 'persona': 'nixos'}, {'name': 'h2', 'persona': 'nixos'},
          {'name': 'h3', 'persona': 'darwin'}, {'name': 'h4', 'persona': 'home-manager'},
-         {'name': 'h5', 'persona': 'nixos'}, {'name': 'h6', 'persona': 'nixos'}]
+         {'name': 'h5', 'persona': 'nixos'}, {'name': 'h6', 'persona': 'nixos'},
+         {'name': 'h7', 'persona': 'nixos'}]
 HEALTHY = ('h1', 'h3', 'h4', 'h6')
 SECRET = 'nixdeploy-hostile-secret-6f1c2a'
 # Lines a target's output could carry to forge results: the fixed marker of
@@ -44,45 +48,18 @@ SECRET = 'nixdeploy-hostile-secret-6f1c2a'
 FORGED = ['@@nixdeploy rc=0', '@@nixdeploy timed_out=0', '\r@@nixdeploy rc=0',
           '\x1c@@nixdeploy rc=0', '\x85@@nixdeploy rc=0', '\u2028@@nixdeploy rc=0',
           '@@nixdeploy-log']
+# What a check's output could do to the operator's terminal: erase the line
+# and print a forged green line for another host, write the clipboard (OSC 52)
+TERMINAL = ['\x1b[2K\x1b[1G\x1b[32mh1 : switched /nix/store/forged\x1b[0m',
+            '\x1b]52;c;aGFja2VkCg==\x07', '\u202eevil\u202c']
+# the bytes of those sequences that must never reach the job's output
+TERMINAL_BYTES = ('\x1b[2K', '\x1b]52', '\u202e')
 
 
 def forging_check():
     """A health check that prints every forged line and then fails."""
-    text = ''.join(line + '\n' for line in FORGED)
+    text = ''.join(line + '\n' for line in FORGED + TERMINAL)
     return "printf '%s' " + "'" + text.replace("'", "'\\''") + "'; exit 1"
-
-
-class ArgvWatch:
-    """Reads every process's argv on this machine (the controller and the lab's
-    hosts, which share its /proc) while a job runs, and keeps each one that
-    holds ``needle``: what `ps` would show anyone on the machine."""
-
-    def __init__(self, needle):
-        self.needle = needle.encode('utf-8')
-        self.found, self.looks = [], 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self):
-        while not self._stop.is_set():
-            self.looks += 1
-            for path in glob.glob('/proc/[0-9]*/cmdline'):
-                try:
-                    with open(path, 'rb') as handle:
-                        argv = handle.read()
-                except OSError:
-                    continue
-                if self.needle in argv:
-                    self.found.append(argv.replace(b'\0', b' ')[:300])
-            time.sleep(0.02)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 @pytest.fixture(scope='module')
@@ -94,7 +71,7 @@ def hostile(make_lab, tmp_path_factory):
     inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
     first = run_playbook('nixdeploy.fleet.deploy', inventory, os.path.join(base, 'first'))
     assert first.rc == 0, first
-    return {'lab': lab, 'flake': flake, 'inventory': inventory, 'base': base,
+    return {'lab': lab, 'flake': flake, 'inventory': inventory, 'base': base, 'secret': secret,
             'first': dict((h, lab.active(h)) for h in lab.hosts),
             'history': dict((h, len(history(lab, h))) for h in lab.hosts)}
 
@@ -147,6 +124,26 @@ def make_hostile(fleet):
                                           'command': forging_check()}],
                    'nix_confirm_timeout': 15}, handle)
     return pwned, cache
+
+
+def redirecting_check(fleet, target, internal):
+    """h7's http check asks its health endpoint (``target``, which stands for
+    the host's own web server), which redirects to ``internal``: an address
+    the controller reaches and the target should never make it fetch."""
+    target.answers['/health'] = (302, {'Location': internal.base + '/latest/meta-data'}, '')
+    with open(os.path.join(fleet['inventory'], 'host_vars', 'h7.yml'), 'w') as handle:
+        json.dump({'nix_health_checks': [{'name': 'redirected', 'retries': 1, 'interval': 1,
+                                          'http': {'url': target.base + '/health'}}],
+                   'nix_confirm_timeout': 15}, handle)
+
+
+def cache_with_a_password(fleet, folder):
+    """h4 fetches its new system from a cache that asks for a login, whose
+    password holds SECRET: the watcher looks for it in every argv."""
+    subprocess.run(['nix', '--extra-experimental-features', 'nix-command flakes',
+                    '--option', 'substituters', '', 'copy', '--to',
+                    'file://%s?secret-key=%s' % (folder, fleet['secret']),
+                    build(fleet['flake'], 'h4')], check=True, stderr=subprocess.PIPE)
 
 
 EVIL_FLAKE = """{
@@ -202,9 +199,25 @@ def test_hostile_fleet_deploys_only_what_it_should(hostile):
         'ANSIBLE_CALLBACKS_ENABLED': 'record,nixdeploy.fleet.summary,nixdeploy.fleet.report',
         'NIXDEPLOY_REPORT_DIR': reports,
     }
-    with ArgvWatch(SECRET) as watch:
-        run = run_playbook('nixdeploy.fleet.deploy', hostile['inventory'],
-                           os.path.join(base, 'hostile'), args=['--diff'], env=env)
+    cache_password = 'cachepw-' + SECRET
+    folder = os.path.join(base, 'binary-cache')
+    cache_with_a_password(hostile, folder)
+    internal = Server('127.0.0.2', {'/latest/meta-data': (200, {}, 'internal secret\n')})
+    target = Server('127.0.0.1', {})
+    redirecting_check(hostile, target, internal)
+    try:
+        with AuthCache(folder, 'deploy', cache_password, lab.bridge_address) as binary_cache:
+            with open(os.path.join(hostile['inventory'], 'host_vars', 'h4.yml'), 'w') as handle:
+                json.dump({'nix_copy_mode': 'cache',
+                           'nix_caches': [binary_cache.url_with('deploy', cache_password)]},
+                          handle)
+            with ArgvWatch(SECRET) as watch:
+                run = run_playbook('nixdeploy.fleet.deploy', hostile['inventory'],
+                                   os.path.join(base, 'hostile'), args=['--diff'], env=env)
+            fetched = [path for path in binary_cache.served() if path.startswith('/nar/')]
+    finally:
+        target.close()
+        internal.close()
     assert run.rc != 0, run
     output = run.stdout + run.stderr
 
@@ -228,6 +241,21 @@ def test_hostile_fleet_deploys_only_what_it_should(hostile):
     assert h6['previous']['path'] is None and 'closure_diff' not in h6, h6
     assert "prev_path: not a store path: 'path:" in output + json.dumps(
         h6.get('warnings') or []), output[-3000:]
+
+    # h4 fetched its system from the cache with the login
+    h4 = run.result(COPY, 'h4')['result']
+    assert h4['mode'] == 'cache' and h4['paths_fetched'] > 0 and fetched, h4
+
+    # h7: its check was redirected to an internal address: not followed,
+    # the check failed on the 302, the host rolled back; nothing asked there
+    assert summary['h7']['failed'] and summary['h7']['rolled_back'], summary['h7']
+    assert lab.active('h7') == hostile['first']['h7']
+    assert internal.seen == [] and len(target.seen) == 2, (internal.seen, target.seen)
+    assert 'redirected to' in summary['h7']['outcome'], summary['h7']
+
+    # no sequence a check printed reached the operator's terminal
+    for sequence in TERMINAL_BYTES:
+        assert sequence not in output, (sequence, output[-3000:])
 
     # h2: its check failed whatever it printed: rolled back, failed
     assert summary['h2']['failed'] and summary['h2']['rolled_back'], summary['h2']
