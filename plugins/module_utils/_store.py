@@ -43,6 +43,15 @@ DEFAULT_SSH_OPTIONS = (
 )
 
 
+# Before the user's own ssh args (ssh keeps the first value): the collection's
+# own ssh (nix copy, builders, cascade probes) never rides an ssh master it
+# was not given (nix_env's ``master``: one the action judged), such as one
+# opened with host key checking off by an earlier play or by a ControlPath of
+# the user's ssh config, and never leaves one behind: ssh checks the host key
+# when a master logs in, never when a client rides it.
+NO_MASTER = ('-o', 'ControlMaster=no', '-o', 'ControlPath=none')
+
+
 # longest file name made of a host name (file systems allow 255 bytes)
 MAX_NAME = 200
 
@@ -60,6 +69,13 @@ def file_name(name):
         digest = hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]
         text = '%s-%s' % (text[:MAX_NAME - 17], digest)
     return text
+
+
+# the attribute that holds, on an action's connection, the host's opt-out as
+# the action judged it (plugin_utils/_action.py judge_host_keys: the one
+# place that reads nix_host_key_unchecked): true when its key is not checked
+# and the opt-out lets the task go on
+JUDGED = '_nixdeploy_host_key_unchecked'
 
 
 class StoreError(Exception):
@@ -140,17 +156,27 @@ class Target:
         self.name = name or self.host
         # the host's opt-out (nix_host_key_unchecked): its ssh options may
         # leave its key unchecked (the action judged and warned)
-        self.host_key_unchecked = bool(host_key_unchecked)
+        self._host_key_unchecked = bool(host_key_unchecked)
+        # from_connection: the connection whose judgement says it instead
+        self._judged_on = None
+
+    @property
+    def host_key_unchecked(self):
+        """Whether the host's ssh options may leave its key unchecked: as
+        given, or as the action judged its connection, read when the options
+        are made (nix_build makes its Target before its first program, where
+        the host is judged); never before a judgement."""
+        if self._judged_on is not None:
+            return bool(getattr(self._judged_on, JUDGED, False))
+        return self._host_key_unchecked
 
     # ------------------------------------------------------------ builders
     @classmethod
     def from_connection(cls, connection, task_vars=None, host_key_unchecked=None):
         """From an action plugin's ``self._connection`` (ssh connection).
         ``host_key_unchecked``: the host's opt-out as the action judged it
-        (None: its variable nix_host_key_unchecked)."""
+        (None: as the judgement on the connection says, JUDGED)."""
         task_vars = task_vars or {}
-        if host_key_unchecked is None:
-            host_key_unchecked = _truthy(task_vars.get('nix_host_key_unchecked', False))
         transport = getattr(connection, 'transport', None) or getattr(connection, '_load_name', '')
         name = task_vars.get('inventory_hostname')
         if str(transport).rsplit('.', maxsplit=1)[-1] not in ('ssh', 'paramiko', 'paramiko_ssh'):
@@ -177,7 +203,7 @@ class Target:
                 become_user = become_plugin.get_option('become_user')
             except KeyError:
                 become_user = None
-        return cls(
+        target = cls(
             host=host,
             port=opt('port') or getattr(pc, 'port', None),
             user=opt('remote_user') or getattr(pc, 'remote_user', None),
@@ -188,8 +214,11 @@ class Target:
             become_user=become_user or getattr(pc, 'become_user', None),
             become_method=(become_method or getattr(pc, 'become_method', None)
                            or 'sudo').rsplit('.', maxsplit=1)[-1],
-            name=name, host_key_unchecked=host_key_unchecked,
+            name=name, host_key_unchecked=bool(host_key_unchecked),
         )
+        if host_key_unchecked is None:
+            target._judged_on = connection
+        return target
 
     @classmethod
     def from_hostvars(cls, hostvars, templar=None, name=None):
@@ -243,23 +272,26 @@ class Target:
             _check_secure(opts + self.common_args + self.extra_args,
                           '%s: ansible_ssh_common_args and ansible_ssh_extra_args' % self.name,
                           self.destination)
-        opts += self.common_args + self.extra_args
-        return opts + list(DEFAULT_SSH_OPTIONS)
+        return opts + list(NO_MASTER) + self.common_args + self.extra_args + list(
+            DEFAULT_SSH_OPTIONS)
 
     def nix_env(self, master=None):
         """Environment for a Nix command that talks to this target over ssh
         (use it with ``store_uri()``, which may carry the key).
 
         ``master``: the control socket of an ssh connection already open to
-        this target (Ansible's ControlPersist master), for Nix's ssh to ride
-        instead of logging in again; ssh connects by itself when the master
-        has gone. Left out when its path holds whitespace (NIX_SSHOPTS)."""
+        this target, for Nix's ssh to ride instead of logging in again: only
+        one the action judged (plugin_utils/_ssh.py ssh_master: the master of
+        the task's own judgement); ssh connects by itself when the master has
+        gone. Left out when its path holds whitespace (NIX_SSHOPTS)."""
         opts = self.ssh_options(for_nix=True)
         for token in opts:
             _check_token(token, '%s: the ssh options' % self.name)
         if master and not re.search(r'\s', master):
-            # first: ssh takes the first value of an option it is given
-            opts = ['-o', 'ControlPath=%s' % master, '-o', 'ControlMaster=no'] + opts
+            # first: ssh takes the first value of an option it is given (and
+            # expands % in a ControlPath)
+            opts = ['-o', 'ControlPath=%s' % master.replace('%', '%%'),
+                    '-o', 'ControlMaster=no'] + opts
         return {'NIX_SSHOPTS': ' '.join(opts)}
 
     def store_uri(self, remote_program=None, compress=False, remote_store=None,

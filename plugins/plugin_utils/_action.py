@@ -55,6 +55,8 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
     become_problem, ssh_problem)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._printable import (
+    printable, printable_lines)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _ssh
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._stats import (
     phase_stats, record_problems, recorded_results)
@@ -75,9 +77,14 @@ class HostKeyUnchecked(Exception):
 
 def host_message(host, message):
     """``message`` starting with ``host: `` (once), any credential in a URL
-    it shows masked (a flake reference, a cache URI, git's or Nix's words)."""
-    text = _redact.text(message_of(message))
-    return text if text.startswith(u'%s:' % host) else u'%s: %s' % (host, text)
+    it shows masked (a flake reference, a cache URI, git's or Nix's words),
+    then the host name and each line ``printable``: a message carries a
+    flake's host name and what Nix or a target said, and reaches a terminal.
+    Masking comes first (its patterns end at a raw ESC, Nix's colours); the
+    lines stay lines (Nix's messages have several)."""
+    name = printable(host)
+    text = u'\n'.join(printable_lines(_redact.text(message_of(message)).split(u'\n')))
+    return text if text.startswith(u'%s:' % name) else u'%s: %s' % (name, text)
 
 
 def message_of(error):
@@ -184,21 +191,27 @@ class NixdeployAction(ActionBase):
     def judge_host_keys(self):
         """Ask the connection whether ssh checks this host's key (once per
         task); raise HostKeyUnchecked when it does not and the host has no
-        opt-out (the option, or the host variable nix_host_key_unchecked)."""
+        opt-out (the option, or the host variable nix_host_key_unchecked).
+
+        The one place that reads the opt-out: the judgement is kept on the
+        connection, where the task's Target reads it, and before the first
+        program the connection is pointed at an ssh master of that judgement,
+        so a master opened unchecked earlier in the job is never ridden
+        (plugin_utils/_ssh.py ``judged``)."""
         if self._unchecked is not None:
             return
         problems = _ssh.connection_problems(self._connection) or []
         self._unchecked = []
-        if not problems:
-            return
-        opt_out = self._opt_out
-        if opt_out is None:
-            opt_out = _role_vars.host_value(HOST_KEY_OPT_OUT, self.task_vars)
-            opt_out = self._render(opt_out) if opt_out is not None else False
-        if not boolean(opt_out, strict=False):
-            raise HostKeyUnchecked(_ssh.refusal(self.host, problems, _NOT_DONE.get(
-                self.PHASE, 'nothing was done on it')))
-        self._unchecked = problems
+        if problems:
+            opt_out = self._opt_out
+            if opt_out is None:
+                opt_out = _role_vars.host_value(HOST_KEY_OPT_OUT, self.task_vars)
+                opt_out = self._render(opt_out) if opt_out is not None else False
+            if not boolean(opt_out, strict=False):
+                raise HostKeyUnchecked(_ssh.refusal(self.host, problems, _NOT_DONE.get(
+                    self.PHASE, 'nothing was done on it')))
+            self._unchecked = problems
+        _ssh.judged(self._connection, problems)
 
     def _keep_stats(self, earlier, result):
         """``record_stats`` (nix_build, nix_copy_closure, nix_activate): the

@@ -191,3 +191,96 @@ def test_a_cascade_peer_is_judged_as_its_own_task_will_be(tmp_path, monkeypatch)
     # another kind of connection, or a setting still a template: left out
     assert not _ssh.peer_checked(own, {'ansible_connection': 'local'}, peer)
     assert not _ssh.peer_checked(own, {'ansible_host_key_checking': '{{ on }}'}, peer)
+
+
+# --- paramiko and other connections (issue 43) -------------------------------------------
+
+def paramiko(checking=True, auto_add=None, cfg=None, **more):
+    options = dict(host_key_checking=checking, host_key_auto_add=auto_add, remote_addr='10.0.0.5',
+                   ssh_common_args='-F %s' % cfg, ssh_extra_args='', port=22,
+                   remote_user='deploy', **more)
+    return Connection('paramiko', **options)
+
+
+def test_paramiko_with_host_key_auto_add_is_unchecked(tmp_path):
+    """paramiko's host_key_auto_add takes the key of any host its known_hosts
+    (~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts: a new job has neither)
+    does not hold: unchecked, with its own fix."""
+    cfg = config(tmp_path, '')
+    assert _ssh.connection_problems(paramiko(cfg=cfg)) == []
+    problems = _ssh.connection_problems(paramiko(auto_add=True, cfg=cfg))
+    assert problems == [_ssh.PARAMIKO_AUTO_ADD], problems
+    message = _ssh.refusal('web1', problems, 'nothing was copied')
+    assert 'host_key_auto_add' in message and 'turn host_key_auto_add off' in message
+    assert 'ansible_host_key_checking: true' not in message
+    # its checking off: that problem, that fix (auto-add then adds nothing more)
+    assert _ssh.connection_problems(paramiko(checking=False, auto_add=True, cfg=cfg)) == [
+        _ssh.PARAMIKO_OFF]
+    assert _ssh.connection_problems(paramiko(auto_add='false', cfg=cfg)) == []
+    # look_for_keys is about the user's private keys, not the host's: no matter
+    assert _ssh.connection_problems(paramiko(cfg=cfg, look_for_keys=False)) == []
+
+
+class Plugin(Connection):
+    """A connection plugin as the plugin loader hands it out: its resolved
+    full name in ``ansible_name``, whatever its ``transport`` says."""
+
+    def __init__(self, fqcn, transport=None, **options):
+        super(Plugin, self).__init__(transport or fqcn.rsplit('.', 1)[-1], **options)
+        self.ansible_name = fqcn
+
+
+@pytest.mark.parametrize('fqcn,transport', [
+    ('community.docker.docker', None), ('kubernetes.core.kubectl', None),
+    ('ansible.netcommon.network_cli', None), ('ansible.netcommon.libssh', None),
+    ('community.general.lxc', None), ('mitogen.ansible.mitogen_ssh', None),
+    # a collection's plugin that calls itself ssh is not ansible-core's ssh, nor
+    # is a playbook's own connection_plugins/ssh.py (the loader resolves it to a
+    # bare 'ssh', where core's resolves to ansible.builtin.ssh by any name)
+    ('myorg.tools.ssh', 'ssh'), ('ssh', 'ssh'), ('paramiko_ssh', 'paramiko')])
+def test_a_connection_the_judge_does_not_know_is_unchecked(fqcn, transport):
+    connection = Plugin(fqcn, transport, host='10.0.0.5')
+    problems = _ssh.connection_problems(connection)
+    if '.' not in fqcn:
+        fqcn = 'ansible.legacy.' + fqcn
+    assert problems == [_ssh.UNKNOWN % fqcn], problems
+    message = _ssh.refusal('web1', problems, 'nothing was activated')
+    assert message.startswith('web1: refused: nothing tells that the host key of web1 is checked '
+                              '(its connection %s is ' % fqcn), message
+    assert 'ansible.builtin.ssh' in message and 'nix_host_key_unchecked: true' in message
+    assert 'nothing was activated' in message
+    # and its opt-out names it too
+    assert fqcn in _ssh.unchecked_warning('web1', problems)
+
+
+def test_ansible_cores_own_connections_are_known_by_any_of_their_names(tmp_path):
+    cfg = config(tmp_path, '')
+    options = dict(host_key_checking=True, ssh_args='', ssh_common_args='-F %s %s' % (cfg, KNOWN),
+                   ssh_extra_args='', host='10.0.0.5', port=22, remote_user='deploy')
+    for fqcn, transport in (('ansible.builtin.ssh', 'ssh'), ('ansible.builtin.paramiko_ssh',
+                                                             'paramiko')):
+        assert _ssh.connection_problems(Plugin(fqcn, transport, **options)) == [], fqcn
+    # the controller itself needs no key, by any name
+    for local in (Plugin('ansible.builtin.local', 'local'), Connection('local'),
+                  Connection('ansible.builtin.local')):
+        assert _ssh.connection_problems(local) is None
+    assert [_ssh.transport_name(n) for n in ('ssh', 'ansible.builtin.ssh', 'paramiko',
+                                             'ansible.builtin.paramiko_ssh', 'local')] == [
+        'ssh', 'ssh', 'paramiko_ssh', 'paramiko_ssh', 'local']
+
+
+def test_a_cascade_peer_on_another_connection_is_left_out(tmp_path, monkeypatch):
+    from ansible.plugins.loader import connection_loader
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import Target
+    connection_loader.get('paramiko_ssh', class_only=True)   # its options' definitions
+    cfg = config(tmp_path, '')
+    peer = Target('10.0.0.6', ssh_common_args='-F %s %s' % (cfg, KNOWN), name='web2')
+    own = Plugin('ansible.builtin.ssh', 'ssh', ssh_executable='ssh')
+    for other in ('community.docker.docker', 'myorg.tools.ssh', 'paramiko'):
+        assert not _ssh.peer_checked(own, {'ansible_connection': other,
+                                           'ansible_host_key_checking': True}, peer), other
+    # a paramiko batch: the peer's auto-add (environment or ansible.cfg) is judged as its own task's
+    own = Plugin('ansible.builtin.paramiko_ssh', 'paramiko', ssh_executable='ssh')
+    assert _ssh.peer_checked(own, {}, peer)
+    monkeypatch.setenv('ANSIBLE_PARAMIKO_HOST_KEY_AUTO_ADD', 'True')
+    assert _ssh.peer_problems(own, {}, peer) == [_ssh.PARAMIKO_AUTO_ADD]

@@ -83,11 +83,28 @@ def test_the_hosts_opt_out_lets_its_own_options_through():
     env = Target('h', ssh_extra_args=args, host_key_unchecked=True).nix_env()
     assert 'StrictHostKeyChecking=no' in env['NIX_SSHOPTS']
     conn = FakeConnection({'host': 'h', 'ssh_extra_args': args})
-    assert Target.from_connection(conn, {'nix_host_key_unchecked': True}).host_key_unchecked
-    assert not Target.from_connection(conn, {}).host_key_unchecked
     with pytest.raises(StoreError, match='host key checking'):
         Target.from_connection(conn, {'nix_host_key_unchecked': True},
                                host_key_unchecked=False).nix_env()
+
+
+def test_the_opt_out_is_the_judgement_on_the_connection_not_the_variable():
+    """One read of nix_host_key_unchecked: the action base's judgement
+    (judge_host_keys, the option or the templated variable), kept on the
+    connection. The variable itself opens nothing; a Target made before the
+    judgement (nix_build's) reads it when its options are made."""
+    args = '-o StrictHostKeyChecking=no'
+    conn = FakeConnection({'host': 'h', 'ssh_extra_args': args})
+    early = Target.from_connection(conn, {'nix_host_key_unchecked': True})
+    assert not early.host_key_unchecked  # not judged yet: no opt-out
+    with pytest.raises(StoreError, match='host key checking'):
+        early.nix_env()
+    setattr(conn, _store.JUDGED, True)  # judged: unchecked, and the opt-out let it go on
+    assert early.host_key_unchecked and 'StrictHostKeyChecking=no' in early.nix_env()['NIX_SSHOPTS']
+    assert Target.from_connection(conn, {}).host_key_unchecked
+    setattr(conn, _store.JUDGED, False)  # judged checked: the options are checked again
+    with pytest.raises(StoreError, match='host key checking'):
+        early.nix_env()
 
 
 def test_an_ssh_config_file_is_read_by_ssh_G(tmp_path):
@@ -135,7 +152,8 @@ def test_from_hostvars_uses_ansible_names_and_templates():
 def test_from_hostvars_defaults_to_inventory_name_and_ssh_config_user():
     target = Target.from_hostvars({'inventory_hostname': 'web2'})
     assert target.store_uri() == 'ssh-ng://web2'
-    assert target.nix_env()['NIX_SSHOPTS'].startswith('-o BatchMode=yes')
+    assert target.nix_env()['NIX_SSHOPTS'].startswith(
+        '-o ControlMaster=no -o ControlPath=none -o BatchMode=yes')
     assert target.become is False
 
 
@@ -201,8 +219,24 @@ def test_nix_rides_an_open_ssh_master_first():
     # ssh keeps the first value of an option: the master's come first
     assert opts[:4] == ['-o', 'ControlPath=/root/.ansible/cp/0123456789', '-o', 'ControlMaster=no']
     assert '-o ControlMaster=auto' in ' '.join(opts[4:])
+    # ssh expands % in a ControlPath: a % of the folder's name stays one
+    assert target.nix_env(master='/cp/50%x/0123456789')['NIX_SSHOPTS'].startswith(
+        '-o ControlPath=/cp/50%%x/0123456789 ')
     # a socket path NIX_SSHOPTS cannot carry: Nix logs in by itself
-    assert 'ControlPath' not in target.nix_env(master='/tmp/a b/cp')['NIX_SSHOPTS']
+    assert 'ControlPath=/tmp' not in target.nix_env(master='/tmp/a b/cp')['NIX_SSHOPTS']
+
+
+def test_the_collections_own_ssh_rides_no_master_it_was_not_given():
+    """Without a master the action judged, the copy's, builders' and
+    cascade probes' ssh ride none (not one an earlier play opened unchecked,
+    not one of the user's ssh config) and leave none: before the inventory's
+    own args, since ssh keeps the first value."""
+    target = Target('h', port=2222,
+                    ssh_common_args='-o ControlPath=/tmp/cm-%C -o ControlMaster=auto')
+    opts = target.nix_env()['NIX_SSHOPTS'].split(' ')
+    assert opts[2:6] == ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
+    assert opts.index('ControlPath=none') < opts.index('ControlPath=/tmp/cm-%C')
+    assert target.ssh_options()[2:6] == list(_store.NO_MASTER)
 
 
 @pytest.mark.parametrize('name,expected', [

