@@ -25,6 +25,9 @@ description:
     O(progress_interval) seconds which hosts are in which phase and for how long.
   - When a batch does not start because the one before failed too many hosts (the role's
     C(nix_max_fail_percentage)), or every host of a batch failed, says that no further batch starts.
+  - Host names and what targets said reach the terminal escaped (control characters, C(ESC), newlines, bidi
+    controls shown as C(\xNN) or C(\uNNNN)), so no flake or target text can move the cursor, erase lines,
+    write the clipboard or print a line of its own.
   - C(-e nix_summary=false) silences the summary lines (an extra var; the callback reads no inventory, play
     or role variable).
 author:
@@ -49,6 +52,7 @@ import time
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._outcome import (
     PHASE_ORDER, HostOutcome, action_phase, result_data, summary_line, task_action)
 
@@ -59,7 +63,8 @@ def _truthy(value):
 
 def progress_line(running, now, interval):
     """'still running' text for the tasks running at least ``interval``
-    seconds (``running``: host -> (phase, started)), or None."""
+    seconds (``running``: host -> (phase, started)), or None. Host names
+    are shown ``printable``: the line goes to a terminal."""
     by_phase = {}
     for host, (phase, started) in running.items():
         if now - started >= interval:
@@ -70,7 +75,8 @@ def progress_line(running, now, interval):
     for phase in PHASE_ORDER:
         if phase in by_phase:
             parts.append('%s: %s' % (phase, ', '.join(
-                '%s (%ds)' % (host, seconds) for host, seconds in sorted(by_phase[phase]))))
+                '%s (%ds)' % (printable(host), seconds)
+                for host, seconds in sorted(by_phase[phase]))))
     return 'nixdeploy: still running: %s' % '; '.join(parts)
 
 
@@ -136,10 +142,11 @@ class CallbackModule(CallbackBase):
         with self._lock:
             self._running.pop(host, None)
             if data.get('stopped'):
-                # this batch does not start: nothing of it is summarised
+                # this batch does not start: nothing of it is summarised;
+                # the reason names hosts, shown printable
                 if data.get('msg') and data['msg'] not in self._stops:
                     self._stops.append(data['msg'])
-                    self._display.display(data['msg'], color='red')
+                    self._display.display(printable(data['msg']), color='red')
                 return
             self._seen.add(host)
             if phase == 'eval' and data.get('play_hosts'):

@@ -37,6 +37,13 @@ description:
     C(-)), whitespace, a control character or a character no host or user name has is skipped with a
     warning naming the node, the field and the value; with O(strict=true) it fails the parse.
     C(ansible_host), C(ansible_user) and C(ansible_port) set by O(compose) are checked the same way."
+  - "A node whose name (the Ansible host name) is not printable (a control character, C(ESC), a newline, a
+    bidi control: the summary, messages and warnings print host names) or holds C(/) (host names name files
+    and git refs) is skipped with a warning naming it; with O(strict=true) it fails the parse."
+  - "The evaluation never builds: C(allow-import-from-derivation = false) is passed to Nix as the O(nix_options)
+    are (a C(NIX_CONFIG) line, never on the command line), so loading the inventory builds and runs no
+    derivation of the flake's on the controller; a flake whose inventory imports from a derivation fails
+    the parse with Nix's message. O(nix_options) C(allow-import-from-derivation: true) turns it on."
   - The configuration file name must end in C(.nix.yml) or C(.nix.yaml).
   - See C(docs/inventory.md) in the collection for the mapping of each source.
 extends_documentation_fragment:
@@ -180,6 +187,7 @@ except ImportError:  # ansible-core 2.18: mark every string unsafe
     _TRUSTS = False
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _redact
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import evaluation_options
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import (
     InventoryError, check_flake, eval_args, request_digest)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_checks import (
@@ -207,8 +215,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         try:
             flake = check_flake(flake_ref(self.get_option('flake'),
                                           os.path.dirname(os.path.abspath(path))))
-            runner = Runner(NixOptions.from_params(dict((k, self.get_option(k))
-                                                        for k in OPTIONS_SPEC)))
+            runner = Runner(NixOptions.from_params(self._nix_params()))
         except (NixError, InventoryError) as exc:
             raise AnsibleParserError('%s: %s' % (path, _redact.text(to_native(exc))))
         if _redact.url(flake) != flake:
@@ -220,6 +227,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         raw = self._evaluate(path, runner, flake, cache)
         self._populate(raw, flake)
 
+    def _nix_params(self):
+        """The Nix options of the inventory's evaluation: the config's, with
+        import-from-derivation off unless its nix_options turn it on (an
+        inventory only reads data: no derivation of the flake's is built and
+        run by any ansible-* command that loads it)."""
+        params = dict((k, self.get_option(k)) for k in OPTIONS_SPEC)
+        params['nix_options'] = evaluation_options(params.get('nix_options'))
+        return params
+
     def _evaluate(self, path, runner, flake, cache):
         """The Nix JSON, from the cache when allowed and made by the same call."""
         source, attribute = self.get_option('source'), self.get_option('attribute')
@@ -230,7 +246,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         # digest of it is kept: nix_options may carry secrets.
         argv = runner.argv('eval', eval_args(['<outputs of %s>' % flake], source, attribute),
                            flake_command=True)
-        request = request_digest(argv, dict((k, self.get_option(k)) for k in OPTIONS_SPEC))
+        request = request_digest(argv, self._nix_params())
         use_cache = self.get_option('cache')
         cache_key = self.get_cache_key(path)
         if use_cache and cache:

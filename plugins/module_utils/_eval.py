@@ -20,6 +20,14 @@ known: when the process fails, the traced hosts keep their results, the
 first untraced one gets Nix's error, and only the hosts after it are
 evaluated again (in one process). k broken systems in a chunk cost k + 1
 processes, not one per host.
+
+An evaluation never builds: ``allow-import-from-derivation = false`` for
+every Nix process of an ``Evaluator`` (and of the inventory plugin, through
+``evaluation_options``) unless the operator's ``nix_options`` set it. With
+import-from-derivation, evaluating a flake builds and runs the derivations
+its expressions import, as the job's user beside its keys; ``ee/nix.conf``
+turns it off in the execution environment, this on any controller (a
+workstation's or CI's nix.conf allows it by default).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -31,7 +39,7 @@ import secrets
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_stderr, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    NixError, Runner, nix_list, nix_string)
+    NixError, NixOptions, Runner, nix_list, nix_string)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
     OUTPUT_PLATFORM, attr_string, system_attr_path)
 
@@ -45,6 +53,29 @@ MAX_DEFAULT_CHUNK = 256
 # bits (``trace_marker``) that exist only in its --apply expression: a trace
 # line of the flake's never reads as a result.
 TRACE_MARKER = 'nixdeploy-eval-result:'
+
+
+# The Nix setting that lets an evaluation build what it imports; off for
+# evaluations unless nix_options name it (docs/security.md)
+IFD_SETTING = 'allow-import-from-derivation'
+
+
+def evaluation_options(nix_options):
+    """``nix_options`` for an evaluation: import-from-derivation off, unless
+    they set it themselves (``allow-import-from-derivation: true`` is the
+    operator's explicit choice). Like every nix_options value it reaches Nix
+    as a NIX_CONFIG line after the user's own, so it wins over nix.conf."""
+    options = dict(nix_options or {})
+    options.setdefault(IFD_SETTING, False)
+    return options
+
+
+def evaluation_opts(opts):
+    """A copy of ``opts`` (NixOptions) whose options are
+    ``evaluation_options``."""
+    return NixOptions(nix_bin=opts.nix_bin, extra_args=opts.extra_args,
+                      options=evaluation_options(opts.options), impure=opts.impure,
+                      show_trace=opts.show_trace, override_inputs=opts.override_inputs)
 
 
 def trace_marker():
@@ -191,10 +222,12 @@ def _result(raw):
 
 
 class Evaluator:
-    """Evaluates requests; counts its Nix processes (``processes``)."""
+    """Evaluates requests; counts its Nix processes (``processes``). Its Nix
+    runs with import-from-derivation off unless ``opts`` turn it on
+    (``evaluation_opts``)."""
 
     def __init__(self, opts, chunk_size=None, timeout=None):
-        self.runner = Runner(opts, timeout)
+        self.runner = Runner(evaluation_opts(opts), timeout)
         self.chunk_size = max(1, int(chunk_size or default_chunk_size()))
 
     @property

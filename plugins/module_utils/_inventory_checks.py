@@ -20,6 +20,13 @@ through only:
   command, read or write a file of the controller, open a forward or weaken
   host key checking. Anything else is refused, unknown options included.
 
+And a node's name, which becomes the Ansible host name, must be
+``printable`` (module_utils/_printable.py: it is shown in every summary
+line, message and warning, where a control character, ESC, a newline or a
+bidi control would act on the operator's terminal) and hold no ``/``
+(operators key file paths, ``host_vars/NAME``, and git refs, publish's
+per-host channel refs, by host name), nor be empty.
+
 A refusal is an ``InventoryError`` naming the field and the value (``shown``:
 escaped, so a control character is visible); the caller skips the node (or
 fails under ``strict``).
@@ -34,6 +41,7 @@ import re
 import unicodedata
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import InventoryError
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._printable import is_printable
 
 _HOST_NAME = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.-]*')
 _ZONE = re.compile(r'[A-Za-z0-9_.-]+')
@@ -145,6 +153,20 @@ def check_address(value, origin):
         _refuse('address', value, origin, 'it is no host name, IPv4 or IPv6 address '
                 '(letters, digits, _ . - only; an IDN in its xn-- form)')
     return text
+
+
+def check_host_name(name):
+    """``name`` (a node's) as an Ansible host name: not empty, printable, no
+    ``/``."""
+    origin = 'the node name (the Ansible host name)'
+    if not isinstance(name, str) or not name:
+        _refuse('host name', name, origin, 'it is empty' if name == '' else 'it is not a string')
+    if not is_printable(name):
+        _refuse('host name', name, origin, 'it holds a control character, a newline or a '
+                'bidi control, which a terminal would act on where the name is shown')
+    if '/' in name:
+        _refuse('host name', name, origin, "it holds '/' (host names name files and git refs)")
+    return name
 
 
 def check_user(value, origin):

@@ -21,7 +21,7 @@ import re
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import (
     PLATFORM_ORDER, InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_checks import (
-    check_connection, node_label)
+    check_connection, check_host_name, node_label)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_colmena import (
     DEFAULT_HIVE_KEYS, colmena_fields, colmena_keys)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_deploy_rs import (
@@ -145,11 +145,12 @@ def _names(raw):
 def build_inventory(raw, flake, strict=False, address_optional=None, hive_keys=DEFAULT_HIVE_KEYS):
     """Map the JSON of ``apply_expression`` to a ``Result``.
 
-    A node that cannot be mapped (no address, bad port, unknown platform) or
-    whose connection fields could turn into ssh options
-    (``_inventory_checks``) raises ``InventoryError`` under ``strict`` and is
-    skipped otherwise. ``hive_keys``: the kinds of colmena keys mapped
-    (``_inventory_colmena.HIVE_KEY_KINDS``).
+    A node that cannot be mapped (no address, bad port, unknown platform),
+    whose name is no host name a terminal, a file path or a git ref can take
+    (``_inventory_checks.check_host_name``) or whose connection fields could
+    turn into ssh options (``_inventory_checks``) raises ``InventoryError``
+    under ``strict`` and is skipped otherwise. ``hive_keys``: the kinds of
+    colmena keys mapped (``_inventory_colmena.HIVE_KEY_KINDS``).
     """
     source = raw.get('source')
     result = Result(source)
@@ -166,6 +167,9 @@ def build_inventory(raw, flake, strict=False, address_optional=None, hive_keys=D
                 raise InventoryError('it has no address (targetHost, host, hostname or ips)')
             # no address: Ansible's ssh connects to the host name itself
             check_connection(fields, name, name_is_address=not fields.get('address'))
+            # after what reaches ssh (a name that is the address is refused
+            # as one): the name is every message's and file's host name
+            check_host_name(name)
             if source == 'colmena':
                 keys, warnings = colmena_keys(name, node, hive_keys)
                 if keys:

@@ -21,6 +21,11 @@ description:
     the other hosts of the chunk keep their results.
   - Sets the host facts C(nix_drv_path) and C(nix_out_path), which M(nixdeploy.fleet.nix_build) uses by default.
   - Nothing changes anywhere, so the task never reports C(changed).
+  - "An evaluation never builds: C(allow-import-from-derivation = false) is passed to Nix as the O(nix_options)
+    are (a C(NIX_CONFIG) line, never on the command line), also when M(nixdeploy.fleet.nix_build) evaluates
+    a host itself; a system that imports from a derivation fails its host with Nix's message, nothing of
+    the flake is built or run on the controller. O(nix_options) C(allow-import-from-derivation: true) turns
+    it on."
 extends_documentation_fragment:
   - nixdeploy.fleet.nix
   - nixdeploy.fleet.role_vars

@@ -12,6 +12,12 @@ made from the role's registered results by the phase actions themselves
 ``nixdeploy.fleet.deploy_stats`` in the role's rescue.
 The outcome is read from result keys (``failed``, ``phase``, ``rolled_back``,
 ``connection_lost``, ``host_key_unchecked``), never from message text.
+
+The record is data (the report's JSON, the custom stat keep it as it came);
+``summary_line`` is text for a terminal, so every field of it is shown
+``printable`` (module_utils/_printable.py): a host name from the flake or a
+target's words in a message cannot move the cursor, erase the lines above,
+write the clipboard or start a line that reads as another host's.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,12 +26,14 @@ __metaclass__ = type
 
 try:
     from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import GOALS
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils._printable import printable
 except ImportError:
-    # run as a plain script (_report.py's merge command): the table's file
+    # run as a plain script (_report.py's merge command): the tables' files
     import os
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'module_utils'))
     from _platforms import GOALS  # pylint: disable=import-error
+    from _printable import printable  # pylint: disable=import-error
 
 # action name -> the deploy phase its task is
 PHASES = {
@@ -77,11 +85,17 @@ def action_phase(action):
 def _first_line(msg, host):
     """The first line of a message that says something, without the host
     prefix every action puts in front (ssh opens a changed host key with a
-    banner of @ signs)."""
-    for line in str(msg or '').splitlines():
+    banner of @ signs). A newline is the only line end: any other character
+    that ends a line somewhere stays in the line, where ``summary_line``
+    shows it escaped. The prefix is the name as ``host_message`` writes it
+    (``printable``) or as it is."""
+    prefixes = (u'%s: ' % host, u'%s: ' % printable(host))
+    for line in str(msg or '').split('\n'):
         line = line.strip()
-        if line.startswith(host + ': '):
-            line = line[len(host) + 2:]
+        for prefix in prefixes:
+            if line.startswith(prefix):
+                line = line[len(prefix):]
+                break
         if line and not line.startswith('@') and any(c.isalpha() for c in line):
             return line[:200]
     return ''
@@ -196,10 +210,13 @@ def _host_key_note(rec):
 
 
 def summary_line(rec):
+    """The summary's line of a record, each field ``printable``: the line
+    goes to a terminal (the callback, the rollback role's filter), the
+    record stays data."""
     def gen(value):
-        return '-' if value in (None, '') else value
-    return LINE_FORMAT % (rec['host'], rec['platform'], gen(rec['before']), gen(rec['after']),
-                          rec['outcome'])
+        return '-' if value in (None, '') else printable(value)
+    return LINE_FORMAT % (printable(rec['host']), printable(rec['platform']), gen(rec['before']),
+                          gen(rec['after']), printable(rec['outcome']))
 
 
 def status_of(result):

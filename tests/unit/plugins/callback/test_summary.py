@@ -235,3 +235,49 @@ def test_documented_option_and_ansible_doc_reads_it():
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(proc.stdout)['nixdeploy.fleet.summary']['doc']['options']) == \
         {'progress_interval'}
+
+
+# A flake host name that ends its line, erases it and starts a forged green
+# line for another host; a target's message that writes the operator's
+# clipboard (OSC 52), moves the cursor up and prints a forged `switched` line.
+EVIL = 'evil\n\x1b[2K\x1b[32mweb2           nixos         gen   3 -> 4   switched'
+OSC52 = '\x1b]52;c;Y3VybCBldmlsLnNofHNo\x07'
+FORGED = 'check said: %s\x1b[1A\x1b[2K\rweb1  nixos  gen 3 -> 4  switched' % OSC52
+RAW = ('\x1b', '\x07', '\r', '\n', '\x9b')
+
+
+def shown_raw(callback):
+    """Every shown line that holds a character a terminal would act on."""
+    return [msg for msg in callback._display.text() if any(c in msg for c in RAW)]
+
+
+def test_the_summary_shows_host_names_and_target_text_escaped(callback):
+    callback.v2_playbook_on_play_start(callback.play)
+    callback.v2_runner_on_ok(Result(EVIL, 'eval', EVAL))
+    callback.v2_runner_on_failed(Result(EVIL, 'activate', {
+        'failed': True, 'phase': 'checks', 'rolled_back': True, 'rollback_reason': FORGED,
+        'msg': FORGED}))
+    callback.v2_runner_on_ok(Result('web2', 'eval', EVAL))
+    callback.v2_runner_on_failed(Result('web2', 'copy', {
+        'failed': True, 'phase': 'copy', 'msg': 'web2: ' + FORGED}))
+    callback.v2_playbook_on_play_start(callback.play)
+    assert not shown_raw(callback), shown_raw(callback)
+    lines = callback._display.text()
+    # the banner and one line per host, each host's own
+    assert len(lines) == 3 and lines[0] == 'NIXDEPLOY SUMMARY', lines
+    assert lines[1].startswith('evil\\n\\x1b[2K\\x1b[32mweb2 ') and \
+        'FAILED: rolled back (check said: \\x1b]52;c;' in lines[1], lines[1]
+    assert lines[2].startswith('web2 ') and 'FAILED at copy: check said: \\x1b]52;c;' in lines[2]
+
+
+def test_progress_and_stop_lines_show_host_names_escaped(callback):
+    line = plugin.progress_line({EVIL: ('copy', 0.0)}, 100.0, 10)
+    assert line.startswith('nixdeploy: still running: copy: evil\\n\\x1b[2K') and \
+        not any(c in line for c in RAW), line
+    callback.v2_playbook_on_play_start(callback.play)
+    callback.v2_runner_on_ok(Result('web3', 'eval', {
+        'stopped': True, 'msg': 'nixdeploy: 1 of 2 hosts of batch 1 failed (%s): no further '
+                                'batch starts' % EVIL}))
+    assert callback._display.text() == [
+        'nixdeploy: 1 of 2 hosts of batch 1 failed (evil\\n\\x1b[2K\\x1b[32mweb2           nixos'
+        '         gen   3 -> 4   switched): no further batch starts']

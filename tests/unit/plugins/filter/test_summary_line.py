@@ -38,3 +38,12 @@ def test_bad_input_is_a_filter_error():
         summary_line(['web1'])
     with pytest.raises(AnsibleFilterError, match='unknown keys generation'):
         summary_line({'host': 'h', 'generation': 2})
+
+
+def test_the_line_is_escaped_for_a_terminal():
+    """The rollback role prints these lines: a host name or outcome with
+    terminal sequences shows them, never obeys them."""
+    line = summary_line({'host': 'evil\n\x1b[2Kweb2', 'platform': 'nixos', 'before': 1,
+                         'after': '\x1b[32m2', 'outcome': 'rolled back (\x1b]52;c;eA==\x07)'})
+    assert line == ('evil\\n\\x1b[2Kweb2 nixos         gen   1 -> \\x1b[32m2 '
+                    'rolled back (\\x1b]52;c;eA==\\x07)')

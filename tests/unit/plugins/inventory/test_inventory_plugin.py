@@ -53,3 +53,40 @@ def test_examples_are_yaml():
     docs = list(yaml.safe_load_all(plugin.EXAMPLES))
     assert len(docs) == 4
     assert all(d['plugin'] == 'nixdeploy.fleet.nix' for d in docs)
+
+
+class Configured(plugin.InventoryModule):
+    """The plugin with its options as a config file would set them."""
+
+    def __init__(self, **options):
+        super(Configured, self).__init__()
+        self.options = dict({'nix_bin': 'nix', 'nix_args': [], 'nix_options': {}, 'impure': False,
+                             'show_trace': False, 'override_inputs': {}}, **options)
+
+    def get_option(self, option, hostvars=None):
+        return self.options[option]
+
+
+def nix_config(module):
+    return plugin.NixOptions.from_params(module._nix_params()).environment({})['NIX_CONFIG']
+
+
+def test_the_evaluation_runs_without_import_from_derivation():
+    """Loading the inventory builds nothing: the setting reaches Nix as a
+    NIX_CONFIG line (never argv), after the user's own NIX_CONFIG."""
+    module = Configured(nix_options={'substituters': ''})
+    assert nix_config(module) == 'allow-import-from-derivation = false\nsubstituters =\n'
+    env = plugin.NixOptions.from_params(module._nix_params()).environment(
+        {'NIX_CONFIG': 'allow-import-from-derivation = true'})
+    assert env['NIX_CONFIG'].splitlines()[-2:] == ['allow-import-from-derivation = false',
+                                                    'substituters =']
+    argv = plugin.Runner(plugin.NixOptions.from_params(module._nix_params())).argv('eval', [])
+    assert not any('import-from-derivation' in arg for arg in argv)
+    # the inventory config's own option leaves the operator's choice alone
+    assert module.options['nix_options'] == {'substituters': ''}
+
+
+@pytest.mark.parametrize('value, line', [(True, 'true'), ('true', 'true'), (False, 'false')])
+def test_the_operators_nix_options_decide_import_from_derivation(value, line):
+    module = Configured(nix_options={'allow-import-from-derivation': value})
+    assert nix_config(module) == 'allow-import-from-derivation = %s\n' % line

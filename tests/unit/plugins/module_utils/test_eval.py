@@ -96,3 +96,18 @@ def test_default_chunk_size(tmp_path):
     meminfo.write_text('MemAvailable: 1000 kB\n')
     assert _eval.default_chunk_size(str(meminfo)) == 1
     assert _eval.default_chunk_size(str(tmp_path / 'absent')) == 8
+
+
+def test_evaluations_run_without_import_from_derivation_unless_nix_options_say():
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixOptions
+    assert _eval.evaluation_options(None) == {'allow-import-from-derivation': False}
+    assert _eval.evaluation_options({'allow-import-from-derivation': True}) == \
+        {'allow-import-from-derivation': True}
+    opts = NixOptions(nix_bin='nix2', extra_args=['--offline'], options={'substituters': ''},
+                      impure=True, show_trace=True, override_inputs={'a': 'path:/x'})
+    runner = _eval.Evaluator(opts, chunk_size=1).runner
+    assert runner.opts.environment({})['NIX_CONFIG'] == \
+        'allow-import-from-derivation = false\nsubstituters =\n'
+    # everything else of the task's options as it was; the task's own untouched
+    assert runner.opts.argv('eval', []) == opts.argv('eval', [])
+    assert opts.options == {'substituters': ''}

@@ -27,6 +27,7 @@ if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _inventory as inv  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _inventory_hosts  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _inventory_checks as _checks  # noqa: E402
 
 FLAKE = 'path:/srv/fleet'
 CONFIGS = {'nixosConfigurations': [], 'darwinConfigurations': [],
@@ -355,6 +356,52 @@ def test_every_source_checks_what_reaches_ssh(source, nodes, extra, message):
     result = _inventory_hosts.build_inventory(raw(source, nodes, **extra), FLAKE)
     assert not result.hosts
     assert result.messages()[0].startswith(message), result.messages()
+
+
+# Host names a terminal, a file path or a git ref cannot take: a '/', an ESC,
+# a bidi override, a newline; and one that prints a forged summary line.
+BAD_NAMES = ['bad/name', 'a\x1bb', '\u202eevil', 'x\ny', 'e\n\x1b[2K\x1b[32mweb1 switched', '']
+
+
+def _one_node_per_source(name):
+    """(source, raw) pairs: the node ``name`` beside a good node ``ok`` in
+    each source's own shape (flake inventory data, a colmena hive, deploy-rs
+    nodes, configuration names), each with an address of its own (a name
+    that is the address is refused as an address first)."""
+    return [
+        ('inventory', raw('inventory', {name: {'host': '10.0.0.9'}, 'ok': {'host': '10.0.0.1'}})),
+        ('colmena', raw('colmena', {name: {'deployment': {'targetHost': '10.0.0.9'}},
+                                    'ok': {'deployment': {'targetHost': '10.0.0.1'}}})),
+        ('deploy-rs', raw('deploy-rs', {name: {'hostname': '10.0.0.9'},
+                                        'ok': {'hostname': '10.0.0.1'}})),
+        ('configurations', raw('configurations', {}, configurations={
+            'nixosConfigurations': [name, 'ok']}, inventory={name: {'host': '10.0.0.9'},
+                                                          'ok': {'host': '10.0.0.1'}})),
+    ]
+
+
+@pytest.mark.parametrize('name', BAD_NAMES)
+def test_a_host_name_that_is_not_printable_or_holds_a_slash_is_refused(name):
+    """Skipped with a warning that names it escaped (the rest of the fleet
+    comes out); with strict, the parse fails. Every source alike."""
+    for source, data in _one_node_per_source(name):
+        result = _inventory_hosts.build_inventory(data, FLAKE)
+        assert [h.name for h in result.hosts] == ['ok'], (source, result.hosts)
+        (message,) = [m for m in result.messages() if 'host name' in m]
+        assert message.startswith("skipped %s node %s: refused host name %r from the node name"
+                                   % (source, _checks.node_label(name), name)), message
+        assert not any(c in message for c in '\x1b\n\u202e'), message
+        with pytest.raises(inv.InventoryError) as err:
+            _inventory_hosts.build_inventory(data, FLAKE, strict=True)
+        assert str(err.value).startswith('%s node %s: refused host name'
+                                         % (source, _checks.node_label(name))), str(err.value)
+
+
+@pytest.mark.parametrize('name', ['web1', 'web-1.example.org', 'app@web1', 'host_1', 'nœud'])
+def test_printable_host_names_pass(name):
+    result = _inventory_hosts.build_inventory(
+        raw('inventory', {name: {'host': '10.0.0.9'}}), FLAKE, strict=True)
+    assert [h.name for h in result.hosts] == [name]
 
 
 def test_cache_request_digest():

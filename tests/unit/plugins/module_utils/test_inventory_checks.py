@@ -273,6 +273,31 @@ def test_node_label():
     assert checks.node_label('') == "''"
 
 
+@pytest.mark.parametrize('name, reason', [
+    ('bad/name', "it holds '/'"),
+    ('../x', "it holds '/'"),
+    ('a\x1bb', 'it holds a control character'),
+    ('\u202eevil', 'a bidi control'),
+    ('x\ny', 'a newline'),
+    ('x\u2028y', 'it holds a control character'),
+    ('x\x9b1A', 'it holds a control character'),
+    ('', 'it is empty'),
+    ('web\t1', 'it holds a control character'),
+])
+def test_host_names_a_terminal_file_or_ref_cannot_take(name, reason):
+    with pytest.raises(InventoryError) as err:
+        checks.check_host_name(name)
+    message = str(err.value)
+    assert message.startswith('refused host name %r from the node name' % name), message
+    assert reason in message and message.isprintable(), message
+
+
+@pytest.mark.parametrize('name', ['web1', 'alice@laptop', 'web 1', 'nœud', 'a:b', 'zero\u200dwidth',
+                                  "{{ lookup('pipe', 'id') }}"])
+def test_printable_host_names_pass_the_check(name):
+    assert checks.check_host_name(name) == name
+
+
 def test_check_connection_in_place():
     fields = {'address': 'h', 'user': 'deploy', 'port': '2222',
               'origin': {'address': 'targetHost', 'user': 'user', 'port': 'port'}}

