@@ -31,6 +31,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _activate, _keys, _platforms, _role_vars, _target)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._activate import (
     ARGUMENT_SPEC as ACTIVATE_SPEC)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._target_data import dropped_warning
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _keys_upload
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import (
@@ -154,8 +155,10 @@ class ActionModule(NixdeployAction):
             res.pop('warnings', None)
         if post is not None and post.get('failed'):
             detail = post['msg']
-            if detail.startswith('%s: ' % self.host):
-                detail = detail[len(self.host) + 2:]
+            # the keys' message starts with the host's name as host_message shows it
+            prefix = '%s: ' % printable(self.host)
+            if detail.startswith(prefix):
+                detail = detail[len(prefix):]
             system = (res.get('new') or {}).get('path') or task.args['path']
             res.update(failed=True, phase='keys', rolled_back=False,
                        connection_lost=post['connection_lost'],

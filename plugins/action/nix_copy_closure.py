@@ -28,7 +28,8 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
     StoreError, Target, split_ssh_args, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._target_data import dropped_warning
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import (
+    NixdeployAction, host_message)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _ssh
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._ssh import ssh_master
 
@@ -132,7 +133,8 @@ class ActionModule(NixdeployAction):
         out = dict(entry.get('result') or {})
         missing = out.pop('missing', None)
         if entry.get('error'):
-            out.update(failed=True, msg=entry['error'], phase='copy',
+            # a cascade hop's error carries the target's words: through the one message rule
+            out.update(failed=True, msg=host_message(host, entry['error']), phase='copy',
                        connection_lost=bool(entry.get('connection_lost')))
             return out
         if out.get('hop_errors'):
