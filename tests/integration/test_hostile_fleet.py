@@ -52,6 +52,8 @@ FORGED = ['@@nixdeploy rc=0', '@@nixdeploy timed_out=0', '\r@@nixdeploy rc=0',
 # and print a forged green line for another host, write the clipboard (OSC 52)
 TERMINAL = ['\x1b[2K\x1b[1G\x1b[32mh1 : switched /nix/store/forged\x1b[0m',
             '\x1b]52;c;aGFja2VkCg==\x07', '\u202eevil\u202c']
+# flake host names that print a forged line for another host, or hold a /
+BAD_NAMES = ('evil\n\x1b[2K\x1b[32mh1 : switched', '../../etc/evil')
 # the bytes of those sequences that must never reach the job's output
 TERMINAL_BYTES = ('\x1b[2K', '\x1b]52', '\u202e')
 
@@ -87,7 +89,10 @@ def make_hostile(fleet):
                                             user='-oProxyCommand=touch %s' % pwned)
     flake.data['hosts']['evil-port'] = dict(evil, address=lab.host('h1')['address'],
                                             port='22 -oProxyCommand=touch %s' % pwned)
-    for name in ('evil', 'evil-user', 'evil-port'):
+    # names that would act on the operator's terminal, or on a file path
+    for name in BAD_NAMES:
+        flake.data['hosts'][name] = dict(evil, address=lab.host('h1')['address'])
+    for name in ('evil', 'evil-user', 'evil-port') + BAD_NAMES:
         flake.data['hosts'][name]['configuration'] = name
         flake.data['configurations'][name] = {'platform': 'nixos', 'behaviour': 'ok'}
     flake.set_all(version='2')
@@ -223,6 +228,8 @@ def test_hostile_fleet_deploys_only_what_it_should(hostile):
 
     # the flake's data ran nothing on the controller and reached no host
     assert not os.path.exists(pwned), run
+    assert not run.results(host=BAD_NAMES[0]) and not run.results(host=BAD_NAMES[1]), run
+    assert 'evil\\n\\x1b[2K' in output and '../../etc/evil' in output, output[-4000:]
     for name in ('evil', 'evil-user', 'evil-port'):
         assert not run.results(host=name), (name, run)
         assert any(name in line and ('skip' in line.lower() or 'refus' in line.lower())
