@@ -179,8 +179,8 @@ def point_generation_at_a_flake(fleet):
         handle.write(EVIL_FLAKE % needle)
     profile = '/nix/var/nix/profiles/system'
     link = lab.run_in('h6', ['readlink', profile]).stdout.strip()
-    lab.run_in('h6', ['ln', '-sfn', 'path:%s#x' % folder, os.path.join(os.path.dirname(profile),
-                                                                      link)])
+    generation = os.path.join(os.path.dirname(profile), link)
+    lab.run_in('h6', ['ln', '-sfn', 'path:%s#x' % folder, generation])
     return needle
 
 

@@ -375,8 +375,8 @@ def _one_node_per_source(name):
         ('deploy-rs', raw('deploy-rs', {name: {'hostname': '10.0.0.9'},
                                         'ok': {'hostname': '10.0.0.1'}})),
         ('configurations', raw('configurations', {}, configurations={
-            'nixosConfigurations': [name, 'ok']}, inventory={name: {'host': '10.0.0.9'},
-                                                          'ok': {'host': '10.0.0.1'}})),
+            'nixosConfigurations': [name, 'ok']},
+            inventory={name: {'host': '10.0.0.9'}, 'ok': {'host': '10.0.0.1'}})),
     ]
 
 
@@ -388,8 +388,9 @@ def test_a_host_name_that_is_not_printable_or_holds_a_slash_is_refused(name):
         result = _inventory_hosts.build_inventory(data, FLAKE)
         assert [h.name for h in result.hosts] == ['ok'], (source, result.hosts)
         (message,) = [m for m in result.messages() if 'host name' in m]
-        assert message.startswith("skipped %s node %s: refused host name %r from the node name"
-                                   % (source, _checks.node_label(name), name)), message
+        wanted = "skipped %s node %s: refused host name %r from the node name" % (
+            source, _checks.node_label(name), name)
+        assert message.startswith(wanted), message
         assert not any(c in message for c in '\x1b\n\u202e'), message
         with pytest.raises(inv.InventoryError) as err:
             _inventory_hosts.build_inventory(data, FLAKE, strict=True)

@@ -38,7 +38,7 @@ def _fields():
 
 
 @pytest.mark.parametrize('program,key,kind', list(_fields()),
-                         ids=['%s:%s' % (p, k) for p, k, _ in _fields()])
+                         ids=['%s:%s' % (p, k) for p, k, _kind in _fields()])
 def test_every_field_refuses_hostile_text(program, key, kind):
     fields = _target_data.fields_of(['lib.sh', program])
     for text in HOSTILE:
