@@ -153,8 +153,10 @@ def ssh_agent(socket, keys=(), env=None):
     agent = subprocess.Popen(['ssh-agent', '-D', '-a', socket], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 10
-        while not os.path.exists(socket) and time.time() < deadline:
+        # bounds the wait only (it ends once the agent listens): generous,
+        # for a busy machine
+        deadline = time.monotonic() + 120
+        while not os.path.exists(socket) and time.monotonic() < deadline and agent.poll() is None:
             time.sleep(0.05)
         for key in keys:
             subprocess.run(['ssh-add', key], env=dict(env or os.environ, SSH_AUTH_SOCK=socket),

@@ -2,7 +2,11 @@
 """Test-only callback: records every task result as one JSON line.
 
 Tests read what each task returned on each host from the file named by
-NIXDEPLOY_TEST_RECORD instead of scraping the human output.
+NIXDEPLOY_TEST_RECORD instead of scraping the human output. Each result also
+says when its task started on that host (``started``: when the strategy
+handed it to a worker) and when its result came (``ended``), in time.time()
+seconds: whether tasks on several hosts overlapped, whatever the machine's
+speed.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,6 +23,7 @@ requirements: [enable in tests via ANSIBLE_CALLBACKS_ENABLED]
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -31,10 +36,18 @@ class CallbackModule(CallbackBase):
     # reads results: said for ansible-core 2.22.0b1 (ignored from 2.22.0b2)
     ANSIBLE_SUPPORTS_MASKING = True
 
+    def __init__(self, *args, **kwargs):
+        super(CallbackModule, self).__init__(*args, **kwargs)
+        self._started = {}  # (host, task uuid): when the task started there
+
+    def v2_runner_on_start(self, host, task):
+        self._started[(host.get_name(), getattr(task, '_uuid', None))] = time.time()
+
     def _write(self, status, result):
         path = os.environ.get('NIXDEPLOY_TEST_RECORD')
         if not path:
             return
+        ended = time.time()
         try:
             data = dict(result._result)
         except Exception:  # pylint: disable=broad-except
@@ -42,6 +55,9 @@ class CallbackModule(CallbackBase):
         entry = {'host': result._host.get_name(), 'task': result._task.get_name(),
                  'action': result._task.action, 'status': status}
         entry['result'] = json.loads(json.dumps(data, default=str))
+        entry['started'] = self._started.pop(
+            (entry['host'], getattr(result._task, '_uuid', None)), None)
+        entry['ended'] = ended
         with open(path, 'a') as handle:
             handle.write(json.dumps(entry) + '\n')
 

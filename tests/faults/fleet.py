@@ -173,8 +173,8 @@ def locks(lab, host):
 
 
 def wait_until(predicate, timeout, interval=0.5, what='condition'):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value

@@ -20,6 +20,15 @@ pytestmark = [pytest.mark.faults, pytest.mark.lab, pytest.mark.slow]
 
 PADDING = 6000000   # bytes of new paths per host: seconds on an 8 Mbit/s link
 SLOW_LINK = '8mbit'
+# The rate a host's link drops to the moment the test sees its copy under
+# way, until the test is done with it (kills the controller, cuts the link):
+# the rest of the padding (5 MB) takes about 2.5 minutes there (a copy held
+# for 90 s was still running, 2.8 MB further), so the copy still runs however
+# long a busy machine makes the test take to get there. Not slower: ssh's
+# keepalive (ServerAliveInterval=5, ServerAliveCountMax=3,
+# module_utils/_store.py) must still get its answer through what the link
+# has queued, or the copy would fail by itself.
+HOLD_LINK = '256kbit'
 # A slow activation that also holds (after its 6 s) until the test lets it
 # go: the controller is killed while it runs, however long the deploy took to
 # start the other host's (a busy machine). Bounded (under the role's
@@ -29,12 +38,26 @@ HOLD = ('n=0; while [ ! -e %s ] && [ $n -lt 900 ]; do sleep 0.2; n=$((n+1)); don
 
 
 def sending(lab, hosts, proc, bytes_=1000000):
-    """Wait until every host received ``bytes_`` more over its link."""
+    """Wait until every host received ``bytes_`` more over its link, and hold
+    each copy: the moment a host has, its link drops to HOLD_LINK (the test
+    shapes it back once it is done with the copy). Then no copy has ended:
+    the test acts on copies under way."""
     start = dict((h, lab.link_bytes(h)[0]) for h in hosts)
-    wait_until(lambda: proc.poll() is not None or all(
-        lab.link_bytes(h)[0] - start[h] > bytes_ for h in hosts), 180, interval=0.2,
-        what='the copies to start')
+    held = set()
+
+    def all_held():
+        for host in hosts:
+            if host not in held and lab.link_bytes(host)[0] - start[host] > bytes_:
+                lab.shape(host, rate=HOLD_LINK)
+                held.add(host)
+        return proc.poll() is not None or held == set(hosts)
+
+    # the deadline bounds the wait only (the evaluation and the builds come
+    # first): generous, for a busy machine
+    wait_until(all_held, 900, interval=0.2, what='the copies to start')
     assert proc.poll() is None, output(proc)[-3000:]
+    ended = [(r['host'], r['status']) for r in records(proc) if r['task'] == COPY]
+    assert not ended, (ended, output(proc)[-3000:])
 
 
 def test_controller_killed_mid_copy(flt):

@@ -10,7 +10,6 @@ its broken generation and a deploy that never ended.
 """
 
 import os
-import time
 
 import pytest
 
@@ -67,16 +66,22 @@ def test_systemd_hosts_beside_plain_ones_in_one_run(fleet):
     flake.set_config('sdnet', behaviour='break-network')
     flake.set_config('sdfail', behaviour='fail')
     flake.set_config('sdslow', behaviour='slow', slow_seconds=SLOW_SECONDS)
-    started = time.time()
     try:
         run = fleet.deploy('-e', 'nix_confirm_timeout=%d' % CONFIRM_TIMEOUT)
     finally:
         for host in ('sdnet', 'sdfail', 'sdslow'):
             flake.set_config(host, behaviour='ok')
-    took = time.time() - started
     assert run.rc != 0, run
-    # it ends: the slow activation plus the window and a minute at the most
-    assert took < SLOW_SECONDS + CONFIRM_TIMEOUT + 60, took
+    # it ends (run_playbook's own timeout fails a deploy that never does):
+    # each host's activation task, from its start to its result (the run's
+    # record: not the build and copy before it, which a busy machine slows),
+    # took the slow activation plus the window and a minute at the most
+    took = {}
+    for host in lab.hosts:
+        rec = run.result(ACTIVATE, host)
+        took[host] = round(rec['ended'] - rec['started'], 1)
+    assert max(took.values()) < SLOW_SECONDS + CONFIRM_TIMEOUT + 60, took
+    print('activation tasks (seconds): %s' % took)
     summary = run.summary()
     assert sorted(summary) == sorted(lab.hosts), summary
 
@@ -92,7 +97,7 @@ def test_systemd_hosts_beside_plain_ones_in_one_run(fleet):
     assert summary['sdnet']['failed'] and summary['sdnet']['rolled_back'], summary['sdnet']
     assert summary['sdnet']['connection_lost'], summary['sdnet']
     assert summary['sdnet']['before'] == summary['sdnet']['after'] == 1, summary['sdnet']
-    lab.wait_up('sdnet', timeout=60)
+    lab.wait_up('sdnet', timeout=300)  # bounds the wait only: generous, for a busy machine
     assert lab.active('sdnet') == before['sdnet']
     assert profile(lab, 'sdnet') == profiles['sdnet']
 

@@ -168,8 +168,10 @@ class HttpCache:
              '--directory', self.dir, str(self.port)],
             stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
         logf.close()
-        deadline = time.time() + 10
-        while time.time() < deadline:
+        # bounds the wait only (it ends once the server answers): generous,
+        # for a busy machine, where a Python start takes seconds
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 socket.create_connection((self.lab.bridge_address, self.port), 0.5).close()
                 return self

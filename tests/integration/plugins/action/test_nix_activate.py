@@ -206,11 +206,9 @@ def test_break_network_is_rolled_back_by_the_watchdog(act):
     threads = [threading.Thread(target=probe, args=(host,)) for host in hosts]
     for thread in threads:
         thread.start()
-    started = time.time()
     try:
         run = deploy(act, {host: 'bn' for host in hosts}, base='v1')
     finally:
-        took = time.time() - started
         done.set()
         for thread in threads:
             thread.join()
@@ -230,7 +228,15 @@ def test_break_network_is_rolled_back_by_the_watchdog(act):
         assert act.profile(host) == (gens[host], act.system(host, 'v1'))
         assert res['new']['generation'] not in act.generations(host)  # failed one deleted
         assert act.lab.ssh(host, 'true', check=False).returncode == 0
-    assert took < 60
+        # the task ended once the host had rolled back, instead of hanging on
+        # the lost connection: the host's activate task (from the run's
+        # record, not the play, whose other work a busy machine slows) took
+        # its activation, the 5 s window and the reconnection, with a minute
+        # to spare
+        rec = run.result('activate', host)
+        took = rec['ended'] - rec['started']
+        assert took < 5 + 60, (host, took, res['phases'])
+        print('break network: %s\'s activate task took %.1fs' % (host, took))
 
 
 def test_failing_activation_rolls_back_automatically(act):

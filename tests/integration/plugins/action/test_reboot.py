@@ -17,7 +17,6 @@ hosts), which comes last.
 
 import json
 import os
-import time
 
 import pytest
 
@@ -171,9 +170,7 @@ def test_when_needed_fleet(fleet):
     gens = {h: profile_generation(lab, h) for h in HOSTS}
     links = {h: generations(lab, h) for h in HOSTS}
     mark_run(lab, HOSTS)
-    started = time.time()
     run = fleet.deploy()
-    took = time.time() - started
     assert run.rc != 0, run
     found = results(run)
 
@@ -202,6 +199,17 @@ def test_when_needed_fleet(fleet):
             % NEVER_BACK_TIMEOUT) in res['msg'], res
     assert res['health_checks']['skipped'], res
     assert lab.power_state('r3') == 'off'
+    # the host that never came back cost its timeout, not more. Measured on
+    # the task's own clocks, not on the run, whose build and copy a busy
+    # machine slows: the wait lasted the whole timeout and at most one look
+    # (under 10 s) beyond it, and the reboot phase (the request, the wait)
+    # ended within a minute after the timeout
+    assert NEVER_BACK_TIMEOUT <= res['reboot']['waited'] < NEVER_BACK_TIMEOUT + 30, \
+        res['reboot']
+    reboot = [p for p in res['phases'] if p['name'] == 'reboot'][0]
+    assert reboot['end'] - reboot['start'] < NEVER_BACK_TIMEOUT + 60, res['phases']
+    print('never back: waited %ss, reboot phase %.1fs'
+          % (res['reboot']['waited'], reboot['end'] - reboot['start']))
 
     res = ok(found, 'r4', run)
     assert res['switch_refused']['inhibitors'] == [
@@ -229,8 +237,6 @@ def test_when_needed_fleet(fleet):
     assert outcomes['r1'] == outcomes['r4'] == 'switched (rebooted)', outcomes
     assert outcomes['r5'] == 'switched', outcomes
     assert outcomes['r3'].startswith('FAILED at reboot: '), outcomes
-    # the run ended: the host that never came back cost its timeout, not more
-    assert took < NEVER_BACK_TIMEOUT + 120, took
     systemd_part()
     # r1 runs the new system's service, started by the boot; r2's boot loader
     # fell back: the old system's service runs

@@ -236,13 +236,19 @@ def test_a_rollback_switches_back_and_reactivates(host):
 
 
 def test_unconfirmed_rolls_back_and_confirmed_stays(host):
+    """r2's window must outlast the launch's report: the watchdog counts
+    whole seconds (confirm_timeout N closes N-1 to N s after it armed), and
+    the launch reads the state again once woken by the awaiting, so a 1 s
+    window could close first on a busy machine. 5 s leaves it 4 s at least;
+    the test waits them out, as nothing confirms r2. A window that a
+    confirmation ends costs nothing: r3's is long."""
     old, new = host.system('old'), host.system('new')
     host.activate(old, 'r1')
-    values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=1)
-    assert values['state'] == _target.AWAITING
-    values, _log = host.confirm(claim=False)
-    assert values['state'] == 'rolled_back' and values['cause'] == 'unconfirmed'
-    values, _log = host.activate(new, 'r3', magic=True, confirm_timeout=30)
+    values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=5)
+    assert values['state'] == _target.AWAITING, values['output']
+    values, _log = host.confirm(claim=False, wait=40)
+    assert values['state'] == 'rolled_back' and values['cause'] == 'unconfirmed', values['output']
+    values, _log = host.activate(new, 'r3', magic=True, confirm_timeout=120)
     assert values['state'] == _target.AWAITING
     values, _log = host.confirm()
     assert values['claimed'] == 'r3' and values['state'] == 'done'
