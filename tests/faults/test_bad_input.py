@@ -7,7 +7,6 @@ attribute is broken; the others go through the nixdeploy.fleet.nix inventory
 plugin, as users do.
 """
 
-import glob
 import json
 import os
 import shutil
@@ -157,10 +156,23 @@ def test_unknown_platform(flt, tmp_path):
     assert_untouched(flt, run, 'h5', before)
 
 
+def pwned_files(flt, tmp_path, lab_hosts):
+    """Files named pwned-* that a name, tag or role run as code would have
+    made (a relative ``touch``: host names hold no '/') in a shell's folder:
+    the controller's test and run folders and this checkout, the hosts'."""
+    tops = [str(tmp_path), flt.workdir, os.getcwd()] + [
+        flt.lab.host(h)['dir'] for h in lab_hosts]
+    return sorted(os.path.join(top, p) for top in tops
+                  for p in tree(top, ('nix/store', '.git', '.venv', '.venv-current'))
+                  if os.path.basename(p).startswith('pwned-'))
+
+
 def test_metacharacters_in_names_and_tags_stay_data(flt, tmp_path):
-    marks = str(tmp_path / 'pwned')
-    evil_a = 'a$(touch %s-1)`touch %s-2`;touch %s-3' % (marks, marks, marks)
-    evil_b = "b{{ lookup('pipe', 'touch %s-4') }}'\"&|" % marks
+    # host names hold no '/' (the inventory refuses it): the payloads touch
+    # relative names, looked for in every folder a shell of the run starts in
+    evil_a = 'a$(touch pwned-1)`touch pwned-2`;touch pwned-3'
+    evil_b = "b{{ lookup('pipe', 'touch pwned-4') }}'\"&|"
+    marks = 'pwned'
     lab = flt.lab
     hosts = {}
     for name, lab_host, cfg in ((evil_a, 'h7', 'evila'), (evil_b, 'h8', 'evilb')):
@@ -180,7 +192,7 @@ def test_metacharacters_in_names_and_tags_stay_data(flt, tmp_path):
     # GC roots of its own: the names hold "/" (test_hostile_host_names_stay_inside_their_folders)
     run = flt.deploy('-e', 'nix_gc_root_dir=%s' % (tmp_path / 'gcroots'), inventory=inventory)
     # whatever the outcome, nothing was executed from a name, tag or role
-    assert glob.glob(marks + '*') == [], (glob.glob(marks + '*'), run)
+    assert pwned_files(flt, tmp_path, ('h7', 'h8')) == [], run
     assert run.rc == 0, (run, listing.stdout[-2000:], listing.stderr[-2000:])
     paths = out_paths(run)
     assert sorted(paths) == sorted([evil_a, evil_b]), run
@@ -266,9 +278,10 @@ def raw_pieces(paths):
 
 def test_hostile_host_names_stay_inside_their_folders(flt, tmp_path):
     """'../evil' (NixOS, root: /nix/var/nixdeploy) and 'a/b' (home-manager,
-    app: its XDG state folder) deploy beside 'ok'; nothing they name lands
-    outside their folders, on the controller (GC roots, the run's folders)
-    or on the targets."""
+    app: its XDG state folder) are refused by the inventory (a host name
+    holds no '/'), beside 'ok', which deploys; nothing they name lands
+    anywhere, on the controller (GC roots, the run's folders) or on the
+    targets."""
     lab = flt.lab
     hosts = {}
     for name, (lab_host, platform, cfg) in HOSTILE.items():
@@ -289,9 +302,12 @@ def test_hostile_host_names_stay_inside_their_folders(flt, tmp_path):
         run = flt.deploy('-e', 'nix_gc_root_dir=%s' % roots, inventory=inventory)
         assert run.rc == 0, run
         paths = out_paths(run)
-        assert sorted(paths) == sorted(HOSTILE), run
-        for name, (lab_host, _platform, _cfg) in HOSTILE.items():
-            assert lab.active(lab_host) == paths[name], name
+        assert sorted(paths) == ['ok'], run
+        assert lab.active('h7') == paths['ok']
+        text = run.stdout + run.stderr
+        for name in ('../evil', 'a/b'):
+            assert "refused host name '%s'" % name in text, text[-3000:]
+            assert not run.results(host=name), name
         # the controller: GC roots directly in their folder, nothing else
         assert not (tmp_path / 'roots' / 'evil').exists()
         assert [p for p in roots.rglob('*') if p.parent != roots] == []
@@ -302,9 +318,9 @@ def test_hostile_host_names_stay_inside_their_folders(flt, tmp_path):
         # is a piece of a name
         for name, (lab_host, platform, _cfg) in HOSTILE.items():
             new = tree(targets[lab_host], skip) - before[lab_host]
-            # the run's own records are seen where they belong
+            # the run's own records are seen where they belong, for 'ok' only
             state = TARGET_FOLDERS[1 if platform == 'home-manager' else 0]
-            assert any(p.startswith(state) for p in new), (name, sorted(new))
+            assert any(p.startswith(state) for p in new) == (name == 'ok'), (name, sorted(new))
             assert [p for p in new if not any(
                 (p + '/').startswith(f) for f in TARGET_FOLDERS)] == [], (name, sorted(new))
             assert raw_pieces(new) == [], (name, sorted(new))
