@@ -24,7 +24,8 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _report, _report_html, _report_record  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import (  # noqa: E402
+    _report, _report_html, _report_record)
 
 ACTIONS = {'eval': 'nixdeploy.fleet.nix_eval', 'build': 'nixdeploy.fleet.nix_build',
            'copy': 'nixdeploy.fleet.nix_copy_closure', 'activate': 'nixdeploy.fleet.nix_activate'}

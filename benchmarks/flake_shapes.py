@@ -15,7 +15,7 @@ one warm-up evaluation (the flake and its input copied, the lock read):
 
   inventory   the nixdeploy.fleet.nix plugin through Ansible's InventoryManager
               (as ansible-inventory and every playbook run do)
-  nix_eval    module_utils/_eval.Evaluator on every host's system (drvPath and
+  nix_eval    plugin_utils/build/_eval.Evaluator on every host's system (drvPath and
               outPath), as the deploy role's first task does for a whole batch
 
 Printed: hosts read, the distinct systems evaluated, Nix processes, wall and

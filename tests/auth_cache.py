@@ -1,5 +1,5 @@
 """A binary cache over http that asks for a login (basic auth), for the tests
-of cache credentials (tests/unit/plugins/module_utils/test_netrc.py,
+of cache credentials (tests/unit/plugins/plugin_utils/nix/test_netrc.py,
 tests/integration/test_cache_credentials.py).
 
 It serves a folder as Nix's HTTP binary cache client reads one (GET, HEAD)

@@ -3,14 +3,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of nixdeploy.fleet.nix_activate.
 
-Everything on the target is a POSIX sh program (module_utils/target/*.sh, put
-together with its values by module_utils/_target.py, _reboot.py, _health.py) sent
+Everything on the target is a POSIX sh program (plugin_utils/host/target/*.sh, put
+together with its values by plugin_utils/activation/_target.py, _reboot.py, _health.py) sent
 over the task's connection like ``ansible.builtin.raw``, with become when the
 task has it. The activation itself runs detached on the target; the task
 starts it and follows its status file, through lost connections.
 
 This plugin checks the arguments, puts the task's parts together and hands
-the state over to them (plugin_utils/_activate_*.py): the run on the target
+the state over to them (plugin_utils/activation/_activate_*.py): the run on the target
 (``TargetRun``: launch, follow, confirm, reject, undo), the health checks
 before the confirmation (``HealthChecks``), the reboot (``Reboots``),
 state=activated (``Activation``) and state=confirmed / rolled_back
@@ -18,7 +18,7 @@ state=activated (``Activation``) and state=confirmed / rolled_back
 
 With ``keys`` it uploads nix_keys' pre-activation keys (and prunes) before
 the activation and the post-activation keys after a successful one, in the
-same task (plugin_utils/_keys_upload.py): a deploy costs no key tasks.
+same task (plugin_utils/keys/_keys_upload.py): a deploy costs no key tasks.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,22 +27,28 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _activate, _keys, _platforms, _role_vars, _target)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._activate import (
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms, _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activate, _target
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate import (
     ARGUMENT_SPEC as ACTIVATE_SPEC)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._printable import printable
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._target_data import dropped_warning
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _keys_upload
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import (
-    NixdeployAction, host_message)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_checks import HealthChecks
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_flow import Activation
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_reboot import Reboots
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_run import TargetRun
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_session import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_checks import (
+    HealthChecks)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_flow import (
+    Activation)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_reboot import (
+    Reboots)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_run import (
+    TargetRun)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_session import (
     ActivateTask, ConnectionLost, HostSession, Timeline, unreachable)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._activate_states import LaterStates
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_states import (
+    LaterStates)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import (
+    dropped_warning)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys, _keys_upload
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import (
+    NixdeployAction, host_message)
 
 
 class ActionModule(NixdeployAction):
@@ -51,7 +57,7 @@ class ActionModule(NixdeployAction):
     ROLE_VARS = _role_vars.ACTIVATE
     PHASE = 'activate'
     # the host's key is judged before the first program runs on it (target_sh:
-    # plugin_utils/_action.py), before anything is uploaded or activated
+    # plugin_utils/run/_action.py), before anything is uploaded or activated
 
     def run_host(self, args, result):
         # the host var nix_platform when the task leaves it unset (the option table)

@@ -4,10 +4,10 @@
 """Controller side of nixdeploy.fleet.nix_build (see plugins/modules/nix_build.py).
 
 The first host of the play batch builds every controller- and builder-built
-system of the batch (one ``nix build`` per store, module_utils/_build.py) and
+system of the batch (one ``nix build`` per store, plugin_utils/build/_build.py) and
 sets their GC roots; the other hosts read their answer. Builders are probed
 first, all at once, and the systems spread over the healthy ones
-(module_utils/_builders.py); each builder runs its one build in a thread of
+(plugin_utils/build/_builders.py); each builder runs its one build in a thread of
 its own. A host built on itself (build_on=target) builds in its own task, in
 parallel with the others.
 """
@@ -21,21 +21,23 @@ import threading
 
 from ansible import constants as C
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _build, _build_platforms, _builders, _closure, _role_vars)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    facts_in_flight, vars_of, with_facts)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import (
-    parse_probe, probe_script, remote_program)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import (
+    _build, _build_platforms, _builders, _closure)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import (
     EvalError, Evaluator, host_request, normalised)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
-    NixError, NixOptions, options_of)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._flake_ref import flake_ref
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy import (
+    parse_probe, probe_script, remote_program)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     StoreError, Target, is_store_path)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._target_data import dropped_warning
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import (
+    dropped_warning)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
+    NixError, NixOptions, options_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+    facts_in_flight, vars_of, with_facts)
 
 
 def _same_system(entry, own):

@@ -5,7 +5,7 @@
 
 Runs once per host, but the first host of the play batch reads the refs of
 the whole batch (one ``git ls-remote``) and moves them (one ``git push``);
-the other hosts read their answer (module_utils/_channel.py).
+the other hosts read their answer (plugin_utils/publish/_channel.py).
 
 A push cannot be taken back, so the batch only moves refs it knows exactly:
 each host's ref, commit and system come from host variables and facts, which
@@ -22,14 +22,15 @@ import os
 
 from ansible.errors import AnsibleError
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _channel, _redact
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    fact_or_var, unlink_host_args)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._channel import (
-    ARGUMENT_SPEC, PER_HOST_ARGS)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, options_of)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish import _channel
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import (
+    ARGUMENT_SPEC, PER_HOST_ARGS)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+    fact_or_var, unlink_host_args)
 
 # What a host's request reads from its variables and facts.
 HOST_VARS = ('nix_channel_ref', 'nix_flake', 'nix_flake_revision', 'nix_out_path',

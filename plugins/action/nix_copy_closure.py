@@ -4,9 +4,9 @@
 """Controller side of nixdeploy.fleet.nix_copy_closure (see the module docs).
 
 Thin: one probe over the Ansible connection (nix location, trust facts, the
-validity query), then module_utils/_copy.py does the sending. In cascade
+validity query), then plugin_utils/copy/_copy.py does the sending. In cascade
 mode the first host of the play batch to get here runs the whole batch's
-cascade (module_utils/_peer.py, planned by _cascade.py) under the batch
+cascade (plugin_utils/copy/_peer.py, planned by _cascade.py) under the batch
 lock; every host then answers for itself from the shared result.
 """
 
@@ -20,18 +20,22 @@ import time
 from ansible import constants as C
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
-    _builders, _cascade, _closure, _copy, _nix, _peer, _redact, _role_vars)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    facts_in_flight, vars_of, with_facts)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._store import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _builders, _closure
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _copy, _peer
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _ssh
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._ssh import ssh_master
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     StoreError, Target, split_ssh_args, store_path_of)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._target_data import dropped_warning
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import (
+    dropped_warning)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import (
     NixdeployAction, host_message)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _ssh
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._ssh import ssh_master
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+    facts_in_flight, vars_of, with_facts)
 
 # The options that may differ per host in cascade mode (the option table's
 # per-host rows of nix_copy_closure: module_utils/_role_vars.py)
@@ -60,7 +64,7 @@ class ActionModule(NixdeployAction):
     ROLE_VARS = _role_vars.COPY
     VALIDATION = VALIDATION
     PHASE = 'copy'
-    # the host's key is judged before anything runs (plugin_utils/_action.py):
+    # the host's key is judged before anything runs (plugin_utils/run/_action.py):
     # a cascade and nix copy reach the host outside target_sh
     HOST_KEYS = True
     ERRORS = ERRORS

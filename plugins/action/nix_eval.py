@@ -5,7 +5,7 @@
 
 Runs once per host like any task, but the first host of the play batch
 evaluates the systems of the whole batch in as few ``nix eval`` processes as
-the chunk size allows (module_utils/_batch.py, module_utils/_eval.py); the
+the chunk size allows (plugin_utils/run/_batch.py, plugin_utils/build/_eval.py); the
 other hosts read their answer.
 """
 
@@ -17,16 +17,17 @@ import os
 
 from ansible import constants as C
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _redact, _role_vars
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    Batch, batch_key, play_uuid, record_facts, task_batch, vars_of)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import (
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import (
     ARGUMENT_SPEC, EvalError, Evaluator, host_request, normalised)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, options_of)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._flake_ref import flake_ref
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._serial import gate
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+    Batch, batch_key, play_uuid, record_facts, task_batch, vars_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._serial import gate
 
 
 class ActionModule(NixdeployAction):
@@ -50,7 +51,7 @@ class ActionModule(NixdeployAction):
 
     def _serial_gate(self, max_fail_percentage):
         """This play batch's number and whether it may start
-        (plugin_utils/_serial.py); judged once per batch."""
+        (plugin_utils/run/_serial.py); judged once per batch."""
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
         batch = Batch(C.DEFAULT_LOCAL_TMP, 'serial',
                       batch_key(self._task._uuid, sorted(hosts), max_fail_percentage))

@@ -3,19 +3,18 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of nixdeploy.fleet.nix_keys.
 
-The logic lives in module_utils/_keys*.py; the controller's part of an upload
+The logic lives in plugin_utils/keys/_keys*.py; the controller's part of an upload
 (the host's own connection, sh with the key on stdin, become when the task has
 it; Ansible's file search path with vault decryption for ``src``) in
-plugin_utils/_keys_upload.py, which nix_activate's ``keys`` option uses too.
+plugin_utils/keys/_keys_upload.py, which nix_activate's ``keys`` option uses too.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _keys
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _keys_upload
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys, _keys_upload
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
 
 
 class ActionModule(NixdeployAction):
@@ -23,7 +22,7 @@ class ActionModule(NixdeployAction):
     ARGUMENT_SPEC = _keys.ARGUMENT_SPEC
     PHASE = 'keys'
     # the host's key is judged before the first program runs on it (target_sh:
-    # plugin_utils/_action.py), before anything is uploaded or activated
+    # plugin_utils/run/_action.py), before anything is uploaded or activated
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)

@@ -5,21 +5,21 @@
 
 Runs once per host like any task, but the first host of the play batch
 publishes the systems of the whole batch (one query, one ``nix copy``, one
-check; module_utils/_publish.py); the other hosts read their answer.
+check; plugin_utils/publish/_publish.py); the other hosts read their answer.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _redact
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import (
-    fact_or_var, unlink_host_args, vars_of)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, options_of)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._publish import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._publish import (
     ARGUMENT_SPEC, PER_HOST_ARGS, PublishError, Publisher)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+    fact_or_var, unlink_host_args, vars_of)
 
 
 class ActionModule(NixdeployAction):

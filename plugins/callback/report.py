@@ -26,7 +26,7 @@ description:
     bar per host coloured by outcome, the failed and rolled-back hosts first with their reason,
     the closure difference per host and the totals.
   - Reports of several runs (the slices of an AWX job) merge with
-    C(python3 plugins/plugin_utils/_report.py merge -o DIR a.json b.json ...).
+    C(python3 plugins/plugin_utils/report/_report.py merge -o DIR a.json b.json ...).
   - A failure to write the report is a warning; it never fails the run.
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
@@ -97,11 +97,13 @@ from ansible import context
 from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_version
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixError, NixOptions, nix_json
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix_output import flake_metadata
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _report, _report_record
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._outcome import result_data, task_action
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils._report_html import render
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
+    NixError, NixOptions, nix_json)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output import flake_metadata
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _report, _report_record
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_html import render
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._outcome import (
+    result_data, task_action)
 
 # extra vars AWX (and Semaphore) give every job; kept in the report to find the job again
 AWX_VARS = ('awx_job_id', 'awx_job_template_name', 'awx_workflow_job_id',

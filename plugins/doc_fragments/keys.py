@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The option keys (nix_keys' key specs) of nix_keys and nix_activate (module_utils/_keys.py)."""
+"""The option keys (nix_keys' key specs) of nix_keys and nix_activate (plugin_utils/keys/_keys.py)."""
 
 from __future__ import absolute_import, division, print_function
 

@@ -186,17 +186,17 @@ except ImportError:  # ansible-core 2.18: mark every string unsafe
     _name = _data
     _TRUSTS = False
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _redact
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import evaluation_options
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import evaluation_options
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
     InventoryError, check_flake, eval_args, request_digest)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_checks import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
     check_composed, node_label)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._inventory_hosts import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_hosts import (
     build_inventory)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     OPTIONS_SPEC, NixError, NixOptions, Runner)
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._flake_ref import flake_ref
 
 display = Display()
 

@@ -38,9 +38,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _health, _platforms, _reboot
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import fact_or_var
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import OPTIONS_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _health, _reboot
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import OPTIONS_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import fact_or_var
 
 EVAL, BUILD, COPY, ACTIVATE = 'eval', 'build', 'copy', 'activate'
 PHASES = (EVAL, BUILD, COPY, ACTIVATE)
@@ -134,7 +135,7 @@ ROWS = tuple(Row(name, PHASES, OPTIONS_SPEC[name]) for name in sorted(OPTIONS_SP
     Row('install_bootloader', (ACTIVATE,), {'type': 'bool', 'default': False}),
     Row('backup_extension', (ACTIVATE,), {'type': 'str'}, old='nix_hm_backup_extension'),
     Row('reactivate', (ACTIVATE,), {'type': 'bool', 'default': False}),
-    # the opt-out for a host whose key ssh does not check (plugin_utils/_action.py):
+    # the opt-out for a host whose key ssh does not check (plugin_utils/run/_action.py):
     # a host's own setting, read from its variable whoever runs the task
     Row('host_key_unchecked', (COPY, ACTIVATE), {'type': 'bool', 'default': False},
         scope='host', inventory=True),

@@ -768,8 +768,9 @@ ansible_stats:
     aggregate: true
 '''
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._activate import ARGUMENT_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate import (
+    ARGUMENT_SPEC)
 
 
 def main():

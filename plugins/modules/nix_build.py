@@ -262,8 +262,8 @@ ansible_stats:
            per_host: false, aggregate: true}
 '''
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._build import ARGUMENT_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._build import ARGUMENT_SPEC
 
 
 def main():

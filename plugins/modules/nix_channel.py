@@ -215,8 +215,8 @@ ansible_facts:
       returned: with state=query, success
 '''
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._channel import ARGUMENT_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import ARGUMENT_SPEC
 
 
 def main():

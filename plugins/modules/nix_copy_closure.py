@@ -406,8 +406,9 @@ ansible_stats:
            per_host: false, aggregate: true}
 '''
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy import ARGUMENT_SPEC, VALIDATION
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy import (
+    ARGUMENT_SPEC, VALIDATION)
 
 
 def main():

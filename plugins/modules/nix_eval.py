@@ -185,8 +185,8 @@ ansible_facts:
       returned: success
 '''
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import ARGUMENT_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import ARGUMENT_SPEC
 
 
 def main():

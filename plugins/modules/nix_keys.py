@@ -233,8 +233,8 @@ connection_lost:
   type: bool
 '''
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._keys import ARGUMENT_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys._keys import ARGUMENT_SPEC
 
 
 def main():

@@ -172,8 +172,8 @@ ansible_facts:
       returned: success
 '''
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._publish import ARGUMENT_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._publish import ARGUMENT_SPEC
 
 
 def main():

@@ -31,7 +31,7 @@ from tests.argv_watch import ArgvWatch
 from tests.auth_cache import AuthCache
 from tests.collection import run_playbook
 from tests.integration.test_cache_credentials import build
-from tests.unit.plugins.module_utils.test_health_redirects import Server
+from tests.unit.plugins.plugin_utils.activation.test_health_redirects import Server
 from tests.deploy_fleet import prepare, write_inventory
 from tests.faults.fleet import ACTIVATE, COPY, history, out_paths
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.lab
 NAMES = ['h%d' % n for n in range(1, 10)]
 SLICES = 3
 SCHEMA = os.path.join(REPO, 'docs', 'report.schema.json')
-MERGE = os.path.join(REPO, 'plugins', 'plugin_utils', '_report.py')
+MERGE = os.path.join(REPO, 'plugins', 'plugin_utils', 'report', '_report.py')
 
 
 def slice_hosts(hosts, number, count=SLICES):

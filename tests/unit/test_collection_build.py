@@ -29,7 +29,7 @@ def test_build_and_install(tmp_path):
     assert tarball.is_file(), os.listdir(str(build_dir))
     with tarfile.open(str(tarball)) as archive:
         names = set(archive.getnames())
-    assert 'plugins/module_utils/_nix.py' in names
+    assert 'plugins/plugin_utils/nix/_nix.py' in names
     assert 'galaxy.yml' not in names  # replaced by MANIFEST.json
     # Local state must never ship (build_ignore in galaxy.yml).
     for name in names:
@@ -42,4 +42,4 @@ def test_build_and_install(tmp_path):
     with open(str(installed / 'MANIFEST.json')) as handle:
         info = json.load(handle)['collection_info']
     assert (info['namespace'], info['name']) == ('nixdeploy', 'fleet')
-    assert (installed / 'plugins' / 'module_utils' / '_nix.py').is_file()
+    assert (installed / 'plugins' / 'plugin_utils' / 'nix' / '_nix.py').is_file()

@@ -30,7 +30,7 @@ from tests.lab.fixtures import FleetFlake
 
 sys.path.insert(0, collections_path())
 # path-info --json is a list before Nix 2.19 and a map after: read by the collection's reader
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _nix_output  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output  # noqa: E402
 
 pytestmark = pytest.mark.lab
 

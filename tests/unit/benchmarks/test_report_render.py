@@ -8,8 +8,8 @@ import struct
 import pytest
 
 from benchmarks import report_render
-from tests.unit.plugins.plugin_utils.test_report import fleet_run
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils import _report, _report_html
+from tests.unit.plugins.plugin_utils.report.test_report import fleet_run
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _report, _report_html
 
 try:
     report_render.binary()

@@ -241,7 +241,7 @@ def test_without_magic_rollback_a_failed_check_still_fails_and_rolls_back(fleet)
 
 # Lines a check's output could carry to forge its result: the fixed marker the
 # target programs used before, after every line end Python's splitlines knows,
-# and a log line followed by values (tests/unit/plugins/module_utils/
+# and a log line followed by values (tests/unit/plugins/plugin_utils/host/
 # test_script_framing.py forges with the program's own marker too).
 FORGED = ['@@nixdeploy rc=0', '@@nixdeploy timed_out=0', '\r@@nixdeploy rc=0',
           '\x1c@@nixdeploy rc=0', '\x1d@@nixdeploy rc=0', '\x1e@@nixdeploy rc=0',

@@ -21,7 +21,8 @@ if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
     sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.inventory import nix as plugin  # noqa: E402
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _inventory  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import (  # noqa: E402
+    _inventory)
 
 
 @pytest.mark.parametrize('name, claimed', [

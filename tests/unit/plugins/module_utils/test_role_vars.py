@@ -14,8 +14,12 @@ from tests.collection import REPO, collections_path
 # module_utils import each other as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
-    _activate, _build, _copy, _eval, _role_vars)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
+    _activate)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import (  # noqa: E402
+    _build, _eval)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy  # noqa: E402
 
 SPECS = {'eval': _eval.ARGUMENT_SPEC, 'build': _build.ARGUMENT_SPEC,
          'copy': _copy.ARGUMENT_SPEC, 'activate': _activate.ARGUMENT_SPEC}
@@ -151,7 +155,7 @@ def test_a_batch_sees_each_host_with_its_own_values_side_by_side():
     other hosts of the same play batch: one with its own variables, one with
     none (the table's defaults), one whose fact is only in flight; an option
     the task gives for all stays the same for every host."""
-    from ansible_collections.nixdeploy.fleet.plugins.module_utils._batch import with_facts
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import with_facts
     own = {'nix_copy_mode': 'cascade', 'nix_remote_nix_dir': '/opt/nix/bin',
            'ansible_facts': {'nix_out_path': '/nix/store/a-h1'}}
     task = {'path': '/nix/store/a-h1', 'compress': True}

@@ -1,0 +1,424 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Copying a closure to a target: what is missing, who is trusted, how to send.
+
+The controller side of ``nixdeploy.fleet.nix_copy_closure``. One probe over
+the Ansible connection (a short sh script, no Python on the target) finds the
+target's nix, tells whether its user may skip signature checks, and answers
+the one validity query for the whole closure. Then ``nix copy --to ssh-ng://``
+sends only the missing paths (push/substitute), or the target fetches them
+from binary caches itself (cache). In cascade mode (``_cascade.py`` plans,
+``_peer.py`` drives) the same probe runs over plain ssh and ``hop_script``
+runs ``nix copy`` ON a host that holds the closure, to the next host.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import (
+    OPTION as RECORD_STATS)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._target import (
+    ROOT_STATE_DIR)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
+    file_name, is_store_path)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _netrc, _nix, _nix_stderr
+
+# every option is one of the table's (module_utils/_role_vars.py), but record_stats
+ARGUMENT_SPEC = dict(
+    _role_vars.spec(_role_vars.COPY),
+    # the deploy role's earlier results: a successful result keeps the outcome as custom stats
+    record_stats=RECORD_STATS,
+)
+VALIDATION = {'required_if': [('copy_mode', 'cache', ('caches',))]}
+
+# What a copy needs in the target's store besides the NAR size of the
+# missing paths times free_space_margin: a block per path (a file system
+# stores each path in whole blocks, and Nix's database gets a row), and a
+# fixed reserve for the database's growth and write-ahead log during the
+# import and for the activation after it (its state, the profile's links).
+PATH_OVERHEAD = 4096
+FREE_SPACE_RESERVE = 8 << 20
+
+
+class CopyError(Exception):
+    """A copy failed; ``message`` names the host and the reason."""
+
+    def __init__(self, message, stderr=''):
+        super(CopyError, self).__init__(message)
+        self.message = message
+        self.stderr = stderr or ''
+
+
+# ------------------------------------------------------------------ probe
+def probe_script(remote_nix_dir=None, paths=None, peer_facts=True, root_key=None,
+                 root_path=None):
+    """sh (target/copy-probe.sh) that finds nix, reports the user's trust
+    facts and, reading store paths on stdin (or given as ``paths``), prints
+    those the target's store does not hold, and the free space of its file
+    system. ``peer_facts``: also what a cascade sender needs (its ssh, its
+    version, whether ~/.ssh exists). ``root_key`` (an inventory name) and
+    ``root_path``: plant the copy's GC root of ``root_path`` first (see
+    copy-probe.sh); never in check mode."""
+    if paths is not None:
+        bad = [p for p in paths if not is_store_path(p)]
+        if bad:
+            raise CopyError('not a store path: %r' % (bad[0],))
+    if root_key is not None and not is_store_path(root_path or ''):
+        raise CopyError('not a store path: %r' % (root_path,))
+    return _script.render('copy-probe.sh', {
+        'NIX_DIR': remote_nix_dir or None,
+        'READ_STDIN': paths is None,
+        'STORE_PATHS': ' '.join(paths or []),
+        'PEER_FACTS': peer_facts,
+        'ROOT_KEY': root_key_of(root_key) if root_key is not None else None,
+        'ROOT_PATH': root_path if root_key is not None else None,
+        'ROOT_STATE': ROOT_STATE_DIR,
+    })
+
+
+def root_key_of(host):
+    """The file name of ``host``'s GC root on a target (copy and activation)."""
+    return file_name(host)
+
+
+def stdin_free(script):
+    """``script`` as one compound command that reads nothing from stdin, for
+    ``ssh host sh`` with the script on stdin: sh reads the whole group before
+    running it, so nothing inside can swallow the rest of the script."""
+    return '(\n%s\n) </dev/null\n' % script
+
+
+def parse_probe(stdout, program):
+    """What ``program`` (a ``probe_script``) printed -> dict(nix_dir, uid,
+    user, groups, store_writable, trusted_users, ssh, ssh_version, invalid,
+    complete) or None when no nix was found."""
+    values, _log = program.parse(stdout)
+    if values.get('no_nix') or not values.get('nix_dir'):
+        return None
+    # each value is of its type already (plugin_utils/host/_target_data.py)
+    facts = dict(values)
+    facts['dropped'] = list(values.dropped)
+    facts['invalid'] = values.get('invalid', [])
+    facts['complete'] = values.get('complete', False)
+    facts['uid'] = values.get('uid')
+    facts['groups'] = values.get('groups', [])
+    facts['trusted_users'] = values.get('trusted_users', [])
+    facts['store_writable'] = values.get('store_writable') == 'yes'
+    facts['free_kb'], facts['store_mount'] = _script.df_space(values.get('store_df'))
+    facts['gc_root'] = values.get('gc_root')
+    facts['gc_root_error'] = values.get('gc_root_error')
+    return facts
+
+
+def megabytes(size):
+    """``size`` (bytes) in the user's words: '12 MB', '0.4 MB', '1.2 GB'."""
+    mib = float(size) / (1 << 20)
+    if mib >= 1024:
+        return '%.1f GB' % (mib / 1024)
+    if mib >= 10:
+        return '%d MB' % round(mib)
+    return '%.1f MB' % mib
+
+
+def space_needed(missing, margin):
+    """Bytes the target's store needs for ``missing`` ([{'path', 'narSize'}])."""
+    nar = sum(p['narSize'] for p in missing)
+    return int(nar * margin) + PATH_OVERHEAD * len(missing) + FREE_SPACE_RESERVE
+
+
+def space_problem(host, facts, missing, margin):
+    """The message when the target's store has too little room for the
+    missing paths (None when it has, when nothing is missing, when the check
+    is off: ``margin`` 0, or when df said nothing readable)."""
+    free_kb = facts.get('free_kb')
+    if not missing or not margin or free_kb is None:
+        return None
+    need = space_needed(missing, margin)
+    free = free_kb * 1024
+    if free >= need:
+        return None
+    nar = sum(p['narSize'] for p in missing)
+    return ('no space left on %s on %s: %s free, the closure needs %s (%d missing paths, %s of '
+            'NAR, times free_space_margin %s, plus %s for the store\'s database and the '
+            'activation); nothing was sent. Free space there (nix-collect-garbage -d, or '
+            'nix-env --delete-generations on old profiles) and deploy again'
+            % (facts.get('store_mount') or '/nix', host, megabytes(free), megabytes(need),
+               len(missing), megabytes(nar), '%g' % margin, megabytes(
+                   FREE_SPACE_RESERVE + PATH_OVERHEAD * len(missing))))
+
+
+_OPENSSH = re.compile(r'OpenSSH_(\d+)\.(\d+)')
+
+
+def openssh_version(text):
+    """(major, minor) from ``ssh -V``'s output, or None when not OpenSSH."""
+    match = _OPENSSH.search(text or '')
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def is_trusted(facts):
+    """Whether the target's daemon (or store) lets this user skip signatures."""
+    if facts.get('uid') == 0 or facts.get('store_writable'):
+        return True
+    user = facts.get('user')
+    groups = set(facts.get('groups') or [])
+    for entry in facts.get('trusted_users') or []:
+        if entry == '*' or entry == user or (entry.startswith('@') and entry[1:] in groups):
+            return True
+    return False
+
+
+# ------------------------------------------------------------------ plan
+def plan_trust(facts, check_sigs, signing_key, become, become_method, become_user):
+    """Decide how the copy gets past the target's signature check.
+
+    Returns (no_check_sigs, via_sudo, how). ``how`` is a word for the result:
+    trusted | sudo | signed | unsigned.
+    """
+    trusted = is_trusted(facts)
+    if check_sigs == 'false':
+        return True, False, 'trusted' if trusted else 'unsigned'
+    if check_sigs == 'true':
+        return False, False, 'signed' if signing_key else 'unsigned'
+    if trusted:
+        return True, False, 'trusted'
+    if signing_key:
+        return False, False, 'signed'
+    if become and (become_method or 'sudo') == 'sudo':
+        # root's nix-daemon --stdio opens the store directly and trusts its
+        # caller, so the copy needs no signatures; sudo must not ask (-n).
+        return True, True, 'sudo'
+    return False, False, 'unsigned'
+
+
+def remote_program(nix_dir, via_sudo=False, become_user=None):
+    daemon = '%s/nix-daemon' % nix_dir.rstrip('/')
+    if not via_sudo:
+        return [daemon]
+    words = ['sudo', '-n']
+    if become_user and become_user != 'root':
+        words += ['-u', become_user]
+    return words + ['--', daemon]
+
+
+# ------------------------------------------------------------------ closure
+def closure(opts, path, store=None):
+    """[{'path', 'narSize'}] of ``path``'s closure in ``store`` (default:
+    local). A cache's login goes to Nix in a private netrc, never in argv
+    (plugin_utils/nix/_netrc.py); CopyError for an address that cannot."""
+    args = ['-r']
+    cache = _split([store])[0] if store else None
+    if cache:
+        args += ['--store', cache.uri]
+    with _netrc.nix_options(opts, [cache] if cache else []) as cache_opts:
+        infos = _nix.Runner(cache_opts).path_infos(
+            [path], args,
+            'cannot read the closure of %s%s' % (path, ' from ' + cache.uri if cache else ''))
+    return [{'path': p, 'narSize': info['narSize']} for p, info in sorted(infos.items()) if info]
+
+
+def _split(addresses):
+    """``_netrc.split`` of each address; its refusal as a CopyError."""
+    try:
+        return [_netrc.split(a) for a in addresses]
+    except _netrc.CacheAddressError as exc:
+        raise CopyError(u'%s' % exc)
+
+
+def cache_uris(caches):
+    """The caches as Nix and every message get them: without their logins."""
+    return [cache.uri for cache in _split(caches)]
+
+
+def batch_infos(opts, paths):
+    """{path: {narSize, references}} of the closures of ``paths`` in the local
+    store, in one ``nix path-info -r`` where all are valid. A path Nix says
+    is not valid (a host whose build failed) is left out and the rest asked
+    again; {} when Nix fails otherwise."""
+    paths = list(paths)
+    runner = _nix.Runner(opts)
+    while paths:
+        try:
+            infos = runner.path_infos(paths, ['-r'], 'reading the closures of the batch')
+        except _nix.NixError as exc:
+            bad = _nix_stderr.not_valid(exc.stderr) & set(paths)
+            if not bad:
+                return {}
+            paths = [p for p in paths if p not in bad]
+            continue
+        return dict((p, {'narSize': i['narSize'], 'references': i.get('references') or []})
+                    for p, i in infos.items() if i)
+    return {}
+
+
+def sign(opts, path, key_file):
+    _nix.Runner(opts).check('store sign', ['-r', '-k', key_file, path],
+                            'cannot sign the closure of %s' % path)
+
+
+def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=None):
+    """``nix copy --to uri path``; returns the store paths Nix said it sent,
+    or None when its output did not say (e.g. ``--quiet`` in nix_args)."""
+    args = ['--to', uri]
+    if no_check_sigs:
+        args.append('--no-check-sigs')
+    if substitute:
+        # Before Nix 2.20 (NixOS/nix#9591, fixed by #9600) ssh-ng stores ignore
+        # --substitute-on-destination and ask the target to substitute only when
+        # builders-use-substitutes is set; pass both so every version substitutes.
+        args += ['--substitute-on-destination', '--option', 'builders-use-substitutes', 'true']
+    argv, rc, _out, err = _nix.Runner(opts, timeout).run('copy', args + [path], env=env)
+    if rc != 0:
+        raise _nix.NixError('nix copy to %s failed' % uri, argv=argv, rc=rc, stderr=err)
+    return _nix_stderr.sent_paths(err)
+
+
+def fetch_script(nix_dir, path, caches):
+    """(program, stdin): the sh run on the target (target/copy-fetch.sh),
+    which fetches ``path``'s closure from the first cache that has it
+    (signatures checked by the target against its own keys), and what to
+    send on its stdin: the netrc of the caches' logins ('' when none has
+    one). The program text is ssh's and sh's argv: it names each cache
+    without its login, which travels on stdin only. CopyError for an address
+    whose login cannot go that way (plugin_utils/nix/_netrc.py)."""
+    split = _split(caches)
+    try:
+        netrc = _netrc.netrc_text(split)
+    except _netrc.CacheAddressError as exc:
+        raise CopyError(u'%s' % exc)
+    program = _script.render('copy-fetch.sh', {
+        'NIX_DIR': nix_dir.rstrip('/'), 'STORE_PATH': path, 'NETRC': bool(netrc),
+        # one cache a line, "<1 when it needs the netrc> <URI>": the script
+        # reads them as data, never as words
+        'CACHES': '\n'.join('%d %s' % (c.has_credential, c.uri.replace('\n', ''))
+                            for c in split)})
+    return program, netrc
+
+
+# ------------------------------------------------------------------ cascade hop
+HOP_ALIAS = 'nixdeploy-receiver'
+
+
+def hop_script(nix_dir, known_keys, uri, path, port=None, no_check_sigs=False):
+    """sh run ON a sender (target/copy-hop.sh): ``nix copy --to <receiver's
+    ssh-ng URI> path``.
+
+    The receiver's host key is checked against ``known_keys`` ('type base64'
+    lines the controller took from its own known_hosts), under the alias
+    HOP_ALIAS, in a private temp folder the script removes on exit. Login
+    uses the agent the controller forwarded for this hop only. Exit codes:
+    96 no forwarded agent, 97 no temp folder, 98 no nix or ssh here (the
+    sender cannot send); 255 never (it means the controller lost the sender).
+    """
+    return _script.render('copy-hop.sh', {
+        'NIX_DIR': nix_dir.rstrip('/'), 'HOP_ALIAS': HOP_ALIAS, 'URI': uri,
+        'STORE_PATH': path, 'PORT': int(port) if port else None,
+        'NO_CHECK_SIGS': bool(no_check_sigs),
+        'KNOWN_HOSTS': '\n'.join('%s %s' % (HOP_ALIAS, key.replace('\n', ''))
+                                 for key in known_keys)})
+
+
+def fault_message(host, text, doing, mount=None, said=None):
+    """The user's words for a store fault ``text`` tells of (a full disk, a
+    read-only store, a stopped nix-daemon; ``_nix_stderr.store_fault``) met
+    while ``doing`` ('during the copy'), or None when it tells of none.
+    ``said``: what to quote instead of the line that told."""
+    kind, line = _nix_stderr.store_fault(text)
+    line = said or line
+    if kind == _nix_stderr.NO_SPACE:
+        return ('no space left on %s on %s %s (%s): free space there (nix-collect-garbage -d) '
+                'and deploy again' % (mount or '/nix', host, doing, line))
+    if kind == _nix_stderr.READ_ONLY:
+        return ('the Nix store on %s is read-only %s (%s): remount it read-write (or deploy '
+                'to a host whose store can change)' % (host, doing, line))
+    if kind == _nix_stderr.NO_DAEMON:
+        return ('the nix-daemon on %s is not running %s (%s): start it (on systemd: systemctl '
+                'start nix-daemon.socket; on macOS: launchctl kickstart -k '
+                'system/org.nixos.nix-daemon) or connect as a user who opens the store itself '
+                '(root)' % (host, doing, line))
+    return None
+
+
+def unsigned_message(host, who, stderr):
+    return ('%s: the target refuses unsigned paths (its nix-daemon checks signatures for '
+            'the non-trusted user %s). Fix it either way: give signing_key (a key made with '
+            'nix-store --generate-binary-cache-key whose public half is in the target\'s '
+            'trusted-public-keys), or connect as root / a user in the target\'s trusted-users '
+            '(or with become via passwordless sudo). Nix said: %s'
+            % (host, who, _last_error(stderr)))
+
+
+# ssh's (and sudo's) own words for why the connection failed, our words for
+# the task message, and whether the matching line adds anything.
+SSH_PROBLEMS = (
+    ('REMOTE HOST IDENTIFICATION HAS CHANGED',
+     'the host key changed: it does not match known_hosts, refusing to connect', False),
+    ('Host key verification failed', 'host key verification failed', False),
+    ('Permission denied', 'ssh authentication was refused', True),
+    ('not responding', 'the link went dead (ssh timed out)', True),
+    ('Connection timed out', 'the connection timed out', True),
+    ('Connection refused', 'the connection was refused', True),
+    ('Broken pipe', 'the connection broke', False),
+    ('unexpected end-of-file', 'the connection broke', False),
+)
+
+
+# Ansible's words when become cannot go on without a password it lacks
+# (connection/ssh.py), and sudo's own
+_BECOME_REFUSALS = (
+    (re.compile(r'Missing (\w+) password'), 'Ansible'),
+    (re.compile(r'Incorrect (\w+) password'), 'Ansible'),
+    (re.compile(r'sudo: a password is required'), 'sudo'),
+    (re.compile(r'sudo: unknown user:? ?([A-Za-z0-9_.$-]*)'), 'sudo'),
+)
+# what become_problem's words start with
+BECOME_WORDS = ('the become_user ', 'the become password', 'sudo on the target asks')
+
+
+def become_problem(text):
+    """The user's words when become failed on the target (a password it
+    asks for and was not given or was wrong, a become_user that does not
+    exist), else ''."""
+    for marker, who in _BECOME_REFUSALS:
+        match = marker.search(text or '')
+        if not match:
+            continue
+        said = match.group(0) if who == 'sudo' else '%s: %s' % (who, match.group(0))
+        if 'unknown user' in said:
+            return ('the become_user %s does not exist on the target (%s)'
+                    % (match.group(1) or '?', said))
+        if 'Incorrect' in said:
+            return 'the become password was refused on the target (%s)' % said
+        return ('sudo on the target asks for a password and none was given (%s): allow the '
+                'ssh user passwordless sudo (the copy runs sudo -n nix-daemon: give signing_key '
+                'instead to copy without sudo), or give become_password (--ask-become-pass) for '
+                'the activation' % said)
+    return ''
+
+
+def ssh_problem(stderr):
+    """A short reason when ssh or sudo (not Nix) made the copy fail, else ''."""
+    become = become_problem(stderr)
+    if become:
+        return become
+    for marker, reason, quote in SSH_PROBLEMS:
+        if marker in (stderr or ''):
+            line = [ln.strip() for ln in stderr.splitlines() if marker in ln][0]
+            return '%s (%s)' % (reason, line) if quote and line != marker else reason
+    return ''
+
+
+def looks_unsigned(stderr):
+    """Whether the target refused paths for want of a signature (every Nix's words)."""
+    return _nix_stderr.unsigned(stderr)
+
+
+def _last_error(stderr):
+    err = _nix.NixError('', stderr=stderr)
+    return err.nix_message().strip() or (stderr or '').strip()[-500:]

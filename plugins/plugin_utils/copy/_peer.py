@@ -1,0 +1,371 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The controller's side of a closure cascade: plain ssh to each host, the hops.
+
+``CascadeRun(...).run()`` takes the hosts of a play batch (``Peer``: a name,
+a ``Target`` built from its connection vars, its system), and for each
+system: probes every host over ssh (the same sh probe as a push), lets
+``_cascade.Cascade`` plan, and runs the hops in threads until every host
+holds the closure or has failed. It returns one entry per host.
+
+A hop is ``ssh SENDER sh`` (the controller's own ssh, the sender's connection
+vars, host keys checked) running ``_copy.hop_script``: ``nix copy --to
+ssh-ng://RECEIVER PATH`` on the sender, logged in to the receiver through a
+destination-constrained agent of its own (``_hop_agent``, where the trust and
+access of a hop are told); what the controller's ssh knows about each host is
+read in ``_peer_ssh``. Nothing is written on any host but the temp folder of
+the hop, and what OpenSSH 10.1+ sshd makes for the forwarded agent, which the
+hop removes again (``_hop_agent.hop_leftovers``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import resource
+import tempfile
+import threading
+import time
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _copy
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._hop_agent import (
+    HopAgent, HopError, hop_leftovers)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
+    host_keys, key_files, run_no_tty, ssh_argv, ssh_config)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import StoreError, Target
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix, _nix_stderr
+
+# ssh sessions the controller opens at once to probe the hosts
+PROBE_PARALLEL = 32
+# hops of one cascade at once: each holds an ssh and its pipes (about three
+# descriptors) and a thread in this worker; a tree of 128 senders at once
+# still reaches 1,000 hosts in about 14 rounds instead of 11
+MAX_HOPS_INFLIGHT = 128
+# a sender's ssh must bind the forwarded agent to each hop's host keys
+# (session-bind@openssh.com) for the agent's destination constraints to let it
+# log in to the receiver at all
+MIN_SENDER_OPENSSH = (8, 9)
+
+
+def hops_inflight():
+    """MAX_HOPS_INFLIGHT, or fewer under a low open-files limit (1,024 is
+    a login shell's default on Debian): four descriptors a hop, 64 kept."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ValueError, OSError):
+        return MAX_HOPS_INFLIGHT
+    if soft == resource.RLIM_INFINITY:
+        return MAX_HOPS_INFLIGHT
+    return max(4, min(MAX_HOPS_INFLIGHT, (soft - 64) // 4))
+
+
+class Peer:
+    """One host of a cascade and what the controller learns about it."""
+
+    def __init__(self, name, target, path, site=_cascade.DEFAULT_SITE, peer_host=None,
+                 remote_nix_dir=None):
+        self.name = name
+        self.target = target
+        self.path = path
+        self.site = site
+        # the address other hosts reach it at (nix_peer_host), else Ansible's
+        self.peer_host = peer_host
+        self.remote_nix_dir = remote_nix_dir
+        self.facts = None
+        self.missing = []
+        self.trust = None          # (no_check_sigs, via_sudo, how) from _copy.plan_trust
+        self.error = None
+        self.connection_lost = False
+        self.host_keys = []        # 'type base64' lines the controller knows for it
+        self.key_files = []        # the controller's private keys for it
+        self.proxied = False       # reached through a jump host / proxy command
+        self.warnings = []
+
+    @property
+    def peer_target(self):
+        """How another host reaches this one's store (no controller options)."""
+        return Target(host=self.peer_host or self.target.host, port=self.target.port,
+                      user=self.target.user, name=self.name)
+
+    @property
+    def reachable_by_peers(self):
+        # a host behind a jump host is likely not reachable from the others,
+        # unless the inventory says where they reach it (nix_peer_host)
+        return bool(self.host_keys and self.key_files) and (
+            not self.proxied or bool(self.peer_host))
+
+    @property
+    def can_send(self):
+        version = _copy.openssh_version((self.facts or {}).get('ssh_version'))
+        return bool(self.facts and self.facts.get('ssh') and self.host_keys
+                    and self.key_files and version and version >= MIN_SENDER_OPENSSH)
+
+    def store_uri(self, target=None, compress=False):
+        via_sudo = self.trust[1]
+        return (target or self.target).store_uri(
+            remote_program=_copy.remote_program(self.facts['nix_dir'], via_sudo,
+                                                self.target.become_user),
+            compress=compress)
+
+
+# ------------------------------------------------------------------ the run
+class CascadeRun:
+    """Cascade the systems of ``peers`` (Peer list, in inventory order).
+
+    ``opts``: NixOptions of the controller's nix; ``check_sigs``,
+    ``signing_key``, ``compress``: the task's copy settings.
+    """
+
+    def __init__(self, opts, peers, check_sigs='auto', signing_key=None, compress=False,
+                 tmp_dir=None, free_space_margin=0):
+        self.opts = opts
+        self.peers = list(peers)
+        self.by_name = dict((p.name, p) for p in self.peers)
+        self.check_sigs = check_sigs
+        self.signing_key = signing_key
+        self.compress = compress
+        self.tmp_dir = tmp_dir
+        self.free_space_margin = free_space_margin
+        self.sent = {}             # receiver -> store paths the hop that served it sent
+
+    def run(self):
+        """{host: entry}; hosts whose system the controller does not hold get
+        no entry (their own task copies for them)."""
+        groups, closures = {}, {}
+        for peer in self.peers:
+            groups.setdefault(peer.path, []).append(peer)
+        for path in groups:
+            try:
+                closures[path] = _copy.closure(self.opts, path)
+            except _nix.NixError:
+                continue
+        members = [p for p in self.peers if p.path in closures]
+        _parallel(members, lambda peer: self._prepare(peer, closures[peer.path]),
+                  PROBE_PARALLEL)
+        entries = {}
+        threads = []
+        for path in closures:
+            thread = threading.Thread(target=self._group, args=(
+                path, groups[path], closures[path], entries))
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join()
+        return entries
+
+    # -------------------------------------------------------------- probe
+    def _prepare(self, peer, closure):
+        try:
+            conf = ssh_config(peer.target)
+            peer.host_keys = host_keys(conf)
+            peer.key_files = key_files(peer.target, conf)
+            peer.proxied = any(v not in ('', 'none') for option in ('proxyjump', 'proxycommand')
+                               for v in conf.get(option) or [])
+            self._probe(peer, [p['path'] for p in closure])
+        except (StoreError, _copy.CopyError) as exc:
+            peer.error = u'%s' % exc
+            return
+        except Exception as exc:  # pylint: disable=broad-except
+            # in a thread: an unexpected error must fail this host, not pass silently
+            peer.error = u'%s: preparing the cascade failed: %r' % (peer.name, exc)
+            return
+        invalid = set(peer.facts['invalid'])
+        peer.missing = [p for p in closure if p['path'] in invalid]
+        # before any hop: room for it
+        problem = _copy.space_problem(peer.name, peer.facts, peer.missing, self.free_space_margin)
+        if problem:
+            peer.error = problem
+            return
+        if peer.facts.get('gc_root_error'):
+            peer.warnings.append(
+                '%s: the copied system is not protected from a garbage collection on the host '
+                'before its activation: %s' % (peer.name, peer.facts['gc_root_error']))
+        peer.trust = _copy.plan_trust(peer.facts, self.check_sigs, self.signing_key,
+                                      peer.target.become, peer.target.become_method,
+                                      peer.target.become_user)
+
+    def _probe(self, peer, paths):
+        # the GC root of the peer's system first (copy-probe.sh)
+        probe = _copy.probe_script(peer.remote_nix_dir, paths=paths,
+                                   root_key=peer.name, root_path=peer.path)
+        # never an agent here (whatever ssh_config says): on OpenSSH 10.1+ a
+        # forwarded one would make the ~/.ssh/agent/ the probe looks for
+        rc, out, err = run_no_tty(ssh_argv(peer.target, first=['-o', 'ForwardAgent=no']),
+                                  stdin_data=_copy.stdin_free(probe))
+        facts = _copy.parse_probe(out, probe)
+        if rc == _cascade.SSH_EXIT:
+            why = _copy.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
+            peer.connection_lost = 'host key' not in why
+            raise _copy.CopyError('%s: cannot reach the host over ssh to copy: %s' % (
+                peer.name, why), err)
+        if facts is None:
+            raise _copy.CopyError('%s: no nix-store found on the target; set remote_nix_dir to '
+                                  'the folder holding nix' % peer.name)
+        if rc != 0 or not facts.get('complete'):
+            said = (err or out).strip()[-2000:]
+            raise _copy.CopyError(_copy.fault_message(
+                peer.name, said, 'when asked what it lacks', facts.get('store_mount')) or
+                '%s: querying the target\'s store failed (rc %s): %s' % (peer.name, rc, said),
+                err)
+        peer.facts = facts
+
+    # -------------------------------------------------------------- one system
+    def _group(self, path, members, closure, entries):
+        started = time.time()
+        sizes = dict((p['path'], p['narSize']) for p in closure)
+        ready = [m for m in members if m.error is None and m.trust is not None]
+        receivers = [m.name for m in ready if m.missing]
+        cascade = _cascade.Cascade(
+            receivers, holders=[m.name for m in ready if not m.missing],
+            sites=dict((m.name, m.site) for m in ready),
+            can_send=[m.name for m in ready if m.can_send],
+            peer_reachable=[m.name for m in ready if m.reachable_by_peers],
+            max_inflight=hops_inflight())
+        sign_error = None
+        if self.signing_key and any(m.trust[2] == 'signed' for m in ready if m.missing):
+            try:
+                _copy.sign(self.opts, path, self.signing_key)
+            except _nix.NixError as exc:
+                sign_error = u'%s' % exc
+        if sign_error is None and receivers:
+            self._drive(path, cascade)
+        seconds = round(time.time() - started, 3)
+        controller_paths = [p for r, s in cascade.got_from.items() if s == _cascade.CONTROLLER
+                            for p in self.sent.get(r, [])]
+        summary = {'system': path, 'hosts': len(members), 'receivers': len(receivers),
+                   'seconds': seconds, 'controller_paths': len(controller_paths),
+                   'controller_bytes': sum(sizes.get(p, 0) for p in controller_paths),
+                   'hops': sum(len(v) for v in cascade.sent_to.values()),
+                   'rounds': max([cascade.depth(r) for r in cascade.got_from] or [0])}
+        for member in members:
+            entries[member.name] = self._entry(member, cascade, closure, sizes, summary,
+                                               sign_error)
+
+    def _drive(self, path, cascade):
+        cond = threading.Condition()
+
+        def work(hop):
+            try:
+                kind, reason, sent = self._hop(path, hop)
+            except Exception as exc:  # pylint: disable=broad-except
+                # a bug or OS error in one hop must not hang the others
+                kind, reason, sent = _cascade.FAILED, 'internal error: %s' % exc, None
+            with cond:
+                if kind == _cascade.OK:
+                    receiver = self.by_name[hop.receiver]
+                    self.sent[hop.receiver] = (sent if sent is not None
+                                               else [p['path'] for p in receiver.missing])
+                cascade.finished(hop, kind, reason)
+                cond.notify_all()
+
+        with cond:
+            while True:
+                for hop in cascade.next_hops():
+                    threading.Thread(target=work, args=(hop,)).start()
+                if not cascade.inflight:
+                    return
+                cond.wait()
+
+    def _hop(self, path, hop):
+        receiver = self.by_name[hop.receiver]
+        if hop.sender == _cascade.CONTROLLER:
+            return self._push(path, receiver)
+        sender = self.by_name[hop.sender]
+        folder = tempfile.mkdtemp(prefix='ndh-', dir=self.tmp_dir)
+        agent = HopAgent(folder)
+        try:
+            try:
+                sock = agent.start(sender.key_files + [k for k in receiver.key_files
+                                                       if k not in sender.key_files],
+                                   sender.host_keys, receiver.host_keys)
+            except HopError as exc:
+                return _cascade.FAILED, u'%s' % exc, None
+            no_check_sigs = receiver.trust[0]
+            script = _script.assignments(hop_leftovers(sender.facts)) + _copy.hop_script(
+                sender.facts['nix_dir'], receiver.host_keys,
+                receiver.store_uri(receiver.peer_target, compress=self.compress), path,
+                port=receiver.target.port, no_check_sigs=no_check_sigs)
+            # the hop agent signs the login to the sender too, which binds the
+            # forwarded agent to this session (what the constraints check)
+            first = ['-o', 'IdentityAgent=%s' % sock, '-o', 'ForwardAgent=%s' % sock,
+                     '-o', 'ControlMaster=no', '-o', 'ControlPath=none']
+            rc, _out, err = run_no_tty(ssh_argv(sender.target, first=first),
+                                       stdin_data=_copy.stdin_free(script))
+        finally:
+            agent.stop()
+        kind = _cascade.hop_failure(rc, err)
+        if kind == _cascade.OK:
+            return kind, '', _nix_stderr.sent_paths(err)
+        return kind, _cascade.failure_reason(kind, err, rc), None
+
+    def _push(self, path, receiver):
+        try:
+            sent = _copy.push(self.opts, path, receiver.store_uri(compress=self.compress),
+                              receiver.target.nix_env(), no_check_sigs=receiver.trust[0])
+        except StoreError as exc:
+            return _cascade.FAILED, u'%s' % exc, None
+        except _nix.NixError as exc:
+            if _copy.looks_unsigned(exc.stderr):
+                why = _copy.unsigned_message(receiver.name, receiver.facts.get('user')
+                                             or receiver.target.user, exc.stderr)
+                return _cascade.FAILED, why, None
+            fault = _copy.fault_message(
+                receiver.name, exc.stderr, 'during the copy', receiver.facts.get('store_mount'))
+            if fault:
+                return _cascade.FAILED, fault, None
+            problem = _copy.ssh_problem(exc.stderr)
+            if problem and 'host key' not in problem and 'sudo' not in problem:
+                receiver.connection_lost = True
+            reason = exc.nix_message() or exc.message
+            return _cascade.FAILED, '%s: %s' % (problem, reason) if problem else reason, None
+        return _cascade.OK, '', sent
+
+    # -------------------------------------------------------------- answers
+    def _entry(self, peer, cascade, closure, sizes, summary, sign_error):
+        result = {'path': peer.path, 'mode': 'cascade', 'closure_paths': len(closure),
+                  'closure_bytes': sum(sizes.values()), 'paths_sent': 0, 'bytes_sent': 0,
+                  'changed': False, 'copied_from': None,
+                  'sent_to': list(cascade.sent_to.get(peer.name, [])),
+                  'hop_errors': list(cascade.errors.get(peer.name, [])),
+                  'cascade': dict(summary, depth=cascade.depth(peer.name), site=peer.site)}
+        if peer.error or peer.trust is None:
+            return {'error': peer.error or '%s: the host was not probed' % peer.name,
+                    'connection_lost': peer.connection_lost, 'result': result}
+        if peer.warnings:
+            result['warnings'] = list(peer.warnings)
+        free_kb = peer.facts.get('free_kb')
+        result.update(free_bytes=None if free_kb is None else free_kb * 1024,
+                      gc_root=peer.facts.get('gc_root'))
+        result.update(remote_nix_dir=peer.facts['nix_dir'], trust=peer.trust[2],
+                      store_uri=peer.store_uri(compress=self.compress),
+                      paths_missing=len(peer.missing),
+                      bytes_missing=sum(p['narSize'] for p in peer.missing))
+        if sign_error and peer.missing:
+            return {'error': '%s: %s' % (peer.name, sign_error), 'result': result}
+        if peer.name in cascade.failed:
+            tried = cascade.errors.get(peer.name, [])
+            return {'error': '%s: the cascade could not copy %s: %s' % (
+                peer.name, peer.path, '; '.join(tried)),
+                'connection_lost': peer.connection_lost, 'result': result}
+        if peer.name in cascade.got_from:
+            sent = self.sent.get(peer.name, [])
+            result.update(copied_from=cascade.got_from[peer.name], changed=True,
+                          paths_sent=len(sent), bytes_sent=sum(sizes.get(p, 0) for p in sent))
+        return {'result': result}
+
+
+def _parallel(items, action, limit):
+    """``action(item)`` for every item, at most ``limit`` at a time."""
+    gate = threading.Semaphore(limit)
+
+    def one(item):
+        with gate:
+            action(item)
+
+    threads = [threading.Thread(target=one, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

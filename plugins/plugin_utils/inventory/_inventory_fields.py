@@ -1,0 +1,102 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fields of one node, as every source's mapping reads them.
+
+An inventory entry's own fields (address, user, port, tags, role, system,
+platform, configuration) and the small readers behind them, shared by the
+mapping of each source (``_inventory_hosts`` for inventory data and
+configurations, ``_inventory_colmena``, ``_inventory_deploy_rs``): an entry of
+the inventory attribute fills the gaps of a colmena or deploy-rs node of the
+same name, so all of them read fields the same way.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import PLATFORMS
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
+    PLATFORM_ORDER, InventoryError)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
+    check_port)
+
+
+def _first(node, keys):
+    """(key, value) of the first of ``keys`` that ``node`` gives, or (None, None)."""
+    for key in keys:
+        value = node.get(key)
+        if value not in (None, ''):
+            return key, value
+    return None, None
+
+
+def str_list(value):
+    """A value or list of values as a list of texts, empty ones left out."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [u'%s' % v for v in value if v not in (None, '')]
+    return [u'%s' % value]
+
+
+def port_number(value, origin='port'):
+    """A port as an int (None when not given); InventoryError when it is no
+    port (``_inventory_checks.check_port``: an integer or digits, 1..65535)."""
+    return check_port(value, origin)
+
+
+def inventory_fields(node, prefix=''):
+    """The common fields of one pure-data inventory entry, with ``origin``:
+    the key each connection field was read from (``prefix`` before it, for an
+    entry that fills the gaps of another source's node)."""
+    if not isinstance(node, dict):
+        raise InventoryError('entry is not an attribute set')
+    ips = node.get('ips')
+    address_key, address = _first(node, ('targetHost', 'host', 'hostname'))
+    if address is None and isinstance(ips, list) and ips:
+        address_key, address = 'ips[0]', ips[0]
+    user_key, user = _first(node, ('targetUser', 'user', 'sshUser'))
+    port_key, port = _first(node, ('port', 'targetPort', 'sshPort'))
+    origin = dict((field, prefix + key) for field, key in
+                  (('address', address_key), ('user', user_key), ('port', port_key)) if key)
+    return {
+        'address': address,
+        'user': user,
+        'port': port_number(port, origin.get('port', 'port')),
+        'tags': str_list(node.get('tags')),
+        'role': _first(node, ('role',))[1],
+        'system': _first(node, ('system',))[1],
+        'platform': node.get('platform'),
+        'configuration': _first(node, ('configuration',))[1],
+        'origin': origin,
+    }
+
+
+def merge_fields(own, extra):
+    """Fields the source gives win; the inventory entry fills the gaps.
+    ``origin`` (where each connection field came from) follows the winner."""
+    merged = dict(extra or {})
+    origin = dict(merged.pop('origin', None) or {})
+    own_origin = own.get('origin') or {}
+    for key, value in own.items():
+        if key == 'origin':
+            continue
+        if key == 'tags':
+            if value or not merged.get('tags'):
+                merged['tags'] = value
+        elif value is not None or key not in merged:
+            merged[key] = value
+            origin.pop(key, None)
+            if key in own_origin:
+                origin[key] = own_origin[key]
+    merged['origin'] = origin
+    return merged
+
+
+def configured_platform(raw, name):
+    """The platform whose configurations output holds ``name``, or None."""
+    for platform in PLATFORM_ORDER:
+        if name in (raw.get('configurations') or {}).get(PLATFORMS[platform]['output'], []):
+            return platform
+    return None

@@ -1,0 +1,232 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The evaluated flake's nodes as Ansible hosts: host vars and groups.
+
+``build_inventory()`` turns the JSON of the ``--apply`` expression
+(``_inventory``) into hosts in flake order: each node's fields come from the
+mapping of its source (inventory data and configurations here, colmena in
+``_inventory_colmena``, deploy-rs in ``_inventory_deploy_rs``), and one
+mapping, the same for every source, makes them the host's variables
+(``ansible_*``, ``nix_*``) and groups (platform, system, role, tags).
+Pure Python: the unit tests map JSON without Nix.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
+    GROUP_NAMES, PLATFORMS, attr_string, system_attr_path)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
+    PLATFORM_ORDER, InventoryError)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
+    check_connection, check_host_name, node_label)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_colmena import (
+    DEFAULT_HIVE_KEYS, colmena_fields, colmena_keys)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_deploy_rs import (
+    deploy_rs_fields)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_fields import (
+    configured_platform, inventory_fields, merge_fields, port_number, str_list)
+
+
+_INVALID_GROUP_CHARS = re.compile(r'[^A-Za-z0-9_]')
+_RESERVED_GROUPS = ('all', 'ungrouped')
+
+
+def group_name(text):
+    """A tag, role or system as an Ansible group name.
+
+    Every character outside ``[A-Za-z0-9_]`` becomes ``_`` (``batch-vps`` ->
+    ``batch_vps``, ``x86_64-linux`` -> ``x86_64_linux``), a leading digit gets
+    a ``_`` prefix and ``all``/``ungrouped`` become ``tag_all``/``tag_ungrouped``.
+    """
+    name = _INVALID_GROUP_CHARS.sub('_', u'%s' % (text,))
+    if not name:
+        return None
+    if name[0].isdigit():
+        name = '_' + name
+    if name in _RESERVED_GROUPS:
+        name = 'tag_' + name
+    return name
+
+
+class Host:
+    """One Ansible host: its name, variables and groups."""
+
+    def __init__(self, name, variables, groups):
+        self.name = name
+        self.vars = variables
+        self.groups = groups
+
+    def __repr__(self):
+        return 'Host(%r, groups=%r)' % (self.name, self.groups)
+
+
+class Result:
+    """Hosts in flake order plus the nodes skipped and why."""
+
+    def __init__(self, source):
+        self.source = source
+        self.hosts = []
+        self.skipped = []  # (name, reason)
+        self.warnings = []
+
+    def messages(self):
+        """Every warning of the mapping, one line each (node names and values
+        from the flake escaped): a skipped node first as ``skipped <source> node
+        <name>: <reason>``."""
+        return (['skipped %s node %s: %s' % (self.source, node_label(name), reason)
+                 for name, reason in self.skipped] + list(self.warnings))
+
+
+def _platform(value):
+    if value in (None, ''):
+        return 'nixos'
+    text = u'%s' % value
+    for name, group in GROUP_NAMES.items():
+        if text in (name, group):
+            return name
+    raise InventoryError('unknown platform %r (known: %s)' % (text, ', '.join(sorted(PLATFORMS))))
+
+
+def _configurations_fields(raw, name, node, inv_fields, configured):
+    """(fields, extra host vars) of one system configuration: the platform
+    whose output holds it, the inventory entry of its name filling the gaps."""
+    own = {'tags': []}
+    if configured == 'home-manager' and '@' in name and not inv_fields.get('address'):
+        # homeConfigurations."user@host" names its own target
+        own['user'], own['address'] = name.split('@', 1)
+        own['origin'] = {'user': 'the user part of the configuration name user@host',
+                         'address': 'the host part of the configuration name user@host'}
+    fields = merge_fields(own, inv_fields)
+    fields.setdefault('address', None)
+    fields['platform'] = configured
+    fields['configuration'] = name
+    return fields, {}
+
+
+# source -> the mapping of one of its nodes (the inventory attribute's own
+# entries are read by inventory_fields alone)
+_SOURCE_FIELDS = {
+    'colmena': colmena_fields,
+    'deploy-rs': deploy_rs_fields,
+    'configurations': _configurations_fields,
+}
+
+
+def _node_fields(raw, name, node):
+    """(fields, extra host vars) of one node of the evaluated source."""
+    source = raw['source']
+    if source == 'inventory':
+        return inventory_fields(node), {}
+    inv = (raw.get('inventory') or {}).get(name)
+    inv_fields = inventory_fields(inv, 'inventory.') if isinstance(inv, dict) else {}
+    configured = configured_platform(raw, name)
+    if source not in _SOURCE_FIELDS:
+        raise InventoryError('unknown source %r' % (source,))
+    return _SOURCE_FIELDS[source](raw, name, node, inv_fields, configured)
+
+
+def _names(raw):
+    if raw['source'] != 'configurations':
+        return list(raw.get('nodes') or {})
+    names, seen = [], set()
+    for platform in PLATFORM_ORDER:
+        for name in (raw.get('configurations') or {}).get(PLATFORMS[platform]['output'], []):
+            if name not in seen:
+                seen.add(name)
+                names.append(name)
+    return names
+
+
+def build_inventory(raw, flake, strict=False, address_optional=None, hive_keys=DEFAULT_HIVE_KEYS):
+    """Map the JSON of ``apply_expression`` to a ``Result``.
+
+    A node that cannot be mapped (no address, bad port, unknown platform),
+    whose name is no host name a terminal, a file path or a git ref can take
+    (``_inventory_checks.check_host_name``) or whose connection fields could
+    turn into ssh options (``_inventory_checks``) raises ``InventoryError``
+    under ``strict`` and is skipped otherwise. ``hive_keys``: the kinds of
+    colmena keys mapped (``_inventory_colmena.HIVE_KEY_KINDS``).
+    """
+    source = raw.get('source')
+    result = Result(source)
+    # colmena nodes and configurations connect to their name when no address
+    # is given (colmena's own default, ssh_config for configurations).
+    if address_optional is None:
+        address_optional = source == 'configurations'
+    nodes = raw.get('nodes') or {}
+    for name in _names(raw):
+        node = nodes.get(name)
+        try:
+            fields, extra = _node_fields(raw, name, node)
+            if not fields.get('address') and not address_optional:
+                raise InventoryError('it has no address (targetHost, host, hostname or ips)')
+            # no address: Ansible's ssh connects to the host name itself
+            check_connection(fields, name, name_is_address=not fields.get('address'))
+            # after what reaches ssh (a name that is the address is refused
+            # as one): the name is every message's and file's host name
+            check_host_name(name)
+            if source == 'colmena':
+                keys, warnings = colmena_keys(name, node, hive_keys)
+                if keys:
+                    extra['nix_keys'] = keys
+                result.warnings.extend(warnings)
+                # secrets stay out of nix_node, which is there for everyone to read
+                node = dict((k, v) for k, v in node.items() if k not in ('keys', 'keysError'))
+            host = _host(name, fields, extra, node, raw, flake)
+        except InventoryError as exc:
+            if strict:
+                raise InventoryError('%s node %s: %s' % (source, node_label(name), exc))
+            result.skipped.append((name, u'%s' % exc))
+            continue
+        result.hosts.append(host)
+    return result
+
+
+def _host(name, fields, extra, node, raw, flake):
+    platform = _platform(fields.get('platform'))
+    configuration = fields.get('configuration')
+    if 'nix_attr' in fields:
+        nix_attr = fields['nix_attr']
+    else:
+        configuration = configuration or name
+        nix_attr = attr_string(system_attr_path(platform, configuration))
+    tags = str_list(fields.get('tags'))
+    role = fields.get('role')
+    system = fields.get('system')
+    variables = {}
+    if fields.get('address'):
+        variables['ansible_host'] = u'%s' % fields['address']
+    if fields.get('user'):
+        variables['ansible_user'] = u'%s' % fields['user']
+    port = port_number(fields.get('port'))
+    if port:
+        variables['ansible_port'] = port
+    variables.update({
+        'nix_source': raw['source'],
+        'nix_platform': platform,
+        'nix_system': system,
+        'nix_attr': nix_attr,
+        'nix_flake': flake,
+        'nix_tags': tags,
+        'nix_role': role,
+        'nix_configuration': configuration,
+        'nix_node': node,
+    })
+    variables.update(extra)
+    groups = [GROUP_NAMES[platform]]
+    if system:
+        groups.append(group_name(system))
+    if role:
+        groups.append(group_name('role_%s' % role))
+    for tag in tags:
+        groups.append(group_name(tag))
+    ordered = []
+    for group in groups:
+        if group and group not in ordered:
+            ordered.append(group)
+    return Host(name, variables, ordered)

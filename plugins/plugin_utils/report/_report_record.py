@@ -1,0 +1,281 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The deploy report's host records, from the results of the collection's actions.
+
+The callback ``nixdeploy.fleet.report`` feeds task starts and results into a
+``Recorder`` (one ``HostLog`` per host) and turns it into one report dict at
+the end of the run (``_report.assemble``). Phases and outcomes are read from
+result keys (``phase``, ``rolled_back``, ``connection_lost``, ``phases``),
+never from task names or message text.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report import (
+    assemble, json_time)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._outcome import (
+    HostOutcome, action_phase)
+
+COPY_KEYS = ('paths_sent', 'bytes_sent', 'paths_missing', 'bytes_missing', 'closure_paths',
+             'closure_bytes', 'copied_from')
+MESSAGE_LIMIT = 4000      # characters of an error message kept (Nix's errors can be long)
+DIFF_LINES_LIMIT = 300    # lines of `nix store diff-closures` kept per host
+
+
+def _text(value, limit=MESSAGE_LIMIT):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        value = '\n'.join(u'%s' % v for v in value)
+    text = u'%s' % (value,)
+    return text if len(text) <= limit else text[:limit] + u'\n[... %d characters cut]' % (
+        len(text) - limit)
+
+
+def _strip_host(message, host):
+    """Every action puts ``host: `` in front of its messages; the report
+    names the host already."""
+    if message and message.startswith(host + ': '):
+        return message[len(host) + 2:]
+    return message
+
+
+def _task_outcome(status, result):
+    if status == 'failed':
+        return 'rolled_back' if result.get('rolled_back') else 'failed'
+    if status in ('unreachable', 'skipped'):
+        return status
+    return 'changed' if result.get('changed') else 'ok'
+
+
+class HostLog:
+    """What one host did, as its tasks start and their results arrive."""
+
+    def __init__(self, host):
+        self.host = host
+        self.starts = {}       # task uuid -> start time
+        self.phases = []       # [{name, start, end, outcome, task}]
+        self.results = {}      # phase -> (status, result) of the latest task of it
+        self.failure = None    # (phase, status, result) of the first failure
+        self.other = None      # (task name, status, result): a failure outside the deploy tasks
+        # deployed with host key checking explicitly turned off (copy, activate)
+        self.host_key_unchecked = False
+        # the same outcome text as the summary line the nixdeploy.fleet.summary callback prints
+        self.outcome = HostOutcome(host)
+
+    def start(self, task_uuid, when):
+        self.starts[task_uuid] = when
+
+    def result(self, task_uuid, phase, status, result, when, task_name=None):
+        start = self.starts.pop(task_uuid, None)
+        if phase is None:
+            if status in ('failed', 'unreachable') and self.other is None:
+                self.other = (task_name, status, result)
+            return
+        self.results[phase] = (status, result)
+        self.outcome.add(phase, result, status)
+        self.host_key_unchecked = self.host_key_unchecked or result.get('host_key_unchecked') is True
+        if status in ('failed', 'unreachable') and self.failure is None:
+            self.failure = (result.get('phase') or phase, status, result)
+        subphases = result.get('phases') if phase == 'activate' else None
+        if isinstance(subphases, list) and subphases:
+            # the activate task's own steps (activate, confirm, checks, reboot, rollback)
+            for sub in subphases:
+                if isinstance(sub, dict) and sub.get('name'):
+                    self.phases.append({'name': str(sub['name']), 'start': json_time(sub.get('start')),
+                                        'end': json_time(sub.get('end')),
+                                        'outcome': str(sub.get('outcome') or 'ok'),
+                                        'task': task_name})
+            return
+        self.phases.append({'name': phase, 'start': json_time(start if start is not None else when),
+                            'end': json_time(when), 'outcome': _task_outcome(status, result),
+                            'task': task_name})
+
+    def get(self, phase):
+        return (self.results.get(phase) or (None, {}))[1]
+
+    def record(self, run_id, check_mode=False):
+        """The host's record as the schema has it."""
+        evaluated, activate, copied = self.get('eval'), self.get('activate'), self.get('copy')
+        previous = activate.get('previous') or {}
+        new = activate.get('new') or {}
+        before = {'generation': to_int(previous.get('generation')), 'path': previous.get('path')}
+        rec = {
+            'host': self.host,
+            'run': run_id,
+            'platform': activate.get('platform') or evaluated.get('platform'),
+            'system': evaluated.get('system'),
+            'status': None,
+            'failed': False,
+            'rolled_back': False,
+            'connection_lost': False,
+            'host_key_unchecked': self.host_key_unchecked,
+            'failed_phase': None,
+            'rollback_reason': None,
+            'message': None,
+            'summary': self.outcome.record(check_mode).get('outcome') if self.results else None,
+            'store_path': evaluated.get('out_path') or self.get('build').get('out_path')
+            or new.get('path'),
+            'drv_path': evaluated.get('drv_path'),
+            'flake': evaluated.get('flake'),
+            'eval': None,
+            'generation': {'before': before, 'after': dict(before), 'attempted': None},
+            'copy': None,
+            'closure_diff': None,
+            'phases': [],
+            'start': None,
+            'end': None,
+            'duration': None,
+        }
+        if 'evaluated_here' in evaluated:
+            rec['eval'] = {'evaluated_here': bool(evaluated.get('evaluated_here')),
+                           'nix_processes': to_int(evaluated.get('nix_processes')),
+                           'batch_hosts': to_int(evaluated.get('batch_hosts'))}
+        if copied and any(key in copied for key in COPY_KEYS):
+            rec['copy'] = dict((key, copied.get(key)) for key in COPY_KEYS)
+        rec['closure_diff'] = closure_diff(activate.get('closure_diff'))
+        self._outcome(rec, activate, new, check_mode)
+        phases = sorted(self.phases, key=lambda p: (p['start'] is None, p['start'] or 0))
+        rec['phases'] = [dict(p, duration=json_time(p['end'] - p['start'])
+                              if p['start'] is not None and p['end'] is not None else None)
+                         for p in phases]
+        starts = [p['start'] for p in phases if p['start'] is not None]
+        ends = [p['end'] for p in phases if p['end'] is not None]
+        if starts and ends:
+            rec['start'], rec['end'] = min(starts), max(ends)
+            rec['duration'] = json_time(rec['end'] - rec['start'])
+        return rec
+
+    def _outcome(self, rec, activate, new, check_mode):
+        failure = self.failure
+        if failure is None and self.other is not None:
+            _task, status, result = self.other
+            failure = (None, status, result)
+        if failure is not None:
+            phase, status, result = failure
+            rolled_back = bool(result.get('rolled_back'))
+            rec.update(status='rolled_back' if rolled_back else 'failed', failed=True,
+                       rolled_back=rolled_back, failed_phase=phase,
+                       connection_lost=bool(result.get('connection_lost'))
+                       or status == 'unreachable',
+                       rollback_reason=result.get('rollback_reason') if rolled_back else None,
+                       message=_strip_host(_text(result.get('msg')), self.host))
+            if rolled_back:
+                rec['generation']['attempted'] = {'generation': to_int(new.get('generation')),
+                                                  'path': new.get('path')}
+            elif phase in ('activate', 'confirm', 'checks', 'reboot') and new.get('path'):
+                # not rolled back: the host may well run the new system now
+                rec['generation']['after'] = {'generation': to_int(new.get('generation')),
+                                              'path': new.get('path')}
+            return
+        if not activate:
+            rec['status'] = 'incomplete'
+            return
+        changed = bool(activate.get('changed'))
+        rec['status'] = 'changed' if changed else 'unchanged'
+        if changed and not check_mode and new.get('path'):
+            rec['generation']['after'] = {'generation': to_int(new.get('generation')),
+                                          'path': new.get('path')}
+
+
+def closure_diff(diff):
+    """The closure difference as the schema has it, or None."""
+    if not isinstance(diff, dict):
+        return None
+    lines = [u'%s' % line for line in (diff.get('lines') or [])]
+    out = {
+        'added': sorted(u'%s' % p for p in (diff.get('added') or [])),
+        'removed': sorted(u'%s' % p for p in (diff.get('removed') or [])),
+        'changed': sorted(u'%s' % p for p in (diff.get('changed') or [])),
+        'size_change_bytes': to_int(diff.get('size_change_bytes')),
+        'lines': lines[:DIFF_LINES_LIMIT],
+    }
+    if len(lines) > DIFF_LINES_LIMIT:
+        out['lines'].append(u'[... %d lines cut]' % (len(lines) - DIFF_LINES_LIMIT))
+    return out
+
+
+class Recorder:
+    """Every host of one run. ``clock`` is injectable for tests."""
+
+    def __init__(self, clock=time.time):
+        self.clock = clock
+        self.started = clock()
+        self.hosts = {}
+
+    def log(self, host):
+        if host not in self.hosts:
+            self.hosts[host] = HostLog(host)
+        return self.hosts[host]
+
+    def task_start(self, host, task_uuid, action, when=None):
+        if action_phase(action):
+            self.log(host).start(task_uuid, self.clock() if when is None else when)
+
+    def task_result(self, host, task_uuid, action, status, result, task_name=None, when=None):
+        phase = action_phase(action)
+        if phase is None and status not in ('failed', 'unreachable'):
+            return
+        if (result or {}).get('stopped'):
+            # its batch never started (nix_max_fail_percentage): not deployed,
+            # not in the report unless an earlier run of it is
+            if host in self.hosts and not self.hosts[host].results:
+                del self.hosts[host]
+            return
+        when = self.clock() if when is None else when
+        self.log(host).result(task_uuid, phase, status, dict(result or {}), when, task_name)
+
+    def deployed(self):
+        """Whether any task of the collection ran: a play without one (the
+        callback enabled for every playbook of a project) gets no report."""
+        return any(log.results for log in self.hosts.values())
+
+    def build(self, run, check_mode=False):
+        """The report of this run. ``run``: the run's metadata (see docs/report.md)."""
+        run = dict(run)
+        run.setdefault('started', json_time(self.started))
+        run.setdefault('ended', json_time(self.clock()))
+        run['duration'] = json_time(run['ended'] - run['started'])
+        run['check_mode'] = bool(check_mode)
+        hosts = {}
+        for name in sorted(self.hosts):
+            hosts[name] = self.hosts[name].record(run['id'], check_mode)
+        run['hosts'] = sorted(hosts)
+        run['work'] = work(hosts)
+        return assemble([run], hosts)
+
+
+def flake_record(ref, metadata):
+    """What the report keeps of a flake's metadata: ``metadata`` is ``nix
+    flake metadata --json`` as ``_nix_output.flake_metadata`` reads it (the
+    same keys from every Nix version), or None when unknown."""
+    metadata = metadata if isinstance(metadata, dict) else {}
+    return {
+        'ref': ref,
+        'url': metadata.get('url'),
+        'revision': metadata.get('revision'),
+        # a git flake with uncommitted changes has no revision to name
+        'dirty': metadata.get('dirty'),
+        'nar_hash': metadata.get('nar_hash'),
+        'last_modified': to_int(metadata.get('last_modified')),
+    }
+
+
+def work(hosts):
+    """What one run did, summed over its hosts: a merge adds these up per run,
+    so a host deployed by two runs counts both times."""
+    out = {'nix_evaluations': 0, 'paths_sent': 0, 'bytes_sent': 0}
+    for rec in hosts.values():
+        copied = rec.get('copy') or {}
+        out['paths_sent'] += to_int(copied.get('paths_sent')) or 0
+        out['bytes_sent'] += to_int(copied.get('bytes_sent')) or 0
+        evaluated = rec.get('eval') or {}
+        if evaluated.get('evaluated_here'):
+            out['nix_evaluations'] += evaluated.get('nix_processes') or 0
+    return out

@@ -1,0 +1,721 @@
+"""nix_activate's target programs (plugin_utils/host/target/activate-*.sh), run
+under sh on this machine with a fake nix-env and fake systems whose
+bin/switch-to-configuration records its calls: the lock, the watchdog's
+rename race, the rollback order, a missing previous generation. The lab
+tests run the same programs against the real Nix."""
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.collection import collections_path
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
+    _target)
+
+# Profile generations as Nix keeps them: PROFILE -> NAME-N-link -> system.
+FAKE_NIX_ENV = r'''#!/bin/sh
+echo "nix-env $*" >>"__CALLS__"
+[ "$1" = --profile ] || exit 2
+p=$2 op=$3 arg=$4
+name=${p##*/} dir=${p%/*}
+case $op in
+  --set)
+    n=0
+    for l in "$dir/$name"-*-link; do
+      [ -L "$l" ] || continue
+      k=${l##*/}; k=${k#"$name"-}; k=${k%-link}
+      [ "$k" -gt "$n" ] && n=$k
+    done
+    n=$((n + 1))
+    ln -s "$arg" "$dir/$name-$n-link" && ln -sfn "$name-$n-link" "$p" ;;
+  --switch-generation)
+    [ -L "$dir/$name-$arg-link" ] || { echo "error: generation $arg does not exist" >&2; exit 1; }
+    ln -sfn "$name-$arg-link" "$p" ;;
+  --delete-generations)
+    [ "$(readlink "$p")" = "$name-$arg-link" ] && { echo "error: $arg is current" >&2; exit 1; }
+    rm -f "$dir/$name-$arg-link" ;;
+  *) exit 2 ;;
+esac
+'''
+# Not root here, whoever runs the tests: the state folder goes under
+# XDG_STATE_HOME (root's would be the lab's /nix/var/nixdeploy).
+FAKE_ID = '''#!/bin/sh
+case $1 in -u) echo 1000 ;; -un) echo tester ;; '') echo 'uid=1000(tester) gid=1000(tester) groups=1000(tester)' ;; *) exit 1 ;; esac
+'''
+# A system: records "activate NAME GOAL", exits with the number in its file rc.
+FAKE_SWITCH = '''#!/bin/sh
+echo "activate __NAME__ $1" >>"__CALLS__"
+exit "$(cat "__SYSTEM__/rc" 2>/dev/null || echo 0)"
+'''
+
+
+def _executable(path, text):
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+class Host:
+    """A fake target in a temp dir."""
+
+    def __init__(self, root):
+        self.root = root
+        self.calls = root / 'calls'
+        self.calls.write_text('')
+        bin_dir = root / 'bin'
+        bin_dir.mkdir()
+        _executable(bin_dir / 'nix-env', FAKE_NIX_ENV.replace('__CALLS__', str(self.calls)))
+        _executable(bin_dir / 'id', FAKE_ID)
+        (root / 'home').mkdir()
+        (root / 'profiles').mkdir()
+        self.profile = str(root / 'profiles' / 'system')
+        self.env = {'HOME': str(root / 'home'), 'USER': 'tester',
+                    'XDG_STATE_HOME': str(root / 'state'),
+                    'PATH': '%s:/usr/bin:/bin:/usr/sbin:/sbin' % bin_dir}
+        self.common = dict(profile=self.profile, remote_nix_dir=str(bin_dir))
+
+    def system(self, name, rc=0):
+        path = self.root / 'store' / name
+        (path / 'bin').mkdir(parents=True)
+        _executable(path / 'bin' / 'switch-to-configuration',
+                    FAKE_SWITCH.replace('__NAME__', name).replace('__CALLS__', str(self.calls))
+                    .replace('__SYSTEM__', str(path)))
+        (path / 'rc').write_text('%d\n' % rc)
+        return str(path)
+
+    def sh(self, program):
+        proc = subprocess.run(['/bin/sh', '-c', program], env=self.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, universal_newlines=True, timeout=60,
+                              check=False)
+        values, log = program.parse_raw(proc.stdout)
+        values['exit'] = proc.returncode
+        values['output'] = proc.stdout
+        return values, log
+
+    def activate(self, path, run, **params):
+        params.setdefault('magic', False)
+        params.setdefault('wait', 20)
+        params.update(self.common)
+        return self.sh(_target.launch_script('nixos', run, 'activate', path=path, **params))
+
+    def rollback(self, run, **params):
+        return self.sh(_target.launch_script('nixos', run, 'rollback', magic=False, wait=20,
+                                             **dict(params, **self.common)))
+
+    def confirm(self, wait=20, claim=True):
+        return self.sh(_target.confirm_script('nixos', claim=claim, wait=wait, **self.common))
+
+    def state_dir(self):
+        return self.sh(_target.inspect_script('nixos', **self.common))[0]['dir']
+
+    def generations(self):
+        values = self.sh(_target.inspect_script('nixos', **self.common))[0]
+        return values['prev_gen'], values['gens'].split()
+
+    def runner_gone(self, run, seconds=10.0):
+        """Whether run's runner exits within ``seconds``: it writes its last
+        status, then releases its lock and ends, so a look right after the
+        status may still find it alive (a loaded machine)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            values = self.sh(_target.poll_script('nixos', run, **self.common))[0]
+            if values.get('alive') == '0':
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+    def took(self):
+        """The calls recorded since the last look."""
+        calls = self.calls.read_text().splitlines()
+        self.calls.write_text('')
+        return calls
+
+
+def nixos_without_root(monkeypatch):
+    """NixOS as the table has it, but no root needed and no /run/current-system
+    of this machine: what is active is what the runner recorded."""
+    spec = _platforms.PLATFORMS['nixos']
+    monkeypatch.setitem(_platforms.PLATFORMS, 'nixos', dict(
+        spec, needs_root=False, activation=dict(spec['activation'], current_link=None)))
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    nixos_without_root(monkeypatch)
+    return Host(tmp_path)
+
+
+def test_a_switch_sets_the_profile_then_activates_and_a_second_is_unchanged(host):
+    new = host.system('a')
+    values, log = host.activate(new, 'r1')
+    assert values['state'] == 'done', values['output']
+    assert values['new_gen'] == '1' and values['activated'] == '1'
+    assert host.runner_gone('r1')
+    assert host.took() == ['nix-env --profile %s --set %s' % (host.profile, new),
+                           'activate a switch']
+    assert 'activation exited with 0' in log
+    values, _log = host.activate(new, 'r2')
+    assert values['state'] == 'unchanged' and host.took() == []
+
+
+def test_a_live_owner_keeps_the_lock_and_a_dead_owners_lock_is_broken(host):
+    new = host.system('a')
+    state = host.state_dir()
+    os.makedirs(os.path.join(state, 'lock'))
+    live = subprocess.Popen(['sleep', '60'])
+    try:
+        with open(os.path.join(state, 'lock', 'pid'), 'w') as handle:
+            handle.write('%d\n' % live.pid)
+        values, _log = host.activate(new, 'r1', lock_timeout=1)
+        assert values['state'] == 'failed'
+        assert 'held by pid %d' % live.pid in values['reason']
+        assert host.took() == [] and os.path.isdir(os.path.join(state, 'lock'))
+    finally:
+        live.kill()
+        live.wait()
+    # the owner is gone now: its lock is broken, the run goes ahead
+    values, log = host.activate(new, 'r2', lock_timeout=30)
+    assert values['state'] == 'done', values['output']
+    assert 'breaking the stale lock of pid %d' % live.pid in log
+    assert not os.path.exists(os.path.join(state, 'lock'))
+
+
+def test_a_failed_switch_rolls_back_profile_first_then_reactivates(host):
+    good, bad = host.system('good'), host.system('bad', rc=4)
+    assert host.activate(good, 'r1')[0]['state'] == 'done'
+    host.took()
+    values, _log = host.activate(bad, 'r2')
+    assert values['state'] == 'rolled_back' and values['rolled_back'] == '1'
+    assert values['cause'] == 'activation_failed'
+    assert 'code 4' in values['reason']
+    assert host.took() == [
+        'nix-env --profile %s --set %s' % (host.profile, bad),
+        'activate bad switch',
+        'nix-env --profile %s --switch-generation 1' % host.profile,
+        'nix-env --profile %s --delete-generations 2' % host.profile,
+        'activate good switch',
+    ]
+    assert host.generations() == ('1', ['1'])
+
+
+def test_a_failed_first_switch_says_there_is_nothing_to_roll_back_to(host):
+    values, _log = host.activate(host.system('bad', rc=1), 'r1')
+    assert values['state'] == 'failed' and values['rolled_back'] == '0'
+    assert 'no previous generation to roll back to' in values['reason']
+    assert host.took()[1:] == ['activate bad switch']
+
+
+def test_a_rollback_without_an_earlier_generation_fails_and_changes_nothing(host):
+    assert host.activate(host.system('only'), 'r1')[0]['state'] == 'done'
+    host.took()
+    values, _log = host.rollback('r2')
+    assert values['state'] == 'failed'
+    assert 'has no generation before 1' in values['reason']
+    values, _log = host.rollback('r3', generation=7)
+    assert values['state'] == 'failed' and 'generation 7' in values['reason']
+    assert host.took() == [] and host.generations() == ('1', ['1'])
+
+
+def test_a_rollback_switches_back_and_reactivates(host):
+    first, second = host.system('first'), host.system('second')
+    host.activate(first, 'r1')
+    host.activate(second, 'r2')
+    host.took()
+    values, _log = host.rollback('r3')
+    assert values['state'] == 'done' and values['rolled_back'] == '1'
+    assert host.took() == ['nix-env --profile %s --switch-generation 1' % host.profile,
+                           'activate first switch']
+
+
+def test_unconfirmed_rolls_back_and_confirmed_stays(host):
+    """r2's window must outlast the launch's report: the watchdog counts
+    whole seconds (confirm_timeout N closes N-1 to N s after it armed), and
+    the launch reads the state again once woken by the awaiting, so a 1 s
+    window could close first on a busy machine. 5 s leaves it 4 s at least;
+    the test waits them out, as nothing confirms r2. A window that a
+    confirmation ends costs nothing: r3's is long."""
+    old, new = host.system('old'), host.system('new')
+    host.activate(old, 'r1')
+    values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=5)
+    assert values['state'] == _target.AWAITING, values['output']
+    values, _log = host.confirm(claim=False, wait=40)
+    assert values['state'] == 'rolled_back' and values['cause'] == 'unconfirmed', values['output']
+    values, _log = host.activate(new, 'r3', magic=True, confirm_timeout=120)
+    assert values['state'] == _target.AWAITING
+    values, _log = host.confirm()
+    assert values['claimed'] == 'r3' and values['state'] == 'done'
+    assert values['confirmed'] == '1'
+    assert host.generations()[0] == '2'
+
+
+def test_each_wait_ends_at_its_news_not_at_its_timer(host):
+    """The launch waits for the runner's first state and for its awaiting,
+    the watchdog for a confirmation or a rejection, the confirmation for the
+    run's end: each is woken by the other side (lib.sh's wake). With NIXDEPLOY_DOZE=60
+    a wait that no wake ended would last a minute, longer than any wait here
+    (the launch's first state 10 s, the sessions' 20 s), and fail."""
+    host.env['NIXDEPLOY_DOZE'] = '60'  # the runner gets it too: started by the session
+    old, new, other = host.system('old'), host.system('new'), host.system('other')
+    values, _log = host.activate(old, 'r1')
+    assert values['state'] == 'done', values['output']
+    values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=300)
+    assert values['state'] == _target.AWAITING, values['output']
+    values, _log = host.confirm()
+    assert values['claimed'] == 'r2' and values['state'] == 'done', values['output']
+    values, _log = host.activate(other, 'r3', magic=True, confirm_timeout=300)
+    assert values['state'] == _target.AWAITING, values['output']
+    values, _log = host.sh(_target.reject_script('nixos', 'r3', 'a check failed', wait=20,
+                                                 **host.common))
+    assert values['rejected'] == '1' and values['state'] == 'rolled_back', values['output']
+    assert host.generations() == ('2', ['1', '2'])
+    # every session that followed a run took its pid back from the run's waiter file
+    runs = os.path.join(host.state_dir(), 'runs')
+    assert [open(os.path.join(runs, run, 'waiter')).read() for run in ('r1', 'r2', 'r3')] \
+        == ['', '', '']
+
+
+def test_confirmations_racing_the_watchdog_exactly_one_wins(host):
+    """Four confirmations at the watchdog's deadline: the canary's rename
+    lets exactly one of the five claim it."""
+    old, new = host.system('old'), host.system('new')
+    host.activate(old, 'r1')
+    for attempt, delay in enumerate((0.8, 0.95, 1.0, 1.05, 1.2)):
+        run = 'race%d' % attempt
+        values, _log = host.activate(new, run, magic=True, confirm_timeout=1, wait=0)
+        assert values['run'] == run, values['output']
+        time.sleep(delay)
+        answers = []
+        racers = [threading.Thread(target=lambda: answers.append(host.confirm()[0]))
+                  for _i in range(4)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join()
+        claims = [a['claimed'] for a in answers if a['claimed']]
+        final = host.sh(_target.poll_script('nixos', run, wait=20, **host.common))[0]
+        if claims:
+            assert claims == [run] and final['state'] == 'done' and final['confirmed'] == '1'
+            assert host.generations() == ('2', ['1', '2'])
+            # back to the old system (and generation 2 dropped) for the next try
+            back = host.rollback('back%d' % attempt, drop_generation=2)[0]
+            assert back['state'] == 'done', back['output']
+        else:
+            assert final['state'] == 'rolled_back' and final['cause'] == 'unconfirmed'
+        assert host.generations() == ('1', ['1'])
+
+
+# ---------------------------------------------------------------- under systemd
+# systemd-run as systemd (252, Debian 12) treats a transient unit's command
+# line: $VAR and ${VAR} are expanded from the unit's own environment ($$ is a
+# $) in every argument, the unit starts with systemd's PATH (on NixOS only
+# systemd's own bin: here a folder that does not exist), detached from the
+# caller; options it does not know (--expand-environment needs 254) are
+# refused, and so is a unit name that is already running.
+FAKE_SYSTEMD_RUN = r'''#!__PYTHON__
+import os, re, shutil, subprocess, sys, uuid
+calls, units = sys.argv.pop(1), sys.argv.pop(1)
+FLAGS = {'--collect', '--no-ask-password', '--quiet', '--service-type=exec'}
+VALUED = ('--unit=', '--description=', '--setenv=')
+args, options = sys.argv[1:], []
+while args and args[0].startswith('-'):
+    option = args.pop(0)
+    if option not in FLAGS and not option.startswith(VALUED):
+        sys.stderr.write('systemd-run: unrecognized option %r\n' % option)
+        sys.exit(1)
+    options.append(option)
+unit = [o[len('--unit='):] for o in options if o.startswith('--unit=')]
+if not unit or not args:
+    sys.stderr.write('systemd-run: this fake wants --unit= and a command\n')
+    sys.exit(1)
+unit = unit[0]
+env = {'PATH': '/nonexistent-systemd/bin', 'INVOCATION_ID': uuid.uuid4().hex}
+for option in options:
+    if option.startswith('--setenv='):
+        name, _sep, value = option[len('--setenv='):].partition('=')
+        env[name] = value
+VAR = re.compile(r'\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)')
+argv = [VAR.sub(lambda m: '$' if m.group(0) == '$$' else
+                env.get(m.group(1) or m.group(2), ''), word) for word in args]
+# the client resolves a program that is not a path, on its own PATH
+if '/' not in argv[0]:
+    argv[0] = shutil.which(argv[0]) or argv[0]
+pidfile = os.path.join(units, unit)
+try:
+    os.kill(int(open(pidfile).read()), 0)
+    sys.stderr.write('Failed to start transient service unit: Unit %s.service was already '
+                     'loaded or has a fragment file.\n' % unit)
+    sys.exit(1)
+except (OSError, ValueError):
+    pass
+with open(calls, 'a') as handle:
+    handle.write(repr({'unit': unit, 'options': options, 'argv': argv}) + '\n')
+journal = open(os.path.join(units, unit + '.journal'), 'ab')
+proc = subprocess.Popen(argv, env=env, cwd='/', stdin=subprocess.DEVNULL, stdout=journal,
+                        stderr=journal, start_new_session=True)
+with open(pidfile, 'w') as handle:
+    handle.write(str(proc.pid))
+'''
+# root here: systemd-run is used only by root
+FAKE_ROOT_ID = '''#!/bin/sh
+case $1 in -u) echo 0 ;; -un) echo root ;; '') echo 'uid=0(root) gid=0(root) groups=0(root)' ;; *) exit 1 ;; esac
+'''
+# a system whose activation records what it ran with
+FAKE_SWITCH_ENV = '''#!/bin/sh
+echo "activate __NAME__ $1 HOME=$HOME nix-env=$(command -v nix-env)" >>"__CALLS__"
+'''
+
+
+@pytest.fixture
+def sd_host(tmp_path, monkeypatch):
+    """A root target where systemd runs, with the fake systemd-run."""
+    spec = _platforms.PLATFORMS['nixos']
+    monkeypatch.setitem(_platforms.PLATFORMS, 'nixos', dict(
+        spec, activation=dict(spec['activation'], current_link=None)))
+    root = tmp_path
+    host = Host(root)
+    # '$' in HOME, the state folder and the nix folder: every argument of the
+    # unit's command line carries one
+    (root / 'ho$me').mkdir()
+    host.env['HOME'] = str(root / 'ho$me')
+    _executable(root / 'bin' / 'id', FAKE_ROOT_ID)
+    units = root / 'units'
+    units.mkdir()
+    host.sd_calls = root / 'systemd-run.calls'
+    # systemd-run is called by the launch with its options; the fake's own
+    # two first arguments are where it keeps its record
+    _executable(root / 'bin' / 'systemd-run.py',
+                FAKE_SYSTEMD_RUN.replace('__PYTHON__', sys.executable))
+    _executable(root / 'bin' / 'systemd-run', '#!/bin/sh\nexec %s %s %s "$@"\n' % (
+        root / 'bin' / 'systemd-run.py', host.sd_calls, units))
+    (root / 'systemd').mkdir()
+    monkeypatch.setattr(_target, 'SYSTEMD_DIR', str(root / 'systemd'))
+    monkeypatch.setattr(_target, 'ROOT_STATE_DIR', str(root / 'state$x'))
+    # nix-env is found through remote_nix_dir only, not on PATH
+    nix_dir = root / 'nix$bin'
+    nix_dir.mkdir()
+    (root / 'bin' / 'nix-env').rename(nix_dir / 'nix-env')
+    host.common['remote_nix_dir'] = str(nix_dir)
+    host.nix_dir = str(nix_dir)
+    return host
+
+
+def sd_calls(host):
+    return [eval(line) for line in host.sd_calls.read_text().splitlines()]  # noqa: S307
+
+
+def test_under_systemd_the_runner_is_not_expanded_and_sets_its_path(sd_host):
+    """The launch under a systemd-run that expands $ in its arguments, as
+    systemd does: the run still waits its confirmation window, numbers its
+    generations, rolls a failed switch back to the right generation, and its
+    activation finds nix-env and HOME as the session had them."""
+    host = sd_host
+    old, new, bad = host.system('old'), host.system('new'), host.system('bad', rc=4)
+    values, _log = host.activate(old, 'r1')
+    assert values['state'] == 'done', values['output']
+    assert values['detach'] == 'systemd-run' and values['unit'] == 'nixdeploy-activate-r1'
+    assert values['new_gen'] == '1'
+    values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=30)
+    assert values['state'] == _target.AWAITING, values['output']
+    assert values['reason'] == 'waiting 30s for a confirmation over a new connection'
+    values, _log = host.confirm()
+    assert values['state'] == 'done' and values['confirmed'] == '1'
+    assert values['prev_gen'] == '1' and values['new_gen'] == '2'
+    host.took()
+    values, log = host.activate(bad, 'r3', magic=True)
+    assert values['state'] == 'rolled_back' and 'code 4' in values['reason'], log
+    assert host.took() == [
+        'nix-env --profile %s --set %s' % (host.profile, bad),
+        'activate bad switch',
+        'nix-env --profile %s --switch-generation 2' % host.profile,
+        'nix-env --profile %s --delete-generations 3' % host.profile,
+        'activate new switch',
+    ]
+    assert host.generations() == ('2', ['1', '2'])
+    calls = sd_calls(host)
+    assert [c['unit'] for c in calls] == ['nixdeploy-activate-r1', 'nixdeploy-activate-r2',
+                                          'nixdeploy-activate-r3']
+    for call in calls:
+        # the unit runs a file: no program text on its command line
+        assert call['argv'][1].endswith('/runs/%s/runner.sh' % call['unit'].split('-')[-1])
+        assert not any('\n' in word for word in call['argv'])
+        assert '--expand-environment=no' not in call['options']
+    # the status lines reach the unit's journal too
+    journal = (host.root / 'units' / 'nixdeploy-activate-r2.journal').read_text()
+    assert 'nixdeploy run r2: awaiting_confirmation' in journal
+
+
+def test_under_systemd_the_activation_gets_the_sessions_path_and_home(sd_host):
+    host = sd_host
+    system = host.root / 'store' / 'env'
+    (system / 'bin').mkdir(parents=True)
+    _executable(system / 'bin' / 'switch-to-configuration',
+                FAKE_SWITCH_ENV.replace('__NAME__', 'env').replace('__CALLS__', str(host.calls)))
+    values, _log = host.activate(str(system), 'r1')
+    assert values['state'] == 'done', values['output']
+    assert host.took()[1] == 'activate env switch HOME=%s nix-env=%s/nix-env' % (
+        host.env['HOME'], host.nix_dir)
+
+
+# ---------------------------------------------------------------- NixOS's own switch lock
+# switch-to-configuration with the lock taken by another switch (an
+# auto-upgrade): "Could not acquire lock", exit 1, nothing changed
+FAKE_BUSY_SWITCH = '''#!/bin/sh
+echo "activate __NAME__ $1" >>"__CALLS__"
+if [ -e "__BUSY__" ]; then echo "Could not acquire lock" >&2; exit 1; fi
+'''
+
+
+@pytest.fixture
+def lock_host(host, monkeypatch):
+    spec = _platforms.PLATFORMS['nixos']
+    lock = host.root / 'switch-to-configuration.lock'
+    monkeypatch.setitem(_platforms.PLATFORMS, 'nixos', dict(spec, activation=dict(
+        spec['activation'], switch_lock=dict(spec['activation']['switch_lock'], path=str(lock)))))
+    host.busy = host.root / 'busy'
+    host.lock = lock
+    return host
+
+
+def wait_until(predicate, timeout=60):
+    """Look until ``predicate()`` holds or ``timeout`` seconds passed (a busy
+    machine); returns its last value."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return predicate()
+
+
+class SwitchHolder:
+    """Another switch holding the platform's switch lock (flock) until the
+    test lets it go (``release``), however long the runner takes to meet it;
+    bounded all the same (``LIMIT`` seconds), so a failed test leaves none."""
+
+    LIMIT = 300
+
+    def __init__(self, host):
+        self.held, self.go = host.root / 'held', host.root / 'go'
+        for path in (self.held, self.go):
+            if path.exists():
+                path.unlink()
+        self.proc = subprocess.Popen(
+            ['flock', str(host.lock), 'sh', '-c', ': >"$1"; n=0; while [ ! -e "$2" ] && '
+             '[ $n -lt %d ]; do sleep 0.05; n=$((n+1)); done' % (self.LIMIT * 20), 'holder',
+             str(self.held), str(self.go)])
+        assert wait_until(lambda: self.held.exists() or self.proc.poll() is not None) and \
+            self.proc.poll() is None, 'could not take %s' % host.lock
+
+    def release(self):
+        self.go.write_text('')
+        self.proc.wait(timeout=60)
+
+
+def busy_system(host, name):
+    path = host.root / 'store' / name
+    (path / 'bin').mkdir(parents=True)
+    _executable(path / 'bin' / 'switch-to-configuration', FAKE_BUSY_SWITCH.replace(
+        '__NAME__', name).replace('__CALLS__', str(host.calls)).replace('__BUSY__', str(host.busy)))
+    return str(path)
+
+
+def test_a_switch_meeting_another_switchs_lock_waits_and_tries_again(lock_host):
+    host = lock_host
+    old, new = busy_system(host, 'old'), busy_system(host, 'new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    host.took()
+    host.busy.write_text('')
+
+    # the other switch ends once the new system's switch has met it (a
+    # refused "activate new switch"), however long the runner took to get there
+    def let_go():
+        wait_until(lambda: 'activate new switch' in host.calls.read_text().splitlines())
+        host.busy.unlink()
+    releaser = threading.Thread(target=let_go)
+    releaser.start()
+    try:
+        values, log = host.activate(new, 'r2', lock_timeout=60)
+    finally:
+        releaser.join()
+    assert values['state'] == 'done', values['output']
+    assert 'another switch holds' in log
+    calls = host.took()
+    assert calls[0] == 'nix-env --profile %s --set %s' % (host.profile, new)
+    assert set(calls[1:]) == {'activate new switch'} and len(calls) > 2
+    assert host.generations() == ('2', ['1', '2'])
+
+
+def test_a_switch_lock_held_too_long_fails_without_a_rollback(lock_host):
+    host = lock_host
+    old, new = busy_system(host, 'old'), busy_system(host, 'new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    host.took()
+    host.busy.write_text('')
+    values, _log = host.activate(new, 'r2', lock_timeout=2)
+    assert values['state'] == 'failed' and values['rolled_back'] == '0', values['output']
+    assert values['cause'] == 'switch_locked' and values['activated'] == '0'
+    assert 'another switch held %s for more than 2s' % host.lock in values['reason']
+    calls = host.took()
+    # never the old system again (a rollback would meet the same lock), only
+    # the profile put back and this run's own generation dropped
+    assert 'activate old switch' not in calls
+    assert calls[-2:] == ['nix-env --profile %s --switch-generation 1' % host.profile,
+                          'nix-env --profile %s --delete-generations 2' % host.profile]
+    assert host.generations() == ('1', ['1'])
+
+
+@pytest.mark.skipif(not shutil.which('flock'), reason='needs flock')
+def test_a_held_switch_lock_is_waited_for_before_the_profile_moves(lock_host):
+    host = lock_host
+    old, new = busy_system(host, 'old'), busy_system(host, 'new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    host.took()
+    host.lock.write_text('')
+    # held until the runner says it waits for it (its log), then let go
+    run_log = os.path.join(host.state_dir(), 'runs', 'r2', 'log')
+
+    def said_waiting():
+        try:
+            with open(run_log) as handle:
+                return 'waiting_lock: another switch holds' in handle.read()
+        except OSError:
+            return False
+
+    def let_go():
+        wait_until(said_waiting)
+        holder.release()
+    holder = SwitchHolder(host)
+    releaser = threading.Thread(target=let_go)
+    releaser.start()
+    try:
+        values, log = host.activate(new, 'r2', lock_timeout=60)
+    finally:
+        releaser.join()
+    assert values['state'] == 'done', values['output']
+    assert 'waiting_lock: another switch holds %s' % host.lock in log
+    assert host.took() == ['nix-env --profile %s --set %s' % (host.profile, new),
+                           'activate new switch']
+    # and a lock that stays taken (until the run is over): nothing touched at all
+    holder = SwitchHolder(host)
+    try:
+        values, _log = host.activate(old, 'r3', lock_timeout=1)
+    finally:
+        holder.release()
+    assert values['state'] == 'failed' and values['cause'] == 'switch_locked'
+    assert host.took() == [] and host.generations() == ('2', ['1', '2'])
+
+
+# ---------------------------------------------------------------- goals and re-runs
+def test_rolling_back_a_test_activation_leaves_the_profile(host):
+    v1, v2, v3 = host.system('v1'), host.system('v2'), host.system('v3')
+    host.activate(v1, 'r1')
+    host.activate(v2, 'r2')
+    assert host.activate(v3, 'r3', goal='test')[0]['state'] == 'done'
+    host.took()
+    values, _log = host.rollback('r4', goal='test')
+    assert values['state'] == 'done', values['output']
+    # the profile's current generation, activated with test: no nix-env at all
+    assert host.took() == ['activate v2 test']
+    assert values['new_gen'] == '2' and values['new_path'] == v2
+    assert host.generations() == ('2', ['1', '2'])
+    # a failed test activation goes back the same way
+    bad = host.system('bad', rc=1)
+    values, _log = host.activate(bad, 'r5', goal='test')
+    assert values['state'] == 'rolled_back', values['output']
+    assert host.took() == ['activate bad test', 'activate v2 test']
+    assert host.generations() == ('2', ['1', '2'])
+
+
+def test_reactivate_runs_the_current_system_again(host):
+    good = host.system('good')
+    assert host.activate(good, 'r1')[0]['state'] == 'done'
+    host.took()
+    assert host.activate(good, 'r2')[0]['state'] == 'unchanged' and host.took() == []
+    values, _log = host.activate(good, 'r3', reactivate=True, magic=True)
+    assert values['state'] == 'done' and 're-activated' in values['reason'], values['output']
+    assert host.took() == ['activate good switch']  # no profile change
+    assert host.generations() == ('1', ['1'])
+
+
+# ------------------------------------------------------------------ issue 30
+def test_a_switch_releases_the_copys_gc_root_once_the_profile_holds_it(host):
+    new, other = host.system('a'), host.system('b')
+    roots = host.root / 'state' / 'nixdeploy' / 'gcroots'
+    roots.mkdir(parents=True)
+    os.symlink(new, str(roots / 'web%2F1'))
+    os.symlink(other, str(roots / 'web2'))
+    values, log = host.activate(new, 'r1', root_key='web%2F1')
+    assert values['state'] == 'done', values['output']
+    # pointed at nothing, still there (registered with Nix once, kept)
+    assert os.readlink(str(roots / 'web%2F1')) == '/dev/null'
+    # another key's root, or one of another system, stays
+    assert os.readlink(str(roots / 'web2')) == other
+    os.unlink(str(roots / 'web%2F1'))
+    os.symlink(other, str(roots / 'web%2F1'))
+    values, _log = host.activate(new, 'r2', root_key='web%2F1')
+    assert values['state'] == 'unchanged'
+    assert os.readlink(str(roots / 'web%2F1')) == other
+
+
+def test_a_test_activation_keeps_the_copys_gc_root(host):
+    new = host.system('a')
+    roots = host.root / 'state' / 'nixdeploy' / 'gcroots'
+    roots.mkdir(parents=True)
+    os.symlink(new, str(roots / 'h'))
+    values, _log = host.activate(new, 'r1', goal='test', root_key='h')
+    assert values['state'] == 'done', values['output']
+    # the profile does not hold it: a collection must not take the running system
+    assert os.readlink(str(roots / 'h')) == new
+
+
+def _no_room(host, avail):
+    """head and df of a file system with ``avail`` KiB free."""
+    bin_dir = host.root / 'bin'
+    _executable(bin_dir / 'df', '#!/bin/sh\necho "Filesystem 1024-blocks Used Available '
+                'Capacity Mounted on"\necho "lab-store 49152 49152 %d 100%% /nix"\n' % avail)
+    _executable(bin_dir / 'head', '#!/bin/sh\necho "head: error writing \'standard output\': '
+                'No space left on device" >&2\nexit 1\n')
+
+
+def test_a_launch_without_room_for_its_reserve_fails_before_the_lock(host):
+    old, new = host.system('old'), host.system('new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    state = host.state_dir()
+    os.unlink(os.path.join(state, 'reserve'))
+    host.took()
+    _no_room(host, 12)
+    values, _log = host.activate(new, 'r2')
+    assert values['exit'] == 3, values['output']
+    assert 'no space left on /nix (12 KB free)' in values['error'], values['error']
+    assert 'nothing was changed' in values['error']
+    assert host.took() == [] and not os.path.exists(os.path.join(state, 'lock'))
+    assert host.generations() == ('1', ['1'])
+
+
+def test_the_reserve_is_made_once_and_given_back_by_a_rollback(host):
+    good, bad = host.system('good'), host.system('bad', rc=1)
+    assert host.activate(good, 'r1')[0]['state'] == 'done'
+    reserve = os.path.join(host.state_dir(), 'reserve')
+    assert os.path.getsize(reserve) == _target.RESERVE_KB * 1024
+    values, _log = host.activate(bad, 'r2')
+    assert values['state'] == 'rolled_back', values['output']
+    # the rollback wrote with the reserve's room; the next launch makes it again
+    assert not os.path.exists(reserve)
+    assert host.activate(good, 'r3')[0]['state'] == 'unchanged'
+    assert os.path.getsize(reserve) == _target.RESERVE_KB * 1024
+
+
+def test_an_activation_failing_on_a_full_disk_says_so(host):
+    good, bad = host.system('good'), host.system('bad', rc=1)
+    assert host.activate(good, 'r1')[0]['state'] == 'done'
+    _no_room(host, 0)
+    values, _log = host.activate(bad, 'r2')
+    assert values['state'] == 'rolled_back', values['output']
+    assert 'no space left on /nix (0 KB free)' in values['reason'], values['reason']
