@@ -27,9 +27,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import (
     EvalError, Evaluator, host_request, normalised)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy import (
-    parse_probe, probe_script, remote_program)
+    parse_probe, probe_script)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    StoreError, Target, is_store_path)
+    remote_program, StoreError, Target, is_store_path)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref

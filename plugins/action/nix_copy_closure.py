@@ -25,7 +25,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _builders, _closure
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _copy, _peer
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _ssh
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _ssh, _store, _trouble
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._ssh import ssh_master
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     StoreError, Target, split_ssh_args, store_path_of)
@@ -251,7 +251,7 @@ class ActionModule(NixdeployAction):
             facts, args['check_sigs'], args['signing_key'], target.become,
             target.become_method, target.become_user)
         uri = target.store_uri(
-            remote_program=_copy.remote_program(facts['nix_dir'], via_sudo, target.become_user),
+            remote_program=_store.remote_program(facts['nix_dir'], via_sudo, target.become_user),
             compress=args['compress'])
         # the probe just used Ansible's connection: nix copy rides its master,
         # when that compresses as asked (compression is the master's: Ansible's
@@ -303,11 +303,11 @@ class ActionModule(NixdeployAction):
             if _copy.looks_unsigned(exc.stderr):
                 raise _copy.CopyError(_copy.unsigned_message(
                     host, facts.get('user') or target.user, exc.stderr), exc.stderr)
-            fault = _copy.fault_message(
+            fault = _trouble.fault_message(
                 host, exc.stderr, 'during the copy', facts.get('store_mount'))
             if fault:
                 raise _copy.CopyError(fault, exc.stderr)
-            why = _copy.ssh_problem(exc.stderr)
+            why = _trouble.ssh_problem(exc.stderr)
             if why.startswith('sudo ') or why.startswith('the become_user'):
                 # the cause first: the store URI and Nix's "unexpected end-of-file" follow
                 raise _copy.CopyError('%s: %s; nothing was copied (Nix: %s)' % (
@@ -396,7 +396,7 @@ class ActionModule(NixdeployAction):
                                   'store paths (%s)' % (host, '; '.join(facts['dropped'])))
         if rc != 0 or not facts.get('complete'):
             said = (err or out or '').strip()[-2000:]
-            raise _copy.CopyError(_copy.fault_message(
+            raise _copy.CopyError(_trouble.fault_message(
                 host, said, 'when asked what it lacks', facts.get('store_mount')) or
                 '%s: querying the target\'s store failed (rc %s): %s' % (host, rc, said), err)
         return facts
@@ -415,7 +415,7 @@ class ActionModule(NixdeployAction):
             elif netrc and any(words in err for words in _REFUSED_LOGIN):
                 hint = (' (a cache that asks for a login says so: check the user name and '
                         'password in its address)')
-            raise _copy.CopyError(_copy.fault_message(
+            raise _copy.CopyError(_trouble.fault_message(
                 host, err, 'while fetching from %s' % names) or
                 '%s: fetching %s from %s on the target failed%s: %s' % (
                     host, path, names, hint, err.strip()[-2000:]), err)
@@ -455,5 +455,5 @@ def _ssh_compresses(connection):
 
 def _connection_lost(stderr):
     """Whether ssh failed to reach the host (not a host key or sudo refusal)."""
-    problem = _copy.ssh_problem(stderr)
+    problem = _trouble.ssh_problem(stderr)
     return bool(problem) and 'host key' not in problem and 'sudo' not in problem

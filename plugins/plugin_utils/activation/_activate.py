@@ -18,7 +18,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
     printable_lines)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _trouble
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys
 
 # the table's options (module_utils/_role_vars.py) and nix_activate's own
@@ -138,19 +138,19 @@ _FULL_NOTE = re.compile(r'no space left on (\S+) \((\d+) KB free\)')
 def with_fault(host, msg, phase=None):
     """A failed activation's ``msg`` led by the cause in the user's words when
     it tells of a store fault (a full disk, a read-only file system, a
-    stopped daemon: ``_copy.fault_message``), else ``msg`` as it is."""
+    stopped daemon: ``_trouble.fault_message``), else ``msg`` as it is."""
     note = _FULL_NOTE.search(msg or '')
     doing = 'during the %s' % (phase if phase in ('rollback', 'confirm') else 'activation')
     if note:
         # the runner's df note: its file system is full, whatever the programs said
-        lead = _copy.fault_message(host, 'No space left on device', doing, note.group(1),
-                                   said='%s KB free' % note.group(2))
+        lead = _trouble.fault_message(host, 'No space left on device', doing, note.group(1),
+                                      said='%s KB free' % note.group(2))
     else:
-        lead = _copy.fault_message(host, msg, doing)
+        lead = _trouble.fault_message(host, msg, doing)
     if not lead:
-        if (msg or '').startswith(_copy.BECOME_WORDS):
+        if (msg or '').startswith(_trouble.BECOME_WORDS):
             return msg
-        become = _copy.become_problem(msg)
+        become = _trouble.become_problem(msg)
         return '%s. What failed: %s' % (become, msg) if become else msg
     return '%s. What failed: %s' % (lead, msg)
 

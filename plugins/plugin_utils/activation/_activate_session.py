@@ -19,7 +19,7 @@ import time
 
 from ansible.errors import AnsibleConnectionFailure
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _trouble
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._ssh import drop_master
 
 # A look at a run waits on the target up to POLL_WAIT s for it to move on (one
@@ -169,7 +169,7 @@ def script_error(out, values):
     """Why a target program failed: its own error, sudo's words, its output."""
     # with become over a pty, sudo's own words come on stdout
     said = '%s\n%s' % (out.get('stderr') or '', out.get('stdout') or '')
-    become = _copy.become_problem(said) if not values.get('error') else ''
+    become = _trouble.become_problem(said) if not values.get('error') else ''
     if become:
         return become
     detail = values.get('error') or (out.get('stderr') or out.get('stdout') or '').strip()

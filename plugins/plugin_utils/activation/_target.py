@@ -18,7 +18,8 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import 
     GOALS, goal_spec, moves_profile, platform_spec)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import BY_OPTION
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._reboot import REFUSAL_MARK
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import render
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import (
+    ROOT_STATE_DIR, render)
 
 # The states a run ends in (the runner's exit trap and the poll read them
 # from here, as the value TERMINAL).
@@ -33,8 +34,6 @@ AWAITING = 'awaiting_confirmation'
 # UNIT_PREFIX<run>, e.g. `systemctl status nixdeploy-activate-1732140000-1a2b3c4d`.
 SYSTEMD_DIR = '/run/systemd/system'
 UNIT_PREFIX = 'nixdeploy-activate-'
-# root's state folders (other users': under XDG_STATE_HOME), see activate-lib.sh
-ROOT_STATE_DIR = '/nix/var/nixdeploy'
 # Room a run keeps in its state folder (D/reserve, activate-lib.sh) and gives
 # back to itself when the file system fills while it runs: its status files
 # (rewritten some 20 times, a block each), the lock, the canary, the log

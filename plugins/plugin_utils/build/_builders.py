@@ -39,9 +39,9 @@ import os
 import threading
 from urllib.parse import parse_qs, urlsplit
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy import remote_program
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import StoreError, Target
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
+    remote_program, StoreError, Target)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, Runner, run
 

@@ -22,9 +22,8 @@ import re
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import (
     OPTION as RECORD_STATS)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._target import (
-    ROOT_STATE_DIR)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import ROOT_STATE_DIR
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     file_name, is_store_path)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _netrc, _nix, _nix_stderr
@@ -197,16 +196,6 @@ def plan_trust(facts, check_sigs, signing_key, become, become_method, become_use
     return False, False, 'unsigned'
 
 
-def remote_program(nix_dir, via_sudo=False, become_user=None):
-    daemon = '%s/nix-daemon' % nix_dir.rstrip('/')
-    if not via_sudo:
-        return [daemon]
-    words = ['sudo', '-n']
-    if become_user and become_user != 'root':
-        words += ['-u', become_user]
-    return words + ['--', daemon]
-
-
 # ------------------------------------------------------------------ closure
 def closure(opts, path, store=None):
     """[{'path', 'narSize'}] of ``path``'s closure in ``store`` (default:
@@ -324,27 +313,6 @@ def hop_script(nix_dir, known_keys, uri, path, port=None, no_check_sigs=False):
                                  for key in known_keys)})
 
 
-def fault_message(host, text, doing, mount=None, said=None):
-    """The user's words for a store fault ``text`` tells of (a full disk, a
-    read-only store, a stopped nix-daemon; ``_nix_stderr.store_fault``) met
-    while ``doing`` ('during the copy'), or None when it tells of none.
-    ``said``: what to quote instead of the line that told."""
-    kind, line = _nix_stderr.store_fault(text)
-    line = said or line
-    if kind == _nix_stderr.NO_SPACE:
-        return ('no space left on %s on %s %s (%s): free space there (nix-collect-garbage -d) '
-                'and deploy again' % (mount or '/nix', host, doing, line))
-    if kind == _nix_stderr.READ_ONLY:
-        return ('the Nix store on %s is read-only %s (%s): remount it read-write (or deploy '
-                'to a host whose store can change)' % (host, doing, line))
-    if kind == _nix_stderr.NO_DAEMON:
-        return ('the nix-daemon on %s is not running %s (%s): start it (on systemd: systemctl '
-                'start nix-daemon.socket; on macOS: launchctl kickstart -k '
-                'system/org.nixos.nix-daemon) or connect as a user who opens the store itself '
-                '(root)' % (host, doing, line))
-    return None
-
-
 def unsigned_message(host, who, stderr):
     return ('%s: the target refuses unsigned paths (its nix-daemon checks signatures for '
             'the non-trusted user %s). Fix it either way: give signing_key (a key made with '
@@ -352,66 +320,6 @@ def unsigned_message(host, who, stderr):
             'trusted-public-keys), or connect as root / a user in the target\'s trusted-users '
             '(or with become via passwordless sudo). Nix said: %s'
             % (host, who, _last_error(stderr)))
-
-
-# ssh's (and sudo's) own words for why the connection failed, our words for
-# the task message, and whether the matching line adds anything.
-SSH_PROBLEMS = (
-    ('REMOTE HOST IDENTIFICATION HAS CHANGED',
-     'the host key changed: it does not match known_hosts, refusing to connect', False),
-    ('Host key verification failed', 'host key verification failed', False),
-    ('Permission denied', 'ssh authentication was refused', True),
-    ('not responding', 'the link went dead (ssh timed out)', True),
-    ('Connection timed out', 'the connection timed out', True),
-    ('Connection refused', 'the connection was refused', True),
-    ('Broken pipe', 'the connection broke', False),
-    ('unexpected end-of-file', 'the connection broke', False),
-)
-
-
-# Ansible's words when become cannot go on without a password it lacks
-# (connection/ssh.py), and sudo's own
-_BECOME_REFUSALS = (
-    (re.compile(r'Missing (\w+) password'), 'Ansible'),
-    (re.compile(r'Incorrect (\w+) password'), 'Ansible'),
-    (re.compile(r'sudo: a password is required'), 'sudo'),
-    (re.compile(r'sudo: unknown user:? ?([A-Za-z0-9_.$-]*)'), 'sudo'),
-)
-# what become_problem's words start with
-BECOME_WORDS = ('the become_user ', 'the become password', 'sudo on the target asks')
-
-
-def become_problem(text):
-    """The user's words when become failed on the target (a password it
-    asks for and was not given or was wrong, a become_user that does not
-    exist), else ''."""
-    for marker, who in _BECOME_REFUSALS:
-        match = marker.search(text or '')
-        if not match:
-            continue
-        said = match.group(0) if who == 'sudo' else '%s: %s' % (who, match.group(0))
-        if 'unknown user' in said:
-            return ('the become_user %s does not exist on the target (%s)'
-                    % (match.group(1) or '?', said))
-        if 'Incorrect' in said:
-            return 'the become password was refused on the target (%s)' % said
-        return ('sudo on the target asks for a password and none was given (%s): allow the '
-                'ssh user passwordless sudo (the copy runs sudo -n nix-daemon: give signing_key '
-                'instead to copy without sudo), or give become_password (--ask-become-pass) for '
-                'the activation' % said)
-    return ''
-
-
-def ssh_problem(stderr):
-    """A short reason when ssh or sudo (not Nix) made the copy fail, else ''."""
-    become = become_problem(stderr)
-    if become:
-        return become
-    for marker, reason, quote in SSH_PROBLEMS:
-        if marker in (stderr or ''):
-            line = [ln.strip() for ln in stderr.splitlines() if marker in ln][0]
-            return '%s (%s)' % (reason, line) if quote and line != marker else reason
-    return ''
 
 
 def looks_unsigned(stderr):

@@ -31,7 +31,7 @@ import time
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._hop_agent import (
     HopAgent, HopError, hop_leftovers)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script, _store, _trouble
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
     host_keys, key_files, run_no_tty, ssh_argv, ssh_config)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import StoreError, Target
@@ -105,8 +105,8 @@ class Peer:
     def store_uri(self, target=None, compress=False):
         via_sudo = self.trust[1]
         return (target or self.target).store_uri(
-            remote_program=_copy.remote_program(self.facts['nix_dir'], via_sudo,
-                                                self.target.become_user),
+            remote_program=_store.remote_program(self.facts['nix_dir'], via_sudo,
+                                                 self.target.become_user),
             compress=compress)
 
 
@@ -196,7 +196,7 @@ class CascadeRun:
                                   stdin_data=_copy.stdin_free(probe))
         facts = _copy.parse_probe(out, probe)
         if rc == _cascade.SSH_EXIT:
-            why = _copy.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
+            why = _trouble.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
             peer.connection_lost = 'host key' not in why
             raise _copy.CopyError('%s: cannot reach the host over ssh to copy: %s' % (
                 peer.name, why), err)
@@ -205,7 +205,7 @@ class CascadeRun:
                                   'the folder holding nix' % peer.name)
         if rc != 0 or not facts.get('complete'):
             said = (err or out).strip()[-2000:]
-            raise _copy.CopyError(_copy.fault_message(
+            raise _copy.CopyError(_trouble.fault_message(
                 peer.name, said, 'when asked what it lacks', facts.get('store_mount')) or
                 '%s: querying the target\'s store failed (rc %s): %s' % (peer.name, rc, said),
                 err)
@@ -311,11 +311,11 @@ class CascadeRun:
                 why = _copy.unsigned_message(receiver.name, receiver.facts.get('user')
                                              or receiver.target.user, exc.stderr)
                 return _cascade.FAILED, why, None
-            fault = _copy.fault_message(
+            fault = _trouble.fault_message(
                 receiver.name, exc.stderr, 'during the copy', receiver.facts.get('store_mount'))
             if fault:
                 return _cascade.FAILED, fault, None
-            problem = _copy.ssh_problem(exc.stderr)
+            problem = _trouble.ssh_problem(exc.stderr)
             if problem and 'host key' not in problem and 'sudo' not in problem:
                 receiver.connection_lost = True
             reason = exc.nix_message() or exc.message

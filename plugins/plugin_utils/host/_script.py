@@ -49,6 +49,9 @@ _MARK = re.compile(r'^[0-9a-f]{32}$')
 _NAME = re.compile(r'^[A-Z_][A-Z0-9_]*$')
 _CACHE = {}
 
+# root's state folders (other users': under XDG_STATE_HOME), see activate-lib.sh
+ROOT_STATE_DIR = '/nix/var/nixdeploy'
+
 
 def source(name):
     """The text of ``target/<name>`` (read once per process)."""

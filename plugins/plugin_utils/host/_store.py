@@ -337,3 +337,13 @@ def _truthy(value):
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() in ('1', 'true', 'yes', 'on', 'y')
+
+
+def remote_program(nix_dir, via_sudo=False, become_user=None):
+    daemon = '%s/nix-daemon' % nix_dir.rstrip('/')
+    if not via_sudo:
+        return [daemon]
+    words = ['sudo', '-n']
+    if become_user and become_user != 'root':
+        words += ['-u', become_user]
+    return words + ['--', daemon]

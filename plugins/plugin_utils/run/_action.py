@@ -53,9 +53,9 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
     printable, printable_lines)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy import (
-    become_problem, ssh_problem)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _ssh
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._trouble import (
+    become_problem, ssh_problem)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
     Batch, batch_key, play_uuid, task_batch)

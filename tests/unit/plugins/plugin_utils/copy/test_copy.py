@@ -56,14 +56,6 @@ def test_plan_trust_order():
     assert _copy.plan_trust(untrusted, 'false', None, False, None, None)[0] is True
 
 
-def test_remote_program():
-    assert _copy.remote_program('/nix/var/nix/profiles/default/bin/') == [
-        '/nix/var/nix/profiles/default/bin/nix-daemon']
-    assert _copy.remote_program('/d', True, 'root') == ['sudo', '-n', '--', '/d/nix-daemon']
-    assert _copy.remote_program('/d', True, 'nix') == ['sudo', '-n', '-u', 'nix', '--',
-                                                       '/d/nix-daemon']
-
-
 def run_probe(remote_nix_dir, paths):
     """(the probe run under sh, its facts)."""
     probe = _copy.probe_script(remote_nix_dir)
@@ -104,14 +96,6 @@ def test_unsigned_message_names_host_and_both_fixes():
 def test_looks_unsigned_in_the_words_of_every_nix(words):
     assert _copy.looks_unsigned("error: cannot add path '%s' because it %s\n" % (P1, words))
     assert not _copy.looks_unsigned('error: cannot connect to socket\n')
-
-
-def test_ssh_problem():
-    assert _copy.ssh_problem('Host key verification failed.\r\nerror: x').startswith(
-        'host key verification failed')
-    assert 'dead' in _copy.ssh_problem('Timeout, server 10.0.0.1 not responding.')
-    assert _copy.ssh_problem('error: something in nix') == ''
-    assert 'passwordless sudo' in _copy.ssh_problem('sudo: a password is required\n')
 
 
 def test_fetch_script_quotes_caches():
@@ -498,33 +482,3 @@ def test_space_needed_and_megabytes():
     assert _copy.space_needed(_missing(1000, 2), 1.5) == 1500 + 2 * 4096 + (8 << 20)
     assert [_copy.megabytes(n) for n in (400 << 10, 12 << 20, 210 << 20, 3 << 30)] == [
         '0.4 MB', '12 MB', '210 MB', '3.0 GB']
-
-
-@pytest.mark.parametrize('text,words', [
-    ("error: writing to file: No space left on device", 'no space left on /nix on web3 during the copy'),
-    ('error: sqlite: database or disk is full', 'no space left on /nix on web3 during the copy'),
-    ("error: creating directory '/nix/store/x': Read-only file system",
-     'the Nix store on web3 is read-only during the copy'),
-    ("error: cannot connect to socket at '/nix/var/nix/daemon-socket/socket': Connection refused",
-     'the nix-daemon on web3 is not running during the copy'),
-    ('error: something else', None),
-])
-def test_fault_message_names_the_cause(text, words):
-    said = _copy.fault_message('web3', 'copying 3 paths...\n' + text, 'during the copy')
-    if words is None:
-        assert said is None
-    else:
-        assert said.startswith(words) and text.replace('error: ', '') in said, said
-
-
-@pytest.mark.parametrize('text,words', [
-    ('Missing sudo password', 'sudo on the target asks for a password and none was given'),
-    ('sudo: a password is required', 'sudo on the target asks for a password'),
-    ('Incorrect sudo password', 'the become password was refused'),
-    ('sudo: unknown user nosuch', 'the become_user nosuch does not exist'),
-    ('sudo: unknown user: nosuch', 'the become_user nosuch does not exist'),
-    ('Permission denied', ''),
-])
-def test_become_problem(text, words):
-    assert _copy.become_problem(text).startswith(words)
-    assert bool(_copy.become_problem(text)) == bool(words)

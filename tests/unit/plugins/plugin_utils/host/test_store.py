@@ -253,3 +253,11 @@ def test_file_name_keeps_a_host_name_in_one_file(name, expected):
 def test_file_name_of_a_long_name_stays_short_and_apart():
     one, two = _store.file_name('x' * 300), _store.file_name('x' * 299 + 'y')
     assert len(one) <= _store.MAX_NAME and one != two
+
+
+def test_remote_program():
+    assert _store.remote_program('/nix/var/nix/profiles/default/bin/') == [
+        '/nix/var/nix/profiles/default/bin/nix-daemon']
+    assert _store.remote_program('/d', True, 'root') == ['sudo', '-n', '--', '/d/nix-daemon']
+    assert _store.remote_program('/d', True, 'nix') == ['sudo', '-n', '-u', 'nix', '--',
+                                                        '/d/nix-daemon']
