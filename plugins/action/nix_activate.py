@@ -28,9 +28,8 @@ __metaclass__ = type
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms, _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import ACTIVATE_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activate, _target
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate import (
-    ARGUMENT_SPEC as ACTIVATE_SPEC)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_checks import (
     HealthChecks)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_flow import (

@@ -21,7 +21,7 @@ import threading
 
 from ansible import constants as C
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars, _specs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import (
     _build, _build_platforms, _builders, _closure)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import (
@@ -55,7 +55,7 @@ def _same_system(entry, own):
 class ActionModule(NixdeployAction):
 
     _requires_connection = False
-    ARGUMENT_SPEC = _build.ARGUMENT_SPEC
+    ARGUMENT_SPEC = _specs.BUILD_SPEC
     ROLE_VARS = _role_vars.BUILD
     PHASE = 'build'
     ERRORS = (EvalError, NixError, StoreError, OSError, _builders.BuildOnError)

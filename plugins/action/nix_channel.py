@@ -22,15 +22,15 @@ import os
 
 from ansible.errors import AnsibleError
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import CHANNEL_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish import _channel
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import (
-    ARGUMENT_SPEC, PER_HOST_ARGS)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import PER_HOST_ARGS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
-    fact_or_var, unlink_host_args)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import unlink_host_args
 
 # What a host's request reads from its variables and facts.
 HOST_VARS = ('nix_channel_ref', 'nix_flake', 'nix_flake_revision', 'nix_out_path',
@@ -45,7 +45,7 @@ _MOVED = ('moved', 'new')
 class ActionModule(NixdeployAction):
 
     _requires_connection = False
-    ARGUMENT_SPEC = ARGUMENT_SPEC
+    ARGUMENT_SPEC = CHANNEL_SPEC
     PHASE = 'channel'
     ERRORS = (_channel.ChannelError, NixError, OSError)
 

@@ -20,7 +20,7 @@ import time
 from ansible import constants as C
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars, _specs
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _builders, _closure
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
@@ -53,8 +53,8 @@ _CONNECTION_VARS = (
 _SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
 # module level: inside the class, _copy is the method of that name (one name
 # per assignment: ansible-doc warns about a tuple assignment in a plugin file)
-ARGUMENT_SPEC = _copy.ARGUMENT_SPEC
-VALIDATION = _copy.VALIDATION
+ARGUMENT_SPEC = _specs.COPY_SPEC
+VALIDATION = _specs.COPY_VALIDATION
 ERRORS = (StoreError, _copy.CopyError, _nix.NixError)
 
 

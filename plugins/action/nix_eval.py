@@ -18,8 +18,9 @@ import os
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import EVAL_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import (
-    ARGUMENT_SPEC, EvalError, Evaluator, host_request, normalised)
+    EvalError, Evaluator, host_request, normalised)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
@@ -33,7 +34,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._serial import
 class ActionModule(NixdeployAction):
 
     _requires_connection = False
-    ARGUMENT_SPEC = ARGUMENT_SPEC
+    ARGUMENT_SPEC = EVAL_SPEC
     ROLE_VARS = _role_vars.EVAL
     PHASE = 'eval'
     ERRORS = (EvalError, NixError, OSError)

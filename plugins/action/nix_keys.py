@@ -13,13 +13,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _specs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys, _keys_upload
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
 
 
 class ActionModule(NixdeployAction):
 
-    ARGUMENT_SPEC = _keys.ARGUMENT_SPEC
+    ARGUMENT_SPEC = _specs.KEYS_SPEC
     PHASE = 'keys'
     # the host's key is judged before the first program runs on it (target_sh:
     # plugin_utils/run/_action.py), before anything is uploaded or activated

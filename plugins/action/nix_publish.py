@@ -12,20 +12,22 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import PUBLISH_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._publish import (
-    ARGUMENT_SPEC, PER_HOST_ARGS, PublishError, Publisher)
+    PER_HOST_ARGS, PublishError, Publisher)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
-    fact_or_var, unlink_host_args, vars_of)
+    unlink_host_args, vars_of)
 
 
 class ActionModule(NixdeployAction):
 
     _requires_connection = False
-    ARGUMENT_SPEC = ARGUMENT_SPEC
+    ARGUMENT_SPEC = PUBLISH_SPEC
     PHASE = 'publish'
     ERRORS = (PublishError, NixError, OSError)
 

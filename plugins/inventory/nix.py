@@ -186,6 +186,7 @@ except ImportError:  # ansible-core 2.18: mark every string unsafe
     _name = _data
     _TRUSTS = False
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import evaluation_options
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
@@ -196,7 +197,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._invento
     build_inventory)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    OPTIONS_SPEC, NixError, NixOptions, Runner)
+    NixError, NixOptions, Runner)
 
 display = Display()
 
@@ -232,7 +233,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         import-from-derivation off unless its nix_options turn it on (an
         inventory only reads data: no derivation of the flake's is built and
         run by any ansible-* command that loads it)."""
-        params = dict((k, self.get_option(k)) for k in OPTIONS_SPEC)
+        params = dict((k, self.get_option(k)) for k in NIX_OPTIONS)
         params['nix_options'] = evaluation_options(params.get('nix_options'))
         return params
 

@@ -10,7 +10,7 @@ themselves, ``job_id`` the AWX job id. plugin_utils/run/_stats.py makes the
 record; the action base checks the option with the other arguments, before
 anything runs on the target.
 
-The modules' argument specs (_build, _copy, _activate) take ``OPTION`` as
+The modules' argument specs (``_specs``: build, copy, activate) take ``OPTION`` as
 their entry ``record_stats``: the action base and the module's ``main()``
 (which validate-modules checks the documentation against) read the same spec.
 """

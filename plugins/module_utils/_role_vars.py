@@ -38,10 +38,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _health, _reboot
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import OPTIONS_SPEC
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import fact_or_var
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _options, _platforms
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
 
 EVAL, BUILD, COPY, ACTIVATE = 'eval', 'build', 'copy', 'activate'
 PHASES = (EVAL, BUILD, COPY, ACTIVATE)
@@ -51,6 +49,22 @@ COLLECTION = 'nixdeploy.fleet'
 
 FLAG = 'from_role_vars'
 FLAG_SPEC = {'type': 'bool', 'default': False}
+
+
+def fact_or_var(host_vars, name):
+    """A host's fact ``name`` (as set by an action's ``ansible_facts``, e.g.
+    ``nix_out_path`` from nix_eval), else its variable of that name, else None.
+
+    Facts are read under ``ansible_facts``: ansible-core injects them as
+    top-level variables only while INJECT_FACTS_AS_VARS is on (deprecated in
+    2.20, off by default from 2.24). A fact wins over an inventory variable
+    of the same name, as it does when injected.
+    """
+    facts = host_vars.get('ansible_facts') or {}
+    value = facts.get(name) if hasattr(facts, 'get') else None
+    if value in (None, ''):
+        value = host_vars.get(name)
+    return None if value in (None, '') else value
 
 
 class Row(object):
@@ -96,7 +110,7 @@ class Row(object):
 # a folder on the target: a string (type path would expand ~ on the controller)
 _PATH = {'type': 'str'}
 
-ROWS = tuple(Row(name, PHASES, OPTIONS_SPEC[name]) for name in sorted(OPTIONS_SPEC)) + (
+ROWS = tuple(Row(name, PHASES, NIX_OPTIONS[name]) for name in sorted(NIX_OPTIONS)) + (
     # nix_eval (and nix_build when it is given no derivation)
     Row('flake', (EVAL, BUILD), {'type': 'str'}, scope='host', inventory=True),
     Row('attr', (EVAL, BUILD), {'type': 'str'}, scope='host', inventory=True),
@@ -128,8 +142,8 @@ ROWS = tuple(Row(name, PHASES, OPTIONS_SPEC[name]) for name in sorted(OPTIONS_SP
     Row('activation_timeout', (ACTIVATE,), {'type': 'int', 'default': 240}),
     Row('lock_timeout', (ACTIVATE,), {'type': 'int', 'default': 60}),
     Row('profile', (ACTIVATE,), dict(_PATH)),
-    Row('health_checks', (ACTIVATE,), _health.ARGUMENT),
-    Row('reboot', (ACTIVATE,), {'type': 'str', 'default': 'never', 'choices': list(_reboot.MODES)}),
+    Row('health_checks', (ACTIVATE,), _options.HEALTH_CHECKS),
+    Row('reboot', (ACTIVATE,), {'type': 'str', 'default': 'never', 'choices': list(_options.REBOOT_MODES)}),
     Row('reboot_timeout', (ACTIVATE,), {'type': 'int', 'default': 600}),
     Row('pre_switch_checks', (ACTIVATE,), {'type': 'bool', 'default': True}),
     Row('install_bootloader', (ACTIVATE,), {'type': 'bool', 'default': False}),

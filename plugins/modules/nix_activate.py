@@ -769,12 +769,11 @@ ansible_stats:
 '''
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate import (
-    ARGUMENT_SPEC)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import ACTIVATE_SPEC
 
 
 def main():
-    controller_only('nix_activate', ARGUMENT_SPEC)
+    controller_only('nix_activate', ACTIVATE_SPEC)
 
 
 if __name__ == '__main__':

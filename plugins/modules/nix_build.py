@@ -263,11 +263,11 @@ ansible_stats:
 '''
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._build import ARGUMENT_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import BUILD_SPEC
 
 
 def main():
-    controller_only('nix_build', ARGUMENT_SPEC)
+    controller_only('nix_build', BUILD_SPEC)
 
 
 if __name__ == '__main__':

@@ -216,11 +216,11 @@ ansible_facts:
 '''
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import ARGUMENT_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import CHANNEL_SPEC
 
 
 def main():
-    controller_only('nix_channel', ARGUMENT_SPEC)
+    controller_only('nix_channel', CHANNEL_SPEC)
 
 
 if __name__ == '__main__':

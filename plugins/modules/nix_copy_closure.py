@@ -407,12 +407,12 @@ ansible_stats:
 '''
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy import (
-    ARGUMENT_SPEC, VALIDATION)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import (
+    COPY_SPEC, COPY_VALIDATION)
 
 
 def main():
-    controller_only('nix_copy_closure', ARGUMENT_SPEC, **VALIDATION)
+    controller_only('nix_copy_closure', COPY_SPEC, **COPY_VALIDATION)
 
 
 if __name__ == '__main__':

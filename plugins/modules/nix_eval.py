@@ -186,11 +186,11 @@ ansible_facts:
 '''
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import ARGUMENT_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import EVAL_SPEC
 
 
 def main():
-    controller_only('nix_eval', ARGUMENT_SPEC)
+    controller_only('nix_eval', EVAL_SPEC)
 
 
 if __name__ == '__main__':

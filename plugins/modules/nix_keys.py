@@ -234,11 +234,11 @@ connection_lost:
 '''
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys._keys import ARGUMENT_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import KEYS_SPEC
 
 
 def main():
-    controller_only('nix_keys', ARGUMENT_SPEC)
+    controller_only('nix_keys', KEYS_SPEC)
 
 
 if __name__ == '__main__':

@@ -173,11 +173,11 @@ ansible_facts:
 '''
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._publish import ARGUMENT_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import PUBLISH_SPEC
 
 
 def main():
-    controller_only('nix_publish', ARGUMENT_SPEC)
+    controller_only('nix_publish', PUBLISH_SPEC)
 
 
 if __name__ == '__main__':

@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""nix_activate's controller logic that needs no connection: the argument
-spec, checks of the parameters against the platform table, and turning what
+"""nix_activate's controller logic that needs no connection: checks of the
+parameters against the platform table (its argument spec is
+module_utils/_specs.py's ACTIVATE_SPEC), and turning what
 the target reported (plugin_utils/host/target/activate-*.sh) into the task result."""
 
 from __future__ import absolute_import, division, print_function
@@ -11,29 +12,12 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms, _role_vars
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import (
-    OPTION as RECORD_STATS)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _health, _target
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
     printable_lines)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _trouble
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys
-
-# the table's options (module_utils/_role_vars.py) and nix_activate's own
-ARGUMENT_SPEC = dict(
-    _role_vars.spec(_role_vars.ACTIVATE),
-    path=dict(type='str'),
-    state=dict(type='str', default='activated', choices=['activated', 'confirmed', 'rolled_back']),
-    confirm=dict(type='bool', default=True),
-    generation=dict(type='int'),
-    # nix_keys' keys (no_log: they hold secrets) and prune, uploaded around the activation
-    keys=dict(_keys.ARGUMENT_SPEC['keys']),
-    keys_prune=dict(_keys.ARGUMENT_SPEC['prune']),
-    # the deploy role's earlier results: a successful result keeps the outcome as custom stats
-    record_stats=RECORD_STATS,
-)
 
 
 def check_params(params, platform):

@@ -29,40 +29,16 @@ from urllib.parse import urljoin, urlsplit
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.common.text.converters import to_text
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import (
+    HEALTH_CHECK_SPEC, HEALTH_KINDS)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._redact import text as redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import render
 
-KINDS = ('command', 'http', 'unit')
-# what an http check's follow_redirects may say
-REDIRECTS = ('none', 'same_host')
 # redirects one try follows at most (urllib's own limit)
 MAX_REDIRECTS = 10
 _DEFAULT_PORTS = {'http': 80, 'https': 443}
 
-HTTP_SPEC = dict(
-    url=dict(type='str', required=True),
-    status=dict(type='int', default=200),
-    body=dict(type='str'),
-    validate_certs=dict(type='bool', default=True),
-    # a redirect is the target's answer, not an address the controller goes
-    # to: 'none' (default) or 'same_host' (same scheme, host and port only)
-    follow_redirects=dict(type='str', default='none', choices=list(REDIRECTS)),
-)
-
-CHECK_SPEC = dict(
-    name=dict(type='str', required=True),
-    command=dict(type='str'),
-    http=dict(type='dict', options=HTTP_SPEC),
-    unit=dict(type='str'),
-    retries=dict(type='int', default=3),
-    interval=dict(type='float', default=2),
-    timeout=dict(type='float', default=10),
-)
-
-# The option nix_activate takes (and the role passes nix_health_checks to).
-ARGUMENT = dict(type='list', elements='dict', default=[], options=CHECK_SPEC,
-                mutually_exclusive=[KINDS], required_one_of=[KINDS])
 
 # What of a check's last output a result keeps (its end: where errors are).
 OUTPUT_LINES = 20
@@ -126,10 +102,10 @@ def validate(checks):
     for index, check in enumerate(checks):
         if not isinstance(check, dict):
             raise CheckError('health check #%d must be a dict with a name and one of %s'
-                             % (index + 1, ', '.join(KINDS)))
+                             % (index + 1, ', '.join(HEALTH_KINDS)))
     # one item at a time, so that a message can name the check
-    validator = ArgumentSpecValidator(CHECK_SPEC, mutually_exclusive=[KINDS],
-                                      required_one_of=[KINDS])
+    validator = ArgumentSpecValidator(HEALTH_CHECK_SPEC, mutually_exclusive=[HEALTH_KINDS],
+                                      required_one_of=[HEALTH_KINDS])
     valid = []
     for index, check in enumerate(checks):
         result = validator.validate(check)
@@ -149,7 +125,7 @@ def validate(checks):
 
 
 def kind_of(check):
-    return next(kind for kind in KINDS if check.get(kind) is not None)
+    return next(kind for kind in HEALTH_KINDS if check.get(kind) is not None)
 
 
 def budget(checks):

@@ -32,7 +32,6 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script impor
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import (
     fields_of, read)
 
-MODES = ('never', 'always', 'when-needed')
 # What only a boot loads (links in a NixOS toplevel).
 BOOT_PARTS = ('kernel', 'initrd', 'kernel-modules', 'systemd')
 BOOTED = '/run/booted-system'

@@ -34,9 +34,6 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import (
-    OPTION as RECORD_STATS)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import (
     _build_platforms, _builders, _closure)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import file_name
@@ -47,14 +44,6 @@ GCROOTS_DIR = '/nix/var/nix/gcroots'
 CONTROLLER = _builders.CONTROLLER
 TARGET = _builders.TARGET
 LOG_TAIL_LINES = 25
-
-# the table's options (module_utils/_role_vars.py) and nix_build's own
-ARGUMENT_SPEC = dict(_role_vars.spec(_role_vars.BUILD), **{
-    'builder_min_free_mb': {'type': 'int', 'default': _builders.DEFAULT_MIN_FREE_MB},
-    'timeout': {'type': 'int'},
-    # the deploy role's eval result: a successful result keeps the outcome as custom stats
-    'record_stats': RECORD_STATS,
-})
 
 
 def gc_root_path(gc_root_dir, host):

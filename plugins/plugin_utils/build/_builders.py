@@ -47,7 +47,6 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import Ni
 
 CONTROLLER = 'controller'
 TARGET = 'target'
-DEFAULT_MIN_FREE_MB = 1024
 # seconds one probe step (the ssh login, the store query) may take; ssh's
 # own ConnectTimeout (10 s unless the inventory says otherwise) comes first
 PROBE_TIMEOUT = 30

@@ -291,8 +291,6 @@ class Evaluator:
 
 
 # ------------------------------------------------------------------ arguments
-# every option is one of the table's (module_utils/_role_vars.py)
-ARGUMENT_SPEC = _role_vars.spec(_role_vars.EVAL)
 
 
 def normalised(data):

@@ -19,22 +19,12 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import (
-    OPTION as RECORD_STATS)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import ROOT_STATE_DIR
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     file_name, is_store_path)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _netrc, _nix, _nix_stderr
 
-# every option is one of the table's (module_utils/_role_vars.py), but record_stats
-ARGUMENT_SPEC = dict(
-    _role_vars.spec(_role_vars.COPY),
-    # the deploy role's earlier results: a successful result keeps the outcome as custom stats
-    record_stats=RECORD_STATS,
-)
-VALIDATION = {'required_if': [('copy_mode', 'cache', ('caches',))]}
 
 # What a copy needs in the target's store besides the NAR size of the
 # missing paths times free_space_margin: a block per path (a file system

@@ -20,18 +20,13 @@ __metaclass__ = type
 import posixpath
 import re
 
-UPLOAD_AT = ('pre-activation', 'post-activation')
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import KEYS_UPLOAD_AT
+
 DEFAULTS = {'dest_dir': '/run/keys', 'user': 'root', 'group': 'root', 'mode': '0600',
             'upload_at': 'pre-activation'}
 SOURCES = ('text', 'src', 'command')
 FIELDS = SOURCES + ('name', 'dest_dir', 'user', 'group', 'mode', 'upload_at')
 
-ARGUMENT_SPEC = dict(
-    # name -> spec; holds secrets (text), never returned or displayed
-    keys=dict(type='dict', default={}, no_log=True),
-    upload_at=dict(type='str', default='all', choices=['all'] + list(UPLOAD_AT)),
-    prune=dict(type='bool', default=False),
-)
 
 _ACCOUNT = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.$-]*$')
 _MODE = re.compile(r'^[0-7]{3,4}$')
@@ -178,7 +173,7 @@ def normalize_key(key, spec):
         raise KeysError("key '%s': %s" % (key, exc), key)
     upload_at = spec.get('upload_at')
     upload_at = DEFAULTS['upload_at'] if upload_at is None else _text(upload_at)
-    if upload_at not in UPLOAD_AT:
+    if upload_at not in KEYS_UPLOAD_AT:
         raise KeysError("key '%s': upload_at must be pre-activation or post-activation, got %r"
                         % (key, spec.get('upload_at')), key)
     return Key(key, name, dest_dir, owners['user'], owners['group'], mode, upload_at, source, value)

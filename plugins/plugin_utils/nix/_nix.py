@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output, _nix_stderr
 
@@ -88,21 +89,9 @@ def nix_list(values):
     return '[ %s ]' % ' '.join(nix_string(v) for v in values)
 
 
-# The options of the nixdeploy.fleet.nix doc fragment as an argument spec:
-# the one spec every module, action and the inventory plugin uses.
-OPTIONS_SPEC = {
-    'nix_bin': {'type': 'str', 'default': 'nix'},
-    'nix_args': {'type': 'list', 'elements': 'str', 'default': []},
-    'nix_options': {'type': 'dict', 'default': {}},
-    'impure': {'type': 'bool', 'default': False},
-    'show_trace': {'type': 'bool', 'default': False},
-    'override_inputs': {'type': 'dict', 'default': {}},
-}
-
-
 def options_of(params):
     """The Nix options among ``params`` (a task's or plugin's arguments)."""
-    return dict((name, params.get(name)) for name in sorted(OPTIONS_SPEC))
+    return dict((name, params.get(name)) for name in sorted(NIX_OPTIONS))
 
 
 # A setting's name as Nix spells them (`access-tokens`, `extra-substituters`);
@@ -138,7 +127,7 @@ class NixOptions:
 
     @classmethod
     def from_params(cls, params):
-        """Build from a module/action argument dict (``OPTIONS_SPEC``)."""
+        """Build from a module/action argument dict (``NIX_OPTIONS``)."""
         return cls(
             nix_bin=params.get('nix_bin') or 'nix',
             extra_args=params.get('nix_args') or [],

@@ -25,8 +25,7 @@ import os
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    OPTIONS_SPEC, NixError, Runner, run)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, Runner, run
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output import flake_metadata
 
 try:
@@ -35,18 +34,6 @@ except ImportError:  # pragma: no cover - Python 2 controllers are not supported
     from urllib import unquote
     from urlparse import urlsplit
 
-ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
-    'repo': {'type': 'str', 'required': True},
-    'ref': {'type': 'str'},
-    'state': {'type': 'str', 'default': 'present', 'choices': ['present', 'query']},
-    'flake': {'type': 'str'},
-    'revision': {'type': 'str'},
-    'path': {'type': 'str'},
-    'require_published': {'type': 'bool', 'default': True},
-    'git_dir': {'type': 'path'},
-    'force': {'type': 'bool', 'default': False},
-    'timeout': {'type': 'int'},
-})
 
 # Task arguments that may differ per host, and their host var / fact counterparts.
 PER_HOST_ARGS = {'ref': 'nix_channel_ref', 'flake': 'nix_flake',

@@ -36,20 +36,13 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _clos
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _netrc
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    OPTIONS_SPEC, NixError, Runner)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, Runner
 
 try:
     from urllib.parse import quote
 except ImportError:  # pragma: no cover - Python 2 controllers are not supported
     from urllib import quote
 
-ARGUMENT_SPEC = dict(OPTIONS_SPEC, **{
-    'path': {'type': 'str'},
-    'cache': {'type': 'str', 'required': True},
-    'signing_key': {'type': 'path', 'required': True, 'no_log': True},
-    'timeout': {'type': 'int'},
-})
 
 # Task arguments that may differ per host, and their host var counterparts.
 PER_HOST_ARGS = {'path': 'nix_out_path'}

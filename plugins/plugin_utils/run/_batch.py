@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 
 
@@ -246,22 +247,6 @@ def unlink_host_args(args, own_vars, per_host):
         if value not in (None, '') and value == fact_or_var(own_vars, var):
             out[arg] = None
     return out
-
-
-def fact_or_var(host_vars, name):
-    """A host's fact ``name`` (as set by an action's ``ansible_facts``, e.g.
-    ``nix_out_path`` from nix_eval), else its variable of that name, else None.
-
-    Facts are read under ``ansible_facts``: ansible-core injects them as
-    top-level variables only while INJECT_FACTS_AS_VARS is on (deprecated in
-    2.20, off by default from 2.24). A fact wins over an inventory variable
-    of the same name, as it does when injected.
-    """
-    facts = host_vars.get('ansible_facts') or {}
-    value = facts.get(name) if hasattr(facts, 'get') else None
-    if value in (None, ''):
-        value = host_vars.get(name)
-    return None if value in (None, '') else value
 
 
 def play_batch(task_vars):

@@ -14,15 +14,11 @@ from tests.collection import REPO, collections_path
 # module_utils import each other as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars  # noqa: E402
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
-    _activate)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import (  # noqa: E402
-    _build, _eval)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
+    _role_vars, _specs)
 
-SPECS = {'eval': _eval.ARGUMENT_SPEC, 'build': _build.ARGUMENT_SPEC,
-         'copy': _copy.ARGUMENT_SPEC, 'activate': _activate.ARGUMENT_SPEC}
+SPECS = {'eval': _specs.EVAL_SPEC, 'build': _specs.BUILD_SPEC,
+         'copy': _specs.COPY_SPEC, 'activate': _specs.ACTIVATE_SPEC}
 MODULES = {'eval': 'nix_eval', 'build': 'nix_build', 'copy': 'nix_copy_closure',
            'activate': 'nix_activate'}
 # the deploy role's variables that are no phase module's option

@@ -11,16 +11,16 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
+    _platforms, _specs)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
     _activate, _target)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (  # noqa: E402
     _script, _target_data)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys  # noqa: E402
 
 
 def params(**changes):
-    base = {name: spec.get('default') for name, spec in _activate.ARGUMENT_SPEC.items()}
+    base = {name: spec.get('default') for name, spec in _specs.ACTIVATE_SPEC.items()}
     base.update(changes)
     return base
 
@@ -70,10 +70,10 @@ def test_path_is_required_and_absolute():
 
 
 def test_keys_options_are_nix_keys_options():
-    spec = _activate.ARGUMENT_SPEC
-    assert spec['keys'] == _keys.ARGUMENT_SPEC['keys'] == {'type': 'dict', 'default': {},
-                                                           'no_log': True}
-    assert spec['keys_prune'] == _keys.ARGUMENT_SPEC['prune'] == {'type': 'bool', 'default': False}
+    spec = _specs.ACTIVATE_SPEC
+    assert spec['keys'] == _specs.KEYS_SPEC['keys'] == {'type': 'dict', 'default': {},
+                                                        'no_log': True}
+    assert spec['keys_prune'] == _specs.KEYS_SPEC['prune'] == {'type': 'bool', 'default': False}
 
 
 def test_keys_go_with_state_activated_only():

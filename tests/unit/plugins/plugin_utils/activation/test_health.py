@@ -334,8 +334,8 @@ def _same(doc, spec, where):
 
 def test_nix_activate_documents_checks_and_reboots_as_its_spec_has_them():
     import yaml
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activate
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _specs
     from ansible_collections.nixdeploy.fleet.plugins.modules import nix_activate
     options = yaml.safe_load(nix_activate.DOCUMENTATION)['options']
     for name in ('health_checks', 'reboot', 'reboot_timeout', 'pre_switch_checks'):
-        _same(options[name], _activate.ARGUMENT_SPEC[name], name)
+        _same(options[name], _specs.ACTIVATE_SPEC[name], name)

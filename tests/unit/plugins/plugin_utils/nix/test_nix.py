@@ -11,6 +11,7 @@ from tests.collection import collections_path
 # plugins import each other as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _options  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import (  # noqa: E402
     _nix, _nix_output)
 
@@ -202,18 +203,16 @@ def test_one_options_spec_matches_the_doc_fragment():
     import yaml
     from ansible_collections.nixdeploy.fleet.plugins.doc_fragments.nix import ModuleDocFragment
     documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options']
-    assert sorted(documented) == sorted(_nix.OPTIONS_SPEC)
-    for name, spec in _nix.OPTIONS_SPEC.items():
+    assert sorted(documented) == sorted(_options.NIX_OPTIONS)
+    for name, spec in _options.NIX_OPTIONS.items():
         for key in ('type', 'elements', 'default'):
             assert documented[name].get(key) == spec.get(key), (name, key)
     assert _nix.options_of({'nix_bin': 'x', 'flake': 'y'}) == dict(
-        (name, 'x' if name == 'nix_bin' else None) for name in _nix.OPTIONS_SPEC)
+        (name, 'x' if name == 'nix_bin' else None) for name in _options.NIX_OPTIONS)
 
 
 def test_every_nix_task_takes_the_one_spec():
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _build, _eval
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish import _channel, _publish
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
-    for spec in (_eval.ARGUMENT_SPEC, _build.ARGUMENT_SPEC, _publish.ARGUMENT_SPEC,
-                 _channel.ARGUMENT_SPEC, _copy.ARGUMENT_SPEC):
-        assert dict((k, spec[k]) for k in _nix.OPTIONS_SPEC) == _nix.OPTIONS_SPEC
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _specs
+    for spec in (_specs.EVAL_SPEC, _specs.BUILD_SPEC, _specs.PUBLISH_SPEC,
+                 _specs.CHANNEL_SPEC, _specs.COPY_SPEC):
+        assert dict((k, spec[k]) for k in _options.NIX_OPTIONS) == _options.NIX_OPTIONS

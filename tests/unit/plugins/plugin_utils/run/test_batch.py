@@ -13,6 +13,7 @@ from tests.collection import collections_path
 # module_utils import each other as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run import _batch  # noqa: E402
 
 
@@ -27,13 +28,13 @@ def test_facts_are_read_under_ansible_facts_first():
     ansible_facts; on, it is also a top-level var. Either way the fact wins
     over an inventory var of that name, and '' counts as unset."""
     path = '/nix/store/' + 'a' * 32 + '-system'
-    assert _batch.fact_or_var({'ansible_facts': {'nix_out_path': path}}, 'nix_out_path') == path
-    assert _batch.fact_or_var({'nix_out_path': path}, 'nix_out_path') == path
-    assert _batch.fact_or_var({'ansible_facts': {'nix_out_path': path}, 'nix_out_path': 'x'},
-                              'nix_out_path') == path
-    assert _batch.fact_or_var({'ansible_facts': {'nix_out_path': ''}, 'nix_out_path': 'x'},
-                              'nix_out_path') == 'x'
-    assert _batch.fact_or_var({'ansible_facts': {}}, 'nix_out_path') is None
+    assert _role_vars.fact_or_var({'ansible_facts': {'nix_out_path': path}}, 'nix_out_path') == path
+    assert _role_vars.fact_or_var({'nix_out_path': path}, 'nix_out_path') == path
+    assert _role_vars.fact_or_var({'ansible_facts': {'nix_out_path': path}, 'nix_out_path': 'x'},
+                                  'nix_out_path') == path
+    assert _role_vars.fact_or_var({'ansible_facts': {'nix_out_path': ''}, 'nix_out_path': 'x'},
+                                  'nix_out_path') == 'x'
+    assert _role_vars.fact_or_var({'ansible_facts': {}}, 'nix_out_path') is None
     # a per-host argument equal to the host's own fact means "each host's own"
     out = _batch.unlink_host_args({'path': path}, {'ansible_facts': {'nix_out_path': path}},
                                   {'path': 'nix_out_path'})
@@ -132,15 +133,15 @@ def test_facts_in_flight_fill_what_a_worker_does_not_see_yet(tmp_path):
     assert _batch.facts_in_flight(base, ['h1']) == {}  # another play batch
     # h2 as this worker sees it: no facts yet -> the ones in flight
     seen = _batch.with_facts({'nix_build_on': 'controller'}, kept['h2'])
-    assert _batch.fact_or_var(seen, 'nix_out_path') == '/nix/store/b-2'
+    assert _role_vars.fact_or_var(seen, 'nix_out_path') == '/nix/store/b-2'
     assert seen['nix_build_on'] == 'controller' and seen.get('missing') is None
     # a host's own fact wins, and so does its variable (a host that skipped the
     # eval by its when and names its system itself: the batch's answer is not its own)
     own = {'ansible_facts': {'nix_out_path': '/nix/store/b-3'}}
-    assert _batch.fact_or_var(_batch.with_facts(own, kept['h2']), 'nix_out_path') \
+    assert _role_vars.fact_or_var(_batch.with_facts(own, kept['h2']), 'nix_out_path') \
         == '/nix/store/b-3'
     named = {'nix_out_path': '/nix/store/b-4'}
-    assert _batch.fact_or_var(_batch.with_facts(named, kept['h2']), 'nix_out_path') \
+    assert _role_vars.fact_or_var(_batch.with_facts(named, kept['h2']), 'nix_out_path') \
         == '/nix/store/b-4'
     assert _batch.with_facts(own, None) is own
 
