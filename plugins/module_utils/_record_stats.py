@@ -19,8 +19,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-# the deploy phases whose results a later phase's record is made of, in order
-PHASES = ('eval', 'build', 'copy')
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _phases
+
+# the deploy phases whose results a later phase's record is made of, in order:
+# the phases that record, but the last (module_utils/_phases.py)
+PHASES = _phases.RECORDING[:-1]
 
 OPTION = {
     'type': 'dict',

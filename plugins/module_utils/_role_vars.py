@@ -38,11 +38,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _options, _platforms
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _options, _phases, _platforms
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
 
-EVAL, BUILD, COPY, ACTIVATE = 'eval', 'build', 'copy', 'activate'
-PHASES = (EVAL, BUILD, COPY, ACTIVATE)
+# the phase modules of the table: the phases that record (module_utils/_phases.py)
+PHASES = _phases.RECORDING
+EVAL, BUILD, COPY, ACTIVATE = PHASES
 # the release that drops the deprecated names
 REMOVED_IN = '0.5.0'
 COLLECTION = 'nixdeploy.fleet'

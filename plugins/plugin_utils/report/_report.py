@@ -24,13 +24,17 @@ import sys
 import time
 
 try:
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _phases
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_atomic
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._redact import (
         data as redacted)
 except ImportError:
-    # run as a plain script (the merge command): the sibling files and common's
+    # run as a plain script (the merge command): the sibling files, common's
+    # and the phase table
     _HERE = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:0] = [_HERE, os.path.join(_HERE, '..', 'common')]
+    sys.path[:0] = [_HERE, os.path.join(_HERE, '..', 'common'),
+                    os.path.join(_HERE, '..', '..', 'module_utils')]
+    import _phases  # pylint: disable=import-error
     from _data import write_atomic  # pylint: disable=import-error
     from _redact import data as redacted  # pylint: disable=import-error
 
@@ -41,8 +45,7 @@ SCHEMA_VERSION = 1
 BASENAME = 'nixdeploy-report'
 
 # every phase a report can name, in deploy order (activate's sub-phases included)
-PHASES = ('eval', 'build', 'copy', 'keys', 'activate', 'confirm', 'checks', 'reboot',
-          'rollback')
+PHASES = _phases.NAMES + ('confirm', 'checks', 'reboot', 'rollback')
 # host statuses, in the order people read them: the hosts that need a look first
 STATUSES = ('failed', 'rolled_back', 'incomplete', 'changed', 'unchanged')
 

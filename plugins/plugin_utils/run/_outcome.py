@@ -25,6 +25,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 try:
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _phases
     from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import GOALS
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 except ImportError:
@@ -34,27 +35,22 @@ except ImportError:
     _HERE = os.path.dirname(os.path.abspath(__file__))
     sys.path[:0] = [os.path.join(_HERE, '..', '..', 'module_utils'),
                     os.path.join(_HERE, '..', 'common')]
+    import _phases  # pylint: disable=import-error
     from _platforms import GOALS  # pylint: disable=import-error
     from _printable import printable  # pylint: disable=import-error
 
 # action name -> the deploy phase its task is
-PHASES = {
-    'nix_eval': 'eval',
-    'nix_build': 'build',
-    'nix_copy_closure': 'copy',
-    'nix_keys': 'keys',
-    'nix_activate': 'activate',
-}
+PHASES = _phases.BY_ACTION
 
 # what a deploy that stopped before activating got to, by its last phase
-_STOPPED = {'copy': 'copied', 'build': 'built', 'eval': 'evaluated', 'keys': 'copied'}
+_STOPPED = _phases.STOPPED
 
 LINE_FORMAT = '%-14s %-13s gen %3s -> %-3s %s'
 # how much of a skipped builder's reason the summary line keeps
 SKIP_REASON_CHARS = 80
 
 # the order of a deploy's phases (the keys tasks run around activate)
-PHASE_ORDER = ('eval', 'build', 'copy', 'keys', 'activate')
+PHASE_ORDER = _phases.NAMES
 
 
 def result_data(task_result):

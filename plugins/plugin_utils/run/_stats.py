@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from ansible import constants as C
 from ansible.utils.vars import isidentifier
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _phases
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._outcome import outcome_of
 
 # the role's registered results, in the order its phases run (the keys are
@@ -48,7 +49,7 @@ def custom_stats(results, host, check_mode=False, job_id=None):
 
 
 # the phases whose action can keep the outcome so far (record_stats), in order
-RECORDING_PHASES = ('eval', 'build', 'copy', 'activate')
+RECORDING_PHASES = _phases.RECORDING
 
 
 def record_problems(record, phase, variables):
