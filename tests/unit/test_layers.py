@@ -1,0 +1,113 @@
+"""The house by stage (docs/architecture.md, issue 44), read from every
+plugin file's imports: module_utils holds only what the modules and their
+documentation need and imports nothing of the controller's; plugin_utils is
+one folder per stage, and each stage imports only the stages below it."""
+
+import ast
+import os
+
+from tests.collection import REPO
+
+PLUGINS = os.path.join(REPO, 'plugins')
+PKG = 'ansible_collections.nixdeploy.fleet.plugins'
+# lowest first: a stage imports the stages before it in this list, never one after it
+STAGES = ('common', 'nix', 'host', 'run', 'inventory', 'build', 'copy', 'keys', 'activation',
+          'publish', 'report')
+# the modules' surface: argument specs, the option table and the options it
+# shares, the phases, platforms and goals, record_stats, the modules' main()
+MODULE_UTILS = ('_module.py', '_options.py', '_phases.py', '_platforms.py', '_record_stats.py',
+                '_role_vars.py', '_specs.py')
+# what ansible-doc and ansible-test load of a module: its file, its doc
+# fragments and module_utils
+SURFACE = ('modules', 'doc_fragments')
+
+
+def imports(path):
+    """The collection's modules ``path`` imports anywhere in it, as dotted
+    names below plugins/ (``plugin_utils.nix._nix``, ``module_utils._specs``)."""
+    with open(path) as handle:
+        tree = ast.parse(handle.read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or '').startswith(PKG + '.'):
+            module = node.module[len(PKG) + 1:]
+            if module.split('.')[-1].startswith('_'):
+                found.add(module)
+            else:  # from <package> import _module
+                found.update('%s.%s' % (module, alias.name) for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name[len(PKG) + 1:] for alias in node.names
+                         if alias.name.startswith(PKG + '.'))
+    return found
+
+
+def plugin_files():
+    """{dotted name below plugins/: path} of every Python file of plugins/."""
+    out = {}
+    for folder, _dirs, names in os.walk(PLUGINS):
+        for name in names:
+            if name.endswith('.py'):
+                rel = os.path.relpath(os.path.join(folder, name), PLUGINS)[:-3]
+                out[rel.replace(os.sep, '.')] = os.path.join(folder, name)
+    return out
+
+
+def stage_of(module):
+    parts = module.split('.')
+    return parts[1] if parts[0] == 'plugin_utils' and len(parts) == 3 else None
+
+
+def test_every_import_names_a_file_of_the_collection():
+    files = plugin_files()
+    missing = sorted('%s imports %s' % (name, module) for name, path in files.items()
+                     for module in imports(path) if module not in files)
+    assert missing == []
+
+
+def test_plugin_utils_is_one_folder_per_stage():
+    here = os.path.join(PLUGINS, 'plugin_utils')
+    assert sorted(n for n in os.listdir(here) if n != '__pycache__') == \
+        sorted(STAGES + ('__init__.py',))
+    for stage in STAGES:
+        folder = os.path.join(here, stage)
+        assert os.path.isfile(os.path.join(folder, '__init__.py')), stage
+        # one level: the target's sh programs are the only folder in a stage
+        assert sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n))
+                      and n != '__pycache__') == (['target'] if stage == 'host' else []), stage
+
+
+def test_module_utils_and_the_modules_import_only_module_utils():
+    wrong = sorted('%s imports %s' % (name, module) for name, path in plugin_files().items()
+                   if name.split('.')[0] in ('module_utils',) + SURFACE
+                   for module in imports(path) if not module.startswith('module_utils.'))
+    assert wrong == []
+
+
+def test_module_utils_holds_only_what_the_modules_need():
+    files = plugin_files()
+    needed = set()
+    todo = [m for name, path in files.items() if name.split('.')[0] in SURFACE
+            for m in imports(path)]
+    while todo:
+        module = todo.pop()
+        if module not in needed:
+            needed.add(module)
+            todo.extend(imports(files[module]))
+    held = set(n for n in os.listdir(os.path.join(PLUGINS, 'module_utils')) if n.endswith('.py'))
+    assert held == set(MODULE_UTILS)
+    assert set('module_utils.%s' % n[:-3] for n in held) == needed
+
+
+def test_no_stage_imports_a_stage_above_it():
+    wrong = []
+    for name, path in sorted(plugin_files().items()):
+        stage = stage_of(name)
+        if stage is None:
+            continue
+        for module in sorted(imports(path)):
+            if module.startswith('module_utils.'):
+                continue
+            other = stage_of(module)
+            if other is None or STAGES.index(other) > STAGES.index(stage):
+                wrong.append('%s (%s) imports %s (%s)' % (name, stage, module, other))
+    assert wrong == []
