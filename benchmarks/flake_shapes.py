@@ -77,8 +77,8 @@ if step == 'inventory':
     if hosts < 2:
         raise SystemExit('the inventory plugin read %d hosts' % hosts)
 else:
-    from ansible_collections.nixdeploy.fleet.plugins.module_utils._eval import Evaluator, host_request
-    from ansible_collections.nixdeploy.fleet.plugins.module_utils._nix import NixOptions
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import Evaluator, host_request
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions
     from tests.lab.shapes import ShapedFlake
     with open(os.path.join(flake_dir, 'fleet.json')) as handle:
         flake = ShapedFlake(flake_dir, json.load(handle))
