@@ -60,7 +60,8 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.inventory.manager import InventoryManager
 from ansible.plugins.loader import init_plugin_loader
 init_plugin_loader(os.environ['ANSIBLE_COLLECTIONS_PATH'].split(os.pathsep))
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _inventory, _nix
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import _inventory
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
 
 config, flake, source = sys.argv[1:4]
 runner = _nix.Runner(_nix.NixOptions(options={'substituters': ''}))
