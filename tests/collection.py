@@ -50,6 +50,9 @@ def ansible_env(extra=None):
         'ANSIBLE_PYTHON_INTERPRETER': 'auto_silent',
         'ANSIBLE_LOCAL_TEMP': os.path.join(tempfile.gettempdir(), 'nixdeploy-ansible-tmp'),
         'PATH': BIN + os.pathsep + env.get('PATH', ''),
+        # each run its own evaluation cache: a test counts what one run
+        # evaluates; the cache's tests name a folder they share on purpose
+        'NIXDEPLOY_EVAL_CACHE': tempfile.mkdtemp(prefix='nixdeploy-eval-cache-'),
     })
     env.update(extra or {})
     return env

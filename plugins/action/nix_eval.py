@@ -4,9 +4,11 @@
 """Controller side of nixdeploy.fleet.nix_eval (see plugins/modules/nix_eval.py).
 
 Runs once per host like any task, but the first host of the play batch
-evaluates the systems of the whole batch in as few ``nix eval`` processes as
-the chunk size allows (plugin_utils/run/_batch.py, plugin_utils/build/_eval.py); the
-other hosts read their answer.
+starts the evaluation of the whole batch in a detached process
+(plugin_utils/run/_stream.py): parallel ``nix eval`` processes, a shared part
+evaluated once per process, answers from the evaluation cache first
+(plugin_utils/build/_eval_stage.py). Each host's task ends as soon as its own
+answer is known, so its build starts while the others are still evaluated.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,16 +21,16 @@ from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import EVAL_SPEC
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import (
-    EvalError, Evaluator, host_request, normalised)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _eval_stage
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import EvalError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    NixError, NixOptions, options_of)
+    NixError, NixOptions)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
-    Batch, batch_key, play_uuid, record_facts, task_batch, vars_of)
+    Batch, batch_key, play_uuid, task_batch)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._serial import gate
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stream import StreamError
 
 
 class ActionModule(NixdeployAction):
@@ -64,71 +66,33 @@ class ActionModule(NixdeployAction):
         return judged
 
     def _evaluate(self, args, result):
-        host, task_vars = self.host, self.task_vars
-        base_dir = self._loader.get_basedir()
-
-        def resolve(flake):
-            return flake_ref(flake, base_dir)
-
-        own = normalised(host_request(host, args, task_vars, resolve))
-        opts = NixOptions.from_params(args)
-        # what every host shares; flake and attr each host's own when this
-        # host's are its own variables' (_role_vars.Filled)
-        shared = self.filled.shared(args)
-
-        def evaluate(requests, entries, chunk_size):
-            evaluator = Evaluator(opts, chunk_size)
-            answers = evaluator.evaluate(requests)
-            for name, request in requests.items():
-                entries[name] = {'request': request, 'answer': answers[name]}
-            return {'hosts': entries, 'processes': evaluator.processes, 'by': host}
-
-        def compute(hosts):
-            requests, entries = {}, {}
-            for name in hosts:
-                try:
-                    hostvars = vars_of(task_vars, name)
-                    requests[name] = host_request(
-                        name, self.filled.for_host(args, self.ROLE_VARS, hostvars), hostvars,
-                        resolve)
-                except (EvalError, NixError) as exc:
-                    entries[name] = {'error': u'%s' % exc}
-            data = evaluate(requests, entries, args.get('eval_chunk_size'))
-            # what the build and copy batches would evaluate again for a host
-            # whose facts their worker does not see yet (_batch.with_facts)
-            record_facts(C.DEFAULT_LOCAL_TMP, hosts, dict(
-                (name, _facts(entry['answer'])) for name, entry in entries.items()
-                if 'answer' in entry and 'error' not in entry['answer']))
-            return data
-
-        entry, data, here = self.from_batch(
-            'eval', [options_of(args), shared.get('flake'), shared.get('attr'),
-                     args.get('eval_chunk_size')],
-            # this host's arguments differ from what the batch assumed
-            # (templated per host): it is evaluated on its own
-            compute, own, alone=lambda: evaluate({host: own}, {}, 1))
-        answer = entry['answer']
+        try:
+            entry, here, hosts, own = _eval_stage.batch_entry(
+                self, args, NixOptions.from_params(args))
+        except StreamError as exc:
+            return self.failed(result, u'the evaluation of the batch failed: %s' % exc)
+        answer = entry.get('answer') or {}
+        batch = entry.get('batch')
         result.update({
             # shown in the report: a credential in the reference is masked
             'flake': _redact.url(own['flake']),
             'attr': own['attr_string'],
             'platform': own['platform'],
-            'batch_hosts': len(data.get('hosts', {})) or 1,
-            'evaluated_here': here,
+            'batch_hosts': len(hosts),
+            # this host's answer completed the batch: it carries its figures
+            'evaluated_here': batch is not None,
+            'started_here': here,
+            'from_cache': bool(entry.get('from_cache')),
         })
-        if here:
-            result['nix_processes'] = data['processes']
-        if 'error' in answer:
-            return self.failed(result, answer['error'])
+        if batch is not None:
+            result['nix_processes'] = batch['processes']
+            result['evaluation'] = batch
+        if 'error' in entry or 'error' in answer:
+            return self.failed(result, entry.get('error') or answer['error'])
         result.update({
             'drv_path': answer['drv_path'],
             'out_path': answer['out_path'],
             'system': answer['system'],
-            'ansible_facts': _facts(answer),
+            'ansible_facts': _eval_stage.facts_of(answer),
         })
         return result
-
-
-def _facts(answer):
-    """The facts a host's evaluation sets."""
-    return {'nix_drv_path': answer['drv_path'], 'nix_out_path': answer['out_path']}

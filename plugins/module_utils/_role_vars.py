@@ -116,6 +116,9 @@ ROWS = tuple(Row(name, PHASES, NIX_OPTIONS[name]) for name in sorted(NIX_OPTIONS
     Row('flake', (EVAL, BUILD), {'type': 'str'}, scope='host', inventory=True),
     Row('attr', (EVAL, BUILD), {'type': 'str'}, scope='host', inventory=True),
     Row('eval_chunk_size', (EVAL,), {'type': 'int'}, old_option='chunk_size'),
+    Row('eval_workers', (EVAL,), {'type': 'int'}),
+    Row('eval_max_memory_mb', (EVAL,), {'type': 'int', 'default': 4096}),
+    Row('eval_cache', (EVAL,), {'type': 'bool', 'default': True}),
     Row('max_fail_percentage', (EVAL,), {'type': 'int', 'default': 100}),
     # nix_build
     # a string (names separated by commas) or a list: _builders.parse_build_on

@@ -46,10 +46,36 @@ options:
   eval_chunk_size:
     description:
       - At most this many distinct systems are evaluated by one C(nix eval) process.
-      - Defaults to (free memory - 1 GiB) / 512 MiB of the controller, as colmena does, at least 1.
+      - By default the batch's systems are split evenly over the O(eval_workers) evaluators, so a
+        shared part of the flake (a nixpkgs) is evaluated once per evaluator.
       - Its former name O(chunk_size) is a deprecated alias (until release 0.5.0).
     type: int
     aliases: [chunk_size]
+  eval_workers:
+    description:
+      - How many C(nix eval) processes evaluate the batch side by side, as nix-eval-jobs' C(--workers).
+      - Defaults to as many as the controller has cores, as its free memory less 1 GiB holds at
+        O(eval_max_memory_mb) each, and as the batch has distinct systems; at least 1.
+      - Each host's answer is delivered as soon as its evaluator has it; an evaluator that is done
+        takes half of the waiting systems of the busiest one, so a slow system holds only itself.
+    type: int
+  eval_max_memory_mb:
+    description:
+      - The memory (resident, in MiB) an evaluator may reach. After each system, an evaluator over it
+        is replaced by a fresh process for the rest of its systems (nix-eval-jobs'
+        C(--max-memory-size)); the evaluation's memory stays within O(eval_workers) times this plus
+        one system's own.
+    type: int
+    default: 4096
+  eval_cache:
+    description:
+      - Answer from the evaluation cache what an earlier run evaluated from the same locked flake
+        (its narHash), attribute, Nix version and evaluation options; anything else is evaluated.
+        A cached derivation that is no longer in the store is evaluated again.
+      - The cache is kept in C($NIXDEPLOY_EVAL_CACHE), else C(~/.cache/nixdeploy-eval). An impure
+        evaluation is never cached. See docs/eval-cache.md.
+    type: bool
+    default: true
   max_fail_percentage:
     description:
       - "With C(serial) play batches, the share of the previous batch's hosts (in percent) that may have
@@ -162,14 +188,53 @@ msg:
   returned: when stopped or failed
   type: str
 evaluated_here:
-  description: Whether this host's task ran the Nix processes for the batch.
+  description:
+    - Whether this host's answer completed the batch's evaluation; that host carries the batch's
+      figures (RV(nix_processes), RV(evaluation)), so they are counted once.
+  returned: unless stopped
+  type: bool
+started_here:
+  description: Whether this host's task started the batch's evaluation (a detached process of the job).
+  returned: unless stopped
+  type: bool
+from_cache:
+  description: Whether this host's answer came from the evaluation cache (O(eval_cache)) instead of Nix.
   returned: unless stopped
   type: bool
 nix_processes:
-  description: How many C(nix eval) processes the batch needed (only on the host that ran them).
+  description: How many C(nix eval) processes the batch needed (only on the host that completed it).
   returned: when evaluated_here
   type: int
-  sample: 1
+  sample: 2
+evaluation:
+  description: The batch's evaluation figures (only on the host that completed it).
+  returned: when evaluated_here
+  type: dict
+  contains:
+    processes:
+      description: C(nix eval) processes run (RV(nix_processes)).
+      type: int
+    other_processes:
+      description: Other Nix processes of the evaluation (the cache's look at the locked flake and its store).
+      type: int
+    workers:
+      description: Evaluators run side by side (0 when every answer came from the cache).
+      type: int
+    budget_mb:
+      description: The memory budget, O(eval_workers) times O(eval_max_memory_mb).
+      type: int
+    peak_mb:
+      description: The largest resident memory one evaluator reached (MiB, sampled every 0.1 s).
+      type: int
+    peak_total_mb:
+      description: The largest resident memory of all evaluators at once (MiB, sampled).
+      type: int
+    from_cache:
+      description: Hosts answered from the evaluation cache.
+      type: int
+    evaluated:
+      description: Hosts whose systems Nix evaluated.
+      type: int
 ansible_facts:
   description: Facts later tasks use.
   returned: success

@@ -16,6 +16,12 @@ Configuration knobs (all optional):
   broken_eval   evaluation fails with a missing-attribute error
   broken_build  the builder exits 1
   eval_cost     per-configuration evaluation work (list length)
+  eval_work     CPU iterations this system's evaluation spends (64 KiB hashed each)
+  eval_mb       units of ~1 MB its evaluation allocates and holds for the rest
+                of the Nix process, as a module system's config is held
+  build_seconds its builder sleeps that long first (0: the same derivation
+                as without the knob); tests/lab/heavy.py turns seconds and MB
+                into these knobs for this machine
   activate_user nix-darwin: ``legacy`` (an activate-user that must run as the
                 user before activate, as before 2025) or ``deprecated``
                 (nix-darwin 2025's stub, which must not run)
@@ -33,7 +39,8 @@ systemd links, a switch-inhibitors file and an ``activate`` run at boot):
   http_status   busybox httpd answers GET /cgi-bin/health with this status
                 (none: no httpd); ``http_port`` (default 80)
 Flake-wide: ``heavy``, the size of a shared library every configuration
-evaluates (once per Nix process), as nixpkgs is.
+evaluates (once per Nix process), as nixpkgs is; ``cost``: {shared_work,
+shared_mb}, the same in CPU iterations and held ~1 MB units (heavy_shared).
 """
 
 import copy
@@ -44,6 +51,9 @@ import shutil
 
 FLAKE_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'flake')
 BUSYBOX = os.environ.get('NIXDEPLOY_LAB_BUSYBOX', '/bin/busybox')
+
+# fleet.json's top-level cost knobs (lib.nix's sharedCost)
+COST_KNOBS = {'shared_work', 'shared_mb'}
 
 DEFAULT_USER = {'nixos': 'root', 'darwin': 'deploy', 'nix-on-droid': 'app',
                 'home-manager': 'app'}
@@ -68,10 +78,15 @@ class FleetFlake:
         return 'path:%s' % self.path
 
     @classmethod
-    def write(cls, path, hosts, configurations=None, heavy=0):
+    def write(cls, path, hosts, configurations=None, heavy=0, cost=None):
         """hosts: {name: {address, platform, user, port, tags, role,
         configuration, extra}}; each host without a configuration deploys
-        one of its own name, created with defaults."""
+        one of its own name, created with defaults. ``cost``: the flake-wide
+        cost knobs (tests.lab.heavy.heavy_shared)."""
+        unknown = set(cost or {}) - COST_KNOBS
+        if unknown:
+            # a misspelt knob would silently make a cheap fleet
+            raise ValueError('unknown cost knobs: %s' % ', '.join(sorted(unknown)))
         os.makedirs(path, exist_ok=True)
         for name in os.listdir(FLAKE_SRC):
             shutil.copy(os.path.join(FLAKE_SRC, name), os.path.join(path, name))
@@ -93,18 +108,21 @@ class FleetFlake:
             cfg.setdefault('platform', 'nixos')
             cfg.setdefault('version', '1')
             cfg.setdefault('behaviour', 'ok')
-        flake = cls(path, {'system': nix_system(), 'heavy': heavy, 'hosts': fleet_hosts,
-                           'configurations': configs})
+        data = {'system': nix_system(), 'heavy': heavy, 'hosts': fleet_hosts,
+                'configurations': configs}
+        data.update(cost or {})
+        flake = cls(path, data)
         flake.save()
         return flake
 
     @classmethod
     def for_lab(cls, path, lab, tags=None, roles=None, configurations=None, heavy=0,
-                shared=None):
+                shared=None, cost=None):
         """A flake for every host of ``lab``, with its address and ssh user.
 
         ``tags``/``roles``: {host: [tags]} / {host: role}. ``shared``: {host:
         configuration name} for hosts that deploy one shared configuration.
+        ``cost``: flake-wide cost knobs, as for ``write``.
         """
         hosts = {}
         for name, host in lab.hosts.items():
@@ -115,7 +133,7 @@ class FleetFlake:
             if shared and name in shared:
                 spec['configuration'] = shared[name]
             hosts[name] = spec
-        return cls.write(path, hosts, configurations, heavy=heavy)
+        return cls.write(path, hosts, configurations, heavy=heavy, cost=cost)
 
     def save(self):
         with open(os.path.join(self.path, 'fleet.json'), 'w') as handle:

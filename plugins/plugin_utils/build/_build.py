@@ -33,6 +33,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import threading
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import (
     _build_platforms, _builders, _closure)
@@ -193,9 +194,13 @@ def remote_plan(builder, drvs, graph, store_args=(), env=None):
     return answers
 
 
-def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False, local=None):
+def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False, local=None,
+                progress=None):
     """Build ``drvs`` in one store. Returns {drv: {would_build, would_fetch,
     built, error}} where ``error`` carries the builder's log tail.
+
+    ``progress(drv, answer)``: told of each system as soon as its outputs
+    are in the store, while the others still build (``_Watch``).
 
     ``local`` (the controller's builds: ``_build_platforms.LocalBuilds``)
     takes out, before the build, the systems that need a derivation this Nix
@@ -220,8 +225,15 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False,
     # build fetches them, else a later step finds them missing
     if check_mode or not drvs or not (to_fetch or any(answers[d]['would_build'] for d in drvs)):
         return answers
-    rc, err = builder.build(drvs, store_args, env)
     outs = dict((drv, outputs_of(graph, drv)) for drv in drvs)
+    watch = None
+    if progress is not None and len(drvs) > 1:
+        watch = _Watch(Builder(builder.runner.opts, builder.runner.timeout), outs,
+                       lambda drv: progress(drv, dict(answers[drv], built=drv in wanted)),
+                       store_args, env)
+    rc, err = builder.build(drvs, store_args, env)
+    if watch is not None:
+        watch.stop()
     missing = builder.invalid([p for ps in outs.values() for p in ps], store_args, env) \
         if rc != 0 else set()
     by_drv, other = _nix_stderr.build_failures(err)
@@ -235,6 +247,41 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False,
         else:
             answers[drv]['built'] = drv in wanted
     return answers
+
+
+class _Watch(object):
+    """While a build of several systems runs, look every ``PERIOD`` seconds
+    (one ``nix-store --check-validity`` for the systems not yet seen) for
+    systems whose outputs are all in the store, and tell ``done(drv)``:
+    the host of a fast system goes on while a slow one of the same build
+    still builds. A build shorter than one period costs no look."""
+
+    PERIOD = 1.0
+
+    def __init__(self, builder, outs, done, store_args=(), env=None):
+        self._builder, self._outs, self._done = builder, dict(outs), done
+        self._args, self._env = store_args, env
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name='nixdeploy-build-watch')
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self):
+        while self._outs and not self._stop.wait(self.PERIOD):
+            paths = sorted(p for ps in self._outs.values() for p in ps)
+            try:
+                missing = self._builder.invalid(paths, self._args, self._env)
+            except NixError:
+                continue
+            for drv, outs in sorted(self._outs.items()):
+                if outs and not any(p in missing for p in outs) and not self._stop.is_set():
+                    del self._outs[drv]
+                    self._done(drv)
+
+    def stop(self):
+        """Stop looking (the build ended: its answer covers the rest)."""
+        self._stop.set()
+        self._thread.join()
 
 
 def _ways_out(blocks):

@@ -107,7 +107,7 @@ let
   results = builtins.genList (index: one index (builtins.elemAt paths index)) (builtins.length paths);
   # Force the hosts in order so a failure names the first untraced one.
   forced = builtins.foldl' (acc: result: builtins.seq result.drv acc) true results;
-in builtins.seq forced results
+in builtins.seq forced %(value)s
 '''
 
 
@@ -209,16 +209,20 @@ def request_key(request):
     return json.dumps([request['flake'], request['attr']])
 
 
-def apply_expression(paths, marker=None):
+def apply_expression(paths, marker=None, whole=True):
     """The ``--apply`` function for a list of attribute paths (all quoted),
-    tracing each result with ``marker`` (a new ``trace_marker`` if None)."""
+    tracing each result with ``marker`` (a new ``trace_marker`` if None).
+    Its value is the list of results, or (``whole`` False: the traces say it
+    all) just ``true``."""
     return _APPLY % {
         'marker': nix_string(marker or trace_marker()),
         'paths': ' '.join('(%s)' % nix_list(p) for p in paths),
+        'value': 'results' if whole else 'true',
     }
 
 
-def _result(raw):
+def result_of(raw):
+    """A host's answer from its traced (or printed) result."""
     return {'drv_path': raw['drv'], 'out_path': raw['out'], 'system': raw.get('system')}
 
 
@@ -270,11 +274,11 @@ class Evaluator:
                     rest = 'error: nix eval printed no JSON (%s): %s' % (exc, out[-500:])
                 if values is not None and len(values) == len(items):
                     for (key, _path), raw in zip(items, values):
-                        answers[key] = _result(raw)
+                        answers[key] = result_of(raw)
                     return answers
             for index, raw in traced.items():
                 if index < len(items):
-                    answers[items[index][0]] = _result(raw)
+                    answers[items[index][0]] = result_of(raw)
             failed = min(set(range(len(items))) - set(traced)) if len(traced) < len(items) else None
             if failed is None:
                 # every host traced a result, yet nix failed: report to all

@@ -1,6 +1,8 @@
 # Builds the fleet's outputs from fleet.json. No nixpkgs: every derivation is
 # a plain `derivation` whose builder is busybox.
-{ fleet, busyboxDir }:
+# `part = "cost"` gives the evaluation-cost functions alone, so that
+# tests/lab/heavy.py times the very same Nix work (no flake, no store).
+{ fleet, busyboxDir, part ? "outputs" }:
 let
   inherit (builtins) attrNames filter listToAttrs map mapAttrs genList foldl' toString;
   system = fleet.system;
@@ -95,9 +97,63 @@ let
   evalCost = cfg:
     foldl' (acc: x: acc + x) 0 (genList (i: i) (cfg.eval_cost or 0));
 
+  # Systems that cost what real ones cost (issue 45): a real NixOS system
+  # takes 1-65 s and 0.5-4.5 GB to evaluate. CPU and memory are separate
+  # knobs so tests/lab/heavy.py can turn seconds and MB into each.
+  cost = rec {
+    # CPU: one iteration hashes the same 64 KiB. Hashing allocates almost
+    # nothing, so CPU work does not also fill the GC heap with garbage
+    # (which would hide the memory knob below Nix's 384 MB initial heap);
+    # chunks of 1000 keep the iteration list itself small.
+    pad = builtins.concatStringsSep "" (genList (i: "0123456789abcdef") 4096);
+    burnChunk = k: foldl'
+      (acc: i: acc + builtins.stringLength (builtins.hashString "sha256" pad)) 0
+      (genList (i: i) k);
+    burn = n: foldl'
+      (acc: c: acc + burnChunk (if n - c * 1000 < 1000 then n - c * 1000 else 1000)) 0
+      (genList (c: c) ((n + 999) / 1000));
+    # Memory: 4096 small attribute sets per unit (about 1 MB on Nix 2.8,
+    # x86_64; heavy.py measures it), as a module system's config is made of.
+    # They are returned, not folded away: whoever holds the result (the
+    # system, the fleet) keeps them reachable, as the evaluated config of
+    # every system stays reachable from the flake's outputs.
+    hold = tag: units: genList (i: { inherit i; s = "${tag}-${toString i}"; }) (units * 4096);
+    # forces every element and its string; filter allocates next to nothing
+    # per element, so the peak RSS is mostly what stays held
+    force = xs: builtins.length (filter (x: x.s == "") xs) + builtins.length xs;
+  };
+
+  # Shared by every configuration and evaluated once per Nix process (a
+  # top-level binding, as a nixpkgs is): its held part stays reachable for
+  # the process's life. null without the knobs, so systems stay as before.
+  sharedWork = fleet.shared_work or 0;
+  sharedMb = fleet.shared_mb or 0;
+  sharedCost =
+    if sharedWork == 0 && sharedMb == 0 then null
+    else rec {
+      held = cost.hold "shared" sharedMb;
+      stamp = "shared work=${toString sharedWork} mb=${toString sharedMb}: "
+        + toString (cost.burn sharedWork + cost.force held);
+    };
+
+  # This configuration's own cost. The stamp names the knobs, so changing
+  # one changes the derivation; it is folded into an env string, so
+  # evaluating the drvPath must do the work.
+  ownCost = name: cfg:
+    let work = cfg.eval_work or 0; mb = cfg.eval_mb or 0; in
+    if work == 0 && mb == 0 && sharedCost == null then null
+    else rec {
+      held = cost.hold name mb;
+      stamp = (if sharedCost == null then "" else sharedCost.stamp + "; ")
+        + "own work=${toString work} mb=${toString mb}: "
+        + toString (cost.burn work + cost.force held);
+    };
+
   mkSystem = name: cfg:
     let
-      drv = derivation {
+      own = ownCost name cfg;
+      buildSeconds = cfg.build_seconds or 0;
+      drv = derivation ({
         name = "${cfg.platform}-system-${name}-${cfg.version or "1"}";
         inherit system;
         builder = "${busybox}/bin/sh";
@@ -133,11 +189,24 @@ let
         # into the system so its closure holds it
         extras = extras cfg ++ evalPaths name cfg;
         evalStamp = toString (heavy + evalCost cfg);
-      };
+      }
+      # the new knobs add attributes only when set: a fleet without them
+      # keeps the very derivations it had before
+      // (if own == null then { } else { labCost = own.stamp; })
+      # a build of minutes, as real systems take: sleep, then the usual
+      # builder (so broken_build still fails, after the wait)
+      // (if buildSeconds == 0 then { } else {
+        buildSeconds = toString buildSeconds;
+        args = [ "-e" "-c" "sleep \"$buildSeconds\"; . ${./build-system.sh}" ];
+      }));
     in
     # A broken configuration fails evaluation the way a bad module does: a
     # missing attribute, reported by Nix with file and line.
-    if cfg.broken_eval or false then cfg.lab.this_option_does_not_exist else drv;
+    if cfg.broken_eval or false then cfg.lab.this_option_does_not_exist
+    # the system holds its config's memory, so it stays reachable from the
+    # flake's outputs for the rest of the Nix process, as a real one's does
+    else if own == null || own.held == [ ] then drv
+    else drv // { labHeld = own.held; };
 
   configsOf = platform:
     let names = filter (n: fleet.configurations.${n}.platform == platform)
@@ -217,4 +286,4 @@ let
       hosts;
   };
 in
-outputs
+if part == "cost" then cost else outputs

@@ -73,10 +73,13 @@ def inventory(lab, flake, hosts=None, extra=None):
     return inv
 
 
-def play(workdir, lab, flake, tasks, hosts='all', args=(), serial=None, inv=None, check=False):
+def play(workdir, lab, flake, tasks, hosts='all', args=(), serial=None, inv=None, check=False,
+         env=None, strategy=None):
     playbook = [{'hosts': hosts, 'gather_facts': False, 'tasks': tasks}]
     if serial:
         playbook[0]['serial'] = serial
+    if strategy:
+        playbook[0]['strategy'] = strategy
     argv = list(args) + (['--check'] if check else [])
     return run_playbook(playbook, inv or inventory(lab, flake), str(workdir), args=argv,
-                        env={'ANSIBLE_FORKS': '8'})
+                        env=dict({'ANSIBLE_FORKS': '8'}, **(env or {})))

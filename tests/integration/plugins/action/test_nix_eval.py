@@ -22,7 +22,8 @@ TASK = 'evaluate'
 
 
 def eval_task(nix_bin, **extra):
-    args = {'nix_bin': nix_bin, 'nix_options': NIX_OPTIONS}
+    # one evaluator unless a test asks for more: these count its processes
+    args = {'nix_bin': nix_bin, 'nix_options': NIX_OPTIONS, 'eval_workers': 1}
     args.update(extra)
     return [{'name': TASK, 'nixdeploy.fleet.nix_eval': args, 'register': 'ev'},
             {'name': 'fact', 'ansible.builtin.debug': {'var': 'ansible_facts.nix_drv_path'}}]
@@ -183,3 +184,60 @@ def test_explicit_arguments_and_per_host_templates(evb_lab, tmp_path):
     # h5 asked for h1's system: answered right even though it differs from the batch
     assert run.result('templated', 'h5')['result']['out_path'] == truth(flake, 'h1')['outPath']
     assert run.result('templated', 'h2')['result']['out_path'] == truth(flake, 'h2')['outPath']
+
+
+def test_parallel_evaluators_answer_every_host(evb_lab, tmp_path):
+    """Two evaluators side by side, one process each for half the hosts; a
+    broken host costs its evaluator one more process, the others are right."""
+    flake = make_flake(tmp_path / 'flake', evb_lab, heavy=20000,
+                       configurations={'h3': {'platform': 'nix-on-droid', 'broken_eval': True}})
+    nix, log = nix_wrapper(tmp_path)
+    run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix, eval_workers=2))
+    assert run.rc != 0
+    assert run.result(TASK, 'h3')['status'] == 'failed'
+    assert "attribute 'lab' missing" in run.result(TASK, 'h3')['result']['msg']
+    for host in evb_lab.hosts:
+        if host != 'h3':
+            assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath']
+    # 2 evaluators: 2 processes, plus one for the hosts after h3 in its piece
+    evals = calls(log, 'eval')
+    assert len(evals) == 3, evals
+    (last,) = [r['result'] for r in run.results(TASK) if r['result'].get('evaluated_here')]
+    figures = last['evaluation']
+    assert figures['processes'] == last['nix_processes'] == 3
+    assert figures['workers'] == 2 and figures['budget_mb'] == 2 * 4096
+    assert figures['evaluated'] == 8 and figures['from_cache'] == 0
+
+
+def test_evaluation_cache_between_runs(evb_lab, tmp_path):
+    """A second run of the unchanged flake evaluates nothing; a changed flake,
+    another evaluation option or a derivation gone from the store does."""
+    flake = make_flake(tmp_path / 'flake', evb_lab)
+    nix, log = nix_wrapper(tmp_path)
+    cache = {'NIXDEPLOY_EVAL_CACHE': str(tmp_path / 'cache')}
+
+    def again(name, **extra):
+        open(log, 'w').close()
+        run = play(tmp_path / name, evb_lab, flake, eval_task(nix, **extra), env=cache)
+        assert run.rc == 0, run
+        for host in evb_lab.hosts:
+            assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath']
+        return run, len(calls(log, 'eval'))
+
+    run, evals = again('first')
+    assert evals == 1 and not any(r['result']['from_cache'] for r in run.results(TASK))
+    run, evals = again('unchanged')
+    assert evals == 0, 'an unchanged flake is not evaluated again'
+    assert all(r['result']['from_cache'] for r in run.results(TASK))
+    (last,) = [r['result'] for r in run.results(TASK) if r['result'].get('evaluated_here')]
+    assert last['evaluation']['from_cache'] == 8 and last['evaluation']['processes'] == 0
+    # another evaluation option: a miss
+    _run, evals = again('option', nix_options=dict(NIX_OPTIONS, **{'eval-cache': False}))
+    assert evals == 1
+    # the flake changed (one host's version): every host evaluated again
+    flake.set_config(flake.config_of('h2'), version='2')
+    run, evals = again('changed')
+    assert evals == 1 and not any(r['result']['from_cache'] for r in run.results(TASK))
+    # turned off: evaluated, and the cache is not read
+    _run, evals = again('off', eval_cache=False)
+    assert evals == 1

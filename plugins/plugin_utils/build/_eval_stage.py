@@ -1,0 +1,225 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The evaluation of a play batch: requests in, each host's answer out as
+soon as it is known.
+
+Hosts that ask the same (flake, attribute) share one evaluation; answers an
+earlier run left in the evaluation cache (``_eval_cache``) come first and
+cost no evaluator; the rest go to the parallel evaluators of ``_eval_pool``.
+The host whose answer completes the batch carries the batch's figures
+(``batch``: Nix processes, evaluators, peak memory, answers from the cache),
+so a report counts them once.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import threading
+
+from ansible import constants as C
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import (
+    EvalError, apply_expression, evaluation_opts, host_request, normalised, request_key)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_pool import (
+    DEFAULT_MAX_MEMORY_MB, EvalPool, default_workers)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
+    NixError, Runner, options_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+    batch_key, play_uuid, record_facts, task_batch, vars_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stream import Stream
+
+
+class EvalStage(object):
+    """``evaluate(requests, put)`` for one batch.
+
+    ``workers``/``max_memory_mb``/``chunk_size``: the evaluators (default:
+    cores and free memory, ``_eval_pool.default_workers``); ``cache``: an
+    ``EvalCache`` or None (no cache)."""
+
+    def __init__(self, opts, workers=None, max_memory_mb=None, chunk_size=None, cache=None,
+                 timeout=None):
+        self.runner = Runner(evaluation_opts(opts), timeout)
+        self.workers = workers
+        self.max_memory_mb = max_memory_mb or DEFAULT_MAX_MEMORY_MB
+        self.chunk_size = chunk_size
+        self.cache = cache
+        self.locked = {}
+        self._lock = threading.Lock()
+
+    def evaluate(self, requests, put, failed=None):
+        """``requests``: {host: request} in the order the hosts should get
+        their answers; ``failed``: {host: entry} of hosts whose request could
+        not be formed (answered first). ``put(host, entry)`` gets
+        {'request', 'answer', 'from_cache'} (or the failed entry), once per
+        host, from any thread. Returns the batch's figures."""
+        failed = dict(failed or {})
+        hosts_of, by_key = {}, {}
+        for host, request in requests.items():
+            key = request_key(request)
+            hosts_of.setdefault(key, []).append(host)
+            by_key.setdefault(key, request)
+        cache_keys = self._cache_keys(by_key)
+        hits = self._hits(cache_keys)
+        misses = [k for k in by_key if k not in hits]
+        workers = min(self.workers or default_workers(len(misses), self.max_memory_mb),
+                      max(1, len(misses)))
+        pool = EvalPool(self.runner, apply_expression, workers, self.max_memory_mb,
+                        self.chunk_size)
+        left = [len(requests) + len(failed)]
+
+        def figures():
+            return {'processes': pool.processes,
+                    'other_processes': self.runner.processes - pool.processes,
+                    'workers': workers if misses else 0,
+                    'budget_mb': workers * self.max_memory_mb if misses else 0,
+                    'peak_mb': pool.peak_mb, 'peak_total_mb': pool.peak_total_mb,
+                    'from_cache': sum(len(hosts_of[k]) for k in hits),
+                    'evaluated': sum(len(hosts_of[k]) for k in misses)}
+
+        def give(host, entry):
+            with self._lock:
+                left[0] -= 1
+                if left[0] == 0:
+                    # the batch's last answer: its figures are final
+                    entry = dict(entry, batch=figures())
+            put(host, entry)
+
+        def deliver(key, answer, from_cache=False):
+            if not from_cache and 'error' not in answer and key in cache_keys:
+                self.cache.put(cache_keys[key], answer)
+            for host in hosts_of[key]:
+                give(host, {'request': requests[host], 'answer': answer,
+                            'from_cache': from_cache})
+
+        for host, entry in failed.items():
+            give(host, entry)
+        for key, answer in hits.items():
+            deliver(key, answer, from_cache=True)
+        if misses:
+            by_flake = {}
+            for key in misses:
+                flake = by_key[key]['flake']
+                by_flake.setdefault(self.locked.get(flake, flake), []).append(
+                    (key, by_key[key]['attr']))
+            pool.shown = dict((locked, flake) for flake, locked in self.locked.items())
+            pool.run(by_flake, deliver)
+        return figures()
+
+    # ------------------------------------------------------------ cache
+    def _cache_keys(self, by_key):
+        """{request key: cache key} of the requests the cache may answer;
+        fills ``self.locked`` ({flake: the locked reference fingerprinted}):
+        a miss is evaluated from that reference, so what is stored under a
+        fingerprint is what Nix evaluated (a flake changed in between fails
+        its hash check instead of being stored under the old one)."""
+        if self.cache is None or self.runner.opts.override_inputs:
+            # overridden inputs: no cache (their identity is not the flake's)
+            return {}
+        features = self.runner.features()
+        fingerprints, keys = {}, {}
+        for key, request in by_key.items():
+            flake = request['flake']
+            if flake not in fingerprints:
+                try:
+                    fingerprints[flake] = self.cache.fingerprint(self.runner, flake)
+                except NixError:
+                    fingerprints[flake] = None
+                if fingerprints[flake]:
+                    self.locked[flake] = self.cache.locked_flake(fingerprints[flake])
+            found = fingerprints[flake] and self.cache.key(
+                fingerprints[flake], request['attr'], features, self.runner.opts)
+            if found:
+                keys[key] = found
+        return keys
+
+    def _hits(self, cache_keys):
+        if not cache_keys:
+            return {}
+        found = self.cache.get_many(self.runner, sorted(set(cache_keys.values())))
+        return dict((key, found[ck]) for key, ck in cache_keys.items() if ck in found)
+
+
+# ------------------------------------------------------------ the task's side
+# The arguments that tune the evaluators: part of the batch's key
+TUNING = ('eval_chunk_size', 'eval_workers', 'eval_max_memory_mb', 'eval_cache')
+
+
+def stage_of(opts, args):
+    """The ``EvalStage`` a task's arguments ask for."""
+    cache = None
+    if args.get('eval_cache', True):
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_cache import (
+            EvalCache)
+        cache = EvalCache(EvalCache.default_folder())
+    return EvalStage(opts, workers=args.get('eval_workers'),
+                     max_memory_mb=args.get('eval_max_memory_mb'),
+                     chunk_size=args.get('eval_chunk_size'), cache=cache)
+
+
+def evaluate_alone(opts, args, host, request):
+    """One host's entry, evaluated in a process of its own (its request
+    differs from the batch's: arguments templated per host)."""
+    found = {}
+    stage = stage_of(opts, dict(args, eval_workers=1))
+    stage.evaluate({host: request}, lambda name, entry: found.update({name: entry}))
+    return found[host]
+
+
+def batch_entry(action, args, opts, kind='eval'):
+    """This host's entry of its play batch's evaluation (started by the
+    first of the batch's hosts to ask, in a detached process: run/_stream.py),
+    as soon as it is known: (entry, started here, the batch's hosts).
+
+    ``action``: a NixdeployAction whose task evaluates (nix_eval, or
+    nix_build without a derivation)."""
+    host, task_vars = action.host, action.task_vars
+    base_dir = action._loader.get_basedir()  # pylint: disable=protected-access
+    task = action._task  # pylint: disable=protected-access
+
+    def resolve(flake):
+        return flake_ref(flake, base_dir)
+
+    own = normalised(host_request(host, args, task_vars, resolve))
+    # what every host shares; flake and attr each host's own when this host's
+    # are its own variables' (_role_vars.Filled)
+    shared = action.filled.shared(args)
+    hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(task), task_vars)
+    stream = Stream(C.DEFAULT_LOCAL_TMP, kind, batch_key(
+        kind, task._uuid, sorted(hosts), options_of(args), shared.get('flake'),
+        shared.get('attr'), [args.get(k) for k in TUNING]))
+
+    def work(put):
+        # in the batch's detached process: every host's request, then each
+        # answer as soon as it is known
+        requests, failed = {}, {}
+        for name in hosts:
+            try:
+                hostvars = vars_of(task_vars, name)
+                requests[name] = normalised(host_request(
+                    name, action.filled.for_host(args, action.ROLE_VARS, hostvars), hostvars,
+                    resolve))
+            except (EvalError, NixError) as exc:
+                failed[name] = {'error': u'%s' % exc}
+
+        def put_with_facts(name, entry):
+            put(name, entry)
+            answer = entry.get('answer') or {}
+            if answer and 'error' not in answer:
+                # what a later batch would evaluate again for a host whose
+                # facts its worker does not see yet (_batch.with_facts)
+                record_facts(C.DEFAULT_LOCAL_TMP, hosts, {name: facts_of(answer)})
+        return stage_of(opts, args).evaluate(requests, put_with_facts, failed)
+
+    here = stream.start(work)
+    entry = stream.entry(host)
+    if 'error' not in entry and entry.get('request') != own:
+        entry = evaluate_alone(opts, args, host, own)
+    return entry, here, hosts, own
+
+
+def facts_of(answer):
+    """The facts a host's evaluation sets."""
+    return {'nix_drv_path': answer['drv_path'], 'nix_out_path': answer['out_path']}
