@@ -3,9 +3,16 @@
 The Nix processes are counted with a logging wrapper given as nix_bin.
 """
 
+import json
+import os
+import signal
 import subprocess
+import time
 
 import pytest
+
+from tests.collection import BIN, ansible_env
+from tests.lab import heavy
 
 from tests.integration.plugins.action.conftest_eval import (
     NIX_OPTIONS, calls, inventory, lab_session, make_flake, nix_wrapper, play)
@@ -241,3 +248,55 @@ def test_evaluation_cache_between_runs(evb_lab, tmp_path):
     # turned off: evaluated, and the cache is not read
     _run, evals = again('off', eval_cache=False)
     assert evals == 1
+
+
+def nix_processes_of(folder):
+    """pids of the processes whose command line names ``folder`` (the
+    test's own flake: the evaluators of this test only)."""
+    found = []
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as handle:
+                cmdline = handle.read().decode('utf-8', 'replace')
+        except OSError:
+            continue
+        if folder in cmdline and 'eval' in cmdline.split('\0'):
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGKILL])
+def test_a_cancelled_job_leaves_no_evaluator(evb_lab, tmp_path, signum):
+    """The batch's evaluation runs in a process of its own (it outlives the
+    first host's task): a job stopped mid-evaluation (Ctrl-C, or killed as
+    AWX's cancel ends it) takes its evaluators with it."""
+    heavy.calibrate(folder=str(tmp_path))
+    flake = make_flake(tmp_path / 'flake', evb_lab,
+                       configurations={'h1': heavy.heavy_config(seconds=120)})
+    workdir = tmp_path / 'play'
+    workdir.mkdir()
+    (workdir / 'playbook.yml').write_text(json.dumps(
+        [{'hosts': 'all', 'gather_facts': False,
+          'tasks': eval_task('nix', eval_workers=1)}]))
+    (workdir / 'inventory.json').write_text(json.dumps(inventory(evb_lab, flake)))
+    job = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), '-i', 'inventory.json',
+                            'playbook.yml'], cwd=str(workdir), env=ansible_env(),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not nix_processes_of(str(flake.path)):
+            assert job.poll() is None and time.monotonic() < deadline, 'no evaluator started'
+            time.sleep(0.2)
+        job.send_signal(signum)
+        job.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while nix_processes_of(str(flake.path)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert nix_processes_of(str(flake.path)) == []
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()

@@ -1,0 +1,99 @@
+"""Parallel evaluators (plugin_utils/build/_eval_pool.py, _eval_stage.py):
+each host's answer delivered as soon as its evaluator traces it, a slow host
+holding only itself, memory bounded by restarting an evaluator between
+hosts, a broken host costing one process. Real Nix, a lab fixture flake
+with heavy knobs (tests/lab/heavy.py)."""
+
+import shutil
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.collection import collections_path
+from tests.lab import heavy
+from tests.lab.fixtures import FleetFlake
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_stage import (  # noqa: E402
+    EvalStage)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which('nix') is None, reason='needs nix')
+
+OPTIONS = {'substituters': ''}
+
+
+def requests_for(flake, names):
+    return dict((name, {'flake': flake.ref, 'attr': flake.attr(name).split('.'),
+                        'attr_string': flake.attr(name), 'platform': 'nixos'})
+                for name in names)
+
+
+def run_stage(flake, names, **kwargs):
+    """(entries by host, {host: seconds after the start it was answered},
+    the batch's figures)."""
+    entries, when, lock = {}, {}, threading.Lock()
+    start = time.monotonic()
+
+    def put(host, entry):
+        with lock:
+            entries[host] = entry
+            when[host] = time.monotonic() - start
+    stage = EvalStage(NixOptions(options=dict(OPTIONS)), **kwargs)
+    figures = stage.evaluate(requests_for(flake, names), put)
+    return entries, when, figures
+
+
+@pytest.fixture(scope='module')
+def calibrated(tmp_path_factory):
+    return heavy.calibrate(folder=str(tmp_path_factory.mktemp('calibration')))
+
+
+def test_a_slow_host_holds_only_itself(tmp_path, calibrated):
+    # "slow" and "a" share an evaluator's piece, "b" and "c" the other's: the
+    # idle one takes "a" instead of letting it wait behind "slow"
+    names = ['slow', 'a', 'b', 'c']
+    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts,
+                             {'slow': heavy.heavy_config(seconds=6)})
+    entries, when, figures = run_stage(flake, names, workers=2)
+    assert all('error' not in e['answer'] for e in entries.values()), entries
+    assert set(entries) == set(names)
+    for name in ('a', 'b', 'c'):
+        assert when[name] < when['slow'] - 2, when
+    assert figures['processes'] == 3 and figures['workers'] == 2, figures
+
+
+def test_memory_bound_restarts_evaluators_between_hosts(tmp_path, calibrated):
+    # each host holds ~150 MB: over a 100 MB bound, each evaluator is
+    # replaced after every host; the answers are all there and right
+    names = ['m1', 'm2', 'm3', 'm4']
+    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts,
+                             dict((n, heavy.heavy_config(mb=150)) for n in names))
+    entries, _when, figures = run_stage(flake, names, workers=1, max_memory_mb=100)
+    assert all('error' not in e['answer'] for e in entries.values()), entries
+    assert figures['processes'] == 4, figures
+    free, _when, free_figures = run_stage(flake, names, workers=1)
+    assert free_figures['processes'] == 1, free_figures
+    assert dict((n, e['answer']) for n, e in entries.items()) == \
+        dict((n, e['answer']) for n, e in free.items())
+
+
+def test_a_broken_host_costs_one_process_and_only_its_answer(tmp_path):
+    names = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6']
+    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts, {'b2': {'broken_eval': True}})
+    entries, _when, figures = run_stage(flake, names, workers=2)
+    assert "attribute 'lab' missing" in entries['b2']['answer']['error']
+    assert entries['b2']['answer']['error'].startswith('evaluating %s#' % flake.ref)
+    for name in names:
+        if name != 'b2':
+            assert entries[name]['answer']['out_path'].startswith('/nix/store/'), name
+    # two evaluators, one more for the hosts after b2 in its piece
+    assert figures['processes'] == 3, figures
+    # the last answer carries the batch's figures, and only that one
+    assert len([e for e in entries.values() if 'batch' in e]) == 1
