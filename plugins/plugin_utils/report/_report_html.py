@@ -201,7 +201,9 @@ def _totals(report, check_mode):
               ('', '+%d -%d ~%d' % (diff.get('added', 0), diff.get('removed', 0),
                                     diff.get('changed', 0)),
                'packages, %s' % human_bytes(diff.get('size_change_bytes'), signed=True)),
-              ('', totals.get('nix_evaluations', 0), 'Nix evaluations'),
+              ('', totals.get('nix_evaluations', 0),
+               'Nix evaluations, %d hosts from cache' % totals.get('evaluations_from_cache', 0)
+               if totals.get('evaluations_from_cache') else 'Nix evaluations'),
               ('', seconds(totals.get('duration')), 'duration')]
     if totals.get('host_key_unchecked'):
         cards.append(('hostkey', totals['host_key_unchecked'], 'host key not checked'))

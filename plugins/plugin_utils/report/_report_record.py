@@ -136,7 +136,9 @@ class HostLog:
         if 'evaluated_here' in evaluated:
             rec['eval'] = {'evaluated_here': bool(evaluated.get('evaluated_here')),
                            'nix_processes': to_int(evaluated.get('nix_processes')),
-                           'batch_hosts': to_int(evaluated.get('batch_hosts'))}
+                           'batch_hosts': to_int(evaluated.get('batch_hosts')),
+                           # answered by the evaluation cache, not by Nix
+                           'from_cache': evaluated.get('from_cache') is True}
         if copied and any(key in copied for key in COPY_KEYS):
             rec['copy'] = dict((key, copied.get(key)) for key in COPY_KEYS)
         rec['closure_diff'] = closure_diff(activate.get('closure_diff'))
@@ -270,7 +272,7 @@ def flake_record(ref, metadata):
 def work(hosts):
     """What one run did, summed over its hosts: a merge adds these up per run,
     so a host deployed by two runs counts both times."""
-    out = {'nix_evaluations': 0, 'paths_sent': 0, 'bytes_sent': 0}
+    out = {'nix_evaluations': 0, 'paths_sent': 0, 'bytes_sent': 0, 'evaluations_from_cache': 0}
     for rec in hosts.values():
         copied = rec.get('copy') or {}
         out['paths_sent'] += to_int(copied.get('paths_sent')) or 0
@@ -278,4 +280,6 @@ def work(hosts):
         evaluated = rec.get('eval') or {}
         if evaluated.get('evaluated_here'):
             out['nix_evaluations'] += evaluated.get('nix_processes') or 0
+        if evaluated.get('from_cache'):
+            out['evaluations_from_cache'] += 1
     return out

@@ -82,8 +82,9 @@ def fleet_run(check_mode=False):
         rec.task_start(host, 'u-eval', EVAL)
     clock.tick(4)
     for idx, host in enumerate(hosts):
-        rec.task_result(host, 'u-eval', EVAL, 'ok', evaluated(host, here=idx == 0),
-                        task_name='Evaluate')
+        # db and lazy were answered by the evaluation cache
+        rec.task_result(host, 'u-eval', EVAL, 'ok', evaluated(
+            host, here=idx == 0, from_cache=host in ('db', 'lazy')), task_name='Evaluate')
     for host in ('web', 'db', 'cache', 'edge'):
         rec.task_start(host, 'u-build', BUILD)
     clock.tick(10)
@@ -137,7 +138,8 @@ def test_records_status_phases_and_generations():
                                  'after': {'generation': 5, 'path': NEW}, 'attempted': None}
     assert web['copy']['bytes_sent'] == 30000 and web['copy']['copied_from'] is None
     assert web['closure_diff']['added'] == ['lab-extra-v2']
-    assert web['eval'] == {'evaluated_here': True, 'nix_processes': 1, 'batch_hosts': 4}
+    assert web['eval'] == {'evaluated_here': True, 'nix_processes': 1, 'batch_hosts': 4,
+                           'from_cache': False}
     assert web['summary'] == 'switched' and web['start'] == 1000.0 and web['end'] == 1033.0
     # rolled back: failed, back on its old generation, the one it tried kept
     db = hosts['db']
@@ -164,6 +166,8 @@ def test_totals_and_run():
             totals['incomplete'], totals['unchanged']) == (5, 1, 2, 1, 1, 0)
     assert totals['bytes_sent'] == 30000 and totals['paths_sent'] == 3
     assert totals['nix_evaluations'] == 1 and totals['connection_lost'] == 1
+    assert totals['evaluations_from_cache'] == 2
+    assert report['hosts']['db']['eval']['from_cache'] is True
     assert totals['closure_diff'] == {'added': 1, 'removed': 0, 'changed': 1,
                                       'size_change_bytes': 2048}
     (run,) = report['runs']
