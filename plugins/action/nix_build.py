@@ -16,6 +16,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars, _specs
@@ -41,8 +43,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stream import
     Service, StreamError)
 
 # How many waves of a batch build at once (each one ``nix build``, with
-# Nix's own max-jobs inside it)
-WAVES = 2
+# Nix's own max-jobs inside it): a wave holding a slow system keeps its slot
+# until that system is built, so there are more slots than the two a quiet
+# fleet needs (the hosts asking together, and the ones asking meanwhile)
+WAVES = max(4, os.cpu_count() or 1)
 
 
 class ActionModule(NixdeployAction):

@@ -8,15 +8,22 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 module: nix_build
-short_description: Build the Nix systems of a whole play batch at once
+short_description: Build the Nix systems of a play batch, hosts that ask together in one build
 version_added: 0.1.0
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
 description:
   - Builds each host's system derivation, by default on the controller.
-  - The first host of the play batch builds the systems of every host of the batch built on the controller in ONE
-    C(nix build --keep-going) (Nix shares and parallelises common dependencies), and those built on one remote
-    builder in one build there; the other hosts read their answer.
+  - "Each host built on the controller or on builders asks its play batch's build service: one detached process per
+    batch and options, started by the first host that asks, that takes the requests waiting (gathering those that
+    arrive within 50 ms of each other, for at most 0.5 s) into a wave, at most max(4, cores) waves at once. A wave builds its
+    controller-built systems in ONE C(nix build --keep-going) (Nix shares and parallelises common dependencies), and
+    its builder-built systems with one probe of the builders they name and one build per builder."
+  - "Each host's task ends as soon as its own system is built, so its copy starts while others still build: while a
+    controller build of several systems runs, one C(nix-store --check-validity) a second tells which systems are in
+    the store, and their hosts are answered at once (GC root and closure sizes); a builder's hosts are answered when
+    its build is done. A slow system holds only its own host. A host whose request the service took but did not
+    answer (its process died) fails with the tail of its log."
   - A build failure fails only the hosts that need the failed derivation, with the tail of its builder's log.
   - "A host whose system needs a platform the controller's Nix does not build fails at this task before
     anything is built or copied for it, with a message naming its system and the ways out (O(build_on=target),
@@ -35,7 +42,7 @@ description:
     are copied back to the controller (C(nix copy --from), trusted because we asked that builder to build them),
     so M(nixdeploy.fleet.nix_copy_closure) sends them on to the targets as usual and the controller's GC roots
     hold them."
-  - "O(build_on) may name several builders. Before the batch uses them, each is probed once, all at the same
+  - "O(build_on) may name several builders. Before a wave uses them, each is probed once per wave, all at the same
     time: an ssh login with the host's own connection vars (host key checking stays on) that reads its Nix
     configuration (C(system), C(extra-platforms), C(system-features)) and the free space of C(/nix/store)
     (C(df -Pk)), then C(nix store info) (C(nix store ping) before Nix 2.19) against the store URI the build
@@ -45,7 +52,7 @@ description:
     are named with their reason in RV(builders_skipped)."
   - "The systems are spread over the healthy builders: each system goes to the builder with the fewest
     derivations to handle once it is added (dependencies shared with the systems already there count once), and
-    each builder runs ONE C(nix build) for all of its systems, the builders at the same time. A host for which
+    each builder runs ONE C(nix build) for all of the wave's systems placed on it, the builders at the same time. A host for which
     no builder is usable fails with each builder's reason. Systems whose outputs the controller already holds
     need no builder; none is probed for them."
 extends_documentation_fragment:
@@ -121,7 +128,8 @@ attributes:
     support: none
   bypass_host_loop:
     support: none
-    details: Runs once per host, but the first host of a play batch runs the batch's build.
+    details: Runs once per host; controller and builder builds run in the batch's build service (a detached
+      process) in waves of the hosts asking together, each host answered when its own system is built.
   check_mode:
     support: full
     details: Builds and copies nothing, sets no GC root; reports RV(would_build) and RV(would_fetch).

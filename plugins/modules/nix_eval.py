@@ -8,17 +8,25 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 module: nix_eval
-short_description: Evaluate the Nix systems of a whole play batch at once
+short_description: Evaluate the Nix systems of a whole play batch, in parallel evaluators
 version_added: 0.1.0
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
 description:
   - Finds the derivation (C(.drv)) and output path of each host's system in a Nix flake, on the controller.
   - Runs per host like any task, but the first host of the play batch (C(ansible_play_batch), so C(-l) and
-    C(serial) are honoured) evaluates every host of the batch, in as few C(nix eval) processes as O(eval_chunk_size)
-    allows; the other hosts read their answer. Hosts sharing one flake attribute are evaluated once.
+    C(serial) are honoured) starts ONE detached process that evaluates every host of the batch (forked from its
+    worker in a new session, its file descriptors closed; it ends when done or when the C(ansible-playbook) process
+    is gone). Hosts sharing one flake attribute are evaluated once.
+  - "That process answers from the evaluation cache first (O(eval_cache)), then runs O(eval_workers) C(nix eval)
+    processes side by side over even pieces of the rest, each ONE C(nix eval --apply) that traces each host's
+    result as soon as it is known; each host's answer is written at that moment, and each host's task ends as soon
+    as its own answer is there, so its build starts while others are still evaluated. An idle evaluator takes the
+    back half of the waiting hosts of a process stuck on one host, and an evaluator over O(eval_max_memory_mb) is
+    replaced by a fresh process after its current host."
   - An evaluation error fails only the host whose system has it, with Nix's own message (file and line);
-    the other hosts of the chunk keep their results.
+    the hosts its process traced before keep their results and the hosts after it go to a new process.
+  - A host whose batch's process ended or died without its answer fails with the tail of that process's log.
   - Sets the host facts C(nix_drv_path) and C(nix_out_path), which M(nixdeploy.fleet.nix_build) uses by default.
   - Nothing changes anywhere, so the task never reports C(changed).
   - "An evaluation never builds: C(allow-import-from-derivation = false) is passed to Nix as the O(nix_options)
@@ -95,7 +103,8 @@ attributes:
     support: none
   bypass_host_loop:
     support: none
-    details: Runs once per host, but only the first host of a play batch starts Nix.
+    details: Runs once per host, but only the first host of a play batch starts the batch's evaluation (a detached
+      process); each host waits for its own answer.
   check_mode:
     support: full
     details: Evaluation changes nothing on any target.

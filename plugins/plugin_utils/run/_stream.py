@@ -242,6 +242,13 @@ def _watch(main_pid, stop):
                     os.killpg(group, 9)
                 except OSError:
                     pass
+            # the rest of its Nix processes (a wave's nix build) share this
+            # process's own group (its session, made when it was detached):
+            # they end with it
+            try:
+                os.killpg(os.getpgrp(), 9)
+            except OSError:
+                pass
             os._exit(3)  # pylint: disable=protected-access
 
 
