@@ -5,39 +5,22 @@
 
 Runs once per host, but the first host of the play batch reads the refs of
 the whole batch (one ``git ls-remote``) and moves them (one ``git push``);
-the other hosts read their answer (plugin_utils/publish/_channel.py).
-
-A push cannot be taken back, so the batch only moves refs it knows exactly:
-each host's ref, commit and system come from host variables and facts, which
-the first host can read for every host. When this task's arguments for the
-first host are not those (an explicit per-host template, a play variable),
-every host moves its own ref in its own push instead: slower, never wrong.
+the other hosts read their answer. Thin: the work, and when a host moves its
+ref on its own, is plugin_utils/publish/_channel_stage.py; this shapes the
+result (credentials masked, the query's facts, the message and the diff).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
-
-from ansible.errors import AnsibleError
-
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import CHANNEL_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    NixError, NixOptions, options_of)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish import _channel
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import PER_HOST_ARGS
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import ChannelError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel_stage import (
+    ChannelStage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import unlink_host_args
-
-# What a host's request reads from its variables and facts.
-HOST_VARS = ('nix_channel_ref', 'nix_flake', 'nix_flake_revision', 'nix_out_path',
-             'nix_published_path')
-# An explicit value of these (one that is not the host's own variable) makes
-# every host push alone: the first host cannot know the others' values.
-PUSH_SENSITIVE = ('ref', 'revision', 'path')
 
 _MOVED = ('moved', 'new')
 
@@ -47,17 +30,13 @@ class ActionModule(NixdeployAction):
     _requires_connection = False
     ARGUMENT_SPEC = CHANNEL_SPEC
     PHASE = 'channel'
-    ERRORS = (_channel.ChannelError, NixError, OSError)
+    ERRORS = (ChannelError, NixError, OSError)
 
     def run_host(self, args, result):
-        host, task_vars = self.host, self.task_vars
-        self._args = args
-        self._check_mode = self.check_mode
-        self._base_dir = self._loader.get_basedir()
-        self._repo = _channel.repo_location(args['repo'], self._base_dir)
-        self._own_vars = self._templated(task_vars)
-        own = self._request(host, args, self._own_vars)
-        entry = self._answer(host, own, task_vars)
+        host = self.host
+        stage = ChannelStage(host, args, self.task_vars, self.check_mode,
+                             self._loader.get_basedir(), self._templar.template, self.from_batch)
+        entry = stage.entry()
         answer = entry.get('result') or {}
         result.update(answer)
         # what the result shows has its credentials masked; the fact
@@ -83,140 +62,6 @@ class ActionModule(NixdeployAction):
                 else '%s does not exist yet' % answer['ref'])
             return result
         return self._report(host, result, answer)
-
-    # ------------------------------------------------------------ requests
-    def _templated(self, task_vars):
-        # task vars hold variables as written (ansible-core 2.19 templates on
-        # access): "tested/{{ inventory_hostname }}" must be this host's value,
-        # as hostvars gives it for the other hosts; facts under ansible_facts
-        found = dict((name, fact_or_var(task_vars, name)) for name in HOST_VARS)
-        return dict((name, self._templar.template(value))
-                    for name, value in found.items() if value is not None)
-
-    def _vars_of(self, task_vars, name):
-        if name == task_vars.get('inventory_hostname'):
-            return self._own_vars
-        return task_vars['hostvars'][name]
-
-    def _request(self, host, args, hostvars):
-        """What this task means for ``host``, or {'error': why}."""
-        try:
-            ref = _channel.full_ref(args.get('ref') or hostvars.get('nix_channel_ref')
-                                    or _channel.default_ref(host))
-            flake = args.get('flake') or hostvars.get('nix_flake')
-            if args['state'] == 'query':
-                if not flake:
-                    raise _channel.ChannelError('no flake: give flake, or set the host var nix_flake')
-                return {'ref': ref, 'flake': _channel.Flakes(None, self._base_dir).resolve(flake)}
-            revision = _channel.check_commit(args.get('revision')
-                                             or fact_or_var(hostvars, 'nix_flake_revision'))
-            path = args.get('path') or fact_or_var(hostvars, 'nix_out_path')
-            published = fact_or_var(hostvars, 'nix_published_path')
-            if args['require_published'] and (not path or published != path):
-                raise _channel.ChannelError(
-                    'its system %s is not in the cache%s: a channel moves only to a published '
-                    'system (run nixdeploy.fleet.nix_publish first, or require_published=false)'
-                    % (path or '(unknown)', ' (published: %s)' % published if published else ''))
-            git_dir = args.get('git_dir')
-            if not git_dir and flake:
-                git_dir = _channel.checkout_of(_channel.Flakes(None, self._base_dir).resolve(flake))
-            return {'ref': ref, 'revision': revision, 'path': path, 'git_dir': git_dir}
-        except (_channel.ChannelError, NixError) as exc:
-            return {'error': u'%s' % exc}
-        except AnsibleError as exc:
-            # another host's variable that does not template: that host's problem
-            return {'error': 'its variables: %s' % exc}
-
-    def _answer(self, host, own, task_vars):
-        """This host's entry, from the batch's work or its own."""
-        if 'error' in own:
-            return own
-        args = self._args
-        batch_args = unlink_host_args(args, self._own_vars, PER_HOST_ARGS)
-        alone = args['state'] == 'present' and (
-            any(batch_args.get(k) not in (None, '') for k in PUSH_SENSITIVE)
-            or self._request(host, batch_args, task_vars['hostvars'][host]) != own)
-
-        def compute(hosts):
-            return self._compute(dict(
-                (name, self._request(name, batch_args, self._vars_of(task_vars, name)))
-                for name in hosts))
-
-        if alone:
-            data, here = self._compute({host: own}), True
-            entry = data['hosts'][host]
-        else:
-            entry, data, here = self.from_batch(
-                'channel', [options_of(args), self._check_mode, self._repo, args['state'],
-                            args['force'], args['require_published'],
-                            [batch_args.get(k) for k in sorted(PER_HOST_ARGS)],
-                            args.get('git_dir')],
-                # the batch saw this host differently (say, it was not yet
-                # published when the batch ran): it moves its ref on its own
-                compute, own, alone=lambda: self._compute({host: own}))
-        entry = dict(entry)
-        entry['batch'] = {'batch_hosts': len(data['hosts']), 'pushed_here': here}
-        if here:
-            entry['batch']['processes'] = data['processes']
-        return entry
-
-    # ------------------------------------------------------------ work
-    def _compute(self, requests):
-        """{'hosts': {host: {'request', 'result'} or {'error'}}, 'processes'}."""
-        entries = {}
-        good = {}
-        for name, request in requests.items():
-            if 'error' in request:
-                entries[name] = {'error': request['error']}
-            else:
-                good[name] = request
-        git = _channel.Git(timeout=self._args.get('timeout'))
-        flakes = _channel.Flakes(NixOptions.from_params(self._args), self._base_dir)
-        if not good:
-            results = {}
-        elif self._args['state'] == 'query':
-            results = self._query(git, flakes, good)
-        else:
-            results = {}
-            by_dir = {}
-            for name, request in good.items():
-                by_dir.setdefault(request['git_dir'] or '', {})[name] = (
-                    request['ref'], request['revision'])
-            for git_dir, moves in sorted(by_dir.items()):
-                results.update(_channel.move(git, git_dir or None, self._repo, moves,
-                                             check_mode=self._check_mode,
-                                             force=self._args['force']))
-            for name, request in good.items():
-                results[name]['path'] = request['path']
-        for name, request in good.items():
-            entries[name] = {'request': request, 'result': results[name]}
-        return {'hosts': entries, 'processes': git.processes + flakes.processes}
-
-    def _query(self, git, flakes, requests):
-        pinned = {}
-        for flake in sorted(set(r['flake'] for r in requests.values())):
-            try:
-                pinned[flake] = flakes.pin(flake)
-            except _channel.ChannelError as exc:
-                pinned[flake] = {'error': '%s: %s' % (flake, exc)}
-        # in the flake's checkout when there is one: its git config may hold
-        # the remote (``origin``) and the credentials for it (CI checkouts)
-        checkouts = sorted(set(_channel.checkout_of(r['flake']) or '' for r in requests.values()))
-        cwd = checkouts[-1] or None
-        if cwd and not os.path.isdir(cwd):
-            cwd = None
-        current = git.read(self._repo, [r['ref'] for r in requests.values()], cwd=cwd)
-        results = {}
-        for name, request in requests.items():
-            pin = pinned[request['flake']]
-            result = {'ref': request['ref'], 'before': current.get(request['ref'])}
-            if 'error' in pin:
-                result['error'] = pin['error']
-            else:
-                result.update(revision=pin['revision'], flake=pin['flake'], source=pin['source'],
-                              would_move=current.get(request['ref']) != pin['revision'])
-            results[name] = result
-        return results
 
     def _report(self, host, result, answer):
         status = answer['status']

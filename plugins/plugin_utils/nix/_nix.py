@@ -6,6 +6,7 @@
 Every Nix command is an argv list (never a shell string), every value that
 goes into a Nix expression goes through ``nix_string``, and every failure is
 a ``NixError`` carrying Nix's own message so callers can report it per host.
+``nix_options`` reach Nix as NIX_CONFIG lines (``_nix_config``), never in argv.
 
 Where the command line itself differs between the Nix versions in use (Nix
 2.8 to 2.34, Lix, Determinate Nix), ``Runner`` asks ``nix --version`` once
@@ -20,13 +21,14 @@ __metaclass__ = type
 
 import json
 import os
-import re
 import shutil
 import subprocess
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output, _nix_stderr
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (
+    ConfigError, config_lines, environment, option_value)
 
 # Debian's nix 2.8 ships flakes and the new CLI as experimental.
 EXPERIMENTAL = ['--extra-experimental-features', 'nix-command flakes']
@@ -94,16 +96,6 @@ def options_of(params):
     return dict((name, params.get(name)) for name in sorted(NIX_OPTIONS))
 
 
-# A setting's name as Nix spells them (`access-tokens`, `extra-substituters`);
-# \Z, not $: `$` also matches before a final line break, which would end the
-# NIX_CONFIG line inside the name
-_SETTING_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*\Z')
-# what Nix's configuration parser reads as something else than the value: a
-# line break starts another setting, `#` a comment
-_NOT_IN_VALUE = (('\n', 'a line break'), ('\r', 'a line break'), ('\0', 'a NUL'),
-                 ('#', "'#' (Nix reads the rest of the line as a comment)"))
-
-
 class NixOptions:
     """Options every Nix call of a task shares.
 
@@ -123,7 +115,10 @@ class NixOptions:
         self.impure = impure
         self.show_trace = show_trace
         self.override_inputs = dict(override_inputs or {})
-        self._config = _config_lines(self.options)
+        try:
+            self._config = config_lines(self.options)
+        except ConfigError as exc:
+            raise NixError(u'%s' % exc)
 
     @classmethod
     def from_params(cls, params):
@@ -157,11 +152,7 @@ class NixOptions:
         NIX_CONFIG first and ``nix_options`` after it, so that ours win as
         ``--option`` did (Nix applies NIX_CONFIG after its config files, a
         later line over an earlier one). Empty without nix_options."""
-        if not self._config:
-            return {}
-        environ = os.environ if environ is None else environ
-        own = (environ.get('NIX_CONFIG') or '').rstrip('\n')
-        return {'NIX_CONFIG': '\n'.join(([own] if own.strip() else []) + self._config) + '\n'}
+        return environment(self._config, environ)
 
     def common_args(self, flake_command=True):
         """The shared options in argv (``nix_options`` are not: see
@@ -195,34 +186,6 @@ def native_system():
     sysname, _node, _release, _version, machine = os.uname()
     machine = machine.lower()
     return '%s-%s' % (_NIX_CPUS.get(machine, machine), sysname.lower())
-
-
-def _option_value(value):
-    if isinstance(value, bool):
-        return 'true' if value else 'false'
-    if isinstance(value, (list, tuple)):
-        return ' '.join(str(v) for v in value)
-    return str(value)
-
-
-def _config_lines(options):
-    """``options`` as nix.conf lines; NixError for a name or value that Nix
-    would read as another setting, a directive or a comment (never shown:
-    the value may be a secret)."""
-    lines = []
-    for name, value in sorted(options.items(), key=lambda item: str(item[0])):
-        name = str(name)
-        if not _SETTING_NAME.match(name) or name == 'include':
-            raise NixError('nix_options: %r is not a Nix setting name (letters, digits, '
-                           "'-', '_' and '.')" % name[:80])
-        text = '' if value is None else _option_value(value)
-        for char, what in _NOT_IN_VALUE:
-            if char in text:
-                raise NixError('nix_options: the value of %s holds %s; Nix reads its '
-                               'settings from NIX_CONFIG, where that would change other '
-                               'settings than %s' % (name, what, name))
-        lines.append(('%s = %s' % (name, text)).rstrip())
-    return lines
 
 
 def run(argv, env=None, stdin_data=None, timeout=None, cwd=None):
@@ -381,7 +344,7 @@ class Runner:
             return ['%s#.' % flake]
         system = self.opts.options.get('system') or native_system()
         return ['--option', 'system', OUTPUTS_ONLY_SYSTEM,
-                '--option', 'extra-extra-platforms', _option_value(system),
+                '--option', 'extra-extra-platforms', option_value(system),
                 '%s#""' % flake]
 
     def built(self, drvs):

@@ -1,0 +1,161 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One host's part of a cascade copy (nix_copy_closure, copy_mode=cascade).
+
+The first host of the play batch to get here runs the whole batch's cascade
+(_peer.py, planned by _cascade.py) under the batch lock; every host then
+answers for itself from the shared result. A host the cascade did not cover
+is pushed to from the controller by its CopyStage (_copy_stage.py), whose
+task this is.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible import constants as C
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _builders
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _peer
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _ssh
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
+    StoreError, Target, store_path_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import host_message
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+    facts_in_flight, vars_of, with_facts)
+
+# The options that may differ per host in cascade mode (the option table's
+# per-host rows of nix_copy_closure: module_utils/_role_vars.py)
+PER_HOST = _role_vars.per_host(_role_vars.COPY)
+# Connection vars of another host, and the Target field each one fills; a
+# field no host var sets comes from this task's own connection (ansible.cfg,
+# play keywords), as Ansible would use it for that host too.
+_CONNECTION_VARS = (
+    ('user', ('ansible_user', 'ansible_ssh_user', 'ansible_remote_user')),
+    ('port', ('ansible_port', 'ansible_ssh_port')),
+    ('private_key_file', ('ansible_ssh_private_key_file', 'ansible_private_key_file')),
+    ('common_args', ('ansible_ssh_common_args',)),
+    ('extra_args', ('ansible_ssh_extra_args',)),
+)
+_SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
+
+
+class CascadeCopy:
+    """The cascade part of ``stage`` (the task's CopyStage: its host,
+    arguments, connection, options, batch, and its push for a host the
+    cascade did not cover)."""
+
+    def __init__(self, stage):
+        self.stage = stage
+
+    def run(self):
+        """This host's part of the batch's cascade (computed by the first host
+        of the batch to get here); a host the cascade did not cover (its
+        arguments templated differently, its system not yet built when the
+        cascade ran) is pushed to from the controller, as in push mode."""
+        stage = self.stage
+        args, host = stage.args, stage.host
+        shared = stage.filled.shared(args)
+        own = _request(args['path'], 'cascade', args['remote_nix_dir'])
+
+        def compute(hosts):
+            return {'hosts': self._run_cascade(hosts)}
+
+        entry, _data, _here = stage.from_batch(
+            'copy', [dict((k, v) for k, v in args.items() if k not in PER_HOST),
+                     [shared.get(k) for k in PER_HOST], bool(stage.diff)], compute, own)
+        if entry is None:
+            out = stage.copy(mode='push')
+            out.update(mode='cascade', copied_from='controller' if out['paths_sent'] else None,
+                       sent_to=[], hop_errors=[])
+            return out
+        out = dict(entry.get('result') or {})
+        missing = out.pop('missing', None)
+        if entry.get('error'):
+            # a cascade hop's error carries the target's words: through the one message rule
+            out.update(failed=True, msg=host_message(host, entry['error']), phase='copy',
+                       connection_lost=bool(entry.get('connection_lost')))
+            return out
+        if out.get('hop_errors'):
+            out['warnings'] = (out.get('warnings') or []) + [
+                '%s: cascade hop %s; got the closure from %s instead'
+                % (host, err, out.get('copied_from')) for err in out['hop_errors']]
+        if stage.diff and missing:
+            out['diff'] = {'before': '', 'after': ''.join(p + '\n' for p in missing),
+                           'after_header': '%s: paths to copy' % host}
+        return out
+
+    def _run_cascade(self, hosts):
+        """{host: entry} for the batch: every host copying its system in
+        cascade mode, whose system the controller holds."""
+        stage = self.stage
+        args, task_vars = stage.args, stage.task_vars
+        own_name = task_vars.get('inventory_hostname')
+        # raises for a non-ssh connection: this host's task fails saying so
+        own_target = Target.from_connection(stage.connection, task_vars)
+        peers, requests = [], {}
+        in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
+        for name in hosts:
+            hostvars = with_facts(vars_of(task_vars, name), in_flight.get(name))
+            request = _peer_request(stage.filled.for_host(args, _role_vars.COPY, hostvars),
+                                    hostvars)
+            if request is None:
+                continue
+            try:
+                target = own_target if name == own_name else self._target_of(
+                    name, hostvars, own_target)
+            except StoreError:
+                continue  # its own task reports the bad connection vars
+            # a hop only to a host whose key is checked: any other is refused by
+            # its own task, or (its opt-out) gets a push from it
+            checked = not stage.unchecked if name == own_name else _ssh.peer_checked(
+                stage.connection, hostvars, target)
+            if not checked:
+                continue
+            requests[name] = request
+            peers.append(_peer.Peer(
+                name, target, request['path'], site=_cascade.site_of(hostvars, name),
+                peer_host=hostvars.get('nix_peer_host') or None,
+                remote_nix_dir=request['remote_nix_dir']))
+        run = _peer.CascadeRun(stage.opts, peers, check_sigs=args['check_sigs'],
+                               signing_key=args['signing_key'], compress=args['compress'],
+                               free_space_margin=args['free_space_margin'])
+        entries = run.run()
+        for name, entry in entries.items():
+            entry['request'] = requests[name]
+            if stage.diff:
+                entry['result']['missing'] = [p['path'] for p in run.by_name[name].missing]
+        return entries
+
+    def _target_of(self, name, hostvars, own_target):
+        target = Target.from_hostvars(hostvars, templar=None, name=name)
+        for field, names in _CONNECTION_VARS:
+            if not any(hostvars.get(n) not in (None, '') for n in names) and not any(
+                    self.stage.task_vars.get(n) not in (None, '') for n in names):
+                setattr(target, field, getattr(own_target, field))
+        return target
+
+
+def _peer_request(args, hostvars):
+    """What the host's own task would ask for (``args``: the host's, as
+    _role_vars.Filled.for_host makes them), or None when it is not a
+    cascade copy of a system the batch knows."""
+    mode = args['copy_mode']
+    connection = str(hostvars.get('ansible_connection') or 'ssh').rsplit('.', 1)[-1]
+    try:
+        on_target = _builders.parse_build_on(
+            _role_vars.host_value('build_on', hostvars)) == 'target'
+    except _builders.BuildOnError:
+        on_target = False  # its build task fails saying why
+    if mode != 'cascade' or on_target or connection not in _SSH_CONNECTIONS:
+        return None
+    try:
+        return _request(args['path'], mode, args['remote_nix_dir'])
+    except StoreError:
+        return None
+
+
+def _request(path, mode, remote_nix_dir):
+    return {'path': store_path_of(path), 'mode': mode, 'remote_nix_dir': remote_nix_dir or None}
