@@ -44,12 +44,12 @@ class MemorySampler:
         # strategy loop: the run's bottleneck at scale)
         self.main_cpu = 0.0
         self.tick = float(os.sysconf('SC_CLK_TCK'))
-        self.running = True
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
 
     def _loop(self):
-        while self.running:
+        while not self.stopped.is_set():
             try:
                 with open('/proc/%d/stat' % self.pid) as handle:
                     fields = handle.read().rsplit(')', 1)[1].split()
@@ -67,17 +67,19 @@ class MemorySampler:
             self.peak['pss_mb'] = max(self.peak['pss_mb'], pss / 1024.0)
             self.peak['rss_mb'] = max(self.peak['rss_mb'], rss / 1024.0)
             self.peak['processes'] = max(self.peak['processes'], len(pids))
-            time.sleep(SAMPLE_SECONDS)
+            # woken at once by stop(): a sleep here made every run's wall
+            # time end at the next sample, up to SAMPLE_SECONDS late
+            self.stopped.wait(SAMPLE_SECONDS)
 
     def stop(self):
-        self.running = False
+        self.stopped.set()
         self.thread.join()
         out = dict((k, round(v, 1)) for k, v in self.peak.items())
         out['main_cpu'] = round(self.main_cpu, 1)
         return out
 
 
-def timed(argv, env=None, cwd=None, log=None, folder=None, groups=None):
+def timed(argv, env=None, cwd=None, log=None, folder=None, groups=None, counter=None):
     """As _fleet.timed, and the run's peak memory (``memory``). With
     ``folder`` (the run's own ssh control path folder), the ssh masters the
     run leaves are counted and then stopped. With ``groups``
@@ -86,8 +88,12 @@ def timed(argv, env=None, cwd=None, log=None, folder=None, groups=None):
     ones included), else the reaped tree's and the masters'; 'cpu_wait4' the
     reaped tree's alone, 'targets_cpu' what the lab's hosts spent meanwhile;
     'idle' the machine's idle CPU seconds over the run, 'processes' how
-    many processes the machine started meanwhile (controller and hosts)."""
+    many processes the machine started meanwhile (controller and hosts).
+    With ``counter`` (_fork_count.ForkCounter), 'started': {group: processes
+    it started over the run} (the controller's and the hosts' apart)."""
     before = groups.seconds() if groups else None
+    started_before = counter.counts() if counter else None
+    lost_before = counter.lost if counter else 0
     busy_idle, forks = machine_busy(), machine_forks()
     with open(log, 'w') as out:
         epoch = time.time()
@@ -98,12 +104,13 @@ def timed(argv, env=None, cwd=None, log=None, folder=None, groups=None):
         sampler = MemorySampler(proc.pid, folder)
         try:
             _pid, status, usage = os.wait4(proc.pid, 0)
+            wall = time.monotonic() - started
+            idle_end = machine_busy()[1]
         finally:
             memory = sampler.stop()
-        wall = time.monotonic() - started
     result = {'wall': wall, 'cpu': usage.ru_utime + usage.ru_stime, 'epoch': epoch,
               'rc': os.waitstatus_to_exitcode(status), 'memory': memory,
-              'idle': machine_busy()[1] - busy_idle[1],
+              'idle': idle_end - busy_idle[1],
               # every process started on the machine meanwhile, the hosts' too
               'processes': machine_forks() - forks}
     result['cpu_wait4'] = result['cpu']
@@ -113,6 +120,13 @@ def timed(argv, env=None, cwd=None, log=None, folder=None, groups=None):
         # go with its container, so that the next run logs in again
         result['ssh_masters_cpu'] = sum(ssh_masters(folder).values())
         stop_masters(folder)
+    if counter:
+        # the last events of the run's exits, read before counting
+        time.sleep(0.3)
+        now = counter.counts()
+        result['started'] = dict((group, now.get(group, 0) - started_before.get(group, 0))
+                                 for group in ('controller', 'targets'))
+        result['started_lost'] = counter.lost - lost_before
     if groups:
         after = groups.seconds()
         result['cpu'] = after['controller'] - before['controller']

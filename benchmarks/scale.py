@@ -9,6 +9,10 @@ for each N, the first N hosts:
              repository's ansible.cfg: ControlPersist, pipelining) with the
              summary and report callbacks on, as users run it
   script     benchmarks/baseline_deploy.sh, the same Nix commands, F at a time
+  handwritten  benchmarks/handwritten/deploy.yml (issue 45): the playbook an
+             Ansible user writes by hand for the script's Nix commands
+             (ansible.builtin only: one nix eval and one nix build on the
+             controller, per host nix copy and the switch, no rollback), forks F
 each a full deploy (every host a new system) and then a no-op redeploy. Per
 run: wall time, controller CPU (user + system of the run's process tree, and
 for the playbook the ssh masters it leaves detached), controller peak memory
@@ -48,8 +52,9 @@ from benchmarks._fleet import (BASELINE, CALLBACKS, PLAYBOOK, SSH_ARGS, BenchFle
                                RunError, load, phases)
 from benchmarks._scale_measure import (PROFILE_RATE, profile_shares, profile_table,  # noqa: E402
                                        summary_lines, timed)
-from benchmarks import _scale_cascade, report_render  # noqa: E402
+from benchmarks import _handwritten, _scale_cascade, report_render  # noqa: E402
 from benchmarks._cpu_groups import CpuGroups  # noqa: E402
+from benchmarks._fork_count import ForkCounter  # noqa: E402
 from tests.collection import ansible_env  # noqa: E402
 from tests.deploy_fleet import prepare, write_inventory  # noqa: E402
 from tests.lab.scale import ScaleLab  # noqa: E402
@@ -57,6 +62,7 @@ from tests.lab.scale import ScaleLab  # noqa: E402
 SIZES = (250, 1000)
 PY_SPY = os.path.join(os.path.dirname(sys.executable), 'py-spy')
 FORKS = 50
+DEPLOYERS = ('playbook', 'script', 'handwritten')
 
 
 class ScaleFleet(BenchFleet):
@@ -87,6 +93,10 @@ class ScaleFleet(BenchFleet):
         else:
             log('  scale: no cgroup to count CPU by (controller: wait4 and the ssh masters; '
                 'hosts: not measured)')
+        # the processes each side starts (the kernel's process events)
+        self.counter = ForkCounter.open(self.groups)
+        if self.groups and not self.counter:
+            log('  scale: no process events connector: processes a host by side not counted')
         self.names = sorted(self.lab.hosts, key=lambda n: int(n[1:]))
         self.selected = list(self.names)
         self.runs = 0
@@ -94,6 +104,8 @@ class ScaleFleet(BenchFleet):
         self.down_seconds = None
 
     def down(self):
+        if getattr(self, 'counter', None):
+            self.counter.close()
         if self.groups:
             self.groups.close()
         self.lab.down()
@@ -150,7 +162,7 @@ class ScaleFleet(BenchFleet):
                                     os.path.join(self.workdir, 'cp-%d' % number))
         os.makedirs(folder, exist_ok=True)
         result = timed(argv, env=run_env, cwd=self.workdir, log=log, folder=folder,
-                       groups=self.groups)
+                       groups=self.groups, counter=self.counter)
         if check and result['rc'] != 0:
             raise RunError('the deploy playbook failed (rc %s), see %s' % (result['rc'], log))
         result['phases'] = phases(times, result)
@@ -175,28 +187,110 @@ class ScaleFleet(BenchFleet):
                                                 self.flake.attr(name)))
         log = self._log('baseline')
         result = timed(['sh', BASELINE, self.flake.ref, plan, str(parallel), self.lab.key,
-                        self.lab.known_hosts], log=log, groups=self.groups)
+                        self.lab.known_hosts], log=log, groups=self.groups, counter=self.counter)
         if result['rc'] != 0:
             raise RunError('the baseline deploy failed (rc %s), see %s' % (result['rc'], log))
         return result
 
+    def _plan(self):
+        return [(name, self.lab.host(name)['address'], self.lab.host(name)['ssh_user'],
+                 self.flake.attr(name)) for name in self.selected]
+
+    def handwritten(self, forks):
+        """benchmarks/handwritten/deploy.yml on the selected hosts, with its
+        static inventory, forks ``forks`` and the same ssh settings, control
+        path folder of its own and accounting as ``playbook``; the job events
+        counted, no other callback but the default output."""
+        inventory = _handwritten.write_inventory(
+            os.path.join(self.workdir, 'handwritten-hosts-%d.yml' % len(self.selected)),
+            self._plan(), self.flake.ref, self.lab.key, self.lab.known_hosts)
+        run_env = ansible_env({'ANSIBLE_CONFIG': _handwritten.CONFIG,
+                               'ANSIBLE_FORKS': str(forks), 'ANSIBLE_SSH_ARGS': SSH_ARGS,
+                               'ANSIBLE_PIPELINING': 'True'})
+        number = self.runs + 1
+        events = os.path.join(self.workdir, 'events-%d.json' % number)
+        run_env.update(NIXDEPLOY_BENCH_EVENTS=events, ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
+                       ANSIBLE_CALLBACKS_ENABLED='scale_events')
+        argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
+                '-i', inventory, _handwritten.PLAYBOOK]
+        log = self._log('handwritten')
+        folder = os.path.join(self.workdir, 'cp-%d' % number)
+        run_env['ANSIBLE_SSH_CONTROL_PATH_DIR'] = folder
+        os.makedirs(folder, exist_ok=True)
+        result = timed(argv, env=run_env, cwd=self.workdir, log=log, folder=folder,
+                       groups=self.groups, counter=self.counter)
+        if result['rc'] != 0:
+            raise RunError('the hand-written playbook failed (rc %s), see %s' % (result['rc'], log))
+        try:
+            with open(events) as handle:
+                result['events'] = json.load(handle)
+        except (OSError, ValueError):
+            result['events'] = None
+        return result
+
+    def expected(self):
+        """{host: the store path of its system} of the selected hosts, by one
+        nix eval (the script's own expression), outside any measured run."""
+        attrs = ' '.join(json.dumps(self.flake.attr(name)) for name in self.selected)
+        apply = ('f: map (a: (builtins.foldl\' (s: n: s.${n}) f (builtins.filter '
+                 'builtins.isString (builtins.split "[.]" a))).outPath) [ %s ]' % attrs)
+        proc = subprocess.run(['nix', '--extra-experimental-features', 'nix-command flakes',
+                               '--option', 'substituters', '', 'eval', '--json',
+                               self.flake.ref + '#""', '--apply', apply],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+        if proc.returncode != 0:
+            raise RunError('nix eval of the expected systems failed: %s' % proc.stderr[-2000:])
+        return dict(zip(self.selected, json.loads(proc.stdout)))
+
+    def profiles(self):
+        """{host: the store path its system profile points to}, read in its folder."""
+        return dict((name, _handwritten.profile_target(self.lab.host(name)['dir']))
+                    for name in self.selected)
+
+    def check_state(self, expected, what):
+        """Every selected host active on, and its system profile set to, its
+        ``expected`` system: the state the script leaves."""
+        wrong = _handwritten.state_mismatches(expected, self.active(), self.profiles())
+        if wrong:
+            raise RunError('after the %s, %d hosts are not as the script leaves them: %s' % (
+                what, len(set(w[0] for w in wrong)), ', '.join('%s %s %s' % w for w in wrong[:5])))
+
 
 def _deploy(fleet, deployer):
-    """A new system on every selected host, then the no-op redeploy."""
+    """A new system on every selected host, then the no-op redeploy; after
+    each, every host runs the new system and its system profile points to it
+    (the state the script leaves)."""
     fleet.new_version()
     before = fleet.active()
+    expected = fleet.expected()
     run = getattr(fleet, deployer)
     first = run(fleet.forks)
     fleet.deployed(before)
+    fleet.check_state(expected, '%s deploy' % deployer)
     after = fleet.active()
     second = run(fleet.forks)
     if fleet.active() != after:
         raise RunError('a no-op %s redeploy changed what is active' % deployer)
+    fleet.check_state(expected, '%s no-op' % deployer)
     return {'deploy': first, 'noop': second}
 
 
+def ratios(row, top='playbook', base='script', suffix=''):
+    """row['<phase>_<measure><suffix>_ratio'] = top / base, for the deploy
+    and the no-op: wall, controller CPU, hosts' CPU."""
+    for phase in ('deploy', 'noop'):
+        for measure in ('wall', 'cpu', 'targets_cpu'):
+            low = row[base][phase].get(measure)
+            high = row[top][phase].get(measure)
+            row['%s_%s%s_ratio' % (phase, measure, suffix)] = (
+                high / low if low and high is not None else None)
+    return row
+
+
 def run(fleet, sizes, log=print, partial=None, profile=False):
-    """{'rows': [{n, playbook: {deploy, noop}, script: {...}, ratios}], ...};
+    """{'rows': [{n, playbook: {deploy, noop}, script: {...}, handwritten: {...},
+    ratios (playbook / script; '_hw': playbook / handwritten)}], ...};
     ``partial(data)`` after each size (a long run keeps what it measured);
     ``profile``: after the smallest size, one more deploy and no-op of it
     under py-spy."""
@@ -211,18 +305,16 @@ def run(fleet, sizes, log=print, partial=None, profile=False):
     for size in sizes:
         fleet.select(size)
         row = {'n': size, 'load_before': load()}
-        for deployer in ('playbook', 'script'):
+        for deployer in DEPLOYERS:
             row[deployer] = _deploy(fleet, 'baseline' if deployer == 'script' else deployer)
             log('  scale N=%d %-8s deploy %.1f s (cpu %.1f, hosts %s), no-op %.1f s (cpu %.1f, '
                 'hosts %s)' % (
                     size, deployer, row[deployer]['deploy']['wall'], row[deployer]['deploy']['cpu'],
                     _seconds(row[deployer]['deploy'], 'targets_cpu'), row[deployer]['noop']['wall'],
                     row[deployer]['noop']['cpu'], _seconds(row[deployer]['noop'], 'targets_cpu')))
-        for phase in ('deploy', 'noop'):
-            for measure in ('wall', 'cpu', 'targets_cpu'):
-                base = row['script'][phase].get(measure)
-                row['%s_%s_ratio' % (phase, measure)] = (
-                    row['playbook'][phase][measure] / base if base else None)
+        ratios(row)
+        # the collection against the hand-written playbook (issue 45)
+        ratios(row, base='handwritten', suffix='_hw')
         row['load_after'] = load()
         rows.append(row)
         if profile and size == sizes[0]:
@@ -301,34 +393,50 @@ def _seconds(run, key):
     return '%.1f' % run[key] if run.get(key) is not None else '-'
 
 
+def _per_host(run, group, hosts):
+    started = (run.get('started') or {}).get(group)
+    return '%.0f' % (started / float(hosts)) if started is not None else '-'
+
+
 def table(data):
-    lines = ['10. Scale: deploy playbook vs plain script at fleet size (forks and script '
-             'parallelism %d)' % data['forks'],
-             '%5s  %-9s %8s %7s %7s %8s %7s %7s %7s %7s %6s %6s %5s %8s' % (
+    deployers = [d for d in DEPLOYERS if any(d in row for row in data['rows'])]
+    lines = ['10. Scale: deploy playbook vs plain script%s at fleet size (forks and script '
+             'parallelism %d)' % (' vs hand-written playbook' if 'handwritten' in deployers
+                                  else '', data['forks']),
+             '%5s  %-11s %8s %7s %7s %8s %7s %7s %7s %7s %6s %6s %5s %8s' % (
                  'N', 'deployer', 'deploy s', 'cpu s', 'host s', 'no-op s', 'cpu s', 'host s',
                  'PSS MB', 'RSS MB', 'ev', 'ev/h', 'summ', 'html KB')]
     lines.append('-' * len(lines[-1]))
     for row in data['rows']:
-        for deployer in ('playbook', 'script'):
+        for deployer in deployers:
             cell = row[deployer]
             deploy, noop = cell['deploy'], cell['noop']
             peak = max(deploy['memory']['pss_mb'], noop['memory']['pss_mb'])
             peak_rss = max(deploy['memory']['rss_mb'], noop['memory']['rss_mb'])
             events = (deploy.get('events') or {}).get('events')
             html = (deploy.get('report') or {}).get('nixdeploy-report.html')
-            lines.append('%5d  %-9s %8.1f %7.1f %7s %8.1f %7.1f %7s %7.0f %7.0f %6s %6s %5s %8s' % (
+            lines.append('%5d  %-11s %8.1f %7.1f %7s %8.1f %7.1f %7s %7.0f %7.0f %6s %6s %5s %8s' % (
                 row['n'], deployer, deploy['wall'], deploy['cpu'], _seconds(deploy, 'targets_cpu'),
                 noop['wall'], noop['cpu'], _seconds(noop, 'targets_cpu'),
                 peak, peak_rss, events if events is not None else '',
                 '%.1f' % (float(events) / row['n']) if events is not None else '',
                 deploy.get('summary_lines', ''), '%.0f' % (html / 1024.0) if html else ''))
-        lines.append('%5s  %-9s %8s %7s %7s %8s %7s %7s' % (
-            '', 'ratio', _ratio(row['deploy_wall_ratio']), _ratio(row['deploy_cpu_ratio']),
-            _ratio(row.get('deploy_targets_cpu_ratio')), _ratio(row['noop_wall_ratio']),
-            _ratio(row['noop_cpu_ratio']), _ratio(row.get('noop_targets_cpu_ratio'))))
+        for label, suffix in (('ratio', ''), ('ratio/hw', '_hw')):
+            if 'deploy_wall%s_ratio' % suffix not in row:
+                continue
+            lines.append('%5s  %-11s %8s %7s %7s %8s %7s %7s' % (
+                '', label, _ratio(row['deploy_wall%s_ratio' % suffix]),
+                _ratio(row['deploy_cpu%s_ratio' % suffix]),
+                _ratio(row.get('deploy_targets_cpu%s_ratio' % suffix)),
+                _ratio(row['noop_wall%s_ratio' % suffix]),
+                _ratio(row['noop_cpu%s_ratio' % suffix]),
+                _ratio(row.get('noop_targets_cpu%s_ratio' % suffix))))
+    if 'handwritten' in deployers:
+        lines.append('ratio: playbook / script; ratio/hw: playbook / handwritten '
+                     '(benchmarks/handwritten/deploy.yml)')
     idle = ['N=%d %s' % (row['n'], ', '.join(
         '%s %s %s' % (deployer, phase, _seconds(row[deployer][phase], 'idle'))
-        for deployer in ('playbook', 'script') for phase in ('deploy', 'noop')))
+        for deployer in deployers if deployer in row for phase in ('deploy', 'noop')))
         for row in data['rows']]
     lines.append('cpu s: the deployer\'s (every process it started, ssh masters included); '
                  'host s: the lab hosts\' (sshd, Nix, activations) meanwhile; both on the same '
@@ -336,10 +444,22 @@ def table(data):
     started = ['N=%d %s' % (row['n'], ', '.join(
         '%s %s %s' % (deployer, phase, '%.0f' % (row[deployer][phase]['processes'] / float(row['n']))
                       if row[deployer][phase].get('processes') is not None else '-')
-        for deployer in ('playbook', 'script') for phase in ('deploy', 'noop')))
+        for deployer in deployers if deployer in row for phase in ('deploy', 'noop')))
         for row in data['rows']]
     lines.append('Processes started a host (controller and hosts, the whole machine): '
                  + '; '.join(started))
+    sides = ['N=%d %s' % (row['n'], ', '.join(
+        '%s %s %s/%s' % (deployer, phase, _per_host(row[deployer][phase], 'controller', row['n']),
+                         _per_host(row[deployer][phase], 'targets', row['n']))
+        for deployer in deployers if deployer in row for phase in ('deploy', 'noop')))
+        for row in data['rows'] if any(row[d]['deploy'].get('started') for d in deployers
+                                       if d in row)]
+    if sides:
+        lost = sum(row[d][phase].get('started_lost') or 0 for row in data['rows']
+                   for d in deployers if d in row for phase in ('deploy', 'noop'))
+        lines.append('Processes started a host, controller/hosts (process events by control '
+                     'group, threads left out%s): ' % (
+                         '; %d event reads lost' % lost if lost else '') + '; '.join(sides))
     columns = ('startup', 'eval', 'build', 'copy', 'activate', 'confirm', 'other')
     lines += ['', "where the playbook's time goes (s; startup = Python + inventory plugin):",
               '%5s  %-7s ' % ('N', 'run') + ' '.join('%8s' % c for c in columns)]
