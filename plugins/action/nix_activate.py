@@ -65,15 +65,17 @@ class ActionModule(NixdeployAction):
             return self.failed(result, 'no platform: set platform or the host var nix_platform')
         try:
             _platforms.platform_spec(platform)
+            # the goal's row, parsed once here: every part reads its fields
+            goal = _platforms.goal_row(args['goal'])
         except ValueError as exc:
             return self.failed(result, str(exc))
-        problem = _activate.check_params(args, platform)
+        problem = _activate.check_params(args, platform, goal)
         if problem:
             return self.failed(result, problem)
         session = HostSession(lambda script: self.target_sh(script, sudoable=True),
                               self._connection, self._display)
-        task = ActivateTask(args, self.host, platform, self._task.check_mode, self._task.diff,
-                            session, Timeline())
+        task = ActivateTask(args, self.host, platform, goal, self._task.check_mode,
+                            self._task.diff, session, Timeline())
         target_run = TargetRun(task)
         try:
             if args['state'] == 'confirmed':
@@ -107,7 +109,7 @@ class ActionModule(NixdeployAction):
         Without keys and prune nothing more than the activation runs. A dry
         run does the keys as nix_keys' check mode does them."""
         args = task.args
-        dry = task.check_mode or _platforms.is_dry(args['goal'])
+        dry = task.check_mode or task.goal.dry
         try:
             keys = _keys.normalize_keys(args['keys'])
         except _keys.KeysError as exc:
@@ -188,7 +190,7 @@ class ActionModule(NixdeployAction):
         the host fails in phase keys, nothing was activated."""
         res = {'failed': True, 'changed': False, 'phase': 'keys', 'rolled_back': False,
                'connection_lost': part['connection_lost'], 'activated': False,
-               'confirmed': False, 'platform': task.platform, 'goal': task.args['goal'],
+               'confirmed': False, 'platform': task.platform, 'goal': task.goal.name,
                'msg': part['msg'], 'keys_pre': part}
         warnings = part.pop('warnings', None)
         if warnings:

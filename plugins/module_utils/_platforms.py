@@ -13,6 +13,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from collections import namedtuple
+
 
 PLATFORMS = {
     'nixos': {
@@ -165,9 +167,12 @@ PLATFORMS = {
 #                     without waiting; busy_mark in its output = another
 #                     switch held it and nothing changed; or None
 
+
 # The goals of an activation (as colmena's Goal). A platform offers the goals
 # its row's 'goals' lists, and every dry goal (each platform has a dry run or
 # reports only). What each goal's row says:
+#   name            the goal's word (the task's option goal, the results'
+#                   goal, the target programs' GOAL)
 #   dry             activates nothing: a report of what an activation would
 #                   do, which never reports a change (as check mode)
 #   moves_profile   the profile is set to the new system before activating
@@ -182,56 +187,66 @@ PLATFORMS = {
 #                   the profile, the active system or both
 #   rollback_goal   the goal a rollback of this goal re-activates with
 #   done            the summary's word for a done activation
-GOALS = {
-    'switch': {'dry': False, 'moves_profile': True, 'records_active': True,
-               'magic_rollback': True, 'before_reboot': False,
-               'current': 'both', 'rollback_goal': 'switch', 'done': 'switched'},
-    'boot': {'dry': False, 'moves_profile': True, 'records_active': False,
-             'magic_rollback': False, 'before_reboot': True,
-             'current': 'profile', 'rollback_goal': 'boot', 'done': 'boot default set'},
-    'test': {'dry': False, 'moves_profile': False, 'records_active': True,
-             'magic_rollback': True, 'before_reboot': False,
-             'current': 'active', 'rollback_goal': 'test', 'done': 'activated (test)'},
-    'dry-activate': {'dry': True, 'moves_profile': False, 'records_active': False,
-                     'magic_rollback': False, 'before_reboot': False,
-                     'current': 'both', 'rollback_goal': 'switch', 'done': 'dry-activated'},
-}
+class Goal(namedtuple('Goal', ['name', 'dry', 'moves_profile', 'records_active',
+                               'magic_rollback', 'before_reboot', 'current',
+                               'rollback_goal', 'done'])):
+    """One row of GOALS. nix_activate parses its option goal into its row
+    once (``goal_row``) and passes the row along; the row's ``name`` goes
+    where a word is needed (results, target programs, messages)."""
+
+    __slots__ = ()
+
+    def rollback(self):
+        """The row of the goal a rollback of this goal re-activates with."""
+        return GOALS[self.rollback_goal]
 
 
-def goal_spec(goal):
-    """The GOALS row of ``goal``; ValueError names the known ones."""
+GOALS = dict((goal.name, goal) for goal in (
+    Goal('switch', dry=False, moves_profile=True, records_active=True,
+         magic_rollback=True, before_reboot=False,
+         current='both', rollback_goal='switch', done='switched'),
+    Goal('boot', dry=False, moves_profile=True, records_active=False,
+         magic_rollback=False, before_reboot=True,
+         current='profile', rollback_goal='boot', done='boot default set'),
+    Goal('test', dry=False, moves_profile=False, records_active=True,
+         magic_rollback=True, before_reboot=False,
+         current='active', rollback_goal='test', done='activated (test)'),
+    Goal('dry-activate', dry=True, moves_profile=False, records_active=False,
+         magic_rollback=False, before_reboot=False,
+         current='both', rollback_goal='switch', done='dry-activated'),
+))
+
+
+def goal_row(goal):
+    """The GOALS row (a ``Goal``) of the goal named ``goal``; ValueError
+    names the known ones. The one lookup by name: nix_activate's, once."""
     try:
         return GOALS[goal]
     except KeyError:
         raise ValueError('unknown goal %r (known: %s)' % (goal, ', '.join(sorted(GOALS))))
 
 
-def is_dry(goal):
-    """Whether ``goal`` only reports what an activation would do."""
-    return goal_spec(goal)['dry']
-
-
 def offers_goal(platform, goal):
-    """Whether ``platform`` can activate with ``goal`` (its row's goals, and
-    the dry ones everywhere)."""
-    return goal in platform_spec(platform)['goals'] or is_dry(goal)
+    """Whether ``platform`` can activate with ``goal`` (a ``Goal``): its
+    row's goals, and the dry ones everywhere."""
+    return goal.name in platform_spec(platform)['goals'] or goal.dry
 
 
 def reboot_goal():
-    """The goal a reboot's activation takes (the boot default, nothing run)."""
-    return next(name for name, spec in GOALS.items() if spec['before_reboot'])
+    """The goal (a ``Goal``) a reboot's activation takes (the boot default,
+    nothing run)."""
+    return next(goal for goal in GOALS.values() if goal.before_reboot)
 
 
 def reboots(platform):
     """Whether nix_activate can reboot hosts of ``platform``: those that
     offer the reboot's goal (NixOS)."""
-    return reboot_goal() in platform_spec(platform)['goals']
+    return reboot_goal().name in platform_spec(platform)['goals']
 
 
 def moves_profile(platform, goal):
-    """Whether activating ``goal`` sets ``platform``'s profile first."""
-    return (goal_spec(goal)['moves_profile']
-            and not platform_spec(platform)['activation'].get('sets_own_profile'))
+    """Whether activating ``goal`` (a ``Goal``) sets ``platform``'s profile first."""
+    return goal.moves_profile and not platform_spec(platform)['activation'].get('sets_own_profile')
 
 
 # Where nix lives on a target whose non-login ssh PATH lacks it, searched in

@@ -20,12 +20,14 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _trouble
 
 
-def check_params(params, platform):
-    """Errors in ``params`` for ``platform`` (its table row), as a message, or None."""
+def check_params(params, platform, goal):
+    """Errors in ``params`` for ``platform`` (its table row) and ``goal``
+    (the row of params' goal, a ``_platforms.Goal``), as a message, or None."""
     spec = _platforms.platform_spec(platform)
-    goal, state = params['goal'], params['state']
+    state = params['state']
     if not _platforms.offers_goal(platform, goal):
-        return '%s supports the goals %s, not %s' % (platform, ', '.join(spec['goals']), goal)
+        return '%s supports the goals %s, not %s' % (platform, ', '.join(spec['goals']),
+                                                     goal.name)
     if state != 'activated' and (params.get('keys') or params.get('keys_prune')):
         return 'keys and keys_prune go with state=activated only (state=%s activates nothing ' \
             'to upload them around); upload them with nixdeploy.fleet.nix_keys' % state
@@ -43,18 +45,18 @@ def check_params(params, platform):
     if params.get('generation') is not None and params['generation'] < 1:
         return 'generation must be a positive generation number'
     reboot = params.get('reboot') or 'never'
-    goal_row = _platforms.goal_spec(goal)
-    if state == 'activated' and reboot != 'never' and not goal_row['moves_profile'] \
-            and not goal_row['dry']:
-        return 'reboot=%s needs goal switch or boot: a reboot undoes goal %s' % (reboot, goal)
+    if state == 'activated' and reboot != 'never' and not goal.moves_profile and not goal.dry:
+        return 'reboot=%s needs goal switch or boot: a reboot undoes goal %s' % (reboot,
+                                                                                 goal.name)
     if state == 'activated' and reboot == 'always' and not _platforms.reboots(platform):
         return 'reboot=always: %s has no boot goal to reboot into (only NixOS reboots)' % platform
     return _health.problems(params.get('health_checks') or [])
 
 
-def magic_applies(params):
-    """Whether the magic-rollback watchdog guards this activation."""
-    return bool(params['magic_rollback']) and _platforms.goal_spec(params['goal'])['magic_rollback']
+def magic_applies(params, goal):
+    """Whether the magic-rollback watchdog guards this activation (``goal``:
+    its ``_platforms.Goal``)."""
+    return bool(params['magic_rollback']) and goal.magic_rollback
 
 
 def _generation(number, path):
@@ -68,7 +70,8 @@ def log_lines(log, lines=40):
 
 
 def result_from_status(values, log, platform, goal, duration, run=None):
-    """The task result for what a run's status file says (``values``)."""
+    """The task result for what a run's status file says (``values``);
+    ``goal``: the goal's name, the result's ``goal``."""
     state = values.get('state', 'starting')
     rolled_back = values.get('rolled_back', False)
     result = {
@@ -155,15 +158,16 @@ def diff_for(previous_path, new_path, previous_gen=None):
 
 
 def check_mode_result(values, log, platform, goal, path, dry_ran, duration, reactivate=False):
-    """What an activation would do (check mode or goal dry-activate); with
-    ``reactivate`` a current system would be activated again."""
+    """What an activation would do (check mode or goal dry-activate) with
+    ``goal`` (a ``_platforms.Goal``); with ``reactivate`` a current system
+    would be activated again."""
     prev_path = values.get('prev_path') or None
     active = values.get('active') or None
     # what the goal needs to be the new system already (as the runner's is_current)
     current = {'active': active == path, 'profile': prev_path == path,
-               'both': prev_path == path and active == path}[_platforms.goal_spec(goal)['current']]
+               'both': prev_path == path and active == path}[goal.current]
     result = {
-        'platform': platform, 'goal': goal, 'profile': values.get('profile'),
+        'platform': platform, 'goal': goal.name, 'profile': values.get('profile'),
         'previous': _generation(values.get('prev_gen'), prev_path),
         'new': _generation(None, path),
         'activated': False, 'rolled_back': False, 'rollback_reason': None,

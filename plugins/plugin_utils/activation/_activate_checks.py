@@ -54,8 +54,8 @@ class HealthChecks:
             res['msg'] += ' (auto rollback is off: the host stays on the new system)'
             return res
         new_gen = res['new']['generation']
-        undone = self._target_run.undo(res['previous']['generation'], new_gen, args['goal'],
-                                       summary['msg'])
+        undone = self._target_run.undo(res['previous']['generation'], new_gen,
+                                       self._task.goal, summary['msg'])
         res.update(undone)
         return res
 

@@ -68,7 +68,7 @@ class Activation:
                                            LOOK_TIMEOUT)
         if 'error' in values or ('profile' not in values and out.get('rc')):
             return {'failed': True, 'changed': False, 'msg': script_error(out, values)}
-        res = _activate.check_mode_result(values, log, task.platform, args['goal'], args['path'],
+        res = _activate.check_mode_result(values, log, task.platform, task.goal, args['path'],
                                           'dry_rc' in values, task.timeline.elapsed(),
                                           reactivate=args['reactivate'])
         refusal = _reboot.switch_refusal(values.get('dry_rc'), log) \
@@ -77,12 +77,12 @@ class Activation:
             # the pre-switch checks would refuse the switch: say which and the ways out
             res['switch_refused'] = refusal
             res['msg'] = 'dry activation: %s' % _reboot.refusal_message(refusal)
-        if _platforms.is_dry(args['goal']):
+        if task.goal.dry:
             # an explicit dry activation is a report: it never changes anything
             res['would_change'] = res['changed']
             res['changed'] = False
         if args['health_checks']:
-            why = 'check mode' if task.check_mode else 'goal %s' % args['goal']
+            why = 'check mode' if task.check_mode else 'goal %s' % task.goal.name
             res['health_checks'] = _health.skipped(args['health_checks'], why)
             res['msg'] = '%s; %s' % (res['msg'], res['health_checks']['msg'])
         if self._reboots.considered():
@@ -98,7 +98,7 @@ class Activation:
         task = self._task
         args, session, timeline = task.args, task.session, task.timeline
         target_run = self._target_run
-        magic = _activate.magic_applies(args)
+        magic = _activate.magic_applies(args, task.goal)
         # the watchdog's window leaves the checks all their tries
         budget = _health.budget(args['health_checks']) if magic else 0
         deadline = target_run.deadline(magic, budget)
@@ -126,11 +126,11 @@ class Activation:
                 # opens a new connection, even without meta: reset_connection
                 session.new_login()
         elif not problem and state in ('done', 'unchanged'):
-            if not _platforms.goal_spec(args['goal'])['records_active']:
-                not_run = 'goal %s activates nothing before the next boot' % args['goal']
+            if not task.goal.records_active:
+                not_run = 'goal %s activates nothing before the next boot' % task.goal.name
             else:
                 summary = self._checks.run()
-        res = _activate.result_from_status(values, log, task.platform, args['goal'],
+        res = _activate.result_from_status(values, log, task.platform, task.goal.name,
                                            timeline.elapsed(), run)
         # no confirmation in time: the new system could not be reached
         unconfirmed = values.get('cause') == 'unconfirmed'

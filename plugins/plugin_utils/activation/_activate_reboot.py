@@ -91,7 +91,7 @@ class Reboots:
         values, log, problem = self._target_run.follow(
             run, False, self._target_run.deadline(False), values, log)
         timeline.add_run('activate', values)
-        res = _activate.result_from_status(values, log, task.platform, goal,
+        res = _activate.result_from_status(values, log, task.platform, goal.name,
                                            timeline.elapsed(), run)
         res.update(magic_rollback=False, detached_with=detach, lost_connections=session.lost,
                    connection_lost=session.lost > 0 and bool(problem))
@@ -104,7 +104,7 @@ class Reboots:
         # what the host gets back if the new system does not boot well
         undo = dict(generation=previous, drop_generation=new_gen, goal=goal)
         # the deploy changes the host: its goal stays the task's, the reboot does the switch
-        res.update(goal=args['goal'], changed=True)
+        res.update(goal=task.goal.name, changed=True)
         start = time.time()
         old_id = before.get('boot_id') or None
         refused = self._request_reboot()

@@ -49,11 +49,12 @@ class TargetRun:
         it to end or await its confirmation. Returns (run, values, log,
         failure); values is None when the connection was lost after the
         run may have started: the caller follows it from a new one.
-        ``overrides``: launch_script parameters other than the task's."""
+        ``overrides``: launch_script parameters other than the task's (a
+        ``goal`` is a ``_platforms.Goal``, as the task's)."""
         task = self._task
         args = task.args
         run = '%d-%s' % (int(time.time()), uuid.uuid4().hex[:8])
-        params = dict(path=args['path'] or '', goal=args['goal'], magic=magic,
+        params = dict(path=args['path'] or '', goal=task.goal, magic=magic,
                       auto=args['auto_rollback'], confirm_timeout=args['confirm_timeout'],
                       activation_timeout=args['activation_timeout'],
                       lock_timeout=args['lock_timeout'], generation=args['generation'],
@@ -177,10 +178,10 @@ class TargetRun:
 
     def undo(self, generation, drop_generation, goal, why):
         """Undo this task's activation, which no watchdog guards: put the
-        profile back to ``generation`` and activate it with ``goal``,
-        deleting ``drop_generation``. Returns the result keys that say how
-        that went (a failed result either way: ``why`` happened). Adds the
-        phase ``rollback``."""
+        profile back to ``generation`` and activate it with ``goal`` (a
+        ``_platforms.Goal``), deleting ``drop_generation``. Returns the
+        result keys that say how that went (a failed result either way:
+        ``why`` happened). Adds the phase ``rollback``."""
         start = time.time()
         # no generation: the newest one before the current (the runner picks)
         run, values, log, failure = self.launch(

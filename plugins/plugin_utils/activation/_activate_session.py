@@ -140,13 +140,16 @@ class Timeline:
 
 class ActivateTask:
     """One nix_activate task on one host: its validated arguments
-    (``args``), ``host``, ``platform``, ``check_mode`` and ``diff``, the
-    host's ``session`` and the ``timeline``."""
+    (``args``), ``host``, ``platform``, ``goal`` (the row of args' goal,
+    module_utils/_platforms.py's ``Goal``: its fields say what the goal
+    means, its ``name`` is the word), ``check_mode`` and ``diff``, the host's
+    ``session`` and the ``timeline``."""
 
-    def __init__(self, args, host, platform, check_mode, diff, session, timeline):
+    def __init__(self, args, host, platform, goal, check_mode, diff, session, timeline):
         self.args = args
         self.host = host
         self.platform = platform
+        self.goal = goal
         self.check_mode = check_mode
         self.diff = diff
         self.session = session

@@ -60,7 +60,7 @@ class LaterStates:
             return {'changed': False, 'confirmed': False, 'run': None,
                     'platform': platform, 'msg': 'no activation to confirm'}
         values, log, problem = self._target_run.follow(run, False, deadline, values, log)
-        res = _activate.result_from_status(values, log, platform, args['goal'],
+        res = _activate.result_from_status(values, log, platform, task.goal.name,
                                            task.timeline.elapsed(), run)
         res['changed'] = bool(claimed) and values.get('state') == 'done'
         if values.get('state') == 'done':
@@ -90,7 +90,7 @@ class LaterStates:
             return {'changed': wanted is not None and wanted != current,
                     'previous': {'generation': current, 'path': values.get('prev_path') or None},
                     'new': {'generation': wanted, 'path': values.get('gen_path') or None},
-                    'platform': platform, 'goal': args['goal'], 'profile': values.get('profile'),
+                    'platform': platform, 'goal': task.goal.name, 'profile': values.get('profile'),
                     'msg': 'would roll back to generation %s' % wanted if wanted else
                            'no generation to roll back to'}
         target_run = self._target_run
@@ -101,7 +101,7 @@ class LaterStates:
         values, log, problem = target_run.follow(run, False, target_run.deadline(False),
                                                  values, log)
         task.timeline.add_run('rollback', values)
-        res = _activate.result_from_status(values, log, platform, args['goal'],
+        res = _activate.result_from_status(values, log, platform, task.goal.name,
                                            task.timeline.elapsed(), run)
         res.update(phases=task.timeline.phases, lost_connections=session.lost)
         if problem:

@@ -15,7 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
-    GOALS, goal_spec, moves_profile, platform_spec)
+    GOALS, goal_row, moves_profile, platform_spec)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import BY_OPTION
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._reboot import REFUSAL_MARK
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import (
@@ -142,11 +142,12 @@ def runner_program(platform, run, mode, path='', goal=None, magic=None, auto=Non
                    install_bootloader=None, backup_extension=None, reactivate=None,
                    root_key=None):
     """activate-runner.sh with its values: the detached run itself. An
-    option left None is the option table's default (module_utils/_role_vars.py).
+    option left None is the option table's default (module_utils/_role_vars.py);
+    ``goal`` is a row of the goal table (``_platforms.Goal``).
     ``root_key``: the file name of the copy's GC root of ``path``
     (``_copy.root_key_of``), released once the profile holds ``path``."""
-    goal, magic, auto = _option('goal', goal), _option('magic_rollback', magic), \
-        _option('auto_rollback', auto)
+    goal = goal_row(_option('goal', None)) if goal is None else goal
+    magic, auto = _option('magic_rollback', magic), _option('auto_rollback', auto)
     confirm_timeout, activation_timeout, lock_timeout = _option(
         'confirm_timeout', confirm_timeout), _option('activation_timeout', activation_timeout), \
         _option('lock_timeout', lock_timeout)
@@ -155,15 +156,15 @@ def runner_program(platform, run, mode, path='', goal=None, magic=None, auto=Non
     spec = platform_spec(platform)
     activation = spec['activation']
     lock = activation.get('switch_lock') or {}
-    rollback_goal = goal_spec(goal)['rollback_goal']
+    rollback_goal = goal.rollback()
     backup_env, backup_ext = _backup(spec, backup_extension)
     return render([_LIB, 'activate-runner.sh', 'activate-modes.sh'], {
-        'RUN': run, 'MODE': mode, 'NEW': path, 'GOAL': goal,
-        'ROLLBACK_GOAL': rollback_goal,
+        'RUN': run, 'MODE': mode, 'NEW': path, 'GOAL': goal.name,
+        'ROLLBACK_GOAL': rollback_goal.name,
         # a rollback with a goal that leaves the profile alone (test) does too
         'ROLLBACK_MOVES': moves_profile(platform, rollback_goal),
-        'CURRENT_WHEN': goal_spec(goal)['current'],
-        'ACTIVE_GOALS': ' '.join(name for name in GOALS if GOALS[name]['records_active']),
+        'CURRENT_WHEN': goal.current,
+        'ACTIVE_GOALS': ' '.join(row.name for row in GOALS.values() if row.records_active),
         'MAGIC': magic, 'AUTO': auto,
         'CONFIRM_TIMEOUT': int(confirm_timeout),
         'ACTIVATION_TIMEOUT': int(activation_timeout),

@@ -166,18 +166,20 @@ class HostOutcome:
             done = _STOPPED.get(self.last_phase or '', 'nothing done')
             return '%s (not activated)' % done
         goal = activate.get('goal') or 'switch'
+        # the goal's row, once (None: a goal this collection does not know)
+        row = GOALS.get(goal)
         changed = bool(activate.get('changed'))
         before = rec['before']
         new = (activate.get('new') or {}).get('generation')
-        if goal in GOALS and GOALS[goal]['dry']:
-            return '%s: %s' % (GOALS[goal]['done'],
+        if row is not None and row.dry:
+            return '%s: %s' % (row.done,
                                'would change' if activate.get('would_change') else 'no change')
         if check_mode:
             rec['after'] = 'new' if changed else before
             return 'would %s' % goal if changed else 'unchanged'
         if changed:
             rec['after'] = new if new is not None else before
-            return GOALS[goal]['done'] if goal in GOALS else 'activated'
+            return row.done if row is not None else 'activated'
         return 'unchanged'
 
 

@@ -25,6 +25,11 @@ def params(**changes):
     return base
 
 
+def check_params(given, platform):
+    """check_params as nix_activate calls it: with the row of the goal."""
+    return _activate.check_params(given, platform, _platforms.goal_row(given['goal']))
+
+
 @pytest.mark.parametrize('platform,goal,problem', [
     ('nixos', 'boot', None),
     ('nixos', 'test', None),
@@ -33,40 +38,57 @@ def params(**changes):
     ('nix-on-droid', 'dry-activate', None),
 ])
 def test_goals_per_platform(platform, goal, problem):
-    assert _activate.check_params(params(path='/nix/store/x', goal=goal), platform) == problem
+    assert check_params(params(path='/nix/store/x', goal=goal), platform) == problem
 
 
 def test_goals_say_what_the_code_branches_on():
-    assert [goal for goal in _platforms.GOALS if _platforms.is_dry(goal)] == ['dry-activate']
-    assert _platforms.reboot_goal() == 'boot'
+    goal = _platforms.goal_row
+    assert [name for name, row in _platforms.GOALS.items() if row.dry] == ['dry-activate']
+    assert _platforms.reboot_goal() == goal('boot') and _platforms.reboot_goal().name == 'boot'
     assert [p for p in sorted(_platforms.PLATFORMS) if _platforms.reboots(p)] == ['nixos']
     # a dry goal on every platform, the others where the row lists them
     for platform in _platforms.PLATFORMS:
-        assert _platforms.offers_goal(platform, 'dry-activate')
-        assert _platforms.offers_goal(platform, 'switch')
-    assert not _platforms.offers_goal('darwin', 'boot')
-    for spec in _platforms.GOALS.values():
-        assert set(spec) == {'dry', 'moves_profile', 'records_active', 'magic_rollback',
-                             'before_reboot', 'current', 'rollback_goal', 'done'}
+        assert _platforms.offers_goal(platform, goal('dry-activate'))
+        assert _platforms.offers_goal(platform, goal('switch'))
+    assert not _platforms.offers_goal('darwin', goal('boot'))
+    for name, row in _platforms.GOALS.items():
+        assert isinstance(row, _platforms.Goal) and row.name == name
+        assert row._fields == ('name', 'dry', 'moves_profile', 'records_active',
+                               'magic_rollback', 'before_reboot', 'current', 'rollback_goal',
+                               'done')
+        assert row.rollback() is _platforms.GOALS[row.rollback_goal]
+    assert goal('test').rollback().name == 'test'
+    assert goal('dry-activate').rollback().name == 'switch'
+
+
+def test_an_unknown_goal_is_named_with_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown goal 'reload' \(known: boot, dry-activate, "
+                                         r"switch, test\)"):
+        _platforms.goal_row('reload')
+
+
+def test_a_goal_row_is_immutable():
+    with pytest.raises(AttributeError):
+        _platforms.goal_row('switch').dry = True
 
 
 def test_a_reboot_needs_a_goal_that_moves_the_profile():
-    assert _activate.check_params(params(path='/nix/store/x', reboot='always'), 'nixos') is None
-    assert _activate.check_params(params(path='/nix/store/x', goal='test', reboot='always'),
-                                  'nixos') == \
+    assert check_params(params(path='/nix/store/x', reboot='always'), 'nixos') is None
+    assert check_params(params(path='/nix/store/x', goal='test', reboot='always'),
+                        'nixos') == \
         'reboot=always needs goal switch or boot: a reboot undoes goal test'
     # a dry goal reboots nothing: it only says whether it would
-    assert _activate.check_params(params(path='/nix/store/x', goal='dry-activate',
-                                         reboot='always'), 'nixos') is None
-    assert _activate.check_params(params(path='/nix/store/x', reboot='always'), 'darwin') == \
+    assert check_params(params(path='/nix/store/x', goal='dry-activate', reboot='always'),
+                        'nixos') is None
+    assert check_params(params(path='/nix/store/x', reboot='always'), 'darwin') == \
         'reboot=always: darwin has no boot goal to reboot into (only NixOS reboots)'
 
 
 def test_path_is_required_and_absolute():
-    assert 'path' in _activate.check_params(params(), 'nixos')
-    assert 'absolute' in _activate.check_params(params(path='nix/store/x'), 'nixos')
-    assert _activate.check_params(params(state='rolled_back'), 'nixos') is None
-    assert 'generation' in _activate.check_params(params(state='rolled_back', generation=0), 'nixos')
+    assert 'path' in check_params(params(), 'nixos')
+    assert 'absolute' in check_params(params(path='nix/store/x'), 'nixos')
+    assert check_params(params(state='rolled_back'), 'nixos') is None
+    assert 'generation' in check_params(params(state='rolled_back', generation=0), 'nixos')
 
 
 def test_keys_options_are_nix_keys_options():
@@ -78,12 +100,12 @@ def test_keys_options_are_nix_keys_options():
 
 def test_keys_go_with_state_activated_only():
     keys = {'db': {'text': 'x'}}
-    assert _activate.check_params(params(path='/nix/store/x', keys=keys, keys_prune=True),
-                                  'nixos') is None
+    assert check_params(params(path='/nix/store/x', keys=keys, keys_prune=True),
+                        'nixos') is None
     for state in ('confirmed', 'rolled_back'):
-        assert _activate.check_params(params(state=state), 'nixos') is None
+        assert check_params(params(state=state), 'nixos') is None
         for given in ({'keys': keys}, {'keys_prune': True}):
-            problem = _activate.check_params(params(state=state, **given), 'nixos')
+            problem = check_params(params(state=state, **given), 'nixos')
             assert problem.startswith('keys and keys_prune go with state=activated only'), problem
 
 
@@ -102,10 +124,11 @@ def test_nix_activate_and_nix_keys_document_keys_from_one_fragment():
 
 
 def test_magic_rollback_only_for_switch_and_test():
-    assert _activate.magic_applies(params(goal='switch'))
-    assert _activate.magic_applies(params(goal='test'))
-    assert not _activate.magic_applies(params(goal='boot'))
-    assert not _activate.magic_applies(params(goal='switch', magic_rollback=False))
+    goal = _platforms.goal_row
+    assert _activate.magic_applies(params(), goal('switch'))
+    assert _activate.magic_applies(params(), goal('test'))
+    assert not _activate.magic_applies(params(), goal('boot'))
+    assert not _activate.magic_applies(params(magic_rollback=False), goal('switch'))
 
 
 STORE_A = '/nix/store/%s-a' % ('a' * 32)
@@ -160,11 +183,14 @@ def test_check_mode_result():
     fields = _target_data.fields_of(['lib.sh', 'activate-inspect.sh'])
     values = _target_data.read({'prev_gen': '3', 'prev_path': STORE_A, 'active': STORE_A,
                                 'present': '1'}, fields)
-    res = _activate.check_mode_result(values, '', 'darwin', 'switch', STORE_B, False, 0)
+    switch = _platforms.goal_row('switch')
+    res = _activate.check_mode_result(values, '', 'darwin', switch, STORE_B, False, 0)
     assert res['changed'] and 'no dry activation' in res['msg']
-    res = _activate.check_mode_result(values, '', 'nixos', 'switch', STORE_A, False, 0)
+    # the result names the goal (its word, never its row)
+    assert res['goal'] == 'switch'
+    res = _activate.check_mode_result(values, '', 'nixos', switch, STORE_A, False, 0)
     assert res['changed'] is False
-    res = _activate.check_mode_result(dict(values, dry_rc=1), '', 'nixos', 'switch',
+    res = _activate.check_mode_result(dict(values, dry_rc=1), '', 'nixos', switch,
                                       STORE_B, True, 0)
     assert res['failed']
 

@@ -16,6 +16,7 @@ from tests.unit.plugins.plugin_utils.activation.test_target_scripts import Host,
 
 sys.path.insert(0, collections_path())
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
     _activate_run, _activate_session, _health)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_checks import (  # noqa: E402
@@ -87,8 +88,9 @@ def fake(tmp_path, monkeypatch):
     session = HostSession(target, connection, Display())
 
     def task(path, **changes):
-        return ActivateTask(task_args(host, path, **changes), 'h1', 'nixos', False, False,
-                            session, Timeline())
+        args = task_args(host, path, **changes)
+        return ActivateTask(args, 'h1', 'nixos', _platforms.goal_row(args['goal']), False,
+                            False, session, Timeline())
     return host, target, connection, session, task
 
 
@@ -140,7 +142,7 @@ def test_undo_puts_the_generation_before_back(fake):
     activation = task(host.system('b'))
     run = TargetRun(activation)
     assert run.launch('activate', False)[1]['new_gen'] == 2
-    undone = run.undo(1, 2, 'switch', 'check web failed')
+    undone = run.undo(1, 2, _platforms.goal_row('switch'), 'check web failed')
     assert undone == {'rolled_back': True, 'rollback_reason': 'check web failed',
                       'changed': True, 'msg': 'rolled back: check web failed',
                       'rollback_generation': 1}
@@ -225,8 +227,8 @@ def test_reboots_are_considered_where_the_platform_offers_the_reboot_goal(fake):
     path = host.system('a')
     assert Reboots(task(path, reboot='when-needed'), None, None).considered()
     assert not Reboots(task(path), None, None).considered()
-    darwin = ActivateTask(task_args(host, path, reboot='always'), 'h1', 'darwin', False, False,
-                          session, Timeline())
+    darwin = ActivateTask(task_args(host, path, reboot='always'), 'h1', 'darwin',
+                          _platforms.goal_row('switch'), False, False, session, Timeline())
     assert not Reboots(darwin, None, None).considered()
     # check mode: what reboot=always and a system not copied yet foresee, without a look
     assert Reboots(task(path, reboot='always'), None, None).foresee(False) == {

@@ -617,9 +617,9 @@ def test_rolling_back_a_test_activation_leaves_the_profile(host):
     v1, v2, v3 = host.system('v1'), host.system('v2'), host.system('v3')
     host.activate(v1, 'r1')
     host.activate(v2, 'r2')
-    assert host.activate(v3, 'r3', goal='test')[0]['state'] == 'done'
+    assert host.activate(v3, 'r3', goal=_platforms.goal_row('test'))[0]['state'] == 'done'
     host.took()
-    values, _log = host.rollback('r4', goal='test')
+    values, _log = host.rollback('r4', goal=_platforms.goal_row('test'))
     assert values['state'] == 'done', values['output']
     # the profile's current generation, activated with test: no nix-env at all
     assert host.took() == ['activate v2 test']
@@ -627,7 +627,7 @@ def test_rolling_back_a_test_activation_leaves_the_profile(host):
     assert host.generations() == ('2', ['1', '2'])
     # a failed test activation goes back the same way
     bad = host.system('bad', rc=1)
-    values, _log = host.activate(bad, 'r5', goal='test')
+    values, _log = host.activate(bad, 'r5', goal=_platforms.goal_row('test'))
     assert values['state'] == 'rolled_back', values['output']
     assert host.took() == ['activate bad test', 'activate v2 test']
     assert host.generations() == ('2', ['1', '2'])
@@ -669,7 +669,7 @@ def test_a_test_activation_keeps_the_copys_gc_root(host):
     roots = host.root / 'state' / 'nixdeploy' / 'gcroots'
     roots.mkdir(parents=True)
     os.symlink(new, str(roots / 'h'))
-    values, _log = host.activate(new, 'r1', goal='test', root_key='h')
+    values, _log = host.activate(new, 'r1', goal=_platforms.goal_row('test'), root_key='h')
     assert values['state'] == 'done', values['output']
     # the profile does not hold it: a collection must not take the running system
     assert os.readlink(str(roots / 'h')) == new
