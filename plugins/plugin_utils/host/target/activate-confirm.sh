@@ -12,8 +12,11 @@ if [ "$CLAIM" = 1 ] && mv "$D/canary" "$D/canary.confirm.$$" 2>/dev/null; then
   case $claimed in ''|.*|*/*) ;; *) wake "$D/runs/$claimed/pid" ;; esac
 fi
 emit claimed "$claimed"
-[ -e "$D/canary" ] && emit pending "$(cat "$D/canary" 2>/dev/null)"
-last=$(cat "$D/last" 2>/dev/null)
+# one-line files, read by the shell (cat is a process)
+if [ -e "$D/canary" ]; then
+  pending=; IFS= read -r pending 2>/dev/null <"$D/canary" || :; emit pending "$pending"
+fi
+last=; IFS= read -r last 2>/dev/null <"$D/last" || :
 emit last "$last"
 # then wait for the run to record the outcome, in this same session
 RUN=${claimed:-${RUN:-$last}}

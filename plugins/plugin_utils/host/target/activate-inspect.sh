@@ -3,14 +3,14 @@
 # and a DRY_PROGRAM (activate-command.sh rendered), runs the platform's own
 # dry activation (switch-to-configuration dry-activate, darwin's
 # checkActivation=1, home-manager's and nix-on-droid's DRY_RUN=1).
-PREV_GEN=$(current_gen)
+current_gen; PREV_GEN=$CUR_GEN
 emit dir "$D"
 emit profile "$PROFILE"
 emit prev_gen "$PREV_GEN"
-emit prev_path "$(gen_path "$PREV_GEN")"
-emit active "$(active_path)"
+gen_path "$PREV_GEN"; emit prev_path "$GEN_PATH"
+active_path; emit active "$ACTIVE_PATH"
 emit gens "$(list_gens | tr '\n' ' ')"
-if [ -n "$GENERATION" ]; then emit gen_path "$(gen_path "$GENERATION")"; fi
+if [ -n "$GENERATION" ]; then gen_path "$GENERATION"; emit gen_path "$GEN_PATH"; fi
 if [ -n "$NEW" ] && [ -e "$NEW" ]; then emit present "1"; else emit present "0"; fi
 if [ "$DRY" = 1 ] && [ -n "$NEW" ] && [ -e "$NEW" ] && [ -n "$DRY_PROGRAM" ]; then
   # home-manager's -b, as the activation would have it

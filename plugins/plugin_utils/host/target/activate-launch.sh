@@ -33,14 +33,27 @@ err=$(mkdir -p "$RD" 2>&1) || fail "cannot create $RD: $err"
 # them takes no process, sorting them by age (ls) only when there are more
 set -- "$D/runs"/*
 if [ "$#" -gt 20 ]; then
-  # shellcheck disable=SC2012
-  ls -1t "$D/runs" 2>/dev/null | tail -n +21 | while read -r old; do rm -rf "$D/runs/$old"; done
+  # newest first, one a line (as `ls | tail | while read` took them: two
+  # processes, ls and one rm, not four)
+  IFS=$NL; set -f
+  # shellcheck disable=SC2012,SC2046
+  set -- $(ls -1t "$D/runs" 2>/dev/null)
+  set +f; unset IFS
+  if [ "$#" -gt 20 ]; then
+    shift 20; n=$#
+    for old; do set -- "$@" "$D/runs/$old"; done
+    shift "$n"; rm -rf "$@"
+  fi
 fi
 emit dir "$D"
 emit profile "$PROFILE"
 emit nix_env "$NIX_ENV"
-err=$( { printf '%s\n' "$RUNNER" >"$RD/runner.sh"; } 2>&1 ) || no_room "$RD/runner.sh" "$err"
-SH=$(command -v sh) || SH=/bin/sh
+# in this shell (a `$(...)` for the error is a process): the error is asked
+# for again only when the write failed
+if ! { printf '%s\n' "$RUNNER" >"$RD/runner.sh"; } 2>/dev/null; then
+  err=$( { printf '%s\n' "$RUNNER" >"$RD/runner.sh"; } 2>&1 ) || no_room "$RD/runner.sh" "$err"
+fi
+if on_path sh; then SH=$FOUND; else SH=/bin/sh; fi
 UNIT=$UNIT_PREFIX$RUN
 
 unit_word() {  # unit_word TEXT: TEXT with every $ doubled (systemd's escape)
@@ -61,7 +74,7 @@ as_unit() {  # as_unit ARG...: run `sh ARG...` as the transient unit UNIT
 
 set -- "$RD/runner.sh" "$D" "$PROFILE" "$NIX_ENV" "$HOME" "$USER" "$PATH" "$INVOKER"
 how=
-if [ "$(id -u)" = 0 ] && [ -d "$SYSTEMD_DIR" ] && command -v systemd-run >/dev/null 2>&1 &&
+if [ "$MY_UID" = 0 ] && [ -d "$SYSTEMD_DIR" ] && command -v systemd-run >/dev/null 2>&1 &&
    as_unit "$@" >>"$RD/log" 2>&1; then
   how=systemd-run
   emit unit "$UNIT"

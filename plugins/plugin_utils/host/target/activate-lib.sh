@@ -29,7 +29,7 @@ first_profile() {  # first_profile [first]: PROFILE in the first existing folder
   PROFILE='' tried=''
   while read -r folder name; do
     [ -n "$folder" ] || continue
-    folder=$(eval "printf '%s' \"$folder\"")
+    eval "folder=\"$folder\""
     tried="$tried${tried:+, }$folder"
     [ -d "$folder" ] && PROFILE=$folder/$name && return 0
     [ "${1:-}" = first ] && return 1
@@ -50,15 +50,25 @@ resolve_profile() {
 }
 
 # Profile generations: PROFILE -> PROFILE-N-link -> /nix/store/...
+# The helpers set a variable (a `$(function)` would be a process more than
+# the readlink it runs)
 generations_of() { PNAME=${PROFILE##*/}; PDIR=${PROFILE%/*}; }
-gen_number() { n=${1##*/}; n=${n#"$PNAME"-}; n=${n%-link}
-  case $n in ''|*[!0-9]*) return 1 ;; esac; echo "$n"; }
-current_gen() { t=$(readlink "$PROFILE" 2>/dev/null) || return 0; gen_number "$t"; }
-gen_path() { [ -n "$1" ] && readlink "$PDIR/$PNAME-$1-link" 2>/dev/null; }
-list_gens() { for l in "$PDIR/$PNAME"-*-link; do [ -L "$l" ] && gen_number "$l"; done | sort -n; }
-active_path() {
-  if [ -n "$CURRENT_LINK" ] && [ -e "$CURRENT_LINK" ]; then readlink "$CURRENT_LINK"; return; fi
-  cat "$D/active" 2>/dev/null
+gen_number() {  # gen_number LINK: GEN_N, the N of PNAME-N-link (else status 1, GEN_N empty)
+  GEN_N=${1##*/}; GEN_N=${GEN_N#"$PNAME"-}; GEN_N=${GEN_N%-link}
+  case $GEN_N in ''|*[!0-9]*) GEN_N=; return 1 ;; esac; }
+current_gen() {  # CUR_GEN: the profile's current generation (empty: none)
+  CUR_GEN=; t=$(readlink "$PROFILE" 2>/dev/null) || return 0
+  gen_number "$t" || return 1; CUR_GEN=$GEN_N; }
+gen_path() {  # gen_path N: GEN_PATH, what generation N's link points at (empty: none)
+  GEN_PATH=; [ -n "$1" ] && GEN_PATH=$(readlink "$PDIR/$PNAME-$1-link" 2>/dev/null); }
+list_gens() {  # the generations' numbers, one a line, in order
+  for l in "$PDIR/$PNAME"-*-link; do [ -L "$l" ] && gen_number "$l" && echo "$GEN_N"; done | sort -n; }
+active_path() {  # ACTIVE_PATH: what is active (CURRENT_LINK's target, else D/active)
+  ACTIVE_PATH=
+  if [ -n "$CURRENT_LINK" ] && [ -e "$CURRENT_LINK" ]; then
+    ACTIVE_PATH=$(readlink "$CURRENT_LINK"); return
+  fi
+  IFS= read -r ACTIVE_PATH 2>/dev/null <"$D/active" || :
 }
 
 # room: give the reserve back to the file system (a write failed, or a

@@ -12,13 +12,16 @@ is_current() {  # what the goal needs to be NEW already (CURRENT_WHEN, from the 
   esac
 }
 take_lock() {
-  status waiting_lock ""
+  # the lock is mostly free: the state that says so goes to the log, the
+  # status file gets the next one (acquire writes it when the lock is taken)
+  status waiting_lock "" later
   acquire || { status failed "timed out after ${LOCK_TIMEOUT}s waiting for the lock of $PROFILE, held by pid ${LOCK_OWNER:-?} (run ${LOCK_RUN:-?})"; exit 1; }
   echo "$RUN" >"$D/last.tmp" && mv -f "$D/last.tmp" "$D/last"
   # another switch of the platform's own (an auto-upgrade) first: before the
   # profile is read or moved
   wait_switch_lock || { CAUSE=switch_locked; status failed "another switch held $SWITCH_LOCK for more than ${LOCK_TIMEOUT}s (an auto-upgrade?): nothing was changed"; exit 1; }
-  PREV_GEN=$(current_gen); PREV_PATH=$(gen_path "$PREV_GEN"); ACTIVE_BEFORE=$(active_path)
+  current_gen; PREV_GEN=$CUR_GEN; gen_path "$PREV_GEN"; PREV_PATH=$GEN_PATH
+  active_path; ACTIVE_BEFORE=$ACTIVE_PATH
 }
 reactivate() {
   # asked to run the activation of the current system again (deploy-rs and
@@ -41,7 +44,8 @@ main_activate() {
   take_lock
   if is_current; then
     [ "$REACTIVATE" = 1 ] && reactivate
-    release_root
+    # the profile as take_lock just read it, under the lock
+    release_root "$PREV_PATH"
     status unchanged "$NEW is already the current and active generation"; exit 0
   fi
   [ -e "$NEW" ] || { status failed "$NEW is not in the target's store: copy its closure first"; exit 1; }
@@ -50,15 +54,15 @@ main_activate() {
     if ! out=$("$NIX_ENV" --profile "$PROFILE" --set "$NEW" 2>&1); then
       # nothing was activated; a generation nix-env made but could not switch to is not current
       note=$(full_note); room; one_line "$out"
-      gen=$(current_gen)
-      status failed "nix-env --set $PROFILE failed: $ONE_LINE$note (nothing was activated, $PROFILE is left at generation ${gen:-none})"
+      current_gen
+      status failed "nix-env --set $PROFILE failed: $ONE_LINE$note (nothing was activated, $PROFILE is left at generation ${CUR_GEN:-none})"
       exit 1
     fi
     [ -z "$out" ] || printf '%s\n' "$out"
-    NEW_GEN=$(current_gen)
+    current_gen; NEW_GEN=$CUR_GEN
   fi
   run_activation "$NEW" "$GOAL"
-  [ "$SETS_OWN_PROFILE" = 1 ] && NEW_GEN=$(current_gen) && [ "$NEW_GEN" = "$PREV_GEN" ] && NEW_GEN=
+  if [ "$SETS_OWN_PROFILE" = 1 ]; then current_gen; NEW_GEN=$CUR_GEN; [ "$NEW_GEN" != "$PREV_GEN" ] || NEW_GEN=; fi
   if [ "$RC" = 1 ] && tail -c +"$((LOG_AT + 1))" "$RD/log" | grep -qF -e "$REFUSAL_MARK"; then
     refused
   fi
@@ -86,7 +90,7 @@ main_rollback() {
   fi
   [ -n "$target_gen" ] || target_gen=$(list_gens | awk -v c="$PREV_GEN" '$1 < c' | tail -n 1)
   [ -n "$target_gen" ] || { status failed "$PROFILE has no generation before $PREV_GEN"; exit 1; }
-  NEW=$(gen_path "$target_gen")
+  gen_path "$target_gen"; NEW=$GEN_PATH
   if [ -z "$NEW" ] || [ ! -e "$NEW" ]; then
     status failed "generation $target_gen of $PROFILE does not exist (there are: $(list_gens | tr '\n' ' '))"; exit 1
   fi
@@ -105,11 +109,11 @@ main_rollback() {
     if [ "$AUTO" = 1 ] && [ "$BUSY" != 1 ]; then
       back=$PREV_PATH
       [ "$ROLLBACK_MOVES" = 1 ] || back=${ACTIVE_BEFORE:-$PREV_PATH}
-      [ "$(current_gen)" = "$PREV_GEN" ] || "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN"
+      current_gen; [ "$CUR_GEN" = "$PREV_GEN" ] || "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN"
       run_activation "$(via "$PREV_GEN" "$back")" "$ROLLBACK_GOAL"
       reason="$reason; $back re-activated (exit code $RC)"
     elif [ "$BUSY" = 1 ]; then
-      [ "$(current_gen)" = "$PREV_GEN" ] || "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN"
+      current_gen; [ "$CUR_GEN" = "$PREV_GEN" ] || "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN"
       CAUSE=switch_locked reason="$reason: nothing was activated, $PROFILE is back at generation $PREV_GEN"
     fi
     status failed "$reason"; exit 1

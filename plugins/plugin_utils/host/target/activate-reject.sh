@@ -9,7 +9,8 @@ emit profile "$PROFILE"
 printf '%s\n' "$WHY" >"$D/reject-reason.$RUN.tmp" &&
   mv -f "$D/reject-reason.$RUN.tmp" "$D/reject-reason.$RUN"
 rejected=0
-if [ "$(cat "$D/canary" 2>/dev/null)" = "$RUN" ] && mv "$D/canary" "$D/rejected.$RUN" 2>/dev/null; then
+canary=; IFS= read -r canary 2>/dev/null <"$D/canary" || :
+if [ "$canary" = "$RUN" ] && mv "$D/canary" "$D/rejected.$RUN" 2>/dev/null; then
   rejected=1
   # its watchdog rolls back at once (lib.sh's doze)
   case $RUN in ''|.*|*/*) ;; *) wake "$D/runs/$RUN/pid" ;; esac

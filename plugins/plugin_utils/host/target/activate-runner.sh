@@ -27,17 +27,19 @@ STATE=starting REASON='' PREV_GEN='' PREV_PATH='' NEW_GEN='' ACTIVE_BEFORE='' AC
 ROLLED_BACK=0 CONFIRMED=0 RC='' LOCKED=0 STARTED=$EPOCH CAUSE=''
 BUSY=0 LOG_AT=0
 generations_of
-status() {
+status() {  # status STATE REASON [later]
   STATE=$1; one_line "$2"; REASON=$ONE_LINE; stamp
   # a run's end frees the profile first: whoever reads that it ended (now
   # at once, see wake) finds the lock free for the next run
   case " $TERMINAL " in *" $STATE "*) release ;; esac
-  # a full file system: the reserve makes room for it (and what follows)
-  write_status 2>/dev/null || { room; write_status; }
+  # a full file system: the reserve makes room for it (and what follows).
+  # `later`: the log lines only; the status file gets the next state, which
+  # follows within moments (each write is a mv: a process)
+  if [ "${3:-}" != later ]; then write_status 2>/dev/null || { room; write_status; }; fi
   printf '%s\n' "nixdeploy: $HMS $STATE${REASON:+: $REASON}"
   printf '%s\n' "nixdeploy run $RUN: $STATE${REASON:+: $REASON}" >&3
   # the session that follows this run looks at once (activate-poll.sh)
-  wake "$RD/waiter"
+  [ "${3:-}" = later ] || wake "$RD/waiter"
 }
 # The status file: one key=value line each, read by activate-poll.sh as the
 # run's values. printf, not echo (dash's echo turns a "\n" in a reason into a
@@ -62,7 +64,8 @@ release() {
 }
 on_exit() {
   case " $TERMINAL " in *" $STATE "*) ;;
-    *) [ "$(cat "$D/canary" 2>/dev/null)" = "$RUN" ] && rm -f "$D/canary"
+    *) canary=; read -r canary 2>/dev/null <"$D/canary" || :
+       [ "$canary" = "$RUN" ] && rm -f "$D/canary"
        status failed "the activation run stopped unexpectedly in state $STATE" ;; esac
   release
 }
@@ -70,7 +73,8 @@ trap on_exit EXIT
 trap 'exit 1' TERM INT
 break_lock() {  # break_lock DEADPID: one breaker at a time, and only that owner's lock
   if mkdir "$D/lock.break" 2>/dev/null; then
-    [ "$(cat "$D/lock/pid" 2>/dev/null)" = "$1" ] && rm -rf "$D/lock"
+    lock_pid=; read -r lock_pid 2>/dev/null <"$D/lock/pid" || :
+    [ "$lock_pid" = "$1" ] && rm -rf "$D/lock"
     rmdir "$D/lock.break"
   else
     # a breaker holds lock.break for an instant; one left behind is from a killed breaker
@@ -78,7 +82,7 @@ break_lock() {  # break_lock DEADPID: one breaker at a time, and only that owner
     nap
   fi
 }
-BOOT=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
+BOOT=; read -r BOOT 2>/dev/null </proc/sys/kernel/random/boot_id || :
 acquire() {
   clock; t0=$NOW empty_since='' told=''
   nap_start
@@ -99,7 +103,7 @@ acquire() {
       [ -d "$D/lock" ] && continue
       status failed "cannot take the lock $D/lock: $lock_err$(full_note): nothing was changed"; exit 1
     fi
-    owner=$(cat "$D/lock/pid" 2>/dev/null)
+    owner=; read -r owner 2>/dev/null <"$D/lock/pid" || :
     clock; now=$NOW
     if [ -n "$owner" ]; then
       empty_since=
@@ -108,7 +112,7 @@ acquire() {
         break_lock "$owner"; continue
       fi
       # taken before the host rebooted: that pid is another process now
-      lock_boot=$(cat "$D/lock/boot" 2>/dev/null)
+      lock_boot=; read -r lock_boot 2>/dev/null <"$D/lock/boot" || :
       if [ -n "$BOOT" ] && [ -n "$lock_boot" ] && [ "$lock_boot" != "$BOOT" ]; then
         echo "nixdeploy: breaking the stale lock of pid $owner (taken before a reboot)"
         break_lock "$owner"; continue
@@ -119,7 +123,7 @@ acquire() {
       if [ $((now - empty_since)) -ge 5 ]; then break_lock ""; empty_since=; continue; fi
     fi
     if [ $((now - t0)) -ge "$LOCK_TIMEOUT" ]; then
-      LOCK_OWNER=$owner LOCK_RUN=$(cat "$D/lock/run" 2>/dev/null); return 1
+      LOCK_OWNER=$owner LOCK_RUN=; read -r LOCK_RUN 2>/dev/null <"$D/lock/run" || :; return 1
     fi
     if [ "$told" != "$owner" ]; then
       told=$owner; status waiting_lock "another activation (pid ${owner:-?}) holds the lock of $PROFILE"
@@ -172,7 +176,9 @@ run_activation() {  # run_activation PATH GOAL: sets RC (and BUSY), bounded by A
 }
 run_once() {
   stamp; echo "nixdeploy: $HMS activating $1 ($2)"
-  LOG_AT=$(wc -c <"$RD/log" 2>/dev/null | tr -dc 0-9); LOG_AT=${LOG_AT:-0}
+  # its digits (macOS's wc pads them with blanks), by the shell
+  LOG_AT=$(wc -c <"$RD/log" 2>/dev/null); LOG_AT=${LOG_AT#"${LOG_AT%%[0-9]*}"}
+  LOG_AT=${LOG_AT%%[!0-9]*}; LOG_AT=${LOG_AT:-0}
   # its own process group (setsid), so a timeout stops the whole activation
   $SETSID sh -c "$ACTIVATE_PROGRAM" activate "$1" "$2" "$INVOKER" &
   apid=$!; clock; t0=$NOW
@@ -221,7 +227,7 @@ rollback() {  # rollback REASON CAUSE: back to the previous generation, drop the
   status rolling_back "$reason"
   # only a profile this run moved (itself, or through the activation) goes back
   if [ -n "$PREV_GEN" ] && { [ "$SET_PROFILE" = 1 ] || [ "$SETS_OWN_PROFILE" = 1 ]; } &&
-     [ "$(current_gen)" != "$PREV_GEN" ]; then
+     { current_gen; [ "$CUR_GEN" != "$PREV_GEN" ]; }; then
     "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN" || {
       status rollback_failed "$reason; could not switch $PROFILE back to generation $PREV_GEN"; exit 1; }
   fi
@@ -258,7 +264,7 @@ watchdog() {
       doze_end
       # claimed: by a confirmation, or by a deployer whose health checks failed
       if [ -e "$D/rejected.$RUN" ]; then
-        why=$(cat "$D/reject-reason.$RUN" 2>/dev/null)
+        why=; IFS= read -r why 2>/dev/null <"$D/reject-reason.$RUN" || :
         rm -f "$D/rejected.$RUN" "$D/reject-reason.$RUN"
         rollback "${why:-the deployer rejected the new system}" checks
       fi
@@ -278,7 +284,7 @@ watchdog() {
 }
 put_back() {  # nothing was activated: the profile back where it was, our generation dropped
   if [ "$SET_PROFILE" = 1 ] && [ -n "$NEW_GEN" ] && [ "$NEW_GEN" != "$PREV_GEN" ] &&
-     [ "$(current_gen)" = "$NEW_GEN" ]; then
+     { current_gen; [ "$CUR_GEN" = "$NEW_GEN" ]; }; then
     if [ -n "$PREV_GEN" ]; then
       "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN" &&
         "$NIX_ENV" --profile "$PROFILE" --delete-generations "$NEW_GEN" ||
@@ -301,16 +307,19 @@ switch_busy() {
   # but the generation this run made
   put_back
   CAUSE=switch_locked
-  status failed "$(failure_reason): nothing was activated, $PROFILE is left at generation $(current_gen)"
+  current_gen
+  status failed "$(failure_reason): nothing was activated, $PROFILE is left at generation $CUR_GEN"
   exit 1
 }
-release_root() {
+release_root() {  # release_root [HELD]: HELD, what the profile holds, just read under the lock
   # The copy's GC root of NEW (copy-probe.sh) once the profile holds NEW: the
   # copying user's BASE/gcroots/ROOT_KEY, in this user's state folder or,
   # under sudo, in the default one of the user who logged in. Pointed at
   # /dev/null (it stays registered for the next copy); removed when it is
   # another user's. Left alone when it roots another system (a later copy).
-  [ -n "$ROOT_KEY" ] && [ "$(gen_path "$(current_gen)")" = "$NEW" ] || return 0
+  [ -n "$ROOT_KEY" ] || return 0
+  if [ -n "${1:-}" ]; then held=$1; else current_gen; gen_path "$CUR_GEN"; held=$GEN_PATH; fi
+  [ "$held" = "$NEW" ] || return 0
   link=${D%/*}/gcroots/$ROOT_KEY
   [ "$(readlink "$link" 2>/dev/null)" != "$NEW" ] || swap_link /dev/null "$link" ||
     echo "nixdeploy: could not release the GC root $link: $SWAP_ERR"

@@ -59,7 +59,7 @@ plant_root() {
   state_base "$ROOT_STATE"
   link=$BASE/gcroots/$ROOT_KEY
   if [ "$(readlink "$link" 2>/dev/null)" = "$ROOT_PATH" ]; then emit gc_root "$link"; return 0; fi
-  err=$(mkdir -p "$BASE/gcroots" 2>&1) || { emit gc_root_error "$err"; return 0; }
+  [ -d "$BASE/gcroots" ] || err=$(mkdir -p "$BASE/gcroots" 2>&1) || { emit gc_root_error "$err"; return 0; }
   if [ ! -L "$link" ]; then
     anchor_dir=$(mktemp -d "$BASE/gcroots/.anchor.XXXXXX" 2>&1) || { emit gc_root_error "$anchor_dir"; return 0; }
     anchor=

@@ -89,7 +89,8 @@ state_base() {
 # -T (GNU, busybox, toybox) or -h (BSD, macOS). SWAP_ERR: why it failed.
 swap_link() {
   swap_tmp=$2.new.$$ SWAP_ERR=
-  rm -f "$swap_tmp"
+  # one left by a killed program of the same pid only (rm is a process)
+  if [ -e "$swap_tmp" ] || [ -L "$swap_tmp" ]; then rm -f "$swap_tmp"; fi
   SWAP_ERR=$(ln -s "$1" "$swap_tmp" 2>&1) || { rm -f "$swap_tmp"; return 1; }
   mv -fT "$swap_tmp" "$2" 2>/dev/null || SWAP_ERR=$(mv -fh "$swap_tmp" "$2" 2>&1) ||
     { rm -f "$swap_tmp"; return 1; }
@@ -167,12 +168,28 @@ find_nix() {
     [ -x "$NIX_DIR/$1" ] && NIX_TOOL=$NIX_DIR/$1 && return 0
     return 1
   fi
-  NIX_TOOL=$(command -v "$1" 2>/dev/null) && [ -x "$NIX_TOOL" ] && return 0
+  on_path "$1" && NIX_TOOL=$FOUND && return 0
   NIX_TOOL=
   for dir in $NIX_DIRS; do
     # a constant of the platform table, never task data: expand its $HOME etc.
-    dir=$(eval "printf '%s' \"$dir\"")
+    eval "dir=\"$dir\""
     [ -x "$dir/$1" ] && NIX_TOOL=$dir/$1 && return 0
+  done
+  return 1
+}
+# on_path NAME: FOUND = the file `command -v NAME` names (the first
+# executable regular file NAME in a PATH folder; an empty entry is the
+# current folder), read by the shell: `$(command -v)` is a process
+on_path() {
+  FOUND=
+  if [ -z "${PATH:-}" ]; then
+    FOUND=$(command -v "$1" 2>/dev/null) && [ -x "$FOUND" ] && return 0
+    FOUND=; return 1
+  fi
+  path_rest=$PATH:
+  while [ -n "$path_rest" ]; do
+    path_dir=${path_rest%%:*} path_rest=${path_rest#*:}
+    [ -f "${path_dir:-.}/$1" ] && [ -x "${path_dir:-.}/$1" ] && FOUND=${path_dir:-.}/$1 && return 0
   done
   return 1
 }
