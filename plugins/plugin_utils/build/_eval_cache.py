@@ -92,10 +92,11 @@ class EvalCache:
         self.usable = self._prepare()
 
     @staticmethod
-    def default_folder(environ=os.environ):
+    def default_folder(environ=None):
         """``$NIXDEPLOY_EVAL_CACHE``, else ``$XDG_CACHE_HOME`` (or
         ``~/.cache``) + ``/nixdeploy-eval``, beside the inventory's cache
-        (``~/.cache/nixdeploy-inventory``)."""
+        (``~/.cache/nixdeploy-inventory``); ``environ``: os.environ if None."""
+        environ = os.environ if environ is None else environ
         own = environ.get(ENV)
         if own:
             return os.path.expanduser(own)

@@ -286,7 +286,7 @@ class EvalPool(object):
                 pids = [p.proc.pid for p in self._running if p.proc is not None]
             sizes = [rss_mb(pid) for pid in pids]
             if sizes:
-                self.peak_mb = max(self.peak_mb, max(sizes))
+                self.peak_mb = max(self.peak_mb, *sizes)
                 self.peak_total_mb = max(self.peak_total_mb, sum(sizes))
             time.sleep(0.1)
 

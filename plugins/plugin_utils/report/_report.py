@@ -69,8 +69,8 @@ def totals(hosts, runs):
     done from the runs."""
     out = dict((status, 0) for status in STATUSES)
     out.update(hosts=len(hosts), connection_lost=0, host_key_unchecked=0, nix_evaluations=0,
-               evaluations_from_cache=0, paths_sent=0, bytes_sent=0, closure_diff={'added': 0, 'removed': 0, 'changed': 0,
-                                                         'size_change_bytes': 0})
+               evaluations_from_cache=0, paths_sent=0, bytes_sent=0,
+               closure_diff={'added': 0, 'removed': 0, 'changed': 0, 'size_change_bytes': 0})
     for rec in hosts.values():
         out[rec['status']] = out.get(rec['status'], 0) + 1
         out['connection_lost'] += 1 if rec['connection_lost'] else 0

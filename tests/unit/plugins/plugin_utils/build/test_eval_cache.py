@@ -194,7 +194,7 @@ def test_concurrent_writers_never_leave_half_a_file(flake, cache):
     wanted = [json.dumps(e, sort_keys=True) for e in (result, other)]
     ctx = multiprocessing.get_context('fork')
     writers = [ctx.Process(target=_writer, args=(cache.folder, key, [result, other], 300))
-               for _ in range(2)]
+               for _writer_number in range(2)]
     for proc in writers:
         proc.start()
     seen = 0
