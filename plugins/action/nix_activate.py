@@ -55,7 +55,7 @@ class ActionModule(NixdeployAction):
     ARGUMENT_SPEC = ACTIVATE_SPEC
     ROLE_VARS = _role_vars.ACTIVATE
     PHASE = 'activate'
-    # the host's key is judged before the first program runs on it (target_sh:
+    # the host's key is judged before the first program runs on it (Host.sh,
     # plugin_utils/run/_action.py), before anything is uploaded or activated
 
     def run_host(self, args, result):
@@ -72,8 +72,7 @@ class ActionModule(NixdeployAction):
         problem = _activate.check_params(args, platform, goal)
         if problem:
             return self.failed(result, problem)
-        session = HostSession(lambda script: self.target_sh(script, sudoable=True),
-                              self._connection, self._display)
+        session = HostSession(self.target, self._display)
         task = ActivateTask(args, self.host, platform, goal, self._task.check_mode,
                             self._task.diff, session, Timeline())
         target_run = TargetRun(task)

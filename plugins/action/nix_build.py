@@ -30,7 +30,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy import (
     parse_probe, probe_script)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    remote_program, StoreError, Target, is_store_path)
+    remote_program, StoreError, is_store_path)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
@@ -128,13 +128,14 @@ class ActionModule(NixdeployAction):
         builder = _build.Builder(self._opts, self._args.get('timeout'))
         graph = builder.derivations([drv])
         out = _build.outputs_of(graph, drv)[0]
-        target = Target.from_connection(self._connection, self._vars)
+        # raises for a connection the controller's ssh cannot take
+        target = self.target.require_ssh()
         # the probe plants the GC root of the system to be built there (as a
         # copy's, copy-probe.sh): the activation releases it (not in check mode)
         rooted = not self.check_mode
         probe = probe_script(self._args.get('remote_nix_dir'), root_key=host if rooted else None,
                              root_path=out if rooted else None)
-        _rc, stdout, _err = self.target_sh(probe, in_data=out + '\n', sudoable=True)
+        _rc, stdout, _err = target.sh(probe, in_data=out + '\n', sudoable=True)
         facts = parse_probe(stdout, probe)
         if facts is None:
             raise StoreError('no nix found on the target (set remote_nix_dir)')

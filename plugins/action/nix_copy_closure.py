@@ -36,7 +36,7 @@ class ActionModule(NixdeployAction):
     VALIDATION = _specs.COPY_VALIDATION
     PHASE = 'copy'
     # the host's key is judged before anything runs (plugin_utils/run/_action.py):
-    # a cascade and nix copy reach the host outside target_sh
+    # a cascade and nix copy reach the host over ssh, not Ansible's connection
     HOST_KEYS = True
     ERRORS = (StoreError, CopyError, NixError)
     # the deprecated option names too (Ansible refuses any other argument)
@@ -71,10 +71,10 @@ class ActionModule(NixdeployAction):
 
     def run_host(self, args, result):
         # HOST_KEYS: the host's key is judged by now (_unchecked: what its opt-out let through)
-        stage = CopyStage(self.host, args, self.task_vars, self._connection,
+        stage = CopyStage(self.host, args, self.task_vars, self.target,
                           check_mode=self._task.check_mode, diff=self._task.diff,
                           unchecked=bool(self._unchecked), filled=self.filled,
-                          target_sh=self.target_sh, from_batch=self.from_batch)
+                          from_batch=self.from_batch)
         result.update(stage.run())
         return result
 

@@ -22,7 +22,7 @@ class ActionModule(NixdeployAction):
 
     ARGUMENT_SPEC = _specs.KEYS_SPEC
     PHASE = 'keys'
-    # the host's key is judged before the first program runs on it (target_sh:
+    # the host's key is judged before the first program runs on it (Host.sh,
     # plugin_utils/run/_action.py), before anything is uploaded or activated
 
     def run(self, tmp=None, task_vars=None):

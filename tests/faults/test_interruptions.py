@@ -26,7 +26,7 @@ SLOW_LINK = '8mbit'
 # for 90 s was still running, 2.8 MB further), so the copy still runs however
 # long a busy machine makes the test take to get there. Not slower: ssh's
 # keepalive (ServerAliveInterval=5, ServerAliveCountMax=3,
-# plugin_utils/host/_store.py) must still get its answer through what the link
+# plugin_utils/host/_host.py) must still get its answer through what the link
 # has queued, or the copy would fail by itself.
 HOLD_LINK = '256kbit'
 # A slow activation that also holds (after its 6 s) until the test lets it

@@ -41,16 +41,15 @@ class ConnectionLost(Exception):
 
 
 class HostSession:
-    """The host's connection as nix_activate uses it: ``sh`` runs a target
-    program with a time limit, ``new_login`` makes the next one log in anew;
+    """The host (plugin_utils/host/_host.py ``Host``) as nix_activate uses
+    it: ``sh`` runs a target program over its connection, with become and a
+    time limit, ``new_login`` makes the next one log in anew;
     ``lost`` counts the connections the task lost (its result's
     ``lost_connections``); ``dropped`` keeps the notes of the values the
     target reported that were not what they must be (each once)."""
 
-    def __init__(self, target_sh, connection, display):
-        # target_sh(script) -> (rc, stdout, stderr): the action's runner, with become
-        self._target_sh = target_sh
-        self._connection = connection
+    def __init__(self, host, display):
+        self._host = host
         self._display = display
         self.lost = 0
         self.dropped = []
@@ -65,7 +64,7 @@ class HostSession:
     def new_login(self):
         """Drop the ssh master: the next command logs in anew."""
         try:
-            drop_master(self._connection)
+            drop_master(self._host.connection)
         except Exception as exc:  # pylint: disable=broad-except
             self.note('connection reset failed: %s' % exc)
 
@@ -79,7 +78,7 @@ class HostSession:
 
         def target():
             try:
-                answer['result'] = self._target_sh(script)
+                answer['result'] = self._host.sh(script, sudoable=True)
             except Exception as exc:  # pylint: disable=broad-except
                 answer['error'] = exc
 

@@ -120,12 +120,13 @@ class Builder:
             # second attempt finds them valid.
             self._check('copy', args, 'copying the derivations to %s' % uri, env=env)
 
-    def build(self, drvs, store_args=(), env=None):
-        """Build with --keep-going; (rc, stderr). Failures are sorted out by
-        the caller from the outputs' validity and the error blocks."""
+    def build(self, drvs, store_args=(), env=None, jobs=None):
+        """Build with --keep-going (``jobs``: its --max-jobs, else Nix's);
+        (rc, stderr). Failures are sorted out by the caller from the outputs'
+        validity and the error blocks."""
         _argv, rc, _out, err = self._run(
             'build', ['--no-link', '--keep-going', '--option', 'log-lines', str(LOG_TAIL_LINES)]
-            + list(store_args)
+            + (['--max-jobs', str(jobs)] if jobs else []) + list(store_args)
             + self.runner.built(drvs), env=env)
         return rc, err
 
@@ -231,7 +232,10 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False,
         watch = _Watch(Builder(builder.runner.opts, builder.runner.timeout), outs,
                        lambda drv: progress(drv, dict(answers[drv], built=drv in wanted)),
                        store_args, env)
-    rc, err = builder.build(drvs, store_args, env)
+    # systems built side by side, not one behind the other (LocalBuilds.jobs_for)
+    systems = len([d for d in drvs if d in wanted])
+    jobs = local.jobs_for(systems) if local is not None else None
+    rc, err = builder.build(drvs, store_args, env, jobs=jobs)
     if watch is not None:
         watch.stop()
     missing = builder.invalid([p for ps in outs.values() for p in ps], store_args, env) \

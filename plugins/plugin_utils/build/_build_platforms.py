@@ -27,6 +27,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, native_system)
@@ -150,6 +151,7 @@ class LocalBuilds:
         self.needs = needs
         self.native = native or native_system()
         self.platforms = None
+        self.config = None
 
     def system_of(self, drv):
         return (self.needs.get(drv) or {}).get('system') or ''
@@ -162,13 +164,39 @@ class LocalBuilds:
         if not other:
             return {}
         if self.platforms is None:
+            self.platforms = Platforms.from_config(self._config())
+        return dict((d, self.system_of(d)) for d in other
+                    if not self.platforms.builds(self.system_of(d)))
+
+    def _config(self):
+        """This Nix's settings (``config show --json``), asked once."""
+        if self.config is None:
             what = 'reading what this machine builds (system, extra-platforms, builders)'
             data = self.runner.json(config_subcommand(self.runner.features()), ['--json'], what)
             if not isinstance(data, dict):
                 raise NixError('%s: nix printed JSON of a shape this collection does not know' % what)
-            self.platforms = Platforms.from_config(data)
-        return dict((d, self.system_of(d)) for d in other
-                    if not self.platforms.builds(self.system_of(d)))
+            self.config = data
+        return self.config
+
+    def jobs_for(self, systems, cpus=None):
+        """The ``--max-jobs`` for one build of ``systems`` systems to build,
+        or None to leave Nix's own.
+
+        One ``nix build`` runs at most max-jobs derivations at once, and
+        Nix's default is 1: the hosts of one wave would be built one after
+        the other, a fast host's system behind a slow one's. So a build of
+        several systems may run as many side by side as it has systems, up to
+        the controller's cores; never fewer than max-jobs says, never when
+        nix_options set max-jobs (the operator's choice), never with max-jobs
+        0 (builds only on remote builders)."""
+        if systems < 2 or 'max-jobs' in self.runner.opts.options:
+            return None
+        try:
+            configured = int(_setting(self._config(), 'max-jobs'))
+        except (TypeError, ValueError):
+            return None
+        wanted = min(systems, cpus or os.cpu_count() or 1)
+        return wanted if configured > 0 and wanted > configured else None
 
     def message(self, drv, refused):
         """The failure of the system ``drv`` whose closure holds the refused

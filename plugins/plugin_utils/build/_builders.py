@@ -35,13 +35,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
 import threading
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    remote_program, StoreError, Target)
+    remote_program, StoreError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, Runner, run
 
@@ -105,7 +105,7 @@ def label(place):
 # ------------------------------------------------------------------ where a builder is
 class Spec:
     """A builder: its name (as build_on gives it), the store URI and the
-    environment (NIX_SSHOPTS) Nix uses for it, and the ``Target`` to log in
+    environment (NIX_SSHOPTS) Nix uses for it, and the ``Host`` to log in
     to (None for a store that is not reached over ssh)."""
 
     def __init__(self, name, uri, env=None, target=None, inventory=False):
@@ -118,7 +118,7 @@ class Spec:
     def login_argv(self):
         """ssh with the builder's own options, running ``sh -s`` (the probe
         comes on stdin, whatever the login shell is)."""
-        return ['ssh'] + self.target.ssh_options() + [self.target.destination, 'sh -s']
+        return self.target.ssh_argv('sh -s')
 
 
 def resolve(name, hostvars):
@@ -128,7 +128,7 @@ def resolve(name, hostvars):
         return _spec_of_uri(name)
     if name not in hostvars:
         raise StoreError('%s is neither an inventory host nor a store URI' % name)
-    target = Target.from_hostvars(hostvars[name], name=name)
+    target = Host.from_hostvars(hostvars[name], name=name)
     return Spec(name, target.store_uri(), target.nix_env(), target, inventory=True)
 
 
@@ -137,17 +137,7 @@ def _spec_of_uri(uri):
     if parts.scheme not in SSH_SCHEMES:
         # a local or daemon store: nothing to log in to, only the store is probed
         return Spec(uri, uri)
-    query = parse_qs(parts.query)
-    try:
-        port = parts.port
-    except ValueError:
-        raise StoreError('%s: malformed port' % uri)
-    # Nix's own ssh for this URI takes NIX_SSHOPTS from the controller's
-    # environment: the probe's login does the same
-    target = Target(parts.hostname, port=port, user=parts.username,
-                    private_key_file=(query.get('ssh-key') or [None])[0],
-                    ssh_common_args=os.environ.get('NIX_SSHOPTS'), name=uri)
-    return Spec(uri, uri, None, target)
+    return Spec(uri, uri, None, Host.from_store_uri(uri))
 
 
 # ------------------------------------------------------------------ probe

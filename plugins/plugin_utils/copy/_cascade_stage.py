@@ -20,8 +20,9 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _builders
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _peer
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _ssh
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    StoreError, Target, store_path_of)
+    StoreError, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import host_message
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
     facts_in_flight, vars_of, with_facts)
@@ -29,7 +30,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import 
 # The options that may differ per host in cascade mode (the option table's
 # per-host rows of nix_copy_closure: module_utils/_role_vars.py)
 PER_HOST = _role_vars.per_host(_role_vars.COPY)
-# Connection vars of another host, and the Target field each one fills; a
+# Connection vars of another host, and the Host field each one fills; a
 # field no host var sets comes from this task's own connection (ansible.cfg,
 # play keywords), as Ansible would use it for that host too.
 _CONNECTION_VARS = (
@@ -94,7 +95,7 @@ class CascadeCopy:
         args, task_vars = stage.args, stage.task_vars
         own_name = task_vars.get('inventory_hostname')
         # raises for a non-ssh connection: this host's task fails saying so
-        own_target = Target.from_connection(stage.connection, task_vars)
+        own_target = stage.target.require_ssh()
         peers, requests = [], {}
         in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
         for name in hosts:
@@ -130,7 +131,7 @@ class CascadeCopy:
         return entries
 
     def _target_of(self, name, hostvars, own_target):
-        target = Target.from_hostvars(hostvars, templar=None, name=name)
+        target = Host.from_hostvars(hostvars, templar=None, name=name)
         for field, names in _CONNECTION_VARS:
             if not any(hostvars.get(n) not in (None, '') for n in names) and not any(
                     self.stage.task_vars.get(n) not in (None, '') for n in names):

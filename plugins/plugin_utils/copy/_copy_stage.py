@@ -28,7 +28,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._cascade_stag
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _store, _trouble
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._ssh import ssh_master
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    StoreError, Target, split_ssh_args, store_path_of)
+    StoreError, split_ssh_args, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
@@ -45,20 +45,21 @@ _SSH_FLAGS = re.compile(r'^-[46AaCfGgKkMNnqsTtVvXxYy]+$')
 class CopyStage:
     """nix_copy_closure for ``host`` (its validated ``args``, ``task_vars``).
 
-    What it needs of the action comes as arguments: Ansible's ``connection``
-    to the host, ``check_mode`` and ``diff``, ``unchecked`` (ssh does not
-    check the host's key and its opt-out let it through), ``filled`` (the
-    arguments as filled from the variables: _role_vars.Filled),
-    ``target_sh(program, in_data=...)`` and ``from_batch(kind, key_parts,
-    compute, own)`` (plugin_utils/run/_action.py)."""
+    What it needs of the action comes as arguments: the task's ``target``
+    (plugin_utils/host/_host.py ``Host``: its programs over Ansible's
+    connection, its store, its ``connection``), ``check_mode`` and ``diff``,
+    ``unchecked`` (ssh does not check the host's key and its opt-out let it
+    through), ``filled`` (the arguments as filled from the variables:
+    _role_vars.Filled) and ``from_batch(kind, key_parts, compute, own)``
+    (plugin_utils/run/_action.py)."""
 
-    def __init__(self, host, args, task_vars, connection, check_mode=False, diff=False,
-                 unchecked=False, filled=None, target_sh=None, from_batch=None):
+    def __init__(self, host, args, task_vars, target, check_mode=False, diff=False,
+                 unchecked=False, filled=None, from_batch=None):
         self.host, self.args, self.task_vars = host, args, task_vars
-        self.connection = connection
+        self.target = target
+        self.connection = target.connection
         self.check_mode, self.diff, self.unchecked = check_mode, diff, unchecked
         self.filled = filled
-        self.target_sh = target_sh
         self.from_batch = from_batch
         self._opts = None
 
@@ -89,8 +90,9 @@ class CopyStage:
             # a cache address whose login cannot be kept out of argv fails
             # the host before anything runs
             _copy.cache_uris(args['caches'])
-        target = Target.from_connection(self.connection, self.task_vars,
-                                        host_key_unchecked=bool(self.unchecked))
+        # raises for a connection the controller's ssh cannot take; the
+        # action judged the host by now: its Host reads that judgement
+        target = self.target.require_ssh()
         target.nix_env()  # refuses unusable ssh options before anything runs
         try:
             closure = self._batch_closure(path) or self._closure(path, mode)
@@ -276,7 +278,7 @@ class CopyStage:
         # this host only receives: no cascade sender's facts
         probe = _copy.probe_script(remote_nix_dir, peer_facts=False,
                                    root_key=host if root_path else None, root_path=root_path)
-        rc, out, err = self.target_sh(probe, in_data='\n'.join(paths) + '\n')
+        rc, out, err = self.target.sh(probe, in_data='\n'.join(paths) + '\n')
         facts = _copy.parse_probe(out, probe)
         if facts is None:
             where = remote_nix_dir or 'PATH and the known locations (%s)' % ', '.join(
@@ -298,7 +300,7 @@ class CopyStage:
         host, caches = self.host, self.args['caches']
         # the caches' logins go on stdin only (the program is ssh's argv)
         program, netrc = _copy.fetch_script(nix_dir, path, caches)
-        rc, out, err = self.target_sh(program, in_data=netrc or None)
+        rc, out, err = self.target.sh(program, in_data=netrc or None)
         if rc != 0:
             err = _redact.text((err or '') + (out or ''))
             names = ', '.join(_copy.cache_uris(caches))

@@ -4,13 +4,13 @@
 """The controller's side of a closure cascade: plain ssh to each host, the hops.
 
 ``CascadeRun(...).run()`` takes the hosts of a play batch (``Peer``: a name,
-a ``Target`` built from its connection vars, its system), and for each
+a ``Host`` built from its connection vars, its system), and for each
 system: probes every host over ssh (the same sh probe as a push), lets
 ``_cascade.Cascade`` plan, and runs the hops in threads until every host
 holds the closure or has failed. It returns one entry per host.
 
 A hop is ``ssh SENDER sh`` (the controller's own ssh, the sender's connection
-vars, host keys checked) running ``_copy.hop_script``: ``nix copy --to
+vars, host keys checked: ``Host.ssh``) running ``_copy.hop_script``: ``nix copy --to
 ssh-ng://RECEIVER PATH`` on the sender, logged in to the receiver through a
 destination-constrained agent of its own (``_hop_agent``, where the trust and
 access of a hop are told); what the controller's ssh knows about each host is
@@ -32,9 +32,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _casca
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._hop_agent import (
     HopAgent, HopError, hop_leftovers)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script, _store, _trouble
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
-    host_keys, key_files, run_no_tty, ssh_argv, ssh_config)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import StoreError, Target
+    host_keys, key_files)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import StoreError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix, _nix_stderr
 
 # ssh sessions the controller opens at once to probe the hosts
@@ -86,7 +87,7 @@ class Peer:
     @property
     def peer_target(self):
         """How another host reaches this one's store (no controller options)."""
-        return Target(host=self.peer_host or self.target.host, port=self.target.port,
+        return Host(host=self.peer_host or self.target.host, port=self.target.port,
                       user=self.target.user, name=self.name)
 
     @property
@@ -158,7 +159,7 @@ class CascadeRun:
     # -------------------------------------------------------------- probe
     def _prepare(self, peer, closure):
         try:
-            conf = ssh_config(peer.target)
+            conf = peer.target.ssh_config()
             peer.host_keys = host_keys(conf)
             peer.key_files = key_files(peer.target, conf)
             peer.proxied = any(v not in ('', 'none') for option in ('proxyjump', 'proxycommand')
@@ -192,8 +193,7 @@ class CascadeRun:
                                    root_key=peer.name, root_path=peer.path)
         # never an agent here (whatever ssh_config says): on OpenSSH 10.1+ a
         # forwarded one would make the ~/.ssh/agent/ the probe looks for
-        rc, out, err = run_no_tty(ssh_argv(peer.target, first=['-o', 'ForwardAgent=no']),
-                                  stdin_data=_copy.stdin_free(probe))
+        rc, out, err = peer.target.ssh(_copy.stdin_free(probe), first=['-o', 'ForwardAgent=no'])
         facts = _copy.parse_probe(out, probe)
         if rc == _cascade.SSH_EXIT:
             why = _trouble.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
@@ -291,8 +291,7 @@ class CascadeRun:
             # forwarded agent to this session (what the constraints check)
             first = ['-o', 'IdentityAgent=%s' % sock, '-o', 'ForwardAgent=%s' % sock,
                      '-o', 'ControlMaster=no', '-o', 'ControlPath=none']
-            rc, _out, err = run_no_tty(ssh_argv(sender.target, first=first),
-                                       stdin_data=_copy.stdin_free(script))
+            rc, _out, err = sender.target.ssh(_copy.stdin_free(script), first=first)
         finally:
             agent.stop()
         kind = _cascade.hop_failure(rc, err)

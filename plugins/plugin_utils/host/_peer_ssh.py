@@ -5,7 +5,8 @@
 
 The cascade (``_peer.CascadeRun``) reaches every host with the controller's
 ssh and the host's connection vars, and needs to know what that ssh knows:
-the options it would use (``ssh -G``), the host key lines its known_hosts
+the options it would use (``ssh -G``: plugin_utils/host/_host.py's
+``Host.ssh_config``, read here), the host key lines its known_hosts
 files hold for the host (``ssh-keygen -F``, under the name ssh looks it up
 by), and the private keys it would log in with. Commands run here without a
 controlling terminal, so nothing can ask for a password or passphrase.
@@ -17,24 +18,6 @@ __metaclass__ = type
 
 import os
 import subprocess
-
-
-def ssh_argv(target, command='sh', first=()):
-    """``ssh [first] <target's options> dest command``; ssh keeps the first
-    value of an option, so ``first`` wins over the inventory's."""
-    return ['ssh'] + list(first) + target.ssh_options() + [target.destination, command]
-
-
-def ssh_config(target):
-    """``ssh -G``: {option: [values]} as ssh would connect to ``target``."""
-    rc, out, _err = run_no_tty(['ssh', '-G'] + target.ssh_options() + [target.destination])
-    conf = {}
-    if rc == 0:
-        for line in out.splitlines():
-            key, _sep, value = line.strip().partition(' ')
-            if key:
-                conf.setdefault(key.lower(), []).append(value.strip())
-    return conf
 
 
 def known_host_name(conf):

@@ -23,7 +23,7 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.utils.path import makedirs_safe, unfrackpath
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_keys, _store
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host, _host_keys, _store
 
 STOP_TIMEOUT = 10
 
@@ -107,12 +107,13 @@ def _flag(value, default):
 def judge_argv(ssh_args, common_args, extra_args, host, port=None, user=None, ssh='ssh'):
     """``ssh -G`` for the options in the order Ansible's ssh gives them (ssh
     keeps the first value of an option)."""
-    argv = [ssh or 'ssh', '-G'] + list(ssh_args)
+    options = list(ssh_args)
     if port not in (None, ''):
-        argv += ['-o', 'Port=%s' % port]
+        options += ['-o', 'Port=%s' % port]
     if user:
-        argv += ['-o', 'User=%s' % user]
-    return argv + list(common_args) + list(extra_args) + ['--', u'%s' % host]
+        options += ['-o', 'User=%s' % user]
+    return _host.ssh_argv(options + list(common_args) + list(extra_args), u'%s' % host,
+                          ssh=ssh, show_config=True, end_options=True)
 
 
 def judge(transport, checking, ssh_args, common_args, extra_args, host, port=None, user=None,
@@ -178,7 +179,7 @@ def connection_problems(connection):
 
 
 def peer_problems(connection, hostvars, target):
-    """judge() for another host of the batch (``target``: its Target, from
+    """judge() for another host of the batch (``target``: its Host, from
     its variables) as its own task will judge it: None when that cannot be
     told (its connection is not this one's kind, a templated setting)."""
     transport = transport_name(hostvars.get('ansible_connection')) or transport_of(connection)
@@ -256,10 +257,10 @@ def _ssh_args(connection):
 
 def judged(connection, problems):
     """Keep a task's judgement on its connection (``problems``: [] when the
-    key is checked; else the host's opt-out let it go on): the task's Target
-    reads it there (plugin_utils/host/_store.py JUDGED), and the connection gets
+    key is checked; else the host's opt-out let it go on): the task's Host
+    reads it there (plugin_utils/host/_host.py JUDGED), and the connection gets
     the ssh master of that judgement (own_master)."""
-    setattr(connection, _store.JUDGED, bool(problems))
+    setattr(connection, _host.JUDGED, bool(problems))
     own_master(connection, problems)
 
 
@@ -309,8 +310,9 @@ def _stop(connection, socket):
     except KeyError:
         ssh = 'ssh'
     # -O goes to the master over its socket: the host name is not used
-    subprocess.run([ssh, '-o', 'ControlPath=%s' % socket.replace('%', '%%'), '-O', 'stop',
-                    'nixdeploy-master'], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    subprocess.run(_host.ssh_argv(['-o', 'ControlPath=%s' % socket.replace('%', '%%'), '-O',
+                                   'stop'], 'nixdeploy-master', ssh=ssh),
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=STOP_TIMEOUT, check=False)
 
 

@@ -14,7 +14,7 @@ through only:
   253 characters at most: DNS names, ssh_config aliases, IPv4) or an IPv6
   literal (``ipaddress`` reads it) with an optional zone (``fe80::1%eth0``);
 * a user of ``[A-Za-z0-9_.]`` then ``[A-Za-z0-9_.$-]`` (``deploy``,
-  ``nix-on-droid``, ``user.name``, ``host$``), as ``_store.Target`` wants it;
+  ``nix-on-droid``, ``user.name``, ``host$``), as ``_host.Host`` wants it;
 * a port: an integer (or a string of digits) 1..65535;
 * ``sshOpts`` on ``SSH_FLAGS`` and ``SSH_OPTIONS``: what cannot run a
   command, read or write a file of the controller, open a forward or weaken

@@ -81,7 +81,7 @@ def done_so_far(uploader):
 def _sh(action, script, in_data):
     """Run ``script`` with sh on the target; the key content, if any, is its
     stdin (never an argument, so never in ps or -vvv)."""
-    return action.target_sh(script, in_data, sudoable=True)
+    return action.target.sh(script, in_data, sudoable=True)
 
 
 def read_src(action, name):

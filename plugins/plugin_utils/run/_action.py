@@ -23,8 +23,10 @@ What every nixdeploy action does the same way lives here:
   as custom stats (plugin_utils/run/_stats.py);
 - ``from_batch``: compute once per play batch, answer per host
   (plugin_utils/run/_batch.py holds the lock and the shared file);
-- ``target_sh``: run a target program (target/*.sh, rendered by
-  plugin_utils/host/_script.py) over the host's connection;
+- ``target``: the task's own host (plugin_utils/host/_host.py ``Host``, the
+  one way the controller reaches it), whose ``sh`` runs a target program
+  (target/*.sh, rendered by plugin_utils/host/_script.py) over the host's
+  connection (``target_sh`` says the same);
 - host keys: before an action with ``HOST_KEYS`` does anything, and before
   any other runs its first target program, the host's connection is asked
   whether ssh checks the host's key (plugin_utils/host/_ssh.py: Ansible's
@@ -54,6 +56,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _red
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
     printable, printable_lines)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _ssh
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._trouble import (
     become_problem, ssh_problem)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
@@ -122,6 +125,7 @@ class NixdeployAction(ActionBase):
     # None until judged; then the problems of an unchecked host let through
     _unchecked = None
     _opt_out = None
+    _target = None
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
@@ -195,7 +199,7 @@ class NixdeployAction(ActionBase):
         opt-out (the option, or the host variable nix_host_key_unchecked).
 
         The one place that reads the opt-out: the judgement is kept on the
-        connection, where the task's Target reads it, and before the first
+        connection, where the task's Host reads it, and before the first
         program the connection is pointed at an ssh master of that judgement,
         so a master opened unchecked earlier in the job is never ridden
         (plugin_utils/host/_ssh.py ``judged``)."""
@@ -262,15 +266,19 @@ class NixdeployAction(ActionBase):
         result.setdefault('connection_lost', False)
         return result
 
+    @property
+    def target(self):
+        """The task's own host (``Host.of_task``), made once: its programs
+        run over this task's connection, the host's key judged before the
+        first one (judge_host_keys)."""
+        if self._target is None:
+            self._target = Host.of_task(self._connection, self.task_vars,
+                                        self._low_level_execute_command, self.judge_host_keys)
+        return self._target
+
     def target_sh(self, script, in_data=None, sudoable=False):
-        """Run a rendered target program (plugin_utils/host/_script.py) with sh
-        over the host's connection: (rc, stdout, stderr). It runs as one
-        group, because Ansible appends ``&& sleep 0`` to the command.
-        The host's key is judged before the first one (judge_host_keys)."""
-        self.judge_host_keys()
-        out = self._low_level_execute_command('{\n%s\n}' % script.strip('\n'),
-                                              sudoable=sudoable, in_data=in_data or None)
-        return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
+        """``self.target.sh``: (rc, stdout, stderr) of a rendered target program."""
+        return self.target.sh(script, in_data, sudoable)
 
     @property
     def check_mode(self):

@@ -12,6 +12,7 @@ import pytest
 
 from tests.integration.plugins.action.conftest_eval import (
     NIX_OPTIONS, calls, inventory, lab_session, make_flake, nix_wrapper, play)
+from tests.lab import heavy
 
 pytestmark = pytest.mark.lab
 
@@ -178,3 +179,25 @@ def test_build_on_target_and_on_builder(evb_lab, tmp_path):
     assert run.rc == 0, run
     for host in ('h1', 'h2', 'h3', 'h4', 'h6'):
         assert run.result('build', host)['result']['changed'] is False
+
+
+def test_a_slow_system_in_a_wave_holds_only_its_host(evb_lab, tmp_path):
+    """Hosts that ask together share ONE nix build (a wave); a slow system in
+    it holds only its own host: the others are answered as soon as their
+    own systems are in the store, not when the wave's build ends. Nix's
+    default max-jobs (1) would build them one behind the other: the wave
+    asks for as many side by side as it has systems, up to the cores."""
+    heavy.calibrate(folder=str(tmp_path))
+    flake = make_flake(tmp_path / 'flake', evb_lab,
+                       configurations={'h1': heavy.heavy_config(build_seconds=20)})
+    nix, log = nix_wrapper(tmp_path)
+    roots = tmp_path / 'roots'
+    run = play(tmp_path / 'play', evb_lab, flake, tasks(nix, roots),
+               hosts='h1,h2,h3,h4,h5,h6,h7,h8')
+    assert run.rc == 0, run
+    builds = [b for b in calls(log, 'build') if '--dry-run' not in b]
+    assert len(builds) == 1, builds  # one wave for the hosts that asked together
+    ended = dict((r['host'], r['ended']) for r in run.results('build'))
+    others = [h for h in evb_lab.hosts if h != 'h1']
+    assert all(run.result('build', h)['result']['built'] for h in evb_lab.hosts)
+    assert ended['h1'] - max(ended[h] for h in others) > 10, ended

@@ -7,6 +7,7 @@ lab runs the same parts through the action against the real Nix."""
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 from ansible.errors import AnsibleConnectionFailure
@@ -69,6 +70,11 @@ class Target:
         return proc.returncode, proc.stdout, proc.stderr
 
 
+def as_host(run, connection):
+    """A Host (plugin_utils/host/_host.py) whose programs ``run`` runs."""
+    return SimpleNamespace(sh=lambda script, sudoable=False: run(script), connection=connection)
+
+
 def task_args(host, path, **changes):
     args = dict(path=path, goal='switch', auto_rollback=True, confirm_timeout=30,
                 activation_timeout=60, lock_timeout=10, generation=None, reactivate=False,
@@ -85,7 +91,7 @@ def fake(tmp_path, monkeypatch):
     monkeypatch.setattr(_activate_run, 'RETRY_INTERVAL', 0.1)
     host = Host(tmp_path)
     target, connection = Target(host), Connection()
-    session = HostSession(target, connection, Display())
+    session = HostSession(as_host(target, connection), Display())
 
     def task(path, **changes):
         args = task_args(host, path, **changes)
@@ -215,7 +221,7 @@ def test_a_failed_check_without_a_watchdog_undoes_the_activation(fake):
 
 def test_a_session_without_an_answer_counts_as_lost(fake):
     _host, _target, connection, _session, _task = fake
-    session = HostSession(lambda script: time.sleep(5), connection, Display())
+    session = HostSession(as_host(lambda script: time.sleep(5), connection), Display())
     with pytest.raises(_activate_session.ConnectionLost, match='within 0.2s'):
         session.sh('true', timeout=0.2)
     # the next command logs in anew

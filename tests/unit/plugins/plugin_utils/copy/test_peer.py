@@ -13,8 +13,8 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _peer  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _peer_ssh  # noqa: E402
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (  # noqa: E402
-    Target)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (  # noqa: E402
+    Host as Target)
 
 
 # ------------------------------------------------------------------ controller ssh facts
@@ -47,15 +47,15 @@ def test_host_keys_and_key_files_as_ssh_resolves_them(tmp_path):
     key.write_text('not read here')
     args = '-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes' % known
     plain = Target('10.0.0.2', user='root', private_key_file=str(key), ssh_common_args=args)
-    conf = _peer_ssh.ssh_config(plain)
+    conf = plain.ssh_config()
     assert _peer_ssh.host_keys(conf) == [KEY_A]
     assert _peer_ssh.key_files(plain, conf)[0] == str(key)
     ported = Target('10.0.0.3', port=2222, ssh_common_args=args)
-    assert _peer_ssh.host_keys(_peer_ssh.ssh_config(ported)) == [KEY_B]
+    assert _peer_ssh.host_keys(ported.ssh_config()) == [KEY_B]
     unknown = Target('10.0.0.4', ssh_common_args=args)
-    assert _peer_ssh.host_keys(_peer_ssh.ssh_config(unknown)) == []
+    assert _peer_ssh.host_keys(unknown.ssh_config()) == []
     jumped = Target('10.0.0.2', ssh_common_args=args + ' -o ProxyJump=bastion')
-    assert 'bastion' in _peer_ssh.ssh_config(jumped)['proxyjump'][0]
+    assert 'bastion' in jumped.ssh_config()['proxyjump'][0]
 
 
 def test_who_may_send_and_who_peers_may_serve():

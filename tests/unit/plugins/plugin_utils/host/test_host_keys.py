@@ -179,7 +179,7 @@ def test_a_cascade_peer_is_judged_as_its_own_task_will_be(tmp_path, monkeypatch)
     """Another host of the batch, from its variables: ansible-runner's
     environment turns checking off, the host's own variable turns it on."""
     from ansible.plugins.loader import connection_loader
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import Target
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host as Target
     connection_loader.get('ssh', class_only=True)   # its options' definitions, as in a run
     monkeypatch.setenv('ANSIBLE_HOST_KEY_CHECKING', 'False')
     cfg = config(tmp_path, '')
@@ -271,7 +271,7 @@ def test_ansible_cores_own_connections_are_known_by_any_of_their_names(tmp_path)
 
 def test_a_cascade_peer_on_another_connection_is_left_out(tmp_path, monkeypatch):
     from ansible.plugins.loader import connection_loader
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import Target
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host as Target
     # its options' definitions; ansible-core 2.21 and later ship no paramiko_ssh
     has_paramiko = connection_loader.get('paramiko_ssh', class_only=True) is not None
     cfg = config(tmp_path, '')

@@ -20,7 +20,7 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _ssh, _store  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host, _ssh, _store  # noqa: E402
 
 SSH_ARGS = '-C -o ControlMaster=auto -o ControlPersist=60s'
 KNOWN = '-o UserKnownHostsFile=/lab/known_hosts -o StrictHostKeyChecking=yes'
@@ -76,8 +76,8 @@ def test_a_judged_connection_rides_a_master_of_its_own_first(run_dir):
     # first (ssh keeps the first value), the job's own ssh_args after it
     assert connection.get_option('ssh_args').endswith(' ' + SSH_ARGS)
     assert os.path.isdir(str(run_dir / 'cp'))
-    # the Target of the task reads the judgement here: checked, no opt-out
-    assert getattr(connection, _store.JUDGED) is False
+    # the Host of the task reads the judgement here: checked, no opt-out
+    assert getattr(connection, _host.JUDGED) is False
     # no master open yet: nix copy logs in by itself
     assert _ssh.ssh_master(connection) is None
 

@@ -9,9 +9,11 @@ from tests.collection import collections_path
 # _store imports its rules (_host_keys) as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _store  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host, _store  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (  # noqa: E402
+    Host as Target)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (  # noqa: E402
-    StoreError, Target)
+    StoreError)
 
 KH = '-o UserKnownHostsFile=/lab/known_hosts -o StrictHostKeyChecking=yes'
 
@@ -99,10 +101,10 @@ def test_the_opt_out_is_the_judgement_on_the_connection_not_the_variable():
     assert not early.host_key_unchecked  # not judged yet: no opt-out
     with pytest.raises(StoreError, match='host key checking'):
         early.nix_env()
-    setattr(conn, _store.JUDGED, True)  # judged: unchecked, and the opt-out let it go on
+    setattr(conn, _host.JUDGED, True)  # judged: unchecked, and the opt-out let it go on
     assert early.host_key_unchecked and 'StrictHostKeyChecking=no' in early.nix_env()['NIX_SSHOPTS']
     assert Target.from_connection(conn, {}).host_key_unchecked
-    setattr(conn, _store.JUDGED, False)  # judged checked: the options are checked again
+    setattr(conn, _host.JUDGED, False)  # judged checked: the options are checked again
     with pytest.raises(StoreError, match='host key checking'):
         early.nix_env()
 
@@ -236,7 +238,7 @@ def test_the_collections_own_ssh_rides_no_master_it_was_not_given():
     opts = target.nix_env()['NIX_SSHOPTS'].split(' ')
     assert opts[2:6] == ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
     assert opts.index('ControlPath=none') < opts.index('ControlPath=/tmp/cm-%C')
-    assert target.ssh_options()[2:6] == list(_store.NO_MASTER)
+    assert target.ssh_options()[2:6] == list(_host.NO_MASTER)
 
 
 @pytest.mark.parametrize('name,expected', [

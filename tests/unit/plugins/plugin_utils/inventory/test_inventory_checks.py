@@ -26,7 +26,7 @@ if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
     from tests.collection import collections_path  # noqa: E402
     sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _store  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import (  # noqa: E402
     _inventory_checks as checks)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (  # noqa: E402
@@ -46,7 +46,7 @@ GOOD_ADDRESSES = [
 def test_real_addresses_pass(address):
     assert checks.check_address(address, 'targetHost') == address
     # and the collection's own copy accepts what the inventory lets through
-    assert _store.Target(address).host == address
+    assert _host.Host(address).host == address
 
 
 @pytest.mark.parametrize('address, reason', [
@@ -108,7 +108,7 @@ def test_hostile_addresses_are_refused(address, reason):
                                   'HOST$', '1000', 'a' * 256])
 def test_real_users_pass(user):
     assert checks.check_user(user, 'targetUser') == user
-    assert _store.Target('h', user=user).user == user
+    assert _host.Host('h', user=user).user == user
 
 
 @pytest.mark.parametrize('user, reason', [

@@ -1,0 +1,98 @@
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""benchmarks/_pipeline_figures.py and the host costs of benchmarks/pipeline.py
+(benchmark 11, the pipeline in time): pure, no lab."""
+
+import json
+import os
+
+from benchmarks import pipeline
+from benchmarks._pipeline_figures import (ACTIVATE, EVAL, MARKER, NixSampler, batch_figures,
+                                          cached_hosts, margins, overlap, phase_wall,
+                                          read_records, spread)
+
+
+def test_spread_covers_the_range_once_each_in_a_mixed_order():
+    values = [spread(i, 48, 1.0, 3.0, 7) for i in range(48)]
+    assert min(values) == 1.0 and max(values) == 3.0
+    assert len(set(values)) == 48
+    # neighbours are not sorted: cheap and costly hosts are mixed
+    assert values != sorted(values)
+    assert spread(0, 1, 5, 9, 7) == 5.0
+
+
+def test_host_costs_are_deterministic_and_within_bounds():
+    costs = [pipeline.host_cost(i) for i in range(pipeline.HOSTS)]
+    assert costs == [pipeline.host_cost(i) for i in range(pipeline.HOSTS)]
+    assert all(1.0 <= s <= 3.0 and 300 <= mb <= 600 for s, mb in costs)
+    # CPU and memory follow different orders
+    assert [s for s, _mb in costs].index(3.0) != [mb for _s, mb in costs].index(600)
+    mean = sum(s for s, _mb in costs) / len(costs)
+    assert abs(mean - 2.0) < 0.01
+
+
+def _rec(host, task, started, ended, **result):
+    return {'host': host, 'task': task, 'started': started, 'ended': ended, 'result': result}
+
+
+RECORDS = [
+    _rec('h1', EVAL, 100.0, 110.0),
+    _rec('h2', EVAL, 100.5, 130.0, evaluated_here=True, nix_processes=3,
+         evaluation={'workers': 2, 'peak_mb': 900, 'from_cache': 0, 'evaluated': 2}),
+    _rec('h1', ACTIVATE, 115.0, 120.0),
+    _rec('h2', ACTIVATE, 135.0, 140.0),
+    {'host': None, 'task': None, 'status': 'stats', 'result': {}},
+]
+
+
+def test_the_batch_figures_come_from_the_host_that_evaluated_the_batch():
+    figures = batch_figures(RECORDS)
+    assert figures == {'workers': 2, 'peak_mb': 900, 'from_cache': 0, 'evaluated': 2,
+                       'nix_processes': 3}
+    assert batch_figures(RECORDS[:1]) == {}
+    assert cached_hosts(RECORDS) == 0
+    assert cached_hosts([_rec('h1', EVAL, 0, 1, from_cache=True)]) == 1
+
+
+def test_phase_wall_overlap_and_margins():
+    assert phase_wall(RECORDS, EVAL) == 30.0
+    assert phase_wall(RECORDS, 'nothing') is None
+    assert overlap(RECORDS, 100.0) == {'first_active': 20.0, 'last_evaluated': 30.0,
+                                       'last_active': 40.0, 'active_before_last_eval': 1}
+    assert overlap([], 0) == {}
+    assert margins(RECORDS, 150.0, 'h2') == {'fast': {'h1': 30.0}, 'slow': 10.0}
+
+
+def test_read_records_skips_nothing_and_misses_quietly(tmp_path):
+    path = tmp_path / 'record.jsonl'
+    path.write_text(''.join(json.dumps(r) + '\n' for r in RECORDS))
+    assert read_records(str(path)) == RECORDS
+    assert read_records(str(tmp_path / 'none')) == []
+
+
+def _proc(root, pid, comm, argv, environ, utime, stime, rss_pages, start=7):
+    folder = os.path.join(str(root), str(pid))
+    os.makedirs(folder)
+    fields = (['S', '1'] + ['0'] * 9 + [str(utime), str(stime)] + ['0'] * 6
+              + [str(start), '0', str(rss_pages)])
+    with open(os.path.join(folder, 'stat'), 'w') as handle:
+        handle.write('%d (%s) %s\n' % (pid, comm, ' '.join(fields)))
+    for name, text in (('comm', comm + '\n'), ('cmdline', '\0'.join(argv) + '\0'),
+                       ('environ', '\0'.join(environ) + '\0')):
+        with open(os.path.join(folder, name), 'w') as handle:
+            handle.write(text)
+
+
+def test_the_sampler_counts_only_the_runs_nix_eval_processes(tmp_path):
+    tick = os.sysconf('SC_CLK_TCK')
+    pages = 2 ** 20 // os.sysconf('SC_PAGE_SIZE')   # 1 MB
+    ours = '%s=abc' % MARKER
+    _proc(tmp_path, 10, 'nix', ['nix', 'eval', '--json'], [ours], tick, tick, 100 * pages)
+    _proc(tmp_path, 11, 'nix', ['nix', 'eval'], [ours], 2 * tick, 0, 50 * pages)
+    _proc(tmp_path, 12, 'nix', ['nix', 'eval'], ['%s=other' % MARKER], tick, 0, 999 * pages)
+    _proc(tmp_path, 13, 'nix', ['nix', 'build'], [ours], tick, 0, 999 * pages)
+    _proc(tmp_path, 14, 'python', ['python', 'eval'], [ours], tick, 0, 999 * pages)
+    sampler = NixSampler('abc', proc=str(tmp_path))
+    sampler.sample()
+    assert sampler.stop() == {'sampled_peak_rss_mb': 150, 'sampled_most_at_once': 2,
+                              'sampled_processes': 2, 'sampled_cpu': 4.0}
