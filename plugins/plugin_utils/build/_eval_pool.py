@@ -115,6 +115,8 @@ class EvalPool(object):
         self._running = []
         self._delivered = set()
         self._durations = []
+        # each process's time to its first answer: its shared part and a host
+        self._first = []
         self._deliver = None
 
     def run(self, by_flake, deliver):
@@ -158,16 +160,20 @@ class EvalPool(object):
             time.sleep(0.1)
 
     def _steal(self, now):
-        # Only from a process whose current host has taken longer than its
-        # hosts usually do: a new process pays the shared part again, which
-        # is worth it for a slow host's waiting neighbours, not to shave a
-        # fleet of quick ones.
-        usual = sorted(self._durations)[len(self._durations) // 2] if self._durations else 0
-        stuck = [p for p in self._running if p.rest() >= 2
-                 and now - p.since > max(STEAL_AFTER, 3 * usual)]
-        if not stuck:
+        # A new process pays the shared part again (``_startup``): worth it
+        # for the hosts waiting behind a process stuck on one host (longer
+        # than its hosts usually take), or when the hosts waiting in a
+        # process would take it longer than twice that start (an uneven
+        # tail), not to shave a fleet of quick ones.
+        usual = _median(self._durations)
+        startup = max(0.0, _median(self._first) - usual)
+        worth = [p for p in self._running if p.rest() >= 2 and (
+            now - p.since > max(STEAL_AFTER, 3 * usual)
+            or (self._durations and self._first
+                and (p.rest() - 1) * usual > 2 * max(startup, STEAL_AFTER)))]
+        if not worth:
             return None
-        busy = max(stuck, key=lambda p: p.rest())
+        busy = max(worth, key=lambda p: p.rest())
         waiting = busy.rest() - 1
         cut = busy.end - (waiting + 1) // 2
         taken = _Piece(busy.flake, busy.items[cut:busy.end])
@@ -237,6 +243,8 @@ class EvalPool(object):
                     if index:
                         # the first host's time holds the shared part too
                         self._durations.append(now - piece.since)
+                    else:
+                        self._first.append(now - piece.since)
                     piece.since = now
                 self._give(piece.items[index][0], result_of(value))
             with self._lock:
@@ -289,6 +297,10 @@ class EvalPool(object):
                 self.peak_mb = max(self.peak_mb, *sizes)
                 self.peak_total_mb = max(self.peak_total_mb, sum(sizes))
             time.sleep(0.1)
+
+
+def _median(values):
+    return sorted(values)[len(values) // 2] if values else 0.0
 
 
 def _kill(proc):
