@@ -97,9 +97,11 @@ def test_three_concurrent_slices_deploy_every_host_once(slices):
         hosts = report['hosts']
         assert sorted(hosts) == slice_hosts(NAMES, number), (number, sorted(hosts))
         seen += sorted(hosts)
-        # one Nix process evaluated this slice's batch, on one of its hosts
-        assert report['totals']['nix_evaluations'] == 1, number
-        assert len([h for h, rec in hosts.items() if rec['eval']['evaluated_here']]) == 1
+        # one evaluation of this slice's batch, counted once, on the host whose
+        # answer completed it: one Nix process per evaluator (at most one per core)
+        (here,) = [rec for rec in hosts.values() if rec['eval']['evaluated_here']]
+        assert report['totals']['nix_evaluations'] == here['eval']['nix_processes'], number
+        assert 1 <= here['eval']['nix_processes'] <= min(3, os.cpu_count() or 1), number
         assert all(rec['eval']['batch_hosts'] == 3 for rec in hosts.values())
         assert all(rec['status'] == 'changed' for rec in hosts.values()), report['totals']
     assert sorted(seen) == NAMES

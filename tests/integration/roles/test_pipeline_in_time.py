@@ -11,6 +11,7 @@ slow build ends; every host still deploys its new system.
 """
 
 import os
+import uuid
 
 import pytest
 
@@ -52,8 +53,11 @@ def times(run, task):
 
 def test_fast_hosts_are_active_before_the_slow_ones_are_evaluated_or_built(pit_fleet):
     flake, lab = pit_fleet.flake, pit_fleet.lab
-    # a new version for every host; one evaluation and one build are slow
-    flake.set_all(version='2')
+    # a new version for every host, new to every store (both stacks share
+    # the machine: a system the other built would not build again here); one
+    # evaluation and one build are slow
+    version = '2-%s' % uuid.uuid4().hex[:8]
+    flake.set_all(version=version)
     flake.set_config('slowev', **heavy.heavy_config(seconds=SLOW_EVAL_SECONDS))
     flake.set_config('slowbuild', **heavy.heavy_config(build_seconds=SLOW_BUILD_SECONDS))
     # two evaluators on any machine (the default follows the cores)
@@ -76,4 +80,4 @@ def test_fast_hosts_are_active_before_the_slow_ones_are_evaluated_or_built(pit_f
     for host in lab.hosts:
         result = run.result(EVAL, host)['result']
         assert lab.active(host) == result['out_path'], host
-        assert '-2' in result['out_path'], host
+        assert result['out_path'].endswith('-' + version), host
