@@ -208,8 +208,10 @@ def table(data):
             e.get('budget_mb', '-'), cell['sampled_peak_rss_mb'], _f(cell['sampled_cpu']),
             '%.1f/%.1f' % (cell['load_before'], cell['load_after'])))
     lines.append('')
+
     def verdict(ok):
         return 'met' if ok else 'NOT met'
+
     lines.append('1: eval phase, default / one evaluator: %sx (goal <= %.1fx: %s)'
                  % (_f(ev['ratio'], '%.2f'), EVAL_GOAL,
                     verdict(ev['ratio'] is not None and ev['ratio'] <= EVAL_GOAL)))

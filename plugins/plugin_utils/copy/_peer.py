@@ -88,7 +88,7 @@ class Peer:
     def peer_target(self):
         """How another host reaches this one's store (no controller options)."""
         return Host(host=self.peer_host or self.target.host, port=self.target.port,
-                      user=self.target.user, name=self.name)
+                    user=self.target.user, name=self.name)
 
     @property
     def reachable_by_peers(self):
