@@ -35,11 +35,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import re
 import secrets
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
     OUTPUT_PLATFORM, attr_string, system_attr_path)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, Runner, nix_list, nix_string)
@@ -109,6 +112,10 @@ let
   forced = builtins.foldl' (acc: result: builtins.seq result.drv acc) true results;
 in builtins.seq forced %(value)s
 '''
+
+
+# Nix's system names: x86_64-linux, aarch64-darwin, armv7l-linux, ...
+SYSTEM_NAME = re.compile(r'[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)+\Z')
 
 
 class EvalError(Exception):
@@ -222,8 +229,23 @@ def apply_expression(paths, marker=None, whole=True):
 
 
 def result_of(raw):
-    """A host's answer from its traced (or printed) result."""
-    return {'drv_path': raw['drv'], 'out_path': raw['out'], 'system': raw.get('system')}
+    """A host's answer from its traced (or printed) result, or {error}.
+
+    The flake decides what its attribute is: a set with a ``drvPath`` that
+    names a flake, a path outside the store or an option is not a system.
+    Its paths must be store paths (a .drv and an output) and its system a
+    plain Nix system name before the build, the copy, the facts or the cache
+    take them."""
+    drv, out, system = raw.get('drv'), raw.get('out'), raw.get('system')
+    if not (isinstance(drv, str) and is_store_path(drv) and drv.endswith('.drv')
+            and isinstance(out, str) and is_store_path(out) and not out.endswith('.drv')):
+        return {'error': 'the attribute is not a derivation of the Nix store: its drvPath %s, '
+                         'its outPath %s' % (printable(u'%s' % (drv,))[:300],
+                                             printable(u'%s' % (out,))[:300])}
+    if system is not None and not (isinstance(system, str) and SYSTEM_NAME.match(system)):
+        return {'error': 'the derivation\'s system %s is not a Nix system name'
+                         % printable(u'%s' % (system,))[:100]}
+    return {'drv_path': drv, 'out_path': out, 'system': system}
 
 
 class Evaluator:

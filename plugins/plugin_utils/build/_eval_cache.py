@@ -53,6 +53,7 @@ import re
 import tempfile
 import time
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import SYSTEM_NAME
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._flake_identity import (
     identity)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
@@ -74,8 +75,6 @@ MAX_ENTRY = 4096
 ENV = 'NIXDEPLOY_EVAL_CACHE'
 
 _KEY = re.compile(r'[0-9a-f]{64}\Z')
-# Nix's system names: x86_64-linux, aarch64-darwin, armv7l-linux, ...
-_SYSTEM = re.compile(r'[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)+\Z')
 
 
 def _canonical(value):
@@ -326,6 +325,6 @@ def _checked(entry):
     if not all(isinstance(v, str) for v in (drv, out, system)):
         return None
     if not (is_store_path(drv) and drv.endswith('.drv') and is_store_path(out)
-            and not out.endswith('.drv') and _SYSTEM.match(system)):
+            and not out.endswith('.drv') and SYSTEM_NAME.match(system)):
         return None
     return {'drv_path': drv, 'out_path': out, 'system': system}

@@ -97,3 +97,38 @@ def test_a_broken_host_costs_one_process_and_only_its_answer(tmp_path):
     assert figures['processes'] == 3, figures
     # the last answer carries the batch's figures, and only that one
     assert len([e for e in entries.values() if 'batch' in e]) == 1
+
+
+FAKE_FLAKE = '''{
+  outputs = { self }: let
+    real = name: derivation { name = name; system = "@SYSTEM@"; builder = "/bin/sh"; };
+  in {
+    good1 = real "nixdeploy-pool-good1";
+    # attribute sets that only look like derivations: a flake reference, an
+    # option and a path outside the store must not become the host's system
+    fake = { drvPath = "github:evil/flake"; outPath = "--option"; system = "x86_64-linux"; };
+    badsystem = (real "nixdeploy-pool-bad") // { system = "x86_64-linux\n--option"; };
+    good2 = real "nixdeploy-pool-good2";
+  };
+}
+'''
+
+
+def test_what_only_looks_like_a_derivation_fails_its_host_alone(tmp_path):
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import native_system
+    folder = tmp_path / 'flake'
+    folder.mkdir()
+    (folder / 'flake.nix').write_text(FAKE_FLAKE.replace('@SYSTEM@', native_system()))
+    ref = 'path:%s' % folder
+    names = ['good1', 'fake', 'badsystem', 'good2']
+    requests = dict((n, {'flake': ref, 'attr': [n], 'attr_string': n, 'platform': 'nixos'})
+                    for n in names)
+    entries = {}
+    stage = EvalStage(NixOptions(options=dict(OPTIONS)), workers=1)
+    stage.evaluate(requests, lambda host, entry: entries.update({host: entry}))
+    assert 'not a derivation of the Nix store' in entries['fake']['answer']['error']
+    assert 'github:evil/flake' in entries['fake']['answer']['error']
+    error = entries['badsystem']['answer']['error']
+    assert 'not a Nix system name' in error and '\n' not in error
+    for name in ('good1', 'good2'):
+        assert entries[name]['answer']['drv_path'].endswith('-nixdeploy-pool-%s.drv' % name)
