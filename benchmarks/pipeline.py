@@ -22,6 +22,10 @@ spread deterministically (_pipeline_figures.spread). One run each:
               was active
 
     python -m benchmarks.pipeline          (root; ~15-25 minutes on 2 cores)
+    python -m benchmarks.pipeline --eval-only       (run 1 alone)
+
+Before the lab is up, it measures what the cores give side by side
+(benchmarks/_side_by_side.py): the evaluation ratio no pool can go below.
 
 Root; the lab is named by --lab (default ``ppl``) and always taken down.
 """
@@ -44,6 +48,7 @@ from benchmarks._fleet import BenchFleet, RunError, load  # noqa: E402
 from benchmarks._pipeline_figures import (EVAL, MARKER, NixSampler, batch_figures,  # noqa: E402
                                           cached_hosts, margins, overlap, phase_wall, ratio,
                                           read_records, spread)
+from benchmarks._side_by_side import side_by_side  # noqa: E402
 from benchmarks.scale import versions  # noqa: E402
 from tests.lab import heavy  # noqa: E402
 
@@ -125,8 +130,9 @@ class Runs:
         return out, records
 
 
-def measure(fleet, calibration, data, slow_build=SLOW_BUILD):
-    """Fills ``data`` (kept as far as it got when a run fails)."""
+def measure(fleet, calibration, data, slow_build=SLOW_BUILD, eval_only=False):
+    """Fills ``data`` (kept as far as it got when a run fails);
+    ``eval_only``: run 1 alone."""
     data.update({'hosts': len(fleet.names), 'shared_seconds': SHARED_SECONDS,
                  'host_seconds': HOST_SECONDS, 'host_mb': HOST_MB,
                  'slow_build_seconds': slow_build})
@@ -141,6 +147,8 @@ def measure(fleet, calibration, data, slow_build=SLOW_BUILD):
     parallel, _records = runs.run('eval-default', ['--tags', 'eval'])
     data['eval'] = {'single': single, 'parallel': parallel,
                     'ratio': ratio(parallel['eval_wall'], single['eval_wall'])}
+    if eval_only:
+        return data
 
     # 2. a full deploy of a new version; its cache folder is 4's
     cache = os.path.join(fleet.workdir, 'cache-shared')
@@ -187,7 +195,8 @@ def _f(value, fmt='%.1f'):
 
 
 def table(data):
-    ev, dep, noop, slow = data['eval'], data['deploy'], data['noop'], data['slow_build']
+    ev = data['eval']
+    dep, noop, slow = data.get('deploy'), data.get('noop'), data.get('slow_build')
     lines = ['11. The pipeline in time: %d heavy hosts (shared %.0f s once per Nix process; '
              'each host %.0f-%.0f s and %d-%d MB of its own)'
              % (data['hosts'], data['shared_seconds'], data['host_seconds'][0],
@@ -196,10 +205,11 @@ def table(data):
             % ('run', 'wall s', 'eval s', 'workers', 'procs', 'peak MB', 'total MB',
                'budget MB', 'sampled MB', 'nix cpu', 'load'))
     lines += [head, '-' * len(head)]
-    rows = [('1 eval, one evaluator', ev['single']), ('1 eval, default', ev['parallel']),
-            ('2 deploy (new version)', dep), ('4 no-op, cache', noop['cached']),
-            ('4 no-op, nix_eval_cache=false', noop['uncached']),
-            ('3 deploy, 1 slow build + %d' % (len(slow['margins']['fast'])), slow)]
+    rows = [('1 eval, one evaluator', ev['single']), ('1 eval, default', ev['parallel'])]
+    if dep:
+        rows += [('2 deploy (new version)', dep), ('4 no-op, cache', noop['cached']),
+                 ('4 no-op, nix_eval_cache=false', noop['uncached']),
+                 ('3 deploy, 1 slow build + %d' % (len(slow['margins']['fast'])), slow)]
     for label, cell in rows:
         e = cell['evaluation']
         lines.append('%-28s %8.1f %8s %7s %6s %8s %9s %9s %9s %8s %8s' % (
@@ -215,6 +225,14 @@ def table(data):
     lines.append('1: eval phase, default / one evaluator: %sx (goal <= %.1fx: %s)'
                  % (_f(ev['ratio'], '%.2f'), EVAL_GOAL,
                     verdict(ev['ratio'] is not None and ev['ratio'] <= EVAL_GOAL)))
+    side = data.get('side_by_side')
+    if side:
+        lines.append('   the cores: %d evaluations side by side took %.1f s, one alone %.1f s: '
+                     '%.2f cores\' worth of evaluation, so no pool goes below %.2fx here'
+                     % (side['copies'], side['together_s'], side['alone_s'],
+                        side['throughput'], side['best_ratio']))
+    if not dep:
+        return '\n'.join(lines)
     over = dep.get('overlap') or {}
     lines.append('2: first host active at %s s, last host evaluated at %s s, last active at %s s; '
                  '%s hosts active before the last was evaluated (goal: first active before the '
@@ -246,6 +264,7 @@ def main(argv=None):
     parser.add_argument('--hosts', type=int, default=HOSTS)
     parser.add_argument('--slow-build', type=int, default=SLOW_BUILD,
                         help='seconds of the slow build of run 3')
+    parser.add_argument('--eval-only', action='store_true', help='run 1 (the evaluation) alone')
     parser.add_argument('--output', default=os.path.join(REPO, 'benchmarks', 'results',
                                                          'pipeline.json'))
     args = parser.parse_args(argv)
@@ -261,13 +280,17 @@ def main(argv=None):
     calibration = heavy.calibrate(folder=folder)
     results['calibration'] = calibration.figures
     log('calibration: %s' % json.dumps(calibration.figures))
+    # what the cores give side by side, measured before the lab is up
+    side = side_by_side(calibration)
+    log('side by side: %s' % json.dumps(side))
     started = time.monotonic()
     log('lab %s: %d NixOS hosts ...' % (args.lab, args.hosts))
     fleet = BenchFleet(args.lab, args.hosts, os.path.join(folder, 'work-pipeline'))
     results['lab_up_seconds'] = round(time.monotonic() - started, 1)
-    results['table'] = {}
+    results['table'] = {'side_by_side': side}
     try:
-        measure(fleet, calibration, results['table'], slow_build=args.slow_build)
+        measure(fleet, calibration, results['table'], slow_build=args.slow_build,
+                eval_only=args.eval_only)
     finally:
         fleet.down()
         results['machine']['load_at_end'] = load()

@@ -73,11 +73,12 @@ def available_mb(meminfo='/proc/meminfo'):
 
 def default_workers(hosts, max_memory_mb, cpus=None, free_mb=None):
     """As many evaluators as cores, as the memory budget (free memory less
-    1 GB, ``max_memory_mb`` each) and as hosts allow; at least one."""
+    1 GB, ``max_memory_mb`` each) and as hosts allow (``hosts`` None: any
+    number); at least one."""
     cpus = cpus or os.cpu_count() or 1
     free_mb = available_mb() if free_mb is None else free_mb
     by_memory = cpus if free_mb is None else (free_mb - RESERVED_MB) // max(1, max_memory_mb)
-    return int(max(1, min(cpus, by_memory, hosts)))
+    return int(max(1, min(cpus, by_memory, cpus if hosts is None else hosts)))
 
 
 class _Piece(object):
@@ -99,8 +100,11 @@ class EvalPool(object):
     """``run(pieces, deliver)``; counts its processes and the largest RSS
     seen (``processes``, ``peak_mb``)."""
 
-    def __init__(self, runner, apply_expression, workers, max_memory_mb=None, chunk_size=None):
+    def __init__(self, runner, apply_expression, workers, max_memory_mb=None, chunk_size=None,
+                 slots=None):
         self.runner = runner
+        # the job's evaluator slots (``_eval_slots``): None, no bound beyond ours
+        self.slots = slots
         self.apply = apply_expression
         self.workers = max(1, int(workers))
         self.max_memory_mb = int(max_memory_mb or DEFAULT_MAX_MEMORY_MB)
@@ -196,6 +200,14 @@ class EvalPool(object):
 
     # ------------------------------------------------------------ one process
     def _evaluate(self, piece):
+        slot = self.slots.acquire() if self.slots is not None else None
+        try:
+            self._evaluate_in_slot(piece)
+        finally:
+            if slot is not None:
+                self.slots.release(slot)
+
+    def _evaluate_in_slot(self, piece):
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import (
             result_of, trace_marker)
         marker = trace_marker()

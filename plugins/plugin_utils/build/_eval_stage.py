@@ -24,11 +24,12 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import
     EvalError, apply_expression, evaluation_opts, host_request, normalised, request_key)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_pool import (
     DEFAULT_MAX_MEMORY_MB, EvalPool, default_workers)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_slots import EvalSlots
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, Runner, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
-    batch_key, play_uuid, record_facts, task_batch, vars_of)
+    _folder as batch_folder, batch_key, play_uuid, record_facts, task_batch, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stream import Stream
 
 
@@ -37,15 +38,17 @@ class EvalStage(object):
 
     ``workers``/``max_memory_mb``/``chunk_size``: the evaluators (default:
     cores and free memory, ``_eval_pool.default_workers``); ``cache``: an
-    ``EvalCache`` or None (no cache)."""
+    ``EvalCache`` or None (no cache); ``slots``: the job's ``EvalSlots``
+    (None: no bound but ``workers``)."""
 
     def __init__(self, opts, workers=None, max_memory_mb=None, chunk_size=None, cache=None,
-                 timeout=None):
+                 timeout=None, slots=None):
         self.runner = Runner(evaluation_opts(opts), timeout)
         self.workers = workers
         self.max_memory_mb = max_memory_mb or DEFAULT_MAX_MEMORY_MB
         self.chunk_size = chunk_size
         self.cache = cache
+        self.slots = slots
         self.locked = {}
         self._lock = threading.Lock()
 
@@ -67,7 +70,7 @@ class EvalStage(object):
         workers = min(self.workers or default_workers(len(misses), self.max_memory_mb),
                       max(1, len(misses)))
         pool = EvalPool(self.runner, apply_expression, workers, self.max_memory_mb,
-                        self.chunk_size)
+                        self.chunk_size, slots=self.slots)
         left = [len(requests) + len(failed)]
 
         def figures():
@@ -147,23 +150,29 @@ class EvalStage(object):
 TUNING = ('eval_chunk_size', 'eval_workers', 'eval_max_memory_mb', 'eval_cache')
 
 
-def stage_of(opts, args):
-    """The ``EvalStage`` a task's arguments ask for."""
+def stage_of(opts, args, workers=None):
+    """The ``EvalStage`` a task's arguments ask for (``workers``: fewer
+    evaluators than they ask, still within the job's slots)."""
     cache = None
     if args.get('eval_cache', True):
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_cache import (
             EvalCache)
         cache = EvalCache(EvalCache.default_folder())
-    return EvalStage(opts, workers=args.get('eval_workers'),
-                     max_memory_mb=args.get('eval_max_memory_mb'),
-                     chunk_size=args.get('eval_chunk_size'), cache=cache)
+    max_memory_mb = args.get('eval_max_memory_mb') or DEFAULT_MAX_MEMORY_MB
+    # every evaluation of the job (per-host ones too) within the evaluators
+    # the arguments allow: slots shared by all of them (_eval_slots)
+    slots = EvalSlots(batch_folder(C.DEFAULT_LOCAL_TMP),
+                      args.get('eval_workers') or default_workers(None, max_memory_mb))
+    return EvalStage(opts, workers=workers or args.get('eval_workers'),
+                     max_memory_mb=max_memory_mb, chunk_size=args.get('eval_chunk_size'),
+                     cache=cache, slots=slots)
 
 
 def evaluate_alone(opts, args, host, request):
     """One host's entry, evaluated in a process of its own (its request
     differs from the batch's: arguments templated per host)."""
     found = {}
-    stage = stage_of(opts, dict(args, eval_workers=1))
+    stage = stage_of(opts, args, workers=1)
     stage.evaluate({host: request}, lambda name, entry: found.update({name: entry}))
     return found[host]
 

@@ -96,3 +96,19 @@ def test_the_sampler_counts_only_the_runs_nix_eval_processes(tmp_path):
     sampler.sample()
     assert sampler.stop() == {'sampled_peak_rss_mb': 150, 'sampled_most_at_once': 2,
                               'sampled_processes': 2, 'sampled_cpu': 4.0}
+
+
+def test_an_eval_only_table_states_the_cores_bound():
+    """--eval-only: run 1's rows and verdict, and the ratio the cores allow."""
+    cell = {'wall': 10.0, 'eval_wall': 9.0, 'evaluation': {'workers': 1, 'processes': 2},
+            'sampled_peak_rss_mb': 100, 'sampled_cpu': 8.0, 'load_before': 0.1,
+            'load_after': 0.2}
+    data = {'hosts': 4, 'shared_seconds': 1.0, 'host_seconds': (1.0, 3.0), 'host_mb': (300, 600),
+            'side_by_side': {'copies': 2, 'alone_s': 6.0, 'together_s': 9.6,
+                             'throughput': 1.25, 'best_ratio': 0.8},
+            'eval': {'single': cell, 'parallel': dict(cell, eval_wall=6.3), 'ratio': 0.7}}
+    text = pipeline.table(data)
+    assert '1 eval, one evaluator' in text and '1 eval, default' in text
+    assert '0.70x (goal <= 0.6x: NOT met)' in text
+    assert '1.25 cores\' worth of evaluation, so no pool goes below 0.80x here' in text
+    assert '2 deploy' not in text

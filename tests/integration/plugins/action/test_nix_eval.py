@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 
 import pytest
 
+from benchmarks._pipeline_figures import MARKER, NixSampler
 from tests.collection import BIN, ansible_env
 from tests.lab import heavy
 
@@ -191,6 +193,33 @@ def test_explicit_arguments_and_per_host_templates(evb_lab, tmp_path):
     # h5 asked for h1's system: answered right even though it differs from the batch
     assert run.result('templated', 'h5')['result']['out_path'] == truth(flake, 'h1')['outPath']
     assert run.result('templated', 'h2')['result']['out_path'] == truth(flake, 'h2')['outPath']
+
+
+def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_path):
+    """``attr`` templated per host to another variable than nix_attr: each
+    host gets an evaluation of its own, yet the job never runs more Nix
+    evaluators at once than eval_workers (they share its slots): 8 hosts
+    are not 8 heaps at once."""
+    flake = make_flake(tmp_path / 'flake', evb_lab, heavy=30000)
+    inv = inventory(evb_lab, flake, extra=dict(
+        (host, {'my_attr': flake.attr(host)}) for host in evb_lab.hosts))
+    for group in inv['all']['children'].values():
+        for hostvars in group['hosts'].values():
+            del hostvars['nix_attr']
+    tasks = [{'name': TASK, 'nixdeploy.fleet.nix_eval': {
+        'nix_options': NIX_OPTIONS, 'attr': '{{ my_attr }}', 'eval_workers': 2}}]
+    token = uuid.uuid4().hex
+    sampler = NixSampler(token, every=0.05).start()
+    try:
+        run = play(tmp_path / 'play', evb_lab, flake, tasks, inv=inv, env={MARKER: token})
+    finally:
+        seen = sampler.stop()
+    assert run.rc == 0, run
+    for host in evb_lab.hosts:
+        assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath']
+    # each host its own evaluation (its own process), two at a time at most
+    assert seen['sampled_processes'] == len(evb_lab.hosts), seen
+    assert 1 <= seen['sampled_most_at_once'] <= 2, seen
 
 
 def test_parallel_evaluators_answer_every_host(evb_lab, tmp_path):
