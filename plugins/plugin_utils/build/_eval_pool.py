@@ -60,6 +60,12 @@ def rss_mb(pid):
     return 0
 
 
+def initial_heap_bytes(max_memory_mb):
+    """The heap an evaluator starts with: three quarters of its memory
+    bound, at least Nix's own 384 MiB."""
+    return max(384, int(max_memory_mb) * 3 // 4) * 2 ** 20
+
+
 def available_mb(meminfo='/proc/meminfo'):
     try:
         with open(meminfo) as handle:
@@ -216,6 +222,12 @@ class EvalPool(object):
             flake_command=True)
         env = dict(os.environ)
         env.update(self.runner.opts.environment())
+        # Nix starts its heap at 384 MiB and collects every time it grows:
+        # an evaluator that will hold gigabytes spends much of its CPU in
+        # collections (and two of them contend for the memory bus). Three
+        # quarters of the memory bound are used anyway before the evaluator
+        # is replaced; the user's own GC_INITIAL_HEAP_SIZE wins.
+        env.setdefault('GC_INITIAL_HEAP_SIZE', str(initial_heap_bytes(self.max_memory_mb)))
         with self._lock:
             self.processes += 1
             self.runner.processes += 1

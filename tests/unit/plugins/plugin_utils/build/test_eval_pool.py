@@ -132,3 +132,38 @@ def test_what_only_looks_like_a_derivation_fails_its_host_alone(tmp_path):
     assert 'not a Nix system name' in error and '\n' not in error
     for name in ('good1', 'good2'):
         assert entries[name]['answer']['drv_path'].endswith('-nixdeploy-pool-%s.drv' % name)
+
+
+def _heap_logging_nix(tmp_path):
+    """A ``nix`` that logs its subcommand and the GC_INITIAL_HEAP_SIZE it
+    was started with."""
+    log = tmp_path / 'heap.log'
+    wrapper = tmp_path / 'nix'
+    wrapper.write_text('#!/bin/sh\nprintf "%%s %%s\\n" "$1" "${GC_INITIAL_HEAP_SIZE-unset}" >>%s\n'
+                       'exec nix "$@"\n' % log)
+    wrapper.chmod(0o755)
+    return str(wrapper), log
+
+
+@pytest.mark.parametrize('given, expected', [(None, str(1536 * 2 ** 20)), ('123456789', '123456789')])
+def test_evaluators_start_with_most_of_their_memory_bound_as_heap(tmp_path, monkeypatch, given,
+                                                               expected):
+    """Nix's 384 MiB start makes a big evaluator collect at every growth: the
+    evaluators start at three quarters of eval_max_memory_mb, unless the
+    user set it."""
+    if given is None:
+        monkeypatch.delenv('GC_INITIAL_HEAP_SIZE', raising=False)
+    else:
+        monkeypatch.setenv('GC_INITIAL_HEAP_SIZE', given)
+    names = ['p', 'q']
+    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts)
+    nix_bin, log = _heap_logging_nix(tmp_path)
+    entries = {}
+    stage = EvalStage(NixOptions(nix_bin=nix_bin, options=dict(OPTIONS)), workers=1,
+                      max_memory_mb=2048)
+    stage.evaluate(requests_for(flake, names), entries.__setitem__)
+    assert all('error' not in e['answer'] for e in entries.values()), entries
+    evaluators = [line.split()[1] for line in log.read_text().splitlines()
+                  if line.split()[0] == 'eval']
+    assert evaluators == [expected], log.read_text()
