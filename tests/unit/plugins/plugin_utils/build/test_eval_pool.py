@@ -146,8 +146,8 @@ def _heap_logging_nix(tmp_path):
 
 
 @pytest.mark.parametrize('given, expected', [(None, str(1536 * 2 ** 20)), ('123456789', '123456789')])
-def test_evaluators_start_with_most_of_their_memory_bound_as_heap(tmp_path, monkeypatch, given,
-                                                               expected):
+def test_evaluators_start_with_most_of_their_memory_bound_as_heap(
+        tmp_path, monkeypatch, given, expected):
     """Nix's 384 MiB start makes a big evaluator collect at every growth: the
     evaluators start at three quarters of eval_max_memory_mb, unless the
     user set it."""
