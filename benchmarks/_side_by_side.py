@@ -14,7 +14,6 @@ core at once.
     best ratio = 1 / throughput     (what no evaluator pool can go below)
 """
 
-import json
 import os
 import subprocess
 import time
@@ -23,11 +22,9 @@ from tests.lab import heavy
 
 
 def _expression(calibration, seconds, mb):
-    cost = '(import %s { fleet = { }; busyboxDir = null; part = "cost"; })' % json.dumps(
-        heavy.LIB)
     knobs = calibration.config(seconds=seconds, mb=mb)
     return ('let cost = %s; held = cost.hold "side" %d; in cost.burn %d + cost.force held'
-            % (cost, knobs['eval_mb'], knobs['eval_work']))
+            % (heavy.COST, knobs['eval_mb'], knobs['eval_work']))
 
 
 def _run(expr, copies, nix_env):

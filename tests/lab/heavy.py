@@ -26,6 +26,9 @@ from tests.lab.fixtures import FLAKE_SRC
 
 LIB = os.path.join(FLAKE_SRC, 'lib.nix')
 CACHE = 'heavy-calibration.json'
+# lib.nix's evaluation-cost functions alone (burn, hold, force), for a Nix
+# expression that measures them outside any flake
+COST = '(import %s { fleet = { }; busyboxDir = null; part = "cost"; })' % json.dumps(LIB)
 # the memory figure is taken this far above the GC's initial heap, where a
 # process evaluating several hosts spends most of its life
 CALIBRATION_UNITS = 600
@@ -64,10 +67,9 @@ class Calibration:
 def _measure(nix_env, expr):
     """(CPU seconds, peak RSS bytes) of one evaluation, from wait4 of that
     very child (RUSAGE_CHILDREN would give the largest child so far)."""
-    cost = '(import %s { fleet = { }; busyboxDir = null; part = "cost"; })' % json.dumps(LIB)
     with open(os.devnull, 'wb') as null:
         proc = subprocess.Popen(['nix-instantiate', '--eval', '--strict', '-E',
-                                 'let cost = %s; in %s' % (cost, expr)],
+                                 'let cost = %s; in %s' % (COST, expr)],
                                 env=nix_env, stdout=null, stderr=subprocess.PIPE)
         err = proc.stderr.read()
         _pid, status, usage = os.wait4(proc.pid, 0)

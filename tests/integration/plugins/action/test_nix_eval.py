@@ -199,8 +199,10 @@ def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_p
     """``attr`` templated per host to another variable than nix_attr: each
     host gets an evaluation of its own, yet the job never runs more Nix
     evaluators at once than eval_workers (they share its slots): 8 hosts
-    are not 8 heaps at once."""
-    flake = make_flake(tmp_path / 'flake', evb_lab, heavy=30000)
+    are not 8 heaps at once. A broken host beside them fails alone and
+    gives its slot back."""
+    flake = make_flake(tmp_path / 'flake', evb_lab, heavy=30000,
+                       configurations={'h3': {'platform': 'nix-on-droid', 'broken_eval': True}})
     inv = inventory(evb_lab, flake, extra=dict(
         (host, {'my_attr': flake.attr(host)}) for host in evb_lab.hosts))
     for group in inv['all']['children'].values():
@@ -214,9 +216,12 @@ def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_p
         run = play(tmp_path / 'play', evb_lab, flake, tasks, inv=inv, env={MARKER: token})
     finally:
         seen = sampler.stop()
-    assert run.rc == 0, run
+    assert run.rc != 0, run
+    assert run.result(TASK, 'h3')['status'] == 'failed'
+    assert "attribute 'lab' missing" in run.result(TASK, 'h3')['result']['msg']
     for host in evb_lab.hosts:
-        assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath']
+        if host != 'h3':
+            assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath']
     # each host its own evaluation (its own process), two at a time at most
     assert seen['sampled_processes'] == len(evb_lab.hosts), seen
     assert 1 <= seen['sampled_most_at_once'] <= 2, seen
