@@ -103,7 +103,12 @@ class NixSampler:
     has ``MARKER=token`` (the run's; the evaluators run detached, outside
     the playbook's process tree): the peak of their summed RSS, the most at
     once, and each one's CPU seconds at its last sample (a process ending
-    between two samples loses at most ``every`` of it)."""
+    between two samples loses at most ``every`` of it).
+
+    The processes there before ``start`` (the lab's sshds, the machine's
+    own) cannot carry a token made for this run: they are not read while
+    they live, so the sampler costs little beside the evaluators it
+    measures."""
 
     def __init__(self, token, every=0.5, proc='/proc'):
         self.needle = ('%s=%s' % (MARKER, token)).encode()
@@ -113,10 +118,12 @@ class NixSampler:
         self.ours = {}    # (pid, start time): ours or not
         self.cpu = {}     # (pid, start time): CPU seconds last seen
         self.peak_rss_mb, self.most = 0.0, 0
+        self.before = frozenset()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def start(self):
+        self.before = frozenset(os.listdir(self.proc))
         self.thread.start()
         return self
 
@@ -126,17 +133,24 @@ class NixSampler:
 
     def sample(self):
         total, count = 0, 0
-        for name in os.listdir(self.proc):
-            if not name.isdigit():
+        names = os.listdir(self.proc)
+        # an earlier process that ended gives its pid back: the pid may come
+        # again (pid_max is often 32768) for one of ours
+        self.before = self.before.intersection(names)
+        for name in names:
+            if not name.isdigit() or name in self.before:
                 continue
             try:
                 if self._read(name, 'comm').strip() != b'nix':
                     continue
                 fields = self._read(name, 'stat').rsplit(b')', 1)[1].split()
                 key = (int(name), int(fields[19]))
-                if key not in self.ours:
+                if not self.ours.get(key):
+                    # a no is asked again: a wrapper script named nix (its
+                    # shell has the comm of the script's name) becomes Nix
+                    # itself when it execs it, with the same pid and start
                     argv = self._read(name, 'cmdline').split(b'\0')
-                    self.ours[key] = (b'eval' in argv
+                    self.ours[key] = (os.path.basename(argv[0]) == b'nix' and b'eval' in argv
                                       and self.needle in self._read(name, 'environ').split(b'\0'))
                 if not self.ours[key]:
                     continue

@@ -35,12 +35,14 @@ import time
 import traceback
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run import _doorbell
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
     _entry_path, _folder)
 
-# How often a waiting host looks for its entry: a stat() each time. It backs
-# off from the first to the last value, so a host that waits minutes costs
-# little, and one whose answer comes at once is not held.
+# How often a waiting host without a doorbell looks for its entry (and the
+# serving process for requests): it backs off from the first to the last
+# value, so a host that waits minutes costs little, and one whose answer
+# comes at once is not held.
 _LOOKS = (0.02, 0.05, 0.1, 0.2)
 # A wave waits for requests that follow closely: until none came for this
 # long, at most GATHER_MAX (a host asking alone waits GATHER_QUIET once)
@@ -150,41 +152,55 @@ class Stream(object):
             shared = {'error': 'the batch work failed: %s' % traceback.format_exc(limit=1)}
         if shared is not None:
             write_json(self.done_path, shared)
+        # the hosts still waiting (the work gave them no entry) learn it now
+        _doorbell.ring_all(self.entries_dir)
         stop.set()
         return 0
 
     def put(self, host, entry):
         """Publish ``host``'s entry (a whole file: a reader never sees half)."""
-        write_json(_entry_path(self.entries_dir, host), entry)
+        path = _entry_path(self.entries_dir, host)
+        write_json(path, entry)
+        _doorbell.ring(path)
 
     # ------------------------------------------------------------ waiting
     def entry(self, host, timeout=None, ends=True):
         """``host``'s entry, as soon as the detached work has written it.
         StreamError when the work ended (or died: ``ends``, its end mark)
-        without it, or after ``timeout`` seconds."""
+        without it, or after ``timeout`` seconds.
+
+        The host sleeps on its doorbell (``_doorbell``), rung when its entry
+        is written or the work ends, and looks anyway every ``SAFETY``
+        seconds; where no doorbell can be made it looks by the clock."""
         path = _entry_path(self.entries_dir, host)
         deadline = None if timeout is None else time.monotonic() + timeout
-        looks = 0
-        while True:
-            found = _read(path)
-            if found is not None:
-                return found
-            if ends and os.path.exists(self.done_path):
+        # opened before the first look: a ring after that look is heard
+        with _doorbell.Doorbell(path) as bell:
+            looks = 0
+            while True:
                 found = _read(path)
                 if found is not None:
                     return found
-                raise StreamError('the batch finished without an answer for this host%s'
-                                  % self._log_tail())
-            if looks % 10 == 9 and not self._running():
-                found = _read(path)
-                if found is not None:
-                    return found
-                raise StreamError('the batch\'s work stopped before answering this host%s'
-                                  % self._log_tail())
-            if deadline is not None and time.monotonic() > deadline:
-                raise StreamError('no answer for this host after %ss' % timeout)
-            time.sleep(_LOOKS[min(looks, len(_LOOKS) - 1)])
-            looks += 1
+                if ends and os.path.exists(self.done_path):
+                    found = _read(path)
+                    if found is not None:
+                        return found
+                    raise StreamError('the batch finished without an answer for this host%s'
+                                      % self._log_tail())
+                if (bell.fd is not None or looks % 10 == 9) and not self._running():
+                    found = _read(path)
+                    if found is not None:
+                        return found
+                    raise StreamError('the batch\'s work stopped before answering this host%s'
+                                      % self._log_tail())
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left < 0:
+                    raise StreamError('no answer for this host after %ss' % timeout)
+                if bell.fd is not None:
+                    bell.wait(_doorbell.SAFETY if left is None else min(_doorbell.SAFETY, left))
+                else:
+                    time.sleep(_LOOKS[min(looks, len(_LOOKS) - 1)])
+                looks += 1
 
     def shared(self):
         """What the batch shares (its end mark), or None before it ends."""

@@ -5,6 +5,7 @@
 
 import json
 import os
+import shutil
 
 from benchmarks import pipeline
 from benchmarks._pipeline_figures import (ACTIVATE, EVAL, MARKER, NixSampler, batch_figures,
@@ -92,10 +93,47 @@ def test_the_sampler_counts_only_the_runs_nix_eval_processes(tmp_path):
     _proc(tmp_path, 12, 'nix', ['nix', 'eval'], ['%s=other' % MARKER], tick, 0, 999 * pages)
     _proc(tmp_path, 13, 'nix', ['nix', 'build'], [ours], tick, 0, 999 * pages)
     _proc(tmp_path, 14, 'python', ['python', 'eval'], [ours], tick, 0, 999 * pages)
+    # a wrapper script named nix (and its subshell): comm nix, run by a shell
+    _proc(tmp_path, 15, 'nix', ['/bin/sh', '/tmp/w/nix', 'eval'], [ours], tick, 0, 999 * pages)
+    _proc(tmp_path, 16, 'nix', ['/usr/bin/nix', 'eval'], [ours], tick, 0, 10 * pages)
     sampler = NixSampler('abc', proc=str(tmp_path))
     sampler.sample()
-    assert sampler.stop() == {'sampled_peak_rss_mb': 150, 'sampled_most_at_once': 2,
-                              'sampled_processes': 2, 'sampled_cpu': 4.0}
+    assert sampler.stop() == {'sampled_peak_rss_mb': 160, 'sampled_most_at_once': 3,
+                              'sampled_processes': 3, 'sampled_cpu': 5.0}
+
+
+def test_the_sampler_never_reads_the_processes_there_before_the_run(tmp_path):
+    tick = os.sysconf('SC_CLK_TCK')
+    pages = 2 ** 20 // os.sysconf('SC_PAGE_SIZE')
+    ours = '%s=abc' % MARKER
+    # there before start: a run's token cannot be in it (here it is, to
+    # show the sampler does not read it)
+    _proc(tmp_path, 10, 'nix', ['nix', 'eval'], [ours], 5 * tick, 0, 500 * pages)
+    sampler = NixSampler('abc', proc=str(tmp_path), every=3600).start()
+    try:
+        _proc(tmp_path, 11, 'nix', ['nix', 'eval'], [ours], tick, tick, 10 * pages)
+        sampler.sample()
+    finally:
+        figures = sampler.stop()
+    assert figures == {'sampled_peak_rss_mb': 10, 'sampled_most_at_once': 1,
+                       'sampled_processes': 1, 'sampled_cpu': 2.0}
+
+
+def test_a_pid_given_back_and_taken_again_by_an_evaluator_is_counted(tmp_path):
+    """pid_max is often 32768: a pid of a process there before the run can
+    come again, for one of the run's evaluators."""
+    tick = os.sysconf('SC_CLK_TCK')
+    pages = 2 ** 20 // os.sysconf('SC_PAGE_SIZE')
+    _proc(tmp_path, 10, 'sshd', ['sshd'], [], tick, 0, pages)
+    sampler = NixSampler('abc', proc=str(tmp_path), every=3600).start()
+    try:
+        shutil.rmtree(str(tmp_path / '10'))
+        sampler.sample()
+        _proc(tmp_path, 10, 'nix', ['nix', 'eval'], ['%s=abc' % MARKER], tick, 0, 10 * pages)
+        sampler.sample()
+    finally:
+        figures = sampler.stop()
+    assert figures['sampled_processes'] == 1 and figures['sampled_cpu'] == 1.0
 
 
 def test_an_eval_only_table_states_the_cores_bound():
@@ -112,3 +150,19 @@ def test_an_eval_only_table_states_the_cores_bound():
     assert '0.70x (goal <= 0.6x: NOT met)' in text
     assert '1.25 cores\' worth of evaluation, so no pool goes below 0.80x here' in text
     assert '2 deploy' not in text
+
+
+def test_several_eval_pairs_are_judged_by_their_median():
+    def cell(wall, cpu):
+        return {'wall': wall + 1, 'eval_wall': wall, 'evaluation': {'workers': 1},
+                'sampled_peak_rss_mb': 100, 'sampled_cpu': cpu, 'load_before': 0.1,
+                'load_after': 0.2}
+    pairs = [{'single': cell(100.0, 98.0), 'parallel': cell(p, 110.0),
+              'ratio': pipeline.ratio(p, 100.0)} for p in (63.0, 58.0, 59.0)]
+    data = {'hosts': 4, 'shared_seconds': 1.0, 'host_seconds': (1.0, 3.0),
+            'host_mb': (300, 600), 'eval_pairs': pairs,
+            'eval': dict(pairs[0], ratio=pipeline.median_ratio(pairs))}
+    text = pipeline.table(data)
+    assert '0.59x, the median of 3 pairs (goal <= 0.6x: met)' in text
+    assert '100.0 / 63.0 s = 0.63x (98.0 / 110.0)' in text
+    assert pipeline.median_ratio([dict(pairs[0], ratio=None)]) is None

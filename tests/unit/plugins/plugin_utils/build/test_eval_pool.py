@@ -19,6 +19,7 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_stage import (  # noqa: E402
     EvalStage)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _eval_pool as eval_pool  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which('nix') is None, reason='needs nix')
@@ -134,15 +135,28 @@ def test_what_only_looks_like_a_derivation_fails_its_host_alone(tmp_path):
         assert entries[name]['answer']['drv_path'].endswith('-nixdeploy-pool-%s.drv' % name)
 
 
-def _heap_logging_nix(tmp_path):
-    """A ``nix`` that logs its subcommand and the GC_INITIAL_HEAP_SIZE it
-    was started with."""
-    log = tmp_path / 'heap.log'
+def _evaluators_environment(tmp_path, monkeypatch, name, given, workers=1):
+    """Evaluate two hosts with ``name`` set to ``given`` in the environment
+    (None: unset) through a ``nix`` that logs it: the values each ``nix
+    eval`` got."""
+    if given is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, given)
+    log = tmp_path / 'env.log'
     wrapper = tmp_path / 'nix'
-    wrapper.write_text('#!/bin/sh\nprintf "%%s %%s\\n" "$1" "${GC_INITIAL_HEAP_SIZE-unset}" >>%s\n'
-                       'exec nix "$@"\n' % log)
+    wrapper.write_text('#!/bin/sh\nprintf "%%s %%s\\n" "$1" "${%s-unset}" >>%s\nexec nix "$@"\n'
+                       % (name, log))
     wrapper.chmod(0o755)
-    return str(wrapper), log
+    names = ['p', 'q']
+    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts)
+    entries = {}
+    stage = EvalStage(NixOptions(nix_bin=str(wrapper), options=dict(OPTIONS)), workers=workers,
+                      max_memory_mb=2048)
+    stage.evaluate(requests_for(flake, names), entries.__setitem__)
+    assert all('error' not in e['answer'] for e in entries.values()), entries
+    return [line.split()[1] for line in log.read_text().splitlines() if line.split()[0] == 'eval']
 
 
 @pytest.mark.parametrize('given, expected', [(None, str(1536 * 2 ** 20)), ('123456789', '123456789')])
@@ -151,19 +165,18 @@ def test_evaluators_start_with_most_of_their_memory_bound_as_heap(
     """Nix's 384 MiB start makes a big evaluator collect at every growth: the
     evaluators start at three quarters of eval_max_memory_mb, unless the
     user set it."""
-    if given is None:
-        monkeypatch.delenv('GC_INITIAL_HEAP_SIZE', raising=False)
-    else:
-        monkeypatch.setenv('GC_INITIAL_HEAP_SIZE', given)
-    names = ['p', 'q']
-    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
-    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts)
-    nix_bin, log = _heap_logging_nix(tmp_path)
-    entries = {}
-    stage = EvalStage(NixOptions(nix_bin=nix_bin, options=dict(OPTIONS)), workers=1,
-                      max_memory_mb=2048)
-    stage.evaluate(requests_for(flake, names), entries.__setitem__)
-    assert all('error' not in e['answer'] for e in entries.values()), entries
-    evaluators = [line.split()[1] for line in log.read_text().splitlines()
-                  if line.split()[0] == 'eval']
-    assert evaluators == [expected], log.read_text()
+    assert _evaluators_environment(tmp_path, monkeypatch, 'GC_INITIAL_HEAP_SIZE',
+                                   given) == [expected]
+
+
+@pytest.mark.parametrize('workers, given, expected', [
+    (2, None, '1'), (1, None, '2'), (2, '3', '3')])
+def test_evaluators_side_by_side_share_the_cores_collector_threads(
+        tmp_path, monkeypatch, workers, given, expected):
+    """Nix's collector marks with a thread per core: evaluators side by side
+    each get their share of the cores (two on 2 cores: one each, which saved
+    their spinning on the mark locks), unless the user set GC_MARKERS."""
+    monkeypatch.setattr(eval_pool.os, 'cpu_count', lambda: 2)
+    markers = _evaluators_environment(tmp_path, monkeypatch, 'GC_MARKERS', given, workers)
+    assert markers and set(markers) == {expected}
+    assert eval_pool.gc_markers(1, cpus=2) == 2 and eval_pool.gc_markers(4, cpus=2) == 1
