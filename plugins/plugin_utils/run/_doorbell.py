@@ -38,23 +38,12 @@ SAFETY = 2.0
 
 def bell_path(entry_path):
     """The doorbell of an entry ``<digest>.json``: ``<digest>.wake``."""
-    return entry_path[:-len('.json')] + '.wake' if entry_path.endswith('.json') \
-        else entry_path + '.wake'
+    return os.path.splitext(entry_path)[0] + '.wake'
 
 
 def ring(entry_path):
     """Wake the host waiting for ``entry_path`` (nobody waiting: nothing)."""
-    try:
-        fd = os.open(bell_path(entry_path), os.O_WRONLY | os.O_NONBLOCK)
-    except OSError:
-        return  # no bell (nobody waits) or no reader left (ENXIO)
-    try:
-        if stat.S_ISFIFO(os.fstat(fd).st_mode):
-            os.write(fd, b'\0')
-    except OSError:
-        pass  # full of unheard rings (EAGAIN): the host wakes anyway
-    finally:
-        os.close(fd)
+    _ring(bell_path(entry_path))
 
 
 def ring_all(folder):
@@ -66,7 +55,21 @@ def ring_all(folder):
         return
     for name in names:
         if name.endswith('.wake'):
-            ring(os.path.join(folder, name[:-len('.wake')] + '.json'))
+            _ring(os.path.join(folder, name))
+
+
+def _ring(bell):
+    try:
+        fd = os.open(bell, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return  # no bell (nobody waits) or no reader left (ENXIO)
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            os.write(fd, b'\0')
+    except OSError:
+        pass  # full of unheard rings (EAGAIN): the host wakes anyway
+    finally:
+        os.close(fd)
 
 
 class Doorbell(object):
