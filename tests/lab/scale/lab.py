@@ -432,7 +432,13 @@ class ScaleLab(Lab):
             sh(['umount', self.nsdir], check=False)
         shutil.rmtree(self.nsdir, ignore_errors=True)
         existing = set(os.listdir('/run/netns')) if os.path.isdir('/run/netns') else set()
-        lines = ['netns del %s' % h['netns'] for h in hosts if h['netns'] in existing]
+        links = set(os.listdir('/sys/class/net'))
+        # Each veth is deleted by its name first: a namespace's own end (and
+        # with it this one) goes only when the kernel's cleanup of that
+        # namespace runs, later and in the background on a busy machine,
+        # after the leftovers check has already looked (a CI run saw two).
+        lines = ['link del %s' % h['veth'] for h in hosts if h['veth'] in links]
+        lines += ['netns del %s' % h['netns'] for h in hosts if h['netns'] in existing]
         if lines:
             # -force: go on past a namespace that is already gone
             sh(['ip', '-force', '-batch', '-'], input='\n'.join(lines) + '\n', check=False)
