@@ -11,7 +11,7 @@ import time
 
 from benchmarks._cpu_groups import machine_busy, machine_forks
 from benchmarks._fleet import REPO, ssh_masters, stop_masters
-from tests.faults.fleet import descendants
+from tests.controller import descendants
 
 PROFILE_RATE = 50
 SAMPLE_SECONDS = 2.0

@@ -7,7 +7,6 @@ activation recorded, where the profile points, which locks are left.
 
 import json
 import os
-import signal
 import subprocess
 import time
 
@@ -82,45 +81,6 @@ class FaultFleet:
         log.close()
         proc.rundir = rundir
         return proc
-
-
-def descendants(pid):
-    """The pids of every living descendant of ``pid`` (from /proc)."""
-    children = {}
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % entry) as handle:
-                # pid (comm) state ppid ...: comm may hold spaces
-                ppid = int(handle.read().rsplit(')', 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def kill_controller(proc):
-    """SIGKILL the deploy and every controller process it started, as a
-    controller that dies would lose them: its process group, and Ansible's
-    workers, which run in sessions of their own (so a killed
-    ansible-playbook alone would leave them finishing their tasks)."""
-    tree = descendants(proc.pid)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    for pid in tree:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait()
 
 
 def output(proc):

@@ -11,9 +11,10 @@ import shutil
 
 import pytest
 
+from tests.controller import kill_controller
 from tests.deploy_fleet import write_inventory
-from tests.faults.fleet import (COPY, assert_consistent, history, kill_controller, locks,
-                                out_paths, output, records, settled, verify_store, wait_until)
+from tests.faults.fleet import (COPY, assert_consistent, history, locks, out_paths, output,
+                                records, settled, verify_store, wait_until)
 from tests.lab.fixtures import FleetFlake
 
 pytestmark = [pytest.mark.faults, pytest.mark.lab, pytest.mark.slow]
