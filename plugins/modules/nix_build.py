@@ -66,7 +66,8 @@ options:
     description:
       - The derivation to build, as M(nixdeploy.fleet.nix_eval) returns it.
       - Defaults to the host fact C(nix_drv_path) that M(nixdeploy.fleet.nix_eval) sets; without it the system is
-        evaluated from O(flake) and O(attr) first.
+        evaluated from O(flake) and O(attr) first, as M(nixdeploy.fleet.nix_eval) evaluates with its default options
+        (the evaluation cache, then evaluators side by side within the job's evaluator slots).
     type: str
   flake:
     description:

@@ -23,7 +23,7 @@ import threading
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import (
     _build, _build_platforms, _builders, _closure)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import Evaluator
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_stage import stage_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import StoreError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
 
@@ -72,7 +72,11 @@ class BuildStage(object):
             give(names)
 
     def drvs(self, entries):
-        """{host: drv}; evaluates the hosts given no drv_path (one process)."""
+        """{host: drv}; the hosts given no drv_path are evaluated first as
+        nix_eval evaluates with its default options (``_eval_stage``): the
+        evaluation cache, then evaluators side by side within the job's
+        evaluator slots (one process for the whole wave kept the others'
+        cores idle and took no slot)."""
         drvs, to_eval = {}, {}
         for name, entry in entries.items():
             if entry['request']['drv']:
@@ -80,10 +84,15 @@ class BuildStage(object):
             else:
                 to_eval[name] = entry['request']['eval']
         if to_eval:
-            answers = Evaluator(self.opts).evaluate(to_eval)
-            for name, answer in answers.items():
-                if 'error' in answer:
-                    entries[name]['error'] = answer['error']
+            found = {}
+            # put() is called from the evaluators' threads: one key each
+            stage_of(self.opts, {}).evaluate(to_eval, found.__setitem__)
+            for name in to_eval:
+                entry = found.get(name) or {'error': 'the evaluation gave no answer'}
+                answer = entry.get('answer') or {}
+                error = entry.get('error') or answer.get('error')
+                if error:
+                    entries[name]['error'] = error
                 else:
                     drvs[name] = answer['drv_path']
         return drvs

@@ -8,10 +8,13 @@ the Nix inventory would set (nix_flake, nix_attr, nix_platform).
 
 import os
 import stat
+import subprocess
 import uuid
 
+import pytest
+
 from tests.collection import run_playbook
-from tests.lab import Lab
+from tests.lab import Lab, heavy
 from tests.lab.fixtures import FleetFlake
 
 PERSONAS = ['nixos', 'darwin', 'nix-on-droid', 'home-manager']
@@ -27,6 +30,13 @@ def lab_session(name='evb'):
         lab.down()
 
 
+@pytest.fixture(scope='module')
+def calibrated(tmp_path_factory):
+    """This machine's heavy-system figures, measured once for the module
+    that imports this fixture."""
+    return heavy.calibrate(folder=str(tmp_path_factory.mktemp('calibration')))
+
+
 def make_flake(path, lab, **kwargs):
     """A fixture flake for ``lab`` whose systems are new to every store: each
     configuration's version carries a token unique to this call."""
@@ -39,6 +49,17 @@ def make_flake(path, lab, **kwargs):
     flake.save()
     flake.token = token
     return flake
+
+
+def truth(flake, host):
+    """drvPath/outPath of a host's system from a plain nix eval."""
+    out = {}
+    for name in ('drvPath', 'outPath'):
+        out[name] = subprocess.run(
+            ['nix', '--extra-experimental-features', 'nix-command flakes', 'eval', '--raw',
+             '%s#%s.%s' % (flake.ref, flake.attr(host), name)],
+            stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    return out
 
 
 def nix_wrapper(directory):

@@ -7,12 +7,22 @@ of theirs is in the controller's store before the test builds it.
 import os
 import shutil
 import subprocess
+import sys
+import uuid
 
 import pytest
 
+from benchmarks._pipeline_figures import MARKER, NixSampler
+from tests.integration.plugins.action import conftest_eval
 from tests.integration.plugins.action.conftest_eval import (
-    NIX_OPTIONS, calls, inventory, lab_session, make_flake, nix_wrapper, play)
+    NIX_OPTIONS, calls, inventory, lab_session, make_flake, nix_wrapper, play, truth)
+from tests.collection import collections_path
 from tests.lab import heavy
+
+sys.path.insert(0, collections_path())
+# how many evaluators nix_eval's defaults give a batch on this controller
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_pool import (  # noqa: E402
+    DEFAULT_MAX_MEMORY_MB, default_workers)
 
 pytestmark = pytest.mark.lab
 
@@ -20,6 +30,10 @@ pytestmark = pytest.mark.lab
 @pytest.fixture(scope='module')
 def evb_lab():
     yield from lab_session()
+
+
+# the module-scoped fixture of conftest_eval, visible to pytest here
+calibrated = conftest_eval.calibrated
 
 
 def tasks(nix, roots, **build_args):
@@ -201,3 +215,57 @@ def test_a_slow_system_in_a_wave_holds_only_its_host(evb_lab, tmp_path):
     others = [h for h in evb_lab.hosts if h != 'h1']
     assert all(run.result('build', h)['result']['built'] for h in evb_lab.hosts)
     assert ended['h1'] - max(ended[h] for h in others) > 10, ended
+
+
+def test_given_no_derivation_it_evaluates_as_nix_eval_does(evb_lab, tmp_path, calibrated):
+    """nix_build alone (no nix_eval before it, no nix_drv_path fact): the
+    wave's hosts are evaluated side by side, as nix_eval's evaluators do,
+    within the job's evaluator slots; a host whose system does not evaluate
+    fails alone with Nix's message; a second run of the unchanged flake
+    answers every host from the evaluation cache and evaluates nothing."""
+    # half a CPU second each: long enough for the sampler to see them
+    configurations = dict((host, dict(heavy.heavy_config(seconds=0.5, calibration=calibrated),
+                                      platform=spec['platform']))
+                          for host, spec in evb_lab.hosts.items())
+    configurations['h3'].update({'platform': 'nix-on-droid', 'broken_eval': True})
+    flake = make_flake(tmp_path / 'flake', evb_lab, configurations=configurations)
+    nix, log = nix_wrapper(tmp_path)
+    token = uuid.uuid4().hex
+    env = {'NIXDEPLOY_EVAL_CACHE': str(tmp_path / 'cache'), MARKER: token}
+    build = [{'name': 'build', 'nixdeploy.fleet.nix_build': {
+        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'gc_root_dir': str(tmp_path / 'roots')}}]
+    good = sorted(h for h in evb_lab.hosts if h != 'h3')
+
+    def check(run):
+        assert run.rc != 0, run
+        res = run.result('build', 'h3')
+        assert res['status'] == 'failed', res
+        assert res['result']['msg'].startswith('h3: '), res
+        assert "attribute 'lab' missing" in res['result']['msg'], res
+        for host in good:
+            got = run.result('build', host)
+            assert got['status'] == 'ok', got
+            assert got['result']['out_path'] == truth(flake, host)['outPath'], host
+            assert valid_here(got['result']['out_path'])
+
+    sampler = NixSampler(token, every=0.05).start()
+    try:
+        run = play(tmp_path / 'first', evb_lab, flake, build, env=env)
+    finally:
+        seen = sampler.stop()
+    check(run)
+    assert all(run.result('build', h)['result']['built'] for h in good)
+    evaluations = [c for c in calls(log, 'eval') if '--apply' in c]
+    # the evaluators of nix_eval's defaults (cores and free memory: 2 on a
+    # 2-core controller), plus one for the hosts after the broken one
+    workers = default_workers(len(evb_lab.hosts), DEFAULT_MAX_MEMORY_MB)
+    assert workers <= len(evaluations) <= workers + 1, evaluations
+    assert seen['sampled_most_at_once'] == workers, seen
+
+    open(log, 'w').close()
+    run = play(tmp_path / 'again', evb_lab, flake, build, env=env)
+    check(run)
+    assert not any(run.result('build', h)['result']['built'] for h in good)
+    # from the cache: no evaluator ran (the broken host, never cached, again)
+    evaluations = [c for c in calls(log, 'eval') if '--apply' in c]
+    assert len(evaluations) == 1, evaluations

@@ -16,8 +16,9 @@ from benchmarks._pipeline_figures import MARKER, NixSampler
 from tests.collection import BIN, ansible_env
 from tests.lab import heavy
 
+from tests.integration.plugins.action import conftest_eval
 from tests.integration.plugins.action.conftest_eval import (
-    NIX_OPTIONS, calls, inventory, lab_session, make_flake, nix_wrapper, play)
+    NIX_OPTIONS, calls, inventory, lab_session, make_flake, nix_wrapper, play, truth)
 
 pytestmark = pytest.mark.lab
 
@@ -25,6 +26,10 @@ pytestmark = pytest.mark.lab
 @pytest.fixture(scope='module')
 def evb_lab():
     yield from lab_session()
+
+
+# the module-scoped fixture of conftest_eval, visible to pytest here
+calibrated = conftest_eval.calibrated
 
 
 TASK = 'evaluate'
@@ -36,17 +41,6 @@ def eval_task(nix_bin, **extra):
     args.update(extra)
     return [{'name': TASK, 'nixdeploy.fleet.nix_eval': args, 'register': 'ev'},
             {'name': 'fact', 'ansible.builtin.debug': {'var': 'ansible_facts.nix_drv_path'}}]
-
-
-def truth(flake, host):
-    """drvPath/outPath of a host's system from a plain nix eval."""
-    out = {}
-    for name in ('drvPath', 'outPath'):
-        out[name] = subprocess.run(
-            ['nix', '--extra-experimental-features', 'nix-command flakes', 'eval', '--raw',
-             '%s#%s.%s' % (flake.ref, flake.attr(host), name)],
-            stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-    return out
 
 
 def test_eight_hosts_one_process(evb_lab, tmp_path):
@@ -193,12 +187,6 @@ def test_explicit_arguments_and_per_host_templates(evb_lab, tmp_path):
     # h5 asked for h1's system: answered right even though it differs from the batch
     assert run.result('templated', 'h5')['result']['out_path'] == truth(flake, 'h1')['outPath']
     assert run.result('templated', 'h2')['result']['out_path'] == truth(flake, 'h2')['outPath']
-
-
-@pytest.fixture(scope='module')
-def calibrated(tmp_path_factory):
-    """This machine's heavy-system figures, measured once for the module."""
-    return heavy.calibrate(folder=str(tmp_path_factory.mktemp('calibration')))
 
 
 def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_path, calibrated):
