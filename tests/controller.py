@@ -1,7 +1,7 @@
 """The controller's processes as the tests see them: every descendant of a
 run (from /proc), and a controller that dies at once with all it started.
 
-Ansible's workers run in sessions of their own (ansible-core 2.19+:
+Ansible's workers run in sessions of their own (ansible-core's
 ``WorkerProcess._detach`` calls ``os.setsid()``), so killing an
 ansible-playbook's process group leaves its workers and their ssh finishing
 the task they hold: on the activation's side a killed controller that still

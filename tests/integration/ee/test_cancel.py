@@ -5,8 +5,9 @@ On a container group AWX cancels a job by canceling its receptor work unit
 Kubernetes sends the pod's first process, ``ansible-runner worker``, SIGTERM
 (here: ``podman stop`` of the pod's container, 30 s grace as a pod's
 terminationGracePeriodSeconds). The worker's runner takes that as a cancel:
-it kills ansible-playbook's process group (its workers and their ssh die at
-once), reports 'canceled' on its stream and the container ends. The
+it kills ansible-playbook's process group, reports 'canceled' on its stream
+and the container ends, with every process left in it (Ansible's workers,
+in sessions of their own, and their ssh die then, at once). The
 activations already started on the hosts run on there, detached; no
 controller is left to confirm them, so each host's watchdog rolls it back to
 the system it ran once ``nix_confirm_timeout`` (10 s in these jobs) has
