@@ -115,8 +115,9 @@ attributes:
 notes:
   - The evaluation writes the derivations (C(.drv) files) into the controller's store, as C(nix eval) does.
   - "Arguments templated per host (for example O(attr) from a host var) batch as long as they equal the host
-    vars C(nix_flake)/C(nix_attr); other per-host values still work but are evaluated host by host, never
-    more at once than O(eval_workers) (or its default)."
+    vars C(nix_flake)/C(nix_attr); with other per-host values the batch evaluates the first host's, and the
+    hosts it did not ask again together, in a wave of evaluators of its own (the shared part of the flake once
+    per evaluator, never more at once than O(eval_workers) or its default)."
 seealso:
   - module: nixdeploy.fleet.nix_build
 '''

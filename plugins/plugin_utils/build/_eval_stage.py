@@ -30,7 +30,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, Runner, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
     _folder as batch_folder, batch_key, play_uuid, record_facts, task_batch, vars_of)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stream import Stream
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stream import Service, Stream
 
 
 class EvalStage(object):
@@ -168,13 +168,24 @@ def stage_of(opts, args, workers=None):
                      cache=cache, slots=slots)
 
 
-def evaluate_alone(opts, args, host, request):
-    """One host's entry, evaluated in a process of its own (its request
-    differs from the batch's: arguments templated per host)."""
-    found = {}
-    stage = stage_of(opts, args, workers=1)
-    stage.evaluate({host: request}, lambda name, entry: found.update({name: entry}))
-    return found[host]
+def own_entry(opts, args, task, hosts, host, request):
+    """``host``'s entry for its own ``request``, which differs from what its
+    batch evaluated for it (an argument templated per host from another
+    variable than nix_flake or nix_attr: the batch's process, which forms
+    every host's request, sees only the first host's value). The hosts that
+    ask so together share a wave (``run/_stream.Service``): one EvalStage
+    for all of them, its cache first, then evaluators side by side within
+    the job's slots, so the flake's shared part (a nixpkgs) is evaluated
+    once per evaluator, not once per host."""
+    service = Service(C.DEFAULT_LOCAL_TMP, 'eval-own', batch_key(
+        'eval-own', task._uuid, sorted(hosts), options_of(args),
+        [args.get(k) for k in TUNING]))
+
+    def serve(requests, put):
+        stage_of(opts, args).evaluate(requests, _recording(hosts, put))
+
+    service.request(host, request, serve)
+    return service.answer(host, serve)
 
 
 def batch_entry(action, args, opts, kind='eval'):
@@ -192,13 +203,16 @@ def batch_entry(action, args, opts, kind='eval'):
         return flake_ref(flake, base_dir)
 
     own = normalised(host_request(host, args, task_vars, resolve))
-    # what every host shares; flake and attr each host's own when this host's
-    # are its own variables' (_role_vars.Filled)
-    shared = action.filled.shared(args)
     hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(task), task_vars)
+    # Not part of the key: flake and attr. Where they are each host's own
+    # variables (_role_vars.Filled) the batch's process reads them per host;
+    # where the task templates them per host from other variables, every
+    # host still shares the batch (one key each would start a batch, and
+    # an evaluation, per host): the batch's process forms every request
+    # from the first host's values, and the hosts whose own request differs
+    # ask again, together (own_entry).
     stream = Stream(C.DEFAULT_LOCAL_TMP, kind, batch_key(
-        kind, task._uuid, sorted(hosts), options_of(args), shared.get('flake'),
-        shared.get('attr'), [args.get(k) for k in TUNING]))
+        kind, task._uuid, sorted(hosts), options_of(args), [args.get(k) for k in TUNING]))
 
     def work(put):
         # in the batch's detached process: every host's request, then each
@@ -213,20 +227,46 @@ def batch_entry(action, args, opts, kind='eval'):
             except (EvalError, NixError) as exc:
                 failed[name] = {'error': u'%s' % exc}
 
-        def put_with_facts(name, entry):
-            put(name, entry)
-            answer = entry.get('answer') or {}
-            if answer and 'error' not in answer:
-                # what a later batch would evaluate again for a host whose
-                # facts its worker does not see yet (_batch.with_facts)
-                record_facts(C.DEFAULT_LOCAL_TMP, hosts, {name: facts_of(answer)})
-        return stage_of(opts, args).evaluate(requests, put_with_facts, failed)
+        return stage_of(opts, args).evaluate(requests, _recording(hosts, put), failed)
 
     here = stream.start(work)
     entry = stream.entry(host)
     if 'error' not in entry and entry.get('request') != own:
-        entry = evaluate_alone(opts, args, host, own)
+        first = entry.get('batch')
+        entry = own_entry(opts, args, task, hosts, host, own)
+        if first is not None:
+            # this host completed the batch: its figures stay counted
+            entry = dict(entry, batch=added_figures(first, entry.get('batch')))
     return entry, here, hosts, own
+
+
+# figures of two evaluations one host carries: counts add up, bounds and
+# peaks are the larger one's (the two ran one after the other)
+_COUNTS = ('processes', 'other_processes', 'from_cache', 'evaluated')
+
+
+def added_figures(first, second):
+    """``first`` and ``second`` (EvalStage.evaluate's figures, or None) as
+    one host's figures."""
+    if second is None:
+        return first
+    return dict((key, (first.get(key) or 0) + (second.get(key) or 0) if key in _COUNTS
+                 else max(first.get(key) or 0, second.get(key) or 0))
+                for key in set(first) | set(second))
+
+
+def _recording(hosts, put):
+    """``put`` that also keeps each answered host's facts for the play batch
+    ``hosts``: what a later batch would evaluate again for a host whose facts
+    its worker does not see yet (_batch.with_facts). A host's own answer
+    (``own_entry``) comes later and replaces what the batch's process kept
+    for it."""
+    def put_with_facts(name, entry):
+        put(name, entry)
+        answer = entry.get('answer') or {}
+        if answer and 'error' not in answer:
+            record_facts(C.DEFAULT_LOCAL_TMP, hosts, {name: facts_of(answer)})
+    return put_with_facts
 
 
 def facts_of(answer):

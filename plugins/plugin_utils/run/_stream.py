@@ -294,6 +294,12 @@ class Service(Stream):
     def request(self, host, request, serve, slots=2):
         """Ask for ``host``'s answer to ``request`` (JSON data); returns True
         when this call started the serving process."""
+        # the answer to this host's previous request (a loop's earlier item)
+        # is not this one's (that request was answered, or given up, before this)
+        try:
+            os.unlink(_entry_path(self.entries_dir, host))
+        except OSError:
+            pass
         write_json(_entry_path(self.requests_dir, host), {'host': host, 'request': request})
         return self._ensure(serve, slots)
 

@@ -269,3 +269,27 @@ def test_given_no_derivation_it_evaluates_as_nix_eval_does(evb_lab, tmp_path, ca
     # from the cache: no evaluator ran (the broken host, never cached, again)
     evaluations = [c for c in calls(log, 'eval') if '--apply' in c]
     assert len(evaluations) == 1, evaluations
+
+
+def test_a_loop_gets_each_item_its_own_build(evb_lab, tmp_path):
+    """nix_build in a loop over two derivations per host (its own system,
+    then its neighbour's): the items of one task share its batch's build
+    service, and each item gets the answer to its own request, never the
+    one the previous item left for that host."""
+    flake = make_flake(tmp_path / 'flake', evb_lab)
+    hosts = sorted(evb_lab.hosts)
+    known = dict((host, truth(flake, host)) for host in hosts)
+    wanted = dict((host, [known[host], known[hosts[(i + 1) % len(hosts)]]])
+                  for i, host in enumerate(hosts))
+    inv = inventory(evb_lab, flake, extra=dict(
+        (host, {'loop_drvs': [w['drvPath'] for w in wanted[host]]}) for host in hosts))
+    nix, _log = nix_wrapper(tmp_path)
+    build = [{'name': 'build', 'loop': '{{ loop_drvs }}', 'nixdeploy.fleet.nix_build': {
+        'drv_path': '{{ item }}', 'nix_bin': nix, 'nix_options': NIX_OPTIONS,
+        'gc_root_dir': str(tmp_path / 'roots')}}]
+    run = play(tmp_path / 'play', evb_lab, flake, build, inv=inv)
+    assert run.rc == 0, run
+    for host in hosts:
+        items = run.result('build', host)['result']['results']
+        assert [i['drv_path'] for i in items] == [w['drvPath'] for w in wanted[host]], host
+        assert [i['out_path'] for i in items] == [w['outPath'] for w in wanted[host]], host
