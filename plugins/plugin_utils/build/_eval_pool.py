@@ -240,8 +240,8 @@ class EvalPool(object):
         # cores in every evaluator: they spun on the mark locks while the
         # others ran (+8-10% CPU for two evaluators on 2 cores, none alone).
         # The cores are shared among the evaluators at once: this pool's, or
-        # the job's slots if more (hosts evaluated alone, each in a pool of
-        # one). The user's own GC_MARKERS wins.
+        # the job's slots if more (other pools beside it: a wave of hosts
+        # asking again, a build wave's). The user's own GC_MARKERS wins.
         at_once = max(self.workers, self.slots.count if self.slots is not None else 1)
         env.setdefault('GC_MARKERS', str(gc_markers(at_once)))
         with self._lock:

@@ -7,10 +7,11 @@ whoever starts them.
 A play batch normally has one evaluation (one detached process, one
 ``EvalPool``), whose workers already stay within the budget. But a task
 whose ``flake``/``attr`` are templated per host to something other than the
-hosts' own ``nix_flake``/``nix_attr`` gives each host an evaluation of its
-own (``_eval_stage.batch_entry``), and a host whose request differs from its
-batch's evaluates alone. Without a bound shared between them, 300 such hosts
-are 300 evaluators at once, each with its heap of gigabytes. Every evaluator
+hosts' own ``nix_flake``/``nix_attr`` has the hosts whose request differs
+from the batch's ask again, in waves (``_eval_stage.own_entry``), each wave
+a pool of its own, and nix_build evaluates in its build waves; they run
+beside the batch's and each other. Without a bound shared between them, the
+evaluators at once add up, each with its heap of gigabytes. Every evaluator
 takes one of these slots first: ``flock`` on ``eval-slot-<n>`` in the job's
 own batch folder, released when the process ends, or by the kernel when the
 holder dies.

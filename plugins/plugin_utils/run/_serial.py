@@ -55,7 +55,7 @@ def gate(path, hosts, active_hosts, max_fail_percentage):
     batches = _load(path)
     hosts = sorted(hosts)
     if hosts in batches:
-        # asked again for a batch already recorded (a host evaluated alone)
+        # asked again for a batch already recorded (a loop's next item)
         number = batches.index(hosts) + 1
         previous = batches[number - 2] if number > 1 else []
     else:
