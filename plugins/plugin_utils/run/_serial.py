@@ -55,7 +55,8 @@ def gate(path, hosts, active_hosts, max_fail_percentage):
     batches = _load(path)
     hosts = sorted(hosts)
     if hosts in batches:
-        # asked again for a batch already recorded (a loop's next item)
+        # asked again for a batch already recorded (another nix_eval task of
+        # the same play batch)
         number = batches.index(hosts) + 1
         previous = batches[number - 2] if number > 1 else []
     else:
