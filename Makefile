@@ -71,11 +71,12 @@ $(VENV_STAMP): requirements.txt requirements-test.txt $(CONSTRAINTS) | apt-deps
 # temp folders are apart; most of a lab test is waiting on hosts): this
 # machine's output streams, the current stack's log follows when both are done.
 # The current stack's track is the shorter one (no 100-host scale run, no
-# execution environment, no systemd hosts): it also runs this machine's
-# checks that need no lab of the suite (the fault suite, sanity, lint), one
-# after the other, while this machine's suite still runs (on a quiet machine
-# the current stack's suite ended 8 minutes before this one's, which then ran
-# alone with its checks behind it).
+# execution environment, no systemd hosts): it also runs the parts of this
+# machine's that share no lab with its suite (the scale run, in a scale lab
+# slot of its own, the fault suite, sanity, lint), one after the other, while
+# this machine's suite still runs (on a quiet machine the current stack's
+# suite ended 8 minutes before this one's, which then ran alone with those
+# parts behind it).
 # The execution environment image (make ee, about 3.5 minutes from nothing) is
 # built beside the tree; the EE tests in test-here's unit run use it.
 CURRENT_LOG := $(CURDIR)/tests/output/test-current.log
@@ -104,17 +105,18 @@ test: deps
 # This machine's stack: everything, the execution environment, fault cases and
 # Molecule included (ee: seconds when `make test` built the image already).
 # `make test` runs its two parts apart: the suite (with the lab, the
-# execution environment and Molecule) and the checks (the fault suite with
-# labs of its own, sanity, lint).
+# execution environment and Molecule) and the checks (the 100-host scale run
+# and the fault suite, with labs of their own, sanity, lint).
 test-here: test-here-suite test-here-checks
 
 test-here-suite: deps
 	$(MAKE) --no-print-directory versions
 	$(MAKE) --no-print-directory ee
-	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory unit UNIT_MARKERS='not scale'
 	$(MAKE) --no-print-directory molecule
 
 test-here-checks: deps
+	$(MAKE) --no-print-directory unit UNIT_MARKERS=scale
 	$(MAKE) --no-print-directory faults FAULTS_MARKERS='faults and not slow'
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
