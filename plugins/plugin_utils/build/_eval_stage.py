@@ -231,7 +231,11 @@ def batch_entry(action, args, opts, kind='eval'):
 
     here = stream.start(work)
     entry = stream.entry(host)
-    if 'error' not in entry and entry.get('request') != own:
+    # Not the answer to this host's own request: the batch formed another
+    # (from the first host's values), or could not form one from them (an
+    # entry with no request; this host's own was formed above, so the
+    # batch's failure is not this host's)
+    if entry.get('request') != own:
         first = entry.get('batch')
         entry = own_entry(opts, args, task, hosts, host, own)
         if first is not None:

@@ -241,6 +241,33 @@ def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_p
     assert sum(f['evaluated'] for f in figures) == len(evb_lab.hosts) + 7, figures
 
 
+def test_a_request_the_batch_could_not_form_is_asked_again(evb_lab, tmp_path):
+    """``attr`` templated per host, empty on h1 (its system comes from its
+    platform) and given on the others, which have no platform variable. h1
+    starts the batch (one fork: hosts in inventory order), whose process
+    forms every request from h1's arguments: for the others that is "no
+    attribute". Each of them asks again with its own request and gets its
+    own system: one host's arguments never fail another host."""
+    flake = make_flake(tmp_path / 'flake', evb_lab)
+    hosts = sorted(evb_lab.hosts)
+    inv = inventory(evb_lab, flake, extra=dict(
+        (h, {'my_attr': '' if h == 'h1' else flake.attr(h)}) for h in hosts))
+    for group in inv['all']['children'].values():
+        for name, hostvars in group['hosts'].items():
+            del hostvars['nix_attr']
+            if name != 'h1':
+                hostvars.pop('nix_platform', None)
+    nix, _log = nix_wrapper(tmp_path)
+    tasks = [{'name': TASK, 'nixdeploy.fleet.nix_eval': {
+        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'attr': '{{ my_attr }}'}}]
+    run = play(tmp_path / 'play', evb_lab, flake, tasks, inv=inv, env={'ANSIBLE_FORKS': '1'})
+    assert run.result(TASK, 'h1')['result']['started_here'], run.result(TASK, 'h1')
+    for host in hosts:
+        got = run.result(TASK, host)
+        assert got['status'] == 'ok', (host, got['result'].get('msg'))
+        assert got['result']['out_path'] == truth(flake, host)['outPath'], host
+
+
 def test_a_loop_gets_each_item_its_own_evaluation(evb_lab, tmp_path):
     """nix_eval in a loop over two attributes per host (its own system, then
     its neighbour's): every item of every host is answered for its own
