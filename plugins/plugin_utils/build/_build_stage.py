@@ -88,7 +88,8 @@ class BuildStage(object):
             # put() is called from the evaluators' threads: one key each
             stage_of(self.opts, {}).evaluate(to_eval, found.__setitem__)
             for name in to_eval:
-                entry = found.get(name) or {'error': 'the evaluation gave no answer'}
+                # evaluate() answers every host it is given (failures too)
+                entry = found[name]
                 answer = entry.get('answer') or {}
                 error = entry.get('error') or answer.get('error')
                 if error:
