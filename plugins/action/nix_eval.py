@@ -23,12 +23,14 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import EVAL_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _eval_stage
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import EvalError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._flake_source import (
+    RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
-    Batch, batch_key, play_uuid, task_batch)
+    Batch, _folder as batch_folder, batch_key, play_uuid, task_batch)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._serial import gate
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stream import StreamError
 
@@ -87,6 +89,13 @@ class ActionModule(NixdeployAction):
         if batch is not None:
             result['nix_processes'] = batch['processes']
             result['evaluation'] = batch
+        if entry.get('source'):
+            # what was evaluated, from the run's own pin (_flake_source)
+            result['source'] = entry['source']
+        warnings = [note for note in entry.get('notes') or ()
+                    if RunSources(batch_folder(C.DEFAULT_LOCAL_TMP)).warn_once(batch_key(note))]
+        if warnings:
+            result['warnings'] = warnings
         if 'error' in entry or 'error' in answer:
             return self.failed(result, entry.get('error') or answer['error'])
         result.update({

@@ -67,8 +67,10 @@ options:
         key: unique_names
   flake_metadata:
     description:
-      - Ask Nix for the revision of each flake deployed (C(nix flake metadata --json --offline),
-        which reads what the evaluation already fetched).
+      - Each flake deployed is named by what its evaluation pinned and evaluated (the
+        C(source) of the hosts' C(nixdeploy.fleet.nix_eval) results), never by a second look.
+      - For a flake no result names so (no host evaluated it), ask Nix for its revision
+        (C(nix flake metadata --json --offline), which reads what the run already fetched).
     type: bool
     default: true
     env:
@@ -244,13 +246,21 @@ class CallbackModule(CallbackBase):
         return '%s-%s' % (time.strftime('%Y%m%dT%H%M%SZ', time.gmtime()), uuid.uuid4().hex[:8])
 
     def _flakes(self):
-        refs = sorted(set(log.get('eval').get('flake') for log in self._recorder.hosts.values()
-                          if log.get('eval').get('flake')))
-        if not self.get_option('flake_metadata'):
-            return [_report_record.flake_record(ref, None) for ref in refs]
-        opts = NixOptions(nix_bin=self.get_option('nix_bin'))
+        """Each flake deployed, as the run evaluated it: the provenance the
+        evaluation's own pin gave its hosts' results (``source``); only a
+        flake no result names so is asked about (``flake_metadata``)."""
+        evaluated = {}
+        for log in self._recorder.hosts.values():
+            ref = log.get('eval').get('flake')
+            if ref and not evaluated.get(ref):
+                evaluated[ref] = log.get('eval').get('source') or None
+        refs = sorted(evaluated)
         flakes = []
+        opts = NixOptions(nix_bin=self.get_option('nix_bin'))
         for ref in refs:
+            if evaluated[ref] or not self.get_option('flake_metadata'):
+                flakes.append(_report_record.flake_record(ref, evaluated[ref]))
+                continue
             try:
                 metadata = flake_metadata(nix_json(opts, 'flake metadata',
                                                    ['--json', '--offline', ref],

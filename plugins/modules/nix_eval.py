@@ -80,8 +80,11 @@ options:
       - Answer from the evaluation cache what an earlier run evaluated from the same locked flake
         (its narHash), attribute, Nix version and evaluation options; anything else is evaluated.
         A cached derivation that is no longer in the store is evaluated again.
-      - The cache is kept in C($NIXDEPLOY_EVAL_CACHE), else C(~/.cache/nixdeploy-eval). An impure
-        evaluation is never cached. See docs/eval-cache.md.
+      - The cache is kept in C($NIXDEPLOY_EVAL_CACHE), else C(~/.cache/nixdeploy-eval); a folder another
+        account could swap or write is not used (the run warns once). An impure evaluation (C(impure),
+        C(pure-eval = false), anything in O(nix_args) not known to be pure) is never cached, nor is a
+        flake the run could not pin (RV(source)). A hit whose output is not its derivation's is evaluated
+        again. See docs/eval-cache.md.
     type: bool
     default: true
   max_fail_percentage:
@@ -208,6 +211,39 @@ started_here:
   description: Whether this host's task started the batch's evaluation (a detached process of the job).
   returned: unless stopped
   type: bool
+source:
+  description:
+    - What was evaluated, from the run's own pin of the flake (one content per run; every evaluator of
+      the run evaluates RV(source.evaluated)). A git work tree with uncommitted changes is evaluated from
+      the snapshot Nix copied to the store when the run pinned it, never read again.
+  returned: when evaluated
+  type: dict
+  contains:
+    url:
+      description: The locked URL Nix gave (credentials masked).
+      type: str
+    evaluated:
+      description: The pinned reference every evaluator of the run evaluated.
+      type: str
+      sample: path:/nix/store/2bbfk9d0pmygvisd8y4j1sfvl9i42c5i-source?narHash=sha256-0F...&lastModified=1795594793
+    revision:
+      description: The git commit, or null (a dirty tree, a C(path:) flake).
+      type: str
+    dirty:
+      description: Whether it is a git work tree with uncommitted changes.
+      type: bool
+    dirty_revision:
+      description: The commit under a dirty tree's changes (Nix 2.18+), or null.
+      type: str
+    nar_hash:
+      description: The narHash of the content evaluated.
+      type: str
+    last_modified:
+      description: Its lastModified time.
+      type: int
+    pinned:
+      description: False when the run could not pin the flake (it then warned once; nothing of it is cached).
+      type: bool
 from_cache:
   description: Whether this host's answer came from the evaluation cache (O(eval_cache)) instead of Nix.
   returned: unless stopped

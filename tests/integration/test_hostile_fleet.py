@@ -33,7 +33,7 @@ from tests.collection import run_playbook
 from tests.integration.test_cache_credentials import build
 from tests.unit.plugins.plugin_utils.activation.test_health_redirects import Server
 from tests.deploy_fleet import prepare, write_inventory
-from tests.faults.fleet import ACTIVATE, COPY, history, out_paths
+from tests.faults.fleet import ACTIVATE, COPY, EVAL, history, out_paths
 
 pytestmark = pytest.mark.lab
 
@@ -287,3 +287,176 @@ def test_hostile_fleet_deploys_only_what_it_should(hostile):
         with open(path, encoding='utf-8', errors='replace') as handle:
             assert SECRET not in handle.read(), path
     shutil.rmtree(cache)
+
+
+# ------------------------------------------------------------ what was reviewed is deployed
+def git(folder, *args):
+    subprocess.run(['git', '-C', folder, '-c', 'user.name=t', '-c', 'user.email=t@t'] +
+                   list(args), check=True, stdout=subprocess.PIPE)
+
+
+def nix_json(*args):
+    return json.loads(subprocess.run(
+        ['nix', '--extra-experimental-features', 'nix-command flakes', '--option',
+         'substituters', ''] + list(args), check=True, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, universal_newlines=True).stdout)
+
+
+def writing_nix(folder, flake_dir, later):
+    """A ``nix`` that, right after the run's first ``nix flake metadata``,
+    writes ``later`` over the flake's fleet.json: a second job, a generator or
+    an editor writing the work tree while the run evaluates."""
+    path = os.path.join(folder, 'nix')
+    marker = os.path.join(folder, 'written')
+    with open(path, 'w') as handle:
+        handle.write('#!/bin/sh\n/usr/bin/nix "$@"; rc=$?\n'
+                     'case "$1 $2" in "flake metadata")\n'
+                     '  [ -e %(marker)s ] || { cp %(later)s %(data)s; : > %(marker)s; } ;;\n'
+                     'esac\nexit $rc\n' % {'marker': marker, 'later': later,
+                                           'data': os.path.join(flake_dir, 'fleet.json')})
+    os.chmod(path, 0o755)
+    return path, marker
+
+
+def test_what_was_reviewed_is_what_is_deployed(hostile):
+    """The fleet deploys from a git work tree with uncommitted changes (the
+    reviewed content), and the tree is written during the evaluation; h2
+    evaluates with ``--impure`` in nix_args. Every host gets the reviewed
+    system, each result and the report name that content; nothing impure is
+    cached. A second run: every entry the first stored is a hit with the
+    reviewed answer (none poisoned), and h1's entry, forged to name h3's
+    system beside h1's derivation, is a miss. A third run whose cache name
+    another account planted as a link uses no cache and says so once."""
+    lab, base = hostile['lab'], hostile['base']
+    work = os.path.join(base, 'reviewed')
+    flake, secret = prepare(lab, os.path.join(work, 'flake'))
+    flake.set_all(version='3')
+    git(flake.path, 'init', '-q')
+    git(flake.path, 'add', '-A')
+    git(flake.path, 'commit', '-qm', 'three')
+    later = os.path.join(work, 'later.json')
+    flake.set_all(version='5')
+    shutil.copy(os.path.join(flake.path, 'fleet.json'), later)
+    flake.set_all(version='4')   # reviewed, not committed
+    ref = 'git+file://%s' % flake.path
+    expected = dict((h, nix_json('eval', '--json', '%s#%s.outPath' % (ref, flake.attr(h))))
+                    for h in lab.hosts)
+    reviewed_hash = nix_json('flake', 'metadata', '--json', ref)['locked']['narHash']
+    inventory = write_inventory(os.path.join(work, 'inventory'), lab, flake, secret)
+    nix, written = writing_nix(work, flake.path, later)
+    with open(os.path.join(inventory, 'group_vars', 'all.yml')) as handle:
+        group_vars = json.load(handle)
+    group_vars['nix_bin'] = nix
+    with open(os.path.join(inventory, 'group_vars', 'all.yml'), 'w') as handle:
+        json.dump(group_vars, handle)
+    os.makedirs(os.path.join(inventory, 'host_vars'))
+    with open(os.path.join(inventory, 'host_vars', 'h2.yml'), 'w') as handle:
+        json.dump({'nix_args': ['--impure']}, handle)
+    cache = os.path.join(work, 'eval-cache')
+    reports = os.path.join(work, 'reports')
+    env = {'NIXDEPLOY_EVAL_CACHE': cache, 'NIXDEPLOY_REPORT_DIR': reports,
+           'ANSIBLE_CALLBACKS_ENABLED': 'record,nixdeploy.fleet.summary,nixdeploy.fleet.report'}
+
+    first = run_playbook('nixdeploy.fleet.deploy', inventory, os.path.join(work, 'first'),
+                         env=env)
+    assert first.rc == 0, first
+    assert os.path.exists(written)   # the tree was written during the run
+    assert out_paths(first) == expected
+    for host in lab.hosts:
+        assert lab.active(host) == expected[host], host
+        source = first.result(EVAL, host)['result']['source']
+        assert source['dirty'] is True and source['revision'] is None, source
+        assert source['nar_hash'] == reviewed_hash, source
+        assert source['evaluated'].startswith('path:/nix/store/'), source
+    with open(os.path.join(reports, 'nixdeploy-report.json')) as handle:
+        (flake_record,) = json.load(handle)['runs'][0]['flakes']
+    assert flake_record['nar_hash'] == reviewed_hash and flake_record['dirty'] is True
+    # h2's nix_args give it a batch of its own, evaluated --impure: nothing of
+    # it is cached (the other batch's pure answers are: one entry per host)
+    entries = [n for n in os.listdir(cache) if n.endswith('.json')]
+    assert len(entries) == len(lab.hosts), entries
+
+    # the reviewed content back in the tree; h1's entry forged to name h3's system
+    flake.set_all(version='4')
+    os.unlink(written)
+    group_vars['nix_bin'] = 'nix'
+    with open(os.path.join(inventory, 'group_vars', 'all.yml'), 'w') as handle:
+        json.dump(group_vars, handle)
+    forged = None
+    for name in entries:
+        with open(os.path.join(cache, name)) as handle:
+            entry = json.load(handle)
+        if entry['out_path'] == expected['h1']:
+            forged = os.path.join(cache, name)
+            with open(forged, 'w') as handle:
+                json.dump(dict(entry, out_path=expected['h3']), handle)
+    assert forged
+    second = run_playbook('nixdeploy.fleet.deploy', inventory, os.path.join(work, 'second'),
+                          env=env)
+    assert second.rc == 0, second
+    assert out_paths(second) == expected
+    for host in lab.hosts:
+        evaluated = second.result(EVAL, host)['result']
+        assert evaluated['from_cache'] is (host not in ('h1', 'h2')), (host, evaluated)
+        assert lab.active(host) == expected[host], host
+    with open(forged) as handle:
+        assert json.load(handle)['out_path'] == expected['h1']
+
+    # another account plants the cache's name as a link to a folder it fills
+    sticky = os.path.join(work, 'shared-tmp')
+    os.makedirs(sticky)
+    os.chmod(sticky, 0o1777)
+    planted = os.path.join(work, 'planted')
+    shutil.copytree(cache, planted)
+    for name in os.listdir(planted):
+        os.chown(os.path.join(planted, name), 65534, 65534)
+    os.chown(planted, 65534, 65534)
+    os.symlink(planted, os.path.join(sticky, 'cache'))
+    os.lchown(os.path.join(sticky, 'cache'), 65534, 65534)
+    before = sorted(os.listdir(planted))
+    third = run_playbook('nixdeploy.fleet.deploy', inventory, os.path.join(work, 'third'),
+                         args=['--check'], env=dict(env, NIXDEPLOY_EVAL_CACHE=os.path.join(
+                             sticky, 'cache')))
+    assert third.rc == 0, third
+    assert out_paths(third) == expected
+    assert not any(r['result'].get('from_cache') for r in third.results(EVAL))
+    assert sorted(os.listdir(planted)) == before
+    said = third.stdout + third.stderr
+    assert said.count('is not used') == 1 and 'a link or no folder' in said, said[-3000:]
+
+
+def test_a_failed_host_gets_no_system_of_another(hostile):
+    """The attribute is templated per host from a variable of the task's own,
+    not nix_attr (h1 deploys h5's configuration and h5 h1's): the batch forms
+    every host's request from the first host's value, and h2's own attribute
+    does not exist. h2 fails at its evaluation and keeps no facts of the
+    batch's answer for it (another host's system), so the cascade that copies
+    h1's and h5's systems leaves it out: its store gets nothing of theirs."""
+    lab, base = hostile['lab'], hostile['base']
+    work = os.path.join(base, 'own-facts')
+    flake, secret = prepare(lab, os.path.join(work, 'flake'))
+    flake.set_all(version='6')
+    inventory = write_inventory(os.path.join(work, 'inventory'), lab, flake, secret)
+    os.makedirs(os.path.join(inventory, 'host_vars'))
+    chosen = {'h1': flake.attr('h5'), 'h2': 'nixosConfigurations.none.toplevel',
+              'h5': flake.attr('h1')}
+    for host, attr in chosen.items():
+        with open(os.path.join(inventory, 'host_vars', '%s.yml' % host), 'w') as handle:
+            json.dump({'my_attr': attr}, handle)
+    play = [{'hosts': 'h1,h2,h5', 'gather_facts': False, 'tasks': [
+        {'name': 'eval', 'nixdeploy.fleet.nix_eval': {'attr': '{{ my_attr }}'}},
+        {'name': 'build', 'nixdeploy.fleet.nix_build': {}},
+        {'name': 'copy', 'nixdeploy.fleet.nix_copy_closure': {
+            'path': '{{ nix_out_path }}', 'copy_mode': 'cascade', 'signing_key': secret}},
+    ]}]
+    run = run_playbook(play, inventory, os.path.join(work, 'run'))
+    assert run.rc != 0, run
+    assert run.result('eval', 'h2')['status'] == 'failed'
+    assert 'none' in run.result('eval', 'h2')['result']['msg'], run.result('eval', 'h2')
+    paths = dict((h, run.result('eval', h)['result']['out_path']) for h in ('h1', 'h5'))
+    assert paths['h1'] != paths['h5']
+    for host in ('h1', 'h5'):
+        assert run.result('copy', host)['status'] == 'ok', run.result('copy', host)
+        assert lab.store_has(host, paths[host]), host
+    for path in paths.values():
+        assert not lab.store_has('h2', path), path

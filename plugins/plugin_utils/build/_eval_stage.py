@@ -7,6 +7,8 @@ soon as it is known.
 Hosts that ask the same (flake, attribute) share one evaluation; answers an
 earlier run left in the evaluation cache (``_eval_cache``) come first and
 cost no evaluator; the rest go to the parallel evaluators of ``_eval_pool``.
+Every evaluator of the run evaluates the one content the run pinned of each
+flake (``_flake_source``), and each answer names it (``source``).
 The host whose answer completes the batch carries the batch's figures
 (``batch``: Nix processes, evaluators, peak memory, answers from the cache),
 so a report counts them once.
@@ -25,9 +27,12 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_pool import (
     DEFAULT_MAX_MEMORY_MB, EvalPool, default_workers)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_slots import EvalSlots
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._flake_source import (
+    RunSources)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    NixError, Runner, options_of)
+    NixError, NixOptions, Runner, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
     _folder as batch_folder, batch_key, play_uuid, record_facts, task_batch, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stream import Service, Stream
@@ -39,17 +44,20 @@ class EvalStage(object):
     ``workers``/``max_memory_mb``/``chunk_size``: the evaluators (default:
     cores and free memory, ``_eval_pool.default_workers``); ``cache``: an
     ``EvalCache`` or None (no cache); ``slots``: the job's ``EvalSlots``
-    (None: no bound but ``workers``)."""
+    (None: no bound but ``workers``); ``sources``: the run's
+    ``RunSources`` (None: pinned by this stage alone)."""
 
     def __init__(self, opts, workers=None, max_memory_mb=None, chunk_size=None, cache=None,
-                 timeout=None, slots=None):
+                 timeout=None, slots=None, sources=None):
         self.runner = Runner(evaluation_opts(opts), timeout)
         self.workers = workers
         self.max_memory_mb = max_memory_mb or DEFAULT_MAX_MEMORY_MB
         self.chunk_size = chunk_size
         self.cache = cache
         self.slots = slots
-        self.locked = {}
+        self.sources = sources
+        # {flake: FlakeSource} of this stage's requests
+        self.pinned = {}
         self._lock = threading.Lock()
 
     def evaluate(self, requests, put, failed=None):
@@ -64,6 +72,7 @@ class EvalStage(object):
             key = request_key(request)
             hosts_of.setdefault(key, []).append(host)
             by_key.setdefault(key, request)
+        self._pin(by_key)
         cache_keys = self._cache_keys(by_key)
         hits = self._hits(cache_keys)
         misses = [k for k in by_key if k not in hits]
@@ -93,9 +102,11 @@ class EvalStage(object):
         def deliver(key, answer, from_cache=False):
             if not from_cache and 'error' not in answer and key in cache_keys:
                 self.cache.put(cache_keys[key], answer)
+            source = self.pinned[by_key[key]['flake']]
             for host in hosts_of[key]:
                 give(host, {'request': requests[host], 'answer': answer,
-                            'from_cache': from_cache})
+                            'from_cache': from_cache, 'source': source.provenance,
+                            'notes': self._notes(source)})
 
         for host, entry in failed.items():
             give(host, entry)
@@ -104,36 +115,58 @@ class EvalStage(object):
         if misses:
             by_flake = {}
             for key in misses:
-                flake = by_key[key]['flake']
-                by_flake.setdefault(self.locked.get(flake, flake), []).append(
-                    (key, by_key[key]['attr']))
-            pool.shown = dict((locked, flake) for flake, locked in self.locked.items())
+                source = self.pinned[by_key[key]['flake']]
+                by_flake.setdefault(source.ref, []).append((key, by_key[key]['attr']))
+            # messages name the flake as the user gave it
+            pool.shown = dict((source.ref, flake) for flake, source in self.pinned.items())
             pool.run(by_flake, deliver)
         return figures()
 
+    # ------------------------------------------------------------ sources
+    def _pin(self, by_key):
+        """Fill ``self.pinned``: the run's one content of each flake asked
+        (``_flake_source``), evaluated by every evaluator of the run, cache
+        or no cache."""
+        sources = self.sources or RunSources(None)
+        opts = self.runner.opts
+        # the flake's own content, whatever a batch's nix_args, impure or
+        # overridden inputs: one pin per flake (and store) for the whole run
+        runner = Runner(NixOptions(nix_bin=opts.nix_bin, options=opts.options),
+                        self.runner.timeout)
+        for request in by_key.values():
+            flake = request['flake']
+            if flake not in self.pinned:
+                self.pinned[flake] = sources.source(runner, flake, batch_key(
+                    'source', flake, opts.options.get('store')))
+        self.runner.processes += runner.processes
+
+    def _notes(self, source):
+        """What the run should say once about this answer: a flake it could
+        not pin, a cache folder it could not use."""
+        notes = []
+        if source.reason:
+            notes.append(u'%s is not pinned (%s): each evaluator reads it as it is, and '
+                         u'nothing of it is cached' % (_redact.url(source.flake), source.reason))
+        if self.cache is not None and not self.cache.usable:
+            notes.append(u'the evaluation cache %s is not used: %s'
+                         % (self.cache.folder, self.cache.reason))
+        return notes
+
     # ------------------------------------------------------------ cache
     def _cache_keys(self, by_key):
-        """{request key: cache key} of the requests the cache may answer;
-        fills ``self.locked`` ({flake: the locked reference fingerprinted}):
-        a miss is evaluated from that reference, so what is stored under a
-        fingerprint is what Nix evaluated (a flake changed in between fails
-        its hash check instead of being stored under the old one)."""
-        if self.cache is None or self.runner.opts.override_inputs:
-            # overridden inputs: no cache (their identity is not the flake's)
+        """{request key: cache key} of the requests the cache may answer: a
+        pinned flake whose inputs are all locked (``FlakeSource.identity``),
+        evaluated with options known to be pure (``EvalCache.key``). A miss
+        is evaluated from that pinned source, so what is stored under its
+        identity is what Nix evaluated."""
+        if self.cache is None:
             return {}
         features = self.runner.features()
-        fingerprints, keys = {}, {}
+        keys = {}
         for key, request in by_key.items():
-            flake = request['flake']
-            if flake not in fingerprints:
-                try:
-                    fingerprints[flake] = self.cache.fingerprint(self.runner, flake)
-                except NixError:
-                    fingerprints[flake] = None
-                if fingerprints[flake]:
-                    self.locked[flake] = self.cache.locked_flake(fingerprints[flake])
-            found = fingerprints[flake] and self.cache.key(
-                fingerprints[flake], request['attr'], features, self.runner.opts)
+            identity = self.pinned[request['flake']].identity
+            found = identity and self.cache.key(identity, request['attr'], features,
+                                                self.runner.opts)
             if found:
                 keys[key] = found
         return keys
@@ -159,13 +192,14 @@ def stage_of(opts, args, workers=None):
             EvalCache)
         cache = EvalCache(EvalCache.default_folder())
     max_memory_mb = args.get('eval_max_memory_mb') or DEFAULT_MAX_MEMORY_MB
+    folder = batch_folder(C.DEFAULT_LOCAL_TMP)
     # every evaluation of the job (per-host ones too) within the evaluators
     # the arguments allow: slots shared by all of them (_eval_slots)
-    slots = EvalSlots(batch_folder(C.DEFAULT_LOCAL_TMP),
-                      args.get('eval_workers') or default_workers(None, max_memory_mb))
+    slots = EvalSlots(folder, args.get('eval_workers') or default_workers(None, max_memory_mb))
+    # every evaluator of the run evaluates one content of each flake
     return EvalStage(opts, workers=workers or args.get('eval_workers'),
                      max_memory_mb=max_memory_mb, chunk_size=args.get('eval_chunk_size'),
-                     cache=cache, slots=slots)
+                     cache=cache, slots=slots, sources=RunSources(folder))
 
 
 def own_entry(opts, args, task, hosts, host, request):
@@ -227,7 +261,12 @@ def batch_entry(action, args, opts, kind='eval'):
             except (EvalError, NixError) as exc:
                 failed[name] = {'error': u'%s' % exc}
 
-        return stage_of(opts, args).evaluate(requests, _recording(hosts, put), failed)
+        # Each host's facts in flight are its own request's answer: the
+        # batch keeps them as it answers only where every request is formed
+        # from each host's own variables; otherwise each host keeps its own
+        # once it has checked that the answer is to its own request (below)
+        put_with = _recording(hosts, put) if _own_requests(action, args) else put
+        return stage_of(opts, args).evaluate(requests, put_with, failed)
 
     here = stream.start(work)
     entry = stream.entry(host)
@@ -241,7 +280,23 @@ def batch_entry(action, args, opts, kind='eval'):
         if first is not None:
             # this host completed the batch: its figures stay counted
             entry = dict(entry, batch=added_figures(first, entry.get('batch')))
+    answer = entry.get('answer') or {}
+    if 'error' in entry or not answer or 'error' in answer:
+        # a host whose own evaluation failed has no system a batch may copy
+        record_facts(C.DEFAULT_LOCAL_TMP, hosts, {host: None})
+    elif not _own_requests(action, args):
+        record_facts(C.DEFAULT_LOCAL_TMP, hosts, {host: facts_of(answer)})
     return entry, here, hosts, own
+
+
+def _own_requests(action, args):
+    """Whether the batch's process forms each host's request from that
+    host's own variables: ``flake``, ``attr`` and ``platform`` each unset or
+    filled from the host's own variable (``_role_vars.Filled.own``), not a
+    value the task templated for the first host."""
+    own = action.filled.own
+    return all(args.get(name) in (None, '') or name in own
+               for name in ('flake', 'attr', 'platform'))
 
 
 # figures of two evaluations one host carries: counts add up, bounds and

@@ -25,7 +25,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import
     StoreError, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import host_message
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
-    facts_in_flight, vars_of, with_facts)
+    facts_in_flight, play_batch, vars_of, with_facts)
 
 # The options that may differ per host in cascade mode (the option table's
 # per-host rows of nix_copy_closure: module_utils/_role_vars.py)
@@ -98,7 +98,12 @@ class CascadeCopy:
         own_target = stage.target.require_ssh()
         peers, requests = [], {}
         in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
+        # a host that failed before this task (its evaluation, its build)
+        # is in no hop: its store gets nothing of the batch's
+        active = set(play_batch(task_vars))
         for name in hosts:
+            if name != own_name and name not in active:
+                continue
             hostvars = with_facts(vars_of(task_vars, name), in_flight.get(name))
             request = _peer_request(stage.filled.for_host(args, _role_vars.COPY, hostvars),
                                     hostvars)

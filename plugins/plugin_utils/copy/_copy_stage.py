@@ -39,7 +39,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import 
 # nix-cache-info for no cache at all, later versions name the HTTP status
 _REFUSED_LOGIN = ('HTTP error 401', 'HTTP error 403', 'does not appear to be a binary cache')
 # ssh's single-letter flags that take no argument (-C may be among them: -4C)
-_SSH_FLAGS = re.compile(r'^-[46AaCfGgKkMNnqsTtVvXxYy]+$')
+_SSH_FLAGS = re.compile(r'^-[46AaCfGgKkMNnqsTtVvXxYy]+\Z')
 
 
 class CopyStage:

@@ -123,7 +123,7 @@ class Host:
         self.host = _bare_host(str(host), name)
         self.port = int(port) if port not in (None, '') else None
         self.user = str(user) if user else None
-        if self.user and not re.match(r'^[A-Za-z0-9_.][A-Za-z0-9_.\-$]*$', self.user):
+        if self.user and not re.match(r'^[A-Za-z0-9_.][A-Za-z0-9_.\-$]*\Z', self.user):
             raise StoreError('%s: unsafe ssh user name %r' % (name or self.host, self.user))
         self.private_key_file = str(private_key_file) if private_key_file else None
         self.common_args = split_ssh_args(ssh_common_args)
@@ -388,7 +388,7 @@ def _bare_host(host, name):
         host = host[1:-1]
     # Anything here ends up in a URI and in ssh's argv: no option-looking
     # names, no URI delimiters, no whitespace.
-    if not re.match(r'^[A-Za-z0-9_.:%\-]+$', host) or host.startswith('-'):
+    if not re.match(r'^[A-Za-z0-9_.:%\-]+\Z', host) or host.startswith('-'):
         raise StoreError('%s: unsafe or malformed host address %r' % (name or 'target', host))
     return host
 

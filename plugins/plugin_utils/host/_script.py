@@ -44,9 +44,9 @@ FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'target')
 LIBRARY = 'lib.sh'
 # the shell variable lib.sh's emit and log_section read the marker from
 MARK_NAME = 'RESULT_MARK'
-_MARK = re.compile(r'^[0-9a-f]{32}$')
+_MARK = re.compile(r'^[0-9a-f]{32}\Z')
 
-_NAME = re.compile(r'^[A-Z_][A-Z0-9_]*$')
+_NAME = re.compile(r'^[A-Z_][A-Z0-9_]*\Z')
 _CACHE = {}
 
 # root's state folders (other users': under XDG_STATE_HOME), see activate-lib.sh

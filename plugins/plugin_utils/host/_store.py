@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - Python 2 controllers are not supported
 
 STORE_DIR = '/nix/store'
 # /nix/store/<32 base32 chars>-<name>; the name alphabet is Nix's own.
-_STORE_PATH = re.compile(r'^/nix/store/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]+$')
+_STORE_PATH = re.compile(r'^/nix/store/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]+\Z')
 
 # longest file name made of a host name (file systems allow 255 bytes)
 MAX_NAME = 200

@@ -28,8 +28,8 @@ SOURCES = ('text', 'src', 'command')
 FIELDS = SOURCES + ('name', 'dest_dir', 'user', 'group', 'mode', 'upload_at')
 
 
-_ACCOUNT = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.$-]*$')
-_MODE = re.compile(r'^[0-7]{3,4}$')
+_ACCOUNT = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.$-]*\Z')
+_MODE = re.compile(r'^[0-7]{3,4}\Z')
 
 
 class KeysError(Exception):

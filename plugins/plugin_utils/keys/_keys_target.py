@@ -43,7 +43,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys._keys import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys._keys_content import (
     load_content, salted_digest)
 
-_SHA = re.compile(r'^[0-9a-f]{64}$')
+_SHA = re.compile(r'^[0-9a-f]{64}\Z')
 
 
 # target/keys-lib.sh (the sha256 tool, file facts, the manifest) then the
@@ -92,7 +92,7 @@ def finish_script(remove, add, state_dir=None):
                    state_dir)
 
 
-_NUMBERED = re.compile(r'^(stat|stale|removed|remove_failed|kept)_(\d+)$')
+_NUMBERED = re.compile(r'^(stat|stale|removed|remove_failed|kept)_(\d+)\Z')
 
 
 def parse(stdout, program):

@@ -42,7 +42,7 @@ PER_HOST_ARGS = {'ref': 'nix_channel_ref', 'flake': 'nix_flake',
 DEFAULT_REF = 'nixos-tested-%s'
 HEADS = 'refs/heads/'
 # a full commit id (SHA-1, or SHA-256 repositories)
-_COMMIT = re.compile(r'^(?:[0-9a-f]{40}|[0-9a-f]{64})$')
+_COMMIT = re.compile(r'^(?:[0-9a-f]{40}|[0-9a-f]{64})\Z')
 _BAD_REF_CHARS = re.compile(r'[\x00-\x20\x7f~^:?*\[\\]')
 # git's own words for a ref that holds something our commit does not contain
 _NOT_FAST_FORWARD = ('non-fast-forward', 'fetch first')

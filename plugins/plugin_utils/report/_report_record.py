@@ -254,9 +254,9 @@ class Recorder:
 
 
 def flake_record(ref, metadata):
-    """What the report keeps of a flake's metadata: ``metadata`` is ``nix
-    flake metadata --json`` as ``_nix_output.flake_metadata`` reads it (the
-    same keys from every Nix version), or None when unknown."""
+    """What the report keeps of a flake: ``metadata`` is the provenance its
+    evaluation pinned (``_flake_source``), or ``nix flake metadata --json`` as
+    ``_nix_output.flake_metadata`` reads it (the same keys), or None."""
     metadata = metadata if isinstance(metadata, dict) else {}
     return {
         'ref': ref,
@@ -266,6 +266,10 @@ def flake_record(ref, metadata):
         'dirty': metadata.get('dirty'),
         'nar_hash': metadata.get('nar_hash'),
         'last_modified': to_int(metadata.get('last_modified')),
+        # Nix 2.18+: the commit a dirty tree's changes are on
+        'dirty_revision': metadata.get('dirty_revision'),
+        # the pinned reference the run evaluated (a dirty tree's snapshot)
+        'evaluated': metadata.get('evaluated'),
     }
 
 

@@ -173,14 +173,18 @@ def _facts_path(base_dir, hosts):
 
 def record_facts(base_dir, hosts, facts):
     """Keep ``facts`` ({host: {name: value}}) computed for the play batch
-    ``hosts`` (merged with what is kept already; the newest wins)."""
+    ``hosts`` (merged with what is kept already; the newest wins). A host
+    given None loses what was kept for it (its own computation failed)."""
     path = _facts_path(base_dir, hosts)
     with open(path + '.lock', 'a') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             kept = facts_in_flight(base_dir, hosts)
             for host, values in facts.items():
-                kept.setdefault(host, {}).update(values)
+                if values is None:
+                    kept.pop(host, None)
+                else:
+                    kept.setdefault(host, {}).update(values)
             write_json(path, kept)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

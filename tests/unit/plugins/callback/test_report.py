@@ -109,7 +109,7 @@ def test_a_real_run_writes_a_valid_report(evaluated):
     # (the failure isolated in a second one) are the run's
     (here,) = [rec for rec in (good, broken) if rec['eval']['evaluated_here']]
     assert report['totals']['nix_evaluations'] == here['eval']['nix_processes'] == 2
-    # the flake's hash comes from Nix itself
+    # the flake's hash comes from what Nix pinned for the evaluation
     (meta,) = run_['flakes']
     assert meta['ref'] == flake.ref and meta['nar_hash'].startswith('sha256-'), meta
     assert meta['dirty'] is False and meta['revision'] is None     # a path: flake
@@ -132,6 +132,9 @@ def test_report_lands_in_ansible_runners_artifact_dir(evaluated):
     assert report['runs'][0]['runner_ident'] == 'ident-1'
     assert not (artifacts / 'nixdeploy-report.html').exists()
     assert not (base / 'run2' / 'nixdeploy-report.json').exists()
+    # the flake is named by what its evaluation pinned, with or without a
+    # second look at its metadata
     run(base, base / 'run3', {'NIXDEPLOY_REPORT_FLAKE_METADATA': 'false'})
     report = json.loads((base / 'run3' / 'nixdeploy-report.json').read_text())
-    assert report['runs'][0]['flakes'][0]['nar_hash'] is None
+    (meta,) = report['runs'][0]['flakes']
+    assert meta['nar_hash'].startswith('sha256-') and meta['evaluated'].startswith('path:'), meta

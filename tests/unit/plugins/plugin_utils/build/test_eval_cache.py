@@ -19,7 +19,8 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _eval_cache  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import (  # noqa: E402
+    _eval_cache, _flake_source)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_cache import (  # noqa: E402
     EvalCache)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  # noqa: E402
@@ -52,6 +53,15 @@ def runner(**kwargs):
     return _nix.Runner(_nix.NixOptions(options=dict(OPTIONS), **kwargs))
 
 
+def fingerprint_of(run, flake):
+    """The flake's pinned identity, as a run's sources give it."""
+    return _flake_source.pin(run, flake).identity
+
+
+def locked(fingerprint):
+    return fingerprint['url']
+
+
 def evaluate(ref, attr):
     """What the evaluation answers for ``attr``: the three fields, from Nix."""
     out = subprocess.run(
@@ -73,16 +83,16 @@ def cache(tmp_path):
 
 def test_a_put_answer_is_a_hit_and_the_folder_and_file_are_private(flake, cache):
     run = runner()
-    fingerprint = cache.fingerprint(run, flake)
+    fingerprint = fingerprint_of(run, flake)
     assert fingerprint and fingerprint['narHash'].startswith('sha256-')
-    result = evaluate(cache.locked_flake(fingerprint), 'one')
+    result = evaluate(locked(fingerprint), 'one')
     key = cache.key(fingerprint, ['one'], run.features(), run.opts)
     assert len(key) == 64
     assert cache.get_many(run, [key]) == {}
     assert cache.put(key, dict(result, error='not stored'))
     assert cache.get_many(run, [key]) == {key: result}
     # the same answer a second run computes: same fingerprint, same key
-    assert cache.key(cache.fingerprint(runner(), flake), ['one'], run.features(),
+    assert cache.key(fingerprint_of(runner(), flake), ['one'], run.features(),
                      runner().opts) == key
     assert stat.S_IMODE(os.stat(cache.folder).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(os.path.join(cache.folder, key + '.json')).st_mode) == 0o600
@@ -94,7 +104,7 @@ def test_a_put_answer_is_a_hit_and_the_folder_and_file_are_private(flake, cache)
 
 def test_anything_else_misses(tmp_path, flake, cache):
     run = runner()
-    fingerprint = cache.fingerprint(run, flake)
+    fingerprint = fingerprint_of(run, flake)
     key = cache.key(fingerprint, ['one'], run.features(), run.opts)
     assert cache.put(key, evaluate(flake, 'one'))
     others = [
@@ -105,7 +115,8 @@ def test_anything_else_misses(tmp_path, flake, cache):
         cache.key(fingerprint, ['one'], run.features(),
                   _nix.NixOptions(options=dict(OPTIONS, **{'allow-import-from-derivation': True}))),
         cache.key(fingerprint, ['one'], run.features(),
-                  _nix.NixOptions(options=dict(OPTIONS), extra_args=['--option', 'a', 'b'])),
+                  _nix.NixOptions(options=dict(OPTIONS),
+                                  extra_args=['--option', 'connect-timeout', '5'])),
     ]
     assert len(set(others + [key])) == len(others) + 1
     assert cache.get_many(run, others) == {}
@@ -123,35 +134,51 @@ def test_anything_else_misses(tmp_path, flake, cache):
     # new locked reference (a NAR hash mismatch: an error, never a wrong answer)
     time.sleep(1.1)
     write_flake(flake[len('path:'):], word='changed')
-    changed = cache.fingerprint(run, flake)
+    changed = fingerprint_of(run, flake)
     assert changed and changed['narHash'] != fingerprint['narHash']
     new_key = cache.key(changed, ['one'], run.features(), run.opts)
     assert new_key != key and cache.get_many(run, [new_key]) == {}
-    now = evaluate(cache.locked_flake(changed), 'one')
+    now = evaluate(locked(changed), 'one')
     assert now == evaluate(flake, 'one')
     # the old locked reference never evaluates the new content: Nix 2.8 finds
     # the old source in the store by its narHash, newer Nix refuses it (a NAR
     # hash mismatch)
     try:
-        before = evaluate(cache.locked_flake(fingerprint), 'one')
+        before = evaluate(locked(fingerprint), 'one')
     except subprocess.CalledProcessError:
         before = None
     assert before != now
 
 
 def test_what_cannot_be_pinned_is_not_cached(tmp_path, flake, cache):
-    assert cache.fingerprint(runner(impure=True), flake) is None
+    run = runner()
+    fingerprint = fingerprint_of(run, flake)
+    assert fingerprint
+    for opts in (runner(impure=True).opts, runner(override_inputs={'nope': flake}).opts,
+                 _nix.NixOptions(options=dict(OPTIONS, **{'pure-eval': False})),
+                 _nix.NixOptions(options=dict(OPTIONS), extra_args=['--impure']),
+                 _nix.NixOptions(options=dict(OPTIONS), extra_args=['--expr', '1']),
+                 _nix.NixOptions(options=dict(OPTIONS), extra_args=['--file', 'x.nix']),
+                 _nix.NixOptions(options=dict(OPTIONS), extra_args=['-I', 'nixpkgs=/x']),
+                 _nix.NixOptions(options=dict(OPTIONS),
+                                 extra_args=['--option', 'pure-eval', 'false']),
+                 _nix.NixOptions(options=dict(OPTIONS), extra_args=['--store'])):
+        assert _eval_cache.uncacheable(opts), opts.extra_args
+        assert cache.key(fingerprint, ['one'], run.features(), opts) is None, opts.extra_args
+    # what an allow-list knows to be pure is cached
+    pure = _nix.NixOptions(options=dict(OPTIONS), extra_args=[
+        '--show-trace', '--offline', '--store', 'local', '--option', 'max-jobs', '2'])
+    assert _eval_cache.uncacheable(pure) is None
+    assert cache.key(fingerprint, ['one'], run.features(), pure)
     assert cache.key(None, ['one'], ('nix', (2, 8, 0)), {}) is None
     assert cache.get_many(runner(), [None]) == {}
     assert cache.put(None, evaluate(flake, 'one')) is False
-    assert cache.fingerprint(runner(), 'path:%s' % (tmp_path / 'no-such-flake')) is None
-    # an override input that names no input of the flake
-    assert cache.fingerprint(runner(override_inputs={'nope': flake}), flake) is None
+    assert fingerprint_of(runner(), 'path:%s' % (tmp_path / 'no-such-flake')) is None
 
 
 def test_a_broken_entry_is_a_miss(flake, cache):
     run = runner()
-    fingerprint = cache.fingerprint(run, flake)
+    fingerprint = fingerprint_of(run, flake)
     result = evaluate(flake, 'one')
     keys = [cache.key(fingerprint, [name], run.features(), run.opts) for name in 'abcdef']
     bad = ['{"drv_path": "/nix/st', 'not json', json.dumps([result]),
@@ -167,15 +194,20 @@ def test_a_broken_entry_is_a_miss(flake, cache):
 
 def test_a_derivation_no_longer_in_the_store_misses_and_its_file_goes(flake, cache):
     run = runner()
-    fingerprint = cache.fingerprint(run, flake)
+    fingerprint = fingerprint_of(run, flake)
     good = cache.key(fingerprint, ['one'], run.features(), run.opts)
     gone = cache.key(fingerprint, ['two'], run.features(), run.opts)
     assert cache.put(good, evaluate(flake, 'one'))
     assert cache.put(gone, {'drv_path': GONE + '.drv', 'out_path': GONE,
                             'system': _nix.native_system()})
+    other = cache.key(fingerprint, ['two'], run.features(), _nix.NixOptions(
+        options=dict(OPTIONS), extra_args=['--show-trace']))
+    assert cache.put(other, evaluate(flake, 'two'))
     before = run.processes
+    assert sorted(cache.get_many(run, [good, other])) == sorted([good, other])
+    assert run.processes == before + 1  # one nix derivation show for all of them
+    # one gone: each is shown alone, the gone one misses
     assert list(cache.get_many(run, [good, gone])) == [good]
-    assert run.processes == before + 1  # one nix-store for all of them
     assert not os.path.exists(os.path.join(cache.folder, gone + '.json'))
     assert os.path.exists(os.path.join(cache.folder, good + '.json'))
 
@@ -256,14 +288,101 @@ def test_a_flake_with_inputs_is_keyed_by_them_and_overrides_are_not_cached(tmp_p
                      .replace('{\n  outputs', '{\n  inputs.lib.url = "path:%s";\n  outputs' % lib))
     ref = 'path:%s' % top
     _nix.Runner(runner().opts).check('flake lock', [ref], 'lock', flake_command=True)
-    plain = cache.fingerprint(runner(), ref)
+    plain = fingerprint_of(runner(), ref)
     assert plain and 'lib' in plain['locks']['nodes']
     # an overridden input is not the flake's own: never cached
-    assert cache.fingerprint(runner(override_inputs={'lib': 'path:%s' % lib}), ref) is None
+    overridden = runner(override_inputs={'lib': 'path:%s' % lib})
+    assert cache.key(fingerprint_of(overridden, ref), ['one'], overridden.features(),
+                     overridden.opts) is None
     # the input changes: the flake's lock changes with it, so does the key
     with open(os.path.join(lib, 'flake.nix'), 'w') as handle:
         handle.write('{ outputs = { self }: { word = "changed"; }; }\n')
     _nix.Runner(runner().opts).check('flake lock', ['--update-input', 'lib', ref], 'lock',
                                      flake_command=True)
-    changed = cache.fingerprint(runner(), ref)
+    changed = fingerprint_of(runner(), ref)
     assert changed and cache.key(changed, ['one'], '2.8', {}) != cache.key(plain, ['one'], '2.8', {})
+
+
+# ------------------------------------------------------------ a co-tenant's folder
+# nobody: another account of the controller
+OTHER_UID = 65534
+
+
+def test_a_folder_reached_through_a_link_is_never_used(tmp_path, flake):
+    """A co-tenant plants the cache's name as a link to a folder of the job's
+    user it can read: the job never opens it, reads or writes nothing there."""
+    theirs = tmp_path / 'readable'
+    theirs.mkdir(mode=0o755)
+    (tmp_path / 'cache').symlink_to(theirs)
+    cache = EvalCache(str(tmp_path / 'cache'))
+    assert not cache.usable and 'cache' in cache.reason, cache.reason
+    assert cache.put('d' * 64, evaluate(flake, 'one')) is False
+    assert os.listdir(str(theirs)) == []
+
+
+def test_every_folder_above_is_checked_as_openssh_does(tmp_path):
+    shared = tmp_path / 'shared'
+    shared.mkdir()
+    shared.chmod(0o777)
+    cache = EvalCache(str(shared / 'cache'))
+    assert not cache.usable and 'writable by another account' in cache.reason
+    assert not (shared / 'cache').exists()
+    # a folder of another account above it
+    theirs = tmp_path / 'theirs'
+    theirs.mkdir()
+    os.chown(str(theirs), OTHER_UID, OTHER_UID)
+    assert not EvalCache(str(theirs / 'cache')).usable
+    # a sticky folder like /tmp: no one else can rename what the user made there
+    sticky = tmp_path / 'sticky'
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    cache = EvalCache(str(sticky / 'cache'))
+    assert cache.usable, cache.reason
+    assert stat.S_IMODE(os.stat(str(sticky / 'cache')).st_mode) == 0o700
+
+
+def test_a_name_flipped_after_the_open_changes_nothing(tmp_path, flake):
+    """The co-tenant flips the name to its own folder of forged entries after
+    the job opened it: every read, write, time update and removal still goes
+    to the folder the job opened and checked."""
+    run = runner()
+    cache = EvalCache(str(tmp_path / 'cache'))
+    fingerprint = fingerprint_of(run, flake)
+    key = cache.key(fingerprint, ['one'], run.features(), run.opts)
+    result = evaluate(flake, 'one')
+    assert cache.put(key, result)
+    forged = tmp_path / 'forged'
+    forged.mkdir()
+    with open(str(forged / (key + '.json')), 'w') as handle:
+        json.dump(dict(result, out_path=evaluate(flake, 'two')['out_path']), handle)
+    os.rename(str(tmp_path / 'cache'), str(tmp_path / 'moved'))
+    (tmp_path / 'cache').symlink_to(forged)
+    assert cache.get_many(run, [key]) == {key: result}
+    other = cache.key(fingerprint, ['two'], run.features(), run.opts)
+    assert cache.put(other, evaluate(flake, 'two'))
+    assert sorted(os.listdir(str(tmp_path / 'moved'))) == sorted(
+        [key + '.json', other + '.json', '.pruned'])
+    assert os.listdir(str(forged)) == [key + '.json']
+
+
+def test_a_hit_must_be_its_derivations_output_and_system(flake, cache):
+    """An entry whose out_path is not an output of its drv_path (another
+    host's system beside a valid derivation), or whose system is not the
+    derivation's, is a miss and goes."""
+    run = runner()
+    fingerprint = fingerprint_of(run, flake)
+    one, two = evaluate(flake, 'one'), evaluate(flake, 'two')
+    mixed, other_system, good = (cache.key(fingerprint, [n], run.features(), run.opts)
+                                 for n in ('a', 'b', 'c'))
+    assert cache.put(mixed, dict(one, out_path=two['out_path']))
+    assert cache.put(other_system, dict(one, system='aarch64-linux'))
+    assert cache.put(good, one)
+    assert cache.get_many(run, [mixed, other_system, good]) == {good: one}
+    assert sorted(os.listdir(cache.folder)) == ['.pruned', good + '.json']
+
+
+def test_a_trailing_newline_is_no_store_path(flake, cache):
+    result = evaluate(flake, 'one')
+    for field in ('drv_path', 'out_path', 'system'):
+        assert _eval_cache._checked(dict(result, **{field: result[field] + '\n'})) is None
+        assert cache.put('e' * 64, dict(result, **{field: result[field] + '\n'})) is False

@@ -201,10 +201,12 @@ def test_store_paths():
     assert _store.is_store_path(good)
     assert _store.store_path_of(good + '/bin/switch-to-configuration') == good
     for bad in ('/nix/store/short-x', good + '/bin', '/tmp/' + good[11:],
-                '/nix/store/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-e', good + ' x'):
+                '/nix/store/eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-e', good + ' x',
+                good + '\n', good + '\r\n', '\n' + good):
         assert not _store.is_store_path(bad)
-    with pytest.raises(StoreError):
-        _store.store_path_of('/etc/passwd')
+    for bad in ('/etc/passwd', good + '\n'):
+        with pytest.raises(StoreError):
+            _store.store_path_of(bad)
 
 
 def test_a_key_path_with_spaces_travels_in_the_uri():

@@ -228,12 +228,18 @@ def test_flake_record_from_nix_metadata():
                           'url': 'git+file:///srv/fleet?rev=f7c2c6e8'})
     assert _report_record.flake_record('/srv/fleet', git) == {
         'ref': '/srv/fleet', 'url': 'git+file:///srv/fleet?rev=f7c2c6e8', 'revision': 'f7c2c6e8',
-        'dirty': False, 'nar_hash': 'sha256-x', 'last_modified': 17}
+        'dirty': False, 'nar_hash': 'sha256-x', 'last_modified': 17, 'dirty_revision': None,
+        'evaluated': None}
     dirty = flake_metadata({'locked': {'type': 'git', 'narHash': 'sha256-y'}, 'lastModified': 18})
     assert _report_record.flake_record('/srv/fleet', dirty)['dirty'] is True
     dirty = flake_metadata({'dirtyRevision': 'f7c2c6e8-dirty', 'lastModified': 18,
                             'locked': {'type': 'git', 'dirtyRev': 'f7c2c6e8-dirty'}})
     assert _report_record.flake_record('/srv/fleet', dirty)['dirty'] is True
+    assert _report_record.flake_record('/srv/fleet', dirty)['dirty_revision'] == 'f7c2c6e8-dirty'
+    # what a run's evaluation pinned (a result's source) names what it evaluated
+    pinned = dict(flake_metadata({'locked': {'type': 'git', 'narHash': 'sha256-y'}}),
+                  evaluated='path:/nix/store/x-source?narHash=sha256-y', pinned=True)
+    assert _report_record.flake_record('/srv/fleet', pinned)['evaluated'].startswith('path:')
     path = flake_metadata({'locked': {'type': 'path', 'narHash': 'sha256-z'}})
     assert _report_record.flake_record('path:/x', path)['dirty'] is False
     assert _report_record.flake_record('path:/x', None)['revision'] is None
