@@ -24,7 +24,7 @@ DEMO_NAME ?= demo
 DEMO_HOSTS ?= 6
 
 .PHONY: help deps apt-deps venv test test-here test-here-suite test-here-checks test-current current-deps versions unit sanity \
-	lint molecule demo demo-current demo-down bench faults clean
+	lint molecule demo demo-current demo-down bench faults clean importer-venv changelog-lint galaxy-import release
 
 help:
 	@echo 'make demo    bring up a $(DEMO_HOSTS)-host lab fleet and deploy to it'
@@ -33,6 +33,8 @@ help:
 	@echo 'make deps    apt packages (as root) and the virtualenv at .venv'
 	@echo 'make test-busy  test-here with the cores kept busy ($(BUSY_LOOPS) CPU-bound loops beside it)'
 	@echo 'make unit | sanity | lint | molecule | bench | faults | demo-current | demo-down | clean'
+	@echo 'make changelog-lint | galaxy-import   the release checks (in test-here-checks)'
+	@echo 'make release VERSION=x.y.z   changelog, version, tarball in dist/, Galaxy import check'
 
 deps: apt-deps venv
 
@@ -120,6 +122,7 @@ test-here-checks: deps
 	$(MAKE) --no-print-directory faults FAULTS_MARKERS='faults and not slow'
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory changelog-lint galaxy-import
 
 # This machine's stack (test-here) on a busy machine: BUSY_LOOPS CPU-bound
 # loops run beside it and are stopped by their pids at the end, or after
@@ -182,6 +185,49 @@ sanity: venv
 lint: venv
 	ANSIBLE_INVENTORY_UNPARSED_FAILED=False $(VENV)/bin/ansible-lint --profile production
 
+# The release checks. The changelog fragments are well-formed (antsibull-changelog).
+changelog-lint: venv
+	$(VENV)/bin/antsibull-changelog lint
+
+# galaxy-importer, Galaxy's check of every uploaded collection, on the tarball
+# `ansible-galaxy collection build` makes (tests/galaxy/import.sh): no warning,
+# no ansible-lint finding. Its own venv: requirements-importer.txt says why.
+IMPORTER_VENV ?= $(CURDIR)/.venv-importer
+IMPORTER_STAMP := $(IMPORTER_VENV)/.requirements.stamp
+GALAXY_IMPORT_DIR := $(CURDIR)/tests/output/galaxy
+
+importer-venv: $(IMPORTER_STAMP)
+
+$(IMPORTER_STAMP): requirements-importer.txt | apt-deps
+	rm -rf $(IMPORTER_VENV)
+	$(PYTHON) -m venv $(IMPORTER_VENV)
+	$(IMPORTER_VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(IMPORTER_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-importer.txt
+	touch $@
+
+galaxy-import: venv importer-venv
+	VENV=$(VENV) IMPORTER_VENV=$(IMPORTER_VENV) tests/galaxy/import.sh $(GALAXY_IMPORT_DIR)
+
+# Cut a release (README, "Releases"): from a checkout without uncommitted changes
+# to tracked files and with a changelog fragment holding the release_summary,
+# antsibull-changelog writes the release into changelogs/changelog.yaml and
+# CHANGELOG.md and removes the fragments; galaxy.yml gets the version; the
+# tarball is built into dist/ and must import clean. Committing, tagging and
+# publishing stay with you (printed at the end).
+VERSION ?=
+release: venv importer-venv
+	@[[ '$(VERSION)' =~ ^[0-9]+\.[0-9]+\.[0-9]+$$ ]] || { echo 'usage: make release VERSION=x.y.z' >&2; exit 2; }
+	@git diff --quiet HEAD -- || { echo 'uncommitted changes: commit or stash them first' >&2; exit 2; }
+	@grep -qs '^release_summary:' changelogs/fragments/*.yml \
+		|| { echo 'no fragment with a release_summary: add one for $(VERSION)' >&2; exit 2; }
+	$(VENV)/bin/antsibull-changelog lint
+	sed -i 's/^version: .*/version: $(VERSION)/' galaxy.yml
+	$(VENV)/bin/antsibull-changelog release --version $(VERSION)
+	VENV=$(VENV) IMPORTER_VENV=$(IMPORTER_VENV) tests/galaxy/import.sh $(CURDIR)/dist
+	@echo '== $(VERSION) is ready: review `git diff` and CHANGELOG.md, then'
+	@echo '   git add -A galaxy.yml CHANGELOG.md changelogs && git commit -m "Release $(VERSION)" && git tag $(VERSION)'
+	@echo '   ansible-galaxy collection publish dist/nixdeploy-fleet-$(VERSION).tar.gz'
+
 # The scenarios use this checkout as the collection (ansible.cfg's .collections).
 molecule: venv
 	mkdir -p .collections/ansible_collections/nixdeploy
@@ -216,5 +262,5 @@ clean:
 	@if [ -d /var/lib/nixdeploy-lab/$(DEMO_NAME) ] && [ -x $(VENV)/bin/python ]; then \
 		$(VENV)/bin/python -m tests.lab down --name $(DEMO_NAME); \
 	fi
-	rm -rf $(VENV) tests/output .pytest_cache nixdeploy-fleet-*.tar.gz
+	rm -rf $(VENV) $(IMPORTER_VENV) tests/output .pytest_cache nixdeploy-fleet-*.tar.gz
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

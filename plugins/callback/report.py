@@ -10,7 +10,7 @@ DOCUMENTATION = r'''
 name: report
 type: aggregate
 short_description: Writes a JSON and an HTML report of each deploy
-version_added: 0.2.0
+version_added: 1.0.0
 description:
   - Keeps what every host did in the collection's deploy tasks (found by their action,
     M(nixdeploy.fleet.nix_eval), M(nixdeploy.fleet.nix_build), M(nixdeploy.fleet.nix_copy_closure),

@@ -10,7 +10,7 @@ DOCUMENTATION = r'''
 name: summary
 type: aggregate
 short_description: One summary line per host after each deploy batch, and progress while a phase runs long
-version_added: 0.3.0
+version_added: 1.0.0
 description:
   - Follows the results of the collection's deploy tasks (found by their action, M(nixdeploy.fleet.nix_eval),
     M(nixdeploy.fleet.nix_build), M(nixdeploy.fleet.nix_copy_closure), M(nixdeploy.fleet.nix_keys),

@@ -21,7 +21,7 @@ options:
         C(nix_copy_mode) for C(copy_mode), C(nix_eval_chunk_size) for C(eval_chunk_size));
         C(nix_bin), C(nix_args) and C(nix_options) are their own variables. The former name
         C(nix_hm_backup_extension) of C(nix_backup_extension) is still read, with a
-        deprecation warning, until release 0.5.0.
+        deprecation warning, until release 2.0.0.
       - The options that take part are the Nix options (C(nix_bin), C(nix_args),
         C(nix_options), C(impure), C(show_trace), C(override_inputs)) and, for nix_eval,
         C(flake), C(attr), C(eval_chunk_size), C(eval_workers), C(eval_max_memory_mb), C(eval_cache), C(max_fail_percentage); for nix_build

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 name: nix
 short_description: The fleet as a Nix flake describes it
-version_added: 0.1.0
+version_added: 1.0.0
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
 description:

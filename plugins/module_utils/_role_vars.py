@@ -12,9 +12,10 @@ argument spec and defaults, and the doc fragment ``role_vars``, are checked
 against it by tests/unit/plugins/module_utils/test_role_vars.py.
 
 A row's variable is always ``nix_`` + its option (an option whose name
-starts with ``nix_`` is its own variable). Older irregular names stay for
-one release as deprecated aliases: a variable (``old``) read when the new
-one is not defined, an option name (``old_option``) kept as an alias.
+starts with ``nix_`` is its own variable). Older irregular names stay until
+the next major release (``REMOVED_IN``) as deprecated aliases: a variable
+(``old``) read when the new one is not defined, an option name
+(``old_option``) kept as an alias.
 
 Scope: ``batch`` options are one value for the whole play batch (part of
 what two hosts must share to share one computation); ``host`` options differ
@@ -44,8 +45,8 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NI
 # the phase modules of the table: the phases that record (module_utils/_phases.py)
 PHASES = _phases.RECORDING
 EVAL, BUILD, COPY, ACTIVATE = PHASES
-# the release that drops the deprecated names
-REMOVED_IN = '0.5.0'
+# the release that drops the deprecated names: a removal waits for a major release
+REMOVED_IN = '2.0.0'
 COLLECTION = 'nixdeploy.fleet'
 
 FLAG = 'from_role_vars'

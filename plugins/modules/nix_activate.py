@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nix_activate
 short_description: Activate a Nix system on a target, with magic rollback
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Runs on the controller (an action plugin). Everything it does on the target is a short POSIX
     sh script sent over the task's connection, as M(ansible.builtin.raw) does, so the target

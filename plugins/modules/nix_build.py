@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nix_build
 short_description: Build the Nix systems of a play batch, hosts that ask together in one build
-version_added: 0.1.0
+version_added: 1.0.0
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
 description:

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nix_channel
 short_description: Move each host's tested channel (a git ref) to the commit that was built and published
-version_added: 0.2.0
+version_added: 1.0.0
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
 description:

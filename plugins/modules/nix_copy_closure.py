@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nix_copy_closure
 short_description: Copy a Nix closure to a target, sending only what it lacks
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Runs on the controller (an action plugin). Makes a store path's whole closure valid in the
     target's Nix store over C(ssh-ng://), deriving the store URI and the ssh options from the
@@ -78,7 +78,7 @@ options:
       - V(cascade) sends the closure once from the controller and lets the hosts of the play
         batch copy it on to each other, as described above. In check mode it reports what a
         push would send.
-      - Its former name O(mode) is a deprecated alias (until release 0.5.0).
+      - Its former name O(mode) is a deprecated alias (until release 2.0.0).
     type: str
     aliases: [mode]
     choices: [push, substitute, cache, cascade]

@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nix_eval
 short_description: Evaluate the Nix systems of a whole play batch, in parallel evaluators
-version_added: 0.1.0
+version_added: 1.0.0
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
 description:
@@ -56,7 +56,7 @@ options:
       - At most this many distinct systems are evaluated by one C(nix eval) process.
       - By default the batch's systems are split evenly over the O(eval_workers) evaluators, so a
         shared part of the flake (a nixpkgs) is evaluated once per evaluator.
-      - Its former name O(chunk_size) is a deprecated alias (until release 0.5.0).
+      - Its former name O(chunk_size) is a deprecated alias (until release 2.0.0).
     type: int
     aliases: [chunk_size]
   eval_workers:

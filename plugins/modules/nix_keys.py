@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nix_keys
 short_description: Upload secret files (keys) to a target, outside the Nix store
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Runs on the controller (an action plugin). Uploads secrets, colmena's C(deployment.keys) in
     Ansible's spelling, to the target over the host's own Ansible connection. The target needs

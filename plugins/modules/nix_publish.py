@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: nix_publish
 short_description: Push the systems of a whole play batch to a binary cache, signed
-version_added: 0.2.0
+version_added: 1.0.0
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
 description:
