@@ -28,10 +28,12 @@ Why it cannot be wrong:
   ``nix derivation show`` for all hits of a call); anything else is a miss
   and its file goes;
 - the folder is opened once, without following a link at any step
-  (``_open_folder``), and is used only when it and every folder above it
-  are as OpenSSH wants a secure path (the user's or root's, writable by no
-  one else; a sticky folder such as /tmp is allowed above it, where no one
-  else can rename or replace what the user made); every read, write, rename,
+  (``_open_folder``; a link above it only when the user or root made it),
+  and is used only when it and every folder above it are as OpenSSH wants a
+  secure path (the user's or root's, writable by no one else; a sticky
+  folder such as /tmp is allowed above it, where no one else can rename or
+  replace what the user made); an entry is read only when it is a file the
+  user wrote there (owner, mode, one link); every read, write, rename,
   time update, listing and removal after that is relative to the open
   folder, so swapping a name on the way cannot hand the job another folder;
 - a file is written whole or not at all (a temporary file, then a rename):
@@ -142,7 +144,7 @@ def _open_folder(folder):
     writable by no one else. The folders above it are resolved once first
     (a home behind a link); a link swapped in after that fails the walk."""
     folder = os.path.abspath(folder)
-    parent = os.path.realpath(os.path.dirname(folder))
+    parent = _resolved(os.path.dirname(folder))
     parts = [p for p in parent.split('/') if p] + [os.path.basename(folder)]
     uid = os.geteuid()
     fd = os.open('/', _DIR_FLAGS)
@@ -167,6 +169,9 @@ def _open_folder(folder):
         info = os.fstat(fd)
         if info.st_uid != uid or info.st_mode & 0o022:
             raise UnsafeFolder('%s is not this user\'s own, or others may write it' % where)
+        if info.st_mode & 0o077:
+            # the user's own: nobody else reads its keys either
+            os.fchmod(fd, 0o700)
         return fd
     except OSError as exc:
         os.close(fd)
@@ -177,6 +182,39 @@ def _open_folder(folder):
     except UnsafeFolder:
         os.close(fd)
         raise
+
+
+def _resolved(path):
+    """``path`` with its links resolved one by one, each link owned by the
+    user or root (a link another account made is not followed: the kernel's
+    protected_symlinks does not guard a readlink)."""
+    uid = os.geteuid()
+    done, todo, hops = '/', [p for p in path.split('/') if p], 0
+    while todo:
+        part = todo.pop(0)
+        if part in ('', '.'):
+            continue
+        if part == '..':
+            done = os.path.dirname(done)
+            continue
+        here = os.path.join(done, part)
+        try:
+            info = os.lstat(here)
+        except FileNotFoundError:
+            return os.path.join(here, *todo)
+        except OSError as exc:
+            raise UnsafeFolder('%s: %s' % (here, exc.strerror or exc))
+        if not stat.S_ISLNK(info.st_mode):
+            done = here
+            continue
+        hops += 1
+        if info.st_uid not in (0, uid) or hops > 40:
+            raise UnsafeFolder('%s is a link another account made' % here)
+        target = os.readlink(here)
+        if target.startswith('/'):
+            done = '/'
+        todo = [p for p in target.split('/') if p] + todo
+    return done
 
 
 class EvalCache:
@@ -269,7 +307,13 @@ class EvalCache:
         except OSError:
             return None
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() \
+                    or info.st_mode & 0o022 or info.st_nlink > 1:
+                # not a file this user wrote here (planted while the folder
+                # was not safe, or hard-linked in; a file replaced since it
+                # was opened has no link left and is read as it was): gone, a miss
+                self._remove(key)
                 return None
             raw = os.read(fd, MAX_ENTRY + 1)
         except OSError:

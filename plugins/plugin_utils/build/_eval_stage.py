@@ -58,6 +58,8 @@ class EvalStage(object):
         self.sources = sources
         # {flake: FlakeSource} of this stage's requests
         self.pinned = {}
+        # why the controller's Nix configuration keeps this run from the cache
+        self.impure_config = None
         self._lock = threading.Lock()
 
     def evaluate(self, requests, put, failed=None):
@@ -66,13 +68,24 @@ class EvalStage(object):
         not be formed (answered first). ``put(host, entry)`` gets
         {'request', 'answer', 'from_cache'} (or the failed entry), once per
         host, from any thread. Returns the batch's figures."""
-        failed = dict(failed or {})
+        failed, requests = dict(failed or {}), dict(requests)
         hosts_of, by_key = {}, {}
         for host, request in requests.items():
             key = request_key(request)
             hosts_of.setdefault(key, []).append(host)
             by_key.setdefault(key, request)
         self._pin(by_key)
+        for key in list(by_key):
+            source = self.pinned[by_key[key]['flake']]
+            if source.local and source.reason:
+                # a folder of the controller is evaluated only as one pinned
+                # content: a moment's error at the pin must not leave every
+                # evaluator reading the live tree
+                for host in hosts_of.pop(key):
+                    failed[host] = {'request': requests.pop(host), 'error': (
+                        u'%s could not be pinned (%s): nothing of it is evaluated'
+                        % (_redact.url(source.flake), source.reason))}
+                del by_key[key]
         cache_keys = self._cache_keys(by_key)
         hits = self._hits(cache_keys)
         misses = [k for k in by_key if k not in hits]
@@ -128,17 +141,31 @@ class EvalStage(object):
         (``_flake_source``), evaluated by every evaluator of the run, cache
         or no cache."""
         sources = self.sources or RunSources(None)
-        opts = self.runner.opts
-        # the flake's own content, whatever a batch's nix_args, impure or
-        # overridden inputs: one pin per flake (and store) for the whole run
-        runner = Runner(NixOptions(nix_bin=opts.nix_bin, options=opts.options),
-                        self.runner.timeout)
+        runner = self._pin_runner()
         for request in by_key.values():
             flake = request['flake']
             if flake not in self.pinned:
                 self.pinned[flake] = sources.source(runner, flake, batch_key(
-                    'source', flake, opts.options.get('store')))
+                    'source', flake, runner.opts.options.get('store'), runner.opts.extra_args))
         self.runner.processes += runner.processes
+
+    def _pin_runner(self):
+        """The runner that pins: the flake's own content, whatever a batch's
+        impure or overridden inputs, with the nix_args that decide how it is
+        fetched and locked (``FETCH_ARGS``: ``--no-update-lock-file`` must
+        hold for the pin as it does for the evaluation)."""
+        opts = self.runner.opts
+        args, idx = [], 0
+        while idx < len(opts.extra_args):
+            arg = u'%s' % opts.extra_args[idx]
+            width = FETCH_ARGS.get(arg)
+            if width is not None:
+                args += [u'%s' % a for a in opts.extra_args[idx:idx + 1 + width]]
+                idx += 1 + width
+            else:
+                idx += 1
+        return Runner(NixOptions(nix_bin=opts.nix_bin, options=opts.options, extra_args=args),
+                      self.runner.timeout)
 
     def _notes(self, source):
         """What the run should say once about this answer: a flake it could
@@ -150,6 +177,8 @@ class EvalStage(object):
         if self.cache is not None and not self.cache.usable:
             notes.append(u'the evaluation cache %s is not used: %s'
                          % (self.cache.folder, self.cache.reason))
+        if self.cache is not None and self.impure_config:
+            notes.append(u'nothing is cached: %s' % self.impure_config)
         return notes
 
     # ------------------------------------------------------------ cache
@@ -160,6 +189,18 @@ class EvalStage(object):
         is evaluated from that pinned source, so what is stored under its
         identity is what Nix evaluated."""
         if self.cache is None:
+            return {}
+        # the controller's own nix.conf may allow more than the flake
+        # (native code, plugins): then nothing of this run is cached
+        # (nix.conf, NIX_CONFIG and nix_options; a setting in nix_args is
+        # not on the allow-list of pure ones, and keeps its batch uncached)
+        opts = self.runner.opts
+        runner = Runner(NixOptions(nix_bin=opts.nix_bin, options=opts.options),
+                        self.runner.timeout)
+        self.impure_config = (self.sources or RunSources(None)).config_reason(
+            runner, batch_key('config', opts.nix_bin, opts.config_lines()))
+        self.runner.processes += runner.processes
+        if self.impure_config:
             return {}
         features = self.runner.features()
         keys = {}
@@ -176,6 +217,12 @@ class EvalStage(object):
             return {}
         found = self.cache.get_many(self.runner, sorted(set(cache_keys.values())))
         return dict((key, found[ck]) for key, ck in cache_keys.items() if ck in found)
+
+
+# nix_args that decide how a flake is fetched and locked, and how many values
+# each takes: the pin takes them as the evaluation does
+FETCH_ARGS = {'--no-write-lock-file': 0, '--no-update-lock-file': 0, '--offline': 0,
+              '--no-registries': 0, '--refresh': 0, '--store': 1}
 
 
 # ------------------------------------------------------------ the task's side

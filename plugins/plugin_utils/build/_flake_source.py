@@ -36,7 +36,7 @@ import fcntl
 import json
 import os
 
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._flake_identity import (
     identity)
@@ -49,18 +49,17 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import Ni
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output import (
     flake_metadata)
 
-# query parameters by which a locked URL names its content
-_CONTENT_PARAMS = ('rev', 'narHash')
-
-
 class FlakeSource(object):
     """``ref``: what every evaluator of the run evaluates; ``identity``: the
     cache's key part (None: not cacheable); ``provenance``: what was
     evaluated, for results and the report; ``reason``: why the flake is not
     pinned (None when it is)."""
 
-    def __init__(self, flake, ref, identity_=None, provenance=None, reason=None, root=None):
+    def __init__(self, flake, ref, identity_=None, provenance=None, reason=None, root=None,
+                 local=False):
         self.flake = flake
+        # a folder of the controller: not pinned, nothing of it is evaluated
+        self.local = local
         self.ref = ref
         self.identity = identity_
         self.provenance = provenance or {'pinned': False}
@@ -70,24 +69,27 @@ class FlakeSource(object):
 
     def to_data(self):
         return {'flake': self.flake, 'ref': self.ref, 'identity': self.identity,
-                'provenance': self.provenance, 'reason': self.reason, 'root': self.root}
+                'provenance': self.provenance, 'reason': self.reason, 'root': self.root,
+                'local': self.local}
 
     @classmethod
     def from_data(cls, data):
         return cls(data['flake'], data['ref'], data.get('identity'), data.get('provenance'),
-                   data.get('reason'), data.get('root'))
+                   data.get('reason'), data.get('root'), bool(data.get('local')))
 
 
 def pin(runner, flake):
     """The ``FlakeSource`` of ``flake`` from one ``nix flake metadata``."""
+    local = is_local(flake)
     try:
         data = runner.json('flake metadata', ['--json', flake],
                            'reading the flake\'s locked reference', flake_command=True)
     except NixError as exc:
         return FlakeSource(flake, flake, reason=u'nix flake metadata failed: %s'
-                           % (exc.nix_message() or exc.message))
+                           % (exc.nix_message() or exc.message), local=local)
     if not isinstance(data, dict):
-        return FlakeSource(flake, flake, reason='nix flake metadata gave no locked reference')
+        return FlakeSource(flake, flake, reason='nix flake metadata gave no locked reference',
+                           local=local)
     facts = flake_metadata(data)
     locked = data.get('locked') if isinstance(data.get('locked'), dict) else {}
     url = facts['url']
@@ -102,26 +104,67 @@ def pin(runner, flake):
     }
     if not url or not isinstance(url, str):
         return FlakeSource(flake, flake, provenance=dict(provenance, pinned=False),
-                           reason='nix flake metadata gave no locked URL')
-    query = parse_qs(urlsplit(url).query)
+                           reason='nix flake metadata gave no locked URL', local=local)
+    query = url_query(url)
     found = identity(data)
-    if any(query.get(param) for param in _CONTENT_PARAMS):
+    if names_its_content(locked, query):
         ref, root = url, None
     else:
-        ref = snapshot_ref(data, locked, query)
+        ref = snapshot_ref(data, locked, query, runner.features())
         root = data.get('path')
         if ref is None:
             return FlakeSource(flake, flake, provenance=dict(provenance, pinned=False),
-                               reason='its locked reference %s names no content (no rev, no '
-                               'narHash) and Nix gave no store copy of it' % _redact.url(url))
+                               reason='its locked reference %s names no content and Nix gave '
+                               'no store copy of it' % _redact.url(url), local=local)
         if found is not None:
             # the cache keys by what was evaluated: the snapshot
             found = dict(found, url=ref)
     provenance['evaluated'] = _redact.url(ref)
-    return FlakeSource(flake, ref, found, provenance, root=root)
+    return FlakeSource(flake, ref, found, provenance, root=root, local=local)
 
 
-def snapshot_ref(data, locked, query):
+# input types whose locked URL names its content by a commit (Nix's own
+# ``locked.rev``: github:o/r/<rev> carries it in its path, not its query)
+_BY_REV = ('git', 'hg', 'github', 'gitlab', 'sourcehut')
+# input types whose locked URL names its content by its narHash, which Nix
+# checks when it fetches them (it does NOT for a dirty git tree's URL)
+_BY_HASH = ('path', 'tarball', 'file')
+
+
+def names_its_content(locked, query):
+    """Whether Nix fetches exactly the locked content for this locked URL
+    (or fails): decided from Nix's own locked attributes and the input's
+    type, never from a query a user may have written (a ``narHash`` in a
+    ``git+file`` URL of a dirty tree is kept and not checked)."""
+    kind = locked.get('type')
+    if kind in _BY_REV:
+        return bool(locked.get('rev'))
+    if kind in _BY_HASH:
+        nar_hash = locked.get('narHash')
+        return bool(nar_hash) and (query.get('narHash') or [None])[0] == nar_hash
+    return False
+
+
+def url_query(url):
+    """{name: [values]} of ``url``'s query, each value %-decoded only: a
+    narHash's base64 holds ``+``, which Nix writes as it is and a form
+    decoder would read as a space."""
+    found = {}
+    for item in urlsplit(url).query.split('&'):
+        if item:
+            name, _sep, value = item.partition('=')
+            found.setdefault(unquote(name), []).append(unquote(value))
+    return found
+
+
+def is_local(flake):
+    """Whether ``flake`` names a folder of the controller (a path, ``path:``,
+    ``git+file:``, ``hg+file:``): what a writer of the work tree can change."""
+    text = str(flake)
+    return text.startswith(('/', '.', '~', 'path:', 'git+file:', 'hg+file:', 'file:'))
+
+
+def snapshot_ref(data, locked, query, features):
     """``path:<store copy>?narHash=..&lastModified=..`` (with the flake's
     ``dir``) of a flake whose locked URL names no content, or None."""
     path, nar_hash = data.get('path'), locked.get('narHash')
@@ -136,13 +179,45 @@ def snapshot_ref(data, locked, query):
     if sub:
         if sub.startswith('/') or '..' in sub.split('/'):
             return None
-        # Nix takes no ``dir`` on a path: flake (2.8 refuses it): the folder
-        # inside the snapshot, as immutable as the snapshot; its narHash and
-        # lastModified are the whole tree's, which Nix would refuse here
-        path = '%s/%s' % (path, sub.strip('/'))
-        params = []
+        if features.path_dir:
+            params.insert(0, ('dir', sub))
+        else:
+            # Nix before 2.25 takes no ``dir`` on a path: flake: the folder
+            # inside the snapshot, as immutable as it (a file the subflake
+            # imports from above its folder is then not there: the
+            # evaluation fails, never reads other content)
+            path = '%s/%s' % (path, sub.strip('/'))
+            params = []
     query_text = '&'.join('%s=%s' % (k, quote(v, safe='/')) for k, v in params)
     return 'path:%s' % path + ('?' + query_text if query_text else '')
+
+
+# settings of the controller's effective Nix configuration that make an
+# evaluation read more than the flake (native code, plugins' primops)
+IMPURE_CONFIG = ('allow-unsafe-native-code-during-evaluation', 'plugin-files',
+                 'extra-builtins-file')
+
+
+def impure_config(runner):
+    """Why the controller's effective Nix configuration (nix.conf, the
+    environment's NIX_CONFIG, nix_options) lets an evaluation read more than
+    its flake (native code, plugins), or None: one ``nix config show
+    --json``."""
+    sub = 'config show' if runner.features().config_show else 'show-config'
+    try:
+        data = runner.json(sub, ['--json'], 'reading the Nix configuration')
+    except NixError as exc:
+        return u'the Nix configuration could not be read: %s' % (exc.nix_message() or exc)
+    if not isinstance(data, dict):
+        return 'the Nix configuration could not be read'
+    for name in IMPURE_CONFIG:
+        entry = data.get(name)
+        value = entry.get('value') if isinstance(entry, dict) else entry
+        if value not in (None, False, '', [], {}):
+            return u'the Nix configuration sets %s' % name
+    # pure-eval is not read here: Nix 2.8 reports false by default, and a
+    # flake evaluation is pure unless --impure (which is never cached)
+    return None
 
 
 class RunSources(object):
@@ -160,23 +235,38 @@ class RunSources(object):
         of the flake and the Nix setup that reads it."""
         if key in self._known:
             return self._known[key]
+        def compute(path):
+            found = pin(runner, flake)
+            if found.root and path:
+                _root(runner, found, path + '.root')
+            return found.to_data()
+
+        found = FlakeSource.from_data(self._once('source-%s' % key, compute))
+        self._known[key] = found
+        return found
+
+    def config_reason(self, runner, key):
+        """``impure_config`` of ``runner``'s Nix, asked once per run and Nix
+        setup (``key``)."""
+        return self._once('config-%s' % key, lambda _path: {
+            'reason': impure_config(runner)})['reason']
+
+    def _once(self, name, compute):
+        """``compute(path)`` (JSON data) the first time the run asks for
+        ``name``, under a lock; what it gave every later time."""
         if self.folder is None:
-            # no run around it (a stage used alone): pinned for this object
-            self._known[key] = pin(runner, flake)
-            return self._known[key]
-        path = os.path.join(self.folder, 'source-%s.json' % key)
+            # no run around it (a stage used alone): computed for this object
+            return self._known.setdefault(name, compute(None))
+        path = os.path.join(self.folder, '%s.json' % name)
         with open(path + '.lock', 'a') as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 found = _read(path)
                 if found is None:
-                    found = pin(runner, flake)
-                    if found.root:
-                        _root(runner, found, path + '.root')
-                    write_json(path, found.to_data())
+                    found = compute(path)
+                    write_json(path, found)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-        self._known[key] = found
         return found
 
     def warn_once(self, key):
@@ -195,9 +285,10 @@ class RunSources(object):
 def _read(path):
     try:
         with open(path) as handle:
-            return FlakeSource.from_data(json.load(handle))
-    except (OSError, ValueError, KeyError, TypeError):
+            found = json.load(handle)
+    except (OSError, ValueError):
         return None
+    return found if isinstance(found, dict) else None
 
 
 def _root(runner, found, link):

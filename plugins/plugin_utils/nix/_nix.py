@@ -243,6 +243,11 @@ class NixFeatures:
         # `<flake>#.` is the outputs set itself from 2.19 and in every Lix;
         # older Nix has only the empty fragment (see Runner.outputs)
         self.outputs_fragment = flavour == _nix_output.LIX or like >= (2, 19)
+        # `nix config show` (2.20 renamed show-config, kept as an alias that warns)
+        self.config_show = like >= (2, 20)
+        # a path: flake takes `?dir=` (2.8 refuses it as a parameter of the
+        # path fetcher; 2.25 parses a flake reference's own parameters apart)
+        self.path_dir = like >= (2, 25)
 
     def __repr__(self):
         return 'NixFeatures(%r, %r)' % (self.flavour, self.version)

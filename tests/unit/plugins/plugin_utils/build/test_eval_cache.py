@@ -386,3 +386,34 @@ def test_a_trailing_newline_is_no_store_path(flake, cache):
     for field in ('drv_path', 'out_path', 'system'):
         assert _eval_cache._checked(dict(result, **{field: result[field] + '\n'})) is None
         assert cache.put('e' * 64, dict(result, **{field: result[field] + '\n'})) is False
+
+
+def test_a_link_above_the_folder_is_followed_only_when_the_user_made_it(tmp_path):
+    sticky = tmp_path / 'sticky'
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    victim = tmp_path / 'victim'
+    victim.mkdir()
+    (sticky / 'theirs').symlink_to(victim)
+    os.lchown(str(sticky / 'theirs'), OTHER_UID, OTHER_UID)
+    cache = EvalCache(str(sticky / 'theirs' / 'eval'))
+    assert not cache.usable and 'another account' in cache.reason, cache.reason
+    assert os.listdir(str(victim)) == []
+    (sticky / 'mine').symlink_to(victim)
+    assert EvalCache(str(sticky / 'mine' / 'eval')).usable
+    # a folder of the user's readable by others is made private
+    (tmp_path / 'open').mkdir(mode=0o755)
+    assert EvalCache(str(tmp_path / 'open')).usable
+    assert stat.S_IMODE(os.stat(str(tmp_path / 'open')).st_mode) == 0o700
+
+
+def test_an_entry_the_user_did_not_write_is_a_miss_and_goes(flake, cache):
+    run = runner()
+    fingerprint = fingerprint_of(run, flake)
+    key = cache.key(fingerprint, ['one'], run.features(), run.opts)
+    path = os.path.join(cache.folder, key + '.json')
+    with open(path, 'w') as handle:
+        json.dump(evaluate(flake, 'one'), handle)
+    os.chown(path, OTHER_UID, OTHER_UID)
+    assert cache.get_many(run, [key]) == {}
+    assert not os.path.exists(path)

@@ -126,3 +126,91 @@ def test_a_run_pins_once(tree, tmp_path):
     assert os.path.islink(root) and os.readlink(root) == first.root
     runs = _flake_source.RunSources(folder)
     assert runs.warn_once('note') is True and runs.warn_once('note') is False
+
+
+def test_a_narhash_written_into_a_dirty_trees_url_pins_nothing(tree):
+    """Nix keeps a narHash a user writes into a git+file URL and never checks
+    it for a dirty tree: the run still evaluates its own snapshot."""
+    write(tree, 'reviewed')
+    now = _flake_source.pin(runner(), 'git+file://%s' % tree).provenance['nar_hash']
+    for nar_hash in (now, 'sha256-' + 'A' * 43 + '='):
+        source = _flake_source.pin(runner(), 'git+file://%s?narHash=%s' % (tree, nar_hash))
+        assert source.ref.startswith('path:/nix/store/'), source.ref
+    write(tree, 'written after the pin')
+    assert evaluate(source.ref, 'word') == 'reviewed'
+
+
+def test_what_names_its_content_is_decided_by_nix_s_own_locked_attributes():
+    names = _flake_source.names_its_content
+    # github:o/r/<rev> carries its commit in the path, not in a query
+    assert names({'type': 'github', 'rev': 'abc', 'narHash': 'sha256-x'}, {})
+    assert names({'type': 'git', 'rev': 'abc'}, {})
+    assert not names({'type': 'git', 'narHash': 'sha256-x'}, {'narHash': ['sha256-x']})
+    assert names({'type': 'path', 'narHash': 'sha256-x'}, {'narHash': ['sha256-x']})
+    assert not names({'type': 'path', 'narHash': 'sha256-x'}, {'narHash': ['sha256-y']})
+    assert not names({'type': 'path', 'narHash': 'sha256-x'}, {})
+    assert not names({'type': 'mercurial-or-else'}, {'rev': ['abc']})
+
+
+def test_a_dirty_subflake_on_a_nix_that_takes_dir(tree):
+    """Where Nix takes ``?dir=`` on a path: flake, the snapshot keeps the
+    whole tree (a subflake may import from above its folder)."""
+    features = _nix.NixFeatures('nix', (2, 34, 0))
+    ref = _flake_source.snapshot_ref(
+        {'path': '/nix/store/' + 'a' * 32 + '-source'},
+        {'narHash': 'sha256-x/y=', 'lastModified': 7}, {'dir': ['nix/hosts']}, features)
+    assert ref == ('path:/nix/store/%s-source?dir=nix/hosts&narHash=sha256-x/y%%3D&'
+                   'lastModified=7' % ('a' * 32)), ref
+    old = _flake_source.snapshot_ref(
+        {'path': '/nix/store/' + 'a' * 32 + '-source'}, {'narHash': 'sha256-x'},
+        {'dir': ['nix']}, _nix.NixFeatures('nix', (2, 8, 0)))
+    assert old == 'path:/nix/store/%s-source/nix' % ('a' * 32)
+    assert _flake_source.snapshot_ref(
+        {'path': '/nix/store/' + 'a' * 32 + '-source'}, {'narHash': 'sha256-x'},
+        {'dir': ['../up']}, features) is None
+
+
+def test_the_controller_s_own_nix_configuration_is_read_once(tmp_path):
+    assert _flake_source.impure_config(runner()) is None
+    unsafe = _nix.Runner(_nix.NixOptions(options={
+        'substituters': '', 'allow-unsafe-native-code-during-evaluation': True}))
+    assert 'allow-unsafe-native-code' in _flake_source.impure_config(unsafe)
+    folder = str(tmp_path / 'run')
+    os.makedirs(folder, 0o700)
+    first = _flake_source.RunSources(folder).config_reason(unsafe, 'k')
+    count = runner()
+    assert _flake_source.RunSources(folder).config_reason(count, 'k') == first
+    assert count.processes == 0
+
+
+def test_a_stage_pins_with_the_fetch_arguments_and_refuses_an_unpinned_folder(tree, tmp_path):
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval_stage import (
+        EvalStage)
+    opts = _nix.NixOptions(options={'substituters': ''}, extra_args=[
+        '--show-trace', '--no-update-lock-file', '--impure', '--store', 'auto'])
+    stage = EvalStage(opts)
+    assert stage._pin_runner().opts.extra_args == ['--no-update-lock-file', '--store', 'auto']
+    assert stage._pin_runner().opts.impure is False
+    # a folder of the controller that cannot be pinned: its hosts fail, the
+    # others are evaluated
+    answers = {}
+    missing = 'path:%s' % (tmp_path / 'gone')
+    requests = {'h1': {'flake': missing, 'attr': ['word'], 'attr_string': 'word',
+                       'platform': 'nixos'},
+                'h2': {'flake': 'git+file://%s' % tree, 'attr': ['word'], 'attr_string': 'word',
+                       'platform': 'nixos'}}
+    EvalStage(_nix.NixOptions(options={'substituters': ''})).evaluate(
+        requests, lambda host, entry: answers.__setitem__(host, entry))
+    assert 'could not be pinned' in answers['h1']['error'], answers['h1']
+    assert 'nix flake metadata failed' in answers['h1']['error']
+    # h2's flake was pinned and evaluated (its attribute is no system: Nix's error)
+    assert answers['h2']['source']['pinned'] is True and 'error' not in answers['h2']
+
+
+def test_a_path_flake_whose_narhash_holds_a_plus_is_pinned_as_it_is():
+    """Nix writes a narHash's base64 into the URL as it is: a ``+`` is no space."""
+    url = 'path:/srv/fleet?lastModified=1&narHash=sha256-Sni+AB/x%2By='
+    query = _flake_source.url_query(url)
+    assert query['narHash'] == ['sha256-Sni+AB/x+y=']
+    assert _flake_source.names_its_content(
+        {'type': 'path', 'narHash': 'sha256-Sni+AB/x+y='}, query)
