@@ -75,8 +75,8 @@ $(VENV_STAMP): requirements.txt requirements-test.txt $(CONSTRAINTS) | apt-deps
 # The current stack's track is the shorter one (no 100-host scale run, no
 # execution environment, no systemd hosts): it also runs the parts of this
 # machine's that share no lab with its suite (the scale run, in a scale lab
-# slot of its own, the fault suite, sanity, lint), one after the other, while
-# this machine's suite still runs (on a quiet machine the current stack's
+# slot of its own, the docs site, the fault suite, sanity, lint), one after the
+# other, while this machine's suite still runs (on a quiet machine the current stack's
 # suite ended 8 minutes before this one's, which then ran alone with those
 # parts behind it).
 # The execution environment image (make ee, about 3.5 minutes from nothing) is
@@ -108,7 +108,7 @@ test: deps
 # Molecule included (ee: seconds when `make test` built the image already).
 # `make test` runs its two parts apart: the suite (with the lab, the
 # execution environment and Molecule) and the checks (the 100-host scale run
-# and the fault suite, with labs of their own, sanity, lint).
+# and the fault suite, with labs of their own, the docs site, sanity, lint).
 test-here: test-here-suite test-here-checks
 
 test-here-suite: deps
