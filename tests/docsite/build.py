@@ -146,7 +146,7 @@ def build(out=OUT, lint=True):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--out', default=OUT)
     parser.add_argument('--no-lint', action='store_true',
                         help='skip antsibull-docs lint-collection-docs')

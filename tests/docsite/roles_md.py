@@ -79,8 +79,8 @@ def type_of(spec):
 def default_of(spec):
     if 'default' not in spec or spec['default'] is None:
         return 'required' if spec.get('required') else ''
-    return '`%s`' % yaml.safe_dump(spec['default'], default_flow_style=True,
-                                  width=1000).strip().replace('\n...', '')
+    shown = yaml.safe_dump(spec['default'], default_flow_style=True, width=1000)
+    return '`%s`' % shown.strip().replace('\n...', '')
 
 
 def spec_of(role):
@@ -98,8 +98,8 @@ def section(role):
         text = ' '.join(markdown(p) for p in option.get('description') or [])
         if option.get('no_log'):
             text += ' Never logged (`no_log`).'
-        lines.append('| `%s` | %s | %s | %s |' % (name, cell(type_of(option)),
-                                                 cell(default_of(option)), cell(text)))
+        row = (name, cell(type_of(option)), cell(default_of(option)), cell(text))
+        lines.append('| `%s` | %s | %s | %s |' % row)
     return '\n'.join(lines)
 
 
@@ -116,7 +116,7 @@ def render(current):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
     parser.add_argument('--check', action='store_true',
                         help='fail when docs/roles.md is not what the specs say')
     args = parser.parse_args()
