@@ -5,9 +5,12 @@ Ansible theme builds the HTML.
 
     python -m tests.docsite.build [--out DIR] [--no-lint]
 
-Into DIR (tests/output/docs): ``collections/`` the staged collection (what
-git holds, as tests/sanity/run.sh stages it, plus the generated extra docs),
-``site/`` what ``antsibull-docs sphinx-init`` makes, ``build/html/`` the site.
+Into DIR (tests/output/docs): ``site/`` what ``antsibull-docs sphinx-init``
+makes, ``build/html/`` the site. The collection is staged in a temporary
+folder outside any git work tree (what git holds, as tests/sanity/run.sh
+stages it, plus the generated extra docs): inside this checkout, where
+tests/output is ignored, lint-collection-docs asks git for the collection's
+files, gets none and checks no plugin.
 Fails on any lint message of ``antsibull-docs lint-collection-docs``, any
 Sphinx warning and any internal link that leads nowhere (links.py).
 """
@@ -17,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 from tests.docsite import guides, links
@@ -102,7 +106,15 @@ def build(out=OUT, lint=True):
     """The site of this checkout into ``out``; returns build/html's path."""
     started = time.monotonic()
     shutil.rmtree(out, ignore_errors=True)
-    collections = os.path.join(out, 'collections')
+    os.makedirs(out)
+    collections = tempfile.mkdtemp(prefix='nixdeploy-docs-')
+    try:
+        return _build(out, collections, lint, started)
+    finally:
+        shutil.rmtree(collections, ignore_errors=True)
+
+
+def _build(out, collections, lint, started):
     dest = os.path.join(collections, 'ansible_collections', 'nixdeploy', 'fleet')
     stage(dest)
     pages = guides.Site(dest).write(dest, pandoc=shutil.which('pandoc') or 'pandoc')
