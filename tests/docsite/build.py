@@ -167,6 +167,8 @@ def main():
         build(os.path.abspath(args.out), lint=not args.no_lint)
     except (subprocess.CalledProcessError, guides.BrokenLink) as exc:
         raise SystemExit(str(exc))
+    except FileNotFoundError as exc:
+        raise SystemExit('%s: run make deps (pandoc, the venv)' % exc)
 
 
 if __name__ == '__main__':
