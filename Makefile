@@ -14,17 +14,18 @@ VENV_STAMP := $(VENV)/.requirements.stamp
 export PATH := $(VENV)/bin:$(PATH)
 
 # System packages: nix and ssh for deploying, the rest for the lab (namespaces,
-# bridge, tc, per-host sshd and busybox-built systems), the sanity tests and
-# the report test (headless chromium renders the HTML report).
+# bridge, tc, per-host sshd and busybox-built systems), the sanity tests, the
+# report test (headless chromium renders the HTML report) and the docs site
+# (pandoc turns docs/'s Markdown guides into its pages).
 APT_PACKAGES := nix-bin openssh-server openssh-client iproute2 busybox-static sudo \
 	python3 python3-venv git make ca-certificates shellcheck chromium fonts-dejavu-core \
-	debootstrap systemd-container
+	debootstrap systemd-container pandoc
 
 DEMO_NAME ?= demo
 DEMO_HOSTS ?= 6
 
 .PHONY: help deps apt-deps venv test test-here test-here-suite test-here-checks test-current current-deps versions unit sanity \
-	lint molecule demo demo-current demo-down bench faults clean importer-venv changelog-lint galaxy-import release
+	lint molecule docs demo demo-current demo-down bench faults clean importer-venv changelog-lint galaxy-import release
 
 help:
 	@echo 'make demo    bring up a $(DEMO_HOSTS)-host lab fleet and deploy to it'
@@ -32,6 +33,7 @@ help:
 	@echo '             on this machine stack (test-here) and a current one (test-current)'
 	@echo 'make deps    apt packages (as root) and the virtualenv at .venv'
 	@echo 'make test-busy  test-here with the cores kept busy ($(BUSY_LOOPS) CPU-bound loops beside it)'
+	@echo 'make docs    the documentation site (antsibull-docs, Sphinx) into tests/output/docs/build/html'
 	@echo 'make unit | sanity | lint | molecule | bench | faults | demo-current | demo-down | clean'
 	@echo 'make changelog-lint | galaxy-import   the release checks (in test-here-checks)'
 	@echo 'make release VERSION=x.y.z   changelog, version, tarball in dist/, Galaxy import check'
@@ -75,8 +77,8 @@ $(VENV_STAMP): requirements.txt requirements-test.txt $(CONSTRAINTS) | apt-deps
 # The current stack's track is the shorter one (no 100-host scale run, no
 # execution environment, no systemd hosts): it also runs the parts of this
 # machine's that share no lab with its suite (the scale run, in a scale lab
-# slot of its own, the fault suite, sanity, lint), one after the other, while
-# this machine's suite still runs (on a quiet machine the current stack's
+# slot of its own, the docs site, the fault suite, sanity, lint), one after the
+# other, while this machine's suite still runs (on a quiet machine the current stack's
 # suite ended 8 minutes before this one's, which then ran alone with those
 # parts behind it).
 # The execution environment image (make ee, about 3.5 minutes from nothing) is
@@ -108,17 +110,19 @@ test: deps
 # Molecule included (ee: seconds when `make test` built the image already).
 # `make test` runs its two parts apart: the suite (with the lab, the
 # execution environment and Molecule) and the checks (the 100-host scale run
-# and the fault suite, with labs of their own, sanity, lint).
+# and the fault suite, with labs of their own, the docs site, sanity, lint).
 test-here: test-here-suite test-here-checks
 
 test-here-suite: deps
 	$(MAKE) --no-print-directory versions
 	$(MAKE) --no-print-directory ee
-	$(MAKE) --no-print-directory unit UNIT_MARKERS='not scale'
+	$(MAKE) --no-print-directory unit UNIT_MARKERS='not scale and not docsite'
 	$(MAKE) --no-print-directory molecule
 
+# The docs site (marker docsite: lint, build, links, two pages in chromium,
+# about 25 s) is built once, here, beside the scale run.
 test-here-checks: deps
-	$(MAKE) --no-print-directory unit UNIT_MARKERS=scale
+	$(MAKE) --no-print-directory unit UNIT_MARKERS='scale or docsite'
 	$(MAKE) --no-print-directory faults FAULTS_MARKERS='faults and not slow'
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
@@ -148,7 +152,7 @@ CURRENT_MAKE = $(IN_TREE) make --no-print-directory VENV=$(CURRENT_VENV) \
 # the tree's mount namespace the kernel refuses the scale lab's namespace
 # files (unshare --mount=FILE: Invalid argument).
 test-current: current-deps
-	$(CURRENT_MAKE) versions unit sanity lint UNIT_MARKERS='not scale'
+	$(CURRENT_MAKE) versions unit sanity lint UNIT_MARKERS='not scale and not docsite'
 
 current-deps:
 	$(CURRENT_MAKE) deps
@@ -171,7 +175,7 @@ ee: venv
 
 # Unit tests and the lab integration tests (these need root). pytest's exit 5
 # ("no tests collected") is not a failure.
-# UNIT_MARKERS: a pytest -m expression (test-current: 'not scale').
+# UNIT_MARKERS: a pytest -m expression (test-current: 'not scale and not docsite').
 unit: venv
 	$(VENV)/bin/python -m pytest tests/unit tests/integration -q --durations=20 \
 		$(if $(UNIT_MARKERS),-m "$(UNIT_MARKERS)") || [ $$? -eq 5 ]
@@ -184,6 +188,13 @@ sanity: venv
 # only warn here, while ansible.cfg makes it fatal for real deploys.
 lint: venv
 	ANSIBLE_INVENTORY_UNPARSED_FAILED=False $(VENV)/bin/ansible-lint --profile production
+
+# The documentation site: antsibull-docs renders the module, plugin and role
+# pages, docs/'s Markdown guides are its extra docs (pandoc), Sphinx builds it
+# into tests/output/docs/build/html (tests/docsite/build.py; lint, Sphinx
+# warnings and broken internal links fail it).
+docs: deps
+	$(VENV)/bin/python -m tests.docsite.build
 
 # The release checks. The changelog fragments are well-formed (antsibull-changelog).
 changelog-lint: venv

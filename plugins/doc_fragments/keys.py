@@ -15,7 +15,7 @@ options:
   keys:
     description:
       - The keys, key name to spec, as the host var C(nix_keys) of the deploy role. A colmena
-        hive's C(deployment.keys) is mapped to this by the M(nixdeploy.fleet.nix) inventory
+        hive's C(deployment.keys) is mapped to this by the P(nixdeploy.fleet.nix#inventory) inventory
         plugin. They are never shown (the option is C(no_log)), and results, diffs, messages and
         C(-vvv) output carry names, paths, owners and modes only, never a hash of a key (the
         target compares salted digests with a nonce that is never shown).

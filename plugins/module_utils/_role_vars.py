@@ -7,9 +7,16 @@ variables: option, role variable, default (in the spec), scope, modules.
 Everything else follows it: the modules' argument specs take these entries
 (``spec``), the action base fills the options a task leaves unset from the
 variables (``fill``), a batch computes each other host's value of a per-host
-option from that host's own variable (``Filled.for_host``); the role's
-argument spec and defaults, and the doc fragment ``role_vars``, are checked
-against it by tests/unit/plugins/module_utils/test_role_vars.py.
+option from that host's own variable (``Filled.for_host``). What repeats
+an option is checked against it, both ways: the modules' DOCUMENTATION by
+ansible-test sanity (validate-modules), the doc fragment ``role_vars`` by
+tests/unit/plugins/module_utils/test_role_vars.py, the deploy role's
+argument spec (type, default, choices, sub-options) and defaults, the other
+roles' specs and docs/roles.md (generated from the specs) by
+tests/unit/roles/test_role_options.py. A new row's text (its module's
+DOCUMENTATION, the role's argument spec, the fragment's list) is written by
+hand; those checks fail until each says what the row says, and
+``python -m tests.docsite.roles_md`` remakes docs/roles.md from the specs.
 
 A row's variable is always ``nix_`` + its option (an option whose name
 starts with ``nix_`` is its own variable). Older irregular names stay until

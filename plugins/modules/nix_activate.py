@@ -107,7 +107,7 @@ options:
   platform:
     description:
       - The target's platform. Defaults to the host var C(nix_platform) that the
-        M(nixdeploy.fleet.nix) inventory sets.
+        P(nixdeploy.fleet.nix#inventory) inventory sets.
     type: str
     choices: [darwin, home-manager, nix-on-droid, nixos]
   goal:

@@ -43,7 +43,7 @@ options:
   flake:
     description:
       - The flake holding the systems, a path (relative to the playbook) or a flake reference.
-      - Defaults to the host var C(nix_flake) that the M(nixdeploy.fleet.nix) inventory sets.
+      - Defaults to the host var C(nix_flake) that the P(nixdeploy.fleet.nix#inventory) inventory sets.
     type: str
   attr:
     description:

@@ -36,15 +36,3 @@ def test_issue_names_are_public_variables_of_the_deploy_role():
     assert options['nix_goal']['choices'] == ['switch', 'boot', 'test', 'dry-activate']
     assert options['nix_copy_mode']['choices'] == ['push', 'substitute', 'cache', 'cascade']
     assert options['nix_signing_key'].get('no_log') is True
-
-
-@pytest.mark.parametrize('role', ROLES)
-def test_every_variable_is_documented(role):
-    options = load('roles', role, 'meta', 'argument_specs.yml')['argument_specs']['main']['options']
-    with open(os.path.join(REPO, 'docs', 'roles.md')) as handle:
-        docs = handle.read()
-    with open(os.path.join(REPO, 'roles', role, 'README.md')) as handle:
-        readme = handle.read()
-    for name in options:
-        assert '| `%s` |' % name in docs, 'docs/roles.md lacks %s' % name
-        assert '`%s`' % name in readme, 'roles/%s/README.md lacks %s' % (role, name)

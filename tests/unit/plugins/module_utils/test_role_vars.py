@@ -1,15 +1,16 @@
 """The option table (module_utils/_role_vars.py) is the one source: the
-modules' argument specs and documentation, the deploy role's argument spec
-and defaults and the doc fragment role_vars all say what it says."""
+modules' argument specs take its entries and the doc fragment role_vars
+names each of its options, both ways. The modules' documentation against
+their specs: ansible-test sanity's validate-modules; the roles' specs,
+defaults and docs against the table: tests/unit/roles/test_role_options.py."""
 
-import importlib
-import os
+import re
 import sys
 
 import pytest
 import yaml
 
-from tests.collection import REPO, collections_path
+from tests.collection import collections_path
 
 # module_utils import each other as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
@@ -21,38 +22,6 @@ SPECS = {'eval': _specs.EVAL_SPEC, 'build': _specs.BUILD_SPEC,
          'copy': _specs.COPY_SPEC, 'activate': _specs.ACTIVATE_SPEC}
 MODULES = {'eval': 'nix_eval', 'build': 'nix_build', 'copy': 'nix_copy_closure',
            'activate': 'nix_activate'}
-# the deploy role's variables that are no phase module's option
-ROLE_ONLY = {'nix_keys', 'nix_keys_prune'}
-
-
-def load(*parts):
-    with open(os.path.join(REPO, *parts)) as handle:
-        return yaml.safe_load(handle)
-
-
-def role_options():
-    return load('roles', 'deploy', 'meta', 'argument_specs.yml')['argument_specs']['main']['options']
-
-
-def documented_options(module):
-    """The module's documented options, its doc fragments' merged in."""
-    source = importlib.import_module('ansible_collections.nixdeploy.fleet.plugins.modules.%s'
-                                     % module)
-    doc = yaml.safe_load(source.DOCUMENTATION)
-    options = {}
-    for fragment in doc.get('extends_documentation_fragment') or []:
-        if not fragment.startswith('nixdeploy.fleet.'):
-            continue
-        name = fragment.split('.')[-1]
-        frag = importlib.import_module(
-            'ansible_collections.nixdeploy.fleet.plugins.doc_fragments.%s' % name)
-        options.update(yaml.safe_load(frag.ModuleDocFragment.DOCUMENTATION).get('options') or {})
-    options.update(doc['options'])
-    return options
-
-
-def same_choices(one, other):
-    return sorted(one or []) == sorted(other or [])
 
 
 def test_every_variable_is_nix_and_its_option():
@@ -73,40 +42,6 @@ def test_the_modules_take_the_tables_spec(phase):
             assert row.option not in spec or row.option in _role_vars.spec(phase), (phase, row.option)
 
 
-@pytest.mark.parametrize('phase', sorted(SPECS))
-def test_the_modules_document_what_the_table_says(phase):
-    """ansible-doc shows the table's type, default, choices and aliases."""
-    documented = documented_options(MODULES[phase])
-    assert set(documented) == set(SPECS[phase]), sorted(set(documented) ^ set(SPECS[phase]))
-    for option, entry in _role_vars.spec(phase).items():
-        doc = documented[option]
-        assert doc.get('type', 'str') == entry['type'], (phase, option)
-        assert doc.get('default') == entry.get('default'), (phase, option)
-        assert doc.get('elements') == entry.get('elements'), (phase, option)
-        assert same_choices(doc.get('choices'), entry.get('choices')), (phase, option)
-        assert sorted(doc.get('aliases') or []) == sorted(entry.get('aliases') or []), (phase, option)
-        assert bool(doc.get('no_log')) == bool(entry.get('no_log')) or 'no_log' not in doc
-
-
-def test_the_deploy_role_documents_and_defaults_what_the_table_says():
-    options = role_options()
-    defaults = load('roles', 'deploy', 'defaults', 'main.yml')
-    for row in _role_vars.ROWS:
-        assert row.variable in options, row.variable
-        doc = options[row.variable]
-        assert doc['type'] == row.spec['type'], row.variable
-        assert doc.get('elements') == row.spec.get('elements'), row.variable
-        assert same_choices(doc.get('choices'), row.spec.get('choices')), row.variable
-        assert bool(doc.get('no_log')) == bool(row.spec.get('no_log')), row.variable
-        assert doc.get('default') == row.default, row.variable
-        if row.default is None:
-            assert row.variable not in defaults, row.variable
-        else:
-            assert defaults[row.variable] == row.default, row.variable
-    # every other variable of the role is none of the phase modules' options
-    assert set(options) - set(r.variable for r in _role_vars.ROWS) == ROLE_ONLY
-
-
 def test_the_doc_fragment_names_each_modules_options():
     from ansible_collections.nixdeploy.fleet.plugins.doc_fragments.role_vars import ModuleDocFragment
     paragraphs = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options']['from_role_vars'][
@@ -122,6 +57,10 @@ def test_the_doc_fragment_names_each_modules_options():
                 assert 'C(%s)' % row.option in named, (phase, row.option)
     for row in nix:
         assert 'C(%s)' % row.option in listing.split(' and, for ')[0], row.option
+    # and it names no option the table does not have
+    named = set(re.findall(r'C\((\w+)\)', listing.split('The options that take part are', 1)[1]))
+    assert named == set(row.option for row in _role_vars.ROWS), sorted(
+        named ^ set(row.option for row in _role_vars.ROWS))
     for row in _role_vars.ROWS:
         assert 'C(%s)' % row.option in text, row.option
         if row.old:
@@ -132,18 +71,6 @@ def test_the_doc_fragment_names_each_modules_options():
     inventory = [p for p in paragraphs if p.startswith('Without it')][0]
     for row in _role_vars.ROWS:
         assert ('C(%s)' % row.option in inventory) == row.inventory, row.option
-
-
-def test_the_roles_docs_name_every_variable_with_its_default():
-    with open(os.path.join(REPO, 'docs', 'roles.md')) as handle:
-        docs = handle.read()
-    for row in _role_vars.ROWS:
-        line = [x for x in docs.splitlines() if x.startswith('| `%s` |' % row.variable)][0]
-        cells = [c.strip() for c in line.split('|')]
-        assert cells[2].split(':')[0].split(' of ')[0] == row.spec['type'], line
-        shown = cells[3].strip('`')
-        assert shown == ('' if row.default is None else yaml.safe_dump(
-            row.default, default_flow_style=True).strip().replace('...', '').strip()), line
 
 
 def test_a_batch_sees_each_host_with_its_own_values_side_by_side():
