@@ -34,13 +34,11 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    NixError, NixOptions, options_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
     batch_key, play_uuid, task_batch)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stream import (
-    Service, StreamError)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stream import Service
 
 # How many waves of a batch build at once (each one ``nix build``, with
 # Nix's own max-jobs inside it): a wave holding a slow system keeps its slot
@@ -55,7 +53,6 @@ class ActionModule(NixdeployAction):
     ARGUMENT_SPEC = _specs.BUILD_SPEC
     ROLE_VARS = _role_vars.BUILD
     PHASE = 'build'
-    ERRORS = (EvalError, NixError, StoreError, OSError, _builders.BuildOnError, StreamError)
 
     def run_host(self, args, result):
         host, task_vars = self.host, self.task_vars

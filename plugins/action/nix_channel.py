@@ -16,8 +16,6 @@ __metaclass__ = type
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import CHANNEL_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import ChannelError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel_stage import (
     ChannelStage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
@@ -30,7 +28,6 @@ class ActionModule(NixdeployAction):
     _requires_connection = False
     ARGUMENT_SPEC = CHANNEL_SPEC
     PHASE = 'channel'
-    ERRORS = (ChannelError, NixError, OSError)
 
     def run_host(self, args, result):
         host = self.host

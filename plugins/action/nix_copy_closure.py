@@ -21,11 +21,8 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars, _specs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _builders
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy import CopyError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy_stage import CopyStage
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _trouble
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import StoreError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
 
 
@@ -38,7 +35,6 @@ class ActionModule(NixdeployAction):
     # the host's key is judged before anything runs (plugin_utils/run/_action.py):
     # a cascade and nix copy reach the host over ssh, not Ansible's connection
     HOST_KEYS = True
-    ERRORS = (StoreError, CopyError, NixError)
     # the deprecated option names too (Ansible refuses any other argument)
     _VALID_ARGS = frozenset(_specs.COPY_SPEC) | frozenset(_role_vars.aliases(_role_vars.COPY))
 

@@ -22,12 +22,10 @@ from ansible import constants as C
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import EVAL_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _eval_stage
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import EvalError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._flake_source import (
     RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    NixError, NixOptions)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
     Batch, _folder as batch_folder, batch_key, play_uuid, task_batch)
@@ -41,7 +39,6 @@ class ActionModule(NixdeployAction):
     ARGUMENT_SPEC = EVAL_SPEC
     ROLE_VARS = _role_vars.EVAL
     PHASE = 'eval'
-    ERRORS = (EvalError, NixError, OSError)
 
     def run_host(self, args, result):
         # the batch before this one failed too many hosts: nothing of this

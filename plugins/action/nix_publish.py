@@ -15,10 +15,9 @@ __metaclass__ = type
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import PUBLISH_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    NixError, NixOptions, options_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._publish import (
-    PER_HOST_ARGS, PublishError, Publisher)
+    PER_HOST_ARGS, Publisher)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
     unlink_host_args, vars_of)
@@ -29,7 +28,6 @@ class ActionModule(NixdeployAction):
     _requires_connection = False
     ARGUMENT_SPEC = PUBLISH_SPEC
     PHASE = 'publish'
-    ERRORS = (PublishError, NixError, OSError)
 
     def run(self, tmp=None, task_vars=None):
         # every text Nix said that became a key, not only msg, with the

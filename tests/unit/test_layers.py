@@ -111,3 +111,83 @@ def test_no_stage_imports_a_stage_above_it():
             if other is None or STAGES.index(other) > STAGES.index(stage):
                 wrong.append('%s (%s) imports %s (%s)' % (name, stage, module, other))
     assert wrong == []
+
+
+# ---------------------------------------------------------------- one error family
+ERROR_BASE = 'NixdeployError'
+# what plugins may raise outside the family, and why
+RAISE_ALLOWED = {
+    'AnsibleParserError': "the inventory plugin's API: Ansible reports a source that fails so",
+    'AnsibleFilterError': "a filter's API: Ansible reports a filter that fails so",
+    'NotImplementedError': 'an abstract method',
+    'AttributeError': "__getattr__'s protocol",
+    'KeyError': "a mapping's protocol",
+    'OSError': 'a system call that failed; the action base catches OSError with the family',
+}
+# module_utils imports nothing of plugin_utils (above): its ValueErrors are
+# the modules' own, and the action base reads them as a bad argument
+MODULE_UTILS_ALLOWED = ('ValueError',)
+
+
+def _bases(tree):
+    """{class name: [base names]} of the classes defined in ``tree``."""
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            out[node.name] = [b.id if isinstance(b, ast.Name) else b.attr for b in node.bases
+                              if isinstance(b, (ast.Name, ast.Attribute))]
+    return out
+
+
+def _raised(tree):
+    """(line, name) of each ``raise Name(...)`` / ``raise mod.Name`` of a class
+    (a capitalised name; ``raise exc`` re-raises what was caught)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            name = target.id if isinstance(target, ast.Name) else \
+                target.attr if isinstance(target, ast.Attribute) else None
+            if name and name[0].isupper():
+                yield node.lineno, name
+
+
+def _trees():
+    for name, path in sorted(plugin_files().items()):
+        with open(path) as handle:
+            yield name, ast.parse(handle.read(), path)
+
+
+def test_every_error_class_derives_from_the_base():
+    bases = {}
+    for _name, tree in _trees():
+        bases.update(_bases(tree))
+
+    def family(cls, seen=()):
+        return cls == ERROR_BASE or any(family(b, seen + (cls,)) for b in bases.get(cls, ())
+                                        if b not in seen)
+
+    errors = [cls for cls, parents in bases.items()
+              if any(p in ('Exception', 'ValueError', 'TypeError') for p in parents)
+              and cls != ERROR_BASE]
+    assert errors, 'no error class found: the check reads nothing'
+    assert sorted(cls for cls in errors if not family(cls)) == []
+
+
+def test_every_raise_in_plugins_raises_the_family():
+    bases = {}
+    trees = list(_trees())
+    for _name, tree in trees:
+        bases.update(_bases(tree))
+
+    def family(cls):
+        return cls == ERROR_BASE or any(family(b) for b in bases.get(cls, ()))
+
+    wrong = []
+    for name, tree in trees:
+        for line, cls in _raised(tree):
+            if family(cls) or cls in RAISE_ALLOWED:
+                continue
+            if name.startswith('module_utils.') and cls in MODULE_UTILS_ALLOWED:
+                continue
+            wrong.append('%s:%d raises %s' % (name, line, cls))
+    assert wrong == []

@@ -19,6 +19,7 @@ import time
 
 from ansible.errors import AnsibleConnectionFailure
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _trouble
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._ssh import drop_master
 
@@ -36,8 +37,12 @@ LAUNCH_WAIT = 10
 BOOT_LOOK_INTERVAL = 2.0
 
 
-class ConnectionLost(Exception):
+class ConnectionLost(NixdeployError):
     """The host gave no answer (a dead link, a reboot): the run goes on."""
+
+    def __init__(self, *args, **context):
+        context.setdefault('connection_lost', True)
+        super(ConnectionLost, self).__init__(*args, **context)
 
 
 class HostSession:

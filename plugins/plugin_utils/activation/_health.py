@@ -31,6 +31,7 @@ from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.common.text.converters import to_text
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import (
     HEALTH_CHECK_SPEC, HEALTH_KINDS)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._redact import text as redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import render
@@ -48,7 +49,7 @@ OUTPUT_CHARS = 2000
 SESSION_GRACE = 10
 
 
-class CheckError(ValueError):
+class CheckError(NixdeployError, ValueError):
     """The health checks are not valid (the message says which and why)."""
 
 

@@ -17,6 +17,7 @@ __metaclass__ = type
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
     GOALS, goal_row, moves_profile, platform_spec)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import BY_OPTION
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._reboot import REFUSAL_MARK
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import (
     ROOT_STATE_DIR, render)
@@ -51,7 +52,7 @@ def _words(words):
     words = [str(w) for w in words]
     for word in words:
         if not word or any(c.isspace() for c in word):
-            raise ValueError('platform table word %r: one word, no blanks' % (word,))
+            raise InvalidValue('platform table word %r: one word, no blanks' % (word,))
     return ' '.join(words)
 
 

@@ -38,6 +38,7 @@ __metaclass__ = type
 import threading
 from urllib.parse import urlsplit
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
@@ -56,7 +57,7 @@ BUILTIN_SYSTEM = 'builtin'
 PROBE_SCRIPT = 'builder-probe.sh'
 
 
-class BuildOnError(ValueError):
+class BuildOnError(NixdeployError, ValueError):
     """``build_on`` names no usable place."""
 
 

@@ -41,6 +41,7 @@ import secrets
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
     OUTPUT_PLATFORM, attr_string, system_attr_path)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_stderr
@@ -118,7 +119,7 @@ in builtins.seq forced %(value)s
 SYSTEM_NAME = re.compile(r'[A-Za-z0-9_.]+(-[A-Za-z0-9_.]+)+\Z')
 
 
-class EvalError(Exception):
+class EvalError(NixdeployError):
     """A host's request cannot even be formed (no flake, no attribute)."""
 
 

@@ -58,6 +58,7 @@ import secrets
 import stat
 import time
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import SYSTEM_NAME
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output
@@ -128,7 +129,7 @@ def uncacheable(opts):
     return None
 
 
-class UnsafeFolder(Exception):
+class UnsafeFolder(NixdeployError):
     """The cache folder, or a folder above it, could be swapped by another
     account."""
 

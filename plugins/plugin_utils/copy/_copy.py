@@ -19,6 +19,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import ROOT_STATE_DIR
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
@@ -35,7 +36,7 @@ PATH_OVERHEAD = 4096
 FREE_SPACE_RESERVE = 8 << 20
 
 
-class CopyError(Exception):
+class CopyError(NixdeployError):
     """A copy failed; ``message`` names the host and the reason."""
 
     def __init__(self, message, stderr=''):

@@ -38,6 +38,7 @@ import secrets
 import shlex
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _target_data
 
 FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'target')
@@ -75,11 +76,11 @@ def assignments(values):
     lines = []
     for name in sorted(values):
         if not _NAME.match(name):
-            raise ValueError('not a shell variable name: %r' % (name,))
+            raise InvalidValue('not a shell variable name: %r' % (name,))
         value = values[name]
         if isinstance(value, (list, tuple, dict)):
-            raise ValueError('%s: pass text, a number or a boolean, not %s'
-                             % (name, type(value).__name__))
+            raise InvalidValue('%s: pass text, a number or a boolean, not %s'
+                               % (name, type(value).__name__))
         lines.append('%s=%s\n' % (name, word(value)))
     return ''.join(lines)
 
@@ -134,7 +135,7 @@ def render(names, values=None):
     all_values = {'NIX_DIRS': ' '.join(KNOWN_NIX_DIRS)}
     all_values.update(values or {})
     if MARK_NAME in all_values:
-        raise ValueError('%s is the marker of the results: render makes it' % MARK_NAME)
+        raise InvalidValue('%s is the marker of the results: render makes it' % MARK_NAME)
     mark = new_mark()
     all_values[MARK_NAME] = mark
     if isinstance(names, str):
@@ -158,7 +159,7 @@ def parse(output, mark=None):
     if mark is None:
         mark = getattr(output, 'mark', None)
     if not isinstance(mark, str) or not _MARK.match(mark):
-        raise ValueError('parse needs the marker of the program that printed the output')
+        raise InvalidValue('parse needs the marker of the program that printed the output')
     result, log_line = '@@%s ' % mark, '@@%s-log' % mark
     values = {}
     lines = (output or '').split('\n')

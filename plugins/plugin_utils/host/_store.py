@@ -16,6 +16,8 @@ import hashlib
 import re
 import shlex
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
+
 try:
     from urllib.parse import quote as _url_quote
 except ImportError:  # pragma: no cover - Python 2 controllers are not supported
@@ -44,7 +46,7 @@ def file_name(name):
     return text
 
 
-class StoreError(Exception):
+class StoreError(NixdeployError):
     """A target's connection vars cannot be turned into a safe store URI."""
 
 

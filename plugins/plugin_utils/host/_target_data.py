@@ -35,6 +35,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
     is_printable, printable)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
@@ -62,7 +63,7 @@ def _matching(pattern, what, convert=None):
 
     def parse(text):
         if not compiled.match(text):
-            raise ValueError(what)
+            raise InvalidValue(what)
         return convert(text) if convert else text
     return Kind(what, parse)
 
@@ -73,20 +74,20 @@ def _text(text):
 
 def _flag(text):
     if text not in ('0', '1'):
-        raise ValueError('0 or 1')
+        raise InvalidValue('0 or 1')
     return text == '1'
 
 
 def _path(text):
     if not text.startswith('/') or not is_printable(text) or '/../' in text + '/' \
             or '/./' in text + '/':
-        raise ValueError('an absolute path')
+        raise InvalidValue('an absolute path')
     return text
 
 
 def _store_path(text):
     if not is_store_path(text):
-        raise ValueError('a store path')
+        raise InvalidValue('a store path')
     return text
 
 
@@ -94,7 +95,7 @@ def _store_file(text):
     """A file in the store (``/nix/store/<hash>-<name>[/...]``)."""
     top = '/'.join(text.split('/')[:4])
     if not is_store_path(top) or (text != top and not _path_ok(text)):
-        raise ValueError('a path in the store')
+        raise InvalidValue('a path in the store')
     return text
 
 
@@ -112,7 +113,7 @@ def one_of(*words):
 
     def parse(text):
         if text not in choices:
-            raise ValueError('one of %s' % ', '.join(sorted(choices)))
+            raise InvalidValue('one of %s' % ', '.join(sorted(choices)))
         return text
     return Kind('one of %s' % ', '.join(sorted(choices)), parse)
 

@@ -21,6 +21,7 @@ import json
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import PLATFORMS
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import nix_list, nix_string
 
 SOURCES = ('auto', 'inventory', 'colmena', 'deploy-rs', 'configurations')
@@ -252,7 +253,7 @@ builtins.seq sourceFound {
 '''
 
 
-class InventoryError(Exception):
+class InventoryError(NixdeployError):
     """The inventory data cannot be mapped (bad option or bad data)."""
 
 

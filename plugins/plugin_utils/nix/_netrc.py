@@ -33,6 +33,7 @@ import re
 import shutil
 import tempfile
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 
 try:
@@ -50,7 +51,7 @@ _WORD = re.compile(r'[^\s"\\#\x00-\x1f\x7f][^\s"\\\x00-\x1f\x7f]*\Z')
 _PLAIN_PATH = re.compile(r'[A-Za-z0-9_./+-]+\Z')
 
 
-class CacheAddressError(ValueError):
+class CacheAddressError(NixdeployError, ValueError):
     """A cache address the collection cannot give Nix without exposing its
     credential; the message names the address masked, never the secret."""
 

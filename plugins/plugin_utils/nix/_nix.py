@@ -25,6 +25,7 @@ import shutil
 import subprocess
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output, _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (
@@ -34,7 +35,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config im
 EXPERIMENTAL = ['--extra-experimental-features', 'nix-command flakes']
 
 
-class NixError(Exception):
+class NixError(NixdeployError):
     """A Nix command failed; ``message`` is ours, ``stderr`` is Nix's.
 
     All three with the credentials of any URL in them masked (``_redact``):

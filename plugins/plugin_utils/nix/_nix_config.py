@@ -17,6 +17,8 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
+
 # A setting's name as Nix spells them (`access-tokens`, `extra-substituters`);
 # \Z, not $: `$` also matches before a final line break, which would end the
 # NIX_CONFIG line inside the name
@@ -27,7 +29,7 @@ _NOT_IN_VALUE = (('\n', 'a line break'), ('\r', 'a line break'), ('\0', 'a NUL')
                  ('#', "'#' (Nix reads the rest of the line as a comment)"))
 
 
-class ConfigError(ValueError):
+class ConfigError(NixdeployError, ValueError):
     """A ``nix_options`` name or value Nix would misread; the text says why."""
 
 

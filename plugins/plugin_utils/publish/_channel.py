@@ -24,6 +24,7 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, Runner, run
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output import flake_metadata
@@ -48,7 +49,7 @@ _BAD_REF_CHARS = re.compile(r'[\x00-\x20\x7f~^:?*\[\\]')
 _NOT_FAST_FORWARD = ('non-fast-forward', 'fetch first')
 
 
-class ChannelError(Exception):
+class ChannelError(NixdeployError):
     """A channel cannot be read or moved; the text says why."""
 
 

@@ -32,6 +32,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _closure
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
@@ -53,7 +54,7 @@ BINARY_CACHE_SCHEMES = ('file', 's3', 'http', 'https')
 SHOWN_PATHS = 5
 
 
-class PublishError(Exception):
+class PublishError(NixdeployError):
     """The publish cannot start (no key, bad arguments); the text says why."""
 
 

@@ -36,8 +36,12 @@ What every nixdeploy action does the same way lives here:
   ``nix_host_key_unchecked`` is true: then the task goes on, warns, and its
   result says ``host_key_unchecked: true``.
 
-Subclasses set ``ARGUMENT_SPEC``, ``PHASE``, ``ERRORS`` (the exceptions
-that mean "this host failed, say why") and ``HOST_KEYS`` (the action talks
+A ``NixdeployError`` (plugin_utils/common/_errors.py, the base of every
+error the collection raises) or an ``OSError`` out of ``run_host`` is this
+host's failed result, with what the error carries (``phase``,
+``connection_lost``, the partial result) and ``failure_details``.
+
+Subclasses set ``ARGUMENT_SPEC``, ``PHASE`` and ``HOST_KEYS`` (the action talks
 to the host over ssh: its key is judged first) and implement ``run_host``.
 """
 
@@ -52,6 +56,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
     printable, printable_lines)
@@ -75,7 +80,7 @@ _NOT_DONE = {'copy': 'nothing was copied', 'activate': 'nothing was activated',
              'keys': 'no key was uploaded', 'build': 'nothing was built there'}
 
 
-class HostKeyUnchecked(Exception):
+class HostKeyUnchecked(NixdeployError):
     """ssh would not check this host's key, and no opt-out says go on."""
 
 
@@ -114,7 +119,6 @@ class NixdeployAction(ActionBase):
     # more validate_argument_spec keywords (required_if, mutually_exclusive)
     VALIDATION = {}
     PHASE = None
-    ERRORS = ()
     # the action talks to the host over ssh: its key is judged before run_host
     HOST_KEYS = False
 
@@ -181,8 +185,10 @@ class NixdeployAction(ActionBase):
             if not problem:
                 raise
             return self.failed(result, problem)
-        except self.ERRORS as exc:
-            return self.failed(result, exc, **self.failure_details(exc))
+        except (NixdeployError, OSError) as exc:
+            details = exc.details() if isinstance(exc, NixdeployError) else {}
+            details.update(self.failure_details(exc))
+            return self.failed(result, exc, **details)
         if self._unchecked:
             result[HOST_KEY_OPT_OUT] = True
             result.setdefault('warnings', []).append(_ssh.unchecked_warning(
@@ -247,7 +253,8 @@ class NixdeployAction(ActionBase):
         raise NotImplementedError
 
     def failure_details(self, error):
-        """Extra keys of the failed result for ``error`` (one of ``ERRORS``)."""
+        """Extra keys of the failed result for ``error`` (a NixdeployError
+        or an OSError), beyond those the error carries."""
         return {}
 
     # ------------------------------------------------------------ results

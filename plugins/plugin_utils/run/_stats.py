@@ -18,6 +18,7 @@ from ansible import constants as C
 from ansible.utils.vars import isidentifier
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _phases
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._outcome import outcome_of
 
 # the role's registered results, in the order its phases run (the keys are
@@ -38,7 +39,7 @@ def custom_stats(results, host, check_mode=False, job_id=None):
     names unknown result names."""
     unknown = sorted(set(results) - set(name for name, _phase in RESULT_ORDER))
     if unknown:
-        raise ValueError('unknown result names %s' % ', '.join(unknown))
+        raise InvalidValue('unknown result names %s' % ', '.join(unknown))
     pairs = [(phase, results.get(name)) for name, phase in RESULT_ORDER]
     record = outcome_of(u'%s' % host, pairs).record(bool(check_mode))
     job = job_id if job_id not in (None, '') else run_id()
@@ -101,8 +102,8 @@ def phase_stats(earlier, phase, own, host, check_mode=False, job_id=None):
     before = RECORDING_PHASES[:RECORDING_PHASES.index(phase)]
     unknown = sorted(set(earlier) - set(before))
     if unknown:
-        raise ValueError('unknown result names %s (%s and job_id are known before %s)'
-                         % (', '.join(unknown), ', '.join(before) or 'none', phase))
+        raise InvalidValue('unknown result names %s (%s and job_id are known before %s)'
+                           % (', '.join(unknown), ', '.join(before) or 'none', phase))
     results = dict((name, earlier.get(name) or {}) for name in before)
     results[phase] = own
     if phase == 'activate':

@@ -34,6 +34,7 @@ import threading
 import time
 import traceback
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run import _doorbell
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
@@ -50,7 +51,7 @@ GATHER_QUIET = 0.05
 GATHER_MAX = 0.5
 
 
-class StreamError(Exception):
+class StreamError(NixdeployError):
     """The batch's detached work ended without this host's entry."""
 
 

@@ -19,11 +19,13 @@ sys.path.insert(0, collections_path())
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import (  # noqa: E402
     OPTION)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (  # noqa: E402
+    NixdeployError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run import _action  # noqa: E402
 
 
-class Refused(Exception):
+class Refused(NixdeployError):
     def __init__(self, message, stderr=''):
         super(Refused, self).__init__(message)
         self.message = message
@@ -36,10 +38,9 @@ class Probe(_action.NixdeployAction):
     _requires_connection = False
     ARGUMENT_SPEC = {'do': {'type': 'str', 'required': True,
                             'choices': ['ok', 'refuse', 'nix', 'lose', 'fail', 'batch',
-                                        'sudo', 'other']},
+                                        'sudo', 'other', 'partial', 'os']},
                      'value': {'type': 'str'}}
     PHASE = 'probe'
-    ERRORS = (Refused, NixError)
     computed = []
 
     def run_host(self, args, result):
@@ -51,6 +52,11 @@ class Probe(_action.NixdeployAction):
             raise AnsibleConnectionFailure('ssh: connect to host h1 port 22: No route to host')
         if args['do'] == 'fail':
             return dict(result, failed=True, msg='h1: bad')
+        if args['do'] == 'partial':
+            raise NixdeployError('the link dropped', phase='confirm', connection_lost=True,
+                                 result={'uploaded': ['k1']})
+        if args['do'] == 'os':
+            raise OSError('No space left on device')
         if args['do'] == 'sudo':
             # what Ansible's ssh connection raises when sudo asks and no password was given
             raise AnsibleError('Missing sudo password')
@@ -109,6 +115,19 @@ def test_a_bad_argument_is_this_hosts_failure(run_probe):
 def test_an_expected_error_names_the_host_and_keeps_details(run_probe):
     out = run_probe({'do': 'refuse'})
     assert out['msg'] == 'h1: no thanks' and out['stderr'] == 'the details'
+    assert out['phase'] == 'probe' and out['connection_lost'] is False
+
+
+def test_an_error_of_the_family_carries_its_phase_connection_and_partial_result(run_probe):
+    out = run_probe({'do': 'partial'})
+    assert out['failed'] and out['msg'] == 'h1: the link dropped'
+    assert out['phase'] == 'confirm' and out['connection_lost'] is True
+    assert out['uploaded'] == ['k1']
+
+
+def test_an_os_error_is_this_hosts_failure_not_a_traceback(run_probe):
+    out = run_probe({'do': 'os'})
+    assert out['failed'] and out['msg'] == 'h1: No space left on device'
     assert out['phase'] == 'probe' and out['connection_lost'] is False
 
 
