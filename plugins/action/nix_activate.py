@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of nixdeploy.fleet.nix_activate.
 
-Everything on the target is a POSIX sh program (plugin_utils/host/target/*.sh, put
+Everything on the target is a POSIX sh program (plugin_utils/activation/target/*.sh, put
 together with its values by plugin_utils/activation/_target.py, _reboot.py, _health.py) sent
 over the task's connection like ``ansible.builtin.raw``, with become when the
 task has it. The activation itself runs detached on the target; the task

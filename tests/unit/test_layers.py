@@ -71,9 +71,51 @@ def test_plugin_utils_is_one_folder_per_stage():
     for stage in STAGES:
         folder = os.path.join(here, stage)
         assert os.path.isfile(os.path.join(folder, '__init__.py')), stage
-        # one level: the target's sh programs are the only folder in a stage
+        # one level: the stage's own target programs (target/) are the only
+        # folder in a stage
         assert sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n))
-                      and n != '__pycache__') == (['target'] if stage == 'host' else []), stage
+                      and n != '__pycache__') in (['target'], []), stage
+
+
+def _sh_names(path):
+    """The ``*.sh`` file names a Python file names in its string constants."""
+    with open(path) as handle:
+        tree = ast.parse(handle.read(), path)
+    return set(node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+               and isinstance(node.value, str) and node.value.endswith('.sh')
+               and '/' not in node.value and ' ' not in node.value)
+
+
+# host/target/ holds the library every program starts with, nothing else
+SHARED_PROGRAMS = ('lib.sh',)
+
+
+def test_each_stages_target_programs_live_in_its_own_folder():
+    """A program is rendered (by its file name) from one stage's Python: its
+    file is in that stage's target/ folder, never in another stage's."""
+    here = os.path.join(PLUGINS, 'plugin_utils')
+    where = {}
+    for stage in STAGES:
+        folder = os.path.join(here, stage, 'target')
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if name.endswith('.sh'):
+                    assert name not in where, '%s is in %s and %s' % (name, where.get(name), stage)
+                    where[name] = stage
+    assert sorted(n for n, s in where.items() if s == 'host') == list(SHARED_PROGRAMS)
+    wrong, used = [], set()
+    for name, path in sorted(plugin_files().items()):
+        stage = stage_of(name)
+        for program in _sh_names(path) & set(where):
+            if stage != 'host':
+                used.add(program)
+            # host names every program in its table of what each emits (_target_data)
+            if stage not in (None, 'host') and where[program] not in (stage, 'host'):
+                wrong.append('%s (%s) renders %s of %s/target/'
+                             % (name, stage, program, where[program]))
+    assert wrong == []
+    # every program is rendered by some stage: none is left in a folder unused
+    assert sorted(set(where) - used - set(SHARED_PROGRAMS)) == []
 
 
 def test_module_utils_and_the_modules_import_only_module_utils():

@@ -4,7 +4,7 @@
 """nix_activate's controller logic that needs no connection: checks of the
 parameters against the platform table (its argument spec is
 module_utils/_specs.py's ACTIVATE_SPEC), and turning what
-the target reported (plugin_utils/host/target/activate-*.sh) into the task result."""
+the target reported (plugin_utils/activation/target/activate-*.sh) into the task result."""
 
 from __future__ import absolute_import, division, print_function
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""nix_activate's run on the target (plugin_utils/host/target/activate-*.sh):
+"""nix_activate's run on the target (plugin_utils/activation/target/activate-*.sh):
 launch it detached, follow its status file through lost connections,
 confirm it over a new login, reject it (its watchdog rolls back at once),
 and undo an activation with a rollback run of its own."""

@@ -14,13 +14,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import threading
 import time
 
 from ansible.errors import AnsibleConnectionFailure
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _trouble
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import NoAnswer
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._ssh import drop_master
 
 # A look at a run waits on the target up to POLL_WAIT s for it to move on (one
@@ -79,29 +79,15 @@ class HostSession:
         ``_script.Output``, carrying the program's marker) and stderr;
         ConnectionLost when the connection fails or gives no answer within
         ``timeout`` seconds."""
-        answer = {}
-
-        def target():
-            try:
-                answer['result'] = self._host.sh(script, sudoable=True)
-            except Exception as exc:  # pylint: disable=broad-except
-                answer['error'] = exc
-
-        worker = threading.Thread(target=target, name='nix_activate-sh')
-        worker.daemon = True
-        worker.start()
-        worker.join(timeout)
-        if worker.is_alive():
+        try:
+            rc, stdout, stderr = self._host.sh(script, sudoable=True, timeout=timeout)
+        except NoAnswer as exc:
             # A session over a link that died never ends by itself: let the
             # next command open a fresh connection instead.
             self.new_login()
-            raise ConnectionLost('no answer from the host within %ss' % timeout)
-        error = answer.get('error')
-        if isinstance(error, AnsibleConnectionFailure):
-            raise ConnectionLost(str(error).strip())
-        if error is not None:
-            raise error
-        rc, stdout, stderr = answer['result']
+            raise ConnectionLost(str(exc))
+        except AnsibleConnectionFailure as exc:
+            raise ConnectionLost(str(exc).strip())
         # the output keeps the marker of the program that printed it
         # (plugin_utils/host/_script.py): only its lines are values
         stdout = script.output(stdout)

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""nix_activate's target programs: which files of ``plugin_utils/host/target/``
+"""nix_activate's target programs: which files of ``plugin_utils/activation/target/``
 make each one, and the values they get (``_script.render`` quotes them).
 
 A target needs only sh and Nix: every program is sent over the Ansible

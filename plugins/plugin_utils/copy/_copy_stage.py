@@ -37,6 +37,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import 
 
 # Nix's words for a cache that refused the login: 2.8 takes a refused
 # nix-cache-info for no cache at all, later versions name the HTTP status
+# the time limit of the target's own fetch from the caches (a whole closure
+# downloaded there); every other program of the copy has the host's (Host.sh)
+FETCH_TIMEOUT = 3600
 _REFUSED_LOGIN = ('HTTP error 401', 'HTTP error 403', 'does not appear to be a binary cache')
 # ssh's single-letter flags that take no argument (-C may be among them: -4C)
 _SSH_FLAGS = re.compile(r'^-[46AaCfGgKkMNnqsTtVvXxYy]+\Z')
@@ -300,7 +303,7 @@ class CopyStage:
         host, caches = self.host, self.args['caches']
         # the caches' logins go on stdin only (the program is ssh's argv)
         program, netrc = _copy.fetch_script(nix_dir, path, caches)
-        rc, out, err = self.target.sh(program, in_data=netrc or None)
+        rc, out, err = self.target.sh(program, in_data=netrc or None, timeout=FETCH_TIMEOUT)
         if rc != 0:
             err = _redact.text((err or '') + (out or ''))
             names = ', '.join(_copy.cache_uris(caches))

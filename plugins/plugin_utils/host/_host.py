@@ -27,8 +27,10 @@ __metaclass__ = type
 import os
 import re
 import shlex
+import threading
 from urllib.parse import parse_qs, quote as _url_quote, urlsplit
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_keys
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
@@ -44,6 +46,19 @@ DEFAULT_SSH_OPTIONS = (
     '-o', 'ServerAliveInterval=5',
     '-o', 'ServerAliveCountMax=3',
 )
+
+
+# The time limit of a target program whose caller gives none (a probe, a key
+# upload): a session over a link that died never ends by itself.
+PROGRAM_TIMEOUT = 300
+
+
+class NoAnswer(NixdeployError):
+    """A target program gave no answer within its time limit."""
+
+    def __init__(self, *args, **context):
+        context.setdefault('connection_lost', True)
+        super(NoAnswer, self).__init__(*args, **context)
 
 
 # Before the user's own ssh args (ssh keeps the first value): the collection's
@@ -271,16 +286,35 @@ class Host:
                    ssh_common_args=os.environ.get('NIX_SSHOPTS'), name=uri)
 
     # ------------------------------------------------------------ over Ansible's connection
-    def sh(self, script, in_data=None, sudoable=False):
+    def sh(self, script, in_data=None, sudoable=False, timeout=PROGRAM_TIMEOUT):
         """Run a rendered target program (plugin_utils/host/_script.py) with sh
-        over Ansible's connection: (rc, stdout, stderr). It runs as one
-        group, because Ansible appends ``&& sleep 0`` to the command;
-        ``sudoable``: with the task's become. The action judges the host's
-        key before the first one (``before``)."""
+        over Ansible's connection: (rc, stdout, stderr). The one way the
+        controller runs a program on a target. It runs as one group, because
+        Ansible appends ``&& sleep 0`` to the command; ``in_data``: its
+        stdin; ``sudoable``: with the task's become; NoAnswer when it gives
+        no answer within ``timeout`` seconds (the caller decides whether to
+        log in anew). The action judges the host's key before the first one
+        (``before``)."""
         if self._before is not None:
             self._before()
-        out = self._execute('{\n%s\n}' % script.strip('\n'),
-                            sudoable=sudoable, in_data=in_data or None)
+        answer = {}
+
+        def run():
+            try:
+                answer['out'] = self._execute('{\n%s\n}' % script.strip('\n'),
+                                              sudoable=sudoable, in_data=in_data or None)
+            except Exception as exc:  # pylint: disable=broad-except
+                answer['error'] = exc
+
+        worker = threading.Thread(target=run, name='nixdeploy-sh')
+        worker.daemon = True
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            raise NoAnswer('no answer from the host within %ss' % timeout)
+        if 'error' in answer:
+            raise answer['error']
+        out = answer['out']
         return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
 
     # ------------------------------------------------------------ over plain ssh

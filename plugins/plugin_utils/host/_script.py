@@ -4,8 +4,12 @@
 """The one loader of the POSIX sh programs that run on targets, and the one
 reader of what they print.
 
-Every program that runs on a target is a real ``.sh`` file in
-``plugin_utils/host/target/`` (so shellcheck checks it and diffs read as shell).
+Every program that runs on a target is a real ``.sh`` file (so shellcheck
+checks it and diffs read as shell) in the ``target/`` folder of the stage
+whose behaviour it is (``activation/target/``, ``copy/target/``,
+``keys/target/``, ``build/target/``); ``host/target/`` holds only ``lib.sh``,
+the library every program starts with. A program is named by its file name,
+unique over all stages (``programs``).
 ``render`` builds the text sent over the connection: the values as quoted
 assignments (nothing from a task or the inventory is ever pasted into the
 program text), then ``lib.sh``, then the named files in order. ``parse``
@@ -41,7 +45,9 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _target_data
 
+# host/target/: lib.sh; the stages' own programs are in <stage>/target/
 FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'target')
+PLUGIN_UTILS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRARY = 'lib.sh'
 # the shell variable lib.sh's emit and log_section read the marker from
 MARK_NAME = 'RESULT_MARK'
@@ -49,15 +55,34 @@ _MARK = re.compile(r'^[0-9a-f]{32}\Z')
 
 _NAME = re.compile(r'^[A-Z_][A-Z0-9_]*\Z')
 _CACHE = {}
+_PATHS = {}
 
 # root's state folders (other users': under XDG_STATE_HOME), see activate-lib.sh
 ROOT_STATE_DIR = '/nix/var/nixdeploy'
 
 
+def programs():
+    """{file name: path} of every target program, over every stage's
+    ``target/`` folder (a name twice is an error: programs are named by it)."""
+    if not _PATHS:
+        found = {}
+        for stage in sorted(os.listdir(PLUGIN_UTILS)):
+            folder = os.path.join(PLUGIN_UTILS, stage, 'target')
+            if not os.path.isdir(folder):
+                continue
+            for name in sorted(os.listdir(folder)):
+                if name.endswith('.sh'):
+                    if name in found:
+                        raise InvalidValue('target program %s is in two stages' % name)
+                    found[name] = os.path.join(folder, name)
+        _PATHS.update(found)
+    return dict(_PATHS)
+
+
 def source(name):
-    """The text of ``target/<name>`` (read once per process)."""
+    """The text of the target program ``name`` (read once per process)."""
     if name not in _CACHE:
-        with open(os.path.join(FOLDER, name)) as handle:
+        with open(programs()[name]) as handle:
             _CACHE[name] = handle.read()
     return _CACHE[name]
 

@@ -26,6 +26,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activa
     Reboots)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_run import (  # noqa: E402
     TargetRun)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (  # noqa: E402
+    Host as Host_)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_session import (  # noqa: E402
     ActivateTask, HostSession, Timeline)
 
@@ -72,7 +74,8 @@ class Target:
 
 def as_host(run, connection):
     """A Host (plugin_utils/host/_host.py) whose programs ``run`` runs."""
-    return SimpleNamespace(sh=lambda script, sudoable=False: run(script), connection=connection)
+    return SimpleNamespace(sh=lambda script, sudoable=False, timeout=None: run(script),
+                           connection=connection)
 
 
 def task_args(host, path, **changes):
@@ -221,7 +224,9 @@ def test_a_failed_check_without_a_watchdog_undoes_the_activation(fake):
 
 def test_a_session_without_an_answer_counts_as_lost(fake):
     _host, _target, connection, _session, _task = fake
-    session = HostSession(as_host(lambda script: time.sleep(5), connection), Display())
+    # the real Host, whose ``sh`` holds the time limit of every target program
+    silent = Host_.of_task(connection, {}, lambda cmd, sudoable, in_data: time.sleep(5))
+    session = HostSession(silent, Display())
     with pytest.raises(_activate_session.ConnectionLost, match='within 0.2s'):
         session.sh('true', timeout=0.2)
     # the next command logs in anew

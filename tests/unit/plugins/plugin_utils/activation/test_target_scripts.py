@@ -1,4 +1,4 @@
-"""nix_activate's target programs (plugin_utils/host/target/activate-*.sh), run
+"""nix_activate's target programs (plugin_utils/activation/target/activate-*.sh), run
 under sh on this machine with a fake nix-env and fake systems whose
 bin/switch-to-configuration records its calls: the lock, the watchdog's
 rename race, the rollback order, a missing previous generation. The lab

@@ -3,7 +3,6 @@ into its type before the controller uses it; a value that is not what it must
 be is dropped and said so. The table below gives every field of every
 program hostile text and asserts what the controller then holds."""
 
-import os
 import re
 import sys
 
@@ -88,11 +87,11 @@ def test_a_key_the_program_does_not_report_is_dropped():
 def test_every_emitted_key_of_a_parsed_program_is_in_the_table():
     """The table covers each program the controller reads: a key a program
     emits without an entry would be dropped at every run."""
-    folder = os.path.dirname(_script.source.__globals__['FOLDER'] + '/')
+    paths = _script.programs()
     seen = set()
     emitted = re.compile(r'\bemit [\'"]?([a-z_]+)(\$[a-z]+|\$\{[a-z]+\})?[\'"]?\s')
     for program, fields in _target_data.FIELDS.items():
-        with open(os.path.join(folder, program)) as handle:
+        with open(paths[program]) as handle:
             text = ''.join(line.split(' # ')[0] + '\n' for line in handle
                            if not line.lstrip().startswith('#'))
         for match in emitted.finditer(text):
@@ -102,7 +101,7 @@ def test_every_emitted_key_of_a_parsed_program_is_in_the_table():
             seen.add((program, key))
     assert len(seen) > 60 and ('activate-inspect.sh', 'prev_path') in seen
     # the poll re-emits the runner's status file: its fields are the poll's
-    with open(os.path.join(folder, 'activate-runner.sh')) as handle:
+    with open(paths['activate-runner.sh']) as handle:
         status = set(re.findall(r'\bfield ([a-z_]+) ', handle.read()))
     assert status and status <= set(_target_data.FIELDS['activate-poll.sh']), status
 
