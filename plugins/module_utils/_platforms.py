@@ -18,6 +18,7 @@ from collections import namedtuple
 
 PLATFORMS = {
     'nixos': {
+        'user_at_host': False,
         # flake output holding the configurations, and the attribute path
         # below one configuration that is the deployable system
         'output': 'nixosConfigurations',
@@ -51,6 +52,7 @@ PLATFORMS = {
         },
     },
     'darwin': {
+        'user_at_host': False,
         'output': 'darwinConfigurations',
         'system_attr': ['system'],
         'profile': '/nix/var/nix/profiles/system',
@@ -79,6 +81,7 @@ PLATFORMS = {
         },
     },
     'nix-on-droid': {
+        'user_at_host': False,
         'output': 'nixOnDroidConfigurations',
         'system_attr': ['activationPackage'],
         'profile': '/nix/var/nix/profiles/nix-on-droid',
@@ -106,6 +109,9 @@ PLATFORMS = {
         },
     },
     'home-manager': {
+        # a configuration named user@host names its own target (the inventory's
+        # user and address when its entry gives none)
+        'user_at_host': True,
         'output': 'homeConfigurations',
         'system_attr': ['activationPackage'],
         # resolved on the target: XDG state dir when it exists, else per-user
@@ -261,6 +267,19 @@ KNOWN_NIX_DIRS = (
     '/nix/var/nix/profiles/per-user/$USER/profile/bin',
     '${XDG_STATE_HOME:-$HOME/.local/state}/nix/profile/bin',
 )
+
+
+# The order the inventory looks through a flake's outputs for a host's
+# configuration (a name in two outputs: the first wins): the table's own.
+PLATFORM_ORDER = tuple(PLATFORMS)
+# The platform of a host whose inventory entry names none, and of colmena's
+# nodes (NixOS systems): the table's first.
+DEFAULT_PLATFORM = PLATFORM_ORDER[0]
+
+
+def user_at_host(platform):
+    """Whether a configuration of ``platform`` named user@host names its target."""
+    return PLATFORMS[platform]['user_at_host']
 
 
 # Ansible group names for each platform (group names cannot hold '-').

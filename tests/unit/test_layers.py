@@ -5,8 +5,11 @@ one folder per stage, and each stage imports only the stages below it."""
 
 import ast
 import os
+import sys
 
-from tests.collection import REPO
+from tests.collection import REPO, collections_path
+
+sys.path.insert(0, collections_path())
 
 PLUGINS = os.path.join(REPO, 'plugins')
 PKG = 'ansible_collections.nixdeploy.fleet.plugins'
@@ -232,4 +235,36 @@ def test_every_raise_in_plugins_raises_the_family():
             if name.startswith('module_utils.') and cls in MODULE_UTILS_ALLOWED:
                 continue
             wrong.append('%s:%d raises %s' % (name, line, cls))
+    assert wrong == []
+
+
+# ---------------------------------------------------------------- tables, not lists
+def _platform_words():
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms  # noqa: E402
+    return set(_platforms.PLATFORMS) | set(_platforms.GROUP_NAMES.values())
+
+
+def _constants(node):
+    """The string constants of a comparison operand (a tuple, list or set of them too)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return [v for elt in node.elts for v in _constants(elt)]
+    return []
+
+
+def test_no_platform_name_is_compared_outside_the_platform_table():
+    """Platform differences are the table's data (module_utils/_platforms.py):
+    a file that tests ``platform == 'nixos'`` misses the next platform."""
+    words = _platform_words()
+    wrong = []
+    for name, tree in _trees():
+        if name == 'module_utils._platforms':
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):
+                said = [w for operand in [node.left] + node.comparators
+                        for w in _constants(operand) if w in words]
+                if said:
+                    wrong.append('%s:%d compares %s' % (name, node.lineno, ', '.join(said)))
     assert wrong == []

@@ -125,9 +125,7 @@ class CascadeCopy:
                 name, target, request['path'], site=_cascade.site_of(hostvars, name),
                 peer_host=hostvars.get('nix_peer_host') or None,
                 remote_nix_dir=request['remote_nix_dir']))
-        run = _peer.CascadeRun(stage.opts, peers, check_sigs=args['check_sigs'],
-                               signing_key=args['signing_key'], compress=args['compress'],
-                               free_space_margin=args['free_space_margin'])
+        run = _peer.CascadeRun(stage.opts, peers, stage.settings)
         entries = run.run()
         for name, entry in entries.items():
             entry['request'] = requests[name]

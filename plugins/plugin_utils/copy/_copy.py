@@ -18,12 +18,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+from collections import namedtuple
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import ROOT_STATE_DIR
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    file_name, is_store_path)
+    file_name, is_store_path, remote_program)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _netrc, _nix, _nix_stderr
 
 
@@ -162,6 +163,38 @@ def is_trusted(facts):
         if entry == '*' or entry == user or (entry.startswith('@') and entry[1:] in groups):
             return True
     return False
+
+
+# ------------------------------------------------------------------ settings
+class CopySettings(namedtuple('CopySettings',
+                              'check_sigs signing_key compress free_space_margin')):
+    """The task's copy settings, read once from its arguments (``of``) and
+    handed whole to every copy path: the direct push (``_copy_stage``) and
+    the cascade (``_peer.CascadeRun``: its pushes and hops). A new setting
+    is a field here and a use where it acts."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, args):
+        return cls(args['check_sigs'], args['signing_key'], bool(args['compress']),
+                   args['free_space_margin'])
+
+    def trust(self, facts, target):
+        """(no_check_sigs, via_sudo, how) of ``plan_trust`` for ``target``."""
+        return plan_trust(facts, self.check_sigs, self.signing_key, target.become,
+                          target.become_method, target.become_user)
+
+
+def store_address(target, nix_dir, via_sudo, compress, become_user=None):
+    """The store URI ``nix copy`` reaches ``target`` at: its nix-daemon in
+    ``nix_dir``, through sudo when the trust plan says so (as
+    ``become_user``, by default the target's own)."""
+    if become_user is None:
+        become_user = target.become_user
+    return target.store_uri(
+        remote_program=remote_program(nix_dir, via_sudo, become_user),
+        compress=compress)
 
 
 # ------------------------------------------------------------------ plan

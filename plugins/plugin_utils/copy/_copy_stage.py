@@ -25,7 +25,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _red
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._cascade_stage import (
     CascadeCopy)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _store, _trouble
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _trouble
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._ssh import ssh_master
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     StoreError, split_ssh_args, store_path_of)
@@ -59,6 +59,7 @@ class CopyStage:
     def __init__(self, host, args, task_vars, target, check_mode=False, diff=False,
                  unchecked=False, filled=None, from_batch=None):
         self.host, self.args, self.task_vars = host, args, task_vars
+        self.settings = _copy.CopySettings.of(args)
         self.target = target
         self.connection = target.connection
         self.check_mode, self.diff, self.unchecked = check_mode, diff, unchecked
@@ -111,8 +112,8 @@ class CopyStage:
         invalid = set(facts['invalid'])
         missing = [p for p in closure if p['path'] in invalid]
         self._check_space(facts, missing)
-        no_check_sigs, via_sudo, trust = self._trust(facts, target)
-        uri = self._store_address(facts, target, via_sudo)
+        no_check_sigs, via_sudo, trust = self.settings.trust(facts, target)
+        uri = _copy.store_address(target, facts['nix_dir'], via_sudo, self.settings.compress)
         ssh_env = self._ssh_env(target)
         out = self._result(path, mode, uri, trust, facts, closure, missing)
         if not missing or self.check_mode:
@@ -131,8 +132,8 @@ class CopyStage:
             out['paths_fetched'] = len(missing)
             return out
 
-        if args['signing_key'] and trust == 'signed':
-            _copy.sign(opts, path, args['signing_key'])
+        if self.settings.signing_key and trust == 'signed':
+            _copy.sign(opts, path, self.settings.signing_key)
         try:
             sent = _copy.push(opts, path, uri, ssh_env, no_check_sigs=no_check_sigs,
                               substitute=(mode == 'substitute'))
@@ -146,26 +147,17 @@ class CopyStage:
 
     def _check_space(self, facts, missing):
         # before anything is sent: room for it (check mode says so too)
-        problem = _copy.space_problem(self.host, facts, missing, self.args['free_space_margin'])
+        problem = _copy.space_problem(self.host, facts, missing,
+                                      self.settings.free_space_margin)
         if problem:
             raise _copy.CopyError(problem)
-
-    def _trust(self, facts, target):
-        """(no_check_sigs, via_sudo, trust) of _copy.plan_trust."""
-        return _copy.plan_trust(facts, self.args['check_sigs'], self.args['signing_key'],
-                                target.become, target.become_method, target.become_user)
-
-    def _store_address(self, facts, target, via_sudo):
-        return target.store_uri(
-            remote_program=_store.remote_program(facts['nix_dir'], via_sudo, target.become_user),
-            compress=self.args['compress'])
 
     def _ssh_env(self, target):
         # the probe just used Ansible's connection: nix copy rides its master,
         # when that compresses as asked (compression is the master's: Ansible's
         # default ssh_args have -C, which zlib costs more than it saves on a LAN)
         master = ssh_master(self.connection)
-        if master and _ssh_compresses(self.connection) != bool(self.args['compress']):
+        if master and _ssh_compresses(self.connection) != self.settings.compress:
             master = None
         return target.nix_env(master=master)
 

@@ -31,7 +31,7 @@ import time
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._hop_agent import (
     HopAgent, HopError, hop_leftovers)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script, _store, _trouble
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script, _trouble
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
     host_keys, key_files)
@@ -104,31 +104,28 @@ class Peer:
                     and self.key_files and version and version >= MIN_SENDER_OPENSSH)
 
     def store_uri(self, target=None, compress=False):
-        via_sudo = self.trust[1]
-        return (target or self.target).store_uri(
-            remote_program=_store.remote_program(self.facts['nix_dir'], via_sudo,
-                                                 self.target.become_user),
-            compress=compress)
+        """The store URI of this peer (as ``target`` reaches it: a sender's
+        own address of it), by its trust plan."""
+        return _copy.store_address(target or self.target, self.facts['nix_dir'], self.trust[1],
+                                   compress, self.target.become_user)
 
 
 # ------------------------------------------------------------------ the run
 class CascadeRun:
     """Cascade the systems of ``peers`` (Peer list, in inventory order).
 
-    ``opts``: NixOptions of the controller's nix; ``check_sigs``,
-    ``signing_key``, ``compress``: the task's copy settings.
+    ``opts``: NixOptions of the controller's nix; ``settings``: the task's
+    copy settings (``_copy.CopySettings``).
     """
 
-    def __init__(self, opts, peers, check_sigs='auto', signing_key=None, compress=False,
-                 tmp_dir=None, free_space_margin=0):
+    def __init__(self, opts, peers, settings, tmp_dir=None):
         self.opts = opts
         self.peers = list(peers)
         self.by_name = dict((p.name, p) for p in self.peers)
-        self.check_sigs = check_sigs
-        self.signing_key = signing_key
-        self.compress = compress
+        self.settings = settings
+        self.signing_key = settings.signing_key
+        self.compress = settings.compress
         self.tmp_dir = tmp_dir
-        self.free_space_margin = free_space_margin
         self.sent = {}             # receiver -> store paths the hop that served it sent
 
     def run(self):
@@ -175,7 +172,8 @@ class CascadeRun:
         invalid = set(peer.facts['invalid'])
         peer.missing = [p for p in closure if p['path'] in invalid]
         # before any hop: room for it
-        problem = _copy.space_problem(peer.name, peer.facts, peer.missing, self.free_space_margin)
+        problem = _copy.space_problem(peer.name, peer.facts, peer.missing,
+                                      self.settings.free_space_margin)
         if problem:
             peer.error = problem
             return
@@ -183,9 +181,7 @@ class CascadeRun:
             peer.warnings.append(
                 '%s: the copied system is not protected from a garbage collection on the host '
                 'before its activation: %s' % (peer.name, peer.facts['gc_root_error']))
-        peer.trust = _copy.plan_trust(peer.facts, self.check_sigs, self.signing_key,
-                                      peer.target.become, peer.target.become_method,
-                                      peer.target.become_user)
+        peer.trust = self.settings.trust(peer.facts, peer.target)
 
     def _probe(self, peer, paths):
         # the GC root of the peer's system first (copy-probe.sh)

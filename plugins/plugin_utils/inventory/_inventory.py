@@ -20,15 +20,14 @@ import hashlib
 import json
 import re
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import PLATFORMS
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
+    PLATFORM_ORDER, PLATFORMS)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import nix_list, nix_string
 
 SOURCES = ('auto', 'inventory', 'colmena', 'deploy-rs', 'configurations')
 
-# Platforms in the order their outputs are searched (a name found in two
-# outputs belongs to the first).
-PLATFORM_ORDER = ('nixos', 'darwin', 'nix-on-droid', 'home-manager')
+# the platforms' outputs in the order they are searched (the table's)
 CONFIG_OUTPUTS = [PLATFORMS[p]['output'] for p in PLATFORM_ORDER]
 
 DEFAULT_INVENTORY_ATTR = ['inventory']

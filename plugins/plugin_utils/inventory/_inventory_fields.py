@@ -15,9 +15,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import PLATFORMS
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
+    PLATFORM_ORDER, PLATFORMS)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
-    PLATFORM_ORDER, InventoryError)
+    InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
     check_port)
 
