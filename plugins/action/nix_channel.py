@@ -18,7 +18,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import CHAN
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel_stage import (
     ChannelStage)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 
 _MOVED = ('moved', 'new')
 
@@ -29,7 +29,7 @@ class ActionModule(NixdeployAction):
     ARGUMENT_SPEC = CHANNEL_SPEC
     PHASE = 'channel'
 
-    def run_host(self, args, result):
+    def host_result(self, args, result):
         host = self.host
         stage = ChannelStage(host, args, self.task_vars, self.check_mode,
                              self._loader.get_basedir(), self._templar.template, self.from_batch)

@@ -18,8 +18,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _red
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._publish import (
     PER_HOST_ARGS, Publisher)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     unlink_host_args, vars_of)
 
 
@@ -34,7 +34,7 @@ class ActionModule(NixdeployAction):
         # credentials of any URL in it masked
         return _redact.data(super(ActionModule, self).run(tmp, task_vars))
 
-    def run_host(self, args, result):
+    def host_result(self, args, result):
         host, task_vars = self.host, self.task_vars
         check_mode = self.check_mode
         # the fact, templated as hostvars gives it for the other hosts

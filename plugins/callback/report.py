@@ -104,7 +104,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output import flake_metadata
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _report, _report_record
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_html import render
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._outcome import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     result_data, task_action)
 
 # extra vars AWX (and Semaphore) give every job; kept in the report to find the job again

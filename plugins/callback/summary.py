@@ -53,7 +53,7 @@ from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._outcome import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     PHASE_ORDER, HostOutcome, action_phase, result_data, summary_line, task_action)
 
 

@@ -9,7 +9,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stats import custom_stats
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stats import custom_stats
 
 
 def deploy_stats(results, host, check_mode=False, job_id=None):

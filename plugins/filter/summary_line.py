@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run import _outcome
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome
 
 FIELDS = ('host', 'platform', 'before', 'after', 'outcome')
 

@@ -18,6 +18,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 def controller_only(name, argument_spec, **validation):
     """Refuse to run as a module: ``name`` is an action plugin (whose base,
-    plugin_utils/run/_action.py, validates against the same spec)."""
+    plugin_utils/task/_action.py, validates against the same spec)."""
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **validation)
     module.fail_json(msg='nixdeploy.fleet.%s runs on the controller as an action plugin' % name)

@@ -149,7 +149,7 @@ PLATFORMS = {
     },
 }
 
-# What each row's ``activation`` holds (nix_activate, plugin_utils/activation/_target.py):
+# What each row's ``activation`` holds (nix_activate, plugin_utils/activation/_programs.py):
 #   command           argv below the system's store path; '{goal}' is the goal
 #   sets_own_profile  the activation sets the profile itself (nix-on-droid):
 #                     no goal moves it first

@@ -6,7 +6,7 @@ its one argument spec (documented by the doc fragment nixdeploy.fleet.record_sta
 
 Each key means one thing: ``registered`` names the variables the earlier
 phases' results were registered as, ``results`` gives those results
-themselves, ``job_id`` the AWX job id. plugin_utils/run/_stats.py makes the
+themselves, ``job_id`` the AWX job id. plugin_utils/task/_stats.py makes the
 record; the action base checks the option with the other arguments, before
 anything runs on the target.
 

@@ -14,8 +14,8 @@ sys.path.insert(0, collections_path())
 PLUGINS = os.path.join(REPO, 'plugins')
 PKG = 'ansible_collections.nixdeploy.fleet.plugins'
 # lowest first: a stage imports the stages before it in this list, never one after it
-STAGES = ('common', 'nix', 'host', 'run', 'inventory', 'build', 'copy', 'keys', 'activation',
-          'publish', 'report')
+STAGES = ('common', 'nix', 'host', 'task', 'inventory', 'evaluation', 'builds', 'copy', 'keys',
+          'activation', 'publish', 'report')
 # the modules' surface: argument specs, the option table and the options it
 # shares, the phases, platforms and goals, record_stats, the modules' main()
 MODULE_UTILS = ('_module.py', '_options.py', '_phases.py', '_platforms.py', '_record_stats.py',
@@ -112,7 +112,7 @@ def test_each_stages_target_programs_live_in_its_own_folder():
         for program in _sh_names(path) & set(where):
             if stage != 'host':
                 used.add(program)
-            # host names every program in its table of what each emits (_target_data)
+            # host names every program in its table of what each emits (_program_fields)
             if stage not in (None, 'host') and where[program] not in (stage, 'host'):
                 wrong.append('%s (%s) renders %s of %s/target/'
                              % (name, stage, program, where[program]))

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The collection's one error family: every error the controller's code
 raises derives from ``NixdeployError``, so the action base
-(plugin_utils/run/_action.py) catches it, with ``OSError``, in one place and
+(plugin_utils/task/_action.py) catches it, with ``OSError``, in one place and
 turns it into this host's failed result.
 
 An error may carry what the failed result needs beyond its message: the

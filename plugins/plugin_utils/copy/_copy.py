@@ -92,7 +92,7 @@ def parse_probe(stdout, program):
     values, _log = program.parse(stdout)
     if values.get('no_nix') or not values.get('nix_dir'):
         return None
-    # each value is of its type already (plugin_utils/host/_target_data.py)
+    # each value is of its type already (plugin_utils/host/_program_fields.py)
     facts = dict(values)
     facts['dropped'] = list(values.dropped)
     facts['invalid'] = values.get('invalid', [])
@@ -170,7 +170,7 @@ class CopySettings(namedtuple('CopySettings',
                               'check_sigs signing_key compress free_space_margin')):
     """The task's copy settings, read once from its arguments (``of``) and
     handed whole to every copy path: the direct push (``_copy_stage``) and
-    the cascade (``_peer.CascadeRun``: its pushes and hops). A new setting
+    the cascade (``_peer.CascadeCopy``: its pushes and hops). A new setting
     is a field here and a use where it acts."""
 
     __slots__ = ()
@@ -230,7 +230,7 @@ def closure(opts, path, store=None):
     if cache:
         args += ['--store', cache.uri]
     with _netrc.nix_options(opts, [cache] if cache else []) as cache_opts:
-        infos = _nix.Runner(cache_opts).path_infos(
+        infos = _nix.NixCommand(cache_opts).path_infos(
             [path], args,
             'cannot read the closure of %s%s' % (path, ' from ' + cache.uri if cache else ''))
     return [{'path': p, 'narSize': info['narSize']} for p, info in sorted(infos.items()) if info]
@@ -255,7 +255,7 @@ def batch_infos(opts, paths):
     is not valid (a host whose build failed) is left out and the rest asked
     again; {} when Nix fails otherwise."""
     paths = list(paths)
-    runner = _nix.Runner(opts)
+    runner = _nix.NixCommand(opts)
     while paths:
         try:
             infos = runner.path_infos(paths, ['-r'], 'reading the closures of the batch')
@@ -271,8 +271,8 @@ def batch_infos(opts, paths):
 
 
 def sign(opts, path, key_file):
-    _nix.Runner(opts).check('store sign', ['-r', '-k', key_file, path],
-                            'cannot sign the closure of %s' % path)
+    _nix.NixCommand(opts).check('store sign', ['-r', '-k', key_file, path],
+                                'cannot sign the closure of %s' % path)
 
 
 def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=None):
@@ -286,7 +286,7 @@ def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=No
         # --substitute-on-destination and ask the target to substitute only when
         # builders-use-substitutes is set; pass both so every version substitutes.
         args += ['--substitute-on-destination', '--option', 'builders-use-substitutes', 'true']
-    argv, rc, _out, err = _nix.Runner(opts, timeout).run('copy', args + [path], env=env)
+    argv, rc, _out, err = _nix.NixCommand(opts, timeout).run('copy', args + [path], env=env)
     if rc != 0:
         raise _nix.NixError('nix copy to %s failed' % uri, argv=argv, rc=rc, stderr=err)
     return _nix_stderr.sent_paths(err)

@@ -20,19 +20,19 @@ from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _closure
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _closure
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._cascade_stage import (
     CascadeCopy)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _trouble
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._ssh import ssh_master
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_key_judge import ssh_master
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     StoreError, split_ssh_args, store_path_of)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     facts_in_flight, vars_of, with_facts)
 
 # Nix's words for a cache that refused the login: 2.8 takes a refused
@@ -54,7 +54,7 @@ class CopyStage:
     ``unchecked`` (ssh does not check the host's key and its opt-out let it
     through), ``filled`` (the arguments as filled from the variables:
     _role_vars.Filled) and ``from_batch(kind, key_parts, compute, own)``
-    (plugin_utils/run/_action.py)."""
+    (plugin_utils/task/_action.py)."""
 
     def __init__(self, host, args, task_vars, target, check_mode=False, diff=False,
                  unchecked=False, filled=None, from_batch=None):
@@ -191,11 +191,11 @@ class CopyStage:
         if _copy.looks_unsigned(exc.stderr):
             return _copy.CopyError(_copy.unsigned_message(
                 host, facts.get('user') or target.user, exc.stderr), exc.stderr)
-        fault = _trouble.fault_message(
+        fault = _diagnosis.fault_message(
             host, exc.stderr, 'during the copy', facts.get('store_mount'))
         if fault:
             return _copy.CopyError(fault, exc.stderr)
-        why = _trouble.ssh_problem(exc.stderr)
+        why = _diagnosis.ssh_problem(exc.stderr)
         if why.startswith('sudo ') or why.startswith('the become_user'):
             # the cause first: the store URI and Nix's "unexpected end-of-file" follow
             return _copy.CopyError('%s: %s; nothing was copied (Nix: %s)' % (
@@ -286,7 +286,7 @@ class CopyStage:
                                   'store paths (%s)' % (host, '; '.join(facts['dropped'])))
         if rc != 0 or not facts.get('complete'):
             said = (err or out or '').strip()[-2000:]
-            raise _copy.CopyError(_trouble.fault_message(
+            raise _copy.CopyError(_diagnosis.fault_message(
                 host, said, 'when asked what it lacks', facts.get('store_mount')) or
                 '%s: querying the target\'s store failed (rc %s): %s' % (host, rc, said), err)
         return facts
@@ -306,7 +306,7 @@ class CopyStage:
             elif netrc and any(words in err for words in _REFUSED_LOGIN):
                 hint = (' (a cache that asks for a login says so: check the user name and '
                         'password in its address)')
-            raise _copy.CopyError(_trouble.fault_message(
+            raise _copy.CopyError(_diagnosis.fault_message(
                 host, err, 'while fetching from %s' % names) or
                 '%s: fetching %s from %s on the target failed%s: %s' % (
                     host, path, names, hint, err.strip()[-2000:]), err)

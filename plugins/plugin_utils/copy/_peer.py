@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The controller's side of a closure cascade: plain ssh to each host, the hops.
 
-``CascadeRun(...).run()`` takes the hosts of a play batch (``Peer``: a name,
+``CascadeCopy(...).run()`` takes the hosts of a play batch (``Peer``: a name,
 a ``Host`` built from its connection vars, its system), and for each
 system: probes every host over ssh (the same sh probe as a push), lets
 ``_cascade.Cascade`` plan, and runs the hops in threads until every host
@@ -31,7 +31,7 @@ import time
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._hop_agent import (
     HopAgent, HopError, hop_leftovers)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script, _trouble
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script, _diagnosis
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
     host_keys, key_files)
@@ -111,7 +111,7 @@ class Peer:
 
 
 # ------------------------------------------------------------------ the run
-class CascadeRun:
+class CascadeCopy:
     """Cascade the systems of ``peers`` (Peer list, in inventory order).
 
     ``opts``: NixOptions of the controller's nix; ``settings``: the task's
@@ -192,7 +192,7 @@ class CascadeRun:
         rc, out, err = peer.target.ssh(_copy.stdin_free(probe), first=['-o', 'ForwardAgent=no'])
         facts = _copy.parse_probe(out, probe)
         if rc == _cascade.SSH_EXIT:
-            why = _trouble.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
+            why = _diagnosis.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
             peer.connection_lost = 'host key' not in why
             raise _copy.CopyError('%s: cannot reach the host over ssh to copy: %s' % (
                 peer.name, why), err)
@@ -201,7 +201,7 @@ class CascadeRun:
                                   'the folder holding nix' % peer.name)
         if rc != 0 or not facts.get('complete'):
             said = (err or out).strip()[-2000:]
-            raise _copy.CopyError(_trouble.fault_message(
+            raise _copy.CopyError(_diagnosis.fault_message(
                 peer.name, said, 'when asked what it lacks', facts.get('store_mount')) or
                 '%s: querying the target\'s store failed (rc %s): %s' % (peer.name, rc, said),
                 err)
@@ -306,11 +306,11 @@ class CascadeRun:
                 why = _copy.unsigned_message(receiver.name, receiver.facts.get('user')
                                              or receiver.target.user, exc.stderr)
                 return _cascade.FAILED, why, None
-            fault = _trouble.fault_message(
+            fault = _diagnosis.fault_message(
                 receiver.name, exc.stderr, 'during the copy', receiver.facts.get('store_mount'))
             if fault:
                 return _cascade.FAILED, fault, None
-            problem = _trouble.ssh_problem(exc.stderr)
+            problem = _diagnosis.ssh_problem(exc.stderr)
             if problem and 'host key' not in problem and 'sudo' not in problem:
                 receiver.connection_lost = True
             reason = exc.nix_message() or exc.message

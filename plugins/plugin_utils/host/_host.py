@@ -15,7 +15,7 @@ peers and hops, builders). Its ssh options are computed in one place
 an ssh argv in the collection, ``ssh -G`` included. Host key checking is
 never turned off here: the user's own ssh args are passed on verbatim, ones
 that turn it off are refused (``_check_secure``, by the rules of
-plugin_utils/host/_host_keys.py) unless the action judged the host and its
+plugin_utils/host/_host_key_rules.py) unless the action judged the host and its
 opt-out let it go on (``JUDGED``), and our defaults only add timeouts and
 BatchMode.
 """
@@ -31,7 +31,7 @@ import threading
 from urllib.parse import parse_qs, quote as _url_quote, urlsplit
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_keys
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_rules
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     StoreError, split_ssh_args)
@@ -70,7 +70,7 @@ class NoAnswer(NixdeployError):
 NO_MASTER = ('-o', 'ControlMaster=no', '-o', 'ControlPath=none')
 
 # the attribute that holds, on an action's connection, the host's opt-out as
-# the action judged it (plugin_utils/run/_action.py judge_host_keys: the one
+# the action judged it (plugin_utils/task/_action.py judge_host_keys: the one
 # place that reads nix_host_key_unchecked): true when its key is not checked
 # and the opt-out lets the task go on
 JUDGED = '_nixdeploy_host_key_unchecked'
@@ -106,13 +106,13 @@ def _check_token(token, where):
 
 def _check_secure(tokens, where, destination=None):
     """Refuse ssh options that turn host key checking off (any spelling:
-    plugin_utils/host/_host_keys.py); an ssh config file given with ``-F`` can
+    plugin_utils/host/_host_key_rules.py); an ssh config file given with ``-F`` can
     say anything, so ``ssh -G`` is asked what it says for ``destination``."""
-    problems = _host_keys.args_problems(tokens)
-    config_files = _host_keys.parse_args(tokens)[1]
+    problems = _host_key_rules.args_problems(tokens)
+    config_files = _host_key_rules.parse_args(tokens)[1]
     if not problems and destination and config_files:
         problems = ['%s (the ssh config %s, as `ssh -G` reads it)' % (p, ', '.join(config_files))
-                    for p in _host_keys.config_problems(
+                    for p in _host_key_rules.config_problems(
                         ssh_argv(tokens, destination, show_config=True, end_options=True))]
     if problems:
         raise StoreError(
@@ -375,7 +375,7 @@ class Host:
 
         ``master``: the control socket of an ssh connection already open to
         this host, for Nix's ssh to ride instead of logging in again: only
-        one the action judged (plugin_utils/host/_ssh.py ssh_master: the master of
+        one the action judged (plugin_utils/host/_host_key_judge.py ssh_master: the master of
         the task's own judgement); ssh connects by itself when the master has
         gone. Left out when its path holds whitespace (NIX_SSHOPTS)."""
         opts = self.ssh_options(for_nix=True)

@@ -15,7 +15,7 @@ assignments (nothing from a task or the inventory is ever pasted into the
 program text), then ``lib.sh``, then the named files in order. ``parse``
 reads the one output format every program uses (``emit`` in lib.sh);
 ``Program.parse`` then reads each value into its type
-(plugin_utils/host/_target_data.py: a value that is not what it must be is
+(plugin_utils/host/_program_fields.py: a value that is not what it must be is
 dropped, never passed on).
 
 The result channel: what a target prints is untrusted (a health check's
@@ -43,7 +43,7 @@ import shlex
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _target_data
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _program_fields
 
 # host/target/: lib.sh; the stages' own programs are in <stage>/target/
 FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'target')
@@ -113,7 +113,7 @@ def assignments(values):
 class Program(str):
     """A rendered target program: the text sent to the target, ``mark``, the
     marker of its results (made for this program only), and ``fields``,
-    the keys it reports and their types (plugin_utils/host/_target_data.py)."""
+    the keys it reports and their types (plugin_utils/host/_program_fields.py)."""
 
     def __new__(cls, text, mark, fields=None):
         program = str.__new__(cls, text)
@@ -123,10 +123,10 @@ class Program(str):
 
     def parse(self, output):
         """(values, log) of what this program printed: ``parse``, then each
-        value read into its type (``_target_data.read``: a ``Values`` whose
+        value read into its type (``_program_fields.read``: a ``Values`` whose
         ``dropped`` names what was not)."""
         raw, log = self.parse_raw(output)
-        return _target_data.read(raw, self.fields), log
+        return _program_fields.read(raw, self.fields), log
 
     def parse_raw(self, output):
         """(values as printed, log): the framing alone (``parse``), for a
@@ -167,7 +167,7 @@ def render(names, values=None):
         names = [names]
     files = [LIBRARY] + list(names)
     return Program(assignments(all_values) + ''.join(source(n) for n in files), mark,
-                   _target_data.fields_of(files))
+                   _program_fields.fields_of(files))
 
 
 def _line(text):

@@ -292,7 +292,7 @@ def eval_args(outputs, source='auto', attribute=None):
     """Arguments after ``nix eval`` (the NixOptions supply the rest).
 
     ``outputs``: the arguments naming the flake's outputs set
-    (``Runner.outputs``, which differ by Nix version)."""
+    (``NixCommand.outputs``, which differ by Nix version)."""
     return ['--json'] + list(outputs) + ['--apply', apply_expression(source, attribute)]
 
 

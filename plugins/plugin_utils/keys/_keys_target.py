@@ -38,7 +38,7 @@ import secrets
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import Values
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import Values
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys._keys import KeysError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys._keys_content import (
     load_content, salted_digest)

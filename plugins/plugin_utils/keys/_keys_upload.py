@@ -19,7 +19,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.utils.display import Display
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys, _keys_target
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import host_message
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
 
 
 def upload(action, keys, upload_at, prune, check_mode, diff):

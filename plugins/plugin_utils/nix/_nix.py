@@ -9,7 +9,7 @@ a ``NixError`` carrying Nix's own message so callers can report it per host.
 ``nix_options`` reach Nix as NIX_CONFIG lines (``_nix_config``), never in argv.
 
 Where the command line itself differs between the Nix versions in use (Nix
-2.8 to 2.34, Lix, Determinate Nix), ``Runner`` asks ``nix --version`` once
+2.8 to 2.34, Lix, Determinate Nix), ``NixCommand`` asks ``nix --version`` once
 per nix binary and process (``nix_features``) and picks the form that
 version understands; what Nix prints is read by ``_nix_output`` (its answers)
 and ``_nix_stderr`` (its errors and progress).
@@ -175,7 +175,7 @@ class NixOptions:
         return [self.nix_bin] + sub + self.common_args(flake_command) + list(args)
 
 
-# The system named while selecting the outputs on Nix < 2.19 (Runner.outputs).
+# The system named while selecting the outputs on Nix < 2.19 (NixCommand.outputs).
 OUTPUTS_ONLY_SYSTEM = 'nixdeploy-outputs-only'
 
 # uname's machine -> Nix's CPU name (the rest are spelled alike)
@@ -242,7 +242,7 @@ class NixFeatures:
         # Format 1 is the map every 2.19+ prints.
         self.json_format = like >= (2, 33)
         # `<flake>#.` is the outputs set itself from 2.19 and in every Lix;
-        # older Nix has only the empty fragment (see Runner.outputs)
+        # older Nix has only the empty fragment (see NixCommand.outputs)
         self.outputs_fragment = flavour == _nix_output.LIX or like >= (2, 19)
 
     def __repr__(self):
@@ -274,7 +274,7 @@ def nix_features(nix_bin='nix', timeout=60):
     return _FEATURES[key]
 
 
-class Runner:
+class NixCommand:
     """The one runner of Nix on the controller: builds the argv from the
     task's ``NixOptions``, passes the environment (e.g. NIX_SSHOPTS for one
     target) and the timeout, turns a failure into a ``NixError`` carrying
@@ -381,12 +381,12 @@ class Runner:
 def nix(opts, subcommand, args, what, flake_command=True, **kwargs):
     """One ``nix`` command with the shared options; return stdout."""
     timeout = kwargs.pop('timeout', None)
-    return Runner(opts, timeout).check(subcommand, args, what,
-                                       flake_command=flake_command, **kwargs)
+    return NixCommand(opts, timeout).check(subcommand, args, what,
+                                           flake_command=flake_command, **kwargs)
 
 
 def nix_json(opts, subcommand, args, what, flake_command=True, **kwargs):
     """As ``nix`` but parse stdout as JSON."""
     timeout = kwargs.pop('timeout', None)
-    return Runner(opts, timeout).json(subcommand, args, what,
-                                      flake_command=flake_command, **kwargs)
+    return NixCommand(opts, timeout).json(subcommand, args, what,
+                                          flake_command=flake_command, **kwargs)

@@ -26,7 +26,7 @@ import re
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, Runner, run
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, NixCommand, run
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output import flake_metadata
 
 try:
@@ -207,7 +207,7 @@ class Flakes:
     """Pins flakes to their commits (one ``nix flake metadata`` per flake)."""
 
     def __init__(self, opts, base_dir=None):
-        self.runner = Runner(opts)
+        self.runner = NixCommand(opts)
         self.base_dir = base_dir
 
     @property

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # shellcheck disable=SC2034  # PROFILE, PNAME, PDIR: read by the script after this
-# Shared by nix_activate's target programs (plugin_utils/activation/_target.py renders
+# Shared by nix_activate's target programs (plugin_utils/activation/_programs.py renders
 # them after lib.sh): the profile, the state folder and the generations.
 #
 # On the target, per user and profile, a state folder D holds:

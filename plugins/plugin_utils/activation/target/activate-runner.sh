@@ -5,7 +5,7 @@
 # before activate-modes.sh, which runs its MODE): lock, profile, activation,
 # watchdog, rollback. Arguments: state folder,
 # profile, nix-env, HOME, USER, the launching session's PATH and the user
-# who logged in; the rest are values (plugin_utils/activation/_target.py runner_program).
+# who logged in; the rest are values (plugin_utils/activation/_programs.py runner_program).
 D=$1 PROFILE=$2 NIX_ENV=$3 HOME=$4 USER=$5 SESSION_PATH=$6 INVOKER=${7:-}
 # its own PATH: a systemd unit starts with systemd's (on NixOS only systemd's
 # bin). What the session had, the folder nix-env is in, then the usual ones.

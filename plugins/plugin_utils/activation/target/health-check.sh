@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# One try of a health check (plugin_utils/activation/_health.py): CHECK run by sh in its
+# One try of a health check (plugin_utils/activation/_health_checks.py): CHECK run by sh in its
 # own process group, stopped after TICKS fifths of a second (napped), its output kept in a
 # private temporary file; then its rc and whether it timed out, and the
 # output's end as the log. POSIX sh only: no `timeout` (macOS has none),

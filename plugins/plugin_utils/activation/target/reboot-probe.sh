@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# One look at the host (plugin_utils/activation/_reboot.py): its boot id, what it
+# One look at the host (plugin_utils/activation/_reboot_rules.py): its boot id, what it
 # booted and runs, and for each part only a boot loads the booted and the
 # new system's target (value NEW, the new system, may be empty).
 emit boot_id "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"

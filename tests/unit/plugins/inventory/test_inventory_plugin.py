@@ -81,7 +81,7 @@ def test_the_evaluation_runs_without_import_from_derivation():
         {'NIX_CONFIG': 'allow-import-from-derivation = true'})
     assert env['NIX_CONFIG'].splitlines()[-2:] == [
         'allow-import-from-derivation = false', 'substituters =']
-    argv = plugin.Runner(plugin.NixOptions.from_params(module._nix_params())).argv('eval', [])
+    argv = plugin.NixCommand(plugin.NixOptions.from_params(module._nix_params())).argv('eval', [])
     assert not any('import-from-derivation' in arg for arg in argv)
     # the inventory config's own option leaves the operator's choice alone
     assert module.options['nix_options'] == {'substituters': ''}
