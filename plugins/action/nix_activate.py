@@ -21,10 +21,6 @@ the activation and the post-activation keys after a successful one, in the
 same task (plugin_utils/keys/_keys_upload.py): a deploy costs no key tasks.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms, _role_vars

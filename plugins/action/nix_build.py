@@ -12,10 +12,6 @@ healthy ones (plugin_utils/builds/_builders.py). A host built on itself
 (build_on=target) builds in its own task, in parallel with the others.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 
 from ansible import constants as C

@@ -10,10 +10,6 @@ ref on its own, is plugin_utils/publish/_channel_stage.py; this shapes the
 result (credentials masked, the query's facts, the message and the diff).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import CHANNEL_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel_stage import (

@@ -10,10 +10,6 @@ _cascade_stage.py) and shapes its result: the seconds it took, every text in
 it masked, a failure's details.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 
 from ansible.module_utils.parsing.convert_bool import boolean

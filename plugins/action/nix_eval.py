@@ -11,10 +11,6 @@ evaluated once per process, answers from the evaluation cache first
 answer is known, so its build starts while the others are still evaluated.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 
 from ansible import constants as C

@@ -9,10 +9,6 @@ it; Ansible's file search path with vault decryption for ``src``) in
 plugin_utils/keys/_keys_upload.py, which nix_activate's ``keys`` option uses too.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _specs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys, _keys_upload
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction

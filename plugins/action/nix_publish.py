@@ -8,10 +8,6 @@ publishes the systems of the whole batch (one query, one ``nix copy``, one
 check; plugin_utils/publish/_publish.py); the other hosts read their answer.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import PUBLISH_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact

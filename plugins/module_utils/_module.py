@@ -9,10 +9,6 @@ the action plugin validates against) to ``AnsibleModule`` here, so
 ansible-test compares the documentation with the real spec.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible.module_utils.basic import AnsibleModule
 
 

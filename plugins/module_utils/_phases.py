@@ -14,10 +14,6 @@ read the phases here. Standard library only: the report's merge script
 imports it as a plain file.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 
 class Phase(object):
     """One phase of the table."""

@@ -9,10 +9,6 @@ instead of testing ``platform == ...`` or ``goal == ...``. docs/concepts.md
 describes the platforms for users.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from collections import namedtuple
 
 

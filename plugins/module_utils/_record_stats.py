@@ -15,10 +15,6 @@ their entry ``record_stats``: the action base and the module's ``main()``
 (which validate-modules checks the documentation against) read the same spec.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _phases
 
 # the deploy phases whose results a later phase's record is made of, in order:

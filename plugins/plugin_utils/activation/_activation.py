@@ -7,10 +7,6 @@ the new system; in check mode and with a dry goal, the platform's dry run.
 The parts it drives: plugin_utils/activation/_detached_run.py (the run on the target),
 _health_run.py (health checks), _reboot_run.py (reboots)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (
     _activation_result, _health_checks, _reboot_rules, _programs)

@@ -6,10 +6,6 @@ parameters against the platform table (its argument spec is
 module_utils/_specs.py's ACTIVATE_SPEC), and turning what
 the target reported (plugin_utils/activation/target/activate-*.sh) into the task result."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms

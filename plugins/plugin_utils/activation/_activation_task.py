@@ -10,10 +10,6 @@ The parts (plugin_utils/activation/_detached_run.py, _health_run.py,
 _reboot_run.py, _activation.py, _later_states.py) each get an
 ``ActivateTask`` and the parts they use, and hold no state of each other."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 
 from ansible.errors import AnsibleConnectionFailure

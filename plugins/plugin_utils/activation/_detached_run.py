@@ -6,10 +6,6 @@ launch it detached, follow its status file through lost connections,
 confirm it over a new login, reject it (its watchdog rolls back at once),
 and undo an activation with a rollback run of its own."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 import uuid
 

@@ -12,13 +12,10 @@ and ``timeout`` (seconds). Checks run in order; the first that fails all its
 tries fails the host and the rest are not run.
 
 This module needs no connection: what runs on the target goes through a
-``run_sh(script, timeout) -> (rc, stdout, stderr)`` callable the action plugin
-passes in (it may raise when the host cannot be reached: that try failed).
+``run_sh(script, timeout) -> (rc, stdout, stderr)`` callable its caller
+passes in (``_health_run.HealthChecks``: the task's session, over a fresh
+login); it may raise when the host cannot be reached: that try failed.
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import re
 import shlex
@@ -284,9 +281,9 @@ def _http_try(check, opener):
 
 def open_url(url, **kwargs):
     """ansible.module_utils.urls.open_url, imported on first use: importing it
-    (ssl, http.client, email) cost the controller's main process 0.2 s when it
-    loaded nix_activate, over 1 s with 16 hosts busy, for every deploy, with
-    HTTP checks or not (docs/benchmarks.md, "Overhead")."""
+    (ssl, http.client, email) is a cost the controller's main process would
+    pay for every deploy when it loads nix_activate, with HTTP checks or not
+    (docs/benchmarks.md, "Overhead")."""
     from ansible.module_utils.urls import open_url as _open_url
     return _open_url(url, **kwargs)
 

@@ -6,10 +6,6 @@
 after an activation no watchdog guards, undo it (a guarded one is rejected
 by the caller: its watchdog rolls back at once)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _health_checks

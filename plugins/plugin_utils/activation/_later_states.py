@@ -6,10 +6,6 @@ on what an earlier task (or a person) left on the host, a run awaiting its
 confirmation or the profile's generations, through the run on the target
 (plugin_utils/activation/_detached_run.py)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activation_result, _programs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_task import (
     POLL_WAIT, LOOK_TIMEOUT, ConnectionLost, script_error)

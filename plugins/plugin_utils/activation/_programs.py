@@ -10,10 +10,6 @@ folder the programs keep on the target is described in
 ``target/activate-lib.sh``; what each file does, at its top.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
     GOALS, goal_row, moves_profile, platform_spec)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import BY_OPTION

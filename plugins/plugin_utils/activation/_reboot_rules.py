@@ -19,10 +19,6 @@
 No connection here: the action plugin runs the scripts and passes the output.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 import time
 

@@ -7,10 +7,6 @@ the health checks; put the previous generation back as the boot default when
 that goes wrong (plugin_utils/activation/_reboot_rules.py holds the logic that needs no
 connection)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms

@@ -28,10 +28,6 @@ by ``_nix_stderr``, so ``graph`` and ``infos`` below have one shape on every
 Nix version.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import threading
 

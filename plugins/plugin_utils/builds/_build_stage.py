@@ -14,10 +14,6 @@ slow system in the same wave holds only its own host; a host that asks
 while waves run starts a wave of its own.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import threading
 

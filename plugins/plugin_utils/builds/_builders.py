@@ -31,10 +31,6 @@ the same builder count once, so each builder still runs ONE ``nix build``
 for all of its systems.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import threading
 from urllib.parse import urlsplit
 

@@ -16,10 +16,6 @@ it too when diff mode asks for the difference). Nix's lines are read by
 ``_nix_output.diff_closures`` (the size format changed in Nix 2.33).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix, _nix_output

@@ -10,10 +10,6 @@ is pushed to from the controller by its CopyStage (_copy_stage.py), whose
 task this is.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars

@@ -13,10 +13,6 @@ from binary caches itself (cache). In cascade mode (``_cascade.py`` plans,
 runs ``nix copy`` ON a host that holds the closure, to the next host.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 from collections import namedtuple
 

@@ -10,10 +10,6 @@ copy's GC root), then ``nix copy`` of what is missing (_copy.py), or the
 target fetches it from the caches. Cascade mode is _cascade_stage.py.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 from ansible import constants as C

@@ -20,10 +20,6 @@ and ``~/.ssh`` when missing); the hop removes them again when the probe
 found the sender without them (``hop_leftovers``).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import shutil
 import socket

@@ -19,10 +19,6 @@ the hop, and what OpenSSH 10.1+ sshd makes for the forwarded agent, which the
 hop removes again (``_hop_agent.hop_leftovers``).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import resource
 import tempfile
 import threading

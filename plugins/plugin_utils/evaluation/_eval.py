@@ -30,10 +30,6 @@ turns it off in the execution environment, this on any controller (a
 workstation's or CI's nix.conf allows it by default).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import re
 import secrets

@@ -45,10 +45,6 @@ Why Nix's own evaluation cache does not serve here, and how wire keys its
 cache: docs/eval-cache.md.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import errno
 import hashlib
 import json

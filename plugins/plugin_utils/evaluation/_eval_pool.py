@@ -24,10 +24,6 @@ as nix-eval-jobs does with its workers:
   results, it gets Nix's message, the hosts after it go to a new process.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import signal
 import subprocess

@@ -17,10 +17,6 @@ own batch folder, released when the process ends, or by the kernel when the
 holder dies.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import fcntl
 import os
 import time

@@ -14,10 +14,6 @@ The host whose answer completes the batch carries the batch's figures
 so a report counts them once.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import threading
 
 from ansible import constants as C

@@ -7,10 +7,6 @@ whose every input Nix locked to a narHash, as its own flake.lock says, has
 one.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import os
 

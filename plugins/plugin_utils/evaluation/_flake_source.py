@@ -28,10 +28,6 @@ batch folder) hold, never the work tree again:
 ``FlakeSource.provenance`` is what a host's result and the report name.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import fcntl
 import json
 import os

@@ -7,10 +7,6 @@ host key, a refused login, a password sudo asks for, a full disk, a
 read-only store, a stopped nix-daemon). Every stage that reaches a host
 reads its failures here."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_stderr

@@ -20,10 +20,6 @@ opt-out let it go on (``JUDGED``), and our defaults only add timeouts and
 BatchMode.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 import shlex

@@ -8,10 +8,6 @@ rides: one of the collection's own per judgement (``own_master``), where its
 socket is (nix copy rides it: ``ssh_master``) and closing it so that the next
 command logs in anew (nix_activate's confirmation: ``drop_master``)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import json
 import os

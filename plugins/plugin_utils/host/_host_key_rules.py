@@ -18,10 +18,6 @@ finds none). An ssh config file (``-F``, ~/.ssh/config,
 and is asked (``config_problems``).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 import shlex

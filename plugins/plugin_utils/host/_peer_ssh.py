@@ -12,10 +12,6 @@ by), and the private keys it would log in with. Commands run here without a
 controlling terminal, so nothing can ask for a password or passphrase.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import subprocess
 

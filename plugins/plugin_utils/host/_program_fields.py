@@ -29,10 +29,6 @@ A key the program does not report (an extra line in a status file) is
 dropped the same way. An empty value is absent, and not a drop.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue

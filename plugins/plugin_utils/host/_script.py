@@ -32,10 +32,6 @@ target's ``one_line`` folds it in every value; a ``\r``, ``\x1c``, ``\x85``
 or ``\u2028`` stays data), so a value cannot start a line of its own.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 import secrets

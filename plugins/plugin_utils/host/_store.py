@@ -8,10 +8,6 @@ its store. How a target is reached (its ssh options, its store URI) is
 plugin_utils/host/_host.py's ``Host``.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import re
 import shlex

@@ -12,10 +12,6 @@ JSON to hosts is pure Python beside it: ``_inventory_hosts.build_inventory``
 The inventory plugin stays a thin shell around these two.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import json
 import re

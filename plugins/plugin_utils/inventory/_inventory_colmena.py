@@ -12,10 +12,6 @@ flake would be a controller action the flake chose). The keys are secrets:
 they never go into ``nix_node``, which is there for everyone to read.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
     DEFAULT_PLATFORM, PLATFORMS, attr_string)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (

@@ -12,10 +12,6 @@ mapping, the same for every source, makes them the host's variables
 Pure Python: the unit tests map JSON without Nix.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (

@@ -13,10 +13,6 @@ never in an argument, an environment variable, a file on the controller or
 a Nix store.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import posixpath
 import re
 

@@ -10,10 +10,6 @@ content stays bytes in memory until ``_keys_target.Uploader`` sends it as a
 script's stdin; nothing of it, not even a hash, appears in a result.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import subprocess
 

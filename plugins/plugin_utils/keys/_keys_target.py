@@ -29,10 +29,6 @@ nix_activate's state: /nix/var/nixdeploy/keys for root,
 ${XDG_STATE_HOME:-~/.local/state}/nixdeploy/keys for other users.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 import secrets
 

@@ -10,10 +10,6 @@ stdin, become when the task has it) and Ansible's file search path with vault
 decryption for ``src``. ``upload`` returns exactly what nix_keys returns.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.utils.display import Display

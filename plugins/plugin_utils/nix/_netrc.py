@@ -23,10 +23,6 @@ store settings is a secret. A secret-named parameter (``?access_token=``,
 the names ``_redact`` masks) is refused rather than put in argv for nothing.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import os
 import re

@@ -15,10 +15,6 @@ version understands; what Nix prints is read by ``_nix_output`` (its answers)
 and ``_nix_stderr`` (its errors and progress).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import os
 import shutil

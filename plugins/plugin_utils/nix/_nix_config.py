@@ -10,10 +10,6 @@ as more than one setting, a directive or a comment is refused here
 (``ConfigError``, which ``NixOptions`` raises as a ``NixError``).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 

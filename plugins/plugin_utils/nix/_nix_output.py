@@ -20,10 +20,6 @@ What Nix writes on stderr (errors, progress, traces) is read by
 ``_nix_stderr``, by the same rule.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import re
 

@@ -17,10 +17,6 @@ and put in the cache, and only then. This file holds the pieces:
 - pure helpers (ref names, git's outputs) that the unit tests cover.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 

@@ -14,10 +14,6 @@ first host are not those (an explicit per-host template, a play variable),
 every host moves its own ref in its own push instead: slower, never wrong.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 
 from ansible.errors import AnsibleError

@@ -28,10 +28,6 @@ every step names the cache without it, and Nix reads it from a private netrc
 file named in its environment (plugin_utils/nix/_netrc.py).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _closure
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact

@@ -13,10 +13,6 @@ Standard library only, so the merge also runs as a plain script:
 ``python3 .../plugins/plugin_utils/report/_report.py merge -o DIR a.json b.json``.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import os
 import re

@@ -10,10 +10,6 @@ result keys (``phase``, ``rolled_back``, ``connection_lost``, ``phases``),
 never from task names or message text.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int

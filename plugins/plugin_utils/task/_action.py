@@ -45,10 +45,6 @@ Subclasses set ``ARGUMENT_SPEC``, ``PHASE`` and ``HOST_KEYS`` (the action talks
 to the host over ssh: its key is judged first) and implement ``host_result``.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible import constants as C
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text

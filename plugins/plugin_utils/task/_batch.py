@@ -14,10 +14,6 @@ The files live in a folder under the controller's per-run Ansible temp dir
 equal for two hosts to share one computation.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import fcntl
 import hashlib
 import json

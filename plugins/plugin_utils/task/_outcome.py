@@ -20,10 +20,6 @@ target's words in a message cannot move the cursor, erase the lines above,
 write the clipboard or start a line that reads as another host's.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 try:
     from ansible_collections.nixdeploy.fleet.plugins.module_utils import _phases
     from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import GOALS

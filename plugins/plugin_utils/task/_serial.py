@@ -19,10 +19,6 @@ failures. Over the percentage, the answer says why, the task returns
 of this batch is touched.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json

@@ -6,10 +6,6 @@
 role's rescue) and for the phase actions' own results (their option ``record_stats``),
 which saves the role a set_stats task per host."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 from collections.abc import Mapping

@@ -22,10 +22,6 @@ its own knows the work died and says so (its host fails, with the log's
 tail), instead of waiting forever.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import fcntl
 import json
 import os

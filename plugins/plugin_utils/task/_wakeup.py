@@ -5,13 +5,11 @@
 is written.
 
 Every host of a batch waits in its own Ansible worker process for its own
-entry. Looking for the file five times a second cost each waiting worker
-about 1.3 ms of CPU a second: 6% of a core with 48 hosts waiting on an
-evaluation, more than a core at 1,000 forks, taken from the evaluators and
-builders the hosts wait on. A host now sleeps in ``poll`` on its doorbell
-and wakes when the batch's process rings it (right after the entry is
-written), or after ``SAFETY`` seconds to see whether that process is still
-alive.
+entry. Looking for the file by the clock costs each waiting worker CPU that
+the evaluators and builders the hosts wait on need (docs/benchmarks.md,
+"The pipeline in time"), so a host sleeps in ``poll`` on its doorbell and
+wakes when the batch's process rings it (right after the entry is written),
+or after ``SAFETY`` seconds to see whether that process is still alive.
 
 The worker opens the FIFO for reading and writing (Linux and macOS allow it
 though POSIX leaves it open): it is then its own writer, so the FIFO never
@@ -19,12 +17,8 @@ reports end-of-file, only a ring. Opened before the host looks for its
 entry, it catches a ring that comes after that look. Whatever cannot make
 or open a FIFO (a file system without them, anything but a FIFO at the
 path) leaves the bell without a descriptor: the caller then looks by the
-clock as before.
+clock.
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import errno
 import os

@@ -9,10 +9,6 @@ The lab tests (tests/integration/plugins/action/test_nix_keys.py) run the
 same scripts over ssh, with become and as a user without root.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import os
 import re
