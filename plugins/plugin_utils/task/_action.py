@@ -182,8 +182,10 @@ class NixdeployAction(ActionBase):
                 raise
             return self.failed(result, problem)
         except (NixdeployError, OSError) as exc:
-            details = exc.details() if isinstance(exc, NixdeployError) else {}
-            details.update(self.failure_details(exc))
+            # what the error itself carries wins over what the action reads of it
+            details = self.failure_details(exc)
+            if isinstance(exc, NixdeployError):
+                details.update(exc.details())
             return self.failed(result, exc, **details)
         if self._unchecked:
             result[HOST_KEY_OPT_OUT] = True

@@ -75,7 +75,8 @@ class Probe(_action.NixdeployAction):
         return dict(result, changed=True, done=True)
 
     def failure_details(self, error):
-        return {'stderr': getattr(error, 'stderr', '')}
+        # as nix_copy_closure reads its stderr: what the error carries wins
+        return {'stderr': getattr(error, 'stderr', ''), 'connection_lost': False}
 
 
 def action_of(cls, args, uuid='task-1'):
