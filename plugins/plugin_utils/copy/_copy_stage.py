@@ -23,8 +23,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._cascade_stag
     CascadeCopy)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_key_judge import ssh_master
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import split_ssh_args
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    StoreError, split_ssh_args, store_path_of)
+    StoreError, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix

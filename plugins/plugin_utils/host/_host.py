@@ -30,7 +30,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors imp
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_rules
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    StoreError, split_ssh_args)
+    StoreError)
 
 # Added after the user's own ssh args; ssh keeps the FIRST value of an
 # option, so anything the inventory sets wins over these.
@@ -47,6 +47,15 @@ DEFAULT_SSH_OPTIONS = (
 # The time limit of a target program whose caller gives none (a probe, a key
 # upload): a session over a link that died never ends by itself.
 PROGRAM_TIMEOUT = 300
+
+
+def split_ssh_args(text):
+    """Split an ``ansible_ssh_*_args`` string the way Ansible's ssh plugin does."""
+    if not text:
+        return []
+    if isinstance(text, (list, tuple)):
+        return [str(t) for t in text]
+    return shlex.split(str(text))
 
 
 class NoAnswer(NixdeployError):

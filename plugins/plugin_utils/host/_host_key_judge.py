@@ -19,7 +19,7 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.utils.path import makedirs_safe, unfrackpath
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host, _host_key_rules, _store
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host, _host_key_rules
 
 STOP_TIMEOUT = 10
 
@@ -93,7 +93,7 @@ OPT_OUT = 'nix_host_key_unchecked'
 
 
 def _words(value):
-    return _store.split_ssh_args(value) if value not in (None, '') else []
+    return _host.split_ssh_args(value) if value not in (None, '') else []
 
 
 def _flag(value, default):
