@@ -87,7 +87,7 @@ class DetachedRun:
                     why += ' (host unreachable: %s)' % lost
                 return values, log, why
             try:
-                _out, look, look_log = session.sh(
+                _out, seen, seen_log = session.sh(
                     _programs.poll_script(self._task.platform, run, wait=POLL_WAIT,
                                           stop_awaiting=magic, **self._task.where()),
                     timeout=POLL_WAIT + LOOK_TIMEOUT)
@@ -99,9 +99,9 @@ class DetachedRun:
                 time.sleep(RETRY_INTERVAL)
                 continue
             lost = None
-            if look.get('state'):
-                values, log = look, look_log
-            dead_looks = dead_looks + 1 if look.get('alive') is False else 0
+            if seen.get('state'):
+                values, log = seen, seen_log
+            dead_looks = dead_looks + 1 if seen.get('alive') is False else 0
             if dead_looks >= 3 and not _activation_result.finished(values, magic):
                 return values, log, ('the activation run on the target died in state %s'
                                      % values.get('state', 'starting'))
@@ -118,20 +118,20 @@ class DetachedRun:
         while True:
             session.new_login()
             try:
-                out, look, look_log = session.sh(_programs.confirm_script(
+                out, seen, seen_log = session.sh(_programs.confirm_script(
                     self._task.platform, claim=not claimed, run=run, wait=POLL_WAIT,
                     **self._task.where()), timeout=POLL_WAIT + LOOK_TIMEOUT)
                 lost = None
             except ConnectionLost as exc:
-                lost, look = str(exc), None
+                lost, seen = str(exc), None
                 session.count_lost()
-            if look is not None:
-                if 'error' in look or not look.get('dir'):
+            if seen is not None:
+                if 'error' in seen or not seen.get('dir'):
                     self._timeline.add_run('confirm', {'state': 'failed'}, start)
-                    return values, log, script_error(out, look)
-                claimed = claimed or look.get('claimed') == run
-                if look.get('state'):
-                    values, log = look, look_log
+                    return values, log, script_error(out, seen)
+                claimed = claimed or seen.get('claimed') == run
+                if seen.get('state'):
+                    values, log = seen, seen_log
                 if values.get('state') in _programs.TERMINAL_STATES:
                     self._timeline.add_run('confirm', values, start)
                     return values, log, None
@@ -140,7 +140,7 @@ class DetachedRun:
                 return values, log, 'could not confirm: %s' % (
                     'host unreachable (%s); its watchdog rolls it back' % lost if lost
                     else 'the run did not finish (state %s)' % values.get('state'))
-            time.sleep(RETRY_INTERVAL if look is None else 0)
+            time.sleep(RETRY_INTERVAL if seen is None else 0)
 
     def reject(self, run, values, deadline, why):
         """Claim the canary of ``run`` as rejected (``why``), so that its
@@ -150,7 +150,7 @@ class DetachedRun:
         start, lost, log = time.time(), None, ''
         while True:
             try:
-                out, look, look_log = session.sh(_programs.reject_script(
+                out, seen, seen_log = session.sh(_programs.reject_script(
                     self._task.platform, run, why, wait=POLL_WAIT, **self._task.where()),
                     timeout=POLL_WAIT + LOOK_TIMEOUT)
                 break
@@ -163,11 +163,11 @@ class DetachedRun:
                     return values, log, ('could not reject the new system: host unreachable '
                                          '(%s); its watchdog rolls it back at its deadline' % lost)
                 time.sleep(RETRY_INTERVAL)
-        if 'error' in look or not look.get('dir'):
+        if 'error' in seen or not seen.get('dir'):
             self._timeline.add('rollback', start, 'failed')
-            return values, log, script_error(out, look)
-        if look.get('state'):
-            values, log = look, look_log
+            return values, log, script_error(out, seen)
+        if seen.get('state'):
+            values, log = seen, seen_log
         values, log, problem = self.follow(run, False, deadline, values, log)
         self._timeline.add_run('rollback', values, start)
         return values, log, problem

@@ -302,14 +302,14 @@ class Host:
         (``before``)."""
         if self._before is not None:
             self._before()
-        answer = {}
+        reply = {}
 
         def run():
             try:
-                answer['out'] = self._execute('{\n%s\n}' % script.strip('\n'),
-                                              sudoable=sudoable, in_data=in_data or None)
+                reply['out'] = self._execute('{\n%s\n}' % script.strip('\n'),
+                                             sudoable=sudoable, in_data=in_data or None)
             except Exception as exc:  # pylint: disable=broad-except
-                answer['error'] = exc
+                reply['error'] = exc
 
         worker = threading.Thread(target=run, name='nixdeploy-sh')
         worker.daemon = True
@@ -317,9 +317,9 @@ class Host:
         worker.join(timeout)
         if worker.is_alive():
             raise NoAnswer('no answer from the host within %ss' % timeout)
-        if 'error' in answer:
-            raise answer['error']
-        out = answer['out']
+        if 'error' in reply:
+            raise reply['error']
+        out = reply['out']
         return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
 
     # ------------------------------------------------------------ over plain ssh

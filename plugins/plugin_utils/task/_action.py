@@ -290,7 +290,7 @@ class NixdeployAction(ActionBase):
         return bool(self._play_context.check_mode)
 
     # ------------------------------------------------------------ batch
-    def from_batch(self, kind, key_parts, compute, own, alone=None):
+    def from_batch(self, kind, key_parts, compute, request, alone=None):
         """This host's entry of work done once for the whole play batch.
 
         ``compute(hosts)`` returns ``{'hosts': {host: entry}, ...}`` (JSON
@@ -300,7 +300,7 @@ class NixdeployAction(ActionBase):
         to share the work (the task, the batch's hosts are added here).
 
         When the batch's entry for this host answers another request than
-        ``own`` (arguments templated per host), ``alone()`` (same shape, this
+        ``request`` (this host's, from arguments templated per host), ``alone()`` (same shape, this
         host only) is used instead; without ``alone`` the entry is None.
         Returns (entry, data, computed_here).
         """
@@ -308,7 +308,7 @@ class NixdeployAction(ActionBase):
         key = batch_key(kind, self._task._uuid, sorted(hosts), key_parts)
         data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(lambda: compute(hosts))
         entry = (data.get('hosts') or {}).get(self.host)
-        if entry is None or entry.get('request') != own:
+        if entry is None or entry.get('request') != request:
             if alone is None:
                 return None, data, here
             data, here = alone(), True
