@@ -1,7 +1,10 @@
-"""The house by stage (docs/architecture.md, issue 44), read from every
-plugin file's imports: module_utils holds only what the modules and their
-documentation need and imports nothing of the controller's; plugin_utils is
-one folder per stage, and each stage imports only the stages below it."""
+"""The house by stage (docs/architecture.md), read from every plugin file:
+module_utils holds only what the modules and their documentation need and
+imports nothing of the controller's; plugin_utils is one folder per stage,
+and each stage imports only the stages below it; every error raised derives
+from the one base (common/_errors.py); each stage's target programs live in
+its own target/ folder; no platform name is compared outside the platform
+table (module_utils/_platforms.py)."""
 
 import ast
 import os
