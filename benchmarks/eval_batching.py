@@ -9,7 +9,7 @@ whose evaluation is dominated by a large library every configuration shares
 (``heavy``, as nixpkgs is), then evaluates every host's drvPath and outPath:
 
   per-host   one ``nix eval`` per host (what a per-host task or a shell loop does)
-  batched    plugin_utils/build/_eval.Evaluator: one ``nix eval --apply`` per chunk
+  batched    plugin_utils/evaluation/_eval.Evaluator: one ``nix eval --apply`` per chunk
 
 Each measurement runs in a fresh Python child so its numbers are its own:
 wall time, CPU time (user + system of the Nix children, from getrusage) and
@@ -50,7 +50,7 @@ def write_flake(path, hosts, heavy):
 def measure(mode, flake_dir, hosts):
     """Runs in the child: evaluate, print one JSON line of figures."""
     collection_path()
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import (
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
         Evaluator, host_request)
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions
     from tests.lab.fixtures import FleetFlake

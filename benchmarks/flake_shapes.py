@@ -15,7 +15,7 @@ one warm-up evaluation (the flake and its input copied, the lock read):
 
   inventory   the nixdeploy.fleet.nix plugin through Ansible's InventoryManager
               (as ansible-inventory and every playbook run do)
-  nix_eval    plugin_utils/build/_eval.Evaluator on every host's system (drvPath and
+  nix_eval    plugin_utils/evaluation/_eval.Evaluator on every host's system (drvPath and
               outPath), as the deploy role's first task does for a whole batch
 
 Printed: hosts read, the distinct systems evaluated, Nix processes, wall and
@@ -77,7 +77,7 @@ if step == 'inventory':
     if hosts < 2:
         raise SystemExit('the inventory plugin read %d hosts' % hosts)
 else:
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import Evaluator, host_request
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import Evaluator, host_request
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions
     from tests.lab.shapes import ShapedFlake
     with open(os.path.join(flake_dir, 'fleet.json')) as handle:

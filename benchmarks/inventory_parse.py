@@ -64,7 +64,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import _
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
 
 config, flake, source = sys.argv[1:4]
-runner = _nix.Runner(_nix.NixOptions(options={'substituters': ''}))
+runner = _nix.NixCommand(_nix.NixOptions(options={'substituters': ''}))
 start = time.monotonic()
 runner.json('eval', _inventory.eval_args(runner.outputs('path:' + flake), source),
             'benchmark eval')

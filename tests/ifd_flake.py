@@ -1,6 +1,6 @@
 """A flake that imports from a derivation (IFD), for the tests of
 ``allow-import-from-derivation = false`` in the inventory's and nix_eval's
-evaluations (plugin_utils/build/_eval.py ``evaluation_options``).
+evaluations (plugin_utils/evaluation/_eval.py ``evaluation_options``).
 
 Its ``inventory`` output and its ``system`` attribute both come from
 ``import`` of a derivation's output: evaluating either one builds that

@@ -11,10 +11,6 @@ the events whose call carries a host (runner_on_*, runner_item_on_*,
 runner_retry). Written as JSON to E(NIXDEPLOY_BENCH_EVENTS).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = '''
 name: scale_events
 type: aggregate

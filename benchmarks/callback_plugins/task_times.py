@@ -11,10 +11,6 @@ when its activate task ended and when its activation was done. Written as
 JSON to E(NIXDEPLOY_BENCH_TIMES).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = '''
 name: task_times
 type: aggregate

@@ -3,15 +3,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of nixdeploy.fleet.nix_activate.
 
-Everything on the target is a POSIX sh program (plugin_utils/host/target/*.sh, put
-together with its values by plugin_utils/activation/_target.py, _reboot.py, _health.py) sent
+Everything on the target is a POSIX sh program (plugin_utils/activation/target/*.sh, put
+together with its values by plugin_utils/activation/_programs.py, _reboot_rules.py, _health_checks.py) sent
 over the task's connection like ``ansible.builtin.raw``, with become when the
 task has it. The activation itself runs detached on the target; the task
 starts it and follows its status file, through lost connections.
 
 This plugin checks the arguments, puts the task's parts together and hands
 the state over to them (plugin_utils/activation/_activate_*.py): the run on the target
-(``TargetRun``: launch, follow, confirm, reject, undo), the health checks
+(``DetachedRun``: launch, follow, confirm, reject, undo), the health checks
 before the confirmation (``HealthChecks``), the reboot (``Reboots``),
 state=activated (``Activation``) and state=confirmed / rolled_back
 (``LaterStates``).
@@ -21,32 +21,28 @@ the activation and the post-activation keys after a successful one, in the
 same task (plugin_utils/keys/_keys_upload.py): a deploy costs no key tasks.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import ACTIVATE_SPEC
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activate, _target
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_checks import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activation_result, _programs
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._health_run import (
     HealthChecks)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_flow import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation import (
     Activation)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_reboot import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._reboot_run import (
     Reboots)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_run import (
-    TargetRun)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_session import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._detached_run import (
+    DetachedRun)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_task import (
     ActivateTask, ConnectionLost, HostSession, Timeline, unreachable)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activate_states import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._later_states import (
     LaterStates)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys, _keys_upload
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
     NixdeployAction, host_message)
 
 
@@ -56,9 +52,9 @@ class ActionModule(NixdeployAction):
     ROLE_VARS = _role_vars.ACTIVATE
     PHASE = 'activate'
     # the host's key is judged before the first program runs on it (Host.sh,
-    # plugin_utils/run/_action.py), before anything is uploaded or activated
+    # plugin_utils/task/_action.py), before anything is uploaded or activated
 
-    def run_host(self, args, result):
+    def host_result(self, args, result):
         # the host var nix_platform when the task leaves it unset (the option table)
         platform = args['platform']
         if not platform:
@@ -69,13 +65,13 @@ class ActionModule(NixdeployAction):
             goal = _platforms.goal_row(args['goal'])
         except ValueError as exc:
             return self.failed(result, str(exc))
-        problem = _activate.check_params(args, platform, goal)
+        problem = _activation_result.check_params(args, platform, goal)
         if problem:
             return self.failed(result, problem)
         session = HostSession(self.target, self._display)
         task = ActivateTask(args, self.host, platform, goal, self._task.check_mode,
                             self._task.diff, session, Timeline())
-        target_run = TargetRun(task)
+        target_run = DetachedRun(task)
         try:
             if args['state'] == 'confirmed':
                 outcome = LaterStates(task, target_run).confirmed()
@@ -95,7 +91,7 @@ class ActionModule(NixdeployAction):
             outcome.setdefault('phase', 'confirm' if args['state'] == 'confirmed' else 'activate')
             outcome.setdefault('rolled_back', False)
             if outcome.get('msg'):
-                outcome['msg'] = host_message(self.host, _activate.with_fault(
+                outcome['msg'] = host_message(self.host, _activation_result.with_fault(
                     self.host, outcome['msg'], outcome.get('phase')))
         result.update(outcome)
         return result
@@ -125,7 +121,7 @@ class ActionModule(NixdeployAction):
         post = None
         if res.get('failed'):
             pass  # a failed or rolled-back host gets no post-activation key
-        elif res.get('state') == _target.AWAITING:
+        elif res.get('state') == _programs.AWAITING:
             if _keys.select(keys, 'post-activation'):
                 res.setdefault('warnings', []).append(
                     '%s: the post-activation keys were not uploaded: the activation awaits its '

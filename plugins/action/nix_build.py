@@ -3,44 +3,38 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of nixdeploy.fleet.nix_build (see plugins/modules/nix_build.py).
 
-Each host asks its batch's build service (plugin_utils/run/_stream.py) for
+Each host asks its batch's build service (plugin_utils/task/_stream.py) for
 its system: the hosts asking together share a wave (one ``nix build`` per
-store, plugin_utils/build/_build_stage.py), and each host's task ends as
+store, plugin_utils/builds/_build_stage.py), and each host's task ends as
 soon as its own system is built, so its copy starts while others still
 build. Builders are probed once per wave and the systems spread over the
-healthy ones (plugin_utils/build/_builders.py). A host built on itself
+healthy ones (plugin_utils/builds/_builders.py). A host built on itself
 (build_on=target) builds in its own task, in parallel with the others.
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars, _specs
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
     _build, _builders, _closure)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._build_stage import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._build_stage import (
     BuildStage)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
     EvalError, host_request, normalised)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy import (
     parse_probe, probe_script)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     remote_program, StoreError, is_store_path)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    NixError, NixOptions, options_of)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     batch_key, play_uuid, task_batch)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stream import (
-    Service, StreamError)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import Service
 
 # How many waves of a batch build at once (each one ``nix build``, with
 # Nix's own max-jobs inside it): a wave holding a slow system keeps its slot
@@ -55,9 +49,8 @@ class ActionModule(NixdeployAction):
     ARGUMENT_SPEC = _specs.BUILD_SPEC
     ROLE_VARS = _role_vars.BUILD
     PHASE = 'build'
-    ERRORS = (EvalError, NixError, StoreError, OSError, _builders.BuildOnError, StreamError)
 
-    def run_host(self, args, result):
+    def host_result(self, args, result):
         host, task_vars = self.host, self.task_vars
         self._vars = task_vars
         self._opts = NixOptions.from_params(args)

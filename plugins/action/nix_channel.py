@@ -10,17 +10,11 @@ ref on its own, is plugin_utils/publish/_channel_stage.py; this shapes the
 result (credentials masked, the query's facts, the message and the diff).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import CHANNEL_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import ChannelError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel_stage import (
     ChannelStage)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 
 _MOVED = ('moved', 'new')
 
@@ -30,9 +24,8 @@ class ActionModule(NixdeployAction):
     _requires_connection = False
     ARGUMENT_SPEC = CHANNEL_SPEC
     PHASE = 'channel'
-    ERRORS = (ChannelError, NixError, OSError)
 
-    def run_host(self, args, result):
+    def host_result(self, args, result):
         host = self.host
         stage = ChannelStage(host, args, self.task_vars, self.check_mode,
                              self._loader.get_basedir(), self._templar.template, self.from_batch)

@@ -10,23 +10,16 @@ _cascade_stage.py) and shapes its result: the seconds it took, every text in
 it masked, a failure's details.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars, _specs
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _builders
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _builders
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy import CopyError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy_stage import CopyStage
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _trouble
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import StoreError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 
 
 class ActionModule(NixdeployAction):
@@ -35,10 +28,9 @@ class ActionModule(NixdeployAction):
     ROLE_VARS = _role_vars.COPY
     VALIDATION = _specs.COPY_VALIDATION
     PHASE = 'copy'
-    # the host's key is judged before anything runs (plugin_utils/run/_action.py):
+    # the host's key is judged before anything runs (plugin_utils/task/_action.py):
     # a cascade and nix copy reach the host over ssh, not Ansible's connection
     HOST_KEYS = True
-    ERRORS = (StoreError, CopyError, NixError)
     # the deprecated option names too (Ansible refuses any other argument)
     _VALID_ARGS = frozenset(_specs.COPY_SPEC) | frozenset(_role_vars.aliases(_role_vars.COPY))
 
@@ -69,7 +61,7 @@ class ActionModule(NixdeployAction):
         except _builders.BuildOnError:
             return False
 
-    def run_host(self, args, result):
+    def host_result(self, args, result):
         # HOST_KEYS: the host's key is judged by now (_unchecked: what its opt-out let through)
         stage = CopyStage(self.host, args, self.task_vars, self.target,
                           check_mode=self._task.check_mode, diff=self._task.diff,
@@ -90,5 +82,5 @@ class ActionModule(NixdeployAction):
 
 def _connection_lost(stderr):
     """Whether ssh failed to reach the host (not a host key or sudo refusal)."""
-    problem = _trouble.ssh_problem(stderr)
+    problem = _diagnosis.ssh_problem(stderr)
     return bool(problem) and 'host key' not in problem and 'sudo' not in problem

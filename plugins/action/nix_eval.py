@@ -5,15 +5,11 @@
 
 Runs once per host like any task, but the first host of the play batch
 starts the evaluation of the whole batch in a detached process
-(plugin_utils/run/_stream.py): parallel ``nix eval`` processes, a shared part
+(plugin_utils/task/_stream.py): parallel ``nix eval`` processes, a shared part
 evaluated once per process, answers from the evaluation cache first
-(plugin_utils/build/_eval_stage.py). Each host's task ends as soon as its own
+(plugin_utils/evaluation/_eval_stage.py). Each host's task ends as soon as its own
 answer is known, so its build starts while the others are still evaluated.
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 
@@ -21,18 +17,16 @@ from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import EVAL_SPEC
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _eval_stage
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import EvalError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._flake_source import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_stage
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
     RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    NixError, NixOptions)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     Batch, _folder as batch_folder, batch_key, play_uuid, task_batch)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._serial import gate
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stream import StreamError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._serial import gate
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
 
 
 class ActionModule(NixdeployAction):
@@ -41,9 +35,8 @@ class ActionModule(NixdeployAction):
     ARGUMENT_SPEC = EVAL_SPEC
     ROLE_VARS = _role_vars.EVAL
     PHASE = 'eval'
-    ERRORS = (EvalError, NixError, OSError)
 
-    def run_host(self, args, result):
+    def host_result(self, args, result):
         # the batch before this one failed too many hosts: nothing of this
         # batch starts (the role ends the play on ``stopped``)
         judged = self._serial_gate(args.get('max_fail_percentage'))
@@ -56,7 +49,7 @@ class ActionModule(NixdeployAction):
 
     def _serial_gate(self, max_fail_percentage):
         """This play batch's number and whether it may start
-        (plugin_utils/run/_serial.py); judged once per batch."""
+        (plugin_utils/task/_serial.py); judged once per batch."""
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
         batch = Batch(C.DEFAULT_LOCAL_TMP, 'serial',
                       batch_key(self._task._uuid, sorted(hosts), max_fail_percentage))

@@ -9,13 +9,9 @@ it; Ansible's file search path with vault decryption for ``src``) in
 plugin_utils/keys/_keys_upload.py, which nix_activate's ``keys`` option uses too.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _specs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys, _keys_upload
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 
 
 class ActionModule(NixdeployAction):
@@ -23,7 +19,7 @@ class ActionModule(NixdeployAction):
     ARGUMENT_SPEC = _specs.KEYS_SPEC
     PHASE = 'keys'
     # the host's key is judged before the first program runs on it (Host.sh,
-    # plugin_utils/run/_action.py), before anything is uploaded or activated
+    # plugin_utils/task/_action.py), before anything is uploaded or activated
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
@@ -32,7 +28,7 @@ class ActionModule(NixdeployAction):
             result.setdefault('rolled_back', False)
         return result
 
-    def run_host(self, args, result):
+    def host_result(self, args, result):
         try:
             keys = _keys.normalize_keys(args['keys'])
         except _keys.KeysError as exc:

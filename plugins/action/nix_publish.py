@@ -8,19 +8,14 @@ publishes the systems of the whole batch (one query, one ``nix copy``, one
 check; plugin_utils/publish/_publish.py); the other hosts read their answer.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import PUBLISH_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    NixError, NixOptions, options_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._publish import (
-    PER_HOST_ARGS, PublishError, Publisher)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import NixdeployAction
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+    PER_HOST_ARGS, Publisher)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     unlink_host_args, vars_of)
 
 
@@ -29,14 +24,13 @@ class ActionModule(NixdeployAction):
     _requires_connection = False
     ARGUMENT_SPEC = PUBLISH_SPEC
     PHASE = 'publish'
-    ERRORS = (PublishError, NixError, OSError)
 
     def run(self, tmp=None, task_vars=None):
         # every text Nix said that became a key, not only msg, with the
         # credentials of any URL in it masked
         return _redact.data(super(ActionModule, self).run(tmp, task_vars))
 
-    def run_host(self, args, result):
+    def host_result(self, args, result):
         host, task_vars = self.host, self.task_vars
         check_mode = self.check_mode
         # the fact, templated as hostvars gives it for the other hosts

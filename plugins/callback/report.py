@@ -2,10 +2,6 @@
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 name: report
 type: aggregate
@@ -104,7 +100,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output import flake_metadata
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _report, _report_record
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_html import render
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._outcome import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     result_data, task_action)
 
 # extra vars AWX (and Semaphore) give every job; kept in the report to find the job again

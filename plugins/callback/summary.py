@@ -2,10 +2,6 @@
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 name: summary
 type: aggregate
@@ -53,7 +49,7 @@ from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._outcome import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     PHASE_ORDER, HostOutcome, action_phase, result_data, summary_line, task_action)
 
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The option record_stats of nix_build, nix_copy_closure and nix_activate (plugin_utils/run/_stats.py)."""
+"""The option record_stats of nix_build, nix_copy_closure and nix_activate (plugin_utils/task/_stats.py)."""
 
 from __future__ import absolute_import, division, print_function
 

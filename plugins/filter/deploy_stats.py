@@ -3,13 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The filter nixdeploy.fleet.deploy_stats (documented in deploy_stats.yml)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._stats import custom_stats
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stats import custom_stats
 
 
 def deploy_stats(results, host, check_mode=False, job_id=None):

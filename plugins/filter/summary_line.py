@@ -3,15 +3,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The filter nixdeploy.fleet.summary_line (documented in summary_line.yml)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run import _outcome
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome
 
 FIELDS = ('host', 'platform', 'before', 'after', 'outcome')
 

@@ -2,10 +2,6 @@
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 name: nix
 short_description: The fleet as a Nix flake describes it
@@ -187,7 +183,7 @@ except ImportError:  # ansible-core 2.18: mark every string unsafe
     _TRUSTS = False
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build._eval import evaluation_options
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import evaluation_options
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
     InventoryError, check_flake, eval_args, request_digest)
@@ -197,7 +193,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._invento
     build_inventory)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
-    NixError, NixOptions, Runner)
+    NixError, NixOptions, NixCommand)
 
 display = Display()
 
@@ -216,7 +212,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         try:
             flake = check_flake(flake_ref(self.get_option('flake'),
                                           os.path.dirname(os.path.abspath(path))))
-            runner = Runner(NixOptions.from_params(self._nix_params()))
+            runner = NixCommand(NixOptions.from_params(self._nix_params()))
         except (NixError, InventoryError) as exc:
             raise AnsibleParserError('%s: %s' % (path, _redact.text(to_native(exc))))
         if _redact.url(flake) != flake:
@@ -243,7 +239,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         # The cached value records the call it came from, so a changed
         # option (or a new apply expression) never reads a stale entry. The
         # installable stands in symbolically: its form depends on the Nix
-        # version (Runner.outputs), which a cached parse does not ask. Only a
+        # version (NixCommand.outputs), which a cached parse does not ask. Only a
         # digest of it is kept: nix_options may carry secrets.
         argv = runner.argv('eval', eval_args(['<outputs of %s>' % flake], source, attribute),
                            flake_command=True)

@@ -9,15 +9,11 @@ the action plugin validates against) to ``AnsibleModule`` here, so
 ansible-test compares the documentation with the real spec.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible.module_utils.basic import AnsibleModule
 
 
 def controller_only(name, argument_spec, **validation):
     """Refuse to run as a module: ``name`` is an action plugin (whose base,
-    plugin_utils/run/_action.py, validates against the same spec)."""
+    plugin_utils/task/_action.py, validates against the same spec)."""
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **validation)
     module.fail_json(msg='nixdeploy.fleet.%s runs on the controller as an action plugin' % name)

@@ -8,15 +8,11 @@ its option record_stats; the option table's phase modules), and the word for
 a deploy that stopped after it.
 
 The option table (_role_vars), record_stats' spec (_record_stats), the
-custom stats (plugin_utils/run/_stats.py), a host's outcome and summary line
-(plugin_utils/run/_outcome.py) and the report (plugin_utils/report/_report.py)
+custom stats (plugin_utils/task/_stats.py), a host's outcome and summary line
+(plugin_utils/task/_outcome.py) and the report (plugin_utils/report/_report.py)
 read the phases here. Standard library only: the report's merge script
 imports it as a plain file.
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 
 class Phase(object):

@@ -9,15 +9,12 @@ instead of testing ``platform == ...`` or ``goal == ...``. docs/concepts.md
 describes the platforms for users.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from collections import namedtuple
 
 
 PLATFORMS = {
     'nixos': {
+        'user_at_host': False,
         # flake output holding the configurations, and the attribute path
         # below one configuration that is the deployable system
         'output': 'nixosConfigurations',
@@ -51,6 +48,7 @@ PLATFORMS = {
         },
     },
     'darwin': {
+        'user_at_host': False,
         'output': 'darwinConfigurations',
         'system_attr': ['system'],
         'profile': '/nix/var/nix/profiles/system',
@@ -79,6 +77,7 @@ PLATFORMS = {
         },
     },
     'nix-on-droid': {
+        'user_at_host': False,
         'output': 'nixOnDroidConfigurations',
         'system_attr': ['activationPackage'],
         'profile': '/nix/var/nix/profiles/nix-on-droid',
@@ -106,6 +105,9 @@ PLATFORMS = {
         },
     },
     'home-manager': {
+        # a configuration named user@host names its own target (the inventory's
+        # user and address when its entry gives none)
+        'user_at_host': True,
         'output': 'homeConfigurations',
         'system_attr': ['activationPackage'],
         # resolved on the target: XDG state dir when it exists, else per-user
@@ -143,7 +145,7 @@ PLATFORMS = {
     },
 }
 
-# What each row's ``activation`` holds (nix_activate, plugin_utils/activation/_target.py):
+# What each row's ``activation`` holds (nix_activate, plugin_utils/activation/_programs.py):
 #   command           argv below the system's store path; '{goal}' is the goal
 #   sets_own_profile  the activation sets the profile itself (nix-on-droid):
 #                     no goal moves it first
@@ -261,6 +263,19 @@ KNOWN_NIX_DIRS = (
     '/nix/var/nix/profiles/per-user/$USER/profile/bin',
     '${XDG_STATE_HOME:-$HOME/.local/state}/nix/profile/bin',
 )
+
+
+# The order the inventory looks through a flake's outputs for a host's
+# configuration (a name in two outputs: the first wins): the table's own.
+PLATFORM_ORDER = tuple(PLATFORMS)
+# The platform of a host whose inventory entry names none, and of colmena's
+# nodes (NixOS systems): the table's first.
+DEFAULT_PLATFORM = PLATFORM_ORDER[0]
+
+
+def user_at_host(platform):
+    """Whether a configuration of ``platform`` named user@host names its target."""
+    return PLATFORMS[platform]['user_at_host']
 
 
 # Ansible group names for each platform (group names cannot hold '-').

@@ -6,7 +6,7 @@ its one argument spec (documented by the doc fragment nixdeploy.fleet.record_sta
 
 Each key means one thing: ``registered`` names the variables the earlier
 phases' results were registered as, ``results`` gives those results
-themselves, ``job_id`` the AWX job id. plugin_utils/run/_stats.py makes the
+themselves, ``job_id`` the AWX job id. plugin_utils/task/_stats.py makes the
 record; the action base checks the option with the other arguments, before
 anything runs on the target.
 
@@ -14,10 +14,6 @@ The modules' argument specs (``_specs``: build, copy, activate) take ``OPTION`` 
 their entry ``record_stats``: the action base and the module's ``main()``
 (which validate-modules checks the documentation against) read the same spec.
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _phases
 

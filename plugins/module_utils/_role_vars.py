@@ -161,7 +161,7 @@ ROWS = tuple(Row(name, PHASES, NIX_OPTIONS[name]) for name in sorted(NIX_OPTIONS
     Row('install_bootloader', (ACTIVATE,), {'type': 'bool', 'default': False}),
     Row('backup_extension', (ACTIVATE,), {'type': 'str'}, old='nix_hm_backup_extension'),
     Row('reactivate', (ACTIVATE,), {'type': 'bool', 'default': False}),
-    # the opt-out for a host whose key ssh does not check (plugin_utils/run/_action.py):
+    # the opt-out for a host whose key ssh does not check (plugin_utils/task/_action.py):
     # a host's own setting, read from its variable whoever runs the task
     Row('host_key_unchecked', (COPY, ACTIVATE), {'type': 'bool', 'default': False},
         scope='host', inventory=True),

@@ -9,10 +9,6 @@ seconds: whether tasks on several hosts overlapped, whatever the machine's
 speed.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = '''
 name: record
 type: aggregate

@@ -12,10 +12,6 @@ there. Like get-pip.py it takes pip install arguments (e.g. ``pip==24.2
 ``ensurepip`` and lets that pip install the requested packages from PyPI.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import subprocess
 import sys
 

@@ -1,18 +1,24 @@
-"""The house by stage (docs/architecture.md, issue 44), read from every
-plugin file's imports: module_utils holds only what the modules and their
-documentation need and imports nothing of the controller's; plugin_utils is
-one folder per stage, and each stage imports only the stages below it."""
+"""The house by stage (docs/architecture.md), read from every plugin file:
+module_utils holds only what the modules and their documentation need and
+imports nothing of the controller's; plugin_utils is one folder per stage,
+and each stage imports only the stages below it; every error raised derives
+from the one base (common/_errors.py); each stage's target programs live in
+its own target/ folder; no platform name is compared outside the platform
+table (module_utils/_platforms.py)."""
 
 import ast
 import os
+import sys
 
-from tests.collection import REPO
+from tests.collection import REPO, collections_path
+
+sys.path.insert(0, collections_path())
 
 PLUGINS = os.path.join(REPO, 'plugins')
 PKG = 'ansible_collections.nixdeploy.fleet.plugins'
 # lowest first: a stage imports the stages before it in this list, never one after it
-STAGES = ('common', 'nix', 'host', 'run', 'inventory', 'build', 'copy', 'keys', 'activation',
-          'publish', 'report')
+STAGES = ('common', 'nix', 'host', 'task', 'inventory', 'evaluation', 'builds', 'copy', 'keys',
+          'activation', 'publish', 'report')
 # the modules' surface: argument specs, the option table and the options it
 # shares, the phases, platforms and goals, record_stats, the modules' main()
 MODULE_UTILS = ('_module.py', '_options.py', '_phases.py', '_platforms.py', '_record_stats.py',
@@ -71,9 +77,51 @@ def test_plugin_utils_is_one_folder_per_stage():
     for stage in STAGES:
         folder = os.path.join(here, stage)
         assert os.path.isfile(os.path.join(folder, '__init__.py')), stage
-        # one level: the target's sh programs are the only folder in a stage
+        # one level: the stage's own target programs (target/) are the only
+        # folder in a stage
         assert sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n))
-                      and n != '__pycache__') == (['target'] if stage == 'host' else []), stage
+                      and n != '__pycache__') in (['target'], []), stage
+
+
+def _sh_names(path):
+    """The ``*.sh`` file names a Python file names in its string constants."""
+    with open(path) as handle:
+        tree = ast.parse(handle.read(), path)
+    return set(node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+               and isinstance(node.value, str) and node.value.endswith('.sh')
+               and '/' not in node.value and ' ' not in node.value)
+
+
+# host/target/ holds the library every program starts with, nothing else
+SHARED_PROGRAMS = ('lib.sh',)
+
+
+def test_each_stages_target_programs_live_in_its_own_folder():
+    """A program is rendered (by its file name) from one stage's Python: its
+    file is in that stage's target/ folder, never in another stage's."""
+    here = os.path.join(PLUGINS, 'plugin_utils')
+    where = {}
+    for stage in STAGES:
+        folder = os.path.join(here, stage, 'target')
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if name.endswith('.sh'):
+                    assert name not in where, '%s is in %s and %s' % (name, where.get(name), stage)
+                    where[name] = stage
+    assert sorted(n for n, s in where.items() if s == 'host') == list(SHARED_PROGRAMS)
+    wrong, used = [], set()
+    for name, path in sorted(plugin_files().items()):
+        stage = stage_of(name)
+        for program in _sh_names(path) & set(where):
+            if stage != 'host':
+                used.add(program)
+            # host names every program in its table of what each emits (_program_fields)
+            if stage not in (None, 'host') and where[program] not in (stage, 'host'):
+                wrong.append('%s (%s) renders %s of %s/target/'
+                             % (name, stage, program, where[program]))
+    assert wrong == []
+    # every program is rendered by some stage: none is left in a folder unused
+    assert sorted(set(where) - used - set(SHARED_PROGRAMS)) == []
 
 
 def test_module_utils_and_the_modules_import_only_module_utils():
@@ -110,4 +158,116 @@ def test_no_stage_imports_a_stage_above_it():
             other = stage_of(module)
             if other is None or STAGES.index(other) > STAGES.index(stage):
                 wrong.append('%s (%s) imports %s (%s)' % (name, stage, module, other))
+    assert wrong == []
+
+
+# ---------------------------------------------------------------- one error family
+ERROR_BASE = 'NixdeployError'
+# what plugins may raise outside the family, and why
+RAISE_ALLOWED = {
+    'AnsibleParserError': "the inventory plugin's API: Ansible reports a source that fails so",
+    'AnsibleFilterError': "a filter's API: Ansible reports a filter that fails so",
+    'NotImplementedError': 'an abstract method',
+    'AttributeError': "__getattr__'s protocol",
+    'KeyError': "a mapping's protocol",
+    'OSError': 'a system call that failed; the action base catches OSError with the family',
+}
+# module_utils imports nothing of plugin_utils (above): its ValueErrors are
+# the modules' own, and the action base reads them as a bad argument
+MODULE_UTILS_ALLOWED = ('ValueError',)
+
+
+def _bases(tree):
+    """{class name: [base names]} of the classes defined in ``tree``."""
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            out[node.name] = [b.id if isinstance(b, ast.Name) else b.attr for b in node.bases
+                              if isinstance(b, (ast.Name, ast.Attribute))]
+    return out
+
+
+def _raised(tree):
+    """(line, name) of each ``raise Name(...)`` / ``raise mod.Name`` of a class
+    (a capitalised name; ``raise exc`` re-raises what was caught)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            name = target.id if isinstance(target, ast.Name) else \
+                target.attr if isinstance(target, ast.Attribute) else None
+            if name and name[0].isupper():
+                yield node.lineno, name
+
+
+def _trees():
+    for name, path in sorted(plugin_files().items()):
+        with open(path) as handle:
+            yield name, ast.parse(handle.read(), path)
+
+
+def test_every_error_class_derives_from_the_base():
+    bases = {}
+    for _name, tree in _trees():
+        bases.update(_bases(tree))
+
+    def family(cls, seen=()):
+        return cls == ERROR_BASE or any(family(b, seen + (cls,)) for b in bases.get(cls, ())
+                                        if b not in seen)
+
+    errors = [cls for cls, parents in bases.items()
+              if any(p in ('Exception', 'ValueError', 'TypeError') for p in parents)
+              and cls != ERROR_BASE]
+    assert errors, 'no error class found: the check reads nothing'
+    assert sorted(cls for cls in errors if not family(cls)) == []
+
+
+def test_every_raise_in_plugins_raises_the_family():
+    bases = {}
+    trees = list(_trees())
+    for _name, tree in trees:
+        bases.update(_bases(tree))
+
+    def family(cls):
+        return cls == ERROR_BASE or any(family(b) for b in bases.get(cls, ()))
+
+    wrong = []
+    for name, tree in trees:
+        for line, cls in _raised(tree):
+            if family(cls) or cls in RAISE_ALLOWED:
+                continue
+            if name.startswith('module_utils.') and cls in MODULE_UTILS_ALLOWED:
+                continue
+            wrong.append('%s:%d raises %s' % (name, line, cls))
+    assert wrong == []
+
+
+# ---------------------------------------------------------------- tables, not lists
+def _platform_words():
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms  # noqa: E402
+    return set(_platforms.PLATFORMS) | set(_platforms.GROUP_NAMES.values())
+
+
+def _constants(node):
+    """The string constants of a comparison operand (a tuple, list or set of them too)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return [v for elt in node.elts for v in _constants(elt)]
+    return []
+
+
+def test_no_platform_name_is_compared_outside_the_platform_table():
+    """Platform differences are the table's data (module_utils/_platforms.py):
+    a file that tests ``platform == 'nixos'`` misses the next platform."""
+    words = _platform_words()
+    wrong = []
+    for name, tree in _trees():
+        if name == 'module_utils._platforms':
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):
+                said = [w for operand in [node.left] + node.comparators
+                        for w in _constants(operand) if w in words]
+                if said:
+                    wrong.append('%s:%d compares %s' % (name, node.lineno, ', '.join(said)))
     assert wrong == []

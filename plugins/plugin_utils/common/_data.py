@@ -8,10 +8,6 @@ Standard library only: ``plugin_utils/report/_report.py`` also runs as a plain
 script and imports this file as a sibling folder's.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import os
 import tempfile

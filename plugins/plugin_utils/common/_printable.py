@@ -15,10 +15,6 @@ Unicode line and paragraph separators become ``\\xNN`` / ``\\uNNNN``
 ordinary text, accents and other scripts read as they are.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 # C0, DEL, C1; the bidi embeddings, overrides, isolates and marks (and the

@@ -17,10 +17,6 @@ of the masked query parameters.
 Standard library only: the report's merge script imports it as a plain file.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 MASK = '***'

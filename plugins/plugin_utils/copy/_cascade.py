@@ -40,11 +40,6 @@ Faults, by what the hop's failure says (``hop_failure``):
 A failed push FROM the controller is final for that receiver.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
-import math
 import re
 
 CONTROLLER = 'controller'
@@ -160,13 +155,6 @@ def failure_reason(kind, stderr, rc=None):
     return said or 'failed (exit %s)' % rc
 
 
-def estimate_seconds(hosts, size_bytes, rate_bytes_per_second):
-    """(log2 N + 1) x S / U: a cascade's copy time when every link has rate U."""
-    if hosts <= 0 or rate_bytes_per_second <= 0:
-        return 0.0
-    return (math.log(hosts, 2) + 1) * size_bytes / float(rate_bytes_per_second)
-
-
 class Cascade:
     """The state of one system's cascade.
 
@@ -223,10 +211,6 @@ class Cascade:
     def _site_seeded(self, site):
         return any(self.site(h) == site for h in self._senders()) or any(
             self.site(r) == site for r in self._becoming_senders())
-
-    @property
-    def controller_hops(self):
-        return sum(1 for r, s in self.got_from.items() if s == CONTROLLER)
 
     def done(self):
         return not self.pending and not self.inflight

@@ -10,21 +10,17 @@ is pushed to from the controller by its CopyStage (_copy_stage.py), whose
 task this is.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _builders
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _builders
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _peer
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _ssh
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     StoreError, store_path_of)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import host_message
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     facts_in_flight, play_batch, vars_of, with_facts)
 
 # The options that may differ per host in cascade mode (the option table's
@@ -116,7 +112,7 @@ class CascadeCopy:
                 continue  # its own task reports the bad connection vars
             # a hop only to a host whose key is checked: any other is refused by
             # its own task, or (its opt-out) gets a push from it
-            checked = not stage.unchecked if name == own_name else _ssh.peer_checked(
+            checked = not stage.unchecked if name == own_name else _host_key_judge.peer_checked(
                 stage.connection, hostvars, target)
             if not checked:
                 continue
@@ -125,9 +121,7 @@ class CascadeCopy:
                 name, target, request['path'], site=_cascade.site_of(hostvars, name),
                 peer_host=hostvars.get('nix_peer_host') or None,
                 remote_nix_dir=request['remote_nix_dir']))
-        run = _peer.CascadeRun(stage.opts, peers, check_sigs=args['check_sigs'],
-                               signing_key=args['signing_key'], compress=args['compress'],
-                               free_space_margin=args['free_space_margin'])
+        run = _peer.CascadeCopy(stage.opts, peers, stage.settings)
         entries = run.run()
         for name, entry in entries.items():
             entry['request'] = requests[name]

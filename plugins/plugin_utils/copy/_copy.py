@@ -13,16 +13,14 @@ from binary caches itself (cache). In cascade mode (``_cascade.py`` plans,
 runs ``nix copy`` ON a host that holds the closure, to the next host.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
+from collections import namedtuple
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import ROOT_STATE_DIR
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    file_name, is_store_path)
+    file_name, is_store_path, remote_program)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _netrc, _nix, _nix_stderr
 
 
@@ -35,7 +33,7 @@ PATH_OVERHEAD = 4096
 FREE_SPACE_RESERVE = 8 << 20
 
 
-class CopyError(Exception):
+class CopyError(NixdeployError):
     """A copy failed; ``message`` names the host and the reason."""
 
     def __init__(self, message, stderr=''):
@@ -90,7 +88,7 @@ def parse_probe(stdout, program):
     values, _log = program.parse(stdout)
     if values.get('no_nix') or not values.get('nix_dir'):
         return None
-    # each value is of its type already (plugin_utils/host/_target_data.py)
+    # each value is of its type already (plugin_utils/host/_program_fields.py)
     facts = dict(values)
     facts['dropped'] = list(values.dropped)
     facts['invalid'] = values.get('invalid', [])
@@ -163,6 +161,38 @@ def is_trusted(facts):
     return False
 
 
+# ------------------------------------------------------------------ settings
+class CopySettings(namedtuple('CopySettings',
+                              'check_sigs signing_key compress free_space_margin')):
+    """The task's copy settings, read once from its arguments (``of``) and
+    handed whole to every copy path: the direct push (``_copy_stage``) and
+    the cascade (``_peer.CascadeCopy``: its pushes and hops). A new setting
+    is a field here and a use where it acts."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, args):
+        return cls(args['check_sigs'], args['signing_key'], bool(args['compress']),
+                   args['free_space_margin'])
+
+    def trust(self, facts, target):
+        """(no_check_sigs, via_sudo, how) of ``plan_trust`` for ``target``."""
+        return plan_trust(facts, self.check_sigs, self.signing_key, target.become,
+                          target.become_method, target.become_user)
+
+
+def store_address(target, nix_dir, via_sudo, compress, become_user=None):
+    """The store URI ``nix copy`` reaches ``target`` at: its nix-daemon in
+    ``nix_dir``, through sudo when the trust plan says so (as
+    ``become_user``, by default the target's own)."""
+    if become_user is None:
+        become_user = target.become_user
+    return target.store_uri(
+        remote_program=remote_program(nix_dir, via_sudo, become_user),
+        compress=compress)
+
+
 # ------------------------------------------------------------------ plan
 def plan_trust(facts, check_sigs, signing_key, become, become_method, become_user):
     """Decide how the copy gets past the target's signature check.
@@ -196,7 +226,7 @@ def closure(opts, path, store=None):
     if cache:
         args += ['--store', cache.uri]
     with _netrc.nix_options(opts, [cache] if cache else []) as cache_opts:
-        infos = _nix.Runner(cache_opts).path_infos(
+        infos = _nix.NixCommand(cache_opts).path_infos(
             [path], args,
             'cannot read the closure of %s%s' % (path, ' from ' + cache.uri if cache else ''))
     return [{'path': p, 'narSize': info['narSize']} for p, info in sorted(infos.items()) if info]
@@ -221,7 +251,7 @@ def batch_infos(opts, paths):
     is not valid (a host whose build failed) is left out and the rest asked
     again; {} when Nix fails otherwise."""
     paths = list(paths)
-    runner = _nix.Runner(opts)
+    runner = _nix.NixCommand(opts)
     while paths:
         try:
             infos = runner.path_infos(paths, ['-r'], 'reading the closures of the batch')
@@ -237,8 +267,8 @@ def batch_infos(opts, paths):
 
 
 def sign(opts, path, key_file):
-    _nix.Runner(opts).check('store sign', ['-r', '-k', key_file, path],
-                            'cannot sign the closure of %s' % path)
+    _nix.NixCommand(opts).check('store sign', ['-r', '-k', key_file, path],
+                                'cannot sign the closure of %s' % path)
 
 
 def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=None):
@@ -252,7 +282,7 @@ def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=No
         # --substitute-on-destination and ask the target to substitute only when
         # builders-use-substitutes is set; pass both so every version substitutes.
         args += ['--substitute-on-destination', '--option', 'builders-use-substitutes', 'true']
-    argv, rc, _out, err = _nix.Runner(opts, timeout).run('copy', args + [path], env=env)
+    argv, rc, _out, err = _nix.NixCommand(opts, timeout).run('copy', args + [path], env=env)
     if rc != 0:
         raise _nix.NixError('nix copy to %s failed' % uri, argv=argv, rc=rc, stderr=err)
     return _nix_stderr.sent_paths(err)

@@ -10,33 +10,33 @@ copy's GC root), then ``nix copy`` of what is missing (_copy.py), or the
 target fetches it from the caches. Cascade mode is _cascade_stage.py.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _closure
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _closure
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._cascade_stage import (
     CascadeCopy)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _store, _trouble
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._ssh import ssh_master
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_key_judge import ssh_master
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import split_ssh_args
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    StoreError, split_ssh_args, store_path_of)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import (
+    StoreError, store_path_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     facts_in_flight, vars_of, with_facts)
 
 # Nix's words for a cache that refused the login: 2.8 takes a refused
 # nix-cache-info for no cache at all, later versions name the HTTP status
+# the time limit of the target's own fetch from the caches (a whole closure
+# downloaded there); every other program of the copy has the host's (Host.sh)
+FETCH_TIMEOUT = 3600
 _REFUSED_LOGIN = ('HTTP error 401', 'HTTP error 403', 'does not appear to be a binary cache')
 # ssh's single-letter flags that take no argument (-C may be among them: -4C)
 _SSH_FLAGS = re.compile(r'^-[46AaCfGgKkMNnqsTtVvXxYy]+\Z')
@@ -51,11 +51,12 @@ class CopyStage:
     ``unchecked`` (ssh does not check the host's key and its opt-out let it
     through), ``filled`` (the arguments as filled from the variables:
     _role_vars.Filled) and ``from_batch(kind, key_parts, compute, own)``
-    (plugin_utils/run/_action.py)."""
+    (plugin_utils/task/_action.py)."""
 
     def __init__(self, host, args, task_vars, target, check_mode=False, diff=False,
                  unchecked=False, filled=None, from_batch=None):
         self.host, self.args, self.task_vars = host, args, task_vars
+        self.settings = _copy.CopySettings.of(args)
         self.target = target
         self.connection = target.connection
         self.check_mode, self.diff, self.unchecked = check_mode, diff, unchecked
@@ -108,8 +109,8 @@ class CopyStage:
         invalid = set(facts['invalid'])
         missing = [p for p in closure if p['path'] in invalid]
         self._check_space(facts, missing)
-        no_check_sigs, via_sudo, trust = self._trust(facts, target)
-        uri = self._store_address(facts, target, via_sudo)
+        no_check_sigs, via_sudo, trust = self.settings.trust(facts, target)
+        uri = _copy.store_address(target, facts['nix_dir'], via_sudo, self.settings.compress)
         ssh_env = self._ssh_env(target)
         out = self._result(path, mode, uri, trust, facts, closure, missing)
         if not missing or self.check_mode:
@@ -128,8 +129,8 @@ class CopyStage:
             out['paths_fetched'] = len(missing)
             return out
 
-        if args['signing_key'] and trust == 'signed':
-            _copy.sign(opts, path, args['signing_key'])
+        if self.settings.signing_key and trust == 'signed':
+            _copy.sign(opts, path, self.settings.signing_key)
         try:
             sent = _copy.push(opts, path, uri, ssh_env, no_check_sigs=no_check_sigs,
                               substitute=(mode == 'substitute'))
@@ -143,26 +144,17 @@ class CopyStage:
 
     def _check_space(self, facts, missing):
         # before anything is sent: room for it (check mode says so too)
-        problem = _copy.space_problem(self.host, facts, missing, self.args['free_space_margin'])
+        problem = _copy.space_problem(self.host, facts, missing,
+                                      self.settings.free_space_margin)
         if problem:
             raise _copy.CopyError(problem)
-
-    def _trust(self, facts, target):
-        """(no_check_sigs, via_sudo, trust) of _copy.plan_trust."""
-        return _copy.plan_trust(facts, self.args['check_sigs'], self.args['signing_key'],
-                                target.become, target.become_method, target.become_user)
-
-    def _store_address(self, facts, target, via_sudo):
-        return target.store_uri(
-            remote_program=_store.remote_program(facts['nix_dir'], via_sudo, target.become_user),
-            compress=self.args['compress'])
 
     def _ssh_env(self, target):
         # the probe just used Ansible's connection: nix copy rides its master,
         # when that compresses as asked (compression is the master's: Ansible's
         # default ssh_args have -C, which zlib costs more than it saves on a LAN)
         master = ssh_master(self.connection)
-        if master and _ssh_compresses(self.connection) != bool(self.args['compress']):
+        if master and _ssh_compresses(self.connection) != self.settings.compress:
             master = None
         return target.nix_env(master=master)
 
@@ -196,11 +188,11 @@ class CopyStage:
         if _copy.looks_unsigned(exc.stderr):
             return _copy.CopyError(_copy.unsigned_message(
                 host, facts.get('user') or target.user, exc.stderr), exc.stderr)
-        fault = _trouble.fault_message(
+        fault = _diagnosis.fault_message(
             host, exc.stderr, 'during the copy', facts.get('store_mount'))
         if fault:
             return _copy.CopyError(fault, exc.stderr)
-        why = _trouble.ssh_problem(exc.stderr)
+        why = _diagnosis.ssh_problem(exc.stderr)
         if why.startswith('sudo ') or why.startswith('the become_user'):
             # the cause first: the store URI and Nix's "unexpected end-of-file" follow
             return _copy.CopyError('%s: %s; nothing was copied (Nix: %s)' % (
@@ -291,7 +283,7 @@ class CopyStage:
                                   'store paths (%s)' % (host, '; '.join(facts['dropped'])))
         if rc != 0 or not facts.get('complete'):
             said = (err or out or '').strip()[-2000:]
-            raise _copy.CopyError(_trouble.fault_message(
+            raise _copy.CopyError(_diagnosis.fault_message(
                 host, said, 'when asked what it lacks', facts.get('store_mount')) or
                 '%s: querying the target\'s store failed (rc %s): %s' % (host, rc, said), err)
         return facts
@@ -300,7 +292,7 @@ class CopyStage:
         host, caches = self.host, self.args['caches']
         # the caches' logins go on stdin only (the program is ssh's argv)
         program, netrc = _copy.fetch_script(nix_dir, path, caches)
-        rc, out, err = self.target.sh(program, in_data=netrc or None)
+        rc, out, err = self.target.sh(program, in_data=netrc or None, timeout=FETCH_TIMEOUT)
         if rc != 0:
             err = _redact.text((err or '') + (out or ''))
             names = ', '.join(_copy.cache_uris(caches))
@@ -311,7 +303,7 @@ class CopyStage:
             elif netrc and any(words in err for words in _REFUSED_LOGIN):
                 hint = (' (a cache that asks for a login says so: check the user name and '
                         'password in its address)')
-            raise _copy.CopyError(_trouble.fault_message(
+            raise _copy.CopyError(_diagnosis.fault_message(
                 host, err, 'while fetching from %s' % names) or
                 '%s: fetching %s from %s on the target failed%s: %s' % (
                     host, path, names, hint, err.strip()[-2000:]), err)

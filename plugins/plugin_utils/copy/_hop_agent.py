@@ -20,16 +20,13 @@ and ``~/.ssh`` when missing); the hop removes them again when the probe
 found the sender without them (``hop_leftovers``).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import shutil
 import socket
 import subprocess
 import time
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
 
@@ -40,7 +37,7 @@ RECEIVER_ALIAS = _copy.HOP_ALIAS
 AGENT_LIFETIME = 300
 
 
-class HopError(Exception):
+class HopError(NixdeployError):
     """The controller could not set a hop up (its own agent or key)."""
 
 

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The controller's side of a closure cascade: plain ssh to each host, the hops.
 
-``CascadeRun(...).run()`` takes the hosts of a play batch (``Peer``: a name,
+``CascadeCopy(...).run()`` takes the hosts of a play batch (``Peer``: a name,
 a ``Host`` built from its connection vars, its system), and for each
 system: probes every host over ssh (the same sh probe as a push), lets
 ``_cascade.Cascade`` plan, and runs the hops in threads until every host
@@ -19,10 +19,6 @@ the hop, and what OpenSSH 10.1+ sshd makes for the forwarded agent, which the
 hop removes again (``_hop_agent.hop_leftovers``).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import resource
 import tempfile
 import threading
@@ -31,7 +27,7 @@ import time
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._hop_agent import (
     HopAgent, HopError, hop_leftovers)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script, _store, _trouble
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script, _diagnosis
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
     host_keys, key_files)
@@ -104,31 +100,28 @@ class Peer:
                     and self.key_files and version and version >= MIN_SENDER_OPENSSH)
 
     def store_uri(self, target=None, compress=False):
-        via_sudo = self.trust[1]
-        return (target or self.target).store_uri(
-            remote_program=_store.remote_program(self.facts['nix_dir'], via_sudo,
-                                                 self.target.become_user),
-            compress=compress)
+        """The store URI of this peer (as ``target`` reaches it: a sender's
+        own address of it), by its trust plan."""
+        return _copy.store_address(target or self.target, self.facts['nix_dir'], self.trust[1],
+                                   compress, self.target.become_user)
 
 
 # ------------------------------------------------------------------ the run
-class CascadeRun:
+class CascadeCopy:
     """Cascade the systems of ``peers`` (Peer list, in inventory order).
 
-    ``opts``: NixOptions of the controller's nix; ``check_sigs``,
-    ``signing_key``, ``compress``: the task's copy settings.
+    ``opts``: NixOptions of the controller's nix; ``settings``: the task's
+    copy settings (``_copy.CopySettings``).
     """
 
-    def __init__(self, opts, peers, check_sigs='auto', signing_key=None, compress=False,
-                 tmp_dir=None, free_space_margin=0):
+    def __init__(self, opts, peers, settings, tmp_dir=None):
         self.opts = opts
         self.peers = list(peers)
         self.by_name = dict((p.name, p) for p in self.peers)
-        self.check_sigs = check_sigs
-        self.signing_key = signing_key
-        self.compress = compress
+        self.settings = settings
+        self.signing_key = settings.signing_key
+        self.compress = settings.compress
         self.tmp_dir = tmp_dir
-        self.free_space_margin = free_space_margin
         self.sent = {}             # receiver -> store paths the hop that served it sent
 
     def run(self):
@@ -175,7 +168,8 @@ class CascadeRun:
         invalid = set(peer.facts['invalid'])
         peer.missing = [p for p in closure if p['path'] in invalid]
         # before any hop: room for it
-        problem = _copy.space_problem(peer.name, peer.facts, peer.missing, self.free_space_margin)
+        problem = _copy.space_problem(peer.name, peer.facts, peer.missing,
+                                      self.settings.free_space_margin)
         if problem:
             peer.error = problem
             return
@@ -183,9 +177,7 @@ class CascadeRun:
             peer.warnings.append(
                 '%s: the copied system is not protected from a garbage collection on the host '
                 'before its activation: %s' % (peer.name, peer.facts['gc_root_error']))
-        peer.trust = _copy.plan_trust(peer.facts, self.check_sigs, self.signing_key,
-                                      peer.target.become, peer.target.become_method,
-                                      peer.target.become_user)
+        peer.trust = self.settings.trust(peer.facts, peer.target)
 
     def _probe(self, peer, paths):
         # the GC root of the peer's system first (copy-probe.sh)
@@ -196,7 +188,7 @@ class CascadeRun:
         rc, out, err = peer.target.ssh(_copy.stdin_free(probe), first=['-o', 'ForwardAgent=no'])
         facts = _copy.parse_probe(out, probe)
         if rc == _cascade.SSH_EXIT:
-            why = _trouble.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
+            why = _diagnosis.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
             peer.connection_lost = 'host key' not in why
             raise _copy.CopyError('%s: cannot reach the host over ssh to copy: %s' % (
                 peer.name, why), err)
@@ -205,7 +197,7 @@ class CascadeRun:
                                   'the folder holding nix' % peer.name)
         if rc != 0 or not facts.get('complete'):
             said = (err or out).strip()[-2000:]
-            raise _copy.CopyError(_trouble.fault_message(
+            raise _copy.CopyError(_diagnosis.fault_message(
                 peer.name, said, 'when asked what it lacks', facts.get('store_mount')) or
                 '%s: querying the target\'s store failed (rc %s): %s' % (peer.name, rc, said),
                 err)
@@ -310,11 +302,11 @@ class CascadeRun:
                 why = _copy.unsigned_message(receiver.name, receiver.facts.get('user')
                                              or receiver.target.user, exc.stderr)
                 return _cascade.FAILED, why, None
-            fault = _trouble.fault_message(
+            fault = _diagnosis.fault_message(
                 receiver.name, exc.stderr, 'during the copy', receiver.facts.get('store_mount'))
             if fault:
                 return _cascade.FAILED, fault, None
-            problem = _trouble.ssh_problem(exc.stderr)
+            problem = _diagnosis.ssh_problem(exc.stderr)
             if problem and 'host key' not in problem and 'sudo' not in problem:
                 receiver.connection_lost = True
             reason = exc.nix_message() or exc.message

@@ -15,24 +15,22 @@ peers and hops, builders). Its ssh options are computed in one place
 an ssh argv in the collection, ``ssh -G`` included. Host key checking is
 never turned off here: the user's own ssh args are passed on verbatim, ones
 that turn it off are refused (``_check_secure``, by the rules of
-plugin_utils/host/_host_keys.py) unless the action judged the host and its
+plugin_utils/host/_host_key_rules.py) unless the action judged the host and its
 opt-out let it go on (``JUDGED``), and our defaults only add timeouts and
 BatchMode.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 import shlex
+import threading
 from urllib.parse import parse_qs, quote as _url_quote, urlsplit
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_keys
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_rules
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    StoreError, split_ssh_args)
+    StoreError)
 
 # Added after the user's own ssh args; ssh keeps the FIRST value of an
 # option, so anything the inventory sets wins over these.
@@ -46,6 +44,28 @@ DEFAULT_SSH_OPTIONS = (
 )
 
 
+# The time limit of a target program whose caller gives none (a probe, a key
+# upload): a session over a link that died never ends by itself.
+PROGRAM_TIMEOUT = 300
+
+
+def split_ssh_args(text):
+    """Split an ``ansible_ssh_*_args`` string the way Ansible's ssh plugin does."""
+    if not text:
+        return []
+    if isinstance(text, (list, tuple)):
+        return [str(t) for t in text]
+    return shlex.split(str(text))
+
+
+class NoAnswer(NixdeployError):
+    """A target program gave no answer within its time limit."""
+
+    def __init__(self, *args, **context):
+        context.setdefault('connection_lost', True)
+        super(NoAnswer, self).__init__(*args, **context)
+
+
 # Before the user's own ssh args (ssh keeps the first value): the collection's
 # own ssh (nix copy, builders, cascade probes) never rides an ssh master it
 # was not given (nix_env's ``master``: one the action judged), such as one
@@ -55,7 +75,7 @@ DEFAULT_SSH_OPTIONS = (
 NO_MASTER = ('-o', 'ControlMaster=no', '-o', 'ControlPath=none')
 
 # the attribute that holds, on an action's connection, the host's opt-out as
-# the action judged it (plugin_utils/run/_action.py judge_host_keys: the one
+# the action judged it (plugin_utils/task/_action.py judge_host_keys: the one
 # place that reads nix_host_key_unchecked): true when its key is not checked
 # and the opt-out lets the task go on
 JUDGED = '_nixdeploy_host_key_unchecked'
@@ -91,13 +111,13 @@ def _check_token(token, where):
 
 def _check_secure(tokens, where, destination=None):
     """Refuse ssh options that turn host key checking off (any spelling:
-    plugin_utils/host/_host_keys.py); an ssh config file given with ``-F`` can
+    plugin_utils/host/_host_key_rules.py); an ssh config file given with ``-F`` can
     say anything, so ``ssh -G`` is asked what it says for ``destination``."""
-    problems = _host_keys.args_problems(tokens)
-    config_files = _host_keys.parse_args(tokens)[1]
+    problems = _host_key_rules.args_problems(tokens)
+    config_files = _host_key_rules.parse_args(tokens)[1]
     if not problems and destination and config_files:
         problems = ['%s (the ssh config %s, as `ssh -G` reads it)' % (p, ', '.join(config_files))
-                    for p in _host_keys.config_problems(
+                    for p in _host_key_rules.config_problems(
                         ssh_argv(tokens, destination, show_config=True, end_options=True))]
     if problems:
         raise StoreError(
@@ -271,16 +291,35 @@ class Host:
                    ssh_common_args=os.environ.get('NIX_SSHOPTS'), name=uri)
 
     # ------------------------------------------------------------ over Ansible's connection
-    def sh(self, script, in_data=None, sudoable=False):
+    def sh(self, script, in_data=None, sudoable=False, timeout=PROGRAM_TIMEOUT):
         """Run a rendered target program (plugin_utils/host/_script.py) with sh
-        over Ansible's connection: (rc, stdout, stderr). It runs as one
-        group, because Ansible appends ``&& sleep 0`` to the command;
-        ``sudoable``: with the task's become. The action judges the host's
-        key before the first one (``before``)."""
+        over Ansible's connection: (rc, stdout, stderr). The one way the
+        controller runs a program on a target. It runs as one group, because
+        Ansible appends ``&& sleep 0`` to the command; ``in_data``: its
+        stdin; ``sudoable``: with the task's become; NoAnswer when it gives
+        no answer within ``timeout`` seconds (the caller decides whether to
+        log in anew). The action judges the host's key before the first one
+        (``before``)."""
         if self._before is not None:
             self._before()
-        out = self._execute('{\n%s\n}' % script.strip('\n'),
-                            sudoable=sudoable, in_data=in_data or None)
+        reply = {}
+
+        def run():
+            try:
+                reply['out'] = self._execute('{\n%s\n}' % script.strip('\n'),
+                                             sudoable=sudoable, in_data=in_data or None)
+            except Exception as exc:  # pylint: disable=broad-except
+                reply['error'] = exc
+
+        worker = threading.Thread(target=run, name='nixdeploy-sh')
+        worker.daemon = True
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            raise NoAnswer('no answer from the host within %ss' % timeout)
+        if 'error' in reply:
+            raise reply['error']
+        out = reply['out']
         return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
 
     # ------------------------------------------------------------ over plain ssh
@@ -341,7 +380,7 @@ class Host:
 
         ``master``: the control socket of an ssh connection already open to
         this host, for Nix's ssh to ride instead of logging in again: only
-        one the action judged (plugin_utils/host/_ssh.py ssh_master: the master of
+        one the action judged (plugin_utils/host/_host_key_judge.py ssh_master: the master of
         the task's own judgement); ssh connects by itself when the master has
         gone. Left out when its path holds whitespace (NIX_SSHOPTS)."""
         opts = self.ssh_options(for_nix=True)

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A cascade host as the controller's own ssh sees it.
 
-The cascade (``_peer.CascadeRun``) reaches every host with the controller's
+The cascade (``_peer.CascadeCopy``) reaches every host with the controller's
 ssh and the host's connection vars, and needs to know what that ssh knows:
 the options it would use (``ssh -G``: plugin_utils/host/_host.py's
 ``Host.ssh_config``, read here), the host key lines its known_hosts
@@ -11,10 +11,6 @@ files hold for the host (``ssh-keygen -F``, under the name ssh looks it up
 by), and the private keys it would log in with. Commands run here without a
 controlling terminal, so nothing can ask for a password or passphrase.
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 import subprocess

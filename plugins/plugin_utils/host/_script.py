@@ -4,14 +4,18 @@
 """The one loader of the POSIX sh programs that run on targets, and the one
 reader of what they print.
 
-Every program that runs on a target is a real ``.sh`` file in
-``plugin_utils/host/target/`` (so shellcheck checks it and diffs read as shell).
+Every program that runs on a target is a real ``.sh`` file (so shellcheck
+checks it and diffs read as shell) in the ``target/`` folder of the stage
+whose behaviour it is (``activation/target/``, ``copy/target/``,
+``keys/target/``, ``build/target/``); ``host/target/`` holds only ``lib.sh``,
+the library every program starts with. A program is named by its file name,
+unique over all stages (``programs``).
 ``render`` builds the text sent over the connection: the values as quoted
 assignments (nothing from a task or the inventory is ever pasted into the
 program text), then ``lib.sh``, then the named files in order. ``parse``
 reads the one output format every program uses (``emit`` in lib.sh);
 ``Program.parse`` then reads each value into its type
-(plugin_utils/host/_target_data.py: a value that is not what it must be is
+(plugin_utils/host/_program_fields.py: a value that is not what it must be is
 dropped, never passed on).
 
 The result channel: what a target prints is untrusted (a health check's
@@ -28,19 +32,18 @@ target's ``one_line`` folds it in every value; a ``\r``, ``\x1c``, ``\x85``
 or ``\u2028`` stays data), so a value cannot start a line of its own.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 import secrets
 import shlex
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _target_data
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _program_fields
 
+# host/target/: lib.sh; the stages' own programs are in <stage>/target/
 FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'target')
+PLUGIN_UTILS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRARY = 'lib.sh'
 # the shell variable lib.sh's emit and log_section read the marker from
 MARK_NAME = 'RESULT_MARK'
@@ -48,15 +51,34 @@ _MARK = re.compile(r'^[0-9a-f]{32}\Z')
 
 _NAME = re.compile(r'^[A-Z_][A-Z0-9_]*\Z')
 _CACHE = {}
+_PATHS = {}
 
 # root's state folders (other users': under XDG_STATE_HOME), see activate-lib.sh
 ROOT_STATE_DIR = '/nix/var/nixdeploy'
 
 
+def programs():
+    """{file name: path} of every target program, over every stage's
+    ``target/`` folder (a name twice is an error: programs are named by it)."""
+    if not _PATHS:
+        found = {}
+        for stage in sorted(os.listdir(PLUGIN_UTILS)):
+            folder = os.path.join(PLUGIN_UTILS, stage, 'target')
+            if not os.path.isdir(folder):
+                continue
+            for name in sorted(os.listdir(folder)):
+                if name.endswith('.sh'):
+                    if name in found:
+                        raise InvalidValue('target program %s is in two stages' % name)
+                    found[name] = os.path.join(folder, name)
+        _PATHS.update(found)
+    return dict(_PATHS)
+
+
 def source(name):
-    """The text of ``target/<name>`` (read once per process)."""
+    """The text of the target program ``name`` (read once per process)."""
     if name not in _CACHE:
-        with open(os.path.join(FOLDER, name)) as handle:
+        with open(programs()[name]) as handle:
             _CACHE[name] = handle.read()
     return _CACHE[name]
 
@@ -75,11 +97,11 @@ def assignments(values):
     lines = []
     for name in sorted(values):
         if not _NAME.match(name):
-            raise ValueError('not a shell variable name: %r' % (name,))
+            raise InvalidValue('not a shell variable name: %r' % (name,))
         value = values[name]
         if isinstance(value, (list, tuple, dict)):
-            raise ValueError('%s: pass text, a number or a boolean, not %s'
-                             % (name, type(value).__name__))
+            raise InvalidValue('%s: pass text, a number or a boolean, not %s'
+                               % (name, type(value).__name__))
         lines.append('%s=%s\n' % (name, word(value)))
     return ''.join(lines)
 
@@ -87,7 +109,7 @@ def assignments(values):
 class Program(str):
     """A rendered target program: the text sent to the target, ``mark``, the
     marker of its results (made for this program only), and ``fields``,
-    the keys it reports and their types (plugin_utils/host/_target_data.py)."""
+    the keys it reports and their types (plugin_utils/host/_program_fields.py)."""
 
     def __new__(cls, text, mark, fields=None):
         program = str.__new__(cls, text)
@@ -97,10 +119,10 @@ class Program(str):
 
     def parse(self, output):
         """(values, log) of what this program printed: ``parse``, then each
-        value read into its type (``_target_data.read``: a ``Values`` whose
+        value read into its type (``_program_fields.read``: a ``Values`` whose
         ``dropped`` names what was not)."""
         raw, log = self.parse_raw(output)
-        return _target_data.read(raw, self.fields), log
+        return _program_fields.read(raw, self.fields), log
 
     def parse_raw(self, output):
         """(values as printed, log): the framing alone (``parse``), for a
@@ -134,14 +156,14 @@ def render(names, values=None):
     all_values = {'NIX_DIRS': ' '.join(KNOWN_NIX_DIRS)}
     all_values.update(values or {})
     if MARK_NAME in all_values:
-        raise ValueError('%s is the marker of the results: render makes it' % MARK_NAME)
+        raise InvalidValue('%s is the marker of the results: render makes it' % MARK_NAME)
     mark = new_mark()
     all_values[MARK_NAME] = mark
     if isinstance(names, str):
         names = [names]
     files = [LIBRARY] + list(names)
     return Program(assignments(all_values) + ''.join(source(n) for n in files), mark,
-                   _target_data.fields_of(files))
+                   _program_fields.fields_of(files))
 
 
 def _line(text):
@@ -158,7 +180,7 @@ def parse(output, mark=None):
     if mark is None:
         mark = getattr(output, 'mark', None)
     if not isinstance(mark, str) or not _MARK.match(mark):
-        raise ValueError('parse needs the marker of the program that printed the output')
+        raise InvalidValue('parse needs the marker of the program that printed the output')
     result, log_line = '@@%s ' % mark, '@@%s-log' % mark
     values = {}
     lines = (output or '').split('\n')

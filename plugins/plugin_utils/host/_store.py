@@ -3,18 +3,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Store paths (their check, the top-level path of a file inside one, a host
 name as one file name), the error of a target that cannot be reached as its
-store, the ssh args split as Ansible splits them and the remote program of
-its store. How a target is reached (its ssh options, its store URI) is
+store and the remote program of its store. How a target is reached (its ssh options, its store URI) is
 plugin_utils/host/_host.py's ``Host``.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import re
-import shlex
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 
 try:
     from urllib.parse import quote as _url_quote
@@ -44,7 +40,7 @@ def file_name(name):
     return text
 
 
-class StoreError(Exception):
+class StoreError(NixdeployError):
     """A target's connection vars cannot be turned into a safe store URI."""
 
 
@@ -62,15 +58,6 @@ def store_path_of(path):
         if is_store_path(candidate):
             return candidate
     raise StoreError('not a Nix store path: %r' % (text,))
-
-
-def split_ssh_args(text):
-    """Split an ``ansible_ssh_*_args`` string the way Ansible's ssh plugin does."""
-    if not text:
-        return []
-    if isinstance(text, (list, tuple)):
-        return [str(t) for t in text]
-    return shlex.split(str(text))
 
 
 def remote_program(nix_dir, via_sudo=False, become_user=None):

@@ -12,22 +12,18 @@ JSON to hosts is pure Python beside it: ``_inventory_hosts.build_inventory``
 The inventory plugin stays a thin shell around these two.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import json
 import re
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import PLATFORMS
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
+    PLATFORM_ORDER, PLATFORMS)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import nix_list, nix_string
 
 SOURCES = ('auto', 'inventory', 'colmena', 'deploy-rs', 'configurations')
 
-# Platforms in the order their outputs are searched (a name found in two
-# outputs belongs to the first).
-PLATFORM_ORDER = ('nixos', 'darwin', 'nix-on-droid', 'home-manager')
+# the platforms' outputs in the order they are searched (the table's)
 CONFIG_OUTPUTS = [PLATFORMS[p]['output'] for p in PLATFORM_ORDER]
 
 DEFAULT_INVENTORY_ATTR = ['inventory']
@@ -252,7 +248,7 @@ builtins.seq sourceFound {
 '''
 
 
-class InventoryError(Exception):
+class InventoryError(NixdeployError):
     """The inventory data cannot be mapped (bad option or bad data)."""
 
 
@@ -292,7 +288,7 @@ def eval_args(outputs, source='auto', attribute=None):
     """Arguments after ``nix eval`` (the NixOptions supply the rest).
 
     ``outputs``: the arguments naming the flake's outputs set
-    (``Runner.outputs``, which differ by Nix version)."""
+    (``NixCommand.outputs``, which differ by Nix version)."""
     return ['--json'] + list(outputs) + ['--apply', apply_expression(source, attribute)]
 
 

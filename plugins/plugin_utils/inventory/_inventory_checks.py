@@ -32,10 +32,6 @@ escaped, so a control character is visible); the caller skips the node (or
 fails under ``strict``).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import ipaddress
 import re
 import unicodedata

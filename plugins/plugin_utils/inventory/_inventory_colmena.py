@@ -12,11 +12,8 @@ flake would be a controller action the flake chose). The keys are secrets:
 they never go into ``nix_node``, which is there for everyone to read.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
+    DEFAULT_PLATFORM, PLATFORMS, attr_string)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
     COLMENA_KEY_FIELDS, InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
@@ -56,10 +53,10 @@ def colmena_fields(raw, name, node, inv_fields, configured):
         'origin': origin,
     }
     fields = merge_fields(own, inv_fields)
-    fields['platform'] = 'nixos'
-    nixos = (raw.get('configurations') or {}).get('nixosConfigurations', [])
+    fields['platform'] = DEFAULT_PLATFORM
+    known = (raw.get('configurations') or {}).get(PLATFORMS[DEFAULT_PLATFORM]['output'], [])
     configuration = inv_fields.get('configuration') or name
-    if configuration in nixos:
+    if configuration in known:
         fields['configuration'] = configuration
     else:
         # no nixosConfigurations entry: the hive's own toplevel, if any

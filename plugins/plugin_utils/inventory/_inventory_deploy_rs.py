@@ -11,10 +11,6 @@ profiles ``nix_profiles`` in deploy order, each with the attribute of its
 path for nix_eval.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import shlex
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string

@@ -11,13 +11,10 @@ the inventory attribute fills the gaps of a colmena or deploy-rs node of the
 same name, so all of them read fields the same way.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import PLATFORMS
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
+    PLATFORM_ORDER, PLATFORMS)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
-    PLATFORM_ORDER, InventoryError)
+    InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
     check_port)
 

@@ -12,16 +12,13 @@ mapping, the same for every source, makes them the host's variables
 Pure Python: the unit tests map JSON without Nix.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
-    GROUP_NAMES, PLATFORMS, attr_string, system_attr_path)
+    DEFAULT_PLATFORM, GROUP_NAMES, PLATFORM_ORDER, PLATFORMS, attr_string, system_attr_path,
+    user_at_host)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
-    PLATFORM_ORDER, InventoryError)
+    InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
     check_connection, check_host_name, node_label)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_colmena import (
@@ -84,7 +81,7 @@ class Result:
 
 def _platform(value):
     if value in (None, ''):
-        return 'nixos'
+        return DEFAULT_PLATFORM
     text = u'%s' % value
     for name, group in GROUP_NAMES.items():
         if text in (name, group):
@@ -96,7 +93,7 @@ def _configurations_fields(raw, name, node, inv_fields, configured):
     """(fields, extra host vars) of one system configuration: the platform
     whose output holds it, the inventory entry of its name filling the gaps."""
     own = {'tags': []}
-    if configured == 'home-manager' and '@' in name and not inv_fields.get('address'):
+    if configured and user_at_host(configured) and '@' in name and not inv_fields.get('address'):
         # homeConfigurations."user@host" names its own target
         own['user'], own['address'] = name.split('@', 1)
         own['origin'] = {'user': 'the user part of the configuration name user@host',

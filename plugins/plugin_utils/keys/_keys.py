@@ -13,14 +13,11 @@ never in an argument, an environment variable, a file on the controller or
 a Nix store.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import posixpath
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import KEYS_UPLOAD_AT
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue, NixdeployError
 
 DEFAULTS = {'dest_dir': '/run/keys', 'user': 'root', 'group': 'root', 'mode': '0600',
             'upload_at': 'pre-activation'}
@@ -32,7 +29,7 @@ _ACCOUNT = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.$-]*\Z')
 _MODE = re.compile(r'^[0-7]{3,4}\Z')
 
 
-class KeysError(Exception):
+class KeysError(NixdeployError):
     """A key cannot be handled; the message names the key (the caller adds the host).
 
     ``detail`` is what a failed key ``command`` wrote to stderr: never in the
@@ -83,16 +80,16 @@ def normalize_mode(value):
     An int is the mode itself, as Ansible's file modules take it: YAML reads
     ``0600`` as 384, which is 0o600. A string is octal digits."""
     if isinstance(value, bool):
-        raise ValueError('mode must be octal digits such as "0600"')
+        raise InvalidValue('mode must be octal digits such as "0600"')
     if isinstance(value, int):
         if not 0 <= value <= 0o7777:
-            raise ValueError('mode %r is out of range' % value)
+            raise InvalidValue('mode %r is out of range' % value)
         return '%04o' % value
     text = str(value).strip()
     if text.startswith('0o'):
         text = text[2:]
     if not _MODE.match(text):
-        raise ValueError('mode must be octal digits such as "0600", got %r' % (value,))
+        raise InvalidValue('mode must be octal digits such as "0600", got %r' % (value,))
     return '%04o' % int(text, 8)
 
 

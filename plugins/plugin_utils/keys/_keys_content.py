@@ -10,13 +10,10 @@ content stays bytes in memory until ``_keys_target.Uploader`` sends it as a
 script's stdin; nothing of it, not even a hash, appears in a result.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import subprocess
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidType
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys._keys import KeysError
 
 COMMAND_STDERR_CHARS = 400
@@ -27,7 +24,7 @@ def to_content(value):
     if isinstance(value, bytes):
         return value
     if value is None or isinstance(value, (bool, int, float, dict, list, tuple)):
-        raise TypeError('text must be a string')
+        raise InvalidType('text must be a string')
     # str() decrypts Ansible's vaulted strings (2.18 AnsibleVaultEncryptedUnicode,
     # 2.19 EncryptedString) without ever showing them
     return str(value).encode('utf-8', 'surrogateescape')

@@ -29,16 +29,12 @@ nix_activate's state: /nix/var/nixdeploy/keys for root,
 ${XDG_STATE_HOME:-~/.local/state}/nixdeploy/keys for other users.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import re
 import secrets
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._target_data import Values
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import Values
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys._keys import KeysError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys._keys_content import (
     load_content, salted_digest)

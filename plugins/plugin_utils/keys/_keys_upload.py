@@ -10,16 +10,12 @@ stdin, become when the task has it) and Ansible's file search path with vault
 decryption for ``src``. ``upload`` returns exactly what nix_keys returns.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.utils.display import Display
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys, _keys_target
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._action import host_message
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
 
 
 def upload(action, keys, upload_at, prune, check_mode, diff):

@@ -9,10 +9,6 @@ file system: whether a folder is inside a git work tree decides between a
 ``path:`` flake.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 
 from urllib.parse import quote

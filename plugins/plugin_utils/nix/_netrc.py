@@ -23,16 +23,13 @@ store settings is a secret. A secret-named parameter (``?access_token=``,
 the names ``_redact`` masks) is refused rather than put in argv for nothing.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import contextlib
 import os
 import re
 import shutil
 import tempfile
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 
 try:
@@ -50,7 +47,7 @@ _WORD = re.compile(r'[^\s"\\#\x00-\x1f\x7f][^\s"\\\x00-\x1f\x7f]*\Z')
 _PLAIN_PATH = re.compile(r'[A-Za-z0-9_./+-]+\Z')
 
 
-class CacheAddressError(ValueError):
+class CacheAddressError(NixdeployError, ValueError):
     """A cache address the collection cannot give Nix without exposing its
     credential; the message names the address masked, never the secret."""
 

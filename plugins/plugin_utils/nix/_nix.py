@@ -9,15 +9,11 @@ a ``NixError`` carrying Nix's own message so callers can report it per host.
 ``nix_options`` reach Nix as NIX_CONFIG lines (``_nix_config``), never in argv.
 
 Where the command line itself differs between the Nix versions in use (Nix
-2.8 to 2.34, Lix, Determinate Nix), ``Runner`` asks ``nix --version`` once
+2.8 to 2.34, Lix, Determinate Nix), ``NixCommand`` asks ``nix --version`` once
 per nix binary and process (``nix_features``) and picks the form that
 version understands; what Nix prints is read by ``_nix_output`` (its answers)
 and ``_nix_stderr`` (its errors and progress).
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import json
 import os
@@ -25,6 +21,7 @@ import shutil
 import subprocess
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output, _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (
@@ -34,7 +31,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config im
 EXPERIMENTAL = ['--extra-experimental-features', 'nix-command flakes']
 
 
-class NixError(Exception):
+class NixError(NixdeployError):
     """A Nix command failed; ``message`` is ours, ``stderr`` is Nix's.
 
     All three with the credentials of any URL in them masked (``_redact``):
@@ -174,7 +171,7 @@ class NixOptions:
         return [self.nix_bin] + sub + self.common_args(flake_command) + list(args)
 
 
-# The system named while selecting the outputs on Nix < 2.19 (Runner.outputs).
+# The system named while selecting the outputs on Nix < 2.19 (NixCommand.outputs).
 OUTPUTS_ONLY_SYSTEM = 'nixdeploy-outputs-only'
 
 # uname's machine -> Nix's CPU name (the rest are spelled alike)
@@ -241,7 +238,7 @@ class NixFeatures:
         # Format 1 is the map every 2.19+ prints.
         self.json_format = like >= (2, 33)
         # `<flake>#.` is the outputs set itself from 2.19 and in every Lix;
-        # older Nix has only the empty fragment (see Runner.outputs)
+        # older Nix has only the empty fragment (see NixCommand.outputs)
         self.outputs_fragment = flavour == _nix_output.LIX or like >= (2, 19)
         # `nix config show` (2.20 renamed show-config, kept as an alias that warns)
         self.config_show = like >= (2, 20)
@@ -278,7 +275,7 @@ def nix_features(nix_bin='nix', timeout=60):
     return _FEATURES[key]
 
 
-class Runner:
+class NixCommand:
     """The one runner of Nix on the controller: builds the argv from the
     task's ``NixOptions``, passes the environment (e.g. NIX_SSHOPTS for one
     target) and the timeout, turns a failure into a ``NixError`` carrying
@@ -385,12 +382,12 @@ class Runner:
 def nix(opts, subcommand, args, what, flake_command=True, **kwargs):
     """One ``nix`` command with the shared options; return stdout."""
     timeout = kwargs.pop('timeout', None)
-    return Runner(opts, timeout).check(subcommand, args, what,
-                                       flake_command=flake_command, **kwargs)
+    return NixCommand(opts, timeout).check(subcommand, args, what,
+                                           flake_command=flake_command, **kwargs)
 
 
 def nix_json(opts, subcommand, args, what, flake_command=True, **kwargs):
     """As ``nix`` but parse stdout as JSON."""
     timeout = kwargs.pop('timeout', None)
-    return Runner(opts, timeout).json(subcommand, args, what,
-                                      flake_command=flake_command, **kwargs)
+    return NixCommand(opts, timeout).json(subcommand, args, what,
+                                          flake_command=flake_command, **kwargs)

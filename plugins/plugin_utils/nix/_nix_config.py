@@ -10,12 +10,10 @@ as more than one setting, a directive or a comment is refused here
 (``ConfigError``, which ``NixOptions`` raises as a ``NixError``).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 
 # A setting's name as Nix spells them (`access-tokens`, `extra-substituters`);
 # \Z, not $: `$` also matches before a final line break, which would end the
@@ -27,7 +25,7 @@ _NOT_IN_VALUE = (('\n', 'a line break'), ('\r', 'a line break'), ('\0', 'a NUL')
                  ('#', "'#' (Nix reads the rest of the line as a comment)"))
 
 
-class ConfigError(ValueError):
+class ConfigError(NixdeployError, ValueError):
     """A ``nix_options`` name or value Nix would misread; the text says why."""
 
 

@@ -20,13 +20,10 @@ What Nix writes on stderr (errors, progress, traces) is read by
 ``_nix_stderr``, by the same rule.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import re
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
 
 STORE_DIR = '/nix/store'
@@ -71,7 +68,7 @@ def nix_version(text):
             brand = match.group(1).lower()
             flavour = LIX if 'lix' in brand else DETERMINATE if 'determinate' in brand else NIX
             return flavour, (int(match.group(2)), int(match.group(3)), int(match.group(4) or 0))
-    raise ValueError('no Nix version in %r' % (text or '')[:200])
+    raise InvalidValue('no Nix version in %r' % (text or '')[:200])
 
 
 def like_nix(flavour, version):
@@ -101,10 +98,10 @@ def path_infos(data, store_dir=STORE_DIR):
         items = []
         for item in data:
             if not isinstance(item, dict):
-                raise ValueError('a path-info list holds %r' % (item,))
+                raise InvalidValue('a path-info list holds %r' % (item,))
             items.append((item.get('path'), None if item.get('valid', True) is False else item))
     else:
-        raise ValueError('not path-info JSON: %s' % type(data).__name__)
+        raise InvalidValue('not path-info JSON: %s' % type(data).__name__)
     found = {}
     for path, info in items:
         if not path:
@@ -205,10 +202,10 @@ def _derivation_entries(data, store_dir):
         store_dir = data.get('storeDir') or store_dir
         data = data['derivations']
     if not isinstance(data, dict):
-        raise ValueError('not derivation JSON: %s' % type(data).__name__)
+        raise InvalidValue('not derivation JSON: %s' % type(data).__name__)
     for drv_path, drv in data.items():
         if not isinstance(drv, dict):
-            raise ValueError('derivation %s is %r' % (drv_path, drv))
+            raise InvalidValue('derivation %s is %r' % (drv_path, drv))
     return store_dir, sorted(data.items())
 
 

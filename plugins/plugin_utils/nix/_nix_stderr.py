@@ -21,10 +21,6 @@ process.
   what Nix, sqlite or the shell said -> ``store_fault``
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import re
 

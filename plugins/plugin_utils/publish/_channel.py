@@ -17,15 +17,12 @@ and put in the cache, and only then. This file holds the pieces:
 - pure helpers (ref names, git's outputs) that the unit tests cover.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import re
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, Runner, run
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, NixCommand, run
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output import flake_metadata
 
 try:
@@ -48,7 +45,7 @@ _BAD_REF_CHARS = re.compile(r'[\x00-\x20\x7f~^:?*\[\\]')
 _NOT_FAST_FORWARD = ('non-fast-forward', 'fetch first')
 
 
-class ChannelError(Exception):
+class ChannelError(NixdeployError):
     """A channel cannot be read or moved; the text says why."""
 
 
@@ -206,7 +203,7 @@ class Flakes:
     """Pins flakes to their commits (one ``nix flake metadata`` per flake)."""
 
     def __init__(self, opts, base_dir=None):
-        self.runner = Runner(opts)
+        self.runner = NixCommand(opts)
         self.base_dir = base_dir
 
     @property

@@ -14,10 +14,6 @@ first host are not those (an explicit per-host template, a play variable),
 every host moves its own ref in its own push instead: slower, never wrong.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 
 from ansible.errors import AnsibleError
@@ -27,7 +23,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish import _channel
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import PER_HOST_ARGS
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._batch import unlink_host_args
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import unlink_host_args
 
 # What a host's request reads from its variables and facts.
 HOST_VARS = ('nix_channel_ref', 'nix_flake', 'nix_flake_revision', 'nix_out_path',
@@ -43,7 +39,7 @@ class ChannelStage:
     What it needs of the action comes as arguments: ``check_mode``,
     ``base_dir`` (the playbook's folder: relative repositories and flakes),
     ``template`` (the task's templar's ``template``) and ``from_batch(kind,
-    key_parts, compute, own, alone)`` (plugin_utils/run/_action.py)."""
+    key_parts, compute, own, alone)`` (plugin_utils/task/_action.py)."""
 
     def __init__(self, host, args, task_vars, check_mode, base_dir, template, from_batch):
         self.host, self.args, self.task_vars = host, args, task_vars

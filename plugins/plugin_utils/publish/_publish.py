@@ -28,15 +28,12 @@ every step names the cache without it, and Nix reads it from a private netrc
 file named in its environment (plugin_utils/nix/_netrc.py).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _closure
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _closure
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _netrc
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, Runner
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, NixCommand
 
 try:
     from urllib.parse import quote
@@ -53,7 +50,7 @@ BINARY_CACHE_SCHEMES = ('file', 's3', 'http', 'https')
 SHOWN_PATHS = 5
 
 
-class PublishError(Exception):
+class PublishError(NixdeployError):
     """The publish cannot start (no key, bad arguments); the text says why."""
 
 
@@ -127,7 +124,7 @@ class Publisher:
             self._cache = _netrc.split(cache)
         except _netrc.CacheAddressError as exc:
             raise PublishError(u'%s' % exc)
-        self.runner = Runner(opts, timeout)
+        self.runner = NixCommand(opts, timeout)
         self.cache = self._cache.uri
         self.key_file = secret_key_file
         self.key = key_name(secret_key_file)

@@ -13,10 +13,6 @@ Standard library only, so the merge also runs as a plain script:
 ``python3 .../plugins/plugin_utils/report/_report.py merge -o DIR a.json b.json``.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import json
 import os
 import re
@@ -26,6 +22,8 @@ import time
 try:
     from ansible_collections.nixdeploy.fleet.plugins.module_utils import _phases
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_atomic
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
+        NixdeployError)
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._redact import (
         data as redacted)
 except ImportError:
@@ -36,6 +34,7 @@ except ImportError:
                     os.path.join(_HERE, '..', '..', 'module_utils')]
     import _phases  # pylint: disable=import-error
     from _data import write_atomic  # pylint: disable=import-error
+    from _errors import NixdeployError  # pylint: disable=import-error
     from _redact import data as redacted  # pylint: disable=import-error
 
 SCHEMA = 'nixdeploy.fleet/report'
@@ -50,7 +49,7 @@ PHASES = _phases.NAMES + ('confirm', 'checks', 'reboot', 'rollback')
 STATUSES = ('failed', 'rolled_back', 'incomplete', 'changed', 'unchanged')
 
 
-class ReportError(Exception):
+class ReportError(NixdeployError):
     """A report file that cannot be read or merged."""
 
 

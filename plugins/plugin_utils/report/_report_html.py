@@ -9,10 +9,6 @@ artifact, a CI workspace or a mail attachment. Every value from the
 inventory, the flake or Nix is escaped.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 from html import escape
 

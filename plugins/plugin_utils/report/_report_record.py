@@ -10,16 +10,12 @@ result keys (``phase``, ``rolled_back``, ``connection_lost``, ``phases``),
 never from task names or message text.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report import (
     assemble, json_time)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run._outcome import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     HostOutcome, action_phase)
 
 COPY_KEYS = ('paths_sent', 'bytes_sent', 'paths_missing', 'bytes_missing', 'closure_paths',

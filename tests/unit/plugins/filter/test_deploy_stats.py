@@ -14,7 +14,7 @@ from tests.collection import BIN, ansible_env, collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.filter import deploy_stats as plugin  # noqa: E402
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run import _stats  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stats  # noqa: E402
 
 deploy_stats = plugin.FilterModule().filters()['deploy_stats']
 

@@ -12,7 +12,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.filter import summary_line as plugin  # noqa: E402
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run import _outcome  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome  # noqa: E402
 
 summary_line = plugin.FilterModule().filters()['summary_line']
 

@@ -3,10 +3,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The thin plugin shell: which files it claims and what its docs promise."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import sys
 
@@ -81,7 +77,7 @@ def test_the_evaluation_runs_without_import_from_derivation():
         {'NIX_CONFIG': 'allow-import-from-derivation = true'})
     assert env['NIX_CONFIG'].splitlines()[-2:] == [
         'allow-import-from-derivation = false', 'substituters =']
-    argv = plugin.Runner(plugin.NixOptions.from_params(module._nix_params())).argv('eval', [])
+    argv = plugin.NixCommand(plugin.NixOptions.from_params(module._nix_params())).argv('eval', [])
     assert not any('import-from-derivation' in arg for arg in argv)
     # the inventory config's own option leaves the operator's choice alone
     assert module.options['nix_options'] == {'substituters': ''}

@@ -10,7 +10,7 @@ sys.path.insert(0, collections_path())
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
     _phases, _record_stats, _role_vars)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _report  # noqa: E402
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.run import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
     _outcome, _stats)
 
 

@@ -19,7 +19,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
-    _health)
+    _health_checks)
 
 
 class Server:
@@ -72,8 +72,8 @@ def no_target(script, timeout):
 
 
 def run(http, retries=0):
-    checks = _health.validate([{'name': 'web', 'retries': retries, 'interval': 0, 'http': http}])
-    return _health.run_checks(checks, no_target, sleep=lambda s: None)
+    checks = _health_checks.validate([{'name': 'web', 'retries': retries, 'interval': 0, 'http': http}])
+    return _health_checks.run_checks(checks, no_target, sleep=lambda s: None)
 
 
 def test_a_redirect_to_another_address_is_the_answer_and_never_followed(servers):
@@ -128,8 +128,8 @@ def test_a_redirect_loop_on_the_same_host_ends(servers):
     target.answers['/loop'] = (302, {'Location': '/loop'}, '')
     summary = run({'url': target.base + '/loop', 'follow_redirects': 'same_host'})
     assert summary['failed']['detail'].endswith(
-        'not followed: more than %d redirects' % _health.MAX_REDIRECTS)
-    assert len(target.seen) == _health.MAX_REDIRECTS + 1
+        'not followed: more than %d redirects' % _health_checks.MAX_REDIRECTS)
+    assert len(target.seen) == _health_checks.MAX_REDIRECTS + 1
 
 
 def test_where_it_was_sent_is_shown_escaped_and_masked(servers):
@@ -146,9 +146,9 @@ def test_where_it_was_sent_is_shown_escaped_and_masked(servers):
 
 
 def test_follow_redirects_takes_none_or_same_host_only():
-    with pytest.raises(_health.CheckError, match='follow_redirects'):
-        _health.validate([{'name': 'web', 'http': {'url': 'http://h/', 'follow_redirects': 'all'}}])
-    assert _health.validate([{'name': 'web', 'http': {'url': 'http://h/'}}])[0]['http'][
+    with pytest.raises(_health_checks.CheckError, match='follow_redirects'):
+        _health_checks.validate([{'name': 'web', 'http': {'url': 'http://h/', 'follow_redirects': 'all'}}])
+    assert _health_checks.validate([{'name': 'web', 'http': {'url': 'http://h/'}}])[0]['http'][
         'follow_redirects'] == 'none'
 
 

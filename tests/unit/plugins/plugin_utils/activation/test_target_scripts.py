@@ -1,4 +1,4 @@
-"""nix_activate's target programs (plugin_utils/host/target/activate-*.sh), run
+"""nix_activate's target programs (plugin_utils/activation/target/activate-*.sh), run
 under sh on this machine with a fake nix-env and fake systems whose
 bin/switch-to-configuration records its calls: the lock, the watchdog's
 rename race, the rollback order, a missing previous generation. The lab
@@ -19,7 +19,7 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
-    _target)
+    _programs)
 
 # Profile generations as Nix keeps them: PROFILE -> NAME-N-link -> system.
 FAKE_NIX_ENV = r'''#!/bin/sh
@@ -104,20 +104,20 @@ class Host:
         params.setdefault('magic', False)
         params.setdefault('wait', 20)
         params.update(self.common)
-        return self.sh(_target.launch_script('nixos', run, 'activate', path=path, **params))
+        return self.sh(_programs.launch_script('nixos', run, 'activate', path=path, **params))
 
     def rollback(self, run, **params):
-        return self.sh(_target.launch_script('nixos', run, 'rollback', magic=False, wait=20,
-                                             **dict(params, **self.common)))
+        return self.sh(_programs.launch_script('nixos', run, 'rollback', magic=False, wait=20,
+                                               **dict(params, **self.common)))
 
     def confirm(self, wait=20, claim=True):
-        return self.sh(_target.confirm_script('nixos', claim=claim, wait=wait, **self.common))
+        return self.sh(_programs.confirm_script('nixos', claim=claim, wait=wait, **self.common))
 
     def state_dir(self):
-        return self.sh(_target.inspect_script('nixos', **self.common))[0]['dir']
+        return self.sh(_programs.inspect_script('nixos', **self.common))[0]['dir']
 
     def generations(self):
-        values = self.sh(_target.inspect_script('nixos', **self.common))[0]
+        values = self.sh(_programs.inspect_script('nixos', **self.common))[0]
         return values['prev_gen'], values['gens'].split()
 
     def runner_gone(self, run, seconds=10.0):
@@ -126,7 +126,7 @@ class Host:
         status may still find it alive (a loaded machine)."""
         deadline = time.monotonic() + seconds
         while True:
-            values = self.sh(_target.poll_script('nixos', run, **self.common))[0]
+            values = self.sh(_programs.poll_script('nixos', run, **self.common))[0]
             if values.get('alive') == '0':
                 return True
             if time.monotonic() > deadline:
@@ -246,11 +246,11 @@ def test_unconfirmed_rolls_back_and_confirmed_stays(host):
     old, new = host.system('old'), host.system('new')
     host.activate(old, 'r1')
     values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=5)
-    assert values['state'] == _target.AWAITING, values['output']
+    assert values['state'] == _programs.AWAITING, values['output']
     values, _log = host.confirm(claim=False, wait=40)
     assert values['state'] == 'rolled_back' and values['cause'] == 'unconfirmed', values['output']
     values, _log = host.activate(new, 'r3', magic=True, confirm_timeout=120)
-    assert values['state'] == _target.AWAITING
+    assert values['state'] == _programs.AWAITING
     values, _log = host.confirm()
     assert values['claimed'] == 'r3' and values['state'] == 'done'
     assert values['confirmed'] == '1'
@@ -268,13 +268,13 @@ def test_each_wait_ends_at_its_news_not_at_its_timer(host):
     values, _log = host.activate(old, 'r1')
     assert values['state'] == 'done', values['output']
     values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=300)
-    assert values['state'] == _target.AWAITING, values['output']
+    assert values['state'] == _programs.AWAITING, values['output']
     values, _log = host.confirm()
     assert values['claimed'] == 'r2' and values['state'] == 'done', values['output']
     values, _log = host.activate(other, 'r3', magic=True, confirm_timeout=300)
-    assert values['state'] == _target.AWAITING, values['output']
-    values, _log = host.sh(_target.reject_script('nixos', 'r3', 'a check failed', wait=20,
-                                                 **host.common))
+    assert values['state'] == _programs.AWAITING, values['output']
+    values, _log = host.sh(_programs.reject_script('nixos', 'r3', 'a check failed', wait=20,
+                                                   **host.common))
     assert values['rejected'] == '1' and values['state'] == 'rolled_back', values['output']
     assert host.generations() == ('2', ['1', '2'])
     # every session that followed a run took its pid back from the run's waiter file
@@ -301,7 +301,7 @@ def test_confirmations_racing_the_watchdog_exactly_one_wins(host):
         for racer in racers:
             racer.join()
         claims = [a['claimed'] for a in answers if a['claimed']]
-        final = host.sh(_target.poll_script('nixos', run, wait=20, **host.common))[0]
+        final = host.sh(_programs.poll_script('nixos', run, wait=20, **host.common))[0]
         if claims:
             assert claims == [run] and final['state'] == 'done' and final['confirmed'] == '1'
             assert host.generations() == ('2', ['1', '2'])
@@ -397,8 +397,8 @@ def sd_host(tmp_path, monkeypatch):
     _executable(root / 'bin' / 'systemd-run', '#!/bin/sh\nexec %s %s %s "$@"\n' % (
         root / 'bin' / 'systemd-run.py', host.sd_calls, units))
     (root / 'systemd').mkdir()
-    monkeypatch.setattr(_target, 'SYSTEMD_DIR', str(root / 'systemd'))
-    monkeypatch.setattr(_target, 'ROOT_STATE_DIR', str(root / 'state$x'))
+    monkeypatch.setattr(_programs, 'SYSTEMD_DIR', str(root / 'systemd'))
+    monkeypatch.setattr(_programs, 'ROOT_STATE_DIR', str(root / 'state$x'))
     # nix-env is found through remote_nix_dir only, not on PATH
     nix_dir = root / 'nix$bin'
     nix_dir.mkdir()
@@ -424,7 +424,7 @@ def test_under_systemd_the_runner_is_not_expanded_and_sets_its_path(sd_host):
     assert values['detach'] == 'systemd-run' and values['unit'] == 'nixdeploy-activate-r1'
     assert values['new_gen'] == '1'
     values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=30)
-    assert values['state'] == _target.AWAITING, values['output']
+    assert values['state'] == _programs.AWAITING, values['output']
     assert values['reason'] == 'waiting 30s for a confirmation over a new connection'
     values, _log = host.confirm()
     assert values['state'] == 'done' and values['confirmed'] == '1'
@@ -703,13 +703,13 @@ def test_the_reserve_is_made_once_and_given_back_by_a_rollback(host):
     good, bad = host.system('good'), host.system('bad', rc=1)
     assert host.activate(good, 'r1')[0]['state'] == 'done'
     reserve = os.path.join(host.state_dir(), 'reserve')
-    assert os.path.getsize(reserve) == _target.RESERVE_KB * 1024
+    assert os.path.getsize(reserve) == _programs.RESERVE_KB * 1024
     values, _log = host.activate(bad, 'r2')
     assert values['state'] == 'rolled_back', values['output']
     # the rollback wrote with the reserve's room; the next launch makes it again
     assert not os.path.exists(reserve)
     assert host.activate(good, 'r3')[0]['state'] == 'unchanged'
-    assert os.path.getsize(reserve) == _target.RESERVE_KB * 1024
+    assert os.path.getsize(reserve) == _programs.RESERVE_KB * 1024
 
 
 def test_an_activation_failing_on_a_full_disk_says_so(host):

@@ -236,7 +236,7 @@ def test_hop_script_is_posix_sh():
     if shutil.which('shellcheck'):
         # the file itself (the rendered program adds the values and lib.sh,
         # checked in test_script.py)
-        check = subprocess.run(['shellcheck', '-s', 'sh', os.path.join(_script.FOLDER, 'copy-hop.sh')],
+        check = subprocess.run(['shellcheck', '-s', 'sh', _script.programs()['copy-hop.sh']],
                                stdout=subprocess.PIPE, universal_newlines=True, check=False)
         assert check.returncode == 0, check.stdout
 

@@ -69,10 +69,9 @@ def test_find_nix_prefers_remote_nix_dir_then_path_then_known_dirs(tmp_path):
 
 
 def test_every_target_program_passes_shellcheck():
-    names = sorted(n for n in os.listdir(_script.FOLDER) if n.endswith('.sh'))
-    assert _script.LIBRARY in names
-    proc = subprocess.run(['shellcheck', '-s', 'sh'] + [os.path.join(_script.FOLDER, n)
-                                                        for n in names],
+    paths = _script.programs()
+    assert _script.LIBRARY in paths
+    proc = subprocess.run(['shellcheck', '-s', 'sh'] + [paths[n] for n in sorted(paths)],
                           stdout=subprocess.PIPE, universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stdout
 

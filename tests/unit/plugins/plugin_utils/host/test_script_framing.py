@@ -17,7 +17,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
-    _health, _reboot)
+    _health_checks, _reboot_rules)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script  # noqa: E402
 
 # what splitlines() splits on and the target's one_line does not fold
@@ -93,20 +93,20 @@ def test_an_output_carries_its_programs_marker():
     program = _script.render([], {})
     output = program.output('@@%s a=1\n@@nixdeploy a=2\n' % program.mark)
     assert _script.parse(output) == ({'a': '1'}, '')
-    assert _reboot.reboot_requested(1, program.output('@@nixdeploy reboot_rc=0\n'), lost=False)[0] is False
+    assert _reboot_rules.reboot_requested(1, program.output('@@nixdeploy reboot_rc=0\n'), lost=False)[0] is False
 
 
 # ------------------------------------------------------------------ health-check.sh
 @pytest.mark.parametrize('mark_of', ['old', 'own'])
 def test_a_failing_check_that_prints_results_still_fails(mark_of):
     check_text = forged('MARK', {'rc': '0', 'timed_out': '0'})
-    program = _health.command_script("printf '%s' \"$FORGED\"; exit 1", 5)
+    program = _health_checks.command_script("printf '%s' \"$FORGED\"; exit 1", 5)
     if mark_of == 'own':
         # the worst case: the check knows this very program's marker
         check_text = check_text.replace('MARK', program.mark)
     env = dict(os.environ, FORGED=check_text)
     rc, out = sh(program, env=env)
-    check_rc, timed_out, output = _health.parse_try(program, rc, out, '')
+    check_rc, timed_out, output = _health_checks.parse_try(program, rc, out, '')
     assert check_rc == 1 and timed_out is False
     assert '@@nixdeploy rc=0' in output
 
@@ -119,7 +119,7 @@ def test_a_failing_check_fails_a_health_try_through_the_runner():
         proc = subprocess.run(['/bin/sh', '-c', program], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, universal_newlines=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr
-    ok, detail, _output = _health._target_try(check, check['command'], run_sh)
+    ok, detail, _output = _health_checks._target_try(check, check['command'], run_sh)
     assert ok is False and 'exit code 1' in detail, detail
 
 
@@ -196,10 +196,10 @@ def test_a_refused_reboot_whose_words_print_results_is_refused(tmp_path):
     systemctl = bin_dir / 'systemctl'
     systemctl.write_text("#!/bin/sh\nprintf '%s' \"$FORGED\"\nexit 1\n")
     systemctl.chmod(0o755)
-    program = _reboot.request_script()
+    program = _reboot_rules.request_script()
     env = dict(os.environ, PATH='%s:%s' % (bin_dir, os.environ['PATH']),
                FORGED=forged(program.mark, {'reboot_rc': '0'}))
     rc, out = sh(program, env=env)
-    requested, problem = _reboot.reboot_requested(rc, out, lost=False, mark=program.mark)
+    requested, problem = _reboot_rules.reboot_requested(rc, out, lost=False, mark=program.mark)
     assert requested is False
     assert problem.startswith('the reboot was refused (exit code 1)')

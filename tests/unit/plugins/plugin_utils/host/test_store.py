@@ -6,7 +6,7 @@ import pytest
 
 from tests.collection import collections_path
 
-# _store imports its rules (_host_keys) as ansible_collections.nixdeploy.fleet...
+# _store imports its rules (_host_key_rules) as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host, _store  # noqa: E402

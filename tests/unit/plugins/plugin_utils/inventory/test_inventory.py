@@ -9,10 +9,6 @@ The JSON shapes here are what the --apply expression returns; the
 integration tests prove that against real `nix eval`.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import sys
 

@@ -10,10 +10,6 @@ The integration test test_nix_inventory_trust.py runs the same through the
 plugin, nix eval and Ansible's ssh.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import os
 import sys
 

@@ -9,10 +9,6 @@ The lab tests (tests/integration/plugins/action/test_nix_keys.py) run the
 same scripts over ssh, with become and as a user without root.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 import hashlib
 import os
 import re
@@ -415,7 +411,7 @@ def test_refuses_a_folder_in_place_of_the_dest_dir(tmp_path):
 def test_scripts_pass_shellcheck():
     key = norm({'text': 'x'})
     # the files themselves (target/keys-*.sh; test_script.py checks them all) ...
-    folder = os.path.join(os.path.dirname(os.path.dirname(_keys.__file__)), 'host', 'target')
+    folder = os.path.join(os.path.dirname(_keys.__file__), 'target')
     proc = subprocess.run(['shellcheck', '-s', 'sh'] + [os.path.join(folder, n) for n in (
         'keys-lib.sh', 'keys-probe.sh', 'keys-put.sh', 'keys-finish.sh')],
         universal_newlines=True, stdout=subprocess.PIPE, check=False)

@@ -1,5 +1,5 @@
 """keys-put.sh never follows a link and never opens by name a path another
-account can swap (plugin_utils/host/target/keys-put.sh): run for real as root on
+account can swap (plugin_utils/keys/target/keys-put.sh): run for real as root on
 this machine, with the key's owner played by the account ``nobody``, who owns
 the key's folder and, at the moment root changes the key's owner and mode,
 swaps every name it can in that folder for a link to a root-owned file. The

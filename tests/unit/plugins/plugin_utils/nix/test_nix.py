@@ -122,7 +122,7 @@ def test_options_take_effect_through_the_environment_of_real_nix(monkeypatch):
     """A real nix reads nix_options from NIX_CONFIG, over the user's own
     NIX_CONFIG, and the argv the runner ran holds none of them."""
     monkeypatch.setenv('NIX_CONFIG', 'system = from-the-user\nconnect-timeout = 7')
-    runner = _nix.Runner(_nix.NixOptions(options={'system': 'nixdeploy-opt-7f3a'}))
+    runner = _nix.NixCommand(_nix.NixOptions(options={'system': 'nixdeploy-opt-7f3a'}))
     argv, rc, out, err = runner.run('eval', ['--impure', '--json', '--expr', 'builtins.currentSystem'])
     assert (rc, out.strip()) == (0, '"nixdeploy-opt-7f3a"'), err
     assert not [a for a in argv if 'nixdeploy-opt-7f3a' in a or a == '--option']
@@ -144,8 +144,8 @@ def test_ps_shows_no_option_value_of_a_real_nix_process(tmp_path):
     wrapper.write_text('#!/bin/sh\ntr "\\0" " " </proc/$$/cmdline >"%s"\necho >>"%s"\n'
                        'printf "%%s" "$NIX_CONFIG" >>"%s"\nexec nix "$@"\n' % (seen, seen, seen))
     wrapper.chmod(0o755)
-    runner = _nix.Runner(_nix.NixOptions(nix_bin=str(wrapper),
-                                         options={'access-tokens': secret, 'substituters': ''}))
+    runner = _nix.NixCommand(_nix.NixOptions(nix_bin=str(wrapper),
+                                             options={'access-tokens': secret, 'substituters': ''}))
     assert runner.json('eval', ['--json', '--expr', '{ a = 1; }'], 'eval') == {'a': 1}
     cmdline, config = seen.read_text().split('\n', 1)
     assert 'eval --extra-experimental-features' in cmdline
@@ -157,7 +157,7 @@ def test_credentials_never_reach_a_nix_error_or_stderr():
     """Nix echoes the URL it could not fetch, credentials and all; the
     NixError (message, argv, stderr) and the runner's stderr mask them."""
     ref = 'https://oauth2:s3cr3t-1@127.0.0.1:9/x.tar.gz?access_token=s3cr3t-2&rev=1'
-    runner = _nix.Runner(_nix.NixOptions(options={'download-attempts': 1, 'connect-timeout': 1}))
+    runner = _nix.NixCommand(_nix.NixOptions(options={'download-attempts': 1, 'connect-timeout': 1}))
     _argv, rc, _out, err = runner.run('flake metadata', ['--json', ref], flake_command=True)
     assert rc != 0 and 'unable to download' in err and '127.0.0.1:9' in err
     assert 's3cr3t' not in err
@@ -181,7 +181,7 @@ def test_runner_counts_passes_env_and_finds_tools_beside_nix(tmp_path):
     fake = tmp_path / 'nix-store'
     fake.write_text('#!/bin/sh\nprintf "%s|%s" "$NIX_SSHOPTS" "$*"\n')
     fake.chmod(0o755)
-    runner = _nix.Runner(_nix.NixOptions(nix_bin=str(tmp_path / 'nix')))
+    runner = _nix.NixCommand(_nix.NixOptions(nix_bin=str(tmp_path / 'nix')))
     out = runner.check(None, ['--check-validity', 'a b'], 'probe', tool='nix-store',
                        env={'NIX_SSHOPTS': '-p 2222'})
     assert out == '-p 2222|--check-validity a b'
@@ -193,7 +193,7 @@ def test_runner_counts_passes_env_and_finds_tools_beside_nix(tmp_path):
 def test_runner_json_and_flake_only_options():
     opts = _nix.NixOptions(options={'substituters': ''}, impure=True,
                            override_inputs={'a': 'path:/b'})
-    runner = _nix.Runner(opts)
+    runner = _nix.NixCommand(opts)
     assert '--impure' not in runner.argv('copy', ['x'])
     assert '--impure' in runner.argv('eval', ['x'], flake_command=True)
     assert runner.json('eval', ['--json', '--expr', '{ a = 1; }'], 'eval') == {'a': 1}

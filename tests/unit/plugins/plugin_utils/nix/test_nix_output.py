@@ -80,7 +80,7 @@ def test_command_line_forms_follow_the_version(name, derivation_show, all_output
 
 
 def test_the_controllers_nix_is_asked_once():
-    runner = _nix.Runner(_nix.NixOptions())
+    runner = _nix.NixCommand(_nix.NixOptions())
     first = runner.features()
     assert runner.features() is first and _nix.nix_features('nix') is first
     assert first.flavour in ('nix', 'lix', 'determinate') and first.version >= (2, 8, 0)
@@ -364,7 +364,7 @@ def test_flake_metadata_unknown():
     ((2, 19, 2), ['path:/f#.']),
 ])
 def test_outputs_are_named_by_the_form_each_version_reads(monkeypatch, version, expected):
-    runner = _nix.Runner(_nix.NixOptions(options={'system': 'aarch64-linux'}))
+    runner = _nix.NixCommand(_nix.NixOptions(options={'system': 'aarch64-linux'}))
     monkeypatch.setattr(runner, 'features', lambda: _nix.NixFeatures('nix', version))
     assert runner.outputs('path:/f') == expected
 

@@ -15,7 +15,7 @@ import pytest
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.build import _closure  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _closure  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (  # noqa: E402
     NixOptions)

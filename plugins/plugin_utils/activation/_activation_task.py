@@ -1,0 +1,172 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What nix_activate's controller parts share: the timing of a look at the
+target, the lost connection, the host's session (``HostSession``: a target
+program with a time limit, a new login), the task's phases (``Timeline``) and
+the task itself (``ActivateTask``: its arguments and where it runs).
+
+The parts (plugin_utils/activation/_detached_run.py, _health_run.py,
+_reboot_run.py, _activation.py, _later_states.py) each get an
+``ActivateTask`` and the parts they use, and hold no state of each other."""
+
+import time
+
+from ansible.errors import AnsibleConnectionFailure
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import NoAnswer
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_key_judge import drop_master
+
+# A look at a run waits on the target up to POLL_WAIT s for it to move on (one
+# session instead of a poll every half second); it may take LOOK_TIMEOUT s
+# more before the connection counts as lost (a mux session over a dead link
+# never ends). The launch waits up to 10 s for the runner's first status,
+# then up to LAUNCH_WAIT s for the run to end or await its confirmation.
+POLL_WAIT = 5
+RETRY_INTERVAL = 2.0
+LOOK_TIMEOUT = 10
+LAUNCH_TIMEOUT = 30
+LAUNCH_WAIT = 10
+# While a host reboots: seconds between looks for its new boot id.
+BOOT_LOOK_INTERVAL = 2.0
+
+
+class ConnectionLost(NixdeployError):
+    """The host gave no answer (a dead link, a reboot): the run goes on."""
+
+    def __init__(self, *args, **context):
+        context.setdefault('connection_lost', True)
+        super(ConnectionLost, self).__init__(*args, **context)
+
+
+class HostSession:
+    """The host (plugin_utils/host/_host.py ``Host``) as nix_activate uses
+    it: ``sh`` runs a target program over its connection, with become and a
+    time limit, ``new_login`` makes the next one log in anew;
+    ``lost`` counts the connections the task lost (its result's
+    ``lost_connections``); ``dropped`` keeps the notes of the values the
+    target reported that were not what they must be (each once)."""
+
+    def __init__(self, host, display):
+        self._host = host
+        self._display = display
+        self.lost = 0
+        self.dropped = []
+
+    def note(self, message, verbosity=3):
+        """``message`` for -vvv (``verbosity`` 2: -vv)."""
+        (self._display.vv if verbosity == 2 else self._display.vvv)('nix_activate: %s' % message)
+
+    def count_lost(self):
+        self.lost += 1
+
+    def new_login(self):
+        """Drop the ssh master: the next command logs in anew."""
+        try:
+            drop_master(self._host.connection)
+        except Exception as exc:  # pylint: disable=broad-except
+            self.note('connection reset failed: %s' % exc)
+
+    def sh(self, script, timeout=LOOK_TIMEOUT):
+        """Run ``script`` (a rendered ``_script.Program``) on the target
+        with sh: (out, values, log), ``out`` holding rc, stdout (an
+        ``_script.Output``, carrying the program's marker) and stderr;
+        ConnectionLost when the connection fails or gives no answer within
+        ``timeout`` seconds."""
+        try:
+            rc, stdout, stderr = self._host.sh(script, sudoable=True, timeout=timeout)
+        except NoAnswer as exc:
+            # A session over a link that died never ends by itself: let the
+            # next command open a fresh connection instead.
+            self.new_login()
+            raise ConnectionLost(str(exc))
+        except AnsibleConnectionFailure as exc:
+            raise ConnectionLost(str(exc).strip())
+        # the output keeps the marker of the program that printed it
+        # (plugin_utils/host/_script.py): only its lines are values
+        stdout = script.output(stdout)
+        out = {'rc': rc, 'stdout': stdout, 'stderr': stderr}
+        values, log = script.parse(stdout)
+        self.dropped.extend(note for note in values.dropped if note not in self.dropped)
+        return out, values, log
+
+
+class Timeline:
+    """The task's start and its ``phases`` (name, start, end, outcome), in
+    the order they ran. Results hold the list itself, so a phase added later
+    (the post-activation keys) reaches a result made before it."""
+
+    def __init__(self, started=None):
+        self.started = time.time() if started is None else started
+        self.phases = []
+
+    def elapsed(self):
+        return time.time() - self.started
+
+    def add(self, name, start, outcome):
+        """A phase from ``start`` until now with ``outcome``."""
+        self.phases.append({'name': name, 'start': round(start, 3),
+                            'end': round(time.time(), 3), 'outcome': outcome})
+
+    def add_run(self, name, values, start=None):
+        """A phase whose outcome is a run's state (``values``: its status);
+        by default it starts where the phase before ended (or the task)."""
+        state = (values or {}).get('state', 'unknown')
+        outcome = {'done': 'changed', 'awaiting_confirmation': 'changed',
+                   'unchanged': 'ok'}.get(state, state)
+        begin = start if start is not None else (
+            self.phases[-1]['end'] if self.phases else self.started)
+        self.add(name, begin, outcome)
+
+    def last_name(self, default):
+        return self.phases[-1]['name'] if self.phases else default
+
+
+class ActivateTask:
+    """One nix_activate task on one host: its validated arguments
+    (``args``), ``host``, ``platform``, ``goal`` (the row of args' goal,
+    module_utils/_platforms.py's ``Goal``: its fields say what the goal
+    means, its ``name`` is the word), ``check_mode`` and ``diff``, the host's
+    ``session`` and the ``timeline``."""
+
+    def __init__(self, args, host, platform, goal, check_mode, diff, session, timeline):
+        self.args = args
+        self.host = host
+        self.platform = platform
+        self.goal = goal
+        self.check_mode = check_mode
+        self.diff = diff
+        self.session = session
+        self.timeline = timeline
+
+    def where(self):
+        """The profile and nix's folder, as every target program takes them."""
+        return dict(profile=self.args['profile'], remote_nix_dir=self.args['remote_nix_dir'])
+
+    def activation_options(self):
+        """The task's options every activation of the run gets (the dry
+        runs too): pre-switch checks, boot loader, backup extension."""
+        args = self.args
+        return dict(no_check=not args['pre_switch_checks'],
+                    install_bootloader=args['install_bootloader'],
+                    backup_extension=args['backup_extension'])
+
+
+def script_error(out, values):
+    """Why a target program failed: its own error, sudo's words, its output."""
+    # with become over a pty, sudo's own words come on stdout
+    said = '%s\n%s' % (out.get('stderr') or '', out.get('stdout') or '')
+    become = _diagnosis.become_problem(said) if not values.get('error') else ''
+    if become:
+        return become
+    detail = values.get('error') or (out.get('stderr') or out.get('stdout') or '').strip()
+    return detail or 'the target script failed with exit code %s' % out.get('rc')
+
+
+def unreachable(exc):
+    """A lost connection (ConnectionLost ``exc``): a failed result a program
+    can read, not an unreachable host."""
+    return {'failed': True, 'changed': False, 'connection_lost': True,
+            'msg': 'host unreachable: %s' % exc}

@@ -1,0 +1,71 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nix_activate's health checks: run them over a fresh login
+(plugin_utils/activation/_health_checks.py holds the checks themselves), and when they fail
+after an activation no watchdog guards, undo it (a guarded one is rejected
+by the caller: its watchdog rolls back at once)."""
+
+import time
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _health_checks
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_task import (
+    ConnectionLost)
+
+
+class HealthChecks:
+    """The health checks of one task (``task``: an ``ActivateTask``);
+    ``target_run`` (a ``DetachedRun``) undoes an unguarded activation whose
+    checks failed. ``summary``: the last run's summary, None before one."""
+
+    def __init__(self, task, target_run):
+        self._task = task
+        self._target_run = target_run
+        self.summary = None
+
+    def run(self):
+        """Run the task's health checks (none: None) over a fresh login and
+        add the phase ``checks``; returns their summary."""
+        checks = self._task.args['health_checks']
+        if not checks:
+            return None
+        start = time.time()
+        self._task.session.new_login()
+        summary = _health_checks.run_checks(checks, self._check_sh, on_try=self._on_try)
+        self._task.timeline.add('checks', start, 'ok' if summary['ok'] else 'failed')
+        self.summary = summary
+        return summary
+
+    def fail_unguarded(self, res, summary, state):
+        """A check failed after an activation no watchdog guards (magic
+        rollback off, or a goal without it): the host fails, and with auto
+        rollback goes back to the generation it had. ``res``: the
+        activation's result, ``state``: its run's end state."""
+        args = self._task.args
+        res.update(failed=True, phase='checks', msg=summary['msg'])
+        if state == 'unchanged':
+            res['msg'] += '; the system was already active before this task: nothing to roll back'
+            return res
+        if not args['auto_rollback']:
+            res['msg'] += ' (auto rollback is off: the host stays on the new system)'
+            return res
+        new_gen = res['new']['generation']
+        undone = self._target_run.undo(res['previous']['generation'], new_gen,
+                                       self._task.goal, summary['msg'])
+        res.update(undone)
+        return res
+
+    def _check_sh(self, script, timeout):
+        """run_sh for the health checks: (rc, stdout, stderr) of ``script``."""
+        session = self._task.session
+        try:
+            out, _values, _log = session.sh(script, timeout=timeout)
+        except ConnectionLost:
+            session.count_lost()
+            session.new_login()
+            raise
+        return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
+
+    def _on_try(self, check, number, ok, detail):
+        self._task.session.note('health check %r, try %d: %s' % (
+            check['name'], number, 'ok' if ok else detail), verbosity=2)

@@ -1,0 +1,250 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nix_activate's target programs: which files of ``plugin_utils/activation/target/``
+make each one, and the values they get (``_script.render`` quotes them).
+
+A target needs only sh and Nix: every program is sent over the Ansible
+connection as one command (as ``ansible.builtin.raw`` does). The state
+folder the programs keep on the target is described in
+``target/activate-lib.sh``; what each file does, at its top.
+"""
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
+    GOALS, goal_row, moves_profile, platform_spec)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import BY_OPTION
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._reboot_rules import REFUSAL_MARK
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import (
+    ROOT_STATE_DIR, render)
+
+# The states a run ends in (the runner's exit trap and the poll read them
+# from here, as the value TERMINAL).
+TERMINAL_STATES = ('unchanged', 'done', 'failed', 'rolled_back', 'rollback_failed', 'refused')
+# A switch NixOS's pre-switch checks refused (switch inhibitors): nothing was
+# activated, the profile is back where it was, there is nothing to roll back.
+REFUSED = 'refused'
+# A run that waits for its confirmation: the task may stop following it.
+AWAITING = 'awaiting_confirmation'
+
+# Where systemd runs (as sd_booted() tells), and the name of a run's unit:
+# UNIT_PREFIX<run>, e.g. `systemctl status nixdeploy-activate-1732140000-1a2b3c4d`.
+SYSTEMD_DIR = '/run/systemd/system'
+UNIT_PREFIX = 'nixdeploy-activate-'
+# Room a run keeps in its state folder (D/reserve, activate-lib.sh) and gives
+# back to itself when the file system fills while it runs: its status files
+# (rewritten some 20 times, a block each), the lock, the canary, the log
+# lines of a rollback and the profile links of the switch back all fit in it
+# many times over. A launch that cannot make it fails before anything changes.
+RESERVE_KB = 1024
+
+_LIB = 'activate-lib.sh'
+_SESSION = [_LIB, 'activate-session.sh']
+_POLL = 'activate-poll.sh'
+
+
+def _words(words):
+    """Table words for activate-command.sh, which splits them on blanks."""
+    words = [str(w) for w in words]
+    for word in words:
+        if not word or any(c.isspace() for c in word):
+            raise InvalidValue('platform table word %r: one word, no blanks' % (word,))
+    return ' '.join(words)
+
+
+def command_program(command, env=None, driver=None, pre=None):
+    """activate-command.sh with ``command`` (argv below the system's store
+    path; '{goal}' is the goal), ``env``, home-manager's ``driver`` and a
+    ``pre`` command (nix-darwin's activate-user)."""
+    driver, pre = driver or {}, pre or {}
+    return render('activate-command.sh', {
+        'COMMAND': _words(command),
+        'COMMAND_ENV': _words('%s=%s' % item for item in sorted((env or {}).items())),
+        'DRIVER_FILE': driver.get('file'),
+        'DRIVER_MIN': int(driver.get('min') or 0),
+        'DRIVER_ARGS': _words(driver.get('args') or []),
+        'PRE_FILE': pre.get('file'),
+        'PRE_AS_INVOKER': pre.get('as') == 'invoker',
+        'PRE_SKIP_MARK': pre.get('skip_mark'),
+    })
+
+
+def activation_env(spec, install_bootloader=False, no_check=False):
+    """The variables the platform's activation gets from the task's options
+    (constants 0/1 only: task text never goes into these words)."""
+    activation = spec['activation']
+    env = {}
+    if activation.get('install_bootloader_env'):
+        env[activation['install_bootloader_env']] = '1' if install_bootloader else '0'
+    if no_check and activation.get('no_check_env'):
+        env[activation['no_check_env']] = '1'
+    return env
+
+
+def activation_programs(spec, install_bootloader=False, no_check=False):
+    """(activation, dry run or '') programs of a platform's table row."""
+    activation = spec['activation']
+    env = activation_env(spec, install_bootloader, no_check)
+    activate = command_program(activation['command'], env=env, driver=activation.get('driver'),
+                               pre=activation.get('pre_command'))
+    dry = activation.get('dry_run')
+    if not dry:
+        return activate, ''
+    dry_env = dict(env, **(dry.get('env') or {}))
+    return activate, command_program(dry['command'], dry_env, driver=activation.get('driver'))
+
+
+def _candidates(spec):
+    """PROFILE_CANDIDATES: "FOLDER NAME" lines (see activate-lib.sh)."""
+    if spec.get('profile'):
+        return ''
+    return '\n'.join('%s %s' % (folder, name) for folder, name
+                     in spec['activation'].get('profile_candidates') or [])
+
+
+def _session(platform, profile, remote_nix_dir):
+    spec = platform_spec(platform)
+    activation = spec['activation']
+    return {
+        'PLATFORM': platform,
+        'PROFILE': profile or spec.get('profile'),
+        'PROFILE_CANDIDATES': _candidates(spec),
+        'PROFILE_PROBE': _words(activation.get('profile_probe') or []),
+        'NIX_DIR': remote_nix_dir,
+        'NEEDS_ROOT': bool(spec.get('needs_root')),
+        'CURRENT_LINK': activation.get('current_link'),
+        'ROOT_STATE': ROOT_STATE_DIR,
+        'RESERVE_KB': RESERVE_KB,
+    }
+
+
+def _poll(wait, stop_awaiting, log_lines=40):
+    return {'WAIT': int(wait), 'STOP_AWAITING': bool(stop_awaiting),
+            'TERMINAL': ' '.join(TERMINAL_STATES), 'LOG_LINES': int(log_lines)}
+
+
+def _number(value):
+    return None if value is None else int(value)
+
+
+def _backup(spec, backup_extension):
+    """(variable, value) of the backup extension, where the platform has one."""
+    name = spec['activation'].get('backup_env')
+    return (name, backup_extension) if name and backup_extension else ('', '')
+
+
+def runner_program(platform, run, mode, path='', goal=None, magic=None, auto=None,
+                   confirm_timeout=None, activation_timeout=None, lock_timeout=None,
+                   generation=None, no_check=False, drop_generation=None, why=None,
+                   install_bootloader=None, backup_extension=None, reactivate=None,
+                   root_key=None):
+    """activate-runner.sh with its values: the detached run itself. An
+    option left None is the option table's default (module_utils/_role_vars.py);
+    ``goal`` is a row of the goal table (``_platforms.Goal``).
+    ``root_key``: the file name of the copy's GC root of ``path``
+    (``_copy.root_key_of``), released once the profile holds ``path``."""
+    goal = goal_row(_option('goal', None)) if goal is None else goal
+    magic, auto = _option('magic_rollback', magic), _option('auto_rollback', auto)
+    confirm_timeout, activation_timeout, lock_timeout = _option(
+        'confirm_timeout', confirm_timeout), _option('activation_timeout', activation_timeout), \
+        _option('lock_timeout', lock_timeout)
+    install_bootloader, reactivate = _option('install_bootloader', install_bootloader), \
+        _option('reactivate', reactivate)
+    spec = platform_spec(platform)
+    activation = spec['activation']
+    lock = activation.get('switch_lock') or {}
+    rollback_goal = goal.rollback()
+    backup_env, backup_ext = _backup(spec, backup_extension)
+    return render([_LIB, 'activate-runner.sh', 'activate-modes.sh'], {
+        'RUN': run, 'MODE': mode, 'NEW': path, 'GOAL': goal.name,
+        'ROLLBACK_GOAL': rollback_goal.name,
+        # a rollback with a goal that leaves the profile alone (test) does too
+        'ROLLBACK_MOVES': moves_profile(platform, rollback_goal),
+        'CURRENT_WHEN': goal.current,
+        'ACTIVE_GOALS': ' '.join(row.name for row in GOALS.values() if row.records_active),
+        'MAGIC': magic, 'AUTO': auto,
+        'CONFIRM_TIMEOUT': int(confirm_timeout),
+        'ACTIVATION_TIMEOUT': int(activation_timeout),
+        'LOCK_TIMEOUT': int(lock_timeout),
+        'GENERATION': _number(generation),
+        'SET_PROFILE': moves_profile(platform, goal),
+        'SETS_OWN_PROFILE': bool(activation.get('sets_own_profile')),
+        'THROUGH_LINK': bool(activation.get('rollback_through_link')),
+        'CURRENT_LINK': activation.get('current_link'),
+        'ACTIVATE_PROGRAM': activation_programs(spec, install_bootloader, no_check)[0],
+        'SWITCH_LOCK': lock.get('path'), 'BUSY_MARK': lock.get('busy_mark'),
+        'BACKUP_ENV': backup_env, 'BACKUP_EXT': backup_ext,
+        'REACTIVATE': reactivate,
+        'REFUSAL_MARK': REFUSAL_MARK,
+        'DROP_GEN': _number(drop_generation),
+        'WHY': why,
+        'TERMINAL': ' '.join(TERMINAL_STATES),
+        'ROOT_KEY': root_key, 'ROOT_STATE': ROOT_STATE_DIR, 'RESERVE_KB': RESERVE_KB,
+    })
+
+
+def _option(name, value):
+    """``value``, or the option table's default of the option ``name``."""
+    return BY_OPTION[name].default if value is None else value
+
+
+def launch_script(platform, run, mode, profile=None, remote_nix_dir=None, wait=0, **runner):
+    """Start a detached activation (mode 'activate') or rollback (mode
+    'rollback'); then, like ``poll_script``, wait up to ``wait`` seconds for
+    it to end (or to await its confirmation) and report it.
+
+    The runner is written to the run's folder and started from there: as a
+    systemd unit (``nixdeploy-activate-<run>``) where systemd runs and the
+    program is root, else in its own session (setsid, else nohup). Nothing of
+    it passes through a unit's command line, where systemd expands ``$``.
+
+    ``runner``: the parameters of ``runner_program`` (``no_check`` sets
+    NIXOS_NO_CHECK=1, NixOS's override of its pre-switch checks; a rollback
+    deletes ``drop_generation`` once it succeeded and records ``why``)."""
+    values = _session(platform, profile, remote_nix_dir)
+    values.update(_poll(wait, _option('magic_rollback', runner.get('magic'))))
+    values.update(RUN=run, RUNNER=runner_program(platform, run, mode, **runner),
+                  SYSTEMD_DIR=SYSTEMD_DIR, UNIT_PREFIX=UNIT_PREFIX)
+    return render(_SESSION + ['activate-launch.sh', _POLL], values)
+
+
+def poll_script(platform, run, profile=None, remote_nix_dir=None, wait=0, stop_awaiting=True):
+    """Wait up to ``wait`` seconds for run ``run`` to end, then report it.
+    The state folder is found again on the target, so a task that lost the
+    launch's answer (a host whose network went down) can follow its run."""
+    values = _session(platform, profile, remote_nix_dir)
+    values.update(_poll(wait, stop_awaiting), RUN=run)
+    return render(_SESSION + [_POLL], values)
+
+
+def confirm_script(platform, profile=None, remote_nix_dir=None, claim=True, run=None, wait=0):
+    """Claim the canary (the confirmation), then wait up to ``wait`` seconds
+    for the run (``run``, or the one that was claimed) to record its end."""
+    values = _session(platform, profile, remote_nix_dir)
+    values.update(_poll(wait, False), CLAIM=claim, RUN=run)
+    return render(_SESSION + ['activate-confirm.sh', _POLL], values)
+
+
+def reject_script(platform, run, why, profile=None, remote_nix_dir=None, wait=0):
+    """Reject run ``run`` (its health checks failed): its watchdog rolls it
+    back at once with ``why``; then wait up to ``wait`` seconds for the run
+    to record its end, and report it."""
+    values = _session(platform, profile, remote_nix_dir)
+    values.update(_poll(wait, False), RUN=run, WHY=why.replace('\n', ' '))
+    return render(_SESSION + ['activate-reject.sh', _POLL], values)
+
+
+def inspect_script(platform, path='', profile=None, remote_nix_dir=None, dry=False,
+                   generation=None, no_check=False, install_bootloader=False,
+                   backup_extension=None):
+    """Read-only: the profile's generations, what is active, whether ``path``
+    is present; with ``dry``, the platform's dry activation of ``path``
+    (with the task's pre-switch checks, boot loader and backup options)."""
+    spec = platform_spec(platform)
+    backup_env, backup_ext = _backup(spec, backup_extension)
+    values = _session(platform, profile, remote_nix_dir)
+    values.update(NEW=path, DRY=dry,
+                  DRY_PROGRAM=activation_programs(spec, install_bootloader, no_check)[1],
+                  BACKUP_ENV=backup_env, BACKUP_EXT=backup_ext,
+                  GENERATION=_number(generation))
+    return render(_SESSION + ['activate-inspect.sh'], values)

@@ -1,0 +1,331 @@
+# shellcheck shell=sh
+# shellcheck disable=SC2034  # LOCK_OWNER, LOCK_RUN: read by activate-modes.sh after this
+# The detached run of nix_activate (started by activate-launch.sh from the
+# file runs/<run>/runner.sh, rendered after lib.sh and activate-lib.sh, and
+# before activate-modes.sh, which runs its MODE): lock, profile, activation,
+# watchdog, rollback. Arguments: state folder,
+# profile, nix-env, HOME, USER, the launching session's PATH and the user
+# who logged in; the rest are values (plugin_utils/activation/_programs.py runner_program).
+D=$1 PROFILE=$2 NIX_ENV=$3 HOME=$4 USER=$5 SESSION_PATH=$6 INVOKER=${7:-}
+# its own PATH: a systemd unit starts with systemd's (on NixOS only systemd's
+# bin). What the session had, the folder nix-env is in, then the usual ones.
+PATH=${NIX_ENV%/*}:${SESSION_PATH:-/usr/bin:/bin}:/run/current-system/sw/bin:/usr/bin:/bin:/usr/sbin:/sbin
+export HOME USER PATH
+# home-manager's -b: a file in the way is moved aside, not fatal
+if [ -n "$BACKUP_ENV" ] && [ -n "$BACKUP_EXT" ]; then export "$BACKUP_ENV=$BACKUP_EXT"; fi
+RD=$D/runs/$RUN
+# under systemd, status lines also go to the unit's journal (fd 3)
+if [ -n "${INVOCATION_ID:-}" ]; then exec 3>&1; else exec 3>/dev/null; fi
+exec </dev/null >>"$RD/log" 2>&1
+trap '' HUP
+umask 022
+echo $$ >"$RD/pid"
+SETSID=; command -v setsid >/dev/null 2>&1 && SETSID=setsid
+# its loops look at the time five times a second: lib.sh's clock, no process a look
+clock_init
+STATE=starting REASON='' PREV_GEN='' PREV_PATH='' NEW_GEN='' ACTIVE_BEFORE='' ACTIVATED=0
+ROLLED_BACK=0 CONFIRMED=0 RC='' LOCKED=0 STARTED=$EPOCH CAUSE=''
+BUSY=0 LOG_AT=0
+generations_of
+status() {  # status STATE REASON [later]
+  STATE=$1; one_line "$2"; REASON=$ONE_LINE; stamp
+  # a run's end frees the profile first: whoever reads that it ended (now
+  # at once, see wake) finds the lock free for the next run
+  case " $TERMINAL " in *" $STATE "*) release ;; esac
+  # a full file system: the reserve makes room for it (and what follows).
+  # `later`: the log lines only; the status file gets the next state, which
+  # follows within moments (each write is a mv: a process)
+  if [ "${3:-}" != later ]; then write_status 2>/dev/null || { room; write_status; }; fi
+  printf '%s\n' "nixdeploy: $HMS $STATE${REASON:+: $REASON}"
+  printf '%s\n' "nixdeploy run $RUN: $STATE${REASON:+: $REASON}" >&3
+  # the session that follows this run looks at once (activate-poll.sh)
+  [ "${3:-}" = later ] || wake "$RD/waiter"
+}
+# The status file: one key=value line each, read by activate-poll.sh as the
+# run's values. printf, not echo (dash's echo turns a "\n" in a reason into a
+# line of its own), and every value on one line (a reason carries what a
+# command or a health check said), so no value can add a line.
+field() { one_line "$2"; printf '%s=%s\n' "$1" "$ONE_LINE"; }
+write_status() {
+  { field state "$STATE"; field reason "$REASON"; field run "$RUN"; field mode "$MODE"
+    field profile "$PROFILE"; field prev_gen "$PREV_GEN"; field prev_path "$PREV_PATH"
+    field new_gen "$NEW_GEN"; field new_path "$NEW"; field activated "$ACTIVATED"
+    field rolled_back "$ROLLED_BACK"; field confirmed "$CONFIRMED"; field rc "$RC"
+    field cause "$CAUSE"
+    field started "$STARTED"; field updated "$EPOCH"
+  } >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"
+}
+release() {
+  if [ "$LOCKED" = 1 ]; then
+    lock_pid=; read -r lock_pid 2>/dev/null <"$D/lock/pid" || :
+    [ "$lock_pid" != "$$" ] || rm -rf "$D/lock"
+  fi
+  LOCKED=0
+}
+on_exit() {
+  case " $TERMINAL " in *" $STATE "*) ;;
+    *) canary=; read -r canary 2>/dev/null <"$D/canary" || :
+       [ "$canary" = "$RUN" ] && rm -f "$D/canary"
+       status failed "the activation run stopped unexpectedly in state $STATE" ;; esac
+  release
+}
+trap on_exit EXIT
+trap 'exit 1' TERM INT
+break_lock() {  # break_lock DEADPID: one breaker at a time, and only that owner's lock
+  if mkdir "$D/lock.break" 2>/dev/null; then
+    lock_pid=; read -r lock_pid 2>/dev/null <"$D/lock/pid" || :
+    [ "$lock_pid" = "$1" ] && rm -rf "$D/lock"
+    rmdir "$D/lock.break"
+  else
+    # a breaker holds lock.break for an instant; one left behind is from a killed breaker
+    find "$D" -name lock.break -mmin +1 -exec rmdir {} \; 2>/dev/null
+    nap
+  fi
+}
+BOOT=; read -r BOOT 2>/dev/null </proc/sys/kernel/random/boot_id || :
+acquire() {
+  clock; t0=$NOW empty_since='' told=''
+  nap_start
+  while :; do
+    if lock_err=$(mkdir "$D/lock" 2>&1); then
+      # the owner's pid is what keeps others from breaking the lock: a
+      # full file system gets the reserve's room, else no lock stays behind
+      lock_files 2>/dev/null || { room; lock_files 2>/dev/null; } || {
+        rm -rf "$D/lock"
+        status failed "cannot write the lock $D/lock$(full_note): nothing was changed"; exit 1; }
+      LOCKED=1; return 0
+    fi
+    # not another run's lock but a folder that cannot be made (a full or
+    # read-only file system): failing now, not after LOCK_TIMEOUT
+    if [ ! -d "$D/lock" ]; then
+      room
+      mkdir "$D/lock" 2>/dev/null && { rmdir "$D/lock"; continue; }
+      [ -d "$D/lock" ] && continue
+      status failed "cannot take the lock $D/lock: $lock_err$(full_note): nothing was changed"; exit 1
+    fi
+    owner=; read -r owner 2>/dev/null <"$D/lock/pid" || :
+    clock; now=$NOW
+    if [ -n "$owner" ]; then
+      empty_since=
+      if ! kill -0 "$owner" 2>/dev/null; then
+        echo "nixdeploy: breaking the stale lock of pid $owner (no longer running)"
+        break_lock "$owner"; continue
+      fi
+      # taken before the host rebooted: that pid is another process now
+      lock_boot=; read -r lock_boot 2>/dev/null <"$D/lock/boot" || :
+      if [ -n "$BOOT" ] && [ -n "$lock_boot" ] && [ "$lock_boot" != "$BOOT" ]; then
+        echo "nixdeploy: breaking the stale lock of pid $owner (taken before a reboot)"
+        break_lock "$owner"; continue
+      fi
+    else
+      # the owner writes its pid right after mkdir; empty for long = it died in between
+      [ -n "$empty_since" ] || empty_since=$now
+      if [ $((now - empty_since)) -ge 5 ]; then break_lock ""; empty_since=; continue; fi
+    fi
+    if [ $((now - t0)) -ge "$LOCK_TIMEOUT" ]; then
+      LOCK_OWNER=$owner LOCK_RUN=; read -r LOCK_RUN 2>/dev/null <"$D/lock/run" || :; return 1
+    fi
+    if [ "$told" != "$owner" ]; then
+      told=$owner; status waiting_lock "another activation (pid ${owner:-?}) holds the lock of $PROFILE"
+    fi
+    nap
+  done
+}
+lock_files() {
+  echo "$BOOT" >"$D/lock/boot" && echo $$ >"$D/lock/pid" && echo "$RUN" >"$D/lock/run"
+}
+SWITCH_UNTIL=''
+switch_lock_free() {  # whether no other switch holds SWITCH_LOCK (unknown: free)
+  [ -n "$SWITCH_LOCK" ] && [ -e "$SWITCH_LOCK" ] && command -v flock >/dev/null 2>&1 || return 0
+  flock -n "$SWITCH_LOCK" true 2>/dev/null
+}
+wait_switch_lock() {  # wait (until SWITCH_UNTIL) for the platform's own switch lock
+  [ -n "$SWITCH_LOCK" ] || return 0
+  clock; [ -n "$SWITCH_UNTIL" ] || SWITCH_UNTIL=$((NOW + LOCK_TIMEOUT))
+  told=
+  nap_start
+  until switch_lock_free; do
+    clock; [ "$NOW" -lt "$SWITCH_UNTIL" ] || return 1
+    [ -n "$told" ] || { told=1
+      status waiting_lock "another switch holds $SWITCH_LOCK (an auto-upgrade?): waiting"; }
+    nap
+  done
+}
+via() {  # via GEN PATH: what to activate to go to generation GEN (THROUGH_LINK: its link)
+  if [ "$THROUGH_LINK" = 1 ] && [ -n "$1" ] && [ -e "$PDIR/$PNAME-$1-link" ]; then
+    echo "$PDIR/$PNAME-$1-link"
+  else
+    echo "$2"
+  fi
+}
+busy() {  # whether the last activation met another switch's lock (it changed nothing)
+  [ -n "$BUSY_MARK" ] && [ "$RC" != 0 ] && [ "$RC" != 124 ] &&
+    tail -c +"$((LOG_AT + 1))" "$RD/log" 2>/dev/null | grep -qF -e "$BUSY_MARK"
+}
+run_activation() {  # run_activation PATH GOAL: sets RC (and BUSY), bounded by ACTIVATION_TIMEOUT
+  BUSY=0
+  nap_start
+  while :; do
+    run_once "$1" "$2"
+    busy || return 0
+    # another switch held the platform's lock: nothing was activated
+    echo "nixdeploy: another switch holds $SWITCH_LOCK: waiting for it, then again"
+    if ! wait_switch_lock || { clock; [ "$NOW" -ge "$SWITCH_UNTIL" ]; }; then BUSY=1; return 0; fi
+    nap
+  done
+}
+run_once() {
+  stamp; echo "nixdeploy: $HMS activating $1 ($2)"
+  # its digits (macOS's wc pads them with blanks), by the shell
+  LOG_AT=$(wc -c <"$RD/log" 2>/dev/null); LOG_AT=${LOG_AT#"${LOG_AT%%[0-9]*}"}
+  LOG_AT=${LOG_AT%%[!0-9]*}; LOG_AT=${LOG_AT:-0}
+  # its own process group (setsid), so a timeout stops the whole activation
+  $SETSID sh -c "$ACTIVATE_PROGRAM" activate "$1" "$2" "$INVOKER" &
+  apid=$!; clock; t0=$NOW
+  nap_start
+  while kill -0 "$apid" 2>/dev/null; do
+    clock
+    if [ $((NOW - t0)) -ge "$ACTIVATION_TIMEOUT" ]; then
+      echo "nixdeploy: the activation ran longer than ${ACTIVATION_TIMEOUT}s: stopping it"
+      if [ -n "$SETSID" ]; then kill -TERM "-$apid" 2>/dev/null; fi
+      kill -TERM "$apid" 2>/dev/null; sleep 2
+      if [ -n "$SETSID" ]; then kill -KILL "-$apid" 2>/dev/null; fi
+      kill -KILL "$apid" 2>/dev/null
+      wait "$apid" 2>/dev/null; RC=124; return
+    fi
+    nap
+  done
+  wait "$apid"; RC=$?
+  stamp; echo "nixdeploy: $HMS activation exited with $RC"
+}
+failure_reason() {
+  if [ "$BUSY" = 1 ]; then
+    echo "another switch held $SWITCH_LOCK for more than ${LOCK_TIMEOUT}s (an auto-upgrade?)"; return
+  fi
+  case $RC in
+    124) echo "the activation timed out after ${ACTIVATION_TIMEOUT}s" ;;
+    4) echo "the activation exited with code 4 (some units failed)" ;;
+    *) echo "the activation failed with exit code $RC" ;;
+  esac
+}
+record_active() {  # record_active GOAL PATH: what runs now, where no current-system link tells
+  case " $ACTIVE_GOALS " in
+    *" $1 "*) { echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active"; } 2>/dev/null ||
+                { room; echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active"; } ;;
+  esac
+}
+rollback() {  # rollback REASON CAUSE: back to the previous generation, drop the failed one
+  reason=$1 target=$PREV_PATH CAUSE=$2
+  # a goal that left the profile alone (test) is undone by the profile's
+  # current generation; the profile and the boot entries stay as they are
+  [ -z "$target" ] && [ "$CURRENT_WHEN" = active ] && target=$ACTIVE_BEFORE
+  if [ -z "$target" ]; then
+    status failed "$reason; there is no previous generation to roll back to"; exit 1
+  fi
+  # a rollback writes (status, profile links): the reserve's room first
+  room
+  status rolling_back "$reason"
+  # only a profile this run moved (itself, or through the activation) goes back
+  if [ -n "$PREV_GEN" ] && { [ "$SET_PROFILE" = 1 ] || [ "$SETS_OWN_PROFILE" = 1 ]; } &&
+     { current_gen; [ "$CUR_GEN" != "$PREV_GEN" ]; }; then
+    "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN" || {
+      status rollback_failed "$reason; could not switch $PROFILE back to generation $PREV_GEN"; exit 1; }
+  fi
+  if [ -n "$NEW_GEN" ] && [ "$NEW_GEN" != "$PREV_GEN" ]; then
+    "$NIX_ENV" --profile "$PROFILE" --delete-generations "$NEW_GEN" ||
+      echo "nixdeploy: could not delete the failed generation $NEW_GEN"
+  fi
+  run_activation "$(via "$PREV_GEN" "$target")" "$ROLLBACK_GOAL"
+  if [ "$RC" = 0 ]; then
+    ROLLED_BACK=1; record_active "$ROLLBACK_GOAL" "$target"
+    status rolled_back "$reason"
+  else
+    status rollback_failed "$reason; re-activating the previous system $target failed: $(failure_reason)"
+  fi
+  exit 1
+}
+watchdog() {
+  # Armed before the canary exists (the deploy-rs PR 385 race): from the
+  # moment it is written, a missing canary can only mean that a confirmation
+  # claimed it (rename, atomic); at the deadline the watchdog claims it itself.
+  clock; deadline=$((NOW + CONFIRM_TIMEOUT))
+  # a canary that could not be written would read as a confirmation
+  if ! { echo "$RUN" >"$D/canary.tmp" && mv -f "$D/canary.tmp" "$D/canary"; } 2>/dev/null; then
+    room
+    { echo "$RUN" >"$D/canary.tmp" && mv -f "$D/canary.tmp" "$D/canary"; } 2>/dev/null ||
+      rollback "cannot write the canary $D/canary$(full_note)" activation_failed
+  fi
+  # a confirmation or a rejection wakes this (lib.sh's doze) when it claims
+  # the canary: the trap is set before the state that lets them come
+  doze_start
+  status awaiting_confirmation "waiting ${CONFIRM_TIMEOUT}s for a confirmation over a new connection"
+  while :; do
+    if [ ! -e "$D/canary" ]; then
+      doze_end
+      # claimed: by a confirmation, or by a deployer whose health checks failed
+      if [ -e "$D/rejected.$RUN" ]; then
+        why=; IFS= read -r why 2>/dev/null <"$D/reject-reason.$RUN" || :
+        rm -f "$D/rejected.$RUN" "$D/reject-reason.$RUN"
+        rollback "${why:-the deployer rejected the new system}" checks
+      fi
+      CONFIRMED=1; return 0
+    fi
+    clock
+    if [ "$NOW" -ge "$deadline" ]; then
+      doze_end
+      if mv "$D/canary" "$D/canary.expired" 2>/dev/null; then
+        rm -f "$D/canary.expired"
+        rollback "no confirmation within ${CONFIRM_TIMEOUT}s (is the host still reachable under the new system?)" unconfirmed
+      fi
+      CONFIRMED=1; return 0
+    fi
+    doze
+  done
+}
+put_back() {  # nothing was activated: the profile back where it was, our generation dropped
+  if [ "$SET_PROFILE" = 1 ] && [ -n "$NEW_GEN" ] && [ "$NEW_GEN" != "$PREV_GEN" ] &&
+     { current_gen; [ "$CUR_GEN" = "$NEW_GEN" ]; }; then
+    if [ -n "$PREV_GEN" ]; then
+      "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN" &&
+        "$NIX_ENV" --profile "$PROFILE" --delete-generations "$NEW_GEN" ||
+        echo "nixdeploy: could not put $PROFILE back to generation $PREV_GEN"
+    fi
+  fi
+  NEW_GEN=''
+}
+refused() {
+  # NixOS's pre-switch checks said no (switch inhibitors) before changing
+  # anything: put the profile back, drop the generation, no re-activation
+  put_back
+  CAUSE=refused
+  status refused "the switch was refused by its pre-switch checks; nothing was activated"
+  exit 1
+}
+switch_busy() {
+  # the platform's own switch lock stayed taken (a concurrent auto-upgrade):
+  # nothing of this run was activated, so nothing is rolled back or deleted
+  # but the generation this run made
+  put_back
+  CAUSE=switch_locked
+  current_gen
+  status failed "$(failure_reason): nothing was activated, $PROFILE is left at generation $CUR_GEN"
+  exit 1
+}
+release_root() {  # release_root [HELD]: HELD, what the profile holds, just read under the lock
+  # The copy's GC root of NEW (copy-probe.sh) once the profile holds NEW: the
+  # copying user's BASE/gcroots/ROOT_KEY, in this user's state folder or,
+  # under sudo, in the default one of the user who logged in. Pointed at
+  # /dev/null (it stays registered for the next copy); removed when it is
+  # another user's. Left alone when it roots another system (a later copy).
+  [ -n "$ROOT_KEY" ] || return 0
+  if [ -n "${1:-}" ]; then held=$1; else current_gen; gen_path "$CUR_GEN"; held=$GEN_PATH; fi
+  [ "$held" = "$NEW" ] || return 0
+  link=${D%/*}/gcroots/$ROOT_KEY
+  [ "$(readlink "$link" 2>/dev/null)" != "$NEW" ] || swap_link /dev/null "$link" ||
+    echo "nixdeploy: could not release the GC root $link: $SWAP_ERR"
+  [ -n "$INVOKER" ] && [ "$INVOKER" != "$USER" ] || return 0
+  case $INVOKER in *[!A-Za-z0-9._-]*|-*) return 0 ;; esac
+  if [ "$INVOKER" = root ]; then link=$ROOT_STATE/gcroots/$ROOT_KEY
+  else home=; eval "home=~$INVOKER"; link=$home/.local/state/nixdeploy/gcroots/$ROOT_KEY; fi
+  [ "$(readlink "$link" 2>/dev/null)" != "$NEW" ] || rm -f "$link"
+}

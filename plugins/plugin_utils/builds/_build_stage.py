@@ -1,0 +1,240 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The build of a play batch: each host's system built as soon as the host
+asks, its answer given as soon as its own system is built.
+
+Hosts that ask together share a wave (``run/_stream.Service``): ONE ``nix
+build`` on the controller for the wave's systems (Nix shares and
+parallelises their common dependencies), or for builder-built systems the
+builders probed once per wave and the systems spread over the healthy ones,
+one build per builder (``_builders``). A wave tells each host as soon as its
+own system is in the store (``_build.build_group``'s ``progress``), so a
+slow system in the same wave holds only its own host; a host that asks
+while waves run starts a wave of its own.
+"""
+
+import os
+import threading
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
+    _build, _build_platforms, _builders, _closure)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import stage_of
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import StoreError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
+
+
+class BuildStage(object):
+    """Builds waves of hosts' requests ({drv, eval, build_on}); ``put(host,
+    entry)`` answers each host ({'request', 'result', 'error'?})."""
+
+    def __init__(self, opts, args, check_mode, hostvars):
+        self.opts, self.args, self.check_mode = opts, args, check_mode
+        self.hostvars = hostvars
+        self._lock = threading.Lock()
+
+    def wave(self, requests, put):
+        """Build ``requests`` ({host: request}), answering each host when its
+        system is built (or failed)."""
+        entries = dict((h, {'request': r, 'result': {}}) for h, r in requests.items())
+        answered = set()
+
+        def give(names):
+            for name in names:
+                with self._lock:
+                    if name in answered:
+                        continue
+                    answered.add(name)
+                entry = dict(entries[name])
+                entry['result'] = dict((k, v) for k, v in entry['result'].items()
+                                       if not k.startswith('_'))
+                put(name, entry)
+
+        drvs = self.drvs(entries)
+        give([n for n in entries if n not in drvs])
+        builder = _build.Builder(self.opts, self.args.get('timeout'))
+        here, remote = [], []
+        for name, entry in sorted(entries.items()):
+            if drvs.get(name):
+                (here if entry['request']['build_on'] == _build.CONTROLLER else remote).append(name)
+        for names, build in ((here, self._build_here), (remote, self._build_remote)):
+            if not names:
+                continue
+            try:
+                build(builder, names, drvs, entries, give)
+            except (NixError, StoreError) as exc:
+                for name in names:
+                    entries[name].setdefault('error', u'%s' % exc)
+            give(names)
+
+    def drvs(self, entries):
+        """{host: drv}; the hosts given no drv_path are evaluated first as
+        nix_eval evaluates with its default options (``_eval_stage``): the
+        evaluation cache, then evaluators side by side within the job's
+        evaluator slots (one process for the whole wave kept the others'
+        cores idle and took no slot)."""
+        drvs, to_eval = {}, {}
+        for name, entry in entries.items():
+            if entry['request']['drv']:
+                drvs[name] = entry['request']['drv']
+            else:
+                to_eval[name] = entry['request']['eval']
+        if to_eval:
+            found = {}
+            # put() is called from the evaluators' threads: one key each
+            stage_of(self.opts, {}).evaluate(to_eval, found.__setitem__)
+            for name in to_eval:
+                # evaluate() answers every host it is given (failures too)
+                entry = found[name]
+                answer = entry.get('answer') or {}
+                error = entry.get('error') or answer.get('error')
+                if error:
+                    entries[name]['error'] = error
+                else:
+                    drvs[name] = answer['drv_path']
+        return drvs
+
+    # ------------------------------------------------------------ controller
+    def _build_here(self, builder, names, drvs, entries, give):
+        """ONE build on the controller for ``names``; each host answered as
+        soon as its own system is in the store."""
+        wanted = sorted(set(drvs[n] for n in names))
+        graph, needs = builder.derivations_and_needs(wanted)
+        # a system this Nix cannot build fails here, named, not deep in the build
+        local = _build_platforms.LocalBuilds(builder.runner, needs)
+        by_drv = {}
+        for name in names:
+            by_drv.setdefault(drvs[name], []).append(name)
+
+        def progress(drv, answer):
+            # this system is built while the wave's others still build
+            done = by_drv.get(drv) or []
+            self._answer(_build.Builder(self.opts, self.args.get('timeout')), done, drvs,
+                         entries, graph, {drv: answer})
+            give(done)
+
+        answers = _build.build_group(builder, wanted, graph, check_mode=self.check_mode,
+                                     local=local, progress=progress)
+        self._answer(builder, names, drvs, entries, graph, answers)
+
+    # ------------------------------------------------------------ builders
+    def _build_remote(self, builder, names, drvs, entries, give):
+        """The hosts built on builders: probe the builders they name, spread
+        the systems over the healthy ones, ONE build per builder (each in its
+        own thread)."""
+        wanted = sorted(set(drvs[n] for n in names))
+        graph, needs = builder.derivations_and_needs(wanted)
+        # what the controller holds is built: no builder needed, none probed
+        outs = dict((d, _build.outputs_of(graph, d)) for d in wanted)
+        missing = builder.invalid(sorted(p for ps in outs.values() for p in ps))
+        done = [n for n in names
+                if outs[drvs[n]] and not any(p in missing for p in outs[drvs[n]])]
+        if done:
+            answers = dict((drvs[n], {'built': False, 'would_build': [], 'would_fetch': []})
+                           for n in done)
+            self._answer(builder, done, drvs, entries, graph, answers)
+            give(done)
+        names = [n for n in names if n not in done]
+        asked = []
+        for name in names:
+            asked += [b for b in _builders.names_of(entries[name]['request']['build_on'])
+                      if b not in asked]
+        if not asked:
+            return
+        min_free = self.args.get('builder_min_free_mb')
+        probed = _builders.probe_all(asked, self.hostvars, self.opts, min_free)
+        closures = dict((drvs[n], _build.drv_closure(graph, drvs[n])) for n in names)
+        # one piece of work per system and list of usable builders: hosts
+        # that deploy one system share its build
+        usable, work = {}, {}
+        for name in names:
+            drv = drvs[name]
+            asked_here = _builders.names_of(entries[name]['request']['build_on'])
+            ok, skipped = _builders.choose(asked_here, probed,
+                                           _builders.closure_needs(needs, closures[drv]))
+            entries[name]['result'].update({'drv_path': drv, 'out_path': (outs[drv] or [None])[0],
+                                            'builders_skipped': skipped})
+            if ok:
+                work[name] = (drv, tuple(ok))
+                usable[work[name]] = ok
+            else:
+                entries[name]['error'] = _builders.no_builder_message(skipped)
+        placed = _builders.spread(usable, dict((p, closures[p[0]]) for p in usable))
+        groups = {}
+        for name, piece in sorted(work.items()):
+            groups.setdefault(placed[piece], []).append(name)
+        threads = []
+        for place, group in sorted(groups.items()):
+            thread = threading.Thread(target=self._build_on, name='nixdeploy-build-%s' % place,
+                                      args=(probed[place], group, drvs, entries, graph, give))
+            thread.daemon = True
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join()
+
+    def _build_on(self, probed, names, drvs, entries, graph, give):
+        """ONE build of ``names`` on the builder ``probed`` (a thread of its
+        own: a Builder of its own); its hosts answered when it is done."""
+        builder = _build.Builder(self.opts, self.args.get('timeout'))
+        uri, env = probed.spec.uri, probed.spec.env
+        store_args = ('--store', uri)
+        for name in names:
+            entries[name]['result'].update({'build_on': probed.name, 'builder': probed.name,
+                                            'builder_store': uri})
+        wanted = sorted(set(drvs[n] for n in names))
+        try:
+            if self.check_mode:
+                answers = _build.remote_plan(builder, wanted, graph, store_args, env)
+            else:
+                builder.copy_derivations(wanted, uri, env)
+                answers = _build.build_group(builder, wanted, graph, store_args, env)
+                built = [p for d in wanted if 'error' not in answers[d]
+                         for p in _build.outputs_of(graph, d)]
+                if built:
+                    builder.fetch(built, uri, env)
+            self._answer(builder, names, drvs, entries, graph, answers)
+        except Exception as exc:  # pylint: disable=broad-except
+            # a thread's exception would be lost: each host says it instead
+            for name in names:
+                entries[name].setdefault('error', u'on the builder %s: %s' % (probed.name, exc))
+        give(names)
+
+    # ------------------------------------------------------------ answers
+    def _answer(self, builder, names, drvs, entries, graph, answers):
+        """Each host's result from its system's answer; GC roots and closure
+        sizes on the controller. Hosts already answered are left as they are."""
+        ok_outs, mine = [], []
+        for name in names:
+            drv = drvs[name]
+            result = entries[name]['result']
+            if drv not in answers or result.get('_answered'):
+                continue
+            result['_answered'] = True
+            mine.append(name)
+            answer = answers[drv]
+            out = _build.outputs_of(graph, drv)[0]
+            result.update({'drv_path': drv, 'out_path': out, 'built': answer['built'],
+                           'would_build': answer['would_build'],
+                           'would_fetch': answer['would_fetch']})
+            if 'error' in answer:
+                entries[name]['error'] = answer['error']
+            elif not self.check_mode:
+                root = _build.gc_root_path(self.args['gc_root_dir'], name)
+                # exist_ok: the builders' threads may get here at once
+                os.makedirs(self.args['gc_root_dir'], 0o755, exist_ok=True)
+                try:
+                    builder.add_root(root, out)
+                except NixError as exc:
+                    # this host's root only: the others' builds stand
+                    entries[name]['error'] = u'%s' % exc
+                    continue
+                ok_outs.append(out)
+                result['gc_root'] = root
+        if ok_outs:
+            infos = builder.path_infos(sorted(set(ok_outs)))
+            for name in mine:
+                result = entries[name]['result']
+                if result.get('gc_root'):
+                    result['closure_paths'], result['closure_bytes'] = \
+                        _closure.sizes(infos, result['out_path'])

@@ -1,0 +1,489 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""An evaluation cache between runs that never gives a wrong answer.
+
+What it keeps: for one attribute of one pinned flake, evaluated by one Nix
+with one set of evaluation options, the three fields of the answer
+(``drv_path``, ``out_path``, ``system``), one small JSON file per key in a
+folder of the controller's user (``default_folder``; docs/eval-cache.md).
+
+Why it cannot be wrong:
+
+- the key (``key``) is a sha256 over everything the answer depends on: the
+  flake's locked identity (its narHash, rev, lastModified and its effective
+  lock graph, ``_flake_identity``, as the run pinned it: ``_flake_source``),
+  the attribute path, Nix's flavour and version and every option that changes
+  evaluation. Anything different is another key, so a miss;
+- what cannot be pinned is not cached: a flake whose content or inputs Nix
+  does not lock (``_flake_source``), and any evaluation whose options are not
+  all known to be pure (``uncacheable``: ``--impure``, ``--expr``, override
+  inputs, ``pure-eval = false``, any argument this file does not know);
+- the run evaluates every miss from the pinned source the key was made of
+  (``_flake_source.RunSources``), so a result is never stored under the
+  identity of other sources;
+- a hit is given only when its derivation is in the store the task
+  evaluates for (the task's own store arguments) and its ``out_path`` is an
+  output of that derivation and its ``system`` the derivation's (one
+  ``nix derivation show`` for all hits of a call); anything else is a miss
+  and its file goes;
+- the folder is opened once, without following a link at any step
+  (``_open_folder``; a link above it only when the user or root made it),
+  and is used only when it and every folder above it are as OpenSSH wants a
+  secure path (the user's or root's, writable by no one else; a sticky
+  folder such as /tmp is allowed above it, where no one else can rename or
+  replace what the user made); an entry is read only when it is a file the
+  user wrote there (owner, mode, one link); every read, write, rename,
+  time update, listing and removal after that is relative to the open
+  folder, so swapping a name on the way cannot hand the job another folder;
+- a file is written whole or not at all (a temporary file, then a rename):
+  concurrent jobs (AWX slices) read the old file or the new one, never half
+  of one; anything unreadable, malformed or of another shape is a miss,
+  never an exception;
+- nothing but the three fields is stored: the option values (tokens may be
+  among them) go only into the digest.
+
+Why Nix's own evaluation cache does not serve here, and how wire keys its
+cache: docs/eval-cache.md.
+"""
+
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import stat
+import time
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import SYSTEM_NAME
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
+    NixError, NixFeatures, NixOptions)
+
+# the layout of a key's parts and of an entry; another number, other keys
+FORMAT = 1
+FIELDS = ('drv_path', 'out_path', 'system')
+# entries not read or written for this long go (at most once a day, by STAMP)
+MAX_AGE = 30 * 24 * 3600
+PRUNE_EVERY = 24 * 3600
+STAMP = '.pruned'
+TMP_PREFIX = '.tmp-'
+SUFFIX = '.json'
+# an entry is a few hundred bytes; anything larger is not ours
+MAX_ENTRY = 4096
+ENV = 'NIXDEPLOY_EVAL_CACHE'
+
+_KEY = re.compile(r'[0-9a-f]{64}')
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+# nix_args an evaluation may carry and still be cached: flags that change
+# how Nix reports or fetches, never what it evaluates (the key holds them
+# all the same). Anything else (--impure, --expr, --file, -I, --arg,
+# --override-input, --option pure-eval false, ...) is never cached.
+PURE_FLAGS = frozenset(['--show-trace', '--offline', '--refresh', '--no-write-lock-file',
+                        '--no-update-lock-file', '-L', '--print-build-logs', '-v',
+                        '--verbose', '--quiet', '--keep-going', '-k', '--no-registries'])
+PURE_WITH_VALUE = frozenset(['--store', '--max-jobs', '-j', '--cores', '--log-format',
+                             '--builders'])
+# settings ``--option NAME VALUE`` may set and still be cached
+PURE_SETTINGS = frozenset(['substituters', 'extra-substituters', 'trusted-public-keys',
+                           'extra-trusted-public-keys', 'max-jobs', 'cores', 'builders',
+                           'connect-timeout', 'warn-dirty', 'eval-cache', 'show-trace',
+                           'narinfo-cache-negative-ttl', 'narinfo-cache-positive-ttl',
+                           'allow-import-from-derivation'])
+_FALSE = ('false', '0', 'no', 'off', '')
+
+
+def _canonical(value):
+    return json.dumps(value, sort_keys=True, separators=(',', ':'), ensure_ascii=True)
+
+
+def uncacheable(opts):
+    """Why an evaluation with ``opts`` (NixOptions) may not be cached: a
+    reason, or None when every argument and setting is known to be pure."""
+    if opts.impure:
+        return '--impure reads the environment'
+    if opts.override_inputs:
+        return 'overridden inputs are not the flake\'s own'
+    pure_eval = opts.options.get('pure-eval')
+    if pure_eval is not None and (pure_eval is False or u'%s' % pure_eval in _FALSE):
+        return 'pure-eval = false in nix_options'
+    args = list(opts.extra_args)
+    idx = 0
+    while idx < len(args):
+        arg = u'%s' % args[idx]
+        if arg in PURE_FLAGS:
+            idx += 1
+        elif arg in PURE_WITH_VALUE and idx + 1 < len(args):
+            idx += 2
+        elif arg == '--option' and idx + 2 < len(args) and \
+                u'%s' % args[idx + 1] in PURE_SETTINGS:
+            idx += 3
+        else:
+            return 'nix_args holds %s, not known to be pure' % arg
+    return None
+
+
+class UnsafeFolder(NixdeployError):
+    """The cache folder, or a folder above it, could be swapped by another
+    account."""
+
+
+def _open_folder(folder):
+    """An open descriptor of ``folder`` (made 0700 where missing), reached
+    without following a link at any step, each folder above it checked as
+    OpenSSH checks a secure path (owned by the user or root, writable by no
+    one else, except a sticky folder: there no one else can rename or
+    replace what the user made), and ``folder`` itself the user's own and
+    writable by no one else. The folders above it are resolved once first
+    (a home behind a link); a link swapped in after that fails the walk."""
+    folder = os.path.abspath(folder)
+    parent = _resolved(os.path.dirname(folder))
+    parts = [p for p in parent.split('/') if p] + [os.path.basename(folder)]
+    uid = os.geteuid()
+    fd = os.open('/', _DIR_FLAGS)
+    where, part = '/', ''
+    try:
+        for part in parts:
+            info = os.fstat(fd)
+            if info.st_uid not in (0, uid) or (
+                    info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX):
+                raise UnsafeFolder('%s is writable by another account' % where)
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            where = os.path.join(where, part)
+        info = os.fstat(fd)
+        if info.st_uid != uid or info.st_mode & 0o022:
+            raise UnsafeFolder('%s is not this user\'s own, or others may write it' % where)
+        if info.st_mode & 0o077:
+            # the user's own: nobody else reads its keys either
+            os.fchmod(fd, 0o700)
+        return fd
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafeFolder('%s is a link or no folder (a link is never followed)'
+                               % os.path.join(where, part))
+        raise UnsafeFolder('%s: %s' % (os.path.join(where, part), exc.strerror or exc))
+    except UnsafeFolder:
+        os.close(fd)
+        raise
+
+
+def _resolved(path):
+    """``path`` with its links resolved one by one, each link owned by the
+    user or root (a link another account made is not followed: the kernel's
+    protected_symlinks does not guard a readlink)."""
+    uid = os.geteuid()
+    done, todo, hops = '/', [p for p in path.split('/') if p], 0
+    while todo:
+        part = todo.pop(0)
+        if part in ('', '.'):
+            continue
+        if part == '..':
+            done = os.path.dirname(done)
+            continue
+        here = os.path.join(done, part)
+        try:
+            info = os.lstat(here)
+        except FileNotFoundError:
+            return os.path.join(here, *todo)
+        except OSError as exc:
+            raise UnsafeFolder('%s: %s' % (here, exc.strerror or exc))
+        if not stat.S_ISLNK(info.st_mode):
+            done = here
+            continue
+        hops += 1
+        if info.st_uid not in (0, uid) or hops > 40:
+            raise UnsafeFolder('%s is a link another account made' % here)
+        target = os.readlink(here)
+        if target.startswith('/'):
+            done = '/'
+        todo = [p for p in target.split('/') if p] + todo
+    return done
+
+
+class EvalCache:
+    """The cache in ``folder`` (made 0700 when missing). A folder that others
+    could swap or write is not used: every look-up misses and nothing is
+    written (``usable`` False, ``reason`` says why)."""
+
+    def __init__(self, folder):
+        self.folder = os.path.abspath(os.path.expanduser(folder))
+        self.reason = None
+        self._fd = None
+        try:
+            self._fd = _open_folder(self.folder)
+        except UnsafeFolder as exc:
+            self.reason = u'%s' % exc
+        self.usable = self._fd is not None
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self.usable = False
+
+    def __del__(self):
+        self.close()
+
+    @staticmethod
+    def default_folder(environ=None):
+        """``$NIXDEPLOY_EVAL_CACHE``, else ``$XDG_CACHE_HOME`` (or
+        ``~/.cache``) + ``/nixdeploy-eval``, beside the inventory's cache
+        (``~/.cache/nixdeploy-inventory``); ``environ``: os.environ if None."""
+        environ = os.environ if environ is None else environ
+        own = environ.get(ENV)
+        if own:
+            return os.path.expanduser(own)
+        base = environ.get('XDG_CACHE_HOME') or os.path.join(
+            environ.get('HOME') or os.path.expanduser('~'), '.cache')
+        return os.path.join(base, 'nixdeploy-eval')
+
+    # -------------------------------------------------------------------- key
+    def key(self, fingerprint, attr, nix_version, options):
+        """The hex sha256 of everything an answer depends on.
+
+        ``fingerprint``: the flake's pinned identity (``FlakeSource.identity``);
+        ``attr``: the attribute path (a list, or a dotted string: one name);
+        ``nix_version``: a ``NixFeatures``, a (flavour, version) pair or the
+        text of ``nix --version``; ``options``: the evaluation's options as
+        given, a dict (setting -> value: nix_options with the IFD setting and
+        system as the evaluation uses them) or a ``NixOptions`` (its
+        ``config_lines`` and nix_args; show-trace changes no answer and is
+        left out). None for a None fingerprint or options that are not
+        pure (``uncacheable``): every look-up of it misses."""
+        if fingerprint is None:
+            return None
+        if isinstance(options, NixOptions) and uncacheable(options):
+            return None
+        if isinstance(attr, (list, tuple)):
+            path = [u'%s' % part for part in attr]
+        else:
+            path = [u'%s' % attr]
+        if isinstance(nix_version, NixFeatures):
+            version = [nix_version.flavour, list(nix_version.version)]
+        elif isinstance(nix_version, (list, tuple)):
+            version = [u'%s' % nix_version[0], [u'%s' % v for v in nix_version[1]]] \
+                if len(nix_version) == 2 and isinstance(nix_version[1], (list, tuple)) \
+                else [u'%s' % v for v in nix_version]
+        else:
+            version = u'%s' % (nix_version,)
+        if isinstance(options, NixOptions):
+            settings = {'config': options.config_lines(), 'args': list(options.extra_args),
+                        'impure': bool(options.impure)}
+        else:
+            settings = {'config': sorted([u'%s' % k, _value(v)]
+                                         for k, v in (options or {}).items())}
+        parts = [FORMAT, fingerprint, path, version, settings]
+        return hashlib.sha256(_canonical(parts).encode('utf-8')).hexdigest()
+
+    # ----------------------------------------------------------------- read
+    @staticmethod
+    def _name(key):
+        return key + SUFFIX
+
+    def _read(self, key):
+        """The entry of ``key`` (checked shape) or None."""
+        if not self.usable or not _KEY.fullmatch(str(key)):
+            return None
+        try:
+            fd = os.open(self._name(key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=self._fd)
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() \
+                    or info.st_mode & 0o022 or info.st_nlink > 1:
+                # not a file this user wrote here (planted while the folder
+                # was not safe, or hard-linked in; a file replaced since it
+                # was opened has no link left and is read as it was): gone, a miss
+                self._remove(key)
+                return None
+            raw = os.read(fd, MAX_ENTRY + 1)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if len(raw) > MAX_ENTRY:
+            return None
+        try:
+            entry = json.loads(raw.decode('utf-8'))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return _checked(entry)
+
+    def get_many(self, runner, keys):
+        """{key: result} for the keys whose entry is whole and tied to a
+        derivation in the store ``runner`` evaluates for (``_tied``); the
+        rest miss, and the files of entries that are not tied go. Never
+        raises."""
+        if not self.usable:
+            return {}
+        found = {}
+        for key in keys:
+            if key is None or key in found:
+                continue
+            entry = self._read(key)
+            if entry is not None:
+                found[key] = entry
+        if not found:
+            return {}
+        tied = _tied(runner, sorted(set(entry['drv_path'] for entry in found.values())))
+        if tied is None:
+            # a store Nix cannot open says nothing about the entries: keep them
+            return {}
+        hits = {}
+        now = time.time()
+        for key, entry in found.items():
+            drv = tied.get(entry['drv_path'])
+            if drv is None or entry['out_path'] not in drv['outputs'] \
+                    or entry['system'] != drv['system']:
+                self._remove(key)
+                continue
+            hits[key] = entry
+            try:  # a used entry stays
+                os.utime(self._name(key), (now, now), dir_fd=self._fd, follow_symlinks=False)
+            except OSError:
+                pass
+        return hits
+
+    def get(self, runner, key):
+        """One key's result, or None."""
+        return self.get_many(runner, [key]).get(key)
+
+    # ----------------------------------------------------------------- write
+    def put(self, key, result):
+        """Store the three fields of ``result`` under ``key`` (whole or not at
+        all, 0600). False when it was not stored: a result of another shape,
+        a folder not usable, a file system error. Never raises."""
+        entry = _checked(dict((field, (result or {}).get(field)) for field in FIELDS)
+                         if isinstance(result, dict) else None)
+        if entry is None or not _KEY.fullmatch(str(key)) or not self.usable:
+            return False
+        self.prune()
+        tmp = '%s%s%s' % (TMP_PREFIX, secrets.token_hex(8), SUFFIX)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600, dir_fd=self._fd)
+        except OSError:
+            return False
+        try:
+            with os.fdopen(fd, 'wb') as out:
+                out.write(_canonical(entry).encode('utf-8'))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self._name(key), src_dir_fd=self._fd, dst_dir_fd=self._fd)
+            return True
+        except OSError:
+            self._unlink(tmp)
+            return False
+
+    def _unlink(self, name):
+        try:
+            os.unlink(name, dir_fd=self._fd)
+        except OSError:
+            pass
+
+    def _remove(self, key):
+        self._unlink(self._name(key))
+
+    def prune(self, now=None):
+        """Remove the entries not used for MAX_AGE and the temporary files a
+        killed writer left, at most once every PRUNE_EVERY (the stamp's
+        time); True when it looked."""
+        if not self.usable:
+            return False
+        now = time.time() if now is None else now
+        try:
+            if now - os.stat(STAMP, dir_fd=self._fd, follow_symlinks=False).st_mtime \
+                    < PRUNE_EVERY:
+                return False
+        except OSError:
+            pass
+        try:
+            os.close(os.open(STAMP, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o600, dir_fd=self._fd))
+            os.utime(STAMP, (now, now), dir_fd=self._fd, follow_symlinks=False)
+            names = os.listdir(self._fd)
+        except OSError:
+            return False
+        for name in names:
+            if name.startswith(TMP_PREFIX):
+                limit = PRUNE_EVERY
+            elif name.endswith(SUFFIX) and _KEY.fullmatch(name[:-len(SUFFIX)]):
+                limit = MAX_AGE
+            else:
+                continue
+            try:
+                if now - os.stat(name, dir_fd=self._fd, follow_symlinks=False).st_mtime > limit:
+                    self._unlink(name)
+            except OSError:
+                pass
+        return True
+
+
+def _tied(runner, drvs):
+    """{drv: {'outputs': set of its output paths, 'system'}} of the ``drvs``
+    that are derivations in the store ``runner`` evaluates for (its own
+    store arguments), from one ``nix derivation show`` (one per drv when a
+    drv of them is gone); None when Nix cannot answer at all."""
+    sub = 'derivation show' if runner.features().derivation_show else 'show-derivation'
+
+    def show(paths):
+        data = runner.json(sub, list(paths), 'reading cached derivations')
+        outputs = _nix_output.derivations(data)
+        needs = _nix_output.derivation_needs(data)
+        return dict((drv, {'outputs': set(p for p in info['outputs'].values() if p),
+                           'system': (needs.get(drv) or {}).get('system')})
+                    for drv, info in outputs.items())
+
+    try:
+        try:
+            return show(drvs)
+        except NixError:
+            pass
+        tied = {}
+        for drv in drvs:
+            try:
+                tied.update(show([drv]))
+            except NixError:
+                continue
+        # not one shown: the store may not open at all (keep the entries)
+        return tied or None
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return None
+
+
+# ------------------------------------------------------------------ helpers
+def _value(value):
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (list, tuple)):
+        return [u'%s' % v for v in value]
+    return u'' if value is None else u'%s' % (value,)
+
+
+def _checked(entry):
+    """``entry`` when it is exactly the three fields of a good shape."""
+    if not isinstance(entry, dict) or set(entry) != set(FIELDS):
+        return None
+    drv, out, system = entry['drv_path'], entry['out_path'], entry['system']
+    if not all(isinstance(v, str) for v in (drv, out, system)):
+        return None
+    if not (is_store_path(drv) and drv.endswith('.drv') and is_store_path(out)
+            and not out.endswith('.drv') and SYSTEM_NAME.match(system)):
+        return None
+    return {'drv_path': drv, 'out_path': out, 'system': system}

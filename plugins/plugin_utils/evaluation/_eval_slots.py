@@ -1,0 +1,60 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The job's evaluator slots: at most N ``nix eval`` processes at once,
+whoever starts them.
+
+A play batch normally has one evaluation (one detached process, one
+``EvalPool``), whose workers already stay within the budget. But a task
+whose ``flake``/``attr`` are templated per host to something other than the
+hosts' own ``nix_flake``/``nix_attr`` has the hosts whose request differs
+from the batch's ask again, in waves (``_eval_stage.own_entry``), each wave
+a pool of its own, and nix_build evaluates in its build waves; they run
+beside the batch's and each other. Without a bound shared between them, the
+evaluators at once add up, each with its heap of gigabytes. Every evaluator
+takes one of these slots first: ``flock`` on ``eval-slot-<n>`` in the job's
+own batch folder, released when the process ends, or by the kernel when the
+holder dies.
+"""
+
+import fcntl
+import os
+import time
+
+# how often a process without a slot looks again
+WAIT = 0.1
+
+
+class EvalSlots(object):
+    """``acquire()`` returns a held slot (give it to ``release``), waiting
+    for one of ``count`` to be free."""
+
+    def __init__(self, folder, count):
+        self.folder = folder
+        self.count = max(1, int(count))
+
+    def acquire(self):
+        handles = [os.open(os.path.join(self.folder, 'eval-slot-%d' % number),
+                           os.O_WRONLY | os.O_CREAT, 0o600) for number in range(self.count)]
+        held = None
+        try:
+            while held is None:
+                for handle in handles:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except (OSError, IOError):
+                        continue
+                    held = handle
+                    break
+                else:
+                    time.sleep(WAIT)
+            return held
+        finally:
+            for handle in handles:
+                if handle != held:
+                    os.close(handle)
+
+    @staticmethod
+    def release(handle):
+        if handle is not None:
+            os.close(handle)

@@ -1,0 +1,376 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The evaluation of a play batch: requests in, each host's answer out as
+soon as it is known.
+
+Hosts that ask the same (flake, attribute) share one evaluation; answers an
+earlier run left in the evaluation cache (``_eval_cache``) come first and
+cost no evaluator; the rest go to the parallel evaluators of ``_eval_pool``.
+Every evaluator of the run evaluates the one content the run pinned of each
+flake (``_flake_source``), and each answer names it (``source``).
+The host whose answer completes the batch carries the batch's figures
+(``batch``: Nix processes, evaluators, peak memory, answers from the cache),
+so a report counts them once.
+"""
+
+import threading
+
+from ansible import constants as C
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
+    EvalError, apply_expression, evaluation_opts, host_request, normalised, request_key)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_pool import (
+    DEFAULT_MAX_MEMORY_MB, EvalPool, default_workers)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_slots import EvalSlots
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
+    RunSources)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
+    NixError, NixOptions, NixCommand, options_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
+    _folder as batch_folder, batch_key, play_uuid, record_facts, task_batch, vars_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import Service, Stream
+
+
+class EvalStage(object):
+    """``evaluate(requests, put)`` for one batch.
+
+    ``workers``/``max_memory_mb``/``chunk_size``: the evaluators (default:
+    cores and free memory, ``_eval_pool.default_workers``); ``cache``: an
+    ``EvalCache`` or None (no cache); ``slots``: the job's ``EvalSlots``
+    (None: no bound but ``workers``); ``sources``: the run's
+    ``RunSources`` (None: pinned by this stage alone)."""
+
+    def __init__(self, opts, workers=None, max_memory_mb=None, chunk_size=None, cache=None,
+                 timeout=None, slots=None, sources=None):
+        self.runner = NixCommand(evaluation_opts(opts), timeout)
+        self.workers = workers
+        self.max_memory_mb = max_memory_mb or DEFAULT_MAX_MEMORY_MB
+        self.chunk_size = chunk_size
+        self.cache = cache
+        self.slots = slots
+        self.sources = sources
+        # {flake: FlakeSource} of this stage's requests
+        self.pinned = {}
+        # why the controller's Nix configuration keeps this run from the cache
+        self.impure_config = None
+        self._lock = threading.Lock()
+
+    def evaluate(self, requests, put, failed=None):
+        """``requests``: {host: request} in the order the hosts should get
+        their answers; ``failed``: {host: entry} of hosts whose request could
+        not be formed (answered first). ``put(host, entry)`` gets
+        {'request', 'answer', 'from_cache'} (or the failed entry), once per
+        host, from any thread. Returns the batch's figures."""
+        failed, requests = dict(failed or {}), dict(requests)
+        hosts_of, by_key = {}, {}
+        for host, request in requests.items():
+            key = request_key(request)
+            hosts_of.setdefault(key, []).append(host)
+            by_key.setdefault(key, request)
+        self._pin(by_key)
+        for key in list(by_key):
+            source = self.pinned[by_key[key]['flake']]
+            if source.local and source.reason:
+                # a folder of the controller is evaluated only as one pinned
+                # content: a moment's error at the pin must not leave every
+                # evaluator reading the live tree
+                for host in hosts_of.pop(key):
+                    failed[host] = {'request': requests.pop(host), 'error': (
+                        u'%s could not be pinned (%s): nothing of it is evaluated'
+                        % (_redact.url(source.flake), source.reason))}
+                del by_key[key]
+        cache_keys = self._cache_keys(by_key)
+        hits = self._hits(cache_keys)
+        misses = [k for k in by_key if k not in hits]
+        workers = min(self.workers or default_workers(len(misses), self.max_memory_mb),
+                      max(1, len(misses)))
+        pool = EvalPool(self.runner, apply_expression, workers, self.max_memory_mb,
+                        self.chunk_size, slots=self.slots)
+        left = [len(requests) + len(failed)]
+
+        def figures():
+            return {'processes': pool.processes,
+                    'other_processes': self.runner.processes - pool.processes,
+                    'workers': workers if misses else 0,
+                    'budget_mb': workers * self.max_memory_mb if misses else 0,
+                    'peak_mb': pool.peak_mb, 'peak_total_mb': pool.peak_total_mb,
+                    'from_cache': sum(len(hosts_of[k]) for k in hits),
+                    'evaluated': sum(len(hosts_of[k]) for k in misses)}
+
+        def give(host, entry):
+            with self._lock:
+                left[0] -= 1
+                if left[0] == 0:
+                    # the batch's last answer: its figures are final
+                    entry = dict(entry, batch=figures())
+            put(host, entry)
+
+        def deliver(key, answer, from_cache=False):
+            if not from_cache and 'error' not in answer and key in cache_keys:
+                self.cache.put(cache_keys[key], answer)
+            source = self.pinned[by_key[key]['flake']]
+            for host in hosts_of[key]:
+                give(host, {'request': requests[host], 'answer': answer,
+                            'from_cache': from_cache, 'source': source.provenance,
+                            'notes': self._notes(source)})
+
+        for host, entry in failed.items():
+            give(host, entry)
+        for key, answer in hits.items():
+            deliver(key, answer, from_cache=True)
+        if misses:
+            by_flake = {}
+            for key in misses:
+                source = self.pinned[by_key[key]['flake']]
+                by_flake.setdefault(source.ref, []).append((key, by_key[key]['attr']))
+            # messages name the flake as the user gave it
+            pool.shown = dict((source.ref, flake) for flake, source in self.pinned.items())
+            pool.run(by_flake, deliver)
+        return figures()
+
+    # ------------------------------------------------------------ sources
+    def _pin(self, by_key):
+        """Fill ``self.pinned``: the run's one content of each flake asked
+        (``_flake_source``), evaluated by every evaluator of the run, cache
+        or no cache."""
+        sources = self.sources or RunSources(None)
+        runner = self._pin_runner()
+        for request in by_key.values():
+            flake = request['flake']
+            if flake not in self.pinned:
+                self.pinned[flake] = sources.source(runner, flake, batch_key(
+                    'source', flake, runner.opts.options.get('store'), runner.opts.extra_args))
+        self.runner.processes += runner.processes
+
+    def _pin_runner(self):
+        """The runner that pins: the flake's own content, whatever a batch's
+        impure or overridden inputs, with the nix_args that decide how it is
+        fetched and locked (``FETCH_ARGS``: ``--no-update-lock-file`` must
+        hold for the pin as it does for the evaluation)."""
+        opts = self.runner.opts
+        args, idx = [], 0
+        while idx < len(opts.extra_args):
+            arg = u'%s' % opts.extra_args[idx]
+            width = FETCH_ARGS.get(arg)
+            if width is not None:
+                args += [u'%s' % a for a in opts.extra_args[idx:idx + 1 + width]]
+                idx += 1 + width
+            else:
+                idx += 1
+        return NixCommand(NixOptions(nix_bin=opts.nix_bin, options=opts.options, extra_args=args),
+                      self.runner.timeout)
+
+    def _notes(self, source):
+        """What the run should say once about this answer: a flake it could
+        not pin, a cache folder it could not use."""
+        notes = []
+        if source.reason:
+            notes.append(u'%s is not pinned (%s): each evaluator reads it as it is, and '
+                         u'nothing of it is cached' % (_redact.url(source.flake), source.reason))
+        if self.cache is not None and not self.cache.usable:
+            notes.append(u'the evaluation cache %s is not used: %s'
+                         % (self.cache.folder, self.cache.reason))
+        if self.cache is not None and self.impure_config:
+            notes.append(u'nothing is cached: %s' % self.impure_config)
+        return notes
+
+    # ------------------------------------------------------------ cache
+    def _cache_keys(self, by_key):
+        """{request key: cache key} of the requests the cache may answer: a
+        pinned flake whose inputs are all locked (``FlakeSource.identity``),
+        evaluated with options known to be pure (``EvalCache.key``). A miss
+        is evaluated from that pinned source, so what is stored under its
+        identity is what Nix evaluated."""
+        if self.cache is None:
+            return {}
+        # the controller's own nix.conf may allow more than the flake
+        # (native code, plugins): then nothing of this run is cached
+        # (nix.conf, NIX_CONFIG and nix_options; a setting in nix_args is
+        # not on the allow-list of pure ones, and keeps its batch uncached)
+        opts = self.runner.opts
+        runner = NixCommand(NixOptions(nix_bin=opts.nix_bin, options=opts.options),
+                        self.runner.timeout)
+        self.impure_config = (self.sources or RunSources(None)).config_reason(
+            runner, batch_key('config', opts.nix_bin, opts.config_lines()))
+        self.runner.processes += runner.processes
+        if self.impure_config:
+            return {}
+        features = self.runner.features()
+        keys = {}
+        for key, request in by_key.items():
+            identity = self.pinned[request['flake']].identity
+            found = identity and self.cache.key(identity, request['attr'], features,
+                                                self.runner.opts)
+            if found:
+                keys[key] = found
+        return keys
+
+    def _hits(self, cache_keys):
+        if not cache_keys:
+            return {}
+        found = self.cache.get_many(self.runner, sorted(set(cache_keys.values())))
+        return dict((key, found[ck]) for key, ck in cache_keys.items() if ck in found)
+
+
+# nix_args that decide how a flake is fetched and locked, and how many values
+# each takes: the pin takes them as the evaluation does
+FETCH_ARGS = {'--no-write-lock-file': 0, '--no-update-lock-file': 0, '--offline': 0,
+              '--no-registries': 0, '--refresh': 0, '--store': 1}
+
+
+# ------------------------------------------------------------ the task's side
+# The arguments that tune the evaluators: part of the batch's key
+TUNING = ('eval_chunk_size', 'eval_workers', 'eval_max_memory_mb', 'eval_cache')
+
+
+def stage_of(opts, args, workers=None):
+    """The ``EvalStage`` a task's arguments ask for (``workers``: fewer
+    evaluators than they ask, still within the job's slots)."""
+    cache = None
+    if args.get('eval_cache', True):
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache import (
+            EvalCache)
+        cache = EvalCache(EvalCache.default_folder())
+    max_memory_mb = args.get('eval_max_memory_mb') or DEFAULT_MAX_MEMORY_MB
+    folder = batch_folder(C.DEFAULT_LOCAL_TMP)
+    # every evaluation of the job (per-host ones too) within the evaluators
+    # the arguments allow: slots shared by all of them (_eval_slots)
+    slots = EvalSlots(folder, args.get('eval_workers') or default_workers(None, max_memory_mb))
+    # every evaluator of the run evaluates one content of each flake
+    return EvalStage(opts, workers=workers or args.get('eval_workers'),
+                     max_memory_mb=max_memory_mb, chunk_size=args.get('eval_chunk_size'),
+                     cache=cache, slots=slots, sources=RunSources(folder))
+
+
+def own_entry(opts, args, task, hosts, host, request):
+    """``host``'s entry for its own ``request``, which differs from what its
+    batch evaluated for it (an argument templated per host from another
+    variable than nix_flake or nix_attr: the batch's process, which forms
+    every host's request, sees only the first host's value). The hosts that
+    ask so together share a wave (``run/_stream.Service``): one EvalStage
+    for all of them, its cache first, then evaluators side by side within
+    the job's slots, so the flake's shared part (a nixpkgs) is evaluated
+    once per evaluator, not once per host."""
+    service = Service(C.DEFAULT_LOCAL_TMP, 'eval-own', batch_key(
+        'eval-own', task._uuid, sorted(hosts), options_of(args),
+        [args.get(k) for k in TUNING]))
+
+    def serve(requests, put):
+        stage_of(opts, args).evaluate(requests, _recording(hosts, put))
+
+    service.request(host, request, serve)
+    return service.answer(host, serve)
+
+
+def batch_entry(action, args, opts, kind='eval'):
+    """This host's entry of its play batch's evaluation (started by the
+    first of the batch's hosts to ask, in a detached process: task/_stream.py),
+    as soon as it is known: (entry, started here, the batch's hosts).
+
+    ``action``: a NixdeployAction whose task evaluates (nix_eval, or
+    nix_build without a derivation)."""
+    host, task_vars = action.host, action.task_vars
+    base_dir = action._loader.get_basedir()  # pylint: disable=protected-access
+    task = action._task  # pylint: disable=protected-access
+
+    def resolve(flake):
+        return flake_ref(flake, base_dir)
+
+    own = normalised(host_request(host, args, task_vars, resolve))
+    hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(task), task_vars)
+    # Not part of the key: flake and attr. Where they are each host's own
+    # variables (_role_vars.Filled) the batch's process reads them per host;
+    # where the task templates them per host from other variables, every
+    # host still shares the batch (one key each would start a batch, and
+    # an evaluation, per host): the batch's process forms every request
+    # from the first host's values, and the hosts whose own request differs
+    # ask again, together (own_entry).
+    stream = Stream(C.DEFAULT_LOCAL_TMP, kind, batch_key(
+        kind, task._uuid, sorted(hosts), options_of(args), [args.get(k) for k in TUNING]))
+
+    def work(put):
+        # in the batch's detached process: every host's request, then each
+        # answer as soon as it is known
+        requests, failed = {}, {}
+        for name in hosts:
+            try:
+                hostvars = vars_of(task_vars, name)
+                requests[name] = normalised(host_request(
+                    name, action.filled.for_host(args, action.ROLE_VARS, hostvars), hostvars,
+                    resolve))
+            except (EvalError, NixError) as exc:
+                failed[name] = {'error': u'%s' % exc}
+
+        # Each host's facts in flight are its own request's answer: the
+        # batch keeps them as it answers only where every request is formed
+        # from each host's own variables; otherwise each host keeps its own
+        # once it has checked that the answer is to its own request (below)
+        put_with = _recording(hosts, put) if _own_requests(action, args) else put
+        return stage_of(opts, args).evaluate(requests, put_with, failed)
+
+    here = stream.start(work)
+    entry = stream.entry(host)
+    # Not the answer to this host's own request: the batch formed another
+    # (from the first host's values), or could not form one from them (an
+    # entry with no request; this host's own was formed above, so the
+    # batch's failure is not this host's)
+    if entry.get('request') != own:
+        first = entry.get('batch')
+        entry = own_entry(opts, args, task, hosts, host, own)
+        if first is not None:
+            # this host completed the batch: its figures stay counted
+            entry = dict(entry, batch=added_figures(first, entry.get('batch')))
+    answer = entry.get('answer') or {}
+    if 'error' in entry or not answer or 'error' in answer:
+        # a host whose own evaluation failed has no system a batch may copy
+        record_facts(C.DEFAULT_LOCAL_TMP, hosts, {host: None})
+    elif not _own_requests(action, args):
+        record_facts(C.DEFAULT_LOCAL_TMP, hosts, {host: facts_of(answer)})
+    return entry, here, hosts, own
+
+
+def _own_requests(action, args):
+    """Whether the batch's process forms each host's request from that
+    host's own variables: ``flake``, ``attr`` and ``platform`` each unset or
+    filled from the host's own variable (``_role_vars.Filled.own``), not a
+    value the task templated for the first host."""
+    own = action.filled.own
+    return all(args.get(name) in (None, '') or name in own
+               for name in ('flake', 'attr', 'platform'))
+
+
+# figures of two evaluations one host carries: counts add up, bounds and
+# peaks are the larger one's (the two ran one after the other)
+_COUNTS = ('processes', 'other_processes', 'from_cache', 'evaluated')
+
+
+def added_figures(first, second):
+    """``first`` and ``second`` (EvalStage.evaluate's figures, or None) as
+    one host's figures."""
+    if second is None:
+        return first
+    return dict((key, (first.get(key) or 0) + (second.get(key) or 0) if key in _COUNTS
+                 else max(first.get(key) or 0, second.get(key) or 0))
+                for key in set(first) | set(second))
+
+
+def _recording(hosts, put):
+    """``put`` that also keeps each answered host's facts for the play batch
+    ``hosts``: what a later batch would evaluate again for a host whose facts
+    its worker does not see yet (_batch.with_facts). A host's own answer
+    (``own_entry``) comes later and replaces what the batch's process kept
+    for it."""
+    def put_with_facts(name, entry):
+        put(name, entry)
+        answer = entry.get('answer') or {}
+        if answer and 'error' not in answer:
+            record_facts(C.DEFAULT_LOCAL_TMP, hosts, {name: facts_of(answer)})
+    return put_with_facts
+
+
+def facts_of(answer):
+    """The facts a host's evaluation sets."""
+    return {'nix_drv_path': answer['drv_path'], 'nix_out_path': answer['out_path']}

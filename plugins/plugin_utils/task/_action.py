@@ -1,0 +1,316 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one base of the collection's action plugins (controller only).
+
+What every nixdeploy action does the same way lives here:
+
+- the arguments are validated against the task's ``ARGUMENT_SPEC``; before
+  that, the options a task leaves unset are filled from the host's variables
+  as the option table says (module_utils/_role_vars.py: every role variable
+  with ``from_role_vars``, the inventory's always), which also tells which
+  per-host options are each host's own (``self.filled``, for the batch);
+  ``record_stats`` is checked with them; a bad argument is this host's
+  failed result, not a traceback, and nothing has run yet;
+- a failure is a failed result whose ``msg`` starts with the host's name
+  and that carries ``phase`` (the deploy phase, read by the summary callback,
+  the report and the custom stat ``nixdeploy``) and ``connection_lost``;
+- a lost connection (``AnsibleConnectionFailure``) is such a failed result
+  with ``connection_lost: true``, never an unreachable host: Ansible runs no
+  ``rescue`` for an unreachable host, and the deploy role's rescue keeps a
+  failed host's outcome (the custom stat ``nixdeploy``);
+- ``record_stats``: a successful result carries the host's outcome so far
+  as custom stats (plugin_utils/task/_stats.py);
+- ``from_batch``: compute once per play batch, answer per host
+  (plugin_utils/task/_batch.py holds the lock and the shared file);
+- ``target``: the task's own host (plugin_utils/host/_host.py ``Host``, the
+  one way the controller reaches it), whose ``sh`` runs a target program
+  (target/*.sh, rendered by plugin_utils/host/_script.py) over the host's
+  connection (``target_sh`` says the same);
+- host keys: before an action with ``HOST_KEYS`` does anything, and before
+  any other runs its first target program, the host's connection is asked
+  whether ssh checks the host's key (plugin_utils/host/_host_key_judge.py: Ansible's
+  ``host_key_checking``, which ansible-runner turns off in the environment,
+  and what ``ssh -G`` says of the ssh arguments and config files); a host
+  whose key is not checked fails saying so and how to fix it, unless its
+  ``nix_host_key_unchecked`` is true: then the task goes on, warns, and its
+  result says ``host_key_unchecked: true``.
+
+A ``NixdeployError`` (plugin_utils/common/_errors.py, the base of every
+error the collection raises) or an ``OSError`` out of ``host_result`` is this
+host's failed result, with what the error carries (``phase``,
+``connection_lost``, the partial result) and ``failure_details``.
+
+Subclasses set ``ARGUMENT_SPEC``, ``PHASE`` and ``HOST_KEYS`` (the action talks
+to the host over ssh: its key is judged first) and implement ``host_result``.
+"""
+
+from ansible import constants as C
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
+    printable, printable_lines)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._diagnosis import (
+    become_problem, ssh_problem)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
+    Batch, batch_key, play_uuid, task_batch)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stats import (
+    phase_stats, record_problems, recorded_results)
+
+# ssh's words for a host whose key does not match known_hosts
+HOST_KEY_MARKERS = ('REMOTE HOST IDENTIFICATION HAS CHANGED', 'Host key verification failed')
+# the option (and, without it, the host variable) that lets a host whose key
+# ssh does not check be deployed all the same; the result key that says so
+HOST_KEY_OPT_OUT = 'host_key_unchecked'
+# what a refused host was spared, by phase
+_NOT_DONE = {'copy': 'nothing was copied', 'activate': 'nothing was activated',
+             'keys': 'no key was uploaded', 'build': 'nothing was built there'}
+
+
+class HostKeyUnchecked(NixdeployError):
+    """ssh would not check this host's key, and no opt-out says go on."""
+
+
+def host_message(host, message):
+    """``message`` starting with ``host: `` (once), any credential in a URL
+    it shows masked (a flake reference, a cache URI, git's or Nix's words),
+    then the host name and each line ``printable``: a message carries a
+    flake's host name and what Nix or a target said, and reaches a terminal.
+    Masking comes first (its patterns end at a raw ESC, Nix's colours); the
+    lines stay lines (Nix's messages have several)."""
+    name = printable(host)
+    text = u'\n'.join(printable_lines(_redact.text(message_of(message)).split(u'\n')))
+    return text if text.startswith(u'%s:' % name) else u'%s: %s' % (name, text)
+
+
+def message_of(error):
+    """The text of an error: Nix's own message for a NixError."""
+    if isinstance(error, NixError):
+        return u'%s' % error
+    if isinstance(error, Exception):
+        return to_text(getattr(error, 'message', None) or error)
+    return to_text(error)
+
+
+class NixdeployAction(ActionBase):
+    """Validation, host-prefixed failures with ``phase`` and
+    ``connection_lost``, and the per-batch computation."""
+
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    ARGUMENT_SPEC = {}
+    # the module's key in the option table (module_utils/_role_vars.py), if any
+    ROLE_VARS = None
+    # more validate_argument_spec keywords (required_if, mutually_exclusive)
+    VALIDATION = {}
+    PHASE = None
+    # the action talks to the host over ssh: its key is judged before host_result
+    HOST_KEYS = False
+
+    host = None
+    task_vars = None
+    # the arguments as filled from the variables (_role_vars.Filled)
+    filled = None
+    # None until judged; then the problems of an unchecked host let through
+    _unchecked = None
+    _opt_out = None
+    _target = None
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(NixdeployAction, self).run(tmp, task_vars)
+        del tmp
+        self.task_vars = task_vars
+        self.host = task_vars.get('inventory_hostname') or self._task.get_name()
+        if self.ROLE_VARS:
+            # before validation: a variable is checked as the argument would be
+            self.filled = _role_vars.fill(
+                self.ROLE_VARS, self._task.args, task_vars, self._render,
+                boolean(self._task.args.get(_role_vars.FLAG, False), strict=False))
+            self._task.args = self.filled.args
+            if self.filled.deprecations:
+                result['deprecations'] = list(self.filled.deprecations)
+        try:
+            _validation, args = self.validate_argument_spec(
+                argument_spec=self.ARGUMENT_SPEC, **self.VALIDATION)
+        except AnsibleActionFail as exc:
+            return self.failed(result, to_text(exc.message))
+        args.pop(_role_vars.FLAG, None)
+        # an option given by a deprecated name: only its new name goes on
+        for alias in _role_vars.aliases(self.ROLE_VARS):
+            args.pop(alias, None)
+        result['changed'] = False
+        # record_stats (nix_build, nix_copy_closure, nix_activate) is about
+        # the result, never the work: taken out here, it reaches no batch key
+        # (it differs per host) and no host_result; checked now, so that a bad
+        # one never fails a host whose phase did its work
+        record = args.pop('record_stats', None)
+        if record is not None:
+            problems = record_problems(record, self.PHASE, task_vars)
+            if problems:
+                return self.failed(result, '; '.join(problems))
+        self._opt_out = args.get(HOST_KEY_OPT_OUT)
+        try:
+            if self.HOST_KEYS:
+                self.judge_host_keys()
+            result = self.host_result(args, result)
+        except HostKeyUnchecked as exc:
+            return self.failed(result, to_text(exc), connection_lost=False)
+        except AnsibleConnectionFailure as exc:
+            text = to_text(exc)
+            if any(marker in text for marker in HOST_KEY_MARKERS):
+                # the host answered, with another key: refused, not lost
+                return self.failed(result, '%s: %s' % (ssh_problem(text), text),
+                                   connection_lost=False)
+            return self.failed(result, 'connection lost: %s' % text, connection_lost=True)
+        except AnsibleError as exc:
+            # Ansible's own become refusals ("Missing sudo password") end the
+            # task at once; said here with the host, the phase and the way out
+            problem = become_problem(to_text(exc))
+            if not problem:
+                raise
+            return self.failed(result, problem)
+        except (NixdeployError, OSError) as exc:
+            # what the error itself carries wins over what the action reads of it
+            details = self.failure_details(exc)
+            if isinstance(exc, NixdeployError):
+                details.update(exc.details())
+            return self.failed(result, exc, **details)
+        if self._unchecked:
+            result[HOST_KEY_OPT_OUT] = True
+            result.setdefault('warnings', []).append(_host_key_judge.unchecked_warning(
+                self.host, self._unchecked))
+        if result.get('failed'):
+            self._mark_failed(result)
+        elif record is not None:
+            self._keep_stats(record, result)
+        return result
+
+    def judge_host_keys(self):
+        """Ask the connection whether ssh checks this host's key (once per
+        task); raise HostKeyUnchecked when it does not and the host has no
+        opt-out (the option, or the host variable nix_host_key_unchecked).
+
+        The one place that reads the opt-out: the judgement is kept on the
+        connection, where the task's Host reads it, and before the first
+        program the connection is pointed at an ssh master of that judgement,
+        so a master opened unchecked earlier in the job is never ridden
+        (plugin_utils/host/_host_key_judge.py ``judged``)."""
+        if self._unchecked is not None:
+            return
+        problems = _host_key_judge.connection_problems(self._connection) or []
+        self._unchecked = []
+        if problems:
+            opt_out = self._opt_out
+            if opt_out is None:
+                opt_out = _role_vars.host_value(HOST_KEY_OPT_OUT, self.task_vars)
+                opt_out = self._render(opt_out) if opt_out is not None else False
+            if not boolean(opt_out, strict=False):
+                raise HostKeyUnchecked(_host_key_judge.refusal(self.host, problems, _NOT_DONE.get(
+                    self.PHASE, 'nothing was done on it')))
+            self._unchecked = problems
+        _host_key_judge.judged(self._connection, problems)
+
+    def _keep_stats(self, earlier, result):
+        """``record_stats`` (nix_build, nix_copy_closure, nix_activate): the
+        host's outcome so far as the custom stats a set_stats task of the
+        deploy role would keep, in this successful result (Ansible reads
+        ``ansible_stats`` from successful results only; the role's rescue
+        keeps a failed host's), which saves the role one task per host.
+        ``earlier`` was checked with the arguments; a record that cannot be
+        made even so is a warning, never this host's failure after its
+        phase's work (an activation)."""
+        earlier, job_id = recorded_results(earlier, self.task_vars)
+        try:
+            result['ansible_stats'] = phase_stats(earlier, self.PHASE, result, self.host,
+                                                  self.check_mode, job_id)
+        except Exception as exc:  # pylint: disable=broad-except
+            result.setdefault('warnings', []).append(
+                '%s: record_stats: the outcome is not kept as custom stats: %s'
+                % (self.host, message_of(exc)))
+
+    def _render(self, value):
+        """A variable's value as a task argument gets it: templated (the
+        templar is looked up only when a variable fills an option)."""
+        return self._templar.template(value)
+
+    def host_result(self, args, result):
+        """This host's result (``args``: the validated arguments;
+        ``result``: Ansible's, ``changed`` false until said otherwise)."""
+        raise NotImplementedError
+
+    def failure_details(self, error):
+        """Extra keys of the failed result for ``error`` (a NixdeployError
+        or an OSError), beyond those the error carries."""
+        return {}
+
+    # ------------------------------------------------------------ results
+    def failed(self, result, message, **details):
+        """``result`` as this host's failure: ``msg`` names the host."""
+        result.update(details)
+        result['failed'] = True
+        result['changed'] = False
+        result['msg'] = host_message(self.host, message)
+        return self._mark_failed(result)
+
+    def _mark_failed(self, result):
+        result.setdefault('changed', False)
+        if self.PHASE:
+            result.setdefault('phase', self.PHASE)
+        result.setdefault('connection_lost', False)
+        return result
+
+    @property
+    def target(self):
+        """The task's own host (``Host.of_task``), made once: its programs
+        run over this task's connection, the host's key judged before the
+        first one (judge_host_keys)."""
+        if self._target is None:
+            self._target = Host.of_task(self._connection, self.task_vars,
+                                        self._low_level_execute_command, self.judge_host_keys)
+        return self._target
+
+    def target_sh(self, script, in_data=None, sudoable=False):
+        """``self.target.sh``: (rc, stdout, stderr) of a rendered target program."""
+        return self.target.sh(script, in_data, sudoable)
+
+    @property
+    def check_mode(self):
+        return bool(self._play_context.check_mode)
+
+    # ------------------------------------------------------------ batch
+    def from_batch(self, kind, key_parts, compute, request, alone=None):
+        """This host's entry of work done once for the whole play batch.
+
+        ``compute(hosts)`` returns ``{'hosts': {host: entry}, ...}`` (JSON
+        data; each entry holds the ``request`` it answers); the first host
+        of the batch to get here runs it under the batch lock, the others
+        read it. ``key_parts``: everything that must be equal for two hosts
+        to share the work (the task, the batch's hosts are added here).
+
+        When the batch's entry for this host answers another request than
+        ``request`` (this host's, from arguments templated per host), ``alone()`` (same shape, this
+        host only) is used instead; without ``alone`` the entry is None.
+        Returns (entry, data, computed_here).
+        """
+        hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
+        key = batch_key(kind, self._task._uuid, sorted(hosts), key_parts)
+        data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(lambda: compute(hosts))
+        entry = (data.get('hosts') or {}).get(self.host)
+        if entry is None or entry.get('request') != request:
+            if alone is None:
+                return None, data, here
+            data, here = alone(), True
+            entry = data['hosts'][self.host]
+        return entry, data, here

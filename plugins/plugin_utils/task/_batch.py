@@ -1,0 +1,307 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Do a piece of work once per play batch, answer per host.
+
+Ansible runs an action plugin once per host, in parallel worker processes.
+Evaluating or building a whole fleet should happen in as few Nix processes as
+possible, so the first worker of a batch takes a file lock, computes the
+results of every host of the batch and writes them as JSON; the workers of
+the other hosts wait on the same lock and then only read their own entry.
+
+The files live in a folder under the controller's per-run Ansible temp dir
+(removed when ansible-playbook exits), keyed by everything that must be
+equal for two hosts to share one computation.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+
+
+def batch_key(*parts):
+    """A short stable file name for ``parts`` (any JSON-serialisable data)."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()[:32]
+
+
+def _folder(base_dir):
+    """The batch files' folder under ``base_dir`` (made when missing)."""
+    path = os.path.join(base_dir, 'nixdeploy-batch')
+    if not os.path.isdir(path):
+        try:
+            os.makedirs(path, 0o700)
+        except OSError:
+            if not os.path.isdir(path):
+                raise
+    return path
+
+
+class BatchHosts(object):
+    """A batch's per-host entries, each read from its own file when asked
+    for. Every host of a batch reads the batch's answer: whole, that is
+    megabytes at 1,000 hosts, read 1,000 times per phase; one entry is a few
+    hundred bytes. Reads as the dict it stands for (``len``, ``in``,
+    ``get``, ``[]``, iteration over the names)."""
+
+    def __init__(self, folder, names):
+        self._folder = folder
+        self._names = frozenset(names)
+        self._read = {}
+
+    def __len__(self):
+        return len(self._names)
+
+    def __contains__(self, name):
+        return name in self._names
+
+    def __iter__(self):
+        return iter(sorted(self._names))
+
+    def keys(self):
+        return list(self)
+
+    def get(self, name, default=None):
+        if name not in self._names:
+            return default
+        if name not in self._read:
+            try:
+                with open(_entry_path(self._folder, name)) as handle:
+                    self._read[name] = json.load(handle)
+            except (OSError, IOError, ValueError):
+                return default
+        return self._read[name]
+
+    def __getitem__(self, name):
+        if name not in self._names:
+            raise KeyError(name)
+        return self.get(name)
+
+    def items(self):
+        return [(name, self.get(name)) for name in self]
+
+    def values(self):
+        return [self.get(name) for name in self]
+
+
+def _entry_path(folder, name):
+    # inventory names come from the flake: a digest, never a path of theirs
+    return os.path.join(folder, hashlib.sha256(name.encode('utf-8')).hexdigest()[:32] + '.json')
+
+
+class Batch:
+    """Results of one computation shared by the hosts of one play batch.
+
+    Stored as one file of what the batch shares (with the hosts' names) and
+    one file per host entry (``data['hosts']``), so that a host reads its
+    own entry only; the shared file is written last and is the sign that
+    the batch is done."""
+
+    def __init__(self, base_dir, kind, key):
+        self.dir = _folder(base_dir)
+        self.path = os.path.join(self.dir, '%s-%s.json' % (kind, key))
+        self.lock_path = self.path + '.lock'
+        self.entries_dir = self.path[:-len('.json')] + '.d'
+
+    def _read(self):
+        try:
+            with open(self.path) as handle:
+                found = json.load(handle)
+        except (OSError, ValueError):
+            return None
+        names = found.pop('_hosts', None)
+        if names is not None:
+            found['hosts'] = BatchHosts(self.entries_dir, names)
+        return found
+
+    def _write(self, data):
+        hosts = data.get('hosts')
+        if not isinstance(hosts, dict):
+            write_json(self.path, data)
+            return
+        if not os.path.isdir(self.entries_dir):
+            os.mkdir(self.entries_dir, 0o700)
+        for name, entry in hosts.items():
+            write_json(_entry_path(self.entries_dir, name), entry)
+        shared = dict((k, v) for k, v in data.items() if k != 'hosts')
+        shared['_hosts'] = sorted(hosts)
+        write_json(self.path, shared)
+
+    def results(self, compute):
+        """The batch's results: read them, or ``compute()`` them (a dict
+        host -> JSON data) while holding the lock, and store them.
+
+        Returns (results, computed_here). If ``compute`` raises, nothing is
+        stored: the next host tries again (and most likely reports the
+        same error for itself).
+        """
+        found = self._read()
+        if found is not None:
+            return found, False
+        with open(self.lock_path, 'a') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                found = self._read()
+                if found is not None:
+                    return found, False
+                data = compute()
+                self._write(data)
+                return data, True
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------ facts in flight
+# Ansible hands a worker the variables of the moment it was forked: the first
+# host to reach a batch task may not see the facts another host's previous
+# task set (that host's result still on its way to the main process), and
+# would leave that host out of the batch (it then computes apart, later). A
+# batch task that computes facts for its play batch keeps them here; a later
+# batch reads them for a host that has neither the fact nor a variable of that
+# name, i.e. what it would otherwise compute again for that host itself.
+def _facts_path(base_dir, hosts):
+    return os.path.join(_folder(base_dir), 'facts-%s.json' % batch_key(sorted(hosts)))
+
+
+def record_facts(base_dir, hosts, facts):
+    """Keep ``facts`` ({host: {name: value}}) computed for the play batch
+    ``hosts`` (merged with what is kept already; the newest wins). A host
+    given None loses what was kept for it (its own computation failed)."""
+    path = _facts_path(base_dir, hosts)
+    with open(path + '.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            kept = facts_in_flight(base_dir, hosts)
+            for host, values in facts.items():
+                if values is None:
+                    kept.pop(host, None)
+                else:
+                    kept.setdefault(host, {}).update(values)
+            write_json(path, kept)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def facts_in_flight(base_dir, hosts):
+    """{host: {name: value}} kept by ``record_facts`` for the play batch ``hosts``."""
+    try:
+        with open(_facts_path(base_dir, hosts)) as handle:
+            kept = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return kept if isinstance(kept, dict) else {}
+
+
+class _WithFacts(object):
+    """A host's variables (read with ``get`` and ``[]``, as hostvars are)
+    whose ``ansible_facts`` also hold the facts in flight it has neither as a
+    fact nor as a variable."""
+
+    def __init__(self, host_vars, facts):
+        self._vars, self._facts = host_vars, facts
+
+    def __getitem__(self, key):
+        if key != 'ansible_facts':
+            return self._vars[key]
+        own = self._vars.get('ansible_facts') or {}
+        merged = dict(own.items()) if hasattr(own, 'items') else {}
+        for name, value in self._facts.items():
+            if merged.get(name) in (None, '') and self._vars.get(name) in (None, ''):
+                merged[name] = value
+        return merged
+
+    def __contains__(self, key):
+        return key == 'ansible_facts' or key in self._vars
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+def with_facts(host_vars, facts):
+    """``host_vars``, with ``facts`` (a host's facts in flight) where it has
+    neither the fact nor a variable of that name."""
+    return _WithFacts(host_vars, facts) if facts else host_vars
+
+
+def unlink_host_args(args, own_vars, per_host):
+    """Drop explicit arguments that merely repeat this host's own host vars.
+
+    A task like ``attr: "{{ nix_attr }}"`` reaches each worker already
+    templated for its own host; the worker computing the batch cannot
+    template it for the others. When the value equals this host's host var
+    (``per_host``: argument -> host var name) it is taken to mean "each
+    host's own", so the argument is dropped and the host var used for every
+    host. Any other explicit value is the same for the whole batch.
+    Callers still check that the batch answered their own request.
+    """
+    out = dict(args)
+    for arg, var in per_host.items():
+        value = out.get(arg)
+        if value not in (None, '') and value == fact_or_var(own_vars, var):
+            out[arg] = None
+    return out
+
+
+def play_batch(task_vars):
+    """The hosts of the current play batch (honours -l and serial)."""
+    host = task_vars.get('inventory_hostname')
+    hosts = [u'%s' % h for h in (task_vars.get('ansible_play_batch') or [])]
+    return hosts if host in hosts else [host]
+
+
+def play_uuid(task):
+    """The uuid of the play ``task`` belongs to (its own uuid if none is
+    found): every phase of a play keys its batches by the same members."""
+    node = task
+    while node is not None:
+        play = getattr(node, '_play', None)
+        if play is not None and getattr(play, '_uuid', None):
+            return play._uuid
+        node = getattr(node, '_parent', None)
+    return task._uuid
+
+
+def task_batch(base_dir, scope, task_vars):
+    """The play batch of this host as the first of its hosts to run a batch
+    task of the play (``scope``: the play's uuid) saw it, before any of them
+    failed.
+
+    ``ansible_play_batch`` leaves out the batch's hosts that have failed so
+    far. On the ``host_pinned`` strategy hosts reach a task at different
+    times, a host after another one of its batch failed, and would key the
+    batch's work by a smaller set: evaluate it a second time, and take it for
+    a new serial batch. Serial batches never share a host, so the batch that
+    holds this host, once recorded, is the batch."""
+    host = task_vars.get('inventory_hostname')
+    current = sorted(play_batch(task_vars))
+    path = os.path.join(_folder(base_dir), 'members-%s.json' % batch_key(scope))
+    with open(path + '.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            try:
+                with open(path) as handle:
+                    batches = json.load(handle)
+            except (OSError, IOError, ValueError):
+                batches = []
+            for batch in batches:
+                if host in batch:
+                    return batch
+            batches.append(current)
+            write_json(path, batches)
+            return current
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def vars_of(task_vars, host):
+    """Variables of ``host``: this host's task vars or another's hostvars."""
+    if host == task_vars.get('inventory_hostname'):
+        return task_vars
+    return task_vars['hostvars'][host]

@@ -1,0 +1,183 @@
+"""Parallel evaluators (plugin_utils/evaluation/_eval_pool.py, _eval_stage.py):
+each host's answer delivered as soon as its evaluator traces it, a slow host
+holding only itself, memory bounded by restarting an evaluator between
+hosts, a broken host costing one process. Real Nix, a lab fixture flake
+with heavy knobs (tests/lab/heavy.py)."""
+
+import shutil
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.collection import collections_path
+from tests.lab import heavy
+from tests.lab.fixtures import FleetFlake
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import (  # noqa: E402
+    EvalStage)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
+    _eval_pool as eval_pool)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which('nix') is None, reason='needs nix')
+
+OPTIONS = {'substituters': ''}
+
+
+def requests_for(flake, names):
+    return dict((name, {'flake': flake.ref, 'attr': flake.attr(name).split('.'),
+                        'attr_string': flake.attr(name), 'platform': 'nixos'})
+                for name in names)
+
+
+def run_stage(flake, names, **kwargs):
+    """(entries by host, {host: seconds after the start it was answered},
+    the batch's figures)."""
+    entries, when, lock = {}, {}, threading.Lock()
+    start = time.monotonic()
+
+    def put(host, entry):
+        with lock:
+            entries[host] = entry
+            when[host] = time.monotonic() - start
+    stage = EvalStage(NixOptions(options=dict(OPTIONS)), **kwargs)
+    figures = stage.evaluate(requests_for(flake, names), put)
+    return entries, when, figures
+
+
+@pytest.fixture(scope='module')
+def calibrated(tmp_path_factory):
+    return heavy.calibrate(folder=str(tmp_path_factory.mktemp('calibration')))
+
+
+def test_a_slow_host_holds_only_itself(tmp_path, calibrated):
+    # "slow" and "a" share an evaluator's piece, "b" and "c" the other's: the
+    # idle one takes "a" instead of letting it wait behind "slow"
+    names = ['slow', 'a', 'b', 'c']
+    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts,
+                             {'slow': heavy.heavy_config(seconds=6)})
+    entries, when, figures = run_stage(flake, names, workers=2)
+    assert all('error' not in e['answer'] for e in entries.values()), entries
+    assert set(entries) == set(names)
+    for name in ('a', 'b', 'c'):
+        assert when[name] < when['slow'] - 2, when
+    assert figures['processes'] == 3 and figures['workers'] == 2, figures
+
+
+def test_memory_bound_restarts_evaluators_between_hosts(tmp_path, calibrated):
+    # each host holds ~150 MB: over a 100 MB bound, each evaluator is
+    # replaced after every host; the answers are all there and right
+    names = ['m1', 'm2', 'm3', 'm4']
+    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts,
+                             dict((n, heavy.heavy_config(mb=150)) for n in names))
+    entries, _when, figures = run_stage(flake, names, workers=1, max_memory_mb=100)
+    assert all('error' not in e['answer'] for e in entries.values()), entries
+    assert figures['processes'] == 4, figures
+    free, _when, free_figures = run_stage(flake, names, workers=1)
+    assert free_figures['processes'] == 1, free_figures
+    assert dict((n, e['answer']) for n, e in entries.items()) == \
+        dict((n, e['answer']) for n, e in free.items())
+
+
+def test_a_broken_host_costs_one_process_and_only_its_answer(tmp_path):
+    names = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6']
+    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts, {'b2': {'broken_eval': True}})
+    entries, _when, figures = run_stage(flake, names, workers=2)
+    assert "attribute 'lab' missing" in entries['b2']['answer']['error']
+    assert entries['b2']['answer']['error'].startswith('evaluating %s#' % flake.ref)
+    for name in names:
+        if name != 'b2':
+            assert entries[name]['answer']['out_path'].startswith('/nix/store/'), name
+    # two evaluators, one more for the hosts after b2 in its piece
+    assert figures['processes'] == 3, figures
+    # the last answer carries the batch's figures, and only that one
+    assert len([e for e in entries.values() if 'batch' in e]) == 1
+
+
+FAKE_FLAKE = '''{
+  outputs = { self }: let
+    real = name: derivation { name = name; system = "@SYSTEM@"; builder = "/bin/sh"; };
+  in {
+    good1 = real "nixdeploy-pool-good1";
+    # attribute sets that only look like derivations: a flake reference, an
+    # option and a path outside the store must not become the host's system
+    fake = { drvPath = "github:evil/flake"; outPath = "--option"; system = "x86_64-linux"; };
+    badsystem = (real "nixdeploy-pool-bad") // { system = "x86_64-linux\n--option"; };
+    good2 = real "nixdeploy-pool-good2";
+  };
+}
+'''
+
+
+def test_what_only_looks_like_a_derivation_fails_its_host_alone(tmp_path):
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import native_system
+    folder = tmp_path / 'flake'
+    folder.mkdir()
+    (folder / 'flake.nix').write_text(FAKE_FLAKE.replace('@SYSTEM@', native_system()))
+    ref = 'path:%s' % folder
+    names = ['good1', 'fake', 'badsystem', 'good2']
+    requests = dict((n, {'flake': ref, 'attr': [n], 'attr_string': n, 'platform': 'nixos'})
+                    for n in names)
+    entries = {}
+    stage = EvalStage(NixOptions(options=dict(OPTIONS)), workers=1)
+    stage.evaluate(requests, lambda host, entry: entries.update({host: entry}))
+    assert 'not a derivation of the Nix store' in entries['fake']['answer']['error']
+    assert 'github:evil/flake' in entries['fake']['answer']['error']
+    error = entries['badsystem']['answer']['error']
+    assert 'not a Nix system name' in error and '\n' not in error
+    for name in ('good1', 'good2'):
+        assert entries[name]['answer']['drv_path'].endswith('-nixdeploy-pool-%s.drv' % name)
+
+
+def _evaluators_environment(tmp_path, monkeypatch, name, given, workers=1):
+    """Evaluate two hosts with ``name`` set to ``given`` in the environment
+    (None: unset) through a ``nix`` that logs it: the values each ``nix
+    eval`` got."""
+    if given is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, given)
+    log = tmp_path / 'env.log'
+    wrapper = tmp_path / 'nix'
+    wrapper.write_text('#!/bin/sh\nprintf "%%s %%s\\n" "$1" "${%s-unset}" >>%s\nexec nix "$@"\n'
+                       % (name, log))
+    wrapper.chmod(0o755)
+    names = ['p', 'q']
+    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts)
+    entries = {}
+    stage = EvalStage(NixOptions(nix_bin=str(wrapper), options=dict(OPTIONS)), workers=workers,
+                      max_memory_mb=2048)
+    stage.evaluate(requests_for(flake, names), entries.__setitem__)
+    assert all('error' not in e['answer'] for e in entries.values()), entries
+    return [line.split()[1] for line in log.read_text().splitlines() if line.split()[0] == 'eval']
+
+
+@pytest.mark.parametrize('given, expected', [(None, str(1536 * 2 ** 20)), ('123456789', '123456789')])
+def test_evaluators_start_with_most_of_their_memory_bound_as_heap(
+        tmp_path, monkeypatch, given, expected):
+    """Nix's 384 MiB start makes a big evaluator collect at every growth: the
+    evaluators start at three quarters of eval_max_memory_mb, unless the
+    user set it."""
+    assert _evaluators_environment(tmp_path, monkeypatch, 'GC_INITIAL_HEAP_SIZE',
+                                   given) == [expected]
+
+
+@pytest.mark.parametrize('workers, given, expected', [
+    (2, None, '1'), (1, None, '2'), (2, '3', '3')])
+def test_evaluators_side_by_side_share_the_cores_collector_threads(
+        tmp_path, monkeypatch, workers, given, expected):
+    """Nix's collector marks with a thread per core: evaluators side by side
+    each get their share of the cores (two on 2 cores: one each, which saved
+    their spinning on the mark locks), unless the user set GC_MARKERS."""
+    monkeypatch.setattr(eval_pool.os, 'cpu_count', lambda: 2)
+    markers = _evaluators_environment(tmp_path, monkeypatch, 'GC_MARKERS', given, workers)
+    assert markers and set(markers) == {expected}
+    assert eval_pool.gc_markers(1, cpus=2) == 2 and eval_pool.gc_markers(4, cpus=2) == 1

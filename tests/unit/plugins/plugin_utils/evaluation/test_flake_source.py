@@ -1,0 +1,216 @@
+"""One content per run (plugin_utils/evaluation/_flake_source.py): a git work
+tree with uncommitted changes is evaluated from the snapshot the pin took,
+whatever is written to the tree afterwards; a locked URL that names its
+content is evaluated as it is; the run's sources are pinned once and read by
+every later evaluator. Real Nix and git on this machine."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.collection import collections_path
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
+    _flake_source)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which('nix') is None or shutil.which('git') is None,
+                                reason='needs nix and git')
+
+FLAKE = '''{
+  outputs = { self }: {
+    word = builtins.readFile ./word;
+    # not named as self's own attributes (an output named rev would be self.rev)
+    info = { rev = self.rev or "none"; dirty = self.dirtyRev or "none";
+             lastModified = self.lastModified; narHash = self.narHash; };
+  };
+}
+'''
+
+
+def git(folder, *args):
+    subprocess.run(['git', '-C', folder, '-c', 'user.name=t', '-c', 'user.email=t@t'] +
+                   list(args), check=True, stdout=subprocess.PIPE)
+
+
+def write(folder, word):
+    with open(os.path.join(folder, 'word'), 'w') as handle:
+        handle.write(word)
+
+
+@pytest.fixture
+def tree(tmp_path):
+    folder = str(tmp_path / 'flake')
+    os.makedirs(folder)
+    with open(os.path.join(folder, 'flake.nix'), 'w') as handle:
+        handle.write(FLAKE)
+    write(folder, 'committed')
+    git(folder, 'init', '-q')
+    git(folder, 'add', '-A')
+    git(folder, 'commit', '-qm', 'one')
+    return folder
+
+
+def runner():
+    return _nix.NixCommand(_nix.NixOptions(options={'substituters': ''}))
+
+
+def evaluate(ref, attr):
+    return json.loads(runner().check('eval', ['--json', '%s#%s' % (ref, attr)], 'eval',
+                                     flake_command=True))
+
+
+def test_a_dirty_tree_is_evaluated_from_its_snapshot(tree):
+    write(tree, 'reviewed')
+    source = _flake_source.pin(runner(), 'git+file://%s' % tree)
+    assert source.ref.startswith('path:/nix/store/') and 'narHash=' in source.ref, source.ref
+    assert source.reason is None and source.identity is not None
+    assert source.provenance['dirty'] is True and source.provenance['revision'] is None
+    assert source.provenance['pinned'] is True
+    # the tree is written after the pin: the snapshot still evaluates what was pinned
+    write(tree, 'written during the run')
+    assert evaluate(source.ref, 'word') == 'reviewed'
+    assert evaluate('git+file://%s' % tree, 'word') == 'written during the run'
+    # what self says is the tree's: no rev, its narHash and lastModified
+    assert evaluate(source.ref, 'info.rev') == 'none'
+    assert evaluate(source.ref, 'info.narHash') == source.provenance['nar_hash']
+    assert evaluate(source.ref, 'info.lastModified') == source.provenance['last_modified']
+
+
+def test_a_clean_tree_is_pinned_to_its_commit(tree):
+    source = _flake_source.pin(runner(), 'git+file://%s' % tree)
+    assert 'rev=' in source.ref and source.ref.startswith('git+file://'), source.ref
+    assert source.provenance['dirty'] is False and source.provenance['revision']
+    assert evaluate(source.ref, 'info.rev') == source.provenance['revision']
+
+
+def test_a_subflake_keeps_its_folder(tree):
+    sub = os.path.join(tree, 'sub')
+    os.makedirs(sub)
+    shutil.copy(os.path.join(tree, 'flake.nix'), sub)
+    write(sub, 'below')
+    git(tree, 'add', '-A')
+    write(sub, 'below, changed')
+    source = _flake_source.pin(runner(), 'git+file://%s?dir=sub' % tree)
+    assert source.ref.startswith('path:/nix/store/') and '-source/sub' in source.ref, source.ref
+    assert evaluate(source.ref, 'word') == 'below, changed'
+
+
+def test_what_cannot_be_pinned_says_why(tmp_path):
+    source = _flake_source.pin(runner(), 'path:%s' % (tmp_path / 'none'))
+    assert source.ref == 'path:%s' % (tmp_path / 'none')
+    assert source.identity is None and source.provenance['pinned'] is False
+    assert 'nix flake metadata failed' in source.reason
+
+
+def test_a_run_pins_once(tree, tmp_path):
+    """The first evaluator pins; every later one (another process: a wave, a
+    memory restart) reads that pin, not the tree again."""
+    folder = str(tmp_path / 'run')
+    os.makedirs(folder, 0o700)
+    write(tree, 'first')
+    first = _flake_source.RunSources(folder).source(runner(), 'git+file://%s' % tree, 'k')
+    write(tree, 'second')
+    count = runner()
+    again = _flake_source.RunSources(folder).source(count, 'git+file://%s' % tree, 'k')
+    assert count.processes == 0
+    assert again.ref == first.ref and evaluate(again.ref, 'word') == 'first'
+    # the snapshot is rooted while the run lasts
+    root = os.path.join(folder, 'source-k.json.root')
+    assert os.path.islink(root) and os.readlink(root) == first.root
+    runs = _flake_source.RunSources(folder)
+    assert runs.warn_once('note') is True and runs.warn_once('note') is False
+
+
+def test_a_narhash_written_into_a_dirty_trees_url_pins_nothing(tree):
+    """Nix keeps a narHash a user writes into a git+file URL and never checks
+    it for a dirty tree: the run still evaluates its own snapshot."""
+    write(tree, 'reviewed')
+    now = _flake_source.pin(runner(), 'git+file://%s' % tree).provenance['nar_hash']
+    for nar_hash in (now, 'sha256-' + 'A' * 43 + '='):
+        source = _flake_source.pin(runner(), 'git+file://%s?narHash=%s' % (tree, nar_hash))
+        assert source.ref.startswith('path:/nix/store/'), source.ref
+    write(tree, 'written after the pin')
+    assert evaluate(source.ref, 'word') == 'reviewed'
+
+
+def test_what_names_its_content_is_decided_by_nix_s_own_locked_attributes():
+    names = _flake_source.names_its_content
+    # github:o/r/<rev> carries its commit in the path, not in a query
+    assert names({'type': 'github', 'rev': 'abc', 'narHash': 'sha256-x'}, {})
+    assert names({'type': 'git', 'rev': 'abc'}, {})
+    assert not names({'type': 'git', 'narHash': 'sha256-x'}, {'narHash': ['sha256-x']})
+    assert names({'type': 'path', 'narHash': 'sha256-x'}, {'narHash': ['sha256-x']})
+    assert not names({'type': 'path', 'narHash': 'sha256-x'}, {'narHash': ['sha256-y']})
+    assert not names({'type': 'path', 'narHash': 'sha256-x'}, {})
+    assert not names({'type': 'mercurial-or-else'}, {'rev': ['abc']})
+
+
+def test_a_dirty_subflake_on_a_nix_that_takes_dir(tree):
+    """Where Nix takes ``?dir=`` on a path: flake, the snapshot keeps the
+    whole tree (a subflake may import from above its folder)."""
+    features = _nix.NixFeatures('nix', (2, 34, 0))
+    ref = _flake_source.snapshot_ref(
+        {'path': '/nix/store/' + 'a' * 32 + '-source'},
+        {'narHash': 'sha256-x/y=', 'lastModified': 7}, {'dir': ['nix/hosts']}, features)
+    assert ref == ('path:/nix/store/%s-source?dir=nix/hosts&narHash=sha256-x/y%%3D&'
+                   'lastModified=7' % ('a' * 32)), ref
+    old = _flake_source.snapshot_ref(
+        {'path': '/nix/store/' + 'a' * 32 + '-source'}, {'narHash': 'sha256-x'},
+        {'dir': ['nix']}, _nix.NixFeatures('nix', (2, 8, 0)))
+    assert old == 'path:/nix/store/%s-source/nix' % ('a' * 32)
+    assert _flake_source.snapshot_ref(
+        {'path': '/nix/store/' + 'a' * 32 + '-source'}, {'narHash': 'sha256-x'},
+        {'dir': ['../up']}, features) is None
+
+
+def test_the_controller_s_own_nix_configuration_is_read_once(tmp_path):
+    assert _flake_source.impure_config(runner()) is None
+    unsafe = _nix.NixCommand(_nix.NixOptions(options={
+        'substituters': '', 'allow-unsafe-native-code-during-evaluation': True}))
+    assert 'allow-unsafe-native-code' in _flake_source.impure_config(unsafe)
+    folder = str(tmp_path / 'run')
+    os.makedirs(folder, 0o700)
+    first = _flake_source.RunSources(folder).config_reason(unsafe, 'k')
+    count = runner()
+    assert _flake_source.RunSources(folder).config_reason(count, 'k') == first
+    assert count.processes == 0
+
+
+def test_a_stage_pins_with_the_fetch_arguments_and_refuses_an_unpinned_folder(tree, tmp_path):
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import (
+        EvalStage)
+    opts = _nix.NixOptions(options={'substituters': ''}, extra_args=[
+        '--show-trace', '--no-update-lock-file', '--impure', '--store', 'auto'])
+    stage = EvalStage(opts)
+    assert stage._pin_runner().opts.extra_args == ['--no-update-lock-file', '--store', 'auto']
+    assert stage._pin_runner().opts.impure is False
+    # a folder of the controller that cannot be pinned: its hosts fail, the
+    # others are evaluated
+    answers = {}
+    missing = 'path:%s' % (tmp_path / 'gone')
+    requests = {'h1': {'flake': missing, 'attr': ['word'], 'attr_string': 'word',
+                       'platform': 'nixos'},
+                'h2': {'flake': 'git+file://%s' % tree, 'attr': ['word'], 'attr_string': 'word',
+                       'platform': 'nixos'}}
+    EvalStage(_nix.NixOptions(options={'substituters': ''})).evaluate(
+        requests, lambda host, entry: answers.__setitem__(host, entry))
+    assert 'could not be pinned' in answers['h1']['error'], answers['h1']
+    assert 'nix flake metadata failed' in answers['h1']['error']
+    # h2's flake was pinned and evaluated (its attribute is no system: Nix's error)
+    assert answers['h2']['source']['pinned'] is True and 'error' not in answers['h2']
+
+
+def test_a_path_flake_whose_narhash_holds_a_plus_is_pinned_as_it_is():
+    """Nix writes a narHash's base64 into the URL as it is: a ``+`` is no space."""
+    url = 'path:/srv/fleet?lastModified=1&narHash=sha256-Sni+AB/x%2By='
+    query = _flake_source.url_query(url)
+    assert query['narHash'] == ['sha256-Sni+AB/x+y=']
+    assert _flake_source.names_its_content(
+        {'type': 'path', 'narHash': 'sha256-Sni+AB/x+y='}, query)

@@ -1,0 +1,197 @@
+"""Once per play batch, answered per host (plugin_utils/task/_batch.py)."""
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+
+import pytest
+
+from tests.collection import collections_path
+
+# module_utils import each other as ansible_collections.nixdeploy.fleet...
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch  # noqa: E402
+
+
+def test_unlink_host_args():
+    own = {'nix_attr': 'a.b', 'nix_flake': 'path:/f'}
+    out = _batch.unlink_host_args({'attr': 'a.b', 'flake': 'path:/other'}, own, {'attr': 'nix_attr', 'flake': 'nix_flake'})
+    assert out == {'attr': None, 'flake': 'path:/other'}
+
+
+def test_facts_are_read_under_ansible_facts_first():
+    """INJECT_FACTS_AS_VARS off (the 2.24 default): a fact exists only under
+    ansible_facts; on, it is also a top-level var. Either way the fact wins
+    over an inventory var of that name, and '' counts as unset."""
+    path = '/nix/store/' + 'a' * 32 + '-system'
+    assert _role_vars.fact_or_var({'ansible_facts': {'nix_out_path': path}}, 'nix_out_path') == path
+    assert _role_vars.fact_or_var({'nix_out_path': path}, 'nix_out_path') == path
+    assert _role_vars.fact_or_var({'ansible_facts': {'nix_out_path': path}, 'nix_out_path': 'x'},
+                                  'nix_out_path') == path
+    assert _role_vars.fact_or_var({'ansible_facts': {'nix_out_path': ''}, 'nix_out_path': 'x'},
+                                  'nix_out_path') == 'x'
+    assert _role_vars.fact_or_var({'ansible_facts': {}}, 'nix_out_path') is None
+    # a per-host argument equal to the host's own fact means "each host's own"
+    out = _batch.unlink_host_args({'path': path}, {'ansible_facts': {'nix_out_path': path}},
+                                  {'path': 'nix_out_path'})
+    assert out == {'path': None}
+
+
+def test_batch_computes_once(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {'h1': {'x': 1}}
+
+    batch = _batch.Batch(str(tmp_path), 'eval', _batch.batch_key('k', ['h1']))
+    assert batch.results(compute) == ({'h1': {'x': 1}}, True)
+    again = _batch.Batch(str(tmp_path), 'eval', _batch.batch_key('k', ['h1']))
+    assert again.results(compute) == ({'h1': {'x': 1}}, False)
+    assert len(calls) == 1
+    assert _batch.batch_key('k', ['h1']) != _batch.batch_key('k', ['h2'])
+
+
+def test_play_batch():
+    assert _batch.play_batch({'inventory_hostname': 'a', 'ansible_play_batch': ['a', 'b']}) == ['a', 'b']
+    assert _batch.play_batch({'inventory_hostname': 'c', 'ansible_play_batch': ['a']}) == ['c']
+
+
+def test_vars_of_reads_this_hosts_task_vars_and_the_others_hostvars():
+    task_vars = {'inventory_hostname': 'a', 'x': 1, 'hostvars': {'a': {'x': 0}, 'b': {'x': 2}}}
+    assert _batch.vars_of(task_vars, 'a') is task_vars
+    assert _batch.vars_of(task_vars, 'b') == {'x': 2}
+
+
+def test_batch_key_is_stable_and_order_of_dict_keys_does_not_matter():
+    assert _batch.batch_key('k', {'a': 1, 'b': 2}) == _batch.batch_key('k', {'b': 2, 'a': 1})
+    assert len(_batch.batch_key('k')) == 32
+
+
+def test_a_failed_computation_stores_nothing(tmp_path):
+    batch = _batch.Batch(str(tmp_path), 'build', 'key')
+
+    def broken():
+        raise ValueError('nix said no')
+    try:
+        batch.results(broken)
+    except ValueError:
+        pass
+    assert batch.results(lambda: {'h': 1}) == ({'h': 1}, True)
+
+
+def _worker(folder, log, out):
+    def compute():
+        with open(log, 'a') as handle:
+            handle.write('computed\n')
+        time.sleep(0.3)  # the others arrive while this one holds the lock
+        return {'hosts': ['h1', 'h2', 'h3', 'h4']}
+    data, here = _batch.Batch(folder, 'eval', 'same').results(compute)
+    with open(out + '.%d' % os.getpid(), 'w') as handle:
+        json.dump([data, here], handle)
+
+
+def test_parallel_workers_compute_once(tmp_path):
+    """As Ansible's forks do: one process computes, the others wait and read."""
+    log, out = str(tmp_path / 'log'), str(tmp_path / 'out')
+    procs = [multiprocessing.Process(target=_worker, args=(str(tmp_path), log, out))
+             for _worker_number in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+    with open(log) as handle:
+        assert handle.read() == 'computed\n'
+    answers = []
+    for name in os.listdir(str(tmp_path)):
+        if name.startswith('out.'):
+            with open(str(tmp_path / name)) as handle:
+                answers.append(json.load(handle))
+    assert len(answers) == 4
+    assert all(data == {'hosts': ['h1', 'h2', 'h3', 'h4']} for data, _here in answers)
+    assert sorted(here for _data, here in answers) == [False, False, False, True]
+
+
+def test_facts_in_flight_fill_what_a_worker_does_not_see_yet(tmp_path):
+    """The eval batch keeps every host's facts; the next batch task's first
+    worker, forked before h2's eval result reached Ansible, still finds h2's
+    instead of evaluating h2 again."""
+    base = str(tmp_path)
+    hosts = ['h2', 'h1']
+    assert _batch.facts_in_flight(base, hosts) == {}
+    _batch.record_facts(base, hosts, {'h1': {'nix_out_path': '/nix/store/a-1'},
+                                      'h2': {'nix_out_path': '/nix/store/b-1'}})
+    _batch.record_facts(base, hosts, {'h2': {'nix_out_path': '/nix/store/b-2'}})
+    kept = _batch.facts_in_flight(base, ['h1', 'h2'])  # the play batch in any order
+    assert kept == {'h1': {'nix_out_path': '/nix/store/a-1'},
+                    'h2': {'nix_out_path': '/nix/store/b-2'}}
+    assert _batch.facts_in_flight(base, ['h1']) == {}  # another play batch
+    # h2 as this worker sees it: no facts yet -> the ones in flight
+    seen = _batch.with_facts({'nix_build_on': 'controller'}, kept['h2'])
+    assert _role_vars.fact_or_var(seen, 'nix_out_path') == '/nix/store/b-2'
+    assert seen['nix_build_on'] == 'controller' and seen.get('missing') is None
+    # a host's own fact wins, and so does its variable (a host that skipped the
+    # eval by its when and names its system itself: the batch's answer is not its own)
+    own = {'ansible_facts': {'nix_out_path': '/nix/store/b-3'}}
+    assert _role_vars.fact_or_var(_batch.with_facts(own, kept['h2']), 'nix_out_path') \
+        == '/nix/store/b-3'
+    named = {'nix_out_path': '/nix/store/b-4'}
+    assert _role_vars.fact_or_var(_batch.with_facts(named, kept['h2']), 'nix_out_path') \
+        == '/nix/store/b-4'
+    assert _batch.with_facts(own, None) is own
+
+
+def test_a_host_reads_its_own_entry_not_the_whole_batch(tmp_path):
+    # 1,000 hosts: every host reads the batch's answer, so the shared file
+    # holds names only and each entry sits in a file of its own
+    names = ['h%d' % i for i in range(1000)] + ['../escape', 'a/b']
+    entries = dict((n, {'out_path': '/nix/store/%032d-nixos-%s' % (i, n.replace('/', '_'))})
+                   for i, n in enumerate(names))
+    key = _batch.batch_key('eval', sorted(names))
+    first = _batch.Batch(str(tmp_path), 'eval', key)
+    data, here = first.results(lambda: {'hosts': entries, 'processes': 3})
+    assert here and data['hosts'] is entries
+    reader = _batch.Batch(str(tmp_path), 'eval', key)
+    data, here = reader.results(lambda: pytest.fail('computed twice'))
+    assert not here and data['processes'] == 3
+    assert len(data['hosts']) == 1002 and 'h7' in data['hosts'] and 'h1000' not in data['hosts']
+    assert data['hosts']['h7'] == entries['h7'] and data['hosts'].get('../escape') == entries['../escape']
+    assert data['hosts'].get('nobody') is None
+    with pytest.raises(KeyError):
+        data['hosts']['nobody']  # pylint: disable=pointless-statement
+    assert sorted(data['hosts'].keys()) == sorted(names)
+    # the shared file stays small; no entry file is named after a host
+    assert os.path.getsize(first.path) < 20000
+    stored = os.listdir(first.entries_dir)
+    assert len(stored) == 1002 and all(len(f) == 37 and '/' not in f for f in stored)
+    assert not os.path.exists(os.path.join(str(tmp_path), 'escape'))
+
+
+def test_a_host_that_comes_late_keys_the_batch_as_its_first_host_saw_it(tmp_path):
+    # host_pinned: c reaches the task after b of its batch failed, so its
+    # ansible_play_batch lacks b; it must still share the batch's work, and a
+    # new serial batch (d, e) must not be taken for part of it
+    def view(host, batch):
+        return {'inventory_hostname': host, 'ansible_play_batch': batch}
+    base = str(tmp_path)
+    assert _batch.task_batch(base, 'play', view('a', ['a', 'b', 'c'])) == ['a', 'b', 'c']
+    assert _batch.task_batch(base, 'play', view('c', ['a', 'c'])) == ['a', 'b', 'c']
+    assert _batch.task_batch(base, 'play', view('e', ['e', 'd'])) == ['d', 'e']
+    assert _batch.task_batch(base, 'play', view('d', ['d'])) == ['d', 'e']
+    # another play keeps its own batches
+    assert _batch.task_batch(base, 'other', view('c', ['a', 'c'])) == ['a', 'c']
+
+
+def test_play_uuid_walks_up_to_the_play():
+    class Node(object):
+        def __init__(self, uuid, parent=None, play=None):
+            self._uuid, self._parent, self._play = uuid, parent, play
+    play = Node('p1')
+    task = Node('t1', parent=Node('b1', parent=Node('b0', play=play)))
+    assert _batch.play_uuid(task) == 'p1'
+    assert _batch.play_uuid(Node('t2')) == 't2'
