@@ -24,7 +24,7 @@ DEMO_NAME ?= demo
 DEMO_HOSTS ?= 6
 
 .PHONY: help deps apt-deps venv test test-here test-here-suite test-here-checks test-current current-deps versions unit sanity \
-	lint molecule demo demo-current demo-down bench faults clean
+	lint molecule demo demo-current demo-down bench faults chaos clean
 
 help:
 	@echo 'make demo    bring up a $(DEMO_HOSTS)-host lab fleet and deploy to it'
@@ -32,7 +32,7 @@ help:
 	@echo '             on this machine stack (test-here) and a current one (test-current)'
 	@echo 'make deps    apt packages (as root) and the virtualenv at .venv'
 	@echo 'make test-busy  test-here with the cores kept busy ($(BUSY_LOOPS) CPU-bound loops beside it)'
-	@echo 'make unit | sanity | lint | molecule | bench | faults | demo-current | demo-down | clean'
+	@echo 'make unit | sanity | lint | molecule | bench | faults | chaos | demo-current | demo-down | clean'
 
 deps: apt-deps venv
 
@@ -211,6 +211,15 @@ bench: deps
 # cases alone: FAULTS_MARKERS='faults and not slow'.
 faults: deps
 	$(VENV)/bin/python -m pytest tests/faults -q -m "$${FAULTS_MARKERS:-faults}"
+
+# The chaos campaign (root): ROUNDS rounds of random faults at random moments on
+# a dozen-host lab fleet (lab `chaos`), each checked against the invariants
+# (docs/faults.md). SEED replays a campaign exactly (default: a fresh one,
+# printed); KEEP=1 leaves the lab up after a violation.
+ROUNDS ?= 100
+SEED ?=
+chaos: deps
+	$(VENV)/bin/python -m tests.chaos --rounds $(ROUNDS) $(if $(SEED),--seed $(SEED)) $(if $(KEEP),--keep)
 
 clean:
 	@if [ -d /var/lib/nixdeploy-lab/$(DEMO_NAME) ] && [ -x $(VENV)/bin/python ]; then \
