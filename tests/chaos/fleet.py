@@ -11,6 +11,7 @@ answer a health check over http and reboot when their kernel changes.
 import copy
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -151,6 +152,8 @@ class ChaosFleet:
     def down(self):
         if self.lab is not None:
             self.lab.down()
+        # the controller's roots of the fleet's systems go with it
+        shutil.rmtree(self.gc_root_dir, ignore_errors=True)
 
     # ------------------------------------------------------------ flake
     def configurations(self):

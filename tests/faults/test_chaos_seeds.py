@@ -17,7 +17,7 @@ import shutil
 import pytest
 
 from tests.chaos.fleet import ChaosFleet, workdir
-from tests.chaos.runner import bring_up, play_round, replay_command
+from tests.chaos.runner import bring_up, play_round, replay_command, schedules, static_shape
 
 pytestmark = [pytest.mark.faults, pytest.mark.lab]
 
@@ -66,3 +66,13 @@ def test_fresh_round(chaos_fleet, capsys):
     with capsys.disabled():
         print('\nchaos: fresh seed %s; replay: %s' % (seed, replay_command(seed, 1)))
     play(chaos_fleet, seed, 1, capsys)
+
+
+def test_a_round_replays_alone():
+    """Round K of a seed is the same schedule whether the campaign starts at
+    round 1 or at K (what the printed replay command relies on), and another
+    seed draws another campaign."""
+    campaign = [r.describe() for r in schedules(static_shape(), 'replay', 1, 6)]
+    assert [r.describe() for r in schedules(static_shape(), 'replay', 4, 1)] == campaign[3:4]
+    assert [r.describe() for r in schedules(static_shape(), 'replay', 1, 6)] == campaign
+    assert [r.describe() for r in schedules(static_shape(), 'other', 1, 6)] != campaign
