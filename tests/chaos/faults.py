@@ -35,7 +35,8 @@ def kill_whole(run):
         for pid in new:
             _signal(pid, signal.SIGSTOP)
         stopped |= new
-    run.killed = alive or run.killed
+    # killed: it was still running, or something of it was
+    run.killed = run.killed or alive or bool(stopped)
     for pid in stopped:
         _signal(pid, signal.SIGKILL)
     run.proc.wait()

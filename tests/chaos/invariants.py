@@ -9,20 +9,23 @@ lock, runner or watchdog process, transient unit, temp folder or GC root of
 another system is left; the closure of what it runs verifies.
 
 Runs: what the results (the JSON report and the play recap) say of a host
-is what the host runs. A run SIGKILLed (the controller killed, or an AWX
-cancel whose grace ran out) wrote no report and no recap: for it only the
-hosts' own state and the controller's leftovers are checked.
+is what the host runs. A run killed (the controller SIGKILLed whole) or
+cancelled (ansible-playbook dies of the SIGTERM) wrote no report and no
+recap: for it only the hosts' own state and the controller's leftovers are
+checked.
 
 Controller: once a run is over and its ssh masters' ControlPersist has
-passed, no process of the run is left (by the marker in its environment),
-no socket in its ssh control folder; a run that ended by itself (a cancel
-within its grace too) left nothing in its Ansible temp folder (the batch
-folder lives there); a killed run's temp folder is Ansible's own per-run
-folder, which only ansible-playbook's exit removes, and is not checked.
+passed, no process of the run is left (by the marker in its environment)
+and no socket in its ssh control folder (a killed run's masters could not
+remove theirs: none of those may still listen); a run that ended by itself
+left nothing in its Ansible temp folder (the batch folder lives there); a
+killed run's temp folder is Ansible's own per-run folder, which only
+ansible-playbook's exit removes, and is not checked.
 """
 
 import os
 import re
+import socket
 
 from tests.chaos.fleet import CONFIRM_TIMEOUT, MARKER
 from tests.faults.fleet import assert_consistent, locks, verify_store
@@ -208,6 +211,18 @@ def controller_processes(run):
     return found
 
 
+def live_socket(path):
+    """Whether something listens on the unix socket ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 def check_controller(run, gc_root_dir):
     out = []
     for pid in controller_processes(run):
@@ -218,9 +233,14 @@ def check_controller(run, gc_root_dir):
             continue
         out.append('run %s: controller process left: %d %s' % (run.label, pid, cmd))
     if os.path.isdir(run.control_dir):
-        left = os.listdir(run.control_dir)
+        # A master SIGKILLed with its controller cannot remove its socket;
+        # the next ssh to find it stale (connection refused) unlinks it
+        # (OpenSSH's mux client). A run that was not killed leaves none.
+        left = [n for n in sorted(os.listdir(run.control_dir))
+                if not run.killed or live_socket(os.path.join(run.control_dir, n))]
         if left:
-            out.append('run %s: ssh control sockets left: %s' % (run.label, ' '.join(left)))
+            out.append('run %s: ssh control sockets left%s: %s' % (
+                run.label, ' (live)' if run.killed else '', ' '.join(left)))
     if run.complete and os.path.isdir(run.local_temp):
         left = os.listdir(run.local_temp)
         if left:
