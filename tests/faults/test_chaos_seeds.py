@@ -29,8 +29,10 @@ CASES = [
     ('7', 1),
     # an AWX-style cancel while a host activates, a link slowed beside it:
     # found that ansible-playbook dies of the SIGTERM with neither report nor
-    # recap, its workers going on (the cancel then kills the whole run)
-    ('7', 2),
+    # recap, its workers going on (the cancel then kills the whole run).
+    # `make faults` only: 2611-5 cancels too, and `make test` keeps the
+    # campaign near 3 minutes
+    pytest.param('7', 2, marks=pytest.mark.slow),
     # /nix filled while a slow home-manager activation sleeps: the fixture's
     # activation could not record its state, said nothing and exited 0, so
     # the host was reported switched while the lab's record kept the old
@@ -65,7 +67,12 @@ def play(fleet, seed, number, capsys):
     assert not found, '\n'.join(found + ['replay: ' + replay_command(seed, number)])
 
 
-@pytest.mark.parametrize('seed,number', CASES, ids=['%s-%d' % c for c in CASES])
+def case_id(case):
+    seed, number = case.values if hasattr(case, 'values') else case
+    return '%s-%d' % (seed, number)
+
+
+@pytest.mark.parametrize('seed,number', CASES, ids=[case_id(c) for c in CASES])
 def test_fixed_round(chaos_fleet, seed, number, capsys):
     play(chaos_fleet, seed, number, capsys)
 
