@@ -30,8 +30,8 @@ CASES = [
     # an AWX-style cancel while a host activates, a link slowed beside it:
     # found that ansible-playbook dies of the SIGTERM with neither report nor
     # recap, its workers going on (the cancel then kills the whole run).
-    # `make faults` only: 2611-5 cancels too, and `make test` keeps the
-    # campaign near 3 minutes
+    # `make faults` only, as 2611-5: `make test` keeps the campaign near
+    # 3 minutes
     pytest.param('7', 2, marks=pytest.mark.slow),
     # /nix filled while a slow home-manager activation sleeps: the fixture's
     # activation could not record its state, said nothing and exited 0, so
@@ -41,7 +41,12 @@ CASES = [
     # a cancel while a host activates, beside an sshd restart: the whole
     # run SIGKILLed leaves its ssh master's socket file, stale (the next ssh
     # unlinks it), which the controller check now tells from a live one
-    ('2611', 5),
+    pytest.param('2611', 5, marks=pytest.mark.slow),
+    # a nix-darwin host rebooted while its (failing) activation runs: the
+    # shutdown's SIGTERM stopped the detached run after it had moved the
+    # profile, which kept the generation that never ran (half-switched until
+    # the next deploy); the run now puts the profile back when it is stopped
+    ('2611', 27),
 ]
 # a lab name of its own: `make chaos` (lab `chaos`) may run beside the suite
 LAB = 'chaosf'

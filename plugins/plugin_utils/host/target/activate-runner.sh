@@ -64,9 +64,18 @@ release() {
 }
 on_exit() {
   case " $TERMINAL " in *" $STATE "*) ;;
-    *) canary=; read -r canary 2>/dev/null <"$D/canary" || :
+    *) # stopped (a SIGTERM: the host shutting down, the unit stopped) before
+       # an activation ended well: the profile goes back as when nothing was
+       # activated (put_back), so the host does not keep, nor boot, a
+       # generation that never ran; the shutdown's next signals must not stop that
+       trap '' TERM INT HUP
+       back=
+       if [ "$MODE" = activate ] && [ "$ACTIVATED" = 0 ] && [ -n "$NEW_GEN" ]; then
+         put_back; current_gen; back="; $PROFILE is back at generation ${CUR_GEN:-none}"
+       fi
+       canary=; read -r canary 2>/dev/null <"$D/canary" || :
        [ "$canary" = "$RUN" ] && rm -f "$D/canary"
-       status failed "the activation run stopped unexpectedly in state $STATE" ;; esac
+       status failed "the activation run stopped unexpectedly in state $STATE$back" ;; esac
   release
 }
 trap on_exit EXIT
