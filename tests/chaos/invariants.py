@@ -115,21 +115,34 @@ def check_host(lab, host, before, new):
     return out
 
 
-def _gc_roots(lab, host, allowed):
+def _gc_roots(lab, host, allowed, anchored=True):
     """The copy's GC roots on the host: each points at /dev/null or at a
     system of the round (the next copy supersedes it); nothing half-made
-    (an anchor folder or a temp link) is left beside them."""
+    (an anchor folder or a temp link) is left beside them. ``anchored``:
+    what a first copy stopped while it registered its root with Nix leaves
+    may be there, its anchor folder and a root still at the anchor path
+    (copy-probe.sh: the next copy's probe removes the one and re-points the
+    other; after the clean run none may be left)."""
     script = ('for d in %s; do [ -d "$d/gcroots" ] || continue; '
               'for f in "$d"/gcroots/* "$d"/gcroots/.[!.]*; do [ -e "$f" ] || [ -L "$f" ] || continue; '
               'printf "%%s %%s\\n" "$f" "$(readlink "$f")"; done; done' % ' '.join(STATE_DIRS))
     out = []
     for line in lab.run_in(host, ['sh', '-c', script], check=False).stdout.splitlines():
         path, _sep, target = line.partition(' ')
+        if anchored and os.path.basename(path).startswith('.anchor.'):
+            continue
         if os.path.basename(path).startswith('.'):
             out.append('%s: half-made GC root left: %s' % (host, path))
+        elif anchored and target.endswith('-nixdeploy-gc-anchor'):
+            continue
         elif target != '/dev/null' and target not in allowed:
             out.append('%s: GC root %s points at %s, no system of the round' % (host, path, target))
     return out
+
+
+def gc_roots_converged(lab, host, active):
+    """After the clean run: every root points at /dev/null or what the host runs."""
+    return _gc_roots(lab, host, {active}, anchored=False)
 
 
 def recap(run):

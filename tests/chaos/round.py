@@ -170,6 +170,7 @@ def converge(fleet, schedule, before, new, final, log):
             continue
         if active != target[host]:
             out.append('after the clean run %s runs %s, not the round\'s %s' % (host, active, target[host]))
+        out += ['after the clean run: %s' % v for v in invariants.gc_roots_converged(lab, host, active)]
         should_change = final[host] != target[host]
         changed, _failed = counts.get(host, (None, None))
         status = (report['hosts'].get(host) or {}).get('status')

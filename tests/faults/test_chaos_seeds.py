@@ -47,6 +47,11 @@ CASES = [
     # profile, which kept the generation that never ran (half-switched until
     # the next deploy); the run now puts the profile back when it is stopped
     ('2611', 27),
+    # (on the current stack) a nix-darwin host, deployed with sudo, rebooted
+    # while the first copy runs: its copy probe was registering the copy's
+    # GC root with Nix and left its anchor folder, which nothing removed
+    # (the next probe now does; a root left at the anchor it re-points)
+    ('2611', 32),
 ]
 # a lab name of its own: `make chaos` (lab `chaos`) may run beside the suite
 LAB = 'chaosf'
