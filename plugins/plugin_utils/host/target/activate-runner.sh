@@ -70,8 +70,15 @@ on_exit() {
        # generation that never ran; the shutdown's next signals must not stop that
        trap '' TERM INT HUP
        back=
-       if [ "$MODE" = activate ] && [ "$ACTIVATED" = 0 ] && [ -n "$NEW_GEN" ]; then
-         put_back; current_gen; back="; $PROFILE is back at generation ${CUR_GEN:-none}"
+       if [ "$MODE" = activate ] && [ "$ACTIVATED" = 0 ]; then
+         # stopped while nix-env --set ran: the generation it made is NEW's
+         if [ -z "$NEW_GEN" ] && [ "$SET_PROFILE" = 1 ] && [ "$STATE" = running ]; then
+           current_gen; gen_path "$CUR_GEN"
+           [ "$CUR_GEN" != "$PREV_GEN" ] && [ "$GEN_PATH" = "$NEW" ] && NEW_GEN=$CUR_GEN
+         fi
+         if [ -n "$NEW_GEN" ]; then
+           put_back; current_gen; back="; $PROFILE is back at generation ${CUR_GEN:-none}"
+         fi
        fi
        canary=; read -r canary 2>/dev/null <"$D/canary" || :
        [ "$canary" = "$RUN" ] && rm -f "$D/canary"
