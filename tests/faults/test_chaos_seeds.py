@@ -7,7 +7,10 @@ on the controller, the stores verify, a clean run converges).
 CASES are (seed, round) pairs: rounds that once found a violation (kept
 once the collection was fixed) and rounds picked for the faults they
 combine. One more round comes from a fresh seed each run, printed with the
-command that replays it, so a CI failure can be replayed.
+command that replays it, so a CI failure can be replayed. The rounds share
+one fleet, each starting where the one before left it: a round that fails
+leaves it unconverged, so the rounds after it may fail too; the first
+failure is the one to replay.
 """
 
 import os
