@@ -109,6 +109,8 @@ def play(fleet, schedule, log):
     violations = rr.wait()
     for injector in injectors:
         violations += injector.remove()
+    # a second deploy its fault started as the first one ended
+    violations += rr.wait()
     for run in rr.runs:
         log('  run %s: %s%s' % (run.label, 'killed' if run.killed else 'rc %s' % run.proc.returncode,
                                 ' (cancelled)' if run.cancelled else ''))
