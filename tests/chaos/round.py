@@ -51,6 +51,16 @@ def out_paths(fleet, hosts):
     return json.loads(proc.stdout)
 
 
+def wait_masters(runs):
+    """Until the runs' ssh masters are gone, at most what ssh promises: each
+    lives ControlPersist after its last use, and one whose link went dead
+    until its keepalives give up (ServerAliveInterval 5 s, 3 unanswered)."""
+    deadline = time.monotonic() + CONTROL_PERSIST + 5 * 3 + 2
+    time.sleep(CONTROL_PERSIST + 0.5)
+    while time.monotonic() < deadline and any(invariants.controller_processes(r) for r in runs):
+        time.sleep(0.5)
+
+
 class RoundRun:
     """The runs of a round (the main one, a second deploy beside it)."""
 
@@ -121,8 +131,7 @@ def play(fleet, schedule, log):
     deadline = time.monotonic() + invariants.SETTLE_SECONDS
     while invariants.unsettled(lab) and time.monotonic() < deadline:
         time.sleep(1)
-    # the runs' ssh masters persist a few seconds after their last use
-    time.sleep(CONTROL_PERSIST + 2)
+    wait_masters(rr.runs)
 
     final = dict((h, lab.active(h)) for h in hosts)
     # each host's checks are mostly waiting on its own Nix: a few at once
@@ -183,7 +192,7 @@ def converge(fleet, schedule, before, new, final, log):
         if status != ('changed' if should_change else 'unchanged'):
             out.append('clean run: %s is %s in the report, expected %s'
                        % (host, status, 'changed' if should_change else 'unchanged'))
-    time.sleep(CONTROL_PERSIST + 2)
+    wait_masters([run])
     out += invariants.check_controller(run, fleet.gc_root_dir)
     fleet.keep_good(good)
     return out
