@@ -14,8 +14,8 @@ cancelled (ansible-playbook dies of the SIGTERM) wrote no report and no
 recap: for it only the hosts' own state and the controller's leftovers are
 checked.
 
-Controller: once a run is over and its ssh masters' ControlPersist has
-passed, no process of the run is left (by the marker in its environment)
+Controller: once a run is over and its ssh masters are gone, or ssh's
+promise for them has passed (round.wait_masters), no process of the run is left (by the marker in its environment)
 and no socket in its ssh control folder (a killed run's masters could not
 remove theirs: none of those may still listen); a run that ended by itself
 left nothing in its Ansible temp folder (the batch folder lives there); a
