@@ -5,6 +5,7 @@ must converge every host to the round's systems, changing only the hosts
 that were not there yet."""
 
 import json
+import os
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +58,9 @@ def wait_masters(runs):
     until its keepalives give up (ServerAliveInterval 5 s, 3 unanswered)."""
     deadline = time.monotonic() + CONTROL_PERSIST + 5 * 3 + 2
     time.sleep(CONTROL_PERSIST + 0.5)
-    while time.monotonic() < deadline and any(invariants.controller_processes(r) for r in runs):
+    while time.monotonic() < deadline and any(
+            invariants.controller_processes(r) or os.listdir(r.control_dir) for r in runs
+            if os.path.isdir(r.control_dir)):
         time.sleep(0.5)
 
 
