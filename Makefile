@@ -25,7 +25,7 @@ DEMO_NAME ?= demo
 DEMO_HOSTS ?= 6
 
 .PHONY: help deps apt-deps venv test test-here test-here-suite test-here-checks test-current current-deps versions unit sanity \
-	lint molecule docs demo demo-current demo-down bench faults clean importer-venv changelog-lint galaxy-import release
+	lint molecule docs demo demo-current demo-down bench faults chaos clean importer-venv changelog-lint galaxy-import release
 
 help:
 	@echo 'make demo    bring up a $(DEMO_HOSTS)-host lab fleet and deploy to it'
@@ -34,7 +34,7 @@ help:
 	@echo 'make deps    apt packages (as root) and the virtualenv at .venv'
 	@echo 'make test-busy  test-here with the cores kept busy ($(BUSY_LOOPS) CPU-bound loops beside it)'
 	@echo 'make docs    the documentation site (antsibull-docs, Sphinx) into tests/output/docs/build/html'
-	@echo 'make unit | sanity | lint | molecule | bench | faults | demo-current | demo-down | clean'
+	@echo 'make unit | sanity | lint | molecule | bench | faults | chaos | demo-current | demo-down | clean'
 	@echo 'make changelog-lint | galaxy-import   the release checks (in test-here-checks)'
 	@echo 'make release VERSION=x.y.z   changelog, version, tarball in dist/, Galaxy import check'
 
@@ -268,6 +268,15 @@ bench: deps
 # cases alone: FAULTS_MARKERS='faults and not slow'.
 faults: deps
 	$(VENV)/bin/python -m pytest tests/faults -q -m "$${FAULTS_MARKERS:-faults}"
+
+# The chaos campaign (root): ROUNDS rounds of random faults at random moments on
+# a dozen-host lab fleet (lab `chaos`), each checked against the invariants
+# (docs/faults.md). SEED replays a campaign exactly (default: a fresh one,
+# printed); KEEP=1 leaves the lab up after a violation.
+ROUNDS ?= 100
+SEED ?=
+chaos: deps
+	$(VENV)/bin/python -m tests.chaos --rounds $(ROUNDS) $(if $(SEED),--seed $(SEED)) $(if $(KEEP),--keep)
 
 clean:
 	@if [ -d /var/lib/nixdeploy-lab/$(DEMO_NAME) ] && [ -x $(VENV)/bin/python ]; then \

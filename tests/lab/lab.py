@@ -272,21 +272,27 @@ def netns_pids(netns):
 
 
 def stop_netns(netns_list, grace=2.0):
-    """Stop every process inside the given network namespaces, by pid: TERM,
-    then KILL after ``grace`` seconds. Returns once none is left (or after
-    ``grace`` + 3 s)."""
+    """Stop every process inside the given network namespaces, by pid, as a
+    shutdown does: TERM once to each process there, then KILL to whatever is
+    left after ``grace`` seconds (what a process starts after its TERM, to
+    finish its work, gets no TERM of its own). Returns once none is left (or
+    after ``grace`` + 3 s)."""
     deadline = time.time() + grace
+    termed = False
     while True:
         left = set()
         for netns in netns_list:
             left |= netns_pids(netns)
         if not left or time.time() > deadline + 3:
             return not left
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL if time.time() > deadline else signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        killing = time.time() > deadline
+        if killing or not termed:
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL if killing else signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            termed = True
         time.sleep(0.05)
 
 

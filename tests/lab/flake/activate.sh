@@ -32,10 +32,11 @@ lab_key() {
   esac
 }
 
-lab_record() {  # lab_record FIELD: FIELD now names this system
+lab_record() {  # lab_record FIELD: FIELD now names this system (fails as a write fails)
   dir=/nix/var/lab/$(lab_key)
-  mkdir -p "$dir"
-  echo "$OUT" >"$dir/$1.tmp" && mv "$dir/$1.tmp" "$dir/$1"
+  mkdir -p "$dir" && echo "$OUT" >"$dir/$1.tmp" && mv "$dir/$1.tmp" "$dir/$1" && return 0
+  rm -f "$dir/$1.tmp"
+  return 1
 }
 
 lab_nix_env() {
@@ -330,11 +331,13 @@ lab_main() {
       ;;
   esac
 
+  # a system that cannot write its state (a full /nix) fails, as a real
+  # activation that cannot write its files does: never a switch that says done
   case "$goal" in
-    switch) lab_record active; lab_record boot ;;
+    switch) lab_record active && lab_record boot ;;
     boot) lab_record boot ;;
     test) lab_record active ;;
-  esac
+  esac || { echo "lab: activation of $NAME $VERSION could not record its state" >&2; exit 1; }
 
   case "$PLATFORM" in
     nix-on-droid)

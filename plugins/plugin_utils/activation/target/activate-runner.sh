@@ -64,9 +64,33 @@ release() {
 }
 on_exit() {
   case " $TERMINAL " in *" $STATE "*) ;;
-    *) canary=; read -r canary 2>/dev/null <"$D/canary" || :
+    *) # stopped (a SIGTERM: the host shutting down, the unit stopped) after
+       # moving the profile, with NEW's activation not started or failed (an
+       # exit code of its own, not a signal's: it changed nothing the runner
+       # would not roll back): the profile goes back as when nothing was
+       # activated (put_back), so the host neither keeps nor boots a
+       # generation that never ran. An activation under way, or ended well,
+       # is left as it is: how far it got decides what boots. The
+       # shutdown's next signals must not stop this.
+       trap '' TERM INT HUP
+       back=
+       if [ -z "$RC" ] && [ -n "${apid:-}" ] && ! kill -0 "$apid" 2>/dev/null; then
+         wait "$apid" 2>/dev/null; RC=$?
+       fi
+       case ${apid:+x}$RC in ''|x[1-9]|x[1-9][0-9]|x1[01][0-9]|x12[0-7]) undo=1 ;; *) undo=0 ;; esac
+       if [ "$MODE" = activate ] && [ "$ACTIVATED" = 0 ] && [ "$undo" = 1 ]; then
+         # stopped while nix-env --set ran: the generation it made is NEW's
+         if [ -z "$NEW_GEN" ] && [ "$SET_PROFILE" = 1 ] && [ "$STATE" = running ]; then
+           current_gen; gen_path "$CUR_GEN"
+           [ "$CUR_GEN" != "$PREV_GEN" ] && [ "$GEN_PATH" = "$NEW" ] && NEW_GEN=$CUR_GEN
+         fi
+         if [ -n "$NEW_GEN" ]; then
+           put_back; current_gen; back="; $PROFILE is back at generation ${CUR_GEN:-none}"
+         fi
+       fi
+       canary=; read -r canary 2>/dev/null <"$D/canary" || :
        [ "$canary" = "$RUN" ] && rm -f "$D/canary"
-       status failed "the activation run stopped unexpectedly in state $STATE" ;; esac
+       status failed "the activation run stopped unexpectedly in state $STATE$back" ;; esac
   release
 }
 trap on_exit EXIT

@@ -58,10 +58,19 @@ emit store_df "$DF"
 plant_root() {
   state_base "$ROOT_STATE"
   link=$BASE/gcroots/$ROOT_KEY
+  # A registration stopped midway (the host rebooted, the probe killed)
+  # leaves its anchor folder, named by its probe's pid: gone once that pid
+  # is (a glob and builtins, no process, unless there is one to remove)
+  for stale in "$BASE"/gcroots/.anchor.*; do
+    [ -d "$stale" ] || continue
+    owner=${stale##*/.anchor.}; owner=${owner%%.*}
+    case $owner in ''|*[!0-9]*) ;; *) ! kill -0 "$owner" 2>/dev/null || continue ;; esac
+    rm -rf "$stale"
+  done
   if [ "$(readlink "$link" 2>/dev/null)" = "$ROOT_PATH" ]; then emit gc_root "$link"; return 0; fi
   [ -d "$BASE/gcroots" ] || err=$(mkdir -p "$BASE/gcroots" 2>&1) || { emit gc_root_error "$err"; return 0; }
   if [ ! -L "$link" ]; then
-    anchor_dir=$(mktemp -d "$BASE/gcroots/.anchor.XXXXXX" 2>&1) || { emit gc_root_error "$anchor_dir"; return 0; }
+    anchor_dir=$(mktemp -d "$BASE/gcroots/.anchor.$$.XXXXXX" 2>&1) || { emit gc_root_error "$anchor_dir"; return 0; }
     anchor=
     if ! printf 'nixdeploy.fleet: the first target of a GC root\n' >"$anchor_dir/nixdeploy-gc-anchor"; then
       err="cannot write $anchor_dir"
