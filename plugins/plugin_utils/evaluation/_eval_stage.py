@@ -160,8 +160,8 @@ class EvalStage(object):
                 idx += 1 + width
             else:
                 idx += 1
-        return NixCommand(NixOptions(nix_bin=opts.nix_bin, options=opts.options, extra_args=args),
-                      self.runner.timeout)
+        return NixCommand(NixOptions(nix_bin=opts.nix_bin, options=opts.options,
+                                     extra_args=args), self.runner.timeout)
 
     def _notes(self, source):
         """What the run should say once about this answer: a flake it could
@@ -192,7 +192,7 @@ class EvalStage(object):
         # not on the allow-list of pure ones, and keeps its batch uncached)
         opts = self.runner.opts
         runner = NixCommand(NixOptions(nix_bin=opts.nix_bin, options=opts.options),
-                        self.runner.timeout)
+                            self.runner.timeout)
         self.impure_config = (self.sources or RunSources(None)).config_reason(
             runner, batch_key('config', opts.nix_bin, opts.config_lines()))
         self.runner.processes += runner.processes

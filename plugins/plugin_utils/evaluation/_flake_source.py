@@ -45,6 +45,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import Ni
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output import (
     flake_metadata)
 
+
 class FlakeSource(object):
     """``ref``: what every evaluator of the run evaluates; ``identity``: the
     cache's key part (None: not cacheable); ``provenance``: what was
@@ -231,6 +232,7 @@ class RunSources(object):
         of the flake and the Nix setup that reads it."""
         if key in self._known:
             return self._known[key]
+
         def compute(path):
             found = pin(runner, flake)
             if found.root and path:

@@ -202,7 +202,7 @@ def test_a_stage_pins_with_the_fetch_arguments_and_refuses_an_unpinned_folder(tr
                 'h2': {'flake': 'git+file://%s' % tree, 'attr': ['word'], 'attr_string': 'word',
                        'platform': 'nixos'}}
     EvalStage(_nix.NixOptions(options={'substituters': ''})).evaluate(
-        requests, lambda host, entry: answers.__setitem__(host, entry))
+        requests, answers.__setitem__)
     assert 'could not be pinned' in answers['h1']['error'], answers['h1']
     assert 'nix flake metadata failed' in answers['h1']['error']
     # h2's flake was pinned and evaluated (its attribute is no system: Nix's error)
