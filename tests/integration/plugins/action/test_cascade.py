@@ -162,7 +162,10 @@ def test_cascade_deploy_sends_one_closure_over_the_uplink(cas):
     for host, res in _copies(again).items():
         assert res['changed'] is False and res['paths_sent'] == 0, (host, res)
         assert res['copied_from'] is None and res['cascade']['controller_bytes'] == 0, res
-    assert moved.host_to_host < 200000 and moved.controller_sent < 0.1 * size, moved.as_dict()
+    # what a no-op sends is the phases' programs over ssh (about 77 KB a host
+    # on the current stack), no closure: bounded a host, not by the closure
+    assert moved.host_to_host < 200000 and moved.controller_sent < 100000 * len(HOSTS), \
+        moved.as_dict()
     assert leftovers(lab, since=started) == []
     assert _ssh_dirs(lab) == []
 
