@@ -19,7 +19,7 @@ export PATH := $(VENV)/bin:$(PATH)
 # (pandoc turns docs/'s Markdown guides into its pages).
 APT_PACKAGES := nix-bin openssh-server openssh-client iproute2 busybox-static sudo \
 	python3 python3-venv git make ca-certificates shellcheck chromium fonts-dejavu-core \
-	debootstrap systemd-container pandoc
+	debootstrap systemd-container pandoc strace
 
 DEMO_NAME ?= demo
 DEMO_HOSTS ?= 6

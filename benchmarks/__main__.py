@@ -36,12 +36,13 @@ TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade', 'real',
           'ee-store')
 # run only when named in --only: not part of a run of every table
 ASKED_ONLY = ('scale',)
-FULL = {'overhead_sizes': '1,4,8,16', 'eval_sizes': '1,4,8,16',
+FULL = {'overhead_sizes': '1,4,12,16', 'overhead_split': '1,12', 'eval_sizes': '1,4,8,16',
         'inventory_sizes': '100,1000,10000', 'scaling_sizes': '4,8,16,32',
         'copy_hosts': 8, 'copy_bytes': 4000000, 'cascade_sizes': '8,16',
         'cascade_bytes': 8000000, 'real_hosts': 8, 'real_rows': 'push,script,cache,cascade',
         'shapes_sizes': '300', 'ee_store_hosts': 6}
-QUICK = {'overhead_sizes': '1,4', 'eval_sizes': '1,4', 'inventory_sizes': '100,1000',
+QUICK = {'overhead_sizes': '1,4', 'overhead_split': '1,4', 'eval_sizes': '1,4',
+         'inventory_sizes': '100,1000',
          'scaling_sizes': '4,8', 'copy_hosts': 4, 'copy_bytes': 1000000, 'cascade_sizes': '4',
          'cascade_bytes': 2000000, 'real_hosts': 4, 'real_rows': 'push,script', 'shapes_sizes': '100',
          'ee_store_hosts': 4}
@@ -58,6 +59,10 @@ def parse_args(argv):
                         help='comma list of tables to run: %s' % ','.join(TABLES + ASKED_ONLY))
     parser.add_argument('--quick', action='store_true', help='small sizes, a few minutes')
     parser.add_argument('--overhead-sizes')
+    parser.add_argument('--overhead-split',
+                        help='sizes of table 1 that also run once under strace (by process)')
+    parser.add_argument('--overhead-repeat', type=int, default=2,
+                        help='runs of each deployer at each size of table 1 (the best is kept)')
     parser.add_argument('--eval-sizes')
     parser.add_argument('--eval-heavy', type=int, default=300000,
                         help='shared library size of the eval benchmark (as nixpkgs)')
@@ -220,7 +225,9 @@ def main(argv=None):
             try:
                 if 'overhead' in args.only:
                     log('1. orchestration overhead ...')
-                    tables['overhead'] = overhead.run(fleet, sizes(args.overhead_sizes), log=log)
+                    tables['overhead'] = overhead.run(
+                        fleet, sizes(args.overhead_sizes), log=log,
+                        repeat=args.overhead_repeat, split=sizes(args.overhead_split))
                 if 'scaling' in args.only:
                     log('5. scaling ...')
                     tables['scaling'] = scaling.run(fleet, sizes(args.scaling_sizes),

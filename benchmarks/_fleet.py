@@ -43,15 +43,17 @@ class RunError(Exception):
     pass
 
 
-def timed(argv, env=None, cwd=None, log=None):
+def timed(argv, env=None, cwd=None, log=None, on_start=None):
     """Run argv; {'wall', 'cpu', 'rc'}: wall seconds and CPU seconds of the
-    child and its reaped descendants."""
+    child and its reaped descendants. ``on_start(proc)``: called once it runs."""
     out = open(log, 'w') if log else subprocess.DEVNULL
     try:
         epoch = time.time()
         started = time.monotonic()
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT)
+        if on_start is not None:
+            on_start(proc)
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -201,6 +203,8 @@ class BenchFleet:
         self.selected = list(self.names)
         self.runs = 0
         self.version = 0
+        # a trace of the next runs (_process_trace.Tracer), or None
+        self.tracer = None
 
     def down(self):
         self.lab.down()
@@ -252,8 +256,13 @@ class BenchFleet:
                                     os.path.join(self.workdir, 'cp-%d' % number))
         os.makedirs(folder, exist_ok=True)
         watch = MasterWatch(folder)
+        on_start = None
+        if self.tracer is not None:
+            argv = self.tracer.wrap(argv)
+            # the tracer follows the masters too: they end with the run
+            on_start = lambda proc: self.tracer.stop_after(proc, lambda: stop_masters(folder))
         try:
-            result = timed(argv, env=run_env, cwd=self.workdir, log=log)
+            result = timed(argv, env=run_env, cwd=self.workdir, log=log, on_start=on_start)
         finally:
             seen = watch.stop()
             stop_masters(folder)
@@ -282,6 +291,8 @@ class BenchFleet:
             argv = ['bash', '-c', "PS4='+ ${EPOCHREALTIME} '; set -x; . \"$0\" \"$@\""] + args
         else:
             argv = ['sh'] + args
+        if self.tracer is not None:
+            argv = self.tracer.wrap(argv)
         result = timed(argv, log=log)
         if result['rc'] != 0:
             raise RunError('the baseline deploy failed (rc %s), see %s' % (result['rc'], log))

@@ -13,14 +13,21 @@ unchanged (no-op). Wall time and controller CPU (for the playbook with the
 ssh masters it leaves detached); the ratio is playbook / baseline. The goal
 is at most 1.3x at N = 16 (no-op: 1.2x).
 
-Two more figures per N for the playbook: the time until the first host's
-activation was done, and (at the largest N) a deploy in which one host's
-activation takes SLOW_SECONDS: when the other hosts were done, against when
-they are done in a normal deploy and when the slow host was.
+Each deployer's figures are the best of ``repeat`` runs (deploy and no-op
+apart). Two more figures per N for the playbook: the time until the first
+host's activation was done, and (at the largest N) a deploy in which one
+host's activation takes SLOW_SECONDS: when the other hosts were done, against
+when they are done in a normal deploy and when the slow host was.
+
+At the ``split`` sizes one more deploy of each deployer runs under strace
+(_process_trace): what each process of the run cost (every Ansible worker,
+the detached batch processes, each kind of Nix call and ssh), to show where
+the playbook's seconds go beside the script's.
 """
 
 import statistics
 
+from benchmarks import _process_trace
 from benchmarks._fleet import full_deploy, load
 
 GOAL = 1.3
@@ -28,25 +35,35 @@ NOOP_GOAL = 1.2
 SLOW_SECONDS = 20
 
 
-def run(fleet, sizes, log=print):
-    """{'rows': [{n, playbook: {deploy, noop}, baseline: {...}}], ...}."""
+def run(fleet, sizes, log=print, repeat=2, split=()):
+    """{'rows': [{n, playbook: {deploy, noop}, baseline: {...}, split?}], ...}."""
     rows = []
     for size in sizes:
         fleet.select(size)
         row = {'n': size, 'load_before': load()}
         for deployer in ('playbook', 'baseline'):
-            row[deployer] = full_deploy(fleet, deployer, size)
-            log('  overhead N=%d %-8s deploy %.1f s, no-op %.1f s'
-                % (size, deployer, row[deployer]['deploy']['wall'], row[deployer]['noop']['wall']))
+            runs = [full_deploy(fleet, deployer, size) for _ in range(max(1, repeat))]
+            row[deployer] = dict((phase, min((r[phase] for r in runs), key=lambda c: c['wall']))
+                                 for phase in ('deploy', 'noop'))
+            log('  overhead N=%d %-8s deploy %.1f s, no-op %.1f s (best of %d)'
+                % (size, deployer, row[deployer]['deploy']['wall'],
+                   row[deployer]['noop']['wall'], len(runs)))
         for phase in ('deploy', 'noop'):
             for measure in ('wall', 'cpu'):
                 base = row['baseline'][phase][measure]
                 row['%s_%s_ratio' % (phase, measure)] = (
                     row['playbook'][phase][measure] / base if base else None)
+        if size in split and _process_trace.available():
+            row['split'] = {}
+            for deployer in ('playbook', 'baseline'):
+                fleet.new_version()
+                trace = '%s/trace-%s-%d.txt' % (fleet.workdir, deployer, size)
+                row['split'][deployer] = _process_trace.run_traced(
+                    fleet, deployer, size, trace)['split']
         row['load_after'] = load()
         rows.append(row)
     slow = slow_host(fleet, sizes[-1], log) if sizes else None
-    return {'rows': rows, 'goal': GOAL, 'noop_goal': NOOP_GOAL, 'slow': slow}
+    return {'rows': rows, 'goal': GOAL, 'noop_goal': NOOP_GOAL, 'slow': slow, 'repeat': repeat}
 
 
 def slow_host(fleet, size, log=print):
@@ -120,6 +137,13 @@ def table(data):
                 if cell:
                     lines.append('%4d  %-7s ' % (row['n'], 'no-op' if phase == 'noop' else phase)
                                  + ' '.join('%8.1f' % cell.get(c, 0) for c in columns))
+    for row in data['rows']:
+        if row.get('split'):
+            lines += ['', "N=%d, one deploy of each under strace: what ran, by kind (n: how many; "
+                      "union: the wall time during which one ran; sum: their lifetimes)"
+                      % row['n']]
+            lines += _process_trace.table('N=%d' % row['n'], [
+                (d, row['split'][d]) for d in ('playbook', 'baseline') if d in row['split']])
     largest = data['rows'][-1] if data['rows'] else None
     if largest:
         verdict = 'met' if (largest['deploy_wall_ratio'] or 99) <= data['goal'] else 'NOT met'

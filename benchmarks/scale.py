@@ -288,7 +288,7 @@ def ratios(row, top='playbook', base='script', suffix=''):
     return row
 
 
-def run(fleet, sizes, log=print, partial=None, profile=False):
+def run(fleet, sizes, log=print, partial=None, profile=False, deployers=DEPLOYERS):
     """{'rows': [{n, playbook: {deploy, noop}, script: {...}, handwritten: {...},
     ratios (playbook / script; '_hw': playbook / handwritten)}], ...};
     ``partial(data)`` after each size (a long run keeps what it measured);
@@ -305,7 +305,7 @@ def run(fleet, sizes, log=print, partial=None, profile=False):
     for size in sizes:
         fleet.select(size)
         row = {'n': size, 'load_before': load()}
-        for deployer in DEPLOYERS:
+        for deployer in deployers:
             row[deployer] = _deploy(fleet, 'baseline' if deployer == 'script' else deployer)
             log('  scale N=%d %-8s deploy %.1f s (cpu %.1f, hosts %s), no-op %.1f s (cpu %.1f, '
                 'hosts %s)' % (
@@ -314,7 +314,8 @@ def run(fleet, sizes, log=print, partial=None, profile=False):
                     row[deployer]['noop']['cpu'], _seconds(row[deployer]['noop'], 'targets_cpu')))
         ratios(row)
         # the collection against the hand-written playbook (issue 45)
-        ratios(row, base='handwritten', suffix='_hw')
+        if 'handwritten' in row:
+            ratios(row, base='handwritten', suffix='_hw')
         row['load_after'] = load()
         rows.append(row)
         if profile and size == sizes[0]:
@@ -531,6 +532,9 @@ def main(argv=None):
     parser.add_argument('--cascade', action='store_true',
                         help='then push against cascade on the largest size '
                              '(benchmarks/_scale_cascade.py)')
+    parser.add_argument('--deployers', default=','.join(DEPLOYERS),
+                        help='comma list of the deployers to run (default: %(default)s; '
+                             'playbook and script are always run)')
     parser.add_argument('--lab', default='scale', help='name of the scale lab (up, then down)')
     parser.add_argument('--output', default=os.path.join(REPO, 'benchmarks', 'results',
                                                          'scale.json'))
@@ -553,7 +557,9 @@ def main(argv=None):
         write(args.output + '.partial', results)
     fleet = ScaleFleet(args.lab, max(sizes), workdir, forks=args.forks, log=log)
     try:
-        data = run(fleet, sizes, log=log, partial=partial, profile=args.profile)
+        asked = set(d.strip() for d in args.deployers.split(','))
+        data = run(fleet, sizes, log=log, partial=partial, profile=args.profile,
+                   deployers=[d for d in DEPLOYERS if d in asked | {'playbook', 'script'}])
         if args.failures:
             data['failures'] = failures_run(fleet, max(sizes), args.failures, log=log)
             partial(data)

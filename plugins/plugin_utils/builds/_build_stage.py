@@ -17,11 +17,15 @@ while waves run starts a wave of its own.
 import os
 import threading
 
+from ansible import constants as C
+
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
     _build, _build_platforms, _builders, _closure)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import stage_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import StoreError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, options_of
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
+    _folder as batch_folder)
 
 
 class BuildStage(object):
@@ -233,6 +237,8 @@ class BuildStage(object):
                 result['gc_root'] = root
         if ok_outs:
             infos = builder.path_infos(sorted(set(ok_outs)))
+            _closure.keep_listings(batch_folder(C.DEFAULT_LOCAL_TMP), options_of(self.args),
+                                   infos, sorted(set(ok_outs)))
             for name in mine:
                 result = entries[name]['result']
                 if result.get('gc_root'):

@@ -16,6 +16,11 @@ it too when diff mode asks for the difference). Nix's lines are read by
 ``_nix_output.diff_closures`` (the size format changed in Nix 2.33).
 """
 
+import hashlib
+import json
+import os
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix, _nix_output
@@ -81,3 +86,36 @@ def listing(infos, path):
     paths only), sorted by path."""
     return [{'path': p, 'narSize': infos[p]['narSize']}
             for p in sorted(walk(infos, path, known_only=True))]
+
+
+# ------------------------------------------------------------ kept for the run
+# The build reads its systems' closures (their sizes are its result); the copy
+# of the same run needs the same listing. A valid store path's closure never
+# changes, and the build holds a GC root of each system, so the listing is
+# kept in the run's private batch folder and the copy reads it instead of
+# asking Nix again. Keyed by the store the two phases read (their Nix
+# options) and the path: a copy with other options asks Nix itself.
+def _kept_path(folder, options, path):
+    key = json.dumps([options, path], sort_keys=True, default=str)
+    return os.path.join(folder, 'closure-%s.json'
+                        % hashlib.sha256(key.encode('utf-8')).hexdigest()[:32])
+
+
+def keep_listings(folder, options, infos, paths):
+    """Keep the closure listing of each of ``paths`` (valid in ``infos``)."""
+    for path in paths:
+        if infos.get(path):
+            write_json(_kept_path(folder, options, path), {'path': path,
+                                                           'listing': listing(infos, path)})
+
+
+def kept_listing(folder, options, path):
+    """``path``'s closure listing kept by ``keep_listings``, or None."""
+    try:
+        with open(_kept_path(folder, options, path)) as handle:
+            found = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(found, dict) or found.get('path') != path:
+        return None
+    return found.get('listing')

@@ -30,7 +30,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fiel
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    facts_in_flight, vars_of, with_facts)
+    _folder as batch_folder, facts_in_flight, vars_of, with_facts)
 
 # Nix's words for a cache that refused the login: 2.8 takes a refused
 # nix-cache-info for no cache at all, later versions name the HTTP status
@@ -96,7 +96,9 @@ class CopyStage:
         target = self.target.require_ssh()
         target.nix_env()  # refuses unusable ssh options before anything runs
         try:
-            closure = self._batch_closure(path) or self._closure(path, mode)
+            closure = (_closure.kept_listing(batch_folder(C.DEFAULT_LOCAL_TMP),
+                                             _nix.options_of(self.args), path)
+                       or self._batch_closure(path) or self._closure(path, mode))
         except _copy.CopyError:
             if not self.check_mode:
                 raise

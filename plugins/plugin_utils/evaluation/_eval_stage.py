@@ -70,7 +70,15 @@ class EvalStage(object):
             key = request_key(request)
             hosts_of.setdefault(key, []).append(host)
             by_key.setdefault(key, request)
-        self._pin(by_key)
+        # the controller's Nix configuration is read beside the pin: two Nix
+        # calls that need nothing of each other
+        self.runner.features()  # one `nix --version` for both
+        config = threading.Thread(target=self._read_config, name='nixdeploy-config')
+        config.start()
+        try:
+            self._pin(by_key)
+        finally:
+            config.join()
         for key in list(by_key):
             source = self.pinned[by_key[key]['flake']]
             if source.local and source.reason:
@@ -143,7 +151,8 @@ class EvalStage(object):
             if flake not in self.pinned:
                 self.pinned[flake] = sources.source(runner, flake, batch_key(
                     'source', flake, runner.opts.options.get('store'), runner.opts.extra_args))
-        self.runner.processes += runner.processes
+        with self._lock:
+            self.runner.processes += runner.processes
 
     def _pin_runner(self):
         """The runner that pins: the flake's own content, whatever a batch's
@@ -184,19 +193,7 @@ class EvalStage(object):
         evaluated with options known to be pure (``EvalCache.key``). A miss
         is evaluated from that pinned source, so what is stored under its
         identity is what Nix evaluated."""
-        if self.cache is None:
-            return {}
-        # the controller's own nix.conf may allow more than the flake
-        # (native code, plugins): then nothing of this run is cached
-        # (nix.conf, NIX_CONFIG and nix_options; a setting in nix_args is
-        # not on the allow-list of pure ones, and keeps its batch uncached)
-        opts = self.runner.opts
-        runner = NixCommand(NixOptions(nix_bin=opts.nix_bin, options=opts.options),
-                            self.runner.timeout)
-        self.impure_config = (self.sources or RunSources(None)).config_reason(
-            runner, batch_key('config', opts.nix_bin, opts.config_lines()))
-        self.runner.processes += runner.processes
-        if self.impure_config:
+        if self.cache is None or self.impure_config:
             return {}
         features = self.runner.features()
         keys = {}
@@ -207,6 +204,26 @@ class EvalStage(object):
             if found:
                 keys[key] = found
         return keys
+
+    def _read_config(self):
+        """The controller's own nix.conf may allow more than the flake
+        (native code, plugins): then nothing of this run is cached (nix.conf,
+        NIX_CONFIG and nix_options; a setting in nix_args is not on the
+        allow-list of pure ones, and keeps its batch uncached). Read only
+        where a cache is used."""
+        if self.cache is None:
+            return
+        # nothing is cached until the configuration is known to allow it
+        self.impure_config = 'the Nix configuration was not read'
+        opts = self.runner.opts
+        runner = NixCommand(NixOptions(nix_bin=opts.nix_bin, options=opts.options),
+                            self.runner.timeout)
+        try:
+            self.impure_config = (self.sources or RunSources(None)).config_reason(
+                runner, batch_key('config', opts.nix_bin, opts.config_lines()))
+        finally:
+            with self._lock:
+                self.runner.processes += runner.processes
 
     def _hits(self, cache_keys):
         if not cache_keys:
@@ -250,7 +267,7 @@ def own_entry(opts, args, task, hosts, host, request):
     batch evaluated for it (an argument templated per host from another
     variable than nix_flake or nix_attr: the batch's process, which forms
     every host's request, sees only the first host's value). The hosts that
-    ask so together share a wave (``run/_stream.Service``): one EvalStage
+    ask so together share a wave (``task/_stream.Service``): one EvalStage
     for all of them, its cache first, then evaluators side by side within
     the job's slots, so the flake's shared part (a nixpkgs) is evaluated
     once per evaluator, not once per host."""

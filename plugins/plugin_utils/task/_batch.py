@@ -163,37 +163,48 @@ class Batch:
 # batch task that computes facts for its play batch keeps them here; a later
 # batch reads them for a host that has neither the fact nor a variable of that
 # name, i.e. what it would otherwise compute again for that host itself.
-def _facts_path(base_dir, hosts):
-    return os.path.join(_folder(base_dir), 'facts-%s.json' % batch_key(sorted(hosts)))
+def _facts_dir(base_dir, hosts):
+    return os.path.join(_folder(base_dir), 'facts-%s.d' % batch_key(sorted(hosts)))
 
 
 def record_facts(base_dir, hosts, facts):
     """Keep ``facts`` ({host: {name: value}}) computed for the play batch
     ``hosts`` (merged with what is kept already; the newest wins). A host
-    given None loses what was kept for it (its own computation failed)."""
-    path = _facts_path(base_dir, hosts)
-    with open(path + '.lock', 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            kept = facts_in_flight(base_dir, hosts)
-            for host, values in facts.items():
-                if values is None:
-                    kept.pop(host, None)
-                else:
-                    kept.setdefault(host, {}).update(values)
-            write_json(path, kept)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    given None loses what was kept for it (its own computation failed).
+    One file a host: recording one host's facts costs the same in a batch
+    of ten hosts as in one of a thousand."""
+    folder = _facts_dir(base_dir, hosts)
+    try:
+        os.mkdir(folder, 0o700)
+    except OSError:
+        if not os.path.isdir(folder):
+            raise
+    for host, values in facts.items():
+        path = _entry_path(folder, host)
+        if values is None:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            continue
+        kept = BatchHosts(folder, [host]).get(host) or {}
+        kept.update(values)
+        write_json(path, kept)
+
+
+class FactsInFlight(BatchHosts):
+    """The facts kept for a play batch: each host's read from its file when
+    asked for; ``items`` lists the hosts that have some."""
+
+    def items(self):
+        return [(name, facts) for name, facts in
+                ((name, self.get(name)) for name in self) if facts is not None]
 
 
 def facts_in_flight(base_dir, hosts):
-    """{host: {name: value}} kept by ``record_facts`` for the play batch ``hosts``."""
-    try:
-        with open(_facts_path(base_dir, hosts)) as handle:
-            kept = json.load(handle)
-    except (OSError, ValueError):
-        return {}
-    return kept if isinstance(kept, dict) else {}
+    """{host: {name: value}} kept by ``record_facts`` for the play batch
+    ``hosts`` (a ``FactsInFlight``)."""
+    return FactsInFlight(_facts_dir(base_dir, hosts), hosts)
 
 
 class _WithFacts(object):

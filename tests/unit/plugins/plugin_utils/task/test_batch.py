@@ -123,14 +123,17 @@ def test_facts_in_flight_fill_what_a_worker_does_not_see_yet(tmp_path):
     instead of evaluating h2 again."""
     base = str(tmp_path)
     hosts = ['h2', 'h1']
-    assert _batch.facts_in_flight(base, hosts) == {}
+    assert dict(_batch.facts_in_flight(base, hosts).items()) == {}
     _batch.record_facts(base, hosts, {'h1': {'nix_out_path': '/nix/store/a-1'},
                                       'h2': {'nix_out_path': '/nix/store/b-1'}})
     _batch.record_facts(base, hosts, {'h2': {'nix_out_path': '/nix/store/b-2'}})
     kept = _batch.facts_in_flight(base, ['h1', 'h2'])  # the play batch in any order
-    assert kept == {'h1': {'nix_out_path': '/nix/store/a-1'},
-                    'h2': {'nix_out_path': '/nix/store/b-2'}}
-    assert _batch.facts_in_flight(base, ['h1']) == {}  # another play batch
+    assert dict(kept.items()) == {'h1': {'nix_out_path': '/nix/store/a-1'},
+                                  'h2': {'nix_out_path': '/nix/store/b-2'}}
+    assert dict(_batch.facts_in_flight(base, ['h1']).items()) == {}  # another play batch
+    # a host whose own computation failed loses what was kept for it
+    _batch.record_facts(base, hosts, {'h1': None})
+    assert _batch.facts_in_flight(base, hosts).get('h1') is None
     # h2 as this worker sees it: no facts yet -> the ones in flight
     seen = _batch.with_facts({'nix_build_on': 'controller'}, kept['h2'])
     assert _role_vars.fact_or_var(seen, 'nix_out_path') == '/nix/store/b-2'
@@ -144,6 +147,26 @@ def test_facts_in_flight_fill_what_a_worker_does_not_see_yet(tmp_path):
     assert _role_vars.fact_or_var(_batch.with_facts(named, kept['h2']), 'nix_out_path') \
         == '/nix/store/b-4'
     assert _batch.with_facts(own, None) is own
+
+
+def test_recording_a_hosts_facts_writes_that_host_alone(tmp_path):
+    """At 1,000 hosts the batch's process records facts host by host: each
+    record writes one small file of that host, whatever the batch's size."""
+    base = str(tmp_path)
+    hosts = ['h%d' % i for i in range(1000)]
+    for name in hosts:
+        _batch.record_facts(base, hosts, {name: {'nix_out_path': '/nix/store/x-' + name}})
+    folder = _batch._facts_dir(base, hosts)  # pylint: disable=protected-access
+    sizes = [os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)]
+    assert len(sizes) == 1000 and max(sizes) < 100
+    mtimes = dict((n, os.stat(os.path.join(folder, n)).st_mtime_ns) for n in os.listdir(folder))
+    os.utime(folder)
+    _batch.record_facts(base, hosts, {'h500': {'nix_drv_path': '/nix/store/y.drv'}})
+    changed = [n for n in os.listdir(folder)
+               if os.stat(os.path.join(folder, n)).st_mtime_ns != mtimes.get(n)]
+    assert len(changed) == 1
+    assert _batch.facts_in_flight(base, hosts).get('h500') == {
+        'nix_out_path': '/nix/store/x-h500', 'nix_drv_path': '/nix/store/y.drv'}
 
 
 def test_a_host_reads_its_own_entry_not_the_whole_batch(tmp_path):
