@@ -9,10 +9,6 @@ reboot modes, nix_keys' upload times, nix_build's builder free space.
 Surface only, constants and specs: the controller's code (plugin_utils)
 imports them from here, module_utils imports nothing of the controller's."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 # The options of the nixdeploy.fleet.nix doc fragment as an argument spec:
 # the one spec every module, action and the inventory plugin uses.
 NIX_OPTIONS = {

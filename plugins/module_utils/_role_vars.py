@@ -42,10 +42,6 @@ passes each phase's own inputs and ``from_role_vars`` (docs/benchmarks.md,
 "Overhead").
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _options, _phases, _platforms
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
 
