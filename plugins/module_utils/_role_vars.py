@@ -42,7 +42,8 @@ passes each phase's own inputs and ``from_role_vars`` (docs/benchmarks.md,
 "Overhead").
 """
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _options, _phases, _platforms
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
+    _health_kinds, _options, _phases, _platforms)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
 
 # the phase modules of the table: the phases that record (module_utils/_phases.py)
@@ -150,7 +151,7 @@ ROWS = tuple(Row(name, PHASES, NIX_OPTIONS[name]) for name in sorted(NIX_OPTIONS
     Row('activation_timeout', (ACTIVATE,), {'type': 'int', 'default': 240}),
     Row('lock_timeout', (ACTIVATE,), {'type': 'int', 'default': 60}),
     Row('profile', (ACTIVATE,), dict(_PATH)),
-    Row('health_checks', (ACTIVATE,), _options.HEALTH_CHECKS),
+    Row('health_checks', (ACTIVATE,), _health_kinds.HEALTH_CHECKS),
     Row('reboot', (ACTIVATE,), {'type': 'str', 'default': 'never', 'choices': list(_options.REBOOT_MODES)}),
     Row('reboot_timeout', (ACTIVATE,), {'type': 'int', 'default': 600}),
     Row('pre_switch_checks', (ACTIVATE,), {'type': 'bool', 'default': True}),

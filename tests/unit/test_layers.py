@@ -20,9 +20,10 @@ PKG = 'ansible_collections.nixdeploy.fleet.plugins'
 STAGES = ('common', 'nix', 'host', 'task', 'inventory', 'evaluation', 'builds', 'copy', 'keys',
           'activation', 'publish', 'report')
 # the modules' surface: argument specs, the option table and the options it
-# shares, the phases, platforms and goals, record_stats, the modules' main()
-MODULE_UTILS = ('_module.py', '_options.py', '_phases.py', '_platforms.py', '_record_stats.py',
-                '_role_vars.py', '_specs.py')
+# shares, the health check kinds, the phases, platforms and goals,
+# record_stats, the modules' main()
+MODULE_UTILS = ('_health_kinds.py', '_module.py', '_options.py', '_phases.py', '_platforms.py',
+                '_record_stats.py', '_role_vars.py', '_specs.py')
 # what ansible-doc and ansible-test load of a module: its file, its doc
 # fragments and module_utils
 SURFACE = ('modules', 'doc_fragments')
