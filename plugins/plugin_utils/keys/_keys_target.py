@@ -189,14 +189,15 @@ def key_diff(key, why, stat):
 class Uploader:
     """Uploads the keys of one call to one target.
 
-    ``run_sh(script, in_data)`` runs sh on the target over the host's
-    connection and returns (rc, stdout, stderr). ``read_src(name)`` reads a
-    controller file. Nothing here ever puts content into a result, a message
-    or a script.
+    ``host`` (plugin_utils/host/_host.py ``Host``) runs each program there:
+    its ``sh``, over the host's connection with the task's become and a time
+    limit, a key's content on its stdin (never an argument, so never in ps
+    or -vvv). ``read_src(name)`` reads a controller file. Nothing here ever
+    puts content into a result, a message or a script.
     """
 
-    def __init__(self, run_sh, read_src, cwd=None, state_dir=None):
-        self.run_sh = run_sh
+    def __init__(self, host, read_src, cwd=None, state_dir=None):
+        self.host = host
         self.read_src = read_src
         self.cwd = cwd
         self.state_dir = state_dir
@@ -205,7 +206,7 @@ class Uploader:
         self.result = {'key_files': {}, 'removed': [], 'changed': False}
 
     def _run(self, script, in_data=None, what='the keys script'):
-        rc, out, err = self.run_sh(script, in_data)
+        rc, out, err = self.host.sh(script, in_data=in_data, sudoable=True)
         values, stats, stale = parse(out, script)
         if rc != 0 or 'error' in values:
             # the target's own words: shown escaped, never obeyed by a terminal

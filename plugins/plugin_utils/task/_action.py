@@ -26,7 +26,7 @@ What every nixdeploy action does the same way lives here:
 - ``target``: the task's own host (plugin_utils/host/_host.py ``Host``, the
   one way the controller reaches it), whose ``sh`` runs a target program
   (target/*.sh, rendered by plugin_utils/host/_script.py) over the host's
-  connection (``target_sh`` says the same);
+  connection, with a time limit;
 - host keys: before an action with ``HOST_KEYS`` does anything, and before
   any other runs its first target program, the host's connection is asked
   whether ssh checks the host's key (plugin_utils/host/_host_key_judge.py: Ansible's
@@ -280,10 +280,6 @@ class NixdeployAction(ActionBase):
             self._target = Host.of_task(self._connection, self.task_vars,
                                         self._low_level_execute_command, self.judge_host_keys)
         return self._target
-
-    def target_sh(self, script, in_data=None, sudoable=False):
-        """``self.target.sh``: (rc, stdout, stderr) of a rendered target program."""
-        return self.target.sh(script, in_data, sudoable)
 
     @property
     def check_mode(self):
