@@ -268,10 +268,9 @@ class CopyStage:
         connection); ``root_path``: plant the copy's GC root of it first."""
         host, remote_nix_dir = self.host, self.args['remote_nix_dir']
         # this host only receives: no cascade sender's facts
-        probe = _copy.probe_script(remote_nix_dir, peer_facts=False,
-                                   root_key=host if root_path else None, root_path=root_path)
-        rc, out, err = self.target.sh(probe, in_data='\n'.join(paths) + '\n')
-        facts = _copy.parse_probe(out, probe)
+        rc, out, err, facts = _copy.probe_target(self.target, paths, remote_nix_dir,
+                                                 root_key=host if root_path else None,
+                                                 root_path=root_path)
         if facts is None:
             where = remote_nix_dir or 'PATH and the known locations (%s)' % ', '.join(
                 KNOWN_NIX_DIRS)
