@@ -150,8 +150,8 @@ class ActionModule(NixdeployAction):
                     res['changed'] = True
         if any(diffs.values()):
             # the keys' diffs around the activation's own
-            own = res.get('diff')
-            res['diff'] = diffs.get('keys_pre', []) + ([own] if own else []) + \
+            activation_diff = res.get('diff')
+            res['diff'] = diffs.get('keys_pre', []) + ([activation_diff] if activation_diff else []) + \
                 diffs.get('keys_post', [])
         if not res.get('warnings'):
             res.pop('warnings', None)

@@ -167,8 +167,8 @@ def is_trusted(facts):
         return True
     user = facts.get('user')
     groups = set(facts.get('groups') or [])
-    for entry in facts.get('trusted_users') or []:
-        if entry == '*' or entry == user or (entry.startswith('@') and entry[1:] in groups):
+    for trusted in facts.get('trusted_users') or []:
+        if trusted == '*' or trusted == user or (trusted.startswith('@') and trusted[1:] in groups):
             return True
     return False
 

@@ -236,12 +236,12 @@ class CopyStage:
                                        'listing': _closure.listing(infos, p)})
                                   for n, p in wanted.items() if infos.get(p))}
 
-        entry, _data, _here = self.from_batch(
+        host_entry, _data, _here = self.from_batch(
             'closure', [_nix.options_of(args), self.filled.shared(args).get('path')], compute,
             {'path': path})
-        if entry is None:
+        if host_entry is None:
             return None
-        return entry['listing']
+        return host_entry['listing']
 
     def _closure(self, path, mode):
         caches = self.args['caches']

@@ -303,10 +303,10 @@ class NixdeployAction(ActionBase):
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
         key = batch_key(kind, self._task._uuid, sorted(hosts), key_parts)
         data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(lambda: compute(hosts))
-        entry = (data.get('hosts') or {}).get(self.host)
-        if entry is None or entry.get('request') != request:
+        host_entry = (data.get('hosts') or {}).get(self.host)
+        if host_entry is None or host_entry.get('request') != request:
             if alone is None:
                 return None, data, here
             data, here = alone(), True
-            entry = data['hosts'][self.host]
-        return entry, data, here
+            host_entry = data['hosts'][self.host]
+        return host_entry, data, here

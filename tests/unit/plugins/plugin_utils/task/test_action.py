@@ -245,7 +245,7 @@ class Settings(_action.NixdeployAction):
     PHASE = 'probe'
 
     def host_result(self, args, result):
-        return dict(result, args=args, own=sorted(self.filled.own))
+        return dict(result, args=args, own=sorted(self.filled.own_options))
 
 
 def run_settings(args, variables):
