@@ -250,7 +250,7 @@ def own_entry(opts, args, task, hosts, host, request):
     batch evaluated for it (an argument templated per host from another
     variable than nix_flake or nix_attr: the batch's process, which forms
     every host's request, sees only the first host's value). The hosts that
-    ask so together share a wave (``run/_stream.Service``): one EvalStage
+    ask so together share a wave (``task/_stream.Service``): one EvalStage
     for all of them, its cache first, then evaluators side by side within
     the job's slots, so the flake's shared part (a nixpkgs) is evaluated
     once per evaluator, not once per host."""
