@@ -10,11 +10,12 @@ task has it. The activation itself runs detached on the target; the task
 starts it and follows its status file, through lost connections.
 
 This plugin checks the arguments, puts the task's parts together and hands
-the state over to them (plugin_utils/activation/_activate_*.py): the run on the target
-(``DetachedRun``: launch, follow, confirm, reject, undo), the health checks
-before the confirmation (``HealthChecks``), the reboot (``Reboots``),
-state=activated (``Activation``) and state=confirmed / rolled_back
-(``LaterStates``).
+the state over to them (plugin_utils/activation/): the run on the target
+(``DetachedRun``, _detached_run.py: launch, follow, confirm, reject, undo),
+the health checks before the confirmation (``HealthChecks``, _health_run.py),
+the reboot (``Reboots``, _reboot_run.py), state=activated (``Activation``,
+_activation.py) and state=confirmed / rolled_back (``LaterStates``,
+_later_states.py).
 
 With ``keys`` it uploads nix_keys' pre-activation keys (and prunes) before
 the activation and the post-activation keys after a successful one, in the
@@ -150,8 +151,8 @@ class ActionModule(NixdeployAction):
                     res['changed'] = True
         if any(diffs.values()):
             # the keys' diffs around the activation's own
-            own = res.get('diff')
-            res['diff'] = diffs.get('keys_pre', []) + ([own] if own else []) + \
+            activation_diff = res.get('diff')
+            res['diff'] = diffs.get('keys_pre', []) + ([activation_diff] if activation_diff else []) + \
                 diffs.get('keys_post', [])
         if not res.get('warnings'):
             res.pop('warnings', None)

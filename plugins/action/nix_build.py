@@ -9,7 +9,8 @@ store, plugin_utils/builds/_build_stage.py), and each host's task ends as
 soon as its own system is built, so its copy starts while others still
 build. Builders are probed once per wave and the systems spread over the
 healthy ones (plugin_utils/builds/_builders.py). A host built on itself
-(build_on=target) builds in its own task, in parallel with the others.
+(build_on=target) builds in its own task, in parallel with the others
+(plugin_utils/builds/_target_build.py).
 """
 
 import os
@@ -17,18 +18,15 @@ import os
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars, _specs
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
-    _build, _builders, _closure)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _build, _builders
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._build_stage import (
     BuildStage)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._target_build import (
+    build_on_target)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
     EvalError, host_request, normalised)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._copy import (
-    parse_probe, probe_script)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    remote_program, StoreError, is_store_path)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
-    dropped_warning)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
@@ -65,15 +63,17 @@ class ActionModule(NixdeployAction):
             self._check_mode = False
             args = dict(args, gc_root_dir=args['gc_root_dir'].rstrip('/') + '-check')
         self._args = args
-        own = normalised(self._request(host, args, task_vars))
-        if own['build_on'] == _build.TARGET:
-            entry = self._on_target(host, own)
+        request = normalised(self._request(host, args, task_vars))
+        if request['build_on'] == _build.TARGET:
+            # the copy stage's probe: the host's store, the system's GC root there
+            host_entry = build_on_target(self._opts, args, self._check_mode, host, request,
+                                         self.target, _copy.probe_target)
         else:
-            entry = self._from_batch(host, own)
-        result.update(entry.get('result') or {})
-        result['build_on'] = result.get('build_on') or _builders.label(own['build_on'])
-        if entry.get('error'):
-            return self.failed(result, entry['error'])
+            host_entry = self._from_batch(host, request)
+        result.update(host_entry.get('result') or {})
+        result['build_on'] = result.get('build_on') or _builders.label(request['build_on'])
+        if host_entry.get('error'):
+            return self.failed(result, host_entry['error'])
         result['changed'] = bool(result.get('built')) or (
             self._check_mode and bool(result.get('would_build')))
         if for_diff:
@@ -96,7 +96,7 @@ class ActionModule(NixdeployAction):
             raise EvalError('drv_path %r is not a derivation in the Nix store' % (drv,))
         return request
 
-    def _from_batch(self, host, own):
+    def _from_batch(self, host, request):
         """This host's entry from its batch's build service: a wave of the
         hosts asking now, answered as soon as this host's system is built."""
         args = self._args
@@ -107,57 +107,5 @@ class ActionModule(NixdeployAction):
             [shared.get(k) for k in _role_vars.per_host(self.ROLE_VARS)],
             args.get('gc_root_dir'), args.get('builder_min_free_mb')))
         stage = BuildStage(self._opts, args, self._check_mode, self._vars.get('hostvars') or {})
-        service.request(host, own, stage.wave, slots=WAVES, batch=play_batch(self._vars))
+        service.request(host, request, stage.wave, slots=WAVES, batch=play_batch(self._vars))
         return service.answer(host, stage.wave, slots=WAVES)
-
-    # ------------------------------------------------------------ target
-    def _on_target(self, host, own):
-        """Copy the derivation closure to the host and realise it there."""
-        entry = {'request': own, 'result': {}}
-        drvs = BuildStage(self._opts, self._args, self._check_mode, {}).drvs({host: entry})
-        if host not in drvs:
-            return entry
-        drv = drvs[host]
-        builder = _build.Builder(self._opts, self._args.get('timeout'))
-        graph = builder.derivations([drv])
-        out = _build.outputs_of(graph, drv)[0]
-        # raises for a connection the controller's ssh cannot take
-        target = self.target.require_ssh()
-        # the probe plants the GC root of the system to be built there (as a
-        # copy's, copy-probe.sh): the activation releases it (not in check mode)
-        rooted = not self.check_mode
-        probe = probe_script(self._args.get('remote_nix_dir'), root_key=host if rooted else None,
-                             root_path=out if rooted else None)
-        _rc, stdout, _err = target.sh(probe, in_data=out + '\n', sudoable=True)
-        facts = parse_probe(stdout, probe)
-        if facts is None:
-            raise StoreError('no nix found on the target (set remote_nix_dir)')
-        uri = target.store_uri(remote_program=remote_program(facts['nix_dir']))
-        env = target.nix_env()
-        store_args = ('--store', uri)
-        result = entry['result']
-        result.update({'drv_path': drv, 'out_path': out, 'target_store': uri})
-        dropped = dropped_warning(host, facts['dropped'])
-        if dropped:
-            result.setdefault('warnings', []).append(dropped)
-        if rooted:
-            result['target_gc_root'] = facts.get('gc_root')
-            if facts.get('gc_root_error'):
-                result.setdefault('warnings', []).append(
-                    '%s: the system built there is not protected from a garbage collection '
-                    'before its activation: %s' % (host, facts['gc_root_error']))
-        if out not in facts.get('invalid', []) and facts.get('complete'):
-            result.update({'built': False, 'would_build': [], 'would_fetch': []})
-        elif self._check_mode:
-            result.update(_build.remote_plan(builder, [drv], graph, store_args, env)[drv])
-        else:
-            builder.copy_derivations([drv], uri, env)
-            answer = _build.build_group(builder, [drv], graph, store_args, env)[drv]
-            result.update(dict((k, v) for k, v in answer.items() if k != 'error'))
-            if 'error' in answer:
-                entry['error'] = answer['error']
-                return entry
-        if not self._check_mode:
-            infos = builder.path_infos([out], store_args, env)
-            result['closure_paths'], result['closure_bytes'] = _closure.sizes(infos, out)
-        return entry

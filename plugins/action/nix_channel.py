@@ -29,36 +29,36 @@ class ActionModule(NixdeployAction):
         host = self.host
         stage = ChannelStage(host, args, self.task_vars, self.check_mode,
                              self._loader.get_basedir(), self._templar.template, self.from_batch)
-        entry = stage.entry()
-        answer = entry.get('result') or {}
-        result.update(answer)
+        host_entry = stage.host_entry()
+        ref_result = host_entry.get('result') or {}
+        result.update(ref_result)
         # what the result shows has its credentials masked; the fact
         # nix_flake_pinned keeps the reference whole (it is fetched from)
         for key in ('flake', 'source'):
             if result.get(key):
                 result[key] = _redact.url(result[key])
         result['repo'] = _redact.url(args['repo'])
-        batch = entry.get('batch') or {}
+        batch = host_entry.get('batch') or {}
         result.update(batch_hosts=batch.get('batch_hosts', 1),
                       pushed_here=batch.get('pushed_here', False))
         if 'processes' in batch:
             result['processes'] = batch['processes']
-        if entry.get('error') or answer.get('error'):
+        if host_entry.get('error') or ref_result.get('error'):
             result.pop('error', None)
-            return self.failed(result, entry.get('error') or answer['error'])
+            return self.failed(result, host_entry.get('error') or ref_result['error'])
         if args['state'] == 'query':
-            result['ansible_facts'] = {'nix_flake_revision': answer['revision'],
-                                       'nix_flake_pinned': answer['flake']}
+            result['ansible_facts'] = {'nix_flake_revision': ref_result['revision'],
+                                       'nix_flake_pinned': ref_result['flake']}
             result['msg'] = '%s: %s at %s, %s' % (
-                host, _redact.url(answer['flake']), answer['revision'][:12],
-                '%s at %s' % (answer['ref'], answer['before'][:12]) if answer.get('before')
-                else '%s does not exist yet' % answer['ref'])
+                host, _redact.url(ref_result['flake']), ref_result['revision'][:12],
+                '%s at %s' % (ref_result['ref'], ref_result['before'][:12]) if ref_result.get('before')
+                else '%s does not exist yet' % ref_result['ref'])
             return result
-        return self._report(host, result, answer)
+        return self._report(host, result, ref_result)
 
-    def _report(self, host, result, answer):
-        status = answer['status']
-        ref, before, after = answer['ref'], answer.get('before'), answer['revision']
+    def _report(self, host, result, ref_result):
+        status = ref_result['status']
+        ref, before, after = ref_result['ref'], ref_result.get('before'), ref_result['revision']
         result['moved'] = status in _MOVED
         result['changed'] = result['moved'] or status == 'would move'
         if status == 'current':

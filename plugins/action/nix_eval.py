@@ -62,39 +62,39 @@ class ActionModule(NixdeployAction):
 
     def _evaluate(self, args, result):
         try:
-            entry, here, hosts, own = _eval_stage.batch_entry(
+            host_entry, here, hosts, request = _eval_stage.batch_entry(
                 self, args, NixOptions.from_params(args))
         except StreamError as exc:
             return self.failed(result, u'the evaluation of the batch failed: %s' % exc)
-        answer = entry.get('answer') or {}
-        batch = entry.get('batch')
+        evaluated = host_entry.get('answer') or {}
+        batch = host_entry.get('batch')
         result.update({
             # shown in the report: a credential in the reference is masked
-            'flake': _redact.url(own['flake']),
-            'attr': own['attr_string'],
-            'platform': own['platform'],
+            'flake': _redact.url(request['flake']),
+            'attr': request['attr_string'],
+            'platform': request['platform'],
             'batch_hosts': len(hosts),
             # this host's answer completed the batch: it carries its figures
             'evaluated_here': batch is not None,
             'started_here': here,
-            'from_cache': bool(entry.get('from_cache')),
+            'from_cache': bool(host_entry.get('from_cache')),
         })
         if batch is not None:
             result['nix_processes'] = batch['processes']
             result['evaluation'] = batch
-        if entry.get('source'):
+        if host_entry.get('source'):
             # what was evaluated, from the run's own pin (_flake_source)
-            result['source'] = entry['source']
-        warnings = [note for note in entry.get('notes') or ()
+            result['source'] = host_entry['source']
+        warnings = [note for note in host_entry.get('notes') or ()
                     if RunSources(batch_folder(C.DEFAULT_LOCAL_TMP)).warn_once(batch_key(note))]
         if warnings:
             result['warnings'] = warnings
-        if 'error' in entry or 'error' in answer:
-            return self.failed(result, entry.get('error') or answer['error'])
+        if 'error' in host_entry or 'error' in evaluated:
+            return self.failed(result, host_entry.get('error') or evaluated['error'])
         result.update({
-            'drv_path': answer['drv_path'],
-            'out_path': answer['out_path'],
-            'system': answer['system'],
-            'ansible_facts': _eval_stage.facts_of(answer),
+            'drv_path': evaluated['drv_path'],
+            'out_path': evaluated['out_path'],
+            'system': evaluated['system'],
+            'ansible_facts': _eval_stage.facts_of(evaluated),
         })
         return result

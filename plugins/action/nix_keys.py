@@ -4,9 +4,10 @@
 """Controller side of nixdeploy.fleet.nix_keys.
 
 The logic lives in plugin_utils/keys/_keys*.py; the controller's part of an upload
-(the host's own connection, sh with the key on stdin, become when the task has
-it; Ansible's file search path with vault decryption for ``src``) in
-plugin_utils/keys/_keys_upload.py, which nix_activate's ``keys`` option uses too.
+(the task's host, whose ``Host.sh`` runs each program with the key on stdin
+and become when the task has it; Ansible's file search path with vault
+decryption for ``src``) in plugin_utils/keys/_keys_upload.py, which
+nix_activate's ``keys`` option uses too.
 """
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _specs

@@ -34,14 +34,14 @@ class ActionModule(NixdeployAction):
         host, task_vars = self.host, self.task_vars
         check_mode = self.check_mode
         # the fact, templated as hostvars gives it for the other hosts
-        own_path = fact_or_var(task_vars, 'nix_out_path')
-        own_vars = {'nix_out_path': self._templar.template(own_path)} if own_path else {}
-        own = args.get('path') or own_vars.get('nix_out_path')
-        if not own:
+        fact_path = fact_or_var(task_vars, 'nix_out_path')
+        host_vars = {'nix_out_path': self._templar.template(fact_path)} if fact_path else {}
+        system = args.get('path') or host_vars.get('nix_out_path')
+        if not system:
             return self.failed(result, 'no system to publish: give path, or evaluate first '
                                        '(nixdeploy.fleet.nix_eval sets the fact nix_out_path)')
         opts = NixOptions.from_params(args)
-        batch_args = unlink_host_args(args, own_vars, PER_HOST_ARGS)
+        batch_args = unlink_host_args(args, host_vars, PER_HOST_ARGS)
 
         def publish(paths):
             """{'hosts': {host: {request (its system), answer}}} for ``paths``
@@ -55,26 +55,26 @@ class ActionModule(NixdeployAction):
         def compute(hosts):
             paths = {}
             for name in hosts:
-                known = own_vars if name == host else vars_of(task_vars, name)
+                known = host_vars if name == host else vars_of(task_vars, name)
                 path = batch_args.get('path') or fact_or_var(known, 'nix_out_path')
                 if path:
                     paths[name] = u'%s' % path
             return publish(paths)
 
-        entry, data, here = self.from_batch(
+        host_entry, data, here = self.from_batch(
             'publish', [options_of(args), check_mode, args['cache'], args['signing_key'],
                         batch_args.get('path')],
             # templated differently for this host: publish it on its own
-            compute, own, alone=lambda: publish({host: own}))
-        answer = entry['answer']
-        result.update(dict((k, v) for k, v in answer.items() if k != 'error'))
-        result.update({'path': own, 'cache': _redact.url(args['cache']),
+            compute, system, alone=lambda: publish({host: system}))
+        published = host_entry['answer']
+        result.update(dict((k, v) for k, v in published.items() if k != 'error'))
+        result.update({'path': system, 'cache': _redact.url(args['cache']),
                        'batch_hosts': len(data['hosts']), 'published_here': here})
         if here:
             result['nix_processes'] = data['processes']
-        if answer.get('error'):
-            return self.failed(result, answer['error'])
+        if published.get('error'):
+            return self.failed(result, published['error'])
         # what nixdeploy.fleet.nix_channel requires before moving a ref (in
         # check mode: what would be published)
-        result['ansible_facts'] = {'nix_published_path': own}
+        result['ansible_facts'] = {'nix_published_path': system}
         return result

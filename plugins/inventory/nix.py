@@ -248,11 +248,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         cache_key = self.get_cache_key(path)
         if use_cache and cache:
             try:
-                entry = self._cache[cache_key]
+                cached = self._cache[cache_key]
             except KeyError:
-                entry = None
-            if isinstance(entry, dict) and entry.get('request_sha256') == request:
-                return entry['raw']
+                cached = None
+            if isinstance(cached, dict) and cached.get('request_sha256') == request:
+                return cached['raw']
         try:
             raw = runner.json('eval', eval_args(runner.outputs(flake), source, attribute),
                               'nix eval of the inventory in %s' % path, flake_command=True)

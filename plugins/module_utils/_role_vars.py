@@ -42,11 +42,8 @@ passes each phase's own inputs and ``from_role_vars`` (docs/benchmarks.md,
 "Overhead").
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _options, _phases, _platforms
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
+    _health_kinds, _options, _phases, _platforms)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
 
 # the phase modules of the table: the phases that record (module_utils/_phases.py)
@@ -154,7 +151,7 @@ ROWS = tuple(Row(name, PHASES, NIX_OPTIONS[name]) for name in sorted(NIX_OPTIONS
     Row('activation_timeout', (ACTIVATE,), {'type': 'int', 'default': 240}),
     Row('lock_timeout', (ACTIVATE,), {'type': 'int', 'default': 60}),
     Row('profile', (ACTIVATE,), dict(_PATH)),
-    Row('health_checks', (ACTIVATE,), _options.HEALTH_CHECKS),
+    Row('health_checks', (ACTIVATE,), _health_kinds.HEALTH_CHECKS),
     Row('reboot', (ACTIVATE,), {'type': 'str', 'default': 'never', 'choices': list(_options.REBOOT_MODES)}),
     Row('reboot_timeout', (ACTIVATE,), {'type': 'int', 'default': 600}),
     Row('pre_switch_checks', (ACTIVATE,), {'type': 'bool', 'default': True}),
@@ -186,12 +183,12 @@ def spec(module):
     """The argument spec entries of ``module``'s table options, and the flag."""
     out = {FLAG: dict(FLAG_SPEC)}
     for row in rows(module) + FACT_ROWS.get(module, ()):
-        entry = dict(row.spec)
+        option_spec = dict(row.spec)
         if row.old_option:
-            entry['aliases'] = [row.old_option]
-            entry['deprecated_aliases'] = [{'name': row.old_option, 'version': REMOVED_IN,
-                                            'collection_name': COLLECTION}]
-        out[row.option] = entry
+            option_spec['aliases'] = [row.old_option]
+            option_spec['deprecated_aliases'] = [{'name': row.old_option, 'version': REMOVED_IN,
+                                                  'collection_name': COLLECTION}]
+        out[row.option] = option_spec
     return out
 
 
@@ -219,25 +216,25 @@ class Filled(object):
     """A task's arguments with the options it left unset filled from the
     host's variables, and which per-host options are each host's own."""
 
-    def __init__(self, args, own, deprecations):
+    def __init__(self, args, own_options, deprecations):
         self.args = args
         # per-host options whose value is this host's own: a batch computes
         # each other host's from that host's variables (for_host)
-        self.own = frozenset(own)
+        self.own_options = frozenset(own_options)
         self.deprecations = deprecations
 
     def shared(self, args):
         """``args`` with each host's own options unset: what the batch's
         hosts share (part of the batch key)."""
-        return dict((k, None if k in self.own else v) for k, v in args.items())
+        return dict((k, None if k in self.own_options else v) for k, v in args.items())
 
     def for_host(self, args, module, host_vars):
         """``args`` (this host's validated arguments) as another host's task
-        would have them: each option in ``own`` is that host's value, its
+        would have them: each option in ``own_options`` is that host's value, its
         spec's default when it has none."""
         out = dict(args)
         for row in rows(module) + FACT_ROWS.get(module, ()):
-            if row.option in self.own:
+            if row.option in self.own_options:
                 value = row.host_value(host_vars)
                 out[row.option] = row.default if _unset(value) else value
         return out
@@ -248,7 +245,7 @@ def fill(module, args, variables, render, from_vars):
     leaves unset taken from ``variables`` (a variable rendered by ``render``,
     as a task argument would be): every row with ``from_vars`` (the flag),
     the ``inventory`` and ``fact`` rows always. Returns a Filled."""
-    merged, own, deprecations = dict(args), set(), []
+    merged, own_options, deprecations = dict(args), set(), []
     for row in rows(module):
         if row.old_option and row.old_option in merged:
             deprecations.append(_deprecation('the option %s is deprecated: use %s'
@@ -261,12 +258,12 @@ def fill(module, args, variables, render, from_vars):
             # an argument templated from this host's own variable or fact
             # (compared as given, as cheap as it gets): each host's own
             if row.scope == 'host' and given == row.host_value(variables):
-                own.add(row.option)
+                own_options.add(row.option)
             continue
         if not (from_vars or row.inventory or row.fact):
             continue
         if row.scope == 'host':
-            own.add(row.option)
+            own_options.add(row.option)
         if row.fact:
             value = row.host_value(variables)
             if value is not None:
@@ -279,7 +276,7 @@ def fill(module, args, variables, render, from_vars):
             deprecations.append(_deprecation('the variable %s is deprecated: use %s'
                                              % (row.old, row.variable)))
         merged[row.option] = render(value)
-    return Filled(merged, own, deprecations)
+    return Filled(merged, own_options, deprecations)
 
 
 def _deprecation(msg):

@@ -7,10 +7,6 @@ what the action plugin of the same name validates its task arguments
 against. Built from the option table (``_role_vars.spec``), ``_options`` and
 ``_record_stats`` only."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _options, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import (
     KEYS_UPLOAD_AT, NIX_OPTIONS)

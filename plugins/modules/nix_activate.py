@@ -3,10 +3,6 @@
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 module: nix_activate
 short_description: Activate a Nix system on a target, with magic rollback
@@ -66,8 +62,8 @@ description:
   - "A rolled-back host is a failed host. The task fails with C(<host>: rolled back: <reason>)
     and the result keys RV(rolled_back), RV(phase) and RV(connection_lost) tell programs why."
   - "Health checks (O(health_checks)) run after the activation and before the confirmation:
-    C(command) (POSIX sh on the target), C(http) (a request from the controller) and C(unit) (a
-    systemd unit that must be active). The first check that fails all its tries means the new
+    C(command) (POSIX sh on the target), C(http) (a request from the controller), C(tcp) (a
+    connection from the controller) and C(unit) (a systemd unit that must be active). The first check that fails all its tries means the new
     system is not confirmed: the task rejects it and the watchdog rolls it back at once (without
     magic rollback, O(auto_rollback) rolls it back). The host fails with RV(phase=checks), the
     check's name and its last output. With magic rollback the watchdog's window is
@@ -210,8 +206,8 @@ options:
         description:
           - A POSIX sh command run on the target over the task's connection (with its become);
             exit code 0 means healthy. Its output (stdout and stderr) is kept for the report.
-          - Exactly one of O(health_checks[].command), O(health_checks[].http) and
-            O(health_checks[].unit).
+          - Exactly one of O(health_checks[].command), O(health_checks[].http),
+            O(health_checks[].tcp) and O(health_checks[].unit).
         type: str
       http:
         description:
@@ -251,6 +247,22 @@ options:
             type: str
             choices: [none, same_host]
             default: none
+      tcp:
+        description:
+          - A TCP connection made from the controller; healthy when the port accepts it within
+            O(health_checks[].timeout) (it is closed at once, nothing is sent).
+        type: dict
+        suboptions:
+          port:
+            description:
+              - The port that must accept connections.
+            type: int
+            required: true
+          host:
+            description:
+              - The host name or address to connect to. Defaults to the address Ansible's
+                connection reaches the host at (C(ansible_host), else the inventory name).
+            type: str
       unit:
         description:
           - A systemd unit that must be active (C(systemctl is-active) on the target, NixOS).
@@ -640,7 +652,7 @@ health_checks:
           description: The check's name.
           type: str
         kind:
-          description: V(command), V(http) or V(unit).
+          description: V(command), V(http), V(tcp) or V(unit).
           type: str
         ok:
           description: Whether it passed.

@@ -4,10 +4,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Documentation and argument spec: the work is done by the action plugin of the same name."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
-
 DOCUMENTATION = r'''
 module: nix_keys
 short_description: Upload secret files (keys) to a target, outside the Nix store

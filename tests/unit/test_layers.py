@@ -20,9 +20,10 @@ PKG = 'ansible_collections.nixdeploy.fleet.plugins'
 STAGES = ('common', 'nix', 'host', 'task', 'inventory', 'evaluation', 'builds', 'copy', 'keys',
           'activation', 'publish', 'report')
 # the modules' surface: argument specs, the option table and the options it
-# shares, the phases, platforms and goals, record_stats, the modules' main()
-MODULE_UTILS = ('_module.py', '_options.py', '_phases.py', '_platforms.py', '_record_stats.py',
-                '_role_vars.py', '_specs.py')
+# shares, the health check kinds, the phases, platforms and goals,
+# record_stats, the modules' main()
+MODULE_UTILS = ('_health_kinds.py', '_module.py', '_options.py', '_phases.py', '_platforms.py',
+                '_record_stats.py', '_role_vars.py', '_specs.py')
 # what ansible-doc and ansible-test load of a module: its file, its doc
 # fragments and module_utils
 SURFACE = ('modules', 'doc_fragments')
@@ -271,3 +272,48 @@ def test_no_platform_name_is_compared_outside_the_platform_table():
                 if said:
                     wrong.append('%s:%d compares %s' % (name, node.lineno, ', '.join(said)))
     assert wrong == []
+
+
+# ---------------------------------------------------------------- one way to run a program
+# The only runners of a program on a target: the Host's ``sh``, which puts a
+# time limit on every call, and the activation's session over it, which also
+# reads what the program reported. Nothing takes a runner of its own
+# (a ``run_sh`` callable) or wraps ``sh`` in another signature.
+RUNNERS = {('plugin_utils.host._host', 'Host.sh'),
+           ('plugin_utils.activation._activation_task', 'HostSession.sh')}
+
+
+def _defs(tree):
+    """(qualified name, function node) of every function in ``tree``."""
+    def walk(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                yield prefix + child.name, child
+                yield from walk(child, prefix + child.name + '.')
+            elif isinstance(child, ast.ClassDef):
+                yield from walk(child, prefix + child.name + '.')
+            else:
+                yield from walk(child, prefix)
+    return walk(tree, '')
+
+
+def _runner_name(name):
+    return name == 'sh' or name.endswith('_sh')
+
+
+def test_a_program_on_a_host_runs_only_through_host_sh():
+    runners, takers = set(), []
+    for name, tree in _trees():
+        for qualified, node in _defs(tree):
+            if _runner_name(qualified.rsplit('.', 1)[-1]):
+                runners.add((name, qualified))
+            args = node.args
+            takers.extend('%s %s takes %s' % (name, qualified, arg.arg)
+                          for arg in args.posonlyargs + args.args + args.kwonlyargs
+                          if _runner_name(arg.arg))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Lambda):
+                takers.extend('%s:%d a lambda takes %s' % (name, node.lineno, arg.arg)
+                              for arg in node.args.args if _runner_name(arg.arg))
+    assert runners == RUNNERS
+    assert takers == []

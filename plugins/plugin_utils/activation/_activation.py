@@ -94,18 +94,18 @@ class Activation:
         task = self._task
         args, session, timeline = task.args, task.session, task.timeline
         target_run = self._target_run
-        magic = _activation_result.magic_applies(args, task.goal)
+        magic_rollback = _activation_result.magic_applies(args, task.goal)
         # the watchdog's window leaves the checks all their tries
-        budget = _health_checks.budget(args['health_checks']) if magic else 0
-        deadline = target_run.deadline(magic, budget)
+        budget = _health_checks.budget(args['health_checks']) if magic_rollback else 0
+        deadline = target_run.deadline(magic_rollback, budget)
         run, values, log, failure = target_run.launch(
-            'activate', magic, confirm_timeout=args['confirm_timeout'] + budget)
+            'activate', magic_rollback, confirm_timeout=args['confirm_timeout'] + budget)
         if failure:
             failure['phase'] = 'activate'
             return failure, ''
         detach = (values or {}).get('detach')
         unit = (values or {}).get('unit') or None
-        values, log, problem = target_run.follow(run, magic, deadline, values, log)
+        values, log, problem = target_run.follow(run, magic_rollback, deadline, values, log)
         timeline.add_run('activate', values)
         state = values.get('state')
         summary, not_run = None, None
@@ -130,7 +130,7 @@ class Activation:
                                                     timeline.elapsed(), run)
         # no confirmation in time: the new system could not be reached
         unconfirmed = values.get('cause') == 'unconfirmed'
-        res.update(magic_rollback=magic, detached_with=detach, unit=unit,
+        res.update(magic_rollback=magic_rollback, detached_with=detach, unit=unit,
                    lost_connections=session.lost,
                    connection_lost=unconfirmed or (session.lost > 0 and bool(problem)))
         if not_run:

@@ -138,12 +138,12 @@ def with_fault(host, msg, phase=None):
     return '%s. What failed: %s' % (lead, msg)
 
 
-def finished(values, magic):
+def finished(values, magic_rollback):
     """Whether the task can stop following a run."""
     state = values.get('state', 'starting')
     if state in _programs.TERMINAL_STATES:
         return True
-    return magic and state == _programs.AWAITING
+    return magic_rollback and state == _programs.AWAITING
 
 
 def diff_for(previous_path, new_path, previous_gen=None):

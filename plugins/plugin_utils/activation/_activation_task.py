@@ -42,15 +42,16 @@ class ConnectionLost(NixdeployError):
 
 
 class HostSession:
-    """The host (plugin_utils/host/_host.py ``Host``) as nix_activate uses
-    it: ``sh`` runs a target program over its connection, with become and a
-    time limit, ``new_login`` makes the next one log in anew;
+    """The host (``host``: plugin_utils/host/_host.py ``Host``) as
+    nix_activate uses it: ``sh`` runs one of its target programs over the
+    host's connection, with become and a time limit, and reads what it
+    reported; ``new_login`` makes the next one log in anew;
     ``lost`` counts the connections the task lost (its result's
     ``lost_connections``); ``dropped`` keeps the notes of the values the
     target reported that were not what they must be (each once)."""
 
     def __init__(self, host, display):
-        self._host = host
+        self.host = host
         self._display = display
         self.lost = 0
         self.dropped = []
@@ -65,7 +66,7 @@ class HostSession:
     def new_login(self):
         """Drop the ssh master: the next command logs in anew."""
         try:
-            drop_master(self._host.connection)
+            drop_master(self.host.connection)
         except Exception as exc:  # pylint: disable=broad-except
             self.note('connection reset failed: %s' % exc)
 
@@ -76,7 +77,7 @@ class HostSession:
         ConnectionLost when the connection fails or gives no answer within
         ``timeout`` seconds."""
         try:
-            rc, stdout, stderr = self._host.sh(script, sudoable=True, timeout=timeout)
+            rc, stdout, stderr = self.host.sh(script, sudoable=True, timeout=timeout)
         except NoAnswer as exc:
             # A session over a link that died never ends by itself: let the
             # next command open a fresh connection instead.
@@ -89,8 +90,13 @@ class HostSession:
         stdout = script.output(stdout)
         out = {'rc': rc, 'stdout': stdout, 'stderr': stderr}
         values, log = script.parse(stdout)
-        self.dropped.extend(note for note in values.dropped if note not in self.dropped)
+        self.keep_dropped(values.dropped)
         return out, values, log
+
+    def keep_dropped(self, notes):
+        """Keep ``notes`` (of values a program reported that were not what
+        they must be), each once."""
+        self.dropped.extend(note for note in notes if note not in self.dropped)
 
 
 class Timeline:

@@ -29,18 +29,18 @@ class DetachedRun:
         self._session = task.session
         self._timeline = task.timeline
 
-    def deadline(self, magic, budget=0):
+    def deadline(self, magic_rollback, budget=0):
         """When following a run gives up (``budget``: the health checks')."""
         args = self._task.args
         # lock waits (the profile's, then the platform's own switch lock),
-        # activation, and (magic) confirmation window, the health checks'
-        # budget, plus the rollback's own activation
+        # activation, and (with magic rollback) confirmation window, the
+        # health checks' budget, plus the rollback's own activation
         total = 2 * args['lock_timeout'] + args['activation_timeout'] + 30
-        if magic:
+        if magic_rollback:
             total += args['activation_timeout'] + args['confirm_timeout'] + budget
         return time.time() + total
 
-    def launch(self, mode, magic, **overrides):
+    def launch(self, mode, magic_rollback, **overrides):
         """Start a run and wait (in the same session) up to LAUNCH_WAIT s for
         it to end or await its confirmation. Returns (run, values, log,
         failure); values is None when the connection was lost after the
@@ -50,8 +50,9 @@ class DetachedRun:
         task = self._task
         args = task.args
         run = '%d-%s' % (int(time.time()), uuid.uuid4().hex[:8])
-        params = dict(path=args['path'] or '', goal=task.goal, magic=magic,
-                      auto=args['auto_rollback'], confirm_timeout=args['confirm_timeout'],
+        params = dict(path=args['path'] or '', goal=task.goal, magic_rollback=magic_rollback,
+                      auto_rollback=args['auto_rollback'],
+                      confirm_timeout=args['confirm_timeout'],
                       activation_timeout=args['activation_timeout'],
                       lock_timeout=args['lock_timeout'], generation=args['generation'],
                       wait=LAUNCH_WAIT, reactivate=args['reactivate'])
@@ -74,12 +75,12 @@ class DetachedRun:
                                    'msg': script_error(out, values)}
         return run, values, log, None
 
-    def follow(self, run, magic, deadline, values=None, log=''):
+    def follow(self, run, magic_rollback, deadline, values=None, log=''):
         """Follow a run until it is done (or awaits its confirmation when
-        ``magic``); lost connections are retried until ``deadline``."""
+        ``magic_rollback``); lost connections are retried until ``deadline``."""
         session = self._session
         values, lost, dead_looks = values or {}, None, 0
-        while not (values and _activation_result.finished(values, magic)):
+        while not (values and _activation_result.finished(values, magic_rollback)):
             if time.time() > deadline:
                 why = 'gave up following the activation after %ds in state %s' % (
                     int(self._timeline.elapsed()), values.get('state', 'unknown'))
@@ -89,7 +90,7 @@ class DetachedRun:
             try:
                 _out, seen, seen_log = session.sh(
                     _programs.poll_script(self._task.platform, run, wait=POLL_WAIT,
-                                          stop_awaiting=magic, **self._task.where()),
+                                          stop_awaiting=magic_rollback, **self._task.where()),
                     timeout=POLL_WAIT + LOOK_TIMEOUT)
             except ConnectionLost as exc:
                 lost = str(exc)
@@ -102,7 +103,7 @@ class DetachedRun:
             if seen.get('state'):
                 values, log = seen, seen_log
             dead_looks = dead_looks + 1 if seen.get('alive') is False else 0
-            if dead_looks >= 3 and not _activation_result.finished(values, magic):
+            if dead_looks >= 3 and not _activation_result.finished(values, magic_rollback):
                 return values, log, ('the activation run on the target died in state %s'
                                      % values.get('state', 'starting'))
         return values, log, None
@@ -182,7 +183,7 @@ class DetachedRun:
         # no generation: the newest one before the current (the runner picks)
         run, values, log, failure = self.launch(
             'rollback', False, goal=goal, generation=generation,
-            drop_generation=drop_generation, why=why, auto=True)
+            drop_generation=drop_generation, why=why, auto_rollback=True)
         if failure:
             self._timeline.add('rollback', start, 'failed')
             return {'rolled_back': False, 'rollback_reason': why,

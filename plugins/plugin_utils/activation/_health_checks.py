@@ -4,39 +4,32 @@
 """Health checks: is a host fine on its new system? (nix_activate runs them
 after the activation and before the confirmation.)
 
-A check has a ``name``, exactly one of ``command`` (POSIX sh run on the
-target), ``http`` (a request made from the controller) or ``unit`` (a
-systemd unit that must be active: ``systemctl is-active`` on the target),
-and ``retries`` (tries after the first, as Ansible's ``until``), ``interval``
-and ``timeout`` (seconds). Checks run in order; the first that fails all its
+A check has a ``name``, exactly one kind (the table of kinds, with each
+kind's spec and its try: module_utils/_health_kinds.py) and ``retries``
+(tries after the first, as Ansible's ``until``), ``interval`` and
+``timeout`` (seconds). Checks run in order; the first that fails all its
 tries fails the host and the rest are not run.
 
-This module needs no connection: what runs on the target goes through a
-``run_sh(script, timeout) -> (rc, stdout, stderr)`` callable its caller
-passes in (``_health_run.HealthChecks``: the task's session, over a fresh
-login); it may raise when the host cannot be reached: that try failed.
+A kind tried on the target gives its command; this file runs it there in
+target/health-check.sh with the host's ``sh`` (plugin_utils/host/_host.py
+``Host.sh``: the task's connection and become, with a time limit): a try
+that gets no answer within it fails. A kind tried from the controller makes its try
+itself, given the host's ``address``.
 """
 
-import re
-import shlex
 import time
-from urllib.error import HTTPError
-from urllib.parse import urljoin, urlsplit
 
+from ansible.errors import AnsibleConnectionFailure
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.common.text.converters import to_text
-from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import (
-    HEALTH_CHECK_SPEC, HEALTH_KINDS)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._health_kinds import (
+    HEALTH_CHECK_SPEC, HEALTH_KINDS, KINDS, seconds)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._redact import text as redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import NoAnswer
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import render
-
-# redirects one try follows at most (urllib's own limit)
-MAX_REDIRECTS = 10
-_DEFAULT_PORTS = {'http': 80, 'https': 443}
-
 
 # What of a check's last output a result keeps (its end: where errors are).
 OUTPUT_LINES = 20
@@ -71,22 +64,10 @@ def problems(checks):
             return '%s: interval must be 0 or more seconds' % label
         if check['timeout'] <= 0:
             return '%s: timeout must be more than 0 seconds' % label
-        for kind in ('command', 'unit'):
-            if check.get(kind) is not None and not check[kind].strip():
-                return '%s: %s must not be empty' % (label, kind)
-        if check.get('unit') is not None and re.search(r'\s', check['unit'].strip()):
-            return '%s: unit must be one unit name, got %r' % (label, check['unit'])
-        http = check.get('http')
-        if http is not None:
-            if not re.match(r'(?i)https?://[^/\s]', http['url']):
-                return '%s: http.url must be an http:// or https:// URL, got %r' % (label, http['url'])
-            if not 100 <= http['status'] <= 599:
-                return '%s: http.status must be an HTTP status code' % label
-            if http.get('body') is not None:
-                try:
-                    re.compile(http['body'])
-                except re.error as exc:
-                    return '%s: http.body is not a valid regular expression: %s' % (label, exc)
+        kind = kind_of(check)
+        problem = KINDS[kind].problem(check[kind])
+        if problem:
+            return '%s: %s' % (label, problem)
     return None
 
 
@@ -137,28 +118,24 @@ def budget(checks):
 
 
 def command_script(command, timeout):
-    """The program a ``command`` check sends (target/health-check.sh):
+    """The program a try on the target sends (target/health-check.sh):
     ``command`` run by ``sh -c`` in its own process group, stopped after
     ``timeout`` seconds."""
     ticks = max(1, int(float(timeout) * 5 + 0.999))
     return render('health-check.sh', {'CHECK': command, 'TICKS': ticks})
 
 
-def unit_command(unit):
-    """The command a ``unit`` check runs: is the unit active?"""
-    return 'systemctl is-active -- %s' % shlex.quote(unit.strip())
-
-
 def parse_try(program, rc, stdout, stderr):
-    """(rc of the check, timed_out, output) from what ``program`` (a
-    ``command_script``) printed; rc None when it did not report (the session
-    failed). Only the program's own lines before its log are values: the
-    check's output, printed after them, never is one."""
+    """(rc of the check, timed_out, output, dropped) from what ``program``
+    (a ``command_script``) printed; rc None when it did not report (the
+    session failed); ``dropped``: the notes of values it reported that were
+    not what they must be. Only the program's own lines before its log are
+    values: the check's output, printed after them, never is one."""
     values, output = program.parse(stdout)
     if 'rc' in values:
-        return values['rc'], values.get('timed_out', False), output
+        return values['rc'], values.get('timed_out', False), output, list(values.dropped)
     return None, False, '\n'.join(part for part in (stdout, stderr) if part).strip() or (
-        'the check script gave no answer (exit code %s)' % rc)
+        'the check script gave no answer (exit code %s)' % rc), list(values.dropped)
 
 
 def truncate(output):
@@ -173,130 +150,66 @@ def truncate(output):
     return text
 
 
-def _target_try(check, command, run_sh):
+def shown(detail):
+    """Why a try failed, as results and messages show it: part of it may be
+    the target's words (a redirect's address, an error it caused), so every
+    control character is escaped and every credential masked."""
+    return None if detail is None else redact(printable(detail))
+
+
+class Watch:
+    """What the caller of ``run_checks`` is told: each try (``tried``), a
+    try on the target whose host gave no answer (``lost``: a lost
+    connection), and the notes of values a try's program reported that
+    were not what they must be (``dropped``). This one is told nothing."""
+
+    def tried(self, check, number, ok, detail):
+        pass
+
+    def lost(self, exc):
+        pass
+
+    def dropped(self, notes):
+        pass
+
+
+def _target_try(check, command, host, watch):
     timeout = check['timeout']
     program = command_script(command, timeout)
     try:
-        rc, stdout, stderr = run_sh(program, timeout + SESSION_GRACE)
-    except Exception as exc:  # pylint: disable=broad-except
-        # whatever kept the answer away (a lost connection), this try failed
+        rc, stdout, stderr = host.sh(program, sudoable=True, timeout=timeout + SESSION_GRACE)
+    except (NoAnswer, AnsibleConnectionFailure) as exc:
+        watch.lost(exc)
         return False, 'no answer from the host: %s' % exc, ''
-    check_rc, timed_out, output = parse_try(program, rc, stdout, stderr)
+    except Exception as exc:  # pylint: disable=broad-except
+        # whatever else kept the answer away, this try failed
+        return False, 'no answer from the host: %s' % exc, ''
+    check_rc, timed_out, output, dropped = parse_try(program, rc, stdout, stderr)
+    if dropped:
+        watch.dropped(dropped)
     if check_rc is None:
         return False, 'the check did not run (exit code %s)' % rc, output
     if timed_out:
-        return False, 'timed out after %ss' % _seconds(timeout), output
+        return False, 'timed out after %ss' % seconds(timeout), output
     if check_rc != 0:
         return False, 'exit code %d' % check_rc, output
     return True, None, output
 
 
-def _origin(url):
-    """(scheme, host, port) of ``url``, the default port filled in; None when
-    it has no host or a port that is not one."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if not parts.hostname or scheme not in _DEFAULT_PORTS:
-        return None
-    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+def _try(check, kind, host, watch):
+    """One try of ``check`` (of ``kind``, its row): (ok, detail, output)."""
+    row, value = KINDS[kind], check[kind]
+    if row.command is not None:
+        return _target_try(check, row.command(value), host, watch)
+    return row.attempt(value, check['timeout'], host.address)
 
 
-def _origin_text(origin):
-    if origin is None:
-        return "the check's own host"
-    scheme, host, port = origin
-    return '%s://%s:%d' % (scheme, '[%s]' % host if ':' in host else host, port)
-
-
-def _shown(url):
-    """A URL from the target's answer, as a message shows it: credentials
-    masked, every control character escaped, quoted."""
-    return "'%s'" % redact(printable(url))
-
-
-def _ask(url, http, timeout, opener):
-    """One GET of ``url``, never following a redirect (follow_redirects
-    'none': urllib raises a 3xx as an HTTPError, which is the answer here).
-    (status, headers, body), or raises what kept the answer away."""
-    try:
-        # use_netrc off: the controller's own netrc logins are not the target's to receive
-        answer = opener(url, method='GET', timeout=timeout, validate_certs=http['validate_certs'],
-                        http_agent='nixdeploy.fleet', follow_redirects='none', use_netrc=False)
-        return answer.getcode(), answer.headers, answer.read()
-    except HTTPError as exc:
-        try:
-            body = exc.read()
-        except Exception:  # pylint: disable=broad-except
-            body = b''
-        return exc.code, exc.headers, body
-
-
-def _http_try(check, opener):
-    """One try of an http check. A redirect is an answer of the target, and
-    following it would make the controller (an AWX pod, a CI runner inside a
-    network the target is not in) fetch an address the target chose and put
-    what it says into results and reports. So a 3xx is never followed
-    unless the check says ``follow_redirects: same_host``, and then only to
-    the same scheme, host and port as the check's own URL; otherwise it is
-    the answer, compared with ``status`` as any other (a check that wants a
-    302 gets it), and a failure says where it was sent."""
-    http = check['http']
-    wanted, allowed = http['status'], http.get('follow_redirects') or 'none'
-    origin = _origin(http['url'])
-    url, followed = http['url'], 0
-    while True:
-        try:
-            status, headers, body = _ask(url, http, check['timeout'], opener)
-        except Exception as exc:  # pylint: disable=broad-except
-            # refused, timed out, bad certificate, name not found: no answer
-            return False, 'no answer from %s: %s' % (
-                url if not followed else _shown(url), printable(exc)), ''
-        location = headers.get('Location') if headers is not None and 300 <= status < 400 else None
-        if location is None or status == wanted:
-            break
-        target = urljoin(url, location.strip())
-        if allowed != 'same_host':
-            why = 'not followed (follow_redirects: none)'
-        elif origin is None or _origin(target) != origin:
-            why = 'not followed: not %s (follow_redirects: same_host)' % _origin_text(origin)
-        elif followed >= MAX_REDIRECTS:
-            why = 'not followed: more than %d redirects' % MAX_REDIRECTS
-        else:
-            url, followed = target, followed + 1
-            continue
-        text = to_text(body or b'', errors='surrogate_or_replace')
-        return False, 'HTTP %s (wanted %s): redirected to %s, %s' % (
-            status, wanted, _shown(target), why), text
-    text = to_text(body or b'', errors='surrogate_or_replace')
-    if status != wanted:
-        return False, 'HTTP %s (wanted %s)' % (status, wanted), text
-    if http.get('body') is not None and not re.search(http['body'], text):
-        return False, 'HTTP %s but the body does not match %r' % (status, http['body']), text
-    return True, None, text
-
-
-def open_url(url, **kwargs):
-    """ansible.module_utils.urls.open_url, imported on first use: importing it
-    (ssl, http.client, email) is a cost the controller's main process would
-    pay for every deploy when it loads nix_activate, with HTTP checks or not
-    (docs/benchmarks.md, "Overhead")."""
-    from ansible.module_utils.urls import open_url as _open_url
-    return _open_url(url, **kwargs)
-
-
-def _seconds(value):
-    return int(value) if float(value).is_integer() else value
-
-
-def run_check(check, run_sh, opener=open_url, sleep=time.sleep, clock=time.time,
-              on_try=None):
-    """Try one check until it passes or its tries are spent. Returns
-    {name, kind, ok, tries, detail (why the last try failed), output (the
-    end of the last try's output), duration}."""
+def run_check(check, host, watch=None, sleep=time.sleep, clock=time.time):
+    """Try one check on ``host`` (a ``Host``: its ``sh`` and ``address``)
+    until it passes or its tries are spent, telling ``watch`` (a ``Watch``).
+    Returns {name, kind, ok, tries, detail (why the last try failed), output
+    (the end of the last try's output), duration}."""
+    watch = watch or Watch()
     kind = kind_of(check)
     started = clock()
     tries, ok, detail, output = 0, False, None, ''
@@ -304,13 +217,9 @@ def run_check(check, run_sh, opener=open_url, sleep=time.sleep, clock=time.time,
         if attempt:
             sleep(check['interval'])
         tries += 1
-        if kind == 'http':
-            ok, detail, output = _http_try(check, opener)
-        else:
-            command = check['command'] if kind == 'command' else unit_command(check['unit'])
-            ok, detail, output = _target_try(check, command, run_sh)
-        if on_try is not None:
-            on_try(check, tries, ok, detail)
+        ok, detail, output = _try(check, kind, host, watch)
+        detail = shown(detail)
+        watch.tried(check, tries, ok, detail)
         if ok:
             break
     return {'name': check['name'], 'kind': kind, 'ok': ok, 'tries': tries,
@@ -318,16 +227,14 @@ def run_check(check, run_sh, opener=open_url, sleep=time.sleep, clock=time.time,
             'duration': round(clock() - started, 2)}
 
 
-def run_checks(checks, run_sh, opener=open_url, sleep=time.sleep, clock=time.time,
-               on_try=None):
-    """Run ``checks`` in order, stopping at the first that fails. Returns
-    {ok, checks (one result per check run), failed (the failed result or
-    None), not_run (names after a failure), duration, msg}."""
+def run_checks(checks, host, watch=None, sleep=time.sleep, clock=time.time):
+    """Run ``checks`` in order on ``host``, stopping at the first that fails.
+    Returns {ok, checks (one result per check run), failed (the failed
+    result or None), not_run (names after a failure), duration, msg}."""
     started = clock()
     results, failed = [], None
     for check in checks:
-        result = run_check(check, run_sh, opener=opener, sleep=sleep, clock=clock,
-                           on_try=on_try)
+        result = run_check(check, host, watch=watch, sleep=sleep, clock=clock)
         results.append(result)
         if not result['ok']:
             failed = result

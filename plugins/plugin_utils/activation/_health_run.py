@@ -9,14 +9,13 @@ by the caller: its watchdog rolls back at once)."""
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _health_checks
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_task import (
-    ConnectionLost)
 
 
-class HealthChecks:
-    """The health checks of one task (``task``: an ``ActivateTask``);
-    ``target_run`` (a ``DetachedRun``) undoes an unguarded activation whose
-    checks failed. ``summary``: the last run's summary, None before one."""
+class HealthChecks(_health_checks.Watch):
+    """The health checks of one task (``task``: an ``ActivateTask``), run on
+    its host (the session's ``host``) and told each try; ``target_run`` (a
+    ``DetachedRun``) undoes an unguarded activation whose checks failed.
+    ``summary``: the last run's summary, None before one."""
 
     def __init__(self, task, target_run):
         self._task = task
@@ -31,7 +30,7 @@ class HealthChecks:
             return None
         start = time.time()
         self._task.session.new_login()
-        summary = _health_checks.run_checks(checks, self._check_sh, on_try=self._on_try)
+        summary = _health_checks.run_checks(checks, self._task.session.host, watch=self)
         self._task.timeline.add('checks', start, 'ok' if summary['ok'] else 'failed')
         self.summary = summary
         return summary
@@ -55,17 +54,16 @@ class HealthChecks:
         res.update(undone)
         return res
 
-    def _check_sh(self, script, timeout):
-        """run_sh for the health checks: (rc, stdout, stderr) of ``script``."""
-        session = self._task.session
-        try:
-            out, _values, _log = session.sh(script, timeout=timeout)
-        except ConnectionLost:
-            session.count_lost()
-            session.new_login()
-            raise
-        return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
-
-    def _on_try(self, check, number, ok, detail):
+    # ------------------------------------------------------------ what the checks tell
+    def tried(self, check, number, ok, detail):
         self._task.session.note('health check %r, try %d: %s' % (
             check['name'], number, 'ok' if ok else detail), verbosity=2)
+
+    def lost(self, _exc):
+        """A try got no answer: the connection is lost, the next try logs in anew."""
+        session = self._task.session
+        session.count_lost()
+        session.new_login()
+
+    def dropped(self, notes):
+        self._task.session.keep_dropped(notes)

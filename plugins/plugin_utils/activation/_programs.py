@@ -133,10 +133,10 @@ def _backup(spec, backup_extension):
     return (name, backup_extension) if name and backup_extension else ('', '')
 
 
-def runner_program(platform, run, mode, path='', goal=None, magic=None, auto=None,
-                   confirm_timeout=None, activation_timeout=None, lock_timeout=None,
-                   generation=None, no_check=False, drop_generation=None, why=None,
-                   install_bootloader=None, backup_extension=None, reactivate=None,
+def runner_program(platform, run, mode, path='', goal=None, magic_rollback=None,
+                   auto_rollback=None, confirm_timeout=None, activation_timeout=None,
+                   lock_timeout=None, generation=None, no_check=False, drop_generation=None,
+                   why=None, install_bootloader=None, backup_extension=None, reactivate=None,
                    root_key=None):
     """activate-runner.sh with its values: the detached run itself. An
     option left None is the option table's default (module_utils/_role_vars.py);
@@ -144,7 +144,8 @@ def runner_program(platform, run, mode, path='', goal=None, magic=None, auto=Non
     ``root_key``: the file name of the copy's GC root of ``path``
     (``_copy.root_key_of``), released once the profile holds ``path``."""
     goal = goal_row(_option('goal', None)) if goal is None else goal
-    magic, auto = _option('magic_rollback', magic), _option('auto_rollback', auto)
+    magic_rollback = _option('magic_rollback', magic_rollback)
+    auto_rollback = _option('auto_rollback', auto_rollback)
     confirm_timeout, activation_timeout, lock_timeout = _option(
         'confirm_timeout', confirm_timeout), _option('activation_timeout', activation_timeout), \
         _option('lock_timeout', lock_timeout)
@@ -162,7 +163,7 @@ def runner_program(platform, run, mode, path='', goal=None, magic=None, auto=Non
         'ROLLBACK_MOVES': moves_profile(platform, rollback_goal),
         'CURRENT_WHEN': goal.current,
         'ACTIVE_GOALS': ' '.join(row.name for row in GOALS.values() if row.records_active),
-        'MAGIC': magic, 'AUTO': auto,
+        'MAGIC': magic_rollback, 'AUTO': auto_rollback,
         'CONFIRM_TIMEOUT': int(confirm_timeout),
         'ACTIVATION_TIMEOUT': int(activation_timeout),
         'LOCK_TIMEOUT': int(lock_timeout),
@@ -202,7 +203,7 @@ def launch_script(platform, run, mode, profile=None, remote_nix_dir=None, wait=0
     NIXOS_NO_CHECK=1, NixOS's override of its pre-switch checks; a rollback
     deletes ``drop_generation`` once it succeeded and records ``why``)."""
     values = _session(platform, profile, remote_nix_dir)
-    values.update(_poll(wait, _option('magic_rollback', runner.get('magic'))))
+    values.update(_poll(wait, _option('magic_rollback', runner.get('magic_rollback'))))
     values.update(RUN=run, RUNNER=runner_program(platform, run, mode, **runner),
                   SYSTEMD_DIR=SYSTEMD_DIR, UNIT_PREFIX=UNIT_PREFIX)
     return render(_SESSION + ['activate-launch.sh', _POLL], values)

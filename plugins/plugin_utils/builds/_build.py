@@ -196,7 +196,7 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False,
     """Build ``drvs`` in one store. Returns {drv: {would_build, would_fetch,
     built, error}} where ``error`` carries the builder's log tail.
 
-    ``progress(drv, answer)``: told of each system as soon as its outputs
+    ``progress(drv, outcome)``: told of each system as soon as its outputs
     are in the store, while the others still build (``_Watch``).
 
     ``local`` (the controller's builds: ``_build_platforms.LocalBuilds``)

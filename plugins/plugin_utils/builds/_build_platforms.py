@@ -37,10 +37,10 @@ _MAX_DEPTH = 8
 def _setting(data, name):
     """A setting's value from ``config show --json``: {name: {value, ...}}
     (every Nix from 2.8 on, Lix), or the bare value."""
-    entry = data.get(name)
-    if isinstance(entry, dict) and 'value' in entry:
-        return entry['value']
-    return entry
+    setting = data.get(name)
+    if isinstance(setting, dict) and 'value' in setting:
+        return setting['value']
+    return setting
 
 
 def _words(value):
@@ -61,19 +61,19 @@ def builder_systems(value, this_system, read_file=_read_file, depth=0):
     whitespace, the second the machine's systems (``a,b``; absent or ``-``:
     the local system). A list of sets."""
     found = []
-    for entry in (value or '').replace(';', '\n').split('\n'):
-        entry = entry.split('#', 1)[0].strip()
-        if not entry:
+    for machine in (value or '').replace(';', '\n').split('\n'):
+        machine = machine.split('#', 1)[0].strip()
+        if not machine:
             continue
-        if entry.startswith('@'):
+        if machine.startswith('@'):
             if depth < _MAX_DEPTH:
                 try:
-                    text = read_file(entry[1:].strip())
+                    text = read_file(machine[1:].strip())
                 except (IOError, OSError):
                     continue
                 found += builder_systems(text, this_system, read_file, depth + 1)
             continue
-        fields = entry.split()
+        fields = machine.split()
         if len(fields) > 1 and fields[1] not in ('', '-'):
             found.append(set(s for s in fields[1].split(',') if s))
         else:
@@ -197,12 +197,12 @@ class LocalBuilds:
     def message(self, drv, refused):
         """The failure of the system ``drv`` whose closure holds the refused
         derivations ``refused`` ({drv: system})."""
-        own = self.system_of(drv)
+        drv_system = self.system_of(drv)
         systems = sorted(set(refused.values()))
-        if own in systems:
+        if drv_system in systems:
             others = len([d for d in refused if d != drv])
             what = 'its system %s is for %s%s' % (
-                drv, own, ' (and so %s %d more derivation%s it needs that %s not built yet)'
+                drv, drv_system, ' (and so %s %d more derivation%s it needs that %s not built yet)'
                 % (('is', others, '', 'is') if others == 1 else ('are', others, 's', 'are'))
                 if others else '')
         else:

@@ -4,7 +4,7 @@
 """The build of a play batch: each host's system built as soon as the host
 asks, its answer given as soon as its own system is built.
 
-Hosts that ask together share a wave (``run/_stream.Service``): ONE ``nix
+Hosts that ask together share a wave (``task/_stream.Service``): ONE ``nix
 build`` on the controller for the wave's systems (Nix shares and
 parallelises their common dependencies), or for builder-built systems the
 builders probed once per wave and the systems spread over the healthy ones,
@@ -49,18 +49,18 @@ class BuildStage(object):
                     if name in answered:
                         continue
                     answered.add(name)
-                entry = dict(entries[name])
-                entry['result'] = dict((k, v) for k, v in entry['result'].items()
-                                       if not k.startswith('_'))
-                put(name, entry)
+                host_entry = dict(entries[name])
+                host_entry['result'] = dict((k, v) for k, v in host_entry['result'].items()
+                                            if not k.startswith('_'))
+                put(name, host_entry)
 
         drvs = self.drvs(entries)
         give([n for n in entries if n not in drvs])
         builder = _build.Builder(self.opts, self.args.get('timeout'))
         here, remote = [], []
-        for name, entry in sorted(entries.items()):
+        for name, host_entry in sorted(entries.items()):
             if drvs.get(name):
-                (here if entry['request']['build_on'] == _build.CONTROLLER else remote).append(name)
+                (here if host_entry['request']['build_on'] == _build.CONTROLLER else remote).append(name)
         for names, build in ((here, self._build_here), (remote, self._build_remote)):
             if not names:
                 continue
@@ -78,24 +78,24 @@ class BuildStage(object):
         evaluator slots (one process for the whole wave kept the others'
         cores idle and took no slot)."""
         drvs, to_eval = {}, {}
-        for name, entry in entries.items():
-            if entry['request']['drv']:
-                drvs[name] = entry['request']['drv']
+        for name, host_entry in entries.items():
+            if host_entry['request']['drv']:
+                drvs[name] = host_entry['request']['drv']
             else:
-                to_eval[name] = entry['request']['eval']
+                to_eval[name] = host_entry['request']['eval']
         if to_eval:
             found = {}
             # put() is called from the evaluators' threads: one key each
             stage_of(self.opts, {}).evaluate(to_eval, found.__setitem__)
             for name in to_eval:
                 # evaluate() answers every host it is given (failures too)
-                entry = found[name]
-                answer = entry.get('answer') or {}
-                error = entry.get('error') or answer.get('error')
+                evaluation = found[name]
+                evaluated = evaluation.get('answer') or {}
+                error = evaluation.get('error') or evaluated.get('error')
                 if error:
                     entries[name]['error'] = error
                 else:
-                    drvs[name] = answer['drv_path']
+                    drvs[name] = evaluated['drv_path']
         return drvs
 
     # ------------------------------------------------------------ controller
@@ -110,16 +110,16 @@ class BuildStage(object):
         for name in names:
             by_drv.setdefault(drvs[name], []).append(name)
 
-        def progress(drv, answer):
+        def progress(drv, outcome):
             # this system is built while the wave's others still build
             done = by_drv.get(drv) or []
-            self._answer(_build.Builder(self.opts, self.args.get('timeout')), done, drvs,
-                         entries, graph, {drv: answer})
+            self._fill_results(_build.Builder(self.opts, self.args.get('timeout')), done, drvs,
+                               entries, graph, {drv: outcome})
             give(done)
 
-        answers = _build.build_group(builder, wanted, graph, check_mode=self.check_mode,
-                                     local=local, progress=progress)
-        self._answer(builder, names, drvs, entries, graph, answers)
+        outcomes = _build.build_group(builder, wanted, graph, check_mode=self.check_mode,
+                                      local=local, progress=progress)
+        self._fill_results(builder, names, drvs, entries, graph, outcomes)
 
     # ------------------------------------------------------------ builders
     def _build_remote(self, builder, names, drvs, entries, give):
@@ -134,9 +134,9 @@ class BuildStage(object):
         done = [n for n in names
                 if outs[drvs[n]] and not any(p in missing for p in outs[drvs[n]])]
         if done:
-            answers = dict((drvs[n], {'built': False, 'would_build': [], 'would_fetch': []})
-                           for n in done)
-            self._answer(builder, done, drvs, entries, graph, answers)
+            outcomes = dict((drvs[n], {'built': False, 'would_build': [], 'would_fetch': []})
+                            for n in done)
+            self._fill_results(builder, done, drvs, entries, graph, outcomes)
             give(done)
         names = [n for n in names if n not in done]
         asked = []
@@ -189,15 +189,15 @@ class BuildStage(object):
         wanted = sorted(set(drvs[n] for n in names))
         try:
             if self.check_mode:
-                answers = _build.remote_plan(builder, wanted, graph, store_args, env)
+                outcomes = _build.remote_plan(builder, wanted, graph, store_args, env)
             else:
                 builder.copy_derivations(wanted, uri, env)
-                answers = _build.build_group(builder, wanted, graph, store_args, env)
-                built = [p for d in wanted if 'error' not in answers[d]
+                outcomes = _build.build_group(builder, wanted, graph, store_args, env)
+                built = [p for d in wanted if 'error' not in outcomes[d]
                          for p in _build.outputs_of(graph, d)]
                 if built:
                     builder.fetch(built, uri, env)
-            self._answer(builder, names, drvs, entries, graph, answers)
+            self._fill_results(builder, names, drvs, entries, graph, outcomes)
         except Exception as exc:  # pylint: disable=broad-except
             # a thread's exception would be lost: each host says it instead
             for name in names:
@@ -205,24 +205,24 @@ class BuildStage(object):
         give(names)
 
     # ------------------------------------------------------------ answers
-    def _answer(self, builder, names, drvs, entries, graph, answers):
+    def _fill_results(self, builder, names, drvs, entries, graph, outcomes):
         """Each host's result from its system's answer; GC roots and closure
         sizes on the controller. Hosts already answered are left as they are."""
         ok_outs, mine = [], []
         for name in names:
             drv = drvs[name]
             result = entries[name]['result']
-            if drv not in answers or result.get('_answered'):
+            if drv not in outcomes or result.get('_answered'):
                 continue
             result['_answered'] = True
             mine.append(name)
-            answer = answers[drv]
+            outcome = outcomes[drv]
             out = _build.outputs_of(graph, drv)[0]
-            result.update({'drv_path': drv, 'out_path': out, 'built': answer['built'],
-                           'would_build': answer['would_build'],
-                           'would_fetch': answer['would_fetch']})
-            if 'error' in answer:
-                entries[name]['error'] = answer['error']
+            result.update({'drv_path': drv, 'out_path': out, 'built': outcome['built'],
+                           'would_build': outcome['would_build'],
+                           'would_fetch': outcome['would_fetch']})
+            if 'error' in outcome:
+                entries[name]['error'] = outcome['error']
             elif not self.check_mode:
                 root = _build.gc_root_path(self.args['gc_root_dir'], name)
                 # exist_ok: the builders' threads may get here at once

@@ -290,11 +290,11 @@ def probe_all(names, hostvars, opts, min_free_mb, timeout=PROBE_TIMEOUT):
 
     def work(name):
         try:
-            answer = probe(specs[name], opts, min_free_mb, timeout)
+            probed = probe(specs[name], opts, min_free_mb, timeout)
         except Exception as exc:  # pylint: disable=broad-except
-            answer = Probed(name, 'probe failed: %s' % exc, specs[name])
+            probed = Probed(name, 'probe failed: %s' % exc, specs[name])
         with lock:
-            found[name] = answer
+            found[name] = probed
 
     threads = [threading.Thread(target=work, args=(n,), name='nixdeploy-probe-%d' % i)
                for i, n in enumerate(sorted(specs))]

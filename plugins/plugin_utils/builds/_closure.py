@@ -66,11 +66,11 @@ def walk(graph, top, edges='references', known_only=False):
         item = todo.pop()
         if item in seen:
             continue
-        entry = graph.get(item)
-        if known_only and not entry:
+        info = graph.get(item)
+        if known_only and not info:
             continue
         seen.add(item)
-        todo.extend((entry or {}).get(edges) or [])
+        todo.extend((info or {}).get(edges) or [])
     return seen
 
 

@@ -277,10 +277,10 @@ class Cascade:
             able = [r for r in unseeded[site] if self._can_send(r)]
             return (able or unseeded[site])[0]
         # 2. the sender's own site
-        own = [r for r in candidates if self.site(r) == self.site(sender)]
-        if own:
-            able = [r for r in own if self._can_send(r)]
-            return (able or own)[0]
+        same_site = [r for r in candidates if self.site(r) == self.site(sender)]
+        if same_site:
+            able = [r for r in same_site if self._can_send(r)]
+            return (able or same_site)[0]
         # 3. other sites are served by their own holders: stay off their links
         return None
 
@@ -344,8 +344,8 @@ def simulate(cascade, outcome=None, max_rounds=1000):
             break
         started = list(cascade.inflight.values())
         for hop in started:
-            answer = outcome(hop, len(rounds)) if outcome else OK
-            kind, reason = answer if isinstance(answer, tuple) else (answer, '')
+            hop_outcome = outcome(hop, len(rounds)) if outcome else OK
+            kind, reason = hop_outcome if isinstance(hop_outcome, tuple) else (hop_outcome, '')
             cascade.finished(hop, kind, reason)
         rounds.append(started)
     return rounds

@@ -55,25 +55,25 @@ class CascadeCopy:
         stage = self.stage
         args, host = stage.args, stage.host
         shared = stage.filled.shared(args)
-        own = _request(args['path'], 'cascade', args['remote_nix_dir'])
+        request = _request(args['path'], 'cascade', args['remote_nix_dir'])
 
         def compute(hosts):
             return {'hosts': self._run_cascade(hosts)}
 
-        entry, _data, _here = stage.from_batch(
+        host_entry, _data, _here = stage.from_batch(
             'copy', [dict((k, v) for k, v in args.items() if k not in PER_HOST),
-                     [shared.get(k) for k in PER_HOST], bool(stage.diff)], compute, own)
-        if entry is None:
+                     [shared.get(k) for k in PER_HOST], bool(stage.diff)], compute, request)
+        if host_entry is None:
             out = stage.copy(mode='push')
             out.update(mode='cascade', copied_from='controller' if out['paths_sent'] else None,
                        sent_to=[], hop_errors=[])
             return out
-        out = dict(entry.get('result') or {})
+        out = dict(host_entry.get('result') or {})
         missing = out.pop('missing', None)
-        if entry.get('error'):
+        if host_entry.get('error'):
             # a cascade hop's error carries the target's words: through the one message rule
-            out.update(failed=True, msg=host_message(host, entry['error']), phase='copy',
-                       connection_lost=bool(entry.get('connection_lost')))
+            out.update(failed=True, msg=host_message(host, host_entry['error']), phase='copy',
+                       connection_lost=bool(host_entry.get('connection_lost')))
             return out
         if out.get('hop_errors'):
             out['warnings'] = (out.get('warnings') or []) + [
@@ -89,16 +89,16 @@ class CascadeCopy:
         cascade mode, whose system the controller holds."""
         stage = self.stage
         args, task_vars = stage.args, stage.task_vars
-        own_name = task_vars.get('inventory_hostname')
+        this_host = task_vars.get('inventory_hostname')
         # raises for a non-ssh connection: this host's task fails saying so
-        own_target = stage.target.require_ssh()
+        this_target = stage.target.require_ssh()
         peers, requests = [], {}
         in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
         # a host that failed before this task (its evaluation, its build)
         # is in no hop: its store gets nothing of the batch's
         active = set(play_batch(task_vars))
         for name in hosts:
-            if name != own_name and name not in active:
+            if name != this_host and name not in active:
                 continue
             hostvars = with_facts(vars_of(task_vars, name), in_flight.get(name))
             request = _peer_request(stage.filled.for_host(args, _role_vars.COPY, hostvars),
@@ -106,13 +106,13 @@ class CascadeCopy:
             if request is None:
                 continue
             try:
-                target = own_target if name == own_name else self._target_of(
-                    name, hostvars, own_target)
+                target = this_target if name == this_host else self._target_of(
+                    name, hostvars, this_target)
             except StoreError:
                 continue  # its own task reports the bad connection vars
             # a hop only to a host whose key is checked: any other is refused by
             # its own task, or (its opt-out) gets a push from it
-            checked = not stage.unchecked if name == own_name else _host_key_judge.peer_checked(
+            checked = not stage.unchecked if name == this_host else _host_key_judge.peer_checked(
                 stage.connection, hostvars, target)
             if not checked:
                 continue
@@ -123,10 +123,10 @@ class CascadeCopy:
                 remote_nix_dir=request['remote_nix_dir']))
         run = _peer.CascadeCopy(stage.opts, peers, stage.settings)
         entries = run.run()
-        for name, entry in entries.items():
-            entry['request'] = requests[name]
+        for name, host_entry in entries.items():
+            host_entry['request'] = requests[name]
             if stage.diff:
-                entry['result']['missing'] = [p['path'] for p in run.by_name[name].missing]
+                host_entry['result']['missing'] = [p['path'] for p in run.by_name[name].missing]
         return entries
 
     def _target_of(self, name, hostvars, own_target):

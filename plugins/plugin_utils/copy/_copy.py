@@ -69,6 +69,18 @@ def probe_script(remote_nix_dir=None, paths=None, peer_facts=True, root_key=None
     })
 
 
+def probe_target(target, paths, remote_nix_dir=None, root_key=None, root_path=None,
+                 sudoable=False):
+    """The probe (a receiver's facts only) for ``paths`` on ``target`` (its
+    ``Host``: over the task's connection; ``sudoable``: with its become),
+    the paths on its stdin; ``root_key`` and ``root_path`` as for
+    ``probe_script``. (rc, stdout, stderr, facts: ``parse_probe``'s)."""
+    program = probe_script(remote_nix_dir, peer_facts=False, root_key=root_key,
+                           root_path=root_path)
+    rc, out, err = target.sh(program, in_data='\n'.join(paths) + '\n', sudoable=sudoable)
+    return rc, out, err, parse_probe(out, program)
+
+
 def root_key_of(host):
     """The file name of ``host``'s GC root on a target (copy and activation)."""
     return file_name(host)
@@ -155,8 +167,8 @@ def is_trusted(facts):
         return True
     user = facts.get('user')
     groups = set(facts.get('groups') or [])
-    for entry in facts.get('trusted_users') or []:
-        if entry == '*' or entry == user or (entry.startswith('@') and entry[1:] in groups):
+    for trusted in facts.get('trusted_users') or []:
+        if trusted == '*' or trusted == user or (trusted.startswith('@') and trusted[1:] in groups):
             return True
     return False
 

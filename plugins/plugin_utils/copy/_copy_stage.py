@@ -238,12 +238,12 @@ class CopyStage:
                                        'listing': _closure.listing(infos, p)})
                                   for n, p in wanted.items() if infos.get(p))}
 
-        entry, _data, _here = self.from_batch(
+        host_entry, _data, _here = self.from_batch(
             'closure', [_nix.options_of(args), self.filled.shared(args).get('path')], compute,
             {'path': path})
-        if entry is None:
+        if host_entry is None:
             return None
-        return entry['listing']
+        return host_entry['listing']
 
     def _closure(self, path, mode):
         caches = self.args['caches']
@@ -270,10 +270,9 @@ class CopyStage:
         connection); ``root_path``: plant the copy's GC root of it first."""
         host, remote_nix_dir = self.host, self.args['remote_nix_dir']
         # this host only receives: no cascade sender's facts
-        probe = _copy.probe_script(remote_nix_dir, peer_facts=False,
-                                   root_key=host if root_path else None, root_path=root_path)
-        rc, out, err = self.target.sh(probe, in_data='\n'.join(paths) + '\n')
-        facts = _copy.parse_probe(out, probe)
+        rc, out, err, facts = _copy.probe_target(self.target, paths, remote_nix_dir,
+                                                 root_key=host if root_path else None,
+                                                 root_path=root_path)
         if facts is None:
             where = remote_nix_dir or 'PATH and the known locations (%s)' % ', '.join(
                 KNOWN_NIX_DIRS)

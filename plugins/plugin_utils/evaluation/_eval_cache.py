@@ -244,9 +244,9 @@ class EvalCache:
         ``~/.cache``) + ``/nixdeploy-eval``, beside the inventory's cache
         (``~/.cache/nixdeploy-inventory``); ``environ``: os.environ if None."""
         environ = os.environ if environ is None else environ
-        own = environ.get(ENV)
-        if own:
-            return os.path.expanduser(own)
+        configured = environ.get(ENV)
+        if configured:
+            return os.path.expanduser(configured)
         base = environ.get('XDG_CACHE_HOME') or os.path.join(
             environ.get('HOME') or os.path.expanduser('~'), '.cache')
         return os.path.join(base, 'nixdeploy-eval')

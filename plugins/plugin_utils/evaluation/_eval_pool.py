@@ -200,12 +200,12 @@ class EvalPool(object):
                 return
             self._evaluate(piece)
 
-    def _give(self, key, answer):
+    def _give(self, key, result):
         with self._lock:
             if key in self._delivered:
                 return
             self._delivered.add(key)
-        self._deliver(key, answer)
+        self._deliver(key, result)
 
     # ------------------------------------------------------------ one process
     def _evaluate(self, piece):

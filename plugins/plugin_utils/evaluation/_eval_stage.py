@@ -108,27 +108,27 @@ class EvalStage(object):
                     'from_cache': sum(len(hosts_of[k]) for k in hits),
                     'evaluated': sum(len(hosts_of[k]) for k in misses)}
 
-        def give(host, entry):
+        def give(host, host_entry):
             with self._lock:
                 left[0] -= 1
                 if left[0] == 0:
                     # the batch's last answer: its figures are final
-                    entry = dict(entry, batch=figures())
-            put(host, entry)
+                    host_entry = dict(host_entry, batch=figures())
+            put(host, host_entry)
 
-        def deliver(key, answer, from_cache=False):
-            if not from_cache and 'error' not in answer and key in cache_keys:
-                self.cache.put(cache_keys[key], answer)
+        def deliver(key, result, from_cache=False):
+            if not from_cache and 'error' not in result and key in cache_keys:
+                self.cache.put(cache_keys[key], result)
             source = self.pinned[by_key[key]['flake']]
             for host in hosts_of[key]:
-                give(host, {'request': requests[host], 'answer': answer,
+                give(host, {'request': requests[host], 'answer': result,
                             'from_cache': from_cache, 'source': source.provenance,
                             'notes': self._notes(source)})
 
-        for host, entry in failed.items():
-            give(host, entry)
-        for key, answer in hits.items():
-            deliver(key, answer, from_cache=True)
+        for host, host_entry in failed.items():
+            give(host, host_entry)
+        for key, result in hits.items():
+            deliver(key, result, from_cache=True)
         if misses:
             by_flake = {}
             for key in misses:
@@ -285,7 +285,8 @@ def own_entry(opts, args, task, hosts, host, request):
 def batch_entry(action, args, opts, kind='eval'):
     """This host's entry of its play batch's evaluation (started by the
     first of the batch's hosts to ask, in a detached process: task/_stream.py),
-    as soon as it is known: (entry, started here, the batch's hosts).
+    as soon as it is known: (the entry, started here, the batch's hosts,
+    this host's own request).
 
     ``action``: a NixdeployAction whose task evaluates (nix_eval, or
     nix_build without a derivation)."""
@@ -296,7 +297,7 @@ def batch_entry(action, args, opts, kind='eval'):
     def resolve(flake):
         return flake_ref(flake, base_dir)
 
-    own = normalised(host_request(host, args, task_vars, resolve))
+    request = normalised(host_request(host, args, task_vars, resolve))
     hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(task), task_vars)
     # Not part of the key: flake and attr. Where they are each host's own
     # variables (_role_vars.Filled) the batch's process reads them per host;
@@ -329,33 +330,33 @@ def batch_entry(action, args, opts, kind='eval'):
         return stage_of(opts, args).evaluate(requests, put_with, failed)
 
     here = stream.start(work)
-    entry = stream.entry(host)
+    host_entry = stream.entry(host)
     # Not the answer to this host's own request: the batch formed another
     # (from the first host's values), or could not form one from them (an
     # entry with no request; this host's own was formed above, so the
     # batch's failure is not this host's)
-    if entry.get('request') != own:
-        first = entry.get('batch')
-        entry = own_entry(opts, args, task, hosts, host, own)
+    if host_entry.get('request') != request:
+        first = host_entry.get('batch')
+        host_entry = own_entry(opts, args, task, hosts, host, request)
         if first is not None:
             # this host completed the batch: its figures stay counted
-            entry = dict(entry, batch=added_figures(first, entry.get('batch')))
-    answer = entry.get('answer') or {}
-    if 'error' in entry or not answer or 'error' in answer:
+            host_entry = dict(host_entry, batch=added_figures(first, host_entry.get('batch')))
+    evaluated = host_entry.get('answer') or {}
+    if 'error' in host_entry or not evaluated or 'error' in evaluated:
         # a host whose own evaluation failed has no system a batch may copy
         record_facts(C.DEFAULT_LOCAL_TMP, hosts, {host: None})
     elif not _own_requests(action, args):
-        record_facts(C.DEFAULT_LOCAL_TMP, hosts, {host: facts_of(answer)})
-    return entry, here, hosts, own
+        record_facts(C.DEFAULT_LOCAL_TMP, hosts, {host: facts_of(evaluated)})
+    return host_entry, here, hosts, request
 
 
 def _own_requests(action, args):
     """Whether the batch's process forms each host's request from that
     host's own variables: ``flake``, ``attr`` and ``platform`` each unset or
-    filled from the host's own variable (``_role_vars.Filled.own``), not a
-    value the task templated for the first host."""
-    own = action.filled.own
-    return all(args.get(name) in (None, '') or name in own
+    filled from the host's own variable (``_role_vars.Filled.own_options``),
+    not a value the task templated for the first host."""
+    filled_from_own = action.filled.own_options
+    return all(args.get(name) in (None, '') or name in filled_from_own
                for name in ('flake', 'attr', 'platform'))
 
 
@@ -380,14 +381,14 @@ def _recording(hosts, put):
     its worker does not see yet (_batch.with_facts). A host's own answer
     (``own_entry``) comes later and replaces what the batch's process kept
     for it."""
-    def put_with_facts(name, entry):
-        put(name, entry)
-        answer = entry.get('answer') or {}
-        if answer and 'error' not in answer:
-            record_facts(C.DEFAULT_LOCAL_TMP, hosts, {name: facts_of(answer)})
+    def put_with_facts(name, host_entry):
+        put(name, host_entry)
+        evaluated = host_entry.get('answer') or {}
+        if evaluated and 'error' not in evaluated:
+            record_facts(C.DEFAULT_LOCAL_TMP, hosts, {name: facts_of(evaluated)})
     return put_with_facts
 
 
-def facts_of(answer):
+def facts_of(evaluated):
     """The facts a host's evaluation sets."""
-    return {'nix_drv_path': answer['drv_path'], 'nix_out_path': answer['out_path']}
+    return {'nix_drv_path': evaluated['drv_path'], 'nix_out_path': evaluated['out_path']}

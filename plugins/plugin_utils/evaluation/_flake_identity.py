@@ -34,15 +34,15 @@ def identity(data):
             return None
     # every node the flake's own lock file decides must be as it is there:
     # one Nix locked anew (a stale flake.lock) could lock otherwise next time
-    own = _reachable(locks, root, set())
-    if own is None:
+    decided = _reachable(locks, root, set())
+    if decided is None:
         return None
-    if len(own) > 1:
+    if len(decided) > 1:
         written = _read_lock_file(data, locked)
         if written is None:
             return None
         written_nodes = written.get('nodes') or {}
-        for name in own - set([root]):
+        for name in decided - set([root]):
             theirs = written_nodes.get(name)
             if not isinstance(theirs, dict) or \
                     theirs.get('locked') != nodes[name].get('locked'):

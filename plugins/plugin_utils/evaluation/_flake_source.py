@@ -208,8 +208,8 @@ def impure_config(runner):
     if not isinstance(data, dict):
         return 'the Nix configuration could not be read'
     for name in IMPURE_CONFIG:
-        entry = data.get(name)
-        value = entry.get('value') if isinstance(entry, dict) else entry
+        setting = data.get(name)
+        value = setting.get('value') if isinstance(setting, dict) else setting
         if value not in (None, False, '', [], {}):
             return u'the Nix configuration sets %s' % name
     # pure-eval is not read here: Nix 2.8 reports false by default, and a

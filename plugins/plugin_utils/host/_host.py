@@ -20,6 +20,7 @@ opt-out let it go on (``JUDGED``), and our defaults only add timeouts and
 BatchMode.
 """
 
+import functools
 import os
 import re
 import shlex
@@ -211,18 +212,9 @@ class Host:
             raise StoreError('%s: connection %r is not ssh; nix_copy_closure copies '
                              'over ssh-ng only' % (name or 'target', transport))
 
-        def opt(*names):
-            for option in names:
-                try:
-                    value = connection.get_option(option)
-                except KeyError:
-                    continue
-                if value not in (None, ''):
-                    return value
-            return None
-
+        opt = functools.partial(_connection_option, connection)
         pc = getattr(connection, '_play_context', None)
-        host = opt('host', 'remote_addr') or getattr(pc, 'remote_addr', None) or name
+        host = connection_address(connection, name)
         become_plugin = getattr(connection, 'become', None)
         become_user = become_method = None
         if become_plugin is not None:
@@ -322,6 +314,16 @@ class Host:
         out = reply['out']
         return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
 
+    @property
+    def address(self):
+        """Where Ansible's connection reaches this host (``ansible_host``,
+        else its inventory name), as given: read from the connection of a
+        task's own host, whatever its kind (a health check tried from the
+        controller asks it there)."""
+        if self.__dict__.get('_pending') is not None:
+            return connection_address(self.connection, self.name)
+        return self.host
+
     # ------------------------------------------------------------ over plain ssh
     @property
     def destination(self):
@@ -419,6 +421,26 @@ class Host:
 
     def __repr__(self):
         return 'Host(%s)' % (self.name if self._pending is not None else self.destination)
+
+
+def _connection_option(connection, *names):
+    """The first of ``names`` an Ansible connection has a value for, or None."""
+    for option in names:
+        try:
+            value = connection.get_option(option)
+        except KeyError:
+            continue
+        if value not in (None, ''):
+            return value
+    return None
+
+
+def connection_address(connection, name):
+    """The address an Ansible ``connection`` reaches its host at (``name``:
+    the inventory name, its default)."""
+    play_context = getattr(connection, '_play_context', None)
+    return (_connection_option(connection, 'host', 'remote_addr')
+            or getattr(play_context, 'remote_addr', None) or name)
 
 
 def _bare_host(host, name):

@@ -247,8 +247,8 @@ _OWN = '_nixdeploy_own_master'
 def _ssh_args(connection):
     """The connection's ssh_args as the job set them (without our ControlPath)."""
     value = _option(connection, 'ssh_args')
-    own = getattr(connection, _OWN, None)
-    return own['original'] if own and value == own['value'] else value
+    master = getattr(connection, _OWN, None)
+    return master['original'] if master and value == master['value'] else value
 
 
 def judged(connection, problems):
@@ -295,8 +295,8 @@ def ssh_master(connection):
     """The control socket of the master this task's ssh connection opened
     or rides (own_master), when one is open; None otherwise (not judged,
     no master, paramiko): nix copy then logs in by itself."""
-    own = getattr(connection, _OWN, None)
-    path = own and own['path']
+    master = getattr(connection, _OWN, None)
+    path = master and master['path']
     return path if path and os.path.exists(path) else None
 
 

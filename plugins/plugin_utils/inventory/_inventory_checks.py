@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The checks of every value from the flake that reaches ssh (issue 35).
+"""The checks of every value from the flake that reaches ssh.
 
 The flake's data is untrusted: any module of any input can set a node's
 address, user, port or deploy-rs ``sshOpts``. Ansible hands ``ansible_host``

@@ -45,14 +45,14 @@ def colmena_fields(raw, name, node, inv_fields, configured):
         origin['user'] = (inv_fields.get('origin') or {}).get('user', 'inventory')
     else:
         user, origin['user'] = 'root', "colmena's default targetUser"
-    own = {
+    node_fields = {
         'address': address,
         'user': user,
         'port': port_number(dep.get('targetPort'), origin['port']),
         'tags': str_list(dep.get('tags')),
         'origin': origin,
     }
-    fields = merge_fields(own, inv_fields)
+    fields = merge_fields(node_fields, inv_fields)
     fields['platform'] = DEFAULT_PLATFORM
     known = (raw.get('configurations') or {}).get(PLATFORMS[DEFAULT_PLATFORM]['output'], [])
     configuration = inv_fields.get('configuration') or name

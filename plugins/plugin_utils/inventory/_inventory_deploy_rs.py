@@ -58,14 +58,14 @@ def deploy_rs_fields(raw, name, node, inv_fields, configured):
         user, user_from = generic.get('sshUser'), 'deploy.sshUser'
     if not user:
         user, user_from = opts_user, opts_from
-    own = {
+    node_fields = {
         'address': node.get('hostname'),
         'user': user,
         'port': port,
         'tags': [],
         'origin': {'address': 'hostname', 'user': user_from, 'port': opts_from},
     }
-    fields = merge_fields(own, inv_fields)
+    fields = merge_fields(node_fields, inv_fields)
     profiles = _profiles(list(raw['attribute']), name, node, generic)
     extra['nix_profiles'] = profiles
     if ssh_args:

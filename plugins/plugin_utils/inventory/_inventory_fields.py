@@ -70,13 +70,13 @@ def inventory_fields(node, prefix=''):
     }
 
 
-def merge_fields(own, extra):
+def merge_fields(source_fields, extra):
     """Fields the source gives win; the inventory entry fills the gaps.
     ``origin`` (where each connection field came from) follows the winner."""
     merged = dict(extra or {})
     origin = dict(merged.pop('origin', None) or {})
-    own_origin = own.get('origin') or {}
-    for key, value in own.items():
+    source_origin = source_fields.get('origin') or {}
+    for key, value in source_fields.items():
         if key == 'origin':
             continue
         if key == 'tags':
@@ -85,8 +85,8 @@ def merge_fields(own, extra):
         elif value is not None or key not in merged:
             merged[key] = value
             origin.pop(key, None)
-            if key in own_origin:
-                origin[key] = own_origin[key]
+            if key in source_origin:
+                origin[key] = source_origin[key]
     merged['origin'] = origin
     return merged
 

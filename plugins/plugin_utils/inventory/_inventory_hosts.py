@@ -92,13 +92,13 @@ def _platform(value):
 def _configurations_fields(raw, name, node, inv_fields, configured):
     """(fields, extra host vars) of one system configuration: the platform
     whose output holds it, the inventory entry of its name filling the gaps."""
-    own = {'tags': []}
+    name_fields = {'tags': []}
     if configured and user_at_host(configured) and '@' in name and not inv_fields.get('address'):
         # homeConfigurations."user@host" names its own target
-        own['user'], own['address'] = name.split('@', 1)
-        own['origin'] = {'user': 'the user part of the configuration name user@host',
-                         'address': 'the host part of the configuration name user@host'}
-    fields = merge_fields(own, inv_fields)
+        name_fields['user'], name_fields['address'] = name.split('@', 1)
+        name_fields['origin'] = {'user': 'the user part of the configuration name user@host',
+                                 'address': 'the host part of the configuration name user@host'}
+    fields = merge_fields(name_fields, inv_fields)
     fields.setdefault('address', None)
     fields['platform'] = configured
     fields['configuration'] = name

@@ -109,13 +109,13 @@ def parse(stdout, program):
         words = item.split()
         if len(words) < 2:
             continue  # not reported: the plan says so
-        entry = {'kind': words[0], 'listed': words[1] == '1'}
+        stat = {'kind': words[0], 'listed': words[1] == '1'}
         if words[0] == 'file' and len(words) >= 8:
             # the salted digest (keys-lib.sh), compared only, never returned
-            entry.update(digest=words[2] if _SHA.match(words[2]) else None,
-                         mode=None if words[3] == '-' else words[3],
-                         owner=words[4], group=words[5], uid=words[6], gid=words[7])
-        stats[index] = entry
+            stat.update(digest=words[2] if _SHA.match(words[2]) else None,
+                        mode=None if words[3] == '-' else words[3],
+                        owner=words[4], group=words[5], uid=words[6], gid=words[7])
+        stats[index] = stat
     stale = []
     for _n, item in sorted(numbered.get('stale', [])):
         exists, _sep, path = item.partition(' ')
@@ -189,14 +189,15 @@ def key_diff(key, why, stat):
 class Uploader:
     """Uploads the keys of one call to one target.
 
-    ``run_sh(script, in_data)`` runs sh on the target over the host's
-    connection and returns (rc, stdout, stderr). ``read_src(name)`` reads a
-    controller file. Nothing here ever puts content into a result, a message
-    or a script.
+    ``host`` (plugin_utils/host/_host.py ``Host``) runs each program there:
+    its ``sh``, over the host's connection with the task's become and a time
+    limit, a key's content on its stdin (never an argument, so never in ps
+    or -vvv). ``read_src(name)`` reads a controller file. Nothing here ever
+    puts content into a result, a message or a script.
     """
 
-    def __init__(self, run_sh, read_src, cwd=None, state_dir=None):
-        self.run_sh = run_sh
+    def __init__(self, host, read_src, cwd=None, state_dir=None):
+        self.host = host
         self.read_src = read_src
         self.cwd = cwd
         self.state_dir = state_dir
@@ -205,7 +206,7 @@ class Uploader:
         self.result = {'key_files': {}, 'removed': [], 'changed': False}
 
     def _run(self, script, in_data=None, what='the keys script'):
-        rc, out, err = self.run_sh(script, in_data)
+        rc, out, err = self.host.sh(script, in_data=in_data, sudoable=True)
         values, stats, stale = parse(out, script)
         if rc != 0 or 'error' in values:
             # the target's own words: shown escaped, never obeyed by a terminal
@@ -239,10 +240,10 @@ class Uploader:
             plans.append((key, stat) + plan(key, digests[key.key], stat))
         for key, stat, action, why in plans:
             # no digest here: a result, a diff or a log never carries one
-            entry = {'path': key.path, 'changed': action != 'none',
-                     'user': key.user, 'group': key.group, 'mode': key.mode,
-                     'upload_at': key.upload_at, 'action': action, 'differs': why}
-            result['key_files'][key.key] = entry
+            key_file = {'path': key.path, 'changed': action != 'none',
+                        'user': key.user, 'group': key.group, 'mode': key.mode,
+                        'upload_at': key.upload_at, 'action': action, 'differs': why}
+            result['key_files'][key.key] = key_file
             if action != 'none' and diff:
                 diffs.append(key_diff(key, why, stat))
             if action == 'none':
@@ -261,16 +262,16 @@ class Uploader:
                     in_data=put_input(nonce, contents[key.key]),
                     what='uploading the key')
             except KeysError as exc:
-                entry.update(changed=False, failed=True)
+                key_file.update(changed=False, failed=True)
                 result['changed'] = any(e['changed'] for e in result['key_files'].values())
                 raise KeysError("key '%s' (%s): %s" % (key.key, key.path, exc.message), key.key)
             if values.get('owner_unset'):
                 self.warnings.append("key '%s': %s" % (key.key, values['owner_unset']))
-                entry['owner_unset'] = True
+                key_file['owner_unset'] = True
             if values.get('manifest_failed'):
                 self.warnings.append(values['manifest_failed'])
             if values.get('dir_created'):
-                entry['dir_created'] = values['dir_created']
+                key_file['dir_created'] = values['dir_created']
         # stale entries whose file is gone already only leave the manifest
         remove = [path for path, _exists in stale]
         existing = [path for path, exists in stale if exists]

@@ -5,15 +5,17 @@
 nix_keys and nix_activate (its ``keys`` option, around the activation).
 
 The logic lives in plugin_utils/keys/_keys*.py (specs, content, target scripts);
-this supplies the two things only a controller-side action has: the host's own connection (sh with the key on
-stdin, become when the task has it) and Ansible's file search path with vault
-decryption for ``src``. ``upload`` returns exactly what nix_keys returns.
+this supplies the two things only a controller-side action has: its host
+(``action.target``, whose ``sh`` runs each program over the task's connection)
+and Ansible's file search path with vault decryption for ``src``. ``upload``
+returns exactly what nix_keys returns.
 """
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.utils.display import Display
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import NoAnswer
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys, _keys_target
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
 
@@ -34,13 +36,13 @@ def upload(action, keys, upload_at, prune, check_mode, diff):
         return None
     uploader = None
     try:
-        uploader = _keys_target.Uploader(lambda script, in_data: _sh(action, script, in_data),
-                                         lambda name: read_src(action, name),
+        uploader = _keys_target.Uploader(action.target, lambda name: read_src(action, name),
                                          cwd=action._loader.get_basedir())
         outcome = dict(uploader.run(keys, handled, prune, check_mode=check_mode, diff=diff))
     except _keys.KeysError as exc:
         outcome = failure(action, done_so_far(uploader), key_message(exc, Display().verbosity))
-    except AnsibleConnectionFailure as exc:
+    except (AnsibleConnectionFailure, NoAnswer) as exc:
+        # the connection failed, or a program gave no answer within its time limit
         outcome = failure(action, done_so_far(uploader),
                           'host unreachable while uploading keys: %s' % exc, connection_lost=True)
     if uploader and uploader.warnings:
@@ -72,12 +74,6 @@ def done_so_far(uploader):
     result = dict(uploader.result) if uploader else {'key_files': {}, 'removed': []}
     result.pop('diff', None)
     return result
-
-
-def _sh(action, script, in_data):
-    """Run ``script`` with sh on the target; the key content, if any, is its
-    stdin (never an argument, so never in ps or -vvv)."""
-    return action.target.sh(script, in_data, sudoable=True)
 
 
 def read_src(action, name):

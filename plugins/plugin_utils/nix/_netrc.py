@@ -73,10 +73,10 @@ class Cache(object):
         libcurl sends as the address would (``TOKEN:``)."""
         if not self.has_credential:
             return ''
-        entry = 'machine %s login %s' % (self.host, self.login)
+        line = 'machine %s login %s' % (self.host, self.login)
         if self.password is not None:
-            entry += ' password %s' % self.password
-        return entry + '\n'
+            line += ' password %s' % self.password
+        return line + '\n'
 
     def __repr__(self):  # never the password
         return 'Cache(%r, login=%r)' % (self.uri, self.login)

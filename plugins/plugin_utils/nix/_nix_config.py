@@ -66,5 +66,5 @@ def environment(lines, environ=None):
     if not lines:
         return {}
     environ = os.environ if environ is None else environ
-    own = (environ.get('NIX_CONFIG') or '').rstrip('\n')
-    return {'NIX_CONFIG': '\n'.join(([own] if own.strip() else []) + list(lines)) + '\n'}
+    users = (environ.get('NIX_CONFIG') or '').rstrip('\n')
+    return {'NIX_CONFIG': '\n'.join(([users] if users.strip() else []) + list(lines)) + '\n'}

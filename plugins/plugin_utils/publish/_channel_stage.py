@@ -49,11 +49,11 @@ class ChannelStage:
         self.repo = _channel.repo_location(args['repo'], base_dir)
         self.own_vars = _templated(task_vars, template)
 
-    def entry(self):
+    def host_entry(self):
         """This host's entry: {'result'} or {'error'}, and 'batch' (batch_hosts,
         pushed_here, and the processes when computed here)."""
-        own = self._request(self.host, self.args, self.own_vars)
-        return self._answer(own)
+        request = self._request(self.host, self.args, self.own_vars)
+        return self._entry_for(request)
 
     # ------------------------------------------------------------ requests
     def _vars_of(self, name):
@@ -91,15 +91,15 @@ class ChannelStage:
             # another host's variable that does not template: that host's problem
             return {'error': 'its variables: %s' % exc}
 
-    def _answer(self, own):
+    def _entry_for(self, request):
         """This host's entry, from the batch's work or its own."""
-        if 'error' in own:
-            return own
+        if 'error' in request:
+            return request
         args, host, task_vars = self.args, self.host, self.task_vars
         batch_args = unlink_host_args(args, self.own_vars, PER_HOST_ARGS)
         alone = args['state'] == 'present' and (
             any(batch_args.get(k) not in (None, '') for k in PUSH_SENSITIVE)
-            or self._request(host, batch_args, task_vars['hostvars'][host]) != own)
+            or self._request(host, batch_args, task_vars['hostvars'][host]) != request)
 
         def compute(hosts):
             return self._compute(dict(
@@ -107,22 +107,22 @@ class ChannelStage:
                 for name in hosts))
 
         if alone:
-            data, here = self._compute({host: own}), True
-            entry = data['hosts'][host]
+            data, here = self._compute({host: request}), True
+            host_entry = data['hosts'][host]
         else:
-            entry, data, here = self.from_batch(
+            host_entry, data, here = self.from_batch(
                 'channel', [options_of(args), self.check_mode, self.repo, args['state'],
                             args['force'], args['require_published'],
                             [batch_args.get(k) for k in sorted(PER_HOST_ARGS)],
                             args.get('git_dir')],
                 # the batch saw this host differently (say, it was not yet
                 # published when the batch ran): it moves its ref on its own
-                compute, own, alone=lambda: self._compute({host: own}))
-        entry = dict(entry)
-        entry['batch'] = {'batch_hosts': len(data['hosts']), 'pushed_here': here}
+                compute, request, alone=lambda: self._compute({host: request}))
+        host_entry = dict(host_entry)
+        host_entry['batch'] = {'batch_hosts': len(data['hosts']), 'pushed_here': here}
         if here:
-            entry['batch']['processes'] = data['processes']
-        return entry
+            host_entry['batch']['processes'] = data['processes']
+        return host_entry
 
     # ------------------------------------------------------------ work
     def _compute(self, requests):

@@ -140,14 +140,14 @@ class Publisher:
         """``systems``: store paths. Returns {system: result}; a result has
         ``error`` when the system is not (or would not be) in the cache.
         The cache's login (if any) is in a private netrc while it runs."""
-        own = self.runner.opts
-        with _netrc.nix_options(own, [self._cache]) as opts:
+        given_opts = self.runner.opts
+        with _netrc.nix_options(given_opts, [self._cache]) as opts:
             self.runner.opts = opts
             try:
                 return self._publish(systems, check_mode)
             finally:
                 # the netrc is gone after the block: no call may name it then
-                self.runner.opts = own
+                self.runner.opts = given_opts
 
     def _infos(self, paths, store=None, recursive=False):
         """{path: info or None}: ``nix path-info --json``, read for every Nix."""

@@ -26,7 +26,7 @@ What every nixdeploy action does the same way lives here:
 - ``target``: the task's own host (plugin_utils/host/_host.py ``Host``, the
   one way the controller reaches it), whose ``sh`` runs a target program
   (target/*.sh, rendered by plugin_utils/host/_script.py) over the host's
-  connection (``target_sh`` says the same);
+  connection, with a time limit;
 - host keys: before an action with ``HOST_KEYS`` does anything, and before
   any other runs its first target program, the host's connection is asked
   whether ssh checks the host's key (plugin_utils/host/_host_key_judge.py: Ansible's
@@ -281,10 +281,6 @@ class NixdeployAction(ActionBase):
                                         self._low_level_execute_command, self.judge_host_keys)
         return self._target
 
-    def target_sh(self, script, in_data=None, sudoable=False):
-        """``self.target.sh``: (rc, stdout, stderr) of a rendered target program."""
-        return self.target.sh(script, in_data, sudoable)
-
     @property
     def check_mode(self):
         return bool(self._play_context.check_mode)
@@ -307,10 +303,10 @@ class NixdeployAction(ActionBase):
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
         key = batch_key(kind, self._task._uuid, sorted(hosts), key_parts)
         data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(lambda: compute(hosts))
-        entry = (data.get('hosts') or {}).get(self.host)
-        if entry is None or entry.get('request') != request:
+        host_entry = (data.get('hosts') or {}).get(self.host)
+        if host_entry is None or host_entry.get('request') != request:
             if alone is None:
                 return None, data, here
             data, here = alone(), True
-            entry = data['hosts'][self.host]
-        return entry, data, here
+            host_entry = data['hosts'][self.host]
+        return host_entry, data, here

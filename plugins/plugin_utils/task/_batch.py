@@ -218,8 +218,8 @@ class _WithFacts(object):
     def __getitem__(self, key):
         if key != 'ansible_facts':
             return self._vars[key]
-        own = self._vars.get('ansible_facts') or {}
-        merged = dict(own.items()) if hasattr(own, 'items') else {}
+        known_facts = self._vars.get('ansible_facts') or {}
+        merged = dict(known_facts.items()) if hasattr(known_facts, 'items') else {}
         for name, value in self._facts.items():
             if merged.get(name) in (None, '') and self._vars.get(name) in (None, ''):
                 merged[name] = value

@@ -62,10 +62,10 @@ def gate(path, hosts, active_hosts, max_fail_percentage):
         number = len(batches)
     active = set(active_hosts or ())
     failed = [h for h in previous if h not in active]
-    answer = {'batch': number, 'stop': None, 'failed': failed}
+    verdict = {'batch': number, 'stop': None, 'failed': failed}
     if previous and over_limit(len(failed), len(previous), max_fail_percentage):
-        answer['stop'] = (
+        verdict['stop'] = (
             '%d of %d hosts of batch %d failed (%s), more than max_fail_percentage %s%%: '
             'no further batch starts' % (len(failed), len(previous), number - 1,
                                          ', '.join(failed), max_fail_percentage))
-    return answer
+    return verdict

@@ -90,7 +90,7 @@ def recorded_results(record, variables):
     return results, job_id
 
 
-def phase_stats(earlier, phase, own, host, check_mode=False, job_id=None):
+def phase_stats(earlier, phase, result, host, check_mode=False, job_id=None):
     """What a phase's action returns as ``ansible_stats`` (the shape set_stats
     gives, aggregate and not per host) for its successful result ``own``:
     ``earlier`` holds the registered results of the phases before it. The
@@ -101,8 +101,8 @@ def phase_stats(earlier, phase, own, host, check_mode=False, job_id=None):
         raise InvalidValue('unknown result names %s (%s and job_id are known before %s)'
                            % (', '.join(unknown), ', '.join(before) or 'none', phase))
     results = dict((name, earlier.get(name) or {}) for name in before)
-    results[phase] = own
+    results[phase] = result
     if phase == 'activate':
-        results.update(keys_pre=own.get('keys_pre') or {}, keys_post=own.get('keys_post') or {})
+        results.update(keys_pre=result.get('keys_pre') or {}, keys_post=result.get('keys_post') or {})
     return {'data': custom_stats(results, host, check_mode, job_id),
             'per_host': False, 'aggregate': True}

@@ -152,10 +152,10 @@ class Stream(object):
         stop.set()
         return 0
 
-    def put(self, host, entry):
+    def put(self, host, host_entry):
         """Publish ``host``'s entry (a whole file: a reader never sees half)."""
         path = _entry_path(self.entries_dir, host)
-        write_json(path, entry)
+        write_json(path, host_entry)
         _wakeup.ring(path)
 
     # ------------------------------------------------------------ waiting

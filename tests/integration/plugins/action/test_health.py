@@ -75,8 +75,8 @@ class Fleet(DeployFleet):
     def version(self, version, **per_host):
         """Every configuration at ``version`` (healthy), then per-host knobs."""
         for host in NIXOS:
-            self.flake.set_config(host, version=version, http_status=200, failed_units=[],
-                                  on_activate=GOOD_CONFIG)
+            self.flake.set_config(host, version=version, http_status=200, http_port=80,
+                                  failed_units=[], on_activate=GOOD_CONFIG)
             self.flake.set_config(host, **per_host.get(host, {}))
         self.flake.set_config('h5', version=version)
 
@@ -278,3 +278,50 @@ def test_a_failing_check_that_prints_result_lines_rolls_its_host_back(fleet):
     check = res['health_checks']['checks'][0]
     assert not check['ok'] and '@@nixdeploy rc=0' in check['output'], check
     assert results['h1']['status'] == 'ok' and lab.active('h1') != before['h1'], run
+
+
+# the port the tcp checks ask for, which only h1's version 7 serves
+APP_PORT = 8081
+
+
+def test_a_tcp_port_that_accepts_passes_and_a_closed_one_rolls_its_host_back(fleet):
+    """``tcp`` checks, tried from the controller at each host's address
+    (``ansible_host``, as Ansible's connection reaches it): h1's new system
+    serves its httpd on the checked port, h4's keeps it on port 80, so
+    nothing accepts there. In one run h1 switches, h4 is rolled back."""
+    lab = fleet.lab
+    host_vars = os.path.join(fleet.inventory, 'host_vars')
+    os.makedirs(host_vars, exist_ok=True)
+    written = []
+    for host in ('h1', 'h4'):
+        path = os.path.join(host_vars, '%s.yml' % host)
+        with open(path, 'w') as handle:
+            json.dump({'nix_health_checks': [{'name': 'app-port', 'retries': 2, 'interval': 0.5,
+                                              'timeout': 3, 'tcp': {'port': APP_PORT}}]},
+                      handle)
+        written.append(path)
+    try:
+        fleet.version('7', h1={'http_port': APP_PORT})
+        before = {h: lab.active(h) for h in ('h1', 'h4')}
+        run = fleet.deploy('-l', 'h1,h4')
+    finally:
+        for path in written:
+            os.remove(path)
+    assert run.rc != 0, run
+    results = activate_results(run)
+    one, four = results['h1']['result'], results['h4']['result']
+    assert results['h1']['status'] == 'ok' and one['confirmed'], (one, run)
+    check = one['health_checks']['checks'][0]
+    assert check['kind'] == 'tcp' and check['ok'] and check['tries'] >= 1, check
+    assert lab.active('h1') == one['new']['path'] != before['h1']
+    address = lab.host('h4')['address']
+    assert results['h4']['status'] == 'failed', run
+    assert four['phase'] == 'checks' and four['rolled_back'] and not four['connection_lost'], four
+    assert four['msg'] == ("h4: rolled back: health check 'app-port' failed after 3 tries: "
+                           "no connection to %s:%d: [Errno 111] Connection refused"
+                           % (address, APP_PORT)), four['msg']
+    assert [p['name'] for p in four['phases']] == ['activate', 'checks', 'rollback'], four
+    assert lab.active('h4') == lab.current_system('h4') == before['h4']
+    outcomes = run.outcomes()
+    assert outcomes['h1'] == 'switched', outcomes
+    assert outcomes['h4'].startswith("FAILED: rolled back (health check 'app-port'"), outcomes

@@ -84,7 +84,7 @@ def test_a_batch_sees_each_host_with_its_own_values_side_by_side():
     task = {'path': '/nix/store/a-h1', 'compress': True}
     filled = _role_vars.fill('copy', task, own, lambda value: value, True)
     # host_key_unchecked: a host's own opt-out, read from its variable always
-    assert filled.own == {'copy_mode', 'path', 'remote_nix_dir', 'host_key_unchecked'}
+    assert filled.own_options == {'copy_mode', 'path', 'remote_nix_dir', 'host_key_unchecked'}
     args = filled.args
     hosts = {
         'h2': {'nix_copy_mode': 'substitute', 'nix_compress': False,
@@ -103,5 +103,5 @@ def test_a_batch_sees_each_host_with_its_own_values_side_by_side():
     assert all(filled.shared(args).get(k) is None for k in _role_vars.per_host('copy'))
     # a task that gives one mode for all: every host copies that way
     alike = _role_vars.fill('copy', dict(task, copy_mode='cache'), own, lambda v: v, True)
-    assert 'copy_mode' not in alike.own
+    assert 'copy_mode' not in alike.own_options
     assert alike.for_host(alike.args, 'copy', hosts['h2'])['copy_mode'] == 'cache'

@@ -173,10 +173,10 @@ def test_unchanged_and_lock_failure_report_no_change():
 
 
 def test_finished():
-    assert _activation_result.finished({'state': 'awaiting_confirmation'}, magic=True)
-    assert not _activation_result.finished({'state': 'awaiting_confirmation'}, magic=False)
-    assert not _activation_result.finished({'state': 'running'}, magic=True)
-    assert _activation_result.finished({'state': 'rolled_back'}, magic=False)
+    assert _activation_result.finished({'state': 'awaiting_confirmation'}, magic_rollback=True)
+    assert not _activation_result.finished({'state': 'awaiting_confirmation'}, magic_rollback=False)
+    assert not _activation_result.finished({'state': 'running'}, magic_rollback=True)
+    assert _activation_result.finished({'state': 'rolled_back'}, magic_rollback=False)
 
 
 def test_check_mode_result():

@@ -1,4 +1,5 @@
-"""nix_activate's controller parts (plugin_utils/activation/_activate_*.py) through their
+"""nix_activate's controller parts (plugin_utils/activation/_detached_run.py,
+_health_run.py, _reboot_run.py) through their
 public methods, against the fake target of test_target_scripts.py: the real
 target programs under sh on this machine, a fake nix-env and fake systems.
 What each part sends, in how many sessions, and the phases it records; the

@@ -1,22 +1,28 @@
 """Health checks without a lab: validation, retries, time limits and
-output. ``command`` and ``unit`` checks run their real sh script here with
-the local sh (what a target does with it); ``http`` checks ask a real HTTP
-(and HTTPS) server on 127.0.0.1."""
+output. ``command`` and ``unit`` checks run their real sh script here, with
+the real ``Host.sh`` over a local shell (what a target does with it);
+``http`` checks ask a real HTTP (and HTTPS) server on 127.0.0.1, ``tcp``
+checks connect to real sockets on 127.0.0.1."""
 
 import http.server
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
+from ansible.errors import AnsibleConnectionFailure
 
 from tests.collection import collections_path
+from tests.unit.local_host import local_host, run_here
 
 sys.path.insert(0, collections_path())
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _health_kinds  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
     _health_checks)
 
@@ -35,29 +41,31 @@ class Clock:
         self.now += seconds
 
 
-def local_sh(shell='sh', env=None):
-    """run_sh for checks: the script run by a local shell, as on a target."""
-    calls = []
+class Watch(_health_checks.Watch):
+    """Keeps what the checks tell: each try, each lost connection."""
 
-    def run_sh(script, timeout):
-        calls.append(timeout)
-        proc = subprocess.run([shell, '-c', script], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
-                              env=env, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
+    def __init__(self):
+        self.tries, self.losses = [], []
 
-    run_sh.calls = calls
-    return run_sh
+    def tried(self, check, number, ok, detail):
+        self.tries.append((check['name'], number, ok, detail))
+
+    def lost(self, exc):
+        self.losses.append(exc)
+
+
+def no_target(cmd, sudoable=False, in_data=None):
+    raise AssertionError('this check runs nothing on the target')
 
 
 def checks(*items):
     return _health_checks.validate(list(items))
 
 
-def run(items, run_sh=None, **kwargs):
+def run(items, host=None, **kwargs):
     clock = Clock()
-    summary = _health_checks.run_checks(checks(*items), run_sh or local_sh(), sleep=clock.sleep,
-                                        clock=clock.time, **kwargs)
+    summary = _health_checks.run_checks(checks(*items), host or local_host(),
+                                        sleep=clock.sleep, clock=clock.time, **kwargs)
     return summary, clock
 
 
@@ -75,9 +83,11 @@ def test_defaults_are_filled_in():
 
 
 @pytest.mark.parametrize('items,words', [
-    ([{'name': 'x'}], 'one of the following is required: command, http, unit'),
+    ([{'name': 'x'}], 'one of the following is required: command, http, tcp, unit'),
     ([{'name': 'x', 'command': 'true', 'unit': 'a'}],
-     "health check 'x': parameters are mutually exclusive: command|http|unit"),
+     "health check 'x': parameters are mutually exclusive: command|http|tcp|unit"),
+    ([{'name': 'x', 'tcp': {'port': 22}, 'http': {'url': 'http://h/'}}],
+     "health check 'x': parameters are mutually exclusive: command|http|tcp|unit"),
     ([{'command': 'true'}], 'health check #1: missing required arguments: name'),
     ([{'name': 'x', 'command': 'true', 'retry': 2}], "health check 'x': unknown option retry"),
     ([{'name': 'x', 'http': {'status': 200}}], 'missing required arguments: url'),
@@ -91,6 +101,15 @@ def test_defaults_are_filled_in():
     ([{'name': 'x', 'http': {'url': 'ftp://h/'}}], 'http:// or https://'),
     ([{'name': 'x', 'http': {'url': 'http://h/', 'status': 99}}], 'HTTP status code'),
     ([{'name': 'x', 'http': {'url': 'http://h/', 'body': '('}}], 'not a valid regular expression'),
+    ([{'name': 'x', 'tcp': {'host': 'db1'}}], 'missing required arguments: port'),
+    ([{'name': 'x', 'tcp': {'port': 'ssh'}}], 'port'),
+    ([{'name': 'x', 'tcp': {'port': 0}}],
+     "health check 'x': tcp.port must be a port number (1 to 65535), got 0"),
+    ([{'name': 'x', 'tcp': {'port': 65536}}], 'tcp.port must be a port number'),
+    ([{'name': 'x', 'tcp': {'port': 22, 'host': 'db1 -p 23'}}],
+     "health check 'x': tcp.host must be a host name or an address, got 'db1 -p 23'"),
+    ([{'name': 'x', 'tcp': {'port': 22, 'host': ''}}], 'tcp.host must be a host name'),
+    ([{'name': 'x', 'tcp': {'port': 22, 'url': 'http://h/'}}], 'unknown option'),
     ([{'name': ' ', 'command': 'true'}], 'health check #1: name must not be empty'),
     (['true'], 'health check #1 must be a dict'),
     ({'name': 'x'}, 'must be a list'),
@@ -114,20 +133,14 @@ def test_budget_covers_every_try_of_every_check():
 def test_command_check_passes_and_keeps_its_output(shell):
     if not shutil.which(shell):
         pytest.skip('no %s here' % shell)
-    run_sh = local_sh('sh') if shell == 'sh' else (
-        lambda script, timeout: local_sh('sh')('exec busybox sh -c %s' % _quote(script), timeout))
+    host = local_host(run_here(['sh'] if shell == 'sh' else ['busybox', 'sh']))
     summary, clock = run([{'name': 'quoting', 'command': "printf '%s|' \"a'b\" '$HOME' \"c d\""}],
-                         run_sh)
+                         host)
     assert summary['ok'] and summary['failed'] is None and summary['not_run'] == []
     result = summary['checks'][0]
     assert result['ok'] and result['tries'] == 1 and result['kind'] == 'command'
     assert result['output'] == "a'b|$HOME|c d|"
     assert clock.sleeps == [] and summary['msg'] == '1 health check passed'
-
-
-def _quote(text):
-    import shlex
-    return shlex.quote(text)
 
 
 def test_failing_command_is_retried_then_fails_with_its_last_output(tmp_path):
@@ -169,19 +182,34 @@ def test_long_output_keeps_its_end():
 
 
 def test_an_unreachable_host_fails_the_try_not_the_run():
-    def run_sh(script, timeout):
-        raise ConnectionError('ssh: connect to host 10.0.0.9 port 22: No route to host')
+    def unreachable(cmd, sudoable=False, in_data=None):
+        raise AnsibleConnectionFailure('ssh: connect to host 10.0.0.9 port 22: No route to host')
 
-    summary, clock = run([{'name': 'cmd', 'command': 'true', 'retries': 1}], run_sh)
+    watch = Watch()
+    summary, clock = run([{'name': 'cmd', 'command': 'true', 'retries': 1}],
+                         local_host(unreachable), watch=watch)
     failed = summary['failed']
     assert failed['tries'] == 2 and failed['detail'].startswith('no answer from the host: ssh:')
     assert clock.sleeps == [2]
+    # each try's lost connection is told: the caller logs in anew
+    assert [str(exc) for exc in watch.losses] == [
+        'ssh: connect to host 10.0.0.9 port 22: No route to host'] * 2
+
+
+def test_a_session_past_its_limit_is_a_lost_connection(monkeypatch):
+    monkeypatch.setattr(_health_checks, 'SESSION_GRACE', 0)
+    watch = Watch()
+    summary, _clock = run([{'name': 'cmd', 'command': 'true', 'retries': 0, 'timeout': 0.2}],
+                          local_host(lambda cmd, sudoable, in_data: time.sleep(2)), watch=watch)
+    assert summary['failed']['detail'] == 'no answer from the host: no answer from the host ' \
+        'within 0.2s'
+    assert len(watch.losses) == 1
 
 
 def test_the_session_gets_the_check_timeout_plus_grace():
-    run_sh = local_sh()
-    run([{'name': 'cmd', 'command': 'true', 'timeout': 3}], run_sh)
-    assert run_sh.calls == [3 + _health_checks.SESSION_GRACE]
+    host = local_host()
+    run([{'name': 'cmd', 'command': 'true', 'timeout': 3}], host)
+    assert host.timeouts == [3 + _health_checks.SESSION_GRACE]
 
 
 # ------------------------------------------------------------------ unit checks
@@ -194,12 +222,12 @@ def test_unit_check_asks_systemctl_is_active(tmp_path):
     env = dict(os.environ, PATH='%s:%s' % (fake.parent, os.environ['PATH']))
     summary, _clock = run([{'name': 'ok', 'unit': 'sshd.service'},
                            {'name': 'broken', 'unit': 'bad.service', 'retries': 1}],
-                          local_sh(env=env))
+                          local_host(run_here(env=env)))
     assert [c['ok'] for c in summary['checks']] == [True, False]
     failed = summary['failed']
     assert failed['kind'] == 'unit' and failed['detail'] == 'exit code 3'
     assert failed['output'] == 'failed' and failed['tries'] == 2
-    assert _health_checks.unit_command("x'; reboot") == "systemctl is-active -- 'x'\"'\"'; reboot'"
+    assert _health_kinds.unit_command("x'; reboot") == "systemctl is-active -- 'x'\"'\"'; reboot'"
 
 
 # ------------------------------------------------------------------ http checks
@@ -254,10 +282,6 @@ def server():
         one.close()
 
 
-def no_target(script, timeout):
-    raise AssertionError('http checks never run anything on the target')
-
-
 def test_http_status_and_body(server):
     srv = server({'/ok': [(200, 'status: green\n')], '/down': [(500, 'database gone\n')],
                   '/maint': [(503, 'maintenance')]})
@@ -265,7 +289,7 @@ def test_http_status_and_body(server):
         {'name': 'ok', 'http': {'url': srv.base + '/ok', 'body': 'status: (green|yellow)'}},
         {'name': 'maint', 'http': {'url': srv.base + '/maint', 'status': 503}},
         {'name': 'down', 'http': {'url': srv.base + '/down'}, 'retries': 1, 'interval': 0.1},
-    ], no_target)
+    ], local_host(no_target))
     assert [c['ok'] for c in summary['checks']] == [True, True, False]
     failed = summary['failed']
     assert failed['detail'] == 'HTTP 500 (wanted 200)' and failed['output'] == 'database gone'
@@ -277,13 +301,13 @@ def test_http_status_and_body(server):
 def test_http_body_that_does_not_match(server):
     srv = server({'/': [(200, 'status: red')]})
     summary, _clock = run([{'name': 'web', 'retries': 0,
-                            'http': {'url': srv.base + '/', 'body': 'green'}}], no_target)
+                            'http': {'url': srv.base + '/', 'body': 'green'}}], local_host(no_target))
     assert summary['failed']['detail'] == "HTTP 200 but the body does not match 'green'"
 
 
 def test_http_that_recovers(server):
     srv = server({'/h': [(502, 'starting'), (502, 'starting'), (200, 'ok')]})
-    summary, clock = run([{'name': 'web', 'http': {'url': srv.base + '/h'}}], no_target)
+    summary, clock = run([{'name': 'web', 'http': {'url': srv.base + '/h'}}], local_host(no_target))
     assert summary['ok'] and summary['checks'][0]['tries'] == 3 and clock.sleeps == [2, 2]
 
 
@@ -291,7 +315,7 @@ def test_http_without_a_server_is_no_answer(server):
     srv = server({})
     url = srv.base + '/'
     srv.close()
-    summary, _clock = run([{'name': 'web', 'retries': 0, 'http': {'url': url}}], no_target)
+    summary, _clock = run([{'name': 'web', 'retries': 0, 'http': {'url': url}}], local_host(no_target))
     assert summary['failed']['detail'].startswith('no answer from %s: ' % url)
 
 
@@ -302,23 +326,162 @@ def test_https_certificates_are_checked_unless_told_otherwise(server, tmp_path):
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
     srv = server({'/': [(200, 'ok')]}, tls=(cert, key))
     summary, _clock = run([{'name': 'strict', 'retries': 0, 'http': {'url': srv.base + '/'}}],
-                          no_target)
+                          local_host(no_target))
     assert not summary['ok'] and 'certificate' in summary['failed']['detail'].lower()
     summary, _clock = run([{'name': 'lax', 'retries': 0,
-                            'http': {'url': srv.base + '/', 'validate_certs': False}}], no_target)
+                            'http': {'url': srv.base + '/', 'validate_certs': False}}], local_host(no_target))
     assert summary['ok'], summary
 
 
+# ------------------------------------------------------------------ tcp checks
+class Listener:
+    """A port on 127.0.0.1 that accepts connections (and counts them)."""
+
+    def __init__(self):
+        self.server = socket.socket()
+        self.server.bind(('127.0.0.1', 0))
+        self.server.listen(16)
+        self.port = self.server.getsockname()[1]
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                connection, _peer = self.server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            connection.close()
+
+    def wait_accepted(self, count):
+        for _wait in range(50):
+            if self.accepted >= count:
+                break
+            time.sleep(0.05)
+        return self.accepted
+
+
+@pytest.fixture
+def listener():
+    found = Listener()
+    yield found
+    found.server.close()
+
+
+def closed_port():
+    """A port on 127.0.0.1 that nothing listens on."""
+    probe = socket.socket()
+    probe.bind(('127.0.0.1', 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def test_tcp_connects_to_the_hosts_address_by_default(listener):
+    port = listener.port
+    # the host's address is where Ansible's connection reaches it; nothing runs there
+    summary, clock = run([{'name': 'db', 'tcp': {'port': port}}],
+                         local_host(no_target, address='127.0.0.1'))
+    assert summary['ok'], summary
+    result = summary['checks'][0]
+    assert result['kind'] == 'tcp' and result['tries'] == 1 and result['output'] == ''
+    assert clock.sleeps == [] and listener.wait_accepted(1) == 1
+
+
+def test_tcp_to_a_closed_port_fails_every_try_then_the_checks():
+    port = closed_port()
+    summary, clock = run([{'name': 'db', 'retries': 2, 'interval': 0.5,
+                           'tcp': {'port': port}},
+                          {'name': 'later', 'command': 'true'}],
+                         local_host(no_target, address='127.0.0.1'))
+    failed = summary['failed']
+    assert failed['kind'] == 'tcp' and failed['tries'] == 3 and clock.sleeps == [0.5, 0.5]
+    assert failed['detail'] == 'no connection to 127.0.0.1:%d: [Errno 111] Connection refused' \
+        % port, failed
+    assert summary['not_run'] == ['later']
+    assert summary['msg'] == "health check 'db' failed after 3 tries: %s" % failed['detail']
+
+
+def test_tcp_host_says_where_to_connect_instead(listener):
+    port = listener.port
+    # the host's own address has nothing on that port; the check's host has
+    summary, _clock = run([{'name': 'db', 'retries': 0,
+                            'tcp': {'port': port, 'host': '127.0.0.1'}}],
+                          local_host(no_target, address='127.0.0.2'))
+    assert summary['ok'], summary
+
+
+def test_tcp_that_is_not_accepted_in_time_fails_with_the_timeout():
+    # a listener whose backlog is full: the kernel drops further connections
+    # unanswered, so they are never accepted (all on 127.0.0.1)
+    server = socket.socket()
+    server.bind(('127.0.0.1', 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    waiting = []
+    try:
+        for _n in range(8):
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(('127.0.0.1', port))
+            waiting.append(client)
+        time.sleep(0.2)
+        summary, _clock = run([{'name': 'db', 'retries': 0, 'timeout': 0.5,
+                                'tcp': {'port': port}}], local_host(no_target))
+    finally:
+        for client in waiting:
+            client.close()
+        server.close()
+    assert summary['failed']['detail'] == 'no connection to 127.0.0.1:%d within 0.5s' % port
+
+
+def test_tcp_to_an_ipv6_address_shows_it_in_brackets():
+    if not socket.has_ipv6:
+        pytest.skip('no IPv6 here')
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(('::1', 0))
+    except OSError as exc:
+        pytest.skip('no ::1 here: %s' % exc)
+    port = probe.getsockname()[1]
+    probe.close()
+    summary, _clock = run([{'name': 'db', 'retries': 0, 'tcp': {'port': port}}],
+                          local_host(no_target, address='::1'))
+    assert summary['failed']['detail'].startswith('no connection to [::1]:%d: ' % port)
+
+
 # ------------------------------------------------------------------ reporting
-def test_on_try_sees_every_try_and_skipped_says_why():
-    seen = []
-    run([{'name': 'a', 'command': 'exit 1', 'retries': 1, 'interval': 0}], local_sh(),
-        on_try=lambda check, n, ok, detail: seen.append((check['name'], n, ok, detail)))
-    assert seen == [('a', 1, False, 'exit code 1'), ('a', 2, False, 'exit code 1')]
+def test_every_try_is_told_and_skipped_says_why():
+    watch = Watch()
+    run([{'name': 'a', 'command': 'exit 1', 'retries': 1, 'interval': 0}], watch=watch)
+    assert watch.tries == [('a', 1, False, 'exit code 1'), ('a', 2, False, 'exit code 1')]
+    assert watch.losses == []
     skipped = _health_checks.skipped(checks({'name': 'a', 'command': 'true'},
                                      {'name': 'b', 'unit': 'x'}), 'check mode')
     assert skipped['skipped'] and skipped['ok'] and skipped['not_run'] == ['a', 'b']
     assert skipped['msg'] == '2 health checks not run: check mode'
+
+
+def test_what_a_try_says_is_shown_escaped_and_masked():
+    def lost(cmd, sudoable=False, in_data=None):
+        raise AnsibleConnectionFailure('ssh https://admin:hunter2@jump\x1b[2J: refused')
+
+    summary, _clock = run([{'name': 'a', 'command': 'true', 'retries': 0}], local_host(lost))
+    assert summary['failed']['detail'] == \
+        'no answer from the host: ssh https://admin:***@jump\\x1b[2J: refused'
+
+
+def test_every_kind_is_a_row_of_the_table():
+    """A kind is one row (module_utils/_health_kinds.py): the spec of the
+    option and the code that runs the checks take every kind from it."""
+    assert _health_kinds.HEALTH_KINDS == ('command', 'http', 'tcp', 'unit')
+    for name, kind in _health_kinds.KINDS.items():
+        assert _health_kinds.HEALTH_CHECK_SPEC[name] is kind.option
+        assert (kind.command is None) != (kind.attempt is None), name
+    with open(_health_checks.__file__) as handle:
+        source = handle.read()
+    assert not [name for name in _health_kinds.HEALTH_KINDS if "'%s'" % name in source]
 
 
 # ------------------------------------------------------------------ docs = spec

@@ -15,9 +15,11 @@ import threading
 import pytest
 
 from tests.collection import collections_path
+from tests.unit.local_host import local_host
 
 sys.path.insert(0, collections_path())
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _health_kinds  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
     _health_checks)
 
@@ -67,13 +69,13 @@ def servers():
     internal.close()
 
 
-def no_target(script, timeout):
+def no_target(cmd, sudoable=False, in_data=None):
     raise AssertionError('http checks never run anything on the target')
 
 
 def run(http, retries=0):
     checks = _health_checks.validate([{'name': 'web', 'retries': retries, 'interval': 0, 'http': http}])
-    return _health_checks.run_checks(checks, no_target, sleep=lambda s: None)
+    return _health_checks.run_checks(checks, local_host(no_target), sleep=lambda s: None)
 
 
 def test_a_redirect_to_another_address_is_the_answer_and_never_followed(servers):
@@ -128,8 +130,8 @@ def test_a_redirect_loop_on_the_same_host_ends(servers):
     target.answers['/loop'] = (302, {'Location': '/loop'}, '')
     summary = run({'url': target.base + '/loop', 'follow_redirects': 'same_host'})
     assert summary['failed']['detail'].endswith(
-        'not followed: more than %d redirects' % _health_checks.MAX_REDIRECTS)
-    assert len(target.seen) == _health_checks.MAX_REDIRECTS + 1
+        'not followed: more than %d redirects' % _health_kinds.MAX_REDIRECTS)
+    assert len(target.seen) == _health_kinds.MAX_REDIRECTS + 1
 
 
 def test_where_it_was_sent_is_shown_escaped_and_masked(servers):

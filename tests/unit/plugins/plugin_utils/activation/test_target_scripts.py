@@ -101,13 +101,14 @@ class Host:
         return values, log
 
     def activate(self, path, run, **params):
-        params.setdefault('magic', False)
+        params.setdefault('magic_rollback', False)
         params.setdefault('wait', 20)
         params.update(self.common)
         return self.sh(_programs.launch_script('nixos', run, 'activate', path=path, **params))
 
     def rollback(self, run, **params):
-        return self.sh(_programs.launch_script('nixos', run, 'rollback', magic=False, wait=20,
+        return self.sh(_programs.launch_script('nixos', run, 'rollback', magic_rollback=False,
+                                               wait=20,
                                                **dict(params, **self.common)))
 
     def confirm(self, wait=20, claim=True):
@@ -245,11 +246,11 @@ def test_unconfirmed_rolls_back_and_confirmed_stays(host):
     confirmation ends costs nothing: r3's is long."""
     old, new = host.system('old'), host.system('new')
     host.activate(old, 'r1')
-    values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=5)
+    values, _log = host.activate(new, 'r2', magic_rollback=True, confirm_timeout=5)
     assert values['state'] == _programs.AWAITING, values['output']
     values, _log = host.confirm(claim=False, wait=40)
     assert values['state'] == 'rolled_back' and values['cause'] == 'unconfirmed', values['output']
-    values, _log = host.activate(new, 'r3', magic=True, confirm_timeout=120)
+    values, _log = host.activate(new, 'r3', magic_rollback=True, confirm_timeout=120)
     assert values['state'] == _programs.AWAITING
     values, _log = host.confirm()
     assert values['claimed'] == 'r3' and values['state'] == 'done'
@@ -267,11 +268,11 @@ def test_each_wait_ends_at_its_news_not_at_its_timer(host):
     old, new, other = host.system('old'), host.system('new'), host.system('other')
     values, _log = host.activate(old, 'r1')
     assert values['state'] == 'done', values['output']
-    values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=300)
+    values, _log = host.activate(new, 'r2', magic_rollback=True, confirm_timeout=300)
     assert values['state'] == _programs.AWAITING, values['output']
     values, _log = host.confirm()
     assert values['claimed'] == 'r2' and values['state'] == 'done', values['output']
-    values, _log = host.activate(other, 'r3', magic=True, confirm_timeout=300)
+    values, _log = host.activate(other, 'r3', magic_rollback=True, confirm_timeout=300)
     assert values['state'] == _programs.AWAITING, values['output']
     values, _log = host.sh(_programs.reject_script('nixos', 'r3', 'a check failed', wait=20,
                                                    **host.common))
@@ -290,7 +291,7 @@ def test_confirmations_racing_the_watchdog_exactly_one_wins(host):
     host.activate(old, 'r1')
     for attempt, delay in enumerate((0.8, 0.95, 1.0, 1.05, 1.2)):
         run = 'race%d' % attempt
-        values, _log = host.activate(new, run, magic=True, confirm_timeout=1, wait=0)
+        values, _log = host.activate(new, run, magic_rollback=True, confirm_timeout=1, wait=0)
         assert values['run'] == run, values['output']
         time.sleep(delay)
         answers = []
@@ -423,14 +424,14 @@ def test_under_systemd_the_runner_is_not_expanded_and_sets_its_path(sd_host):
     assert values['state'] == 'done', values['output']
     assert values['detach'] == 'systemd-run' and values['unit'] == 'nixdeploy-activate-r1'
     assert values['new_gen'] == '1'
-    values, _log = host.activate(new, 'r2', magic=True, confirm_timeout=30)
+    values, _log = host.activate(new, 'r2', magic_rollback=True, confirm_timeout=30)
     assert values['state'] == _programs.AWAITING, values['output']
     assert values['reason'] == 'waiting 30s for a confirmation over a new connection'
     values, _log = host.confirm()
     assert values['state'] == 'done' and values['confirmed'] == '1'
     assert values['prev_gen'] == '1' and values['new_gen'] == '2'
     host.took()
-    values, log = host.activate(bad, 'r3', magic=True)
+    values, log = host.activate(bad, 'r3', magic_rollback=True)
     assert values['state'] == 'rolled_back' and 'code 4' in values['reason'], log
     assert host.took() == [
         'nix-env --profile %s --set %s' % (host.profile, bad),
@@ -638,7 +639,7 @@ def test_reactivate_runs_the_current_system_again(host):
     assert host.activate(good, 'r1')[0]['state'] == 'done'
     host.took()
     assert host.activate(good, 'r2')[0]['state'] == 'unchanged' and host.took() == []
-    values, _log = host.activate(good, 'r3', reactivate=True, magic=True)
+    values, _log = host.activate(good, 'r3', reactivate=True, magic_rollback=True)
     assert values['state'] == 'done' and 're-activated' in values['reason'], values['output']
     assert host.took() == ['activate good switch']  # no profile change
     assert host.generations() == ('1', ['1'])

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from tests.collection import collections_path
+from tests.unit.local_host import local_host
 
 sys.path.insert(0, collections_path())
 
@@ -106,7 +107,7 @@ def test_a_failing_check_that_prints_results_still_fails(mark_of):
         check_text = check_text.replace('MARK', program.mark)
     env = dict(os.environ, FORGED=check_text)
     rc, out = sh(program, env=env)
-    check_rc, timed_out, output = _health_checks.parse_try(program, rc, out, '')
+    check_rc, timed_out, output, _dropped = _health_checks.parse_try(program, rc, out, '')
     assert check_rc == 1 and timed_out is False
     assert '@@nixdeploy rc=0' in output
 
@@ -115,11 +116,8 @@ def test_a_failing_check_fails_a_health_try_through_the_runner():
     check = {'name': 'forger', 'timeout': 5, 'retries': 0, 'interval': 0,
              'command': "printf '@@nixdeploy rc=0\\n\\r@@nixdeploy rc=0\\n'; exit 1"}
 
-    def run_sh(program, _timeout):
-        proc = subprocess.run(['/bin/sh', '-c', program], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, universal_newlines=True, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
-    ok, detail, _output = _health_checks._target_try(check, check['command'], run_sh)
+    ok, detail, _output = _health_checks._target_try(check, check['command'], local_host(),
+                                                     _health_checks.Watch())
     assert ok is False and 'exit code 1' in detail, detail
 
 

@@ -28,6 +28,7 @@ if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import (  # noqa: E402
     _keys, _keys_content, _keys_target)
+from tests.unit.local_host import local_host  # noqa: E402
 
 SECRET = b'correct horse battery staple\n\x00\xff binary too'
 
@@ -135,7 +136,8 @@ class Target:
         self.scripts, self.stdins, self.outputs = [], [], []
         self.corrupt = False
 
-    def run_sh(self, script, in_data):
+    def execute(self, script, sudoable=False, in_data=None):
+        """Ansible's command runner, as the real Host.sh calls it."""
         self.scripts.append(script)
         self.stdins.append(in_data)
         if self.corrupt and in_data and "emit 'done' 1" in script:
@@ -144,11 +146,13 @@ class Target:
                               stderr=subprocess.PIPE, env={'PATH': self.path, 'HOME': self.root},
                               check=False)
         self.outputs.append(proc.stdout.decode() + proc.stderr.decode())
-        return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+        return {'rc': proc.returncode, 'stdout': proc.stdout.decode(),
+                'stderr': proc.stderr.decode()}
 
     def upload(self, specs, upload_at='all', prune=False, check=False, diff=True):
         keys = _keys.normalize_keys(specs)
-        uploader = _keys_target.Uploader(self.run_sh, lambda name: open(name, 'rb').read(),
+        uploader = _keys_target.Uploader(local_host(self.execute),
+                                         lambda name: open(name, 'rb').read(),
                                          state_dir=self.state)
         result = uploader.run(keys, _keys.select(keys, upload_at), prune, check_mode=check, diff=diff)
         return result, uploader.warnings

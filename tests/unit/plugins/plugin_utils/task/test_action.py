@@ -215,7 +215,7 @@ def test_host_message_shows_the_host_and_target_text_escaped():
         == 'web1: nix eval failed: error: \\x1b[31mbad'
 
 
-def test_target_sh_runs_a_rendered_program_as_ansible_sends_it(tmp_path):
+def test_target_runs_a_rendered_program_as_ansible_sends_it(tmp_path):
     """Ansible appends ``&& sleep 0`` to the command: a program ending in a
     newline must still run (and read its stdin)."""
     import subprocess
@@ -230,7 +230,7 @@ def test_target_sh_runs_a_rendered_program_as_ansible_sends_it(tmp_path):
 
     base = _script.render([], {'WHO': "it's me"})
     program = base + 'emit who "$WHO"\nemit read "$(cat)"\n'
-    rc, out, _err = action_of(Shell, {'do': 'ok'}).target_sh(program, in_data='data\n')
+    rc, out, _err = action_of(Shell, {'do': 'ok'}).target.sh(program, in_data='data\n')
     assert rc == 0 and _script.parse(out, base.mark)[0] == {'who': "it's me", 'read': 'data'}
 
 
@@ -245,7 +245,7 @@ class Settings(_action.NixdeployAction):
     PHASE = 'probe'
 
     def host_result(self, args, result):
-        return dict(result, args=args, own=sorted(self.filled.own))
+        return dict(result, args=args, own=sorted(self.filled.own_options))
 
 
 def run_settings(args, variables):
@@ -426,7 +426,7 @@ class Programs(Probe):
     sent = []
 
     def host_result(self, args, result):
-        rc, _out, _err = self.target_sh('echo hello')
+        rc, _out, _err = self.target.sh('echo hello')
         return dict(result, rc=rc)
 
     def _low_level_execute_command(self, cmd, sudoable=True, in_data=None, **_kw):

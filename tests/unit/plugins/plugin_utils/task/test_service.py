@@ -1,4 +1,4 @@
-"""run/_stream.Service for real: a forked serving process, real files."""
+"""task/_stream.Service for real: a forked serving process, real files."""
 
 import sys
 
