@@ -259,8 +259,10 @@ class BenchFleet:
         on_start = None
         if self.tracer is not None:
             argv = self.tracer.wrap(argv)
-            # the tracer follows the masters too: they end with the run
-            on_start = lambda proc: self.tracer.stop_after(proc, lambda: stop_masters(folder))
+
+            def on_start(proc):
+                # the tracer follows the masters too: they end with the run
+                self.tracer.stop_after(proc, lambda: stop_masters(folder))
         try:
             result = timed(argv, env=run_env, cwd=self.workdir, log=log, on_start=on_start)
         finally:

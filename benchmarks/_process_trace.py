@@ -232,8 +232,8 @@ def table(title, splits):
     kinds = sorted(set(k for _l, s in splits for k in s if k != 'total'),
                    key=lambda k: -max(s.get(k, {}).get('union', 0) for _l, s in splits))
     head = '%-26s' % title + ''.join(' %22s' % label for label, _s in splits)
-    lines = [head, '%-26s' % 'kind' + ''.join(' %22s' % 'n  union s  sum s'
-                                               for _ in splits), '-' * len(head)]
+    lines = [head, '%-26s' % 'kind' + ' %22s' % 'n  union s  sum s' * len(splits),
+             '-' * len(head)]
     for kind in kinds:
         cells = []
         for _label, found in splits:

@@ -42,7 +42,7 @@ def run(fleet, sizes, log=print, repeat=2, split=()):
         fleet.select(size)
         row = {'n': size, 'load_before': load()}
         for deployer in ('playbook', 'baseline'):
-            runs = [full_deploy(fleet, deployer, size) for _ in range(max(1, repeat))]
+            runs = [full_deploy(fleet, deployer, size) for _run in range(max(1, repeat))]
             row[deployer] = dict((phase, min((r[phase] for r in runs), key=lambda c: c['wall']))
                                  for phase in ('deploy', 'noop'))
             log('  overhead N=%d %-8s deploy %.1f s, no-op %.1f s (best of %d)'
