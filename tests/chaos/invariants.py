@@ -159,7 +159,7 @@ def check_runs(runs, final, before, new):
     """What the complete runs say of each host against what it runs."""
     out = []
     complete = [r for r in runs if r.complete]
-    said = {}
+    said, quiet = {}, []
     for run in complete:
         report = run.report()
         if report is None:
@@ -180,8 +180,16 @@ def check_runs(runs, final, before, new):
                 out.append('run %s: %s changed in the report, changed=0 in the recap'
                            % (run.label, host))
             if rec['status'] == 'unchanged' and changed:
-                out.append('run %s: %s unchanged in the report, changed=%d in the recap'
-                           % (run.label, host, changed))
+                quiet.append((run.label, host, changed))
+    # `unchanged` in the report is "this run activated nothing new" (docs/report.md),
+    # while the recap also counts the build and the copy: the two agree unless
+    # another run of the round activated the host's system between this run's
+    # copy and its activation (a second deploy beside the first)
+    for label, host, changed in quiet:
+        if not any(other != label and rec['status'] == 'changed'
+                   for other, rec in said.get(host, [])):
+            out.append('run %s: %s unchanged in the report, changed=%d in the recap'
+                       % (label, host, changed))
     for host, records in sorted(said.items()):
         out += _said_vs_host(host, records, final.get(host), before.get(host), new.get(host),
                              alone=len(complete) == 1 and len(runs) == 1)

@@ -65,6 +65,12 @@ CASES = [
     # lives until its keepalives give up; the controller check waited a
     # fixed ControlPersist (it now waits as long as ssh promises)
     pytest.param('2611', 83, marks=pytest.mark.slow),
+    # a second deploy beside the first activated two hosts between the first
+    # run's copy and its activation: the first run's report said them
+    # unchanged (it activated nothing new, as docs/report.md defines it) while
+    # its recap counted their build and copy; the check read that as a
+    # disagreement (it now asks whether another run of the round switched them)
+    pytest.param('2611', 84, marks=pytest.mark.slow),
 ]
 # a lab name of its own: `make chaos` (lab `chaos`) may run beside the suite
 LAB = 'chaosf'
