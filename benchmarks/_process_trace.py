@@ -24,6 +24,9 @@ import shutil
 import threading
 import time
 
+# the union of intervals, as the phase split (task_times) counts a phase's time
+from benchmarks.callback_plugins.task_times import union
+
 # a line: PID TIME call(...) = result | PID TIME +++ exited with N +++
 _LINE = re.compile(r'^(\d+)\s+(\d+\.\d+)\s+(.*)$')
 _CALL = re.compile(r'^(\w+)\((.*)\)\s+=\s+(-?\d+|\?)')
@@ -197,18 +200,6 @@ def _kinds(procs, root):
                 child.parent == proc.pid and child.kind == 'detached batch process'
                 for child in procs.values()):
             proc.kind = 'detaching fork'
-
-
-def union(intervals):
-    total, end = 0.0, None
-    for start, stop in sorted(intervals):
-        if end is None or start > end:
-            total += stop - start
-            end = stop
-        elif stop > end:
-            total += stop - end
-            end = stop
-    return total
 
 
 def split(path):
