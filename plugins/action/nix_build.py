@@ -31,7 +31,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref imp
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    batch_key, play_batch, play_uuid, task_batch)
+    batch_key, play_uuid, task_batch)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import Service
 
 # How many waves of a batch build at once (each one ``nix build``, with
@@ -107,5 +107,5 @@ class ActionModule(NixdeployAction):
             [shared.get(k) for k in _role_vars.per_host(self.ROLE_VARS)],
             args.get('gc_root_dir'), args.get('builder_min_free_mb')))
         stage = BuildStage(self._opts, args, self._check_mode, self._vars.get('hostvars') or {})
-        service.request(host, request, stage.wave, slots=WAVES, batch=play_batch(self._vars))
+        service.request(host, request, stage.wave, slots=WAVES)
         return service.answer(host, stage.wave, slots=WAVES)

@@ -41,11 +41,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import
 # value, so a host that waits minutes costs little, and one whose answer
 # comes at once is not held.
 _LOOKS = (0.02, 0.05, 0.1, 0.2)
-# A wave waits for requests that follow closely: until every host of the
-# batch has asked, else until none came for GATHER_QUIET, at most GATHER_MAX
+# A wave waits for requests that follow closely: until none came for this
+# long, at most GATHER_MAX (a host asking alone waits GATHER_QUIET once)
 GATHER_QUIET = 0.05
 GATHER_MAX = 0.5
-GATHER_LOOK = 0.01
 
 
 class StreamError(NixdeployError):
@@ -130,10 +129,13 @@ class Stream(object):
         os.dup2(log, 1)
         os.dup2(log, 2)
         # the worker's pipes (the job's output, the results queue) must not
-        # stay open in a process that outlives the job's tasks; closerange is
-        # one system call where the kernel has close_range, not one a slot
-        os.closerange(3, keep)
-        os.closerange(keep + 1, _max_fd())
+        # stay open in a process that outlives the job's tasks
+        for fd in range(3, _max_fd()):
+            if fd != keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def _run(self, work, main_pid):
         stop = threading.Event()
@@ -280,30 +282,22 @@ class Service(Stream):
         stem = self.done_path[:-len('.json')]
         self.requests_dir = stem + '.requests'
         self.alive_path = stem + '.alive'
-        # in the serving process: the hosts that asked so far, and the
-        # hosts still expected to ask (the narrowest view a request gave)
-        self._asked = set()
-        self._expected = None
         if not os.path.isdir(self.requests_dir):
             try:
                 os.mkdir(self.requests_dir, 0o700)
             except OSError:
                 pass
 
-    def request(self, host, request, serve, slots=2, batch=None):
+    def request(self, host, request, serve, slots=2):
         """Ask for ``host``'s answer to ``request`` (JSON data); returns True
-        when this call started the serving process. ``batch``: the hosts of
-        the play batch as this host sees them (its failed ones left out): a
-        wave stops gathering once all of them have asked."""
+        when this call started the serving process."""
         # the answer to this host's previous request (a loop's earlier item)
         # is not this one's (that request was answered, or given up, before this)
         try:
             os.unlink(_entry_path(self.entries_dir, host))
         except OSError:
             pass
-        write_json(_entry_path(self.requests_dir, host),
-                   {'host': host, 'request': request,
-                    'batch': sorted(batch) if batch is not None else None})
+        write_json(_entry_path(self.requests_dir, host), {'host': host, 'request': request})
         return self._ensure(serve, slots)
 
     def _ensure(self, serve, slots):
@@ -332,15 +326,7 @@ class Service(Stream):
                 pass
             if isinstance(found, dict) and 'host' in found:
                 taken[found['host']] = found.get('request')
-                view = found.get('batch')
-                if isinstance(view, list):
-                    view = set(view)
-                    self._expected = view if self._expected is None else self._expected & view
-        self._asked.update(taken)
         return taken
-
-    def _all_asked(self):
-        return self._expected is not None and self._expected <= self._asked
 
     def _serve(self, serve, slots, put):
         waves = []
@@ -358,8 +344,7 @@ class Service(Stream):
             if not taken:
                 time.sleep(_LOOKS[1])
                 continue
-            if not self._all_asked():
-                taken.update(self._gather())
+            taken.update(self._gather())
             wave = threading.Thread(target=_wave, args=(serve, taken, put),
                                     name='nixdeploy-wave-%d' % len(waves))
             wave.daemon = True
@@ -369,25 +354,20 @@ class Service(Stream):
     def _gather(self):
         """The requests that follow the first ones closely (the hosts of a
         linear strategy's task come within milliseconds of each other): one
-        wave for them, not one each. Gathers until every host of the batch
-        has asked, a quiet ``GATHER_QUIET`` or at most ``GATHER_MAX``
-        seconds."""
+        wave for them, not one each. Gathers until a quiet ``GATHER_QUIET``
+        or at most ``GATHER_MAX`` seconds."""
         more, start = {}, time.monotonic()
-        last = start
-        while not self._all_asked():
-            now = time.monotonic()
-            if now - last >= GATHER_QUIET or now - start >= GATHER_MAX:
-                break
-            time.sleep(GATHER_LOOK)
+        while time.monotonic() - start < GATHER_MAX:
+            time.sleep(GATHER_QUIET)
             with open(self.lock_path, 'a') as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
                     found = self._take()
                 finally:
                     fcntl.flock(lock, fcntl.LOCK_UN)
-            if found:
-                more.update(found)
-                last = time.monotonic()
+            if not found:
+                break
+            more.update(found)
         return more
 
     def answer(self, host, serve, slots=2, timeout=None):
