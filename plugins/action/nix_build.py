@@ -25,13 +25,14 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._target_bui
     build_on_target)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
     EvalError, host_request, normalised)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    batch_key, play_uuid, task_batch)
+    batch_key, play_batch, play_uuid, task_batch)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import Service
 
 # How many waves of a batch build at once (each one ``nix build``, with
@@ -63,8 +64,15 @@ class ActionModule(NixdeployAction):
             self._check_mode = False
             args = dict(args, gc_root_dir=args['gc_root_dir'].rstrip('/') + '-check')
         self._args = args
-        request = normalised(self._request(host, args, task_vars))
+        try:
+            request = normalised(self._request(host, args, task_vars))
+        except NixdeployError:
+            # it will not ask: no wave of the batch waits for it
+            self._service().decline(host)
+            raise
         if request['build_on'] == _build.TARGET:
+            # no wave of the batch waits for this host
+            self._service().decline(host)
             # the copy stage's probe: the host's store, the system's GC root there
             host_entry = build_on_target(self._opts, args, self._check_mode, host, request,
                                          self.target, _copy.probe_target)
@@ -96,16 +104,25 @@ class ActionModule(NixdeployAction):
             raise EvalError('drv_path %r is not a derivation in the Nix store' % (drv,))
         return request
 
-    def _from_batch(self, host, request):
-        """This host's entry from its batch's build service: a wave of the
-        hosts asking now, answered as soon as this host's system is built."""
+    def _service(self):
+        """The batch's build service (one per task, play batch and the
+        options its hosts share)."""
         args = self._args
         shared = self.filled.shared(args)
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self._vars)
-        service = Service(C.DEFAULT_LOCAL_TMP, 'build', batch_key(
+        return Service(C.DEFAULT_LOCAL_TMP, 'build', batch_key(
             'build', self._task._uuid, sorted(hosts), options_of(args), self._check_mode,
             [shared.get(k) for k in _role_vars.per_host(self.ROLE_VARS)],
             args.get('gc_root_dir'), args.get('builder_min_free_mb')))
-        stage = BuildStage(self._opts, args, self._check_mode, self._vars.get('hostvars') or {})
-        service.request(host, request, stage.wave, slots=WAVES)
+
+    def _from_batch(self, host, request):
+        """This host's entry from its batch's build service: a wave of the
+        hosts asking now (the first one waits for the rest of the play
+        batch, at most task/_stream.GATHER_MAX), answered as soon as this
+        host's system is built."""
+        service = self._service()
+        stage = BuildStage(self._opts, self._args, self._check_mode,
+                           self._vars.get('hostvars') or {})
+        service.request(host, request, stage.wave, slots=WAVES,
+                        expected=play_batch(self._vars))
         return service.answer(host, stage.wave, slots=WAVES)

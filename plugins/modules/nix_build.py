@@ -11,8 +11,10 @@ author:
 description:
   - Builds each host's system derivation, by default on the controller.
   - "Each host built on the controller or on builders asks its play batch's build service: one detached process per
-    batch and options, started by the first host that asks, that takes the requests waiting (gathering those that
-    arrive within 50 ms of each other, for at most 0.5 s) into a wave, at most max(4, cores) waves at once. A wave builds its
+    batch and options, started by the first host that asks, that takes the requests waiting into a wave, at most
+    max(4, cores) waves at once. The first wave waits for the hosts of the play batch that have not asked yet, for at
+    most 0.5 s (a host built on itself, or whose request is refused, says it will not ask); a later wave for the requests
+    that arrive within 50 ms of each other, for at most 0.5 s. A wave builds its
     controller-built systems in ONE C(nix build --keep-going) (Nix shares and parallelises common dependencies), and
     its builder-built systems with one probe of the builders they name and one build per builder."
   - "Each host's task ends as soon as its own system is built, so its copy starts while others still build: while a

@@ -191,8 +191,36 @@ def remote_plan(builder, drvs, graph, store_args=(), env=None):
     return answers
 
 
+class Plan(object):
+    """What building ``drvs`` in the controller's store would build and
+    fetch (``Builder.dry_run``), asked in a thread of its own as soon as the
+    wave knows its derivations: beside the read of their graph, two Nix
+    calls that need nothing of each other. ``result()`` waits for it and
+    raises what it raised."""
+
+    def __init__(self, opts, timeout, drvs):
+        self._builder = Builder(opts, timeout)
+        self._builder.runner.features()  # `nix --version` once, not in the thread
+        self._out = {}
+        self._thread = threading.Thread(target=self._ask, args=(drvs,), name='nixdeploy-plan')
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _ask(self, drvs):
+        try:
+            self._out['plan'] = self._builder.dry_run(drvs)
+        except Exception as exc:  # pylint: disable=broad-except
+            self._out['error'] = exc  # raised in the wave's thread, by result()
+
+    def result(self):
+        self._thread.join()
+        if 'error' in self._out:
+            raise self._out['error']
+        return self._out['plan']
+
+
 def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False, local=None,
-                progress=None):
+                progress=None, plan=None):
     """Build ``drvs`` in one store. Returns {drv: {would_build, would_fetch,
     built, error}} where ``error`` carries the builder's log tail.
 
@@ -202,8 +230,12 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False,
     ``local`` (the controller's builds: ``_build_platforms.LocalBuilds``)
     takes out, before the build, the systems that need a derivation this Nix
     cannot build: they fail with its message, in check mode too, and the
-    others build."""
-    to_build, to_fetch = builder.dry_run(drvs, store_args, env)
+    others build.
+
+    ``plan``: a ``Plan`` of ``drvs`` already asked, else the dry run is
+    asked here."""
+    to_build, to_fetch = plan.result() if plan is not None else builder.dry_run(
+        drvs, store_args, env)
     wanted = set(to_build)
     refused = local.refused(to_build) if local is not None and to_build else {}
     answers = {}

@@ -103,6 +103,7 @@ class BuildStage(object):
         """ONE build on the controller for ``names``; each host answered as
         soon as its own system is in the store."""
         wanted = sorted(set(drvs[n] for n in names))
+        plan = _build.Plan(self.opts, self.args.get('timeout'), wanted)
         graph, needs = builder.derivations_and_needs(wanted)
         # a system this Nix cannot build fails here, named, not deep in the build
         local = _build_platforms.LocalBuilds(builder.runner, needs)
@@ -118,7 +119,7 @@ class BuildStage(object):
             give(done)
 
         outcomes = _build.build_group(builder, wanted, graph, check_mode=self.check_mode,
-                                      local=local, progress=progress)
+                                      local=local, progress=progress, plan=plan)
         self._fill_results(builder, names, drvs, entries, graph, outcomes)
 
     # ------------------------------------------------------------ builders

@@ -1,13 +1,16 @@
 """task/_stream.Service for real: a forked serving process, real files."""
 
 import sys
+import time
 
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import Service  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stream  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
+    GATHER_QUIET, Service)
 
 
 def echo(requests, put):
@@ -30,3 +33,48 @@ def test_a_hosts_next_request_gets_its_own_answer_not_the_last_one(tmp_path):
     again.request('h1', 'second', echo)
     assert again.answer('h1', echo, timeout=60)['answer'] == 'second'
     assert again.answer('h2', echo, timeout=60)['answer'] == 'other'
+
+
+def members(requests, put):
+    """A wave that answers each host with the hosts of its wave."""
+    for host in requests:
+        put(host, {'wave': sorted(requests)})
+
+
+def test_the_hosts_of_a_batch_share_one_wave_however_far_apart_they_ask(tmp_path):
+    """A loaded controller forks a task's workers more than GATHER_QUIET
+    apart: the hosts expected still share one wave (one nix build)."""
+    service = Service(str(tmp_path), 'build', 'k')
+    batch = ['h1', 'h2', 'h3']
+    service.request('h1', 'a', members, expected=batch)
+    time.sleep(GATHER_QUIET * 3)
+    service.request('h2', 'b', members, expected=batch)
+    time.sleep(GATHER_QUIET * 3)
+    service.request('h3', 'c', members, expected=batch)
+    for host in batch:
+        assert service.answer(host, members, timeout=60)['wave'] == batch
+
+
+def test_a_host_that_will_not_ask_holds_no_wave(tmp_path, monkeypatch):
+    """A host built on itself says so: the wave of the others starts
+    without it (were it waited for, the gather, stretched to a minute
+    here, would outlast the answer's 20 s)."""
+    monkeypatch.setattr(_stream, 'GATHER_MAX', 60)
+    service = Service(str(tmp_path), 'build', 'k')
+    batch = ['h1', 'h2', 'on-itself']
+    service.decline('on-itself')
+    service.request('h1', 'a', members, expected=batch)
+    service.request('h2', 'b', members, expected=batch)
+    for host in ('h1', 'h2'):
+        assert service.answer(host, members, timeout=20)['wave'] == ['h1', 'h2']
+
+
+def test_a_host_that_never_asks_holds_the_first_wave_only_so_long(tmp_path):
+    """An expected host that fails before it can ask or decline holds the
+    first wave at most GATHER_MAX; a request that comes later is served by
+    a wave of its own."""
+    service = Service(str(tmp_path), 'build', 'k')
+    service.request('h1', 'a', members, expected=['h1', 'gone'])
+    assert service.answer('h1', members, timeout=60)['wave'] == ['h1']
+    service.request('late', 'b', members)
+    assert service.answer('late', members, timeout=60)['wave'] == ['late']
