@@ -282,16 +282,17 @@ class Service(Stream):
     (``decline``: a host built elsewhere, or whose request could not be
     formed). A wave starts as soon as all of them have asked, so a batch
     whose workers fork far apart (a loaded controller) still shares one
-    wave, and a lone host does not wait at all. The hosts that asked are
-    kept beside the requests (``<stem>.asked``): a process started later
-    for the same batch does not wait for them again."""
+    wave, and a lone host does not wait at all. The hosts no longer waited
+    for (asked, declined, or given up on) are kept beside the requests
+    (``<stem>.settled``): a process started later for the same batch does
+    not wait for them again."""
 
     def __init__(self, base_dir, kind, key):
         super(Service, self).__init__(base_dir, kind, key)
         stem = self.done_path[:-len('.json')]
         self.requests_dir = stem + '.requests'
         self.alive_path = stem + '.alive'
-        self.asked_path = stem + '.asked'
+        self.settled_path = stem + '.settled'
         if not os.path.isdir(self.requests_dir):
             try:
                 os.mkdir(self.requests_dir, 0o700)
@@ -324,7 +325,7 @@ class Service(Stream):
                     return False
                 with open(self.alive_path, 'w'):
                     pass
-                waiting = set(expected or ()) - set(_read(self.asked_path) or ())
+                waiting = set(expected or ()) - set(_read(self.settled_path) or ())
                 self._fork(lambda put: self._serve(serve, slots, put, waiting))
                 return True
             finally:
@@ -358,7 +359,7 @@ class Service(Stream):
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _serve(self, serve, slots, put, waiting):
-        waves, asked = [], set(_read(self.asked_path) or ())
+        waves, unsettled = [], set(waiting)
         # the first wave waits for the hosts expected; later ones (hosts
         # that come while waves run) for the quiet
         expecting = bool(waiting)
@@ -377,9 +378,11 @@ class Service(Stream):
                 time.sleep(_LOOKS[1])
                 continue
             taken.update(self._gather(waiting, expecting))
+            if expecting:
+                # asked, declined or given up on by the first gather
+                settled = set(_read(self.settled_path) or ()) | unsettled
+                write_json(self.settled_path, sorted(settled))
             expecting = False
-            asked.update(taken)
-            write_json(self.asked_path, sorted(asked))
             wave = threading.Thread(target=_wave, args=(serve, taken, put),
                                     name='nixdeploy-wave-%d' % len(waves))
             wave.daemon = True

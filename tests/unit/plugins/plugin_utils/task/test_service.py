@@ -1,5 +1,6 @@
 """task/_stream.Service for real: a forked serving process, real files."""
 
+import os
 import sys
 import time
 
@@ -78,3 +79,23 @@ def test_a_host_that_never_asks_holds_the_first_wave_only_so_long(tmp_path):
     assert service.answer('h1', members, timeout=60)['wave'] == ['h1']
     service.request('late', 'b', members)
     assert service.answer('late', members, timeout=60)['wave'] == ['late']
+
+
+def test_a_later_process_of_the_batch_waits_for_nobody_already_settled(tmp_path, monkeypatch):
+    """A host asks again after the batch's process ended (a loop's next
+    item, a host whose evaluation came late): the hosts that asked or
+    declined before are not waited for again (the gather, stretched to a
+    minute, would outlast the answer's 20 s)."""
+    monkeypatch.setattr(_stream, 'GATHER_MAX', 60)
+    service = Service(str(tmp_path), 'build', 'k')
+    batch = ['h1', 'h2', 'on-itself']
+    service.decline('on-itself')
+    service.request('h1', 'a', members, expected=batch)
+    service.request('h2', 'b', members, expected=batch)
+    assert service.answer('h1', members, timeout=20)['wave'] == ['h1', 'h2']
+    deadline = time.monotonic() + 20
+    while os.path.exists(service.alive_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(service.alive_path)
+    service.request('h1', 'again', members, expected=batch)
+    assert service.answer('h1', members, timeout=20)['wave'] == ['h1']
