@@ -40,7 +40,18 @@ description:
     are (a C(NIX_CONFIG) line, never on the command line), so loading the inventory builds and runs no
     derivation of the flake's on the controller; a flake whose inventory imports from a derivation fails
     the parse with Nix's message. O(nix_options) C(allow-import-from-derivation: true) turns it on."
-  - The configuration file name must end in C(.nix.yml) or C(.nix.yaml).
+  - "The flake's own C(nixConfig) is not applied (C(accept-flake-config = false) after the controller's
+    C(nix.conf) and C(NIX_CONFIG)): the settings it names are said in one warning. O(nix_options)
+    C(accept-flake-config: true) applies them (import-from-derivation too, if the flake sets it), with a
+    warning that says so."
+  - The configuration file name must end in C(.nix.yml) or C(.nix.yaml). A key in it that is no option of
+    this plugin fails the parse, naming the nearest option (C(unknown option flak in ...; did you mean flake?)).
+  - "Before Nix runs, a path O(flake) is checked: a folder without C(flake.nix), or a C(flake.nix) git does
+    not track in a git work tree (Nix reads only tracked files), fails the parse with a sentence naming the
+    folder and the fix (C(git add flake.nix)); so does a O(nix_bin) that is no program on the controller."
+  - "A source that fails only warns unless the C(ansible.cfg) says otherwise: C([inventory])
+    C(enable_plugins = nixdeploy.fleet.nix, ansible.builtin.host_list), C(unparsed_is_failed = True) and
+    C(any_unparsed_is_failed = True) make it one error that stops the run (C(docs/inventory.md))."
   - See C(docs/inventory.md) in the collection for the mapping of each source.
 extends_documentation_fragment:
   - constructed
@@ -137,6 +148,7 @@ hive_keys: [text, keyFile, keyCommand]
 
 import os
 
+from ansible import constants as C
 from ansible.errors import AnsibleParserError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
@@ -184,9 +196,14 @@ except ImportError:  # ansible-core 2.18: mark every string unsafe
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import evaluation_options
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import RunSources
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
+    _folder as batch_folder, batch_key)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
-    InventoryError, check_flake, eval_args, request_digest)
+    InventoryError, check_flake, eval_args, flake_config_warnings, request_digest)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_config import (
+    check_flake_folder, check_keys, check_nix, nix_error, untracked_source)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
     check_composed, node_label)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_hosts import (
@@ -208,7 +225,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def parse(self, inventory, loader, path, cache=True):
         super(InventoryModule, self).parse(inventory, loader, path, cache)
-        self._read_config_data(path)
+        config = self._read_config_data(path)
+        try:
+            # before anything reads an option: a typo'd key leaves its option
+            # at the default, and the run would go on with it
+            defs = self.option_definitions
+            check_keys(config, set(defs).union(*[d.get('aliases') or () for d in defs.values()]), path)
+        except InventoryError as exc:
+            raise AnsibleParserError(to_native(exc))
         try:
             flake = check_flake(flake_ref(self.get_option('flake'),
                                           os.path.dirname(os.path.abspath(path))))
@@ -254,10 +278,31 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if isinstance(cached, dict) and cached.get('request_sha256') == request:
                 return cached['raw']
         try:
+            # Nix's words for these name a store path the user never wrote
+            # or a Python error; a cached parse needs neither
+            check_flake_folder(self.get_option('flake'), flake, path)
+            check_nix(self.get_option('nix_bin'), path)
+        except InventoryError as exc:
+            raise AnsibleParserError(_redact.text(to_native(exc)))
+        stderr = []
+        try:
             raw = runner.json('eval', eval_args(runner.outputs(flake), source, attribute),
-                              'nix eval of the inventory in %s' % path, flake_command=True)
+                              'nix eval of the inventory in %s' % path, flake_command=True,
+                              said=stderr)
         except NixError as exc:
-            raise AnsibleParserError(to_native(exc))
+            said = exc.nix_message()
+            raise AnsibleParserError(untracked_source(said, flake)
+                                     or ('%s: %s' % (exc.message, nix_error(said)) if said else to_native(exc)))
+        # the flake's nixConfig Nix did not apply (accept-flake-config = false
+        # on every controller Nix process), or the operator's opting in: said
+        # once a run, as the evaluation's notes are (the same words: the run's
+        # evaluation of the systems does not say them again)
+        params = self._nix_params()
+        sources = RunSources(batch_folder(C.DEFAULT_LOCAL_TMP))
+        for note in flake_config_warnings(''.join(stderr), _redact.url(flake),
+                                          params.get('nix_options'), params.get('nix_args')):
+            if sources.warn_once(batch_key(note)):
+                display.warning('nixdeploy.fleet.nix: %s' % note)
         if use_cache:
             self._cache[cache_key] = {'request_sha256': request, 'raw': raw}
         return raw

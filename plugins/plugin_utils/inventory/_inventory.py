@@ -20,6 +20,10 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import 
     PLATFORM_ORDER, PLATFORMS)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import nix_list, nix_string
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (
+    ACCEPTED_NOTE, accepts_flake_config, refused_note)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_stderr import (
+    refused_flake_settings)
 
 SOURCES = ('auto', 'inventory', 'colmena', 'deploy-rs', 'configurations')
 
@@ -311,3 +315,17 @@ def request_digest(argv, options):
     however they reach Nix."""
     text = json.dumps([list(argv), options], sort_keys=True, default=str)
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def flake_config_warnings(stderr, flake, options, extra_args=()):
+    """The warnings of one inventory evaluation about the flake's own
+    ``nixConfig``: the settings Nix did not apply (its warnings in
+    ``stderr``, dropped otherwise on success), or the operator's opting in
+    (``options``: nix_options, ``extra_args``: nix_args)."""
+    found = []
+    refused = refused_flake_settings(stderr)
+    if refused:
+        found.append(refused_note(refused, flake))
+    if accepts_flake_config(options, extra_args):
+        found.append(ACCEPTED_NOTE)
+    return found

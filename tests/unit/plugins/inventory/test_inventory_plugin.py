@@ -19,6 +19,8 @@ if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
 from ansible_collections.nixdeploy.fleet.plugins.inventory import nix as plugin  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import (  # noqa: E402
     _inventory)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import (  # noqa: E402
+    _nix_config)
 
 
 @pytest.mark.parametrize('name, claimed', [
@@ -64,6 +66,11 @@ class Configured(plugin.InventoryModule):
         return self.options[option]
 
 
+# the collection's own lines (accept-flake-config = false ...) come first,
+# after the user's NIX_CONFIG, before the inventory's nix_options
+FIXED = ''.join(line + '\n' for line in _nix_config.FIXED_LINES)
+
+
 def nix_config(module):
     return plugin.NixOptions.from_params(module._nix_params()).environment({})['NIX_CONFIG']
 
@@ -72,7 +79,7 @@ def test_the_evaluation_runs_without_import_from_derivation():
     """Loading the inventory builds nothing: the setting reaches Nix as a
     NIX_CONFIG line (never argv), after the user's own NIX_CONFIG."""
     module = Configured(nix_options={'substituters': ''})
-    assert nix_config(module) == 'allow-import-from-derivation = false\nsubstituters =\n'
+    assert nix_config(module) == FIXED + 'allow-import-from-derivation = false\nsubstituters =\n'
     env = plugin.NixOptions.from_params(module._nix_params()).environment(
         {'NIX_CONFIG': 'allow-import-from-derivation = true'})
     assert env['NIX_CONFIG'].splitlines()[-2:] == [
@@ -86,4 +93,4 @@ def test_the_evaluation_runs_without_import_from_derivation():
 @pytest.mark.parametrize('value, line', [(True, 'true'), ('true', 'true'), (False, 'false')])
 def test_the_operators_nix_options_decide_import_from_derivation(value, line):
     module = Configured(nix_options={'allow-import-from-derivation': value})
-    assert nix_config(module) == 'allow-import-from-derivation = %s\n' % line
+    assert nix_config(module) == FIXED + 'allow-import-from-derivation = %s\n' % line
