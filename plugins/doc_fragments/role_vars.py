@@ -12,7 +12,11 @@ options:
     description:
       - Take each option this task leaves unset from the host's variable that the role
         C(nixdeploy.fleet.deploy) has for it, when that variable is defined; its value is
-        templated as the argument's would be and checked like it.
+        templated as the argument's would be and checked like it; a bad value fails the host with a
+        message naming the variable, not the option.
+      - nix_eval, the deploy role's first phase, checks every role variable of the table this way
+        before anything is evaluated (the later phases' too), and warns of C(nix_) variables no role
+        knows (O(nixdeploy.fleet.nix_eval#module:unknown_vars)).
       - An option's variable is always C(nix_) and the option's name (C(nix_goal) for C(goal),
         C(nix_copy_mode) for C(copy_mode), C(nix_eval_chunk_size) for C(eval_chunk_size));
         C(nix_bin), C(nix_args) and C(nix_options) are their own variables. The former name
@@ -20,7 +24,8 @@ options:
         deprecation warning, until release 2.0.0.
       - The options that take part are the Nix options (C(nix_bin), C(nix_args),
         C(nix_options), C(impure), C(show_trace), C(override_inputs)) and, for nix_eval,
-        C(flake), C(attr), C(eval_chunk_size), C(eval_workers), C(eval_max_memory_mb), C(eval_cache), C(max_fail_percentage); for nix_build
+        C(flake), C(attr), C(eval_chunk_size), C(eval_workers), C(eval_max_memory_mb), C(eval_cache), C(max_fail_percentage),
+        C(unknown_vars); for nix_build
         C(flake), C(attr), C(build_on), C(gc_root_dir), C(closure_diff), C(remote_nix_dir); for
         nix_copy_closure C(copy_mode), C(caches), C(compress), C(check_sigs), C(signing_key),
         C(free_space_margin), C(remote_nix_dir), C(host_key_unchecked); for nix_activate C(platform), C(goal),

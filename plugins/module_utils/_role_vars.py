@@ -36,11 +36,25 @@ checking, is a host's own setting: nix_keys and nix_build read the variable
 too). ``fact`` names the fact an action set that stands for
 the option (a fact wins over a variable of the same name).
 
+The check: nix_eval, the deploy role's first phase, validates every row's
+variable a host has (``variable_problems``: ansible's own argument-spec
+validation of the row's spec, a message naming the variable and, for a
+choice, the nearest one) before anything is evaluated, and names the
+``nix_*`` variables no row, role, inventory or action knows
+(``unknown_variables``, ``OTHER_VARIABLES``); every phase checks the options
+it filled from variables under the variables' names (``filled_problems``).
+
 Why variables at all: every templated task argument costs the controller a
 Jinja compilation in the task's worker for every host and task; the role
 passes each phase's own inputs and ``from_role_vars`` (docs/benchmarks.md,
 "Overhead").
 """
+
+import difflib
+import re
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import ArgumentTypeError
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (
     _health_kinds, _options, _phases, _platforms)
@@ -55,6 +69,8 @@ COLLECTION = 'nixdeploy.fleet'
 
 FLAG = 'from_role_vars'
 FLAG_SPEC = {'type': 'bool', 'default': False}
+# what nix_eval does with a nix_* variable that is no known one (nix_unknown_vars)
+UNKNOWN_VARS = ('warn', 'error')
 
 
 def fact_or_var(host_vars, name):
@@ -125,6 +141,8 @@ ROWS = tuple(Row(name, PHASES, NIX_OPTIONS[name]) for name in sorted(NIX_OPTIONS
     Row('eval_max_memory_mb', (EVAL,), {'type': 'int', 'default': 4096}),
     Row('eval_cache', (EVAL,), {'type': 'bool', 'default': True}),
     Row('max_fail_percentage', (EVAL,), {'type': 'int', 'default': 100}),
+    # a nix_* variable no role knows (a typo): warned of once, or each such host failed
+    Row('unknown_vars', (EVAL,), {'type': 'str', 'default': 'warn', 'choices': list(UNKNOWN_VARS)}),
     # nix_build
     # a string (names separated by commas) or a list: _builders.parse_build_on
     Row('build_on', (BUILD,), {'type': 'raw', 'default': 'controller'}, scope='host',
@@ -174,6 +192,31 @@ FACT_ROWS = {
 }
 
 
+# The nix_* variables that are no row of the table and still mean something:
+# the roles' own (roles/*/meta/argument_specs.yml, checked both ways by
+# tests/unit/roles/test_role_options.py), the playbooks' and the callbacks',
+# the Nix inventory's host variables (plugins/plugin_utils/inventory/, checked
+# by tests/unit/plugins/module_utils/test_role_vars.py) and the facts the
+# actions set. nix_eval (from_role_vars) warns of any other nix_* variable.
+OTHER_VARIABLES = frozenset((
+    # the deploy role's keys (nix_activate's keys, keys_prune)
+    'nix_keys', 'nix_keys_prune',
+    # the rollback role's
+    'nix_generation', 'nix_summary',
+    # the publish role's
+    'nix_publish_cache', 'nix_publish_build_on', 'nix_publish_gc_root_dir',
+    'nix_channel_repo', 'nix_channel_ref', 'nix_channel_git_dir', 'nix_channel_force',
+    # the playbooks' serial batches; the copy cascade's site (copy/_cascade.py)
+    'nix_serial', 'nix_site',
+    # the Nix inventory's host variables (with nix_flake, nix_attr, nix_platform)
+    'nix_source', 'nix_system', 'nix_tags', 'nix_role', 'nix_configuration', 'nix_node',
+    'nix_profiles',
+    # facts: nix_eval's, nix_publish's, nix_channel's
+    'nix_drv_path', 'nix_out_path', 'nix_published_path', 'nix_flake_revision',
+    'nix_flake_pinned',
+))
+
+
 def rows(module):
     """The table's rows of ``module`` (eval, build, copy, activate)."""
     return tuple(row for row in ROWS if module in row.modules)
@@ -216,8 +259,10 @@ class Filled(object):
     """A task's arguments with the options it left unset filled from the
     host's variables, and which per-host options are each host's own."""
 
-    def __init__(self, args, own_options, deprecations):
+    def __init__(self, args, own_options, deprecations, sources=None):
         self.args = args
+        # {option: the variable it was filled from}: a bad value names it
+        self.sources = dict(sources or {})
         # per-host options whose value is this host's own: a batch computes
         # each other host's from that host's variables (for_host)
         self.own_options = frozenset(own_options)
@@ -245,7 +290,7 @@ def fill(module, args, variables, render, from_vars):
     leaves unset taken from ``variables`` (a variable rendered by ``render``,
     as a task argument would be): every row with ``from_vars`` (the flag),
     the ``inventory`` and ``fact`` rows always. Returns a Filled."""
-    merged, own_options, deprecations = dict(args), set(), []
+    merged, own_options, deprecations, sources = dict(args), set(), [], {}
     for row in rows(module):
         if row.old_option and row.old_option in merged:
             deprecations.append(_deprecation('the option %s is deprecated: use %s'
@@ -276,7 +321,162 @@ def fill(module, args, variables, render, from_vars):
             deprecations.append(_deprecation('the variable %s is deprecated: use %s'
                                              % (row.old, row.variable)))
         merged[row.option] = render(value)
-    return Filled(merged, own_options, deprecations)
+        sources[row.option] = name
+    return Filled(merged, own_options, deprecations, sources)
+
+
+def filled_problems(module, filled):
+    """What is wrong with the options of ``module`` that ``filled`` took
+    from role variables: messages naming the variable (the module's own
+    validation would name the option, which the user never wrote)."""
+    problems = []
+    for row in rows(module):
+        name = filled.sources.get(row.option)
+        value = filled.args.get(row.option)
+        # the role's default is good as it is (nothing to check)
+        if name is not None and value != row.default:
+            problems.extend(value_problems(row, name, value))
+    return problems
+
+
+def as_variables(text, sources):
+    """``text`` (ansible's validation message) with each option that
+    ``sources`` ({option: variable}) says a role variable gave named as
+    that variable."""
+    for option, name in sources.items():
+        if option != name:
+            text = re.sub(r'(?<![\w.])%s(?!\w)' % re.escape(option), name, text)
+    return text
+
+
+def variable_problems(variables, render=None, skip=()):
+    """What is wrong with the role variables in ``variables`` (a host's),
+    every row of the table, whichever phase reads it: messages naming the
+    variable. A value equal to its row's default (the role's defaults) is
+    good as it is; ``render(value)`` templates one that may be a template
+    (one that cannot be templated yet is left to its phase); ``skip``:
+    names not to check."""
+    problems = []
+    for row in ROWS:
+        value, name = row.own_value(variables)
+        if name is None or name in skip or _unset(value) or value == row.default:
+            continue
+        if _maybe_template(value):
+            if render is None:
+                continue
+            try:
+                value = render(value)
+            except Exception:  # pylint: disable=broad-except
+                # undefined yet, or a lookup that fails: its phase says so
+                continue
+            if _unset(value):
+                continue
+        problems.extend(value_problems(row, name, value))
+    return problems
+
+
+def _maybe_template(value):
+    """Whether ``value`` holds Jinja (only then is it templated: a plain
+    value costs no template)."""
+    if isinstance(value, str):
+        return '{{' in value or '{%' in value
+    if isinstance(value, dict):
+        return any(_maybe_template(k) or _maybe_template(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_maybe_template(v) for v in value)
+    return False
+
+
+# ------------------------------------------------------------ the check
+def known_variables():
+    """Every nix_* variable name that means something (the table's, their
+    deprecated names, ``OTHER_VARIABLES``)."""
+    names = set(OTHER_VARIABLES)
+    for row in ROWS:
+        names.add(row.variable)
+        if row.old:
+            names.add(row.old)
+    return names
+
+
+_KNOWN = None
+
+
+def unknown_variables(names):
+    """{name: nearest known name or None} of the ``nix_*`` names among
+    ``names`` that no role, inventory or action knows (a typo)."""
+    global _KNOWN  # pylint: disable=global-statement
+    if _KNOWN is None:
+        _KNOWN = known_variables()
+    out = {}
+    for name in names:
+        if isinstance(name, str) and name.startswith('nix_') and name not in _KNOWN:
+            out[name] = nearest(name, _KNOWN)
+    return out
+
+
+def unknown_message(name, suggestion):
+    """What is said of an unknown variable ``name``."""
+    text = '%s: not a variable of the deploy role' % name
+    return text + ('; did you mean %s?' % suggestion if suggestion else '')
+
+
+def nearest(word, candidates):
+    """The candidate closest to ``word`` (a typo's fix), or None."""
+    found = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _shown(value, secret):
+    """A value as a message shows it: quoted, short (a secret never)."""
+    if secret:
+        return 'the value given'
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > 60:
+        text = text[:57] + '...'
+    return "'%s'" % text if isinstance(value, str) else text
+
+
+# ansible's words for a value it could not convert
+_TYPE_ERROR = re.compile(r"^argument '[^']*' is of type \S+ and we were unable to convert to (\w+)")
+_A = {'int': 'an integer', 'bool': 'a boolean (true or false)', 'float': 'a number',
+      'list': 'a list', 'dict': 'a mapping', 'str': 'a string', 'path': 'a path',
+      'raw': 'a value'}
+
+
+def value_problems(row, name, value):
+    """What is wrong with ``value`` as row's variable ``name`` (the
+    role variable, or its deprecated name): messages naming the variable
+    and what it must be, [] when it is good. The same argument-spec
+    validation ansible runs on the option (types, choices, elements,
+    sub-options)."""
+    spec = dict(row.spec)
+    spec.pop('default', None)
+    secret = bool(spec.get('no_log'))
+    # (iterated: the error list of ansible has no length of its own)
+    errors = [error for error in ArgumentSpecValidator({name: spec}).validate({name: value}).errors]
+    if not errors:
+        return []
+    choices = spec.get('choices')
+    if choices and spec.get('type', 'str') == 'str' and isinstance(value, (str, int, float)) \
+            and not isinstance(value, bool):
+        # what ansible refused is not one of the choices: said with the nearest
+        text = '%s' % value
+        problem = '%s: %s is not one of %s' % (name, _shown(text, secret), ', '.join(choices))
+        near = nearest(text, choices)
+        return [problem + (' (did you mean %s?)' % near if near else '')]
+    problems = []
+    for error in errors:
+        text = '%s' % error
+        found = _TYPE_ERROR.match(text)
+        if found and isinstance(error, ArgumentTypeError):
+            problems.append('%s: %s is not %s' % (name, _shown(value, secret),
+                                                 _A.get(found.group(1), found.group(1))))
+        elif secret:
+            problems.append('%s: the value given is not valid' % name)
+        else:
+            problems.append('%s: %s' % (name, text))
+    return problems
 
 
 def _deprecation(msg):

@@ -4,11 +4,16 @@
 
 DOCUMENTATION = r'''
 module: nix_eval
-short_description: Evaluate the Nix systems of a whole play batch, in parallel evaluators
+short_description: Evaluate each host's Nix system on the controller, the first phase of a deploy
 version_added: 1.0.0
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
 description:
+  - Finds the system (derivation and output path) each host of the play deploys, by evaluating its
+    flake attribute (C(nix_attr) from the P(nixdeploy.fleet.nix#inventory) inventory) on the
+    controller. You normally reach it through the role C(nixdeploy.fleet.deploy) (C(ansible-playbook
+    nixdeploy.fleet.deploy -l vps)), whose first phase it is, and the role
+    C(nixdeploy.fleet.publish); use it alone to evaluate without deploying.
   - Finds the derivation (C(.drv)) and output path of each host's system in a Nix flake, on the controller.
   - Runs per host like any task, but the first host of the play batch (C(ansible_play_batch), so C(-l) and
     C(serial) are honoured) starts ONE detached process that evaluates every host of the batch (forked from its
@@ -22,7 +27,8 @@ description:
     replaced by a fresh process after its current host."
   - An evaluation error fails only the host whose system has it, with Nix's own message (file and line);
     the hosts its process traced before keep their results and the hosts after it go to a new process.
-  - A host whose batch's process ended or died without its answer fails with the tail of that process's log.
+  - A host whose batch's process ended or died without its answer fails with the tail of that process's log
+    (a Python traceback cut to its last line; the whole one is shown at C(-vvv) only).
   - Sets the host facts C(nix_drv_path) and C(nix_out_path), which M(nixdeploy.fleet.nix_build) uses by default.
   - Nothing changes anywhere, so the task never reports C(changed).
   - "An evaluation never builds: C(allow-import-from-derivation = false) is passed to Nix as the O(nix_options)
@@ -94,6 +100,18 @@ options:
         Ansible's own rule holds, the play stops when every host of a batch failed).
     type: int
     default: 100
+  unknown_vars:
+    description:
+      - With O(from_role_vars), what a host variable whose name starts with C(nix_) and that no role of
+        the collection, the P(nixdeploy.fleet.nix#inventory) inventory or an action knows (a typo such as
+        C(nix_gaol)) does. V(warn) says it once a run with the nearest known name and the hosts that set it;
+        V(error) fails each such host before anything is evaluated.
+      - Every role variable of the option table is checked before anything is evaluated too (type, choices,
+        sub-options), whichever phase reads it; a bad one fails its host with a message naming the
+        variable (C(nix_goal)), never the module option.
+    type: str
+    choices: [warn, error]
+    default: warn
 attributes:
   action:
     support: full

@@ -11,7 +11,9 @@ What every nixdeploy action does the same way lives here:
   with ``from_role_vars``, the inventory's always), which also tells which
   per-host options are each host's own (``self.filled``, for the batch);
   ``record_stats`` is checked with them; a bad argument is this host's
-  failed result, not a traceback, and nothing has run yet;
+  failed result, not a traceback, and nothing has run yet; a bad value of
+  an option taken from a role variable is said of the variable
+  (``nix_goal: 'bot' is not one of ...``);
 - a failure is a failed result whose ``msg`` starts with the host's name
   and that carries ``phase`` (the deploy phase, read by the summary callback,
   the report and the custom stat ``nixdeploy``) and ``connection_lost``;
@@ -39,17 +41,23 @@ What every nixdeploy action does the same way lives here:
 A ``NixdeployError`` (plugin_utils/common/_errors.py, the base of every
 error the collection raises) or an ``OSError`` out of ``host_result`` is this
 host's failed result, with what the error carries (``phase``,
-``connection_lost``, the partial result) and ``failure_details``.
+``connection_lost``, the partial result) and ``failure_details``. Any other
+exception but Ansible's own (a bug) is too, in one line (``internal error in
+the eval phase: KeyError: ...; rerun with -vvv``), its traceback under
+``traceback`` at -vvv only.
 
 Subclasses set ``ARGUMENT_SPEC``, ``PHASE`` and ``HOST_KEYS`` (the action talks
 to the host over ssh: its key is judged first) and implement ``host_result``.
 """
+
+import traceback
 
 from ansible import constants as C
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
@@ -90,6 +98,23 @@ def host_message(host, message):
     name = printable(host)
     text = u'\n'.join(printable_lines(_redact.text(message_of(message)).split(u'\n')))
     return text if text.startswith(u'%s:' % name) else u'%s: %s' % (name, text)
+
+
+def internal_error(where, exc):
+    """One line for an unexpected exception (a bug): never its traceback,
+    which a person would read in the message and the summary."""
+    return u'internal error in %s: %s: %s; rerun with -vvv for the traceback' % (
+        where, type(exc).__name__, to_text(exc))
+
+
+def verbose_traceback(text=None):
+    """``{'traceback': ...}`` (the current exception's, or ``text``) at -vvv,
+    else nothing: a result's keys are printed at every verbosity."""
+    if Display().verbosity < 3:
+        return {}
+    if text is None:
+        text = traceback.format_exc()
+    return {'traceback': text} if text else {}
 
 
 def message_of(error):
@@ -141,11 +166,20 @@ class NixdeployAction(ActionBase):
             self._task.args = self.filled.args
             if self.filled.deprecations:
                 result['deprecations'] = list(self.filled.deprecations)
+            # a bad role variable is named as the user wrote it (nix_goal),
+            # not as the module's option (goal); nothing has run yet
+            problems = self.role_var_problems()
+            if problems:
+                return self.failed(result, '; '.join(problems))
         try:
             _validation, args = self.validate_argument_spec(
                 argument_spec=self.ARGUMENT_SPEC, **self.VALIDATION)
         except AnsibleActionFail as exc:
-            return self.failed(result, to_text(exc.message))
+            text = to_text(exc.message)
+            if self.filled is not None:
+                # an option the role's variable gave is named as that variable
+                text = _role_vars.as_variables(text, self.filled.sources)
+            return self.failed(result, text)
         args.pop(_role_vars.FLAG, None)
         # an option given by a deprecated name: only its new name goes on
         for alias in _role_vars.aliases(self.ROLE_VARS):
@@ -187,6 +221,12 @@ class NixdeployAction(ActionBase):
             if isinstance(exc, NixdeployError):
                 details.update(exc.details())
             return self.failed(result, exc, **details)
+        except Exception as exc:  # pylint: disable=broad-except
+            # a bug of the collection: still this host's failed result with
+            # its phase (the summary and the report say it), in one line;
+            # the traceback only at -vvv
+            return self.failed(result, internal_error('the %s phase' % (self.PHASE or 'task'), exc),
+                               **verbose_traceback())
         if self._unchecked:
             result[HOST_KEY_OPT_OUT] = True
             result.setdefault('warnings', []).append(_host_key_judge.unchecked_warning(
@@ -239,6 +279,12 @@ class NixdeployAction(ActionBase):
             result.setdefault('warnings', []).append(
                 '%s: record_stats: the outcome is not kept as custom stats: %s'
                 % (self.host, message_of(exc)))
+
+    def role_var_problems(self):
+        """What is wrong with the role variables this task took its options
+        from (messages naming each variable; [] when all is well). nix_eval,
+        the role's first phase, checks every variable of the table here."""
+        return _role_vars.filled_problems(self.ROLE_VARS, self.filled)
 
     def _render(self, value):
         """A variable's value as a task argument gets it: templated (the

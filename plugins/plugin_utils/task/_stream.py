@@ -50,7 +50,28 @@ GATHER_MAX = 0.5
 
 
 class StreamError(NixdeployError):
-    """The batch's detached work ended without this host's entry."""
+    """The batch's detached work ended without this host's entry.
+    ``traceback``: an internal error's (for -vvv, never the message)."""
+
+    def __init__(self, *args, **kwargs):
+        self.traceback = kwargs.pop('traceback', None)
+        super(StreamError, self).__init__(*args, **kwargs)
+
+
+def work_failure(kind, exc):
+    """A batch process's entry for an exception out of its work: the
+    error family's own sentence (a missing nix_bin), or one line naming an
+    internal error, its traceback under ``traceback`` (shown at -vvv only).
+    Never a traceback in ``error``: it becomes a person's message."""
+    if isinstance(exc, (NixdeployError, OSError)):
+        return {'error': u'%s' % exc}
+    return {'error': u'internal error in the %s batch: %s: %s; rerun with -vvv for the traceback'
+                     % (kind.split('-')[0], type(exc).__name__, exc),
+            'traceback': traceback.format_exc()}
+
+
+# the line a Python traceback starts with, in a batch's log
+_TRACEBACK = 'Traceback (most recent call last):'
 
 
 def _alive(pid):
@@ -68,6 +89,7 @@ class Stream(object):
 
     def __init__(self, base_dir, kind, key):
         self.dir = _folder(base_dir)
+        self.kind = kind
         stem = os.path.join(self.dir, '%s-%s' % (kind, key))
         self.done_path = stem + '.json'
         self.entries_dir = stem + '.d'
@@ -144,9 +166,11 @@ class Stream(object):
         watcher.start()
         try:
             shared = work(self.put)
-        except Exception:  # pylint: disable=broad-except
+        except Exception as exc:  # pylint: disable=broad-except
+            # the log keeps the traceback; the hosts without an entry get
+            # one sentence (``entry``)
             os.write(2, traceback.format_exc().encode('utf-8', 'replace'))
-            shared = {'error': 'the batch work failed: %s' % traceback.format_exc(limit=1)}
+            shared = work_failure(self.kind, exc)
         if shared is not None:
             write_json(self.done_path, shared)
         # the hosts still waiting (the work gave them no entry) learn it now
@@ -182,6 +206,11 @@ class Stream(object):
                     found = _read(path)
                     if found is not None:
                         return found
+                    shared = self.shared() or {}
+                    if shared.get('error'):
+                        # the work failed as a whole: its sentence
+                        raise StreamError(u'%s' % shared['error'],
+                                          traceback=shared.get('traceback'))
                     raise StreamError('the batch finished without an answer for this host%s'
                                       % self._log_tail())
                 if (bell.fd is not None or looks % 10 == 9) and not self._running():
@@ -223,7 +252,27 @@ class Stream(object):
                 text = handle.read().decode('utf-8', 'replace').strip()
         except (OSError, IOError):
             return ''
+        text = without_tracebacks(text)
         return (': ' + text) if text else ''
+
+
+def without_tracebacks(text):
+    """``text`` (a batch's log) with each Python traceback cut to its last
+    line (the exception), which a message may show; the whole one stays
+    in the log file."""
+    out, inside = [], False
+    for line in text.split('\n'):
+        if line.startswith(_TRACEBACK):
+            inside = True
+            continue
+        if inside:
+            # a traceback's frames are indented; its last line is not
+            if line.startswith(' ') or not line.strip():
+                continue
+            inside = False
+            line = u'internal error: %s' % line
+        out.append(line)
+    return '\n'.join(out).strip()
 
 
 def _read(path):
@@ -383,7 +432,7 @@ class Service(Stream):
                 settled = set(_read(self.settled_path) or ()) | unsettled
                 write_json(self.settled_path, sorted(settled))
             expecting = False
-            wave = threading.Thread(target=_wave, args=(serve, taken, put),
+            wave = threading.Thread(target=_wave, args=(serve, taken, put, self.kind),
                                     name='nixdeploy-wave-%d' % len(waves))
             wave.daemon = True
             wave.start()
@@ -426,11 +475,11 @@ class Service(Stream):
                 self._ensure(serve, slots)
 
 
-def _wave(serve, taken, put):
+def _wave(serve, taken, put, kind='service'):
     try:
         serve(taken, put)
-    except Exception:  # pylint: disable=broad-except
-        text = traceback.format_exc()
-        os.write(2, text.encode('utf-8', 'replace'))
+    except Exception as exc:  # pylint: disable=broad-except
+        os.write(2, traceback.format_exc().encode('utf-8', 'replace'))
+        failure = work_failure(kind, exc)
         for host in taken:
-            put(host, {'error': 'the batch work failed: %s' % text.strip().splitlines()[-1]})
+            put(host, dict(failure))

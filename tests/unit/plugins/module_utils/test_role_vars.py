@@ -4,13 +4,14 @@ names each of its options, both ways. The modules' documentation against
 their specs: ansible-test sanity's validate-modules; the roles' specs,
 defaults and docs against the table: tests/unit/roles/test_role_options.py."""
 
+import os
 import re
 import sys
 
 import pytest
 import yaml
 
-from tests.collection import collections_path
+from tests.collection import REPO, collections_path
 
 # module_utils import each other as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
@@ -105,3 +106,149 @@ def test_a_batch_sees_each_host_with_its_own_values_side_by_side():
     alike = _role_vars.fill('copy', dict(task, copy_mode='cache'), own, lambda v: v, True)
     assert 'copy_mode' not in alike.own_options
     assert alike.for_host(alike.args, 'copy', hosts['h2'])['copy_mode'] == 'cache'
+
+
+# ------------------------------------------------------------ the check (issue 61)
+def role_defaults():
+    with open(os.path.join(REPO, 'roles', 'deploy', 'defaults', 'main.yml')) as handle:
+        return yaml.safe_load(handle)
+
+
+def test_a_bad_choice_names_the_variable_and_the_nearest_choice():
+    row = _role_vars.BY_OPTION['goal']
+    assert _role_vars.value_problems(row, 'nix_goal', 'bot') == [
+        "nix_goal: 'bot' is not one of switch, boot, test, dry-activate (did you mean boot?)"]
+    assert _role_vars.value_problems(row, 'nix_goal', 'boot') == []
+    # nothing near: no guess
+    assert _role_vars.value_problems(_role_vars.BY_OPTION['reboot'], 'nix_reboot', 'xyzzy') == [
+        "nix_reboot: 'xyzzy' is not one of never, always, when-needed"]
+
+
+@pytest.mark.parametrize('option,value,said', [
+    ('confirm_timeout', 'soon', "nix_confirm_timeout: 'soon' is not an integer"),
+    ('magic_rollback', 'maybe', "nix_magic_rollback: 'maybe' is not a boolean (true or false)"),
+    ('free_space_margin', 'big', "nix_free_space_margin: 'big' is not a number"),
+    ('caches', {'a': 1}, "nix_caches: {'a': 1} is not a list"),
+    ('nix_options', 'x y', "nix_options: 'x y' is not a mapping"),
+])
+def test_a_value_of_the_wrong_type_names_the_variable(option, value, said):
+    row = _role_vars.BY_OPTION[option]
+    assert _role_vars.value_problems(row, row.variable, value) == [said]
+
+
+def test_sub_options_are_checked_as_ansible_checks_them():
+    row = _role_vars.BY_OPTION['health_checks']
+    problems = _role_vars.value_problems(row, 'nix_health_checks', [{'name': 'web', 'htp': 1}])
+    assert problems and all(p.startswith('nix_health_checks: ') for p in problems), problems
+    assert any('htp' in p for p in problems), problems
+    good = [{'name': 'web', 'http': {'url': 'http://127.0.0.1/'}}]
+    assert _role_vars.value_problems(row, 'nix_health_checks', good) == []
+
+
+def test_a_secret_is_never_shown():
+    row = _role_vars.Row('token', ('copy',), {'type': 'int', 'no_log': True})
+    problems = _role_vars.value_problems(row, 'nix_token', 'hunter2-secret')
+    assert problems == ['nix_token: the value given is not an integer'], problems
+
+
+def test_the_roles_defaults_pass_and_cost_no_template():
+    def render(value):
+        raise AssertionError('templated %r' % (value,))
+    assert _role_vars.variable_problems(role_defaults(), render) == []
+
+
+def test_every_variable_of_the_table_is_checked_whichever_phase_reads_it():
+    variables = dict(role_defaults(), nix_goal='bot', nix_copy_mode='pusj',
+                     nix_eval_workers='many', nix_platform='nixso')
+    problems = _role_vars.variable_problems(variables, lambda v: v)
+    assert [p.split(':')[0] for p in problems] == [
+        'nix_eval_workers', 'nix_copy_mode', 'nix_platform', 'nix_goal'], problems
+    assert "did you mean push?" in problems[1] and 'did you mean nixos?' in problems[2]
+
+
+def test_a_template_is_rendered_and_one_not_ready_is_left_to_its_phase():
+    seen = []
+
+    def render(value):
+        seen.append(value)
+        if 'later' in value:
+            raise ValueError('undefined yet')
+        return 'bot'
+    variables = {'nix_goal': '{{ goal }}', 'nix_reboot': '{{ later }}'}
+    assert _role_vars.variable_problems(variables, render) == [
+        "nix_goal: 'bot' is not one of switch, boot, test, dry-activate (did you mean boot?)"]
+    assert sorted(seen) == ['{{ goal }}', '{{ later }}']
+    # without a templar (another host's, in the batch's process): left alone
+    assert _role_vars.variable_problems(variables) == []
+
+
+def test_an_unknown_nix_variable_gets_the_nearest_name():
+    found = _role_vars.unknown_variables(['nix_gaol', 'nix_goal', 'nix_copymode', 'nix_zzzzzzzz',
+                                          'ansible_host', 'nix_out_path', 'nix_serial'])
+    assert found == {'nix_gaol': 'nix_goal', 'nix_copymode': 'nix_copy_mode', 'nix_zzzzzzzz': None}
+    assert _role_vars.unknown_message('nix_gaol', 'nix_goal') == \
+        'nix_gaol: not a variable of the deploy role; did you mean nix_goal?'
+    assert _role_vars.unknown_message('nix_zzzzzzzz', None) == \
+        'nix_zzzzzzzz: not a variable of the deploy role'
+
+
+def test_every_roles_variable_is_known():
+    for role in ('deploy', 'publish', 'rollback'):
+        with open(os.path.join(REPO, 'roles', role, 'meta', 'argument_specs.yml')) as handle:
+            specs = yaml.safe_load(handle)['argument_specs']
+        for entry in specs.values():
+            assert not _role_vars.unknown_variables(entry.get('options') or {}), role
+
+
+def test_every_variable_the_inventory_sets_and_every_fact_is_known():
+    """The Nix inventory's host variables (plugins/plugin_utils/inventory/,
+    and the plugin), the facts the actions set and the playbooks' own
+    variables: no warning of them."""
+    def read(folder):
+        for base, _dirs, files in os.walk(os.path.join(REPO, folder)):
+            for name in files:
+                if name.endswith(('.py', '.yml')):
+                    with open(os.path.join(base, name)) as handle:
+                        yield handle.read()
+    names = set()
+    for folder in ('plugins/plugin_utils/inventory', 'plugins/inventory'):
+        for text in read(folder):
+            names.update(re.findall(r"['\"](nix_\w+)['\"]\s*[:\]]", text))
+    for folder in ('plugins/action', 'plugins/plugin_utils/evaluation'):
+        for text in read(folder):
+            for facts in re.findall(r"ansible_facts'\]\s*=\s*\{([^}]*)\}|def facts_of.*?\{([^}]*)\}",
+                                    text, re.S):
+                names.update(re.findall(r"'(nix_\w+)'", ''.join(facts)))
+    for text in read('playbooks'):
+        names.update(re.findall(r"\b(nix_\w+)\s*\|\s*default", text))
+    for name in ('nix_configuration', 'nix_out_path', 'nix_drv_path', 'nix_serial',
+                 'nix_published_path', 'nix_flake_revision'):
+        assert name in names, name
+    assert _role_vars.unknown_variables(names) == {}
+
+
+def test_a_validation_message_names_the_variables():
+    sources = {'copy_mode': 'nix_copy_mode', 'caches': 'nix_caches', 'nix_bin': 'nix_bin'}
+    assert _role_vars.as_variables(
+        'copy_mode is cache but all of the following are missing: caches', sources) == \
+        'nix_copy_mode is cache but all of the following are missing: nix_caches'
+
+
+def test_an_option_filled_from_a_variable_is_checked_under_its_name():
+    filled = _role_vars.fill('activate', {}, {'nix_goal': 'bot', 'nix_confirm_timeout': 30,
+                                              'nix_reboot_timeout': 'x'},
+                             lambda v: v, True)
+    assert _role_vars.filled_problems('activate', filled) == [
+        "nix_goal: 'bot' is not one of switch, boot, test, dry-activate (did you mean boot?)",
+        "nix_reboot_timeout: 'x' is not an integer"]
+    # a task's own argument is the module's to check (named as the option)
+    own = _role_vars.fill('activate', {'goal': 'bot'}, {}, lambda v: v, True)
+    assert _role_vars.filled_problems('activate', own) == []
+
+
+def test_a_choice_yaml_made_a_boolean_is_taken_as_ansible_takes_it():
+    row = _role_vars.BY_OPTION['check_sigs']
+    for value in (True, 'True', 'false', 'auto'):
+        assert _role_vars.value_problems(row, 'nix_check_sigs', value) == [], value
+    assert _role_vars.value_problems(row, 'nix_check_sigs', 'ture') == [
+        "nix_check_sigs: 'ture' is not one of auto, true, false (did you mean true?)"]

@@ -481,3 +481,76 @@ def test_the_first_target_program_waits_for_the_judgement(tmp_path):
     assert out['failed'] and 'refused' in out['msg'] and Programs.sent == [], out
     out = run_over_ssh(Programs, tmp_path, True)
     assert out['rc'] == 0 and len(Programs.sent) == 1, out
+
+
+# ------------------------------------------------------------ role variables (issue 61)
+class Phase(_action.NixdeployAction):
+    """A phase of the table (activate's options) that reads the role's variables."""
+
+    _requires_connection = False
+    ARGUMENT_SPEC = dict(_role_vars.spec('activate'))
+    ROLE_VARS = 'activate'
+    PHASE = 'activate'
+    ran = []
+
+    def host_result(self, args, result):
+        Phase.ran.append(args['goal'])
+        return dict(result, goal=args['goal'])
+
+
+def run_phase(tmp_path, monkeypatch, args, variables):
+    from ansible.template import Templar
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
+    action = action_of(Phase, args)
+    action._templar = Templar(loader=DataLoader(), variables=variables)
+    task_vars = dict(variables, inventory_hostname='h1', ansible_play_batch=['h1'], hostvars={})
+    return action.run(task_vars=task_vars)
+
+
+def test_a_bad_role_variable_is_named_as_the_user_wrote_it(tmp_path, monkeypatch):
+    Phase.ran[:] = []
+    out = run_phase(tmp_path, monkeypatch, {'from_role_vars': True}, {'nix_goal': 'bot'})
+    assert out['failed'] and out['phase'] == 'activate'
+    assert out['msg'] == ("h1: nix_goal: 'bot' is not one of switch, boot, test, dry-activate "
+                          "(did you mean boot?)")
+    assert Phase.ran == []
+    # the same value as the task's own argument: the module's option is named
+    out = run_phase(tmp_path, monkeypatch, {'goal': 'bot'}, {})
+    assert out['failed'] and 'nix_goal' not in out['msg'] and 'goal' in out['msg']
+    # a good one reaches the phase
+    out = run_phase(tmp_path, monkeypatch, {'from_role_vars': True}, {'nix_goal': 'boot'})
+    assert not out.get('failed') and Phase.ran == ['boot']
+
+
+def test_a_validation_message_names_the_role_variables(tmp_path, monkeypatch):
+    class Copy(Phase):
+        ARGUMENT_SPEC = dict(_role_vars.spec('copy'))
+        ROLE_VARS = 'copy'
+        VALIDATION = {'required_if': [('copy_mode', 'cache', ('signing_key',))]}
+    from ansible.template import Templar
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
+    action = action_of(Copy, {'from_role_vars': True, 'path': '/nix/store/x'})
+    action._templar = Templar(loader=DataLoader(), variables={})
+    out = action.run(task_vars={'inventory_hostname': 'h1', 'ansible_play_batch': ['h1'],
+                                'hostvars': {}, 'nix_copy_mode': 'cache'})
+    assert out['failed']
+    assert out['msg'] == ('h1: nix_copy_mode is cache but all of the following are missing: '
+                          'signing_key'), out['msg']
+
+
+def test_a_bug_is_this_hosts_failure_in_one_line_never_a_traceback(tmp_path, monkeypatch):
+    class Buggy(Probe):
+        def host_result(self, args, result):
+            return {}['system']
+    from ansible.utils.display import Display
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
+    task_vars = {'inventory_hostname': 'h1', 'ansible_play_batch': ['h1'], 'hostvars': {}}
+    out = action_of(Buggy, {'do': 'ok'}).run(task_vars=task_vars)
+    assert out['failed'] and out['phase'] == 'probe' and not out['connection_lost']
+    assert out['msg'] == ("h1: internal error in the probe phase: KeyError: 'system'; rerun with "
+                          "-vvv for the traceback")
+    assert 'traceback' not in out
+    # at -vvv the result carries it apart from the message
+    monkeypatch.setattr(Display(), 'verbosity', 3)
+    out = action_of(Buggy, {'do': 'ok'}).run(task_vars=task_vars)
+    assert 'Traceback' not in out['msg'] and "return {}['system']" in out['traceback']
