@@ -83,4 +83,6 @@ class ActionModule(NixdeployAction):
 def _connection_lost(stderr):
     """Whether ssh failed to reach the host (not a host key or sudo refusal)."""
     problem = _diagnosis.ssh_problem(stderr)
-    return bool(problem) and 'host key' not in problem and 'sudo' not in problem
+    # a refused login: the host answered (a wrong key or user)
+    return bool(problem) and 'host key' not in problem and 'sudo' not in problem \
+        and not _diagnosis.login_refused(stderr)

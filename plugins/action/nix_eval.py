@@ -14,6 +14,7 @@ answer is known, so its build starts while the others are still evaluated.
 import os
 
 from ansible import constants as C
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import EVAL_SPEC
@@ -22,11 +23,18 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_
     RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
+    NixdeployAction, verbose_traceback)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     Batch, _folder as batch_folder, batch_key, play_uuid, task_batch)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._serial import gate
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
+
+
+# what a failed result keeps under ``details`` (task/_outcome.py)
+INTERNALS = ('play_hosts', 'nix_processes', 'evaluation', 'batch', 'batch_hosts',
+             'evaluated_here', 'started_here', 'from_cache', 'source')
 
 
 class ActionModule(NixdeployAction):
@@ -35,6 +43,33 @@ class ActionModule(NixdeployAction):
     ARGUMENT_SPEC = EVAL_SPEC
     ROLE_VARS = _role_vars.EVAL
     PHASE = 'eval'
+
+    def role_var_problems(self):
+        """The deploy role's first phase (from_role_vars) checks every role
+        variable of the table, whichever phase reads it, and the ``nix_*``
+        variables no role knows, before anything is evaluated: a bad
+        nix_goal fails its host here, not after its build and copy
+        (module_utils/_role_vars.py ``variable_problems``). Each other phase
+        checks the variables it reads itself (the action base)."""
+        if not boolean(self._task.args.get(_role_vars.FLAG, False), strict=False):
+            return super(ActionModule, self).role_var_problems()
+        problems = _role_vars.variable_problems(self.task_vars, self._render)
+        unknown = _role_vars.unknown_variables(self.task_vars)
+        if unknown and self._task.args.get('unknown_vars') == 'error':
+            problems.extend('%s (nix_unknown_vars is error)' % _role_vars.unknown_message(
+                name, near) for name, near in sorted(unknown.items()))
+        return problems
+
+    def failed(self, result, message, **details):
+        # an internal error's traceback (a batch process's): only at -vvv
+        trace = details.pop('traceback', None)
+        if trace:
+            details.update(verbose_traceback(trace))
+        # the batch's figures are the run's internals: a person reading the
+        # failure sees its message, not them (the callbacks read them back
+        # through _outcome.result_data)
+        _outcome.details_apart(result, INTERNALS)
+        return super(ActionModule, self).failed(result, message, **details)
 
     def host_result(self, args, result):
         # the batch before this one failed too many hosts: nothing of this
@@ -65,7 +100,8 @@ class ActionModule(NixdeployAction):
             host_entry, here, hosts, request = _eval_stage.batch_entry(
                 self, args, NixOptions.from_params(args))
         except StreamError as exc:
-            return self.failed(result, u'the evaluation of the batch failed: %s' % exc)
+            return self.failed(result, u'the evaluation of the batch failed: %s' % exc,
+                               traceback=exc.traceback)
         evaluated = host_entry.get('answer') or {}
         batch = host_entry.get('batch')
         result.update({
@@ -85,12 +121,18 @@ class ActionModule(NixdeployAction):
         if host_entry.get('source'):
             # what was evaluated, from the run's own pin (_flake_source)
             result['source'] = host_entry['source']
+        sources = RunSources(batch_folder(C.DEFAULT_LOCAL_TMP))
         warnings = [note for note in host_entry.get('notes') or ()
-                    if RunSources(batch_folder(C.DEFAULT_LOCAL_TMP)).warn_once(batch_key(note))]
+                    if sources.warn_once(batch_key(note))]
+        # an unknown nix_* variable: said once a run, whichever batch and
+        # host reads it first (the batch's process listed its hosts)
+        warnings.extend(note for name, note in sorted((host_entry.get('unknown_vars') or {}).items())
+                        if sources.warn_once(batch_key('unknown-var', name)))
         if warnings:
             result['warnings'] = warnings
         if 'error' in host_entry or 'error' in evaluated:
-            return self.failed(result, host_entry.get('error') or evaluated['error'])
+            return self.failed(result, host_entry.get('error') or evaluated['error'],
+                               traceback=host_entry.get('traceback'))
         result.update({
             'drv_path': evaluated['drv_path'],
             'out_path': evaluated['out_path'],

@@ -5,14 +5,20 @@
 
 DOCUMENTATION = r'''
 module: nix_activate
-short_description: Activate a Nix system on a target, with magic rollback
+short_description: Activate a new Nix system on a host, rolled back when it breaks the host (the last phase of a deploy)
 version_added: 1.0.0
 description:
-  - Runs on the controller (an action plugin). Everything it does on the target is a short POSIX
+  - Makes a copied system the host's running one (V(switch), V(boot), V(test), V(dry-activate)) on
+    NixOS, nix-darwin, nix-on-droid and home-manager, then confirms the host still answers over a
+    new ssh login; a host that does not, or whose activation fails, is rolled back to its previous
+    generation on its own (magic rollback). Also rolls a host back on request. You normally reach it
+    through the role C(nixdeploy.fleet.deploy) (its last phase; C(nix_goal), C(nix_confirm_timeout))
+    and the role C(nixdeploy.fleet.rollback).
+  - It runs on the controller (an action plugin). Everything it does on the target is a short POSIX
     sh script sent over the task's connection, as M(ansible.builtin.raw) does, so the target
     needs only a shell and Nix, never Python. Become applies when the task has it. A host whose
     key ssh does not check is refused before anything runs on it (O(host_key_unchecked)).
-  - "Platforms, from one table (C(module_utils/_platforms.py)): V(nixos) (C(nix-env -p
+  - "How each platform is activated: V(nixos) (C(nix-env -p
     /nix/var/nix/profiles/system --set) for V(switch) and V(boot), then
     C(bin/switch-to-configuration GOAL)); V(darwin) (set the system profile, then C(activate)
     as root); V(nix-on-droid) (run C(activate) only: it sets its own profile); V(home-manager)
@@ -553,10 +559,29 @@ duration:
   type: float
   sample: 3.2
 log_tail:
-  description: The last lines of the activation's log.
-  returned: always
+  description:
+    - The last lines of the activation's log.
+    - >-
+      A failed activation's own lines that tell why (such as C(warning: the following units
+      failed: foo.service)) follow the cause in C(msg) instead, one a line, at most 8, control
+      characters escaped; the result then has no C(log_tail) (the whole log is in the state
+      folder's C(runs/<id>/log) on the target, RV(run)).
+  returned: always, but with a failed activation whose own lines C(msg) holds
   type: list
   elements: str
+dry_activate:
+  description:
+    - >-
+      What the platform's dry activation printed (NixOS's C(would restart the following units:
+      ...)), at most 60 lines, control characters escaped. The same lines follow the first line
+      of C(msg), one a line.
+  returned: >-
+    in check mode and with O(goal=dry-activate), when the platform has a dry activation, the
+    system is in the target's store and the dry activation did not fail (a failed one's lines
+    that tell why follow C(msg) instead)
+  type: list
+  elements: str
+  sample: ['would restart the following units: nginx.service']
 magic_rollback:
   description: Whether the watchdog guarded this activation.
   returned: with O(state=activated)

@@ -85,6 +85,19 @@ class Activation:
             res['reboot'] = self._reboots.foresee(values.get('present', False))
         if task.diff:
             self._diff(res, values.get('prev_path'), args['path'], values.get('prev_gen'))
+        # what the dry run printed, after the message's own words: what would
+        # restart, stop, start (a success), or why it failed
+        if refusal:
+            pass  # the refusal message names its checks and the ways out
+        elif res.get('failed'):
+            errors = _activation_result.dry_errors(log)
+            if errors:
+                # in msg; the dry run's whole output stays in log_tail (it
+                # changed nothing: nothing of it is shown in a summary)
+                res['msg'] = _activation_result.with_errors(res['msg'], errors)
+                res.pop('dry_activate', None)
+        elif res.get('dry_activate'):
+            res['msg'] = _activation_result.with_errors(res['msg'], res['dry_activate'])
         return res
 
     def _switch(self):

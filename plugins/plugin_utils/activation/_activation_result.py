@@ -12,7 +12,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _health_checks, _programs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
-    printable_lines)
+    printable, printable_lines)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis
 
 
@@ -65,6 +65,99 @@ def log_lines(log, lines=40):
     return printable_lines([line for line in (log or '').split('\n') if line.strip()][-lines:])
 
 
+# The runner's own lines around each activation it runs (activate-runner.sh
+# run_once): the text between them is what the platform's program printed.
+_RUN_START = re.compile(r'^nixdeploy: \S+ activating ')
+_RUN_END = re.compile(r'^nixdeploy: \S+ activation exited with (\d+)\s*$')
+# the lines of a failed activation that tell why: switch-to-configuration's
+# "warning: the following units failed: ...", "error: ...", systemd's
+# "Failed to start ...", a status's "Active: failed", home-manager's
+# "Existing file '...' is in the way of '...'" (never read as a value: they
+# are only shown)
+_ERROR_LINE = re.compile(r'\b(error|errors|failed|failure|fatal|cannot|could not|not found|'
+                         r'no such|denied|refused|aborting|is in the way)\b|^warning: ',
+                         re.IGNORECASE)
+# a line that only says that something failed: the exit code says it already
+_ERROR_TRAILER = re.compile(r'^warning: error\(s\) occurred while switching')
+# how many of them a message keeps, and how much of each
+ERROR_LINES = 8
+ERROR_LINE_CHARS = 200
+# how many lines of a dry activation a result keeps (dry_activate)
+DRY_LINES = 60
+
+
+def _bounded(line):
+    line = line.strip()
+    if len(line) > ERROR_LINE_CHARS:
+        line = line[:ERROR_LINE_CHARS - 3].rstrip() + '...'
+    return printable(line)
+
+
+def _failed_segment(lines):
+    """What the first activation of a log that exited non-zero printed (the
+    run's own activation; the re-activation of a rollback comes after it),
+    or None. A log whose tail begins inside that activation: the lines before
+    its end."""
+    current = []
+    for line in lines:
+        if _RUN_START.match(line):
+            current = []
+            continue
+        end = _RUN_END.match(line)
+        if end:
+            if end.group(1) != '0':
+                return current
+            current = []
+            continue
+        if not line.startswith('nixdeploy: '):
+            current.append(line)
+    return None
+
+
+def _meaningful(lines):
+    """Of a program's output lines, those that say error or failed (else
+    its last few), at most ERROR_LINES, bounded and ``printable``."""
+    said = [line for line in lines if line.strip()]
+    meaningful = [line for line in said if _ERROR_LINE.search(line)
+                  and not _ERROR_TRAILER.search(line.strip())] or said[-3:]
+    if len(meaningful) > ERROR_LINES:
+        # the first ones name the units, the last one says how it ended
+        meaningful = meaningful[:ERROR_LINES - 1] + meaningful[-1:]
+    return [_bounded(line) for line in meaningful]
+
+
+def activation_errors(log):
+    """The lines of a run's ``log`` that tell why its activation failed: of
+    the output of the first activation that exited non-zero, its lines that
+    say error or failed (else its last few lines), at most ERROR_LINES, each
+    cut at ERROR_LINE_CHARS and ``printable`` (the log is the target's text:
+    it is shown, never read as a value). [] when no activation failed."""
+    return _meaningful(_failed_segment((log or '').split('\n')) or [])
+
+
+def dry_errors(log):
+    """The lines of a failed dry activation's output (its whole ``log``)
+    that tell why, as ``activation_errors``."""
+    return _meaningful((log or '').split('\n'))
+
+
+def with_errors(msg, errors):
+    """``msg`` (one line, the cause) followed by the activation's own error
+    lines, indented, each on its own line."""
+    if not errors:
+        return msg
+    return '%s:\n%s' % (msg, '\n'.join('  %s' % line for line in errors))
+
+
+def dry_lines(log):
+    """A dry activation's output (what would restart, stop, start) as its
+    non-blank lines, at most DRY_LINES, each ``printable``."""
+    said = [line.rstrip() for line in (log or '').split('\n') if line.strip()]
+    if len(said) > DRY_LINES:
+        said = said[:DRY_LINES - 1] + ['... (%d more lines)' % (len(said) - DRY_LINES + 1)]
+    return printable_lines(said)
+
+
 def result_from_status(values, log, platform, goal, duration, run=None):
     """The task result for what a run's status file says (``values``);
     ``goal``: the goal's name, the result's ``goal``."""
@@ -87,6 +180,13 @@ def result_from_status(values, log, platform, goal, duration, run=None):
         'changed': False,
     }
     reason = values.get('reason') or ''
+    # what the failed activation itself printed (the units that failed):
+    # in msg, once; the log tail that holds them again is left out of the
+    # failed result (people read it; the whole log stays in the run's folder)
+    errors = activation_errors(log) if state in ('rolled_back', 'rollback_failed',
+                                                 'failed') else []
+    if errors:
+        del result['log_tail']
     if state == 'unchanged':
         result['msg'] = reason or 'already active'
     elif state == 'done':
@@ -100,12 +200,13 @@ def result_from_status(values, log, platform, goal, duration, run=None):
                          'or it rolls back' % values.get('new_path'))
     elif state == 'rolled_back':
         result.update(changed=True, failed=True, rollback_reason=reason,
-                      msg='rolled back: %s' % reason)
+                      msg=with_errors('rolled back: %s' % reason, errors))
     elif state == 'rollback_failed':
         result.update(changed=True, failed=True, rollback_reason=reason,
-                      msg='rollback failed: %s' % reason)
+                      msg=with_errors('rollback failed: %s' % reason, errors))
     elif state == 'failed':
-        result.update(changed=result['activated'], failed=True, msg=reason or 'activation failed')
+        result.update(changed=result['activated'], failed=True,
+                      msg=with_errors(reason or 'activation failed', errors))
     elif state == _programs.REFUSED:
         # the caller names the inhibitors and the ways out (plugin_utils/activation/_reboot_rules.py)
         result.update(changed=False, failed=True, activated=False, new=_generation(None, None),
@@ -177,6 +278,9 @@ def check_mode_result(values, log, platform, goal, path, dry_ran, duration, reac
     elif current:
         result['msg'] = '%s is already the current and active generation' % path
     elif dry_ran:
+        # what the platform's dry run says it would do (the caller adds it
+        # to msg, after its own notes)
+        result['dry_activate'] = dry_lines(log)
         result['msg'] = 'dry activation of %s (exit code %s)' % (path, values.get('dry_rc'))
         if values.get('dry_rc') not in (None, 0):
             result.update(failed=True, msg='dry activation of %s failed with exit code %s'

@@ -9,6 +9,7 @@ confirmation or the profile's generations, through the run on the target
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activation_result, _programs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_task import (
     POLL_WAIT, LOOK_TIMEOUT, ConnectionLost, script_error)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import LoginRefused
 
 
 class LaterStates:
@@ -48,6 +49,13 @@ class LaterStates:
                     'connection_lost': True,
                     'msg': 'could not confirm: host unreachable (%s); its watchdog rolls it '
                            'back' % exc}
+        except LoginRefused as exc:
+            # the new system refuses this login (its keys, its users): it is
+            # never confirmed, so its watchdog rolls it back
+            lines = str(exc).split('\n')
+            lines[0] = 'could not confirm: %s; its watchdog rolls it back' % lines[0]
+            return {'failed': True, 'changed': False, 'confirmed': False, 'phase': 'confirm',
+                    'connection_lost': False, 'msg': '\n'.join(lines)}
         if 'error' in values or not values.get('dir'):
             return {'failed': True, 'changed': False, 'msg': script_error(out, values)}
         claimed = values.get('claimed') or None

@@ -27,8 +27,10 @@ import shlex
 import threading
 from urllib.parse import parse_qs, quote as _url_quote, urlsplit
 
+from ansible.errors import AnsibleConnectionFailure
+
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_rules
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis, _host_key_rules
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     StoreError)
@@ -65,6 +67,12 @@ class NoAnswer(NixdeployError):
     def __init__(self, *args, **context):
         context.setdefault('connection_lost', True)
         super(NoAnswer, self).__init__(*args, **context)
+
+
+class LoginRefused(NixdeployError):
+    """ssh's first login to the host was refused (a wrong key or user, a
+    host key ssh does not trust): the host answered, so it is a failed
+    host, not a lost connection."""
 
 
 # Before the user's own ssh args (ssh keeps the first value): the collection's
@@ -135,6 +143,9 @@ class Host:
     _execute = None
     _before = None
     _pending = None
+    # whether a program of ``sh`` ran on the host: a login refused after
+    # that (a new system that refuses it) is a connection its callers retry
+    _reached = False
 
     def __init__(self, host, port=None, user=None, private_key_file=None,
                  ssh_common_args=None, ssh_extra_args=None, become=False,
@@ -310,9 +321,29 @@ class Host:
         if worker.is_alive():
             raise NoAnswer('no answer from the host within %ss' % timeout)
         if 'error' in reply:
-            raise reply['error']
+            error = reply['error']
+            if not self._reached and isinstance(error, AnsibleConnectionFailure):
+                refused = self._refusal(str(error))
+                if refused:
+                    raise LoginRefused(refused)
+            raise error
+        self._reached = True
         out = reply['out']
         return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
+
+    def _refusal(self, text):
+        """The message when ssh refused the first login (``text``: what the
+        connection said): a wrong key or user, a host key it does not
+        trust; else ''."""
+        try:
+            destination, address = self.destination, self.host
+        except NixdeployError:
+            destination = address = None
+        key = _diagnosis.host_key_refusal(text, address)
+        if key:
+            return key
+        refused = _diagnosis.login_refused(text, destination)
+        return '%s\n  %s' % (refused, _diagnosis.LOGIN_FIX) if refused else ''
 
     @property
     def address(self):

@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import subprocess
+import textwrap
 
 from ansible import constants as C
 from ansible.errors import AnsibleError
@@ -207,7 +208,10 @@ def peer_checked(connection, hostvars, target):
 
 def refusal(host, problems, what):
     """The failure of a host whose key is not checked (``what``: what was
-    not done, e.g. 'nothing was copied')."""
+    not done, e.g. 'nothing was copied'): the cause on its first line (short,
+    what a summary shows), then each reason, the opt-out and the fix on a
+    line of its own (the fix last: a summary shows the first and the last
+    line of a message)."""
     unknown = [p for p in problems if p.endswith(_UNKNOWN)]
     fixes = []
     for problem in problems:
@@ -216,10 +220,16 @@ def refusal(host, problems, what):
             fixes.append(fix)
     lead = ('nothing tells that the host key of %s is checked' if unknown else
             'ssh would not check the host key of %s') % host
-    return ('%s: refused: %s (%s); %s. To check it, %s. To deploy it with its key unchecked '
-            '(anyone on the way could pose as it), set %s: true for it: its results then say '
-            'host_key_unchecked: true'
-            % (host, lead, '; '.join(problems), what, ' and '.join(fixes), OPT_OUT))
+    lines = ['%s: refused: %s; %s' % (host, lead, what)]
+    for problem in problems:
+        # a long reason in lines of a terminal's width (it is never the last line)
+        lines += textwrap.wrap('why: %s' % problem, width=98, initial_indent='  ',
+                               subsequent_indent='    ', break_long_words=False,
+                               break_on_hyphens=False)
+    lines.append('  to deploy it with its key unchecked (anyone on the way could pose as it): '
+                 'set %s: true for it; its results then say host_key_unchecked: true' % OPT_OUT)
+    lines.append('  to check it: %s' % ' and '.join(fixes))
+    return '\n'.join(lines)
 
 
 def unchecked_warning(host, problems):

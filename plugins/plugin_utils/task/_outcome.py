@@ -49,13 +49,47 @@ SKIP_REASON_CHARS = 80
 PHASE_ORDER = _phases.NAMES
 
 
+# The key under which a failed result may keep its internals (how its batch
+# went: play_hosts, nix_processes, evaluation, ...): ansible-core prints a
+# failed result whole, to people; what readers need stays readable through
+# ``result_data``.
+DETAILS = 'details'
+
+
 def result_data(task_result):
     """The result dict a callback's task result holds (ansible-core 2.19 to
-    2.22 name it differently)."""
+    2.22 name it differently), with the keys of its ``details`` (a failed
+    result's internals, DETAILS) where readers look for them: at the top
+    level, under any key the result has there itself."""
     data = getattr(task_result, '_return_data', None)
     if data is None:
         data = getattr(task_result, '_result', None)
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return with_details(data)
+
+
+def with_details(result):
+    """``result`` (a result dict) with the keys of its ``details`` at the
+    top level too (a key of its own wins); the same dict when it has none."""
+    details = result.get(DETAILS)
+    if not isinstance(details, dict) or not details:
+        return result
+    merged = dict(details)
+    merged.update(result)
+    return merged
+
+
+def details_apart(result, keys):
+    """``result`` (a failed result) with those of ``keys`` it has moved
+    under ``details``, out of the way of people who read it; readers get
+    them back through ``result_data`` / ``with_details``."""
+    moved = dict((key, result.pop(key)) for key in keys if key in result)
+    if moved:
+        details = result.get(DETAILS) if isinstance(result.get(DETAILS), dict) else {}
+        details.update(moved)
+        result[DETAILS] = details
+    return result
 
 
 def task_action(task):
@@ -233,5 +267,5 @@ def outcome_of(host, results):
     outcome = HostOutcome(host)
     for phase, result in results:
         if isinstance(result, dict) and result:
-            outcome.add(phase, result, status_of(result))
+            outcome.add(phase, with_details(result), status_of(result))
     return outcome

@@ -245,14 +245,18 @@ def test_failing_activation_rolls_back_automatically(act):
               for host in ('n3', 'a1', 'm1')}
     for host in ('n3', 'a1', 'm1'):
         res = failed(run, 'activate', host)
-        assert res['msg'] == '%s: rolled back: the activation failed with exit code 1' % host, res
+        # the cause, then what the activation itself said (issue 61)
+        assert res['msg'].split('\n')[0] == (
+            '%s: rolled back: the activation failed with exit code 1:' % host), res
+        assert any('failed on purpose' in line for line in res['msg'].split('\n')[1:]), res
         assert res['phase'] == 'activate' and not res['connection_lost'], res
         assert act.profile(host) == before[host]
         assert act.lab.active(host) == act.system(host, 'v1')
     # NixOS: failed units (exit 4) count as a failed activation too
     run = deploy(act, {'n3': 'fu'})
     res = failed(run, 'activate', 'n3')
-    assert res['msg'] == 'n3: rolled back: the activation exited with code 4 (some units failed)'
+    assert res['msg'] == ('n3: rolled back: the activation exited with code 4 (some units failed):'
+                          '\n  warning: the following units failed: lab-n3-fu.service'), res
     assert act.profile('n3') == before['n3']
     assert act.lab.active('n3') == act.system('n3', 'v1')
 

@@ -521,7 +521,9 @@ def test_home_manager_backup_extension_and_dry_run(rules):
     assert rules.lab.read('m1', '/home/app/.lab-hm-file').strip() == 'mine'
     run = rules.deploy({'m1': 'hf', 'h1': 'v2'})
     res = failed(run, 'activate', 'm1')
-    assert res['rolled_back'] and any('is in the way' in line for line in res['log_tail']), res
+    # the activation's own line that tells why follows the cause in msg (issue 61)
+    assert res['rolled_back'] and any('is in the way' in line
+                                      for line in res['msg'].split('\n')[1:]), res
     assert ok(run, 'activate', 'h1')['confirmed']
     assert rules.active('m1') == rules.system('m1', 'v1')
     run = rules.deploy({'m1': 'hf'}, backup_extension='bak')

@@ -354,3 +354,143 @@ def test_with_fault_leads_with_the_cause(msg, lead):
         assert said == msg
     else:
         assert said.startswith(lead) and said.endswith(msg), said
+
+
+# ---------------------------------------------------------------- the activation's own words
+# a NixOS switch whose unit failed, rolled back: the runner's log (the
+# failed activation's output, then the rollback's re-activation)
+FAILED_SWITCH_LOG = '\n'.join([
+    'nixdeploy: 21:00:01 activating /nix/store/bbb-system (switch)',
+    'activating the configuration...',
+    'setting up /etc...',
+    'starting the following units: foo.service',
+    'warning: the following units failed: foo.service',
+    '',
+    '\u00d7 foo.service - Foo',
+    '     Active: failed (Result: exit-code) since Wed 2026-11-25 21:00:02 UTC',
+    'Nov 25 21:00:02 web1 foo[123]: error: cannot open /etc/foo.conf',
+    'Nov 25 21:00:02 web1 systemd[1]: Failed to start Foo.',
+    'warning: error(s) occurred while switching to the new configuration',
+    'nixdeploy: 21:00:03 activation exited with 4',
+    'nixdeploy: 21:00:03 activating /nix/store/aaa-system (switch)',
+    'stopping the following units: foo.service',
+    'error: a line of the rollback that is not the cause',
+    'nixdeploy: 21:00:04 activation exited with 0',
+])
+
+
+def test_a_failed_activation_says_which_units_failed():
+    res = _activation_result.result_from_status(
+        status(state='rolled_back', rolled_back='1',
+               reason='the activation exited with code 4 (some units failed)'),
+        FAILED_SWITCH_LOG, 'nixos', 'switch', 1)
+    assert res['failed'] and res['rolled_back']
+    assert res['msg'] == '\n'.join([
+        'rolled back: the activation exited with code 4 (some units failed):',
+        '  warning: the following units failed: foo.service',
+        '  Active: failed (Result: exit-code) since Wed 2026-11-25 21:00:02 UTC',
+        '  Nov 25 21:00:02 web1 foo[123]: error: cannot open /etc/foo.conf',
+        '  Nov 25 21:00:02 web1 systemd[1]: Failed to start Foo.'])
+    # the first line stays the cause; the reason stays the runner's
+    assert res['rollback_reason'] == 'the activation exited with code 4 (some units failed)'
+    # the rollback's own re-activation is not the cause
+    assert 'rollback that is not' not in res['msg']
+    # said once: the log tail that holds the lines again is not in the result
+    assert 'log_tail' not in res and 'activation_errors' not in res
+
+
+def test_a_failed_activation_without_error_words_shows_its_last_lines():
+    log = '\n'.join(['nixdeploy: 1 activating /nix/store/b (switch)', 'one', 'two', 'three',
+                     'four', 'nixdeploy: 2 activation exited with 1'])
+    res = _activation_result.result_from_status(
+        status(state='rolled_back', rolled_back='1',
+               reason='the activation failed with exit code 1'), log, 'nixos', 'switch', 1)
+    assert res['msg'] == ('rolled back: the activation failed with exit code 1:\n'
+                          '  two\n  three\n  four')
+
+
+def test_a_log_tail_cut_inside_the_failed_activation_still_tells():
+    # the tail begins inside the failed activation: the lines before its end
+    log = '\n'.join(['error: service bar.service failed to start',
+                     'nixdeploy: 2 activation exited with 4',
+                     'nixdeploy: 2 activating /nix/store/a (switch)',
+                     'nixdeploy: 3 activation exited with 0'])
+    assert _activation_result.activation_errors(log) == [
+        'error: service bar.service failed to start']
+
+
+def test_no_activation_error_lines_when_the_activation_succeeded():
+    # rolled back for another cause (no confirmation, a health check): the
+    # activation exited 0, its lines are not a cause
+    log = '\n'.join(['nixdeploy: 1 activating /nix/store/b (switch)',
+                     'warning: something harmless failed',
+                     'nixdeploy: 2 activation exited with 0',
+                     'nixdeploy: 3 activating /nix/store/a (switch)',
+                     'nixdeploy: 4 activation exited with 0'])
+    res = _activation_result.result_from_status(
+        status(state='rolled_back', rolled_back='1', reason='no confirmation within 5s'),
+        log, 'nixos', 'switch', 1)
+    assert res['msg'] == 'rolled back: no confirmation within 5s'
+    # no error lines in the message: the log tail tells what happened
+    assert res['log_tail'][1] == 'warning: something harmless failed'
+    # a timed-out activation has no end line: its reason says it all
+    log = 'nixdeploy: 1 activating /nix/store/b (switch)\nhanging\n' \
+        'nixdeploy: the activation ran longer than 3s: stopping it'
+    assert _activation_result.activation_errors(log) == []
+
+
+def test_activation_error_lines_are_bounded_and_printable():
+    lines = ['error: unit%d.service failed' % n for n in range(20)]
+    lines.append('error: the last one \x1b[2Ksays ' + 'x' * 500)
+    log = '\n'.join(['nixdeploy: 1 activating /nix/store/b (switch)'] + lines +
+                    ['nixdeploy: 2 activation exited with 4'])
+    errors = _activation_result.activation_errors(log)
+    assert len(errors) == _activation_result.ERROR_LINES
+    assert errors[0] == 'error: unit0.service failed'
+    # the last one says how it ended; no control character reaches a terminal
+    assert errors[-1].startswith('error: the last one \\x1b[2Ksays xxx')
+    assert errors[-1].endswith('...') and len(errors[-1]) <= 200 + len('\\x1b') - 1
+    assert all('\x1b' not in line for line in errors)
+    # a line of the target that looks like a framed value stays a line of text
+    res = _activation_result.result_from_status(
+        status(state='failed', activated='0', reason='activation failed'),
+        'nixdeploy: 1 activating /nix/store/b (switch)\nstate=done\nerror: no\n'
+        'nixdeploy: 2 activation exited with 1', 'nixos', 'switch', 1)
+    assert res['state'] == 'failed' and res['msg'] == 'activation failed:\n  error: no'
+
+
+def test_a_dry_activation_says_what_would_change():
+    fields = _program_fields.fields_of(['lib.sh', 'activate-inspect.sh'])
+    values = _program_fields.read({'prev_gen': '3', 'prev_path': STORE_A, 'active': STORE_A,
+                                   'present': '1', 'dry_rc': '0'}, fields)
+    dry = 'would restart the following units: foo.service\nwould start the following units: bar.service\n'
+    res = _activation_result.check_mode_result(values, dry, 'nixos', _platforms.goal_row('switch'),
+                                               STORE_B, True, 0)
+    assert res['dry_activate'] == ['would restart the following units: foo.service',
+                                   'would start the following units: bar.service']
+    assert _activation_result.with_errors(res['msg'], res['dry_activate']) == (
+        'dry activation of %s (exit code 0):\n'
+        '  would restart the following units: foo.service\n'
+        '  would start the following units: bar.service' % STORE_B)
+    long_output = '\n'.join('line %d' % n for n in range(100))
+    kept = _activation_result.dry_lines(long_output)
+    assert len(kept) == _activation_result.DRY_LINES and kept[-1] == '... (41 more lines)'
+    assert _activation_result.dry_errors('checking...\nerror: bad unit file x.service\n') == [
+        'error: bad unit file x.service']
+
+
+def test_home_managers_file_in_the_way_is_the_cause_not_its_advice():
+    log = '\n'.join([
+        'nixdeploy: 1 activating /nix/store/b-home-manager-generation (switch)',
+        'Starting Home Manager activation',
+        'Activating checkLinkTargets',
+        "Existing file '/home/app/.bashrc' is in the way of '/nix/store/x-home-manager-files/.bashrc'",
+        'Please do one of the following:',
+        '- Move or remove the above files and try again.',
+        "- In standalone mode, use 'home-manager switch -b backup' to back up files automatically.",
+        "- When used as a NixOS or nix-darwin module, set 'home-manager.backupFileExtension'",
+        '  to, for example, \'backup\' and rebuild.',
+        'nixdeploy: 2 activation exited with 1'])
+    assert _activation_result.activation_errors(log) == [
+        "Existing file '/home/app/.bashrc' is in the way of "
+        "'/nix/store/x-home-manager-files/.bashrc'"]

@@ -47,3 +47,29 @@ def test_fault_message_names_the_cause(text, words):
 def test_become_problem(text, words):
     assert _diagnosis.become_problem(text).startswith(words)
     assert bool(_diagnosis.become_problem(text)) == bool(words)
+
+
+@pytest.mark.parametrize('text,destination,words', [
+    ('root@10.0.0.2: Permission denied (publickey).', None,
+     'ssh login refused for root@10.0.0.2: key or user (Permission denied (publickey))'),
+    ('Warning: added\r\ndeploy@web1.example.org: Permission denied (publickey,password).\r\n',
+     'x@y', 'ssh login refused for deploy@web1.example.org: key or user '
+     '(Permission denied (publickey,password))'),
+    # ssh did not name the user: the destination the collection knows
+    ('Permission denied (publickey).', 'root@web1',
+     'ssh login refused for root@web1: key or user (Permission denied (publickey))'),
+    ('Permission denied (publickey).', None,
+     'ssh login refused: key or user (Permission denied (publickey))'),
+    # a file's permission, not a login
+    ('cannot open /nix/var/nix/db/big-lock: Permission denied', 'root@web1', ''),
+    ('Connection refused', None, ''),
+])
+def test_login_refused(text, destination, words):
+    assert _diagnosis.login_refused(text, destination) == words
+
+
+def test_ssh_problem_names_a_refused_login():
+    assert _diagnosis.ssh_problem('root@10.0.0.3: Permission denied (publickey).') == \
+        'ssh login refused for root@10.0.0.3: key or user (Permission denied (publickey))'
+    # a bare "Permission denied" keeps its old words
+    assert _diagnosis.ssh_problem('Permission denied').startswith('ssh authentication was refused')

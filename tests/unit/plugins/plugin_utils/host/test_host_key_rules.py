@@ -123,6 +123,20 @@ def test_ansible_host_key_checking_off_is_named_with_its_fix(tmp_path):
     assert message.startswith('web1: refused: ssh would not check the host key of web1')
     assert 'ansible_host_key_checking: true' in message and 'ANSIBLE_HOST_KEY_CHECKING=False' in message
     assert 'nix_host_key_unchecked: true' in message and 'nothing was copied' in message
+    # the cause on a short first line; the reason, the opt-out and the fix
+    # each on a line of its own, the fix last
+    lines = message.split('\n')
+    assert lines[0] == 'web1: refused: ssh would not check the host key of web1; nothing was copied'
+    assert len(lines[0]) < 100
+    # the reason wrapped in lines of a terminal's width
+    assert lines[1].startswith('  why: Ansible\'s host_key_checking is off for it')
+    why = [line for line in lines if line.startswith('    ')]
+    assert ' '.join(line.strip() for line in [lines[1]] + why) == 'why: ' + _host_key_judge.HKC_OFF
+    assert lines[2:2 + len(why)] == why and all(len(line) <= 100 for line in lines[:-2])
+    assert lines[-2].startswith('  to deploy it with its key unchecked') and \
+        'nix_host_key_unchecked: true' in lines[-2] and len(lines[-2]) <= 200
+    assert lines[-1] == '  to check it: ' + _host_key_judge.FIX and len(lines[-1]) <= 200
+    assert len(message) > 500 and max(len(line) for line in lines) <= 200
     # on, with the same settings: checked
     assert judge(True, common='-F %s %s' % (cfg, KNOWN)) == []
     # ssh_args come BEFORE Ansible's -o StrictHostKeyChecking=no: a value there wins
@@ -245,8 +259,8 @@ def test_a_connection_the_judge_does_not_know_is_unchecked(fqcn, transport):
         fqcn = 'ansible.legacy.' + fqcn
     assert problems == [_host_key_judge.UNKNOWN % fqcn], problems
     message = _host_key_judge.refusal('web1', problems, 'nothing was activated')
-    assert message.startswith('web1: refused: nothing tells that the host key of web1 is checked '
-                              '(its connection %s is ' % fqcn), message
+    assert message.startswith('web1: refused: nothing tells that the host key of web1 is checked'
+                              '; nothing was activated\n  why: its connection %s is ' % fqcn), message
     assert 'ansible.builtin.ssh' in message and 'nix_host_key_unchecked: true' in message
     assert 'nothing was activated' in message
     # and its opt-out names it too

@@ -2,6 +2,7 @@
 (failed, phase, rolled_back, connection_lost), never from message text."""
 
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -97,3 +98,24 @@ def test_the_host_prefix_is_taken_off_escaped_or_not():
         host = _outcome.HostOutcome('a\x1bb')
         host.add('copy', {'failed': True, 'msg': '%s: ssh: no route' % prefix}, 'failed')
         assert host.record()['outcome'] == 'FAILED at copy: ssh: no route'
+
+
+def test_a_failed_results_internals_under_details_are_read_where_readers_look():
+    """A failed result printed to people keeps its internals under
+    ``details``; the callbacks (result_data) and the records read them at
+    the top level as before, a key of the result's own winning."""
+    result = {'failed': True, 'msg': 'web1: evaluating failed: error: x', 'phase': 'eval',
+              'play_hosts': 3, 'nix_processes': 2, 'evaluation': {'budget_mb': 4096},
+              'platform': 'nixos'}
+    _outcome.details_apart(result, ('play_hosts', 'nix_processes', 'evaluation', 'absent'))
+    assert sorted(result) == ['details', 'failed', 'msg', 'phase', 'platform']
+    assert result['details'] == {'play_hosts': 3, 'nix_processes': 2,
+                                 'evaluation': {'budget_mb': 4096}}
+    seen = _outcome.result_data(SimpleNamespace(_return_data=result))
+    assert seen['play_hosts'] == 3 and seen['nix_processes'] == 2 and seen['details']
+    assert _outcome.with_details(dict(result, play_hosts=9))['play_hosts'] == 9
+    # a result without details is the same dict
+    plain = {'changed': True}
+    assert _outcome.result_data(SimpleNamespace(_result=plain)) is plain
+    rec = _outcome.outcome_of('web1', [('eval', result)]).record()
+    assert rec['failed'] and rec['phase'] == 'eval' and rec['platform'] == 'nixos'

@@ -1,0 +1,132 @@
+"""A failed host says why, in its message (issue 61), on the `fms` lab: after
+every host runs v1, one deploy (nixdeploy.fleet.deploy) of v2 to three NixOS
+hosts,
+
+- f1, whose new system's activation fails with a unit that failed (exit 4):
+  its message names the unit, as the activation printed it, not only
+  "exited with code 4", and it is rolled back (or, with no generation to go
+  back to, failed) as before;
+- f2, healthy: switched;
+- f3, reached with a key its authorized_keys does not hold: its message says
+  the ssh login was refused (key or user), it is a failed host, not a lost
+  connection or an unreachable one, and nothing reached it.
+
+The run is one playbook: every host is asserted on. Then f2's dry
+activation (``nix_goal=dry-activate``) shows what it would restart in its
+message.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.deploy_fleet import DeployFleet, prepare, write_inventory
+
+pytestmark = pytest.mark.lab
+
+HOSTS = [{'name': 'f1', 'persona': 'nixos'}, {'name': 'f2', 'persona': 'nixos'},
+         {'name': 'f3', 'persona': 'nixos'}]
+NAMES = [h['name'] for h in HOSTS]
+COPY = 'nixdeploy.fleet.deploy : Copy the closure to each host'
+ACTIVATE = 'nixdeploy.fleet.deploy : Activate and confirm the new system'
+
+
+@pytest.fixture(scope='module')
+def fleet(make_lab, tmp_path_factory):
+    lab = make_lab('fms', HOSTS)
+    base = str(tmp_path_factory.mktemp('fms'))
+    flake, secret = prepare(lab, os.path.join(base, 'flake'), configurations=dict(
+        (name, {'platform': 'nixos', 'version': 'v1'}) for name in NAMES))
+    inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
+    return DeployFleet(lab, flake, inventory, os.path.join(base, 'runs'))
+
+
+def wrong_key_for(fleet, name):
+    """``name`` reached with a key that no host's authorized_keys holds
+    (IdentitiesOnly: the only one ssh offers)."""
+    wrong = os.path.join(fleet.workdir, 'wrong_key')
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', wrong], check=True,
+                   stdin=subprocess.DEVNULL)
+    os.makedirs(os.path.join(fleet.inventory, 'host_vars'), exist_ok=True)
+    with open(os.path.join(fleet.inventory, 'host_vars', '%s.yml' % name), 'w') as handle:
+        json.dump({'ansible_ssh_private_key_file': wrong}, handle)
+
+
+def test_each_failed_host_says_why_beside_a_healthy_one(fleet):
+    lab = fleet.lab
+    # every host on v1 first, so that f1 has a generation to go back to
+    run = fleet.deploy()
+    assert run.rc == 0, run
+    before = dict((name, lab.active(name)) for name in NAMES)
+    assert all(before.values()), before
+    # then one run: f1's v2 fails a unit, f2's is healthy, f3 is reached with a wrong key
+    fleet.flake.set_all(version='v2')
+    fleet.flake.set_config('f1', behaviour='fail-units')
+    wrong_key_for(fleet, 'f3')
+    run = fleet.deploy()
+    assert run.rc != 0, run
+
+    # f1: the unit that failed is in the message, after the one-line cause
+    activate = run.result(ACTIVATE, 'f1')
+    assert activate['status'] == 'failed', activate
+    res = activate['result']
+    lines = res['msg'].split('\n')
+    assert 'the activation exited with code 4 (some units failed)' in lines[0], res['msg']
+    assert lines[0] == 'f1: rolled back: the activation exited with code 4 (some units failed):'
+    assert res['rolled_back'] is True, res
+    assert '  warning: the following units failed: lab-f1.service' in lines[1:], res['msg']
+    # said once: the result holds the unit's line in msg only
+    assert json.dumps(res).count('the following units failed') == 1, res
+    assert res['phase'] == 'activate' and res['connection_lost'] is False, res
+    # rolled back: f1 runs v1 again
+    assert lab.active('f1') == before['f1']
+
+    # f2: healthy, switched
+    activate = run.result(ACTIVATE, 'f2')
+    assert activate['status'] == 'ok' and activate['result']['changed'], activate
+    assert activate['result']['state'] == 'done', activate
+    assert lab.active('f2') == activate['result']['new']['path'] != before['f2']
+
+    # f3: a refused login, named so: failed (not unreachable, not lost)
+    copy = run.result(COPY, 'f3')
+    assert copy['status'] == 'failed', copy
+    msg = copy['result']['msg']
+    address = lab.host('f3')['address']
+    lines = msg.split('\n')
+    assert lines[0].startswith('f3: ssh login refused for root@%s: key or user (Permission denied ('
+                               % address), msg
+    # the way out on a line of its own
+    assert len(lines) == 2 and 'ansible_ssh_private_key_file' in lines[1], msg
+    assert 'authorized_keys' in lines[1] and 'connection lost' not in msg, msg
+    assert copy['result']['connection_lost'] is False, copy
+    assert not run.results(ACTIVATE, 'f3')
+    assert lab.active('f3') == before['f3']
+
+    outcomes = run.outcomes()
+    assert outcomes['f2'] == 'switched', outcomes
+    assert outcomes['f3'].startswith('FAILED at copy: ssh login refused for root@'), outcomes
+    assert 'unreachable' not in outcomes['f3'], outcomes
+    assert outcomes['f1'].startswith('FAILED: rolled back'), outcomes
+    # the recap agrees: f3 is failed, not unreachable
+    assert 'unreachable=1' not in run.stdout, run
+
+
+def test_a_dry_activation_shows_what_it_would_do(fleet):
+    """nix_goal=dry-activate: NixOS's dry activation (what would restart) is
+    in the result's msg and its dry_activate lines, not only in log_tail
+    (-v); nothing changes."""
+    lab = fleet.lab
+    active = lab.active('f2')
+    fleet.flake.set_config('f2', version='v3')
+    run = fleet.deploy('-l', 'f2', '-e', 'nix_goal=dry-activate')
+    assert run.rc == 0, run
+    res = run.result(ACTIVATE, 'f2')['result']
+    lines = res['msg'].split('\n')
+    assert lines[0].startswith('dry activation of /nix/store/') and lines[0].endswith(
+        '(exit code 0):'), res['msg']
+    assert '  would restart the following units: lab-f2.service' in lines[1:], res['msg']
+    assert 'would restart the following units: lab-f2.service' in res['dry_activate'], res
+    assert res['changed'] is False and res['would_change'] is True, res
+    assert lab.active('f2') == active
