@@ -11,7 +11,17 @@ description:
   - Keeps what every host did in the collection's deploy tasks (found by their action,
     M(nixdeploy.fleet.nix_eval), M(nixdeploy.fleet.nix_build), M(nixdeploy.fleet.nix_copy_closure),
     M(nixdeploy.fleet.nix_activate), never by task name) and at the end of the run writes
-    C(nixdeploy-report.json) and C(nixdeploy-report.html) into O(report_dir).
+    C(nixdeploy-report-<run id>.json) and C(.html) into O(report_dir), and the same files again
+    under the stable latest names C(nixdeploy-report.json) and C(nixdeploy-report.html) (copies,
+    not symbolic links, so they read the same on every platform, artifact store and mail).
+  - The run id is C(awx-<job id>), C(semaphore-<task id>), or the UTC start time and a random
+    part (C(20261125T210512Z-1a2b3c4d)), so each run keeps its own report (O(unique_names)).
+  - When a play of the collection starts, the latest names are replaced by a report that says
+    the run started and has no result yet; a run that ends before any host was deployed (no host
+    selected, a failure before the first phase) leaves one that says so, never an older run's
+    result looking current. (A run Ansible ends before the playbook starts, such as an inventory
+    that does not parse with C(unparsed_is_failed), loads no callback and writes nothing.) Each report's run says what it was (C(mode) V(deploy), V(check),
+    V(rollback), V(rollback-check)).
   - The JSON has, per host, the platform, the phases (eval, build, copy, activate, confirm and
     the later sub-phases of the activate task) with start, end and outcome, the paths and bytes
     copied, generation and store path before and after, the closure difference, the outcome and
@@ -51,11 +61,13 @@ options:
         key: html
   unique_names:
     description:
-      - Also write C(nixdeploy-report-<run id>.json) and C(.html), so that runs sharing one
-        O(report_dir) keep their own reports (a Semaphore project, a cron job). The run id is
-        C(awx-<job id>), C(semaphore-<task id>), or a UTC time and a random part.
+      - Write C(nixdeploy-report-<run id>.json) and C(.html) beside the latest names, so that runs
+        sharing one O(report_dir) keep their own reports (a project folder, a Semaphore project,
+        a cron job). The run id is C(awx-<job id>), C(semaphore-<task id>), or the UTC start time
+        and a random part.
+      - V(false) writes the latest names only (each run replaces the one before).
     type: bool
-    default: false
+    default: true
     env:
       - name: NIXDEPLOY_REPORT_UNIQUE_NAMES
     ini:
@@ -101,11 +113,15 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output im
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _report, _report_record
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_html import render
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
-    result_data, task_action)
+    action_phase, result_data, task_action)
 
 # extra vars AWX (and Semaphore) give every job; kept in the report to find the job again
 AWX_VARS = ('awx_job_id', 'awx_job_template_name', 'awx_workflow_job_id',
             'awx_workflow_job_name', 'awx_project_revision', 'awx_job_launch_type')
+
+
+# this collection's folder (roles/ is in it)
+COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def collection_version():
@@ -126,6 +142,38 @@ def collection_version():
     return None
 
 
+def _actions(blocks):
+    """Every task action of ``blocks`` (and the blocks inside them)."""
+    for block in blocks or ():
+        for name in ('block', 'rescue', 'always'):
+            for item in getattr(block, name, None) or ():
+                if hasattr(item, 'block'):
+                    for action in _actions([item]):
+                        yield action
+                else:
+                    yield task_action(item)
+
+
+def uses_collection(play):
+    """Whether ``play`` runs something of this collection: one of its roles,
+    or a task whose action is one of its modules (a callback enabled for every
+    playbook of a project writes nothing for the others)."""
+    try:
+        for role in play.get_roles():
+            path = getattr(role, '_role_path', '') or ''
+            if 'nixdeploy.fleet.' in role.get_name() or \
+                    os.path.join('nixdeploy', 'fleet', 'roles') in path or \
+                    os.path.dirname(os.path.dirname(path)) == COLLECTION_ROOT:
+                return True
+        for action in _actions(list(play.pre_tasks) + list(play.tasks) + list(play.post_tasks)):
+            if action and (action_phase(action) or str(action).startswith('nixdeploy.fleet.')):
+                return True
+    except Exception:  # pylint: disable=broad-except
+        # a play this reading does not know: no early report, never a failed run
+        return False
+    return False
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = 'aggregate'
@@ -141,19 +189,41 @@ class CallbackModule(CallbackBase):
         self._playbooks = []
         self._extra_vars = {}
         self._play_check_mode = False
+        self._run_name = None     # the run id, fixed when first asked
+        self._announced = False   # the latest names say this run started
 
     # ------------------------------------------------------------ run
     def v2_playbook_on_start(self, playbook):
         name = getattr(playbook, '_file_name', None)
         if name:
             self._playbooks.append(os.path.basename(name))
+        try:
+            plays = list(playbook.get_plays())
+        except Exception:  # pylint: disable=broad-except
+            plays = []
+        if plays:
+            # the job's variables (awx_job_id ...) name the run: read before
+            # the run id is made for the early report
+            self._read_extra_vars(plays[0])
+        if not self._announced and any(uses_collection(play) for play in plays):
+            # before its first play: should the run end with no host
+            # deployed, the latest names never show an older run's result
+            self._announced = True
+            self._write_empty('running')
 
-    def v2_playbook_on_play_start(self, play):
-        self._play_check_mode = self._play_check_mode or bool(getattr(play, 'check_mode', False))
+    def _read_extra_vars(self, play):
         try:
             self._extra_vars = dict(play.get_variable_manager().extra_vars)
         except Exception:  # pylint: disable=broad-except
             self._extra_vars = {}
+
+    def v2_playbook_on_play_start(self, play):
+        self._play_check_mode = self._play_check_mode or bool(getattr(play, 'check_mode', False))
+        self._read_extra_vars(play)
+        if not self._announced and uses_collection(play):
+            # a play the playbook's own reading missed (imported later)
+            self._announced = True
+            self._write_empty('running')
 
     # ------------------------------------------------------------ tasks
     def v2_runner_on_start(self, host, task):
@@ -161,7 +231,9 @@ class CallbackModule(CallbackBase):
 
     def _result(self, status, result):
         self._recorder.task_result(result._host.get_name(), result._task._uuid,
-                                   task_action(result._task), status, result_data(result),
+                                   task_action(result._task), status,
+                                   _report_record.mark_rollback(result._task,
+                                                                dict(result_data(result))),
                                    task_name=result._task.get_name())
 
     def v2_runner_on_ok(self, result):
@@ -179,6 +251,13 @@ class CallbackModule(CallbackBase):
     # ------------------------------------------------------------ the report
     def v2_playbook_on_stats(self, stats):
         if not self._recorder.deployed():
+            if self._announced:
+                # a play of the collection ran and deployed no host: the
+                # latest names say so (written as the run started)
+                paths = self._write_empty('no_hosts')
+                if paths:
+                    self._display.display('nixdeploy report: no host deployed: %s'
+                                          % ', '.join(paths))
             return
         try:
             paths = self._write()
@@ -186,17 +265,32 @@ class CallbackModule(CallbackBase):
             # a report is never a reason to fail a deploy
             self._display.warning('nixdeploy.fleet.report: could not write the report: %s' % exc)
             return
-        self._display.display('nixdeploy report: %s' % ', '.join(paths))
+        # the latest names first (what a person opens), then the run's own
+        latest = [p for p in paths if os.path.basename(p).startswith(_report.BASENAME + '.')]
+        self._display.display('nixdeploy report: %s' % ', '.join(
+            latest + [p for p in paths if p not in latest]))
+
+    def _check_mode(self):
+        return bool(context.CLIARGS.get('check')) or self._play_check_mode
 
     def _write(self):
         run = self._run()
-        check_mode = bool(context.CLIARGS.get('check')) or self._play_check_mode
-        report = self._recorder.build(run, check_mode=check_mode)
-        names = [_report.BASENAME]
-        if self.get_option('unique_names'):
-            names.append('%s-%s' % (_report.BASENAME, run['id']))
+        report = self._recorder.build(run, check_mode=self._check_mode())
         html = render if self.get_option('html') else None
-        return _report.write(report, self._report_dir(), names=names, html=html)
+        return _report.write(report, self._report_dir(),
+                             names=_report.report_names(run['id'], self.get_option('unique_names')),
+                             html=html)
+
+    def _write_empty(self, state):
+        """The latest names replaced by a report with no host (``state``:
+        running, no_hosts); a warning when it cannot be written."""
+        try:
+            report = self._recorder.empty(self._run(), state, check_mode=self._check_mode())
+            html = render if self.get_option('html') else None
+            return _report.write(report, self._report_dir(), names=(_report.BASENAME,), html=html)
+        except Exception as exc:  # pylint: disable=broad-except
+            self._display.warning('nixdeploy.fleet.report: could not write the report: %s' % exc)
+            return []
 
     def _report_dir(self):
         configured = self.get_option('report_dir')
@@ -213,8 +307,10 @@ class CallbackModule(CallbackBase):
             if isinstance(extra.get('semaphore_vars'), dict) else {}
         semaphore = dict((key, semaphore[key]) for key in ('id', 'url', 'username')
                          if key in semaphore)
+        if self._run_name is None:
+            self._run_name = self._run_id(awx, semaphore)
         return {
-            'id': self._run_id(awx, semaphore),
+            'id': self._run_name,
             'started': round(self._recorder.started, 3),
             'limit': cli.get('subset') or None,
             'tags': sorted(t for t in (cli.get('tags') or ()) if t != 'all'),
@@ -233,13 +329,14 @@ class CallbackModule(CallbackBase):
             if os.environ.get('AWX_ISOLATED_DATA_DIR') else None,
         }
 
-    @staticmethod
-    def _run_id(awx, semaphore):
+    def _run_id(self, awx, semaphore):
         if awx.get('awx_job_id') is not None:
             return 'awx-%s' % awx['awx_job_id']
         if semaphore.get('id') is not None:
             return 'semaphore-%s' % semaphore['id']
-        return '%s-%s' % (time.strftime('%Y%m%dT%H%M%SZ', time.gmtime()), uuid.uuid4().hex[:8])
+        # the run's start, UTC, and a random part: runs sort by name
+        return '%s-%s' % (time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(self._recorder.started)),
+                          uuid.uuid4().hex[:8])
 
     def _flakes(self):
         """Each flake deployed, as the run evaluated it: the provenance the

@@ -48,13 +48,82 @@ import time
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import wrap
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_record import (
+    mark_rollback, outcome_record)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     PHASE_ORDER, HostOutcome, action_phase, result_data, summary_line, task_action)
 
 
 def _truthy(value):
     return str(value).strip().lower() not in ('false', 'no', '0', 'off', 'n', 'f')
+
+
+# a failed host's cause goes on lines of its own under its summary line,
+# broken on spaces at this width and indented under the outcome (so no line
+# of a cause reads as a host's); the host's own line stays one line, as
+# every reader of the summary takes it
+SUMMARY_WIDTH = 100
+# the most a later line is indented (a long host name moves the outcome right)
+SUMMARY_INDENT = 46
+
+
+def wrapped_summary(rec):
+    """The host's summary lines: ``summary_line`` (every field printable),
+    what failed never cut, and, for a failed host, the cause of its failure
+    (Nix's last meaningful line) on the lines below, broken on spaces, never
+    cut mid-word."""
+    head = rec.get('summary_head') or rec['outcome']
+    line = summary_line(dict(rec, outcome=head))
+    column = len(line) - len(printable(head))
+    indent = ' ' * max(4, min(column, SUMMARY_INDENT))
+    lines = [line]
+    tail = rec.get('summary_tail')
+    if tail:
+        lines += wrap(indent + printable(tail), SUMMARY_WIDTH, indent)
+    return lines
+
+
+# the most lines of a dry activation shown under a host (the result keeps more)
+DRY_SHOWN = 20
+
+
+def dry_lines(lines):
+    """What a host's dry activation would do (check mode, nix_goal=dry-activate:
+    the result's ``dry_activate``, the target's own words), indented under
+    its summary line, each printable; at most DRY_SHOWN lines."""
+    lines = [printable(u'%s' % line) for line in lines or () if u'%s' % line]
+    shown = ['    | ' + line for line in lines[:DRY_SHOWN]]
+    if len(lines) > DRY_SHOWN:
+        shown.append('    | ... %d more lines (-v shows the task result)' % (len(lines) - DRY_SHOWN))
+    return shown
+
+
+def totals_line(counts, check_mode=False):
+    """The run's closing line, counted as the PLAY RECAP and the exit code
+    count hosts (``counts``: status -> hosts, and ``connection_lost``: the
+    failed hosts that lost their connection): a rolled-back host is a failed
+    one, and so is one whose connection a phase lost (the recap's failed);
+    only a host Ansible itself could not reach is unreachable. None without
+    hosts."""
+    hosts = sum(n for status, n in counts.items() if status != 'connection_lost')
+    if not hosts:
+        return None
+    failed = counts.get('failed', 0) + counts.get('rolled_back', 0)
+    within = []
+    if counts.get('rolled_back'):
+        within.append('%d rolled back' % counts['rolled_back'])
+    if counts.get('connection_lost'):
+        within.append('%d unreachable' % counts['connection_lost'])
+    parts = ['%d failed' % failed + (' (%s)' % ', '.join(within) if within else '')]
+    if counts.get('unreachable'):
+        parts.append('%d unreachable' % counts['unreachable'])
+    parts += ['%d %s' % (counts.get('changed', 0), 'would change' if check_mode else 'changed'),
+              '%d unchanged' % counts.get('unchanged', 0)]
+    if counts.get('incomplete'):
+        parts.append('%d not activated' % counts['incomplete'])
+    return 'nixdeploy: %d host%s: %s' % (hosts, '' if hosts == 1 else 's', ', '.join(parts))
 
 
 def progress_line(running, now, interval):
@@ -90,12 +159,14 @@ class CallbackModule(CallbackBase):
         self._lock = threading.Lock()
         self._outcomes = {}      # host -> HostOutcome, this batch
         self._running = {}       # host -> (phase, started)
+        self._dry = {}           # host -> what its dry activation would do, this batch
         self._check_mode = False
         self._shown = True
         self._stops = []         # why batches did not start (said once each)
         self._seen = set()       # hosts that reached a deploy task, every batch
         self._play_hosts = 0     # hosts of the play, all batches (from nix_eval)
         self._last_batch = None  # (hosts, failed) of the last batch summarised
+        self._counts = {}        # status -> hosts, every batch (the closing totals line)
         self._ticker = None
         self._done = threading.Event()
 
@@ -115,6 +186,10 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats):
         self._done.set()
         self._summarise()
+        line = totals_line(self._counts, self._check_mode)
+        if line and self._shown:
+            failed = any(self._counts.get(s) for s in ('failed', 'rolled_back', 'unreachable'))
+            self._display.display(line, color='red' if failed else None)
         if self._last_batch and not self._stops:
             hosts, failed = self._last_batch
             left = self._play_hosts - len(self._seen)
@@ -134,7 +209,7 @@ class CallbackModule(CallbackBase):
         if not phase:
             return
         host = result._host.get_name()
-        data = dict(result_data(result))
+        data = mark_rollback(result._task, dict(result_data(result)))
         with self._lock:
             self._running.pop(host, None)
             if data.get('stopped'):
@@ -149,6 +224,8 @@ class CallbackModule(CallbackBase):
                 self._play_hosts = int(data['play_hosts'])
             self._outcomes.setdefault(host, HostOutcome(host)).add(
                 phase, data, status)
+            if phase == 'activate' and isinstance(data.get('dry_activate'), list):
+                self._dry[host] = data['dry_activate']
 
     def v2_runner_on_ok(self, result):
         self._result(result, 'ok')
@@ -166,15 +243,22 @@ class CallbackModule(CallbackBase):
     def _summarise(self):
         with self._lock:
             outcomes, self._outcomes, self._running = self._outcomes, {}, {}
+            dry, self._dry = self._dry, {}
         if not outcomes:
             return
-        records = [outcomes[name].record(self._check_mode) for name in sorted(outcomes)]
+        records = [outcome_record(outcomes[name], self._check_mode) for name in sorted(outcomes)]
         self._last_batch = (len(records), len([r for r in records if r['failed']]))
+        for rec in records:
+            self._counts[rec['status']] = self._counts.get(rec['status'], 0) + 1
+            if rec['status'] == 'failed' and rec.get('connection_lost'):
+                self._counts['connection_lost'] = self._counts.get('connection_lost', 0) + 1
         if not self._shown:
             return
         self._display.banner('NIXDEPLOY SUMMARY')
         for rec in records:
-            self._display.display(summary_line(rec), color='red' if rec['failed'] else None)
+            # one display call a line: a message holds no newline of its own
+            for line in wrapped_summary(rec) + dry_lines(dry.get(rec['host'])):
+                self._display.display(line, color='red' if rec['failed'] else None)
 
     def _start_ticker(self):
         interval = float(self.get_option('progress_interval') or 0)

@@ -171,7 +171,7 @@ def summaries(stdout):
             continue
         if inside and (not line.strip() or line.startswith(('nixdeploy', 'PLAY', 'TASK'))):
             inside = False
-        elif inside:
+        elif inside and not line.startswith(' '):  # indented: a failed host's cause
             lines[line.split()[0]] = line
     return lines, blocks
 

@@ -52,7 +52,7 @@ def summary_lines(stdout):
             continue
         if inside and (not line.strip() or line.startswith(('nixdeploy', 'PLAY', 'TASK'))):
             inside = False
-        elif inside:
+        elif inside and not line.startswith(' '):  # indented: a failed host's cause
             lines.append(line)
     return lines
 

@@ -67,12 +67,19 @@ def totals(hosts, runs):
     """Run-wide figures: host counts by status from the host records, the work
     done from the runs."""
     out = dict((status, 0) for status in STATUSES)
-    out.update(hosts=len(hosts), connection_lost=0, host_key_unchecked=0, nix_evaluations=0,
+    out.update(hosts=len(hosts), failed_total=0, unreachable=0, connection_lost=0,
+               host_key_unchecked=0, nix_evaluations=0,
                evaluations_from_cache=0, paths_sent=0, bytes_sent=0,
                closure_diff={'added': 0, 'removed': 0, 'changed': 0, 'size_change_bytes': 0})
     for rec in hosts.values():
         out[rec['status']] = out.get(rec['status'], 0) + 1
         out['connection_lost'] += 1 if rec['connection_lost'] else 0
+        # as the PLAY RECAP counts them: a host Ansible could not reach is
+        # unreachable, every other failed host failed (a rolled-back one too)
+        if rec.get('unreachable'):
+            out['unreachable'] += 1
+        elif rec.get('failed'):
+            out['failed_total'] += 1
         out['host_key_unchecked'] += 1 if rec.get('host_key_unchecked') else 0
         diff = rec.get('closure_diff') or {}
         for key in ('added', 'removed', 'changed'):
@@ -161,6 +168,13 @@ def merge(reports):
     return assemble(runs, dict(sorted(hosts.items())), duplicates)
 
 
+def report_names(run_id, keep=True):
+    """The names a run's report is written under: its own
+    (``nixdeploy-report-<run id>``, when ``keep``) and the latest
+    (``nixdeploy-report``), written last so it is the newest file."""
+    return (['%s-%s' % (BASENAME, run_id)] if keep else []) + [BASENAME]
+
+
 def write(report, directory, names=(BASENAME,), html=None):
     """Write ``<name>.json`` (and ``<name>.html`` when ``html`` renders one)
     for each name into ``directory``; returns the paths written."""
@@ -209,9 +223,10 @@ def main(argv=None):
         return 1
     paths = write(merged, args.out, html=None if args.no_html else _renderer())
     totals_ = merged['totals']
-    sys.stdout.write('%s: %d hosts from %d runs, %d failed, %d rolled back, %d duplicates\n'
-                     % (paths[0], totals_['hosts'], len(merged['runs']), totals_['failed'],
-                        totals_['rolled_back'], len(merged['duplicates'])))
+    sys.stdout.write('%s: %d hosts from %d runs, %d failed (%d rolled back), %d unreachable, '
+                     '%d duplicates\n'
+                     % (paths[0], totals_['hosts'], len(merged['runs']), totals_['failed_total'],
+                        totals_['rolled_back'], totals_['unreachable'], len(merged['duplicates'])))
     return 0
 
 

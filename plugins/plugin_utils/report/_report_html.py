@@ -13,20 +13,37 @@ import time
 from html import escape
 
 try:
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import wrap
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report import (
         STATUSES, ordered_hosts)
 except ImportError:
-    # run as a plain script (the merge command): the sibling file
+    # run as a plain script (the merge command): the sibling file and
+    # common's (on the path _report.py set)
+    from _cause import wrap  # pylint: disable=import-error
     from _report import STATUSES, ordered_hosts  # pylint: disable=import-error
 
 STATUS_TEXT = {'failed': 'failed', 'rolled_back': 'rolled back', 'incomplete': 'not activated',
                'changed': 'changed', 'unchanged': 'unchanged'}
 CHECK_STATUS_TEXT = dict(STATUS_TEXT, changed='would change')
+# characters a line of the host table's outcome holds (broken on spaces)
+SUMMARY_WIDTH = 90
+# what a run was (the run's ``mode``), as the header says it
+MODE_TEXT = {'check': u'<b>check mode</b>: nothing changed',
+             'rollback': u'<b>rollback</b>: hosts went back to an earlier generation',
+             'rollback-check': u'<b>rollback, check mode</b>: nothing changed'}
+# a run that has no host to show (its ``state``), as the page says it
+STATE_TEXT = {'running': u'This run started at %(when)s and has no result (yet): it is still '
+                         u'running, or it ended before any host was deployed (no host selected, '
+                         u'an inventory that did not parse, a failure before the first phase). '
+                         u'Reports of earlier runs are kept beside this page under their own names.',
+              'no_hosts': u'This run started at %(when)s and ended without deploying any host '
+                          u'(no host selected, or none reached a phase of the deploy).'}
 # phase outcomes with a colour of their own; any other outcome is drawn grey
 OUTCOMES = ('changed', 'ok', 'failed', 'rolled_back', 'unreachable', 'skipped')
 
 CSS = u"""
 :root { --fail: #c53030; --back: #c05621; --chg: #2b6cb0; --ok: #2f855a; --grey: #a0aec0;
+        --unr: #553c9a;
         --ink: #1a202c; --muted: #4a5568; --line: #e2e8f0; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
@@ -41,6 +58,10 @@ code, pre, .mono { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; 
 .card b { display: block; font-size: 20px; }
 .card small { color: var(--muted); }
 .card.failed b { color: var(--fail); } .card.rolled_back b { color: var(--back); }
+.card.unreachable b { color: var(--unr); }
+.badge.unreachable { background: var(--unr); }
+.attention article.unreachable { border-color: var(--unr); background: #faf5ff; }
+.running { border: 1px solid var(--line); border-left: 4px solid var(--grey); padding: 8px 12px; }
 .card.changed b { color: var(--chg); } .card.unchanged b { color: var(--ok); }
 .badge { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 12px;
          color: #fff; background: var(--grey); white-space: nowrap; }
@@ -72,7 +93,7 @@ pre { white-space: pre-wrap; word-break: break-word; background: #f7fafc; border
        white-space: nowrap; text-overflow: clip; border-right: 1px solid #fff; }
 .o-changed { background: var(--chg); } .o-ok { background: var(--ok); }
 .o-failed { background: var(--fail); } .o-rolled_back { background: var(--back); }
-.o-unreachable { background: #742a2a; } .o-skipped, .o-other { background: var(--grey); }
+.o-unreachable { background: var(--unr); } .o-skipped, .o-other { background: var(--grey); }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; }
@@ -146,7 +167,22 @@ def _host_key_badge(rec):
 
 
 def _status_text(rec, check_mode):
+    if rec['status'] == 'failed' and (rec.get('unreachable') or rec.get('connection_lost')):
+        return u'unreachable'
     return (CHECK_STATUS_TEXT if check_mode else STATUS_TEXT).get(rec['status'], rec['status'])
+
+
+def _status_class(rec):
+    """The colour of a host's badge: an unreachable host (Ansible's, or a
+    phase that lost its connection) its own, not a failed one's."""
+    if rec['status'] == 'failed' and (rec.get('unreachable') or rec.get('connection_lost')):
+        return u'unreachable'
+    return rec['status']
+
+
+def _summary_lines(text):
+    """The outcome words broken on spaces into short lines (never cut mid-word)."""
+    return u'<br>'.join(_e(line) for line in wrap(text or u'', SUMMARY_WIDTH))
 
 
 def _header(report):
@@ -158,8 +194,11 @@ def _header(report):
         items.append(u'%d runs merged' % len(runs))
     limits = sorted(set(r.get('limit') for r in runs if r.get('limit')))
     items.append(u'limit <code>%s</code>' % _e(', '.join(limits)) if limits else u'no limit')
-    if any(r.get('check_mode') for r in runs):
-        items.append(u'<b>check mode</b>: nothing changed')
+    modes = sorted(set(r.get('mode') for r in runs if r.get('mode') in MODE_TEXT))
+    for mode in modes:
+        items.append(MODE_TEXT[mode])
+    if not modes and any(r.get('check_mode') for r in runs):
+        items.append(MODE_TEXT['check'])
     for flake in _flakes(runs):
         text = u'flake <code>%s</code>' % _e(flake.get('ref'))
         if flake.get('revision'):
@@ -188,7 +227,18 @@ def _flakes(runs):
 def _totals(report, check_mode):
     totals = report['totals']
     cards = [('hosts', totals['hosts'], 'hosts')]
-    for status in STATUSES:
+    failed, unreachable = failed_counts(report)
+    # as the PLAY RECAP and the exit code count them: a rolled-back host is a
+    # failed host, and so is one a phase lost the connection to; only a host
+    # Ansible itself could not reach is unreachable (a tile of its own)
+    lost = len([r for r in report['hosts'].values() if r['status'] == 'failed'
+                and r.get('connection_lost') and not r.get('unreachable')])
+    within = (['%d rolled back' % totals['rolled_back']] if totals.get('rolled_back') else []) + \
+        (['%d unreachable' % lost] if lost else [])
+    cards.append(('failed', failed, 'failed (%s)' % ', '.join(within) if within else 'failed'))
+    if unreachable:
+        cards.append(('unreachable', unreachable, 'unreachable'))
+    for status in STATUSES[2:]:
         cards.append((status, totals.get(status, 0), CHECK_STATUS_TEXT[status] if check_mode
                       else STATUS_TEXT[status]))
     diff = totals.get('closure_diff') or {}
@@ -208,6 +258,18 @@ def _totals(report, check_mode):
         for cls, value, label in cards)
 
 
+def failed_counts(report):
+    """(failed, unreachable) as the PLAY RECAP counts hosts: rolled-back
+    hosts among the failed, Ansible's unreachable ones apart. A report
+    written before the totals had these keys counts from its host records."""
+    totals = report['totals']
+    if 'failed_total' in totals and 'unreachable' in totals:
+        return totals['failed_total'], totals['unreachable']
+    recs = report['hosts'].values()
+    unreachable = len([r for r in recs if r.get('unreachable')])
+    return len([r for r in recs if r.get('failed') and not r.get('unreachable')]), unreachable
+
+
 def _attention(hosts, check_mode):
     bad = [rec for rec in hosts if rec['status'] in ('failed', 'rolled_back')]
     if not bad:
@@ -219,13 +281,14 @@ def _attention(hosts, check_mode):
             what = u'rolled back at <b>%s</b>: %s' % (_e(rec.get('failed_phase') or 'activate'),
                                                       _e(rec.get('rollback_reason') or '?'))
         else:
-            what = u'failed at <b>%s</b>' % _e(rec.get('failed_phase') or '?')
-            if rec.get('connection_lost'):
+            what = u'%s at <b>%s</b>' % (_status_text(rec, check_mode),
+                                         _e(rec.get('failed_phase') or '?'))
+            if rec.get('connection_lost') and not rec.get('unreachable'):
                 what += u' (connection lost)'
         parts.append(
             u'<article class="%s" data-host="%s"><h3>%s <span class="badge %s">%s</span>%s '
             u'<small>%s</small></h3><p>%s%s</p>%s</article>'
-            % (_e(rec['status']), _e(rec['host']), _e(rec['host']), _e(rec['status']),
+            % (_e(_status_class(rec)), _e(rec['host']), _e(rec['host']), _e(_status_class(rec)),
                _e(_status_text(rec, check_mode)), _host_key_badge(rec),
                _e(rec.get('platform') or ''), what,
                _generations(rec['generation']),
@@ -288,8 +351,8 @@ def _table(hosts, check_mode):
             u' %s</td><td class="num">%s &rarr; %s</td><td class="mono" title="%s">%s</td>'
             u'<td class="num">%s</td><td class="nowrap">%s</td><td class="num">%s</td></tr>'
             % (_e(rec['host']), _e(rec['host']), _host_key_badge(rec), _e(rec.get('platform') or '-'),
-               _e(rec['status']),
-               _e(_status_text(rec, check_mode)), _e(rec.get('summary') or ''),
+               _e(_status_class(rec)),
+               _e(_status_text(rec, check_mode)), _summary_lines(rec.get('summary')),
                _e(generation(gen['before'])), _e(generation(gen['after'])), _e(path),
                _e(path.rpartition('/')[2][33:] or path or '-'),
                _e('%s in %s paths' % (human_bytes(copied.get('bytes_sent')),
@@ -327,8 +390,16 @@ def render(report):
     hosts = ordered_hosts(report)
     check_mode = any(run.get('check_mode') for run in report['runs'])
     totals = report['totals']
-    title = u'nixdeploy report: %d hosts, %d failed, %d rolled back' % (
-        totals['hosts'], totals.get('failed', 0), totals.get('rolled_back', 0))
+    failed, unreachable = failed_counts(report)
+    title = u'nixdeploy report: %d hosts, %d failed (%d rolled back), %d unreachable' % (
+        totals['hosts'], failed, totals.get('rolled_back', 0), unreachable)
+    if not report['hosts'] and any(run.get('state') in STATE_TEXT for run in report['runs']):
+        return _page(title, u''.join([
+            _header(report),
+            u'<section class="running" id="state"><p>%s</p></section>' % u' '.join(
+                _e(STATE_TEXT[run['state']] % {'when': when(run.get('started'))})
+                for run in report['runs'] if run.get('state') in STATE_TEXT),
+            _footer(report)]))
     body = u''.join([
         _header(report),
         _totals(report, check_mode),
@@ -336,10 +407,18 @@ def render(report):
         _timeline(report, hosts),
         _table(hosts, check_mode),
         _diffs(hosts),
-        u'<footer>Schema %s version %s, generated %s. The same data as JSON: '
-        u'<code>nixdeploy-report.json</code> beside this page.</footer>'
-        % (_e(report['schema']), _e(report['schema_version']), _e(when(report.get('generated')))),
+        _footer(report),
     ])
+    return _page(title, body)
+
+
+def _footer(report):
+    return (u'<footer>Schema %s version %s, generated %s. The same data as JSON: '
+            u'<code>nixdeploy-report.json</code> beside this page.</footer>'
+            % (_e(report['schema']), _e(report['schema_version']), _e(when(report.get('generated')))))
+
+
+def _page(title, body):
     return (u'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             u'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
             u'style-src \'unsafe-inline\'">'

@@ -12,7 +12,9 @@ never from task names or message text.
 
 import time
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import join, parts
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report import (
     assemble, json_time)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
@@ -40,6 +42,86 @@ def _strip_host(message, host):
     if message and message.startswith(host + ': '):
         return message[len(host) + 2:]
     return message
+
+
+# the key a callback adds to a nix_activate result of ``state: rolled_back``
+# (the rollback role's task): its host was rolled back, not switched
+ROLLBACK_MARK = '_nixdeploy_rollback'
+
+
+def mark_rollback(task, data):
+    """``data`` (a copy of a result) marked when its task rolled a host back
+    (nix_activate with ``state: rolled_back``); the task's arguments say so,
+    the result does not."""
+    try:
+        args = getattr(task, 'args', None) or {}
+        if args.get('state') == 'rolled_back':
+            data[ROLLBACK_MARK] = True
+    except (AttributeError, TypeError):
+        pass
+    return data
+
+
+def host_status(outcome, rec, activate):
+    """The host's status as the report's ``status`` says it, with Ansible's
+    unreachable apart (the PLAY RECAP's columns)."""
+    if rec.get('failed'):
+        if outcome.unreachable:
+            return 'unreachable'
+        return 'rolled_back' if rec.get('rolled_back') else 'failed'
+    if not activate:
+        return 'incomplete'
+    return 'changed' if activate.get('changed') else 'unchanged'
+
+
+def outcome_record(outcome, check_mode=False):
+    """``outcome.record()`` (a ``HostOutcome``) as the summary line and the
+    report's host table say it:
+
+    - a failed host's ``msg`` is the cause of its phase's message
+      (``common/_cause``: what failed and Nix's last meaningful line, never
+      cut), and its ``outcome`` words carry it;
+    - a host rolled back by the rollback role says ``rolled back`` (or
+      ``would roll back``), not the goal's word;
+    - a host built but not activated (``--tags build``, ``--skip-tags
+      activate``) names the store path it built.
+    """
+    rec = outcome.record(check_mode)
+    activate = outcome.results.get('activate') or {}
+    rec['status'] = host_status(outcome, rec, activate)
+    if rec.get('failed') and outcome.failure:
+        _phase, result = outcome.failure
+        host = outcome.host
+        first, last = parts(result.get('msg'), (u'%s: ' % host, u'%s: ' % printable(host)))
+        short = rec.get('msg') or u''
+        head = rec['outcome']
+        if first and short and short != first and short in head:
+            head = head.replace(short, first, 1)
+        # the summary prints the head on the host's line, the cause below it
+        rec['summary_head'], rec['summary_tail'] = head, last
+        full = join(first, last)
+        if full and full != short:
+            if short and short in rec['outcome']:
+                rec['outcome'] = rec['outcome'].replace(short, full, 1)
+            rec['msg'] = full
+        return rec
+    if activate.get(ROLLBACK_MARK):
+        words = rec['outcome']
+        notes = words[len(words.split(' (')[0]):] if ' (' in words else ''
+        if activate.get('changed'):
+            new = (activate.get('new') or {}).get('generation')
+            rec['after'] = new if new is not None else rec['after']
+            rec['outcome'] = ('would roll back' if check_mode else 'rolled back') + notes
+        else:
+            rec['outcome'] = 'unchanged' + notes
+        return rec
+    built = outcome.results.get('build') or {}
+    path = built.get('out_path') or rec.get('path')
+    if not activate and outcome.last_phase in ('build', 'copy') and path \
+            and u' (not activated)' in rec['outcome']:
+        rec['outcome'] = rec['outcome'].replace(u' (not activated)',
+                                                u' (not activated): %s' % path, 1)
+    return rec
 
 
 def _task_outcome(status, result):
@@ -111,11 +193,13 @@ class HostLog:
             'failed': False,
             'rolled_back': False,
             'connection_lost': False,
+            'unreachable': False,
             'host_key_unchecked': self.host_key_unchecked,
             'failed_phase': None,
             'rollback_reason': None,
             'message': None,
-            'summary': self.outcome.record(check_mode).get('outcome') if self.results else None,
+            'summary': outcome_record(self.outcome, check_mode).get('outcome')
+            if self.results else None,
             'store_path': evaluated.get('out_path') or self.get('build').get('out_path')
             or new.get('path'),
             'drv_path': evaluated.get('drv_path'),
@@ -162,6 +246,9 @@ class HostLog:
                        rolled_back=rolled_back, failed_phase=phase,
                        connection_lost=bool(result.get('connection_lost'))
                        or status == 'unreachable',
+                       # Ansible's own unreachable (the recap's column), not
+                       # a failed result that says it lost the connection
+                       unreachable=status == 'unreachable',
                        rollback_reason=result.get('rollback_reason') if rolled_back else None,
                        message=_strip_host(_text(result.get('msg')), self.host))
             if rolled_back:
@@ -234,19 +321,46 @@ class Recorder:
         callback enabled for every playbook of a project) gets no report."""
         return any(log.results for log in self.hosts.values())
 
-    def build(self, run, check_mode=False):
-        """The report of this run. ``run``: the run's metadata (see docs/report.md)."""
+    def rollback(self):
+        """Whether this run rolled hosts back (the rollback role's nix_activate)."""
+        return any(log.get('activate').get(ROLLBACK_MARK) for log in self.hosts.values())
+
+    def _run(self, run, check_mode, state):
         run = dict(run)
         run.setdefault('started', json_time(self.started))
         run.setdefault('ended', json_time(self.clock()))
-        run['duration'] = json_time(run['ended'] - run['started'])
+        run['duration'] = json_time(max(run['ended'] - run['started'], 0))
         run['check_mode'] = bool(check_mode)
+        run['mode'] = run_mode(self.rollback(), check_mode)
+        run['state'] = state
+        return run
+
+    def empty(self, run, state, check_mode=False):
+        """The report of a run with no host to show: ``state`` ``running`` (written
+        when it starts, so the latest report never looks like an older run's
+        result) or ``no_hosts`` (it ended without deploying any host)."""
+        run = self._run(run, check_mode, state)
+        run['hosts'] = []
+        run['work'] = work({})
+        return assemble([run], {})
+
+    def build(self, run, check_mode=False):
+        """The report of this run. ``run``: the run's metadata (see docs/report.md)."""
+        run = self._run(run, check_mode, 'done')
         hosts = {}
         for name in sorted(self.hosts):
             hosts[name] = self.hosts[name].record(run['id'], check_mode)
         run['hosts'] = sorted(hosts)
         run['work'] = work(hosts)
         return assemble([run], hosts)
+
+
+def run_mode(rollback, check_mode):
+    """What a run was: ``deploy``, ``check`` (a deploy in check mode),
+    ``rollback`` or ``rollback-check``."""
+    if rollback:
+        return 'rollback-check' if check_mode else 'rollback'
+    return 'check' if check_mode else 'deploy'
 
 
 def flake_record(ref, metadata):

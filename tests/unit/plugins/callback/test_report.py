@@ -70,7 +70,7 @@ def evaluated(tmp_path_factory):
     return base, flake
 
 
-def run(base, workdir, env):
+def run(base, workdir, env, playbook='play.yml', extra=()):
     os.makedirs(str(workdir), exist_ok=True)
     full = ansible_env(dict(env, ANSIBLE_CALLBACKS_ENABLED='nixdeploy.fleet.report'))
     for name in list(full):
@@ -79,7 +79,8 @@ def run(base, workdir, env):
             if name not in env:
                 del full[name]
     return subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', str(base / 'inventory.json'),
-                           str(base / 'play.yml'), '-l', 'good,broken'], cwd=str(workdir), env=full,
+                           str(base / playbook), '-l', 'good,broken'] + list(extra),
+                          cwd=str(workdir), env=full,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                           timeout=300, check=False)
 
@@ -138,3 +139,41 @@ def test_report_lands_in_ansible_runners_artifact_dir(evaluated):
     report = json.loads((base / 'run3' / 'nixdeploy-report.json').read_text())
     (meta,) = report['runs'][0]['flakes']
     assert meta['nar_hash'].startswith('sha256-') and meta['evaluated'].startswith('path:'), meta
+
+
+EARLY = '''
+- name: Check the selection first
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Stop before any host is deployed
+      ansible.builtin.fail:
+        msg: nothing selected
+      run_once: true
+''' + PLAYBOOK
+
+
+def test_each_run_keeps_its_report_and_a_run_without_hosts_says_so(evaluated):
+    """Issue 61: two runs, two reports of their own, the latest name the
+    second's; a run that deploys no host replaces the latest with a report
+    that says so (never an older run's result looking current)."""
+    base, _flake = evaluated
+    out = base / 'kept'
+    env = {'NIXDEPLOY_REPORT_DIR': str(out), 'NIXDEPLOY_REPORT_HTML': 'false'}
+    run(base, base / 'k1', env)
+    run(base, base / 'k2', env, extra=['-e', 'awx_job_id=77'])
+    own = sorted(p.name for p in out.iterdir() if p.name != 'nixdeploy-report.json')
+    assert len(own) == 2 and 'nixdeploy-report-awx-77.json' in own, own
+    latest = json.loads((out / 'nixdeploy-report.json').read_text())
+    assert latest['runs'][0]['id'] == 'awx-77' and latest['runs'][0]['state'] == 'done'
+    assert latest == json.loads((out / 'nixdeploy-report-awx-77.json').read_text())
+    (base / 'early.yml').write_text(EARLY)
+    proc = run(base, base / 'k3', env, playbook='early.yml')
+    assert proc.returncode != 0 and 'nixdeploy report: no host deployed' in proc.stdout, proc.stdout
+    latest = json.loads((out / 'nixdeploy-report.json').read_text())
+    with open(SCHEMA) as handle:
+        jsonschema.validate(latest, json.load(handle))
+    assert latest['runs'][0]['state'] == 'no_hosts' and latest['hosts'] == {}, latest
+    assert latest['runs'][0]['playbooks'] == ['early.yml']
+    # the runs' own reports stay; none is written for a run without hosts
+    assert len([p for p in out.iterdir() if p.name != 'nixdeploy-report.json']) == 2

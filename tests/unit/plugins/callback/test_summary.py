@@ -141,7 +141,10 @@ def test_a_host_deployed_with_its_key_unchecked_says_so_on_its_line(callback):
 def test_the_last_batch_is_summarised_with_the_stats(callback):
     first_batch(callback)
     callback.v2_playbook_on_stats(None)
-    assert callback._display.text()[0] == 'NIXDEPLOY SUMMARY' and len(callback._display.lines) == 3
+    assert callback._display.text()[0] == 'NIXDEPLOY SUMMARY' and len(callback._display.lines) == 4
+    # the run's closing line counts as the PLAY RECAP does
+    assert callback._display.text()[-1] == \
+        'nixdeploy: 2 hosts: 1 failed, 1 changed, 0 unchanged'
 
 
 def test_a_batch_that_does_not_start_says_why_once(callback):
@@ -152,8 +155,11 @@ def test_a_batch_that_does_not_start_says_why_once(callback):
         callback.v2_runner_on_ok(Result(host, 'eval', {'changed': False, 'batch': 2, 'play_hosts': 4,
                                                        'stopped': True, 'msg': STOP}))
     callback.v2_playbook_on_stats(None)
-    # said once, in red; the stopped hosts get no summary line
-    assert callback._display.lines == [('line', STOP, 'red')]
+    # said once, in red; the stopped hosts get no summary line and are not
+    # counted in the run's closing line (the first batch's two hosts are)
+    assert callback._display.lines == [
+        ('line', STOP, 'red'),
+        ('line', 'nixdeploy: 2 hosts: 1 failed, 1 changed, 0 unchanged', 'red')]
 
 
 def test_every_host_of_the_last_batch_failed(callback):
@@ -262,9 +268,19 @@ def test_the_summary_shows_host_names_and_target_text_escaped(callback):
         'failed': True, 'phase': 'copy', 'msg': 'web2: ' + FORGED}))
     callback.v2_playbook_on_play_start(callback.play)
     assert not shown_raw(callback), shown_raw(callback)
-    lines = callback._display.text()
-    # the banner and one line per host, each host's own
-    assert len(lines) == 3 and lines[0] == 'NIXDEPLOY SUMMARY', lines
+    shown = callback._display.text()
+    assert shown[0] == 'NIXDEPLOY SUMMARY', shown
+    # one line per host, each host's own; a long one goes on over indented
+    # lines (the escaped host name makes this one long), never a line that
+    # starts like a host's
+    lines = [shown[0]]
+    for line in shown[1:]:
+        if line.startswith(' '):
+            assert line.startswith(' ' * 40) and len(lines) > 1, shown
+            lines[-1] += ' ' + line.strip()
+        else:
+            lines.append(line)
+    assert len(lines) == 3, shown
     assert lines[1].startswith('evil\\n\\x1b[2K\\x1b[32mweb2 ') and \
         'FAILED: rolled back (check said: \\x1b]52;c;' in lines[1], lines[1]
     assert lines[2].startswith('web2 ') and 'FAILED at copy: check said: \\x1b]52;c;' in lines[2]
