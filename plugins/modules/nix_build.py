@@ -4,11 +4,15 @@
 
 DOCUMENTATION = r'''
 module: nix_build
-short_description: Build the Nix systems of a play batch, hosts that ask together in one build
+short_description: Build each host's Nix system, the build phase of a deploy
 version_added: 1.0.0
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
 description:
+  - Builds the system each host of the play deploys (by default on the controller, or on the host
+    itself or on builders), after M(nixdeploy.fleet.nix_eval), and keeps it from garbage collection
+    until the next deploy. You normally reach it through the role C(nixdeploy.fleet.deploy) (its
+    build phase; C(nix_build_on) chooses where) and the role C(nixdeploy.fleet.publish).
   - Builds each host's system derivation, by default on the controller.
   - "Each host built on the controller or on builders asks its play batch's build service: one detached process per
     batch and options, started by the first host that asks, that takes the requests waiting into a wave, at most

@@ -9,6 +9,10 @@ version_added: 1.0.0
 author:
   - nixdeploy.fleet contributors (@nixdeploy)
 description:
+  - Moves the git ref each self-updating host follows (its tested channel) to the commit whose
+    system was built and published, so a host only ever updates to a tested system. You normally
+    reach it through the role C(nixdeploy.fleet.publish) (C(nix_channel_repo)), after
+    M(nixdeploy.fleet.nix_publish).
   - A tested channel is one git ref per host (default C(nixos-tested-<inventory_hostname>)) in a git
     repository. A host that updates itself (C(system.autoUpgrade.flake)) follows its own ref, so it only
     ever moves to a commit whose system was built and put in the binary cache.

@@ -6,10 +6,14 @@
 
 DOCUMENTATION = r'''
 module: nix_copy_closure
-short_description: Copy a Nix closure to a target, sending only what it lacks
+short_description: Copy a Nix system to its host, only what the host lacks (the copy phase of a deploy)
 version_added: 1.0.0
 description:
-  - Runs on the controller (an action plugin). Makes a store path's whole closure valid in the
+  - Copies a built system with everything it needs (its closure) into the host's Nix store over ssh,
+    sending only the paths the host does not have yet. You normally reach it through the role
+    C(nixdeploy.fleet.deploy) (its copy phase, between the build and the activation;
+    C(nix_copy_mode), C(nix_signing_key)).
+  - It runs on the controller (an action plugin). Makes a store path's whole closure valid in the
     target's Nix store over C(ssh-ng://), deriving the store URI and the ssh options from the
     host's own connection variables (C(ansible_host), C(ansible_port), C(ansible_user),
     C(ansible_ssh_private_key_file), C(ansible_ssh_common_args), C(ansible_ssh_extra_args)),

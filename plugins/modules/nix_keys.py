@@ -6,10 +6,14 @@
 
 DOCUMENTATION = r'''
 module: nix_keys
-short_description: Upload secret files (keys) to a target, outside the Nix store
+short_description: Put secret files (keys) on a host, outside the Nix store, around its activation
 version_added: 1.0.0
 description:
-  - Runs on the controller (an action plugin). Uploads secrets, colmena's C(deployment.keys) in
+  - Uploads secrets (colmena's C(deployment.keys); often ansible-vault values) to files on the host
+    with their owner and mode, never through the Nix store, a command line or a log. You normally
+    reach it through the role C(nixdeploy.fleet.deploy), which uploads the host variable C(nix_keys)
+    before and after the activation (docs/secrets.md).
+  - It runs on the controller (an action plugin). Uploads secrets, colmena's C(deployment.keys) in
     Ansible's spelling, to the target over the host's own Ansible connection. The target needs
     only a POSIX shell; no Python.
   - The content is read on the controller (C(text), often an ansible-vault encrypted value;

@@ -4,7 +4,9 @@ Each ``docs/**/*.md`` but the folder's index (docs/README.md) becomes
 ``docs/docsite/rst/<same path>.rst`` in a staged copy of the collection
 (pandoc, GitHub Markdown to RST), under a label antsibull-docs accepts, and
 ``docs/docsite/extra-docs.yml`` lists them in the order docs/README.md names
-them. Links are rewritten for the site: a guide's to another guide (and its
+them, the guides it lists under its heading "Developing this collection" (the
+lab, faults, benchmarks, architecture) in a section of their own, after the
+user's guides and the modules'. Links are rewritten for the site: a guide's to another guide (and its
 heading) to that page (and the heading's id there), a link to a module,
 plugin or role file to its generated page, any other file of the repository
 to the repository's web address. A link to a file or heading that does not
@@ -23,7 +25,10 @@ COLLECTION = 'nixdeploy.fleet'
 LABEL = 'ansible_collections.%s.docsite.' % COLLECTION
 # the guides' folder in the site, beside the plugin pages
 SITE_DIR = 'docsite'
-SECTIONS = (('Guides', ''), ('How each module works', 'modules/'))
+SECTIONS = (('Guides', ''), ('How each module works', 'modules/'),
+            ('Developing this collection', 'developing'))
+# docs/README.md's heading over the guides of the section 'developing'
+DEVELOPING = '## Developing this collection'
 
 FENCE = re.compile(r'^\s*(```|~~~)')
 HEADING = re.compile(r'^(#{1,6})\s+(.*?)\s*#*\s*$')
@@ -151,13 +156,36 @@ class Site(object):
                         not rel.startswith('docs/docsite/'):
                     self.guides[rel] = Guide(repo, rel)
 
+    def _index(self):
+        with open(os.path.join(self.repo, 'docs', 'README.md'), encoding='utf-8') as handle:
+            return handle.read()
+
+    def _named(self, text):
+        named = [posixpath.normpath(posixpath.join('docs', target.split('#')[0]))
+                 for _text, target in LINK.findall(text)]
+        return [rel for rel in dict.fromkeys(named) if rel in self.guides]
+
     def order(self):
         """The guides in the order docs/README.md links them, the rest after."""
-        with open(os.path.join(self.repo, 'docs', 'README.md'), encoding='utf-8') as handle:
-            named = [posixpath.normpath(posixpath.join('docs', target.split('#')[0]))
-                     for _text, target in LINK.findall(handle.read())]
-        first = [rel for rel in dict.fromkeys(named) if rel in self.guides]
+        first = self._named(self._index())
         return first + sorted(set(self.guides) - set(first))
+
+    def developing(self):
+        """The guides docs/README.md lists under its heading "Developing this
+        collection" (up to its next heading of that level)."""
+        text = self._index()
+        at = text.find('\n%s\n' % DEVELOPING)
+        if at < 0:
+            return set()
+        part = text[at + len(DEVELOPING) + 2:]
+        end = part.find('\n## ')
+        return set(self._named(part if end < 0 else part[:end]))
+
+    def section(self, rel):
+        """The prefix of the site's section ``rel`` is listed in."""
+        if self.guides[rel].page.startswith('modules/'):
+            return 'modules/'
+        return 'developing' if rel in self.developing() else ''
 
     def target(self, guide, target):
         """Where ``target``, a link of ``guide``, goes on the site."""
@@ -237,8 +265,7 @@ class Site(object):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, 'w', encoding='utf-8') as handle:
                 handle.write(self.rst(guide, pandoc))
-            prefix = 'modules/' if guide.page.startswith('modules/') else ''
-            sections[prefix].append(guide.page)
+            sections[self.section(rel)].append(guide.page)
         index = {'sections': [{'title': title, 'toctree': sections[prefix]}
                               for title, prefix in SECTIONS if sections[prefix]]}
         with open(os.path.join(dest, 'docs', 'docsite', 'extra-docs.yml'), 'w',

@@ -68,3 +68,17 @@ def test_a_built_page_linking_to_nothing_is_found(tmp_path):
     (tmp_path / 'sub' / 'p.html').write_text('<h2 id="here">Here</h2><a href="../index.html">up</a>')
     assert links.broken(str(tmp_path)) == [('index.html', 'sub/p.html#gone', 'no such id on the page'),
                                            ('index.html', 'missing.png', 'no such file')]
+
+
+def test_the_developers_guides_have_a_section_of_their_own(tmp_path):
+    """docs/README.md's "Developing this collection" guides come in a section
+    of the site after the user's guides and the modules'."""
+    for rel, text in dict(GUIDES, **{
+            'docs/README.md': ('## Using the collection\n\n- [a](a.md)\n- [the module](modules/m.md)\n\n'
+                               '## Developing this collection\n\n- [b](b.md)\n\n## The site\n\n[a](a.md)\n')}).items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    site = guides.Site(str(tmp_path))
+    assert site.order() == ['docs/a.md', 'docs/modules/m.md', 'docs/b.md']
+    assert [site.section(rel) for rel in site.order()] == ['', 'modules/', 'developing']
