@@ -187,7 +187,7 @@ sanity: venv
 # demo fleet's flake) exists only after `make demo`: an unparsed inventory may
 # only warn here, while ansible.cfg makes it fatal for real deploys.
 lint: venv
-	ANSIBLE_INVENTORY_UNPARSED_FAILED=False $(VENV)/bin/ansible-lint --profile production
+	ANSIBLE_INVENTORY_UNPARSED_FAILED=False ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED=False $(VENV)/bin/ansible-lint --profile production
 
 # The documentation site: antsibull-docs renders the module, plugin and role
 # pages, docs/'s Markdown guides are its extra docs (pandoc), Sphinx builds it
@@ -220,15 +220,21 @@ galaxy-import: venv importer-venv
 	VENV=$(VENV) IMPORTER_VENV=$(IMPORTER_VENV) tests/galaxy/import.sh $(GALAXY_IMPORT_DIR)
 
 # Cut a release (README, "Releases"): from a checkout without uncommitted changes
-# to tracked files and with a changelog fragment holding the release_summary,
-# antsibull-changelog writes the release into changelogs/changelog.yaml and
-# CHANGELOG.md and removes the fragments; galaxy.yml gets the version; the
-# tarball is built into dist/ and must import clean. Committing, tagging and
-# publishing stay with you (printed at the end).
+# to tracked files, with nothing untracked or ignored that the tarball could take
+# (`git status --porcelain --ignored`, every path not under galaxy.yml's
+# build_ignore: an operator's group_vars beside the demo inventory, a .vault-pass,
+# an editor's backup; tests/galaxy/pack.py check), and with a changelog fragment
+# holding the release_summary, antsibull-changelog writes the release into
+# changelogs/changelog.yaml and CHANGELOG.md and removes the fragments; galaxy.yml
+# gets the version; the tarball is built into dist/ from the files git tracks
+# (copied into a temp folder: the commit plus these release edits, never the work
+# tree's other files) and must import clean. Committing, tagging and publishing
+# stay with you (printed at the end).
 VERSION ?=
 release: venv importer-venv
 	@[[ '$(VERSION)' =~ ^[0-9]+\.[0-9]+\.[0-9]+$$ ]] || { echo 'usage: make release VERSION=x.y.z' >&2; exit 2; }
 	@git diff --quiet HEAD -- || { echo 'uncommitted changes: commit or stash them first' >&2; exit 2; }
+	@$(VENV)/bin/python tests/galaxy/pack.py check
 	@grep -qs '^release_summary:' changelogs/fragments/*.yml \
 		|| { echo 'no fragment with a release_summary: add one for $(VERSION)' >&2; exit 2; }
 	$(VENV)/bin/antsibull-changelog lint

@@ -4,7 +4,8 @@
 #
 #  1. podman and runc (Debian's), debootstrap: installed when missing
 #  2. the base image, made here (ee/base.sh): Debian trixie, no registry needed
-#  3. the collection tarball (ansible-galaxy collection build --output-path dist/)
+#  3. the collection tarball (ansible-galaxy collection build --output-path dist/ of the
+#     files git tracks: tests/galaxy/pack.py)
 #  4. ansible-builder create from execution-environment.yml, then podman build of its
 #     context with --build-arg EE_BASE_IMAGE=<the base> and the host's network, and this
 #     machine's /etc/pip.conf bound read-only for the RUN steps only (never in a layer)
@@ -61,7 +62,8 @@ files_sum() {
 }
 fresh=$(mktemp -d)
 trap 'rm -rf "$fresh"' EXIT
-(cd "$HERE" && "$VENV/bin/ansible-galaxy" collection build --output-path "$fresh" . >/dev/null)
+# from the files git tracks, never the checkout's others (tests/galaxy/pack.py)
+"$VENV/bin/python" "$HERE/tests/galaxy/pack.py" build "$fresh" >/dev/null
 new=$(ls "$fresh"/nixdeploy-fleet-*.tar.gz)
 old_tarball=$(ls "$HERE"/dist/nixdeploy-fleet-*.tar.gz 2>/dev/null || true)
 if [ "$(echo "$old_tarball" | wc -w)" -ne 1 ] || [ "$(basename "$old_tarball")" != "$(basename "$new")" ] ||

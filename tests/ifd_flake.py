@@ -47,12 +47,24 @@ def needle():
     return 'nixdeploy-ifd-%d-%s' % (os.getpid(), secrets.token_hex(4))
 
 
-def write(folder, name, system, host='ifdhost'):
+# what a flake sets for itself: Nix applies it after every configuration file
+# and NIX_CONFIG wherever accept-flake-config is on
+NIX_CONFIG = '''
+  nixConfig.allow-import-from-derivation = true;
+  nixConfig.pure-eval = false;'''
+
+
+def write(folder, name, system, host='ifdhost', nix_config=False):
     """The flake in ``folder`` (made), whose imported derivation is called
-    ``name``; its inventory holds ``host``. Returns its ``path:`` reference."""
+    ``name``; its inventory holds ``host``; with ``nix_config`` the flake
+    allows import-from-derivation itself (its ``nixConfig``). Returns its
+    ``path:`` reference."""
     os.makedirs(os.path.join(folder, 'busybox'), exist_ok=True)
     shutil.copy(BUSYBOX, os.path.join(folder, 'busybox', 'busybox'))
     text = FLAKE.replace('@NEEDLE@', name).replace('@SYSTEM@', system).replace('@HOST@', host)
+    if nix_config:
+        text = text.replace('{\n  outputs', '{%s\n  outputs' % NIX_CONFIG, 1)
+        assert 'nixConfig' in text
     with open(os.path.join(folder, 'flake.nix'), 'w') as handle:
         handle.write(text)
     return 'path:%s' % folder

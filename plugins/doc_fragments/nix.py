@@ -26,6 +26,12 @@ options:
         C(max-jobs), passed as C(NIX_CONFIG) lines in its environment (never on its command
         line, which C(ps) shows); a value with a line break or C(#) is refused.
       - Booleans become C(true)/C(false); lists are joined with spaces.
+      - Every controller Nix process also gets C(accept-flake-config = false) after the user's own
+        configuration (C(nix.conf), C(NIX_CONFIG)), so a flake's own C(nixConfig) changes no
+        setting; Nix warns, naming each setting it ignored. C(accept-flake-config) set to V(true) here
+        (or C(--accept-flake-config) in O(nix_args)) applies the flake's settings,
+        import-from-derivation and C(pure-eval = false) among them, so the flake is then trusted
+        with the job's secrets at evaluation, and nothing of it is cached.
     type: dict
     default: {}
   impure:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Galaxy's import check on the collection as it would be uploaded: build the
-# tarball with `ansible-galaxy collection build`, then run galaxy-importer on it,
+# tarball with `ansible-galaxy collection build` from the files git tracks, copied
+# into a temp folder (tests/galaxy/pack.py: never the work tree's untracked or
+# ignored files), then run galaxy-importer on it,
 # the check Galaxy runs on every upload (ansible-doc on each plugin and role, the
 # roles' meta/main.yml, the changelog, ansible-lint's production profile on what
 # the tarball ships). Every WARNING or ERROR it reports fails the check: Galaxy
@@ -22,8 +24,7 @@ done
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 rm -rf "$out"/nixdeploy-fleet-*.tar.gz "$out/importer.log" "$out/importer_result.json" "$out/tmp"
-"$venv/bin/ansible-galaxy" collection build --output-path "$out" "$repo"
-tarball=$(ls "$out"/nixdeploy-fleet-*.tar.gz)
+tarball=$("$venv/bin/python" "$repo/tests/galaxy/pack.py" build "$out")
 
 # As Galaxy runs it: no ansible settings of this machine or checkout (the
 # environment's ANSIBLE_*, a ./ansible.cfg), the importer's ansible-lint,

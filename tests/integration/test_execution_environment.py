@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.collection import BIN, REPO
+from tests.galaxy import pack
 from tests.lab.fixtures import BUSYBOX, nix_system
 
 BUILDER = os.path.join(BIN, 'ansible-builder')
@@ -52,11 +53,12 @@ def context(tmp_path_factory):
         pytest.skip('ansible-builder is not installed')
     base = str(tmp_path_factory.mktemp('ee'))
     # the definition next to dist/ holding the collection tarball, as the
-    # documented `ansible-galaxy collection build --output-path dist/` leaves it,
+    # documented `python3 tests/galaxy/pack.py build dist/` leaves it,
     # and next to ee/ (nix.conf)
     shutil.copy(os.path.join(REPO, 'execution-environment.yml'), base)
     shutil.copytree(os.path.join(REPO, 'ee'), os.path.join(base, 'ee'))
-    run([GALAXY, 'collection', 'build', '--output-path', os.path.join(base, 'dist'), REPO], base)
+    # what git tracks, as a release packs it (tests/galaxy/pack.py)
+    pack.build(os.path.join(base, 'dist'))
     run([BUILDER, 'create', '-f', os.path.join(base, 'execution-environment.yml'),
          '-c', os.path.join(base, 'context'), '--output-filename', 'Containerfile'], base)
     return base

@@ -22,14 +22,16 @@ the job ran, in no report, no inventory cache, no output.
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 
 import pytest
 
+from tests import ifd_flake
 from tests.argv_watch import ArgvWatch
 from tests.auth_cache import AuthCache
-from tests.collection import run_playbook
+from tests.collection import BIN, ansible_env, run_playbook
 from tests.integration.test_cache_credentials import build
 from tests.unit.plugins.plugin_utils.activation.test_health_redirects import Server
 from tests.deploy_fleet import prepare, write_inventory
@@ -460,3 +462,203 @@ def test_a_failed_host_gets_no_system_of_another(hostile):
         assert lab.store_has(host, paths[host]), host
     for path in paths.values():
         assert not lab.store_has('h2', path), path
+
+
+# ------------------------------------------------------------ the flake cannot change the rules
+# The fleet flake with a nixConfig of its own: pure-eval = false (every
+# configuration's version, so its system's name, takes DEPLOY_ALLOWED_KEY from
+# the controller's environment where the flake's setting is obeyed) and
+# import-from-derivation. A pure evaluation reads "" for the variable.
+NIX_CONFIG_FLAKE = '''{
+  nixConfig.pure-eval = false;
+  nixConfig.allow-import-from-derivation = true;
+  outputs = { self }:
+    let
+      given = builtins.fromJSON (builtins.readFile ./fleet.json);
+      key = builtins.getEnv "DEPLOY_ALLOWED_KEY";
+      fleet = given // { configurations = builtins.mapAttrs
+        (n: c: c // { version = (c.version or "1") + key; }) given.configurations; };
+    in
+    import ./lib.nix { inherit fleet; busyboxDir = ./busybox; };
+}
+'''
+# The same fleet with an input no flake.lock holds: a path: folder whose word
+# goes into every version
+UNLOCKED_INPUT_FLAKE = '''{
+  inputs.names = { url = "path:%s"; flake = false; };
+  outputs = { self, names }:
+    let
+      given = builtins.fromJSON (builtins.readFile ./fleet.json);
+      word = builtins.readFile "${names}/who";
+      fleet = given // { configurations = builtins.mapAttrs
+        (n: c: c // { version = (c.version or "1") + word; }) given.configurations; };
+    in
+    import ./lib.nix { inherit fleet; busyboxDir = ./busybox; };
+}
+'''
+
+
+def input_writing_nix(folder, names, flake):
+    """A ``nix`` that, right after the run's first ``nix flake metadata`` of
+    ``flake`` (the pin's), writes the unlocked input's folder: a writer
+    changing it while the run evaluates."""
+    path = os.path.join(folder, 'nix')
+    marker = os.path.join(folder, 'written')
+    with open(path, 'w') as handle:
+        handle.write('#!/bin/sh\nfor last; do :; done\n/usr/bin/nix "$@"; rc=$?\n'
+                     'case "$1 $2 $last" in "flake metadata %(flake)s")\n'
+                     '  [ -e %(marker)s ] ||\n'
+                     '    { printf alice-and-mallory > %(who)s; : > %(marker)s; };;\n'
+                     'esac\nexit $rc\n' % {'marker': marker, 'flake': flake,
+                                           'who': os.path.join(names, 'who')})
+    os.chmod(path, 0o755)
+    return path, marker
+
+
+def takes_reference_lock_file():
+    """Whether the controller's Nix reads a lock file given to it
+    (``--reference-lock-file``: the collection's ``NixFeatures``, 2.25+)."""
+    said = subprocess.run(['nix', '--version'], stdout=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout
+    found = re.search(r'(\d+)\.(\d+)', said)
+    return 'lix' not in said.lower() and tuple(int(n) for n in found.groups()) >= (2, 25)
+
+
+def test_the_flake_cannot_change_the_controllers_rules(hostile):
+    """The controller's user configuration accepts flake configuration (as CI
+    setups do, to take a flake's substituters): set here in a private
+    XDG_CONFIG_HOME for the job only. Loading an inventory whose flake allows
+    import-from-derivation in its nixConfig builds nothing. Then one eval run
+    of the fleet, twice, the cache on, DEPLOY_ALLOWED_KEY changed between
+    them: the flake's pure-eval = false is refused, so no host's system
+    reads it and the second run's cached answers are the first's, which are
+    pure; h2, whose nix_options opt in (accept-flake-config), gets the
+    flake's settings, never from the cache, and the run says once that
+    nothing of it is cached; h3 evaluates a flake whose input is in no
+    flake.lock, under --no-write-lock-file (the fleet's nix_args), while a
+    writer changes that input right after the pin read it: on a Nix that
+    reads a lock file given to it (2.25+) it evaluates the content the pin
+    locked, from the run's resolved lock graph, and the run says so once;
+    on 2.8 it is not evaluated at all (it would be locked anew by each
+    evaluator), and says which input and what to run. The flake's refused
+    settings are named once in the run, not once per host."""
+    lab, base = hostile['lab'], hostile['base']
+    work = os.path.join(base, 'flake-config')
+    config_home = os.path.join(work, 'config')
+    os.makedirs(os.path.join(config_home, 'nix'))
+    with open(os.path.join(config_home, 'nix', 'nix.conf'), 'w') as handle:
+        # as a CI's has it (Nix 2.34 reads the setting only where flakes are on)
+        handle.write('experimental-features = nix-command flakes\naccept-flake-config = true\n')
+    user_env = {'XDG_CONFIG_HOME': config_home}
+
+    # the inventory: the flake's own nixConfig allows IFD; nothing is built
+    system = subprocess.run(['nix', '--extra-experimental-features', 'nix-command', 'eval',
+                             '--impure', '--raw', '--expr', 'builtins.currentSystem'],
+                            stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    needle = ifd_flake.needle()
+    ifd_ref = ifd_flake.write(os.path.join(work, 'ifd-flake'), needle, system, nix_config=True)
+    ifd_config = os.path.join(work, 'ifd.nix.yml')
+    with open(ifd_config, 'w') as handle:
+        json.dump({'plugin': 'nixdeploy.fleet.nix', 'flake': ifd_ref,
+                   'nix_options': {'substituters': ''}}, handle)
+    graph = subprocess.run(
+        [os.path.join(BIN, 'ansible-inventory'), '-i', ifd_config, '--graph'],
+        env=ansible_env(dict(user_env, ANSIBLE_INVENTORY_ENABLED='nixdeploy.fleet.nix',
+                             ANSIBLE_INVENTORY_UNPARSED_FAILED='True')),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300,
+        check=False)
+    assert graph.returncode != 0 and not ifd_flake.built(needle), graph.stdout + graph.stderr
+    assert 'ifdhost' not in graph.stdout, graph.stdout
+    assert "'allow-import-from-derivation' is disabled" in graph.stderr, graph.stderr[-3000:]
+
+    # the fleet: a flake with a nixConfig of its own; h3 on one with an unlocked input
+    flake, secret = prepare(lab, os.path.join(work, 'flake'))
+    flake.set_all(version='7')
+    with open(os.path.join(flake.path, 'flake.nix'), 'w') as handle:
+        handle.write(NIX_CONFIG_FLAKE)
+    inventory = write_inventory(os.path.join(work, 'inventory'), lab, flake, secret)
+    names = os.path.join(work, 'names')
+    os.makedirs(names)
+    with open(os.path.join(names, 'who'), 'w') as handle:
+        handle.write('alice')
+    unlocked = os.path.join(work, 'unlocked')
+    shutil.copytree(flake.path, unlocked)
+    with open(os.path.join(unlocked, 'flake.nix'), 'w') as handle:
+        handle.write(UNLOCKED_INPUT_FLAKE % names)
+    nix, written = input_writing_nix(work, names, 'path:%s' % unlocked)
+    resolved_lock = takes_reference_lock_file()
+    os.makedirs(os.path.join(inventory, 'host_vars'))
+    with open(os.path.join(inventory, 'host_vars', 'h2.yml'), 'w') as handle:
+        json.dump({'nix_options': {'substituters': '', 'accept-flake-config': True}}, handle)
+    with open(os.path.join(inventory, 'host_vars', 'h3.yml'), 'w') as handle:
+        json.dump({'nix_flake': 'path:%s' % unlocked}, handle)
+    # the whole fleet: a batch's process forms every host's request with its
+    # own task's arguments
+    with open(os.path.join(inventory, 'group_vars', 'all.yml')) as handle:
+        group_vars = json.load(handle)
+    group_vars.update(nix_bin=nix, nix_args=['--no-write-lock-file'])
+    with open(os.path.join(inventory, 'group_vars', 'all.yml'), 'w') as handle:
+        json.dump(group_vars, handle)
+    play = [{'hosts': 'all', 'gather_facts': False, 'tasks': [
+        {'name': 'eval', 'ignore_errors': True, 'nixdeploy.fleet.nix_eval': {
+            # as the role passes them
+            'nix_bin': '{{ nix_bin | default("nix") }}', 'nix_args': '{{ nix_args | default([]) }}',
+            'nix_options': '{{ nix_options }}'}}]}]
+    env = dict(user_env, NIXDEPLOY_EVAL_CACHE=os.path.join(work, 'eval-cache'))
+
+    runs = []
+    for key in ('oldkey', 'newkey'):
+        run = run_playbook(play, inventory, os.path.join(work, key),
+                           env=dict(env, DEPLOY_ALLOWED_KEY=key))
+        runs.append(run)
+        output = run.stdout + run.stderr
+        pure = {}
+        for host in lab.hosts:
+            result = run.result('eval', host)['result']
+            if host == 'h3':
+                continue
+            assert not result.get('failed'), (host, result)
+            pure[host] = result['out_path']
+            if host == 'h2':
+                # the operator's choice: the flake's settings, never cached
+                assert key in result['drv_path'] and result['from_cache'] is False, result
+            else:
+                assert 'key' not in result['drv_path'] + result['out_path'], (host, result)
+                assert result['from_cache'] is (key == 'newkey'), (host, result)
+        assert output.count('accept-flake-config is on') == 1, output[-4000:]
+        # the flake's settings Nix did not apply, named once in the run: the
+        # inventory's evaluation and every evaluator of the systems (h1's,
+        # h4's...: a process each) warned; h2 took them
+        shown = ' '.join(output.split())
+        assert shown.count("nixConfig sets allow-import-from-derivation, pure-eval: not "
+                           "applied") == 1, output[-4000:]
+        assert shown.count('flake configuration accepted') == 1, output[-4000:]
+        h3 = run.result('eval', 'h3')
+        assert os.path.exists(written), 'the writer changed the input during the run'
+        if resolved_lock:
+            # h3: every evaluator reads the lock graph the pin resolved, the
+            # input's content at the pin, and the run says so once
+            assert h3['status'] == 'ok', h3['result']
+            assert '7alice' in h3['result']['drv_path'], h3['result']
+            assert 'mallory' not in h3['result']['drv_path'], h3['result']
+            assert h3['result']['source']['pinned'] is True, h3['result']['source']
+            assert "missing input 'names'" in h3['result']['source']['lock']
+            assert h3['result']['from_cache'] is False
+            assert shown.count("flake.lock has a missing input 'names'") == 1, output[-4000:]
+        else:
+            # h3: not evaluated, naming the input and the fix; nothing claims a pin
+            assert h3['status'] == 'failed', (h3['result'], os.listdir(unlocked))
+            said = h3['result']['msg']
+            assert "missing input 'names'" in said and 'nix flake lock' in said, said
+            assert not h3['result'].get('out_path') and not h3['result'].get('source', {}).get(
+                'pinned'), h3
+        assert not os.path.exists(os.path.join(unlocked, 'flake.lock'))
+        os.path.exists(written) and os.unlink(written)
+        with open(os.path.join(names, 'who'), 'w') as handle:
+            handle.write('alice')
+    # the second run's cached answers are the first's
+    first, second = ([r for r in (run.result('eval', h)['result'] for h in lab.hosts)]
+                     for run in runs)
+    for one, two in zip(first, second):
+        if 'out_path' in one and 'oldkey' not in one.get('drv_path', ''):
+            assert one['out_path'] == two['out_path'], (one, two)

@@ -18,7 +18,8 @@ Why it cannot be wrong:
 - what cannot be pinned is not cached: a flake whose content or inputs Nix
   does not lock (``_flake_source``), and any evaluation whose options are not
   all known to be pure (``uncacheable``: ``--impure``, ``--expr``, override
-  inputs, ``pure-eval = false``, any argument this file does not know);
+  inputs, ``pure-eval = false``, ``accept-flake-config``, any argument this
+  file does not know);
 - the run evaluates every miss from the pinned source the key was made of
   (``_flake_source.RunSources``), so a result is never stored under the
   identity of other sources;
@@ -62,6 +63,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixFeatures, NixOptions)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (
+    accepts_flake_config)
 
 # the layout of a key's parts and of an entry; another number, other keys
 FORMAT = 1
@@ -108,6 +111,10 @@ def uncacheable(opts):
         return '--impure reads the environment'
     if opts.override_inputs:
         return 'overridden inputs are not the flake\'s own'
+    if accepts_flake_config(opts.options, opts.extra_args):
+        # the flake's nixConfig then sets what it likes (pure-eval = false,
+        # import-from-derivation), and `nix config show` cannot see it
+        return 'accept-flake-config lets the flake\'s nixConfig set pure-eval'
     pure_eval = opts.options.get('pure-eval')
     if pure_eval is not None and (pure_eval is False or u'%s' % pure_eval in _FALSE):
         return 'pure-eval = false in nix_options'

@@ -120,6 +120,12 @@ class EvalPool(object):
         self.chunk_size = int(chunk_size) if chunk_size else None
         # {flake evaluated: the flake as the user named it}, for messages
         self.shown = {}
+        # {flake evaluated: argv its evaluators add} (the run's resolved lock
+        # graph: FlakeSource.eval_args)
+        self.flake_args = {}
+        # {flake evaluated: set of its nixConfig settings Nix did not apply}
+        # (its warning, seen on the stderr of any of its processes)
+        self.refused = {}
         self.processes = 0
         self.peak_mb = 0
         self.peak_total_mb = 0
@@ -220,7 +226,8 @@ class EvalPool(object):
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
             result_of, trace_marker)
         marker = trace_marker()
-        argv = self.runner.argv('eval', ['--json'] + self.runner.outputs(piece.flake) + [
+        argv = self.runner.argv('eval', ['--json'] + list(self.flake_args.get(piece.flake, ()))
+                                + self.runner.outputs(piece.flake) + [
             '--apply', self.apply([p for _k, p in piece.items], marker, whole=False)],
             flake_command=True)
         env = dict(os.environ)
@@ -269,6 +276,12 @@ class EvalPool(object):
             found, other = _nix_stderr.traces(line, marker)
             if not found:
                 rest.append(other)
+                # Nix warns of the flake's settings it does not apply before
+                # the process traces anything: known before its hosts' answers
+                refused = _nix_stderr.refused_flake_settings(other)
+                if refused:
+                    with self._lock:
+                        self.refused.setdefault(piece.flake, set()).update(refused)
                 continue
             for index, value in found.items():
                 if index != piece.pos or index >= len(piece.items):

@@ -17,6 +17,9 @@ so a report counts them once.
 import threading
 
 from ansible import constants as C
+from ansible.module_utils.parsing.convert_bool import boolean
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
     EvalError, apply_expression, evaluation_opts, host_request, normalised, request_key)
@@ -24,11 +27,13 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_p
     DEFAULT_MAX_MEMORY_MB, EvalPool, default_workers)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_slots import EvalSlots
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
-    RunSources)
+    ACCEPTED_CONFIG, RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, NixCommand, options_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (
+    ACCEPTED_NOTE, accepts_flake_config, refused_note)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     _folder as batch_folder, batch_key, play_uuid, record_facts, task_batch, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import Service, Stream
@@ -120,10 +125,12 @@ class EvalStage(object):
             if not from_cache and 'error' not in result and key in cache_keys:
                 self.cache.put(cache_keys[key], result)
             source = self.pinned[by_key[key]['flake']]
+            with self._lock:
+                refused = sorted(pool.refused.get(source.ref) or ())
             for host in hosts_of[key]:
                 give(host, {'request': requests[host], 'answer': result,
                             'from_cache': from_cache, 'source': source.provenance,
-                            'notes': self._notes(source)})
+                            'notes': self._notes(source, refused)})
 
         for host, host_entry in failed.items():
             give(host, host_entry)
@@ -136,6 +143,9 @@ class EvalStage(object):
                 by_flake.setdefault(source.ref, []).append((key, by_key[key]['attr']))
             # messages name the flake as the user gave it
             pool.shown = dict((source.ref, flake) for flake, source in self.pinned.items())
+            # a lock graph the pin resolved: every evaluator reads that one
+            pool.flake_args = dict((source.ref, source.eval_args())
+                                   for source in self.pinned.values() if source.lock_file)
             pool.run(by_flake, deliver)
         return figures()
 
@@ -172,17 +182,33 @@ class EvalStage(object):
         return NixCommand(NixOptions(nix_bin=opts.nix_bin, options=opts.options,
                                      extra_args=args), self.runner.timeout)
 
-    def _notes(self, source):
-        """What the run should say once about this answer: a flake it could
-        not pin, a cache folder it could not use."""
+    def _notes(self, source, refused=()):
+        """What the run should say once about this answer (each note once a
+        run, whichever host carries it first: the action's ``warn_once``): a
+        flake it could not pin, a lock graph the run resolved for it, the
+        settings of its nixConfig Nix did not apply (``refused``, from its
+        evaluators' warnings), the operator's opting in to them, a cache
+        folder it could not use."""
         notes = []
+        shown = _redact.url(source.flake)
         if source.reason:
             notes.append(u'%s is not pinned (%s): each evaluator reads it as it is, and '
-                         u'nothing of it is cached' % (_redact.url(source.flake), source.reason))
+                         u'nothing of it is cached' % (shown, source.reason))
+        if source.lock_file:
+            notes.append(u"%s: its flake.lock has a %s; every evaluator of the run reads the "
+                         u'lock graph the run resolved once, and nothing of it is cached: run '
+                         u'`nix flake lock` and commit flake.lock' % (shown, source.lock_note))
+        if refused:
+            notes.append(refused_note(refused, shown))
+        accepted = accepts_flake_config(self.runner.opts.options, self.runner.opts.extra_args)
+        if accepted:
+            # said with or without a cache: it is the threat model's too
+            notes.append(ACCEPTED_NOTE)
         if self.cache is not None and not self.cache.usable:
             notes.append(u'the evaluation cache %s is not used: %s'
                          % (self.cache.folder, self.cache.reason))
-        if self.cache is not None and self.impure_config:
+        if self.cache is not None and self.impure_config and not (
+                accepted and self.impure_config == ACCEPTED_CONFIG):
             notes.append(u'nothing is cached: %s' % self.impure_config)
         return notes
 
@@ -312,10 +338,16 @@ def batch_entry(action, args, opts, kind='eval'):
     def work(put):
         # in the batch's detached process: every host's request, then each
         # answer as soon as it is known
-        requests, failed = {}, {}
+        requests, failed, unknown = {}, {}, {}
         for name in hosts:
             try:
                 hostvars = vars_of(task_vars, name)
+                refused = _refused(name, hostvars, unknown) if check_vars else None
+                if refused:
+                    # its own task fails it before evaluating: none of its
+                    # evaluation is done here either
+                    failed[name] = {'error': refused}
+                    continue
                 requests[name] = normalised(host_request(
                     name, action.filled.for_host(args, action.ROLE_VARS, hostvars), hostvars,
                     resolve))
@@ -327,8 +359,13 @@ def batch_entry(action, args, opts, kind='eval'):
         # from each host's own variables; otherwise each host keeps its own
         # once it has checked that the answer is to its own request (below)
         put_with = _recording(hosts, put) if _own_requests(action, args) else put
+        if unknown:
+            put_with = _noting(put_with, unknown_notes(unknown))
         return stage_of(opts, args).evaluate(requests, put_with, failed)
 
+    # the role's variables are checked (the deploy role's first phase)
+    check_vars = _role_vars.FLAG in task.args and boolean(task.args.get(_role_vars.FLAG),
+                                                          strict=False)
     here = stream.start(work)
     host_entry = stream.entry(host)
     # Not the answer to this host's own request: the batch formed another
@@ -348,6 +385,49 @@ def batch_entry(action, args, opts, kind='eval'):
     elif not _own_requests(action, args):
         record_facts(C.DEFAULT_LOCAL_TMP, hosts, {host: facts_of(evaluated)})
     return host_entry, here, hosts, request
+
+
+def _refused(name, hostvars, unknown):
+    """Why host ``name``'s own task refuses its role variables (the
+    message its task gives), or None; its unknown ``nix_*`` variables are
+    added to ``unknown`` ({variable: [nearest, hosts]}) unless they are its
+    error (nix_unknown_vars).
+    A value that is still a template is left to its own task."""
+    try:
+        problems = _role_vars.variable_problems(hostvars)
+        found = _role_vars.unknown_variables(hostvars)
+        mode = hostvars.get(_role_vars.BY_OPTION['unknown_vars'].variable) or 'warn'
+    except Exception:  # pylint: disable=broad-except
+        # a variable that cannot be templated: its own task says so
+        return None
+    if found and mode == 'error':
+        problems.extend('%s (nix_unknown_vars is error)' % _role_vars.unknown_message(
+            var, near) for var, near in sorted(found.items()))
+    else:
+        for var, near in found.items():
+            unknown.setdefault(var, [near, []])[1].append(name)
+    return '; '.join(problems) or None
+
+
+def unknown_notes(unknown):
+    """{variable: warning} of the batch's unknown ``nix_*`` variables
+    ({variable: [nearest, hosts]}): one warning each, naming its hosts."""
+    notes = {}
+    for var, (near, names) in unknown.items():
+        names = sorted(names)
+        shown = ', '.join(names[:5]) + (' and %d more' % (len(names) - 5) if len(names) > 5 else '')
+        notes[var] = u'%s (set for %d host%s: %s)' % (
+            _role_vars.unknown_message(var, near), len(names), '' if len(names) == 1 else 's',
+            shown)
+    return notes
+
+
+def _noting(put, notes):
+    """``put`` that adds the batch's unknown-variable warnings to each
+    entry (the action says each once a run)."""
+    def put_noted(name, host_entry):
+        put(name, dict(host_entry, unknown_vars=notes))
+    return put_noted
 
 
 def _own_requests(action, args):

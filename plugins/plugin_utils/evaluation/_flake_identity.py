@@ -58,6 +58,66 @@ def identity(data):
     return found
 
 
+def lock_mismatch(data):
+    """What of the lock graph Nix resolved (``nix flake metadata --json``'s
+    ``locks``) the flake's own flake.lock (inside the source every evaluator
+    reads) does not hold as it is: ``"missing input 'a/b'"`` (also when there
+    is no flake.lock), ``"stale input 'a'"``; None when the written lock decides every
+    input. Such an input is locked anew by every Nix process that reads the
+    flake (``--no-write-lock-file``, a source Nix cannot write to), each from
+    its live location: two evaluators of one run could see two contents.
+
+    Inputs are compared by their path from the root (Nix may name the nodes
+    of an equal graph otherwise than an older Nix wrote them); a ``follows``
+    is resolved in each graph."""
+    new = data.get('locks')
+    if not isinstance(new, dict) or not isinstance(new.get('nodes'), dict):
+        return None
+    new_root = new.get('root', 'root')
+    if not (new['nodes'].get(new_root) or {}).get('inputs'):
+        return None
+    locked = data.get('locked') if isinstance(data.get('locked'), dict) else {}
+    old = _read_lock_file(data, locked)
+    if old is None or not isinstance(old.get('nodes'), dict) or \
+            old.get('root', 'root') not in old['nodes']:
+        # no flake.lock (or none Nix could read): every input is missing
+        old = {'nodes': {'root': {}}, 'root': 'root'}
+    old_root = old.get('root', 'root')
+    seen = set()
+    todo = [((), new_root, old_root)]
+    while todo:
+        path, new_name, old_name = todo.pop(0)  # breadth first: the shortest path
+        if (new_name, old_name) in seen:
+            continue
+        seen.add((new_name, old_name))
+        new_inputs = (new['nodes'].get(new_name) or {}).get('inputs') or {}
+        old_inputs = (old['nodes'].get(old_name) or {}).get('inputs') or {}
+        for name in sorted(new_inputs):
+            where = path + (name,)
+            shown = "'%s'" % '/'.join(where)
+            new_ref = _resolve(new, new_inputs[name])
+            if new_ref is None:
+                continue  # Nix's own graph: nothing to compare
+            if name not in old_inputs:
+                return 'missing input %s' % shown
+            old_ref = _resolve(old, old_inputs[name])
+            if old_ref is None:
+                return 'missing input %s' % shown
+            new_node, old_node = new['nodes'][new_ref], old['nodes'].get(old_ref)
+            if not isinstance(old_node, dict) or \
+                    old_node.get('locked') != (new_node or {}).get('locked'):
+                return 'stale input %s' % shown
+            todo.append((where, new_ref, old_ref))
+    return None
+
+
+def _resolve(locks, ref):
+    """The node name an input reference (a name, or a follows path) names."""
+    if isinstance(ref, list):
+        return _follow(locks, ref)
+    return ref if isinstance(ref, str) and ref in locks['nodes'] else None
+
+
 def _is_locked(locked):
     if not isinstance(locked, dict):
         return False

@@ -20,6 +20,18 @@ batch folder) hold, never the work tree again:
   ``self.lastModified`` are the tree's; ``self.rev`` is absent, as for the
   tree; ``self.dirtyRev`` (Nix 2.18+) is absent too, since a ``path:`` flake
   cannot carry it: the provenance keeps it (``dirty_revision``);
+- a flake whose lock graph is not its written flake.lock (an input missing
+  from it, a stale one: ``_flake_identity.lock_mismatch``): under
+  ``--no-write-lock-file`` (or for a source Nix cannot write to) every
+  evaluator would lock that input again from its live location. Where Nix
+  takes ``--reference-lock-file`` (``NixFeatures.reference_lock_file``) and
+  the graph Nix resolved locks every input by its content, that graph is
+  written to a private file of the run and travels with the pin
+  (``FlakeSource.lock_file``, ``eval_args``): every evaluator reads it, one
+  content of every input; never cached. Otherwise (Nix 2.8) the run does not
+  claim one content: a folder of the controller is not evaluated (its hosts
+  fail, naming the input and ``nix flake lock``), a remote flake is
+  evaluated as given, never cached;
 - anything else (metadata failed, no store copy) is evaluated as given and
   never cached (``FlakeSource.reason``), and the run says so once.
 
@@ -35,7 +47,7 @@ import os
 from urllib.parse import quote, unquote, urlsplit
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_identity import (
-    identity)
+    identity, lock_mismatch)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import (
     to_int, write_json)
@@ -53,8 +65,14 @@ class FlakeSource(object):
     pinned (None when it is)."""
 
     def __init__(self, flake, ref, identity_=None, provenance=None, reason=None, root=None,
-                 local=False):
+                 local=False, lock_file=None, lock_note=None):
         self.flake = flake
+        # the run's private copy of the lock graph the pin resolved, which
+        # every evaluator reads (--reference-lock-file) instead of the
+        # flake's stale flake.lock; None: its own flake.lock
+        self.lock_file = lock_file
+        # what of the written flake.lock that graph replaces, for the note
+        self.lock_note = lock_note
         # a folder of the controller: not pinned, nothing of it is evaluated
         self.local = local
         self.ref = ref
@@ -67,16 +85,26 @@ class FlakeSource(object):
     def to_data(self):
         return {'flake': self.flake, 'ref': self.ref, 'identity': self.identity,
                 'provenance': self.provenance, 'reason': self.reason, 'root': self.root,
-                'local': self.local}
+                'local': self.local, 'lock_file': self.lock_file, 'lock_note': self.lock_note}
 
     @classmethod
     def from_data(cls, data):
         return cls(data['flake'], data['ref'], data.get('identity'), data.get('provenance'),
-                   data.get('reason'), data.get('root'), bool(data.get('local')))
+                   data.get('reason'), data.get('root'), bool(data.get('local')),
+                   data.get('lock_file'), data.get('lock_note'))
+
+    def eval_args(self):
+        """What every evaluator of this source adds to its argv: the
+        resolved lock graph, never written anywhere (``pin``)."""
+        if not self.lock_file:
+            return []
+        return ['--reference-lock-file', self.lock_file, '--no-write-lock-file']
 
 
-def pin(runner, flake):
-    """The ``FlakeSource`` of ``flake`` from one ``nix flake metadata``."""
+def pin(runner, flake, lock_path=None):
+    """The ``FlakeSource`` of ``flake`` from one ``nix flake metadata``.
+    ``lock_path``: a private file of the run where the lock graph Nix
+    resolved may be written for every evaluator (None: nowhere)."""
     local = is_local(flake)
     try:
         data = runner.json('flake metadata', ['--json', flake],
@@ -102,8 +130,23 @@ def pin(runner, flake):
     if not url or not isinstance(url, str):
         return FlakeSource(flake, flake, provenance=dict(provenance, pinned=False),
                            reason='nix flake metadata gave no locked URL', local=local)
+    stale = lock_mismatch(data)
+    lock_file = None
+    if stale:
+        lock_file = _resolved_lock(runner, data, lock_path)
+        if lock_file is None:
+            # every evaluator would lock that input again from where it
+            # lives now: one run, maybe two contents, under one `source`
+            return FlakeSource(flake, flake, provenance=dict(provenance, pinned=False),
+                               reason=u"the flake's lock file has a %s (each evaluator would "
+                               u'lock it again from where it lives now): run `nix flake lock` '
+                               u'and commit flake.lock' % stale, local=local)
+        # every evaluator reads the graph this pin resolved: one content of
+        # each input. The cache is left out: its key knows the flake's own
+        # lock, and a lock graph of the run's is nobody's to look up again
+        provenance['lock'] = u'resolved by the run (flake.lock has a %s)' % stale
     query = url_query(url)
-    found = identity(data)
+    found = identity(data) if lock_file is None else None
     if names_its_content(locked, query):
         ref, root = url, None
     else:
@@ -117,7 +160,56 @@ def pin(runner, flake):
             # the cache keys by what was evaluated: the snapshot
             found = dict(found, url=ref)
     provenance['evaluated'] = _redact.url(ref)
-    return FlakeSource(flake, ref, found, provenance, root=root, local=local)
+    return FlakeSource(flake, ref, found, provenance, root=root, local=local,
+                       lock_file=lock_file, lock_note=stale if lock_file else None)
+
+
+def _resolved_lock(runner, data, lock_path):
+    """``lock_path`` with the lock graph ``nix flake metadata`` resolved
+    (``data['locks']``), for ``--reference-lock-file``; None where that
+    cannot hold one content of every input: no file of the run to write,
+    a Nix without the flag (2.8), or an input the graph does not lock by
+    its content (a commit, or a narHash Nix checks)."""
+    locks = data.get('locks')
+    if not lock_path or not isinstance(locks, dict) or not locks_every_input(locks):
+        return None
+    try:
+        if not runner.features().reference_lock_file:
+            return None
+    except NixError:
+        return None
+    try:
+        # private to the run's user: it names every input's location
+        write_json(lock_path, locks, 0o600)
+    except (OSError, IOError):
+        return None
+    return lock_path
+
+
+def locks_every_input(locks):
+    """Whether every input node of ``locks`` (a lock file's data) is
+    locked by what names its content: a commit (git, github...) or a
+    narHash (path, tarball, file), which Nix checks when it fetches it."""
+    nodes = locks.get('nodes')
+    if not isinstance(nodes, dict):
+        return False
+    root = locks.get('root', 'root')
+    for name, node in nodes.items():
+        if name == root:
+            continue
+        locked = node.get('locked') if isinstance(node, dict) else None
+        if not isinstance(locked, dict):
+            return False
+        kind = locked.get('type')
+        if kind in _BY_REV:
+            if not locked.get('rev'):
+                return False
+        elif kind in _BY_HASH:
+            if not locked.get('narHash'):
+                return False
+        else:
+            return False
+    return True
 
 
 # input types whose locked URL names its content by a commit (Nix's own
@@ -192,7 +284,19 @@ def snapshot_ref(data, locked, query, features):
 # settings of the controller's effective Nix configuration that make an
 # evaluation read more than the flake (native code, plugins' primops)
 IMPURE_CONFIG = ('allow-unsafe-native-code-during-evaluation', 'plugin-files',
-                 'extra-builtins-file')
+                 'extra-builtins-file',
+                 # only where nix_options opt in (every controller Nix process
+                 # gets `accept-flake-config = false` after nix.conf and the
+                 # user's NIX_CONFIG): the flake's nixConfig, which `nix config
+                 # show` does not see, may then set pure-eval and IFD
+                 'accept-flake-config')
+
+
+# impure_config's reason where nix_options accept a flake's nixConfig (the
+# stage's ACCEPTED_NOTE says it, cache or no cache)
+ACCEPTED_CONFIG = (u'accept-flake-config is on (nix_options): the flake\'s nixConfig may '
+                   u'set any Nix setting, import-from-derivation and pure-eval = false '
+                   u'among them')
 
 
 def impure_config(runner):
@@ -211,9 +315,41 @@ def impure_config(runner):
         setting = data.get(name)
         value = setting.get('value') if isinstance(setting, dict) else setting
         if value not in (None, False, '', [], {}):
+            if name == 'accept-flake-config':
+                return ACCEPTED_CONFIG
             return u'the Nix configuration sets %s' % name
+    saved = saved_flake_settings()
+    if saved:
+        return (u'Nix applies the flake settings saved as trusted in %s (%s) whatever '
+                u'accept-flake-config says' % (saved[0], ', '.join(saved[1])))
     # pure-eval is not read here: Nix 2.8 reports false by default, and a
     # flake evaluation is pure unless --impure (which is never cached)
+    return None
+
+
+def saved_flake_settings(environ=None):
+    """(file, [setting names]) of the flake settings a user once answered
+    "y" to at Nix's question (Nix keeps them in trusted-settings.json of its
+    data folder and applies them to a flake's nixConfig even with
+    ``accept-flake-config = false``: checked on Nix 2.8 and 2.34), or None.
+    Every folder Nix may read it from (``NIX_DATA_HOME`` on newer Nix,
+    ``XDG_DATA_HOME``, ``~/.local/share``)."""
+    environ = os.environ if environ is None else environ
+    folders = []
+    if environ.get('NIX_DATA_HOME'):
+        folders.append(environ['NIX_DATA_HOME'])
+    if environ.get('XDG_DATA_HOME'):
+        folders.append(os.path.join(environ['XDG_DATA_HOME'], 'nix'))
+    folders.append(os.path.join(os.path.expanduser('~'), '.local', 'share', 'nix'))
+    for folder in folders:
+        path = os.path.join(folder, 'trusted-settings.json')
+        data = _read(path)
+        if not data:
+            continue
+        names = sorted(name for name, values in data.items()
+                       if isinstance(values, dict) and True in values.values())
+        if names:
+            return path, [u'%s' % n[:100] for n in names[:10]]
     return None
 
 
@@ -234,7 +370,8 @@ class RunSources(object):
             return self._known[key]
 
         def compute(path):
-            found = pin(runner, flake)
+            # the resolved lock graph (pin) beside the source's own file
+            found = pin(runner, flake, path[:-len('.json')] + '-flake.lock' if path else None)
             if found.root and path:
                 _root(runner, found, path + '.root')
             return found.to_data()

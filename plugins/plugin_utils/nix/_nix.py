@@ -17,6 +17,7 @@ and ``_nix_stderr`` (its errors and progress).
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -245,6 +246,11 @@ class NixFeatures:
         # a path: flake takes `?dir=` (2.8 refuses it as a parameter of the
         # path fetcher; 2.25 parses a flake reference's own parameters apart)
         self.path_dir = like >= (2, 25)
+        # `--reference-lock-file FILE`: the top flake's lock graph read from
+        # FILE instead of its flake.lock (2.8 has no such flag; checked in
+        # 2.34's `nix eval --help`, taken from 2.25 on, the oldest Nix this
+        # collection tries it with; Lix is like 2.18: not taken)
+        self.reference_lock_file = flavour != _nix_output.LIX and like >= (2, 25)
 
     def __repr__(self):
         return 'NixFeatures(%r, %r)' % (self.flavour, self.version)
@@ -255,15 +261,39 @@ class NixFeatures:
 _FEATURES = {}
 
 
+def cannot_run(nix_bin, reason=None):
+    """The sentence for a ``nix_bin`` the controller cannot run: the
+    variable, why, and the fix."""
+    if reason is None:
+        if not os.path.dirname(nix_bin):
+            reason = 'not found on the controller\'s PATH'
+        elif os.path.isdir(nix_bin):
+            reason = 'a folder, not a program'
+        elif os.path.exists(nix_bin):
+            reason = 'Permission denied: not executable'
+        else:
+            reason = 'No such file or directory'
+    return ('nix_bin: cannot run %s (%s); set nix_bin to the nix executable or put nix on '
+            'the controller\'s PATH' % (nix_bin, reason))
+
+
 def nix_features(nix_bin='nix', timeout=60):
     """``NixFeatures`` of ``nix_bin`` (a name on PATH or a path); NixError
     when it does not run or names no version."""
     nix_bin = nix_bin or 'nix'
-    key = shutil.which(nix_bin) or nix_bin
+    key = shutil.which(nix_bin)
+    if key is None:
+        raise NixError(cannot_run(nix_bin))
     if key in _FEATURES:
         return _FEATURES[key]
     argv = [nix_bin, '--version']
     rc, out, err = run(argv, timeout=timeout)
+    if rc == 127 and not out and err.startswith('%s: ' % nix_bin):
+        # it could not be started after all (run's OSError)
+        reason = err[len(nix_bin) + 2:].split('\n')[0]
+        # "[Errno 13] Permission denied: '/x/nix'": the words only
+        reason = re.sub(r"^\[Errno \d+\] |: '.*'$", '', reason)
+        raise NixError(cannot_run(nix_bin, reason))
     if rc != 0:
         raise NixError('running %s --version' % nix_bin, argv=argv, rc=rc, stderr=err)
     try:
@@ -309,9 +339,13 @@ class NixCommand:
                            cwd=cwd)
         return argv, rc, out, _redact.text(err)
 
-    def check(self, subcommand, args, what, **kwargs):
-        """stdout; a ``NixError`` naming ``what`` when Nix fails."""
+    def check(self, subcommand, args, what, said=None, **kwargs):
+        """stdout; a ``NixError`` naming ``what`` when Nix fails.
+        ``said``: a list that gets Nix's stderr (masked) of a success too
+        (its warnings)."""
         argv, rc, out, err = self.run(subcommand, args, **kwargs)
+        if said is not None:
+            said.append(err)
         if rc != 0:
             raise NixError(what, argv=argv, rc=rc, stderr=err)
         return out

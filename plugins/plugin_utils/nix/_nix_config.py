@@ -8,6 +8,18 @@ never as ``--option NAME VALUE`` in argv (a value may be a secret, and argv
 is visible to every user of the controller). A name or value Nix would read
 as more than one setting, a directive or a comment is refused here
 (``ConfigError``, which ``NixOptions`` raises as a ``NixError``).
+
+Before them, every Nix process of the controller gets the collection's own
+lines (``FIXED_LINES``): ``accept-flake-config = false``. With it on (a CI's
+nix.conf often sets it to take a flake's substituters), Nix applies a
+flake's ``nixConfig`` after every configuration file and after NIX_CONFIG,
+so the flake would have the last word over ``allow-import-from-derivation``,
+``pure-eval``, ``sandbox``, ``post-build-hook``, ``builders``... for every
+evaluation and build of the run. Nix then ignores those settings with a
+warning naming each (``_nix_stderr.refused_flake_settings``). The
+operator's own ``nix_options`` come after the fixed lines, and ``nix_args``
+(argv) beat NIX_CONFIG: ``accept-flake-config: true`` there is the
+operator's explicit choice (never cached: ``_eval_cache.uncacheable``).
 """
 
 import os
@@ -23,6 +35,17 @@ _SETTING_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*\Z')
 # line break starts another setting, `#` a comment
 _NOT_IN_VALUE = (('\n', 'a line break'), ('\r', 'a line break'), ('\0', 'a NUL'),
                  ('#', "'#' (Nix reads the rest of the line as a comment)"))
+
+
+# the setting that lets a flake's nixConfig set any other setting
+ACCEPT_FLAKE_CONFIG = 'accept-flake-config'
+# what every controller Nix process gets after the user's configuration and
+# before nix_options (docs/security.md 4d). The features first, as argv has
+# them (_nix.EXPERIMENTAL): Nix 2.34 drops a NIX_CONFIG setting of a feature
+# not enabled yet when it reads it (accept-flake-config is one of flakes'),
+# so without it the operator's nix_options could not opt in
+FIXED_LINES = ('extra-experimental-features = nix-command flakes',
+               '%s = false' % ACCEPT_FLAKE_CONFIG)
 
 
 class ConfigError(NixdeployError, ValueError):
@@ -60,11 +83,47 @@ def config_lines(options):
 
 def environment(lines, environ=None):
     """``{'NIX_CONFIG': ...}`` of ``lines`` on top of ``environ`` (the
-    controller's): the user's own NIX_CONFIG first and ``lines`` after it,
-    so that ours win (Nix applies NIX_CONFIG after its config files, a later
-    line over an earlier one). Empty without lines."""
-    if not lines:
-        return {}
+    controller's): the user's own NIX_CONFIG first, then ``FIXED_LINES``,
+    then ``lines``, so that ours win (Nix applies NIX_CONFIG after its config
+    files, a later line over an earlier one) and the operator's nix_options
+    may still name a fixed setting."""
     environ = os.environ if environ is None else environ
     users = (environ.get('NIX_CONFIG') or '').rstrip('\n')
-    return {'NIX_CONFIG': '\n'.join(([users] if users.strip() else []) + list(lines)) + '\n'}
+    return {'NIX_CONFIG': '\n'.join(([users] if users.strip() else []) + list(FIXED_LINES)
+                                    + list(lines)) + '\n'}
+
+
+def accepts_flake_config(options, extra_args=()):
+    """Whether the operator opted in to a flake's nixConfig: ``nix_options``
+    ``accept-flake-config`` true, or ``--accept-flake-config`` / ``--option
+    accept-flake-config VALUE`` in ``nix_args`` (argv beats NIX_CONFIG). The
+    last word in argv wins, as in Nix."""
+    value = (options or {}).get(ACCEPT_FLAKE_CONFIG)
+    found = value is not None and option_value(value).strip().lower() in _TRUE
+    args = [u'%s' % a for a in extra_args or ()]
+    for idx, arg in enumerate(args):
+        if arg == '--' + ACCEPT_FLAKE_CONFIG:
+            found = True
+        elif arg == '--no-' + ACCEPT_FLAKE_CONFIG:
+            found = False
+        elif arg == '--option' and args[idx + 1:idx + 2] == [ACCEPT_FLAKE_CONFIG] \
+                and idx + 2 < len(args):
+            found = args[idx + 2].strip().lower() in _TRUE
+    return found
+
+
+_TRUE = ('true', '1', 'yes', 'on')
+
+
+def refused_note(names, flake=None):
+    """What the run says once of the settings a flake's ``nixConfig`` set
+    that Nix did not apply (``_nix_stderr.refused_flake_settings``)."""
+    return (u"%snixConfig sets %s: not applied (%s = false; nix_options %s: true applies "
+            u'them)' % (u"the flake %s's " % flake if flake else u"the flake's ",
+                        ', '.join(names), ACCEPT_FLAKE_CONFIG, ACCEPT_FLAKE_CONFIG))
+
+
+# what the run says once where the operator opted in (accepts_flake_config)
+ACCEPTED_NOTE = (u'flake configuration accepted (accept-flake-config is on in nix_options or '
+                 u"nix_args): the flake's nixConfig applies, import-from-derivation allowed "
+                 u'if it says so, and nothing evaluated so is ever cached')

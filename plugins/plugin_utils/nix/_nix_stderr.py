@@ -19,6 +19,8 @@ process.
 - ``nix copy`` to a store that checks signatures -> ``unsigned``
 - a target's store refusing work (full disk, read-only store, no daemon), in
   what Nix, sqlite or the shell said -> ``store_fault``
+- a flake's ``nixConfig`` settings Nix ignored (``accept-flake-config =
+  false``) -> ``refused_flake_settings``
 """
 
 import json
@@ -54,6 +56,28 @@ def sent_paths(stderr):
             told = True
             sent.append(match.group(1))
     return sent if told else None
+
+
+# ------------------------------------------------------------------ a flake's nixConfig
+# "warning: ignoring untrusted flake configuration setting 'pure-eval'" (2.8),
+# with ".\nPass '--accept-flake-config' to trust it" after it on later Nix
+# Nix's own warning line only: a flake's builtins.trace ("trace: ...") cannot
+# make the run name a setting
+_REFUSED_SETTING = re.compile(
+    r"^warning: ignoring untrusted flake configuration setting '([^'\n]{1,200})'", re.MULTILINE)
+# a setting's name as Nix spells them; anything else a flake wrote is not shown
+_SETTING = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]*\Z')
+
+
+def refused_flake_settings(stderr):
+    """The sorted names of the flake's ``nixConfig`` settings Nix ignored
+    (the collection's ``accept-flake-config = false``), from its warnings;
+    names that are no setting name (the flake chose them) are left out."""
+    found = set()
+    for name in _REFUSED_SETTING.findall(strip_ansi(stderr or '')):
+        if _SETTING.match(name):
+            found.add(name)
+    return sorted(found)
 
 
 # ------------------------------------------------------------------ errors and traces

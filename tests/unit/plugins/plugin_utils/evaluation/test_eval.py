@@ -107,8 +107,12 @@ def test_evaluations_run_without_import_from_derivation_unless_nix_options_say()
     opts = NixOptions(nix_bin='nix2', extra_args=['--offline'], options={'substituters': ''},
                       impure=True, show_trace=True, override_inputs={'a': 'path:/x'})
     runner = _eval.Evaluator(opts, chunk_size=1).runner
-    assert runner.opts.environment({})['NIX_CONFIG'] == \
-        'allow-import-from-derivation = false\nsubstituters =\n'
+    # after the collection's fixed lines (_nix_config.FIXED_LINES), the
+    # evaluation's own before the task's
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_config
+    fixed = ''.join(line + '\n' for line in getattr(_nix_config, 'FIXED_LINES', ()))
+    config = runner.opts.environment({})['NIX_CONFIG']
+    assert config.endswith(fixed + 'allow-import-from-derivation = false\nsubstituters =\n'), config
     # everything else of the task's options as it was; the task's own untouched
     assert runner.opts.argv('eval', []) == opts.argv('eval', [])
     assert opts.options == {'substituters': ''}

@@ -162,13 +162,24 @@ def test_what_cannot_be_pinned_is_not_cached(tmp_path, flake, cache):
                  _nix.NixOptions(options=dict(OPTIONS), extra_args=['-I', 'nixpkgs=/x']),
                  _nix.NixOptions(options=dict(OPTIONS),
                                  extra_args=['--option', 'pure-eval', 'false']),
-                 _nix.NixOptions(options=dict(OPTIONS), extra_args=['--store'])):
+                 _nix.NixOptions(options=dict(OPTIONS), extra_args=['--store']),
+                 # the operator's opt-in to the flake's nixConfig (which can
+                 # set pure-eval = false where `nix config show` cannot see it)
+                 _nix.NixOptions(options=dict(OPTIONS, **{'accept-flake-config': True})),
+                 _nix.NixOptions(options=dict(OPTIONS, **{'accept-flake-config': 'true'})),
+                 _nix.NixOptions(options=dict(OPTIONS), extra_args=['--accept-flake-config']),
+                 _nix.NixOptions(options=dict(OPTIONS),
+                                 extra_args=['--option', 'accept-flake-config', 'true'])):
         assert _eval_cache.uncacheable(opts), opts.extra_args
         assert cache.key(fingerprint, ['one'], run.features(), opts) is None, opts.extra_args
     # what an allow-list knows to be pure is cached
     pure = _nix.NixOptions(options=dict(OPTIONS), extra_args=[
         '--show-trace', '--offline', '--store', 'local', '--option', 'max-jobs', '2'])
     assert _eval_cache.uncacheable(pure) is None
+    assert _eval_cache.uncacheable(_nix.NixOptions(options=dict(
+        OPTIONS, **{'accept-flake-config': False}))) is None
+    assert 'nixConfig' in _eval_cache.uncacheable(_nix.NixOptions(options=dict(
+        OPTIONS, **{'accept-flake-config': True})))
     assert cache.key(fingerprint, ['one'], run.features(), pure)
     assert cache.key(None, ['one'], ('nix', (2, 8, 0)), {}) is None
     assert cache.get_many(runner(), [None]) == {}

@@ -172,11 +172,28 @@ def test_a_dirty_subflake_on_a_nix_that_takes_dir(tree):
         {'dir': ['../up']}, features) is None
 
 
-def test_the_controller_s_own_nix_configuration_is_read_once(tmp_path):
+def test_the_controller_s_own_nix_configuration_is_read_once(tmp_path, monkeypatch):
+    monkeypatch.setenv('NIX_CONFIG', 'experimental-features = nix-command flakes\n'
+                       'accept-flake-config = true')
     assert _flake_source.impure_config(runner()) is None
     unsafe = _nix.NixCommand(_nix.NixOptions(options={
         'substituters': '', 'allow-unsafe-native-code-during-evaluation': True}))
     assert 'allow-unsafe-native-code' in _flake_source.impure_config(unsafe)
+    # the user's NIX_CONFIG cannot turn on a flake's nixConfig; the
+    # operator's nix_options can, and then nothing is cached, said as such
+    accepting = _nix.NixCommand(_nix.NixOptions(options={
+        'substituters': '', 'accept-flake-config': True}))
+    assert 'may set any Nix setting' in _flake_source.impure_config(accepting)
+    # an answer "y" the user once gave Nix, saved: Nix applies it to the
+    # flake whatever accept-flake-config says; nothing is cached
+    data = tmp_path / 'data'
+    (data / 'nix').mkdir(parents=True)
+    (data / 'nix' / 'trusted-settings.json').write_text(json.dumps(
+        {'pure-eval': {'false': True}, 'sandbox': {'false': False}}))
+    monkeypatch.setenv('XDG_DATA_HOME', str(data))
+    said = _flake_source.impure_config(runner())
+    assert 'trusted-settings.json (pure-eval)' in said, said
+    monkeypatch.setenv('XDG_DATA_HOME', str(tmp_path / 'none'))
     folder = str(tmp_path / 'run')
     os.makedirs(folder, 0o700)
     first = _flake_source.RunSources(folder).config_reason(unsafe, 'k')
@@ -216,3 +233,134 @@ def test_a_path_flake_whose_narhash_holds_a_plus_is_pinned_as_it_is():
     assert query['narHash'] == ['sha256-Sni+AB/x+y=']
     assert _flake_source.names_its_content(
         {'type': 'path', 'narHash': 'sha256-Sni+AB/x+y='}, query)
+
+
+LOCKED_INPUT_FLAKE = '''{
+  inputs.data = { url = "path:%s"; flake = false; };
+  outputs = { self, data }: { word = builtins.readFile "${data}/word"; };
+}
+'''
+
+
+@pytest.mark.parametrize('write_lock', [True, False])
+def test_an_input_missing_from_flake_lock_is_not_pinned_under_no_write_lock_file(
+        tmp_path, write_lock):
+    """Under --no-write-lock-file every evaluator would lock an input
+    missing from flake.lock anew, from its live location: no pin, naming the
+    input and the fix. With the lock written (Nix writes it when allowed, or
+    it was committed), the flake is pinned."""
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'word').write_text('alice')
+    top = tmp_path / 'top'
+    top.mkdir()
+    (top / 'flake.nix').write_text(LOCKED_INPUT_FLAKE % data)
+    flake = 'path:%s' % top
+    if write_lock:
+        runner().check('flake lock', [flake], 'lock', flake_command=True)
+    pinner = _nix.NixCommand(_nix.NixOptions(options={'substituters': ''},
+                                             extra_args=['--no-write-lock-file']))
+    source = _flake_source.pin(pinner, flake)
+    if write_lock:
+        assert source.reason is None and source.provenance['pinned'] is True, source.reason
+        assert source.identity is not None
+        return
+    assert source.local and source.provenance['pinned'] is False and source.identity is None
+    assert "lock file has a missing input 'data'" in source.reason
+    assert 'nix flake lock' in source.reason
+    assert not (top / 'flake.lock').exists()
+
+
+def _locks(**inputs):
+    nodes = {'root': {'inputs': dict((k, v[0]) for k, v in inputs.items())}}
+    for name, (ref, locked) in inputs.items():
+        if isinstance(ref, str):
+            nodes[ref] = {'locked': locked}
+    return {'nodes': nodes, 'root': 'root', 'version': 7}
+
+
+def test_a_lock_graph_is_compared_by_input_path_not_node_name(tmp_path, monkeypatch):
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
+        _flake_identity)
+    one = {'type': 'path', 'path': '/a', 'narHash': 'sha256-1'}
+    two = {'type': 'path', 'path': '/a', 'narHash': 'sha256-2'}
+    written = {}
+    monkeypatch.setattr(_flake_identity, '_read_lock_file', lambda data, locked: written.get('x'))
+    data = {'locked': {}, 'locks': _locks(a=('a_2', one))}
+    # the same graph under other node names (an older Nix wrote it)
+    written['x'] = _locks(a=('a', one))
+    assert _flake_identity.lock_mismatch(data) is None
+    written['x'] = _locks(a=('a', two))
+    assert _flake_identity.lock_mismatch(data) == "stale input 'a'"
+    written['x'] = _locks()
+    assert _flake_identity.lock_mismatch(data) == "missing input 'a'"
+    written['x'] = None
+    assert _flake_identity.lock_mismatch(data) == "missing input 'a'"
+    # a nested input, and a follows resolved in each graph
+    nested = {'nodes': {'root': {'inputs': {'a': 'a', 'b': ['a']}},
+                        'a': {'locked': one, 'inputs': {'c': 'c'}}, 'c': {'locked': two}},
+              'root': 'root'}
+    written['x'] = json.loads(json.dumps(nested))
+    assert _flake_identity.lock_mismatch({'locked': {}, 'locks': nested}) is None
+    del written['x']['nodes']['a']['inputs']
+    assert _flake_identity.lock_mismatch({'locked': {}, 'locks': nested}) == \
+        "missing input 'a/c'"
+    # no inputs: nothing to lock
+    assert _flake_identity.lock_mismatch({'locked': {}, 'locks': _locks()}) is None
+
+
+def test_an_input_missing_from_flake_lock_travels_as_the_runs_resolved_lock(tmp_path):
+    """Where Nix reads a lock file given to it (--reference-lock-file, Nix
+    2.25+), the pin writes the lock graph it resolved to the run's private
+    file and every evaluator reads that: the input's content at the pin,
+    whatever is written to it afterwards; never cached. A Nix without the
+    flag (2.8), or no file of the run to write, keeps the hosts from it."""
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'word').write_text('alice')
+    top = tmp_path / 'top'
+    top.mkdir()
+    (top / 'flake.nix').write_text(LOCKED_INPUT_FLAKE % data)
+    flake = 'path:%s' % top
+    pinner = _nix.NixCommand(_nix.NixOptions(options={'substituters': ''},
+                                             extra_args=['--no-write-lock-file']))
+    folder = tmp_path / 'run'
+    folder.mkdir(mode=0o700)
+    source = _flake_source.RunSources(str(folder)).source(pinner, flake, 'k')
+    if not pinner.features().reference_lock_file:
+        assert source.reason and source.lock_file is None, source.to_data()
+        assert "missing input 'data'" in source.reason
+        assert not [n for n in os.listdir(str(folder)) if n.endswith('flake.lock')]
+        return
+    assert source.reason is None and source.provenance['pinned'] is True, source.reason
+    assert source.identity is None, 'a graph of the run is never cached'
+    assert "missing input 'data'" in source.provenance['lock']
+    assert source.lock_file.startswith(str(folder)) and source.lock_note
+    assert os.stat(source.lock_file).st_mode & 0o077 == 0
+    assert source.eval_args() == ['--reference-lock-file', source.lock_file,
+                                  '--no-write-lock-file']
+    (data / 'word').write_text('alice-and-mallory')
+    said = json.loads(pinner.check('eval', ['--json'] + source.eval_args()
+                                   + ['%s#word' % source.ref], 'eval', flake_command=True))
+    assert said == 'alice'
+    # the live input, for contrast: what each evaluator would have read
+    assert json.loads(pinner.check('eval', ['--json', '%s#word' % flake], 'eval',
+                                   flake_command=True)) == 'alice-and-mallory'
+    assert not (top / 'flake.lock').exists()
+    # every later evaluator of the run reads the same file
+    again = _flake_source.RunSources(str(folder)).source(pinner, flake, 'k')
+    assert again.lock_file == source.lock_file and again.ref == source.ref
+    # no file of the run (a stage used alone): not evaluated, as on Nix 2.8
+    alone = _flake_source.pin(pinner, flake)
+    assert alone.reason and alone.lock_file is None
+
+
+def test_a_resolved_lock_travels_only_where_every_input_names_its_content():
+    locks = _locks(a=('a', {'type': 'path', 'path': '/a', 'narHash': 'sha256-1'}),
+                   b=('b', {'type': 'github', 'owner': 'o', 'repo': 'r', 'rev': 'f' * 40}))
+    assert _flake_source.locks_every_input(locks)
+    # a dirty git tree (no rev), a path without its hash, a kind unknown here
+    for locked in ({'type': 'git', 'url': 'file:///a'}, {'type': 'path', 'path': '/a'},
+                   {'type': 'indirect', 'id': 'nixpkgs'}, None):
+        assert not _flake_source.locks_every_input(_locks(a=('a', locked))), locked
+    assert not _flake_source.locks_every_input({'nodes': None})

@@ -13,7 +13,10 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _options  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import (  # noqa: E402
-    _nix, _nix_output)
+    _nix, _nix_config, _nix_output, _nix_stderr)
+
+# the collection's own lines, after the user's NIX_CONFIG, before nix_options
+FIXED = 'extra-experimental-features = nix-command flakes\naccept-flake-config = false\n'
 
 NASTY = [
     'plain',
@@ -80,10 +83,68 @@ def test_options_go_to_nix_config_never_argv():
                                    'sandbox = false', 'substituters = a b c']
     # after the user's own NIX_CONFIG, so that ours win as --option did
     env = opts.environment({'NIX_CONFIG': 'connect-timeout = 3\nmax-jobs = 1\n'})
-    assert env == {'NIX_CONFIG': 'connect-timeout = 3\nmax-jobs = 1\naccess-tokens = example.org=s3cr3t\n'
+    assert env == {'NIX_CONFIG': 'connect-timeout = 3\nmax-jobs = 1\n' + FIXED +
+                                 'access-tokens = example.org=s3cr3t\n'
                                  'max-jobs = 4\nsandbox = false\nsubstituters = a b c\n'}
-    assert _nix.NixOptions().environment({'NIX_CONFIG': 'x = 1'}) == {}
+    # without nix_options, the collection's own line all the same
+    assert _nix.NixOptions().environment({'NIX_CONFIG': 'x = 1'}) == {
+        'NIX_CONFIG': 'x = 1\n' + FIXED}
+    assert _nix.NixOptions().environment({}) == {'NIX_CONFIG': FIXED}
     assert _nix.NixOptions(options={'substituters': ''}).config_lines() == ['substituters =']
+
+
+FLAKE_WITH_CONFIG = '''{
+  nixConfig.pure-eval = false;
+  nixConfig.allow-import-from-derivation = true;
+  outputs = { self }: { x = builtins.getEnv "NIXDEPLOY_TEST_FLAKE_CONFIG"; };
+}
+'''
+
+
+@pytest.mark.parametrize('given, opted_in', [
+    (dict(), False),
+    (dict(options={'accept-flake-config': True}), True),
+    (dict(extra_args=['--accept-flake-config']), True),
+    (dict(extra_args=['--option', 'accept-flake-config', 'true']), True),
+    (dict(options={'accept-flake-config': True}, extra_args=['--no-accept-flake-config']), False),
+])
+def test_a_flakes_nix_config_is_refused_whatever_the_users_configuration(
+        tmp_path, monkeypatch, given, opted_in):
+    """A user's nix.conf (here NIX_CONFIG, as CI sets it) that accepts flake
+    configuration: a real Nix still ignores the flake's nixConfig (pure-eval =
+    false would let it read the environment), and names what it ignored;
+    only the operator's own nix_options or nix_args opt in."""
+    (tmp_path / 'flake.nix').write_text(FLAKE_WITH_CONFIG)
+    # as a CI's nix.conf has it (Nix 2.34 reads the setting only where flakes are on)
+    monkeypatch.setenv('NIX_CONFIG', 'experimental-features = nix-command flakes\n'
+                       'accept-flake-config = true')
+    monkeypatch.setenv('NIXDEPLOY_TEST_FLAKE_CONFIG', 'from-the-environment')
+    monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path / 'config'))
+    opts = _nix.NixOptions(**given)
+    assert _nix_config.accepts_flake_config(opts.options, opts.extra_args) is opted_in
+    argv, rc, out, err = _nix.NixCommand(opts).run(
+        'eval', ['--json', 'path:%s#x' % tmp_path], flake_command=True)
+    assert rc == 0, err
+    assert json.loads(out) == ('from-the-environment' if opted_in else '')
+    refused = _nix_stderr.refused_flake_settings(err)
+    assert refused == ([] if opted_in else ['allow-import-from-derivation', 'pure-eval'])
+
+
+def test_refused_flake_settings_are_read_from_every_nix_and_shown_only_as_names():
+    said = ("warning: ignoring untrusted flake configuration setting 'pure-eval'\n"
+            "warning: ignoring untrusted flake configuration setting 'sandbox'.\n"
+            "Pass '--accept-flake-config' to trust it\n"
+            "\x1b[35;1mwarning:\x1b[0m ignoring untrusted flake configuration setting "
+            "'post-build-hook'.\nPass '--accept-flake-config' to trust it\n"
+            "warning: ignoring untrusted flake configuration setting '\x1b]0;x\x07 a b'\n"
+            "warning: ignoring untrusted flake configuration setting 'pure-eval'\n")
+    assert _nix_stderr.refused_flake_settings(said) == ['post-build-hook', 'pure-eval', 'sandbox']
+    assert _nix_stderr.refused_flake_settings('') == []
+    # only Nix's own warning line: the flake's builtins.trace names nothing
+    assert _nix_stderr.refused_flake_settings(
+        "trace: warning: ignoring untrusted flake configuration setting 'sandbox'\n"
+        "error: ignoring untrusted flake configuration setting 'sandbox'\n") == []
+    assert _nix_stderr.refused_flake_settings(None) == []
 
 
 def test_options_of_the_collections_own_go_over_the_users():
