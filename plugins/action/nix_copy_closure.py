@@ -73,10 +73,15 @@ class ActionModule(NixdeployAction):
     def failure_details(self, error):
         stderr = getattr(error, 'stderr', '') or ''
         details = {'connection_lost': _connection_lost(stderr)}
-        if stderr:
-            # the target's own words: masked as the message is (a cache's login
-            # in a URL Nix echoes), since AWX keeps every key of a result
-            details['stderr'] = _redact.text(stderr)
+        # the target's own words: masked as the message is (a cache's login
+        # in a URL Nix echoes), since AWX keeps every key of a result; only
+        # the lines the message does not say already (a failure is printed
+        # once), under details (readers get them back: _outcome.result_data)
+        said = u'%s' % error
+        rest = [line for line in _redact.text(stderr).splitlines()
+                if line.strip() and line.strip() not in said]
+        if rest:
+            details['details'] = {'stderr': u'\n'.join(rest)}
         return details
 
 

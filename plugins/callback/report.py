@@ -148,8 +148,7 @@ def _actions(blocks):
         for name in ('block', 'rescue', 'always'):
             for item in getattr(block, name, None) or ():
                 if hasattr(item, 'block'):
-                    for action in _actions([item]):
-                        yield action
+                    yield from _actions([item])
                 else:
                     yield task_action(item)
 
@@ -280,6 +279,12 @@ class CallbackModule(CallbackBase):
         return _report.write(report, self._report_dir(),
                              names=_report.report_names(run['id'], self.get_option('unique_names')),
                              html=html)
+
+    def inventory_failed(self):
+        """Called by the Nix inventory plugin when its inventory does not
+        parse in an ansible-playbook run (which then stops before any
+        callback runs): the latest names say so, not an older run's result."""
+        self._write_empty('inventory_failed')
 
     def _write_empty(self, state):
         """The latest names replaced by a report with no host (``state``:

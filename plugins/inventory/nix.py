@@ -147,9 +147,12 @@ hive_keys: [text, keyFile, keyCommand]
 '''
 
 import os
+import sys
 
 from ansible import constants as C
+from ansible import constants as C
 from ansible.errors import AnsibleParserError
+from ansible.plugins.loader import callback_loader
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.display import Display
@@ -215,6 +218,28 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
 display = Display()
 
 
+REPORT_CALLBACK = 'nixdeploy.fleet.report'
+
+
+def report_not_current():
+    """An ansible-playbook run whose inventory does not parse stops before
+    any callback runs, and would leave the previous run's report as the
+    latest (nixdeploy-report.json/.html), looking current: when the report
+    callback is enabled, the latest names say instead that this run's
+    inventory failed. Never in the way of the inventory's own error."""
+    if not os.path.basename(sys.argv[0] if sys.argv else '').startswith('ansible-playbook'):
+        return  # ansible-inventory, AWX's inventory sync: no run, no report
+    try:
+        enabled = [name.strip() for name in C.CALLBACKS_ENABLED or ()]
+        if REPORT_CALLBACK not in enabled:
+            return
+        callback = callback_loader.get(REPORT_CALLBACK)
+        callback.set_options()
+        callback.inventory_failed()
+    except Exception as exc:  # pylint: disable=broad-except
+        display.vvv('nixdeploy.fleet.nix: the report could not say the inventory failed: %s' % exc)
+
+
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     NAME = 'nixdeploy.fleet.nix'
@@ -224,6 +249,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 and path.endswith(('.nix.yml', '.nix.yaml')))
 
     def parse(self, inventory, loader, path, cache=True):
+        try:
+            self._parse(inventory, loader, path, cache)
+        except AnsibleParserError:
+            report_not_current()
+            raise
+
+    def _parse(self, inventory, loader, path, cache):
         super(InventoryModule, self).parse(inventory, loader, path, cache)
         config = self._read_config_data(path)
         try:

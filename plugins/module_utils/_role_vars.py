@@ -454,7 +454,7 @@ def value_problems(row, name, value):
     spec.pop('default', None)
     secret = bool(spec.get('no_log'))
     # (iterated: the error list of ansible has no length of its own)
-    errors = [error for error in ArgumentSpecValidator({name: spec}).validate({name: value}).errors]
+    errors = list(ArgumentSpecValidator({name: spec}).validate({name: value}).errors)
     if not errors:
         return []
     choices = spec.get('choices')
@@ -470,8 +470,8 @@ def value_problems(row, name, value):
         text = '%s' % error
         found = _TYPE_ERROR.match(text)
         if found and isinstance(error, ArgumentTypeError):
-            problems.append('%s: %s is not %s' % (name, _shown(value, secret),
-                                                 _A.get(found.group(1), found.group(1))))
+            problems.append('%s: %s is not %s' % (
+                name, _shown(value, secret), _A.get(found.group(1), found.group(1))))
         elif secret:
             problems.append('%s: the value given is not valid' % name)
         else:

@@ -481,6 +481,12 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+details:
+  description:
+    - On a failed host, the activation's log tail (C(log_tail)) without the lines the message
+      already says (a successful result has C(log_tail) itself); the whole log stays on the host.
+  returned: failed, when the log says more than the message
+  type: dict
 platform:
   description: The platform whose steps were used.
   returned: always

@@ -235,6 +235,12 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+details:
+  description:
+    - On a failed host, what the target's Nix said (C(stderr)) beyond the lines the message already
+      quotes, credentials masked; kept out of the way of the message, which says the cause.
+  returned: failed, when Nix said more than the message
+  type: dict
 path:
   description: The store path whose closure was copied.
   returned: always

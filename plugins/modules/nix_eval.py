@@ -159,6 +159,13 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+details:
+  description:
+    - On a failed host, the batch's internals kept out of the printed failure (C(play_hosts),
+      C(nix_processes), C(evaluation), C(batch), C(batch_hosts), C(evaluated_here),
+      C(started_here), C(from_cache), C(source)); the summary and report callbacks read them here.
+  returned: failed
+  type: dict
 drv_path:
   description: The derivation of the host's system.
   returned: success

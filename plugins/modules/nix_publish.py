@@ -10,7 +10,8 @@ author:
   - nixdeploy.fleet contributors (@nixdeploy)
 description:
   - Puts each host's built system into a binary cache, signed, so hosts that update themselves (pull
-    deploys) substitute it instead of building it. You normally reach it through the role C(nixdeploy.fleet.publish) (C(ansible-playbook nixdeploy.fleet.publish); C(nix_publish_cache),
+    deploys) substitute it instead of building it. You normally reach it through the role
+    C(nixdeploy.fleet.publish) (C(ansible-playbook nixdeploy.fleet.publish); C(nix_publish_cache),
     C(nix_signing_key)).
   - Puts each host's built system, with its whole closure, into a binary cache (any store URI Nix takes,
     C(file://), C(s3://), C(ssh-ng://)), signed with O(signing_key), so hosts that update themselves can

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The collection's tarball from what git tracks, never from the work tree.

@@ -657,8 +657,7 @@ def test_the_flake_cannot_change_the_controllers_rules(hostile):
         with open(os.path.join(names, 'who'), 'w') as handle:
             handle.write('alice')
     # the second run's cached answers are the first's
-    first, second = ([r for r in (run.result('eval', h)['result'] for h in lab.hosts)]
-                     for run in runs)
+    first, second = ([run.result('eval', h)['result'] for h in lab.hosts] for run in runs)
     for one, two in zip(first, second):
         if 'out_path' in one and 'oldkey' not in one.get('drv_path', ''):
             assert one['out_path'] == two['out_path'], (one, two)

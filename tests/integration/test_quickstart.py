@@ -174,8 +174,8 @@ class User:
                               universal_newlines=True, timeout=600, check=False)
         self.log.append((line, proc.returncode, proc.stdout))
         if check:
-            assert proc.returncode == 0, '%s: rc=%s\n%s' % (line, proc.returncode,
-                                                           proc.stdout[-6000:])
+            assert proc.returncode == 0, '%s: rc=%s\n%s' % (
+                line, proc.returncode, proc.stdout[-6000:])
         return proc
 
     def command(self, line):

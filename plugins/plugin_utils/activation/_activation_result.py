@@ -213,6 +213,15 @@ def result_from_status(values, log, platform, goal, duration, run=None):
                       msg=reason or 'the switch was refused by its pre-switch checks')
     else:
         result.update(failed=True, msg='activation still in state %s: %s' % (state, reason))
+    if result.get('failed') and 'log_tail' in result:
+        # msg says why (with the activation's own error lines): the log
+        # tail's other lines go under details, those that say it again not
+        # at all (a failure is printed once; readers get details back:
+        # task/_outcome.py)
+        rest = [line for line in result.pop('log_tail')
+                if not (reason and reason in line) and line.strip() not in result['msg']]
+        if rest:
+            result['details'] = {'log_tail': rest}
     return result
 
 

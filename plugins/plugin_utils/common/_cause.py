@@ -26,8 +26,11 @@ _NOISE = (
     re.compile(r"^\(use '--show-trace'"),
     re.compile(r'^at \S.*:\d+:\d+:?$'),                # at /nix/store/...-source/lib.nix:205:38:
     re.compile(r'^\d*\s*\|'),                          # 205| code, the caret line
-    re.compile(r'^last \d+ log lines:$'),
-    re.compile(r"^For full logs, run '"),
+    re.compile(r'^last \d+ log lines:$', re.IGNORECASE),
+    # Nix up to 2.18: For full logs, run 'nix log ...'; 2.19+: "For full logs,
+    # run:" and the command on the next line
+    re.compile(r'^For full logs, run\b'),
+    re.compile(r'^nix(-store)? (log|-l) /nix/store/\S+$'),
     re.compile(r"^warning: Git tree '.*' is dirty$"),
     re.compile(r'^@+$'),                               # ssh's banner of a changed host key
 )

@@ -347,7 +347,7 @@ def hop_script(nix_dir, known_keys, uri, path, port=None, no_check_sigs=False):
 
 def unsigned_message(host, who, stderr):
     return ('%s: the target refuses unsigned paths (its nix-daemon checks signatures for '
-            'the non-trusted user %s). Fix it either way: give signing_key (a key made with '
+            'the non-trusted user %s). Fix it either way: give signing_key (the deploy role\'s nix_signing_key: a key made with '
             'nix-store --generate-binary-cache-key whose public half is in the target\'s '
             'trusted-public-keys), or connect as root / a user in the target\'s trusted-users '
             '(or with become via passwordless sudo). Nix said: %s'

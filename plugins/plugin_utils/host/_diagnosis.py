@@ -77,8 +77,8 @@ def become_problem(text):
         if 'Incorrect' in said:
             return 'the become password was refused on the target (%s)' % said
         return ('sudo on the target asks for a password and none was given (%s): allow the '
-                'ssh user passwordless sudo (the copy runs sudo -n nix-daemon: give signing_key '
-                'instead to copy without sudo), or give become_password (--ask-become-pass) for '
+                'ssh user passwordless sudo (the copy runs sudo -n nix-daemon: give signing_key, the deploy role\'s '
+                'nix_signing_key, instead to copy without sudo), or give become_password (--ask-become-pass) for '
                 'the activation' % said)
     return ''
 

@@ -37,7 +37,10 @@ STATE_TEXT = {'running': u'This run started at %(when)s and has no result (yet):
                          u'an inventory that did not parse, a failure before the first phase). '
                          u'Reports of earlier runs are kept beside this page under their own names.',
               'no_hosts': u'This run started at %(when)s and ended without deploying any host '
-                          u'(no host selected, or none reached a phase of the deploy).'}
+                          u'(no host selected, or none reached a phase of the deploy).',
+              'inventory_failed': u'This run started at %(when)s and stopped before any host: its '
+                                  u'inventory did not parse (the run printed why). Reports of '
+                                  u'earlier runs are kept beside this page under their own names.'}
 # phase outcomes with a colour of their own; any other outcome is drawn grey
 OUTCOMES = ('changed', 'ok', 'failed', 'rolled_back', 'unreachable', 'skipped')
 

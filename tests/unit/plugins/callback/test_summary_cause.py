@@ -105,8 +105,8 @@ def test_wrap_breaks_on_spaces_and_never_cuts_a_word():
 def test_summary_keeps_the_cause_on_lines_under_the_host():
     callback = make()
     callback.v2_playbook_on_play_start(callback.play)
-    callback.v2_runner_on_failed(Result('broken', 'eval', dict(EVAL, failed=True, phase='eval',
-                                                                msg=EVAL_MSG)))
+    callback.v2_runner_on_failed(Result('broken', 'eval', dict(
+        EVAL, failed=True, phase='eval', msg=EVAL_MSG)))
     callback.v2_runner_on_ok(Result('bbuild', 'eval', EVAL))
     callback.v2_runner_on_failed(Result('bbuild', 'build', {'failed': True, 'phase': 'build',
                                                             'msg': BUILD_MSG}))
@@ -212,3 +212,20 @@ def test_a_dry_activation_says_what_it_would_do_under_its_host():
     assert text[at[0] + 3].startswith('web2 '), text
     many = plugin.dry_lines(['line %d' % n for n in range(50)])
     assert len(many) == plugin.DRY_SHOWN + 1 and '30 more lines' in many[-1], many
+
+
+def test_a_build_failure_of_current_nix_keeps_the_builders_line():
+    """Nix 2.19+ ends a failed build with "For full logs, run:" and the
+    `nix log <drv>` command on a line of its own: the cause is the
+    builder's last line, not that command."""
+    msg = ("build: building /nix/store/7xx6-nixos-system-build-2.drv failed:\n"
+           "error: Cannot build '/nix/store/7xx6-nixos-system-build-2.drv'.\n"
+           "       Reason: builder failed with exit code 1.\n"
+           "       Last 2 log lines:\n"
+           "       > building\n"
+           "       > error: builder for build: this system does not build\n"
+           "       For full logs, run:\n"
+           "         nix log /nix/store/7xx6-nixos-system-build-2.drv")
+    first, last = _cause.parts(msg, ('build: ',))
+    assert first.startswith('building /nix/store/7xx6'), first
+    assert last == 'error: builder for build: this system does not build', last

@@ -5,7 +5,6 @@ in every evaluator; the stage gives every answer one and the same note
 naming the settings, which the action says once a run. The operator's
 opting in is said even without a cache. Real Nix on this machine."""
 
-import os
 import shutil
 import sys
 

@@ -71,10 +71,11 @@ def test_unreachable_is_drawn_as_unreachable():
 
 def test_the_host_table_keeps_the_cause_whole():
     rec = _report_record.Recorder()
-    rec.task_result('broken', 'u1', EVAL, 'failed', dict(evaluated('broken'), failed=True,
-                    phase='eval', msg="broken: evaluating path:/srv/fleet#" + 'x' * 190 +
-                    " failed: error: attribute 'lab' missing\n       at /nix/store/s/lib.nix:1:2:\n"
-                    "(use '--show-trace' to show detailed location information)"))
+    rec.task_result('broken', 'u1', EVAL, 'failed', dict(
+        evaluated('broken'), failed=True, phase='eval',
+        msg="broken: evaluating path:/srv/fleet#" + 'x' * 190 +
+        " failed: error: attribute 'lab' missing\n       at /nix/store/s/lib.nix:1:2:\n"
+        "(use '--show-trace' to show detailed location information)"))
     report = validate(rec.build({'id': 'r', 'limit': None, 'tags': [], 'skip_tags': [],
                                  'diff_mode': False, 'playbooks': [], 'collection_version': None,
                                  'flakes': []}))
