@@ -45,3 +45,11 @@ class InvalidValue(NixdeployError, ValueError):
 
 class InvalidType(NixdeployError, TypeError):
     """A value of a type that cannot be used; the text says which is needed."""
+
+
+def internal_error(where, exc):
+    """The one line a person reads for an unexpected exception (a bug of
+    the collection) in ``where``: never its traceback, which goes to the
+    batch's log or, at -vvv, a result's ``traceback``."""
+    return u'internal error in %s: %s: %s; rerun with -vvv for the traceback' % (
+        where, type(exc).__name__, exc)

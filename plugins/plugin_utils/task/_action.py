@@ -60,7 +60,8 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
+    NixdeployError, internal_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
     printable, printable_lines)
@@ -98,13 +99,6 @@ def host_message(host, message):
     name = printable(host)
     text = u'\n'.join(printable_lines(_redact.text(message_of(message)).split(u'\n')))
     return text if text.startswith(u'%s:' % name) else u'%s: %s' % (name, text)
-
-
-def internal_error(where, exc):
-    """One line for an unexpected exception (a bug): never its traceback,
-    which a person would read in the message and the summary."""
-    return u'internal error in %s: %s: %s; rerun with -vvv for the traceback' % (
-        where, type(exc).__name__, to_text(exc))
 
 
 def verbose_traceback(text=None):

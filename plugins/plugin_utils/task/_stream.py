@@ -30,7 +30,8 @@ import threading
 import time
 import traceback
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
+    NixdeployError, internal_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _wakeup
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
@@ -65,8 +66,7 @@ def work_failure(kind, exc):
     Never a traceback in ``error``: it becomes a person's message."""
     if isinstance(exc, (NixdeployError, OSError)):
         return {'error': u'%s' % exc}
-    return {'error': u'internal error in the %s batch: %s: %s; rerun with -vvv for the traceback'
-                     % (kind.split('-')[0], type(exc).__name__, exc),
+    return {'error': internal_error('the %s batch' % kind.split('-')[0], exc),
             'traceback': traceback.format_exc()}
 
 

@@ -242,6 +242,18 @@ LOCKED_INPUT_FLAKE = '''{
 '''
 
 
+def input_flake(tmp_path):
+    """A flake whose input (a folder holding ``word``: alice) its flake.lock
+    does not lock yet: (the input's folder, the flake's reference)."""
+    data = tmp_path / 'data'
+    data.mkdir()
+    (data / 'word').write_text('alice')
+    top = tmp_path / 'top'
+    top.mkdir()
+    (top / 'flake.nix').write_text(LOCKED_INPUT_FLAKE % data)
+    return data, 'path:%s' % top
+
+
 @pytest.mark.parametrize('write_lock', [True, False])
 def test_an_input_missing_from_flake_lock_is_not_pinned_under_no_write_lock_file(
         tmp_path, write_lock):
@@ -249,13 +261,7 @@ def test_an_input_missing_from_flake_lock_is_not_pinned_under_no_write_lock_file
     missing from flake.lock anew, from its live location: no pin, naming the
     input and the fix. With the lock written (Nix writes it when allowed, or
     it was committed), the flake is pinned."""
-    data = tmp_path / 'data'
-    data.mkdir()
-    (data / 'word').write_text('alice')
-    top = tmp_path / 'top'
-    top.mkdir()
-    (top / 'flake.nix').write_text(LOCKED_INPUT_FLAKE % data)
-    flake = 'path:%s' % top
+    _data, flake = input_flake(tmp_path)
     if write_lock:
         runner().check('flake lock', [flake], 'lock', flake_command=True)
     pinner = _nix.NixCommand(_nix.NixOptions(options={'substituters': ''},
@@ -268,7 +274,7 @@ def test_an_input_missing_from_flake_lock_is_not_pinned_under_no_write_lock_file
     assert source.local and source.provenance['pinned'] is False and source.identity is None
     assert "lock file has a missing input 'data'" in source.reason
     assert 'nix flake lock' in source.reason
-    assert not (top / 'flake.lock').exists()
+    assert not (tmp_path / 'top' / 'flake.lock').exists()
 
 
 def _locks(**inputs):
@@ -315,13 +321,7 @@ def test_an_input_missing_from_flake_lock_travels_as_the_runs_resolved_lock(tmp_
     file and every evaluator reads that: the input's content at the pin,
     whatever is written to it afterwards; never cached. A Nix without the
     flag (2.8), or no file of the run to write, keeps the hosts from it."""
-    data = tmp_path / 'data'
-    data.mkdir()
-    (data / 'word').write_text('alice')
-    top = tmp_path / 'top'
-    top.mkdir()
-    (top / 'flake.nix').write_text(LOCKED_INPUT_FLAKE % data)
-    flake = 'path:%s' % top
+    data, flake = input_flake(tmp_path)
     pinner = _nix.NixCommand(_nix.NixOptions(options={'substituters': ''},
                                              extra_args=['--no-write-lock-file']))
     folder = tmp_path / 'run'
@@ -346,7 +346,7 @@ def test_an_input_missing_from_flake_lock_travels_as_the_runs_resolved_lock(tmp_
     # the live input, for contrast: what each evaluator would have read
     assert json.loads(pinner.check('eval', ['--json', '%s#word' % flake], 'eval',
                                    flake_command=True)) == 'alice-and-mallory'
-    assert not (top / 'flake.lock').exists()
+    assert not (tmp_path / 'top' / 'flake.lock').exists()
     # every later evaluator of the run reads the same file
     again = _flake_source.RunSources(str(folder)).source(pinner, flake, 'k')
     assert again.lock_file == source.lock_file and again.ref == source.ref
