@@ -25,6 +25,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._target_bui
     build_on_target)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
     EvalError, host_request, normalised)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
@@ -111,7 +112,7 @@ class ActionModule(NixdeployAction):
         shared = self.filled.shared(args)
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self._vars)
         return Service(C.DEFAULT_LOCAL_TMP, 'build', batch_key(
-            'build', self._task._uuid, sorted(hosts), options_of(args), self._check_mode,
+            'build', task_uuid(self._task), sorted(hosts), options_of(args), self._check_mode,
             [shared.get(k) for k in _role_vars.per_host(self.ROLE_VARS)],
             args.get('gc_root_dir'), args.get('builder_min_free_mb')))
 

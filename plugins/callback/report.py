@@ -107,6 +107,8 @@ from ansible import context
 from ansible.plugins.callback import CallbackBase
 from ansible.release import __version__ as ansible_version
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
+    playbook_file, result_host, result_task, role_path, task_uuid)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, nix_json)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output import flake_metadata
@@ -159,7 +161,7 @@ def uses_collection(play):
     playbook of a project writes nothing for the others)."""
     try:
         for role in play.get_roles():
-            path = getattr(role, '_role_path', '') or ''
+            path = role_path(role)
             if 'nixdeploy.fleet.' in role.get_name() or \
                     os.path.join('nixdeploy', 'fleet', 'roles') in path or \
                     os.path.dirname(os.path.dirname(path)) == COLLECTION_ROOT:
@@ -193,7 +195,7 @@ class CallbackModule(CallbackBase):
 
     # ------------------------------------------------------------ run
     def v2_playbook_on_start(self, playbook):
-        name = getattr(playbook, '_file_name', None)
+        name = playbook_file(playbook)
         if name:
             self._playbooks.append(os.path.basename(name))
         try:
@@ -226,14 +228,14 @@ class CallbackModule(CallbackBase):
 
     # ------------------------------------------------------------ tasks
     def v2_runner_on_start(self, host, task):
-        self._recorder.task_start(host.get_name(), task._uuid, task_action(task))
+        self._recorder.task_start(host.get_name(), task_uuid(task), task_action(task))
 
     def _result(self, status, result):
-        self._recorder.task_result(result._host.get_name(), result._task._uuid,
-                                   task_action(result._task), status,
-                                   _report_record.mark_rollback(result._task,
-                                                                dict(result_data(result))),
-                                   task_name=result._task.get_name())
+        task = result_task(result)
+        self._recorder.task_result(result_host(result).get_name(), task_uuid(task),
+                                   task_action(task), status,
+                                   _report_record.mark_rollback(task, dict(result_data(result))),
+                                   task_name=task.get_name())
 
     def v2_runner_on_ok(self, result):
         self._result('ok', result)

@@ -48,6 +48,8 @@ import time
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
+    result_host, result_task)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import wrap
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_record import (
@@ -205,11 +207,12 @@ class CallbackModule(CallbackBase):
                 self._running[host.get_name()] = (phase, time.time())
 
     def _result(self, result, status):
-        phase = action_phase(task_action(result._task))
+        task = result_task(result)
+        phase = action_phase(task_action(task))
         if not phase:
             return
-        host = result._host.get_name()
-        data = mark_rollback(result._task, dict(result_data(result)))
+        host = result_host(result).get_name()
+        data = mark_rollback(task, dict(result_data(result)))
         with self._lock:
             self._running.pop(host, None)
             if data.get('stopped'):

@@ -317,3 +317,99 @@ def test_a_program_on_a_host_runs_only_through_host_sh():
                               for arg in node.args.args if _runner_name(arg.arg))
     assert runners == RUNNERS
     assert takers == []
+
+
+# ---------------------------------------------------------------- ansible-core's internals
+ADAPTER = 'plugin_utils.common._ansible_core'
+# Read on ``self``, a private attribute is a plugin's base class API (an
+# action's self._task, self._loader, self._connection, self._find_needle(); a
+# callback's self._display; an inventory plugin's self._read_config_data()):
+# allowed, except these, which only a subclass of a Task, a Block, a Play, a
+# DataLoader, a task result or a strategy would read on self
+INTERNALS_ON_SELF = ('_uuid', '_parent', '_play', '_role_path', '_file_name',
+                     '_get_file_contents', '_return_data', '_load_name', '_persistent',
+                     '_variable_manager', '_shared_loader_obj', '_tqm')
+# private attributes of the collection's own objects, read on another name
+# than self: the Host that Host's classmethods make (host/_host.py)
+OWN = {('plugin_utils.host._host', 'host._execute'), ('plugin_utils.host._host', 'host._before'),
+       ('plugin_utils.host._host', 'host._pending'),
+       ('plugin_utils.host._host', 'target._judged_on')}
+
+
+def _private(name):
+    return name.startswith('_') and not name.startswith('__')
+
+
+def _imported_from(tree):
+    """{name bound by an import in ``tree``: the module it comes from}."""
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                out[(alias.asname or alias.name).split('.')[0]] = alias.name
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                out[alias.asname or alias.name] = node.module or ''
+    return out
+
+
+def _ansible_module(module):
+    return module == 'ansible' or module.startswith('ansible.')
+
+
+def _private_reads(tree):
+    """(line, receiver, attribute) of each private attribute read of
+    ``tree``: ``x._name``, and ``getattr``/``hasattr``/``setattr``/
+    ``delattr`` with the name as a string."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            yield node.lineno, node.value, node.attr
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                node.func.id in ('getattr', 'hasattr', 'setattr', 'delattr') and \
+                len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and \
+                isinstance(node.args[1].value, str) and _private(node.args[1].value):
+            yield node.lineno, node.args[0], node.args[1].value
+
+
+def ansible_core_internals(name, tree):
+    """What ``tree`` (the plugin file ``name``) may read of ansible-core's
+    internals: (line, ``receiver.attribute`` or ``imports module``)."""
+    imported = _imported_from(tree)
+    found = []
+    for node in ast.walk(tree):
+        module = node.module if isinstance(node, ast.ImportFrom) else None
+        modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+            [module] if module else []
+        found.extend((node.lineno, 'imports %s' % m) for m in modules
+                     if _ansible_module(m) and any(_private(p) for p in m.split('.')))
+    for line, receiver, attr in _private_reads(tree):
+        if isinstance(receiver, ast.Call) and isinstance(receiver.func, ast.Name) and \
+                receiver.func.id == 'super':
+            receiver = ast.Name(id='self')
+        if isinstance(receiver, ast.Name):
+            if receiver.id in ('self', 'cls'):
+                if attr not in INTERNALS_ON_SELF:
+                    continue
+            elif receiver.id in imported and not _ansible_module(imported[receiver.id]):
+                continue  # a module of the collection's or Python's (os._exit)
+        found.append((line, '%s.%s' % (ast.unparse(receiver), attr)))
+    return found
+
+
+def test_ansible_core_internals_are_read_in_one_file():
+    """Every read of a private attribute of an ansible-core object (a Task's
+    _uuid, a DataLoader's _get_file_contents, a callback result's _task, a
+    connection's _play_context ...) and every import of a private module of
+    ansible-core is in plugin_utils/common/_ansible_core.py: when a release
+    of ansible-core moves one, that file is the one to fix (its test,
+    tests/unit/plugins/plugin_utils/common/test_ansible_core.py, runs it on
+    real objects of each ansible-core the tests run on)."""
+    trees = dict(_trees())
+    # the check reads what it must: the adapter's own reads are found
+    assert len(ansible_core_internals(ADAPTER, trees[ADAPTER])) >= 10
+    found = [(name, said, line) for name, tree in sorted(trees.items()) if name != ADAPTER
+             for line, said in ansible_core_internals(name, tree)]
+    assert ['%s:%d %s' % (name, line, said) for name, said, line in found
+            if (name, said) not in OWN] == []
+    # each exception is still needed
+    assert set((name, said) for name, said, _line in found) >= OWN

@@ -29,6 +29,8 @@ from urllib.parse import parse_qs, quote as _url_quote, urlsplit
 
 from ansible.errors import AnsibleConnectionFailure
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
+    load_name, play_context_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis, _host_key_rules
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
@@ -217,14 +219,14 @@ class Host:
         ``host_key_unchecked``: the host's opt-out as the action judged it
         (None: as the judgement on the connection says, JUDGED)."""
         task_vars = task_vars or {}
-        transport = getattr(connection, 'transport', None) or getattr(connection, '_load_name', '')
+        transport = getattr(connection, 'transport', None) or load_name(connection) or ''
         name = task_vars.get('inventory_hostname')
         if str(transport).rsplit('.', maxsplit=1)[-1] not in SSH_CONNECTIONS:
             raise StoreError('%s: connection %r is not ssh; nix_copy_closure copies '
                              'over ssh-ng only' % (name or 'target', transport))
 
         opt = functools.partial(_connection_option, connection)
-        pc = getattr(connection, '_play_context', None)
+        pc = play_context_of(connection)
         host = connection_address(connection, name)
         become_plugin = getattr(connection, 'become', None)
         become_user = become_method = None
@@ -469,7 +471,7 @@ def _connection_option(connection, *names):
 def connection_address(connection, name):
     """The address an Ansible ``connection`` reaches its host at (``name``:
     the inventory name, its default)."""
-    play_context = getattr(connection, '_play_context', None)
+    play_context = play_context_of(connection)
     return (_connection_option(connection, 'host', 'remote_addr')
             or getattr(play_context, 'remote_addr', None) or name)
 

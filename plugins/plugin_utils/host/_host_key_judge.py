@@ -20,6 +20,8 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.utils.path import makedirs_safe, unfrackpath
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
+    load_name, play_context_of, ssh_persistent)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host, _host_key_rules
 
 STOP_TIMEOUT = 10
@@ -59,7 +61,7 @@ def transport_of(connection):
         return _BUILTIN.get(resolved) or (
             resolved if '.' in resolved else 'ansible.legacy.%s' % resolved)
     return transport_name(getattr(connection, 'transport', None)
-                          or getattr(connection, '_load_name', None))
+                          or load_name(connection))
 
 
 def uses_ssh(transport):
@@ -149,7 +151,7 @@ def _option(connection, name):
 def _settings(connection, transport):
     """judge()'s arguments from the connection's options (ansible.cfg, the
     environment and the host's variables merged, as Ansible uses them)."""
-    pc = getattr(connection, '_play_context', None)
+    pc = play_context_of(connection)
     return dict(
         checking=_option(connection, 'host_key_checking'),
         ssh_args=_words(_ssh_args(connection)) if transport in SSH_TRANSPORTS else [],
@@ -332,7 +334,7 @@ def drop_master(connection):
     without a master of Ansible's) gets its own ``reset()``."""
     if getattr(connection, _OWN, None) is not None:
         socket = ssh_master(connection)
-    elif getattr(connection, '_persistent', False) and getattr(connection, 'control_path', None):
+    elif ssh_persistent(connection) and getattr(connection, 'control_path', None):
         socket = _ansible_master(connection)
     else:
         connection.reset()

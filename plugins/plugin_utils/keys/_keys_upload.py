@@ -15,6 +15,8 @@ from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.utils.display import Display
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
+    file_contents, find_needle, loader_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import NoAnswer
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys, _keys_target
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
@@ -37,7 +39,7 @@ def upload(action, keys, upload_at, prune, check_mode, diff):
     uploader = None
     try:
         uploader = _keys_target.Uploader(action.target, lambda name: read_src(action, name),
-                                         cwd=action._loader.get_basedir())
+                                         cwd=loader_of(action).get_basedir())
         outcome = dict(uploader.run(keys, handled, prune, check_mode=check_mode, diff=diff))
     except _keys.KeysError as exc:
         outcome = failure(action, done_so_far(uploader), key_message(exc, Display().verbosity))
@@ -81,13 +83,12 @@ def read_src(action, name):
     src (the role's files/, the playbook's), vault-encrypted files decrypted
     in memory."""
     try:
-        path = action._find_needle('files', name)
+        path = find_needle(action, 'files', name)
     except AnsibleError:
         raise _keys.KeysError('src %s not found (searched files/ of the role and the '
                               'playbook, and the playbook folder)' % name)
     try:
         # decrypts vault files in memory, no decrypted copy on disk
-        content, _show = action._loader._get_file_contents(path)
+        return file_contents(loader_of(action), path)
     except AnsibleError as exc:
         raise _keys.KeysError('cannot read src %s: %s' % (path, to_text(exc.message)))
-    return bytes(content)

@@ -60,6 +60,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
     NixdeployError, internal_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
@@ -341,7 +342,7 @@ class NixdeployAction(ActionBase):
         Returns (entry, data, computed_here).
         """
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
-        key = batch_key(kind, self._task._uuid, sorted(hosts), key_parts)
+        key = batch_key(kind, task_uuid(self._task), sorted(hosts), key_parts)
         data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(lambda: compute(hosts))
         host_entry = (data.get('hosts') or {}).get(self.host)
         if host_entry is None or host_entry.get('request') != request:

@@ -20,6 +20,8 @@ import json
 import os
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
+    play_of, task_uuid)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 
 
@@ -270,13 +272,8 @@ def play_batch(task_vars):
 def play_uuid(task):
     """The uuid of the play ``task`` belongs to (its own uuid if none is
     found): every phase of a play keys its batches by the same members."""
-    node = task
-    while node is not None:
-        play = getattr(node, '_play', None)
-        if play is not None and getattr(play, '_uuid', None):
-            return play._uuid
-        node = getattr(node, '_parent', None)
-    return task._uuid
+    play = play_of(task)
+    return task_uuid(play if play is not None else task)
 
 
 def task_batch(base_dir, scope, task_vars):

@@ -23,6 +23,8 @@ write the clipboard or start a line that reads as another host's.
 try:
     from ansible_collections.nixdeploy.fleet.plugins.module_utils import _phases
     from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import GOALS
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
+        result_dict)
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 except ImportError:
     # run as a plain script (_report.py's merge command): the tables' files
@@ -32,6 +34,7 @@ except ImportError:
     sys.path[:0] = [os.path.join(_HERE, '..', '..', 'module_utils'),
                     os.path.join(_HERE, '..', 'common')]
     import _phases  # pylint: disable=import-error
+    from _ansible_core import result_dict  # pylint: disable=import-error
     from _platforms import GOALS  # pylint: disable=import-error
     from _printable import printable  # pylint: disable=import-error
 
@@ -58,12 +61,11 @@ DETAILS = 'details'
 
 def result_data(task_result):
     """The result dict a callback's task result holds (ansible-core 2.19 to
-    2.22 name it differently), with the keys of its ``details`` (a failed
-    result's internals, DETAILS) where readers look for them: at the top
-    level, under any key the result has there itself."""
-    data = getattr(task_result, '_return_data', None)
-    if data is None:
-        data = getattr(task_result, '_result', None)
+    2.22 name it differently: common/_ansible_core.py reads it), with the
+    keys of its ``details`` (a failed result's internals, DETAILS) where
+    readers look for them: at the top level, under any key the result has
+    there itself."""
+    data = result_dict(task_result)
     if not isinstance(data, dict):
         return {}
     return with_details(data)
