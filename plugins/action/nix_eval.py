@@ -18,6 +18,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import EVAL_SPEC
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_stage
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
     RunSources)
@@ -34,7 +35,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream impor
 
 # what a failed result keeps under ``details`` (task/_outcome.py)
 INTERNALS = ('play_hosts', 'nix_processes', 'evaluation', 'batch', 'batch_hosts',
-             'evaluated_here', 'started_here', 'from_cache', 'source')
+             'evaluated_here', 'started_here', 'from_cache', 'answered', 'reused', 'source')
 
 
 class ActionModule(NixdeployAction):
@@ -87,9 +88,9 @@ class ActionModule(NixdeployAction):
         (plugin_utils/task/_serial.py); judged once per batch."""
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
         batch = Batch(C.DEFAULT_LOCAL_TMP, 'serial',
-                      batch_key(self._task._uuid, sorted(hosts), max_fail_percentage))
+                      batch_key(task_uuid(self._task), sorted(hosts), max_fail_percentage))
         # one file per play (its first task) lists the batches so far
-        record = os.path.join(batch.dir, 'serial-%s.json' % batch_key(self._task._uuid))
+        record = os.path.join(batch.dir, 'serial-%s.json' % batch_key(task_uuid(self._task)))
         active = self.task_vars.get('ansible_play_hosts')
         judged, _here = batch.results(
             lambda: gate(record, hosts, active, max_fail_percentage))
@@ -114,7 +115,13 @@ class ActionModule(NixdeployAction):
             'evaluated_here': batch is not None,
             'started_here': here,
             'from_cache': bool(host_entry.get('from_cache')),
+            # evaluated, cached (this content's answer) or reused (another
+            # content's, whose recorded reads all still hold: _eval_reuse)
+            'answered': host_entry.get('evaluation') or (
+                'cached' if host_entry.get('from_cache') else 'evaluated'),
         })
+        if host_entry.get('reused'):
+            result['reused'] = host_entry['reused']
         if batch is not None:
             result['nix_processes'] = batch['processes']
             result['evaluation'] = batch

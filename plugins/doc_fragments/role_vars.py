@@ -24,7 +24,8 @@ options:
         deprecation warning, until release 2.0.0.
       - The options that take part are the Nix options (C(nix_bin), C(nix_args),
         C(nix_options), C(impure), C(show_trace), C(override_inputs)) and, for nix_eval,
-        C(flake), C(attr), C(eval_chunk_size), C(eval_workers), C(eval_max_memory_mb), C(eval_cache), C(max_fail_percentage),
+        C(flake), C(attr), C(eval_chunk_size), C(eval_workers), C(eval_max_memory_mb), C(eval_cache), C(eval_reuse),
+        C(eval_reuse_check), C(max_fail_percentage),
         C(unknown_vars); for nix_build
         C(flake), C(attr), C(build_on), C(gc_root_dir), C(closure_diff), C(remote_nix_dir); for
         nix_copy_closure C(copy_mode), C(caches), C(compress), C(check_sigs), C(signing_key),

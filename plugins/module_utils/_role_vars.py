@@ -140,6 +140,8 @@ ROWS = tuple(Row(name, PHASES, NIX_OPTIONS[name]) for name in sorted(NIX_OPTIONS
     Row('eval_workers', (EVAL,), {'type': 'int'}),
     Row('eval_max_memory_mb', (EVAL,), {'type': 'int', 'default': 4096}),
     Row('eval_cache', (EVAL,), {'type': 'bool', 'default': True}),
+    Row('eval_reuse', (EVAL,), {'type': 'bool', 'default': True}),
+    Row('eval_reuse_check', (EVAL,), {'type': 'int', 'default': 0}),
     Row('max_fail_percentage', (EVAL,), {'type': 'int', 'default': 100}),
     # a nix_* variable no role knows (a typo): warned of once, or each such host failed
     Row('unknown_vars', (EVAL,), {'type': 'str', 'default': 'warn', 'choices': list(UNKNOWN_VARS)}),

@@ -89,6 +89,26 @@ options:
         again. See docs/eval-cache.md.
     type: bool
     default: true
+  eval_reuse:
+    description:
+      - With O(eval_cache), answer a host of another commit (another content of the same flake) from
+        its earlier evaluation while every file, folder listing, absent path and link of the flake that
+        evaluation read is the same, and every attribute of C(self) it used (C(rev), C(lastModified),
+        C(outPath)...) has the same value; its inputs, attribute, Nix and options must be the same too.
+        Every evaluated host's reads are recorded for this (the evaluator runs under C(strace), which
+        must be installed on the controller).
+      - Nothing is reused, and the run says why once, where reads cannot all be seen (no strace or
+        tracing refused, import-from-derivation allowed, Determinate Nix). RV(answered) says C(reused),
+        RV(reused) from which content. See docs/eval-cache.md, "Reuse across commits".
+    type: bool
+    default: true
+  eval_reuse_check:
+    description:
+      - How many reused hosts of each batch to evaluate again before their answers are given, as a
+        spot check. A reused answer that differs from the fresh one fails its host loudly and turns
+        reuse off for that flake (the other reused hosts are evaluated); 0 checks none.
+    type: int
+    default: 0
   max_fail_percentage:
     description:
       - "With C(serial) play batches, the share of the previous batch's hosts (in percent) that may have
@@ -266,9 +286,33 @@ source:
       description: False when the run could not pin the flake (it then warned once; nothing of it is cached).
       type: bool
 from_cache:
-  description: Whether this host's answer came from the evaluation cache (O(eval_cache)) instead of Nix.
+  description: Whether this host's answer came from the evaluation cache (O(eval_cache)) instead of Nix
+    (RV(answered) is C(cached) or C(reused)).
   returned: unless stopped
   type: bool
+answered:
+  description:
+    - How this host's answer was found. C(evaluated) by Nix (and its reads recorded where the cache is
+      used), C(cached) from the evaluation cache for exactly this content, C(reused) from the evaluation of
+      another content (an earlier commit) whose every recorded read and every attribute of C(self) it used
+      are the same in this one.
+    - See docs/eval-cache.md, "Reuse across commits".
+  returned: unless stopped
+  type: str
+  choices: [evaluated, cached, reused]
+  sample: reused
+reused:
+  description: Where a reused answer came from (RV(answered) is C(reused)).
+  returned: when reused
+  type: dict
+  contains:
+    from:
+      description: The content it was evaluated from, as RV(source) describes one (url, revision, dirty,
+        nar_hash, last_modified).
+      type: dict
+    checked:
+      description: How many recorded paths were checked against this content.
+      type: int
 nix_processes:
   description: How many C(nix eval) processes the batch needed (only on the host that completed it).
   returned: when evaluated_here
@@ -299,6 +343,9 @@ evaluation:
       type: int
     from_cache:
       description: Hosts answered from the evaluation cache.
+      type: int
+    reused:
+      description: Hosts answered by reusing another content's evaluation (RV(answered)).
       type: int
     evaluated:
       description: Hosts whose systems Nix evaluated.

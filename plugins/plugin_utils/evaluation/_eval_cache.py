@@ -77,6 +77,9 @@ TMP_PREFIX = '.tmp-'
 SUFFIX = '.json'
 # an entry is a few hundred bytes; anything larger is not ours
 MAX_ENTRY = 4096
+# a record chain (what one evaluator read, _eval_record): its paths and digests
+CHAIN_PREFIX = 'chain-'
+MAX_CHAIN = 64 * 2 ** 20
 ENV = 'NIXDEPLOY_EVAL_CACHE'
 
 _KEY = re.compile(r'[0-9a-f]{64}')
@@ -158,7 +161,9 @@ def _open_folder(folder):
             info = os.fstat(fd)
             if info.st_uid not in (0, uid) or (
                     info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX):
-                raise UnsafeFolder('%s is writable by another account' % where)
+                raise UnsafeFolder('%s is writable by another account (a shared folder above '
+                                   'the cache needs the sticky bit, as /tmp has: chmod +t %s)'
+                                   % (where, where))
             try:
                 child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
@@ -303,11 +308,18 @@ class EvalCache:
 
     def _read(self, key):
         """The entry of ``key`` (checked shape) or None."""
-        if not self.usable or not _KEY.fullmatch(str(key)):
+        if not _KEY.fullmatch(str(key)):
+            return None
+        return _checked(self._load(self._name(key), MAX_ENTRY))
+
+    def _load(self, name, limit):
+        """The JSON of file ``name`` in the folder, or None: only a regular
+        file this user wrote there (owner, mode, one link) of at most
+        ``limit`` bytes; a file of another kind goes."""
+        if not self.usable:
             return None
         try:
-            fd = os.open(self._name(key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         dir_fd=self._fd)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._fd)
         except OSError:
             return None
         try:
@@ -317,20 +329,26 @@ class EvalCache:
                 # not a file this user wrote here (planted while the folder
                 # was not safe, or hard-linked in; a file replaced since it
                 # was opened has no link left and is read as it was): gone, a miss
-                self._remove(key)
+                self._unlink(name)
                 return None
-            raw = os.read(fd, MAX_ENTRY + 1)
+            chunks, size = [], 0
+            while size <= limit:
+                chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            raw = b''.join(chunks)
         except OSError:
             return None
         finally:
             os.close(fd)
-        if len(raw) > MAX_ENTRY:
+        if len(raw) > limit:
             return None
         try:
-            entry = json.loads(raw.decode('utf-8'))
+            return json.loads(raw.decode('utf-8'))
         except (ValueError, UnicodeDecodeError):
             return None
-        return _checked(entry)
 
     def get_many(self, runner, keys):
         """{key: result} for the keys whose entry is whole and tied to a
@@ -378,7 +396,12 @@ class EvalCache:
         a folder not usable, a file system error. Never raises."""
         entry = _checked(dict((field, (result or {}).get(field)) for field in FIELDS)
                          if isinstance(result, dict) else None)
-        if entry is None or not _KEY.fullmatch(str(key)) or not self.usable:
+        if entry is None or not _KEY.fullmatch(str(key)):
+            return False
+        return self._store(self._name(key), entry)
+
+    def _store(self, name, data):
+        if not self.usable:
             return False
         self.prune()
         tmp = '%s%s%s' % (TMP_PREFIX, secrets.token_hex(8), SUFFIX)
@@ -389,14 +412,90 @@ class EvalCache:
             return False
         try:
             with os.fdopen(fd, 'wb') as out:
-                out.write(_canonical(entry).encode('utf-8'))
+                out.write(_canonical(data).encode('utf-8'))
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(tmp, self._name(key), src_dir_fd=self._fd, dst_dir_fd=self._fd)
+            os.replace(tmp, name, src_dir_fd=self._fd, dst_dir_fd=self._fd)
             return True
         except OSError:
             self._unlink(tmp)
             return False
+
+    # ------------------------------------------------------ reuse across commits
+    def put_reuse(self, key, result, chain, upto, origin):
+        """Store ``result`` under the reuse ``key`` with what its evaluation
+        read: the record ``chain`` (an id from ``put_chain``) up to its
+        segment ``upto``; ``origin``: the provenance of the content it was
+        evaluated from (docs/eval-cache.md, "Reuse across commits")."""
+        entry = _checked(dict((field, (result or {}).get(field)) for field in FIELDS)
+                         if isinstance(result, dict) else None)
+        if entry is None or not _KEY.fullmatch(str(key)) or not _KEY.fullmatch(str(chain)):
+            return False
+        entry.update(chain=chain, upto=int(upto), origin=dict(origin or {}))
+        return self._store(self._name(key), entry)
+
+    def get_reuse(self, key):
+        """The reuse entry of ``key`` ({the three fields, chain, upto,
+        origin}) or None. Not yet tied to its derivation: ``tie``."""
+        if not _KEY.fullmatch(str(key)):
+            return None
+        entry = self._load(self._name(key), MAX_ENTRY)
+        if not isinstance(entry, dict):
+            return None
+        fields = _checked(dict((field, entry.get(field)) for field in FIELDS))
+        chain, upto, origin = entry.get('chain'), entry.get('upto'), entry.get('origin')
+        if fields is None or not _KEY.fullmatch(str(chain)) or not isinstance(upto, int) \
+                or isinstance(upto, bool) or upto < 0 or not isinstance(origin, dict):
+            return None
+        return dict(fields, chain=chain, upto=upto, origin=origin)
+
+    def put_chain(self, chain):
+        """Keep a record chain (``_eval_record.chain_of``); its id, or None."""
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_record import (
+            chain_id)
+        found = chain_id(chain)
+        return found if self._store(CHAIN_PREFIX + found + SUFFIX, chain) else None
+
+    def get_chain(self, found):
+        """The chain ``found`` or None."""
+        if not _KEY.fullmatch(str(found)):
+            return None
+        chain = self._load(CHAIN_PREFIX + found + SUFFIX, MAX_CHAIN)
+        if not isinstance(chain, dict) or not isinstance(chain.get('segments'), list):
+            return None
+        try:
+            # a used chain stays
+            now = time.time()
+            os.utime(CHAIN_PREFIX + found + SUFFIX, (now, now), dir_fd=self._fd,
+                     follow_symlinks=False)
+        except OSError:
+            pass
+        return chain
+
+    def distrust(self, flake, data):
+        """Turn reuse off for ``flake`` (a spot check found a reused answer
+        that Nix does not give): a file in the folder, until it is removed."""
+        return self._store(_distrust_name(flake), dict(data or {}))
+
+    def distrusted(self, flake):
+        """The path of ``flake``'s distrust file when there is one, else None."""
+        if self._load(_distrust_name(flake), MAX_ENTRY) is None:
+            return None
+        return os.path.join(self.folder, _distrust_name(flake))
+
+    def tie(self, runner, results):
+        """The keys of ``results`` ({key: result}) whose derivation is in the
+        store ``runner`` evaluates for, with that output and system
+        (``_tied``); None when Nix cannot answer."""
+        if not results:
+            return set()
+        tied = _tied(runner, sorted(set(r['drv_path'] for r in results.values())))
+        if tied is None:
+            return None
+        return set(key for key, result in results.items()
+                   if tied.get(result['drv_path']) is not None
+                   and result['out_path'] in tied[result['drv_path']]['outputs']
+                   and result['system'] == tied[result['drv_path']]['system'])
 
     def _unlink(self, name):
         try:
@@ -430,7 +529,8 @@ class EvalCache:
         for name in names:
             if name.startswith(TMP_PREFIX):
                 limit = PRUNE_EVERY
-            elif name.endswith(SUFFIX) and _KEY.fullmatch(name[:-len(SUFFIX)]):
+            elif name.endswith(SUFFIX) and _KEY.fullmatch(
+                    name[len(CHAIN_PREFIX) if name.startswith(CHAIN_PREFIX) else 0:-len(SUFFIX)]):
                 limit = MAX_AGE
             else:
                 continue
@@ -475,6 +575,10 @@ def _tied(runner, drvs):
 
 
 # ------------------------------------------------------------------ helpers
+def _distrust_name(flake):
+    return 'distrust-%s%s' % (hashlib.sha256((u'%s' % flake).encode('utf-8')).hexdigest(), SUFFIX)
+
+
 def _value(value):
     if isinstance(value, bool):
         return 'true' if value else 'false'

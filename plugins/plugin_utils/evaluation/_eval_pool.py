@@ -24,6 +24,7 @@ as nix-eval-jobs does with its workers:
   results, it gets Nix's message, the hosts after it go to a new process.
 """
 
+import math
 import os
 import signal
 import subprocess
@@ -98,6 +99,8 @@ class _Piece(object):
         self.flake, self.items = flake, list(items)
         self.end, self.pos = len(self.items), 0
         self.proc = None
+        # its strace log when it is recorded (the evaluator is strace's child)
+        self.log = None
         # when its current host started (the process, then each trace)
         self.since = time.monotonic()
 
@@ -110,8 +113,11 @@ class EvalPool(object):
     seen (``processes``, ``peak_mb``)."""
 
     def __init__(self, runner, apply_expression, workers, max_memory_mb=None, chunk_size=None,
-                 slots=None):
+                 slots=None, recorder=None):
         self.runner = runner
+        # the run's ``_eval_reuse.Reuse`` (None: nothing recorded): where it
+        # records a flake, its evaluators run through it, under strace
+        self.recorder = recorder
         # the job's evaluator slots (``_eval_slots``): None, no bound beyond ours
         self.slots = slots
         self.apply = apply_expression
@@ -225,13 +231,22 @@ class EvalPool(object):
     def _evaluate_in_slot(self, piece):
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
             result_of, trace_marker)
-        marker = trace_marker()
-        argv = self.runner.argv('eval', ['--json'] + list(self.flake_args.get(piece.flake, ()))
-                                + self.runner.outputs(piece.flake) + [
-            '--apply', self.apply([p for _k, p in piece.items], marker, whole=False)],
-            flake_command=True)
+        marker, self_marker = trace_marker(), trace_marker()
+        apply_text = self.apply([p for _k, p in piece.items], marker, whole=False)
+        recorded = self.recorder.command(
+            piece.flake, apply_text, marker, self_marker,
+            lambda args: self.runner.argv('eval', args, flake_command=True)) \
+            if self.recorder is not None else None
+        if recorded is not None:
+            argv, record_env, log = recorded
+        else:
+            record_env, log = {}, None
+            argv = self.runner.argv('eval', ['--json'] + list(self.flake_args.get(piece.flake, ()))
+                                    + self.runner.outputs(piece.flake) + ['--apply', apply_text],
+                                    flake_command=True)
         env = dict(os.environ)
         env.update(self.runner.opts.environment())
+        env.update(record_env)
         # Nix starts its heap at 384 MiB and collects every time it grows:
         # an evaluator that will hold gigabytes spends much of its CPU in
         # collections (and two of them contend for the memory bus). Three
@@ -260,7 +275,7 @@ class EvalPool(object):
                 self._fail(piece, index, NixError('nix eval', argv=argv, rc=127,
                                                   stderr='%s' % exc))
             return
-        piece.proc = proc
+        piece.proc, piece.log = proc, log
         piece.since = time.monotonic()
         _stream.CHILD_GROUPS.add(proc.pid)
         with self._lock:
@@ -271,10 +286,16 @@ class EvalPool(object):
             timer.daemon = True
             timer.start()
         rest, stopped = [], False
+        # hosts answered by this process: a recorded one is replaced after
+        # ``_per_process`` of them, so a host's record holds a few hosts' reads
+        answered_here = 0
         for raw in proc.stderr:
             line = raw.decode('utf-8', 'replace').rstrip('\n')
             found, other = _nix_stderr.traces(line, marker)
             if not found:
+                if log is not None and self_marker in other:
+                    # record.nix's line of a forced attribute of self: the log has it
+                    continue
                 rest.append(other)
                 # Nix warns of the flake's settings it does not apply before
                 # the process traces anything: known before its hosts' answers
@@ -295,18 +316,31 @@ class EvalPool(object):
                     else:
                         self._first.append(now - piece.since)
                     piece.since = now
-                self._give(piece.items[index][0], result_of(value))
+                answer = result_of(value)
+                answered_here += 1
+                if log is not None:
+                    self.recorder.result(piece.items[index][0], answer)
+                self._give(piece.items[index][0], answer)
             with self._lock:
                 done = piece.pos >= piece.end
-            if done or (piece.pos < piece.end and rss_mb(proc.pid) > self.max_memory_mb):
+            if done or (piece.pos < piece.end and (
+                    rss_mb(_evaluator_pid(proc, log)) > self.max_memory_mb
+                    or (log is not None and answered_here >= self._per_process()))):
+                # over its memory, or (recording) as many hosts as a process
+                # may record: the rest in a fresh process
                 stopped = True
-                _kill(proc)
+                _stop(proc, log)
                 break
         proc.stdout.read()
         rc = proc.wait()
         if timer is not None:
             timer.cancel()
         _stream.CHILD_GROUPS.discard(proc.pid)
+        if log is not None:
+            # strace has written its log whole (it exits after its tracee)
+            _kill(proc)
+            self.recorder.finished(piece.flake, log, marker, self_marker,
+                                   [key for key, _path in piece.items])
         with self._lock:
             self._running.remove(piece)
             end = piece.end
@@ -327,6 +361,23 @@ class EvalPool(object):
         self._fail(piece, piece.pos, error)
         self._requeue(piece, piece.pos + 1, end)
 
+    def _per_process(self):
+        """How many hosts one recorded process evaluates before a fresh one
+        takes the rest: a host's record is its process's reads up to its
+        answer, so the fewer hosts a process holds, the fewer a change to one
+        host's file sends back to be evaluated. As few as keep the extra
+        starts within RECORD_OVERHEAD of the hosts' own work (one, for hosts
+        that cost many times a start); unbounded until two hosts of one
+        process have shown what a host and a start cost."""
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_reuse import (
+            RECORD_OVERHEAD)
+        with self._lock:
+            if not self._durations or not self._first:
+                return float('inf')
+            usual = max(_median(self._durations), 0.001)
+            startup = max(0.0, _median(self._first) - usual)
+        return max(1, int(math.ceil(startup / (RECORD_OVERHEAD * usual))))
+
     def _fail(self, piece, index, error):
         self._give(piece.items[index][0], {'error': u'%s' % error,
                                            'nix_message': error.nix_message()})
@@ -340,12 +391,41 @@ class EvalPool(object):
         """The largest RSS of one evaluator and of all of them at once."""
         while self._queue is not None:
             with self._lock:
-                pids = [p.proc.pid for p in self._running if p.proc is not None]
+                pids = [_evaluator_pid(p.proc, p.log) for p in self._running
+                        if p.proc is not None]
             sizes = [rss_mb(pid) for pid in pids]
             if sizes:
                 self.peak_mb = max(self.peak_mb, *sizes)
                 self.peak_total_mb = max(self.peak_total_mb, sum(sizes))
             time.sleep(0.1)
+
+
+def _evaluator_pid(proc, log):
+    """The pid of the Nix process: under strace, strace's child."""
+    if log is None:
+        return proc.pid
+    try:
+        with open('/proc/%d/task/%d/children' % (proc.pid, proc.pid)) as handle:
+            children = handle.read().split()
+        return int(children[0]) if children else proc.pid
+    except (OSError, ValueError):
+        return proc.pid
+
+
+def _stop(proc, log):
+    """Stop an evaluator and its group. Under strace, Nix first: strace
+    with a seccomp filter leaves only when its tracee does (a SIGTERM to
+    strace waits for Nix to finish all its hosts), and then writes its log
+    whole."""
+    if log is not None:
+        child = _evaluator_pid(proc, log)
+        try:
+            if child != proc.pid:
+                os.kill(child, signal.SIGKILL)
+            proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    _kill(proc)
 
 
 def _median(values):

@@ -14,12 +14,16 @@ The host whose answer completes the batch carries the batch's figures
 so a report counts them once.
 """
 
+import random
+import tempfile
 import threading
+import time
 
 from ansible import constants as C
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
     EvalError, apply_expression, evaluation_opts, host_request, normalised, request_key)
@@ -29,6 +33,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_s
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
     ACCEPTED_CONFIG, RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
+    loader_of, task_of, task_uuid)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, NixCommand, options_of)
@@ -49,7 +55,7 @@ class EvalStage(object):
     ``RunSources`` (None: pinned by this stage alone)."""
 
     def __init__(self, opts, workers=None, max_memory_mb=None, chunk_size=None, cache=None,
-                 timeout=None, slots=None, sources=None):
+                 timeout=None, slots=None, sources=None, reuse=True, reuse_check=None):
         self.runner = NixCommand(evaluation_opts(opts), timeout)
         self.workers = workers
         self.max_memory_mb = max_memory_mb or DEFAULT_MAX_MEMORY_MB
@@ -61,6 +67,12 @@ class EvalStage(object):
         self.pinned = {}
         # why the controller's Nix configuration keeps this run from the cache
         self.impure_config = None
+        # reuse across commits where the cache is used (_eval_reuse), and
+        # {flake: why none of its hosts is}
+        self.reuse = reuse
+        # reused hosts evaluated again before their answers are given
+        self.reuse_check = int(reuse_check or 0)
+        self.reuse_reasons = {}
         self._lock = threading.Lock()
 
     def evaluate(self, requests, put, failed=None):
@@ -96,12 +108,25 @@ class EvalStage(object):
                         % (_redact.url(source.flake), source.reason))}
                 del by_key[key]
         cache_keys = self._cache_keys(by_key)
+        reuse = self._reuse(by_key, cache_keys)
         hits = self._hits(cache_keys)
         misses = [k for k in by_key if k not in hits]
+        reused = reuse.lookup(misses, lambda k: self.pinned[by_key[k]['flake']].ref) \
+            if reuse is not None and misses else {}
+        misses = [k for k in misses if k not in reused]
+        if reused and self.reuse_check:
+            reused, wrong = self._spot_check(reuse, reused, by_key)
+            for key, message in wrong.items():
+                for host in hosts_of.pop(key):
+                    failed[host] = {'request': requests.pop(host), 'error': message}
+                del by_key[key]
+            misses = [k for k in by_key if k not in hits and k not in reused]
+        if reuse is not None:
+            misses.sort(key=lambda k: reuse.rank.get(k, 1))
         workers = min(self.workers or default_workers(len(misses), self.max_memory_mb),
                       max(1, len(misses)))
         pool = EvalPool(self.runner, apply_expression, workers, self.max_memory_mb,
-                        self.chunk_size, slots=self.slots)
+                        self.chunk_size, slots=self.slots, recorder=reuse)
         left = [len(requests) + len(failed)]
 
         def figures():
@@ -111,6 +136,7 @@ class EvalStage(object):
                     'budget_mb': workers * self.max_memory_mb if misses else 0,
                     'peak_mb': pool.peak_mb, 'peak_total_mb': pool.peak_total_mb,
                     'from_cache': sum(len(hosts_of[k]) for k in hits),
+                    'reused': sum(len(hosts_of[k]) for k in reused),
                     'evaluated': sum(len(hosts_of[k]) for k in misses)}
 
         def give(host, host_entry):
@@ -121,21 +147,29 @@ class EvalStage(object):
                     host_entry = dict(host_entry, batch=figures())
             put(host, host_entry)
 
-        def deliver(key, result, from_cache=False):
-            if not from_cache and 'error' not in result and key in cache_keys:
+        def deliver(key, result, from_cache=False, reused_from=None):
+            if (not from_cache or reused_from) and 'error' not in result and key in cache_keys:
+                # a reused answer is this content's too: a re-run hits it
                 self.cache.put(cache_keys[key], result)
             source = self.pinned[by_key[key]['flake']]
             with self._lock:
                 refused = sorted(pool.refused.get(source.ref) or ())
+            how = 'reused' if reused_from else 'cached' if from_cache else 'evaluated'
             for host in hosts_of[key]:
-                give(host, {'request': requests[host], 'answer': result,
-                            'from_cache': from_cache, 'source': source.provenance,
-                            'notes': self._notes(source, refused)})
+                host_entry = {'request': requests[host], 'answer': result,
+                              'from_cache': from_cache, 'evaluation': how,
+                              'source': source.provenance,
+                              'notes': self._notes(source, refused)}
+                if reused_from:
+                    host_entry['reused'] = reused_from
+                give(host, host_entry)
 
         for host, host_entry in failed.items():
             give(host, host_entry)
         for key, result in hits.items():
             deliver(key, result, from_cache=True)
+        for key, (result, reused_from) in reused.items():
+            deliver(key, result, from_cache=True, reused_from=reused_from)
         if misses:
             by_flake = {}
             for key in misses:
@@ -210,7 +244,59 @@ class EvalStage(object):
         if self.cache is not None and self.impure_config and not (
                 accepted and self.impure_config == ACCEPTED_CONFIG):
             notes.append(u'nothing is cached: %s' % self.impure_config)
+        why = self.reuse_reasons.get(source.flake)
+        if why:
+            notes.append(u'%s: no host is reused across commits (%s); each is evaluated when '
+                         u'the flake changes' % (shown, why))
         return notes
+
+    def _spot_check(self, reuse, reused, by_key):
+        """(the reused answers still given, {key: error}): ``reuse_check`` of
+        them, drawn at random, evaluated again by Nix first. One that
+        differs fails its hosts, turns reuse off for its flake (a file in the
+        cache folder) and sends every other reused host of that flake to be
+        evaluated."""
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_reuse import (
+            spot_check)
+        sample = random.Random().sample(sorted(reused), min(self.reuse_check, len(reused)))
+        wrong = spot_check(self.runner, dict((k, reused[k]) for k in sample), lambda key: {
+            'flake': self.pinned[by_key[key]['flake']].ref, 'attr': by_key[key]['attr']})
+        if not wrong:
+            return reused, {}
+        flakes = set(by_key[key]['flake'] for key in wrong)
+        errors = {}
+        for key, fresh in wrong.items():
+            flake = by_key[key]['flake']
+            given = reused[key]
+            self.cache.distrust(flake, {'attr': by_key[key]['attr'], 'reused': given[0],
+                                        'from': given[1].get('from'), 'nix': fresh,
+                                        'when': int(time.time())})
+            errors[key] = (
+                u'nixdeploy: the answer reused for %s#%s (%s, from %s) is not what Nix gives for '
+                u'this commit (%s): reuse across commits is now off for this flake (the cache '
+                u'folder holds why); please report this with the flake\'s two commits'
+                % (_redact.url(flake), attr_string(by_key[key]['attr']), given[0].get('drv_path'),
+                   (given[1].get('from') or {}).get('revision') or 'another content',
+                   fresh.get('drv_path') or fresh.get('error')))
+        kept = dict((k, v) for k, v in reused.items() if by_key[k]['flake'] not in flakes)
+        return kept, errors
+
+    def _reuse(self, by_key, cache_keys):
+        """The run's ``_eval_reuse.Reuse`` for the requests the cache may
+        answer (None: nothing to reuse or record)."""
+        if not cache_keys or not self.reuse:
+            return None
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_reuse import (
+            Reuse)
+        folder = (self.sources.folder if self.sources is not None else None) or \
+            tempfile.mkdtemp(prefix='nixdeploy-record-')
+        features = self.runner.features()
+        reuse = Reuse(self.cache, self.runner, self.sources or RunSources(None), folder,
+                      lambda fingerprint, attr: self.cache.key(fingerprint, attr, features,
+                                                               self.runner.opts))
+        reuse.prepare(self.pinned, dict((k, by_key[k]) for k in cache_keys))
+        self.reuse_reasons = reuse.reasons
+        return reuse
 
     # ------------------------------------------------------------ cache
     def _cache_keys(self, by_key):
@@ -266,7 +352,8 @@ FETCH_ARGS = {'--no-write-lock-file': 0, '--no-update-lock-file': 0, '--offline'
 
 # ------------------------------------------------------------ the task's side
 # The arguments that tune the evaluators: part of the batch's key
-TUNING = ('eval_chunk_size', 'eval_workers', 'eval_max_memory_mb', 'eval_cache')
+TUNING = ('eval_chunk_size', 'eval_workers', 'eval_max_memory_mb', 'eval_cache', 'eval_reuse',
+          'eval_reuse_check')
 
 
 def stage_of(opts, args, workers=None):
@@ -285,7 +372,8 @@ def stage_of(opts, args, workers=None):
     # every evaluator of the run evaluates one content of each flake
     return EvalStage(opts, workers=workers or args.get('eval_workers'),
                      max_memory_mb=max_memory_mb, chunk_size=args.get('eval_chunk_size'),
-                     cache=cache, slots=slots, sources=RunSources(folder))
+                     cache=cache, slots=slots, sources=RunSources(folder),
+                     reuse=args.get('eval_reuse', True), reuse_check=args.get('eval_reuse_check'))
 
 
 def own_entry(opts, args, task, hosts, host, request):
@@ -298,7 +386,7 @@ def own_entry(opts, args, task, hosts, host, request):
     the job's slots, so the flake's shared part (a nixpkgs) is evaluated
     once per evaluator, not once per host."""
     service = Service(C.DEFAULT_LOCAL_TMP, 'eval-own', batch_key(
-        'eval-own', task._uuid, sorted(hosts), options_of(args),
+        'eval-own', task_uuid(task), sorted(hosts), options_of(args),
         [args.get(k) for k in TUNING]))
 
     def serve(requests, put):
@@ -317,8 +405,8 @@ def batch_entry(action, args, opts, kind='eval'):
     ``action``: a NixdeployAction whose task evaluates (nix_eval, or
     nix_build without a derivation)."""
     host, task_vars = action.host, action.task_vars
-    base_dir = action._loader.get_basedir()  # pylint: disable=protected-access
-    task = action._task  # pylint: disable=protected-access
+    base_dir = loader_of(action).get_basedir()
+    task = task_of(action)
 
     def resolve(flake):
         return flake_ref(flake, base_dir)
@@ -333,7 +421,7 @@ def batch_entry(action, args, opts, kind='eval'):
     # from the first host's values, and the hosts whose own request differs
     # ask again, together (own_entry).
     stream = Stream(C.DEFAULT_LOCAL_TMP, kind, batch_key(
-        kind, task._uuid, sorted(hosts), options_of(args), [args.get(k) for k in TUNING]))
+        kind, task_uuid(task), sorted(hosts), options_of(args), [args.get(k) for k in TUNING]))
 
     def work(put):
         # in the batch's detached process: every host's request, then each

@@ -65,8 +65,12 @@ class FlakeSource(object):
     pinned (None when it is)."""
 
     def __init__(self, flake, ref, identity_=None, provenance=None, reason=None, root=None,
-                 local=False, lock_file=None, lock_note=None):
+                 local=False, lock_file=None, lock_note=None, store_path=None, sub=''):
         self.flake = flake
+        # the store copy of the pinned content and the flake's folder in it:
+        # what a recorded evaluation reads (_eval_reuse)
+        self.store_path = store_path
+        self.sub = sub
         # the run's private copy of the lock graph the pin resolved, which
         # every evaluator reads (--reference-lock-file) instead of the
         # flake's stale flake.lock; None: its own flake.lock
@@ -85,13 +89,15 @@ class FlakeSource(object):
     def to_data(self):
         return {'flake': self.flake, 'ref': self.ref, 'identity': self.identity,
                 'provenance': self.provenance, 'reason': self.reason, 'root': self.root,
-                'local': self.local, 'lock_file': self.lock_file, 'lock_note': self.lock_note}
+                'local': self.local, 'lock_file': self.lock_file, 'lock_note': self.lock_note,
+                'store_path': self.store_path, 'sub': self.sub}
 
     @classmethod
     def from_data(cls, data):
         return cls(data['flake'], data['ref'], data.get('identity'), data.get('provenance'),
                    data.get('reason'), data.get('root'), bool(data.get('local')),
-                   data.get('lock_file'), data.get('lock_note'))
+                   data.get('lock_file'), data.get('lock_note'), data.get('store_path'),
+                   data.get('sub') or '')
 
     def eval_args(self):
         """What every evaluator of this source adds to its argv: the
@@ -160,8 +166,12 @@ def pin(runner, flake, lock_path=None):
             # the cache keys by what was evaluated: the snapshot
             found = dict(found, url=ref)
     provenance['evaluated'] = _redact.url(ref)
+    store_path = data.get('path') if isinstance(data.get('path'), str) \
+        and is_store_path(data.get('path')) else None
+    sub = (query.get('dir') or [''])[0].strip('/')
     return FlakeSource(flake, ref, found, provenance, root=root, local=local,
-                       lock_file=lock_file, lock_note=stale if lock_file else None)
+                       lock_file=lock_file, lock_note=stale if lock_file else None,
+                       store_path=store_path, sub=sub)
 
 
 def _resolved_lock(runner, data, lock_path):
@@ -385,6 +395,11 @@ class RunSources(object):
         setup (``key``)."""
         return self._once('config-%s' % key, lambda _path: {
             'reason': impure_config(runner)})['reason']
+
+    def once(self, name, compute):
+        """``compute()`` (JSON data) the first time the run asks for
+        ``name`` (a file-name-safe key), what it gave every later time."""
+        return self._once(name, lambda _path: {'value': compute()})['value']
 
     def _once(self, name, compute):
         """``compute(path)`` (JSON data) the first time the run asks for

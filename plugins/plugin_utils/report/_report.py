@@ -69,7 +69,7 @@ def totals(hosts, runs):
     out = dict((status, 0) for status in STATUSES)
     out.update(hosts=len(hosts), failed_total=0, unreachable=0, connection_lost=0,
                host_key_unchecked=0, nix_evaluations=0,
-               evaluations_from_cache=0, paths_sent=0, bytes_sent=0,
+               evaluations_from_cache=0, evaluations_reused=0, paths_sent=0, bytes_sent=0,
                closure_diff={'added': 0, 'removed': 0, 'changed': 0, 'size_change_bytes': 0})
     for rec in hosts.values():
         out[rec['status']] = out.get(rec['status'], 0) + 1

@@ -250,9 +250,7 @@ def _totals(report, check_mode):
               ('', '+%d -%d ~%d' % (diff.get('added', 0), diff.get('removed', 0),
                                     diff.get('changed', 0)),
                'packages, %s' % human_bytes(diff.get('size_change_bytes'), signed=True)),
-              ('', totals.get('nix_evaluations', 0),
-               'Nix evaluations, %d hosts from cache' % totals.get('evaluations_from_cache', 0)
-               if totals.get('evaluations_from_cache') else 'Nix evaluations'),
+              ('', totals.get('nix_evaluations', 0), _evaluations_label(totals)),
               ('', seconds(totals.get('duration')), 'duration')]
     if totals.get('host_key_unchecked'):
         cards.append(('hostkey', totals['host_key_unchecked'], 'host key not checked'))
@@ -335,6 +333,26 @@ def _timeline(report, hosts):
             u'<div class="gantt">%s</div></section>' % (legend, ''.join(rows)))
 
 
+def _evaluations_label(totals):
+    said = ['%d hosts from cache' % totals['evaluations_from_cache']] \
+        if totals.get('evaluations_from_cache') else []
+    if totals.get('evaluations_reused'):
+        said.append('%d reused from an earlier commit' % totals['evaluations_reused'])
+    return 'Nix evaluations' + (', ' + ', '.join(said) if said else '')
+
+
+def _reused(rec):
+    """The line under a store path whose evaluation was reused: which
+    content it was evaluated from, how many recorded paths were checked."""
+    origin = (rec.get('eval') or {}).get('reused_from')
+    if not origin:
+        return u''
+    content = (origin.get('revision') or '')[:12] or \
+        (origin.get('nar_hash') or '')[7:19] or 'another content'
+    return u'<br><small>evaluation reused from %s%s (%s paths checked)</small>' % (
+        _e(content), ' (dirty)' if origin.get('dirty') else '', _e(origin.get('checked')))
+
+
 def _table(hosts, check_mode):
     head = (u'<tr><th>host</th><th>platform</th><th>outcome</th><th>generation</th>'
             u'<th>store path</th><th>copied</th><th>closure change</th><th>duration</th></tr>')
@@ -351,13 +369,13 @@ def _table(hosts, check_mode):
         path = rec.get('store_path') or ''
         rows.append(
             u'<tr data-host="%s"><td><b>%s</b>%s</td><td>%s</td><td><span class="badge %s">%s</span>'
-            u' %s</td><td class="num">%s &rarr; %s</td><td class="mono" title="%s">%s</td>'
+            u' %s</td><td class="num">%s &rarr; %s</td><td class="mono" title="%s">%s%s</td>'
             u'<td class="num">%s</td><td class="nowrap">%s</td><td class="num">%s</td></tr>'
             % (_e(rec['host']), _e(rec['host']), _host_key_badge(rec), _e(rec.get('platform') or '-'),
                _e(_status_class(rec)),
                _e(_status_text(rec, check_mode)), _summary_lines(rec.get('summary')),
                _e(generation(gen['before'])), _e(generation(gen['after'])), _e(path),
-               _e(path.rpartition('/')[2][33:] or path or '-'),
+               _e(path.rpartition('/')[2][33:] or path or '-'), _reused(rec),
                _e('%s in %s paths' % (human_bytes(copied.get('bytes_sent')),
                                       copied.get('paths_sent')) if copied else '-'),
                _e(change), _e(seconds(rec.get('duration')))))

@@ -218,7 +218,10 @@ class HostLog:
                            'nix_processes': to_int(evaluated.get('nix_processes')),
                            'batch_hosts': to_int(evaluated.get('batch_hosts')),
                            # answered by the evaluation cache, not by Nix
-                           'from_cache': evaluated.get('from_cache') is True}
+                           'from_cache': evaluated.get('from_cache') is True,
+                           'answered': evaluated.get('answered')
+                           if evaluated.get('answered') in ANSWERED else None,
+                           'reused_from': reused_from(evaluated.get('reused'))}
         if copied and any(key in copied for key in COPY_KEYS):
             rec['copy'] = dict((key, copied.get(key)) for key in COPY_KEYS)
         rec['closure_diff'] = closure_diff(activate.get('closure_diff'))
@@ -383,10 +386,29 @@ def flake_record(ref, metadata):
     }
 
 
+# how a host's evaluation was answered (nix_eval's ``answered``)
+ANSWERED = ('evaluated', 'cached', 'reused')
+
+
+def reused_from(reused):
+    """The content a reused answer was evaluated from, as the report keeps
+    it ({revision, dirty, nar_hash, last_modified, checked}), or None."""
+    if not isinstance(reused, dict) or not isinstance(reused.get('from'), dict):
+        return None
+    origin = reused['from']
+    text = dict((key, origin.get(key) if isinstance(origin.get(key), str) else None)
+                for key in ('revision', 'nar_hash'))
+    text['dirty'] = origin.get('dirty') is True
+    text['last_modified'] = to_int(origin.get('last_modified'))
+    text['checked'] = to_int(reused.get('checked'))
+    return text
+
+
 def work(hosts):
     """What one run did, summed over its hosts: a merge adds these up per run,
     so a host deployed by two runs counts both times."""
-    out = {'nix_evaluations': 0, 'paths_sent': 0, 'bytes_sent': 0, 'evaluations_from_cache': 0}
+    out = {'nix_evaluations': 0, 'paths_sent': 0, 'bytes_sent': 0, 'evaluations_from_cache': 0,
+           'evaluations_reused': 0}
     for rec in hosts.values():
         copied = rec.get('copy') or {}
         out['paths_sent'] += to_int(copied.get('paths_sent')) or 0
@@ -396,4 +418,6 @@ def work(hosts):
             out['nix_evaluations'] += evaluated.get('nix_processes') or 0
         if evaluated.get('from_cache'):
             out['evaluations_from_cache'] += 1
+        if evaluated.get('answered') == 'reused':
+            out['evaluations_reused'] += 1
     return out

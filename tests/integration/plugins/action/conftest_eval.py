@@ -74,11 +74,17 @@ def nix_wrapper(directory):
 
 
 def calls(log, subcommand):
-    """The logged invocations of ``nix <subcommand>``."""
+    """The logged invocations of ``nix <subcommand>``; for ``eval``, the
+    evaluators only (their expression traces answers with the marker), not
+    the run's one look at the flake's attributes (docs/eval-cache.md, "Reuse
+    across commits")."""
     if not os.path.exists(log):
         return []
     with open(log) as handle:
-        return [ln for ln in handle.read().splitlines() if ln.split(' ', 1)[0] == subcommand]
+        found = [ln for ln in handle.read().splitlines() if ln.split(' ', 1)[0] == subcommand]
+    if subcommand == 'eval':
+        found = [ln for ln in found if 'nixdeploy-eval-result' in ln]
+    return found
 
 
 def inventory(lab, flake, hosts=None, extra=None):

@@ -257,7 +257,7 @@ def test_given_no_derivation_it_evaluates_as_nix_eval_does(evb_lab, tmp_path, ca
         seen = sampler.stop()
     check(run)
     assert all(run.result('build', h)['result']['built'] for h in good)
-    evaluations = [c for c in calls(log, 'eval') if '--apply' in c]
+    evaluations = calls(log, 'eval')
     # the evaluators of nix_eval's defaults (cores and free memory: 2 on a
     # 2-core controller), plus one for the hosts after the broken one
     workers = default_workers(len(evb_lab.hosts), DEFAULT_MAX_MEMORY_MB)
@@ -269,7 +269,7 @@ def test_given_no_derivation_it_evaluates_as_nix_eval_does(evb_lab, tmp_path, ca
     check(run)
     assert not any(run.result('build', h)['result']['built'] for h in good)
     # from the cache: no evaluator ran (the broken host, never cached, again)
-    evaluations = [c for c in calls(log, 'eval') if '--apply' in c]
+    evaluations = calls(log, 'eval')
     assert len(evaluations) == 1, evaluations
 
 

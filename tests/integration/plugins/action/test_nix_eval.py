@@ -230,8 +230,7 @@ def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_p
     # more process for the hosts after the broken one; on a busy machine a
     # host that asks late starts a second wave. Not one process per host
     # (8): two at a time at most.
-    evaluations = [line for line in open(log).read().splitlines()
-                   if line.startswith('eval ') and '--apply' in line]
+    evaluations = calls(log, 'eval')
     assert 3 <= len(evaluations) < len(evb_lab.hosts), evaluations
     assert 1 <= seen['sampled_most_at_once'] <= 2, seen
     figures = [r['result']['evaluation'] for r in run.results(TASK)
@@ -346,21 +345,32 @@ def test_evaluation_cache_between_runs(evb_lab, tmp_path):
     assert evals == 1
 
 
-def nix_processes_of(folder):
-    """pids of the processes whose command line names ``folder`` (the
-    test's own flake: the evaluators of this test only)."""
+def nix_processes_of(token):
+    """pids of the ``nix eval`` processes (and the strace that records one)
+    whose environment holds ``token`` (this test's job: its evaluators
+    inherit the job's environment), whatever reference they evaluate."""
     found = []
+    needle = ('NIXDEPLOY_TEST_JOB=%s' % token).encode()
     for pid in os.listdir('/proc'):
         if not pid.isdigit():
             continue
         try:
             with open('/proc/%s/cmdline' % pid, 'rb') as handle:
                 cmdline = handle.read().decode('utf-8', 'replace')
+            with open('/proc/%s/environ' % pid, 'rb') as handle:
+                environ = handle.read().split(b'\0')
         except OSError:
             continue
-        if folder in cmdline and 'eval' in cmdline.split('\0'):
+        if 'eval' in cmdline.split('\0') and needle in environ:
             found.append(int(pid))
     return found
+
+
+def still_there(token):
+    if not nix_processes_of(token):
+        return False
+    time.sleep(1)
+    return bool(nix_processes_of(token))
 
 
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGKILL])
@@ -376,21 +386,25 @@ def test_a_cancelled_job_leaves_no_evaluator(evb_lab, tmp_path, signum, calibrat
         [{'hosts': 'all', 'gather_facts': False,
           'tasks': eval_task('nix', eval_workers=1)}]))
     (workdir / 'inventory.json').write_text(json.dumps(inventory(evb_lab, flake)))
+    token = uuid.uuid4().hex
     job = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), '-i', 'inventory.json',
-                            'playbook.yml'], cwd=str(workdir), env=ansible_env(),
+                            'playbook.yml'], cwd=str(workdir),
+                           env=dict(ansible_env(), NIXDEPLOY_TEST_JOB=token),
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while not nix_processes_of(str(flake.path)):
+        # the heavy host's evaluator (not the run's short look at the
+        # flake's attributes): one that is still there a second later
+        while not still_there(token):
             assert job.poll() is None and time.monotonic() < deadline, 'no evaluator started'
             time.sleep(0.2)
         job.send_signal(signum)
         job.wait(timeout=60)
         deadline = time.monotonic() + 10
-        while nix_processes_of(str(flake.path)) and time.monotonic() < deadline:
+        while nix_processes_of(token) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert nix_processes_of(str(flake.path)) == []
+        assert nix_processes_of(token) == []
     finally:
         if job.poll() is None:
             job.kill()

@@ -139,7 +139,7 @@ def test_records_status_phases_and_generations():
     assert web['copy']['bytes_sent'] == 30000 and web['copy']['copied_from'] is None
     assert web['closure_diff']['added'] == ['lab-extra-v2']
     assert web['eval'] == {'evaluated_here': True, 'nix_processes': 1, 'batch_hosts': 4,
-                           'from_cache': False}
+                           'from_cache': False, 'answered': None, 'reused_from': None}
     assert web['summary'] == 'switched' and web['start'] == 1000.0 and web['end'] == 1033.0
     # rolled back: failed, back on its old generation, the one it tried kept
     db = hosts['db']

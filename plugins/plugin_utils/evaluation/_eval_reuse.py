@@ -1,0 +1,325 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Each host's evaluation reused across commits while nothing it read has
+changed (docs/eval-cache.md, "Reuse across commits").
+
+The evaluation cache answers a flake whose content is exactly the one it
+saw. This answers a host of another commit: its reuse entry is keyed by
+what does not change with a commit (the flake as the hosts name it, its
+lock graph, the attribute, Nix, the options, which attributes the source
+has) and holds the answer with the record of what its evaluation read
+(``_eval_record``). A host is reused when every recorded path looks the
+same in the run's pinned content, every attribute of ``self`` it forced has
+the same value, and its derivation is still in the store; every other host
+is evaluated, through ``record.nix`` under strace, and recorded anew.
+
+Nothing is reused (and the run says why, once) where reads cannot all be
+seen: no strace or tracing refused, import-from-derivation allowed, a
+source without a store copy, a lock graph the run resolved, a Nix this was
+not checked with (Determinate Nix reads through lazy trees), a subflake of
+a tree with uncommitted changes on a Nix before 2.25.
+"""
+
+import os
+import threading
+
+from urllib.parse import quote
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_record
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import IFD_SETTING
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
+    NixCommand, NixError, NixOptions, nix_string)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import batch_key
+
+# while recording, a process is replaced after as many hosts as keep its
+# start (Nix, the flake's top and what all hosts share, a nixpkgs) within
+# this share of their own evaluation: a host that costs eight times a start
+# gets a process of its own (its record is then exactly what it read)
+RECORD_OVERHEAD = 0.125
+
+
+class Spec(object):
+    """How to record the evaluation of one pinned source: ``ref`` (what
+    record.nix calls), ``sub``, ``info`` (the pinned flake's attributes to
+    give ``self``, or None: the ref's own), ``root`` (its store copy),
+    ``values`` (each attribute's value, outPath included)."""
+
+    def __init__(self, ref, sub, info, root, values):
+        self.ref, self.sub, self.info, self.root, self.values = ref, sub, info, root, values
+
+
+class Reuse(object):
+    """Reuse for one stage's run. ``prepare`` decides per flake whether its
+    hosts may be reused and recorded; ``lookup`` answers the hosts it can;
+    ``finished`` keeps what one evaluator read."""
+
+    def __init__(self, cache, runner, sources, folder, cache_key):
+        self.cache = cache
+        self.runner = runner
+        self.sources = sources
+        # the run's private folder: logs and the evaluators' own Nix caches
+        self.folder = folder
+        # the reuse key of a request: cache_key(fingerprint, attr)
+        self._cache_key = cache_key
+        # {flake evaluated (source.ref): Spec}
+        self.specs = {}
+        # {flake as named: why nothing of it is reused}
+        self.reasons = {}
+        # {request key: reuse key}
+        self.keys = {}
+        # {request key: 0 evaluate first .. 2 last} (lookup)
+        self.rank = {}
+        self._origin = {}
+        self._results = {}
+        self._describers = {}
+        self._lock = threading.Lock()
+        self._count = 0
+        self.strace = None
+        # {drv: whether it holds the source's own path} (_eval_record.mentions)
+        self._mentions = {}
+
+    # ------------------------------------------------------------ deciding
+    def prepare(self, pinned, by_key):
+        """Decide for each flake of ``pinned`` ({flake: FlakeSource}) of the
+        requests ``by_key``."""
+        reason = self._general_reason()
+        for flake, source in pinned.items():
+            why = reason or self._source_reason(source)
+            distrusted = None if why else self.cache.distrusted(flake)
+            if distrusted:
+                why = (u'a spot check found a reused answer Nix does not give; reuse stays off '
+                       u'for this flake until %s is removed' % distrusted)
+            spec = None
+            if why is None:
+                spec, why = self._spec(source)
+            if why is not None:
+                self.reasons[flake] = why
+                continue
+            self.specs[source.ref] = spec
+            self._origin[source.ref] = dict(source.provenance)
+            for key, request in by_key.items():
+                if request['flake'] == flake:
+                    fingerprint = {'reuse': _eval_record.FORMAT, 'flake': flake,
+                                   'sub': source.sub,
+                                   'locks': (source.identity or {}).get('locks'),
+                                   'attributes': sorted(spec.values)}
+                    found = self._cache_key(fingerprint, request['attr'])
+                    if found:
+                        self.keys[key] = found
+
+    def _general_reason(self):
+        opts = self.runner.opts
+        ifd = opts.options.get(IFD_SETTING)
+        if ifd not in (None, False) and u'%s' % ifd not in ('false', '0', 'no', ''):
+            return 'import-from-derivation is allowed: an evaluation may read what it builds'
+        try:
+            features = self.runner.features()
+        except NixError as exc:
+            return u'%s' % exc
+        if features.flavour == _nix_output.DETERMINATE:
+            return "Determinate Nix reads a flake through its lazy trees, which strace cannot see"
+        self.strace = _eval_record.which_strace()
+        return self.sources.once('trace-%s' % batch_key('trace', self.strace, opts.nix_bin),
+                                 lambda: _eval_record.probe(self.strace, opts.nix_bin or 'nix'))
+
+    @staticmethod
+    def _source_reason(source):
+        if source.reason or source.identity is None or not source.store_path:
+            return 'its content is not pinned to a store copy'
+        if source.lock_file:
+            return 'its lock graph was resolved by the run'
+        return None
+
+    def _spec(self, source):
+        """(Spec, None) or (None, why)."""
+        runner = self._info_runner()
+        info = self.sources.once('info-%s' % batch_key('info', source.ref, runner.opts.nix_bin),
+                                 lambda: query_info(runner, source.ref))
+        if not isinstance(info, dict):
+            return None, u"Nix did not give the flake's attributes (%s)" % (info or 'no answer')
+        values = dict(info, outPath=source.store_path)
+        features = self.runner.features()
+        like = _nix_output.like_nix(features.flavour, features.version)
+        if like < (2, 20):
+            # the ref's own reads go through the file system
+            if source.root and 'narHash=' not in source.ref:
+                return None, ('a subflake of a tree with uncommitted changes is not read as '
+                              'one locked content by Nix before 2.25')
+            return Spec(source.ref, source.sub, None, source.store_path, values), None
+        if source.sub and not features.path_dir:
+            return None, 'a subflake on Nix 2.20-2.24'
+        nar_hash = source.provenance.get('nar_hash')
+        if not nar_hash:
+            return None, 'its content has no narHash'
+        # newer Nix reads a git source through its own accessor: its store
+        # copy, with the git flake's attributes (``info``)
+        params = ([('dir', source.sub)] if source.sub else []) + [('narHash', nar_hash)]
+        ref = 'path:%s?%s' % (source.store_path, '&'.join(
+            '%s=%s' % (k, quote(v, safe='/')) for k, v in params))
+        return Spec(ref, source.sub, info, source.store_path, values), None
+
+    def _info_runner(self):
+        opts = self.runner.opts
+        return NixCommand(NixOptions(nix_bin=opts.nix_bin, options=opts.options),
+                          self.runner.timeout)
+
+    # ------------------------------------------------------------ reusing
+    def lookup(self, keys, request_flake):
+        """{request key: (result, reused)} of ``keys`` whose record holds in
+        the run's content (``request_flake(key)``: the source.ref it would be
+        evaluated from); ``reused`` is {'from': provenance, 'checked': N}."""
+        found = {}
+        chains = {}
+        for key in keys:
+            reuse_key = self.keys.get(key)
+            spec = self.specs.get(request_flake(key))
+            if reuse_key is None or spec is None:
+                continue
+            entry = self.cache.get_reuse(reuse_key)
+            if entry is None:
+                continue
+            if entry['chain'] not in chains:
+                chains[entry['chain']] = self._holds(entry['chain'], spec)
+            valid, checked = chains[entry['chain']]
+            if entry['upto'] < valid:
+                found[key] = (entry, checked)
+            else:
+                # evaluated first where only a host before it in its process
+                # changed, last where its own reads did: its neighbours' new
+                # records then leave out what changes on every commit
+                self.rank[key] = 2 if valid == entry['upto'] else 0
+        tied = self.cache.tie(self.runner, dict((k, v[0]) for k, v in found.items())) \
+            if found else set()
+        answers = {}
+        for key, (entry, checked) in found.items():
+            if tied and key in tied:
+                result = dict((f, entry[f]) for f in ('drv_path', 'out_path', 'system'))
+                answers[key] = (result, {'from': entry['origin'], 'checked': checked})
+        return answers
+
+    def _holds(self, chain_name, spec):
+        chain = self.cache.get_chain(chain_name)
+        if chain is None or chain.get('format') != _eval_record.FORMAT:
+            return 0, 0
+        try:
+            return _eval_record.valid_upto(chain, self._describer(spec.root), spec.values)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return 0, 0
+
+    def _describer(self, root):
+        with self._lock:
+            if root not in self._describers:
+                self._describers[root] = _eval_record.Describer(root)
+            return self._describers[root]
+
+    # ------------------------------------------------------------ recording
+    def command(self, flake_ref, apply_text, marker, self_marker, argv_of):
+        """(argv, env, log path) of a recorded evaluator of ``flake_ref``, or
+        None when it is not recorded. ``argv_of(args)``: the nix eval argv."""
+        spec = self.specs.get(flake_ref)
+        if spec is None or self.strace is None:
+            return None
+        with self._lock:
+            self._count += 1
+            number = self._count
+        place = os.path.join(self.folder, 'record-%d-%d' % (os.getpid(), number))
+        os.makedirs(place, 0o700, exist_ok=True)
+        env = _eval_record.private_cache(place)
+        expr = _eval_record.expression(apply_text, spec.ref, spec.sub, spec.info, self_marker)
+        log = os.path.join(place, 'strace.log')
+        argv = argv_of(['--json', '--expr', expr])
+        return _eval_record.strace_argv(self.strace, log, argv), env, log
+
+    def result(self, key, result):
+        """Remember a host's answer for its reuse entry."""
+        with self._lock:
+            self._results[key] = result
+
+    def _names_source(self, drv, root):
+        with self._lock:
+            return _eval_record.mentions(drv, _eval_record.hash_part(root), self._mentions)
+
+    def finished(self, flake_ref, log_path, marker, self_marker, keys_at):
+        """Keep what one evaluator read: ``keys_at`` is its items' request
+        keys by trace index. Never raises: a record that cannot be made is
+        no record (its hosts are evaluated next time)."""
+        spec = self.specs.get(flake_ref)
+        if spec is None:
+            return
+        try:
+            log = _eval_record.Log.read(log_path, spec.root, marker, self_marker, spec.sub)
+            if not _eval_record.read_first_file(log, spec.sub):
+                return
+            chain = _eval_record.chain_of(log, self._describer(spec.root), spec.values)
+            if chain is None:
+                return
+            name = self.cache.put_chain(chain)
+            if name is None:
+                return
+            for upto, index in enumerate(log.answered):
+                if index >= len(keys_at):
+                    continue
+                key = keys_at[index]
+                with self._lock:
+                    result = self._results.get(key)
+                reuse_key = self.keys.get(key)
+                if result and 'error' not in result and reuse_key \
+                        and not self._names_source(result['drv_path'], spec.root):
+                    self.cache.put_reuse(reuse_key, result, name, upto,
+                                         self._origin.get(flake_ref))
+        except (OSError, ValueError, TypeError, KeyError, IndexError):
+            return
+        finally:
+            _remove_tree(os.path.dirname(log_path))
+
+
+def spot_check(runner, reused, requests_of):
+    """The keys of ``reused`` ({key: (result, reused)}) whose answer a fresh
+    evaluation does not give ({key: what Nix gave}); ``requests_of(key)``:
+    {flake (the pinned reference), attr}. Each key is evaluated by Nix
+    (``_eval.Evaluator``), not recorded."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
+        Evaluator)
+    evaluator = Evaluator(runner.opts, timeout=runner.timeout)
+    fresh = evaluator.evaluate(dict((key, requests_of(key)) for key in reused))
+    runner.processes += evaluator.processes
+    fields = ('drv_path', 'out_path', 'system')
+    return dict((key, fresh[key]) for key, (result, _how) in reused.items()
+                if dict((f, fresh[key].get(f)) for f in fields) != dict(
+                    (f, result.get(f)) for f in fields))
+
+
+def info_expression(ref):
+    """The ``--expr`` that gives the flake's source attributes but its path."""
+    return 'builtins.removeAttrs (builtins.getFlake %s).sourceInfo [ "outPath" ]' % nix_string(ref)
+
+
+def query_info(runner, ref):
+    """The flake's source attributes as Nix gives them to ``self`` (its
+    rev, revCount, lastModified, narHash...) but outPath, or an error
+    text."""
+    try:
+        data = runner.json('eval', ['--json', '--expr', info_expression(ref)],
+                           "reading the flake's attributes", flake_command=True)
+    except NixError as exc:
+        return exc.nix_message() or exc.message
+    return data if isinstance(data, dict) else 'not an attribute set'
+
+
+def _remove_tree(path):
+    for top, folders, files in os.walk(path, topdown=False):
+        for name in files + folders:
+            full = os.path.join(top, name)
+            try:
+                if os.path.isdir(full) and not os.path.islink(full):
+                    os.rmdir(full)
+                else:
+                    os.unlink(full)
+            except OSError:
+                pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass

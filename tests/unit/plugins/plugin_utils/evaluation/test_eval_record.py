@@ -1,0 +1,204 @@
+"""What an evaluator read (plugin_utils/evaluation/_eval_record.py): a real
+strace log read against a source folder, each path described as a later
+content must match it (links, the executable bit, absences, listings), and
+a derivation that names the source's own path. Real strace and files."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.collection import collections_path
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
+    _eval_record)
+
+needs_strace = pytest.mark.skipif(shutil.which('strace') is None, reason='needs strace')
+
+MARKER = 'nixdeploy-eval-result:00112233445566778899aabbccddeeff:'
+SELF = 'nixdeploy-eval-result:ffeeddccbbaa99887766554433221100:'
+
+# A stand-in evaluator: touches paths as Nix does (open, stat, list, links)
+# and writes each answer's trace line to stderr in between.
+READER = r'''
+import os, sys
+root, marker, self_marker = sys.argv[1:4]
+# the fetch: a newer Nix hashes the whole source again
+for top, dirs, files in os.walk(root):
+    for name in files:
+        open(os.path.join(top, name), 'rb').read()
+sys.stderr.write('trace: %s@setup\n' % self_marker); sys.stderr.flush()
+os.stat(os.path.join(root, 'flake.nix'))
+os.listdir(os.path.join(root, 'hosts'))
+os.path.exists(os.path.join(root, 'hosts', 'a', 'extra'))
+open(os.path.join(root, 'hosts', 'a', 'default.nix')).read()
+sys.stderr.write('trace: %s0 {"drv": "x"}\n' % marker); sys.stderr.flush()
+open(os.path.join(root, 'hosts', 'b', 'default.nix')).read()
+os.stat(os.path.join(root, 'files', 'tool'))
+sys.stderr.write('trace: %srev\n' % self_marker); sys.stderr.flush()
+sys.stderr.write('trace: %s1 {"drv": "y"}\n' % marker); sys.stderr.flush()
+'''
+
+
+def make_source(folder):
+    for rel, text in (('flake.nix', '{ }'), ('hosts/a/default.nix', '"a"'),
+                      ('hosts/c/default.nix', '"c"'), ('files/tool', 'run')):
+        path = os.path.join(folder, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'w') as handle:
+            handle.write(text)
+    # host b is a link to a's folder
+    os.symlink('a', os.path.join(folder, 'hosts', 'b'))
+    os.chmod(os.path.join(folder, 'files', 'tool'), 0o755)
+
+
+def traced(tmp_path, root):
+    log = str(tmp_path / 'strace.log')
+    argv = _eval_record.strace_argv(shutil.which('strace'), log,
+                                    [sys.executable, '-c', READER, root, MARKER, SELF])
+    subprocess.run(argv, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return _eval_record.Log.read(log, root, MARKER, SELF)
+
+
+@needs_strace
+def test_a_log_is_split_at_each_answer_and_names_every_kind_of_read(tmp_path):
+    root = str(tmp_path / 'source')
+    make_source(root)
+    log = traced(tmp_path, root)
+    assert log.broken is None
+    assert log.answered == [0, 1]
+    first, second = log.segments
+    # flake.nix is read by every evaluation (the fetch parsed it); what the
+    # fetch alone read is not in the record
+    assert first['reads']['flake.nix'] == 'read' and first['reads']['flake.lock'] == 'stat'
+    assert 'hosts/c/default.nix' not in first['reads']
+    assert first['reads']['hosts'] == 'list'
+    assert first['reads']['hosts/a/extra'] == 'stat'
+    assert first['reads']['hosts/a/default.nix'] == 'read'
+    assert 'hosts/b/default.nix' not in first['reads'] and not first['self']
+    assert second['reads']['hosts/b/default.nix'] == 'read'
+    assert second['reads']['files/tool'] == 'stat'
+    assert second['self'] == {'rev'}
+    assert _eval_record.read_first_file(log, '')
+    # a log with no fetch line: its reads may not be the evaluation's
+    unfetched = _eval_record.Log(root, MARKER, SELF)
+    unfetched.feed('1 openat(AT_FDCWD</>, "%s/flake.nix", O_RDONLY) = 3\n' % root)
+    assert not _eval_record.read_first_file(unfetched, '')
+
+
+@needs_strace
+def test_a_chain_holds_until_what_it_read_changes(tmp_path):
+    root = str(tmp_path / 'source')
+    make_source(root)
+    log = traced(tmp_path, root)
+    values = {'rev': 'one', 'outPath': root}
+    chain = _eval_record.chain_of(log, _eval_record.Describer(root), values)
+    assert chain['segments'][1]['self'] == {'rev': 'one'}
+
+    def holds(changes=None, new_values=None):
+        other = str(tmp_path / ('copy-%d' % len(os.listdir(str(tmp_path)))))
+        shutil.copytree(root, other, symlinks=True)
+        (changes or (lambda _r: None))(other)
+        return _eval_record.valid_upto(chain, _eval_record.Describer(other),
+                                       dict(new_values or values, outPath=other))[0]
+
+    assert holds() == 2
+    # a file nobody read: both hold
+    assert holds(lambda r: open(os.path.join(r, 'README'), 'w').close()) == 2
+    # c's file is not read, but hosts/ was listed: a new host changes the listing
+    assert holds(lambda r: os.makedirs(os.path.join(r, 'hosts', 'd'))) == 0
+    assert holds(lambda r: open(os.path.join(r, 'hosts', 'c', 'default.nix'), 'w').close()) == 2
+    # the absent path appears
+    assert holds(lambda r: open(os.path.join(r, 'hosts', 'a', 'extra'), 'w').close()) == 0
+    # b's file is read through its link: a change to a's file breaks the first
+    # segment (a read it) and so the second
+    assert holds(lambda r: _write(r, 'hosts/a/default.nix', '"A"')) == 0
+
+    def relink(r):
+        os.unlink(os.path.join(r, 'hosts', 'b'))
+        shutil.copytree(os.path.join(r, 'hosts', 'a'), os.path.join(r, 'hosts', 'b'))
+    # the link became a folder with the same content: readDir gives another
+    # type for it (the listing was read first), and b no longer passes a link
+    assert holds(relink) == 0
+    # only looked at: its content may change, its executable bit may not
+    assert holds(lambda r: _write(r, 'files/tool', 'other')) == 2
+    assert holds(lambda r: os.chmod(os.path.join(r, 'files', 'tool'), 0o644)) == 1
+    # the second host forced self.rev: another revision breaks it alone
+    assert holds(new_values={'rev': 'two'}) == 1
+
+
+def _write(root, rel, text):
+    with open(os.path.join(root, rel), 'w') as handle:
+        handle.write(text)
+
+
+@needs_strace
+def test_an_unknown_forced_attribute_or_a_cut_path_keeps_no_record(tmp_path):
+    root = str(tmp_path / 'source')
+    make_source(root)
+    log = traced(tmp_path, root)
+    assert _eval_record.chain_of(log, _eval_record.Describer(root), {'outPath': root}) is None
+    cut = _eval_record.Log(root, MARKER, SELF)
+    cut.feed('1 openat(AT_FDCWD</>, "%s/hosts/aaaa"..., O_RDONLY) = 3\n' % root)
+    assert cut.broken and 'cut short' in cut.broken
+    up = _eval_record.Log(root, MARKER, SELF)
+    up.feed('1 newfstatat(AT_FDCWD</>, "%s/hosts/../../etc", 0x1, 0) = 0\n' % root)
+    assert up.broken and '..' in up.broken
+
+
+def test_unfinished_calls_are_joined_and_fd_relative_paths_placed(tmp_path):
+    root = '/nix/store/00000000000000000000000000000000-source'
+    log = _eval_record.Log(root, MARKER, SELF)
+    log.feed('7 openat(AT_FDCWD</tmp>, "%s/flake.nix", O_RDONLY|O_CLOEXEC <unfinished ...>\n'
+             % root)
+    log.feed('8 newfstatat(5<%s/hosts>, "x", 0x1, AT_SYMLINK_NOFOLLOW) = -1 ENOENT (No such '
+             'file or directory)\n' % root)
+    log.feed('7 <... openat resumed>) = 4<%s/flake.nix>\n' % root)
+    log.feed('7 getdents64(4<%s/lib>, 0x55 /* 3 entries */, 32768) = 80\n' % root)
+    log.feed('7 openat(AT_FDCWD</tmp>, "/nix/store/11111111111111111111111111111111-nixpkgs/'
+             'default.nix", O_RDONLY) = 5\n')
+    log.feed('7 write(2<pipe:[1]>, "trace: %s0 {\\"drv\\"...", 40) = 40\n' % MARKER)
+    assert log.segments == [{'reads': {'flake.nix': 'read', 'hosts/x': 'stat', 'lib': 'list'},
+                             'self': set()}]
+
+
+def test_describe_names_each_link_and_stays_in_the_source(tmp_path):
+    root = str(tmp_path / 'source')
+    make_source(root)
+    os.symlink('/etc/hostname', os.path.join(root, 'away'))
+    os.symlink('../..', os.path.join(root, 'hosts', 'up'))
+    assert _eval_record.describe(root, 'hosts/b/default.nix', 'stat') == \
+        'link:hosts/b->a|file:-'
+    assert _eval_record.describe(root, 'away', 'read') == 'link:away->/etc/hostname|outside:/etc/hostname'
+    assert _eval_record.describe(root, 'hosts/up/x', 'stat').endswith('outside:..')
+    assert _eval_record.describe(root, 'missing/x', 'read') == 'absent'
+    assert _eval_record.describe(root, 'files/tool', 'stat') == 'file:x'
+    assert _eval_record.describe(root, 'files', 'list').startswith('dir:')
+    assert _eval_record.describe(root, 'files', 'stat') == 'dir'
+
+
+def instantiate(expr):
+    env = dict(os.environ, NIX_CONFIG='experimental-features = nix-command flakes\nsubstituters =')
+    return subprocess.run(['nix', 'eval', '--raw', '--expr', expr], check=True, env=env,
+                          stdout=subprocess.PIPE).stdout.decode()
+
+
+@pytest.mark.skipif(shutil.which('nix') is None, reason='needs nix')
+def test_a_derivation_that_names_the_source_is_found_through_its_inputs():
+    needle = '0123456789abcdfghijklmnpqrsvwxyz'
+    drv = ('derivation { name = "%s"; system = "x86_64-linux"; builder = "/bin/sh"; '
+           'v = %s; }')
+    leaf = drv % ('leaf', '"/nix/store/%s-source"' % needle)
+    top = instantiate('(%s).drvPath' % (drv % ('top', '(%s)' % (drv % ('mid', '(%s)' % leaf)))))
+    clean = instantiate('(%s).drvPath' % (drv % ('clean', '(%s)' % (drv % ('x', '"y"')))))
+    memo = {}
+    assert _eval_record.mentions(top, needle, memo)
+    assert not _eval_record.mentions(clean, needle, memo)
+    # every derivation read once, decided
+    assert all(value in (True, False) for value in memo.values()) and len(memo) == 5
+    # one that cannot be read counts as naming it: nothing is kept then
+    assert _eval_record.mentions('/nix/store/%s-gone.drv' % ('0' * 32), needle, {})
