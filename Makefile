@@ -25,7 +25,7 @@ DEMO_NAME ?= demo
 DEMO_HOSTS ?= 6
 
 .PHONY: help deps apt-deps venv test test-here test-here-suite test-here-checks test-current current-deps versions unit sanity \
-	lint molecule docs demo demo-current demo-down bench faults chaos clean importer-venv changelog-lint galaxy-import release
+	lint molecule docs demo demo-current demo-down bench faults chaos eval-diff clean importer-venv changelog-lint galaxy-import release
 
 help:
 	@echo 'make demo    bring up a $(DEMO_HOSTS)-host lab fleet and deploy to it'
@@ -283,6 +283,24 @@ ROUNDS ?= 100
 SEED ?=
 chaos: deps
 	$(VENV)/bin/python -m tests.chaos --rounds $(ROUNDS) $(if $(SEED),--seed $(SEED)) $(if $(KEEP),--keep)
+
+# The differential campaign of the evaluation cache's reuse across commits
+# (tests/evaldiff): COMMITS random commits to a flake of the shapes people
+# write, every host of every commit answered by the evaluation stage with one
+# persistent cache and checked against a plain `nix eval`; on this machine's
+# stack, then on the current one (inside the tree), with one seed. SEED replays
+# a campaign (default: a fresh one, printed); KEEP=1 leaves its work folder.
+COMMITS ?= 300
+eval-diff: deps current-deps
+	@seed='$(SEED)'; [ -n "$$seed" ] || seed=$$($(VENV)/bin/python -c \
+		'import random; print(random.SystemRandom().randrange(10 ** 6))'); \
+	args="--commits $(COMMITS) --seed $$seed $(if $(KEEP),--keep)"; \
+	echo "== eval-diff, this machine's stack: seed $$seed"; \
+	here=0; $(VENV)/bin/python -m tests.evaldiff $$args || here=$$?; \
+	echo "== eval-diff, the current stack: seed $$seed"; \
+	cur=0; $(IN_TREE) $(CURRENT_VENV)/bin/python -m tests.evaldiff $$args || cur=$$?; \
+	echo "== eval-diff seed $$seed: this machine's stack exit $$here, the current stack exit $$cur"; \
+	[ $$here -eq 0 ] && [ $$cur -eq 0 ]
 
 clean:
 	@if [ -d /var/lib/nixdeploy-lab/$(DEMO_NAME) ] && [ -x $(VENV)/bin/python ]; then \

@@ -2,20 +2,22 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run the benchmarks, print their tables and write benchmarks/results/latest.json.
 
-    python -m benchmarks                      all nine, full sizes (~20-25 min, root)
+    python -m benchmarks                      all ten, full sizes (~25-30 min, root)
     python -m benchmarks --quick              smaller sizes (~5 min)
     python -m benchmarks --only eval,inventory --eval-sizes 1,16
 
 Tables: 1 overhead, 2 eval, 3 copy, 4 inventory, 5 scaling, 6 cascade,
 7 real (real-sized systems), 8 shapes (real-shaped flakes, no lab), 9 ee-store
 (an AWX job in the execution environment after a one-host change, by where
-its Nix store lives). Table 10, scale (the deploy at 250 and 1,000 hosts on a
-scale lab of light hosts, benchmarks/scale.py, 45-60 minutes), runs only
-when asked: --only scale [--scale-sizes 100]. Tables 1, 3 and 5 deploy to a lab fleet (tests/lab,
-root needed) named by --lab, tables 6, 7 and 9 each to one of their own (6:
-every host one shared system; 7 and 9: ~2,000 paths and 210 MB per host),
-always downed at the end. Table 9 runs the EE image (`make ee`) with podman;
-without the image a run of every table leaves it out and says so. Run it
+its Nix store lives), 12 reuse (each host's evaluation reused across commits,
+benchmarks/eval_reuse.py; no lab, no root). Table 10, scale (the deploy at
+250 and 1,000 hosts on a scale lab of light hosts, benchmarks/scale.py, 45-60
+minutes), runs only when asked: --only scale [--scale-sizes 100]. Tables 1, 3
+and 5 deploy to a lab fleet (tests/lab, root needed) named by --lab, tables
+6, 7 and 9 each to one of their own (6: every host one shared system; 7 and
+9: ~2,000 paths and 210 MB per host), always downed at the end. Table 9 runs
+the EE image (`make ee`) with podman; without the image a run of every table
+leaves it out and says so. Run it
 with a Python that has ansible-core (the project venv).
 """
 
@@ -28,24 +30,27 @@ import sys
 import tempfile
 import time
 
-from benchmarks import (cascade, copy_modes, ee_store, eval_batching, flake_shapes, inventory_parse,
-                        overhead, real_size, scale, scaling)
+from benchmarks import (cascade, copy_modes, ee_store, eval_batching, eval_reuse, flake_shapes,
+                        inventory_parse, overhead, real_size, scale, scaling)
 from benchmarks._fleet import REPO, BenchFleet, load
 
 TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade', 'real', 'shapes',
-          'ee-store')
+          'ee-store', 'reuse')
 # run only when named in --only: not part of a run of every table
 ASKED_ONLY = ('scale',)
+# the order tables print in: by their number
+NUMBERED = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade', 'real', 'shapes',
+            'ee-store', 'scale', 'reuse')
 FULL = {'overhead_sizes': '1,4,12,16', 'overhead_split': '1,12', 'eval_sizes': '1,4,8,16',
         'inventory_sizes': '100,1000,10000', 'scaling_sizes': '4,8,16,32',
         'copy_hosts': 8, 'copy_bytes': 4000000, 'cascade_sizes': '8,16',
         'cascade_bytes': 8000000, 'real_hosts': 8, 'real_rows': 'push,script,cache,cascade',
-        'shapes_sizes': '300', 'ee_store_hosts': 6}
+        'shapes_sizes': '300', 'ee_store_hosts': 6, 'reuse_hosts': eval_reuse.HOSTS}
 QUICK = {'overhead_sizes': '1,4', 'overhead_split': '1,4', 'eval_sizes': '1,4',
          'inventory_sizes': '100,1000',
          'scaling_sizes': '4,8', 'copy_hosts': 4, 'copy_bytes': 1000000, 'cascade_sizes': '4',
          'cascade_bytes': 2000000, 'real_hosts': 4, 'real_rows': 'push,script', 'shapes_sizes': '100',
-         'ee_store_hosts': 4}
+         'ee_store_hosts': 4, 'reuse_hosts': 40}
 
 
 def sizes(text):
@@ -80,6 +85,11 @@ def parse_args(argv):
     parser.add_argument('--ee-store-hosts', type=int, help='hosts of table 9 (EE store)')
     parser.add_argument('--ee-store-setups', default=','.join(ee_store.SETUPS),
                         help='setups of table 9: %s' % ','.join(ee_store.SETUPS))
+    parser.add_argument('--reuse-hosts', type=int, help='hosts of table 12 (reuse)')
+    parser.add_argument('--reuse-host-seconds', type=float, default=eval_reuse.HOST_SECONDS,
+                        help="CPU seconds of each host's own evaluation in table 12")
+    parser.add_argument('--reuse-shared-seconds', type=float, default=eval_reuse.SHARED_SECONDS,
+                        help='CPU seconds of the part every Nix process shares in table 12')
     parser.add_argument('--rate', default='100mbit', help='tbf rate of each host link')
     parser.add_argument('--delay', default='20ms', help='netem delay each way')
     parser.add_argument('--scale-sizes', default=','.join(str(n) for n in scale.SIZES),
@@ -111,7 +121,7 @@ def parse_args(argv):
     if os.geteuid() != 0 and set(args.only) & {'overhead', 'copy', 'scaling', 'cascade', 'real',
                                                'ee-store', 'scale'}:
         parser.error('overhead, copy, scaling, cascade, real and ee-store deploy to a lab fleet, '
-                     'which needs root; without root run --only eval,inventory')
+                     'which needs root; without root run --only eval,inventory,shapes,reuse')
     problem = ee_store.check_image() if 'ee-store' in args.only else None
     if problem and asked:
         parser.error('ee-store: %s' % problem)
@@ -200,7 +210,7 @@ def main(argv=None):
     printers = {'overhead': overhead.table, 'eval': eval_table, 'copy': copy_modes.table,
                 'inventory': inventory_table, 'scaling': scaling.table, 'cascade': cascade.table,
                 'real': real_size.table, 'shapes': flake_shapes.table,
-                'ee-store': ee_store.table, 'scale': scale.table}
+                'ee-store': ee_store.table, 'scale': scale.table, 'reuse': eval_reuse.table}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix='nixdeploy-bench-') as tmp:
         if 'eval' in args.only:
@@ -213,6 +223,10 @@ def main(argv=None):
             log('8. real-shaped flakes ...')
             tables['shapes'] = flake_shapes.run(sizes(args.shapes_sizes), ['git', 'git-subdir'],
                                                 ['shared', 'own'], log=log)
+        if 'reuse' in args.only:
+            log('12. evaluation reused across commits ...')
+            tables['reuse'] = eval_reuse.run(args.reuse_hosts, args.reuse_host_seconds,
+                                             args.reuse_shared_seconds, log=log)
         lab_tables = [t for t in ('overhead', 'scaling', 'copy') if t in args.only]
         if lab_tables:
             needed = max([max(sizes(args.overhead_sizes)) if 'overhead' in args.only else 0,
@@ -283,7 +297,7 @@ def main(argv=None):
     print('nixdeploy.fleet benchmarks, %s; %d cores; load %.1f at start, %.1f at end; %.0f s'
           % (results['started'], os.cpu_count(), results['machine']['load_at_start'],
              results['machine']['load_at_end'], results['seconds']))
-    for name in TABLES + ASKED_ONLY:
+    for name in NUMBERED:
         if name in tables:
             print()
             print(printers[name](tables[name]))
