@@ -478,16 +478,21 @@ def which_strace():
 # ------------------------------------------------------------------ the path itself
 _DRV = re.compile(r'/nix/store/[0-9a-z]{32}-[^"/\\]*\.drv')
 MAX_DRV = 64 * 2 ** 20
+# the shortest part of the source's hash that counts as naming it: 32^8
+# values, so no other text of a derivation matches it by chance
+WINDOW = 8
 
 
 def mentions(drv, needle, memo):
     """Whether the derivation ``drv`` or one it needs holds ``needle`` (the
-    hash part of the flake's store copy) in its text: a host that made a
-    string of the source's own path without reading it (``toString ./.``,
-    ``self.outPath`` with its context discarded) has an answer that changes
-    with every content, whatever its reads. ``memo``: {drv: bool} shared
-    by the hosts of a run (a nixpkgs' derivations are read once). True too
-    where a derivation cannot be read: nothing is kept then."""
+    hash part of the flake's store copy), or any WINDOW characters of it, in
+    its text: a host that made a string of the source's own path without
+    reading it (``toString ./.``, ``self.outPath`` with its context
+    discarded, a substring of either) has an answer that changes with every
+    content, whatever its reads. ``memo``: {drv: bool} shared by the hosts
+    of a run (a nixpkgs' derivations are read once). True too where a
+    derivation cannot be read: nothing is kept then."""
+    pieces = [needle[at:at + WINDOW] for at in range(max(1, len(needle) - WINDOW + 1))]
     todo, order = [drv], []
     while todo:
         path = todo.pop()
@@ -499,7 +504,7 @@ def mentions(drv, needle, memo):
         except OSError:
             memo[path] = True
             continue
-        if len(text) > MAX_DRV or needle in text:
+        if len(text) > MAX_DRV or any(piece in text for piece in pieces):
             memo[path] = True
             continue
         needs = [p for p in set(_DRV.findall(text)) if p != path]
