@@ -370,12 +370,14 @@ class EvalPool(object):
         that cost many times a start); unbounded until two hosts of one
         process have shown what a host and a start cost."""
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_reuse import (
-            RECORD_OVERHEAD)
+            MIN_HOST_SECONDS, RECORD_OVERHEAD)
         with self._lock:
             if not self._durations or not self._first:
                 return float('inf')
-            usual = max(_median(self._durations), 0.001)
+            usual = _median(self._durations)
             startup = max(0.0, _median(self._first) - usual)
+        if usual < MIN_HOST_SECONDS:
+            return float('inf')
         return max(1, int(math.ceil(startup / (RECORD_OVERHEAD * usual))))
 
     def _fail(self, piece, index, error):

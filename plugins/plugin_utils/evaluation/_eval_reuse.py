@@ -38,6 +38,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import
 # this share of their own evaluation: a host that costs eight times a start
 # gets a process of its own (its record is then exactly what it read)
 RECORD_OVERHEAD = 0.125
+# hosts cheaper than this (CPU seconds each, the usual one) are not worth a
+# fresh process: evaluating them again costs little, and a loaded machine's
+# noise in their few milliseconds must not decide how many processes run
+MIN_HOST_SECONDS = 0.25
 
 
 class Spec(object):
