@@ -22,6 +22,7 @@ a tree with uncommitted changes on a Nix before 2.25.
 """
 
 import os
+import shutil
 import threading
 
 from urllib.parse import quote
@@ -276,7 +277,9 @@ class Reuse(object):
         except (OSError, ValueError, TypeError, KeyError, IndexError):
             return
         finally:
-            _remove_tree(os.path.dirname(log_path))
+            # its log and Nix cache folder: the links in it to the user's
+            # caches are removed, never followed
+            shutil.rmtree(os.path.dirname(log_path), ignore_errors=True)
 
 
 def spot_check(runner, reused, requests_of):
@@ -310,20 +313,3 @@ def query_info(runner, ref):
     except NixError as exc:
         return exc.nix_message() or exc.message
     return data if isinstance(data, dict) else 'not an attribute set'
-
-
-def _remove_tree(path):
-    for top, folders, files in os.walk(path, topdown=False):
-        for name in files + folders:
-            full = os.path.join(top, name)
-            try:
-                if os.path.isdir(full) and not os.path.islink(full):
-                    os.rmdir(full)
-                else:
-                    os.unlink(full)
-            except OSError:
-                pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
