@@ -24,11 +24,13 @@ APT_PACKAGES := nix-bin openssh-server openssh-client iproute2 busybox-static su
 DEMO_NAME ?= demo
 DEMO_HOSTS ?= 6
 
-.PHONY: help deps apt-deps venv test test-here test-here-suite test-here-checks test-current current-deps versions unit sanity \
+.PHONY: help deps apt-deps venv check generate test test-here test-here-suite test-here-checks test-current current-deps versions unit sanity \
 	lint molecule docs demo demo-current demo-down bench faults chaos eval-diff clean importer-venv changelog-lint galaxy-import release
 
 help:
 	@echo 'make demo    bring up a $(DEMO_HOSTS)-host lab fleet and deploy to it'
+	@echo 'make check   the unit tests and one mixed lab fleet, in minutes (root for the lab)'
+	@echo 'make generate  rewrite the role spec, defaults, doc fragment and docs/roles.md from the option table'
 	@echo 'make test    unit + lab integration tests, ansible-test sanity, ansible-lint, molecule,'
 	@echo '             on this machine stack (test-here) and a current one (test-current)'
 	@echo 'make deps    apt packages (as root) and the virtualenv at .venv'
@@ -176,9 +178,30 @@ ee: venv
 # Unit tests and the lab integration tests (these need root). pytest's exit 5
 # ("no tests collected") is not a failure.
 # UNIT_MARKERS: a pytest -m expression (test-current: 'not scale and not docsite').
+# TEST_WORKERS test modules run side by side (pytest-xdist, one module to a
+# worker: a module's lab is its own, each worker's labs in a folder of their
+# own, each lab its own /24); most of a lab test is waiting on its hosts.
+# TEST_WORKERS=0: one after the other, in this process.
+TEST_WORKERS ?= 2
+PYTEST_WORKERS = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 unit: venv
-	$(VENV)/bin/python -m pytest tests/unit tests/integration -q --durations=20 \
+	$(VENV)/bin/python -m pytest tests/unit tests/integration -q --durations=20 $(PYTEST_WORKERS) \
 		$(if $(UNIT_MARKERS),-m "$(UNIT_MARKERS)") || [ $$? -eq 5 ]
+
+# The files written from the option table (plugins/module_utils/_role_vars.py):
+# the deploy role's argument spec and defaults, the role_vars doc fragment's
+# lists, docs/roles.md; tests/unit/roles/test_generated_role_files.py fails
+# while one is stale.
+generate: venv
+	$(VENV)/bin/python -m tests.docsite.role_spec_gen
+
+# What answers in minutes: the unit tests (Nix, git and the target programs
+# run for real, no lab) and one mixed lab fleet (marker smoke: healthy NixOS
+# and nix-darwin hosts beside a new user's mistakes in one deploy), this
+# machine's stack. Before a commit; `make test` before a merge.
+check: venv
+	$(MAKE) --no-print-directory unit \
+		UNIT_MARKERS='(not lab or smoke) and not docsite and not scale and not faults'
 
 sanity: venv
 	VENV=$(VENV) tests/sanity/run.sh

@@ -213,6 +213,8 @@ def assert_nothing_deployed(fleet, run, before):
 
 
 # ---------------------------------------------------------------- the fleet run
+# make check's lab run: the whole deploy of one mixed fleet, every host asserted
+@pytest.mark.smoke
 def test_healthy_hosts_deploy_beside_the_mistakes(fleet, mistakes):
     run, before, after = mistakes['run'], mistakes['before'], mistakes['after']
     assert run.rc != 0, run
@@ -228,6 +230,7 @@ def test_healthy_hosts_deploy_beside_the_mistakes(fleet, mistakes):
     assert_no_traceback(run)
 
 
+@pytest.mark.smoke
 def test_recap_summary_report_and_exit_code_agree(fleet, mistakes):
     run, report = mistakes['run'], mistakes['report']
     assert run.rc != 0

@@ -32,6 +32,7 @@ collection at a chosen moment, a stopped daemon, a read-only store, a sudo
 that asks for a password) are Lab's methods too: target_faults.py.
 """
 
+import fcntl
 import glob
 import json
 import os
@@ -47,6 +48,13 @@ from tests.lab.target_faults import TargetFaults
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get('NIXDEPLOY_LAB_ROOT', '/var/lib/nixdeploy-lab')
+# make test runs lab test modules side by side (pytest-xdist): each worker
+# keeps its labs in a folder of its own, since two modules may name their
+# labs alike (the bridge a lab creates is its claim on its /24, whoever asks)
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    ROOT = os.path.join(ROOT, os.environ['PYTEST_XDIST_WORKER'])
+# useradd/usermod refuse to run while another holds /etc/passwd's lock
+USERS_LOCK = '/run/nixdeploy-lab-users.lock'
 # 10.213.<index>.0/24, one /24 per lab; only ever addressed on the lab bridge.
 SUBNET_PREFIX = '10.213'
 USERS = ('deploy', 'app')
@@ -455,6 +463,12 @@ class Lab(TargetFaults):
 
     @staticmethod
     def _ensure_users():
+        with open(USERS_LOCK, 'a') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            Lab._ensure_users_locked()
+
+    @staticmethod
+    def _ensure_users_locked():
         for user in USERS:
             if sh(['getent', 'passwd', user], check=False).returncode != 0:
                 sh(['useradd', '--create-home', '--shell', '/bin/sh', user])
