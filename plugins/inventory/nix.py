@@ -150,7 +150,6 @@ import os
 import sys
 
 from ansible import constants as C
-from ansible import constants as C
 from ansible.errors import AnsibleParserError
 from ansible.plugins.loader import callback_loader
 from ansible.module_utils.common.text.converters import to_native
@@ -204,7 +203,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import
     _folder as batch_folder, batch_key)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
-    InventoryError, check_flake, eval_args, flake_config_warnings, request_digest)
+    check_flake, eval_args, flake_config_warnings, request_digest)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
+    InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_config import (
     check_flake_folder, check_keys, check_nix, nix_error, untracked_source)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (

@@ -24,7 +24,7 @@ PLATFORMS = {
         'goals': ['switch', 'boot', 'test', 'dry-activate'],
         # how nix_activate switches to a system (see the keys below the table)
         'activation': {
-            'command': ['bin/switch-to-configuration', '{goal}'],
+            'command': ['bin/switch-to-configuration', '{step}'],
             'sets_own_profile': False,
             # switch-to-configuration's own dry run; its pre-switch checks
             # run for it too (every goal but boot)
@@ -146,7 +146,8 @@ PLATFORMS = {
 }
 
 # What each row's ``activation`` holds (nix_activate, plugin_utils/activation/_programs.py):
-#   command           argv below the system's store path; '{goal}' is the goal
+#   command           argv below the system's store path; '{step}' is the step
+#                     the goal's row names (one run of the command a step)
 #   sets_own_profile  the activation sets the profile itself (nix-on-droid):
 #                     no goal moves it first
 #   dry_run           {'command', 'env'} of a dry activation, or None (report only)
@@ -173,8 +174,14 @@ PLATFORMS = {
 # The goals of an activation (as colmena's Goal). A platform offers the goals
 # its row's 'goals' lists, and every dry goal (each platform has a dry run or
 # reports only). What each goal's row says:
-#   name            the goal's word (the task's option goal, the results'
-#                   goal, the target programs' GOAL)
+#   name            the goal's word for the user (the task's option goal, the
+#                   results' goal, messages); never a word the target gets
+#   steps           the target's words, in order: each runs the platform's
+#                   activation command once, with '{step}' as the word
+#                   (switch-to-configuration's verbs; a platform whose
+#                   command holds no '{step}' runs it once a step as it is).
+#                   A step that fails ends the goal there. A dry goal has
+#                   none: its report is the platform's dry_run
 #   dry             activates nothing: a report of what an activation would
 #                   do, which never reports a change (as check mode)
 #   moves_profile   the profile is set to the new system before activating
@@ -189,12 +196,13 @@ PLATFORMS = {
 #                   the profile, the active system or both
 #   rollback_goal   the goal a rollback of this goal re-activates with
 #   done            the summary's word for a done activation
-class Goal(namedtuple('Goal', ['name', 'dry', 'moves_profile', 'records_active',
+class Goal(namedtuple('Goal', ['name', 'steps', 'dry', 'moves_profile', 'records_active',
                                'magic_rollback', 'before_reboot', 'current',
                                'rollback_goal', 'done'])):
     """One row of GOALS. nix_activate parses its option goal into its row
     once (``goal_row``) and passes the row along; the row's ``name`` goes
-    where a word is needed (results, target programs, messages)."""
+    where the user reads a word (results, messages), its ``steps`` to the
+    target programs."""
 
     __slots__ = ()
 
@@ -204,16 +212,16 @@ class Goal(namedtuple('Goal', ['name', 'dry', 'moves_profile', 'records_active',
 
 
 GOALS = dict((goal.name, goal) for goal in (
-    Goal('switch', dry=False, moves_profile=True, records_active=True,
+    Goal('switch', steps=('switch',), dry=False, moves_profile=True, records_active=True,
          magic_rollback=True, before_reboot=False,
          current='both', rollback_goal='switch', done='switched'),
-    Goal('boot', dry=False, moves_profile=True, records_active=False,
+    Goal('boot', steps=('boot',), dry=False, moves_profile=True, records_active=False,
          magic_rollback=False, before_reboot=True,
          current='profile', rollback_goal='boot', done='boot default set'),
-    Goal('test', dry=False, moves_profile=False, records_active=True,
+    Goal('test', steps=('test',), dry=False, moves_profile=False, records_active=True,
          magic_rollback=True, before_reboot=False,
          current='active', rollback_goal='test', done='activated (test)'),
-    Goal('dry-activate', dry=True, moves_profile=False, records_active=False,
+    Goal('dry-activate', steps=(), dry=True, moves_profile=False, records_active=False,
          magic_rollback=False, before_reboot=False,
          current='both', rollback_goal='switch', done='dry-activated'),
 ))

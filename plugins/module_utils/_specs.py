@@ -8,6 +8,7 @@ against. Built from the option table (``_role_vars.spec``), ``_options`` and
 ``_record_stats`` only."""
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _options, _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy_modes import NEEDS_CACHES
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import (
     KEYS_UPLOAD_AT, NIX_OPTIONS)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._record_stats import (
@@ -38,7 +39,7 @@ COPY_SPEC = dict(
     record_stats=RECORD_STATS,
 )
 
-COPY_VALIDATION = {'required_if': [('copy_mode', 'cache', ('caches',))]}
+COPY_VALIDATION = {'required_if': [('copy_mode', name, ('caches',)) for name in NEEDS_CACHES]}
 
 # the table's options (module_utils/_role_vars.py) and nix_activate's own
 ACTIVATE_SPEC = dict(

@@ -3,8 +3,9 @@ module_utils holds only what the modules and their documentation need and
 imports nothing of the controller's; plugin_utils is one folder per stage,
 and each stage imports only the stages below it; every error raised derives
 from the one base (common/_errors.py); each stage's target programs live in
-its own target/ folder; no platform name is compared outside the platform
-table (module_utils/_platforms.py)."""
+its own target/ folder; no platform name or copy mode is compared outside
+its table (module_utils/_platforms.py, _copy_modes.py); each class name is
+defined once in plugins/."""
 
 import ast
 import os
@@ -20,10 +21,10 @@ PKG = 'ansible_collections.nixdeploy.fleet.plugins'
 STAGES = ('common', 'nix', 'host', 'task', 'inventory', 'evaluation', 'builds', 'copy', 'keys',
           'activation', 'publish', 'report')
 # the modules' surface: argument specs, the option table and the options it
-# shares, the health check kinds, the phases, platforms and goals,
-# record_stats, the modules' main()
-MODULE_UTILS = ('_health_kinds.py', '_module.py', '_options.py', '_phases.py', '_platforms.py',
-                '_record_stats.py', '_role_vars.py', '_specs.py')
+# shares, the copy modes, the health check kinds, the phases, platforms and
+# goals, record_stats, the modules' main()
+MODULE_UTILS = ('_copy_modes.py', '_health_kinds.py', '_module.py', '_options.py', '_phases.py',
+                '_platforms.py', '_record_stats.py', '_role_vars.py', '_specs.py')
 # what ansible-doc and ansible-test load of a module: its file, its doc
 # fragments and module_utils
 SURFACE = ('modules', 'doc_fragments')
@@ -257,13 +258,12 @@ def _constants(node):
     return []
 
 
-def test_no_platform_name_is_compared_outside_the_platform_table():
-    """Platform differences are the table's data (module_utils/_platforms.py):
-    a file that tests ``platform == 'nixos'`` misses the next platform."""
-    words = _platform_words()
+def _compared(words, table):
+    """'file:line compares word' for each comparison with one of ``words``
+    in plugins/ outside the file ``table``."""
     wrong = []
     for name, tree in _trees():
-        if name == 'module_utils._platforms':
+        if name == table:
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Compare):
@@ -271,7 +271,48 @@ def test_no_platform_name_is_compared_outside_the_platform_table():
                         for w in _constants(operand) if w in words]
                 if said:
                     wrong.append('%s:%d compares %s' % (name, node.lineno, ', '.join(said)))
-    assert wrong == []
+    return wrong
+
+
+def test_no_platform_name_is_compared_outside_the_platform_table():
+    """Platform differences are the table's data (module_utils/_platforms.py):
+    a file that tests ``platform == 'nixos'`` misses the next platform."""
+    assert _compared(_platform_words(), 'module_utils._platforms') == []
+
+
+def test_no_copy_mode_is_compared_outside_the_copy_mode_table():
+    """What differs between copy modes is a field of their rows
+    (module_utils/_copy_modes.py): a file that tests ``mode == 'cache'``
+    misses the next mode that fetches from caches."""
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _copy_modes  # noqa: E402
+    assert len(_copy_modes.NAMES) >= 4
+    assert _compared(set(_copy_modes.NAMES), 'module_utils._copy_modes') == []
+
+
+# ---------------------------------------------------------------- each class name once
+# The class each plugin type's file must define, by the name Ansible loads it
+# by (one in every file of that folder: those repeat by design)
+ANSIBLE_CLASSES = {'action': 'ActionModule', 'become': 'BecomeModule', 'cache': 'CacheModule',
+                   'callback': 'CallbackModule', 'connection': 'Connection',
+                   'doc_fragments': 'ModuleDocFragment', 'filter': 'FilterModule',
+                   'inventory': 'InventoryModule', 'lookup': 'LookupModule',
+                   'strategy': 'StrategyModule', 'test': 'TestModule', 'vars': 'VarsModule'}
+
+
+def test_each_class_name_is_defined_once_in_plugins():
+    """A class name says which class it is: two ``CascadeCopy`` (or two
+    ``Host``) make a reader, a grep and a traceback guess."""
+    where = {}
+    for name, tree in _trees():
+        folder = name.split('.')[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and not (
+                    name.count('.') == 1 and ANSIBLE_CLASSES.get(folder) == node.name):
+                where.setdefault(node.name, []).append(name)
+    # the check reads what it must: the collection's classes are found
+    assert len(where) > 50
+    twice = dict((cls, sorted(names)) for cls, names in where.items() if len(names) > 1)
+    assert twice == {}
 
 
 # ---------------------------------------------------------------- one way to run a program

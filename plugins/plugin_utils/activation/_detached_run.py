@@ -32,12 +32,17 @@ class DetachedRun:
     def deadline(self, magic_rollback, budget=0):
         """When following a run gives up (``budget``: the health checks')."""
         args = self._task.args
+        goal = self._task.goal
+        # each step of a run's activation may take activation_timeout: the
+        # longer of the goal's and its rollback's (a rollback run's) steps
+        activation = args['activation_timeout'] * max(
+            len(goal.steps), len(goal.rollback().steps), 1)
         # lock waits (the profile's, then the platform's own switch lock),
         # activation, and (with magic rollback) confirmation window, the
         # health checks' budget, plus the rollback's own activation
-        total = 2 * args['lock_timeout'] + args['activation_timeout'] + 30
+        total = 2 * args['lock_timeout'] + activation + 30
         if magic_rollback:
-            total += args['activation_timeout'] + args['confirm_timeout'] + budget
+            total += activation + args['confirm_timeout'] + budget
         return time.time() + total
 
     def launch(self, mode, magic_rollback, **overrides):

@@ -25,6 +25,8 @@ from ansible.module_utils.errors import UnsupportedError
 from ansible.module_utils.common.text.converters import to_text
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._health_kinds import (
     HEALTH_CHECK_SPEC, HEALTH_KINDS, KINDS, seconds)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_fields import (
+    FIELDS)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._redact import text as redact
@@ -122,7 +124,7 @@ def command_script(command, timeout):
     ``command`` run by ``sh -c`` in its own process group, stopped after
     ``timeout`` seconds."""
     ticks = max(1, int(float(timeout) * 5 + 0.999))
-    return render('health-check.sh', {'CHECK': command, 'TICKS': ticks})
+    return render('health-check.sh', {'CHECK': command, 'TICKS': ticks}, FIELDS)
 
 
 def parse_try(program, rc, stdout, stderr):

@@ -10,22 +10,27 @@ folder the programs keep on the target is described in
 ``target/activate-lib.sh``; what each file does, at its top.
 """
 
+import re
+
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
-    GOALS, goal_row, moves_profile, platform_spec)
+    goal_row, moves_profile, platform_spec)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import BY_OPTION
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activation_fields
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_fields import (
+    FIELDS, TERMINAL_STATES)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._reboot_rules import REFUSAL_MARK
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._runner_values import (
+    RunnerValues)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import (
     ROOT_STATE_DIR, render)
 
-# The states a run ends in (the runner's exit trap and the poll read them
-# from here, as the value TERMINAL).
-TERMINAL_STATES = ('unchanged', 'done', 'failed', 'rolled_back', 'rollback_failed', 'refused')
-# A switch NixOS's pre-switch checks refused (switch inhibitors): nothing was
-# activated, the profile is back where it was, there is nothing to roll back.
-REFUSED = 'refused'
-# A run that waits for its confirmation: the task may stop following it.
-AWAITING = 'awaiting_confirmation'
+# The run's words the stage compares with (their home is the table of what
+# the programs report, _activation_fields.py)
+REFUSED = _activation_fields.REFUSED
+AWAITING = _activation_fields.AWAITING
+# the states a run ends in, as the runner and the poll get them
+_TERMINAL = ' '.join(TERMINAL_STATES)
 
 # Where systemd runs (as sd_booted() tells), and the name of a run's unit:
 # UNIT_PREFIX<run>, e.g. `systemctl status nixdeploy-activate-1732140000-1a2b3c4d`.
@@ -52,9 +57,24 @@ def _words(words):
     return ' '.join(words)
 
 
+# the word of a platform's command that stands for the goal's step
+STEP = '{step}'
+# a step word: the runner splits STEPS on blanks and passes each on as data
+_STEP = re.compile(r'\A[a-z][a-z0-9-]*\Z')
+
+
+def _steps(goal):
+    """STEPS: the words of ``goal``'s steps (a ``_platforms.Goal``)."""
+    for step in goal.steps:
+        if not _STEP.match(step):
+            raise InvalidValue('goal %s: step %r is not a word of a-z, 0-9 and -'
+                               % (goal.name, step))
+    return ' '.join(goal.steps)
+
+
 def command_program(command, env=None, driver=None, pre=None):
     """activate-command.sh with ``command`` (argv below the system's store
-    path; '{goal}' is the goal), ``env``, home-manager's ``driver`` and a
+    path; '{step}' is the step), ``env``, home-manager's ``driver`` and a
     ``pre`` command (nix-darwin's activate-user)."""
     driver, pre = driver or {}, pre or {}
     return render('activate-command.sh', {
@@ -90,6 +110,9 @@ def activation_programs(spec, install_bootloader=False, no_check=False):
     dry = activation.get('dry_run')
     if not dry:
         return activate, ''
+    # a dry run is the platform's, whatever the goal: it is given no step
+    if STEP in dry['command']:
+        raise InvalidValue('a dry run has no step: %r' % (dry['command'],))
     dry_env = dict(env, **(dry.get('env') or {}))
     return activate, command_program(dry['command'], dry_env, driver=activation.get('driver'))
 
@@ -120,7 +143,7 @@ def _session(platform, profile, remote_nix_dir):
 
 def _poll(wait, stop_awaiting, log_lines=40):
     return {'WAIT': int(wait), 'STOP_AWAITING': bool(stop_awaiting),
-            'TERMINAL': ' '.join(TERMINAL_STATES), 'LOG_LINES': int(log_lines)}
+            'TERMINAL': _TERMINAL, 'LOG_LINES': int(log_lines)}
 
 
 def _number(value):
@@ -133,55 +156,60 @@ def _backup(spec, backup_extension):
     return (name, backup_extension) if name and backup_extension else ('', '')
 
 
-def runner_program(platform, run, mode, path='', goal=None, magic_rollback=None,
-                   auto_rollback=None, confirm_timeout=None, activation_timeout=None,
-                   lock_timeout=None, generation=None, no_check=False, drop_generation=None,
-                   why=None, install_bootloader=None, backup_extension=None, reactivate=None,
-                   root_key=None):
-    """activate-runner.sh with its values: the detached run itself. An
-    option left None is the option table's default (module_utils/_role_vars.py);
-    ``goal`` is a row of the goal table (``_platforms.Goal``).
-    ``root_key``: the file name of the copy's GC root of ``path``
-    (``_copy.root_key_of``), released once the profile holds ``path``."""
+def runner_values(platform, run, mode, path='', goal=None, magic_rollback=None,
+                  auto_rollback=None, confirm_timeout=None, activation_timeout=None,
+                  lock_timeout=None, generation=None, no_check=False, drop_generation=None,
+                  why=None, install_bootloader=None, backup_extension=None, reactivate=None,
+                  root_key=None):
+    """The runner's ``RunnerValues`` (_runner_values.py says what each
+    holds). An option left None is the option table's default
+    (module_utils/_role_vars.py); ``goal`` is a row of the goal table
+    (``_platforms.Goal``). ``root_key``: the file name of the copy's GC root
+    of ``path`` (``_copy.root_key_of``), released once the profile holds
+    ``path``."""
     goal = goal_row(_option('goal', None)) if goal is None else goal
-    magic_rollback = _option('magic_rollback', magic_rollback)
-    auto_rollback = _option('auto_rollback', auto_rollback)
-    confirm_timeout, activation_timeout, lock_timeout = _option(
-        'confirm_timeout', confirm_timeout), _option('activation_timeout', activation_timeout), \
-        _option('lock_timeout', lock_timeout)
-    install_bootloader, reactivate = _option('install_bootloader', install_bootloader), \
-        _option('reactivate', reactivate)
+    if mode == 'activate' and not goal.steps:
+        # a dry goal's report is the platform's dry run (inspect_script)
+        raise InvalidValue('goal %s runs no step: the runner has nothing to activate'
+                           % goal.name)
     spec = platform_spec(platform)
     activation = spec['activation']
     lock = activation.get('switch_lock') or {}
     rollback_goal = goal.rollback()
     backup_env, backup_ext = _backup(spec, backup_extension)
-    return render([_LIB, 'activate-runner.sh', 'activate-modes.sh'], {
-        'RUN': run, 'MODE': mode, 'NEW': path, 'GOAL': goal.name,
-        'ROLLBACK_GOAL': rollback_goal.name,
+    return RunnerValues(
+        run=run, mode=mode, new=path, steps=_steps(goal), rollback_steps=_steps(rollback_goal),
         # a rollback with a goal that leaves the profile alone (test) does too
-        'ROLLBACK_MOVES': moves_profile(platform, rollback_goal),
-        'CURRENT_WHEN': goal.current,
-        'ACTIVE_GOALS': ' '.join(row.name for row in GOALS.values() if row.records_active),
-        'MAGIC': magic_rollback, 'AUTO': auto_rollback,
-        'CONFIRM_TIMEOUT': int(confirm_timeout),
-        'ACTIVATION_TIMEOUT': int(activation_timeout),
-        'LOCK_TIMEOUT': int(lock_timeout),
-        'GENERATION': _number(generation),
-        'SET_PROFILE': moves_profile(platform, goal),
-        'SETS_OWN_PROFILE': bool(activation.get('sets_own_profile')),
-        'THROUGH_LINK': bool(activation.get('rollback_through_link')),
-        'CURRENT_LINK': activation.get('current_link'),
-        'ACTIVATE_PROGRAM': activation_programs(spec, install_bootloader, no_check)[0],
-        'SWITCH_LOCK': lock.get('path'), 'BUSY_MARK': lock.get('busy_mark'),
-        'BACKUP_ENV': backup_env, 'BACKUP_EXT': backup_ext,
-        'REACTIVATE': reactivate,
-        'REFUSAL_MARK': REFUSAL_MARK,
-        'DROP_GEN': _number(drop_generation),
-        'WHY': why,
-        'TERMINAL': ' '.join(TERMINAL_STATES),
-        'ROOT_KEY': root_key, 'ROOT_STATE': ROOT_STATE_DIR, 'RESERVE_KB': RESERVE_KB,
-    })
+        rollback_moves=moves_profile(platform, rollback_goal),
+        current_when=goal.current,
+        records_active=goal.records_active, rollback_records_active=rollback_goal.records_active,
+        magic=_option('magic_rollback', magic_rollback),
+        auto=_option('auto_rollback', auto_rollback),
+        confirm_timeout=int(_option('confirm_timeout', confirm_timeout)),
+        activation_timeout=int(_option('activation_timeout', activation_timeout)),
+        lock_timeout=int(_option('lock_timeout', lock_timeout)),
+        generation=_number(generation),
+        set_profile=moves_profile(platform, goal),
+        sets_own_profile=bool(activation.get('sets_own_profile')),
+        through_link=bool(activation.get('rollback_through_link')),
+        current_link=activation.get('current_link'),
+        activate_program=activation_programs(
+            spec, _option('install_bootloader', install_bootloader), no_check)[0],
+        switch_lock=lock.get('path'), busy_mark=lock.get('busy_mark'),
+        backup_env=backup_env, backup_ext=backup_ext,
+        reactivate=_option('reactivate', reactivate),
+        refusal_mark=REFUSAL_MARK,
+        drop_gen=_number(drop_generation),
+        why=why,
+        terminal=_TERMINAL,
+        root_key=root_key, root_state=ROOT_STATE_DIR, reserve_kb=RESERVE_KB)
+
+
+def runner_program(platform, run, mode, **values):
+    """activate-runner.sh with its values (``runner_values``'s parameters):
+    the detached run itself."""
+    return render([_LIB, 'activate-runner.sh', 'activate-modes.sh'],
+                  runner_values(platform, run, mode, **values).shell(), FIELDS)
 
 
 def _option(name, value):
@@ -199,14 +227,14 @@ def launch_script(platform, run, mode, profile=None, remote_nix_dir=None, wait=0
     program is root, else in its own session (setsid, else nohup). Nothing of
     it passes through a unit's command line, where systemd expands ``$``.
 
-    ``runner``: the parameters of ``runner_program`` (``no_check`` sets
+    ``runner``: the parameters of ``runner_values`` (``no_check`` sets
     NIXOS_NO_CHECK=1, NixOS's override of its pre-switch checks; a rollback
     deletes ``drop_generation`` once it succeeded and records ``why``)."""
     values = _session(platform, profile, remote_nix_dir)
     values.update(_poll(wait, _option('magic_rollback', runner.get('magic_rollback'))))
     values.update(RUN=run, RUNNER=runner_program(platform, run, mode, **runner),
                   SYSTEMD_DIR=SYSTEMD_DIR, UNIT_PREFIX=UNIT_PREFIX)
-    return render(_SESSION + ['activate-launch.sh', _POLL], values)
+    return render(_SESSION + ['activate-launch.sh', _POLL], values, FIELDS)
 
 
 def poll_script(platform, run, profile=None, remote_nix_dir=None, wait=0, stop_awaiting=True):
@@ -215,7 +243,7 @@ def poll_script(platform, run, profile=None, remote_nix_dir=None, wait=0, stop_a
     launch's answer (a host whose network went down) can follow its run."""
     values = _session(platform, profile, remote_nix_dir)
     values.update(_poll(wait, stop_awaiting), RUN=run)
-    return render(_SESSION + [_POLL], values)
+    return render(_SESSION + [_POLL], values, FIELDS)
 
 
 def confirm_script(platform, profile=None, remote_nix_dir=None, claim=True, run=None, wait=0):
@@ -223,7 +251,7 @@ def confirm_script(platform, profile=None, remote_nix_dir=None, claim=True, run=
     for the run (``run``, or the one that was claimed) to record its end."""
     values = _session(platform, profile, remote_nix_dir)
     values.update(_poll(wait, False), CLAIM=claim, RUN=run)
-    return render(_SESSION + ['activate-confirm.sh', _POLL], values)
+    return render(_SESSION + ['activate-confirm.sh', _POLL], values, FIELDS)
 
 
 def reject_script(platform, run, why, profile=None, remote_nix_dir=None, wait=0):
@@ -232,7 +260,7 @@ def reject_script(platform, run, why, profile=None, remote_nix_dir=None, wait=0)
     to record its end, and report it."""
     values = _session(platform, profile, remote_nix_dir)
     values.update(_poll(wait, False), RUN=run, WHY=why.replace('\n', ' '))
-    return render(_SESSION + ['activate-reject.sh', _POLL], values)
+    return render(_SESSION + ['activate-reject.sh', _POLL], values, FIELDS)
 
 
 def inspect_script(platform, path='', profile=None, remote_nix_dir=None, dry=False,
@@ -248,4 +276,4 @@ def inspect_script(platform, path='', profile=None, remote_nix_dir=None, dry=Fal
                   DRY_PROGRAM=activation_programs(spec, install_bootloader, no_check)[1],
                   BACKUP_ENV=backup_env, BACKUP_EXT=backup_ext,
                   GENERATION=_number(generation))
-    return render(_SESSION + ['activate-inspect.sh'], values)
+    return render(_SESSION + ['activate-inspect.sh'], values, FIELDS)

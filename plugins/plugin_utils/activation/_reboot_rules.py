@@ -22,6 +22,8 @@ No connection here: the action plugin runs the scripts and passes the output.
 import re
 import time
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_fields import (
+    FIELDS)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import (
     LIBRARY, parse, render)
@@ -44,22 +46,23 @@ _CHANGE = re.compile(r'^\s*(\S+) : (.*?) -> (.*?)\s*$')
 def probe_script(new_path=None):
     """The program (target/reboot-probe.sh) printing the boot id, booted and
     current system and the boot parts of the booted system and ``new_path``."""
-    return render('reboot-probe.sh', {'NEW': new_path, 'BOOT_PARTS': ' '.join(BOOT_PARTS)})
+    return render('reboot-probe.sh', {'NEW': new_path, 'BOOT_PARTS': ' '.join(BOOT_PARTS)},
+                  FIELDS)
 
 
 _REQUEST = 'reboot-request.sh'
 # what the request reports, read as reboot_requested reads it (by its marker)
-_REQUEST_FIELDS = fields_of([LIBRARY, _REQUEST])
+_REQUEST_FIELDS = fields_of([LIBRARY, _REQUEST], FIELDS)
 
 
 def request_script():
     """The program (target/reboot-request.sh) asking the host to reboot."""
-    return render(_REQUEST)
+    return render(_REQUEST, fields=FIELDS)
 
 
 def boot_id_script():
     """The program (target/reboot-boot-id.sh) printing the boot id."""
-    return render('reboot-boot-id.sh')
+    return render('reboot-boot-id.sh', fields=FIELDS)
 
 
 def short(path):

@@ -24,6 +24,7 @@ builder that is down), its own message stays, with the same ways out after it
 """
 
 import os
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy_modes import NEEDS_CACHES
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, native_system)
@@ -131,8 +132,10 @@ def ways_out(system, current=None):
     if current is None or _kernel(system) == _kernel(current):
         ways.append('let this machine build %s (nix_options extra-platforms: %s, with '
                     'binfmt/qemu emulation for it)' % (system, system))
+    # the copy mode in which the hosts fetch from caches
     ways.append('have it prebuilt in a binary cache this machine substitutes from (nix_options '
-                'extra-substituters; nix_copy_mode: cache lets the hosts fetch it there too)')
+                'extra-substituters; nix_copy_mode: %s lets the hosts fetch it there too)'
+                % NEEDS_CACHES[0])
     return 'Ways out: %s; or %s.' % ('; '.join(ways[:-1]), ways[-1])
 
 

@@ -22,7 +22,7 @@ from ansible import constants as C
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
     _build, _build_platforms, _builders, _closure)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import stage_of
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import StoreError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     _folder as batch_folder)
@@ -66,7 +66,7 @@ class BuildStage(object):
                 continue
             try:
                 build(builder, names, drvs, entries, give)
-            except (NixError, StoreError) as exc:
+            except (NixError, AddressError) as exc:
                 for name in names:
                     entries[name].setdefault('error', u'%s' % exc)
             give(names)

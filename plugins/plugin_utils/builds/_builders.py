@@ -36,9 +36,8 @@ from urllib.parse import urlsplit
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    remote_program, StoreError)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError, Host
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import remote_program
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, NixCommand, run
 
@@ -100,7 +99,7 @@ def label(place):
 
 
 # ------------------------------------------------------------------ where a builder is
-class Spec:
+class BuilderAddress:
     """A builder: its name (as build_on gives it), the store URI and the
     environment (NIX_SSHOPTS) Nix uses for it, and the ``Host`` to log in
     to (None for a store that is not reached over ssh)."""
@@ -119,22 +118,22 @@ class Spec:
 
 
 def resolve(name, hostvars):
-    """The ``Spec`` of builder ``name``: an inventory host (its connection
-    vars) or a store URI. StoreError when it is neither or unsafe."""
+    """The ``BuilderAddress`` of builder ``name``: an inventory host (its connection
+    vars) or a store URI. AddressError when it is neither or unsafe."""
     if '://' in name:
         return _spec_of_uri(name)
     if name not in hostvars:
-        raise StoreError('%s is neither an inventory host nor a store URI' % name)
+        raise AddressError('%s is neither an inventory host nor a store URI' % name)
     target = Host.from_hostvars(hostvars[name], name=name)
-    return Spec(name, target.store_uri(), target.nix_env(), target, inventory=True)
+    return BuilderAddress(name, target.store_uri(), target.nix_env(), target, inventory=True)
 
 
 def _spec_of_uri(uri):
     parts = urlsplit(uri)
     if parts.scheme not in SSH_SCHEMES:
         # a local or daemon store: nothing to log in to, only the store is probed
-        return Spec(uri, uri)
-    return Spec(uri, uri, None, Host.from_store_uri(uri))
+        return BuilderAddress(uri, uri)
+    return BuilderAddress(uri, uri, None, Host.from_store_uri(uri))
 
 
 # ------------------------------------------------------------------ probe
@@ -246,7 +245,7 @@ def probe(spec, opts, min_free_mb, timeout=PROBE_TIMEOUT):
     if spec.target is not None:
         try:
             argv = spec.login_argv()
-        except StoreError as exc:
+        except AddressError as exc:
             return Probed(name, u'%s' % exc, spec)
         program = probe_script()
         rc, out, err = run(argv, stdin_data=program, timeout=timeout)
@@ -284,7 +283,7 @@ def probe_all(names, hostvars, opts, min_free_mb, timeout=PROBE_TIMEOUT):
     for name in names:
         try:
             specs[name] = resolve(name, hostvars)
-        except StoreError as exc:
+        except AddressError as exc:
             found[name] = Probed(name, u'%s' % exc)
     lock = threading.Lock()
 

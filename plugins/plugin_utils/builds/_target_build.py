@@ -17,10 +17,15 @@ ssh-ng://<host>`` builds it; the output never passes through the controller.
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _build, _closure
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._build_stage import (
     BuildStage)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     dropped_warning)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    remote_program, StoreError)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import remote_program
+
+
+class NoNixFound(NixdeployError):
+    """The probe found no nix on the target (where remote_nix_dir says, or
+    on its PATH and in the known locations)."""
 
 
 def build_on_target(opts, args, check_mode, host, request, target, probe):
@@ -44,7 +49,7 @@ def build_on_target(opts, args, check_mode, host, request, target, probe):
         target, [out], args.get('remote_nix_dir'), root_key=host if rooted else None,
         root_path=out if rooted else None, sudoable=True)
     if facts is None:
-        raise StoreError('no nix found on the target (set remote_nix_dir)')
+        raise NoNixFound('no nix found on the target (set remote_nix_dir)')
     uri = target.store_uri(remote_program=remote_program(facts['nix_dir']))
     env = target.nix_env()
     store_args = ('--store', uri)

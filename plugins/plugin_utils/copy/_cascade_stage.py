@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One host's part of a cascade copy (nix_copy_closure, copy_mode=cascade).
+"""One host's part of a cascade copy (nix_copy_closure in a batch-wide copy
+mode: module_utils/_copy_modes.py, copy_mode=cascade).
 
 The first host of the play batch to get here runs the whole batch's cascade
 (_peer.py, planned by _cascade.py) under the batch lock; every host then
@@ -13,12 +14,13 @@ task this is.
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy_modes import mode_row
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _builders
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _peer
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError, Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    StoreError, store_path_of)
+    StorePathError, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     facts_in_flight, play_batch, vars_of, with_facts)
@@ -39,7 +41,7 @@ _CONNECTION_VARS = (
 _SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
 
 
-class CascadeCopy:
+class CascadeStage:
     """The cascade part of ``stage`` (the task's CopyStage: its host,
     arguments, connection, options, batch, and its push for a host the
     cascade did not cover)."""
@@ -55,7 +57,7 @@ class CascadeCopy:
         stage = self.stage
         args, host = stage.args, stage.host
         shared = stage.filled.shared(args)
-        request = _request(args['path'], 'cascade', args['remote_nix_dir'])
+        request = _request(args['path'], args['copy_mode'], args['remote_nix_dir'])
 
         def compute(hosts):
             return {'hosts': self._run_cascade(hosts)}
@@ -64,11 +66,12 @@ class CascadeCopy:
             'copy', [dict((k, v) for k, v in args.items() if k not in PER_HOST),
                      [shared.get(k) for k in PER_HOST], bool(stage.diff)], compute, request)
         if host_entry is None:
-            out = stage.copy(mode='push')
-            out.update(mode='cascade', copied_from='controller' if out['paths_sent'] else None,
+            out = stage.copy()
+            out.update(copied_from='controller' if out['paths_sent'] else None,
                        sent_to=[], hop_errors=[])
             return out
-        out = dict(host_entry.get('result') or {})
+        # the driver's result, in this task's mode
+        out = dict(host_entry.get('result') or {}, mode=args['copy_mode'])
         missing = out.pop('missing', None)
         if host_entry.get('error'):
             # a cascade hop's error carries the target's words: through the one message rule
@@ -108,7 +111,7 @@ class CascadeCopy:
             try:
                 target = this_target if name == this_host else self._target_of(
                     name, hostvars, this_target)
-            except StoreError:
+            except AddressError:
                 continue  # its own task reports the bad connection vars
             # a hop only to a host whose key is checked: any other is refused by
             # its own task, or (its opt-out) gets a push from it
@@ -121,12 +124,12 @@ class CascadeCopy:
                 name, target, request['path'], site=_cascade.site_of(hostvars, name),
                 peer_host=hostvars.get('nix_peer_host') or None,
                 remote_nix_dir=request['remote_nix_dir']))
-        run = _peer.CascadeCopy(stage.opts, peers, stage.settings)
-        entries = run.run()
+        driver = _peer.CascadeDriver(stage.opts, peers, stage.settings)
+        entries = driver.run()
         for name, host_entry in entries.items():
             host_entry['request'] = requests[name]
             if stage.diff:
-                host_entry['result']['missing'] = [p['path'] for p in run.by_name[name].missing]
+                host_entry['result']['missing'] = [p['path'] for p in driver.by_name[name].missing]
         return entries
 
     def _target_of(self, name, hostvars, own_target):
@@ -142,18 +145,21 @@ def _peer_request(args, hostvars):
     """What the host's own task would ask for (``args``: the host's, as
     _role_vars.Filled.for_host makes them), or None when it is not a
     cascade copy of a system the batch knows."""
-    mode = args['copy_mode']
+    try:
+        batch_wide = mode_row(args['copy_mode']).batch_wide
+    except ValueError:
+        batch_wide = False  # its own task refuses the mode
     connection = str(hostvars.get('ansible_connection') or 'ssh').rsplit('.', 1)[-1]
     try:
         on_target = _builders.parse_build_on(
             _role_vars.host_value('build_on', hostvars)) == 'target'
     except _builders.BuildOnError:
         on_target = False  # its build task fails saying why
-    if mode != 'cascade' or on_target or connection not in _SSH_CONNECTIONS:
+    if not batch_wide or on_target or connection not in _SSH_CONNECTIONS:
         return None
     try:
-        return _request(args['path'], mode, args['remote_nix_dir'])
-    except StoreError:
+        return _request(args['path'], args['copy_mode'], args['remote_nix_dir'])
+    except StorePathError:
         return None
 
 

@@ -178,7 +178,7 @@ class CopySettings(namedtuple('CopySettings',
                               'check_sigs signing_key compress free_space_margin')):
     """The task's copy settings, read once from its arguments (``of``) and
     handed whole to every copy path: the direct push (``_copy_stage``) and
-    the cascade (``_peer.CascadeCopy``: its pushes and hops). A new setting
+    the cascade (``_peer.CascadeDriver``: its pushes and hops). A new setting
     is a field here and a use where it acts."""
 
     __slots__ = ()

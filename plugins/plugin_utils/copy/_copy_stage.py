@@ -3,11 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One nix_copy_closure task on one host: the work behind the action.
 
-Push, substitute and cache mode (and check mode): the host's closure (from
-the play batch's one ``nix path-info -r``), one probe over the Ansible
-connection (nix location, trust facts, the validity query, free space, the
-copy's GC root), then ``nix copy`` of what is missing (_copy.py), or the
-target fetches it from the caches. Cascade mode is _cascade_stage.py.
+The host's own copy (every mode in check mode, every mode but a batch-wide
+one otherwise): the host's closure (from the play batch's one ``nix
+path-info -r``), one probe over the Ansible connection (nix location, trust
+facts, the validity query, free space, the copy's GC root), then ``nix
+copy`` of what is missing (_copy.py), or the target fetches it from the
+caches. What differs by mode is read from the mode's row
+(module_utils/_copy_modes.py); the batch-wide cascade is _cascade_stage.py.
 """
 
 import re
@@ -15,17 +17,18 @@ import re
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy_modes import mode_row
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _closure
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._cascade_stage import (
-    CascadeCopy)
+    CascadeStage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_key_judge import ssh_master
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import split_ssh_args
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    StoreError, store_path_of)
+    StorePathError, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
@@ -57,6 +60,8 @@ class CopyStage:
                  unchecked=False, filled=None, from_batch=None):
         self.host, self.args, self.task_vars = host, args, task_vars
         self.settings = _copy.CopySettings.of(args)
+        # the task's copy mode (module_utils/_copy_modes.py): what differs by mode
+        self.copy_mode = mode_row(args['copy_mode'])
         self.target = target
         self.connection = target.connection
         self.check_mode, self.diff, self.unchecked = check_mode, diff, unchecked
@@ -74,20 +79,18 @@ class CopyStage:
 
     def run(self):
         """This host's result keys."""
-        if self.args['copy_mode'] == 'cascade' and not self.check_mode:
-            return CascadeCopy(self).run()
+        if self.copy_mode.batch_wide and not self.check_mode:
+            return CascadeStage(self).run()
         return self.copy()
 
     # ------------------------------------------------------------ copy
-    def copy(self, mode=None):
-        """Push, substitute or cache mode, and check mode: this host's result
-        keys (``mode``: instead of the task's, for a host the cascade left
-        to the controller)."""
-        args = self.args
+    def copy(self):
+        """This host's own copy in the task's mode (also a host a batch-wide
+        copy left out): its result keys."""
+        args, copy_mode = self.args, self.copy_mode
         path = store_path_of(args['path'])
-        mode = mode or args['copy_mode']
         opts = self.opts
-        if mode == 'cache':
+        if copy_mode.from_caches:
             # a cache address whose login cannot be kept out of argv fails
             # the host before anything runs
             _copy.cache_uris(args['caches'])
@@ -98,12 +101,12 @@ class CopyStage:
         try:
             closure = (_closure.kept_listing(batch_folder(C.DEFAULT_LOCAL_TMP),
                                              _nix.options_of(self.args), path)
-                       or self._batch_closure(path) or self._closure(path, mode))
+                       or self._batch_closure(path) or self._closure(path))
         except _copy.CopyError:
             if not self.check_mode:
                 raise
             # check mode built nothing: say whether the host lacks the system
-            return self._unbuilt(path, mode)
+            return self._unbuilt(path)
 
         # the probe plants the copy's GC root first (not in check mode)
         facts = self.probe([p['path'] for p in closure],
@@ -114,9 +117,9 @@ class CopyStage:
         no_check_sigs, via_sudo, trust = self.settings.trust(facts, target)
         uri = _copy.store_address(target, facts['nix_dir'], via_sudo, self.settings.compress)
         ssh_env = self._ssh_env(target)
-        out = self._result(path, mode, uri, trust, facts, closure, missing)
+        out = self._result(path, uri, trust, facts, closure, missing)
         if not missing or self.check_mode:
-            if mode != 'cache':
+            if copy_mode.controller_sends:
                 # check mode: what a real run would send
                 out.update(paths_sent=len(missing), bytes_sent=out['bytes_missing'])
                 if missing and trust == 'unsigned':
@@ -126,7 +129,7 @@ class CopyStage:
                         % (self.host, facts.get('user') or target.user))
             return out
 
-        if mode == 'cache':
+        if copy_mode.from_caches:
             self._fetch(facts['nix_dir'], path)
             out['paths_fetched'] = len(missing)
             return out
@@ -135,7 +138,7 @@ class CopyStage:
             _copy.sign(opts, path, self.settings.signing_key)
         try:
             sent = _copy.push(opts, path, uri, ssh_env, no_check_sigs=no_check_sigs,
-                              substitute=(mode == 'substitute'))
+                              substitute=copy_mode.substitutes)
         except _nix.NixError as exc:
             raise self._push_error(exc, path, uri, facts, target)
         if sent is None:  # Nix did not say: everything missing went over
@@ -160,11 +163,14 @@ class CopyStage:
             master = None
         return target.nix_env(master=master)
 
-    def _result(self, path, mode, uri, trust, facts, closure, missing):
+    def _result(self, path, uri, trust, facts, closure, missing):
         """The result keys before anything is sent, with the probe's warnings."""
         host = self.host
-        out = dict(path=path, mode=mode, store_uri=uri, remote_nix_dir=facts['nix_dir'],
-                   trust=trust if mode != 'cache' else 'cache',
+        # what passes the target's signature check: the trust plan's word for
+        # what the controller sends, else the caches' own signatures
+        out = dict(path=path, mode=self.copy_mode.name, store_uri=uri,
+                   remote_nix_dir=facts['nix_dir'],
+                   trust=trust if self.copy_mode.controller_sends else 'cache',
                    closure_paths=len(closure),
                    closure_bytes=sum(p['narSize'] for p in closure),
                    paths_missing=len(missing),
@@ -203,12 +209,13 @@ class CopyStage:
             host, path, uri, ': ' + why if why else '', exc.nix_message() or exc.message),
             exc.stderr)
 
-    def _unbuilt(self, path, mode):
+    def _unbuilt(self, path):
         """Check mode, for a system the controller has not built (check mode
         builds nothing without --diff): whether the host already holds it."""
         facts = self.probe([path])
         missing = path in set(facts['invalid'])
-        return dict(path=path, mode=mode, remote_nix_dir=facts['nix_dir'], changed=missing,
+        return dict(path=path, mode=self.copy_mode.name, remote_nix_dir=facts['nix_dir'],
+                    changed=missing,
                     closure_paths=None, closure_bytes=None, paths_missing=None,
                     bytes_missing=None, paths_sent=0, bytes_sent=0,
                     msg='would copy %s (not built yet: its closure size is unknown)' % path
@@ -229,7 +236,7 @@ class CopyStage:
                 try:
                     wanted[name] = store_path_of(
                         self.filled.for_host(args, _role_vars.COPY, hostvars)['path'])
-                except StoreError:
+                except StorePathError:
                     continue
             infos = _copy.batch_infos(self.opts, sorted(set(wanted.values())))
             # each host's own listing: a host reads its entry, not the batch's
@@ -245,13 +252,13 @@ class CopyStage:
             return None
         return host_entry['listing']
 
-    def _closure(self, path, mode):
+    def _closure(self, path):
         caches = self.args['caches']
         try:
             return _copy.closure(self.opts, path)
         except _nix.NixError as exc:
             local_error = exc
-        if mode == 'cache':
+        if self.copy_mode.from_caches:
             # the controller need not hold the path: ask the caches for its closure
             for cache in caches:
                 try:

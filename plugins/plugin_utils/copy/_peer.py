@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The controller's side of a closure cascade: plain ssh to each host, the hops.
 
-``CascadeCopy(...).run()`` takes the hosts of a play batch (``Peer``: a name,
+``CascadeDriver(...).run()`` takes the hosts of a play batch (``Peer``: a name,
 a ``Host`` built from its connection vars, its system), and for each
 system: probes every host over ssh (the same sh probe as a push), lets
 ``_cascade.Cascade`` plan, and runs the hops in threads until every host
@@ -28,10 +28,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _casca
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._hop_agent import (
     HopAgent, HopError, hop_leftovers)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script, _diagnosis
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError, Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
     host_keys, key_files)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import StoreError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix, _nix_stderr
 
 # ssh sessions the controller opens at once to probe the hosts
@@ -107,7 +106,7 @@ class Peer:
 
 
 # ------------------------------------------------------------------ the run
-class CascadeCopy:
+class CascadeDriver:
     """Cascade the systems of ``peers`` (Peer list, in inventory order).
 
     ``opts``: NixOptions of the controller's nix; ``settings``: the task's
@@ -158,7 +157,7 @@ class CascadeCopy:
             peer.proxied = any(v not in ('', 'none') for option in ('proxyjump', 'proxycommand')
                                for v in conf.get(option) or [])
             self._probe(peer, [p['path'] for p in closure])
-        except (StoreError, _copy.CopyError) as exc:
+        except (AddressError, _copy.CopyError) as exc:
             peer.error = u'%s' % exc
             return
         except Exception as exc:  # pylint: disable=broad-except
@@ -295,7 +294,7 @@ class CascadeCopy:
         try:
             sent = _copy.push(self.opts, path, receiver.store_uri(compress=self.compress),
                               receiver.target.nix_env(), no_check_sigs=receiver.trust[0])
-        except StoreError as exc:
+        except AddressError as exc:
             return _cascade.FAILED, u'%s' % exc, None
         except _nix.NixError as exc:
             if _copy.looks_unsigned(exc.stderr):
@@ -315,7 +314,8 @@ class CascadeCopy:
 
     # -------------------------------------------------------------- answers
     def _entry(self, peer, cascade, closure, sizes, summary, sign_error):
-        result = {'path': peer.path, 'mode': 'cascade', 'closure_paths': len(closure),
+        # the mode is the host's task's to add (_cascade_stage.py)
+        result = {'path': peer.path, 'closure_paths': len(closure),
                   'closure_bytes': sum(sizes.values()), 'paths_sent': 0, 'bytes_sent': 0,
                   'changed': False, 'copied_from': None,
                   'sent_to': list(cascade.sent_to.get(peer.name, [])),

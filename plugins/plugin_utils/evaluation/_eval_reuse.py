@@ -45,7 +45,7 @@ RECORD_OVERHEAD = 0.125
 MIN_HOST_SECONDS = 0.25
 
 
-class Spec(object):
+class RecordSpec(object):
     """How to record the evaluation of one pinned source: ``ref`` (what
     record.nix calls), ``sub``, ``info`` (the pinned flake's attributes to
     give ``self``, or None: the ref's own), ``root`` (its store copy),
@@ -68,7 +68,7 @@ class Reuse(object):
         self.folder = folder
         # the reuse key of a request: cache_key(fingerprint, attr)
         self._cache_key = cache_key
-        # {flake evaluated (source.ref): Spec}
+        # {flake evaluated (source.ref): RecordSpec}
         self.specs = {}
         # {flake as named: why nothing of it is reused}
         self.reasons = {}
@@ -138,7 +138,7 @@ class Reuse(object):
         return None
 
     def _spec(self, source):
-        """(Spec, None) or (None, why)."""
+        """(RecordSpec, None) or (None, why)."""
         runner = self._info_runner()
         info = self.sources.once('info-%s' % batch_key('info', source.ref, runner.opts.nix_bin),
                                  lambda: query_info(runner, source.ref))
@@ -152,7 +152,7 @@ class Reuse(object):
             if source.root and 'narHash=' not in source.ref:
                 return None, ('a subflake of a tree with uncommitted changes is not read as '
                               'one locked content by Nix before 2.25')
-            return Spec(source.ref, source.sub, None, source.store_path, values), None
+            return RecordSpec(source.ref, source.sub, None, source.store_path, values), None
         if source.sub and not features.path_dir:
             return None, 'a subflake on Nix 2.20-2.24'
         nar_hash = source.provenance.get('nar_hash')
@@ -163,7 +163,7 @@ class Reuse(object):
         params = ([('dir', source.sub)] if source.sub else []) + [('narHash', nar_hash)]
         ref = 'path:%s?%s' % (source.store_path, '&'.join(
             '%s=%s' % (k, quote(v, safe='/')) for k, v in params))
-        return Spec(ref, source.sub, info, source.store_path, values), None
+        return RecordSpec(ref, source.sub, info, source.store_path, values), None
 
     def _info_runner(self):
         opts = self.runner.opts

@@ -17,7 +17,7 @@ never turned off here: the user's own ssh args are passed on verbatim, ones
 that turn it off are refused (``_check_secure``, by the rules of
 plugin_utils/host/_host_key_rules.py) unless the action judged the host and its
 opt-out let it go on (``JUDGED``), and our defaults only add timeouts and
-BatchMode.
+BatchMode. Connection vars that make no such address raise ``AddressError``.
 """
 
 import functools
@@ -34,8 +34,6 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis, _host_key_rules
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    StoreError)
 
 # Added after the user's own ssh args; ssh keeps the FIRST value of an
 # option, so anything the inventory sets wins over these.
@@ -61,6 +59,13 @@ def split_ssh_args(text):
     if isinstance(text, (list, tuple)):
         return [str(t) for t in text]
     return shlex.split(str(text))
+
+
+class AddressError(NixdeployError):
+    """A host's connection vars (or a builder's name or store URI) make no
+    address the controller's ssh and Nix can use safely: none, one that would
+    read as an option or break a URI, a connection that is not ssh, ssh
+    options that turn host key checking off or that Nix cannot pass on."""
 
 
 class NoAnswer(NixdeployError):
@@ -113,7 +118,7 @@ def _check_token(token, where):
     # Nix 2.8 splits NIX_SSHOPTS on whitespace with no quoting, so an argument
     # holding a space (ProxyCommand="ssh -W ...") would reach ssh cut in pieces.
     if re.search(r'\s', token):
-        raise StoreError(
+        raise AddressError(
             '%s holds %r, which contains whitespace: Nix splits NIX_SSHOPTS on '
             'whitespace and cannot pass it to ssh intact. Put that setting in '
             '~/.ssh/config (or use a form without spaces, e.g. -o ProxyJump=user@bastion).'
@@ -131,7 +136,7 @@ def _check_secure(tokens, where, destination=None):
                     for p in _host_key_rules.config_problems(
                         ssh_argv(tokens, destination, show_config=True, end_options=True))]
     if problems:
-        raise StoreError(
+        raise AddressError(
             '%s: %s: that turns host key checking off, and the collection never copies or '
             'builds over ssh without it' % (where, '; '.join(problems)))
 
@@ -153,12 +158,12 @@ class Host:
                  ssh_common_args=None, ssh_extra_args=None, become=False,
                  become_user=None, become_method=None, name=None, host_key_unchecked=False):
         if not host:
-            raise StoreError('no host address for %s' % (name or 'target'))
+            raise AddressError('no host address for %s' % (name or 'target'))
         self.host = _bare_host(str(host), name)
         self.port = int(port) if port not in (None, '') else None
         self.user = str(user) if user else None
         if self.user and not re.match(r'^[A-Za-z0-9_.][A-Za-z0-9_.\-$]*\Z', self.user):
-            raise StoreError('%s: unsafe ssh user name %r' % (name or self.host, self.user))
+            raise AddressError('%s: unsafe ssh user name %r' % (name or self.host, self.user))
         self.private_key_file = str(private_key_file) if private_key_file else None
         self.common_args = split_ssh_args(ssh_common_args)
         self.extra_args = split_ssh_args(ssh_extra_args)
@@ -199,7 +204,7 @@ class Host:
         return host
 
     def require_ssh(self):
-        """This host, its address read (of_task); StoreError when the
+        """This host, its address read (of_task); AddressError when the
         controller's own ssh and Nix's cannot reach it."""
         if self._pending is not None:
             known = Host.from_connection(self.connection, self._pending)
@@ -222,8 +227,8 @@ class Host:
         transport = getattr(connection, 'transport', None) or load_name(connection) or ''
         name = task_vars.get('inventory_hostname')
         if str(transport).rsplit('.', maxsplit=1)[-1] not in SSH_CONNECTIONS:
-            raise StoreError('%s: connection %r is not ssh; nix_copy_closure copies '
-                             'over ssh-ng only' % (name or 'target', transport))
+            raise AddressError('%s: connection %r is not ssh; nix_copy_closure copies '
+                               'over ssh-ng only' % (name or 'target', transport))
 
         opt = functools.partial(_connection_option, connection)
         pc = play_context_of(connection)
@@ -290,7 +295,7 @@ class Host:
         try:
             port = parts.port
         except ValueError:
-            raise StoreError('%s: malformed port' % uri)
+            raise AddressError('%s: malformed port' % uri)
         return cls(parts.hostname, port=port, user=parts.username,
                    private_key_file=(query.get('ssh-key') or [None])[0],
                    ssh_common_args=os.environ.get('NIX_SSHOPTS'), name=uri)
@@ -483,7 +488,7 @@ def _bare_host(host, name):
     # Anything here ends up in a URI and in ssh's argv: no option-looking
     # names, no URI delimiters, no whitespace.
     if not re.match(r'^[A-Za-z0-9_.:%\-]+\Z', host) or host.startswith('-'):
-        raise StoreError('%s: unsafe or malformed host address %r' % (name or 'target', host))
+        raise AddressError('%s: unsafe or malformed host address %r' % (name or 'target', host))
     return host
 
 

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A cascade host as the controller's own ssh sees it.
 
-The cascade (``_peer.CascadeCopy``) reaches every host with the controller's
+The cascade (``_peer.CascadeDriver``) reaches every host with the controller's
 ssh and the host's connection vars, and needs to know what that ssh knows:
 the options it would use (``ssh -G``: plugin_utils/host/_host.py's
 ``Host.ssh_config``, read here), the host key lines its known_hosts

@@ -1,22 +1,26 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What each target program reports, as types: the one rule for target data.
+"""What target programs report, as types: the one rule for target data.
 
 A target is untrusted: whoever controls it (or, on home-manager and
 nix-on-droid hosts, any process of the deploy user) chooses every byte its
 programs print, and the files they read (a profile's generation links, a
 run's status file). So no value a target program reports is used as text:
-``FIELDS`` names, for each program file of ``target/``, each key it emits
-and its type, and ``read`` parses every value into that type before the
-controller sees it:
+a table of fields names, for each program file, each key it emits and its
+kind (a ``ValueKind``), and ``read`` parses every value into that kind
+before the controller sees it. The kinds are here; each stage's table sits
+beside the code that runs its programs (activation's in
+plugin_utils/activation/_activation_fields.py, which ``_script.render`` is
+given); ``FIELDS`` here holds lib.sh's and, for now, those of the copy's,
+the keys' and the builders' programs.
 
 - a store path is checked as one (``/nix/store/<hash>-<name>``, nothing
   else: not an installable, a flake, a path outside the store, a ``-`` option);
 - a number is digits only, then an ``int``; a flag is ``0`` or ``1``, then a
-  ``bool``; a state, a cause or a way of detaching is one of its words;
+  ``bool``; a word of a set (a state, a cause) is one of its words;
 - a folder or file on the target is an absolute path with no control
-  character and no ``..`` step; a run, a boot id, a user or a system name
+  character and no ``..`` step; a boot id, a user or a system name
   matches its pattern;
 - free text (a reason, what a command said) is kept only ``printable``
   (every control character escaped, plugin_utils/common/_printable.py) and
@@ -42,26 +46,27 @@ TEXT_LIMIT = 4096
 _SHOWN = 80
 
 
-class Kind:
-    """A type of target value: ``what`` it must be (for the note) and
-    ``parse(text)`` -> the value, or ValueError."""
+class ValueKind:
+    """The kind of a value a target program reports: ``what`` it must be
+    (for the note) and ``parse(text)`` -> the value, or ValueError."""
 
     def __init__(self, what, parse):
         self.what = what
         self.parse = parse
 
     def __repr__(self):
-        return 'Kind(%s)' % self.what
+        return 'ValueKind(%s)' % self.what
 
 
-def _matching(pattern, what, convert=None):
+def matching(pattern, what, convert=None):
+    """Text that matches ``pattern``, as ``convert`` makes it (when given)."""
     compiled = re.compile(pattern)
 
     def parse(text):
         if not compiled.match(text):
             raise InvalidValue(what)
         return convert(text) if convert else text
-    return Kind(what, parse)
+    return ValueKind(what, parse)
 
 
 def _text(text):
@@ -111,7 +116,7 @@ def one_of(*words):
         if text not in choices:
             raise InvalidValue('one of %s' % ', '.join(sorted(choices)))
         return text
-    return Kind('one of %s' % ', '.join(sorted(choices)), parse)
+    return ValueKind('one of %s' % ', '.join(sorted(choices)), parse)
 
 
 def list_of(kind, sep=None):
@@ -119,53 +124,28 @@ def list_of(kind, sep=None):
     the value."""
     def parse(text):
         return [kind.parse(item) for item in text.split(sep) if item]
-    return Kind('a list of %s' % kind.what, parse)
+    return ValueKind('a list of %s' % kind.what, parse)
 
 
-TEXT = Kind('text', _text)
-FLAG = Kind('0 or 1', _flag)
-INT = _matching(r'\A[0-9]{1,18}\Z', 'a number', int)
-PATH = Kind('an absolute path', _path)
-STORE_PATH = Kind('a store path', _store_path)
-STORE_FILE = Kind('a path in the store', _store_file)
-# a run of nix_activate: '<epoch>-<8 hex>' (_detached_run.DetachedRun)
-RUN = _matching(r'\A[0-9]{1,20}-[0-9a-f]{1,32}\Z', 'a run id')
-BOOT_ID = _matching(r'\A[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z', 'a boot id')
+TEXT = ValueKind('text', _text)
+FLAG = ValueKind('0 or 1', _flag)
+INT = matching(r'\A[0-9]{1,18}\Z', 'a number', int)
+PATH = ValueKind('an absolute path', _path)
+STORE_PATH = ValueKind('a store path', _store_path)
+STORE_FILE = ValueKind('a path in the store', _store_file)
+BOOT_ID = matching(r'\A[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z', 'a boot id')
 # a POSIX user or group name (and Nix's @group / * in trusted-users)
-NAME = _matching(r'\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z', 'a user or group name')
+NAME = matching(r'\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z', 'a user or group name')
 # an entry of Nix's trusted-users: a user, @group or *
-TRUSTED = _matching(r'\A(\*|@?[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})\Z', 'a user, @group or *')
-SYSTEM = _matching(r'\A[A-Za-z0-9_]+(-[A-Za-z0-9_]+){1,3}\Z', 'a Nix system (cpu-os)')
-FEATURE = _matching(r'\A[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}\Z', 'a system feature')
-UNIT = _matching(r'\Anixdeploy-activate-[0-9]{1,20}-[0-9a-f]{1,32}\Z', 'a unit of a run')
+TRUSTED = matching(r'\A(\*|@?[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})\Z', 'a user, @group or *')
+SYSTEM = matching(r'\A[A-Za-z0-9_]+(-[A-Za-z0-9_]+){1,3}\Z', 'a Nix system (cpu-os)')
+FEATURE = matching(r'\A[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}\Z', 'a system feature')
 
-# the states of a run (target/activate-runner.sh's status), its end causes
-STATES = one_of('starting', 'running', 'waiting_lock', 'awaiting_confirmation',
-                'rolling_back', 'unchanged', 'done', 'failed', 'rolled_back',
-                'rollback_failed', 'refused')
-CAUSES = one_of('switch_locked', 'refused', 'unconfirmed', 'activation_failed', 'checks')
-
-# the keys shared by every program of a family
-_SESSION = {'dir': PATH, 'profile': PATH}
-_STATUS = {
-    'state': STATES, 'reason': TEXT, 'run': RUN, 'mode': one_of('activate', 'rollback'),
-    'profile': PATH, 'prev_gen': INT, 'prev_path': STORE_PATH, 'new_gen': INT,
-    'new_path': STORE_PATH, 'activated': FLAG, 'rolled_back': FLAG, 'confirmed': FLAG,
-    'rc': INT, 'cause': CAUSES, 'started': INT, 'updated': INT,
-}
-
-# program file -> {key: Kind}; a key ending in '_*' stands for its numbered
-# or named family (stat_0, booted_kernel)
+# program file -> {key: ValueKind}: lib.sh's, and the programs of stages
+# whose table is not beside them yet; a key ending in '_*' stands for its
+# numbered or named family (stat_0, removed_3)
 FIELDS = {
     'lib.sh': {'error': TEXT},
-    'activate-launch.sh': dict(_SESSION, nix_env=PATH, unit=UNIT,
-                               detach=one_of('systemd-run', 'setsid', 'nohup')),
-    'activate-poll.sh': dict(_STATUS, alive=FLAG),
-    'activate-confirm.sh': dict(_SESSION, pending=RUN, claimed=RUN, last=RUN),
-    'activate-reject.sh': dict(_SESSION, rejected=FLAG),
-    'activate-inspect.sh': dict(_SESSION, active=STORE_PATH, dry_rc=INT, gens=list_of(INT),
-                                prev_gen=INT, prev_path=STORE_PATH, gen_path=STORE_PATH,
-                                present=FLAG),
     'builder-probe.sh': {
         'no_nix': FLAG, 'nix_dir': PATH, 'daemon_on_path': FLAG, 'system': SYSTEM,
         'extra_platforms': list_of(SYSTEM), 'system_features': list_of(FEATURE),
@@ -176,15 +156,10 @@ FIELDS = {
         'invalid': list_of(STORE_PATH), 'store_df': TEXT, 'gc_root': PATH,
         'gc_root_error': TEXT, 'ssh': PATH, 'ssh_version': TEXT,
         'ssh_dir': one_of('yes', 'no'), 'ssh_agent_dir': one_of('yes', 'no'), 'complete': FLAG},
-    'health-check.sh': {'rc': INT, 'timed_out': FLAG},
-    'reboot-boot-id.sh': {'boot_id': BOOT_ID},
-    'reboot-probe.sh': {'boot_id': BOOT_ID, 'booted': STORE_PATH, 'current': STORE_PATH,
-                        'booted_*': STORE_FILE, 'new_*': STORE_FILE},
-    'reboot-request.sh': {'reboot_rc': INT},
     # stat_<i>: 'KIND LISTED', a file's with its salted digest (never a plain
     # hash: keys-lib.sh) or '-', then 'MODE OWNER GROUP UID GID' ('-' each unread)
     'keys-probe.sh': {'uid': INT, 'hash': TEXT, 'probed': FLAG, 'stale_*': TEXT,
-                      'stat_*': _matching(
+                      'stat_*': matching(
                           r'\A(?:(?:absent|link|other|changed) [01]|file [01] (?:[0-9a-f]{64}|-)'
                           r'(?: [^\s\x00-\x1f\x7f-\x9f]+){5})\Z', "a key's facts")},
     'keys-put.sh': {'done': FLAG, 'dir_created': PATH, 'manifest_failed': TEXT,
@@ -203,11 +178,12 @@ class Values(dict):
         self.dropped = []
 
 
-def fields_of(names):
-    """The keys and kinds of a program made of the files ``names``."""
+def fields_of(names, table=None):
+    """The keys and kinds of a program made of the files ``names``: each
+    file's in ``table`` (its stage's {file: {key: kind}}) or in ``FIELDS``."""
     fields = {}
     for name in names:
-        fields.update(FIELDS.get(name, {}))
+        fields.update(FIELDS.get(name) or (table or {}).get(name) or {})
     return fields
 
 

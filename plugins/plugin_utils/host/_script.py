@@ -15,8 +15,8 @@ assignments (nothing from a task or the inventory is ever pasted into the
 program text), then ``lib.sh``, then the named files in order. ``parse``
 reads the one output format every program uses (``emit`` in lib.sh);
 ``Program.parse`` then reads each value into its type
-(plugin_utils/host/_program_fields.py: a value that is not what it must be is
-dropped, never passed on).
+(plugin_utils/host/_program_fields.py, with the table of the stage that
+rendered it: a value that is not what it must be is dropped, never passed on).
 
 The result channel: what a target prints is untrusted (a health check's
 output, an activation's log, a command's message), so no such text can be
@@ -149,10 +149,11 @@ def new_mark():
     return secrets.token_hex(16)
 
 
-def render(names, values=None):
+def render(names, values=None, fields=None):
     """The program (a ``Program``): quoted ``values``, its own marker,
     lib.sh, then the files ``names``. ``NIX_DIRS`` (the known nix locations)
-    is always set."""
+    is always set. ``fields``: the table of what the programs of the
+    caller's stage report ({file: {key: kind}}, ``_program_fields.fields_of``)."""
     all_values = {'NIX_DIRS': ' '.join(KNOWN_NIX_DIRS)}
     all_values.update(values or {})
     if MARK_NAME in all_values:
@@ -163,7 +164,7 @@ def render(names, values=None):
         names = [names]
     files = [LIBRARY] + list(names)
     return Program(assignments(all_values) + ''.join(source(n) for n in files), mark,
-                   _program_fields.fields_of(files))
+                   _program_fields.fields_of(files, fields))
 
 
 def _line(text):

@@ -1,10 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Store paths (their check, the top-level path of a file inside one, a host
-name as one file name), the error of a target that cannot be reached as its
-store and the remote program of its store. How a target is reached (its ssh options, its store URI) is
-plugin_utils/host/_host.py's ``Host``.
+"""Store paths (their check, the top-level path of a file inside one and
+``StorePathError`` for a path that is none, a host name as one file name)
+and the remote program of a target's store. How a target is reached (its
+ssh options, its store URI, ``AddressError`` when its connection vars cannot
+say) is plugin_utils/host/_host.py's ``Host``.
 """
 
 import hashlib
@@ -40,8 +41,8 @@ def file_name(name):
     return text
 
 
-class StoreError(NixdeployError):
-    """A target's connection vars cannot be turned into a safe store URI."""
+class StorePathError(NixdeployError):
+    """A path given as a system is not in the Nix store (``store_path_of``)."""
 
 
 def is_store_path(path):
@@ -57,7 +58,7 @@ def store_path_of(path):
         candidate = '/'.join(parts[:4])
         if is_store_path(candidate):
             return candidate
-    raise StoreError('not a Nix store path: %r' % (text,))
+    raise StorePathError('not a Nix store path: %r' % (text,))
 
 
 def remote_program(nix_dir, via_sudo=False, become_user=None):

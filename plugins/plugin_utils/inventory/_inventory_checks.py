@@ -37,7 +37,7 @@ import re
 import unicodedata
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import is_printable
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
     InventoryError)
 
 _HOST_NAME = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.-]*')

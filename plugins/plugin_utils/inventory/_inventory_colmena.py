@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A colmena hive's node as an Ansible host: its deployment options and keys.
 
-The ``--apply`` expression (``_inventory``) reads each node's ``deployment``
+Its Nix mapper (``source-colmena.nix``) reads each node's ``deployment``
 options (``COLMENA_FIELDS``) and ``deployment.keys`` (``COLMENA_KEY_FIELDS``)
 as data; here they become the host's fields, following colmena's own
 defaults, and ``nix_keys`` specs: those of the kinds the inventory option
@@ -14,12 +14,25 @@ they never go into ``nix_node``, which is there for everyone to read.
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
     DEFAULT_PLATFORM, PLATFORMS, attr_string)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
-    COLMENA_KEY_FIELDS, InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
     node_label, shown)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
+    InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_fields import (
     merge_fields, port_number, str_list)
+
+# The colmena deployment options its Nix mapper reads into nix_node. Keys are
+# read apart (COLMENA_KEY_FIELDS) into nix_keys, never into nix_node.
+COLMENA_FIELDS = ['targetHost', 'targetPort', 'targetUser', 'tags',
+                  'buildOnTarget', 'allowLocalDeployment',
+                  'replaceUnknownProfiles', 'privilegeEscalationCommand']
+
+# colmena's deployment.keys.<name> fields -> nixdeploy.fleet.nix_keys fields.
+COLMENA_KEY_FIELDS = {
+    'text': 'text', 'keyFile': 'src', 'keyCommand': 'command', 'name': 'name',
+    'destDir': 'dest_dir', 'user': 'user', 'group': 'group', 'permissions': 'mode',
+    'uploadAt': 'upload_at',
+}
 
 
 def colmena_fields(raw, name, node, inv_fields, configured):

@@ -19,7 +19,8 @@ import re
 import shutil
 import subprocess
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import InventoryError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
+    InventoryError)
 
 GIT_FILE = 'git+file://'
 # how long git may take to list a work tree's tracked files (a big checkout

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A deploy-rs node as an Ansible host: its ssh options and its profiles.
 
-The ``--apply`` expression (``_inventory``) reads ``deploy.nodes`` without
+Its Nix mapper (``source-deploy-rs.nix``) reads ``deploy.nodes`` without
 any profile's ``path`` (forcing it would evaluate a system); here a node
 becomes the host's fields, its ``sshOpts`` (through the allow-list of
 ``_inventory_checks``) the port and ssh args, and its

@@ -5,18 +5,19 @@
 
 An inventory entry's own fields (address, user, port, tags, role, system,
 platform, configuration) and the small readers behind them, shared by the
-mapping of each source (``_inventory_hosts`` for inventory data and
-configurations, ``_inventory_colmena``, ``_inventory_deploy_rs``): an entry of
-the inventory attribute fills the gaps of a colmena or deploy-rs node of the
-same name, so all of them read fields the same way.
+mapping of each source (``_inventory_colmena``, ``_inventory_deploy_rs``, and
+here the two small ones: ``entry_fields`` for inventory data,
+``configurations_fields`` for configuration names): an entry of the inventory
+attribute fills the gaps of a colmena or deploy-rs node of the same name, so
+all of them read fields the same way.
 """
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
-    PLATFORM_ORDER, PLATFORMS)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
-    InventoryError)
+    PLATFORM_ORDER, PLATFORMS, user_at_host)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
     check_port)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
+    InventoryError)
 
 
 def _first(node, keys):
@@ -97,3 +98,25 @@ def configured_platform(raw, name):
         if name in (raw.get('configurations') or {}).get(PLATFORMS[platform]['output'], []):
             return platform
     return None
+
+
+def entry_fields(raw, name, node, inv_fields, configured):
+    """(fields, extra host vars) of one entry of the inventory data: its own
+    fields alone (a source's mapper, ``_inventory_sources``)."""
+    return inventory_fields(node), {}
+
+
+def configurations_fields(raw, name, node, inv_fields, configured):
+    """(fields, extra host vars) of one system configuration: the platform
+    whose output holds it, the inventory entry of its name filling the gaps."""
+    name_fields = {'tags': []}
+    if configured and user_at_host(configured) and '@' in name and not inv_fields.get('address'):
+        # homeConfigurations."user@host" names its own target
+        name_fields['user'], name_fields['address'] = name.split('@', 1)
+        name_fields['origin'] = {'user': 'the user part of the configuration name user@host',
+                                 'address': 'the host part of the configuration name user@host'}
+    fields = merge_fields(name_fields, inv_fields)
+    fields.setdefault('address', None)
+    fields['platform'] = configured
+    fields['configuration'] = name
+    return fields, {}

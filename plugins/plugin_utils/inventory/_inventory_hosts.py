@@ -3,30 +3,29 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The evaluated flake's nodes as Ansible hosts: host vars and groups.
 
-``build_inventory()`` turns the JSON of the ``--apply`` expression
-(``_inventory``) into hosts in flake order: each node's fields come from the
-mapping of its source (inventory data and configurations here, colmena in
-``_inventory_colmena``, deploy-rs in ``_inventory_deploy_rs``), and one
-mapping, the same for every source, makes them the host's variables
-(``ansible_*``, ``nix_*``) and groups (platform, system, role, tags).
-Pure Python: the unit tests map JSON without Nix.
+``build_inventory()`` turns the JSON of ``inventory.nix`` (``_inventory``)
+into hosts in flake order: each node's fields come from the Python mapper of
+its source's row (``_inventory_sources.SOURCES``: ``_inventory_fields`` for
+inventory data and configurations, ``_inventory_colmena``,
+``_inventory_deploy_rs``), and one mapping, the same for every source, makes
+them the host's variables (``ansible_*``, ``nix_*``) and groups (platform,
+system, role, tags). Pure Python: the unit tests map JSON without Nix too.
 """
 
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
-    DEFAULT_PLATFORM, GROUP_NAMES, PLATFORM_ORDER, PLATFORMS, attr_string, system_attr_path,
-    user_at_host)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
-    InventoryError)
+    DEFAULT_PLATFORM, GROUP_NAMES, PLATFORMS, attr_string, system_attr_path)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
     check_connection, check_host_name, node_label)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_colmena import (
-    DEFAULT_HIVE_KEYS, colmena_fields, colmena_keys)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_deploy_rs import (
-    deploy_rs_fields)
+    DEFAULT_HIVE_KEYS)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
+    InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_fields import (
-    configured_platform, inventory_fields, merge_fields, port_number, str_list)
+    configured_platform, inventory_fields, port_number, str_list)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_sources import (
+    source_row)
 
 
 _INVALID_GROUP_CHARS = re.compile(r'[^A-Za-z0-9_]')
@@ -50,8 +49,9 @@ def group_name(text):
     return name
 
 
-class Host:
-    """One Ansible host: its name, variables and groups."""
+class InventoryHost:
+    """One host of the inventory as Ansible gets it: its name, variables and
+    groups (the target itself, reached, is ``host/_host.Host``)."""
 
     def __init__(self, name, variables, groups):
         self.name = name
@@ -59,7 +59,7 @@ class Host:
         self.groups = groups
 
     def __repr__(self):
-        return 'Host(%r, groups=%r)' % (self.name, self.groups)
+        return 'InventoryHost(%r, groups=%r)' % (self.name, self.groups)
 
 
 class Result:
@@ -89,58 +89,27 @@ def _platform(value):
     raise InventoryError('unknown platform %r (known: %s)' % (text, ', '.join(sorted(PLATFORMS))))
 
 
-def _configurations_fields(raw, name, node, inv_fields, configured):
-    """(fields, extra host vars) of one system configuration: the platform
-    whose output holds it, the inventory entry of its name filling the gaps."""
-    name_fields = {'tags': []}
-    if configured and user_at_host(configured) and '@' in name and not inv_fields.get('address'):
-        # homeConfigurations."user@host" names its own target
-        name_fields['user'], name_fields['address'] = name.split('@', 1)
-        name_fields['origin'] = {'user': 'the user part of the configuration name user@host',
-                                 'address': 'the host part of the configuration name user@host'}
-    fields = merge_fields(name_fields, inv_fields)
-    fields.setdefault('address', None)
-    fields['platform'] = configured
-    fields['configuration'] = name
-    return fields, {}
-
-
-# source -> the mapping of one of its nodes (the inventory attribute's own
-# entries are read by inventory_fields alone)
-_SOURCE_FIELDS = {
-    'colmena': colmena_fields,
-    'deploy-rs': deploy_rs_fields,
-    'configurations': _configurations_fields,
-}
-
-
-def _node_fields(raw, name, node):
-    """(fields, extra host vars) of one node of the evaluated source."""
-    source = raw['source']
-    if source == 'inventory':
-        return inventory_fields(node), {}
+def _node_fields(raw, row, name, node):
+    """(fields, extra host vars) of one node, by its source's mapper; the
+    entry of its name in the inventory data fills the gaps."""
     inv = (raw.get('inventory') or {}).get(name)
     inv_fields = inventory_fields(inv, 'inventory.') if isinstance(inv, dict) else {}
-    configured = configured_platform(raw, name)
-    if source not in _SOURCE_FIELDS:
-        raise InventoryError('unknown source %r' % (source,))
-    return _SOURCE_FIELDS[source](raw, name, node, inv_fields, configured)
+    return row.fields(raw, name, node, inv_fields, configured_platform(raw, name))
 
 
 def _names(raw):
-    if raw['source'] != 'configurations':
-        return list(raw.get('nodes') or {})
+    """The nodes' names in the source's order (its mapper's ``order``, else
+    the nodes'), each once."""
     names, seen = [], set()
-    for platform in PLATFORM_ORDER:
-        for name in (raw.get('configurations') or {}).get(PLATFORMS[platform]['output'], []):
-            if name not in seen:
-                seen.add(name)
-                names.append(name)
+    for name in raw.get('order') or list(raw.get('nodes') or {}):
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
     return names
 
 
 def build_inventory(raw, flake, strict=False, address_optional=None, hive_keys=DEFAULT_HIVE_KEYS):
-    """Map the JSON of ``apply_expression`` to a ``Result``.
+    """Map the JSON of ``inventory.nix`` to a ``Result``.
 
     A node that cannot be mapped (no address, bad port, unknown platform),
     whose name is no host name a terminal, a file path or a git ref can take
@@ -150,16 +119,17 @@ def build_inventory(raw, flake, strict=False, address_optional=None, hive_keys=D
     colmena keys mapped (``_inventory_colmena.HIVE_KEY_KINDS``).
     """
     source = raw.get('source')
+    row = source_row(source)
     result = Result(source)
-    # colmena nodes and configurations connect to their name when no address
-    # is given (colmena's own default, ssh_config for configurations).
+    # configurations connect to their name when no address is given
+    # (ssh_config); a colmena node's mapper makes its name its address
     if address_optional is None:
-        address_optional = source == 'configurations'
+        address_optional = row.address_optional
     nodes = raw.get('nodes') or {}
     for name in _names(raw):
         node = nodes.get(name)
         try:
-            fields, extra = _node_fields(raw, name, node)
+            fields, extra = _node_fields(raw, row, name, node)
             if not fields.get('address') and not address_optional:
                 raise InventoryError('it has no address (targetHost, host, hostname or ips)')
             # no address: Ansible's ssh connects to the host name itself
@@ -167,13 +137,13 @@ def build_inventory(raw, flake, strict=False, address_optional=None, hive_keys=D
             # after what reaches ssh (a name that is the address is refused
             # as one): the name is every message's and file's host name
             check_host_name(name)
-            if source == 'colmena':
-                keys, warnings = colmena_keys(name, node, hive_keys)
+            if row.keys:
+                keys, warnings = row.keys(name, node, hive_keys)
                 if keys:
                     extra['nix_keys'] = keys
                 result.warnings.extend(warnings)
                 # secrets stay out of nix_node, which is there for everyone to read
-                node = dict((k, v) for k, v in node.items() if k not in ('keys', 'keysError'))
+                node = dict((k, v) for k, v in node.items() if k not in row.private)
             host = _host(name, fields, extra, node, raw, flake)
         except InventoryError as exc:
             if strict:
@@ -226,4 +196,4 @@ def _host(name, fields, extra, node, raw, flake):
     for group in groups:
         if group and group not in ordered:
             ordered.append(group)
-    return Host(name, variables, ordered)
+    return InventoryHost(name, variables, ordered)

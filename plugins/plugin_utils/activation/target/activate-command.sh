@@ -1,10 +1,11 @@
 # shellcheck shell=sh
 # The platform's activation command, run as `sh -c PROGRAM activate SYSTEM
-# GOAL INVOKER` by activate-runner.sh (and activate-inspect.sh for a dry
-# run). SYSTEM is a store path or a profile's generation link.
+# STEP INVOKER` by activate-runner.sh, once for each step of the goal's row
+# (and by activate-inspect.sh for a dry run, with no step). SYSTEM is a
+# store path or a profile's generation link.
 # Values, all constants of the platform table (module_utils/_platforms.py):
 #   COMMAND        the program below the system's store path, then its
-#                  arguments (words without blanks); {goal} is GOAL
+#                  arguments (words without blanks); {step} is STEP
 #   COMMAND_ENV    NAME=VALUE words set for it, or empty
 #   DRIVER_FILE, DRIVER_MIN, DRIVER_ARGS: home-manager's driver protocol:
 #                  DRIVER_ARGS are added when SYSTEM/DRIVER_FILE holds a
@@ -13,7 +14,7 @@
 #                  first (nix-darwin's activate-user), as INVOKER (the user
 #                  who logged in) when PRE_AS_INVOKER=1, unless it holds the
 #                  line PRE_SKIP_MARK
-system=$1 goal=$2 invoker=${3:-}
+system=$1 step=$2 invoker=${3:-}
 set -f  # table words split on blanks, never globbed
 if [ -n "$PRE_FILE" ] && [ -x "$system/$PRE_FILE" ] &&
    { [ -z "$PRE_SKIP_MARK" ] || ! grep -qxF -e "$PRE_SKIP_MARK" "$system/$PRE_FILE"; }; then
@@ -35,7 +36,7 @@ program=$system/$1
 shift
 args=
 for word in "$@"; do
-  [ "$word" = '{goal}' ] && word=$goal
+  [ "$word" = '{step}' ] && word=$step
   args="$args $word"
 done
 if [ -n "$DRIVER_FILE" ]; then
@@ -43,5 +44,5 @@ if [ -n "$DRIVER_FILE" ]; then
   case $version in ''|*[!0-9]*) version=0 ;; esac
   [ "$version" -ge "$DRIVER_MIN" ] && args="$args $DRIVER_ARGS"
 fi
-# shellcheck disable=SC2086  # split on purpose: table words and the goal
+# shellcheck disable=SC2086  # split on purpose: table words and the step
 exec env $COMMAND_ENV "$program" $args

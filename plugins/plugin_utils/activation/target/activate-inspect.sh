@@ -16,7 +16,8 @@ if [ "$DRY" = 1 ] && [ -n "$NEW" ] && [ -e "$NEW" ] && [ -n "$DRY_PROGRAM" ]; th
   # home-manager's -b, as the activation would have it
   if [ -n "$BACKUP_ENV" ] && [ -n "$BACKUP_EXT" ]; then export "$BACKUP_ENV=$BACKUP_EXT"; fi
   # its output is carried text: kept until its exit code is a value, then the log
-  dry_out=$(sh -c "$DRY_PROGRAM" activate "$NEW" dry-activate "$INVOKER" 2>&1)
+  # the dry run is the platform's own, whatever the goal: no step
+  dry_out=$(sh -c "$DRY_PROGRAM" activate "$NEW" '' "$INVOKER" 2>&1)
   emit dry_rc "$?"
   log_section
   printf '%s\n' "$dry_out"

@@ -4,6 +4,8 @@
 # up the run, its status, lock, activation, watchdog and rollback): MODE
 # activate takes the lock, sets the profile, activates and keeps the watchdog
 # until the confirmation; MODE rollback goes back to a generation on request.
+# Values: RunnerValues (plugin_utils/activation/_runner_values.py), as for
+# activate-runner.sh.
 is_current() {  # what the goal needs to be NEW already (CURRENT_WHEN, from the goals table)
   case $CURRENT_WHEN in
     active) [ "$ACTIVE_BEFORE" = "$NEW" ] ;;
@@ -28,14 +30,14 @@ reactivate() {
   # colmena always do: it restarts failed units, reinstalls the boot
   # loader); there is nothing else to roll back to
   status running "re-activating $NEW (already current)"
-  run_activation "$(via "$PREV_GEN" "$NEW")" "$GOAL"
+  run_activation "$(via "$PREV_GEN" "$NEW")" "$STEPS"
   ACTIVATED=1
   if [ "$RC" != 0 ]; then
     [ "$BUSY" = 1 ] && ACTIVATED=0 CAUSE=switch_locked
     status failed "re-activating the current system $NEW: $(failure_reason) (nothing else to roll back to)"
     exit 1
   fi
-  record_active "$GOAL" "$NEW"
+  record_active "$RECORDS_ACTIVE" "$NEW"
   release_root
   status "done" "re-activated $NEW (it was already current)"
   exit 0
@@ -61,9 +63,12 @@ main_activate() {
     [ -z "$out" ] || printf '%s\n' "$out"
     current_gen; NEW_GEN=$CUR_GEN
   fi
-  run_activation "$NEW" "$GOAL"
+  run_activation "$NEW" "$STEPS"
   if [ "$SETS_OWN_PROFILE" = 1 ]; then current_gen; NEW_GEN=$CUR_GEN; [ "$NEW_GEN" != "$PREV_GEN" ] || NEW_GEN=; fi
-  if [ "$RC" = 1 ] && tail -c +"$((LOG_AT + 1))" "$RD/log" | grep -qF -e "$REFUSAL_MARK"; then
+  # refused in the first step: nothing was activated (a later step's
+  # refusal follows an activation, and is a failure like any other)
+  if [ "$RC" = 1 ] && [ "$STEPS_DONE" = 0 ] &&
+     tail -c +"$((LOG_AT + 1))" "$RD/log" | grep -qF -e "$REFUSAL_MARK"; then
     refused
   fi
   [ "$BUSY" = 1 ] && switch_busy
@@ -74,7 +79,7 @@ main_activate() {
   fi
   ACTIVATED=1
   [ "$MAGIC" = 1 ] && watchdog
-  record_active "$GOAL" "$NEW"
+  record_active "$RECORDS_ACTIVE" "$NEW"
   release_root
   status "done" ""
 }
@@ -102,7 +107,7 @@ main_rollback() {
     "$NIX_ENV" --profile "$PROFILE" --switch-generation "$target_gen" || {
       status failed "could not switch $PROFILE to generation $target_gen"; exit 1; }
   fi
-  run_activation "$(via "$target_gen" "$NEW")" "$ROLLBACK_GOAL"
+  run_activation "$(via "$target_gen" "$NEW")" "$ROLLBACK_STEPS"
   NEW_GEN=$target_gen
   if [ "$RC" != 0 ]; then
     reason="activating generation $target_gen failed: $(failure_reason)"
@@ -110,7 +115,7 @@ main_rollback() {
       back=$PREV_PATH
       [ "$ROLLBACK_MOVES" = 1 ] || back=${ACTIVE_BEFORE:-$PREV_PATH}
       current_gen; [ "$CUR_GEN" = "$PREV_GEN" ] || "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN"
-      run_activation "$(via "$PREV_GEN" "$back")" "$ROLLBACK_GOAL"
+      run_activation "$(via "$PREV_GEN" "$back")" "$ROLLBACK_STEPS"
       reason="$reason; $back re-activated (exit code $RC)"
     elif [ "$BUSY" = 1 ]; then
       current_gen; [ "$CUR_GEN" = "$PREV_GEN" ] || "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN"
@@ -119,7 +124,7 @@ main_rollback() {
     status failed "$reason"; exit 1
   fi
   ACTIVATED=1 ROLLED_BACK=1
-  record_active "$ROLLBACK_GOAL" "$NEW"
+  record_active "$ROLLBACK_RECORDS_ACTIVE" "$NEW"
   # the generation this rollback undoes (a boot default that failed after a reboot)
   if [ -n "$DROP_GEN" ] && [ "$DROP_GEN" != "$target_gen" ]; then
     "$NIX_ENV" --profile "$PROFILE" --delete-generations "$DROP_GEN" ||

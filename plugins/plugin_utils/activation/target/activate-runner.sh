@@ -5,7 +5,9 @@
 # before activate-modes.sh, which runs its MODE): lock, profile, activation,
 # watchdog, rollback. Arguments: state folder,
 # profile, nix-env, HOME, USER, the launching session's PATH and the user
-# who logged in; the rest are values (plugin_utils/activation/_programs.py runner_program).
+# who logged in. Its values (RUN, MODE, NEW, STEPS, ...) are the fields of
+# one object, each described there: plugin_utils/activation/_runner_values.py
+# (RunnerValues), set in one block at the program's top.
 D=$1 PROFILE=$2 NIX_ENV=$3 HOME=$4 USER=$5 SESSION_PATH=$6 INVOKER=${7:-}
 # its own PATH: a systemd unit starts with systemd's (on NixOS only systemd's
 # bin). What the session had, the folder nix-env is in, then the usual ones.
@@ -25,7 +27,7 @@ SETSID=; command -v setsid >/dev/null 2>&1 && SETSID=setsid
 clock_init
 STATE=starting REASON='' PREV_GEN='' PREV_PATH='' NEW_GEN='' ACTIVE_BEFORE='' ACTIVATED=0
 ROLLED_BACK=0 CONFIRMED=0 RC='' LOCKED=0 STARTED=$EPOCH CAUSE=''
-BUSY=0 LOG_AT=0
+BUSY=0 LOG_AT=0 STEPS_DONE=0
 generations_of
 status() {  # status STATE REASON [later]
   STATE=$1; one_line "$2"; REASON=$ONE_LINE; stamp
@@ -186,15 +188,29 @@ busy() {  # whether the last activation met another switch's lock (it changed no
   [ -n "$BUSY_MARK" ] && [ "$RC" != 0 ] && [ "$RC" != 124 ] &&
     tail -c +"$((LOG_AT + 1))" "$RD/log" 2>/dev/null | grep -qF -e "$BUSY_MARK"
 }
-run_activation() {  # run_activation PATH GOAL: sets RC (and BUSY), bounded by ACTIVATION_TIMEOUT
-  BUSY=0
+run_activation() {  # run_activation PATH STEPS: each step in turn, until one fails
+  # sets RC, STEPS_DONE (the steps that ended well) and BUSY: the first
+  # step met another switch's lock, so nothing at all was activated. Step
+  # words are [a-z0-9-] (_programs.py): split, never globbed.
+  BUSY=0 STEPS_DONE=0
+  for step in $2; do
+    run_step "$1" "$step"
+    [ "$RC" = 0 ] || return 0
+    STEPS_DONE=$((STEPS_DONE + 1))
+  done
+}
+run_step() {  # run_step PATH STEP: sets RC, each run bounded by ACTIVATION_TIMEOUT
   nap_start
   while :; do
     run_once "$1" "$2"
     busy || return 0
-    # another switch held the platform's lock: nothing was activated
+    # another switch held the platform's lock: this step activated nothing
     echo "nixdeploy: another switch holds $SWITCH_LOCK: waiting for it, then again"
-    if ! wait_switch_lock || { clock; [ "$NOW" -ge "$SWITCH_UNTIL" ]; }; then BUSY=1; return 0; fi
+    if ! wait_switch_lock || { clock; [ "$NOW" -ge "$SWITCH_UNTIL" ]; }; then
+      # after a step that ended well, the system did change: a failure
+      [ "$STEPS_DONE" != 0 ] || BUSY=1
+      return 0
+    fi
     nap
   done
 }
@@ -232,11 +248,11 @@ failure_reason() {
     *) echo "the activation failed with exit code $RC" ;;
   esac
 }
-record_active() {  # record_active GOAL PATH: what runs now, where no current-system link tells
-  case " $ACTIVE_GOALS " in
-    *" $1 "*) { echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active"; } 2>/dev/null ||
-                { room; echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active"; } ;;
-  esac
+record_active() {  # record_active RECORDS PATH: what runs now, where no current-system link tells
+  # RECORDS: the goal's RECORDS_ACTIVE (or a rollback's ROLLBACK_RECORDS_ACTIVE)
+  [ "$1" = 1 ] || return 0
+  { echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active"; } 2>/dev/null ||
+    { room; echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active"; }
 }
 rollback() {  # rollback REASON CAUSE: back to the previous generation, drop the failed one
   reason=$1 target=$PREV_PATH CAUSE=$2
@@ -259,9 +275,9 @@ rollback() {  # rollback REASON CAUSE: back to the previous generation, drop the
     "$NIX_ENV" --profile "$PROFILE" --delete-generations "$NEW_GEN" ||
       echo "nixdeploy: could not delete the failed generation $NEW_GEN"
   fi
-  run_activation "$(via "$PREV_GEN" "$target")" "$ROLLBACK_GOAL"
+  run_activation "$(via "$PREV_GEN" "$target")" "$ROLLBACK_STEPS"
   if [ "$RC" = 0 ]; then
-    ROLLED_BACK=1; record_active "$ROLLBACK_GOAL" "$target"
+    ROLLED_BACK=1; record_active "$ROLLBACK_RECORDS_ACTIVE" "$target"
     status rolled_back "$reason"
   else
     status rollback_failed "$reason; re-activating the previous system $target failed: $(failure_reason)"

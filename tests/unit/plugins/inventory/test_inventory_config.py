@@ -20,10 +20,11 @@ if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import (  # noqa: E402
     _inventory_config as config)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (  # noqa: E402
-    InventoryError)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import (  # noqa: E402
+    _inventory_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref  # noqa: E402
 
+InventoryError = _inventory_error.InventoryError
 GIT = shutil.which('git')
 needs_git = pytest.mark.skipif(GIT is None, reason='needs git')
 KNOWN = ['plugin', 'flake', 'source', 'attribute', 'nix_bin', 'nix_options', 'compose', 'strict']

@@ -18,7 +18,7 @@ if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
 
 from ansible_collections.nixdeploy.fleet.plugins.inventory import nix as plugin  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import (  # noqa: E402
-    _inventory)
+    _inventory_sources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import (  # noqa: E402
     _nix_config)
 
@@ -41,8 +41,11 @@ def test_verify_file_needs_an_existing_file(tmp_path):
 
 
 def test_documented_sources_are_the_mapped_ones():
+    """The option's choices are the table's rows, each described."""
     doc = yaml.safe_load(plugin.DOCUMENTATION)
-    assert doc['options']['source']['choices'] == list(_inventory.SOURCES)
+    assert doc['options']['source']['choices'] == list(_inventory_sources.CHOICES)
+    described = ' '.join(doc['options']['source']['description'])
+    assert all('V(%s)' % name in described for name in _inventory_sources.CHOICES)
     assert doc['options']['plugin']['choices'] == [plugin.InventoryModule.NAME]
     assert set(['constructed', 'inventory_cache', 'nixdeploy.fleet.nix']) <= \
         set(doc['extends_documentation_fragment'])

@@ -1,8 +1,9 @@
 """The option table (module_utils/_role_vars.py) is the one source: the
-modules' argument specs take its entries and the doc fragment role_vars
-names each of its options, both ways. The modules' documentation against
-their specs: ansible-test sanity's validate-modules; the roles' specs,
-defaults and docs against the table: tests/unit/roles/test_role_options.py."""
+modules' argument specs take its entries, every phase has the Nix options.
+The modules' documentation against their specs: ansible-test sanity's
+validate-modules; the files written from the table (the role's spec and
+defaults, the doc fragment role_vars' lists, docs/roles.md):
+tests/unit/roles/test_generated_role_files.py and test_role_options.py."""
 
 import os
 import re
@@ -18,11 +19,11 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
     _role_vars, _specs)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import (  # noqa: E402
+    NIX_OPTIONS)
 
 SPECS = {'eval': _specs.EVAL_SPEC, 'build': _specs.BUILD_SPEC,
          'copy': _specs.COPY_SPEC, 'activate': _specs.ACTIVATE_SPEC}
-MODULES = {'eval': 'nix_eval', 'build': 'nix_build', 'copy': 'nix_copy_closure',
-           'activate': 'nix_activate'}
 
 
 def test_every_variable_is_nix_and_its_option():
@@ -43,35 +44,12 @@ def test_the_modules_take_the_tables_spec(phase):
             assert row.option not in spec or row.option in _role_vars.spec(phase), (phase, row.option)
 
 
-def test_the_doc_fragment_names_each_modules_options():
-    from ansible_collections.nixdeploy.fleet.plugins.doc_fragments.role_vars import ModuleDocFragment
-    paragraphs = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options']['from_role_vars'][
-        'description']
-    text = ' '.join(paragraphs)
-    listing = [p for p in paragraphs if p.startswith('The options that take part')][0]
-    nix = set(_role_vars.rows('eval')) & set(_role_vars.rows('activate')) & set(
-        _role_vars.rows('copy')) & set(_role_vars.rows('build'))
-    for phase in _role_vars.PHASES:
-        named = listing.split('for %s' % MODULES[phase], 1)[1].split('; for ')[0]
-        for row in _role_vars.rows(phase):
-            if row not in nix:
-                assert 'C(%s)' % row.option in named, (phase, row.option)
-    for row in nix:
-        assert 'C(%s)' % row.option in listing.split(' and, for ')[0], row.option
-    # and it names no option the table does not have
-    named = set(re.findall(r'C\((\w+)\)', listing.split('The options that take part are', 1)[1]))
-    assert named == set(row.option for row in _role_vars.ROWS), sorted(
-        named ^ set(row.option for row in _role_vars.ROWS))
+def test_every_phase_has_every_nix_option():
+    nix = set(row.option for row in _role_vars.ROWS if row.modules == _role_vars.PHASES)
+    assert nix == set(NIX_OPTIONS)
     for row in _role_vars.ROWS:
-        assert 'C(%s)' % row.option in text, row.option
-        if row.old:
-            assert 'C(%s)' % row.old in text, row.old
-    per_host = [p for p in paragraphs if p.startswith('An option that differs per host')][0]
-    for row in _role_vars.ROWS:
-        assert ('C(%s)' % row.option in per_host) == (row.scope == 'host'), row.option
-    inventory = [p for p in paragraphs if p.startswith('Without it')][0]
-    for row in _role_vars.ROWS:
-        assert ('C(%s)' % row.option in inventory) == row.inventory, row.option
+        if row.option in NIX_OPTIONS:
+            assert row.spec == NIX_OPTIONS[row.option], row.option
 
 
 def test_a_batch_sees_each_host_with_its_own_values_side_by_side():

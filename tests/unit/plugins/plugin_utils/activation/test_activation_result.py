@@ -14,7 +14,7 @@ sys.path.insert(0, collections_path())
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import (  # noqa: E402
     _platforms, _specs)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
-    _activation_result, _programs)
+    _activation_fields, _activation_result, _programs)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (  # noqa: E402
     _script, _program_fields)
 
@@ -53,9 +53,12 @@ def test_goals_say_what_the_code_branches_on():
     assert not _platforms.offers_goal('darwin', goal('boot'))
     for name, row in _platforms.GOALS.items():
         assert isinstance(row, _platforms.Goal) and row.name == name
-        assert row._fields == ('name', 'dry', 'moves_profile', 'records_active',
+        assert row._fields == ('name', 'steps', 'dry', 'moves_profile', 'records_active',
                                'magic_rollback', 'before_reboot', 'current', 'rollback_goal',
                                'done')
+        # a goal that activates runs at least one step; a dry one none (its
+        # report is the platform's dry run)
+        assert bool(row.steps) is not row.dry and isinstance(row.steps, tuple)
         assert row.rollback() is _platforms.GOALS[row.rollback_goal]
     assert goal('test').rollback().name == 'test'
     assert goal('dry-activate').rollback().name == 'switch'
@@ -142,7 +145,8 @@ def status(**values):
             'new_path': STORE_B, 'activated': '1', 'rolled_back': '0', 'confirmed': '1',
             'profile': '/nix/var/nix/profiles/system', 'reason': ''}
     base.update(values)
-    read = _program_fields.read(base, _program_fields.fields_of(['lib.sh', 'activate-poll.sh']))
+    fields = _program_fields.fields_of(['lib.sh', 'activate-poll.sh'], _activation_fields.FIELDS)
+    read = _program_fields.read(base, fields)
     assert not read.dropped, read.dropped
     return read
 
@@ -180,7 +184,8 @@ def test_finished():
 
 
 def test_check_mode_result():
-    fields = _program_fields.fields_of(['lib.sh', 'activate-inspect.sh'])
+    fields = _program_fields.fields_of(['lib.sh', 'activate-inspect.sh'],
+                                       _activation_fields.FIELDS)
     values = _program_fields.read({'prev_gen': '3', 'prev_path': STORE_A, 'active': STORE_A,
                                    'present': '1'}, fields)
     switch = _platforms.goal_row('switch')
@@ -462,7 +467,8 @@ def test_activation_error_lines_are_bounded_and_printable():
 
 
 def test_a_dry_activation_says_what_would_change():
-    fields = _program_fields.fields_of(['lib.sh', 'activate-inspect.sh'])
+    fields = _program_fields.fields_of(['lib.sh', 'activate-inspect.sh'],
+                                       _activation_fields.FIELDS)
     values = _program_fields.read({'prev_gen': '3', 'prev_path': STORE_A, 'active': STORE_A,
                                    'present': '1', 'dry_rc': '0'}, fields)
     dry = 'would restart the following units: foo.service\nwould start the following units: bar.service\n'

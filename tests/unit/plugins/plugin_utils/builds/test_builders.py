@@ -17,7 +17,7 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _builders  # noqa: E402
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _store  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import (  # noqa: E402
     _nix, _nix_output)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome  # noqa: E402
@@ -154,7 +154,7 @@ def test_a_store_uri_builder_logs_in_as_its_uri_says(monkeypatch):
 
 
 def test_unknown_or_unsafe_builders_are_skipped_with_the_reason():
-    with pytest.raises(_store.StoreError, match='neither an inventory host nor a store URI'):
+    with pytest.raises(_host.AddressError, match='neither an inventory host nor a store URI'):
         _builders.resolve('nope', HOSTVARS)
     # no ssh, no nix runs: both fail before
     found = _builders.probe_all(['nope', 'careless'], HOSTVARS, _nix.NixOptions(), 1024)

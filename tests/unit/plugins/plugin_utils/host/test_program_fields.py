@@ -1,8 +1,11 @@
 """plugin_utils/host/_program_fields.py: every value a target program reports is read
 into its type before the controller uses it; a value that is not what it must
-be is dropped and said so. The table below gives every field of every
-program hostile text and asserts what the controller then holds."""
+be is dropped and said so. The tables (host's and each stage's beside its
+programs) give every field of every program hostile text, and the tests
+assert what the controller then holds."""
 
+import ast
+import os
 import re
 import sys
 
@@ -13,7 +16,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
-    _activation_result)
+    _activation_fields, _activation_result)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _closure  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _printable  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (  # noqa: E402
@@ -35,16 +38,30 @@ HOSTILE = [
 _CONTROL = re.compile(u'[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]')
 
 
+# every program's fields: host's table and the stages' own
+TABLES = dict(_program_fields.FIELDS, **_activation_fields.FIELDS)
+
+
+def fields_of(names):
+    """The fields of a program made of ``names``, as its stage renders it."""
+    return _program_fields.fields_of(names, _activation_fields.FIELDS)
+
+
+def test_each_program_is_in_one_table():
+    assert set(_program_fields.FIELDS).isdisjoint(_activation_fields.FIELDS)
+    assert 'activate-poll.sh' in _activation_fields.FIELDS
+
+
 def _fields():
-    for program in sorted(_program_fields.FIELDS):
-        for key, kind in sorted(_program_fields.FIELDS[program].items()):
+    for program in sorted(TABLES):
+        for key, kind in sorted(TABLES[program].items()):
             yield program, key.replace('*', '0'), kind
 
 
 @pytest.mark.parametrize('program,key,kind', list(_fields()),
                          ids=['%s:%s' % (p, k) for p, k, _kind in _fields()])
 def test_every_field_refuses_hostile_text(program, key, kind):
-    fields = _program_fields.fields_of(['lib.sh', program])
+    fields = fields_of(['lib.sh', program])
     for text in HOSTILE:
         values = _program_fields.read({key: text}, fields)
         if key in values:
@@ -68,7 +85,7 @@ def test_every_field_refuses_hostile_text(program, key, kind):
 
 
 def test_values_are_of_their_type_and_empty_is_absent():
-    fields = _program_fields.fields_of(['lib.sh', 'activate-poll.sh'])
+    fields = fields_of(['lib.sh', 'activate-poll.sh'])
     values = _program_fields.read({'state': 'done', 'prev_gen': '41', 'prev_path': STORE_PATH,
                                    'rolled_back': '0', 'alive': '1', 'new_path': '',
                                    'reason': 'ok\x1b[31m'}, fields)
@@ -78,7 +95,7 @@ def test_values_are_of_their_type_and_empty_is_absent():
 
 
 def test_a_key_the_program_does_not_report_is_dropped():
-    fields = _program_fields.fields_of(['lib.sh', 'health-check.sh'])
+    fields = fields_of(['lib.sh', 'health-check.sh'])
     values = _program_fields.read({'rc': '0', 'prev_path': STORE_PATH}, fields)
     assert values == {'rc': 0}
     assert values.dropped == ["prev_path: not a value of this program: '%s'" % STORE_PATH]
@@ -90,7 +107,7 @@ def test_every_emitted_key_of_a_parsed_program_is_in_the_table():
     paths = _script.programs()
     seen = set()
     emitted = re.compile(r'\bemit [\'"]?([a-z_]+)(\$[a-z]+|\$\{[a-z]+\})?[\'"]?\s')
-    for program, fields in _program_fields.FIELDS.items():
+    for program, fields in TABLES.items():
         with open(paths[program]) as handle:
             text = ''.join(line.split(' # ')[0] + '\n' for line in handle
                            if not line.lstrip().startswith('#'))
@@ -103,11 +120,41 @@ def test_every_emitted_key_of_a_parsed_program_is_in_the_table():
     # the poll re-emits the runner's status file: its fields are the poll's
     with open(paths['activate-runner.sh']) as handle:
         status = set(re.findall(r'\bfield ([a-z_]+) ', handle.read()))
-    assert status and status <= set(_program_fields.FIELDS['activate-poll.sh']), status
+    assert status and status <= set(_activation_fields.FIELDS['activate-poll.sh']), status
+
+
+def _host_words():
+    """The string constants of host/'s Python files, and the words of its sh."""
+    folder = os.path.dirname(_program_fields.__file__)
+    words = set()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith('.py'):
+            with open(os.path.join(folder, name)) as handle:
+                tree = ast.parse(handle.read(), name)
+            words.update(node.value for node in ast.walk(tree)
+                         if isinstance(node, ast.Constant) and isinstance(node.value, str))
+    with open(_script.programs()[_script.LIBRARY]) as handle:
+        words.update(re.findall(r'[a-z_]+', handle.read()))
+    return words
+
+
+def test_host_names_no_state_of_the_activation():
+    """host/ is the generic rule of target values: the words of an
+    activation's run (its states, the causes of its end) and its programs'
+    tables are the activation stage's (activation/_activation_fields.py)."""
+    states = _activation_fields.STATES.what[len('one of '):].split(', ')
+    causes = _activation_fields.CAUSES.what[len('one of '):].split(', ')
+    assert 'awaiting_confirmation' in states and 'unconfirmed' in causes
+    # 'done' and 'refused' are plain words too: the run's own ones are checked
+    own = set(states + causes) - {'done', 'failed', 'running', 'starting', 'unchanged'}
+    words = _host_words()
+    assert len(words) > 100
+    assert sorted(own & words) == []
+    assert not [p for p in _program_fields.FIELDS if p in _activation_fields.FIELDS]
 
 
 def test_the_dropped_warning_names_the_host_and_shows_text_escaped():
-    fields = _program_fields.fields_of(['lib.sh', 'activate-inspect.sh'])
+    fields = fields_of(['lib.sh', 'activate-inspect.sh'])
     values = _program_fields.read({'prev_path': 'github:someone/x#x\x1b[2K'}, fields)
     warning = _program_fields.dropped_warning('web\x1b1', values)
     assert warning.startswith('web\\x1b1: the target reported values')
@@ -119,7 +166,7 @@ def test_the_dropped_warning_names_the_host_and_shows_text_escaped():
 def test_a_status_naming_a_flake_gives_a_result_without_it():
     """A run's status whose prev_path is a flake reference: the task result
     has no previous path (nothing for a diff), and says why."""
-    fields = _program_fields.fields_of(['lib.sh', 'activate-poll.sh'])
+    fields = fields_of(['lib.sh', 'activate-poll.sh'])
     values = _program_fields.read({'state': 'done', 'prev_gen': '3',
                                    'prev_path': 'github:someone/x#x', 'new_gen': '4',
                                    'new_path': STORE_PATH, 'activated': '1'}, fields)

@@ -11,9 +11,9 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host, _store  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (  # noqa: E402
-    Host as Target)
+    AddressError, Host as Target)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (  # noqa: E402
-    StoreError)
+    StorePathError)
 
 KH = '-o UserKnownHostsFile=/lab/known_hosts -o StrictHostKeyChecking=yes'
 
@@ -51,18 +51,18 @@ def test_ipv6_hosts_lose_their_brackets(given, bare):
 
 @pytest.mark.parametrize('host', ['-oProxyCommand=x', 'a b', 'h?x=1', 'h/../x', '', 'u@h'])
 def test_unsafe_hosts_are_refused(host):
-    with pytest.raises(StoreError):
+    with pytest.raises(AddressError):
         Target(host, name='bad')
 
 
 def test_unsafe_user_is_refused():
-    with pytest.raises(StoreError, match='unsafe ssh user'):
+    with pytest.raises(AddressError, match='unsafe ssh user'):
         Target('h', user='root -oProxyCommand=x')
 
 
 def test_whitespace_in_ssh_args_is_refused_with_the_reason():
     target = Target('h', ssh_common_args='-o ProxyCommand="ssh -W %h:%p bastion"', name='web1')
-    with pytest.raises(StoreError) as err:
+    with pytest.raises(AddressError) as err:
         target.nix_env()
     text = str(err.value)
     assert text.startswith('web1:') and 'NIX_SSHOPTS' in text and 'ProxyJump' in text
@@ -74,7 +74,7 @@ def test_whitespace_in_ssh_args_is_refused_with_the_reason():
     '-o StrictHostKeyChecking=false', '-o UserKnownHostsFile=/dev//null',
     '-o UserKnownHostsFile=/dev/./null', '-CoStrictHostKeyChecking=no'])
 def test_host_key_checking_cannot_be_turned_off(args):
-    with pytest.raises(StoreError, match='host key checking'):
+    with pytest.raises(AddressError, match='host key checking'):
         Target('h', ssh_extra_args=args, name='web1').nix_env()
 
 
@@ -85,7 +85,7 @@ def test_the_hosts_opt_out_lets_its_own_options_through():
     env = Target('h', ssh_extra_args=args, host_key_unchecked=True).nix_env()
     assert 'StrictHostKeyChecking=no' in env['NIX_SSHOPTS']
     conn = FakeConnection({'host': 'h', 'ssh_extra_args': args})
-    with pytest.raises(StoreError, match='host key checking'):
+    with pytest.raises(AddressError, match='host key checking'):
         Target.from_connection(conn, {'nix_host_key_unchecked': True},
                                host_key_unchecked=False).nix_env()
 
@@ -99,13 +99,13 @@ def test_the_opt_out_is_the_judgement_on_the_connection_not_the_variable():
     conn = FakeConnection({'host': 'h', 'ssh_extra_args': args})
     early = Target.from_connection(conn, {'nix_host_key_unchecked': True})
     assert not early.host_key_unchecked  # not judged yet: no opt-out
-    with pytest.raises(StoreError, match='host key checking'):
+    with pytest.raises(AddressError, match='host key checking'):
         early.nix_env()
     setattr(conn, _host.JUDGED, True)  # judged: unchecked, and the opt-out let it go on
     assert early.host_key_unchecked and 'StrictHostKeyChecking=no' in early.nix_env()['NIX_SSHOPTS']
     assert Target.from_connection(conn, {}).host_key_unchecked
     setattr(conn, _host.JUDGED, False)  # judged checked: the options are checked again
-    with pytest.raises(StoreError, match='host key checking'):
+    with pytest.raises(AddressError, match='host key checking'):
         early.nix_env()
 
 
@@ -114,7 +114,7 @@ def test_an_ssh_config_file_is_read_by_ssh_G(tmp_path):
     for this host decides."""
     config = tmp_path / 'ssh_config'
     config.write_text('Host 10.0.0.*\n  StrictHostKeyChecking no\n')
-    with pytest.raises(StoreError, match='host key checking') as err:
+    with pytest.raises(AddressError, match='host key checking') as err:
         Target('10.0.0.5', ssh_common_args='-F %s' % config, name='web1').nix_env()
     assert str(config) in str(err.value) and 'StrictHostKeyChecking=false' in str(err.value)
     # the same file does not match this host: checked
@@ -192,7 +192,7 @@ def test_from_connection_reads_the_ssh_plugin_options():
 def test_from_connection_refuses_non_ssh():
     conn = FakeConnection({})
     conn.transport = 'local'
-    with pytest.raises(StoreError, match='not ssh'):
+    with pytest.raises(AddressError, match='not ssh'):
         Target.from_connection(conn, {'inventory_hostname': 'localhost'})
 
 
@@ -205,7 +205,7 @@ def test_store_paths():
                 good + '\n', good + '\r\n', '\n' + good):
         assert not _store.is_store_path(bad)
     for bad in ('/etc/passwd', good + '\n'):
-        with pytest.raises(StoreError):
+        with pytest.raises(StorePathError):
             _store.store_path_of(bad)
 
 
@@ -265,3 +265,14 @@ def test_remote_program():
     assert _store.remote_program('/d', True, 'root') == ['sudo', '-n', '--', '/d/nix-daemon']
     assert _store.remote_program('/d', True, 'nix') == ['sudo', '-n', '-u', 'nix', '--',
                                                         '/d/nix-daemon']
+
+
+def test_a_bad_address_and_a_bad_store_path_are_two_errors():
+    # a caller skips a host whose system is no store path (a cascade request);
+    # catching that must not also swallow a host whose address is unsafe
+    with pytest.raises(AddressError) as err:
+        Target('a b', name='bad')
+    assert not isinstance(err.value, StorePathError)
+    with pytest.raises(StorePathError) as err:
+        _store.store_path_of('/etc/passwd')
+    assert not isinstance(err.value, AddressError)

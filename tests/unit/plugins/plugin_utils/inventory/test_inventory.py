@@ -1,12 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The --apply expression of plugin_utils/inventory/_inventory.py and the pure mapping
-of _inventory_hosts.py (_inventory_fields.py, _inventory_colmena.py,
-_inventory_deploy_rs.py): Nix JSON -> hosts and groups.
+"""The pure mapping of plugin_utils/inventory/_inventory_hosts.py (each
+source's Python mapper: _inventory_fields.py, _inventory_colmena.py,
+_inventory_deploy_rs.py): the Nix program's JSON -> hosts and groups, many
+cases without Nix; and the attribute option's reading.
 
-The JSON shapes here are what the --apply expression returns; the
-integration tests prove that against real `nix eval`.
+The JSON shapes here (``raw``) are what inventory.nix returns:
+test_inventory_nix.py evaluates it with real Nix and checks that.
 """
 
 import os
@@ -21,9 +22,12 @@ if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
     from tests.collection import collections_path  # noqa: E402
     sys.path.insert(0, collections_path())
 
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (  # noqa: E402
+    PLATFORM_ORDER, PLATFORMS)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import (  # noqa: E402
-    _inventory as inv, _inventory_checks as _checks, _inventory_hosts)
+    _inventory as inv, _inventory_checks as _checks, _inventory_error, _inventory_hosts)
 
+InventoryError = _inventory_error.InventoryError
 FLAKE = 'path:/srv/fleet'
 CONFIGS = {'nixosConfigurations': [], 'darwinConfigurations': [],
            'nixOnDroidConfigurations': [], 'homeConfigurations': []}
@@ -36,6 +40,10 @@ def raw(source, nodes, inventory=None, configurations=None, **extra):
             'configurations': configs, 'madeHive': False, 'deploy': None,
             'attribute': {'inventory': ['inventory'], 'colmena': ['colmena'],
                           'deploy-rs': ['deploy']}.get(source)}
+    if source == 'configurations':
+        # as source-configurations.nix lists them: the platforms' order
+        data['order'] = [name for platform in PLATFORM_ORDER
+                         for name in configs[PLATFORMS[platform]['output']]]
     data.update(extra)
     return data
 
@@ -75,28 +83,15 @@ def test_parse_attribute(value, path):
     assert inv.parse_attribute(value) == path
 
 
-def test_apply_expression_quotes_user_values():
-    expr = inv.apply_expression('inventory', ['fleet', 'a"b${builtins.abort "x"}'])
-    assert 'inventoryAttr = [ "fleet" "a\\"b\\${builtins.abort \\"x\\"}" ];' in expr
-    assert 'wanted = "inventory";' in expr
-    assert '@PARAMS@' not in expr
-
-
-def test_apply_expression_defaults_per_source():
-    assert 'hiveAttrs = [ ([ "colmenaHive" ]) ([ "colmena" ]) ];' in inv.apply_expression('auto')
-    expr = inv.apply_expression('colmena', 'my.hive')
-    assert 'hiveAttrs = [ ([ "my" "hive" ]) ];' in expr
-    assert 'inventoryAttr = [ "inventory" ];' in expr
-    assert 'deployAttr = [ "ops" ];' in inv.apply_expression('deploy-rs', 'ops')
-
-
 def test_unknown_source():
-    with pytest.raises(inv.InventoryError, match='unknown source'):
-        inv.apply_expression('nixops')
+    with pytest.raises(InventoryError, match='unknown source'):
+        inv.program_params('nixops')
+    with pytest.raises(InventoryError, match='unknown source'):
+        _inventory_hosts.build_inventory(raw('nixops', {}), FLAKE)
 
 
 def test_check_flake_refuses_a_fragment():
-    with pytest.raises(inv.InventoryError, match='attribute option'):
+    with pytest.raises(InventoryError, match='attribute option'):
         inv.check_flake('github:o/r#inventory')
     assert inv.check_flake('git+file:///r?dir=sub') == 'git+file:///r?dir=sub'
 
@@ -168,7 +163,7 @@ def test_node_without_address_is_skipped_or_strict_error():
     assert [h.name for h in result.hosts] == ['ok']
     assert result.skipped[0][0] == 'lost'
     assert 'no address' in result.skipped[0][1]
-    with pytest.raises(inv.InventoryError, match='inventory node lost: it has no address'):
+    with pytest.raises(InventoryError, match='inventory node lost: it has no address'):
         _inventory_hosts.build_inventory(raw('inventory', nodes), FLAKE, strict=True)
 
 
@@ -184,7 +179,7 @@ def test_bad_nodes(node, message):
     result = _inventory_hosts.build_inventory(raw('inventory', {'bad': node}), FLAKE)
     assert not result.hosts
     assert message in result.skipped[0][1]
-    with pytest.raises(inv.InventoryError, match=message):
+    with pytest.raises(InventoryError, match=message):
         _inventory_hosts.build_inventory(raw('inventory', {'bad': node}), FLAKE, strict=True)
 
 
@@ -317,7 +312,7 @@ def test_skip_messages_name_node_field_and_value():
         "skipped inventory node 'bad\\nname': refused ssh user 'x\\x1by' from user: "
         "it holds a control or format character",
     ]
-    with pytest.raises(inv.InventoryError) as err:
+    with pytest.raises(InventoryError) as err:
         _inventory_hosts.build_inventory(raw('inventory', nodes), FLAKE, strict=True)
     assert str(err.value) == ("inventory node evil: refused address '-oProxyCommand=touch /tmp/x' "
                               "from host: it begins with '-', which ssh reads as an option")
@@ -387,7 +382,7 @@ def test_a_host_name_that_is_not_printable_or_holds_a_slash_is_refused(name):
             source, _checks.node_label(name), name)
         assert message.startswith(wanted), message
         assert not any(c in message for c in '\x1b\n\u202e'), message
-        with pytest.raises(inv.InventoryError) as err:
+        with pytest.raises(InventoryError) as err:
             _inventory_hosts.build_inventory(data, FLAKE, strict=True)
         assert str(err.value).startswith('%s node %s: refused host name'
                                          % (source, _checks.node_label(name))), str(err.value)
@@ -407,12 +402,6 @@ def test_cache_request_digest():
     assert digest == inv.request_digest(list(argv), {'nix_options': {'access-tokens': 'github.com=SECRET'}})
     # an option that changes only outside the argv still changes the digest
     assert digest != inv.request_digest(argv, {'nix_options': {'access-tokens': 'github.com=OTHER'}})
-
-
-def test_apply_expression_reads_key_fields():
-    expr = inv.apply_expression('colmena')
-    assert ('keyFields = [ "destDir" "group" "keyCommand" "keyFile" "name" "permissions" "text" '
-            '"uploadAt" "user" ];') in expr
 
 
 # ---- source: deploy-rs -----------------------------------------------------------
@@ -479,3 +468,32 @@ def test_configurations_one_host_per_name():
     assert got['both'].vars['nix_platform'] == 'nixos'
     assert got['alice@laptop'].vars['ansible_user'] == 'alice'
     assert got['alice@laptop'].vars['ansible_host'] == 'laptop'
+
+
+# ---- the sources' table -------------------------------------------------------
+
+def test_no_code_compares_a_source_name():
+    """What differs by source is a field of its row (_inventory_sources):
+    no comparison with a source's name in the inventory's Python or Nix."""
+    import ast
+    import re
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import (
+        _inventory_sources)
+    names = set(row.name for row in _inventory_sources.SOURCES)
+    folder = os.path.dirname(os.path.realpath(inv.__file__))
+    plugin = os.path.join(REPO, 'plugins', 'inventory', 'nix.py')
+    compared = []
+    for path in [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+                 if f.endswith(('.py', '.nix'))] + [plugin]:
+        with open(path, encoding='utf-8') as handle:
+            text = handle.read()
+        if path.endswith('.py'):
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.Compare):
+                    for side in [node.left] + node.comparators:
+                        if isinstance(side, ast.Constant) and side.value in names:
+                            compared.append((path, node.lineno))
+        elif path.endswith('.nix'):
+            compared += [(path, m) for m in re.findall(r'[!=]=\s*"([^"]+)"', text) if m in names]
+    assert not compared
+    assert len(names) == 4

@@ -24,9 +24,9 @@ if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import (  # noqa: E402
-    _inventory_checks as checks)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (  # noqa: E402
-    InventoryError)
+    _inventory_checks as checks, _inventory_error)
+
+InventoryError = _inventory_error.InventoryError
 
 
 # ---- addresses ---------------------------------------------------------------

@@ -1,0 +1,65 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What each of nix_activate's target programs reports, and the words of a run.
+
+``FIELDS`` names, for each program file of ``activation/target/``, each key
+it emits and its kind; ``_script.render`` is given this table by the code
+that renders those programs (``_programs``, ``_reboot_rules``,
+``_health_checks``), and the generic rule of reading a target's values
+(the kinds, what happens to a value that is not of its kind) is
+plugin_utils/host/_program_fields.py's. The states a run goes through and
+the causes of its end are here too: they are the words the runner writes
+in its status file (target/activate-runner.sh, activate-modes.sh), and the
+poll reports them.
+"""
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
+    BOOT_ID, FLAG, INT, PATH, STORE_FILE, STORE_PATH, TEXT, list_of, matching, one_of)
+
+# The states a run ends in (the runner's exit trap and the poll read them
+# as the value TERMINAL).
+TERMINAL_STATES = ('unchanged', 'done', 'failed', 'rolled_back', 'rollback_failed', 'refused')
+# A switch NixOS's pre-switch checks refused (switch inhibitors): nothing was
+# activated, the profile is back where it was, there is nothing to roll back.
+REFUSED = 'refused'
+# A run that waits for its confirmation: the task may stop following it.
+AWAITING = 'awaiting_confirmation'
+# the states of a run on its way (its status file, before a terminal one)
+_UNDER_WAY = ('starting', 'running', 'waiting_lock', AWAITING, 'rolling_back')
+
+# a run of nix_activate: '<epoch>-<8 hex>' (_detached_run.DetachedRun)
+RUN = matching(r'\A[0-9]{1,20}-[0-9a-f]{1,32}\Z', 'a run id')
+# the systemd unit of a run (_programs.UNIT_PREFIX and its run)
+UNIT = matching(r'\Anixdeploy-activate-[0-9]{1,20}-[0-9a-f]{1,32}\Z', 'a unit of a run')
+STATES = one_of(*(_UNDER_WAY + TERMINAL_STATES))
+# why a run ended as it did (the runner's CAUSE)
+CAUSES = one_of('switch_locked', 'refused', 'unconfirmed', 'activation_failed', 'checks')
+
+# the keys every program that starts with activate-session.sh reports
+_SESSION = {'dir': PATH, 'profile': PATH}
+# the runner's status file, as activate-poll.sh reports it
+_STATUS = {
+    'state': STATES, 'reason': TEXT, 'run': RUN, 'mode': one_of('activate', 'rollback'),
+    'profile': PATH, 'prev_gen': INT, 'prev_path': STORE_PATH, 'new_gen': INT,
+    'new_path': STORE_PATH, 'activated': FLAG, 'rolled_back': FLAG, 'confirmed': FLAG,
+    'rc': INT, 'cause': CAUSES, 'started': INT, 'updated': INT,
+}
+
+# program file -> {key: kind}; a key ending in '_*' stands for its named
+# family (booted_kernel, new_initrd)
+FIELDS = {
+    'activate-launch.sh': dict(_SESSION, nix_env=PATH, unit=UNIT,
+                               detach=one_of('systemd-run', 'setsid', 'nohup')),
+    'activate-poll.sh': dict(_STATUS, alive=FLAG),
+    'activate-confirm.sh': dict(_SESSION, pending=RUN, claimed=RUN, last=RUN),
+    'activate-reject.sh': dict(_SESSION, rejected=FLAG),
+    'activate-inspect.sh': dict(_SESSION, active=STORE_PATH, dry_rc=INT, gens=list_of(INT),
+                                prev_gen=INT, prev_path=STORE_PATH, gen_path=STORE_PATH,
+                                present=FLAG),
+    'health-check.sh': {'rc': INT, 'timed_out': FLAG},
+    'reboot-boot-id.sh': {'boot_id': BOOT_ID},
+    'reboot-probe.sh': {'boot_id': BOOT_ID, 'booted': STORE_PATH, 'current': STORE_PATH,
+                        'booted_*': STORE_FILE, 'new_*': STORE_FILE},
+    'reboot-request.sh': {'reboot_rc': INT},
+}

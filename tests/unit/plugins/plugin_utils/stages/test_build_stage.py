@@ -1,0 +1,156 @@
+"""nix_build's wave (plugin_utils/builds/_build_stage.py BuildStage) with the
+controller's real Nix and a tiny flake: one build for the wave's systems,
+each host answered once and as soon as its own system is in the store, a
+broken system failing its own hosts only, GC roots and closure sizes, check
+mode, hosts evaluated first, and builders: none probed for what the
+controller holds, a host no builder can build for failing alone."""
+
+import os
+import sys
+import threading
+
+import pytest
+
+from tests.collection import collections_path
+from tests.unit.plugins.plugin_utils.stages.stage_nix import Flake, controller_folders, options
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (  # noqa: E402
+    _build, _build_stage)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  # noqa: E402
+
+
+class Answers:
+    """The answers a wave gives (``put``), in order, each host at most once."""
+
+    def __init__(self):
+        self.order, self.entries = [], {}
+        self._lock = threading.Lock()
+
+    def put(self, host, entry):
+        with self._lock:
+            assert host not in self.entries, '%s answered twice' % host
+            self.order.append(host)
+            self.entries[host] = entry
+
+
+@pytest.fixture
+def flake(tmp_path, monkeypatch):
+    controller_folders(tmp_path, monkeypatch)
+    return Flake(tmp_path / 'flake')
+
+
+def stage(tmp_path, check_mode=False, hostvars=None):
+    args = dict(_nix.options_of({}), timeout=120, gc_root_dir=str(tmp_path / 'roots'),
+                builder_min_free_mb=0)
+    return _build_stage.BuildStage(options(), args, check_mode, hostvars or {})
+
+
+def request(drv=None, evaluate=None, build_on='controller'):
+    return {'drv': drv, 'eval': evaluate, 'build_on': build_on}
+
+
+def test_a_wave_builds_each_system_once_and_a_broken_one_fails_its_host_alone(tmp_path, flake):
+    good, bad = flake.drv('good'), flake.drv('bad')
+    answers = Answers()
+    stage(tmp_path).wave({'web1': request(good), 'web2': request(good), 'db': request(bad),
+                          'mail': request(evaluate=flake.request('other'))}, answers.put)
+    entries = answers.entries
+    assert sorted(entries) == ['db', 'mail', 'web1', 'web2']
+    web1, web2 = entries['web1']['result'], entries['web2']['result']
+    assert web1['built'] is True and web1['out_path'] == web2['out_path']
+    for name in ('web1', 'web2', 'mail'):
+        result = entries[name]['result']
+        assert 'error' not in entries[name], entries[name]
+        # the host's own root, in the folder, to its system; the closure's size
+        assert result['gc_root'] == os.path.join(str(tmp_path / 'roots'), name)
+        assert os.path.realpath(result['gc_root']) == result['out_path']
+        assert result['closure_paths'] == 1 and result['closure_bytes'] > 0
+        # what stays in the batch: nothing of the wave's own bookkeeping
+        assert not [k for k in result if k.startswith('_')]
+    # the host with no derivation was evaluated first, as nix_eval would
+    assert entries['mail']['result']['drv_path'] == flake.drv('other')
+    assert entries['db']['error'].startswith('building %s failed:' % bad)
+    assert 'broken on purpose' in entries['db']['error']
+    assert 'gc_root' not in entries['db']['result']
+
+
+def test_a_host_is_answered_when_its_own_system_is_built(tmp_path, flake, monkeypatch):
+    # the wave looks for built systems every PERIOD s (1 s: less in a unit test)
+    monkeypatch.setattr(_build._Watch, 'PERIOD', 0.1)
+    answers = Answers()
+    seen = {}
+
+    def put(host, entry):
+        # what was built when this host was told
+        seen[host] = os.path.exists(entry['result']['out_path'])
+        answers.put(host, entry)
+        if host == 'web1':
+            seen['slow built then'] = os.path.exists(slow_out)
+            # the slow system is built only now: web1 did not wait for it
+            flake.open_gate()
+
+    slow, good = flake.drv('slow'), flake.drv('good')
+    slow_out = _nix.NixCommand(options()).json(
+        'eval', ['--json', '%s#slow.outPath' % flake.ref], 'eval')
+    stage(tmp_path).wave({'web1': request(good), 'batch': request(slow)}, put)
+    assert answers.order == ['web1', 'batch']
+    assert seen == {'web1': True, 'slow built then': False, 'batch': True}
+
+
+def test_a_host_whose_evaluation_fails_is_answered_before_any_build(tmp_path, flake):
+    answers = Answers()
+    stage(tmp_path).wave({'web1': request(flake.drv('good')),
+                          'typo': request(evaluate=flake.request('nosuch'))}, answers.put)
+    assert answers.order == ['typo', 'web1']
+    assert 'nosuch' in answers.entries['typo']['error']
+    assert answers.entries['typo']['result'] == {}
+    assert answers.entries['web1']['result']['built'] is True
+
+
+def test_check_mode_says_what_would_be_built_and_builds_nothing(tmp_path, flake):
+    good = flake.drv('good')
+    answers = Answers()
+    stage(tmp_path, check_mode=True).wave({'web1': request(good)}, answers.put)
+    result = answers.entries['web1']['result']
+    assert result['built'] is False and result['would_build'] == [good]
+    assert 'gc_root' not in result and not os.path.exists(str(tmp_path / 'roots'))
+    assert _nix.NixCommand(options()).run('path-info', [result['out_path']])[1] != 0
+
+
+def test_a_root_that_cannot_be_made_fails_its_host_and_not_the_others(tmp_path, flake):
+    good = flake.drv('good')
+    # something that is not a root already stands where web1's root goes
+    (tmp_path / 'roots' / 'web1').mkdir(parents=True)
+    (tmp_path / 'roots' / 'web1' / 'keep').write_text('mine')
+    answers = Answers()
+    stage(tmp_path).wave({'web1': request(good), 'web2': request(good)}, answers.put)
+    assert answers.entries['web1']['error'] and 'gc_root' not in answers.entries['web1']['result']
+    assert (tmp_path / 'roots' / 'web1' / 'keep').read_text() == 'mine'
+    assert os.path.realpath(answers.entries['web2']['result']['gc_root']) == \
+        answers.entries['web2']['result']['out_path']
+
+
+def test_what_the_controller_holds_is_answered_without_probing_a_builder(tmp_path, flake):
+    good = flake.drv('good')
+    stage(tmp_path).wave({'web1': request(good)}, Answers().put)
+    answers = Answers()
+    # 'b1' is no inventory host: a probe would fail it
+    stage(tmp_path).wave({'web2': request(good, build_on=['b1'])}, answers.put)
+    entry = answers.entries['web2']
+    assert 'error' not in entry, entry
+    assert entry['result']['built'] is False and entry['result']['gc_root']
+
+
+def test_a_host_no_builder_can_build_for_fails_alone(tmp_path, flake):
+    answers = Answers()
+    stage(tmp_path).wave({'web1': request(flake.drv('good')),
+                          'web2': request(flake.drv('other'), build_on=['b1', 'ssh://-oops'])},
+                         answers.put)
+    assert answers.entries['web1']['result']['built'] is True
+    error = answers.entries['web2']['error']
+    assert error.startswith('no builder can build it: ')
+    assert 'b1: b1 is neither an inventory host nor a store URI' in error
+    skipped = answers.entries['web2']['result']['builders_skipped']
+    assert [s['name'] for s in skipped] == ['b1', 'ssh://-oops']
