@@ -46,6 +46,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys,
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
     NixdeployAction, host_message)
 
+# the phase a failed task names when its part did not: a state's own
+# (a failed rollback is not a failed activation in the summary and report)
+FAILED_PHASE = {'confirmed': 'confirm', 'rolled_back': 'rollback'}
+
 
 class ActionModule(NixdeployAction):
 
@@ -89,7 +93,7 @@ class ActionModule(NixdeployAction):
         if dropped:
             outcome.setdefault('warnings', []).append(dropped)
         if outcome.get('failed'):
-            outcome.setdefault('phase', 'confirm' if args['state'] == 'confirmed' else 'activate')
+            outcome.setdefault('phase', FAILED_PHASE.get(args['state'], 'activate'))
             outcome.setdefault('rolled_back', False)
             if outcome.get('msg'):
                 outcome['msg'] = host_message(self.host, _activation_result.with_fault(

@@ -412,6 +412,8 @@ def test_rollback_of_a_host_with_no_earlier_generation(fleet, mistakes):
     assert kept and kept != run.report_path() and os.path.exists(kept), (kept, run.written)
     with open(kept) as handle:
         assert json.load(handle)['runs'] == mistakes['report']['runs'], kept
+    # the failure is the rollback's, not an activation's
+    assert report['hosts']['home']['failed_phase'] == 'rollback', report['hosts']['home']
     assert_no_traceback(run)
     assert_says_once(run, 'home', 'no generation', report=report)
 
