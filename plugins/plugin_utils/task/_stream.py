@@ -314,6 +314,12 @@ def _watch(main_pid, stop):
             os._exit(3)  # pylint: disable=protected-access
 
 
+# serving processes a host starts for its request before it gives up: one
+# is the normal case (it asked as the last one ended); more only when they
+# die before taking it
+RESTARTS = 3
+
+
 class Service(Stream):
     """Requests answered in waves by one detached process per batch.
 
@@ -371,7 +377,11 @@ class Service(Stream):
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 if os.path.exists(self.alive_path):
-                    return False
+                    if self._running():
+                        return False
+                    # its process is gone without ending (killed, out of
+                    # memory) and left its mark: the requests it did not
+                    # take need another, or their hosts would wait forever
                 with open(self.alive_path, 'w'):
                     pass
                 waiting = set(expected or ()) - set(_read(self.settled_path) or ())
@@ -461,7 +471,9 @@ class Service(Stream):
 
     def answer(self, host, serve, slots=2, timeout=None):
         """``host``'s entry once its wave has it (StreamError when the
-        serving process died with the request taken)."""
+        serving process died with the request taken, or when
+        ``RESTARTS`` processes in a row ended without taking it)."""
+        started = 0
         while True:
             try:
                 return self.entry(host, timeout=timeout, ends=False)
@@ -469,10 +481,13 @@ class Service(Stream):
                 found = _read(_entry_path(self.entries_dir, host))
                 if found is not None:
                     return found
-                if not os.path.exists(_entry_path(self.requests_dir, host)):
+                if not os.path.exists(_entry_path(self.requests_dir, host)) \
+                        or started >= RESTARTS:
                     raise
-                # asked after the last process decided to end: serve it
-                self._ensure(serve, slots)
+                # asked after the last process decided to end, or it died
+                # before it took the request: serve it
+                if self._ensure(serve, slots):
+                    started += 1
 
 
 def _wave(serve, taken, put, kind='service'):

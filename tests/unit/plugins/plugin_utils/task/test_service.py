@@ -1,8 +1,12 @@
 """task/_stream.Service for real: a forked serving process, real files."""
 
 import os
+import signal
 import sys
+import threading
 import time
+
+import pytest
 
 from tests.collection import collections_path
 
@@ -99,3 +103,38 @@ def test_a_later_process_of_the_batch_waits_for_nobody_already_settled(tmp_path,
     assert not os.path.exists(service.alive_path)
     service.request('h1', 'again', members, expected=batch)
     assert service.answer('h1', members, timeout=20)['wave'] == ['h1']
+
+
+def test_a_request_the_killed_process_never_took_is_served_by_another(tmp_path):
+    """The serving process is killed (out of memory, a kill -9) while a
+    host's request waits untaken: it leaves its mark that a process
+    serves, but none does. The host starts another and gets its answer
+    (it spun forever before, its timeout unheeded)."""
+    service = Service(str(tmp_path), 'build', 'k5')
+    second = os.path.join(service.requests_dir, 'h2.json')
+    started = str(tmp_path / 'wave-started')
+
+    def killed(requests, put):
+        # dies with h2's request written and not yet taken (one slot: the
+        # process takes no request while this wave runs)
+        open(started, 'w').close()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(second) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    service.request('h1', 'a', killed, slots=1)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(started) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not service.request('h2', 'b', killed, slots=1)   # a process serves, it says
+    wait = threading.Thread(target=lambda: found.append(service.answer('h2', echo, timeout=10)))
+    found = []
+    wait.daemon = True
+    wait.start()
+    wait.join(60)
+    assert not wait.is_alive(), 'h2 still waits on a process that is gone'
+    assert found == [{'request': 'b', 'answer': 'b'}]
+    # the killed process's own host is told, not left waiting
+    with pytest.raises(_stream.StreamError):
+        service.answer('h1', echo, timeout=10)
