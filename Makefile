@@ -181,8 +181,10 @@ ee: venv
 # TEST_WORKERS test modules run side by side (pytest-xdist, one module to a
 # worker: a module's lab is its own, each worker's labs in a folder of their
 # own, each lab its own /24); most of a lab test is waiting on its hosts.
-# TEST_WORKERS=0: one after the other, in this process.
-TEST_WORKERS ?= 2
+# TEST_WORKERS=0 (make test's default, until a whole side-by-side run of
+# both stacks is shown green and faster on a quiet machine): one after the
+# other, in this process. make check runs its unit tests side by side.
+TEST_WORKERS ?= 0
 PYTEST_WORKERS = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 unit: venv
 	$(VENV)/bin/python -m pytest tests/unit tests/integration -q --durations=20 $(PYTEST_WORKERS) \
@@ -200,7 +202,7 @@ generate: venv
 # and nix-darwin hosts beside a new user's mistakes in one deploy), this
 # machine's stack. Before a commit; `make test` before a merge.
 check: venv
-	$(MAKE) --no-print-directory unit \
+	$(MAKE) --no-print-directory unit TEST_WORKERS=$(if $(filter 0,$(TEST_WORKERS)),2,$(TEST_WORKERS)) \
 		UNIT_MARKERS='(not lab or smoke) and not docsite and not scale and not faults'
 
 sanity: venv

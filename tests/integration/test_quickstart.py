@@ -48,6 +48,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 import yaml
@@ -224,11 +225,14 @@ def stand_in(path):
     return json.dumps({'nodes': nodes, 'root': 'root', 'version': 7}, indent=2) + '\n'
 
 
-def test_quickstart_as_written(make_lab, tmp_path, tarball):
+def test_quickstart_as_written(make_lab, request, tarball):
     lab = make_lab('qst', HOSTS)
     # what a nix-darwin configuration sets for its deploy user
     lab.add_nix_conf('mac', 'trusted-users = root deploy')
-    base = str(tmp_path)
+    # a short base: ansible's ssh ControlPath (~/.ansible/cp/<hash>.<random>)
+    # must fit a unix socket's 108 bytes, and pytest-xdist's tmp_path is longer
+    base = tempfile.mkdtemp(prefix='qst-')
+    request.addfinalizer(lambda: shutil.rmtree(base, ignore_errors=True))
     user = User(base, lab, tarball)
     lock = stand_in(os.path.join(base, 'stand-in'))
 
