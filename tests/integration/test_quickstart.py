@@ -141,6 +141,9 @@ class User:
         self.lab = lab
         # ssh's ~/.ssh (the password database's home, not HOME)
         self.ssh_dir = os.path.join(pwd.getpwuid(os.getuid()).pw_dir, '.ssh')
+        # the home's .ssh is bound over it: a mount needs its mount point, and
+        # a fresh machine's root may have no ~/.ssh yet
+        os.makedirs(self.ssh_dir, mode=0o700, exist_ok=True)
         self.log = []
         os.makedirs(self.fleet)
         ssh = os.path.join(self.home, '.ssh')
