@@ -1,3 +1,6 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fleet as the flake describes it: the one ``nix eval`` that reads it.
 
 ``eval_args()`` builds the single ``nix eval`` that reads only inventory data
