@@ -181,10 +181,10 @@ ee: venv
 # TEST_WORKERS test modules run side by side (pytest-xdist, one module to a
 # worker: a module's lab is its own, each worker's labs in a folder of their
 # own, each lab its own /24); most of a lab test is waiting on its hosts.
-# TEST_WORKERS=0 (make test's default, until a whole side-by-side run of
-# both stacks is shown green and faster on a quiet machine): one after the
-# other, in this process. make check runs its unit tests side by side.
-TEST_WORKERS ?= 0
+# TEST_WORKERS=0: one after the other, in this process (what to use when a
+# test's output should not interleave with others'). make check runs its unit
+# tests side by side too.
+TEST_WORKERS ?= 2
 PYTEST_WORKERS = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 unit: venv
 	$(VENV)/bin/python -m pytest tests/unit tests/integration -q --durations=20 $(PYTEST_WORKERS) \

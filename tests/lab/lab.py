@@ -676,7 +676,14 @@ class Lab(TargetFaults):
                     raise LabError('host %s: %s died: %s' % (
                         name, 'its systemd' if host.get('systemd') else 'sshd',
                         self._log_tail(host)))
-                probe = self.ssh(name, 'true', user='root', check=False, timeout=5)
+                try:
+                    probe = self.ssh(name, 'true', user='root', check=False,
+                                     timeout=max(5, min(15, deadline - time.time())))
+                except subprocess.TimeoutExpired:
+                    # a fresh sshd on a loaded machine (labs side by side)
+                    # may answer its first login late: asked again until the
+                    # deadline, as a refused one is
+                    continue
                 if probe.returncode == 0:
                     pending.discard(name)
             if pending:
