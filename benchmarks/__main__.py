@@ -10,7 +10,9 @@ Tables: 1 overhead, 2 eval, 3 copy, 4 inventory, 5 scaling, 6 cascade,
 7 real (real-sized systems), 8 shapes (real-shaped flakes, no lab), 9 ee-store
 (an AWX job in the execution environment after a one-host change, by where
 its Nix store lives), 12 reuse (each host's evaluation reused across commits,
-benchmarks/eval_reuse.py; no lab, no root). Table 10, scale (the deploy at
+benchmarks/eval_reuse.py; no lab, no root), 13 batch (what each host's worker
+pays for its batch, at 250 and 1,000 hosts, benchmarks/batch_per_host.py; no
+lab, no root). Table 10, scale (the deploy at
 250 and 1,000 hosts on a scale lab of light hosts, benchmarks/scale.py, 45-60
 minutes), runs only when asked: --only scale [--scale-sizes 100]. Tables 1, 3
 and 5 deploy to a lab fleet (tests/lab, root needed) named by --lab, tables
@@ -30,27 +32,28 @@ import sys
 import tempfile
 import time
 
-from benchmarks import (cascade, copy_modes, ee_store, eval_batching, eval_reuse, flake_shapes,
-                        inventory_parse, overhead, real_size, scale, scaling)
+from benchmarks import (batch_per_host, cascade, copy_modes, ee_store, eval_batching, eval_reuse,
+                        flake_shapes, inventory_parse, overhead, real_size, scale, scaling)
 from benchmarks._fleet import REPO, BenchFleet, load
 
 TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade', 'real', 'shapes',
-          'ee-store', 'reuse')
+          'ee-store', 'reuse', 'batch')
 # run only when named in --only: not part of a run of every table
 ASKED_ONLY = ('scale',)
 # the order tables print in: by their number
 NUMBERED = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade', 'real', 'shapes',
-            'ee-store', 'scale', 'reuse')
+            'ee-store', 'scale', 'reuse', 'batch')
 FULL = {'overhead_sizes': '1,4,12,16', 'overhead_split': '1,12', 'eval_sizes': '1,4,8,16',
         'inventory_sizes': '100,1000,10000', 'scaling_sizes': '4,8,16,32',
         'copy_hosts': 8, 'copy_bytes': 4000000, 'cascade_sizes': '8,16',
         'cascade_bytes': 8000000, 'real_hosts': 8, 'real_rows': 'push,script,cache,cascade',
-        'shapes_sizes': '300', 'ee_store_hosts': 6, 'reuse_hosts': eval_reuse.HOSTS}
+        'shapes_sizes': '300', 'ee_store_hosts': 6, 'reuse_hosts': eval_reuse.HOSTS,
+        'batch_sizes': ','.join(str(n) for n in batch_per_host.SIZES)}
 QUICK = {'overhead_sizes': '1,4', 'overhead_split': '1,4', 'eval_sizes': '1,4',
          'inventory_sizes': '100,1000',
          'scaling_sizes': '4,8', 'copy_hosts': 4, 'copy_bytes': 1000000, 'cascade_sizes': '4',
          'cascade_bytes': 2000000, 'real_hosts': 4, 'real_rows': 'push,script', 'shapes_sizes': '100',
-         'ee_store_hosts': 4, 'reuse_hosts': 40}
+         'ee_store_hosts': 4, 'reuse_hosts': 40, 'batch_sizes': '100,400'}
 
 
 def sizes(text):
@@ -90,6 +93,10 @@ def parse_args(argv):
                         help="CPU seconds of each host's own evaluation in table 12")
     parser.add_argument('--reuse-shared-seconds', type=float, default=eval_reuse.SHARED_SECONDS,
                         help='CPU seconds of the part every Nix process shares in table 12')
+    parser.add_argument('--batch-sizes', help='batch sizes of table 13 (batch per host)')
+    parser.add_argument('--batch-before',
+                        help='an ansible_collections tree table 13 also measures (say, the '
+                             'collection before a change)')
     parser.add_argument('--rate', default='100mbit', help='tbf rate of each host link')
     parser.add_argument('--delay', default='20ms', help='netem delay each way')
     parser.add_argument('--scale-sizes', default=','.join(str(n) for n in scale.SIZES),
@@ -121,7 +128,8 @@ def parse_args(argv):
     if os.geteuid() != 0 and set(args.only) & {'overhead', 'copy', 'scaling', 'cascade', 'real',
                                                'ee-store', 'scale'}:
         parser.error('overhead, copy, scaling, cascade, real and ee-store deploy to a lab fleet, '
-                     'which needs root; without root run --only eval,inventory,shapes,reuse')
+                     'which needs root; without root run --only eval,inventory,shapes,reuse,'
+                     'batch')
     problem = ee_store.check_image() if 'ee-store' in args.only else None
     if problem and asked:
         parser.error('ee-store: %s' % problem)
@@ -210,7 +218,8 @@ def main(argv=None):
     printers = {'overhead': overhead.table, 'eval': eval_table, 'copy': copy_modes.table,
                 'inventory': inventory_table, 'scaling': scaling.table, 'cascade': cascade.table,
                 'real': real_size.table, 'shapes': flake_shapes.table,
-                'ee-store': ee_store.table, 'scale': scale.table, 'reuse': eval_reuse.table}
+                'ee-store': ee_store.table, 'scale': scale.table, 'reuse': eval_reuse.table,
+                'batch': batch_per_host.table}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix='nixdeploy-bench-') as tmp:
         if 'eval' in args.only:
@@ -227,6 +236,10 @@ def main(argv=None):
             log('12. evaluation reused across commits ...')
             tables['reuse'] = eval_reuse.run(args.reuse_hosts, args.reuse_host_seconds,
                                              args.reuse_shared_seconds, log=log)
+        if 'batch' in args.only:
+            log('13. batch per host ...')
+            tables['batch'] = batch_per_host.run(sizes(args.batch_sizes),
+                                                 before=args.batch_before, log=log)
         lab_tables = [t for t in ('overhead', 'scaling', 'copy') if t in args.only]
         if lab_tables:
             needed = max([max(sizes(args.overhead_sizes)) if 'overhead' in args.only else 0,

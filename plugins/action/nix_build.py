@@ -25,7 +25,6 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._target_bui
     build_on_target)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
     EvalError, host_request, normalised)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
@@ -33,7 +32,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref imp
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    batch_key, play_batch, play_uuid, task_batch)
+    play_batch, play_uuid, task_batch, work_key)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import Service
 
 # How many waves of a batch build at once (each one ``nix build``, with
@@ -111,8 +110,8 @@ class ActionModule(NixdeployAction):
         args = self._args
         shared = self.filled.shared(args)
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self._vars)
-        return Service(C.DEFAULT_LOCAL_TMP, 'build', batch_key(
-            'build', task_uuid(self._task), sorted(hosts), options_of(args), self._check_mode,
+        return Service(C.DEFAULT_LOCAL_TMP, 'build', work_key(
+            'build', self._task, hosts, options_of(args), self._check_mode,
             [shared.get(k) for k in _role_vars.per_host(self.ROLE_VARS)],
             args.get('gc_root_dir'), args.get('builder_min_free_mb')))
 
@@ -124,6 +123,7 @@ class ActionModule(NixdeployAction):
         service = self._service()
         stage = BuildStage(self._opts, self._args, self._check_mode,
                            self._vars.get('hostvars') or {})
+        # the names only if this host starts the service: not in every worker
         service.request(host, request, stage.wave, slots=WAVES,
-                        expected=play_batch(self._vars))
+                        expected=lambda: play_batch(self._vars))
         return service.answer(host, stage.wave, slots=WAVES)

@@ -27,7 +27,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import Ni
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
     NixdeployAction, verbose_traceback)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    Batch, _folder as batch_folder, batch_key, play_uuid, task_batch)
+    Batch, _folder as batch_folder, batch_key, play_uuid, task_batch, work_key)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._serial import gate
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
@@ -88,7 +88,7 @@ class ActionModule(NixdeployAction):
         (plugin_utils/task/_serial.py); judged once per batch."""
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
         batch = Batch(C.DEFAULT_LOCAL_TMP, 'serial',
-                      batch_key(task_uuid(self._task), sorted(hosts), max_fail_percentage))
+                      work_key('serial', self._task, hosts, max_fail_percentage))
         # one file per play (its first task) lists the batches so far
         record = os.path.join(batch.dir, 'serial-%s.json' % batch_key(task_uuid(self._task)))
         active = self.task_vars.get('ansible_play_hosts')

@@ -174,12 +174,32 @@ def is_trusted(facts):
 
 
 # ------------------------------------------------------------------ settings
+class CopyFlag(namedtuple('CopyFlag', 'setting words')):
+    """One row of COPY_FLAGS: the ``CopySettings`` field it reads
+    (``setting``) and ``words(value)``, the ``nix copy`` words it makes of
+    that field's value ([] for none)."""
+
+    __slots__ = ()
+
+
+# The words every `nix copy` of the copy phase passes, whichever path runs it:
+# the controller's push (direct, substitute, the cascade's seed and fallback),
+# a cascade hop on a sender (copy-hop.sh), a target's fetch from the caches
+# (copy-fetch.sh). A flag for every copy is one row here (and, when a task
+# option sets it, a CopySettings field): each path takes the words whole.
+# None so far: what differs today is not shared. Trust (--no-check-sigs) is
+# each receiver's plan, compression its store URI's, substitution the
+# substitute mode's push alone, and each nix names its experimental features.
+COPY_FLAGS = ()
+
+
 class CopySettings(namedtuple('CopySettings',
                               'check_sigs signing_key compress free_space_margin')):
     """The task's copy settings, read once from its arguments (``of``) and
     handed whole to every copy path: the direct push (``_copy_stage``) and
     the cascade (``_peer.CascadeDriver``: its pushes and hops). A new setting
-    is a field here and a use where it acts."""
+    is a field here and a use where it acts; a flag for every ``nix copy``
+    is a row of COPY_FLAGS (``nix_copy_flags``)."""
 
     __slots__ = ()
 
@@ -188,10 +208,27 @@ class CopySettings(namedtuple('CopySettings',
         return cls(args['check_sigs'], args['signing_key'], bool(args['compress']),
                    args['free_space_margin'])
 
+    def nix_copy_flags(self):
+        """The words of COPY_FLAGS' rows for these settings, in row order: what
+        every ``nix copy`` of the copy phase passes. A target program gets
+        them one a line (``flag_lines``), so a word that holds a line end (or
+        a NUL, which sh cannot hold) is refused (CopyError)."""
+        return [_one_word(word, row.setting) for row in COPY_FLAGS
+                for word in row.words(getattr(self, row.setting))]
+
     def trust(self, facts, target):
         """(no_check_sigs, via_sudo, how) of ``plan_trust`` for ``target``."""
         return plan_trust(facts, self.check_sigs, self.signing_key, target.become,
                           target.become_method, target.become_user)
+
+
+def _one_word(word, setting=None):
+    """``word`` when a target program can take it as one line; CopyError
+    else (naming the row's ``setting``, never the word: it may be a secret)."""
+    if not isinstance(word, str) or '\n' in word or '\0' in word:
+        raise CopyError('a nix copy flag%s is not one word of text (a line end, a NUL or not '
+                        'a string)' % (' of %s' % setting if setting else ''))
+    return word
 
 
 def store_address(target, nix_dir, via_sudo, compress, become_user=None):
@@ -283,10 +320,11 @@ def sign(opts, path, key_file):
                                 'cannot sign the closure of %s' % path)
 
 
-def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=None):
-    """``nix copy --to uri path``; returns the store paths Nix said it sent,
-    or None when its output did not say (e.g. ``--quiet`` in nix_args)."""
-    args = ['--to', uri]
+def push(opts, path, uri, env, flags, no_check_sigs=False, substitute=False, timeout=None):
+    """``nix copy --to uri flags path`` (``flags``: ``nix_copy_flags``);
+    returns the store paths Nix said it sent, or None when its output did
+    not say (e.g. ``--quiet`` in nix_args)."""
+    args = ['--to', uri] + list(flags)
     if no_check_sigs:
         args.append('--no-check-sigs')
     if substitute:
@@ -300,10 +338,11 @@ def push(opts, path, uri, env, no_check_sigs=False, substitute=False, timeout=No
     return _nix_stderr.sent_paths(err)
 
 
-def fetch_script(nix_dir, path, caches):
+def fetch_script(nix_dir, path, caches, flags):
     """(program, stdin): the sh run on the target (target/copy-fetch.sh),
     which fetches ``path``'s closure from the first cache that has it
-    (signatures checked by the target against its own keys), and what to
+    (signatures checked by the target against its own keys; ``flags``:
+    ``nix_copy_flags``, passed to each ``nix copy --from``), and what to
     send on its stdin: the netrc of the caches' logins ('' when none has
     one). The program text is ssh's and sh's argv: it names each cache
     without its login, which travels on stdin only. CopyError for an address
@@ -313,8 +352,9 @@ def fetch_script(nix_dir, path, caches):
         netrc = _netrc.netrc_text(split)
     except _netrc.CacheAddressError as exc:
         raise CopyError(u'%s' % exc)
-    program = _script.render('copy-fetch.sh', {
+    program = _script.render(['copy-flags.sh', 'copy-fetch.sh'], {
         'NIX_DIR': nix_dir.rstrip('/'), 'STORE_PATH': path, 'NETRC': bool(netrc),
+        'NIX_COPY_FLAGS': flag_lines(flags),
         # one cache a line, "<1 when it needs the netrc> <URI>": the script
         # reads them as data, never as words
         'CACHES': '\n'.join('%d %s' % (c.has_credential, c.uri.replace('\n', ''))
@@ -322,13 +362,20 @@ def fetch_script(nix_dir, path, caches):
     return program, netrc
 
 
+def flag_lines(flags):
+    """``flags`` (``nix_copy_flags``'s words) as target/copy-flags.sh reads
+    them into its ``"$@"``: one word a line, each behind a ``:`` (so an
+    empty word is a line too, and no words no line)."""
+    return ''.join(':%s\n' % _one_word(word) for word in flags)
+
+
 # ------------------------------------------------------------------ cascade hop
 HOP_ALIAS = 'nixdeploy-receiver'
 
 
-def hop_script(nix_dir, known_keys, uri, path, port=None, no_check_sigs=False):
+def hop_script(nix_dir, known_keys, uri, path, flags, port=None, no_check_sigs=False):
     """sh run ON a sender (target/copy-hop.sh): ``nix copy --to <receiver's
-    ssh-ng URI> path``.
+    ssh-ng URI> flags path`` (``flags``: ``nix_copy_flags``).
 
     The receiver's host key is checked against ``known_keys`` ('type base64'
     lines the controller took from its own known_hosts), under the alias
@@ -337,8 +384,9 @@ def hop_script(nix_dir, known_keys, uri, path, port=None, no_check_sigs=False):
     96 no forwarded agent, 97 no temp folder, 98 no nix or ssh here (the
     sender cannot send); 255 never (it means the controller lost the sender).
     """
-    return _script.render('copy-hop.sh', {
+    return _script.render(['copy-flags.sh', 'copy-hop.sh'], {
         'NIX_DIR': nix_dir.rstrip('/'), 'HOP_ALIAS': HOP_ALIAS, 'URI': uri,
+        'NIX_COPY_FLAGS': flag_lines(flags),
         'STORE_PATH': path, 'PORT': int(port) if port else None,
         'NO_CHECK_SIGS': bool(no_check_sigs),
         'KNOWN_HOSTS': '\n'.join('%s %s' % (HOP_ALIAS, key.replace('\n', ''))

@@ -137,8 +137,8 @@ class CopyStage:
         if self.settings.signing_key and trust == 'signed':
             _copy.sign(opts, path, self.settings.signing_key)
         try:
-            sent = _copy.push(opts, path, uri, ssh_env, no_check_sigs=no_check_sigs,
-                              substitute=copy_mode.substitutes)
+            sent = _copy.push(opts, path, uri, ssh_env, self.settings.nix_copy_flags(),
+                              no_check_sigs=no_check_sigs, substitute=copy_mode.substitutes)
         except _nix.NixError as exc:
             raise self._push_error(exc, path, uri, facts, target)
         if sent is None:  # Nix did not say: everything missing went over
@@ -299,7 +299,8 @@ class CopyStage:
     def _fetch(self, nix_dir, path):
         host, caches = self.host, self.args['caches']
         # the caches' logins go on stdin only (the program is ssh's argv)
-        program, netrc = _copy.fetch_script(nix_dir, path, caches)
+        program, netrc = _copy.fetch_script(nix_dir, path, caches,
+                                            self.settings.nix_copy_flags())
         rc, out, err = self.target.sh(program, in_data=netrc or None, timeout=FETCH_TIMEOUT)
         if rc != 0:
             err = _redact.text((err or '') + (out or ''))

@@ -277,7 +277,8 @@ class CascadeDriver:
             script = _script.assignments(hop_leftovers(sender.facts)) + _copy.hop_script(
                 sender.facts['nix_dir'], receiver.host_keys,
                 receiver.store_uri(receiver.peer_target, compress=self.compress), path,
-                port=receiver.target.port, no_check_sigs=no_check_sigs)
+                self.settings.nix_copy_flags(), port=receiver.target.port,
+                no_check_sigs=no_check_sigs)
             # the hop agent signs the login to the sender too, which binds the
             # forwarded agent to this session (what the constraints check)
             first = ['-o', 'IdentityAgent=%s' % sock, '-o', 'ForwardAgent=%s' % sock,
@@ -293,7 +294,8 @@ class CascadeDriver:
     def _push(self, path, receiver):
         try:
             sent = _copy.push(self.opts, path, receiver.store_uri(compress=self.compress),
-                              receiver.target.nix_env(), no_check_sigs=receiver.trust[0])
+                              receiver.target.nix_env(), self.settings.nix_copy_flags(),
+                              no_check_sigs=receiver.trust[0])
         except AddressError as exc:
             return _cascade.FAILED, u'%s' % exc, None
         except _nix.NixError as exc:

@@ -34,14 +34,14 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_
     ACCEPTED_CONFIG, RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
-    loader_of, task_of, task_uuid)
+    loader_of, task_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, NixCommand, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (
     ACCEPTED_NOTE, accepts_flake_config, refused_note)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    _folder as batch_folder, batch_key, play_uuid, record_facts, task_batch, vars_of)
+    _folder as batch_folder, batch_key, play_uuid, record_facts, task_batch, vars_of, work_key)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import Service, Stream
 
 
@@ -385,9 +385,8 @@ def own_entry(opts, args, task, hosts, host, request):
     for all of them, its cache first, then evaluators side by side within
     the job's slots, so the flake's shared part (a nixpkgs) is evaluated
     once per evaluator, not once per host."""
-    service = Service(C.DEFAULT_LOCAL_TMP, 'eval-own', batch_key(
-        'eval-own', task_uuid(task), sorted(hosts), options_of(args),
-        [args.get(k) for k in TUNING]))
+    service = Service(C.DEFAULT_LOCAL_TMP, 'eval-own', work_key(
+        'eval-own', task, hosts, options_of(args), [args.get(k) for k in TUNING]))
 
     def serve(requests, put):
         stage_of(opts, args).evaluate(requests, _recording(hosts, put))
@@ -420,8 +419,8 @@ def batch_entry(action, args, opts, kind='eval'):
     # an evaluation, per host): the batch's process forms every request
     # from the first host's values, and the hosts whose own request differs
     # ask again, together (own_entry).
-    stream = Stream(C.DEFAULT_LOCAL_TMP, kind, batch_key(
-        kind, task_uuid(task), sorted(hosts), options_of(args), [args.get(k) for k in TUNING]))
+    stream = Stream(C.DEFAULT_LOCAL_TMP, kind, work_key(
+        kind, task, hosts, options_of(args), [args.get(k) for k in TUNING]))
 
     def work(put):
         # in the batch's detached process: every host's request, then each

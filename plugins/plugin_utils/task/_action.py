@@ -60,7 +60,6 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
     NixdeployError, internal_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
@@ -72,7 +71,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._diagnosis im
     become_problem, ssh_problem)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    Batch, batch_key, play_uuid, task_batch)
+    Batch, play_uuid, task_batch, work_key)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stats import (
     phase_stats, record_problems, recorded_results)
 
@@ -330,11 +329,13 @@ class NixdeployAction(ActionBase):
     def from_batch(self, kind, key_parts, compute, request, alone=None):
         """This host's entry of work done once for the whole play batch.
 
-        ``compute(hosts)`` returns ``{'hosts': {host: entry}, ...}`` (JSON
+        ``compute(hosts)`` (``hosts``: the play batch, a ``_batch.PlayBatch``
+        that lists its names) returns ``{'hosts': {host: entry}, ...}`` (JSON
         data; each entry holds the ``request`` it answers); the first host
         of the batch to get here runs it under the batch lock, the others
-        read it. ``key_parts``: everything that must be equal for two hosts
-        to share the work (the task, the batch's hosts are added here).
+        read their own entry only. ``key_parts``: everything that must be
+        equal for two hosts to share the work (the task and the batch's key
+        are added here: ``_batch.work_key``).
 
         When the batch's entry for this host answers another request than
         ``request`` (this host's, from arguments templated per host), ``alone()`` (same shape, this
@@ -342,7 +343,7 @@ class NixdeployAction(ActionBase):
         Returns (entry, data, computed_here).
         """
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
-        key = batch_key(kind, task_uuid(self._task), sorted(hosts), key_parts)
+        key = work_key(kind, self._task, hosts, key_parts)
         data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(lambda: compute(hosts))
         host_entry = (data.get('hosts') or {}).get(self.host)
         if host_entry is None or host_entry.get('request') != request:

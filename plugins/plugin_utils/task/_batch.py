@@ -14,6 +14,7 @@ The files live in a folder under the controller's per-run Ansible temp dir
 equal for two hosts to share one computation.
 """
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -43,51 +44,76 @@ def _folder(base_dir):
     return path
 
 
+# what BatchHosts.get answers for a host without an entry (None is an entry's value)
+_MISSING = object()
+
+
 class BatchHosts(object):
     """A batch's per-host entries, each read from its own file when asked
     for. Every host of a batch reads the batch's answer: whole, that is
     megabytes at 1,000 hosts, read 1,000 times per phase; one entry is a few
     hundred bytes. Reads as the dict it stands for (``len``, ``in``,
-    ``get``, ``[]``, iteration over the names)."""
+    ``get``, ``[]``, iteration over the names).
 
-    def __init__(self, folder, names):
+    A host is in it when its entry file is there: ``in``, ``get`` and
+    ``[]`` read that one file, and ``len`` is the count the computing host
+    kept (``count``), so a reader's cost does not grow with the batch. Only
+    iteration reads the names: ``names`` (a list, or any iterable such as a
+    ``PlayBatch``) or the file ``names_path``, the computing host's work."""
+
+    def __init__(self, folder, names=None, count=None, names_path=None):
         self._folder = folder
-        self._names = frozenset(names)
+        self._names = names
+        self._count = count
+        self._names_path = names_path
         self._read = {}
 
+    def _all_names(self):
+        if self._names is None:
+            self._names = (_read_json(self._names_path) or []) if self._names_path else []
+        return self._names
+
     def __len__(self):
-        return len(self._names)
+        if self._count is None:
+            self._count = len(self._all_names())
+        return self._count
 
     def __contains__(self, name):
-        return name in self._names
+        return self.get(name, _MISSING) is not _MISSING
 
     def __iter__(self):
-        return iter(sorted(self._names))
+        return iter(sorted(self._all_names()))
 
     def keys(self):
         return list(self)
 
     def get(self, name, default=None):
-        if name not in self._names:
-            return default
         if name not in self._read:
-            try:
-                with open(_entry_path(self._folder, name)) as handle:
-                    self._read[name] = json.load(handle)
-            except (OSError, IOError, ValueError):
+            found = _read_json(_entry_path(self._folder, name), _MISSING)
+            if found is _MISSING:
                 return default
+            self._read[name] = found
         return self._read[name]
 
     def __getitem__(self, name):
-        if name not in self._names:
+        found = self.get(name, _MISSING)
+        if found is _MISSING:
             raise KeyError(name)
-        return self.get(name)
+        return found
 
     def items(self):
         return [(name, self.get(name)) for name in self]
 
     def values(self):
         return [self.get(name) for name in self]
+
+
+def _read_json(path, default=None):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, IOError, ValueError):
+        return default
 
 
 def _entry_path(folder, name):
@@ -98,26 +124,26 @@ def _entry_path(folder, name):
 class Batch:
     """Results of one computation shared by the hosts of one play batch.
 
-    Stored as one file of what the batch shares (with the hosts' names) and
-    one file per host entry (``data['hosts']``), so that a host reads its
-    own entry only; the shared file is written last and is the sign that
-    the batch is done."""
+    Stored as one file of what the batch shares, one file per host entry
+    (``data['hosts']``) and one of the hosts' names, so that a host reads
+    its own entry only (and the count of entries, in the shared file); the
+    shared file is written last and is the sign that the batch is done."""
 
     def __init__(self, base_dir, kind, key):
         self.dir = _folder(base_dir)
         self.path = os.path.join(self.dir, '%s-%s.json' % (kind, key))
         self.lock_path = self.path + '.lock'
         self.entries_dir = self.path[:-len('.json')] + '.d'
+        self.names_path = self.path[:-len('.json')] + '.names.json'
 
     def _read(self):
-        try:
-            with open(self.path) as handle:
-                found = json.load(handle)
-        except (OSError, ValueError):
+        found = _read_json(self.path)
+        if found is None:
             return None
-        names = found.pop('_hosts', None)
-        if names is not None:
-            found['hosts'] = BatchHosts(self.entries_dir, names)
+        count = found.pop('_count', None)
+        if count is not None:
+            found['hosts'] = BatchHosts(self.entries_dir, count=count,
+                                        names_path=self.names_path)
         return found
 
     def _write(self, data):
@@ -129,8 +155,9 @@ class Batch:
             os.mkdir(self.entries_dir, 0o700)
         for name, entry in hosts.items():
             write_json(_entry_path(self.entries_dir, name), entry)
+        write_json(self.names_path, sorted(hosts))
         shared = dict((k, v) for k, v in data.items() if k != 'hosts')
-        shared['_hosts'] = sorted(hosts)
+        shared['_count'] = len(hosts)
         write_json(self.path, shared)
 
     def results(self, compute):
@@ -166,7 +193,7 @@ class Batch:
 # batch reads them for a host that has neither the fact nor a variable of that
 # name, i.e. what it would otherwise compute again for that host itself.
 def _facts_dir(base_dir, hosts):
-    return os.path.join(_folder(base_dir), 'facts-%s.d' % batch_key(sorted(hosts)))
+    return os.path.join(_folder(base_dir), 'facts-%s.d' % batch_id(hosts))
 
 
 def record_facts(base_dir, hosts, facts):
@@ -189,7 +216,7 @@ def record_facts(base_dir, hosts, facts):
             except OSError:
                 pass
             continue
-        kept = BatchHosts(folder, [host]).get(host) or {}
+        kept = BatchHosts(folder).get(host) or {}
         kept.update(values)
         write_json(path, kept)
 
@@ -205,8 +232,8 @@ class FactsInFlight(BatchHosts):
 
 def facts_in_flight(base_dir, hosts):
     """{host: {name: value}} kept by ``record_facts`` for the play batch
-    ``hosts`` (a ``FactsInFlight``)."""
-    return FactsInFlight(_facts_dir(base_dir, hosts), hosts)
+    ``hosts`` (a ``PlayBatch``, or its names; a ``FactsInFlight``)."""
+    return FactsInFlight(_facts_dir(base_dir, hosts), names=hosts)
 
 
 class _WithFacts(object):
@@ -276,34 +303,117 @@ def play_uuid(task):
     return task_uuid(play if play is not None else task)
 
 
+class PlayBatch(object):
+    """A play batch as its hosts' workers know it: ``key``, the digest of its
+    sorted host names, made once by the host that recorded the batch;
+    ``len``, its size; its names (iteration, ``in``), read from the batch's
+    file only when asked for. A host that reads its batch's work needs the
+    key and the size; only the host (or process) that computes for the
+    batch walks its names, so a reader's cost does not grow with the
+    batch."""
+
+    def __init__(self, key, size, names_path):
+        self.key = key
+        self._size = size
+        self._names_path = names_path
+        self._names = None
+
+    @property
+    def names(self):
+        """The batch's host names, sorted (read once)."""
+        if self._names is None:
+            self._names = _read_json(self._names_path) or []
+        return self._names
+
+    def __len__(self):
+        return self._size
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __contains__(self, name):
+        return name in self.names
+
+    def __repr__(self):
+        return 'PlayBatch(%s, %d hosts)' % (self.key, self._size)
+
+
+def batch_id(hosts):
+    """The key of the play batch ``hosts`` (a ``PlayBatch``: its own key, or
+    the host names in any order: the digest of the sorted names)."""
+    if isinstance(hosts, PlayBatch):
+        return hosts.key
+    return batch_key(sorted(hosts))
+
+
+def work_key(kind, task, batch, *parts):
+    """The name of ``kind``'s work for the play ``batch`` (a ``PlayBatch``)
+    in ``task``: ``parts`` are everything else two hosts must have equal to
+    share it. The batch counts by its key: no host hashes its names."""
+    return batch_key(kind, task_uuid(task), batch_id(batch), parts)
+
+
 def task_batch(base_dir, scope, task_vars):
-    """The play batch of this host as the first of its hosts to run a batch
-    task of the play (``scope``: the play's uuid) saw it, before any of them
-    failed.
+    """The play batch of this host (a ``PlayBatch``) as the first of its
+    hosts to run a batch task of the play (``scope``: the play's uuid) saw
+    it, before any of them failed.
 
     ``ansible_play_batch`` leaves out the batch's hosts that have failed so
     far. On the ``host_pinned`` strategy hosts reach a task at different
     times, a host after another one of its batch failed, and would key the
     batch's work by a smaller set: evaluate it a second time, and take it for
     a new serial batch. Serial batches never share a host, so the batch that
-    holds this host, once recorded, is the batch."""
+    holds this host, once recorded, is the batch.
+
+    The host that records a batch writes one small file for each of its
+    hosts that no earlier batch holds (``members-<scope>.d/<digest>.json``:
+    the batch's key and size) and the batch's names
+    (``batch-<key>.json``); every host then reads its own file, without the
+    lock: the same few bytes at 10 hosts as at 1,000."""
     host = task_vars.get('inventory_hostname')
-    current = sorted(play_batch(task_vars))
-    path = os.path.join(_folder(base_dir), 'members-%s.json' % batch_key(scope))
-    with open(path + '.lock', 'a') as lock:
+    folder = os.path.join(_folder(base_dir), 'members-%s.d' % batch_key(scope))
+    own = _entry_path(folder, host)
+    member = _read_json(own)
+    if member is None:
+        member = _record_batch(folder, own, task_vars)
+    return PlayBatch(member['batch'], member['size'],
+                     os.path.join(folder, 'batch-%s.json' % member['batch']))
+
+
+def _record_batch(folder, own, task_vars):
+    """This host's member file, written with its batch's under the play's
+    lock unless another host did first (its batch then holds this one)."""
+    try:
+        os.mkdir(folder, 0o700)
+    except OSError:
+        if not os.path.isdir(folder):
+            raise
+    with open(folder + '.lock', 'a') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            try:
-                with open(path) as handle:
-                    batches = json.load(handle)
-            except (OSError, IOError, ValueError):
-                batches = []
-            for batch in batches:
-                if host in batch:
-                    return batch
-            batches.append(current)
-            write_json(path, batches)
-            return current
+            member = _read_json(own)
+            if member is not None:
+                return member
+            current = sorted(play_batch(task_vars))
+            key = batch_key(current)
+            write_json(os.path.join(folder, 'batch-%s.json' % key), current)
+            member = {'batch': key, 'size': len(current)}
+            text = json.dumps(member)
+            for name in current:
+                # created whole in one write, not through a renamed temp
+                # file (a thousand of them): a host that reads it half
+                # written reads it again under this lock, once it is whole
+                try:
+                    fd = os.open(_entry_path(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                                 0o600)
+                except OSError as exc:
+                    if exc.errno != errno.EEXIST:
+                        raise
+                    continue  # a host an earlier batch holds stays in that one
+                with os.fdopen(fd, 'w') as handle:
+                    handle.write(text)
+            # play_batch holds this host: its file is the one just written
+            return member
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 

@@ -357,7 +357,8 @@ class Service(Stream):
     def request(self, host, request, serve, slots=2, expected=None):
         """Ask for ``host``'s answer to ``request`` (JSON data); returns True
         when this call started the serving process (``expected``: the hosts
-        that process waits for before its first wave)."""
+        that process waits for before its first wave, or a function that
+        gives them, called only by the host that starts it)."""
         # the answer to this host's previous request (a loop's earlier item)
         # is not this one's (that request was answered, or given up, before this)
         try:
@@ -384,6 +385,8 @@ class Service(Stream):
                     # take need another, or their hosts would wait forever
                 with open(self.alive_path, 'w'):
                     pass
+                if callable(expected):
+                    expected = expected()
                 waiting = set(expected or ()) - set(_read(self.settled_path) or ())
                 self._fork(lambda put: self._serve(serve, slots, put, waiting))
                 return True

@@ -3,7 +3,8 @@
 # STORE_PATH's closure from the first of CACHES that has it; the target
 # checks the signatures against its own keys. CACHES: one cache a line,
 # "<1 when it needs the netrc> <URI>". NIX_DIR: where the probe found nix.
-# Each cache's error goes to stderr.
+# "$@": the copy's shared nix copy words (copy-flags.sh, rendered before this
+# file). Each cache's error goes to stderr.
 #
 # NETRC=1: stdin holds the netrc with the caches' logins. This program's text
 # is in ssh's and sh's argv, which ps shows every account, so the logins come
@@ -34,7 +35,7 @@ while read -r login cache; do
   [ -n "$cache" ] || continue
   config=${NIX_CONFIG:-}
   [ "$login" = 1 ] && config=$with_netrc
-  if NIX_CONFIG=$config "$NIX_TOOL" --extra-experimental-features nix-command copy --from "$cache" "$STORE_PATH" 2>"$dir/err"; then
+  if NIX_CONFIG=$config "$NIX_TOOL" --extra-experimental-features nix-command copy --from "$cache" "$@" "$STORE_PATH" 2>"$dir/err"; then
     rc=0
     break
   fi

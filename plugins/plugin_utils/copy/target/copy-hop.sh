@@ -7,7 +7,8 @@
 # for this hop only. Values: NIX_DIR, KNOWN_HOSTS, HOP_ALIAS, URI,
 # STORE_PATH, PORT (may be empty), NO_CHECK_SIGS (1/0); SSH_DIR_NEW and
 # AGENT_DIR_NEW (1/0, may be unset): the controller's probe found no ~/.ssh
-# or no ~/.ssh/agent here before the hop.
+# or no ~/.ssh/agent here before the hop. "$@": the copy's shared nix copy
+# words (copy-flags.sh, rendered before this file).
 # Exit codes: 96 no forwarded agent, 97 no temp folder, 98 no nix or ssh
 # here (the sender cannot send); 255 never (it means the controller lost
 # the sender).
@@ -66,11 +67,9 @@ NIX_SSHOPTS="$NIX_SSHOPTS -o ControlPath=none -o BatchMode=yes -o ConnectTimeout
 NIX_SSHOPTS="$NIX_SSHOPTS -o ServerAliveInterval=5 -o ServerAliveCountMax=3"
 if [ -n "$PORT" ]; then NIX_SSHOPTS="$NIX_SSHOPTS -p $PORT"; fi
 export NIX_SSHOPTS
-if [ "$NO_CHECK_SIGS" = 1 ]; then
-  "$NIX_TOOL" --extra-experimental-features nix-command copy --to "$URI" --no-check-sigs "$STORE_PATH"
-else
-  "$NIX_TOOL" --extra-experimental-features nix-command copy --to "$URI" "$STORE_PATH"
-fi
+# the receiver's trust plan, after the words every copy shares
+if [ "$NO_CHECK_SIGS" = 1 ]; then set -- "$@" --no-check-sigs; fi
+"$NIX_TOOL" --extra-experimental-features nix-command copy --to "$URI" "$@" "$STORE_PATH"
 rc=$?
 # keep 255 (ssh's own exit) and our own codes for what they mean
 case $rc in 255|96|97|98) rc=1 ;; esac

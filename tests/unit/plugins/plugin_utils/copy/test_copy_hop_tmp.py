@@ -86,7 +86,7 @@ def test_a_name_planted_at_the_old_predictable_path_neither_stops_nor_diverts_th
         else:
             os.symlink(str(elsewhere), old['name'])
 
-    script = _copy.hop_script(stub_nix, ['ssh-ed25519 AAAAkey1'], 'ssh-ng://h', P1)
+    script = _copy.hop_script(stub_nix, ['ssh-ed25519 AAAAkey1'], 'ssh-ng://h', P1, [])
     rc, out, err = run_hop(script, {'SSH_AUTH_SOCK': agent_socket, 'TMPDIR': str(tmp)}, plant)
     assert rc == 0, (out, err)
     used = folder_used(out)
@@ -113,7 +113,7 @@ def test_no_mktemp_is_no_temp_folder(stub_nix, agent_socket, tmp_path):
         for tool in os.listdir(folder):
             if tool != 'mktemp' and not (bare / tool).exists():
                 os.symlink(os.path.join(folder, tool), str(bare / tool))
-    script = _copy.hop_script(stub_nix, ['ssh-ed25519 AAAA'], 'ssh-ng://h', P1)
+    script = _copy.hop_script(stub_nix, ['ssh-ed25519 AAAA'], 'ssh-ng://h', P1, [])
     rc, out, err = run_hop(script, {'SSH_AUTH_SOCK': agent_socket, 'TMPDIR': str(tmp_path),
                                     'PATH': str(bare)})
     assert rc == 97 and 'cannot make a private temp folder' in err, (out, err)

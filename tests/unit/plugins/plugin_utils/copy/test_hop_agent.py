@@ -77,7 +77,7 @@ def _run_hop(tmp_path, home, sock, probe_facts, stub_rc='0'):
     (nix_dir / 'nix').write_text(STUB_NIX)
     (nix_dir / 'nix').chmod(0o755)
     script = _script.assignments(_hop_agent.hop_leftovers(probe_facts)) + _copy.hop_script(
-        str(nix_dir), ['ssh-ed25519 AAAA'], 'ssh-ng://h', '/nix/store/%s-x' % ('a' * 32))
+        str(nix_dir), ['ssh-ed25519 AAAA'], 'ssh-ng://h', '/nix/store/%s-x' % ('a' * 32), [])
     return subprocess.run(['sh'], input=_copy.stdin_free(script), universal_newlines=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False,
                           env=dict(os.environ, HOME=str(home), SSH_AUTH_SOCK=sock,

@@ -44,10 +44,11 @@ class Play:
     ``path`` (the fact nix_out_path); ``entry(host)`` runs that host's task:
     a CopyStage in cascade mode whose ``from_batch`` is the action's, over
     the real batch files (computed once, by the first host to get there:
-    ``computed`` names the hosts that ran a cascade)."""
+    ``computed`` names the hosts that ran a cascade); ``given``: the
+    task's arguments besides its mode."""
 
-    def __init__(self, tmp_path, ssh, path, hosts=HOSTS, untrusted=()):
-        self.ssh, self.names = ssh, tuple(hosts)
+    def __init__(self, tmp_path, ssh, path, hosts=HOSTS, untrusted=(), given=None):
+        self.ssh, self.names, self.given = ssh, tuple(hosts), dict(given or {})
         self.targets = dict((h, StoreTarget(tmp_path / h, address=ADDRESSES[h], ssh=ssh,
                                             trusted=h not in untrusted)) for h in hosts)
         self.hostvars = dict((h, {'inventory_hostname': h, 'ansible_host': ADDRESSES[h],
@@ -61,7 +62,7 @@ class Play:
     def entry(self, host, check_mode=False):
         task_vars = dict(self.hostvars[host], hostvars=self.hostvars,
                          ansible_play_batch=list(self.names))
-        args, filled = copy_args(task_vars, copy_mode='cascade')
+        args, filled = copy_args(task_vars, copy_mode='cascade', **self.given)
         target = task_host(self.targets[host], host, self.ssh)
         self.hosts.append(target)
 

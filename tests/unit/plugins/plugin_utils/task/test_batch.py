@@ -188,11 +188,18 @@ def test_a_host_reads_its_own_entry_not_the_whole_batch(tmp_path):
     with pytest.raises(KeyError):
         data['hosts']['nobody']  # pylint: disable=pointless-statement
     assert sorted(data['hosts'].keys()) == sorted(names)
-    # the shared file stays small; no entry file is named after a host
-    assert os.path.getsize(first.path) < 20000
+    # the shared file holds no names: its size does not grow with the batch
+    assert os.path.getsize(first.path) < 100
     stored = os.listdir(first.entries_dir)
     assert len(stored) == 1002 and all(len(f) == 37 and '/' not in f for f in stored)
     assert not os.path.exists(os.path.join(str(tmp_path), 'escape'))
+    # a reader's len, in and get read neither the names nor another entry
+    os.unlink(first.names_path)
+    os.unlink(os.path.join(first.entries_dir, stored[0]))
+    data, _here = _batch.Batch(str(tmp_path), 'eval', key).results(
+        lambda: pytest.fail('computed twice'))
+    assert len(data['hosts']) == 1002 and data['hosts'].get('h8') == entries['h8']
+    assert 'h9' in data['hosts'] and 'nobody' not in data['hosts']
 
 
 def test_a_host_that_comes_late_keys_the_batch_as_its_first_host_saw_it(tmp_path):
@@ -202,12 +209,44 @@ def test_a_host_that_comes_late_keys_the_batch_as_its_first_host_saw_it(tmp_path
     def view(host, batch):
         return {'inventory_hostname': host, 'ansible_play_batch': batch}
     base = str(tmp_path)
-    assert _batch.task_batch(base, 'play', view('a', ['a', 'b', 'c'])) == ['a', 'b', 'c']
-    assert _batch.task_batch(base, 'play', view('c', ['a', 'c'])) == ['a', 'b', 'c']
-    assert _batch.task_batch(base, 'play', view('e', ['e', 'd'])) == ['d', 'e']
-    assert _batch.task_batch(base, 'play', view('d', ['d'])) == ['d', 'e']
+
+    def batch_of(scope, host, batch):
+        found = _batch.task_batch(base, scope, view(host, batch))
+        # its key is its names' (as facts in flight key them), its size theirs
+        assert found.key == _batch.batch_id(list(found)) and len(found) == len(list(found))
+        return list(found)
+    assert batch_of('play', 'a', ['a', 'b', 'c']) == ['a', 'b', 'c']
+    assert batch_of('play', 'c', ['a', 'c']) == ['a', 'b', 'c']
+    assert batch_of('play', 'e', ['e', 'd']) == ['d', 'e']
+    assert batch_of('play', 'd', ['d']) == ['d', 'e']
     # another play keeps its own batches
-    assert _batch.task_batch(base, 'other', view('c', ['a', 'c'])) == ['a', 'c']
+    assert batch_of('other', 'c', ['a', 'c']) == ['a', 'c']
+
+
+def test_a_host_learns_its_batch_from_its_own_file(tmp_path):
+    """1,000 hosts: the first records the batch once; every other host
+    reads a file of its own, a few bytes whatever the batch's size, and
+    knows the batch's key and size without its names (which only the
+    host that computes for the batch reads)."""
+    base = str(tmp_path)
+    names = ['h%d' % i for i in range(1000)]
+
+    def view(host):
+        return {'inventory_hostname': host, 'ansible_play_batch': names}
+    first = _batch.task_batch(base, 'play', view('h3'))
+    folder = os.path.join(_batch._folder(base), 'members-%s.d' % _batch.batch_key('play'))  # pylint: disable=protected-access
+    own_files = [n for n in os.listdir(folder) if not n.startswith('batch-')]
+    assert len(own_files) == 1000
+    assert max(os.path.getsize(os.path.join(folder, n)) for n in own_files) < 100
+    os.unlink(os.path.join(folder, 'batch-%s.json' % first.key))
+    other = _batch.task_batch(base, 'play', view('h999'))
+    assert other.key == first.key == _batch.batch_id(names) and len(other) == 1000
+    # the same work key for both, from the key alone; another batch or kind: another
+    task = type('Task', (), {'_uuid': 't1'})()
+    assert _batch.work_key('copy', task, other, [1]) == _batch.work_key('copy', task, first, [1])
+    assert _batch.work_key('copy', task, other, [1]) != _batch.work_key('eval', task, other, [1])
+    lone = _batch.task_batch(base, 'play2', {'inventory_hostname': 'x', 'ansible_play_batch': ['x']})
+    assert _batch.work_key('copy', task, other, [1]) != _batch.work_key('copy', task, lone, [1])
 
 
 def test_play_uuid_walks_up_to_the_play():

@@ -60,6 +60,22 @@ def test_the_hosts_of_a_batch_share_one_wave_however_far_apart_they_ask(tmp_path
         assert service.answer(host, members, timeout=60)['wave'] == batch
 
 
+def test_only_the_host_that_starts_the_process_lists_the_hosts_expected(tmp_path):
+    """``expected`` as a function: the names of a batch of 1,000 are made by
+    the one worker that starts the serving process, not by every worker."""
+    service = Service(str(tmp_path), 'build', 'k')
+    batch, listed = ['h1', 'h2'], []
+
+    def expected():
+        listed.append(1)
+        return batch
+    service.request('h1', 'a', members, expected=expected)
+    service.request('h2', 'b', members, expected=expected)
+    for host in batch:
+        assert service.answer(host, members, timeout=60)['wave'] == batch
+    assert listed == [1]
+
+
 def test_a_host_that_will_not_ask_holds_no_wave(tmp_path, monkeypatch):
     """A host built on itself says so: the wave of the others starts
     without it (were it waited for, the gather, stretched to a minute

@@ -1,0 +1,339 @@
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What each host's worker pays for its batch, by the batch's size (issue 64).
+
+    python -m benchmarks.batch_per_host [--hosts 250,1000] [--repeat 3]
+                                        [--before COLLECTIONS] [--output FILE]
+
+Every host of a play batch runs the batch machinery once per phase in its
+own Ansible worker; one host (the first) computes for the batch, the others
+read. This drives the collection's real per-host functions, in the order a
+deploy runs them, for every host of one batch of N, in one process and
+temp folder (``C.DEFAULT_LOCAL_TMP``), no Ansible, no Nix, no lab:
+
+  eval     nix_eval's ``_serial_gate``, then ``_eval_stage.batch_entry``
+           (``task_batch``, the stream's key, ``Stream.start``, ``entry``),
+           then ``record_facts`` as a host whose request the task templated
+           does
+  build    nix_build's ``_from_batch`` (``_service``'s key,
+           ``Service.request`` with the hosts expected, ``Service.answer``)
+  copy, closure, publish, channel
+           ``NixdeployAction.from_batch`` with a compute of the batch's
+           size (its key, ``Batch.results``), then ``len(data['hosts'])``
+           as publish and channel read it
+
+The detached processes are not forked: the harness plays them, outside the
+clock (a stream's entry and a wave's answer are written just before the
+host looks for them; ``.running`` is held by the harness). Printed: CPU
+seconds (process time) of the computing host and of the other hosts (their
+median and largest), at each N, and their growth from the smallest N to
+the largest. The growth of the other hosts' figure is what grows with the
+batch in every worker: it should be about 0.
+
+``--before`` names an ``ansible_collections`` tree of another version of
+the collection (say a copy of ``plugins/`` from before a change, in
+``<dir>/ansible_collections/nixdeploy/fleet/plugins``): it is measured the
+same way, beside this checkout. Each version runs in a child Python of its
+own. Figures only: nothing here asserts on time.
+"""
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZES = (250, 1000)
+REPEAT = 3
+# the phases that read a Batch's answer (NixdeployAction.from_batch)
+BATCH_PHASES = ('copy', 'closure', 'publish', 'channel')
+
+
+def collections_of_checkout():
+    """An ansible_collections tree holding this checkout (tests/collection.py)."""
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+    from tests.collection import collections_path
+    return collections_path()
+
+
+# ------------------------------------------------------------------ child
+class _Node(object):
+    """A task or play as the batch functions read it (its uuid, its parent,
+    its play, its arguments)."""
+
+    def __init__(self, uuid, parent=None, play=None):
+        self._uuid, self._parent, self._play = uuid, parent, play
+        self.args = {}
+
+
+def _system(host, kind):
+    return '/nix/store/%032d-%s-%s' % (abs(hash(host)) % 10 ** 32, kind, host)
+
+
+class _Harness(object):
+    """One batch of ``size`` hosts through every phase, host after host."""
+
+    def __init__(self, size, base_dir):
+        # imported here: the child's sys.path names the version measured
+        from ansible import constants as C
+        from ansible_collections.nixdeploy.fleet.plugins.action import nix_build, nix_eval
+        from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
+            _eval, _eval_stage)
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch, _stream
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
+            NixdeployAction)
+        C.DEFAULT_LOCAL_TMP = base_dir
+        self.modules = dict(nix_build=nix_build, nix_eval=nix_eval, role_vars=_role_vars,
+                            eval=_eval, eval_stage=_eval_stage, batch=_batch,
+                            action=NixdeployAction)
+        self.base_dir = base_dir
+        self.hosts = ['h%04d' % i for i in range(size)]
+        self.excluded = 0.0
+        self.excluded_io = 0
+        self.held = []
+        self.entries = {}
+        self.task_vars = {}
+        play = _Node('play-1')
+        block = _Node('block-1', play=play)
+        self.tasks = dict((phase, _Node('task-%s' % phase, parent=block))
+                          for phase in ('eval', 'build') + BATCH_PHASES)
+        self._patch_processes(_stream, _eval_stage, nix_build)
+
+    def _patch_processes(self, _stream, _eval_stage, nix_build):
+        """The detached processes, played by the harness off the clock."""
+        harness = self
+
+        def fork(stream, _work):
+            running = os.open(stream.running_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            import fcntl
+            fcntl.flock(running, fcntl.LOCK_EX)
+            harness.held.append(running)
+
+        def entry(stream, host, *args, **kwargs):
+            started, io_before = time.process_time(), _io()
+            stream.put(host, harness.entries[(stream.kind, host)])
+            harness.excluded += time.process_time() - started
+            harness.excluded_io += _io() - io_before
+            return stream.__class__.__mro__[1].entry(stream, host, *args, **kwargs)
+
+        class LabStream(_stream.Stream):
+            _fork = fork
+
+        LabStream.entry = entry
+
+        class LabService(_stream.Service):
+            _fork = fork
+
+        LabService.entry = entry
+        _eval_stage.Stream = LabStream
+        nix_build.Service = LabService
+
+    def action(self, module, phase, host, args):
+        """An action of ``module`` as Ansible hands it to ``host``'s worker."""
+        cls = module.ActionModule if module is not None else self.modules['action']
+        action = cls.__new__(cls)
+        task_vars = self.task_vars[host]
+        filled = self.modules['role_vars'].Filled(args, ['flake', 'attr'], [])
+        action.__dict__.update(
+            host=host, task_vars=task_vars, _vars=task_vars, _task=self.tasks[phase],
+            _loader=_Loader(), filled=filled, _args=args, _opts=None, _check_mode=False,
+            _play_context=_PlayContext())
+        return action
+
+    def eval_args(self, host):
+        return {'flake': 'path:/lab/flake',
+                'attr': 'nixosConfigurations.%s.config.system.build.toplevel' % host,
+                'platform': 'nixos', 'max_fail_percentage': None}
+
+    def prepare(self):
+        """Each host's answers, as the detached processes would write them."""
+        _eval = self.modules['eval']
+        for host in self.hosts:
+            # as Ansible hands them to the worker (made by the main process)
+            self.task_vars[host] = {
+                'inventory_hostname': host, 'ansible_play_batch': list(self.hosts),
+                'ansible_play_hosts': list(self.hosts),
+                'ansible_play_hosts_all': list(self.hosts), 'hostvars': {}}
+            request = _eval.normalised(_eval.host_request(
+                host, self.eval_args(host), {}, lambda flake: flake))
+            self.entries[('eval', host)] = {
+                'request': request, 'answer': {'drv_path': _system(host, 'drv'),
+                                               'out_path': _system(host, 'system')}}
+            self.entries[('build', host)] = {'request': self.build_request(host),
+                                             'result': {'built': False}}
+
+    def build_request(self, host):
+        return {'drv': _system(host, 'drv'), 'eval': None, 'build_on': 'controller'}
+
+    def host(self, host):
+        """Every phase of ``host``'s worker (this process's CPU seconds)."""
+        mods = self.modules
+        args = self.eval_args(host)
+        action = self.action(mods['nix_eval'], 'eval', host, args)
+        mods['nix_eval'].ActionModule._serial_gate(action, None)
+        entry, _here, hosts, _request = mods['eval_stage'].batch_entry(action, args, None)
+        # the batch's answer to this host's own request, not a wave of its own
+        assert entry['answer']['out_path'] == _system(host, 'system'), entry
+        mods['batch'].record_facts(self.base_dir, hosts, {host: {
+            'nix_out_path': _system(host, 'system'), 'nix_drv_path': _system(host, 'drv')}})
+        build_args = {'gc_root_dir': '/nix/var/nix/gcroots/nixdeploy', 'timeout': None,
+                      'builder_min_free_mb': None}
+        action = self.action(mods['nix_build'], 'build', host, build_args)
+        mods['nix_build'].ActionModule._from_batch(action, host, self.build_request(host))
+        for phase in BATCH_PHASES:
+            action = self.action(None, phase, host, {})
+            wanted = {'path': _system(host, 'system')}
+
+            def compute(batch):
+                return {'hosts': dict((name, {'request': {'path': _system(name, 'system')},
+                                              'answer': {'published': True}})
+                                      for name in batch), 'processes': 1}
+            _entry, data, _here = mods['action'].from_batch(
+                action, phase, [{'nix_bin': 'nix'}, False, 'file:///lab/cache', None],
+                compute, wanted)
+            len(data['hosts'])
+
+    def run(self):
+        """{computing, others: [seconds]}: each host's CPU, in the order
+        the hosts came (the first computes)."""
+        self.prepare()
+        seconds, io_bytes = [], []
+        for number, host in enumerate(self.hosts):
+            # the collector's passes cost by the size of the whole heap (the
+            # harness's, here): off the clock, between hosts
+            if number % 100 == 0:
+                gc.collect()
+            gc.disable()
+            self.excluded, self.excluded_io = 0.0, 0
+            started, io_before = time.process_time(), _io()
+            self.host(host)
+            seconds.append(time.process_time() - started - self.excluded)
+            io_bytes.append(_io() - io_before - self.excluded_io)
+            gc.enable()
+        for descriptor in self.held:
+            os.close(descriptor)
+        return {'computing': seconds[0], 'others': seconds[1:],
+                'computing_io': io_bytes[0], 'others_io': io_bytes[1:]}
+
+
+def _io():
+    """Bytes this process has read and written through system calls so
+    far (Linux's /proc/self/io: rchar + wchar): unlike CPU seconds, the
+    same in every run of the same code, whatever else the machine runs."""
+    with open('/proc/self/io') as handle:
+        fields = dict(line.split(':', 1) for line in handle.read().splitlines())
+    return int(fields['rchar']) + int(fields['wchar'])
+
+
+class _Loader(object):
+    @staticmethod
+    def get_basedir():
+        return '/lab'
+
+
+class _PlayContext(object):
+    check_mode = False
+
+
+def child(size, repeat):
+    """The best of ``repeat`` runs (each in a fresh folder), as JSON data."""
+    runs = []
+    for _number in range(repeat):
+        with tempfile.TemporaryDirectory(prefix='nixdeploy-batch-per-host-') as base_dir:
+            runs.append(_Harness(size, base_dir).run())
+    best = min(runs, key=lambda run: statistics.median(run['others']))
+    return {'n': size, 'computing': min(run['computing'] for run in runs),
+            'others_median': statistics.median(best['others']),
+            'others_max': max(best['others']),
+            'others_p90': sorted(best['others'])[int(len(best['others']) * 0.9)],
+            'computing_io': best['computing_io'],
+            'others_io': statistics.median(best['others_io'])}
+
+
+# ------------------------------------------------------------------ parent
+def measure(collections, sizes, repeat):
+    """[figures at each size] of the collection under ``collections``."""
+    rows = []
+    for size in sizes:
+        out = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), '--child', '--collections', collections,
+             '--hosts', str(size), '--repeat', str(repeat)],
+            check=True, stdout=subprocess.PIPE, cwd=REPO)
+        rows.append(json.loads(out.stdout.decode('utf-8')))
+    return rows
+
+
+def growth(rows, field):
+    first, last = rows[0][field], rows[-1][field]
+    return (last - first) / first * 100.0 if first else 0.0
+
+
+def run(sizes=SIZES, repeat=REPEAT, before=None, log=None):
+    """{'versions': {name: [rows]}} for this checkout (and ``before``)."""
+    versions = {}
+    if before:
+        if log:
+            log('  batch per host: before (%s) ...' % before)
+        versions['before'] = measure(before, sizes, repeat)
+    if log:
+        log('  batch per host: this checkout ...')
+    versions['now'] = measure(collections_of_checkout(), sizes, repeat)
+    return {'sizes': list(sizes), 'repeat': repeat, 'versions': versions}
+
+
+def table(data):
+    lines = ['13. Batch per host: CPU ms of one host\'s batch machinery, every phase '
+             '(best of %d)' % data['repeat'],
+             '%-7s %6s %11s %11s %11s %11s %12s %12s' % (
+                 'version', 'N', 'computing', 'other p50', 'other p90', 'other max',
+                 'computing KB', 'other KB')]
+    lines.append('-' * len(lines[-1]))
+    for name in ('before', 'now'):
+        rows = data['versions'].get(name)
+        if not rows:
+            continue
+        for row in rows:
+            lines.append('%-7s %6d %11.2f %11.2f %11.2f %11.2f %12.1f %12.1f' % (
+                name, row['n'], row['computing'] * 1000, row['others_median'] * 1000,
+                row['others_p90'] * 1000, row['others_max'] * 1000, row['computing_io'] / 1024.0,
+                row['others_io'] / 1024.0))
+        lines.append('%-7s %6s %10.0f%% %10.0f%% %10.0f%% %11s %11.0f%% %11.0f%%' % (
+            name, 'growth', growth(rows, 'computing'), growth(rows, 'others_median'),
+            growth(rows, 'others_p90'), '', growth(rows, 'computing_io'),
+            growth(rows, 'others_io')))
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--hosts', default=','.join(str(n) for n in SIZES))
+    parser.add_argument('--repeat', type=int, default=REPEAT)
+    parser.add_argument('--before', help='an ansible_collections tree to measure beside')
+    parser.add_argument('--output', help='write the figures as JSON here too')
+    parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--collections', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.hosts.split(',') if s.strip()]
+    if args.child:
+        sys.path.insert(0, args.collections)
+        print(json.dumps(child(sizes[0], args.repeat)))
+        return 0
+    data = run(sizes, args.repeat, args.before,
+               log=lambda text: print(text, file=sys.stderr))
+    print(table(data))
+    if args.output:
+        with open(args.output, 'w') as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
