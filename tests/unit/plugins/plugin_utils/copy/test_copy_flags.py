@@ -14,12 +14,15 @@ import subprocess
 import sys
 
 import pytest
-from ansible.plugins.loader import connection_loader
 
 from tests.collection import collections_path
-from tests.unit.plugins.plugin_utils.stages.copy_target import NIX_DIR, Closure, FakeSsh
-from tests.unit.plugins.plugin_utils.stages.stage_nix import controller_folders
-from tests.unit.plugins.plugin_utils.stages.test_cascade_stage import Play
+from tests.unit.plugins.plugin_utils.stages.copy_target import NIX_DIR
+# the cascade stage's own fixtures (pytest finds them by name here): its
+# closure and the controller's fake ssh, as the stages' tests set it up
+# pylint: disable=unused-import
+from tests.unit.plugins.plugin_utils.stages.test_cascade_stage import (  # noqa: F401
+    Play, closure, ssh)
+# pylint: enable=unused-import
 from tests.unit.plugins.plugin_utils.stages.test_copy_stage import Task, binary_cache
 
 sys.path.insert(0, collections_path())
@@ -37,20 +40,6 @@ call=$(mktemp "%(log)s/call.XXXXXX") || exit 1
 printf '%%s\0' "${NIX_REMOTE:-controller}" "$@" >"$call"
 exec %(nix)s/nix "$@"
 '''
-
-
-@pytest.fixture(scope='module')
-def closure(tmp_path_factory):
-    return Closure(tmp_path_factory.mktemp('flags-closure') / 'nix')
-
-
-@pytest.fixture
-def ssh(tmp_path, monkeypatch):
-    """The controller's fake ssh, as the stages' tests set it up."""
-    controller_folders(tmp_path, monkeypatch)
-    # the ssh plugin's options' definitions: the cascade asks them about each host
-    connection_loader.get('ssh', class_only=True)
-    return FakeSsh(tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope='module')
