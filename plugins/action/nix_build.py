@@ -118,8 +118,8 @@ class ActionModule(NixdeployAction):
     def _from_batch(self, host, request):
         """This host's entry from its batch's build service: a wave of the
         hosts asking now (the first one waits for the rest of the play
-        batch, at most task/_stream.GATHER_MAX), answered as soon as this
-        host's system is built."""
+        batch while they keep asking: task/_stream.GATHER_STALL), answered
+        as soon as this host's system is built."""
         service = self._service()
         stage = BuildStage(self._opts, self._args, self._check_mode,
                            self._vars.get('hostvars') or {})

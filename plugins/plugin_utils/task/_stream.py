@@ -42,12 +42,17 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import
 # value, so a host that waits minutes costs little, and one whose answer
 # comes at once is not held.
 _LOOKS = (0.02, 0.05, 0.1, 0.2)
-# A wave waits for the hosts of the batch that have not asked yet, at most
-# GATHER_MAX; where it does not know who is to ask (no expected hosts, or all
-# of them asked before: a loop's next item), for requests that follow
+# A wave waits for the hosts of the batch that have not asked yet while they
+# keep coming: until none came for GATHER_STALL (an expected host that failed
+# before it could ask holds the wave only so long after the last one), at
+# most GATHER_MAX in all. A loaded controller forks a task's workers, and
+# eval streams its answers, seconds apart, but rarely a second between two.
+# Where it does not know who is to ask (no expected hosts, or all of them
+# asked before: a loop's next item), it waits for requests that follow
 # closely: until none came for GATHER_QUIET
 GATHER_QUIET = 0.05
-GATHER_MAX = 0.5
+GATHER_STALL = 1.0
+GATHER_MAX = 5.0
 
 
 class StreamError(NixdeployError):
@@ -454,18 +459,21 @@ class Service(Stream):
     def _gather(self, waiting, expecting):
         """The requests that follow the first ones: one wave for them, not
         one each. ``expecting``: while hosts of ``waiting`` have not asked,
-        until they all have; else (nobody is known to be waited for) until
-        a quiet ``GATHER_QUIET`` (the hosts of a linear strategy's task come within
-        milliseconds of each other on a quiet controller). At most
-        ``GATHER_MAX`` seconds either way."""
+        until they all have or none asked for ``GATHER_STALL``; else (nobody
+        is known to be waited for) until a quiet ``GATHER_QUIET`` (the hosts
+        of a linear strategy's task come within milliseconds of each other
+        on a quiet controller). At most ``GATHER_MAX`` seconds either way."""
         more, start = {}, time.monotonic()
+        last = start
         while time.monotonic() - start < GATHER_MAX:
-            if expecting and not waiting:
+            if expecting and (not waiting or time.monotonic() - last > GATHER_STALL):
                 break
             time.sleep(_LOOKS[0] if expecting else GATHER_QUIET)
             found = self._locked_take(waiting)
             if not found and not expecting:
                 break
+            if found:
+                last = time.monotonic()
             more.update(found)
         # the ones that did not come in time (a host that failed before it
         # could ask or decline) hold no later wave

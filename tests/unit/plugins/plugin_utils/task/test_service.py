@@ -15,7 +15,7 @@ sys.path.insert(0, collections_path())
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stream  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
-    GATHER_QUIET, Service)
+    GATHER_QUIET, GATHER_STALL, Service)
 
 
 def echo(requests, put):
@@ -56,6 +56,20 @@ def test_the_hosts_of_a_batch_share_one_wave_however_far_apart_they_ask(tmp_path
     service.request('h2', 'b', members, expected=batch)
     time.sleep(GATHER_QUIET * 3)
     service.request('h3', 'c', members, expected=batch)
+    for host in batch:
+        assert service.answer(host, members, timeout=60)['wave'] == batch
+
+
+def test_a_batch_that_trickles_in_for_seconds_shares_one_wave(tmp_path):
+    """Eval streams its answers and a loaded controller forks workers
+    slowly: the hosts ask over more than a second, under GATHER_STALL
+    between two. They still share one wave (it failed in CI at load 10,
+    when the first wave waited half a second in all)."""
+    service = Service(str(tmp_path), 'build', 'k')
+    batch = ['h1', 'h2', 'h3', 'h4', 'h5']
+    for host in batch:
+        service.request(host, host, members, expected=batch)
+        time.sleep(GATHER_STALL * 0.4)
     for host in batch:
         assert service.answer(host, members, timeout=60)['wave'] == batch
 
