@@ -118,7 +118,7 @@ test-here: test-here-suite test-here-checks
 test-here-suite: deps
 	$(MAKE) --no-print-directory versions
 	$(MAKE) --no-print-directory ee
-	$(MAKE) --no-print-directory unit UNIT_MARKERS='not scale and not docsite'
+	$(MAKE) --no-print-directory unit UNIT_MARKERS='not scale and not docsite' JUNIT=here
 	$(MAKE) --no-print-directory molecule
 
 # The docs site (marker docsite: lint, build, links, two pages in chromium,
@@ -154,7 +154,7 @@ CURRENT_MAKE = $(IN_TREE) make --no-print-directory VENV=$(CURRENT_VENV) \
 # the tree's mount namespace the kernel refuses the scale lab's namespace
 # files (unshare --mount=FILE: Invalid argument).
 test-current: current-deps
-	$(CURRENT_MAKE) versions unit sanity lint UNIT_MARKERS='not scale and not docsite'
+	$(CURRENT_MAKE) versions unit sanity lint UNIT_MARKERS='not scale and not docsite' JUNIT=current
 
 current-deps:
 	$(CURRENT_MAKE) deps
@@ -184,11 +184,14 @@ ee: venv
 # TEST_WORKERS=0: one after the other, in this process (what to use when a
 # test's output should not interleave with others'). make check runs its unit
 # tests side by side too.
+# JUNIT=name: every test's time in tests/output/junit-name.xml (make test
+# keeps one a stack: what to read when the suite's time is planned).
 TEST_WORKERS ?= 2
 PYTEST_WORKERS = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 unit: venv
 	$(VENV)/bin/python -m pytest tests/unit tests/integration -q --durations=20 $(PYTEST_WORKERS) \
-		$(if $(UNIT_MARKERS),-m "$(UNIT_MARKERS)") || [ $$? -eq 5 ]
+		$(if $(UNIT_MARKERS),-m "$(UNIT_MARKERS)") \
+		$(if $(JUNIT),--junitxml=$(CURDIR)/tests/output/junit-$(JUNIT).xml) || [ $$? -eq 5 ]
 
 # The files written from the option table (plugins/module_utils/_role_vars.py):
 # the deploy role's argument spec and defaults, the role_vars doc fragment's

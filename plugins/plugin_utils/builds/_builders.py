@@ -37,6 +37,8 @@ from urllib.parse import urlsplit
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError, Host
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
+    FEATURE, FLAG, PATH, SYSTEM, TEXT, list_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import remote_program
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, NixCommand, run
@@ -50,6 +52,13 @@ SSH_SCHEMES = ('ssh-ng', 'ssh')
 # derivations Nix builds inside itself, on any machine
 BUILTIN_SYSTEM = 'builtin'
 PROBE_SCRIPT = 'builder-probe.sh'
+# what the probe reports, each key's kind (plugin_utils/host/_program_fields.py)
+FIELDS = {
+    PROBE_SCRIPT: {
+        'no_nix': FLAG, 'nix_dir': PATH, 'daemon_on_path': FLAG, 'system': SYSTEM,
+        'extra_platforms': list_of(SYSTEM), 'system_features': list_of(FEATURE),
+        'store_df': TEXT, 'complete': FLAG},
+}
 
 
 class BuildOnError(NixdeployError, ValueError):
@@ -155,7 +164,7 @@ class Probed:
 
 
 def probe_script():
-    return _script.render(PROBE_SCRIPT)
+    return _script.render(PROBE_SCRIPT, fields=FIELDS)
 
 
 def parse_probe(stdout, program):

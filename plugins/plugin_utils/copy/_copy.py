@@ -18,6 +18,8 @@ from collections import namedtuple
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
+    INT, NAME, PATH, STORE_PATH, TEXT, TRUSTED, FLAG, list_of, one_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import ROOT_STATE_DIR
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     file_name, is_store_path, remote_program)
@@ -30,6 +32,18 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _netrc,
 # fixed reserve for the database's growth and write-ahead log during the
 # import and for the activation after it (its state, the profile's links).
 PATH_OVERHEAD = 4096
+PROBE = 'copy-probe.sh'
+# what the probe reports, each key's kind (plugin_utils/host/_program_fields.py):
+# the target's nix, its trust of the user, the paths it lacks, its space, the
+# system's GC root there, and its ssh (for a cascade hop from it)
+FIELDS = {
+    PROBE: {
+        'no_nix': FLAG, 'nix_dir': PATH, 'uid': INT, 'user': NAME, 'groups': list_of(NAME, ','),
+        'trusted_users': list_of(TRUSTED), 'store_writable': one_of('yes', 'no'),
+        'invalid': list_of(STORE_PATH), 'store_df': TEXT, 'gc_root': PATH,
+        'gc_root_error': TEXT, 'ssh': PATH, 'ssh_version': TEXT,
+        'ssh_dir': one_of('yes', 'no'), 'ssh_agent_dir': one_of('yes', 'no'), 'complete': FLAG},
+}
 FREE_SPACE_RESERVE = 8 << 20
 
 
@@ -58,7 +72,7 @@ def probe_script(remote_nix_dir=None, paths=None, peer_facts=True, root_key=None
             raise CopyError('not a store path: %r' % (bad[0],))
     if root_key is not None and not is_store_path(root_path or ''):
         raise CopyError('not a store path: %r' % (root_path,))
-    return _script.render('copy-probe.sh', {
+    return _script.render(PROBE, {
         'NIX_DIR': remote_nix_dir or None,
         'READ_STDIN': paths is None,
         'STORE_PATHS': ' '.join(paths or []),
@@ -66,7 +80,7 @@ def probe_script(remote_nix_dir=None, paths=None, peer_facts=True, root_key=None
         'ROOT_KEY': root_key_of(root_key) if root_key is not None else None,
         'ROOT_PATH': root_path if root_key is not None else None,
         'ROOT_STATE': ROOT_STATE_DIR,
-    })
+    }, FIELDS)
 
 
 def probe_target(target, paths, remote_nix_dir=None, root_key=None, root_path=None,

@@ -10,10 +10,10 @@ run's status file). So no value a target program reports is used as text:
 a table of fields names, for each program file, each key it emits and its
 kind (a ``ValueKind``), and ``read`` parses every value into that kind
 before the controller sees it. The kinds are here; each stage's table sits
-beside the code that runs its programs (activation's in
-plugin_utils/activation/_activation_fields.py, which ``_script.render`` is
-given); ``FIELDS`` here holds lib.sh's and, for now, those of the copy's,
-the keys' and the builders' programs.
+beside the code that renders its programs and is given to
+``_script.render`` (activation's in plugin_utils/activation/_activation_fields.py,
+the copy probe's in copy/_copy.py, the keys' in keys/_keys_target.py, the
+builder probe's in builds/_builders.py); ``FIELDS`` here holds lib.sh's.
 
 - a store path is checked as one (``/nix/store/<hash>-<name>``, nothing
   else: not an installable, a flake, a path outside the store, a ``-`` option);
@@ -141,31 +141,10 @@ TRUSTED = matching(r'\A(\*|@?[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})\Z', 'a user, @gro
 SYSTEM = matching(r'\A[A-Za-z0-9_]+(-[A-Za-z0-9_]+){1,3}\Z', 'a Nix system (cpu-os)')
 FEATURE = matching(r'\A[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}\Z', 'a system feature')
 
-# program file -> {key: ValueKind}: lib.sh's, and the programs of stages
-# whose table is not beside them yet; a key ending in '_*' stands for its
-# numbered or named family (stat_0, removed_3)
+# program file -> {key: ValueKind}: lib.sh's. Each stage's programs have
+# their table beside the code that renders them (a module ``FIELDS``)
 FIELDS = {
     'lib.sh': {'error': TEXT},
-    'builder-probe.sh': {
-        'no_nix': FLAG, 'nix_dir': PATH, 'daemon_on_path': FLAG, 'system': SYSTEM,
-        'extra_platforms': list_of(SYSTEM), 'system_features': list_of(FEATURE),
-        'store_df': TEXT, 'complete': FLAG},
-    'copy-probe.sh': {
-        'no_nix': FLAG, 'nix_dir': PATH, 'uid': INT, 'user': NAME, 'groups': list_of(NAME, ','),
-        'trusted_users': list_of(TRUSTED), 'store_writable': one_of('yes', 'no'),
-        'invalid': list_of(STORE_PATH), 'store_df': TEXT, 'gc_root': PATH,
-        'gc_root_error': TEXT, 'ssh': PATH, 'ssh_version': TEXT,
-        'ssh_dir': one_of('yes', 'no'), 'ssh_agent_dir': one_of('yes', 'no'), 'complete': FLAG},
-    # stat_<i>: 'KIND LISTED', a file's with its salted digest (never a plain
-    # hash: keys-lib.sh) or '-', then 'MODE OWNER GROUP UID GID' ('-' each unread)
-    'keys-probe.sh': {'uid': INT, 'hash': TEXT, 'probed': FLAG, 'stale_*': TEXT,
-                      'stat_*': matching(
-                          r'\A(?:(?:absent|link|other|changed) [01]|file [01] (?:[0-9a-f]{64}|-)'
-                          r'(?: [^\s\x00-\x1f\x7f-\x9f]+){5})\Z', "a key's facts")},
-    'keys-put.sh': {'done': FLAG, 'dir_created': PATH, 'manifest_failed': TEXT,
-                    'owner_unset': TEXT},
-    'keys-finish.sh': {'finished': FLAG, 'removed_*': PATH, 'kept_*': TEXT,
-                       'remove_failed_*': TEXT},
 }
 
 

@@ -34,19 +34,34 @@ import secrets
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import Values
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
+    FLAG, INT, PATH, TEXT, Values, matching)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys._keys import KeysError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys._keys_content import (
     load_content, salted_digest)
 
 _SHA = re.compile(r'^[0-9a-f]{64}\Z')
+# what each program reports, each key's kind (plugin_utils/host/_program_fields.py);
+# a key ending in '_*' stands for its numbered family (stat_0, removed_3).
+# stat_<i>: 'KIND LISTED', a file's with its salted digest (never a plain
+# hash: keys-lib.sh) or '-', then 'MODE OWNER GROUP UID GID' ('-' each unread)
+FIELDS = {
+    'keys-probe.sh': {'uid': INT, 'hash': TEXT, 'probed': FLAG, 'stale_*': TEXT,
+                      'stat_*': matching(
+                          r'\A(?:(?:absent|link|other|changed) [01]|file [01] (?:[0-9a-f]{64}|-)'
+                          r'(?: [^\s\x00-\x1f\x7f-\x9f]+){5})\Z', "a key's facts")},
+    'keys-put.sh': {'done': FLAG, 'dir_created': PATH, 'manifest_failed': TEXT,
+                    'owner_unset': TEXT},
+    'keys-finish.sh': {'finished': FLAG, 'removed_*': PATH, 'kept_*': TEXT,
+                       'remove_failed_*': TEXT},
+}
 
 
 # target/keys-lib.sh (the sha256 tool, file facts, the manifest) then the
 # step; paths go in as values, one a line (normalize_keys refuses newlines).
 def _render(step, values, state_dir, keep=()):
     return _script.render(['keys-lib.sh', step], dict(
-        values, STATE_DIR=state_dir or None, KEEP='\n'.join(keep)))
+        values, STATE_DIR=state_dir or None, KEEP='\n'.join(keep)), FIELDS)
 
 
 def new_nonce():

@@ -17,10 +17,13 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
     _activation_fields, _activation_result)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _closure  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (  # noqa: E402
+    _builders, _closure)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _printable  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (  # noqa: E402
     _script, _program_fields)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys_target  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  # noqa: E402
 
 STORE_PATH = '/nix/store/%s-system' % ('0' * 32)
@@ -38,18 +41,44 @@ HOSTILE = [
 _CONTROL = re.compile(u'[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]')
 
 
-# every program's fields: host's table and the stages' own
-TABLES = dict(_program_fields.FIELDS, **_activation_fields.FIELDS)
+# each stage's table, beside the code that renders its programs
+STAGE_TABLES = (_activation_fields.FIELDS, _copy.FIELDS, _keys_target.FIELDS, _builders.FIELDS)
+# every program's fields: host's table (lib.sh) and the stages' own
+TABLES = dict(_program_fields.FIELDS)
+for _table in STAGE_TABLES:
+    TABLES.update(_table)
 
 
 def fields_of(names):
     """The fields of a program made of ``names``, as its stage renders it."""
-    return _program_fields.fields_of(names, _activation_fields.FIELDS)
+    return _program_fields.fields_of(names, TABLES)
 
 
-def test_each_program_is_in_one_table():
-    assert set(_program_fields.FIELDS).isdisjoint(_activation_fields.FIELDS)
-    assert 'activate-poll.sh' in _activation_fields.FIELDS
+def test_each_program_is_in_one_table_beside_its_stage():
+    """host/ keeps lib.sh's fields only; a program's table is its stage's,
+    and no program is in two."""
+    assert list(_program_fields.FIELDS) == ['lib.sh']
+    names = [name for table in STAGE_TABLES for name in table]
+    assert len(names) == len(set(names)) and 'lib.sh' not in names, names
+    programs = _script.programs()
+    for table in STAGE_TABLES:
+        module = [m for m in (_activation_fields, _copy, _keys_target, _builders)
+                  if m.FIELDS is table][0]
+        stage = module.__name__.split('.')[-2]
+        for name in table:
+            assert os.path.basename(os.path.dirname(os.path.dirname(programs[name]))) == stage, \
+                (name, stage)
+
+
+def test_each_stage_renders_its_probe_with_its_table():
+    """What a probe reports is read with its stage's table: a value the
+    table types is parsed, not dropped as unknown."""
+    for program, value, expected in (
+            (_copy.probe_script(paths=['/nix/store/%s-x' % ('0' * 32)]), ('uid', '1000'), 1000),
+            (_builders.probe_script(), ('system', 'x86_64-linux'), 'x86_64-linux'),
+            (_keys_target.probe_script([], (), False), ('uid', '0'), 0)):
+        values = _program_fields.read({value[0]: value[1]}, program.fields)
+        assert values == {value[0]: expected} and values.dropped == [], values
 
 
 def _fields():
