@@ -23,12 +23,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._build_stag
     BuildStage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._target_build import (
     build_on_target)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
-    EvalError, host_request, normalised)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import normalised
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import loader_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
@@ -65,21 +63,24 @@ class ActionModule(NixdeployAction):
             args = dict(args, gc_root_dir=args['gc_root_dir'].rstrip('/') + '-check')
         self._args = args
         try:
-            request = normalised(self._request(host, args, task_vars))
+            request = _build.BuildRequest.for_host(host, args, task_vars,
+                                                   loader_of(self).get_basedir())
         except NixdeployError:
             # it will not ask: no wave of the batch waits for it
             self._service().decline(host)
             raise
-        if request['build_on'] == _build.TARGET:
+        # what the service, the target build and the entry hold: JSON data
+        data = normalised(request.data())
+        if request.build_on == _build.TARGET:
             # no wave of the batch waits for this host
             self._service().decline(host)
             # the copy stage's probe: the host's store, the system's GC root there
-            host_entry = build_on_target(self._opts, args, self._check_mode, host, request,
+            host_entry = build_on_target(self._opts, args, self._check_mode, host, data,
                                          self.target, _copy.probe_target)
         else:
-            host_entry = self._from_batch(host, request)
+            host_entry = self._from_batch(host, data)
         result.update(host_entry.get('result') or {})
-        result['build_on'] = result.get('build_on') or _builders.label(request['build_on'])
+        result['build_on'] = result.get('build_on') or _builders.label(request.build_on)
         if host_entry.get('error'):
             return self.failed(result, host_entry['error'])
         result['changed'] = bool(result.get('built')) or (
@@ -89,21 +90,7 @@ class ActionModule(NixdeployAction):
             result['built_for_diff'] = True
         return result
 
-    # ------------------------------------------------------------ requests
-    def _request(self, host, args, hostvars):
-        """{drv, eval (a nix_eval request when there is no drv), build_on}
-        (``args``: the host's, ``drv_path`` its nix_eval fact when the task
-        leaves it unset)."""
-        drv = args.get('drv_path')
-        request = {'drv': drv, 'eval': None, 'build_on': _build.build_place(args)}
-        if drv is None:
-            base_dir = self._loader.get_basedir()
-            request['eval'] = host_request(host, args, hostvars,
-                                           lambda flake: flake_ref(flake, base_dir))
-        elif not (is_store_path(drv) and drv.endswith('.drv')):
-            raise EvalError('drv_path %r is not a derivation in the Nix store' % (drv,))
-        return request
-
+    # ------------------------------------------------------------ the service
     def _service(self):
         """The batch's build service (one per task, play batch and the
         options its hosts share)."""

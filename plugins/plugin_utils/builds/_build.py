@@ -28,12 +28,18 @@ by ``_nix_stderr``, so ``graph`` and ``infos`` below have one shape on every
 Nix version.
 """
 
+import dataclasses
 import os
 import threading
+import typing
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
     _build_platforms, _builders, _closure)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import file_name
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
+    EvalError, EvalRequest)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
+    file_name, is_store_path)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output, _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, NixCommand
 
@@ -57,6 +63,51 @@ def build_place(args):
     else ``controller``. BuildOnError when controller or target stands in a
     list."""
     return _builders.parse_build_on(args.get('build_on')) or CONTROLLER
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRequest:
+    """What one host asks its batch's build service, built by ``for_host``;
+    ``data()`` is the form that crosses processes (the Service's request
+    file, the entry's ``request``, read by ``BuildStage.wave`` and
+    ``build_on_target``).
+
+    ``drv``: the system's derivation (a ``.drv`` store path), None when it
+    is still to be evaluated; ``evaluation``: then the host's
+    ``EvalRequest`` (data key ``eval``), else None; ``build_on``: where it
+    is built (``build_place``: ``controller``, ``target``, a builder, or a
+    tuple of builders)."""
+
+    drv: typing.Optional[str]
+    evaluation: typing.Optional[EvalRequest]
+    build_on: typing.Union[str, tuple]
+
+    @classmethod
+    def for_host(cls, host, args, hostvars, base_dir):
+        """What to build for ``host`` (``args``: its arguments, ``drv_path``
+        its nix_eval fact when the task leaves it unset; ``hostvars``: its
+        variables; ``base_dir``: where a relative flake starts). EvalError
+        for a ``drv_path`` that is not a derivation in the store or an
+        evaluation that cannot be asked; BuildOnError for a bad
+        ``build_on``."""
+        drv = args.get('drv_path')
+        place = build_place(args)
+        evaluation = None
+        if drv is None:
+            evaluation = EvalRequest.for_host(host, args, hostvars,
+                                              lambda flake: flake_ref(flake, base_dir))
+        elif not (is_store_path(drv) and drv.endswith('.drv')):
+            raise EvalError('drv_path %r is not a derivation in the Nix store' % (drv,))
+        return cls(drv=drv, evaluation=evaluation,
+                   build_on=tuple(place) if isinstance(place, list) else place)
+
+    def data(self):
+        """{drv, eval, build_on (a list of builders, or one string)}, in this
+        order: the keys and values a run before this type wrote."""
+        return {'drv': self.drv,
+                'eval': self.evaluation.data() if self.evaluation is not None else None,
+                'build_on': list(self.build_on) if isinstance(self.build_on, tuple)
+                else self.build_on}
 
 
 # ------------------------------------------------------------------ graphs

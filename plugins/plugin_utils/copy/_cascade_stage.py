@@ -11,6 +11,9 @@ is pushed to from the controller by its CopyStage (_copy_stage.py), whose
 task this is.
 """
 
+import dataclasses
+import typing
+
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
@@ -57,14 +60,15 @@ class CascadeStage:
         stage = self.stage
         args, host = stage.args, stage.host
         shared = stage.filled.shared(args)
-        request = _request(args['path'], args['copy_mode'], args['remote_nix_dir'])
+        request = CascadeRequest.for_host(args)
 
         def compute(hosts):
             return {'hosts': self._run_cascade(hosts)}
 
         host_entry, _data, _here = stage.from_batch(
             'copy', [dict((k, v) for k, v in args.items() if k not in PER_HOST),
-                     [shared.get(k) for k in PER_HOST], bool(stage.diff)], compute, request)
+                     [shared.get(k) for k in PER_HOST], bool(stage.diff)], compute,
+            request.data())
         if host_entry is None:
             out = stage.copy()
             out.update(copied_from='controller' if out['paths_sent'] else None,
@@ -121,13 +125,13 @@ class CascadeStage:
                 continue
             requests[name] = request
             peers.append(_peer.Peer(
-                name, target, request['path'], site=_cascade.site_of(hostvars, name),
+                name, target, request.path, site=_cascade.site_of(hostvars, name),
                 peer_host=hostvars.get('nix_peer_host') or None,
-                remote_nix_dir=request['remote_nix_dir']))
+                remote_nix_dir=request.remote_nix_dir))
         driver = _peer.CascadeDriver(stage.opts, peers, stage.settings)
         entries = driver.run()
         for name, host_entry in entries.items():
-            host_entry['request'] = requests[name]
+            host_entry['request'] = requests[name].data()
             if stage.diff:
                 host_entry['result']['missing'] = [p['path'] for p in driver.by_name[name].missing]
         return entries
@@ -142,9 +146,9 @@ class CascadeStage:
 
 
 def _peer_request(args, hostvars):
-    """What the host's own task would ask for (``args``: the host's, as
-    _role_vars.Filled.for_host makes them), or None when it is not a
-    cascade copy of a system the batch knows."""
+    """The ``CascadeRequest`` the host's own task would make (``args``: the
+    host's, as _role_vars.Filled.for_host makes them), or None when it is
+    not a cascade copy of a system the batch knows."""
     try:
         batch_wide = mode_row(args['copy_mode']).batch_wide
     except ValueError:
@@ -158,10 +162,34 @@ def _peer_request(args, hostvars):
     if not batch_wide or on_target or connection not in _SSH_CONNECTIONS:
         return None
     try:
-        return _request(args['path'], args['copy_mode'], args['remote_nix_dir'])
+        return CascadeRequest.for_host(args)
     except StorePathError:
         return None
 
 
-def _request(path, mode, remote_nix_dir):
-    return {'path': store_path_of(path), 'mode': mode, 'remote_nix_dir': remote_nix_dir or None}
+@dataclasses.dataclass(frozen=True)
+class CascadeRequest:
+    """What one host asks the batch's cascade, built by ``for_host``;
+    ``data()`` is the form in the batch file (the entry's ``request``,
+    compared with ``!=`` to this host's own by ``from_batch``).
+
+    ``path``: the system's store path (its top folder in the store, checked);
+    ``mode``: the copy mode (a batch-wide row of module_utils/_copy_modes.py);
+    ``remote_nix_dir``: the folder of the target's Nix, None for its PATH."""
+
+    path: str
+    mode: str
+    remote_nix_dir: typing.Optional[str]
+
+    @classmethod
+    def for_host(cls, args):
+        """The request of a host whose arguments are ``args`` (its own task's,
+        or another host's as _role_vars.Filled.for_host makes them).
+        StorePathError when ``path`` is not in the store."""
+        return cls(path=store_path_of(args['path']), mode=args['copy_mode'],
+                   remote_nix_dir=args['remote_nix_dir'] or None)
+
+    def data(self):
+        """{path, mode, remote_nix_dir}: the keys and values a run before this
+        type wrote."""
+        return {'path': self.path, 'mode': self.mode, 'remote_nix_dir': self.remote_nix_dir}

@@ -30,9 +30,11 @@ turns it off in the execution environment, this on any controller (a
 workstation's or CI's nix.conf allows it by default).
 """
 
+import dataclasses
 import json
 import re
 import secrets
+import typing
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
@@ -179,33 +181,62 @@ def platform_of(attr_path, platform=None):
     return None
 
 
-def host_request(host, args, hostvars, resolve_flake):
-    """What to evaluate for ``host``: {flake, attr (list), attr_string, platform}.
+@dataclasses.dataclass(frozen=True)
+class EvalRequest:
+    """What one host asks its evaluation, built by ``for_host``; ``data()``
+    is the form that crosses processes (a Stream entry's and a Service's
+    ``request``, compared with ``!=`` to the batch's, ``request_key``).
 
-    ``args``: the host's arguments (``flake`` and ``attr`` filled from its
-    variables nix_flake and nix_attr when its task left them unset, as the
-    option table says: module_utils/_role_vars.py), ``hostvars``: the host's
-    variables, for its platform and ``nix_configuration``. Without ``attr``,
-    the platform's system attribute of nix_configuration (or the host name).
-    """
-    flake = args.get('flake')
-    if not flake:
-        raise EvalError('no flake: set the flake option or the host var nix_flake')
-    platform = args.get('platform') or _role_vars.host_value('platform', hostvars)
-    attr = parse_attr(args.get('attr'))
-    if not attr:
-        if not platform:
-            raise EvalError('no attribute: set attr, the host var nix_attr or nix_platform')
-        try:
-            attr = system_attr_path(platform, hostvars.get('nix_configuration') or host)
-        except ValueError as exc:
-            raise EvalError(u'%s' % exc)
-    return {
-        'flake': resolve_flake(flake),
-        'attr': attr,
-        'attr_string': attr_string(attr),
-        'platform': platform_of(attr, platform),
-    }
+    ``flake``: the flake reference, resolved (a relative path made
+    absolute); ``attr``: the attribute path, one name an item;
+    ``attr_string``: that path as Nix writes it (``a."b.c"``), for messages;
+    ``platform``: the host's platform (given, or read from the attribute's
+    flake output), None when neither says."""
+
+    flake: str
+    attr: tuple
+    attr_string: str
+    platform: typing.Optional[str]
+
+    @classmethod
+    def for_host(cls, host, args, hostvars, resolve_flake):
+        """What to evaluate for ``host``.
+
+        ``args``: the host's arguments (``flake`` and ``attr`` filled from
+        its variables nix_flake and nix_attr when its task left them unset,
+        as the option table says: module_utils/_role_vars.py),
+        ``hostvars``: the host's variables, for its platform and
+        ``nix_configuration``. Without ``attr``, the platform's system
+        attribute of nix_configuration (or the host name). EvalError when
+        no flake or no attribute can be formed.
+        """
+        flake = args.get('flake')
+        if not flake:
+            raise EvalError('no flake: set the flake option or the host var nix_flake')
+        platform = args.get('platform') or _role_vars.host_value('platform', hostvars)
+        attr = parse_attr(args.get('attr'))
+        if not attr:
+            if not platform:
+                raise EvalError('no attribute: set attr, the host var nix_attr or nix_platform')
+            try:
+                attr = system_attr_path(platform, hostvars.get('nix_configuration') or host)
+            except ValueError as exc:
+                raise EvalError(u'%s' % exc)
+        return cls(flake=resolve_flake(flake), attr=tuple(attr), attr_string=attr_string(attr),
+                   platform=platform_of(attr, platform))
+
+    def data(self):
+        """{flake, attr (a list), attr_string, platform}, in this order: the
+        keys and values a run before this type wrote, so batch entries and
+        ``request_key`` still match theirs."""
+        return {'flake': self.flake, 'attr': list(self.attr), 'attr_string': self.attr_string,
+                'platform': self.platform}
+
+
+def host_request(host, args, hostvars, resolve_flake):
+    """``EvalRequest.for_host(...).data()``: for callers that only pass the
+    data on (benchmarks, tests/evaldiff)."""
+    return EvalRequest.for_host(host, args, hostvars, resolve_flake).data()
 
 
 def request_key(request):

@@ -26,7 +26,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
-    EvalError, apply_expression, evaluation_opts, host_request, normalised, request_key)
+    EvalError, EvalRequest, apply_expression, evaluation_opts, normalised, request_key)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_pool import (
     DEFAULT_MAX_MEMORY_MB, EvalPool, default_workers)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_slots import EvalSlots
@@ -410,7 +410,7 @@ def batch_entry(action, args, opts, kind='eval'):
     def resolve(flake):
         return flake_ref(flake, base_dir)
 
-    request = normalised(host_request(host, args, task_vars, resolve))
+    request = normalised(EvalRequest.for_host(host, args, task_vars, resolve).data())
     hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(task), task_vars)
     # Not part of the key: flake and attr. Where they are each host's own
     # variables (_role_vars.Filled) the batch's process reads them per host;
@@ -435,9 +435,9 @@ def batch_entry(action, args, opts, kind='eval'):
                     # evaluation is done here either
                     failed[name] = {'error': refused}
                     continue
-                requests[name] = normalised(host_request(
+                requests[name] = normalised(EvalRequest.for_host(
                     name, action.filled.for_host(args, action.ROLE_VARS, hostvars), hostvars,
-                    resolve))
+                    resolve).data())
             except (EvalError, NixError) as exc:
                 failed[name] = {'error': u'%s' % exc}
 

@@ -14,7 +14,9 @@ first host are not those (an explicit per-host template, a play variable),
 every host moves its own ref in its own push instead: slower, never wrong.
 """
 
+import dataclasses
 import os
+import typing
 
 from ansible.errors import AnsibleError
 
@@ -52,8 +54,7 @@ class ChannelStage:
     def host_entry(self):
         """This host's entry: {'result'} or {'error'}, and 'batch' (batch_hosts,
         pushed_here, and the processes when computed here)."""
-        request = self._request(self.host, self.args, self.own_vars)
-        return self._entry_for(request)
+        return self._entry_for(self._request(self.host, self.args, self.own_vars))
 
     # ------------------------------------------------------------ requests
     def _vars_of(self, name):
@@ -62,39 +63,14 @@ class ChannelStage:
         return self.task_vars['hostvars'][name]
 
     def _request(self, host, args, hostvars):
-        """What this task means for ``host``, or {'error': why}."""
-        try:
-            ref = _channel.full_ref(args.get('ref') or hostvars.get('nix_channel_ref')
-                                    or _channel.default_ref(host))
-            flake = args.get('flake') or hostvars.get('nix_flake')
-            if args['state'] == 'query':
-                if not flake:
-                    raise _channel.ChannelError(
-                        'no flake: give flake, or set the host var nix_flake')
-                return {'ref': ref, 'flake': _channel.Flakes(None, self.base_dir).resolve(flake)}
-            revision = _channel.check_commit(args.get('revision')
-                                             or fact_or_var(hostvars, 'nix_flake_revision'))
-            path = args.get('path') or fact_or_var(hostvars, 'nix_out_path')
-            published = fact_or_var(hostvars, 'nix_published_path')
-            if args['require_published'] and (not path or published != path):
-                raise _channel.ChannelError(
-                    'its system %s is not in the cache%s: a channel moves only to a published '
-                    'system (run nixdeploy.fleet.nix_publish first, or require_published=false)'
-                    % (path or '(unknown)', ' (published: %s)' % published if published else ''))
-            git_dir = args.get('git_dir')
-            if not git_dir and flake:
-                git_dir = _channel.checkout_of(_channel.Flakes(None, self.base_dir).resolve(flake))
-            return {'ref': ref, 'revision': revision, 'path': path, 'git_dir': git_dir}
-        except (_channel.ChannelError, NixError) as exc:
-            return {'error': u'%s' % exc}
-        except AnsibleError as exc:
-            # another host's variable that does not template: that host's problem
-            return {'error': 'its variables: %s' % exc}
+        """``ChannelRequest.for_host`` from this task's playbook folder."""
+        return ChannelRequest.for_host(host, args, hostvars, self.base_dir)
 
     def _entry_for(self, request):
-        """This host's entry, from the batch's work or its own."""
-        if 'error' in request:
-            return request
+        """This host's entry (``request``: its ChannelRequest), from the
+        batch's work or its own."""
+        if request.error is not None:
+            return request.data()
         args, host, task_vars = self.args, self.host, self.task_vars
         batch_args = unlink_host_args(args, self.own_vars, PER_HOST_ARGS)
         alone = args['state'] == 'present' and (
@@ -117,7 +93,7 @@ class ChannelStage:
                             args.get('git_dir')],
                 # the batch saw this host differently (say, it was not yet
                 # published when the batch ran): it moves its ref on its own
-                compute, request, alone=lambda: self._compute({host: request}))
+                compute, request.data(), alone=lambda: self._compute({host: request}))
         host_entry = dict(host_entry)
         host_entry['batch'] = {'batch_hosts': len(data['hosts']), 'pushed_here': here}
         if here:
@@ -126,12 +102,13 @@ class ChannelStage:
 
     # ------------------------------------------------------------ work
     def _compute(self, requests):
-        """{'hosts': {host: {'request', 'result'} or {'error'}}, 'processes'}."""
+        """{'hosts': {host: {'request', 'result'} or {'error'}}, 'processes'}
+        (``requests``: {host: ChannelRequest})."""
         entries = {}
         good = {}
         for name, request in requests.items():
-            if 'error' in request:
-                entries[name] = {'error': request['error']}
+            if request.error is not None:
+                entries[name] = {'error': request.error}
             else:
                 good[name] = request
         git = _channel.Git(timeout=self.args.get('timeout'))
@@ -144,43 +121,110 @@ class ChannelStage:
             results = {}
             by_dir = {}
             for name, request in good.items():
-                by_dir.setdefault(request['git_dir'] or '', {})[name] = (
-                    request['ref'], request['revision'])
+                by_dir.setdefault(request.git_dir or '', {})[name] = (
+                    request.ref, request.revision)
             for git_dir, moves in sorted(by_dir.items()):
                 results.update(_channel.move(git, git_dir or None, self.repo, moves,
                                              check_mode=self.check_mode,
                                              force=self.args['force']))
             for name, request in good.items():
-                results[name]['path'] = request['path']
+                results[name]['path'] = request.path
         for name, request in good.items():
-            entries[name] = {'request': request, 'result': results[name]}
+            entries[name] = {'request': request.data(), 'result': results[name]}
         return {'hosts': entries, 'processes': git.processes + flakes.processes}
 
     def _query(self, git, flakes, requests):
         pinned = {}
-        for flake in sorted(set(r['flake'] for r in requests.values())):
+        for flake in sorted(set(r.flake for r in requests.values())):
             try:
                 pinned[flake] = flakes.pin(flake)
             except _channel.ChannelError as exc:
                 pinned[flake] = {'error': '%s: %s' % (flake, exc)}
         # in the flake's checkout when there is one: its git config may hold
         # the remote (``origin``) and the credentials for it (CI checkouts)
-        checkouts = sorted(set(_channel.checkout_of(r['flake']) or '' for r in requests.values()))
+        checkouts = sorted(set(_channel.checkout_of(r.flake) or '' for r in requests.values()))
         cwd = checkouts[-1] or None
         if cwd and not os.path.isdir(cwd):
             cwd = None
-        current = git.read(self.repo, [r['ref'] for r in requests.values()], cwd=cwd)
+        current = git.read(self.repo, [r.ref for r in requests.values()], cwd=cwd)
         results = {}
         for name, request in requests.items():
-            pin = pinned[request['flake']]
-            result = {'ref': request['ref'], 'before': current.get(request['ref'])}
+            pin = pinned[request.flake]
+            result = {'ref': request.ref, 'before': current.get(request.ref)}
             if 'error' in pin:
                 result['error'] = pin['error']
             else:
                 result.update(revision=pin['revision'], flake=pin['flake'], source=pin['source'],
-                              would_move=current.get(request['ref']) != pin['revision'])
+                              would_move=current.get(request.ref) != pin['revision'])
             results[name] = result
         return results
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelRequest:
+    """What nix_channel means for one host, built by ``for_host``; ``data()``
+    is the form in the batch file (the entry's ``request``, compared with
+    ``!=`` to this host's own by ``from_batch``).
+
+    ``ref``: the host's full ref (``refs/heads/...``); ``query``: whether the
+    task only reads (state=query); then ``flake``: the flake reference,
+    resolved, whose commit the ref is compared with. Else ``revision``: the
+    commit the ref moves to; ``path``: the host's system; ``git_dir``: the
+    git folder the push runs in (the flake's checkout), or None. ``error``:
+    why no request can be formed for the host (its variables), the other
+    fields then None."""
+
+    ref: typing.Optional[str] = None
+    query: bool = False
+    flake: typing.Optional[str] = None
+    revision: typing.Optional[str] = None
+    path: typing.Optional[str] = None
+    git_dir: typing.Optional[str] = None
+    error: typing.Optional[str] = None
+
+    @classmethod
+    def for_host(cls, host, args, hostvars, base_dir):
+        """What the task (``args``) means for ``host`` (``hostvars``: its
+        variables and facts; ``base_dir``: where relative flakes start);
+        a request with ``error`` when it cannot be formed."""
+        try:
+            ref = _channel.full_ref(args.get('ref') or hostvars.get('nix_channel_ref')
+                                    or _channel.default_ref(host))
+            flake = args.get('flake') or hostvars.get('nix_flake')
+            if args['state'] == 'query':
+                if not flake:
+                    raise _channel.ChannelError(
+                        'no flake: give flake, or set the host var nix_flake')
+                return cls(ref=ref, query=True,
+                           flake=_channel.Flakes(None, base_dir).resolve(flake))
+            revision = _channel.check_commit(args.get('revision')
+                                             or fact_or_var(hostvars, 'nix_flake_revision'))
+            path = args.get('path') or fact_or_var(hostvars, 'nix_out_path')
+            published = fact_or_var(hostvars, 'nix_published_path')
+            if args['require_published'] and (not path or published != path):
+                raise _channel.ChannelError(
+                    'its system %s is not in the cache%s: a channel moves only to a published '
+                    'system (run nixdeploy.fleet.nix_publish first, or require_published=false)'
+                    % (path or '(unknown)', ' (published: %s)' % published if published else ''))
+            git_dir = args.get('git_dir')
+            if not git_dir and flake:
+                git_dir = _channel.checkout_of(_channel.Flakes(None, base_dir).resolve(flake))
+            return cls(ref=ref, revision=revision, path=path, git_dir=git_dir)
+        except (_channel.ChannelError, NixError) as exc:
+            return cls(error=u'%s' % exc)
+        except AnsibleError as exc:
+            # another host's variable that does not template: that host's problem
+            return cls(error='its variables: %s' % exc)
+
+    def data(self):
+        """{error}, or for a query {ref, flake}, else {ref, revision, path,
+        git_dir}: the keys and values a run before this type wrote."""
+        if self.error is not None:
+            return {'error': self.error}
+        if self.query:
+            return {'ref': self.ref, 'flake': self.flake}
+        return {'ref': self.ref, 'revision': self.revision, 'path': self.path,
+                'git_dir': self.git_dir}
 
 
 def _templated(task_vars, template):
