@@ -184,6 +184,11 @@ ROWS = (
     Row('eval_max_memory_mb', (EVAL,), {'type': 'int', 'default': 4096}, description=(
         "Resident memory (MiB) after which an evaluator is replaced by a fresh process for the "
         "rest of its systems, as nix-eval-jobs' --max-memory-size.",)),
+    Row('eval_timeout', (EVAL,), {'type': 'int'}, description=(
+        "Seconds one host's evaluation may take (the first host of an evaluator also holds "
+        "what its hosts share, such as nixpkgs). An evaluator over it is stopped: that host "
+        "fails saying so, and its other hosts are evaluated by a fresh process. By default "
+        "no limit.",)),
     Row('eval_cache', (EVAL,), {'type': 'bool', 'default': True}, description=(
         "Answer from the evaluation cache what an earlier run evaluated from the same locked "
         "flake, attribute, Nix version and options (docs/eval-cache.md).",)),

@@ -111,7 +111,9 @@ options:
     type: str
   timeout:
     description:
-      - Seconds after which a Nix command is stopped. Default, no limit.
+      - Seconds after which a Nix command is stopped. For the hosts it evaluates itself (no
+        O(drv_path)), each host's evaluation, as M(nixdeploy.fleet.nix_eval)'s
+        O(nixdeploy.fleet.nix_eval#module:eval_timeout). Default, no limit.
     type: int
   closure_diff:
     description:

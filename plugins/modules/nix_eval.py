@@ -69,6 +69,13 @@ options:
       - Each host's answer is delivered as soon as its evaluator has it; an evaluator that is done
         takes half of the waiting systems of the busiest one, so a slow system holds only itself.
     type: int
+  eval_timeout:
+    description:
+      - Seconds one host's evaluation may take. The first host of an evaluator also holds what its
+        hosts share (a nixpkgs). An evaluator over it is stopped; that host fails saying it took
+        longer than the timeout, and the evaluator's other hosts go on in a fresh process.
+      - By default, no limit.
+    type: int
   eval_max_memory_mb:
     description:
       - The memory (resident, in MiB) an evaluator may reach. After each system, an evaluator over it

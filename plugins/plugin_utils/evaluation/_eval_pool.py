@@ -103,6 +103,8 @@ class _Piece(object):
         self.log = None
         # when its current host started (the process, then each trace)
         self.since = time.monotonic()
+        # its process was stopped for taking longer than the timeout on a host
+        self.timed_out = False
 
     def rest(self):
         return self.end - self.pos
@@ -282,7 +284,10 @@ class EvalPool(object):
             self._running.append(piece)
         timer = None
         if self.runner.timeout:
-            timer = threading.Timer(self.runner.timeout, _kill, (proc,))
+            # a bound on each host, not on the process: a process may answer
+            # many hosts, each within it; the one that exceeds it fails alone
+            timer = threading.Thread(target=_watch, args=(piece, proc, self.runner.timeout),
+                                     name='nixdeploy-eval-timeout')
             timer.daemon = True
             timer.start()
         rest, stopped = [], False
@@ -333,8 +338,6 @@ class EvalPool(object):
                 break
         proc.stdout.read()
         rc = proc.wait()
-        if timer is not None:
-            timer.cancel()
         _stream.CHILD_GROUPS.discard(proc.pid)
         if log is not None:
             # strace has written its log whole (it exits after its tracee)
@@ -351,7 +354,12 @@ class EvalPool(object):
             self._requeue(piece, piece.pos, end)
             return
         text = _redact.text('\n'.join(rest))
-        if rc == 0:
+        if piece.timed_out:
+            shown = self.shown.get(piece.flake, piece.flake)
+            error = NixError('evaluating %s#%s took longer than the timeout (%d s): stopped' % (
+                shown, attr_string(piece.items[piece.pos][1]), self.runner.timeout),
+                argv=argv, rc=rc, stderr=text)
+        elif rc == 0:
             error = NixError('nix eval traced no result for %s' % attr_string(
                 piece.items[piece.pos][1]), argv=argv, rc=rc, stderr=text)
         else:
@@ -432,6 +440,17 @@ def _stop(proc, log):
 
 def _median(values):
     return sorted(values)[len(values) // 2] if values else 0.0
+
+
+def _watch(piece, proc, timeout):
+    """Stops ``proc`` once its current host (``piece.since``: the start of
+    the process, then each answer) has taken more than ``timeout`` seconds."""
+    while proc.poll() is None:
+        if time.monotonic() - piece.since > timeout:
+            piece.timed_out = True
+            _kill(proc)
+            return
+        time.sleep(min(0.5, timeout / 4.0))
 
 
 def _kill(proc):

@@ -353,7 +353,7 @@ FETCH_ARGS = {'--no-write-lock-file': 0, '--no-update-lock-file': 0, '--offline'
 # ------------------------------------------------------------ the task's side
 # The arguments that tune the evaluators: part of the batch's key
 TUNING = ('eval_chunk_size', 'eval_workers', 'eval_max_memory_mb', 'eval_cache', 'eval_reuse',
-          'eval_reuse_check')
+          'eval_reuse_check', 'eval_timeout')
 
 
 def stage_of(opts, args, workers=None):
@@ -370,8 +370,11 @@ def stage_of(opts, args, workers=None):
     # the arguments allow: slots shared by all of them (_eval_slots)
     slots = EvalSlots(folder, args.get('eval_workers') or default_workers(None, max_memory_mb))
     # every evaluator of the run evaluates one content of each flake
+    # nix_eval's eval_timeout; nix_build's timeout bounds its evaluations too
+    timeout = args.get('eval_timeout') or args.get('timeout') or None
     return EvalStage(opts, workers=workers or args.get('eval_workers'),
                      max_memory_mb=max_memory_mb, chunk_size=args.get('eval_chunk_size'),
+                     timeout=timeout,
                      cache=cache, slots=slots, sources=RunSources(folder),
                      reuse=args.get('eval_reuse', True), reuse_check=args.get('eval_reuse_check'))
 

@@ -69,6 +69,30 @@ def test_a_slow_host_holds_only_itself(tmp_path, calibrated):
     assert figures['processes'] == 3 and figures['workers'] == 2, figures
 
 
+def test_a_host_over_the_timeout_fails_alone_and_the_rest_go_on(tmp_path, calibrated):
+    """The timeout bounds each host, not the process: 14 hosts of 0.4 s each
+    (5.6 s in all, more on a loaded machine) share one evaluator under a 5 s
+    timeout, each well within it even at load 10; a host of 40 s behind them
+    is stopped after 5 s, fails saying so, and the host after it gets its
+    answer from a fresh process."""
+    quick = ['t%02d' % i for i in range(14)]
+    names = quick + ['slow', 'after']
+    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
+    configurations = dict((n, heavy.heavy_config(seconds=0.4)) for n in quick)
+    configurations['slow'] = heavy.heavy_config(seconds=40)
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts, configurations)
+    entries, when, figures = run_stage(flake, names, workers=1, chunk_size=len(names), timeout=5)
+    for name in quick + ['after']:
+        assert entries[name]['answer']['out_path'].startswith('/nix/store/'), entries[name]
+    error = entries['slow']['answer']['error']
+    assert error.startswith('evaluating %s#%s took longer than the timeout (5 s): stopped'
+                            % (flake.ref, flake.attr('slow'))), error
+    # stopped, not waited for: well before its 40 s
+    assert when['slow'] < max(when[n] for n in quick) + 20, when
+    # one process for the hosts under the timeout and the slow one, one after
+    assert figures['processes'] == 2, figures
+
+
 def test_memory_bound_restarts_evaluators_between_hosts(tmp_path, calibrated):
     # each host holds ~150 MB: over a 100 MB bound, each evaluator is
     # replaced after every host; the answers are all there and right
@@ -181,3 +205,16 @@ def test_evaluators_side_by_side_share_the_cores_collector_threads(
     markers = _evaluators_environment(tmp_path, monkeypatch, 'GC_MARKERS', given, workers)
     assert markers and set(markers) == {expected}
     assert eval_pool.gc_markers(1, cpus=2) == 2 and eval_pool.gc_markers(4, cpus=2) == 1
+
+
+def test_the_tasks_timeout_reaches_the_evaluators(tmp_path, monkeypatch):
+    """nix_eval's eval_timeout, and nix_build's timeout for the hosts it
+    evaluates itself, are the evaluators' bound; none by default."""
+    from ansible import constants as C
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import (
+        stage_of)
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
+    opts = NixOptions(options=dict(OPTIONS))
+    assert stage_of(opts, {'eval_timeout': 7, 'eval_cache': False}).runner.timeout == 7
+    assert stage_of(opts, {'timeout': 9, 'eval_cache': False}).runner.timeout == 9
+    assert stage_of(opts, {'eval_cache': False}).runner.timeout is None
