@@ -85,8 +85,10 @@ class BuildStage(object):
                 to_eval[name] = host_entry['request']['eval']
         if to_eval:
             found = {}
-            # put() is called from the evaluators' threads: one key each
-            stage_of(self.opts, {}).evaluate(to_eval, found.__setitem__)
+            # put() is called from the evaluators' threads: one key each;
+            # the task's timeout bounds each host's evaluation too
+            stage_of(self.opts, {'timeout': self.args.get('timeout')}).evaluate(
+                to_eval, found.__setitem__)
             for name in to_eval:
                 # evaluate() answers every host it is given (failures too)
                 evaluation = found[name]

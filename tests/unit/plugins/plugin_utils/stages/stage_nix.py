@@ -26,6 +26,10 @@ FLAKE = r'''{
     good = sh "stage-good-@TAG@" "echo good > $out";
     other = sh "stage-other-@TAG@" "echo other > $out";
     bad = sh "stage-bad-@TAG@" "echo broken on purpose >&2; exit 1";
+    # an evaluation of minutes (10^10 additions; Nix ignores SIGTERM meanwhile)
+    stuck = builtins.seq (builtins.foldl' (a: _: builtins.foldl' (b: _: b + 1) a
+      (builtins.genList (x: x) 100000)) 0 (builtins.genList (x: x) 100000))
+      (sh "stage-stuck-@TAG@" "echo stuck > $out");
     # built once the test opens its gate (at most 20 s; a builder's PATH
     # holds nothing: the host's sleep)
     slow = sh "stage-slow-@TAG@" ''

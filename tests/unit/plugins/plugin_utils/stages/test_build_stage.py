@@ -109,6 +109,25 @@ def test_a_host_whose_evaluation_fails_is_answered_before_any_build(tmp_path, fl
     assert answers.entries['web1']['result']['built'] is True
 
 
+def test_the_timeout_stops_an_evaluation_that_never_ends_and_only_its_host(tmp_path, flake):
+    """nix_build's timeout bounds each host it evaluates itself: a host whose
+    evaluation would take minutes fails saying so, beside a host with its
+    derivation and one evaluated in the same wave, both built."""
+    args = dict(_nix.options_of({}), timeout=8, gc_root_dir=str(tmp_path / 'roots'),
+                builder_min_free_mb=0)
+    answers = Answers()
+    _build_stage.BuildStage(options(), args, False, {}).wave(
+        {'web1': request(flake.drv('good')), 'stuck': request(evaluate=flake.request('stuck')),
+         'mail': request(evaluate=flake.request('other'))}, answers.put)
+    entries = answers.entries
+    assert 'took longer than the timeout (8 s): stopped' in entries['stuck']['error'], entries
+    assert entries['stuck']['result'] == {}
+    for name in ('web1', 'mail'):
+        assert 'error' not in entries[name], entries[name]
+        assert entries[name]['result']['built'] is True, entries[name]
+    assert entries['mail']['result']['drv_path'] == flake.drv('other')
+
+
 def test_check_mode_says_what_would_be_built_and_builds_nothing(tmp_path, flake):
     good = flake.drv('good')
     answers = Answers()
