@@ -77,12 +77,12 @@ $(VENV_STAMP): requirements.txt requirements-test.txt $(CONSTRAINTS) | apt-deps
 # temp folders are apart; most of a lab test is waiting on hosts): this
 # machine's output streams, the current stack's log follows when both are done.
 # The current stack's track is the shorter one (no 100-host scale run, no
-# execution environment, no systemd hosts): it also runs the parts of this
-# machine's that share no lab with its suite (the scale run, in a scale lab
-# slot of its own, the docs site, the fault suite, sanity, lint), one after the
-# other, while this machine's suite still runs (on a quiet machine the current stack's
-# suite ended 8 minutes before this one's, which then ran alone with those
-# parts behind it).
+# execution environment, no systemd hosts, no lab test marked here_only): it
+# also runs the parts of this machine's checks that share no lab with its
+# suite (the scale run, in a scale lab slot of its own, the docs site, sanity,
+# lint), one after the other, while this machine's suite still runs; this
+# machine's suite runs the fault cases after itself (HERE_SUITE_THEN), so that
+# both tracks end about together (the machine's two cores stay busy to the end).
 # The execution environment image (make ee, about 3.5 minutes from nothing) is
 # built beside the tree; the EE tests in test-here's unit run use it.
 CURRENT_LOG := $(CURDIR)/tests/output/test-current.log
@@ -96,39 +96,62 @@ test: deps
 	built=0; wait $$ee || built=$$?; \
 	echo "== make ee:"; cat $(EE_LOG); \
 	[ $$deps -eq 0 ] && [ $$built -eq 0 ]
-	@echo "== test-current, then this machine's checks, run beside this machine's suite; their log: $(CURRENT_LOG)"
+	@echo "== test-current, then this machine's static checks, run beside this machine's suite and fault cases; their log: $(CURRENT_LOG)"
 	@{ cur=0; $(MAKE) --no-print-directory test-current || cur=$$?; \
-	   echo "== test-current exit $$cur; this machine's checks (test-here-checks):"; \
-	   checks=0; $(MAKE) --no-print-directory test-here-checks || checks=$$?; \
+	   echo "== test-current exit $$cur; this machine's checks but the fault cases:"; \
+	   checks=0; $(MAKE) --no-print-directory test-here-checks HERE_CHECKS_FAULTS= || checks=$$?; \
 	   echo "== test-here-checks exit $$checks"; \
 	   [ $$cur -eq 0 ] && [ $$checks -eq 0 ]; } >$(CURRENT_LOG) 2>&1 & other=$$!; \
-	here=0; $(MAKE) --no-print-directory test-here-suite || here=$$?; \
+	here=0; $(MAKE) --no-print-directory test-here-suite HERE_SUITE_THEN=here-faults || here=$$?; \
 	rest=0; wait $$other || rest=$$?; \
 	echo "== test-current and test-here-checks:"; cat $(CURRENT_LOG); \
-	echo "== test-here-suite exit $$here, test-current and test-here-checks exit $$rest"; \
+	echo "== test-here-suite (and its fault cases) exit $$here, test-current and test-here-checks exit $$rest"; \
 	[ $$here -eq 0 ] && [ $$rest -eq 0 ]
 
 # This machine's stack: everything, the execution environment, fault cases and
 # Molecule included (ee: seconds when `make test` built the image already).
 # `make test` runs its two parts apart: the suite (with the lab, the
-# execution environment and Molecule) and the checks (the 100-host scale run
-# and the fault suite, with labs of their own, the docs site, sanity, lint).
+# execution environment, Molecule, then the fault cases) and the checks (the
+# 100-host scale run, with a lab of its own, the docs site, sanity, lint).
 test-here: test-here-suite test-here-checks
 
+# HERE_SUITE_THEN: targets run after the suite (make test: here-faults).
+HERE_SUITE_THEN ?=
+# Each step's start time is printed (STEP), for planning the suite's time.
+STEP = @echo "== $$(date -u +%T) $(1)"
 test-here-suite: deps
 	$(MAKE) --no-print-directory versions
 	$(MAKE) --no-print-directory ee
+	$(call STEP,this machine's suite)
 	$(MAKE) --no-print-directory unit UNIT_MARKERS='not scale and not docsite' JUNIT=here
+	$(call STEP,molecule)
 	$(MAKE) --no-print-directory molecule
+	$(if $(HERE_SUITE_THEN),$(call STEP,$(HERE_SUITE_THEN)))
+	$(if $(HERE_SUITE_THEN),$(MAKE) --no-print-directory $(HERE_SUITE_THEN))
+	$(call STEP,this machine's suite done)
+
+# The fault cases that run in minutes (the slow ones: make faults).
+.PHONY: here-faults
+here-faults: deps
+	$(MAKE) --no-print-directory faults FAULTS_MARKERS='faults and not slow'
 
 # The docs site (marker docsite: lint, build, links, two pages in chromium,
 # about 25 s) is built once, here, beside the scale run.
+# HERE_CHECKS_FAULTS= (empty): without the fault cases (make test runs them
+# after this machine's suite).
+HERE_CHECKS_FAULTS ?= here-faults
 test-here-checks: deps
+	$(call STEP,scale run and docs site)
 	$(MAKE) --no-print-directory unit UNIT_MARKERS='scale or docsite'
-	$(MAKE) --no-print-directory faults FAULTS_MARKERS='faults and not slow'
+	$(if $(HERE_CHECKS_FAULTS),$(call STEP,$(HERE_CHECKS_FAULTS)))
+	$(if $(HERE_CHECKS_FAULTS),$(MAKE) --no-print-directory $(HERE_CHECKS_FAULTS))
+	$(call STEP,sanity)
 	$(MAKE) --no-print-directory sanity
+	$(call STEP,lint)
 	$(MAKE) --no-print-directory lint
+	$(call STEP,changelog and Galaxy import)
 	$(MAKE) --no-print-directory changelog-lint galaxy-import
+	$(call STEP,this machine's checks done)
 
 # This machine's stack (test-here) on a busy machine: BUSY_LOOPS CPU-bound
 # loops run beside it and are stopped by their pids at the end, or after
@@ -153,8 +176,16 @@ CURRENT_MAKE = $(IN_TREE) make --no-print-directory VENV=$(CURRENT_VENV) \
 # The 100-host scale run (marker scale) runs on this machine's stack only: in
 # the tree's mount namespace the kernel refuses the scale lab's namespace
 # files (unshare --mount=FILE: Invalid argument).
+# here_only (pytest.ini): lab tests of the lab itself, or of the collection's
+# own logic whose Nix, ansible-core and OpenSSH calls the module tests already
+# reach on this stack.
 test-current: current-deps
-	$(CURRENT_MAKE) versions unit sanity lint UNIT_MARKERS='not scale and not docsite' JUNIT=current
+	$(call STEP,the current stack's suite)
+	$(CURRENT_MAKE) versions unit UNIT_MARKERS='not scale and not docsite and not here_only' \
+		JUNIT=current
+	$(call STEP,the current stack's sanity and lint)
+	$(CURRENT_MAKE) sanity lint
+	$(call STEP,the current stack done)
 
 current-deps:
 	$(CURRENT_MAKE) deps
@@ -186,10 +217,16 @@ ee: venv
 # tests side by side too.
 # JUNIT=name: every test's time in tests/output/junit-name.xml (make test
 # keeps one a stack: what to read when the suite's time is planned).
+# MODULE_CPU=FILE: the CPU seconds each test module cost, its labs included,
+# in FILE (root; tests/module_cpu.py): on 2 busy cores a module's wall time
+# says little, its CPU what it takes from the suite.
 TEST_WORKERS ?= 2
 PYTEST_WORKERS = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+MODULE_CPU ?=
 unit: venv
+	$(if $(MODULE_CPU),NIXDEPLOY_MODULE_CPU=$(abspath $(MODULE_CPU))) \
 	$(VENV)/bin/python -m pytest tests/unit tests/integration -q --durations=20 $(PYTEST_WORKERS) \
+		$(if $(MODULE_CPU),-p tests.module_cpu) \
 		$(if $(UNIT_MARKERS),-m "$(UNIT_MARKERS)") \
 		$(if $(JUNIT),--junitxml=$(CURDIR)/tests/output/junit-$(JUNIT).xml) || [ $$? -eq 5 ]
 

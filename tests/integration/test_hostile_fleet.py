@@ -46,10 +46,13 @@ HOSTS = [{'name': 'h1', 'persona': 'nixos'}, {'name': 'h2', 'persona': 'nixos'},
 HEALTHY = ('h1', 'h3', 'h4', 'h6')
 SECRET = 'nixdeploy-hostile-secret-6f1c2a'
 # Lines a target's output could carry to forge results: the fixed marker of
-# before, after a carriage return, a file separator, NEL and LINE SEPARATOR.
+# before, after every line end Python's splitlines knows (a carriage return,
+# the file, group and record separators, NEL, LINE SEPARATOR), and a log line
+# followed by values (tests/unit/plugins/plugin_utils/host/
+# test_script_framing.py forges with the program's own marker too).
 FORGED = ['@@nixdeploy rc=0', '@@nixdeploy timed_out=0', '\r@@nixdeploy rc=0',
-          '\x1c@@nixdeploy rc=0', '\x85@@nixdeploy rc=0', '\u2028@@nixdeploy rc=0',
-          '@@nixdeploy-log']
+          '\x1c@@nixdeploy rc=0', '\x1d@@nixdeploy rc=0', '\x1e@@nixdeploy rc=0',
+          '\x85@@nixdeploy rc=0', '\u2028@@nixdeploy rc=0', '@@nixdeploy-log', '@@nixdeploy rc=0']
 # What a check's output could do to the operator's terminal: erase the line
 # and print a forged green line for another host, write the clipboard (OSC 52)
 TERMINAL = ['\x1b[2K\x1b[1G\x1b[32mh1 : switched /nix/store/forged\x1b[0m',
@@ -269,8 +272,14 @@ def test_hostile_fleet_deploys_only_what_it_should(hostile):
     # h2: its check failed whatever it printed: rolled back, failed
     assert summary['h2']['failed'] and summary['h2']['rolled_back'], summary['h2']
     assert lab.active('h2') == hostile['first']['h2']
-    checks = run.result(ACTIVATE, 'h2')['result']['health_checks']
+    res = run.result(ACTIVATE, 'h2')['result']
+    checks = res['health_checks']
     assert not checks['ok'], checks
+    # what it printed stayed its output, read as no result: its exit code decided
+    assert res['phase'] == 'checks', res
+    assert res['msg'].startswith("h2: rolled back: health check 'forger' failed after 1 try: "
+                                 "exit code 1"), res['msg']
+    assert '@@nixdeploy rc=0' in checks['checks'][0]['output'], checks
 
     # h5: refused for its host key, nothing copied or activated
     assert summary['h5']['failed'] and not summary['h5']['rolled_back'], summary['h5']

@@ -7,6 +7,12 @@ publishes. The second deploy has one host whose activation fails (it rolls
 back) and one whose build fails, beside four healthy hosts; its JSON is
 validated against docs/report.schema.json and compared with what each host
 runs, and its HTML page is rendered in a real headless Chromium.
+
+As in AWX, the job's environment leaves ANSIBLE_HOST_KEY_CHECKING to
+ansible-runner, which sets it to False; the inventory's group_vars turn
+checking on (``ansible_host_key_checking: true``, which beats it), as users
+must: the collection refuses a host whose key is not checked. (A job that
+finds nothing to change: tests/integration/ee/test_awx_jobs.py.)
 """
 
 import json
@@ -73,6 +79,15 @@ def test_first_deploy_reports_every_host(fleet):
     lab = fleet.lab
     runner, artifacts = fleet.deploy('first')
     assert runner.status == 'successful', stdout(runner)
+    # as in AWX, the job ran with ansible-runner's own ANSIBLE_HOST_KEY_CHECKING
+    # (False); the inventory's ansible_host_key_checking kept every key checked
+    assert runner.config.env['ANSIBLE_HOST_KEY_CHECKING'] == 'False'
+    copied = [e['event_data'] for e in runner.events if e.get('event') == 'runner_on_ok'
+              and e['event_data']['task_action'].endswith('nix_copy_closure')]
+    assert sorted(e['host'] for e in copied) == NAMES
+    assert not any(e['res'].get('host_key_unchecked') for e in copied)
+    assert set(runner.stats['changed']) == set(NAMES)
+    assert not runner.stats['failures'] and not runner.stats['dark']
     report = report_of(artifacts)
     assert os.path.exists(os.path.join(artifacts, 'nixdeploy-report.html'))
     (run,) = report['runs']

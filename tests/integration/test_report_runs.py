@@ -23,7 +23,7 @@ import pytest
 from tests.collection import REPO, run_playbook
 from tests.deploy_fleet import DeployFleet, prepare, write_inventory
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.here_only]
 
 HOSTS = [{'name': name, 'persona': 'nixos'} for name in ('h1', 'h2', 'h3', 'h4')]
 SCHEMA = os.path.join(REPO, 'docs', 'report.schema.json')

@@ -52,7 +52,7 @@ from tests.galaxy import pack
 from tests.deploy_fleet import commit_project, git, write_project
 from tests.integration.host_key_vars import check_host_keys
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.here_only]
 
 HOSTS = [{'name': 'sem1', 'persona': 'nixos'}, {'name': 'sem2', 'persona': 'darwin'},
          {'name': 'sem3', 'persona': 'home-manager'}]

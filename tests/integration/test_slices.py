@@ -18,7 +18,7 @@ from tests.deploy_fleet import prepare, runner_private_dir, write_inventory
 
 ansible_runner = pytest.importorskip('ansible_runner')
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.here_only]
 
 NAMES = ['h%d' % n for n in range(1, 10)]
 SLICES = 3

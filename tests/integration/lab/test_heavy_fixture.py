@@ -16,7 +16,7 @@ import pytest
 from tests.lab import heavy
 from tests.lab.fixtures import FleetFlake
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.here_only]
 
 NIX = ['nix', '--extra-experimental-features', 'nix-command flakes',
        '--option', 'substituters', '', '--option', 'eval-cache', 'false']

@@ -25,7 +25,7 @@ import pytest
 from tests.lab import LabError, nspawn
 from tests.lab.fixtures import FleetFlake
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.here_only]
 
 NIX = ['nix', '--extra-experimental-features', 'nix-command flakes',
        '--option', 'substituters', '']

@@ -16,7 +16,7 @@ from tests.lab import Lab, LabError
 from tests.lab import nspawn
 from tests.lab.fixtures import FleetFlake
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.here_only]
 
 NIX = ['nix', '--extra-experimental-features', 'nix-command flakes',
        '--option', 'substituters', '']

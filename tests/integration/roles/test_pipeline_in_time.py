@@ -18,7 +18,7 @@ import pytest
 from tests.deploy_fleet import DeployFleet, prepare, write_inventory
 from tests.lab import heavy
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.here_only]
 
 EVAL = 'nixdeploy.fleet.deploy : Evaluate the system of each host'
 BUILD = 'nixdeploy.fleet.deploy : Build the system of each host'

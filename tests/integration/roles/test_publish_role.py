@@ -32,7 +32,7 @@ sys.path.insert(0, collections_path())
 # path-info --json is a list before Nix 2.19 and a map after: read by the collection's reader
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output  # noqa: E402
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.here_only]
 
 PLAYBOOK = 'nixdeploy.fleet.publish'
 PIN = 'nixdeploy.fleet.publish : Pin the flake to its commit'

@@ -6,6 +6,7 @@ plays a playbook against a static inventory of the lab with the host vars
 the Nix inventory would set (nix_flake, nix_attr, nix_platform).
 """
 
+import json
 import os
 import stat
 import subprocess
@@ -52,14 +53,16 @@ def make_flake(path, lab, **kwargs):
 
 
 def truth(flake, host):
-    """drvPath/outPath of a host's system from a plain nix eval."""
-    out = {}
-    for name in ('drvPath', 'outPath'):
-        out[name] = subprocess.run(
-            ['nix', '--extra-experimental-features', 'nix-command flakes', 'eval', '--raw',
-             '%s#%s.%s' % (flake.ref, flake.attr(host), name)],
-            stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-    return out
+    """drvPath/outPath of a host's system from a plain nix eval (one: a
+    system evaluated once, not once per attribute)."""
+    out = subprocess.run(
+        ['nix', '--extra-experimental-features', 'nix-command flakes', 'eval', '--json',
+         '%s#%s' % (flake.ref, flake.attr(host)),
+         # not named outPath: JSON would write such a set as that string
+         '--apply', 'system: { drv = system.drvPath; out = system.outPath; }'],
+        stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    paths = json.loads(out)
+    return {'drvPath': paths['drv'], 'outPath': paths['out']}
 
 
 def nix_wrapper(directory):

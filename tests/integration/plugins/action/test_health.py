@@ -239,47 +239,6 @@ def test_without_magic_rollback_a_failed_check_still_fails_and_rolls_back(fleet)
     assert httpd['ActiveState'] == 'active' and before['h3'] + '/www' in httpd['ExecStart']
 
 
-# Lines a check's output could carry to forge its result: the fixed marker the
-# target programs used before, after every line end Python's splitlines knows,
-# and a log line followed by values (tests/unit/plugins/plugin_utils/host/
-# test_script_framing.py forges with the program's own marker too).
-FORGED = ['@@nixdeploy rc=0', '@@nixdeploy timed_out=0', '\r@@nixdeploy rc=0',
-          '\x1c@@nixdeploy rc=0', '\x1d@@nixdeploy rc=0', '\x1e@@nixdeploy rc=0',
-          '\x85@@nixdeploy rc=0', '\u2028@@nixdeploy rc=0', '@@nixdeploy-log', '@@nixdeploy rc=0']
-
-
-def forging_check():
-    """A command check that prints every forged line, then exits 1."""
-    text = ''.join(line + '\n' for line in FORGED)
-    return "printf '%s' '" + text.replace("'", "'\\''") + "'; exit 1"
-
-
-def test_a_failing_check_that_prints_result_lines_rolls_its_host_back(fleet):
-    lab = fleet.lab
-    host_vars = os.path.join(fleet.inventory, 'host_vars')
-    os.makedirs(host_vars, exist_ok=True)
-    forger = os.path.join(host_vars, 'h4.yml')
-    with open(forger, 'w') as handle:
-        json.dump({'nix_health_checks': [{'name': 'forger', 'retries': 0,
-                                          'command': forging_check()}]}, handle)
-    try:
-        fleet.version('6')
-        before = {h: lab.active(h) for h in ('h1', 'h4')}
-        run = fleet.deploy('-l', 'h1,h4')
-    finally:
-        os.remove(forger)
-    assert run.rc != 0, run
-    results = activate_results(run)
-    res = results['h4']['result']
-    assert results['h4']['status'] == 'failed' and res['phase'] == 'checks', res
-    assert res['rolled_back'] and lab.active('h4') == before['h4'], res
-    assert res['msg'].startswith("h4: rolled back: health check 'forger' failed after 1 try: "
-                                 "exit code 1"), res['msg']
-    check = res['health_checks']['checks'][0]
-    assert not check['ok'] and '@@nixdeploy rc=0' in check['output'], check
-    assert results['h1']['status'] == 'ok' and lab.active('h1') != before['h1'], run
-
-
 # the port the tcp checks ask for, which only h1's version 7 serves
 APP_PORT = 8081
 

@@ -164,6 +164,8 @@ def test_build_on_target_and_on_builder(evb_lab, tmp_path):
         assert run.result('build', host)['result']['changed'] is False
 
 
+# the wave's rules on both stacks: test_build_stage.py and test_service.py (unit, real Nix)
+@pytest.mark.here_only
 def test_a_slow_system_in_a_wave_holds_only_its_host(evb_lab, tmp_path):
     """Hosts that ask together share ONE nix build (a wave); a slow system in
     it holds only its own host: the others are answered as soon as their
@@ -186,6 +188,8 @@ def test_a_slow_system_in_a_wave_holds_only_its_host(evb_lab, tmp_path):
     assert ended['h1'] - max(ended[h] for h in others) > 10, ended
 
 
+# nix_build's own evaluation on both stacks: test_build_stage.py (unit, real Nix)
+@pytest.mark.here_only
 def test_given_no_derivation_it_evaluates_as_nix_eval_does(evb_lab, tmp_path, calibrated):
     """nix_build alone (no nix_eval before it, no nix_drv_path fact): the
     wave's hosts are evaluated side by side, as nix_eval's evaluators do,

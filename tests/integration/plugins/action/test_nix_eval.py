@@ -311,6 +311,8 @@ def test_parallel_evaluators_answer_every_host(evb_lab, tmp_path):
     assert figures['evaluated'] == 8 and figures['from_cache'] == 0
 
 
+# the cache's rules, with real Nix on both stacks: tests/unit/.../evaluation/test_eval_cache.py
+@pytest.mark.here_only
 def test_evaluation_cache_between_runs(evb_lab, tmp_path):
     """A second run of the unchanged flake evaluates nothing; a changed flake,
     another evaluation option or a derivation gone from the store does."""

@@ -1,0 +1,55 @@
+"""tests/module_cpu.py counts a module's children, detached ones too, for
+that module and no other."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests import module_cpu
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BURN = '''
+import os, subprocess, sys, time
+
+def burn(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+def test_burns_in_a_detached_child():
+    # a grandchild whose parent exits at once: nobody waits for it, as for
+    # a lab's daemons; it is counted all the same
+    code = 'import time\\nend = time.process_time() + %s\\nwhile time.process_time() < end: pass'
+    subprocess.run([sys.executable, '-c', 'import subprocess, sys; '
+                    'subprocess.Popen([sys.executable, "-c", %r], start_new_session=True)'
+                    % (code % SECONDS)], check=True)
+    time.sleep(SECONDS + 1.5)
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='root only: it makes cgroups')
+def test_each_module_is_charged_its_own_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv(module_cpu.RUN_ENV, 'probe')
+    if module_cpu._base() is None:
+        pytest.skip('no cgroup filesystem to count in')
+    monkeypatch.delenv(module_cpu.RUN_ENV)
+    (tmp_path / 'test_heavy.py').write_text('SECONDS = 1.5\n' + BURN)
+    (tmp_path / 'test_light.py').write_text('SECONDS = 0.1\n' + BURN)
+    report = tmp_path / 'cpu.txt'
+    env = dict(os.environ, PYTHONPATH=ROOT, **{module_cpu.REPORT_ENV: str(report)})
+    env.pop(module_cpu.RUN_ENV, None)
+    proc = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'tests.module_cpu',
+                           '-p', 'no:cacheprovider', '-c', os.devnull, str(tmp_path)],
+                          cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stdout
+    lines = report.read_text().splitlines()
+    assert lines[0].startswith('# CPU seconds a test module'), lines
+    seconds = dict((line.split()[1], float(line.split()[0])) for line in lines[1:])
+    assert sorted(seconds) == ['test_heavy', 'test_light'], lines
+    # the detached grandchild's 1.5 s count for its module, not the next
+    assert seconds['test_heavy'] >= 1.4, lines
+    assert seconds['test_light'] < 1.0, lines
