@@ -87,7 +87,7 @@ def pytest_sessionfinish(session):
         return
     rows = sorted(((_seconds(os.path.join(base, m)), m) for m in os.listdir(base)
                    if os.path.isdir(os.path.join(base, m))), reverse=True)
-    total = sum(seconds for seconds, _ in rows)
+    total = sum(row[0] for row in rows)
     os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
     with open(report, 'w') as f:
         f.write('# CPU seconds a test module (its labs and children included): %.0f s in all\n'
@@ -97,9 +97,9 @@ def pytest_sessionfinish(session):
     # a module's cgroup goes once nothing runs in it; this process leaves its own
     with open(os.path.join(os.path.dirname(os.path.dirname(base)), 'cgroup.procs'), 'w') as f:
         f.write(str(os.getpid()))
-    for _, module in rows:
+    for row in rows:
         try:
-            os.rmdir(os.path.join(base, module))
+            os.rmdir(os.path.join(base, row[1]))
         except OSError:
             pass
     for folder in (base, os.path.dirname(base)):

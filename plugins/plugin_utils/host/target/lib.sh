@@ -123,7 +123,8 @@ nap() {
 # sleep returns at once when a trapped signal comes (POSIX), so a look
 # follows the news at once; the sleep goes on as the timer of the looks
 # after it: one process a second of waiting, not one a nap. A wake that comes
-# between a look and the `wait` is seen by the look at the second's end.
+# in the instant between doze's last look at WOKEN and the `wait` is seen by
+# the look at the second's end.
 # SIGURG is ignored by default: a pid that is no longer a waiter's (it
 # ended, its pid went to another process) is not harmed by a late wake.
 doze_start() {
@@ -138,7 +139,10 @@ doze() {  # doze: until a wake, at most DOZE s; NAPPED counts 20 a second, 1 a w
     # the timer must not hold the session's output open (ssh waits for it;
     # an asynchronous command's input is /dev/null already)
     [ -n "$TIMER" ] || { sleep "$DOZE" >/dev/null 2>&1 & TIMER=$!; }
-    wait "$TIMER" 2>/dev/null; doze_rc=$?
+    # a wake while the timer started (a fork: long on a busy target) ran its
+    # trap already, and `wait` would not end at it: look at once instead
+    if [ "$WOKEN" = 1 ]; then doze_rc=129
+    else wait "$TIMER" 2>/dev/null; doze_rc=$?; fi
     # a wake ends the wait with a status over 128 while the sleep still runs;
     # any other end is the sleep's own (or it was waited for already)
     [ "$WOKEN" = 1 ] && [ "$doze_rc" -gt 128 ] || TIMER=
