@@ -26,16 +26,20 @@ V2 = '/sys/fs/cgroup'
 _current = {}
 
 
+def cgroup_root():
+    """The cgroup hierarchy that counts CPU (v1's cpuacct, else v2), or None."""
+    if os.path.isfile(os.path.join(V1, 'cpuacct.usage')):
+        return V1
+    if os.path.isfile(os.path.join(V2, 'cgroup.controllers')):
+        return V2
+    return None
+
+
 def _base():
     """The folder under which this run's cgroups go, or None where there is
     no cgroup to count in."""
-    if os.path.isfile(os.path.join(V1, 'cpuacct.usage')):
-        root = V1
-    elif os.path.isfile(os.path.join(V2, 'cgroup.controllers')):
-        root = V2
-    else:
-        return None
-    return os.path.join(root, 'nixdeploy-module-cpu', os.environ[RUN_ENV])
+    root = cgroup_root()
+    return root and os.path.join(root, 'nixdeploy-module-cpu', os.environ[RUN_ENV])
 
 
 def _seconds(group):
