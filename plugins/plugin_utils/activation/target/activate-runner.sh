@@ -71,15 +71,26 @@ on_exit() {
        # exit code of its own, not a signal's: it changed nothing the runner
        # would not roll back): the profile goes back as when nothing was
        # activated (put_back), so the host neither keeps nor boots a
-       # generation that never ran. An activation under way, or ended well,
-       # is left as it is: how far it got decides what boots. The
-       # shutdown's next signals must not stop this.
+       # generation that never ran. The shutdown's next signals must not
+       # stop this.
        trap '' TERM INT HUP
        back=
-       if [ -z "$RC" ] && [ -n "${apid:-}" ] && ! kill -0 "$apid" 2>/dev/null; then
-         wait "$apid" 2>/dev/null; RC=$?
+       [ -z "$RC" ] && [ -n "${apid:-}" ] && settle_activation
+       undo=0
+       if [ -z "${apid:-}" ]; then undo=1
+       else
+         case $RC in
+           0) ;;
+           [1-9]|[1-9][0-9]|1[01][0-9]|12[0-7]) undo=1 ;;
+           # stopped by a signal (the shutdown's) or still under way: where
+           # a link names what runs (NixOS, nix-darwin), how far it got
+           # decides what boots, and it is left as it is. Where none does
+           # (home-manager, nix-on-droid), what runs is this runner's record
+           # (D/active), written only by a run that ended well, and no boot
+           # activates the profile: undone, as not started
+           *) [ -n "$CURRENT_LINK" ] || undo=1 ;;
+         esac
        fi
-       case ${apid:+x}$RC in ''|x[1-9]|x[1-9][0-9]|x1[01][0-9]|x12[0-7]) undo=1 ;; *) undo=0 ;; esac
        if [ "$MODE" = activate ] && [ "$ACTIVATED" = 0 ] && [ "$undo" = 1 ]; then
          # stopped while nix-env --set ran: the generation it made is NEW's
          if [ -z "$NEW_GEN" ] && [ "$SET_PROFILE" = 1 ] && [ "$STATE" = running ]; then
@@ -94,6 +105,19 @@ on_exit() {
        [ "$canary" = "$RUN" ] && rm -f "$D/canary"
        status failed "the activation run stopped unexpectedly in state $STATE$back" ;; esac
   release
+}
+settle_activation() {  # RC of the activation apid, stopped with this run
+  # the shutdown's SIGTERM reached it too: a moment to end. Where no link
+  # names what runs, one that goes on is stopped (its group, as a timeout
+  # does): nothing would record what it did
+  nap_start; n=0
+  while kill -0 "$apid" 2>/dev/null && [ "$n" -lt 40 ]; do nap; n=$((n + 1)); done
+  if kill -0 "$apid" 2>/dev/null; then
+    [ -z "$CURRENT_LINK" ] || return 0
+    if [ -n "$SETSID" ]; then kill -KILL "-$apid" 2>/dev/null; fi
+    kill -KILL "$apid" 2>/dev/null
+  fi
+  wait "$apid" 2>/dev/null; RC=$?
 }
 trap on_exit EXIT
 trap 'exit 1' TERM INT
@@ -220,6 +244,7 @@ run_once() {
   LOG_AT=$(wc -c <"$RD/log" 2>/dev/null); LOG_AT=${LOG_AT#"${LOG_AT%%[0-9]*}"}
   LOG_AT=${LOG_AT%%[!0-9]*}; LOG_AT=${LOG_AT:-0}
   # its own process group (setsid), so a timeout stops the whole activation
+  RC=''  # until this step ends (a stopped run reads it: settle_activation)
   $SETSID sh -c "$ACTIVATE_PROGRAM" activate "$1" "$2" "$INVOKER" &
   apid=$!; clock; t0=$NOW
   nap_start

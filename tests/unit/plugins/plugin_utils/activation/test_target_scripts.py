@@ -52,8 +52,10 @@ FAKE_ID = '''#!/bin/sh
 case $1 in -u) echo 1000 ;; -un) echo tester ;; '') echo 'uid=1000(tester) gid=1000(tester) groups=1000(tester)' ;; *) exit 1 ;; esac
 '''
 # A system: records "activate NAME GOAL", exits with the number in its file rc.
+# A slow one (a file slow) writes its pid and sleeps: time for a shutdown.
 FAKE_SWITCH = '''#!/bin/sh
 echo "activate __NAME__ $1" >>"__CALLS__"
+if [ -e "__SYSTEM__/slow" ]; then echo $$ >"__SYSTEM__/pid"; exec sleep 60; fi
 exit "$(cat "__SYSTEM__/rc" 2>/dev/null || echo 0)"
 '''
 
@@ -82,13 +84,15 @@ class Host:
                     'PATH': '%s:/usr/bin:/bin:/usr/sbin:/sbin' % bin_dir}
         self.common = dict(profile=self.profile, remote_nix_dir=str(bin_dir))
 
-    def system(self, name, rc=0):
+    def system(self, name, rc=0, slow=False):
         path = self.root / 'store' / name
         (path / 'bin').mkdir(parents=True)
         _executable(path / 'bin' / 'switch-to-configuration',
                     FAKE_SWITCH.replace('__NAME__', name).replace('__CALLS__', str(self.calls))
                     .replace('__SYSTEM__', str(path)))
         (path / 'rc').write_text('%d\n' % rc)
+        if slow:
+            (path / 'slow').write_text('')
         return str(path)
 
     def sh(self, program):
@@ -166,6 +170,55 @@ def test_a_switch_sets_the_profile_then_activates_and_a_second_is_unchanged(host
     assert 'activation exited with 0' in log
     values, _log = host.activate(new, 'r2')
     assert values['state'] == 'unchanged' and host.took() == []
+
+
+def _wait_for(path, seconds=20.0):
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path) or not open(path).read().strip():
+        assert time.monotonic() < deadline, 'no %s after %ss' % (path, seconds)
+        time.sleep(0.05)
+    return int(open(path).read())
+
+
+@pytest.mark.parametrize('link,shutdown', [(False, True), (False, False), (True, True)],
+                         ids=['no-link-shutdown', 'no-link-unit-stopped', 'link-shutdown'])
+def test_a_run_stopped_during_its_activation(host, monkeypatch, tmp_path, link, shutdown):
+    """Seed 254858 round 1 (docs/faults.md): a home-manager host rebooted
+    while its activation ran. Where no link names what runs (home-manager,
+    nix-on-droid), what runs is the runner's record, which a stopped run
+    never writes, and no boot activates the profile: the profile goes back,
+    whether the shutdown stopped the activation too or it went on (then the
+    run stops it). Where a link names it (NixOS), how far the activation got
+    decides what boots: the profile stays (seed 54 round 4)."""
+    if link:
+        current = tmp_path / 'current'
+        spec = _platforms.PLATFORMS['nixos']
+        monkeypatch.setitem(_platforms.PLATFORMS, 'nixos', dict(
+            spec, activation=dict(spec['activation'], current_link=str(current))))
+    old, new = host.system('old'), host.system('new', slow=True)
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    if link:
+        current.symlink_to(old)
+    values, _log = host.activate(new, 'r2', wait=0)
+    assert values['run'] == 'r2', values['output']
+    activation = _wait_for(os.path.join(new, 'pid'))
+    runner = _wait_for(os.path.join(host.state_dir(), 'runs', 'r2', 'pid'))
+    os.kill(runner, 15)
+    if shutdown:
+        os.kill(activation, 15)
+    assert host.runner_gone('r2', seconds=30)
+    values = host.sh(_programs.poll_script('nixos', 'r2', **host.common))[0]
+    assert values['state'] == 'failed', values['output']
+    assert 'stopped unexpectedly in state running' in values['reason']
+    if link:
+        assert 'is back' not in values['reason']
+        assert host.generations() == ('2', ['1', '2'])
+    else:
+        assert values['reason'].endswith('is back at generation 1'), values['reason']
+        assert host.generations() == ('1', ['1'])
+    # the activation ended with the run: stopped by the shutdown, or by the run
+    with pytest.raises(ProcessLookupError):
+        os.kill(activation, 0)
 
 
 def test_a_live_owner_keeps_the_lock_and_a_dead_owners_lock_is_broken(host):
