@@ -69,6 +69,8 @@ def add_hostile_nodes(lab, flake):
 
 
 @pytest.mark.lab
+# the same sequences and names: test_hostile_fleet_deploys_only_what_it_should
+@pytest.mark.here_only
 def test_no_target_or_flake_text_acts_on_the_terminal(make_lab, tmp_path):
     lab = make_lab('trm', HOSTS)
     base = str(tmp_path)

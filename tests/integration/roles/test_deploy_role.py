@@ -180,6 +180,8 @@ def test_failing_hosts_end_failed_and_others_go_on(rol_fleet):
     assert 'h1' in stats and stats.count('failed=1') == 2, stats
 
 
+# its unreachable ssh and summary: test_new_user's test_down_host_is_unreachable
+@pytest.mark.here_only
 def test_unreachable_host_is_in_the_summary_and_fails(rol_fleet):
     lab, flake = rol_fleet.lab, rol_fleet.flake
     before = lab.active('h2')

@@ -47,6 +47,12 @@ PUB_PIN = 'nixdeploy.fleet.publish : Pin the flake to its commit'
 PUB_EVAL = 'nixdeploy.fleet.publish : Evaluate the system of each host'
 PUB_CHANNEL = "nixdeploy.fleet.publish : Move each host's tested channel to the commit"
 REFUSED = {'git-dirty': 'uncommitted changes', 'path': 'not a git flake'}
+# the inventory plugin's evaluation of each other shape: that shape's deploy on the current stack
+INVENTORY_SHAPES = [shape if shape == 'git' else pytest.param(shape, marks=pytest.mark.here_only)
+                    for shape in SHAPES]
+# the publish role's pin, copy and channel calls: test_publish[git-subdir] on the current stack
+PUBLISH_SHAPES = [pytest.param(shape, marks=pytest.mark.here_only) if shape == 'git' else shape
+                  for shape in SHAPES]
 
 
 class Shape:
@@ -126,7 +132,7 @@ def group(data, name):
     return sorted(data.get(name, {}).get('hosts', []))
 
 
-@pytest.mark.parametrize('shape', SHAPES)
+@pytest.mark.parametrize('shape', INVENTORY_SHAPES)
 def test_inventory_plugin_reads_the_shape(shapes, shape):
     fleet = shapes[shape]
     data = inventory_list(fleet.config)
@@ -228,7 +234,7 @@ def pull(fleet, host):
     return json.loads(proc.stdout)[0]['outputs']['out']
 
 
-@pytest.mark.parametrize('shape', SHAPES)
+@pytest.mark.parametrize('shape', PUBLISH_SHAPES)
 def test_publish(shapes, shape):
     fleet = shapes[shape]
     run = fleet.publish()

@@ -151,6 +151,8 @@ def test_check_diff_shows_the_closure_diff_of_an_other_nix_host(mix_fleet):
                               'oth1': 'would switch', 'oth2': 'unchanged'}, run
 
 
+# copy to the other Nix: test_first_deploy_switches_every_host; its rollback is the target's own Nix
+@pytest.mark.here_only
 def test_failing_other_nix_host_rolls_back_and_the_others_switch(mix_fleet):
     lab, flake = mix_fleet.lab, mix_fleet.flake
     before = {host: lab.active(host) for host in lab.hosts}

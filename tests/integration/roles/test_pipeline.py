@@ -218,6 +218,8 @@ def test_every_host_confirms_its_own_activation(pip_fleet):
     assert len(jobs) == 1 and run.stats()[jobs[0]] == summary, run.stats()
 
 
+# its serial batches and the stop between them: test_failing_canary_stops_the_rest
+@pytest.mark.here_only
 def test_batch_over_its_percentage_stops_the_next(pip_fleet):
     """Two hosts per batch, one of the first batch fails: 50% is more than
     nix_max_fail_percentage 40, so the second batch never starts (Ansible's own

@@ -192,6 +192,8 @@ def test_a_stopped_builder_is_skipped_and_named_and_every_host_deployed(bld_flee
         assert [s['name'] for s in records[host]['builders_skipped']] == ['b1']
 
 
+# builder logins that fail: test_a_stopped_builder_is_skipped_...; failing every host is our logic
+@pytest.mark.here_only
 def test_no_builder_alive_fails_every_host_at_build(bld_fleet):
     fleet, lab = bld_fleet, bld_fleet.lab
     assert lab.power_state('b1') == 'off'

@@ -24,7 +24,8 @@ import pytest
 
 from tests.deploy_fleet import DeployFleet, prepare, write_inventory
 
-pytestmark = pytest.mark.lab
+# its calls: test_new_user's key and units mistakes; dry-activate: test_nix_activate's check test
+pytestmark = [pytest.mark.lab, pytest.mark.here_only]
 
 HOSTS = [{'name': 'f1', 'persona': 'nixos'}, {'name': 'f2', 'persona': 'nixos'},
          {'name': 'f3', 'persona': 'nixos'}]

@@ -134,6 +134,8 @@ def test_healthy_fleet_passes_its_checks_before_confirming(fleet):
             'ActiveState': 'active', 'Description': 'lab %s 1: %s' % (host, service(host))}
 
 
+# its check and rollback calls: test_healthy_fleet_passes_... and test_a_tcp_port_that_accepts_...
+@pytest.mark.here_only
 def test_http_500_on_one_of_four_rolls_that_host_back(fleet):
     lab = fleet.lab
     fleet.version('2', h2={'http_status': 500})
@@ -167,6 +169,8 @@ def test_http_500_on_one_of_four_rolls_that_host_back(fleet):
     assert unit(lab, 'h3', service('h3'), 'Description')['Description'].startswith('lab h3 2:')
 
 
+# its check and rollback calls: test_healthy_fleet_passes_... and test_a_tcp_port_that_accepts_...
+@pytest.mark.here_only
 def test_command_and_unit_checks_fail_hosts_the_same_way(fleet):
     lab = fleet.lab
     before = {h: lab.active(h) for h in NIXOS}
@@ -212,6 +216,8 @@ def test_check_mode_skips_the_checks_and_says_so(fleet):
     assert {h: lab.active(h) for h in NIXOS} == before
 
 
+# its undo's nix-env calls: test_nix_activate's rollback tests; -l: test_a_tcp_port_that_accepts_...
+@pytest.mark.here_only
 def test_without_magic_rollback_a_failed_check_still_fails_and_rolls_back(fleet):
     lab = fleet.lab
     unhealthy = ('h3', 'h4')

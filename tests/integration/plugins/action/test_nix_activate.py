@@ -168,6 +168,8 @@ def test_rollback_to_a_given_generation(act):
     assert act.profile('n1') == (first, wanted['v1'])
 
 
+# its switch calls: test_switch_confirm_and_manual_rollback_on_every_persona on the current stack
+@pytest.mark.here_only
 def test_second_identical_run_changes_nothing(act):
     hosts = ['n1', 'd1', 'a1', 'm1']
     before = {host: len(act.history(host)) for host in hosts}
@@ -263,6 +265,8 @@ def test_failing_activation_rolls_back_automatically(act):
     assert act.lab.active('n3') == act.system('n3', 'v1')
 
 
+# its activation and rollback calls: test_failing_activation_rolls_back_automatically
+@pytest.mark.here_only
 def test_hanging_activation_is_stopped_and_rolled_back(act):
     run = deploy(act, {'n3': 'hang'}, base='v1', activation_timeout=3)
     res = failed(run, 'activate', 'n3')
@@ -274,6 +278,8 @@ def test_hanging_activation_is_stopped_and_rolled_back(act):
     assert left.stdout.strip() == '0', left.stdout
 
 
+# its activation calls: test_failing_activation_rolls_back_automatically; the rest is target sh
+@pytest.mark.here_only
 def test_rollbacks_can_be_turned_off(act):
     before = set(runner_states(act, 'n3'))
     tasks = [activate_task('baseline', act.system('n3', 'v1'), magic_rollback=False),
@@ -344,6 +350,8 @@ def test_ssh_session_killed_mid_activation(act):
     act.lab.run_in('n1', ['rm', '-f', RELEASE])
 
 
+# its by-hand confirmations: test_ssh_session_killed_mid_activation; the lock is target sh
+@pytest.mark.here_only
 def test_concurrent_activations_are_serialized(act):
     baseline(act, ['n3'], 'v1')
     history = len(act.history('n3'))
@@ -392,6 +400,8 @@ def test_concurrent_activations_are_serialized(act):
     assert len(act.history('n3')) == history + 2
 
 
+# its activation calls: test_switch_confirm_and_manual_rollback_on_every_persona; lock: target sh
+@pytest.mark.here_only
 def test_lock_timeout_and_stale_lock(act):
     baseline(act, ['n3'], 'v1')
     lock = STATE_DIR['nixos'] + '/lock'
@@ -413,6 +423,8 @@ def test_lock_timeout_and_stale_lock(act):
 
 
 # ---------------------------------------------------------------- goals, check mode
+# its profile and by-hand confirm calls: test_switch_confirm_..., test_ssh_session_killed_...
+@pytest.mark.here_only
 def test_nixos_goals_test_and_boot(act):
     # by hand: activate, then a new connection and state=confirmed
     run = deploy(act, {'n1': 'v2'}, goal='test', base='v1', confirm=True)
@@ -450,6 +462,8 @@ def test_check_mode_changes_nothing(act):
     assert act.profile('n1') == before['n1'][0]
 
 
+# its calls: test_switch_confirm_and_manual_rollback_on_every_persona; the checks are our own
+@pytest.mark.here_only
 def test_bad_parameters_fail_clearly(act):
     run = act.play([activate_task('activate', '/nix/store/x', goal='boot')], ['a1'])
     assert 'nix-on-droid supports the goals switch, not boot' in failed(run, 'activate', 'a1')['msg']

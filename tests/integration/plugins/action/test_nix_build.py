@@ -248,6 +248,8 @@ def test_given_no_derivation_it_evaluates_as_nix_eval_does(evb_lab, tmp_path, ca
     assert len(evaluations) == 1, evaluations
 
 
+# a loop's items (the same request stream): test_nix_eval's test_a_loop_...; builds: the tests above
+@pytest.mark.here_only
 def test_a_loop_gets_each_item_its_own_build(evb_lab, tmp_path):
     """nix_build in a loop over two derivations per host (its own system,
     then its neighbour's): each item is built and answered for its own

@@ -111,7 +111,9 @@ def test_parallel_copy_to_8_hosts_then_nothing_to_send(cpy_lab, cpy_flake, cpy_k
     print('second copy: link bytes per host %s' % crossed)
 
 
-@pytest.mark.parametrize('compress', [False, True])
+@pytest.mark.parametrize('compress', [
+    # its own nix copy login: test_partial_closure_...; not riding the master is our Python
+    pytest.param(False, marks=pytest.mark.here_only), True])
 def test_copy_rides_the_master_only_when_it_compresses_as_asked(
         cpy_lab, cpy_flake, tmp_path, compress):
     """Ansible's default ssh_args have -C: its master compresses. A copy with
@@ -213,6 +215,8 @@ def test_cascade_through_every_persona(cpy_lab, cpy_flake, cpy_keys, tmp_path):
     print('cascade to every persona: %s' % dict((h, o['copied_from']) for h, o in copies.items()))
 
 
+# the copy in check and diff mode: test_deploy_role's and test_hostile_fleet's --check --diff runs
+@pytest.mark.here_only
 def test_check_mode_copies_nothing_and_reports(cpy_lab, cpy_flake, tmp_path):
     lab, hosts = cpy_lab, ['h1', 'h3', 'h4']
     paths = {h: cpy_flake.build(h, extra_paths=2, extra_bytes=400000, extra_seed='chk-' + h)
@@ -289,6 +293,8 @@ def test_cache_and_substitute_modes_send_no_closure_bytes(cpy_lab, cpy_flake, cp
     print('cache: served %d bytes, link bytes %s' % (served, crossed))
 
 
+# its refusal: test_new_user's test_untrusted_user_...; signed copies: test_parallel_copy_... (h4)
+@pytest.mark.here_only
 def test_signing_for_non_trusted_user(cpy_lab, cpy_flake, cpy_keys, tmp_path):
     """h6 (darwin) without become: deploy is not trusted, so unsigned paths are
     refused; signed with a key h6 trusts, they are accepted."""
@@ -318,6 +324,8 @@ def test_signing_for_non_trusted_user(cpy_lab, cpy_flake, cpy_keys, tmp_path):
     assert cpy_flake.missing_on(host, path) == []
 
 
+# its probe and push on nix-on-droid: test_parallel_copy_...; a wrong folder is the probe's sh
+@pytest.mark.here_only
 def test_wrong_remote_nix_dir_fails_clearly(cpy_lab, cpy_flake, tmp_path):
     lab, host = cpy_lab, 'h7'
     path = cpy_flake.build(host, extra_paths=1, extra_bytes=1000, extra_seed='dir')
@@ -332,6 +340,8 @@ def test_wrong_remote_nix_dir_fails_clearly(cpy_lab, cpy_flake, tmp_path):
     assert good.result('copy', host)['result']['remote_nix_dir'] == lab.hosts[host]['nix_dir']
 
 
+# a changed host key refused at the copy: test_cascade's faults (h5) and test_hostile_fleet's h5
+@pytest.mark.here_only
 def test_changed_host_key_fails_closed(cpy_lab, cpy_flake, tmp_path):
     """The host key changes after Ansible's connection was opened. Riding
     that open connection (ControlPersist) is safe: it was checked when it was

@@ -103,6 +103,8 @@ def test_flake_with_packages_evaluates_its_systems(evb_lab, tmp_path):
     assert len(calls(log, 'eval')) == 1
 
 
+# its evaluation: test_eight_hosts_one_process; the configuration shared is our expression
+@pytest.mark.here_only
 def test_shared_configuration_evaluates_once(evb_lab, tmp_path):
     # h1 and h5 (both nixos) deploy one configuration "web"
     flake = make_flake(tmp_path / 'flake', evb_lab, shared={'h1': 'web', 'h5': 'web'})
@@ -189,6 +191,8 @@ def test_explicit_arguments_and_per_host_templates(evb_lab, tmp_path):
     assert run.result('templated', 'h2')['result']['out_path'] == truth(flake, 'h2')['outPath']
 
 
+# hosts asking again: test_explicit_arguments_...; two evaluators: test_parallel_evaluators_...
+@pytest.mark.here_only
 def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_path, calibrated):
     """``attr`` templated per host to another variable than nix_attr: the
     batch's process sees only the first host's value, so the other hosts ask
@@ -240,6 +244,8 @@ def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_p
     assert sum(f['evaluated'] for f in figures) == len(evb_lab.hosts) + 7, figures
 
 
+# per-host attributes asked again: test_explicit_arguments_... and test_a_loop_gets_each_item_...
+@pytest.mark.here_only
 def test_a_request_the_batch_could_not_form_is_asked_again(evb_lab, tmp_path):
     """``attr`` templated per host, empty on h1 (its system comes from its
     platform) and given on the others, which have no platform variable. h1

@@ -329,6 +329,8 @@ def test_keys_reach_every_host_before_and_after_activation(key):
     assert 'SSH: EXEC' in shown and 'The nix_keys probe' in shown, shown[-2000:]
 
 
+# its vault, key and activation calls: test_keys_reach_every_host_before_and_after_activation
+@pytest.mark.here_only
 def test_second_run_changes_nothing(key):
     run = key.deploy(args=['-vvv'])
     assert run.rc == 0, run
@@ -377,6 +379,8 @@ def test_check_and_diff_show_what_changes_and_change_nothing(key):
     assert_no_secret(key, run.stdout, run.stderr, json.dumps(run.records))
 
 
+# its key, prune and rollback calls: test_keys_reach_every_host_... and test_check_and_diff_...
+@pytest.mark.here_only
 def test_rolled_back_host_gets_no_post_activation_key(key):
     run = key.deploy(args=['-e', 'nix_keys_prune=true'])
     assert run.rc != 0, run
@@ -421,6 +425,8 @@ def test_colmena_hive_keys_deploy_through_the_inventory_plugin(key):
     assert_no_secret(key, run.stdout, run.stderr)
 
 
+# its nix_keys and nix_activate calls: test_links_the_keys_owner_... and test_keys_reach_...
+@pytest.mark.here_only
 @pytest.mark.parametrize('module', ['nix_keys', 'nix_activate'])
 def test_errors_name_host_and_key_and_spare_the_others(key, module):
     """One run, one failure per host but n2's: nix_keys alone, and nix_activate

@@ -255,6 +255,8 @@ def wait_until(predicate, thread=None, timeout=None):
 
 
 # ---------------------------------------------------------------- NixOS
+# its switch calls: test_nix_activate's test_switch_confirm_and_manual_rollback_on_every_persona
+@pytest.mark.here_only
 def test_nixos_install_bootloader_is_always_passed(rules):
     """NIXOS_INSTALL_BOOTLOADER is passed on every switch: 0, or 1 when asked."""
     extra = {'n1': {'boot': False}, 'n2': {'boot': True}}
@@ -314,6 +316,8 @@ def test_nixos_switch_lock_of_another_switch_is_waited_for(rules):
                for line in ok(run, 'activate', 'n2')['log_tail'])
 
 
+# its switch calls: test_nix_activate's every-persona test; the switch lock's wait is target sh
+@pytest.mark.here_only
 def test_nixos_switch_lock_held_too_long_fails_without_a_rollback(rules):
     """Held longer than lock_timeout: n2 fails saying so, nothing was
     activated or rolled back, no generation it had is gone."""
@@ -338,6 +342,8 @@ def test_nixos_switch_lock_held_too_long_fails_without_a_rollback(rules):
     assert len(rules.history('n2')) == history  # no switch ran at all
 
 
+# its check mode and dry-activate calls: test_nix_activate's test_check_mode_changes_nothing
+@pytest.mark.here_only
 def test_nixos_dry_runs_honour_pre_switch_checks(rules):
     """n1's new system changes a switch inhibitor: its dry run (check mode,
     goal dry-activate) is refused like the switch, and
@@ -366,6 +372,8 @@ def test_nixos_dry_runs_honour_pre_switch_checks(rules):
         assert rules.active(host) == rules.system(host, 'v1')
 
 
+# its rollback calls: test_nix_activate's test_switch_confirm_and_manual_rollback_on_every_persona
+@pytest.mark.here_only
 def test_nixos_rolling_back_a_test_activation_leaves_the_profile(rules):
     """goal test, then a rollback with goal test: the profile's current
     generation is active again; the profile and the boot entry never moved."""
@@ -387,6 +395,8 @@ def test_nixos_rolling_back_a_test_activation_leaves_the_profile(rules):
         assert rules.history(host)[-1].split()[1:3] == ['test', rules.system(host, 'v1')]
 
 
+# its switch and failed-activation calls: test_nix_activate's every-persona and failure tests
+@pytest.mark.here_only
 def test_reactivate_repairs_a_host_left_with_failed_units(rules):
     """n1's units failed (kept with auto_rollback off): a second deploy
     changes nothing by default; reactivate runs switch-to-configuration
@@ -438,6 +448,8 @@ def test_darwin_runs_activate_user_as_the_user_first_unless_deprecated(rules):
 
 
 # ---------------------------------------------------------------- nix-on-droid
+# its rollbacks through the generation link: test_nix_activate's every-persona and failure tests
+@pytest.mark.here_only
 def test_nix_on_droid_rollback_switches_back_through_the_generation_link(rules):
     """Rolling back runs nix-on-droid-(N-1)-link/activate, which switches
     the profile back to that generation: no new generation appears."""
@@ -503,6 +515,8 @@ def test_home_manager_finds_nix_and_its_profile_folder(rules):
         assert rules.active(host) == rules.system(host, 'v1')
 
 
+# its dry run and rollback calls: test_nix_activate's check mode and failing-activation tests
+@pytest.mark.here_only
 def test_home_manager_backup_extension_and_dry_run(rules):
     """A file in the way of one the configuration manages: the activation
     fails (and rolls back) without a backup extension, and moves it aside

@@ -148,6 +148,8 @@ def test_always_reboots_every_host_into_its_first_system(fleet):
         assert found[host]['result']['detached_with'] == 'systemd-run', found[host]
 
 
+# reboot: test_always_reboots_every_host_into_its_first_system; undo: test_nix_activate's rollbacks
+@pytest.mark.here_only
 def test_when_needed_fleet(fleet):
     """One run: r1 gets a new kernel (reboots, fine); r2 a new kernel but its
     boot loader falls back to the old entry (wrong system); r3 a new kernel
@@ -246,6 +248,8 @@ def test_when_needed_fleet(fleet):
         'lab r2 1: lab-r2.service'
 
 
+# reboot: test_always_reboots_every_host_into_its_first_system; undo: test_nix_activate's rollbacks
+@pytest.mark.here_only
 def test_the_same_host_unhealthy_after_its_reboot_gets_its_previous_boot_default(fleet):
     """r1 reboots into a system whose check fails; r2 reboots into a healthy
     one (its boot loader works again); r5 switches without a reboot."""
@@ -288,6 +292,8 @@ def test_the_same_host_unhealthy_after_its_reboot_gets_its_previous_boot_default
         'lab r1 2: lab-r1.service'
 
 
+# its calls: test_always_reboots_every_host_into_its_first_system (it needs test_when_needed_fleet)
+@pytest.mark.here_only
 def test_forced_switch_and_a_lock_left_by_a_reboot(fleet):
     """r6 switches through its changed inhibitors with nix_pre_switch_checks
     false (NIXOS_NO_CHECK=1); r5 finds a lock taken before a reboot whose pid

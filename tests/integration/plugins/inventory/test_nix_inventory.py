@@ -238,6 +238,8 @@ def test_missing_source_names_it(tmp_path):
     assert said('the flake has no deploy-rs nodes (deploy.nodes)', proc.stderr)
 
 
+# its skip warning and strict failure: test_nix_inventory_trust.py on the current stack
+@pytest.mark.here_only
 def test_node_without_address_warns_or_fails_under_strict(tmp_path):
     path = write_flake(str(tmp_path), '''
     { outputs = { self }: { inventory = { ok.host = "10.0.0.1"; lost.tags = [ "x" ]; }; }; }
@@ -304,6 +306,8 @@ def test_cached_second_parse_runs_no_nix(tmp_path, flake):
     assert calls(counter, 'eval') == 2
 
 
+# the lab's own flake; the three sources: test_three_shapes_same_hosts_groups_and_connection
+@pytest.mark.here_only
 def test_lab_fixture_flake_three_shapes_agree(tmp_path):
     """The lab's fixture flake: inventory, colmena and deploy outputs agree."""
     from tests.lab.fixtures import FleetFlake

@@ -148,8 +148,13 @@ def test_hostile_nodes_are_skipped_by_name_and_field(hostile, source, tmp_path):
 
 @pytest.mark.parametrize('source, node', [
     # the first hostile node in flake order (names sorted) fails the parse
-    ('inventory', 'evil-host'), ('colmena', "'-oProxyCommand=touch"), ('deploy-rs', 'evil-hostname'),
-    ('configurations', "'-oProxyCommand=touch"),
+    ('inventory', 'evil-host'),
+    # strict: [inventory-evil-host]; its source's evaluation: test_hostile_nodes_...[colmena]
+    pytest.param('colmena', "'-oProxyCommand=touch", marks=pytest.mark.here_only),
+    # strict: [inventory-evil-host]; its source's evaluation: test_hostile_nodes_...[deploy-rs]
+    pytest.param('deploy-rs', 'evil-hostname', marks=pytest.mark.here_only),
+    # strict: [inventory-evil-host]; its source's evaluation: test_hostile_nodes_...[configurations]
+    pytest.param('configurations', "'-oProxyCommand=touch", marks=pytest.mark.here_only),
 ])
 def test_strict_fails_naming_the_node(hostile, source, node):
     path, _prefix = hostile
