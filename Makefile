@@ -335,10 +335,12 @@ demo-down: venv
 bench: deps
 	$(VENV)/bin/python -m benchmarks $${BENCH_ARGS:-}
 
-# The fault suite against the lab (root), all of it (3-4 minutes). The fast
-# cases alone: FAULTS_MARKERS='faults and not slow'.
+# The fault suite against the lab (root), all of it (about 6 minutes). The fast
+# cases alone: FAULTS_MARKERS='faults and not slow'. TEST_WORKERS side by side,
+# a module each (each worker brings up the fleets its modules use, in a lab
+# root of its own): much of a fault case is waiting for a host or a timeout.
 faults: deps
-	$(VENV)/bin/python -m pytest tests/faults -q -m "$${FAULTS_MARKERS:-faults}"
+	$(VENV)/bin/python -m pytest tests/faults -q $(PYTEST_WORKERS) -m "$${FAULTS_MARKERS:-faults}"
 
 # The chaos campaign (root): ROUNDS rounds of random faults at random moments on
 # a dozen-host lab fleet (lab `chaos`), each checked against the invariants
