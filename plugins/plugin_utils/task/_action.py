@@ -63,6 +63,8 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
     NixdeployError, internal_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import (
+    freeze_inherited, in_forked_worker)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
     printable, printable_lines)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge
@@ -147,6 +149,9 @@ class NixdeployAction(ActionBase):
     _target = None
 
     def run(self, tmp=None, task_vars=None):
+        if in_forked_worker():
+            # the worker's collections walk its own objects only (_forked)
+            freeze_inherited()
         task_vars = task_vars or {}
         result = super(NixdeployAction, self).run(tmp, task_vars)
         del tmp

@@ -34,6 +34,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors imp
     NixdeployError, internal_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _wakeup
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import freeze_inherited
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     _entry_path, _folder)
 
@@ -145,6 +146,8 @@ class Stream(object):
             # the worker's handlers pass signals on to its task: not ours
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, signal.SIG_DFL)
+            # the batch's work walks its own objects, not the worker's (_forked)
+            freeze_inherited()
             self._detach(running)
             code = self._run(work, main_pid)
         except BaseException:  # pylint: disable=broad-except
