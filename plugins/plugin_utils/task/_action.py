@@ -63,8 +63,6 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
     NixdeployError, internal_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import (
-    freeze_inherited, in_forked_worker)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
     printable, printable_lines)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge
@@ -74,6 +72,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._diagnosis im
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     Batch, play_uuid, task_batch, work_key)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import (
+    freeze_inherited, in_forked_worker)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stats import (
     phase_stats, record_problems, recorded_results)
 

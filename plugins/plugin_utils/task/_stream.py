@@ -34,9 +34,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors imp
     NixdeployError, internal_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _wakeup
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import freeze_inherited
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     _entry_path, _folder)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import freeze_inherited
 
 # How often a waiting host without a doorbell looks for its entry (and the
 # serving process for requests): it backs off from the first to the last
