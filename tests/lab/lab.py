@@ -32,6 +32,7 @@ collection at a chosen moment, a stopped daemon, a read-only store, a sudo
 that asks for a password) are Lab's methods too: target_faults.py.
 """
 
+import contextlib
 import fcntl
 import glob
 import json
@@ -53,7 +54,9 @@ ROOT = os.environ.get('NIXDEPLOY_LAB_ROOT', '/var/lib/nixdeploy-lab')
 # labs alike (the bridge a lab creates is its claim on its /24, whoever asks)
 if os.environ.get('PYTEST_XDIST_WORKER'):
     ROOT = os.path.join(ROOT, os.environ['PYTEST_XDIST_WORKER'])
-# useradd/usermod refuse to run while another holds /etc/passwd's lock
+# useradd/usermod refuse to run while another holds /etc/passwd's lock, and
+# a copy of /etc (a systemd host's root) made while they run meets their lock
+# and temporary files vanishing under it: all of these take this lock.
 USERS_LOCK = '/run/nixdeploy-lab-users.lock'
 # 10.213.<index>.0/24, one /24 per lab; only ever addressed on the lab bridge.
 SUBNET_PREFIX = '10.213'
@@ -128,6 +131,14 @@ def sh(argv, check=True, **kwargs):
         raise LabError('%s failed (%s): %s' % (' '.join(argv), proc.returncode,
                                                (proc.stderr or proc.stdout).strip()))
     return proc
+
+
+@contextlib.contextmanager
+def users_locked():
+    """Hold USERS_LOCK: no user or group is added or changed meanwhile."""
+    with open(USERS_LOCK, 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 class LabError(Exception):
@@ -463,8 +474,7 @@ class Lab(TargetFaults):
 
     @staticmethod
     def _ensure_users():
-        with open(USERS_LOCK, 'a') as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with users_locked():
             Lab._ensure_users_locked()
 
     @staticmethod

@@ -58,7 +58,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if __name__ == '__main__':
     sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from tests.lab.lab import POWER_DEFAULTS, SSHD_POLICY, LabError, _pid_gone, _read_pid, _write  # noqa: E402
+from tests.lab.lab import POWER_DEFAULTS, SSHD_POLICY, LabError, _pid_gone, _read_pid, _write, users_locked  # noqa: E402
 
 NSPAWN = 'systemd-nspawn'
 MACHINE = 'machine'
@@ -204,7 +204,10 @@ def make_machine(host, labdir):
     os.makedirs(os.path.join(root, 'tmp'))
     os.chmod(os.path.join(root, 'tmp'), 0o1777)
     etc = os.path.join(root, 'etc')
-    subprocess.run(['cp', '-a', '/etc', etc], check=True)
+    # under the users' lock: a useradd beside it (another lab, the EE's node)
+    # would make its lock and temporary files vanish in the middle of the copy
+    with users_locked():
+        subprocess.run(['cp', '-a', '/etc', etc], check=True)
     # nspawn checks /etc/os-release before /usr is bound: a file, not a link
     for name in ('os-release', 'machine-id', 'fstab', 'hostname', 'resolv.conf', 'mtab'):
         path = os.path.join(etc, name)

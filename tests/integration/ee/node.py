@@ -23,6 +23,8 @@ import time
 
 from importlib.metadata import version
 
+from tests.lab.lab import users_locked
+
 USER = 'nixdeploy-awx'
 HOME = '/var/lib/nixdeploy-awx'
 SUBIDS = '300000-365535'   # beside the lab's deploy (100000) and app (165536) ranges
@@ -38,6 +40,20 @@ VENV = os.path.join(HOME, 'venv')
 def _run(argv, check=False, **kwargs):
     return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=check,
                           universal_newlines=True, stdin=subprocess.DEVNULL, **kwargs)
+
+
+def _add_user():
+    """The node's system user and its subordinate ids (under the users' lock)."""
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        _run(['useradd', '--system', '--create-home', '--home-dir', HOME, '--shell',
+              '/usr/sbin/nologin', USER], check=True)
+    for name in ('/etc/subuid', '/etc/subgid'):
+        with open(name) as handle:
+            if not any(line.startswith(USER + ':') for line in handle):
+                flag = '--add-subuids' if name.endswith('uid') else '--add-subgids'
+                _run(['usermod', flag, SUBIDS, USER], check=True)
 
 
 def env(containers_conf):
@@ -65,16 +81,8 @@ def prepare(containers_conf):
                     env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'))
         if proc.returncode != 0:
             return 'apt-get install %s: %s' % (' '.join(missing), proc.stderr[-500:]), 0
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        _run(['useradd', '--system', '--create-home', '--home-dir', HOME, '--shell',
-              '/usr/sbin/nologin', USER], check=True)
-    for name in ('/etc/subuid', '/etc/subgid'):
-        with open(name) as handle:
-            if not any(line.startswith(USER + ':') for line in handle):
-                flag = '--add-subuids' if name.endswith('uid') else '--add-subgids'
-                _run(['usermod', flag, SUBIDS, USER], check=True)
+    with users_locked():   # beside a lab's useradd or its copy of /etc
+        _add_user()
     config = os.path.join(HOME, '.config', 'containers')
     os.makedirs(config, exist_ok=True)
     with open(os.path.join(config, 'storage.conf'), 'w') as handle:
