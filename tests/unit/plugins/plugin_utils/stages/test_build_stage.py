@@ -12,7 +12,8 @@ import threading
 import pytest
 
 from tests.collection import collections_path
-from tests.unit.plugins.plugin_utils.stages.stage_nix import Flake, controller_folders, options
+from tests.unit.plugins.plugin_utils.stages.stage_nix import (
+    SANDBOX_OFF, Flake, controller_folders, options)
 
 sys.path.insert(0, collections_path())
 
@@ -41,10 +42,10 @@ def flake(tmp_path, monkeypatch):
     return Flake(tmp_path / 'flake')
 
 
-def stage(tmp_path, check_mode=False, hostvars=None):
+def stage(tmp_path, check_mode=False, hostvars=None, nix_options=None):
     args = dict(_nix.options_of({}), timeout=120, gc_root_dir=str(tmp_path / 'roots'),
                 builder_min_free_mb=0)
-    return _build_stage.BuildStage(options(), args, check_mode, hostvars or {})
+    return _build_stage.BuildStage(options(nix_options), args, check_mode, hostvars or {})
 
 
 def request(drv=None, evaluate=None, build_on='controller'):
@@ -94,7 +95,8 @@ def test_a_host_is_answered_when_its_own_system_is_built(tmp_path, flake, monkey
     slow, good = flake.drv('slow'), flake.drv('good')
     slow_out = _nix.NixCommand(options()).json(
         'eval', ['--json', '%s#slow.outPath' % flake.ref], 'eval')
-    stage(tmp_path).wave({'web1': request(good), 'batch': request(slow)}, put)
+    stage(tmp_path, nix_options=SANDBOX_OFF).wave({'web1': request(good), 'batch': request(slow)},
+                                                  put)
     assert answers.order == ['web1', 'batch']
     assert seen == {'web1': True, 'slow built then': False, 'batch': True}
 
