@@ -82,13 +82,18 @@ on_exit() {
          case $RC in
            0) ;;
            [1-9]|[1-9][0-9]|1[01][0-9]|12[0-7]) undo=1 ;;
-           # stopped by a signal (the shutdown's) or still under way: where
-           # a link names what runs (NixOS, nix-darwin), how far it got
-           # decides what boots, and it is left as it is. Where none does
-           # (home-manager, nix-on-droid), what runs is this runner's record
-           # (D/active), written only by a run that ended well, and no boot
-           # activates the profile: undone, as not started
-           *) [ -n "$CURRENT_LINK" ] || undo=1 ;;
+           # stopped by a signal (the shutdown's) or still under way. Where
+           # no link names what runs (home-manager, nix-on-droid), what runs
+           # is this runner's record (D/active), written only by a run that
+           # ended well, and no boot activates the profile: undone, as not
+           # started. Where a link names it (NixOS, nix-darwin), an
+           # activation still under way is left to finish; one the signal
+           # stopped is undone unless the link names NEW (it took effect):
+           # nix-darwin's boot activates the profile, so a profile left on
+           # NEW would boot a generation that never ran
+           '') [ -n "$CURRENT_LINK" ] || undo=1 ;;
+           *) if [ -z "$CURRENT_LINK" ]; then undo=1
+              else active_path; [ "$ACTIVE_PATH" = "$NEW" ] || undo=1; fi ;;
          esac
        fi
        if [ "$MODE" = activate ] && [ "$ACTIVATED" = 0 ] && [ "$undo" = 1 ]; then

@@ -180,16 +180,22 @@ def _wait_for(path, seconds=20.0):
     return int(open(path).read())
 
 
-@pytest.mark.parametrize('link,shutdown', [(False, True), (False, False), (True, True)],
-                         ids=['no-link-shutdown', 'no-link-unit-stopped', 'link-shutdown'])
-def test_a_run_stopped_during_its_activation(host, monkeypatch, tmp_path, link, shutdown):
+@pytest.mark.parametrize('link,shutdown,took_effect', [
+    (False, True, False), (False, False, False), (True, True, False), (True, True, True)],
+    ids=['no-link-shutdown', 'no-link-unit-stopped', 'link-shutdown-before-it-took-effect',
+         'link-shutdown-after-it-took-effect'])
+def test_a_run_stopped_during_its_activation(host, monkeypatch, tmp_path, link, shutdown,
+                                             took_effect):
     """Seed 254858 round 1 (docs/faults.md): a home-manager host rebooted
     while its activation ran. Where no link names what runs (home-manager,
     nix-on-droid), what runs is the runner's record, which a stopped run
     never writes, and no boot activates the profile: the profile goes back,
     whether the shutdown stopped the activation too or it went on (then the
-    run stops it). Where a link names it (NixOS), how far the activation got
-    decides what boots: the profile stays (seed 54 round 4)."""
+    run stops it). Where a link names it (NixOS, nix-darwin), the link says
+    how far the activation got: one that made the new system current stays
+    (seed 54 round 4), one stopped before that is undone as not started
+    (seed 2611 round 27: a nix-darwin host, whose boot activates the
+    profile, kept a generation that never ran)."""
     if link:
         current = tmp_path / 'current'
         spec = _platforms.PLATFORMS['nixos']
@@ -203,6 +209,10 @@ def test_a_run_stopped_during_its_activation(host, monkeypatch, tmp_path, link, 
     assert values['run'] == 'r2', values['output']
     activation = _wait_for(os.path.join(new, 'pid'))
     runner = _wait_for(os.path.join(host.state_dir(), 'runs', 'r2', 'pid'))
+    if took_effect:
+        # as switch-to-configuration's activation script does, before its units
+        os.unlink(str(current))
+        current.symlink_to(new)
     os.kill(runner, 15)
     if shutdown:
         os.kill(activation, 15)
@@ -210,7 +220,7 @@ def test_a_run_stopped_during_its_activation(host, monkeypatch, tmp_path, link, 
     values = host.sh(_programs.poll_script('nixos', 'r2', **host.common))[0]
     assert values['state'] == 'failed', values['output']
     assert 'stopped unexpectedly in state running' in values['reason']
-    if link:
+    if took_effect:
         assert 'is back' not in values['reason']
         assert host.generations() == ('2', ['1', '2'])
     else:
