@@ -54,6 +54,12 @@ _LOOKS = (0.02, 0.05, 0.1, 0.2)
 GATHER_QUIET = 0.05
 GATHER_STALL = 1.0
 GATHER_MAX = 5.0
+# A serving process whose batch still has hosts to come (expected, and
+# neither asked nor declined) waits for them up to LINGER seconds after its
+# last wave instead of ending. On host_pinned the hosts reach the build one
+# by one, and a new process is two forks of a worker: each costs in
+# proportion to ansible-playbook's heap, which grows with the fleet.
+LINGER = 30.0
 
 
 class StreamError(NixdeployError):
@@ -334,7 +340,8 @@ class Service(Stream):
     A host writes its request, then starts the batch's process unless one
     is serving; the process takes every request waiting, up to ``slots``
     waves at once (a wave: ``serve({host: request}, put)`` in a thread of
-    its own), and ends when nothing waits and no wave runs. Hosts that ask
+    its own), and ends when nothing waits and no wave runs (while hosts it
+    expects have yet to ask, ``LINGER`` seconds after that). Hosts that ask
     together share a wave (one ``nix build`` for their systems), a host that
     asks while other waves run does not wait for them. The process decides
     to end under the same lock a host takes to ask, so no request is left
@@ -352,6 +359,8 @@ class Service(Stream):
 
     def __init__(self, base_dir, kind, key):
         super(Service, self).__init__(base_dir, kind, key)
+        # the serving process's: the hosts expected that have not asked yet
+        self._to_come = set()
         stem = self.done_path[:-len('.json')]
         self.requests_dir = stem + '.requests'
         self.alive_path = stem + '.alive'
@@ -403,7 +412,7 @@ class Service(Stream):
 
     def _take(self, waiting):
         """Every request waiting, each once: {host: request}. The hosts
-        taken, or declined, leave ``waiting``."""
+        taken, or declined, leave ``waiting`` (and the hosts yet to come)."""
         taken = {}
         for name in sorted(os.listdir(self.requests_dir)):
             if name.startswith('.'):
@@ -416,6 +425,7 @@ class Service(Stream):
                 pass
             if isinstance(found, dict) and 'host' in found:
                 waiting.discard(found['host'])
+                self._to_come.discard(found['host'])
                 if not found.get('declined'):
                     taken[found['host']] = found.get('request')
         return taken
@@ -433,13 +443,17 @@ class Service(Stream):
         # the first wave waits for the hosts expected; later ones (hosts
         # that come while waves run) for the quiet
         expecting = bool(waiting)
+        self._to_come = set(waiting)
+        busy = time.monotonic()
         while True:
             waves = [wave for wave in waves if wave.is_alive()]
             with open(self.lock_path, 'a') as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
                     taken = self._take(waiting) if len(waves) < slots else {}
-                    if not taken and not waves:
+                    if taken or waves:
+                        busy = time.monotonic()
+                    elif not self._to_come or time.monotonic() - busy > LINGER:
                         os.unlink(self.alive_path)
                         return None
                 finally:

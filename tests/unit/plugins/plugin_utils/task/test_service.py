@@ -115,6 +115,33 @@ def test_a_host_that_never_asks_holds_the_first_wave_only_so_long(tmp_path):
     assert service.answer('late', members, timeout=60)['wave'] == ['late']
 
 
+def test_a_host_of_the_batch_that_comes_after_a_wave_finds_the_process_serving(tmp_path):
+    """On host_pinned the hosts reach the build one by one: a host of the
+    batch that asks after the last wave ended is served by the same
+    process, not by a new one (two forks of a worker, whose cost grows
+    with ansible-playbook's heap)."""
+    service = Service(str(tmp_path), 'build', 'k')
+    batch = ['h1', 'h2']
+    assert service.request('h1', 'a', members, expected=batch)
+    assert service.answer('h1', members, timeout=60)['wave'] == ['h1']
+    time.sleep(0.5)   # a process that ends after its last wave has ended by now
+    assert not service.request('h2', 'b', members, expected=batch)
+    assert service.answer('h2', members, timeout=60)['wave'] == ['h2']
+
+
+def test_a_process_waits_for_a_host_that_never_asks_only_so_long(tmp_path, monkeypatch):
+    """An expected host that never asks (it failed before its build) keeps
+    the process no longer than LINGER after its last wave."""
+    monkeypatch.setattr(_stream, 'LINGER', 0.5)
+    service = Service(str(tmp_path), 'build', 'k')
+    service.request('h1', 'a', members, expected=['h1', 'gone'])
+    assert service.answer('h1', members, timeout=60)['wave'] == ['h1']
+    deadline = time.monotonic() + 20
+    while os.path.exists(service.alive_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(service.alive_path)
+
+
 def test_a_later_process_of_the_batch_waits_for_nobody_already_settled(tmp_path, monkeypatch):
     """A host asks again after the batch's process ended (a loop's next
     item, a host whose evaluation came late): the hosts that asked or
