@@ -3,7 +3,8 @@
 # host_init.sh on plain hosts and, on systemd hosts, by the lab-boot.service
 # that nspawn.py installs in the machine (a copy of this file at
 # /etc/lab/boot.sh). boot_default is what the boot loader starts;
-# boot_activate makes it the booted, active and current system.
+# boot_activate makes it the booted, active and current system; boot_darwin
+# is nix-darwin's boot (no boot loader choice: the system profile).
 
 boot_default() {  # what the boot loader starts: the last boot (or switch) goal
   system=$(cat /nix/var/lab/system/boot 2>/dev/null) || return 0
@@ -33,5 +34,22 @@ boot_activate() {  # boot_activate LOG: stage 2 activates the boot default
     "$system/activate" >>"$log" 2>&1 ||
       echo "boot activation of $system failed" >>"$log"
   fi
+  return 0
+}
+
+boot_darwin() {  # boot_darwin LOG: nix-darwin's activate-system daemon at boot
+  # launchd's org.nixos.activate-system (RunAtLoad) makes the system the
+  # profile holds the current one (ln -sfn "$(cat $profile/systemConfig)"
+  # /run/current-system, then the /etc part of its activation): what boots
+  # is the profile, whatever the last activation did or did not finish
+  log=$1
+  system=$(readlink -f /nix/var/nix/profiles/system 2>/dev/null) || return 0
+  [ -n "$system" ] && [ -d "$system" ] || return 0
+  ln -sfn "$system" /run/current-system
+  [ -d /nix/var/nix/gcroots ] && ln -sfn /run/current-system /nix/var/nix/gcroots/current-system
+  mkdir -p /nix/var/lab/system
+  echo "$system" >/nix/var/lab/system/active.tmp && mv /nix/var/lab/system/active.tmp /nix/var/lab/system/active
+  echo "$(date +%s) boot-activation $system" >>/nix/var/lab/history-system
+  echo "$(date +%s) booting $system (activate-system)" >>"$log"
   return 0
 }

@@ -4,7 +4,8 @@
 # /home, /root and /etc/nix, a fresh tmpfs /run, this boot's id over
 # /proc/sys/kernel/random/boot_id and the lab's systemctl over the machine's;
 # starts its nix-daemon (multi-user personas); on the NixOS persona activates
-# the boot default as stage 2 does; then becomes the host's sshd. A host given
+# the boot default as stage 2 does, on nix-darwin makes the system profile's
+# system current as its activate-system daemon does; then becomes the host's sshd. A host given
 # the other stack's Nix gets it over this userland's nix binary first. The lab (or
 # its supervisor, after a reboot) records this process's pid in run/host.pid
 # and enters the host through it.
@@ -48,7 +49,8 @@ fi
 # the boot loader's choice and stage 2's activation (shared with systemd hosts)
 # shellcheck source=tests/lab/boot.sh
 . "$(dirname "$0")/boot.sh"
-if [ "$persona" = nixos ]; then
-  boot_activate "$hostdir/log/boot.log"
-fi
+case "$persona" in
+  nixos) boot_activate "$hostdir/log/boot.log" ;;
+  darwin) boot_darwin "$hostdir/log/boot.log" ;;
+esac
 exec /usr/sbin/sshd -D -e -f "$hostdir/sshd_config" 2>>"$hostdir/log/sshd.log"

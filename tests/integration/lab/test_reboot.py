@@ -86,7 +86,9 @@ def systems(lab, tmp_path_factory):
 
 
 def copy_to(lab, host, *paths):
-    uri = 'ssh-ng://root@%s' % lab.host(host)['address']
+    # the host's own nix dir: darwin's is not on a non-login shell's PATH
+    uri = 'ssh-ng://root@%s?remote-program=%s/nix-daemon' % (lab.host(host)['address'],
+                                                            lab.host(host)['nix_dir'])
     env = dict(os.environ, NIX_SSHOPTS=' '.join(lab.ssh_args()))
     proc = subprocess.run(NIX[:1] + ['copy'] + NIX[1:] + ['--no-check-sigs', '--to', uri]
                           + list(paths), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -264,3 +266,51 @@ def generation_before_current(lab, host):
                      if name.startswith('system-') and name.endswith('-link'))
     before = max(n for n in numbers if n < int(current.split('-')[1]))
     return lab.run_in(host, ['readlink', '%s/system-%d-link' % (profiles, before)]).stdout.strip()
+
+
+def build_one(flake, host):
+    # --json: Nix 2.8 has no --print-out-paths
+    proc = subprocess.run(NIX[:1] + ['build'] + NIX[1:] + ['--no-link', '--json',
+                                                            '%s#%s' % (flake.ref, flake.attr(host))],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)[0]['outputs']['out']
+
+
+def test_darwin_links_what_it_activated_and_boots_its_profile(lab, tmp_path):
+    """nix-darwin: a finished activate makes its system current
+    (/run/current-system), a failed one leaves the link as it was; a boot
+    makes the system profile's system current, as launchd's activate-system
+    does, whatever the last activation did. The NixOS hosts stand beside it."""
+    good = build_one(FleetFlake.for_lab(str(tmp_path / 'good'), lab, configurations={
+        'h3': {'platform': 'darwin', 'version': '7'}}), 'h3')
+    bad = build_one(FleetFlake.for_lab(str(tmp_path / 'bad'), lab, configurations={
+        'h3': {'platform': 'darwin', 'version': '8', 'behaviour': 'fail'}}), 'h3')
+    copy_to(lab, 'h3', good, bad)
+    before = bystanders(lab, 'h3')
+
+    def switch(path):  # darwin-rebuild switch: the profile, then activate as root
+        return lab.ssh('h3', '%s/nix-env -p /nix/var/nix/profiles/system --set %s && %s/activate'
+                       % (lab.host('h3')['nix_dir'], path, path), user='root', check=False)
+
+    assert switch(good).returncode == 0
+    assert lab.current_system('h3') == good and lab.active('h3') == good
+    proc = switch(bad)
+    assert proc.returncode == 1 and 'failed on purpose' in proc.stderr
+    # the failed activate never got to its last step: the good one is current
+    assert lab.current_system('h3') == good and lab.active('h3') == good
+    # a dry run (darwin-rebuild check) links nothing either
+    assert lab.ssh('h3', 'checkActivation=1 %s/activate' % good, user='root').returncode == 0
+    assert lab.current_system('h3') == good
+    # the profile holds the failed system: the boot makes IT current
+    boots = len(lab.boot_ids('h3'))
+    lab.reboot('h3')
+    assert len(lab.boot_ids('h3')) == boots + 1
+    assert lab.current_system('h3') == bad and lab.active('h3') == bad
+    assert 'boot-activation %s' % bad in lab.read('h3', '/nix/var/lab/history-system')
+    # back to the good system, as a rollback would leave it: a boot keeps it
+    assert switch(good).returncode == 0
+    lab.reboot('h3')
+    assert lab.current_system('h3') == good and lab.active('h3') == good
+    assert bystanders(lab, 'h3') == before

@@ -5,7 +5,7 @@
 # and which is the boot default, so tests read the truth from the host.
 #
 # It enforces what the platforms' real tools demand of their caller
-# (../shared/PLATFORMS.md, "Rules of the real tools"), so a caller that gets
+# (docs/lab.md, "Rules of the real tools"), so a caller that gets
 # one wrong fails here as on a real host:
 # - NixOS switch-to-configuration: takes /run/nixos/switch-to-configuration.lock
 #   without waiting ("Could not acquire lock", exit 1, nothing changed);
@@ -15,7 +15,9 @@
 # - nix-darwin: activate as root only; a system built before 2025 has
 #   activate-user, which must have run (as the user, not root) before
 #   activate, unless it is marked '# nix-darwin: deprecated' (then running
-#   it fails); checkActivation=1 is a dry run.
+#   it fails); checkActivation=1 is a dry run; a finished activate links
+#   /run/current-system to its system, and a boot links it to the system
+#   profile's (tests/lab/boot.sh), not to what last ran.
 # - nix-on-droid: activate's last step switches the profile to generation N
 #   when run through nix-on-droid-N-link, else makes a NEW generation.
 # - home-manager: activate takes nix-env from PATH; its profile folder is
@@ -146,6 +148,15 @@ lab_running() {  # NixOS: what runs now is the current system (/run is per host)
     lab_http
     lab_units
   fi
+}
+
+lab_darwin_current() {
+  # nix-darwin's activate, as its last step (set -e: only when every step
+  # before it succeeded): this system is the current one, and a GC root
+  [ "$PLATFORM" = darwin ] && [ -d /run/lab-power ] || return 0
+  ln -sfn "$OUT" /run/current-system
+  [ -d /nix/var/nix/gcroots ] && ln -sfn /run/current-system /nix/var/nix/gcroots/current-system
+  return 0
 }
 
 lab_switch_lock() {
@@ -390,5 +401,6 @@ lab_main() {
     [ "$PLATFORM" = nixos ] && exit 4
     exit 1
   fi
+  lab_darwin_current
   return 0
 }

@@ -1,4 +1,4 @@
-"""The platforms' own rules (../shared/PLATFORMS.md, "Rules of the real
+"""The platforms' own rules (docs/lab.md, "Rules of the real
 tools"), each against the lab's fake systems that enforce it
 (tests/lab/flake/activate.sh): NixOS's switch lock, NIXOS_INSTALL_BOOTLOADER,
 pre-switch checks in dry runs, rolling back a `test`; nix-darwin's
