@@ -124,7 +124,11 @@ def test_a_host_of_the_batch_that_comes_after_a_wave_finds_the_process_serving(t
     batch = ['h1', 'h2']
     assert service.request('h1', 'a', members, expected=batch)
     assert service.answer('h1', members, timeout=60)['wave'] == ['h1']
-    time.sleep(0.5)   # a process that ends after its last wave has ended by now
+    # a process that ends after its last wave (the old rule) takes one look
+    # (_LOOKS[1], 0.05 s) to end: after 2 s it would be gone even on a
+    # loaded machine, and this one must still be serving
+    time.sleep(2)
+    assert os.path.exists(service.alive_path) and service._running()  # pylint: disable=protected-access
     assert not service.request('h2', 'b', members, expected=batch)
     assert service.answer('h2', members, timeout=60)['wave'] == ['h2']
 
