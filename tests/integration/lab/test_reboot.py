@@ -87,8 +87,8 @@ def systems(lab, tmp_path_factory):
 
 def copy_to(lab, host, *paths):
     # the host's own nix dir: darwin's is not on a non-login shell's PATH
-    uri = 'ssh-ng://root@%s?remote-program=%s/nix-daemon' % (lab.host(host)['address'],
-                                                            lab.host(host)['nix_dir'])
+    uri = 'ssh-ng://root@%s?remote-program=%s/nix-daemon' % (
+        lab.host(host)['address'], lab.host(host)['nix_dir'])
     env = dict(os.environ, NIX_SSHOPTS=' '.join(lab.ssh_args()))
     proc = subprocess.run(NIX[:1] + ['copy'] + NIX[1:] + ['--no-check-sigs', '--to', uri]
                           + list(paths), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -270,9 +270,9 @@ def generation_before_current(lab, host):
 
 def build_one(flake, host):
     # --json: Nix 2.8 has no --print-out-paths
-    proc = subprocess.run(NIX[:1] + ['build'] + NIX[1:] + ['--no-link', '--json',
-                                                            '%s#%s' % (flake.ref, flake.attr(host))],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    argv = NIX[:1] + ['build'] + NIX[1:] + ['--no-link', '--json',
+                                            '%s#%s' % (flake.ref, flake.attr(host))]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)[0]['outputs']['out']
