@@ -46,10 +46,14 @@ boot_darwin() {  # boot_darwin LOG: nix-darwin's activate-system daemon at boot
   system=$(readlink -f /nix/var/nix/profiles/system 2>/dev/null) || return 0
   [ -n "$system" ] && [ -d "$system" ] || return 0
   ln -sfn "$system" /run/current-system
-  [ -d /nix/var/nix/gcroots ] && ln -sfn /run/current-system /nix/var/nix/gcroots/current-system
-  mkdir -p /nix/var/lab/system
-  echo "$system" >/nix/var/lab/system/active.tmp && mv /nix/var/lab/system/active.tmp /nix/var/lab/system/active
-  echo "$(date +%s) boot-activation $system" >>/nix/var/lab/history-system
+  # the host's /nix may be full (a fault case): a boot goes on to sshd,
+  # whatever it could not write there (host_init.sh runs under set -e)
+  { [ -d /nix/var/nix/gcroots ] &&
+      ln -sfn /run/current-system /nix/var/nix/gcroots/current-system; } 2>/dev/null || true
+  { mkdir -p /nix/var/lab/system &&
+      echo "$system" >/nix/var/lab/system/active.tmp &&
+      mv /nix/var/lab/system/active.tmp /nix/var/lab/system/active; } 2>/dev/null || true
+  echo "$(date +%s) boot-activation $system" >>/nix/var/lab/history-system 2>/dev/null || true
   echo "$(date +%s) booting $system (activate-system)" >>"$log"
   return 0
 }
