@@ -5,10 +5,10 @@
 # /proc/sys/kernel/random/boot_id and the lab's systemctl over the machine's;
 # starts its nix-daemon (multi-user personas); on the NixOS persona activates
 # the boot default as stage 2 does, on nix-darwin makes the system profile's
-# system current as its activate-system daemon does; then becomes the host's sshd. A host given
-# the other stack's Nix gets it over this userland's nix binary first. The lab (or
-# its supervisor, after a reboot) records this process's pid in run/host.pid
-# and enters the host through it.
+# system current as its activate-system daemon does; then becomes the host's
+# sshd. A host given the other stack's Nix gets it over this userland's nix
+# binary first. The lab (or its supervisor, after a reboot) records this
+# process's pid in run/host.pid and enters the host through it.
 set -eu
 hostdir=$1
 persona=${2:-nixos}

@@ -1,7 +1,8 @@
 #!/bin/sh
 # A current stack on this Debian 12 machine: a Debian testing/unstable tree entered as its
 # own mount namespace (pivot_root, not chroot: `ip netns exec` needs / to be a mount point
-# and `nsenter -m` would escape a chroot). What runs there: README.md (`make test`) and docs/lab.md.
+# and `nsenter -m` would escape a chroot). What runs there: README.md (`make test`) and
+# docs/lab.md.
 #
 #   tree.sh ensure          make the tree once (debootstrap + apt), a stamp marks it done
 #   tree.sh run CMD...      run CMD inside it, in this checkout (bound at the same path)
