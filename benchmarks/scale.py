@@ -29,6 +29,9 @@ paths - busybox, the kernel - are then on every host for both deployers).
                                                   then a deploy with 10 failing hosts
                                                   (its report rendered in Chromium) and
                                                   push against cascade
+    python -m benchmarks.scale --repeat 3         every size three times, in alternated
+                                                  order; the growth of the medians and
+                                                  issue 64's verdict (_scale_growth.py)
 
 Root; the lab takes slot 0 (bridge ndscale0, 10.213.252.0/22, up to 1,000 hosts)
 or, when that is taken, slot 1 (up to 480).
@@ -52,7 +55,7 @@ from benchmarks._fleet import (BASELINE, CALLBACKS, PLAYBOOK, SSH_ARGS, BenchFle
                                RunError, load, phases)
 from benchmarks._scale_measure import (PROFILE_RATE, profile_shares, profile_table,  # noqa: E402
                                        summary_lines, timed)
-from benchmarks import _handwritten, _scale_cascade, report_render  # noqa: E402
+from benchmarks import _handwritten, _scale_cascade, _scale_growth, report_render  # noqa: E402
 from benchmarks._cpu_groups import CpuGroups  # noqa: E402
 from benchmarks._fork_count import ForkCounter  # noqa: E402
 from tests.collection import ansible_env  # noqa: E402
@@ -288,12 +291,13 @@ def ratios(row, top='playbook', base='script', suffix=''):
     return row
 
 
-def run(fleet, sizes, log=print, partial=None, profile=False, deployers=DEPLOYERS):
-    """{'rows': [{n, playbook: {deploy, noop}, script: {...}, handwritten: {...},
-    ratios (playbook / script; '_hw': playbook / handwritten)}], ...};
+def run(fleet, sizes, log=print, partial=None, profile=False, deployers=DEPLOYERS, repeat=1):
+    """{'rows': [{n, round, playbook: {deploy, noop}, script: {...}, handwritten: {...},
+    ratios (playbook / script; '_hw': playbook / handwritten)}], 'growth': ...};
     ``partial(data)`` after each size (a long run keeps what it measured);
     ``profile``: after the smallest size, one more deploy and no-op of it
-    under py-spy."""
+    under py-spy; ``repeat``: rounds of every size, their order and the
+    deployers' alternated from round to round (``_scale_growth``)."""
     rows, data = [], {}
     fleet.select(max(sizes))
     started = time.monotonic()
@@ -302,30 +306,37 @@ def run(fleet, sizes, log=print, partial=None, profile=False, deployers=DEPLOYER
     warmup = round(time.monotonic() - started, 1)
     log('  scale warm-up: a first system on %d hosts by the script in %.1f s'
         % (max(sizes), warmup))
-    for size in sizes:
-        fleet.select(size)
-        row = {'n': size, 'load_before': load()}
-        for deployer in deployers:
-            row[deployer] = _deploy(fleet, 'baseline' if deployer == 'script' else deployer)
-            log('  scale N=%d %-8s deploy %.1f s (cpu %.1f, hosts %s), no-op %.1f s (cpu %.1f, '
-                'hosts %s)' % (
-                    size, deployer, row[deployer]['deploy']['wall'], row[deployer]['deploy']['cpu'],
-                    _seconds(row[deployer]['deploy'], 'targets_cpu'), row[deployer]['noop']['wall'],
-                    row[deployer]['noop']['cpu'], _seconds(row[deployer]['noop'], 'targets_cpu')))
-        ratios(row)
-        # the collection against the hand-written playbook (issue 45)
-        if 'handwritten' in row:
-            ratios(row, base='handwritten', suffix='_hw')
-        row['load_after'] = load()
-        rows.append(row)
-        if profile and size == sizes[0]:
-            data['profile'] = profiled(fleet, size, log=log)
-        data.update({'rows': rows, 'forks': fleet.forks, 'warmup': warmup,
-                     'lab': {'hosts': len(fleet.names), 'up_seconds': fleet.up_seconds,
-                             'up_steps': fleet.up_steps, 'memory_kb': fleet.up_memory}})
-        if partial:
-            partial(data)
+    for number in range(repeat):
+        for size, order in _scale_growth.round_order(sizes, deployers, number):
+            rows.append(_size_row(fleet, size, order, number, log))
+            if profile and number == 0 and size == min(sizes):
+                data['profile'] = profiled(fleet, size, log=log)
+            data.update({'rows': rows, 'forks': fleet.forks, 'warmup': warmup, 'repeat': repeat,
+                         'growth': _scale_growth.growth(rows, deployers),
+                         'lab': {'hosts': len(fleet.names), 'up_seconds': fleet.up_seconds,
+                                 'up_steps': fleet.up_steps, 'memory_kb': fleet.up_memory}})
+            if partial:
+                partial(data)
     return data
+
+
+def _size_row(fleet, size, deployers, number, log):
+    """One size's row of one round: each deployer's deploy and no-op."""
+    fleet.select(size)
+    row = {'n': size, 'round': number, 'load_before': load()}
+    for deployer in deployers:
+        row[deployer] = _deploy(fleet, 'baseline' if deployer == 'script' else deployer)
+        log('  scale N=%d %-8s deploy %.1f s (cpu %.1f, hosts %s), no-op %.1f s (cpu %.1f, '
+            'hosts %s)' % (
+                size, deployer, row[deployer]['deploy']['wall'], row[deployer]['deploy']['cpu'],
+                _seconds(row[deployer]['deploy'], 'targets_cpu'), row[deployer]['noop']['wall'],
+                row[deployer]['noop']['cpu'], _seconds(row[deployer]['noop'], 'targets_cpu')))
+    ratios(row)
+    # the collection against the hand-written playbook (issue 45)
+    if 'handwritten' in row:
+        ratios(row, base='handwritten', suffix='_hw')
+    row['load_after'] = load()
+    return row
 
 
 def profiled(fleet, size, log=print):
@@ -496,6 +507,8 @@ def table(data):
             'met' if (row['deploy_wall_ratio'] or 99) <= 1.1 else 'NOT met',
             _ratio(row['noop_wall_ratio']),
             'met' if (row['noop_wall_ratio'] or 99) <= 0.8 else 'NOT met'))
+    if data.get('growth'):
+        lines += _scale_growth.table(data['growth'], data.get('repeat', 1))
     if data.get('profile'):
         lines.append(profile_table(data['profile']))
     return '\n'.join(lines)
@@ -535,13 +548,18 @@ def main(argv=None):
     parser.add_argument('--deployers', default=','.join(DEPLOYERS),
                         help='comma list of the deployers to run (default: %(default)s; '
                              'playbook and script are always run)')
+    parser.add_argument('--repeat', type=int, default=1,
+                        help='rounds of every size, in alternated order (default 1); the '
+                             'growth is then taken between the medians')
     parser.add_argument('--lab', default='scale', help='name of the scale lab (up, then down)')
     parser.add_argument('--output', default=os.path.join(REPO, 'benchmarks', 'results',
                                                          'scale.json'))
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error('the scale lab needs root')
-    sizes = sorted(int(s) for s in args.hosts.split(',') if s.strip())
+    sizes = sorted(set(int(s) for s in args.hosts.split(',') if s.strip()))
+    if args.repeat < 1:
+        parser.error('--repeat: at least 1 round')
     results = {'started': datetime.datetime.utcnow().strftime('%Y-%m-%dT%H:%M:%SZ'),
                'machine': {'cores': os.cpu_count(), 'load_at_start': load(),
                            'memory_gb': round(os.sysconf('SC_PAGE_SIZE')
@@ -559,7 +577,8 @@ def main(argv=None):
     try:
         asked = set(d.strip() for d in args.deployers.split(','))
         data = run(fleet, sizes, log=log, partial=partial, profile=args.profile,
-                   deployers=[d for d in DEPLOYERS if d in asked | {'playbook', 'script'}])
+                   deployers=[d for d in DEPLOYERS if d in asked | {'playbook', 'script'}],
+                   repeat=args.repeat)
         if args.failures:
             data['failures'] = failures_run(fleet, max(sizes), args.failures, log=log)
             partial(data)
