@@ -39,7 +39,7 @@ def _growth(low, high):
     return (high / low - 1.0) if low and high is not None else None
 
 
-def growth(rows, deployers):
+def growth(rows, deployers, phases=PHASES):
     """{deployer: {phase: {medians: {n: s}, growth, rounds: [growth of
     each round], low, high}}} from rows carrying ``n`` and ``round``; None
     when fewer than two sizes were run."""
@@ -51,7 +51,7 @@ def growth(rows, deployers):
     out = {}
     for deployer in deployers:
         out[deployer] = {}
-        for phase in PHASES:
+        for phase in phases:
             medians = {}
             for size in (low, high):
                 values = [v for v in (per_host(r, deployer, phase) for r in rows
@@ -88,9 +88,9 @@ def table(found, repeat):
     phases = dict(deploy='deploy', noop='no-op')
     first = next(iter(found.values()))['deploy']
     low, high = first['low'], first['high']
-    lines = ['', 'growth of the controller CPU a host, N=%d -> N=%d (median of %d round%s; '
-             'each round\'s own growth in brackets)' % (low, high, repeat,
-                                                       '' if repeat == 1 else 's')]
+    rounds = '%d round%s' % (repeat, '' if repeat == 1 else 's')
+    lines = ['', 'growth of the controller CPU a host, N=%d -> N=%d (median of %s; each '
+             'round\'s own growth in brackets)' % (low, high, rounds)]
     for deployer, cells in found.items():
         parts = []
         for phase in PHASES:
