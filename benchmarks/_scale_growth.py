@@ -79,8 +79,13 @@ def verdict(found, top='playbook', base='script'):
     return out
 
 
-def _percent(value):
+def percent(value):
+    """A growth as printed: +5.0%, or - when unknown."""
     return '-' if value is None else '%+.1f%%' % (100.0 * value)
+
+
+def rounds_text(repeat):
+    return '%d round%s' % (repeat, '' if repeat == 1 else 's')
 
 
 def table(found, repeat):
@@ -88,16 +93,15 @@ def table(found, repeat):
     phases = dict(deploy='deploy', noop='no-op')
     first = next(iter(found.values()))['deploy']
     low, high = first['low'], first['high']
-    rounds = '%d round%s' % (repeat, '' if repeat == 1 else 's')
     lines = ['', 'growth of the controller CPU a host, N=%d -> N=%d (median of %s; each '
-             'round\'s own growth in brackets)' % (low, high, rounds)]
+             'round\'s own growth in brackets)' % (low, high, rounds_text(repeat))]
     for deployer, cells in found.items():
         parts = []
         for phase in PHASES:
             cell = cells[phase]
             parts.append('%s %.3f -> %.3f s %s [%s]' % (
                 phases[phase], cell['medians'][low] or 0.0, cell['medians'][high] or 0.0,
-                _percent(cell['growth']), ', '.join(_percent(g) for g in cell['rounds'])))
+                percent(cell['growth']), ', '.join(percent(g) for g in cell['rounds'])))
         lines.append('  %-11s %s' % (deployer, '; '.join(parts)))
     if 'playbook' in found and 'script' in found:
         said = verdict(found)

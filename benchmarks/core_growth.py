@@ -12,10 +12,9 @@ nothing of the collection in it: four ``ansible.builtin.set_fact`` tasks
 process) and the ``meta`` task, on N hosts of a static inventory
 (``ansible_connection=local``), forks 50, on each strategy asked; with
 ``--payload``, each task's fact carries that many bytes more of store
-paths (the
-collection's phase results are 4-5 KB each, and ansible-playbook keeps
-every host's registered results in its heap). What
-grows a host from the smallest N to the largest here is ansible-core's own
+paths (ansible-playbook keeps every host's registered results in its heap;
+the collection's four hold 1-2 KB each as JSON). What grows a host from
+the smallest N to the largest here is ansible-core's own
 (its strategy loop, the fork of a worker from a heap that grows with the
 inventory, the results it reads back), which any playbook of that many
 tasks pays, the collection's too.
@@ -151,16 +150,17 @@ def table(data):
     first = next(iter(found.values()))['all']
     low, high = first['low'], first['high']
     lines = ['10a. ansible-core alone: 4 set_fact tasks (%d bytes more each) and a meta a host, '
-             'forks %d; CPU a host (ms), median of %d round%s, N=%d -> N=%d; each round\'s '
-             'growth in brackets' % (data.get('payload', 0), data['forks'], data['repeat'],
-                                     '' if data['repeat'] == 1 else 's', low, high)]
+             'forks %d; CPU a host (ms), median of %s, N=%d -> N=%d; each round\'s growth in '
+             'brackets' % (data.get('payload', 0), data['forks'],
+                           _scale_growth.rounds_text(data['repeat']), low, high)]
     for strategy, cells in found.items():
         lines.append('  %s' % strategy)
         for part in PARTS:
             cell = cells[part]
-            lines.append('    %-9s %6.1f -> %6.1f  %+6.1f%%  [%s]' % (
+            lines.append('    %-9s %6.1f -> %6.1f  %7s  [%s]' % (
                 part, 1000 * cell['medians'][low], 1000 * cell['medians'][high],
-                100 * cell['growth'], ', '.join('%+.1f%%' % (100 * g) for g in cell['rounds'])))
+                _scale_growth.percent(cell['growth']),
+                ', '.join(_scale_growth.percent(g) for g in cell['rounds'])))
     return '\n'.join(lines)
 
 
