@@ -290,12 +290,36 @@ def netns_pids(netns):
     return {int(p) for p in proc.stdout.split() if p.strip().isdigit()}
 
 
+def _freeze(netns_list, timeout=5.0):
+    """SIGSTOP every process in the namespaces, sweep after sweep, until a
+    sweep finds no process it had not stopped (or ``timeout`` passes)."""
+    stopped, deadline = set(), time.time() + timeout
+    while time.time() < deadline:
+        found = set()
+        for netns in netns_list:
+            found |= netns_pids(netns)
+        new = found - stopped
+        if not new:
+            return
+        for pid in new:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        stopped |= new
+
+
 def stop_netns(netns_list, grace=2.0):
     """Stop every process inside the given network namespaces, by pid, as a
     shutdown does: TERM once to each process there, then KILL to whatever is
     left after ``grace`` seconds (what a process starts after its TERM, to
     finish its work, gets no TERM of its own). Returns once none is left (or
-    after ``grace`` + 3 s)."""
+    after ``grace`` + 3 s). ``grace`` 0 is a power cut: every process is
+    stopped (SIGSTOP, until a sweep finds none it has not stopped) before any
+    is killed, so none runs on, or starts another, while the sweep goes on:
+    a cut is at one instant for all of them."""
+    if grace <= 0:
+        _freeze(netns_list)
     deadline = time.time() + grace
     termed = False
     while True:
@@ -891,6 +915,17 @@ class Lab(TargetFaults):
         with ``wait``, return once it is up again and accepts ssh."""
         boots = len(self.boot_ids(name))
         self._request_power(name, 'reboot')
+        if wait:
+            self.wait_up(name, timeout=timeout, boots=boots + 1)
+
+    def power_cut(self, name, wait=True, timeout=60):
+        """The host loses power, then boots again: every process in it is
+        SIGKILLed at once (no shutdown's SIGTERM, nothing runs its exit), as
+        a pulled plug or a kernel panic. Plain hosts only (the supervisor's)."""
+        if self.host(name).get('systemd'):
+            raise LabError('power_cut: %s boots systemd; its keeper has no power cut' % name)
+        boots = len(self.boot_ids(name))
+        self._request_power(name, 'power-cut')
         if wait:
             self.wait_up(name, timeout=timeout, boots=boots + 1)
 

@@ -10,6 +10,8 @@ file from outside. For a request the supervisor, outside the host:
             keeps it down ``down_seconds``, then boots it again (host_init.sh:
             new mount namespace and /run, new boot id, boot activation, sshd),
             unless ``comes_back`` is false: then the host stays off
+  power-cut as reboot, but every process is SIGKILLed at once: nothing
+            gets the shutdown's SIGTERM and its moment to finish
   poweroff  stops it; it stays off
   power-on  boots a host that is off
 
@@ -112,10 +114,10 @@ class Supervisor:
     def _cycle(self, name, host, action):
         try:
             power = settings(host)
-            if action in ('reboot', 'poweroff'):
+            if action in ('reboot', 'poweroff', 'power-cut'):
                 log('%s: %s' % (name, action))
                 set_state(host, 'down')
-                stop_netns([host['netns']])
+                stop_netns([host['netns']], grace=0 if action == 'power-cut' else 2.0)
                 if action == 'poweroff' or not power['comes_back']:
                     set_state(host, 'off')
                     log('%s: off' % name)

@@ -136,6 +136,7 @@ def _session(platform, profile, remote_nix_dir):
         'NIX_DIR': remote_nix_dir,
         'NEEDS_ROOT': bool(spec.get('needs_root')),
         'CURRENT_LINK': activation.get('current_link'),
+        'SETS_OWN_PROFILE': bool(activation.get('sets_own_profile')),
         'ROOT_STATE': ROOT_STATE_DIR,
         'RESERVE_KB': RESERVE_KB,
     }

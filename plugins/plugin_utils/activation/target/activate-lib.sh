@@ -5,7 +5,9 @@
 #
 # On the target, per user and profile, a state folder D holds:
 #   D/lock/{pid,run,boot}  the profile lock (mkdir: atomic everywhere, no flock)
-#   D/runs/<run>/          status (key=value), log and pid of one detached run
+#   D/lock.break           held for moments by whoever breaks a dead owner's lock or
+#                          ends a dead run (activate-poll.sh)
+#   D/runs/<run>/          status (key=value), log, pid and boot of one detached run
 #   D/last                 the run that last held the lock
 #   D/canary               exists while a run waits for its confirmation
 #   D/rejected.<run>       the canary, claimed by a deployer whose health checks
@@ -88,3 +90,7 @@ full_note() {
   avail=$1; shift 2
   echo "; no space left on $* ($avail KB free)"
 }
+
+# the boot id (empty where there is no /proc: macOS): a lock, or a run's pid,
+# from another boot is stale whatever process has that pid now
+boot_id() { BOOT=; read -r BOOT 2>/dev/null </proc/sys/kernel/random/boot_id || :; }

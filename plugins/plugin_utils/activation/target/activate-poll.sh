@@ -1,9 +1,10 @@
 # shellcheck shell=sh
 # Waits up to WAIT seconds for run RUN to end (a state in TERMINAL; or, with
 # STOP_AWAITING=1, to await its confirmation), woken by the runner's every
-# new state (its waiter file holds this session's pid), then one look: its status,
-# whether its runner lives, its log's last LOG_LINES lines. Folding the wait
-# into the same session saves the controller a round trip per look.
+# new state (its waiter file holds this session's pid), then one look: its
+# status, whether its runner lives (one that died before its end is ended
+# here: end_dead_run), its log's last LOG_LINES lines. Folding the wait into
+# the same session saves the controller a round trip per look.
 RD=$D/runs/$RUN
 run_state() {  # st: the run's state (read by the shell: no process five times a second)
   st=
@@ -11,6 +12,60 @@ run_state() {  # st: the run's state (read by the shell: no process five times a
   while IFS= read -r line; do
     case $line in state=*) st=${line#state=} ;; esac
   done <"$RD/status"
+}
+# A run that died before its end (SIGKILLed: a shutdown's KILL after its
+# grace, a power cut, the OOM killer) ran no exit: its lock stays, its status
+# says it is under way, and its profile may hold a generation it made but
+# never activated. The look that finds it dead ends it as its exit would
+# have (activate-runner.sh's on_exit): the profile back where nothing was
+# activated, the state failed, the lock freed. Only while the lock is still
+# that run's (no later run has touched the profile since; the pid may be a
+# later run's in a new boot), and with lock.break held: no run's acquire
+# breaks the lock meanwhile.
+end_dead_run() {
+  [ -n "$pid" ] && [ -f "$RD/status" ] || return 0
+  st='' mode='' prev_gen='' new_path='' activated=''
+  while IFS= read -r line || [ -n "$line" ]; do
+    case $line in
+      state=*) st=${line#state=} ;; mode=*) mode=${line#mode=} ;;
+      prev_gen=*) prev_gen=${line#prev_gen=} ;; new_path=*) new_path=${line#new_path=} ;;
+      activated=*) activated=${line#activated=} ;;
+    esac
+  done <"$RD/status"
+  case " $TERMINAL " in *" $st "*) return 0 ;; esac
+  # one left behind is from a look or a breaker killed while it held it
+  find "$D" -name lock.break -mmin +1 -exec rmdir {} \; 2>/dev/null
+  mkdir "$D/lock.break" 2>/dev/null || return 0
+  lock_pid=; read -r lock_pid 2>/dev/null <"$D/lock/pid" || :
+  lock_run=; read -r lock_run 2>/dev/null <"$D/lock/run" || :
+  if [ "$lock_pid" = "$pid" ] && [ "$lock_run" = "$RUN" ]; then
+    back=
+    # the generation it made (nix-env --set, under its lock), never activated:
+    # what runs is not it (nix-on-droid's activation sets its profile itself)
+    if [ "$st" = running ] && [ "$mode" = activate ] && [ "$activated" != 1 ] &&
+       [ "$SETS_OWN_PROFILE" != 1 ] && [ -n "$prev_gen" ] && [ -n "$new_path" ] &&
+       current_gen && [ -n "$CUR_GEN" ] && [ "$CUR_GEN" != "$prev_gen" ]; then
+      made=$CUR_GEN; gen_path "$made"; active_path
+      if [ "$GEN_PATH" = "$new_path" ] && [ "$ACTIVE_PATH" != "$new_path" ]; then
+        # a profile that cannot go back now (nix-env failed, or was stopped):
+        # the run stays as it is, for the next look to end
+        "$NIX_ENV" --profile "$PROFILE" --switch-generation "$prev_gen" >>"$RD/log" 2>&1 || {
+          rmdir "$D/lock.break"; return 0; }
+        "$NIX_ENV" --profile "$PROFILE" --delete-generations "$made" >>"$RD/log" 2>&1 || :
+        back="; $PROFILE is back at generation $prev_gen"
+      fi
+    fi
+    one_line "the activation run died in state $st (killed, or its host went down without a shutdown)$back"
+    { while IFS= read -r line || [ -n "$line" ]; do
+        case $line in
+          state=*) echo state=failed ;; reason=*) printf 'reason=%s\n' "$ONE_LINE" ;;
+          *) printf '%s\n' "$line" ;;
+        esac
+      done <"$RD/status" >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"; } 2>/dev/null
+    { printf 'nixdeploy: %s\n' "$ONE_LINE" >>"$RD/log"; } 2>/dev/null
+    rm -rf "$D/lock"
+  fi
+  rmdir "$D/lock.break"
 }
 # the runner wakes this session at each state it writes (lib.sh's doze)
 doze_start
@@ -24,6 +79,18 @@ done
 doze_end
 waiting=; read -r waiting 2>/dev/null <"$RD/waiter" || :
 [ "$waiting" != $$ ] || : 2>/dev/null >"$RD/waiter"
+# whether the runner lives: its pid does, in the boot it started in (after a
+# reboot that pid may be another process's). Looked at before the status:
+# a runner that ended wrote its last status first
+pid=; read -r pid 2>/dev/null <"$RD/pid" || :
+run_boot=; read -r run_boot 2>/dev/null <"$RD/boot" || :
+boot_id
+alive=0
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+   { [ -z "$run_boot" ] || [ -z "$BOOT" ] || [ "$run_boot" = "$BOOT" ]; }; then
+  alive=1
+fi
+[ "$alive" = 1 ] || end_dead_run
 # the status (key=value lines the runner writes, each value on one line) as
 # values, then whether the runner lives: every value before the log, which
 # is the activation's own output and never read as one
@@ -32,8 +99,6 @@ if [ -f "$RD/status" ]; then
     case $line in [a-z]*=*) emit "${line%%=*}" "${line#*=}" ;; esac
   done <"$RD/status"
 fi
-pid=; read -r pid 2>/dev/null <"$RD/pid" || :
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then emit alive "1"
-else emit alive "0"; fi
+emit alive "$alive"
 log_section
 tail -n "$LOG_LINES" "$RD/log" 2>/dev/null

@@ -22,6 +22,10 @@ exec </dev/null >>"$RD/log" 2>&1
 trap '' HUP
 umask 022
 echo $$ >"$RD/pid"
+# the boot beside the pid: after a reboot that pid may be another process's
+# (activate-poll.sh tells a run that died with its host by it); no /proc
+# (macOS): none, the pid alone
+boot_id; { echo "$BOOT" >"$RD/boot"; } 2>/dev/null || :
 SETSID=; command -v setsid >/dev/null 2>&1 && SETSID=setsid
 # its loops look at the time five times a second: lib.sh's clock, no process a look
 clock_init
@@ -137,7 +141,6 @@ break_lock() {  # break_lock DEADPID: one breaker at a time, and only that owner
     nap
   fi
 }
-BOOT=; read -r BOOT 2>/dev/null </proc/sys/kernel/random/boot_id || :
 acquire() {
   clock; t0=$NOW empty_since='' told=''
   nap_start

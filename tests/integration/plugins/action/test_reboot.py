@@ -17,10 +17,12 @@ hosts), which comes last.
 
 import json
 import os
+import threading
 
 import pytest
 
 from tests.deploy_fleet import DeployFleet, prepare, write_inventory
+from tests.faults.fleet import assert_consistent, history, locks, wait_until
 from tests.lab import nspawn
 
 pytestmark = pytest.mark.lab
@@ -312,3 +314,53 @@ def test_forced_switch_and_a_lock_left_by_a_reboot(fleet):
     assert lab.current_system('r5') == five['new']['path']
     assert 'switch_refused' not in six and lab.current_system('r6') == six['new']['path'], six
     assert six['new']['path'] != fleet.first['r6']
+
+
+def test_a_host_that_loses_power_while_it_activates(fleet):
+    """r4 loses power (lab.power_cut: every process SIGKILLed at once, no
+    shutdown) while its slow activation runs, after its runner set the
+    profile; r3 switches beside it. Nothing ran the runner's exit, so the
+    look that finds its run dead after the boot ends it: r4 is reported
+    failed with that cause, its profile is back on what it boots and runs,
+    no lock is left for its next deploy, which switches it at once."""
+    lab = fleet.lab
+    hosts = ('r3', 'r4')
+    for host in hosts:
+        if lab.power_state(host) == 'off':
+            lab.set_power(host, comes_back=True)
+            lab.power_on(host)
+    before = {h: lab.current_system(h) for h in hosts}
+    generation = profile_generation(lab, 'r4')
+    boots = len(lab.boot_ids('r4'))
+    seen = len(history(lab, 'r4'))
+    fleet.set('r3', version='cut')
+    fleet.set('r4', version='cut', behaviour='slow', slow_seconds=120)
+    done = []
+    deploy = threading.Thread(target=lambda: done.append(fleet.deploy('-l', ','.join(hosts))))
+    deploy.start()
+    try:
+        wait_until(lambda: len(history(lab, 'r4')) > seen or not deploy.is_alive(), 600,
+                   what='the activation of r4 to start')
+        assert deploy.is_alive(), done
+        assert profile_generation(lab, 'r4') == generation + 1
+        lab.power_cut('r4')
+    finally:
+        deploy.join(900)
+        fleet.set('r4', behaviour='ok')
+    run = done[0]
+    assert run.rc != 0, run
+    found = results(run)
+    assert lab.current_system('r3') == ok(found, 'r3', run)['new']['path'] != before['r3']
+    res = failed(found, 'r4', run)
+    assert 'the activation run died in state running (killed, or its host went down without a ' \
+        'shutdown); /nix/var/nix/profiles/system is back at generation %d' % generation \
+        in res['msg'], (res['msg'], res.get('log_tail'))
+    assert len(lab.boot_ids('r4')) == boots + 1
+    assert lab.current_system('r4') == lab.booted('r4') == before['r4']
+    assert assert_consistent(lab, 'r4') == before['r4']
+    assert profile_generation(lab, 'r4') == generation and not locks(lab, 'r4')
+    run = fleet.deploy('-l', 'r4')
+    assert run.rc == 0, run
+    res = ok(results(run), 'r4', run)
+    assert lab.current_system('r4') == res['new']['path'] != before['r4']
+    assert not any('stale lock' in line for line in res['log_tail']), res

@@ -26,6 +26,8 @@ FAKE_NIX_ENV = r'''#!/bin/sh
 echo "nix-env $*" >>"__CALLS__"
 [ "$1" = --profile ] || exit 2
 p=$2 op=$3 arg=$4
+# a test makes this operation fail (as a store it cannot lock, or a nix-env stopped)
+[ -e "__CALLS__.fail$op" ] && { echo "error: $op failed (the test's)" >&2; exit 1; }
 name=${p##*/} dir=${p%/*}
 case $op in
   --set)
@@ -229,6 +231,93 @@ def test_a_run_stopped_during_its_activation(host, monkeypatch, tmp_path, link, 
     # the activation ended with the run: stopped by the shutdown, or by the run
     with pytest.raises(ProcessLookupError):
         os.kill(activation, 0)
+
+
+def _gone(pid, seconds=20.0):
+    """Whether ``pid`` ends (and is reaped) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_run_killed_while_it_activates_is_ended_by_the_next_look(host):
+    """A runner SIGKILLed while it activates (a shutdown's KILL after its
+    grace, a power cut, the OOM killer) never runs its exit: its lock would
+    stay until the host's next deploy, its status would say it runs, and the
+    profile would hold the generation it made and never activated. The look
+    that finds it dead (the controller follows a run with such looks) ends it
+    as its exit would have: the profile back, the run failed, the lock
+    freed; the profile's next run takes it at once. A look that cannot put
+    the profile back leaves the run for the next one."""
+    old, new = host.system('old'), host.system('new', slow=True)
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    assert host.activate(new, 'r2', wait=0)[0]['run'] == 'r2'
+    activation = _wait_for(os.path.join(new, 'pid'))
+    runner = _wait_for(os.path.join(host.state_dir(), 'runs', 'r2', 'pid'))
+    lock = os.path.join(host.state_dir(), 'lock')
+    assert open(os.path.join(lock, 'run')).read().strip() == 'r2'
+    assert host.generations() == ('2', ['1', '2'])
+    os.kill(runner, 9)
+    os.kill(activation, 9)
+    assert _gone(runner) and _gone(activation)
+    assert os.path.isdir(lock)
+    # a profile that cannot go back at this look: the run stays for the next
+    failing = str(host.calls) + '.fail--switch-generation'
+    open(failing, 'w').close()
+    values, log = host.sh(_programs.poll_script('nixos', 'r2', **host.common))
+    assert (values['state'], values['alive']) == ('running', '0'), values['output']
+    assert '--switch-generation failed (the test' in log
+    assert os.path.isdir(lock) and host.generations() == ('2', ['1', '2'])
+    os.unlink(failing)
+    values, log = host.sh(_programs.poll_script('nixos', 'r2', **host.common))
+    assert (values['state'], values['alive']) == ('failed', '0'), values['output']
+    assert values['reason'] == ('the activation run died in state running (killed, or its host '
+                                'went down without a shutdown); %s is back at generation 1'
+                                % host.profile), values['reason']
+    assert values['reason'] in log
+    assert not os.path.exists(lock)
+    assert host.generations() == ('1', ['1'])
+    # a second look finds it ended: nothing more is done
+    again = host.sh(_programs.poll_script('nixos', 'r2', **host.common))[0]
+    assert (again['state'], again['reason']) == ('failed', values['reason'])
+    values, log = host.activate(old, 'r3')
+    assert values['state'] == 'unchanged', values['output']
+    assert 'breaking the stale lock' not in log
+
+
+def test_a_run_from_before_a_reboot_is_dead_and_only_its_own_lock_goes(host):
+    """After a reboot the pid of a run that died with its host may be
+    another process's: the boot the run started in tells (its runs/<run>/boot
+    against /proc's). A look at it frees its lock, never a lock another run
+    took since (the same pid, in the new boot)."""
+    new = host.system('a')
+    assert host.activate(new, 'r1')[0]['state'] == 'done'
+    state = host.state_dir()
+    other = subprocess.Popen(['sleep', '60'])
+    try:
+        for run, owner in (('r0', 'r0'), ('r0', 'r5')):
+            run_dir = os.path.join(state, 'runs', run)
+            os.makedirs(run_dir, exist_ok=True)
+            for name, text in (('pid', other.pid), ('boot', 'a-boot-before-this-one'),
+                               ('status', 'state=running\nrun=r0')):
+                with open(os.path.join(run_dir, name), 'w') as handle:
+                    handle.write('%s\n' % text)
+            os.makedirs(os.path.join(state, 'lock'), exist_ok=True)
+            for name, text in (('pid', other.pid), ('run', owner), ('boot', 'x')):
+                with open(os.path.join(state, 'lock', name), 'w') as handle:
+                    handle.write('%s\n' % text)
+            values = host.sh(_programs.poll_script('nixos', run, **host.common))[0]
+            assert values['alive'] == '0', values['output']
+            assert os.path.exists(os.path.join(state, 'lock')) == (owner != run)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_a_live_owner_keeps_the_lock_and_a_dead_owners_lock_is_broken(host):
