@@ -4,9 +4,11 @@ activations, run as users run it (`ansible-playbook nixdeploy.fleet.deploy`).
 The tests run in order on one fleet: deploy, redeploy (nothing changes),
 check/diff of a new version (nothing changes, the diff is shown), then a
 version one host fails to activate (it rolls back and ends failed; the others
-go on; the play exits non-zero), the rollback role, and last the keys the
-activate task uploads (with --tags keys and --skip-tags keys), and one run in
-which a host's own role variable (nix_goal) reaches its modules beside a failing host.
+go on; the play exits non-zero), the rollback role, the keys the activate
+task uploads (with --tags keys and --skip-tags keys), one run in which a
+host's own role variable (nix_goal) reaches its modules beside a failing
+host, and last one host's phase results alone and beside the fleet (they
+must not grow with it).
 """
 
 import json
@@ -287,3 +289,58 @@ def test_each_hosts_own_role_variables_reach_its_phases(rol_fleet):
     assert lab.active('h2') == before['h2']
     assert summary['h2']['failed'] and summary['h2']['rolled_back'], summary
     assert lab.active('h3') == paths['h3'] != before['h3']
+
+
+def no_larger(many, one, where='result'):
+    """Where ``many`` holds more than ``one``: more keys, or a longer list.
+    (A host alone carries its batch's figures too, the fleet's go to one of
+    its hosts: ``many`` may have fewer keys. A run's job names a key of its
+    own, so keys are counted, and compared where both have them.)"""
+    if isinstance(many, dict) and isinstance(one, dict):
+        if len(many) > len(one):
+            return '%s: keys %s, alone %s' % (where, sorted(many), sorted(one))
+        for key in set(many) & set(one):
+            found = no_larger(many[key], one[key], '%s.%s' % (where, key))
+            if found:
+                return found
+    elif isinstance(many, list) and isinstance(one, list):
+        if len(many) > len(one):
+            return '%s: %d items, %d alone' % (where, len(many), len(one))
+        for index, (item, alone) in enumerate(zip(many, one)):
+            found = no_larger(item, alone, '%s[%d]' % (where, index))
+            if found:
+                return found
+    elif type(many) is not type(one):
+        return '%s: a %s, a %s alone' % (where, type(many).__name__, type(one).__name__)
+    return None
+
+
+# What a phase's result on a host may grow by between two runs that do the
+# same on it: its timings and times (digits), nothing that names other hosts
+SIZE_SLACK = 64
+
+
+def test_no_hosts_result_grows_with_the_fleet(rol_fleet):
+    """What each phase registers on a host stays in ansible-playbook's heap
+    for the rest of the run, and every worker forked after it gets a copy
+    (docs/benchmarks.md, benchmark 10a: per-host data there is what makes a
+    later host cost more): nothing in it may grow with the fleet. h1 goes one
+    generation further alone, then again beside h2 and h3: each phase's
+    result on h1 beside them has no key or list item it had not alone, and
+    is no larger but for what timings change."""
+    flake = rol_fleet.flake
+    flake.set_all(version='grow-a')
+    alone = deploy(rol_fleet, '-l', 'h1')
+    assert alone.rc == 0, alone
+    flake.set_all(version='grow-b')
+    whole = deploy(rol_fleet)
+    assert whole.rc == 0, whole
+    assert sorted(out_paths(whole)) == ['h1', 'h2', 'h3'], whole
+    for run in (alone, whole):
+        assert run.result(task(ACTIVATE), 'h1')['result']['changed'], run
+    for name in PHASE_TASKS:
+        one = alone.result(task(name), 'h1')['result']
+        many = whole.result(task(name), 'h1')['result']
+        assert no_larger(many, one) is None, (name, no_larger(many, one), one, many)
+        size_one, size_many = len(json.dumps(one)), len(json.dumps(many))
+        assert size_many <= size_one + SIZE_SLACK, (name, size_one, size_many, one, many)
