@@ -258,6 +258,34 @@ def test_a_host_that_does_not_come_back_and_a_boot_loader_fallback(lab, systems)
     assert v1 != v2 and bystanders(lab, 'h1') == before
 
 
+# a process that, given a SIGTERM, leaves a mark in the host's /nix (kept
+# across boots) before it ends, as a run's exit puts things back
+TERM_MARK = '/nix/var/lab/termed'
+TRAPS_TERM = ('setsid sh -c \'trap "touch %s; exit 0" TERM; while :; do sleep 0.1; done\' '
+              '</dev/null >/dev/null 2>&1 & echo started' % TERM_MARK)
+
+
+def test_a_reboot_terms_first_and_a_power_cut_kills_at_once(lab):
+    """The two ways down the collection's runs meet: a reboot is a shutdown
+    (SIGTERM, then SIGKILL to what is left 2 s later), so a process's exit
+    runs; a power cut (lab.power_cut) SIGKILLs every process at once, so
+    none does. A systemd host has no power cut (its keeper has none)."""
+    before = bystanders(lab, 'h1')
+    for down, termed in ((lab.reboot, True), (lab.power_cut, False)):
+        lab.run_in('h1', ['rm', '-f', TERM_MARK])
+        ids = lab.boot_ids('h1')
+        assert lab.ssh('h1', TRAPS_TERM, user='root').stdout.strip() == 'started'
+        down('h1')
+        assert lab.boot_id('h1') not in ids and len(lab.boot_ids('h1')) == len(ids) + 1
+        marked = lab.run_in('h1', ['test', '-e', TERM_MARK], check=False).returncode == 0
+        assert marked == termed, (down.__name__, marked)
+    lab.run_in('h1', ['rm', '-f', TERM_MARK])
+    assert bystanders(lab, 'h1') == before
+    if SYSTEMD_UNSUPPORTED is None:
+        with pytest.raises(LabError, match='s1 boots systemd'):
+            lab.power_cut('s1')
+
+
 def generation_before_current(lab, host):
     profiles = '/nix/var/nix/profiles'
     current = lab.run_in(host, ['readlink', profiles + '/system']).stdout.strip()
