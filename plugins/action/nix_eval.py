@@ -139,7 +139,7 @@ class ActionModule(NixdeployAction):
             result['warnings'] = warnings
         if 'error' in host_entry or 'error' in evaluated:
             return self.failed(result, host_entry.get('error') or evaluated['error'],
-                               traceback=host_entry.get('traceback'))
+                               traceback=host_entry.get('traceback') or evaluated.get('traceback'))
         result.update({
             'drv_path': evaluated['drv_path'],
             'out_path': evaluated['out_path'],

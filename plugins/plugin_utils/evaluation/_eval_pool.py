@@ -30,13 +30,18 @@ import signal
 import subprocess
 import threading
 import time
+import traceback
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import internal_error
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stream
 
+# what a host is told that no evaluator answered (a bug: every piece's
+# hosts are answered, by a trace or a failure)
+UNANSWERED = 'internal error in the evaluators: none of them answered for this host'
 # nix-eval-jobs' default --max-memory-size
 DEFAULT_MAX_MEMORY_MB = 4096
 RESERVED_MB = 1024
@@ -169,6 +174,11 @@ class EvalPool(object):
         for thread in threads:
             thread.join()
         self._queue = None
+        # every host answered, whatever became of the workers: a host left
+        # without an answer waits for one that never comes
+        for items in by_flake.values():
+            for key, _path in items:
+                self._give(key, {'error': UNANSWERED})
 
     # ------------------------------------------------------------ scheduling
     def _next(self):
@@ -212,7 +222,33 @@ class EvalPool(object):
             piece = self._next()
             if piece is None:
                 return
-            self._evaluate(piece)
+            try:
+                self._evaluate(piece)
+            except Exception as exc:  # pylint: disable=broad-except
+                self._broken(piece, exc)
+
+    def _broken(self, piece, exc):
+        """A bug of ours in the middle of ``piece``: its hosts not answered
+        yet fail in one line (the traceback beside it for -vvv, and on
+        stderr: the batch's log), its process goes, the other evaluators go
+        on. A worker thread that died instead left those hosts without any
+        answer, and the other workers waiting for a piece that never ended."""
+        trace = traceback.format_exc()
+        os.write(2, trace.encode('utf-8', 'replace'))
+        if piece.proc is not None:
+            _kill(piece.proc)
+            _stream.CHILD_GROUPS.discard(piece.proc.pid)
+            try:
+                piece.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        with self._lock:
+            if piece in self._running:
+                self._running.remove(piece)
+            end = piece.end
+        failure = {'error': internal_error('an evaluator', exc), 'traceback': trace}
+        for index in range(piece.pos, end):
+            self._give(piece.items[index][0], dict(failure))
 
     def _give(self, key, result):
         with self._lock:

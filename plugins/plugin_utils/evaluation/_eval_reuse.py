@@ -23,6 +23,7 @@ a tree with uncommitted changes on a Nix before 2.25.
 
 import os
 import shutil
+import tempfile
 import threading
 
 from urllib.parse import quote
@@ -80,7 +81,6 @@ class Reuse(object):
         self._results = {}
         self._describers = {}
         self._lock = threading.Lock()
-        self._count = 0
         self.strace = None
         # {drv: whether it holds the source's own path} (_eval_record.mentions)
         self._mentions = {}
@@ -226,11 +226,12 @@ class Reuse(object):
         spec = self.specs.get(flake_ref)
         if spec is None or self.strace is None:
             return None
-        with self._lock:
-            self._count += 1
-            number = self._count
-        place = os.path.join(self.folder, 'record-%d-%d' % (os.getpid(), number))
-        os.makedirs(place, 0o700, exist_ok=True)
+        # A place of its own (0700), whoever else records in this folder: the
+        # two waves of one serving process run a stage each at once, and a
+        # name counted per stage let one's cleanup remove the other's place
+        # (its evaluator died, its host got no answer) and both straces write
+        # one log (a record holding the other's reads, or missing its own)
+        place = tempfile.mkdtemp(prefix='record-', dir=self.folder)
         env = _eval_record.private_cache(place)
         expr = _eval_record.expression(apply_text, spec.ref, spec.sub, spec.info, self_marker)
         log = os.path.join(place, 'strace.log')

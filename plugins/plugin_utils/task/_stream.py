@@ -467,7 +467,8 @@ class Service(Stream):
                 settled = set(_read(self.settled_path) or ()) | unsettled
                 write_json(self.settled_path, sorted(settled))
             expecting = False
-            wave = threading.Thread(target=_wave, args=(serve, taken, put, self.kind),
+            wave = threading.Thread(target=_wave,
+                                    args=(serve, taken, put, self.kind, self._log_tail),
                                     name='nixdeploy-wave-%d' % len(waves))
             wave.daemon = True
             wave.start()
@@ -518,11 +519,27 @@ class Service(Stream):
                     started += 1
 
 
-def _wave(serve, taken, put, kind='service'):
+# what a host is told when its wave ended without answering it (a bug:
+# every ``serve`` answers each host it is given)
+UNANSWERED = 'internal error in the %s wave: it ended without an answer for this host'
+
+
+def _wave(serve, taken, put, kind='service', log_tail=lambda: ''):
+    """One wave: ``serve(taken, put)``, then an answer for each host it
+    did not answer (it raised, or a thread of its work died), so that no
+    host waits for one that never comes. A host answered keeps its answer.
+    ``log_tail()``: what the process's log last says (the reason, if any)."""
+    answered = set()
+
+    def put_counted(host, host_entry):
+        answered.add(host)
+        put(host, host_entry)
     try:
-        serve(taken, put)
+        serve(taken, put_counted)
+        failure = {'error': UNANSWERED % kind.split('-')[0] + log_tail()}
     except Exception as exc:  # pylint: disable=broad-except
         os.write(2, traceback.format_exc().encode('utf-8', 'replace'))
         failure = work_failure(kind, exc)
-        for host in taken:
+    for host in taken:
+        if host not in answered:
             put(host, dict(failure))

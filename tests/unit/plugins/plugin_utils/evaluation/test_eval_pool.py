@@ -125,6 +125,58 @@ def test_a_broken_host_costs_one_process_and_only_its_answer(tmp_path):
     assert len([e for e in entries.values() if 'batch' in e]) == 1
 
 
+class BrokenRecorder(object):
+    """The reuse recorder of a run whose first evaluator's set-up fails as
+    a bug of ours would (its place removed under it by another run); the
+    later evaluators are not recorded."""
+
+    def __init__(self):
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def command(self, *_args):
+        with self.lock:
+            self.calls += 1
+            first = self.calls == 1
+        if first:
+            raise FileNotFoundError(2, 'No such file or directory', 'record-1/nix')
+        return None
+
+
+def test_a_bug_in_one_evaluator_fails_its_hosts_in_one_line_and_the_rest_go_on(tmp_path):
+    """The worker thread of an evaluator that raised died: its hosts got no
+    answer at all, and a wave's hosts were told "the batch's work stopped
+    before answering this host" with nothing to say why. Now they fail in
+    one line, the traceback kept apart, and the other evaluator's hosts get
+    their systems; the pool never waits on the broken piece."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
+        apply_expression)
+    names = ['e1', 'e2', 'e3', 'e4']
+    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts)
+    runner = EvalStage(NixOptions(options=dict(OPTIONS))).runner
+    pool = eval_pool.EvalPool(runner, apply_expression, 2, recorder=BrokenRecorder())
+    answers = {}
+    items = [(name, flake.attr(name).split('.')) for name in names]
+    run = threading.Thread(target=pool.run, args=({flake.ref: items}, answers.__setitem__))
+    run.daemon = True
+    run.start()
+    run.join(120)
+    assert not run.is_alive(), 'the pool waits for the piece whose evaluator broke'
+    assert sorted(answers) == names
+    broken = sorted(name for name in names if 'error' in answers[name])
+    # one piece of two hosts a worker: the piece whose set-up broke
+    assert broken in (['e1', 'e2'], ['e3', 'e4']), answers
+    for name in names:
+        if name in broken:
+            assert answers[name]['error'] == (
+                "internal error in an evaluator: FileNotFoundError: [Errno 2] No such file or "
+                "directory: 'record-1/nix'; rerun with -vvv for the traceback"), answers[name]
+            assert 'Traceback' in answers[name]['traceback']
+        else:
+            assert answers[name]['out_path'].startswith('/nix/store/'), answers[name]
+
+
 FAKE_FLAKE = '''{
   outputs = { self }: let
     real = name: derivation { name = name; system = "@SYSTEM@"; builder = "/bin/sh"; };

@@ -246,3 +246,33 @@ def test_the_spot_check_fails_a_wrong_reuse_loudly_and_turns_reuse_off(flake):
     entries, _figures = flake.run()
     assert how(entries) == dict.fromkeys('abcd', 'evaluated')
     assert any('reuse stays off for this flake until' in note for note in entries['a']['notes'])
+
+
+def test_two_runs_recording_at_once_in_one_folder_keep_their_places_apart(tmp_path):
+    """A serving process runs two waves at once (task/_stream.Service, two
+    slots), each a stage with its own Reuse, both in the job's folder. Their
+    evaluators' places (the strace log, the private Nix caches) were named by
+    a count each run kept: both named theirs record-PID-1, so both straces
+    wrote one log, and the first run's cleanup removed the place the second
+    was making (its evaluator died, its host got no answer)."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
+        _eval_reuse)
+    ref = 'path:/nix/store/00000000000000000000000000000000-source'
+    runs = []
+    for _run in range(2):
+        reuse = _eval_reuse.Reuse(None, None, None, str(tmp_path), None)
+        reuse.strace = shutil.which('strace')
+        reuse.specs[ref] = _eval_reuse.RecordSpec(ref, '', None, ref[len('path:'):], {})
+        runs.append(reuse)
+
+    def argv_of(args):
+        return ['nix', 'eval'] + list(args)
+    first = runs[0].command(ref, 'x: x', 'M1', 'S1', argv_of)
+    second = runs[1].command(ref, 'x: x', 'M2', 'S2', argv_of)
+    places = [os.path.dirname(log) for _argv, _env, log in (first, second)]
+    assert places[0] != places[1]
+    assert all(os.stat(place).st_mode & 0o777 == 0o700 for place in places)
+    # the first run is done with its evaluator: its place goes, the other's stays
+    runs[0].finished(ref, first[2], 'M1', 'S1', [])
+    assert not os.path.exists(places[0])
+    assert os.path.isdir(second[1]['NIX_CACHE_HOME'])

@@ -92,3 +92,31 @@ def test_a_wave_that_raises_answers_each_of_its_hosts_in_one_line(tmp_path):
     answer = service.answer('h1', serve, timeout=60)
     assert answer['error'] == ONE_LINE
     assert 'Traceback' in answer['traceback']
+
+
+def test_a_wave_answers_every_host_it_took_and_keeps_the_answers_it_gave(tmp_path):
+    """A wave's work that gives no answer to a host (a thread of its work
+    died) or raises after answering another: the host left out is told at
+    once, in one line, instead of waiting until the process ends ("the
+    batch's work stopped before answering this host", naming nothing); a
+    host answered keeps its answer."""
+    expected = ['h1', 'h2']
+
+    def forgets(requests, put):
+        if 'h1' in requests:
+            put('h1', {'answer': requests['h1']})
+        # what a dying thread of its work leaves in the process's log
+        os.write(2, b'a thread of the wave died\n')
+
+    def raises(requests, put):
+        forgets(requests, put)
+        raise KeyError('system')
+
+    for kind, serve, told in (('eval-own', forgets, _stream.UNANSWERED % 'eval'
+                               + ': a thread of the wave died'),
+                              ('build', raises, ONE_LINE.replace('eval batch', 'build batch'))):
+        service = Service(str(tmp_path), kind, 'k5')
+        service.request('h1', 'r1', serve, expected=expected)
+        service.request('h2', 'r2', serve, expected=expected)
+        assert service.answer('h1', serve, timeout=60) == {'answer': 'r1'}
+        assert service.answer('h2', serve, timeout=60)['error'] == told
