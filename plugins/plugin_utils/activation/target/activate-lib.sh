@@ -63,6 +63,15 @@ current_gen() {  # CUR_GEN: the profile's current generation (empty: none)
   gen_number "$t" || return 1; CUR_GEN=$GEN_N; }
 gen_path() {  # gen_path N: GEN_PATH, what generation N's link points at (empty: none)
   GEN_PATH=; [ -n "$1" ] && GEN_PATH=$(readlink "$PDIR/$PNAME-$1-link" 2>/dev/null); }
+is_gen() { case $1 in ''|*[!0-9]*) return 1 ;; esac; }  # a generation number
+switch_back() {  # switch_back PREV MADE: the profile back at generation PREV, MADE dropped
+  # Both are read back from this run's own files: anything but a generation
+  # number (a corrupted status) never reaches nix-env, where it would be an
+  # option. Fails, the profile as it was, when one is not or the switch fails.
+  is_gen "$1" && is_gen "$2" || return 1
+  "$NIX_ENV" --profile "$PROFILE" --switch-generation "$1" || return 1
+  "$NIX_ENV" --profile "$PROFILE" --delete-generations "$2" || :
+}
 list_gens() {  # the generations' numbers, one a line, in order
   for l in "$PDIR/$PNAME"-*-link; do [ -L "$l" ] && gen_number "$l" && echo "$GEN_N"; done | sort -n; }
 active_path() {  # ACTIVE_PATH: what is active (CURRENT_LINK's target, else D/active)

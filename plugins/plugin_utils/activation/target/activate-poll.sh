@@ -43,15 +43,14 @@ end_dead_run() {
     # the generation it made (nix-env --set, under its lock), never activated:
     # what runs is not it (nix-on-droid's activation sets its profile itself)
     if [ "$st" = running ] && [ "$mode" = activate ] && [ "$activated" != 1 ] &&
-       [ "$SETS_OWN_PROFILE" != 1 ] && [ -n "$prev_gen" ] && [ -n "$new_path" ] &&
+       [ "$SETS_OWN_PROFILE" != 1 ] && is_gen "$prev_gen" && [ -n "$new_path" ] &&
        current_gen && [ -n "$CUR_GEN" ] && [ "$CUR_GEN" != "$prev_gen" ]; then
       made=$CUR_GEN; gen_path "$made"; active_path
       if [ "$GEN_PATH" = "$new_path" ] && [ "$ACTIVE_PATH" != "$new_path" ]; then
         # a profile that cannot go back now (nix-env failed, or was stopped):
         # the run stays as it is, for the next look to end
-        "$NIX_ENV" --profile "$PROFILE" --switch-generation "$prev_gen" >>"$RD/log" 2>&1 || {
+        switch_back "$prev_gen" "$made" >>"$RD/log" 2>&1 || {
           rmdir "$D/lock.break"; return 0; }
-        "$NIX_ENV" --profile "$PROFILE" --delete-generations "$made" >>"$RD/log" 2>&1 || :
         back="; $PROFILE is back at generation $prev_gen"
       fi
     fi

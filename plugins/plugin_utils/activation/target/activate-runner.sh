@@ -359,8 +359,7 @@ put_back() {  # nothing was activated: the profile back where it was, our genera
   if [ "$SET_PROFILE" = 1 ] && [ -n "$NEW_GEN" ] && [ "$NEW_GEN" != "$PREV_GEN" ] &&
      { current_gen; [ "$CUR_GEN" = "$NEW_GEN" ]; }; then
     if [ -n "$PREV_GEN" ]; then
-      "$NIX_ENV" --profile "$PROFILE" --switch-generation "$PREV_GEN" &&
-        "$NIX_ENV" --profile "$PROFILE" --delete-generations "$NEW_GEN" ||
+      switch_back "$PREV_GEN" "$NEW_GEN" ||
         echo "nixdeploy: could not put $PROFILE back to generation $PREV_GEN"
     fi
   fi

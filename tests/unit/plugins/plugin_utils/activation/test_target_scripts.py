@@ -290,6 +290,36 @@ def test_a_run_killed_while_it_activates_is_ended_by_the_next_look(host):
     assert 'breaking the stale lock' not in log
 
 
+def test_a_dead_runs_corrupted_status_never_gives_nix_env_an_option(host):
+    """The look reads the generation to put back from the run's own status
+    file: a value there that is not a generation number (the file
+    corrupted) never reaches nix-env, where it would be an option. The run
+    is ended and its lock freed, the profile left as it is."""
+    old, new = host.system('old'), host.system('new', slow=True)
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    assert host.activate(new, 'r2', wait=0)[0]['run'] == 'r2'
+    activation = _wait_for(os.path.join(new, 'pid'))
+    runner = _wait_for(os.path.join(host.state_dir(), 'runs', 'r2', 'pid'))
+    os.kill(runner, 9)
+    os.kill(activation, 9)
+    assert _gone(runner) and _gone(activation)
+    status = os.path.join(host.state_dir(), 'runs', 'r2', 'status')
+    with open(status) as handle:
+        lines = handle.read().splitlines()
+    assert 'prev_gen=1' in lines, lines
+    with open(status, 'w') as handle:
+        handle.write(''.join('%s\n' % ('prev_gen=--delete-generations' if line == 'prev_gen=1'
+                                       else line) for line in lines))
+    host.took()
+    values = host.sh(_programs.poll_script('nixos', 'r2', **host.common))[0]
+    assert (values['state'], values['alive']) == ('failed', '0'), values['output']
+    assert values['reason'] == ('the activation run died in state running (killed, or its host '
+                                'went down without a shutdown)'), values['reason']
+    assert not [call for call in host.took() if call.startswith('nix-env')]
+    assert not os.path.exists(os.path.join(host.state_dir(), 'lock'))
+    assert host.generations() == ('2', ['1', '2'])
+
+
 def test_a_run_from_before_a_reboot_is_dead_and_only_its_own_lock_goes(host):
     """After a reboot the pid of a run that died with its host may be
     another process's: the boot the run started in tells (its runs/<run>/boot
