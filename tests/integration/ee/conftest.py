@@ -54,3 +54,12 @@ def execution_node():
     copied = node.load_image(IMAGE, CONTAINERS_CONF)
     print('execution node: prepared in %.1f s, EE image copied in %.1f s' % (seconds, copied))
     return {'prepare_seconds': seconds, 'image_seconds': copied}
+
+
+@pytest.fixture
+def deployed_awx(awx):
+    """``awx`` with a system on every host (``ensure_deployed``), set up as
+    a fixture: ``--durations`` then shows that first job apart from the
+    test's own (a test that comes first in its package pays for it)."""
+    awx.ensure_deployed()
+    return awx

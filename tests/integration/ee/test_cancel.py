@@ -86,9 +86,9 @@ class WhenActivating:
         return self.started.is_set()
 
 
-def test_cancel_while_activating_leaves_each_host_confirmed_or_rolled_back(awx):
+def test_cancel_while_activating_leaves_each_host_confirmed_or_rolled_back(deployed_awx):
+    awx = deployed_awx
     lab, flake = awx.lab, awx.flake
-    awx.ensure_deployed()
     before = dict((h, assert_consistent(lab, h)) for h in NAMES)
     # a fleet mid-deploy: a1 activates at once and is confirmed before the
     # cancel, the others are still activating when it comes (held until the

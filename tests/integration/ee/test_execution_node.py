@@ -18,9 +18,9 @@ from tests.integration.ee.jobs import IMAGE, NAMES
 pytestmark = pytest.mark.lab
 
 
-def test_job_on_an_execution_node_runs_the_ee_with_rootless_podman(awx, execution_node):
+def test_job_on_an_execution_node_runs_the_ee_with_rootless_podman(deployed_awx, execution_node):
+    awx = deployed_awx
     lab, flake = awx.lab, awx.flake
-    awx.ensure_deployed()
     before = dict((h, lab.active(h)) for h in NAMES)
     flake.set_all(version='v1', behaviour='ok')
     awx.commit('version v1, from the execution node')

@@ -36,12 +36,12 @@ CONFIRM = 90
 SUMMARY = re.compile(r'^(a\d)\s+(\S+)\s+gen\s+\S+\s+->\s+\S+\s+(.*)$', re.M)
 
 
-def test_navigator_runs_the_job_in_the_ee(awx, tmp_path):
+def test_navigator_runs_the_job_in_the_ee(deployed_awx, tmp_path):
+    awx = deployed_awx
     # navigator refuses podman without it ("requires a '/dev/mqueue/' directory",
     # its hint: create it); machines without POSIX message queues mounted lack it
     os.makedirs('/dev/mqueue', exist_ok=True)
     lab, flake = awx.lab, awx.flake
-    awx.ensure_deployed()
     before = dict((h, lab.active(h)) for h in NAMES)
     flake.set_all(version='n1', behaviour='ok')
     flake.set_config('a2', behaviour='fail')
