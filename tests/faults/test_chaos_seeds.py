@@ -76,6 +76,12 @@ CASES = [
     # its recap counted their build and copy; the check read that as a
     # disagreement (it now asks whether another run of the round switched them)
     pytest.param('2611', 84, marks=pytest.mark.slow),
+    # a home-manager host rebooted while its run awaited its confirmation:
+    # the stopped run left its record of what runs on the old system, so the
+    # clean run activated the new one again as a change (it now records the
+    # new system). `make faults` only: test_target_scripts'
+    # test_a_run_stopped_awaiting_its_confirmation_records_what_runs holds it
+    pytest.param('7311', 22, marks=pytest.mark.slow),
 ]
 # a lab name of its own: `make chaos` (lab `chaos`) may run beside the suite
 LAB = 'chaosf'

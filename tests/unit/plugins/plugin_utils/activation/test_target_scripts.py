@@ -233,6 +233,34 @@ def test_a_run_stopped_during_its_activation(host, monkeypatch, tmp_path, link, 
         os.kill(activation, 0)
 
 
+def test_a_run_stopped_awaiting_its_confirmation_records_what_runs(host):
+    """Seed 7311 round 22: a home-manager host rebooted while its run
+    awaited its confirmation. The new system's activation had run and
+    nothing rolled it back, but where no link names what runs the runner's
+    record (written when a run ends well) still named the old one: the next
+    deploy of the new system activated it again and reported a change (and
+    a deploy of the old one would have found it unchanged). The stopped run
+    records what runs: the new system, unconfirmed, as on NixOS."""
+    old, new = host.system('old'), host.system('new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    values = host.activate(new, 'r2', magic_rollback=True, confirm_timeout=300)[0]
+    assert values['state'] == _programs.AWAITING, values['output']
+    os.kill(_wait_for(os.path.join(host.state_dir(), 'runs', 'r2', 'pid')), 15)
+    assert host.runner_gone('r2', seconds=30)
+    values = host.sh(_programs.poll_script('nixos', 'r2', **host.common))[0]
+    assert values['state'] == 'failed', values['output']
+    assert 'stopped unexpectedly in state awaiting_confirmation' in values['reason']
+    assert host.generations() == ('2', ['1', '2'])
+    host.took()
+    values = host.activate(new, 'r3')[0]
+    assert values['state'] == 'unchanged', values['output']
+    assert host.took() == []
+    values = host.activate(old, 'r4')[0]
+    assert values['state'] == 'done', values['output']
+    assert host.took() == ['nix-env --profile %s --set %s' % (host.profile, old),
+                           'activate old switch']
+
+
 def _gone(pid, seconds=20.0):
     """Whether ``pid`` ends (and is reaped) within ``seconds``."""
     deadline = time.monotonic() + seconds
