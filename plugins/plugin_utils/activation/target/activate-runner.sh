@@ -113,8 +113,8 @@ on_exit() {
        # stopped while awaiting its confirmation: NEW's activation ran and
        # nothing rolled it back. Where no link names what runs, this run's
        # record is what does: left on the old system, the next run would
-       # activate NEW again as a change, or find a deploy of the old one
-       # unchanged (seed 7311 round 22: a home-manager host rebooted then)
+       # activate NEW again as a change (seed 7311 round 22: a home-manager
+       # host rebooted then)
        [ "$STATE" = awaiting_confirmation ] && [ "$ACTIVATED" = 1 ] &&
          record_active "$RECORDS_ACTIVE" "$NEW"
        canary=; read -r canary 2>/dev/null <"$D/canary" || :
