@@ -44,6 +44,8 @@ _STATUS = {
     'profile': PATH, 'prev_gen': INT, 'prev_path': STORE_PATH, 'new_gen': INT,
     'new_path': STORE_PATH, 'activated': FLAG, 'rolled_back': FLAG, 'confirmed': FLAG,
     'rc': INT, 'cause': CAUSES, 'started': INT, 'updated': INT,
+    # the goal's RECORDS_ACTIVE: what a look that ends the run dead records
+    'records_active': FLAG,
 }
 
 # program file -> {key: kind}; a key ending in '_*' stands for its named

@@ -36,6 +36,22 @@ CONFIRM = 90
 SUMMARY = re.compile(r'^(a\d)\s+(\S+)\s+gen\s+\S+\s+->\s+\S+\s+(.*)$', re.M)
 
 
+def keep_job(out, navigator_log, seconds):
+    """The job's output and navigator's debug log (its steps, timed) in
+    tests/output/navigator-ee-job.log: the job took about 190 s more in some
+    CI runs and 4-17 s in others, and a passing test's output is not shown."""
+    folder = os.path.join(os.path.dirname(__file__), '..', '..', 'output')
+    os.makedirs(folder, exist_ok=True)
+    try:
+        with open(navigator_log, errors='replace') as handle:
+            log = handle.read()
+    except OSError as exc:
+        log = 'no navigator log: %s' % exc
+    with open(os.path.join(folder, 'navigator-ee-job.log'), 'w') as handle:
+        handle.write('navigator job: %.1f s\n\n== its output\n%s\n== navigator.log\n%s'
+                     % (seconds, out, log))
+
+
 def test_navigator_runs_the_job_in_the_ee(deployed_awx, tmp_path):
     awx = deployed_awx
     # navigator refuses podman without it ("requires a '/dev/mqueue/' directory",
@@ -63,6 +79,7 @@ def test_navigator_runs_the_job_in_the_ee(deployed_awx, tmp_path):
         argv = [os.path.join(BIN, 'ansible-navigator'), 'run', 'deploy.yml',
                 '--ee', 'true', '--eei', IMAGE, '--ce', 'podman', '--pp', 'never',
                 '-m', 'stdout', '--pae', 'false', '--lf', str(tmp_path / 'navigator.log'),
+                '--ll', 'debug',
                 '--co=--net=host', '--eev', '%s:%s:Z' % (secrets, secrets),
                 '-i', 'inventory/fleet.nix.yml',
                 '-e', 'nix_signing_key=%s' % signing_key, '-e', 'nix_confirm_timeout=%d' % CONFIRM]
@@ -72,6 +89,7 @@ def test_navigator_runs_the_job_in_the_ee(deployed_awx, tmp_path):
                               universal_newlines=True, timeout=600, check=False)
         seconds = time.time() - started
     out = ANSI.sub('', EVENT_DATA.sub('', proc.stdout))
+    keep_job(out, str(tmp_path / 'navigator.log'), seconds)
     assert proc.returncode != 0, out[-6000:]
     assert 'NIXDEPLOY SUMMARY' in out, out[-6000:]
     summary = dict((m.group(1), m.group(3).strip()) for m in SUMMARY.finditer(out))

@@ -72,6 +72,22 @@ switch_back() {  # switch_back PREV MADE: the profile back at generation PREV, M
   "$NIX_ENV" --profile "$PROFILE" --switch-generation "$1" || return 1
   "$NIX_ENV" --profile "$PROFILE" --delete-generations "$2" || :
 }
+# record_active RECORDS PATH: PATH is what runs now, where no current-system
+# link tells (D/active). RECORDS: the goal's RECORDS_ACTIVE (a rollback's
+# ROLLBACK_RECORDS_ACTIVE; a dead run's records_active, activate-poll.sh)
+record_active() {
+  [ "$1" = 1 ] || return 0
+  { echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active"; } 2>/dev/null ||
+    { room; echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active"; }
+}
+# take_break: hold D/lock.break, which one breaker of a dead owner's lock, or
+# one look ending a dead run, holds for moments (status 1: another holds it).
+# One older than a minute is a breaker's or a look's that was killed holding
+# it: cleared first, or no lock of this profile could be broken again
+take_break() {
+  find "$D" -name lock.break -mmin +1 -exec rmdir {} \; 2>/dev/null
+  mkdir "$D/lock.break" 2>/dev/null
+}
 list_gens() {  # the generations' numbers, one a line, in order
   for l in "$PDIR/$PNAME"-*-link; do [ -L "$l" ] && gen_number "$l" && echo "$GEN_N"; done | sort -n; }
 active_path() {  # ACTIVE_PATH: what is active (CURRENT_LINK's target, else D/active)

@@ -18,24 +18,23 @@ run_state() {  # st: the run's state (read by the shell: no process five times a
 # says it is under way, and its profile may hold a generation it made but
 # never activated. The look that finds it dead ends it as its exit would
 # have (activate-runner.sh's on_exit): the profile back where nothing was
-# activated, the state failed, the lock freed. Only while the lock is still
+# activated, a system activated and awaiting its confirmation recorded as
+# what runs, the state failed, the lock freed. Only while the lock is still
 # that run's (no later run has touched the profile since; the pid may be a
 # later run's in a new boot), and with lock.break held: no run's acquire
 # breaks the lock meanwhile.
 end_dead_run() {
   [ -n "$pid" ] && [ -f "$RD/status" ] || return 0
-  st='' mode='' prev_gen='' new_path='' activated=''
+  st='' mode='' prev_gen='' new_path='' activated='' records=''
   while IFS= read -r line || [ -n "$line" ]; do
     case $line in
       state=*) st=${line#state=} ;; mode=*) mode=${line#mode=} ;;
       prev_gen=*) prev_gen=${line#prev_gen=} ;; new_path=*) new_path=${line#new_path=} ;;
-      activated=*) activated=${line#activated=} ;;
+      activated=*) activated=${line#activated=} ;; records_active=*) records=${line#records_active=} ;;
     esac
   done <"$RD/status"
   case " $TERMINAL " in *" $st "*) return 0 ;; esac
-  # one left behind is from a look or a breaker killed while it held it
-  find "$D" -name lock.break -mmin +1 -exec rmdir {} \; 2>/dev/null
-  mkdir "$D/lock.break" 2>/dev/null || return 0
+  take_break || return 0
   lock_pid=; read -r lock_pid 2>/dev/null <"$D/lock/pid" || :
   lock_run=; read -r lock_run 2>/dev/null <"$D/lock/run" || :
   if [ "$lock_pid" = "$pid" ] && [ "$lock_run" = "$RUN" ]; then
@@ -53,6 +52,14 @@ end_dead_run() {
           rmdir "$D/lock.break"; return 0; }
         back="; $PROFILE is back at generation $prev_gen"
       fi
+    fi
+    # died awaiting its confirmation: the new system's activation ran and
+    # nothing rolled it back (the watchdog died with the run). What runs is
+    # recorded as the runner's exit records it (activate-runner.sh's
+    # on_exit), or the next deploy of that system would activate it again as
+    # a change. Only a store path: the status may be corrupted
+    if [ "$st" = awaiting_confirmation ] && [ "$activated" = 1 ]; then
+      case $new_path in /*/store/?*) record_active "$records" "$new_path" ;; esac
     fi
     one_line "the activation run died in state $st (killed, or its host went down without a shutdown)$back"
     { while IFS= read -r line || [ -n "$line" ]; do

@@ -57,7 +57,7 @@ write_status() {
     field profile "$PROFILE"; field prev_gen "$PREV_GEN"; field prev_path "$PREV_PATH"
     field new_gen "$NEW_GEN"; field new_path "$NEW"; field activated "$ACTIVATED"
     field rolled_back "$ROLLED_BACK"; field confirmed "$CONFIRMED"; field rc "$RC"
-    field cause "$CAUSE"
+    field cause "$CAUSE"; field records_active "$RECORDS_ACTIVE"
     field started "$STARTED"; field updated "$EPOCH"
   } >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"
 }
@@ -138,13 +138,11 @@ settle_activation() {  # RC of the activation apid, stopped with this run
 trap on_exit EXIT
 trap 'exit 1' TERM INT
 break_lock() {  # break_lock DEADPID: one breaker at a time, and only that owner's lock
-  if mkdir "$D/lock.break" 2>/dev/null; then
+  if take_break; then
     lock_pid=; read -r lock_pid 2>/dev/null <"$D/lock/pid" || :
     [ "$lock_pid" = "$1" ] && rm -rf "$D/lock"
     rmdir "$D/lock.break"
   else
-    # a breaker holds lock.break for an instant; one left behind is from a killed breaker
-    find "$D" -name lock.break -mmin +1 -exec rmdir {} \; 2>/dev/null
     nap
   fi
 }
@@ -287,12 +285,6 @@ failure_reason() {
     4) echo "the activation exited with code 4 (some units failed)" ;;
     *) echo "the activation failed with exit code $RC" ;;
   esac
-}
-record_active() {  # record_active RECORDS PATH: what runs now, where no current-system link tells
-  # RECORDS: the goal's RECORDS_ACTIVE (or a rollback's ROLLBACK_RECORDS_ACTIVE)
-  [ "$1" = 1 ] || return 0
-  { echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active"; } 2>/dev/null ||
-    { room; echo "$2" >"$D/active.tmp" && mv -f "$D/active.tmp" "$D/active"; }
 }
 rollback() {  # rollback REASON CAUSE: back to the previous generation, drop the failed one
   reason=$1 target=$PREV_PATH CAUSE=$2

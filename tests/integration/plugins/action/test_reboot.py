@@ -319,22 +319,25 @@ def test_forced_switch_and_a_lock_left_by_a_reboot(fleet):
 def test_a_host_that_loses_power_while_it_activates(fleet):
     """r4 loses power (lab.power_cut: every process SIGKILLed at once, no
     shutdown) while its slow activation runs, after its runner set the
-    profile; r3 switches beside it. Nothing ran the runner's exit, so the
-    look that finds its run dead after the boot ends it: r4 is reported
-    failed with that cause, its profile is back on what it boots and runs,
-    no lock is left for its next deploy, which switches it at once."""
+    profile; r3 switches beside it and r5's activation fails. Nothing ran
+    the runner's exit, so the look that finds its run dead after the boot
+    ends it: r4 is reported failed with that cause, its profile is back on
+    what it boots and runs, no lock is left for its next deploy, which
+    switches it at once. r5 is rolled back as ever, r3 switched."""
     lab = fleet.lab
-    hosts = ('r3', 'r4')
+    hosts = ('r3', 'r4', 'r5')
     for host in hosts:
         if lab.power_state(host) == 'off':
             lab.set_power(host, comes_back=True)
             lab.power_on(host)
     before = {h: lab.current_system(h) for h in hosts}
     generation = profile_generation(lab, 'r4')
+    r5_generation = profile_generation(lab, 'r5')
     boots = len(lab.boot_ids('r4'))
     seen = len(history(lab, 'r4'))
     fleet.set('r3', version='cut')
     fleet.set('r4', version='cut', behaviour='slow', slow_seconds=120)
+    fleet.set('r5', version='cut', behaviour='fail')
     done = []
     deploy = threading.Thread(target=lambda: done.append(fleet.deploy('-l', ','.join(hosts))))
     deploy.start()
@@ -347,9 +350,14 @@ def test_a_host_that_loses_power_while_it_activates(fleet):
     finally:
         deploy.join(900)
         fleet.set('r4', behaviour='ok')
+        fleet.set('r5', behaviour='ok')
     run = done[0]
     assert run.rc != 0, run
     found = results(run)
+    five = failed(found, 'r5', run)
+    assert 'rolled back' in five['msg'], five['msg']
+    assert lab.current_system('r5') == before['r5']
+    assert profile_generation(lab, 'r5') == r5_generation and not locks(lab, 'r5')
     assert lab.current_system('r3') == ok(found, 'r3', run)['new']['path'] != before['r3']
     res = failed(found, 'r4', run)
     assert 'the activation run died in state running (killed, or its host went down without a ' \

@@ -318,6 +318,51 @@ def test_a_run_killed_while_it_activates_is_ended_by_the_next_look(host):
     assert 'breaking the stale lock' not in log
 
 
+def test_a_run_killed_awaiting_its_confirmation_is_recorded_by_the_next_look(host):
+    """The power cut of the stopped run above: a runner SIGKILLed in its
+    confirmation window runs no exit, and its watchdog dies with it. The new
+    system's activation ran and nothing rolls it back; the look that ends
+    the dead run records it as what runs, as the runner's exit does: the
+    next deploy of the new system is unchanged, one of the old activates
+    it. A corrupted status's new_path that is no store path is not
+    recorded."""
+    old, new = host.system('old'), host.system('new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    values = host.activate(new, 'r2', magic_rollback=True, confirm_timeout=300)[0]
+    assert values['state'] == _programs.AWAITING, values['output']
+    runner = _wait_for(os.path.join(host.state_dir(), 'runs', 'r2', 'pid'))
+    os.kill(runner, 9)
+    assert _gone(runner)
+    values, log = host.sh(_programs.poll_script('nixos', 'r2', **host.common))
+    assert (values['state'], values['alive']) == ('failed', '0'), values['output']
+    assert values['reason'] == ('the activation run died in state awaiting_confirmation '
+                                '(killed, or its host went down without a shutdown)'), log
+    assert not os.path.exists(os.path.join(host.state_dir(), 'lock'))
+    assert host.generations() == ('2', ['1', '2'])
+    host.took()
+    values = host.activate(new, 'r3')[0]
+    assert values['state'] == 'unchanged', values['output']
+    assert host.took() == []
+    # the same death with a status whose new_path is not a store path
+    # (new_path is what the fake store's test system is: a path under store/)
+    values = host.activate(old, 'r4', magic_rollback=True, confirm_timeout=300)[0]
+    assert values['state'] == _programs.AWAITING, values['output']
+    runner = _wait_for(os.path.join(host.state_dir(), 'runs', 'r4', 'pid'))
+    os.kill(runner, 9)
+    assert _gone(runner)
+    status = os.path.join(host.state_dir(), 'runs', 'r4', 'status')
+    with open(status) as handle:
+        lines = handle.read().splitlines()
+    assert 'new_path=%s' % old in lines and 'records_active=1' in lines, lines
+    with open(status, 'w') as handle:
+        handle.write(''.join('%s\n' % ('new_path=-x' if line.startswith('new_path=') else line)
+                             for line in lines))
+    values = host.sh(_programs.poll_script('nixos', 'r4', **host.common))[0]
+    assert values['state'] == 'failed', values['output']
+    with open(os.path.join(host.state_dir(), 'active')) as handle:
+        assert handle.read().strip() == new
+
+
 def test_a_dead_runs_corrupted_status_never_gives_nix_env_an_option(host):
     """The look reads the generation to put back from the run's own status
     file: a value there that is not a generation number (the file
