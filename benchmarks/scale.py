@@ -77,17 +77,25 @@ class ScaleFleet(BenchFleet):
         self.workdir, self.forks = workdir, forks
         os.makedirs(workdir, exist_ok=True)
         self.lab = ScaleLab(name).up(hosts)
+        self.groups = self.counter = None
+        try:
+            self._attach(name, hosts, log)
+        except BaseException:
+            # a failed step or a Ctrl-C before the benchmark's own try:
+            # the lab goes, no namespace is left behind
+            self.down()
+            raise
+
+    def _attach(self, name, hosts, log):
+        """The fleet's flake and inventory on the lab that is up, and the
+        counters of CPU and processes by side."""
         self.up_seconds, self.up_steps = self.lab.state['up_seconds'], self.lab.state['timings']
         self.up_memory = self.lab.state.get('memory_kb')
         log('  scale lab %s: %d hosts up in %.1f s %s'
             % (name, hosts, self.up_seconds, json.dumps(self.up_steps)))
-        try:
-            self.flake, self.secret = prepare(self.lab, os.path.join(workdir, 'flake'))
-            self.inventory = write_inventory(os.path.join(workdir, 'inventory'), self.lab,
-                                             self.flake, self.secret)
-        except Exception:
-            self.lab.down()
-            raise
+        self.flake, self.secret = prepare(self.lab, os.path.join(self.workdir, 'flake'))
+        self.inventory = write_inventory(os.path.join(self.workdir, 'inventory'), self.lab,
+                                         self.flake, self.secret)
         # the controller's and the hosts' CPU apart (_cpu_groups): the
         # listener starts every host's sshd, so the hosts' work is its group's
         self.groups = CpuGroups.open('nixdeploy-bench-%d' % os.getpid())

@@ -56,6 +56,11 @@ def main(argv=None):
     except LabError as exc:
         print('lab: %s' % exc, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Lab.up took down what it had made before this reached here
+        print('lab %s: stopped while it came up; what it had made is gone' % args.name
+              if args.command == 'up' else 'lab %s: stopped' % args.name, file=sys.stderr)
+        return 130
     return 0
 
 

@@ -21,6 +21,8 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
+import tempfile
 
 from tests.lab.fixtures import FLAKE_SRC
 
@@ -64,27 +66,64 @@ class Calibration:
         return {'shared_work': work, 'shared_mb': units}
 
 
+# Linux keeps the high-water RSS of what a process was before its exec in
+# the exec'ed program's ru_maxrss. subprocess forks (vforks) the process that
+# asks, so a Nix started by a pytest worker holding 176 MB reads at least
+# 176 MB whatever it used (two CI runs: a light evaluation "peaked" at 173
+# and 176 MB, 30-36 MB alone). Each measured process is started by a bare
+# Python (no site, ~10 MB) instead, which reports its child's own usage.
+_OWN_USAGE = """
+import json, os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_pid, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], 'w') as handle:
+    json.dump({'cpu': usage.ru_utime + usage.ru_stime, 'maxrss_kb': usage.ru_maxrss}, handle)
+sys.exit(os.waitstatus_to_exitcode(status) % 256)
+"""
+
+
+def run_measured(argv, **popen):
+    """Run ``argv`` (subprocess.run's keywords in ``popen``): (exit code,
+    its own CPU seconds, its own peak RSS in bytes), whatever the size of
+    the process that calls this."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, 'usage.json')
+        proc = subprocess.run([sys.executable, '-I', '-S', '-c', _OWN_USAGE, report] + argv,
+                              check=False, **popen)
+        with open(report) as handle:
+            usage = json.load(handle)
+    return proc.returncode, usage['cpu'], usage['maxrss_kb'] * 1024
+
+
 def _measure(nix_env, expr):
-    """(CPU seconds, peak RSS bytes) of one evaluation, from wait4 of that
-    very child (RUSAGE_CHILDREN would give the largest child so far)."""
-    with open(os.devnull, 'wb') as null:
-        proc = subprocess.Popen(['nix-instantiate', '--eval', '--strict', '-E',
-                                 'let cost = %s; in %s' % (COST, expr)],
-                                env=nix_env, stdout=null, stderr=subprocess.PIPE)
-        err = proc.stderr.read()
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError('nix-instantiate failed: %s' % err.decode(errors='replace'))
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+    """(CPU seconds, peak RSS bytes) of one evaluation."""
+    with tempfile.TemporaryFile() as err:
+        code, cpu, rss = run_measured(
+            ['nix-instantiate', '--eval', '--strict', '-E', 'let cost = %s; in %s' % (COST, expr)],
+            env=nix_env, stdout=subprocess.DEVNULL, stderr=err)
+        if code != 0:
+            err.seek(0)
+            raise RuntimeError('nix-instantiate failed: %s' % err.read().decode(errors='replace'))
+    return cpu, rss
+
+
+# how the figures are measured: 2 since each process's own RSS (run_measured)
+MEASURE = 2
 
 
 def _key(nix_env):
-    """What the figures depend on: the Nix that runs and the Nix work."""
+    """What the figures depend on: the Nix that runs, the Nix work and how
+    they are measured."""
     version = subprocess.run(['nix-instantiate', '--version'], env=nix_env, check=True,
                              stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
     with open(LIB, 'rb') as handle:
-        return {'nix': version, 'lib': hashlib.sha256(handle.read()).hexdigest()}
+        return {'nix': version, 'lib': hashlib.sha256(handle.read()).hexdigest(),
+                'measure': MEASURE}
 
 
 def calibrate(nix_env=None, folder=None, refresh=False):

@@ -442,6 +442,19 @@ class Lab(TargetFaults):
         os.makedirs(self.root, exist_ok=True)
         os.makedirs(self.dir)
         self.state = {'name': self.name, 'dir': self.dir, 'hosts': {}}
+        try:
+            self._up(specs)
+        except BaseException:
+            # a failed step, or a Ctrl-C (KeyboardInterrupt) while it comes
+            # up: what it made so far goes, as down takes a lab that is up
+            # (each host is in the state before its first namespace is made)
+            self.down()
+            raise
+        self.state['up_seconds'] = round(time.time() - started, 2)
+        self._save()
+        return self
+
+    def _up(self, specs):
         self._claim_index()
         self._ensure_users()
         os.makedirs('/run/sshd', exist_ok=True)
@@ -460,9 +473,6 @@ class Lab(TargetFaults):
         self._write_client_files()
         self._start_supervisor()
         self._wait_ready()
-        self.state['up_seconds'] = round(time.time() - started, 2)
-        self._save()
-        return self
 
     @staticmethod
     def _host_specs(hosts, personas):
@@ -1060,7 +1070,9 @@ class Lab(TargetFaults):
         for host in self.hosts.values():
             sh(['ip', 'link', 'del', host['veth']], check=False)
             sh(['ip', 'netns', 'del', host['netns']], check=False)
-        sh(['ip', 'link', 'del', self.state['bridge']], check=False)
+        if self.state.get('bridge'):
+            # none yet: stopped before it claimed one
+            sh(['ip', 'link', 'del', self.state['bridge']], check=False)
         self._unmount_stores()
         self.state = None
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -2,7 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -14,6 +17,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.here_only]
 NIX = ['nix', '--extra-experimental-features', 'nix-command flakes',
        '--option', 'substituters', '']
 PERSONAS = ['nixos', 'darwin', 'nix-on-droid', 'home-manager']
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 
 
 @pytest.fixture(scope='module')
@@ -169,3 +173,39 @@ def test_down_leaves_nothing_behind():
             open('/proc/%d/stat' % pid).read().split()[2] == 'Z'
     with pytest.raises(LabError):
         Lab('labdown').host('h1')
+
+
+def test_a_lab_stopped_while_it_comes_up_leaves_nothing_behind():
+    """A Ctrl-C (SIGINT) while `python -m tests.lab up` makes its hosts
+    (a benchmark or a test stopped while its lab comes up): what the lab
+    had made goes, namespaces, links, processes and folder, as down takes
+    a lab that is up, and the command says it was stopped."""
+    lab = Lab('labint')
+    lab.down()
+    proc = subprocess.Popen([sys.executable, '-m', 'tests.lab', 'up', '--name', 'labint',
+                             '--hosts', '6'], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, universal_newlines=True)
+    deadline = time.monotonic() + 120
+    index = None
+    try:
+        # stopped once its second host's namespace exists
+        while time.monotonic() < deadline and proc.poll() is None:
+            state = Lab('labint').state or {}
+            if len(state.get('hosts') or {}) >= 2 and state.get('index'):
+                index = state['index']
+                if os.path.exists('/run/netns/ndl%d-h1' % index):
+                    break
+            time.sleep(0.01)
+        assert proc.poll() is None and index is not None, proc.communicate()[0]
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out
+    assert 'lab labint: stopped while it came up; what it had made is gone' in out, out
+    assert 'Traceback' not in out, out
+    assert Lab('labint').state is None
+    assert Lab('labint').leftovers(index) == []
+    assert not os.path.exists(lab.dir)

@@ -38,6 +38,11 @@ def main(argv=None):
     except LabError as exc:
         print('scale lab: %s' % exc, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # ScaleLab.up took down what it had made before this reached here
+        print('scale lab %s: stopped while it came up; what it had made is gone' % args.name
+              if args.command == 'up' else 'scale lab %s: stopped' % args.name, file=sys.stderr)
+        return 130
     return 0
 
 

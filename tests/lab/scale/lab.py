@@ -178,7 +178,9 @@ class ScaleLab(Lab):
         self._save()
         try:
             self._up(hosts, timings, mark)
-        except Exception:
+        except BaseException:
+            # a Ctrl-C (KeyboardInterrupt) too: a benchmark stopped while
+            # its lab comes up leaves no namespace behind
             self.down()
             raise
         timings['total'] = round(time.monotonic() - started, 2)
