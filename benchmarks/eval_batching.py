@@ -13,7 +13,8 @@ whose evaluation is dominated by a large library every configuration shares
 
 Each measurement runs in a fresh Python child so its numbers are its own:
 wall time, CPU time (user + system of the Nix children, from getrusage) and
-peak memory (largest ru_maxrss of one Nix child). No network, no lab needed.
+peak memory (the largest of one Nix child's own, benchmarks/_nix_rss.py). No
+network, no lab needed.
 """
 
 import argparse
@@ -27,6 +28,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from benchmarks import _nix_rss  # noqa: E402 pylint: disable=wrong-import-position
 
 PLATFORMS = ['nixos', 'darwin', 'nix-on-droid', 'home-manager']
 OPTIONS = {'substituters': ''}
@@ -56,9 +59,9 @@ def measure(mode, flake_dir, hosts):
     from tests.lab.fixtures import FleetFlake
     with open(os.path.join(flake_dir, 'fleet.json')) as handle:
         flake = FleetFlake(flake_dir, json.load(handle))
-    requests = dict((h, host_request(h, {}, {'nix_flake': flake.ref, 'nix_attr': flake.attr(h)},
+    requests = dict((h, host_request(h, {'flake': flake.ref, 'attr': flake.attr(h)}, {},
                                      lambda ref: ref)) for h in flake.data['hosts'])
-    opts = NixOptions(options=OPTIONS)
+    opts = NixOptions(nix_bin=os.environ.get('NIXDEPLOY_BENCH_NIX', 'nix'), options=OPTIONS)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
     processes, failed = 0, 0
@@ -78,16 +81,25 @@ def measure(mode, flake_dir, hosts):
     print(json.dumps({
         'wall': wall,
         'cpu': (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-        'peak_mb': after.ru_maxrss / 1024.0,   # KiB on Linux
         'processes': processes, 'failed': failed,
     }))
 
 
 def run_child(mode, flake_dir, hosts):
+    """The child's figures; ``peak_mb`` the largest of its Nix processes'
+    own (benchmarks/_nix_rss.py: not the child Python's size)."""
+    folder = os.path.dirname(os.path.abspath(flake_dir))
+    rss = os.path.join(folder, 'rss-%s-%d' % (mode, hosts))
+    if os.path.exists(rss):
+        os.unlink(rss)
+    env = dict(os.environ, NIXDEPLOY_BENCH_NIX=_nix_rss.nix_wrapper(folder),
+               NIXDEPLOY_BENCH_RSS=rss)
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), '--child', mode,
-                           flake_dir, str(hosts)], stdout=subprocess.PIPE,
+                           flake_dir, str(hosts)], stdout=subprocess.PIPE, env=env,
                           universal_newlines=True, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result['peak_mb'] = _nix_rss.peak_mb(rss)
+    return result
 
 
 def main():

@@ -43,6 +43,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from benchmarks import _nix_rss  # noqa: E402 pylint: disable=wrong-import-position
+
 CHILD = r'''
 import json, os, resource, sys, time
 step, flake_dir, shape, config = sys.argv[1:5]
@@ -88,7 +90,7 @@ else:
     attrs = dict((h, flake.attr(h)) for h in flake.data['hosts'])
     attrs.update((h, 'nixosConfigurations.%s.config.system.build.toplevel' % e['configuration'])
                  for h, e in data.items())
-    requests = dict((h, host_request(h, {}, {'nix_flake': ref, 'nix_attr': a}, lambda r: r))
+    requests = dict((h, host_request(h, {'flake': ref, 'attr': a}, {}, lambda r: r))
                     for h, a in attrs.items())
     evaluator = Evaluator(NixOptions(nix_bin=NIX, options={'substituters': ''}))
     start, (cpu0, _rss) = time.monotonic(), usage()
@@ -107,32 +109,9 @@ print(json.dumps(result))
 STEPS = ('inventory', 'nix_eval')
 
 
-# nix run by a bare Python (no site, no imports but os and sys): appends nix's
-# maxrss (KB) as wait4 reports it, one line per run, to $NIXDEPLOY_BENCH_RSS
-WRAPPER = """#!%s -IS
-import os, sys
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp('nix', ['nix'] + sys.argv[1:])
-    finally:
-        os._exit(127)
-_pid, status, usage = os.wait4(pid, 0)
-target = os.environ.get('NIXDEPLOY_BENCH_RSS')
-if target:
-    with open(target, 'a') as handle:
-        handle.write('%%d\\n' %% usage.ru_maxrss)
-sys.exit(os.waitstatus_to_exitcode(status) %% 256)
-"""
-
-
 def nix_wrapper(tmp):
-    """(nix_bin, exact): a wrapper reporting nix's own peak RSS."""
-    path = os.path.join(tmp, 'nix-rss')
-    with open(path, 'w') as handle:
-        handle.write(WRAPPER % sys.executable)
-    os.chmod(path, 0o755)
-    return path, True
+    """(nix_bin, exact): a wrapper reporting nix's own peak RSS (_nix_rss)."""
+    return _nix_rss.nix_wrapper(tmp), True
 
 
 def write(tmp, shape, size, own, nix_bin='nix'):

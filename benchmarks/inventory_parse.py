@@ -14,7 +14,8 @@ does. Printed per size and source:
   cpu s       CPU time of that parse (Python + nix): the figure that holds on a busy machine
   nix s       the nix eval alone
   py MB       peak RSS of the Python process
-  nix MB      peak RSS of the nix process
+  nix MB      peak RSS of the nix process, its own (benchmarks/_nix_rss.py: not the
+              Python's that started it)
 
 Run it with a Python that has ansible-core (the project venv).
 """
@@ -29,6 +30,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from benchmarks import _nix_rss  # noqa: E402 pylint: disable=wrong-import-position
 
 FLAKE = r'''
 {
@@ -64,12 +67,12 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import _
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
 
 config, flake, source = sys.argv[1:4]
-runner = _nix.NixCommand(_nix.NixOptions(options={'substituters': ''}))
+runner = _nix.NixCommand(_nix.NixOptions(nix_bin=os.environ['NIXDEPLOY_BENCH_NIX'],
+                                          options={'substituters': ''}))
 start = time.monotonic()
 runner.json('eval', _inventory.eval_args(runner.outputs('path:' + flake), source),
             'benchmark eval')
 nix_seconds = time.monotonic() - start
-nix_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 
 def cpu():
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -82,7 +85,6 @@ print(json.dumps({
     'hosts': len(inventory.hosts), 'groups': len(inventory.groups),
     'parse': parse_seconds, 'cpu': parse_cpu, 'nix': nix_seconds,
     'py_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-    'nix_mb': max(nix_rss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024.0,
 }))
 '''
 
@@ -110,25 +112,32 @@ def write_fleet(path, size):
         handle.write(FLAKE)
 
 
-def write_config(path, source):
+def write_config(path, source, nix_bin):
     config = os.path.join(path, '%s.nix.yml' % source)
     with open(config, 'w') as handle:
         json.dump({'plugin': 'nixdeploy.fleet.nix', 'flake': '.', 'source': source,
-                   'nix_options': {'substituters': ''}}, handle)
+                   'nix_bin': nix_bin, 'nix_options': {'substituters': ''}}, handle)
     return config
 
 
-def measure(config, flake, source):
+def measure(config, flake, source, nix_bin):
+    """The child's figures, with nix's own peak RSS (every nix it ran)."""
     from tests.collection import collections_path
+    rss = os.path.join(os.path.dirname(nix_bin), 'rss-%s' % source)
+    if os.path.exists(rss):
+        os.unlink(rss)
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(),
                ANSIBLE_INVENTORY_UNPARSED_FAILED='True',
-               ANSIBLE_INVENTORY_ENABLED='nixdeploy.fleet.nix')
+               ANSIBLE_INVENTORY_ENABLED='nixdeploy.fleet.nix',
+               NIXDEPLOY_BENCH_NIX=nix_bin, NIXDEPLOY_BENCH_RSS=rss)
     proc = subprocess.run([sys.executable, '-c', CHILD, config, flake, source], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, check=False)
     if proc.returncode != 0:
         raise SystemExit('parse failed:\n%s' % proc.stderr[-4000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result['nix_mb'] = _nix_rss.peak_mb(rss)
+    return result
 
 
 def main():
@@ -145,12 +154,13 @@ def main():
     print('%-7s %-10s %6s %7s %8s %8s %7s %7s %7s'
           % ('nodes', 'source', 'hosts', 'groups', 'parse s', 'cpu s', 'nix s', 'py MB', 'nix MB'))
     with tempfile.TemporaryDirectory(prefix='nixdeploy-bench-') as tmp:
+        nix_bin = _nix_rss.nix_wrapper(tmp)
         for size in sizes:
             flake = os.path.join(tmp, 'fleet-%d' % size)
             write_fleet(flake, size)
             for source in sources:
                 started = time.monotonic()
-                result = measure(write_config(flake, source), flake, source)
+                result = measure(write_config(flake, source, nix_bin), flake, source, nix_bin)
                 print('%-7d %-10s %6d %7d %8.2f %8.2f %7.2f %7.0f %7.0f   (%.1f s wall incl. startup)'
                       % (size, source, result['hosts'], result['groups'], result['parse'],
                          result['cpu'], result['nix'], result['py_mb'], result['nix_mb'],

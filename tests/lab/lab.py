@@ -37,6 +37,7 @@ import fcntl
 import glob
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -60,6 +61,8 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
 USERS_LOCK = '/run/nixdeploy-lab-users.lock'
 # 10.213.<index>.0/24, one /24 per lab; only ever addressed on the lab bridge.
 SUBNET_PREFIX = '10.213'
+# a lab's names on the machine: host namespaces ndl<i>-<host>, veths ndl<i>v<n>
+LEFT_NAME = re.compile(r'\Andl([0-9]+)(?:-|v[0-9]+\Z)')
 USERS = ('deploy', 'app')
 
 # What a persona means for the host. Platform is the Nix platform it stands
@@ -391,6 +394,15 @@ class Lab(TargetFaults):
                         used.add(json.load(handle)['index'])
                 except (OSError, ValueError, KeyError):
                     continue
+        # and the indices of names left on the machine by a lab that was
+        # killed before its down (its state gone with its folder, or never
+        # saved): a host's namespace ndl<i>-<name> or link ndl<i>v<n> would
+        # collide with the same host of a new lab at that index
+        left = os.listdir('/run/netns') if os.path.isdir('/run/netns') else []
+        for name in left + os.listdir('/sys/class/net'):
+            found = LEFT_NAME.match(name)
+            if found:
+                used.add(int(found.group(1)))
         for index in range(1, 250):
             if index not in used and not os.path.exists('/sys/class/net/ndlbr%d' % index):
                 return index
