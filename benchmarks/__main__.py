@@ -32,8 +32,9 @@ import sys
 import tempfile
 import time
 
-from benchmarks import (batch_per_host, cascade, copy_modes, ee_store, eval_batching, eval_reuse,
-                        flake_shapes, inventory_parse, overhead, real_size, scale, scaling)
+from benchmarks import (_nix_rss, batch_per_host, cascade, copy_modes, ee_store, eval_batching,
+                        eval_reuse, flake_shapes, inventory_parse, overhead, real_size, scale,
+                        scaling)
 from benchmarks._fleet import REPO, BenchFleet, load
 
 TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade', 'real', 'shapes',
@@ -180,13 +181,13 @@ def eval_table(data):
 
 def run_inventory(args, tmp):
     rows = []
+    nix_bin = _nix_rss.nix_wrapper(tmp)
     for size in sizes(args.inventory_sizes):
         flake = os.path.join(tmp, 'inventory-%d' % size)
         inventory_parse.write_fleet(flake, size)
         for source in args.inventory_sources.split(','):
             started = time.monotonic()
-            result = inventory_parse.measure(inventory_parse.write_config(flake, source), flake,
-                                             source)
+            result = inventory_parse.parse_once(flake, source, nix_bin)
             result.update(nodes=size, source=source, wall=time.monotonic() - started)
             log('  inventory %d %s: %.1f s' % (size, source, result['parse']))
             rows.append(result)

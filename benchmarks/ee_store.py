@@ -249,13 +249,18 @@ class StoreFleet:
 
 
 def _failure(private, output):
-    """What failed: the summary callback's first FAILED line, else podman's output."""
+    """What failed: the summary callback's first FAILED line and the lines
+    its message is wrapped on (Nix's own error after "error:"), else
+    podman's output."""
     try:
         with open(os.path.join(private, 'playbook.log')) as handle:
-            failed = [line.strip() for line in handle if ' FAILED at ' in line]
+            lines = handle.read().splitlines()
     except OSError:
-        failed = []
-    return (failed[0] if failed else output.strip()[-1000:]) or 'no output'
+        lines = []
+    for number, line in enumerate(lines):
+        if ' FAILED at ' in line:
+            return '\n'.join(l.rstrip() for l in lines[number:number + 12]).strip()
+    return output.strip()[-1000:] or 'no output'
 
 
 def check(result, changed):

@@ -140,6 +140,12 @@ def measure(config, flake, source, nix_bin):
     return result
 
 
+def parse_once(flake, source, nix_bin):
+    """One source's figures on the fleet at ``flake``; ``nix_bin``:
+    _nix_rss.nix_wrapper's, for Nix's own peak memory."""
+    return measure(write_config(flake, source, nix_bin), flake, source, nix_bin)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--sizes', default='100,1000,10000')
@@ -160,7 +166,7 @@ def main():
             write_fleet(flake, size)
             for source in sources:
                 started = time.monotonic()
-                result = measure(write_config(flake, source, nix_bin), flake, source, nix_bin)
+                result = parse_once(flake, source, nix_bin)
                 print('%-7d %-10s %6d %7d %8.2f %8.2f %7.2f %7.0f %7.0f   (%.1f s wall incl. startup)'
                       % (size, source, result['hosts'], result['groups'], result['parse'],
                          result['cpu'], result['nix'], result['py_mb'], result['nix_mb'],

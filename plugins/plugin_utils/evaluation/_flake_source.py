@@ -154,7 +154,7 @@ def pin(runner, flake, lock_path=None):
     query = url_query(url)
     found = identity(data) if lock_file is None else None
     if names_its_content(locked, query):
-        ref, root = url, None
+        ref, root = shallow_ref(url, locked, query), None
     else:
         ref = snapshot_ref(data, locked, query, runner.features())
         root = data.get('path')
@@ -242,6 +242,50 @@ def names_its_content(locked, query):
         nar_hash = locked.get('narHash')
         return bool(nar_hash) and (query.get('narHash') or [None])[0] == nar_hash
     return False
+
+
+def shallow_ref(url, locked, query):
+    """``url`` with ``shallow=1`` where it names a commit of a shallow clone
+    of this machine (a depth-1 checkout: a CI job's, AWX 21.4's). Nix
+    fetches a commit of such a clone only when told so: Nix 2.20+ evaluates
+    the clone's work tree, but refuses its locked URL ("shallow repositories
+    are only allowed when `shallow = true;` is specified"). Told, it is the
+    same commit, without a ``revCount`` (what a clone of one commit has to
+    count is not the history's length)."""
+    if locked.get('type') != 'git' or not locked.get('rev') or 'shallow' in query:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme != 'git+file' or not is_shallow_clone(unquote(parts.path)):
+        return url
+    return url + ('&' if parts.query else '?') + 'shallow=1'
+
+
+def is_shallow_clone(path):
+    """Whether the git repository at ``path`` (a work tree, a linked work
+    tree or submodule whose ``.git`` is a file, or a bare repository) is a
+    shallow clone: its common git folder holds ``shallow``. Read from the
+    files, not asked of git (which refuses a repository another user owns,
+    as a job's container's is)."""
+    dot_git = os.path.join(path, '.git')
+    gitdir = path
+    if os.path.isdir(dot_git):
+        gitdir = dot_git
+    elif os.path.isfile(dot_git):
+        try:
+            with open(dot_git) as handle:
+                line = handle.readline().strip()
+        except (OSError, IOError, UnicodeDecodeError):
+            return False
+        if not line.startswith('gitdir:'):
+            return False
+        gitdir = os.path.join(path, line[len('gitdir:'):].strip())
+    common = gitdir
+    try:
+        with open(os.path.join(gitdir, 'commondir')) as handle:
+            common = os.path.join(gitdir, handle.readline().strip())
+    except (OSError, IOError, UnicodeDecodeError):
+        pass
+    return os.path.isfile(os.path.join(common, 'shallow'))
 
 
 def url_query(url):

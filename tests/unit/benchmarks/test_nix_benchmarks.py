@@ -6,6 +6,7 @@ that are Nix's own. Two of them had stopped running when nix_eval's request
 took its flake from the arguments (the benchmarks passed it as host
 variables), and no test ran them."""
 
+import json
 import os
 import subprocess
 import sys
@@ -75,3 +76,19 @@ def test_flake_shapes_runs_on_a_small_flake():
     assert found['inventory'][4] == found['nix_eval'][4] == '10', out
     nix_mb, py_mb = float(found['inventory'][9]), float(found['inventory'][10])
     assert 0 < nix_mb < py_mb, out
+
+
+def test_the_harness_runs_the_tables_without_a_lab(tmp_path):
+    """``python -m benchmarks --only eval,inventory,shapes``: the three
+    through the harness's own calls of them (it called inventory_parse
+    with the arguments of before), their tables in its output file."""
+    output = str(tmp_path / 'results.json')
+    out = bench('-m', 'benchmarks', '--only', 'eval,inventory,shapes', '--eval-sizes', '1',
+                '--eval-heavy', '1000', '--inventory-sizes', '100', '--inventory-sources',
+                'inventory', '--shapes-sizes', '10', '--output', output)
+    with open(output) as handle:
+        tables = json.load(handle)['tables']
+    assert sorted(tables) == ['eval', 'inventory', 'shapes'], out
+    (row,) = tables['inventory']['rows']
+    assert row['hosts'] == 100 and 0 < row['nix_mb'] < row['py_mb'], row
+    assert tables['eval']['rows'][0]['batched']['peak_mb'] > 0, tables['eval']

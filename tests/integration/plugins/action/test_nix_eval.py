@@ -143,6 +143,47 @@ def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
     assert len(calls(log, 'eval')) == 2, calls(log, 'eval')
 
 
+def test_a_flake_in_a_depth_1_clone(evb_lab, tmp_path):
+    """The fleet's flake in a depth-1 clone, as a CI job checks it out
+    (actions/checkout's default) and AWX 21.4 copied a project, with a
+    broken host: Nix 2.20+ evaluates such a clone's commit when told it is
+    shallow, and the run's pin tells it (it pinned the commit alone, and Nix
+    refused every host). Nix 2.8 refuses the clone itself: every host fails
+    with its message, named."""
+    flake = make_flake(tmp_path / 'flake', evb_lab,
+                       configurations={'h3': {'platform': 'nix-on-droid', 'broken_eval': True}})
+    git = ['git', '-c', 'user.name=t', '-c', 'user.email=t@t', '-C', flake.path]
+    subprocess.run(git + ['init', '-q'], check=True)
+    subprocess.run(git + ['add', '-A'], check=True)
+    subprocess.run(git + ['commit', '-qm', 'one'], check=True)
+    subprocess.run(git + ['commit', '-q', '--allow-empty', '-m', 'two'], check=True)
+    clone = str(tmp_path / 'clone')
+    subprocess.run(['git', 'clone', '-q', '--depth', '1', 'file://' + flake.path, clone],
+                   check=True)
+    assert os.path.isfile(os.path.join(clone, '.git', 'shallow'))
+    ref = 'git+file://' + clone
+    inv = inventory(evb_lab, flake, extra=dict((h, {'nix_flake': ref}) for h in evb_lab.hosts))
+    nix, _log = nix_wrapper(tmp_path)
+    run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix), inv=inv)
+    assert run.rc != 0, run
+    nix_2_8 = subprocess.run(['nix', '--version'], stdout=subprocess.PIPE, universal_newlines=True,
+                             check=True).stdout.split()[-1].startswith('2.8.')
+    for host in evb_lab.hosts:
+        res = run.result(TASK, host)
+        if nix_2_8:
+            assert res['status'] == 'failed', res
+            assert res['result']['msg'].startswith('%s: ' % host), res
+            assert 'is a shallow Git repository' in res['result']['msg'], res
+        elif host == 'h3':
+            assert res['status'] == 'failed', res
+            assert "attribute 'lab' missing" in res['result']['msg'], res
+        else:
+            assert res['status'] == 'ok', res
+            got = res['result']
+            assert got['out_path'] == truth(flake, host)['outPath'], got
+            assert got['flake'] == ref
+
+
 def test_limit_serial_and_chunks(evb_lab, tmp_path):
     flake = make_flake(tmp_path / 'flake', evb_lab, heavy=1000)
     nix, log = nix_wrapper(tmp_path)

@@ -90,6 +90,42 @@ def test_a_clean_tree_is_pinned_to_its_commit(tree):
     assert evaluate(source.ref, 'info.rev') == source.provenance['revision']
 
 
+def test_a_shallow_clone_is_pinned_to_its_commit_as_shallow(tree, tmp_path):
+    """A depth-1 clone (actions/checkout's default, AWX 21.4's project
+    copy): Nix 2.20+ evaluates its work tree but refuses its locked URL
+    unless told it is shallow, so a pin to the commit alone failed every
+    host. Pinned with shallow=1 it evaluates that commit. Nix 2.8 refuses
+    the clone itself, with its own message. A full clone, a linked work
+    tree of one and a submodule-like .git file are told apart by the
+    files."""
+    write(tree, 'second')
+    git(tree, 'commit', '-qam', 'two')
+    clone = str(tmp_path / 'clone')
+    subprocess.run(['git', 'clone', '-q', '--depth', '1', 'file://%s' % tree, clone], check=True)
+    source = _flake_source.pin(runner(), 'git+file://%s' % clone)
+    if source.reason is not None:
+        # Nix 2.8: "is a shallow Git repository, but a non-shallow repository is needed"
+        assert 'shallow Git repository' in source.reason, source.reason
+        assert not runner().features().config_show
+        return
+    assert source.ref.startswith('git+file://') and 'rev=' in source.ref, source.ref
+    assert source.ref.endswith('&shallow=1'), source.ref
+    assert source.provenance['evaluated'] == source.ref
+    assert evaluate(source.ref, 'word') == 'second'
+    assert evaluate(source.ref, 'info.rev') == source.provenance['revision']
+    # the full repository is pinned as before: its history counts
+    full = _flake_source.pin(runner(), 'git+file://%s' % tree)
+    assert 'shallow=' not in full.ref, full.ref
+    assert not _flake_source.is_shallow_clone(tree)
+    # a .git file naming the clone's folder (a linked work tree, a submodule)
+    linked = tmp_path / 'linked'
+    linked.mkdir()
+    (linked / '.git').write_text('gitdir: %s\n' % os.path.join(clone, '.git'))
+    assert _flake_source.is_shallow_clone(str(linked))
+    (linked / '.git').write_text('not a gitdir line\n')
+    assert not _flake_source.is_shallow_clone(str(linked))
+
+
 def test_a_subflake_keeps_its_folder(tree):
     sub = os.path.join(tree, 'sub')
     os.makedirs(sub)
