@@ -64,7 +64,8 @@ def nix_peak_kb(children_kb):
     if not RSS:
         return children_kb
     with open(RSS) as handle:
-        return max(int(line) for line in handle if line.strip().isdigit())
+        # "<maxrss KB> <CPU seconds>" a line (benchmarks/_nix_rss.py)
+        return max(int(line.split()[0]) for line in handle if line.strip())
 
 if step == 'inventory':
     from ansible.parsing.dataloader import DataLoader

@@ -21,9 +21,9 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import tempfile
 
+from benchmarks import _nix_rss
 from tests.lab.fixtures import FLAKE_SRC
 
 LIB = os.path.join(FLAKE_SRC, 'lib.nix')
@@ -66,38 +66,20 @@ class Calibration:
         return {'shared_work': work, 'shared_mb': units}
 
 
-# Linux keeps the high-water RSS of what a process was before its exec in
-# the exec'ed program's ru_maxrss. subprocess forks (vforks) the process that
-# asks, so a Nix started by a pytest worker holding 176 MB reads at least
-# 176 MB whatever it used (two CI runs: a light evaluation "peaked" at 173
-# and 176 MB, 30-36 MB alone). Each measured process is started by a bare
-# Python (no site, ~10 MB) instead, which reports its child's own usage.
-_OWN_USAGE = """
-import json, os, sys
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-_pid, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], 'w') as handle:
-    json.dump({'cpu': usage.ru_utime + usage.ru_stime, 'maxrss_kb': usage.ru_maxrss}, handle)
-sys.exit(os.waitstatus_to_exitcode(status) % 256)
-"""
-
-
 def run_measured(argv, **popen):
     """Run ``argv`` (subprocess.run's keywords in ``popen``): (exit code,
     its own CPU seconds, its own peak RSS in bytes), whatever the size of
-    the process that calls this."""
+    the process that calls this: a Nix started straight from a pytest worker
+    holding 176 MB read at least 176 MB (two CI runs: a light evaluation at
+    173 and 176 MB, 30-36 MB alone), since Linux keeps a process's pre-exec
+    peak in the exec'ed program's ru_maxrss (benchmarks/_nix_rss.py)."""
     with tempfile.TemporaryDirectory() as tmp:
-        report = os.path.join(tmp, 'usage.json')
-        proc = subprocess.run([sys.executable, '-I', '-S', '-c', _OWN_USAGE, report] + argv,
-                              check=False, **popen)
-        with open(report) as handle:
-            usage = json.load(handle)
-    return proc.returncode, usage['cpu'], usage['maxrss_kb'] * 1024
+        report = os.path.join(tmp, 'usage')
+        env = dict(popen.pop('env', None) or os.environ, NIXDEPLOY_BENCH_RSS=report)
+        proc = subprocess.run([_nix_rss.wrapper(tmp)] + list(argv), env=env, check=False,
+                              **popen)
+        ((maxrss_kb, cpu),) = _nix_rss.usages(report)
+    return proc.returncode, cpu, maxrss_kb * 1024
 
 
 def _measure(nix_env, expr):

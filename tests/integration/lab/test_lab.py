@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.collection import REPO
 from tests.lab import Lab, LabError
 from tests.lab.fixtures import FleetFlake
 
@@ -17,7 +18,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.here_only]
 NIX = ['nix', '--extra-experimental-features', 'nix-command flakes',
        '--option', 'substituters', '']
 PERSONAS = ['nixos', 'darwin', 'nix-on-droid', 'home-manager']
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..'))
 
 
 @pytest.fixture(scope='module')
@@ -183,7 +183,7 @@ def test_a_lab_stopped_while_it_comes_up_leaves_nothing_behind():
     lab = Lab('labint')
     lab.down()
     proc = subprocess.Popen([sys.executable, '-m', 'tests.lab', 'up', '--name', 'labint',
-                             '--hosts', '6'], cwd=ROOT, stdout=subprocess.PIPE,
+                             '--hosts', '6'], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, universal_newlines=True)
     deadline = time.monotonic() + 120
     index = None

@@ -11,10 +11,8 @@ import os
 import subprocess
 import sys
 
-
 from benchmarks import _nix_rss
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.collection import REPO
 
 
 def bench(*argv):
