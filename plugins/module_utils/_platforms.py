@@ -45,6 +45,9 @@ PLATFORMS = {
             # holds it: nothing changed, so wait and retry, never roll back
             'switch_lock': {'path': '/run/nixos/switch-to-configuration.lock',
                             'busy_mark': 'Could not acquire lock'},
+            # its boot loader is a step of its own (switch = test + boot): a
+            # system awaiting its confirmation is not the boot default yet
+            'boot_when_confirmed': True,
         },
     },
     'darwin': {
@@ -169,6 +172,13 @@ PLATFORMS = {
 #   switch_lock       {'path', 'busy_mark'}: the activation's own lock, taken
 #                     without waiting; busy_mark in its output = another
 #                     switch held it and nothing changed; or None
+#   boot_when_confirmed  under magic rollback a goal runs its window_steps
+#                     before the confirmation and its confirmed_steps after
+#                     (NixOS: test, then boot): a host that restarts before
+#                     its confirmation (a power cut, a hang reset by hand)
+#                     boots the previous system. Only where the command takes
+#                     '{step}' (a platform that runs it once a step would
+#                     activate twice)
 
 
 # The goals of an activation (as colmena's Goal). A platform offers the goals
@@ -182,6 +192,10 @@ PLATFORMS = {
 #                   command holds no '{step}' runs it once a step as it is).
 #                   A step that fails ends the goal there. A dry goal has
 #                   none: its report is the platform's dry_run
+#   window_steps, confirmed_steps  the same goal in two parts, on a platform
+#                   whose row says boot_when_confirmed, under magic rollback:
+#                   the steps before the confirmation (the system runs, the
+#                   boot default stays) and those after it (it boots)
 #   dry             activates nothing: a report of what an activation would
 #                   do, which never reports a change (as check mode)
 #   moves_profile   the profile is set to the new system before activating
@@ -196,9 +210,9 @@ PLATFORMS = {
 #                   the profile, the active system or both
 #   rollback_goal   the goal a rollback of this goal re-activates with
 #   done            the summary's word for a done activation
-class Goal(namedtuple('Goal', ['name', 'steps', 'dry', 'moves_profile', 'records_active',
-                               'magic_rollback', 'before_reboot', 'current',
-                               'rollback_goal', 'done'])):
+class Goal(namedtuple('Goal', ['name', 'steps', 'window_steps', 'confirmed_steps', 'dry',
+                               'moves_profile', 'records_active', 'magic_rollback',
+                               'before_reboot', 'current', 'rollback_goal', 'done'])):
     """One row of GOALS. nix_activate parses its option goal into its row
     once (``goal_row``) and passes the row along; the row's ``name`` goes
     where the user reads a word (results, messages), its ``steps`` to the
@@ -210,18 +224,33 @@ class Goal(namedtuple('Goal', ['name', 'steps', 'dry', 'moves_profile', 'records
         """The row of the goal a rollback of this goal re-activates with."""
         return GOALS[self.rollback_goal]
 
+    def steps_on(self, platform, magic_rollback):
+        """(steps before the confirmation, steps after it) of this goal on
+        ``platform``: the window and confirmed steps where the platform's row
+        says boot_when_confirmed and the run waits for a confirmation, else
+        (steps, ())."""
+        activation = platform_spec(platform)['activation']
+        if magic_rollback and self.magic_rollback and activation.get('boot_when_confirmed') \
+                and '{step}' in activation['command']:
+            return self.window_steps, self.confirmed_steps
+        return self.steps, ()
+
 
 GOALS = dict((goal.name, goal) for goal in (
-    Goal('switch', steps=('switch',), dry=False, moves_profile=True, records_active=True,
+    Goal('switch', steps=('switch',), window_steps=('test',), confirmed_steps=('boot',),
+         dry=False, moves_profile=True, records_active=True,
          magic_rollback=True, before_reboot=False,
          current='both', rollback_goal='switch', done='switched'),
-    Goal('boot', steps=('boot',), dry=False, moves_profile=True, records_active=False,
+    Goal('boot', steps=('boot',), window_steps=('boot',), confirmed_steps=(),
+         dry=False, moves_profile=True, records_active=False,
          magic_rollback=False, before_reboot=True,
          current='profile', rollback_goal='boot', done='boot default set'),
-    Goal('test', steps=('test',), dry=False, moves_profile=False, records_active=True,
+    Goal('test', steps=('test',), window_steps=('test',), confirmed_steps=(),
+         dry=False, moves_profile=False, records_active=True,
          magic_rollback=True, before_reboot=False,
          current='active', rollback_goal='test', done='activated (test)'),
-    Goal('dry-activate', steps=(), dry=True, moves_profile=False, records_active=False,
+    Goal('dry-activate', steps=(), window_steps=(), confirmed_steps=(),
+         dry=True, moves_profile=False, records_active=False,
          magic_rollback=False, before_reboot=False,
          current='both', rollback_goal='switch', done='dry-activated'),
 ))

@@ -273,7 +273,9 @@ ROWS = (
             "What kind of system the host runs. Normally set per host by the inventory plugin.",)),
     Row('goal', (ACTIVATE,),
         {'type': 'str', 'default': 'switch', 'choices': list(_platforms.GOALS)}, description=(
-            "C(switch) activates now and makes the system the boot default; C(boot) only sets "
+            "C(switch) activates now and makes the system the boot default (on NixOS with magic "
+            "rollback once it is confirmed: a host that restarts unconfirmed boots the previous "
+            "system); C(boot) only sets "
             "the boot default; C(test) activates without touching the boot default; "
             "C(dry-activate) only prints what would change.",
             "Darwin, nix-on-droid and home-manager know only C(switch) (C(dry-activate) is "

@@ -114,7 +114,10 @@ options:
     choices: [darwin, home-manager, nix-on-droid, nixos]
   goal:
     description:
-      - V(switch) sets the profile and activates now (NixOS also makes it the boot default).
+      - V(switch) sets the profile and activates now (NixOS also makes it the boot default,
+        with magic rollback only once it is confirmed; C(switch-to-configuration test) before
+        the confirmation and C(boot) after it, so a host that restarts unconfirmed boots the
+        previous system).
       - V(boot) (NixOS) sets the profile and the boot default only. No magic rollback.
       - V(test) (NixOS) activates without touching the profile; a reboot reverts it. Rolling it
         back (magic or auto rollback, or O(state=rolled_back) with O(goal=test)) activates the

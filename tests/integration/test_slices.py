@@ -107,11 +107,12 @@ def test_three_concurrent_slices_deploy_every_host_once(slices):
         assert all(rec['status'] == 'changed' for rec in hosts.values()), report['totals']
     assert sorted(seen) == NAMES
 
-    # every host runs its system and was activated exactly once
+    # every host runs its system and was activated exactly once (under magic
+    # rollback a NixOS switch is its test, then once confirmed its boot)
     for name in NAMES:
         history = lab.read(name, '/nix/var/lab/history-%s' % lab.state_key(name)) or ''
-        switches = [line for line in history.splitlines() if line.split()[1:2] == ['switch']]
-        assert len(switches) == 1, (name, history)
+        goals = [line.split()[1] for line in history.splitlines() if line.strip()]
+        assert goals == ['test', 'boot'], (name, history)
 
     # AWX hands the next workflow node the slices' artifacts merged key by
     # key: `nixdeploy` is the last slice's, the per-job keys keep all nine

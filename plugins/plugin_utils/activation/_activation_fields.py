@@ -46,6 +46,10 @@ _STATUS = {
     'rc': INT, 'cause': CAUSES, 'started': INT, 'updated': INT,
     # the goal's RECORDS_ACTIVE: what a look that ends the run dead records
     'records_active': FLAG,
+    # 1: the new system becomes the boot default once confirmed (NixOS under
+    # magic rollback): a look that ends the run dead awaiting its
+    # confirmation puts the profile back to what boots
+    'boot_when_confirmed': FLAG,
 }
 
 # program file -> {key: kind}; a key ending in '_*' stands for its named

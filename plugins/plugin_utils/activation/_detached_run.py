@@ -35,14 +35,17 @@ class DetachedRun:
         goal = self._task.goal
         # each step of a run's activation may take activation_timeout: the
         # longer of the goal's and its rollback's (a rollback run's) steps
-        activation = args['activation_timeout'] * max(
-            len(goal.steps), len(goal.rollback().steps), 1)
+        step = args['activation_timeout']
+        window, confirmed = goal.steps_on(self._task.platform, magic_rollback)
+        rollback = len(goal.rollback().steps)
+        activation = step * max(len(window), rollback, 1)
         # lock waits (the profile's, then the platform's own switch lock),
         # activation, and (with magic rollback) confirmation window, the
-        # health checks' budget, plus the rollback's own activation
+        # health checks' budget, the steps after the confirmation, plus the
+        # rollback's own activation
         total = 2 * args['lock_timeout'] + activation + 30
         if magic_rollback:
-            total += activation + args['confirm_timeout'] + budget
+            total += step * (len(confirmed) + max(rollback, 1)) + args['confirm_timeout'] + budget
         return time.time() + total
 
     def launch(self, mode, magic_rollback, **overrides):

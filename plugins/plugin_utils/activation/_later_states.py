@@ -37,8 +37,10 @@ class LaterStates:
                     'platform': platform,
                     'msg': 'would confirm run %s' % pending if pending
                     else 'nothing awaits confirmation'}
+        # the window, then the steps the run takes once confirmed (NixOS's
+        # boot) and a rollback's activation when one of them fails
         deadline = task.timeline.started + args['confirm_timeout'] + \
-            args['activation_timeout'] + 30
+            2 * args['activation_timeout'] + 30
         session.new_login()
         try:
             out, values, log = session.sh(_programs.confirm_script(

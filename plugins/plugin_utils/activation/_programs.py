@@ -63,13 +63,15 @@ STEP = '{step}'
 _STEP = re.compile(r'\A[a-z][a-z0-9-]*\Z')
 
 
-def _steps(goal):
-    """STEPS: the words of ``goal``'s steps (a ``_platforms.Goal``)."""
-    for step in goal.steps:
+def _steps(goal, steps=None):
+    """STEPS: the words of ``goal``'s steps (a ``_platforms.Goal``), or of
+    ``steps``, a part of them."""
+    steps = goal.steps if steps is None else steps
+    for step in steps:
         if not _STEP.match(step):
             raise InvalidValue('goal %s: step %r is not a word of a-z, 0-9 and -'
                                % (goal.name, step))
-    return ' '.join(goal.steps)
+    return ' '.join(steps)
 
 
 def command_program(command, env=None, driver=None, pre=None):
@@ -178,13 +180,16 @@ def runner_values(platform, run, mode, path='', goal=None, magic_rollback=None,
     lock = activation.get('switch_lock') or {}
     rollback_goal = goal.rollback()
     backup_env, backup_ext = _backup(spec, backup_extension)
+    magic = _option('magic_rollback', magic_rollback)
+    window, confirmed = goal.steps_on(platform, magic)
     return RunnerValues(
-        run=run, mode=mode, new=path, steps=_steps(goal), rollback_steps=_steps(rollback_goal),
+        run=run, mode=mode, new=path, steps=_steps(goal, window),
+        confirmed_steps=_steps(goal, confirmed), rollback_steps=_steps(rollback_goal),
         # a rollback with a goal that leaves the profile alone (test) does too
         rollback_moves=moves_profile(platform, rollback_goal),
         current_when=goal.current,
         records_active=goal.records_active, rollback_records_active=rollback_goal.records_active,
-        magic=_option('magic_rollback', magic_rollback),
+        magic=magic,
         auto=_option('auto_rollback', auto_rollback),
         confirm_timeout=int(_option('confirm_timeout', confirm_timeout)),
         activation_timeout=int(_option('activation_timeout', activation_timeout)),

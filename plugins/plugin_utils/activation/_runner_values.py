@@ -30,6 +30,9 @@ RUNNER_FIELDS = (
     ('new', 'the system to activate (a store path), empty for a rollback'),
     ('steps', "the goal's steps, blank-separated words: each runs ACTIVATE_PROGRAM once "
               "(the goal's row, module_utils/_platforms.py GOALS)"),
+    ('confirmed_steps', "the steps run once the system is confirmed (empty: none); then STEPS "
+                        "are the goal's window steps (_platforms.Goal.steps_on: NixOS under "
+                        "magic rollback runs test, then boot once confirmed)"),
     ('rollback_steps', 'the steps a rollback runs: those of the goal the goal rolls back with'),
     ('rollback_moves', '1: a rollback moves the profile back (its goal moves the profile)'),
     ('current_when', "what must already be NEW for 'unchanged': 'profile', 'active' or "

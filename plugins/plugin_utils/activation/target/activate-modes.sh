@@ -30,7 +30,7 @@ reactivate() {
   # colmena always do: it restarts failed units, reinstalls the boot
   # loader); there is nothing else to roll back to
   status running "re-activating $NEW (already current)"
-  run_activation "$(via "$PREV_GEN" "$NEW")" "$STEPS"
+  run_activation "$(via "$PREV_GEN" "$NEW")" "$STEPS $CONFIRMED_STEPS"
   ACTIVATED=1
   if [ "$RC" != 0 ]; then
     [ "$BUSY" = 1 ] && ACTIVATED=0 CAUSE=switch_locked
@@ -79,9 +79,23 @@ main_activate() {
   fi
   ACTIVATED=1
   [ "$MAGIC" = 1 ] && watchdog
+  [ -z "$CONFIRMED_STEPS" ] || after_confirmation
   record_active "$RECORDS_ACTIVE" "$NEW"
   release_root
   status "done" ""
+}
+after_confirmation() {
+  # NEW runs and is confirmed: the steps that make it the boot default.
+  # One that fails leaves a host that runs NEW but boots the previous
+  # system: rolled back (the previous system again, and its boot default),
+  # or with auto rollback off reported as it is
+  status running "confirmed: making $NEW the boot default"
+  run_activation "$NEW" "$CONFIRMED_STEPS"
+  [ "$RC" = 0 ] && return 0
+  reason="$NEW was confirmed, but making it the boot default failed: $(failure_reason)$(full_note)"
+  [ "$AUTO" = 1 ] && rollback "$reason" activation_failed
+  status failed "$reason (auto rollback is off: $NEW runs, the host boots the previous system)"
+  exit 1
 }
 main_rollback() {
   take_lock

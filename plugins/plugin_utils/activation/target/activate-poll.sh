@@ -18,19 +18,22 @@ run_state() {  # st: the run's state (read by the shell: no process five times a
 # says it is under way, and its profile may hold a generation it made but
 # never activated. The look that finds it dead ends it as its exit would
 # have (activate-runner.sh's on_exit): the profile back where nothing was
-# activated, a system activated and awaiting its confirmation recorded as
-# what runs, the state failed, the lock freed. Only while the lock is still
-# that run's (no later run has touched the profile since; the pid may be a
-# later run's in a new boot), and with lock.break held: no run's acquire
-# breaks the lock meanwhile.
+# activated or where what was activated awaited a confirmation that would
+# have made it the boot default (NixOS: the host boots the previous system),
+# elsewhere a system activated and awaiting its confirmation recorded as
+# what runs; its canary gone, the state failed, the lock freed. Only while
+# the lock is still that run's (no later run has touched the profile since;
+# the pid may be a later run's in a new boot), and with lock.break held: no
+# run's acquire breaks the lock meanwhile.
 end_dead_run() {
   [ -n "$pid" ] && [ -f "$RD/status" ] || return 0
-  st='' mode='' prev_gen='' new_path='' activated='' records=''
+  st='' mode='' prev_gen='' new_path='' activated='' records='' boot_later=''
   while IFS= read -r line || [ -n "$line" ]; do
     case $line in
       state=*) st=${line#state=} ;; mode=*) mode=${line#mode=} ;;
       prev_gen=*) prev_gen=${line#prev_gen=} ;; new_path=*) new_path=${line#new_path=} ;;
       activated=*) activated=${line#activated=} ;; records_active=*) records=${line#records_active=} ;;
+      boot_when_confirmed=*) boot_later=${line#boot_when_confirmed=} ;;
     esac
   done <"$RD/status"
   case " $TERMINAL " in *" $st "*) return 0 ;; esac
@@ -39,13 +42,20 @@ end_dead_run() {
   lock_run=; read -r lock_run 2>/dev/null <"$D/lock/run" || :
   if [ "$lock_pid" = "$pid" ] && [ "$lock_run" = "$RUN" ]; then
     back=
-    # the generation it made (nix-env --set, under its lock), never activated:
-    # what runs is not it (nix-on-droid's activation sets its profile itself)
-    if [ "$st" = running ] && [ "$mode" = activate ] && [ "$activated" != 1 ] &&
+    # the generation it made (nix-env --set, under its lock), never activated
+    # (what runs is not it), or activated and awaiting the confirmation that
+    # would have made it the boot default (nix-on-droid's activation sets
+    # its profile itself)
+    unconfirmed=0
+    [ "$st" = awaiting_confirmation ] && [ "$activated" = 1 ] && [ "$boot_later" = 1 ] &&
+      unconfirmed=1
+    if { [ "$unconfirmed" = 1 ] || { [ "$st" = running ] && [ "$activated" != 1 ]; }; } &&
+       [ "$mode" = activate ] &&
        [ "$SETS_OWN_PROFILE" != 1 ] && is_gen "$prev_gen" && [ -n "$new_path" ] &&
        current_gen && [ -n "$CUR_GEN" ] && [ "$CUR_GEN" != "$prev_gen" ]; then
       made=$CUR_GEN; gen_path "$made"; active_path
-      if [ "$GEN_PATH" = "$new_path" ] && [ "$ACTIVE_PATH" != "$new_path" ]; then
+      if [ "$GEN_PATH" = "$new_path" ] &&
+         { [ "$unconfirmed" = 1 ] || [ "$ACTIVE_PATH" != "$new_path" ]; }; then
         # a profile that cannot go back now (nix-env failed, or was stopped):
         # the run stays as it is, for the next look to end
         switch_back "$prev_gen" "$made" >>"$RD/log" 2>&1 || {
@@ -54,12 +64,21 @@ end_dead_run() {
       fi
     fi
     # died awaiting its confirmation: the new system's activation ran and
-    # nothing rolled it back (the watchdog died with the run). What runs is
-    # recorded as the runner's exit records it (activate-runner.sh's
-    # on_exit), or the next deploy of that system would activate it again as
-    # a change. Only a store path: the status may be corrupted
+    # nothing rolled it back (the watchdog died with the run). Unless its
+    # profile went back above, what runs is recorded as the runner's exit
+    # records it (activate-runner.sh's on_exit), or the next deploy of that
+    # system would activate it again as a change. Only a store path: the
+    # status may be corrupted
     if [ "$st" = awaiting_confirmation ] && [ "$activated" = 1 ]; then
-      case $new_path in /*/store/?*) record_active "$records" "$new_path" ;; esac
+      if [ "$unconfirmed" != 1 ]; then
+        case $new_path in /*/store/?*) record_active "$records" "$new_path" ;; esac
+      fi
+      # its canary, or the rejection that claimed it after the run died (a
+      # deployer whose checks failed as the host went down): no later
+      # confirmation may claim a run that is over
+      canary=; read -r canary 2>/dev/null <"$D/canary" || :
+      [ "$canary" != "$RUN" ] || rm -f "$D/canary"
+      rm -f "$D/rejected.$RUN" "$D/reject-reason.$RUN"
     fi
     one_line "the activation run died in state $st (killed, or its host went down without a shutdown)$back"
     { while IFS= read -r line || [ -n "$line" ]; do

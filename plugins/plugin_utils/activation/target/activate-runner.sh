@@ -31,6 +31,9 @@ SETSID=; command -v setsid >/dev/null 2>&1 && SETSID=setsid
 clock_init
 STATE=starting REASON='' PREV_GEN='' PREV_PATH='' NEW_GEN='' ACTIVE_BEFORE='' ACTIVATED=0
 ROLLED_BACK=0 CONFIRMED=0 RC='' LOCKED=0 STARTED=$EPOCH CAUSE=''
+# the new system becomes the boot default only once it is confirmed (its
+# CONFIRMED_STEPS): until then what boots is the previous one
+BOOT_WHEN_CONFIRMED=0; [ -z "$CONFIRMED_STEPS" ] || BOOT_WHEN_CONFIRMED=1
 BUSY=0 LOG_AT=0 STEPS_DONE=0
 generations_of
 status() {  # status STATE REASON [later]
@@ -58,6 +61,7 @@ write_status() {
     field new_gen "$NEW_GEN"; field new_path "$NEW"; field activated "$ACTIVATED"
     field rolled_back "$ROLLED_BACK"; field confirmed "$CONFIRMED"; field rc "$RC"
     field cause "$CAUSE"; field records_active "$RECORDS_ACTIVE"
+    field boot_when_confirmed "$BOOT_WHEN_CONFIRMED"
     field started "$STARTED"; field updated "$EPOCH"
   } >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"
 }
@@ -111,12 +115,22 @@ on_exit() {
          fi
        fi
        # stopped while awaiting its confirmation: NEW's activation ran and
-       # nothing rolled it back. Where no link names what runs, this run's
-       # record is what does: left on the old system, the next run would
-       # activate NEW again as a change (seed 7311 round 22: a home-manager
-       # host rebooted then)
-       [ "$STATE" = awaiting_confirmation ] && [ "$ACTIVATED" = 1 ] &&
-         record_active "$RECORDS_ACTIVE" "$NEW"
+       # nothing rolled it back. Where NEW is not the boot default before
+       # its confirmation (NixOS), the profile goes back to what boots: the
+       # shutdown that stopped this boots the previous system, and neither
+       # the profile nor a later boot loader install may make NEW, never
+       # confirmed, its default. Elsewhere, where no link names what runs,
+       # this run's record is what does: left on the old system, the next
+       # run would activate NEW again as a change (seed 7311 round 22: a
+       # home-manager host rebooted then)
+       if [ "$STATE" = awaiting_confirmation ] && [ "$ACTIVATED" = 1 ]; then
+         if [ "$BOOT_WHEN_CONFIRMED" = 1 ] && [ -n "$NEW_GEN" ]; then
+           put_back; current_gen
+           back="; $PROFILE is back at generation ${CUR_GEN:-none}, which the host boots"
+         else
+           record_active "$RECORDS_ACTIVE" "$NEW"
+         fi
+       fi
        canary=; read -r canary 2>/dev/null <"$D/canary" || :
        [ "$canary" = "$RUN" ] && rm -f "$D/canary"
        status failed "the activation run stopped unexpectedly in state $STATE$back" ;; esac

@@ -258,7 +258,9 @@ def wait_until(predicate, thread=None, timeout=None):
 # its switch calls: test_nix_activate's test_switch_confirm_and_manual_rollback_on_every_persona
 @pytest.mark.here_only
 def test_nixos_install_bootloader_is_always_passed(rules):
-    """NIXOS_INSTALL_BOOTLOADER is passed on every switch: 0, or 1 when asked."""
+    """NIXOS_INSTALL_BOOTLOADER is passed on every switch: 0, or 1 when asked
+    (under magic rollback to both its parts: the test, and once confirmed
+    the boot)."""
     extra = {'n1': {'boot': False}, 'n2': {'boot': True}}
     tasks = [activate_task('baseline', '{{ base }}', magic_rollback=False),
              activate_task('activate', '{{ wanted }}', install_bootloader='{{ boot }}',
@@ -269,10 +271,13 @@ def test_nixos_install_bootloader_is_always_passed(rules):
     for host, wanted in (('n1', '0'), ('n2', '1')):
         res = ok(run, 'activate', host)
         assert res['state'] == 'done' and res['confirmed'], res
-        assert rules.history(host)[-1].endswith(
-            'switch %s install-bootloader=%s' % (rules.system(host, 'v2'), wanted))
-        # the baseline had it too, as 0
-        assert rules.history(host)[-2].endswith('install-bootloader=0'), rules.history(host)
+        history = rules.history(host)
+        assert [line.split(None, 1)[1] for line in history[-2:]] == [
+            '%s %s install-bootloader=%s' % (goal, rules.system(host, 'v2'), wanted)
+            for goal in ('test', 'boot')], history
+        # the baseline (no watchdog: one switch) had it too, as 0
+        assert history[-3].endswith('switch %s install-bootloader=0'
+                                    % rules.system(host, 'v1')), history
 
 
 def test_nixos_switch_lock_of_another_switch_is_waited_for(rules):
@@ -415,8 +420,10 @@ def test_reactivate_repairs_a_host_left_with_failed_units(rules):
     for host, variant in (('n1', 'fuo'), ('n2', 'v2')):
         res = ok(run, 'activate', host)
         assert res['state'] == 'done' and res['changed'] and 're-activated' in res['msg'], res
-        assert len(rules.history(host)) == history[host] + 1
-        assert rules.history(host)[-1].split()[1:3] == ['switch', rules.system(host, variant)]
+        # the switch's two parts (magic rollback), with nothing to confirm
+        assert len(rules.history(host)) == history[host] + 2
+        assert [line.split()[1:3] for line in rules.history(host)[-2:]] == [
+            [goal, rules.system(host, variant)] for goal in ('test', 'boot')]
         assert rules.active(host) == rules.system(host, variant)
 
 

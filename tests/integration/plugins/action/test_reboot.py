@@ -316,28 +316,46 @@ def test_forced_switch_and_a_lock_left_by_a_reboot(fleet):
     assert six['new']['path'] != fleet.first['r6']
 
 
-def test_a_host_that_loses_power_while_it_activates(fleet):
+def awaits_confirmation(lab, host):
+    """Whether a run on ``host`` awaits its confirmation (its status file)."""
+    proc = lab.run_in(host, ['sh', '-c', 'cat /nix/var/nixdeploy/*/runs/*/status 2>/dev/null; '
+                             'true'])
+    return 'state=awaiting_confirmation' in proc.stdout.splitlines()
+
+
+def test_hosts_that_lose_power_while_they_activate_or_await_their_confirmation(fleet):
     """r4 loses power (lab.power_cut: every process SIGKILLed at once, no
     shutdown) while its slow activation runs, after its runner set the
-    profile; r3 switches beside it and r5's activation fails. Nothing ran
-    the runner's exit, so the look that finds its run dead after the boot
-    ends it: r4 is reported failed with that cause, its profile is back on
-    what it boots and runs, no lock is left for its next deploy, which
-    switches it at once. r5 is rolled back as ever, r3 switched."""
+    profile; r6 loses power in its confirmation window, its new system
+    running, held there by a slow health check; r3 switches beside them and
+    r5's activation fails. Nothing ran the runners' exits, so the look that
+    finds a run dead after the boot ends it: r4 and r6 are reported failed
+    with that cause, each profile is back on what it boots and runs (r6's
+    new system, never confirmed, was never its boot default: it boots the
+    previous one), no lock is left for the next deploy, which switches them
+    at once. r5 is rolled back as ever, r3 switched."""
     lab = fleet.lab
-    hosts = ('r3', 'r4', 'r5')
+    hosts = ('r3', 'r4', 'r5', 'r6')
     for host in hosts:
         if lab.power_state(host) == 'off':
             lab.set_power(host, comes_back=True)
             lab.power_on(host)
     before = {h: lab.current_system(h) for h in hosts}
-    generation = profile_generation(lab, 'r4')
-    r5_generation = profile_generation(lab, 'r5')
-    boots = len(lab.boot_ids('r4'))
+    generation = {h: profile_generation(lab, h) for h in hosts}
+    boots = {h: len(lab.boot_ids(h)) for h in hosts}
     seen = len(history(lab, 'r4'))
+    r6_vars = os.path.join(fleet.inventory, 'host_vars', 'r6.yml')
+    r6_before = None
+    if os.path.exists(r6_vars):
+        with open(r6_vars) as handle:
+            r6_before = handle.read()
+    # a check that holds r6 in its confirmation window (its new system runs)
+    held = {'name': 'held', 'command': 'sleep 600', 'timeout': 900, 'retries': 0}
+    fleet.host_vars('r6', **dict(json.loads(r6_before or '{}'), nix_health_checks=[held]))
     fleet.set('r3', version='cut')
     fleet.set('r4', version='cut', behaviour='slow', slow_seconds=120)
     fleet.set('r5', version='cut', behaviour='fail')
+    fleet.set('r6', version='cut')
     done = []
     deploy = threading.Thread(target=lambda: done.append(fleet.deploy('-l', ','.join(hosts))))
     deploy.start()
@@ -345,30 +363,45 @@ def test_a_host_that_loses_power_while_it_activates(fleet):
         wait_until(lambda: len(history(lab, 'r4')) > seen or not deploy.is_alive(), 600,
                    what='the activation of r4 to start')
         assert deploy.is_alive(), done
-        assert profile_generation(lab, 'r4') == generation + 1
+        assert profile_generation(lab, 'r4') == generation['r4'] + 1
         lab.power_cut('r4')
+        wait_until(lambda: awaits_confirmation(lab, 'r6') or not deploy.is_alive(), 600,
+                   what='r6 to await its confirmation')
+        assert deploy.is_alive(), done
+        assert lab.current_system('r6') != before['r6'] == lab.boot('r6')
+        lab.power_cut('r6')
     finally:
         deploy.join(900)
         fleet.set('r4', behaviour='ok')
         fleet.set('r5', behaviour='ok')
+        if r6_before is None:
+            os.unlink(r6_vars)
+        else:
+            with open(r6_vars, 'w') as handle:
+                handle.write(r6_before)
     run = done[0]
     assert run.rc != 0, run
     found = results(run)
     five = failed(found, 'r5', run)
     assert 'rolled back' in five['msg'], five['msg']
     assert lab.current_system('r5') == before['r5']
-    assert profile_generation(lab, 'r5') == r5_generation and not locks(lab, 'r5')
+    assert profile_generation(lab, 'r5') == generation['r5'] and not locks(lab, 'r5')
     assert lab.current_system('r3') == ok(found, 'r3', run)['new']['path'] != before['r3']
-    res = failed(found, 'r4', run)
-    assert 'the activation run died in state running (killed, or its host went down without a ' \
-        'shutdown); /nix/var/nix/profiles/system is back at generation %d' % generation \
-        in res['msg'], (res['msg'], res.get('log_tail'))
-    assert len(lab.boot_ids('r4')) == boots + 1
-    assert lab.current_system('r4') == lab.booted('r4') == before['r4']
-    assert assert_consistent(lab, 'r4') == before['r4']
-    assert profile_generation(lab, 'r4') == generation and not locks(lab, 'r4')
-    run = fleet.deploy('-l', 'r4')
+    for host, state in (('r4', 'running'), ('r6', 'awaiting_confirmation')):
+        res = failed(found, host, run)
+        assert 'the activation run died in state %s (killed, or its host went down without a ' \
+            'shutdown); /nix/var/nix/profiles/system is back at generation %d' \
+            % (state, generation[host]) in res['msg'], (host, res['msg'], res.get('log_tail'))
+        assert len(lab.boot_ids(host)) == boots[host] + 1
+        assert lab.current_system(host) == lab.booted(host) == before[host]
+        assert assert_consistent(lab, host) == before[host]
+        assert profile_generation(lab, host) == generation[host] and not locks(lab, host)
+    assert not lab.run_in('r6', ['sh', '-c', 'ls /nix/var/nixdeploy/*/canary '
+                                 '/nix/var/nixdeploy/*/rejected.* 2>/dev/null; true']).stdout
+    run = fleet.deploy('-l', 'r4,r6')
     assert run.rc == 0, run
-    res = ok(results(run), 'r4', run)
-    assert lab.current_system('r4') == res['new']['path'] != before['r4']
-    assert not any('stale lock' in line for line in res['log_tail']), res
+    for host in ('r4', 'r6'):
+        res = ok(results(run), host, run)
+        assert lab.current_system(host) == res['new']['path'] != before[host]
+        assert assert_consistent(lab, host) == res['new']['path']
+        assert not any('stale lock' in line for line in res['log_tail']), res

@@ -53,12 +53,16 @@ def test_goals_say_what_the_code_branches_on():
     assert not _platforms.offers_goal('darwin', goal('boot'))
     for name, row in _platforms.GOALS.items():
         assert isinstance(row, _platforms.Goal) and row.name == name
-        assert row._fields == ('name', 'steps', 'dry', 'moves_profile', 'records_active',
-                               'magic_rollback', 'before_reboot', 'current', 'rollback_goal',
-                               'done')
+        assert row._fields == ('name', 'steps', 'window_steps', 'confirmed_steps', 'dry',
+                               'moves_profile', 'records_active', 'magic_rollback',
+                               'before_reboot', 'current', 'rollback_goal', 'done')
         # a goal that activates runs at least one step; a dry one none (its
         # report is the platform's dry run)
         assert bool(row.steps) is not row.dry and isinstance(row.steps, tuple)
+        # in two parts it runs something before its confirmation; a goal
+        # without magic rollback is one part
+        assert bool(row.window_steps) is not row.dry
+        assert row.magic_rollback or (row.window_steps, row.confirmed_steps) == (row.steps, ())
         assert row.rollback() is _platforms.GOALS[row.rollback_goal]
     assert goal('test').rollback().name == 'test'
     assert goal('dry-activate').rollback().name == 'switch'

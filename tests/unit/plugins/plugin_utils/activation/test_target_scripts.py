@@ -161,6 +161,14 @@ def host(tmp_path, monkeypatch):
     return Host(tmp_path)
 
 
+def without_boot_step(monkeypatch):
+    """The fake NixOS as home-manager and nix-on-droid are: no boot loader
+    step of its own, so a magic rollback's system runs and boots at once."""
+    spec = _platforms.PLATFORMS['nixos']
+    monkeypatch.setitem(_platforms.PLATFORMS, 'nixos', dict(
+        spec, activation=dict(spec['activation'], boot_when_confirmed=False)))
+
+
 def test_a_switch_sets_the_profile_then_activates_and_a_second_is_unchanged(host):
     new = host.system('a')
     values, log = host.activate(new, 'r1')
@@ -233,14 +241,16 @@ def test_a_run_stopped_during_its_activation(host, monkeypatch, tmp_path, link, 
         os.kill(activation, 0)
 
 
-def test_a_run_stopped_awaiting_its_confirmation_records_what_runs(host):
+def test_a_run_stopped_awaiting_its_confirmation_records_what_runs(host, monkeypatch):
     """Seed 7311 round 22: a home-manager host rebooted while its run
     awaited its confirmation. The new system's activation had run and
     nothing rolled it back, but where no link names what runs the runner's
     record (written when a run ends well) still named the old one: the next
     deploy of the new system activated it again and reported a change (and
     a deploy of the old one would have found it unchanged). The stopped run
-    records what runs: the new system, unconfirmed, as on NixOS."""
+    records what runs: the new system, unconfirmed, as its activation left
+    it (a platform without a boot step of its own)."""
+    without_boot_step(monkeypatch)
     old, new = host.system('old'), host.system('new')
     assert host.activate(old, 'r1')[0]['state'] == 'done'
     values = host.activate(new, 'r2', magic_rollback=True, confirm_timeout=300)[0]
@@ -318,14 +328,15 @@ def test_a_run_killed_while_it_activates_is_ended_by_the_next_look(host):
     assert 'breaking the stale lock' not in log
 
 
-def test_a_run_killed_awaiting_its_confirmation_is_recorded_by_the_next_look(host):
+def test_a_run_killed_awaiting_its_confirmation_is_recorded_by_the_next_look(host, monkeypatch):
     """The power cut of the stopped run above: a runner SIGKILLed in its
     confirmation window runs no exit, and its watchdog dies with it. The new
     system's activation ran and nothing rolls it back; the look that ends
     the dead run records it as what runs, as the runner's exit does: the
     next deploy of the new system is unchanged, one of the old activates
     it. A corrupted status's new_path that is no store path is not
-    recorded."""
+    recorded (a platform without a boot step of its own)."""
+    without_boot_step(monkeypatch)
     old, new = host.system('old'), host.system('new')
     assert host.activate(old, 'r1')[0]['state'] == 'done'
     values = host.activate(new, 'r2', magic_rollback=True, confirm_timeout=300)[0]
@@ -688,9 +699,10 @@ def test_under_systemd_the_runner_is_not_expanded_and_sets_its_path(sd_host):
     host.took()
     values, log = host.activate(bad, 'r3', magic_rollback=True)
     assert values['state'] == 'rolled_back' and 'code 4' in values['reason'], log
+    # under magic rollback a NixOS switch is its test, then (confirmed) its boot
     assert host.took() == [
         'nix-env --profile %s --set %s' % (host.profile, bad),
-        'activate bad switch',
+        'activate bad test',
         'nix-env --profile %s --switch-generation 2' % host.profile,
         'nix-env --profile %s --delete-generations 3' % host.profile,
         'activate new switch',
@@ -896,7 +908,8 @@ def test_reactivate_runs_the_current_system_again(host):
     assert host.activate(good, 'r2')[0]['state'] == 'unchanged' and host.took() == []
     values, _log = host.activate(good, 'r3', reactivate=True, magic_rollback=True)
     assert values['state'] == 'done' and 're-activated' in values['reason'], values['output']
-    assert host.took() == ['activate good switch']  # no profile change
+    # no profile change; the switch's two parts, with nothing to confirm
+    assert host.took() == ['activate good test', 'activate good boot']
     assert host.generations() == ('1', ['1'])
 
 

@@ -53,8 +53,10 @@ def test_a_switch_is_confirmed_over_a_new_login_within_its_time_limits(target):
     assert [(c.name, c.timeout, c.sudoable) for c in calls] == [
         ('activate-launch.sh', LAUNCH_BOUND, True), ('activate-confirm.sh', LOOK_BOUND, True)]
     assert target.connection.resets == 1
+    # NixOS under magic rollback: the system runs (test), and once confirmed
+    # becomes the boot default (boot)
     assert target.folder.took() == ['nix-env --profile %s --set %s' % (task.args['profile'], new),
-                                    'activate a switch']
+                                    'activate a test', 'activate a boot']
 
 
 def test_a_failed_health_check_is_rejected_and_rolled_back_at_once(target):
