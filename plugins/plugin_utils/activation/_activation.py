@@ -9,7 +9,7 @@ _health_run.py (health checks), _reboot_run.py (reboots)."""
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (
-    _activation_result, _health_checks, _reboot_rules, _programs)
+    _activation_fields, _activation_result, _health_checks, _reboot_rules, _programs)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_task import (
     LOOK_TIMEOUT, script_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _closure
@@ -152,6 +152,12 @@ class Activation:
             res.update(failed=True, msg=problem)
         if res.get('failed'):
             res['phase'] = timeline.last_name('activate')
+        if values.get('cause') == _activation_fields.ENDED_UNCONFIRMED and not problem:
+            # its run ended in its window, never confirmed: its profile is
+            # back, but a runner killed without a reboot leaves the new
+            # system running. The previous system again (a no-op when the
+            # host booted it), as the watchdog would have done
+            res.update(target_run.undo(values.get('prev_gen'), None, task.goal, res['msg']))
         if summary and not summary['ok']:
             res['phase'] = 'checks'
             if state in ('done', 'unchanged'):

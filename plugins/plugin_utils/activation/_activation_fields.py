@@ -33,8 +33,15 @@ RUN = matching(r'\A[0-9]{1,20}-[0-9a-f]{1,32}\Z', 'a run id')
 # the systemd unit of a run (_programs.UNIT_PREFIX and its run)
 UNIT = matching(r'\Anixdeploy-activate-[0-9]{1,20}-[0-9a-f]{1,32}\Z', 'a unit of a run')
 STATES = one_of(*(_UNDER_WAY + TERMINAL_STATES))
+# A run that ended in its confirmation window without its runner's verdict
+# (stopped, or found dead by a look) where its system would have become the
+# boot default only once confirmed (NixOS): its profile is back on the
+# previous generation, but the new system may still run (a runner killed
+# without a reboot). The task rolls back to make sure.
+ENDED_UNCONFIRMED = 'ended_unconfirmed'
 # why a run ended as it did (the runner's CAUSE)
-CAUSES = one_of('switch_locked', 'refused', 'unconfirmed', 'activation_failed', 'checks')
+CAUSES = one_of('switch_locked', 'refused', 'unconfirmed', 'activation_failed', 'checks',
+                ENDED_UNCONFIRMED)
 
 # the keys every program that starts with activate-session.sh reports
 _SESSION = {'dir': PATH, 'profile': PATH}

@@ -27,7 +27,7 @@ run_state() {  # st: the run's state (read by the shell: no process five times a
 # run's acquire breaks the lock meanwhile.
 end_dead_run() {
   [ -n "$pid" ] && [ -f "$RD/status" ] || return 0
-  st='' mode='' prev_gen='' new_path='' activated='' records='' boot_later=''
+  st='' mode='' prev_gen='' new_path='' activated='' records='' boot_later='' cause=''
   while IFS= read -r line || [ -n "$line" ]; do
     case $line in
       state=*) st=${line#state=} ;; mode=*) mode=${line#mode=} ;;
@@ -61,6 +61,9 @@ end_dead_run() {
         switch_back "$prev_gen" "$made" >>"$RD/log" 2>&1 || {
           rmdir "$D/lock.break"; return 0; }
         back="; $PROFILE is back at generation $prev_gen"
+        # what runs may still be the new system (killed without a reboot):
+        # the task that reads this rolls back
+        [ "$unconfirmed" != 1 ] || cause=ended_unconfirmed
       fi
     fi
     # died awaiting its confirmation: the new system's activation ran and
@@ -84,6 +87,7 @@ end_dead_run() {
     { while IFS= read -r line || [ -n "$line" ]; do
         case $line in
           state=*) echo state=failed ;; reason=*) printf 'reason=%s\n' "$ONE_LINE" ;;
+          cause=*) printf 'cause=%s\n' "${cause:-${line#cause=}}" ;;
           *) printf '%s\n' "$line" ;;
         esac
       done <"$RD/status" >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"; } 2>/dev/null

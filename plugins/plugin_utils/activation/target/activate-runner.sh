@@ -125,7 +125,7 @@ on_exit() {
        # home-manager host rebooted then)
        if [ "$STATE" = awaiting_confirmation ] && [ "$ACTIVATED" = 1 ]; then
          if [ "$BOOT_WHEN_CONFIRMED" = 1 ] && [ -n "$NEW_GEN" ]; then
-           put_back; current_gen
+           put_back; current_gen; CAUSE=ended_unconfirmed
            back="; $PROFILE is back at generation ${CUR_GEN:-none}, which the host boots"
          else
            record_active "$RECORDS_ACTIVE" "$NEW"

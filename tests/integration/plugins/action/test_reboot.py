@@ -323,19 +323,29 @@ def awaits_confirmation(lab, host):
     return 'state=awaiting_confirmation' in proc.stdout.splitlines()
 
 
+# a health check that SIGKILLs the runner of the run awaiting its
+# confirmation (by the pid file of that run only), as the OOM killer would
+RUNNER_KILLER = {'name': 'killer', 'retries': 0, 'command': (
+    'for d in /nix/var/nixdeploy/*/runs/*/; do grep -qx state=awaiting_confirmation '
+    '"$d/status" && kill -9 "$(cat "$d/pid")"; done; sleep 1')}
+
+
 def test_hosts_that_lose_power_while_they_activate_or_await_their_confirmation(fleet):
     """r4 loses power (lab.power_cut: every process SIGKILLed at once, no
     shutdown) while its slow activation runs, after its runner set the
     profile; r6 loses power in its confirmation window, its new system
-    running, held there by a slow health check; r3 switches beside them and
-    r5's activation fails. Nothing ran the runners' exits, so the look that
-    finds a run dead after the boot ends it: r4 and r6 are reported failed
-    with that cause, each profile is back on what it boots and runs (r6's
-    new system, never confirmed, was never its boot default: it boots the
-    previous one), no lock is left for the next deploy, which switches them
-    at once. r5 is rolled back as ever, r3 switched."""
+    running, held there by a slow health check; r2's runner is killed in its
+    window without a reboot (its new system goes on running); r3 switches
+    beside them and r5's activation fails. Nothing ran the runners' exits,
+    so the look that finds a run dead (after the boot) ends it: r4 and r6
+    are reported failed with that cause, each profile is back on what it
+    boots and runs (r6's new system, never confirmed, was never its boot
+    default: it boots the previous one), no lock is left for the next
+    deploy, which switches them at once. r2 is rolled back by its task to
+    the previous system, as its dead watchdog would have. r5 is rolled back
+    as ever, r3 switched."""
     lab = fleet.lab
-    hosts = ('r3', 'r4', 'r5', 'r6')
+    hosts = ('r2', 'r3', 'r4', 'r5', 'r6')
     for host in hosts:
         if lab.power_state(host) == 'off':
             lab.set_power(host, comes_back=True)
@@ -352,6 +362,10 @@ def test_hosts_that_lose_power_while_they_activate_or_await_their_confirmation(f
     # a check that holds r6 in its confirmation window (its new system runs)
     held = {'name': 'held', 'command': 'sleep 600', 'timeout': 900, 'retries': 0}
     fleet.host_vars('r6', **dict(json.loads(r6_before or '{}'), nix_health_checks=[held]))
+    r2_vars = os.path.join(fleet.inventory, 'host_vars', 'r2.yml')
+    assert not os.path.exists(r2_vars)
+    fleet.host_vars('r2', nix_health_checks=[RUNNER_KILLER])
+    fleet.set('r2', version='cut')
     fleet.set('r3', version='cut')
     fleet.set('r4', version='cut', behaviour='slow', slow_seconds=120)
     fleet.set('r5', version='cut', behaviour='fail')
@@ -374,6 +388,7 @@ def test_hosts_that_lose_power_while_they_activate_or_await_their_confirmation(f
         deploy.join(900)
         fleet.set('r4', behaviour='ok')
         fleet.set('r5', behaviour='ok')
+        os.unlink(r2_vars)
         if r6_before is None:
             os.unlink(r6_vars)
         else:
@@ -396,6 +411,13 @@ def test_hosts_that_lose_power_while_they_activate_or_await_their_confirmation(f
         assert lab.current_system(host) == lab.booted(host) == before[host]
         assert assert_consistent(lab, host) == before[host]
         assert profile_generation(lab, host) == generation[host] and not locks(lab, host)
+    res = failed(found, 'r2', run)
+    assert res['rolled_back'] is True, res
+    assert res['msg'].startswith('r2: rolled back: the activation run died in state '
+                                 'awaiting_confirmation'), res['msg']
+    assert len(lab.boot_ids('r2')) == boots['r2']
+    assert assert_consistent(lab, 'r2') == lab.current_system('r2') == before['r2']
+    assert profile_generation(lab, 'r2') == generation['r2'] and not locks(lab, 'r2')
     assert not lab.run_in('r6', ['sh', '-c', 'ls /nix/var/nixdeploy/*/canary '
                                  '/nix/var/nixdeploy/*/rejected.* 2>/dev/null; true']).stdout
     run = fleet.deploy('-l', 'r4,r6')

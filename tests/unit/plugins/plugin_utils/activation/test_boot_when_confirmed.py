@@ -135,6 +135,8 @@ def test_a_run_ended_in_its_window_leaves_the_profile_on_what_boots(host, signal
            9: 'the activation run died in state awaiting_confirmation (killed, or its host went '
               'down without a shutdown); %s is back at generation 1'}[signal]
     assert values['reason'] == why % host.profile, values['output']
+    # the task reads this as: roll back, the new system may still run
+    assert values['cause'] == 'ended_unconfirmed', values['output']
     assert host.generations() == ('1', ['1'])
     folder = host.state_dir()
     assert not os.path.exists(os.path.join(folder, 'canary'))

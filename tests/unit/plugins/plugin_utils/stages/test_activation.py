@@ -94,6 +94,39 @@ def test_an_unguarded_activation_whose_check_fails_is_undone(target):
     assert target.folder.generations() == ('1', ['1'])
 
 
+def runner_killer(folder):
+    """A health check that SIGKILLs the runner of the run awaiting its
+    confirmation (by its own pid file), as the OOM killer would: the new
+    system stays running, nothing runs the runner's exit."""
+    command = ('for d in %s/runs/*/; do grep -qx state=awaiting_confirmation "$d/status" && '
+               'kill -9 "$(cat "$d/pid")"; done; sleep 0.3' % folder.state_dir())
+    return _health_checks.validate([{'name': 'killer', 'command': command, 'retries': 0}])
+
+
+def test_a_run_killed_in_its_window_without_a_reboot_is_rolled_back_by_the_task(target):
+    """NixOS under magic rollback: the look that finds the run dead in its
+    window puts the profile back (the unconfirmed system was never the boot
+    default), and the task then rolls back to the previous system, which a
+    runner killed without a reboot leaves running: what the watchdog would
+    have done. The host fails, rolled back."""
+    assert activate(target, target.folder.system('a'))[1]['state'] == 'done'
+    target.folder.took()
+    target.programs()
+    _task, res = activate(target, target.folder.system('b'),
+                          health_checks=runner_killer(target.folder))
+    assert res['failed'] and res['rolled_back'] is True, res
+    assert res['phase'] == 'confirm', res
+    assert res['msg'].startswith('rolled back: the activation run died in state '
+                                 'awaiting_confirmation'), res['msg']
+    assert [p['name'] for p in res['phases']] == ['activate', 'checks', 'confirm', 'rollback']
+    assert target.programs() == ['activate-launch.sh', 'health-check.sh',
+                                 'activate-confirm.sh', 'activate-launch.sh']
+    assert target.folder.generations() == ('1', ['1'])
+    # b ran its test step, never its boot
+    calls = target.folder.took()
+    assert 'activate b boot' not in calls and calls[1] == 'activate b test', calls
+
+
 def test_a_launch_whose_answer_is_lost_is_followed_from_a_new_login(target):
     new = target.folder.system('a')
     host = target.host
