@@ -195,7 +195,8 @@ PLATFORMS = {
 #   window_steps, confirmed_steps  the same goal in two parts, on a platform
 #                   whose row says boot_when_confirmed, under magic rollback:
 #                   the steps before the confirmation (the system runs, the
-#                   boot default stays) and those after it (it boots)
+#                   boot default stays) and those after it (it boots); both
+#                   empty for a goal that is never split
 #   dry             activates nothing: a report of what an activation would
 #                   do, which never reports a change (as check mode)
 #   moves_profile   the profile is set to the new system before activating
@@ -230,8 +231,8 @@ class Goal(namedtuple('Goal', ['name', 'steps', 'window_steps', 'confirmed_steps
         says boot_when_confirmed and the run waits for a confirmation, else
         (steps, ())."""
         activation = platform_spec(platform)['activation']
-        if magic_rollback and self.magic_rollback and activation.get('boot_when_confirmed') \
-                and '{step}' in activation['command']:
+        if self.confirmed_steps and magic_rollback and self.magic_rollback \
+                and activation.get('boot_when_confirmed') and '{step}' in activation['command']:
             return self.window_steps, self.confirmed_steps
         return self.steps, ()
 
@@ -241,11 +242,11 @@ GOALS = dict((goal.name, goal) for goal in (
          dry=False, moves_profile=True, records_active=True,
          magic_rollback=True, before_reboot=False,
          current='both', rollback_goal='switch', done='switched'),
-    Goal('boot', steps=('boot',), window_steps=('boot',), confirmed_steps=(),
+    Goal('boot', steps=('boot',), window_steps=(), confirmed_steps=(),
          dry=False, moves_profile=True, records_active=False,
          magic_rollback=False, before_reboot=True,
          current='profile', rollback_goal='boot', done='boot default set'),
-    Goal('test', steps=('test',), window_steps=('test',), confirmed_steps=(),
+    Goal('test', steps=('test',), window_steps=(), confirmed_steps=(),
          dry=False, moves_profile=False, records_active=True,
          magic_rollback=True, before_reboot=False,
          current='active', rollback_goal='test', done='activated (test)'),

@@ -88,6 +88,10 @@ take_break() {
   find "$D" -name lock.break -mmin +1 -exec rmdir {} \; 2>/dev/null
   mkdir "$D/lock.break" 2>/dev/null
 }
+drop_canary() {  # drop_canary RUN: D/canary goes where it is RUN's (a run that is over)
+  canary=; read -r canary 2>/dev/null <"$D/canary" || :
+  [ "$canary" != "$1" ] || rm -f "$D/canary"
+}
 list_gens() {  # the generations' numbers, one a line, in order
   for l in "$PDIR/$PNAME"-*-link; do [ -L "$l" ] && gen_number "$l" && echo "$GEN_N"; done | sort -n; }
 active_path() {  # ACTIVE_PATH: what is active (CURRENT_LINK's target, else D/active)

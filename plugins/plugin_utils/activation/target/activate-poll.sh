@@ -79,8 +79,7 @@ end_dead_run() {
       # its canary, or the rejection that claimed it after the run died (a
       # deployer whose checks failed as the host went down): no later
       # confirmation may claim a run that is over
-      canary=; read -r canary 2>/dev/null <"$D/canary" || :
-      [ "$canary" != "$RUN" ] || rm -f "$D/canary"
+      drop_canary "$RUN"
       rm -f "$D/rejected.$RUN" "$D/reject-reason.$RUN"
     fi
     one_line "the activation run died in state $st (killed, or its host went down without a shutdown)$back"

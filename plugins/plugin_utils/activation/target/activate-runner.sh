@@ -131,8 +131,7 @@ on_exit() {
            record_active "$RECORDS_ACTIVE" "$NEW"
          fi
        fi
-       canary=; read -r canary 2>/dev/null <"$D/canary" || :
-       [ "$canary" = "$RUN" ] && rm -f "$D/canary"
+       drop_canary "$RUN"
        status failed "the activation run stopped unexpectedly in state $STATE$back" ;; esac
   release
 }

@@ -24,8 +24,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _scrip
 # The new system the boot default, then running: a switch in two steps, as a
 # row (its name is the user's word only; it rolls back with switch).
 BOOT_THEN_TEST = _platforms.GOALS['switch']._replace(
-    name='boot-then-test', steps=('boot', 'test'), window_steps=('boot', 'test'),
-    confirmed_steps=())
+    name='boot-then-test', steps=('boot', 'test'), window_steps=(), confirmed_steps=())
 
 # A system whose switch-to-configuration records its calls and fails (with
 # what it says) at the step named in its file fail_at.
@@ -98,7 +97,8 @@ def test_a_dry_goal_has_no_runner_and_a_bad_step_word_is_refused():
                                    goal=_platforms.GOALS['dry-activate']).rollback_steps == 'switch'
     with pytest.raises(ValueError, match='not a word'):
         _programs.runner_values('nixos', 'r1', 'activate',
-                                goal=BOOT_THEN_TEST._replace(window_steps=('boot', 'te st')))
+                                goal=BOOT_THEN_TEST._replace(window_steps=('boot', 'te st'),
+                                                             confirmed_steps=('boot',)))
     with pytest.raises(ValueError, match='not a word'):
         _programs.runner_values('nixos', 'r1', 'activate', magic_rollback=False,
                                 goal=BOOT_THEN_TEST._replace(steps=('boot', 'te st')))
