@@ -63,6 +63,26 @@ USERS_LOCK = '/run/nixdeploy-lab-users.lock'
 SUBNET_PREFIX = '10.213'
 # a lab's names on the machine: host namespaces ndl<i>-<host>, veths ndl<i>v<n>
 LEFT_NAME = re.compile(r'\Andl([0-9]+)(?:-|v[0-9]+\Z)')
+# /run/netns/<this>: a file (no namespace) that holds a lab index while a
+# test checks that a lab's down left nothing at it. Its name is a left name
+# (LEFT_NAME), so no lab coming up meanwhile, on either stack (/run/netns is
+# shared), takes the index the check looks at; leftovers() skips it.
+HELD_NAME = 'ndl%d-held-for-a-check'
+
+
+@contextlib.contextmanager
+def index_held(index):
+    """Hold lab ``index`` for the block: without it, a lab coming up beside
+    a test (another worker, the other stack) may take the index a down just
+    freed, and its new bridge reads as a leftover (CI37)."""
+    os.makedirs('/run/netns', exist_ok=True)
+    path = os.path.join('/run/netns', HELD_NAME % index)
+    with open(path, 'w'):
+        pass
+    try:
+        yield index
+    finally:
+        os.unlink(path)
 USERS = ('deploy', 'app')
 
 # What a persona means for the host. Platform is the Nix platform it stands
@@ -1095,7 +1115,7 @@ class Lab(TargetFaults):
         found = []
         netns = sh(['ip', 'netns', 'list'], check=False).stdout
         found += [ln.split()[0] for ln in netns.splitlines()
-                  if ln.startswith('ndl%d-' % index)]
+                  if ln.startswith('ndl%d-' % index) and ln.split()[0] != HELD_NAME % index]
         links = sh(['ip', '-o', 'link', 'show'], check=False).stdout
         for line in links.splitlines():
             ifname = line.split(':')[1].strip().split('@')[0]

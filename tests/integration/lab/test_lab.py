@@ -11,6 +11,7 @@ import pytest
 
 from tests.collection import REPO
 from tests.lab import Lab, LabError
+from tests.lab.lab import index_held
 from tests.lab.fixtures import FleetFlake
 
 pytestmark = [pytest.mark.lab, pytest.mark.here_only]
@@ -166,8 +167,9 @@ def test_down_leaves_nothing_behind():
     assert lab.pid('h2') not in first
     # a detached process on a host, as a deploy would leave, goes too
     lab.ssh('h1', 'setsid sleep 600 </dev/null >/dev/null 2>&1 &', user='root')
-    lab.down()
-    assert lab.leftovers(index) == []
+    with index_held(index):
+        lab.down()
+        assert lab.leftovers(index) == []
     for pid in pids:
         assert not os.path.exists('/proc/%d' % pid) or \
             open('/proc/%d/stat' % pid).read().split()[2] == 'Z'
@@ -197,8 +199,10 @@ def test_a_lab_stopped_while_it_comes_up_leaves_nothing_behind():
                     break
             time.sleep(0.01)
         assert proc.poll() is None and index is not None, proc.communicate()[0]
-        proc.send_signal(signal.SIGINT)
-        out = proc.communicate(timeout=120)[0]
+        with index_held(index):
+            proc.send_signal(signal.SIGINT)
+            out = proc.communicate(timeout=120)[0]
+            left = Lab('labint').leftovers(index)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -207,7 +211,7 @@ def test_a_lab_stopped_while_it_comes_up_leaves_nothing_behind():
     assert 'lab labint: stopped while it came up; what it had made is gone' in out, out
     assert 'Traceback' not in out, out
     assert Lab('labint').state is None
-    assert Lab('labint').leftovers(index) == []
+    assert left == []
     assert not os.path.exists(lab.dir)
 
 
@@ -230,3 +234,18 @@ def test_a_new_lab_takes_no_index_whose_names_a_killed_lab_left():
             lab.down()
     finally:
         subprocess.run(['ip', 'netns', 'del', netns], check=False)
+
+
+def test_a_held_index_is_no_new_labs_and_no_leftover():
+    """The checks that a down left nothing hold the lab's index meanwhile
+    (``index_held``): a lab coming up beside them (another worker, the
+    other stack) took the index a down had just freed, and its new bridge
+    read as the old lab's leftover (CI37). A held index is no new lab's,
+    and the hold itself is no leftover."""
+    probe = Lab('labheld')
+    probe.down()
+    index = probe._free_index()  # pylint: disable=protected-access
+    with index_held(index):
+        assert probe._free_index() != index  # pylint: disable=protected-access
+        assert probe.leftovers(index) == []
+    assert not os.path.exists('/run/netns/ndl%d-held-for-a-check' % index)

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from tests.lab import Lab, LabError
+from tests.lab.lab import index_held
 from tests.lab import nspawn
 from tests.lab.fixtures import FleetFlake
 
@@ -199,8 +200,9 @@ def test_down_leaves_nothing_behind(lab):
     lab.ssh('s1', 'setsid sleep 600 </dev/null >/dev/null 2>&1 &')
     lab.ssh('s1', 'systemd-run --quiet --unit=lab-left-behind sleep 600')
     labdir = lab.dir
-    lab.down()
-    assert lab.leftovers(index) == []
+    with index_held(index):
+        lab.down()
+        assert lab.leftovers(index) == []
     assert not os.path.exists(labdir)
     for pid in pids:
         assert not os.path.exists('/proc/%d' % pid) or \

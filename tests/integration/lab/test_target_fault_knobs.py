@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from tests.lab import Lab, LabError
+from tests.lab.lab import index_held
 from tests.lab import nspawn
 from tests.lab.fixtures import FleetFlake
 
@@ -167,6 +168,7 @@ def test_down_leaves_no_store_mount_and_no_watcher(make_lab):
     lab.fill_store('h1', 0)
     index = lab.state['index']
     assert lab.leftovers() != []   # the lab itself, and its store mount
-    lab.down()
-    assert watcher.done()
-    assert lab.leftovers(index) == []
+    with index_held(index):
+        lab.down()
+        assert watcher.done()
+        assert lab.leftovers(index) == []
