@@ -83,6 +83,8 @@ def index_held(index):
         yield index
     finally:
         os.unlink(path)
+
+
 USERS = ('deploy', 'app')
 
 # What a persona means for the host. Platform is the Nix platform it stands

@@ -546,9 +546,15 @@ def test_no_store_path_holds_a_secret(key):
     every host's whole store: none holds any secret of these runs."""
     patterns = os.path.join(key.base, 'patterns')
     write(patterns, '\n'.join(s.strip() for s in key.secrets) + '\n')
-    found = subprocess.run(['find', '/nix/store', '-mindepth', '1', '-maxdepth', '1',
-                            '-cnewer', key.marker], stdout=subprocess.PIPE,
-                           universal_newlines=True, check=True).stdout.split()
+    listing = subprocess.run(['find', '/nix/store', '-mindepth', '1', '-maxdepth', '1',
+                              '-cnewer', key.marker], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    # a test beside this one may collect garbage on the controller while find
+    # lists its store (CI38, current stack): a path gone meanwhile, no more
+    assert listing.returncode == 0 or all(
+        line.endswith('No such file or directory') for line in listing.stderr.splitlines()), \
+        listing.stderr
+    found = listing.stdout.split()
     # the scan does see this run's paths: the systems built for it
     assert set(key.out_paths.values()) <= set(found), 'the store scan misses new paths'
     stores = found + [os.path.join(key.lab.host(h)['dir'], 'nix', 'store') for h in NAMES]
