@@ -501,12 +501,29 @@ class Lab(TargetFaults):
         sh(['ip', 'addr', 'add', '%s/24' % self.bridge_address, 'dev', bridge])
         sh(['ip', 'link', 'set', bridge, 'up'])
         self._write_tools()
+        hold_after = int(os.environ.get('NIXDEPLOY_LAB_HOLD_AFTER') or 0)
         for number, spec in enumerate(specs, start=1):
             self._add_host(number, spec)
             self._save()
+            if number == hold_after:
+                self._hold_for_a_test()
         self._write_client_files()
         self._start_supervisor()
         self._wait_ready()
+
+    def _hold_for_a_test(self, seconds=120):
+        """Stop half way up, for a test that stops a lab while it comes up
+        (NIXDEPLOY_LAB_HOLD_AFTER=N: after the Nth host). A lab on a quiet
+        machine comes up in two seconds, too fast to catch by polling; held
+        here, the test's Ctrl-C lands at a known step every time. The file
+        ``held`` tells the test the lab waits; the wait is bounded."""
+        marker = os.path.join(self.dir, 'held')
+        with open(marker, 'w') as handle:
+            handle.write('%d\n' % len(self.state['hosts']))
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise LabError('lab %s: held for a test %d s and nobody stopped it' % (self.name, seconds))
 
     @staticmethod
     def _host_specs(hosts, personas):

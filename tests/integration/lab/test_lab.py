@@ -181,24 +181,26 @@ def test_a_lab_stopped_while_it_comes_up_leaves_nothing_behind():
     """A Ctrl-C (SIGINT) while `python -m tests.lab up` makes its hosts
     (a benchmark or a test stopped while its lab comes up): what the lab
     had made goes, namespaces, links, processes and folder, as down takes
-    a lab that is up, and the command says it was stopped."""
+    a lab that is up, and the command says it was stopped.
+
+    The lab holds after its second host (NIXDEPLOY_LAB_HOLD_AFTER): on a
+    quiet machine it comes up in about two seconds, and a test that polled
+    for the right moment sometimes found it already up."""
     lab = Lab('labint')
     lab.down()
+    held = os.path.join(lab.dir, 'held')
     proc = subprocess.Popen([sys.executable, '-m', 'tests.lab', 'up', '--name', 'labint',
                              '--hosts', '6'], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, universal_newlines=True)
+                            stderr=subprocess.STDOUT, universal_newlines=True,
+                            env=dict(os.environ, NIXDEPLOY_LAB_HOLD_AFTER='2'))
     deadline = time.monotonic() + 120
-    index = None
     try:
-        # stopped once its second host's namespace exists
-        while time.monotonic() < deadline and proc.poll() is None:
-            state = Lab('labint').state or {}
-            if len(state.get('hosts') or {}) >= 2 and state.get('index'):
-                index = state['index']
-                if os.path.exists('/run/netns/ndl%d-h1' % index):
-                    break
-            time.sleep(0.01)
-        assert proc.poll() is None and index is not None, proc.communicate()[0]
+        while time.monotonic() < deadline and proc.poll() is None and not os.path.exists(held):
+            time.sleep(0.05)
+        assert proc.poll() is None and os.path.exists(held), \
+            'lab labint never held after its second host: %s' % proc.communicate()[0]
+        index = Lab('labint').state['index']
+        assert os.path.exists('/run/netns/ndl%d-h2' % index)
         with index_held(index):
             proc.send_signal(signal.SIGINT)
             out = proc.communicate(timeout=120)[0]
@@ -207,6 +209,8 @@ def test_a_lab_stopped_while_it_comes_up_leaves_nothing_behind():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        # whatever failed above, no lab of this test outlives it
+        Lab('labint').down()
     assert proc.returncode == 130, out
     assert 'lab labint: stopped while it came up; what it had made is gone' in out, out
     assert 'Traceback' not in out, out
