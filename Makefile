@@ -266,8 +266,9 @@ changelog-lint: venv
 	$(VENV)/bin/antsibull-changelog lint
 
 # galaxy-importer, Galaxy's check of every uploaded collection, on the tarball
-# `ansible-galaxy collection build` makes (tests/galaxy/import.sh): no warning,
-# no ansible-lint finding. Its own venv: requirements-importer.txt says why.
+# `ansible-galaxy collection build` makes of HEAD's committed files
+# (tests/galaxy/import.sh, tests/galaxy/pack.py): no warning, no ansible-lint
+# finding. Its own venv: requirements-importer.txt says why.
 IMPORTER_VENV ?= $(CURDIR)/.venv-importer
 IMPORTER_STAMP := $(IMPORTER_VENV)/.requirements.stamp
 GALAXY_IMPORT_DIR := $(CURDIR)/tests/output/galaxy
@@ -288,13 +289,17 @@ galaxy-import: venv importer-venv
 # to tracked files, with nothing untracked or ignored that the tarball could take
 # (`git status --porcelain --ignored`, every path not under galaxy.yml's
 # build_ignore: an operator's group_vars beside the demo inventory, a .vault-pass,
-# an editor's backup; tests/galaxy/pack.py check), and with a changelog fragment
-# holding the release_summary, antsibull-changelog writes the release into
-# changelogs/changelog.yaml and CHANGELOG.md and removes the fragments; galaxy.yml
-# gets the version; the tarball is built into dist/ from the files git tracks
-# (copied into a temp folder: the commit plus these release edits, never the work
-# tree's other files) and must import clean. Committing, tagging and publishing
-# stay with you (printed at the end).
+# an editor's backup), no tracked file marked skip-worktree or assume-unchanged
+# (git hides their local changes) and no tracked symbolic link that points outside
+# the tree (tests/galaxy/pack.py check refuses each, naming it), and with a
+# changelog fragment holding the release_summary, antsibull-changelog writes the
+# release into changelogs/changelog.yaml and CHANGELOG.md and removes the
+# fragments; galaxy.yml gets the version; the tarball is built into dist/ from
+# git's objects, never the work tree: HEAD's tree plus these release edits
+# (galaxy.yml, CHANGELOG.md, changelogs/; written into a tree through a temporary
+# index, what committing them gives), written out by `git archive` into a temp
+# folder (pack.py build --release), and must import clean. Committing, tagging and
+# publishing stay with you (printed at the end).
 VERSION ?=
 release: venv importer-venv
 	@[[ '$(VERSION)' =~ ^[0-9]+\.[0-9]+\.[0-9]+$$ ]] || { echo 'usage: make release VERSION=x.y.z' >&2; exit 2; }
@@ -305,7 +310,7 @@ release: venv importer-venv
 	$(VENV)/bin/antsibull-changelog lint
 	sed -i 's/^version: .*/version: $(VERSION)/' galaxy.yml
 	$(VENV)/bin/antsibull-changelog release --version $(VERSION)
-	VENV=$(VENV) IMPORTER_VENV=$(IMPORTER_VENV) tests/galaxy/import.sh $(CURDIR)/dist
+	VENV=$(VENV) IMPORTER_VENV=$(IMPORTER_VENV) tests/galaxy/import.sh $(CURDIR)/dist --release
 	@echo '== $(VERSION) is ready: review `git diff` and CHANGELOG.md, then'
 	@echo '   git add -A galaxy.yml CHANGELOG.md changelogs && git commit -m "Release $(VERSION)" && git tag $(VERSION)'
 	@echo '   ansible-galaxy collection publish dist/nixdeploy-fleet-$(VERSION).tar.gz'

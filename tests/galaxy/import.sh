@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Galaxy's import check on the collection as it would be uploaded: build the
-# tarball with `ansible-galaxy collection build` from the files git tracks, copied
-# into a temp folder (tests/galaxy/pack.py: never the work tree's untracked or
-# ignored files), then run galaxy-importer on it,
+# tarball with `ansible-galaxy collection build` from the files of the commit
+# (HEAD), as `git archive` writes them into a temp folder (tests/galaxy/pack.py:
+# never the work tree's files, tracked or not; a tracked link to outside the tree
+# is refused), then run galaxy-importer on it,
 # the check Galaxy runs on every upload (ansible-doc on each plugin and role, the
 # roles' meta/main.yml, the changelog, ansible-lint's production profile on what
 # the tarball ships). Every WARNING or ERROR it reports fails the check: Galaxy
 # would show each one on the collection's import log.
 #
-# Usage: tests/galaxy/import.sh OUTPUT_DIR   (the tarball and importer.log go there)
+# Usage: tests/galaxy/import.sh OUTPUT_DIR [--release]
+#        (the tarball and importer.log go to OUTPUT_DIR; --release, from make release:
+#        HEAD plus the release's own edits to galaxy.yml and the changelog, pack.py's)
 # Env:   VENV (ansible-galaxy; default .venv)
 #        IMPORTER_VENV (galaxy-importer, requirements-importer.txt; default .venv-importer)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-out=${1:?usage: tests/galaxy/import.sh OUTPUT_DIR}
+out=${1:?usage: tests/galaxy/import.sh OUTPUT_DIR [--release]}
+shift
 venv=${VENV:-$repo/.venv}
 importer_venv=${IMPORTER_VENV:-$repo/.venv-importer}
 for tool in "$venv/bin/ansible-galaxy" "$importer_venv/bin/python"; do
@@ -24,7 +28,7 @@ done
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 rm -rf "$out"/nixdeploy-fleet-*.tar.gz "$out/importer.log" "$out/importer_result.json" "$out/tmp"
-tarball=$("$venv/bin/python" "$repo/tests/galaxy/pack.py" build "$out")
+tarball=$("$venv/bin/python" "$repo/tests/galaxy/pack.py" build "$out" "$@")
 
 # As Galaxy runs it: no ansible settings of this machine or checkout (the
 # environment's ANSIBLE_*, a ./ansible.cfg), the importer's ansible-lint,

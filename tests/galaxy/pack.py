@@ -1,31 +1,53 @@
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The collection's tarball from what git tracks, never from the work tree.
+"""The collection's tarball from the objects of a git commit, never from the work tree.
 
 `ansible-galaxy collection build` packs every file of the folder it is given
 that galaxy.yml's build_ignore does not name: an operator's untracked
 group_vars beside the demo inventory, an ignored `.vault-pass`, an editor's
-`all.yml~` that `git status` does not even show. Galaxy is public. So every
-packing of this checkout (`make release`, the Galaxy import check, `make ee`,
-the tests that install the tarball) goes through here:
+`all.yml~` that `git status` does not even show. It also follows a symbolic
+link whose target lies outside that folder and stores the target's content as
+a regular file. And a tracked file marked `git update-index --skip-worktree`
+or `--assume-unchanged` may hold local content in the work tree that `git
+status` and `git diff` never show. Galaxy is public. So every packing of this
+checkout (`make release`, the Galaxy import check, `make ee`, the tests that
+install the tarball) goes through here, and takes the files from git's
+objects of one commit (`git archive`), never from the work tree:
 
     pack.py check                  refuse (exit 2, naming them) when `git status
                                    --porcelain --ignored` lists anything but the
                                    tooling's own local state (LOCAL_STATE, all
-                                   of it under build_ignore too): the release's
-                                   guard. Stricter than "what the tarball could
-                                   take": a secret beside the demo inventory, a
+                                   of it under build_ignore too), when a tracked
+                                   file is marked skip-worktree or
+                                   assume-unchanged (git would hide its local
+                                   changes), or when a symbolic link of HEAD
+                                   points outside the tree: the release's guard.
+                                   Stricter than "what the tarball could take":
+                                   a secret beside the demo inventory, a
                                    .vault-pass or a backup is build_ignore'd
-                                   and never packed (only tracked files are),
+                                   and never packed (only committed files are),
                                    and still stops a release until the operator
                                    moves it out of the release checkout
-    pack.py export DEST [--rev R]  the tracked files into DEST (an empty folder):
-                                   the commit R's (`git archive`), or without
-                                   --rev the work tree's content of the files
-                                   git tracks (`git ls-files`), nothing else
-    pack.py build OUT [--rev R]    export into a private temp folder, then
+    pack.py export DEST [--rev R]  the files of commit R (default HEAD) into
+                                   DEST (an empty folder), as `git archive`
+                                   writes them; refused when one of its
+                                   symbolic links points outside the tree
+    pack.py build OUT [--rev R] [--release]
+                                   export into a private temp folder, then
                                    `ansible-galaxy collection build` there; the
-                                   tarball lands in OUT, its path is printed
+                                   tarball lands in OUT, its path is printed.
+                                   --release (make release): R's tree plus the
+                                   release's own edits, the work tree's
+                                   galaxy.yml, CHANGELOG.md and changelogs/
+                                   (files R tracks only, RELEASE_EDITS), written
+                                   into a tree through a temporary index; no
+                                   other file of the work tree is read
+
+A symbolic link is resolved inside the tree as git stores it: its target
+relative to the link's folder, through the tree's other links. One that is
+absolute, climbs above the tree's top or loops is refused, naming the link and
+its target, whether build_ignore would leave it out or not. A link that stays
+inside is packed as ansible-galaxy packs it (a link in the tarball).
 
 ansible-galaxy is the one beside this interpreter (the project's venv), or
 GALAXY. Standard library only.
@@ -51,6 +73,15 @@ GALAXY_IGNORED_DIRS = frozenset(['CVS', '.bzr', '.hg', '.git', '.svn', '__pycach
 LOCAL_STATE = ['.venv', '.venv-*', '.lab', '.ansible', '.collections', '*.pytest_cache',
                '*__pycache__', '*.pyc', '.cache', '*/.cache', 'tests/output', 'dist', 'reports',
                'benchmarks/results', 'changelogs/.plugin-cache.yaml', 'nixdeploy-fleet-*.tar.gz']
+# what `make release` changes itself before it builds the tarball: galaxy.yml's
+# version, and antsibull-changelog release's CHANGELOG.md, changelogs/changelog.yaml
+# and the fragments it removes. A release build takes these from the work tree
+# (files the commit tracks only), every other file from the commit.
+RELEASE_EDITS = ['galaxy.yml', 'CHANGELOG.md', 'changelogs']
+# git's file mode of a symbolic link
+LINK_MODE = '120000'
+# links followed while one link is resolved before it counts as a loop (Linux's limit)
+MAX_LINK_HOPS = 40
 
 
 class PackError(Exception):
@@ -129,30 +160,151 @@ def takeable(repo=REPO):
     return found
 
 
-def check(repo=REPO):
+def flagged(repo=REPO):
+    """The tracked files whose index entry tells git not to look at the work
+    tree (`git ls-files -v`: tag S for skip-worktree, a lower-case tag for
+    assume-unchanged): `git status` and `git diff HEAD` show none of their
+    local changes, so a release guard built on them cannot see a secret there."""
+    out = git('ls-files', '-v', '-z', repo=repo).decode('utf-8', 'surrogateescape')
+    found = []
+    for entry in out.split('\0'):
+        if len(entry) < 3:
+            continue
+        tag, path = entry[0], entry[2:]
+        if tag == 'S':
+            found.append('%s (skip-worktree)' % path)
+        elif tag.islower():
+            found.append('%s (assume-unchanged)' % path)
+    return found
+
+
+def links_of(rev='HEAD', repo=REPO):
+    """{path: target} of every symbolic link in ``rev``'s tree: git keeps a
+    link as a blob holding its target (`git ls-tree -r`, then the blobs
+    through one `git cat-file --batch`)."""
+    out = git('ls-tree', '-r', '-z', '--full-tree', rev, repo=repo)
+    paths, oids = [], []
+    for entry in out.decode('utf-8', 'surrogateescape').split('\0'):
+        if not entry:
+            continue
+        meta, path = entry.split('\t', 1)
+        mode, _kind, oid = meta.split()
+        if mode == LINK_MODE:
+            paths.append(path)
+            oids.append(oid)
+    if not oids:
+        return {}
+    data = git('cat-file', '--batch', repo=repo, input=('\n'.join(oids) + '\n').encode())
+    targets, at = {}, 0
+    for path in paths:
+        header_end = data.index(b'\n', at)
+        size = int(data[at:header_end].split()[2])
+        body = data[header_end + 1:header_end + 1 + size]
+        targets[path] = body.decode('utf-8', 'surrogateescape')
+        at = header_end + 1 + size + 1  # the blob, then a newline
+    return targets
+
+
+def resolve(link, links):
+    """Where the link ``link`` leads in the tree, its target taken relative to
+    the link's folder and every link met on the way followed (as the kernel
+    does in an export of the tree): the path from the tree's top ('' for the
+    top itself), or None when it leaves the tree (an absolute target, more
+    '..' than folders) or loops."""
+    folder = link.split('/')[:-1]  # git stores no link above a tracked path
+    target = links[link]
+    if target.startswith('/'):
+        return None
+    pending = list(reversed(target.split('/')))
+    hops = 0
+    while pending:
+        part = pending.pop()
+        if part in ('', '.'):
+            continue
+        if part == '..':
+            if not folder:
+                return None
+            folder.pop()
+            continue
+        step = '/'.join(folder + [part])
+        if step in links:
+            hops += 1
+            if hops > MAX_LINK_HOPS or links[step].startswith('/'):
+                return None
+            # its target is relative to its own folder: where we stand
+            pending.extend(reversed(links[step].split('/')))
+            continue
+        folder.append(part)
+    return '/'.join(folder)
+
+
+def links_outside(rev='HEAD', repo=REPO):
+    """'path -> target' of each symbolic link of ``rev`` that leads outside
+    the tree (resolve)."""
+    links = links_of(rev, repo)
+    return ['%s -> %s' % (path, links[path]) for path in sorted(links)
+            if resolve(path, links) is None]
+
+
+LINKS_OUTSIDE = ('symbolic links git tracks that point outside the collection tree (an '
+                 'absolute target, one that climbs above the tree, or a loop): '
+                 'ansible-galaxy would pack the file they point at; remove them or point '
+                 'them inside the tree:\n  ')
+
+
+def check(repo=REPO, rev='HEAD'):
+    problems = []
     found = takeable(repo)
     if found:
-        raise PackError('a release is cut from a checkout holding only what git tracks (and '
+        problems.append('a release is cut from a checkout holding only what git tracks (and '
                         'the tooling\'s own venvs, lab and output); move these out of it or '
                         'commit them:\n  ' + '\n  '.join(found))
+    marked = flagged(repo)
+    if marked:
+        problems.append('tracked files marked skip-worktree or assume-unchanged: git hides '
+                        'their local changes from `git status` and `git diff`, so the release '
+                        'checks cannot see what they hold (the tarball takes their committed '
+                        'content); clear the mark (`git update-index --no-skip-worktree '
+                        '--no-assume-unchanged PATH`) and commit or move away what they hold:'
+                        '\n  ' + '\n  '.join(marked))
+    outside = links_outside(rev, repo)
+    if outside:
+        problems.append(LINKS_OUTSIDE + '\n  '.join(outside))
+    if problems:
+        raise PackError('\n'.join(problems))
 
 
-def export(dest, rev=None, repo=REPO):
-    """The tracked files (of ``rev``, else the work tree's tracked files)
-    into ``dest``."""
+def release_tree(rev='HEAD', repo=REPO):
+    """The tree of ``rev`` with the release's own edits (RELEASE_EDITS: the
+    work tree's content of those of their files ``rev`` tracks, and the
+    fragments it deleted), written through a temporary index (`git read-tree`,
+    `git add -u`, `git write-tree`): what committing those edits gives. No
+    other file of the work tree is read. Refused while a tracked file is
+    marked skip-worktree or assume-unchanged (check)."""
+    marked = flagged(repo)
+    if marked:
+        raise PackError('tracked files marked skip-worktree or assume-unchanged; a release '
+                        'takes nothing from the work tree while git hides its changes there '
+                        '(see `pack.py check`):\n  ' + '\n  '.join(marked))
+    scratch = tempfile.mkdtemp(prefix='nixdeploy-pack-index.')
+    try:
+        env = dict(os.environ, GIT_INDEX_FILE=os.path.join(scratch, 'index'))
+        git('read-tree', rev, repo=repo, env=env)
+        git('add', '-u', '--', *RELEASE_EDITS, repo=repo, env=env)
+        return git('write-tree', repo=repo, env=env).decode().strip()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def export(dest, rev='HEAD', repo=REPO):
+    """The files of ``rev`` (a commit or tree) into ``dest``, as `git
+    archive` writes them; refused when one of its links leads outside."""
+    outside = links_outside(rev, repo)
+    if outside:
+        raise PackError(LINKS_OUTSIDE + '\n  '.join(outside))
     os.makedirs(dest, exist_ok=True)
-    if rev:
-        archive = git('archive', '--format=tar', rev, repo=repo)
-        subprocess.run(['tar', '-xf', '-', '-C', dest], input=archive, check=True)
-        return
-    names = git('ls-files', '-z', '--cached', repo=repo).decode('utf-8', 'surrogateescape')
-    for name in sorted(set(n for n in names.split('\0') if n)):
-        source = os.path.join(repo, name)
-        if not os.path.lexists(source) or os.path.isdir(source):
-            continue  # deleted in the work tree (or a submodule): not shipped
-        target = os.path.join(dest, name)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copy2(source, target, follow_symlinks=False)
+    archive = git('archive', '--format=tar', rev, repo=repo)
+    subprocess.run(['tar', '-xf', '-', '-C', dest], input=archive, check=True)
 
 
 def galaxy_bin():
@@ -160,11 +312,16 @@ def galaxy_bin():
                                                     'ansible-galaxy')
 
 
-def build(out, rev=None, repo=REPO):
-    """The tarball of the tracked files, in ``out``; its path."""
+def build(out, rev='HEAD', repo=REPO, release=False):
+    """The tarball of ``rev``'s files (with the release's edits when
+    ``release``), in ``out``; its path."""
+    if release:
+        rev = release_tree(rev, repo)
     os.makedirs(out, exist_ok=True)
     out = os.path.abspath(out)
-    scratch = tempfile.mkdtemp(prefix='nixdeploy-pack.')
+    # the real path: ansible-galaxy keeps a link as a link when the link's
+    # real path lies under the folder it was given
+    scratch = os.path.realpath(tempfile.mkdtemp(prefix='nixdeploy-pack.'))
     try:
         tree = os.path.join(scratch, 'fleet')
         export(tree, rev, repo)
@@ -184,21 +341,34 @@ def build(out, rev=None, repo=REPO):
 
 def main(argv):
     args = list(argv)
-    rev = None
+    rev = 'HEAD'
     if '--rev' in args:
         at = args.index('--rev')
         if at + 1 >= len(args):
             raise PackError('--rev takes a commit')
         rev = args[at + 1]
         del args[at:at + 2]
-    if args == ['check']:
+    release = '--release' in args
+    if release:
+        args.remove('--release')
+    if args == ['check'] and rev == 'HEAD' and not release:
         check()
-    elif len(args) == 2 and args[0] == 'export':
+    elif len(args) == 2 and args[0] == 'export' and not release:
         export(args[1], rev)
     elif len(args) == 2 and args[0] == 'build':
+        if release:
+            tree = release_tree(rev)
+            sys.stderr.write('pack.py: the tarball holds tree %s: %s plus the release\'s edits '
+                             'to %s; once they are committed, `git rev-parse HEAD^{tree}` '
+                             'prints the same\n' % (tree, rev, ', '.join(RELEASE_EDITS)))
+            rev = tree
+        elif git('status', '--porcelain', '--untracked-files=no').strip():
+            sys.stderr.write('pack.py: note: the tarball holds the files of %s as committed; '
+                             'the work tree\'s uncommitted changes are not in it\n' % rev)
         print(build(args[1], rev))
     else:
-        raise PackError('usage: pack.py check | export DEST [--rev REV] | build OUT [--rev REV]')
+        raise PackError('usage: pack.py check | export DEST [--rev REV] | '
+                        'build OUT [--rev REV] [--release]')
 
 
 if __name__ == '__main__':

@@ -1,0 +1,291 @@
+"""The release tarball holds git's objects of the commit, never the work tree
+(tests/galaxy/pack.py, issue 77).
+
+A tracked symbolic link to a file outside the tree would have ansible-galaxy
+pack the file it points at, and a tracked file marked skip-worktree or
+assume-unchanged hides its local content from `git status` and `git diff`.
+Each test builds a small collection in a real git repository under tmp_path
+with the real `ansible-galaxy collection build`; the last two run `make
+release` in a copy of this repository."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from tests.galaxy import pack
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+GALAXY = os.path.join(os.path.dirname(sys.executable), 'ansible-galaxy')
+# in no file of the repository
+MARK = 'nixdeploy-scratch-' + 'secret-41d9'
+GIT_ENV = dict(os.environ, GIT_AUTHOR_NAME='t', GIT_AUTHOR_EMAIL='t@localhost',
+               GIT_COMMITTER_NAME='t', GIT_COMMITTER_EMAIL='t@localhost')
+GALAXY_YML = '''namespace: nixdeploy
+name: fleet
+version: 1.0.0
+readme: README.md
+authors:
+  - t
+build_ignore:
+  - tests
+  - '.*'
+  - '*/.*'
+  - changelogs/fragments
+'''
+
+
+def run(argv, cwd, **kwargs):
+    return subprocess.run(argv, cwd=str(cwd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=False, env=GIT_ENV, **kwargs)
+
+
+def git(repo, *args):
+    proc = run(['git'] + list(args), repo)
+    assert proc.returncode == 0, proc.stdout
+    return proc.stdout
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def collection(tmp_path):
+    """A small collection, committed: galaxy.yml, README, two docs, a
+    changelog and one fragment."""
+    repo = tmp_path / 'repo'
+    write(repo / 'galaxy.yml', GALAXY_YML)
+    write(repo / 'README.md', '# fleet\n')
+    write(repo / 'docs' / 'guide.md', 'the committed guide\n')
+    write(repo / 'docs' / 'notes.md', 'the committed notes\n')
+    write(repo / 'CHANGELOG.md', '# changes\n')
+    write(repo / 'changelogs' / 'changelog.yaml', 'releases: {}\n')
+    write(repo / 'changelogs' / 'fragments' / '1-x.yml', 'bugfixes:\n  - x\n')
+    git(repo, 'init', '-q')
+    commit(repo)
+    return repo
+
+
+def commit(repo):
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-q', '--no-verify', '-m', 'scratch')
+
+
+def the_secret(tmp_path):
+    """An operator's vault password outside the repository: its path."""
+    secret = tmp_path / 'home' / 'op' / '.vault-pass'
+    write(secret, '%s\n' % MARK)
+    return str(secret)
+
+
+def shipped(tarball):
+    """{name: (member, bytes of a regular file)} of a tarball."""
+    found = {}
+    with tarfile.open(tarball) as archive:
+        for member in archive.getmembers():
+            data = archive.extractfile(member).read() if member.isfile() else None
+            found[member.name] = (member, data)
+    return found
+
+
+def no_mark(tarball):
+    for name, (_member, data) in shipped(tarball).items():
+        assert data is None or MARK.encode() not in data, name
+
+
+# {where the link is: its target}: the secret as an absolute path; as a
+# relative path that climbs out of any folder the tree is copied to (extra
+# '..' stop at /); through an in-tree link to the tree's top, d0/.../d39/up,
+# so that the target looks inside the tree when read as text (up, then 40
+# '..', stays under d0/) but climbs from the tree's top on disk
+def absolute(secret):
+    return {'docs/ssh-notes.md': secret}
+
+
+def climbing(secret):
+    return {'docs/ssh-notes.md': '../' * 40 + secret.lstrip('/')}
+
+
+def through_a_link(secret):
+    deep = ['d%d' % n for n in range(40)]
+    return {'/'.join(deep + ['up']): '/'.join(['..'] * len(deep)),
+            'docs/ssh-notes.md': '../' + '/'.join(deep + ['up'] + ['..'] * len(deep))
+                                 + secret}
+
+
+@pytest.mark.parametrize('shape', [absolute, climbing, through_a_link])
+def test_a_tracked_link_to_outside_the_tree_is_refused(tmp_path, shape):
+    repo = collection(tmp_path)
+    links = shape(the_secret(tmp_path))
+    for where, target in links.items():
+        (repo / where).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, str(repo / where))
+    commit(repo)
+    named = 'docs/ssh-notes.md -> %s' % links['docs/ssh-notes.md']
+    # the release's guard, before anything is changed
+    with pytest.raises(pack.PackError) as refused:
+        pack.check(str(repo))
+    assert named in str(refused.value)
+    assert 'outside the collection tree' in str(refused.value)
+    # the build itself (make galaxy-import, make ee, the tests' tarballs)
+    out = tmp_path / 'dist'
+    with pytest.raises(pack.PackError) as refused:
+        pack.build(str(out), repo=str(repo))
+    assert named in str(refused.value)
+    assert not out.exists() or not list(out.glob('*.tar.gz'))
+    # the in-tree link of through_a_link alone is not refused
+    assert [line.split(' -> ')[0] for line in pack.links_outside(repo=str(repo))] == \
+        ['docs/ssh-notes.md']
+
+
+@pytest.mark.parametrize('mark', ['--skip-worktree', '--assume-unchanged'])
+def test_a_marked_file_ships_its_committed_content(tmp_path, mark):
+    repo = collection(tmp_path)
+    git(repo, 'update-index', mark, 'docs/notes.md')
+    write(repo / 'docs' / 'notes.md', 'become_password: %s\n' % MARK)
+    # git hides the local content: the old guard (`git diff --quiet HEAD`) passes
+    assert run(['git', 'diff', '--quiet', 'HEAD', '--'], repo).returncode == 0
+    assert pack.takeable(str(repo)) == []
+
+    tarball = pack.build(str(tmp_path / 'dist'), repo=str(repo))
+    files = shipped(tarball)
+    assert files['docs/notes.md'][1] == b'the committed notes\n'
+    no_mark(tarball)
+    # the release's guard names the file and its mark
+    with pytest.raises(pack.PackError) as refused:
+        pack.check(str(repo))
+    kind = mark.lstrip('-')
+    assert 'docs/notes.md (%s)' % kind in str(refused.value)
+    # and a release build takes nothing from the work tree while it is so
+    with pytest.raises(pack.PackError) as refused:
+        pack.build(str(tmp_path / 'dist2'), repo=str(repo), release=True)
+    assert 'docs/notes.md (%s)' % kind in str(refused.value)
+
+
+def test_an_in_tree_link_is_kept_as_a_link_to_the_committed_file(tmp_path):
+    repo = collection(tmp_path)
+    os.symlink('guide.md', str(repo / 'docs' / 'alias.md'))
+    os.symlink('docs', str(repo / 'latest'))
+    commit(repo)
+    # an edit not committed: neither the file nor what links to it ships it
+    write(repo / 'docs' / 'guide.md', 'uncommitted: %s\n' % MARK)
+
+    tarball = pack.build(str(tmp_path / 'dist'), repo=str(repo))
+    files = shipped(tarball)
+    # ansible-galaxy keeps a link that stays inside the collection as a link
+    assert files['docs/alias.md'][0].issym() and files['docs/alias.md'][0].linkname == 'guide.md'
+    assert files['latest'][0].issym() and files['latest'][0].linkname == 'docs'
+    assert files['docs/guide.md'][1] == b'the committed guide\n'
+    no_mark(tarball)
+    # and an installed collection reads the committed file through it
+    proc = run([GALAXY, 'collection', 'install', '--force', '-p', str(tmp_path / 'installed'),
+                tarball], tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    installed = tmp_path / 'installed' / 'ansible_collections' / 'nixdeploy' / 'fleet'
+    assert (installed / 'docs' / 'alias.md').read_text() == 'the committed guide\n'
+    assert (installed / 'latest' / 'guide.md').read_text() == 'the committed guide\n'
+    # neither is a link to outside
+    assert pack.links_outside(repo=str(repo)) == []
+
+
+def test_a_release_build_takes_the_release_edits_and_nothing_else(tmp_path):
+    repo = collection(tmp_path)
+    head = git(repo, 'rev-parse', 'HEAD').strip()
+    # the release's own edits, as make release makes them
+    galaxy_yml = (repo / 'galaxy.yml').read_text().replace('1.0.0', '1.1.0')
+    write(repo / 'galaxy.yml', galaxy_yml)
+    write(repo / 'CHANGELOG.md', '# changes\n\n## 1.1.0\n')
+    (repo / 'changelogs' / 'fragments' / '1-x.yml').unlink()
+    # anything else of the work tree: an edit, a new file in a shipped folder
+    write(repo / 'docs' / 'notes.md', 'token: %s\n' % MARK)
+    write(repo / 'docs' / 'new.md', 'token: %s\n' % MARK)
+    write(repo / 'changelogs' / 'new.yml', 'token: %s\n' % MARK)
+
+    tarball = pack.build(str(tmp_path / 'dist'), repo=str(repo), release=True)
+    assert os.path.basename(tarball) == 'nixdeploy-fleet-1.1.0.tar.gz'
+    files = shipped(tarball)
+    assert files['CHANGELOG.md'][1] == b'# changes\n\n## 1.1.0\n'
+    assert files['docs/notes.md'][1] == b'the committed notes\n'
+    assert 'docs/new.md' not in files and 'changelogs/new.yml' not in files
+    no_mark(tarball)
+    # neither the branch, the index nor the work tree moved
+    assert git(repo, 'rev-parse', 'HEAD').strip() == head
+    assert git(repo, 'diff', '--cached', '--name-only') == ''
+    assert (repo / 'docs' / 'new.md').exists()
+
+
+def test_make_release_refuses_links_to_outside_and_marked_files(tmp_path):
+    """`make release` in a copy of this repository (its committed files,
+    the release tooling as it is here): a tracked absolute link, a climbing
+    one and a skip-worktree file stop it, each named, before it changes
+    anything."""
+    scratch = tmp_path / 'checkout'
+    pack.export(str(scratch))
+    for name in ('tests/galaxy/pack.py', 'tests/galaxy/import.sh', 'galaxy.yml', 'Makefile'):
+        shutil.copy2(os.path.join(REPO, name), str(scratch / name))
+    git(scratch, 'init', '-q')
+    secret = the_secret(tmp_path)
+    os.symlink(secret, str(scratch / 'docs' / 'ssh-notes.md'))
+    up = '../' * 40 + secret.lstrip('/')
+    os.symlink(up, str(scratch / 'roles' / 'vault-pass'))
+    write(scratch / 'changelogs' / 'fragments' / '99-release.yml', 'release_summary: x\n')
+    commit(scratch)
+    git(scratch, 'update-index', '--skip-worktree', 'README.md')
+    write(scratch / 'README.md', 'token: %s\n' % MARK)
+
+    release = run(['make', '-o', 'venv', '-o', 'importer-venv', 'release', 'VERSION=9.9.9',
+                   'VENV=%s' % os.path.dirname(os.path.dirname(sys.executable))], scratch)
+    assert release.returncode != 0, release.stdout
+    for named in ('docs/ssh-notes.md -> %s' % secret, 'roles/vault-pass -> %s' % up,
+                  'README.md (skip-worktree)'):
+        assert named in release.stdout, (named, release.stdout)
+    assert git(scratch, 'status', '--porcelain') == ''
+    assert not (scratch / 'dist').exists()
+
+
+def test_make_release_packs_the_commit_and_its_own_edits(tmp_path):
+    """`make release` in a copy of this repository, Galaxy's importer stood in
+    for by a script that accepts the tarball: the tarball in dist/ carries the
+    version and changelog the release wrote (not yet committed), every other
+    file as committed, and a committed link to a folder of the tree as a
+    link."""
+    scratch = tmp_path / 'checkout'
+    pack.export(str(scratch))
+    for name in ('tests/galaxy/pack.py', 'tests/galaxy/import.sh', 'galaxy.yml', 'Makefile'):
+        shutil.copy2(os.path.join(REPO, name), str(scratch / name))
+    for old in (scratch / 'changelogs' / 'fragments').glob('*.yml'):
+        old.unlink()
+    write(scratch / 'changelogs' / 'fragments' / '99-release.yml',
+          'release_summary: scratch release nine\n')
+    os.symlink('../examples', str(scratch / 'docs' / 'examples'))
+    git(scratch, 'init', '-q')
+    commit(scratch)
+    importer = tmp_path / 'importer'
+    write(importer / 'bin' / 'python',
+          '#!/bin/sh\necho "$@" >%s\necho Importer processing completed successfully\n'
+          % (tmp_path / 'imported'))
+    os.chmod(str(importer / 'bin' / 'python'), 0o755)
+
+    release = run(['make', '-o', 'venv', '-o', 'importer-venv', 'release', 'VERSION=9.9.9',
+                   'VENV=%s' % os.path.dirname(os.path.dirname(sys.executable)),
+                   'IMPORTER_VENV=%s' % importer], scratch)
+    assert release.returncode == 0, release.stdout
+    tarball = str(scratch / 'dist' / 'nixdeploy-fleet-9.9.9.tar.gz')
+    assert (tmp_path / 'imported').read_text().split()[-1] == tarball
+    files = shipped(tarball)
+    assert b'"version": "9.9.9"' in files['MANIFEST.json'][1]
+    assert b'scratch release nine' in files['CHANGELOG.md'][1]
+    assert b'9.9.9' in files['changelogs/changelog.yaml'][1]
+    assert files['README.md'][1] == git(scratch, 'show', 'HEAD:README.md').encode()
+    assert files['docs/examples'][0].issym() and files['docs/examples'][0].linkname == '../examples'
+    # the tree it names is what committing the release's edits gives
+    said = [line for line in release.stdout.splitlines() if 'the tarball holds tree' in line]
+    assert len(said) == 1, release.stdout
+    git(scratch, 'add', '-A', 'galaxy.yml', 'CHANGELOG.md', 'changelogs')
+    git(scratch, 'commit', '-q', '--no-verify', '-m', 'Release 9.9.9')
+    assert said[0].split()[5].rstrip(':') == git(scratch, 'rev-parse', 'HEAD^{tree}').strip()
