@@ -112,10 +112,12 @@ options:
   eval_reuse_check:
     description:
       - How many reused hosts of each batch to evaluate again before their answers are given, as a
-        spot check. A reused answer that differs from the fresh one fails its host loudly and turns
-        reuse off for that flake (the other reused hosts are evaluated); 0 checks none.
+        spot check, the ones least recently checked first, so that over a few runs every reused
+        host is checked. A reused answer that differs from the fresh one fails its host loudly and
+        turns reuse off for that flake until the mark is removed (the other reused hosts are
+        evaluated; see docs/eval-cache.md, "The spot check"); 0 checks none.
     type: int
-    default: 0
+    default: 1
   max_fail_percentage:
     description:
       - "With C(serial) play batches, the share of the previous batch's hosts (in percent) that may have

@@ -42,7 +42,16 @@ Why it cannot be wrong:
   of one; anything unreadable, malformed or of another shape is a miss,
   never an exception;
 - nothing but the three fields is stored: the option values (tokens may be
-  among them) go only into the digest.
+  among them) go only into the digest;
+- every file is signed (``_eval_signing``) over its name and content with a
+  key kept outside the folder, and a file is used only when signed by the
+  run's key or a key it trusts: one who can write the folder as the job's
+  user (a restored CI cache, a shared volume) cannot answer for it. A file
+  not so signed is a miss, counted (``ignored_note``); a key that cannot be
+  used keeps the cache from use (``reason``). A record that checks nothing
+  (no segment, not its name's digest, no read of the flake's own
+  ``flake.nix`` first) is refused whoever signed it; a distrust mark counts
+  whenever its file is there, signed or not.
 
 Why Nix's own evaluation cache does not serve here, and how wire keys its
 cache: docs/eval-cache.md.
@@ -58,6 +67,7 @@ import stat
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_signing
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import SYSTEM_NAME
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output
@@ -75,11 +85,18 @@ PRUNE_EVERY = 24 * 3600
 STAMP = '.pruned'
 TMP_PREFIX = '.tmp-'
 SUFFIX = '.json'
-# an entry is a few hundred bytes; anything larger is not ours
-MAX_ENTRY = 4096
+# an entry is a few hundred bytes (a reuse entry with its origin and
+# signature, under a kilobyte); anything larger is not ours
+MAX_ENTRY = 64 * 1024
+# a distrust mark holds what Nix answered (its error text too)
+MAX_MARK = 2 ** 20
 # a record chain (what one evaluator read, _eval_record): its paths and digests
 CHAIN_PREFIX = 'chain-'
+# when a spot check last found a reused answer right (last_checked)
+CHECKED_PREFIX = 'checked-'
 MAX_CHAIN = 64 * 2 ** 20
+# why a signed chain is refused (ignored_note): it would hold for any content
+DEGENERATE = 'degenerate'
 ENV = 'NIXDEPLOY_EVAL_CACHE'
 
 _KEY = re.compile(r'[0-9a-f]{64}')
@@ -227,18 +244,27 @@ def _resolved(path):
 
 
 class EvalCache:
-    """The cache in ``folder`` (made 0700 when missing). A folder that others
-    could swap or write is not used: every look-up misses and nothing is
-    written (``usable`` False, ``reason`` says why)."""
+    """The cache in ``folder`` (made 0700 when missing), signed with the key
+    ``environ`` names (``_eval_signing``; os.environ if None). A folder that
+    others could swap or write, or a key that cannot be used, keeps it from
+    use: every look-up misses and nothing is written (``usable`` False,
+    ``reason`` says why)."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, environ=None):
         self.folder = os.path.abspath(os.path.expanduser(folder))
         self.reason = None
+        self.signer = None
+        # {file name: why it was not used} (ignored_note)
+        self.ignored = {}
         self._fd = None
         try:
             self._fd = _open_folder(self.folder)
-        except UnsafeFolder as exc:
+            self.signer = _eval_signing.Signer.from_environment(environ)
+        except (UnsafeFolder, _eval_signing.UnusableKey) as exc:
             self.reason = u'%s' % exc
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
         self.usable = self._fd is not None
 
     def close(self):
@@ -310,12 +336,45 @@ class EvalCache:
         """The entry of ``key`` (checked shape) or None."""
         if not _KEY.fullmatch(str(key)):
             return None
-        return _checked(self._load(self._name(key), MAX_ENTRY))
+        return _checked(self._verified(self._name(key), MAX_ENTRY))
 
-    def _load(self, name, limit):
+    def _verified(self, name, limit, remove=True):
+        """The data of file ``name`` (``_load``) when it is signed for that
+        name by a key this run trusts, else None (counted in ``ignored``)."""
+        stored = self._load(name, limit, remove)
+        if stored is None:
+            return None
+        data, why = self.signer.verify(name, stored)
+        if why is not None:
+            self.ignored[name] = why
+        return data
+
+    def ignored_note(self):
+        """One line saying how many files of the folder were not used for
+        their signature (or a record that checks nothing), or None."""
+        if not self.ignored:
+            return None
+        counts = {}
+        for why in self.ignored.values():
+            counts[why] = counts.get(why, 0) + 1
+        words = ((_eval_signing.UNSIGNED, 'unsigned'),
+                 (_eval_signing.OTHER_KEY, 'by a key not in %s' % _eval_signing.TRUSTED_ENV),
+                 (_eval_signing.ALTERED, 'changed or moved since they were signed'))
+        unsigned = sum(counts.get(why, 0) for why, _word in words)
+        said = []
+        if unsigned:
+            said.append(u'%d not signed by this run\'s key or a trusted one (%s)' % (
+                unsigned, ', '.join('%d %s' % (counts[why], word) for why, word in words
+                                    if why in counts)))
+        if counts.get(DEGENERATE):
+            said.append(u'%d records that check nothing' % counts[DEGENERATE])
+        return u'%d evaluation cache entries in %s were ignored (evaluated anew): %s' % (
+            len(self.ignored), self.folder, '; '.join(said))
+
+    def _load(self, name, limit, remove=True):
         """The JSON of file ``name`` in the folder, or None: only a regular
         file this user wrote there (owner, mode, one link) of at most
-        ``limit`` bytes; a file of another kind goes."""
+        ``limit`` bytes; a file of another kind goes (``remove``)."""
         if not self.usable:
             return None
         try:
@@ -329,7 +388,8 @@ class EvalCache:
                 # not a file this user wrote here (planted while the folder
                 # was not safe, or hard-linked in; a file replaced since it
                 # was opened has no link left and is read as it was): gone, a miss
-                self._unlink(name)
+                if remove:
+                    self._unlink(name)
                 return None
             chunks, size = [], 0
             while size <= limit:
@@ -404,6 +464,7 @@ class EvalCache:
         if not self.usable:
             return False
         self.prune()
+        data = self.signer.sign(name, data)
         tmp = '%s%s%s' % (TMP_PREFIX, secrets.token_hex(8), SUFFIX)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -439,7 +500,7 @@ class EvalCache:
         origin}) or None. Not yet tied to its derivation: ``tie``."""
         if not _KEY.fullmatch(str(key)):
             return None
-        entry = self._load(self._name(key), MAX_ENTRY)
+        entry = self._verified(self._name(key), MAX_ENTRY)
         if not isinstance(entry, dict):
             return None
         fields = _checked(dict((field, entry.get(field)) for field in FIELDS))
@@ -457,11 +518,19 @@ class EvalCache:
         return found if self._store(CHAIN_PREFIX + found + SUFFIX, chain) else None
 
     def get_chain(self, found):
-        """The chain ``found`` or None."""
+        """The chain ``found`` or None: one signed by a trusted key that is
+        its name's digest and reads the flake's own flake.nix first (a chain
+        of no segment, or one whose first checks no flake.nix, would hold
+        for any content)."""
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_record import (
+            chain_id)
         if not _KEY.fullmatch(str(found)):
             return None
-        chain = self._load(CHAIN_PREFIX + found + SUFFIX, MAX_CHAIN)
-        if not isinstance(chain, dict) or not isinstance(chain.get('segments'), list):
+        chain = self._verified(CHAIN_PREFIX + found + SUFFIX, MAX_CHAIN)
+        if chain is None:
+            return None
+        if not _whole_chain(chain) or chain_id(chain) != found:
+            self.ignored[CHAIN_PREFIX + found + SUFFIX] = DEGENERATE
             return None
         try:
             # a used chain stays
@@ -478,10 +547,43 @@ class EvalCache:
         return self._store(_distrust_name(flake), dict(data or {}))
 
     def distrusted(self, flake):
-        """The path of ``flake``'s distrust file when there is one, else None."""
-        if self._load(_distrust_name(flake), MAX_ENTRY) is None:
+        """The path of ``flake``'s distrust file when there is one, else None.
+        Its presence is enough, whatever it holds and whoever signed it: a
+        mark only turns reuse off, and one that cannot be looked at counts."""
+        if not self.usable:
             return None
+        try:
+            os.lstat(_distrust_name(flake), dir_fd=self._fd)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            pass
         return os.path.join(self.folder, _distrust_name(flake))
+
+    def distrust_record(self, flake):
+        """What ``flake``'s distrust mark says (signed by a trusted key), or None."""
+        return self._verified(_distrust_name(flake), MAX_MARK, remove=False)
+
+    def last_checked(self, keys):
+        """{reuse key: when (epoch seconds) a spot check last found its
+        answer right} of ``keys``; a key never checked, or whose mark is not
+        signed by a trusted key, is not in it (checked first)."""
+        found = {}
+        for key in keys:
+            if not _KEY.fullmatch(str(key)):
+                continue
+            mark = self._verified(CHECKED_PREFIX + key + SUFFIX, MAX_ENTRY)
+            when = (mark or {}).get('when')
+            if isinstance(when, int) and not isinstance(when, bool):
+                found[key] = when
+        return found
+
+    def mark_checked(self, keys, now=None):
+        """Note that a spot check found the reused answers of ``keys`` right."""
+        when = int(time.time() if now is None else now)
+        for key in keys:
+            if _KEY.fullmatch(str(key)):
+                self._store(CHECKED_PREFIX + key + SUFFIX, {'when': when})
 
     def tie(self, runner, results):
         """The keys of ``results`` ({key: result}) whose derivation is in the
@@ -529,8 +631,8 @@ class EvalCache:
         for name in names:
             if name.startswith(TMP_PREFIX):
                 limit = PRUNE_EVERY
-            elif name.endswith(SUFFIX) and _KEY.fullmatch(
-                    name[len(CHAIN_PREFIX) if name.startswith(CHAIN_PREFIX) else 0:-len(SUFFIX)]):
+            elif name.endswith(SUFFIX) and _KEY.fullmatch(re.sub(
+                    '^(%s|%s)' % (CHAIN_PREFIX, CHECKED_PREFIX), '', name)[:-len(SUFFIX)]):
                 limit = MAX_AGE
             else:
                 continue
@@ -575,6 +677,18 @@ def _tied(runner, drvs):
 
 
 # ------------------------------------------------------------------ helpers
+def _whole_chain(chain):
+    """Whether ``chain`` has segments, its first holding a read of the
+    flake's own flake.nix (``dir/flake.nix`` for a ``?dir=`` subflake)."""
+    segments = chain.get('segments') if isinstance(chain, dict) else None
+    if not isinstance(segments, list) or not segments or not isinstance(segments[0], dict):
+        return False
+    reads = segments[0].get('reads')
+    return isinstance(reads, dict) and any(
+        (rel == 'flake.nix' or rel.endswith('/flake.nix')) and isinstance(value, list)
+        and value[:1] == ['read'] for rel, value in reads.items())
+
+
 def _distrust_name(flake):
     return 'distrust-%s%s' % (hashlib.sha256((u'%s' % flake).encode('utf-8')).hexdigest(), SUFFIX)
 

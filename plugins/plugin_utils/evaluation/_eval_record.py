@@ -36,20 +36,20 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+import unicodedata
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import nix_string
 
-FORMAT = 1
+# 2: the whole evaluation recorded from the process's start (record.nix
+# calls the flake itself); records of format 1 missed what getFlake read
+FORMAT = 2
 RECORD_NIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'record.nix')
 
 # the strongest way a path was touched wins: a read or a listing says more
 # than a look at its type
 STAT, READ, LIST = 'stat', 'read', 'list'
 _RANK = {STAT: 0, READ: 1, LIST: 1}
-
-# record.nix's line after the source is fetched (no attribute name starts so)
-SETUP = '@setup'
 
 # the fetcher cache's rows that let Nix skip reading a source path
 SKIPPING_DOMAINS = ('sourcePathToHash', 'fetchToStore')
@@ -68,11 +68,11 @@ def record_text():
         return handle.read()
 
 
-def expression(apply_text, ref, sub, info, marker):
-    """The ``--expr`` that calls the flake at ``ref`` (folder ``sub``, the
-    source attributes ``info`` or None) through ``record.nix`` and applies
-    ``apply_text`` (``_eval.apply_expression``) to its outputs."""
-    args = {'ref': ref, 'sub': sub or '', 'info': info, 'marker': marker}
+def expression(apply_text, call, marker):
+    """The ``--expr`` that calls a flake through ``record.nix`` with
+    ``call`` (its arguments: root, narHash, sub, info, lock, layout) and
+    applies ``apply_text`` (``_eval.apply_expression``) to its outputs."""
+    args = dict(call, marker=marker)
     return u'(%s) ((%s) (builtins.fromJSON %s))' % (
         apply_text, record_text(), nix_string(json.dumps(args)))
 
@@ -171,12 +171,16 @@ _OPENS = frozenset(['open', 'openat', 'openat2', 'creat'])
 
 
 def _unescape(text):
-    out, idx = [], 0
-    simple = {'n': '\n', 't': '\t', 'r': '\r', 'v': '\v', 'f': '\f', '\\': '\\', '"': '"'}
+    """A string as strace printed it, back to the bytes the call was given
+    (a name is bytes: ``caf\\303\\251`` is the two bytes of an e-acute,
+    not two characters), decoded as the file system names are
+    (``os.fsdecode``: invalid UTF-8 kept as surrogates)."""
+    out, idx = bytearray(), 0
+    simple = {'n': 10, 't': 9, 'r': 13, 'v': 11, 'f': 12, '\\': 92, '"': 34}
     while idx < len(text):
         char = text[idx]
         if char != '\\' or idx + 1 >= len(text):
-            out.append(char)
+            out += char.encode('utf-8', 'surrogateescape')
             idx += 1
             continue
         nxt = text[idx + 1]
@@ -184,16 +188,16 @@ def _unescape(text):
             out.append(simple[nxt])
             idx += 2
         elif nxt == 'x':
-            out.append(chr(int(text[idx + 2:idx + 4], 16)))
+            out.append(int(text[idx + 2:idx + 4], 16))
             idx += 4
         elif nxt.isdigit():
             digits = re.match(r'[0-7]{1,3}', text[idx + 1:]).group(0)
-            out.append(chr(int(digits, 8)))
+            out.append(int(digits, 8) & 0xff)
             idx += 1 + len(digits)
         else:
-            out.append(nxt)
+            out += nxt.encode('utf-8', 'surrogateescape')
             idx += 2
-    return ''.join(out)
+    return os.fsdecode(bytes(out))
 
 
 class Log(object):
@@ -204,13 +208,9 @@ class Log(object):
 
     def __init__(self, root, marker, self_marker, sub=''):
         self.root = root.rstrip('/')
-        # what every evaluation of the flake reads, whoever read it first
-        top = (sub.strip('/') + '/') if sub else ''
-        self.first_reads = {top + 'flake.nix': READ, top + 'flake.lock': STAT}
-        # the source fetched (record.nix's line), and a path of it touched
-        # after that: the evaluation's reads are visible here
-        self.fetched = False
-        self.touched = False
+        # the flake's own flake.nix, which record.nix imports before any
+        # host's answer: the proof that this Nix's reads are visible here
+        self.flake_nix = ((sub.strip('/') + '/') if sub else '') + 'flake.nix'
         self.marker = marker
         self.self_marker = self_marker
         self.segments = []
@@ -290,7 +290,6 @@ class Log(object):
         if '..' in parts:
             raise Unrecordable('a read through "..": %s' % path[:200])
         rel = '/'.join(parts)
-        self.touched = self.touched or self.fetched
         reads = self._current['reads']
         if reads.get(rel) in (None, STAT):
             reads[rel] = kind
@@ -307,12 +306,6 @@ class Log(object):
                     self._current = {'reads': {}, 'self': set()}
                 continue
             at = line.find(self.self_marker)
-            if at >= 0 and line[at + len(self.self_marker):].startswith(SETUP) \
-                    and not self.segments:
-                # the source fetched: what came before is not the evaluation's
-                self._current = {'reads': dict(self.first_reads), 'self': set()}
-                self.fetched = True
-                continue
             if at >= 0:
                 name = re.match(r"[A-Za-z_][A-Za-z0-9_'-]*", line[at + len(self.self_marker):])
                 if name:
@@ -433,6 +426,9 @@ def chain_of(log, describer, values):
     for segment in log.segments:
         reads = dict((rel, [kind, describer.describe(rel, kind)])
                      for rel, kind in sorted(segment['reads'].items()))
+        if any(seen.endswith('absent') and misnamed(describer.root, rel)
+               for rel, (_kind, seen) in reads.items()):
+            return None
         forced = {}
         for name in sorted(segment['self']):
             if name not in values:
@@ -442,12 +438,38 @@ def chain_of(log, describer, values):
     return {'format': FORMAT, 'segments': segments}
 
 
-def read_first_file(log, sub):
-    """Whether the evaluator was seen touching a path of the flake's source
-    after the source was fetched: where not, its reads may not be visible
-    here (a Nix that reads its source another way) and nothing of it is
-    kept."""
-    return log.fetched and log.touched
+def misnamed(root, rel):
+    """Whether ``rel``, found absent, has a neighbour in its folder whose
+    name differs from its own only in encoding (the same text as NFC, or
+    its UTF-8 bytes read as Latin-1): then the name was most likely taken
+    down wrong, and a record that calls the real file absent would be
+    reused while that file changes. Such a record is not kept."""
+    folder, _sep, name = rel.rpartition('/')
+    try:
+        names = os.listdir(os.path.join(root, folder) if folder else root)
+    except OSError:
+        return False
+    wanted = _folded(name)
+    return any(other != name and _folded(other) & wanted for other in names)
+
+
+def _folded(name):
+    """The forms a name may take when its bytes are read the wrong way."""
+    forms = set([unicodedata.normalize('NFC', name)])
+    raw = os.fsencode(name)
+    forms.add(unicodedata.normalize('NFC', raw.decode('latin-1')))
+    try:
+        forms.add(unicodedata.normalize('NFC', name.encode('latin-1').decode('utf-8')))
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass
+    return forms
+
+
+def reads_are_visible(log):
+    """Whether the evaluator was seen reading the flake's own flake.nix
+    before its first answer. Where not, its reads may not be visible here
+    (a Nix that reads its source another way) and nothing of it is kept."""
+    return bool(log.segments) and log.segments[0]['reads'].get(log.flake_nix) == READ
 
 
 def valid_upto(chain, describer, values):
@@ -478,20 +500,26 @@ def which_strace():
 # ------------------------------------------------------------------ the path itself
 _DRV = re.compile(r'/nix/store/[0-9a-z]{32}-[^"/\\]*\.drv')
 MAX_DRV = 64 * 2 ** 20
+# a source (all its files together) read past this is taken to name the
+# flake's content: nothing is kept of a host that takes one
+MAX_SOURCE = 64 * 2 ** 20
+_STORE_PATH = re.compile(r'/nix/store/[0-9a-z]{32}-[^"/\\]*')
 # the shortest part of the source's hash that counts as naming it: 32^8
 # values, so no other text of a derivation matches it by chance
 WINDOW = 8
 
 
 def mentions(drv, needle, memo):
-    """Whether the derivation ``drv`` or one it needs holds ``needle`` (the
-    hash part of the flake's store copy), or any WINDOW characters of it, in
-    its text: a host that made a string of the source's own path without
-    reading it (``toString ./.``, ``self.outPath`` with its context
-    discarded, a substring of either) has an answer that changes with every
-    content, whatever its reads. ``memo``: {drv: bool} shared by the hosts
-    of a run (a nixpkgs' derivations are read once). True too where a
-    derivation cannot be read: nothing is kept then."""
+    """Whether the derivation ``drv``, one it needs, or a source it takes
+    (``builtins.toFile``, a copied path) holds ``needle`` (the hash part of
+    the flake's store copy), or any WINDOW characters of it, in its text: a
+    host that made a string of the source's own path without reading it
+    (``toString ./.``, ``self.outPath`` with its context discarded, a
+    substring of either, a file written from one) has an answer that
+    changes with every content, whatever its reads. ``memo``: {path: bool}
+    shared by the hosts of a run (a nixpkgs' derivations are read once).
+    True too where a derivation or source cannot be read: nothing is kept
+    then."""
     pieces = [needle[at:at + WINDOW] for at in range(max(1, len(needle) - WINDOW + 1))]
     todo, order = [drv], []
     while todo:
@@ -508,9 +536,13 @@ def mentions(drv, needle, memo):
             memo[path] = True
             continue
         needs = [p for p in set(_DRV.findall(text)) if p != path]
+        sources = input_sources(text)
         memo[path] = None  # being decided: its inputs first
-        order.append((path, needs))
+        order.append((path, needs + sources))
         todo.extend(p for p in needs if p not in memo)
+        for source in sources:
+            if source not in memo:
+                memo[source] = _source_holds(source, pieces)
     # a derivation holds it when one it needs does: until nothing changes
     changed = True
     while changed:
@@ -523,6 +555,69 @@ def mentions(drv, needle, memo):
         if memo[path] is None:
             memo[path] = False
     return memo.get(drv) is True
+
+
+def input_sources(text):
+    """The store paths a derivation's text lists as its input sources (the
+    third list of ``Derive(...)``)."""
+    depth, start, fields = 0, None, []
+    idx, size = text.find('('), len(text)
+    if idx < 0:
+        return []
+    while idx < size and len(fields) < 3:
+        char = text[idx]
+        if char == '"':
+            # a string: skip to its closing quote, past escaped ones
+            idx += 1
+            while idx < size and text[idx] != '"':
+                idx += 2 if text[idx] == '\\' else 1
+        elif char in '([':
+            depth += 1
+            if depth == 2 and char == '[':
+                start = idx
+        elif char in ')]':
+            if depth == 2 and char == ']' and start is not None:
+                fields.append(text[start:idx + 1])
+                start = None
+            depth -= 1
+        idx += 1
+    if len(fields) < 3:
+        return []
+    return [p for p in _STORE_PATH.findall(fields[2]) if not p.endswith('.drv')]
+
+
+def _source_holds(path, pieces):
+    """Whether a source in the store holds one of ``pieces`` in a file's
+    content, a link's target or a name; True past MAX_SOURCE bytes or
+    where it cannot be read (nothing is kept then)."""
+    left = [MAX_SOURCE]
+
+    def holds(data):
+        left[0] -= len(data)
+        text = data.decode('utf-8', 'replace')
+        return left[0] < 0 or any(piece in text for piece in pieces)
+
+    try:
+        if os.path.islink(path):
+            return holds(os.fsencode(os.readlink(path)))
+        if os.path.isfile(path):
+            with open(path, 'rb') as handle:
+                return holds(handle.read(MAX_SOURCE + 1))
+        for top, dirs, files in os.walk(path):
+            for name in dirs + files:
+                here = os.path.join(top, name)
+                if holds(os.fsencode(name)):
+                    return True
+                if os.path.islink(here):
+                    if holds(os.fsencode(os.readlink(here))):
+                        return True
+                elif name in files:
+                    with open(here, 'rb') as handle:
+                        if holds(handle.read(MAX_SOURCE + 1)):
+                            return True
+        return False
+    except OSError:
+        return True
 
 
 def hash_part(store_path):

@@ -26,11 +26,9 @@ import shutil
 import tempfile
 import threading
 
-from urllib.parse import quote
-
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_record
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import IFD_SETTING
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output, _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixCommand, NixError, NixOptions, nix_string)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import batch_key
@@ -47,13 +45,15 @@ MIN_HOST_SECONDS = 0.25
 
 
 class RecordSpec(object):
-    """How to record the evaluation of one pinned source: ``ref`` (what
-    record.nix calls), ``sub``, ``info`` (the pinned flake's attributes to
-    give ``self``, or None: the ref's own), ``root`` (its store copy),
-    ``values`` (each attribute's value, outPath included)."""
+    """How to record the evaluation of one pinned source: ``call`` (what
+    record.nix is given: the store copy ``root``, its ``narHash``, the
+    folder ``sub``, the attributes ``info`` Nix gives ``self``, the lock
+    graph ``lock``, the ``layout`` of this Nix's flake call), ``root``,
+    ``sub``, ``values`` (each attribute's value, outPath included)."""
 
-    def __init__(self, ref, sub, info, root, values):
-        self.ref, self.sub, self.info, self.root, self.values = ref, sub, info, root, values
+    def __init__(self, call, values):
+        self.call = call
+        self.root, self.sub, self.values = call['root'], call['sub'], values
 
 
 class Reuse(object):
@@ -73,6 +73,10 @@ class Reuse(object):
         self.specs = {}
         # {flake as named: why nothing of it is reused}
         self.reasons = {}
+        # {flake evaluated (source.ref): settings of its nixConfig Nix does
+        # not apply}: recorded evaluators never make Nix's own flake call,
+        # which is what warns of them
+        self.refused = {}
         # {request key: reuse key}
         self.keys = {}
         # {request key: 0 evaluate first .. 2 last} (lookup)
@@ -140,30 +144,31 @@ class Reuse(object):
     def _spec(self, source):
         """(RecordSpec, None) or (None, why)."""
         runner = self._info_runner()
-        info = self.sources.once('info-%s' % batch_key('info', source.ref, runner.opts.nix_bin),
-                                 lambda: query_info(runner, source.ref))
-        if not isinstance(info, dict):
-            return None, u"Nix did not give the flake's attributes (%s)" % (info or 'no answer')
-        values = dict(info, outPath=source.store_path)
+        asked = self.sources.once('info-%s' % batch_key('info', source.ref, runner.opts.nix_bin),
+                                  lambda: query_info(runner, source.ref))
+        if not isinstance(asked, dict) or not isinstance(asked.get('info'), dict):
+            return None, u"Nix did not give the flake's attributes (%s)" % (
+                asked if isinstance(asked, str) else 'no answer')
+        info = asked['info']
+        self.refused[source.ref] = set(asked.get('refused') or ())
         features = self.runner.features()
         like = _nix_output.like_nix(features.flavour, features.version)
-        if like < (2, 20):
-            # the ref's own reads go through the file system
-            if source.root and 'narHash=' not in source.ref:
-                return None, ('a subflake of a tree with uncommitted changes is not read as '
-                              'one locked content by Nix before 2.25')
-            return RecordSpec(source.ref, source.sub, None, source.store_path, values), None
-        if source.sub and not features.path_dir:
+        if source.sub and source.root and not features.path_dir:
+            # the run evaluates the subflake's folder as a source of its own
+            return None, ('a subflake of a tree with uncommitted changes is not read as '
+                          'one locked content by Nix before 2.25')
+        if source.sub and like >= (2, 20) and not features.path_dir:
             return None, 'a subflake on Nix 2.20-2.24'
         nar_hash = source.provenance.get('nar_hash')
         if not nar_hash:
             return None, 'its content has no narHash'
-        # newer Nix reads a git source through its own accessor: its store
-        # copy, with the git flake's attributes (``info``)
-        params = ([('dir', source.sub)] if source.sub else []) + [('narHash', nar_hash)]
-        ref = 'path:%s?%s' % (source.store_path, '&'.join(
-            '%s=%s' % (k, quote(v, safe='/')) for k, v in params))
-        return RecordSpec(ref, source.sub, info, source.store_path, values), None
+        locks = (source.identity or {}).get('locks')
+        call = {'root': source.store_path, 'narHash': nar_hash, 'sub': source.sub or '',
+                'info': dict((k, v) for k, v in info.items() if k != 'outPath'),
+                'lock': dict(locks, version=7) if isinstance(locks, dict) else None,
+                # Nix 2.25+ makes a subflake's outPath its own folder
+                'layout': 'folder' if features.path_dir else 'source'}
+        return RecordSpec(call, dict(info, outPath=source.store_path)), None
 
     def _info_runner(self):
         opts = self.runner.opts
@@ -188,7 +193,8 @@ class Reuse(object):
             if entry['chain'] not in chains:
                 chains[entry['chain']] = self._holds(entry['chain'], spec)
             valid, checked = chains[entry['chain']]
-            if entry['upto'] < valid:
+            # a record that checked nothing proves nothing
+            if entry['upto'] < valid and checked:
                 found[key] = (entry, checked)
             else:
                 # evaluated first where only a host before it in its process
@@ -233,7 +239,7 @@ class Reuse(object):
         # one log (a record holding the other's reads, or missing its own)
         place = tempfile.mkdtemp(prefix='record-', dir=self.folder)
         env = _eval_record.private_cache(place)
-        expr = _eval_record.expression(apply_text, spec.ref, spec.sub, spec.info, self_marker)
+        expr = _eval_record.expression(apply_text, spec.call, self_marker)
         log = os.path.join(place, 'strace.log')
         argv = argv_of(['--json', '--expr', expr])
         return _eval_record.strace_argv(self.strace, log, argv), env, log
@@ -256,7 +262,7 @@ class Reuse(object):
             return
         try:
             log = _eval_record.Log.read(log_path, spec.root, marker, self_marker, spec.sub)
-            if not _eval_record.read_first_file(log, spec.sub):
+            if not _eval_record.reads_are_visible(log):
                 return
             chain = _eval_record.chain_of(log, self._describer(spec.root), spec.values)
             if chain is None:
@@ -300,17 +306,30 @@ def spot_check(runner, reused, requests_of):
 
 
 def info_expression(ref):
-    """The ``--expr`` that gives the flake's source attributes but its path."""
-    return 'builtins.removeAttrs (builtins.getFlake %s).sourceInfo [ "outPath" ]' % nix_string(ref)
+    """The ``--apply`` function that gives the flake's source attributes
+    but its path (whatever the value it is applied to)."""
+    return '_: builtins.removeAttrs (builtins.getFlake %s).sourceInfo [ "outPath" ]' % (
+        nix_string(ref))
 
 
 def query_info(runner, ref):
-    """The flake's source attributes as Nix gives them to ``self`` (its
-    rev, revCount, lastModified, narHash...) but outPath, or an error
-    text."""
+    """{'info': the flake's source attributes as Nix gives them to ``self``
+    (its rev, revCount, lastModified, narHash...) but outPath, 'refused':
+    the settings of its nixConfig Nix said it does not apply}, or an error
+    text. This is Nix's own flake call (getFlake), in a process of its own:
+    record.nix never makes it, so this is where Nix warns of them."""
+    said = []
     try:
-        data = runner.json('eval', ['--json', '--expr', info_expression(ref)],
-                           "reading the flake's attributes", flake_command=True)
+        # the flake as an installable, which is what makes Nix read its
+        # nixConfig and warn of the settings it does not apply
+        data = runner.json('eval', ['--json'] + runner.outputs(ref)
+                           + ['--apply', info_expression(ref)],
+                           "reading the flake's attributes", flake_command=True, said=said)
     except NixError as exc:
         return exc.nix_message() or exc.message
-    return data if isinstance(data, dict) else 'not an attribute set'
+    if not isinstance(data, dict):
+        return 'not an attribute set'
+    refused = set()
+    for text in said:
+        refused.update(_nix_stderr.refused_flake_settings(text or ''))
+    return {'info': data, 'refused': sorted(refused)}

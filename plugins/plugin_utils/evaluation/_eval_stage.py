@@ -148,12 +148,15 @@ class EvalStage(object):
             put(host, host_entry)
 
         def deliver(key, result, from_cache=False, reused_from=None):
-            if (not from_cache or reused_from) and 'error' not in result and key in cache_keys:
-                # a reused answer is this content's too: a re-run hits it
+            if not from_cache and 'error' not in result and key in cache_keys:
+                # only what Nix answered for this content is kept under its
+                # key: a reused answer stays a reuse on every later run
+                # (named so, and open to the spot check), never a plain hit
                 self.cache.put(cache_keys[key], result)
             source = self.pinned[by_key[key]['flake']]
             with self._lock:
-                refused = sorted(pool.refused.get(source.ref) or ())
+                refused = sorted(set(pool.refused.get(source.ref) or ()) | (
+                    reuse.refused.get(source.ref, set()) if reuse is not None else set()))
             how = 'reused' if reused_from else 'cached' if from_cache else 'evaluated'
             for host in hosts_of[key]:
                 host_entry = {'request': requests[host], 'answer': result,
@@ -241,6 +244,10 @@ class EvalStage(object):
         if self.cache is not None and not self.cache.usable:
             notes.append(u'the evaluation cache %s is not used: %s'
                          % (self.cache.folder, self.cache.reason))
+        ignored = self.cache.ignored_note() if self.cache is not None and self.cache.usable \
+            else None
+        if ignored:
+            notes.append(ignored)
         if self.cache is not None and self.impure_config and not (
                 accepted and self.impure_config == ACCEPTED_CONFIG):
             notes.append(u'nothing is cached: %s' % self.impure_config)
@@ -258,9 +265,15 @@ class EvalStage(object):
         evaluated."""
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_reuse import (
             spot_check)
-        sample = random.Random().sample(sorted(reused), min(self.reuse_check, len(reused)))
+        # the least recently checked first (never checked: first of all); a
+        # draw among equals, so that no host is always the one left out
+        checked = self.cache.last_checked([reuse.keys[k] for k in reused])
+        draw = random.Random()
+        order = sorted(reused, key=lambda k: (checked.get(reuse.keys[k], 0), draw.random()))
+        sample = order[:self.reuse_check]
         wrong = spot_check(self.runner, dict((k, reused[k]) for k in sample), lambda key: {
             'flake': self.pinned[by_key[key]['flake']].ref, 'attr': by_key[key]['attr']})
+        self.cache.mark_checked([reuse.keys[k] for k in sample if k not in wrong])
         if not wrong:
             return reused, {}
         flakes = set(by_key[key]['flake'] for key in wrong)
@@ -351,6 +364,11 @@ FETCH_ARGS = {'--no-write-lock-file': 0, '--no-update-lock-file': 0, '--offline'
 
 
 # ------------------------------------------------------------ the task's side
+# reused hosts of each batch evaluated again before answers are given, the
+# least recently checked first (nix_eval's eval_reuse_check; nix_build's
+# evaluations take the same)
+DEFAULT_REUSE_CHECK = 1
+
 # The arguments that tune the evaluators: part of the batch's key
 TUNING = ('eval_chunk_size', 'eval_workers', 'eval_max_memory_mb', 'eval_cache', 'eval_reuse',
           'eval_reuse_check', 'eval_timeout')
@@ -376,7 +394,8 @@ def stage_of(opts, args, workers=None):
                      max_memory_mb=max_memory_mb, chunk_size=args.get('eval_chunk_size'),
                      timeout=timeout,
                      cache=cache, slots=slots, sources=RunSources(folder),
-                     reuse=args.get('eval_reuse', True), reuse_check=args.get('eval_reuse_check'))
+                     reuse=args.get('eval_reuse', True),
+                     reuse_check=args.get('eval_reuse_check', DEFAULT_REUSE_CHECK))
 
 
 def own_entry(opts, args, task, hosts, host, request):

@@ -1,51 +1,99 @@
-# Calls a flake's outputs as Nix does, for an evaluation whose reads are
-# recorded (_eval_record.py, docs/eval-cache.md).
+# Calls a flake's outputs the way Nix's own flake call does, for an
+# evaluation whose reads are recorded (_eval_record.py, docs/eval-cache.md).
 #
-# Why not Nix's own call: every attribute of `self` that says which commit
-# this is (rev, shortRev, lastModified, narHash, outPath, ...) is wrapped so
-# that forcing it prints a trace line with a marker nobody can guess: a host
-# whose answer used one of them is seen to depend on it, which no file read
-# shows. Everything else is Nix's own: the inputs (follows, non-flake inputs,
-# their lock) and the values of `self`'s attributes come from
-# builtins.getFlake of the same locked reference.
+# Why not builtins.getFlake: getFlake parses flake.nix and calls the
+# flake's `outputs` function before anything here runs, and Nix keeps what
+# that call read in caches of its own process (a parsed file, a path
+# already copied). A later read answered from those caches makes no system
+# call, so strace would never see it. Here nothing of the flake is read
+# before this expression reads it: the pinned store copy is taken as it is
+# (a `path` fetch of a valid store path reads none of its files), the lock
+# graph comes from the pin as data, and `outputs` is called once, below.
 #
-# ref:    a locked flake reference of the pinned content, read through the
-#         file system (a `path:` store copy on Nix versions that read git
-#         through their own accessor)
-# sub:    the flake's folder inside its source ("" at the top)
-# info:   attributes of the source as Nix gives them for the flake the run
-#         pinned (a git checkout's rev, revCount...), or null: the ref's own
-# marker: the start of the trace line of a forced attribute
-{ ref, sub, info, marker }:
+# What differs from Nix's call: every attribute of the source that says
+# which commit this is (rev, shortRev, lastModified, narHash, outPath, ...)
+# prints a trace line with a marker nobody can guess when it is forced, so
+# a host whose answer used one of them is seen to depend on it. The values
+# themselves are Nix's (the pin asked Nix for them).
+#
+# root:    the store path of the pinned content
+# narHash: its NAR hash (a path fetch in pure mode needs one)
+# sub:     the flake's folder inside its source ("" at the top)
+# info:    the source's attributes as Nix gives them to `self`, but outPath
+# lock:    the lock graph the pin read ({ nodes, root }), or null: no inputs
+# marker:  the start of the trace line of a forced attribute
+# layout:  "folder" where Nix (2.25+) makes a subflake's outPath its own
+#          folder and resolves relative `path:` inputs from their parent;
+#          "source" where outPath is the whole source's (Nix before that)
+{ root, narHash, sub, info, lock, marker, layout }:
 let
-  real = builtins.getFlake ref;
-  root = real.sourceInfo.outPath;
-  # the pinned flake's own attributes where given: exactly those, with the
-  # store copy's path
-  plainInfo = if info == null then real.sourceInfo else info // { outPath = root; };
-  flake = import (root + (if sub == "" then "" else "/" + sub) + "/flake.nix");
+  inherit (builtins) mapAttrs;
   seen = name: value: builtins.trace "${marker}${name}" value;
-  sourceInfo = builtins.mapAttrs seen plainInfo;
-  self = builtins.mapAttrs
-    (name: value:
-      if name == "outputs" then outputs
-      else if name == "inputs" then value
-      else if name == "sourceInfo" then sourceInfo
-      # a subflake's outPath is its folder on newer Nix: Nix's own value
-      else if name == "outPath" then seen name value
-      else if plainInfo ? ${name} then sourceInfo.${name}
-      else if name == "_type" then value
-      else if outputs ? ${name} then outputs.${name}
-      # a name only Nix's own call has: its value, seen as forced
-      else seen name value)
-    (if info == null then real
-     else builtins.removeAttrs real
-       (builtins.filter (n: n != "outPath") (builtins.attrNames real.sourceInfo))
-       // builtins.removeAttrs info [ "outPath" ]);
-  outputs = flake.outputs (real.inputs // { inherit self; });
+  folderLayout = layout == "folder";
+
+  fetched = builtins.fetchTree { type = "path"; path = root; inherit narHash; };
+  # the root's attributes as the flake sees them: each one traced when forced
+  rootPlain = info // { outPath = fetched.outPath; };
+  rootInfo = mapAttrs seen rootPlain;
+
+  graph = if lock == null then { nodes = { root = { }; }; root = "root"; } else lock;
+  nodes = graph.nodes;
+
+  # an input named by a node's name, or a `follows` path from the root node
+  nodeOf = spec: if builtins.isList spec then walk graph.root spec else spec;
+  walk = name: path:
+    if path == [ ] then name
+    else walk (nodeOf nodes.${name}.inputs.${builtins.head path}) (builtins.tail path);
+
+  # one node of the graph: its source, the folder its flake.nix is in, and
+  # what the flakes that take it as an input see
+  call = key: node:
+    let
+      isRoot = key == graph.root;
+      locked = node.locked or { };
+      relative = !isRoot && folderLayout && (locked.type or "") == "path"
+        && builtins.substring 0 1 (locked.path or "/") != "/";
+      parent = made.${walk graph.root node.parent};
+      # the folder of this flake inside its source: for a relative input,
+      # its parent's folder and then its own
+      dir = if isRoot then sub
+        else if relative then parent.dir + "/" + locked.path
+        else locked.dir or "";
+      # a source that is the pinned copy itself (the root, or a relative
+      # input inside it): a path of it names this content, so its outPath
+      # is traced wherever the flake's code forces it
+      ours = isRoot || (relative && parent.ours);
+      # what this file reads with: never traced (importing flake.nix forces
+      # no attribute of the flake's own)
+      plain = if isRoot then rootPlain
+        else if relative then parent.plain // { outPath = parent.plain.outPath + "/" + dir; }
+        else builtins.fetchTree (node.info or { } // removeAttrs locked [ "dir" ]);
+      # what the flake's code sees
+      sourceInfo = if isRoot then rootInfo
+        else if relative
+        then parent.sourceInfo // { outPath = traced "outPath" plain.outPath; }
+        else plain;
+      traced = name: value: if ours then seen name value else value;
+      subdir = if isRoot then sub else locked.dir or "";
+      plainPath = plain.outPath + (if subdir == "" then "" else "/" + subdir);
+      flake = import (plainPath + "/flake.nix");
+      inputs = mapAttrs (_name: spec: made.${nodeOf spec}.result) (node.inputs or { });
+      outputs = flake.outputs (inputs // { self = result; });
+      # `//` keeps the positions of the outputs' own attributes, as Nix's
+      # call does (builtins.unsafeGetAttrPos on self)
+      result = outputs // sourceInfo // (if folderLayout
+        then { outPath = traced "outPath" plainPath; }
+        else { }) // {
+        inherit inputs outputs sourceInfo;
+        _type = "flake";
+      };
+    in {
+      inherit dir ours plain sourceInfo;
+      result = if node.flake or true
+        then assert builtins.isFunction flake.outputs; result
+        else sourceInfo;
+    };
+
+  made = mapAttrs call nodes;
 in
-# Nix fetches the pinned source first (a newer Nix hashes all of it again to
-# check its narHash): what it reads for that is not what a host's answer
-# read, and the line after it ends it (_eval_record: the flake's own
-# flake.nix, which that fetch parsed, is recorded as read all the same)
-builtins.seq root (builtins.trace "${marker}@setup" outputs)
+made.${graph.root}.result.outputs

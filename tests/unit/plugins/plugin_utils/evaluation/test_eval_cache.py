@@ -20,7 +20,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval_cache, _flake_source)
+    _eval_cache, _eval_signing, _flake_source)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache import (  # noqa: E402
     EvalCache)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  # noqa: E402
@@ -71,6 +71,15 @@ def evaluate(ref, attr):
     return json.loads(out)
 
 
+@pytest.fixture(autouse=True)
+def cache_key(tmp_path, monkeypatch):
+    """The cache's key made in the test's own config folder, no key trusted
+    but it (_eval_signing)."""
+    monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path / 'config'))
+    monkeypatch.delenv(_eval_signing.KEY_FILE_ENV, raising=False)
+    monkeypatch.delenv(_eval_signing.TRUSTED_ENV, raising=False)
+
+
 @pytest.fixture
 def flake(tmp_path):
     return write_flake(str(tmp_path / 'flake'))
@@ -97,7 +106,7 @@ def test_a_put_answer_is_a_hit_and_the_folder_and_file_are_private(flake, cache)
     assert stat.S_IMODE(os.stat(cache.folder).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(os.path.join(cache.folder, key + '.json')).st_mode) == 0o600
     with open(os.path.join(cache.folder, key + '.json')) as handle:
-        assert sorted(json.load(handle)) == ['drv_path', 'out_path', 'system']
+        assert sorted(json.load(handle)) == ['drv_path', 'out_path', 'signature', 'system']
     # the locked reference evaluates to what the flake's own reference does
     assert evaluate(flake, 'one') == result
 
@@ -192,9 +201,11 @@ def test_a_broken_entry_is_a_miss(flake, cache):
     fingerprint = fingerprint_of(run, flake)
     result = evaluate(flake, 'one')
     keys = [cache.key(fingerprint, [name], run.features(), run.opts) for name in 'abcdef']
-    bad = ['{"drv_path": "/nix/st', 'not json', json.dumps([result]),
-           json.dumps(dict(result, extra='x')), json.dumps(dict(result, drv_path='/etc/passwd')),
-           json.dumps(dict(result, system='x y'))]
+    # signed with the run's own key, as a bug of its own would write them
+    signed = [cache.signer.sign(key + '.json', entry) for key, entry in zip(keys[3:], [
+        dict(result, extra='x'), dict(result, drv_path='/etc/passwd'), dict(result, system='x y')])]
+    bad = ['{"drv_path": "/nix/st', 'not json', json.dumps([result])] + [
+        json.dumps(entry) for entry in signed]
     for key, text in zip(keys, bad):
         with open(os.path.join(cache.folder, key + '.json'), 'w') as handle:
             handle.write(text)
@@ -247,7 +258,10 @@ def test_concurrent_writers_never_leave_half_a_file(flake, cache):
                 text = handle.read()
         except FileNotFoundError:
             continue
-        assert json.dumps(json.loads(text), sort_keys=True) in wanted, text
+        whole = json.loads(text)
+        assert cache.signer.verify(key + '.json', whole)[1] is None, text
+        assert json.dumps(dict((k, v) for k, v in whole.items() if k != 'signature'),
+                          sort_keys=True) in wanted, text
         assert cache._read(key) in (result, other)
         seen += 1
     for proc in writers:

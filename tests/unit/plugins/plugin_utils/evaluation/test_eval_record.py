@@ -27,18 +27,15 @@ SELF = 'nixdeploy-eval-result:ffeeddccbbaa99887766554433221100:'
 READER = r'''
 import os, sys
 root, marker, self_marker = sys.argv[1:4]
-# the fetch: a newer Nix hashes the whole source again
-for top, dirs, files in os.walk(root):
-    for name in files:
-        open(os.path.join(top, name), 'rb').read()
-sys.stderr.write('trace: %s@setup\n' % self_marker); sys.stderr.flush()
-os.stat(os.path.join(root, 'flake.nix'))
+open(os.path.join(root, 'flake.nix')).read()
 os.listdir(os.path.join(root, 'hosts'))
 os.path.exists(os.path.join(root, 'hosts', 'a', 'extra'))
 open(os.path.join(root, 'hosts', 'a', 'default.nix')).read()
 sys.stderr.write('trace: %s0 {"drv": "x"}\n' % marker); sys.stderr.flush()
 open(os.path.join(root, 'hosts', 'b', 'default.nix')).read()
 os.stat(os.path.join(root, 'files', 'tool'))
+open(os.path.join(os.fsencode(root), b'conf', b'caf\xc3\xa9.txt'), 'rb').read()
+open(os.path.join(os.fsencode(root), b'conf', b'odd \\ "q\xff'), 'rb').read()
 sys.stderr.write('trace: %srev\n' % self_marker); sys.stderr.flush()
 sys.stderr.write('trace: %s1 {"drv": "y"}\n' % marker); sys.stderr.flush()
 '''
@@ -51,6 +48,11 @@ def make_source(folder):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, 'w') as handle:
             handle.write(text)
+    # names are bytes: UTF-8, and bytes that are not UTF-8 at all
+    os.makedirs(os.path.join(folder, 'conf'))
+    for name in (b'caf\xc3\xa9.txt', b'odd \\ "q\xff'):
+        with open(os.path.join(os.fsencode(folder), b'conf', name), 'w') as handle:
+            handle.write('x')
     # host b is a link to a's folder
     os.symlink('a', os.path.join(folder, 'hosts', 'b'))
     os.chmod(os.path.join(folder, 'files', 'tool'), 0o755)
@@ -72,9 +74,7 @@ def test_a_log_is_split_at_each_answer_and_names_every_kind_of_read(tmp_path):
     assert log.broken is None
     assert log.answered == [0, 1]
     first, second = log.segments
-    # flake.nix is read by every evaluation (the fetch parsed it); what the
-    # fetch alone read is not in the record
-    assert first['reads']['flake.nix'] == 'read' and first['reads']['flake.lock'] == 'stat'
+    assert first['reads']['flake.nix'] == 'read'
     assert 'hosts/c/default.nix' not in first['reads']
     assert first['reads']['hosts'] == 'list'
     assert first['reads']['hosts/a/extra'] == 'stat'
@@ -83,11 +83,39 @@ def test_a_log_is_split_at_each_answer_and_names_every_kind_of_read(tmp_path):
     assert second['reads']['hosts/b/default.nix'] == 'read'
     assert second['reads']['files/tool'] == 'stat'
     assert second['self'] == {'rev'}
-    assert _eval_record.read_first_file(log, '')
-    # a log with no fetch line: its reads may not be the evaluation's
-    unfetched = _eval_record.Log(root, MARKER, SELF)
-    unfetched.feed('1 openat(AT_FDCWD</>, "%s/flake.nix", O_RDONLY) = 3\n' % root)
-    assert not _eval_record.read_first_file(unfetched, '')
+    # a name is recorded byte for byte, as the file system names it
+    assert second['reads'][os.fsdecode(b'conf/caf\xc3\xa9.txt')] == 'read'
+    assert second['reads'][os.fsdecode(b'conf/odd \\ "q\xff')] == 'read'
+    assert _eval_record.reads_are_visible(log)
+    # a log whose first answer came before any read of flake.nix: its
+    # reads may not be visible here
+    blind = _eval_record.Log(root, MARKER, SELF)
+    blind.feed('1 write(2, "trace: %s0 {}\\n", 10) = 10\n' % MARKER)
+    blind.feed('1 openat(AT_FDCWD</>, "%s/flake.nix", O_RDONLY) = 3\n' % root)
+    assert blind.segments and not _eval_record.reads_are_visible(blind)
+
+
+def test_a_name_strace_escaped_is_decoded_as_bytes():
+    """strace prints bytes over 0x7f as octal escapes: each is one byte of
+    the name, never one character (cafe with an acute was recorded as
+    caf + two Latin-1 characters, absent in every commit)."""
+    assert _eval_record._unescape('conf/caf\\303\\251.txt') == u'conf/caf\u00e9.txt'
+    assert _eval_record._unescape('a\\\\b\\"c\\n') == 'a\\b"c\n'
+    assert os.fsencode(_eval_record._unescape('x\\377')) == b'x\xff'
+
+
+def test_a_record_that_calls_a_misnamed_file_absent_is_not_kept(tmp_path):
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, 'conf'))
+    open(os.path.join(root, 'conf', u'caf\u00e9.txt'), 'w').close()
+    assert _eval_record.misnamed(root, u'conf/caf\u00c3\u00a9.txt')
+    assert not _eval_record.misnamed(root, u'conf/other.txt')
+    log = _eval_record.Log(root, MARKER, SELF)
+    log.feed('1 openat(AT_FDCWD</>, "%s/flake.nix", O_RDONLY) = -1 ENOENT\n' % root)
+    log.feed('1 openat(AT_FDCWD</>, "%s/conf/caf\u00c3\u00a9.txt", O_RDONLY) = -1 ENOENT\n'
+             % root)
+    log.feed('1 write(2, "trace: %s0 {}\\n", 10) = 10\n' % MARKER)
+    assert _eval_record.chain_of(log, _eval_record.Describer(root), {}) is None
 
 
 @needs_strace

@@ -1,0 +1,201 @@
+"""Reuse across commits on the shapes real flakes have (issue 76's
+reproductions): outputs in an imported file, names that are not ASCII, an
+input that follows the root, positions of `self`'s attributes, a string of
+the source's own path carried into a file. After every commit every host's
+answer is what a plain `nix eval` of that commit gives (``Flake.run``
+checks it), on the first run too. Real Nix, git and strace."""
+
+import os
+
+from tests.unit.plugins.plugin_utils.evaluation import test_eval_reuse
+from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import MK, Flake, how
+
+# the same tools as test_eval_reuse: nix, git and strace
+pytestmark = test_eval_reuse.pytestmark
+
+# a flake whose outputs live in an imported file, called at the top level
+IMPORTED = {
+    'flake.nix': '{ outputs = inputs: import ./outputs.nix inputs; }\n',
+    'outputs.nix': '''inputs:
+let
+  lib = import ./lib/mk.nix;
+  users = [ "ann" "bob" ];
+  host = name: extra: { config.system.build.toplevel = lib.mk {
+    inherit name; args = { users = builtins.concatStringsSep "," users; } // extra; }; };
+in { nixosConfigurations = { a = host "a" { }; b = host "b" { v = "b"; }; }; }
+''',
+    'lib/mk.nix': MK,
+}
+
+
+class Shape(Flake):
+    """A git flake made of ``files`` ({relative path: text}), whose hosts
+    are ``hosts``."""
+
+    def __init__(self, base, files, hosts):
+        self._names = sorted(hosts)
+        self.repo = os.path.join(base, 'flake')
+        self.cache = os.path.join(base, 'cache')
+        self.base = base
+        for rel, text in files.items():
+            self.write(rel, text)
+        self.git('init', '-q')
+        self.commit('one')
+
+    def hosts(self):
+        return self._names
+
+
+def test_outputs_in_an_imported_file_are_recorded(tmp_path):
+    """`outputs = inputs: import ./outputs.nix inputs;`: Nix's own flake
+    call read outputs.nix before recording started, so a commit revoking a
+    user there deployed the system from before it."""
+    flake = Shape(str(tmp_path), IMPORTED, 'ab')
+    assert how(flake.run()[0]) == dict.fromkeys('ab', 'evaluated')
+    flake.write('outputs.nix', IMPORTED['outputs.nix'].replace(' "bob" ', ' '))
+    flake.commit('revoke bob')
+    # run() asserts every answer equals a plain nix eval of this commit
+    assert how(flake.run()[0]) == dict.fromkeys('ab', 'evaluated')
+    flake.write('README', 'unrelated')
+    flake.commit('readme')
+    assert how(flake.run()[0]) == dict.fromkeys('ab', 'reused')
+
+
+def test_a_link_read_at_the_top_level_is_recorded(tmp_path):
+    files = dict(IMPORTED)
+    # read when the outputs are called, not when a host is evaluated
+    files['outputs.nix'] = files['outputs.nix'].replace(
+        'users = [ "ann" "bob" ];', 'who = builtins.readFile ./current; users = [ who ];'
+    ).replace('in { nixosConfigurations', 'in assert who != ""; { nixosConfigurations')
+    files['one'], files['two'] = 'ann', 'bob'
+    flake = Shape(str(tmp_path), files, 'ab')
+    os.symlink('one', os.path.join(flake.repo, 'current'))
+    flake.commit('link')
+    flake.run()
+    os.unlink(os.path.join(flake.repo, 'current'))
+    os.symlink('two', os.path.join(flake.repo, 'current'))
+    flake.commit('re-point')
+    assert how(flake.run()[0]) == dict.fromkeys('ab', 'evaluated')
+
+
+NAMES = {
+    'flake.nix': '''{ outputs = { self }: let lib = import ./lib/mk.nix; in {
+  nixosConfigurations = {
+    a = { config.system.build.toplevel = lib.mk { name = "a";
+      args.v = builtins.readFile (./conf + "/caf\u00e9.txt"); }; };
+    b = { config.system.build.toplevel = lib.mk { name = "b";
+      args.v = builtins.toJSON (builtins.readDir (./hosts + "/z\u00fcrich")); }; };
+    c = { config.system.build.toplevel = lib.mk { name = "c";
+      args.v = builtins.readFile (./keys + "/zo\u00eb's \\\\ key.pub"); }; };
+    d = { config.system.build.toplevel = lib.mk { name = "d"; args.v = "plain"; }; };
+  }; }; }
+''',
+    'lib/mk.nix': MK,
+    u'conf/caf\u00e9.txt': 'one',
+    u'hosts/z\u00fcrich/web.nix': '{ }',
+    u"keys/zo\u00eb's \\ key.pub": 'ssh-ed25519 AAAA',
+}
+
+
+def test_names_that_are_not_ascii_are_recorded_byte_for_byte(tmp_path):
+    """strace prints a name's bytes over 0x7f as escapes; decoded as
+    characters, `conf/café.txt` was recorded under another name, absent in
+    every commit, and its edits reused stale."""
+    flake = Shape(str(tmp_path), NAMES, 'abcd')
+    flake.run()
+    flake.write(u'conf/caf\u00e9.txt', 'two')
+    flake.commit('edit cafe')
+    assert how(flake.run()[0]) == {'a': 'evaluated', 'b': 'reused', 'c': 'reused',
+                                   'd': 'reused'}
+    flake.write(u'hosts/z\u00fcrich/db.nix', '{ }')
+    flake.commit('a second host in zurich')
+    assert how(flake.run()[0]) == {'a': 'reused', 'b': 'evaluated', 'c': 'reused',
+                                   'd': 'reused'}
+    flake.write(u"keys/zo\u00eb's \\ key.pub", 'ssh-ed25519 BBBB')
+    flake.commit('rotate a key')
+    assert how(flake.run()[0]) == {'a': 'reused', 'b': 'reused', 'c': 'evaluated',
+                                   'd': 'reused'}
+
+
+FOLLOWS = {
+    'flake.nix': '''{
+  inputs.me.follows = "";
+  outputs = { self, me }: let lib = import ./lib/mk.nix; in {
+    nixosConfigurations = {
+      a = { config.system.build.toplevel = lib.mk { name = "a";
+        args.v = me.shortRev or "dirty"; }; };
+      b = { config.system.build.toplevel = lib.mk { name = "b";
+        args.v = toString (builtins.unsafeGetAttrPos "nixosConfigurations" self).line; }; };
+      c = { config.system.build.toplevel = lib.mk { name = "c";
+        args.v = toString __curPos.line; }; };
+      d = { config.system.build.toplevel = lib.mk { name = "d";
+        args.v = builtins.toFile "where" (toString ./.); }; };
+      e = { config.system.build.toplevel = lib.mk { name = "e"; args.v = "plain"; }; };
+    }; }; }
+''',
+    'lib/mk.nix': MK,
+}
+
+
+def test_an_input_that_follows_the_root_and_positions_of_self(tmp_path):
+    """`inputs.me.follows = ""` is the flake itself: a host using
+    `me.shortRev` kept the previous commit's revision. Positions of
+    `self`'s attributes are Nix's on the first run (a flake call that
+    rebuilt `self` attribute by attribute lost them). A string of the
+    source's path written to a file by `toFile` names every commit."""
+    flake = Shape(str(tmp_path), FOLLOWS, 'abcde')
+    flake.git('add', '-A')
+    # nix writes the lock of the follows input; commit it
+    flake.truth()
+    flake.commit('lock')
+    assert how(flake.run()[0]) == dict.fromkeys('abcde', 'evaluated')
+    flake.write('README', 'x')
+    flake.commit('readme')
+    entries = flake.run()[0]
+    assert how(entries) == {'a': 'evaluated', 'b': 'reused', 'c': 'reused', 'd': 'evaluated',
+                            'e': 'reused'}
+
+
+def test_a_reused_answer_is_never_kept_as_a_plain_hit(tmp_path):
+    """A reused answer was stored under the new content's key: the next run
+    answered `cached`, out of the spot check's sight."""
+    flake = Shape(str(tmp_path), IMPORTED, 'ab')
+    flake.run()
+    flake.write('README', 'x')
+    flake.commit('readme')
+    assert how(flake.run()[0]) == dict.fromkeys('ab', 'reused')
+    entries = flake.run()[0]
+    assert how(entries) == dict.fromkeys('ab', 'reused')
+    assert entries['a']['reused']['from']['revision'] != entries['a']['source']['revision']
+
+
+def test_a_recorded_evaluation_says_the_flake_settings_it_does_not_apply(tmp_path):
+    """Recorded evaluators call the flake themselves, never through Nix's
+    own flake call, which is what warns of a nixConfig it does not apply:
+    the run still says the settings, as plain evaluators make it say."""
+    files = dict(IMPORTED)
+    files['flake.nix'] = ('{ nixConfig.sandbox = false;\n'
+                          '  outputs = inputs: import ./outputs.nix inputs; }\n')
+    flake = Shape(str(tmp_path), files, 'ab')
+    entries = flake.run()[0]
+    assert how(entries) == dict.fromkeys('ab', 'evaluated')
+    for entry in entries.values():
+        assert [n for n in entry['notes'] if "nixConfig sets sandbox: not applied" in n], \
+            entry['notes']
+
+
+def test_the_spot_check_rotates_over_the_reused_hosts(tmp_path):
+    """One reused host a batch is evaluated again by default, the least
+    recently checked first: over as many runs as hosts, every one."""
+    flake = Shape(str(tmp_path), IMPORTED, 'ab')
+    flake.run()
+
+    def checked():
+        return sorted(n for n in os.listdir(flake.cache) if n.startswith('checked-'))
+    seen = []
+    for step in range(2):
+        flake.write('README', 'step %d' % step)
+        flake.commit('step %d' % step)
+        assert how(flake.run(reuse_check=1)[0]) == dict.fromkeys('ab', 'reused')
+        seen.append(checked())
+    assert len(seen[0]) == 1 and len(seen[1]) == 2, seen
