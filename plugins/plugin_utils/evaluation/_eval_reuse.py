@@ -15,10 +15,7 @@ the same value, and its derivation is still in the store; every other host
 is evaluated, through ``record.nix`` under strace, and recorded anew.
 
 Nothing is reused (and the run says why, once) where reads cannot all be
-seen: no strace or tracing refused, import-from-derivation allowed, a
-source without a store copy, a lock graph the run resolved, a Nix this was
-not checked with (Determinate Nix reads through lazy trees), a subflake of
-a tree with uncommitted changes on a Nix before 2.25.
+seen: each such reason is one row of ``_eval_reuse_rules.RULES``.
 """
 
 import os
@@ -26,9 +23,9 @@ import shutil
 import tempfile
 import threading
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_record
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import IFD_SETTING
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output, _nix_stderr
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
+    _eval_mentions, _eval_record, _eval_reuse_rules, _eval_trace)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixCommand, NixError, NixOptions, nix_string)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import batch_key
@@ -81,31 +78,43 @@ class Reuse(object):
         self.keys = {}
         # {request key: 0 evaluate first .. 2 last} (lookup)
         self.rank = {}
+        # request keys whose own reads all held, sent back only by what a
+        # host before them in their evaluator read: each is evaluated first
+        # in a process of its own, so that its new record is its own reads
+        # and a later change to a neighbour's file leaves it alone
+        self.alone = set()
         self._origin = {}
         self._results = {}
         self._describers = {}
         self._lock = threading.Lock()
         self.strace = None
-        # {drv: whether it holds the source's own path} (_eval_record.mentions)
+        # {drv: whether it holds the source's own path} (_eval_mentions.mentions)
         self._mentions = {}
 
     # ------------------------------------------------------------ deciding
     def prepare(self, pinned, by_key):
         """Decide for each flake of ``pinned`` ({flake: FlakeSource}) of the
-        requests ``by_key``."""
-        reason = self._general_reason()
+        requests ``by_key``: the first row of ``_eval_reuse_rules.RULES``
+        that applies says why its hosts are not reused; else they may be."""
+        opts = self.runner.opts
+        self.strace = _eval_trace.which_strace()
+        info_runner = self._info_runner()
         for flake, source in pinned.items():
-            why = reason or self._source_reason(source)
-            distrusted = None if why else self.cache.distrusted(flake)
-            if distrusted:
-                why = (u'a spot check found a reused answer Nix does not give; reuse stays off '
-                       u'for this flake until %s is removed' % distrusted)
-            spec = None
-            if why is None:
-                spec, why = self._spec(source)
+            facts = _eval_reuse_rules.Facts(
+                opts, self.runner.features, source,
+                distrust=lambda f=flake: self.cache.distrusted(f),
+                trace=lambda: _eval_reuse_rules.strace_problem(
+                    self.sources, self.strace, opts.nix_bin,
+                    batch_key('trace', self.strace, opts.nix_bin)),
+                info=lambda s=source: self.sources.once(
+                    'info-%s' % batch_key('info', s.ref, info_runner.opts.nix_bin),
+                    lambda: query_info(info_runner, s.ref)))
+            why = _eval_reuse_rules.why_not(facts)
             if why is not None:
                 self.reasons[flake] = why
                 continue
+            spec = self._spec(source, facts.info(), facts.features())
+            self.refused[source.ref] = set(facts.info().get('refused') or ())
             self.specs[source.ref] = spec
             self._origin[source.ref] = dict(source.provenance)
             for key, request in by_key.items():
@@ -118,57 +127,18 @@ class Reuse(object):
                     if found:
                         self.keys[key] = found
 
-    def _general_reason(self):
-        opts = self.runner.opts
-        ifd = opts.options.get(IFD_SETTING)
-        if ifd not in (None, False) and u'%s' % ifd not in ('false', '0', 'no', ''):
-            return 'import-from-derivation is allowed: an evaluation may read what it builds'
-        try:
-            features = self.runner.features()
-        except NixError as exc:
-            return u'%s' % exc
-        if features.flavour == _nix_output.DETERMINATE:
-            return "Determinate Nix reads a flake through its lazy trees, which strace cannot see"
-        self.strace = _eval_record.which_strace()
-        return self.sources.once('trace-%s' % batch_key('trace', self.strace, opts.nix_bin),
-                                 lambda: _eval_record.probe(self.strace, opts.nix_bin or 'nix'))
-
     @staticmethod
-    def _source_reason(source):
-        if source.reason or source.identity is None or not source.store_path:
-            return 'its content is not pinned to a store copy'
-        if source.lock_file:
-            return 'its lock graph was resolved by the run'
-        return None
-
-    def _spec(self, source):
-        """(RecordSpec, None) or (None, why)."""
-        runner = self._info_runner()
-        asked = self.sources.once('info-%s' % batch_key('info', source.ref, runner.opts.nix_bin),
-                                  lambda: query_info(runner, source.ref))
-        if not isinstance(asked, dict) or not isinstance(asked.get('info'), dict):
-            return None, u"Nix did not give the flake's attributes (%s)" % (
-                asked if isinstance(asked, str) else 'no answer')
+    def _spec(source, asked, features):
+        """The RecordSpec of a source no rule refused."""
         info = asked['info']
-        self.refused[source.ref] = set(asked.get('refused') or ())
-        features = self.runner.features()
-        like = _nix_output.like_nix(features.flavour, features.version)
-        if source.sub and source.root and not features.path_dir:
-            # the run evaluates the subflake's folder as a source of its own
-            return None, ('a subflake of a tree with uncommitted changes is not read as '
-                          'one locked content by Nix before 2.25')
-        if source.sub and like >= (2, 20) and not features.path_dir:
-            return None, 'a subflake on Nix 2.20-2.24'
-        nar_hash = source.provenance.get('nar_hash')
-        if not nar_hash:
-            return None, 'its content has no narHash'
         locks = (source.identity or {}).get('locks')
-        call = {'root': source.store_path, 'narHash': nar_hash, 'sub': source.sub or '',
+        call = {'root': source.store_path, 'narHash': source.provenance['nar_hash'],
+                'sub': source.sub or '',
                 'info': dict((k, v) for k, v in info.items() if k != 'outPath'),
                 'lock': dict(locks, version=7) if isinstance(locks, dict) else None,
                 # Nix 2.25+ makes a subflake's outPath its own folder
                 'layout': 'folder' if features.path_dir else 'source'}
-        return RecordSpec(call, dict(info, outPath=source.store_path)), None
+        return RecordSpec(call, dict(info, outPath=source.store_path))
 
     def _info_runner(self):
         opts = self.runner.opts
@@ -201,6 +171,8 @@ class Reuse(object):
                 # changed, last where its own reads did: its neighbours' new
                 # records then leave out what changes on every commit
                 self.rank[key] = 2 if valid == entry['upto'] else 0
+                if valid < entry['upto'] and self._own_reads_hold(entry, spec):
+                    self.alone.add(key)
         tied = self.cache.tie(self.runner, dict((k, v[0]) for k, v in found.items())) \
             if found else set()
         answers = {}
@@ -209,6 +181,17 @@ class Reuse(object):
                 result = dict((f, entry[f]) for f in ('drv_path', 'out_path', 'system'))
                 answers[key] = (result, {'from': entry['origin'], 'checked': checked})
         return answers
+
+    def _own_reads_hold(self, entry, spec):
+        """Whether the host's own segment of its chain (what it read after
+        the host before it answered) still holds: then only a neighbour's
+        reads changed."""
+        chain = self.cache.get_chain(entry['chain'])
+        try:
+            own = dict(chain, segments=[chain['segments'][entry['upto']]])
+            return _eval_record.valid_upto(own, self._describer(spec.root), spec.values)[0] == 1
+        except (OSError, ValueError, TypeError, AttributeError, IndexError, KeyError):
+            return False
 
     def _holds(self, chain_name, spec):
         chain = self.cache.get_chain(chain_name)
@@ -242,7 +225,7 @@ class Reuse(object):
         expr = _eval_record.expression(apply_text, spec.call, self_marker)
         log = os.path.join(place, 'strace.log')
         argv = argv_of(['--json', '--expr', expr])
-        return _eval_record.strace_argv(self.strace, log, argv), env, log
+        return _eval_trace.strace_argv(self.strace, log, argv), env, log
 
     def result(self, key, result):
         """Remember a host's answer for its reuse entry."""
@@ -251,7 +234,7 @@ class Reuse(object):
 
     def _names_source(self, drv, root):
         with self._lock:
-            return _eval_record.mentions(drv, _eval_record.hash_part(root), self._mentions)
+            return _eval_mentions.mentions(drv, _eval_mentions.hash_part(root), self._mentions)
 
     def finished(self, flake_ref, log_path, marker, self_marker, keys_at):
         """Keep what one evaluator read: ``keys_at`` is its items' request
@@ -261,7 +244,7 @@ class Reuse(object):
         if spec is None:
             return
         try:
-            log = _eval_record.Log.read(log_path, spec.root, marker, self_marker, spec.sub)
+            log = _eval_trace.Log.read(log_path, spec.root, marker, self_marker, spec.sub)
             if not _eval_record.reads_are_visible(log):
                 return
             chain = _eval_record.chain_of(log, self._describer(spec.root), spec.values)

@@ -15,7 +15,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval_record)
+    _eval_mentions, _eval_record, _eval_trace)
 
 needs_strace = pytest.mark.skipif(shutil.which('strace') is None, reason='needs strace')
 
@@ -60,10 +60,10 @@ def make_source(folder):
 
 def traced(tmp_path, root):
     log = str(tmp_path / 'strace.log')
-    argv = _eval_record.strace_argv(shutil.which('strace'), log,
+    argv = _eval_trace.strace_argv(shutil.which('strace'), log,
                                     [sys.executable, '-c', READER, root, MARKER, SELF])
     subprocess.run(argv, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return _eval_record.Log.read(log, root, MARKER, SELF)
+    return _eval_trace.Log.read(log, root, MARKER, SELF)
 
 
 @needs_strace
@@ -89,7 +89,7 @@ def test_a_log_is_split_at_each_answer_and_names_every_kind_of_read(tmp_path):
     assert _eval_record.reads_are_visible(log)
     # a log whose first answer came before any read of flake.nix: its
     # reads may not be visible here
-    blind = _eval_record.Log(root, MARKER, SELF)
+    blind = _eval_trace.Log(root, MARKER, SELF)
     blind.feed('1 write(2, "trace: %s0 {}\\n", 10) = 10\n' % MARKER)
     blind.feed('1 openat(AT_FDCWD</>, "%s/flake.nix", O_RDONLY) = 3\n' % root)
     assert blind.segments and not _eval_record.reads_are_visible(blind)
@@ -99,9 +99,9 @@ def test_a_name_strace_escaped_is_decoded_as_bytes():
     """strace prints bytes over 0x7f as octal escapes: each is one byte of
     the name, never one character (cafe with an acute was recorded as
     caf + two Latin-1 characters, absent in every commit)."""
-    assert _eval_record._unescape('conf/caf\\303\\251.txt') == u'conf/caf\u00e9.txt'
-    assert _eval_record._unescape('a\\\\b\\"c\\n') == 'a\\b"c\n'
-    assert os.fsencode(_eval_record._unescape('x\\377')) == b'x\xff'
+    assert _eval_trace._unescape('conf/caf\\303\\251.txt') == u'conf/caf\u00e9.txt'
+    assert _eval_trace._unescape('a\\\\b\\"c\\n') == 'a\\b"c\n'
+    assert os.fsencode(_eval_trace._unescape('x\\377')) == b'x\xff'
 
 
 def test_a_record_that_calls_a_misnamed_file_absent_is_not_kept(tmp_path):
@@ -110,7 +110,7 @@ def test_a_record_that_calls_a_misnamed_file_absent_is_not_kept(tmp_path):
     open(os.path.join(root, 'conf', u'caf\u00e9.txt'), 'w').close()
     assert _eval_record.misnamed(root, u'conf/caf\u00c3\u00a9.txt')
     assert not _eval_record.misnamed(root, u'conf/other.txt')
-    log = _eval_record.Log(root, MARKER, SELF)
+    log = _eval_trace.Log(root, MARKER, SELF)
     log.feed('1 openat(AT_FDCWD</>, "%s/flake.nix", O_RDONLY) = -1 ENOENT\n' % root)
     log.feed('1 openat(AT_FDCWD</>, "%s/conf/caf\u00c3\u00a9.txt", O_RDONLY) = -1 ENOENT\n'
              % root)
@@ -170,17 +170,17 @@ def test_an_unknown_forced_attribute_or_a_cut_path_keeps_no_record(tmp_path):
     make_source(root)
     log = traced(tmp_path, root)
     assert _eval_record.chain_of(log, _eval_record.Describer(root), {'outPath': root}) is None
-    cut = _eval_record.Log(root, MARKER, SELF)
+    cut = _eval_trace.Log(root, MARKER, SELF)
     cut.feed('1 openat(AT_FDCWD</>, "%s/hosts/aaaa"..., O_RDONLY) = 3\n' % root)
     assert cut.broken and 'cut short' in cut.broken
-    up = _eval_record.Log(root, MARKER, SELF)
+    up = _eval_trace.Log(root, MARKER, SELF)
     up.feed('1 newfstatat(AT_FDCWD</>, "%s/hosts/../../etc", 0x1, 0) = 0\n' % root)
     assert up.broken and '..' in up.broken
 
 
 def test_unfinished_calls_are_joined_and_fd_relative_paths_placed(tmp_path):
     root = '/nix/store/00000000000000000000000000000000-source'
-    log = _eval_record.Log(root, MARKER, SELF)
+    log = _eval_trace.Log(root, MARKER, SELF)
     log.feed('7 openat(AT_FDCWD</tmp>, "%s/flake.nix", O_RDONLY|O_CLOEXEC <unfinished ...>\n'
              % root)
     log.feed('8 newfstatat(5<%s/hosts>, "x", 0x1, AT_SYMLINK_NOFOLLOW) = -1 ENOENT (No such '
@@ -224,9 +224,9 @@ def test_a_derivation_that_names_the_source_is_found_through_its_inputs():
     top = instantiate('(%s).drvPath' % (drv % ('top', '(%s)' % (drv % ('mid', '(%s)' % leaf)))))
     clean = instantiate('(%s).drvPath' % (drv % ('clean', '(%s)' % (drv % ('x', '"y"')))))
     memo = {}
-    assert _eval_record.mentions(top, needle, memo)
-    assert not _eval_record.mentions(clean, needle, memo)
+    assert _eval_mentions.mentions(top, needle, memo)
+    assert not _eval_mentions.mentions(clean, needle, memo)
     # every derivation read once, decided
     assert all(value in (True, False) for value in memo.values()) and len(memo) == 5
     # one that cannot be read counts as naming it: nothing is kept then
-    assert _eval_record.mentions('/nix/store/%s-gone.drv' % ('0' * 32), needle, {})
+    assert _eval_mentions.mentions('/nix/store/%s-gone.drv' % ('0' * 32), needle, {})

@@ -1,0 +1,68 @@
+"""Every reason a flake's hosts are not reused is one row
+(plugin_utils/evaluation/_eval_reuse_rules.py), and the docs' table of
+them is that table, row for row, in its order."""
+
+import os
+import re
+import sys
+
+from tests.collection import REPO, collections_path
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
+    _eval_reuse_rules)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (  # noqa: E402
+    FlakeSource)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (  # noqa: E402
+    NixFeatures, NixOptions)
+
+
+def test_the_docs_table_is_the_rules_table():
+    with open(os.path.join(REPO, 'docs', 'eval-cache.md')) as handle:
+        text = handle.read()
+    section = text[text.index('### When nothing is reused'):]
+    section = section[:section.index('\n### ')]
+    rows = re.findall(r'^\| `([a-z0-9.-]+)` \|', section, re.MULTILINE)
+    assert rows == [rule.name for rule in _eval_reuse_rules.RULES]
+
+
+def facts(source, features, asked=None, distrust=None, options=None):
+    return _eval_reuse_rules.Facts(
+        NixOptions(options=options or {}), lambda: features, source,
+        distrust=lambda: distrust, trace=lambda: None,
+        info=lambda: asked or {'info': {'lastModified': 1}, 'refused': []})
+
+
+def test_the_first_row_that_applies_decides_and_later_facts_are_not_asked():
+    source = FlakeSource('git+file:///f', 'git+file:///f?rev=1', identity_={'locks': {}},
+                         provenance={'nar_hash': 'sha256-x'}, store_path='/nix/store/x-source')
+    features = NixFeatures('nix', (2, 8, 0))
+    asked = []
+
+    def trace():
+        asked.append('trace')
+        return None
+    found = _eval_reuse_rules.Facts(
+        NixOptions(options={'allow-import-from-derivation': True}), lambda: features, source,
+        distrust=lambda: None, trace=trace, info=lambda: {'info': {}})
+    assert _eval_reuse_rules.why_not(found).startswith('import-from-derivation is allowed')
+    assert asked == []
+    marked = facts(source, features, distrust='/c/distrust-1.json')
+    assert _eval_reuse_rules.why_not(marked) == (
+        'a spot check found a reused answer Nix does not give; reuse stays off for this flake '
+        'until /c/distrust-1.json is removed')
+    assert _eval_reuse_rules.why_not(facts(source, features)) is None
+
+
+def test_a_subflake_of_a_dirty_tree_on_an_older_nix():
+    source = FlakeSource('git+file:///f?dir=sub', 'path:/nix/store/x-source/sub',
+                         identity_={'locks': {}}, provenance={'nar_hash': 'sha256-x'},
+                         root='/nix/store/x-source', store_path='/nix/store/x-source', sub='sub')
+    assert 'uncommitted changes' in _eval_reuse_rules.why_not(
+        facts(source, NixFeatures('nix', (2, 8, 0))))
+    assert 'Nix 2.20-2.24' in _eval_reuse_rules.why_not(
+        facts(FlakeSource('x', 'x', identity_={}, provenance={'nar_hash': 'h'},
+                          store_path='/nix/store/x-source', sub='sub'),
+              NixFeatures('nix', (2, 22, 0))))
+    assert _eval_reuse_rules.why_not(facts(source, NixFeatures('nix', (2, 34, 8)))) is None
