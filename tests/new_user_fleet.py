@@ -26,8 +26,8 @@ from tests.deploy_fleet import commit_project, git, prepare
 
 # The ansible.cfg a new user has: what docs/quickstart.md and the shipped
 # example tell them to write (issue 61: `enable_plugins` naming the plugin, so
-# Nix's message shows once and not three plugins' worth; an inventory that
-# does not parse is an error, not an empty fleet).
+# Nix's message comes in one warning, not three plugins' worth; an inventory
+# that does not parse is an error, not an empty fleet).
 USER_ANSIBLE_CFG = """\
 [defaults]
 inventory = inventory/

@@ -392,8 +392,11 @@ FACT_ROWS = {
 # the roles' own (roles/*/meta/argument_specs.yml, checked both ways by
 # tests/unit/roles/test_role_options.py), the playbooks' and the callbacks',
 # the Nix inventory's host variables (plugins/plugin_utils/inventory/, checked
-# by tests/unit/plugins/module_utils/test_role_vars.py) and the facts the
-# actions set. nix_eval (from_role_vars) warns of any other nix_* variable.
+# by tests/unit/plugins/module_utils/test_role_vars.py), the host variables
+# the plugins read themselves and the facts the actions set. nix_eval
+# (from_role_vars) warns of any other nix_* variable.
+# tests/unit/plugins/module_utils/test_role_vars_read.py checks that every
+# nix_* variable a plugin, role or playbook reads is known.
 OTHER_VARIABLES = frozenset((
     # the deploy role's keys (nix_activate's keys, keys_prune)
     'nix_keys', 'nix_keys_prune',
@@ -403,7 +406,8 @@ OTHER_VARIABLES = frozenset((
     'nix_publish_cache', 'nix_publish_build_on', 'nix_publish_gc_root_dir',
     'nix_channel_repo', 'nix_channel_ref', 'nix_channel_git_dir', 'nix_channel_force',
     # the playbooks' serial batches; the copy cascade's site (copy/_cascade.py)
-    'nix_serial', 'nix_site',
+    # and the address the other hosts reach a host at (copy/_cascade_stage.py)
+    'nix_serial', 'nix_site', 'nix_peer_host',
     # the Nix inventory's host variables (with nix_flake, nix_attr, nix_platform)
     'nix_source', 'nix_system', 'nix_tags', 'nix_role', 'nix_configuration', 'nix_node',
     'nix_profiles',
