@@ -22,6 +22,7 @@ the activation and the post-activation keys after a successful one, in the
 same task (plugin_utils/keys/_keys_upload.py): a deploy costs no key tasks.
 """
 
+import os
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms, _role_vars
@@ -39,10 +40,14 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activa
     ActivateTask, ConnectionLost, HostSession, Timeline, unreachable)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._later_states import (
     LaterStates)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _build, _gc_roots
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import loader_of
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.keys import _keys, _keys_upload
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
     NixdeployAction, host_message)
 
@@ -89,6 +94,8 @@ class ActionModule(NixdeployAction):
                 outcome = self._with_keys(task, activation)
         except ConnectionLost as exc:
             outcome = unreachable(exc)
+        if not self._task.check_mode:
+            self._follow_rollback(args, outcome)
         dropped = dropped_warning(self.host, session.dropped)
         if dropped:
             outcome.setdefault('warnings', []).append(dropped)
@@ -100,6 +107,42 @@ class ActionModule(NixdeployAction):
                     self.host, outcome['msg'], outcome.get('phase')))
         result.update(outcome)
         return result
+
+    # ------------------------------------------------------------ GC root
+    def _follow_rollback(self, args, outcome):
+        """After a rollback (state=rolled_back, or an activation the host
+        rolled back) the controller's GC root of this host points at the
+        system the host now runs, or is removed when the controller's store
+        lacks it (plugin_utils/builds/_gc_roots.py). The root is found as
+        nix_build writes it: the folder is the variable nix_gc_root_dir
+        (default /nix/var/nix/gcroots/nixdeploy), the fleet the host's
+        nix_flake. A root that cannot be moved is a warning: the host's
+        rollback itself stands."""
+        running = _gc_roots.running_after_rollback(args['state'], outcome)
+        if running is None:
+            return
+        row = _role_vars.BY_OPTION['gc_root_dir']
+        folder = row.host_value(self.task_vars)
+        folder = os.path.expanduser(u'%s' % self._render(folder)) if folder is not None \
+            else row.default
+        flake = _role_vars.host_value('flake', self.task_vars)
+        try:
+            fleet = _gc_roots.fleet_of(self._render(flake) if flake is not None else None,
+                                       loader_of(self).get_basedir())
+            builder = _build.Builder(NixOptions.from_params(args))
+            done, root, warning = _gc_roots.follow_rollback(builder, folder, fleet, self.host,
+                                                            running)
+        except (NixdeployError, OSError) as exc:
+            outcome.setdefault('warnings', []).append(
+                "%s: the controller's GC root of the host still holds the system it rolled "
+                "back from: %s" % (self.host, exc))
+            return
+        if done == 'moved':
+            outcome['gc_root'] = root
+        elif done == 'removed':
+            outcome['gc_root'] = None
+        if warning:
+            outcome.setdefault('warnings', []).append(u'%s: %s' % (self.host, warning))
 
     # ------------------------------------------------------------ keys
     def _with_keys(self, task, activation):

@@ -18,7 +18,8 @@ import os
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars, _specs
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _build, _builders
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
+    _build, _builders, _gc_roots)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._build_stage import (
     BuildStage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._target_build import (
@@ -69,8 +70,10 @@ class ActionModule(NixdeployAction):
             # it will not ask: no wave of the batch waits for it
             self._service().decline(host)
             raise
-        # what the service, the target build and the entry hold: JSON data
+        # what the service, the target build and the entry hold: JSON data;
+        # the fleet names the folder of the host's GC root (builds/_gc_roots.py)
         data = normalised(request.data())
+        data['fleet'] = _gc_roots.fleet_of(args.get('flake'), loader_of(self).get_basedir())
         if request.build_on == _build.TARGET:
             # no wave of the batch waits for this host
             self._service().decline(host)

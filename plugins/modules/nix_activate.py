@@ -399,6 +399,16 @@ notes:
   - Once the profile holds the new system, the run releases the GC root
     M(nixdeploy.fleet.nix_copy_closure) planted for it (C(<state>/gcroots/<inventory name>)
     points at C(/dev/null) then).
+  - "After a rollback (O(state=rolled_back), or an activation the target rolled back before
+    the task ended), the controller's GC root of the host that M(nixdeploy.fleet.nix_build)
+    wrote (C(<gc_root_dir>/<fleet>/<host>), or an older C(<gc_root_dir>/<host>)) points at the
+    system the host runs again, or is removed when the controller's store does not hold that
+    system: it no longer keeps the system the host rolled back from. The folder is the variable
+    C(nix_gc_root_dir) (default C(/nix/var/nix/gcroots/nixdeploy)), the fleet comes from the
+    host's C(nix_flake), as the build reads them; a host with no controller root (built on
+    itself) gets none. A root that cannot be moved is a warning; the rollback stands. A
+    rollback the watchdog makes after the task ended (a confirmation lost later) leaves the
+    root as it is."
   - The task follows the run through lost connections (a switch that restarts the network)
     until it ends, for at most 2 x O(lock_timeout) + O(activation_timeout) + 30 seconds, plus
     O(activation_timeout) + O(confirm_timeout) and the longest the health checks can take with
@@ -535,6 +545,13 @@ activated:
   description: Whether the system was activated.
   returned: always
   type: bool
+gc_root:
+  description:
+    - After a rollback, the controller's GC root of the host, now pointing at the system it runs;
+      V(null) when that root was removed (the controller's store does not hold that system).
+  returned: after a rollback, when the controller held a root for the host
+  type: str
+  sample: /nix/var/nix/gcroots/nixdeploy/infra-d7c5dd751658/web1
 rolled_back:
   description: Whether the target rolled back (a failed activation, a missing confirmation, or
     O(state=rolled_back)).

@@ -35,8 +35,16 @@ description:
     C(builders) setting builds (C(nix config show) under O(nix_options) and O(nix_args), asked only when a
     derivation to build is for another system than this machine's) decides it. When Nix itself fails on a
     platform all the same, its message comes with the same ways out."
-  - Keeps one GC root per inventory host in O(gc_root_dir), replaced on every build, so a garbage collection on
-    the controller cannot delete what is deployed.
+  - "Keeps one GC root per fleet and inventory host, C(<gc_root_dir>/<fleet>/<host>), replaced on every build, so
+    a garbage collection on the controller cannot delete what is deployed. The fleet is the host's flake
+    (O(flake), else the host var C(nix_flake)) without its commit, branch or C(narHash): its folder is named
+    C(<last part of the flake's path>-<12 hex digits of its sha256>), so two flakes with a host C(web1) keep
+    one root each, and every commit of one flake replaces the same root. Without a known flake (only
+    O(drv_path) given) the root is C(<gc_root_dir>/<host>), as before."
+  - "A root left directly in O(gc_root_dir) by an earlier release (C(<gc_root_dir>/<host>)) is removed when the
+    host's root is written in its fleet's folder. After a rollback (M(nixdeploy.fleet.nix_activate)), the root
+    points at the system the host runs again. A host that leaves the inventory keeps its root until it is
+    removed by hand (C(rm <gc_root_dir>/<fleet>/<host>))."
   - "O(build_on=target) copies the derivation closure (C(.drv) files and sources, not outputs) to the host's own
     store over ssh-ng and realises it there; the output never passes through the controller (colmena's
     buildOnTarget, deploy-rs's remoteBuild). It needs no signatures: derivations are content-addressed."
@@ -100,7 +108,8 @@ options:
     default: 1024
   gc_root_dir:
     description:
-      - Folder on the controller for the GC roots, one symlink per inventory host named after it.
+      - Folder on the controller for the GC roots, one folder per fleet (flake) holding one symlink per
+        inventory host named after it.
       - Outside C(/nix/var/nix/gcroots) the links are registered as indirect roots.
     type: path
     default: /nix/var/nix/gcroots/nixdeploy
@@ -119,8 +128,8 @@ options:
     description:
       - In check mode with diff mode, build controller-built systems for real (the controller's
         store only; no host changes) so that M(nixdeploy.fleet.nix_activate) can show the closure
-        difference. Their GC roots go to O(gc_root_dir) with C(-check) appended, so the roots of
-        what is deployed stay as they are.
+        difference. Their GC roots go to O(gc_root_dir) with C(-check) appended (then the fleet
+        and the host), so the roots of what is deployed stay as they are.
       - V(true) by default, as the deploy role's C(nix_closure_diff) and M(nixdeploy.fleet.nix_activate)'s
         O(nixdeploy.fleet.nix_activate#module:closure_diff) (one default per option).
     type: bool
@@ -237,7 +246,7 @@ gc_root:
   description: The GC root of this host on the controller.
   returned: success on the controller or a builder, not in check mode
   type: str
-  sample: /nix/var/nix/gcroots/nixdeploy/web1
+  sample: /nix/var/nix/gcroots/nixdeploy/infra-d7c5dd751658/web1
 would_build:
   description: Derivations of this host's closure that had to be (or would be) built.
   returned: when known

@@ -34,11 +34,10 @@ import threading
 import typing
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
-    _build_platforms, _builders, _closure)
+    _build_platforms, _builders, _closure, _gc_roots)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
     EvalError, EvalRequest)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
-    file_name, is_store_path)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output, _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, NixCommand
@@ -49,11 +48,10 @@ TARGET = _builders.TARGET
 LOG_TAIL_LINES = 25
 
 
-def gc_root_path(gc_root_dir, host):
-    """The GC root of ``host``: a file directly in ``gc_root_dir``, named by
-    ``_store.file_name`` (a host name is data: it never places the root
-    elsewhere)."""
-    return os.path.join(gc_root_dir, file_name(host))
+def gc_root_path(gc_root_dir, host, fleet=None):
+    """The GC root of ``host`` of ``fleet``: ``<gc_root_dir>/<fleet>/<host>``,
+    or the flat ``<gc_root_dir>/<host>`` without a fleet (``_gc_roots``)."""
+    return _gc_roots.root_path(gc_root_dir, host, fleet)
 
 
 def build_place(args):

@@ -14,13 +14,12 @@ slow system in the same wave holds only its own host; a host that asks
 while waves run starts a wave of its own.
 """
 
-import os
 import threading
 
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
-    _build, _build_platforms, _builders, _closure)
+    _build, _build_platforms, _builders, _closure, _gc_roots)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import stage_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, options_of
@@ -227,15 +226,17 @@ class BuildStage(object):
             if 'error' in outcome:
                 entries[name]['error'] = outcome['error']
             elif not self.check_mode:
-                root = _build.gc_root_path(self.args['gc_root_dir'], name)
-                # exist_ok: the builders' threads may get here at once
-                os.makedirs(self.args['gc_root_dir'], 0o755, exist_ok=True)
+                # <gc_root_dir>/<fleet>/<host>; the host's old flat root goes
                 try:
-                    builder.add_root(root, out)
+                    root, warning = _gc_roots.write_root(
+                        builder, self.args['gc_root_dir'],
+                        entries[name]['request'].get('fleet'), name, out)
                 except NixError as exc:
                     # this host's root only: the others' builds stand
                     entries[name]['error'] = u'%s' % exc
                     continue
+                if warning:
+                    result.setdefault('warnings', []).append(u'%s: %s' % (name, warning))
                 ok_outs.append(out)
                 result['gc_root'] = root
         if ok_outs:

@@ -23,6 +23,7 @@ sys.path.insert(0, collections_path())
 # how many evaluators nix_eval's defaults give a batch on this controller
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_pool import (  # noqa: E402
     DEFAULT_MAX_MEMORY_MB, default_workers)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _gc_roots  # noqa: E402
 
 pytestmark = pytest.mark.lab
 
@@ -49,6 +50,11 @@ def valid_here(path):
                           stderr=subprocess.DEVNULL, check=False).returncode == 0
 
 
+def root_of(roots, flake, host):
+    """A host's controller GC root: <roots>/<the flake's fleet>/<host>."""
+    return _gc_roots.root_path(str(roots), host, _gc_roots.fleet_of(flake.ref))
+
+
 def roots_of(path):
     return subprocess.run(['nix-store', '--query', '--roots', path], stdout=subprocess.PIPE,
                           universal_newlines=True, check=True).stdout
@@ -72,7 +78,7 @@ def test_roots_in_the_stores_gcroots_are_plain_symlinks(evb_lab, tmp_path):
         assert not [c for c in store_calls if '--add-root' in c], store_calls
         for host in evb_lab.hosts:
             got = run.result('build', host)['result']
-            root = os.path.join(roots, host)
+            root = root_of(roots, flake, host)
             assert got['gc_root'] == root and os.readlink(root) == got['out_path']
             # Nix's own collector counts it
             assert root in roots_of(got['out_path']), host
@@ -101,7 +107,7 @@ def test_one_build_gc_roots_replaced(evb_lab, tmp_path):
         assert got['out_path'] == run.result('evaluate', host)['result']['out_path']
         assert valid_here(got['out_path'])
         assert got['closure_paths'] >= 2 and got['closure_bytes'] > 0
-        root = str(roots / host)
+        root = root_of(roots, flake, host)
         assert got['gc_root'] == root and os.readlink(root) == got['out_path']
         assert root in roots_of(got['out_path'])
         first[host] = got['out_path']
@@ -112,12 +118,12 @@ def test_one_build_gc_roots_replaced(evb_lab, tmp_path):
     assert run.rc == 0, run
     h1 = run.result('build', 'h1')['result']
     assert h1['built'] is True and h1['out_path'] != first['h1']
-    assert os.readlink(str(roots / 'h1')) == h1['out_path']
-    assert str(roots / 'h1') not in roots_of(first['h1'])
+    assert os.readlink(root_of(roots, flake, 'h1')) == h1['out_path']
+    assert root_of(roots, flake, 'h1') not in roots_of(first['h1'])
     for host in set(evb_lab.hosts) - {'h1'}:
         got = run.result('build', host)['result']
         assert got['built'] is False and got['changed'] is False
-        assert os.readlink(str(roots / host)) == first[host]
+        assert os.readlink(root_of(roots, flake, host)) == first[host]
 
 
 # Proven elsewhere, so not here again: a broken build fails its hosts alone,
@@ -150,13 +156,13 @@ def test_build_on_target_and_on_builder(evb_lab, tmp_path):
         assert evb_lab.store_has(host, out), host
         assert not valid_here(out), 'built on %s but in the controller store' % host
         assert got['closure_paths'] >= 2
-        assert not os.path.exists(str(roots / host))
+        assert not os.path.exists(root_of(roots, flake, host))
     h6 = run.result('build', 'h6')['result']
     assert h6['build_on'] == 'h5' and h6['built'] is True
     assert evb_lab.store_has('h5', h6['out_path'])          # built on the builder
     assert not evb_lab.store_has('h6', h6['out_path'])      # not yet on the target
     assert valid_here(h6['out_path'])                       # fetched for nix_copy_closure
-    assert os.readlink(str(roots / 'h6')) == h6['out_path']
+    assert os.readlink(root_of(roots, flake, 'h6')) == h6['out_path']
     # again: everything is there, nothing is built
     run = play(tmp_path / 'again', evb_lab, flake, tasks(nix, roots), inv=inv, args=limit)
     assert run.rc == 0, run

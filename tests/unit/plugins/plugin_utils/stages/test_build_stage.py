@@ -48,8 +48,11 @@ def stage(tmp_path, check_mode=False, hostvars=None, nix_options=None):
     return _build_stage.BuildStage(options(nix_options), args, check_mode, hostvars or {})
 
 
-def request(drv=None, evaluate=None, build_on='controller'):
-    return {'drv': drv, 'eval': evaluate, 'build_on': build_on}
+def request(drv=None, evaluate=None, build_on='controller', fleet=None):
+    out = {'drv': drv, 'eval': evaluate, 'build_on': build_on}
+    if fleet is not None:
+        out['fleet'] = fleet
+    return out
 
 
 def test_a_wave_builds_each_system_once_and_a_broken_one_fails_its_host_alone(tmp_path, flake):
@@ -75,6 +78,29 @@ def test_a_wave_builds_each_system_once_and_a_broken_one_fails_its_host_alone(tm
     assert entries['db']['error'].startswith('building %s failed:' % bad)
     assert 'broken on purpose' in entries['db']['error']
     assert 'gc_root' not in entries['db']['result']
+
+
+def test_each_fleet_roots_its_own_host_of_a_name_and_the_flat_root_goes(tmp_path, flake):
+    """The action names each host's fleet (its flake, builds/_gc_roots.py):
+    the root is <gc_root_dir>/<fleet>/<host>, and a root the host had
+    directly in gc_root_dir before fleets is removed."""
+    good, other = flake.drv('good'), flake.drv('other')
+    roots = tmp_path / 'roots'
+    roots.mkdir()
+    os.symlink('/nix/store/%s-old' % ('0' * 32), str(roots / 'web1'))
+    answers = Answers()
+    stage(tmp_path).wave({'web1': request(good, fleet='a-000000000000')}, answers.put)
+    first = answers.entries['web1']['result']
+    assert first['gc_root'] == str(roots / 'a-000000000000' / 'web1')
+    assert os.readlink(first['gc_root']) == first['out_path']
+    assert not os.path.lexists(str(roots / 'web1'))
+    second = Answers()
+    stage(tmp_path).wave({'web1': request(other, fleet='b-111111111111')}, second.put)
+    result = second.entries['web1']['result']
+    assert result['gc_root'] == str(roots / 'b-111111111111' / 'web1')
+    assert os.readlink(result['gc_root']) == result['out_path'] != first['out_path']
+    # fleet a's web1 keeps its own system
+    assert os.readlink(first['gc_root']) == first['out_path']
 
 
 def test_a_host_is_answered_when_its_own_system_is_built(tmp_path, flake, monkeypatch):
