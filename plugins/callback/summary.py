@@ -128,6 +128,34 @@ def totals_line(counts, check_mode=False):
     return 'nixdeploy: %d host%s: %s' % (hosts, '' if hosts == 1 else 's', ', '.join(parts))
 
 
+def evaluation_line(answered, origins):
+    """What evaluation did over the run: ``answered`` counts hosts by how
+    their answer was found (evaluated, reused, cached), ``origins`` the
+    short revisions reused answers came from. None when no host was
+    evaluated here."""
+    if not any(answered.values()):
+        return None
+    reused = '%d reused' % answered.get('reused', 0)
+    if answered.get('reused') and origins:
+        shown = sorted(origins)
+        reused += ' (from %s%s)' % (', '.join(printable(o) for o in shown[:3]),
+                                    ', ...' if len(shown) > 3 else '')
+    return 'nixdeploy: evaluation: %d evaluated, %s, %d cached' % (
+        answered.get('evaluated', 0), reused, answered.get('cached', 0))
+
+
+def _short_revision(reused):
+    """The short revision a reused answer came from ('dirty tree' for a
+    tree with uncommitted changes), or None."""
+    source = (reused or {}).get('from') if isinstance(reused, dict) else None
+    if not isinstance(source, dict):
+        return None
+    revision = source.get('revision')
+    if isinstance(revision, str) and revision:
+        return revision[:7]
+    return 'a dirty tree' if source.get('dirty') else None
+
+
 def progress_line(running, now, interval):
     """'still running' text for the tasks running at least ``interval``
     seconds (``running``: host -> (phase, started)), or None. Host names
@@ -169,6 +197,8 @@ class CallbackModule(CallbackBase):
         self._play_hosts = 0     # hosts of the play, all batches (from nix_eval)
         self._last_batch = None  # (hosts, failed) of the last batch summarised
         self._counts = {}        # status -> hosts, every batch (the closing totals line)
+        self._answered = {}      # evaluated / reused / cached -> hosts, every batch
+        self._origins = set()    # short revisions reused answers came from
         self._ticker = None
         self._done = threading.Event()
 
@@ -188,6 +218,9 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats):
         self._done.set()
         self._summarise()
+        evaluated = evaluation_line(self._answered, self._origins)
+        if evaluated and self._shown:
+            self._display.display(evaluated)
         line = totals_line(self._counts, self._check_mode)
         if line and self._shown:
             failed = any(self._counts.get(s) for s in ('failed', 'rolled_back', 'unreachable'))
@@ -225,6 +258,12 @@ class CallbackModule(CallbackBase):
             self._seen.add(host)
             if phase == 'eval' and data.get('play_hosts'):
                 self._play_hosts = int(data['play_hosts'])
+            if phase == 'eval' and data.get('answered') in ('evaluated', 'reused', 'cached'):
+                how = data['answered']
+                self._answered[how] = self._answered.get(how, 0) + 1
+                origin = _short_revision(data.get('reused')) if how == 'reused' else None
+                if origin:
+                    self._origins.add(origin)
             self._outcomes.setdefault(host, HostOutcome(host)).add(
                 phase, data, status)
             if phase == 'activate' and isinstance(data.get('dry_activate'), list):

@@ -297,3 +297,25 @@ def test_progress_and_stop_lines_show_host_names_escaped(callback):
     assert callback._display.text() == [
         'nixdeploy: 1 of 2 hosts of batch 1 failed (evil\\n\\x1b[2K\\x1b[32mweb2           nixos'
         '         gen   3 -> 4   switched): no further batch starts']
+
+
+def test_the_closing_lines_say_what_evaluation_did(callback):
+    """After a one-host commit the console says which hosts were reused,
+    and from which commit, without -v or the report."""
+    callback.v2_playbook_on_play_start(callback.play)
+    reused = {'from': {'revision': '0123456789abcdef0123456789abcdef01234567'}, 'checked': 9}
+    for host, how in (('web1', 'evaluated'), ('web2', 'reused'), ('web3', 'reused'),
+                      ('web4', 'cached')):
+        data = dict(EVAL, answered=how, **({'reused': reused} if how == 'reused' else {}))
+        callback.v2_runner_on_ok(Result(host, 'eval', data))
+        callback.v2_runner_on_ok(Result(host, 'activate', switched(3)))
+    callback.v2_playbook_on_stats(None)
+    text = callback._display.text()
+    assert text[-2] == 'nixdeploy: evaluation: 1 evaluated, 2 reused (from 0123456), 1 cached'
+    assert text[-1] == 'nixdeploy: 4 hosts: 0 failed, 4 changed, 0 unchanged'
+
+
+def test_no_evaluation_line_without_evaluations():
+    assert plugin.evaluation_line({}, set()) is None
+    assert plugin.evaluation_line({'reused': 1}, {'a dirty tree'}) == \
+        'nixdeploy: evaluation: 0 evaluated, 1 reused (from a dirty tree), 0 cached'
