@@ -112,12 +112,10 @@ def _expressions(value, key=None):
     the conditional keywords."""
     if isinstance(value, dict):
         for k, v in value.items():
-            for text in _expressions(v, k):
-                yield text
+            yield from _expressions(v, k)
     elif isinstance(value, list):
         for v in value:
-            for text in _expressions(v, key):
-                yield text
+            yield from _expressions(v, key)
     elif isinstance(value, str):
         if key in CONDITIONALS:
             yield value

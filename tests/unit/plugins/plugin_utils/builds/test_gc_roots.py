@@ -139,9 +139,9 @@ def systems(tmp_path):
     controller's store and rooted by nothing."""
     (tmp_path / 'three.nix').write_text(THREE)
     opts = _nix.NixOptions(options={'substituters': ''})
+    tag = _nix.nix_string(uuid.uuid4().hex[:12])
     expr = ('let x = import %s { tag = %s; }; in { a1 = x.a1.drvPath; a2 = x.a2.drvPath; '
-            'b1 = x.b1.drvPath; }' % (tmp_path / 'three.nix',
-                                     _nix.nix_string(uuid.uuid4().hex[:12])))
+            'b1 = x.b1.drvPath; }' % (tmp_path / 'three.nix', tag))
     drvs = _nix.NixCommand(opts).json('eval', ['--json', '--impure', '--expr', expr], 'eval')
     out = subprocess.run(['nix-store', '--realise'] + [drvs[k] for k in sorted(drvs)],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

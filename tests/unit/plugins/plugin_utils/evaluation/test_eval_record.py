@@ -61,7 +61,7 @@ def make_source(folder):
 def traced(tmp_path, root):
     log = str(tmp_path / 'strace.log')
     argv = _eval_trace.strace_argv(shutil.which('strace'), log,
-                                    [sys.executable, '-c', READER, root, MARKER, SELF])
+                                   [sys.executable, '-c', READER, root, MARKER, SELF])
     subprocess.run(argv, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return _eval_trace.Log.read(log, root, MARKER, SELF)
 
