@@ -44,4 +44,7 @@ if [ ! -s "$get_pip" ]; then
 fi
 
 export ANSIBLE_COLLECTIONS_PATH=$tmp
-exec "$ansible_test" sanity --venv --python "$pyver" --color no "$@"
+# not exec: the trap above removes the copy when ansible-test is done
+rc=0
+"$ansible_test" sanity --venv --python "$pyver" --color no "$@" || rc=$?
+exit $rc
