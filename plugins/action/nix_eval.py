@@ -20,10 +20,14 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import EVAL_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_stage
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
+    evaluation_options)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
     RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_hints
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
+    NixCommand, NixError, NixOptions)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
     NixdeployAction, verbose_traceback)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
@@ -54,7 +58,11 @@ class ActionModule(NixdeployAction):
         checks the variables it reads itself (the action base)."""
         if not boolean(self._task.args.get(_role_vars.FLAG, False), strict=False):
             return super(ActionModule, self).role_var_problems()
-        problems = _role_vars.variable_problems(self.task_vars, self._render)
+        # each variable templated now, even one only a later phase reads: a
+        # template that fails fails this host here, before anything of it
+        # is evaluated (ansible-core would template it only when read)
+        problems = _role_vars.variable_problems(self.task_vars, self._render,
+                                                failure=self.template_failure)
         unknown = _role_vars.unknown_variables(self.task_vars)
         if unknown and self._task.args.get('unknown_vars') == 'error':
             problems.extend('%s (nix_unknown_vars is error)' % _role_vars.unknown_message(
@@ -138,7 +146,18 @@ class ActionModule(NixdeployAction):
         if warnings:
             result['warnings'] = warnings
         if 'error' in host_entry or 'error' in evaluated:
-            return self.failed(result, host_entry.get('error') or evaluated['error'],
+            message = host_entry.get('error') or evaluated['error']
+            if 'error' not in host_entry:
+                # the fix, last: the summary's one line keeps the first and
+                # the last line of a message (common/_cause.py)
+                try:
+                    hint = self._hint(args, request, evaluated, host_entry.get('source'), sources)
+                except (OSError, ValueError, NixError):
+                    # a hint is extra: Nix's message stands without it
+                    hint = None
+                if hint:
+                    message = u'%s\n%s' % (message, hint)
+            return self.failed(result, message,
                                traceback=host_entry.get('traceback') or evaluated.get('traceback'))
         result.update({
             'drv_path': evaluated['drv_path'],
@@ -147,3 +166,44 @@ class ActionModule(NixdeployAction):
             'ansible_facts': _eval_stage.facts_of(evaluated),
         })
         return result
+
+    def _hint(self, args, request, evaluated, source, sources):
+        """The fix for a failed evaluation whose cause is certain, or None:
+        a file the flake imports that git does not track, or a configuration
+        name its set lacks, with the names nearest to it
+        (plugin_utils/nix/_nix_hints.py)."""
+        said = evaluated.get('nix_message') or evaluated.get('error') or ''
+        hint = _nix_hints.untracked_file(said, request['flake'])
+        if hint:
+            return hint
+        missing = _nix_hints.missing_attribute(said, request['attr'])
+        ref = pinned_ref(source)
+        if missing is None or ref is None:
+            return None
+        prefix, name = missing
+        opts = NixOptions.from_params(args)
+        # one Nix call on this error only, bounded in time, on the content
+        # the evaluation read; the run asks it once per flake and set,
+        # whichever host asks first
+        timeout = min(_nix_hints.NAMES_TIMEOUT,
+                      args.get('eval_timeout') or _nix_hints.NAMES_TIMEOUT)
+        runner = NixCommand(NixOptions(nix_bin=opts.nix_bin,
+                                       options=evaluation_options(opts.options)), timeout)
+        names = sources.once(
+            batch_key('attribute-names', ref, prefix, opts.nix_bin, opts.options),
+            lambda: _nix_hints.attribute_names(runner, ref, prefix))
+        return _nix_hints.nearest_names(prefix, name, names or ())
+
+
+def pinned_ref(source):
+    """The reference the run pinned and evaluated (a commit or a store
+    snapshot: what the failed evaluation read), from a host's ``source``;
+    None when the flake was not pinned, its pin reads a lock graph of the
+    run's own, or the shown reference had a credential masked."""
+    source = source or {}
+    ref = source.get('evaluated')
+    if not source.get('pinned') or not isinstance(ref, str) or source.get('lock'):
+        return None
+    if _redact.MASK in ref:
+        return None
+    return ref

@@ -207,7 +207,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._invento
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
     InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_config import (
-    check_flake_folder, check_keys, check_nix, nix_error, untracked_source)
+    CONFIG_SUFFIXES, check_flake_folder, check_keys, check_nix, misnamed_config, nix_error,
+    untracked_source)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
     check_composed, node_label)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_hosts import (
@@ -246,8 +247,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = 'nixdeploy.fleet.nix'
 
     def verify_file(self, path):
-        return (super(InventoryModule, self).verify_file(path)
-                and path.endswith(('.nix.yml', '.nix.yaml')))
+        if not super(InventoryModule, self).verify_file(path):
+            return False
+        if path.endswith(CONFIG_SUFFIXES):
+            return True
+        # a file meant for this plugin but misnamed: ansible-core says only
+        # that nothing could parse it (the reason at -vvv), so say why here
+        misnamed = misnamed_config(path)
+        if misnamed:
+            display.warning('nixdeploy.fleet.nix: %s' % misnamed)
+        return False
 
     def parse(self, inventory, loader, path, cache=True):
         try:

@@ -549,13 +549,53 @@ def as_variables(text, sources):
     return text
 
 
-def variable_problems(variables, render=None, skip=()):
+# What the deploy role itself defines after its first phase, for a later one
+# to read: its registered results and the facts nix_eval sets. A template
+# that needs one of them cannot be templated before evaluation; the phase
+# that reads it templates it.
+SET_BY_THE_ROLE = frozenset(('deploy_eval', 'deploy_build', 'deploy_copy', 'deploy_activate',
+                             'nix_drv_path', 'nix_out_path'))
+# ansible-core's words for an undefined variable
+_UNDEFINED = re.compile(r"'(\w+)' is undefined")
+
+
+def set_later(text):
+    """Whether ``text`` (ansible-core's message for a template that failed)
+    says only that variables the role defines later are undefined."""
+    names = _UNDEFINED.findall(text or '')
+    return bool(names) and all(name in SET_BY_THE_ROLE for name in names)
+
+
+def template_message(row, name, text, origins=()):
+    """What is said of ``name`` (row's variable), whose template fails:
+    ansible-core's words (``text``), where it says the value comes from
+    (``origins``, ``file:line:column`` each) and the fix."""
+    secret = bool(row.spec.get('no_log'))
+    if secret:
+        text = 'the value given cannot be templated'
+    where = ' (Origin: %s)' % '; '.join(origins) if origins else ''
+    fix = 'fix its template where it is set'
+    if not _unset(row.default) and row.default not in ([], {}):
+        fix += ', or remove it to use the default (%s)' % (row.default,)
+    else:
+        fix += ', or remove it'
+    return '%s: %s%s; %s' % (name, text, where, fix)
+
+
+def variable_problems(variables, render=None, skip=(), failure=None):
     """What is wrong with the role variables in ``variables`` (a host's),
     every row of the table, whichever phase reads it: messages naming the
     variable. A value equal to its row's default (the role's defaults) is
-    good as it is; ``render(value)`` templates one that may be a template
-    (one that cannot be templated yet is left to its phase); ``skip``:
-    names not to check."""
+    good as it is; ``render(value)`` templates one that may be a template,
+    so that a variable only a later phase reads is templated before
+    evaluation all the same (ansible-core templates a variable only when
+    something reads it). When ``render`` raises, ``failure(error, value)``
+    says whether that is this host's problem: (ansible-core's words, the
+    origins) for a template that fails (a syntax error, an undefined
+    variable, a lookup that fails), None for one that is not ready yet (it
+    needs what the role defines later, SET_BY_THE_ROLE): that one is left
+    to its phase, as is every failed template without ``failure``.
+    ``skip``: names not to check."""
     problems = []
     for row in ROWS:
         value, name = row.own_value(variables)
@@ -566,8 +606,11 @@ def variable_problems(variables, render=None, skip=()):
                 continue
             try:
                 value = render(value)
-            except Exception:  # pylint: disable=broad-except
-                # undefined yet, or a lookup that fails: its phase says so
+            except Exception as error:  # pylint: disable=broad-except
+                said = failure(error, value) if failure is not None else None
+                if said is not None:
+                    problems.append(template_message(row, name, *said))
+                # else not ready yet: the phase that reads it templates it
                 continue
             if _unset(value):
                 continue
@@ -653,6 +696,12 @@ def value_problems(row, name, value):
     spec = dict(row.spec)
     spec.pop('default', None)
     secret = bool(spec.get('no_log'))
+    # a key no sub-option knows (nix_health_checks' `comand:`): said with the
+    # nearest known key, instead of ansible's list of the supported ones
+    # (what else ansible says of such an item follows from the typo)
+    unknown = unknown_keys(spec, value, name)
+    if unknown:
+        return unknown
     # (iterated: the error list of ansible has no length of its own)
     errors = list(ArgumentSpecValidator({name: spec}).validate({name: value}).errors)
     if not errors:
@@ -676,6 +725,40 @@ def value_problems(row, name, value):
             problems.append('%s: the value given is not valid' % name)
         else:
             problems.append('%s: %s' % (name, text))
+    return problems
+
+
+def unknown_keys(spec, value, path):
+    """Messages for each key of ``value`` (at ``path``, the variable's
+    name) that its spec's sub-options do not know, with the nearest known
+    key: ``unknown key 'comand' in nix_health_checks[0]: did you mean
+    'command'?``. Only keys are looked at; values are ansible's to judge."""
+    options = spec.get('options')
+    if not options:
+        return []
+    if spec.get('type') == 'list':
+        if not isinstance(value, (list, tuple)):
+            return []
+        items = [('%s[%d]' % (path, index), item) for index, item in enumerate(value)]
+    else:
+        items = [(path, value)]
+    known = set(options)
+    for option in options.values():
+        known.update(option.get('aliases') or ())
+    problems = []
+    for where, item in items:
+        if not isinstance(item, dict):
+            continue
+        for key in sorted(item, key=str):
+            if key in known:
+                sub = options.get(key)
+                if sub is not None:
+                    problems.extend(unknown_keys(sub, item[key], '%s.%s' % (where, key)))
+                continue
+            near = nearest('%s' % key, known)
+            problems.append("unknown key '%s' in %s%s" % (
+                key, where, ": did you mean '%s'?" % near if near else
+                ' (known keys: %s)' % ', '.join(sorted(options))))
     return problems
 
 

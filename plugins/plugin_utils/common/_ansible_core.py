@@ -254,3 +254,46 @@ def playbook_file(playbook):
     Checked on ansible-core 2.19 and 2.21. Fallback: None (the report
     names no playbook)."""
     return getattr(playbook, '_file_name', None)
+
+
+# ------------------------------------------------------------ templating
+def template_error(error, value=None):
+    """(text, origins) of ``error``, raised by templating ``value``:
+    ansible-core's own words for it, its causes included, as ansible-core
+    prints them in a failed task's message (``Syntax error in template:
+    unexpected '}'``), and where ansible-core says the value and the
+    template that failed come from (``file:line:column``, its ``Origin:``
+    line; none for a value with no known origin, such as a dict built in
+    a play).
+
+    Checked on ansible-core 2.19 and 2.21: ``format_exception_message`` and
+    the ``Origin`` tag (a value's file and line, and the failing template's,
+    the error's ``obj``). Fallback: the error's own message, no origin."""
+    try:
+        from ansible._internal._errors._error_utils import format_exception_message
+        text = format_exception_message(error)
+    except Exception:  # pylint: disable=broad-except
+        text = None
+    if not text:
+        text = u'%s' % (getattr(error, 'message', None) or error)
+    origins = []
+    try:
+        from ansible._internal._datatag._tags import Origin
+    except ImportError:
+        return text, origins
+    found = []
+    for where in (value, getattr(error, 'obj', None)):
+        try:
+            origin = Origin.get_tag(where) if where is not None else None
+        except Exception:  # pylint: disable=broad-except
+            origin = None
+        if origin is None or not getattr(origin, 'path', None):
+            continue
+        line = (origin.path, getattr(origin, 'line_num', None))
+        if found and found[-1][0] == line:
+            # the same line (a list and the item in it that failed): the
+            # failing template's column is the one to show
+            found[-1] = (line, u'%s' % origin)
+        else:
+            found.append((line, u'%s' % origin))
+    return text, [shown for _line, shown in found]

@@ -19,6 +19,8 @@ import re
 import shutil
 import subprocess
 
+import yaml
+
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
     InventoryError)
 
@@ -56,6 +58,38 @@ def nix_error(text):
         # nothing was left between Nix's opening `error:` and the message
         kept = [[kept[1][0].lstrip()] + kept[1][1:]] + kept[2:]
     return '\n'.join(line for frame in kept for line in frame).strip()
+
+
+# the names a config file of the plugin must have (its verify_file)
+CONFIG_SUFFIXES = ('.nix.yml', '.nix.yaml')
+# what a file may be named that someone meant as the plugin's config file,
+# and the most of it that is read to tell
+_CONFIG_LIKE = ('.yml', '.yaml', '.json')
+_CONFIG_MAX_BYTES = 64 * 1024
+PLUGIN_NAME = 'nixdeploy.fleet.nix'
+
+
+def misnamed_config(path):
+    """The sentence with the fix when ``path`` is a YAML (or JSON) file whose
+    ``plugin:`` is this plugin but whose name does not end in ``.nix.yml``
+    or ``.nix.yaml`` (ansible-core then only says it could not parse it, the
+    reason at -vvv), else None. Reads at most 64 KiB of the file."""
+    name = os.path.basename(path)
+    if name.endswith(CONFIG_SUFFIXES) or not name.endswith(_CONFIG_LIKE):
+        return None
+    try:
+        if os.path.getsize(path) > _CONFIG_MAX_BYTES:
+            return None
+        with open(path, 'rb') as handle:
+            text = handle.read(_CONFIG_MAX_BYTES).decode('utf-8')
+        data = yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict) or data.get('plugin') != PLUGIN_NAME:
+        return None
+    stem = name.rsplit('.', 1)[0]
+    return ('%s names plugin: %s, but the plugin reads only files whose name ends in .nix.yml or '
+            '.nix.yaml, so nothing read it: rename it to %s.nix.yml' % (path, PLUGIN_NAME, stem))
 
 
 def check_keys(config, known, path):

@@ -62,6 +62,8 @@ from ansible.utils.display import Display
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
     NixdeployError, internal_error)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
+    template_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
     printable, printable_lines)
@@ -289,6 +291,19 @@ class NixdeployAction(ActionBase):
         """A variable's value as a task argument gets it: templated (the
         templar is looked up only when a variable fills an option)."""
         return self._templar.template(value)
+
+    @staticmethod
+    def template_failure(error, value):
+        """For the check of every role variable before evaluation
+        (``_role_vars.variable_problems``): (ansible-core's words, the
+        origins) of ``error``, raised by templating the variable ``value``;
+        None (left to the phase that reads it) for an error that is no
+        template's, or a template that needs only what the role defines
+        later."""
+        if not isinstance(error, AnsibleError):
+            return None
+        text, origins = template_error(error, value)
+        return None if _role_vars.set_later(text) else (text, origins)
 
     def host_result(self, args, result):
         """This host's result (``args``: the validated arguments;

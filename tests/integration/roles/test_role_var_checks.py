@@ -116,3 +116,43 @@ def test_a_nix_bin_that_does_not_exist(rvc_fleet):
         assert summary[host]['failed'], summary
         assert not any(r['task'] in PHASES[1:] and r['status'] != 'skipped'
                        for r in run.results(host=host)), run
+
+
+def test_a_template_error_in_a_variable_only_activate_reads(rvc_fleet):
+    """Issue 79: h2's `nix_confirm_timeout: "{{ 30 + 15 }"` (a Jinja syntax
+    error; only the activate phase reads it) fails h2 at the eval task,
+    naming the variable, its file and line and the fix, before anything of
+    it is evaluated; h1 and h3 deploy. With `--tags build` the run fails
+    too (it ended with rc 0 when only activate templated it)."""
+    lab = rvc_fleet.lab
+    before = lab.active('h2')
+    workdir = rvc_fleet.rundir()
+    host_vars = os.path.join(workdir, 'host-vars.yml')
+    with open(host_vars, 'w') as handle:
+        handle.write('all:\n  hosts:\n    h2:\n      nix_confirm_timeout: "{{ 30 + 15 }"\n')
+    said = ("h2: nix_confirm_timeout: Syntax error in template: unexpected '}' (Origin: %s:4:28); "
+            "fix its template where it is set, or remove it to use the default (30)" % host_vars)
+    run = run_playbook(PLAYBOOK, rvc_fleet.inventory, workdir, args=['-i', host_vars])
+    assert run.rc != 0, run
+    assert 'Traceback' not in output(run), run
+    refused = run.result(EVAL, 'h2')
+    assert refused['status'] == 'failed', refused
+    assert refused['result']['msg'] == said, refused
+    assert 'out_path' not in refused['result'] and 'evaluation' not in refused['result']
+    assert not any(r['task'] in PHASES[1:] and r['status'] != 'skipped'
+                   for r in run.results(host='h2')), run
+    assert lab.active('h2') == before
+    summary = run.summary()
+    assert summary['h2']['failed'], summary
+    for host in ('h1', 'h3'):
+        assert not summary[host]['failed'], summary
+        assert lab.active(host) == run.result(EVAL, host)['result']['out_path']
+    # --tags build: h2 fails the same way, the run with it; h1 and h3 build
+    run = run_playbook(PLAYBOOK, rvc_fleet.inventory, rvc_fleet.rundir(),
+                       args=['-i', host_vars, '--tags', 'build'])
+    assert run.rc != 0, run
+    refused = run.result(EVAL, 'h2')
+    assert refused['status'] == 'failed' and refused['result']['msg'].startswith(
+        "h2: nix_confirm_timeout: Syntax error in template"), refused
+    for host in ('h1', 'h3'):
+        assert run.result(PHASES[1], host)['status'] == 'ok', run

@@ -116,11 +116,35 @@ def test_a_value_of_the_wrong_type_names_the_variable(option, value, said):
 
 def test_sub_options_are_checked_as_ansible_checks_them():
     row = _role_vars.BY_OPTION['health_checks']
-    problems = _role_vars.value_problems(row, 'nix_health_checks', [{'name': 'web', 'htp': 1}])
+    problems = _role_vars.value_problems(row, 'nix_health_checks', [
+        {'name': 'web', 'http': {'url': 'http://127.0.0.1/', 'status': 'ok'}}])
     assert problems and all(p.startswith('nix_health_checks: ') for p in problems), problems
-    assert any('htp' in p for p in problems), problems
+    assert any('status' in p for p in problems), problems
+    problems = _role_vars.value_problems(row, 'nix_health_checks', [{'name': 'web'}])
+    assert problems and all(p.startswith('nix_health_checks: ') for p in problems), problems
     good = [{'name': 'web', 'http': {'url': 'http://127.0.0.1/'}}]
     assert _role_vars.value_problems(row, 'nix_health_checks', good) == []
+
+
+@pytest.mark.parametrize('checks,said', [
+    ([{'name': 'web', 'comand': 'true'}],
+     ["unknown key 'comand' in nix_health_checks[0]: did you mean 'command'?"]),
+    ([{'name': 'a', 'unit': 'sshd'}, {'name': 'b', 'command': 'true', 'retires': 5}],
+     ["unknown key 'retires' in nix_health_checks[1]: did you mean 'retries'?"]),
+    ([{'name': 'web', 'http': {'url': 'http://127.0.0.1/', 'stauts': 204}}],
+     ["unknown key 'stauts' in nix_health_checks[0].http: did you mean 'status'?"]),
+    ([{'name': 'web', 'unit': 'sshd', 'zzzzzz': 1}],
+     ["unknown key 'zzzzzz' in nix_health_checks[0] (known keys: command, http, interval, "
+      "name, retries, tcp, timeout, unit)"]),
+])
+def test_a_key_typo_in_a_health_check_gets_the_nearest_key(checks, said):
+    """Not ansible's garbled list of the supported parameters (and its
+    "one of the following is required" that follows from the typo): the
+    key, the item it is in and the nearest known key."""
+    row = _role_vars.BY_OPTION['health_checks']
+    assert _role_vars.value_problems(row, 'nix_health_checks', checks) == said
+    # the check before evaluation says the same of the variable
+    assert _role_vars.variable_problems({'nix_health_checks': checks}) == said
 
 
 def test_a_secret_is_never_shown():

@@ -554,3 +554,74 @@ def test_a_bug_is_this_hosts_failure_in_one_line_never_a_traceback(tmp_path, mon
     monkeypatch.setattr(Display(), 'verbosity', 3)
     out = action_of(Buggy, {'do': 'ok'}).run(task_vars=task_vars)
     assert 'Traceback' not in out['msg'] and "return {}['system']" in out['traceback']
+
+
+# ------------------------------------------------------------ templates (issue 79)
+def fleet_vars(tmp_path, monkeypatch, group_vars):
+    """{host: its variables as ansible-core gives a task} of a small fleet
+    whose group ``bad`` (h2) has ``group_vars`` (YAML text) in
+    group_vars/bad.yml; h1 and h3 are healthy."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.vars.manager import VariableManager
+    # the checkout's ansible.cfg enables the Nix inventory alone
+    monkeypatch.setattr(C, 'INVENTORY_ENABLED', ['yaml'])
+    folder = tmp_path / 'inventory'
+    (folder / 'group_vars').mkdir(parents=True)
+    (folder / 'hosts.yml').write_text(
+        'all:\n  vars:\n    nix_goal: boot\n    my_timeout: 40\n'
+        '    nix_reboot_timeout: "{{ my_timeout * 10 }}"\n'
+        '  children:\n    bad:\n      hosts:\n        h2: {}\n'
+        '    good:\n      hosts:\n        h1: {}\n        h3: {}\n')
+    (folder / 'group_vars' / 'bad.yml').write_text('---\n' + group_vars)
+    loader = DataLoader()
+    hosts = InventoryManager(loader=loader, sources=[str(folder / 'hosts.yml')])
+    manager = VariableManager(loader=loader, inventory=hosts)
+    return dict((name, manager.get_vars(host=hosts.get_host(name)))
+                for name in ('h1', 'h2', 'h3')), str(folder / 'group_vars' / 'bad.yml')
+
+
+def eval_check(tmp_path, monkeypatch, variables):
+    """The deploy role's first phase (nix_eval, from_role_vars) on one host:
+    its result, and whether anything was evaluated."""
+    from ansible.template import Templar
+    from ansible_collections.nixdeploy.fleet.plugins.action import nix_eval
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
+    evaluated = []
+    monkeypatch.setattr(nix_eval.ActionModule, 'host_result',
+                        lambda self, args, result: evaluated.append(self.host) or result)
+    action = action_of(nix_eval.ActionModule, {'from_role_vars': True})
+    task_vars = dict(variables, ansible_play_batch=['h1', 'h2', 'h3'], hostvars={})
+    action._templar = Templar(loader=DataLoader(), variables=task_vars)
+    return action.run(task_vars=task_vars), evaluated
+
+
+@pytest.mark.parametrize('line,said', [
+    # a Jinja syntax error in a variable only the activate phase reads
+    ('nix_confirm_timeout: "{{ 30 + 15 }"',
+     "nix_confirm_timeout: Syntax error in template: unexpected '}' (Origin: {path}:2:22); "
+     "fix its template where it is set, or remove it to use the default (30)"),
+    # an undefined variable (a typo) in one only the copy phase reads
+    ('nix_caches: ["{{ cache_ur }}"]',
+     "nix_caches: 'cache_ur' is undefined (Origin: {path}:2:14); fix its template where it is "
+     "set, or remove it"),
+    # templated fine, but not what the variable must be
+    ('nix_confirm_timeout: "{{ 30 + 15 }} seconds"',
+     "nix_confirm_timeout: '45 seconds' is not an integer"),
+])
+def test_a_variable_only_a_later_phase_reads_fails_its_host_before_evaluation(
+        tmp_path, monkeypatch, line, said):
+    fleet, path = fleet_vars(tmp_path, monkeypatch, line + '\n')
+    for host in ('h1', 'h3'):
+        out, evaluated = eval_check(tmp_path, monkeypatch, fleet[host])
+        assert not out.get('failed') and evaluated == [host], out
+    out, evaluated = eval_check(tmp_path, monkeypatch, fleet['h2'])
+    assert out['failed'] and out['phase'] == 'eval', out
+    assert out['msg'] == 'h2: ' + said.replace('{path}', path), out['msg']
+    assert evaluated == []
+
+
+def test_a_template_that_needs_what_the_role_sets_later_is_left_to_its_phase(
+        tmp_path, monkeypatch):
+    fleet, _path = fleet_vars(tmp_path, monkeypatch, 'nix_profile: "{{ deploy_build.profile }}"\n')
+    out, evaluated = eval_check(tmp_path, monkeypatch, fleet['h2'])
+    assert not out.get('failed') and evaluated == ['h2'], out
