@@ -4,4 +4,6 @@ commit's every host answered by the stage with its persistent cache and
 checked against a plain uncached ``nix eval``.
 
   python -m tests.evaldiff --commits 300 [--seed S] [--keep]   # make eval-diff
+  python -m tests.evaldiff --seed S --commits K --every-shape --without pos,where \
+      --edits setting,empty     # every shape of issue 76, some left out, some edits only
 """

@@ -1,4 +1,5 @@
-"""CLI: python -m tests.evaldiff --commits N [--seed S] [--keep] [--quiet]."""
+"""CLI: python -m tests.evaldiff --commits N [--seed S] [--keep] [--every-shape]
+[--without A,B] [--edits E,F] (--help)."""
 
 import sys
 

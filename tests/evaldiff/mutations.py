@@ -8,6 +8,11 @@ move, add, remove and rename hosts and files, flip an executable bit,
 retarget a link, bump an input in flake.lock (``nix flake lock
 --update-input`` before Nix 2.19, ``nix flake update NAME`` after), or
 commit nothing at all (only ``self.rev`` and ``self.lastModified`` change).
+The edits of issue 76's shapes: move the outputs (flake.nix, outputs.nix,
+parts/), change a host's setting or the admins in the outputs' file, add,
+edit and remove users, re-point ./site, edit and add files with odd names,
+bump the input that follows another, add lines above the outputs or a host
+(positions move), add and remove parts, edit the sub flake's ../lib.nix.
 
 ``draw(rng, fleet)`` edits the fleet in place and returns what it did (a
 ``Change``); ``Repo`` writes the model and commits it.
@@ -20,7 +25,7 @@ import subprocess
 from tests.evaldiff import shapes
 
 # features whose value changes with every commit
-COMMIT_BOUND = ('rev', 'selfattr')
+COMMIT_BOUND = ('rev', 'selfattr', 'me', 'iself', 'where')
 # commit times: fixed, one minute apart, so that self.lastModified moves on
 # every commit and a replay dates its commits alike
 EPOCH = 1700000000
@@ -342,6 +347,157 @@ def bump_blob(_rng, fleet):
                   ['blob'])
 
 
+# ------------------------------------------------------------------ issue 76's shapes
+def _outputs_file(fleet):
+    return {'inline': 'flake.nix', 'imported': 'outputs.nix',
+            'parts': 'parts/settings.nix'}[fleet.style]
+
+
+def outputs_style(rng, fleet):
+    """The outputs move: into flake.nix, outputs.nix, or parts/."""
+    old = fleet.style
+    fleet.style = rng.choice([s for s in shapes.STYLES if s != old])
+    if fleet.style in fleet.without:
+        fleet.style = old
+        return None
+    return Change('the outputs: %s instead of %s' % (fleet.style, old))
+
+
+def setting(rng, fleet):
+    """A host's value in the outputs' settings table changes, comes or
+    goes, mostly one that reads it."""
+    reading = [n for n in sorted(fleet.hosts) if 'setting' in fleet.hosts[n].features]
+    name = rng.choice(reading if reading and rng.random() < 0.8 else sorted(fleet.hosts))
+    where = _outputs_file(fleet)
+    if name in fleet.settings and rng.random() < 0.3:
+        del fleet.settings[name]
+        return Change('%s: no setting for %s' % (where, name))
+    fleet.settings[name] = fleet.settings.get(name, 0) + 1
+    return Change('%s: setting %d for %s' % (where, fleet.settings[name], name))
+
+
+def user_add(rng, fleet):
+    name = fleet.add_user(rng)
+    if name is None:
+        return None
+    return Change('add users/%s.nix, an admin in %s' % (name, _outputs_file(fleet)))
+
+
+def user_remove(rng, fleet):
+    if len(fleet.users) <= 1:
+        return None
+    name = rng.choice(sorted(fleet.users))
+    del fleet.users[name]
+    if name in fleet.admins:
+        fleet.admins.remove(name)
+    if fleet.override and name in fleet.override:
+        fleet.override.remove(name)
+    return Change('remove users/%s.nix and its admin entry' % name)
+
+
+def user_edit(rng, fleet):
+    name = rng.choice(sorted(fleet.users))
+    fleet.users[name][1] += 1
+    if rng.random() < 0.3:
+        fleet.users[name][0] = rng.choice(('bash', 'zsh', 'fish', 'nu'))
+    return Change('edit users/%s.nix%s' % (name, '' if name in fleet.admins else ' (unread)'))
+
+
+def site_link(rng, fleet):
+    """./site (read by the outputs' top) points to another file."""
+    if not fleet.toplink:
+        return None
+    old = fleet.site
+    fleet.site = rng.choice([s for s in sorted(fleet.sites) if s != old])
+    return Change('./site -> %s (was %s)' % (fleet.site, old))
+
+
+def site_edit(rng, fleet):
+    if not fleet.toplink:
+        return None
+    name = rng.choice(sorted(fleet.sites))
+    fleet.sites[name] += 'edited\n'
+    return Change('edit %s%s' % (name, ' (what ./site points to)' if name == fleet.site else ''))
+
+
+def odd_edit(rng, fleet):
+    """Edit a file whose name no path literal holds."""
+    if not fleet.names:
+        return None
+    files = [('conf', n) for n in sorted(fleet.odd)] + [('keys', n) for n in sorted(fleet.keys)]
+    folder, name = rng.choice(files)
+    (fleet.odd if folder == 'conf' else fleet.keys)[name] += 'edited\n'
+    return Change('edit %s/%s' % (folder, name))
+
+
+def odd_add(rng, fleet):
+    """A file comes or goes in a non-ASCII folder: conf/\u00fcn\u00ef/ (its
+    listing is read by ``oddlist``) or a host's folder with an odd name."""
+    if not fleet.names:
+        return None
+    odd_hosts = [n for n in sorted(fleet.hosts) if n in shapes.ODD_HOSTS]
+    name = u'n\u00f6te %d.txt' % rng.randrange(3)
+    if odd_hosts and rng.random() < 0.4:
+        host_name = rng.choice(odd_hosts)
+        more = fleet.hosts[host_name].more
+        if name in more:
+            del more[name]
+            return Change(u'remove hosts/%s/%s' % (host_name, name))
+        more[name] = 'a note\n'
+        return Change(u'add hosts/%s/%s' % (host_name, name))
+    path = u'%s/%s' % (shapes.ODD_FOLDER, name)
+    if path in fleet.odd:
+        del fleet.odd[path]
+        return Change(u'remove conf/%s' % path)
+    fleet.odd[path] = 'new\n'
+    return Change(u'add conf/%s' % path)
+
+
+def bump_tools(_rng, fleet):
+    if not fleet.follows:
+        return None
+    fleet.tools_version += 1
+    return Change('input tools (its shared follows ours): version %d (flake.lock)'
+                  % fleet.tools_version, ['tools'])
+
+
+def pad_outputs(_rng, fleet):
+    """A line above the outputs: the line of nixosConfigurations moves."""
+    fleet.pad += 1
+    return Change('a line above the outputs (%s)' % {
+        'inline': 'flake.nix', 'imported': 'outputs.nix', 'parts': 'parts/hosts.nix'}[fleet.style])
+
+
+def pad_host(rng, fleet):
+    folder, name, host = _any_host(rng, fleet)
+    host.pad += 1
+    return Change('a line above %s/%s/default.nix\'s function' % (folder, name))
+
+
+def part(rng, fleet):
+    """parts/: a part nobody reads comes or goes, or a last part that
+    overrides the admins."""
+    if fleet.style != 'parts':
+        return None
+    if rng.random() < 0.5:
+        if fleet.override is None:
+            fleet.override = fleet.admins[:1]
+            return Change('add parts/zz-admins.nix (admins: %s)' % ', '.join(fleet.override))
+        fleet.override = None
+        return Change('remove parts/zz-admins.nix')
+    name = 'extra-%d.nix' % rng.randrange(3)
+    if name in fleet.parts:
+        del fleet.parts[name]
+        return Change('remove parts/%s' % name)
+    fleet.parts[name] = 'inputs: final: { fleetExtra%d = "unread"; }\n' % len(fleet.parts)
+    return Change('add parts/%s' % name)
+
+
+def motto(_rng, fleet):
+    fleet.motto_version += 1
+    return Change('lib.nix (read by the sub flake): version %d' % fleet.motto_version)
+
+
 # (edit, weight): most touch one host, one role or nothing read
 EDITS = (
     (edit_host, 16), (comment_host, 3), (host_notes, 6), (unread, 8), (empty, 5),
@@ -352,26 +508,34 @@ EDITS = (
     (feature, 6), (self_move, 1), (roles, 3), (relink, 2),
     (host_add, 3), (host_remove, 2), (host_rename, 2), (listing, 1),
     (bump_shared, 2), (bump_blob, 2),
+    # issue 76 (each is redrawn where the fleet lacks its shape)
+    (outputs_style, 1), (setting, 4), (user_add, 1), (user_remove, 1), (user_edit, 2),
+    (site_link, 3), (site_edit, 1), (odd_edit, 4), (odd_add, 3), (bump_tools, 1),
+    (pad_outputs, 1), (pad_host, 1), (part, 2), (motto, 2),
 )
 
 
-def _one(rng, fleet):
-    total = sum(weight for _edit, weight in EDITS)
-    while True:
+def _one(rng, fleet, edits=None):
+    table = [(e, w) for e, w in EDITS if edits is None or e.__name__ in edits]
+    total = sum(weight for _edit, weight in table)
+    for _attempt in range(1000):
         pick = rng.uniform(0, total)
-        for edit, weight in EDITS:
+        for edit, weight in table:
             pick -= weight
             if pick <= 0:
                 break
         change = edit(rng, fleet)
         if change is not None:
             return change
+    raise RuntimeError('no edit of %s applies to this fleet' % ', '.join(
+        e.__name__ for e, _w in table))
 
 
-def draw(rng, fleet):
-    """One commit's edits (one, sometimes two or three at once)."""
+def draw(rng, fleet, edits=None):
+    """One commit's edits (one, sometimes two or three at once); ``edits``:
+    the names of the only edits drawn (None: all of EDITS)."""
     count = 1 if rng.random() < 0.85 else rng.randint(2, 3)
-    changes = [_one(rng, fleet) for _number in range(count)]
+    changes = [_one(rng, fleet, edits) for _number in range(count)]
     inputs = sorted(set(i for c in changes for i in c.inputs))
     return Change('; '.join(c.text for c in changes), inputs)
 
@@ -467,7 +631,7 @@ def sync(root, entries):
         if entry[0] == 'link':
             os.symlink(entry[1], path)
         else:
-            with open(path, 'w') as handle:
+            with open(path, 'w', encoding='utf-8') as handle:
                 handle.write(entry[1])
             os.chmod(path, 0o755 if entry[2] else 0o644)
     # folders left empty go (git would not keep them; a readDir would see them)
@@ -486,5 +650,5 @@ def _matches(path, entry):
         return stat.S_ISLNK(info.st_mode) and os.readlink(path) == entry[1]
     if not stat.S_ISREG(info.st_mode) or bool(info.st_mode & 0o100) != entry[2]:
         return False
-    with open(path) as handle:
+    with open(path, encoding='utf-8') as handle:
         return handle.read() == entry[1]

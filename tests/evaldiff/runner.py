@@ -11,7 +11,10 @@ For every commit (the first one, then one per random edit, ``mutations``):
 2. the stage (``EvalStage``) of a new run (its own run folder: it pins the
    flake once per run) with ONE cache folder kept across the commits, for
    every current host of both flakes;
-3. every host's ``drv_path`` compared with the reference's; a difference is
+3. every host's ``drv_path`` compared with the reference's (commit 0's too:
+   the first answers, recorded before anything can be reused, must be
+   right as well, since a wrong record is reused from then on, and so is
+   the first answer after a commit that brings a new shape); a difference is
    printed with the seed, the commit, the host, the history of edits and
    both answers (and which attributes of the two derivations differ), and
    the campaign stops and fails.
@@ -68,9 +71,13 @@ def fresh_seed():
     return random.SystemRandom().randrange(10 ** 6)
 
 
-def replay_command(seed, commits, path_strings=False):
-    return 'python -m tests.evaldiff --seed %s --commits %d --keep%s' % (
-        seed, commits, ' --path-strings' if path_strings else '')
+def replay_command(seed, commits, path_strings=False, every_shape=False, without=(),
+                   edits=None):
+    return 'python -m tests.evaldiff --seed %s --commits %d --keep%s%s%s%s' % (
+        seed, commits, ' --path-strings' if path_strings else '',
+        ' --every-shape' if every_shape else '',
+        ' --without %s' % ','.join(sorted(without)) if without else '',
+        ' --edits %s' % ','.join(sorted(edits)) if edits else '')
 
 
 def nix_version(environ):
@@ -95,6 +102,8 @@ class Totals(object):
         self.differences = []
         self.notes = []
         self.seconds = 0.0
+        # {shape of issue 76: commits checked while the fleet had it}
+        self.shapes = collections.Counter()
 
     def line(self, seed):
         return ('eval-diff: seed %s: %d commits, %d host-answers checked (evaluated %d, reused %d, '
@@ -102,7 +111,10 @@ class Totals(object):
                 '%d differences, %.0fs'
                 % (seed, self.commits, self.answers, self.how['evaluated'], self.how['reused'],
                    self.how['cached'], self.unchanged, self.unchanged_reused,
-                   len(self.differences), self.seconds))
+                   len(self.differences), self.seconds)
+                + '; shapes: %s' % (', '.join('%s %d' % (k, v)
+                                              for k, v in sorted(self.shapes.items()))
+                                    or 'none of issue 76'))
 
 
 class Campaign(object):
@@ -111,9 +123,14 @@ class Campaign(object):
     leave the work folder (it is always left after a difference)."""
 
     def __init__(self, seed, commits, parent=None, keep=False, log=print, path_strings=False,
-                 verbose=False):
+                 verbose=False, every_shape=False, without=(), edits=None):
         self.seed, self.commits = seed, commits
         self.path_strings, self.verbose = path_strings, verbose
+        # every shape of issue 76 in the fleet from its first commit, but
+        # those ``without`` names
+        self.every_shape, self.without = every_shape, tuple(without)
+        # the only edits commits make (names in mutations.EDITS), or None: all
+        self.edits = tuple(edits) if edits else None
         self.parent, self.keep, self.log = parent, keep, log
         self.totals = Totals()
         self.history = []
@@ -161,19 +178,24 @@ class Campaign(object):
         os.makedirs(cache, 0o700)
         inputs = os.path.join(self.work, 'inputs')
         version = nix_version(self.environ)
-        self.fleet = shapes.draw(rng_for(self.seed, 0), inputs, self.path_strings)
+        self.fleet = shapes.draw(rng_for(self.seed, 0), inputs, self.path_strings,
+                                 self.every_shape, self.without)
         self.repo = mutations.Repo(os.path.join(self.work, 'repo'), inputs, version,
                                    self.environ)
-        self.log('eval-diff: seed %s, %d commits, Nix %d.%d, %d + %d hosts (%s list), work '
-                 'folder %s' % (self.seed, self.commits, version[0], version[1],
-                                len(self.fleet.hosts), len(self.fleet.sub_hosts),
-                                self.fleet.listing, self.work))
+        features = ''.join(', ' + n for n in ('toplink', 'names', 'follows')
+                           if getattr(self.fleet, n))
+        self.log('eval-diff: seed %s, %d commits, Nix %d.%d, %d + %d hosts (%s list, '
+                 'outputs %s%s), work folder %s' % (
+                     self.seed, self.commits, version[0], version[1], len(self.fleet.hosts),
+                     len(self.fleet.sub_hosts), self.fleet.listing, self.fleet.style, features,
+                     self.work))
         self.history.append('commit 0: the fleet')
         head = self.repo.create(self.fleet)
-        self._check(0, 'the fleet', head, cache)
+        if not self._check(0, 'the fleet', head, cache):
+            return
         for number in range(1, self.commits + 1):
             self.number = number
-            change = mutations.draw(rng_for(self.seed, number), self.fleet)
+            change = mutations.draw(rng_for(self.seed, number), self.fleet, self.edits)
             self.history.append('commit %d: %s' % (number, change.text))
             head = self.repo.commit(self.fleet, change)
             if not self._check(number, change.text, head, cache):
@@ -228,6 +250,7 @@ class Campaign(object):
             if problem:
                 found.append(self._describe(number, host, flake, drv, entry, problem))
         self.totals.commits += 1
+        self.totals.shapes.update(self.fleet.in_use())
         self.totals.answers += len(expected)
         self.totals.how.update(how)
         self.totals.unchanged += unchanged
@@ -270,7 +293,9 @@ class Campaign(object):
             lines += ['  ' + line for line in self.drv_difference(drv, answer['drv_path'])]
         lines.append('  history:')
         lines += ['    ' + h for h in self.history]
-        lines.append('  replay: %s' % replay_command(self.seed, number, self.path_strings))
+        lines.append('  replay: %s' % replay_command(self.seed, number, self.path_strings,
+                                                     self.every_shape, self.without,
+                                                     self.edits))
         return '\n'.join(lines)
 
     # ------------------------------------------------------------ the two answers
@@ -347,14 +372,36 @@ def main(argv=None):
     parser.add_argument('--path-strings', action='store_true',
                         help='hosts may also make a string of part of a path\'s store hash '
                              '(shapes.PATH_STRINGS)')
+    parser.add_argument('--every-shape', action='store_true',
+                        help='every shape of issue 76 in the fleet from its first commit '
+                             '(outputs in outputs.nix or parts/, odd names, follows, positions, '
+                             'toFile of ./., ...)')
+    parser.add_argument('--without', default='',
+                        help='features and shapes the fleet never has, comma-separated (pos, '
+                             'where, me, ..., imported, parts, toplink, names, follows): to '
+                             'tell one failure from another')
+    parser.add_argument('--edits', default='',
+                        help='the only edits commits make, comma-separated names of '
+                             'tests/evaldiff/mutations.py (setting, empty, edit_host, ...)')
     args = parser.parse_args(argv)
+    without = tuple(w for w in args.without.split(',') if w)
+    edits = tuple(e for e in args.edits.split(',') if e) or None
+    known = set(e.__name__ for e, _w in mutations.EDITS)
+    if edits and not set(edits) <= known:
+        parser.error('--edits: unknown %s (known: %s)' % (
+            ', '.join(sorted(set(edits) - known)), ', '.join(sorted(known))))
+    can_leave = set(shapes.FEATURES) | set(shapes.STYLES[1:]) | set(shapes.NEEDS.values())
+    if not set(without) <= can_leave:
+        parser.error('--without: unknown %s (known: %s)' % (
+            ', '.join(sorted(set(without) - can_leave)), ', '.join(sorted(can_leave))))
     seed = args.seed if args.seed not in (None, '') else str(fresh_seed())
 
     def log(text):
         print(text, flush=True)
 
     campaign = Campaign(seed, args.commits, keep=args.keep, log=log,
-                        path_strings=args.path_strings, verbose=args.verbose)
+                        path_strings=args.path_strings, verbose=args.verbose,
+                        every_shape=args.every_shape, without=without, edits=edits)
     try:
         totals = campaign.run()
     except Exception as exc:  # pylint: disable=broad-except
@@ -367,12 +414,14 @@ def main(argv=None):
         log('eval-diff: the campaign stopped at commit %d of seed %s: %s %s\n  history:\n%s\n'
             '  replay: %s' % (campaign.number, seed, exc, said,
                               '\n'.join('    ' + h for h in campaign.history),
-                              replay_command(seed, campaign.number, args.path_strings)))
+                              replay_command(seed, campaign.number, args.path_strings,
+                                             args.every_shape, without, edits)))
         return 2
     if totals.differences:
         log('eval-diff: %d differences; replay: %s'
             % (len(totals.differences), replay_command(seed, totals.commits - 1,
-                                                       args.path_strings)))
+                                                       args.path_strings, args.every_shape,
+                                                       without, edits)))
         return 1
     return 0
 

@@ -168,11 +168,16 @@ class Reuse(object):
                 found[key] = (entry, checked)
             else:
                 # evaluated first where only a host before it in its process
-                # changed, last where its own reads did: its neighbours' new
-                # records then leave out what changes on every commit
-                self.rank[key] = 2 if valid == entry['upto'] else 0
-                if valid < entry['upto'] and self._own_reads_hold(entry, spec):
-                    self.alone.add(key)
+                # changed, last where its own reads did, and last of all where
+                # it used the flake's revision (it changes on every commit):
+                # its neighbours' new records then leave out what changes
+                own = self._own_segment(entry)
+                if valid < entry['upto']:
+                    self.rank[key] = 0
+                    if own is not None and self._segment_holds(own, spec):
+                        self.alone.add(key)
+                else:
+                    self.rank[key] = 3 if own is not None and own.get('self') else 2
         tied = self.cache.tie(self.runner, dict((k, v[0]) for k, v in found.items())) \
             if found else set()
         answers = {}
@@ -182,15 +187,23 @@ class Reuse(object):
                 answers[key] = (result, {'from': entry['origin'], 'checked': checked})
         return answers
 
-    def _own_reads_hold(self, entry, spec):
-        """Whether the host's own segment of its chain (what it read after
-        the host before it answered) still holds: then only a neighbour's
-        reads changed."""
+    def _own_segment(self, entry):
+        """The host's own segment of its chain: what it read after the host
+        before it answered (None where the chain cannot be read)."""
         chain = self.cache.get_chain(entry['chain'])
         try:
-            own = dict(chain, segments=[chain['segments'][entry['upto']]])
-            return _eval_record.valid_upto(own, self._describer(spec.root), spec.values)[0] == 1
-        except (OSError, ValueError, TypeError, AttributeError, IndexError, KeyError):
+            segment = chain['segments'][entry['upto']]
+        except (TypeError, KeyError, IndexError):
+            return None
+        return segment if isinstance(segment, dict) else None
+
+    def _segment_holds(self, segment, spec):
+        """Whether one segment still holds in the run's content: then only a
+        neighbour's reads changed."""
+        try:
+            return _eval_record.valid_upto({'segments': [segment]}, self._describer(spec.root),
+                                           spec.values)[0] == 1
+        except (OSError, ValueError, TypeError, AttributeError):
             return False
 
     def _holds(self, chain_name, spec):

@@ -12,14 +12,18 @@ import pytest
 
 from tests.collection import REPO
 from tests.evaldiff import runner
+from tests.evaldiff import shapes as evaldiff_shapes
 
 pytestmark = pytest.mark.skipif(shutil.which('nix') is None or shutil.which('git') is None,
                                 reason='needs nix and git')
 
-# (seed, random commits after the first): together they add, remove and
-# rename hosts, bump an input, move files and flip executable bits
-FIXED = (('349', 9), ('17', 9))
-FRESH_COMMITS = 6
+# (seed, random commits after the first, every shape of issue 76 from the
+# first commit): together they add, remove and rename hosts, bump an input,
+# move files and flip executable bits; the last two have every shape of
+# issue 76 (outputs.nix for 17, parts/ for 349, odd names, follows,
+# positions, toFile of ./., ...), and each commit of theirs is checked
+FIXED = (('349', 6, False), ('17', 6, False), ('349', 3, True), ('17', 3, True))
+FRESH_COMMITS = 5
 # where the lead's reuse across commits lives: once it is there, a
 # campaign that never reuses a host proves nothing
 RECORD = os.path.join(REPO, 'plugins', 'plugin_utils', 'evaluation', '_eval_record.py')
@@ -37,36 +41,51 @@ class StaleCampaign(runner.Campaign):
         return self.first
 
 
-def play(seed, commits, tmp_path, kind=runner.Campaign):
+def play(seed, commits, tmp_path, kind=runner.Campaign, every_shape=False):
     lines = []
-    totals = kind(seed, commits, parent=str(tmp_path), log=lines.append).run()
+    totals = kind(seed, commits, parent=str(tmp_path), log=lines.append,
+                  every_shape=every_shape).run()
     return totals, '\n'.join(lines)
 
 
 def test_a_stale_answer_is_a_difference_with_what_replays_it(tmp_path):
-    """The check itself: seed 349's first commit edits hosts/mike's tag."""
+    """The check itself: seed 349's first commit edits sub/hosts/sb's tag."""
     totals, shown = play('349', 1, tmp_path, StaleCampaign)
-    # every host is one: another answer (mike), or the right one of the
+    # every host is one: another answer (sub/sb), or the right one of the
     # commit before (its revision is not the commit's)
     assert len(totals.differences) == totals.answers // 2, shown
-    text = [d for d in totals.differences if ' host mike ' in d][0]
-    assert text.startswith('DIFFERENCE (another answer): seed 349, commit 1, host mike '), text
-    assert 'tag: reference' in text and 'edit hosts/mike' in text, text
+    text = [d for d in totals.differences if ' host sub/sb ' in d][0]
+    assert text.startswith('DIFFERENCE (another answer): seed 349, commit 1, host sub/sb '), text
+    assert 'tag: reference' in text and 'edit sub/hosts/sb' in text, text
     assert 'replay: python -m tests.evaldiff --seed 349 --commits 1 --keep' in text, text
     # the work folder of a failed campaign is left for a look
     assert 'the work folder is kept' in shown
 
 
+def test_the_fixed_campaigns_hold_every_shape_from_their_first_commit():
+    """Drawn only (no Nix): the fixed campaigns with every shape have each
+    shape of issue 76 at commit 0, where the first answers are checked."""
+    found = set()
+    for seed, _commits, every_shape in FIXED:
+        fleet = evaldiff_shapes.draw(runner.rng_for(seed, 0), '/nowhere', False, every_shape)
+        found.update(fleet.in_use())
+    assert found == set(evaldiff_shapes.SHAPES), sorted(set(evaldiff_shapes.SHAPES) - found)
+
+
 def test_fixed_seeds_answer_as_plain_nix_does(tmp_path):
     reused = 0
-    for seed, commits in FIXED:
-        totals, shown = play(seed, commits, tmp_path)
+    shapes = set()
+    for seed, commits, every_shape in FIXED:
+        totals, shown = play(seed, commits, tmp_path, every_shape=every_shape)
         assert not totals.differences, shown
         assert totals.commits == commits + 1 and totals.answers >= totals.commits * 6, shown
         reused += totals.how['reused']
+        shapes.update(totals.shapes)
+    # every shape of issue 76 was checked, its first answers included
+    assert shapes == set(evaldiff_shapes.SHAPES), sorted(set(evaldiff_shapes.SHAPES) - shapes)
     if os.path.exists(RECORD):
         assert reused > 0, 'no host was reused in %d commits of seeds %s' % (
-            sum(c + 1 for _s, c in FIXED), ', '.join(s for s, _c in FIXED))
+            sum(c + 1 for _s, c, _e in FIXED), ', '.join(s for s, _c, _e in FIXED))
 
 
 def test_a_fresh_seed_answers_as_plain_nix_does(tmp_path):

@@ -1,0 +1,119 @@
+"""The reviewer's three reproductions of a stale reuse, through the real
+``ansible-playbook`` (issue 76): a commit that revokes a user in an
+imported ``outputs.nix``, an edit of ``conf/café.txt`` and a file added to
+a folder named ``zürich``, and a host that uses ``me.shortRev`` of an
+input that follows the flake itself. Each deployed the previous commit's
+system (``answered: reused``). nix_eval runs on the controller: the hosts
+are local, the flake a git repository, the cache and its key in folders of
+the test's own. Real Nix, git and strace."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.collection import run_playbook
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ('nix', 'git', 'strace')),
+    reason='needs nix, git and strace')
+
+NIX_CONFIG = 'experimental-features = nix-command flakes\nsubstituters ='
+
+FLAKE = '''{
+  inputs.me.follows = "";
+  outputs = inputs: import ./outputs.nix inputs;
+}
+'''
+OUTPUTS = u'''{ self, me }:
+let
+  users = [ "ann" "bob" ];
+  mk = name: args: { config.system.build.toplevel = derivation ({
+    inherit name; system = "x86_64-linux"; builder = "/bin/sh"; } // args); };
+in assert users != [ ]; {
+  nixosConfigurations = {
+    users = mk "users" { users = builtins.concatStringsSep "," users; };
+    cafe = mk "cafe" { v = builtins.readFile (./conf + "/caf\u00e9.txt"); };
+    zurich = mk "zurich" { v = builtins.toJSON (builtins.readDir (./sites + "/z\u00fcrich")); };
+    revision = mk "revision" { v = me.shortRev or "dirty"; };
+    plain = mk "plain" { v = "plain"; };
+  };
+}
+'''
+HOSTS = ('users', 'cafe', 'zurich', 'revision', 'plain')
+
+
+def git(repo, *args):
+    subprocess.run(['git', '-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@t'] + list(args),
+                   check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def write(repo, rel, text):
+    path = os.path.join(repo, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as handle:
+        handle.write(text)
+
+
+def truth(repo):
+    """Every host's drvPath as a plain, uncached `nix eval` gives it."""
+    out = subprocess.run(
+        ['nix', 'eval', '--json', 'git+file://%s#nixosConfigurations' % repo, '--apply',
+         'cs: builtins.mapAttrs (n: c: c.config.system.build.toplevel.drvPath) cs'],
+        check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=dict(os.environ, NIX_CONFIG=NIX_CONFIG))
+    return json.loads(out.stdout)
+
+
+def deploy_eval(base, repo, step):
+    """One ansible-playbook run of nix_eval for every host: {host: result}."""
+    hosts = dict((name, {'ansible_connection': 'local', 'nix_flake': 'git+file://%s' % repo,
+                         'nix_platform': 'nixos', 'nix_configuration': name})
+                 for name in HOSTS)
+    play = [{'hosts': 'all', 'gather_facts': False, 'tasks': [
+        {'name': 'evaluate', 'nixdeploy.fleet.nix_eval': {
+            'nix_options': {'substituters': ''}, 'eval_workers': 1}}]}]
+    env = {'NIXDEPLOY_EVAL_CACHE': os.path.join(base, 'cache'),
+           'XDG_CONFIG_HOME': os.path.join(base, 'config'), 'NIX_CONFIG': NIX_CONFIG}
+    run = run_playbook(play, {'all': {'hosts': hosts}}, os.path.join(base, 'run-%d' % step),
+                       env=env)
+    assert run.rc == 0, run
+    return dict((r['host'], r['result']) for r in run.records if r.get('task') == 'evaluate')
+
+
+def test_the_reviewers_reproductions_deploy_the_new_commit(tmp_path):
+    base = str(tmp_path)
+    repo = os.path.join(base, 'flake')
+    write(repo, 'flake.nix', FLAKE)
+    write(repo, 'outputs.nix', OUTPUTS)
+    write(repo, u'conf/caf\u00e9.txt', 'one')
+    write(repo, u'sites/z\u00fcrich/web.nix', '{ }')
+    git(repo, 'init', '-q')
+    git(repo, 'add', '-A')
+    truth(repo)  # nix writes the lock of the input that follows the flake
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'one')
+    first = deploy_eval(base, repo, 1)
+    assert set(r['answered'] for r in first.values()) == {'evaluated'}, first
+    steps = [
+        # a user revoked in the imported outputs.nix, read when the outputs
+        # are called: every host read it
+        ('revoke bob', 'outputs.nix', OUTPUTS.replace(' "bob" ', ' '), HOSTS),
+        (u'edit caf\u00e9.txt', u'conf/caf\u00e9.txt', 'two', ('cafe', 'revision')),
+        (u'a second host in z\u00fcrich', u'sites/z\u00fcrich/db.nix', '{ }',
+         ('zurich', 'revision')),
+        # a file nobody reads: only the host that uses the revision
+        ('readme', 'README', 'x', ('revision',)),
+    ]
+    for step, (message, rel, text, changed) in enumerate(steps, start=2):
+        write(repo, rel, text)
+        git(repo, 'add', '-A')
+        git(repo, 'commit', '-qm', message)
+        expected = truth(repo)
+        results = deploy_eval(base, repo, step)
+        for host in HOSTS:
+            assert results[host]['drv_path'] == expected[host], (message, host, results[host])
+        assert dict((h, r['answered']) for h, r in results.items()) == dict(
+            (h, 'evaluated' if h in changed else 'reused') for h in HOSTS), (message, results)
