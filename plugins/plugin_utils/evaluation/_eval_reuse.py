@@ -137,7 +137,9 @@ class Reuse(object):
                 'info': dict((k, v) for k, v in info.items() if k != 'outPath'),
                 'lock': dict(locks, version=7) if isinstance(locks, dict) else None,
                 # Nix 2.25+ makes a subflake's outPath its own folder
-                'layout': 'folder' if features.path_dir else 'source'}
+                'layout': 'folder' if features.path_dir else 'source',
+                # the names Nix's own call gives self beside the outputs'
+                'extra': list(asked['extra'])}
         return RecordSpec(call, dict(info, outPath=source.store_path))
 
     def _info_runner(self):
@@ -302,10 +304,15 @@ def spot_check(runner, reused, requests_of):
 
 
 def info_expression(ref):
-    """The ``--apply`` function that gives the flake's source attributes
-    but its path (whatever the value it is applied to)."""
-    return '_: builtins.removeAttrs (builtins.getFlake %s).sourceInfo [ "outPath" ]' % (
-        nix_string(ref))
+    """The ``--apply`` function (whatever the value it is applied to) that
+    gives the flake's source attributes but its path (``info``), and the
+    names Nix's own flake call gives ``self`` beside the outputs' and the
+    source's (``extra``: inputs, outputs, sourceInfo, and _type on a newer
+    Nix), so that record.nix gives ``self`` the same names."""
+    return ('_: let flake = builtins.getFlake %s; in { '
+            'info = builtins.removeAttrs flake.sourceInfo [ "outPath" ]; '
+            'extra = builtins.filter (n: !(flake.outputs ? ${n}) && !(flake.sourceInfo ? ${n})) '
+            '(builtins.attrNames flake); }' % nix_string(ref))
 
 
 def query_info(runner, ref):
@@ -323,9 +330,11 @@ def query_info(runner, ref):
                            "reading the flake's attributes", flake_command=True, said=said)
     except NixError as exc:
         return exc.nix_message() or exc.message
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not isinstance(data.get('info'), dict) \
+            or not isinstance(data.get('extra'), list):
         return 'not an attribute set'
     refused = set()
     for text in said:
         refused.update(_nix_stderr.refused_flake_settings(text or ''))
-    return {'info': data, 'refused': sorted(refused)}
+    return {'info': data['info'], 'extra': sorted(u'%s' % n for n in data['extra']),
+            'refused': sorted(refused)}

@@ -86,6 +86,16 @@ def _info_missing(facts):
     return asked if isinstance(asked, str) and asked else 'no answer'
 
 
+# the names record.nix can give self beside the outputs' and the source's
+SELF_NAMES = ('_type', 'inputs', 'outPath', 'outputs', 'sourceInfo')
+
+
+def _unknown_self_names(facts):
+    asked = facts.info()
+    unknown = sorted(set(asked.get('extra') or ()) - set(SELF_NAMES))
+    return ', '.join(unknown) or None
+
+
 def _dirty_subflake(facts):
     source = facts.source
     return bool(source.sub and source.root and not facts.features().path_dir)
@@ -111,6 +121,8 @@ RULES = (
          'a spot check found a reused answer Nix does not give; reuse stays off for this flake '
          'until {detail} is removed'),
     Rule('no-attributes', _info_missing, "Nix did not give the flake's attributes ({detail})"),
+    Rule('unknown-self', _unknown_self_names,
+         "this Nix's flake call gives self attributes the recorded call cannot give ({detail})"),
     Rule('dirty-subflake', _dirty_subflake,
          'a subflake of a tree with uncommitted changes is not read as one locked content by '
          'Nix before 2.25'),

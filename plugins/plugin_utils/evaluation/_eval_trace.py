@@ -62,6 +62,9 @@ _LINE = re.compile(r'^(\d+)\s+(.*)$')
 _RESUMED = re.compile(r'^<\.\.\. (\w+) resumed>(.*)$')
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"(\.\.\.)?')
 _FD = re.compile(r'^(?:AT_FDCWD|\d+)<((?:[^>\\]|\\.)*)>')
+# what of a line is a name, not strace's own words: quoted strings and the
+# paths it shows in <...> beside a file descriptor (-y)
+_NAMES = re.compile(r'"(?:[^"\\]|\\.)*"|<(?:[^>\\]|\\.)*>')
 _UNFINISHED = ' <unfinished ...>'
 _DIRFD_FIRST = frozenset(['openat', 'openat2', 'newfstatat', 'fstatat64', 'statx', 'faccessat',
                           'faccessat2', 'readlinkat', 'mkdirat', 'unlinkat', 'fchmodat',
@@ -100,6 +103,13 @@ def _unescape(text):
     return os.fsdecode(bytes(out))
 
 
+def _opaque(text):
+    """``text`` with every name blanked out, each character kept in place:
+    strace's own words (flags, ") = ") are then found only where strace
+    wrote them."""
+    return _NAMES.sub(lambda found: '_' * len(found.group(0)), text)
+
+
 class Log(object):
     """One evaluator's strace log read against its source's store copy
     ``root``: ``segments`` (a list of {'reads': {rel: kind}, 'self': set of
@@ -132,7 +142,10 @@ class Log(object):
         if resumed:
             body = self._pending.pop(pid, resumed.group(1) + '(') + resumed.group(2)
         name, _sep, rest = body.partition('(')
-        args, _sep, ret = rest.rpartition(') = ')
+        # the return value follows the last ") = " outside a quoted string or
+        # a path strace shows in <...>: a file name may hold ") = -1" too
+        at = _opaque(rest).rfind(') = ')
+        args, ret = (rest[:at], rest[at + 4:]) if at >= 0 else ('', rest)
         try:
             self._syscall(name, args, ret)
         except Unrecordable as exc:
@@ -172,8 +185,10 @@ class Log(object):
 
     @staticmethod
     def _kind(name, args, ret):
-        if name in _OPENS and not ret.startswith('-') and 'O_DIRECTORY' not in args \
-                and 'O_PATH' not in args:
+        # the flags, never a name: a file called O_PATH.txt is read all the same
+        flags = _opaque(args)
+        if name in _OPENS and not ret.startswith('-') and 'O_DIRECTORY' not in flags \
+                and 'O_PATH' not in flags:
             return READ
         return STAT
 

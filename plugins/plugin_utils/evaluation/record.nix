@@ -25,7 +25,10 @@
 # layout:  "folder" where Nix (2.25+) makes a subflake's outPath its own
 #          folder and resolves relative `path:` inputs from their parent;
 #          "source" where outPath is the whole source's (Nix before that)
-{ root, narHash, sub, info, lock, marker, layout }:
+# extra:   the names Nix's own call gives `self` beside the outputs' and the
+#          source's (inputs, outputs, sourceInfo; _type from a later Nix):
+#          `self` gets exactly those
+{ root, narHash, sub, info, lock, marker, layout, extra }:
 let
   inherit (builtins) mapAttrs;
   seen = name: value: builtins.trace "${marker}${name}" value;
@@ -36,6 +39,7 @@ let
   rootPlain = info // { outPath = fetched.outPath; };
   rootInfo = mapAttrs seen rootPlain;
 
+  named = builtins.listToAttrs (map (name: { inherit name; value = null; }) extra);
   graph = if lock == null then { nodes = { root = { }; }; root = "root"; } else lock;
   nodes = graph.nodes;
 
@@ -83,7 +87,7 @@ let
       # call does (builtins.unsafeGetAttrPos on self)
       result = outputs // sourceInfo // (if folderLayout
         then { outPath = traced "outPath" plainPath; }
-        else { }) // {
+        else { }) // builtins.intersectAttrs named {
         inherit inputs outputs sourceInfo;
         _type = "flake";
       };

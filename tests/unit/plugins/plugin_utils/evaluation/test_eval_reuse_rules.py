@@ -31,7 +31,7 @@ def facts(source, features, asked=None, distrust=None, options=None):
     return _eval_reuse_rules.Facts(
         NixOptions(options=options or {}), lambda: features, source,
         distrust=lambda: distrust, trace=lambda: None,
-        info=lambda: asked or {'info': {'lastModified': 1}, 'refused': []})
+        info=lambda: asked or {'info': {'lastModified': 1}, 'extra': ['inputs'], 'refused': []})
 
 
 def test_the_first_row_that_applies_decides_and_later_facts_are_not_asked():
@@ -66,3 +66,11 @@ def test_a_subflake_of_a_dirty_tree_on_an_older_nix():
                           store_path='/nix/store/x-source', sub='sub'),
               NixFeatures('nix', (2, 22, 0))))
     assert _eval_reuse_rules.why_not(facts(source, NixFeatures('nix', (2, 34, 8)))) is None
+
+
+def test_a_name_of_self_the_recorded_call_cannot_give():
+    source = FlakeSource('git+file:///f', 'git+file:///f?rev=1', identity_={'locks': {}},
+                         provenance={'nar_hash': 'sha256-x'}, store_path='/nix/store/x-source')
+    asked = {'info': {}, 'extra': ['_type', 'inputs', 'lazyThing'], 'refused': []}
+    assert _eval_reuse_rules.why_not(facts(source, NixFeatures('nix', (2, 40, 0)), asked)) == (
+        "this Nix's flake call gives self attributes the recorded call cannot give (lazyThing)")

@@ -7,6 +7,8 @@ checks it), on the first run too. Real Nix, git and strace."""
 
 import os
 
+import pytest
+
 from tests.unit.plugins.plugin_utils.evaluation import test_eval_reuse
 from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import MK, Flake, how
 
@@ -225,3 +227,48 @@ def test_a_host_sent_back_by_a_neighbour_gets_a_record_of_its_own(tmp_path):
         entries = flake.run(workers=1)[0]
         assert how(entries) == dict((h, 'evaluated' if h == name else 'reused')
                                     for h in 'abcd'), (name, entries)
+
+
+def _reading(name):
+    return {
+        'flake.nix': '''{ outputs = { self }: let lib = import ./lib/mk.nix; in {
+  nixosConfigurations = {
+    a = { config.system.build.toplevel = lib.mk { name = "a";
+      args.v = builtins.readFile (./conf + "/%s"); }; };
+    b = { config.system.build.toplevel = lib.mk { name = "b"; args.v = "plain"; }; };
+  }; }; }
+''' % name.replace('\\', '\\\\').replace('"', '\\"'),
+        'lib/mk.nix': MK,
+        'conf/' + name: 'one',
+    }
+
+
+@pytest.mark.parametrize('name', ['O_PATH.txt', 'O_DIRECTORY', 'x) = -1'])
+def test_a_name_that_looks_like_strace_words_is_read_as_a_name(tmp_path, name):
+    """A file named like strace's own flags (O_PATH, O_DIRECTORY) or its
+    return value (") = -1") made its read a mere look: its edits were
+    reused stale (found by a reviewer who did not write the code)."""
+    flake = Shape(str(tmp_path), _reading(name), 'ab')
+    assert how(flake.run()[0]) == dict.fromkeys('ab', 'evaluated')
+    flake.write('conf/' + name, 'two')
+    flake.commit('edit')
+    # run() asserts every answer equals a plain nix eval of this commit
+    assert how(flake.run()[0]) == {'a': 'evaluated', 'b': 'reused'}
+
+
+@pytest.mark.parametrize('expr', ['if self ? _type then "has" else "none"',
+                                  'builtins.concatStringsSep "," (builtins.attrNames self)'])
+def test_self_has_the_names_nix_gives_it(tmp_path, expr):
+    """Nix 2.8's flake call gives self no _type; a later one does: the
+    recorded call asks Nix which (found by a reviewer)."""
+    files = {
+        'flake.nix': '''{ outputs = { self }: let lib = import ./lib/mk.nix; in {
+  nixosConfigurations = {
+    a = { config.system.build.toplevel = lib.mk { name = "a"; args.v = %s; }; };
+  }; }; }
+''' % expr,
+        'lib/mk.nix': MK,
+    }
+    flake = Shape(str(tmp_path), files, 'a')
+    # run() asserts the recorded evaluator's answer equals a plain nix eval
+    assert how(flake.run()[0]) == {'a': 'evaluated'}
