@@ -15,7 +15,6 @@ Standard library only, so the merge also runs as a plain script:
 
 import json
 import os
-import re
 import sys
 import time
 
@@ -26,6 +25,11 @@ try:
         NixdeployError)
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._redact import (
         data as redacted)
+    # STATUSES and ordered_hosts live in _report_order, which the page's
+    # module (_report_html) imports too: this module and that one stay apart.
+    # ordered_hosts is kept here for the callers that read it from this module.
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_order import (  # noqa: F401 pylint: disable=unused-import
+        STATUSES, ordered_hosts)
 except ImportError:
     # run as a plain script (the merge command): the sibling files, common's
     # and the phase table
@@ -36,6 +40,7 @@ except ImportError:
     from _data import write_atomic  # pylint: disable=import-error
     from _errors import NixdeployError  # pylint: disable=import-error
     from _redact import data as redacted  # pylint: disable=import-error
+    from _report_order import STATUSES, ordered_hosts  # noqa: F401  pylint: disable=import-error,unused-import
 
 SCHEMA = 'nixdeploy.fleet/report'
 # Bumped only for changes a reader must know about (a key removed or its
@@ -45,8 +50,6 @@ BASENAME = 'nixdeploy-report'
 
 # every phase a report can name, in deploy order (activate's sub-phases included)
 PHASES = _phases.NAMES + ('confirm', 'checks', 'reboot', 'rollback')
-# host statuses, in the order people read them: the hosts that need a look first
-STATUSES = ('failed', 'rolled_back', 'incomplete', 'changed', 'unchanged')
 
 
 class ReportError(NixdeployError):
@@ -110,21 +113,6 @@ def assemble(runs, hosts, duplicates=()):
         'duplicates': sorted(duplicates),
         'totals': totals(hosts, runs),
     }
-
-
-def _natural(name):
-    """A sort key that reads digit runs as numbers: h2 before h10 (a fleet of
-    1,000 otherwise reads h1, h10, h100, h1000, h101)."""
-    return [(0, int(part), '') if part.isdigit() else (1, 0, part)
-            for part in re.split(r'(\d+)', name) if part]
-
-
-def ordered_hosts(report):
-    """The host records, the ones that need a look first (failed, rolled
-    back), then by name (digit runs as numbers)."""
-    rank = dict((status, idx) for idx, status in enumerate(STATUSES))
-    return sorted(report['hosts'].values(),
-                  key=lambda rec: (rank.get(rec['status'], len(STATUSES)), _natural(rec['host'])))
 
 
 def check(report, where='report'):
@@ -221,7 +209,14 @@ def main(argv=None):
     except ReportError as exc:
         sys.stderr.write('%s\n' % exc)
         return 1
-    paths = write(merged, args.out, html=None if args.no_html else _renderer())
+    renderer = None
+    if not args.no_html:
+        try:
+            renderer = _renderer()
+        except ImportError as exc:
+            # the page is rendered by jinja2; a bare python3 without it still merges the JSON
+            sys.stderr.write('%s; wrote the JSON only\n' % exc)
+    paths = write(merged, args.out, html=renderer)
     totals_ = merged['totals']
     sys.stdout.write('%s: %d hosts from %d runs, %d failed (%d rolled back), %d unreachable, '
                      '%d duplicates\n'

@@ -49,7 +49,7 @@ def inventory(workdir, host_vars):
 @pytest.mark.parametrize('tags', [
     ['--tags', 'build'], ['--tags', 'copy'], ['--tags', 'activate'], ['--tags', 'eval'],
     ['--tags', 'keys'], ['--skip-tags', 'activate'],
-], ids=lambda tags: ' '.join(tags))
+], ids=' '.join)
 def test_a_template_error_fails_its_host_before_evaluation_whatever_the_tags(tmp_path, tags):
     workdir = str(tmp_path)
     folder, path = inventory(workdir, BAD)
@@ -85,7 +85,7 @@ def test_the_rollback_and_publish_roles_template_their_variables_first(tmp_path,
         '-e', 'nix_publish_cache=file:///nonexistent', '-e', 'nix_signing_key=/nonexistent',
         '-e', 'nix_channel_repo=/nonexistent'])
     assert run.rc != 0, run
-    first = [r for r in run.results(host='h2')]
+    first = list(run.results(host='h2'))
     assert first and first[0]['task'].split(' : ')[-1].startswith('Validating arguments'), run
     assert first[0]['status'] == 'failed' and len(first) == 1, run
     text = run.stdout + run.stderr

@@ -83,8 +83,9 @@ def test_the_host_table_keeps_the_cause_whole():
     assert summary.endswith("failed: error: attribute 'lab' missing"), summary
     assert 'show-trace' not in summary
     row = _report_html.render(report).split('<tr data-host="broken">', 1)[1].split('</tr>')[0]
-    # broken on spaces into short lines, nothing cut
-    assert 'failed: error: attribute &#x27;lab&#x27; missing' in row.replace('<br>', ' '), row
+    # broken on spaces into short lines, nothing cut (the quotes escaped as
+    # jinja2's autoescape writes them)
+    assert 'failed: error: attribute &#39;lab&#39; missing' in row.replace('<br>', ' '), row
     assert '<br>' in row
 
 
