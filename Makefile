@@ -334,6 +334,22 @@ demo-current: current-deps
 demo-down: venv
 	$(VENV)/bin/python -m tests.lab down --name $(DEMO_NAME)
 
+# A fleet to try the collection on without machines (docs/lab.md): the lab
+# $(TRY_NAME) (web1, web2 and, with --mac, the quickstart's nix-darwin host mac)
+# and a fleet folder laid out as docs/quickstart.md's in $(TRY_DIR): the flake (a
+# git repository), inventory/, ansible.cfg, an ssh config with the lab's key
+# and host keys, README.txt. The lab stays up: `make try-down` removes it.
+TRY_NAME ?= try
+TRY_DIR ?= $(CURDIR)/.lab/try
+TRY_HOSTS ?= 2
+TRY_ARGS ?= --mac
+.PHONY: try try-down
+try: deps
+	$(VENV)/bin/python -m tests.lab try --dir $(TRY_DIR) --hosts $(TRY_HOSTS) --name $(TRY_NAME) $(TRY_ARGS)
+
+try-down: venv
+	$(VENV)/bin/python -m tests.lab down --name $(TRY_NAME)
+
 # Every benchmark table (root: most deploy to lab fleets; table 9, ee-store, needs
 # the EE image of `make ee`); about 25 minutes on 2 cores. BENCH_ARGS='--quick' or
 # e.g. '--only eval,inventory' or '--only ee-store'.

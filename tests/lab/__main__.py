@@ -1,17 +1,29 @@
-"""CLI: python -m tests.lab up|status|down|ssh-config --name NAME [--hosts N]."""
+"""CLI: python -m tests.lab up|status|inventory|leftovers|down|try --name NAME [--hosts N].
+
+try --dir DIR [--hosts N] [--mac]: brings up the lab (default name try, 2 NixOS
+hosts web1, web2; --mac adds a nix-darwin host mac) and writes into DIR a fleet
+folder laid out as docs/quickstart.md's, ready for `ansible-playbook
+nixdeploy.fleet.deploy -l vps` (DIR/README.txt says how; tests/lab/try_folder.py)."""
 
 import argparse
 import json
 import sys
 
 from .lab import Lab, LabError, PERSONAS
+from .try_folder import try_fleet
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m tests.lab', description=__doc__)
-    parser.add_argument('command', choices=['up', 'status', 'down', 'inventory', 'leftovers'])
-    parser.add_argument('--name', default='lab', help='lab name (default: lab)')
-    parser.add_argument('--hosts', type=int, default=8, help='number of hosts (up)')
+    parser.add_argument('command',
+                        choices=['up', 'status', 'down', 'inventory', 'leftovers', 'try'])
+    parser.add_argument('--name', default=None, help='lab name (default: lab; try: try)')
+    parser.add_argument('--hosts', type=int, default=None,
+                        help='number of hosts (up: default 8; try: NixOS hosts, default 2)')
+    parser.add_argument('--dir', default=None, metavar='DIR',
+                        help='try: the folder to write (new, empty, or an earlier try\'s)')
+    parser.add_argument('--mac', action='store_true',
+                        help="try: also the quickstart's nix-darwin host mac")
     parser.add_argument('--personas', default='nixos',
                         help='comma list cycled over the hosts: %s' % ', '.join(PERSONAS))
     parser.add_argument('--other-nix', default='', metavar='HOST,HOST',
@@ -19,9 +31,18 @@ def main(argv=None):
     parser.add_argument('--systemd', default='', metavar='HOST,HOST',
                         help='NixOS hosts (h1, h2, ...) that boot a real systemd as PID 1 (up)')
     args = parser.parse_args(argv)
-    lab = Lab(args.name)
+    if args.name is None:
+        args.name = 'try' if args.command == 'try' else 'lab'
+    if args.command == 'try' and not args.dir:
+        parser.error('try needs --dir DIR')
     try:
-        if args.command == 'up':
+        lab = Lab(args.name)
+        if args.command == 'try':
+            try_fleet(args.dir, name=args.name, hosts=2 if args.hosts is None else args.hosts,
+                      mac=args.mac)
+        elif args.command == 'up':
+            if args.hosts is None:
+                args.hosts = 8
             other = set(h for h in args.other_nix.split(',') if h)
             systemd = set(h for h in args.systemd.split(',') if h)
             hosts = [{'name': 'h%d' % i, 'nix': 'other' if 'h%d' % i in other else 'own',
@@ -59,7 +80,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         # Lab.up took down what it had made before this reached here
         print('lab %s: stopped while it came up; what it had made is gone' % args.name
-              if args.command == 'up' else 'lab %s: stopped' % args.name, file=sys.stderr)
+              if args.command in ('up', 'try') else 'lab %s: stopped' % args.name, file=sys.stderr)
         return 130
     return 0
 
