@@ -33,11 +33,18 @@ import secrets
 import socket
 import stat
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey, Ed25519PublicKey)
-from cryptography.hazmat.primitives.serialization import (
-    Encoding, NoEncryption, PrivateFormat, PublicFormat)
+try:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey, Ed25519PublicKey)
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding, NoEncryption, PrivateFormat, PublicFormat)
+except ImportError as exc:
+    # ansible-core 2.19 brings cryptography; later releases may not: then
+    # nothing can be signed, and the cache is not used (said once)
+    MISSING = exc
+else:
+    MISSING = None
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 
@@ -206,6 +213,9 @@ class Signer(object):
         """The run's Signer from its key file and trusted keys (module
         docstring); raises UnusableKey."""
         environ = os.environ if environ is None else environ
+        if MISSING is not None:
+            raise UnusableKey('signing its entries needs the Python package cryptography on the '
+                              'controller (%s): install it beside Ansible' % MISSING)
         trusted = parse_trusted(environ.get(TRUSTED_ENV))
         given = environ.get(KEY_FILE_ENV)
         if given:

@@ -430,3 +430,13 @@ def test_a_planted_checked_mark_does_not_steer_the_spot_check(tmp_path):
     os.utime(os.path.join(cache.folder, 'checked-%s.json' % mine), (month, month))
     assert later.prune(now=time.time() + 25 * 3600)
     assert not os.path.exists(os.path.join(cache.folder, 'checked-%s.json' % mine))
+
+
+def test_without_cryptography_the_cache_is_not_used_and_says_why(tmp_path, monkeypatch):
+    """A controller whose Python lacks cryptography signs nothing: the cache
+    is not used (every host evaluated), said once, never a traceback."""
+    monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path / 'config'))
+    monkeypatch.setattr(_eval_signing, 'MISSING', ImportError("No module named 'cryptography'"))
+    cache = EvalCache(str(tmp_path / 'cache'))
+    assert not cache.usable
+    assert 'needs the Python package cryptography' in cache.reason, cache.reason
