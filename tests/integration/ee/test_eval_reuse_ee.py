@@ -9,6 +9,7 @@ commit that changes one host's file, the next job reuses the others.
 Two ways AWX runs the EE: a container group's pod (any UID, group 0) and a
 VM execution node (its user's rootless podman, ``--user=root``)."""
 
+import base64
 import json
 import os
 import pathlib
@@ -59,11 +60,34 @@ INVENTORY = {'all': {'hosts': dict((h, {'ansible_connection': 'local',
                                    for h in HOSTS)}}
 
 
-def make_job(private, versions):
-    """A job's private data dir: the project (flake and files) and the play."""
+# the evaluation cache's signing key, as a custom credential gives it to
+# every job of the team: the same key file in each job's private data dir
+# (each job's HOME is new: a key made there would sign for that job alone)
+KEY_FILE = '/runner/credentials/eval-cache.key'
+
+
+def team_key():
+    """A secret key in Nix's format (name:base64 of the seed and the public
+    key), made once for the test's jobs."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding, NoEncryption, PrivateFormat, PublicFormat)
+    private = Ed25519PrivateKey.generate()
+    raw = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()) + \
+        private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return 'awx-team:%s\n' % base64.b64encode(raw).decode('ascii')
+
+
+def make_job(private, versions, key):
+    """A job's private data dir: the project (flake and files), the play and
+    the team's cache key."""
     shutil.rmtree(private, ignore_errors=True)
     os.makedirs(os.path.join(private, 'project', 'hosts'))
     os.makedirs(os.path.join(private, 'out'))
+    os.makedirs(os.path.join(private, 'credentials'))
+    key_path = os.path.join(private, 'credentials', 'eval-cache.key')
+    with open(os.open(key_path, os.O_WRONLY | os.O_CREAT, 0o600), 'w') as handle:
+        handle.write(key)
     with open(os.path.join(private, 'project', 'flake.nix'), 'w') as handle:
         handle.write(FLAKE)
     for host in HOSTS:
@@ -91,7 +115,8 @@ def results(private):
 
 
 COMMAND = ['ansible-playbook', '-i', '/runner/inventory.json', '/runner/play.yml']
-ENV = ['-e', 'HOME=/runner', '-e', 'NIXDEPLOY_EVAL_CACHE=%s' % CACHE]
+ENV = ['-e', 'HOME=/runner', '-e', 'NIXDEPLOY_EVAL_CACHE=%s' % CACHE,
+       '-e', 'NIXDEPLOY_EVAL_CACHE_KEY_FILE=%s' % KEY_FILE]
 
 
 def pod_job(private, volume):
@@ -155,14 +180,15 @@ def test_a_job_after_a_commit_reuses_the_hosts_it_did_not_change(tmp_path, where
         run = pod_job
     private = str(base / 'job')
 
-    make_job(private, {})
+    key = team_key()
+    make_job(private, {}, key)
     job = run(private, volume)
     assert job.returncode == 0, output(job)
     first = results(private)
     assert [first[h]['answered'] for h in HOSTS] == ['evaluated'] * 3, first
 
     # a commit: r2's own file changes
-    make_job(private, {'r2': 'two'})
+    make_job(private, {'r2': 'two'}, key)
     job = run(private, volume)
     assert job.returncode == 0, output(job)
     second = results(private)
