@@ -73,11 +73,91 @@ def nix_cache_home(environ=None):
     return os.path.join(base, 'nix')
 
 
-def private_cache(folder, environ=None):
+def private_cache(folder, environ=None, warm=None):
     """The environment of an evaluator whose reads are recorded: Nix's
     caches in ``folder`` (made 0700), a copy of the user's fetcher cache
     without the rows that skip reading a source path, links to the rest
-    (a git or tarball cache names content by its hash: safe to share)."""
+    (a git or tarball cache names content by its hash: safe to share).
+    ``warm``: the rows ``warm_rows`` found, added back (the pinned copy's
+    root only)."""
+    env = _private_cache(folder, environ)
+    if warm and warm.get('rows'):
+        _add_rows(env['NIX_CACHE_HOME'], warm)
+    return env
+
+
+def warm_rows(folder, fetch, environ=None):
+    """The fetcher cache rows that let a recorded evaluator take the pinned
+    store copy without hashing all of it again: ``fetch(env)`` runs one Nix
+    process in a private cache made in ``folder`` that only fetches the
+    pinned copy's root; the rows it added for the root ("path": "/") are
+    kept. Nix 2.20-2.33 otherwise copy the whole source to find its store
+    path, which the evaluator's record would then hold as reads of every
+    file (sound, but no host would ever be reused). These rows only say
+    what the root's store path is: that path is the pin, fixed by its
+    narHash, and a host whose system holds it is never reused. {'home':
+    the folder, 'rows': [[file, domain, key, value, timestamp]]}."""
+    env = _private_cache(folder, environ)
+    home = env['NIX_CACHE_HOME']
+    before = _rows(home)
+    fetch(env)
+    rows = []
+    for row in sorted(_rows(home) - before):
+        try:
+            key = json.loads(row[2])
+        except ValueError:
+            continue
+        if row[1] in SKIPPING_DOMAINS and isinstance(key, dict) and key.get('path') == '/':
+            rows.append(list(row))
+    return {'home': home, 'rows': rows}
+
+
+def _rows(home):
+    found = set()
+    try:
+        names = os.listdir(home)
+    except OSError:
+        return found
+    for name in names:
+        if not (name.startswith('fetcher-cache') and name.endswith('.sqlite')):
+            continue
+        try:
+            db = sqlite3.connect('file:%s?mode=ro' % os.path.join(home, name), uri=True,
+                                 timeout=5)
+            try:
+                columns = [row[1] for row in db.execute('PRAGMA table_info(Cache)')]
+                if 'domain' in columns:
+                    found.update((name,) + tuple(row) for row in db.execute(
+                        'SELECT domain, key, value, timestamp FROM Cache'))
+            finally:
+                db.close()
+        except sqlite3.Error:
+            continue
+    return found
+
+
+def _add_rows(target, warm):
+    for name in sorted(set(row[0] for row in warm['rows'])):
+        path = os.path.join(target, name)
+        if not os.path.exists(path):
+            # the user has no fetcher cache of this version: the warm-up's
+            # own, stripped as any copy is
+            _copy_fetcher_cache(os.path.join(warm['home'], name), path)
+        try:
+            db = sqlite3.connect(path, timeout=5)
+            try:
+                db.executemany('INSERT OR REPLACE INTO Cache (domain, key, value, timestamp) '
+                               'VALUES (?, ?, ?, ?)',
+                               [row[1:] for row in warm['rows'] if row[0] == name])
+                db.commit()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            # without them the evaluator reads the whole source: sound
+            continue
+
+
+def _private_cache(folder, environ=None):
     own = nix_cache_home(environ)
     target = os.path.join(folder, 'nix')
     os.makedirs(target, 0o700, exist_ok=True)

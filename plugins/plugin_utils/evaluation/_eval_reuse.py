@@ -50,6 +50,8 @@ class RecordSpec(object):
 
     def __init__(self, call, values):
         self.call = call
+        # the fetcher cache rows of the pinned copy's root (Reuse._warm)
+        self.warm = None
         self.root, self.sub, self.values = call['root'], call['sub'], values
 
 
@@ -114,6 +116,7 @@ class Reuse(object):
                 self.reasons[flake] = why
                 continue
             spec = self._spec(source, facts.info(), facts.features())
+            spec.warm = self._warm(spec)
             self.refused[source.ref] = set(facts.info().get('refused') or ())
             self.specs[source.ref] = spec
             self._origin[source.ref] = dict(source.provenance)
@@ -126,6 +129,23 @@ class Reuse(object):
                     found = self._cache_key(fingerprint, request['attr'])
                     if found:
                         self.keys[key] = found
+
+    def _warm(self, spec):
+        """The fetcher cache rows that spare every recorded evaluator of this
+        source hashing its pinned copy again (``_eval_record.warm_rows``);
+        one Nix process a run and source. Never raises: without them the
+        evaluators read the whole source (no reuse, no wrong answer)."""
+        expr = ('builtins.seq (builtins.fetchTree { type = "path"; path = %s; narHash = %s; })'
+                '.outPath null' % (nix_string(spec.root), nix_string(spec.call['narHash'])))
+        runner = self._info_runner()
+
+        def fetch(env):
+            runner.run('eval', ['--json', '--expr', expr], env=env, flake_command=True)
+        try:
+            return _eval_record.warm_rows(tempfile.mkdtemp(prefix='warm-', dir=self.folder),
+                                          fetch)
+        except (OSError, NixError):
+            return None
 
     @staticmethod
     def _spec(source, asked, features):
@@ -236,7 +256,7 @@ class Reuse(object):
         # (its evaluator died, its host got no answer) and both straces write
         # one log (a record holding the other's reads, or missing its own)
         place = tempfile.mkdtemp(prefix='record-', dir=self.folder)
-        env = _eval_record.private_cache(place)
+        env = _eval_record.private_cache(place, warm=spec.warm)
         expr = _eval_record.expression(apply_text, spec.call, self_marker)
         log = os.path.join(place, 'strace.log')
         argv = argv_of(['--json', '--expr', expr])
