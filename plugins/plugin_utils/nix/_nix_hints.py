@@ -46,11 +46,14 @@ LIST_ALL_UP_TO = 8
 # A file missing from the store copy of the flake, in the words of every Nix:
 # "getting status of '/nix/store/<hash>-source/hosts/common.nix': No such
 # file or directory" (up to 2.19 and Lix), "path '/nix/store/<hash>-source/
-# hosts/common.nix' does not exist" (later Nix, on a path: copy). Nix 2.20+
-# say "... is not tracked by Git" themselves for a git work tree.
+# hosts/common.nix' does not exist" (later Nix, on a path: copy), "path
+# '«git+file:///repo?ref=...&rev=...»/hosts/common.nix' does not exist" (Nix
+# 2.34, a commit read through its git accessor). Nix 2.20+ say "... is not
+# tracked by Git" themselves for a git work tree.
 _STORE_SOURCE = (
     re.compile(r"getting status of '/nix/store/[a-z0-9]{32}-source/([^'\n]+)'"),
     re.compile(r"path '/nix/store/[a-z0-9]{32}-source/([^'\n]+)' does not exist"),
+    re.compile(u"path '\u00ab[^\u00bb'\n]*\u00bb/([^'\n]+)' does not exist"),
 )
 
 # The evaluation's own words for a missing attribute (evaluation/_eval.py's

@@ -182,12 +182,16 @@ def write(report, directory, names=(BASENAME,), html=None):
 
 
 def _renderer():
+    """The page's render function; ReportError where this Python cannot
+    render it (no jinja2)."""
     try:
-        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_html import (
-            render)
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import (
+            _report_html as html)
     except ImportError:
-        from _report_html import render  # pylint: disable=import-error
-    return render
+        import _report_html as html  # pylint: disable=import-error
+    if html.MISSING:
+        raise ReportError(html.MISSING)
+    return html.render
 
 
 def main(argv=None):
@@ -213,7 +217,7 @@ def main(argv=None):
     if not args.no_html:
         try:
             renderer = _renderer()
-        except ImportError as exc:
+        except ReportError as exc:
             # the page is rendered by jinja2; a bare python3 without it still merges the JSON
             sys.stderr.write('%s; wrote the JSON only\n' % exc)
     paths = write(merged, args.out, html=renderer)

@@ -20,8 +20,10 @@ import time
 try:
     import jinja2
 except ImportError as exc:   # the merge run as a plain script by a Python without it
-    raise ImportError('the HTML report needs jinja2 (%s): install it, or merge with --no-html'
-                      % exc) from exc
+    jinja2 = None
+    MISSING = 'the HTML report needs jinja2 (%s): install it, or merge with --no-html' % exc
+else:
+    MISSING = None
 
 try:
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import wrap

@@ -102,7 +102,8 @@ def test_an_untracked_import_says_git_add(evaluated):
     flake, results = evaluated
     said = results['web2']['msg']
     # Nix's words stay; the fix is the last line (the summary keeps it)
-    assert 'getting status of' in said or 'not tracked by Git' in said, said
+    assert 'getting status of' in said or 'not tracked by Git' in said \
+        or 'does not exist' in said, said
     assert said.split('\n')[-1] == (
         'hosts/common.nix is not tracked by git, and a git flake sees only tracked files: '
         'git -C %s add hosts/common.nix' % flake), said
