@@ -125,9 +125,6 @@ class EvalPool(object):
         # the run's ``_eval_reuse.Reuse`` (None: nothing recorded): where it
         # records a flake, its evaluators run through it, under strace
         self.recorder = recorder
-        # keys each evaluated first in a process of their own (the
-        # recorder's ``alone``: their new record is then only their reads)
-        self.alone = set(recorder.alone) if recorder is not None else set()
         # the job's evaluator slots (``_eval_slots``): None, no bound beyond ours
         self.slots = slots
         self.apply = apply_expression
@@ -164,8 +161,6 @@ class EvalPool(object):
         if self.chunk_size:
             per_piece = min(per_piece, self.chunk_size)
         for flake, items in by_flake.items():
-            self._queue.extend(_Piece(flake, [item]) for item in items if item[0] in self.alone)
-            items = [item for item in items if item[0] not in self.alone]
             for start in range(0, len(items), per_piece):
                 self._queue.append(_Piece(flake, items[start:start + per_piece]))
         sampler = threading.Thread(target=self._sample, name='nixdeploy-eval-rss')

@@ -80,11 +80,6 @@ class Reuse(object):
         self.keys = {}
         # {request key: 0 evaluate first .. 2 last} (lookup)
         self.rank = {}
-        # request keys whose own reads all held, sent back only by what a
-        # host before them in their evaluator read: each is evaluated first
-        # in a process of its own, so that its new record is its own reads
-        # and a later change to a neighbour's file leaves it alone
-        self.alone = set()
         self._origin = {}
         self._results = {}
         self._describers = {}
@@ -196,8 +191,6 @@ class Reuse(object):
                 own = self._own_segment(entry)
                 if valid < entry['upto']:
                     self.rank[key] = 0
-                    if own is not None and self._segment_holds(own, spec):
-                        self.alone.add(key)
                 else:
                     self.rank[key] = 3 if own is not None and own.get('self') else 2
         tied = self.cache.tie(self.runner, dict((k, v[0]) for k, v in found.items())) \
@@ -218,15 +211,6 @@ class Reuse(object):
         except (TypeError, KeyError, IndexError):
             return None
         return segment if isinstance(segment, dict) else None
-
-    def _segment_holds(self, segment, spec):
-        """Whether one segment still holds in the run's content: then only a
-        neighbour's reads changed."""
-        try:
-            return _eval_record.valid_upto({'segments': [segment]}, self._describer(spec.root),
-                                           spec.values)[0] == 1
-        except (OSError, ValueError, TypeError, AttributeError):
-            return False
 
     def _holds(self, chain_name, spec):
         chain = self.cache.get_chain(chain_name)

@@ -133,8 +133,6 @@ class BrokenRecorder(object):
     def __init__(self):
         self.calls = 0
         self.lock = threading.Lock()
-        # no host is sent back by a neighbour here
-        self.alone = set()
 
     def command(self, *_args):
         with self.lock:

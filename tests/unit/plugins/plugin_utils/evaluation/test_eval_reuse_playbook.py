@@ -74,7 +74,8 @@ def deploy_eval(base, repo, step):
                  for name in HOSTS)
     play = [{'hosts': 'all', 'gather_facts': False, 'tasks': [
         {'name': 'evaluate', 'nixdeploy.fleet.nix_eval': {
-            'nix_options': {'substituters': ''}, 'eval_workers': 1}}]}]
+            # an evaluator per host: each record is its own host's reads
+            'nix_options': {'substituters': ''}, 'eval_workers': len(HOSTS)}}]}]
     env = {'NIXDEPLOY_EVAL_CACHE': os.path.join(base, 'cache'),
            'XDG_CONFIG_HOME': os.path.join(base, 'config'), 'NIX_CONFIG': NIX_CONFIG}
     run = run_playbook(play, {'all': {'hosts': hosts}}, os.path.join(base, 'run-%d' % step),

@@ -203,32 +203,6 @@ def test_the_spot_check_rotates_over_the_reused_hosts(tmp_path):
     assert len(seen[0]) == 1 and len(seen[1]) == 2, seen
 
 
-def test_a_host_sent_back_by_a_neighbour_gets_a_record_of_its_own(tmp_path):
-    """Hosts evaluated in one process share its reads: a change to the
-    first host's file sends the others back. Each of them is then evaluated
-    first in a process of its own, so from then on a one-file commit
-    evaluates the host that reads that file, and no other."""
-    hosts = dict(('hosts/%s.nix' % name, '{ self }: { v = "%s"; }\n' % name)
-                 for name in 'abcd')
-    from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import FLAKE
-    flake = Shape(str(tmp_path), dict(hosts, **{'flake.nix': FLAKE, 'lib/mk.nix': MK}), 'abcd')
-    # one evaluator for all four: each record holds the hosts before it
-    first = flake.run(workers=1)[1]
-    assert first['processes'] == 1, first
-    flake.write('hosts/a.nix', '{ self }: { v = "A"; }\n')
-    flake.commit('a')
-    entries, figures = flake.run(workers=1)
-    assert how(entries) == dict.fromkeys('abcd', 'evaluated')
-    # b, c and d each first in a process of their own
-    assert figures['processes'] >= 4, figures
-    for name in 'bcd':
-        flake.write('hosts/%s.nix' % name, '{ self }: { v = "%s2"; }\n' % name)
-        flake.commit(name)
-        entries = flake.run(workers=1)[0]
-        assert how(entries) == dict((h, 'evaluated' if h == name else 'reused')
-                                    for h in 'abcd'), (name, entries)
-
-
 def _reading(name):
     return {
         'flake.nix': '''{ outputs = { self }: let lib = import ./lib/mk.nix; in {
