@@ -272,6 +272,11 @@ def check_controller(run, gc_root_dir):
     if os.path.isdir(gc_root_dir):
         for name in os.listdir(gc_root_dir):
             path = os.path.join(gc_root_dir, name)
-            if not os.path.islink(path) or not os.path.exists(path):
-                out.append('controller: half-made GC root %s' % path)
+            # a fleet's folder of roots (<dir>/<fleet>/<host>), or an old
+            # flat root (<dir>/<host>)
+            inside = [os.path.join(path, n) for n in os.listdir(path)] \
+                if os.path.isdir(path) and not os.path.islink(path) else [path]
+            for root in inside:
+                if not os.path.islink(root) or not os.path.exists(root):
+                    out.append('controller: half-made GC root %s' % root)
     return out

@@ -41,6 +41,15 @@ RECORD_OVERHEAD = 0.125
 MIN_HOST_SECONDS = 0.25
 
 
+# the Nix versions whose fetchTree of the pinned store copy hashes all of
+# it again unless the fetcher cache says its store path (Reuse._warm): 2.8
+# reads it through the file system without hashing, 2.34 records the store
+# path in the fetcher cache itself (seen with the EE's 2.26 and the two
+# stacks' 2.8 and 2.34; outside this range a Nix that hashed it again would
+# be recorded as reading every file: no reuse, never a wrong answer)
+WARM_FROM, WARM_UNTIL = (2, 20), (2, 34)
+
+
 class RecordSpec(object):
     """How to record the evaluation of one pinned source: ``call`` (what
     record.nix is given: the store copy ``root``, its ``narHash``, the
@@ -111,7 +120,8 @@ class Reuse(object):
                 self.reasons[flake] = why
                 continue
             spec = self._spec(source, facts.info(), facts.features())
-            spec.warm = self._warm(spec)
+            if WARM_FROM <= facts.like() < WARM_UNTIL:
+                spec.warm = self._warm(spec)
             self.refused[source.ref] = set(facts.info().get('refused') or ())
             self.specs[source.ref] = spec
             self._origin[source.ref] = dict(source.provenance)
