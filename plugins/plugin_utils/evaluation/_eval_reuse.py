@@ -198,10 +198,10 @@ class Reuse(object):
                 # changed, last where its own reads did, and last of all where
                 # it used the flake's revision (it changes on every commit):
                 # its neighbours' new records then leave out what changes
-                own = self._own_segment(entry)
                 if valid < entry['upto']:
                     self.rank[key] = 0
                 else:
+                    own = self._own_segment(entry)
                     self.rank[key] = 3 if own is not None and own.get('self') else 2
         tied = self.cache.tie(self.runner, dict((k, v[0]) for k, v in found.items())) \
             if found else set()
