@@ -30,6 +30,10 @@ as systemd units, a real reboot and a per-host keeper that starts it again
 Faults of the targets themselves (a small /nix that fills, a garbage
 collection at a chosen moment, a stopped daemon, a read-only store, a sudo
 that asks for a password) are Lab's methods too: target_faults.py.
+
+Network shapes (a bastion and hosts only reachable through it, IPv6-only
+hosts, a dead first address, a host that is switched off) are host spec
+keys: networks.py.
 """
 
 import contextlib
@@ -46,6 +50,7 @@ import sys
 import time
 import uuid
 
+from tests.lab.networks import NetworkShapes
 from tests.lab.target_faults import TargetFaults
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -364,7 +369,7 @@ def stop_netns(netns_list, grace=2.0):
         time.sleep(0.05)
 
 
-class Lab(TargetFaults):
+class Lab(TargetFaults, NetworkShapes):
     """A named lab. ``Lab(name).up(...)``; ``Lab(name)`` alone reattaches."""
 
     def __init__(self, name='lab', root=ROOT):
@@ -466,7 +471,19 @@ class Lab(TargetFaults):
         ``other_nix``), and ``systemd``: True boots it as a container whose
         PID 1 is systemd (NixOS persona, this stack's Nix; see nspawn.py),
         and ``store_size`` ('160M'): its /nix is a filesystem of that size,
-        for the target fault knobs (fill_store ...; see target_faults.py).
+        for the target fault knobs (fill_store ...; see target_faults.py),
+        and ``listen_any``: True, its sshd listens on every address of the
+        host (the others listen on their lab address only), for a test whose
+        host moves to another address.
+
+        Network shapes (networks.py; plain hosts): ``bastion``: True, the
+        gateway of the lab's inner subnet (one per lab); ``behind``: a
+        bastion's name, the host is only on that subnet, reached with
+        ProxyJump; ``ipv6_only``: True, an IPv6 address only (the lab bridge
+        gets a ULA prefix); ``dead_first``: True, ``ansible_host`` is an
+        address no host has and ``nix_target_hosts`` [it, the real one];
+        ``off``: True, switched off once up (link down, powered off:
+        ``switch_on`` brings it back).
         """
         if self.state:
             self.down()
@@ -500,6 +517,7 @@ class Lab(TargetFaults):
         bridge = self.state['bridge']
         sh(['ip', 'addr', 'add', '%s/24' % self.bridge_address, 'dev', bridge])
         sh(['ip', 'link', 'set', bridge, 'up'])
+        self._make_networks(specs)
         self._write_tools()
         hold_after = int(os.environ.get('NIXDEPLOY_LAB_HOLD_AFTER') or 0)
         for number, spec in enumerate(specs, start=1):
@@ -510,6 +528,7 @@ class Lab(TargetFaults):
         self._write_client_files()
         self._start_supervisor()
         self._wait_ready()
+        self._switch_off_shapes()
 
     def _hold_for_a_test(self, seconds=120):
         """Stop half way up, for a test that stops a lab while it comes up
@@ -555,6 +574,7 @@ class Lab(TargetFaults):
             specs.append(spec)
         if len(specs) > 200:
             raise LabError('at most 200 hosts per lab')
+        NetworkShapes._check_shapes(specs)
         return specs
 
     @staticmethod
@@ -598,15 +618,20 @@ class Lab(TargetFaults):
                 # PID 1 is a real systemd (a systemd-nspawn container)
                 'systemd': spec['systemd'],
                 # bytes of its /nix (a tmpfs), or None: the machine's disk
-                'store_size': spec.get('store_size')}
+                'store_size': spec.get('store_size'),
+                # its sshd listens on every address of the host, as a real
+                # host's does: one whose new system moves it stays reachable
+                'listen_any': bool(spec.get('listen_any'))}
+        # its address and bridge, a network shape's keys (networks.py)
+        host.update(self._shape_host(spec, number, address))
         self.state['hosts'][name] = host
         self._mount_store(host)
         self._make_host_tree(host, traits)
         sh(['ip', 'netns', 'add', netns])
         sh(['ip', 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns])
-        sh(['ip', 'link', 'set', veth, 'master', self.state['bridge']])
+        sh(['ip', 'link', 'set', veth, 'master', host['bridge']])
         sh(['ip', 'link', 'set', veth, 'up'])
-        sh(['ip', '-n', netns, 'addr', 'add', '%s/24' % address, 'dev', 'eth0'])
+        self._address_host(host)
         sh(['ip', '-n', netns, 'link', 'set', 'eth0', 'up'])
         if host['systemd']:
             # its keeper boots it (and again after a reboot); the pid of the
@@ -676,7 +701,8 @@ class Lab(TargetFaults):
         if not traits['nix_on_path']:
             setenv = 'SetEnv PATH=%s' % os.path.join(hostdir, 'syspath')
         with open(os.path.join(hostdir, 'sshd_config'), 'w') as handle:
-            handle.write(SSHD_CONFIG.format(address=host['address'], hostdir=hostdir,
+            handle.write(SSHD_CONFIG.format(address='0.0.0.0' if host.get('listen_any')
+                                            else host['address'], hostdir=hostdir,
                                             labdir=self.dir, setenv=setenv))
         sh(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', host['name'],
             '-f', os.path.join(hostdir, 'ssh_host_ed25519_key')])
@@ -719,10 +745,10 @@ class Lab(TargetFaults):
             with open(os.path.join(host['dir'], 'ssh_host_ed25519_key.pub')) as handle:
                 pub = ' '.join(handle.read().split()[:2])
             lines.append('%s %s\n' % (host['address'], pub))
-            config.append(
+            config.append(self._shape_ssh_config(host, (
                 'Host %s\n  HostName %s\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n'
                 '  UserKnownHostsFile %s\n  StrictHostKeyChecking yes\n  BatchMode yes\n'
-                % (host['name'], host['address'], host['ssh_user'], self.key, self.known_hosts))
+                % (host['name'], host['address'], host['ssh_user'], self.key, self.known_hosts))))
         with open(self.known_hosts, 'w') as handle:
             handle.writelines(lines)
         with open(self.ssh_config, 'w') as handle:
@@ -749,7 +775,7 @@ class Lab(TargetFaults):
         }
         if host['become']:
             hostvars['ansible_become'] = True
-        return hostvars
+        return self._shape_ansible_vars(host, hostvars)
 
     def ansible_inventory(self):
         """A static YAML/JSON inventory of the lab, grouped by persona."""
@@ -804,8 +830,8 @@ class Lab(TargetFaults):
     def ssh(self, name, command, user=None, check=True, timeout=60, input=None):
         """Run a shell command on a host over real ssh (strict host keys)."""
         host = self.host(name)
-        argv = ['ssh'] + self.ssh_args() + ['-l', user or host['ssh_user'], host['address'],
-                                            command]
+        argv = ['ssh'] + self.ssh_args() + self._shape_ssh_args(host) + [
+            '-l', user or host['ssh_user'], host['address'], command]
         proc = subprocess.run(argv, universal_newlines=True, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, timeout=timeout, input=input, check=False)
         if check and proc.returncode != 0:
@@ -1121,6 +1147,7 @@ class Lab(TargetFaults):
         for host in self.hosts.values():
             sh(['ip', 'link', 'del', host['veth']], check=False)
             sh(['ip', 'netns', 'del', host['netns']], check=False)
+        self._remove_networks()
         if self.state.get('bridge'):
             # none yet: stopped before it claimed one
             sh(['ip', 'link', 'del', self.state['bridge']], check=False)
@@ -1146,6 +1173,8 @@ class Lab(TargetFaults):
         found += _nspawn().leftovers(index)
         # store_size hosts: their /nix filesystems
         found += self._store_mounts()
+        # network shapes: the inner bridge, a bastion's link, the route
+        found += self._network_leftovers(index)
         return found
 
     def status(self):
