@@ -72,6 +72,9 @@ class ScaleFleet(BenchFleet):
     """BenchFleet on a scale lab; the playbook runs with the summary, the
     report and the event counter on, and every run's memory is sampled."""
 
+    # -e for every playbook run (--extra-vars)
+    extra_vars = ''
+
     # pylint: disable=super-init-not-called
     def __init__(self, name, hosts, workdir, forks=FORKS, log=print):
         self.workdir, self.forks = workdir, forks
@@ -161,6 +164,8 @@ class ScaleFleet(BenchFleet):
             handle.write('\n'.join(self.selected) + '\n')
         argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
                 '-i', self.inventory, playbook, '-l', '@' + limit] + list(args)
+        if self.extra_vars:
+            argv += ['-e', self.extra_vars]
         if profile:
             # --gil: samples of Python code running (holding the GIL), not
             # of waits (the strategy's poll sleep, a fork waiting on ssh)
@@ -560,6 +565,9 @@ def main(argv=None):
                         help='rounds of every size, in alternated order (default 1); the '
                              'growth is then taken between the medians')
     parser.add_argument('--lab', default='scale', help='name of the scale lab (up, then down)')
+    parser.add_argument('--extra-vars', default='',
+                        help="-e for every playbook run, e.g. 'nix_probe_timeout=0' (the "
+                             "deploy without its login probe)")
     parser.add_argument('--output', default=os.path.join(REPO, 'benchmarks', 'results',
                                                          'scale.json'))
     args = parser.parse_args(argv)
@@ -582,6 +590,7 @@ def main(argv=None):
         results['table'] = data
         write(args.output + '.partial', results)
     fleet = ScaleFleet(args.lab, max(sizes), workdir, forks=args.forks, log=log)
+    fleet.extra_vars = args.extra_vars
     try:
         asked = set(d.strip() for d in args.deployers.split(','))
         data = run(fleet, sizes, log=log, partial=partial, profile=args.profile,

@@ -78,7 +78,7 @@ class ActionModule(NixdeployAction):
         problem = _activation_result.check_params(args, platform, goal)
         if problem:
             return self.failed(result, problem)
-        session = HostSession(self.target, self._display)
+        session = HostSession(self.target, self._display, args.get('target_hosts'))
         task = ActivateTask(args, self.host, platform, goal, self._task.check_mode,
                             self._task.diff, session, Timeline())
         target_run = DetachedRun(task)

@@ -32,14 +32,15 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action impor
     NixdeployAction, verbose_traceback)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     Batch, _folder as batch_folder, batch_key, play_uuid, task_batch, work_key)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome, _reach
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._serial import gate
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
 
 
 # what a failed result keeps under ``details`` (task/_outcome.py)
 INTERNALS = ('play_hosts', 'nix_processes', 'evaluation', 'batch', 'batch_hosts',
-             'evaluated_here', 'started_here', 'from_cache', 'answered', 'reused', 'source')
+             'evaluated_here', 'started_here', 'from_cache', 'answered', 'reused', 'source',
+             'probe')
 
 
 class ActionModule(NixdeployAction):
@@ -89,7 +90,12 @@ class ActionModule(NixdeployAction):
         if judged['stop']:
             result.update(stopped=True, msg=u'nixdeploy: %s' % judged['stop'])
             return result
-        return self._evaluate(args, result)
+        # the login probe runs while the batch is evaluated: a host that is
+        # off costs its evaluation, never a build or a copy
+        probe = _reach.start(self._connection, self.task_vars, args)
+        result = self._evaluate(dict((k, v) for k, v in args.items()
+                                     if k not in _reach.OPTIONS), result)
+        return _reach.finish(self, self._connection, probe, args, result)
 
     def _serial_gate(self, max_fail_percentage):
         """This play batch's number and whether it may start

@@ -24,6 +24,8 @@ description:
   - Host names and what targets said reach the terminal escaped (control characters, C(ESC), newlines, bidi
     controls shown as C(\xNN) or C(\uNNNN)), so no flake or target text can move the cursor, erase lines,
     write the clipboard or print a line of its own.
+  - At the end, names the hosts the login probe could not reach (M(nixdeploy.fleet.nix_eval)'s
+    O(nixdeploy.fleet.nix_eval#module:unreachable)), each with why, and keeps their names in O(unreachable_file).
   - C(-e nix_summary=false) silences the summary lines (an extra var; the callback reads no inventory, play
     or role variable).
 author:
@@ -40,6 +42,19 @@ options:
     ini:
       - section: callback_nixdeploy_summary
         key: progress_interval
+  unreachable_file:
+    description:
+      - The file, relative to the current folder, that lists the hosts the login probe of
+        M(nixdeploy.fleet.nix_eval) could not reach, one name a line, for C(-l @nixdeploy-unreachable.txt)
+        (as Ansible's retry files). Each run adds the hosts it could not reach and takes out the ones it
+        reached; the file is removed when none is left. An empty value writes no file.
+    type: str
+    default: nixdeploy-unreachable.txt
+    env:
+      - name: NIXDEPLOY_UNREACHABLE_FILE
+    ini:
+      - section: callback_nixdeploy_summary
+        key: unreachable_file
 '''
 
 import threading
@@ -52,6 +67,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
     result_host, result_task)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import wrap
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _retry
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_record import (
     mark_rollback, outcome_record)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
@@ -199,6 +215,8 @@ class CallbackModule(CallbackBase):
         self._counts = {}        # status -> hosts, every batch (the closing totals line)
         self._answered = {}      # evaluated / reused / cached -> hosts, every batch
         self._origins = set()    # short revisions reused answers came from
+        self._unreached = {}     # host -> why the probe could not reach it
+        self._reached = set()    # hosts the probe reached
         self._ticker = None
         self._done = threading.Event()
 
@@ -225,12 +243,25 @@ class CallbackModule(CallbackBase):
         if line and self._shown:
             failed = any(self._counts.get(s) for s in ('failed', 'rolled_back', 'unreachable'))
             self._display.display(line, color='red' if failed else None)
+        self._retry_file()
         if self._last_batch and not self._stops:
             hosts, failed = self._last_batch
             left = self._play_hosts - len(self._seen)
             if hosts and failed == hosts and left > 0:
                 self._display.display('nixdeploy: every host of the last batch failed: no further '
                                       'batch starts (%d hosts not deployed)' % left, color='red')
+
+    def _retry_file(self):
+        """Name the hosts the probe could not reach, and keep them in the
+        unreachable file for ``-l @file`` (_retry.py)."""
+        path = self.get_option('unreachable_file')
+        try:
+            listed = _retry.update(path, self._unreached, self._reached) if path else None
+        except (IOError, OSError) as exc:
+            listed, path = None, '%s (not written: %s)' % (path, exc)
+        line = _retry.line(self._unreached, path if listed else None)
+        if line and self._shown:
+            self._display.display(line, color='red')
 
     # ------------------------------------------------------------ tasks
     def v2_runner_on_start(self, host, task):
@@ -256,6 +287,10 @@ class CallbackModule(CallbackBase):
                     self._display.display(printable(data['msg']), color='red')
                 return
             self._seen.add(host)
+            if phase == 'eval' and data.get('unreachable_at'):
+                self._unreached[host] = data.get('msg') or ''
+            elif phase == 'eval' and (data.get('probe') or {}).get('address'):
+                self._reached.add(host)
             if phase == 'eval' and data.get('play_hosts'):
                 self._play_hosts = int(data['play_hosts'])
             if phase == 'eval' and data.get('answered') in ('evaluated', 'reused', 'cached'):

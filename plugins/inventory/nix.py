@@ -17,6 +17,12 @@ description:
   - Every host gets C(ansible_host), C(ansible_user) and C(ansible_port) when the data has them, and
     C(nix_source), C(nix_platform), C(nix_system), C(nix_attr), C(nix_flake), C(nix_tags), C(nix_role),
     C(nix_configuration) and C(nix_node) (the node's raw data).
+  - "A node's ssh options (colmena C(deployment.sshOptions), deploy-rs C(sshOpts), an inventory entry's
+    C(sshOptions)) become C(ansible_ssh_common_args) of a group C(ssh_options_<digest>) and the host var
+    C(nix_ssh_common_args); the operator's C(group_vars) and C(host_vars) files take precedence over the
+    group's. An inventory entry's C(targetHosts) (an ordered list of addresses) becomes C(nix_target_hosts),
+    its first item C(ansible_host). An IPv6 address is taken with or without brackets and given on without
+    them; one with a zone index (C(fe80::1%eth0)) is refused."
   - "Groups: one per tag (characters outside C([A-Za-z0-9_]) become C(_), so C(batch-vps) becomes
     C(batch_vps)), C(role_<role>), one per platform (C(nixos), C(darwin), C(nix_on_droid),
     C(home_manager)) and one per system (C(x86_64_linux), ...)."
@@ -26,10 +32,10 @@ description:
     (C({{), C({%), C({#), a leading C(#jinja2:)) as C({\"__ansible_unsafe\": ...}), which a job reading the
     stored copy back keeps as data."
   - "Every value from the flake that reaches ssh is checked: the address (C(targetHost), C(host),
-    C(hostname), C(ips), colmena's default of the node name, the host of a home-manager C(user@host),
-    the host name when no address is given), the ssh user, the port and deploy-rs C(sshOpts), which
-    pass only through an allow-list of options that cannot run a command, read a file, open a forward
-    or weaken host key checking. A node with a value that could be read as an ssh option (a leading
+    C(hostname), C(targetHosts), C(ips), colmena's default of the node name, the host of a home-manager
+    C(user@host), the host name when no address is given), the ssh user, the port and the ssh options,
+    which pass only through an allow-list of options that cannot run a command, read a file, open a
+    forward or weaken host key checking (a ProxyJump chain of plain hops passes). A node with a value that could be read as an ssh option (a leading
     C(-)), whitespace, a control character or a character no host or user name has is skipped with a
     warning naming the node, the field and the value; with O(strict=true) it fails the parse.
     C(ansible_host), C(ansible_user) and C(ansible_port) set by O(compose) are checked the same way."
@@ -381,6 +387,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     self._trust_composed(compose, name)
                 self._add_host_to_composed_groups(groups, hostvars, name, strict=strict)
                 self._add_host_to_keyed_groups(keyed_groups, hostvars, name, strict=strict)
+        # the hosts' ssh options, as group variables: the operator's
+        # group_vars/ and host_vars/ files rank above them (_inventory_hosts)
+        for group, variables in sorted(result.group_vars.items()):
+            for key, value in variables.items():
+                self.inventory.set_variable(group, key, _data(value))
 
     def _trust_composed(self, compose, name):
         """What ``compose`` made is exported as the flake's values are: its
@@ -394,7 +405,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         """The connection vars ``compose`` set (maybe from the flake's data)
         pass the same checks; a host that fails them is taken out again."""
         try:
-            check_composed(compose, self.inventory.get_host(name).get_vars())
+            changed = check_composed(compose, self.inventory.get_host(name).get_vars())
         except InventoryError as exc:
             message = '%s node %s: %s' % (source, node_label(name), to_native(exc))
             if strict:
@@ -402,4 +413,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             display.warning('nixdeploy.fleet.nix: skipped %s' % message)
             self.inventory.remove_host(self.inventory.get_host(name))
             return False
+        for key, value in changed.items():
+            # an IPv6 ansible_host without its brackets, as ssh and Nix take it
+            self.inventory.set_variable(name, key, _data(value))
         return True

@@ -207,6 +207,28 @@ ROWS = (
         "the rest when it fails. Checked by the first task of each batch (C(host_pinned) and "
         "C(free) ignore the C(max_fail_percentage) play keyword). Whatever this says, a batch "
         "whose every host failed ends the play (Ansible's own rule).",)),
+    # the login probe beside the evaluation (plugin_utils/task/_reach.py)
+    Row('target_hosts', (EVAL, ACTIVATE), {'type': 'list', 'elements': 'str'}, scope='host',
+        inventory=True, description=(
+            "The host's addresses in the order they are tried (LAN, Wi-Fi, a tunnel): the first "
+            "one at which the login probe logs in is where the whole run reaches the host "
+            "(copy, activation, health checks); the confirmation of a new system tries them in "
+            "turn too. Set by the inventory plugin from C(targetHosts); by default only "
+            "C(ansible_host) is tried. docs/networks.md.",)),
+    Row('probe_timeout', (EVAL,), {'type': 'int', 'default': 10}, description=(
+        "Seconds each of a host's addresses has to let the login probe in. The probe runs "
+        "beside the evaluation and finds the hosts that cannot be reached before anything is "
+        "built or copied for them. C(0) turns it off; a run with C(--tags eval) does not "
+        "probe.",)),
+    Row('unreachable', (EVAL,), {'type': 'str', 'default': 'skip', 'choices': ['skip', 'fail']},
+        description=(
+            "What a host the login probe cannot reach at any of its addresses is. V(skip): "
+            "Ansible's unreachable (the recap's C(unreachable=), AWX's host summary); nothing "
+            "is built or copied for it, the other hosts go on, and the run ends with "
+            "ansible-playbook's exit code for unreachable hosts (4). V(fail): a failed host "
+            "(exit code 2), counted by C(nix_max_fail_percentage). Either way the summary "
+            "names each such host with the reason and writes their names to "
+            "C(nixdeploy-unreachable.txt) for C(-l @nixdeploy-unreachable.txt).",)),
     # a nix_* variable no role knows (a typo): warned of once, or each such host failed
     Row('unknown_vars', (EVAL,), {'type': 'str', 'default': 'warn', 'choices': list(UNKNOWN_VARS)},
         description=(
@@ -411,6 +433,8 @@ OTHER_VARIABLES = frozenset((
     # the Nix inventory's host variables (with nix_flake, nix_attr, nix_platform)
     'nix_source', 'nix_system', 'nix_tags', 'nix_role', 'nix_configuration', 'nix_node',
     'nix_profiles',
+    # the flake's own ssh options (the inventory plugin), for ansible_ssh_common_args to add to
+    'nix_ssh_common_args',
     # facts: nix_eval's, nix_publish's, nix_channel's
     'nix_drv_path', 'nix_out_path', 'nix_published_path', 'nix_flake_revision',
     'nix_flake_pinned',

@@ -157,6 +157,15 @@ options:
         V(awaiting_confirmation).
     type: bool
     default: true
+  target_hosts:
+    description:
+      - The host's addresses in order (C(nix_target_hosts), set by the inventory from C(targetHosts)). The
+        task reaches the host where the login probe of M(nixdeploy.fleet.nix_eval) found it; when a
+        confirmation login fails there (a new system that moved the host's address), it tries the other
+        addresses in turn before its time runs out, so magic rollback does not undo a good system that
+        answers at another address.
+    type: list
+    elements: str
   confirm_timeout:
     description:
       - Seconds the watchdog waits for the confirmation.

@@ -129,6 +129,33 @@ options:
         Ansible's own rule holds, the play stops when every host of a batch failed).
     type: int
     default: 100
+  target_hosts:
+    description:
+      - The host's addresses in the order the login probe tries them (LAN, Wi-Fi, a tunnel). The first one it
+        logs in at is where every later task of the collection reaches the host for the rest of the run
+        (copy, activation, confirmation, health checks). Read from the host variable C(nix_target_hosts)
+        when not given (the P(nixdeploy.fleet.nix#inventory) inventory sets it from C(targetHosts)); by
+        default only the connection's address (C(ansible_host)) is tried.
+    type: list
+    elements: str
+  probe_timeout:
+    description:
+      - Seconds each address has to let the login probe in. The probe is one ssh login with the host's own
+        connection (user, port, key, ssh options, jump host), run while the batch is evaluated; a host it
+        cannot reach gets nothing built or copied (see O(unreachable)).
+      - V(0) turns the probe off. There is no probe for a connection that is not ssh, nor in a run with
+        C(--tags eval).
+    type: int
+    default: 10
+  unreachable:
+    description:
+      - What a host the probe cannot reach at any address is. V(skip) returns Ansible's C(unreachable) (the
+        recap's C(unreachable=), AWX's host summary), which ends the host for the play; ansible-playbook exits
+        with its code for a run with unreachable hosts (4). V(fail) fails the host instead (exit code 2),
+        naming each address and why it failed.
+    type: str
+    choices: [skip, fail]
+    default: skip
   unknown_vars:
     description:
       - With O(from_role_vars), what a host variable whose name starts with C(nix_) and that no role of
@@ -322,6 +349,37 @@ reused:
     checked:
       description: How many recorded paths were checked against this content.
       type: int
+address:
+  description: The address the login probe reached the host at, when it is not the connection's own (one of
+    O(target_hosts) after the first); every later task of the collection reaches the host there.
+  returned: when the probe reached a later address
+  type: str
+  sample: 100.64.0.7
+probe:
+  description: What the login probe found.
+  returned: when the probe ran
+  type: dict
+  contains:
+    address:
+      description: The address it logged in at; null when none answered.
+      type: str
+    tried:
+      description: Each address that failed before, with the reason (C(no route), C(connection refused), C(timeout),
+        C(host key), C(login refused), C(jump failed) ...) and ssh's own line.
+      type: list
+      elements: dict
+    seconds:
+      description: How long the probe took.
+      type: float
+unreachable:
+  description: The probe reached the host at none of its addresses (O(unreachable=skip)).
+  returned: when unreachable
+  type: bool
+unreachable_at:
+  description: The addresses the probe tried in vain.
+  returned: when the probe reached none
+  type: list
+  elements: str
 nix_processes:
   description: How many C(nix eval) processes the batch needed (only on the host that completed it).
   returned: when evaluated_here

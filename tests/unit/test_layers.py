@@ -454,3 +454,44 @@ def test_ansible_core_internals_are_read_in_one_file():
             if (name, said) not in OWN] == []
     # each exception is still needed
     assert set((name, said) for name, said, _line in found) >= OWN
+
+
+# Ansible's variables that say where a host is reached (plugin_utils/host/
+# _host.py CONNECTION_VARS), and the probe's list of a host's addresses
+CONNECTION_NAMES = ('ansible_host', 'ansible_ssh_host', 'ansible_port', 'ansible_ssh_port',
+                    'ansible_user', 'ansible_ssh_user', 'ansible_remote_user',
+                    'ansible_ssh_private_key_file', 'ansible_private_key_file',
+                    'ansible_ssh_common_args', 'ansible_ssh_extra_args')
+# who may name them: the one reader (a Host is built there, from a task's
+# connection or another host's variables), and the inventory, which sets them
+CONNECTION_READER = 'plugin_utils.host._host'
+CONNECTION_WRITERS = ('plugin_utils.inventory.',)
+
+
+def test_where_a_host_is_reached_is_read_in_one_place():
+    """One connection a host: every path that opens ssh (Ansible's own
+    connection, nix copy, the activation and its confirmation, builders, the
+    cascade's hops) takes a ``Host``, built in plugin_utils/host/_host.py
+    from Ansible's variables, at the address the login probe reached
+    (plugin_utils/host/_probe.py). No other plugin file reads a connection
+    variable by name: a new way to reach a host is a row of CONNECTION_VARS."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
+        CONNECTION_VARS)
+    assert sorted(n for _field, names in CONNECTION_VARS for n in names) == \
+        sorted(CONNECTION_NAMES)
+    found = []
+    for name, path in sorted(plugin_files().items()):
+        if name == CONNECTION_READER or name.startswith(CONNECTION_WRITERS) or \
+                name.startswith(('modules.', 'doc_fragments.')):
+            continue
+        with open(path) as handle:
+            tree = ast.parse(handle.read(), path)
+        found.extend('%s:%d %s' % (name, node.lineno, node.value) for node in ast.walk(tree)
+                     if isinstance(node, ast.Constant) and node.value in CONNECTION_NAMES)
+    assert found == []
+    # the reader reads them through its table only
+    with open(plugin_files()[CONNECTION_READER]) as handle:
+        tree = ast.parse(handle.read())
+    named = [node.value for node in ast.walk(tree)
+             if isinstance(node, ast.Constant) and node.value in CONNECTION_NAMES]
+    assert sorted(named) == sorted(CONNECTION_NAMES)

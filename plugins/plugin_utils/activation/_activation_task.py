@@ -12,10 +12,11 @@ _reboot_run.py, _activation.py, _later_states.py) each get an
 
 import time
 
+from ansible import constants as C
 from ansible.errors import AnsibleConnectionFailure
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis, _probe
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import NoAnswer
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_key_judge import drop_master
 
@@ -29,6 +30,10 @@ RETRY_INTERVAL = 2.0
 LOOK_TIMEOUT = 10
 LAUNCH_TIMEOUT = 30
 LAUNCH_WAIT = 10
+# The launch session of a host with several addresses (nix_target_hosts)
+# gives up after this long: its new system may have moved it, which leaves
+# the session hanging on a dead link (a lost launch is followed anew).
+MOVING_LAUNCH_TIMEOUT = LAUNCH_WAIT + 10
 # While a host reboots: seconds between looks for its new boot id.
 BOOT_LOOK_INTERVAL = 2.0
 
@@ -50,11 +55,14 @@ class HostSession:
     ``lost_connections``); ``dropped`` keeps the notes of the values the
     target reported that were not what they must be (each once)."""
 
-    def __init__(self, host, display):
+    def __init__(self, host, display, addresses=()):
         self.host = host
         self._display = display
         self.lost = 0
         self.dropped = []
+        # the host's addresses in order (nix_target_hosts), for a
+        # confirmation whose login fails where the host was reached
+        self.addresses = [u'%s' % a for a in addresses or () if a not in (None, '')]
 
     def note(self, message, verbosity=3):
         """``message`` for -vvv (``verbosity`` 2: -vv)."""
@@ -62,6 +70,23 @@ class HostSession:
 
     def count_lost(self):
         self.lost += 1
+
+    def next_address(self):
+        """After a failed login: reach the host at its next address (in
+        the order of nix_target_hosts, round), and keep it for the rest of
+        the run; the address, or None for a host with one address. A new
+        system may move the host (a new LAN address, a tunnel that comes
+        up): its confirmation must still find it."""
+        if len(self.addresses) < 2:
+            return None
+        current = self.host.address
+        index = self.addresses.index(current) if current in self.addresses else -1
+        address = self.addresses[(index + 1) % len(self.addresses)]
+        self.new_login()
+        self.host.move_to(address)
+        _probe.keep_reached(C.DEFAULT_LOCAL_TMP, self.host.name, address)
+        self.note('trying the next address: %s' % address, verbosity=2)
+        return address
 
     def new_login(self):
         """Drop the ssh master: the next command logs in anew."""

@@ -11,8 +11,8 @@ import uuid
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activation_result, _programs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_task import (
-    LAUNCH_TIMEOUT, LAUNCH_WAIT, LOOK_TIMEOUT, POLL_WAIT, RETRY_INTERVAL, ConnectionLost,
-    script_error)
+    LAUNCH_TIMEOUT, LAUNCH_WAIT, LOOK_TIMEOUT, MOVING_LAUNCH_TIMEOUT, POLL_WAIT, RETRY_INTERVAL,
+    ConnectionLost, script_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import file_name
 
@@ -71,12 +71,19 @@ class DetachedRun:
             params['root_key'] = file_name(task.host)
         params.update(overrides)
         script = _programs.launch_script(task.platform, run, mode, **params)
+        # a host with several addresses may move while it activates, which
+        # leaves this session hanging on a dead link: it gives up sooner (a
+        # launch whose session is lost is followed from a new login), so
+        # that the confirmation window still holds a look at its next address
+        timeout = LAUNCH_TIMEOUT + LAUNCH_WAIT if len(self._session.addresses) < 2 \
+            else MOVING_LAUNCH_TIMEOUT
         try:
-            out, values, log = self._session.sh(script, timeout=LAUNCH_TIMEOUT + LAUNCH_WAIT)
+            out, values, log = self._session.sh(script, timeout=timeout)
         except ConnectionLost as exc:
             self._session.count_lost()
             self._session.note('lost the launch session (%s); following' % exc)
-            self._session.new_login()
+            if self._session.next_address() is None:
+                self._session.new_login()
             return run, None, '', None
         if 'error' in values or not values.get('dir') or not values.get('state'):
             return run, None, '', {'failed': True, 'changed': False,
@@ -104,7 +111,10 @@ class DetachedRun:
                 lost = str(exc)
                 session.count_lost()
                 session.note('%s; retrying' % lost)
-                session.new_login()
+                # a new login, at the host's next address when it has
+                # several: the activation may have moved it
+                if session.next_address() is None:
+                    session.new_login()
                 time.sleep(RETRY_INTERVAL)
                 continue
             lost = None
@@ -134,6 +144,9 @@ class DetachedRun:
             except ConnectionLost as exc:
                 lost, seen = str(exc), None
                 session.count_lost()
+                # the new system may have moved the host: the next try logs
+                # in at its next address (nix_target_hosts)
+                session.next_address()
             if seen is not None:
                 if 'error' in seen or not seen.get('dir'):
                     self._timeline.add_run('confirm', {'state': 'failed'}, start)

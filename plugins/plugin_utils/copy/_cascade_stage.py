@@ -20,8 +20,9 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy_modes import mode_row
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _builders
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _peer
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError, Host
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _probe
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
+    CONNECTION_VARS, AddressError, Host)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     StorePathError, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
@@ -31,16 +32,11 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import
 # The options that may differ per host in cascade mode (the option table's
 # per-host rows of nix_copy_closure: module_utils/_role_vars.py)
 PER_HOST = _role_vars.per_host(_role_vars.COPY)
-# Connection vars of another host, and the Host field each one fills; a
-# field no host var sets comes from this task's own connection (ansible.cfg,
-# play keywords), as Ansible would use it for that host too.
-_CONNECTION_VARS = (
-    ('user', ('ansible_user', 'ansible_ssh_user', 'ansible_remote_user')),
-    ('port', ('ansible_port', 'ansible_ssh_port')),
-    ('private_key_file', ('ansible_ssh_private_key_file', 'ansible_private_key_file')),
-    ('common_args', ('ansible_ssh_common_args',)),
-    ('extra_args', ('ansible_ssh_extra_args',)),
-)
+# Connection vars of another host, and the Host field each one fills
+# (plugin_utils/host/_host.py's one list, but the address); a field no host
+# var sets comes from this task's own connection (ansible.cfg, play
+# keywords), as Ansible would use it for that host too.
+_CONNECTION_VARS = tuple(row for row in CONNECTION_VARS if row[0] != 'host')
 _SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
 
 
@@ -104,8 +100,14 @@ class CascadeStage:
         # a host that failed before this task (its evaluation, its build)
         # is in no hop: its store gets nothing of the batch's
         active = set(play_batch(task_vars))
+        # with the login probe on (this host was probed), a host the probe
+        # has not reached yet is left to its own task, which pushes: its
+        # address may be another of its nix_target_hosts, or none
+        probed = _probe.reached(C.DEFAULT_LOCAL_TMP, this_host) is not None
         for name in hosts:
             if name != this_host and name not in active:
+                continue
+            if probed and name != this_host and _probe.reached(C.DEFAULT_LOCAL_TMP, name) is None:
                 continue
             hostvars = with_facts(vars_of(task_vars, name), in_flight.get(name))
             request = _peer_request(stage.filled.for_host(args, _role_vars.COPY, hostvars),

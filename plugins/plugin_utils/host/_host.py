@@ -27,12 +27,14 @@ import shlex
 import threading
 from urllib.parse import parse_qs, quote as _url_quote, urlsplit
 
+from ansible import constants as C
 from ansible.errors import AnsibleConnectionFailure
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
     load_name, play_context_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis, _host_key_rules
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (
+    _diagnosis, _host_key_rules, _probe)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
 
 # Added after the user's own ssh args; ssh keeps the FIRST value of an
@@ -98,6 +100,19 @@ JUDGED = '_nixdeploy_host_key_unchecked'
 
 # the connections whose host the controller's own ssh and Nix's can reach
 SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
+# Where a host is reached, as Ansible's variables say it: each field of a
+# Host and the variables that give it, first one first (Ansible's own
+# names and their older aliases). The one list: another host's Host
+# (from_hostvars) and the cascade's read it; a new way to reach a host is
+# a row here (and nix_target_hosts, tried by the probe: _probe.py).
+CONNECTION_VARS = (
+    ('host', ('ansible_host', 'ansible_ssh_host')),
+    ('port', ('ansible_port', 'ansible_ssh_port')),
+    ('user', ('ansible_user', 'ansible_ssh_user', 'ansible_remote_user')),
+    ('private_key_file', ('ansible_ssh_private_key_file', 'ansible_private_key_file')),
+    ('common_args', ('ansible_ssh_common_args',)),
+    ('extra_args', ('ansible_ssh_extra_args',)),
+)
 # what of_task reads of the connection when first asked (require_ssh)
 _ADDRESS = ('host', 'port', 'user', 'private_key_file', 'common_args', 'extra_args',
             'become', 'become_user', 'become_method', '_host_key_unchecked', '_judged_on')
@@ -260,7 +275,9 @@ class Host:
 
     @classmethod
     def from_hostvars(cls, hostvars, templar=None, name=None):
-        """From one host's hostvars (another host of the batch, a builder)."""
+        """From one host's hostvars (another host of the batch, a builder),
+        at the address the run's login probe reached it at when that is
+        not its ``ansible_host`` (plugin_utils/host/_probe.py)."""
         def var(*names):
             for key in names:
                 if key in hostvars and hostvars[key] not in (None, ''):
@@ -271,15 +288,13 @@ class Host:
             return None
 
         name = name or var('inventory_hostname')
-        become = var('ansible_become')
+        fields = dict((field, var(*names)) for field, names in CONNECTION_VARS)
+        fields['host'] = _probe.reached(C.DEFAULT_LOCAL_TMP, name) or fields['host'] or name
         return cls(
-            host=var('ansible_host', 'ansible_ssh_host') or name,
-            port=var('ansible_port', 'ansible_ssh_port'),
-            user=var('ansible_user', 'ansible_ssh_user', 'ansible_remote_user'),
-            private_key_file=var('ansible_ssh_private_key_file', 'ansible_private_key_file'),
-            ssh_common_args=var('ansible_ssh_common_args'),
-            ssh_extra_args=var('ansible_ssh_extra_args'),
-            become=_truthy(become),
+            host=fields['host'], port=fields['port'], user=fields['user'],
+            private_key_file=fields['private_key_file'],
+            ssh_common_args=fields['common_args'], ssh_extra_args=fields['extra_args'],
+            become=_truthy(var('ansible_become')),
             become_user=var('ansible_become_user'),
             become_method=var('ansible_become_method'),
             name=name,
@@ -299,6 +314,30 @@ class Host:
         return cls(parts.hostname, port=port, user=parts.username,
                    private_key_file=(query.get('ssh-key') or [None])[0],
                    ssh_common_args=os.environ.get('NIX_SSHOPTS'), name=uri)
+
+    def at(self, address):
+        """This host reached at another ``address`` (one of its
+        ``nix_target_hosts``): the same user, port, key and ssh options,
+        over the controller's own ssh only (Ansible's connection still
+        points at the first address)."""
+        known = self.require_ssh()
+        other = Host.__new__(Host)
+        other.__dict__.update(vars(known))
+        other.__dict__.update(connection=None, _execute=None, _before=None,
+                              host=_bare_host(str(address), self.name))
+        return other
+
+    def move_to(self, address):
+        """Reach this task's own host at ``address`` (another of its
+        ``nix_target_hosts``) from now on: Ansible's connection too, so
+        its next program logs in there."""
+        address = _bare_host(str(address), self.name)
+        self.connection.set_option('host', address)
+        play_context = play_context_of(self.connection)
+        if play_context is not None:
+            play_context.remote_addr = address
+        if self.__dict__.get('_pending') is None:
+            self.host = address
 
     # ------------------------------------------------------------ over Ansible's connection
     def sh(self, script, in_data=None, sudoable=False, timeout=PROGRAM_TIMEOUT):

@@ -13,7 +13,10 @@ controlling terminal, so nothing can ask for a password or passphrase.
 """
 
 import os
+import signal
 import subprocess
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 
 
 def known_host_name(conf):
@@ -69,9 +72,17 @@ def key_files(target, conf):
     return out
 
 
-def run_no_tty(argv, stdin_data=None, env=None):
+class TimedOut(NixdeployError):
+    """A command run by ``run_no_tty`` did not end within its time limit
+    (it was stopped, with its whole process group)."""
+
+
+def run_no_tty(argv, stdin_data=None, env=None, timeout=None):
     """argv -> (rc, stdout, stderr); no controlling terminal, so nothing can
-    ask for a password or passphrase."""
+    ask for a password or passphrase. ``timeout``: seconds the command may
+    take; past it the command and everything it started are killed and
+    ``TimedOut`` is raised (an ssh whose ProxyJump hangs never ends by
+    itself: ConnectTimeout bounds the target's login, not the jump's)."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     try:
@@ -81,7 +92,16 @@ def run_no_tty(argv, stdin_data=None, env=None):
                                 else subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=full_env, start_new_session=True,
                                 universal_newlines=True)
-        out, err = proc.communicate(stdin_data)
     except OSError as exc:
         return 127, '', '%s: %s' % (argv[0], exc)
+    try:
+        out, err = proc.communicate(stdin_data, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # its own session: the group holds ssh and the jump's ssh it started
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.communicate()
+        raise TimedOut('%s gave no answer within %ss' % (argv[0], timeout))
     return proc.returncode, out, err

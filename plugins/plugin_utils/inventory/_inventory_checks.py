@@ -12,13 +12,19 @@ through only:
 
 * an address that is a host name (``[A-Za-z0-9_]`` then ``[A-Za-z0-9_.-]``,
   253 characters at most: DNS names, ssh_config aliases, IPv4) or an IPv6
-  literal (``ipaddress`` reads it) with an optional zone (``fe80::1%eth0``);
+  literal (``ipaddress`` reads it), with or without brackets, given on
+  without them; no zone index (``fe80::1%eth0``: a Nix store URI cannot
+  carry one), no ``user@`` and no ``:port`` (``_inventory_network``);
 * a user of ``[A-Za-z0-9_.]`` then ``[A-Za-z0-9_.$-]`` (``deploy``,
   ``nix-on-droid``, ``user.name``, ``host$``), as ``_host.Host`` wants it;
 * a port: an integer (or a string of digits) 1..65535;
-* ``sshOpts`` on ``SSH_FLAGS`` and ``SSH_OPTIONS``: what cannot run a
-  command, read or write a file of the controller, open a forward or weaken
-  host key checking. Anything else is refused, unknown options included.
+* ssh options (deploy-rs ``sshOpts``, colmena ``deployment.sshOptions``,
+  an inventory entry's ``sshOptions``: one allow-list) on ``SSH_FLAGS`` and
+  ``SSH_OPTIONS``, and a ProxyJump chain (``-J``, ``-o ProxyJump``) of
+  plain hops: what cannot run a command the flake chose, read or write a
+  file of the controller, open a forward or weaken host key checking.
+  Anything else is refused, unknown options included; an option that runs
+  a command or turns host key checking off says so.
 
 And a node's name, which becomes the Ansible host name, must be
 ``printable`` (plugin_utils/common/_printable.py: it is shown in every summary
@@ -32,19 +38,17 @@ escaped, so a control character is visible); the caller skips the node (or
 fails under ``strict``).
 """
 
-import ipaddress
 import re
 import unicodedata
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import is_printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
     InventoryError)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_network import (
+    address_form, flag_reason, jump_reason, option_reason, same_address)
 
-_HOST_NAME = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.-]*')
-_ZONE = re.compile(r'[A-Za-z0-9_.-]+')
 _USER = re.compile(r'[A-Za-z0-9_.][A-Za-z0-9_.$-]*')
 _DIGITS = re.compile(r'[0-9]{1,5}')
-MAX_HOST = 253
 MAX_USER = 256
 
 # ssh flags without an argument that change nothing of what ssh runs, reads
@@ -86,6 +90,8 @@ SSH_OPTIONS = {
     'identitiesonly': ('IdentitiesOnly', _yes_no),
     'addressfamily': ('AddressFamily', _one_of('any', 'inet', 'inet6')),
     'ipqos': ('IPQoS', _ipqos),
+    # a chain of plain hops (_inventory_network.jump_reason); -J is the same
+    'proxyjump': ('ProxyJump', lambda value: jump_reason(value) is None),
     'loglevel': ('LogLevel', _one_of('quiet', 'fatal', 'error', 'info', 'verbose',
                                      'debug', 'debug1', 'debug2', 'debug3')),
 }
@@ -134,22 +140,25 @@ def _leading(what, value, origin, text):
 
 
 def check_address(value, origin):
-    """``value`` as an ssh address: a host name, IPv4 or IPv6 literal."""
+    """``value`` as an ssh address: a host name, IPv4 or IPv6 literal
+    (brackets taken off: ``[2001:db8::5]`` -> ``2001:db8::5``)."""
     text = value if isinstance(value, str) else ''
     _leading('address', value, origin, text)
-    if ':' in text:
-        literal, _sep, zone = text.partition('%')
-        try:
-            ipaddress.IPv6Address(literal)
-        except ValueError:
-            _refuse('address', value, origin, 'it holds \':\' but is no IPv6 address')
-        if _sep and not _ZONE.fullmatch(zone):
-            _refuse('address', value, origin, 'its IPv6 zone is not an interface name')
-        return text
-    if len(text) > MAX_HOST or not _HOST_NAME.fullmatch(text):
-        _refuse('address', value, origin, 'it is no host name, IPv4 or IPv6 address '
-                '(letters, digits, _ . - only; an IDN in its xn-- form)')
-    return text
+    address, reason = address_form(text)
+    if reason:
+        _refuse('address', value, origin, reason)
+    return address
+
+
+def check_target_hosts(value, origin):
+    """An inventory entry's ``targetHosts``: a non-empty list of addresses
+    in order, each checked (brackets taken off)."""
+    if not isinstance(value, list):
+        _refuse('address list', value, origin, 'it is not a list of addresses')
+    if not value:
+        _refuse('address list', value, origin, 'it is empty: give one address or more, or leave '
+                'it out')
+    return [check_address(item, '%s[%d]' % (origin, index)) for index, item in enumerate(value)]
 
 
 def check_host_name(name):
@@ -196,11 +205,15 @@ def _option(text):
 
 
 def ssh_opts(tokens, origin):
-    """deploy-rs ``sshOpts`` (argv items) through the allow-list.
+    """ssh options (argv items: deploy-rs ``sshOpts``, colmena's or an
+    inventory entry's ``sshOptions``) through the allow-list.
 
     Returns (port, user, args): the port and user they give (checked; ``-p``,
     ``-o Port``, ``-l``, ``-o User``), None when they give none, and the other
-    options as ssh arguments in one spelling (``-o Name=value``)."""
+    options as ssh arguments in one spelling (``-o Name=value``; ``-J``
+    becomes ``-o ProxyJump=``)."""
+    if not isinstance(tokens, (list, tuple)):
+        _refuse('ssh options', tokens, origin, 'they are not a list of ssh arguments')
     ports, users, args = [], [], []
     idx = 0
     while idx < len(tokens):
@@ -212,9 +225,9 @@ def ssh_opts(tokens, origin):
             args.append(token)
             continue
         flag, attached = token[:2], token[2:]
-        if flag not in ('-o', '-p', '-l'):
-            _refuse('ssh option', token, origin, 'it is not on the allow-list of ssh options '
-                    '(docs/inventory.md)')
+        if flag not in ('-o', '-p', '-l', '-J'):
+            _refuse('ssh option', token, origin, flag_reason(flag) or 'it is not on the '
+                    'allow-list of ssh options (docs/inventory.md)')
         if attached:
             argument = attached
         elif idx < len(tokens) and isinstance(tokens[idx], str):
@@ -230,12 +243,13 @@ def ssh_opts(tokens, origin):
         if flag == '-l':
             users.append(check_user(argument, '%s (-l)' % origin))
             continue
-        parsed = _option(argument)
+        # the option as the flake wrote it
+        written = token if attached else ('-J ' + argument if flag == '-J' else argument)
+        parsed = _option(('ProxyJump=' if flag == '-J' else '') + argument)
         known = SSH_OPTIONS.get(parsed[0].lower()) if parsed else None
-        written = token if attached else argument  # the option as the flake wrote it
         if known is None:
-            _refuse('ssh option', written, origin, 'it is not on the allow-list of ssh options '
-                    '(docs/inventory.md)')
+            _refuse('ssh option', written, origin, (parsed and option_reason(*parsed)) or
+                    'it is not on the allow-list of ssh options (docs/inventory.md)')
         name, valid = known
         value = parsed[1]
         if not value:
@@ -244,6 +258,8 @@ def ssh_opts(tokens, origin):
             ports.append(check_port(value, '%s (-o Port)' % origin))
         elif name == 'User':
             users.append(check_user(value, '%s (-o User)' % origin))
+        elif name == 'ProxyJump' and jump_reason(value):
+            _refuse('ssh option', written, origin, jump_reason(value))
         elif not valid(value):
             _refuse('ssh option', written, origin, 'its value is not one %s takes here' % name)
         else:
@@ -270,6 +286,12 @@ def check_connection(fields, name, name_is_address=False):
             fields[field] = check(value, origin.get(field, field))
     if name_is_address and not fields.get('address'):
         check_address(name, 'the host name (no address given: ssh connects to it)')
+    hosts = fields.get('target_hosts')
+    if hosts and fields.get('address') and not same_address(fields['address'], hosts[0]):
+        _refuse('address', fields['address'], origin.get('address', 'address'),
+                'it is not the first of %s %s: give the address once, or first in that list'
+                % (origin.get('target_hosts', 'targetHosts'),
+                   '[%s]' % ', '.join(shown(host) for host in hosts)))
     return fields
 
 
@@ -282,7 +304,9 @@ _COMPOSED = (('ansible_host', check_address), ('ansible_ssh_host', check_address
 def check_composed(compose, hostvars):
     """The connection vars that ``compose`` (the inventory config's
     expressions, which may read the flake's data) set, checked as the
-    plugin's own are."""
+    plugin's own are; returns those the check changed ({var: value}: an
+    IPv6 ``ansible_host`` without its brackets)."""
+    changed = {}
     for var, check in _COMPOSED:
         if var in (compose or {}) and hostvars.get(var) not in (None, ''):
             value = hostvars[var]
@@ -290,4 +314,7 @@ def check_composed(compose, hostvars):
             # strings) or a native int
             if isinstance(value, str):
                 value = u'%s' % (value,)
-            check(value, 'compose %s' % var)
+            checked = check(value, 'compose %s' % var)
+            if isinstance(value, str) and checked != value and check is check_address:
+                changed[var] = checked
+    return changed

@@ -19,13 +19,15 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._invento
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
     InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_fields import (
-    merge_fields, port_number, str_list)
+    merge_fields, port_number, ssh_options, str_list)
 
 # The colmena deployment options its Nix mapper reads into nix_node. Keys are
 # read apart (COLMENA_KEY_FIELDS) into nix_keys, never into nix_node.
-COLMENA_FIELDS = ['targetHost', 'targetPort', 'targetUser', 'tags',
+COLMENA_FIELDS = ['targetHost', 'targetPort', 'targetUser', 'tags', 'sshOptions',
                   'buildOnTarget', 'allowLocalDeployment',
                   'replaceUnknownProfiles', 'privilegeEscalationCommand']
+# Those a raw hive's definitions concatenate (listOf, as the module system).
+COLMENA_LIST_FIELDS = ['tags', 'sshOptions']
 
 # colmena's deployment.keys.<name> fields -> nixdeploy.fleet.nix_keys fields.
 COLMENA_KEY_FIELDS = {
@@ -37,13 +39,20 @@ COLMENA_KEY_FIELDS = {
 
 def colmena_fields(raw, name, node, inv_fields, configured):
     """(fields, extra host vars) of one colmena node; ``inv_fields``: the
-    inventory entry of the same name, which fills the gaps."""
+    inventory entry of the same name, which fills the gaps. ``sshOptions``
+    go through the allow-list; a ``-l``/``-p`` there counts when the node
+    gives no ``targetUser``/``targetPort``."""
     if node.get('error'):
         raise InventoryError('its colmena deployment options need more than data '
                              '(pkgs, config, nodes or lib without meta.nixpkgs)')
     dep = node.get('deployment') or {}
-    origin = {'user': 'deployment.targetUser', 'port': 'deployment.targetPort'}
-    if 'targetHost' in dep:
+    opt_port, opt_user, ssh_args = ssh_options(dep.get('sshOptions'), 'deployment.sshOptions')
+    origin = {'user': 'deployment.targetUser', 'port': 'deployment.targetPort',
+              'ssh_args': 'deployment.sshOptions'}
+    # makeHive's deploymentConfig gives every node targetHost = its name when
+    # the hive says none: that default leaves room for the inventory entry's
+    made_default = raw.get('madeHive') and dep.get('targetHost') == name
+    if 'targetHost' in dep and not (made_default and inv_fields.get('address')):
         address, origin['address'] = dep.get('targetHost'), 'deployment.targetHost'
     elif inv_fields.get('address'):
         address = inv_fields['address']
@@ -51,8 +60,12 @@ def colmena_fields(raw, name, node, inv_fields, configured):
     else:
         # colmena's default: the node name is the address
         address, origin['address'] = name, "the node name (colmena's default targetHost)"
-    if 'targetUser' in dep:
-        user = dep.get('targetUser')
+    if dep.get('targetUser') is not None:
+        user = dep['targetUser']
+    elif opt_user:
+        user, origin['user'] = opt_user, 'deployment.sshOptions'
+    elif 'targetUser' in dep:
+        user = None  # null: the inventory entry's, if any
     elif inv_fields.get('user'):
         user = inv_fields['user']
         origin['user'] = (inv_fields.get('origin') or {}).get('user', 'inventory')
@@ -63,8 +76,11 @@ def colmena_fields(raw, name, node, inv_fields, configured):
         'user': user,
         'port': port_number(dep.get('targetPort'), origin['port']),
         'tags': str_list(dep.get('tags')),
+        'ssh_args': ssh_args,
         'origin': origin,
     }
+    if node_fields['port'] is None and opt_port:
+        node_fields['port'], origin['port'] = opt_port, 'deployment.sshOptions'
     fields = merge_fields(node_fields, inv_fields)
     fields['platform'] = DEFAULT_PLATFORM
     known = (raw.get('configurations') or {}).get(PLATFORMS[DEFAULT_PLATFORM]['output'], [])

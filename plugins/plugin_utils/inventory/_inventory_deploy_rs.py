@@ -6,18 +6,17 @@
 Its Nix mapper (``source-deploy-rs.nix``) reads ``deploy.nodes`` without
 any profile's ``path`` (forcing it would evaluate a system); here a node
 becomes the host's fields, its ``sshOpts`` (through the allow-list of
-``_inventory_checks``) the port and ssh args, and its
+``_inventory_checks``) the port, a user when it has no ``sshUser`` and the
+ssh args (``ansible_ssh_common_args``, as every source's), and its
 profiles ``nix_profiles`` in deploy order, each with the attribute of its
 path for nix_eval.
 """
 
-import shlex
-
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
-    check_user, node_label, ssh_opts)
+    check_user, node_label)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_fields import (
-    merge_fields, str_list)
+    merge_fields, ssh_options, str_list)
 
 
 def _profiles(attr_base, name, node, generic):
@@ -51,8 +50,8 @@ def deploy_rs_fields(raw, name, node, inv_fields, configured):
     # sshOpts through the allow-list (_inventory_checks.SSH_OPTIONS): -p and
     # -o Port give the port, -l and -o User a user when sshUser does not
     opts_from = 'sshOpts' if node.get('sshOpts') else 'deploy.sshOpts'
-    port, opts_user, ssh_args = ssh_opts(str_list(node.get('sshOpts') or generic.get('sshOpts')),
-                                         opts_from)
+    port, opts_user, ssh_args = ssh_options(
+        str_list(node.get('sshOpts') or generic.get('sshOpts')), opts_from)
     user, user_from = node.get('sshUser'), 'sshUser'
     if not user:
         user, user_from = generic.get('sshUser'), 'deploy.sshUser'
@@ -63,14 +62,13 @@ def deploy_rs_fields(raw, name, node, inv_fields, configured):
         'user': user,
         'port': port,
         'tags': [],
-        'origin': {'address': 'hostname', 'user': user_from, 'port': opts_from},
+        'ssh_args': ssh_args,
+        'origin': {'address': 'hostname', 'user': user_from, 'port': opts_from,
+                   'ssh_args': opts_from},
     }
     fields = merge_fields(node_fields, inv_fields)
     profiles = _profiles(list(raw['attribute']), name, node, generic)
     extra['nix_profiles'] = profiles
-    if ssh_args:
-        # the ssh connection plugin splits ansible_ssh_extra_args with shlex
-        extra['ansible_ssh_extra_args'] = ' '.join(shlex.quote(a) for a in ssh_args)
     if inv_fields.get('configuration') or inv_fields.get('platform'):
         pass  # the inventory entry says which system the node deploys
     elif configured:

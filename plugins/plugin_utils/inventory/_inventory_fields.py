@@ -4,7 +4,8 @@
 """The fields of one node, as every source's mapping reads them.
 
 An inventory entry's own fields (address, user, port, tags, role, system,
-platform, configuration) and the small readers behind them, shared by the
+platform, configuration, its ordered addresses ``targetHosts`` and its
+``sshOptions``) and the small readers behind them, shared by the
 mapping of each source (``_inventory_colmena``, ``_inventory_deploy_rs``, and
 here the two small ones: ``entry_fields`` for inventory data,
 ``configurations_fields`` for configuration names): an entry of the inventory
@@ -15,7 +16,7 @@ all of them read fields the same way.
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
     PLATFORM_ORDER, PLATFORMS, user_at_host)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
-    check_port)
+    check_port, check_target_hosts, ssh_opts)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
     InventoryError)
 
@@ -44,24 +45,51 @@ def port_number(value, origin='port'):
     return check_port(value, origin)
 
 
+def ssh_options(value, origin):
+    """(port, user, ssh args) of a node's ssh options (an argv list: colmena
+    ``sshOptions``, deploy-rs ``sshOpts``, an entry's ``sshOptions``) through
+    the allow-list (``_inventory_checks.ssh_opts``); each None when they
+    give none (no options at all, or an empty list: colmena's default)."""
+    if value is None or value == []:
+        return None, None, None
+    port, user, args = ssh_opts(value, origin)
+    return port, user, (args or None)
+
+
 def inventory_fields(node, prefix=''):
     """The common fields of one pure-data inventory entry, with ``origin``:
     the key each connection field was read from (``prefix`` before it, for an
-    entry that fills the gaps of another source's node)."""
+    entry that fills the gaps of another source's node). ``targetHosts``
+    gives the address when no single one is given; a port or user of
+    ``sshOptions`` is used when the entry gives none of its own."""
     if not isinstance(node, dict):
         raise InventoryError('entry is not an attribute set')
     ips = node.get('ips')
+    opt_port, opt_user, ssh_args = ssh_options(node.get('sshOptions'), prefix + 'sshOptions')
+    hosts = node.get('targetHosts')
+    if hosts is not None:
+        hosts = check_target_hosts(hosts, prefix + 'targetHosts')
     address_key, address = _first(node, ('targetHost', 'host', 'hostname'))
+    if address is None and hosts:
+        address_key, address = 'targetHosts[0]', hosts[0]
     if address is None and isinstance(ips, list) and ips:
         address_key, address = 'ips[0]', ips[0]
     user_key, user = _first(node, ('targetUser', 'user', 'sshUser'))
+    if user is None and opt_user:
+        user_key, user = 'sshOptions', opt_user
     port_key, port = _first(node, ('port', 'targetPort', 'sshPort'))
+    if port is None and opt_port:
+        port_key, port = 'sshOptions', opt_port
     origin = dict((field, prefix + key) for field, key in
-                  (('address', address_key), ('user', user_key), ('port', port_key)) if key)
+                  (('address', address_key), ('user', user_key), ('port', port_key),
+                   ('target_hosts', 'targetHosts' if hosts else None),
+                   ('ssh_args', 'sshOptions' if ssh_args else None)) if key)
     return {
         'address': address,
         'user': user,
         'port': port_number(port, origin.get('port', 'port')),
+        'target_hosts': hosts,
+        'ssh_args': ssh_args,
         'tags': str_list(node.get('tags')),
         'role': _first(node, ('role',))[1],
         'system': _first(node, ('system',))[1],

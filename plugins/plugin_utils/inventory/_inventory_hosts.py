@@ -9,9 +9,20 @@ its source's row (``_inventory_sources.SOURCES``: ``_inventory_fields`` for
 inventory data and configurations, ``_inventory_colmena``,
 ``_inventory_deploy_rs``), and one mapping, the same for every source, makes
 them the host's variables (``ansible_*``, ``nix_*``) and groups (platform,
-system, role, tags). Pure Python: the unit tests map JSON without Nix too.
+system, role, tags).
+
+A node's ssh options (every source's, through one allow-list) become
+``ansible_ssh_common_args`` as a GROUP variable, of one group per distinct
+set of options (``ssh_options_<digest>``), and the host variable
+``nix_ssh_common_args``. Ansible ranks an inventory plugin's host
+variables above the operator's ``group_vars/`` files (below
+``host_vars/``), so a host variable would override the ``group_vars/all.yml``
+that says which known_hosts file ssh checks; an inventory group variable
+ranks below both, and the operator's value wins as it does for any other
+inventory. Pure Python: the unit tests map JSON without Nix too.
 """
 
+import hashlib
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
@@ -24,6 +35,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._invento
     InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_fields import (
     configured_platform, inventory_fields, port_number, str_list)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_network import (
+    joined)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_sources import (
     source_row)
 
@@ -63,13 +76,15 @@ class InventoryHost:
 
 
 class Result:
-    """Hosts in flake order plus the nodes skipped and why."""
+    """Hosts in flake order plus the nodes skipped and why, and the groups
+    that carry variables (``group_vars``: group -> {var: value})."""
 
     def __init__(self, source):
         self.source = source
         self.hosts = []
         self.skipped = []  # (name, reason)
         self.warnings = []
+        self.group_vars = {}
 
     def messages(self):
         """Every warning of the mapping, one line each (node names and values
@@ -151,7 +166,27 @@ def build_inventory(raw, flake, strict=False, address_optional=None, hive_keys=D
             result.skipped.append((name, u'%s' % exc))
             continue
         result.hosts.append(host)
+    _ssh_groups(result)
     return result
+
+
+def _ssh_groups(result):
+    """Each distinct ``nix_ssh_common_args`` becomes a group of its hosts
+    that holds it as ``ansible_ssh_common_args`` (below the operator's
+    group_vars/ and host_vars/ files: the module's docstring). Its name is
+    ``ssh_options_`` and a digest of the options, one no tag, role or system
+    group of the inventory holds."""
+    taken = set(group for host in result.hosts for group in host.groups)
+    for host in result.hosts:
+        args = host.vars.get('nix_ssh_common_args')
+        if not args:
+            continue
+        group = 'ssh_options_' + hashlib.sha256(args.encode('utf-8')).hexdigest()[:10]
+        while group in taken or result.group_vars.get(group, {}).get(
+                'ansible_ssh_common_args', args) != args:
+            group += '_'
+        result.group_vars[group] = {'ansible_ssh_common_args': args}
+        host.groups.append(group)
 
 
 def _host(name, fields, extra, node, raw, flake):
@@ -173,6 +208,12 @@ def _host(name, fields, extra, node, raw, flake):
     port = port_number(fields.get('port'))
     if port:
         variables['ansible_port'] = port
+    if fields.get('target_hosts'):
+        # the host's addresses in order; ansible_host is the first
+        variables['nix_target_hosts'] = [u'%s' % h for h in fields['target_hosts']]
+    if fields.get('ssh_args'):
+        # ansible_ssh_common_args of the host's group (_ssh_groups)
+        variables['nix_ssh_common_args'] = joined(fields['ssh_args'])
     variables.update({
         'nix_source': raw['source'],
         'nix_platform': platform,

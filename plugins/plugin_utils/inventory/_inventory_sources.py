@@ -17,7 +17,7 @@ is a row, a ``source-<name>.nix`` and a fields function
 """
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_colmena import (
-    COLMENA_FIELDS, COLMENA_KEY_FIELDS, colmena_fields, colmena_keys)
+    COLMENA_FIELDS, COLMENA_KEY_FIELDS, COLMENA_LIST_FIELDS, colmena_fields, colmena_keys)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import (
     _inventory_deploy_rs)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
@@ -71,7 +71,7 @@ SOURCES = (
         entry_fields, fills_gaps=True),
     InventorySource(
         'colmena', [['colmenaHive'], ['colmena']], 'colmena hive ({})', 'source-colmena.nix',
-        colmena_fields, nix_params={'fields': COLMENA_FIELDS,
+        colmena_fields, nix_params={'fields': COLMENA_FIELDS, 'listFields': COLMENA_LIST_FIELDS,
                                     'keyFields': sorted(COLMENA_KEY_FIELDS)},
         keys=colmena_keys, private=('keys', 'keysError')),
     InventorySource(

@@ -1,15 +1,17 @@
 # The source `colmena` (_inventory_sources.SOURCES): a hive's nodes, each
-# node's `deployment` options (params.fields) and `deployment.keys`
-# (params.keyFields) as data, never a system. A hive made by colmena's
-# makeHive is read from its deploymentConfig; a raw hive's modules are
-# called with stubs and merged as the module system would for these
-# options. _inventory_colmena.py maps a node. Called by inventory.nix.
+# node's `deployment` options (params.fields; params.listFields concatenated)
+# and `deployment.keys` (params.keyFields) as data, never a system. A hive
+# made by colmena's makeHive is read from its deploymentConfig; a raw hive's
+# modules are called with stubs and merged as the module system would for
+# these options. _inventory_colmena.py maps a node. Called by inventory.nix.
 { data, params, ... }:
 let
   inherit (builtins) attrNames concatMap elem filter foldl' functionArgs head
     isAttrs isFunction isList isPath listToAttrs mapAttrs tryEval;
 
   colmenaFields = params.fields;
+  # listOf options (tags, sshOptions): the winning definitions concatenated
+  listFields = params.listFields;
   keyFields = params.keyFields;
   reserved = [ "meta" "network" "defaults" ];
   # colmena's makeHive output: its deployment options evaluated already
@@ -36,7 +38,7 @@ let
         if isAttrs d.value && d.value ? ${f} then defsOf d.value.${f} else [ ]) deps;
       merge = f: defs:
         let winners = winning defs; in
-        if f == "tags" then concatMap (d: d.value) winners
+        if elem f listFields then concatMap (d: d.value) winners
         else (foldl' (a: d: d) (head winners) winners).value;
     in
     listToAttrs (concatMap (f:

@@ -67,7 +67,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
     printable, printable_lines)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _probe
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._diagnosis import (
     become_problem, ssh_problem)
@@ -77,7 +77,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import (
     freeze_inherited, in_forked_worker)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stats import (
-    phase_stats, record_problems, recorded_results)
+    phase_stats, record_problems, recorded_results, with_unreached)
 
 # ssh's words for a host whose key does not match known_hosts
 HOST_KEY_MARKERS = ('REMOTE HOST IDENTIFICATION HAS CHANGED', 'Host key verification failed')
@@ -159,6 +159,11 @@ class NixdeployAction(ActionBase):
         del tmp
         self.task_vars = task_vars
         self.host = task_vars.get('inventory_hostname') or self._task.get_name()
+        # the address the run's probe found, when it is not ansible_host
+        # (one of nix_target_hosts): every program of this task goes there
+        reached = _probe.reached(C.DEFAULT_LOCAL_TMP, self.host)
+        if reached and self._connection is not None:
+            _probe.use_reached(self._connection, reached)
         if self.ROLE_VARS:
             # before validation: a variable is checked as the argument would be
             self.filled = _role_vars.fill(
@@ -274,8 +279,9 @@ class NixdeployAction(ActionBase):
         phase's work (an activation)."""
         earlier, job_id = recorded_results(earlier, self.task_vars)
         try:
-            result['ansible_stats'] = phase_stats(earlier, self.PHASE, result, self.host,
-                                                  self.check_mode, job_id)
+            result['ansible_stats'] = with_unreached(
+                phase_stats(earlier, self.PHASE, result, self.host, self.check_mode, job_id),
+                self.check_mode, job_id)
         except Exception as exc:  # pylint: disable=broad-except
             result.setdefault('warnings', []).append(
                 '%s: record_stats: the outcome is not kept as custom stats: %s'

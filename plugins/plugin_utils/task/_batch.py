@@ -24,6 +24,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
     play_of, task_uuid)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
 
 
 def batch_key(*parts):
@@ -34,14 +35,7 @@ def batch_key(*parts):
 
 def _folder(base_dir):
     """The batch files' folder under ``base_dir`` (made when missing)."""
-    path = os.path.join(base_dir, 'nixdeploy-batch')
-    if not os.path.isdir(path):
-        try:
-            os.makedirs(path, 0o700)
-        except OSError:
-            if not os.path.isdir(path):
-                raise
-    return path
+    return private_folder(os.path.join(base_dir, 'nixdeploy-batch'))
 
 
 # what BatchHosts.get answers for a host without an entry (None is an entry's value)

@@ -176,6 +176,12 @@ class HostOutcome:
             if rolled_back:
                 reason = result.get('rollback_reason') or line
                 rec['outcome'] = 'FAILED: rolled back (%s)' % reason
+            elif result.get('unreachable_at'):
+                # the login probe reached it at no address: nothing was
+                # built or copied for it (nix_unreachable: fail makes it a
+                # failed host)
+                rec['outcome'] = ('UNREACHABLE: %s' if self.unreachable
+                                  else 'FAILED: unreachable: %s') % line
             elif rec['connection_lost']:
                 # an unreachable host, or an action's failed result that says
                 # it lost the connection (actions report it so, not as unreachable)

@@ -6,6 +6,8 @@
 role's rescue) and for the phase actions' own results (their option ``record_stats``),
 which saves the role a set_stats task per host."""
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -14,7 +16,9 @@ from ansible import constants as C
 from ansible.utils.vars import isidentifier
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _phases
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_atomic
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import outcome_of
 
 # the role's registered results, in the order its phases run (the keys are
@@ -106,3 +110,43 @@ def phase_stats(earlier, phase, result, host, check_mode=False, job_id=None):
         results.update(keys_pre=result.get('keys_pre') or {}, keys_post=result.get('keys_post') or {})
     return {'data': custom_stats(results, host, check_mode, job_id),
             'per_host': False, 'aggregate': True}
+
+
+# Hosts the login probe could not reach (plugin_utils/task/_reach.py) run no
+# task after it (Ansible ends them), so their own results never carry their
+# record: each one's is kept in a file of the run, and the next successful
+# recording result of any host carries it (it takes the file first, so one
+# result does; the stats merge by host). A workflow's next node reads every
+# host's outcome.
+def _unreached_folder():
+    return os.path.join(C.DEFAULT_LOCAL_TMP, 'nixdeploy-unreached')
+
+
+def keep_unreached(host, result):
+    """Keep the eval ``result`` of ``host``, which the probe reached nowhere."""
+    folder = private_folder(_unreached_folder())
+    path = os.path.join(folder, hashlib.sha256(host.encode('utf-8')).hexdigest()[:32])
+    write_atomic(path, json.dumps({'host': host, 'result': result}, default=str))
+
+
+def with_unreached(stats, check_mode=False, job_id=None):
+    """``stats`` (phase_stats' shape) with the record of each host the probe
+    reached nowhere this run that no result carried yet added."""
+    folder = _unreached_folder()
+    try:
+        names = [n for n in os.listdir(folder) if '.' not in n]
+    except OSError:
+        return stats
+    for name in sorted(names):
+        path = os.path.join(folder, name)
+        try:
+            # taken: no other result carries it again
+            os.rename(path, path + '.carried')
+            with open(path + '.carried') as handle:
+                kept = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        for key, records in custom_stats({'eval': kept['result']}, kept['host'], check_mode,
+                                         job_id).items():
+            stats['data'].setdefault(key, {}).update(records)
+    return stats

@@ -1,6 +1,6 @@
 """One fleet in one AWX job, in the execution environment: two NixOS hosts
 beside a nix-darwin, a nix-on-droid and a home-manager persona, one of them
-(a2) failing its activation.
+(a2) failing its activation, then one (a1) switched off.
 
 Jobs run as jobs.py describes: ``ansible-runner transmit`` | the EE as a
 container group's pod, ``ansible-runner worker`` as UID 1000650000 in group 0 |
@@ -146,3 +146,20 @@ def test_mixed_fleet_job_with_a_failing_host_then_fixed_then_nothing_to_do(awx):
     for name in NAMES:
         assert lab.active(name) == again[name]['path'], name
     print('job seconds (transmit | pod | process), the last one: %.1f' % job.seconds)
+
+    # a1 is off: the job's login probe finds it, AWX's host summary counts it
+    # unreachable (not failed), nothing is done to it, the others are unchanged
+    lab.switch_off('a1')
+    try:
+        job = awx.job()
+    finally:
+        lab.switch_on('a1')
+    assert job.status == 'failed' and job.rc == 4, job.tail()
+    assert job.stats['dark'].get('a1') and not job.stats['failures'].get('a1'), job.stats
+    assert not any(job.stats['dark'].get(n) or job.stats['failures'].get(n)
+                   for n in NAMES if n != 'a1'), job.stats
+    report = report_of(job.artifacts)
+    assert report['hosts']['a1']['unreachable'], report['hosts']['a1']
+    assert report['totals']['unreachable'] == 1
+    assert {report['hosts'][n]['status'] for n in NAMES if n != 'a1'} == {'unchanged'}
+    assert lab.active('a1') == again['a1']['path']

@@ -43,9 +43,11 @@ class Summary(plugin.CallbackModule):
     """The callback with its option set as ansible.cfg would (Ansible's loader
     is not involved here)."""
     interval = 0
+    # no file of unreachable hosts in the folder the tests run in
+    unreachable_file = ''
 
     def get_option(self, k, hostvars=None):
-        return {'progress_interval': self.interval}[k]
+        return {'progress_interval': self.interval, 'unreachable_file': self.unreachable_file}[k]
 
 
 class Named:
@@ -240,7 +242,10 @@ def test_documented_option_and_ansible_doc_reads_it():
                           stderr=subprocess.PIPE, universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(proc.stdout)['nixdeploy.fleet.summary']['doc']['options']) == \
-        {'progress_interval'}
+        {'progress_interval', 'unreachable_file'}
+    option = doc['options']['unreachable_file']
+    assert option['default'] == 'nixdeploy-unreachable.txt'
+    assert option['env'] == [{'name': 'NIXDEPLOY_UNREACHABLE_FILE'}]
 
 
 # A flake host name that ends its line, erases it and starts a forged green

@@ -326,10 +326,23 @@ def test_skip_messages_name_node_field_and_value():
      "skipped colmena node n: refused ssh user '-l' from deployment.targetUser"),
     ('colmena', {'n': {'deployment': {}}}, {'inventory': {'n': {'hostname': 'a b'}}},
      "skipped colmena node n: refused address 'a b' from inventory.hostname"),
-    ('deploy-rs', {'n': {'hostname': 'h', 'sshOpts': ['-o', 'ProxyJump=b']}}, {},
-     "skipped deploy-rs node n: refused ssh option 'ProxyJump=b' from sshOpts"),
-    ('deploy-rs', {'n': {'hostname': 'h'}}, {'deploy': {'sshOpts': ['-J', 'b']}},
-     "skipped deploy-rs node n: refused ssh option '-J' from deploy.sshOpts"),
+    # a jump host passes (test_every_source_takes_a_plain_jump_host), but ssh
+    # hands its hops to /bin/sh: one the shell or ssh's % expansion would read is refused
+    ('deploy-rs', {'n': {'hostname': 'h', 'sshOpts': ['-o', 'ProxyJump=b;touch /tmp/x']}}, {},
+     "skipped deploy-rs node n: refused ssh option 'ProxyJump=b;touch /tmp/x' from sshOpts: its "
+     "hop 'b;touch /tmp/x': its host is no host name"),
+    ('deploy-rs', {'n': {'hostname': 'h'}}, {'deploy': {'sshOpts': ['-J', '$(id)@b']}},
+     "skipped deploy-rs node n: refused ssh option '-J $(id)@b' from deploy.sshOpts: its hop "
+     "'$(id)@b': its user is no user name"),
+    ('colmena', {'n': {'deployment': {'targetHost': 'h', 'sshOptions': ['-J', 'b%h']}}}, {},
+     "skipped colmena node n: refused ssh option '-J b%h' from deployment.sshOptions: its hop "
+     "'b%h': its host is no host name"),
+    ('inventory', {'n': {'host': 'h', 'sshOptions': ['-o', 'ProxyJump=x$HOME@b']}}, {},
+     "skipped inventory node n: refused ssh option 'ProxyJump=x$HOME@b' from sshOptions: its hop "
+     "'x$HOME@b': its user is no user name"),
+    ('inventory', {'n': {'host': 'fe80::1%eth0'}}, {},
+     "skipped inventory node n: refused address 'fe80::1%eth0' from host: it holds an IPv6 zone "
+     "index (the part after %): a zone cannot be carried in a Nix store URI"),
     ('deploy-rs', {'n': {'hostname': 'h', 'profiles': {'p': {'sshUser': '-x'}}}}, {},
      "skipped deploy-rs node n: refused ssh user '-x' from profiles.p.sshUser"),
     ('configurations', {}, {'configurations': {'homeConfigurations': ['u@-oX']}},
@@ -346,6 +359,27 @@ def test_every_source_checks_what_reaches_ssh(source, nodes, extra, message):
     result = _inventory_hosts.build_inventory(raw(source, nodes, **extra), FLAKE)
     assert not result.hosts
     assert result.messages()[0].startswith(message), result.messages()
+
+
+@pytest.mark.parametrize('source, nodes, extra', [
+    ('inventory', {'n': {'host': 'h', 'sshOptions': ['-J', 'admin@bastion']}}, {}),
+    ('colmena', {'n': {'deployment': {'targetHost': 'h',
+                                      'sshOptions': ['-o', 'ProxyJump=admin@bastion']}}}, {}),
+    ('deploy-rs', {'n': {'hostname': 'h', 'sshOpts': ['-Jadmin@bastion']}}, {}),
+    ('deploy-rs', {'n': {'hostname': 'h'}}, {'deploy': {'sshOpts': ['-J', 'admin@bastion']}}),
+])
+def test_every_source_takes_a_plain_jump_host(source, nodes, extra):
+    """A jump host of plain hops passes in every source's ssh options, as
+    ``-o ProxyJump=``: the host var nix_ssh_common_args and the
+    ansible_ssh_common_args of its ssh group, never a host's ssh args."""
+    result = _inventory_hosts.build_inventory(raw(source, nodes, **extra), FLAKE, strict=True)
+    (host,) = result.hosts
+    assert host.vars['nix_ssh_common_args'] == '-o ProxyJump=admin@bastion'
+    assert 'ansible_ssh_common_args' not in host.vars
+    assert 'ansible_ssh_extra_args' not in host.vars
+    (group,) = [g for g in host.groups if g in result.group_vars]
+    assert group.startswith('ssh_options_')
+    assert result.group_vars[group] == {'ansible_ssh_common_args': '-o ProxyJump=admin@bastion'}
 
 
 # Host names a terminal, a file path or a git ref cannot take: a '/', an ESC,
@@ -412,11 +446,19 @@ def test_deploy_rs_node_with_profiles():
             'profiles': {'system': {'user': 'root'}, 'home': {'user': 'alice'},
                          'apps': {'sshUser': 'apps', 'profilePath': '/p'}}}
     data = raw('deploy-rs', {'db': node}, deploy={'sshUser': 'deploy'})
-    host = hosts(_inventory_hosts.build_inventory(data, FLAKE))['db']
+    result = _inventory_hosts.build_inventory(data, FLAKE)
+    host = hosts(result)['db']
     assert host.vars['ansible_host'] == 'db.example'
     assert host.vars['ansible_user'] == 'deploy'
     assert host.vars['ansible_port'] == 2200
-    assert host.vars['ansible_ssh_extra_args'] == '-o ConnectTimeout=7 -4C'
+    # sshOpts become the ssh args of every source: the host var
+    # nix_ssh_common_args and its ssh group's ansible_ssh_common_args (which
+    # the operator's group_vars/ and host_vars/ override), not ansible_ssh_extra_args
+    assert host.vars['nix_ssh_common_args'] == '-o ConnectTimeout=7 -4C'
+    assert 'ansible_ssh_extra_args' not in host.vars
+    assert 'ansible_ssh_common_args' not in host.vars
+    assert [result.group_vars[g] for g in host.groups if g in result.group_vars] == [
+        {'ansible_ssh_common_args': '-o ConnectTimeout=7 -4C'}]
     assert [p['name'] for p in host.vars['nix_profiles']] == ['home', 'apps', 'system']
     apps = host.vars['nix_profiles'][1]
     assert apps == {'name': 'apps', 'attr': 'deploy.nodes.db.profiles.apps.path', 'user': 'root',

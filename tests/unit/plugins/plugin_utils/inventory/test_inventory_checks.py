@@ -5,7 +5,10 @@
 
 Hostile values for every field (an address, user or port that ssh would read
 as an option, whitespace, control and format characters, characters no name
-has) and deploy-rs sshOpts beside the allow-list; real names stay accepted.
+has, an IPv6 zone no Nix store URI can carry) and ssh options (deploy-rs
+sshOpts, colmena and inventory sshOptions) beside the allow-list, ProxyJump
+hops the shell would read included; real names and plain jump hosts stay
+accepted.
 The integration test test_nix_inventory_trust.py runs the same through the
 plugin, nix eval and Ansible's ssh.
 """
@@ -33,8 +36,8 @@ InventoryError = _inventory_error.InventoryError
 
 GOOD_ADDRESSES = [
     'web1', 'web1.example.org', 'web1.example.org.', 'xn--bcher-kva.example', '_srv.example',
-    'my_host', '10.0.0.1', '192.168.1.254', '::1', '2001:db8::42', 'fe80::1%eth0',
-    'fe80::1%enp0s31f6', '::ffff:192.0.2.1', '2001:DB8::A', 'a' * 253,
+    'my_host', '10.0.0.1', '192.168.1.254', '::1', '2001:db8::42', 'fd00::1',
+    '::ffff:192.0.2.1', '2001:DB8::A', 'a' * 253,
 ]
 
 
@@ -43,6 +46,20 @@ def test_real_addresses_pass(address):
     assert checks.check_address(address, 'targetHost') == address
     # and the collection's own copy accepts what the inventory lets through
     assert _host.Host(address).host == address
+
+
+@pytest.mark.parametrize('address, bare', [
+    ('[::1]', '::1'), ('[2001:db8::42]', '2001:db8::42'), ('[2001:DB8::A]', '2001:DB8::A'),
+])
+def test_bracketed_ipv6_is_given_on_bare(address, bare):
+    # ssh's argv and Nix's store URIs take an IPv6 literal without brackets
+    assert checks.check_address(address, 'targetHost') == bare
+    assert _host.Host(bare).host == bare
+
+
+# the reason a zone index is refused (_inventory_network.ZONE)
+NO_ZONE = ('it holds an IPv6 zone index (the part after %): a zone cannot be carried in a Nix '
+           'store URI (ssh://user@host), so nix copy could not reach the host')
 
 
 @pytest.mark.parametrize('address, reason', [
@@ -70,7 +87,9 @@ def test_real_addresses_pass(address):
     ('$(id)', 'no host name'),
     ('`id`', 'no host name'),
     ('host/../x', 'no host name'),
-    ('[::1]', 'no IPv6 address'),
+    ('[::1', "its '[' has no ']'"),
+    ('[::1]:22', 'it holds a port ([address]:port)'),
+    ('[::1]-oX', "it holds text after ']'"),
     ('[web1]', 'no host name'),
     ("h'x", 'no host name'),
     ('h"x', 'no host name'),
@@ -80,8 +99,14 @@ def test_real_addresses_pass(address):
     ('host:22', 'no IPv6 address'),
     ('::1:-oX', 'no IPv6 address'),
     ('fe80::1%-oX y', 'holds whitespace'),
-    ('fe80::1%eth0/x', 'zone is not an interface name'),
-    ('fe80::1%', 'zone is not an interface name'),
+    ('fe80::1%eth0', NO_ZONE),
+    ('fe80::1%enp0s31f6', NO_ZONE),
+    ('[fe80::1%eth0]', NO_ZONE),
+    ('2001:db8::5%eth0', NO_ZONE),
+    ('fe80::1%eth0/x', NO_ZONE),
+    ('fe80::1%$(id)', NO_ZONE),
+    ('fe80::1%', NO_ZONE),
+    ('fe80::1', 'it is a link-local IPv6 address, which the controller reaches only with a zone'),
     ('', 'it is empty'),
     (None, 'not a string'),
     (22, 'not a string'),
@@ -155,7 +180,7 @@ def test_hostile_ports_are_refused(port, reason):
     assert reason in str(err.value)
 
 
-# ---- deploy-rs sshOpts -------------------------------------------------------
+# ---- ssh options (deploy-rs sshOpts, colmena and inventory sshOptions) ------------
 
 @pytest.mark.parametrize('opts, port, user, args', [
     ([], None, None, []),
@@ -180,6 +205,12 @@ def test_hostile_ports_are_refused(port, reason):
                   '-o', 'IdentitiesOnly=yes']),
     (['-o', 'AddressFamily=inet6', '-o', 'IPQoS=lowdelay', '-o', 'LogLevel=ERROR'], None, None,
      ['-o', 'AddressFamily=inet6', '-o', 'IPQoS=lowdelay', '-o', 'LogLevel=ERROR']),
+    # a jump host of plain hops passes, -J spelled as -o ProxyJump=
+    (['-o', 'ProxyJump=bastion'], None, None, ['-o', 'ProxyJump=bastion']),
+    (['-J', 'bastion'], None, None, ['-o', 'ProxyJump=bastion']),
+    (['-Jbastion'], None, None, ['-o', 'ProxyJump=bastion']),
+    (['-J', 'ops@a.example:2222,ssh://b.example,admin@[2001:db8::1]:22', '-p', '2200'], 2200, None,
+     ['-o', 'ProxyJump=ops@a.example:2222,ssh://b.example,admin@[2001:db8::1]:22']),
 ])
 def test_allowed_ssh_opts(opts, port, user, args):
     assert checks.ssh_opts(opts, 'sshOpts') == (port, user, args)
@@ -190,9 +221,23 @@ def test_allowed_ssh_opts(opts, port, user, args):
     (['-o', 'ProxyCommand=touch /tmp/x'], "ssh option 'ProxyCommand=touch /tmp/x'"),
     (['-o', 'proxycommand touch /tmp/x'], "ssh option 'proxycommand touch /tmp/x'"),
     (['-o', 'ProxyCommand\ttouch'], 'ssh option'),
-    (['-o', 'ProxyJump=bastion'], "ssh option 'ProxyJump=bastion'"),
-    (['-J', 'bastion'], "ssh option '-J'"),
-    (['-Jbastion'], "ssh option '-Jbastion'"),
+    # ssh hands a ProxyJump chain to /bin/sh (after its % expansion): a hop
+    # with a shell character, a $ or a % is refused, whatever the spelling
+    (['-o', 'ProxyJump=bastion;touch /tmp/x'],
+     "ssh option 'ProxyJump=bastion;touch /tmp/x' from sshOpts: its hop 'bastion;touch /tmp/x': "
+     "its host is no host name"),
+    (['-J', '$(touch /tmp/x)@bastion'],
+     "ssh option '-J $(touch /tmp/x)@bastion' from sshOpts: its hop '$(touch /tmp/x)@bastion': "
+     "its user is no user name"),
+    (['-Jbastion`id`'], "ssh option '-Jbastion`id`' from sshOpts: its hop 'bastion`id`'"),
+    (['-J', 'x$HOME@bastion'], 'its user is no user name'),
+    (['-J', 'bastion%h'], 'its host is no host name'),
+    (['-J', 'a,b|id'], "its hop 'b|id': its host is no host name"),
+    (['-J', '-oProxyCommand=x'], "its hop '-oProxyCommand=x': its host is no host name"),
+    (['-o', 'ProxyJump=b\nProxyCommand x'], 'its host is no host name'),
+    (['-J', '[2001:db8::1],b'], 'an IPv6 address is taken in the last hop only'),
+    (['-J', 'bastion:0'], 'its port is not a number 1..65535'),
+    (['-J'], "ssh option '-J' from sshOpts: its value is missing"),
     (['-o', 'LocalCommand=touch /tmp/x'], 'LocalCommand'),
     (['-o', 'PermitLocalCommand=yes'], 'PermitLocalCommand'),
     (['-o', 'KnownHostsCommand=/bin/x'], 'KnownHostsCommand'),

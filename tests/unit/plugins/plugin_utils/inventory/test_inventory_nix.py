@@ -186,7 +186,8 @@ BAD = r'''
     };
     deploy.nodes = {
       ok.hostname = "10.0.0.1";
-      evil = { hostname = "10.0.0.2"; sshOpts = [ "-o" "ProxyJump=b" ]; };
+      evil = { hostname = "10.0.0.2"; sshOpts = [ "-o" "ProxyJump=b;touch /tmp/x" ]; };
+      jumpuser = { hostname = "10.0.0.3"; sshOpts = [ "-J" "$(touch /tmp/x)@b" ]; };
     };
   };
 }
@@ -459,8 +460,14 @@ def test_a_throw_in_the_data_is_nixs_message(flakes):
                  "inventory.host: it begins with '-', which ssh reads as an option",
                  "skipped colmena node user: refused ssh user '-l' from deployment.targetUser: "
                  "it begins with '-', which ssh reads as an option"]),
-    ('deploy-rs', ["skipped deploy-rs node evil: refused ssh option 'ProxyJump=b' from sshOpts: "
-                   "it is not on the allow-list of ssh options (docs/inventory.md)"]),
+    # a jump host passes (test_inventory_network_sources.py), but ssh hands
+    # its hops to /bin/sh: one holding a shell character or a $ is refused
+    ('deploy-rs', ["skipped deploy-rs node evil: refused ssh option 'ProxyJump=b;touch /tmp/x' "
+                   "from sshOpts: its hop 'b;touch /tmp/x': its host is no host name (letters, "
+                   "digits, _ . - only)",
+                   "skipped deploy-rs node jumpuser: refused ssh option '-J $(touch /tmp/x)@b' "
+                   "from sshOpts: its hop '$(touch /tmp/x)@b': its user is no user name (letters, "
+                   "digits, _ . - only)"]),
 ])
 def test_bad_data_skips_the_node_by_name(flakes, source, skipped):
     got, result = hosts(flakes['bad'], source)

@@ -314,14 +314,15 @@ def test_per_host_options_are_each_hosts_own_when_they_come_from_its_variables()
     host's came from its own variable (filled, or templated from it); a value
     the task gives for all stays shared."""
     variables = {'nix_platform': 'nixos', 'nix_remote_nix_dir': '/opt/nix/bin'}
-    # host_key_unchecked: a host's own opt-out, always
-    own = ['host_key_unchecked', 'platform', 'remote_nix_dir']
+    # host_key_unchecked: a host's own opt-out, always; target_hosts: its
+    # addresses, read from the inventory's variable (unset: its own all the same)
+    own = ['host_key_unchecked', 'platform', 'remote_nix_dir', 'target_hosts']
     assert run_settings({}, variables)['own'] == own
     # templated from the variable: still each host's own
     assert run_settings({'platform': 'nixos'}, variables)['own'] == own
     # another value: the same for every host
     assert run_settings({'platform': 'darwin'}, variables)['own'] == [
-        'host_key_unchecked', 'remote_nix_dir']
+        'host_key_unchecked', 'remote_nix_dir', 'target_hosts']
 
 
 # --- record_stats: checked with the arguments, kept in a successful result

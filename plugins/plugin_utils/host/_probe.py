@@ -1,0 +1,178 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Can the controller reach a host at all, and at which of its addresses?
+
+Asked once a run, beside the host's evaluation (plugins/action/nix_eval.py),
+so that nothing is built or copied for a host that is off, and so that a
+host with several addresses (``nix_target_hosts``: LAN, Wi-Fi, a tunnel) is
+reached at the first one that answers for the rest of the run.
+
+The probe is one ssh login per address, with the host's own connection
+(``Host``: user, port, key, ssh options, its jump host) and a time limit;
+it runs ``exit 0`` and reads nothing the host prints, only ssh's exit code
+and ssh's own messages (which say why a login failed).
+
+The address found is kept in a file of the run (under Ansible's local temp
+folder, which lives as long as the ``ansible-playbook`` process): every later
+task of the collection points its connection there (``use_reached``), and
+the batch's work for other hosts (the cascade) reaches the host there.
+"""
+
+import hashlib
+import os
+import time
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
+    play_context_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_atomic
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
+    TimedOut, run_no_tty)
+
+# seconds one address may take to answer (the role variable nix_probe_timeout)
+PROBE_TIMEOUT = 10
+# what the probe runs once logged in: nothing it prints is read
+PROBE_PROGRAM = 'exit 0\n'
+# ssh's exit code for its own failures (the remote command's are others)
+SSH_FAILED = 255
+
+# Why a login failed, from ssh's own words: (reason, markers). The first
+# reason whose marker one of ssh's lines holds is the one given.
+REASONS = (
+    ('host key', ('Host key verification failed', 'REMOTE HOST IDENTIFICATION HAS CHANGED',
+                  'host key is known')),
+    ('login refused', ('Permission denied',)),
+    ('no route', ('No route to host', 'Network is unreachable')),
+    ('connection refused', ('Connection refused',)),
+    ('timeout', ('timed out',)),
+    ('unknown name', ('Could not resolve hostname', 'Name or service not known',
+                      'Temporary failure in name resolution', 'nodename nor servname')),
+    ('connection closed', ('Connection closed by', 'Connection reset by',
+                           'kex_exchange_identification')),
+)
+# through a jump host: the jump logged in but could not open the way on
+FORWARDING = ('stdio forwarding failed', 'channel 0: open failed')
+# through a jump host: the jump's own ssh failed (the outer ssh then says so)
+JUMP_CLOSED = 'Connection closed by UNKNOWN port 65535'
+
+
+class Tried(object):
+    """One address the probe tried: how it went and how long it took."""
+
+    __slots__ = ('address', 'reason', 'said', 'seconds')
+
+    def __init__(self, address, reason, said, seconds):
+        self.address, self.reason, self.said, self.seconds = address, reason, said, seconds
+
+    def line(self):
+        """``10.0.0.5: no route (ssh: connect to host ... No route to host)``"""
+        text = '%s: %s' % (self.address, self.reason)
+        return '%s (%s)' % (text, self.said) if self.said else text
+
+    def as_dict(self):
+        return {'address': self.address, 'reason': self.reason, 'said': self.said,
+                'seconds': round(self.seconds, 2)}
+
+
+def has_jump(host):
+    """Whether ``host``'s ssh options name a jump host (ProxyJump, ``-J``)."""
+    words = list(host.common_args) + list(host.extra_args)
+    for i, word in enumerate(words):
+        if word == '-J' or word.startswith('-J') and len(word) > 2:
+            return True
+        option = word if word.startswith('-o') and len(word) > 2 else (
+            words[i + 1] if word == '-o' and i + 1 < len(words) else '')
+        if option.lstrip('-o').strip().lower().startswith(('proxyjump', 'proxycommand')):
+            return True
+    return False
+
+
+def reason_of(stderr, jumped=False):
+    """(reason, ssh's line that says it) for a failed login, from ssh's own
+    words; through a jump host (``jumped``) it says which hop failed."""
+    text = stderr or ''
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason, said = None, printable(lines[-1])[:160] if lines else ''
+    for name, markers in REASONS:
+        found = [line for line in lines if any(marker in line for marker in markers)]
+        if found:
+            reason, said = name, printable(found[0])[:160]
+            break
+    if jumped and any(marker in text for marker in FORWARDING):
+        return 'the jump host could not reach it' + (' (%s)' % reason if reason else ''), said
+    if jumped and JUMP_CLOSED in text:
+        return 'jump failed' + (' (%s)' % reason if reason else ''), said
+    return reason or 'ssh failed', said
+
+
+def reach(host, addresses, timeout=PROBE_TIMEOUT):
+    """The first of ``addresses`` at which ``host`` (a ``Host``) logs in,
+    within ``timeout`` seconds each: (address or None, [Tried, ...] for
+    the addresses that failed before it)."""
+    tried = []
+    jumped = has_jump(host)
+    for address in addresses:
+        candidate = host.at(address)
+        started = time.monotonic()
+        # first: ssh keeps the first value of an option, so the probe's own
+        # bound wins over a longer ConnectTimeout of the inventory's
+        argv = candidate.ssh_argv('sh', first=('-o', 'ConnectTimeout=%d' % max(1, timeout)))
+        try:
+            # the process bound covers a jump host's own login too, which
+            # ConnectTimeout does not reach
+            rc, _out, err = run_no_tty(argv, stdin_data=PROBE_PROGRAM, timeout=timeout + 5)
+        except TimedOut:
+            rc, err = SSH_FAILED, 'timed out after %ss' % (timeout + 5)
+        seconds = time.monotonic() - started
+        if rc != SSH_FAILED:
+            # logged in: whatever the shell's exit code, the host answered
+            return address, tried
+        reason, said = reason_of(err, jumped)
+        tried.append(Tried(address, reason, said, seconds))
+    return None, tried
+
+
+def unreachable_message(name, tried):
+    """One message naming the host, each address and why it failed."""
+    if len(tried) == 1:
+        return '%s is unreachable at %s' % (name, tried[0].line())
+    return '%s is unreachable at each of its %d addresses: %s' % (
+        name, len(tried), '; '.join(t.line() for t in tried))
+
+
+# ---------------------------------------------------------------- the run's choice
+def _reached_path(base_dir, name):
+    digest = hashlib.sha256(name.encode('utf-8')).hexdigest()[:32]
+    return os.path.join(base_dir, 'nixdeploy-reached', digest)
+
+
+def keep_reached(base_dir, name, address):
+    """Keep ``address`` as where host ``name`` is reached for the rest of
+    the run (one small file; atomic)."""
+    path = _reached_path(base_dir, name)
+    private_folder(os.path.dirname(path))
+    write_atomic(path, address)
+
+
+def reached(base_dir, name):
+    """The address the probe found for host ``name`` this run, or None (the
+    probe did not run, or has not answered yet, or reached it nowhere)."""
+    try:
+        with open(_reached_path(base_dir, name)) as handle:
+            return handle.read().strip() or None
+    except (IOError, OSError):
+        return None
+
+
+def use_reached(connection, address):
+    """Point Ansible's ``connection`` (and its play context) at ``address``:
+    every program the task runs over it goes there."""
+    try:
+        connection.set_option('host', address)
+    except KeyError:
+        pass
+    play_context = play_context_of(connection)
+    if play_context is not None:
+        play_context.remote_addr = address

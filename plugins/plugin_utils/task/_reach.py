@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The login probe of a deploy's first task, nix_eval.
+
+``start`` logs in to the host in a thread while its batch is evaluated
+(plugin_utils/host/_probe.py ``reach``: each of its addresses in turn, with
+its own connection); ``finish`` reads the answer after the evaluation:
+
+- reached at its ``ansible_host``: the result is the evaluation's;
+- reached at another of its ``nix_target_hosts``: every later task of the
+  collection reaches the host there (the action base: ``_probe.use_reached``);
+- either way the address is kept for the run, where the batch's work for
+  other hosts finds it (the cascade covers only hosts the probe reached);
+- reached at none: the host is Ansible's ``unreachable`` (the recap's
+  ``unreachable=``, AWX's host summary), which ends it for the play before
+  anything is built or copied for it; with ``nix_unreachable: fail`` it is a
+  failed host instead, so that the run fails (the others still finish).
+
+No probe when there is no ssh address to try (a local or container
+connection), when the probe is off (``nix_probe_timeout: 0``), or when the
+run only evaluates (``--tags eval``).
+"""
+
+import threading
+import time
+
+from ansible import constants as C
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _probe
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stats
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
+
+# nix_eval's options for the probe: the batch's evaluation never sees them
+OPTIONS = ('target_hosts', 'unreachable', 'probe_timeout')
+# what nix_unreachable may say
+UNREACHABLE = ('skip', 'fail')
+# the run's tags when it only evaluates (the probe would reach nothing it needs)
+EVAL_ONLY_TAGS = frozenset(('eval', 'never'))
+
+
+class Probe(object):
+    """One host's probe, running in a thread of the host's worker."""
+
+    def __init__(self, host, addresses, timeout):
+        self.host, self.addresses, self.timeout = host, addresses, timeout
+        self.answer = None
+        self.started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name='nixdeploy-probe')
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self):
+        try:
+            self.answer = _probe.reach(self.host, self.addresses, self.timeout)
+        except NixdeployError as exc:
+            # an address the host's connection cannot take: said as its reason
+            self.answer = (None, [_probe.Tried(self.addresses[0], 'bad address', str(exc), 0.0)])
+
+    def wait(self):
+        """(address or None, [Tried]) once the probe ended; bounded: each
+        address has its time limit (and a few seconds for ssh to die)."""
+        self._thread.join((self.timeout + 6) * len(self.addresses) + 5)
+        if self.answer is None:
+            return None, [_probe.Tried(self.addresses[-1], 'timeout', 'the probe gave no answer',
+                                       time.monotonic() - self.started)]
+        return self.answer
+
+
+def eval_only(task_vars):
+    """Whether the run only evaluates (``--tags eval``)."""
+    tags = task_vars.get('ansible_run_tags') or ['all']
+    return set(tags) <= EVAL_ONLY_TAGS
+
+
+def start(connection, task_vars, args):
+    """A started ``Probe`` of the task's host (``connection``: the task's
+    Ansible connection), or None when there is nothing to probe (see the
+    module's docstring)."""
+    timeout = args.get('probe_timeout')
+    if not timeout or timeout <= 0 or eval_only(task_vars):
+        return None
+    try:
+        host = Host.from_connection(connection, task_vars)
+        # the options as the later phases check them: one they refuse (host
+        # key checking off without the opt-out) fails the host there, with
+        # the phase's own message; the probe does not guess
+        host.ssh_options()
+    except NixdeployError:
+        return None
+    addresses = [str(a) for a in args.get('target_hosts') or () if a not in (None, '')]
+    return Probe(host, addresses or [host.host], timeout)
+
+
+def finish(action, connection, probe, args, result):
+    """``result`` (the host's evaluation, by ``action``) as the probe's
+    answer makes it; a later address is where ``connection`` goes."""
+    if probe is None:
+        return result
+    address, tried = probe.wait()
+    result['probe'] = {'address': address, 'tried': [t.as_dict() for t in tried],
+                       'seconds': round(time.monotonic() - probe.started, 2)}
+    if address is not None:
+        # kept for the run: the batch's work for other hosts (the cascade)
+        # reaches this one there, and waits for it
+        _probe.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address)
+        if address != probe.host.host:
+            # a later address answered: the rest of the run goes there
+            _probe.use_reached(connection, address)
+            result['address'] = address
+        return result
+    message = _probe.unreachable_message(action.host, tried)
+    if result.get('failed'):
+        # said after the cause that ends the host here
+        message += '; its evaluation failed too: %s' % (
+            (result.get('msg') or '').split('\n')[0])
+    if args.get('unreachable') == 'fail':
+        result.pop('ansible_facts', None)
+        return action.failed(result, message, connection_lost=True,
+                             unreachable_at=[t.address for t in tried])
+    for key in ('failed', 'ansible_facts'):
+        result.pop(key, None)
+    result.update(unreachable=True, changed=False, phase='eval',
+                  unreachable_at=[t.address for t in tried],
+                  msg=host_message(action.host, message))
+    # no task of its own keeps its outcome as the custom stat: the others' do
+    _stats.keep_unreached(action.host, result)
+    return result

@@ -1,0 +1,108 @@
+"""plugin_utils/host/_probe.py: the login probe says why a host could not be
+reached in ssh's own words, names the hop that failed behind a jump host,
+and ends within its bound even where ssh would wait for minutes.
+
+The full probe, against real hosts that are off, behind a jump host, on
+IPv6 and at a dead first address, is tests/integration/lab/
+test_networks_deploy.py; here real ssh is run against loopback only."""
+
+import socket
+import sys
+import time
+
+from tests.collection import collections_path
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _probe  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (  # noqa: E402
+    TimedOut, run_no_tty)
+
+# what OpenSSH 9 prints, as ssh printed it in the lab
+NO_ROUTE = 'ssh: connect to host 10.61.3.200 port 22: No route to host\r\n'
+TIMEOUT = 'ssh: connect to host 10.61.3.14 port 22: Connection timed out\r\n'
+KEY = ('No ED25519 host key is known for 10.61.3.11 and you have requested strict checking.\r\n'
+       'Host key verification failed.\r\n')
+DENIED = 'deploy@10.61.3.11: Permission denied (publickey).\r\n'
+# through a jump host that could not open the way on to the target
+FORWARD = ('channel 0: open failed: connect failed: No route to host\r\n'
+           'stdio forwarding failed\r\n'
+           'Connection closed by UNKNOWN port 65535\r\n')
+# through a jump host whose own login failed
+JUMP_DOWN = ('ssh: connect to host 10.61.3.9 port 22: Connection refused\r\n'
+             'Connection closed by UNKNOWN port 65535\r\n')
+
+
+def test_each_reason_is_named_with_the_line_ssh_said_it_in():
+    assert _probe.reason_of(NO_ROUTE) == ('no route', NO_ROUTE.strip())
+    assert _probe.reason_of(TIMEOUT)[0] == 'timeout'
+    assert _probe.reason_of(KEY) == ('host key', KEY.splitlines()[0].strip())
+    assert _probe.reason_of(DENIED)[0] == 'login refused'
+    assert _probe.reason_of('kex_exchange_identification: read: Connection reset by peer')[0] == \
+        'connection closed'
+    assert _probe.reason_of('') == ('ssh failed', '')
+
+
+def test_behind_a_jump_host_the_failed_hop_is_named():
+    assert _probe.reason_of(FORWARD, jumped=True)[0] == \
+        'the jump host could not reach it (no route)'
+    assert _probe.reason_of(JUMP_DOWN, jumped=True)[0] == 'jump failed (connection refused)'
+    # without a jump host the same words are the target's own
+    assert _probe.reason_of(JUMP_DOWN)[0] == 'connection refused'
+
+
+def test_what_a_target_prints_reaches_the_message_escaped():
+    said = _probe.reason_of('ssh: connect to host x: No route to host\x1b[2J\r\n')[1]
+    assert '\x1b' not in said and said.startswith('ssh: connect to host x')
+
+
+def test_a_jump_host_is_seen_in_every_spelling():
+    def jumped(args):
+        return _probe.has_jump(Host('10.0.0.5', ssh_common_args=args, name='b1'))
+    assert jumped('-o ProxyJump=deploy@jump')
+    assert jumped('-oProxyJump=jump')
+    assert jumped('-J jump')
+    assert jumped('-Jjump')
+    assert jumped('-o proxyjump=jump')
+    assert not jumped('-o UserKnownHostsFile=/x -o StrictHostKeyChecking=yes')
+
+
+def test_a_refused_address_is_said_and_the_next_one_is_tried(tmp_path):
+    """Real ssh against loopback: a port nobody listens on refuses at once;
+    the probe tries each address in turn and says why each failed."""
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    known = tmp_path / 'known_hosts'
+    known.write_text('')
+    host = Host('127.0.0.1', port=port, user='nobody', name='h1',
+                ssh_common_args='-o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s' % known)
+    started = time.monotonic()
+    address, tried = _probe.reach(host, ['127.0.0.1', '::1'], timeout=3)
+    assert address is None
+    assert [t.address for t in tried] == ['127.0.0.1', '::1']
+    assert tried[0].reason == 'connection refused' and 'Connection refused' in tried[0].said
+    assert time.monotonic() - started < 10
+    message = _probe.unreachable_message('h1', tried)
+    assert message.startswith('h1 is unreachable at each of its 2 addresses: 127.0.0.1: '
+                              'connection refused (')
+
+
+def test_a_command_that_hangs_is_stopped_at_its_bound():
+    started = time.monotonic()
+    try:
+        run_no_tty(['sh', '-c', 'sleep 30 & sleep 30'], timeout=1)
+    except TimedOut as exc:
+        assert 'within 1s' in str(exc)
+    else:
+        raise AssertionError('no TimedOut')
+    assert time.monotonic() - started < 5
+
+
+def test_the_address_found_is_kept_for_the_run(tmp_path):
+    assert _probe.reached(str(tmp_path), 'm1') is None
+    _probe.keep_reached(str(tmp_path), 'm1', 'fd42::7')
+    assert _probe.reached(str(tmp_path), 'm1') == 'fd42::7'
+    assert _probe.reached(str(tmp_path), 'm2') is None
