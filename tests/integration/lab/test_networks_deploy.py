@@ -5,6 +5,9 @@ nixdeploy.fleet.deploy`, lab `net`, real ssh and Nix, magic rollback on):
 - ``jump``: a plain host that is also the only way to the inner subnet;
 - ``b1``, ``b2``: only on that subnet, reached through ``jump`` (ProxyJump in
   ``ansible_ssh_common_args``, with host keys checked for both hops);
+- ``b3``: behind ``jump`` too, but the ssh config it is given knows no key
+  for the jump host: it is never reached (host key checking holds for the
+  jump as for the target) until that is mended;
 - ``v6``: IPv6 only, its address given in brackets in the flake;
 - ``m1``: its first address (``targetHosts`` in the flake) is dead;
 - ``mv``: its new system moves it to its second address during the
@@ -15,9 +18,9 @@ The first run (``nix_unreachable: skip``, the default) deploys every
 reachable host and confirms it over the path it was reached by; ``off1`` is
 Ansible's unreachable in the recap, the summary and the report, nothing of
 its system was built on the controller or copied to it, and the retry file
-names it. The second run (``nix_unreachable: fail``, a new version) fails
-naming ``off1`` after every other host switched; then, ``off1`` back on, a
-run limited by the retry file deploys it alone, and the file goes.
+names it and ``b3``. The second run (``nix_unreachable: fail``, a new
+version) fails naming both after every other host switched; then, both
+mended, a run limited by the retry file deploys them alone, and the file goes.
 """
 
 import json
@@ -36,9 +39,11 @@ pytestmark = pytest.mark.lab
 EVAL = 'nixdeploy.fleet.deploy : Evaluate the system of each host'
 HOSTS = [{'name': 'h1'}, {'name': 'jump', 'bastion': True},
          {'name': 'b1', 'behind': 'jump'}, {'name': 'b2', 'behind': 'jump'},
+         {'name': 'b3', 'behind': 'jump'},
          {'name': 'v6', 'ipv6_only': True}, {'name': 'm1', 'dead_first': True},
          {'name': 'mv', 'listen_any': True}, {'name': 'off1'}]
 REACHABLE = ('h1', 'jump', 'b1', 'b2', 'v6', 'm1', 'mv')
+UNREACHABLE = ('b3', 'off1')
 RETRY_FILE = 'nixdeploy-unreachable.txt'
 # where mv's new system moves it: an address of the lab bridge no host has
 MOVED_TO = 250
@@ -97,11 +102,21 @@ def net_fleet(make_lab, tmp_path_factory):
     inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
     # off1 trusts the signing key like the others, then goes off
     lab.switch_off('off1')
+    fleet = DeployFleet(lab, flake, inventory, base)
     # the jump host as Ansible users give it: in ansible_ssh_common_args
-    for name in ('b1', 'b2'):
+    for name in ('b1', 'b2', 'b3'):
         write_host_vars(inventory, name, {
             'ansible_ssh_common_args': lab.ansible_vars(name)['ansible_ssh_common_args']})
-    fleet = DeployFleet(lab, flake, inventory, base)
+    # b3's ssh config: the lab's, with an empty known_hosts for the jump host
+    unknown = os.path.join(base, 'known_hosts.empty')
+    open(unknown, 'w').close()
+    with open(lab.ssh_config) as handle:
+        config = handle.read().replace(lab.known_hosts, unknown)
+    unknown_config = os.path.join(base, 'ssh_config.jump-unknown')
+    with open(unknown_config, 'w') as handle:
+        handle.write(config)
+    write_host_vars(inventory, 'b3', {'ansible_ssh_common_args': lab.ansible_vars('b3')[
+        'ansible_ssh_common_args'].replace(lab.ssh_config, unknown_config)})
     fleet.moved = moved
     yield fleet
     # mv back where the lab knows it (its namespace stays the lab's to remove)
@@ -120,11 +135,14 @@ def test_a_mixed_network_fleet_deploys_and_the_host_that_is_off_is_unreachable(n
     # Ansible's exit code for unreachable hosts, nothing failed
     assert run.rc == 4, run
     counts = recap(run.stdout)
-    assert counts['off1']['unreachable'] == 1 and counts['off1']['failed'] == 0, counts
+    for name in UNREACHABLE:
+        assert counts[name]['unreachable'] == 1 and counts[name]['failed'] == 0, (name, counts)
     for name in REACHABLE:
         assert counts[name]['unreachable'] == 0 and counts[name]['failed'] == 0, (name, counts)
+    # the custom stat (AWX's artifacts) holds every host, the unreachable ones too
     outcomes = run.outcomes()
-    assert 'off1' not in outcomes
+    for name in UNREACHABLE:
+        assert outcomes[name].startswith('UNREACHABLE: %s is unreachable at ' % name), outcomes
     for name in REACHABLE:
         assert outcomes[name] == 'switched', (name, outcomes)
         # magic rollback on: each was confirmed, and kept its new system
@@ -145,7 +163,11 @@ def test_a_mixed_network_fleet_deploys_and_the_host_that_is_off_is_unreachable(n
     assert not controller_has(off['result']['out_path'])
     assert 'UNREACHABLE: ' in run.stdout and 'to try again: -l @%s' % RETRY_FILE in run.stdout
     with open(os.path.join(rundir, RETRY_FILE)) as handle:
-        assert handle.read() == 'off1\n'
+        assert handle.read() == 'b3\noff1\n'
+    # b3: the jump host's key is unknown to the ssh config it was given
+    b3 = run.result(EVAL, 'b3')['result']
+    assert b3['probe']['tried'][0]['reason'] == 'jump failed (host key)', b3['probe']
+
     with open(os.path.join(rundir, 'nixdeploy-report.json')) as handle:
         report = json.load(handle)
     # the report's schema: a failed host that Ansible could not reach
@@ -153,7 +175,7 @@ def test_a_mixed_network_fleet_deploys_and_the_host_that_is_off_is_unreachable(n
     assert off_record['unreachable'] and off_record['summary'].startswith('UNREACHABLE: off1 is'), \
         off_record
     assert {report['hosts'][n]['status'] for n in REACHABLE} == {'changed'}
-    assert report['totals']['unreachable'] == 1
+    assert report['totals']['unreachable'] == 2
     lab.switch_on('off1')
     assert not lab.store_has('off1', off['result']['out_path'])
     lab.switch_off('off1')
@@ -165,24 +187,29 @@ def test_with_nix_unreachable_fail_the_run_fails_naming_the_host_after_the_other
     run = net_fleet.deploy('-e', 'nix_unreachable=fail')
     assert run.rc == 2, run
     counts = recap(run.stdout)
-    assert counts['off1']['failed'] == 1 and counts['off1']['unreachable'] == 0, counts
     summary = run.summary()
-    assert summary['off1']['failed'] and summary['off1']['phase'] == 'eval', summary['off1']
-    assert 'off1 is unreachable at' in summary['off1']['msg']
+    for name in UNREACHABLE:
+        assert counts[name]['failed'] == 1 and counts[name]['unreachable'] == 0, counts
+        assert summary[name]['failed'] and summary[name]['phase'] == 'eval', summary[name]
+        assert '%s is unreachable at' % name in summary[name]['msg'], summary[name]
     for name in REACHABLE:
         assert summary[name]['outcome'] == 'switched', (name, summary[name])
         assert lab.active(name) == summary[name]['path'], name
 
-    # off1 back on: the retry file limits the next run to it
+    # off1 back on, b3 given the lab's ssh config: the retry file limits the
+    # next run to them
     rundir = os.path.join(net_fleet.workdir, 'run%d' % net_fleet.runs)
     lab.switch_on('off1')
+    write_host_vars(net_fleet.inventory, 'b3', {
+        'ansible_ssh_common_args': lab.ansible_vars('b3')['ansible_ssh_common_args']})
     retry = os.path.join(rundir, RETRY_FILE)
     with open(retry) as handle:
-        assert handle.read() == 'off1\n'
-    # in the same folder, as a user runs it: the file goes once off1 is reached
+        assert handle.read() == 'b3\noff1\n'
+    # in the same folder, as a user runs it: the file goes once they are reached
     again = run_playbook(net_fleet.PLAYBOOK, net_fleet.inventory, rundir,
                          args=['-l', '@%s' % RETRY_FILE])
     assert again.rc == 0, again
-    assert again.outcomes() == {'off1': 'switched'}
-    assert lab.active('off1') == again.summary()['off1']['path']
+    assert again.outcomes() == {'b3': 'switched', 'off1': 'switched'}
+    for name in UNREACHABLE:
+        assert lab.active(name) == again.summary()[name]['path'], name
     assert not os.path.exists(retry)
