@@ -210,11 +210,11 @@ ROWS = (
     # the login probe beside the evaluation (plugin_utils/task/_reach.py)
     Row('target_hosts', (EVAL, ACTIVATE), {'type': 'list', 'elements': 'str'}, scope='host',
         inventory=True, description=(
-            "The host's addresses in the order they are tried (LAN, Wi-Fi, a tunnel): the first "
-            "one at which the login probe logs in is where the whole run reaches the host "
-            "(copy, activation, health checks); the confirmation of a new system tries them in "
-            "turn too. Set by the inventory plugin from C(targetHosts); by default only "
-            "C(ansible_host) is tried. docs/networks.md.",)),
+            "The host's addresses in the order they are tried (LAN, Wi-Fi, a tunnel), after "
+            "C(ansible_host) when the list lacks it: the first one at which the login probe logs "
+            "in is where the whole run reaches the host (copy, activation, health checks); a "
+            "login of the activation that fails there tries them again. Set by the inventory "
+            "plugin from C(targetHosts). docs/networks.md.",)),
     Row('probe_timeout', (EVAL,), {'type': 'int', 'default': 10}, description=(
         "Seconds each of a host's addresses has to let the login probe in. The probe runs "
         "beside the evaluation and finds the hosts that cannot be reached before anything is "

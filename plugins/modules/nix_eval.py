@@ -131,11 +131,12 @@ options:
     default: 100
   target_hosts:
     description:
-      - The host's addresses in the order the login probe tries them (LAN, Wi-Fi, a tunnel). The first one it
-        logs in at is where every later task of the collection reaches the host for the rest of the run
-        (copy, activation, confirmation, health checks). Read from the host variable C(nix_target_hosts)
-        when not given (the P(nixdeploy.fleet.nix#inventory) inventory sets it from C(targetHosts)); by
-        default only the connection's address (C(ansible_host)) is tried.
+      - The host's addresses in the order the login probe tries them (LAN, Wi-Fi, a tunnel), after the
+        connection's own address (C(ansible_host)) when the list lacks it. The first one it logs in at is
+        where every later task of the collection reaches the host for the rest of the run (copy,
+        activation, confirmation, health checks). Read from the host variable C(nix_target_hosts) when not
+        given (the P(nixdeploy.fleet.nix#inventory) inventory sets it from C(targetHosts)). An item that is
+        no address fails the host, naming it.
     type: list
     elements: str
   probe_timeout:
@@ -350,9 +351,9 @@ reused:
       description: How many recorded paths were checked against this content.
       type: int
 address:
-  description: The address the login probe reached the host at, when it is not the connection's own (one of
-    O(target_hosts) after the first); every later task of the collection reaches the host there.
-  returned: when the probe reached a later address
+  description: The address the login probe reached the host at; every later task of the collection reaches
+    the host there.
+  returned: when the probe reached the host
   type: str
   sample: 100.64.0.7
 probe:
@@ -365,7 +366,8 @@ probe:
       type: str
     tried:
       description: Each address that failed before, with the reason (C(no route), C(connection refused), C(timeout),
-        C(host key), C(login refused), C(jump failed) ...) and ssh's own line.
+        C(jump failed) ...) and ssh's own line. A host that answers with a key ssh refuses, or refuses the
+        login, is reached (its later phases judge it).
       type: list
       elements: dict
     seconds:

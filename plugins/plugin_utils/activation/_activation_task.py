@@ -17,7 +17,8 @@ from ansible.errors import AnsibleConnectionFailure
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis, _probe
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import NoAnswer
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
+    AddressError, NoAnswer, bare_address)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_key_judge import drop_master
 
 # A look at a run waits on the target up to POLL_WAIT s for it to move on (one
@@ -34,6 +35,9 @@ LAUNCH_WAIT = 10
 # gives up after this long: its new system may have moved it, which leaves
 # the session hanging on a dead link (a lost launch is followed anew).
 MOVING_LAUNCH_TIMEOUT = LAUNCH_WAIT + 10
+# Seconds each address of such a host has to answer when a login failed
+# (HostSession.next_address): the current one, then the others in order.
+NEXT_ADDRESS_TIMEOUT = 3
 # While a host reboots: seconds between looks for its new boot id.
 BOOT_LOOK_INTERVAL = 2.0
 
@@ -60,9 +64,17 @@ class HostSession:
         self._display = display
         self.lost = 0
         self.dropped = []
-        # the host's addresses in order (nix_target_hosts), for a
-        # confirmation whose login fails where the host was reached
-        self.addresses = [u'%s' % a for a in addresses or () if a not in (None, '')]
+        # the host's addresses in order (nix_target_hosts, as ssh takes
+        # them), for a look or confirmation whose login fails where the host
+        # was reached; one that is no address nix_eval refused already
+        self.addresses = []
+        for item in addresses or ():
+            try:
+                address = bare_address(item)
+            except AddressError:
+                continue
+            if address not in self.addresses:
+                self.addresses.append(address)
 
     def note(self, message, verbosity=3):
         """``message`` for -vvv (``verbosity`` 2: -vv)."""
@@ -72,20 +84,25 @@ class HostSession:
         self.lost += 1
 
     def next_address(self):
-        """After a failed login: reach the host at its next address (in
-        the order of nix_target_hosts, round), and keep it for the rest of
-        the run; the address, or None for a host with one address. A new
-        system may move the host (a new LAN address, a tunnel that comes
-        up): its confirmation must still find it."""
+        """After a failed login, for a host with several addresses: a new
+        login, at the first of its addresses that answers a short probe,
+        the current one first (a look that failed on a restarting sshd
+        stays), then the others in the order of nix_target_hosts; it is
+        kept for the rest of the run. A new system may move the host (a new
+        LAN address, a tunnel that comes up): its confirmation must still
+        find it. The address, or None for a host with one address (the
+        caller logs in anew itself)."""
         if len(self.addresses) < 2:
             return None
         current = self.host.address
-        index = self.addresses.index(current) if current in self.addresses else -1
-        address = self.addresses[(index + 1) % len(self.addresses)]
+        order = [current] + [a for a in self.addresses if a != current]
         self.new_login()
+        address, _tried = _probe.reach(self.host, order, timeout=NEXT_ADDRESS_TIMEOUT)
+        if address is None or address == current:
+            return current
         self.host.move_to(address)
         _probe.keep_reached(C.DEFAULT_LOCAL_TMP, self.host.name, address)
-        self.note('trying the next address: %s' % address, verbosity=2)
+        self.note('the host answers at %s now' % address, verbosity=2)
         return address
 
     def new_login(self):

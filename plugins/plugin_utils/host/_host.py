@@ -520,6 +520,12 @@ def connection_address(connection, name):
             or getattr(play_context, 'remote_addr', None) or name)
 
 
+def bare_address(address, name=None):
+    """``address`` as ssh and Nix take it (no brackets, no spaces around);
+    AddressError when it is none (``name``: whose, for the message)."""
+    return _bare_host(str(address), name)
+
+
 def _bare_host(host, name):
     host = host.strip()
     if host.startswith('[') and host.endswith(']'):

@@ -11,6 +11,7 @@ command logs in anew (nix_activate's confirmation: ``drop_master``)."""
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import textwrap
@@ -351,3 +352,24 @@ def _ansible_master(connection):
     except (TypeError, ValueError, KeyError):
         return None
     return path if os.path.exists(path) else None
+
+
+def probe_master(connection):
+    """(control path, ControlPersist) of the master a task of this host
+    would open after its judgement, for the login probe to open it first:
+    the copy, keys and activation then ride it (no second login). Only for
+    a host whose key ssh checks (an unchecked one is judged by its phases),
+    and where the job's ssh_args keep masters (ControlPersist); else None."""
+    if transport_of(connection) not in SSH_TRANSPORTS:
+        return None
+    problems = connection_problems(connection)
+    if problems:
+        return None
+    # ssh keeps the first value of an option
+    persist = re.findall(r'ControlPersist[= ]+(\S+)', u' '.join(_words(_ssh_args(connection))),
+                         re.IGNORECASE)
+    if not persist or persist[0].lower() in ('no', 'false'):
+        return None
+    setattr(connection, _host.JUDGED, False)
+    path = own_master(connection, [])
+    return (path, persist[0]) if path else None

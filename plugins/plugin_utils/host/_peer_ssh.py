@@ -91,7 +91,7 @@ def run_no_tty(argv, stdin_data=None, env=None, timeout=None):
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_data is not None  # pylint: disable=ansible-bad-function
                                 else subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=full_env, start_new_session=True,
-                                universal_newlines=True)
+                                universal_newlines=True, errors='replace')
     except OSError as exc:
         return 127, '', '%s: %s' % (argv[0], exc)
     try:
@@ -102,6 +102,9 @@ def run_no_tty(argv, stdin_data=None, env=None, timeout=None):
             os.killpg(proc.pid, signal.SIGKILL)
         except OSError:
             pass
-        proc.communicate()
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass  # a process that left the group holds the pipes: not waited for
         raise TimedOut('%s gave no answer within %ss' % (argv[0], timeout))
     return proc.returncode, out, err

@@ -10,8 +10,11 @@ reached at the first one that answers for the rest of the run.
 
 The probe is one ssh login per address, with the host's own connection
 (``Host``: user, port, key, ssh options, its jump host) and a time limit;
-it runs ``exit 0`` and reads nothing the host prints, only ssh's exit code
-and ssh's own messages (which say why a login failed).
+it runs ``exit 0`` and reads only ssh's exit code and ssh's messages on
+stderr (which say why a login failed; decoded with errors replaced). A host
+that answers with a key ssh refuses, or refuses the login, is reached: that
+is no network matter, and the phases that log in judge it as they always
+do (docs/security.md: a host key is never passed over as "unreachable").
 
 The address found is kept in a file of the run (under Ansible's local temp
 folder, which lives as long as the ``ansible-playbook`` process): every later
@@ -52,6 +55,10 @@ REASONS = (
     ('connection closed', ('Connection closed by', 'Connection reset by',
                            'kex_exchange_identification')),
 )
+# a reason that says too little: ssh's words were lost (see reach)
+VAGUE = 'connection closed'
+# what the host itself answered with: it is there (its own key, not a jump's)
+ANSWERED = ('host key', 'login refused')
 # through a jump host: the jump logged in but could not open the way on
 FORWARDING = ('stdio forwarding failed', 'channel 0: open failed')
 # through a jump host: the jump's own ssh failed (the outer ssh then says so)
@@ -107,31 +114,58 @@ def reason_of(stderr, jumped=False):
     return reason or 'ssh failed', said
 
 
-def reach(host, addresses, timeout=PROBE_TIMEOUT):
+def reach(host, addresses, timeout=PROBE_TIMEOUT, master=None):
     """The first of ``addresses`` at which ``host`` (a ``Host``) logs in,
     within ``timeout`` seconds each: (address or None, [Tried, ...] for
-    the addresses that failed before it)."""
+    the addresses that failed before it). ``master``: (control path,
+    ControlPersist) of the ssh master the host's later tasks ride at its
+    own address (``_host_key_judge.probe_master``): the probe's login there
+    opens it, so the probe costs no login of its own."""
     tried = []
     jumped = has_jump(host)
     for address in addresses:
         candidate = host.at(address)
         started = time.monotonic()
-        # first: ssh keeps the first value of an option, so the probe's own
-        # bound wins over a longer ConnectTimeout of the inventory's
-        argv = candidate.ssh_argv('sh', first=('-o', 'ConnectTimeout=%d' % max(1, timeout)))
-        try:
-            # the process bound covers a jump host's own login too, which
-            # ConnectTimeout does not reach
-            rc, _out, err = run_no_tty(argv, stdin_data=PROBE_PROGRAM, timeout=timeout + 5)
-        except TimedOut:
-            rc, err = SSH_FAILED, 'timed out after %ss' % (timeout + 5)
+        opens = master if master and address == host.host else None
+        rc, err = _login(candidate, timeout, opens)
+        if rc == SSH_FAILED and opens and VAGUE in reason_of(err, jumped)[0]:
+            # a master's own process keeps no stderr of a jump host's ssh:
+            # once more without it, for ssh's own words (the way answered)
+            rc, err = _login(candidate, timeout)
         seconds = time.monotonic() - started
         if rc != SSH_FAILED:
             # logged in: whatever the shell's exit code, the host answered
             return address, tried
         reason, said = reason_of(err, jumped)
+        if reason in ANSWERED:
+            # the host answered there, with a key ssh refuses or a login it
+            # refuses: no network matter, and never one to pass over. The
+            # phases that log in say it as they do (a host key is judged,
+            # a refused login is the host's failure, an opt-out is honoured)
+            return address, tried
         tried.append(Tried(address, reason, said, seconds))
     return None, tried
+
+
+def _login(candidate, timeout, master=None):
+    """One login probe of ``candidate`` (a Host at one address): (ssh's
+    exit code, its stderr)."""
+    # first: ssh keeps the first value of an option, so the probe's own
+    # bound wins over a longer ConnectTimeout of the inventory's (and its
+    # master over the collection's NO_MASTER)
+    first = ['-o', 'ConnectTimeout=%d' % max(1, timeout)]
+    if master:
+        first += ['-o', 'ControlMaster=auto', '-o',
+                  'ControlPath=%s' % master[0].replace('%', '%%'),
+                  '-o', 'ControlPersist=%s' % master[1]]
+    try:
+        # the process bound covers a jump host's own login too, which
+        # ConnectTimeout does not reach
+        rc, _out, err = run_no_tty(candidate.ssh_argv('sh', first=first),
+                                   stdin_data=PROBE_PROGRAM, timeout=timeout + 5)
+    except TimedOut:
+        rc, err = SSH_FAILED, 'timed out after %ss' % (timeout + 5)
+    return rc, err
 
 
 def unreachable_message(name, tried):

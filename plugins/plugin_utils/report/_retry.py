@@ -12,24 +12,39 @@ it did not try stays. With no host left the file goes.
 """
 
 import os
+import re
+import stat
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_atomic
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 
 
+# a name -l @file reads as that host alone: a line is a host pattern there,
+# where *, ~, !, &, : and , select other hosts (a flake may name a node so)
+PLAIN_NAME = re.compile(r'(?!(all|ungrouped)\Z)[A-Za-z0-9_][A-Za-z0-9_.-]*\Z')
+
+
 def _listed(path):
+    """The names the file lists; OSError when ``path`` is there but no
+    regular file (a link would have the run read, then rewrite, whatever
+    it points at: a clone's, a shared folder's)."""
     try:
-        with open(path) as handle:
-            return [line.strip() for line in handle if line.strip()]
-    except (IOError, OSError):
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
         return []
+    if not stat.S_ISREG(mode):
+        raise OSError('%s is not a regular file: neither read nor written' % path)
+    with open(path) as handle:
+        return [line.strip() for line in handle if PLAIN_NAME.match(line.strip())]
 
 
 def update(path, unreached, reached):
     """Rewrite the file at ``path``: its hosts minus ``reached``, plus
-    ``unreached`` (host -> why); the hosts it lists now."""
+    ``unreached`` (host -> why); the hosts it lists now. A name that -l
+    would read as more than one host is left out (the closing line still
+    names it)."""
     names = [name for name in _listed(path) if name not in reached and name not in unreached]
-    names += sorted(unreached)
+    names += sorted(name for name in unreached if PLAIN_NAME.match(name))
     if not names:
         if os.path.exists(path):
             os.remove(path)

@@ -28,8 +28,9 @@ import time
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _probe
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _probe
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
+    AddressError, Host, bare_address)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stats
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
 
@@ -44,9 +45,10 @@ EVAL_ONLY_TAGS = frozenset(('eval', 'never'))
 class Probe(object):
     """One host's probe, running in a thread of the host's worker."""
 
-    def __init__(self, host, addresses, timeout):
+    def __init__(self, host, addresses, timeout, master=None):
         self.host, self.addresses, self.timeout = host, addresses, timeout
-        self.answer = None
+        self.master = master
+        self.answer = self.error = None
         self.started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name='nixdeploy-probe')
         self._thread.daemon = True
@@ -54,10 +56,12 @@ class Probe(object):
 
     def _run(self):
         try:
-            self.answer = _probe.reach(self.host, self.addresses, self.timeout)
-        except NixdeployError as exc:
-            # an address the host's connection cannot take: said as its reason
-            self.answer = (None, [_probe.Tried(self.addresses[0], 'bad address', str(exc), 0.0)])
+            self.answer = _probe.reach(self.host, self.addresses, self.timeout, self.master)
+        except Exception as exc:  # pylint: disable=broad-except
+            # the thread must answer (a bug of the probe is no unreachable
+            # host): the host is taken as reached, its phases say the rest
+            self.answer = (self.addresses[0], [])
+            self.error = exc
 
     def wait(self):
         """(address or None, [Tried]) once the probe ended; bounded: each
@@ -78,7 +82,8 @@ def eval_only(task_vars):
 def start(connection, task_vars, args):
     """A started ``Probe`` of the task's host (``connection``: the task's
     Ansible connection), or None when there is nothing to probe (see the
-    module's docstring)."""
+    module's docstring); AddressError for a ``nix_target_hosts`` item that
+    is no address (the host fails, naming it)."""
     timeout = args.get('probe_timeout')
     if not timeout or timeout <= 0 or eval_only(task_vars):
         return None
@@ -90,8 +95,27 @@ def start(connection, task_vars, args):
         host.ssh_options()
     except NixdeployError:
         return None
-    addresses = [str(a) for a in args.get('target_hosts') or () if a not in (None, '')]
-    return Probe(host, addresses or [host.host], timeout)
+    # the master the host's later tasks ride, opened by the probe's login
+    master = _host_key_judge.probe_master(connection)
+    # outside the try: a bad item of the list fails the host, naming it
+    return Probe(host, addresses_of(host, args.get('target_hosts')), timeout, master)
+
+
+def addresses_of(host, target_hosts):
+    """The addresses to try, in order: ``nix_target_hosts`` as ssh takes
+    each one (brackets and spaces off; AddressError names an item that is
+    no address), after the connection's own address when the list lacks it
+    (an ``ansible_host`` of host_vars or ``-e`` is tried first)."""
+    addresses = []
+    for index, item in enumerate(target_hosts or ()):
+        if not isinstance(item, str) or not item.strip():
+            raise AddressError('nix_target_hosts[%d] is %r, not an address' % (index, item))
+        address = bare_address(item, 'nix_target_hosts[%d]' % index)
+        if address not in addresses:
+            addresses.append(address)
+    if host.host not in addresses:
+        addresses.insert(0, host.host)
+    return addresses
 
 
 def finish(action, connection, probe, args, result):
@@ -106,10 +130,10 @@ def finish(action, connection, probe, args, result):
         # kept for the run: the batch's work for other hosts (the cascade)
         # reaches this one there, and waits for it
         _probe.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address)
+        result['address'] = address
         if address != probe.host.host:
             # a later address answered: the rest of the run goes there
             _probe.use_reached(connection, address)
-            result['address'] = address
         return result
     message = _probe.unreachable_message(action.host, tried)
     if result.get('failed'):

@@ -151,7 +151,9 @@ def test_a_mixed_network_fleet_deploys_and_the_host_that_is_off_is_unreachable(n
     evaluated = dict((name, run.result(EVAL, name)['result']) for name in REACHABLE)
     assert evaluated['m1']['address'] == lab.host('m1')['address'], evaluated['m1']
     assert evaluated['m1']['probe']['tried'][0]['reason'] == 'no route', evaluated['m1']
-    assert 'address' not in evaluated['b1'] and 'address' not in evaluated['v6']
+    for name in ('h1', 'jump', 'b1', 'b2', 'v6'):
+        assert evaluated[name]['address'] == lab.host(name)['address'], evaluated[name]
+        assert evaluated[name]['probe']['tried'] == [], evaluated[name]
     # mv moved during its activation and was confirmed at its new address
     shown = lab.run_in('mv', ['ip', '-o', 'addr', 'show', 'dev', 'eth0']).stdout
     assert net_fleet.moved + '/24' in shown and lab.host('mv')['address'] + '/' not in shown

@@ -106,3 +106,36 @@ def test_the_address_found_is_kept_for_the_run(tmp_path):
     _probe.keep_reached(str(tmp_path), 'm1', 'fd42::7')
     assert _probe.reached(str(tmp_path), 'm1') == 'fd42::7'
     assert _probe.reached(str(tmp_path), 'm2') is None
+
+
+def test_the_addresses_tried_are_as_ssh_takes_them_the_connections_first():
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._reach import addresses_of
+    host = Host('10.0.0.5', name='m1')
+    # the inventory's list starts with ansible_host; brackets and spaces go
+    assert addresses_of(host, ['10.0.0.5', ' [fd00::5]', 'm1.tail.example']) == \
+        ['10.0.0.5', 'fd00::5', 'm1.tail.example']
+    # an ansible_host of -e or host_vars the list lacks is tried first
+    assert addresses_of(Host('192.168.9.9', name='m1'), ['10.0.0.5']) == \
+        ['192.168.9.9', '10.0.0.5']
+    assert addresses_of(host, None) == ['10.0.0.5']
+    for bad, said in ((['10.0.0.5', '-oProxyCommand=x'], 'nix_target_hosts[1]'),
+                      ([{'a': 1}], 'nix_target_hosts[0]'), ([5], 'nix_target_hosts[0]'),
+                      (['a b'], 'nix_target_hosts[0]')):
+        try:
+            addresses_of(host, bad)
+        except AddressError as exc:
+            assert said in str(exc), exc
+        else:
+            raise AssertionError('%r passed' % (bad,))
+
+
+def test_a_host_that_answers_with_a_refused_key_is_reached_not_unreachable():
+    """Its phases judge the key (and fail it, or honour its opt-out): a
+    host key is never passed over as a network matter."""
+    for said in (KEY, DENIED):
+        reason = _probe.reason_of(said)[0]
+        assert reason in _probe.ANSWERED, reason
+    # behind a jump host, the jump's refused key is the jump's: not reached
+    assert _probe.reason_of(KEY + JUMP_DOWN.splitlines()[1] + '\n', jumped=True)[0] \
+        not in _probe.ANSWERED

@@ -35,3 +35,26 @@ def test_the_closing_line_names_each_host_escaped_and_the_way_to_retry():
                     'pho\\x1bne; to try again: -l @nixdeploy-unreachable.txt')
     assert _retry.line({}, 'x') is None
     assert _retry.line({'mac': ''}, None).endswith('for it): mac')
+
+
+def test_a_link_in_its_place_is_neither_read_nor_written(tmp_path):
+    secret = tmp_path / 'secret'
+    secret.write_text('KEY-LINE\n')
+    os.chmod(str(secret), 0o600)
+    path = tmp_path / 'nixdeploy-unreachable.txt'
+    os.symlink(str(secret), str(path))
+    try:
+        _retry.update(str(path), {'phone': 'no route'}, set())
+    except OSError as exc:
+        assert 'not a regular file' in str(exc)
+    else:
+        raise AssertionError('the link was followed')
+    assert os.path.islink(str(path)) and secret.read_text() == 'KEY-LINE\n'
+
+
+def test_a_name_that_selects_other_hosts_is_left_out():
+    import tempfile
+    folder = tempfile.mkdtemp()
+    path = os.path.join(folder, 'nixdeploy-unreachable.txt')
+    assert _retry.update(path, {'all': 'x', '*': 'x', 'web:db': 'x', 'a\nb': 'x', 'ok-1.b': 'x'},
+                         set()) == ['ok-1.b']
