@@ -95,7 +95,11 @@ class ActionModule(NixdeployAction):
         probe = _reach.start(self._connection, self.task_vars, args)
         result = self._evaluate(dict((k, v) for k, v in args.items()
                                      if k not in _reach.OPTIONS), result)
-        return _reach.finish(self, self._connection, probe, args, result)
+        result = _reach.finish(self, self._connection, probe, args, result)
+        if result.get('unreachable'):
+            # read by people as a failure is: the batch's figures apart
+            _outcome.details_apart(result, INTERNALS)
+        return result
 
     def _serial_gate(self, max_fail_percentage):
         """This play batch's number and whether it may start

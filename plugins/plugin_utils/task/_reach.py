@@ -135,6 +135,9 @@ def finish(action, connection, probe, args, result):
             # a later address answered: the rest of the run goes there
             _probe.use_reached(connection, address)
         return result
+    # the message says ssh's words for each address: the figures keep them once
+    for entry in result['probe']['tried']:
+        entry.pop('said', None)
     message = _probe.unreachable_message(action.host, tried)
     if result.get('failed'):
         # said after the cause that ends the host here

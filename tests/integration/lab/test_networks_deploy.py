@@ -168,7 +168,9 @@ def test_a_mixed_network_fleet_deploys_and_the_host_that_is_off_is_unreachable(n
         assert handle.read() == 'b3\noff1\n'
     # b3: the jump host's key is unknown to the ssh config it was given
     b3 = run.result(EVAL, 'b3')['result']
-    assert b3['probe']['tried'][0]['reason'] == 'jump failed (host key)', b3['probe']
+    # (a failed or unreachable result keeps the batch's figures under details)
+    assert b3['details']['probe']['tried'][0]['reason'] == 'jump failed (host key)', b3
+    assert 'jump failed (host key)' in b3['msg'] and 'play_hosts' not in b3, b3
 
     with open(os.path.join(rundir, 'nixdeploy-report.json')) as handle:
         report = json.load(handle)
