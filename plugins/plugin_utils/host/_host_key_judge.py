@@ -355,11 +355,13 @@ def _ansible_master(connection):
 
 
 def probe_master(connection):
-    """(control path, ControlPersist) of the master a task of this host
-    would open after its judgement, for the login probe to open it first:
-    the copy, keys and activation then ride it (no second login). Only for
-    a host whose key ssh checks (an unchecked one is judged by its phases),
-    and where the job's ssh_args keep masters (ControlPersist); else None."""
+    """The ssh arguments that open the master a task of this host would
+    open after its judgement (its judged ControlPath, then the job's
+    ssh_args: ControlPersist, compression ...), for the login probe to open
+    it first: the copy, keys and activation then ride it (no second login,
+    and the master is the one Ansible would have made). Only for a host
+    whose key ssh checks (an unchecked one is judged by its phases), and
+    where the job's ssh_args keep masters (ControlPersist); else None."""
     if transport_of(connection) not in SSH_TRANSPORTS:
         return None
     problems = connection_problems(connection)
@@ -372,4 +374,4 @@ def probe_master(connection):
         return None
     setattr(connection, _host.JUDGED, False)
     path = own_master(connection, [])
-    return (path, persist[0]) if path else None
+    return _words(_option(connection, 'ssh_args')) if path else None

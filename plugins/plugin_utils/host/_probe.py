@@ -117,10 +117,10 @@ def reason_of(stderr, jumped=False):
 def reach(host, addresses, timeout=PROBE_TIMEOUT, master=None):
     """The first of ``addresses`` at which ``host`` (a ``Host``) logs in,
     within ``timeout`` seconds each: (address or None, [Tried, ...] for
-    the addresses that failed before it). ``master``: (control path,
-    ControlPersist) of the ssh master the host's later tasks ride at its
-    own address (``_host_key_judge.probe_master``): the probe's login there
-    opens it, so the probe costs no login of its own."""
+    the addresses that failed before it). ``master``: the ssh arguments of
+    the master the host's later tasks ride at its own address
+    (``_host_key_judge.probe_master``): the probe's login there opens it,
+    so the probe costs no login of its own."""
     tried = []
     jumped = has_jump(host)
     for address in addresses:
@@ -153,11 +153,7 @@ def _login(candidate, timeout, master=None):
     # first: ssh keeps the first value of an option, so the probe's own
     # bound wins over a longer ConnectTimeout of the inventory's (and its
     # master over the collection's NO_MASTER)
-    first = ['-o', 'ConnectTimeout=%d' % max(1, timeout)]
-    if master:
-        first += ['-o', 'ControlMaster=auto', '-o',
-                  'ControlPath=%s' % master[0].replace('%', '%%'),
-                  '-o', 'ControlPersist=%s' % master[1]]
+    first = ['-o', 'ConnectTimeout=%d' % max(1, timeout)] + list(master or ())
     try:
         # the process bound covers a jump host's own login too, which
         # ConnectTimeout does not reach
