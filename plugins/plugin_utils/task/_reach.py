@@ -124,6 +124,11 @@ def finish(action, connection, probe, args, result):
     if probe is None:
         return result
     address, tried = probe.wait()
+    if probe.error is not None:
+        # a bug of the probe, not the host's: said, never hidden
+        result.setdefault('warnings', []).append(
+            '%s: the login probe failed (%s); the host is taken as reached'
+            % (action.host, probe.error))
     result['probe'] = {'address': address, 'tried': [t.as_dict() for t in tried],
                        'seconds': round(time.monotonic() - probe.started, 2)}
     if address is not None:
