@@ -18,10 +18,16 @@ finds none). An ssh config file (``-F``, ~/.ssh/config,
 and is asked (``config_problems``).
 """
 
+import hashlib
+import json
 import os
 import re
 import shlex
 
+from ansible import constants as C
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
 
 # OpenSSH's option letters that take an argument (ssh.c's getopt string)
@@ -31,6 +37,11 @@ _SETTING = re.compile(r'\s*([^\s=]+)\s*(?:=\s*|\s+|$)(.*)$', re.S)
 
 # ssh -G answers by argv, for this process (one answer per host and args)
 _CONFIGS = {}
+# ... and for the run: each task of a host is a process of its own, and the
+# login probe, the copy and the activation ask ssh the same question (a
+# file each, in Ansible's local temp folder of the run: private to the
+# user, removed when ansible-playbook ends)
+RUN_FOLDER = 'nixdeploy-ssh-config'
 
 
 def parse_args(tokens):
@@ -133,12 +144,42 @@ def ssh_config(argv):
     once per process; conf None when ssh could not say (error: its words)."""
     key = tuple(argv)
     if key not in _CONFIGS:
-        rc, out, err = run_no_tty(list(argv))
+        _CONFIGS[key] = _asked_this_run(key) or _ask(key)
+    return _CONFIGS[key]
+
+
+def _run_file(key):
+    # the user and HOME are in the name: ssh reads ~/.ssh/config by them
+    name = json.dumps([os.getuid(), os.environ.get('HOME'), list(key)])
+    return os.path.join(C.DEFAULT_LOCAL_TMP, RUN_FOLDER,
+                        hashlib.sha256(name.encode('utf-8')).hexdigest()[:32])
+
+
+def _asked_this_run(key):
+    """(conf, None) that an earlier task of the run had from ssh, or None."""
+    try:
+        with open(_run_file(key)) as handle:
+            conf = json.load(handle)
+    except (OSError, ValueError, TypeError):
+        return None
+    return (conf, None) if isinstance(conf, dict) else None
+
+
+def _ask(key):
+    rc, out, err = run_no_tty(list(key))
+    if rc != 0:
+        # never kept: a later task asks again (and says ssh's words)
         lines = [ln for ln in (err or '').splitlines()
                  if ln.strip() and not ln.startswith('Pseudo-terminal')]
-        _CONFIGS[key] = (parse_config(out), None) if rc == 0 else (
-            None, (' '.join(lines) or 'rc %s' % rc)[-500:])
-    return _CONFIGS[key]
+        return None, (' '.join(lines) or 'rc %s' % rc)[-500:]
+    conf = parse_config(out)
+    try:
+        path = _run_file(key)
+        private_folder(os.path.dirname(path))
+        write_json(path, conf)
+    except (OSError, TypeError):
+        pass  # only a question asked again
+    return conf, None
 
 
 def config_problems(argv):

@@ -108,6 +108,29 @@ def test_ssh_G_that_cannot_say_is_a_problem(tmp_path):
     assert problems and problems[0].startswith('`ssh -G` cannot tell'), problems
 
 
+def test_ssh_G_is_asked_once_a_run_whatever_the_process(tmp_path):
+    # each task of a host is a process of its own (the probe, the copy, the
+    # activation): the second one reads the first one's answer
+    calls = tmp_path / 'calls'
+    ssh = tmp_path / 'ssh'
+    ssh.write_text('#!/bin/sh\necho x >> %s\nexec ssh "$@"\n' % calls)
+    ssh.chmod(0o755)
+    cfg = config(tmp_path, 'Host web*\n  StrictHostKeyChecking no\n')
+    argv = [str(ssh), '-G', '-F', cfg, '--', 'web1']
+    assert _host_key_rules.config_problems(argv) == ['StrictHostKeyChecking=false']
+    _host_key_rules._CONFIGS.clear()  # as a new task's process starts
+    assert _host_key_rules.config_problems(argv) == ['StrictHostKeyChecking=false']
+    assert calls.read_text().count('x') == 1
+    # an answer ssh could not give is asked again: its words are said each time
+    broken = tmp_path / 'broken'
+    broken.write_text('Host *\n  StrictHostKeyChecking sometimes\n')
+    argv = [str(ssh), '-G', '-F', str(broken), '--', 'web1']
+    for _ in range(2):
+        _host_key_rules._CONFIGS.clear()
+        assert _host_key_rules.config_problems(argv)[0].startswith('`ssh -G` cannot tell')
+    assert calls.read_text().count('x') == 3
+
+
 # --- the connection's judgement (plugin_utils/host/_host_key_judge.py) ------------------------------------
 
 def judge(checking, ssh_args='', common='', host='web1', **kwargs):
