@@ -30,7 +30,7 @@ import subprocess
 
 import pytest
 
-from tests.collection import run_playbook
+from tests.collection import BIN, ansible_env, run_playbook
 from tests.deploy_fleet import DeployFleet, prepare, write_inventory
 from tests.lab.lab import sh
 
@@ -217,3 +217,55 @@ def test_with_nix_unreachable_fail_the_run_fails_naming_the_host_after_the_other
     for name in UNREACHABLE:
         assert lab.active(name) == again.summary()[name]['path'], name
     assert not os.path.exists(retry)
+
+
+def play_order(fleet):
+    """The hosts in the order the deploy play runs them, which cuts its
+    serial batches: the inventory's (``ansible all --list-hosts`` says it;
+    ansible-playbook --list-hosts prints them in no set order)."""
+    proc = subprocess.run([os.path.join(BIN, 'ansible'), '-i', fleet.inventory, 'all',
+                           '--list-hosts'], cwd=fleet.workdir, env=ansible_env(),
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return [line.strip() for line in proc.stdout.split('hosts (', 1)[1].splitlines()[1:]
+            if line.strip()]
+
+
+def test_an_unreachable_host_counts_toward_nix_max_fail_percentage(net_fleet):
+    """Serial batches of 3: one host of the first batch is off (skipped as
+    unreachable, the default), 1 of 3 is more than nix_max_fail_percentage
+    30, so the second batch never starts; the first batch's others switch."""
+    lab, flake = net_fleet.lab, net_fleet.flake
+    # b3 given the lab's ssh config (as the test before leaves it)
+    write_host_vars(net_fleet.inventory, 'b3', {
+        'ansible_ssh_common_args': lab.ansible_vars('b3')['ansible_ssh_common_args']})
+    order = play_order(net_fleet)
+    # a plain host early in the play's order is the one that goes off
+    victim = [h for h in order if h in ('h1', 'v6', 'm1', 'off1', 'b1', 'b2')][0]
+    at = order.index(victim)
+    hosts = (order[max(0, at - 2):at] + [victim] + order[at + 1:])[:5]
+    first, second = hosts[:3], hosts[3:]
+    assert victim in first and len(second) == 2, (order, hosts)
+    before = dict((name, lab.active(name)) for name in second)
+    flake.set_all(version='n3')
+    lab.switch_off(victim)
+    try:
+        run = net_fleet.deploy('-e', '{"nix_serial": 3, "nix_max_fail_percentage": 30}',
+                               '-l', ','.join(hosts))
+    finally:
+        lab.switch_on(victim)
+    assert run.rc != 0, run
+    counts = recap(run.stdout)
+    assert counts[victim]['unreachable'] == 1, counts
+    outcomes = run.outcomes()
+    for name in first:
+        if name != victim:
+            assert outcomes[name] == 'switched', (name, outcomes)
+    stop = [ln for ln in run.stdout.splitlines() if 'no further batch starts' in ln]
+    assert stop and '1 of 3 hosts of batch 1 failed (%s)' % victim in stop[0], run
+    # the second batch: evaluated by nobody, its systems as they were
+    assert not [r for r in run.results(EVAL) if r['host'] in second
+                and not r['result'].get('stopped')], run
+    for name in second:
+        assert lab.active(name) == before[name], name
