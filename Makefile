@@ -297,7 +297,7 @@ galaxy-import: venv importer-venv
 # fragments; galaxy.yml gets the version; the tarball is built into dist/ from
 # git's objects, never the work tree: HEAD's tree plus these release edits
 # (galaxy.yml, CHANGELOG.md, changelogs/; written into a tree through a temporary
-# index, what committing them gives), written out by `git archive` into a temp
+# index, what committing them gives), written out from git's raw objects into a temp
 # folder (pack.py build --release), and must import clean. Committing, tagging and
 # publishing stay with you (printed at the end).
 VERSION ?=

@@ -12,7 +12,8 @@ or `--assume-unchanged` may hold local content in the work tree that `git
 status` and `git diff` never show. Galaxy is public. So every packing of this
 checkout (`make release`, the Galaxy import check, `make ee`, the tests that
 install the tarball) goes through here, and takes the files from git's
-objects of one commit (`git archive`), never from the work tree:
+objects of one commit (`git ls-tree`, `git cat-file`), never from the work
+tree, and no attribute or filter of the local repository applies:
 
     pack.py check                  refuse (exit 2, naming them) when `git status
                                    --porcelain --ignored` lists anything but the
@@ -20,8 +21,9 @@ objects of one commit (`git archive`), never from the work tree:
                                    of it under build_ignore too), when a tracked
                                    file is marked skip-worktree or
                                    assume-unchanged (git would hide its local
-                                   changes), or when a symbolic link of HEAD
-                                   points outside the tree: the release's guard.
+                                   changes), when a symbolic link of HEAD
+                                   points outside the tree, or when two of its
+                                   paths differ only in case: the release's guard.
                                    Stricter than "what the tarball could take":
                                    a secret beside the demo inventory, a
                                    .vault-pass or a backup is build_ignore'd
@@ -29,9 +31,11 @@ objects of one commit (`git archive`), never from the work tree:
                                    and still stops a release until the operator
                                    moves it out of the release checkout
     pack.py export DEST [--rev R]  the files of commit R (default HEAD) into
-                                   DEST (an empty folder), as `git archive`
-                                   writes them; refused when one of its
-                                   symbolic links points outside the tree
+                                   DEST (an empty folder), from git's raw
+                                   objects (no filter, no attribute); refused
+                                   when one of its symbolic links points
+                                   outside the tree or two paths differ only
+                                   in case
     pack.py build OUT [--rev R] [--release]
                                    export into a private temp folder, then
                                    `ansible-galaxy collection build` there; the
@@ -59,6 +63,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import unicodedata
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # what ansible-galaxy leaves out whatever galaxy.yml says (ansible/galaxy/collection)
@@ -78,8 +83,11 @@ LOCAL_STATE = ['.venv', '.venv-*', '.lab', '.ansible', '.collections', '*.pytest
 # and the fragments it removes. A release build takes these from the work tree
 # (files the commit tracks only), every other file from the commit.
 RELEASE_EDITS = ['galaxy.yml', 'CHANGELOG.md', 'changelogs']
-# git's file mode of a symbolic link
+# git's file mode of a symbolic link, of a submodule, and of regular files
+# (with the mode an export gives each: `git archive`'s, umask 002)
 LINK_MODE = '120000'
+GITLINK_MODE = '160000'
+FILE_MODES = {'100644': 0o664, '100755': 0o775}
 # links followed while one link is resolved before it counts as a loop (Linux's limit)
 MAX_LINK_HOPS = 40
 
@@ -178,31 +186,53 @@ def flagged(repo=REPO):
     return found
 
 
-def links_of(rev='HEAD', repo=REPO):
-    """{path: target} of every symbolic link in ``rev``'s tree: git keeps a
-    link as a blob holding its target (`git ls-tree -r`, then the blobs
-    through one `git cat-file --batch`)."""
+def entries_of(rev='HEAD', repo=REPO):
+    """[(mode, kind, oid, path)] of every entry of ``rev``'s tree (`git
+    ls-tree -r`): git's objects, never the work tree, the index or an
+    attribute."""
     out = git('ls-tree', '-r', '-z', '--full-tree', rev, repo=repo)
-    paths, oids = [], []
+    found = []
     for entry in out.decode('utf-8', 'surrogateescape').split('\0'):
         if not entry:
             continue
         meta, path = entry.split('\t', 1)
-        mode, _kind, oid = meta.split()
-        if mode == LINK_MODE:
-            paths.append(path)
-            oids.append(oid)
+        mode, kind, oid = meta.split()
+        found.append((mode, kind, oid, path))
+    return found
+
+
+def blobs(oids, repo=REPO):
+    """[bytes] of the blobs ``oids``, in order, as git holds them (one `git
+    cat-file --batch`: no filter, no attribute applies)."""
     if not oids:
-        return {}
+        return []
     data = git('cat-file', '--batch', repo=repo, input=('\n'.join(oids) + '\n').encode())
-    targets, at = {}, 0
-    for path in paths:
+    found, at = [], 0
+    for oid in oids:
         header_end = data.index(b'\n', at)
-        size = int(data[at:header_end].split()[2])
-        body = data[header_end + 1:header_end + 1 + size]
-        targets[path] = body.decode('utf-8', 'surrogateescape')
+        header = data[at:header_end].split()
+        if len(header) != 3 or header[1] != b'blob':
+            raise PackError('git cat-file gave no blob for %s' % oid)
+        size = int(header[2])
+        found.append(data[header_end + 1:header_end + 1 + size])
         at = header_end + 1 + size + 1  # the blob, then a newline
-    return targets
+    return found
+
+
+def links_of(rev='HEAD', repo=REPO, entries=None):
+    """{path: target} of every symbolic link in ``rev``'s tree: git keeps a
+    link as a blob holding its target."""
+    links = [(oid, path) for mode, _kind, oid, path in
+             (entries_of(rev, repo) if entries is None else entries) if mode == LINK_MODE]
+    targets = blobs([oid for oid, _path in links], repo)
+    return dict((path, body.decode('utf-8', 'surrogateescape'))
+                for (_oid, path), body in zip(links, targets))
+
+
+def fold(name):
+    """``name`` as a case-insensitive file system (macOS's, Windows') sees
+    it: one composed form, case folded."""
+    return unicodedata.normalize('NFC', name).casefold()
 
 
 def resolve(link, links):
@@ -210,8 +240,10 @@ def resolve(link, links):
     the link's folder and every link met on the way followed (as the kernel
     does in an export of the tree): the path from the tree's top ('' for the
     top itself), or None when it leaves the tree (an absolute target, more
-    '..' than folders) or loops."""
+    '..' than folders), loops, or passes a name that is a link only where
+    case is not told apart (`docs/sub/up` for the link `docs/sub/UP`)."""
     folder = link.split('/')[:-1]  # git stores no link above a tracked path
+    folded = set(fold(name) for name in links)
     target = links[link]
     if target.startswith('/'):
         return None
@@ -227,6 +259,9 @@ def resolve(link, links):
             folder.pop()
             continue
         step = '/'.join(folder + [part])
+        if step not in links and fold(step) in folded:
+            # another link on a case-insensitive file system: refused
+            return None
         if step in links:
             hops += 1
             if hops > MAX_LINK_HOPS or links[step].startswith('/'):
@@ -238,16 +273,33 @@ def resolve(link, links):
     return '/'.join(folder)
 
 
-def links_outside(rev='HEAD', repo=REPO):
+def links_outside(rev='HEAD', repo=REPO, entries=None):
     """'path -> target' of each symbolic link of ``rev`` that leads outside
     the tree (resolve)."""
-    links = links_of(rev, repo)
+    links = links_of(rev, repo, entries)
     return ['%s -> %s' % (path, links[path]) for path in sorted(links)
             if resolve(path, links) is None]
 
 
+def clashes(rev='HEAD', repo=REPO, entries=None):
+    """'name, name' of each set of paths of ``rev`` (files, links, folders)
+    that differ only in case (``fold``): one file on a case-insensitive file
+    system, so what a link there reaches is not what git holds."""
+    seen = {}
+    for _mode, _kind, _oid, path in (entries_of(rev, repo) if entries is None else entries):
+        parts = path.split('/')
+        for end in range(1, len(parts) + 1):
+            name = '/'.join(parts[:end])
+            seen.setdefault(fold(name), set()).add(name)
+    return sorted(', '.join(sorted(names)) for names in seen.values() if len(names) > 1)
+
+
+CLASHES = ('paths git tracks that differ only in case: a case-insensitive file system (macOS, '
+           'Windows) makes them one, and a link may then reach what git does not hold; rename '
+           'one of each:\n  ')
 LINKS_OUTSIDE = ('symbolic links git tracks that point outside the collection tree (an '
-                 'absolute target, one that climbs above the tree, or a loop): '
+                 'absolute target, one that climbs above the tree, a loop, or one that reaches '
+                 'another link only where case is not told apart): '
                  'ansible-galaxy would pack the file they point at; remove them or point '
                  'them inside the tree:\n  ')
 
@@ -267,9 +319,13 @@ def check(repo=REPO, rev='HEAD'):
                         'content); clear the mark (`git update-index --no-skip-worktree '
                         '--no-assume-unchanged PATH`) and commit or move away what they hold:'
                         '\n  ' + '\n  '.join(marked))
-    outside = links_outside(rev, repo)
+    entries = entries_of(rev, repo)
+    outside = links_outside(rev, repo, entries)
     if outside:
         problems.append(LINKS_OUTSIDE + '\n  '.join(outside))
+    clash = clashes(rev, repo, entries)
+    if clash:
+        problems.append(CLASHES + '\n  '.join(clash))
     if problems:
         raise PackError('\n'.join(problems))
 
@@ -297,14 +353,70 @@ def release_tree(rev='HEAD', repo=REPO):
 
 
 def export(dest, rev='HEAD', repo=REPO):
-    """The files of ``rev`` (a commit or tree) into ``dest``, as `git
-    archive` writes them; refused when one of its links leads outside."""
-    outside = links_outside(rev, repo)
+    """The files of ``rev`` (a commit or tree) into ``dest`` from git's raw
+    objects (`git ls-tree`, `git cat-file --batch`): each regular file with
+    its executable bit (0664 or 0775, as `git archive` and tar wrote them),
+    each link as git holds it, a submodule as an empty folder (as `git
+    archive` leaves it). No attribute applies (.gitattributes, the local
+    .git/info/attributes, the repository's config): no smudge filter
+    (git-crypt unlocked on the release machine), no export-subst, no
+    export-ignore, no end-of-line conversion. Refused when one of its links
+    leads outside, when two paths differ only in case, or when a path is not
+    one git would check out."""
+    entries = entries_of(rev, repo)
+    outside = links_outside(rev, repo, entries)
     if outside:
         raise PackError(LINKS_OUTSIDE + '\n  '.join(outside))
+    clash = clashes(rev, repo, entries)
+    if clash:
+        raise PackError(CLASHES + '\n  '.join(clash))
+    # a committed .gitattributes that asks `git archive` to leave out or fill
+    # in a file: not applied here, so refused rather than silently dropped
+    marked = [path for (_m, _k, _o, path), body in zip(*attributes_of(entries, repo))
+              if b'export-ignore' in body or b'export-subst' in body]
+    if marked:
+        raise PackError('committed .gitattributes with export-ignore or export-subst, which '
+                        'this export does not apply (it ships git\'s objects as they are): '
+                        'remove those attributes or leave the files out by galaxy.yml\'s '
+                        'build_ignore:\n  ' + '\n  '.join(marked))
+    for _mode, _kind, _oid, path in entries:
+        if any(part in ('', '.', '..') or part.lower() == '.git' for part in path.split('/')):
+            raise PackError('the tree of %s holds a path git would not check out: %r'
+                            % (rev, path))
     os.makedirs(dest, exist_ok=True)
-    archive = git('archive', '--format=tar', rev, repo=repo)
-    subprocess.run(['tar', '-xf', '-', '-C', dest], input=archive, check=True)
+    files = [entry for entry in entries if entry[0] in FILE_MODES]
+    links = [entry for entry in entries if entry[0] == LINK_MODE]
+    unknown = [entry for entry in entries
+               if entry[0] not in FILE_MODES and entry[0] not in (LINK_MODE, GITLINK_MODE)]
+    if unknown:
+        raise PackError('the tree of %s holds entries of a kind git does not check out: %s'
+                        % (rev, ', '.join('%s (%s)' % (e[3], e[0]) for e in unknown)))
+    for mode, _kind, _oid, path in entries:
+        if mode == GITLINK_MODE:
+            os.makedirs(os.path.join(dest, path), mode=0o775, exist_ok=True)
+    # regular files first, links last: no file is ever written through a link
+    for (mode, _kind, _oid, path), body in zip(files, blobs([e[2] for e in files], repo)):
+        target = os.path.join(dest, path)
+        os.makedirs(os.path.dirname(target), mode=0o775, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, 'wb') as out:
+            out.write(body)
+        os.chmod(target, FILE_MODES[mode])
+    for (_mode, _kind, _oid, path), body in zip(links, blobs([e[2] for e in links], repo)):
+        target = os.path.join(dest, path)
+        os.makedirs(os.path.dirname(target), mode=0o775, exist_ok=True)
+        os.symlink(os.fsdecode(body), target)
+    # its folders as `git archive` and tar leave them, whatever the umask
+    for top, folders, _names in os.walk(dest):
+        for name in folders:
+            if not os.path.islink(os.path.join(top, name)):
+                os.chmod(os.path.join(top, name), 0o775)
+
+
+def attributes_of(entries, repo=REPO):
+    """(the .gitattributes entries of ``entries``, their committed blobs)."""
+    found = [e for e in entries if e[3].split('/')[-1] == '.gitattributes' and e[0] in FILE_MODES]
+    return found, blobs([e[2] for e in found], repo)
 
 
 def galaxy_bin():

@@ -289,3 +289,77 @@ def test_make_release_packs_the_commit_and_its_own_edits(tmp_path):
     git(scratch, 'add', '-A', 'galaxy.yml', 'CHANGELOG.md', 'changelogs')
     git(scratch, 'commit', '-q', '--no-verify', '-m', 'Release 9.9.9')
     assert said[0].split()[5].rstrip(':') == git(scratch, 'rev-parse', 'HEAD^{tree}').strip()
+
+
+def test_local_attributes_and_filters_change_nothing_that_ships(tmp_path):
+    """The release machine's own .git/info/attributes and config (never
+    committed, not in `git status`): a smudge filter that adds a local secret
+    (git-crypt unlocked there ships plaintext), export-subst, export-ignore
+    and an end-of-line conversion. `git archive` applied every one; the
+    tarball holds each file's committed blob, its executable bit and a
+    submodule left empty, as before."""
+    repo = collection(tmp_path)
+    write(repo / 'docs' / 'guide.md', 'built from $Format:%H$\n')
+    write(repo / 'bin' / 'tool', '#!/bin/sh\necho tool\n')
+    os.chmod(str(repo / 'bin' / 'tool'), 0o755)
+    git(repo, 'add', '-A')
+    git(repo, 'update-index', '--add', '--cacheinfo', '160000,%s,vendor/sub' % ('1' * 40))
+    git(repo, 'commit', '-q', '--no-verify', '-m', 'scratch')
+    assert '160000 commit' in git(repo, 'ls-tree', '-r', 'HEAD')
+    (repo / 'vendor' / 'sub').mkdir(parents=True)  # a submodule not checked out
+    secret = the_secret(tmp_path)
+    write(repo / '.git' / 'info' / 'attributes',
+          'README.md filter=leak\ndocs/guide.md export-subst\ndocs/notes.md export-ignore\n'
+          'CHANGELOG.md eol=crlf text\n')
+    git(repo, 'config', 'filter.leak.smudge', 'cat - %s' % secret)
+    git(repo, 'config', 'filter.leak.clean', 'cat')
+    assert git(repo, 'status', '--porcelain') == ''
+    pack.check(str(repo))
+
+    tarball = pack.build(str(tmp_path / 'dist'), repo=str(repo))
+    files = shipped(tarball)
+    no_mark(tarball)
+    for path in ('README.md', 'docs/guide.md', 'docs/notes.md', 'CHANGELOG.md', 'bin/tool'):
+        blob = subprocess.run(['git', 'cat-file', 'blob', 'HEAD:%s' % path], cwd=str(repo),
+                              stdout=subprocess.PIPE, check=True).stdout
+        assert files[path][1] == blob, path
+    assert files['bin/tool'][0].mode & 0o111 and not files['README.md'][0].mode & 0o111
+    assert not [name for name in files if name.startswith('vendor/sub/')]
+    pack.export(str(tmp_path / 'tree'), repo=str(repo))
+    assert os.listdir(str(tmp_path / 'tree' / 'vendor' / 'sub')) == []
+
+
+def test_a_committed_gitattributes_that_asks_archive_to_drop_a_file_is_refused(tmp_path):
+    """export-ignore and export-subst are not applied: refused, named."""
+    repo = collection(tmp_path)
+    write(repo / 'docs' / '.gitattributes', 'notes.md export-ignore\n')
+    commit(repo)
+    with pytest.raises(pack.PackError) as refused:
+        pack.build(str(tmp_path / 'dist'), repo=str(repo))
+    assert 'docs/.gitattributes' in str(refused.value)
+
+
+def test_paths_that_differ_only_in_case_are_refused(tmp_path):
+    """On a case-insensitive file system (macOS, Windows) two such names are
+    one file, and a link's target read through another case reaches another
+    link: `docs/x.md -> sub/up/../../../secret` with the link `docs/sub/UP ->
+    ..` climbs two folders out there, though it stays inside read as git
+    spells it."""
+    repo = collection(tmp_path)
+    write(repo / 'docs' / 'Guide.md', 'another guide\n')
+    commit(repo)
+    with pytest.raises(pack.PackError) as refused:
+        pack.check(str(repo))
+    assert 'docs/Guide.md, docs/guide.md' in str(refused.value)
+    with pytest.raises(pack.PackError):
+        pack.build(str(tmp_path / 'dist'), repo=str(repo))
+
+    repo = collection(tmp_path / 'links')
+    (repo / 'docs' / 'sub').mkdir()
+    os.symlink('..', str(repo / 'docs' / 'sub' / 'UP'))
+    os.symlink('sub/up/../../../secret', str(repo / 'docs' / 'x.md'))
+    commit(repo)
+    assert pack.links_outside(repo=str(repo)) == ['docs/x.md -> sub/up/../../../secret']
+    with pytest.raises(pack.PackError) as refused:
+        pack.build(str(tmp_path / 'dist2'), repo=str(repo))
+    assert 'docs/x.md -> sub/up/../../../secret' in str(refused.value)
