@@ -108,9 +108,12 @@ class EvalCache:
         # {file name: why it was not used} (ignored_note)
         self.ignored = {}
         self._fd = None
+        # the second home of distrust marks, outside the folder (distrust)
+        self.marks = None
         try:
             self._fd = _eval_cache_folder.open_folder(self.folder)
-            self.signer = _eval_signing.Signer.from_environment(environ)
+            self.signer = _eval_signing.Signer.from_environment(environ, self.folder)
+            self.marks = marks_folder(environ, self.folder)
         except (UnsafeFolder, _eval_signing.UnusableKey) as exc:
             self.reason = u'%s' % exc
             if self._fd is not None:
@@ -312,18 +315,62 @@ class EvalCache:
 
     def distrust(self, flake, data):
         """Turn reuse off for ``flake`` (a spot check found a reused answer
-        that Nix does not give): a file in the folder, until it is removed."""
-        return self._store(distrust_name(flake), dict(data or {}))
+        that Nix does not give): a file in the folder, and its copy in the
+        user's own configuration folder (``marks``) when it can be written
+        there, until both are removed."""
+        if not self.usable:
+            return False
+        name, data = distrust_name(flake), dict(data or {})
+        if self.marks is not None:
+            try:
+                os.makedirs(self.marks, mode=0o700, exist_ok=True)
+                fd = os.open(self.marks, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                             | os.O_CLOEXEC)
+            except OSError:
+                fd = None
+            if fd is not None:
+                try:
+                    _eval_cache_folder.write(fd, name, canonical(
+                        self.signer.sign(name, data)).encode('utf-8'))
+                finally:
+                    os.close(fd)
+        return self._store(name, data)
 
     def distrusted(self, flake):
-        """The path of ``flake``'s distrust file when there is one, else None.
-        Its presence is enough, whatever it holds and whoever signed it: a
-        mark only turns reuse off, and one that cannot be looked at counts."""
+        """The path of ``flake``'s distrust file when there is one (in the
+        folder first, else its copy outside it), else None. Its presence is
+        enough, whatever it holds and whoever signed it: a mark only turns
+        reuse off, and one that cannot be looked at counts."""
+        found = self.distrust_marks(flake)
+        return found[0] if found else None
+
+    def distrust_said(self, flake):
+        """``flake``'s distrust marks as the run names them ("X", or "X (and
+        its copy Y)"), or None."""
+        found = self.distrust_marks(flake)
+        if len(found) > 1:
+            return u'%s (and its copy %s)' % (found[0], ', '.join(found[1:]))
+        return found[0] if found else None
+
+    def distrust_marks(self, flake):
+        """The paths of ``flake``'s distrust marks: in the folder, and outside
+        it (``marks``); a mark in either counts."""
         if not self.usable:
-            return None
-        if not _eval_cache_folder.present(self._fd, distrust_name(flake)):
-            return None
-        return os.path.join(self.folder, distrust_name(flake))
+            return []
+        name = distrust_name(flake)
+        found = []
+        if _eval_cache_folder.present(self._fd, name):
+            found.append(os.path.join(self.folder, name))
+        if self.marks is not None:
+            outside = os.path.join(self.marks, name)
+            try:
+                os.lstat(outside)
+                found.append(outside)
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+            except OSError:
+                found.append(outside)
+        return found
 
     def distrust_record(self, flake):
         """What ``flake``'s distrust mark says (signed by a trusted key), or None."""
@@ -375,3 +422,12 @@ class EvalCache:
             return False
         now = time.time() if now is None else now
         return _eval_cache_folder.prune(self._fd, now, is_entry_name)
+
+
+def marks_folder(environ, folder):
+    """Where distrust marks are kept besides the cache ``folder``: the
+    ``distrust`` folder beside the user's own key
+    (``~/.config/nixdeploy/distrust``), whoever's key the run signs with;
+    None when that lies inside ``folder`` (its writer could delete them)."""
+    path = os.path.join(os.path.dirname(_eval_signing.default_key_file(environ)), 'distrust')
+    return None if _eval_signing.inside(path, folder) else path

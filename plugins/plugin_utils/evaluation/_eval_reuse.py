@@ -108,7 +108,7 @@ class Reuse(object):
         for flake, source in pinned.items():
             facts = _eval_reuse_rules.Facts(
                 opts, self.runner.features, source,
-                distrust=lambda f=flake: self.cache.distrusted(f),
+                distrust=lambda f=flake: self.cache.distrust_said(f),
                 trace=lambda: _eval_reuse_rules.strace_problem(
                     self.sources, self.strace, opts.nix_bin,
                     batch_key('trace', self.strace, opts.nix_bin)),

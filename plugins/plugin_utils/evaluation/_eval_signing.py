@@ -20,8 +20,11 @@ A run reads the files signed by its own key or by a public key in
 ``$NIXDEPLOY_EVAL_CACHE_TRUSTED_KEYS`` (space-separated ``name:base64``, as
 Nix's ``trusted-public-keys``). A key file that cannot be used (missing where
 named, unreadable, readable by others, ill-formed) raises ``UnusableKey``:
-the cache is then not used at all. Nothing here ever puts the secret, or
-anything made of it but signatures, in a message.
+the cache is then not used at all. So does a key file reached through the
+cache folder (``inside``: the file, or a link met on the way to it, lies in
+the folder's real path), since whoever writes the folder could swap it.
+Trusted keys are given as text only, never as files. Nothing here ever puts
+the secret, or anything made of it but signatures, in a message.
 """
 
 import base64
@@ -56,6 +59,8 @@ FIELD = 'signature'
 # made for anything else (a Nix store path's) never verifies here
 DOMAIN = b'nixdeploy-eval-cache-1\0'
 MAX_KEY_FILE = 4096
+# links followed while a key file's way is walked (Linux's limit)
+MAX_HOPS = 40
 _NAME = re.compile(r'[A-Za-z0-9._@+-]{1,128}')
 
 # why a file was not used (EvalCache.ignored_note)
@@ -79,6 +84,46 @@ def default_key_file(environ=None):
     base = environ.get('XDG_CONFIG_HOME') or os.path.join(
         environ.get('HOME') or os.path.expanduser('~'), '.config')
     return os.path.join(base, 'nixdeploy', 'eval-cache.key')
+
+
+def locations(path):
+    """Every entry the kernel looks at while opening ``path`` (absolute):
+    each one named on the way, as a real path (the folder it is in holds no
+    link), every link followed (at most MAX_HOPS), the last one the file
+    itself."""
+    seen, current, hops = [], '/', 0
+    pending = list(reversed(path.split('/')))
+    while pending:
+        part = pending.pop()
+        if part in ('', '.'):
+            continue
+        if part == '..':
+            current = os.path.dirname(current)
+            continue
+        here = os.path.join(current, part)
+        seen.append(here)
+        try:
+            target = os.readlink(here) if hops < MAX_HOPS else None
+        except OSError:
+            target = None
+        if target is None:
+            current = here
+            continue
+        hops += 1
+        if target.startswith('/'):
+            current = '/'
+        pending.extend(reversed(target.split('/')))
+    return seen
+
+
+def inside(path, folder):
+    """The first entry met on the way to ``path`` (``locations``) that lies
+    in ``folder``'s real path, or None."""
+    real = os.path.realpath(folder)
+    for here in locations(path) + [os.path.realpath(path)]:
+        if here == real or here.startswith(real.rstrip('/') + '/'):
+            return here
+    return None
 
 
 def _b64(data):
@@ -167,6 +212,21 @@ def _generate(path):
             pass
 
 
+def refuse_inside(path, folder):
+    """Raise UnusableKey when the key file ``path`` (or a link on the way to
+    it) lies inside the cache ``folder``: whoever writes the folder could put
+    a key of its own there and sign what it plants."""
+    found = inside(path, folder)
+    if found is None:
+        return
+    via = '' if found in (path, os.path.realpath(path)) else ' (through %s)' % found
+    raise UnusableKey(
+        'its key file %s lies inside the cache folder %s%s: whoever can write the folder could '
+        'swap the key and sign what it plants; keep the key outside the folder (a CI secret '
+        'file or an AWX credential\'s file named by %s, or %s)'
+        % (path, os.path.realpath(folder), via, KEY_FILE_ENV, '~/.config/nixdeploy/eval-cache.key'))
+
+
 def _read_key(path):
     """(name, Ed25519PrivateKey) of the key file ``path``: a regular file of
     this user (or root), which no one else may read or write."""
@@ -209,9 +269,10 @@ class Signer(object):
         return 'Signer(%s)' % self.name
 
     @classmethod
-    def from_environment(cls, environ=None):
+    def from_environment(cls, environ=None, cache_folder=None):
         """The run's Signer from its key file and trusted keys (module
-        docstring); raises UnusableKey."""
+        docstring); raises UnusableKey, also when the key file is reached
+        through ``cache_folder`` (the folder it signs for)."""
         environ = os.environ if environ is None else environ
         if MISSING is not None:
             raise UnusableKey('signing its entries needs the Python package cryptography on the '
@@ -222,8 +283,10 @@ class Signer(object):
             path = os.path.abspath(os.path.expanduser(given))
         else:
             path = default_key_file(environ)
-            if not os.path.lexists(path):
-                _generate(path)
+        if cache_folder is not None:
+            refuse_inside(path, cache_folder)
+        if not given and not os.path.lexists(path):
+            _generate(path)
         name, private = _read_key(path)
         return cls(name, private, trusted)
 

@@ -265,12 +265,10 @@ class EvalStage(object):
         evaluated."""
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_reuse import (
             spot_check)
-        # the least recently checked first (never checked: first of all); a
-        # draw among equals, so that no host is always the one left out
         checked = self.cache.last_checked([reuse.keys[k] for k in reused])
-        draw = random.Random()
-        order = sorted(reused, key=lambda k: (checked.get(reuse.keys[k], 0), draw.random()))
-        sample = order[:self.reuse_check]
+        sample = spot_check_sample(
+            reused, dict((k, checked[reuse.keys[k]]) for k in reused if reuse.keys[k] in checked),
+            self.reuse_check)
         wrong = spot_check(self.runner, dict((k, reused[k]) for k in sample), lambda key: {
             'flake': self.pinned[by_key[key]['flake']].ref, 'attr': by_key[key]['attr']})
         self.cache.mark_checked([reuse.keys[k] for k in sample if k not in wrong])
@@ -361,6 +359,28 @@ class EvalStage(object):
 # each takes: the pin takes them as the evaluation does
 FETCH_ARGS = {'--no-write-lock-file': 0, '--no-update-lock-file': 0, '--offline': 0,
               '--no-registries': 0, '--refresh': 0, '--store': 1}
+
+
+def spot_check_sample(reused, checked, count, now=None, draw=None):
+    """The ``count`` keys of ``reused`` a spot check evaluates again.
+    ``checked``: {key: when a spot check last found it right}.
+
+    The least recently checked first (never checked: first of all), a draw
+    among equals, so that no host is always the one left out. Where some of
+    them have a check time and others none, one more, drawn from the rest at
+    random, weighted by the time since its last check (one with none as the
+    oldest): a writer of the cache folder who deletes the other hosts' times
+    (and keeps one host's genuine old one) cannot keep that host out of every
+    draw. ``draw``: a random.Random (the system's random source if None)."""
+    draw = draw or random.SystemRandom()
+    now = time.time() if now is None else now
+    order = sorted(reused, key=lambda k: (checked.get(k, 0), draw.random()))
+    sample, rest = order[:count], order[count:]
+    ages = dict((k, max(now - checked[k], 1)) for k in order if k in checked)
+    if not count or not rest or not ages or len(ages) == len(order):
+        return sample
+    oldest = max(ages.values())
+    return sample + draw.choices(rest, [ages.get(k, oldest) for k in rest])
 
 
 # ------------------------------------------------------------ the task's side

@@ -440,3 +440,121 @@ def test_without_cryptography_the_cache_is_not_used_and_says_why(tmp_path, monke
     cache = EvalCache(str(tmp_path / 'cache'))
     assert not cache.usable
     assert 'needs the Python package cryptography' in cache.reason, cache.reason
+
+
+# ------------------------------------------------------------ the key's place
+@pytest.mark.parametrize('how', ['named inside', 'default a link into it', 'a folder on the way'])
+def test_a_key_inside_the_cache_folder_keeps_the_cache_from_use(
+        tmp_path, flake, monkeypatch, how):
+    """The sixth review's B3: a key the folder's writer can reach (named by
+    the environment inside the folder, the default path a link to a file
+    there, or a folder on its way a link into it) would let it swap the key
+    and sign what it plants. The cache is not used (every host evaluated,
+    nothing written), and its reason names the key, the folder and the fix."""
+    folder = tmp_path / 'cache'
+    folder.mkdir(mode=0o700)
+    default = tmp_path / 'config' / 'nixdeploy' / 'eval-cache.key'
+    if how == 'named inside':
+        path = str(folder / 'eval-cache.key')
+        _eval_signing._generate(path)  # pylint: disable=protected-access
+        monkeypatch.setenv(KEY_FILE, path)
+    elif how == 'default a link into it':
+        path = str(default)
+        _eval_signing._generate(str(folder / 'eval-cache.key'))  # pylint: disable=protected-access
+        default.parent.mkdir(parents=True)
+        os.symlink(str(folder / 'eval-cache.key'), path)
+    else:
+        path = str(default)
+        (folder / 'keys').mkdir()
+        (tmp_path / 'config').mkdir()
+        os.symlink(str(folder / 'keys'), str(default.parent))
+    cache = EvalCache(str(folder))
+    assert not cache.usable
+    for said in (path, str(folder), 'keep the key outside the folder', KEY_FILE):
+        assert said in cache.reason, (said, cache.reason)
+    assert cache.put('d' * 64, evaluate(flake, 'one')) is False
+    assert not [name for name in os.listdir(str(folder)) if name.endswith('.json')]
+    # the same key kept outside: used
+    if how != 'a folder on the way':
+        outside = tmp_path / 'outside.key'
+        shutil.copy2(str(folder / 'eval-cache.key'), str(outside))
+        monkeypatch.setenv(KEY_FILE, str(outside))
+        assert EvalCache(str(folder)).usable
+
+
+@pytest.mark.skipif(shutil.which('strace') is None or shutil.which('git') is None,
+                    reason='needs strace and git')
+def test_a_key_inside_the_cache_folder_is_said_once_and_every_host_evaluated(
+        tmp_path, monkeypatch):
+    """The reviewer's run: NIXDEPLOY_EVAL_CACHE_KEY_FILE in the folder. Two
+    commits, every host evaluated on each, nothing kept, the run says once
+    that the cache is not used and why."""
+    from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import Flake, how
+    monkeypatch.setenv('NIX_CONFIG', 'experimental-features = nix-command flakes\nsubstituters =')
+    flake = Flake(str(tmp_path))
+    os.makedirs(flake.cache, mode=0o700)
+    key = os.path.join(flake.cache, 'eval-cache.key')
+    _eval_signing._generate(key)  # pylint: disable=protected-access
+    for step in range(2):
+        flake.write('README', 'step %d' % step)
+        flake.commit('step %d' % step)
+        entries, _figures = flake.run(env={KEY_FILE: key})
+        assert how(entries) == dict.fromkeys('abcd', 'evaluated'), entries
+        notes = [note for entry in entries.values() for note in entry.get('notes') or []
+                 if 'is not used' in note]
+        # each host carries it; the action says it once (warn_once)
+        assert len(set(notes)) == 1 and key in notes[0], notes
+    assert os.listdir(flake.cache) == ['eval-cache.key']
+
+
+# ------------------------------------------------------------ distrust kept outside
+@pytest.mark.skipif(shutil.which('strace') is None or shutil.which('git') is None,
+                    reason='needs strace and git')
+def test_a_deleted_distrust_mark_still_counts_from_the_users_own_folder(tmp_path, monkeypatch):
+    """The sixth review's B1: a failed spot check's mark is also kept beside
+    the user's key (~/.config/nixdeploy/distrust/); deleting the folder's
+    copy (or restoring an older cache) leaves reuse off, and the run names
+    the mark; the documented command, removing both, turns it back on."""
+    from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import how
+    from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse_shapes import STALE, Shape
+    monkeypatch.setenv('NIX_CONFIG', 'experimental-features = nix-command flakes\nsubstituters =')
+    flake = Shape(str(tmp_path), STALE, 'ab')
+    flake.run(reuse_check=2)
+    flake.write('README', '1')
+    flake.commit('1')
+    entries, _figures = flake.run(reuse_check=2)
+    assert 'is not what Nix gives' in str(entries['a']), entries['a']
+    marks = [name for name in os.listdir(flake.cache) if name.startswith('distrust-')]
+    outside = os.path.join(str(tmp_path), 'config', 'nixdeploy', 'distrust')
+    assert len(marks) == 1 and os.listdir(outside) == marks
+    os.unlink(os.path.join(flake.cache, marks[0]))
+    flake.write('README', '2')
+    flake.commit('2')
+    entries, _figures = flake.run(reuse_check=0)
+    assert how(entries) == dict.fromkeys('ab', 'evaluated'), entries
+    notes = [note for entry in entries.values() for note in entry.get('notes') or []]
+    assert [note for note in notes if os.path.join(outside, marks[0]) in note], notes
+    # `rm <cache>/distrust-*.json ~/.config/nixdeploy/distrust/distrust-*.json`:
+    # a is reused again, and caught again
+    os.unlink(os.path.join(outside, marks[0]))
+    flake.write('README', '3')
+    flake.commit('3')
+    entries, _figures = flake.run(reuse_check=2)
+    assert 'is not what Nix gives' in str(entries['a']), entries['a']
+
+
+def test_a_distrust_mark_is_kept_in_the_cache_folder_where_no_other_is_writable(
+        tmp_path, monkeypatch):
+    """A job with a key given by a file and no writable config folder (a
+    CI job's fresh HOME made read-only, here a file where the folder goes):
+    the mark is still written in the cache folder, and counts."""
+    key = tmp_path / 'ci.key'
+    _eval_signing._generate(str(key))  # pylint: disable=protected-access
+    monkeypatch.setenv(KEY_FILE, str(key))
+    (tmp_path / 'not-a-folder').write_text('')
+    monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path / 'not-a-folder'))
+    cache = EvalCache(str(tmp_path / 'cache'))
+    assert cache.usable
+    assert cache.distrust('git+file:///srv/fleet', {'when': 1})
+    assert cache.distrust_marks('git+file:///srv/fleet') == [
+        os.path.join(cache.folder, os.path.basename(cache.distrusted('git+file:///srv/fleet')))]

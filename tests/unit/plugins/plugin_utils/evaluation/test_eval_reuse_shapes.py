@@ -246,3 +246,76 @@ def test_self_has_the_names_nix_gives_it(tmp_path, expr):
     flake = Shape(str(tmp_path), files, 'a')
     # run() asserts the recorded evaluator's answer equals a plain nix eval
     assert how(flake.run()[0]) == {'a': 'evaluated'}
+
+
+# host a's answer depends on the source's own store path (builtins.hashString
+# of toString ./.: documented as not defended), so reusing it on another
+# commit is wrong; only the spot check catches it
+STALE = {
+    'flake.nix': '''{ outputs = { self }: let lib = import ./lib/mk.nix; in {
+  nixosConfigurations = {
+    a = { config.system.build.toplevel = lib.mk { name = "a";
+      args.v = builtins.hashString "sha256" (toString ./.); }; };
+    b = { config.system.build.toplevel = lib.mk { name = "b"; args.v = "b"; }; };
+  }; }; }
+''',
+    'lib/mk.nix': MK,
+}
+
+
+def _names(folder, prefix):
+    return sorted(n for n in os.listdir(folder) if n.startswith(prefix))
+
+
+def test_deleting_other_hosts_check_times_does_not_keep_a_host_from_the_check(tmp_path):
+    """The sixth review's B2: a writer of the cache folder deletes every
+    spot check time but host a's (an old genuine one, replayed), so b, never
+    checked, would come first on every run and a's wrong reuse never be
+    checked. Where some reused hosts have a time and others none, the check
+    takes one more host drawn by the time since its check: here a, the only
+    one left, so it is caught on the first such run (Flake.run checks every
+    answer given against `nix eval`)."""
+    flake = Shape(str(tmp_path), STALE, 'ab')
+    flake.run(reuse_check=1)
+    # the same commit answered by reuse until both hosts have a check time
+    for _step in range(6):
+        for name in _names(flake.cache, ''):
+            path = os.path.join(flake.cache, name)
+            if len(name) == 69 and name.endswith('.json') and '"chain"' not in open(path).read():
+                os.unlink(path)
+        flake.run(reuse_check=1)
+        if len(_names(flake.cache, 'checked-')) == 2:
+            break
+    truth = flake.truth()
+    own = [name for name in _names(flake.cache, '') if len(name) == 69
+           and '"%s"' % truth['a'] in open(os.path.join(flake.cache, name)).read()]
+    kept = os.path.join(flake.cache, 'checked-%s' % own[0])
+    with open(kept) as handle:
+        saved = handle.read()
+    flake.write('README', 'next')
+    flake.commit('next')
+    for name in _names(flake.cache, 'checked-'):
+        os.unlink(os.path.join(flake.cache, name))
+    with open(kept, 'w') as handle:
+        handle.write(saved)
+    os.chmod(kept, 0o600)
+    entries, _figures = flake.run(reuse_check=1)
+    assert 'is not what Nix gives' in str(entries['a']), entries['a']
+    assert _names(flake.cache, 'distrust-')
+
+
+def test_the_spot_check_draw(tmp_path):
+    """spot_check_sample: with every time there, the least recently checked
+    only (the rotation above); with none, a random draw; with some, one more
+    host drawn from the rest, weighted by the time since its check."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import (
+        spot_check_sample)
+    hosts = ['a', 'b', 'c', 'd']
+    times = {'a': 400, 'b': 100, 'c': 300, 'd': 200}
+    assert [spot_check_sample(hosts, times, 2, now=1000) for _draw in range(20)] == [['b', 'd']] * 20
+    drawn = [spot_check_sample(hosts, {}, 1, now=1000)[0] for _draw in range(200)]
+    assert set(drawn) == set(hosts)
+    # a's genuine old time kept, the others' deleted: a is drawn too
+    extra = [spot_check_sample(hosts, {'a': 400}, 1, now=1000) for _draw in range(200)]
+    assert all(len(sample) == 2 and sample[0] != 'a' for sample in extra)
+    assert sum('a' in sample for sample in extra) > 20
