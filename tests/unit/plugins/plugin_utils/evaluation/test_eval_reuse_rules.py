@@ -12,7 +12,7 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
     _eval_reuse_rules)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_pin import (  # noqa: E402
     FlakeSource)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (  # noqa: E402
     NixFeatures, NixOptions)
