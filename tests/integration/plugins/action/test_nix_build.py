@@ -21,7 +21,7 @@ from tests.lab import heavy
 
 sys.path.insert(0, collections_path())
 # how many evaluators nix_eval's defaults give a batch on this controller
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_pool import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_pool_budget import (  # noqa: E402
     DEFAULT_MAX_MEMORY_MB, default_workers)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _gc_roots  # noqa: E402
 
