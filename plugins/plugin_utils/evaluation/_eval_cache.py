@@ -13,6 +13,9 @@ beside it, each taking what it needs as arguments:
 - ``_eval_cache_entries``: the names and shapes of the files (plain and
   reuse entries, record chains, distrust marks, spot-check times), and
   tying a stored answer to its derivation in the store.
+- ``_eval_cache_marks``: the methods that keep a flake's distrust marks
+  (in the folder and outside it) and the spot check's times (a base
+  class of ``EvalCache``, over its folder and signer).
 
 What it keeps: for one attribute of one pinned flake, evaluated by one Nix
 with one set of evaluation options, the three fields of the answer
@@ -77,12 +80,14 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import 
     _eval_cache_folder, _eval_signing)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache_entries import (
     CHAIN_PREFIX, CHECKED_PREFIX, DEGENERATE, FIELDS, MAX_CHAIN, MAX_ENTRY, MAX_MARK,
-    checked as _checked, checked_name, chain_name, distrust_name, entry_name, fields_of,
-    is_entry_name, is_key, matches, reuse_entry, tied, whole_chain)
+    checked as _checked, chain_name, entry_name, fields_of, is_entry_name, is_key, matches,
+    reuse_entry, tied, whole_chain)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache_folder import (
     MAX_AGE, PRUNE_EVERY, STAMP, SUFFIX, TMP_PREFIX, UnsafeFolder)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache_keys import (
     FORMAT, PURE_FLAGS, PURE_SETTINGS, PURE_WITH_VALUE, cache_key, canonical, uncacheable)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache_marks import (
+    EvalCacheMarks, marks_folder)
 
 # what callers may import from here: EvalCache, and the names this file
 # offered before its parts moved to the files beside it
@@ -94,7 +99,7 @@ __all__ = ['CHAIN_PREFIX', 'CHECKED_PREFIX', 'DEGENERATE', 'ENV', 'EvalCache', '
 ENV = 'NIXDEPLOY_EVAL_CACHE'
 
 
-class EvalCache:
+class EvalCache(EvalCacheMarks):
     """The cache in ``folder`` (made 0700 when missing), signed with the key
     ``environ`` names (``_eval_signing``; os.environ if None). A folder that
     others could swap or write, or a key that cannot be used, keeps it from
@@ -313,90 +318,6 @@ class EvalCache:
         _eval_cache_folder.touch(self._fd, chain_name(found), time.time())
         return chain
 
-    def distrust(self, flake, data):
-        """Turn reuse off for ``flake`` (a spot check found a reused answer
-        that Nix does not give): a file in the folder, and its copy in the
-        user's own configuration folder (``marks``) when it can be written
-        there, until both are removed."""
-        if not self.usable:
-            return False
-        name, data = distrust_name(flake), dict(data or {})
-        if self.marks is not None:
-            try:
-                os.makedirs(self.marks, mode=0o700, exist_ok=True)
-                fd = os.open(self.marks, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                             | os.O_CLOEXEC)
-            except OSError:
-                fd = None
-            if fd is not None:
-                try:
-                    _eval_cache_folder.write(fd, name, canonical(
-                        self.signer.sign(name, data)).encode('utf-8'))
-                finally:
-                    os.close(fd)
-        return self._store(name, data)
-
-    def distrusted(self, flake):
-        """The path of ``flake``'s distrust file when there is one (in the
-        folder first, else its copy outside it), else None. Its presence is
-        enough, whatever it holds and whoever signed it: a mark only turns
-        reuse off, and one that cannot be looked at counts."""
-        found = self.distrust_marks(flake)
-        return found[0] if found else None
-
-    def distrust_said(self, flake):
-        """``flake``'s distrust marks as the run names them ("X", or "X (and
-        its copy Y)"), or None."""
-        found = self.distrust_marks(flake)
-        if len(found) > 1:
-            return u'%s (and its copy %s)' % (found[0], ', '.join(found[1:]))
-        return found[0] if found else None
-
-    def distrust_marks(self, flake):
-        """The paths of ``flake``'s distrust marks: in the folder, and outside
-        it (``marks``); a mark in either counts."""
-        if not self.usable:
-            return []
-        name = distrust_name(flake)
-        found = []
-        if _eval_cache_folder.present(self._fd, name):
-            found.append(os.path.join(self.folder, name))
-        if self.marks is not None:
-            outside = os.path.join(self.marks, name)
-            try:
-                os.lstat(outside)
-                found.append(outside)
-            except (FileNotFoundError, NotADirectoryError):
-                pass
-            except OSError:
-                found.append(outside)
-        return found
-
-    def distrust_record(self, flake):
-        """What ``flake``'s distrust mark says (signed by a trusted key), or None."""
-        return self._verified(distrust_name(flake), MAX_MARK, remove=False)
-
-    def last_checked(self, keys):
-        """{reuse key: when (epoch seconds) a spot check last found its
-        answer right} of ``keys``; a key never checked, or whose mark is not
-        signed by a trusted key, is not in it (checked first)."""
-        found = {}
-        for key in keys:
-            if not is_key(key):
-                continue
-            mark = self._verified(checked_name(key), MAX_ENTRY)
-            when = (mark or {}).get('when')
-            if isinstance(when, int) and not isinstance(when, bool):
-                found[key] = when
-        return found
-
-    def mark_checked(self, keys, now=None):
-        """Note that a spot check found the reused answers of ``keys`` right."""
-        when = int(time.time() if now is None else now)
-        for key in keys:
-            if is_key(key):
-                self._store(checked_name(key), {'when': when})
-
     def tie(self, runner, results):
         """The keys of ``results`` ({key: result}) whose derivation is in the
         store ``runner`` evaluates for, with that output and system
@@ -422,12 +343,3 @@ class EvalCache:
             return False
         now = time.time() if now is None else now
         return _eval_cache_folder.prune(self._fd, now, is_entry_name)
-
-
-def marks_folder(environ, folder):
-    """Where distrust marks are kept besides the cache ``folder``: the
-    ``distrust`` folder beside the user's own key
-    (``~/.config/nixdeploy/distrust``), whoever's key the run signs with;
-    None when that lies inside ``folder`` (its writer could delete them)."""
-    path = os.path.join(os.path.dirname(_eval_signing.default_key_file(environ)), 'distrust')
-    return None if _eval_signing.inside(path, folder) else path

@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The evaluation cache's marks: a flake's distrust, and when a spot check
+last found a reused answer right.
+
+``EvalCacheMarks`` holds the methods of ``EvalCache`` that write and read
+them. A distrust mark (a spot check found a reused answer that Nix does
+not give) turns reuse across commits off for its flake: it is written in
+the cache folder and copied outside it (``marks_folder``: beside the
+user's own key, where a writer of the cache folder cannot delete it), and
+it counts whenever either file is there, whatever it holds. A spot
+check's time (``last_checked``, ``mark_checked``) orders the next check:
+the least recently checked first. The files' names and shapes:
+``_eval_cache_entries``.
+"""
+
+import os
+import time
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
+    _eval_cache_folder, _eval_signing)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache_entries import (
+    MAX_ENTRY, MAX_MARK, checked_name, distrust_name, is_key)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache_keys import (
+    canonical)
+
+
+class EvalCacheMarks(object):
+    """The methods of ``EvalCache`` that keep its marks; the folder, the
+    signer and the reads and writes they use are ``EvalCache``'s."""
+
+    def distrust(self, flake, data):
+        """Turn reuse off for ``flake`` (a spot check found a reused answer
+        that Nix does not give): a file in the folder, and its copy in the
+        user's own configuration folder (``marks``) when it can be written
+        there, until both are removed."""
+        if not self.usable:
+            return False
+        name, data = distrust_name(flake), dict(data or {})
+        if self.marks is not None:
+            try:
+                os.makedirs(self.marks, mode=0o700, exist_ok=True)
+                fd = os.open(self.marks, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                             | os.O_CLOEXEC)
+            except OSError:
+                fd = None
+            if fd is not None:
+                try:
+                    _eval_cache_folder.write(fd, name, canonical(
+                        self.signer.sign(name, data)).encode('utf-8'))
+                finally:
+                    os.close(fd)
+        return self._store(name, data)
+
+    def distrusted(self, flake):
+        """The path of ``flake``'s distrust file when there is one (in the
+        folder first, else its copy outside it), else None. Its presence is
+        enough, whatever it holds and whoever signed it: a mark only turns
+        reuse off, and one that cannot be looked at counts."""
+        found = self.distrust_marks(flake)
+        return found[0] if found else None
+
+    def distrust_said(self, flake):
+        """``flake``'s distrust marks as the run names them ("X", or "X (and
+        its copy Y)"), or None."""
+        found = self.distrust_marks(flake)
+        if len(found) > 1:
+            return u'%s (and its copy %s)' % (found[0], ', '.join(found[1:]))
+        return found[0] if found else None
+
+    def distrust_marks(self, flake):
+        """The paths of ``flake``'s distrust marks: in the folder, and outside
+        it (``marks``); a mark in either counts."""
+        if not self.usable:
+            return []
+        name = distrust_name(flake)
+        found = []
+        if _eval_cache_folder.present(self._fd, name):
+            found.append(os.path.join(self.folder, name))
+        if self.marks is not None:
+            outside = os.path.join(self.marks, name)
+            try:
+                os.lstat(outside)
+                found.append(outside)
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+            except OSError:
+                found.append(outside)
+        return found
+
+    def distrust_record(self, flake):
+        """What ``flake``'s distrust mark says (signed by a trusted key), or None."""
+        return self._verified(distrust_name(flake), MAX_MARK, remove=False)
+
+    def last_checked(self, keys):
+        """{reuse key: when (epoch seconds) a spot check last found its
+        answer right} of ``keys``; a key never checked, or whose mark is not
+        signed by a trusted key, is not in it (checked first)."""
+        found = {}
+        for key in keys:
+            if not is_key(key):
+                continue
+            mark = self._verified(checked_name(key), MAX_ENTRY)
+            when = (mark or {}).get('when')
+            if isinstance(when, int) and not isinstance(when, bool):
+                found[key] = when
+        return found
+
+    def mark_checked(self, keys, now=None):
+        """Note that a spot check found the reused answers of ``keys`` right."""
+        when = int(time.time() if now is None else now)
+        for key in keys:
+            if is_key(key):
+                self._store(checked_name(key), {'when': when})
+
+
+def marks_folder(environ, folder):
+    """Where distrust marks are kept besides the cache ``folder``: the
+    ``distrust`` folder beside the user's own key
+    (``~/.config/nixdeploy/distrust``), whoever's key the run signs with;
+    None when that lies inside ``folder`` (its writer could delete them)."""
+    path = os.path.join(os.path.dirname(_eval_signing.default_key_file(environ)), 'distrust')
+    return None if _eval_signing.inside(path, folder) else path
