@@ -17,7 +17,7 @@ from tests.lab.fixtures import FleetFlake
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_batch import (  # noqa: E402
     EvalStage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
     _eval_pool as eval_pool)

@@ -308,7 +308,7 @@ def test_the_spot_check_draw(tmp_path):
     """spot_check_sample: with every time there, the least recently checked
     only (the rotation above); with none, a random draw; with some, one more
     host drawn from the rest, weighted by the time since its check."""
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import (
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_spot_check import (
         spot_check_sample)
     hosts = ['a', 'b', 'c', 'd']
     times = {'a': 400, 'b': 100, 'c': 300, 'd': 200}

@@ -239,7 +239,7 @@ def test_the_controller_s_own_nix_configuration_is_read_once(tmp_path, monkeypat
 
 
 def test_a_stage_pins_with_the_fetch_arguments_and_refuses_an_unpinned_folder(tree, tmp_path):
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import (
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_batch import (
         EvalStage)
     opts = _nix.NixOptions(options={'substituters': ''}, extra_args=[
         '--show-trace', '--no-update-lock-file', '--impure', '--store', 'auto'])

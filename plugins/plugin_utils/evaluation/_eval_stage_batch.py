@@ -1,0 +1,244 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The evaluation of a play batch: requests in, each host's answer out as
+soon as it is known.
+
+Hosts that ask the same (flake, attribute) share one evaluation; answers an
+earlier run left in the evaluation cache (``_eval_cache``) come first and
+cost no evaluator; the rest go to the parallel evaluators of ``_eval_pool``.
+Every evaluator of the run evaluates the one content the run pinned of each
+flake (``_flake_source``), and each answer names it (``source``).
+The host whose answer completes the batch carries the batch's figures
+(``batch``: Nix processes, evaluators, peak memory, answers from the cache),
+so a report counts them once.
+
+This file holds ``EvalStage``: the batch's requests grouped by what they
+ask, the pin, the order in which answers are given (hosts that failed
+before evaluating, then the cache's, then reused ones, then the
+evaluators'), each with its figures. Its parts live beside it, each a base
+class of ``EvalStage``: ``_eval_stage_lookup`` (the cache and reuse across
+commits, before any evaluator), ``_eval_stage_spot_check`` (reused answers
+evaluated again first) and ``_eval_stage_notes`` (what the run says once
+about an answer). How a task reaches it: ``_eval_stage``.
+"""
+
+import threading
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
+    apply_expression, evaluation_opts, request_key)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_pool import EvalPool
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_pool_budget import (
+    DEFAULT_MAX_MEMORY_MB, default_workers)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_lookup import (
+    EvalStageLookup)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_notes import (
+    EvalStageNotes)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_spot_check import (
+    EvalStageSpotCheck)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
+    RunSources)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, NixCommand
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import batch_key
+
+
+class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
+    """``evaluate(requests, put)`` for one batch.
+
+    ``workers``/``max_memory_mb``/``chunk_size``: the evaluators (default:
+    cores and free memory, ``_eval_pool_budget.default_workers``); ``cache``: an
+    ``EvalCache`` or None (no cache); ``slots``: the job's ``EvalSlots``
+    (None: no bound but ``workers``); ``sources``: the run's
+    ``RunSources`` (None: pinned by this stage alone)."""
+
+    def __init__(self, opts, workers=None, max_memory_mb=None, chunk_size=None, cache=None,
+                 timeout=None, slots=None, sources=None, reuse=True, reuse_check=None):
+        self.runner = NixCommand(evaluation_opts(opts), timeout)
+        self.workers = workers
+        self.max_memory_mb = max_memory_mb or DEFAULT_MAX_MEMORY_MB
+        self.chunk_size = chunk_size
+        self.cache = cache
+        self.slots = slots
+        self.sources = sources
+        # {flake: FlakeSource} of this stage's requests
+        self.pinned = {}
+        # why the controller's Nix configuration keeps this run from the cache
+        self.impure_config = None
+        # reuse across commits where the cache is used (_eval_reuse), and
+        # {flake: why none of its hosts is}
+        self.reuse = reuse
+        # reused hosts evaluated again before their answers are given
+        self.reuse_check = int(reuse_check or 0)
+        self.reuse_reasons = {}
+        self._lock = threading.Lock()
+
+    def evaluate(self, requests, put, failed=None):
+        """``requests``: {host: request} in the order the hosts should get
+        their answers; ``failed``: {host: entry} of hosts whose request could
+        not be formed (answered first). ``put(host, entry)`` gets
+        {'request', 'answer', 'from_cache'} (or the failed entry), once per
+        host, from any thread. Returns the batch's figures."""
+        failed, requests = dict(failed or {}), dict(requests)
+        hosts_of, by_key = {}, {}
+        for host, request in requests.items():
+            key = request_key(request)
+            hosts_of.setdefault(key, []).append(host)
+            by_key.setdefault(key, request)
+        # the controller's Nix configuration is read beside the pin: two Nix
+        # calls that need nothing of each other
+        self.runner.features()  # one `nix --version` for both
+        config = threading.Thread(target=self._read_config, name='nixdeploy-config')
+        config.start()
+        try:
+            self._pin(by_key)
+        finally:
+            config.join()
+        for key in list(by_key):
+            source = self.pinned[by_key[key]['flake']]
+            if source.local and source.reason:
+                # a folder of the controller is evaluated only as one pinned
+                # content: a moment's error at the pin must not leave every
+                # evaluator reading the live tree
+                for host in hosts_of.pop(key):
+                    failed[host] = {'request': requests.pop(host), 'error': (
+                        u'%s could not be pinned (%s): nothing of it is evaluated'
+                        % (_redact.url(source.flake), source.reason))}
+                del by_key[key]
+        cache_keys = self._cache_keys(by_key)
+        reuse = self._reuse(by_key, cache_keys)
+        hits = self._hits(cache_keys)
+        misses = [k for k in by_key if k not in hits]
+        reused = reuse.lookup(misses, lambda k: self.pinned[by_key[k]['flake']].ref) \
+            if reuse is not None and misses else {}
+        misses = [k for k in misses if k not in reused]
+        if reused and self.reuse_check:
+            reused, wrong = self._spot_check(reuse, reused, by_key)
+            for key, message in wrong.items():
+                for host in hosts_of.pop(key):
+                    failed[host] = {'request': requests.pop(host), 'error': message}
+                del by_key[key]
+            misses = [k for k in by_key if k not in hits and k not in reused]
+        if reuse is not None:
+            misses.sort(key=lambda k: reuse.rank.get(k, 1))
+        workers = min(self.workers or default_workers(len(misses), self.max_memory_mb),
+                      max(1, len(misses)))
+        pool = EvalPool(self.runner, apply_expression, workers, self.max_memory_mb,
+                        self.chunk_size, slots=self.slots, recorder=reuse)
+        left = [len(requests) + len(failed)]
+
+        def figures():
+            return {'processes': pool.processes,
+                    'other_processes': self.runner.processes - pool.processes,
+                    'workers': workers if misses else 0,
+                    'budget_mb': workers * self.max_memory_mb if misses else 0,
+                    'peak_mb': pool.peak_mb, 'peak_total_mb': pool.peak_total_mb,
+                    'from_cache': sum(len(hosts_of[k]) for k in hits),
+                    'reused': sum(len(hosts_of[k]) for k in reused),
+                    'evaluated': sum(len(hosts_of[k]) for k in misses)}
+
+        def give(host, host_entry):
+            with self._lock:
+                left[0] -= 1
+                if left[0] == 0:
+                    # the batch's last answer: its figures are final
+                    host_entry = dict(host_entry, batch=figures())
+            put(host, host_entry)
+
+        def deliver(key, result, from_cache=False, reused_from=None):
+            if not from_cache and 'error' not in result and key in cache_keys:
+                # only what Nix answered for this content is kept under its
+                # key: a reused answer stays a reuse on every later run
+                # (named so, and open to the spot check), never a plain hit
+                self.cache.put(cache_keys[key], result)
+            source = self.pinned[by_key[key]['flake']]
+            with self._lock:
+                refused = sorted(set(pool.refused.get(source.ref) or ()) | (
+                    reuse.refused.get(source.ref, set()) if reuse is not None else set()))
+            how = 'reused' if reused_from else 'cached' if from_cache else 'evaluated'
+            for host in hosts_of[key]:
+                host_entry = {'request': requests[host], 'answer': result,
+                              'from_cache': from_cache, 'evaluation': how,
+                              'source': source.provenance,
+                              'notes': self._notes(source, refused)}
+                if reused_from:
+                    host_entry['reused'] = reused_from
+                give(host, host_entry)
+
+        for host, host_entry in failed.items():
+            give(host, host_entry)
+        for key, result in hits.items():
+            deliver(key, result, from_cache=True)
+        for key, (result, reused_from) in reused.items():
+            deliver(key, result, from_cache=True, reused_from=reused_from)
+        if misses:
+            by_flake = {}
+            for key in misses:
+                source = self.pinned[by_key[key]['flake']]
+                by_flake.setdefault(source.ref, []).append((key, by_key[key]['attr']))
+            # messages name the flake as the user gave it
+            pool.shown = dict((source.ref, flake) for flake, source in self.pinned.items())
+            # a lock graph the pin resolved: every evaluator reads that one
+            pool.flake_args = dict((source.ref, source.eval_args())
+                                   for source in self.pinned.values() if source.lock_file)
+            pool.run(by_flake, deliver)
+        return figures()
+
+    # ------------------------------------------------------------ sources
+    def _pin(self, by_key):
+        """Fill ``self.pinned``: the run's one content of each flake asked
+        (``_flake_source``), evaluated by every evaluator of the run, cache
+        or no cache."""
+        sources = self.sources or RunSources(None)
+        runner = self._pin_runner()
+        for request in by_key.values():
+            flake = request['flake']
+            if flake not in self.pinned:
+                self.pinned[flake] = sources.source(runner, flake, batch_key(
+                    'source', flake, runner.opts.options.get('store'), runner.opts.extra_args))
+        with self._lock:
+            self.runner.processes += runner.processes
+
+    def _pin_runner(self):
+        """The runner that pins: the flake's own content, whatever a batch's
+        impure or overridden inputs, with the nix_args that decide how it is
+        fetched and locked (``FETCH_ARGS``: ``--no-update-lock-file`` must
+        hold for the pin as it does for the evaluation)."""
+        opts = self.runner.opts
+        args, idx = [], 0
+        while idx < len(opts.extra_args):
+            arg = u'%s' % opts.extra_args[idx]
+            width = FETCH_ARGS.get(arg)
+            if width is not None:
+                args += [u'%s' % a for a in opts.extra_args[idx:idx + 1 + width]]
+                idx += 1 + width
+            else:
+                idx += 1
+        return NixCommand(NixOptions(nix_bin=opts.nix_bin, options=opts.options,
+                                     extra_args=args), self.runner.timeout)
+
+    def _read_config(self):
+        """The controller's own nix.conf may allow more than the flake
+        (native code, plugins): then nothing of this run is cached (nix.conf,
+        NIX_CONFIG and nix_options; a setting in nix_args is not on the
+        allow-list of pure ones, and keeps its batch uncached). Read only
+        where a cache is used."""
+        if self.cache is None:
+            return
+        # nothing is cached until the configuration is known to allow it
+        self.impure_config = 'the Nix configuration was not read'
+        opts = self.runner.opts
+        runner = NixCommand(NixOptions(nix_bin=opts.nix_bin, options=opts.options),
+                            self.runner.timeout)
+        try:
+            self.impure_config = (self.sources or RunSources(None)).config_reason(
+                runner, batch_key('config', opts.nix_bin, opts.config_lines()))
+        finally:
+            with self._lock:
+                self.runner.processes += runner.processes
+
+
+# nix_args that decide how a flake is fetched and locked, and how many values
+# each takes: the pin takes them as the evaluation does
+FETCH_ARGS = {'--no-write-lock-file': 0, '--no-update-lock-file': 0, '--offline': 0,
+              '--no-registries': 0, '--refresh': 0, '--store': 1}
