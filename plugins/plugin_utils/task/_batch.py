@@ -12,18 +12,26 @@ the other hosts wait on the same lock and then only read their own entry.
 The files live in a folder under the controller's per-run Ansible temp dir
 (removed when ansible-playbook exits), keyed by everything that must be
 equal for two hosts to share one computation.
+
+A host waits for the lock as long as the computing host takes, unless the
+phase gives the wait a bound (``lock_wait``): past it the host gets
+``LockWaitTimeout`` and fails or falls back on its own.
 """
 
+import contextlib
 import errno
 import fcntl
 import hashlib
 import json
 import os
+import threading
+import time
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
     play_of, task_uuid)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
 
 
@@ -36,6 +44,60 @@ def batch_key(*parts):
 def _folder(base_dir):
     """The batch files' folder under ``base_dir`` (made when missing)."""
     return private_folder(os.path.join(base_dir, 'nixdeploy-batch'))
+
+
+class LockWaitTimeout(NixdeployError):
+    """A host waited ``seconds`` for the lock of a batch's work (another
+    host computing it) and gave up: the bound of ``lock_wait``."""
+
+    def __init__(self, message, seconds):
+        super(LockWaitTimeout, self).__init__(message)
+        self.seconds = seconds
+
+
+# the bound ``lock_wait`` sets for this thread's lock waits (None: no bound)
+_WAIT = threading.local()
+# seconds between two tries of a bounded lock wait, growing to the last:
+# a host notices a released lock within half a second, and a thousand
+# waiting hosts make a few thousand flock calls a second between them
+_LOCK_POLLS = (0.01, 0.05, 0.1, 0.2, 0.5)
+
+
+@contextlib.contextmanager
+def lock_wait(seconds):
+    """Within it, ``Batch.results`` (and ``task_batch``, recording the play
+    batch) waits at most ``seconds`` for a lock of the batch files
+    (``LockWaitTimeout`` after); outside, as long as its holder takes.
+    The phase that calls it says why its value (the holder's own bound)."""
+    before = getattr(_WAIT, 'seconds', None)
+    _WAIT.seconds = seconds
+    try:
+        yield
+    finally:
+        _WAIT.seconds = before
+
+
+def _lock(handle, seconds):
+    """An exclusive flock on ``handle``, waited for at most ``seconds`` (None:
+    as long as it takes); ``LockWaitTimeout`` past it."""
+    if seconds is None:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        return
+    deadline = time.monotonic() + seconds
+    tries = 0
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LockWaitTimeout('another host held the lock of the batch\'s work (%s) for '
+                                  'more than %ss' % (handle.name, seconds), seconds)
+        time.sleep(min(left, _LOCK_POLLS[min(tries, len(_LOCK_POLLS) - 1)]))
+        tries += 1
 
 
 # what BatchHosts.get answers for a host without an entry (None is an entry's value)
@@ -160,13 +222,14 @@ class Batch:
 
         Returns (results, computed_here). If ``compute`` raises, nothing is
         stored: the next host tries again (and most likely reports the
-        same error for itself).
+        same error for itself). Within ``lock_wait``, ``LockWaitTimeout``
+        when another host holds the lock past its bound.
         """
         found = self._read()
         if found is not None:
             return found, False
         with open(self.lock_path, 'a') as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            _lock(lock, getattr(_WAIT, 'seconds', None))
             try:
                 found = self._read()
                 if found is not None:
@@ -383,7 +446,8 @@ def _record_batch(folder, own, task_vars):
         if not os.path.isdir(folder):
             raise
     with open(folder + '.lock', 'a') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        # held while one file a host is written; within lock_wait, bounded as well
+        _lock(lock, getattr(_WAIT, 'seconds', None))
         try:
             member = _read_json(own)
             if member is not None:
