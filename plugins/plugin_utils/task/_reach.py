@@ -48,7 +48,7 @@ class Probe(object):
     def __init__(self, host, addresses, timeout, master=None):
         self.host, self.addresses, self.timeout = host, addresses, timeout
         self.master = master
-        self.answer = self.error = None
+        self.answer = self.error = self.ended = None
         self.started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name='nixdeploy-probe')
         self._thread.daemon = True
@@ -62,6 +62,7 @@ class Probe(object):
             # host): the host is taken as reached, its phases say the rest
             self.answer = (self.addresses[0], [])
             self.error = exc
+        self.ended = time.monotonic()
 
     def wait(self):
         """(address or None, [Tried]) once the probe ended; bounded: each
@@ -129,8 +130,9 @@ def finish(action, connection, probe, args, result):
         result.setdefault('warnings', []).append(
             '%s: the login probe failed (%s); the host is taken as reached'
             % (action.host, probe.error))
+    # the probe's own time (the evaluation beside it may have taken longer)
     result['probe'] = {'address': address, 'tried': [t.as_dict() for t in tried],
-                       'seconds': round(time.monotonic() - probe.started, 2)}
+                       'seconds': round((probe.ended or time.monotonic()) - probe.started, 2)}
     if address is not None:
         # kept for the run: the batch's work for other hosts (the cascade)
         # reaches this one there, and waits for it

@@ -139,3 +139,22 @@ def test_a_host_that_answers_with_a_refused_key_is_reached_not_unreachable():
     # behind a jump host, the jump's refused key is the jump's: not reached
     assert _probe.reason_of(KEY + JUMP_DOWN.splitlines()[1] + '\n', jumped=True)[0] \
         not in _probe.ANSWERED
+
+
+def test_the_probe_says_its_own_time_not_the_evaluations(tmp_path):
+    """The probe's seconds end when its last login ended, however long the
+    evaluation beside it (which its task waits for) took."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._reach import Probe
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    known = tmp_path / 'known_hosts'
+    known.write_text('')
+    host = Host('127.0.0.1', port=port, user='nobody', name='h1',
+                ssh_common_args='-o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s' % known)
+    probe = Probe(host, ['127.0.0.1'], 3)
+    address, _tried = probe.wait()
+    assert address is None
+    time.sleep(1.5)  # the evaluation goes on
+    assert probe.ended - probe.started < 1.5, probe.ended - probe.started
