@@ -14,10 +14,14 @@ runs ``nix copy`` ON a host that holds the closure, to the next host.
 """
 
 import re
+import time
 from collections import namedtuple
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
+    TimedOut, run_no_tty)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     INT, NAME, PATH, STORE_PATH, TEXT, TRUSTED, FLAG, list_of, one_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import ROOT_STATE_DIR
@@ -45,6 +49,20 @@ FIELDS = {
         'ssh_dir': one_of('yes', 'no'), 'ssh_agent_dir': one_of('yes', 'no'), 'complete': FLAG},
 }
 FREE_SPACE_RESERVE = 8 << 20
+# Seconds one ``nix copy`` of a closure to one host may take (the
+# controller's push, a cascade hop from a peer): as the target's own fetch
+# from the caches (_copy_stage.FETCH_TIMEOUT), one whole closure over one
+# link: a few GB take minutes on a LAN and half an hour at 10 Mbit/s. Past
+# it the copy is stuck, not slow (the host's nix-daemon waits on a lock, the
+# link stalls with ssh's keepalives still answered): it is stopped with
+# every process it started (its ssh too).
+COPY_TIMEOUT = 3600
+# Seconds a store may take to list closures (``nix path-info -r`` of one
+# system, or of the whole batch's, in the controller's store or a cache's)
+# or to sign one: seconds for a thousand systems in the controller's own
+# store; ten minutes is a store that does not answer (its database locked by
+# another process, a cache that stalls).
+CLOSURE_TIMEOUT = 600
 
 
 class CopyError(NixdeployError):
@@ -54,6 +72,29 @@ class CopyError(NixdeployError):
         super(CopyError, self).__init__(message)
         self.message = message
         self.stderr = stderr or ''
+
+
+class CopyTimeout(CopyError):
+    """A ``nix copy`` did not end within its bound and was stopped;
+    ``seconds``: the bound. The message names the copy, not the host: the
+    caller's ``timeout_message`` does."""
+
+    def __init__(self, message, seconds, stderr=''):
+        super(CopyTimeout, self).__init__(message, stderr)
+        self.seconds = seconds
+
+
+def timeout_message(host, what, seconds, fix):
+    """The one message of a wait that hit its bound: the host, what it
+    waited for and how long, and what to do (``fix``)."""
+    return '%s: %s did not end within %ss and was stopped; %s' % (host, what, seconds, fix)
+
+
+# what to do about a copy that hit COPY_TIMEOUT
+COPY_STUCK_FIX = ('look at the receiving host\'s nix-daemon (another process holding its store '
+                  'lock, a full disk) and at the link to it, then deploy again; a link too slow '
+                  'for one closure an hour is better served from a cache near the host '
+                  '(copy_mode: cache)')
 
 
 # ------------------------------------------------------------------ probe
@@ -280,16 +321,19 @@ def plan_trust(facts, check_sigs, signing_key, become, become_method, become_use
 
 
 # ------------------------------------------------------------------ closure
-def closure(opts, path, store=None):
+def closure(opts, path, store=None, timeout=None):
     """[{'path', 'narSize'}] of ``path``'s closure in ``store`` (default:
     local). A cache's login goes to Nix in a private netrc, never in argv
-    (plugin_utils/nix/_netrc.py); CopyError for an address that cannot."""
+    (plugin_utils/nix/_netrc.py); CopyError for an address that cannot.
+    ``timeout``: seconds Nix may take (default CLOSURE_TIMEOUT), a NixError
+    past it."""
     args = ['-r']
     cache = _split([store])[0] if store else None
     if cache:
         args += ['--store', cache.uri]
     with _netrc.nix_options(opts, [cache] if cache else []) as cache_opts:
-        infos = _nix.NixCommand(cache_opts).path_infos(
+        infos = _nix.NixCommand(
+            cache_opts, CLOSURE_TIMEOUT if timeout is None else timeout).path_infos(
             [path], args,
             'cannot read the closure of %s%s' % (path, ' from ' + cache.uri if cache else ''))
     return [{'path': p, 'narSize': info['narSize']} for p, info in sorted(infos.items()) if info]
@@ -308,14 +352,20 @@ def cache_uris(caches):
     return [cache.uri for cache in _split(caches)]
 
 
-def batch_infos(opts, paths):
+def batch_infos(opts, paths, timeout=None):
     """{path: {narSize, references}} of the closures of ``paths`` in the local
     store, in one ``nix path-info -r`` where all are valid. A path Nix says
     is not valid (a host whose build failed) is left out and the rest asked
-    again; {} when Nix fails otherwise."""
+    again (each time fewer: at most one ask a path); {} when Nix fails
+    otherwise, or all asks took ``timeout`` seconds (default CLOSURE_TIMEOUT)
+    between them: each host then asks for its own closure."""
     paths = list(paths)
-    runner = _nix.NixCommand(opts)
+    deadline = time.monotonic() + (CLOSURE_TIMEOUT if timeout is None else timeout)
     while paths:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return {}
+        runner = _nix.NixCommand(opts, left)
         try:
             infos = runner.path_infos(paths, ['-r'], 'reading the closures of the batch')
         except _nix.NixError as exc:
@@ -329,15 +379,20 @@ def batch_infos(opts, paths):
     return {}
 
 
-def sign(opts, path, key_file):
-    _nix.NixCommand(opts).check('store sign', ['-r', '-k', key_file, path],
-                                'cannot sign the closure of %s' % path)
+def sign(opts, path, key_file, timeout=None):
+    """Sign ``path``'s closure in the local store with ``key_file``; at most
+    ``timeout`` seconds (default CLOSURE_TIMEOUT: a local walk of the
+    closure as a listing is), a NixError past it."""
+    _nix.NixCommand(opts, CLOSURE_TIMEOUT if timeout is None else timeout).check(
+        'store sign', ['-r', '-k', key_file, path], 'cannot sign the closure of %s' % path)
 
 
 def push(opts, path, uri, env, flags, no_check_sigs=False, substitute=False, timeout=None):
     """``nix copy --to uri flags path`` (``flags``: ``nix_copy_flags``);
     returns the store paths Nix said it sent, or None when its output did
-    not say (e.g. ``--quiet`` in nix_args)."""
+    not say (e.g. ``--quiet`` in nix_args). ``timeout``: seconds it may take
+    (default COPY_TIMEOUT); past it Nix and its ssh are stopped, their whole
+    process group, and ``CopyTimeout`` is raised."""
     args = ['--to', uri] + list(flags)
     if no_check_sigs:
         args.append('--no-check-sigs')
@@ -346,7 +401,17 @@ def push(opts, path, uri, env, flags, no_check_sigs=False, substitute=False, tim
         # --substitute-on-destination and ask the target to substitute only when
         # builders-use-substitutes is set; pass both so every version substitutes.
         args += ['--substitute-on-destination', '--option', 'builders-use-substitutes', 'true']
-    argv, rc, _out, err = _nix.NixCommand(opts, timeout).run('copy', args + [path], env=env)
+    timeout = COPY_TIMEOUT if timeout is None else timeout
+    # as NixCommand.run, in a process group of its own: a timeout must stop
+    # the ssh Nix started too, or it lingers as long as the host's end does
+    argv = _nix.NixCommand(opts).argv('copy', args + [path])
+    full_env = opts.environment()
+    full_env.update(env or {})
+    try:
+        rc, _out, err = run_no_tty(argv, env=full_env, timeout=timeout)
+    except TimedOut:
+        raise CopyTimeout('the nix copy of %s to %s' % (path, uri), timeout)
+    err = _redact.text(err)
     if rc != 0:
         raise _nix.NixError('nix copy to %s failed' % uri, argv=argv, rc=rc, stderr=err)
     return _nix_stderr.sent_paths(err)

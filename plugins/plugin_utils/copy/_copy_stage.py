@@ -33,13 +33,20 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fiel
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    _folder as batch_folder, facts_in_flight, vars_of, with_facts)
+    _folder as batch_folder, LockWaitTimeout, facts_in_flight, lock_wait, vars_of, with_facts)
 
+# the time limit of the target's own fetch from the caches (a whole closure
+# downloaded there); the controller's push has _copy.COPY_TIMEOUT, every
+# other program of the copy the host's (Host.sh)
+FETCH_TIMEOUT = 3600
+# Seconds a host waits for the batch's closure listing while another host
+# of the batch computes it (the batch lock): that host's own bound on it
+# (_copy.batch_infos: CLOSURE_TIMEOUT) and a minute for the rest of its
+# work (each host's arguments, one small file a host). Past it the host
+# lists its own closure (_closure), as a host the batch left out does.
+CLOSURE_LOCK_WAIT = _copy.CLOSURE_TIMEOUT + 60
 # Nix's words for a cache that refused the login: 2.8 takes a refused
 # nix-cache-info for no cache at all, later versions name the HTTP status
-# the time limit of the target's own fetch from the caches (a whole closure
-# downloaded there); every other program of the copy has the host's (Host.sh)
-FETCH_TIMEOUT = 3600
 _REFUSED_LOGIN = ('HTTP error 401', 'HTTP error 403', 'does not appear to be a binary cache')
 # ssh's single-letter flags that take no argument (-C may be among them: -4C)
 _SSH_FLAGS = re.compile(r'^-[46AaCfGgKkMNnqsTtVvXxYy]+\Z')
@@ -68,6 +75,8 @@ class CopyStage:
         self.filled = filled
         self.from_batch = from_batch
         self._opts = None
+        # what this host's result warns of before its copy's own (a bound hit)
+        self.warnings = []
 
     @property
     def opts(self):
@@ -139,6 +148,9 @@ class CopyStage:
         try:
             sent = _copy.push(opts, path, uri, ssh_env, self.settings.nix_copy_flags(),
                               no_check_sigs=no_check_sigs, substitute=copy_mode.substitutes)
+        except _copy.CopyTimeout as exc:
+            raise _copy.CopyError(_copy.timeout_message(
+                self.host, exc.message, exc.seconds, _copy.COPY_STUCK_FIX), exc.stderr)
         except _nix.NixError as exc:
             raise self._push_error(exc, path, uri, facts, target)
         if sent is None:  # Nix did not say: everything missing went over
@@ -178,6 +190,8 @@ class CopyStage:
                    paths_sent=0, bytes_sent=0, changed=bool(missing),
                    free_bytes=None if facts['free_kb'] is None else facts['free_kb'] * 1024,
                    gc_root=facts['gc_root'])
+        if self.warnings:
+            out['warnings'] = list(self.warnings)
         dropped = dropped_warning(host, facts['dropped'])
         if dropped:
             out.setdefault('warnings', []).append(dropped)
@@ -245,9 +259,20 @@ class CopyStage:
                                        'listing': _closure.listing(infos, p)})
                                   for n, p in wanted.items() if infos.get(p))}
 
-        host_entry, _data, _here = self.from_batch(
-            'closure', [_nix.options_of(args), self.filled.shared(args).get('path')], compute,
-            {'path': path})
+        try:
+            with lock_wait(CLOSURE_LOCK_WAIT):
+                host_entry, _data, _here = self.from_batch(
+                    'closure', [_nix.options_of(args), self.filled.shared(args).get('path')],
+                    compute, {'path': path})
+        except LockWaitTimeout as exc:
+            # the host computing it is stuck past its own bound: ask alone
+            self.warnings.append(
+                '%s: waited %ss for the play batch\'s closure listing (one host of the batch '
+                'lists every closure, under the batch\'s lock) and listed its own instead; '
+                'if this repeats, look for a nix path-info on the controller that does not '
+                'end (its store\'s database locked by another process)'
+                % (self.host, exc.seconds))
+            return None
         if host_entry is None:
             return None
         return host_entry['listing']
