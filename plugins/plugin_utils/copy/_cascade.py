@@ -37,6 +37,9 @@ Faults, by what the hop's failure says (``hop_failure``):
   queued again.
 - ``failed``: Nix itself failed (say the receiver refused a path): the
   controller pushes directly, and that push's own error is the answer.
+- ``stalled``: the hop did not end within its bound and was stopped. Either
+  end may be stuck: the sender stops sending and the controller pushes to
+  the receiver directly (that push has its own bound).
 A failed push FROM the controller is final for that receiver.
 """
 
@@ -52,7 +55,8 @@ SENDER_BROKEN = 'sender_broken'
 HOST_KEY = 'host_key'
 UNREACHABLE = 'unreachable'
 FAILED = 'failed'
-KINDS = (OK, SENDER_LOST, SENDER_BROKEN, HOST_KEY, UNREACHABLE, FAILED)
+STALLED = 'stalled'
+KINDS = (OK, SENDER_LOST, SENDER_BROKEN, HOST_KEY, UNREACHABLE, FAILED, STALLED)
 
 # Exit codes of the hop script (plugins/plugin_utils/copy/_peer.py) that mean the
 # SENDER cannot send; 255 is ssh's own: the controller lost the sender.
@@ -311,6 +315,9 @@ class Cascade:
         elif kind == SENDER_BROKEN:
             self.able.discard(sender)
         elif kind in (HOST_KEY, FAILED):
+            self.direct.add(receiver)
+        elif kind == STALLED:
+            self.able.discard(sender)
             self.direct.add(receiver)
         elif kind == UNREACHABLE:
             self.tried.setdefault(receiver, set()).add(sender)

@@ -27,7 +27,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import
     StorePathError, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    facts_in_flight, play_batch, vars_of, with_facts)
+    LockWaitTimeout, facts_in_flight, lock_wait, play_batch, vars_of, with_facts)
 
 # The options that may differ per host in cascade mode (the option table's
 # per-host rows of nix_copy_closure: module_utils/_role_vars.py)
@@ -38,6 +38,12 @@ PER_HOST = _role_vars.per_host(_role_vars.COPY)
 # keywords), as Ansible would use it for that host too.
 _CONNECTION_VARS = tuple(row for row in CONNECTION_VARS if row[0] != 'host')
 _SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
+# Seconds a host waits for the batch's cascade while another host of the
+# batch runs it (the batch lock): the cascade's own bound
+# (_peer.CASCADE_TIMEOUT) and ten minutes for the work around it (each
+# host's arguments and ssh -G, one file a host). Past it the host gets the
+# controller's push, as a host the cascade left out does.
+CASCADE_LOCK_WAIT = _peer.CASCADE_TIMEOUT + 600
 
 
 class CascadeStage:
@@ -61,10 +67,20 @@ class CascadeStage:
         def compute(hosts):
             return {'hosts': self._run_cascade(hosts)}
 
-        host_entry, _data, _here = stage.from_batch(
-            'copy', [dict((k, v) for k, v in args.items() if k not in PER_HOST),
-                     [shared.get(k) for k in PER_HOST], bool(stage.diff)], compute,
-            request.data())
+        try:
+            with lock_wait(CASCADE_LOCK_WAIT):
+                host_entry, _data, _here = stage.from_batch(
+                    'copy', [dict((k, v) for k, v in args.items() if k not in PER_HOST),
+                             [shared.get(k) for k in PER_HOST], bool(stage.diff)], compute,
+                    request.data())
+        except LockWaitTimeout as exc:
+            # the host running it is stuck past the cascade's own bound
+            stage.warnings.append(
+                '%s: waited %ss for the play batch\'s cascade (one host of the batch runs it '
+                'for all, under the batch\'s lock) and got the controller\'s push instead; '
+                'if this repeats, look for the host whose copy task did not end, or use '
+                'copy_mode push' % (host, exc.seconds))
+            host_entry = None
         if host_entry is None:
             out = stage.copy()
             out.update(copied_from='controller' if out['paths_sent'] else None,

@@ -28,13 +28,18 @@ import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
+    TimedOut, run_no_tty)
 
 SENDER_ALIAS = 'nixdeploy-sender'
 RECEIVER_ALIAS = _copy.HOP_ALIAS
 # seconds the hop agent keeps a key even if nobody stops it (the controller
 # died): the sender logs in to the receiver once, at the start of its hop
 AGENT_LIFETIME = 300
+# seconds the controller's own ssh-agent may take to listen, and ssh-add to
+# load the keys into it: both local, done in milliseconds; past it the hop
+# is not set up (HopError) and the receiver is served another way
+AGENT_START_TIMEOUT = 10
 
 
 class HopError(NixdeployError):
@@ -86,15 +91,20 @@ class HopAgent:
             raise HopError('cannot start ssh-agent on the controller: %s' % exc)
         # the socket file exists from bind(), before the agent listens: wait
         # until it accepts a connection, or ssh-add meets "connection refused"
-        deadline = time.time() + 10
+        deadline = time.time() + AGENT_START_TIMEOUT
         while not _accepts(self.sock):
             if self.proc.poll() is not None or time.time() > deadline:
                 raise HopError('ssh-agent on the controller did not start')
             time.sleep(0.01)
         argv = ['ssh-add', '-q', '-t', str(AGENT_LIFETIME), '-H', hostkeys,
                 '-h', SENDER_ALIAS, '-h', '%s>%s' % (SENDER_ALIAS, RECEIVER_ALIAS)] + list(keys)
-        rc, _out, err = run_no_tty(argv, env={'SSH_AUTH_SOCK': self.sock,
-                                              'SSH_ASKPASS_REQUIRE': 'never'})
+        try:
+            rc, _out, err = run_no_tty(argv, env={'SSH_AUTH_SOCK': self.sock,
+                                                  'SSH_ASKPASS_REQUIRE': 'never'},
+                                       timeout=AGENT_START_TIMEOUT)
+        except TimedOut:
+            raise HopError('ssh-add on the controller did not load the deploy key into the '
+                           'hop\'s agent within %ss' % AGENT_START_TIMEOUT)
         if rc != 0:
             raise HopError('cannot load the deploy key into a destination-constrained agent '
                            '(ssh-add -h needs OpenSSH 8.9; a key with a passphrase cannot be '

@@ -17,6 +17,11 @@ access of a hop are told); what the controller's ssh knows about each host is
 read in ``_peer_ssh``. Nothing is written on any host but the temp folder of
 the hop, and what OpenSSH 10.1+ sshd makes for the forwarded agent, which the
 hop removes again (``_hop_agent.hop_leftovers``).
+
+Every wait of a cascade has a bound: the whole run (``CASCADE_TIMEOUT``),
+and within it each host's probe (``PROBE_TIMEOUT``), each hop
+(``HOP_TIMEOUT``) and each push from the controller (``_copy.COPY_TIMEOUT``);
+a hop or push past its bound is stopped with its process group.
 """
 
 import resource
@@ -28,9 +33,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _casca
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._hop_agent import (
     HopAgent, HopError, hop_leftovers)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script, _diagnosis
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError, Host
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
+    PROGRAM_TIMEOUT, AddressError, Host)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
-    host_keys, key_files)
+    TimedOut, host_keys, key_files, run_no_tty)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix, _nix_stderr
 
 # ssh sessions the controller opens at once to probe the hosts
@@ -43,6 +49,26 @@ MAX_HOPS_INFLIGHT = 128
 # (session-bind@openssh.com) for the agent's destination constraints to let it
 # log in to the receiver at all
 MIN_SENDER_OPENSSH = (8, 9)
+# Seconds one hop may take: the same nix copy of one closure to one host as
+# the controller's push, from a peer (_copy.COPY_TIMEOUT says why the value).
+# Past it the controller's ssh to the sender is stopped with its process
+# group; the sender sends no more and the controller pushes to the receiver.
+HOP_TIMEOUT = _copy.COPY_TIMEOUT
+# Seconds the probe of one host over ssh may take: the host's bound for any
+# program of the collection (Host.sh's PROGRAM_TIMEOUT); the probe asks its
+# store one query and plants one GC root.
+PROBE_TIMEOUT = PROGRAM_TIMEOUT
+# Seconds one cascade may take, from its closure listing to its last hop:
+# four hops' bounds. A cascade is about log2(hosts) + 1 rounds of one
+# closure's transfer (11 at 1,000 hosts), each minutes on a LAN; a hop that
+# stalls costs its bound and the controller's push after it. Past it no hop
+# starts and the hosts not served fail, each saying so. The hosts that wait
+# for the cascade under the batch lock wait this and a margin
+# (_cascade_stage.CASCADE_LOCK_WAIT).
+CASCADE_TIMEOUT = 4 * HOP_TIMEOUT
+# what to do about a cascade that ran out of time
+_LATE_FIX = ('deploy again (the hosts served keep what they got), or deploy fewer hosts at once '
+             '(serial) if the cascade is slow rather than stuck')
 
 
 def hops_inflight():
@@ -122,16 +148,24 @@ class CascadeDriver:
         self.compress = settings.compress
         self.tmp_dir = tmp_dir
         self.sent = {}             # receiver -> store paths the hop that served it sent
+        self.deadline = None       # time.monotonic() past which nothing new starts
+
+    def left(self, bound):
+        """Seconds a step with its own ``bound`` may take now: the bound, or
+        what is left of CASCADE_TIMEOUT when less (0 or below: too late)."""
+        return min(bound, self.deadline - time.monotonic())
 
     def run(self):
         """{host: entry}; hosts whose system the controller does not hold get
         no entry (their own task copies for them)."""
+        self.deadline = time.monotonic() + CASCADE_TIMEOUT
         groups, closures = {}, {}
         for peer in self.peers:
             groups.setdefault(peer.path, []).append(peer)
         for path in groups:
             try:
-                closures[path] = _copy.closure(self.opts, path)
+                closures[path] = _copy.closure(
+                    self.opts, path, timeout=max(0.1, self.left(_copy.CLOSURE_TIMEOUT)))
             except _nix.NixError:
                 continue
         members = [p for p in self.peers if p.path in closures]
@@ -182,9 +216,21 @@ class CascadeDriver:
         # the GC root of the peer's system first (copy-probe.sh)
         probe = _copy.probe_script(peer.remote_nix_dir, paths=paths,
                                    root_key=peer.name, root_path=peer.path)
+        timeout = self.left(PROBE_TIMEOUT)
+        if timeout <= 0:
+            raise _copy.CopyError('%s: not probed: the cascade\'s time limit of %ss '
+                                  '(CASCADE_TIMEOUT) passed first; %s'
+                                  % (peer.name, CASCADE_TIMEOUT, _LATE_FIX))
         # never an agent here (whatever ssh_config says): on OpenSSH 10.1+ a
         # forwarded one would make the ~/.ssh/agent/ the probe looks for
-        rc, out, err = peer.target.ssh(_copy.stdin_free(probe), first=['-o', 'ForwardAgent=no'])
+        try:
+            rc, out, err = run_no_tty(peer.target.ssh_argv(first=['-o', 'ForwardAgent=no']),
+                                      stdin_data=_copy.stdin_free(probe), timeout=timeout)
+        except TimedOut:
+            raise _copy.CopyError(_copy.timeout_message(
+                peer.name, 'the probe of its store over ssh', round(timeout, 1),
+                'look at the host\'s nix-daemon (another process holding its store lock) '
+                'and deploy again'))
         facts = _copy.parse_probe(out, probe)
         if rc == _cascade.SSH_EXIT:
             why = _diagnosis.ssh_problem(err) or (err.strip().splitlines() or ['ssh failed'])[-1]
@@ -217,7 +263,8 @@ class CascadeDriver:
         sign_error = None
         if self.signing_key and any(m.trust[2] == 'signed' for m in ready if m.missing):
             try:
-                _copy.sign(self.opts, path, self.signing_key)
+                _copy.sign(self.opts, path, self.signing_key,
+                           timeout=max(0.1, self.left(_copy.CLOSURE_TIMEOUT)))
             except _nix.NixError as exc:
                 sign_error = u'%s' % exc
         if sign_error is None and receivers:
@@ -237,9 +284,9 @@ class CascadeDriver:
     def _drive(self, path, cascade):
         cond = threading.Condition()
 
-        def work(hop):
+        def work(hop, timeout):
             try:
-                kind, reason, sent = self._hop(path, hop)
+                kind, reason, sent = self._hop(path, hop, timeout)
             except Exception as exc:  # pylint: disable=broad-except
                 # a bug or OS error in one hop must not hang the others
                 kind, reason, sent = _cascade.FAILED, 'internal error: %s' % exc, None
@@ -253,16 +300,27 @@ class CascadeDriver:
 
         with cond:
             while True:
-                for hop in cascade.next_hops():
-                    threading.Thread(target=work, args=(hop,)).start()
+                hops = cascade.next_hops()
+                for hop in hops:
+                    # each hop in flight ends within its own bound: cond.wait is bounded
+                    timeout = self.left(HOP_TIMEOUT)
+                    if timeout <= 0:
+                        # a hop from a peer goes to the controller, whose hop ends here too
+                        cascade.finished(hop, _cascade.FAILED, (
+                            'not started: the cascade\'s time limit of %ss (CASCADE_TIMEOUT) '
+                            'passed first; %s' % (CASCADE_TIMEOUT, _LATE_FIX)))
+                        continue
+                    threading.Thread(target=work, args=(hop, timeout)).start()
                 if not cascade.inflight:
+                    if hops:
+                        continue  # each ended at once, too late to start: plan again
                     return
                 cond.wait()
 
-    def _hop(self, path, hop):
+    def _hop(self, path, hop, timeout):
         receiver = self.by_name[hop.receiver]
         if hop.sender == _cascade.CONTROLLER:
-            return self._push(path, receiver)
+            return self._push(path, receiver, timeout)
         sender = self.by_name[hop.sender]
         folder = tempfile.mkdtemp(prefix='ndh-', dir=self.tmp_dir)
         agent = HopAgent(folder)
@@ -283,7 +341,15 @@ class CascadeDriver:
             # forwarded agent to this session (what the constraints check)
             first = ['-o', 'IdentityAgent=%s' % sock, '-o', 'ForwardAgent=%s' % sock,
                      '-o', 'ControlMaster=no', '-o', 'ControlPath=none']
-            rc, _out, err = sender.target.ssh(_copy.stdin_free(script), first=first)
+            try:
+                rc, _out, err = run_no_tty(sender.target.ssh_argv(first=first),
+                                           stdin_data=_copy.stdin_free(script), timeout=timeout)
+            except TimedOut:
+                return _cascade.STALLED, (
+                    'the hop (nix copy on %s to %s) did not end within %ss and was stopped; '
+                    '%s sends no more, the controller pushes instead; look at both hosts\' '
+                    'nix-daemon and at the link between them' % (
+                        hop.sender, hop.receiver, round(timeout, 1), hop.sender)), None
         finally:
             agent.stop()
         kind = _cascade.hop_failure(rc, err)
@@ -291,13 +357,16 @@ class CascadeDriver:
             return kind, '', _nix_stderr.sent_paths(err)
         return kind, _cascade.failure_reason(kind, err, rc), None
 
-    def _push(self, path, receiver):
+    def _push(self, path, receiver, timeout):
         try:
             sent = _copy.push(self.opts, path, receiver.store_uri(compress=self.compress),
                               receiver.target.nix_env(), self.settings.nix_copy_flags(),
-                              no_check_sigs=receiver.trust[0])
+                              no_check_sigs=receiver.trust[0], timeout=timeout)
         except AddressError as exc:
             return _cascade.FAILED, u'%s' % exc, None
+        except _copy.CopyTimeout as exc:
+            return _cascade.FAILED, '%s did not end within %ss and was stopped; %s' % (
+                exc.message, round(exc.seconds, 1), _copy.COPY_STUCK_FIX), None
         except _nix.NixError as exc:
             if _copy.looks_unsigned(exc.stderr):
                 why = _copy.unsigned_message(receiver.name, receiver.facts.get('user')
