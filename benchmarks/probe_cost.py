@@ -22,7 +22,6 @@ Root (the lab); about 3 minutes a round at 250 hosts.
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import sys

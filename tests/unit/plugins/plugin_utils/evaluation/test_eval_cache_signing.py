@@ -367,7 +367,7 @@ def test_a_record_that_checks_nothing_is_refused_even_signed_by_the_runs_key(tmp
 
 # ------------------------------------------------------------ distrust marks
 def spot_check_mark(flake):
-    """What a failed spot check writes (_eval_stage._spot_check): the reused
+    """What a failed spot check writes (_eval_stage_spot_check.py _spot_check): the reused
     answer, where it came from, and what Nix gave (an error's text too)."""
     return {'attr': ['nixosConfigurations', 'web', 'config', 'system', 'build', 'toplevel'],
             'reused': evaluate(flake, 'one'),
@@ -414,7 +414,7 @@ def test_a_mark_counts_unsigned_signed_by_another_or_unreadable(tmp_path, flake)
 # ------------------------------------------------------------ spot check times
 def test_a_planted_checked_mark_does_not_steer_the_spot_check(tmp_path):
     """When a spot check last found a reused answer right decides which
-    hosts it checks next (_eval_stage._spot_check): a mark written into the
+    hosts it checks next (_eval_stage_spot_check.py _spot_check): a mark written into the
     folder by anyone but a trusted key counts as never checked."""
     cache = EvalCache(str(tmp_path / 'cache'))
     mine, planted, other = 'a' * 64, 'b' * 64, 'c' * 64

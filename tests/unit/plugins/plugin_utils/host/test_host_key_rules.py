@@ -125,9 +125,9 @@ def test_ssh_G_is_asked_once_a_run_whatever_the_process(tmp_path):
     broken = tmp_path / 'broken'
     broken.write_text('Host *\n  StrictHostKeyChecking sometimes\n')
     argv = [str(ssh), '-G', '-F', str(broken), '--', 'web1']
-    for _ in range(2):
+    for task in ('copy', 'activate'):
         _host_key_rules._CONFIGS.clear()
-        assert _host_key_rules.config_problems(argv)[0].startswith('`ssh -G` cannot tell')
+        assert _host_key_rules.config_problems(argv)[0].startswith('`ssh -G` cannot tell'), task
     assert calls.read_text().count('x') == 3
 
 
