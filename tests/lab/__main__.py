@@ -7,6 +7,7 @@ nixdeploy.fleet.deploy -l vps` (DIR/README.txt says how; tests/lab/try_folder.py
 
 import argparse
 import json
+import signal
 import sys
 
 from .lab import Lab, LabError, PERSONAS
@@ -14,6 +15,11 @@ from .try_folder import try_fleet
 
 
 def main(argv=None):
+    # Ctrl-C (SIGINT) stops an `up` and takes down what it made. A command
+    # started in the background of a shell without job control (`cmd &` in
+    # a script, a CI step) inherits SIGINT ignored, and Python then leaves
+    # it ignored: the lab could not be stopped that way. Handle it always.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(prog='python -m tests.lab', description=__doc__)
     parser.add_argument('command',
                         choices=['up', 'status', 'down', 'inventory', 'leftovers', 'try'])
