@@ -29,7 +29,9 @@ from tests.unit.plugins.plugin_utils.stages.test_cascade_stage import (  # noqa:
     Play, closure, ssh)
 # pylint: enable=unused-import
 from tests.unit.plugins.plugin_utils.stages.test_copy_stage import task_host
-from tests.unit.plugins.plugin_utils.task.test_batch_lock_wait import LockHolder
+# holders: LockHolders started by a test, stopped after it (a fixture)
+from tests.unit.plugins.plugin_utils.task.test_batch_lock_wait import (  # noqa: F401  pylint: disable=unused-import
+    holders)
 
 sys.path.insert(0, collections_path())
 
@@ -45,19 +47,6 @@ for word in "$@"; do case $word in -G|-V) exec %(ssh)s "$@" ;; esac; done
 echo $$ >>%(pids)s
 exec sleep 3600
 '''
-
-
-@pytest.fixture
-def holders():
-    """Start ``LockHolder``s with ``holders(path)``; all stopped after the test."""
-    started = []
-
-    def hold(path):
-        started.append(LockHolder(path))
-        return started[-1]
-    yield hold
-    for holder in started:
-        holder.stop()
 
 
 @pytest.fixture

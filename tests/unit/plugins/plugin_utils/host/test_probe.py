@@ -68,17 +68,22 @@ def test_a_jump_host_is_seen_in_every_spelling():
     assert not jumped('-o UserKnownHostsFile=/x -o StrictHostKeyChecking=yes')
 
 
-def test_a_refused_address_is_said_and_the_next_one_is_tried(tmp_path):
-    """Real ssh against loopback: a port nobody listens on refuses at once;
-    the probe tries each address in turn and says why each failed."""
+def refusing_host(tmp_path):
+    """h1 on a loopback port nobody listens on: a real ssh is refused at once."""
     listener = socket.socket()
     listener.bind(('127.0.0.1', 0))
     port = listener.getsockname()[1]
     listener.close()
     known = tmp_path / 'known_hosts'
     known.write_text('')
-    host = Host('127.0.0.1', port=port, user='nobody', name='h1',
+    return Host('127.0.0.1', port=port, user='nobody', name='h1',
                 ssh_common_args='-o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s' % known)
+
+
+def test_a_refused_address_is_said_and_the_next_one_is_tried(tmp_path):
+    """Real ssh against loopback: a port nobody listens on refuses at once;
+    the probe tries each address in turn and says why each failed."""
+    host = refusing_host(tmp_path)
     started = time.monotonic()
     address, tried = _probe.reach(host, ['127.0.0.1', '::1'], timeout=3)
     assert address is None
@@ -145,14 +150,7 @@ def test_the_probe_says_its_own_time_not_the_evaluations(tmp_path):
     """The probe's seconds end when its last login ended, however long the
     evaluation beside it (which its task waits for) took."""
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._reach import Probe
-    listener = socket.socket()
-    listener.bind(('127.0.0.1', 0))
-    port = listener.getsockname()[1]
-    listener.close()
-    known = tmp_path / 'known_hosts'
-    known.write_text('')
-    host = Host('127.0.0.1', port=port, user='nobody', name='h1',
-                ssh_common_args='-o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s' % known)
+    host = refusing_host(tmp_path)
     probe = Probe(host, ['127.0.0.1'], 3)
     address, _tried = probe.wait()
     assert address is None
