@@ -1,7 +1,8 @@
 """The house by stage (docs/architecture.md), read from every plugin file:
 module_utils holds only what the modules and their documentation need and
 imports nothing of the controller's; plugin_utils is one folder per stage,
-and each stage imports only the stages below it; every error raised derives
+and each stage imports only the stages below it; no module imports itself
+back through another (no import loop); every error raised derives
 from the one base (common/_errors.py); each stage's target programs live in
 its own target/ folder; no platform name or copy mode is compared outside
 its table (module_utils/_platforms.py, _copy_modes.py); each class name is
@@ -161,6 +162,41 @@ def test_no_stage_imports_a_stage_above_it():
             if other is None or STAGES.index(other) > STAGES.index(stage):
                 wrong.append('%s (%s) imports %s (%s)' % (name, stage, module, other))
     assert wrong == []
+
+
+def _cycles(graph):
+    """Each import loop of ``graph`` ({module: [modules it imports]}) once,
+    as the list of modules around it (a depth-first search's back edges)."""
+    found, state = [], {}
+    for start in sorted(graph):
+        if start in state:
+            continue
+        state[start] = 'open'
+        path, todo = [start], [iter(graph[start])]
+        while todo:
+            module = next(todo[-1], None)
+            if module is None:
+                state[path.pop()] = 'done'
+                todo.pop()
+            elif state.get(module) == 'open':
+                found.append(path[path.index(module):] + [module])
+            elif module not in state:
+                state[module] = 'open'
+                path.append(module)
+                todo.append(iter(graph[module]))
+    return found
+
+
+def test_no_import_loop():
+    """No module of the collection imports itself back, through any chain,
+    a function's late import included: a loop works only in one import
+    order, and says two files are one."""
+    files = plugin_files()
+    graph = {name: sorted(m for m in imports(path) if m in files) for name, path in files.items()}
+    assert [' -> '.join(cycle) for cycle in _cycles(graph)] == []
+    # the search finds a loop when there is one
+    assert _cycles({'a': ['b'], 'b': ['c'], 'c': ['a'], 'd': ['d']}) == \
+        [['a', 'b', 'c', 'a'], ['d', 'd']]
 
 
 # ---------------------------------------------------------------- one error family
