@@ -111,6 +111,42 @@ def test_host_names_and_messages_are_escaped():
     assert 'script' not in parsed.tags and 'img' not in parsed.tags
 
 
+# a value that ends an attribute and opens its own, in the attributes the
+# page fills from the data: data-host (a host name), title (a store path)
+BREAKOUT = '" onmouseover="alert(1)" x=\''
+
+
+class Attributes(HTMLParser):
+    """Every (tag, attribute, value) of a page, as a browser reads them."""
+
+    def __init__(self):
+        HTMLParser.__init__(self, convert_charrefs=True)
+        self.found = []
+
+    def handle_starttag(self, tag, attrs):
+        self.found += [(tag, name, value) for name, value in attrs]
+
+
+def test_a_value_never_leaves_its_attribute():
+    report = fleet_run()
+    web = report['hosts'].pop('web')
+    host = 'web' + BREAKOUT
+    path = web['store_path'] + BREAKOUT
+    web.update(host=host, store_path=path)
+    report['hosts'][host] = web
+    report['runs'][0]['hosts'] = sorted(report['hosts'])
+    page = _report_html.render(report)
+    parsed = Attributes()
+    parsed.feed(page)
+    # no attribute of the page comes from the data: each value stayed in its own
+    assert not [found for found in parsed.found if found[1] in ('onmouseover', 'x')]
+    # and reads back whole: the timeline's row, the host table's, the
+    # closure's differences, the store path's title
+    for found in (('div', 'data-host', host), ('tr', 'data-host', host),
+                  ('details', 'data-host', host), ('td', 'title', path)):
+        assert found in parsed.found, found
+
+
 def test_the_nasty_sample_reads_back_as_its_data():
     page = _report_html.render(REPORTS['nasty'])
     parsed = Text()
