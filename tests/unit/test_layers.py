@@ -21,11 +21,13 @@ PKG = 'ansible_collections.nixdeploy.fleet.plugins'
 # lowest first: a stage imports the stages before it in this list, never one after it
 STAGES = ('common', 'nix', 'host', 'task', 'inventory', 'evaluation', 'builds', 'copy', 'keys',
           'activation', 'publish', 'report')
-# the modules' surface: argument specs, the option table and the options it
-# shares, the copy modes, the health check kinds, the phases, platforms and
-# goals, record_stats, the modules' main()
+# the modules' surface: argument specs, the option table (its rows, the
+# judgement of a variable's value) and the options it shares, the copy
+# modes, the health check kinds, the phases, platforms and goals,
+# record_stats, the modules' main()
 MODULE_UTILS = ('_copy_modes.py', '_health_kinds.py', '_module.py', '_options.py', '_phases.py',
-                '_platforms.py', '_record_stats.py', '_role_vars.py', '_specs.py')
+                '_platforms.py', '_record_stats.py', '_role_vars.py', '_role_vars_table.py',
+                '_role_vars_values.py', '_specs.py')
 # what ansible-doc and ansible-test load of a module: its file, its doc
 # fragments and module_utils
 SURFACE = ('modules', 'doc_fragments')
