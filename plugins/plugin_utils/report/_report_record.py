@@ -12,11 +12,14 @@ never from task names or message text.
 
 import time
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import join, parts
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report import (
     assemble, json_time)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_outcome import (
+    ROLLBACK_MARK, outcome_record)
+# read as _report_record.mark_rollback by the callbacks
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_outcome import (  # noqa: F401 pylint: disable=unused-import
+    mark_rollback)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     HostOutcome, action_phase)
 
@@ -42,86 +45,6 @@ def _strip_host(message, host):
     if message and message.startswith(host + ': '):
         return message[len(host) + 2:]
     return message
-
-
-# the key a callback adds to a nix_activate result of ``state: rolled_back``
-# (the rollback role's task): its host was rolled back, not switched
-ROLLBACK_MARK = '_nixdeploy_rollback'
-
-
-def mark_rollback(task, data):
-    """``data`` (a copy of a result) marked when its task rolled a host back
-    (nix_activate with ``state: rolled_back``); the task's arguments say so,
-    the result does not."""
-    try:
-        args = getattr(task, 'args', None) or {}
-        if args.get('state') == 'rolled_back':
-            data[ROLLBACK_MARK] = True
-    except (AttributeError, TypeError):
-        pass
-    return data
-
-
-def host_status(outcome, rec, activate):
-    """The host's status as the report's ``status`` says it, with Ansible's
-    unreachable apart (the PLAY RECAP's columns)."""
-    if rec.get('failed'):
-        if outcome.unreachable:
-            return 'unreachable'
-        return 'rolled_back' if rec.get('rolled_back') else 'failed'
-    if not activate:
-        return 'incomplete'
-    return 'changed' if activate.get('changed') else 'unchanged'
-
-
-def outcome_record(outcome, check_mode=False):
-    """``outcome.record()`` (a ``HostOutcome``) as the summary line and the
-    report's host table say it:
-
-    - a failed host's ``msg`` is the cause of its phase's message
-      (``common/_cause``: what failed and Nix's last meaningful line, never
-      cut), and its ``outcome`` words carry it;
-    - a host rolled back by the rollback role says ``rolled back`` (or
-      ``would roll back``), not the goal's word;
-    - a host built but not activated (``--tags build``, ``--skip-tags
-      activate``) names the store path it built.
-    """
-    rec = outcome.record(check_mode)
-    activate = outcome.results.get('activate') or {}
-    rec['status'] = host_status(outcome, rec, activate)
-    if rec.get('failed') and outcome.failure:
-        _phase, result = outcome.failure
-        host = outcome.host
-        first, last = parts(result.get('msg'), (u'%s: ' % host, u'%s: ' % printable(host)))
-        short = rec.get('msg') or u''
-        head = rec['outcome']
-        if first and short and short != first and short in head:
-            head = head.replace(short, first, 1)
-        # the summary prints the head on the host's line, the cause below it
-        rec['summary_head'], rec['summary_tail'] = head, last
-        full = join(first, last)
-        if full and full != short:
-            if short and short in rec['outcome']:
-                rec['outcome'] = rec['outcome'].replace(short, full, 1)
-            rec['msg'] = full
-        return rec
-    if activate.get(ROLLBACK_MARK):
-        words = rec['outcome']
-        notes = words[len(words.split(' (')[0]):] if ' (' in words else ''
-        if activate.get('changed'):
-            new = (activate.get('new') or {}).get('generation')
-            rec['after'] = new if new is not None else rec['after']
-            rec['outcome'] = ('would roll back' if check_mode else 'rolled back') + notes
-        else:
-            rec['outcome'] = 'unchanged' + notes
-        return rec
-    built = outcome.results.get('build') or {}
-    path = built.get('out_path') or rec.get('path')
-    if not activate and outcome.last_phase in ('build', 'copy') and path \
-            and u' (not activated)' in rec['outcome']:
-        rec['outcome'] = rec['outcome'].replace(u' (not activated)',
-                                                u' (not activated): %s' % path, 1)
-    return rec
 
 
 def _task_outcome(status, result):
