@@ -19,7 +19,8 @@ from ansible import constants as C
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy_modes import mode_row
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _builders
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _peer
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (
+    _cascade, _cascade_peer, _peer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _probe
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
     CONNECTION_VARS, AddressError, Host)
@@ -142,7 +143,7 @@ class CascadeStage:
             if not checked:
                 continue
             requests[name] = request
-            peers.append(_peer.Peer(
+            peers.append(_cascade_peer.Peer(
                 name, target, request.path, site=_cascade.site_of(hostvars, name),
                 peer_host=hostvars.get('nix_peer_host') or None,
                 remote_nix_dir=request.remote_nix_dir))

@@ -21,7 +21,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy_modes import
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import KNOWN_NIX_DIRS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _closure
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy, _copy_send
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._cascade_stage import (
     CascadeStage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis
@@ -36,15 +36,15 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import
     _folder as batch_folder, LockWaitTimeout, facts_in_flight, lock_wait, vars_of, with_facts)
 
 # the time limit of the target's own fetch from the caches (a whole closure
-# downloaded there); the controller's push has _copy.COPY_TIMEOUT, every
+# downloaded there); the controller's push has _copy_send.COPY_TIMEOUT, every
 # other program of the copy the host's (Host.sh)
 FETCH_TIMEOUT = 3600
 # Seconds a host waits for the batch's closure listing while another host
 # of the batch computes it (the batch lock): that host's own bound on it
-# (_copy.batch_infos: CLOSURE_TIMEOUT) and a minute for the rest of its
+# (_copy_send.batch_infos: CLOSURE_TIMEOUT) and a minute for the rest of its
 # work (each host's arguments, one small file a host). Past it the host
 # lists its own closure (_closure), as a host the batch left out does.
-CLOSURE_LOCK_WAIT = _copy.CLOSURE_TIMEOUT + 60
+CLOSURE_LOCK_WAIT = _copy_send.CLOSURE_TIMEOUT + 60
 # Nix's words for a cache that refused the login: 2.8 takes a refused
 # nix-cache-info for no cache at all, later versions name the HTTP status
 _REFUSED_LOGIN = ('HTTP error 401', 'HTTP error 403', 'does not appear to be a binary cache')
@@ -66,7 +66,7 @@ class CopyStage:
     def __init__(self, host, args, task_vars, target, check_mode=False, diff=False,
                  unchecked=False, filled=None, from_batch=None):
         self.host, self.args, self.task_vars = host, args, task_vars
-        self.settings = _copy.CopySettings.of(args)
+        self.settings = _copy_send.CopySettings.of(args)
         # the task's copy mode (module_utils/_copy_modes.py): what differs by mode
         self.copy_mode = mode_row(args['copy_mode'])
         self.target = target
@@ -102,7 +102,7 @@ class CopyStage:
         if copy_mode.from_caches:
             # a cache address whose login cannot be kept out of argv fails
             # the host before anything runs
-            _copy.cache_uris(args['caches'])
+            _copy_send.cache_uris(args['caches'])
         # raises for a connection the controller's ssh cannot take; the
         # action judged the host by now: its Host reads that judgement
         target = self.target.require_ssh()
@@ -124,7 +124,7 @@ class CopyStage:
         missing = [p for p in closure if p['path'] in invalid]
         self._check_space(facts, missing)
         no_check_sigs, via_sudo, trust = self.settings.trust(facts, target)
-        uri = _copy.store_address(target, facts['nix_dir'], via_sudo, self.settings.compress)
+        uri = _copy_send.store_address(target, facts['nix_dir'], via_sudo, self.settings.compress)
         ssh_env = self._ssh_env(target)
         out = self._result(path, uri, trust, facts, closure, missing)
         if not missing or self.check_mode:
@@ -144,10 +144,10 @@ class CopyStage:
             return out
 
         if self.settings.signing_key and trust == 'signed':
-            _copy.sign(opts, path, self.settings.signing_key)
+            _copy_send.sign(opts, path, self.settings.signing_key)
         try:
-            sent = _copy.push(opts, path, uri, ssh_env, self.settings.nix_copy_flags(),
-                              no_check_sigs=no_check_sigs, substitute=copy_mode.substitutes)
+            sent = _copy_send.push(opts, path, uri, ssh_env, self.settings.nix_copy_flags(),
+                                   no_check_sigs=no_check_sigs, substitute=copy_mode.substitutes)
         except _copy.CopyTimeout as exc:
             raise _copy.CopyError(_copy.timeout_message(
                 self.host, exc.message, exc.seconds, _copy.COPY_STUCK_FIX), exc.stderr)
@@ -207,8 +207,8 @@ class CopyStage:
     def _push_error(self, exc, path, uri, facts, target):
         """The CopyError for nix copy's NixError ``exc``: the cause first."""
         host = self.host
-        if _copy.looks_unsigned(exc.stderr):
-            return _copy.CopyError(_copy.unsigned_message(
+        if _copy_send.looks_unsigned(exc.stderr):
+            return _copy.CopyError(_copy_send.unsigned_message(
                 host, facts.get('user') or target.user, exc.stderr), exc.stderr)
         fault = _diagnosis.fault_message(
             host, exc.stderr, 'during the copy', facts.get('store_mount'))
@@ -252,7 +252,7 @@ class CopyStage:
                         self.filled.for_host(args, _role_vars.COPY, hostvars)['path'])
                 except StorePathError:
                     continue
-            infos = _copy.batch_infos(self.opts, sorted(set(wanted.values())))
+            infos = _copy_send.batch_infos(self.opts, sorted(set(wanted.values())))
             # each host's own listing: a host reads its entry, not the batch's
             # closures (megabytes at 1,000 hosts, read by every host)
             return {'hosts': dict((n, {'request': {'path': p},
@@ -280,18 +280,18 @@ class CopyStage:
     def _closure(self, path):
         caches = self.args['caches']
         try:
-            return _copy.closure(self.opts, path)
+            return _copy_send.closure(self.opts, path)
         except _nix.NixError as exc:
             local_error = exc
         if self.copy_mode.from_caches:
             # the controller need not hold the path: ask the caches for its closure
             for cache in caches:
                 try:
-                    return _copy.closure(self.opts, path, store=cache)
+                    return _copy_send.closure(self.opts, path, store=cache)
                 except _nix.NixError:
                     continue
             raise _copy.CopyError('%s is neither in the controller\'s store nor in any of '
-                                  'the caches %s: %s' % (path, ', '.join(_copy.cache_uris(caches)),
+                                  'the caches %s: %s' % (path, ', '.join(_copy_send.cache_uris(caches)),
                                                          local_error.nix_message()))
         raise _copy.CopyError('%s is not valid in the controller\'s store (build it first): %s'
                               % (path, local_error.nix_message()))
@@ -324,14 +324,14 @@ class CopyStage:
     def _fetch(self, nix_dir, path):
         host, caches = self.host, self.args['caches']
         # the caches' logins go on stdin only (the program is ssh's argv)
-        program, netrc = _copy.fetch_script(nix_dir, path, caches,
-                                            self.settings.nix_copy_flags())
+        program, netrc = _copy_send.fetch_script(nix_dir, path, caches,
+                                                 self.settings.nix_copy_flags())
         rc, out, err = self.target.sh(program, in_data=netrc or None, timeout=FETCH_TIMEOUT)
         if rc != 0:
             err = _redact.text((err or '') + (out or ''))
-            names = ', '.join(_copy.cache_uris(caches))
+            names = ', '.join(_copy_send.cache_uris(caches))
             hint = ''
-            if _copy.looks_unsigned(err):
+            if _copy_send.looks_unsigned(err):
                 hint = (' (the target does not trust the key the cache is signed with: add '
                         'it to the target\'s trusted-public-keys)')
             elif netrc and any(words in err for words in _REFUSED_LOGIN):

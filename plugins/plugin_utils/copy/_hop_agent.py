@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The login of one cascade hop: a destination-constrained ssh-agent.
 
-A hop is ``ssh SENDER sh`` running ``_copy.hop_script``, which copies to the
+A hop is ``ssh SENDER sh`` running ``_copy_send.hop_script``, which copies to the
 receiver over ``ssh-ng://``. Trust and access, per hop:
 - host key: the sender checks the receiver's key against the lines the
   controller's own known_hosts holds for the receiver (``_peer_ssh``),
@@ -27,12 +27,12 @@ import subprocess
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy_send
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
     TimedOut, run_no_tty)
 
 SENDER_ALIAS = 'nixdeploy-sender'
-RECEIVER_ALIAS = _copy.HOP_ALIAS
+RECEIVER_ALIAS = _copy_send.HOP_ALIAS
 # seconds the hop agent keeps a key even if nobody stops it (the controller
 # died): the sender logs in to the receiver once, at the start of its hop
 AGENT_LIFETIME = 300

@@ -3,15 +3,16 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The controller's side of a closure cascade: plain ssh to each host, the hops.
 
-``CascadeDriver(...).run()`` takes the hosts of a play batch (``Peer``: a name,
-a ``Host`` built from its connection vars, its system), and for each
+``CascadeDriver(...).run()`` takes the hosts of a play batch
+(``_cascade_peer.Peer``: a name, a ``Host`` built from its connection vars,
+its system), and for each
 system: probes every host over ssh (the same sh probe as a push), lets
 ``_cascade.Cascade`` plan, and runs the hops in threads until every host
 holds the closure or has failed. It returns one entry per host.
 
 A hop is ``ssh SENDER sh`` (the controller's own ssh, the sender's connection
-vars, host keys checked: ``Host.ssh``) running ``_copy.hop_script``: ``nix copy --to
-ssh-ng://RECEIVER PATH`` on the sender, logged in to the receiver through a
+vars, host keys checked: ``Host.ssh``) running ``_copy_send.hop_script``:
+``nix copy --to ssh-ng://RECEIVER PATH`` on the sender, logged in to the receiver through a
 destination-constrained agent of its own (``_hop_agent``, where the trust and
 access of a hop are told); what the controller's ssh knows about each host is
 read in ``_peer_ssh``. Nothing is written on any host but the temp folder of
@@ -20,8 +21,9 @@ hop removes again (``_hop_agent.hop_leftovers``).
 
 Every wait of a cascade has a bound: the whole run (``CASCADE_TIMEOUT``),
 and within it each host's probe (``PROBE_TIMEOUT``), each hop
-(``HOP_TIMEOUT``) and each push from the controller (``_copy.COPY_TIMEOUT``);
-a hop or push past its bound is stopped with its process group.
+(``HOP_TIMEOUT``) and each push from the controller
+(``_copy_send.COPY_TIMEOUT``); a hop or push past its bound is stopped with
+its process group.
 """
 
 import resource
@@ -29,12 +31,13 @@ import tempfile
 import threading
 import time
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _cascade, _copy
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (
+    _cascade, _copy, _copy_send)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy._hop_agent import (
     HopAgent, HopError, hop_leftovers)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script, _diagnosis
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
-    PROGRAM_TIMEOUT, AddressError, Host)
+    PROGRAM_TIMEOUT, AddressError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
     TimedOut, host_keys, key_files, run_no_tty)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix, _nix_stderr
@@ -45,15 +48,11 @@ PROBE_PARALLEL = 32
 # descriptors) and a thread in this worker; a tree of 128 senders at once
 # still reaches 1,000 hosts in about 14 rounds instead of 11
 MAX_HOPS_INFLIGHT = 128
-# a sender's ssh must bind the forwarded agent to each hop's host keys
-# (session-bind@openssh.com) for the agent's destination constraints to let it
-# log in to the receiver at all
-MIN_SENDER_OPENSSH = (8, 9)
 # Seconds one hop may take: the same nix copy of one closure to one host as
-# the controller's push, from a peer (_copy.COPY_TIMEOUT says why the value).
+# the controller's push, from a peer (_copy_send.COPY_TIMEOUT says why the value).
 # Past it the controller's ssh to the sender is stopped with its process
 # group; the sender sends no more and the controller pushes to the receiver.
-HOP_TIMEOUT = _copy.COPY_TIMEOUT
+HOP_TIMEOUT = _copy_send.COPY_TIMEOUT
 # Seconds the probe of one host over ssh may take: the host's bound for any
 # program of the collection (Host.sh's PROGRAM_TIMEOUT); the probe asks its
 # store one query and plants one GC root.
@@ -83,60 +82,12 @@ def hops_inflight():
     return max(4, min(MAX_HOPS_INFLIGHT, (soft - 64) // 4))
 
 
-class Peer:
-    """One host of a cascade and what the controller learns about it."""
-
-    def __init__(self, name, target, path, site=_cascade.DEFAULT_SITE, peer_host=None,
-                 remote_nix_dir=None):
-        self.name = name
-        self.target = target
-        self.path = path
-        self.site = site
-        # the address other hosts reach it at (nix_peer_host), else Ansible's
-        self.peer_host = peer_host
-        self.remote_nix_dir = remote_nix_dir
-        self.facts = None
-        self.missing = []
-        self.trust = None          # (no_check_sigs, via_sudo, how) from _copy.plan_trust
-        self.error = None
-        self.connection_lost = False
-        self.host_keys = []        # 'type base64' lines the controller knows for it
-        self.key_files = []        # the controller's private keys for it
-        self.proxied = False       # reached through a jump host / proxy command
-        self.warnings = []
-
-    @property
-    def peer_target(self):
-        """How another host reaches this one's store (no controller options)."""
-        return Host(host=self.peer_host or self.target.host, port=self.target.port,
-                    user=self.target.user, name=self.name)
-
-    @property
-    def reachable_by_peers(self):
-        # a host behind a jump host is likely not reachable from the others,
-        # unless the inventory says where they reach it (nix_peer_host)
-        return bool(self.host_keys and self.key_files) and (
-            not self.proxied or bool(self.peer_host))
-
-    @property
-    def can_send(self):
-        version = _copy.openssh_version((self.facts or {}).get('ssh_version'))
-        return bool(self.facts and self.facts.get('ssh') and self.host_keys
-                    and self.key_files and version and version >= MIN_SENDER_OPENSSH)
-
-    def store_uri(self, target=None, compress=False):
-        """The store URI of this peer (as ``target`` reaches it: a sender's
-        own address of it), by its trust plan."""
-        return _copy.store_address(target or self.target, self.facts['nix_dir'], self.trust[1],
-                                   compress, self.target.become_user)
-
-
 # ------------------------------------------------------------------ the run
 class CascadeDriver:
     """Cascade the systems of ``peers`` (Peer list, in inventory order).
 
     ``opts``: NixOptions of the controller's nix; ``settings``: the task's
-    copy settings (``_copy.CopySettings``).
+    copy settings (``_copy_send.CopySettings``).
     """
 
     def __init__(self, opts, peers, settings, tmp_dir=None):
@@ -164,8 +115,8 @@ class CascadeDriver:
             groups.setdefault(peer.path, []).append(peer)
         for path in groups:
             try:
-                closures[path] = _copy.closure(
-                    self.opts, path, timeout=max(0.1, self.left(_copy.CLOSURE_TIMEOUT)))
+                closures[path] = _copy_send.closure(
+                    self.opts, path, timeout=max(0.1, self.left(_copy_send.CLOSURE_TIMEOUT)))
             except _nix.NixError:
                 continue
         members = [p for p in self.peers if p.path in closures]
@@ -263,8 +214,8 @@ class CascadeDriver:
         sign_error = None
         if self.signing_key and any(m.trust[2] == 'signed' for m in ready if m.missing):
             try:
-                _copy.sign(self.opts, path, self.signing_key,
-                           timeout=max(0.1, self.left(_copy.CLOSURE_TIMEOUT)))
+                _copy_send.sign(self.opts, path, self.signing_key,
+                                timeout=max(0.1, self.left(_copy_send.CLOSURE_TIMEOUT)))
             except _nix.NixError as exc:
                 sign_error = u'%s' % exc
         if sign_error is None and receivers:
@@ -332,7 +283,7 @@ class CascadeDriver:
             except HopError as exc:
                 return _cascade.FAILED, u'%s' % exc, None
             no_check_sigs = receiver.trust[0]
-            script = _script.assignments(hop_leftovers(sender.facts)) + _copy.hop_script(
+            script = _script.assignments(hop_leftovers(sender.facts)) + _copy_send.hop_script(
                 sender.facts['nix_dir'], receiver.host_keys,
                 receiver.store_uri(receiver.peer_target, compress=self.compress), path,
                 self.settings.nix_copy_flags(), port=receiver.target.port,
@@ -359,18 +310,18 @@ class CascadeDriver:
 
     def _push(self, path, receiver, timeout):
         try:
-            sent = _copy.push(self.opts, path, receiver.store_uri(compress=self.compress),
-                              receiver.target.nix_env(), self.settings.nix_copy_flags(),
-                              no_check_sigs=receiver.trust[0], timeout=timeout)
+            sent = _copy_send.push(self.opts, path, receiver.store_uri(compress=self.compress),
+                                   receiver.target.nix_env(), self.settings.nix_copy_flags(),
+                                   no_check_sigs=receiver.trust[0], timeout=timeout)
         except AddressError as exc:
             return _cascade.FAILED, u'%s' % exc, None
         except _copy.CopyTimeout as exc:
             return _cascade.FAILED, '%s did not end within %ss and was stopped; %s' % (
                 exc.message, round(exc.seconds, 1), _copy.COPY_STUCK_FIX), None
         except _nix.NixError as exc:
-            if _copy.looks_unsigned(exc.stderr):
-                why = _copy.unsigned_message(receiver.name, receiver.facts.get('user')
-                                             or receiver.target.user, exc.stderr)
+            if _copy_send.looks_unsigned(exc.stderr):
+                why = _copy_send.unsigned_message(receiver.name, receiver.facts.get('user')
+                                                  or receiver.target.user, exc.stderr)
                 return _cascade.FAILED, why, None
             fault = _diagnosis.fault_message(
                 receiver.name, exc.stderr, 'during the copy', receiver.facts.get('store_mount'))

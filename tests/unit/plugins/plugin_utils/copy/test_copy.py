@@ -17,7 +17,8 @@ import pytest
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (  # noqa: E402
+    _copy, _copy_send)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output  # noqa: E402
 
@@ -85,8 +86,8 @@ def test_probe_with_a_wrong_remote_nix_dir_says_no_nix():
 
 
 def test_unsigned_message_names_host_and_both_fixes():
-    msg = _copy.unsigned_message('web1', 'app', "error: cannot add path '%s' because it lacks a "
-                                                "valid signature\n" % P1)
+    msg = _copy_send.unsigned_message('web1', 'app', "error: cannot add path '%s' because it lacks a "
+                                                     "valid signature\n" % P1)
     assert msg.startswith('web1: the target refuses unsigned paths')
     assert 'signing_key' in msg and 'trusted-users' in msg and 'lacks a valid signature' in msg
 
@@ -94,12 +95,12 @@ def test_unsigned_message_names_host_and_both_fixes():
 @pytest.mark.parametrize('words', ['lacks a valid signature',              # Nix 2.8-2.11
                                    'lacks a signature by a trusted key'])  # 2.12+, Lix
 def test_looks_unsigned_in_the_words_of_every_nix(words):
-    assert _copy.looks_unsigned("error: cannot add path '%s' because it %s\n" % (P1, words))
-    assert not _copy.looks_unsigned('error: cannot connect to socket\n')
+    assert _copy_send.looks_unsigned("error: cannot add path '%s' because it %s\n" % (P1, words))
+    assert not _copy_send.looks_unsigned('error: cannot connect to socket\n')
 
 
 def test_fetch_script_quotes_caches():
-    script, netrc = _copy.fetch_script('/d', P1, ["http://c/x'; rm -rf /; '"], [])
+    script, netrc = _copy_send.fetch_script('/d', P1, ["http://c/x'; rm -rf /; '"], [])
     proc = subprocess.run(['sh', '-n', '-c', script], stderr=subprocess.PIPE, check=False)
     assert proc.returncode == 0 and netrc == ''
     assert "'0 http://c/x'\"'\"'; rm -rf /; '\"'\"''" in script
@@ -107,7 +108,7 @@ def test_fetch_script_quotes_caches():
 
 def test_the_fetch_programs_text_names_no_login():
     """The program is ssh's and sh's argv: the caches' logins go on stdin."""
-    script, netrc = _copy.fetch_script('/d', P1, [
+    script, netrc = _copy_send.fetch_script('/d', P1, [
         'https://deploy:pw-SECRET1@cache.example/nix', 'https://TOKEN-SECRET2@c2.example',
         'https://open.example'], [])
     assert 'SECRET' not in script
@@ -116,9 +117,9 @@ def test_the_fetch_programs_text_names_no_login():
     assert netrc == ('machine c2.example login TOKEN-SECRET2\n'
                      'machine cache.example login deploy password pw-SECRET1\n')
     with pytest.raises(_copy.CopyError) as info:
-        _copy.fetch_script('/d', P1, ['https://cache.example?access_token=SECRET3'], [])
+        _copy_send.fetch_script('/d', P1, ['https://cache.example?access_token=SECRET3'], [])
     assert 'access_token' in info.value.message and 'SECRET' not in info.value.message
-    assert _copy.cache_uris(['http://u:SECRET@h:1/x', 'file:///c']) == ['http://h:1/x', 'file:///c']
+    assert _copy_send.cache_uris(['http://u:SECRET@h:1/x', 'file:///c']) == ['http://h:1/x', 'file:///c']
 
 
 # ------------------------------------------------------------------ cascade
@@ -190,8 +191,8 @@ def test_hop_script_pins_the_receiver_key_and_leaves_nothing(stub_nix, agent_soc
     uri = "ssh-ng://root@10.0.0.2?remote-program=/x/nix-daemon%20'q'"
     # the shared words reach nix whole, each one word, none read by the shell
     flags = ['--option', 'narinfo-cache-negative-ttl', '0', "a b'$(touch x)`id`", '', '\\ *']
-    script = _copy.hop_script(stub_nix, ['ssh-ed25519 AAAAkey1', 'ssh-rsa AAAAkey2'], uri, P1,
-                              flags, port=2222, no_check_sigs=True)
+    script = _copy_send.hop_script(stub_nix, ['ssh-ed25519 AAAAkey1', 'ssh-rsa AAAAkey2'], uri, P1,
+                                   flags, port=2222, no_check_sigs=True)
     proc = run_hop(script, {'SSH_AUTH_SOCK': agent_socket, 'TMPDIR': str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
@@ -213,11 +214,11 @@ def test_hop_script_pins_the_receiver_key_and_leaves_nothing(stub_nix, agent_soc
 
 
 def test_hop_script_exit_codes(stub_nix, agent_socket, tmp_path):
-    script = _copy.hop_script(stub_nix, ['ssh-ed25519 AAAA'], 'ssh-ng://h', P1, [])
+    script = _copy_send.hop_script(stub_nix, ['ssh-ed25519 AAAA'], 'ssh-ng://h', P1, [])
     # no forwarded agent: the sender cannot send
     assert run_hop(script, {'SSH_AUTH_SOCK': ''}).returncode == 96
     # no nix where the probe said
-    assert run_hop(_copy.hop_script(str(tmp_path / 'none'), ['k k'], 'ssh-ng://h', P1, []),
+    assert run_hop(_copy_send.hop_script(str(tmp_path / 'none'), ['k k'], 'ssh-ng://h', P1, []),
                    {'SSH_AUTH_SOCK': agent_socket}).returncode == 98
     # nix's own failures pass through, but never as 255 (the controller's ssh)
     for nix_rc, want in (('1', 1), ('255', 1), ('97', 1), ('3', 3)):
@@ -231,7 +232,7 @@ def test_hop_script_exit_codes(stub_nix, agent_socket, tmp_path):
 
 
 def test_hop_script_is_posix_sh():
-    script = _copy.hop_script('/d', ["ssh-ed25519 AAAA'x"], "ssh-ng://u@h?x='y'", P1, ['-v'])
+    script = _copy_send.hop_script('/d', ["ssh-ed25519 AAAA'x"], "ssh-ng://u@h?x='y'", P1, ['-v'])
     proc = subprocess.run(['sh', '-n'], input=_copy.stdin_free(script), stderr=subprocess.PIPE,
                           universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -343,7 +344,7 @@ def test_probe_script_reports_a_failed_validity_query(fake_nix_dir):
 def test_fetch_script_tries_each_cache_in_order(fake_nix_dir, tmp_path):
     log = tmp_path / 'log'
     caches = ["http://bad/x'; touch /tmp/pwned; '", 'file:///good cache', 'http://never']
-    script, _netrc = _copy.fetch_script(fake_nix_dir + '/', P1, caches, [])
+    script, _netrc = _copy_send.fetch_script(fake_nix_dir + '/', P1, caches, [])
     env = dict(os.environ, FAKE_GOOD_CACHE='file:///good cache', FAKE_LOG=str(log))
     proc = subprocess.run(['sh', '-c', script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, check=False, env=env)
@@ -363,7 +364,7 @@ def test_the_fetch_gives_nix_the_logins_on_stdin_through_a_private_netrc(fake_ni
     the end, and no process's argv holds the password."""
     seen, log = tmp_path / 'seen', tmp_path / 'log'
     caches = ['https://open.example', 'https://deploy:pw-SECRET@good.example/nix']
-    script, netrc = _copy.fetch_script(fake_nix_dir, P1, caches, [])
+    script, netrc = _copy_send.fetch_script(fake_nix_dir, P1, caches, [])
     env = dict(os.environ, FAKE_GOOD_CACHE='https://good.example/nix', FAKE_LOG=str(log),
                FAKE_SEEN=str(seen), NIX_CONFIG='connect-timeout = 5', TMPDIR=str(tmp_path))
     proc = subprocess.run(['sh', '-c', script], input=netrc, stdout=subprocess.PIPE,

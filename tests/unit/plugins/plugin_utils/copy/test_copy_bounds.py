@@ -2,7 +2,7 @@
 that never ends, the bound made short by setting its constant:
 
 - the controller's ``nix copy`` whose ssh never answers (a script that
-  sleeps) is stopped with that ssh (``_copy.COPY_TIMEOUT``), and the host
+  sleeps) is stopped with that ssh (``_copy_send.COPY_TIMEOUT``), and the host
   fails naming it, what it waited for and for how long;
 - a host waiting for the batch's closure listing while another process
   holds the batch's lock gives up (``_copy_stage.CLOSURE_LOCK_WAIT``) and
@@ -36,7 +36,7 @@ from tests.unit.plugins.plugin_utils.task.test_batch_lock_wait import (  # noqa:
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (  # noqa: E402
-    _copy, _copy_stage)
+    _copy, _copy_send, _copy_stage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (  # noqa: E402
     Batch, batch_key)
 
@@ -126,11 +126,11 @@ def entry(play, host, copy_mode='cascade', held=None, hold=None):
 # ------------------------------------------------------------------ nix copy
 def test_a_push_whose_ssh_never_answers_is_stopped_with_its_ssh(tmp_path, monkeypatch, closure):
     stalled = Stalled(tmp_path)
-    monkeypatch.setattr(_copy, 'COPY_TIMEOUT', 2)
+    monkeypatch.setattr(_copy_send, 'COPY_TIMEOUT', 2)
     started = time.monotonic()
     with pytest.raises(_copy.CopyTimeout) as raised:
-        _copy.push(options(), closure.top, 'ssh-ng://stalled.invalid',
-                   {'PATH': '%s:%s' % (stalled.bin, os.environ['PATH'])}, [])
+        _copy_send.push(options(), closure.top, 'ssh-ng://stalled.invalid',
+                        {'PATH': '%s:%s' % (stalled.bin, os.environ['PATH'])}, [])
     assert time.monotonic() - started < 20
     assert raised.value.seconds == 2
     assert raised.value.message == 'the nix copy of %s to ssh-ng://stalled.invalid' % closure.top
@@ -143,7 +143,7 @@ def test_a_push_that_stalls_fails_the_host_naming_the_wait(tmp_path, monkeypatch
     stalled = Stalled(tmp_path)
     # the probe goes over Ansible's connection; the controller's nix copy over its ssh
     monkeypatch.setenv('PATH', '%s:%s' % (stalled.bin, os.environ['PATH']))
-    monkeypatch.setattr(_copy, 'COPY_TIMEOUT', 2)
+    monkeypatch.setattr(_copy_send, 'COPY_TIMEOUT', 2)
     try:
         with pytest.raises(_copy.CopyError) as raised:
             entry(play, 'h1', copy_mode='push')

@@ -1,5 +1,5 @@
 """A flag for every ``nix copy`` of the copy phase is one row of
-``_copy.COPY_FLAGS`` (issue 64): a made-up row, reading a setting, reaches
+``_copy_send.COPY_FLAGS`` (issue 64): a made-up row, reading a setting, reaches
 the real ``nix copy`` of each copy path, and Nix takes it. The paths: the
 controller's push (push mode, and the cascade's seed), a cascade hop run on
 the sender (copy-hop.sh), a target's fetch from a cache (copy-fetch.sh).
@@ -27,7 +27,8 @@ from tests.unit.plugins.plugin_utils.stages.test_copy_stage import Task, binary_
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (  # noqa: E402
+    _copy, _copy_send)
 
 # the made-up flag: a setting Nix 2.8 and the current Nix both know, its
 # value read from the task's free_space_margin (7: room enough here)
@@ -54,7 +55,7 @@ def cache_key(tmp_path_factory):
 @pytest.fixture
 def row(monkeypatch):
     """The made-up row in the table, read by every path."""
-    monkeypatch.setattr(_copy, 'COPY_FLAGS', (_copy.CopyFlag(
+    monkeypatch.setattr(_copy_send, 'COPY_FLAGS', (_copy_send.CopyFlag(
         'free_space_margin', lambda margin: FLAG[:2] + ['%g' % margin]),))
 
 
@@ -101,21 +102,21 @@ def nix_calls(tmp_path):
 
 @pytest.mark.usefixtures('row')
 def test_the_table_is_what_every_copy_shares():
-    settings = _copy.CopySettings('auto', None, False, MARGIN)
+    settings = _copy_send.CopySettings('auto', None, False, MARGIN)
     assert settings.nix_copy_flags() == FLAG
-    assert _copy.CopySettings('auto', None, False, 1.5).nix_copy_flags()[-1] == '1.5'
+    assert _copy_send.CopySettings('auto', None, False, 1.5).nix_copy_flags()[-1] == '1.5'
 
 
 def test_a_word_the_target_programs_cannot_take_whole_is_refused(monkeypatch):
-    monkeypatch.setattr(_copy, 'COPY_FLAGS', (_copy.CopyFlag(
+    monkeypatch.setattr(_copy_send, 'COPY_FLAGS', (_copy_send.CopyFlag(
         'signing_key', lambda key: ['--option', 'x', key]),))
     for word in ('a\nb', 'a\0b'):
         with pytest.raises(_copy.CopyError,
                            match='^a nix copy flag of signing_key is not one word') as raised:
-            _copy.CopySettings('auto', word, False, 1.1).nix_copy_flags()
+            _copy_send.CopySettings('auto', word, False, 1.1).nix_copy_flags()
         assert word not in raised.value.message
     with pytest.raises(_copy.CopyError, match='^a nix copy flag is not one word'):
-        _copy.flag_lines(['--x', 'two\nlines'])
+        _copy_send.flag_lines(['--x', 'two\nlines'])
 
 
 @pytest.mark.usefixtures('row')

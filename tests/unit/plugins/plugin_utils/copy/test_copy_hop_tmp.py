@@ -20,7 +20,8 @@ import pytest
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (  # noqa: E402
+    _copy, _copy_send)
 
 P1 = '/nix/store/yp65nwcm3qq6n5j1ccmpgvgxhlxbn14m-nixos-system-h1-1'
 
@@ -86,7 +87,7 @@ def test_a_name_planted_at_the_old_predictable_path_neither_stops_nor_diverts_th
         else:
             os.symlink(str(elsewhere), old['name'])
 
-    script = _copy.hop_script(stub_nix, ['ssh-ed25519 AAAAkey1'], 'ssh-ng://h', P1, [])
+    script = _copy_send.hop_script(stub_nix, ['ssh-ed25519 AAAAkey1'], 'ssh-ng://h', P1, [])
     rc, out, err = run_hop(script, {'SSH_AUTH_SOCK': agent_socket, 'TMPDIR': str(tmp)}, plant)
     assert rc == 0, (out, err)
     used = folder_used(out)
@@ -113,7 +114,7 @@ def test_no_mktemp_is_no_temp_folder(stub_nix, agent_socket, tmp_path):
         for tool in os.listdir(folder):
             if tool != 'mktemp' and not (bare / tool).exists():
                 os.symlink(os.path.join(folder, tool), str(bare / tool))
-    script = _copy.hop_script(stub_nix, ['ssh-ed25519 AAAA'], 'ssh-ng://h', P1, [])
+    script = _copy_send.hop_script(stub_nix, ['ssh-ed25519 AAAA'], 'ssh-ng://h', P1, [])
     rc, out, err = run_hop(script, {'SSH_AUTH_SOCK': agent_socket, 'TMPDIR': str(tmp_path),
                                     'PATH': str(bare)})
     assert rc == 97 and 'cannot make a private temp folder' in err, (out, err)

@@ -70,13 +70,13 @@ def _listening(path):
 def _run_hop(tmp_path, home, sock, probe_facts, stub_rc='0'):
     """The real hop script (a stub nix) with the forwarded agent at ``sock``,
     as the controller sends it after a probe that saw ``probe_facts``."""
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy, _copy_send
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
     nix_dir = tmp_path / 'bin'
     nix_dir.mkdir(exist_ok=True)
     (nix_dir / 'nix').write_text(STUB_NIX)
     (nix_dir / 'nix').chmod(0o755)
-    script = _script.assignments(_hop_agent.hop_leftovers(probe_facts)) + _copy.hop_script(
+    script = _script.assignments(_hop_agent.hop_leftovers(probe_facts)) + _copy_send.hop_script(
         str(nix_dir), ['ssh-ed25519 AAAA'], 'ssh-ng://h', '/nix/store/%s-x' % ('a' * 32), [])
     return subprocess.run(['sh'], input=_copy.stdin_free(script), universal_newlines=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False,

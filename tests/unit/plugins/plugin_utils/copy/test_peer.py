@@ -1,5 +1,5 @@
 """The controller's view of a cascade host: plugin_utils/host/_peer_ssh.py's ssh
-facts and what _peer.Peer decides from them.
+facts and what _cascade_peer.Peer decides from them.
 
 The ssh facts (``ssh -G``, ``ssh-keygen -F``) run the real OpenSSH tools on
 the controller.
@@ -11,7 +11,8 @@ import sys
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _peer  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (  # noqa: E402
+    _cascade_peer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _peer_ssh  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (  # noqa: E402
     Host as Target)
@@ -59,7 +60,7 @@ def test_host_keys_and_key_files_as_ssh_resolves_them(tmp_path):
 
 
 def test_who_may_send_and_who_peers_may_serve():
-    peer = _peer.Peer('h1', Target('10.0.0.2', user='root'), '/nix/store/x')
+    peer = _cascade_peer.Peer('h1', Target('10.0.0.2', user='root'), '/nix/store/x')
     peer.facts = {'ssh': '/usr/bin/ssh', 'ssh_version': 'OpenSSH_9.2p1 Debian-2+deb12u10'}
     peer.host_keys, peer.key_files = [KEY_A], ['/k']
     assert peer.can_send and peer.reachable_by_peers

@@ -15,7 +15,7 @@ from tests.auth_cache import AuthCache
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy_send  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _netrc, _nix  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (  # noqa: E402
     NixOptions)
@@ -142,13 +142,13 @@ def test_the_closure_query_logs_in_from_the_netrc_never_argv(tmp_path, recorded_
     subprocess.run(NIX + ['copy', '--to', 'file://%s' % folder, path], check=True)
     opts = NixOptions(nix_bin=wrapper, options={'substituters': ''})
     with AuthCache(str(folder), 'deploy', PASSWORD) as cache:
-        found = _copy.closure(opts, path, store=cache.url_with_login)
+        found = _copy_send.closure(opts, path, store=cache.url_with_login)
         assert [p['path'] for p in found] == [path]
         assert cache.logins() == {'deploy:%s' % PASSWORD} and cache.served()
     # another address (Nix keeps what a cache said per address, in its disk cache)
     with AuthCache(str(folder), 'deploy', PASSWORD) as cache:
         with pytest.raises(_nix.NixError) as info:
-            _copy.closure(opts, path, store=cache.url_with('deploy', 'wrong-pw'))
+            _copy_send.closure(opts, path, store=cache.url_with('deploy', 'wrong-pw'))
         assert cache.logins() == {'deploy:wrong-pw'} and not cache.served()
         assert 'wrong-pw' not in str(info.value) + ' '.join(info.value.argv)
     recorded = log.read_text()
