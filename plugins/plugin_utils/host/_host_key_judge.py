@@ -23,7 +23,8 @@ from ansible.utils.path import makedirs_safe, unfrackpath
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
     load_name, play_context_of, ssh_persistent)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host, _host_key_rules
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (
+    _host, _host_key_rules, _host_ssh)
 
 STOP_TIMEOUT = 10
 
@@ -97,7 +98,7 @@ OPT_OUT = 'nix_host_key_unchecked'
 
 
 def _words(value):
-    return _host.split_ssh_args(value) if value not in (None, '') else []
+    return _host_ssh.split_ssh_args(value) if value not in (None, '') else []
 
 
 def _flag(value, default):
@@ -112,8 +113,8 @@ def judge_argv(ssh_args, common_args, extra_args, host, port=None, user=None, ss
         options += ['-o', 'Port=%s' % port]
     if user:
         options += ['-o', 'User=%s' % user]
-    return _host.ssh_argv(options + list(common_args) + list(extra_args), u'%s' % host,
-                          ssh=ssh, show_config=True, end_options=True)
+    return _host_ssh.ssh_argv(options + list(common_args) + list(extra_args), u'%s' % host,
+                              ssh=ssh, show_config=True, end_options=True)
 
 
 def judge(transport, checking, ssh_args, common_args, extra_args, host, port=None, user=None,
@@ -319,8 +320,8 @@ def _stop(connection, socket):
     except KeyError:
         ssh = 'ssh'
     # -O goes to the master over its socket: the host name is not used
-    subprocess.run(_host.ssh_argv(['-o', 'ControlPath=%s' % socket.replace('%', '%%'), '-O',
-                                   'stop'], 'nixdeploy-master', ssh=ssh),
+    subprocess.run(_host_ssh.ssh_argv(['-o', 'ControlPath=%s' % socket.replace('%', '%%'),
+                                       '-O', 'stop'], 'nixdeploy-master', ssh=ssh),
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, timeout=STOP_TIMEOUT, check=False)
 

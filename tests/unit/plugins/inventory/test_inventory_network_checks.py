@@ -25,7 +25,7 @@ if 'ansible_collections.nixdeploy.fleet' not in sys.modules:
     sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (  # noqa: E402
-    _host, _host_key_rules)
+    _host, _host_key_rules, _host_ssh)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory import (  # noqa: E402
     _inventory_checks as checks, _inventory_error, _inventory_network as network)
 
@@ -187,4 +187,4 @@ def test_joined_args_split_back_item_for_item(args):
     text = network.joined(args)
     assert shlex.split(text) == args
     # as the collection splits ansible_ssh_common_args for the copy
-    assert _host.split_ssh_args(text) == args
+    assert _host_ssh.split_ssh_args(text) == args

@@ -20,7 +20,8 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host, _host_key_judge  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (  # noqa: E402
+    _host, _host_key_judge, _host_ssh)
 
 SSH_ARGS = '-C -o ControlMaster=auto -o ControlPersist=60s'
 KNOWN = '-o UserKnownHostsFile=/lab/known_hosts -o StrictHostKeyChecking=yes'
@@ -63,7 +64,7 @@ def run_dir(tmp_path, monkeypatch):
 
 
 def control_path(connection):
-    words = _host.split_ssh_args(connection.get_option('ssh_args'))
+    words = _host_ssh.split_ssh_args(connection.get_option('ssh_args'))
     assert words[0] == '-o' and words[1].startswith('ControlPath='), words
     return words[1][len('ControlPath='):]
 

@@ -9,7 +9,8 @@ from tests.collection import collections_path
 # _store imports its rules (_host_key_rules) as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host, _store  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (  # noqa: E402
+    _host, _host_ssh, _store)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (  # noqa: E402
     AddressError, Host as Target)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (  # noqa: E402
@@ -240,7 +241,7 @@ def test_the_collections_own_ssh_rides_no_master_it_was_not_given():
     opts = target.nix_env()['NIX_SSHOPTS'].split(' ')
     assert opts[2:6] == ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
     assert opts.index('ControlPath=none') < opts.index('ControlPath=/tmp/cm-%C')
-    assert target.ssh_options()[2:6] == list(_host.NO_MASTER)
+    assert target.ssh_options()[2:6] == list(_host_ssh.NO_MASTER)
 
 
 @pytest.mark.parametrize('name,expected', [
