@@ -13,7 +13,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import (  # noqa: E402
-    _nix, _nix_output, _nix_stderr)
+    _nix, _nix_features, _nix_output, _nix_stderr)
 
 SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'nix_samples')
 
@@ -68,18 +68,18 @@ def test_nix_version_of_prereleases_and_nonsense():
 ])
 def test_command_line_forms_follow_the_version(name, derivation_show, all_outputs, json_format,
                                                outputs_fragment):
-    features = _nix.NixFeatures(*_nix_output.nix_version(text(name)))
+    features = _nix_features.NixFeatures(*_nix_output.nix_version(text(name)))
     assert (features.derivation_show, features.all_outputs, features.json_format,
             features.outputs_fragment) == (derivation_show, all_outputs, json_format,
                                            outputs_fragment)
-    assert not _nix.NixFeatures('nix', (2, 18, 8)).outputs_fragment
-    assert _nix.NixFeatures('nix', (2, 19, 0)).outputs_fragment
-    assert _nix.NixFeatures('nix', (2, 13, 0)).all_outputs
-    assert not _nix.NixFeatures('nix', (2, 14, 1)).derivation_show
-    assert _nix.NixFeatures('determinate', (2, 33, 0)).json_format
+    assert not _nix_features.NixFeatures('nix', (2, 18, 8)).outputs_fragment
+    assert _nix_features.NixFeatures('nix', (2, 19, 0)).outputs_fragment
+    assert _nix_features.NixFeatures('nix', (2, 13, 0)).all_outputs
+    assert not _nix_features.NixFeatures('nix', (2, 14, 1)).derivation_show
+    assert _nix_features.NixFeatures('determinate', (2, 33, 0)).json_format
     # --reference-lock-file (the run's resolved lock graph): not on 2.8, nor
     # on a Lix (like 2.18 here)
-    assert [_nix.NixFeatures(*_nix_output.nix_version(text(n))).reference_lock_file for n in (
+    assert [_nix_features.NixFeatures(*_nix_output.nix_version(text(n))).reference_lock_file for n in (
         'version-2.8.txt', 'version-2.34.txt', 'version-lix.txt', 'version-determinate.txt')] \
         == [False, True, False, True]
 
@@ -370,7 +370,7 @@ def test_flake_metadata_unknown():
 ])
 def test_outputs_are_named_by_the_form_each_version_reads(monkeypatch, version, expected):
     runner = _nix.NixCommand(_nix.NixOptions(options={'system': 'aarch64-linux'}))
-    monkeypatch.setattr(runner, 'features', lambda: _nix.NixFeatures('nix', version))
+    monkeypatch.setattr(runner, 'features', lambda: _nix_features.NixFeatures('nix', version))
     assert runner.outputs('path:/f') == expected
 
 
