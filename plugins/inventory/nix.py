@@ -162,45 +162,6 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 from ansible.utils.display import Display
 
-try:
-    # ansible-core 2.19+ (data tagging): a string is templated only when
-    # tagged TrustedAsTemplate, and nothing an inventory plugin reads is.
-    # But `ansible-inventory --list --export` (AWX's inventory sync) prints
-    # every untrusted host var string as {"__ansible_unsafe": "..."}
-    # (_internal/_json/_profiles/_legacy.py, trust inversion), which AWX
-    # stores as a dict. A string without template syntax is the same
-    # templated or not: the templar returns it as is before it looks at trust
-    # (_internal/_templating/_engine.py, `is_possibly_template` with the
-    # default delimiters, which every variable is templated with; a
-    # `#jinja2:` header counts as syntax). So such a string is marked trusted
-    # and is exported as a plain JSON string. A string that holds template
-    # syntax stays untrusted: exported with the marker, which the script
-    # inventory plugin reads back untrusted from AWX's stored copy, where a
-    # plain string would come back trusted and be templated
-    # (plugins/inventory/script.py tags a script's output TrustedAsTemplate).
-    from ansible.template import Templar, trust_as_template
-
-    _TEMPLAR = []
-
-    def _data(value):
-        if isinstance(value, str):
-            if not _TEMPLAR:
-                _TEMPLAR.append(Templar())
-            return value if _TEMPLAR[0].is_possibly_template(value) else trust_as_template(value)
-        if isinstance(value, (list, tuple)):
-            return [_data(item) for item in value]
-        if isinstance(value, dict):
-            # keys are never templated
-            return dict((key, _data(item)) for key, item in value.items())
-        return value
-
-    def _name(value):
-        return value
-    _TRUSTS = True
-except ImportError:  # ansible-core 2.18: mark every string unsafe
-    from ansible.utils.unsafe_proxy import wrap_var as _data
-    _name = _data
-    _TRUSTS = False
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import evaluation_options
@@ -219,6 +180,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._invento
     check_composed, node_label)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_hosts import (
     build_inventory)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_trust import (
+    TRUSTS, host_name, inventory_value)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, NixCommand)
@@ -369,7 +332,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         known_groups = set()
         for host in result.hosts:
             # Host names and every value from the flake are data: never templated.
-            name = _name(host.name)
+            name = host_name(host.name)
             self.inventory.add_host(name)
             for group in host.groups:
                 if group not in known_groups:
@@ -377,13 +340,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     known_groups.add(group)
                 self.inventory.add_child(group, name)
             for key, value in host.vars.items():
-                self.inventory.set_variable(name, key, _data(value))
+                self.inventory.set_variable(name, key, inventory_value(value))
             if compose or groups or keyed_groups:
                 hostvars = self.inventory.get_host(name).get_vars()
                 self._set_composite_vars(compose, hostvars, name, strict=strict)
                 if not self._composed_ok(compose, name, result.source, strict):
                     continue
-                if _TRUSTS:
+                if TRUSTS:
                     self._trust_composed(compose, name)
                 self._add_host_to_composed_groups(groups, hostvars, name, strict=strict)
                 self._add_host_to_keyed_groups(keyed_groups, hostvars, name, strict=strict)
@@ -391,15 +354,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         # group_vars/ and host_vars/ files rank above them (_inventory_hosts)
         for group, variables in sorted(result.group_vars.items()):
             for key, value in variables.items():
-                self.inventory.set_variable(group, key, _data(value))
+                self.inventory.set_variable(group, key, inventory_value(value))
 
     def _trust_composed(self, compose, name):
         """What ``compose`` made is exported as the flake's values are: its
-        strings without template syntax marked trusted (``_data``)."""
+        strings without template syntax marked trusted (``inventory_value``)."""
         composed = self.inventory.get_host(name).get_vars()
         for key in compose or ():
             if key in composed:
-                self.inventory.set_variable(name, key, _data(composed[key]))
+                self.inventory.set_variable(name, key, inventory_value(composed[key]))
 
     def _composed_ok(self, compose, name, source, strict):
         """The connection vars ``compose`` set (maybe from the flake's data)
@@ -415,5 +378,5 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return False
         for key, value in changed.items():
             # an IPv6 ansible_host without its brackets, as ssh and Nix take it
-            self.inventory.set_variable(name, key, _data(value))
+            self.inventory.set_variable(name, key, inventory_value(value))
         return True
