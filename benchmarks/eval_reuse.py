@@ -19,12 +19,15 @@ persistent cache folder:
 
   a   commit 1, cache off                          what a run costs today
   b   commit 1, cache on (empty: records)          the price of recording vs a
-  c   commit 2: one host's file changed            should evaluate that host only
-  d   commit 3: roles/web.nix changed              should evaluate the web quarter
-  d2  commit 4: roles/web.nix changed again        the same, from d's records
-  e   commit 5: common.nix changed                 every host
-  g   commit 6: README.md only (no host reads it)  no host
-  f   the pin alone (``_flake_source.pin``, on commit 6 before g, then again) and
+  c   commit 2: one host's file changed            that host, and once the hosts after
+                                                   it in its evaluator (each alone)
+  c2  commit 3: the next host's file changed       that host only, from c's records
+  d   commit 4: roles/web.nix changed              the web quarter, and once the hosts
+                                                   after a web host in its evaluator
+  d2  commit 5: roles/web.nix changed again        the web quarter only, from d's records
+  e   commit 6: common.nix changed                 every host
+  g   commit 7: README.md only (no host reads it)  no host
+  f   the pin alone (``_flake_source.pin``, on commit 7 before g, then again) and
       one host alone (a stage of one request, cache off), for c's yardstick:
       1.5x one host's evaluation (its stage minus its warm pin) plus the cold pin
 
@@ -407,17 +410,22 @@ def run(hosts=HOSTS, host_seconds=HOST_SECONDS, shared_seconds=SHARED_SECONDS, r
         # its piece: a host three quarters down the fleet is mid-piece for
         # one or two evaluators, neither the best nor the worst case
         changed_host = changed or names[len(names) * 3 // 4]
+        # the host after it: c evaluated it alone (only its neighbour's file
+        # had changed), so its record is its own now
+        next_host = names[(names.index(changed_host) + 1) % len(names)]
         steps = [
             ('c', 'commit 2: hosts/%s.nix' % changed_host,
              lambda: flake.write_host(changed_host, 2), {changed_host}),
-            ('d', 'commit 3: roles/web.nix', lambda: flake.write(
+            ('c2', 'commit 3: hosts/%s.nix' % next_host,
+             lambda: flake.write_host(next_host, 2), {next_host}),
+            ('d', 'commit 4: roles/web.nix', lambda: flake.write(
                 'roles/web.nix', WEB_NIX % {'workers': 8}), set(flake.web)),
             # the same change again: what d's new records give the next one
-            ('d2', 'commit 4: roles/web.nix again', lambda: flake.write(
+            ('d2', 'commit 5: roles/web.nix again', lambda: flake.write(
                 'roles/web.nix', WEB_NIX % {'workers': 16}), set(flake.web)),
-            ('e', 'commit 5: common.nix', lambda: flake.write(
+            ('e', 'commit 6: common.nix', lambda: flake.write(
                 'common.nix', COMMON_NIX % {'revision': 2}), set(names)),
-            ('g', 'commit 6: README.md only', lambda: flake.write(
+            ('g', 'commit 7: README.md only', lambda: flake.write(
                 'README.md', 'The fleet of benchmark 12, read by no host.\n'), set()),
         ]
         pins = None

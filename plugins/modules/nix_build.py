@@ -122,7 +122,8 @@ options:
     description:
       - Seconds after which a Nix command is stopped. For the hosts it evaluates itself (no
         O(drv_path)), each host's evaluation, as M(nixdeploy.fleet.nix_eval)'s
-        O(nixdeploy.fleet.nix_eval#module:eval_timeout). Default, no limit.
+        O(nixdeploy.fleet.nix_eval#module:eval_timeout). By default no limit on a Nix command, and
+        1800 seconds on each host's evaluation.
     type: int
   closure_diff:
     description:

@@ -74,7 +74,8 @@ options:
       - Seconds one host's evaluation may take. The first host of an evaluator also holds what its
         hosts share (a nixpkgs). An evaluator over it is stopped; that host fails saying it took
         longer than the timeout, and the evaluator's other hosts go on in a fresh process.
-      - By default, no limit.
+      - By default 1800 (half an hour, far above what one host takes: a bound on an evaluator that
+        hangs, such as a fetch that never ends); V(0), no limit.
     type: int
   eval_max_memory_mb:
     description:

@@ -40,6 +40,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_p
     initial_heap_bytes, rss_mb)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_pool_process import (
     EvalPoolProcess, _Piece, _evaluator_pid, _kill)
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import internal_error
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stream
 
@@ -61,8 +62,12 @@ class EvalPool(EvalPoolProcess):
     seen (``processes``, ``peak_mb``)."""
 
     def __init__(self, runner, apply_expression, workers, max_memory_mb=None, chunk_size=None,
-                 slots=None, recorder=None):
+                 slots=None, recorder=None, batch_timeout=None):
         self.runner = runner
+        # seconds all of run()'s evaluators may take; then every host not
+        # answered yet fails saying so (None: only each host's own bound)
+        self.batch_timeout = batch_timeout
+        self.deadline = None
         # the run's ``_eval_reuse.Reuse`` (None: nothing recorded): where it
         # records a flake, its evaluators run through it, under strace
         self.recorder = recorder
@@ -92,18 +97,27 @@ class EvalPool(EvalPoolProcess):
         self._first = []
         self._deliver = None
 
-    def run(self, by_flake, deliver):
+    def run(self, by_flake, deliver, alone=()):
         """``by_flake``: {flake: [(key, attribute path)]} in the order they
         should start; ``deliver(key, answer)`` once per key, from any thread,
-        as soon as it is known ({drv_path, out_path, system} or {error})."""
+        as soon as it is known ({drv_path, out_path, system} or {error}).
+        Each key of ``alone`` is evaluated in a process of its own, before
+        the others: a recorded host's record is then what it read itself."""
         self._deliver = deliver
-        total = sum(len(items) for items in by_flake.values())
+        if self.batch_timeout:
+            self.deadline = time.monotonic() + self.batch_timeout
+        alone = set(alone)
+        total = sum(1 for items in by_flake.values() for key, _path in items if key not in alone)
         per_piece = max(1, -(-total // self.workers))
         if self.chunk_size:
             per_piece = min(per_piece, self.chunk_size)
+        shared = []
         for flake, items in by_flake.items():
+            self._queue.extend(_Piece(flake, [item]) for item in items if item[0] in alone)
+            items = [item for item in items if item[0] not in alone]
             for start in range(0, len(items), per_piece):
-                self._queue.append(_Piece(flake, items[start:start + per_piece]))
+                shared.append(_Piece(flake, items[start:start + per_piece]))
+        self._queue.extend(shared)
         sampler = threading.Thread(target=self._sample, name='nixdeploy-eval-rss')
         sampler.daemon = True
         sampler.start()
@@ -127,6 +141,14 @@ class EvalPool(EvalPoolProcess):
         half of what a process stuck on one host has not started yet; None
         when nothing is left to take or wait for."""
         while True:
+            late = []
+            with self._lock:
+                if self._queue and self.past_deadline():
+                    # the batch's time is up: what no evaluator started fails
+                    late, self._queue[:] = list(self._queue), []
+            for piece in late:
+                for index in range(piece.end):
+                    self._give(piece.items[index][0], self.batch_timeout_error(piece, index))
             with self._lock:
                 if self._queue:
                     return self._queue.pop(0)
@@ -143,6 +165,8 @@ class EvalPool(EvalPoolProcess):
         # than its hosts usually take), or when the hosts waiting in a
         # process would take it longer than twice that start (an uneven
         # tail), not to shave a fleet of quick ones.
+        if self.past_deadline():
+            return None
         usual = _median(self._durations)
         startup = max(0.0, _median(self._first) - usual)
         worth = [p for p in self._running if p.rest() >= 2 and (
@@ -190,6 +214,17 @@ class EvalPool(EvalPoolProcess):
         failure = {'error': internal_error('an evaluator', exc), 'traceback': trace}
         for index in range(piece.pos, end):
             self._give(piece.items[index][0], dict(failure))
+
+    def past_deadline(self):
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def batch_timeout_error(self, piece, index):
+        """What a host not answered when the batch's time ran out is told."""
+        shown = self.shown.get(piece.flake, piece.flake)
+        return {'error': u'evaluating %s#%s was stopped: the evaluations of its batch took '
+                         u'longer than eval_batch_timeout (%d s); raise it, or evaluate fewer '
+                         u'hosts at once (serial)' % (shown, attr_string(piece.items[index][1]),
+                                                      self.batch_timeout)}
 
     def _give(self, key, result):
         with self._lock:

@@ -44,8 +44,9 @@ class _Piece(object):
         self.log = None
         # when its current host started (the process, then each trace)
         self.since = time.monotonic()
-        # its process was stopped for taking longer than the timeout on a host
-        self.timed_out = False
+        # its process was stopped: 'host' (its current host took longer than
+        # the timeout) or 'batch' (the pool's time ran out); None: it was not
+        self.timed_out = None
 
     def rest(self):
         return self.end - self.pos
@@ -117,10 +118,11 @@ class EvalPoolProcess(object):
         with self._lock:
             self._running.append(piece)
         timer = None
-        if self.runner.timeout:
+        if self.runner.timeout or self.deadline is not None:
             # a bound on each host, not on the process: a process may answer
             # many hosts, each within it; the one that exceeds it fails alone
-            timer = threading.Thread(target=_watch, args=(piece, proc, self.runner.timeout),
+            timer = threading.Thread(target=_watch, args=(piece, proc, self.runner.timeout,
+                                                          self.deadline),
                                      name='nixdeploy-eval-timeout')
             timer.daemon = True
             timer.start()
@@ -187,6 +189,10 @@ class EvalPoolProcess(object):
             # over its memory: the rest of its hosts in a fresh process
             self._requeue(piece, piece.pos, end)
             return
+        if piece.timed_out == 'batch':
+            for index in range(piece.pos, end):
+                self._give(piece.items[index][0], self.batch_timeout_error(piece, index))
+            return
         text = _redact.text('\n'.join(rest))
         if piece.timed_out:
             shown = self.shown.get(piece.flake, piece.flake)
@@ -251,15 +257,21 @@ def _stop(proc, log):
     _kill(proc)
 
 
-def _watch(piece, proc, timeout):
+def _watch(piece, proc, timeout, deadline):
     """Stops ``proc`` once its current host (``piece.since``: the start of
-    the process, then each answer) has taken more than ``timeout`` seconds."""
+    the process, then each answer) has taken more than ``timeout`` seconds
+    (None: no such bound), or at ``deadline`` (``time.monotonic()``; None:
+    none), the end of the batch's time."""
     while proc.poll() is None:
-        if time.monotonic() - piece.since > timeout:
-            piece.timed_out = True
+        now = time.monotonic()
+        if timeout and now - piece.since > timeout:
+            piece.timed_out = 'host'
+        elif deadline is not None and now > deadline:
+            piece.timed_out = 'batch'
+        if piece.timed_out:
             _kill(proc)
             return
-        time.sleep(min(0.5, timeout / 4.0))
+        time.sleep(min(0.5, (timeout or 2.0) / 4.0))
 
 
 def _kill(proc):

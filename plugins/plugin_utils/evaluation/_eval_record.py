@@ -366,6 +366,17 @@ def valid_upto(chain, describer, values):
     return len(chain.get('segments') or []), checked
 
 
+def changed_paths(chain, describer, upto):
+    """The paths of ``chain``'s segments up to ``upto`` (included) that no
+    longer look as recorded, whatever the kind of call that saw them."""
+    changed = set()
+    for segment in (chain.get('segments') or [])[:upto + 1]:
+        for rel, (kind, seen) in (segment.get('reads') or {}).items():
+            if kind not in RANK or describer.describe(rel, kind) != seen:
+                changed.add(rel)
+    return changed
+
+
 def chain_id(chain):
     """The name a chain is kept under: the digest of its content."""
     return hashlib.sha256(json.dumps(chain, sort_keys=True).encode('utf-8')).hexdigest()

@@ -25,6 +25,8 @@ import threading
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
     _eval_mentions, _eval_record, _eval_reuse_rules, _eval_trace)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_reuse_order import (
+    ReuseOrder)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixCommand, NixError, NixOptions, nix_string)
@@ -64,7 +66,7 @@ class RecordSpec(object):
         self.root, self.sub, self.values = call['root'], call['sub'], values
 
 
-class Reuse(object):
+class Reuse(ReuseOrder):
     """Reuse for one stage's run. ``prepare`` decides per flake whether its
     hosts may be reused and recorded; ``lookup`` answers the hosts it can;
     ``finished`` keeps what one evaluator read."""
@@ -89,6 +91,8 @@ class Reuse(object):
         self.keys = {}
         # {request key: 0 evaluate first .. 2 last} (lookup)
         self.rank = {}
+        # request keys to evaluate each in a process of its own (lookup)
+        self.alone = set()
         self._origin = {}
         self._results = {}
         self._describers = {}
@@ -179,6 +183,9 @@ class Reuse(object):
         evaluated from); ``reused`` is {'from': provenance, 'checked': N}."""
         found = {}
         chains = {}
+        # {chain name: the pinned source it is checked in}
+        roots = {}
+        back = []
         for key in keys:
             reuse_key = self.keys.get(key)
             spec = self.specs.get(request_flake(key))
@@ -189,20 +196,14 @@ class Reuse(object):
                 continue
             if entry['chain'] not in chains:
                 chains[entry['chain']] = self._holds(entry['chain'], spec)
+                roots[entry['chain']] = spec.root
             valid, checked = chains[entry['chain']]
             # a record that checked nothing proves nothing
             if entry['upto'] < valid and checked:
                 found[key] = (entry, checked)
             else:
-                # evaluated first where only a host before it in its process
-                # changed, last where its own reads did, and last of all where
-                # it used the flake's revision (it changes on every commit):
-                # its neighbours' new records then leave out what changes
-                if valid < entry['upto']:
-                    self.rank[key] = 0
-                else:
-                    own = self._own_segment(entry)
-                    self.rank[key] = 3 if own is not None and own.get('self') else 2
+                back.append((key, entry, spec, valid))
+        self._order(back, chains, roots)
         tied = self.cache.tie(self.runner, dict((k, v[0]) for k, v in found.items())) \
             if found else set()
         answers = {}
@@ -211,16 +212,6 @@ class Reuse(object):
                 result = dict((f, entry[f]) for f in ('drv_path', 'out_path', 'system'))
                 answers[key] = (result, {'from': entry['origin'], 'checked': checked})
         return answers
-
-    def _own_segment(self, entry):
-        """The host's own segment of its chain: what it read after the host
-        before it answered (None where the chain cannot be read)."""
-        chain = self.cache.get_chain(entry['chain'])
-        try:
-            segment = chain['segments'][entry['upto']]
-        except (TypeError, KeyError, IndexError):
-            return None
-        return segment if isinstance(segment, dict) else None
 
     def _holds(self, chain_name, spec):
         chain = self.cache.get_chain(chain_name)

@@ -44,10 +44,14 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream impor
 # least recently checked first (nix_eval's eval_reuse_check; nix_build's
 # evaluations take the same)
 DEFAULT_REUSE_CHECK = 1
+# Seconds one host's evaluation may take when the task gives no eval_timeout
+# (or timeout): a bound on an evaluator that hangs (a fetch that never ends,
+# an import-from-derivation build stuck), far above what one host takes
+DEFAULT_EVAL_TIMEOUT = 1800
 
 # The arguments that tune the evaluators: part of the batch's key
 TUNING = ('eval_chunk_size', 'eval_workers', 'eval_max_memory_mb', 'eval_cache', 'eval_reuse',
-          'eval_reuse_check', 'eval_timeout')
+          'eval_reuse_check', 'eval_timeout', 'eval_batch_timeout')
 
 
 def stage_of(opts, args, workers=None):
@@ -65,10 +69,13 @@ def stage_of(opts, args, workers=None):
     slots = EvalSlots(folder, args.get('eval_workers') or default_workers(None, max_memory_mb))
     # every evaluator of the run evaluates one content of each flake
     # nix_eval's eval_timeout; nix_build's timeout bounds its evaluations too
-    timeout = args.get('eval_timeout') or args.get('timeout') or None
+    timeout = args.get('eval_timeout')
+    if timeout is None:
+        timeout = args.get('timeout') or DEFAULT_EVAL_TIMEOUT
     return EvalStage(opts, workers=workers or args.get('eval_workers'),
                      max_memory_mb=max_memory_mb, chunk_size=args.get('eval_chunk_size'),
-                     timeout=timeout,
+                     # 0: no limit
+                     timeout=timeout or None, batch_timeout=args.get('eval_batch_timeout') or None,
                      cache=cache, slots=slots, sources=RunSources(folder),
                      reuse=args.get('eval_reuse', True),
                      reuse_check=args.get('eval_reuse_check', DEFAULT_REUSE_CHECK))

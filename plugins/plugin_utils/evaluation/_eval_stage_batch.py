@@ -53,8 +53,12 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
     ``RunSources`` (None: pinned by this stage alone)."""
 
     def __init__(self, opts, workers=None, max_memory_mb=None, chunk_size=None, cache=None,
-                 timeout=None, slots=None, sources=None, reuse=True, reuse_check=None):
+                 timeout=None, slots=None, sources=None, reuse=True, reuse_check=None,
+                 batch_timeout=None):
         self.runner = NixCommand(evaluation_opts(opts), timeout)
+        # seconds the evaluators of one evaluate() may take in all (None: only
+        # each host's own bound, ``timeout``)
+        self.batch_timeout = batch_timeout
         self.workers = workers
         self.max_memory_mb = max_memory_mb or DEFAULT_MAX_MEMORY_MB
         self.chunk_size = chunk_size
@@ -124,7 +128,8 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
         workers = min(self.workers or default_workers(len(misses), self.max_memory_mb),
                       max(1, len(misses)))
         pool = EvalPool(self.runner, apply_expression, workers, self.max_memory_mb,
-                        self.chunk_size, slots=self.slots, recorder=reuse)
+                        self.chunk_size, slots=self.slots, recorder=reuse,
+                        batch_timeout=self.batch_timeout)
         left = [len(requests) + len(failed)]
 
         def figures():
@@ -181,8 +186,18 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
             # a lock graph the pin resolved: every evaluator reads that one
             pool.flake_args = dict((source.ref, source.eval_args())
                                    for source in self.pinned.values() if source.lock_file)
-            pool.run(by_flake, deliver)
+            pool.run(by_flake, deliver, alone=self._alone(reuse, misses))
         return figures()
+
+    @staticmethod
+    def _alone(reuse, misses):
+        """The hosts to evaluate each in a process of its own: the ones whose
+        record no longer held only because of what a host before them in
+        their process read. Evaluated alone, their new record is their own
+        reads, so a later commit to that other host leaves them reused."""
+        if reuse is None:
+            return ()
+        return [key for key in misses if key in reuse.alone]
 
     # ------------------------------------------------------------ sources
     def _pin(self, by_key):

@@ -261,7 +261,8 @@ def test_evaluators_side_by_side_share_the_cores_collector_threads(
 
 def test_the_tasks_timeout_reaches_the_evaluators(tmp_path, monkeypatch):
     """nix_eval's eval_timeout, and nix_build's timeout for the hosts it
-    evaluates itself, are the evaluators' bound; none by default."""
+    evaluates itself, are the evaluators' bound (0: none); 1800 s by
+    default. eval_batch_timeout bounds the batch's evaluators in all."""
     from ansible import constants as C
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import (
         stage_of)
@@ -269,4 +270,29 @@ def test_the_tasks_timeout_reaches_the_evaluators(tmp_path, monkeypatch):
     opts = NixOptions(options=dict(OPTIONS))
     assert stage_of(opts, {'eval_timeout': 7, 'eval_cache': False}).runner.timeout == 7
     assert stage_of(opts, {'timeout': 9, 'eval_cache': False}).runner.timeout == 9
-    assert stage_of(opts, {'eval_cache': False}).runner.timeout is None
+    assert stage_of(opts, {'eval_cache': False}).runner.timeout == 1800
+    assert stage_of(opts, {'eval_timeout': 0, 'eval_cache': False}).runner.timeout is None
+    assert stage_of(opts, {'eval_batch_timeout': 60, 'eval_cache': False}).batch_timeout == 60
+
+
+def test_the_batchs_time_bound_stops_its_evaluators_and_names_each_host(tmp_path, calibrated):
+    """eval_batch_timeout bounds all of one batch's evaluations: a host of
+    40 s in one evaluator and two quick hosts queued behind it, one
+    evaluator, a 6 s bound. The slow host is stopped at the bound, not after
+    its 40 s, and it and every host no evaluator answered fail, each naming
+    its own configuration and the option to raise; the quick host answered
+    before the bound keeps its answer."""
+    names = ['first', 'slow', 'later1', 'later2']
+    hosts = dict((n, {'address': '127.0.0.1'}) for n in names)
+    configurations = dict((n, heavy.heavy_config(seconds=0.3)) for n in names)
+    configurations['slow'] = heavy.heavy_config(seconds=40)
+    flake = FleetFlake.write(str(tmp_path / 'flake'), hosts, configurations)
+    entries, when, _figures = run_stage(flake, names, workers=1, chunk_size=2, timeout=None,
+                                        batch_timeout=6)
+    assert entries['first'].get('answer', {}).get('out_path', '').startswith('/nix/store/'), entries
+    for name in ('slow', 'later1', 'later2'):
+        error = entries[name]['answer']['error']
+        assert error.startswith('evaluating %s#%s was stopped: the evaluations of its batch took '
+                                'longer than eval_batch_timeout (6 s)'
+                                % (flake.ref, flake.attr(name))), (name, error)
+    assert max(when.values()) < 6 + 15, when

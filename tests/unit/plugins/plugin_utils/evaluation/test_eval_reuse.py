@@ -288,3 +288,65 @@ def test_two_runs_recording_at_once_in_one_folder_keep_their_places_apart(tmp_pa
     runs[0].finished(ref, first[2], 'M1', 'S1', [])
     assert not os.path.exists(places[0])
     assert os.path.isdir(second[1]['NIX_CACHE_HOME'])
+
+
+def test_a_host_changed_only_through_a_neighbour_gets_a_record_of_its_own(tmp_path):
+    """Six cheap hosts share one evaluator, so each host's record holds what
+    the hosts before it read. A commit to b's file sends the hosts after b
+    back to be evaluated (their records named b's file); each is then
+    evaluated alone, so from the next commit on a one-file commit evaluates
+    only the host that reads that file."""
+    flake = Flake(str(tmp_path))
+    for name in 'abcd':
+        flake.write('hosts/%s.nix' % name, '{ self }: { v = builtins.readFile ../files/%s.txt; }\n'
+                    % name)
+        flake.write('files/%s.txt' % name, name)
+    for name in 'ef':
+        flake.write('hosts/%s.nix' % name, '{ self }: { v = builtins.readFile ../files/%s.txt; }\n'
+                    % name)
+        flake.write('files/%s.txt' % name, name)
+    flake.commit('six hosts')
+    first, figures = flake.run(workers=1)
+    assert how(first) == dict.fromkeys('abcdef', 'evaluated')
+    assert figures['processes'] == 1, figures
+    flake.write('files/b.txt', 'B')
+    flake.commit('b')
+    entries, figures = flake.run(workers=1)
+    # c-f read nothing that changed: only b, before them in their process, did
+    assert how(entries) == dict(a='reused', b='evaluated', c='evaluated', d='evaluated',
+                                e='evaluated', f='evaluated'), entries
+    # b and one process for each of the four hosts after it
+    assert figures['processes'] >= 5, figures
+    for name in 'dcf':
+        flake.write('files/%s.txt' % name, name.upper() + '2')
+        flake.commit(name)
+        entries, _figures = flake.run(workers=1)
+        assert how(entries) == dict((n, 'evaluated' if n == name else 'reused')
+                                    for n in 'abcdef'), (name, entries)
+
+
+def test_a_role_change_then_only_the_roles_hosts(tmp_path):
+    """Eight cheap hosts in two evaluators of four, a role module imported by
+    a, c and g (a first in its evaluator: its first segment holds the role,
+    as it holds what every host shares). The first change to the role also
+    sends back the hosts after a role host in its evaluator, each alone;
+    from the second change on, only the role's hosts are evaluated."""
+    flake = Flake(str(tmp_path))
+    for name in 'abcdefgh':
+        role = 'role = import ../roles/web.nix; ' if name in 'acg' else ''
+        flake.write('hosts/%s.nix' % name, '{ self }: { %sv = builtins.readFile ../files/%s.txt; }\n'
+                    % (role, name))
+        flake.write('files/%s.txt' % name, name)
+    flake.commit('eight hosts')
+    first, figures = flake.run(workers=2)
+    assert figures['processes'] == 2, figures
+    flake.write('roles/web.nix', '"web2"\n')
+    flake.commit('web 2')
+    entries, _figures = flake.run(workers=2)
+    assert set(n for n, h in how(entries).items() if h == 'evaluated') >= set('acg'), entries
+    for step in (3, 4):
+        flake.write('roles/web.nix', '"web%d"\n' % step)
+        flake.commit('web %d' % step)
+        entries, _figures = flake.run(workers=2)
+        assert how(entries) == dict((n, 'evaluated' if n in 'acg' else 'reused')
+                                    for n in 'abcdefgh'), (step, entries)

@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where each host a commit sends back is evaluated: first or last in its
+evaluator, or in an evaluator of its own (docs/eval-cache.md, "Exact
+records"). Only the cost depends on it, never whether an answer is reused:
+that is ``_eval_record.valid_upto``'s alone.
+"""
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_record
+
+
+class ReuseOrder(object):
+    """The part of ``_eval_reuse.Reuse`` that orders the hosts sent back:
+    it fills ``rank`` and ``alone``, reading chains through ``cache`` and
+    paths through ``_describer``."""
+
+    def _order(self, back, chains, roots):
+        """Where each host sent back is evaluated (``rank``: 0 first .. 3
+        last; ``alone``: in a process of its own). Only cost depends on it,
+        never whether an answer is reused.
+
+        A host whose own reads changed goes last, and last of all one that
+        used the flake's revision (it changes on every commit): its
+        neighbours' new records then leave out what changes. A host sent
+        back by a neighbour's reads goes first, and alone where that is
+        sure: a later host's own segment failed, or the first segment
+        (which also holds what every host of the process shares) failed
+        on a path that not every record of the flake reads in its first
+        segment, so not a part every host shares (a role's module, the
+        first host's own file). Evaluated alone, its new record is its
+        own, and that neighbour's next change leaves it reused
+        (docs/eval-cache.md, "Exact records")."""
+        local = self._local_changes(chains, roots)
+        for key, entry, spec, valid in back:
+            if valid >= entry['upto']:
+                own = self._own_segment(entry)
+                self.rank[key] = 3 if own is not None and own.get('self') else 2
+            elif valid >= 1 or entry['chain'] in local:
+                self.rank[key] = 0
+                self.alone.add(key)
+            else:
+                self.rank[key] = 2 if self._touches_change(entry, spec) else 0
+
+    def _local_changes(self, chains, roots):
+        """The chains whose first segment failed on a path that another
+        chain of the same source (``roots``: {chain: its source's root})
+        does not read in its first segment."""
+        firsts = {}
+        for name, root in roots.items():
+            chain = self.cache.get_chain(name)
+            if isinstance(chain, dict) and chain.get('segments'):
+                firsts.setdefault(root, {})[name] = chain
+        local = set()
+        for root, named in firsts.items():
+            if len(named) < 2:
+                continue
+            reads = dict((name, set(chain['segments'][0].get('reads') or ()))
+                         for name, chain in named.items())
+            for name, chain in named.items():
+                if chains[name][0] != 0:
+                    continue
+                try:
+                    changed = _eval_record.changed_paths(chain, self._describer(root), 0)
+                except (OSError, ValueError, TypeError, AttributeError):
+                    continue
+                if any(rel not in others for rel in changed
+                       for other, others in reads.items() if other != name):
+                    local.add(name)
+        return local
+
+    def _touches_change(self, entry, spec):
+        """Whether the host's own segment names a path that changed, even
+        only by looking at it (Nix 2.8 looks at a file it imports again from
+        its cache): likely one of the hosts that read the change, so it is
+        evaluated after the others and stays out of their new records. Only
+        the order depends on it, never whether an answer is reused."""
+        own = self._own_segment(entry)
+        chain = self.cache.get_chain(entry['chain'])
+        if own is None or chain is None:
+            return False
+        try:
+            changed = _eval_record.changed_paths(chain, self._describer(spec.root),
+                                                 entry['upto'] - 1)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return False
+        return bool(changed & set(own.get('reads') or ()))
+
+    def _own_segment(self, entry):
+        """The host's own segment of its chain: what it read after the host
+        before it answered (None where the chain cannot be read)."""
+        chain = self.cache.get_chain(entry['chain'])
+        try:
+            segment = chain['segments'][entry['upto']]
+        except (TypeError, KeyError, IndexError):
+            return None
+        return segment if isinstance(segment, dict) else None
