@@ -72,8 +72,11 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._diagnosis import (
     become_problem, ssh_problem)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    Batch, play_uuid, task_batch, work_key)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import Batch, first_key
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (
+    play_uuid, task_batch)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import (
+    new_run, slot_name, work_name)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import (
     freeze_inherited, in_forked_worker)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stats import (
@@ -159,6 +162,9 @@ class NixdeployAction(ActionBase):
         del tmp
         self.task_vars = task_vars
         self.host = task_vars.get('inventory_hostname') or self._task.get_name()
+        # a retry (until, retries) runs this again in the same worker: the
+        # batch's work it asks for again is computed again (_work_keys)
+        new_run(self.host, task_vars)
         # the address the run's probe found, when it is not ansible_host
         # (one of nix_target_hosts): every program of this task goes there
         reached = _probe.reached(C.DEFAULT_LOCAL_TMP, self.host)
@@ -361,20 +367,33 @@ class NixdeployAction(ActionBase):
         of the batch to get here runs it under the batch lock, the others
         read their own entry only. ``key_parts``: everything that must be
         equal for two hosts to share the work (the task and the batch's key
-        are added here: ``_batch.work_key``).
+        are added here: ``_work_keys.work_key``).
 
-        When the batch's entry for this host answers another request than
-        ``request`` (this host's, from arguments templated per host), ``alone()`` (same shape, this
-        host only) is used instead; without ``alone`` the entry is None.
-        Returns (entry, data, computed_here).
+        This host computes for itself only, with ``alone()`` (same shape,
+        this host only), when the batch's entry for it answers another
+        request than ``request`` (this host's, from arguments templated per
+        host), when its key parts differ from those of the first host of
+        the batch to ask (``_batch.first_key``: its arguments are not the
+        batch's), and when it asks again (a retry: ``_work_keys.work_name``);
+        without ``alone`` the entry is then None (``data``: the batch's, or
+        empty where it was not read). Returns (entry, data, computed_here).
         """
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
-        key = work_key(kind, self._task, hosts, key_parts)
-        data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(lambda: compute(hosts))
+        key, again = work_name(kind, self._task, hosts, key_parts)
+        if again or first_key(C.DEFAULT_LOCAL_TMP, kind, slot_name(kind, self._task, hosts),
+                              key) != key:
+            return self._alone(alone, ({}, False))
+        data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(lambda: compute(hosts),
+                                                                   self.host)
         host_entry = (data.get('hosts') or {}).get(self.host)
         if host_entry is None or host_entry.get('request') != request:
-            if alone is None:
-                return None, data, here
-            data, here = alone(), True
-            host_entry = data['hosts'][self.host]
+            return self._alone(alone, (data, here))
         return host_entry, data, here
+
+    def _alone(self, alone, batch):
+        """(entry, data, True) of ``alone()``, this host's own work; (None,
+        the batch's data, whether computed here) without it."""
+        if alone is None:
+            return (None,) + batch
+        data = alone()
+        return data['hosts'][self.host], data, True

@@ -1,4 +1,4 @@
-"""task/_stream.Service for real: a forked serving process, real files."""
+"""task/_service.Service for real: a forked serving process, real files."""
 
 import os
 import signal
@@ -13,7 +13,9 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stream  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _service, _stream  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (  # noqa: E402
+    _entry_path)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
     GATHER_QUIET, GATHER_STALL, Service)
 
@@ -94,7 +96,7 @@ def test_a_host_that_will_not_ask_holds_no_wave(tmp_path, monkeypatch):
     """A host built on itself says so: the wave of the others starts
     without it (were it waited for, the gather, stretched to a minute
     here, would outlast the answer's 20 s)."""
-    monkeypatch.setattr(_stream, 'GATHER_MAX', 60)
+    monkeypatch.setattr(_service, 'GATHER_MAX', 60)
     service = Service(str(tmp_path), 'build', 'k')
     batch = ['h1', 'h2', 'on-itself']
     service.decline('on-itself')
@@ -136,7 +138,7 @@ def test_a_host_of_the_batch_that_comes_after_a_wave_finds_the_process_serving(t
 def test_a_process_waits_for_a_host_that_never_asks_only_so_long(tmp_path, monkeypatch):
     """An expected host that never asks (it failed before its build) keeps
     the process no longer than LINGER after its last wave."""
-    monkeypatch.setattr(_stream, 'LINGER', 0.5)
+    monkeypatch.setattr(_service, 'LINGER', 0.5)
     service = Service(str(tmp_path), 'build', 'k')
     service.request('h1', 'a', members, expected=['h1', 'gone'])
     assert service.answer('h1', members, timeout=60)['wave'] == ['h1']
@@ -151,7 +153,7 @@ def test_a_later_process_of_the_batch_waits_for_nobody_already_settled(tmp_path,
     item, a host whose evaluation came late): the hosts that asked or
     declined before are not waited for again (the gather, stretched to a
     minute, would outlast the answer's 20 s)."""
-    monkeypatch.setattr(_stream, 'GATHER_MAX', 60)
+    monkeypatch.setattr(_service, 'GATHER_MAX', 60)
     service = Service(str(tmp_path), 'build', 'k')
     batch = ['h1', 'h2', 'on-itself']
     service.decline('on-itself')
@@ -172,7 +174,8 @@ def test_a_request_the_killed_process_never_took_is_served_by_another(tmp_path):
     serves, but none does. The host starts another and gets its answer
     (it spun forever before, its timeout unheeded)."""
     service = Service(str(tmp_path), 'build', 'k5')
-    second = os.path.join(service.requests_dir, 'h2.json')
+    # h2's request file (named by the digest of its name, as every entry is)
+    second = _entry_path(service.requests_dir, 'h2')
     started = str(tmp_path / 'wave-started')
 
     def killed(requests, put):

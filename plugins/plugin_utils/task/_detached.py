@@ -1,0 +1,212 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A batch's work in a detached process, and what it says when it fails.
+
+Why a detached process: Ansible's worker process ends with its host's task,
+and the batch's work must outlive it. The process is forked from the worker
+(the collection's modules are imported already, in the EE too), leaves the
+worker's session and file descriptors (ansible-runner waits for the end of
+the job's stdout), and ends when its work is done or when the
+ansible-playbook process that started the job is gone (a cancelled job
+leaves no evaluator behind). While it runs it holds a lock on
+``<batch>.running``: a waiting host that finds the lock free and no entry of
+its own knows the work died and says so (its host fails, with the log's
+tail), instead of waiting forever.
+"""
+
+import fcntl
+import os
+import signal
+import threading
+import traceback
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
+    NixdeployError, internal_error)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits, _wakeup
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import freeze_inherited
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
+    hold, stream_work)
+
+
+class StreamError(NixdeployError):
+    """The batch's detached work ended without this host's entry.
+    ``traceback``: an internal error's (for -vvv, never the message)."""
+
+    def __init__(self, *args, **kwargs):
+        self.traceback = kwargs.pop('traceback', None)
+        super(StreamError, self).__init__(*args, **kwargs)
+
+
+def work_failure(kind, exc):
+    """A batch process's entry for an exception out of its work: the
+    error family's own sentence (a missing nix_bin), or one line naming an
+    internal error, its traceback under ``traceback`` (shown at -vvv only).
+    Never a traceback in ``error``: it becomes a person's message."""
+    if isinstance(exc, (NixdeployError, OSError)):
+        return {'error': u'%s' % exc}
+    return {'error': internal_error('the %s batch' % kind.split('-')[0], exc),
+            'traceback': traceback.format_exc()}
+
+
+# the line a Python traceback starts with, in a batch's log
+_TRACEBACK = 'Traceback (most recent call last):'
+
+
+def without_tracebacks(text):
+    """``text`` (a batch's log) with each Python traceback cut to its last
+    line (the exception), which a message may show; the whole one stays
+    in the log file."""
+    out, inside = [], False
+    for line in text.split('\n'):
+        if line.startswith(_TRACEBACK):
+            inside = True
+            continue
+        if inside:
+            # a traceback's frames are indented; its last line is not
+            if line.startswith(' ') or not line.strip():
+                continue
+            inside = False
+            line = u'internal error: %s' % line
+        out.append(line)
+    return '\n'.join(out).strip()
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _max_fd():
+    try:
+        return min(os.sysconf('SC_OPEN_MAX'), 65536)
+    except (ValueError, OSError):
+        return 1024
+
+
+# The process groups of the Nix processes a batch's work started: killed when
+# the job is gone (each is a group leader: start_new_session).
+CHILD_GROUPS = set()
+
+
+def _watch(main_pid, stop):
+    """End the batch's work (and its Nix processes) when the job is gone."""
+    while not stop.wait(0.5):
+        if not _alive(main_pid):
+            for group in list(CHILD_GROUPS):
+                try:
+                    os.killpg(group, 9)
+                except OSError:
+                    pass
+            # the rest of its Nix processes (a wave's nix build) share this
+            # process's own group (its session, made when it was detached):
+            # they end with it
+            try:
+                os.killpg(os.getpgrp(), 9)
+            except OSError:
+                pass
+            os._exit(3)  # pylint: disable=protected-access
+
+
+class DetachedWork(object):
+    """The detached process of one batch (a ``Stream``'s): its files are
+    the Stream's (``running_path``, ``log_path``, ``done_path``,
+    ``entries_dir``), its work a function of ``put``."""
+
+    kind = running_path = log_path = done_path = entries_dir = None
+
+    def put(self, host, host_entry):
+        raise NotImplementedError
+
+    def _fork(self, work):
+        # The job's ansible-playbook process: the worker's parent. The
+        # detached process ends when it is gone.
+        main_pid = os.getppid()
+        # taken before the fork: the worker sees it held as soon as start()
+        # returns, so a fast waiter never reads "not running" by mistake (a
+        # waiter's own look holds it a moment: bounded all the same)
+        running = open(self.running_path, 'a')
+        hold(running, _waits.STREAM_LOCK_WAIT, stream_work(None, self.kind))
+        child = os.fork()
+        if child:
+            running.close()
+            # the first child only makes a session and forks: it ends at once
+            os.waitpid(child, 0)
+            return
+        # first child: a new session, then the grandchild does the work (it
+        # is nobody's child, so it never becomes a zombie of the worker)
+        try:
+            os.setsid()
+            if os.fork():
+                os._exit(0)  # pylint: disable=protected-access
+            # the worker's handlers pass signals on to its task: not ours
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_DFL)
+            # the batch's work walks its own objects, not the worker's (_forked)
+            freeze_inherited()
+            self._detach(running.fileno())
+            code = self._run(work, main_pid)
+        except BaseException:  # pylint: disable=broad-except
+            code = 1
+        os._exit(code)  # pylint: disable=protected-access
+
+    def _detach(self, keep):
+        log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        # the worker's pipes (the job's output, the results queue) must not
+        # stay open in a process that outlives the job's tasks; closerange is
+        # one system call where the kernel has close_range, not one a slot
+        # (20,000 of them took 0.05-0.07 s a process)
+        os.closerange(3, keep)
+        os.closerange(keep + 1, _max_fd())
+
+    def _run(self, work, main_pid):
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch, args=(main_pid, stop), name='nixdeploy-watch')
+        watcher.daemon = True
+        watcher.start()
+        try:
+            shared = work(self.put)
+        except Exception as exc:  # pylint: disable=broad-except
+            # the log keeps the traceback; the hosts without an entry get
+            # one sentence (``entry``)
+            os.write(2, traceback.format_exc().encode('utf-8', 'replace'))
+            shared = work_failure(self.kind, exc)
+        if shared is not None:
+            write_json(self.done_path, shared)
+        # the hosts still waiting (the work gave them no entry) learn it now
+        _wakeup.ring_all(self.entries_dir)
+        stop.set()
+        return 0
+
+    def _running(self):
+        """Whether the batch's process holds ``.running`` (a look that
+        never waits)."""
+        try:
+            with open(self.running_path, 'a') as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except (OSError, IOError):
+                    return True
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                return False
+        except (OSError, IOError):
+            return False
+
+    def _log_tail(self):
+        try:
+            with open(self.log_path, 'rb') as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - 2000))
+                text = handle.read().decode('utf-8', 'replace').strip()
+        except (OSError, IOError):
+            return ''
+        text = without_tracebacks(text)
+        return (': ' + text) if text else ''

@@ -1,0 +1,130 @@
+"""When a host computes for itself only (plugin_utils/task/_action.py
+``from_batch``, _work_keys.py): a retry of its task (``until``/``retries``:
+Ansible runs the action again in the same worker) computes its answer again
+instead of reading what the first attempt stored, and a host whose key
+arguments differ from the batch's does not compute for the whole batch. The
+real action base runs (``NixdeployAction.run``), as a worker runs it."""
+
+import os
+import sys
+import time
+
+from ansible import constants as C
+
+from tests.collection import collections_path
+
+sys.path.insert(0, collections_path())
+
+# pylint: disable=wrong-import-position
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
+    _batch, _work_keys)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
+    Stream)
+# run_probe: the test action's real run for a host (a fixture)
+from tests.unit.plugins.plugin_utils.task.test_action import (  # noqa: F401,E402  pylint: disable=unused-import
+    Probe, action_of, run_probe)
+
+BATCH = ('h1', 'h2', 'h3')
+
+
+def test_a_retry_computes_its_answer_again_for_its_host(run_probe):
+    Probe.computed[:] = []
+    first = run_probe({'do': 'batch', 'value': 'v'}, host='h1', batch=BATCH)
+    assert first['answer'] == 'H1' and first['here'] is True
+    # the same worker runs h1's task again (a retry): not the stored answer
+    again = run_probe({'do': 'batch', 'value': 'v'}, host='h1', batch=BATCH)
+    assert again['answer'] == 'alone' and again['here'] is True
+    # the batch is not computed again for every host; h2's first run reads it
+    other = run_probe({'do': 'batch', 'value': 'v'}, host='h2', batch=BATCH)
+    assert other['answer'] == 'H2' and other['here'] is False
+    assert Probe.computed == [list(BATCH)]
+
+
+class NoAlone(Probe):
+    """A phase without ``alone`` (the copy: its own push then)."""
+
+    def host_result(self, args, result):
+        entry, data, here = self.from_batch(
+            'probe', [args['value']], lambda hosts: Probe.computed.append(list(hosts)) or {
+                'hosts': dict((h, {'request': args['value'], 'answer': h}) for h in hosts)},
+            args['value'])
+        return dict(result, entry=entry, data=dict(data), here=here)
+
+
+def test_a_retry_without_alone_gets_no_entry(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
+    Probe.computed[:] = []
+    task_vars = {'inventory_hostname': 'h1', 'ansible_play_batch': list(BATCH), 'hostvars': {}}
+    action = action_of(NoAlone, {'do': 'batch', 'value': 'v'})
+    assert action.run(task_vars=dict(task_vars))['entry']['answer'] == 'h1'
+    retried = action_of(NoAlone, {'do': 'batch', 'value': 'v'}).run(task_vars=dict(task_vars))
+    assert retried['entry'] is None and retried['data'] == {} and retried['here'] is False
+    assert Probe.computed == [list(BATCH)]
+
+
+def test_a_streams_retry_starts_its_work_again(tmp_path, monkeypatch):
+    """Eval's way: a detached process per work name. The retry's name is
+    its own, so its work runs again (a real fork) and answers anew; another
+    host's first ask still reads the first work's answer."""
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
+    counter = str(tmp_path / 'runs')
+    task = type('Task', (), {'_uuid': 'eval-task'})()
+    hosts = _batch.task_batch(str(tmp_path), 'play', {'inventory_hostname': 'h1',
+                                                      'ansible_play_batch': list(BATCH)})
+
+    def work(put):
+        with open(counter, 'a') as handle:
+            handle.write('run\n')
+        with open(counter) as handle:
+            runs = len(handle.read().split())
+        for host in BATCH:
+            put(host, {'answer': '%s-%d' % (host, runs)})
+        return {}
+
+    def ask(host):
+        _work_keys.new_run(host, {})  # what the action base does at each run
+        stream = Stream(str(tmp_path), 'eval', _batch.work_key('eval', task, hosts, ['opts']))
+        stream.start(work, host=host)
+        return stream.entry(host, timeout=60)['answer']
+
+    assert ask('h1') == 'h1-1'
+    assert ask('h1') == 'h1-2'  # the retry: computed again
+    assert ask('h2') == 'h2-1'  # another host's first ask: the batch's answer
+    deadline = time.monotonic() + 20
+    while os.path.getsize(counter) < 8 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with open(counter) as handle:
+        assert handle.read().split() == ['run', 'run']
+
+
+def test_a_host_whose_key_differs_computes_for_itself_only(run_probe):
+    """h2's key arguments differ from the batch's (the first host's): it
+    computes its own answer alone; the batch is computed once, by h1, and
+    h3 reads it. Before, h2 computed a batch of its own for all three."""
+    Probe.computed[:] = []
+    first = run_probe({'do': 'batch', 'value': 'v'}, host='h1', batch=BATCH)
+    odd = run_probe({'do': 'batch', 'value': 'w'}, host='h2', batch=BATCH)
+    third = run_probe({'do': 'batch', 'value': 'v'}, host='h3', batch=BATCH)
+    assert Probe.computed == [list(BATCH)]
+    assert first['answer'] == 'H1' and first['here'] is True
+    assert odd['answer'] == 'alone' and odd['here'] is True
+    assert third['answer'] == 'H3' and third['here'] is False
+
+
+def test_each_loop_item_is_a_batch_of_its_own(tmp_path, monkeypatch):
+    """A loop (its items run in the same worker): each item's work is
+    shared by the batch and computed once, whether the items differ in a
+    key argument or not; an item is no retry of the one before."""
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
+    for values in (('a', 'b'), ('v', 'v')):
+        Probe.computed[:] = []
+        answers = []
+        for item, value in zip(('first', 'second'), values):
+            for host in ('h1', 'h2'):
+                task_vars = {'inventory_hostname': host, 'ansible_play_batch': ['h1', 'h2'],
+                             'hostvars': {}, 'ansible_loop_var': 'item', 'item': item}
+                out = action_of(Probe, {'do': 'batch', 'value': value}, uuid=values[0]).run(
+                    task_vars=task_vars)
+                answers.append((host, out['answer'], out['here']))
+        assert Probe.computed == [['h1', 'h2'], ['h1', 'h2']]
+        assert answers == [('h1', 'H1', True), ('h2', 'H2', False)] * 2
