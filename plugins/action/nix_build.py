@@ -30,15 +30,25 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors imp
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    play_batch, play_uuid, task_batch, work_key)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import Service
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (
+    play_batch, play_uuid, task_batch)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._service import Service
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import work_name
 
 # How many waves of a batch build at once (each one ``nix build``, with
 # Nix's own max-jobs inside it): a wave holding a slow system keeps its slot
 # until that system is built, so there are more slots than the two a quiet
 # fleet needs (the hosts asking together, and the ones asking meanwhile)
 WAVES = max(4, os.cpu_count() or 1)
+
+
+def answer_wait(timeout):
+    """Seconds a host waits for its build service's answer: ``ANSWER_WAIT``,
+    or more where the task's ``timeout`` allows each Nix command more (a
+    wave evaluates, builds and checks: three of them, and ten minutes for
+    the rest and a wave ahead of it)."""
+    return max(_waits.ANSWER_WAIT, 3 * timeout + 600) if timeout else _waits.ANSWER_WAIT
 
 
 class ActionModule(NixdeployAction):
@@ -68,7 +78,7 @@ class ActionModule(NixdeployAction):
                                                    loader_of(self).get_basedir())
         except NixdeployError:
             # it will not ask: no wave of the batch waits for it
-            self._service().decline(host)
+            self._service()[0].decline(host)
             raise
         # what the service, the target build and the entry hold: JSON data;
         # the fleet names the folder of the host's GC root (builds/_gc_roots.py)
@@ -76,7 +86,7 @@ class ActionModule(NixdeployAction):
         data['fleet'] = _gc_roots.fleet_of(args.get('flake'), loader_of(self).get_basedir())
         if request.build_on == _build.TARGET:
             # no wave of the batch waits for this host
-            self._service().decline(host)
+            self._service()[0].decline(host)
             # the copy stage's probe: the host's store, the system's GC root there
             host_entry = build_on_target(self._opts, args, self._check_mode, host, data,
                                          self.target, _copy.probe_target)
@@ -96,24 +106,27 @@ class ActionModule(NixdeployAction):
     # ------------------------------------------------------------ the service
     def _service(self):
         """The batch's build service (one per task, play batch and the
-        options its hosts share)."""
+        options its hosts share), and whether this host asks it again (a
+        retry: a service of its own, which waits for no other host)."""
         args = self._args
         shared = self.filled.shared(args)
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self._vars)
-        return Service(C.DEFAULT_LOCAL_TMP, 'build', work_key(
+        key, again = work_name(
             'build', self._task, hosts, options_of(args), self._check_mode,
             [shared.get(k) for k in _role_vars.per_host(self.ROLE_VARS)],
-            args.get('gc_root_dir'), args.get('builder_min_free_mb')))
+            args.get('gc_root_dir'), args.get('builder_min_free_mb'))
+        return Service(C.DEFAULT_LOCAL_TMP, 'build', key), again
 
     def _from_batch(self, host, request):
         """This host's entry from its batch's build service: a wave of the
         hosts asking now (the first one waits for the rest of the play
         batch while they keep asking: task/_stream.GATHER_STALL), answered
         as soon as this host's system is built."""
-        service = self._service()
+        service, again = self._service()
         stage = BuildStage(self._opts, self._args, self._check_mode,
                            self._vars.get('hostvars') or {})
         # the names only if this host starts the service: not in every worker
         service.request(host, request, stage.wave, slots=WAVES,
-                        expected=lambda: play_batch(self._vars))
-        return service.answer(host, stage.wave, slots=WAVES)
+                        expected=[host] if again else lambda: play_batch(self._vars))
+        return service.answer(host, stage.wave, slots=WAVES,
+                              timeout=answer_wait(self._args.get('timeout')))

@@ -31,10 +31,11 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
     NixdeployAction, verbose_traceback)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    Batch, _folder as batch_folder, batch_key, play_uuid, task_batch, work_key)
+    Batch, _folder as batch_folder, batch_key, lock_wait, play_uuid, task_batch, work_key)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome, _reach
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._serial import gate
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import SERIAL_LOCK_WAIT
 
 
 # what a failed result keeps under ``details`` (task/_outcome.py)
@@ -110,8 +111,10 @@ class ActionModule(NixdeployAction):
         # one file per play (its first task) lists the batches so far
         record = os.path.join(batch.dir, 'serial-%s.json' % batch_key(task_uuid(self._task)))
         active = self.task_vars.get('ansible_play_hosts')
-        judged, _here = batch.results(
-            lambda: gate(record, hosts, active, max_fail_percentage))
+        # the host that holds the lock reads and writes one small file
+        with lock_wait(SERIAL_LOCK_WAIT):
+            judged, _here = batch.results(
+                lambda: gate(record, hosts, active, max_fail_percentage), self.host)
         return judged
 
     def _evaluate(self, args, result):

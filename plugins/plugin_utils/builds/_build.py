@@ -306,7 +306,8 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False,
     outs = dict((drv, outputs_of(graph, drv)) for drv in drvs)
     watch = None
     if progress is not None and len(drvs) > 1:
-        watch = _Watch(Builder(builder.runner.opts, builder.runner.timeout), outs,
+        # each look one nix-store call within WATCH_TIMEOUT, whatever the build's
+        watch = _Watch(Builder(builder.runner.opts, _Watch.WATCH_TIMEOUT), outs,
                        lambda drv: progress(drv, dict(answers[drv], built=drv in wanted)),
                        store_args, env)
     # systems built side by side, not one behind the other (LocalBuilds.jobs_for)
@@ -338,6 +339,9 @@ class _Watch(object):
     still builds. A build shorter than one period costs no look."""
 
     PERIOD = 1.0
+    # seconds one look (nix-store --check-validity of a few paths, a few
+    # milliseconds) may take; ``stop`` waits for a look under way that long
+    WATCH_TIMEOUT = 60
 
     def __init__(self, builder, outs, done, store_args=(), env=None):
         self._builder, self._outs, self._done = builder, dict(outs), done
@@ -360,9 +364,11 @@ class _Watch(object):
                     self._done(drv)
 
     def stop(self):
-        """Stop looking (the build ended: its answer covers the rest)."""
+        """Stop looking (the build ended: its answer covers the rest); a
+        look under way ends within its time limit (the thread is a daemon:
+        one that would not end is left behind, never waited for)."""
         self._stop.set()
-        self._thread.join()
+        self._thread.join(self.WATCH_TIMEOUT + 5)
 
 
 def _ways_out(blocks):

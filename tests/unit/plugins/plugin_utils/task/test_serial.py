@@ -4,12 +4,20 @@ serial batch starts (the builtin free strategy ignores the play keyword)."""
 import sys
 
 import pytest
+from ansible import constants as C
 
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _serial  # noqa: E402
+# pylint: disable=wrong-import-position
+from ansible_collections.nixdeploy.fleet.plugins.action import nix_eval  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
+    _batch, _serial, _waits)
+# holders: LockHolders started by a test, stopped after it (a fixture)
+from tests.unit.plugins.plugin_utils.task.test_batch_lock_wait import (  # noqa: F401,E402  pylint: disable=unused-import
+    holders)
+from tests.unit.plugins.plugin_utils.task.test_wait_bounds import ended  # noqa: E402
 
 BATCH1 = ['web1', 'web2', 'web3', 'web4']
 BATCH2 = ['web5', 'web6', 'web7', 'web8']
@@ -74,3 +82,32 @@ def test_a_batch_recorded_twice_keeps_its_number(record):
 def test_each_play_keeps_its_own_record(tmp_path):
     _serial.gate(str(tmp_path / 'one.json'), BATCH1, [], 0)
     assert _serial.gate(str(tmp_path / 'two.json'), BATCH2, [], 0)['batch'] == 1
+
+
+class _Node(object):
+    """A task or play as the batch functions read them (uuid, parent, play)."""
+
+    def __init__(self, uuid, parent=None, play=None):
+        self._uuid, self._parent, self._play = uuid, parent, play
+        self.args = {}
+
+
+def test_the_serial_gate_waits_for_its_lock_at_most_its_bound(tmp_path, holders, monkeypatch):
+    """nix_eval's first step, the serial gate, is a Batch whose holder
+    writes one small file: it waits SERIAL_LOCK_WAIT."""
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
+    monkeypatch.setattr(nix_eval, 'SERIAL_LOCK_WAIT', 0.5)
+    task = _Node('task-eval', parent=_Node('block', play=_Node('play-1')))
+    task_vars = {'inventory_hostname': 'h1', 'ansible_play_batch': ['h1', 'h2'],
+                 'ansible_play_hosts': ['h1', 'h2']}
+    action = nix_eval.ActionModule.__new__(nix_eval.ActionModule)
+    action.__dict__.update(host='h1', task_vars=task_vars, _task=task)
+    hosts = _batch.task_batch(str(tmp_path), 'play-1', task_vars)
+    lock = _batch.Batch(str(tmp_path), 'serial',
+                        _batch.work_key('serial', task, hosts, None)).lock_path
+    holders(lock)
+    gate = action._serial_gate  # pylint: disable=protected-access
+    error, _value, took = ended(lambda: gate(None))
+    assert isinstance(error, _waits.LockWaitTimeout), error
+    assert took < 10 and str(error).startswith(
+        "h1: waited 0.5s for the lock of the play batch's serial work"), error
