@@ -27,15 +27,16 @@ options:
         warning, until release 2.0.0.
       - The options that take part are the Nix options (C(nix_bin), C(nix_args), C(nix_options),
         C(impure), C(show_trace) and C(override_inputs)) and, for nix_eval, C(flake), C(attr),
-        C(eval_chunk_size), C(eval_workers), C(eval_max_memory_mb), C(eval_timeout), C(eval_cache),
-        C(eval_reuse), C(eval_reuse_check), C(max_fail_percentage), C(target_hosts),
-        C(probe_timeout), C(unreachable) and C(unknown_vars); for nix_build, C(flake), C(attr),
-        C(build_on), C(gc_root_dir), C(closure_diff) and C(remote_nix_dir); for nix_copy_closure,
-        C(copy_mode), C(caches), C(compress), C(check_sigs), C(signing_key), C(free_space_margin),
-        C(remote_nix_dir) and C(host_key_unchecked); for nix_activate, C(target_hosts),
-        C(closure_diff), C(remote_nix_dir), C(platform), C(goal), C(magic_rollback),
-        C(confirm_timeout), C(auto_rollback), C(activation_timeout), C(lock_timeout), C(profile),
-        C(health_checks), C(reboot), C(reboot_timeout), C(pre_switch_checks), C(install_bootloader),
+        C(eval_chunk_size), C(eval_workers), C(eval_max_memory_mb), C(eval_timeout),
+        C(eval_batch_timeout), C(eval_cache), C(eval_reuse), C(eval_reuse_check),
+        C(max_fail_percentage), C(target_hosts), C(probe_timeout), C(unreachable) and
+        C(unknown_vars); for nix_build, C(flake), C(attr), C(build_on), C(gc_root_dir),
+        C(closure_diff) and C(remote_nix_dir); for nix_copy_closure, C(copy_mode), C(caches),
+        C(compress), C(check_sigs), C(signing_key), C(free_space_margin), C(remote_nix_dir) and
+        C(host_key_unchecked); for nix_activate, C(target_hosts), C(closure_diff),
+        C(remote_nix_dir), C(platform), C(goal), C(magic_rollback), C(confirm_timeout),
+        C(auto_rollback), C(activation_timeout), C(lock_timeout), C(profile), C(health_checks),
+        C(reboot), C(reboot_timeout), C(pre_switch_checks), C(install_bootloader),
         C(backup_extension), C(reactivate) and C(host_key_unchecked).
       - Without it, C(flake), C(attr), C(target_hosts), C(build_on), C(remote_nix_dir), C(platform)
         and C(host_key_unchecked) still default to the host's own variables (set by the Nix

@@ -139,7 +139,11 @@ ROWS = (
         "Seconds one host's evaluation may take (the first host of an evaluator also holds "
         "what its hosts share, such as nixpkgs). An evaluator over it is stopped: that host "
         "fails saying so, and its other hosts are evaluated by a fresh process. By default "
-        "no limit.",)),
+        "1800 (a bound on an evaluator that hangs); 0, no limit.",)),
+    Row('eval_batch_timeout', (EVAL,), {'type': 'int'}, description=(
+        "Seconds the evaluations of one play batch may take in all. At the bound every "
+        "evaluator is stopped and each host not answered yet fails, naming its configuration "
+        "and this variable. By default no bound beyond each host's own (nix_eval_timeout).",)),
     Row('eval_cache', (EVAL,), {'type': 'bool', 'default': True}, description=(
         "Answer from the evaluation cache what an earlier run evaluated from the same locked "
         "flake, attribute, Nix version and options (docs/eval-cache.md).",)),

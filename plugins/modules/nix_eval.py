@@ -74,8 +74,15 @@ options:
       - Seconds one host's evaluation may take. The first host of an evaluator also holds what its
         hosts share (a nixpkgs). An evaluator over it is stopped; that host fails saying it took
         longer than the timeout, and the evaluator's other hosts go on in a fresh process.
-      - By default 1800 (half an hour, far above what one host takes: a bound on an evaluator that
+      - By default 1800 (half an hour, far above what one host takes; a bound on an evaluator that
         hangs, such as a fetch that never ends); V(0), no limit.
+    type: int
+  eval_batch_timeout:
+    description:
+      - Seconds the evaluations of one play batch may take in all. At the bound, every evaluator is
+        stopped and each host not answered yet fails, its message naming its configuration and this
+        option; the hosts answered before keep their answers.
+      - By default no bound beyond each host's own (O(eval_timeout)).
     type: int
   eval_max_memory_mb:
     description:
