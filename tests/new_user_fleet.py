@@ -27,11 +27,13 @@ from tests.deploy_fleet import commit_project, git, prepare
 # The ansible.cfg a new user has: what docs/quickstart.md and the shipped
 # example tell them to write (issue 61: `enable_plugins` naming the plugin, so
 # Nix's message comes in one warning, not three plugins' worth; an inventory
-# that does not parse is an error, not an empty fleet).
+# that does not parse is an error, not an empty fleet; issue 79: the
+# collection's stdout callback, which says each failure once).
 USER_ANSIBLE_CFG = """\
 [defaults]
 inventory = inventory/
 callbacks_enabled = nixdeploy.fleet.summary, nixdeploy.fleet.report
+stdout_callback = nixdeploy.fleet.console
 forks = 25
 gathering = explicit
 interpreter_python = auto_silent
@@ -62,6 +64,8 @@ nix_options: {substituters: ''}
 # two (tests/callback_plugins/record.py): the role's custom stats
 CALLBACKS = 'record,nixdeploy.fleet.summary,nixdeploy.fleet.report'
 
+# the hosts a fatal: line names: [web1], or [web1, web2] (the console's)
+FATAL_LINE = re.compile(r'^fatal: \[([^\]]*)\]')
 RECAP_LINE = re.compile(r'^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+'
                         r'failed=(\d+)\s+skipped=(\d+)\s+rescued=(\d+)\s+ignored=(\d+)')
 
@@ -198,9 +202,36 @@ class UserRun(PlaybookRun):
         return '\n'.join(text)
 
     def fatal_lines(self, host):
-        """The ``fatal: [host]: FAILED! => {...}`` lines of the host's tasks."""
-        return [line for line in self.stdout.splitlines()
-                if line.startswith('fatal: [%s]' % host)]
+        """The ``fatal:`` lines that name ``host``: the console's (``fatal:
+        [web1, web2] at eval: ...``, one for every host a cause hit) or the
+        default callback's (``fatal: [host]: FAILED! => {...}``), each with the
+        indented lines that continue it."""
+        found, lines = [], self.stdout.splitlines()
+        for index, line in enumerate(lines):
+            match = FATAL_LINE.match(line)
+            if not match or host not in match.group(1).split(', '):
+                continue
+            text = [line]
+            for more in lines[index + 1:]:
+                if not more.startswith('    '):
+                    break
+                text.append(more)
+            found.append('\n'.join(text))
+        return found
+
+    def console(self):
+        """What the run printed but the NIXDEPLOY SUMMARY's lines: where each
+        thing happened."""
+        kept, inside = [], False
+        for line in self.stdout.splitlines():
+            if line.startswith('NIXDEPLOY SUMMARY'):
+                inside = True
+                continue
+            if inside and line.startswith(('PLAY ', 'TASK ', 'RUNNING HANDLER')):
+                inside = False
+            if not inside:
+                kept.append(line)
+        return '\n'.join(kept) + '\n' + self.stderr
 
     def count(self, needle):
         return self.output.count(needle)

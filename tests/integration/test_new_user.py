@@ -4,8 +4,10 @@ One lab (`nwu`) of ten hosts and a project laid out as the quickstart has a
 user make it (tests/new_user_fleet.py: a git checkout with the flake at its
 top, ``inventory/fleet.nix.yml`` with ``flake: ..``, ansible.cfg with only the
 nix inventory plugin enabled, an unparsed inventory an error, the summary and
-report callbacks, host key checking on). Every run is the real
-``ansible-playbook nixdeploy.fleet.deploy`` (or ``.rollback``) in that folder.
+report callbacks, the console stdout callback, host key checking on). Every
+run is the real ``ansible-playbook nixdeploy.fleet.deploy`` (or ``.rollback``)
+in that folder; the first deploy, every host healthy, with ansible-core's
+plain ``default`` stdout callback instead, which still works.
 
 The fleet's mistakes go into ONE deploy, host by host, beside the two healthy
 hosts ``web1`` (NixOS) and ``mac`` (nix-darwin, deploy + sudo, signed):
@@ -28,10 +30,10 @@ a flake.nix git does not track.
 
 For every mistake: rc != 0 where a host was not deployed, the recap, the
 summary and the report say the same of every host, the message names the host
-or the variable and the way out, the cause is printed once (one task's output
-carries it, once, and the summary: ansible-core itself shows a failed task as
-its ``[ERROR]`` line and its ``fatal:`` result, so at most three times in all),
-nothing prints a Python traceback, and the healthy hosts move one generation.
+or the variable and the way out, the cause is printed at most twice (once
+where it happens, on the console's one ``fatal:`` line for the host, and once
+in the summary; a cause several hosts share once for all of them), nothing
+prints a Python traceback, and the healthy hosts move one generation.
 """
 
 import json
@@ -88,9 +90,14 @@ def fleet(make_lab, tmp_path_factory):
     project = os.path.join(base, 'project')
     flake, secret = write_user_project(project, lab, tags=TAGS)
     # the first deploy, every host healthy (the home-manager user's signing
-    # key given for this run only: the mistake comes later)
-    first = run_user_playbook(project, DEPLOY, args=['-e', 'nix_signing_key=%s' % secret])
+    # key given for this run only: the mistake comes later), with
+    # ansible-core's own stdout callback: the collection works with it as
+    # with its console
+    first = run_user_playbook(project, DEPLOY, args=['-e', 'nix_signing_key=%s' % secret],
+                              env={'ANSIBLE_STDOUT_CALLBACK': 'default'})
     assert first.rc == 0, first
+    assert sorted(first.recap()) == sorted(NAMES) and first.recap_bad() == [], first
+    assert all('switched' in first.summary_of(host) for host in NAMES), first.summary_lines()
     fleet = Fleet(lab, flake, secret, project, base)
     deployed = fleet.generations()
     assert all(number for number, _path in deployed.values()), deployed
@@ -170,31 +177,36 @@ def assert_not_deployed(fleet, run, host, before, after):
 
 
 def assert_says_once(run, host, cause, names=(), report=None):
-    """The host's failure is said once, in full: ``cause`` (Nix's, ssh's or the
-    activation's own line, or the refused value) is in the host's summary and
-    its report message; one task's output carries it (ansible-core prints a
-    failed task as its ``[ERROR]`` line and its ``fatal:`` result: that is one
-    printing; the rescue points to it, no second task repeats it), and that
-    result carries it once (not again in internals such as ``log_tail``); so
-    at most three times in all. ``names`` (regular expressions: the variable,
-    the way out) are in the host's summary."""
+    """The host's failure is said once where it happens and once in the
+    summary: ``cause`` (Nix's, ssh's or the activation's own line, or the
+    refused value) is on the console's one ``fatal:`` line for the host (with
+    its continuation lines: the module's message, no result dump, no
+    ``[ERROR]`` block, no second error from the role's rescue), in the host's
+    summary and in its report message; so at most twice on the console in
+    all. ``names`` (regular expressions: the variable, the way out) are in
+    the host's summary and on its fatal line."""
     summary = run.summary_of(host)
     assert summary, ('no summary line for %s' % host, run.summary_lines())
     assert flat(cause) in flat(summary), (host, cause, summary)
+    fatal = run.fatal_lines(host)
+    assert len(fatal) == 1, ('%d fatal lines name %s' % (len(fatal), host), fatal)
+    assert flat(fatal[0]).count(flat(cause)) == 1, (host, cause, fatal[0])
+    assert '=> {' not in fatal[0] and 'FAILED!' not in fatal[0], fatal[0]
     for name in names:
         assert re.search(name, flat(summary), re.I), (host, name, summary)
+        assert re.search(name, flat(fatal[0]), re.I), (host, name, fatal[0])
     if report is not None:
         assert host in report['hosts'], ('%s not in the report' % host, sorted(report['hosts']))
         rec = report['hosts'][host]
         assert rec['failed'], rec
         assert flat(cause) in flat(rec.get('message') or ''), (host, cause, rec.get('message'))
-    fatal = [line for line in run.fatal_lines(host) if cause in line]
-    assert len(fatal) <= 1, ('%d tasks of %s print %r' % (len(fatal), host, cause), fatal)
-    for line in fatal:
-        assert line.count(cause) == 1, ('the failed result repeats %r' % cause, line)
+    # once where it happens, once in the summary
+    where = flat(run.console()).count(flat(cause))
     printed = flat(run.output).count(flat(cause))
-    assert 1 <= printed <= 3, ('%r printed %d times' % (cause, printed),
-                               [line for line in run.output.splitlines() if cause in line])
+    assert where == 1 and printed <= 2, (
+        '%r printed %d times, %d of them outside the summary' % (cause, printed, where),
+        [line for line in run.output.splitlines() if cause in line])
+    assert 'see its error above' not in run.output, run.output[-3000:]
 
 
 def result_msg(run, host):
@@ -270,13 +282,18 @@ def test_no_maintainer_comments_shown(mistakes):
 
 
 def test_failed_results_keep_internals_out(mistakes):
-    """A failed host's ``fatal:`` result is read by people: the batch's
-    internals (``play_hosts``, ``nix_processes``) are not among its keys."""
+    """A failed host's result is read by people (the default callback and
+    ``-v`` print it whole): the batch's internals (``play_hosts``,
+    ``nix_processes``) are not among its keys. The console prints no result
+    of a failed phase at all: its one line is the module's message."""
     run = mistakes['run']
     for host in FAILING:
-        for line in run.fatal_lines(host):
-            result = json.loads(line.split('=> ', 1)[1])
-            assert not {'play_hosts', 'nix_processes'} & set(result), (host, sorted(result))
+        for rec in run.results(host=host):
+            if rec['status'] in ('failed', 'unreachable'):
+                result = rec['result'] or {}
+                assert not {'play_hosts', 'nix_processes'} & set(result), (host, sorted(result))
+        for text in run.fatal_lines(host):
+            assert 'play_hosts' not in text and 'nix_processes' not in text, text
 
 
 def test_typod_role_variable_warns_once_naming_nix_goal(mistakes):
@@ -430,9 +447,20 @@ def test_wrong_nix_bin_names_nix_bin_without_traceback(fleet, mistakes):
     assert run.recap_bad() == sorted(NAMES), run.recap()
     for host in NAMES:
         assert 'nix_bin' in run.summary_of(host), (host, run.summary_of(host))
-    # per host: its task's [ERROR] line and result, its summary line
-    assert run.output.count('/opt/nonexistent/nix') <= 3 * len(NAMES), \
+    # the cause the whole batch shares: said once where it happens, for every
+    # host (a host whose failure came after that line was printed points to
+    # it), then once a host in the summary
+    said = [line for line in run.console().splitlines() if '/opt/nonexistent/nix' in line]
+    assert len(said) == 1 and said[0].startswith('fatal: ['), said
+    named = set()
+    for line in run.console().splitlines():
+        match = re.match(r'^fatal: \[(.*)\] at eval: ', line)
+        if match:
+            named.update(match.group(1).split(', '))
+    assert named == set(NAMES), (named, said)
+    assert run.output.count('/opt/nonexistent/nix') == 1 + len(NAMES), \
         run.output.count('/opt/nonexistent/nix')
+    assert 'see its error above' not in run.output, run.output[-3000:]
     report = run.report()
     assert report is not None and sorted(h for h, r in report['hosts'].items()
                                          if r['failed']) == sorted(NAMES), report
