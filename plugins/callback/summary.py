@@ -87,17 +87,21 @@ SUMMARY_WIDTH = 100
 SUMMARY_INDENT = 46
 
 
-def wrapped_summary(rec):
+def wrapped_summary(rec, same_as=None):
     """The host's summary lines: ``summary_line`` (every field printable),
     what failed never cut, and, for a failed host, the cause of its failure
     (Nix's last meaningful line) on the lines below, broken on spaces, never
-    cut mid-word."""
+    cut mid-word; where ``same_as`` (a host above with the same cause), only
+    its name, so a cause the batch shares is printed once."""
     head = rec.get('summary_head') or rec['outcome']
+    tail = rec.get('summary_tail')
+    if same_as is not None:
+        # 'FAILED at eval: <cause>' -> 'FAILED at eval: the same as web1'
+        head, tail = '%s: the same as %s' % (head.split(': ', 1)[0], same_as), None
     line = summary_line(dict(rec, outcome=head))
     column = len(line) - len(printable(head))
     indent = ' ' * max(4, min(column, SUMMARY_INDENT))
     lines = [line]
-    tail = rec.get('summary_tail')
     if tail:
         lines += wrap(indent + printable(tail), SUMMARY_WIDTH, indent)
     return lines
@@ -332,9 +336,17 @@ class CallbackModule(CallbackBase):
         if not self._shown:
             return
         self._display.banner('NIXDEPLOY SUMMARY')
+        # {cause: the first host it is printed under}
+        first = {}
         for rec in records:
+            # the same words where the same phase failed the same way
+            cause = (rec['summary_head'].split(': ', 1)[0], rec.get('msg')) \
+                if rec.get('summary_head') and rec.get('msg') else None
+            same_as = first.get(cause) if cause else None
+            if cause and same_as is None:
+                first[cause] = rec['host']
             # one display call a line: a message holds no newline of its own
-            for line in wrapped_summary(rec) + dry_lines(dry.get(rec['host'])):
+            for line in wrapped_summary(rec, same_as) + dry_lines(dry.get(rec['host'])):
                 self._display.display(line, color='red' if rec['failed'] else None)
 
     def _start_ticker(self):

@@ -229,3 +229,26 @@ def test_a_build_failure_of_current_nix_keeps_the_builders_line():
     first, last = _cause.parts(msg, ('build: ',))
     assert first.startswith('building /nix/store/7xx6'), first
     assert last == 'error: builder for build: this system does not build', last
+
+
+def test_a_cause_several_hosts_share_is_said_once():
+    """A batch-wide cause (a wrong nix_bin) is said under the first host it
+    hit; each other host it hit points to that host instead of saying it
+    again. A host with a cause of its own keeps it."""
+    callback = make()
+    callback.v2_playbook_on_play_start(callback.play)
+    shared = ('nix_bin: /opt/nonexistent/nix is not a file the controller can run: '
+              'set nix_bin to the nix on this machine')
+    for host in ('web3', 'web1', 'web2'):
+        callback.v2_runner_on_failed(Result(host, 'eval', dict(
+            EVAL, failed=True, phase='eval', msg='%s: %s' % (host, shared))))
+    callback.v2_runner_on_failed(Result('broken', 'eval', dict(
+        EVAL, failed=True, phase='eval', msg=EVAL_MSG)))
+    callback.v2_playbook_on_stats(None)
+    lines = callback._display.text()[1:-1]
+    text = '\n'.join(lines)
+    assert text.count('/opt/nonexistent/nix') == 1, lines
+    assert '/opt/nonexistent/nix' in host_text(lines, 'web1'), lines
+    for host in ('web2', 'web3'):
+        assert host_text(lines, host).endswith('the same as web1'), lines
+    assert host_text(lines, 'broken').endswith("failed: error: attribute 'lab' missing"), lines
