@@ -37,7 +37,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    _folder as batch_folder, play_uuid, record_facts, task_batch, vars_of, work_key)
+    _folder as batch_folder, first_key, play_uuid, record_facts, task_batch, vars_of, work_key)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import (
+    slot_name, work_name)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import Service, Stream
 
 # reused hosts of each batch evaluated again before answers are given, the
@@ -97,7 +99,20 @@ def own_entry(opts, args, task, hosts, host, request):
         stage_of(opts, args).evaluate(requests, _recording(hosts, put))
 
     service.request(host, request, serve)
-    return service.answer(host, serve)
+    return service.answer(host, serve, timeout=answer_wait(args))
+
+
+# what a host's wait for its batch's answer may take beyond the batch's own
+# bound (eval_batch_timeout): the pin, the cache, the processes' start
+ANSWER_MARGIN = 600
+
+
+def answer_wait(args):
+    """Seconds a host waits for its batch's evaluation: the batch's bound
+    and a margin where the task sets one (eval_batch_timeout), else None (the
+    batch machinery's own bound, ``task/_waits.ANSWER_WAIT``)."""
+    bound = args.get('eval_batch_timeout')
+    return bound + ANSWER_MARGIN if bound else None
 
 
 def batch_entry(action, args, opts, kind='eval'):
@@ -124,8 +139,16 @@ def batch_entry(action, args, opts, kind='eval'):
     # an evaluation, per host): the batch's process forms every request
     # from the first host's values, and the hosts whose own request differs
     # ask again, together (own_entry).
-    stream = Stream(C.DEFAULT_LOCAL_TMP, kind, work_key(
-        kind, task, hosts, options_of(args), [args.get(k) for k in TUNING]))
+    key, again = work_name(kind, task, hosts, options_of(args), [args.get(k) for k in TUNING])
+    if again or first_key(C.DEFAULT_LOCAL_TMP, kind, slot_name(kind, task, hosts), key) != key:
+        # a retry (until/retries) evaluates again, and a host whose
+        # arguments are not its batch's (another nix_options, another
+        # evaluator setting) is evaluated with its own: neither reads nor
+        # starts the batch's evaluation
+        host_entry = own_entry(opts, args, task, hosts, host, request)
+        _record(hosts, host, host_entry, action, args)
+        return host_entry, False, hosts, request
+    stream = Stream(C.DEFAULT_LOCAL_TMP, kind, key)
 
     def work(put):
         # in the batch's detached process: every host's request, then each
@@ -159,7 +182,7 @@ def batch_entry(action, args, opts, kind='eval'):
     check_vars = _role_vars.FLAG in task.args and boolean(task.args.get(_role_vars.FLAG),
                                                           strict=False)
     here = stream.start(work)
-    host_entry = stream.entry(host)
+    host_entry = stream.entry(host, timeout=answer_wait(args))
     # Not the answer to this host's own request: the batch formed another
     # (from the first host's values), or could not form one from them (an
     # entry with no request; this host's own was formed above, so the
@@ -170,13 +193,19 @@ def batch_entry(action, args, opts, kind='eval'):
         if first is not None:
             # this host completed the batch: its figures stay counted
             host_entry = dict(host_entry, batch=added_figures(first, host_entry.get('batch')))
+    _record(hosts, host, host_entry, action, args)
+    return host_entry, here, hosts, request
+
+
+def _record(hosts, host, host_entry, action, args):
+    """Keep the host's facts for the later phases of its batch, where the
+    batch's process did not keep them already."""
     evaluated = host_entry.get('answer') or {}
     if 'error' in host_entry or not evaluated or 'error' in evaluated:
         # a host whose own evaluation failed has no system a batch may copy
         record_facts(C.DEFAULT_LOCAL_TMP, hosts, {host: None})
     elif not _own_requests(action, args):
         record_facts(C.DEFAULT_LOCAL_TMP, hosts, {host: facts_of(evaluated)})
-    return host_entry, here, hosts, request
 
 
 def _own_requests(action, args):

@@ -118,3 +118,43 @@ def test_the_reviewers_reproductions_deploy_the_new_commit(tmp_path):
             assert results[host]['drv_path'] == expected[host], (message, host, results[host])
         assert dict((h, r['answered']) for h, r in results.items()) == dict(
             (h, 'evaluated' if h in changed else 'reused') for h in HOSTS), (message, results)
+
+
+def test_a_retry_evaluates_again(tmp_path):
+    """Through ansible-playbook: a retry of the task (``until``) evaluates
+    again rather than reading the first attempt's stored answer (which says
+    ``evaluated``): the retry's answer comes from the cache the first
+    attempt filled. ``plain`` asks with another evaluator setting (its own
+    eval_max_memory_mb, templated per host), so it is evaluated on its own
+    both times; every answer is what ``nix eval`` gives."""
+    base = str(tmp_path)
+    repo = os.path.join(base, 'flake')
+    write(repo, 'flake.nix', FLAKE)
+    write(repo, 'outputs.nix', OUTPUTS)
+    write(repo, u'conf/caf\u00e9.txt', 'one')
+    write(repo, u'sites/z\u00fcrich/web.nix', '{ }')
+    git(repo, 'init', '-q')
+    git(repo, 'add', '-A')
+    truth(repo)  # nix writes the lock of the input that follows the flake
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'one')
+    expected = truth(repo)
+    hosts = dict((name, {'ansible_connection': 'local', 'nix_flake': 'git+file://%s' % repo,
+                         'nix_platform': 'nixos', 'nix_configuration': name,
+                         'memory': 2048 if name == 'plain' else 4096})
+                 for name in HOSTS)
+    play = [{'hosts': 'all', 'gather_facts': False, 'tasks': [
+        {'name': 'evaluate', 'register': 'evaluated', 'until': 'evaluated.attempts >= 2',
+         'retries': 2, 'delay': 0, 'nixdeploy.fleet.nix_eval': {
+             'nix_options': {'substituters': ''},
+             'eval_max_memory_mb': '{{ memory }}'}}]}]
+    env = {'NIXDEPLOY_EVAL_CACHE': os.path.join(base, 'cache'),
+           'XDG_CONFIG_HOME': os.path.join(base, 'config'), 'NIX_CONFIG': NIX_CONFIG}
+    run = run_playbook(play, {'all': {'hosts': hosts}}, os.path.join(base, 'run'), env=env)
+    assert run.rc == 0, run
+    results = dict((r['host'], r['result']) for r in run.records if r.get('task') == 'evaluate')
+    for host in HOSTS:
+        assert results[host]['drv_path'] == expected[host], (host, results[host])
+        # the last attempt: evaluated again, from the cache of the first
+        assert results[host]['attempts'] == 2, results[host]
+        assert results[host]['answered'] == 'cached', (host, results[host])
