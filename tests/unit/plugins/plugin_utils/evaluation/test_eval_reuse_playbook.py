@@ -67,6 +67,21 @@ def truth(repo):
     return json.loads(out.stdout)
 
 
+def first_commit(base):
+    """The flake's git repository at its first commit (its lock written)."""
+    repo = os.path.join(base, 'flake')
+    write(repo, 'flake.nix', FLAKE)
+    write(repo, 'outputs.nix', OUTPUTS)
+    write(repo, u'conf/caf\u00e9.txt', 'one')
+    write(repo, u'sites/z\u00fcrich/web.nix', '{ }')
+    git(repo, 'init', '-q')
+    git(repo, 'add', '-A')
+    truth(repo)  # nix writes the lock of the input that follows the flake
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'one')
+    return repo
+
+
 def deploy_eval(base, repo, step):
     """One ansible-playbook run of nix_eval for every host: {host: result}."""
     hosts = dict((name, {'ansible_connection': 'local', 'nix_flake': 'git+file://%s' % repo,
@@ -86,16 +101,7 @@ def deploy_eval(base, repo, step):
 
 def test_the_reviewers_reproductions_deploy_the_new_commit(tmp_path):
     base = str(tmp_path)
-    repo = os.path.join(base, 'flake')
-    write(repo, 'flake.nix', FLAKE)
-    write(repo, 'outputs.nix', OUTPUTS)
-    write(repo, u'conf/caf\u00e9.txt', 'one')
-    write(repo, u'sites/z\u00fcrich/web.nix', '{ }')
-    git(repo, 'init', '-q')
-    git(repo, 'add', '-A')
-    truth(repo)  # nix writes the lock of the input that follows the flake
-    git(repo, 'add', '-A')
-    git(repo, 'commit', '-qm', 'one')
+    repo = first_commit(base)
     first = deploy_eval(base, repo, 1)
     assert set(r['answered'] for r in first.values()) == {'evaluated'}, first
     steps = [
@@ -128,16 +134,7 @@ def test_a_retry_evaluates_again(tmp_path):
     eval_max_memory_mb, templated per host), so it is evaluated on its own
     both times; every answer is what ``nix eval`` gives."""
     base = str(tmp_path)
-    repo = os.path.join(base, 'flake')
-    write(repo, 'flake.nix', FLAKE)
-    write(repo, 'outputs.nix', OUTPUTS)
-    write(repo, u'conf/caf\u00e9.txt', 'one')
-    write(repo, u'sites/z\u00fcrich/web.nix', '{ }')
-    git(repo, 'init', '-q')
-    git(repo, 'add', '-A')
-    truth(repo)  # nix writes the lock of the input that follows the flake
-    git(repo, 'add', '-A')
-    git(repo, 'commit', '-qm', 'one')
+    repo = first_commit(base)
     expected = truth(repo)
     hosts = dict((name, {'ansible_connection': 'local', 'nix_flake': 'git+file://%s' % repo,
                          'nix_platform': 'nixos', 'nix_configuration': name,
