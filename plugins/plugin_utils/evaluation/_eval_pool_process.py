@@ -58,7 +58,16 @@ class EvalPoolProcess(object):
     times) is ``EvalPool``'s."""
 
     def _evaluate(self, piece):
-        slot = self.slots.acquire() if self.slots is not None else None
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_slots import (
+            SlotWaitTimeout)
+        try:
+            slot = self.slots.acquire() if self.slots is not None else None
+        except SlotWaitTimeout as exc:
+            shown = self.shown.get(piece.flake, piece.flake)
+            for index in range(piece.end):
+                self._give(piece.items[index][0], {'error': u'evaluating %s#%s: %s' % (
+                    shown, attr_string(piece.items[index][1]), exc)})
+            return
         try:
             self._evaluate_in_slot(piece)
         finally:

@@ -23,17 +23,27 @@ import time
 
 # how often a process without a slot looks again
 WAIT = 0.1
+# the longest an evaluator waits for a slot: the other evaluations of the
+# job are bounded themselves (each host by eval_timeout), this is the net
+# under a holder that never lets go
+SLOT_WAIT = 8 * 3600
+
+
+class SlotWaitTimeout(Exception):
+    """No slot came free within the wait."""
 
 
 class EvalSlots(object):
     """``acquire()`` returns a held slot (give it to ``release``), waiting
-    for one of ``count`` to be free."""
+    for one of ``count`` to be free, at most ``timeout`` seconds
+    (``SlotWaitTimeout`` after)."""
 
     def __init__(self, folder, count):
         self.folder = folder
         self.count = max(1, int(count))
 
-    def acquire(self):
+    def acquire(self, timeout=SLOT_WAIT):
+        deadline = time.monotonic() + timeout
         handles = [os.open(os.path.join(self.folder, 'eval-slot-%d' % number),
                            os.O_WRONLY | os.O_CREAT, 0o600) for number in range(self.count)]
         held = None
@@ -47,6 +57,12 @@ class EvalSlots(object):
                     held = handle
                     break
                 else:
+                    if time.monotonic() > deadline:
+                        raise SlotWaitTimeout(
+                            'waited %d s for one of the job\'s %d evaluator slots (eval_workers; '
+                            'the lock files eval-slot-N in %s), which other evaluations of '
+                            'this run hold, and gave up: one of them is stuck; end the run and '
+                            'start it again' % (timeout, self.count, self.folder))
                     time.sleep(WAIT)
             return held
         finally:

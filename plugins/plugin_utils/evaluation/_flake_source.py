@@ -46,7 +46,6 @@ snapshot's URL, a shallow clone) and ``_eval_nix_config`` (whether the
 controller's Nix configuration keeps the run from the cache).
 """
 
-import fcntl
 import os
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_nix_config import (
@@ -57,6 +56,12 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_
     is_local, is_shallow_clone, locks_every_input, names_its_content, shallow_ref, snapshot_ref,
     url_query)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits
+
+# the longest a process waits for another that pins the same flake (or reads
+# the same setting) for the run: the holder's Nix commands are bounded by
+# eval_timeout; this is the net under one that never lets go
+ONCE_WAIT = 8 * 3600
 
 # what callers may import from here: RunSources, and the names this file
 # offered before its parts moved to the files beside it
@@ -110,15 +115,16 @@ class RunSources(object):
             # no run around it (a stage used alone): computed for this object
             return self._known.setdefault(name, compute(None))
         path = os.path.join(self.folder, '%s.json' % name)
-        with open(path + '.lock', 'a') as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                found = _read(path)
-                if found is None:
-                    found = compute(path)
-                    write_json(path, found)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with _waits.held(path + '.lock', ONCE_WAIT, {
+                'host': None,
+                'lock': "the lock of the run's pin of a flake (or of a Nix setting it reads "
+                        "once), which the first evaluation to need it holds while Nix answers",
+                'do': 'that Nix command is stuck (a fetch that never ends?): end the run and '
+                      'start it again'}):
+            found = _read(path)
+            if found is None:
+                found = compute(path)
+                write_json(path, found)
         return found
 
     def warn_once(self, key):

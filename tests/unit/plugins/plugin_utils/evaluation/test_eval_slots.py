@@ -89,3 +89,30 @@ def test_a_slot_whose_holder_died_is_free_again(tmp_path):
         if holder.poll() is None:
             holder.kill()
         holder.wait()
+
+
+def test_a_slot_held_forever_is_waited_for_within_a_bound(tmp_path):
+    """Another process holds the job's one slot and never lets go: an
+    evaluator waits at most its bound, then gives up saying which slots,
+    where, and what to do; the holder keeps its slot."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_slots import (
+        SlotWaitTimeout)
+    holder = subprocess.Popen([sys.executable, '-c', HOLDER % collections_path(),
+                               str(tmp_path)], stdout=subprocess.PIPE,
+                              universal_newlines=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        started = time.monotonic()
+        try:
+            EvalSlots(str(tmp_path), 1).acquire(timeout=1)
+        except SlotWaitTimeout as exc:
+            message = u'%s' % exc
+        else:
+            raise AssertionError('a slot held by another process was taken')
+        assert time.monotonic() - started < 10
+        assert message.startswith("waited 1 s for one of the job's 1 evaluator slots"), message
+        assert str(tmp_path) in message and 'end the run and start it again' in message
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait()

@@ -400,3 +400,32 @@ def test_a_resolved_lock_travels_only_where_every_input_names_its_content():
                    {'type': 'indirect', 'id': 'nixpkgs'}, None):
         assert not _flake_source.locks_every_input(_locks(a=('a', locked))), locked
     assert not _flake_source.locks_every_input({'nodes': None})
+
+
+def test_a_pin_whose_holder_never_lets_go_is_waited_for_within_a_bound(tmp_path, monkeypatch):
+    """Another process holds the run's lock of a flake's pin and never lets
+    go: this one waits at most ONCE_WAIT, then gives up saying which lock,
+    where, and what to do, and computes nothing."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
+        _flake_source)
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
+        LockWaitTimeout)
+    lock = str(tmp_path / 'pin-x.json.lock')
+    holder = subprocess.Popen(['flock', lock, 'sh', '-c', 'echo held; exec sleep 600'],
+                              stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        monkeypatch.setattr(_flake_source, 'ONCE_WAIT', 1)
+        computed = []
+        try:
+            _flake_source.RunSources(str(tmp_path))._once('pin-x', computed.append)
+        except LockWaitTimeout as exc:
+            message = u'%s' % exc
+        else:
+            raise AssertionError('the lock another process holds was taken')
+        assert computed == []
+        assert message.startswith("waited 1s for the lock of the run's pin of a flake"), message
+        assert lock in message and 'end the run and start it again' in message, message
+    finally:
+        holder.kill()
+        holder.wait()
