@@ -21,6 +21,8 @@ import fcntl
 import os
 import time
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
+
 # how often a process without a slot looks again
 WAIT = 0.1
 # the longest an evaluator waits for a slot: the other evaluations of the
@@ -29,7 +31,7 @@ WAIT = 0.1
 SLOT_WAIT = 8 * 3600
 
 
-class SlotWaitTimeout(Exception):
+class SlotWaitTimeout(NixdeployError):
     """No slot came free within the wait."""
 
 

@@ -417,12 +417,9 @@ def test_a_pin_whose_holder_never_lets_go_is_waited_for_within_a_bound(tmp_path,
         assert holder.stdout.readline().strip() == 'held'
         monkeypatch.setattr(_flake_source, 'ONCE_WAIT', 1)
         computed = []
-        try:
+        with pytest.raises(LockWaitTimeout) as raised:
             _flake_source.RunSources(str(tmp_path))._once('pin-x', computed.append)
-        except LockWaitTimeout as exc:
-            message = u'%s' % exc
-        else:
-            raise AssertionError('the lock another process holds was taken')
+        message = u'%s' % raised.value
         assert computed == []
         assert message.startswith("waited 1s for the lock of the run's pin of a flake"), message
         assert lock in message and 'end the run and start it again' in message, message
