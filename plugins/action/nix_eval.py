@@ -31,7 +31,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
     NixdeployAction, verbose_traceback)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    Batch, _folder as batch_folder, batch_key, lock_wait, play_uuid, task_batch, work_key)
+    Batch, _folder as batch_folder, short_digest, lock_wait, play_uuid, task_batch, work_key)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome, _reach
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._serial import gate
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
@@ -109,7 +109,7 @@ class ActionModule(NixdeployAction):
         batch = Batch(C.DEFAULT_LOCAL_TMP, 'serial',
                       work_key('serial', self._task, hosts, max_fail_percentage))
         # one file per play (its first task) lists the batches so far
-        record = os.path.join(batch.dir, 'serial-%s.json' % batch_key(task_uuid(self._task)))
+        record = os.path.join(batch.dir, 'serial-%s.json' % short_digest(task_uuid(self._task)))
         active = self.task_vars.get('ansible_play_hosts')
         # the host that holds the lock reads and writes one small file
         with lock_wait(SERIAL_LOCK_WAIT):
@@ -151,11 +151,11 @@ class ActionModule(NixdeployAction):
             result['source'] = host_entry['source']
         sources = RunSources(batch_folder(C.DEFAULT_LOCAL_TMP))
         warnings = [note for note in host_entry.get('notes') or ()
-                    if sources.warn_once(batch_key(note))]
+                    if sources.warn_once(short_digest(note))]
         # an unknown nix_* variable: said once a run, whichever batch and
         # host reads it first (the batch's process listed its hosts)
         warnings.extend(note for name, note in sorted((host_entry.get('unknown_vars') or {}).items())
-                        if sources.warn_once(batch_key('unknown-var', name)))
+                        if sources.warn_once(short_digest('unknown-var', name)))
         if warnings:
             result['warnings'] = warnings
         if 'error' in host_entry or 'error' in evaluated:
@@ -203,7 +203,7 @@ class ActionModule(NixdeployAction):
         runner = NixCommand(NixOptions(nix_bin=opts.nix_bin,
                                        options=evaluation_options(opts.options)), timeout)
         names = sources.once(
-            batch_key('attribute-names', ref, prefix, opts.nix_bin, opts.options),
+            short_digest('attribute-names', ref, prefix, opts.nix_bin, opts.options),
             lambda: _nix_hints.attribute_names(runner, ref, prefix))
         return _nix_hints.nearest_names(prefix, name, names or ())
 

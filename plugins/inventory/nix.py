@@ -167,7 +167,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NI
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import evaluation_options
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import RunSources
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    _folder as batch_folder, batch_key)
+    _folder as batch_folder, short_digest)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
     check_flake, eval_args, flake_config_warnings, request_digest)
@@ -312,7 +312,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         sources = RunSources(batch_folder(C.DEFAULT_LOCAL_TMP))
         for note in flake_config_warnings(''.join(stderr), _redact.url(flake),
                                           params.get('nix_options'), params.get('nix_args')):
-            if sources.warn_once(batch_key(note)):
+            if sources.warn_once(short_digest(note)):
                 display.warning('nixdeploy.fleet.nix: %s' % note)
         if use_cache:
             self._cache[cache_key] = {'request_sha256': request, 'raw': raw}

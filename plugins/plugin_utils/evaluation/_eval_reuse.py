@@ -30,7 +30,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_r
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixCommand, NixError, NixOptions, nix_string)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import batch_key
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import short_digest
 
 # while recording, a process is replaced after as many hosts as keep its
 # start (Nix, the flake's top and what all hosts share, a nixpkgs) within
@@ -115,9 +115,9 @@ class Reuse(ReuseOrder):
                 distrust=lambda f=flake: self.cache.distrust_said(f),
                 trace=lambda: _eval_reuse_rules.strace_problem(
                     self.sources, self.strace, opts.nix_bin,
-                    batch_key('trace', self.strace, opts.nix_bin)),
+                    short_digest('trace', self.strace, opts.nix_bin)),
                 info=lambda s=source: self.sources.once(
-                    'info-%s' % batch_key('info', s.ref, info_runner.opts.nix_bin),
+                    'info-%s' % short_digest('info', s.ref, info_runner.opts.nix_bin),
                     lambda: query_info(info_runner, s.ref)))
             why = _eval_reuse_rules.why_not(facts)
             if why is not None:

@@ -40,7 +40,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_
     RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, NixCommand
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import batch_key
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import short_digest
 
 
 class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
@@ -209,7 +209,7 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
         for request in by_key.values():
             flake = request['flake']
             if flake not in self.pinned:
-                self.pinned[flake] = sources.source(runner, flake, batch_key(
+                self.pinned[flake] = sources.source(runner, flake, short_digest(
                     'source', flake, runner.opts.options.get('store'), runner.opts.extra_args))
         with self._lock:
             self.runner.processes += runner.processes
@@ -247,7 +247,7 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
                             self.runner.timeout)
         try:
             self.impure_config = (self.sources or RunSources(None)).config_reason(
-                runner, batch_key('config', opts.nix_bin, opts.config_lines()))
+                runner, short_digest('config', opts.nix_bin, opts.config_lines()))
         finally:
             with self._lock:
                 self.runner.processes += runner.processes

@@ -30,7 +30,7 @@ import os
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    BatchHosts, _entry_path, _folder, _read_json, batch_key)
+    BatchHosts, _entry_path, _folder, _read_json, short_digest)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._facts_in_flight import (
     _facts_dir, facts_in_flight, record_facts, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (
@@ -42,7 +42,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys im
 # what callers may import from here: Batch, first_key, unlink_host_args, and
 # the names of the batch's files beside it
 __all__ = ['Batch', 'BatchHosts', 'LockWaitTimeout', 'PlayBatch', '_entry_path', '_facts_dir',
-           '_folder', 'batch_id', 'batch_key', 'facts_in_flight', 'first_key', 'lock_wait',
+           '_folder', 'batch_id', 'short_digest', 'facts_in_flight', 'first_key', 'lock_wait',
            'play_batch', 'play_uuid', 'record_facts', 'task_batch', 'unlink_host_args',
            'vars_of', 'with_facts', 'work_key']
 

@@ -13,13 +13,8 @@ import hashlib
 import json
 import os
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
-
-
-def batch_key(*parts):
-    """A short stable file name for ``parts`` (any JSON-serialisable data)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode('utf-8')).hexdigest()[:32]
 
 
 def _folder(base_dir):

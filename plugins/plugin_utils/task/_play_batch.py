@@ -17,7 +17,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
     play_of, task_uuid)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    _entry_path, _folder, _read_json, batch_key)
+    _entry_path, _folder, _read_json, short_digest)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
     RECORD_LOCK_WAIT, held, record_work)
 
@@ -76,7 +76,7 @@ def batch_id(hosts):
     the host names in any order: the digest of the sorted names)."""
     if isinstance(hosts, PlayBatch):
         return hosts.key
-    return batch_key(sorted(hosts))
+    return short_digest(sorted(hosts))
 
 
 def task_batch(base_dir, scope, task_vars):
@@ -98,7 +98,7 @@ def task_batch(base_dir, scope, task_vars):
     lock: the same few bytes at 10 hosts as at 1,000. The lock is waited
     for at most ``RECORD_LOCK_WAIT``."""
     host = task_vars.get('inventory_hostname')
-    folder = os.path.join(_folder(base_dir), 'members-%s.d' % batch_key(scope))
+    folder = os.path.join(_folder(base_dir), 'members-%s.d' % short_digest(scope))
     own = _entry_path(folder, host)
     member = _read_json(own)
     if member is None:
@@ -121,7 +121,7 @@ def _record_batch(folder, own, task_vars):
         if member is not None:
             return member
         current = sorted(play_batch(task_vars))
-        key = batch_key(current)
+        key = short_digest(current)
         write_json(os.path.join(folder, 'batch-%s.json' % key), current)
         member = {'batch': key, 'size': len(current)}
         text = json.dumps(member)

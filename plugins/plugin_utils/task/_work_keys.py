@@ -19,7 +19,7 @@ part of the name.
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import batch_key
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import batch_id
 
 # this worker's runs of its task: the host, the loop item and how many runs
@@ -51,13 +51,13 @@ def work_name(kind, task, batch, *parts):
     hosts must have equal to share it; the batch counts by its key: no host
     hashes its names. Asked again (a retry), the name is this host's and
     this attempt's alone."""
-    name = batch_key(kind, task_uuid(task), batch_id(batch), parts, *_item())
+    name = short_digest(kind, task_uuid(task), batch_id(batch), parts, *_item())
     asked = _ASKED.setdefault((C.DEFAULT_LOCAL_TMP, name, _RUNS['host']), [])
     if _RUNS['number'] not in asked:
         asked.append(_RUNS['number'])
     if len(asked) == 1:
         return name, False
-    return batch_key(name, 'again', _RUNS['host'], len(asked)), True
+    return short_digest(name, 'again', _RUNS['host'], len(asked)), True
 
 
 def work_key(kind, task, batch, *parts):
@@ -70,4 +70,4 @@ def slot_name(kind, task, batch):
     """Where ``kind``'s work of ``task`` for the play ``batch`` is asked for,
     whatever the key parts: the task, the batch and this run's loop item.
     The first host there names the batch's key (``_batch.first_key``)."""
-    return batch_key(kind, 'slot', task_uuid(task), batch_id(batch), *_item())
+    return short_digest(kind, 'slot', task_uuid(task), batch_id(batch), *_item())

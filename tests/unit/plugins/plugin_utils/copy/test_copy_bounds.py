@@ -38,7 +38,7 @@ sys.path.insert(0, collections_path())
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (  # noqa: E402
     _copy, _copy_send, _copy_stage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (  # noqa: E402
-    Batch, batch_key)
+    Batch, short_digest)
 
 # an ssh that connects nowhere and never ends (``-G`` and ``-V`` are the
 # real ssh's, so a probe still finds an OpenSSH); it notes its pid
@@ -110,7 +110,7 @@ def entry(play, host, copy_mode='cascade', held=None, hold=None):
     def from_batch(kind, key_parts, compute, request, alone=None):
         # as the action base's from_batch (plugin_utils/task/_action.py)
         batch = Batch(C.DEFAULT_LOCAL_TMP, kind,
-                      batch_key(kind, 'task-1', sorted(play.names), key_parts))
+                      short_digest(kind, 'task-1', sorted(play.names), key_parts))
         if kind == held:
             hold(batch.lock_path)
         data, here = batch.results(lambda: compute(list(play.names)))

@@ -21,7 +21,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (  # noqa: E402
     ACCEPTED_NOTE)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import batch_key  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import short_digest  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which('nix') is None, reason='needs nix')
 
@@ -76,7 +76,7 @@ def test_the_refused_settings_are_one_note_said_once_a_run(flake, tmp_path):
     folder.mkdir(mode=0o700)
     sources = RunSources(str(folder))
     said = [note for entry in answers.values() for note in entry['notes']
-            if sources.warn_once(batch_key(note))]
+            if sources.warn_once(short_digest(note))]
     assert sorted(said) == sorted(notes) and len(said) == len(notes)
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, collections_path())
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (  # noqa: E402
     _copy_stage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (  # noqa: E402
-    Batch, batch_key)
+    Batch, short_digest)
 
 HOSTS = ('h1', 'h2', 'h3')
 ADDRESSES = {'h1': '127.0.0.1', 'h2': '127.0.0.2', 'h3': '127.0.0.3'}
@@ -68,7 +68,7 @@ class Play:
 
         def from_batch(kind, key_parts, compute, request, alone=None):
             # as the action base's from_batch (plugin_utils/task/_action.py)
-            key = batch_key(kind, 'task-1', sorted(self.names), key_parts)
+            key = short_digest(kind, 'task-1', sorted(self.names), key_parts)
 
             def work():
                 if kind == 'copy':  # not the closures' listing: the cascade's

@@ -23,7 +23,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  #
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish import (  # noqa: E402
     _channel, _channel_stage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (  # noqa: E402
-    Batch, batch_key)
+    Batch, short_digest)
 
 HOSTS = ('h1', 'h2', 'h3')
 OUT = '/nix/store/%s-system-%%s' % ('a' * 32)
@@ -54,7 +54,7 @@ class Play:
 
         def from_batch(kind, key_parts, compute, request, alone=None):
             # as the action base's from_batch (plugin_utils/task/_action.py)
-            key = batch_key(kind, 'task-1', sorted(HOSTS), key_parts)
+            key = short_digest(kind, 'task-1', sorted(HOSTS), key_parts)
 
             def work():
                 self.computed.append(host)

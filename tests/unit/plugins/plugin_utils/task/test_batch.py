@@ -48,12 +48,12 @@ def test_batch_computes_once(tmp_path):
         calls.append(1)
         return {'h1': {'x': 1}}
 
-    batch = _batch.Batch(str(tmp_path), 'eval', _batch.batch_key('k', ['h1']))
+    batch = _batch.Batch(str(tmp_path), 'eval', _batch.short_digest('k', ['h1']))
     assert batch.results(compute) == ({'h1': {'x': 1}}, True)
-    again = _batch.Batch(str(tmp_path), 'eval', _batch.batch_key('k', ['h1']))
+    again = _batch.Batch(str(tmp_path), 'eval', _batch.short_digest('k', ['h1']))
     assert again.results(compute) == ({'h1': {'x': 1}}, False)
     assert len(calls) == 1
-    assert _batch.batch_key('k', ['h1']) != _batch.batch_key('k', ['h2'])
+    assert _batch.short_digest('k', ['h1']) != _batch.short_digest('k', ['h2'])
 
 
 def test_play_batch():
@@ -68,8 +68,8 @@ def test_vars_of_reads_this_hosts_task_vars_and_the_others_hostvars():
 
 
 def test_batch_key_is_stable_and_order_of_dict_keys_does_not_matter():
-    assert _batch.batch_key('k', {'a': 1, 'b': 2}) == _batch.batch_key('k', {'b': 2, 'a': 1})
-    assert len(_batch.batch_key('k')) == 32
+    assert _batch.short_digest('k', {'a': 1, 'b': 2}) == _batch.short_digest('k', {'b': 2, 'a': 1})
+    assert len(_batch.short_digest('k')) == 32
 
 
 def test_a_failed_computation_stores_nothing(tmp_path):
@@ -175,7 +175,7 @@ def test_a_host_reads_its_own_entry_not_the_whole_batch(tmp_path):
     names = ['h%d' % i for i in range(1000)] + ['../escape', 'a/b']
     entries = dict((n, {'out_path': '/nix/store/%032d-nixos-%s' % (i, n.replace('/', '_'))})
                    for i, n in enumerate(names))
-    key = _batch.batch_key('eval', sorted(names))
+    key = _batch.short_digest('eval', sorted(names))
     first = _batch.Batch(str(tmp_path), 'eval', key)
     data, here = first.results(lambda: {'hosts': entries, 'processes': 3})
     assert here and data['hosts'] is entries
@@ -234,7 +234,7 @@ def test_a_host_learns_its_batch_from_its_own_file(tmp_path):
     def view(host):
         return {'inventory_hostname': host, 'ansible_play_batch': names}
     first = _batch.task_batch(base, 'play', view('h3'))
-    folder = os.path.join(_batch._folder(base), 'members-%s.d' % _batch.batch_key('play'))  # pylint: disable=protected-access
+    folder = os.path.join(_batch._folder(base), 'members-%s.d' % _batch.short_digest('play'))  # pylint: disable=protected-access
     own_files = [n for n in os.listdir(folder) if not n.startswith('batch-')]
     assert len(own_files) == 1000
     assert max(os.path.getsize(os.path.join(folder, n)) for n in own_files) < 100

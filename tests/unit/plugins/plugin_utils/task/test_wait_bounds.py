@@ -71,7 +71,7 @@ def test_the_plays_record_of_its_batches_is_waited_for_at_most_its_bound(
         tmp_path, holders, monkeypatch):
     monkeypatch.setattr(_play_batch, 'RECORD_LOCK_WAIT', 0.5)
     folder = os.path.join(_batch._folder(str(tmp_path)),  # pylint: disable=protected-access
-                          'members-%s.d' % _batch.batch_key('play'))
+                          'members-%s.d' % _batch.short_digest('play'))
     holders(folder + '.lock')
     error, _value, took = ended(lambda: _batch.task_batch(
         str(tmp_path), 'play', {'inventory_hostname': 'h1', 'ansible_play_batch': ['h1', 'h2']}))
