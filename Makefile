@@ -377,12 +377,13 @@ chaos: deps
 # write, every host of every commit answered by the evaluation stage with one
 # persistent cache and checked against a plain `nix eval`; on this machine's
 # stack, then on the current one (inside the tree), with one seed. SEED replays
-# a campaign (default: a fresh one, printed); KEEP=1 leaves its work folder.
+# a campaign (default: a fresh one, printed); KEEP=1 leaves its work folder;
+# EVERY_SHAPE=1 puts every shape in the fleet from its first commit.
 COMMITS ?= 300
 eval-diff: deps current-deps
 	@seed='$(SEED)'; [ -n "$$seed" ] || seed=$$($(VENV)/bin/python -c \
 		'import random; print(random.SystemRandom().randrange(10 ** 6))'); \
-	args="--commits $(COMMITS) --seed $$seed $(if $(KEEP),--keep)"; \
+	args="--commits $(COMMITS) --seed $$seed $(if $(KEEP),--keep) $(if $(EVERY_SHAPE),--every-shape)"; \
 	echo "== eval-diff, this machine's stack: seed $$seed"; \
 	here=0; $(VENV)/bin/python -m tests.evaldiff $$args || here=$$?; \
 	echo "== eval-diff, the current stack: seed $$seed"; \

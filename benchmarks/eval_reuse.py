@@ -27,6 +27,8 @@ persistent cache folder:
   d2  commit 5: roles/web.nix changed again        the web quarter only, from d's records
   e   commit 6: common.nix changed                 every host
   g   commit 7: README.md only (no host reads it)  no host
+  h   commit 8: README.md again, with the spot check a deploy makes by default
+      (nix_eval_reuse_check): its cost is h's against g's
   f   the pin alone (``_flake_source.pin``, on commit 7 before g, then again) and
       one host alone (a stage of one request, cache off), for c's yardstick:
       1.5x one host's evaluation (its stage minus its warm pin) plus the cold pin
@@ -266,7 +268,8 @@ def child_stage(spec):
         for host in spec['hosts'])
     cache = _eval_cache.EvalCache(spec['cache']) if spec.get('cache') else None
     stage = _eval_stage.EvalStage(NixOptions(options=OPTIONS), workers=spec.get('workers'),
-                                  cache=cache, sources=_flake_source.RunSources(run_folder))
+                                  cache=cache, sources=_flake_source.RunSources(run_folder),
+                                  reuse_check=spec.get('check'))
     entries = {}
 
     def put(host, entry):
@@ -312,6 +315,14 @@ def child_pin(spec):
         if source.reason:
             raise RuntimeError('the pin failed: %s' % source.reason)
     return {'cold': times[0], 'warm': times[1]}
+
+
+def default_check():
+    """How many reused hosts a deploy's evaluation checks by default."""
+    collection_path()
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import (
+        DEFAULT_REUSE_CHECK)
+    return DEFAULT_REUSE_CHECK
 
 
 def run_child(kind, spec):
@@ -382,9 +393,10 @@ def run(hosts=HOSTS, host_seconds=HOST_SECONDS, shared_seconds=SHARED_SECONDS, r
         names = flake.names
         cache = os.path.join(tmp, 'cache')
 
-        def stage(label, cache_folder, only=None):
+        def stage(label, cache_folder, only=None, check=None):
             result = run_child('stage', {'ref': flake.ref, 'hosts': only or names,
-                                         'cache': cache_folder, 'workers': workers})
+                                         'cache': cache_folder, 'workers': workers,
+                                         'check': check})
             log('  %s: %.1f s, %s' % (label, result['wall'], json.dumps(counts(result))))
             return result
 
@@ -427,16 +439,21 @@ def run(hosts=HOSTS, host_seconds=HOST_SECONDS, shared_seconds=SHARED_SECONDS, r
                 'common.nix', COMMON_NIX % {'revision': 2}), set(names)),
             ('g', 'commit 7: README.md only', lambda: flake.write(
                 'README.md', 'The fleet of benchmark 12, read by no host.\n'), set()),
+            # g again, with the spot check a deploy makes by default: its cost
+            # is h's against g's
+            ('h', 'commit 8: README.md, the spot check on', lambda: flake.write(
+                'README.md', 'The fleet of benchmark 12, read by no host at all.\n'), set(),
+             default_check()),
         ]
         pins = None
-        for step, label, change, expected in steps:
+        for step, label, change, expected, *check in steps:
             change()
             flake.commit(label)
             if step == 'g':
                 # the yardstick's pin: a commit no run has fetched yet
                 pins = run_child('pin', {'ref': flake.ref})
                 log('  f pin alone: cold %.2f s, warm %.2f s' % (pins['cold'], pins['warm']))
-            found = stage('%s %s' % (step, label), cache)
+            found = stage('%s %s' % (step, label), cache, check=check[0] if check else None)
             rows.append(step_row(step, label, found, before, expected))
             before = outs(found)
         one = stage('f one host alone, cache off', None, only=[names[0]])
