@@ -230,7 +230,7 @@ unit: venv
 		$(if $(UNIT_MARKERS),-m "$(UNIT_MARKERS)") \
 		$(if $(JUNIT),--junitxml=$(CURDIR)/tests/output/junit-$(JUNIT).xml) || [ $$? -eq 5 ]
 
-# The files written from the option table (plugins/module_utils/_role_vars.py):
+# The files written from the option table (plugins/module_utils/_role_vars_table.py):
 # the deploy role's argument spec and defaults, the role_vars doc fragment's
 # lists, docs/roles.md; tests/unit/roles/test_generated_role_files.py fails
 # while one is stale.

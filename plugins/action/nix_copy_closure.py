@@ -5,7 +5,7 @@
 
 Thin: parses the arguments, hands them to the task's CopyStage
 (plugin_utils/copy/_copy_stage.py: one probe over the Ansible connection,
-then plugin_utils/copy/_copy.py does the sending; cascade mode is
+then plugin_utils/copy/_copy_send.py does the sending; cascade mode is
 _cascade_stage.py) and shapes its result: the seconds it took, every text in
 it masked, a failure's details.
 """

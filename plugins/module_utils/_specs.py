@@ -21,10 +21,10 @@ KEYS_SPEC = dict(
     prune=dict(type='bool', default=False),
 )
 
-# every option is one of the table's (module_utils/_role_vars.py)
+# every option is one of the table's (module_utils/_role_vars_table.py)
 EVAL_SPEC = _role_vars.spec(_role_vars.EVAL)
 
-# the table's options (module_utils/_role_vars.py) and nix_build's own
+# the table's options (module_utils/_role_vars_table.py) and nix_build's own
 BUILD_SPEC = dict(_role_vars.spec(_role_vars.BUILD), **{
     'builder_min_free_mb': {'type': 'int', 'default': _options.BUILDER_MIN_FREE_MB},
     'timeout': {'type': 'int'},
@@ -32,7 +32,7 @@ BUILD_SPEC = dict(_role_vars.spec(_role_vars.BUILD), **{
     'record_stats': RECORD_STATS,
 })
 
-# every option is one of the table's (module_utils/_role_vars.py), but record_stats
+# every option is one of the table's (module_utils/_role_vars_table.py), but record_stats
 COPY_SPEC = dict(
     _role_vars.spec(_role_vars.COPY),
     # the deploy role's earlier results: a successful result keeps the outcome as custom stats
@@ -41,7 +41,7 @@ COPY_SPEC = dict(
 
 COPY_VALIDATION = {'required_if': [('copy_mode', name, ('caches',)) for name in NEEDS_CACHES]}
 
-# the table's options (module_utils/_role_vars.py) and nix_activate's own
+# the table's options (module_utils/_role_vars_table.py) and nix_activate's own
 ACTIVATE_SPEC = dict(
     _role_vars.spec(_role_vars.ACTIVATE),
     path=dict(type='str'),

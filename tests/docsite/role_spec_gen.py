@@ -1,4 +1,4 @@
-"""The files that repeat the option table (plugins/module_utils/_role_vars.py),
+"""The files that repeat the option table (plugins/module_utils/_role_vars_table.py),
 written from its rows:
 
 - roles/deploy/meta/argument_specs.yml: each row's entry (type, elements,

@@ -2,7 +2,7 @@
 (roles/*/meta/argument_specs.yml, what ``ansible-doc -t role`` shows): the
 short description, the description and a table of every variable with its
 type, choices, default and description. Edit the specs (the deploy role's
-option-table entries: edit their row in module_utils/_role_vars.py and run
+option-table entries: edit their row in module_utils/_role_vars_table.py and run
 ``make generate``, tests/docsite/role_spec_gen.py, which calls this), then
 
     python -m tests.docsite.roles_md          # writes docs/roles.md

@@ -1,7 +1,7 @@
 """Every option of the roles says what its one source says, both ways.
 
 The source of the deploy role's variables is the option table
-(module_utils/_role_vars.py), whose rows tests/docsite/role_spec_gen.py
+(module_utils/_role_vars_table.py), whose rows tests/docsite/role_spec_gen.py
 writes into the role's argument spec (tests/unit/roles/
 test_generated_role_files.py: the files are current): each row's entry must
 read back as the row's type, default, choices, elements, no_log and
