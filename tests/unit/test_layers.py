@@ -533,3 +533,23 @@ def test_where_a_host_is_reached_is_read_in_one_place():
     named = [node.value for node in ast.walk(tree)
              if isinstance(node, ast.Constant) and node.value in CONNECTION_NAMES]
     assert sorted(named) == sorted(CONNECTION_NAMES)
+
+
+# the most lines a Python file of plugins/ may have; the modules' files are
+# mostly their documentation (DOCUMENTATION, EXAMPLES, RETURN) and may be longer
+MOST_LINES = 400
+
+
+def test_no_python_file_of_plugins_is_over_the_limit():
+    over = []
+    for folder, _dirs, names in os.walk(PLUGINS):
+        for name in names:
+            path = os.path.join(folder, name)
+            if not name.endswith('.py') or os.path.dirname(path) == os.path.join(PLUGINS,
+                                                                                'modules'):
+                continue
+            with open(path, encoding='utf-8') as handle:
+                count = sum(1 for _line in handle)
+            if count > MOST_LINES:
+                over.append((os.path.relpath(path, REPO), count))
+    assert over == [], "split these files (at most %d lines each): %s" % (MOST_LINES, over)
