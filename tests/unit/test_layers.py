@@ -545,8 +545,8 @@ def test_no_python_file_of_plugins_is_over_the_limit():
     for folder, _dirs, names in os.walk(PLUGINS):
         for name in names:
             path = os.path.join(folder, name)
-            if not name.endswith('.py') or os.path.dirname(path) == os.path.join(PLUGINS,
-                                                                                'modules'):
+            modules = os.path.join(PLUGINS, 'modules')
+            if not name.endswith('.py') or os.path.dirname(path) == modules:
                 continue
             with open(path, encoding='utf-8') as handle:
                 count = sum(1 for _line in handle)

@@ -29,8 +29,9 @@ import os
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    BatchHosts, _entry_path, _folder, _read_json, short_digest)
+    BatchHosts, _entry_path, _folder, _read_json)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._facts_in_flight import (
     _facts_dir, facts_in_flight, record_facts, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (

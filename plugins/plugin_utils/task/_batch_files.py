@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
 
 

@@ -16,8 +16,9 @@ import os
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
     play_of, task_uuid)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    _entry_path, _folder, _read_json, short_digest)
+    _entry_path, _folder, _read_json)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
     RECORD_LOCK_WAIT, held, record_work)
 

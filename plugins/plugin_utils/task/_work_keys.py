@@ -19,7 +19,7 @@ part of the name.
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import short_digest
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import batch_id
 
 # this worker's runs of its task: the host, the loop item and how many runs
