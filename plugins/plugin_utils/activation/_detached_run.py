@@ -9,12 +9,15 @@ and undo an activation with a rollback run of its own."""
 import time
 import uuid
 
+from ansible import constants as C
+
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activation_result, _programs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_task import (
     LAUNCH_TIMEOUT, LAUNCH_WAIT, LOOK_TIMEOUT, MOVING_LAUNCH_TIMEOUT, POLL_WAIT, RETRY_INTERVAL,
     ConnectionLost, script_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import file_name
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress
 
 
 class DetachedRun:
@@ -131,6 +134,15 @@ class DetachedRun:
         never the session that activated), then follow it to its end. A host
         whose new system refuses logins is never confirmed: its watchdog
         rolls it back, and this reports that. Adds the phase ``confirm``."""
+        # the progress lines say "awaiting confirmation" for this host until
+        # its confirmation is taken (or the run ends without one)
+        _progress.set_step(C.DEFAULT_LOCAL_TMP, self._task.host, _progress.AWAITING_CONFIRMATION)
+        try:
+            return self._confirm(run, values, deadline)
+        finally:
+            _progress.clear_step(C.DEFAULT_LOCAL_TMP, self._task.host)
+
+    def _confirm(self, run, values, deadline):
         session = self._session
         start = time.time()
         claimed, lost, log = False, None, ''
@@ -151,7 +163,10 @@ class DetachedRun:
                 if 'error' in seen or not seen.get('dir'):
                     self._timeline.add_run('confirm', {'state': 'failed'}, start)
                     return values, log, script_error(out, seen)
-                claimed = claimed or seen.get('claimed') == run
+                if not claimed and seen.get('claimed') == run:
+                    # confirmed: what is left is the run's own end
+                    claimed = True
+                    _progress.clear_step(C.DEFAULT_LOCAL_TMP, self._task.host)
                 if seen.get('state'):
                     values, log = seen, seen_log
                 if values.get('state') in _programs.TERMINAL_STATES:

@@ -8,7 +8,10 @@ by the caller: its watchdog rolls back at once)."""
 
 import time
 
+from ansible import constants as C
+
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _health_checks
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress
 
 
 class HealthChecks(_health_checks.Watch):
@@ -30,7 +33,9 @@ class HealthChecks(_health_checks.Watch):
             return None
         start = time.time()
         self._task.session.new_login()
-        summary = _health_checks.run_checks(checks, self._task.session.host, watch=self)
+        # the progress lines say "health checks" for this host meanwhile
+        with _progress.in_step(C.DEFAULT_LOCAL_TMP, self._task.host, _progress.HEALTH_CHECKS):
+            summary = _health_checks.run_checks(checks, self._task.session.host, watch=self)
         self._task.timeline.add('checks', start, 'ok' if summary['ok'] else 'failed')
         self.summary = summary
         return summary
