@@ -18,7 +18,7 @@ description:
     successful host's in its phase tasks' own results, a failed host's by M(ansible.builtin.set_stats) in its
     C(rescue)), so AWX and ansible-runner see them without this callback.
   - While a task of the collection runs longer than O(progress_interval) seconds on some hosts, prints every
-    O(progress_interval) seconds which hosts are in which phase and for how long.
+    O(progress_interval) seconds a progress line for the play batch (see O(progress_interval)).
   - When a batch does not start because the one before failed too many hosts (the role's
     C(nix_max_fail_percentage)), or every host of a batch failed, says that no further batch starts.
   - Host names and what targets said reach the terminal escaped (control characters, C(ESC), newlines, bidi
@@ -34,7 +34,15 @@ requirements:
   - Enabled in C(callbacks_enabled) (C(ANSIBLE_CALLBACKS_ENABLED=nixdeploy.fleet.summary)).
 options:
   progress_interval:
-    description: Seconds between progress lines, and how long a task runs before it is shown; V(0) turns them off.
+    description:
+      - Seconds between progress lines, and how long a task runs before a line is shown; V(0) turns them off.
+      - 'A line starts with C(nixdeploy: progress:) and says, for each phase a host of the play batch started,
+        how many hosts of the batch are done with it and how many of those failed, how many still run it and
+        which, the longest running first, each with the seconds it has run; at most 5 names a phase, the rest
+        counted. docs/concepts.md shows one.'
+      - A host whose M(nixdeploy.fleet.nix_activate) runs its health checks or awaits its confirmation (the
+        magic rollback window) says C(health checks) or C(awaiting confirmation) after its seconds, with how
+        long it has been at that step.
     type: float
     default: 10
     env:
@@ -60,6 +68,7 @@ options:
 import threading
 import time
 
+from ansible import constants as C
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
@@ -71,7 +80,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _ret
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_record import (
     mark_rollback, outcome_record)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
-    PHASE_ORDER, HostOutcome, action_phase, result_data, summary_line, task_action)
+    HostOutcome, action_phase, result_data, summary_line, task_action)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._progress import (
+    BatchProgress, read_step)
 
 
 def _truthy(value):
@@ -176,23 +187,20 @@ def _short_revision(reused):
     return 'a dirty tree' if source.get('dirty') else None
 
 
-def progress_line(running, now, interval):
-    """'still running' text for the tasks running at least ``interval``
-    seconds (``running``: host -> (phase, started)), or None. Host names
-    are shown ``printable``: the line goes to a terminal."""
-    by_phase = {}
-    for host, (phase, started) in running.items():
-        if now - started >= interval:
-            by_phase.setdefault(phase, []).append((host, now - started))
-    if not by_phase:
+def progress_line(progress, now, interval, base_dir=None):
+    """The progress line of the batch (``progress``: a ``BatchProgress``),
+    or None while no task has run ``interval`` seconds; a host whose
+    activation is at a step a person waits on (its health checks, its
+    confirmation) says which, read from the run's step files under
+    ``base_dir`` (none: no steps)."""
+    if not progress.long_running(now, interval):
         return None
-    parts = []
-    for phase in PHASE_ORDER:
-        if phase in by_phase:
-            parts.append('%s: %s' % (phase, ', '.join(
-                '%s (%ds)' % (printable(host), seconds)
-                for host, seconds in sorted(by_phase[phase]))))
-    return 'nixdeploy: still running: %s' % '; '.join(parts)
+    steps = {}
+    for host, started in progress.running.get('activate', {}).items() if base_dir else ():
+        found = read_step(base_dir, host, started)
+        if found:
+            steps[host] = found
+    return progress.line(now, interval, steps)
 
 
 class CallbackModule(CallbackBase):
@@ -208,7 +216,7 @@ class CallbackModule(CallbackBase):
         super(CallbackModule, self).__init__(display=display)
         self._lock = threading.Lock()
         self._outcomes = {}      # host -> HostOutcome, this batch
-        self._running = {}       # host -> (phase, started)
+        self._progress = BatchProgress()  # who started and ended each phase, this batch
         self._dry = {}           # host -> what its dry activation would do, this batch
         self._check_mode = False
         self._shown = True
@@ -272,7 +280,7 @@ class CallbackModule(CallbackBase):
         phase = action_phase(task_action(task))
         if phase:
             with self._lock:
-                self._running[host.get_name()] = (phase, time.time())
+                self._progress.start(host.get_name(), phase, time.time())
 
     def _result(self, result, status):
         task = result_task(result)
@@ -282,14 +290,15 @@ class CallbackModule(CallbackBase):
         host = result_host(result).get_name()
         data = mark_rollback(task, dict(result_data(result)))
         with self._lock:
-            self._running.pop(host, None)
             if data.get('stopped'):
+                self._progress.forget(host)
                 # this batch does not start: nothing of it is summarised;
                 # the reason names hosts, shown printable
                 if data.get('msg') and data['msg'] not in self._stops:
                     self._stops.append(data['msg'])
                     self._display.display(printable(data['msg']), color='red')
                 return
+            self._progress.end(host, phase, status)
             self._seen.add(host)
             if phase == 'eval' and data.get('unreachable_at'):
                 self._unreached[host] = data.get('msg') or ''
@@ -323,7 +332,8 @@ class CallbackModule(CallbackBase):
     # ------------------------------------------------------------ output
     def _summarise(self):
         with self._lock:
-            outcomes, self._outcomes, self._running = self._outcomes, {}, {}
+            outcomes, self._outcomes = self._outcomes, {}
+            self._progress = BatchProgress()
             dry, self._dry = self._dry, {}
         if not outcomes:
             return
@@ -362,7 +372,9 @@ class CallbackModule(CallbackBase):
                 if now - last < interval:
                     continue
                 with self._lock:
-                    line = progress_line(dict(self._running), now, interval)
+                    progress = self._progress.copy()
+                # the step files are read outside the lock: results go on
+                line = progress_line(progress, now, interval, C.DEFAULT_LOCAL_TMP)
                 if line:
                     last = now
                     self._display.display(line)

@@ -10,12 +10,14 @@ import time
 
 import pytest
 import yaml
+from ansible import constants as C
 
 from tests.collection import BIN, ansible_env, collections_path
 
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.callback import summary as plugin  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress  # noqa: E402
 
 ACTIONS = {'eval': 'nix_eval', 'build': 'nix_build', 'copy': 'nix_copy_closure',
            'activate': 'nix_activate', 'stats': 'ansible.builtin.set_stats'}
@@ -179,14 +181,35 @@ def test_nix_summary_false_silences_the_summary(callback):
     assert callback._display.lines == []
 
 
-def test_progress_line_names_the_hosts_in_each_phase_in_phase_order():
-    running = {'web1': ('copy', 0.0), 'web2': ('activate', 5.0), 'web3': ('copy', 95.0),
-               'web0': ('copy', 40.0)}
-    assert plugin.progress_line(running, 100.0, 10) == (
-        'nixdeploy: still running: copy: web0 (60s), web1 (100s); activate: web2 (95s)')
-    # web3 started 5 s ago: not yet
-    assert plugin.progress_line({'web3': ('copy', 95.0)}, 100.0, 10) is None
-    assert plugin.progress_line({}, 100.0, 10) is None
+def test_progress_line_counts_the_batch_in_each_phase_and_names_who_runs_it(tmp_path):
+    callback = Summary(display=Display())
+    callback.v2_playbook_on_play_start(Play())
+    try:
+        for host in ('web0', 'web1', 'web2', 'web3'):
+            callback.v2_runner_on_start(Named(host), Task('eval'))
+            callback.v2_runner_on_ok(Result(host, 'eval', EVAL))
+        for host in ('web0', 'web1', 'web3'):
+            callback.v2_runner_on_start(Named(host), Task('copy'))
+        callback.v2_runner_on_failed(Result('web3', 'copy', {'failed': True, 'msg': 'x'}))
+        callback.v2_runner_on_start(Named('web2'), Task('activate'))
+        progress = callback._progress.copy()
+    finally:
+        callback.v2_playbook_on_stats(None)
+    now = max(t for hosts in progress.running.values() for t in hosts.values())
+    progress.running['copy'].update(web0=now - 60, web1=now - 100)
+    progress.running['activate']['web2'] = now - 95
+    assert plugin.progress_line(progress, now, 10, str(tmp_path)) == (
+        'nixdeploy: progress: eval: 4 of 4 done; copy: 1 of 4 done (1 failed), 2 running: '
+        'web1 (100s), web0 (60s); activate: 0 of 4 done, 1 running: web2 (95s)')
+    # web2's activation awaits its confirmation (its worker's step file)
+    _progress.set_step(str(tmp_path), 'web2', _progress.AWAITING_CONFIRMATION)
+    line = plugin.progress_line(progress, now + 1, 10, str(tmp_path))
+    assert line.endswith('activate: 0 of 4 done, 1 running: web2 (96s, awaiting confirmation 0s)') \
+        or line.endswith('(96s, awaiting confirmation 1s)'), line
+    # nothing has run 10 s yet: no line
+    progress.running['copy'] = {}
+    progress.running['activate']['web2'] = now - 5
+    assert plugin.progress_line(progress, now, 10, str(tmp_path)) is None
 
 
 def test_a_long_task_gets_progress_lines_until_it_ends(monkeypatch):
@@ -195,9 +218,9 @@ def test_a_long_task_gets_progress_lines_until_it_ends(monkeypatch):
     # after the task's end, and shows its line before it looks again
     looks = []
 
-    def progress_line(running, now, interval):
-        line = real(running, now, interval)
-        looks.append((sorted(running), line))
+    def progress_line(progress, now, interval, base_dir=None):
+        line = real(progress, now, interval, base_dir)
+        looks.append((sorted(h for hosts in progress.running.values() for h in hosts), line))
         return line
     real = plugin.progress_line
     monkeypatch.setattr(plugin, 'progress_line', progress_line)
@@ -216,7 +239,7 @@ def test_a_long_task_gets_progress_lines_until_it_ends(monkeypatch):
         callback.v2_runner_on_start(Named('web1'), Task('copy'))
         assert wait_until(lambda: callback._display.lines)
         (line,) = callback._display.text()[:1]
-        assert line.startswith('nixdeploy: still running: copy: web1 (')
+        assert line.startswith('nixdeploy: progress: copy: 0 of 1 done, 1 running: web1 (')
         callback.v2_runner_on_ok(Result('web1', 'copy', {'changed': True}))
         ended = len(looks)
         # two looks after the end (the ticker wakes once a second): the line
@@ -225,9 +248,30 @@ def test_a_long_task_gets_progress_lines_until_it_ends(monkeypatch):
         assert all(line is None and running == [] for running, line in looks[ended:]), looks
         # every progress line shown is one computed while web1 still ran
         before = [line for _running, line in looks[:ended] if line]
-        shown = [text for text in callback._display.text() if 'still running' in text]
+        shown = [text for text in callback._display.text() if 'progress' in text]
         assert shown == before, (shown, looks)
     finally:
+        callback.v2_playbook_on_stats(None)
+
+
+def test_a_host_awaiting_its_confirmation_says_so_in_the_progress_lines():
+    """The activation (a worker process) keeps its step in the run's temp
+    folder, the same path in every process of the run; the ticker reads it."""
+    callback = Summary(display=Display())
+    callback.interval = 0.5
+    callback.v2_playbook_on_play_start(Play())
+    try:
+        callback.v2_runner_on_start(Named('web1'), Task('activate'))
+        _progress.set_step(C.DEFAULT_LOCAL_TMP, 'web1', _progress.AWAITING_CONFIRMATION)
+        deadline = time.monotonic() + 60
+        while not any('awaiting' in text for text in callback._display.text()) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        line = [text for text in callback._display.text() if 'awaiting' in text][0]
+        assert line.startswith('nixdeploy: progress: activate: 0 of 1 done, 1 running: web1 ('), line
+        assert ', awaiting confirmation ' in line, line
+    finally:
+        _progress.clear_step(C.DEFAULT_LOCAL_TMP, 'web1')
         callback.v2_playbook_on_stats(None)
 
 
@@ -292,8 +336,11 @@ def test_the_summary_shows_host_names_and_target_text_escaped(callback):
 
 
 def test_progress_and_stop_lines_show_host_names_escaped(callback):
-    line = plugin.progress_line({EVIL: ('copy', 0.0)}, 100.0, 10)
-    assert line.startswith('nixdeploy: still running: copy: evil\\n\\x1b[2K') and \
+    progress = _progress.BatchProgress()
+    progress.start(EVIL, 'copy', 0.0)
+    line = plugin.progress_line(progress, 100.0, 10)
+    assert line.startswith('nixdeploy: progress: copy: 0 of 1 done, 1 running: evil\\n\\x1b[2K') \
+        and \
         not any(c in line for c in RAW), line
     callback.v2_playbook_on_play_start(callback.play)
     callback.v2_runner_on_ok(Result('web3', 'eval', {
