@@ -15,12 +15,17 @@ temp folder (``C.DEFAULT_LOCAL_TMP``), no Ansible, no Nix, no lab:
            (``task_batch``, the stream's key, ``Stream.start``, ``entry``),
            then ``record_facts`` as a host whose request the task templated
            does
-  build    nix_build's ``_from_batch`` (``_service``'s key,
-           ``Service.request`` with the hosts expected, ``Service.answer``)
+  build    nix_build's ``_build_work`` through ``batch_answer`` (the
+           service's key, ``Service.request`` with the hosts expected,
+           ``Service.answer``)
   copy, closure, publish, channel
-           ``NixdeployAction.from_batch`` with a compute of the batch's
-           size (its key, ``Batch.results``), then ``len(data['hosts'])``
-           as publish and channel read it
+           ``NixdeployAction.batch_answer`` of a ONCE work with a compute of
+           the batch's size (its key, ``Batch.results``), then
+           ``len(data['hosts'])`` as publish and channel read it
+
+Every phase goes through ``plugin_utils/task/_batch_work.answer``; a
+version from before it (``--before``) is driven through the entry points
+it had (``from_batch``, ``_from_batch``).
 
 The detached processes are not forked: the harness plays them, outside the
 clock (a stream's entry and a wave's answer are written just before the
@@ -50,7 +55,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = (250, 1000)
 REPEAT = 3
-# the phases that read a Batch's answer (NixdeployAction.from_batch)
+# the phases that read a Batch's answer (a ONCE work of _batch_work)
 BATCH_PHASES = ('copy', 'closure', 'publish', 'channel')
 
 
@@ -87,12 +92,16 @@ class _Harness(object):
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
             _eval, _eval_stage)
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch, _stream
+        try:
+            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_work
+        except ImportError:  # a version from before the one entry point
+            _batch_work = None
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
             NixdeployAction)
         C.DEFAULT_LOCAL_TMP = base_dir
         self.modules = dict(nix_build=nix_build, nix_eval=nix_eval, role_vars=_role_vars,
                             eval=_eval, eval_stage=_eval_stage, batch=_batch,
-                            action=NixdeployAction)
+                            action=NixdeployAction, batch_work=_batch_work)
         self.base_dir = base_dir
         self.hosts = ['h%04d' % i for i in range(size)]
         self.excluded = 0.0
@@ -104,9 +113,9 @@ class _Harness(object):
         block = _Node('block-1', play=play)
         self.tasks = dict((phase, _Node('task-%s' % phase, parent=block))
                           for phase in ('eval', 'build') + BATCH_PHASES)
-        self._patch_processes(_stream, _eval_stage, nix_build)
+        self._patch_processes(_stream, _batch_work or _eval_stage, _batch_work or nix_build)
 
-    def _patch_processes(self, _stream, _eval_stage, nix_build):
+    def _patch_processes(self, _stream, stream_user, service_user):
         """The detached processes, played by the harness off the clock."""
         harness = self
 
@@ -132,8 +141,8 @@ class _Harness(object):
             _fork = fork
 
         LabService.entry = entry
-        _eval_stage.Stream = LabStream
-        nix_build.Service = LabService
+        stream_user.Stream = LabStream
+        service_user.Service = LabService
 
     def action(self, module, phase, host, args):
         """An action of ``module`` as Ansible hands it to ``host``'s worker."""
@@ -186,7 +195,10 @@ class _Harness(object):
         build_args = {'gc_root_dir': '/nix/var/nix/gcroots/nixdeploy', 'timeout': None,
                       'builder_min_free_mb': None}
         action = self.action(mods['nix_build'], 'build', host, build_args)
-        mods['nix_build'].ActionModule._from_batch(action, host, self.build_request(host))
+        if mods['batch_work'] is None:
+            mods['nix_build'].ActionModule._from_batch(action, host, self.build_request(host))
+        else:
+            action.batch_answer(action._build_work(self.build_request(host)))
         for phase in BATCH_PHASES:
             action = self.action(None, phase, host, {})
             wanted = {'path': _system(host, 'system')}
@@ -195,9 +207,13 @@ class _Harness(object):
                 return {'hosts': dict((name, {'request': {'path': _system(name, 'system')},
                                               'answer': {'published': True}})
                                       for name in batch), 'processes': 1}
-            _entry, data, _here = mods['action'].from_batch(
-                action, phase, [{'nix_bin': 'nix'}, False, 'file:///lab/cache', None],
-                compute, wanted)
+            parts = [{'nix_bin': 'nix'}, False, 'file:///lab/cache', None]
+            if mods['batch_work'] is None:
+                _entry, data, _here = mods['action'].from_batch(
+                    action, phase, parts, compute, wanted)
+            else:
+                data = action.batch_answer(mods['batch_work'].BatchWork(
+                    phase, parts, wanted, compute)).data
             len(data['hosts'])
 
     def run(self):

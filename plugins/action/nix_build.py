@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of nixdeploy.fleet.nix_build (see plugins/modules/nix_build.py).
 
-Each host asks its batch's build service (plugin_utils/task/_stream.py) for
+Each host asks its batch's build service (plugin_utils/task/_batch_work.py) for
 its system: the hosts asking together share a wave (one ``nix build`` per
 store, plugin_utils/builds/_build_stage.py), and each host's task ends as
 soon as its own system is built, so its copy starts while others still
@@ -14,8 +14,6 @@ healthy ones (plugin_utils/builds/_builders.py). A host built on itself
 """
 
 import os
-
-from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars, _specs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
@@ -31,16 +29,14 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (
-    play_batch, play_uuid, task_batch)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._service import Service
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import work_name
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    WAVES, BatchWork, decline)
 
 # How many waves of a batch build at once (each one ``nix build``, with
 # Nix's own max-jobs inside it): a wave holding a slow system keeps its slot
 # until that system is built, so there are more slots than the two a quiet
 # fleet needs (the hosts asking together, and the ones asking meanwhile)
-WAVES = max(4, os.cpu_count() or 1)
+WAVE_SLOTS = max(4, os.cpu_count() or 1)
 
 
 def answer_wait(timeout):
@@ -78,7 +74,7 @@ class ActionModule(NixdeployAction):
                                                    loader_of(self).get_basedir())
         except NixdeployError:
             # it will not ask: no wave of the batch waits for it
-            self._service()[0].decline(host)
+            decline(self.place(), self._build_work(None))
             raise
         # what the service, the target build and the entry hold: JSON data;
         # the fleet names the folder of the host's GC root (builds/_gc_roots.py)
@@ -86,12 +82,12 @@ class ActionModule(NixdeployAction):
         data['fleet'] = _gc_roots.fleet_of(args.get('flake'), loader_of(self).get_basedir())
         if request.build_on == _build.TARGET:
             # no wave of the batch waits for this host
-            self._service()[0].decline(host)
+            decline(self.place(), self._build_work(None))
             # the copy stage's probe: the host's store, the system's GC root there
             host_entry = build_on_target(self._opts, args, self._check_mode, host, data,
                                          self.target, _copy.probe_target)
         else:
-            host_entry = self._from_batch(host, data)
+            host_entry = self.batch_answer(self._build_work(data)).entry
         result.update(host_entry.get('result') or {})
         result['build_on'] = result.get('build_on') or _builders.label(request.build_on)
         if host_entry.get('error'):
@@ -104,29 +100,19 @@ class ActionModule(NixdeployAction):
         return result
 
     # ------------------------------------------------------------ the service
-    def _service(self):
-        """The batch's build service (one per task, play batch and the
-        options its hosts share), and whether this host asks it again (a
-        retry: a service of its own, which waits for no other host)."""
+    def _build_work(self, request):
+        """The batch's build service (``_batch_work``, WAVES): one per task,
+        play batch and the options its hosts share. The hosts asking
+        together share a wave (the first one waits for the rest of the play
+        batch while they keep asking: task/_service.GATHER_STALL), and each
+        is answered as soon as its own system is built; a retry asks a
+        service of its own, which waits for no other host."""
         args = self._args
         shared = self.filled.shared(args)
-        hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self._vars)
-        key, again = work_name(
-            'build', self._task, hosts, options_of(args), self._check_mode,
-            [shared.get(k) for k in _role_vars.per_host(self.ROLE_VARS)],
-            args.get('gc_root_dir'), args.get('builder_min_free_mb'))
-        return Service(C.DEFAULT_LOCAL_TMP, 'build', key), again
-
-    def _from_batch(self, host, request):
-        """This host's entry from its batch's build service: a wave of the
-        hosts asking now (the first one waits for the rest of the play
-        batch while they keep asking: task/_stream.GATHER_STALL), answered
-        as soon as this host's system is built."""
-        service, again = self._service()
-        stage = BuildStage(self._opts, self._args, self._check_mode,
-                           self._vars.get('hostvars') or {})
-        # the names only if this host starts the service: not in every worker
-        service.request(host, request, stage.wave, slots=WAVES,
-                        expected=[host] if again else lambda: play_batch(self._vars))
-        return service.answer(host, stage.wave, slots=WAVES,
-                              timeout=answer_wait(self._args.get('timeout')))
+        stage = BuildStage(self._opts, args, self._check_mode, self._vars.get('hostvars') or {})
+        return BatchWork(
+            'build', [options_of(args), self._check_mode,
+                      [shared.get(k) for k in _role_vars.per_host(self.ROLE_VARS)],
+                      args.get('gc_root_dir'), args.get('builder_min_free_mb')],
+            request, stage.wave, how=WAVES, slots=WAVE_SLOTS,
+            answer_wait=answer_wait(args.get('timeout')))

@@ -28,7 +28,7 @@ class ActionModule(NixdeployAction):
     def host_result(self, args, result):
         host = self.host
         stage = ChannelStage(host, args, self.task_vars, self.check_mode,
-                             self._loader.get_basedir(), self._templar.template, self.from_batch)
+                             self._loader.get_basedir(), self._templar.template, self.batch_answer)
         host_entry = stage.host_entry()
         ref_result = host_entry.get('result') or {}
         result.update(ref_result)

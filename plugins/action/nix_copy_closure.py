@@ -66,7 +66,7 @@ class ActionModule(NixdeployAction):
         stage = CopyStage(self.host, args, self.task_vars, self.target,
                           check_mode=self._task.check_mode, diff=self._task.diff,
                           unchecked=bool(self._unchecked), filled=self.filled,
-                          from_batch=self.from_batch)
+                          batch_answer=self.batch_answer)
         result.update(stage.run())
         return result
 

@@ -31,7 +31,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
     NixdeployAction, verbose_traceback)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    Batch, _folder as batch_folder, short_digest, lock_wait, play_uuid, task_batch, work_key)
+    batch_folder, short_digest)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome, _reach
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._serial import gate
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
@@ -105,17 +106,18 @@ class ActionModule(NixdeployAction):
     def _serial_gate(self, max_fail_percentage):
         """This play batch's number and whether it may start
         (plugin_utils/task/_serial.py); judged once per batch."""
-        hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
-        batch = Batch(C.DEFAULT_LOCAL_TMP, 'serial',
-                      work_key('serial', self._task, hosts, max_fail_percentage))
         # one file per play (its first task) lists the batches so far
-        record = os.path.join(batch.dir, 'serial-%s.json' % short_digest(task_uuid(self._task)))
+        record = os.path.join(batch_folder(C.DEFAULT_LOCAL_TMP),
+                              'serial-%s.json' % short_digest(task_uuid(self._task)))
         active = self.task_vars.get('ansible_play_hosts')
-        # the host that holds the lock reads and writes one small file
-        with lock_wait(SERIAL_LOCK_WAIT):
-            judged, _here = batch.results(
-                lambda: gate(record, hosts, active, max_fail_percentage), self.host)
-        return judged
+
+        def judge(hosts):
+            return gate(record, hosts, active, max_fail_percentage)
+
+        # the host that holds the lock reads and writes one small file; a
+        # retry judges again (its batch is recorded: it reads that file)
+        return self.batch_answer(BatchWork('serial', [max_fail_percentage], None, judge,
+                                           whole=True, lock_wait=SERIAL_LOCK_WAIT)).entry
 
     def _evaluate(self, args, result):
         try:

@@ -15,6 +15,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import Ni
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._publish import (
     PER_HOST_ARGS, Publisher)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     unlink_host_args, vars_of)
 
@@ -61,11 +62,13 @@ class ActionModule(NixdeployAction):
                     paths[name] = u'%s' % path
             return publish(paths)
 
-        host_entry, data, here = self.from_batch(
+        got = self.batch_answer(BatchWork(
             'publish', [options_of(args), check_mode, args['cache'], args['signing_key'],
                         batch_args.get('path')],
+            system, compute,
             # templated differently for this host: publish it on its own
-            compute, system, alone=lambda: publish({host: system}))
+            alone=lambda _hosts, _batch_entry: publish({host: system})))
+        host_entry, data, here = got.entry, got.data, got.here
         published = host_entry['answer']
         result.update(dict((k, v) for k, v in published.items() if k != 'error'))
         result.update({'path': system, 'cache': _redact.url(args['cache']),

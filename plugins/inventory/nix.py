@@ -167,7 +167,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NI
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import evaluation_options
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import RunSources
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    _folder as batch_folder, short_digest)
+    batch_folder, short_digest)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
     check_flake, eval_args, flake_config_warnings, request_digest)

@@ -24,7 +24,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_s
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    _folder as batch_folder)
+    batch_folder)
 
 
 class BuildStage(object):

@@ -28,7 +28,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import
     StorePathError, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    LockWaitTimeout, facts_in_flight, lock_wait, play_batch, vars_of, with_facts)
+    LockWaitTimeout, facts_in_flight, play_batch, vars_of, with_facts)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 
 # The options that may differ per host in cascade mode (the option table's
 # per-host rows of nix_copy_closure: module_utils/_role_vars.py)
@@ -69,11 +70,10 @@ class CascadeStage:
             return {'hosts': self._run_cascade(hosts)}
 
         try:
-            with lock_wait(CASCADE_LOCK_WAIT):
-                host_entry, _data, _here = stage.from_batch(
-                    'copy', [dict((k, v) for k, v in args.items() if k not in PER_HOST),
-                             [shared.get(k) for k in PER_HOST], bool(stage.diff)], compute,
-                    request.data())
+            host_entry = stage.batch_answer(BatchWork(
+                'copy', [dict((k, v) for k, v in args.items() if k not in PER_HOST),
+                         [shared.get(k) for k in PER_HOST], bool(stage.diff)],
+                request.data(), compute, lock_wait=CASCADE_LOCK_WAIT)).entry
         except LockWaitTimeout as exc:
             # the host running it is stuck past the cascade's own bound
             stage.warnings.append(
@@ -190,7 +190,7 @@ def _peer_request(args, hostvars):
 class CascadeRequest:
     """What one host asks the batch's cascade, built by ``for_host``;
     ``data()`` is the form in the batch file (the entry's ``request``,
-    compared with ``!=`` to this host's own by ``from_batch``).
+    compared with ``!=`` to this host's own by ``_batch_work.answer``).
 
     ``path``: the system's store path (its top folder in the store, checked);
     ``mode``: the copy mode (a batch-wide row of module_utils/_copy_modes.py);

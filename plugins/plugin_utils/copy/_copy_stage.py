@@ -33,7 +33,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fiel
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    _folder as batch_folder, LockWaitTimeout, facts_in_flight, lock_wait, vars_of, with_facts)
+    batch_folder, LockWaitTimeout, facts_in_flight, vars_of, with_facts)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 
 # the time limit of the target's own fetch from the caches (a whole closure
 # downloaded there); the controller's push has _copy_send.COPY_TIMEOUT, every
@@ -60,11 +61,11 @@ class CopyStage:
     connection, its store, its ``connection``), ``check_mode`` and ``diff``,
     ``unchecked`` (ssh does not check the host's key and its opt-out let it
     through), ``filled`` (the arguments as filled from the variables:
-    _role_vars.Filled) and ``from_batch(kind, key_parts, compute, own)``
-    (plugin_utils/task/_action.py)."""
+    _role_vars.Filled) and ``batch_answer(work)``, the action's one entry
+    point to work done once for the play batch (plugin_utils/task/_batch_work.py)."""
 
     def __init__(self, host, args, task_vars, target, check_mode=False, diff=False,
-                 unchecked=False, filled=None, from_batch=None):
+                 unchecked=False, filled=None, batch_answer=None):
         self.host, self.args, self.task_vars = host, args, task_vars
         self.settings = _copy_send.CopySettings.of(args)
         # the task's copy mode (module_utils/_copy_modes.py): what differs by mode
@@ -73,7 +74,7 @@ class CopyStage:
         self.connection = target.connection
         self.check_mode, self.diff, self.unchecked = check_mode, diff, unchecked
         self.filled = filled
-        self.from_batch = from_batch
+        self.batch_answer = batch_answer
         self._opts = None
         # what this host's result warns of before its copy's own (a bound hit)
         self.warnings = []
@@ -260,10 +261,9 @@ class CopyStage:
                                   for n, p in wanted.items() if infos.get(p))}
 
         try:
-            with lock_wait(CLOSURE_LOCK_WAIT):
-                host_entry, _data, _here = self.from_batch(
-                    'closure', [_nix.options_of(args), self.filled.shared(args).get('path')],
-                    compute, {'path': path})
+            host_entry = self.batch_answer(BatchWork(
+                'closure', [_nix.options_of(args), self.filled.shared(args).get('path')],
+                {'path': path}, compute, lock_wait=CLOSURE_LOCK_WAIT)).entry
         except LockWaitTimeout as exc:
             # the host computing it is stuck past its own bound: ask alone
             self.warnings.append(

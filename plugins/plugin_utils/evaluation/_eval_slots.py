@@ -8,7 +8,7 @@ A play batch normally has one evaluation (one detached process, one
 ``EvalPool``), whose workers already stay within the budget. But a task
 whose ``flake``/``attr`` are templated per host to something other than the
 hosts' own ``nix_flake``/``nix_attr`` has the hosts whose request differs
-from the batch's ask again, in waves (``_eval_stage.own_entry``), each wave
+from the batch's ask again, in waves (``_eval_stage.own_work``), each wave
 a pool of its own, and nix_build evaluates in its build waves; they run
 beside the batch's and each other. Without a bound shared between them, the
 evaluators at once add up, each with its heap of gigabytes. Every evaluator

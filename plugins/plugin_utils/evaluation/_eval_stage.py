@@ -5,10 +5,10 @@
 where it evaluates.
 
 The first host of a play batch to ask starts the batch's evaluation in a
-detached process (``batch_entry``, ``task/_stream.Stream``); every host of
-the batch reads its own answer as soon as it is known. The hosts whose own
-request differs from the one the batch formed for them (an argument
-templated per host) ask again, together (``own_entry``). ``stage_of`` makes
+detached process (``BatchEval``, a STREAM work of ``task/_batch_work``);
+every host of the batch reads its own answer as soon as it is known. The
+hosts whose own request differs from the one the batch formed for them (an
+argument templated per host) ask again, together (``own_work``). ``stage_of`` makes
 the ``EvalStage`` a task's arguments ask for (``_eval_stage_batch``: the
 evaluation of one batch, and the files beside it); the role's variables
 are checked before a request is formed (``_eval_stage_vars``). What a
@@ -37,10 +37,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    _folder as batch_folder, first_key, play_uuid, record_facts, task_batch, vars_of, work_key)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import (
-    slot_name, work_name)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import Service, Stream
+    batch_folder, record_facts, vars_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    STREAM, WAVES, BatchWork)
 
 # reused hosts of each batch evaluated again before answers are given, the
 # least recently checked first (nix_eval's eval_reuse_check; nix_build's
@@ -83,23 +82,22 @@ def stage_of(opts, args, workers=None):
                      reuse_check=args.get('eval_reuse_check', DEFAULT_REUSE_CHECK))
 
 
-def own_entry(opts, args, task, hosts, host, request):
-    """``host``'s entry for its own ``request``, which differs from what its
-    batch evaluated for it (an argument templated per host from another
-    variable than nix_flake or nix_attr: the batch's process, which forms
-    every host's request, sees only the first host's value). The hosts that
-    ask so together share a wave (``task/_stream.Service``): one EvalStage
-    for all of them, its cache first, then evaluators side by side within
-    the job's slots, so the flake's shared part (a nixpkgs) is evaluated
-    once per evaluator, not once per host."""
-    service = Service(C.DEFAULT_LOCAL_TMP, 'eval-own', work_key(
-        'eval-own', task, hosts, options_of(args), [args.get(k) for k in TUNING]))
-
+def own_work(opts, args, request, hosts):
+    """The evaluation of the hosts whose own ``request`` differs from what
+    their batch evaluated for them (an argument templated per host from
+    another variable than nix_flake or nix_attr: the batch's process, which
+    forms every host's request, sees only the first host's value), a retry,
+    and a host whose arguments are not its batch's. The hosts that ask so
+    together share a wave (``_batch_work``, WAVES): one EvalStage for all of
+    them, its cache first, then evaluators side by side within the job's
+    slots, so the flake's shared part (a nixpkgs) is evaluated once per
+    evaluator, not once per host (``hosts``: the play batch, whose facts in
+    flight each answer updates)."""
     def serve(requests, put):
         stage_of(opts, args).evaluate(requests, _recording(hosts, put))
 
-    service.request(host, request, serve)
-    return service.answer(host, serve, timeout=answer_wait(args))
+    return BatchWork('eval-own', [options_of(args), [args.get(k) for k in TUNING]], request,
+                     serve, how=WAVES, expected=(), answer_wait=answer_wait(args))
 
 
 # what a host's wait for its batch's answer may take beyond the batch's own
@@ -115,49 +113,52 @@ def answer_wait(args):
     return bound + ANSWER_MARGIN if bound else None
 
 
-def batch_entry(action, args, opts, kind='eval'):
-    """This host's entry of its play batch's evaluation (started by the
-    first of the batch's hosts to ask, in a detached process: task/_stream.py),
-    as soon as it is known: (the entry, started here, the batch's hosts,
-    this host's own request).
+class BatchEval(object):
+    """A play batch's evaluation, as one host's task asks for it: what this
+    host asks (``request``), what the batch's detached process computes for
+    every host (``compute``: each host's request formed from its own
+    variables, then ``EvalStage.evaluate``, which puts each answer as soon as
+    it is known) and this host's own evaluation (``alone``).
 
     ``action``: a NixdeployAction whose task evaluates (nix_eval, or
     nix_build without a derivation)."""
-    host, task_vars = action.host, action.task_vars
-    base_dir = loader_of(action).get_basedir()
-    task = task_of(action)
 
-    def resolve(flake):
-        return flake_ref(flake, base_dir)
+    def __init__(self, action, args, opts, kind='eval'):
+        self.action, self.args, self.opts, self.kind = action, args, opts, kind
+        self.base_dir = loader_of(action).get_basedir()
+        task = task_of(action)
+        # the role's variables are checked (the deploy role's first phase)
+        self.check_vars = _role_vars.FLAG in task.args and boolean(
+            task.args.get(_role_vars.FLAG), strict=False)
+        self.request = normalised(EvalRequest.for_host(
+            action.host, args, action.task_vars, self.resolve).data())
 
-    request = normalised(EvalRequest.for_host(host, args, task_vars, resolve).data())
-    hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(task), task_vars)
-    # Not part of the key: flake and attr. Where they are each host's own
-    # variables (_role_vars.Filled) the batch's process reads them per host;
-    # where the task templates them per host from other variables, every
-    # host still shares the batch (one key each would start a batch, and
-    # an evaluation, per host): the batch's process forms every request
-    # from the first host's values, and the hosts whose own request differs
-    # ask again, together (own_entry).
-    key, again = work_name(kind, task, hosts, options_of(args), [args.get(k) for k in TUNING])
-    if again or first_key(C.DEFAULT_LOCAL_TMP, kind, slot_name(kind, task, hosts), key) != key:
-        # a retry (until/retries) evaluates again, and a host whose
-        # arguments are not its batch's (another nix_options, another
-        # evaluator setting) is evaluated with its own: neither reads nor
-        # starts the batch's evaluation
-        host_entry = own_entry(opts, args, task, hosts, host, request)
-        _record(hosts, host, host_entry, action, args)
-        return host_entry, False, hosts, request
-    stream = Stream(C.DEFAULT_LOCAL_TMP, kind, key)
+    def resolve(self, flake):
+        return flake_ref(flake, self.base_dir)
 
-    def work(put):
-        # in the batch's detached process: every host's request, then each
-        # answer as soon as it is known
+    def work(self):
+        """The ``BatchWork`` of the batch. Not part of its key: flake and
+        attr. Where they are each host's own variables (_role_vars.Filled)
+        the batch's process reads them per host; where the task templates
+        them per host from other variables, every host still shares the
+        batch (one key each would start a batch, and an evaluation, per
+        host): the batch's process forms every request from the first
+        host's values, and the hosts whose own request differs ask again,
+        together (``own_work``)."""
+        args = self.args
+        return BatchWork(self.kind, [options_of(args), [args.get(k) for k in TUNING]],
+                         self.request, self.compute, how=STREAM, alone=self.alone,
+                         answer_wait=answer_wait(args))
+
+    def compute(self, hosts, put):
+        """In the batch's detached process: every host's request, then each
+        answer as soon as it is known."""
+        action, args = self.action, self.args
         requests, failed, unknown = {}, {}, {}
         for name in hosts:
             try:
-                hostvars = vars_of(task_vars, name)
-                refused = _refused(name, hostvars, unknown) if check_vars else None
+                hostvars = vars_of(action.task_vars, name)
+                refused = _refused(name, hostvars, unknown) if self.check_vars else None
                 if refused:
                     # its own task fails it before evaluating: none of its
                     # evaluation is done here either
@@ -165,36 +166,43 @@ def batch_entry(action, args, opts, kind='eval'):
                     continue
                 requests[name] = normalised(EvalRequest.for_host(
                     name, action.filled.for_host(args, action.ROLE_VARS, hostvars), hostvars,
-                    resolve).data())
+                    self.resolve).data())
             except (EvalError, NixError) as exc:
                 failed[name] = {'error': u'%s' % exc}
-
         # Each host's facts in flight are its own request's answer: the
         # batch keeps them as it answers only where every request is formed
         # from each host's own variables; otherwise each host keeps its own
-        # once it has checked that the answer is to its own request (below)
+        # once it has checked that the answer is to its own request
         put_with = _recording(hosts, put) if _own_requests(action, args) else put
         if unknown:
             put_with = _noting(put_with, unknown_notes(unknown))
-        return stage_of(opts, args).evaluate(requests, put_with, failed)
+        return stage_of(self.opts, args).evaluate(requests, put_with, failed)
 
-    # the role's variables are checked (the deploy role's first phase)
-    check_vars = _role_vars.FLAG in task.args and boolean(task.args.get(_role_vars.FLAG),
-                                                          strict=False)
-    here = stream.start(work)
-    host_entry = stream.entry(host, timeout=answer_wait(args))
-    # Not the answer to this host's own request: the batch formed another
-    # (from the first host's values), or could not form one from them (an
-    # entry with no request; this host's own was formed above, so the
-    # batch's failure is not this host's)
-    if host_entry.get('request') != request:
-        first = host_entry.get('batch')
-        host_entry = own_entry(opts, args, task, hosts, host, request)
+    def alone(self, hosts, batch_entry):
+        """This host's own evaluation (a retry, a host whose arguments are
+        not its batch's, or whose batch answered another request: the batch
+        formed it from the first host's values, or could not form one from
+        them; this host's own was formed here, so the batch's failure is
+        not this host's)."""
+        action = self.action
+        host_entry = action.batch_answer(own_work(self.opts, self.args, self.request,
+                                                  hosts)).entry
+        first = (batch_entry or {}).get('batch')
         if first is not None:
             # this host completed the batch: its figures stay counted
             host_entry = dict(host_entry, batch=added_figures(first, host_entry.get('batch')))
-    _record(hosts, host, host_entry, action, args)
-    return host_entry, here, hosts, request
+        return {'hosts': {action.host: host_entry}}
+
+
+def batch_entry(action, args, opts, kind='eval'):
+    """This host's entry of its play batch's evaluation (started by the
+    first of the batch's hosts to ask, in a detached process), as soon as
+    it is known: (the entry, started here, the batch's hosts, this host's
+    own request)."""
+    evaluation = BatchEval(action, args, opts, kind)
+    got = action.batch_answer(evaluation.work())
+    _record(got.hosts, action.host, got.entry, action, args)
+    return got.entry, got.batch_here, got.hosts, evaluation.request
 
 
 def _record(hosts, host, host_entry, action, args):
@@ -237,7 +245,7 @@ def _recording(hosts, put):
     """``put`` that also keeps each answered host's facts for the play batch
     ``hosts``: what a later batch would evaluate again for a host whose facts
     its worker does not see yet (_batch.with_facts). A host's own answer
-    (``own_entry``) comes later and replaces what the batch's process kept
+    (``own_work``) comes later and replaces what the batch's process kept
     for it."""
     def put_with_facts(name, host_entry):
         put(name, host_entry)

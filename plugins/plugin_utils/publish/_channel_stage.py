@@ -26,6 +26,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish import _channel
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import PER_HOST_ARGS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import unlink_host_args
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 
 # What a host's request reads from its variables and facts.
 HOST_VARS = ('nix_channel_ref', 'nix_flake', 'nix_flake_revision', 'nix_out_path',
@@ -40,14 +41,15 @@ class ChannelStage:
 
     What it needs of the action comes as arguments: ``check_mode``,
     ``base_dir`` (the playbook's folder: relative repositories and flakes),
-    ``template`` (the task's templar's ``template``) and ``from_batch(kind,
-    key_parts, compute, own, alone)`` (plugin_utils/task/_action.py)."""
+    ``template`` (the task's templar's ``template``) and ``batch_answer(work)``,
+    the action's one entry point to work done once for the play batch
+    (plugin_utils/task/_batch_work.py)."""
 
-    def __init__(self, host, args, task_vars, check_mode, base_dir, template, from_batch):
+    def __init__(self, host, args, task_vars, check_mode, base_dir, template, batch_answer):
         self.host, self.args, self.task_vars = host, args, task_vars
         self.check_mode = check_mode
         self.base_dir = base_dir
-        self.from_batch = from_batch
+        self.batch_answer = batch_answer
         self.repo = _channel.repo_location(args['repo'], base_dir)
         self.own_vars = _templated(task_vars, template)
 
@@ -86,14 +88,16 @@ class ChannelStage:
             data, here = self._compute({host: request}), True
             host_entry = data['hosts'][host]
         else:
-            host_entry, data, here = self.from_batch(
+            got = self.batch_answer(BatchWork(
                 'channel', [options_of(args), self.check_mode, self.repo, args['state'],
                             args['force'], args['require_published'],
                             [batch_args.get(k) for k in sorted(PER_HOST_ARGS)],
                             args.get('git_dir')],
+                request.data(), compute,
                 # the batch saw this host differently (say, it was not yet
                 # published when the batch ran): it moves its ref on its own
-                compute, request.data(), alone=lambda: self._compute({host: request}))
+                alone=lambda _hosts, _batch_entry: self._compute({host: request})))
+            host_entry, data, here = got.entry, got.data, got.here
         host_entry = dict(host_entry)
         host_entry['batch'] = {'batch_hosts': len(data['hosts']), 'pushed_here': here}
         if here:
@@ -164,7 +168,7 @@ class ChannelStage:
 class ChannelRequest:
     """What nix_channel means for one host, built by ``for_host``; ``data()``
     is the form in the batch file (the entry's ``request``, compared with
-    ``!=`` to this host's own by ``from_batch``).
+    ``!=`` to this host's own by ``_batch_work.answer``).
 
     ``ref``: the host's full ref (``refs/heads/...``); ``query``: whether the
     task only reads (state=query); then ``flake``: the flake reference,

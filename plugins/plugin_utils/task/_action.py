@@ -72,11 +72,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._diagnosis import (
     become_problem, ssh_problem)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import Batch, first_key
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (
-    play_uuid, task_batch)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import (
-    new_run, slot_name, work_name)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    Place, answer)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import new_run
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import (
     freeze_inherited, in_forked_worker)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stats import (
@@ -358,42 +356,13 @@ class NixdeployAction(ActionBase):
         return bool(self._play_context.check_mode)
 
     # ------------------------------------------------------------ batch
-    def from_batch(self, kind, key_parts, compute, request, alone=None):
-        """This host's entry of work done once for the whole play batch.
+    def place(self):
+        """This host, its task and its variables: where a phase asks for
+        its batch's work (``_batch_work.answer``)."""
+        return Place(self.host, self._task, self.task_vars)
 
-        ``compute(hosts)`` (``hosts``: the play batch, a ``_batch.PlayBatch``
-        that lists its names) returns ``{'hosts': {host: entry}, ...}`` (JSON
-        data; each entry holds the ``request`` it answers); the first host
-        of the batch to get here runs it under the batch lock, the others
-        read their own entry only. ``key_parts``: everything that must be
-        equal for two hosts to share the work (the task and the batch's key
-        are added here: ``_work_keys.work_key``).
-
-        This host computes for itself only, with ``alone()`` (same shape,
-        this host only), when the batch's entry for it answers another
-        request than ``request`` (this host's, from arguments templated per
-        host), when its key parts differ from those of the first host of
-        the batch to ask (``_batch.first_key``: its arguments are not the
-        batch's), and when it asks again (a retry: ``_work_keys.work_name``);
-        without ``alone`` the entry is then None (``data``: the batch's, or
-        empty where it was not read). Returns (entry, data, computed_here).
-        """
-        hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
-        key, again = work_name(kind, self._task, hosts, key_parts)
-        if again or first_key(C.DEFAULT_LOCAL_TMP, kind, slot_name(kind, self._task, hosts),
-                              key) != key:
-            return self._alone(alone, ({}, False))
-        data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(lambda: compute(hosts),
-                                                                   self.host)
-        host_entry = (data.get('hosts') or {}).get(self.host)
-        if host_entry is None or host_entry.get('request') != request:
-            return self._alone(alone, (data, here))
-        return host_entry, data, here
-
-    def _alone(self, alone, batch):
-        """(entry, data, True) of ``alone()``, this host's own work; (None,
-        the batch's data, whether computed here) without it."""
-        if alone is None:
-            return (None,) + batch
-        data = alone()
-        return data['hosts'][self.host], data, True
+    def batch_answer(self, work):
+        """This host's part of ``work`` (a ``_batch_work.BatchWork``), done
+        once for its play batch: the one entry point of every phase's batch
+        work (plugin_utils/task/_batch_work.py says how)."""
+        return answer(self.place(), work)

@@ -31,7 +31,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    BatchHosts, _entry_path, _folder, _read_json)
+    BatchHosts, _entry_path, batch_folder, _read_json)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._facts_in_flight import (
     _facts_dir, facts_in_flight, record_facts, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (
@@ -43,7 +43,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys im
 # what callers may import from here: Batch, first_key, unlink_host_args, and
 # the names of the batch's files beside it
 __all__ = ['Batch', 'BatchHosts', 'LockWaitTimeout', 'PlayBatch', '_entry_path', '_facts_dir',
-           '_folder', 'batch_id', 'short_digest', 'facts_in_flight', 'first_key', 'lock_wait',
+           'batch_folder', 'batch_id', 'short_digest', 'facts_in_flight', 'first_key', 'lock_wait',
            'play_batch', 'play_uuid', 'record_facts', 'task_batch', 'unlink_host_args',
            'vars_of', 'with_facts', 'work_key']
 
@@ -58,7 +58,7 @@ class Batch:
 
     def __init__(self, base_dir, kind, key):
         self.kind = kind
-        self.dir = _folder(base_dir)
+        self.dir = batch_folder(base_dir)
         self.path = os.path.join(self.dir, '%s-%s.json' % (kind, key))
         self.lock_path = self.path + '.lock'
         self.entries_dir = self.path[:-len('.json')] + '.d'
@@ -119,7 +119,7 @@ def first_key(base_dir, kind, slot, key):
     task, its play batch and loop item: ``_work_keys.slot_name``); ``key``
     when this host is the first. A host whose key differs computes for
     itself only: its key parts (its arguments) are not the batch's."""
-    path = os.path.join(_folder(base_dir), '%s-%s.first' % (kind, slot))
+    path = os.path.join(batch_folder(base_dir), '%s-%s.first' % (kind, slot))
     found = _read_json(path)
     if found is not None:
         return found

@@ -16,7 +16,7 @@ import os
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
 
 
-def _folder(base_dir):
+def batch_folder(base_dir):
     """The batch files' folder under ``base_dir`` (made when missing)."""
     return private_folder(os.path.join(base_dir, 'nixdeploy-batch'))
 

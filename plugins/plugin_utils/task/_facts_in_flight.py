@@ -17,12 +17,12 @@ import os
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    BatchHosts, _entry_path, _folder)
+    BatchHosts, _entry_path, batch_folder)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import batch_id
 
 
 def _facts_dir(base_dir, hosts):
-    return os.path.join(_folder(base_dir), 'facts-%s.d' % batch_id(hosts))
+    return os.path.join(batch_folder(base_dir), 'facts-%s.d' % batch_id(hosts))
 
 
 def record_facts(base_dir, hosts, facts):

@@ -18,7 +18,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    _entry_path, _folder, _read_json)
+    _entry_path, batch_folder, _read_json)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
     RECORD_LOCK_WAIT, held, record_work)
 
@@ -99,7 +99,7 @@ def task_batch(base_dir, scope, task_vars):
     lock: the same few bytes at 10 hosts as at 1,000. The lock is waited
     for at most ``RECORD_LOCK_WAIT``."""
     host = task_vars.get('inventory_hostname')
-    folder = os.path.join(_folder(base_dir), 'members-%s.d' % short_digest(scope))
+    folder = os.path.join(batch_folder(base_dir), 'members-%s.d' % short_digest(scope))
     own = _entry_path(folder, host)
     member = _read_json(own)
     if member is None:

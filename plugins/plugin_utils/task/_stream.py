@@ -1,14 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Work done once for a play batch whose answers arrive host by host: what
-the phases import, from the files that hold it.
+"""The detached side of a play batch's work, gathered in one place for the
+code that runs inside those processes (the evaluators) and for tests. A
+phase never uses these directly: it gives a ``_batch_work.BatchWork`` to
+its action's ``batch_answer``.
 
 - ``_stream_entries.Stream``: one detached process per batch writes each
   host's entry as soon as it is known; each host waits for its own
-  (eval);
+  (STREAM: eval);
 - ``_service.Service``: a Stream that takes requests as the hosts ask and
-  answers them in waves (the build; eval's hosts whose own request differs);
+  answers them in waves (WAVES: the build; eval's hosts whose own request
+  differs);
 - ``_detached``: the detached process itself (forked from a worker, ended
   with the job), ``StreamError`` and what a failed work says;
 - ``_waits``: the bound of every wait (a lock, a host's answer).

@@ -20,7 +20,7 @@ import time
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits, _wakeup
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    _entry_path, _folder, _read_json as _read)
+    _entry_path, batch_folder, _read_json as _read)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (
     DetachedWork, StreamError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import held, stream_work
@@ -38,7 +38,7 @@ class Stream(DetachedWork):
     detached process holds while it runs."""
 
     def __init__(self, base_dir, kind, key):
-        self.dir = _folder(base_dir)
+        self.dir = batch_folder(base_dir)
         self.kind = kind
         stem = os.path.join(self.dir, '%s-%s' % (kind, key))
         self.done_path = stem + '.json'

@@ -25,6 +25,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import ( 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
     _waits, _work_keys)
 from tests.unit.plugins.plugin_utils.task.test_wait_bounds import ended  # noqa: E402
+from tests.unit.plugins.plugin_utils.task.batch_place import batch_of  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (  # noqa: E402
+    Place)
 
 
 def test_the_builds_wait_grows_with_the_tasks_timeout_only():
@@ -68,14 +71,18 @@ def test_a_build_retry_asks_a_service_of_its_own(tmp_path, monkeypatch):
     for no other host, builds again."""
     monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
     action = nix_build.ActionModule.__new__(nix_build.ActionModule)
+    task_vars = {'inventory_hostname': 'h1', 'ansible_play_batch': ['h1', 'h2']}
     action.__dict__.update(
         _args={'gc_root_dir': '/gc', 'builder_min_free_mb': None}, _check_mode=False,
-        _vars={'inventory_hostname': 'h1', 'ansible_play_batch': ['h1', 'h2']},
-        _task=type('Task', (), {'_uuid': 'build-task'})(),
-        filled=_role_vars.Filled({}, [], []))
+        _opts=None, _vars=task_vars, filled=_role_vars.Filled({}, [], []))
+    place = Place('h1', type('Task', (), {'_uuid': 'build-task'})(), task_vars)
     _work_keys.new_run('h1', {})
-    first, again = action._service()  # pylint: disable=protected-access
-    assert again is False
+    first = batch_of(place, action._build_work({'system': 'a'}))  # pylint: disable=protected-access
     _work_keys.new_run('h1', {})
-    retry, again = action._service()  # pylint: disable=protected-access
-    assert again is True and retry.done_path != first.done_path
+    retry = batch_of(place, action._build_work({'system': 'a'}))  # pylint: disable=protected-access
+    assert retry.path != first.path
+    # h2's first ask is the batch's: the first service's files
+    _work_keys.new_run('h2', {})
+    other = batch_of(Place('h2', place.task, dict(task_vars, inventory_hostname='h2')),
+                     action._build_work({'system': 'b'}))  # pylint: disable=protected-access
+    assert other.path == first.path

@@ -17,7 +17,6 @@ import sys
 import time
 
 import pytest
-from ansible import constants as C
 
 from tests.collection import collections_path
 from tests.unit.plugins.plugin_utils.stages.copy_target import REAL_SSH, copy_args
@@ -29,6 +28,7 @@ from tests.unit.plugins.plugin_utils.stages.test_cascade_stage import (  # noqa:
     Play, closure, ssh)
 # pylint: enable=unused-import
 from tests.unit.plugins.plugin_utils.stages.test_copy_stage import task_host
+from tests.unit.plugins.plugin_utils.task.batch_place import batch_answer
 # holders: LockHolders started by a test, stopped after it (a fixture)
 from tests.unit.plugins.plugin_utils.task.test_batch_lock_wait import (  # noqa: F401  pylint: disable=unused-import
     holders)
@@ -37,8 +37,6 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (  # noqa: E402
     _copy, _copy_send, _copy_stage)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (  # noqa: E402
-    Batch, short_digest)
 
 # an ssh that connects nowhere and never ends (``-G`` and ``-V`` are the
 # real ssh's, so a probe still finds an OpenSSH); it notes its pid
@@ -107,20 +105,13 @@ def entry(play, host, copy_mode='cascade', held=None, hold=None):
     target = task_host(play.targets[host], host, play.ssh)
     play.hosts.append(target)
 
-    def from_batch(kind, key_parts, compute, request, alone=None):
-        # as the action base's from_batch (plugin_utils/task/_action.py)
-        batch = Batch(C.DEFAULT_LOCAL_TMP, kind,
-                      short_digest(kind, 'task-1', sorted(play.names), key_parts))
-        if kind == held:
+    def before(work, batch):
+        if work.kind == held:
             hold(batch.lock_path)
-        data, here = batch.results(lambda: compute(list(play.names)))
-        host_entry = (data.get('hosts') or {}).get(host)
-        if host_entry is None or host_entry.get('request') != request:
-            return None, data, here
-        return host_entry, data, here
 
     return _copy_stage.CopyStage(host, args, task_vars, target, filled=filled,
-                                 from_batch=from_batch).run()
+                                 batch_answer=batch_answer(host, task_vars, play.names,
+                                                           before)).run()
 
 
 # ------------------------------------------------------------------ nix copy

@@ -14,7 +14,6 @@ connection, named."""
 import sys
 
 import pytest
-from ansible import constants as C
 from ansible.plugins.loader import connection_loader
 
 from tests.collection import collections_path
@@ -22,13 +21,12 @@ from tests.unit.plugins.plugin_utils.stages.copy_target import (
     Closure, FakeSsh, StoreTarget, copy_args)
 from tests.unit.plugins.plugin_utils.stages.stage_nix import controller_folders
 from tests.unit.plugins.plugin_utils.stages.test_copy_stage import task_host
+from tests.unit.plugins.plugin_utils.task.batch_place import batch_answer
 
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (  # noqa: E402
     _copy_stage)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (  # noqa: E402
-    Batch, short_digest)
 
 HOSTS = ('h1', 'h2', 'h3')
 ADDRESSES = {'h1': '127.0.0.1', 'h2': '127.0.0.2', 'h3': '127.0.0.3'}
@@ -66,22 +64,19 @@ class Play:
         target = task_host(self.targets[host], host, self.ssh)
         self.hosts.append(target)
 
-        def from_batch(kind, key_parts, compute, request, alone=None):
-            # as the action base's from_batch (plugin_utils/task/_action.py)
-            key = short_digest(kind, 'task-1', sorted(self.names), key_parts)
+        def count(work, _batch):
+            if work.kind == 'copy':  # not the closures' listing: the cascade's
+                compute = work.compute
 
-            def work():
-                if kind == 'copy':  # not the closures' listing: the cascade's
+                def counted(hosts):
                     self.computed.append(host)
-                return compute(list(self.names))
-            data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(work)
-            host_entry = (data.get('hosts') or {}).get(host)
-            if host_entry is None or host_entry.get('request') != request:
-                return None, data, here
-            return host_entry, data, here
+                    return compute(hosts)
+                work.compute = counted
 
         return _copy_stage.CopyStage(host, args, task_vars, target, check_mode=check_mode,
-                                     filled=filled, from_batch=from_batch).run()
+                                     filled=filled,
+                                     batch_answer=batch_answer(host, task_vars, self.names,
+                                                               count)).run()
 
     def close(self):
         for host in self.hosts:

@@ -11,19 +11,17 @@ import os
 import sys
 
 import pytest
-from ansible import constants as C
 
 from tests.collection import collections_path
 from tests.unit.plugins.plugin_utils.publish.test_publish import commit, git
 from tests.unit.plugins.plugin_utils.stages.stage_nix import NIX_OPTIONS, controller_folders
+from tests.unit.plugins.plugin_utils.task.batch_place import batch_answer
 
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish import (  # noqa: E402
     _channel, _channel_stage)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (  # noqa: E402
-    Batch, short_digest)
 
 HOSTS = ('h1', 'h2', 'h3')
 OUT = '/nix/store/%s-system-%%s' % ('a' * 32)
@@ -52,22 +50,17 @@ class Play:
         args.update(changes)
         task_vars = dict(self.hostvars[host], hostvars=self.hostvars)
 
-        def from_batch(kind, key_parts, compute, request, alone=None):
-            # as the action base's from_batch (plugin_utils/task/_action.py)
-            key = short_digest(kind, 'task-1', sorted(HOSTS), key_parts)
+        def count(work, _batch):
+            compute = work.compute
 
-            def work():
+            def counted(hosts):
                 self.computed.append(host)
-                return compute(list(HOSTS))
-            data, here = Batch(C.DEFAULT_LOCAL_TMP, kind, key).results(work)
-            host_entry = (data.get('hosts') or {}).get(host)
-            if host_entry is None or host_entry.get('request') != request:
-                data, here = alone(), True
-                host_entry = data['hosts'][host]
-            return host_entry, data, here
+                return compute(hosts)
+            work.compute = counted
 
-        return _channel_stage.ChannelStage(host, args, task_vars, check_mode, str(self.tmp),
-                                           lambda v: v, from_batch).host_entry()
+        return _channel_stage.ChannelStage(
+            host, args, task_vars, check_mode, str(self.tmp), lambda v: v,
+            batch_answer(host, task_vars, HOSTS, count)).host_entry()
 
     def refs(self):
         return _channel.Git().read(self.bare, ['refs/heads/nixos-tested-%s' % h for h in HOSTS])

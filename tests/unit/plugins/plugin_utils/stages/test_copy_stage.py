@@ -20,6 +20,7 @@ from tests.unit.fake_host import FakeConnection, FakeHost
 from tests.unit.plugins.plugin_utils.stages.copy_target import (
     NIX_DIR, Closure, FakeSsh, StoreTarget, copy_args)
 from tests.unit.plugins.plugin_utils.stages.stage_nix import controller_folders
+from tests.unit.plugins.plugin_utils.task.batch_place import batch_answer
 
 sys.path.insert(0, collections_path())
 
@@ -79,14 +80,10 @@ class Task:
         task_vars = {'inventory_hostname': 'web1', 'ansible_facts': {'nix_out_path': path}}
         args, filled = copy_args(task_vars, **given)
 
-        def from_batch(kind, key_parts, compute, request, alone=None):
-            # a batch of this host alone, as the action's from_batch has it
-            data = compute(['web1'])
-            entry = data['hosts'].get('web1')
-            return (entry, data, True) if entry and entry['request'] == request else (
-                None, data, True)
+        # a batch of this host alone
         return _copy_stage.CopyStage('web1', args, task_vars, self.host, check_mode=check_mode,
-                                     diff=diff, filled=filled, from_batch=from_batch)
+                                     diff=diff, filled=filled,
+                                     batch_answer=batch_answer('web1', task_vars, ['web1']))
 
     def run(self, path, **given):
         return self.stage(path, **given).run()

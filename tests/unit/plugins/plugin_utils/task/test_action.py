@@ -23,6 +23,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors imp
     NixdeployError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _action  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (  # noqa: E402
+    BatchWork)
 
 
 class Refused(NixdeployError):
@@ -67,11 +69,12 @@ class Probe(_action.NixdeployAction):
                 Probe.computed.append(list(hosts))
                 return {'hosts': dict((h, {'request': args['value'], 'answer': h.upper()})
                                       for h in hosts)}
-            entry, data, here = self.from_batch(
-                'probe', [args['value']], compute, args['value'],
-                alone=lambda: {'hosts': {self.host: {'request': args['value'],
-                                                     'answer': 'alone'}}})
-            return dict(result, answer=entry['answer'], here=here, hosts=sorted(data['hosts']))
+            got = self.batch_answer(BatchWork(
+                'probe', [args['value']], args['value'], compute,
+                alone=lambda hosts, entry: {'hosts': {self.host: {'request': args['value'],
+                                                                  'answer': 'alone'}}}))
+            return dict(result, answer=got.entry['answer'], here=got.here,
+                        hosts=sorted(got.data['hosts']))
         return dict(result, changed=True, done=True)
 
     def failure_details(self, error):
@@ -180,10 +183,11 @@ def test_a_host_asking_otherwise_than_the_batch_works_alone(run_probe):
         def host_result(self, args, result):
             def compute(hosts):
                 raise AssertionError('the batch was computed already')
-            entry, data, here = self.from_batch(
-                'probe', ['v'], compute, 'something else',
-                alone=lambda: {'hosts': {self.host: {'request': 'x', 'answer': 'alone'}}})
-            return dict(result, answer=entry['answer'], here=here)
+            got = self.batch_answer(BatchWork(
+                'probe', ['v'], 'something else', compute,
+                alone=lambda hosts, entry: {'hosts': {self.host: {'request': 'x',
+                                                                  'answer': 'alone'}}}))
+            return dict(result, answer=got.entry['answer'], here=got.here)
 
     out = action_of(Other, {'do': 'batch', 'value': 'v'}).run(
         task_vars={'inventory_hostname': 'h2', 'ansible_play_batch': ['h1', 'h2']})

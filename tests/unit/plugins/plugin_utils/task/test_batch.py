@@ -234,7 +234,8 @@ def test_a_host_learns_its_batch_from_its_own_file(tmp_path):
     def view(host):
         return {'inventory_hostname': host, 'ansible_play_batch': names}
     first = _batch.task_batch(base, 'play', view('h3'))
-    folder = os.path.join(_batch._folder(base), 'members-%s.d' % _batch.short_digest('play'))  # pylint: disable=protected-access
+    folder = os.path.join(_batch.batch_folder(base), 'members-%s.d'
+                          % _batch.short_digest('play'))
     own_files = [n for n in os.listdir(folder) if not n.startswith('batch-')]
     assert len(own_files) == 1000
     assert max(os.path.getsize(os.path.join(folder, n)) for n in own_files) < 100

@@ -1,5 +1,5 @@
 """When a host computes for itself only (plugin_utils/task/_action.py
-``from_batch``, _work_keys.py): a retry of its task (``until``/``retries``:
+``_batch_work.answer``, _work_keys.py): a retry of its task (``until``/``retries``:
 Ansible runs the action again in the same worker) computes its answer again
 instead of reading what the first attempt stored, and a host whose key
 arguments differ from the batch's does not compute for the whole batch. The
@@ -20,6 +20,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # n
     _batch, _work_keys)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
     Stream)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (  # noqa: E402
+    BatchWork)
 # run_probe: the test action's real run for a host (a fixture)
 from tests.unit.plugins.plugin_utils.task.test_action import (  # noqa: F401,E402  pylint: disable=unused-import
     Probe, action_of, run_probe)
@@ -44,11 +46,11 @@ class NoAlone(Probe):
     """A phase without ``alone`` (the copy: its own push then)."""
 
     def host_result(self, args, result):
-        entry, data, here = self.from_batch(
-            'probe', [args['value']], lambda hosts: Probe.computed.append(list(hosts)) or {
-                'hosts': dict((h, {'request': args['value'], 'answer': h}) for h in hosts)},
-            args['value'])
-        return dict(result, entry=entry, data=dict(data), here=here)
+        got = self.batch_answer(BatchWork(
+            'probe', [args['value']], args['value'],
+            lambda hosts: Probe.computed.append(list(hosts)) or {
+                'hosts': dict((h, {'request': args['value'], 'answer': h}) for h in hosts)}))
+        return dict(result, entry=got.entry, data=dict(got.data), here=got.here)
 
 
 def test_a_retry_without_alone_gets_no_entry(tmp_path, monkeypatch):

@@ -70,7 +70,7 @@ def test_a_batch_lock_held_forever_fails_the_waiting_host_at_the_default_bound(
 def test_the_plays_record_of_its_batches_is_waited_for_at_most_its_bound(
         tmp_path, holders, monkeypatch):
     monkeypatch.setattr(_play_batch, 'RECORD_LOCK_WAIT', 0.5)
-    folder = os.path.join(_batch._folder(str(tmp_path)),  # pylint: disable=protected-access
+    folder = os.path.join(_batch.batch_folder(str(tmp_path)),
                           'members-%s.d' % _batch.short_digest('play'))
     holders(folder + '.lock')
     error, _value, took = ended(lambda: _batch.task_batch(
