@@ -51,7 +51,7 @@ class ConnectionLost(NixdeployError):
 
 
 class HostSession:
-    """The host (``host``: plugin_utils/host/_host.py ``Host``) as
+    """The host (``target``: plugin_utils/host/_host.py ``Host``) as
     nix_activate uses it: ``sh`` runs one of its target programs over the
     host's connection, with become and a time limit, and reads what it
     reported; ``new_login`` makes the next one log in anew;
@@ -59,8 +59,8 @@ class HostSession:
     ``lost_connections``); ``dropped`` keeps the notes of the values the
     target reported that were not what they must be (each once)."""
 
-    def __init__(self, host, display, addresses=()):
-        self.host = host
+    def __init__(self, target, display, addresses=()):
+        self.target = target
         self._display = display
         self.lost = 0
         self.dropped = []
@@ -94,21 +94,21 @@ class HostSession:
         caller logs in anew itself)."""
         if len(self.addresses) < 2:
             return None
-        current = self.host.address
+        current = self.target.address
         order = [current] + [a for a in self.addresses if a != current]
         self.new_login()
-        address, _tried = _probe.reach(self.host, order, timeout=NEXT_ADDRESS_TIMEOUT)
+        address, _tried = _probe.reach(self.target, order, timeout=NEXT_ADDRESS_TIMEOUT)
         if address is None or address == current:
             return current
-        self.host.move_to(address)
-        _probe.keep_reached(C.DEFAULT_LOCAL_TMP, self.host.name, address)
+        self.target.move_to(address)
+        _probe.keep_reached(C.DEFAULT_LOCAL_TMP, self.target.name, address)
         self.note('the host answers at %s now' % address, verbosity=2)
         return address
 
     def new_login(self):
         """Drop the ssh master: the next command logs in anew."""
         try:
-            drop_master(self.host.connection)
+            drop_master(self.target.connection)
         except Exception as exc:  # pylint: disable=broad-except
             self.note('connection reset failed: %s' % exc)
 
@@ -119,7 +119,7 @@ class HostSession:
         ConnectionLost when the connection fails or gives no answer within
         ``timeout`` seconds."""
         try:
-            rc, stdout, stderr = self.host.sh(script, sudoable=True, timeout=timeout)
+            rc, stdout, stderr = self.target.sh(script, sudoable=True, timeout=timeout)
         except NoAnswer as exc:
             # A session over a link that died never ends by itself: let the
             # next command open a fresh connection instead.

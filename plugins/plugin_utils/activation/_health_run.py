@@ -35,7 +35,7 @@ class HealthChecks(_health_checks.Watch):
         self._task.session.new_login()
         # the progress lines say "health checks" for this host meanwhile
         with _progress.in_step(C.DEFAULT_LOCAL_TMP, self._task.host, _progress.HEALTH_CHECKS):
-            summary = _health_checks.run_checks(checks, self._task.session.host, watch=self)
+            summary = _health_checks.run_checks(checks, self._task.session.target, watch=self)
         self._task.timeline.add('checks', start, 'ok' if summary['ok'] else 'failed')
         self.summary = summary
         return summary

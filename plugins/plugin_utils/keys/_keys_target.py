@@ -204,15 +204,15 @@ def key_diff(key, why, stat):
 class Uploader:
     """Uploads the keys of one call to one target.
 
-    ``host`` (plugin_utils/host/_host.py ``Host``) runs each program there:
+    ``target`` (plugin_utils/host/_host.py ``Host``) runs each program there:
     its ``sh``, over the host's connection with the task's become and a time
     limit, a key's content on its stdin (never an argument, so never in ps
     or -vvv). ``read_src(name)`` reads a controller file. Nothing here ever
     puts content into a result, a message or a script.
     """
 
-    def __init__(self, host, read_src, cwd=None, state_dir=None):
-        self.host = host
+    def __init__(self, target, read_src, cwd=None, state_dir=None):
+        self.target = target
         self.read_src = read_src
         self.cwd = cwd
         self.state_dir = state_dir
@@ -221,7 +221,7 @@ class Uploader:
         self.result = {'key_files': {}, 'removed': [], 'changed': False}
 
     def _run(self, script, in_data=None, what='the keys script'):
-        rc, out, err = self.host.sh(script, in_data=in_data, sudoable=True)
+        rc, out, err = self.target.sh(script, in_data=in_data, sudoable=True)
         values, stats, stale = parse(out, script)
         if rc != 0 or 'error' in values:
             # the target's own words: shown escaped, never obeyed by a terminal

@@ -45,8 +45,8 @@ EVAL_ONLY_TAGS = frozenset(('eval', 'never'))
 class Probe(object):
     """One host's probe, running in a thread of the host's worker."""
 
-    def __init__(self, host, addresses, timeout, master=None):
-        self.host, self.addresses, self.timeout = host, addresses, timeout
+    def __init__(self, target, addresses, timeout, master=None):
+        self.target, self.addresses, self.timeout = target, addresses, timeout
         self.master = master
         self.answer = self.error = self.ended = None
         self.started = time.monotonic()
@@ -56,7 +56,7 @@ class Probe(object):
 
     def _run(self):
         try:
-            self.answer = _probe.reach(self.host, self.addresses, self.timeout, self.master)
+            self.answer = _probe.reach(self.target, self.addresses, self.timeout, self.master)
         except Exception as exc:  # pylint: disable=broad-except
             # the thread must answer (a bug of the probe is no unreachable
             # host): the host is taken as reached, its phases say the rest
@@ -89,20 +89,20 @@ def start(connection, task_vars, args):
     if not timeout or timeout <= 0 or eval_only(task_vars):
         return None
     try:
-        host = Host.from_connection(connection, task_vars)
+        target = Host.from_connection(connection, task_vars)
         # the options as the later phases check them: one they refuse (host
         # key checking off without the opt-out) fails the host there, with
         # the phase's own message; the probe does not guess
-        host.ssh_options()
+        target.ssh_options()
     except NixdeployError:
         return None
     # the master the host's later tasks ride, opened by the probe's login
     master = _host_key_judge.probe_master(connection)
     # outside the try: a bad item of the list fails the host, naming it
-    return Probe(host, addresses_of(host, args.get('target_hosts')), timeout, master)
+    return Probe(target, addresses_of(target, args.get('target_hosts')), timeout, master)
 
 
-def addresses_of(host, target_hosts):
+def addresses_of(target, target_hosts):
     """The addresses to try, in order: ``nix_target_hosts`` as ssh takes
     each one (brackets and spaces off; AddressError names an item that is
     no address), after the connection's own address when the list lacks it
@@ -114,8 +114,8 @@ def addresses_of(host, target_hosts):
         address = bare_address(item, 'nix_target_hosts[%d]' % index)
         if address not in addresses:
             addresses.append(address)
-    if host.host not in addresses:
-        addresses.insert(0, host.host)
+    if target.host not in addresses:
+        addresses.insert(0, target.host)
     return addresses
 
 
@@ -138,7 +138,7 @@ def finish(action, connection, probe, args, result):
         # reaches this one there, and waits for it
         _probe.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address)
         result['address'] = address
-        if address != probe.host.host:
+        if address != probe.target.host:
             # a later address answered: the rest of the run goes there
             _probe.use_reached(connection, address)
         return result
