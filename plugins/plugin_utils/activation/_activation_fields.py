@@ -10,7 +10,8 @@ that renders those programs (``_programs``, ``_reboot_rules``,
 (the kinds, what happens to a value that is not of its kind) is
 plugin_utils/host/_program_fields.py's. The states a run goes through and
 the causes of its end are here too: they are the words the runner writes
-in its status file (target/activate-runner.sh, activate-modes.sh), and the
+in its status file (target/activate-runner.sh, activate-lock.sh,
+activate-modes.sh), and the
 poll reports them.
 """
 

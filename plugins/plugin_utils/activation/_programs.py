@@ -214,7 +214,7 @@ def runner_values(platform, run, mode, path='', goal=None, magic_rollback=None,
 def runner_program(platform, run, mode, **values):
     """activate-runner.sh with its values (``runner_values``'s parameters):
     the detached run itself."""
-    return render([_LIB, 'activate-runner.sh', 'activate-modes.sh'],
+    return render([_LIB, 'activate-runner.sh', 'activate-lock.sh', 'activate-modes.sh'],
                   runner_values(platform, run, mode, **values).shell(), FIELDS)
 
 

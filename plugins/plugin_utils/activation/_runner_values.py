@@ -4,7 +4,7 @@
 """The values of nix_activate's detached run, as one object.
 
 The runner (target/activate-runner.sh, with activate-lib.sh before it and
-activate-modes.sh after it) gets every value it knows from the controller
+activate-lock.sh and activate-modes.sh after it) gets every value it knows from the controller
 as a field of ``RunnerValues``; each field is described once, in
 ``RUNNER_FIELDS`` below. ``_programs.runner_values`` builds the object (the
 one place each value is worked out from the task, the platform's row and

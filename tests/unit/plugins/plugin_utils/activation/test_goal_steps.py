@@ -108,7 +108,8 @@ def test_every_runner_value_is_read_by_the_runner():
     """Each field of RunnerValues is a variable the runner's files read: no
     value is set that nothing uses, none is named twice."""
     text = ''.join(_script.source(name) for name in
-                   ('activate-lib.sh', 'activate-runner.sh', 'activate-modes.sh'))
+                   ('activate-lib.sh', 'activate-runner.sh', 'activate-lock.sh',
+                    'activate-modes.sh'))
     names = [name.upper() for name, _what in _runner_values.RUNNER_FIELDS]
     assert len(names) == len(set(names)) > 30
     assert [name for name in names if '$' + name not in text and '${' + name not in text] == []
