@@ -85,14 +85,12 @@ def all_entries():
     with open(os.path.join(CHANGELOGS, 'changelog.yaml'), encoding='utf-8') as handle:
         released = yaml.safe_load(handle)
     for version, release in sorted((released.get('releases') or {}).items()):
-        for item in _changes_entries('changelogs/changelog.yaml (%s)' % version,
-                                     release.get('changes')):
-            yield item
+        yield from _changes_entries('changelogs/changelog.yaml (%s)' % version,
+                                    release.get('changes'))
     for path in sorted(glob.glob(os.path.join(CHANGELOGS, 'fragments', '*.yml'))):
         with open(path, encoding='utf-8') as handle:
             fragment = yaml.safe_load(handle)
-        for item in _changes_entries(os.path.relpath(path, REPO), fragment):
-            yield item
+        yield from _changes_entries(os.path.relpath(path, REPO), fragment)
 
 
 def entry_problems(section, entry):
