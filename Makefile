@@ -5,7 +5,11 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3
+# Debian's own interpreter (package python3): built with profile-guided
+# optimisation, it takes about 15% less CPU for the suite than one compiled
+# without it (pyenv's, first on PATH on some machines), and it is the Python
+# of the stack the suite says it tests (`make versions`).
+PYTHON ?= /usr/bin/python3
 VENV ?= $(CURDIR)/.venv
 # pip constraints of this stack (the current stack pins what it was tested with)
 CONSTRAINTS ?=
@@ -59,8 +63,13 @@ apt-deps:
 
 venv: $(VENV_STAMP)
 
-# Rebuilt from scratch whenever a requirements file changes.
-$(VENV_STAMP): requirements.txt requirements-test.txt $(CONSTRAINTS) | apt-deps
+# Rebuilt from scratch whenever a requirements file changes, or when the venv
+# was made from another interpreter than $(PYTHON).
+VENV_MADE_FROM = $(shell sed -n 's/^executable = //p' $(1)/pyvenv.cfg 2>/dev/null)
+VENV_REBUILD = $(if $(wildcard $(1)/pyvenv.cfg),$(if $(filter $(realpath $(PYTHON)),$(call VENV_MADE_FROM,$(1))),,FORCE))
+.PHONY: FORCE
+FORCE:
+$(VENV_STAMP): requirements.txt requirements-test.txt $(CONSTRAINTS) $(call VENV_REBUILD,$(VENV)) | apt-deps
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
@@ -275,7 +284,7 @@ GALAXY_IMPORT_DIR := $(CURDIR)/tests/output/galaxy
 
 importer-venv: $(IMPORTER_STAMP)
 
-$(IMPORTER_STAMP): requirements-importer.txt | apt-deps
+$(IMPORTER_STAMP): requirements-importer.txt $(call VENV_REBUILD,$(IMPORTER_VENV)) | apt-deps
 	rm -rf $(IMPORTER_VENV)
 	$(PYTHON) -m venv $(IMPORTER_VENV)
 	$(IMPORTER_VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
