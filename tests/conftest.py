@@ -5,6 +5,11 @@ import os
 import pytest
 
 from tests.lab import Lab
+from tests.lab.lab import KEX_ENV
+
+# The suite's labs offer the cheap key exchange (tests/lab/lab.py, KEX_ENV):
+# thousands of logins, none of whose checks depends on the exchange.
+os.environ.setdefault(KEX_ENV, 'curve25519-sha256')
 
 
 def pytest_collection_modifyitems(config, items):

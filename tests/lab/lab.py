@@ -142,6 +142,26 @@ AuthorizedKeysFile {labdir}/authorized_keys
 """ + SSHD_POLICY + """{setenv}
 """
 
+# The key exchange the lab's sshd offers: NIXDEPLOY_LAB_SSH_KEX, a list as
+# sshd_config's KexAlgorithms takes it; unset (or 'default'), OpenSSH's own,
+# as on a user's hosts. The suite sets curve25519-sha256 (tests/conftest.py):
+# OpenSSH 9.2's first choice, sntrup761x25519-sha512, costs each login about
+# 100 ms of CPU on a 2-core machine, on each end, and the suite logs in
+# thousands of times; nothing a test checks depends on the exchange. A lab
+# brought up by hand, by `make demo` or by a benchmark keeps the default.
+KEX_ENV = 'NIXDEPLOY_LAB_SSH_KEX'
+
+
+def sshd_kex():
+    """The sshd_config line that limits the key exchange, or ''."""
+    kex = os.environ.get(KEX_ENV, '')
+    if kex in ('', 'default'):
+        return ''
+    if not re.fullmatch(r'[a-z0-9@.+-]+(,[a-z0-9@.+-]+)*', kex):
+        raise LabError('%s=%r is not a list of key exchange names' % (KEX_ENV, kex))
+    return 'KexAlgorithms %s\n' % kex
+
+
 NIX_CONF = """\
 # lab host {name}: no caches, no sandbox (none works here), no build users
 substituters =
@@ -703,7 +723,7 @@ class Lab(TargetFaults, NetworkShapes):
         with open(os.path.join(hostdir, 'sshd_config'), 'w') as handle:
             handle.write(SSHD_CONFIG.format(address='0.0.0.0' if host.get('listen_any')
                                             else host['address'], hostdir=hostdir,
-                                            labdir=self.dir, setenv=setenv))
+                                            labdir=self.dir, setenv=setenv) + sshd_kex())
         sh(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', host['name'],
             '-f', os.path.join(hostdir, 'ssh_host_ed25519_key')])
         if host['systemd']:

@@ -58,7 +58,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if __name__ == '__main__':
     sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from tests.lab.lab import POWER_DEFAULTS, SSHD_POLICY, LabError, _pid_gone, _read_pid, _write, users_locked  # noqa: E402
+from tests.lab.lab import (  # noqa: E402
+    POWER_DEFAULTS, SSHD_POLICY, LabError, _pid_gone, _read_pid, _write, sshd_kex, users_locked)
 
 NSPAWN = 'systemd-nspawn'
 MACHINE = 'machine'
@@ -266,7 +267,7 @@ def make_machine(host, labdir):
     if os.path.isdir(config_d):
         shutil.rmtree(config_d)
     with open(os.path.join(ssh, 'sshd_config'), 'w') as handle:
-        handle.write(SSHD_CONFIG.format(name=host['name'], address=host['address']))
+        handle.write(SSHD_CONFIG.format(name=host['name'], address=host['address']) + sshd_kex())
     shutil.copy(os.path.join(labdir, 'authorized_keys'), os.path.join(ssh, 'lab_authorized_keys'))
     os.chmod(os.path.join(ssh, 'lab_authorized_keys'), 0o644)
     sync_host_key(host)

@@ -63,6 +63,21 @@ def test_ssh_with_strict_host_keys_as_every_user(lab):
     assert lab.ssh('h3', 'sudo -n true', user='app', check=False).returncode != 0
 
 
+def test_the_suites_labs_offer_the_cheap_key_exchange(lab):
+    """tests/conftest.py's KEX_ENV reaches every host's sshd: a client that
+    asks only for OpenSSH 9.2's default exchange finds no common one, one
+    that asks for curve25519-sha256 logs in."""
+    address = '%s@%s' % ('root', lab.host('h1')['address'])
+    for kex, works in (('sntrup761x25519-sha512', False), ('curve25519-sha256', True)):
+        proc = subprocess.run(['ssh'] + lab.ssh_args() + ['-o', 'KexAlgorithms=%s' % kex,
+                                                           address, 'true'],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=60, check=False)
+        assert (proc.returncode == 0) == works, (kex, proc.stderr)
+        if not works:
+            assert 'no matching key exchange method' in proc.stderr, proc.stderr
+
+
 def test_a_changed_host_key_is_refused(lab, tmp_path):
     wrong = tmp_path / 'known_hosts'
     other = lab.host('h2')

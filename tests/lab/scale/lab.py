@@ -38,7 +38,7 @@ import sys
 import time
 import uuid
 
-from tests.lab.lab import NIX_CONF, SSHD_CONFIG, Lab, LabError, _pid_gone, sh, stop_pid
+from tests.lab.lab import NIX_CONF, SSHD_CONFIG, Lab, LabError, _pid_gone, sh, sshd_kex, stop_pid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCALE_ROOT = os.environ.get('NIXDEPLOY_SCALE_ROOT', '/var/lib/nixdeploy-scale')
@@ -283,7 +283,7 @@ class ScaleLab(Lab):
             handle.write(NIX_CONF.format(name=host['name']))
         with open(os.path.join(hostdir, 'sshd_config'), 'w') as handle:
             handle.write(SSHD_CONFIG.format(address=host['address'], hostdir=hostdir,
-                                            labdir=self.dir, setenv=''))
+                                            labdir=self.dir, setenv='') + sshd_kex())
         sh(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', host['name'],
             '-f', os.path.join(hostdir, 'ssh_host_ed25519_key')])
 
