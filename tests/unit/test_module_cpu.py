@@ -1,5 +1,6 @@
 """tests/module_cpu.py counts a module's children, detached ones too, for
-that module and no other."""
+that module and no other. A tool of the suite's own, run on this machine's
+stack: the current stack skips it (here_only)."""
 
 import os
 import subprocess
@@ -8,6 +9,8 @@ import sys
 import pytest
 
 from tests import module_cpu
+
+pytestmark = pytest.mark.here_only
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
