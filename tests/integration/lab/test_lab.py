@@ -69,8 +69,8 @@ def test_the_suites_labs_offer_the_cheap_key_exchange(lab):
     that asks for curve25519-sha256 logs in."""
     address = '%s@%s' % ('root', lab.host('h1')['address'])
     for kex, works in (('sntrup761x25519-sha512', False), ('curve25519-sha256', True)):
-        proc = subprocess.run(['ssh'] + lab.ssh_args() + ['-o', 'KexAlgorithms=%s' % kex,
-                                                           address, 'true'],
+        argv = ['ssh'] + lab.ssh_args() + ['-o', 'KexAlgorithms=%s' % kex, address, 'true']
+        proc = subprocess.run(argv,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True, timeout=60, check=False)
         assert (proc.returncode == 0) == works, (kex, proc.stderr)
