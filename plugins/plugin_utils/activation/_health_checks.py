@@ -175,11 +175,11 @@ class Watch:
         pass
 
 
-def _target_try(check, command, host, watch):
+def _target_try(check, command, target, watch):
     timeout = check['timeout']
     program = command_script(command, timeout)
     try:
-        rc, stdout, stderr = host.sh(program, sudoable=True, timeout=timeout + SESSION_GRACE)
+        rc, stdout, stderr = target.sh(program, sudoable=True, timeout=timeout + SESSION_GRACE)
     except (NoAnswer, AnsibleConnectionFailure) as exc:
         watch.lost(exc)
         return False, 'no answer from the host: %s' % exc, ''
@@ -198,16 +198,16 @@ def _target_try(check, command, host, watch):
     return True, None, output
 
 
-def _try(check, kind, host, watch):
+def _try(check, kind, target, watch):
     """One try of ``check`` (of ``kind``, its row): (ok, detail, output)."""
     row, value = KINDS[kind], check[kind]
     if row.command is not None:
-        return _target_try(check, row.command(value), host, watch)
-    return row.attempt(value, check['timeout'], host.address)
+        return _target_try(check, row.command(value), target, watch)
+    return row.attempt(value, check['timeout'], target.address)
 
 
-def run_check(check, host, watch=None, sleep=time.sleep, clock=time.time):
-    """Try one check on ``host`` (a ``Host``: its ``sh`` and ``address``)
+def run_check(check, target, watch=None, sleep=time.sleep, clock=time.time):
+    """Try one check on ``target`` (a ``Host``: its ``sh`` and ``address``)
     until it passes or its tries are spent, telling ``watch`` (a ``Watch``).
     Returns {name, kind, ok, tries, detail (why the last try failed), output
     (the end of the last try's output), duration}."""
@@ -219,7 +219,7 @@ def run_check(check, host, watch=None, sleep=time.sleep, clock=time.time):
         if attempt:
             sleep(check['interval'])
         tries += 1
-        ok, detail, output = _try(check, kind, host, watch)
+        ok, detail, output = _try(check, kind, target, watch)
         detail = shown(detail)
         watch.tried(check, tries, ok, detail)
         if ok:
@@ -229,14 +229,15 @@ def run_check(check, host, watch=None, sleep=time.sleep, clock=time.time):
             'duration': round(clock() - started, 2)}
 
 
-def run_checks(checks, host, watch=None, sleep=time.sleep, clock=time.time):
-    """Run ``checks`` in order on ``host``, stopping at the first that fails.
+def run_checks(checks, target, watch=None, sleep=time.sleep, clock=time.time):
+    """Run ``checks`` in order on ``target`` (a ``Host``), stopping at the
+    first that fails.
     Returns {ok, checks (one result per check run), failed (the failed
     result or None), not_run (names after a failure), duration, msg}."""
     started = clock()
     results, failed = [], None
     for check in checks:
-        result = run_check(check, host, watch=watch, sleep=sleep, clock=clock)
+        result = run_check(check, target, watch=watch, sleep=sleep, clock=clock)
         results.append(result)
         if not result['ok']:
             failed = result

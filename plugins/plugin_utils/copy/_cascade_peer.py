@@ -42,7 +42,7 @@ class Peer:
     @property
     def peer_target(self):
         """How another host reaches this one's store (no controller options)."""
-        return Host(host=self.peer_host or self.target.host, port=self.target.port,
+        return Host(address=self.peer_host or self.target.address, port=self.target.port,
                     user=self.target.user, name=self.name)
 
     @property

@@ -38,7 +38,7 @@ PER_HOST = _role_vars.per_host(_role_vars.COPY)
 # (plugin_utils/host/_host.py's one list, but the address); a field no host
 # var sets comes from this task's own connection (ansible.cfg, play
 # keywords), as Ansible would use it for that host too.
-_CONNECTION_VARS = tuple(row for row in CONNECTION_VARS if row[0] != 'host')
+_CONNECTION_VARS = tuple(row for row in CONNECTION_VARS if row[0] != 'address')
 _SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
 # Seconds a host waits for the batch's cascade while another host of the
 # batch runs it (the batch lock): the cascade's own bound

@@ -69,16 +69,17 @@ SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
 # (from_hostvars) and the cascade's read it; a new way to reach a host is
 # a row here (and nix_target_hosts, tried by the probe: _probe.py).
 CONNECTION_VARS = (
-    ('host', ('ansible_host', 'ansible_ssh_host')),
+    ('address', ('ansible_host', 'ansible_ssh_host')),
     ('port', ('ansible_port', 'ansible_ssh_port')),
     ('user', ('ansible_user', 'ansible_ssh_user', 'ansible_remote_user')),
     ('private_key_file', ('ansible_ssh_private_key_file', 'ansible_private_key_file')),
     ('common_args', ('ansible_ssh_common_args',)),
     ('extra_args', ('ansible_ssh_extra_args',)),
 )
-# what of_task reads of the connection when first asked (require_ssh)
-_ADDRESS = ('host', 'port', 'user', 'private_key_file', 'common_args', 'extra_args',
-            'become', 'become_user', 'become_method', '_host_key_unchecked', '_judged_on')
+# what of_task reads of the connection when first asked (require_ssh; its
+# address is read without it: __getattr__)
+_SSH_FIELDS = ('port', 'user', 'private_key_file', 'common_args', 'extra_args',
+               'become', 'become_user', 'become_method', '_host_key_unchecked', '_judged_on')
 
 
 class Host(HostSsh):
@@ -94,23 +95,24 @@ class Host(HostSsh):
     # that (a new system that refuses it) is a connection its callers retry
     _reached = False
 
-    def __init__(self, host, port=None, user=None, private_key_file=None,
+    def __init__(self, address, port=None, user=None, private_key_file=None,
                  ssh_common_args=None, ssh_extra_args=None, become=False,
                  become_user=None, become_method=None, name=None, host_key_unchecked=False):
-        if not host:
+        if not address:
             raise AddressError('no host address for %s' % (name or 'target'))
-        self.host = _bare_host(str(host), name)
+        # where ssh logs in (ansible_host, else the inventory name)
+        self.address = _bare_host(str(address), name)
         self.port = int(port) if port not in (None, '') else None
         self.user = str(user) if user else None
         if self.user and not re.match(r'^[A-Za-z0-9_.][A-Za-z0-9_.\-$]*\Z', self.user):
-            raise AddressError('%s: unsafe ssh user name %r' % (name or self.host, self.user))
+            raise AddressError('%s: unsafe ssh user name %r' % (name or self.address, self.user))
         self.private_key_file = str(private_key_file) if private_key_file else None
         self.common_args = split_ssh_args(ssh_common_args)
         self.extra_args = split_ssh_args(ssh_extra_args)
         self.become = bool(become)
         self.become_user = become_user or 'root'
         self.become_method = become_method or 'sudo'
-        self.name = name or self.host
+        self.name = name or self.address
         # the host's opt-out (nix_host_key_unchecked): its ssh options may
         # leave its key unchecked (the action judged and warned)
         self._host_key_unchecked = bool(host_key_unchecked)
@@ -137,11 +139,11 @@ class Host(HostSsh):
         read from the connection when first asked (``require_ssh``): a
         connection the controller's ssh cannot take (local, docker) still
         runs programs."""
-        host = cls.__new__(cls)
-        host.connection, host._execute, host._before = connection, execute, before
-        host._pending = dict(task_vars or {})
-        host.name = host._pending.get('inventory_hostname')
-        return host
+        target = cls.__new__(cls)
+        target.connection, target._execute, target._before = connection, execute, before
+        target._pending = dict(task_vars or {})
+        target.name = target._pending.get('inventory_hostname')
+        return target
 
     def require_ssh(self):
         """This host, its address read (of_task); AddressError when the
@@ -153,8 +155,15 @@ class Host(HostSsh):
         return self
 
     def __getattr__(self, name):
-        # an address field of_task has not read yet
-        if name in _ADDRESS and self.__dict__.get('_pending') is not None:
+        if self.__dict__.get('_pending') is None:
+            raise AttributeError(name)
+        if name == 'address':
+            # where Ansible's connection reaches a task's own host, whatever
+            # its kind (a health check tried from the controller asks it
+            # there): read without requiring ssh
+            return connection_address(self.connection, self.name)
+        # an ssh field of_task has not read yet
+        if name in _SSH_FIELDS:
             return getattr(self.require_ssh(), name)
         raise AttributeError(name)
 
@@ -172,7 +181,7 @@ class Host(HostSsh):
 
         opt = functools.partial(_connection_option, connection)
         pc = play_context_of(connection)
-        host = connection_address(connection, name)
+        address = connection_address(connection, name)
         become_plugin = getattr(connection, 'become', None)
         become_user = become_method = None
         if become_plugin is not None:
@@ -182,7 +191,7 @@ class Host(HostSsh):
             except KeyError:
                 become_user = None
         target = cls(
-            host=host,
+            address=address,
             port=opt('port') or getattr(pc, 'port', None),
             user=opt('remote_user') or getattr(pc, 'remote_user', None),
             private_key_file=opt('private_key_file') or getattr(pc, 'private_key_file', None),
@@ -214,9 +223,9 @@ class Host(HostSsh):
 
         name = name or var('inventory_hostname')
         fields = dict((field, var(*names)) for field, names in CONNECTION_VARS)
-        fields['host'] = _probe.reached(C.DEFAULT_LOCAL_TMP, name) or fields['host'] or name
+        fields['address'] = _probe.reached(C.DEFAULT_LOCAL_TMP, name) or fields['address'] or name
         return cls(
-            host=fields['host'], port=fields['port'], user=fields['user'],
+            address=fields['address'], port=fields['port'], user=fields['user'],
             private_key_file=fields['private_key_file'],
             ssh_common_args=fields['common_args'], ssh_extra_args=fields['extra_args'],
             become=_truthy(var('ansible_become')),
@@ -249,7 +258,7 @@ class Host(HostSsh):
         other = Host.__new__(Host)
         other.__dict__.update(vars(known))
         other.__dict__.update(connection=None, _execute=None, _before=None,
-                              host=_bare_host(str(address), self.name))
+                              address=_bare_host(str(address), self.name))
         return other
 
     def move_to(self, address):
@@ -262,7 +271,7 @@ class Host(HostSsh):
         if play_context is not None:
             play_context.remote_addr = address
         if self.__dict__.get('_pending') is None:
-            self.host = address
+            self.address = address
 
     # ------------------------------------------------------------ over Ansible's connection
     def sh(self, script, in_data=None, sudoable=False, timeout=PROGRAM_TIMEOUT):
@@ -307,7 +316,7 @@ class Host(HostSsh):
         connection said): a wrong key or user, a host key it does not
         trust; else ''."""
         try:
-            destination, address = self.destination, self.host
+            destination, address = self.destination, self.address
         except NixdeployError:
             destination = address = None
         key = _diagnosis.host_key_refusal(text, address)
@@ -315,16 +324,6 @@ class Host(HostSsh):
             return key
         refused = _diagnosis.login_refused(text, destination)
         return '%s\n  %s' % (refused, _diagnosis.LOGIN_FIX) if refused else ''
-
-    @property
-    def address(self):
-        """Where Ansible's connection reaches this host (``ansible_host``,
-        else its inventory name), as given: read from the connection of a
-        task's own host, whatever its kind (a health check tried from the
-        controller asks it there)."""
-        if self.__dict__.get('_pending') is not None:
-            return connection_address(self.connection, self.name)
-        return self.host
 
     def __repr__(self):
         return 'Host(%s)' % (self.name if self._pending is not None else self.destination)

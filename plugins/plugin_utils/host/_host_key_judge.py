@@ -198,7 +198,7 @@ def peer_problems(connection, hostvars, target):
         if '{{' in u'%s' % values[name]:
             return None
     return judge(transport, values['host_key_checking'], _words(values.get('ssh_args')),
-                 target.common_args, target.extra_args, target.host, port=target.port,
+                 target.common_args, target.extra_args, target.address, port=target.port,
                  user=target.user, ssh=_option(connection, 'ssh_executable') or 'ssh',
                  auto_add=values.get('host_key_auto_add'))
 

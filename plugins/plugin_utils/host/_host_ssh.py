@@ -103,7 +103,7 @@ class HostSsh:
     @property
     def destination(self):
         """``user@host`` (IPv6 without brackets: ssh takes them literally)."""
-        return '%s@%s' % (self.user, self.host) if self.user else self.host
+        return '%s@%s' % (self.user, self.address) if self.user else self.address
 
     def ssh_argv(self, command='sh', first=()):
         """``ssh [first] <options> dest command``; ssh keeps the first value

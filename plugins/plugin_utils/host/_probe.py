@@ -83,9 +83,10 @@ class Tried(object):
                 'seconds': round(self.seconds, 2)}
 
 
-def has_jump(host):
-    """Whether ``host``'s ssh options name a jump host (ProxyJump, ``-J``)."""
-    words = list(host.common_args) + list(host.extra_args)
+def has_jump(target):
+    """Whether ``target``'s ssh options (a ``Host``'s) name a jump host
+    (ProxyJump, ``-J``)."""
+    words = list(target.common_args) + list(target.extra_args)
     for i, word in enumerate(words):
         if word == '-J' or word.startswith('-J') and len(word) > 2:
             return True
@@ -114,19 +115,19 @@ def reason_of(stderr, jumped=False):
     return reason or 'ssh failed', said
 
 
-def reach(host, addresses, timeout=PROBE_TIMEOUT, master=None):
-    """The first of ``addresses`` at which ``host`` (a ``Host``) logs in,
+def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None):
+    """The first of ``addresses`` at which ``target`` (a ``Host``) logs in,
     within ``timeout`` seconds each: (address or None, [Tried, ...] for
     the addresses that failed before it). ``master``: the ssh arguments of
     the master the host's later tasks ride at its own address
     (``_host_key_judge.probe_master``): the probe's login there opens it,
     so the probe costs no login of its own."""
     tried = []
-    jumped = has_jump(host)
+    jumped = has_jump(target)
     for address in addresses:
-        candidate = host.at(address)
+        candidate = target.at(address)
         started = time.monotonic()
-        opens = master if master and address == host.host else None
+        opens = master if master and address == target.address else None
         rc, err = _login(candidate, timeout, opens)
         if rc == SSH_FAILED and opens and VAGUE in reason_of(err, jumped)[0]:
             # a master's own process keeps no stderr of a jump host's ssh:

@@ -114,8 +114,8 @@ def addresses_of(target, target_hosts):
         address = bare_address(item, 'nix_target_hosts[%d]' % index)
         if address not in addresses:
             addresses.append(address)
-    if target.host not in addresses:
-        addresses.insert(0, target.host)
+    if target.address not in addresses:
+        addresses.insert(0, target.address)
     return addresses
 
 
@@ -138,7 +138,7 @@ def finish(action, connection, probe, args, result):
         # reaches this one there, and waits for it
         _probe.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address)
         result['address'] = address
-        if address != probe.target.host:
+        if address != probe.target.address:
             # a later address answered: the rest of the run goes there
             _probe.use_reached(connection, address)
         return result

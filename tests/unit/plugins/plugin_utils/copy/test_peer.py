@@ -71,7 +71,7 @@ def test_who_may_send_and_who_peers_may_serve():
     peer.proxied = True
     assert not peer.reachable_by_peers
     peer.peer_host = '192.168.1.5'
-    assert peer.reachable_by_peers and peer.peer_target.host == '192.168.1.5'
+    assert peer.reachable_by_peers and peer.peer_target.address == '192.168.1.5'
     # no known host key: peers could not check it
     peer.host_keys = []
     assert not peer.reachable_by_peers

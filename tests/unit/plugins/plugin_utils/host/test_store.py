@@ -145,7 +145,7 @@ def test_from_hostvars_uses_ansible_names_and_templates():
                 'ansible_private_key_file': '/k', 'ansible_ssh_common_args': KH,
                 'ansible_become': 'yes'}
     target = Target.from_hostvars(hostvars, FakeTemplar({'addr': '192.0.2.4'}))
-    assert (target.name, target.host, target.port) == ('mac1', '192.0.2.4', 2200)
+    assert (target.name, target.address, target.port) == ('mac1', '192.0.2.4', 2200)
     assert target.user == 'deploy'
     assert target.become is True and target.become_user == 'root'
     assert target.private_key_file == '/k'
