@@ -410,8 +410,8 @@ INTERNALS_ON_SELF = ('_uuid', '_parent', '_play', '_role_path', '_file_name',
                      '_variable_manager', '_shared_loader_obj', '_tqm')
 # private attributes of the collection's own objects, read on another name
 # than self: the Host that Host's classmethods make (host/_host.py)
-OWN = {('plugin_utils.host._host', 'host._execute'), ('plugin_utils.host._host', 'host._before'),
-       ('plugin_utils.host._host', 'host._pending'),
+OWN = {('plugin_utils.host._host', 'target._execute'), ('plugin_utils.host._host', 'target._before'),
+       ('plugin_utils.host._host', 'target._pending'),
        ('plugin_utils.host._host', 'target._judged_on')}
 
 

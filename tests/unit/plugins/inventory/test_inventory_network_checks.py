@@ -52,7 +52,7 @@ def refused(check, *args):
 def test_ipv6_with_or_without_brackets(given, address):
     assert checks.check_address(given, 'targetHost') == address
     # what the collection's own target check (the copy's URI) takes as it is
-    assert _host.Host(address).host == address
+    assert _host.Host(address).address == address
 
 
 def test_a_zone_is_refused_saying_why_and_what_instead():

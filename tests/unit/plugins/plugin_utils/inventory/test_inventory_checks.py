@@ -45,7 +45,7 @@ GOOD_ADDRESSES = [
 def test_real_addresses_pass(address):
     assert checks.check_address(address, 'targetHost') == address
     # and the collection's own copy accepts what the inventory lets through
-    assert _host.Host(address).host == address
+    assert _host.Host(address).address == address
 
 
 @pytest.mark.parametrize('address, bare', [
@@ -54,7 +54,7 @@ def test_real_addresses_pass(address):
 def test_bracketed_ipv6_is_given_on_bare(address, bare):
     # ssh's argv and Nix's store URIs take an IPv6 literal without brackets
     assert checks.check_address(address, 'targetHost') == bare
-    assert _host.Host(bare).host == bare
+    assert _host.Host(bare).address == bare
 
 
 # the reason a zone index is refused (_inventory_network.ZONE)
