@@ -329,6 +329,22 @@ class EvalCache(EvalCacheMarks):
             return None
         return set(key for key, result in results.items() if matches(shown, result))
 
+    # ------------------------------------------------- records after a job
+    def hold_records(self):
+        """Called in a batch's process whose job has ended while it still
+        keeps records: the next job's look-up waits for them
+        (``wait_for_records``) rather than evaluating those hosts again."""
+        if self.usable:
+            _eval_cache_folder.hold(self._fd, _eval_cache_folder.RECORDING)
+
+    def wait_for_records(self, bound):
+        """Wait, at most ``bound`` seconds, for the records a job that has
+        just ended is still keeping in this folder. False when they were
+        still being kept at the bound (their hosts are then evaluated)."""
+        if not self.usable:
+            return True
+        return _eval_cache_folder.wait_unheld(self._fd, _eval_cache_folder.RECORDING, bound)
+
     def _unlink(self, name):
         _eval_cache_folder.unlink(self._fd, name)
 

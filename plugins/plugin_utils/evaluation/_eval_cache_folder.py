@@ -16,16 +16,20 @@ it, so swapping a name on the way cannot hand the job another folder:
 - ``write`` writes a file whole or not at all (a temporary file, then a
   rename): a concurrent job reads the old file or the new one, never half
   of one;
-- ``prune`` removes the files not used for a month, at most once a day.
+- ``prune`` removes the files not used for a month, at most once a day;
+- ``hold`` and ``wait_unheld``: a job that has ended and still keeps its
+  records holds a lock file, which the next job's look-up waits on.
 
 These functions know nothing of what the files hold (bytes in, bytes out);
 ``_eval_cache_entries`` names the files and checks their content.
 """
 
 import errno
+import fcntl
 import os
 import secrets
 import stat
+import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 
@@ -33,6 +37,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors imp
 MAX_AGE = 30 * 24 * 3600
 PRUNE_EVERY = 24 * 3600
 STAMP = '.pruned'
+# held (shared) by the process of a job that has ended while it still keeps
+# records (reuse across commits); a look-up waits until no one holds it
+RECORDING = '.recording'
 TMP_PREFIX = '.tmp-'
 # the ending of every file name in the folder: each holds one JSON document
 SUFFIX = '.json'
@@ -245,3 +252,45 @@ def prune(fd, now, is_entry):
         except OSError:
             pass
     return True
+
+
+def _lock_file(fd, name):
+    return os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                   dir_fd=fd)
+
+
+def hold(fd, name):
+    """Hold a shared lock on file ``name`` of the open folder ``fd`` until
+    this process ends (its descriptor stays open); False when it could not."""
+    try:
+        lock_fd = _lock_file(fd, name)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock_fd)
+        return False
+    return True
+
+
+def wait_unheld(fd, name, bound):
+    """Wait until no process holds file ``name`` of the open folder ``fd``,
+    for at most ``bound`` seconds: True when no one held it by then."""
+    try:
+        lock_fd = _lock_file(fd, name)
+    except OSError:
+        return True
+    deadline = time.monotonic() + bound
+    try:
+        while True:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.1)
+    finally:
+        # closing the descriptor drops a lock taken on it
+        os.close(lock_fd)

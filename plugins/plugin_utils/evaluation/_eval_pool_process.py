@@ -29,7 +29,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_p
     _median, gc_markers, initial_heap_bytes, rss_mb)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stream
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end, _stream
 
 
 class _Piece(object):
@@ -69,7 +69,10 @@ class EvalPoolProcess(object):
                     shown, attr_string(piece.items[index][1]), exc)})
             return
         try:
-            self._evaluate_in_slot(piece)
+            # its hosts' answers come before the end of the process, and its
+            # record after: a job that ends in between still lets it be kept
+            with _job_end.finishing():
+                self._evaluate_in_slot(piece)
         finally:
             if slot is not None:
                 self.slots.release(slot)

@@ -31,6 +31,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_st
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixCommand, NixError, NixOptions, nix_string)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import short_digest
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import AFTER_JOB_WAIT
 
 # while recording, a process is replaced after as many hosts as keep its
 # start (Nix, the flake's top and what all hosts share, a nixpkgs) within
@@ -75,7 +76,8 @@ class Reuse(ReuseOrder):
         self.cache = cache
         self.runner = runner
         self.sources = sources
-        # the run's private folder: logs and the evaluators' own Nix caches
+        # the batch's private folder (_job_end.temporary_folder): logs and
+        # the evaluators' own Nix caches
         self.folder = folder
         # the reuse key of a request: cache_key(fingerprint, attr)
         self._cache_key = cache_key
@@ -98,6 +100,9 @@ class Reuse(ReuseOrder):
         self._describers = {}
         self._lock = threading.Lock()
         self.strace = None
+        # the records a job that had just ended was keeping were not done
+        # within the bound (lookup): their hosts are evaluated
+        self.late = False
         # {drv: whether it holds the source's own path} (_eval_mentions.mentions)
         self._mentions = {}
 
@@ -186,6 +191,10 @@ class Reuse(ReuseOrder):
         # {chain name: the pinned source it is checked in}
         roots = {}
         back = []
+        if any(k in self.keys for k in keys):
+            # a job that ended just now may still be keeping its records
+            # here: a few seconds' wait spares evaluating its hosts again
+            self.late = not self.cache.wait_for_records(AFTER_JOB_WAIT)
         for key in keys:
             reuse_key = self.keys.get(key)
             spec = self.specs.get(request_flake(key))

@@ -40,6 +40,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_
     RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, NixCommand
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import short_digest
 
 
@@ -75,6 +76,9 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
         # reused hosts evaluated again before their answers are given
         self.reuse_check = int(reuse_check or 0)
         self.reuse_reasons = {}
+        # the records a job that had just ended was keeping were not done in
+        # time for this batch's look-up (_eval_reuse.Reuse.late)
+        self.records_late = False
         self._lock = threading.Lock()
 
     def evaluate(self, requests, put, failed=None):
@@ -111,83 +115,95 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
                 del by_key[key]
         cache_keys = self._cache_keys(by_key)
         reuse = self._reuse(by_key, cache_keys)
-        hits = self._hits(cache_keys)
-        misses = [k for k in by_key if k not in hits]
-        reused = reuse.lookup(misses, lambda k: self.pinned[by_key[k]['flake']].ref) \
-            if reuse is not None and misses else {}
-        misses = [k for k in misses if k not in reused]
-        if reused and self.reuse_check:
-            reused, wrong = self._spot_check(reuse, reused, by_key)
-            for key, message in wrong.items():
-                for host in hosts_of.pop(key):
-                    failed[host] = {'request': requests.pop(host), 'error': message}
-                del by_key[key]
-            misses = [k for k in by_key if k not in hits and k not in reused]
         if reuse is not None:
-            misses.sort(key=lambda k: reuse.rank.get(k, 1))
-        workers = min(self.workers or default_workers(len(misses), self.max_memory_mb),
-                      max(1, len(misses)))
-        pool = EvalPool(self.runner, apply_expression, workers, self.max_memory_mb,
-                        self.chunk_size, slots=self.slots, recorder=reuse,
-                        batch_timeout=self.batch_timeout)
-        left = [len(requests) + len(failed)]
+            _job_end.when_job_ends(self.cache.hold_records)
+        try:
+            hits = self._hits(cache_keys)
+            misses = [k for k in by_key if k not in hits]
+            reused = reuse.lookup(misses, lambda k: self.pinned[by_key[k]['flake']].ref) \
+                if reuse is not None and misses else {}
+            misses = [k for k in misses if k not in reused]
+            self.records_late = reuse is not None and reuse.late
+            if reused and self.reuse_check:
+                reused, wrong = self._spot_check(reuse, reused, by_key)
+                for key, message in wrong.items():
+                    for host in hosts_of.pop(key):
+                        failed[host] = {'request': requests.pop(host), 'error': message}
+                    del by_key[key]
+                misses = [k for k in by_key if k not in hits and k not in reused]
+            if reuse is not None:
+                misses.sort(key=lambda k: reuse.rank.get(k, 1))
+            workers = min(self.workers or default_workers(len(misses), self.max_memory_mb),
+                          max(1, len(misses)))
+            pool = EvalPool(self.runner, apply_expression, workers, self.max_memory_mb,
+                            self.chunk_size, slots=self.slots, recorder=reuse,
+                            batch_timeout=self.batch_timeout)
+            left = [len(requests) + len(failed)]
+            # what a job that ends now would cut off (_job_end): answers
+            # still owed stop the process at once, a record being kept not
+            _job_end.owe(left[0])
 
-        def figures():
-            return {'processes': pool.processes,
-                    'other_processes': self.runner.processes - pool.processes,
-                    'workers': workers if misses else 0,
-                    'budget_mb': workers * self.max_memory_mb if misses else 0,
-                    'peak_mb': pool.peak_mb, 'peak_total_mb': pool.peak_total_mb,
-                    'from_cache': sum(len(hosts_of[k]) for k in hits),
-                    'reused': sum(len(hosts_of[k]) for k in reused),
-                    'evaluated': sum(len(hosts_of[k]) for k in misses)}
+            def figures():
+                return {'processes': pool.processes,
+                        'other_processes': self.runner.processes - pool.processes,
+                        'workers': workers if misses else 0,
+                        'budget_mb': workers * self.max_memory_mb if misses else 0,
+                        'peak_mb': pool.peak_mb, 'peak_total_mb': pool.peak_total_mb,
+                        'from_cache': sum(len(hosts_of[k]) for k in hits),
+                        'reused': sum(len(hosts_of[k]) for k in reused),
+                        'evaluated': sum(len(hosts_of[k]) for k in misses)}
 
-        def give(host, host_entry):
-            with self._lock:
-                left[0] -= 1
-                if left[0] == 0:
-                    # the batch's last answer: its figures are final
-                    host_entry = dict(host_entry, batch=figures())
-            put(host, host_entry)
+            def give(host, host_entry):
+                with self._lock:
+                    left[0] -= 1
+                    if left[0] == 0:
+                        # the batch's last answer: its figures are final
+                        host_entry = dict(host_entry, batch=figures())
+                put(host, host_entry)
+                _job_end.owe(-1)
 
-        def deliver(key, result, from_cache=False, reused_from=None):
-            if not from_cache and 'error' not in result and key in cache_keys:
-                # only what Nix answered for this content is kept under its
-                # key: a reused answer stays a reuse on every later run
-                # (named so, and open to the spot check), never a plain hit
-                self.cache.put(cache_keys[key], result)
-            source = self.pinned[by_key[key]['flake']]
-            with self._lock:
-                refused = sorted(set(pool.refused.get(source.ref) or ()) | (
-                    reuse.refused.get(source.ref, set()) if reuse is not None else set()))
-            how = 'reused' if reused_from else 'cached' if from_cache else 'evaluated'
-            for host in hosts_of[key]:
-                host_entry = {'request': requests[host], 'answer': result,
-                              'from_cache': from_cache, 'evaluation': how,
-                              'source': source.provenance,
-                              'notes': self._notes(source, refused)}
-                if reused_from:
-                    host_entry['reused'] = reused_from
-                give(host, host_entry)
-
-        for host, host_entry in failed.items():
-            give(host, host_entry)
-        for key, result in hits.items():
-            deliver(key, result, from_cache=True)
-        for key, (result, reused_from) in reused.items():
-            deliver(key, result, from_cache=True, reused_from=reused_from)
-        if misses:
-            by_flake = {}
-            for key in misses:
+            def deliver(key, result, from_cache=False, reused_from=None):
+                if not from_cache and 'error' not in result and key in cache_keys:
+                    # only what Nix answered for this content is kept under its
+                    # key: a reused answer stays a reuse on every later run
+                    # (named so, and open to the spot check), never a plain hit
+                    self.cache.put(cache_keys[key], result)
                 source = self.pinned[by_key[key]['flake']]
-                by_flake.setdefault(source.ref, []).append((key, by_key[key]['attr']))
-            # messages name the flake as the user gave it
-            pool.shown = dict((source.ref, flake) for flake, source in self.pinned.items())
-            # a lock graph the pin resolved: every evaluator reads that one
-            pool.flake_args = dict((source.ref, source.eval_args())
-                                   for source in self.pinned.values() if source.lock_file)
-            pool.run(by_flake, deliver, alone=self._alone(reuse, misses))
-        return figures()
+                with self._lock:
+                    refused = sorted(set(pool.refused.get(source.ref) or ()) | (
+                        reuse.refused.get(source.ref, set()) if reuse is not None else set()))
+                how = 'reused' if reused_from else 'cached' if from_cache else 'evaluated'
+                for host in hosts_of[key]:
+                    host_entry = {'request': requests[host], 'answer': result,
+                                  'from_cache': from_cache, 'evaluation': how,
+                                  'source': source.provenance,
+                                  'notes': self._notes(source, refused)}
+                    if reused_from:
+                        host_entry['reused'] = reused_from
+                    give(host, host_entry)
+
+            for host, host_entry in failed.items():
+                give(host, host_entry)
+            for key, result in hits.items():
+                deliver(key, result, from_cache=True)
+            for key, (result, reused_from) in reused.items():
+                deliver(key, result, from_cache=True, reused_from=reused_from)
+            if misses:
+                by_flake = {}
+                for key in misses:
+                    source = self.pinned[by_key[key]['flake']]
+                    by_flake.setdefault(source.ref, []).append((key, by_key[key]['attr']))
+                # messages name the flake as the user gave it
+                pool.shown = dict((source.ref, flake) for flake, source in self.pinned.items())
+                # a lock graph the pin resolved: every evaluator reads that one
+                pool.flake_args = dict((source.ref, source.eval_args())
+                                       for source in self.pinned.values() if source.lock_file)
+                pool.run(by_flake, deliver, alone=self._alone(reuse, misses))
+            return figures()
+        finally:
+            if reuse is not None:
+                _job_end.forget(self.cache.hold_records)
+                _job_end.remove_folder(reuse.folder)
 
     @staticmethod
     def _alone(reuse, misses):

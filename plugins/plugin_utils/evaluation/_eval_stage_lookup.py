@@ -14,10 +14,9 @@ answers a host of another commit whose recorded reads have not changed
 (``_eval_stage_batch``).
 """
 
-import tempfile
-
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
     RunSources)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end
 
 
 class EvalStageLookup(object):
@@ -56,12 +55,18 @@ class EvalStageLookup(object):
             return None
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_reuse import (
             Reuse)
-        folder = (self.sources.folder if self.sources is not None else None) or \
-            tempfile.mkdtemp(prefix='nixdeploy-record-')
+        # the evaluators' logs and Nix caches: outside Ansible's temporary
+        # folder, which goes with the job while a record may still be kept
+        # (_job_end); removed when the batch is done (EvalStage.evaluate)
+        folder = _job_end.temporary_folder('nixdeploy-record-')
         features = self.runner.features()
         reuse = Reuse(self.cache, self.runner, self.sources or RunSources(None), folder,
                       lambda fingerprint, attr: self.cache.key(fingerprint, attr, features,
                                                                self.runner.opts))
-        reuse.prepare(self.pinned, dict((k, by_key[k]) for k in cache_keys))
+        try:
+            reuse.prepare(self.pinned, dict((k, by_key[k]) for k in cache_keys))
+        except BaseException:
+            _job_end.remove_folder(folder)
+            raise
         self.reuse_reasons = reuse.reasons
         return reuse

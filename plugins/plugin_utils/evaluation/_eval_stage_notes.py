@@ -18,6 +18,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_n
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (
     ACCEPTED_NOTE, accepts_flake_config, refused_note)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import AFTER_JOB_WAIT
 
 
 class EvalStageNotes(object):
@@ -56,6 +57,10 @@ class EvalStageNotes(object):
         if self.cache is not None and self.impure_config and not (
                 accepted and self.impure_config == ACCEPTED_CONFIG):
             notes.append(u'nothing is cached: %s' % self.impure_config)
+        if self.records_late:
+            notes.append(u'the records for reuse across commits that the job before was still '
+                         u'keeping in %s were not done after %d s: the hosts they would have '
+                         u'answered are evaluated' % (self.cache.folder, AFTER_JOB_WAIT))
         why = self.reuse_reasons.get(source.flake)
         if why:
             notes.append(u'%s: no host is reused across commits (%s); each is evaluated when '

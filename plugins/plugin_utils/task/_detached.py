@@ -24,7 +24,7 @@ import traceback
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
     NixdeployError, internal_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits, _wakeup
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end, _waits, _wakeup
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import freeze_inherited
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
     hold, stream_work)
@@ -94,9 +94,14 @@ CHILD_GROUPS = set()
 
 
 def _watch(main_pid, stop):
-    """End the batch's work (and its Nix processes) when the job is gone."""
+    """End the batch's work (and its Nix processes) when the job is gone;
+    where every host has its answer, once what it finishes for the next job
+    is done (``_job_end``: an evaluator's record), within a bound."""
     while not stop.wait(0.5):
         if not _alive(main_pid):
+            if _job_end.wait_after_job(stop):
+                return
+            _job_end.remove_folders()
             for group in list(CHILD_GROUPS):
                 try:
                     os.killpg(group, 9)
@@ -148,6 +153,7 @@ class DetachedWork(object):
                 signal.signal(signum, signal.SIG_DFL)
             # the batch's work walks its own objects, not the worker's (_forked)
             freeze_inherited()
+            _job_end.forked()
             self._detach(running.fileno())
             code = self._run(work, main_pid)
         except BaseException:  # pylint: disable=broad-except

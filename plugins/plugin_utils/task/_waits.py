@@ -44,6 +44,11 @@ STREAM_LOCK_WAIT = 120
 # evaluation, the build service), when the phase gives no bound of its own:
 # a batch's evaluation or build that outlasts it is taken as stuck.
 ANSWER_WAIT = 8 * 3600
+# A batch's detached process once the job has ended, every host answered:
+# how long it may still take to finish what is for the next job (an
+# evaluator's record of its reads, ``_job_end``). Parsing and keeping a large
+# evaluation's record takes seconds.
+AFTER_JOB_WAIT = 60
 
 # seconds between two tries of a lock wait, growing to the last: a host
 # notices a released lock within half a second, and a thousand waiting hosts

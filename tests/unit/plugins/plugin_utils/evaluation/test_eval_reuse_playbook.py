@@ -3,9 +3,11 @@
 imported ``outputs.nix``, an edit of ``conf/café.txt`` and a file added to
 a folder named ``zürich``, and a host that uses ``me.shortRev`` of an
 input that follows the flake itself. Each deployed the previous commit's
-system (``answered: reused``). nix_eval runs on the controller: the hosts
-are local, the flake a git repository, the cache and its key in folders of
-the test's own. Real Nix, git and strace."""
+system (``answered: reused``). And a job that only evaluates, which ends as
+soon as every host has its answer: its evaluators' records (kept after
+those answers) serve the job right after it. nix_eval runs on the
+controller: the hosts are local, the flake a git repository, the cache and
+its key in folders of the test's own. Real Nix, git and strace."""
 
 import json
 import os
@@ -82,15 +84,15 @@ def first_commit(base):
     return repo
 
 
-def deploy_eval(base, repo, step):
+def deploy_eval(base, repo, step, names=HOSTS):
     """One ansible-playbook run of nix_eval for every host: {host: result}."""
     hosts = dict((name, {'ansible_connection': 'local', 'nix_flake': 'git+file://%s' % repo,
                          'nix_platform': 'nixos', 'nix_configuration': name})
-                 for name in HOSTS)
+                 for name in names)
     play = [{'hosts': 'all', 'gather_facts': False, 'tasks': [
         {'name': 'evaluate', 'nixdeploy.fleet.nix_eval': {
             # an evaluator per host: each record is its own host's reads
-            'nix_options': {'substituters': ''}, 'eval_workers': len(HOSTS)}}]}]
+            'nix_options': {'substituters': ''}, 'eval_workers': len(names)}}]}]
     env = {'NIXDEPLOY_EVAL_CACHE': os.path.join(base, 'cache'),
            'XDG_CONFIG_HOME': os.path.join(base, 'config'), 'NIX_CONFIG': NIX_CONFIG}
     run = run_playbook(play, {'all': {'hosts': hosts}}, os.path.join(base, 'run-%d' % step),
@@ -155,3 +157,48 @@ def test_a_retry_evaluates_again(tmp_path):
         # the last attempt: evaluated again, from the cache of the first
         assert results[host]['attempts'] == 2, results[host]
         assert results[host]['answered'] == 'cached', (host, results[host])
+
+
+# ``many`` reads thousands of files: its record takes the longest to keep
+MANY_FILES = 4000
+MANY = '''{
+  outputs = { self }:
+  let
+    mk = name: args: { config.system.build.toplevel = derivation ({
+      inherit name; system = "x86_64-linux"; builder = "/bin/sh"; } // args); };
+    names = builtins.attrNames (builtins.readDir ./many);
+  in {
+    nixosConfigurations = {
+      many = mk "many" { v = builtins.concatStringsSep ","
+        (map (n: builtins.readFile (./many + "/${n}")) names); };
+      one = mk "one" { v = builtins.readFile ./one.txt; };
+    };
+  };
+}
+'''
+
+
+def test_a_job_that_only_evaluates_keeps_its_records_for_the_next(tmp_path):
+    """The job ends once ``many`` and ``one`` have their answers, before
+    their records are kept; the job after a commit to a file nobody reads,
+    started right away, reuses both."""
+    base = str(tmp_path)
+    repo = os.path.join(base, 'flake')
+    write(repo, 'flake.nix', MANY)
+    write(repo, 'one.txt', 'one')
+    for index in range(MANY_FILES):
+        write(repo, 'many/f%05d' % index, '%d\n' % index)
+    git(repo, 'init', '-q')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'one')
+    names = ('many', 'one')
+    first = deploy_eval(base, repo, 1, names)
+    assert dict((h, r['answered']) for h, r in first.items()) == dict.fromkeys(names, 'evaluated')
+    write(repo, 'README', 'nobody reads this')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'readme')
+    expected = truth(repo)
+    second = deploy_eval(base, repo, 2, names)
+    for host in names:
+        assert second[host]['drv_path'] == expected[host], (host, second[host])
+        assert second[host]['answered'] == 'reused', (host, second[host])

@@ -1,0 +1,142 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a batch's detached process may still finish after the job has ended.
+
+ansible-playbook ends as soon as every host has its result, and takes its
+temporary folder with it. A detached process (``_detached``) then stops:
+nobody reads what it would still give. But some of its work is for the next
+job, not for this one's hosts: an evaluator's record of what it read (reuse
+across commits) is written after the evaluator has given its hosts their
+answers. Cut off there, the next job evaluates those hosts again.
+
+So the work says two things here:
+
+- ``owe(count)``: answers it still owes the hosts (plus when it takes a
+  batch, minus one for each answer given);
+- ``finishing()``: a block that may go on after its hosts have their
+  answers (an evaluator, until its record is kept).
+
+When the job ends and nothing is owed, the process waits for the finishing
+blocks, for at most ``_waits.AFTER_JOB_WAIT``, before it stops; first it
+calls the work's ``when_job_ends`` hooks (the evaluation cache then holds a
+lock that the next job's look-up waits on, so a job started right after
+this one sees its records). When something is owed (a cancelled job, a
+host that gave up waiting), it stops at once, its Nix processes with it.
+
+``temporary_folder`` gives such work a folder of its own outside Ansible's
+temporary folder (which is gone once the job has ended); the folder is
+removed by ``remove_folder`` when the work is done, or by
+``remove_folders`` when the process is stopped.
+"""
+
+import contextlib
+import shutil
+import tempfile
+import threading
+import time
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import AFTER_JOB_WAIT
+
+
+class _Left(object):
+    """The process's counts: answers owed, blocks finishing, folders."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.owed = 0
+        self.finishing = 0
+        self.folders = set()
+        self.hooks = []
+
+
+_LEFT = _Left()
+
+
+def forked():
+    """In a newly forked batch process: nothing owed or finishing yet (what
+    the worker it was forked from counted is the worker's)."""
+    global _LEFT  # pylint: disable=global-statement
+    _LEFT = _Left()
+
+
+def owe(count):
+    """Add ``count`` answers the work owes its hosts (negative: given)."""
+    with _LEFT.lock:
+        _LEFT.owed += count
+
+
+@contextlib.contextmanager
+def finishing():
+    """A block of work that may outlive the job once nothing is owed."""
+    with _LEFT.lock:
+        _LEFT.finishing += 1
+    try:
+        yield
+    finally:
+        with _LEFT.lock:
+            _LEFT.finishing -= 1
+
+
+def may_finish():
+    """Whether the job's end should wait: nothing owed, something finishing."""
+    with _LEFT.lock:
+        return _LEFT.owed <= 0 and _LEFT.finishing > 0
+
+
+def when_job_ends(hook):
+    """Call ``hook()`` if the job ends while work is finishing (``forget``
+    it when that work is done)."""
+    with _LEFT.lock:
+        _LEFT.hooks.append(hook)
+
+
+def forget(hook):
+    with _LEFT.lock:
+        if hook in _LEFT.hooks:
+            _LEFT.hooks.remove(hook)
+
+
+def wait_after_job(done, bound=None):
+    """Called once the job has ended: wait while nothing is owed and work is
+    finishing, until ``done`` (a threading.Event: the whole work has
+    returned) is set or the bound passes. True when ``done`` was set."""
+    deadline = time.monotonic() + (AFTER_JOB_WAIT if bound is None else bound)
+    if may_finish():
+        with _LEFT.lock:
+            hooks = list(_LEFT.hooks)
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # pylint: disable=broad-except
+                # a hook only helps the next job; the records go on
+                pass
+    while may_finish() and time.monotonic() < deadline:
+        if done.wait(0.1):
+            return True
+    return done.is_set()
+
+
+def temporary_folder(prefix):
+    """A new folder (0700) in the system's temporary folder, not Ansible's:
+    it outlives the job for as long as the work may (``finishing``)."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    with _LEFT.lock:
+        _LEFT.folders.add(folder)
+    return folder
+
+
+def remove_folder(folder):
+    """Remove a folder of ``temporary_folder`` once its work is done."""
+    with _LEFT.lock:
+        _LEFT.folders.discard(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_folders():
+    """Remove every folder of ``temporary_folder`` still there: the process
+    is being stopped."""
+    with _LEFT.lock:
+        folders, _LEFT.folders = list(_LEFT.folders), set()
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,173 @@
+"""What a batch's detached process does when the job that started it ends
+(task/_job_end.py), for real: a forked "job" process forks a worker, which
+starts the work in a Stream's detached process and waits for its host's
+answer; then the worker and the job end, as ansible-playbook does once
+every host has its result.
+
+- every host answered, work still finishing (an evaluator keeping its
+  record for the next job): it finishes, and the job-end hooks run;
+- a host still owed its answer (a cancelled job): the process stops at
+  once, its Nix processes (here a ``sleep``) with it, its folders removed;
+- finishing that does not end: stopped at the bound."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.collection import collections_path
+
+sys.path.insert(0, collections_path())
+
+# pylint: disable=wrong-import-position
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
+    _job_end, _stream)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
+    Stream)
+
+
+def run_job(tmp_path, work):
+    """A job process whose worker starts ``work`` detached, waits for h1's
+    answer, and ends; the job ends right after its worker."""
+    job = os.fork()
+    if job == 0:
+        code = 1
+        try:
+            worker = os.fork()
+            if worker == 0:
+                code = 1
+                try:
+                    stream = Stream(str(tmp_path), 'eval', 'k')
+                    stream.start(work, 'h1')
+                    code = 0 if stream.entry('h1', timeout=30) == {'answer': 'h1'} else 1
+                finally:
+                    os._exit(code)  # pylint: disable=protected-access
+            _pid, status = os.waitpid(worker, 0)
+            code = os.waitstatus_to_exitcode(status)
+        finally:
+            os._exit(code)  # pylint: disable=protected-access
+    _pid, status = os.waitpid(job, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def write(path, text=''):
+    with open(path, 'w') as handle:
+        handle.write(text)
+
+
+def read(path):
+    with open(path) as handle:
+        return handle.read()
+
+
+def wait_for(check, bound, what):
+    deadline = time.monotonic() + bound
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def begin(owed, named):
+    """In the work: ``owed`` answers owed, a folder of its own (its name
+    written to the file ``named``)."""
+    _job_end.owe(owed)
+    folder = _job_end.temporary_folder('nixdeploy-test-')
+    write(named, folder)
+    return folder
+
+
+def answer_h1(put):
+    put('h1', {'answer': 'h1'})
+    _job_end.owe(-1)
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def test_a_record_being_kept_when_the_job_ends_is_kept(tmp_path):
+    kept, hooked, named = (str(tmp_path / n) for n in ('kept', 'hooked', 'folder'))
+
+    def work(put):
+        folder = begin(1, named)
+        _job_end.when_job_ends(lambda: write(hooked))
+        with _job_end.finishing():
+            answer_h1(put)
+            # the job ends meanwhile: its worker had its answer
+            time.sleep(2)
+            write(kept, 'the record')
+        _job_end.remove_folder(folder)
+        return {}
+
+    started = time.monotonic()
+    run_job(tmp_path, work)
+    assert time.monotonic() - started < 2, 'the job waited for the record'
+    wait_for(lambda: os.path.exists(kept), 20, 'the record was cut off with the job')
+    assert read(kept) == 'the record'
+    assert os.path.exists(hooked), 'the job-end hook did not run'
+    folder = read(named)
+    assert folder.startswith('/') and 'nixdeploy-test-' in folder
+    wait_for(lambda: not os.path.exists(folder), 10, 'its folder stays')
+
+
+def test_a_cancelled_job_stops_its_evaluators_at_once(tmp_path):
+    kept, named, pids = (str(tmp_path / n) for n in ('kept', 'folder', 'pids'))
+
+    def work(put):
+        # h2 never gets its answer: the job ends with it owed
+        begin(2, named)
+        with _job_end.finishing():
+            child = subprocess.Popen(['sleep', '60'], start_new_session=True)
+            _stream.CHILD_GROUPS.add(child.pid)
+            write(pids, '%d %d' % (os.getpid(), child.pid))
+            answer_h1(put)
+            time.sleep(30)
+            write(kept)
+        return {}
+
+    run_job(tmp_path, work)
+    ended = time.monotonic()
+    process, child = (int(p) for p in read(pids).split())
+    try:
+        wait_for(lambda: not alive(process), 5, 'the batch process outlived a cancelled job')
+        # the sleep is the detached process's child: once stopped it is
+        # nobody's, and init reaps it
+        wait_for(lambda: not alive(child), 5, 'its evaluator outlived a cancelled job')
+        assert time.monotonic() - ended < 5
+        assert not os.path.exists(kept)
+        assert not os.path.exists(read(named)), 'a stopped process left its folder'
+    finally:
+        for pid in (process, child):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_finishing_that_does_not_end_is_stopped_at_the_bound(tmp_path, monkeypatch):
+    # the forked process takes the module as it is here
+    monkeypatch.setattr(_job_end, 'AFTER_JOB_WAIT', 2)
+    kept, pids = str(tmp_path / 'kept'), str(tmp_path / 'pids')
+
+    def work(put):
+        _job_end.owe(1)
+        with _job_end.finishing():
+            write(pids, '%d' % os.getpid())
+            answer_h1(put)
+            time.sleep(60)
+            write(kept)
+        return {}
+
+    run_job(tmp_path, work)
+    process = int(read(pids))
+    try:
+        time.sleep(1)
+        assert alive(process), 'stopped before its bound'
+        wait_for(lambda: not alive(process), 8, 'still finishing past its bound')
+        assert not os.path.exists(kept)
+    finally:
+        if alive(process):
+            os.kill(process, signal.SIGKILL)
