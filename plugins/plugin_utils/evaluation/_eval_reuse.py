@@ -193,8 +193,11 @@ class Reuse(ReuseOrder):
         back = []
         if any(k in self.keys for k in keys):
             # a job that ended just now may still be keeping its records
-            # here: a few seconds' wait spares evaluating its hosts again
-            self.late = not self.cache.wait_for_records(AFTER_JOB_WAIT)
+            # here: a few seconds' wait spares evaluating its hosts again.
+            # Once a job: its later batches find them kept, or wait no more
+            self.late = not self.sources.once(
+                'records-%s' % short_digest('records', self.cache.folder),
+                lambda: self.cache.wait_for_records(AFTER_JOB_WAIT))
         for key in keys:
             reuse_key = self.keys.get(key)
             spec = self.specs.get(request_flake(key))

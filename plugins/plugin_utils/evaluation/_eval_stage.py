@@ -36,6 +36,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
     loader_of, task_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, options_of
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     batch_folder, record_facts, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
@@ -251,7 +252,13 @@ def _recording(hosts, put):
         put(name, host_entry)
         evaluated = host_entry.get('answer') or {}
         if evaluated and 'error' not in evaluated:
-            record_facts(C.DEFAULT_LOCAL_TMP, hosts, {name: facts_of(evaluated)})
+            try:
+                record_facts(C.DEFAULT_LOCAL_TMP, hosts, {name: facts_of(evaluated)})
+            except OSError:
+                if not _job_end.job_ended(C.DEFAULT_LOCAL_TMP):
+                    raise
+                # the job has ended (Ansible removed its folder) since the
+                # host had its answer: no later batch reads these facts
     return put_with_facts
 
 

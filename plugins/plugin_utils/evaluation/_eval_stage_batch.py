@@ -159,8 +159,10 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
                     if left[0] == 0:
                         # the batch's last answer: its figures are final
                         host_entry = dict(host_entry, batch=figures())
-                put(host, host_entry)
-                _job_end.owe(-1)
+                try:
+                    put(host, host_entry)
+                finally:
+                    _job_end.owe(-1)
 
             def deliver(key, result, from_cache=False, reused_from=None):
                 if not from_cache and 'error' not in result and key in cache_keys:

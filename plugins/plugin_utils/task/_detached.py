@@ -93,6 +93,17 @@ def _max_fd():
 CHILD_GROUPS = set()
 
 
+def _stop_children():
+    """Stop the Nix processes the work started and remove its folders
+    (``_job_end``): the process is ending without its work."""
+    _job_end.remove_folders()
+    for group in list(CHILD_GROUPS):
+        try:
+            os.killpg(group, 9)
+        except OSError:
+            pass
+
+
 def _watch(main_pid, stop):
     """End the batch's work (and its Nix processes) when the job is gone;
     where every host has its answer, once what it finishes for the next job
@@ -101,12 +112,7 @@ def _watch(main_pid, stop):
         if not _alive(main_pid):
             if _job_end.wait_after_job(stop):
                 return
-            _job_end.remove_folders()
-            for group in list(CHILD_GROUPS):
-                try:
-                    os.killpg(group, 9)
-                except OSError:
-                    pass
+            _stop_children()
             # the rest of its Nix processes (a wave's nix build) share this
             # process's own group (its session, made when it was detached):
             # they end with it
@@ -153,11 +159,14 @@ class DetachedWork(object):
                 signal.signal(signum, signal.SIG_DFL)
             # the batch's work walks its own objects, not the worker's (_forked)
             freeze_inherited()
-            _job_end.forked()
+            _job_end.forked(main_pid)
             self._detach(running.fileno())
             code = self._run(work, main_pid)
         except BaseException:  # pylint: disable=broad-except
             code = 1
+        if code:
+            # a work that did not end well leaves no evaluator running
+            _stop_children()
         os._exit(code)  # pylint: disable=protected-access
 
     def _detach(self, keep):
@@ -185,12 +194,19 @@ class DetachedWork(object):
             # one sentence (``entry``)
             os.write(2, traceback.format_exc().encode('utf-8', 'replace'))
             shared = work_failure(self.kind, exc)
-        if shared is not None:
-            write_json(self.done_path, shared)
-        # the hosts still waiting (the work gave them no entry) learn it now
-        _wakeup.ring_all(self.entries_dir)
+        code = 0
+        try:
+            if shared is not None:
+                write_json(self.done_path, shared)
+            # the hosts still waiting (the work gave them no entry) learn it now
+            _wakeup.ring_all(self.entries_dir)
+        except OSError:
+            # the job's folder is gone with the job (nobody waits), or a
+            # write failed: the log says which
+            os.write(2, traceback.format_exc().encode('utf-8', 'replace'))
+            code = 1
         stop.set()
-        return 0
+        return code
 
     def _running(self):
         """Whether the batch's process holds ``.running`` (a look that

@@ -31,7 +31,9 @@ removed by ``remove_folder`` when the work is done, or by
 """
 
 import contextlib
+import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -48,16 +50,37 @@ class _Left(object):
         self.finishing = 0
         self.folders = set()
         self.hooks = []
+        # the job's ansible-playbook, in a batch process (forked)
+        self.main_pid = None
 
 
 _LEFT = _Left()
 
 
-def forked():
+def forked(main_pid):
     """In a newly forked batch process: nothing owed or finishing yet (what
-    the worker it was forked from counted is the worker's)."""
+    the worker it was forked from counted is the worker's). ``main_pid``:
+    the job's ansible-playbook (``job_ended``)."""
     global _LEFT  # pylint: disable=global-statement
     _LEFT = _Left()
+    _LEFT.main_pid = main_pid
+
+
+def job_ended(folder, bound=5.0):
+    """After a file of the job's ``folder`` could not be written or read:
+    whether that is because the job has ended. Ansible removes its temporary
+    folder as ansible-playbook exits, a file at a time: within ``bound``
+    seconds the folder is gone or ansible-playbook is. False in a process
+    that is not a batch's (its job cannot have ended while it runs)."""
+    if _LEFT.main_pid is None:
+        return False
+    deadline = time.monotonic() + bound
+    while True:
+        if not os.path.isdir(folder) or not _alive(_LEFT.main_pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def owe(count):
@@ -119,11 +142,46 @@ def wait_after_job(done, bound=None):
 
 def temporary_folder(prefix):
     """A new folder (0700) in the system's temporary folder, not Ansible's:
-    it outlives the job for as long as the work may (``finishing``)."""
-    folder = tempfile.mkdtemp(prefix=prefix)
+    it outlives the job for as long as the work may (``finishing``). Its
+    name holds this process's id: the folders of such processes that were
+    killed (nothing could remove them) go when the next one is made."""
+    _sweep(prefix)
+    folder = tempfile.mkdtemp(prefix='%s%d-' % (prefix, os.getpid()))
     with _LEFT.lock:
         _LEFT.folders.add(folder)
     return folder
+
+
+def _sweep(prefix):
+    """Remove this user's folders ``<prefix><pid>-*`` whose process is gone."""
+    parent = tempfile.gettempdir()
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split('-', 1)[0] if name.startswith(prefix) else ''
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        path = os.path.join(parent, name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        # only a real folder of this user's (never a link someone planted)
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        # another user's process: alive
+        return True
+    return True
 
 
 def remove_folder(folder):

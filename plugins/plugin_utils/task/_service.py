@@ -16,7 +16,7 @@ import time
 import traceback
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end, _waits
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
     _entry_path, _read_json as _read)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (
@@ -155,13 +155,24 @@ class Service(Stream):
         busy = time.monotonic()
         while True:
             waves = [wave for wave in waves if wave.is_alive()]
-            with held(self.lock_path, _waits.STREAM_LOCK_WAIT, stream_work(None, self.kind)):
-                taken = self._take(waiting) if len(waves) < slots else {}
-                if taken or waves:
-                    busy = time.monotonic()
-                elif not self._to_come or time.monotonic() - busy > LINGER:
-                    os.unlink(self.alive_path)
-                    return None
+            try:
+                with held(self.lock_path, _waits.STREAM_LOCK_WAIT, stream_work(None, self.kind)):
+                    taken = self._take(waiting) if len(waves) < slots else {}
+                    if taken or waves:
+                        busy = time.monotonic()
+                    elif not self._to_come or time.monotonic() - busy > LINGER:
+                        os.unlink(self.alive_path)
+                        return None
+            except OSError:
+                if not _job_end.job_ended(self.dir):
+                    raise
+                # the job has ended and Ansible removed its folder: no request
+                # comes any more. The waves in flight end here (what they
+                # still keep for the next job, _job_end), or are stopped
+                # with the process when their hosts were still owed answers
+                for wave in waves:
+                    wave.join()
+                return None
             if not taken:
                 time.sleep(_LOOKS[1])
                 continue

@@ -18,7 +18,7 @@ import os
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits, _wakeup
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end, _waits, _wakeup
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
     _entry_path, batch_folder, _read_json as _read)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (
@@ -67,9 +67,17 @@ class Stream(DetachedWork):
             return True
 
     def put(self, host, host_entry):
-        """Publish ``host``'s entry (a whole file: a reader never sees half)."""
+        """Publish ``host``'s entry (a whole file: a reader never sees half).
+        Once the job has ended (its folder gone), nobody reads it: nothing
+        is written, and the work goes on to keep what it keeps for the next
+        job (``_job_end``)."""
         path = _entry_path(self.entries_dir, host)
-        write_json(path, host_entry)
+        try:
+            write_json(path, host_entry)
+        except OSError:
+            if not _job_end.job_ended(self.entries_dir):
+                raise
+            return
         _wakeup.ring(path)
 
     # ------------------------------------------------------------ waiting

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -84,17 +85,20 @@ def first_commit(base):
     return repo
 
 
-def deploy_eval(base, repo, step, names=HOSTS):
-    """One ansible-playbook run of nix_eval for every host: {host: result}."""
+def deploy_eval(base, repo, step, names=HOSTS, args=None, env=None):
+    """One ansible-playbook run of nix_eval for every host: {host: result}.
+    ``args``: more arguments of the task."""
     hosts = dict((name, {'ansible_connection': 'local', 'nix_flake': 'git+file://%s' % repo,
-                         'nix_platform': 'nixos', 'nix_configuration': name})
+                         'nix_platform': 'nixos', 'nix_configuration': name,
+                         'my_attr': 'nixosConfigurations.%s.config.system.build.toplevel' % name})
                  for name in names)
     play = [{'hosts': 'all', 'gather_facts': False, 'tasks': [
-        {'name': 'evaluate', 'nixdeploy.fleet.nix_eval': {
+        {'name': 'evaluate', 'nixdeploy.fleet.nix_eval': dict({
             # an evaluator per host: each record is its own host's reads
-            'nix_options': {'substituters': ''}, 'eval_workers': len(names)}}]}]
-    env = {'NIXDEPLOY_EVAL_CACHE': os.path.join(base, 'cache'),
-           'XDG_CONFIG_HOME': os.path.join(base, 'config'), 'NIX_CONFIG': NIX_CONFIG}
+            'nix_options': {'substituters': ''}, 'eval_workers': len(names)}, **(args or {}))}]}]
+    env = dict({'NIXDEPLOY_EVAL_CACHE': os.path.join(base, 'cache'),
+                'XDG_CONFIG_HOME': os.path.join(base, 'config'), 'NIX_CONFIG': NIX_CONFIG},
+               **(env or {}))
     run = run_playbook(play, {'all': {'hosts': hosts}}, os.path.join(base, 'run-%d' % step),
                        env=env)
     assert run.rc == 0, run
@@ -178,11 +182,20 @@ MANY = '''{
 '''
 
 
-def test_a_job_that_only_evaluates_keeps_its_records_for_the_next(tmp_path):
+@pytest.mark.parametrize('asked', ['by-the-batch', 'again-on-its-own'])
+def test_a_job_that_only_evaluates_keeps_its_records_for_the_next(tmp_path, asked):
     """The job ends once ``many`` and ``one`` have their answers, before
     their records are kept; the job after a commit to a file nobody reads,
-    started right away, reuses both."""
+    started right away, reuses both. ``again-on-its-own``: the attribute is
+    templated per host from another variable, so the batch (formed from
+    ``one``'s value, one fork) answers ``many`` another request and
+    ``many`` asks again, served by a process of its own. Neither leaves a
+    folder in the temporary folder."""
     base = str(tmp_path)
+    tmp = os.path.join(base, 'tmp')
+    os.makedirs(tmp)
+    args = {'attr': '{{ my_attr }}'} if asked == 'again-on-its-own' else None
+    env = {'TMPDIR': tmp, 'ANSIBLE_FORKS': '1'}
     repo = os.path.join(base, 'flake')
     write(repo, 'flake.nix', MANY)
     write(repo, 'one.txt', 'one')
@@ -191,14 +204,19 @@ def test_a_job_that_only_evaluates_keeps_its_records_for_the_next(tmp_path):
     git(repo, 'init', '-q')
     git(repo, 'add', '-A')
     git(repo, 'commit', '-qm', 'one')
-    names = ('many', 'one')
-    first = deploy_eval(base, repo, 1, names)
+    names = ('one', 'many')
+    first = deploy_eval(base, repo, 1, names, args, env)
     assert dict((h, r['answered']) for h, r in first.items()) == dict.fromkeys(names, 'evaluated')
     write(repo, 'README', 'nobody reads this')
     git(repo, 'add', '-A')
     git(repo, 'commit', '-qm', 'readme')
     expected = truth(repo)
-    second = deploy_eval(base, repo, 2, names)
+    second = deploy_eval(base, repo, 2, names, args, env)
     for host in names:
         assert second[host]['drv_path'] == expected[host], (host, second[host])
         assert second[host]['answered'] == 'reused', (host, second[host])
+    # the records are kept within seconds of the job's end, then their folder goes
+    deadline = time.monotonic() + 30
+    while os.listdir(tmp) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert os.listdir(tmp) == []

@@ -8,12 +8,14 @@ every host has its result.
   record for the next job): it finishes, and the job-end hooks run;
 - a host still owed its answer (a cancelled job): the process stops at
   once, its Nix processes (here a ``sleep``) with it, its folders removed;
-- finishing that does not end: stopped at the bound."""
+- finishing that does not end: stopped at the bound;
+- the folder of a process killed from outside goes with the next one made."""
 
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 from tests.collection import collections_path
@@ -171,3 +173,28 @@ def test_finishing_that_does_not_end_is_stopped_at_the_bound(tmp_path, monkeypat
     finally:
         if alive(process):
             os.kill(process, signal.SIGKILL)
+
+
+def test_a_killed_process_folder_goes_when_the_next_is_made(tmp_path, monkeypatch):
+    """A batch process killed from outside (SIGKILL, the OOM killer) could
+    not remove its folder: the next one made removes it. A live process's
+    folder stays, and so does a link of that name (never followed)."""
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    gone = subprocess.Popen(['true'])
+    gone.wait()
+    dead = tmp_path / ('nixdeploy-test-%d-abc' % gone.pid)
+    dead.mkdir()
+    (dead / 'strace.log').write_text('x')
+    live = tmp_path / ('nixdeploy-test-%d-abc' % os.getpid())
+    live.mkdir()
+    link = tmp_path / ('nixdeploy-test-%d-link' % gone.pid)
+    os.symlink(str(live), str(link))
+    folder = _job_end.temporary_folder('nixdeploy-test-')
+    try:
+        assert os.path.dirname(folder) == str(tmp_path)
+        assert os.path.basename(folder).startswith('nixdeploy-test-%d-' % os.getpid())
+        assert not dead.exists()
+        assert live.is_dir() and os.path.islink(str(link))
+    finally:
+        _job_end.remove_folder(folder)
+    assert not os.path.exists(folder)
