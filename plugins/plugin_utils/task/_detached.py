@@ -73,14 +73,6 @@ def without_tracebacks(text):
     return '\n'.join(out).strip()
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 def _max_fd():
     try:
         return min(os.sysconf('SC_OPEN_MAX'), 65536)
@@ -109,7 +101,7 @@ def _watch(main_pid, stop):
     where every host has its answer, once what it finishes for the next job
     is done (``_job_end``: an evaluator's record), within a bound."""
     while not stop.wait(0.5):
-        if not _alive(main_pid):
+        if not _job_end.alive(main_pid):
             if _job_end.wait_after_job(stop):
                 return
             _stop_children()

@@ -76,7 +76,7 @@ def job_ended(folder, bound=5.0):
         return False
     deadline = time.monotonic() + bound
     while True:
-        if not os.path.isdir(folder) or not _alive(_LEFT.main_pid):
+        if not os.path.isdir(folder) or not alive(_LEFT.main_pid):
             return True
         if time.monotonic() >= deadline:
             return False
@@ -161,7 +161,7 @@ def _sweep(prefix):
         return
     for name in names:
         pid = name[len(prefix):].split('-', 1)[0] if name.startswith(prefix) else ''
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or alive(int(pid)):
             continue
         path = os.path.join(parent, name)
         try:
@@ -173,7 +173,8 @@ def _sweep(prefix):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _alive(pid):
+def alive(pid):
+    """Whether process ``pid`` exists (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
