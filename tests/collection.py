@@ -108,9 +108,10 @@ class PlaybookRun:
         return 'PlaybookRun(rc=%s)\n%s\n%s' % (self.rc, self.stdout[-4000:], self.stderr[-2000:])
 
 
-def run_playbook(playbook, inventory, workdir, args=(), env=None, timeout=900):
+def run_playbook(playbook, inventory, workdir, args=(), env=None, timeout=900, wrapper=()):
     """Run ansible-playbook. ``playbook``: a path, or YAML/list to write.
-    ``inventory``: a path, or a dict written as JSON."""
+    ``inventory``: a path, or a dict written as JSON. ``wrapper``: a command
+    that runs ansible-playbook's (``CONTAINED``)."""
     os.makedirs(workdir, exist_ok=True)
     if not isinstance(playbook, str) or '\n' in playbook:
         path = os.path.join(workdir, 'playbook.yml')
@@ -123,7 +124,7 @@ def run_playbook(playbook, inventory, workdir, args=(), env=None, timeout=900):
             json.dump(inventory, handle)
         inventory = path
     record = os.path.join(workdir, 'record-%d.jsonl' % len(os.listdir(workdir)))
-    argv = [os.path.join(BIN, 'ansible-playbook'), '-i', inventory, playbook] + list(args)
+    argv = list(wrapper) + [os.path.join(BIN, 'ansible-playbook'), '-i', inventory, playbook] + list(args)
     # stdin: ssh may have left the inherited one non-blocking, which
     # ansible-core 2.21 refuses to start with
     proc = subprocess.run(argv, cwd=workdir, env=ansible_env(dict(env or {}, NIXDEPLOY_TEST_RECORD=record)),
@@ -135,6 +136,12 @@ def run_playbook(playbook, inventory, workdir, args=(), env=None, timeout=900):
         with open(record) as handle:
             records = [json.loads(line) for line in handle if line.strip()]
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, records)
+
+
+# A wrapper for run_playbook: ansible-playbook in a PID namespace of its own,
+# under a shell that ends when it does. As in a container (an execution
+# environment's job), every process the job left behind is killed then.
+CONTAINED = ('unshare', '--pid', '--fork', 'sh', '-c', '"$@"; code=$?; exit $code', 'sh')
 
 
 def set_stats_of(artifacts):

@@ -26,6 +26,9 @@ description:
     write the clipboard or print a line of its own.
   - At the end, names the hosts the login probe could not reach (M(nixdeploy.fleet.nix_eval)'s
     O(nixdeploy.fleet.nix_eval#module:unreachable)), each with why, and keeps their names in O(unreachable_file).
+  - At the end of the job, waits until the evaluators of M(nixdeploy.fleet.nix_eval) have kept their records
+    for reuse across commits (at most 60 s; past 2 s it says so), so that a job whose last task evaluates keeps
+    them where nothing outlives ansible-playbook (an execution environment's container).
   - C(-e nix_summary=false) silences the summary lines (an extra var; the callback reads no inventory, play
     or role variable).
 author:
@@ -79,6 +82,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _retry
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_record import (
     mark_rollback, outcome_record)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     HostOutcome, action_phase, result_data, summary_line, task_action)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._progress import (
@@ -262,6 +266,8 @@ class CallbackModule(CallbackBase):
             if hosts and failed == hosts and left > 0:
                 self._display.display('nixdeploy: every host of the last batch failed: no further '
                                       'batch starts (%d hosts not deployed)' % left, color='red')
+        # in an execution environment nothing outlives ansible-playbook
+        _job_end.wait_at_job_end(self._display.display, self._display.warning)
 
     def _retry_file(self):
         """Name the hosts the probe could not reach, and keep them in the

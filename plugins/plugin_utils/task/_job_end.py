@@ -24,6 +24,13 @@ lock that the next job's look-up waits on, so a job started right after
 this one sees its records). When something is owed (a cancelled job, a
 host that gave up waiting), it stops at once, its Nix processes with it.
 
+Where nothing may outlive the job (an execution environment: the
+container, every process in it, ends with ansible-playbook), the job's end
+waits instead: a finishing block of a batch process holds a shared lock on
+``FINISHING`` in the job's temporary folder, and ``wait_for_finishing``
+(the summary callback, at the job's end) waits until it can take that lock
+alone, for at most ``AFTER_JOB_WAIT`` too.
+
 ``temporary_folder`` gives such work a folder of its own outside Ansible's
 temporary folder (which is gone once the job has ended); the folder is
 removed by ``remove_folder`` when the work is done, or by
@@ -31,6 +38,7 @@ removed by ``remove_folder`` when the work is done, or by
 """
 
 import contextlib
+import fcntl
 import os
 import shutil
 import stat
@@ -38,7 +46,15 @@ import tempfile
 import threading
 import time
 
+from ansible import constants as C
+
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import AFTER_JOB_WAIT
+
+# in the job's temporary folder: locked (shared) while a batch process
+# finishes something, so that the job's end can wait for it
+FINISHING = 'nixdeploy-finishing'
+# seconds the job's end waits before it says what it waits for
+NOTICE_AFTER = 2
 
 
 class _Left(object):
@@ -94,11 +110,71 @@ def finishing():
     """A block of work that may outlive the job once nothing is owed."""
     with _LEFT.lock:
         _LEFT.finishing += 1
+    held = _hold_finishing()
     try:
         yield
     finally:
         with _LEFT.lock:
             _LEFT.finishing -= 1
+        if held is not None:
+            held.close()
+
+
+def _hold_finishing():
+    """In a batch process: the job's ``FINISHING`` file, locked shared
+    (None elsewhere: a worker's own work ends before the job can, and a
+    job already gone has nobody left to wait)."""
+    if _LEFT.main_pid is None:
+        return None
+    try:
+        handle = open(os.path.join(C.DEFAULT_LOCAL_TMP, FINISHING), 'a')
+    except (IOError, OSError):
+        return None
+    try:
+        # only the job's end takes it alone, and only for a moment
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except (IOError, OSError):
+        handle.close()
+        return None
+    return handle
+
+
+def wait_at_job_end(say, warn, folder=None):
+    """The summary callback's end of the job: ``wait_for_finishing``, and
+    past ``NOTICE_AFTER`` seconds ``say`` what it waits for; ``warn`` when
+    it gave up (``AFTER_JOB_WAIT`` in all)."""
+    if wait_for_finishing(folder, NOTICE_AFTER) is not None:
+        return
+    say('nixdeploy: keeping the evaluation records of this run for the next one '
+        '(at most %d s)' % AFTER_JOB_WAIT)
+    if wait_for_finishing(folder, AFTER_JOB_WAIT - NOTICE_AFTER) is None:
+        warn('nixdeploy: gave up after %d s waiting for the evaluation records of this run: '
+             'the next run evaluates those hosts again' % AFTER_JOB_WAIT)
+
+
+def wait_for_finishing(folder=None, bound=None):
+    """In ansible-playbook, as the job ends: wait until no batch process
+    of the job is finishing something (the lock on ``FINISHING`` in the
+    job's temporary ``folder`` is free), for at most ``bound`` seconds
+    (``AFTER_JOB_WAIT``). Returns the seconds waited, or None when the
+    bound passed first."""
+    path = os.path.join(folder or C.DEFAULT_LOCAL_TMP, FINISHING)
+    start = time.monotonic()
+    deadline = start + (AFTER_JOB_WAIT if bound is None else bound)
+    try:
+        handle = open(path, 'r')
+    except (IOError, OSError):
+        # no batch process of this job finished anything
+        return 0.0
+    with handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return time.monotonic() - start
+            except (IOError, OSError):
+                if time.monotonic() >= deadline:
+                    return None
+            time.sleep(0.05)
 
 
 def may_finish():

@@ -4,7 +4,10 @@ docs/execution-environment.md): the EE image with its default security
 profile, a persistent volume at /nix holding the store and the evaluation
 cache (NIXDEPLOY_EVAL_CACHE on it), the project a `path:` flake (AWX copies
 the checkout without .git). A first job records every host's reads; after a
-commit that changes one host's file, the next job reuses the others.
+commit that changes one host's file, the next job reuses the others. Each
+job only evaluates (a check job), with the summary callback enabled: the
+container ends with ansible-playbook, so the records are kept before then
+or never. The hosts' results come from the suite's ``record`` callback.
 
 Two ways AWX runs the EE: a container group's pod (any UID, group 0) and a
 VM execution node (its user's rootless podman, ``--user=root``)."""
@@ -48,12 +51,6 @@ PLAY = '''- name: Evaluate
         flake: /runner/project
         attr: "nixosConfigurations.{{ inventory_hostname }}.config.system.build.toplevel"
         nix_options: {substituters: ''}
-      register: evaluated
-    - name: Keep the result
-      ansible.builtin.copy:
-        content: "{{ evaluated | to_json }}"
-        dest: "/runner/out/{{ inventory_hostname }}.json"
-        mode: '0600'
 '''
 INVENTORY = {'all': {'hosts': dict((h, {'ansible_connection': 'local',
                                         'ansible_python_interpreter': '/usr/bin/python3'})
@@ -95,6 +92,8 @@ def make_job(private, versions, key):
             handle.write(versions.get(host, 'one'))
     with open(os.path.join(private, 'play.yml'), 'w') as handle:
         handle.write(PLAY)
+    os.makedirs(os.path.join(private, 'callbacks'))
+    shutil.copy(RECORD, os.path.join(private, 'callbacks'))
     with open(os.path.join(private, 'inventory.json'), 'w') as handle:
         json.dump(INVENTORY, handle)
 
@@ -107,16 +106,21 @@ def output(job):
 
 
 def results(private):
-    found = {}
-    for host in HOSTS:
-        with open(os.path.join(private, 'out', '%s.json' % host)) as handle:
-            found[host] = json.load(handle)
-    return found
+    """{host: its nix_eval result}, from the job's record."""
+    with open(os.path.join(private, 'out', 'record.jsonl')) as handle:
+        records = [json.loads(line) for line in handle if line.strip()]
+    return dict((r['host'], r['result']) for r in records
+                if r.get('task') == 'Evaluate each host')
 
 
 COMMAND = ['ansible-playbook', '-i', '/runner/inventory.json', '/runner/play.yml']
 ENV = ['-e', 'HOME=/runner', '-e', 'NIXDEPLOY_EVAL_CACHE=%s' % CACHE,
-       '-e', 'NIXDEPLOY_EVAL_CACHE_KEY_FILE=%s' % KEY_FILE]
+       '-e', 'NIXDEPLOY_EVAL_CACHE_KEY_FILE=%s' % KEY_FILE,
+       '-e', 'ANSIBLE_CALLBACK_PLUGINS=/runner/callbacks',
+       '-e', 'ANSIBLE_CALLBACKS_ENABLED=record,nixdeploy.fleet.summary',
+       '-e', 'NIXDEPLOY_TEST_RECORD=/runner/out/record.jsonl']
+RECORD = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                      'callback_plugins', 'record.py')
 
 
 def pod_job(private, volume):

@@ -37,6 +37,9 @@ class Display:
     def display(self, msg, color=None, **kwargs):
         self.lines.append(('line', msg, color))
 
+    def warning(self, msg, **kwargs):
+        self.lines.append(('warning', msg, None))
+
     def text(self):
         return [msg for _kind, msg, _color in self.lines]
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.collection import run_playbook
+from tests.collection import CONTAINED, run_playbook
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ('nix', 'git', 'strace')),
@@ -85,9 +85,9 @@ def first_commit(base):
     return repo
 
 
-def deploy_eval(base, repo, step, names=HOSTS, args=None, env=None):
+def deploy_eval(base, repo, step, names=HOSTS, args=None, env=None, wrapper=()):
     """One ansible-playbook run of nix_eval for every host: {host: result}.
-    ``args``: more arguments of the task."""
+    ``args``: more arguments of the task; ``wrapper``: run_playbook's."""
     hosts = dict((name, {'ansible_connection': 'local', 'nix_flake': 'git+file://%s' % repo,
                          'nix_platform': 'nixos', 'nix_configuration': name,
                          'my_attr': 'nixosConfigurations.%s.config.system.build.toplevel' % name})
@@ -100,7 +100,7 @@ def deploy_eval(base, repo, step, names=HOSTS, args=None, env=None):
                 'XDG_CONFIG_HOME': os.path.join(base, 'config'), 'NIX_CONFIG': NIX_CONFIG},
                **(env or {}))
     run = run_playbook(play, {'all': {'hosts': hosts}}, os.path.join(base, 'run-%d' % step),
-                       env=env)
+                       env=env, wrapper=wrapper)
     assert run.rc == 0, run
     return dict((r['host'], r['result']) for r in run.records if r.get('task') == 'evaluate')
 
@@ -182,20 +182,26 @@ MANY = '''{
 '''
 
 
-@pytest.mark.parametrize('asked', ['by-the-batch', 'again-on-its-own'])
+@pytest.mark.parametrize('asked', ['by-the-batch', 'again-on-its-own', 'in-a-container'])
 def test_a_job_that_only_evaluates_keeps_its_records_for_the_next(tmp_path, asked):
     """The job ends once ``many`` and ``one`` have their answers, before
     their records are kept; the job after a commit to a file nobody reads,
     started right away, reuses both. ``again-on-its-own``: the attribute is
     templated per host from another variable, so the batch (formed from
     ``one``'s value, one fork) answers ``many`` another request and
-    ``many`` asks again, served by a process of its own. Neither leaves a
-    folder in the temporary folder."""
+    ``many`` asks again, served by a process of its own.
+    These two run without the summary callback: the batch's process keeps
+    the records after the job. ``in-a-container``: the first job runs as in
+    an execution environment, whose container (and every process in it)
+    ends with ansible-playbook: the summary callback's end of the job waits
+    for the records. None leaves a folder in the temporary folder."""
     base = str(tmp_path)
     tmp = os.path.join(base, 'tmp')
     os.makedirs(tmp)
     args = {'attr': '{{ my_attr }}'} if asked == 'again-on-its-own' else None
     env = {'TMPDIR': tmp, 'ANSIBLE_FORKS': '1'}
+    if asked != 'in-a-container':
+        env['ANSIBLE_CALLBACKS_ENABLED'] = 'record'
     repo = os.path.join(base, 'flake')
     write(repo, 'flake.nix', MANY)
     write(repo, 'one.txt', 'one')
@@ -205,7 +211,8 @@ def test_a_job_that_only_evaluates_keeps_its_records_for_the_next(tmp_path, aske
     git(repo, 'add', '-A')
     git(repo, 'commit', '-qm', 'one')
     names = ('one', 'many')
-    first = deploy_eval(base, repo, 1, names, args, env)
+    first = deploy_eval(base, repo, 1, names, args, env,
+                        wrapper=CONTAINED if asked == 'in-a-container' else ())
     assert dict((h, r['answered']) for h, r in first.items()) == dict.fromkeys(names, 'evaluated')
     write(repo, 'README', 'nobody reads this')
     git(repo, 'add', '-A')

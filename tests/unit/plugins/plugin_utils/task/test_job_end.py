@@ -9,8 +9,11 @@ every host has its result.
 - a host still owed its answer (a cancelled job): the process stops at
   once, its Nix processes (here a ``sleep``) with it, its folders removed;
 - finishing that does not end: stopped at the bound;
-- the folder of a process killed from outside goes with the next one made."""
+- the folder of a process killed from outside goes with the next one made;
+- the job's own end (the summary callback's) waits for what its batch
+  processes finish, within its bound: in a container nothing outlives it."""
 
+import json
 import os
 import signal
 import subprocess
@@ -23,15 +26,18 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
+from ansible import constants as C  # noqa: E402
+
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
     _job_end, _stream)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
     Stream)
 
 
-def run_job(tmp_path, work):
+def run_job(tmp_path, work, at_end=None):
     """A job process whose worker starts ``work`` detached, waits for h1's
-    answer, and ends; the job ends right after its worker."""
+    answer, and ends; the job ends right after its worker (after
+    ``at_end()``, which must return True, when given)."""
     job = os.fork()
     if job == 0:
         code = 1
@@ -47,6 +53,8 @@ def run_job(tmp_path, work):
                     os._exit(code)  # pylint: disable=protected-access
             _pid, status = os.waitpid(worker, 0)
             code = os.waitstatus_to_exitcode(status)
+            if code == 0 and at_end is not None:
+                code = 0 if at_end() else 1
         finally:
             os._exit(code)  # pylint: disable=protected-access
     _pid, status = os.waitpid(job, 0)
@@ -82,6 +90,27 @@ def begin(owed, named):
 def answer_h1(put):
     put('h1', {'answer': 'h1'})
     _job_end.owe(-1)
+
+
+def never_done(pids, kept):
+    """A work that answers h1, then finishes something for a minute (its
+    process id written to ``pids``, ``kept`` written at the end)."""
+    def work(put):
+        _job_end.owe(1)
+        with _job_end.finishing():
+            write(pids, '%d' % os.getpid())
+            answer_h1(put)
+            time.sleep(60)
+            write(kept)
+        return {}
+    return work
+
+
+def job_folder(tmp_path, monkeypatch):
+    """The job's temporary folder (Ansible's), as its processes see it."""
+    folder = tmp_path / 'job'
+    folder.mkdir()
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(folder))
 
 
 def alive(pid):
@@ -153,17 +182,7 @@ def test_finishing_that_does_not_end_is_stopped_at_the_bound(tmp_path, monkeypat
     # the forked process takes the module as it is here
     monkeypatch.setattr(_job_end, 'AFTER_JOB_WAIT', 2)
     kept, pids = str(tmp_path / 'kept'), str(tmp_path / 'pids')
-
-    def work(put):
-        _job_end.owe(1)
-        with _job_end.finishing():
-            write(pids, '%d' % os.getpid())
-            answer_h1(put)
-            time.sleep(60)
-            write(kept)
-        return {}
-
-    run_job(tmp_path, work)
+    run_job(tmp_path, never_done(pids, kept))
     process = int(read(pids))
     try:
         time.sleep(1)
@@ -198,3 +217,58 @@ def test_a_killed_process_folder_goes_when_the_next_is_made(tmp_path, monkeypatc
     finally:
         _job_end.remove_folder(folder)
     assert not os.path.exists(folder)
+
+
+def test_the_job_end_waits_for_what_its_batch_processes_finish(tmp_path, monkeypatch):
+    """As the summary callback does at the end of a job: the record the
+    batch process keeps after h1's answer is kept before the job ends."""
+    job_folder(tmp_path, monkeypatch)
+    kept, waited = str(tmp_path / 'kept'), str(tmp_path / 'waited')
+
+    def work(put):
+        _job_end.owe(1)
+        with _job_end.finishing():
+            answer_h1(put)
+            time.sleep(1.5)
+            write(kept, 'the record')
+        return {}
+
+    def at_end():
+        seconds = _job_end.wait_for_finishing(bound=20)
+        write(waited, repr(seconds))
+        return os.path.exists(kept)
+
+    run_job(tmp_path, work, at_end)
+    seconds = float(read(waited))
+    assert 0.5 < seconds < 20, seconds
+    assert read(kept) == 'the record'
+
+
+def test_the_job_end_waits_no_longer_than_its_bound(tmp_path, monkeypatch):
+    """Past its first seconds the wait says what it waits for, and at its
+    bound it says that it gave up (the summary callback's lines)."""
+    job_folder(tmp_path, monkeypatch)
+    monkeypatch.setattr(_job_end, 'NOTICE_AFTER', 1)
+    monkeypatch.setattr(_job_end, 'AFTER_JOB_WAIT', 3)
+    pids, waited = str(tmp_path / 'pids'), str(tmp_path / 'waited')
+
+    def at_end():
+        started, lines = time.monotonic(), []
+        _job_end.wait_at_job_end(lambda line: lines.append(('say', line)),
+                                 lambda line: lines.append(('warn', line)))
+        write(waited, json.dumps({'took': time.monotonic() - started, 'lines': lines}))
+        return True
+
+    run_job(tmp_path, never_done(pids, str(tmp_path / 'kept')), at_end)
+    process = int(read(pids))
+    try:
+        seen = json.loads(read(waited))
+        assert 3 <= seen['took'] < 5, seen
+        assert [kind for kind, _line in seen['lines']] == ['say', 'warn'], seen
+        assert 'keeping the evaluation records' in seen['lines'][0][1]
+        assert 'gave up after 3 s' in seen['lines'][1][1]
+    finally:
+        if alive(process):
+            os.kill(process, signal.SIGKILL)
+    # a job whose batch processes finished nothing does not wait at all
+    assert _job_end.wait_for_finishing(str(tmp_path / 'none'), bound=5) == 0.0
