@@ -230,7 +230,7 @@ class CallbackModule(CallbackBase):
         self._last_batch = None  # (hosts, failed) of the last batch summarised
         self._counts = {}        # status -> hosts, every batch (the closing totals line)
         self._answered = {}      # evaluated / reused / cached -> hosts, every batch
-        self._origins = set()    # short revisions reused answers came from
+        self._reused_from = set()  # short revisions reused answers came from
         self._unreached = {}     # host -> why the probe could not reach it
         self._reached = set()    # hosts the probe reached
         self._ticker = None
@@ -252,7 +252,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats):
         self._done.set()
         self._summarise()
-        evaluated = evaluation_line(self._answered, self._origins)
+        evaluated = evaluation_line(self._answered, self._reused_from)
         if evaluated and self._shown:
             self._display.display(evaluated)
         line = totals_line(self._counts, self._check_mode)
@@ -317,7 +317,7 @@ class CallbackModule(CallbackBase):
                 self._answered[how] = self._answered.get(how, 0) + 1
                 origin = _short_revision(data.get('reused')) if how == 'reused' else None
                 if origin:
-                    self._origins.add(origin)
+                    self._reused_from.add(origin)
             self._outcomes.setdefault(host, HostOutcome(host)).add(
                 phase, data, status)
             if phase == 'activate' and isinstance(data.get('dry_activate'), list):

@@ -85,9 +85,10 @@ def first_commit(base):
     return repo
 
 
-def deploy_eval(base, repo, step, names=HOSTS, args=None, env=None, wrapper=()):
+def deploy_eval(base, repo, step, names=HOSTS, args=None, env=None, wrapper=(), runs=None):
     """One ansible-playbook run of nix_eval for every host: {host: result}.
-    ``args``: more arguments of the task; ``wrapper``: run_playbook's."""
+    ``args``: more arguments of the task; ``wrapper``: run_playbook's;
+    ``runs``: a list the run is added to."""
     hosts = dict((name, {'ansible_connection': 'local', 'nix_flake': 'git+file://%s' % repo,
                          'nix_platform': 'nixos', 'nix_configuration': name,
                          'my_attr': 'nixosConfigurations.%s.config.system.build.toplevel' % name})
@@ -102,7 +103,25 @@ def deploy_eval(base, repo, step, names=HOSTS, args=None, env=None, wrapper=()):
     run = run_playbook(play, {'all': {'hosts': hosts}}, os.path.join(base, 'run-%d' % step),
                        env=env, wrapper=wrapper)
     assert run.rc == 0, run
+    if runs is not None:
+        runs.append(run)
     return dict((r['host'], r['result']) for r in run.records if r.get('task') == 'evaluate')
+
+
+def assert_summary_says(run, results):
+    """The summary callback's closing line counts what the hosts' results
+    say and names the revisions reused answers came from; no result of a
+    host made the callback fail (ansible-core's warning)."""
+    output = run.stdout + run.stderr
+    assert 'Callback dispatch' not in output, output
+    answered = [r['answered'] for r in results.values()]
+    line = [text for text in run.stdout.splitlines() if text.startswith('nixdeploy: evaluation:')]
+    assert len(line) == 1, run.stdout
+    assert line[0].startswith('nixdeploy: evaluation: %d evaluated, %d reused' % (
+        answered.count('evaluated'), answered.count('reused'))), line
+    for result in results.values():
+        if result['answered'] == 'reused':
+            assert ' %s' % result['reused']['from']['revision'][:7] in line[0], (line, result)
 
 
 def test_the_reviewers_reproductions_deploy_the_new_commit(tmp_path):
@@ -125,7 +144,9 @@ def test_the_reviewers_reproductions_deploy_the_new_commit(tmp_path):
         git(repo, 'add', '-A')
         git(repo, 'commit', '-qm', message)
         expected = truth(repo)
-        results = deploy_eval(base, repo, step)
+        runs = []
+        results = deploy_eval(base, repo, step, runs=runs)
+        assert_summary_says(runs[0], results)
         for host in HOSTS:
             assert results[host]['drv_path'] == expected[host], (message, host, results[host])
         assert dict((h, r['answered']) for h, r in results.items()) == dict(
