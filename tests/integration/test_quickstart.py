@@ -297,6 +297,9 @@ def test_quickstart_as_written(make_lab, request, tarball):
     assert edited, 'the quickstart has no rollback step'
     assert active('web1').endswith('nixos-system-web1-1')
     assert os.path.isfile(os.path.join(user.fleet, 'reports', 'nixdeploy-report.json'))
+    # what the runs wrote is not among what git would add (git add -A)
+    status = user.run('git status --porcelain --untracked-files=all').stdout
+    assert 'reports/' not in status and 'nixdeploy-' not in status, status
 
     # README: the commands of "Use it on your fleet", on the same fleet: web2
     # moves to version 2 again and back

@@ -37,7 +37,7 @@ BIN = os.path.dirname(sys.executable)
 # marks a folder this command wrote: only such a folder is replaced by a new try
 MARKER = '.nixdeploy-try'
 # the flake's files (FleetFlake.write), committed; the rest is the fleet folder
-IGNORED = ('ssh/', 'reports/')
+IGNORED = ('ssh/', 'reports/', 'nixdeploy-unreachable.txt')
 
 
 def host_specs(count, mac=False):
