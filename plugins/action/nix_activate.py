@@ -37,7 +37,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._reboot
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._detached_run import (
     DetachedRun)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_task import (
-    ActivateTask, ConnectionLost, HostSession, Timeline, unreachable)
+    ActivateTask, ConnectionLost, HostSession, NotReached, Timeline, not_reached, unreachable)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._later_states import (
     LaterStates)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _build, _gc_roots
@@ -92,6 +92,8 @@ class ActionModule(NixdeployAction):
                 activation = Activation(task, target_run, checks,
                                         Reboots(task, target_run, checks))
                 outcome = self._with_keys(task, activation)
+        except NotReached as exc:
+            outcome = not_reached(exc, FAILED_PHASE.get(args['state'], 'activate'))
         except ConnectionLost as exc:
             outcome = unreachable(exc)
         if not self._task.check_mode:
@@ -105,6 +107,8 @@ class ActionModule(NixdeployAction):
             if outcome.get('msg'):
                 outcome['msg'] = host_message(self.host, _activation_result.with_fault(
                     self.host, outcome['msg'], outcome.get('phase')))
+        elif outcome.get('unreachable'):
+            outcome['msg'] = host_message(self.host, outcome['msg'])
         result.update(outcome)
         return result
 
@@ -164,6 +168,8 @@ class ActionModule(NixdeployAction):
             return self._keys_failed(task, pre)
         try:
             res = activation.dry_run() if dry else activation.activate()
+        except NotReached:
+            raise
         except ConnectionLost as exc:
             res = unreachable(exc)
         post = None

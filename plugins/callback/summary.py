@@ -20,7 +20,8 @@ description:
   - While a task of the collection runs longer than O(progress_interval) seconds on some hosts, prints every
     O(progress_interval) seconds a progress line for the play batch (see O(progress_interval)).
   - When a batch does not start because the one before failed too many hosts (the role's
-    C(nix_max_fail_percentage)), or every host of a batch failed, says that no further batch starts.
+    C(nix_max_fail_percentage)), or every host of a batch failed, says that no further batch starts, and at
+    the end how many hosts were not deployed.
   - Host names and what targets said reach the terminal escaped (control characters, C(ESC), newlines, bidi
     controls shown as C(\xNN) or C(\uNNNN)), so no flake or target text can move the cursor, erase lines,
     write the clipboard or print a line of its own.
@@ -87,6 +88,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome impo
     HostOutcome, action_phase, result_data, summary_line, task_action)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._progress import (
     BatchProgress, read_step)
+
+
+def _hosts(count):
+    return '%d host%s' % (count, '' if count == 1 else 's')
 
 
 def _truthy(value):
@@ -260,12 +265,16 @@ class CallbackModule(CallbackBase):
             failed = any(self._counts.get(s) for s in ('failed', 'rolled_back', 'unreachable'))
             self._display.display(line, color='red' if failed else None)
         self._retry_file()
-        if self._last_batch and not self._stops:
+        left = self._play_hosts - len(self._seen)
+        if self._stops and left > 0:
+            # the hosts of the batches that did not start run what they ran
+            self._display.display('nixdeploy: %s not deployed: no batch started for them'
+                                  % _hosts(left), color='red')
+        elif self._last_batch:
             hosts, failed = self._last_batch
-            left = self._play_hosts - len(self._seen)
             if hosts and failed == hosts and left > 0:
                 self._display.display('nixdeploy: every host of the last batch failed: no further '
-                                      'batch starts (%d hosts not deployed)' % left, color='red')
+                                      'batch starts (%s not deployed)' % _hosts(left), color='red')
         # in an execution environment nothing outlives ansible-playbook
         _job_end.wait_at_job_end(self._display.display, self._display.warning)
 

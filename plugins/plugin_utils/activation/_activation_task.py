@@ -50,6 +50,12 @@ class ConnectionLost(NixdeployError):
         super(ConnectionLost, self).__init__(*args, **context)
 
 
+class NotReached(ConnectionLost):
+    """ssh could not connect for the task's first program on the host, and
+    tried only once: nothing of the task ran there, so there is no run to
+    follow. The host is unreachable (Ansible's word), not failed."""
+
+
 class HostSession:
     """The host (``target``: plugin_utils/host/_host.py ``Host``) as
     nix_activate uses it: ``sh`` runs one of its target programs over the
@@ -105,6 +111,15 @@ class HostSession:
         self.note('the host answers at %s now' % address, verbosity=2)
         return address
 
+    def _never_reached(self, text):
+        """Whether ``text`` (why ssh failed) means that nothing of this
+        task ran on the host: no program of the task ran there before, ssh
+        could not connect, Ansible tried once, and the host has no other
+        address to try (one that moves is followed at its next address)."""
+        target = self.target
+        return (_probe.never_connected(text) and len(self.addresses) < 2
+                and not target.reached and not target.tries_again())
+
     def new_login(self):
         """Drop the ssh master: the next command logs in anew."""
         try:
@@ -126,7 +141,10 @@ class HostSession:
             self.new_login()
             raise ConnectionLost(str(exc))
         except AnsibleConnectionFailure as exc:
-            raise ConnectionLost(str(exc).strip())
+            text = str(exc).strip()
+            if self._never_reached(text):
+                raise NotReached(text)
+            raise ConnectionLost(text)
         # the output keeps the marker of the program that printed it
         # (plugin_utils/host/_script.py): only its lines are values
         stdout = script.output(stdout)
@@ -218,3 +236,10 @@ def unreachable(exc):
     can read, not an unreachable host."""
     return {'failed': True, 'changed': False, 'connection_lost': True,
             'msg': 'host unreachable: %s' % exc}
+
+
+def not_reached(exc, phase):
+    """The task's first program never reached the host (NotReached
+    ``exc``): Ansible's unreachable host, nothing changed on it."""
+    return {'unreachable': True, 'changed': False, 'connection_lost': True, 'phase': phase,
+            'msg': 'host unreachable: %s; nothing was started on it' % exc}

@@ -14,7 +14,7 @@ from ansible import constants as C
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activation_result, _programs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_task import (
     LAUNCH_TIMEOUT, LAUNCH_WAIT, LOOK_TIMEOUT, MOVING_LAUNCH_TIMEOUT, POLL_WAIT, RETRY_INTERVAL,
-    ConnectionLost, script_error)
+    ConnectionLost, NotReached, script_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import file_name
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress
@@ -82,6 +82,9 @@ class DetachedRun:
             else MOVING_LAUNCH_TIMEOUT
         try:
             out, values, log = self._session.sh(script, timeout=timeout)
+        except NotReached:
+            # nothing started on the host: there is no run to follow
+            raise
         except ConnectionLost as exc:
             self._session.count_lost()
             self._session.note('lost the launch session (%s); following' % exc)

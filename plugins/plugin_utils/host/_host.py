@@ -311,6 +311,21 @@ class Host(HostSsh):
         out = reply['out']
         return out.get('rc'), out.get('stdout', ''), out.get('stderr', '')
 
+    @property
+    def reached(self):
+        """Whether a program of ``sh`` ran on the host (in this task)."""
+        return self._reached
+
+    def tries_again(self):
+        """Whether Ansible's connection runs a command again after ssh
+        failed (its ``reconnection_retries``): an earlier try may then have
+        started it, whatever the last one said."""
+        retries = _connection_option(self.connection, 'reconnection_retries')
+        try:
+            return int(retries or 0) > 0
+        except (TypeError, ValueError):
+            return True
+
     def _refusal(self, text):
         """The message when ssh refused the first login (``text``: what the
         connection said): a wrong key or user, a host key it does not

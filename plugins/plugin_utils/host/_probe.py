@@ -57,6 +57,10 @@ REASONS = (
 )
 # a reason that says too little: ssh's words were lost (see reach)
 VAGUE = 'connection closed'
+# ssh's words when it could not open a connection at all (refused, timed
+# out, no route; a name that does not resolve): nothing it was to run
+# started on the host
+NOT_CONNECTED = ('ssh: connect to host ', 'Could not resolve hostname')
 # what the host itself answered with: it is there (its own key, not a jump's)
 ANSWERED = ('host key', 'login refused')
 # through a jump host: the jump logged in but could not open the way on
@@ -113,6 +117,11 @@ def reason_of(stderr, jumped=False):
     if jumped and JUMP_CLOSED in text:
         return 'jump failed' + (' (%s)' % reason if reason else ''), said
     return reason or 'ssh failed', said
+
+
+def never_connected(text):
+    """Whether ssh's words ``text`` say it could not open a connection."""
+    return any(marker in (text or '') for marker in NOT_CONNECTED)
 
 
 def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None):

@@ -211,14 +211,34 @@ def test_unreachable_host_is_named_and_nothing_is_done_to_it(rol_fleet):
 
 
 def test_rollback_role_returns_to_the_previous_generation(rol_fleet):
+    """h1 rolls back; beside it h2 refuses every connection (a wrong port
+    in its host_vars): nothing starts there, so it is unreachable at once,
+    not followed until the activation's deadline."""
     lab = rol_fleet.lab
-    # h1 runs version 3 now (generation 2); its previous generation is version 1
-    run = run_playbook('nixdeploy.fleet.rollback', rol_fleet.inventory, rol_fleet.rundir(),
-                       args=['-l', 'h1'])
-    assert run.rc == 0, run
+    before = lab.active('h2')
+    host_vars = os.path.join(rol_fleet.inventory, 'host_vars')
+    os.makedirs(host_vars)
+    with open(os.path.join(host_vars, 'h2.yml'), 'w') as handle:
+        # no sshd listens there: ssh's "Connection refused"
+        json.dump({'ansible_port': 2299}, handle)
+    try:
+        # h1 runs version 3 now (generation 2); its previous generation is version 1
+        run = run_playbook('nixdeploy.fleet.rollback', rol_fleet.inventory, rol_fleet.rundir(),
+                           args=['-l', 'h1,h2'], timeout=240)
+    finally:
+        os.remove(os.path.join(host_vars, 'h2.yml'))
+        os.rmdir(host_vars)
+    assert run.rc == 4, run
     assert lab.active('h1') == rol_fleet.first_paths['h1'], run
     line = run.result('nixdeploy.fleet.rollback : Record the outcome on this host', 'h1')
     assert 'gen   2 -> 1   rolled back' in line['result']['ansible_facts']['rollback_summary_line'], line
+    assert re.search(r'h2\s+: ok=\d+ .*unreachable=1 +failed=0', run.stdout), run.stdout[-3000:]
+    unreached = [r for r in run.results(host='h2') if r['status'] == 'unreachable']
+    assert len(unreached) == 1, run.results(host='h2')
+    result = unreached[0]['result']
+    assert result['phase'] == 'rollback' and 'nothing was started on it' in result['msg'], result
+    assert 'Connection refused' in result['msg'] and 'h2' in result['msg'], result
+    assert lab.active('h2') == before
 
 
 def keys_var(text):

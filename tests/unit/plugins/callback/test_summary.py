@@ -163,10 +163,12 @@ def test_a_batch_that_does_not_start_says_why_once(callback):
                                                        'stopped': True, 'msg': STOP}))
     callback.v2_playbook_on_stats(None)
     # said once, in red; the stopped hosts get no summary line and are not
-    # counted in the run's closing line (the first batch's two hosts are)
+    # counted in the run's closing line (the first batch's two hosts are),
+    # and the end says how many hosts were not deployed
     assert callback._display.lines == [
         ('line', STOP, 'red'),
-        ('line', 'nixdeploy: 2 hosts: 1 failed, 1 changed, 0 unchanged', 'red')]
+        ('line', 'nixdeploy: 2 hosts: 1 failed, 1 changed, 0 unchanged', 'red'),
+        ('line', 'nixdeploy: 2 hosts not deployed: no batch started for them', 'red')]
 
 
 def test_every_host_of_the_last_batch_failed(callback):

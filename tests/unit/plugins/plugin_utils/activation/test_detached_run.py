@@ -8,7 +8,6 @@ lab runs the same parts through the action against the real Nix."""
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import pytest
 from ansible.errors import AnsibleConnectionFailure
@@ -30,7 +29,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._detach
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (  # noqa: E402
     Host as Host_)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_task import (  # noqa: E402
-    ActivateTask, HostSession, Timeline)
+    ActivateTask, HostSession, NotReached, Timeline)
 
 
 class Connection:
@@ -61,22 +60,40 @@ class Target:
         self.host = host
         self.sessions = 0
         self.drop = 0
+        self.error = 'Connection timed out during banner exchange'
 
     def __call__(self, script):
         self.sessions += 1
         if self.drop:
             self.drop -= 1
-            raise AnsibleConnectionFailure('Connection timed out during banner exchange')
+            raise AnsibleConnectionFailure(self.error)
         proc = subprocess.run(['/bin/sh', '-c', script], env=self.host.env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True, timeout=60, check=False)
         return proc.returncode, proc.stdout, proc.stderr
 
 
-def as_host(run, connection):
-    """A Host (plugin_utils/host/_host.py) whose programs ``run`` runs."""
-    return SimpleNamespace(sh=lambda script, sudoable=False, timeout=None: run(script),
-                           connection=connection)
+class FakeHost(object):
+    """A Host (plugin_utils/host/_host.py) whose programs ``run`` runs:
+    ``reached`` once one ran; Ansible's connection tries a failed command
+    ``retries`` times more."""
+
+    def __init__(self, run, connection):
+        self._run, self.connection, self.reached = run, connection, False
+        self.retries = 0
+
+    def sh(self, script, sudoable=False, timeout=None):
+        out = self._run(script)
+        self.reached = True
+        return out
+
+    def tries_again(self):
+        return self.retries > 0
+
+
+# Ansible's words when ssh could not connect at all
+REFUSED = ('Failed to connect to the host via ssh: ssh: connect to host 10.0.0.9 port 2299: '
+           'Connection refused')
 
 
 def task_args(host, path, **changes):
@@ -95,7 +112,7 @@ def fake(tmp_path, monkeypatch):
     monkeypatch.setattr(_detached_run, 'RETRY_INTERVAL', 0.1)
     host = Host(tmp_path)
     target, connection = Target(host), Connection()
-    session = HostSession(as_host(target, connection), Display())
+    session = HostSession(FakeHost(target, connection), Display())
 
     def task(path, **changes):
         args = task_args(host, path, **changes)
@@ -185,6 +202,28 @@ def test_a_lost_launch_is_followed_from_a_new_login(fake):
     values, log, problem = run.follow(name, False, 0, values, log)
     assert problem.startswith('gave up following the activation after ')
     assert problem.endswith('s in state unknown'), problem
+
+
+def test_a_launch_ssh_could_not_connect_for_is_not_followed(fake):
+    """ssh could not connect for the task's first program: nothing started
+    on the host, so there is no run to follow (NotReached, at once). Where
+    Ansible tries a command again, or once a program of the task ran there,
+    the same words come from a host that may have started it (a reboot): the
+    launch is followed."""
+    host, target, connection, session, task = fake
+    run = DetachedRun(task(host.system('a')))
+    target.drop, target.error = 1, REFUSED
+    with pytest.raises(NotReached):
+        run.launch('activate', False)
+    assert (target.sessions, session.lost) == (1, 0)
+    session.target.retries = 2
+    target.drop = 1
+    assert run.launch('activate', False)[1:] == (None, '', None)
+    session.target.retries = 0
+    assert run.launch('activate', False)[1]['state'] == 'done'
+    target.drop = 1
+    assert run.launch('activate', False)[1:] == (None, '', None)
+    assert session.lost == 2
 
 
 def test_health_checks_run_over_a_fresh_login_and_record_their_phase(fake):
