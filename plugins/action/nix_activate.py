@@ -107,8 +107,6 @@ class ActionModule(NixdeployAction):
             if outcome.get('msg'):
                 outcome['msg'] = host_message(self.host, _activation_result.with_fault(
                     self.host, outcome['msg'], outcome.get('phase')))
-        elif outcome.get('unreachable'):
-            outcome['msg'] = host_message(self.host, outcome['msg'])
         result.update(outcome)
         return result
 

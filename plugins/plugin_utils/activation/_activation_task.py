@@ -53,7 +53,7 @@ class ConnectionLost(NixdeployError):
 class NotReached(ConnectionLost):
     """ssh could not connect for the task's first program on the host, and
     tried only once: nothing of the task ran there, so there is no run to
-    follow. The host is unreachable (Ansible's word), not failed."""
+    follow."""
 
 
 class HostSession:
@@ -240,6 +240,8 @@ def unreachable(exc):
 
 def not_reached(exc, phase):
     """The task's first program never reached the host (NotReached
-    ``exc``): Ansible's unreachable host, nothing changed on it."""
-    return {'unreachable': True, 'changed': False, 'connection_lost': True, 'phase': phase,
+    ``exc``): failed at once, nothing changed on it. A failed host, as a
+    lost connection is (``unreachable``): the deploy role's rescue then
+    records it in the custom stat, which Ansible's unreachable would skip."""
+    return {'failed': True, 'changed': False, 'connection_lost': True, 'phase': phase,
             'msg': 'host unreachable: %s; nothing was started on it' % exc}

@@ -212,8 +212,8 @@ def test_unreachable_host_is_named_and_nothing_is_done_to_it(rol_fleet):
 
 def test_rollback_role_returns_to_the_previous_generation(rol_fleet):
     """h1 rolls back; beside it h2 refuses every connection (a wrong port
-    in its host_vars): nothing starts there, so it is unreachable at once,
-    not followed until the activation's deadline."""
+    in its host_vars): nothing starts there, so it fails at once as
+    unreachable, not followed until the activation's deadline."""
     lab = rol_fleet.lab
     before = lab.active('h2')
     host_vars = os.path.join(rol_fleet.inventory, 'host_vars')
@@ -228,15 +228,16 @@ def test_rollback_role_returns_to_the_previous_generation(rol_fleet):
     finally:
         os.remove(os.path.join(host_vars, 'h2.yml'))
         os.rmdir(host_vars)
-    assert run.rc == 4, run
+    assert run.rc == 2, run
     assert lab.active('h1') == rol_fleet.first_paths['h1'], run
     line = run.result('nixdeploy.fleet.rollback : Record the outcome on this host', 'h1')
     assert 'gen   2 -> 1   rolled back' in line['result']['ansible_facts']['rollback_summary_line'], line
-    assert re.search(r'h2\s+: ok=\d+ .*unreachable=1 +failed=0', run.stdout), run.stdout[-3000:]
-    unreached = [r for r in run.results(host='h2') if r['status'] == 'unreachable']
-    assert len(unreached) == 1, run.results(host='h2')
-    result = unreached[0]['result']
-    assert result['phase'] == 'rollback' and 'nothing was started on it' in result['msg'], result
+    assert re.search(r'h2\s+: ok=\d+ .*unreachable=0 +failed=1', run.stdout), run.stdout[-3000:]
+    failed = [r for r in run.results(host='h2') if r['status'] == 'failed']
+    assert len(failed) == 1, run.results(host='h2')
+    result = failed[0]['result']
+    assert result['phase'] == 'rollback' and result['connection_lost'] is True, result
+    assert 'nothing was started on it' in result['msg'], result
     assert 'Connection refused' in result['msg'] and 'h2' in result['msg'], result
     assert lab.active('h2') == before
 
