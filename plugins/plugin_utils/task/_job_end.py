@@ -48,7 +48,8 @@ import time
 
 from ansible import constants as C
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import AFTER_JOB_WAIT
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
+    AFTER_JOB_WAIT, LockWaitTimeout, hold)
 
 # in the job's temporary folder: locked (shared) while a batch process
 # finishes something, so that the job's end can wait for it
@@ -160,21 +161,21 @@ def wait_for_finishing(folder=None, bound=None):
     bound passed first."""
     path = os.path.join(folder or C.DEFAULT_LOCAL_TMP, FINISHING)
     start = time.monotonic()
-    deadline = start + (AFTER_JOB_WAIT if bound is None else bound)
     try:
         handle = open(path, 'r')
     except (IOError, OSError):
         # no batch process of this job finished anything
         return 0.0
     with handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return time.monotonic() - start
-            except (IOError, OSError):
-                if time.monotonic() >= deadline:
-                    return None
-            time.sleep(0.05)
+        try:
+            hold(handle, AFTER_JOB_WAIT if bound is None else bound,
+                 {'lock': "the job's evaluation records", 'do': 'the next run evaluates again'})
+        except LockWaitTimeout:
+            return None
+        except OSError:
+            # a file system without flock: no batch process could hold it either
+            return 0.0
+    return time.monotonic() - start
 
 
 def may_finish():
