@@ -1131,6 +1131,20 @@ class Lab(TargetFaults, NetworkShapes):
             pids |= netns_pids(host['netns'])
         return pids
 
+    def commands(self, name):
+        """The argv of every process in one host's network namespace. A
+        plain host shares the machine's pid namespace, so ``ps`` inside it
+        would also list the other hosts' and labs' processes."""
+        found = []
+        for pid in sorted(netns_pids(self.host(name)['netns'])):
+            try:
+                with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+                    argv = handle.read().split(b'\0')[:-1]
+            except OSError:
+                continue  # it ended since it was listed
+            found.append([arg.decode('utf-8', 'replace') for arg in argv])
+        return found
+
     def _stop_supervisor(self):
         pid = self.state.get('supervisor_pid')
         if pid:
