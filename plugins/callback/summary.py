@@ -84,14 +84,12 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _ret
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_record import (
     mark_rollback, outcome_record)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._closing_lines import (
+    evaluation_line, hosts_word, short_revision, totals_line)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     HostOutcome, action_phase, result_data, summary_line, task_action)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._progress import (
     BatchProgress, read_step)
-
-
-def _hosts(count):
-    return '%d host%s' % (count, '' if count == 1 else 's')
 
 
 def _truthy(value):
@@ -140,60 +138,6 @@ def dry_lines(lines):
     if len(lines) > DRY_SHOWN:
         shown.append('    | ... %d more lines (-v shows the task result)' % (len(lines) - DRY_SHOWN))
     return shown
-
-
-def totals_line(counts, check_mode=False):
-    """The run's closing line, counted as the PLAY RECAP and the exit code
-    count hosts (``counts``: status -> hosts, and ``connection_lost``: the
-    failed hosts that lost their connection): a rolled-back host is a failed
-    one, and so is one whose connection a phase lost (the recap's failed);
-    only a host Ansible itself could not reach is unreachable. None without
-    hosts."""
-    hosts = sum(n for status, n in counts.items() if status != 'connection_lost')
-    if not hosts:
-        return None
-    failed = counts.get('failed', 0) + counts.get('rolled_back', 0)
-    within = []
-    if counts.get('rolled_back'):
-        within.append('%d rolled back' % counts['rolled_back'])
-    if counts.get('connection_lost'):
-        within.append('%d unreachable' % counts['connection_lost'])
-    parts = ['%d failed' % failed + (' (%s)' % ', '.join(within) if within else '')]
-    if counts.get('unreachable'):
-        parts.append('%d unreachable' % counts['unreachable'])
-    parts += ['%d %s' % (counts.get('changed', 0), 'would change' if check_mode else 'changed'),
-              '%d unchanged' % counts.get('unchanged', 0)]
-    if counts.get('incomplete'):
-        parts.append('%d not activated' % counts['incomplete'])
-    return 'nixdeploy: %d host%s: %s' % (hosts, '' if hosts == 1 else 's', ', '.join(parts))
-
-
-def evaluation_line(answered, origins):
-    """What evaluation did over the run: ``answered`` counts hosts by how
-    their answer was found (evaluated, reused, cached), ``origins`` the
-    short revisions reused answers came from. None when no host was
-    evaluated here."""
-    if not any(answered.values()):
-        return None
-    reused = '%d reused' % answered.get('reused', 0)
-    if answered.get('reused') and origins:
-        shown = sorted(origins)
-        reused += ' (from %s%s)' % (', '.join(printable(o) for o in shown[:3]),
-                                    ', ...' if len(shown) > 3 else '')
-    return 'nixdeploy: evaluation: %d evaluated, %s, %d cached' % (
-        answered.get('evaluated', 0), reused, answered.get('cached', 0))
-
-
-def _short_revision(reused):
-    """The short revision a reused answer came from ('dirty tree' for a
-    tree with uncommitted changes), or None."""
-    source = (reused or {}).get('from') if isinstance(reused, dict) else None
-    if not isinstance(source, dict):
-        return None
-    revision = source.get('revision')
-    if isinstance(revision, str) and revision:
-        return revision[:7]
-    return 'a dirty tree' if source.get('dirty') else None
 
 
 def progress_line(progress, now, interval, base_dir=None):
@@ -269,12 +213,12 @@ class CallbackModule(CallbackBase):
         if self._stops and left > 0:
             # the hosts of the batches that did not start run what they ran
             self._display.display('nixdeploy: %s not deployed: no batch started for them'
-                                  % _hosts(left), color='red')
+                                  % hosts_word(left), color='red')
         elif self._last_batch:
             hosts, failed = self._last_batch
             if hosts and failed == hosts and left > 0:
                 self._display.display('nixdeploy: every host of the last batch failed: no further '
-                                      'batch starts (%s not deployed)' % _hosts(left), color='red')
+                                      'batch starts (%s not deployed)' % hosts_word(left), color='red')
         # in an execution environment nothing outlives ansible-playbook
         _job_end.wait_at_job_end(self._display.display, self._display.warning)
 
@@ -324,7 +268,7 @@ class CallbackModule(CallbackBase):
             if phase == 'eval' and data.get('answered') in ('evaluated', 'reused', 'cached'):
                 how = data['answered']
                 self._answered[how] = self._answered.get(how, 0) + 1
-                origin = _short_revision(data.get('reused')) if how == 'reused' else None
+                origin = short_revision(data.get('reused')) if how == 'reused' else None
                 if origin:
                     self._reused_from.add(origin)
             self._outcomes.setdefault(host, HostOutcome(host)).add(
@@ -355,7 +299,11 @@ class CallbackModule(CallbackBase):
         records = [outcome_record(outcomes[name], self._check_mode) for name in sorted(outcomes)]
         self._last_batch = (len(records), len([r for r in records if r['failed']]))
         for rec in records:
-            self._counts[rec['status']] = self._counts.get(rec['status'], 0) + 1
+            status = rec['status']
+            if status == 'unchanged' and \
+                    (outcomes[rec['host']].results.get('activate') or {}).get('would_change'):
+                status = 'would_change'
+            self._counts[status] = self._counts.get(status, 0) + 1
             if rec['status'] == 'failed' and rec.get('connection_lost'):
                 self._counts['connection_lost'] = self._counts.get('connection_lost', 0) + 1
         if not self._shown:

@@ -20,11 +20,13 @@ Text only: nothing here decides anything from what Nix or a target said.
 import re
 import textwrap
 
+# where Nix says the line before it went wrong: at /nix/store/...-source/lib.nix:205:38:
+_AT = re.compile(r'^at (\S.*:\d+:\d+):?$')
 # lines that say where or how to learn more, never why
 _NOISE = (
     re.compile(r'^(…|\.\.\.)'),                        # … while evaluating, … from call site
     re.compile(r"^\(use '--show-trace'"),
-    re.compile(r'^at \S.*:\d+:\d+:?$'),                # at /nix/store/...-source/lib.nix:205:38:
+    _AT,
     re.compile(r'^\d*\s*\|'),                          # 205| code, the caret line
     re.compile(r'^last \d+ log lines:$', re.IGNORECASE),
     # Nix up to 2.18: For full logs, run 'nix log ...'; 2.19+: "For full logs,
@@ -39,20 +41,29 @@ _LOG_QUOTE = re.compile(r'^>\s?')
 
 
 def _meaningful(msg, prefixes):
-    out = []
+    """[line, location] of each meaningful line: its location is the place
+    Nix names on the line right after it (``at file:line:column:``), else None."""
+    out, before = [], None
     for line in (u'%s' % (msg if msg is not None else u'')).split(u'\n'):
         line = line.strip()
         for prefix in prefixes:
             if prefix and line.startswith(prefix):
                 line = line[len(prefix):].strip()
                 break
-        if not line or line.startswith(u'@') or not any(c.isalpha() for c in line):
+        if not line:
+            continue
+        at = _AT.match(line)
+        if at and before is not None and before[1] is None:
+            before[1] = at.group(1)
+        before = None
+        if line.startswith(u'@') or not any(c.isalpha() for c in line):
             continue
         if any(rule.search(line) for rule in _NOISE):
             continue
         line = _LOG_QUOTE.sub(u'', line)
         if line:
-            out.append(line)
+            before = [line, None]
+            out.append(before)
     return out
 
 
@@ -60,14 +71,19 @@ def parts(msg, prefixes=()):
     """(what failed, why) of a message: its first meaningful line and, when
     Nix's words go on, the last one (else None). Each of ``prefixes`` (the
     host's ``host: `` in front of every action's message) is dropped from
-    the front of a line."""
+    the front of a line. The place Nix names for the last located line
+    (the error it stopped at, in the user's own file) ends the line it
+    gives: ``... (at /nix/store/...-source/hosts/web2.nix:1:17)``; the
+    summary and the report show no code excerpt to find it by."""
     lines = _meaningful(msg, prefixes)
     if not lines:
         return u'', None
-    first, last = lines[0], lines[-1]
+    places = [place for _line, place in lines if place]
+    where = u' (at %s)' % places[-1] if places else u''
+    first, last = lines[0][0], lines[-1][0]
     if len(lines) == 1 or last in first:
-        return first, None
-    return first, last
+        return first + where, None
+    return first, last + where
 
 
 def join(first, last):

@@ -179,6 +179,9 @@ def test_failing_hosts_end_failed_and_others_go_on(rol_fleet):
     assert summary['h3']['outcome'].startswith('FAILED at eval'), summary
     eval_h3 = run.result(task(EVAL), 'h3')
     assert eval_h3['status'] == 'failed' and 'this_option_does_not_exist' in eval_h3['result']['msg']
+    # the summary's cause names the file and line Nix stopped at
+    cause = run.stdout[run.stdout.index('NIXDEPLOY SUMMARY'):].split()
+    assert '-source/lib.nix:205:38)' in ' '.join(cause), run
     stats = run.stdout[run.stdout.index('PLAY RECAP'):]
     assert 'h1' in stats and stats.count('failed=1') == 2, stats
 

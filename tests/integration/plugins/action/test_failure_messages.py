@@ -131,3 +131,5 @@ def test_a_dry_activation_shows_what_it_would_do(fleet):
     assert 'would restart the following units: lab-f2.service' in res['dry_activate'], res
     assert res['changed'] is False and res['would_change'] is True, res
     assert lab.active('f2') == active
+    # the closing line counts f2 as a host a real activation would change
+    assert 'nixdeploy: 1 host: 0 failed, 0 changed, 1 would change, 0 unchanged' in run.stdout, run

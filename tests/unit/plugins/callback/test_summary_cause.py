@@ -9,6 +9,8 @@ closing line counts hosts as the PLAY RECAP does."""
 
 import sys
 
+import pytest
+
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
@@ -27,6 +29,8 @@ EVAL_MSG = (
     "             |                                      ^\n"
     "          206|     # the system holds its config's memory, so it stays reachable from the\n"
     "(use '--show-trace' to show detailed location information)" % ATTR)
+# where Nix said the evaluation stopped: the summary names the file
+EVAL_AT = ' (at /nix/store/p659l6qji1yn8d4wnwdzsbzwjsjw81cp-source/lib.nix:205:38)'
 DRV = '/nix/store/xpkv888cxn4adlmik33zixrvjamlg7ll-nixos-system-bbuild-1.drv'
 BUILD_MSG = (
     "bbuild: building %s failed:\n"
@@ -65,13 +69,33 @@ def host_text(lines, host):
 
 def test_cause_keeps_what_failed_and_why_and_drops_the_noise():
     assert _cause.cause(EVAL_MSG, ('broken: ',)) == (
-        "evaluating path:/tmp/fleet/flake#%s failed: error: attribute 'lab' missing" % ATTR)
+        "evaluating path:/tmp/fleet/flake#%s failed: error: attribute 'lab' missing" % ATTR + EVAL_AT)
     assert _cause.cause(BUILD_MSG, ('bbuild: ',)) == (
         'building %s failed: error: builder for bbuild: this system does not build' % DRV)
     # a hint Nix gives is the last thing it said; the trace is not
     assert _cause.cause(TRACE_MSG, ('web3: ',)) == (
-        "evaluating x failed: error: attribute 'c' missing: Did you mean b?")
+        "evaluating x failed: error: attribute 'c' missing: Did you mean b? (at «string»:1:41)")
     assert _cause.cause('', ()) == '' and _cause.cause(None) == ''
+
+
+def test_the_cause_names_the_place_of_the_error_not_of_the_trace():
+    """Nix 2.13 and later print the trace's frames first, each with its own
+    place, then the error and its place: the cause names the error's. A
+    line that Nix names no place for gets none."""
+    msg = ("web2: evaluating x failed: error:\n"
+           "       … while evaluating the attribute 'config'\n"
+           "         at /nix/store/abc-source/lib.nix:10:5:\n"
+           "           10|     config = x;\n"
+           "       error: undefined variable 'foo'\n"
+           "       at /nix/store/abc-source/hosts/web2.nix:1:17:\n"
+           "            1| { x = foo; }\n"
+           "             |       ^\n")
+    assert _cause.cause(msg, ('web2: ',)) == (
+        "evaluating x failed: error: error: undefined variable 'foo' "
+        "(at /nix/store/abc-source/hosts/web2.nix:1:17)")
+    assert _cause.cause(BUILD_MSG, ('bbuild: ',)).endswith('this system does not build')
+    # a place on a line of its own, after nothing it could belong to
+    assert _cause.cause('at /x.nix:1:2:\nerror: boom') == 'error: boom'
 
 
 def test_a_long_cause_is_broken_on_spaces_under_the_host():
@@ -122,7 +146,7 @@ def test_summary_keeps_the_cause_on_lines_under_the_host():
             assert len(line) <= plugin.SUMMARY_WIDTH or DRV in line or ATTR in line, line
     assert [line.split()[0] for line in lines if not line.startswith(' ')] == \
         ['bbuild', 'broken', 'good'], lines
-    assert host_text(lines, 'broken').endswith("failed: error: attribute 'lab' missing"), lines
+    assert host_text(lines, 'broken').endswith("failed: error: attribute 'lab' missing" + EVAL_AT), lines
     assert host_text(lines, 'bbuild').endswith(
         'failed: error: builder for bbuild: this system does not build'), lines
     # the cause has a line of its own under the host's
@@ -210,6 +234,9 @@ def test_a_dry_activation_says_what_it_would_do_under_its_host():
     assert text[at[0] + 1] == '    | would restart the following units: nginx.service', text
     assert text[at[0] + 2].startswith('    | would start ') and '\x1b' not in text[at[0] + 2], text
     assert text[at[0] + 3].startswith('web2 '), text
+    # the totals count it as a host a real activation would change, apart
+    # from web2's real change and from the hosts nothing would change
+    assert text[-1] == 'nixdeploy: 2 hosts: 0 failed, 1 changed, 1 would change, 0 unchanged', text
     many = plugin.dry_lines(['line %d' % n for n in range(50)])
     assert len(many) == plugin.DRY_SHOWN + 1 and '30 more lines' in many[-1], many
 
@@ -251,4 +278,24 @@ def test_a_cause_several_hosts_share_is_said_once():
     assert '/opt/nonexistent/nix' in host_text(lines, 'web1'), lines
     for host in ('web2', 'web3'):
         assert host_text(lines, host).endswith('the same as web1'), lines
-    assert host_text(lines, 'broken').endswith("failed: error: attribute 'lab' missing"), lines
+    assert host_text(lines, 'broken').endswith("failed: error: attribute 'lab' missing" + EVAL_AT), lines
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_the_totals_count_what_a_dry_activation_would_change(check_mode):
+    """A dry activation changes nothing (changed is false) and says whether
+    a real one would (would_change). The totals say so; in check mode it is
+    one count with the hosts that would change."""
+    callback = Summary(display=Display())
+    callback.play = Play()
+    callback.play.check_mode = check_mode
+    callback.v2_playbook_on_play_start(callback.play)
+    for host, would in (('web1', True), ('web2', False), ('web3', True)):
+        callback.v2_runner_on_ok(Result(host, 'eval', EVAL))
+        callback.v2_runner_on_ok(Result(host, 'activate', dict(
+            changed=False, goal='dry-activate', platform='nixos', would_change=would,
+            previous={'generation': 3}, new={'generation': 3})))
+    callback.v2_playbook_on_stats(None)
+    assert callback._display.text()[-1] == (
+        'nixdeploy: 3 hosts: 0 failed, 2 would change, 1 unchanged' if check_mode else
+        'nixdeploy: 3 hosts: 0 failed, 0 changed, 2 would change, 1 unchanged')

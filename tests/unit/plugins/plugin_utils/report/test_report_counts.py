@@ -80,7 +80,8 @@ def test_the_host_table_keeps_the_cause_whole():
                                  'diff_mode': False, 'playbooks': [], 'collection_version': None,
                                  'flakes': []}))
     summary = report['hosts']['broken']['summary']
-    assert summary.endswith("failed: error: attribute 'lab' missing"), summary
+    # and where Nix says it stopped, as the code excerpt it drops said
+    assert summary.endswith("failed: error: attribute 'lab' missing (at /nix/store/s/lib.nix:1:2)"), summary
     assert 'show-trace' not in summary
     row = _report_html.render(report).split('<tr data-host="broken">', 1)[1].split('</tr>')[0]
     # broken on spaces into short lines, nothing cut (the quotes escaped as

@@ -1,0 +1,76 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The closing lines of the callback nixdeploy.fleet.summary: the line that
+counts the run's hosts as the PLAY RECAP does, and the line that says how
+each host's evaluation was answered."""
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
+
+
+def hosts_word(count):
+    """'1 host', '2 hosts'."""
+    return '%d host%s' % (count, '' if count == 1 else 's')
+
+
+def totals_line(counts, check_mode=False):
+    """The run's closing line, counted as the PLAY RECAP and the exit code
+    count hosts (``counts``: status -> hosts, ``would_change``: the unchanged
+    hosts whose dry activation would change them, and ``connection_lost``:
+    the failed hosts that lost their connection): a rolled-back host is a failed
+    one, and so is one whose connection a phase lost (the recap's failed);
+    only a host Ansible itself could not reach is unreachable. None without
+    hosts."""
+    hosts = sum(n for status, n in counts.items() if status != 'connection_lost')
+    if not hosts:
+        return None
+    failed = counts.get('failed', 0) + counts.get('rolled_back', 0)
+    within = []
+    if counts.get('rolled_back'):
+        within.append('%d rolled back' % counts['rolled_back'])
+    if counts.get('connection_lost'):
+        within.append('%d unreachable' % counts['connection_lost'])
+    parts = ['%d failed' % failed + (' (%s)' % ', '.join(within) if within else '')]
+    if counts.get('unreachable'):
+        parts.append('%d unreachable' % counts['unreachable'])
+    # a dry activation (nix_goal=dry-activate) changes nothing but says
+    # whether a real one would: counted apart, as check mode's changes are
+    would = counts.get('would_change', 0)
+    if check_mode:
+        parts.append('%d would change' % (counts.get('changed', 0) + would))
+    else:
+        parts.append('%d changed' % counts.get('changed', 0))
+        if would:
+            parts.append('%d would change' % would)
+    parts.append('%d unchanged' % counts.get('unchanged', 0))
+    if counts.get('incomplete'):
+        parts.append('%d not activated' % counts['incomplete'])
+    return 'nixdeploy: %s: %s' % (hosts_word(hosts), ', '.join(parts))
+
+
+def evaluation_line(answered, origins):
+    """What evaluation did over the run: ``answered`` counts hosts by how
+    their answer was found (evaluated, reused, cached), ``origins`` the
+    short revisions reused answers came from. None when no host was
+    evaluated here."""
+    if not any(answered.values()):
+        return None
+    reused = '%d reused' % answered.get('reused', 0)
+    if answered.get('reused') and origins:
+        shown = sorted(origins)
+        reused += ' (from %s%s)' % (', '.join(printable(o) for o in shown[:3]),
+                                    ', ...' if len(shown) > 3 else '')
+    return 'nixdeploy: evaluation: %d evaluated, %s, %d cached' % (
+        answered.get('evaluated', 0), reused, answered.get('cached', 0))
+
+
+def short_revision(reused):
+    """The short revision a reused answer came from ('dirty tree' for a
+    tree with uncommitted changes), or None."""
+    source = (reused or {}).get('from') if isinstance(reused, dict) else None
+    if not isinstance(source, dict):
+        return None
+    revision = source.get('revision')
+    if isinstance(revision, str) and revision:
+        return revision[:7]
+    return 'a dirty tree' if source.get('dirty') else None
