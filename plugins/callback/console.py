@@ -37,6 +37,10 @@ description:
     start a task once per host, and the default repeats the header each time); a result that comes after another
     task's header names its task, C(changed: [web2 at build]).
   - >-
+    With the callback C(nixdeploy.fleet.summary) enabled, the C(NIXDEPLOY SUMMARY) of a C(serial) batch is printed
+    before the next batch's PLAY header (ansible-core tells a stdout callback of the next batch first; the default
+    prints that header before any other callback hears the batch is over).
+  - >-
     Skipped hosts are not listed unless C(-v) (or O(display_skipped_hosts=true)).
   - >-
     Host names and the modules' messages reach the terminal escaped (control characters, C(ESC), newlines, bidi
@@ -82,8 +86,9 @@ from ansible import constants as C
 from ansible.plugins.callback.default import CallbackModule as DefaultCallback
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
-    task_uuid)
+    forget_task_banner, task_uuid)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_end
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     action_phase, task_action)
 
@@ -228,9 +233,13 @@ class CallbackModule(DefaultCallback):
 
     # ------------------------------------------------------------ headers
     def v2_playbook_on_play_start(self, play):
-        # a play starts once per serial batch
+        # a play starts once per serial batch: the batch before says its
+        # last failures, then its summary, before the new batch's header
         self._flush()
+        _batch_end.batch_over()
         self._bannered, self._said, self._failed = set(), {}, set()
+        # the next batch runs the same tasks: each gets its header again
+        forget_task_banner(self)
         super(CallbackModule, self).v2_playbook_on_play_start(play)
 
     def _print_task_banner(self, task):

@@ -12,7 +12,8 @@ description:
     M(nixdeploy.fleet.nix_build), M(nixdeploy.fleet.nix_copy_closure), M(nixdeploy.fleet.nix_keys),
     M(nixdeploy.fleet.nix_activate), never by task name) on any strategy.
   - At the end of each play batch (each C(serial) batch) prints a C(NIXDEPLOY SUMMARY) with one line per host
-    of the batch, platform, generation before and after, and the outcome (switched, unchanged, rolled back and
+    of the batch (before the next batch's PLAY header with the stdout callback C(nixdeploy.fleet.console), after
+    it with any other, which cannot tell when a batch ends), platform, generation before and after, and the outcome (switched, unchanged, rolled back and
     why, failed at which phase); C((host key unchecked)) after it when a phase went on although ssh did not
     check the host's key (the host's C(nix_host_key_unchecked)). The deploy role keeps the same records as the custom stat C(nixdeploy) (a
     successful host's in its phase tasks' own results, a failed host's by M(ansible.builtin.set_stats) in its
@@ -83,7 +84,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _retry
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_record import (
     mark_rollback, outcome_record)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_end, _job_end
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._closing_lines import (
     evaluation_line, hosts_word, short_revision, totals_line)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
@@ -184,10 +185,16 @@ class CallbackModule(CallbackBase):
         self._reached = set()    # hosts the probe reached
         self._ticker = None
         self._done = threading.Event()
+        _batch_end.listen(self)
 
     # ------------------------------------------------------------ run
+    def batch_over(self):
+        """The console, before it prints the next batch's PLAY header."""
+        self._summarise()
+
     def v2_playbook_on_play_start(self, play):
         # a play starts once per serial batch: the batch before is over
+        # (already summarised when the console told us so)
         self._summarise()
         try:
             extra = play.get_variable_manager().extra_vars

@@ -10,7 +10,7 @@ still needs that ansible-core keeps private is read here, one small function
 each: a task's uuid and play (they key the work a play batch shares), the
 loader's file read that decrypts vault in memory, a connection's
 PlayContext, plugin name and ssh ControlPersist flag, a callback result's
-host, task and data, a role's path and a playbook's file name. Each says
+host, task and data, the default stdout callback's last task header, a role's path and a playbook's file name. Each says
 which ansible-core releases it was checked on and what it falls back to; a
 public accessor comes first where ansible-core has one. When a release moves
 one of these, this file is the one to fix, and
@@ -217,6 +217,20 @@ def result_task(result):
     AnsibleCoreChanged."""
     task = getattr(result, 'task', None)
     return task if task is not None else _required(result, '_task', 'TaskResult.task')
+
+
+def forget_task_banner(callback):
+    """Make a stdout callback built on ``ansible.builtin.default`` print the
+    next result's task header again. The default prints a header at most
+    once in a row, keyed by the uuid of the task it last headed
+    (``_last_task_banner``); the next ``serial`` batch runs the same tasks,
+    under the same uuids, so without this its first task gets no header when
+    results are what print it (skipped or ok hosts not shown).
+
+    Checked on ansible-core 2.19 and 2.21. Fallback: nothing (a release
+    without the field prints its headers its own way)."""
+    if hasattr(callback, '_last_task_banner'):
+        callback._last_task_banner = None
 
 
 def result_dict(result):

@@ -123,3 +123,40 @@ def test_a_users_own_failed_task_says_its_message_once(tmp_path):
     # one header a task, and the skipped host not listed
     assert out.count('TASK [Check the disk]') == 1, out
     assert 'skipping' not in out, out
+
+
+SERIAL_PLAYBOOK = """\
+- name: Evaluate one host at a time
+  hosts: all
+  gather_facts: false
+  serial: 1
+  tasks:
+    - name: Evaluate the system
+      nixdeploy.fleet.nix_eval: {}
+      ignore_errors: true
+"""
+
+
+@pytest.mark.parametrize('callback', ['nixdeploy.fleet.console', 'default'])
+def test_each_batch_is_summarised_before_the_next_batch_starts(tmp_path, callback):
+    """serial: 1, three batches. With the console, each batch's summary
+    comes before the next batch's PLAY header; the default prints that
+    header before the summary callback hears the batch is over."""
+    playbook = os.path.join(str(tmp_path), 'serial.yml')
+    with open(playbook, 'w') as handle:
+        handle.write(SERIAL_PLAYBOOK)
+    rc, out = run(str(tmp_path), playbook, callback)
+    assert rc == 0, out
+    marks = [line.split()[0] for line in out.splitlines()
+             if line.startswith(('PLAY [', 'TASK [', 'NIXDEPLOY SUMMARY'))]
+    batch = ['PLAY', 'TASK']
+    if callback == 'default':
+        assert marks == batch + (['PLAY', 'NIXDEPLOY', 'TASK']) * 2 + ['NIXDEPLOY'], out
+        return
+    # each batch has its task's header (the same task as the batch before)
+    assert marks == (batch + ['NIXDEPLOY']) * 3, out
+    # each summary holds its own batch's host, once
+    batches = out.split('NIXDEPLOY SUMMARY')[1:]
+    hosts = [[h for h in HOSTS if re.search(r'^%s .*FAILED at eval' % h, text, re.M)]
+             for text in batches]
+    assert sorted(sum(hosts, [])) == sorted(HOSTS) and all(len(h) == 1 for h in hosts), out

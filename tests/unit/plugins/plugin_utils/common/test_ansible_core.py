@@ -23,6 +23,7 @@ from ansible.playbook.block import Block
 from ansible.playbook.play import Play
 from ansible.playbook.play_context import PlayContext
 from ansible.plugins.action import ActionBase
+from ansible.plugins.callback.default import CallbackModule as DefaultCallback
 from ansible.plugins.loader import connection_loader
 from ansible.vars.manager import VariableManager
 
@@ -192,6 +193,20 @@ def test_a_result_without_public_accessors_reads_the_private_ones():
         _ansible_core.result_host(SimpleNamespace())
 
 
+def test_a_default_callback_forgets_the_task_it_headed(play):
+    """The stdout callback ``default`` keeps the task it printed a header
+    for; forgotten, the same task (the next serial batch's) gets one again."""
+    callback = DefaultCallback()
+    assert hasattr(callback, '_last_task_banner'), 'the default no longer keeps it'
+    callback._last_task_banner = _named(play)['top']._uuid
+    _ansible_core.forget_task_banner(callback)
+    assert callback._last_task_banner is None
+    # an object without the field is left as it is
+    other = SimpleNamespace()
+    _ansible_core.forget_task_banner(other)
+    assert vars(other) == {}
+
+
 def test_role_path_and_playbook_file_fall_back():
     assert _ansible_core.role_path(SimpleNamespace(get_role_path=lambda: '/r/deploy')) == \
         '/r/deploy'
@@ -203,6 +218,7 @@ def test_role_path_and_playbook_file_fall_back():
 # ------------------------------------------------------------ a real run
 ACTION = '''
 from ansible.plugins.action import ActionBase
+from ansible.plugins.callback.default import CallbackModule as DefaultCallback
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _ansible_core as core
 
 
