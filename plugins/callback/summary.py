@@ -22,7 +22,8 @@ description:
     O(progress_interval) seconds a progress line for the play batch (see O(progress_interval)).
   - When a batch does not start because the one before failed too many hosts (the role's
     C(nix_max_fail_percentage)), or every host of a batch failed, says that no further batch starts, and at
-    the end how many hosts were not deployed.
+    the end how many hosts were not deployed, naming those of the batch that did not start (at most 10; the
+    rest, and the hosts of later batches, which never ran, are counted).
   - Host names and what targets said reach the terminal escaped (control characters, C(ESC), newlines, bidi
     controls shown as C(\xNN) or C(\uNNNN)), so no flake or target text can move the cursor, erase lines,
     write the clipboard or print a line of its own.
@@ -86,7 +87,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_rec
     mark_rollback, outcome_record)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_end, _job_end
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._closing_lines import (
-    evaluation_line, hosts_word, short_revision, totals_line)
+    evaluation_line, hosts_word, named, short_revision, totals_line)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     HostOutcome, action_phase, result_data, summary_line, task_action)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._progress import (
@@ -176,6 +177,7 @@ class CallbackModule(CallbackBase):
         self._shown = True
         self._stops = []         # why batches did not start (said once each)
         self._seen = set()       # hosts that reached a deploy task, every batch
+        self._stopped = set()    # hosts of batches that did not start
         self._play_hosts = 0     # hosts of the play, all batches (from nix_eval)
         self._last_batch = None  # (hosts, failed) of the last batch summarised
         self._counts = {}        # status -> hosts, every batch (the closing totals line)
@@ -219,8 +221,9 @@ class CallbackModule(CallbackBase):
         left = self._play_hosts - len(self._seen)
         if self._stops and left > 0:
             # the hosts of the batches that did not start run what they ran
-            self._display.display('nixdeploy: %s not deployed: no batch started for them'
-                                  % hosts_word(left), color='red')
+            self._display.display('nixdeploy: %s not deployed: no batch started for them%s'
+                                  % (hosts_word(left), named(self._stopped - self._seen, left)),
+                                  color='red')
         elif self._last_batch:
             hosts, failed = self._last_batch
             if hosts and failed == hosts and left > 0:
@@ -258,6 +261,7 @@ class CallbackModule(CallbackBase):
         with self._lock:
             if data.get('stopped'):
                 self._progress.forget(host)
+                self._stopped.add(host)
                 # this batch does not start: nothing of it is summarised;
                 # the reason names hosts, shown printable
                 if data.get('msg') and data['msg'] not in self._stops:

@@ -13,6 +13,23 @@ def hosts_word(count):
     return '%d host%s' % (count, '' if count == 1 else 's')
 
 
+# the most host names a closing line lists; the rest are counted
+NAMED = 10
+
+
+def named(hosts, total=None):
+    """': web3, web4' (printable, in name order, at most NAMED), then
+    'and N more' for the rest of ``total`` (default: as many as ``hosts``);
+    '' without hosts. A batch that never ran (the play ended before it)
+    named nobody: its hosts are only counted."""
+    names = sorted(printable(u'%s' % host) for host in hosts)
+    if not names:
+        return ''
+    shown = names[:NAMED]
+    more = max(len(names) if total is None else total, len(names)) - len(shown)
+    return ': ' + ', '.join(shown) + (' and %d more' % more if more else '')
+
+
 def totals_line(counts, check_mode=False):
     """The run's closing line, counted as the PLAY RECAP and the exit code
     count hosts (``counts``: status -> hosts, ``would_change``: the unchanged

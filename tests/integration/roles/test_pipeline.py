@@ -246,6 +246,13 @@ def test_batch_over_its_percentage_stops_the_next(pip_fleet):
     assert lab.active(first[1]) != before[first[1]]
     stop = [ln for ln in run.stdout.splitlines() if 'no further batch starts' in ln]
     assert stop and '1 of 2 hosts of batch 1 failed (%s)' % first[0] in stop[0], run
+    # the run's end names the hosts of the batch that did not start, and
+    # counts those of the batch after it, which the play's end left unrun
+    rest = sorted(lab.hosts)[2:]
+    stopped = sorted(r['host'] for r in run.results(EVAL) if r['result'].get('stopped'))
+    assert stopped and set(stopped) < set(rest), run
+    assert 'nixdeploy: %d hosts not deployed: no batch started for them: %s and %d more' % (
+        len(rest), ', '.join(stopped), len(rest) - len(stopped)) in run.stdout, run
     # the second batch was evaluated by nobody and touched nowhere
     assert not [r for r in run.results(EVAL) if r['host'] not in first and not
                 r['result'].get('stopped')], run

@@ -168,7 +168,7 @@ def test_a_batch_that_does_not_start_says_why_once(callback):
     assert callback._display.lines == [
         ('line', STOP, 'red'),
         ('line', 'nixdeploy: 2 hosts: 1 failed, 1 changed, 0 unchanged', 'red'),
-        ('line', 'nixdeploy: 2 hosts not deployed: no batch started for them', 'red')]
+        ('line', 'nixdeploy: 2 hosts not deployed: no batch started for them: web3, web4', 'red')]
 
 
 def test_every_host_of_the_last_batch_failed(callback):
@@ -376,3 +376,13 @@ def test_no_evaluation_line_without_evaluations():
     assert plugin.evaluation_line({}, set()) is None
     assert plugin.evaluation_line({'reused': 1}, {'a dirty tree'}) == \
         'nixdeploy: evaluation: 0 evaluated, 1 reused (from a dirty tree), 0 cached'
+
+
+def test_the_hosts_no_batch_started_for_are_named_escaped_and_bounded():
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._closing_lines import named
+    assert named([]) == ''
+    assert named(['web2', 'evil\x1b[2J']) == ': evil\\x1b[2J, web2'
+    many = named(['h%02d' % n for n in range(12)])
+    assert many == ': ' + ', '.join('h%02d' % n for n in range(10)) + ' and 2 more', many
+    # two named of four: the other two were in a batch that never ran
+    assert named(['web3', 'web4'], 4) == ': web3, web4 and 2 more'
