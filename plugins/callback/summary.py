@@ -84,7 +84,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause impo
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _retry
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_record import (
-    mark_rollback, outcome_record)
+    mark_rollback, outcome_record, rolls_back)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_end, _job_end
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._closing_lines import (
     evaluation_line, hosts_word, named, short_revision, totals_line)
@@ -250,6 +250,8 @@ class CallbackModule(CallbackBase):
         if phase:
             with self._lock:
                 self._progress.start(host.get_name(), phase, time.time())
+                if phase == 'activate' and rolls_back(task):
+                    self._progress.call(phase, 'rollback')
 
     def _result(self, result, status):
         task = result_task(result)

@@ -15,16 +15,19 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable 
 ROLLBACK_MARK = '_nixdeploy_rollback'
 
 
-def mark_rollback(task, data):
-    """``data`` (a copy of a result) marked when its task rolled a host back
-    (nix_activate with ``state: rolled_back``); the task's arguments say so,
-    the result does not."""
+def rolls_back(task):
+    """Whether the task rolls a host back (nix_activate with ``state:
+    rolled_back``): its arguments say so, its result does not."""
     try:
-        args = getattr(task, 'args', None) or {}
-        if args.get('state') == 'rolled_back':
-            data[ROLLBACK_MARK] = True
+        return (getattr(task, 'args', None) or {}).get('state') == 'rolled_back'
     except (AttributeError, TypeError):
-        pass
+        return False
+
+
+def mark_rollback(task, data):
+    """``data`` (a copy of a result) marked when its task rolled a host back."""
+    if rolls_back(task):
+        data[ROLLBACK_MARK] = True
     return data
 
 

@@ -17,9 +17,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report imp
     assemble, json_time)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_outcome import (
     ROLLBACK_MARK, outcome_record)
-# read as _report_record.mark_rollback by the callbacks
+# read as _report_record.mark_rollback and rolls_back by the callbacks
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_outcome import (  # noqa: F401 pylint: disable=unused-import
-    mark_rollback)
+    mark_rollback, rolls_back)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     HostOutcome, action_phase)
 

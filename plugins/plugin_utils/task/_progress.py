@@ -106,6 +106,12 @@ class BatchProgress(object):
     def __init__(self):
         self.running = {}   # phase -> {host: when its task started}
         self.done = {}      # phase -> {host: its status}
+        self.words = {}     # phase -> what the line calls it, when not its name
+
+    def call(self, phase, word):
+        """Name ``phase`` ``word`` in the line (a rollback's nix_activate:
+        ``rollback``, not ``activate``)."""
+        self.words[phase] = word
 
     def start(self, host, phase, now):
         for hosts in self.running.values():
@@ -133,6 +139,7 @@ class BatchProgress(object):
         other = BatchProgress()
         other.running = dict((phase, dict(hosts)) for phase, hosts in self.running.items())
         other.done = dict((phase, dict(hosts)) for phase, hosts in self.done.items())
+        other.words = dict(self.words)
         return other
 
     def long_running(self, now, interval):
@@ -157,7 +164,7 @@ class BatchProgress(object):
             running, done = self.running.get(phase, {}), self.done.get(phase, {})
             if not running and not done:
                 continue
-            text = '%s: %d of %d done' % (phase, len(done), batch)
+            text = '%s: %d of %d done' % (self.words.get(phase, phase), len(done), batch)
             failed = len([s for s in done.values() if s in ('failed', 'unreachable')])
             if failed:
                 text += ' (%d failed)' % failed

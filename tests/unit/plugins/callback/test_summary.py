@@ -386,3 +386,20 @@ def test_the_hosts_no_batch_started_for_are_named_escaped_and_bounded():
     assert many == ': ' + ', '.join('h%02d' % n for n in range(10)) + ' and 2 more', many
     # two named of four: the other two were in a batch that never ran
     assert named(['web3', 'web4'], 4) == ': web3, web4 and 2 more'
+
+
+def test_a_rollback_s_progress_is_called_rollback():
+    """The rollback role runs nix_activate with state rolled_back: its
+    progress line says rollback, a deploy's activation says activate."""
+    lines = {}
+    for state in ('rolled_back', None):
+        callback = Summary(display=Display())
+        callback.v2_playbook_on_play_start(Play())
+        task = Task('activate')
+        task.args = {'state': state} if state else {}
+        callback.v2_runner_on_start(Named('web1'), task)
+        lines[state] = callback._progress.line(time.time() + 60, 10)
+        callback.v2_playbook_on_stats(None)
+    assert lines['rolled_back'].startswith(
+        'nixdeploy: progress: rollback: 0 of 1 done, 1 running: web1 ('), lines
+    assert lines[None].startswith('nixdeploy: progress: activate: 0 of 1 done'), lines
