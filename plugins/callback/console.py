@@ -236,7 +236,7 @@ class CallbackModule(DefaultCallback):
         # a play starts once per serial batch: the batch before says its
         # last failures, then its summary, before the new batch's header
         self._flush()
-        _batch_end.batch_over()
+        _batch_end.batch_over(self._display.warning)
         self._bannered, self._said, self._failed = set(), {}, set()
         # the next batch runs the same tasks: each gets its header again
         forget_task_banner(self)

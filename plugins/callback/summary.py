@@ -209,6 +209,7 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_stats(self, stats):
         self._done.set()
+        _batch_end.forget(self)
         self._summarise()
         evaluated = evaluation_line(self._answered, self._reused_from)
         if evaluated and self._shown:
@@ -251,7 +252,7 @@ class CallbackModule(CallbackBase):
             with self._lock:
                 self._progress.start(host.get_name(), phase, time.time())
                 if phase == 'activate' and rolls_back(task):
-                    self._progress.call(phase, 'rollback')
+                    self._progress.call(host.get_name(), phase, 'rollback')
 
     def _result(self, result, status):
         task = result_task(result)

@@ -20,8 +20,11 @@ Text only: nothing here decides anything from what Nix or a target said.
 import re
 import textwrap
 
-# where Nix says the line before it went wrong: at /nix/store/...-source/lib.nix:205:38:
-_AT = re.compile(r'^at (\S.*:\d+:\d+):?$')
+# a place a line names: at /nix/store/...-source/lib.nix:205:38: (noise)
+_AT = re.compile(r'^at \S.*:\d+:\d+:?$')
+# a place Nix names for the line before it: a .nix file or «string», «stdin»
+# (a program's stack frame, "at /srv/app/index.js:10:5", is not one)
+_NIX_AT = re.compile(r'^at ((?:\S.*\.nix|«[^»]+»):\d+:\d+):?$')
 # lines that say where or how to learn more, never why
 _NOISE = (
     re.compile(r'^(…|\.\.\.)'),                        # … while evaluating, … from call site
@@ -52,7 +55,7 @@ def _meaningful(msg, prefixes):
                 break
         if not line:
             continue
-        at = _AT.match(line)
+        at = _NIX_AT.match(line)
         if at and before is not None and before[1] is None:
             before[1] = at.group(1)
         before = None
@@ -71,19 +74,32 @@ def parts(msg, prefixes=()):
     """(what failed, why) of a message: its first meaningful line and, when
     Nix's words go on, the last one (else None). Each of ``prefixes`` (the
     host's ``host: `` in front of every action's message) is dropped from
-    the front of a line. The place Nix names for the last located line
-    (the error it stopped at, in the user's own file) ends the line it
-    gives: ``... (at /nix/store/...-source/hosts/web2.nix:1:17)``; the
-    summary and the report show no code excerpt to find it by."""
+    the front of a line.
+
+    When Nix names a place for the error (the last line it names one for,
+    which is the error it stopped at, not a trace frame), the place follows
+    that line: ``error: attribute 'lab' missing (at /nix/store/...-source/
+    hosts/web2.nix:3:5)``. The code excerpt it stood above is dropped, so
+    without it the summary and the report would not say which file to open.
+    An error line between the two kept is not shown: its place then follows
+    the first line, before the last (which may be a hint, a command to
+    copy)."""
     lines = _meaningful(msg, prefixes)
     if not lines:
         return u'', None
-    places = [place for _line, place in lines if place]
-    where = u' (at %s)' % places[-1] if places else u''
+    located = [index for index, (_line, place) in enumerate(lines) if place]
+    at = located[-1] if located else None
+    last_index = len(lines) - 1
     first, last = lines[0][0], lines[-1][0]
     if len(lines) == 1 or last in first:
-        return first + where, None
-    return first, last + where
+        last, last_index = None, None
+    if at is not None:
+        where = u' (at %s)' % lines[at][1]
+        if at == last_index:
+            last += where
+        else:
+            first += where
+    return first, last
 
 
 def join(first, last):

@@ -2,7 +2,8 @@
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Small helpers for plain data, written once for module_utils and
-plugin_utils: a number read from text or JSON, a file written whole.
+plugin_utils: a number read from text or JSON, a file written whole, a sort
+key for host names.
 
 Standard library only: ``plugin_utils/report/_report.py`` also runs as a plain
 script and imports this file as a sibling folder's.
@@ -10,7 +11,15 @@ script and imports this file as a sibling folder's.
 
 import json
 import os
+import re
 import tempfile
+
+
+def natural_key(name):
+    """A sort key that reads digit runs as numbers: h2 before h10 (a fleet of
+    1,000 otherwise reads h1, h10, h100, h1000, h101)."""
+    return [(0, int(part), '') if part.isdigit() else (1, 0, part)
+            for part in re.split(r'(\d+)', name) if part]
 
 
 def to_int(value):

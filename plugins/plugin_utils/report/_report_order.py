@@ -8,17 +8,14 @@ need them; they live here so neither of those two imports the other.
 Standard library only (the merge runs as a plain script).
 """
 
-import re
+try:
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import natural_key
+except ImportError:
+    # run as a plain script (the merge command): common's, on the path _report.py set
+    from _data import natural_key  # pylint: disable=import-error
 
 # host statuses, in the order people read them: the hosts that need a look first
 STATUSES = ('failed', 'rolled_back', 'incomplete', 'changed', 'unchanged')
-
-
-def _natural(name):
-    """A sort key that reads digit runs as numbers: h2 before h10 (a fleet of
-    1,000 otherwise reads h1, h10, h100, h1000, h101)."""
-    return [(0, int(part), '') if part.isdigit() else (1, 0, part)
-            for part in re.split(r'(\d+)', name) if part]
 
 
 def ordered_hosts(report):
@@ -26,4 +23,4 @@ def ordered_hosts(report):
     back), then by name (digit runs as numbers)."""
     rank = dict((status, idx) for idx, status in enumerate(STATUSES))
     return sorted(report['hosts'].values(),
-                  key=lambda rec: (rank.get(rec['status'], len(STATUSES)), _natural(rec['host'])))
+                  key=lambda rec: (rank.get(rec['status'], len(STATUSES)), natural_key(rec['host'])))

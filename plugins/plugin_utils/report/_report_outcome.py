@@ -17,7 +17,8 @@ ROLLBACK_MARK = '_nixdeploy_rollback'
 
 def rolls_back(task):
     """Whether the task rolls a host back (nix_activate with ``state:
-    rolled_back``): its arguments say so, its result does not."""
+    rolled_back``): its arguments say so, its result does not. Before the
+    task runs, a ``state`` given as a template is not read yet: False then."""
     try:
         return (getattr(task, 'args', None) or {}).get('state') == 'rolled_back'
     except (AttributeError, TypeError):

@@ -25,7 +25,19 @@ def listen(callback):
     _LISTENERS.add(callback)
 
 
-def batch_over():
-    """The play batch is over: each listener says what it has to say now."""
+def forget(callback):
+    """No more calls for ``callback`` (its run is over)."""
+    _LISTENERS.discard(callback)
+
+
+def batch_over(warn):
+    """The play batch is over: each listener says what it has to say now.
+    A listener that fails is its own problem, not the caller's: the console
+    must still print the next batch's header, so the error is only told
+    through ``warn`` (a function of one message)."""
     for callback in list(_LISTENERS):
-        callback.batch_over()
+        try:
+            callback.batch_over()
+        except Exception as exc:  # pylint: disable=broad-except
+            warn('nixdeploy: the summary of the last batch failed (%s: %s); the run goes on'
+                 % (type(exc).__name__, exc))

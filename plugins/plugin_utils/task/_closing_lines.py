@@ -5,6 +5,7 @@
 counts the run's hosts as the PLAY RECAP does, and the line that says how
 each host's evaluation was answered."""
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import natural_key
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 
 
@@ -18,11 +19,12 @@ NAMED = 10
 
 
 def named(hosts, total=None):
-    """': web3, web4' (printable, in name order, at most NAMED), then
+    """': web3, web4' (printable, in name order with digit runs read as
+    numbers, at most NAMED), then
     'and N more' for the rest of ``total`` (default: as many as ``hosts``);
     '' without hosts. A batch that never ran (the play ended before it)
     named nobody: its hosts are only counted."""
-    names = sorted(printable(u'%s' % host) for host in hosts)
+    names = sorted((printable(u'%s' % host) for host in hosts), key=natural_key)
     if not names:
         return ''
     shown = names[:NAMED]

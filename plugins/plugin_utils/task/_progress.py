@@ -106,12 +106,17 @@ class BatchProgress(object):
     def __init__(self):
         self.running = {}   # phase -> {host: when its task started}
         self.done = {}      # phase -> {host: its status}
-        self.words = {}     # phase -> what the line calls it, when not its name
+        self.words = {}     # phase -> {host: what its task there is, when not the phase}
 
-    def call(self, phase, word):
-        """Name ``phase`` ``word`` in the line (a rollback's nix_activate:
-        ``rollback``, not ``activate``)."""
-        self.words[phase] = word
+    def call(self, host, phase, word):
+        """``host``'s task of ``phase`` is a ``word`` (a rollback's
+        nix_activate: ``rollback``). The line names the phase so when every
+        host in it is one."""
+        self.words.setdefault(phase, {})[host] = word
+
+    def _word(self, phase, hosts):
+        words = set(self.words.get(phase, {}).get(host) for host in hosts)
+        return words.pop() if len(words) == 1 and None not in words else phase
 
     def start(self, host, phase, now):
         for hosts in self.running.values():
@@ -119,6 +124,8 @@ class BatchProgress(object):
         self.running.setdefault(phase, {})[host] = now
         # a second task of the same phase (nix_activate state=confirmed)
         self.done.get(phase, {}).pop(host, None)
+        # what this task is, the caller says again (call)
+        self.words.get(phase, {}).pop(host, None)
 
     def end(self, host, phase, status):
         self.running.get(phase, {}).pop(host, None)
@@ -126,7 +133,7 @@ class BatchProgress(object):
 
     def forget(self, host):
         """``host`` is not part of this batch after all (its batch stopped)."""
-        for table in (self.running, self.done):
+        for table in (self.running, self.done, self.words):
             for hosts in table.values():
                 hosts.pop(host, None)
 
@@ -139,7 +146,7 @@ class BatchProgress(object):
         other = BatchProgress()
         other.running = dict((phase, dict(hosts)) for phase, hosts in self.running.items())
         other.done = dict((phase, dict(hosts)) for phase, hosts in self.done.items())
-        other.words = dict(self.words)
+        other.words = dict((phase, dict(hosts)) for phase, hosts in self.words.items())
         return other
 
     def long_running(self, now, interval):
@@ -164,7 +171,8 @@ class BatchProgress(object):
             running, done = self.running.get(phase, {}), self.done.get(phase, {})
             if not running and not done:
                 continue
-            text = '%s: %d of %d done' % (self.words.get(phase, phase), len(done), batch)
+            word = self._word(phase, set(running) | set(done))
+            text = '%s: %d of %d done' % (word, len(done), batch)
             failed = len([s for s in done.values() if s in ('failed', 'unreachable')])
             if failed:
                 text += ' (%d failed)' % failed

@@ -386,6 +386,8 @@ def test_the_hosts_no_batch_started_for_are_named_escaped_and_bounded():
     assert many == ': ' + ', '.join('h%02d' % n for n in range(10)) + ' and 2 more', many
     # two named of four: the other two were in a batch that never ran
     assert named(['web3', 'web4'], 4) == ': web3, web4 and 2 more'
+    # digit runs read as numbers, as the report orders hosts
+    assert named(['h10', 'h2', 'h1']) == ': h1, h2, h10'
 
 
 def test_a_rollback_s_progress_is_called_rollback():
@@ -403,3 +405,43 @@ def test_a_rollback_s_progress_is_called_rollback():
     assert lines['rolled_back'].startswith(
         'nixdeploy: progress: rollback: 0 of 1 done, 1 running: web1 ('), lines
     assert lines[None].startswith('nixdeploy: progress: activate: 0 of 1 done'), lines
+    # a batch where one host rolls back and another activates says activate
+    callback = Summary(display=Display())
+    callback.v2_playbook_on_play_start(Play())
+    for host, state in (('web1', None), ('web2', 'rolled_back')):
+        task = Task('activate')
+        task.args = {'state': state} if state else {}
+        callback.v2_runner_on_start(Named(host), task)
+    line = callback._progress.line(time.time() + 60, 10)
+    callback.v2_playbook_on_stats(None)
+    assert line.startswith('nixdeploy: progress: activate: 0 of 2 done, 2 running'), line
+
+
+def test_a_summary_that_fails_at_the_batch_end_leaves_the_console_its_header():
+    """The console calls the summary at each batch's end, before its own
+    PLAY header: an error in the summary is warned about, and the other
+    listeners and the caller go on. A summary whose run ended is not called."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_end
+
+    class Broken(object):
+        def batch_over(self):
+            raise AttributeError("'str' object has no attribute 'get'")
+
+    broken, good = Broken(), Summary(display=Display())
+    good.v2_playbook_on_play_start(Play())
+    good.v2_runner_on_ok(Result('web1', 'eval', EVAL))
+    good.v2_runner_on_ok(Result('web1', 'activate', switched(1)))
+    _batch_end.listen(broken)
+    warned = []
+    try:
+        _batch_end.batch_over(warned.append)
+    finally:
+        _batch_end.forget(broken)
+    assert warned == ["nixdeploy: the summary of the last batch failed (AttributeError: 'str' "
+                      "object has no attribute 'get'); the run goes on"], warned
+    assert good._display.text()[0] == 'NIXDEPLOY SUMMARY', good._display.text()
+    good.v2_playbook_on_stats(None)
+    shown = len(good._display.lines)
+    good._outcomes['web2'] = None   # would raise if it were summarised again
+    _batch_end.batch_over(warned.append)
+    assert len(good._display.lines) == shown and len(warned) == 1

@@ -74,7 +74,7 @@ def test_cause_keeps_what_failed_and_why_and_drops_the_noise():
         'building %s failed: error: builder for bbuild: this system does not build' % DRV)
     # a hint Nix gives is the last thing it said; the trace is not
     assert _cause.cause(TRACE_MSG, ('web3: ',)) == (
-        "evaluating x failed: error: attribute 'c' missing: Did you mean b? (at «string»:1:41)")
+        "evaluating x failed: error: attribute 'c' missing (at «string»:1:41): Did you mean b?")
     assert _cause.cause('', ()) == '' and _cause.cause(None) == ''
 
 
@@ -94,8 +94,17 @@ def test_the_cause_names_the_place_of_the_error_not_of_the_trace():
         "evaluating x failed: error: error: undefined variable 'foo' "
         "(at /nix/store/abc-source/hosts/web2.nix:1:17)")
     assert _cause.cause(BUILD_MSG, ('bbuild: ',)).endswith('this system does not build')
+    # a hint after the error (a command to copy): the place is not glued to
+    # it; the error line is not one of the two kept, its place follows the first
+    hinted = msg + "hint: run 'git add hosts/web2.nix'"
+    assert _cause.cause(hinted, ('web2: ',)) == (
+        "evaluating x failed: error: (at /nix/store/abc-source/hosts/web2.nix:1:17): "
+        "hint: run 'git add hosts/web2.nix'")
     # a place on a line of its own, after nothing it could belong to
     assert _cause.cause('at /x.nix:1:2:\nerror: boom') == 'error: boom'
+    # a program's stack frame in what a target printed is not a place Nix named
+    assert _cause.cause('the switch failed:\n  Error: boom\n  at /srv/app/index.js:10:5') == \
+        'the switch failed: Error: boom'
 
 
 def test_a_long_cause_is_broken_on_spaces_under_the_host():
