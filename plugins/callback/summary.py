@@ -13,8 +13,8 @@ description:
     M(nixdeploy.fleet.nix_activate), never by task name) on any strategy.
   - At the end of each play batch (each C(serial) batch) prints a C(NIXDEPLOY SUMMARY) with one line per host
     of the batch (before the next batch's PLAY header with the stdout callback C(nixdeploy.fleet.console), after
-    it with any other, which cannot tell when a batch ends), platform, generation before and after, and the outcome (switched, unchanged, rolled back and
-    why, failed at which phase); C((host key unchecked)) after it when a phase went on although ssh did not
+    it with any other, which cannot tell when a batch ends), platform, generation before and after, and the
+    outcome (switched, unchanged, rolled back and why, failed at which phase); C((host key unchecked)) after it when a phase went on although ssh did not
     check the host's key (the host's C(nix_host_key_unchecked)). The deploy role keeps the same records as the custom stat C(nixdeploy) (a
     successful host's in its phase tasks' own results, a failed host's by M(ansible.builtin.set_stats) in its
     C(rescue)), so AWX and ansible-runner see them without this callback.

@@ -10,8 +10,8 @@ still needs that ansible-core keeps private is read here, one small function
 each: a task's uuid and play (they key the work a play batch shares), the
 loader's file read that decrypts vault in memory, a connection's
 PlayContext, plugin name and ssh ControlPersist flag, a callback result's
-host, task and data, the default stdout callback's last task header, a role's path and a playbook's file name. Each says
-which ansible-core releases it was checked on and what it falls back to; a
+host, task and data, the default stdout callback's last task header, a
+role's path and a playbook's file name. Each says which ansible-core releases it was checked on and what it falls back to; a
 public accessor comes first where ansible-core has one. When a release moves
 one of these, this file is the one to fix, and
 tests/unit/plugins/plugin_utils/common/test_ansible_core.py, which runs them

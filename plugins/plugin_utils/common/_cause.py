@@ -87,15 +87,13 @@ def parts(msg, prefixes=()):
     lines = _meaningful(msg, prefixes)
     if not lines:
         return u'', None
-    located = [index for index, (_line, place) in enumerate(lines) if place]
-    at = located[-1] if located else None
-    last_index = len(lines) - 1
     first, last = lines[0][0], lines[-1][0]
     if len(lines) == 1 or last in first:
-        last, last_index = None, None
-    if at is not None:
-        where = u' (at %s)' % lines[at][1]
-        if at == last_index:
+        last = None
+    located = [index for index, (_line, place) in enumerate(lines) if place]
+    if located:
+        where = u' (at %s)' % lines[located[-1]][1]
+        if last is not None and located[-1] == len(lines) - 1:
             last += where
         else:
             first += where

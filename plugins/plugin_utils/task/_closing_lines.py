@@ -20,16 +20,14 @@ NAMED = 10
 
 def named(hosts, total=None):
     """': web3, web4' (printable, in name order with digit runs read as
-    numbers, at most NAMED), then
-    'and N more' for the rest of ``total`` (default: as many as ``hosts``);
-    '' without hosts. A batch that never ran (the play ended before it)
-    named nobody: its hosts are only counted."""
+    numbers, at most NAMED), then 'and N more' for the rest of ``total``
+    (default: as many as ``hosts``); '' without hosts. A batch that never
+    ran (the play ended before it) named nobody: its hosts are only counted."""
     names = sorted((printable(u'%s' % host) for host in hosts), key=natural_key)
     if not names:
         return ''
-    shown = names[:NAMED]
-    more = max(len(names) if total is None else total, len(names)) - len(shown)
-    return ': ' + ', '.join(shown) + (' and %d more' % more if more else '')
+    more = max(total or 0, len(names)) - min(len(names), NAMED)
+    return ': ' + ', '.join(names[:NAMED]) + (' and %d more' % more if more else '')
 
 
 def totals_line(counts, check_mode=False):
