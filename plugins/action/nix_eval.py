@@ -14,11 +14,15 @@ answer is known, so its build starts while the others are still evaluated.
 import os
 
 from ansible import constants as C
+from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import EVAL_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._builders import (
+    TARGET, parse_build_on)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_stage
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
     evaluation_options)
@@ -94,7 +98,7 @@ class ActionModule(NixdeployAction):
             return result
         # the login probe runs while the batch is evaluated: a host that is
         # off costs its evaluation, never a build or a copy
-        probe = _reach.start(self._connection, self.task_vars, args)
+        probe = _reach.start(self._connection, self.task_vars, args, self._builds_on_target)
         result = self._evaluate(dict((k, v) for k, v in args.items()
                                      if k not in _reach.OPTIONS), result)
         result = _reach.finish(self, self._connection, probe, args, result)
@@ -102,6 +106,19 @@ class ActionModule(NixdeployAction):
             # read by people as a failure is: the batch's figures apart
             _outcome.details_apart(result, INTERNALS)
         return result
+
+    def _builds_on_target(self):
+        """Whether the deploy role's build of this host runs on the host
+        itself (its nix_build_on is ``target``): then the build logs in to
+        it. False outside the role (a task of the user's own says nothing of
+        its build) and for a value the build phase refuses (it says why)."""
+        if not boolean(self._task.args.get(_role_vars.FLAG, False), strict=False):
+            return False
+        value = _role_vars.host_value('build_on', self.task_vars)
+        try:
+            return parse_build_on(self._render(value)) == TARGET
+        except (AnsibleError, NixdeployError):
+            return False
 
     def _serial_gate(self, max_fail_percentage):
         """This play batch's number and whether it may start

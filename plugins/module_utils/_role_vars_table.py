@@ -173,8 +173,9 @@ ROWS = (
     Row('probe_timeout', (EVAL,), {'type': 'int', 'default': 10}, description=(
         "Seconds each of a host's addresses has to let the login probe in. The probe runs "
         "beside the evaluation and finds the hosts that cannot be reached before anything is "
-        "built or copied for them. C(0) turns it off; a run with C(--tags eval) does not "
-        "probe.",)),
+        "built or copied for them. C(0) turns it off. A run that logs in to no host does not "
+        "probe: C(--tags eval), or C(--tags build) with the build on the controller or on "
+        "builders (docs/networks.md, \"Which phases reach the hosts\").",)),
     Row('unreachable', (EVAL,), {'type': 'str', 'default': 'skip', 'choices': ['skip', 'fail']},
         description=(
             "What a host the login probe cannot reach at any of its addresses is. V(skip): "

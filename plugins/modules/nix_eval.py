@@ -152,8 +152,10 @@ options:
       - Seconds each address has to let the login probe in. The probe is one ssh login with the host's own
         connection (user, port, key, ssh options, jump host), run while the batch is evaluated; a host it
         cannot reach gets nothing built or copied (see O(unreachable)).
-      - V(0) turns the probe off. There is no probe for a connection that is not ssh, nor in a run with
-        C(--tags eval).
+      - V(0) turns the probe off; a play whose later tasks log in to no host sets it (the
+        P(nixdeploy.fleet.publish#role) role does, since publishing needs no host). There is no probe for a
+        connection that is not ssh, nor in a run whose tags select only the deploy role's phases that log in
+        to no host (C(--tags eval); C(--tags build) with the build on the controller or on builders).
     type: int
     default: 10
   unreachable:

@@ -18,8 +18,11 @@ its own connection); ``finish`` reads the answer after the evaluation:
   failed host instead, so that the run fails (the others still finish).
 
 No probe when there is no ssh address to try (a local or container
-connection), when the probe is off (``nix_probe_timeout: 0``), or when the
-run only evaluates (``--tags eval``).
+connection), when the probe is off (``nix_probe_timeout: 0``; the publish
+role sets it, since publishing logs in to no host), or when the run's tags
+select no phase that logs in to the host (``login_phases``: ``--tags eval``,
+or ``--tags build`` with the build on the controller or on builders). A
+probe there would only call a host unreachable that the run never needed.
 """
 
 import threading
@@ -38,8 +41,17 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action impor
 OPTIONS = ('target_hosts', 'unreachable', 'probe_timeout')
 # what nix_unreachable may say
 UNREACHABLE = ('skip', 'fail')
-# the run's tags when it only evaluates (the probe would reach nothing it needs)
-EVAL_ONLY_TAGS = frozenset(('eval', 'never'))
+# The deploy role's phases after the evaluation, each selected by the tag of
+# its name (roles/deploy/tasks), and whether it logs in to the host: the
+# build only when it runs on the host (nix_build_on: target), which the
+# caller knows; copy, keys and activate always.
+LOGIN_PHASES = ('build', 'copy', 'keys', 'activate')
+# the deploy role's task for this one is tagged `never` too: it runs only
+# when asked for by name (the activation uploads keys in any other run)
+ASKED_BY_NAME = frozenset(('keys',))
+# every tag the deploy role's tasks carry, and Ansible's words for "all of
+# them": a run tag outside these is the user's own, whose tasks may log in
+ROLE_TAGS = frozenset(LOGIN_PHASES + ('eval', 'always', 'never', 'all', 'tagged'))
 
 
 class Probe(object):
@@ -74,19 +86,37 @@ class Probe(object):
         return self.answer
 
 
-def eval_only(task_vars):
-    """Whether the run only evaluates (``--tags eval``)."""
-    tags = task_vars.get('ansible_run_tags') or ['all']
-    return set(tags) <= EVAL_ONLY_TAGS
+def login_phases(task_vars):
+    """The phases of ``LOGIN_PHASES`` the run's tags select (a tuple, in
+    order); all of them when a run tag is none of the deploy role's (a
+    playbook of the user's own, whose tagged tasks may log in anywhere)."""
+    run = set(task_vars.get('ansible_run_tags') or ['all'])
+    skip = set(task_vars.get('ansible_skip_tags') or ())
+    if not run <= ROLE_TAGS:
+        return LOGIN_PHASES
+    every = bool(run & {'all', 'tagged'})
+    return tuple(phase for phase in LOGIN_PHASES if phase not in skip and (
+        phase in run or every and phase not in ASKED_BY_NAME))
 
 
-def start(connection, task_vars, args):
+def needs_login(task_vars, builds_on_target):
+    """Whether a phase the run's tags select logs in to the host: copy, keys
+    or activate, or the build when ``builds_on_target()`` (asked only then)
+    says it runs on the host."""
+    phases = login_phases(task_vars)
+    return any(phase != 'build' for phase in phases) or (
+        'build' in phases and builds_on_target())
+
+
+def start(connection, task_vars, args, builds_on_target=lambda: False):
     """A started ``Probe`` of the task's host (``connection``: the task's
     Ansible connection), or None when there is nothing to probe (see the
-    module's docstring); AddressError for a ``nix_target_hosts`` item that
-    is no address (the host fails, naming it)."""
+    module's docstring; ``builds_on_target``: whether the host's build runs
+    on it, asked only when the build is the one phase that could log in);
+    AddressError for a ``nix_target_hosts`` item that is no address (the
+    host fails, naming it)."""
     timeout = args.get('probe_timeout')
-    if not timeout or timeout <= 0 or eval_only(task_vars):
+    if not timeout or timeout <= 0 or not needs_login(task_vars, builds_on_target):
         return None
     try:
         target = Host.from_connection(connection, task_vars)

@@ -200,12 +200,22 @@ def test_unreachable_host_is_named_and_nothing_is_done_to_it(rol_fleet):
         # dead link; this run meets the cut link with new connections.
         workdir = rol_fleet.rundir()
         env = {'ANSIBLE_SSH_CONTROL_PATH_DIR': os.path.join(workdir, 'cp')}
+        # a run that logs in to no host (the build on the controller) needs
+        # no probe: h2 is built beside h3, and nobody is unreachable
+        built = run_playbook(PLAYBOOK, rol_fleet.inventory, workdir, args=[
+            '-l', 'h2,h3', '--tags', 'build'], env=env, timeout=240)
         run = run_playbook(PLAYBOOK, rol_fleet.inventory, workdir, args=['-l', 'h2,h3'],
                            env=env, timeout=240)
     finally:
         lab.restore('h2')
+    assert built.rc == 0, built
+    for host in ('h2', 'h3'):
+        assert built.result(task('Build the system of each host'), host)['status'] == 'ok', built
+        assert 'probe' not in built.result(task(EVAL), host)['result'], built
+    assert 'unreachable=1' not in built.stdout, built.stdout[-2000:]
     # the login probe found it before its build: Ansible's unreachable
     assert run.rc == 4, run
+    assert run.results(task('Build the system of each host'), 'h2') == [], run
     summary = summaries(run)
     assert summary['h3']['outcome'] == 'switched', summary
     assert re.search(r'h2\s+: ok=0 .*unreachable=1 +failed=0', run.stdout), run.stdout[-2000:]

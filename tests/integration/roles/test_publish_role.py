@@ -12,14 +12,20 @@ The tests run in order on one fleet of four NixOS hosts:
   3. commit 2 for real: the play fails naming h4; h1-h3 move, are in the
      cache, signed, and pull and switch with no build; h4 keeps commit 1
      and its pull brings nothing new;
-  4. commit 2 again: nothing is copied and nothing moves.
+  4. commit 2 again: nothing is copied and nothing moves;
+  5. commit 3 with every host off (h4 still broken): the three systems are
+     built, pushed signed and their refs moved, no host is unreachable; a
+     second publish changes nothing;
+  6. commit 4 with h1 and h2 off, h3 and h4 on: the same, h4 failing alone.
 """
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -243,3 +249,92 @@ def test_second_publish_copies_nothing_and_moves_nothing(pub):
         assert (channel['changed'], channel['status']) == (False, 'current'), channel
     assert pub.refs() == refs
     assert pub.cache_listing() == listing
+
+
+def switch_off(lab, hosts):
+    """The hosts go off and stay off (sshd and every process gone)."""
+    for host in hosts:
+        lab.set_power(host, comes_back=False, down_seconds=0)
+        lab.reboot(host, wait=False)
+    for host in hosts:
+        deadline = time.monotonic() + 30
+        while lab.power_state(host) != 'off':
+            assert time.monotonic() < deadline, '%s did not go off within 30 s' % host
+            time.sleep(0.1)
+        assert lab.ssh(host, 'true', user='root', check=False, timeout=20).returncode == 255, host
+
+
+def switch_on(lab, hosts):
+    for host in hosts:
+        lab.set_power(host, comes_back=True, down_seconds=1)
+        if lab.power_state(host) == 'off':
+            lab.power_on(host)
+
+
+def published_while_off(pub, run, commit, off):
+    """What a publish of ``commit`` with the hosts ``off`` must have done:
+    h4 fails at its build, as with every host on; h1-h3 are built, in the
+    cache, signed, and their refs at ``commit``; no host is unreachable."""
+    assert run.rc == 2, run   # the exit code of a publish with one failed host
+    assert 'this system does not build' in run.result(BUILD, 'h4')['result']['msg'], run
+    for host in HOSTS:
+        assert re.search(r'%s\s+: ok=\d+ .*unreachable=0 +failed=%d'
+                         % (host, host == 'h4'), run.stdout), (host, run.stdout[-3000:])
+    assert 'UNREACHABLE' not in run.stdout and 'to try again' not in run.stdout, run.stdout[-3000:]
+    closing = [line for line in run.stdout.splitlines() if line.startswith('nixdeploy: 4 hosts: ')]
+    assert len(closing) == 1 and closing[0].startswith('nixdeploy: 4 hosts: 1 failed, '), closing
+    assert 'unreachable' not in closing[0], closing
+    built = systems(run)
+    assert sorted(built) == HOSTS, run
+    refs = pub.refs()
+    assert refs == {'h1': commit, 'h2': commit, 'h3': commit, 'h4': pub.commits[0]}, refs
+    closures = subprocess.run(NIX + ['path-info', '-r'] + [built[h] for h in GOOD],
+                              check=True, universal_newlines=True,
+                              stdout=subprocess.PIPE).stdout.split()
+    cached = pub.cached(closures + [built['h4']])
+    for path in closures:
+        assert any(s.startswith(pub.key_name + ':') for s in cached[path] or ()), (path, cached)
+    assert cached[built['h4']] is None
+    # the hosts that were off still are: nothing logged in to them
+    for host in off:
+        assert pub.lab.power_state(host) == 'off', host
+    return built
+
+
+def test_publish_with_every_host_off_builds_pushes_and_moves_refs(pub):
+    pub.flake.set_all(version='3')
+    pub.flake.set_config('h4', broken_build=True)
+    commit = pub.commit('version 3, h4 still broken')
+    switch_off(pub.lab, HOSTS)
+    try:
+        run = pub.publish()
+        published_while_off(pub, run, commit, HOSTS)
+        # a second publish with the hosts still off changes nothing
+        refs, listing = pub.refs(), pub.cache_listing()
+        again = pub.publish()
+        assert again.rc == 2, again
+        for host in GOOD:
+            channel = again.result(CHANNEL, host)['result']
+            assert (channel['changed'], channel['status']) == (False, 'current'), channel
+            assert not again.result(PUBLISH, host)['result']['copied'], again
+        assert pub.refs() == refs and pub.cache_listing() == listing
+        assert 'unreachable=1' not in again.stdout, again.stdout[-3000:]
+    finally:
+        switch_on(pub.lab, HOSTS)
+
+
+def test_publish_with_some_hosts_off_and_a_broken_one(pub):
+    pub.flake.set_all(version='4')
+    pub.flake.set_config('h4', broken_build=True)
+    commit = pub.commit('version 4, h4 still broken')
+    switch_off(pub.lab, ['h1', 'h2'])
+    try:
+        run = pub.publish()
+        built = published_while_off(pub, run, commit, ['h1', 'h2'])
+    finally:
+        switch_on(pub.lab, ['h1', 'h2'])
+    # h3, on all along, pulls the new commit; h1, back on, does too
+    pulled = pub.pull_all(['h1', 'h3'])
+    for host in ('h1', 'h3'):
+        assert pulled[host][0] == built[host]
+        assert pub.lab.active(host) == built[host]
