@@ -62,6 +62,9 @@ options:
         M(nixdeploy.fleet.nix_eval) could not reach, one name a line, for C(-l @nixdeploy-unreachable.txt)
         (as Ansible's retry files). Each run adds the hosts it could not reach and takes out the ones it
         reached; the file is removed when none is left. An empty value writes no file.
+      - A path that holds anything but a regular file of the user's own (a symbolic link, a folder, a
+        fifo, another user's file, a file with a second name) is neither read nor written, with a
+        warning.
     type: str
     default: nixdeploy-unreachable.txt
     env:
@@ -240,7 +243,11 @@ class CallbackModule(CallbackBase):
         try:
             listed = _retry.update(path, self._unreached, self._reached) if path else None
         except (IOError, OSError) as exc:
-            listed, path = None, '%s (not written: %s)' % (path, exc)
+            # the next run's -l @file would read an old list: said whether
+            # or not a host is unreachable now
+            listed = None
+            self._display.warning('nixdeploy: the file of unreachable hosts %s was left as it '
+                                  'is: %s' % (printable(path), printable(str(exc))))
         line = _retry.line(self._unreached, path if listed else None)
         if line and self._shown:
             self._display.display(line, color='red')

@@ -43,9 +43,17 @@ tree, and no attribute or filter of the local repository applies:
                                    --release (make release): R's tree plus the
                                    release's own edits, the work tree's
                                    galaxy.yml, CHANGELOG.md and changelogs/
-                                   (files R tracks only, RELEASE_EDITS), written
-                                   into a tree through a temporary index; no
-                                   other file of the work tree is read
+                                   (files R tracks only, RELEASE_EDITS): each
+                                   file that differs from R's blob, or is gone,
+                                   put into a temporary index by its raw bytes
+                                   (`git hash-object --no-filters`, `git
+                                   update-index --cacheinfo`), and the tree
+                                   written there checked to be R's at every
+                                   other path; refused while an attribute
+                                   (filter, text, eol, ident,
+                                   working-tree-encoding) or core.autocrlf
+                                   converts a release path; no other file of
+                                   the work tree is read
 
 A symbolic link is resolved inside the tree as git stores it: its target
 relative to the link's folder, through the tree's other links. One that is
@@ -57,9 +65,11 @@ ansible-galaxy is the one beside this interpreter (the project's venv), or
 GALAXY. Standard library only.
 """
 
+import errno
 import fnmatch
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -83,6 +93,16 @@ LOCAL_STATE = ['.venv', '.venv-*', '.lab', '.ansible', '.collections', '*.pytest
 # and the fragments it removes. A release build takes these from the work tree
 # (files the commit tracks only), every other file from the commit.
 RELEASE_EDITS = ['galaxy.yml', 'CHANGELOG.md', 'changelogs']
+# attributes with which git changes a file's bytes between the work tree and
+# its blob (a clean filter, line ends, $Id$, another encoding): on a release
+# path the work tree's bytes are then not what git holds or would commit
+CONVERTING = ['filter', 'text', 'eol', 'ident', 'working-tree-encoding']
+CONVERTING_REFUSED = ('attributes or settings that have git convert files between the work tree '
+                      'and its objects, on files a release takes from the work tree (%s): '
+                      'their bytes there are not what git holds, and a release ships no '
+                      'filter\'s output; remove them (.gitattributes, .git/info/attributes, '
+                      'core.attributesFile, core.autocrlf) or cut the release from a clone '
+                      'without them:\n  ' % ', '.join(RELEASE_EDITS))
 # git's file mode of a symbolic link, of a submodule, and of regular files
 # (with the mode an export gives each: `git archive`'s, umask 002)
 LINK_MODE = '120000'
@@ -331,25 +351,155 @@ def check(repo=REPO, rev='HEAD'):
 
 
 def release_tree(rev='HEAD', repo=REPO):
-    """The tree of ``rev`` with the release's own edits (RELEASE_EDITS: the
-    work tree's content of those of their files ``rev`` tracks, and the
-    fragments it deleted), written through a temporary index (`git read-tree`,
-    `git add -u`, `git write-tree`): what committing those edits gives. No
-    other file of the work tree is read. Refused while a tracked file is
-    marked skip-worktree or assume-unchanged (check)."""
+    """The tree of ``rev`` with the release's own edits (release_edits),
+    written through a temporary index: ``rev``'s tree read into it (`git
+    read-tree`), each edit put in by its blob (`git update-index`), the tree
+    written (`git write-tree`) and checked against ``rev``'s
+    (same_outside_edits). Nothing goes through git's clean filters or
+    end-of-line conversion, and the branch, the real index and the work tree
+    are not touched. Refused while a tracked file is marked skip-worktree or
+    assume-unchanged (check), or while an attribute or core.autocrlf would
+    have git change the bytes of a release path (converting)."""
+    return staged_release(rev, repo)[0]
+
+
+def staged_release(rev='HEAD', repo=REPO):
+    """(release_tree's tree, the edits in it: release_edits)."""
     marked = flagged(repo)
     if marked:
         raise PackError('tracked files marked skip-worktree or assume-unchanged; a release '
                         'takes nothing from the work tree while git hides its changes there '
                         '(see `pack.py check`):\n  ' + '\n  '.join(marked))
+    entries = entries_of(rev, repo)
+    paths = [path for _m, _k, _o, path in release_entries(entries)]
     scratch = tempfile.mkdtemp(prefix='nixdeploy-pack-index.')
     try:
         env = dict(os.environ, GIT_INDEX_FILE=os.path.join(scratch, 'index'))
         git('read-tree', rev, repo=repo, env=env)
-        git('add', '-u', '--', *RELEASE_EDITS, repo=repo, env=env)
-        return git('write-tree', repo=repo, env=env).decode().strip()
+        # the index holds rev's tree: `check-attr --cached` reads its
+        # committed .gitattributes, the plain run the work tree's
+        refused = converting(paths, repo, env)
+        if refused:
+            raise PackError(CONVERTING_REFUSED + '\n  '.join(refused))
+        edits = release_edits(entries, repo)
+        for mode, oid, path in edits:
+            if oid is None:
+                git('update-index', '--force-remove', '--', path, repo=repo, env=env)
+            else:
+                git('update-index', '--cacheinfo', '%s,%s,%s' % (mode, oid, path),
+                    repo=repo, env=env)
+        tree = git('write-tree', repo=repo, env=env).decode().strip()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    same_outside_edits(tree, entries, edits, repo)
+    return tree, edits
+
+
+def release_entries(entries):
+    """The entries of ``entries`` under RELEASE_EDITS."""
+    return [entry for entry in entries
+            if any(entry[3] == top or entry[3].startswith(top + '/') for top in RELEASE_EDITS)]
+
+
+def converting(paths, repo, env):
+    """'path: attribute=value' for each attribute of CONVERTING set on one of
+    ``paths`` from any source git reads (the work tree's and the committed
+    .gitattributes, .git/info/attributes, core.attributesFile, the system's),
+    and 'core.autocrlf=value' when that converts line ends of every file."""
+    found = []
+    for cached in ([], ['--cached']):
+        out = git('check-attr', '-z', '--stdin', *(cached + CONVERTING), repo=repo, env=env,
+                  input=b''.join(os.fsencode(path) + b'\0' for path in paths))
+        fields = out.decode('utf-8', 'surrogateescape').split('\0')
+        for at in range(0, len(fields) - 2, 3):
+            path, name, value = fields[at:at + 3]
+            said = '%s: %s=%s' % (path, name, value)
+            if value != 'unspecified' and said not in found:
+                found.append(said)
+    autocrlf = git('config', '--default', 'false', '--get', 'core.autocrlf', repo=repo,
+                   env=env).decode().strip()
+    if autocrlf.lower() not in ('false', 'no', 'off', '0', ''):
+        found.append('core.autocrlf=%s (the repository\'s or your git config)' % autocrlf)
+    return found
+
+
+def release_edits(entries, repo=REPO):
+    """[(mode, oid, path)]: each regular file of ``entries`` (a tree's) under
+    RELEASE_EDITS whose bytes in the work tree differ from its blob, with the
+    blob of those bytes written as they are (`git hash-object -w
+    --no-filters`) and the mode it has in ``entries``; oid None for one the
+    work tree no longer has (a fragment the release removed). A link or
+    submodule there keeps its entry."""
+    tracked = [entry for entry in release_entries(entries) if entry[0] in FILE_MODES]
+    edits = []
+    for (mode, _kind, _oid, path), committed in zip(
+            tracked, blobs([entry[2] for entry in tracked], repo)):
+        now = work_tree_bytes(path, repo)
+        if now is None:
+            edits.append((mode, None, path))
+        elif now != committed:
+            oid = git('hash-object', '-w', '--no-filters', '--stdin', repo=repo, input=now)
+            edits.append((mode, oid.decode().strip(), path))
+    return edits
+
+
+def work_tree_bytes(path, repo=REPO):
+    """The bytes of the work tree's file at ``path`` (from the tree's top), or
+    None when it or a folder above it is gone. Each folder is opened in turn
+    without following a link, and the file too (git never reads a tracked
+    file through a link): a link, a folder or a fifo in the way is refused,
+    named, rather than read where it points."""
+    parts = path.split('/')
+    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
+    fd = os.open(repo, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        inner = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PackError('%s in the work tree is not a regular file: a release takes the '
+                            'edits it makes to the files git tracks there' % path)
+        with os.fdopen(fd, 'rb') as handle:
+            fd = None
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise PackError('%s in the work tree is reached through a symbolic link or a file '
+                            'in place of a folder: a release reads only the files git tracks '
+                            'there' % path)
+        raise
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def same_outside_edits(tree, entries, edits, repo=REPO):
+    """Refuse ``tree`` unless it is ``entries`` (rev's) with ``edits`` and
+    nothing else: every other path keeps its mode and blob, none is added."""
+    expected = dict((path, (mode, oid)) for mode, _kind, oid, path in entries)
+    for mode, oid, path in edits:
+        if oid is None:
+            del expected[path]
+        else:
+            expected[path] = (mode, oid)
+    written = dict((path, (mode, oid)) for mode, _kind, oid, path in entries_of(tree, repo))
+    differ = sorted(path for path in set(expected) | set(written)
+                    if expected.get(path) != written.get(path))
+    if differ:
+        raise PackError('the release tree %s is not the commit plus the release\'s edits at: %s'
+                        % (tree, ', '.join(differ)))
+
+
+def edited(edits):
+    """The paths of ``edits`` (release_edits), one removed said so."""
+    return ', '.join('%s%s' % (path, '' if oid else ' removed')
+                     for _mode, oid, path in edits) or 'none'
 
 
 def export(dest, rev='HEAD', repo=REPO):
@@ -469,10 +619,10 @@ def main(argv):
         export(args[1], rev)
     elif len(args) == 2 and args[0] == 'build':
         if release:
-            tree = release_tree(rev)
+            tree, edits = staged_release(rev)
             sys.stderr.write('pack.py: the tarball holds tree %s: %s plus the release\'s edits '
-                             'to %s; once they are committed, `git rev-parse HEAD^{tree}` '
-                             'prints the same\n' % (tree, rev, ', '.join(RELEASE_EDITS)))
+                             '(%s); once they are committed, `git rev-parse HEAD^{tree}` '
+                             'prints the same\n' % (tree, rev, edited(edits)))
             rev = tree
         elif git('status', '--porcelain', '--untracked-files=no').strip():
             sys.stderr.write('pack.py: note: the tarball holds the files of %s as committed; '

@@ -9,6 +9,7 @@ with the real `ansible-galaxy collection build`; the last two run `make
 release` in a copy of this repository."""
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -248,12 +249,10 @@ def test_make_release_refuses_links_to_outside_and_marked_files(tmp_path):
     assert not (scratch / 'dist').exists()
 
 
-def test_make_release_packs_the_commit_and_its_own_edits(tmp_path):
-    """`make release` in a copy of this repository, Galaxy's importer stood in
-    for by a script that accepts the tarball: the tarball in dist/ carries the
-    version and changelog the release wrote (not yet committed), every other
-    file as committed, and a committed link to a folder of the tree as a
-    link."""
+def release_checkout(tmp_path):
+    """A copy of this repository's committed files with the release tooling
+    as it is here, its fragments replaced by one release_summary; not yet
+    committed."""
     scratch = tmp_path / 'checkout'
     pack.export(str(scratch))
     for name in ('tests/galaxy/pack.py', 'tests/galaxy/import.sh', 'galaxy.yml', 'Makefile'):
@@ -262,18 +261,34 @@ def test_make_release_packs_the_commit_and_its_own_edits(tmp_path):
         old.unlink()
     write(scratch / 'changelogs' / 'fragments' / '99-release.yml',
           'release_summary: scratch release nine\n')
-    os.symlink('../examples', str(scratch / 'docs' / 'examples'))
     git(scratch, 'init', '-q')
-    commit(scratch)
+    return scratch
+
+
+def make_release(scratch, tmp_path):
+    """`make release VERSION=9.9.9` in ``scratch``, Galaxy's importer stood
+    in for by a script that accepts the tarball and notes its path in
+    tmp_path/imported."""
     importer = tmp_path / 'importer'
     write(importer / 'bin' / 'python',
           '#!/bin/sh\necho "$@" >%s\necho Importer processing completed successfully\n'
           % (tmp_path / 'imported'))
     os.chmod(str(importer / 'bin' / 'python'), 0o755)
+    return run(['make', '-o', 'venv', '-o', 'importer-venv', 'release', 'VERSION=9.9.9',
+                'VENV=%s' % os.path.dirname(os.path.dirname(sys.executable)),
+                'IMPORTER_VENV=%s' % importer], scratch)
 
-    release = run(['make', '-o', 'venv', '-o', 'importer-venv', 'release', 'VERSION=9.9.9',
-                   'VENV=%s' % os.path.dirname(os.path.dirname(sys.executable)),
-                   'IMPORTER_VENV=%s' % importer], scratch)
+
+def test_make_release_packs_the_commit_and_its_own_edits(tmp_path):
+    """`make release` in a copy of this repository: the tarball in dist/
+    carries the version and changelog the release wrote (not yet committed),
+    every other file as committed, and a committed link to a folder of the
+    tree as a link."""
+    scratch = release_checkout(tmp_path)
+    os.symlink('../examples', str(scratch / 'docs' / 'examples'))
+    commit(scratch)
+
+    release = make_release(scratch, tmp_path)
     assert release.returncode == 0, release.stdout
     tarball = str(scratch / 'dist' / 'nixdeploy-fleet-9.9.9.tar.gz')
     assert (tmp_path / 'imported').read_text().split()[-1] == tarball
@@ -289,6 +304,118 @@ def test_make_release_packs_the_commit_and_its_own_edits(tmp_path):
     git(scratch, 'add', '-A', 'galaxy.yml', 'CHANGELOG.md', 'changelogs')
     git(scratch, 'commit', '-q', '--no-verify', '-m', 'Release 9.9.9')
     assert said[0].split()[5].rstrip(':') == git(scratch, 'rev-parse', 'HEAD^{tree}').strip()
+
+
+def smudged(repo, path, secret):
+    """A filter on ``path`` set up as a local mistake or a local attacker
+    would (.git/config and .git/info/attributes, never committed): its
+    smudge appends ``secret``'s content on checkout; ``path`` checked out
+    again through it, and the index's stat data refreshed while the clean
+    side still dropped that line. Then the clean side passes the bytes on:
+    `git status` and `git diff HEAD` trust the stat data and say clean,
+    while anything that hashes the file anew gets the secret."""
+    attributes = repo / '.git' / 'info' / 'attributes'
+    attributes.parent.mkdir(parents=True, exist_ok=True)
+    with attributes.open('a') as handle:
+        handle.write('%s filter=leak\n' % path)
+    git(repo, 'config', 'filter.leak.smudge', 'cat - %s' % shlex.quote(secret))
+    git(repo, 'config', 'filter.leak.clean', "sed '$d'")
+    (repo / path).unlink()
+    git(repo, 'checkout', '--', path)
+    # older than the index: git takes the stat data as is, never racy
+    past = os.stat(str(repo / path)).st_mtime - 60
+    os.utime(str(repo / path), (past, past))
+    git(repo, 'update-index', '--refresh')
+    git(repo, 'config', 'filter.leak.clean', 'cat')
+    assert MARK in (repo / path).read_text()
+
+
+def vault_comment(tmp_path):
+    """A local secret that keeps a YAML file valid once appended."""
+    secret = tmp_path / 'home' / 'op' / 'vault.yml'
+    write(secret, '# vault: %s\n' % MARK)
+    return str(secret)
+
+
+@pytest.mark.parametrize('path', ['changelogs/config.yaml', 'galaxy.yml'])
+def test_make_release_refuses_a_filter_on_a_release_path(tmp_path, path):
+    """A smudge filter on a file the release takes from the work tree: the
+    release's guards see a clean checkout, and `make release` stops at the
+    build, naming the path and its filter, with no tarball and no tree that
+    holds the smudged bytes."""
+    scratch = release_checkout(tmp_path)
+    commit(scratch)
+    smudged(scratch, path, vault_comment(tmp_path))
+    assert git(scratch, 'status', '--porcelain') == ''
+    assert run(['git', 'diff', '--quiet', 'HEAD', '--'], scratch).returncode == 0
+    pack.check(str(scratch))
+
+    release = make_release(scratch, tmp_path)
+    assert release.returncode != 0, release.stdout
+    assert '%s: filter=leak' % path in release.stdout, release.stdout
+    assert not list(scratch.glob('dist/*.tar.gz'))
+    assert not (tmp_path / 'imported').exists()
+
+
+def test_a_release_is_refused_for_any_attribute_that_converts_a_release_path(tmp_path):
+    """Every source git reads attributes from, on a release path: the
+    committed .gitattributes, one only in the work tree, core.attributesFile,
+    and core.autocrlf; each named. An attribute on a file the release does
+    not take leaves the release alone, and the tarball holds its blob."""
+    outside = tmp_path / 'attributes'
+    write(outside, 'CHANGELOG.md ident\n')
+    cases = [
+        ('committed', 'changelogs/.gitattributes', 'changelog.yaml text eol=crlf\n',
+         ['changelogs/changelog.yaml: text=set', 'changelogs/changelog.yaml: eol=crlf']),
+        ('work tree', 'changelogs/fragments/.gitattributes',
+         '*.yml working-tree-encoding=UTF-16\n',
+         ['changelogs/fragments/1-x.yml: working-tree-encoding=UTF-16']),
+        ('config', 'core.attributesFile', str(outside), ['CHANGELOG.md: ident=set']),
+        ('config', 'core.autocrlf', 'input', ['core.autocrlf=input']),
+    ]
+    for n, (where, name, value, named) in enumerate(cases):
+        repo = collection(tmp_path / str(n))
+        if where == 'config':
+            git(repo, 'config', name, value)
+        else:
+            write(repo / name, value)
+            if where == 'committed':
+                commit(repo)
+        with pytest.raises(pack.PackError) as refused:
+            pack.build(str(tmp_path / 'dist'), repo=str(repo), release=True)
+        for said in named:
+            assert said in str(refused.value), (where, str(refused.value))
+        assert not list((tmp_path / 'dist').glob('*.tar.gz'))
+
+    repo = collection(tmp_path / 'elsewhere')
+    smudged(repo, 'docs/guide.md', vault_comment(tmp_path))
+    tarball = pack.build(str(tmp_path / 'dist'), repo=str(repo), release=True)
+    assert shipped(tarball)['docs/guide.md'][1] == b'the committed guide\n'
+
+
+def test_a_release_stages_exactly_its_edits_as_raw_bytes(tmp_path):
+    """The edits (a file changed, a fragment removed) go in as the work
+    tree's bytes; every other path keeps its entry; a link in place of a
+    release file is refused, not read where it points."""
+    repo = collection(tmp_path)
+    head = dict((path, oid) for _m, _k, oid, path in pack.entries_of(repo=str(repo)))
+    write(repo / 'CHANGELOG.md', '# changes\r\n\r\n## 1.1.0\r\n')
+    (repo / 'changelogs' / 'fragments' / '1-x.yml').unlink()
+    tree, edits = pack.staged_release(repo=str(repo))
+    assert [(path, oid is None) for _mode, oid, path in edits] == \
+        [('CHANGELOG.md', False), ('changelogs/fragments/1-x.yml', True)]
+    written = dict((path, oid) for _m, _k, oid, path in pack.entries_of(tree, str(repo)))
+    assert pack.blobs([written['CHANGELOG.md']], str(repo)) == [b'# changes\r\n\r\n## 1.1.0\r\n']
+    assert 'changelogs/fragments/1-x.yml' not in written
+    assert dict((p, o) for p, o in written.items() if p != 'CHANGELOG.md') == \
+        dict((p, o) for p, o in head.items() if p not in ('CHANGELOG.md',
+                                                          'changelogs/fragments/1-x.yml'))
+
+    (repo / 'galaxy.yml').unlink()
+    os.symlink(vault_comment(tmp_path), str(repo / 'galaxy.yml'))
+    with pytest.raises(pack.PackError) as refused:
+        pack.staged_release(repo=str(repo))
+    assert 'galaxy.yml in the work tree is reached through a symbolic link' in str(refused.value)
 
 
 def test_local_attributes_and_filters_change_nothing_that_ships(tmp_path):

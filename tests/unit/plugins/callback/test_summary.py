@@ -445,3 +445,69 @@ def test_a_summary_that_fails_at_the_batch_end_leaves_the_console_its_header():
     good._outcomes['web2'] = None   # would raise if it were summarised again
     _batch_end.batch_over(warned.append)
     assert len(good._display.lines) == shown and len(warned) == 1
+
+
+def private_file(folder):
+    """A file of the user's that only the user may read: its path."""
+    secret = folder / 'id-notes'
+    secret.write_text('private-token-41d9\n')
+    os.chmod(str(secret), 0o600)
+    return secret
+
+
+def a_link_to_a_private_file(path, secret):
+    os.symlink(str(secret), str(path))
+
+
+def a_folder(path, secret):
+    path.mkdir()
+
+
+def a_fifo(path, secret):
+    os.mkfifo(str(path))
+
+
+def another_users_file(path, secret):
+    path.write_text('private-token-41d9\n')
+    os.chown(str(path), 65534, 65534)
+
+
+def a_second_name_of_a_private_file(path, secret):
+    os.link(str(secret), str(path))
+
+
+@pytest.mark.parametrize('plant', [a_link_to_a_private_file, a_folder, a_fifo,
+                                   another_users_file, a_second_name_of_a_private_file])
+def test_the_unreachable_file_is_left_alone_when_not_the_users_own_file(tmp_path, plant):
+    """What a co-tenant of a shared folder can put at the retry file's path:
+    the run neither reads nor writes it (nothing of a private file reaches
+    the world-readable list), warns naming the path, and offers no -l @file;
+    the hosts are still named."""
+    shared = tmp_path / 'shared'
+    shared.mkdir()
+    secret = private_file(tmp_path)
+    path = shared / 'nixdeploy-unreachable.txt'
+    plant(path, secret)
+    before = os.lstat(str(path))
+    callback = Summary(display=Display())
+    callback.unreachable_file = str(path)
+    callback.play = Play()
+    callback.v2_playbook_on_play_start(callback.play)
+    callback.v2_runner_on_unreachable(Result('phone', 'eval', {
+        'unreachable': True, 'unreachable_at': '10.0.0.23',
+        'msg': 'phone is unreachable: no route'}))
+    callback.v2_playbook_on_stats(None)
+
+    warnings = [msg for kind, msg, _color in callback._display.lines if kind == 'warning']
+    assert len(warnings) == 1, callback._display.lines
+    assert warnings[0].startswith('nixdeploy: the file of unreachable hosts %s was left as it is: '
+                                  % path), warnings
+    closing = [line for line in callback._display.text() if 'unreachable (nothing' in line]
+    assert closing == ['nixdeploy: 1 unreachable (nothing was built or copied for it): phone']
+    # the same entry, nothing beside it, the private file as it was
+    after = os.lstat(str(path))
+    assert (after.st_ino, after.st_mode, after.st_uid) == \
+        (before.st_ino, before.st_mode, before.st_uid)
+    assert os.listdir(str(shared)) == ['nixdeploy-unreachable.txt']
+    assert secret.read_text() == 'private-token-41d9\n'
+    assert os.stat(str(secret)).st_mode & 0o777 == 0o600
