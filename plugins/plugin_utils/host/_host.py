@@ -32,7 +32,8 @@ from ansible.errors import AnsibleConnectionFailure
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
     load_name, play_context_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis, _probe
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (
+    _diagnosis, _host_identity, _probe)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_ssh import (
     AddressError, HostSsh, split_ssh_args)
 
@@ -94,6 +95,9 @@ class Host(HostSsh):
     # whether a program of ``sh`` ran on the host: a login refused after
     # that (a new system that refuses it) is a connection its callers retry
     _reached = False
+    # at a fallback address: the name known_hosts holds the host's own key
+    # under (plugin_utils/host/_host_identity.py); None at its ansible_host
+    key_alias = None
 
     def __init__(self, address, port=None, user=None, private_key_file=None,
                  ssh_common_args=None, ssh_extra_args=None, become=False,
@@ -205,6 +209,9 @@ class Host(HostSsh):
         )
         if host_key_unchecked is None:
             target._judged_on = connection
+        # pointed at a fallback address (_probe.use_reached): the host's
+        # own key is the one that must answer there
+        target.key_alias = getattr(connection, _host_identity.ALIAS, None)
         return target
 
     @classmethod
@@ -223,8 +230,9 @@ class Host(HostSsh):
 
         name = name or var('inventory_hostname')
         fields = dict((field, var(*names)) for field, names in CONNECTION_VARS)
-        fields['address'] = _probe.reached(C.DEFAULT_LOCAL_TMP, name) or fields['address'] or name
-        return cls(
+        reached, alias = _probe.reached_as(C.DEFAULT_LOCAL_TMP, name)
+        fields['address'] = reached or fields['address'] or name
+        target = cls(
             address=fields['address'], port=fields['port'], user=fields['user'],
             private_key_file=fields['private_key_file'],
             ssh_common_args=fields['common_args'], ssh_extra_args=fields['extra_args'],
@@ -233,6 +241,9 @@ class Host(HostSsh):
             become_method=var('ansible_become_method'),
             name=name,
         )
+        # reached at a fallback address: its own key must answer there
+        target.key_alias = alias
+        return target
 
     @classmethod
     def from_store_uri(cls, uri):
@@ -253,25 +264,35 @@ class Host(HostSsh):
         """This host reached at another ``address`` (one of its
         ``nix_target_hosts``): the same user, port, key and ssh options,
         over the controller's own ssh only (Ansible's connection still
-        points at the first address)."""
+        points at the first address); at any address but its own, its own
+        key must answer (``alias_at``)."""
         known = self.require_ssh()
+        address = _bare_host(str(address), self.name)
         other = Host.__new__(Host)
         other.__dict__.update(vars(known))
-        other.__dict__.update(connection=None, _execute=None, _before=None,
-                              address=_bare_host(str(address), self.name))
+        other.__dict__.update(connection=None, _execute=None, _before=None, address=address,
+                              key_alias=known.alias_at(address))
         return other
+
+    def alias_at(self, address):
+        """The ``HostKeyAlias`` this host is reached with at ``address``:
+        the one it has (it is at a fallback address already), else at any
+        address but its own the name its own key is known under, else None."""
+        known = self.require_ssh()
+        if known.key_alias or address == known.address:
+            return known.key_alias
+        return _host_identity.key_name(known)
 
     def move_to(self, address):
         """Reach this task's own host at ``address`` (another of its
         ``nix_target_hosts``) from now on: Ansible's connection too, so
-        its next program logs in there."""
+        its next program logs in there, and only where its own key
+        answers. The ``HostKeyAlias`` it is reached with there, or None."""
         address = _bare_host(str(address), self.name)
-        self.connection.set_option('host', address)
-        play_context = play_context_of(self.connection)
-        if play_context is not None:
-            play_context.remote_addr = address
-        if self.__dict__.get('_pending') is None:
-            self.address = address
+        alias = self.alias_at(address)
+        _probe.use_reached(self.connection, address, alias)
+        self.address, self.key_alias = address, alias
+        return alias
 
     # ------------------------------------------------------------ over Ansible's connection
     def sh(self, script, in_data=None, sudoable=False, timeout=PROGRAM_TIMEOUT):

@@ -15,7 +15,8 @@ import shlex
 from urllib.parse import quote as _url_quote
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_rules
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (
+    _host_identity, _host_key_rules)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
 
 # Added after the user's own ssh args; ssh keeps the FIRST value of an
@@ -97,7 +98,7 @@ class HostSsh:
     """A ``Host``'s plain ssh (cascade peers and hops, builders, Nix's
     ssh-ng): what it is built from is the ``Host``'s (``host``, ``port``,
     ``user``, ``private_key_file``, ``common_args``, ``extra_args``,
-    ``name``, ``become_user``, ``host_key_unchecked``)."""
+    ``name``, ``become_user``, ``host_key_unchecked``, ``key_alias``)."""
 
     # ------------------------------------------------------------ over plain ssh
     @property
@@ -147,7 +148,10 @@ class HostSsh:
             _check_secure(opts + self.common_args + self.extra_args,
                           '%s: ansible_ssh_common_args and ansible_ssh_extra_args' % self.name,
                           self.destination)
-        return opts + list(NO_MASTER) + self.common_args + self.extra_args + list(
+        # at a fallback address, first (ssh keeps the first value): the
+        # host's own key must answer there, and none is added for it
+        proven = _host_identity.fallback_options(self.key_alias) if self.key_alias else []
+        return proven + opts + list(NO_MASTER) + self.common_args + self.extra_args + list(
             DEFAULT_SSH_OPTIONS)
 
     # ------------------------------------------------------------ its store

@@ -130,17 +130,22 @@ def finish(action, connection, probe, args, result):
         result.setdefault('warnings', []).append(
             '%s: the login probe failed (%s); the host is taken as reached'
             % (action.host, probe.error))
+    # where another machine's key answered: whose it is, by the inventory
+    _probe.name_owners(action.host, tried, (action.task_vars or {}).get('hostvars'))
     # the probe's own time (the evaluation beside it may have taken longer)
     result['probe'] = {'address': address, 'tried': [t.as_dict() for t in tried],
                        'seconds': round((probe.ended or time.monotonic()) - probe.started, 2)}
     if address is not None:
+        # at a fallback address, the host's own key is the one that answered
+        # (and must answer for the rest of the run)
+        alias = probe.target.alias_at(address)
         # kept for the run: the batch's work for other hosts (the cascade)
         # reaches this one there, and waits for it
-        _probe.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address)
+        _probe.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address, alias)
         result['address'] = address
         if address != probe.target.address:
             # a later address answered: the rest of the run goes there
-            _probe.use_reached(connection, address)
+            _probe.use_reached(connection, address, alias)
         return result
     # the message says ssh's words for each address: the figures keep them once
     for entry in result['probe']['tried']:
