@@ -31,7 +31,7 @@ import subprocess
 import pytest
 
 from tests.collection import BIN, ansible_env, run_playbook
-from tests.deploy_fleet import DeployFleet, prepare, write_inventory
+from tests.deploy_fleet import DeployFleet, prepare, write_host_vars, write_inventory
 from tests.lab.lab import sh
 
 pytestmark = pytest.mark.lab
@@ -64,13 +64,6 @@ def recap(stdout):
 def controller_has(path):
     return subprocess.run(['nix-store', '--check-validity', path], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, check=False).returncode == 0
-
-
-def write_host_vars(inventory, name, hostvars):
-    folder = os.path.join(inventory, 'host_vars')
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, '%s.yml' % name), 'w') as handle:
-        json.dump(hostvars, handle)
 
 
 @pytest.fixture(scope='module')
