@@ -35,25 +35,11 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors imp
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (
     _diagnosis, _host_identity, _probe)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_ssh import (
-    AddressError, HostSsh, split_ssh_args)
+    AddressError, HostSsh, LoginRefused, NoAnswer, bare_address, split_ssh_args)
 
 # The time limit of a target program whose caller gives none (a probe, a key
 # upload): a session over a link that died never ends by itself.
 PROGRAM_TIMEOUT = 300
-
-
-class NoAnswer(NixdeployError):
-    """A target program gave no answer within its time limit."""
-
-    def __init__(self, *args, **context):
-        context.setdefault('connection_lost', True)
-        super(NoAnswer, self).__init__(*args, **context)
-
-
-class LoginRefused(NixdeployError):
-    """ssh's first login to the host was refused (a wrong key or user, a
-    host key ssh does not trust): the host answered, so it is a failed
-    host, not a lost connection."""
 
 
 # the attribute that holds, on an action's connection, the host's opt-out as
@@ -105,7 +91,7 @@ class Host(HostSsh):
         if not address:
             raise AddressError('no host address for %s' % (name or 'target'))
         # where ssh logs in (ansible_host, else the inventory name)
-        self.address = _bare_host(str(address), name)
+        self.address = bare_address(str(address), name)
         self.port = int(port) if port not in (None, '') else None
         self.user = str(user) if user else None
         if self.user and not re.match(r'^[A-Za-z0-9_.][A-Za-z0-9_.\-$]*\Z', self.user):
@@ -267,7 +253,7 @@ class Host(HostSsh):
         points at the first address); at any address but its own, its own
         key must answer (``alias_at``)."""
         known = self.require_ssh()
-        address = _bare_host(str(address), self.name)
+        address = bare_address(str(address), self.name)
         other = Host.__new__(Host)
         other.__dict__.update(vars(known))
         other.__dict__.update(connection=None, _execute=None, _before=None, address=address,
@@ -288,7 +274,7 @@ class Host(HostSsh):
         ``nix_target_hosts``) from now on: Ansible's connection too, so
         its next program logs in there, and only where its own key
         answers. The ``HostKeyAlias`` it is reached with there, or None."""
-        address = _bare_host(str(address), self.name)
+        address = bare_address(str(address), self.name)
         alias = self.alias_at(address)
         _probe.use_reached(self.connection, address, alias)
         self.address, self.key_alias = address, alias
@@ -385,21 +371,21 @@ def connection_address(connection, name):
             or getattr(play_context, 'remote_addr', None) or name)
 
 
-def bare_address(address, name=None):
-    """``address`` as ssh and Nix take it (no brackets, no spaces around);
-    AddressError when it is none (``name``: whose, for the message)."""
-    return _bare_host(str(address), name)
-
-
-def _bare_host(host, name):
-    host = host.strip()
-    if host.startswith('[') and host.endswith(']'):
-        host = host[1:-1]
-    # Anything here ends up in a URI and in ssh's argv: no option-looking
-    # names, no URI delimiters, no whitespace.
-    if not re.match(r'^[A-Za-z0-9_.:%\-]+\Z', host) or host.startswith('-'):
-        raise AddressError('%s: unsafe or malformed host address %r' % (name or 'target', host))
-    return host
+def inventory_places(hostvars):
+    """{host: (address, port)} of each host of ``hostvars`` ({host: its
+    variables}) as the inventory gives them, not where the probe reached
+    it: where known_hosts holds its own key (``_host_identity.owners``)."""
+    rows = dict(CONNECTION_VARS)
+    places = {}
+    for host in hostvars or {}:
+        try:
+            facts = hostvars[host]
+            address = [facts[n] for n in rows['address'] if facts.get(n) not in (None, '')]
+            port = [facts[n] for n in rows['port'] if facts.get(n) not in (None, '')]
+        except Exception:  # pylint: disable=broad-except
+            continue  # a variable that cannot be read (a failing template) names nobody
+        places[host] = (u'%s' % (address[0] if address else host), port[0] if port else None)
+    return places
 
 
 def _truthy(value):

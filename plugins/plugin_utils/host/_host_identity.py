@@ -154,22 +154,14 @@ def impostor(candidate, stderr):
     return names_of(said, known_files(candidate.ssh_config()))
 
 
-def owners(hostvars, names):
-    """The inventory hosts of ``hostvars`` ({host: its vars}) that the
-    known_hosts ``names`` are: by name, by address, by ``[address]:port``."""
+def owners(places, names):
+    """The inventory hosts of ``places`` ({host: (address, port)}: as
+    ``_host.inventory_places`` gives them) that the known_hosts ``names``
+    are: by name, or by address as ssh keys it (with its port off 22)."""
     found = []
-    for host in sorted(hostvars or {}):
-        try:
-            facts = hostvars[host]
-            address = facts.get('ansible_host') or host
-            port = facts.get('ansible_port')
-        except Exception:  # pylint: disable=broad-except
-            # a variable that cannot be read (a template that fails) names nobody
-            continue
-        # as ssh keys its address: with its port off port 22
-        forms = {host, u'%s' % address if port in (None, '', 22, '22')
-                 else '[%s]:%s' % (address, port)}
-        if forms & set(names) and host not in found:
+    for host, (address, port) in sorted(places.items()):
+        keyed = address if port in (None, '', 22, '22') else '[%s]:%s' % (address, port)
+        if (host in names or keyed in names) and host not in found:
             found.append(host)
     return found
 

@@ -7,7 +7,9 @@ options (``_check_secure``: none may turn host key checking off, by the
 rules of plugin_utils/host/_host_key_rules.py; ``_check_token``: none Nix
 cannot pass on), and ``HostSsh``, the part of a ``Host`` (``_host.py``) that
 runs ssh and Nix's ssh-ng to it: its ssh options, its ssh argv and ``ssh -G``
-answer, the environment and store URI of Nix's ssh.
+answer, the environment and store URI of Nix's ssh. Also what a ``Host``
+raises (``AddressError``, ``NoAnswer``, ``LoginRefused``) and the one check of
+an address (``bare_address``).
 """
 
 import re
@@ -47,6 +49,20 @@ class AddressError(NixdeployError):
     options that turn host key checking off or that Nix cannot pass on."""
 
 
+class NoAnswer(NixdeployError):
+    """A target program gave no answer within its time limit."""
+
+    def __init__(self, *args, **context):
+        context.setdefault('connection_lost', True)
+        super(NoAnswer, self).__init__(*args, **context)
+
+
+class LoginRefused(NixdeployError):
+    """ssh's first login to the host was refused (a wrong key or user, a
+    host key ssh does not trust): the host answered, so it is a failed
+    host, not a lost connection."""
+
+
 # Before the user's own ssh args (ssh keeps the first value): the collection's
 # own ssh (nix copy, builders, cascade probes) never rides an ssh master it
 # was not given (nix_env's ``master``: one the action judged), such as one
@@ -65,6 +81,19 @@ def ssh_argv(options, destination, command=None, ssh=None, show_config=False,
     argv = [ssh or 'ssh'] + (['-G'] if show_config else []) + list(options)
     argv += ['--', destination] if end_options else [destination]
     return argv + ([command] if command is not None else [])
+
+
+def bare_address(address, name=None):
+    """``address`` as ssh and Nix take it (no brackets, no spaces around);
+    AddressError when it is none (``name``: whose, for the message)."""
+    host = str(address).strip()
+    if host.startswith('[') and host.endswith(']'):
+        host = host[1:-1]
+    # Anything here ends up in a URI and in ssh's argv: no option-looking
+    # names, no URI delimiters, no whitespace.
+    if not re.match(r'^[A-Za-z0-9_.:%\-]+\Z', host) or host.startswith('-'):
+        raise AddressError('%s: unsafe or malformed host address %r' % (name or 'target', host))
+    return host
 
 
 def _check_token(token, where):

@@ -15,6 +15,9 @@ stderr (which say why a login failed; decoded with errors replaced). A host
 that answers with a key ssh refuses, or refuses the login, is reached: that
 is no network matter, and the phases that log in judge it as they always
 do (docs/security.md: a host key is never passed over as "unreachable").
+At any address but its ``ansible_host`` only its own key passes
+(plugin_utils/host/_host_identity.py): another one is named, and the next
+address is tried.
 
 The address found is kept in a file of the run (under Ansible's local temp
 folder, which lives as long as the ``ansible-playbook`` process): every later
@@ -196,15 +199,16 @@ def _login(candidate, timeout, master=None):
     return rc, err
 
 
-def name_owners(name, tried, hostvars):
+def name_owners(name, tried, places):
     """Say of each address of ``tried`` where another key answered whose
-    key it is: the inventory host (of ``hostvars``) that known_hosts holds
-    it for (``name``: the host probed)."""
-    for entry in tried:
-        if entry.reason == NOT_ITS_KEY and entry.key_names:
-            entry.said = _host_identity.refusal(
-                entry.address, name, entry.key_names,
-                _host_identity.owners(hostvars, entry.key_names))
+    key it is: the inventory host that known_hosts holds it for (``name``:
+    the host probed; ``places``: what gives {host: (address, port)} of the
+    inventory, asked only then: ``_host.inventory_places``)."""
+    refused = [t for t in tried if t.reason == NOT_ITS_KEY and t.key_names]
+    known = places() if refused else {}
+    for entry in refused:
+        entry.said = _host_identity.refusal(entry.address, name, entry.key_names,
+                                            _host_identity.owners(known, entry.key_names))
 
 
 def unreachable_message(name, tried):

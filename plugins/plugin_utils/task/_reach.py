@@ -30,7 +30,7 @@ from ansible import constants as C
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _probe
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
-    AddressError, Host, bare_address)
+    AddressError, Host, bare_address, inventory_places)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stats
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
 
@@ -131,7 +131,8 @@ def finish(action, connection, probe, args, result):
             '%s: the login probe failed (%s); the host is taken as reached'
             % (action.host, probe.error))
     # where another machine's key answered: whose it is, by the inventory
-    _probe.name_owners(action.host, tried, (action.task_vars or {}).get('hostvars'))
+    _probe.name_owners(action.host, tried, lambda: inventory_places(
+        (action.task_vars or {}).get('hostvars')))
     # the probe's own time (the evaluation beside it may have taken longer)
     result['probe'] = {'address': address, 'tried': [t.as_dict() for t in tried],
                        'seconds': round((probe.ended or time.monotonic()) - probe.started, 2)}

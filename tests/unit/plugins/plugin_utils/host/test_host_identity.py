@@ -20,7 +20,8 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (  # noqa: E402
     _host_identity, _probe)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (  # noqa: E402
+    Host, inventory_places)
 
 LAPTOP_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBqV0tqYLsxrhNwB2qh5Q5x0N4jsGJm4y7mG1oAq3s9K'
 DESKTOP_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm5sH8bUm9y1L0hX0b3oZr0M0g7kVQz2eJ3qG5d6n1P'
@@ -95,7 +96,9 @@ def test_a_refused_key_is_named_by_the_host_known_hosts_says_it_is(tmp_path):
     assert names == ['10.0.0.9']
     hostvars = {'desktop': {'ansible_host': '10.0.0.9'}, 'laptop': {'ansible_host': '10.0.0.5'},
                 'nas': {'ansible_host': '10.0.0.9', 'ansible_port': 2222}}
-    assert _host_identity.owners(hostvars, names) == ['desktop']
+    places = inventory_places(hostvars)
+    assert places['nas'] == ('10.0.0.9', 2222)
+    assert _host_identity.owners(places, names) == ['desktop']
     assert _host_identity.refusal('10.0.0.9', 'laptop', names, ['desktop']) == \
         '10.0.0.9 answered with the key of `desktop`, not `laptop`'
     assert _host_identity.refusal('10.0.0.9', 'laptop', names, []) == \
@@ -105,7 +108,7 @@ def test_a_refused_key_is_named_by_the_host_known_hosts_says_it_is(tmp_path):
     # the probe's line says it so, and whose it is once the inventory is read
     tried = [_probe.Tried('10.0.0.9', _probe.NOT_ITS_KEY,
                           _host_identity.refusal('10.0.0.9', 'laptop', names, []), 1.0, names)]
-    _probe.name_owners('laptop', tried, hostvars)
+    _probe.name_owners('laptop', tried, lambda: places)
     assert _probe.unreachable_message('laptop', tried) == \
         'laptop is unreachable at 10.0.0.9 answered with the key of `desktop`, not `laptop`'
     # a changed key's warning gives the fingerprint without debug lines
