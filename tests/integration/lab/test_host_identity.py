@@ -8,10 +8,14 @@ real ssh and Nix, ONE run of ``nixdeploy.fleet.deploy``):
   and the laptop is deployed at its own address;
 - ``phone``: the same, with only the desktop's address after its dead one,
   ssh's ``accept-new`` and a known_hosts file of its own that holds its key
-  under its name: unreachable, and no key is added to that file.
+  under its name: unreachable, and no key is added to that file;
+- ``mover``: its new system leaves its address for one no host has, and
+  the desktop's address comes first in its list: the activation's next
+  login (``next_address``) refuses the desktop and confirms the mover at
+  its new address, with its own key (known at its first address only).
 
-Nothing of the laptop's or the phone's reaches the desktop, whose own deploy
-in the same run switches to its own system.
+Nothing of the others reaches the desktop, whose own deploy in the same
+run switches to its own system.
 """
 
 import os
@@ -19,11 +23,14 @@ import os
 import pytest
 
 from tests.deploy_fleet import DeployFleet, prepare, write_host_vars, write_inventory
+from tests.lab.lab import sh
 
 pytestmark = pytest.mark.lab
 
 HOSTS = [{'name': 'desktop'}, {'name': 'laptop', 'dead_first': True},
-         {'name': 'phone', 'dead_first': True}]
+         {'name': 'phone', 'dead_first': True}, {'name': 'mover', 'listen_any': True}]
+# where the mover's new system moves it: an address of the lab bridge no host has
+MOVED_TO = 249
 EVAL = 'nixdeploy.fleet.deploy : Evaluate the system of each host'
 
 
@@ -43,7 +50,14 @@ def moved_fleet(make_lab, tmp_path_factory):
                             ('phone', [desktop])):
         dead = lab.host(name)['dead_address']
         hosts[name]['extra'] = {'targetHost': dead, 'targetHosts': [dead] + fallbacks}
+    mover = lab.host('mover')['address']
+    moved = '%s.%d' % (mover.rsplit('.', 1)[0], MOVED_TO)
+    hosts['mover']['extra'] = {'targetHosts': [mover, desktop, moved]}
     flake.save()
+    # the old address goes first: Linux drops an address's secondaries with it
+    flake.set_config(flake.config_of('mover'), on_activate=(
+        'ip addr del %s/24 dev eth0 2>/dev/null; ip addr add %s/24 dev eth0 2>/dev/null; true'
+        % (mover, moved)))
     inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
     # the phone's own known_hosts: its key under its name only, new keys accepted
     phone_known = os.path.join(base, 'known_hosts.phone')
@@ -53,8 +67,11 @@ def moved_fleet(make_lab, tmp_path_factory):
         '-o UserKnownHostsFile=%s -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes'
         % phone_known)})
     fleet = DeployFleet(lab, flake, inventory, base)
-    fleet.phone_known = phone_known
-    return fleet
+    fleet.phone_known, fleet.moved = phone_known, moved
+    yield fleet
+    # the mover back where the lab knows it (its namespace stays the lab's to remove)
+    sh(['ip', '-n', lab.host('mover')['netns'], 'addr', 'add', '%s/24' % mover, 'dev', 'eth0'],
+       check=False)
 
 
 def profiles(lab, name):
@@ -76,7 +93,7 @@ def test_an_address_held_by_another_host_is_refused_and_the_next_one_tried(moved
     assert lab.active('desktop') == summary['desktop']['path']
     new = [p for p in profiles(lab, 'desktop') if p not in before]
     assert len([p for p in new if p.startswith('system-')]) == 1, (before, new)
-    for name in ('laptop', 'phone'):
+    for name in ('laptop', 'phone', 'mover'):
         out_path = run.result(EVAL, name)['result']['out_path']
         assert out_path != summary['desktop']['path']
         assert not lab.store_has('desktop', out_path), name
@@ -101,3 +118,9 @@ def test_an_address_held_by_another_host_is_refused_and_the_next_one_tried(moved
     assert run.result(EVAL, 'phone')['status'] == 'unreachable'
     with open(moved_fleet.phone_known) as handle:
         assert handle.read() == phone_known
+    # the mover: moved by its new system, confirmed at its new address, not
+    # at the desktop's, which came first in its list
+    assert outcomes['mover'] == 'switched', outcomes
+    assert lab.active('mover') == summary['mover']['path']
+    shown = lab.run_in('mover', ['ip', '-o', 'addr', 'show', 'dev', 'eth0']).stdout
+    assert moved_fleet.moved + '/24' in shown, shown
