@@ -113,14 +113,16 @@ def fingerprint(key):
 
 
 def names_of(said_fingerprint, files):
-    """The names (plain ones: a hashed name says none) that known_hosts
-    ``files`` hold the key of ``said_fingerprint`` under."""
+    """The host patterns that known_hosts ``files`` hold the key of
+    ``said_fingerprint`` under: plain names, and hashed ones (``|1|``, which
+    only a name that is tried can match: ``owners``); no wildcard or
+    negated pattern."""
     names = []
     for path in files:
         for patterns, key in _entries(path):
             if fingerprint(key) == said_fingerprint:
                 names += [p for p in patterns
-                          if not p.startswith(('|', '!')) and '*' not in p and '?' not in p
+                          if not p.startswith('!') and '*' not in p and '?' not in p
                           and p not in names]
     return names
 
@@ -157,11 +159,12 @@ def impostor(candidate, stderr):
 def owners(places, names):
     """The inventory hosts of ``places`` ({host: (address, port)}: as
     ``_host.inventory_places`` gives them) that the known_hosts ``names``
-    are: by name, or by address as ssh keys it (with its port off 22)."""
+    (plain or hashed) are: by name, or by address as ssh keys it (with its
+    port off 22)."""
     found = []
     for host, (address, port) in sorted(places.items()):
         keyed = address if port in (None, '', 22, '22') else '[%s]:%s' % (address, port)
-        if (host in names or keyed in names) and host not in found:
+        if any(_matches(p, form) for p in names for form in (host, keyed)):
             found.append(host)
     return found
 
@@ -170,10 +173,13 @@ def refusal(address, name, names, found):
     """``10.0.0.5 answered with the key of `desktop`, not `laptop```:
     ``names``: the known_hosts names of the key, ``found``: their
     inventory hosts."""
+    plain = [n for n in names if not n.startswith('|')]
     if found:
         whose = 'the key of %s' % ', '.join('`%s`' % h for h in found)
+    elif plain:
+        whose = 'the key known for %s' % ', '.join(plain[:3])
     elif names:
-        whose = 'the key known for %s' % ', '.join(names[:3])
+        whose = 'a key known_hosts holds for another host'
     else:
         return '%s answered with a key not known for `%s`' % (address, name)
     return '%s answered with %s, not `%s`' % (address, whose, name)

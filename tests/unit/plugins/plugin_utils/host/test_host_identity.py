@@ -111,6 +111,13 @@ def test_a_refused_key_is_named_by_the_host_known_hosts_says_it_is(tmp_path):
     _probe.name_owners('laptop', tried, lambda: places)
     assert _probe.unreachable_message('laptop', tried) == \
         'laptop is unreachable at 10.0.0.9 answered with the key of `desktop`, not `laptop`'
+    # known_hosts hashed (Debian's HashKnownHosts yes): the inventory's
+    # names and addresses are tried against it
+    hashed_file = known(tmp_path, '%s %s\n' % (hashed('10.0.0.9'), DESKTOP_KEY))
+    names = _host_identity.names_of(said, [str(hashed_file)])
+    assert _host_identity.owners(places, names) == ['desktop']
+    assert _host_identity.refusal('10.0.0.9', 'laptop', names, []) == \
+        '10.0.0.9 answered with a key known_hosts holds for another host, not `laptop`'
     # a changed key's warning gives the fingerprint without debug lines
     changed = ('@@@@@@@@\r\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n'
                'The fingerprint for the ED25519 key sent by the remote host is\r\n%s.\r\n' % said)
