@@ -92,6 +92,14 @@ def write_inventory(directory, lab, flake, secret_key, name='fleet'):
     return directory
 
 
+def write_host_vars(inventory, name, hostvars):
+    """host_vars/<name>.yml of an inventory directory (JSON is YAML)."""
+    folder = os.path.join(inventory, 'host_vars')
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, '%s.yml' % name), 'w') as handle:
+        json.dump(hostvars, handle)
+
+
 class DeployFleet:
     """A lab, its flake and inventory, deployed with `nixdeploy.fleet.deploy`,
     each run in a fresh working directory under ``workdir``."""

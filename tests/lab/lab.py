@@ -764,7 +764,7 @@ class Lab(TargetFaults, NetworkShapes):
         for host in self.hosts.values():
             with open(os.path.join(host['dir'], 'ssh_host_ed25519_key.pub')) as handle:
                 pub = ' '.join(handle.read().split()[:2])
-            lines.append('%s %s\n' % (host['address'], pub))
+            lines += ['%s %s\n' % (name, pub) for name in self._shape_key_names(host)]
             config.append(self._shape_ssh_config(host, (
                 'Host %s\n  HostName %s\n  User %s\n  IdentityFile %s\n  IdentitiesOnly yes\n'
                 '  UserKnownHostsFile %s\n  StrictHostKeyChecking yes\n  BatchMode yes\n'

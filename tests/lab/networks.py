@@ -36,7 +36,8 @@ four per host; ``off`` goes with any:
       such host; hosts are ``.11``-``.210``) and ``nix_target_hosts: [that,
       its real address]``: a user whose host's LAN address moved. A connect
       to it fails in about 3 s with "No route to host" (ARP gets no answer on
-      the bridge; nothing there is a real machine).
+      the bridge; nothing there is a real machine). The lab's known_hosts
+      holds its key at that address too, as the user's does.
   ``'off': True``
       the host comes up, is in the inventory, then is switched off
       (``switch_off``): powered off (no process left) AND its link down, as a
@@ -178,6 +179,14 @@ class NetworkShapes:
         if host.get('behind'):
             entry += '  ProxyJump %s\n' % self._jump(host)
         return entry
+
+    @staticmethod
+    def _shape_key_names(host):
+        """Lab._write_client_files: the names the lab's known_hosts holds
+        the host's key under: its address, and the ``ansible_host`` its
+        shape gives it (a dead first address), where a user's known_hosts
+        holds the key of a host whose address moved."""
+        return [host['address']] + ([host['dead_address']] if host.get('dead_address') else [])
 
     def _shape_ansible_vars(self, host, hostvars):
         """Lab.ansible_vars: what a user writes for the host's shape."""

@@ -103,11 +103,13 @@ class HostSession:
         current = self.target.address
         order = [current] + [a for a in self.addresses if a != current]
         self.new_login()
+        # at an address but its own, only where the host's own key answers
+        # (_probe.reach): another machine there is passed over
         address, _tried = _probe.reach(self.target, order, timeout=NEXT_ADDRESS_TIMEOUT)
         if address is None or address == current:
             return current
-        self.target.move_to(address)
-        _probe.keep_reached(C.DEFAULT_LOCAL_TMP, self.target.name, address)
+        alias = self.target.move_to(address)
+        _probe.keep_reached(C.DEFAULT_LOCAL_TMP, self.target.name, address, alias)
         self.note('the host answers at %s now' % address, verbosity=2)
         return address
 

@@ -32,27 +32,14 @@ from ansible.errors import AnsibleConnectionFailure
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
     load_name, play_context_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis, _probe
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (
+    _diagnosis, _host_identity, _probe)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_ssh import (
-    AddressError, HostSsh, split_ssh_args)
+    AddressError, HostSsh, LoginRefused, NoAnswer, bare_address, split_ssh_args)
 
 # The time limit of a target program whose caller gives none (a probe, a key
 # upload): a session over a link that died never ends by itself.
 PROGRAM_TIMEOUT = 300
-
-
-class NoAnswer(NixdeployError):
-    """A target program gave no answer within its time limit."""
-
-    def __init__(self, *args, **context):
-        context.setdefault('connection_lost', True)
-        super(NoAnswer, self).__init__(*args, **context)
-
-
-class LoginRefused(NixdeployError):
-    """ssh's first login to the host was refused (a wrong key or user, a
-    host key ssh does not trust): the host answered, so it is a failed
-    host, not a lost connection."""
 
 
 # the attribute that holds, on an action's connection, the host's opt-out as
@@ -94,6 +81,9 @@ class Host(HostSsh):
     # whether a program of ``sh`` ran on the host: a login refused after
     # that (a new system that refuses it) is a connection its callers retry
     _reached = False
+    # at a fallback address: the name known_hosts holds the host's own key
+    # under (plugin_utils/host/_host_identity.py); None at its ansible_host
+    key_alias = None
 
     def __init__(self, address, port=None, user=None, private_key_file=None,
                  ssh_common_args=None, ssh_extra_args=None, become=False,
@@ -101,7 +91,7 @@ class Host(HostSsh):
         if not address:
             raise AddressError('no host address for %s' % (name or 'target'))
         # where ssh logs in (ansible_host, else the inventory name)
-        self.address = _bare_host(str(address), name)
+        self.address = bare_address(str(address), name)
         self.port = int(port) if port not in (None, '') else None
         self.user = str(user) if user else None
         if self.user and not re.match(r'^[A-Za-z0-9_.][A-Za-z0-9_.\-$]*\Z', self.user):
@@ -205,6 +195,9 @@ class Host(HostSsh):
         )
         if host_key_unchecked is None:
             target._judged_on = connection
+        # pointed at a fallback address (_probe.use_reached): the host's
+        # own key is the one that must answer there
+        target.key_alias = getattr(connection, _host_identity.ALIAS, None)
         return target
 
     @classmethod
@@ -223,8 +216,9 @@ class Host(HostSsh):
 
         name = name or var('inventory_hostname')
         fields = dict((field, var(*names)) for field, names in CONNECTION_VARS)
-        fields['address'] = _probe.reached(C.DEFAULT_LOCAL_TMP, name) or fields['address'] or name
-        return cls(
+        reached, alias = _probe.reached_as(C.DEFAULT_LOCAL_TMP, name)
+        fields['address'] = reached or fields['address'] or name
+        target = cls(
             address=fields['address'], port=fields['port'], user=fields['user'],
             private_key_file=fields['private_key_file'],
             ssh_common_args=fields['common_args'], ssh_extra_args=fields['extra_args'],
@@ -233,6 +227,9 @@ class Host(HostSsh):
             become_method=var('ansible_become_method'),
             name=name,
         )
+        # reached at a fallback address: its own key must answer there
+        target.key_alias = alias
+        return target
 
     @classmethod
     def from_store_uri(cls, uri):
@@ -253,25 +250,35 @@ class Host(HostSsh):
         """This host reached at another ``address`` (one of its
         ``nix_target_hosts``): the same user, port, key and ssh options,
         over the controller's own ssh only (Ansible's connection still
-        points at the first address)."""
+        points at the first address); at any address but its own, its own
+        key must answer (``alias_at``)."""
         known = self.require_ssh()
+        address = bare_address(str(address), self.name)
         other = Host.__new__(Host)
         other.__dict__.update(vars(known))
-        other.__dict__.update(connection=None, _execute=None, _before=None,
-                              address=_bare_host(str(address), self.name))
+        other.__dict__.update(connection=None, _execute=None, _before=None, address=address,
+                              key_alias=known.alias_at(address))
         return other
+
+    def alias_at(self, address):
+        """The ``HostKeyAlias`` this host is reached with at ``address``:
+        the one it has (it is at a fallback address already), else at any
+        address but its own the name its own key is known under, else None."""
+        known = self.require_ssh()
+        if known.key_alias or address == known.address:
+            return known.key_alias
+        return _host_identity.key_name(known)
 
     def move_to(self, address):
         """Reach this task's own host at ``address`` (another of its
         ``nix_target_hosts``) from now on: Ansible's connection too, so
-        its next program logs in there."""
-        address = _bare_host(str(address), self.name)
-        self.connection.set_option('host', address)
-        play_context = play_context_of(self.connection)
-        if play_context is not None:
-            play_context.remote_addr = address
-        if self.__dict__.get('_pending') is None:
-            self.address = address
+        its next program logs in there, and only where its own key
+        answers. The ``HostKeyAlias`` it is reached with there, or None."""
+        address = bare_address(str(address), self.name)
+        alias = self.alias_at(address)
+        _probe.use_reached(self.connection, address, alias)
+        self.address, self.key_alias = address, alias
+        return alias
 
     # ------------------------------------------------------------ over Ansible's connection
     def sh(self, script, in_data=None, sudoable=False, timeout=PROGRAM_TIMEOUT):
@@ -364,21 +371,21 @@ def connection_address(connection, name):
             or getattr(play_context, 'remote_addr', None) or name)
 
 
-def bare_address(address, name=None):
-    """``address`` as ssh and Nix take it (no brackets, no spaces around);
-    AddressError when it is none (``name``: whose, for the message)."""
-    return _bare_host(str(address), name)
-
-
-def _bare_host(host, name):
-    host = host.strip()
-    if host.startswith('[') and host.endswith(']'):
-        host = host[1:-1]
-    # Anything here ends up in a URI and in ssh's argv: no option-looking
-    # names, no URI delimiters, no whitespace.
-    if not re.match(r'^[A-Za-z0-9_.:%\-]+\Z', host) or host.startswith('-'):
-        raise AddressError('%s: unsafe or malformed host address %r' % (name or 'target', host))
-    return host
+def inventory_places(hostvars):
+    """{host: (address, port)} of each host of ``hostvars`` ({host: its
+    variables}) as the inventory gives them, not where the probe reached
+    it: where known_hosts holds its own key (``_host_identity.owners``)."""
+    rows = dict(CONNECTION_VARS)
+    places = {}
+    for host in hostvars or {}:
+        try:
+            facts = hostvars[host]
+            address = [facts[n] for n in rows['address'] if facts.get(n) not in (None, '')]
+            port = [facts[n] for n in rows['port'] if facts.get(n) not in (None, '')]
+        except Exception:  # pylint: disable=broad-except
+            continue  # a variable that cannot be read (a failing template) names nobody
+        places[host] = (u'%s' % (address[0] if address else host), port[0] if port else None)
+    return places
 
 
 def _truthy(value):

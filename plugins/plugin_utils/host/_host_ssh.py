@@ -7,7 +7,9 @@ options (``_check_secure``: none may turn host key checking off, by the
 rules of plugin_utils/host/_host_key_rules.py; ``_check_token``: none Nix
 cannot pass on), and ``HostSsh``, the part of a ``Host`` (``_host.py``) that
 runs ssh and Nix's ssh-ng to it: its ssh options, its ssh argv and ``ssh -G``
-answer, the environment and store URI of Nix's ssh.
+answer, the environment and store URI of Nix's ssh. Also what a ``Host``
+raises (``AddressError``, ``NoAnswer``, ``LoginRefused``) and the one check of
+an address (``bare_address``).
 """
 
 import re
@@ -15,7 +17,8 @@ import shlex
 from urllib.parse import quote as _url_quote
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_rules
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (
+    _host_identity, _host_key_rules)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
 
 # Added after the user's own ssh args; ssh keeps the FIRST value of an
@@ -46,6 +49,20 @@ class AddressError(NixdeployError):
     options that turn host key checking off or that Nix cannot pass on."""
 
 
+class NoAnswer(NixdeployError):
+    """A target program gave no answer within its time limit."""
+
+    def __init__(self, *args, **context):
+        context.setdefault('connection_lost', True)
+        super(NoAnswer, self).__init__(*args, **context)
+
+
+class LoginRefused(NixdeployError):
+    """ssh's first login to the host was refused (a wrong key or user, a
+    host key ssh does not trust): the host answered, so it is a failed
+    host, not a lost connection."""
+
+
 # Before the user's own ssh args (ssh keeps the first value): the collection's
 # own ssh (nix copy, builders, cascade probes) never rides an ssh master it
 # was not given (nix_env's ``master``: one the action judged), such as one
@@ -64,6 +81,19 @@ def ssh_argv(options, destination, command=None, ssh=None, show_config=False,
     argv = [ssh or 'ssh'] + (['-G'] if show_config else []) + list(options)
     argv += ['--', destination] if end_options else [destination]
     return argv + ([command] if command is not None else [])
+
+
+def bare_address(address, name=None):
+    """``address`` as ssh and Nix take it (no brackets, no spaces around);
+    AddressError when it is none (``name``: whose, for the message)."""
+    host = str(address).strip()
+    if host.startswith('[') and host.endswith(']'):
+        host = host[1:-1]
+    # Anything here ends up in a URI and in ssh's argv: no option-looking
+    # names, no URI delimiters, no whitespace.
+    if not re.match(r'^[A-Za-z0-9_.:%\-]+\Z', host) or host.startswith('-'):
+        raise AddressError('%s: unsafe or malformed host address %r' % (name or 'target', host))
+    return host
 
 
 def _check_token(token, where):
@@ -97,7 +127,7 @@ class HostSsh:
     """A ``Host``'s plain ssh (cascade peers and hops, builders, Nix's
     ssh-ng): what it is built from is the ``Host``'s (``host``, ``port``,
     ``user``, ``private_key_file``, ``common_args``, ``extra_args``,
-    ``name``, ``become_user``, ``host_key_unchecked``)."""
+    ``name``, ``become_user``, ``host_key_unchecked``, ``key_alias``)."""
 
     # ------------------------------------------------------------ over plain ssh
     @property
@@ -147,7 +177,10 @@ class HostSsh:
             _check_secure(opts + self.common_args + self.extra_args,
                           '%s: ansible_ssh_common_args and ansible_ssh_extra_args' % self.name,
                           self.destination)
-        return opts + list(NO_MASTER) + self.common_args + self.extra_args + list(
+        # at a fallback address, first (ssh keeps the first value): the
+        # host's own key must answer there, and none is added for it
+        proven = _host_identity.fallback_options(self.key_alias) if self.key_alias else []
+        return proven + opts + list(NO_MASTER) + self.common_args + self.extra_args + list(
             DEFAULT_SSH_OPTIONS)
 
     # ------------------------------------------------------------ its store

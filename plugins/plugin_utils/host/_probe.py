@@ -15,6 +15,9 @@ stderr (which say why a login failed; decoded with errors replaced). A host
 that answers with a key ssh refuses, or refuses the login, is reached: that
 is no network matter, and the phases that log in judge it as they always
 do (docs/security.md: a host key is never passed over as "unreachable").
+At any address but its ``ansible_host`` only its own key passes
+(plugin_utils/host/_host_identity.py): another one is named, and the next
+address is tried.
 
 The address found is kept in a file of the run (under Ansible's local temp
 folder, which lives as long as the ``ansible-playbook`` process): every later
@@ -24,6 +27,7 @@ the batch's work for other hosts (the cascade) reaches the host there.
 
 import hashlib
 import os
+import shlex
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
@@ -31,6 +35,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_atomic
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_identity
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
     TimedOut, run_no_tty)
 
@@ -67,18 +72,26 @@ ANSWERED = ('host key', 'login refused')
 FORWARDING = ('stdio forwarding failed', 'channel 0: open failed')
 # through a jump host: the jump's own ssh failed (the outer ssh then says so)
 JUMP_CLOSED = 'Connection closed by UNKNOWN port 65535'
+# a fallback address answered with a key that is not the host's own
+NOT_ITS_KEY = 'not its host key'
 
 
 class Tried(object):
-    """One address the probe tried: how it went and how long it took."""
+    """One address the probe tried: how it went and how long it took
+    (``key_names``: where another host's key answered, the names known_hosts
+    holds that key under)."""
 
-    __slots__ = ('address', 'reason', 'said', 'seconds')
+    __slots__ = ('address', 'reason', 'said', 'seconds', 'key_names')
 
-    def __init__(self, address, reason, said, seconds):
+    def __init__(self, address, reason, said, seconds, key_names=()):
         self.address, self.reason, self.said, self.seconds = address, reason, said, seconds
+        self.key_names = list(key_names)
 
     def line(self):
-        """``10.0.0.5: no route (ssh: connect to host ... No route to host)``"""
+        """``10.0.0.5: no route (ssh: connect to host ... No route to host)``;
+        where another key answered, what ``name_owners`` said of it."""
+        if self.reason == NOT_ITS_KEY and self.said:
+            return self.said
         text = '%s: %s' % (self.address, self.reason)
         return '%s (%s)' % (text, self.said) if self.said else text
 
@@ -146,7 +159,15 @@ def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None):
         if rc != SSH_FAILED:
             # logged in: whatever the shell's exit code, the host answered
             return address, tried
-        reason, said = reason_of(err, jumped)
+        reason, said = reason_of(_host_identity.without_debug(err), jumped)
+        if reason == 'host key' and candidate.key_alias:
+            # a fallback address answered with a key that is not the
+            # host's own: another machine holds it now (or the host's key
+            # is unknown there); passed over, and named
+            names = _host_identity.impostor(candidate, err)
+            tried.append(Tried(address, NOT_ITS_KEY, _host_identity.refusal(
+                address, target.name, names, []), seconds, names))
+            continue
         if reason in ANSWERED:
             # the host answered there, with a key ssh refuses or a login it
             # refuses: no network matter, and never one to pass over. The
@@ -164,6 +185,10 @@ def _login(candidate, timeout, master=None):
     # bound wins over a longer ConnectTimeout of the inventory's (and its
     # master over the collection's NO_MASTER)
     first = ['-o', 'ConnectTimeout=%d' % max(1, timeout)] + list(master or ())
+    if candidate.key_alias:
+        # at a fallback address ssh says the key that answered (a refused
+        # one is named)
+        first += list(_host_identity.SAY_KEY)
     try:
         # the process bound covers a jump host's own login too, which
         # ConnectTimeout does not reach
@@ -172,6 +197,18 @@ def _login(candidate, timeout, master=None):
     except TimedOut:
         rc, err = SSH_FAILED, 'timed out after %ss' % (timeout + 5)
     return rc, err
+
+
+def name_owners(name, tried, places):
+    """Say of each address of ``tried`` where another key answered whose
+    key it is: the inventory host that known_hosts holds it for (``name``:
+    the host probed; ``places``: what gives {host: (address, port)} of the
+    inventory, asked only then: ``_host.inventory_places``)."""
+    refused = [t for t in tried if t.reason == NOT_ITS_KEY and t.key_names]
+    known = places() if refused else {}
+    for entry in refused:
+        entry.said = _host_identity.refusal(entry.address, name, entry.key_names,
+                                            _host_identity.owners(known, entry.key_names))
 
 
 def unreachable_message(name, tried):
@@ -188,27 +225,39 @@ def _reached_path(base_dir, name):
     return os.path.join(base_dir, 'nixdeploy-reached', digest)
 
 
-def keep_reached(base_dir, name, address):
+def keep_reached(base_dir, name, address, alias=None):
     """Keep ``address`` as where host ``name`` is reached for the rest of
-    the run (one small file; atomic)."""
+    the run, and ``alias``, the ``HostKeyAlias`` it is reached with there
+    (a fallback address's; one small file, a line each; atomic)."""
     path = _reached_path(base_dir, name)
     private_folder(os.path.dirname(path))
-    write_atomic(path, address)
+    write_atomic(path, '%s\n%s\n' % (address, alias or ''))
+
+
+def reached_as(base_dir, name):
+    """(address, alias) the probe found for host ``name`` this run, (None,
+    None) when it did not run, has not answered yet, or reached it
+    nowhere; alias None at its own address."""
+    try:
+        with open(_reached_path(base_dir, name)) as handle:
+            lines = handle.read().splitlines()
+    except (IOError, OSError):
+        return None, None
+    address = lines[0].strip() if lines else ''
+    alias = lines[1].strip() if len(lines) > 1 and address else ''
+    return address or None, alias or None
 
 
 def reached(base_dir, name):
-    """The address the probe found for host ``name`` this run, or None (the
-    probe did not run, or has not answered yet, or reached it nowhere)."""
-    try:
-        with open(_reached_path(base_dir, name)) as handle:
-            return handle.read().strip() or None
-    except (IOError, OSError):
-        return None
+    """The address the probe found for host ``name`` this run, or None."""
+    return reached_as(base_dir, name)[0]
 
 
-def use_reached(connection, address):
+def use_reached(connection, address, alias=None):
     """Point Ansible's ``connection`` (and its play context) at ``address``:
-    every program the task runs over it goes there."""
+    every program the task runs over it goes there; with ``alias`` (a
+    fallback address) only where the host's own key answers, which is
+    kept on the connection for the task's own ssh and Nix's."""
     try:
         connection.set_option('host', address)
     except KeyError:
@@ -216,3 +265,20 @@ def use_reached(connection, address):
     play_context = play_context_of(connection)
     if play_context is not None:
         play_context.remote_addr = address
+    if alias and getattr(connection, _host_identity.ALIAS, None) != alias:
+        _prove_at(connection, alias)
+
+
+def _prove_at(connection, alias):
+    """Put the options that prove the host first in the ssh_args of
+    Ansible's ssh ``connection`` (ssh keeps the first value: they win over
+    the job's StrictHostKeyChecking, Ansible's host_key_checking among
+    them)."""
+    try:
+        ssh_args = connection.get_option('ssh_args') or ''
+    except KeyError:
+        ssh_args = None
+    if ssh_args is not None:
+        proven = ' '.join(shlex.quote(w) for w in _host_identity.fallback_options(alias))
+        connection.set_option('ssh_args', ('%s %s' % (proven, ssh_args)).strip())
+    setattr(connection, _host_identity.ALIAS, alias)

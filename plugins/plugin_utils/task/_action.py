@@ -165,9 +165,9 @@ class NixdeployAction(ActionBase):
         new_run(self.host, task_vars)
         # the address the run's probe found, when it is not ansible_host
         # (one of nix_target_hosts): every program of this task goes there
-        reached = _probe.reached(C.DEFAULT_LOCAL_TMP, self.host)
+        reached, alias = _probe.reached_as(C.DEFAULT_LOCAL_TMP, self.host)
         if reached and self._connection is not None:
-            _probe.use_reached(self._connection, reached)
+            _probe.use_reached(self._connection, reached, alias)
         if self.ROLE_VARS:
             # before validation: a variable is checked as the argument would be
             self.filled = _role_vars.fill(

@@ -33,7 +33,7 @@ from ansible import constants as C
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _probe
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
-    AddressError, Host, bare_address)
+    AddressError, Host, bare_address, inventory_places)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stats
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
 
@@ -160,17 +160,23 @@ def finish(action, connection, probe, args, result):
         result.setdefault('warnings', []).append(
             '%s: the login probe failed (%s); the host is taken as reached'
             % (action.host, probe.error))
+    # where another machine's key answered: whose it is, by the inventory
+    _probe.name_owners(action.host, tried, lambda: inventory_places(
+        (action.task_vars or {}).get('hostvars')))
     # the probe's own time (the evaluation beside it may have taken longer)
     result['probe'] = {'address': address, 'tried': [t.as_dict() for t in tried],
                        'seconds': round((probe.ended or time.monotonic()) - probe.started, 2)}
     if address is not None:
+        # at a fallback address, the host's own key is the one that answered
+        # (and must answer for the rest of the run)
+        alias = probe.target.alias_at(address)
         # kept for the run: the batch's work for other hosts (the cascade)
         # reaches this one there, and waits for it
-        _probe.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address)
+        _probe.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address, alias)
         result['address'] = address
         if address != probe.target.address:
             # a later address answered: the rest of the run goes there
-            _probe.use_reached(connection, address)
+            _probe.use_reached(connection, address, alias)
         return result
     # the message says ssh's words for each address: the figures keep them once
     for entry in result['probe']['tried']:
