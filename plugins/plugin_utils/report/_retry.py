@@ -17,6 +17,7 @@ import re
 import secrets
 import stat
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 
 
@@ -30,7 +31,7 @@ MAX_BYTES = 1024 * 1024
 CLOEXEC = getattr(os, 'O_CLOEXEC', 0)
 
 
-class Refused(OSError):
+class Refused(NixdeployError, OSError):
     """The path holds something other than a regular file of the user's own:
     neither read nor written, left as it is; the words say what it is."""
 
