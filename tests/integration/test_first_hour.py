@@ -112,7 +112,7 @@ def user(tmp_path_factory):
     # configured path; ANSIBLE_COLLECTIONS_PATH then names it
     user = User(base)
     proc = user.run([os.path.join(BIN, 'ansible-galaxy'), 'collection', 'install', '-p',
-                      collections, tarball], base)
+                     collections, tarball], base)
     assert proc.returncode == 0, proc.stdout
     installed = os.path.join(collections, 'ansible_collections', 'nixdeploy', 'fleet')
     assert os.path.isfile(os.path.join(installed, 'MANIFEST.json')), proc.stdout

@@ -160,6 +160,14 @@ OUTSIDE = r'''
 }
 '''
 
+# The inventory written beside outputs, at the top of flake.nix.
+BESIDE = r'''
+{
+  inventory = { web1 = { targetHost = "10.0.0.1"; }; };
+  outputs = { self }: { nixosConfigurations.web1 = throw "system forced"; };
+}
+'''
+
 THROWN = '{ outputs = { self }: { inventory.web1 = throw "web1-is-broken"; }; }'
 
 # Names a Nix expression would read as code, at a custom attribute path.
@@ -211,7 +219,8 @@ def flakes(tmp_path_factory):
                        ('configurations', CONFIGURATIONS), ('attributes', ATTRIBUTES),
                        ('bad', BAD), ('systems', SYSTEMS), ('deploy-only', DEPLOY_ONLY),
                        ('empty', '{ outputs = { self }: { packages = { }; }; }'),
-                       ('thrown', THROWN), ('outside', OUTSIDE)):
+                       ('thrown', THROWN), ('outside', OUTSIDE),
+                       ('beside', BESIDE)):
         folder = tmp_path_factory.mktemp(name)
         (folder / 'flake.nix').write_text(textwrap.dedent(text), encoding='utf-8')
         made[name] = 'path:%s' % folder
@@ -390,6 +399,19 @@ def test_auto_never_falls_back_to_the_configuration_names(flakes):
     # the same where the configurations sit beside a null hive and no nodes
     assert 'set source: configurations' in nix_error(flakes['systems'])
     assert evaluated(flakes['systems'], 'configurations')['source'] == 'configurations'
+
+
+def test_an_inventory_beside_outputs_is_said_to_belong_inside(flakes):
+    """Nix refuses the attribute at the top of flake.nix; the plugin's line
+    after Nix's says where it sits and where it must."""
+    with pytest.raises(NixError) as err:
+        evaluated(flakes['beside'])
+    said = err.value.nix_message()
+    assert "unsupported attribute 'inventory'" in said, said
+    assert _inventory_config.outside_outputs(said) == (
+        '\ninventory sits beside outputs in flake.nix; it must sit inside: outputs = { self, ... }: '
+        '{ inventory = ...; nixosConfigurations = ...; }')
+    assert _inventory_config.outside_outputs(nix_error(flakes['thrown'])) == ''
 
 
 def test_auto_without_an_inventory_attribute_takes_the_next_rows(flakes):
