@@ -73,7 +73,13 @@ def selection(selected, what='deploy', inventory=None, limit=None):
 def wrong_folder(cwd):
     """The line that says the run is not in the fleet's folder, or None:
     Ansible read no ansible.cfg, or its inventory sources hold no file of
-    the nix plugin (another project's, /etc/ansible/hosts)."""
+    the nix plugin (another project's, /etc/ansible/hosts). An inventory of
+    the fleet's that parsed to no host (``-i inventory/`` from elsewhere) is
+    not a wrong folder: its warnings say why."""
+    sources = [s for s in (context.CLIARGS or {}).get('inventory') or C.DEFAULT_HOST_LIST or ()
+               if s and ',' not in s]
+    if any(is_fleet_source(s) for s in sources):
+        return None
     config = C.CONFIG_FILE
     if not config and os.path.isfile(os.path.join(cwd, 'ansible.cfg')) and \
             os.stat(cwd).st_mode & stat.S_IWOTH:
@@ -83,9 +89,7 @@ def wrong_folder(cwd):
     if not config:
         return ('wrong folder: Ansible read no ansible.cfg in %s, so it has no inventory of your '
                 'fleet; %s' % (cwd, cd_hint(cwd)))
-    sources = [s for s in (context.CLIARGS or {}).get('inventory') or C.DEFAULT_HOST_LIST or ()
-               if s and ',' not in s]
-    if sources and not any(is_fleet_source(s) for s in sources):
+    if sources:
         return ('wrong folder: the inventory %s (from %s) holds no host and no .nix.yml file of '
                 'the nixdeploy.fleet.nix plugin; %s'
                 % (', '.join(sources), config, cd_hint(cwd, [os.path.dirname(config)])))

@@ -104,6 +104,8 @@ def test_no_ansible_cfg_read_names_the_fleet_folder_near(tmp_path, monkeypatch, 
     """Run from the folder above the fleet's, from inside its inventory/, or
     far from any: the line says no ansible.cfg was read and where to cd."""
     monkeypatch.setattr(plugin.C, 'CONFIG_FILE', None)
+    # ansible-core's default inventory, without an ansible.cfg
+    cliargs(inventory=['/etc/ansible/hosts'])
     fleet = fleet_folder(tmp_path / 'work' / 'fleet')
     said = plugin.wrong_folder(str(tmp_path))
     assert said == ('wrong folder: Ansible read no ansible.cfg in %s, so it has no inventory of '
@@ -135,6 +137,10 @@ def test_an_inventory_that_is_not_a_fleets_is_named(tmp_path, monkeypatch, cliar
     assert plugin.wrong_folder(str(other)) is None
     cliargs(inventory=['web1,web2,'])
     assert plugin.wrong_folder(str(other)) is None
+    # -i of the fleet's inventory from a folder without ansible.cfg: its own warnings say why
+    monkeypatch.setattr(plugin.C, 'CONFIG_FILE', None)
+    cliargs(inventory=[str(tmp_path / 'other' / 'fleet' / 'inventory' / 'fleet.nix.yml')])
+    assert plugin.wrong_folder(str(tmp_path)) is None
 
 
 def test_a_wrong_folder_is_one_line_and_exit_code_1(tmp_path):
