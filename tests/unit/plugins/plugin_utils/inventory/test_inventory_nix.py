@@ -393,8 +393,8 @@ def test_auto_never_falls_back_to_the_configuration_names(flakes):
                            '{ inventory = '), said
     assert last.endswith('set source: configurations in the inventory file'), said
     # an attribute of the user's own is the one named
-    assert 'no attribute fleet.hosts among its outputs' in nix_error(flakes['empty'], 'auto',
-                                                                      'fleet.hosts')
+    named = nix_error(flakes['empty'], 'auto', 'fleet.hosts')
+    assert 'no attribute fleet.hosts among its outputs' in named, named
     assert sorted(hosts(flakes['outside'], 'configurations')[0]) == ['web1', 'web2']
     # the same where the configurations sit beside a null hive and no nodes
     assert 'set source: configurations' in nix_error(flakes['systems'])
