@@ -32,6 +32,8 @@ DEMO_HOSTS ?= 6
 	lint molecule docs demo demo-current demo-down bench faults chaos eval-diff clean importer-venv changelog-lint galaxy-import release
 
 help:
+	@echo 'make try     throwaway lab hosts and a fleet folder laid out as docs/quickstart.md'"'"'s,'
+	@echo '             (.lab/try; TRY_DIR, TRY_HOSTS) to run its commands in, as root; make try-down'
 	@echo 'make demo    bring up a $(DEMO_HOSTS)-host lab fleet and deploy to it'
 	@echo 'make check   the unit tests and one mixed lab fleet, in minutes (root for the lab)'
 	@echo 'make generate  rewrite the role spec, defaults, doc fragment and docs/roles.md from the option table'

@@ -12,8 +12,16 @@ description:
   - Reads hosts, groups and connection variables from a Nix flake with one C(nix eval --json) whose
     C(--apply) function extracts only inventory data. No system is evaluated or built.
   - "Four sources: pure inventory data (an C(inventory) output), a colmena hive (C(colmenaHive) or
-    C(colmena)), deploy-rs nodes (C(deploy.nodes)), or the names in C(nixosConfigurations),
-    C(darwinConfigurations), C(nixOnDroidConfigurations) and C(homeConfigurations)."
+    C(colmena)), deploy-rs nodes (C(deploy.nodes)), or, asked for with O(source=configurations), the
+    names in C(nixosConfigurations), C(darwinConfigurations), C(nixOnDroidConfigurations) and
+    C(homeConfigurations)."
+  - "A flake with none of the first three (an C(inventory) written beside C(outputs) or in a C(let)
+    instead of inside the set C(outputs) returns) fails the parse, naming the attribute and where it
+    must sit (C(outputs = { self, ... }: { inventory = ...; nixosConfigurations = ...; })), unless
+    the configuration file asks for configuration names with O(source=configurations)."
+  - "A tag, role, system or platform whose group has the name of a host (a tag C(web1) on a fleet with
+    a host C(web1)) fails the parse, naming the host and the tag: Ansible cannot have a group and a
+    host of one name."
   - Every host gets C(ansible_host), C(ansible_user) and C(ansible_port) when the data has them, and
     C(nix_source), C(nix_platform), C(nix_system), C(nix_attr), C(nix_flake), C(nix_tags), C(nix_role),
     C(nix_configuration) and C(nix_node) (the node's raw data).
@@ -82,11 +90,14 @@ options:
     description:
       - Where the hosts come from.
       - V(auto) takes the first the flake has, in the order V(inventory), V(colmena),
-        V(deploy-rs), V(configurations), in the same single evaluation.
+        V(deploy-rs), in the same single evaluation; a flake with none of them fails the parse
+        (it never falls back to the configuration names).
       - V(inventory) reads pure data at O(attribute), host name to attribute set.
       - V(colmena) reads each node's C(deployment) options of a C(colmenaHive) or C(colmena) output.
       - V(deploy-rs) reads C(deploy.nodes) without forcing any profile's C(path).
-      - V(configurations) makes one host per configuration name.
+      - V(configurations) makes one host per configuration name, without tags or addresses
+        (ssh connects to the name as the login user), unless the flake's C(inventory) entry of
+        that name gives them.
       - For every source but V(inventory), the entry of the same name in the C(inventory) output
         (when there is one) fills in what the source does not give (tags, role, system, address).
     type: str
@@ -174,8 +185,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._invento
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
     InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_config import (
-    CONFIG_SUFFIXES, check_flake_folder, check_keys, check_nix, misnamed_config, nix_error,
-    untracked_source)
+    CONFIG_SUFFIXES, NoFlakeError, check_flake_folder, check_keys, check_nix, misnamed_config,
+    nix_error, outside_outputs, untracked_source)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_folder import (
+    elsewhere)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_checks import (
     check_composed, node_label)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_hosts import (
@@ -293,6 +306,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             # or a Python error; a cached parse needs neither
             check_flake_folder(self.get_option('flake'), flake, path)
             check_nix(self.get_option('nix_bin'), path)
+        except NoFlakeError as exc:
+            # run in another project's folder (a clone's demo inventory)?
+            raise AnsibleParserError(_redact.text(to_native(exc)) + elsewhere(path, os.getcwd()))
         except InventoryError as exc:
             raise AnsibleParserError(_redact.text(to_native(exc)))
         stderr = []
@@ -302,8 +318,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                               said=stderr)
         except NixError as exc:
             said = exc.nix_message()
-            raise AnsibleParserError(untracked_source(said, flake)
-                                     or ('%s: %s' % (exc.message, nix_error(said)) if said else to_native(exc)))
+            raise AnsibleParserError(untracked_source(said, flake) or (
+                '%s: %s%s' % (exc.message, nix_error(said), outside_outputs(said)) if said
+                else to_native(exc)))
         # the flake's nixConfig Nix did not apply (accept-flake-config = false
         # on every controller Nix process), or the operator's opting in: said
         # once a run, as the evaluation's notes are (the same words: the run's

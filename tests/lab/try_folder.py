@@ -7,7 +7,10 @@ writes a folder laid out as the quickstart's fleet folder:
 - the fleet's flake (tests/lab/fixtures.py FleetFlake: one busybox-built
   system per host, shaped like the real platform's), a git repository with
   its files committed, since Nix reads a flake in git from the files git
-  tracks;
+  tracks. Each system's version is in a file of its own, hosts/<host>.nix,
+  as the quickstart's modules are: a system's evaluation reads its own file
+  and none of the others', so after the one-host edit the docs suggest a
+  deploy evaluates that host again and reuses the others' evaluations;
 - inventory/fleet.nix.yml, inventory/group_vars/all.yml (and darwin.yml) and
   ansible.cfg: the quickstart's own files (examples/), with the few lines
   the lab needs added to fleet.nix.yml and all.yml;
@@ -15,7 +18,8 @@ writes a folder laid out as the quickstart's fleet folder:
   which all.yml hands to ssh with ``-F``, so Ansible and ``nix copy`` reach
   the hosts with host key checking on;
 - env.sh: PATH with this clone's ansible and ANSIBLE_COLLECTIONS_PATH with
-  this clone as the collection (the link ``make demo`` makes);
+  this clone as the collection (the link ``make demo`` makes), not an
+  installed one; README.txt says how to use an installed one instead;
 - README.txt: what is there, the commands, how to take it down.
 
 The lab's hosts are network namespaces on this machine (docs/lab.md);
@@ -125,6 +129,50 @@ def ssh_files(lab, folder):
     return config
 
 
+# The try fleet's flake: the lab's (FleetFlake), each system built from its
+# configuration in fleet.json and its own hosts/<name>.nix. lib.nix is called
+# once per system with only that configuration, so evaluating web1 reads
+# hosts/web1.nix and no other host's file.
+TRY_FLAKE = """\
+{
+  # A fleet to try nixdeploy.fleet on (python -m tests.lab try): busybox-built
+  # systems shaped like each platform's. fleet.json says which hosts exist
+  # (the inventory below: address, ssh user, tags); hosts/<host>.nix is each
+  # system's own module (its version), read only by that system's evaluation.
+  description = "nixdeploy.fleet try fleet";
+
+  outputs = { self }:
+    let
+      fleet = builtins.fromJSON (builtins.readFile ./fleet.json);
+      lab = fleet: import ./lib.nix { inherit fleet; busyboxDir = ./busybox; };
+      all = lab fleet;
+      # one system, from its configuration and its own module file
+      own = name: lab (fleet // {
+        configurations.${name} = fleet.configurations.${name}
+          // import (./hosts + "/${name}.nix");
+      });
+      systems = output: builtins.mapAttrs (name: _: (own name).${output}.${name}) all.${output};
+    in
+    all // {
+      nixosConfigurations = systems "nixosConfigurations";
+      darwinConfigurations = systems "darwinConfigurations";
+    };
+}
+"""
+
+
+def own_modules(flake):
+    """Move each system's version out of fleet.json into hosts/<name>.nix
+    and write the try fleet's flake.nix that reads them (TRY_FLAKE)."""
+    for name, config in sorted(flake.data['configurations'].items()):
+        version = config.pop('version', '1')
+        _write(os.path.join(flake.path, 'hosts', '%s.nix' % name),
+               '# the system of %s: a new version is a new generation\n'
+               '{ version = "%s"; }\n' % (name, version))
+    flake.save()
+    _write(os.path.join(flake.path, 'flake.nix'), TRY_FLAKE)
+
+
 def inventory_files(folder, ssh_config, mac):
     """The quickstart's inventory files, with the lab's lines added."""
     _write(os.path.join(folder, 'inventory', 'fleet.nix.yml'),
@@ -149,10 +197,11 @@ def inventory_files(folder, ssh_config, mac):
 
 def env_file(folder, collections):
     _write(os.path.join(folder, 'env.sh'),
-           '# . ./env.sh in this folder: ansible from the clone\'s venv, and the clone\n'
-           '# as the collection nixdeploy.fleet (a link to it under %s).\n'
-           '# With the collection installed (ansible-galaxy collection install\n'
-           '# nixdeploy.fleet) and ansible on your PATH, you need neither.\n'
+           '# . ./env.sh in this folder: ansible from the clone\'s venv, and THE CLONE\n'
+           '# as the collection nixdeploy.fleet (a link to it under %s),\n'
+           '# not a collection installed with ansible-galaxy: while this is set,\n'
+           '# Ansible runs the clone\'s code. To try an installed collection instead,\n'
+           '# do not source this file (or unset ANSIBLE_COLLECTIONS_PATH): see README.txt.\n'
            'export PATH=%s:"$PATH"\n'
            'export ANSIBLE_COLLECTIONS_PATH=%s\n'
            % (collections, shlex.quote(BIN), shlex.quote(collections)))
@@ -171,10 +220,11 @@ clone {repo}.
 {hosts}
 
 What is here
-  flake.nix, lib.nix, *.sh, busybox/, fleet.json
+  flake.nix, lib.nix, *.sh, busybox/, fleet.json, hosts/
       the fleet's flake, a git repository (Nix reads only the files git
       tracks). fleet.json says which hosts exist (the flake's `inventory`:
-      address, ssh user, tags) and each system's version.
+      address, ssh user, tags); hosts/<host>.nix is each system's own
+      module, its version.
   inventory/fleet.nix.yml, inventory/group_vars/, ansible.cfg
       the files of docs/quickstart.md (the collection's examples/), with the
       lab's lines at the end of fleet.nix.yml and group_vars/all.yml: ssh
@@ -183,8 +233,9 @@ What is here
       config, the lab's key (id_ed25519) and the hosts' keys (known_hosts):
       host keys are checked. By hand: ssh -F ssh/config web1
   env.sh
-      PATH with the clone's ansible, and ANSIBLE_COLLECTIONS_PATH={collections}
-      (the clone, linked as the collection nixdeploy.fleet, as `make demo` does)
+      PATH with the clone's ansible, and ANSIBLE_COLLECTIONS_PATH={collections}:
+      the clone, linked as the collection nixdeploy.fleet (as `make demo`
+      does), NOT an installed collection: with it, Ansible runs the clone.
   reports/
       appears with the first run: a JSON and an HTML report of each run.
 
@@ -193,8 +244,15 @@ First, in this folder:
   cd {folder}
   . ./env.sh
 
-(Skip it when the collection is installed, ansible-galaxy collection
-install nixdeploy.fleet, and ansible-playbook is on your PATH.)
+To try the collection as Galaxy installs it instead, skip env.sh and
+install it into a folder of this one (ansible-playbook on your PATH):
+
+  ansible-galaxy collection install -p ./collections nixdeploy.fleet
+  export ANSIBLE_COLLECTIONS_PATH=$PWD/collections
+
+(a tarball instead of nixdeploy.fleet works the same; Ansible finds a
+collection installed with -p only in a folder ANSIBLE_COLLECTIONS_PATH
+names; without -p it goes to ~/.ansible/collections, found as it is).
 
 Then the quickstart's commands, as written (docs/quickstart.md, 4 and 5):
 
@@ -202,14 +260,20 @@ Then the quickstart's commands, as written (docs/quickstart.md, 4 and 5):
   ansible-playbook nixdeploy.fleet.deploy -l vps --check --diff
   ansible-playbook nixdeploy.fleet.deploy -l vps
 {mac_line}
-Change a system: in fleet.json set "version" of configurations.{web} to "2"
-(git tracks fleet.json already: no git add needed), then
+Change a system: in hosts/{web}.nix set version to "2" and commit it (git
+tracks it already: no git add needed), then deploy:
 
-  ansible-playbook nixdeploy.fleet.deploy -l {web}
+  git commit -qam '{web}: version 2'
+  ansible-playbook nixdeploy.fleet.deploy -l vps
   ansible-playbook nixdeploy.fleet.rollback -l {web}
 
-The deploy moves {web} to a new generation; the rollback activates the one
-before. What a host runs, read on the host:
+The deploy evaluates {web} again and moves it to a new generation; the
+other hosts' evaluations are reused, each system reading only its own
+hosts/ file (the summary's last lines: "nixdeploy: evaluation: 1
+evaluated, 1 reused ..."). Uncommitted, every host is evaluated: the first
+run of a changed work tree after a commit's reuses nothing. The rollback
+activates the generation before.
+What a host runs, read on the host:
 
   ssh -F ssh/config {web} readlink /run/current-system
 
@@ -254,7 +318,7 @@ def write_folder(lab, folder, mac=False):
         # copies need no signing key (as the quickstart's test does)
         lab.add_nix_conf('mac', 'trusted-users = root deploy')
     from .fixtures import FleetFlake  # pylint: disable=import-outside-toplevel
-    FleetFlake.for_lab(folder, lab, tags=tags)
+    own_modules(FleetFlake.for_lab(folder, lab, tags=tags))
     ssh_config = ssh_files(lab, folder)
     inventory_files(folder, ssh_config, mac)
     env_file(folder, collections)

@@ -74,15 +74,30 @@ def program_params(source=AUTO, attribute=None):
             'missing': (PREFIX + 'the flake has no ' + row.missing.format(looked[-1])
                         if row.missing else None),
             'fillsGaps': row.fills_gaps,
+            'inAuto': row.in_auto,
             'params': row.nix_params,
         })
     return {
         'wanted': source,
         'sources': rows,
-        'noSource': '%sthe flake has no inventory data: none of %s or %s' % (
-            PREFIX, ', '.join(looked[:-1]), looked[-1]),
+        'noSource': no_source_message(looked, [row.in_auto for row in SOURCES]),
         'configOutputs': CONFIG_OUTPUTS,
     }
+
+
+def no_source_message(looked, in_auto):
+    """The error of ``auto`` finding no source: the inventory attribute
+    named first, with where it must sit, and the source ``auto`` passes over
+    (configuration names) as the inventory file's explicit choice.
+    ``looked``: where each row was looked for, ``in_auto``: whether auto
+    takes it, both in the table's order."""
+    auto = [where for where, taken in zip(looked, in_auto) if taken]
+    others = ', '.join(auto[1:-1]) + ' or ' + auto[-1]
+    return ('%sthe flake has no attribute %s among its outputs (nor %s): the attribute must sit inside '
+            'outputs, as in outputs = { self, ... }: { %s = { web1 = { targetHost = "web1"; '
+            'tags = [ "vps" ]; }; }; nixosConfigurations = ...; }; or, for one host per '
+            'configuration name (no tags, no addresses, your login user), set source: '
+            'configurations in the inventory file' % (PREFIX, auto[0], others, auto[0]))
 
 
 def _text(path):

@@ -32,6 +32,9 @@ GIT_TIMEOUT = 30
 # git flake's copy holds only the files git tracks
 _STORE_SOURCE = re.compile(r"getting status of '/nix/store/[a-z0-9]{32}-source/([^']+)'")
 _NOT_TRACKED = re.compile(r"Path '([^']+)' in the repository \"([^\"]+)\" is not tracked by Git")
+# Nix's words for a flake.nix with an attribute beside outputs (the
+# inventory set put at the flake's top level)
+_UNSUPPORTED = re.compile(r"has an unsupported attribute '([^']+)'")
 # a frame of Nix's trace (2.13+: `… while evaluating ...` and its location)
 # that points into the plugin's own --apply expression, which Nix calls «string»
 _FRAME = re.compile(r'^\s*… ')
@@ -58,6 +61,16 @@ def nix_error(text):
         # nothing was left between Nix's opening `error:` and the message
         kept = [[kept[1][0].lstrip()] + kept[1][1:]] + kept[2:]
     return '\n'.join(line for frame in kept for line in frame).strip()
+
+
+def outside_outputs(nix_message):
+    """The line that says where an attribute Nix refused at the top of
+    flake.nix belongs (inside ``outputs``), or ''."""
+    said = _UNSUPPORTED.search(nix_message or '')
+    if not said:
+        return ''
+    return ('\n%s sits beside outputs in flake.nix; it must sit inside: outputs = { self, ... }: '
+            '{ %s = ...; nixosConfigurations = ...; }' % (said.group(1), said.group(1)))
 
 
 # the names a config file of the plugin must have (its verify_file)
@@ -136,6 +149,11 @@ def git_top(ref):
     return ref[len(GIT_FILE):].split('?', 1)[0]
 
 
+class NoFlakeError(InventoryError):
+    """A path flake without flake.nix: often a run in another project's
+    folder, whose inventory names a flake that is not there."""
+
+
 def check_flake_folder(value, ref, path):
     """A path flake has a flake.nix, and git tracks it when the folder is in
     a git work tree (Nix copies only the tracked files of a git flake)."""
@@ -144,7 +162,7 @@ def check_flake_folder(value, ref, path):
         return
     if not os.path.isfile(os.path.join(folder, 'flake.nix')):
         where = 'in' if os.path.isabs(os.path.expanduser(str(value))) else 'relative to'
-        raise InventoryError('no flake.nix in %s (flake: %s %s %s)' % (folder, value, where, path))
+        raise NoFlakeError('no flake.nix in %s (flake: %s %s %s)' % (folder, value, where, path))
     top = git_top(ref)
     if top is not None:
         rel = os.path.relpath(os.path.join(folder, 'flake.nix'), top)

@@ -166,8 +166,40 @@ def build_inventory(raw, flake, strict=False, address_optional=None, hive_keys=D
             result.skipped.append((name, u'%s' % exc))
             continue
         result.hosts.append(host)
+    check_group_names(result.hosts)
     _ssh_groups(result)
     return result
+
+
+def check_group_names(hosts):
+    """Refuse a group (made by a tag, role, system or platform) of the name
+    of a host. Ansible keeps hosts and groups in one namespace: ansible-core
+    stops the whole parse with "can't add group to itself", naming neither,
+    when the host is its own tag, and silently makes a host a group of
+    another otherwise. No other name is made up: the user's ``-l`` patterns
+    and group_vars files name the group by the tag."""
+    names = set(host.name for host in hosts)
+    for host in hosts:
+        for group in host.groups:
+            if group in names:
+                kind, value = _group_origin(host, group)
+                raise InventoryError(
+                    'host %s: its %s %s makes the group %s, which is also the name of a host, and '
+                    'Ansible cannot have a group and a host of one name: rename the %s or the host'
+                    % (node_label(host.name), kind, node_label(value), node_label(group), kind))
+
+
+def _group_origin(host, group):
+    """What of ``host`` made ``group``: (``tag``, the tag as the flake says it)."""
+    for tag in host.vars.get('nix_tags') or ():
+        if group_name(tag) == group:
+            return 'tag', tag
+    role, system = host.vars.get('nix_role'), host.vars.get('nix_system')
+    if role and group_name('role_%s' % role) == group:
+        return 'role', role
+    if system and group_name(system) == group:
+        return 'system', system
+    return 'platform', host.vars.get('nix_platform')
 
 
 def _ssh_groups(result):

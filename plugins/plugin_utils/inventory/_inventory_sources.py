@@ -45,14 +45,15 @@ class InventorySource:
     """
 
     __slots__ = ('name', 'attributes', 'shown', 'missing', 'nix', 'nix_params', 'fields',
-                 'fills_gaps', 'address_optional', 'keys', 'private')
+                 'fills_gaps', 'address_optional', 'keys', 'private', 'in_auto')
 
     def __init__(self, name, attributes, missing, nix, fields, shown='{}', nix_params=None,
-                 fills_gaps=False, address_optional=False, keys=None, private=()):
+                 fills_gaps=False, address_optional=False, keys=None, private=(), in_auto=True):
         self.name, self.attributes, self.missing, self.shown = name, attributes, missing, shown
         self.nix, self.nix_params, self.fields = nix, dict(nix_params or {}), fields
         self.fills_gaps, self.address_optional = fills_gaps, address_optional
         self.keys, self.private = keys, tuple(private)
+        self.in_auto = in_auto
 
     def looked_for(self, attributes, config_outputs):
         """Where it is looked for, as a message says it: its paths shown, or
@@ -77,10 +78,13 @@ SOURCES = (
     InventorySource(
         'deploy-rs', [['deploy']], 'deploy-rs nodes ({})', 'source-deploy-rs.nix',
         _inventory_deploy_rs.deploy_rs_fields, shown='{}.nodes'),
-    # never missing: a flake without configurations has no host of them
+    # never missing: a flake without configurations has no host of them.
+    # Not for auto: its hosts have no tags, no addresses and the login user,
+    # which a flake whose inventory sits outside `outputs` would deploy as
+    # silently; the inventory file asks for it (source: configurations)
     InventorySource(
         'configurations', None, None, 'source-configurations.nix', configurations_fields,
-        address_optional=True),
+        address_optional=True, in_auto=False),
 )
 
 # the plugin's choices for its option source

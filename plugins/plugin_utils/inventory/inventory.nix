@@ -14,7 +14,8 @@
 #                        order auto tries them: { name; attributes (the paths
 #                        looked at in order, null: the outputs themselves);
 #                        missing (the error when it is asked for and absent);
-#                        fillsGaps; params (what its mapper reads) }
+#                        fillsGaps; inAuto (auto may take it); params (what
+#                        its mapper reads) }
 #         noSource       the error when auto finds none
 #         configOutputs  the platforms' configuration outputs, in the table's order
 # mappers: source name -> its mapper (source-<name>.nix beside this file), a
@@ -67,12 +68,13 @@ let
 
   rowNamed = name: head (filter (row: row.name == name) params.sources);
 
-  # auto: the first row found, the later ones never looked at. A source
-  # asked for must be found, but for a row that is never missing (no
-  # configuration: no host of them).
+  # auto: the first row found of those it may take, the later ones never
+  # looked at. A source asked for must be found, but for a row that is
+  # never missing (no configuration: no host of them).
   chosen =
     if params.wanted == "auto" then
-      let first = foldl' (got: row: if got != null then got else locate row) null params.sources;
+      let first = foldl' (got: row: if got != null || !row.inAuto then got else locate row)
+        null params.sources;
       in if first == null then throw params.noSource else first
     else
       let row = rowNamed params.wanted; got = locate row;

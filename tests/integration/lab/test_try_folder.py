@@ -4,8 +4,10 @@ The command brings up two lab hosts (web1, web2, tagged vps) and writes a
 fleet folder; in it, the quickstart's deploy command runs as written
 (`ansible-playbook nixdeploy.fleet.deploy -l vps`, the folder's ansible.cfg
 found in the working directory, env.sh sourced as README.txt says) and both
-hosts switch. The lab goes down in the test's own cleanup and nothing of it
-is left.
+hosts switch. Then the one-host change README.txt suggests (web2's version
+in hosts/web2.nix, committed) deploys web2 again and reuses web1's
+evaluation: each system reads a file of its own. The lab goes down in the
+test's own cleanup and nothing of it is left.
 """
 
 import os
@@ -71,8 +73,8 @@ def test_try_folder_deploys_as_the_quickstart_says(try_lab, tmp_path):
     assert config.count('StrictHostKeyChecking yes') == 2, config
     tracked = subprocess.run(['git', '-C', folder, 'ls-files'], stdout=subprocess.PIPE,
                              universal_newlines=True, check=True).stdout.split()
-    for rel in ('flake.nix', 'lib.nix', 'fleet.json', 'busybox/busybox',
-                'inventory/fleet.nix.yml', 'ansible.cfg'):
+    for rel in ('flake.nix', 'lib.nix', 'fleet.json', 'busybox/busybox', 'hosts/web1.nix',
+                'hosts/web2.nix', 'inventory/fleet.nix.yml', 'ansible.cfg'):
         assert rel in tracked, tracked
     assert not any(rel.startswith('ssh/') for rel in tracked), tracked
     status = subprocess.run(['git', '-C', folder, 'status', '--porcelain'],
@@ -80,7 +82,10 @@ def test_try_folder_deploys_as_the_quickstart_says(try_lab, tmp_path):
     assert status.stdout == '', status.stdout
     readme = (tmp_path / 'fleet' / 'README.txt').read_text()
     for words in (DEPLOY, DEPLOY + ' --check --diff', 'nixdeploy.fleet.rollback -l web2',
-                  'python -m tests.lab down --name %s' % try_lab, '. ./env.sh'):
+                  'python -m tests.lab down --name %s' % try_lab, '. ./env.sh',
+                  'in hosts/web2.nix set version to "2"',
+                  'ansible-galaxy collection install -p ./collections nixdeploy.fleet',
+                  'export ANSIBLE_COLLECTIONS_PATH=$PWD/collections'):
         assert words in readme, words
 
     # the quickstart's command, as written, where README.txt says to run it
@@ -96,3 +101,18 @@ def test_try_folder_deploys_as_the_quickstart_says(try_lab, tmp_path):
         active = lab.active(host) or ''
         assert active.endswith('-nixos-system-%s-1' % host), (host, active)
     assert os.path.isfile(os.path.join(folder, 'reports', 'nixdeploy-report.json'))
+
+    # README.txt's change of one system, committed: web2 is evaluated again,
+    # web1's evaluation of the commit before is reused
+    module = tmp_path / 'fleet' / 'hosts' / 'web2.nix'
+    module.write_text(module.read_text().replace('version = "1"', 'version = "2"'))
+    subprocess.run(['git', '-C', folder, 'commit', '-qam', 'web2: version 2'], check=True)
+    again = subprocess.run(['sh', '-c', '. ./env.sh && ' + DEPLOY], cwd=folder,
+                           env=user_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=300,
+                           check=False)
+    assert again.returncode == 0, again.stdout[-6000:]
+    assert re.search(r'^nixdeploy: evaluation: 1 evaluated, 1 reused \(from [0-9a-f]{7}\), '
+                     r'0 cached$', again.stdout, re.M), again.stdout[-4000:]
+    assert (lab.active('web2') or '').endswith('-nixos-system-web2-2'), lab.active('web2')
+    assert (lab.active('web1') or '').endswith('-nixos-system-web1-1'), lab.active('web1')

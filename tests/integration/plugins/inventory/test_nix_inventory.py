@@ -170,7 +170,6 @@ def test_three_shapes_same_hosts_groups_and_connection(flake):
     (['inventory', 'colmena', 'deploy', 'nixosConfigurations'], 'inventory'),
     (['colmena', 'deploy', 'nixosConfigurations'], 'colmena'),
     (['deploy', 'nixosConfigurations'], 'deploy-rs'),
-    (['nixosConfigurations', 'darwinConfigurations'], 'configurations'),
 ])
 def test_auto_picks_what_the_flake_has(tmp_path, keep, source):
     outputs = ['inventory', 'colmena', 'deploy', 'nixosConfigurations', 'darwinConfigurations']
@@ -179,6 +178,20 @@ def test_auto_picks_what_the_flake_has(tmp_path, keep, source):
     hv = data['_meta']['hostvars']
     assert set(h['nix_source'] for h in hv.values()) == {source}
     assert 'web1' in hv
+
+
+def test_configuration_names_only_when_the_file_asks(tmp_path):
+    """Configurations alone: auto fails the parse, naming the attribute and
+    where it sits; ``source: configurations`` makes their names the hosts."""
+    path = write_flake(str(tmp_path), drop=['inventory', 'colmena', 'deploy'])
+    proc = inventory(write_config(path), check=False)
+    assert proc.returncode != 0
+    assert said('the flake has no attribute inventory among its outputs', proc.stderr), proc.stderr
+    assert said('must sit inside outputs, as in outputs = { self, ... }: { inventory =',
+                proc.stderr), proc.stderr
+    hv = listing(write_config(path, 'names.nix.yml', source='configurations'))[0]['_meta']['hostvars']
+    assert sorted(hv) == ['db1', 'mac1', 'web1']
+    assert set(h['nix_source'] for h in hv.values()) == {'configurations'}
 
 
 def test_auto_runs_one_nix_evaluation(tmp_path, flake):
@@ -345,7 +358,8 @@ def test_auto_on_a_flake_without_inventory_data(tmp_path):
     path = write_flake(str(tmp_path), '{ outputs = { self }: { packages = { }; }; }')
     proc = inventory(write_config(path), check=False)
     assert proc.returncode != 0
-    assert said('the flake has no inventory data: none of inventory, colmenaHive, colmena', proc.stderr)
+    assert said('the flake has no attribute inventory among its outputs (nor colmenaHive, colmena '
+                'or deploy.nodes)', proc.stderr), proc.stderr
 
 
 def test_colmena_modules_and_made_hive(tmp_path):

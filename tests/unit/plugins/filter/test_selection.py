@@ -88,3 +88,75 @@ def test_ansible_doc_reads_the_filter():
     doc = json.loads(proc.stdout)['nixdeploy.fleet.selection']
     assert set(doc['doc']['options']) == {'_input', 'what', 'inventory', 'limit'}
     assert doc['return']['_value']['type'] == 'str'
+
+
+# ---- a run outside the fleet's folder -------------------------------------------
+
+def fleet_folder(path):
+    """A folder laid out as the quickstart's: ansible.cfg, inventory/*.nix.yml."""
+    (path / 'inventory').mkdir(parents=True)
+    (path / 'inventory' / 'fleet.nix.yml').write_text('plugin: nixdeploy.fleet.nix\n')
+    (path / 'ansible.cfg').write_text('[defaults]\ninventory = inventory/\n')
+    return path
+
+
+def test_no_ansible_cfg_read_names_the_fleet_folder_near(tmp_path, monkeypatch, cliargs):
+    """Run from the folder above the fleet's, from inside its inventory/, or
+    far from any: the line says no ansible.cfg was read and where to cd."""
+    monkeypatch.setattr(plugin.C, 'CONFIG_FILE', None)
+    # ansible-core's default inventory, without an ansible.cfg
+    cliargs(inventory=['/etc/ansible/hosts'])
+    fleet = fleet_folder(tmp_path / 'work' / 'fleet')
+    said = plugin.wrong_folder(str(tmp_path))
+    assert said == ('wrong folder: Ansible read no ansible.cfg in %s, so it has no inventory of '
+                    'your fleet; cd work/fleet and run again' % tmp_path)
+    assert plugin.wrong_folder(str(fleet / 'inventory')).endswith(
+        '; cd %s and run again' % fleet)
+    (tmp_path / 'far').mkdir()
+    assert plugin.wrong_folder(str(tmp_path / 'far')).endswith(
+        "; cd to your fleet's folder (the one with ansible.cfg and inventory/) and run again")
+    # the fleet's folder itself, world-writable: ansible-core ignores its ansible.cfg
+    os.chmod(str(fleet), 0o777)
+    assert plugin.wrong_folder(str(fleet)) == (
+        'Ansible read no ansible.cfg: it ignores the one in %s, a world-writable folder; '
+        'chmod o-w %s and run again' % (fleet, fleet))
+
+
+def test_an_inventory_that_is_not_a_fleets_is_named(tmp_path, monkeypatch, cliargs):
+    """ansible.cfg read, but its inventory holds no file of the nix plugin."""
+    other = tmp_path / 'other'
+    (other / 'hosts').mkdir(parents=True)
+    monkeypatch.setattr(plugin.C, 'CONFIG_FILE', str(other / 'ansible.cfg'))
+    cliargs(inventory=[str(other / 'hosts')])
+    fleet_folder(tmp_path / 'other' / 'fleet')
+    assert plugin.wrong_folder(str(other)) == (
+        'wrong folder: the inventory %s (from %s) holds no host and no .nix.yml file of the '
+        'nixdeploy.fleet.nix plugin; cd fleet and run again' % (other / 'hosts', other / 'ansible.cfg'))
+    # the fleet's own inventory that parsed to no host is not a wrong folder
+    cliargs(inventory=[str(tmp_path / 'other' / 'fleet' / 'inventory')])
+    assert plugin.wrong_folder(str(other)) is None
+    cliargs(inventory=['web1,web2,'])
+    assert plugin.wrong_folder(str(other)) is None
+    # -i of the fleet's inventory from a folder without ansible.cfg: its own warnings say why
+    monkeypatch.setattr(plugin.C, 'CONFIG_FILE', None)
+    cliargs(inventory=[str(tmp_path / 'other' / 'fleet' / 'inventory' / 'fleet.nix.yml')])
+    assert plugin.wrong_folder(str(tmp_path)) is None
+
+
+def test_a_wrong_folder_is_one_line_and_exit_code_1(tmp_path):
+    """What the user sees: ansible-playbook in a folder without ansible.cfg,
+    the collection found: one [ERROR] line naming the folder, no playbook
+    source quoted, exit code 1 (docs/troubleshooting.md)."""
+    fleet_folder(tmp_path / 'fleet')
+    env = ansible_env()
+    for key in ('ANSIBLE_CONFIG', 'ANSIBLE_INVENTORY'):
+        env.pop(key, None)
+    proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), 'nixdeploy.fleet.deploy',
+                           '-l', 'vps'], cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False)
+    errors = [line for line in proc.stderr.splitlines() if '[ERROR]' in line]
+    assert proc.returncode == 1, proc.stderr
+    assert errors == ['[ERROR]: wrong folder: Ansible read no ansible.cfg in %s, so it has no '
+                      'inventory of your fleet; cd fleet and run again' % tmp_path], proc.stderr
+    assert 'hosts:' not in proc.stderr and 'Origin' not in proc.stderr, proc.stderr

@@ -429,6 +429,28 @@ def test_printable_host_names_pass(name):
     assert [h.name for h in result.hosts] == [name]
 
 
+@pytest.mark.parametrize('nodes, message', [
+    # the host's own tag: ansible-core's "can't add group to itself"
+    ({'web1': {'host': '10.0.0.1', 'tags': ['vps', 'web1']}, 'web2': {'host': '10.0.0.2'}},
+     'host web1: its tag web1 makes the group web1, which is also the name of a host'),
+    # another host's name, mapped (web-2 -> web_2): a host made a group silently
+    ({'web1': {'host': '10.0.0.1', 'tags': ['web-2']}, 'web_2': {'host': '10.0.0.2'}},
+     'host web1: its tag web-2 makes the group web_2, which is also the name of a host'),
+    ({'role_db': {'host': '10.0.0.1'}, 'db1': {'host': '10.0.0.2', 'role': 'db'}},
+     'host db1: its role db makes the group role_db'),
+    ({'darwin': {'host': '10.0.0.1'}, 'mac': {'host': '10.0.0.2', 'platform': 'darwin'}},
+     'host mac: its platform darwin makes the group darwin'),
+])
+def test_a_group_of_a_hosts_name_fails_the_inventory_naming_both(nodes, message):
+    """strict or not: no node can be left out to make it right."""
+    for strict in (False, True):
+        with pytest.raises(InventoryError) as err:
+            _inventory_hosts.build_inventory(raw('inventory', nodes), FLAKE, strict=strict)
+        assert str(err.value).startswith(message), str(err.value)
+        assert str(err.value).endswith('Ansible cannot have a group and a host of one name: '
+                                       'rename the %s or the host' % message.split()[3])
+
+
 def test_cache_request_digest():
     argv = ['nix', 'eval', '--option', 'access-tokens', 'github.com=SECRET', '--json']
     digest = inv.request_digest(argv, {'nix_options': {'access-tokens': 'github.com=SECRET'}})

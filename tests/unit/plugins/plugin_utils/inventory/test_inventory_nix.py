@@ -151,6 +151,23 @@ SYSTEMS = ('{ outputs = { self }: { nixosConfigurations.a = 1; colmenaHive = nul
 DEPLOY_ONLY = ('{ outputs = { self }: { nixosConfigurations.a = 1; colmenaHive = null; '
                'deploy.nodes.a.hostname = "10.0.0.9"; }; }')
 
+# The inventory written outside outputs: in a let, never an output.
+OUTSIDE = r'''
+{
+  outputs = { self }:
+    let inventory = { web1 = { targetHost = "10.0.0.1"; tags = [ "vps" ]; }; };
+    in { nixosConfigurations = { web1 = throw "system forced"; web2 = throw "system forced"; }; };
+}
+'''
+
+# The inventory written beside outputs, at the top of flake.nix.
+BESIDE = r'''
+{
+  inventory = { web1 = { targetHost = "10.0.0.1"; }; };
+  outputs = { self }: { nixosConfigurations.web1 = throw "system forced"; };
+}
+'''
+
 THROWN = '{ outputs = { self }: { inventory.web1 = throw "web1-is-broken"; }; }'
 
 # Names a Nix expression would read as code, at a custom attribute path.
@@ -202,7 +219,8 @@ def flakes(tmp_path_factory):
                        ('configurations', CONFIGURATIONS), ('attributes', ATTRIBUTES),
                        ('bad', BAD), ('systems', SYSTEMS), ('deploy-only', DEPLOY_ONLY),
                        ('empty', '{ outputs = { self }: { packages = { }; }; }'),
-                       ('thrown', THROWN)):
+                       ('thrown', THROWN), ('outside', OUTSIDE),
+                       ('beside', BESIDE)):
         folder = tmp_path_factory.mktemp(name)
         (folder / 'flake.nix').write_text(textwrap.dedent(text), encoding='utf-8')
         made[name] = 'path:%s' % folder
@@ -355,11 +373,45 @@ def test_configurations_asked_for_without_any_is_no_host(flakes):
 
 @pytest.mark.parametrize('flake, source', [
     ('fleet', 'inventory'), ('raw-hive', 'inventory'), ('made-hive', 'colmena'),
-    ('bad', 'inventory'), ('configurations', 'inventory'), ('systems', 'configurations'),
-    ('attributes', 'inventory'),
+    ('bad', 'inventory'), ('configurations', 'inventory'), ('attributes', 'inventory'),
 ])
 def test_auto_takes_the_first_row_the_flake_has(flakes, flake, source):
     assert evaluated(flakes[flake])['source'] == source
+
+
+def test_auto_never_falls_back_to_the_configuration_names(flakes):
+    """A flake whose inventory sits outside ``outputs`` (here in a ``let``)
+    has only configurations for auto: its hosts would have no tags, no
+    addresses and the login user. auto refuses, naming the attribute, where
+    it must sit and the option that asks for configuration names; asked for,
+    they are the hosts."""
+    said = nix_error(flakes['outside'])
+    last = said.splitlines()[-1].strip()
+    assert last.startswith('error: nixdeploy.fleet.nix: the flake has no attribute inventory '
+                           'among its outputs (nor colmenaHive, colmena or deploy.nodes): the '
+                           'attribute must sit inside outputs, as in outputs = { self, ... }: '
+                           '{ inventory = '), said
+    assert last.endswith('set source: configurations in the inventory file'), said
+    # an attribute of the user's own is the one named
+    named = nix_error(flakes['empty'], 'auto', 'fleet.hosts')
+    assert 'no attribute fleet.hosts among its outputs' in named, named
+    assert sorted(hosts(flakes['outside'], 'configurations')[0]) == ['web1', 'web2']
+    # the same where the configurations sit beside a null hive and no nodes
+    assert 'set source: configurations' in nix_error(flakes['systems'])
+    assert evaluated(flakes['systems'], 'configurations')['source'] == 'configurations'
+
+
+def test_an_inventory_beside_outputs_is_said_to_belong_inside(flakes):
+    """Nix refuses the attribute at the top of flake.nix; the plugin's line
+    after Nix's says where it sits and where it must."""
+    with pytest.raises(NixError) as err:
+        evaluated(flakes['beside'])
+    said = err.value.nix_message()
+    assert "unsupported attribute 'inventory'" in said, said
+    assert _inventory_config.outside_outputs(said) == (
+        '\ninventory sits beside outputs in flake.nix; it must sit inside: outputs = { self, ... }: '
+        '{ inventory = ...; nixosConfigurations = ...; }')
+    assert _inventory_config.outside_outputs(nix_error(flakes['thrown'])) == ''
 
 
 def test_auto_without_an_inventory_attribute_takes_the_next_rows(flakes):
@@ -375,7 +427,7 @@ def test_the_json_is_the_shape_the_mapping_tests_use(flakes):
     evaluation returns is one of its keys."""
     for flake, source in (('fleet', 'inventory'), ('fleet', 'colmena'), ('fleet', 'deploy-rs'),
                           ('configurations', 'configurations'), ('made-hive', 'colmena'),
-                          ('systems', 'auto')):
+                          ('systems', 'configurations')):
         real = evaluated(flakes[flake], source)
         shape = raw_shape(real['source'], {})
         assert set(real) <= set(shape), (source, sorted(set(real) - set(shape)))
@@ -432,9 +484,6 @@ def test_an_attribute_names_the_source_asked_for(flakes):
     ('colmena', None, 'the flake has no colmena hive (colmenaHive, colmena)'),
     ('colmena', 'my.hive', 'the flake has no colmena hive (my.hive)'),
     ('deploy-rs', None, 'the flake has no deploy-rs nodes (deploy.nodes)'),
-    ('auto', None, 'the flake has no inventory data: none of inventory, colmenaHive, colmena, '
-     'deploy.nodes or nixosConfigurations, darwinConfigurations, nixOnDroidConfigurations, '
-     'homeConfigurations'),
 ])
 def test_a_missing_source_is_named(flakes, source, attribute, message):
     said = nix_error(flakes['empty'], source, attribute)

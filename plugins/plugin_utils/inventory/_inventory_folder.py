@@ -1,0 +1,105 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A run started outside the fleet's folder, and the folder to ``cd`` to.
+
+Ansible reads ``ansible.cfg`` from the folder it runs in; run elsewhere, it
+reads none (or another project's) and so has no inventory of the fleet.
+What the user sees then is about something else: the playbook's ``hosts:``
+selecting nothing, or another project's inventory failing (a clone's demo
+flake). The words here say that the folder is wrong and, when a fleet's
+folder is near (above the one the run is in, or up to two folders below
+it), which one. A fleet's folder is one with an ``ansible.cfg`` and an
+``inventory/`` holding a file of this plugin (``*.nix.yml``), as the
+quickstart lays it out. Only names are read, of a bounded number of folders.
+"""
+
+import os
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_config import (
+    CONFIG_SUFFIXES)
+
+# folders below the run's that are never a fleet's, and the most entries of
+# one folder looked at (a home folder can hold thousands)
+_SKIPPED = ('.git', 'node_modules', '.cache', '.venv', '.direnv', 'result', 'reports')
+_MAX_ENTRIES = 400
+_DEPTH = 2
+
+
+def is_fleet_folder(folder):
+    """Whether ``folder`` is laid out as a fleet's: ansible.cfg and an
+    inventory/ folder with a ``*.nix.yml`` (or ``.nix.yaml``) file."""
+    inventory = os.path.join(folder, 'inventory')
+    if not os.path.isfile(os.path.join(folder, 'ansible.cfg')) or not os.path.isdir(inventory):
+        return False
+    try:
+        return any(name.endswith(CONFIG_SUFFIXES) for name in os.listdir(inventory))
+    except OSError:
+        return False
+
+
+def _children(folder):
+    try:
+        names = sorted(os.listdir(folder))[:_MAX_ENTRIES]
+    except OSError:
+        return []
+    return [os.path.join(folder, name) for name in names
+            if name not in _SKIPPED and os.path.isdir(os.path.join(folder, name))]
+
+
+def nearest_fleet_folder(start, besides=()):
+    """The fleet's folder nearest ``start``: ``start`` itself or one above it
+    (a run from inside the fleet's ``inventory/``), else one up to two
+    folders below it, by name; None when there is none. ``besides``:
+    folders that do not count (the one whose inventory just failed)."""
+    skip = set(os.path.realpath(f) for f in besides)
+    folder = os.path.abspath(start)
+    while True:
+        if os.path.realpath(folder) not in skip and is_fleet_folder(folder):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    level = [os.path.abspath(start)]
+    for _depth in range(_DEPTH):
+        level = [child for parent in level for child in _children(parent)]
+        for child in level:
+            if os.path.realpath(child) not in skip and is_fleet_folder(child):
+                return child
+    return None
+
+
+def cd_hint(start, besides=()):
+    """``cd FOLDER`` for the fleet's folder nearest ``start`` (relative when
+    it is below it), or the words for the folder to look for."""
+    found = nearest_fleet_folder(start, besides)
+    if found is None:
+        return "cd to your fleet's folder (the one with ansible.cfg and inventory/) and run again"
+    rel = os.path.relpath(found, start)
+    return 'cd %s and run again' % (rel if not rel.startswith(os.pardir) else found)
+
+
+def is_fleet_source(source):
+    """Whether one inventory source (an ``-i`` value or ansible.cfg's
+    ``inventory``) is, or is a folder holding, a file of this plugin."""
+    if source.endswith(CONFIG_SUFFIXES):
+        return True
+    if os.path.isdir(source):
+        try:
+            return any(name.endswith(CONFIG_SUFFIXES) for name in os.listdir(source))
+        except OSError:
+            return False
+    return False
+
+
+def elsewhere(config_path, start):
+    """For an inventory config whose flake is not there: the words naming
+    the fleet's folder nearest ``start`` (the run's folder) when it is
+    another project's than the config's, else ''."""
+    project = os.path.dirname(os.path.dirname(os.path.abspath(config_path)))
+    found = nearest_fleet_folder(start, [project])
+    if found is None:
+        return ''
+    return ('; this inventory is not the one of the fleet folder %s: if that is your fleet, %s'
+            % (found, cd_hint(start, [project])))
