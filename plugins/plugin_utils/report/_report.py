@@ -163,6 +163,13 @@ def report_names(run_id, keep=True):
     return (['%s-%s' % (BASENAME, run_id)] if keep else []) + [BASENAME]
 
 
+def latest_first(paths):
+    """The paths ``write`` wrote, the latest names first (what a person
+    opens), then the run's own."""
+    latest = [p for p in paths if os.path.basename(p).startswith(BASENAME + '.')]
+    return latest + [p for p in paths if p not in latest]
+
+
 def write(report, directory, names=(BASENAME,), html=None):
     """Write ``<name>.json`` (and ``<name>.html`` when ``html`` renders one)
     for each name into ``directory``; returns the paths written."""

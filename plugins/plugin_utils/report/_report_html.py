@@ -135,6 +135,9 @@ def _header(report):
             'runs': len(runs),
             'limits': ', '.join(sorted(set(r.get('limit') for r in runs if r.get('limit')))),
             'modes': modes, 'flakes': flakes,
+            # the signals that stopped runs (their hosts show what they had reached)
+            'interrupted': sorted(set(_text(r.get('interrupted_by')) for r in runs
+                                      if r.get('state') == 'interrupted')),
             'version': report.get('collection_version') or '?'}
 
 
