@@ -350,6 +350,8 @@ class CallbackModule(CallbackBase):
                     (outcomes[rec['host']].results.get('activate') or {}).get('would_change'):
                 status = 'would_change'
             self._counts[status] = self._counts.get(status, 0) + 1
+            if status == 'unchanged' and outcomes[rec['host']].changed_before():
+                self._counts['changed_before'] = self._counts.get('changed_before', 0) + 1
             if rec['status'] == 'failed' and rec.get('connection_lost'):
                 self._counts['connection_lost'] = self._counts.get('connection_lost', 0) + 1
         if not self._shown:

@@ -182,8 +182,9 @@ class HostLog:
             rolled_back = bool(result.get('rolled_back'))
             rec.update(status='rolled_back' if rolled_back else 'failed', failed=True,
                        rolled_back=rolled_back, failed_phase=phase,
+                       # a host the login probe never reached lost no connection
                        connection_lost=bool(result.get('connection_lost'))
-                       or status == 'unreachable',
+                       or (status == 'unreachable' and not result.get('unreachable_at')),
                        # Ansible's own unreachable (the recap's column), not
                        # a failed result that says it lost the connection
                        unreachable=status == 'unreachable',
