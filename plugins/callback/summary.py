@@ -27,6 +27,8 @@ description:
   - Host names and what targets said reach the terminal escaped (control characters, C(ESC), newlines, bidi
     controls shown as C(\xNN) or C(\uNNNN)), so no flake or target text can move the cursor, erase lines,
     write the clipboard or print a line of its own.
+  - "A run of the publish role ends saying what it did with the hosts' channel refs, by the status
+    of M(nixdeploy.fleet.nix_channel) (C(channel refs: 2 moved, 1 new))."
   - At the end, names the hosts the login probe could not reach (M(nixdeploy.fleet.nix_eval)'s
     O(nixdeploy.fleet.nix_eval#module:unreachable)), each with why, and keeps their names in O(unreachable_file).
   - When SIGINT (Ctrl-C) or SIGTERM stops the run, prints C(NIXDEPLOY SUMMARY (interrupted by SIGINT)) with
@@ -96,7 +98,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_rec
     mark_rollback, outcome_record, rolls_back)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_end, _interrupt, _job_end
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._closing_lines import (
-    evaluation_line, hosts_word, named, short_revision, totals_line)
+    count_channel, evaluation_line, hosts_word, named, short_revision, totals_line)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     HostOutcome, action_phase, result_data, summary_line, task_action)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._progress import (
@@ -290,6 +292,8 @@ class CallbackModule(CallbackBase):
         task = result_task(result)
         phase = action_phase(task_action(task))
         if not phase:
+            with self._lock:
+                count_channel(self._counts, task_action(task), status, result_data(result))
             return
         host = result_host(result).get_name()
         data = mark_rollback(task, dict(result_data(result)))

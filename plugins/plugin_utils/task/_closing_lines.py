@@ -31,7 +31,20 @@ def named(hosts, total=None):
 
 
 # keys of totals_line's counts that count hosts already counted by their status
-NOT_STATUSES = ('connection_lost', 'changed_before')
+NOT_STATUSES = ('connection_lost', 'changed_before', 'channels')
+# the actions whose results say what a publish run did with each host's
+# channel ref (its status: moved, new, current, would move, ahead, refused)
+CHANNEL_ACTIONS = ('nix_channel', 'nixdeploy.fleet.nix_channel')
+
+
+def count_channel(counts, action, status, data):
+    """Count in ``counts['channels']`` ({status: hosts}) what a task of
+    nix_channel (``state=present``: its result has a ``status``) did with
+    a host's channel ref, so that a publish run's closing line says it."""
+    if str(action) in CHANNEL_ACTIONS and status == 'ok' and data.get('status'):
+        channels = counts.setdefault('channels', {})
+        word = u'%s' % data['status']
+        channels[word] = channels.get(word, 0) + 1
 
 
 def totals_line(counts, check_mode=False):
@@ -69,6 +82,10 @@ def totals_line(counts, check_mode=False):
         if counts.get('changed_before') else ''))
     if counts.get('incomplete'):
         parts.append('%d not activated' % counts['incomplete'])
+    if counts.get('channels'):
+        # a publish run activates nothing: what it did is move the refs
+        parts.append('channel refs: %s' % ', '.join(
+            '%d %s' % (n, printable(word)) for word, n in sorted(counts['channels'].items())))
     return 'nixdeploy: %s: %s' % (hosts_word(hosts), ', '.join(parts))
 
 

@@ -99,3 +99,29 @@ def test_the_page_names_its_sections_and_outcomes_by_what_they_hold():
     assert rows['db'] == 'no confirmation within 30s', rows
     assert rows['edge'].startswith('the login probe reached edge at none'), rows
     assert 'FAILED' not in ''.join(rows.values()), rows
+
+
+class ChannelResult(test_summary.Result):
+    """A result of the publish role's nix_channel task (not a deploy phase)."""
+
+    def __init__(self, host, data):
+        super(ChannelResult, self).__init__(host, 'eval', data)
+        self._task.resolved_action = 'nixdeploy.fleet.nix_channel'
+
+
+def test_a_publish_run_says_what_it_did_with_the_channel_refs():
+    callback = test_summary.Summary(display=test_summary.Display())
+    callback.v2_playbook_on_play_start(test_summary.Play())
+    moves = {'web': 'moved', 'db': 'moved', 'cache': 'new'}
+    for host in sorted(moves):
+        callback.v2_runner_on_ok(test_summary.Result(host, 'eval', evaluated(host)))
+        callback.v2_runner_on_ok(test_summary.Result(host, 'build', {'changed': True}))
+        # the pin (state=query) says nothing moved: no status
+        callback.v2_runner_on_ok(ChannelResult(host, {'changed': False, 'revision': 'a' * 40}))
+        callback.v2_runner_on_ok(ChannelResult(host, {
+            'changed': True, 'moved': True, 'status': moves[host], 'revision': 'b' * 40,
+            'ref': 'refs/heads/nixos-tested-%s' % host}))
+    callback.v2_playbook_on_stats(None)
+    assert callback._display.text()[-1] == (
+        'nixdeploy: 3 hosts: 0 failed, 0 changed, 0 unchanged, 3 not activated, '
+        'channel refs: 2 moved, 1 new'), callback._display.text()
