@@ -247,10 +247,8 @@ class CallbackModule(CallbackBase):
         _job_end.wait_at_job_end(self._display.display, self._display.warning)
 
     def interrupted(self, signal_name):
-        """The run is stopped by ``signal_name`` (SIGINT, SIGTERM; called
-        by _interrupt.py before ansible-playbook ends it): what each host of
-        the batch had reached, what happens next to the ones whose
-        activation was under way, and the hosts the probe did not reach."""
+        """Stopped by ``signal_name`` (_interrupt.py): what each host had reached,
+        what comes next for an activation under way, the hosts not reached."""
         self._done.set()
         _batch_end.forget(self)
         with self._lock:
@@ -258,6 +256,8 @@ class CallbackModule(CallbackBase):
             progress, self._progress = self._progress.copy(), BatchProgress()
         records, reached, started = _interrupted.batch_records(
             outcomes, progress.running, C.DEFAULT_LOCAL_TMP, self._check_mode, self._counts)
+        if not (records or reached or self._play_hosts):
+            return   # no task of the collection ran (another playbook): nothing to say
         if self._shown:
             self._display.banner('NIXDEPLOY SUMMARY (interrupted by %s)' % signal_name)
             for rec in records:

@@ -108,6 +108,13 @@ def test_without_a_step_file_the_activation_in_flight_is_said_without_a_bound():
                          'with magic rollback, unconfirmed, rolls back by itself'), line
 
 
+def test_a_playbook_that_ran_nothing_of_the_collection_says_nothing_when_interrupted():
+    callback = Summary(display=Display())
+    callback.v2_playbook_on_play_start(Play())
+    callback.interrupted('SIGINT')
+    assert callback._display.lines == []
+
+
 class Report(report_plugin.CallbackModule):
     def __init__(self, folder):
         super(Report, self).__init__(display=Display())
