@@ -22,6 +22,9 @@ description:
     result looking current. (A run Ansible ends before the playbook starts, such as an inventory
     that does not parse with C(unparsed_is_failed), loads no callback and writes nothing.) Each report's run says what it was (C(mode) V(deploy), V(check),
     V(rollback), V(rollback-check)).
+  - A run stopped by SIGINT (Ctrl-C) or SIGTERM writes its report as an interrupted run (C(state) V(interrupted),
+    C(interrupted_by)) under the latest names and its own, each host it started with what it had reached then
+    (C(interrupted)); see docs/report.md.
   - The JSON has, per host, the platform, the phases (eval, build, copy, activate, confirm and
     the later sub-phases of the activate task) with start, end and outcome, the paths and bytes
     copied, generation and store path before and after, the closure difference, the outcome and
@@ -105,6 +108,7 @@ import uuid
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
+from ansible import constants as C
 from ansible.release import __version__ as ansible_version
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
@@ -114,6 +118,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output import flake_metadata
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _report, _report_record
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_html import render
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _interrupt
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     action_phase, result_data, task_action)
 
@@ -192,6 +197,7 @@ class CallbackModule(CallbackBase):
         self._play_check_mode = False
         self._run_name = None     # the run id, fixed when first asked
         self._announced = False   # the latest names say this run started
+        _interrupt.listen(self)
 
     # ------------------------------------------------------------ run
     def v2_playbook_on_start(self, playbook):
@@ -251,6 +257,7 @@ class CallbackModule(CallbackBase):
 
     # ------------------------------------------------------------ the report
     def v2_playbook_on_stats(self, stats):
+        _interrupt.forget(self)
         if not self._recorder.deployed():
             if self._announced:
                 # a play of the collection ran and deployed no host: the
@@ -266,17 +273,31 @@ class CallbackModule(CallbackBase):
             # a report is never a reason to fail a deploy
             self._display.warning('nixdeploy.fleet.report: could not write the report: %s' % exc)
             return
-        # the latest names first (what a person opens), then the run's own
-        latest = [p for p in paths if os.path.basename(p).startswith(_report.BASENAME + '.')]
-        self._display.display('nixdeploy report: %s' % ', '.join(
-            latest + [p for p in paths if p not in latest]))
+        self._display.display('nixdeploy report: %s' % ', '.join(_report.latest_first(paths)))
+
+    def interrupted(self, signal_name):
+        """The run is stopped by ``signal_name`` (called by _interrupt.py
+        before ansible-playbook ends it, which skips v2_playbook_on_stats):
+        the report of an interrupted run, every host with what it had
+        reached, under the latest names and the run's own."""
+        _interrupt.forget(self)
+        if not self._announced and not self._recorder.deployed():
+            return
+        stopped = {'signal': signal_name, 'at': time.time(), 'base_dir': C.DEFAULT_LOCAL_TMP}
+        try:
+            paths = self._write(stopped)
+        except Exception as exc:  # pylint: disable=broad-except
+            self._display.warning('nixdeploy.fleet.report: could not write the report: %s' % exc)
+            return
+        self._display.display('nixdeploy report (interrupted run): %s' % ', '.join(
+            _report.latest_first(paths)))
 
     def _check_mode(self):
         return bool(context.CLIARGS.get('check')) or self._play_check_mode
 
-    def _write(self):
-        run = self._run()
-        report = self._recorder.build(run, check_mode=self._check_mode())
+    def _write(self, interrupted=None):
+        run = self._run(ask_flakes=interrupted is None)
+        report = self._recorder.build(run, check_mode=self._check_mode(), interrupted=interrupted)
         html = render if self.get_option('html') else None
         return _report.write(report, self._report_dir(),
                              names=_report.report_names(run['id'], self.get_option('unique_names')),
@@ -306,7 +327,9 @@ class CallbackModule(CallbackBase):
         # ansible-runner (and so AWX/AAP) names the job's artifact folder here
         return os.environ.get('AWX_ISOLATED_DATA_DIR') or os.getcwd()
 
-    def _run(self):
+    def _run(self, ask_flakes=True):
+        """The run's metadata; ``ask_flakes``: Nix may be asked about a
+        flake no result describes (not while a signal stops the run)."""
         cli = context.CLIARGS
         extra = self._extra_vars
         awx = dict((key, extra[key]) for key in AWX_VARS if key in extra)
@@ -329,7 +352,7 @@ class CallbackModule(CallbackBase):
             'controller': socket.gethostname(),
             'ansible_core': ansible_version,
             'collection_version': collection_version(),
-            'flakes': self._flakes(),
+            'flakes': self._flakes(ask_flakes),
             'awx': awx or None,
             'semaphore': semaphore or None,
             'runner_ident': os.path.basename(os.environ['AWX_ISOLATED_DATA_DIR'].rstrip('/'))
@@ -345,7 +368,7 @@ class CallbackModule(CallbackBase):
         return '%s-%s' % (time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(self._recorder.started)),
                           uuid.uuid4().hex[:8])
 
-    def _flakes(self):
+    def _flakes(self, ask=True):
         """Each flake deployed, as the run evaluated it: the provenance the
         evaluation's own pin gave its hosts' results (``source``); only a
         flake no result names so is asked about (``flake_metadata``)."""
@@ -358,7 +381,7 @@ class CallbackModule(CallbackBase):
         flakes = []
         opts = NixOptions(nix_bin=self.get_option('nix_bin'))
         for ref in refs:
-            if evaluated[ref] or not self.get_option('flake_metadata'):
+            if evaluated[ref] or not ask or not self.get_option('flake_metadata'):
                 flakes.append(_report_record.flake_record(ref, evaluated[ref]))
                 continue
             try:

@@ -27,8 +27,19 @@ description:
   - Host names and what targets said reach the terminal escaped (control characters, C(ESC), newlines, bidi
     controls shown as C(\xNN) or C(\uNNNN)), so no flake or target text can move the cursor, erase lines,
     write the clipboard or print a line of its own.
+  - "A run of the publish role ends saying what it did with the hosts' channel refs, by the status
+    of M(nixdeploy.fleet.nix_channel) (C(channel refs: 2 moved, 1 new))."
   - At the end, names the hosts the login probe could not reach (M(nixdeploy.fleet.nix_eval)'s
     O(nixdeploy.fleet.nix_eval#module:unreachable)), each with why, and keeps their names in O(unreachable_file).
+  - When SIGINT (Ctrl-C) or SIGTERM stops the run, prints C(NIXDEPLOY SUMMARY (interrupted by SIGINT)) with
+    what each host of the batch had reached (its outcome when its deploy was done, an activation under way, a
+    phase it stopped at), and, for a host whose activation was under way, that it goes on on the target and,
+    unconfirmed, rolls back by itself within the seconds its own arguments leave (magic rollback), then a line
+    that counts the hosts, those that never started too. ansible-core then ends the run as it does (exit code
+    99 for SIGINT).
+  - A host whose activation waits on the target for another run's lock says in its progress line what that run
+    is at (its activation, its unconfirmed activation, its rollback, or another switch of the system) and how
+    many seconds it still waits at most.
   - At the end of the job, waits until the evaluators of M(nixdeploy.fleet.nix_eval) have kept their records
     for reuse across commits (at most 60 s; past 2 s it says so), so that a job whose last task evaluates keeps
     them where nothing outlives ansible-playbook (an execution environment's container).
@@ -85,16 +96,16 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
     result_host, result_task)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import wrap
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _retry
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _interrupted, _retry
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_record import (
     mark_rollback, outcome_record, rolls_back)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_end, _job_end
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_end, _interrupt, _job_end
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._closing_lines import (
-    evaluation_line, hosts_word, named, short_revision, totals_line)
+    count_channel, evaluation_line, hosts_word, named, short_revision, totals_line)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     HostOutcome, action_phase, result_data, summary_line, task_action)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._progress import (
-    BatchProgress, read_step)
+    SHOWN_STEPS, BatchProgress, read_step_record)
 
 
 def _truthy(value):
@@ -155,9 +166,9 @@ def progress_line(progress, now, interval, base_dir=None):
         return None
     steps = {}
     for host, started in progress.running.get('activate', {}).items() if base_dir else ():
-        found = read_step(base_dir, host, started)
-        if found:
-            steps[host] = found
+        found = read_step_record(base_dir, host, started)
+        if found and found['step'] in SHOWN_STEPS:
+            steps[host] = (found['step'], found['since'], found['until'])
     return progress.line(now, interval, steps)
 
 
@@ -191,6 +202,7 @@ class CallbackModule(CallbackBase):
         self._ticker = None
         self._done = threading.Event()
         _batch_end.listen(self)
+        _interrupt.listen(self)
 
     # ------------------------------------------------------------ run
     def batch_over(self):
@@ -213,6 +225,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats):
         self._done.set()
         _batch_end.forget(self)
+        _interrupt.forget(self)
         self._summarise()
         evaluated = evaluation_line(self._answered, self._reused_from)
         if evaluated and self._shown:
@@ -235,6 +248,27 @@ class CallbackModule(CallbackBase):
                                       'batch starts (%s not deployed)' % hosts_word(left), color='red')
         # in an execution environment nothing outlives ansible-playbook
         _job_end.wait_at_job_end(self._display.display, self._display.warning)
+
+    def interrupted(self, signal_name):
+        """Stopped by ``signal_name`` (_interrupt.py): what each host had reached,
+        what comes next for an activation under way, the hosts not reached."""
+        self._done.set()
+        _batch_end.forget(self)
+        with self._lock:
+            outcomes, self._outcomes = self._outcomes, {}
+            progress, self._progress = self._progress.copy(), BatchProgress()
+        records, reached, started = _interrupted.batch_records(
+            outcomes, progress.running, C.DEFAULT_LOCAL_TMP, self._check_mode, self._counts)
+        if not (records or reached or self._play_hosts):
+            return   # no task of the collection ran (another playbook): nothing to say
+        if self._shown:
+            self._display.banner('NIXDEPLOY SUMMARY (interrupted by %s)' % signal_name)
+            for rec in records:
+                for line in wrapped_summary(rec):
+                    self._display.display(line, color='red' if rec['failed'] else None)
+        self._display.display(_interrupted.closing_line(
+            signal_name, reached, max(self._play_hosts - len(self._seen | started), 0)), color='red')
+        self._retry_file()
 
     def _retry_file(self):
         """Name the hosts the probe could not reach, and keep them in the
@@ -265,6 +299,8 @@ class CallbackModule(CallbackBase):
         task = result_task(result)
         phase = action_phase(task_action(task))
         if not phase:
+            with self._lock:
+                count_channel(self._counts, task_action(task), status, result_data(result))
             return
         host = result_host(result).get_name()
         data = mark_rollback(task, dict(result_data(result)))
@@ -325,6 +361,8 @@ class CallbackModule(CallbackBase):
                     (outcomes[rec['host']].results.get('activate') or {}).get('would_change'):
                 status = 'would_change'
             self._counts[status] = self._counts.get(status, 0) + 1
+            if status == 'unchanged' and outcomes[rec['host']].changed_before():
+                self._counts['changed_before'] = self._counts.get('changed_before', 0) + 1
             if rec['status'] == 'failed' and rec.get('connection_lost'):
                 self._counts['connection_lost'] = self._counts.get('connection_lost', 0) + 1
         if not self._shown:

@@ -105,17 +105,31 @@ class Activation:
         then confirm (magic rollback) or, when a check fails, reject the run
         so that its watchdog rolls it back at once. Returns (result, log)."""
         task = self._task
-        args, session, timeline = task.args, task.session, task.timeline
-        target_run = self._target_run
+        args, target_run = task.args, self._target_run
         magic_rollback = _activation_result.magic_applies(args, task.goal)
         # the watchdog's window leaves the checks all their tries
         budget = _health_checks.budget(args['health_checks']) if magic_rollback else 0
         deadline = target_run.deadline(magic_rollback, budget)
+        # the step files say where the run is, and until when (an
+        # interrupted run's summary, the progress lines)
+        steps = target_run.watch(magic_rollback, budget)
+        try:
+            return self._switch_run(magic_rollback, budget, deadline, steps)
+        finally:
+            target_run.unwatch()
+
+    def _switch_run(self, magic_rollback, budget, deadline, steps):
+        """_switch's run, its steps told to ``steps`` (``ActivationSteps``)."""
+        task = self._task
+        args, session, timeline = task.args, task.session, task.timeline
+        target_run = self._target_run
+        steps.seen(None)
         run, values, log, failure = target_run.launch(
             'activate', magic_rollback, confirm_timeout=args['confirm_timeout'] + budget)
         if failure:
             failure['phase'] = 'activate'
             return failure, ''
+        steps.seen(values)
         detach = (values or {}).get('detach')
         unit = (values or {}).get('unit') or None
         values, log, problem = target_run.follow(run, magic_rollback, deadline, values, log)

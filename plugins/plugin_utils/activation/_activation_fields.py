@@ -29,6 +29,9 @@ AWAITING = 'awaiting_confirmation'
 # the states of a run on its way (its status file, before a terminal one)
 _UNDER_WAY = ('starting', 'running', 'waiting_lock', AWAITING, 'rolling_back')
 
+# what a run that waits for a lock waits for (its status's waiting_for)
+WAITING_FOR = ('activation', 'confirmation', 'rollback', 'switch')
+
 # a run of nix_activate: '<epoch>-<8 hex>' (_detached_run.DetachedRun)
 RUN = matching(r'\A[0-9]{1,20}-[0-9a-f]{1,32}\Z', 'a run id')
 # the systemd unit of a run (_programs.UNIT_PREFIX and its run)
@@ -58,6 +61,10 @@ _STATUS = {
     # magic rollback): a look that ends the run dead awaiting its
     # confirmation puts the profile back to what boots
     'boot_when_confirmed': FLAG,
+    # while waiting_lock: what holds it (activate-lock.sh), the run that
+    # holds the profile's lock at its activation, its confirmation or its
+    # rollback, or another switch (the platform's own lock)
+    'waiting_for': one_of(*WAITING_FOR),
 }
 
 # program file -> {key: kind}; a key ending in '_*' stands for its named

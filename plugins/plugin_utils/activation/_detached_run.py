@@ -12,6 +12,8 @@ import uuid
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activation_result, _programs
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_steps import (
+    ActivationSteps)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_task import (
     LAUNCH_TIMEOUT, LAUNCH_WAIT, LOOK_TIMEOUT, MOVING_LAUNCH_TIMEOUT, POLL_WAIT, RETRY_INTERVAL,
     ConnectionLost, NotReached, script_error)
@@ -31,6 +33,22 @@ class DetachedRun:
         self._task = task
         self._session = task.session
         self._timeline = task.timeline
+        # the steps of the activation being followed (watch), or None
+        self.steps = None
+
+    def watch(self, magic_rollback, budget=0):
+        """Tell the activation's steps and their bounds (``ActivationSteps``)
+        from now until ``unwatch``; ``budget``: the health checks'."""
+        window, _confirmed = self._task.goal.steps_on(self._task.platform, magic_rollback)
+        activation = self._task.args['activation_timeout'] * max(len(window), 1)
+        watchdog = self._task.args['confirm_timeout'] + budget if magic_rollback else None
+        self.steps = ActivationSteps(self._task, activation, watchdog)
+        return self.steps
+
+    def unwatch(self):
+        if self.steps is not None:
+            self.steps.over()
+        self.steps = None
 
     def deadline(self, magic_rollback, budget=0):
         """When following a run gives up (``budget``: the health checks')."""
@@ -126,6 +144,8 @@ class DetachedRun:
             lost = None
             if seen.get('state'):
                 values, log = seen, seen_log
+                if self.steps is not None:
+                    self.steps.seen(values)
             dead_looks = dead_looks + 1 if seen.get('alive') is False else 0
             if dead_looks >= 3 and not _activation_result.finished(values, magic_rollback):
                 return values, log, ('the activation run on the target died in state %s'
@@ -139,7 +159,8 @@ class DetachedRun:
         rolls it back, and this reports that. Adds the phase ``confirm``."""
         # the progress lines say "awaiting confirmation" for this host until
         # its confirmation is taken (or the run ends without one)
-        _progress.set_step(C.DEFAULT_LOCAL_TMP, self._task.host, _progress.AWAITING_CONFIRMATION)
+        _progress.set_step(C.DEFAULT_LOCAL_TMP, self._task.host, _progress.AWAITING_CONFIRMATION,
+                           **(self.steps.bound() if self.steps is not None else {}))
         try:
             return self._confirm(run, values, deadline)
         finally:

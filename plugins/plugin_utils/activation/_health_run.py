@@ -34,7 +34,9 @@ class HealthChecks(_health_checks.Watch):
         start = time.time()
         self._task.session.new_login()
         # the progress lines say "health checks" for this host meanwhile
-        with _progress.in_step(C.DEFAULT_LOCAL_TMP, self._task.host, _progress.HEALTH_CHECKS):
+        steps = self._target_run.steps
+        with _progress.in_step(C.DEFAULT_LOCAL_TMP, self._task.host, _progress.HEALTH_CHECKS,
+                               **(steps.bound() if steps is not None else {})):
             summary = _health_checks.run_checks(checks, self._task.session.target, watch=self)
         self._task.timeline.add('checks', start, 'ok' if summary['ok'] else 'failed')
         self.summary = summary

@@ -67,22 +67,24 @@ def json_time(value):
 
 
 def totals(hosts, runs):
-    """Run-wide figures: host counts by status from the host records, the work
-    done from the runs."""
+    """Run-wide figures: host counts by status from the host records (a
+    host Ansible could not reach under ``unreachable`` only, as the PLAY
+    RECAP has it), the work done from the runs."""
     out = dict((status, 0) for status in STATUSES)
     out.update(hosts=len(hosts), failed_total=0, unreachable=0, connection_lost=0,
                host_key_unchecked=0, nix_evaluations=0,
                evaluations_from_cache=0, evaluations_reused=0, paths_sent=0, bytes_sent=0,
                closure_diff={'added': 0, 'removed': 0, 'changed': 0, 'size_change_bytes': 0})
     for rec in hosts.values():
-        out[rec['status']] = out.get(rec['status'], 0) + 1
         out['connection_lost'] += 1 if rec['connection_lost'] else 0
         # as the PLAY RECAP counts them: a host Ansible could not reach is
-        # unreachable, every other failed host failed (a rolled-back one too)
+        # unreachable (and not also failed), every other failed host failed
+        # (a rolled-back one too)
         if rec.get('unreachable'):
             out['unreachable'] += 1
-        elif rec.get('failed'):
-            out['failed_total'] += 1
+        else:
+            out[rec['status']] = out.get(rec['status'], 0) + 1
+            out['failed_total'] += 1 if rec.get('failed') else 0
         out['host_key_unchecked'] += 1 if rec.get('host_key_unchecked') else 0
         diff = rec.get('closure_diff') or {}
         for key in ('added', 'removed', 'changed'):
@@ -161,6 +163,13 @@ def report_names(run_id, keep=True):
     (``nixdeploy-report-<run id>``, when ``keep``) and the latest
     (``nixdeploy-report``), written last so it is the newest file."""
     return (['%s-%s' % (BASENAME, run_id)] if keep else []) + [BASENAME]
+
+
+def latest_first(paths):
+    """The paths ``write`` wrote, the latest names first (what a person
+    opens), then the run's own."""
+    latest = [p for p in paths if os.path.basename(p).startswith(BASENAME + '.')]
+    return latest + [p for p in paths if p not in latest]
 
 
 def write(report, directory, names=(BASENAME,), html=None):

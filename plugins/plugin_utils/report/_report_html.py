@@ -41,6 +41,8 @@ with open(TEMPLATE, encoding='utf-8') as _handle:
 # the page's style sheet, as the template holds it (fixed text)
 CSS = TEMPLATE_TEXT.split('<style>', 1)[1].split('</style>', 1)[0]
 
+# the badges' words of the hosts that need a look, in the order their section's heading names them
+ATTENTION_ORDER = ('failed', 'rolled back', 'would roll back', 'unreachable')
 STATUS_TEXT = {'failed': 'failed', 'rolled_back': 'rolled back', 'incomplete': 'not activated',
                'changed': 'changed', 'unchanged': 'unchanged'}
 CHECK_STATUS_TEXT = dict(STATUS_TEXT, changed='would change')
@@ -135,6 +137,9 @@ def _header(report):
             'runs': len(runs),
             'limits': ', '.join(sorted(set(r.get('limit') for r in runs if r.get('limit')))),
             'modes': modes, 'flakes': flakes,
+            # the signals that stopped runs (their hosts show what they had reached)
+            'interrupted': sorted(set(_text(r.get('interrupted_by')) for r in runs
+                                      if r.get('state') == 'interrupted')),
             'version': report.get('collection_version') or '?'}
 
 
@@ -172,7 +177,7 @@ def _cards(report, check_mode):
               ('', '+%d -%d ~%d' % (diff.get('added', 0), diff.get('removed', 0),
                                     diff.get('changed', 0)),
                'packages, %s' % human_bytes(diff.get('size_change_bytes'), signed=True)),
-              ('', totals.get('nix_evaluations', 0), _evaluations_label(totals)),
+              ('', totals.get('nix_evaluations', 0), _evaluations_label(totals, report['hosts'])),
               ('', seconds(totals.get('duration')), 'duration')]
     if totals.get('host_key_unchecked'):
         cards.append(('hostkey', totals['host_key_unchecked'], 'host key not checked'))
@@ -191,8 +196,21 @@ def failed_counts(report):
     return len([r for r in recs if r.get('failed') and not r.get('unreachable')]), unreachable
 
 
+def attention_title(bad):
+    """The heading of the section of hosts that need a look, named for what
+    it holds: ``Failed (1), unreachable (1)``; with none, what it would."""
+    counts = {}
+    for host in bad:
+        counts[host['status']] = counts.get(host['status'], 0) + 1
+    if not counts:
+        return u'Failed, rolled back or unreachable'
+    title = u', '.join(u'%s (%d)' % (word, counts[word]) for word in ATTENTION_ORDER
+                       if counts.get(word))
+    return title[:1].upper() + title[1:]
+
+
 def _attention(hosts, check_mode):
-    """The failed and rolled-back hosts, each with what happened to it."""
+    """The failed, rolled-back and unreachable hosts, each with what happened to it."""
     out = []
     for rec in hosts:
         if rec['status'] not in ('failed', 'rolled_back'):
@@ -241,12 +259,16 @@ def _timeline(report, hosts):
     return {'outcomes': OUTCOMES, 'axis': axis, 'rows': rows}
 
 
-def _evaluations_label(totals):
-    said = ['%d hosts from cache' % totals['evaluations_from_cache']] \
-        if totals.get('evaluations_from_cache') else []
+def _evaluations_label(totals, hosts):
+    """Processes, not hosts (one batch evaluates many): the hosts evaluated,
+    as the summary's ``evaluated`` counts them, named beside them."""
+    evaluated = len([r for r in hosts.values() if (r.get('eval') or {}).get('answered') == 'evaluated'])
+    said = ['%d host%s evaluated' % (evaluated, '' if evaluated == 1 else 's')] if evaluated else []
+    if totals.get('evaluations_from_cache'):
+        said.append('%d hosts from cache' % totals['evaluations_from_cache'])
     if totals.get('evaluations_reused'):
         said.append('%d reused from an earlier commit' % totals['evaluations_reused'])
-    return 'Nix evaluations' + (', ' + ', '.join(said) if said else '')
+    return 'Nix evaluation processes' + (', ' + ', '.join(said) if said else '')
 
 
 def _reused(rec):
@@ -259,6 +281,25 @@ def _reused(rec):
         (origin.get('nar_hash') or '')[7:19] or 'another content'
     return {'content': content, 'dirty': bool(origin.get('dirty')),
             'checked': _text(origin.get('checked'))}
+
+
+# the words a failed host's summary starts with, which its badge says already
+SAID_BY_BADGE = (u'FAILED: ', u'FAILED ', u'UNREACHABLE: ')
+
+
+def outcome_words(summary, badge):
+    """The host table's outcome beside its badge (``badge``: the badge's
+    text): the summary's words without the ones the badge says (``FAILED
+    at build: x`` beside "failed" reads ``at build: x``; ``FAILED: rolled
+    back (why)`` beside "rolled back" reads ``why``)."""
+    words = summary or u''
+    for prefix in SAID_BY_BADGE:
+        if words.startswith(prefix):
+            words = words[len(prefix):]
+            break
+    if badge and words.startswith(badge + u' (') and words.endswith(u')'):
+        words = words[len(badge) + 2:-1]
+    return words
 
 
 def _rows(hosts, check_mode):
@@ -279,7 +320,8 @@ def _rows(hosts, check_mode):
             'platform': rec.get('platform') or '-', 'cls': _status_class(rec),
             'status': _status_text(rec, check_mode),
             # the outcome words broken on spaces into short lines (never cut mid-word)
-            'summary': wrap(rec.get('summary') or u'', SUMMARY_WIDTH),
+            'summary': wrap(outcome_words(rec.get('summary'), _status_text(rec, check_mode)),
+                            SUMMARY_WIDTH),
             'before': generation(gen['before']), 'after': generation(gen['after']),
             'path': path, 'path_name': path.rpartition('/')[2][33:] or path or '-',
             'reused': _reused(rec),
@@ -340,7 +382,9 @@ def render(report):
         page['states'] = [{'state': run['state'], 'when': when(run.get('started'))}
                           for run in report['runs'] if run.get('state') in STATES]
     else:
-        page.update(cards=_cards(report, check_mode), attention=_attention(hosts, check_mode),
+        bad = _attention(hosts, check_mode)
+        page.update(cards=_cards(report, check_mode), attention=bad,
+                    attention_title=attention_title(bad),
                     timeline=_timeline(report, hosts), rows=_rows(hosts, check_mode),
                     diffs=_diffs(hosts))
     return _template().render(page=page)

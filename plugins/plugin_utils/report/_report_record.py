@@ -13,6 +13,7 @@ never from task names or message text.
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _interrupted
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report import (
     assemble, json_time)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_outcome import (
@@ -61,6 +62,7 @@ class HostLog:
     def __init__(self, host):
         self.host = host
         self.starts = {}       # task uuid -> start time
+        self.running = None    # (phase, start time) of its task under way
         self.phases = []       # [{name, start, end, outcome, task}]
         self.results = {}      # phase -> (status, result) of the latest task of it
         self.failure = None    # (phase, status, result) of the first failure
@@ -70,11 +72,14 @@ class HostLog:
         # the same outcome text as the summary line the nixdeploy.fleet.summary callback prints
         self.outcome = HostOutcome(host)
 
-    def start(self, task_uuid, when):
+    def start(self, task_uuid, when, phase=None):
         self.starts[task_uuid] = when
+        self.running = (phase, when) if phase else None
 
     def result(self, task_uuid, phase, status, result, when, task_name=None):
         start = self.starts.pop(task_uuid, None)
+        if phase is not None:
+            self.running = None
         if phase is None:
             if status in ('failed', 'unreachable') and self.other is None:
                 self.other = (task_name, status, result)
@@ -101,8 +106,9 @@ class HostLog:
     def get(self, phase):
         return (self.results.get(phase) or (None, {}))[1]
 
-    def record(self, run_id, check_mode=False):
-        """The host's record as the schema has it."""
+    def record(self, run_id, check_mode=False, interrupted=None):
+        """The host's record as the schema has it; ``interrupted`` (the
+        run was: {at, base_dir}) adds what the host had reached then."""
         evaluated, activate, copied = self.get('eval'), self.get('activate'), self.get('copy')
         previous = activate.get('previous') or {}
         new = activate.get('new') or {}
@@ -135,7 +141,13 @@ class HostLog:
             'start': None,
             'end': None,
             'duration': None,
+            'interrupted': None,
         }
+        if interrupted is not None:
+            reached = _interrupted.host_record(self.host, self.outcome, self.running,
+                                               interrupted.get('base_dir'), check_mode,
+                                               interrupted['at'])
+            rec.update(summary=reached['outcome'], interrupted=reached['interrupted'])
         if 'evaluated_here' in evaluated:
             rec['eval'] = {'evaluated_here': bool(evaluated.get('evaluated_here')),
                            'nix_processes': to_int(evaluated.get('nix_processes')),
@@ -170,8 +182,9 @@ class HostLog:
             rolled_back = bool(result.get('rolled_back'))
             rec.update(status='rolled_back' if rolled_back else 'failed', failed=True,
                        rolled_back=rolled_back, failed_phase=phase,
+                       # a host the login probe never reached lost no connection
                        connection_lost=bool(result.get('connection_lost'))
-                       or status == 'unreachable',
+                       or (status == 'unreachable' and not result.get('unreachable_at')),
                        # Ansible's own unreachable (the recap's column), not
                        # a failed result that says it lost the connection
                        unreachable=status == 'unreachable',
@@ -226,8 +239,9 @@ class Recorder:
         return self.hosts[host]
 
     def task_start(self, host, task_uuid, action, when=None):
-        if action_phase(action):
-            self.log(host).start(task_uuid, self.clock() if when is None else when)
+        phase = action_phase(action)
+        if phase:
+            self.log(host).start(task_uuid, self.clock() if when is None else when, phase)
 
     def task_result(self, host, task_uuid, action, status, result, task_name=None, when=None):
         phase = action_phase(action)
@@ -270,12 +284,16 @@ class Recorder:
         run['work'] = work({})
         return assemble([run], {})
 
-    def build(self, run, check_mode=False):
-        """The report of this run. ``run``: the run's metadata (see docs/report.md)."""
-        run = self._run(run, check_mode, 'done')
+    def build(self, run, check_mode=False, interrupted=None):
+        """The report of this run. ``run``: the run's metadata (see
+        docs/report.md); ``interrupted``: {signal, at, base_dir} of a run
+        stopped by a signal (its state ``interrupted``, each host's record
+        saying what it had reached)."""
+        run = self._run(run, check_mode, 'interrupted' if interrupted else 'done')
+        run['interrupted_by'] = interrupted['signal'] if interrupted else None
         hosts = {}
         for name in sorted(self.hosts):
-            hosts[name] = self.hosts[name].record(run['id'], check_mode)
+            hosts[name] = self.hosts[name].record(run['id'], check_mode, interrupted)
         run['hosts'] = sorted(hosts)
         run['work'] = work(hosts)
         return assemble([run], hosts)

@@ -30,15 +30,33 @@ def named(hosts, total=None):
     return ': ' + ', '.join(names[:NAMED]) + (' and %d more' % more if more else '')
 
 
+# keys of totals_line's counts that count hosts already counted by their status
+NOT_STATUSES = ('connection_lost', 'changed_before', 'channels')
+# the actions whose results say what a publish run did with each host's
+# channel ref (its status: moved, new, current, would move, ahead, refused)
+CHANNEL_ACTIONS = ('nix_channel', 'nixdeploy.fleet.nix_channel')
+
+
+def count_channel(counts, action, status, data):
+    """Count in ``counts['channels']`` ({status: hosts}) what a task of
+    nix_channel (``state=present``: its result has a ``status``) did with
+    a host's channel ref, so that a publish run's closing line says it."""
+    if str(action) in CHANNEL_ACTIONS and status == 'ok' and data.get('status'):
+        channels = counts.setdefault('channels', {})
+        word = u'%s' % data['status']
+        channels[word] = channels.get(word, 0) + 1
+
+
 def totals_line(counts, check_mode=False):
     """The run's closing line, counted as the PLAY RECAP and the exit code
     count hosts (``counts``: status -> hosts, ``would_change``: the unchanged
     hosts whose dry activation would change them, and ``connection_lost``:
-    the failed hosts that lost their connection): a rolled-back host is a failed
+    the failed hosts that lost their connection, ``changed_before``: the
+    unchanged hosts whose build or copy changed): a rolled-back host is a failed
     one, and so is one whose connection a phase lost (the recap's failed);
     only a host Ansible itself could not reach is unreachable. None without
     hosts."""
-    hosts = sum(n for status, n in counts.items() if status != 'connection_lost')
+    hosts = sum(n for status, n in counts.items() if status not in NOT_STATUSES)
     if not hosts:
         return None
     failed = counts.get('failed', 0) + counts.get('rolled_back', 0)
@@ -59,9 +77,15 @@ def totals_line(counts, check_mode=False):
         parts.append('%d changed' % counts.get('changed', 0))
         if would:
             parts.append('%d would change' % would)
-    parts.append('%d unchanged' % counts.get('unchanged', 0))
+    parts.append('%d unchanged' % counts.get('unchanged', 0) + (
+        ' (%d built or copied in this run: the recap\'s changed)' % counts['changed_before']
+        if counts.get('changed_before') else ''))
     if counts.get('incomplete'):
         parts.append('%d not activated' % counts['incomplete'])
+    if counts.get('channels'):
+        # a publish run activates nothing: what it did is move the refs
+        parts.append('channel refs: %s' % ', '.join(
+            '%d %s' % (n, printable(word)) for word, n in sorted(counts['channels'].items())))
     return 'nixdeploy: %s: %s' % (hosts_word(hosts), ', '.join(parts))
 
 

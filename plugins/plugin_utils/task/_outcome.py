@@ -171,8 +171,10 @@ class HostOutcome:
             phase, result = self.failure
             rolled_back = bool(result.get('rolled_back'))
             line = _first_line(result.get('msg'), self.host)
+            # a host the login probe never reached (unreachable_at) lost no connection
             rec.update(failed=True, phase=phase, rolled_back=rolled_back, msg=line,
-                       connection_lost=bool(result.get('connection_lost')) or self.unreachable)
+                       connection_lost=bool(result.get('connection_lost')) or (
+                           self.unreachable and not result.get('unreachable_at')))
             if rolled_back:
                 reason = result.get('rollback_reason') or line
                 rec['outcome'] = 'FAILED: rolled back (%s)' % reason
@@ -218,7 +220,21 @@ class HostOutcome:
         if changed:
             rec['after'] = new if new is not None else before
             return row.done if row is not None else 'activated'
-        return 'unchanged'
+        return 'unchanged' + self._changed_before()
+
+    def _changed_before(self):
+        """' (already active; built in this run)' for a host whose activation
+        changed nothing while its build or copy did (another run activated
+        the same system meanwhile): the PLAY RECAP counts it changed, the
+        summary unchanged, and this says why both are right."""
+        done = [word for phase, word in (('build', 'built'), ('copy', 'copied'))
+                if (self.results.get(phase) or {}).get('changed')]
+        return ' (already active; %s in this run)' % ' and '.join(done) if done else ''
+
+    def changed_before(self):
+        """Whether an earlier phase changed something though the host's
+        activation did not (``_changed_before``)."""
+        return bool(self._changed_before())
 
 
 def _builders_of(build):

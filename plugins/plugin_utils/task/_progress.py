@@ -30,7 +30,21 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome impo
 # anything else is ignored, so only these words reach the terminal.
 HEALTH_CHECKS = 'health checks'
 AWAITING_CONFIRMATION = 'awaiting confirmation'
-STEPS = (HEALTH_CHECKS, AWAITING_CONFIRMATION)
+# Waiting on the target for what another run holds (its lock, or the
+# platform's own switch lock), each saying which: the lock's holder is
+# activating, awaits its confirmation, or rolls back (it lets go once that
+# is over), or another switch (an auto-upgrade) runs.
+WAITING_ACTIVATION = "waiting for another run's activation"
+WAITING_CONFIRMATION = "waiting for another run's unconfirmed activation to be confirmed or rolled back"
+WAITING_ROLLBACK = "waiting for another run's rollback"
+WAITING_SWITCH = 'waiting for another switch of the system, an auto-upgrade?'
+WAITS = (WAITING_ACTIVATION, WAITING_CONFIRMATION, WAITING_ROLLBACK, WAITING_SWITCH)
+# The activation launched and not yet at a step above: never in a progress
+# line (the phase says it), read when the run is interrupted.
+ACTIVATING = 'activating'
+STEPS = (HEALTH_CHECKS, AWAITING_CONFIRMATION, ACTIVATING) + WAITS
+# steps a progress line names
+SHOWN_STEPS = (HEALTH_CHECKS, AWAITING_CONFIRMATION) + WAITS
 # the most host names a phase of a progress line lists; the rest are counted
 SHOWN_HOSTS = 5
 # A step file written this many seconds before the callback saw the host's
@@ -50,12 +64,17 @@ def _step_path(base_dir, host, make=False):
     return os.path.join(folder, short_digest('step', host) + '.json')
 
 
-def set_step(base_dir, host, step):
-    """Say that ``host`` is at ``step`` (one of STEPS) of its activation.
-    Never fails the activation: a file that cannot be written is no line."""
+def set_step(base_dir, host, step, until=None, rolls_back=None):
+    """Say that ``host`` is at ``step`` (one of STEPS) of its activation,
+    and (``until``, a time) when it is over at the latest: the wait gives
+    up, or (``rolls_back``: the target's watchdog decides) the run rolls
+    back unconfirmed. Never fails the activation: a file that cannot be
+    written is no line."""
+    record = {'host': host, 'step': step, 'since': time.time()}
+    if until is not None:
+        record.update(until=float(until), rolls_back=bool(rolls_back))
     try:
-        write_json(_step_path(base_dir, host, make=True),
-                   {'host': host, 'step': step, 'since': time.time()})
+        write_json(_step_path(base_dir, host, make=True), record)
     except (OSError, IOError, TypeError, ValueError):
         pass
 
@@ -69,9 +88,10 @@ def clear_step(base_dir, host):
 
 
 @contextmanager
-def in_step(base_dir, host, step):
-    """``host`` is at ``step`` while the ``with`` block runs."""
-    set_step(base_dir, host, step)
+def in_step(base_dir, host, step, **bound):
+    """``host`` is at ``step`` while the ``with`` block runs (``bound``:
+    set_step's ``until`` and ``rolls_back``)."""
+    set_step(base_dir, host, step, **bound)
     try:
         yield
     finally:
@@ -82,6 +102,18 @@ def read_step(base_dir, host, started):
     """(step, since) of ``host``, or None: no file, a file of an earlier
     task (set before ``started``, when the callback saw the task start), or
     one that is not what set_step writes (it is ignored)."""
+    found = read_step_record(base_dir, host, started)
+    return (found['step'], found['since']) if found else None
+
+
+def _time(value):
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and \
+        not math.isnan(value) and not math.isinf(value)
+
+
+def read_step_record(base_dir, host, started):
+    """What set_step wrote for ``host`` ({step, since, until, rolls_back};
+    until None where it set none), or None as ``read_step``."""
     try:
         with open(_step_path(base_dir, host), 'rb') as handle:
             data = json.loads(handle.read(STEP_FILE_MAX).decode('utf-8'))
@@ -91,11 +123,11 @@ def read_step(base_dir, host, started):
     if not isinstance(data, dict) or data.get('host') != host or data.get('step') not in STEPS:
         return None
     since = data.get('since')
-    if isinstance(since, bool) or not isinstance(since, (int, float)) or math.isnan(since):
+    if not _time(since) or since < started - STEP_SLACK:
         return None
-    if since < started - STEP_SLACK:
-        return None
-    return data['step'], since
+    until = data.get('until') if _time(data.get('until')) else None
+    return {'step': data['step'], 'since': since, 'until': until,
+            'rolls_back': until is not None and data.get('rolls_back') is True}
 
 
 class BatchProgress(object):
@@ -158,7 +190,7 @@ class BatchProgress(object):
         """The progress line: for each phase a host of the batch started, in
         phase order, how many are done of the batch's hosts (how many
         failed), how many run it and which, the longest first, each with
-        how long it has run and (``steps``: host -> (step, since)) the
+        how long it has run and (``steps``: host -> (step, since, until)) the
         step of its activation. None while no task has run ``interval``
         seconds. Host names are shown printable: the line goes to a
         terminal."""
@@ -190,8 +222,11 @@ def _running_text(running, now, steps):
     for host in order[:SHOWN_HOSTS]:
         what = '%ds' % max(0, now - running[host])
         if host in steps:
-            step, since = steps[host]
+            step, since, until = (tuple(steps[host]) + (None,))[:3]
             what += ', %s %ds' % (step, max(0, now - since))
+            if step in WAITS and until is not None:
+                # the wait's bound: past it the activation fails, saying so
+                what += ', at most %ds more' % max(0, until - now)
         shown.append('%s (%s)' % (printable(host), what))
     if len(order) > SHOWN_HOSTS:
         shown[-1] += ' and %d more' % (len(order) - SHOWN_HOSTS)

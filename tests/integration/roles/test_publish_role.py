@@ -171,6 +171,9 @@ def test_first_publish_moves_every_channel_and_each_host_pulls_it(pub):
     assert [(p['batch_hosts'], p['processes']) for p in pushers] == [(4, 2)], pushers
     for host in HOSTS:
         assert run.result(CHANNEL, host)['result']['status'] == 'new'
+    # the closing line says what the run did: no host activated, four refs made
+    assert re.search(r'^nixdeploy: 4 hosts: .*, 4 not activated, channel refs: 4 new$',
+                     run.stdout, re.M), run.stdout[-2000:]
     pulled = pub.pull_all(HOSTS)
     for host in HOSTS:
         assert pulled[host][0] == first[host]

@@ -40,7 +40,7 @@ def test_render_measures_the_page_failed_hosts_first(tmp_path):
     assert len(out['loads']) == 2
     assert out['rows'] == 5 and out['height'] > 1000 and out['elements'] > 100
     assert [host for host, _badge in out['first_rows']] == ['cache', 'edge', 'db', 'lazy', 'web']
-    assert out['first_heading'] == 'Failed and rolled back (3)'
+    assert out['first_heading'] == 'Failed (1), rolled back (1), unreachable (1)'
     assert out['console'] == [], out['console']
     assert 'Chrome/' in out['chromium']
     assert png_size(out['png']) == (report_render.WIDTH, report_render.HEIGHT)

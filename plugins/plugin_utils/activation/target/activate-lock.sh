@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# shellcheck disable=SC2034  # LOCK_OWNER, LOCK_RUN: read by activate-modes.sh after this
+# shellcheck disable=SC2034  # LOCK_OWNER, LOCK_RUN: read by activate-modes.sh after this; WAITING_FOR: by status
 # The detached run's locks (rendered after activate-runner.sh, before
 # activate-modes.sh, which takes them): the collection's own lock of the
 # profile, a folder $D/lock holding the owner's pid, boot and run (a stale
@@ -16,6 +16,20 @@ break_lock() {  # break_lock DEADPID: one breaker at a time, and only that owner
     nap
   fi
 }
+holder_step() {  # WAITING_FOR: what the run that holds the lock is at, read by the shell
+  # (no process each nap): activation, confirmation (awaits it; unconfirmed,
+  # its watchdog rolls back) or rollback; the run's name is checked first
+  WAITING_FOR=activation holder=
+  read -r holder 2>/dev/null <"$D/lock/run" || :
+  case $holder in ''|*[!0-9a-f-]*) return 0 ;; esac
+  [ -f "$D/runs/$holder/status" ] || return 0
+  while IFS= read -r hline; do
+    case $hline in
+      state=awaiting_confirmation) WAITING_FOR=confirmation ;;
+      state=rolling_back) WAITING_FOR=rollback ;;
+    esac
+  done <"$D/runs/$holder/status"
+}
 acquire() {
   clock; t0=$NOW empty_since='' told=''
   nap_start
@@ -26,7 +40,7 @@ acquire() {
       lock_files 2>/dev/null || { room; lock_files 2>/dev/null; } || {
         rm -rf "$D/lock"
         status failed "cannot write the lock $D/lock$(full_note): nothing was changed"; exit 1; }
-      LOCKED=1; return 0
+      LOCKED=1 WAITING_FOR=; return 0
     fi
     # not another run's lock but a folder that cannot be made (a full or
     # read-only file system): failing now, not after LOCK_TIMEOUT
@@ -58,8 +72,10 @@ acquire() {
     if [ $((now - t0)) -ge "$LOCK_TIMEOUT" ]; then
       LOCK_OWNER=$owner LOCK_RUN=; read -r LOCK_RUN 2>/dev/null <"$D/lock/run" || :; return 1
     fi
-    if [ "$told" != "$owner" ]; then
-      told=$owner; status waiting_lock "another activation (pid ${owner:-?}) holds the lock of $PROFILE"
+    holder_step
+    if [ "$told" != "$owner $WAITING_FOR" ]; then
+      told="$owner $WAITING_FOR"
+      status waiting_lock "another activation (pid ${owner:-?}, $WAITING_FOR) holds the lock of $PROFILE"
     fi
     nap
   done
@@ -79,8 +95,9 @@ wait_switch_lock() {  # wait (until SWITCH_UNTIL) for the platform's own switch 
   nap_start
   until switch_lock_free; do
     clock; [ "$NOW" -lt "$SWITCH_UNTIL" ] || return 1
-    [ -n "$told" ] || { told=1
+    [ -n "$told" ] || { told=1 WAITING_FOR=switch
       status waiting_lock "another switch holds $SWITCH_LOCK (an auto-upgrade?): waiting"; }
     nap
   done
+  WAITING_FOR=
 }

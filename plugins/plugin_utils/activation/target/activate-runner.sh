@@ -29,7 +29,7 @@ SETSID=; command -v setsid >/dev/null 2>&1 && SETSID=setsid
 # its loops look at the time five times a second: lib.sh's clock, no process a look
 clock_init
 STATE=starting REASON='' PREV_GEN='' PREV_PATH='' NEW_GEN='' ACTIVE_BEFORE='' ACTIVATED=0
-ROLLED_BACK=0 CONFIRMED=0 RC='' LOCKED=0 STARTED=$EPOCH CAUSE=''
+ROLLED_BACK=0 CONFIRMED=0 RC='' LOCKED=0 STARTED=$EPOCH CAUSE='' WAITING_FOR=''
 # the new system becomes the boot default only once it is confirmed (its
 # CONFIRMED_STEPS): until then what boots is the previous one
 BOOT_WHEN_CONFIRMED=0; [ -z "$CONFIRMED_STEPS" ] || BOOT_WHEN_CONFIRMED=1
@@ -61,7 +61,7 @@ write_status() {
     field rolled_back "$ROLLED_BACK"; field confirmed "$CONFIRMED"; field rc "$RC"
     field cause "$CAUSE"; field records_active "$RECORDS_ACTIVE"
     field boot_when_confirmed "$BOOT_WHEN_CONFIRMED"
-    field started "$STARTED"; field updated "$EPOCH"
+    field started "$STARTED"; field updated "$EPOCH"; field waiting_for "$WAITING_FOR"
   } >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"
 }
 release() {
