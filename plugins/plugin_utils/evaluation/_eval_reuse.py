@@ -205,6 +205,8 @@ class Reuse(ReuseOrder):
                 continue
             entry = self.cache.get_reuse(reuse_key)
             if entry is None:
+                # new, or never kept (its system names the source): ordered too
+                back.append((key, None, spec, 0))
                 continue
             if entry['chain'] not in chains:
                 chains[entry['chain']] = self._holds(entry['chain'], spec)
