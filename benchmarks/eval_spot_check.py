@@ -195,8 +195,9 @@ def table(data):
     commits = [row for row in data['rows'] if isinstance(row['step'], int)]
     longest = unchecked_runs(commits)
     bound = due_bound(setup)
-    lines.append('longest run of batches reusing a host unchecked: %s (bound %d)' % (
-        ', '.join('%s %d' % (h, n) for h, n in sorted(longest.items())), bound))
+    lines.append('longest run of batches reusing a host unchecked: %s (bound %s)' % (
+        ', '.join('%s %d' % (h, n) for h, n in sorted(longest.items())),
+        'none stated' if bound is None else bound))
     for row in commits:
         beyond = sorted(set(row['evaluated']) - set([row['changed']]))
         if beyond or row['failed']:
@@ -207,12 +208,14 @@ def table(data):
 
 
 def due_bound(setup):
-    """The longest a host may go unchecked, as docs/eval-cache.md states it:
-    every host of a batch can be drawn (the reused ones and the recorded)."""
+    """The longest a host may go unchecked, as docs/eval-cache.md states it
+    (every host of a batch can be drawn: the reused ones and the recorded),
+    or None for a stage that states none (before issue 89)."""
     eval_reuse.collection_path()
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_spot_check import (
-        due_after)
-    return due_after(setup['hosts'], setup['check'])
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
+        _eval_stage_spot_check)
+    due_after = getattr(_eval_stage_spot_check, 'due_after', None)
+    return due_after(setup['hosts'], setup['check']) if due_after else None
 
 
 # ------------------------------------------------------------------ main
