@@ -10,7 +10,8 @@ Tables: 1 overhead, 2 eval, 3 copy, 4 inventory, 5 scaling, 6 cascade,
 7 real (real-sized systems), 8 shapes (real-shaped flakes, no lab), 9 ee-store
 (an AWX job in the execution environment after a one-host change, by where
 its Nix store lives), 12 reuse (each host's evaluation reused across commits,
-benchmarks/eval_reuse.py; no lab, no root), 13 batch (what each host's worker
+benchmarks/eval_reuse.py; no lab, no root) and spot (its spot check on six hosts, one
+heavy, benchmarks/eval_spot_check.py; no lab, no root), 13 batch (what each host's worker
 pays for its batch, at 250 and 1,000 hosts, benchmarks/batch_per_host.py; no
 lab, no root). Table 10, scale (the deploy at
 250 and 1,000 hosts on a scale lab of light hosts, benchmarks/scale.py, 45-60
@@ -33,17 +34,17 @@ import tempfile
 import time
 
 from benchmarks import (_nix_rss, batch_per_host, cascade, copy_modes, ee_store, eval_batching,
-                        eval_reuse, flake_shapes, inventory_parse, overhead, real_size, scale,
-                        scaling)
+                        eval_reuse, eval_spot_check, flake_shapes, inventory_parse, overhead,
+                        real_size, scale, scaling)
 from benchmarks._fleet import REPO, BenchFleet, load
 
 TABLES = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade', 'real', 'shapes',
-          'ee-store', 'reuse', 'batch')
+          'ee-store', 'reuse', 'spot', 'batch')
 # run only when named in --only: not part of a run of every table
 ASKED_ONLY = ('scale',)
 # the order tables print in: by their number
 NUMBERED = ('overhead', 'eval', 'copy', 'inventory', 'scaling', 'cascade', 'real', 'shapes',
-            'ee-store', 'scale', 'reuse', 'batch')
+            'ee-store', 'scale', 'reuse', 'spot', 'batch')
 FULL = {'overhead_sizes': '1,4,12,16', 'overhead_split': '1,12', 'eval_sizes': '1,4,8,16',
         'inventory_sizes': '100,1000,10000', 'scaling_sizes': '4,8,16,32',
         'copy_hosts': 8, 'copy_bytes': 4000000, 'cascade_sizes': '8,16',
@@ -94,6 +95,8 @@ def parse_args(argv):
                         help="CPU seconds of each host's own evaluation in table 12")
     parser.add_argument('--reuse-shared-seconds', type=float, default=eval_reuse.SHARED_SECONDS,
                         help='CPU seconds of the part every Nix process shares in table 12')
+    parser.add_argument('--spot-commits', type=int, default=eval_spot_check.COMMITS,
+                        help='one-file commits of table 12\'s spot check (spot)')
     parser.add_argument('--batch-sizes', help='batch sizes of table 13 (batch per host)')
     parser.add_argument('--batch-before',
                         help='an ansible_collections tree table 13 also measures (say, the '
@@ -130,7 +133,7 @@ def parse_args(argv):
                                                'ee-store', 'scale'}:
         parser.error('overhead, copy, scaling, cascade, real and ee-store deploy to a lab fleet, '
                      'which needs root; without root run --only eval,inventory,shapes,reuse,'
-                     'batch')
+                     'spot,batch')
     problem = ee_store.check_image() if 'ee-store' in args.only else None
     if problem and asked:
         parser.error('ee-store: %s' % problem)
@@ -220,7 +223,7 @@ def main(argv=None):
                 'inventory': inventory_table, 'scaling': scaling.table, 'cascade': cascade.table,
                 'real': real_size.table, 'shapes': flake_shapes.table,
                 'ee-store': ee_store.table, 'scale': scale.table, 'reuse': eval_reuse.table,
-                'batch': batch_per_host.table}
+                'spot': eval_spot_check.table, 'batch': batch_per_host.table}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix='nixdeploy-bench-') as tmp:
         if 'eval' in args.only:
@@ -237,6 +240,9 @@ def main(argv=None):
             log('12. evaluation reused across commits ...')
             tables['reuse'] = eval_reuse.run(args.reuse_hosts, args.reuse_host_seconds,
                                              args.reuse_shared_seconds, log=log)
+        if 'spot' in args.only:
+            log('12. the spot check on six hosts, one heavy ...')
+            tables['spot'] = eval_spot_check.run(args.spot_commits, log=log)
         if 'batch' in args.only:
             log('13. batch per host ...')
             tables['batch'] = batch_per_host.run(sizes(args.batch_sizes),

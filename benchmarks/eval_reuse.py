@@ -580,18 +580,24 @@ def main(argv=None):
         parser.error('--changed-host: one of h001..%s' % host_names(args.hosts)[-1])
     data = run(args.hosts, args.host_seconds, args.shared_seconds, args.repeat, args.workers,
                args.changed_host, log=log_err)
+    report(data, started, load, table, args.output)
+    return 0
+
+
+def report(data, started, load, table_of, output):
+    """Print ``data``'s table (``table_of``) under the machine's figures
+    and write it whole to ``output``."""
     data['machine'] = {'started': started, 'cores': os.cpu_count(),
                        'python': platform.python_version(), 'load_at_start': load,
                        'load_at_end': os.getloadavg()[0]}
     print('%s, %d cores, Python %s, load %.1f at start, %.1f at end' % (
         started, os.cpu_count(), platform.python_version(), load, os.getloadavg()[0]))
-    print(table(data))
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output + '.tmp', 'w') as handle:
+    print(table_of(data))
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    with open(output + '.tmp', 'w') as handle:
         json.dump(data, handle, indent=2, sort_keys=True)
-    os.replace(args.output + '.tmp', args.output)
-    print('\nwritten: %s' % os.path.relpath(args.output, os.getcwd()))
-    return 0
+    os.replace(output + '.tmp', output)
+    print('\nwritten: %s' % os.path.relpath(output, os.getcwd()))
 
 
 if __name__ == '__main__':

@@ -152,8 +152,10 @@ ROWS = (
         "while everything that evaluation read of the flake is the same (strace on the "
         "controller; docs/eval-cache.md, \"Reuse across commits\").",)),
     Row('eval_reuse_check', (EVAL,), {'type': 'int', 'default': 1}, description=(
-        "Reused hosts per batch evaluated again as a spot check, the least recently checked "
-        "first; a difference fails the host and turns reuse off for the flake until the mark "
+        "Hosts per batch evaluated again as a spot check (reused ones, and ones a recorded "
+        "evaluator answers), the least recently checked first, within a quarter of the "
+        "evaluation time reuse saved; one that waited its turn out is checked whatever it "
+        "costs. A difference fails the host and turns reuse off for the flake until the mark "
         "is removed (docs/eval-cache.md, \"The spot check\"). C(0) checks none.",)),
     Row('max_fail_percentage', (EVAL,), {'type': 'int', 'default': 100}, description=(
         "With C(serial) batches (C(nix_serial)), the share of a batch's hosts (in percent) "

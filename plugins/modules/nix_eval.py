@@ -119,11 +119,15 @@ options:
     default: true
   eval_reuse_check:
     description:
-      - How many reused hosts of each batch to evaluate again before their answers are given, as a
-        spot check, the ones least recently checked first, so that over a few runs every reused
-        host is checked. A reused answer that differs from the fresh one fails its host loudly and
-        turns reuse off for that flake until the mark is removed (the other reused hosts are
-        evaluated; see docs/eval-cache.md, "The spot check"); 0 checks none.
+      - At most how many hosts of each batch to evaluate again by Nix before their answers are
+        given, as a spot check, drawn from the reused hosts and the hosts a recorded evaluator
+        answers, the ones least recently checked first, within a budget of a quarter of the
+        evaluation time reuse saved in the batch (each host's recorded cost). A host that does not
+        fit waits; one reused ceil(n / eval_reuse_check) + 2 batches unchecked (n reused hosts) is
+        checked whatever it costs, and so is one host of a recorder never checked (a new flake, Nix
+        or record.nix). An answer that differs from the fresh one fails its host loudly and turns
+        reuse off for that flake until the mark is removed (its other answers of the batch are
+        evaluated by Nix; see docs/eval-cache.md, "The spot check"); 0 checks none.
     type: int
     default: 1
   max_fail_percentage:

@@ -274,15 +274,19 @@ class EvalCache(EvalCacheMarks):
         return _eval_cache_folder.write(self._fd, name, canonical(data).encode('utf-8'))
 
     # ------------------------------------------------------ reuse across commits
-    def put_reuse(self, key, result, chain, upto, origin):
+    def put_reuse(self, key, result, chain, upto, origin, cost=None):
         """Store ``result`` under the reuse ``key`` with what its evaluation
         read: the record ``chain`` (an id from ``put_chain``) up to its
         segment ``upto``; ``origin``: the provenance of the content it was
-        evaluated from (docs/eval-cache.md, "Reuse across commits")."""
+        evaluated from (docs/eval-cache.md, "Reuse across commits");
+        ``cost``: the seconds its evaluation took, where known (what the
+        spot check weighs it by)."""
         entry = fields_of(result)
         if entry is None or not is_key(key) or not is_key(chain):
             return False
         entry.update(chain=chain, upto=int(upto), origin=dict(origin or {}))
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost >= 0:
+            entry['cost'] = round(float(cost), 3)
         return self._store(self._name(key), entry)
 
     def get_reuse(self, key):

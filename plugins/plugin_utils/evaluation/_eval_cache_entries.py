@@ -16,7 +16,7 @@ The folder holds five kinds of file, each a JSON document:
 - a distrust mark (``distrust-<sha256 of the flake>.json``): reuse is off
   for that flake while it is there;
 - a spot-check time (``checked-<key>.json``): when a spot check last found
-  a reused answer right.
+  a reused answer right, and how many batches have reused it since.
 
 A stored answer is given only when its derivation is in the store the task
 evaluates for, with that output and system (``tied``, ``matches``): one
@@ -109,8 +109,8 @@ def fields_of(result):
 
 def reuse_entry(entry):
     """``entry`` as read from a reuse entry's file ({the three fields,
-    chain, upto, origin}) when every part of it is of a good shape, else
-    None."""
+    chain, upto, origin, and cost where known}) when every part of it is of
+    a good shape, else None."""
     if not isinstance(entry, dict):
         return None
     fields = checked(dict((field, entry.get(field)) for field in FIELDS))
@@ -118,7 +118,11 @@ def reuse_entry(entry):
     if fields is None or not is_key(chain) or not isinstance(upto, int) \
             or isinstance(upto, bool) or upto < 0 or not isinstance(origin, dict):
         return None
-    return dict(fields, chain=chain, upto=upto, origin=origin)
+    found = dict(fields, chain=chain, upto=upto, origin=origin)
+    cost = entry.get('cost')
+    if isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost >= 0:
+        found['cost'] = cost
+    return found
 
 
 def whole_chain(chain):

@@ -10,8 +10,10 @@ not give) turns reuse across commits off for its flake: it is written in
 the cache folder and copied outside it (``marks_folder``: beside the
 user's own key, where a writer of the cache folder cannot delete it), and
 it counts whenever either file is there, whatever it holds. A spot
-check's time (``last_checked``, ``mark_checked``) orders the next check:
-the least recently checked first. The files' names and shapes:
+check's time and the batches that reused a host since (``check_marks``,
+``mark_checked``, ``mark_waited``) order the next check: the least
+recently checked first, and a host that waited its turn out whatever it
+costs (``_eval_stage_spot_check``). The files' names and shapes:
 ``_eval_cache_entries``.
 """
 
@@ -97,14 +99,22 @@ class EvalCacheMarks(object):
         """{reuse key: when (epoch seconds) a spot check last found its
         answer right} of ``keys``; a key never checked, or whose mark is not
         signed by a trusted key, is not in it (checked first)."""
+        return dict((key, mark['when']) for key, mark in self.check_marks(keys).items()
+                    if mark['when'])
+
+    def check_marks(self, keys):
+        """{reuse key: {'when': when a spot check last found its answer
+        right (0: never), 'waited': how many batches have reused it since,
+        unchecked}} of ``keys`` whose mark a trusted key signed; a key
+        without one is not in it (never checked, waited none)."""
         found = {}
         for key in keys:
             if not is_key(key):
                 continue
-            mark = self._verified(checked_name(key), MAX_ENTRY)
-            when = (mark or {}).get('when')
-            if isinstance(when, int) and not isinstance(when, bool):
-                found[key] = when
+            mark = self._verified(checked_name(key), MAX_ENTRY) or {}
+            when, waited = mark.get('when'), mark.get('waited', 0)
+            if _count(when) and _count(waited):
+                found[key] = {'when': when, 'waited': waited}
         return found
 
     def mark_checked(self, keys, now=None):
@@ -112,7 +122,21 @@ class EvalCacheMarks(object):
         when = int(time.time() if now is None else now)
         for key in keys:
             if is_key(key):
-                self._store(checked_name(key), {'when': when})
+                self._store(checked_name(key), {'when': when, 'waited': 0})
+
+    def mark_waited(self, marks):
+        """Note another batch that reused each key of ``marks`` ({key: its
+        mark as ``check_marks`` gives it, or None}) without checking it."""
+        for key, mark in marks.items():
+            if is_key(key):
+                mark = mark or {'when': 0, 'waited': 0}
+                self._store(checked_name(key), {'when': mark['when'],
+                                                'waited': mark['waited'] + 1})
+
+
+def _count(value):
+    """Whether ``value`` is a whole number of zero or more (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def marks_folder(environ, folder):

@@ -162,6 +162,8 @@ class EvalPoolProcess(object):
                     continue
                 now = time.monotonic()
                 with self._lock:
+                    # what this host took (the first: the shared part too)
+                    took = now - piece.since
                     piece.pos = index + 1
                     if index:
                         # the first host's time holds the shared part too
@@ -172,7 +174,7 @@ class EvalPoolProcess(object):
                 answer = result_of(value)
                 answered_here += 1
                 if log is not None:
-                    self.recorder.result(piece.items[index][0], answer)
+                    self.recorder.result(piece.items[index][0], answer, took)
                 self._give(piece.items[index][0], answer)
             with self._lock:
                 done = piece.pos >= piece.end

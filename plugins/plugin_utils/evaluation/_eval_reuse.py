@@ -91,7 +91,8 @@ class Reuse(ReuseOrder):
         self.refused = {}
         # {request key: reuse key}
         self.keys = {}
-        # {request key: 0 evaluate first .. 2 last} (lookup)
+        # {request key: -1 evaluate first (a recorded host the spot check
+        # drew) .. 3 last} (lookup, the spot check)
         self.rank = {}
         # request keys to evaluate each in a process of its own (lookup)
         self.alone = set()
@@ -205,6 +206,8 @@ class Reuse(ReuseOrder):
                 continue
             entry = self.cache.get_reuse(reuse_key)
             if entry is None:
+                # new, or never kept (its system names the source): ordered too
+                back.append((key, None, spec, 0))
                 continue
             if entry['chain'] not in chains:
                 chains[entry['chain']] = self._holds(entry['chain'], spec)
@@ -259,10 +262,11 @@ class Reuse(ReuseOrder):
         argv = argv_of(['--json', '--expr', expr])
         return _eval_trace.strace_argv(self.strace, log, argv), env, log
 
-    def result(self, key, result):
-        """Remember a host's answer for its reuse entry."""
+    def result(self, key, result, seconds=None):
+        """Remember a host's answer for its reuse entry, and what its
+        evaluation took (the spot check's cost of checking it)."""
         with self._lock:
-            self._results[key] = result
+            self._results[key] = (result, seconds)
 
     def _names_source(self, drv, root):
         with self._lock:
@@ -290,12 +294,12 @@ class Reuse(ReuseOrder):
                     continue
                 key = keys_at[index]
                 with self._lock:
-                    result = self._results.get(key)
+                    result, seconds = self._results.get(key, (None, None))
                 reuse_key = self.keys.get(key)
                 if result and 'error' not in result and reuse_key \
                         and not self._names_source(result['drv_path'], spec.root):
                     self.cache.put_reuse(reuse_key, result, name, upto,
-                                         self._origin.get(flake_ref))
+                                         self._origin.get(flake_ref), cost=seconds)
         except (OSError, ValueError, TypeError, KeyError, IndexError):
             return
         finally:
@@ -304,16 +308,20 @@ class Reuse(ReuseOrder):
             shutil.rmtree(os.path.dirname(log_path), ignore_errors=True)
 
 
-def spot_check(runner, reused, requests_of):
+def spot_check(runner, reused, requests_of, also=None):
     """The keys of ``reused`` ({key: (result, reused)}) whose answer a fresh
     evaluation does not give ({key: what Nix gave}); ``requests_of(key)``:
     {flake (the pinned reference), attr}. Each key is evaluated by Nix
-    (``_eval.Evaluator``), not recorded."""
+    (``_eval.Evaluator``), not recorded; so is each key of ``also`` (a dict
+    filled with what Nix gave for it: a recorded answer, compared later)."""
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
         Evaluator)
     evaluator = Evaluator(runner.opts, timeout=runner.timeout)
-    fresh = evaluator.evaluate(dict((key, requests_of(key)) for key in reused))
+    fresh = evaluator.evaluate(dict((key, requests_of(key))
+                                    for key in list(reused) + list(also or ())))
     runner.processes += evaluator.processes
+    for key in also or ():
+        also[key] = fresh[key]
     fields = ('drv_path', 'out_path', 'system')
     return dict((key, fresh[key]) for key, (result, _how) in reused.items()
                 if dict((f, fresh[key].get(f)) for f in fields) != dict(

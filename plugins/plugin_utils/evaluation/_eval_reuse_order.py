@@ -7,7 +7,8 @@ records"). Only the cost depends on it, never whether an answer is reused:
 that is ``_eval_record.valid_upto``'s alone.
 """
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_record
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
+    _eval_record, _eval_trace)
 
 
 class ReuseOrder(object):
@@ -21,7 +22,9 @@ class ReuseOrder(object):
         never whether an answer is reused.
 
         A host whose own reads changed goes last, and last of all one that
-        used the flake's revision (it changes on every commit): its
+        used the flake's revision (it changes on every commit) or has no
+        reuse entry (``entry`` None: a new host, or one whose system names
+        the source, which is never kept): its
         neighbours' new records then leave out what changes. A host sent
         back by a neighbour's reads goes first, and alone where that is
         sure: a later host's own segment failed, or the first segment
@@ -33,7 +36,12 @@ class ReuseOrder(object):
         (docs/eval-cache.md, "Exact records")."""
         local = self._local_changes(chains, roots)
         for key, entry, spec, valid in back:
-            if valid >= entry['upto']:
+            if entry is None:
+                # no reuse entry: a new host, or one whose system names the
+                # source (never kept). What it reads is unknown, or changes
+                # with every commit: after the others, out of their records
+                self.rank[key] = 3
+            elif valid >= entry['upto']:
                 own = self._own_segment(entry)
                 self.rank[key] = 3 if own is not None and own.get('self') else 2
             elif valid >= 1 or entry['chain'] in local:
@@ -45,7 +53,10 @@ class ReuseOrder(object):
     def _local_changes(self, chains, roots):
         """The chains whose first segment failed on a path that another
         chain of the same source (``roots``: {chain: its source's root})
-        does not read in its first segment."""
+        does not read the same way in its first segment (``_how_read``):
+        a part every host shares is read alike before every first answer;
+        a file one first host reads on its own and another copies with its
+        folder (``builtins.path`` of ``./bin``) is two hosts' own."""
         firsts = {}
         for name, root in roots.items():
             chain = self.cache.get_chain(name)
@@ -55,7 +66,7 @@ class ReuseOrder(object):
         for root, named in firsts.items():
             if len(named) < 2:
                 continue
-            reads = dict((name, set(chain['segments'][0].get('reads') or ()))
+            reads = dict((name, chain['segments'][0].get('reads') or {})
                          for name, chain in named.items())
             for name, chain in named.items():
                 if chains[name][0] != 0:
@@ -64,7 +75,7 @@ class ReuseOrder(object):
                     changed = _eval_record.changed_paths(chain, self._describer(root), 0)
                 except (OSError, ValueError, TypeError, AttributeError):
                     continue
-                if any(rel not in others for rel in changed
+                if any(_how_read(others, rel) != _how_read(reads[name], rel) for rel in changed
                        for other, others in reads.items() if other != name):
                     local.add(name)
         return local
@@ -95,3 +106,18 @@ class ReuseOrder(object):
         except (TypeError, KeyError, IndexError):
             return None
         return segment if isinstance(segment, dict) else None
+
+
+def _how_read(reads, rel):
+    """How a segment's ``reads`` ({path: [kind, description]}) hold
+    ``rel``: not at all (None), with a folder above it that the segment
+    lists (``folder``: a copy of that folder, or a listing that reads what
+    it found), or on its own (``own``)."""
+    if rel not in reads:
+        return None
+    parts = rel.split('/')
+    for depth in range(len(parts)):
+        above = reads.get('/'.join(parts[:depth]))
+        if isinstance(above, list) and above[:1] == [_eval_trace.LIST]:
+            return 'folder'
+    return 'own'

@@ -18,8 +18,8 @@ ask, the pin, the order in which answers are given (hosts that failed
 before evaluating, then the cache's, then reused ones, then the
 evaluators'), each with its figures. Its parts live beside it, each a base
 class of ``EvalStage``: ``_eval_stage_lookup`` (the cache and reuse across
-commits, before any evaluator), ``_eval_stage_spot_check`` (reused answers
-evaluated again first) and ``_eval_stage_notes`` (what the run says once
+commits, before any evaluator), ``_eval_stage_spot_check`` (reused and
+recorded answers evaluated again first) and ``_eval_stage_notes`` (what the run says once
 about an answer). How a task reaches it: ``_eval_stage``.
 """
 
@@ -124,8 +124,10 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
                 if reuse is not None and misses else {}
             misses = [k for k in misses if k not in reused]
             self.records_late = reuse is not None and reuse.late
-            if reused and self.reuse_check:
-                reused, wrong = self._spot_check(reuse, reused, by_key)
+            check = None
+            recorded = self._recorded(reuse, misses, by_key)
+            if (reused or recorded) and self.reuse_check:
+                reused, wrong, check = self._spot_check(reuse, reused, recorded, by_key)
                 for key, message in wrong.items():
                     for host in hosts_of.pop(key):
                         failed[host] = {'request': requests.pop(host), 'error': message}
@@ -184,12 +186,19 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
                         host_entry['reused'] = reused_from
                     give(host, host_entry)
 
+            def fail(key, message):
+                for host in hosts_of[key]:
+                    give(host, {'request': requests[host], 'error': message})
+
             for host, host_entry in failed.items():
                 give(host, host_entry)
             for key, result in hits.items():
                 deliver(key, result, from_cache=True)
             for key, (result, reused_from) in reused.items():
                 deliver(key, result, from_cache=True, reused_from=reused_from)
+            # a flake whose recorded answer is drawn: its recorded answers
+            # wait for it
+            given = check.wrap(deliver, fail) if check is not None else deliver
             if misses:
                 by_flake = {}
                 for key in misses:
@@ -200,12 +209,23 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
                 # a lock graph the pin resolved: every evaluator reads that one
                 pool.flake_args = dict((source.ref, source.eval_args())
                                        for source in self.pinned.values() if source.lock_file)
-                pool.run(by_flake, deliver, alone=self._alone(reuse, misses))
+                pool.run(by_flake, given, alone=self._alone(reuse, misses))
+            if check is not None:
+                check.finish()
             return figures()
         finally:
             if reuse is not None:
                 _job_end.forget(self.cache.hold_records)
                 _job_end.remove_folder(reuse.folder)
+
+    def _recorded(self, reuse, misses, by_key):
+        """The keys of ``misses`` a recorded evaluator will answer (the
+        spot check may draw them): those with a reuse key, of a flake
+        whose hosts are recorded."""
+        if reuse is None or reuse.strace is None:
+            return []
+        return [key for key in misses if key in reuse.keys
+                and self.pinned[by_key[key]['flake']].ref in reuse.specs]
 
     @staticmethod
     def _alone(reuse, misses):

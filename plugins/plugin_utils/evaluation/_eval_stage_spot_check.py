@@ -1,88 +1,221 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The spot check: reused answers evaluated again by Nix before any of
-them is given.
+"""The spot check: reused and recorded answers evaluated again by Nix,
+within a budget, before any of them is given.
 
-Reuse across commits trusts a record of what a host's evaluation read; the
-spot check does not. In each batch, ``reuse_check`` of the reused hosts
-(nix_eval's ``eval_reuse_check``) are evaluated again first, the least
-recently checked first (``spot_check_sample``), so that over runs every
-reused host is checked. One that differs fails its hosts loudly, marks its
-flake distrusted in the cache (reuse stays off for it until the mark is
-removed) and sends the flake's other reused hosts to be evaluated.
-``EvalStageSpotCheck`` holds that method of ``EvalStage``
-(``_spot_check``). Nix's own evaluation of the sample is
-``_eval_reuse.spot_check``; the marks and check times it reads and writes
-are ``_eval_cache_marks``.
+Reuse across commits trusts a record of what a host's evaluation read, and
+the answer a recorded evaluator (``record.nix`` under strace) gave; the
+spot check trusts neither. In each batch it draws, from the reused hosts
+and the hosts a recorded evaluator is about to answer, up to
+``reuse_check`` (nix_eval's ``eval_reuse_check``) hosts, the least recently
+checked first, within a budget: a quarter of the evaluation time reuse
+saved in the batch (``BUDGET_SHARE``), from each host's recorded cost. A
+host that does not fit waits; one that has waited its turn out
+(``due_after``) is drawn whatever it costs, and so is one host of a
+recorder never checked before (a new flake, a new Nix, a new record.nix):
+the rule is ``spot_check_sample``. A reused answer that differs fails its
+hosts loudly, marks its flake distrusted in the cache (reuse stays off for
+it until the mark is removed) and sends the flake's other reused hosts to
+be evaluated; a recorded one that differs does the same when it arrives
+(``_eval_stage_recorded_check``). ``EvalStageSpotCheck`` holds that method
+of ``EvalStage`` (``_spot_check``). Nix's own evaluation of the sample is
+``_eval_reuse.spot_check``; the marks, check times and waits it reads and
+writes are ``_eval_cache_marks``.
 """
 
+import hashlib
+import json
 import random
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_record
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_recorded_check import (
+    RecordedCheck)
+
+# the share of the evaluation time reuse saved in a batch (the reused
+# hosts' recorded costs) that its spot check may spend, and seconds it may
+# spend whatever reuse saved (a few cheap hosts check as they always did)
+BUDGET_SHARE = 0.25
+BUDGET_FLOOR = 1.0
+# batches a host may wait beyond its turn for a budget it fits in
+SLACK = 2
 
 
 class EvalStageSpotCheck(object):
-    """The method of ``EvalStage`` that checks reused answers before they
-    are given; the cache, the runner and the pinned sources it uses are
-    ``EvalStage``'s."""
+    """The method of ``EvalStage`` that checks reused and recorded answers
+    before they are given; the cache, the runner and the pinned sources it
+    uses are ``EvalStage``'s."""
 
-    def _spot_check(self, reuse, reused, by_key):
-        """(the reused answers still given, {key: error}): ``reuse_check`` of
-        them, drawn at random, evaluated again by Nix first. One that
-        differs fails its hosts, turns reuse off for its flake (a file in the
-        cache folder) and sends every other reused host of that flake to be
-        evaluated."""
+    def _spot_check(self, reuse, reused, recorded, by_key):
+        """(the reused answers still given, {key: error}, the
+        ``RecordedCheck`` the recorded answers go through or None).
+        ``recorded``: the keys recorded evaluators are about to answer.
+        The drawn ones (``spot_check_sample``) are evaluated by Nix first:
+        a reused one that differs fails its hosts, turns reuse off for its
+        flake (a file in the cache folder) and sends every other reused
+        host of that flake to be evaluated; a recorded one is compared when
+        its answer arrives."""
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_reuse import (
             spot_check)
-        checked = self.cache.last_checked([reuse.keys[k] for k in reused])
+        candidates = list(reused) + [k for k in recorded if k not in reused]
+        marks = self.cache.check_marks([reuse.keys[k] for k in candidates])
+        marks = dict((k, marks[reuse.keys[k]]) for k in candidates if reuse.keys[k] in marks)
+        costs = self._costs(reuse, candidates)
+        recorders = self._new_recorders(recorded, by_key)
         sample = spot_check_sample(
-            reused, dict((k, checked[reuse.keys[k]]) for k in reused if reuse.keys[k] in checked),
-            self.reuse_check)
-        wrong = spot_check(self.runner, dict((k, reused[k]) for k in sample), lambda key: {
-            'flake': self.pinned[by_key[key]['flake']].ref, 'attr': by_key[key]['attr']})
-        self.cache.mark_checked([reuse.keys[k] for k in sample if k not in wrong])
+            candidates, marks, costs, self.reuse_check,
+            budget=max(BUDGET_FLOOR, BUDGET_SHARE * sum(costs.get(k) or 0 for k in reused)),
+            forced=[_cheapest(keys, costs) for keys in recorders.values()])
+        fresh = dict.fromkeys(k for k in sample if k not in reused)
+        wrong = spot_check(self.runner, dict((k, reused[k]) for k in sample if k in reused),
+                           self._nix_request(by_key), also=fresh)
+        self.cache.mark_checked([reuse.keys[k] for k in sample if k in reused and k not in wrong])
+        self.cache.mark_waited(dict((reuse.keys[k], marks.get(k)) for k in candidates
+                                    if k not in sample))
+        check = self._recorded_check(reuse, fresh, recorders, by_key, spot_check) \
+            if fresh else None
         if not wrong:
-            return reused, {}
+            return reused, {}, check
         flakes = set(by_key[key]['flake'] for key in wrong)
         errors = {}
-        for key, fresh in wrong.items():
-            flake = by_key[key]['flake']
+        for key, nix in wrong.items():
             given = reused[key]
-            self.cache.distrust(flake, {'attr': by_key[key]['attr'], 'reused': given[0],
-                                        'from': given[1].get('from'), 'nix': fresh,
-                                        'when': int(time.time())})
-            errors[key] = (
-                u'nixdeploy: the answer reused for %s#%s (%s, from %s) is not what Nix gives for '
-                u'this commit (%s): reuse across commits is now off for this flake (the cache '
-                u'folder holds why); please report this with the flake\'s two commits'
-                % (_redact.url(flake), attr_string(by_key[key]['attr']), given[0].get('drv_path'),
-                   (given[1].get('from') or {}).get('revision') or 'another content',
-                   fresh.get('drv_path') or fresh.get('error')))
+            errors[key] = self._wrong(key, by_key, given[0], nix, given[1].get('from') or {})
         kept = dict((k, v) for k, v in reused.items() if by_key[k]['flake'] not in flakes)
-        return kept, errors
+        return kept, errors, check
+
+    def _wrong(self, key, by_key, given, nix, origin=None):
+        """What the hosts of ``key`` are told when the answer ``given`` (a
+        reused one, from ``origin``; or a recorded one, ``origin`` None) is
+        not ``nix``, what Nix gives: its flake is marked distrusted first."""
+        flake = by_key[key]['flake']
+        self.cache.distrust(flake, {'attr': by_key[key]['attr'],
+                                    'reused' if origin is not None else 'recorded': given,
+                                    'from': origin, 'nix': nix, 'when': int(time.time())})
+        what = (u'the answer reused for %s#%s (%s, from %s)' % (
+            _redact.url(flake), attr_string(by_key[key]['attr']), given.get('drv_path'),
+            origin.get('revision') or 'another content') if origin is not None else
+            u'the answer a recorded evaluation gave for %s#%s (%s)' % (
+                _redact.url(flake), attr_string(by_key[key]['attr']), given.get('drv_path')))
+        return (u'nixdeploy: %s is not what Nix gives for this commit (%s): reuse across '
+                u'commits is now off for this flake (the cache folder holds why); please report '
+                u'this with the flake\'s commits' % (what, nix.get('drv_path') or nix.get('error')))
+
+    def _nix_request(self, by_key):
+        """``requests_of`` of ``_eval_reuse.spot_check``: a key's request,
+        of the run's pinned content."""
+        return lambda key: {'flake': self.pinned[by_key[key]['flake']].ref,
+                            'attr': by_key[key]['attr']}
+
+    def _costs(self, reuse, keys):
+        """{key: the seconds its last recorded evaluation took} of ``keys``
+        whose reuse entry says (a host evaluated before costs were kept has
+        none: it counts as free, and is drawn in its turn)."""
+        costs = {}
+        for key in keys:
+            entry = self.cache.get_reuse(reuse.keys[key])
+            if entry is not None and 'cost' in entry:
+                costs[key] = entry['cost']
+        return costs
+
+    def _new_recorders(self, recorded, by_key):
+        """{recorder key: the keys of ``recorded`` it answers} of each
+        recorder no spot check has found right yet: a flake as the hosts
+        name it, recorded by this Nix with this record.nix."""
+        features = self.runner.features()
+        found = {}
+        for key in recorded:
+            found.setdefault(recorder_key(by_key[key]['flake'], features.flavour,
+                                          features.version), []).append(key)
+        known = self.cache.check_marks(list(found))
+        return dict((rkey, keys) for rkey, keys in found.items() if rkey not in known)
+
+    def _recorded_check(self, reuse, fresh, recorders, by_key, spot_check):
+        """The ``RecordedCheck`` of the drawn recorded keys (``fresh``:
+        {key: what Nix gave}); each drawn key is evaluated first in its
+        evaluator, so that its flake's answers wait for it the least.
+        ``spot_check``: ``_eval_reuse.spot_check``, Nix's own evaluation."""
+        for key in fresh:
+            reuse.rank[key] = -1
+        recorder_of = dict((key, rkey) for rkey, keys in recorders.items() for key in keys)
+
+        def right(key):
+            self.cache.mark_checked([reuse.keys[key]] + (
+                [recorder_of[key]] if key in recorder_of else []))
+
+        def nix(keys):
+            answers = dict.fromkeys(keys)
+            spot_check(self.runner, {}, self._nix_request(by_key), also=answers)
+            return answers
+
+        return RecordedCheck(fresh, lambda key: by_key[key]['flake'], right, nix,
+                             lambda key, given, fresh_answer: self._wrong(
+                                 key, by_key, given, fresh_answer))
 
 
-def spot_check_sample(reused, checked, count, now=None, draw=None):
-    """The ``count`` keys of ``reused`` a spot check evaluates again.
-    ``checked``: {key: when a spot check last found it right}.
+def recorder_key(flake, flavour, version):
+    """The key of a recorder: ``flake`` as the hosts name it, recorded by
+    this Nix (``flavour``, ``version``) with this record.nix and record
+    format. Its check mark says a spot check found one of its answers right."""
+    return hashlib.sha256(json.dumps(
+        ['recorder', flake, flavour, list(version), _eval_record.FORMAT,
+         hashlib.sha256(_eval_record.record_text().encode('utf-8')).hexdigest()],
+        sort_keys=True).encode('utf-8')).hexdigest()
 
-    The least recently checked first (never checked: first of all), a draw
-    among equals, so that no host is always the one left out. Where some of
-    them have a check time and others none, one more, drawn from the rest at
-    random, weighted by the time since its last check (one with none as the
-    oldest): a writer of the cache folder who deletes the other hosts' times
-    (and keeps one host's genuine old one) cannot keep that host out of every
-    draw. ``draw``: a random.Random (the system's random source if None)."""
+
+def due_after(hosts, count):
+    """Batches a host may be reused unchecked before it is drawn whatever
+    it costs: its turn, with ``count`` drawn a batch from ``hosts``, and
+    ``SLACK`` batches more to wait for a budget it fits in."""
+    return -(-hosts // max(1, count)) + SLACK
+
+
+def spot_check_sample(keys, marks, costs, count, budget, forced=(), now=None, draw=None):
+    """The keys of ``keys`` a spot check evaluates again. ``marks``: {key:
+    {'when': its last check (0: never), 'waited': batches reused unchecked
+    since}}; ``costs``: {key: seconds} (none: counts as free); ``count``:
+    how many to draw; ``budget``: seconds they may cost together.
+
+    First every key of ``forced`` and every key that has waited
+    ``due_after`` batches, whatever they cost. Then, up to ``count`` in
+    all, the least recently checked first (never checked: first of all, a
+    draw among equals), each that fits in what is left of ``budget``; one
+    that does not waits, and its wait counts. Where some keys have a check
+    time and others none, one more, drawn from the rest at random, weighted
+    by the time since its last check (one with none as the oldest),
+    whatever it costs: a writer of the cache folder who deletes the other
+    hosts' times (and replays one host's genuine old one) cannot keep that
+    host out of every draw. ``draw``: a random.Random (the system's random
+    source if None)."""
     draw = draw or random.SystemRandom()
     now = time.time() if now is None else now
-    order = sorted(reused, key=lambda k: (checked.get(k, 0), draw.random()))
-    sample, rest = order[:count], order[count:]
-    ages = dict((k, max(now - checked[k], 1)) for k in order if k in checked)
+    when = dict((k, (marks.get(k) or {}).get('when', 0)) for k in keys)
+    order = sorted(keys, key=lambda k: (when[k], draw.random()))
+    limit = due_after(len(order), count)
+    sample = [k for k in order
+              if k in forced or (marks.get(k) or {}).get('waited', 0) >= limit]
+    spent = sum(costs.get(k) or 0 for k in sample)
+    for key in order:
+        if len(sample) >= count:
+            break
+        if key not in sample and spent + (costs.get(key) or 0) <= budget:
+            sample.append(key)
+            spent += costs.get(key) or 0
+    rest = [k for k in order if k not in sample]
+    ages = dict((k, max(now - when[k], 1)) for k in order if when[k])
     if not count or not rest or not ages or len(ages) == len(order):
         return sample
     oldest = max(ages.values())
     return sample + draw.choices(rest, [ages.get(k, oldest) for k in rest])
+
+
+def _cheapest(keys, costs):
+    """The key of ``keys`` whose recorded cost is least; where none has
+    one (a new flake: nothing recorded yet), the first (its evaluator's
+    first host: drawing it changes no evaluator's order)."""
+    known = [k for k in keys if k in costs]
+    return min(known, key=lambda k: costs[k]) if known else keys[0]

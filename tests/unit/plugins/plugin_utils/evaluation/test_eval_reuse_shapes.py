@@ -193,7 +193,11 @@ def test_the_spot_check_rotates_over_the_reused_hosts(tmp_path):
     flake.run()
 
     def checked():
-        return sorted(n for n in os.listdir(flake.cache) if n.startswith('checked-'))
+        # (a host reused unchecked has a mark too: its wait)
+        cache = test_eval_reuse._eval_cache.EvalCache(flake.cache, environ=flake.environ())
+        keys = [n[len('checked-'):-len('.json')] for n in os.listdir(flake.cache)
+                if n.startswith('checked-')]
+        return sorted(key for key, mark in cache.check_marks(keys).items() if mark['when'])
     seen = []
     for step in range(2):
         flake.write('README', 'step %d' % step)
@@ -305,17 +309,61 @@ def test_deleting_other_hosts_check_times_does_not_keep_a_host_from_the_check(tm
 
 
 def test_the_spot_check_draw(tmp_path):
-    """spot_check_sample: with every time there, the least recently checked
-    only (the rotation above); with none, a random draw; with some, one more
-    host drawn from the rest, weighted by the time since its check."""
+    """spot_check_sample: the least recently checked first (with none, a
+    random draw), each within the budget; a host that does not fit waits,
+    and once it has waited its turn out it is drawn whatever it costs."""
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_spot_check import (
-        spot_check_sample)
+        due_after, spot_check_sample)
     hosts = ['a', 'b', 'c', 'd']
-    times = {'a': 400, 'b': 100, 'c': 300, 'd': 200}
-    assert [spot_check_sample(hosts, times, 2, now=1000) for _draw in range(20)] == [['b', 'd']] * 20
-    drawn = [spot_check_sample(hosts, {}, 1, now=1000)[0] for _draw in range(200)]
+    marks = dict((k, {'when': when, 'waited': 0})
+                 for k, when in {'a': 400, 'b': 100, 'c': 300, 'd': 200}.items())
+    assert [spot_check_sample(hosts, marks, {}, 2, 0) for _draw in range(20)] == [['b', 'd']] * 20
+    drawn = [spot_check_sample(hosts, {}, {}, 1, 0)[0] for _draw in range(200)]
     assert set(drawn) == set(hosts)
-    # a's genuine old time kept, the others' deleted: a is drawn too
-    extra = [spot_check_sample(hosts, {'a': 400}, 1, now=1000) for _draw in range(200)]
-    assert all(len(sample) == 2 and sample[0] != 'a' for sample in extra)
-    assert sum('a' in sample for sample in extra) > 20
+    # b is next but costs more than the budget: d, the next that fits
+    costs = {'a': 1, 'b': 20, 'c': 1, 'd': 1}
+    assert spot_check_sample(hosts, marks, costs, 1, 6) == ['d']
+    # b has waited its turn out: drawn whatever it costs
+    assert due_after(4, 1) == 6
+    marks['b'] = {'when': 100, 'waited': 6}
+    assert spot_check_sample(hosts, marks, costs, 1, 6) == ['b']
+    # a recorder never checked: one of its hosts, whatever it costs
+    assert spot_check_sample(hosts, {}, costs, 1, 0, forced=['c']) == ['c']
+
+
+def test_a_host_that_does_not_fit_is_checked_within_the_bound():
+    """Six hosts reused run after run, one twenty times the others' cost,
+    the budget a quarter of what reuse saved: the light hosts take turns,
+    the heavy one waits, no host goes more than due_after batches unchecked,
+    and a batch costs one light host's check (the median); deleting the
+    other hosts' marks before every batch (a writer of the cache folder)
+    does not keep the heavy host out either."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_spot_check import (
+        due_after, spot_check_sample)
+    hosts = list('abcdeh')
+    costs = dict(dict.fromkeys('abcde', 1.0), h=20.0)
+    for attack in (False, True):
+        marks, unchecked, longest, spent = {}, dict.fromkeys(hosts, 0), {}, []
+        for batch in range(1, 60):
+            if attack:
+                marks = dict((k, v) for k, v in marks.items() if k == 'h')
+            sample = spot_check_sample(hosts, marks, costs, 1, 0.25 * sum(costs.values()))
+            spent.append(sum(costs[k] for k in sample))
+            for key in hosts:
+                if key in sample:
+                    marks[key] = {'when': batch, 'waited': 0}
+                    unchecked[key] = 0
+                else:
+                    mark = marks.get(key) or {'when': 0, 'waited': 0}
+                    marks[key] = {'when': mark['when'], 'waited': mark['waited'] + 1}
+                    unchecked[key] += 1
+                    longest[key] = max(longest.get(key, 0), unchecked[key])
+        # (a host whose own mark is deleted is never checked, so first: it
+        # is drawn at random among such hosts, with no bound on bad luck)
+        watched = ['h'] if attack else hosts
+        assert max(longest[k] for k in watched) <= due_after(len(hosts), 1), (attack, longest)
+        assert 20.0 in spent
+        if not attack:
+            # (under the attack every batch also draws one more by age: the
+            # attacker adds cost, never keeps a host out)
+            assert sorted(spent)[len(spent) // 2] <= 1.0, spent
