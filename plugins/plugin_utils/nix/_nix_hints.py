@@ -61,11 +61,13 @@ _STORE_SOURCE = (
 )
 
 # Nix's pointer to its full trace: "(use '--show-trace' to show detailed
-# location information)" (every Nix since 2.4, Lix)
-_SHOW_TRACE = re.compile(r"\(use '--show-trace'[^)\n]*\)")
+# location information)" (Nix 2.4 on, Lix), "(stack trace truncated; use
+# '--show-trace' to show the full, detailed trace)" (later Nix, after the
+# frames it shows); what comes before "use" stays
+_SHOW_TRACE = re.compile(r"\(([^()\n]*?)use '--show-trace'[^)\n]*\)")
 # what it reads as: the deploy role's variable, or a task's own option
-ROLE_TRACE = "(run again with -e nix_show_trace=true for Nix's full trace)"
-TASK_TRACE = "(run again with the task's option show_trace: true for Nix's full trace)"
+ROLE_TRACE = "run again with -e nix_show_trace=true for Nix's full trace"
+TASK_TRACE = "run again with the task's option show_trace: true for Nix's full trace"
 
 # The evaluation's own words for a missing attribute (evaluation/_eval.py's
 # --apply expression): "the flake has no attribute a.b.c (no 'b')"
@@ -77,7 +79,9 @@ def trace_hint(message, role_vars=True):
     """``message`` with Nix's ``(use '--show-trace' ...)`` as the setting
     that gives the trace: the deploy role's variable (``role_vars``: the
     task takes its options from them), else the task's option."""
-    return _SHOW_TRACE.sub(ROLE_TRACE if role_vars else TASK_TRACE, u'%s' % (message or u''))
+    said = ROLE_TRACE if role_vars else TASK_TRACE
+    return _SHOW_TRACE.sub(lambda match: u'(%s%s)' % (match.group(1), said),
+                           u'%s' % (message or u''))
 
 
 # ------------------------------------------------------------------ untracked files

@@ -199,6 +199,10 @@ def test_nix_trace_pointer_reads_as_the_setting_the_user_has():
     # on the message's line, as some Nix versions print it
     assert _nix_hints.trace_hint("error: x (use '--show-trace' to show more)") == (
         "error: x (run again with -e nix_show_trace=true for Nix's full trace)")
+    # later Nix, after the frames it shows: what it says before stays
+    assert _nix_hints.trace_hint(
+        "(stack trace truncated; use '--show-trace' to show the full, detailed trace)") == (
+        "(stack trace truncated; run again with -e nix_show_trace=true for Nix's full trace)")
     # nothing to rewrite: the text as it was
     assert _nix_hints.trace_hint('error: x') == 'error: x'
     assert _nix_hints.trace_hint(None) == ''
@@ -211,6 +215,10 @@ def test_the_summary_drops_the_trace_pointer_as_it_did_nixs():
     said = _nix_hints.trace_hint("evaluating x failed:\nerror: attribute 'lab' missing\n"
                                  "(use '--show-trace' to show detailed location information)")
     assert 'show_trace' not in cause(said) and "attribute 'lab' missing" in cause(said)
+    later = _nix_hints.trace_hint("evaluating x failed:\nerror: attribute 'lab' missing\n"
+                                  "(stack trace truncated; use '--show-trace' to show the full, "
+                                  "detailed trace)")
+    assert 'show_trace' not in cause(later), cause(later)
 
 
 THROWING = r'''{
@@ -239,5 +247,6 @@ def test_a_failed_evaluation_points_at_the_role_variable(tmp_path):
     assert result['status'] == 'failed', result
     said = result['result']['msg']
     assert 'the configuration of boom is broken' in said, said
-    assert "(run again with -e nix_show_trace=true for Nix's full trace)" in said, said
+    # "(run again ...)", or on later Nix "(stack trace truncated; run again ...)"
+    assert "run again with -e nix_show_trace=true for Nix's full trace)" in said, said
     assert '--show-trace' not in said, said
