@@ -11,6 +11,8 @@ that knows (issue 93), on the `fms` lab: after every host runs v1, one deploy
   beside its evaluation is refused, so it fails at eval, before its build:
   its message names the user, the address, ssh's words and the fix (key or
   user); it is a failed host, not a lost connection or an unreachable one;
+- f5, reached as a user the host does not know (ansible_user): the same, the
+  user named;
 - f4, reached at a port nothing listens on (ansible_port): unreachable, and
   its message says which port of which address to check;
 - d1, nix-darwin reached as its deploy user without become: refused at eval
@@ -19,7 +21,8 @@ that knows (issue 93), on the `fms` lab: after every host runs v1, one deploy
 
 The run is one playbook: every host is asserted on. Then f2's dry
 activation (``nix_goal=dry-activate``) shows what it would restart in its
-message.
+message. Last, ``-e nix_goal=boot`` on f2 and d1: nix-darwin has no boot goal,
+so d1 is refused at eval, before its build, while f2 sets its boot default.
 """
 
 import json
@@ -35,7 +38,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.here_only]
 
 HOSTS = [{'name': 'f1', 'persona': 'nixos'}, {'name': 'f2', 'persona': 'nixos'},
          {'name': 'f3', 'persona': 'nixos'}, {'name': 'f4', 'persona': 'nixos'},
-         {'name': 'd1', 'persona': 'darwin'}]
+         {'name': 'f5', 'persona': 'nixos'}, {'name': 'd1', 'persona': 'darwin'}]
 NAMES = [h['name'] for h in HOSTS]
 PLATFORMS = {'d1': 'darwin'}
 EVAL = 'nixdeploy.fleet.deploy : Evaluate the system of each host'
@@ -83,6 +86,8 @@ def test_each_failed_host_says_why_beside_a_healthy_one(fleet):
     fleet.flake.set_config('f1', behaviour='fail-units')
     wrong_key_for(fleet, 'f3')
     write_host_vars(fleet.inventory, 'f4', {'ansible_port': CLOSED_PORT})
+    # with become: its activation would run as root (the table's rule holds)
+    write_host_vars(fleet.inventory, 'f5', {'ansible_user': 'nosuchuser', 'ansible_become': True})
     write_host_vars(fleet.inventory, 'd1', {'ansible_become': False})
     run = fleet.deploy()
     assert run.rc != 0, run
@@ -127,6 +132,14 @@ def test_each_failed_host_says_why_beside_a_healthy_one(fleet):
     assert not run.results(ACTIVATE, 'f3')
     assert lab.active('f3') == before['f3']
 
+    # f5: the wrong user, named, refused the same way
+    evaluated = run.result(EVAL, 'f5')
+    assert evaluated['status'] == 'failed', evaluated
+    msg = evaluated['result']['msg']
+    assert msg.startswith('f5: ssh login refused for nosuchuser@%s: key or user' % (
+        lab.host('f5')['address'])), msg
+    assert not built(run, 'f5') and lab.active('f5') == before['f5']
+
     # f4: nothing listens at its port: unreachable, the port named
     evaluated = run.result(EVAL, 'f4')
     assert evaluated['status'] == 'unreachable', evaluated
@@ -157,7 +170,7 @@ def test_each_failed_host_says_why_beside_a_healthy_one(fleet):
     assert outcomes['f1'].startswith('FAILED: rolled back'), outcomes
     # the recap agrees: f3 and d1 failed, f4 alone unreachable
     assert 'unreachable=1' in recap_line(run, 'f4'), run
-    for host in ('f3', 'd1'):
+    for host in ('f3', 'f5', 'd1'):
         assert 'failed=1' in recap_line(run, host), run
         assert 'unreachable=0' in recap_line(run, host), run
 
@@ -187,3 +200,23 @@ def test_a_dry_activation_shows_what_it_would_do(fleet):
     assert lab.active('f2') == active
     # the closing line counts f2 as a host a real activation would change
     assert 'nixdeploy: 1 host: 0 failed, 0 changed, 1 would change, 0 unchanged' in run.stdout, run
+
+
+def test_a_goal_a_platform_lacks_is_refused_before_the_build(fleet):
+    """``-e nix_goal=boot`` on a NixOS host and a nix-darwin one (with
+    become): nix-darwin has no boot goal, said at eval, nothing built for
+    it; the NixOS host sets its boot default."""
+    lab = fleet.lab
+    write_host_vars(fleet.inventory, 'd1', {})
+    before = lab.active('d1')
+    run = fleet.deploy('-l', 'f2,d1', '-e', 'nix_goal=boot')
+    assert run.rc != 0, run
+    evaluated = run.result(EVAL, 'd1')
+    assert evaluated['status'] == 'failed', evaluated
+    msg = evaluated['result']['msg']
+    assert msg.startswith('d1: darwin supports the goals switch, not boot (nix_goal is boot for '
+                          'this host)'), msg
+    assert not built(run, 'd1') and not run.results(COPY, 'd1') and lab.active('d1') == before
+    assert run.result(ACTIVATE, 'f2')['status'] == 'ok', run
+    outcomes = run.outcomes()
+    assert outcomes['d1'].startswith('FAILED at eval: darwin supports the goals switch'), outcomes
