@@ -109,12 +109,13 @@ class ActionModule(NixdeployAction):
         return []
 
     def _activation_user(self):
-        """Who this host's activation runs as: the become_user with become,
-        else the login user (ansible_user); None where the inventory does
-        not say (ssh's own configuration chooses then)."""
+        """Who this host's activation runs as without become: the login
+        user (ansible_user); None with become (the activation's become says
+        whether its user can, sudo's words kept) and where the inventory
+        does not say (ssh's own configuration chooses then)."""
         context = self._play_context
         if getattr(context, 'become', False):
-            return getattr(context, 'become_user', None) or 'root'
+            return None
         user = None
         if self._connection is not None:
             try:
