@@ -17,7 +17,7 @@ from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import EVAL_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._builders import (
@@ -74,7 +74,55 @@ class ActionModule(NixdeployAction):
         if unknown and self._task.args.get('unknown_vars') == 'error':
             problems.extend('%s (nix_unknown_vars is error)' % _role_vars.unknown_message(
                 name, near) for name, near in sorted(unknown.items()))
+        if not problems:
+            problems = self._platform_problems()
         return problems
+
+    def _platform_problems(self):
+        """What the platform table says this host's activation cannot do,
+        where the inventory gives its platform (nix_platform) and the run
+        activates it: a goal its platform lacks, or an activation that needs
+        root run as another user (no become). The activation says the same
+        late (_activation_result.check_params, activate-session.sh); here it
+        fails the host before anything of it is built."""
+        platform = _role_vars.host_value('platform', self.task_vars)
+        if platform is None or 'activate' not in _reach.login_phases(self.task_vars):
+            return []
+        try:
+            platform = self._render(platform)
+            goal = _platforms.goal_row(self._render(
+                _role_vars.host_value('goal', self.task_vars) or 'switch'))
+            _platforms.platform_spec(platform)
+        except (AnsibleError, ValueError, TypeError):
+            # a value the activation refuses in its own words
+            return []
+        problem = _platforms.goal_problem(platform, goal)
+        if problem:
+            return ['%s (nix_goal is %s for this host): give the host a goal of those in its '
+                    'host_vars or group_vars, or limit the run (-l) to the hosts that have '
+                    'it' % (problem, goal.name)]
+        user = self._activation_user()
+        problem = _platforms.root_refusal(platform, user) if user else None
+        if problem:
+            return ['%s (its ansible_user is %s and ansible_become is not set; nix_platform '
+                    'is %s)' % (problem, user, platform)]
+        return []
+
+    def _activation_user(self):
+        """Who this host's activation runs as without become: the login
+        user (ansible_user); None with become (the activation's become says
+        whether its user can, sudo's words kept) and where the inventory
+        does not say (ssh's own configuration chooses then)."""
+        context = self._play_context
+        if getattr(context, 'become', False):
+            return None
+        user = None
+        if self._connection is not None:
+            try:
+                user = self._connection.get_option('remote_user')
+            except KeyError:
+                user = None
+        return user or getattr(context, 'remote_user', None) or None
 
     def failed(self, result, message, **details):
         # an internal error's traceback (a batch process's): only at -vvv

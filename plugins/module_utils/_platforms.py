@@ -272,6 +272,28 @@ def offers_goal(platform, goal):
     return goal.name in platform_spec(platform)['goals'] or goal.dry
 
 
+def goal_problem(platform, goal):
+    """Why ``platform`` cannot activate with ``goal`` (a ``Goal``), naming
+    the goals it has, or None when it can."""
+    if offers_goal(platform, goal):
+        return None
+    return '%s supports the goals %s, not %s' % (
+        platform, ', '.join(platform_spec(platform)['goals']), goal.name)
+
+
+# the fix when an activation that needs root would run as another user
+ROOT_FIX = 'connect as root or set become'
+
+
+def root_refusal(platform, user):
+    """Why ``platform``'s activation cannot run as ``user`` (the user it
+    runs as: the login user, or root with become), or None when it can:
+    nix-darwin's and NixOS's activation need root."""
+    if not platform_spec(platform)['needs_root'] or user == 'root':
+        return None
+    return 'activating a %s system needs root, but this runs as %s: %s' % (platform, user, ROOT_FIX)
+
+
 def reboot_goal():
     """The goal (a ``Goal``) a reboot's activation takes (the boot default,
     nothing run)."""

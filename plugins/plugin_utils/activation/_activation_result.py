@@ -19,11 +19,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagn
 def check_params(params, platform, goal):
     """Errors in ``params`` for ``platform`` (its table row) and ``goal``
     (the row of params' goal, a ``_platforms.Goal``), as a message, or None."""
-    spec = _platforms.platform_spec(platform)
     state = params['state']
-    if not _platforms.offers_goal(platform, goal):
-        return '%s supports the goals %s, not %s' % (platform, ', '.join(spec['goals']),
-                                                     goal.name)
+    problem = _platforms.goal_problem(platform, goal)
+    if problem:
+        return problem
     if state != 'activated' and (params.get('keys') or params.get('keys_prune')):
         return 'keys and keys_prune go with state=activated only (state=%s activates nothing ' \
             'to upload them around); upload them with nixdeploy.fleet.nix_keys' % state

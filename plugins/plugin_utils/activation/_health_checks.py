@@ -36,6 +36,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script impor
 # What of a check's last output a result keeps (its end: where errors are).
 OUTPUT_LINES = 20
 OUTPUT_CHARS = 2000
+# What of it a failure's one-line message shows: its last lines, each cut.
+SHOWN_LINES = 3
+SHOWN_CHARS = 160
 # Seconds a try on the target may take beyond its own timeout (the session,
 # stopping the command) before the controller gives up on the answer.
 SESSION_GRACE = 10
@@ -256,10 +259,16 @@ def failure_message(summary):
     msg = "health check '%s' failed after %d %s: %s" % (
         failed['name'], failed['tries'], 'try' if failed['tries'] == 1 else 'tries',
         failed['detail'])
-    last = [line for line in failed['output'].splitlines() if line.strip()]
+    last = [shorter(line.strip()) for line in failed['output'].splitlines() if line.strip()]
     if last:
-        msg += ' (last output: %s)' % ' | '.join(last[-3:])
+        msg += ' (last output: %s)' % ' | '.join(last[-SHOWN_LINES:])
     return msg
+
+
+def shorter(line):
+    """``line`` (already printable) cut to SHOWN_CHARS: a message shows
+    a few lines of a check's output, never a page of it on one line."""
+    return line if len(line) <= SHOWN_CHARS else line[:SHOWN_CHARS - 3].rstrip() + '...'
 
 
 def skipped(checks, why):

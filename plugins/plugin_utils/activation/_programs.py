@@ -13,7 +13,7 @@ folder the programs keep on the target is described in
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
-    goal_row, moves_profile, platform_spec)
+    goal_row, moves_profile, platform_spec, root_refusal)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import BY_OPTION
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activation_fields
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_fields import (
@@ -25,6 +25,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors imp
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import (
     ROOT_STATE_DIR, render)
 
+# where activate-session.sh puts the user it runs as into ROOT_REFUSAL
+USER_MARK = '@ME@'
 # The run's words the stage compares with (their home is the table of what
 # the programs report, _activation_fields.py)
 REFUSED = _activation_fields.REFUSED
@@ -136,7 +138,9 @@ def _session(platform, profile, remote_nix_dir):
         'PROFILE_CANDIDATES': _candidates(spec),
         'PROFILE_PROBE': _words(activation.get('profile_probe') or []),
         'NIX_DIR': remote_nix_dir,
-        'NEEDS_ROOT': bool(spec.get('needs_root')),
+        # the platform table's rule, in its own words, with the target's
+        # user put in there (activate-session.sh)
+        'ROOT_REFUSAL': root_refusal(platform, USER_MARK) or '',
         'CURRENT_LINK': activation.get('current_link'),
         'SETS_OWN_PROFILE': bool(activation.get('sets_own_profile')),
         'ROOT_STATE': ROOT_STATE_DIR,

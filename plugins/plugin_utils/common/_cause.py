@@ -29,6 +29,9 @@ _NIX_AT = re.compile(r'^at ((?:\S.*\.nix|«[^»]+»):\d+:\d+):?$')
 _NOISE = (
     re.compile(r'^(…|\.\.\.)'),                        # … while evaluating, … from call site
     re.compile(r"^\(use '--show-trace'"),
+    # the same, as the failed phase says it (nix/_nix_hints.py trace_hint)
+    re.compile(r"^\((stack trace truncated; )?run again with .*show_trace.* for Nix's full "
+               r"trace\)$"),
     _AT,
     re.compile(r'^\d*\s*\|'),                          # 205| code, the caret line
     re.compile(r'^last \d+ log lines:$', re.IGNORECASE),

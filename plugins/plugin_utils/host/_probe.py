@@ -12,9 +12,12 @@ The probe is one ssh login per address, with the host's own connection
 (``Host``: user, port, key, ssh options, its jump host) and a time limit;
 it runs ``exit 0`` and reads only ssh's exit code and ssh's messages on
 stderr (which say why a login failed; decoded with errors replaced). A host
-that answers with a key ssh refuses, or refuses the login, is reached: that
-is no network matter, and the phases that log in judge it as they always
-do (docs/security.md: a host key is never passed over as "unreachable").
+that answers with a key ssh refuses is reached: that is no network matter,
+and the phases that log in judge it as they always do (docs/security.md: a
+host key is never passed over as "unreachable"). A host that refuses the
+login (a wrong ``ansible_user`` or key) is there but no phase could log in:
+the next address is tried, and where none logs in the host fails now,
+before its build (``login_refused_message``), not at its copy.
 At any address but its ``ansible_host`` only its own key passes
 (plugin_utils/host/_host_identity.py): another one is named, and the next
 address is tried.
@@ -27,6 +30,7 @@ the batch's work for other hosts (the cascade) reaches the host there.
 
 import hashlib
 import os
+import re
 import shlex
 import time
 
@@ -35,7 +39,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_atomic
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_identity
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis, _host_identity
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (
     TimedOut, run_no_tty)
 
@@ -66,8 +70,14 @@ VAGUE = 'connection closed'
 # out, no route; a name that does not resolve): nothing it was to run
 # started on the host
 NOT_CONNECTED = ('ssh: connect to host ', 'Could not resolve hostname')
+# the host refused the login: it is there, but nothing can log in
+LOGIN_REFUSED = 'login refused'
 # what the host itself answered with: it is there (its own key, not a jump's)
-ANSWERED = ('host key', 'login refused')
+ANSWERED = ('host key', LOGIN_REFUSED)
+# where nothing listened: ssh names the port it tried ("ssh: connect to host
+# 10.0.0.5 port 2222: Connection refused")
+REFUSED_PORT = re.compile(r'\bport (\d+): Connection refused')
+SSH_PORT = 22
 # through a jump host: the jump logged in but could not open the way on
 FORWARDING = ('stdio forwarding failed', 'channel 0: open failed')
 # through a jump host: the jump's own ssh failed (the outer ssh then says so)
@@ -81,19 +91,34 @@ class Tried(object):
     (``key_names``: where another host's key answered, the names known_hosts
     holds that key under)."""
 
-    __slots__ = ('address', 'reason', 'said', 'seconds', 'key_names')
+    __slots__ = ('address', 'reason', 'said', 'seconds', 'key_names', 'port')
 
-    def __init__(self, address, reason, said, seconds, key_names=()):
+    def __init__(self, address, reason, said, seconds, key_names=(), port=None):
         self.address, self.reason, self.said, self.seconds = address, reason, said, seconds
         self.key_names = list(key_names)
+        # the port the connection used (its ansible_port, else ssh's own)
+        self.port = port
 
     def line(self):
         """``10.0.0.5: no route (ssh: connect to host ... No route to host)``;
-        where another key answered, what ``name_owners`` said of it."""
+        where another key answered, what ``name_owners`` said of it; where
+        nothing listened, which port to check."""
         if self.reason == NOT_ITS_KEY and self.said:
             return self.said
         text = '%s: %s' % (self.address, self.reason)
-        return '%s (%s)' % (text, self.said) if self.said else text
+        text = '%s (%s)' % (text, self.said) if self.said else text
+        port = self.refused_port()
+        if port is not None:
+            text += ': nothing listens on port %s of %s: check ansible_port' % (port, self.address)
+        return text
+
+    def refused_port(self):
+        """The port where nothing listened (a refused connection), else None:
+        the one ssh names, else the connection's."""
+        if self.reason != 'connection refused':
+            return None
+        named = REFUSED_PORT.search(self.said or '')
+        return named.group(1) if named else (self.port or SSH_PORT)
 
     def as_dict(self):
         return {'address': self.address, 'reason': self.reason, 'said': self.said,
@@ -168,13 +193,18 @@ def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None):
             tried.append(Tried(address, NOT_ITS_KEY, _host_identity.refusal(
                 address, target.name, names, []), seconds, names))
             continue
+        if reason == LOGIN_REFUSED:
+            # the host is there, but refuses this user or key: another of
+            # its addresses may log in (another sshd, another network's
+            # rules); where none does, the host fails (login_refused_message)
+            tried.append(Tried(address, reason, said, seconds))
+            continue
         if reason in ANSWERED:
-            # the host answered there, with a key ssh refuses or a login it
-            # refuses: no network matter, and never one to pass over. The
-            # phases that log in say it as they do (a host key is judged,
-            # a refused login is the host's failure, an opt-out is honoured)
+            # the host answered there, with a key ssh refuses: no network
+            # matter, and never one to pass over. The phases that log in
+            # judge it (an opt-out is honoured there)
             return address, tried
-        tried.append(Tried(address, reason, said, seconds))
+        tried.append(Tried(address, reason, said, seconds, port=target.port))
     return None, tried
 
 
@@ -209,6 +239,24 @@ def name_owners(name, tried, places):
     for entry in refused:
         entry.said = _host_identity.refusal(entry.address, name, entry.key_names,
                                             _host_identity.owners(known, entry.key_names))
+
+
+def login_refused_message(target, tried):
+    """Where no address logged in and one refused the login (``tried``),
+    the message of the host's failure: the user and address ssh was refused
+    as, ssh's words, how the other addresses went, and the fix; else ''.
+    ``target``: the ``Host`` probed (its user, when ssh names none)."""
+    refused = [t for t in tried if t.reason == LOGIN_REFUSED]
+    if not refused:
+        return ''
+    first = refused[0]
+    destination = '%s@%s' % (target.user, first.address) if target.user else first.address
+    text = _diagnosis.login_refused(first.said, destination) or (
+        'ssh login refused for %s: key or user (%s)' % (destination, first.said))
+    others = [t for t in tried if t is not first]
+    if others:
+        text += '; %s' % '; '.join(t.line() for t in others)
+    return '%s: nothing was built or copied for it\n  %s' % (text, _diagnosis.LOGIN_FIX)
 
 
 def unreachable_message(name, tried):

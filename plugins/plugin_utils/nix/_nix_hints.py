@@ -16,6 +16,10 @@ certain (then Nix's message stands alone):
   names of that set closest to it; ``attribute_names`` reads those names
   with one bounded Nix call.
 
+And one rewrite of Nix's own words, for every phase's failure
+(``trace_hint``): Nix points at its command line option ``--show-trace``,
+which the user never types; the message points at the setting they have.
+
 Nothing here runs a shell: git and Nix get argument lists.
 """
 
@@ -56,9 +60,28 @@ _STORE_SOURCE = (
     re.compile(u"path '\u00ab[^\u00bb'\n]*\u00bb/([^'\n]+)' does not exist"),
 )
 
+# Nix's pointer to its full trace: "(use '--show-trace' to show detailed
+# location information)" (Nix 2.4 on, Lix), "(stack trace truncated; use
+# '--show-trace' to show the full, detailed trace)" (later Nix, after the
+# frames it shows); what comes before "use" stays
+_SHOW_TRACE = re.compile(r"\(([^()\n]*?)use '--show-trace'[^)\n]*\)")
+# what it reads as: the deploy role's variable, or a task's own option
+ROLE_TRACE = "run again with -e nix_show_trace=true for Nix's full trace"
+TASK_TRACE = "run again with the task's option show_trace: true for Nix's full trace"
+
 # The evaluation's own words for a missing attribute (evaluation/_eval.py's
 # --apply expression): "the flake has no attribute a.b.c (no 'b')"
 _NO_ATTRIBUTE = re.compile(r"the flake has no attribute .* \(no '(.*)'\)\s*$", re.MULTILINE)
+
+
+# ------------------------------------------------------------------ Nix's trace
+def trace_hint(message, role_vars=True):
+    """``message`` with Nix's ``(use '--show-trace' ...)`` as the setting
+    that gives the trace: the deploy role's variable (``role_vars``: the
+    task takes its options from them), else the task's option."""
+    said = ROLE_TRACE if role_vars else TASK_TRACE
+    return _SHOW_TRACE.sub(lambda match: u'(%s%s)' % (match.group(1), said),
+                           u'%s' % (message or u''))
 
 
 # ------------------------------------------------------------------ untracked files

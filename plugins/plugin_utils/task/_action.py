@@ -72,6 +72,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._diagnosis import (
     become_problem, ssh_problem)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_hints
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
     Place, answer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import new_run
@@ -150,6 +151,8 @@ class NixdeployAction(ActionBase):
     _unchecked = None
     _opt_out = None
     _target = None
+    # the task takes its options from the deploy role's variables
+    from_role_vars = False
 
     def run(self, tmp=None, task_vars=None):
         if in_forked_worker():
@@ -168,11 +171,11 @@ class NixdeployAction(ActionBase):
         reached, alias = _probe.reached_as(C.DEFAULT_LOCAL_TMP, self.host)
         if reached and self._connection is not None:
             _probe.use_reached(self._connection, reached, alias)
+        self.from_role_vars = boolean(self._task.args.get(_role_vars.FLAG, False), strict=False)
         if self.ROLE_VARS:
             # before validation: a variable is checked as the argument would be
             self.filled = _role_vars.fill(
-                self.ROLE_VARS, self._task.args, task_vars, self._render,
-                boolean(self._task.args.get(_role_vars.FLAG, False), strict=False))
+                self.ROLE_VARS, self._task.args, task_vars, self._render, self.from_role_vars)
             self._task.args = self.filled.args
             if self.filled.deprecations:
                 result['deprecations'] = list(self.filled.deprecations)
@@ -331,7 +334,10 @@ class NixdeployAction(ActionBase):
         result.update(details)
         result['failed'] = True
         result['changed'] = False
-        result['msg'] = host_message(self.host, message)
+        # Nix's pointer to --show-trace, in every phase, as the setting the
+        # user has (the role's variable or the task's option)
+        result['msg'] = host_message(self.host, _nix_hints.trace_hint(
+            message_of(message), self.from_role_vars))
         return self._mark_failed(result)
 
     def _mark_failed(self, result):

@@ -12,6 +12,9 @@ its own connection); ``finish`` reads the answer after the evaluation:
   collection reaches the host there (the action base: ``_probe.use_reached``);
 - either way the address is kept for the run, where the batch's work for
   other hosts finds it (the cascade covers only hosts the probe reached);
+- refused the login at one address and logged in at none: a failed host
+  (a wrong ``ansible_user`` or key: the machine is there), before anything
+  is built or copied for it;
 - reached at none: the host is Ansible's ``unreachable`` (the recap's
   ``unreachable=``, AWX's host summary), which ends it for the play before
   anything is built or copied for it; with ``nix_unreachable: fail`` it is a
@@ -181,6 +184,16 @@ def finish(action, connection, probe, args, result):
     # the message says ssh's words for each address: the figures keep them once
     for entry in result['probe']['tried']:
         entry.pop('said', None)
+    refused = _probe.login_refused_message(probe.target, tried)
+    if refused:
+        # the machine is there and refuses the login: a failed host (the
+        # user or key to fix), never unreachable, and before its build
+        if result.get('failed'):
+            refused += '\n  its evaluation failed too: %s' % (result.get('msg') or '').split('\n')[0]
+        result.pop('ansible_facts', None)
+        return action.failed(result, refused, connection_lost=False,
+                             login_refused_at=[t.address for t in tried
+                                               if t.reason == _probe.LOGIN_REFUSED])
     message = _probe.unreachable_message(action.host, tried)
     if result.get('failed'):
         # said after the cause that ends the host here

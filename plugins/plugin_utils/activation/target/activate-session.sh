@@ -2,7 +2,7 @@
 # shellcheck disable=SC2034  # NIX_ENV, D, INVOKER: read by the script after this
 # The start of every nix_activate program but the runner: environment, root,
 # nix-env, profile and state folder. Values: PLATFORM, PROFILE, NIX_DIR,
-# NEEDS_ROOT, PROFILE_CANDIDATES, PROFILE_PROBE, ROOT_STATE.
+# ROOT_REFUSAL, PROFILE_CANDIDATES, PROFILE_PROBE, ROOT_STATE.
 umask 022
 [ -n "${HOME:-}" ] || HOME=$(cd ~ 2>/dev/null && pwd)
 ids
@@ -10,8 +10,10 @@ USER=${USER:-$ME}
 export HOME USER
 # who logged in, before become (sudo): nix-darwin's activate-user runs as them
 INVOKER=${SUDO_USER:-$ME}
-if [ "$NEEDS_ROOT" = 1 ] && [ "$MY_UID" != 0 ]; then
-  fail "activating a $PLATFORM system needs root, but this runs as $ME: connect as root or set become"
+# ROOT_REFUSAL: the platform table's words when its activation needs root,
+# with @ME@ where the user it runs as goes
+if [ -n "$ROOT_REFUSAL" ] && [ "$MY_UID" != 0 ]; then
+  fail "${ROOT_REFUSAL%%@ME@*}$ME${ROOT_REFUSAL#*@ME@}"
 fi
 find_nix nix-env || fail "nix-env not found on PATH or in the usual places; set remote_nix_dir"
 NIX_ENV=$NIX_TOOL

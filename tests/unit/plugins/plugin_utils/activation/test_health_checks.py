@@ -502,3 +502,16 @@ def test_nix_activate_documents_checks_and_reboots_as_its_spec_has_them():
     options = yaml.safe_load(nix_activate.DOCUMENTATION)['options']
     for name in ('health_checks', 'reboot', 'reboot_timeout', 'pre_switch_checks'):
         _same(options[name], _specs.ACTIVATE_SPEC[name], name)
+
+
+def test_a_failed_checks_message_shows_its_last_lines_each_bounded():
+    """The message shows the last few lines of the failed try's output,
+    escaped, each cut: never a page of a check's output on one line."""
+    long_line = 'x' * 500
+    output = _health_checks.truncate('first\nsecond\x1b[31m\n%s\nlast\n' % long_line)
+    summary = {'failed': {'name': 'web', 'tries': 2, 'detail': 'exit code 1', 'output': output}}
+    msg = _health_checks.failure_message(summary)
+    shown = msg.split('(last output: ', 1)[1].rstrip(')').split(' | ')
+    assert shown[0].startswith('second') and '\x1b' not in msg, msg
+    assert shown[1] == 'x' * (_health_checks.SHOWN_CHARS - 3) + '...', shown[1]
+    assert shown[2] == 'last' and len(shown) == _health_checks.SHOWN_LINES, shown

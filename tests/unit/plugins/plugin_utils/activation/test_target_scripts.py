@@ -988,3 +988,14 @@ def test_an_activation_failing_on_a_full_disk_says_so(host):
     values, _log = host.activate(bad, 'r2')
     assert values['state'] == 'rolled_back', values['output']
     assert 'no space left on /nix (0 KB free)' in values['reason'], values['reason']
+
+
+def test_an_activation_that_needs_root_refuses_another_user_in_the_tables_words(tmp_path):
+    """NixOS as the table has it (its activation needs root) run as the
+    fake ``tester``: refused before anything changes, in the words of the
+    table's rule (``_platforms.root_refusal``) with the target's user."""
+    target = Host(tmp_path)
+    values, _log = target.activate(target.system('a'), 'r1')
+    assert values['exit'] != 0, values
+    assert _platforms.root_refusal('nixos', 'tester') in values['output'], values['output']
+    assert target.took() == []

@@ -156,3 +156,124 @@ def test_the_probe_says_its_own_time_not_the_evaluations(tmp_path):
     assert address is None
     time.sleep(1.5)  # the evaluation goes on
     assert probe.ended - probe.started < 1.5, probe.ended - probe.started
+
+
+def test_a_refused_connection_names_the_port_to_check():
+    """Nothing listens where ssh connected: the port ssh names (the one it
+    used), else the connection's, with the variable that sets it."""
+    said = 'ssh: connect to host 10.61.3.12 port 2299: Connection refused'
+    tried = _probe.Tried('10.61.3.12', 'connection refused', said, 0.1, port=2299)
+    assert tried.line() == ('10.61.3.12: connection refused (%s): nothing listens on port 2299 '
+                            'of 10.61.3.12: check ansible_port' % said)
+    # ssh's words lost: the connection's own port, else ssh's default
+    assert tried.__class__('fd00::5', 'connection refused', '', 0.1, port=2200).line().endswith(
+        'nothing listens on port 2200 of fd00::5: check ansible_port')
+    assert _probe.Tried('h', 'connection refused', '', 0.1).refused_port() == 22
+    # another reason: no port to check
+    assert 'ansible_port' not in _probe.Tried('10.0.0.5', 'no route', NO_ROUTE.strip(), 1).line()
+    message = _probe.unreachable_message('h1', [tried])
+    assert message.endswith('check ansible_port'), message
+
+
+def test_a_refused_login_is_the_hosts_failure_naming_user_address_and_fix():
+    """A host that refuses the login is there: its failure names who was
+    refused where, in ssh's words, with the fix; other addresses' tries
+    follow."""
+    target = Host('10.61.3.11', user='deploy', name='k1')
+    refused = _probe.Tried('10.61.3.11', _probe.LOGIN_REFUSED, DENIED.strip(), 0.2)
+    message = _probe.login_refused_message(target, [refused])
+    lines = message.split('\n')
+    assert lines[0] == ('ssh login refused for deploy@10.61.3.11: key or user (Permission denied '
+                        '(publickey)): nothing was built or copied for it'), message
+    assert 'ansible_user' in lines[1] and 'ansible_ssh_private_key_file' in lines[1], message
+    # ssh's words without the user: the connection's user and the address
+    bare = _probe.Tried('fd00::5', _probe.LOGIN_REFUSED, 'Permission denied (publickey).', 0.2)
+    other = _probe.Tried('10.0.0.9', 'no route', NO_ROUTE.strip(), 1)
+    message = _probe.login_refused_message(target, [other, bare])
+    assert message.startswith('ssh login refused for deploy@fd00::5: key or user (Permission '
+                              'denied (publickey)); 10.0.0.9: no route ('), message
+    # no refused login among the tries: unreachable, not this message
+    assert _probe.login_refused_message(target, [other]) == ''
+
+
+def sshd_host(tmp_path):
+    """A real sshd on a loopback port that lets in only the key it was
+    given, for root; (Host as root with that key, Host as a user it refuses,
+    the sshd process)."""
+    import shutil
+    import subprocess
+    sshd = shutil.which('sshd') or '/usr/sbin/sshd'
+    for name in ('host_key', 'client_key'):
+        subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', str(tmp_path / name)],
+                       check=True, stdin=subprocess.DEVNULL)
+    (tmp_path / 'authorized_keys').write_text((tmp_path / 'client_key.pub').read_text())
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    config = tmp_path / 'sshd_config'
+    config.write_text('\n'.join([
+        'Port %d' % port, 'ListenAddress 127.0.0.1', 'HostKey %s' % (tmp_path / 'host_key'),
+        'AuthorizedKeysFile %s' % (tmp_path / 'authorized_keys'), 'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no', 'PermitRootLogin prohibit-password',
+        'StrictModes no', 'UsePAM no', 'PidFile none', 'ListenAddress 127.0.0.2',
+        # at its second address it lets nobody in (another network's rules)
+        'Match LocalAddress 127.0.0.2', '    AuthorizedKeysFile none', '']))
+    # sshd checks its setting first (its privilege separation folder among
+    # them): a machine where it cannot run skips the test, saying why
+    checked = subprocess.run([sshd, '-t', '-f', str(config)], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             universal_newlines=True, check=False)
+    if checked.returncode != 0:
+        import pytest
+        pytest.skip('sshd cannot run here: %s' % checked.stdout.strip())
+    proc = subprocess.Popen([sshd, '-D', '-e', '-f', str(config)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    known = tmp_path / 'known_hosts'
+    known.write_text('[127.0.0.1]:%d %s' % (port, (tmp_path / 'host_key.pub').read_text()))
+    common = ('-o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s -o IdentitiesOnly=yes'
+              % known)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+
+    def host(user):
+        return Host('127.0.0.1', port=port, user=user, name='s1',
+                    private_key_file=str(tmp_path / 'client_key'), ssh_common_args=common)
+    return host('root'), host('nosuchuser'), proc
+
+
+def test_real_sshd_a_wrong_user_is_refused_and_another_address_logs_in(tmp_path):
+    """Real ssh and sshd on loopback: the wrong login user is refused (no
+    unreachable host, the refusal in ssh's words); with two addresses, a
+    login refused at one while the other logs in reaches the host there."""
+    import os
+    import shutil
+    if os.geteuid() != 0 or not shutil.which('sshd') and not os.path.exists('/usr/sbin/sshd'):
+        import pytest
+        pytest.skip('needs root and sshd')
+    good, wrong, proc = sshd_host(tmp_path)
+    try:
+        address, tried = _probe.reach(wrong, ['127.0.0.1'], timeout=5)
+        assert address is None and [t.reason for t in tried] == [_probe.LOGIN_REFUSED], tried
+        message = _probe.login_refused_message(wrong, tried)
+        assert message.startswith('ssh login refused for nosuchuser@127.0.0.1: key or user '
+                                  '(Permission denied ('), message
+        assert _probe.reach(good, ['127.0.0.1'], timeout=5) == ('127.0.0.1', [])
+        # refused at 127.0.0.2, logged in at 127.0.0.1: reached there
+        address, tried = _probe.reach(good, ['127.0.0.2', '127.0.0.1'], timeout=5)
+        assert address == '127.0.0.1', [t.line() for t in tried]
+        assert [(t.address, t.reason) for t in tried] == [('127.0.0.2', _probe.LOGIN_REFUSED)]
+        # refused at both: the host's failure names the first, then the other
+        address, tried = _probe.reach(wrong, ['127.0.0.1', '127.0.0.2'], timeout=5)
+        assert address is None and len(tried) == 2, tried
+        assert _probe.login_refused_message(wrong, tried).split('\n')[0].endswith(
+            '; 127.0.0.2: login refused (nosuchuser@127.0.0.2: Permission denied (publickey).): '
+            'nothing was built or copied for it')
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -181,3 +181,72 @@ def test_missing_attribute_and_nearest_names():
     # names quoted as Nix writes them
     assert _nix_hints.nearest_names(['homeConfigurations'], 'me@box', ['me@box1']).endswith(
         ': "me@box1"')
+
+
+def test_nix_trace_pointer_reads_as_the_setting_the_user_has():
+    """Nix's ``(use '--show-trace' ...)`` names a command line option the
+    user never types: a failure says the role variable (or, in a task of
+    the user's own, the task's option) instead, wherever it stands."""
+    said = ("evaluating x failed: error: attribute 'lab' missing\n"
+            "       at /nix/store/aaa-source/flake.nix:5:3:\n"
+            "(use '--show-trace' to show detailed location information)")
+    rewritten = _nix_hints.trace_hint(said)
+    assert rewritten.split('\n')[-1] == (
+        "(run again with -e nix_show_trace=true for Nix's full trace)"), rewritten
+    assert '--show-trace' not in rewritten and rewritten.split('\n')[:2] == said.split('\n')[:2]
+    assert _nix_hints.trace_hint(said, role_vars=False).split('\n')[-1] == (
+        "(run again with the task's option show_trace: true for Nix's full trace)")
+    # on the message's line, as some Nix versions print it
+    assert _nix_hints.trace_hint("error: x (use '--show-trace' to show more)") == (
+        "error: x (run again with -e nix_show_trace=true for Nix's full trace)")
+    # later Nix, after the frames it shows: what it says before stays
+    assert _nix_hints.trace_hint(
+        "(stack trace truncated; use '--show-trace' to show the full, detailed trace)") == (
+        "(stack trace truncated; run again with -e nix_show_trace=true for Nix's full trace)")
+    # nothing to rewrite: the text as it was
+    assert _nix_hints.trace_hint('error: x') == 'error: x'
+    assert _nix_hints.trace_hint(None) == ''
+
+
+def test_the_summary_drops_the_trace_pointer_as_it_did_nixs():
+    """The one-line cause of a failure (common/_cause.py) leaves the
+    pointer out, as it left Nix's out: it says where to learn more, not why."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import cause
+    said = _nix_hints.trace_hint("evaluating x failed:\nerror: attribute 'lab' missing\n"
+                                 "(use '--show-trace' to show detailed location information)")
+    assert 'show_trace' not in cause(said) and "attribute 'lab' missing" in cause(said)
+    later = _nix_hints.trace_hint("evaluating x failed:\nerror: attribute 'lab' missing\n"
+                                  "(stack trace truncated; use '--show-trace' to show the full, "
+                                  "detailed trace)")
+    assert 'show_trace' not in cause(later), cause(later)
+
+
+THROWING = r'''{
+  outputs = { self }: {
+    nixosConfigurations.boom.config.system.build.toplevel =
+      builtins.throw "the configuration of boom is broken";
+  };
+}
+'''
+
+
+@needs_nix_and_git
+def test_a_failed_evaluation_points_at_the_role_variable(tmp_path):
+    """The real ``ansible-playbook`` and Nix: an evaluation that throws says
+    Nix's cause and, where Nix pointed at --show-trace, the role variable."""
+    flake = tmp_path / 'fleet'
+    flake.mkdir()
+    (flake / 'flake.nix').write_text(THROWING)
+    hosts = {'boom': {'ansible_connection': 'local', 'nix_flake': 'path:%s' % flake,
+                      'nix_platform': 'nixos', 'nix_configuration': 'boom',
+                      'nix_options': {'substituters': ''}, 'nix_eval_cache': False}}
+    play = [{'hosts': 'all', 'gather_facts': False, 'tasks': [
+        {'name': 'evaluate', 'nixdeploy.fleet.nix_eval': {'from_role_vars': True}}]}]
+    run = run_playbook(play, {'all': {'hosts': hosts}}, str(tmp_path / 'run'))
+    result = [r for r in run.records if r.get('task') == 'evaluate'][0]
+    assert result['status'] == 'failed', result
+    said = result['result']['msg']
+    assert 'the configuration of boom is broken' in said, said
+    # "(run again ...)", or on later Nix "(stack trace truncated; run again ...)"
+    assert "run again with -e nix_show_trace=true for Nix's full trace)" in said, said
+    assert '--show-trace' not in said, said
