@@ -609,7 +609,12 @@ class Repo(object):
                 self.nix('flake', 'lock', 'git+file://%s' % self.root, *args)
         if change.dirty:
             self.git('add', '-A')
-            return self.git('rev-parse', 'HEAD').strip()
+            # an edit that changed no file leaves the tree clean: a commit
+            # to Nix, whatever was drawn
+            change.dirty = bool(self.git('status', '--porcelain').strip())
+            if change.dirty:
+                return self.git('rev-parse', 'HEAD').strip()
+            change.text = change.text.replace(' (left uncommitted)', ' (no file changed)')
         return self._commit(change.text)
 
     def _commit(self, text):
