@@ -451,6 +451,9 @@ def odd_add(rng, fleet):
         more[name] = 'a note\n'
         return Change(u'add hosts/%s/%s' % (host_name, name))
     path = u'%s/%s' % (shapes.ODD_FOLDER, name)
+    if any(host.features.get('odd') == path for _f, _n, host in _hosts_with(fleet, ['odd'])):
+        # a host reads it: Nix would fail that host, reference and stage alike
+        return None
     if path in fleet.odd:
         del fleet.odd[path]
         return Change(u'remove conf/%s' % path)
