@@ -1,6 +1,7 @@
 """The random commits: each one a small edit of the fleet's model
 (``shapes.Fleet``), written to the repository's work tree and committed, so
-that the tree is clean when the commit is evaluated.
+that the tree is clean when the commit is evaluated (but with the ``dirty``
+shape of issue 89, where some are left in the work tree until the next).
 
 Most edits touch one host's file, one role, or a file nobody reads: the
 reuse must actually happen for the campaign to prove anything. The rest
@@ -31,15 +32,19 @@ COMMIT_BOUND = ('rev', 'selfattr', 'me', 'iself', 'where')
 EPOCH = 1700000000
 STEP = 61
 NIX_CONFIG = 'experimental-features = nix-command flakes\nsubstituters =\n'
+# with the ``dirty`` shape: the share of commits left in the work tree
+DIRTY_SHARE = 0.2
 
 
 class Change(object):
     """What one commit did: ``text`` (for the history), ``inputs`` (the
-    inputs whose lock entry must be updated)."""
+    inputs whose lock entry must be updated), ``dirty`` (its edits are left
+    in the work tree, uncommitted, until the next commit)."""
 
-    def __init__(self, text, inputs=()):
+    def __init__(self, text, inputs=(), dirty=False):
         self.text = text
         self.inputs = list(inputs)
+        self.dirty = dirty
 
 
 # ------------------------------------------------------------------ the edits
@@ -446,6 +451,9 @@ def odd_add(rng, fleet):
         more[name] = 'a note\n'
         return Change(u'add hosts/%s/%s' % (host_name, name))
     path = u'%s/%s' % (shapes.ODD_FOLDER, name)
+    if any(host.features.get('odd') == path for _f, _n, host in _hosts_with(fleet, ['odd'])):
+        # a host reads it: Nix would fail that host, reference and stage alike
+        return None
     if path in fleet.odd:
         del fleet.odd[path]
         return Change(u'remove conf/%s' % path)
@@ -537,7 +545,11 @@ def draw(rng, fleet, edits=None):
     count = 1 if rng.random() < 0.85 else rng.randint(2, 3)
     changes = [_one(rng, fleet, edits) for _number in range(count)]
     inputs = sorted(set(i for c in changes for i in c.inputs))
-    return Change('; '.join(c.text for c in changes), inputs)
+    # issue 89, drawn last: a fleet with the ``dirty`` shape leaves some
+    # commits' edits in the work tree
+    dirty = fleet.dirty and rng.random() < DIRTY_SHARE
+    return Change('; '.join(c.text for c in changes) + (' (left uncommitted)' if dirty else ''),
+                  inputs, dirty)
 
 
 # ------------------------------------------------------------------ the repository
@@ -583,7 +595,9 @@ class Repo(object):
         return self._commit('the fleet')
 
     def commit(self, fleet, change):
-        """Write ``fleet``, update the lock of ``change.inputs``, commit."""
+        """Write ``fleet``, update the lock of ``change.inputs``, commit (or,
+        for a ``dirty`` change, leave it all in the work tree and the index:
+        Nix reads a dirty tree's files as git lists them); the HEAD commit."""
         sync(self.inputs, fleet.input_entries())
         sync(self.root, fleet.entries())
         self.git('add', '-A')
@@ -596,6 +610,14 @@ class Repo(object):
                 for name in change.inputs:
                     args += ['--update-input', name]
                 self.nix('flake', 'lock', 'git+file://%s' % self.root, *args)
+        if change.dirty:
+            self.git('add', '-A')
+            # an edit that changed no file leaves the tree clean: a commit
+            # to Nix, whatever was drawn
+            change.dirty = bool(self.git('status', '--porcelain').strip())
+            if change.dirty:
+                return self.git('rev-parse', 'HEAD').strip()
+            change.text = change.text.replace(' (left uncommitted)', ' (no file changed)')
         return self._commit(change.text)
 
     def _commit(self, text):

@@ -19,6 +19,16 @@ For every commit (the first one, then one per random edit, ``mutations``):
    both answers (and which attributes of the two derivations differ), and
    the campaign stops and fails.
 
+A commit left in the work tree (the ``dirty`` shape of issue 89) is
+evaluated by the run from its snapshot (docs/eval-cache.md, "One content per
+run"): its hosts that read the names of ``self`` (``selfnames``) are checked
+against a plain ``nix eval`` of that snapshot, which gives them another
+answer than the tree as the docs' table says (counted: ``documented``), and
+every other host of it must answer alike from the tree and the snapshot.
+On Nix before 2.25 the sub flake of a dirty tree is left out of that
+commit's check: it is the folder inside the snapshot, and it imports
+``../lib`` (docs/eval-cache.md's table: its evaluation fails).
+
 One line per commit (hosts evaluated, reused, answered from the cache);
 the totals at the end. ``--seed`` replays a campaign exactly (the edits
 depend on the seed alone); ``--commits K`` stops after commit K.
@@ -51,6 +61,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_s
     EvalStage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (  # noqa: E402,E501
     RunSources)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _flake_url  # noqa: E402,E501
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions  # noqa: E402,E501
 
 SYSTEM = ['config', 'system', 'build', 'toplevel']
@@ -102,19 +113,23 @@ class Totals(object):
         self.differences = []
         self.notes = []
         self.seconds = 0.0
-        # {shape of issue 76: commits checked while the fleet had it}
+        # {shape of issues 76 and 89: commits checked while the fleet had it}
         self.shapes = collections.Counter()
+        # answers of a dirty tree that differ from Nix's evaluation of the
+        # tree as docs/eval-cache.md's table says (checked against the
+        # snapshot the run evaluates)
+        self.documented = 0
 
     def line(self, seed):
         return ('eval-diff: seed %s: %d commits, %d host-answers checked (evaluated %d, reused %d, '
-                'cached %d; %d unchanged from the commit before, %d of them reused), '
-                '%d differences, %.0fs'
+                'cached %d; %d unchanged from the commit before, %d of them reused; '
+                '%d answers of a dirty tree as documented), %d differences, %.0fs'
                 % (seed, self.commits, self.answers, self.how['evaluated'], self.how['reused'],
-                   self.how['cached'], self.unchanged, self.unchanged_reused,
+                   self.how['cached'], self.unchanged, self.unchanged_reused, self.documented,
                    len(self.differences), self.seconds)
                 + '; shapes: %s' % (', '.join('%s %d' % (k, v)
                                               for k, v in sorted(self.shapes.items()))
-                                    or 'none of issue 76'))
+                                    or 'none of issues 76 and 89'))
 
 
 class Campaign(object):
@@ -182,7 +197,7 @@ class Campaign(object):
                                  self.every_shape, self.without)
         self.repo = mutations.Repo(os.path.join(self.work, 'repo'), inputs, version,
                                    self.environ)
-        features = ''.join(', ' + n for n in ('toplink', 'names', 'follows')
+        features = ''.join(', ' + n for n in ('toplink', 'names', 'follows', 'exports', 'dirty')
                            if getattr(self.fleet, n))
         self.log('eval-diff: seed %s, %d commits, Nix %d.%d, %d + %d hosts (%s list, '
                  'outputs %s%s), work folder %s' % (
@@ -196,19 +211,29 @@ class Campaign(object):
         for number in range(1, self.commits + 1):
             self.number = number
             change = mutations.draw(rng_for(self.seed, number), self.fleet, self.edits)
+            if self.every_shape and number == 1 and self.fleet.dirty and not change.dirty:
+                # every shape from the start: the first commit is left dirty
+                change = mutations.Change(change.text + ' (left uncommitted)', change.inputs,
+                                          True)
             self.history.append('commit %d: %s' % (number, change.text))
             head = self.repo.commit(self.fleet, change)
-            if not self._check(number, change.text, head, cache):
+            if not self._check(number, change.text, head, cache, change.dirty):
                 return
 
     # ------------------------------------------------------------ one commit
-    def _check(self, number, text, head, cache):
+    def _check(self, number, text, head, cache, dirty=False):
         """The reference, then the stage, then the comparison; False on a
         difference."""
         started = time.monotonic()
-        self.history[-1] = 'commit %d (%s): %s' % (number, head[:10], text)
+        self.history[-1] = 'commit %d (%s%s): %s' % (number, head[:10], ', dirty' if dirty else '',
+                                                     text)
         flakes = {'': 'git+file://%s' % self.repo.root,
                   'sub/': 'git+file://%s?dir=sub' % self.repo.root}
+        if dirty and self.repo.nix_version < (2, 25):
+            # the run evaluates the folder inside the snapshot, which has
+            # no ../lib: documented, not checked
+            del flakes['sub/']
+        status = self.repo.git('status', '--porcelain', '--ignored')
         # the two flakes' references side by side: each is one Nix process
         answers = {}
         threads = [threading.Thread(target=self._reference_into, args=(flake, answers))
@@ -223,16 +248,20 @@ class Campaign(object):
                 raise answers[flake]
             for name, drv in answers[flake].items():
                 expected[prefix + name] = (flake, name, drv)
-        hosts = set(self.fleet.hosts) | set('sub/' + n for n in self.fleet.sub_hosts)
+        hosts = set(self.fleet.hosts) | set(
+            'sub/' + n for n in self.fleet.sub_hosts if 'sub/' in flakes)
         if set(expected) != hosts:
             raise RuntimeError('the generator is wrong: the fleet has %s, Nix %s'
                                % (sorted(hosts), sorted(expected)))
         left = self.repo.git('status', '--porcelain', '--ignored')
-        if left.strip():
+        if left != status:
             raise RuntimeError('the reference changed the tree:\n%s' % left)
+        found = []
+        if dirty:
+            self.totals.shapes['dirty tree'] += 1
+            found += self._as_the_run_reads(number, expected)
         entries = self.stage(expected, cache)
         how = collections.Counter()
-        found = []
         unchanged, missed = 0, []
         for host, (flake, _name, drv) in sorted(expected.items()):
             entry = entries.get(host) or {}
@@ -266,6 +295,38 @@ class Campaign(object):
                 self.log(text_)
             return False
         return True
+
+    def _as_the_run_reads(self, number, expected):
+        """A dirty tree's check: each host of the top flake that reads the
+        names of ``self`` is expected to answer as Nix answers the snapshot
+        the run evaluates (``expected`` is changed so); every other host
+        must answer alike from the tree and the snapshot. The differences
+        the docs do not describe."""
+        snapshot = self.reference(self.snapshot_ref())
+        found = []
+        for name, drv in sorted(snapshot.items()):
+            flake, _name, tree = expected[name]
+            # a host whose file is a link to another's reads what that one does
+            host = self.fleet.hosts[name]
+            target = shapes.link_target(self.fleet.hosts, host)
+            if (self.fleet.hosts[target] if target else host).features.get('selfnames'):
+                self.totals.documented += drv != tree
+                expected[name] = (flake, name, drv)
+            elif drv != tree:
+                found.append('\n'.join(
+                    ['DIFFERENCE (the snapshot of a dirty tree answers otherwise than the tree '
+                     'for a host that reads none of %s): seed %s, commit %d, host %s'
+                     % (', '.join(shapes.DIRTY_ONLY), self.seed, number, name),
+                     '  the tree: %s' % tree, '  the snapshot: %s' % drv]
+                    + ['  ' + line for line in self.drv_difference(tree, drv)]))
+        return found
+
+    def snapshot_ref(self):
+        """What the run evaluates of the dirty tree (``_flake_pin.pin``):
+        the snapshot ``nix flake metadata`` copies, as a ``path:`` flake."""
+        data = json.loads(self.repo.nix('flake', 'metadata', '--json',
+                                        'git+file://%s' % self.repo.root))
+        return _flake_url.snapshot_ref(data, data.get('locked') or {}, {}, None)
 
     @staticmethod
     def _problem(entry, drv, head):

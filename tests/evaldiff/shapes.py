@@ -52,6 +52,21 @@ The shapes real flakes have (issue 76), each a seeded choice of the fleet:
   source's path carried through a file of the store;
 - the sub flake reads ``../lib.nix`` (a file of its parent) at its top.
 
+The shapes of issue 89, drawn last (a seed's earlier draws stay as they
+were):
+
+- (``exports``) the outputs export the names Nix's own flake call puts
+  last: ``inherit inputs;``, an ``outputs`` and a ``sourceInfo`` of their
+  own, which Nix's win over; hosts read ``self.inputs``'s names and what
+  ``self.outputs`` and ``self.sourceInfo`` are (``callnames``), and the
+  ``.inputs`` of an input flake and the names of the non-flake input
+  (``depinputs``);
+- (``dirty``) some commits leave their edits in the work tree, uncommitted:
+  the run evaluates its snapshot; hosts read ``builtins.attrNames self``
+  and ``self ? submodules`` (``selfnames``), which differ there from Nix's
+  evaluation of the tree as docs/eval-cache.md's table says (the campaign
+  checks that they differ only so: ``runner``).
+
 The model is plain data (``Fleet``) so a mutation is an edit of it and the
 whole campaign replays from its seed. ``Fleet.entries`` is the repository's
 files; ``Fleet.input_entries`` the two inputs' (outside the repository).
@@ -96,7 +111,9 @@ FEATURES = {'util': 0.5, 'read': 0.4, 'hashed': 0.3, 'extra': 0.4, 'motd': 0.4,
             # the shapes of issue 76
             'setting': 0.3, 'admins': 0.2, 'site': 0.3, 'odd': 0.3, 'oddlist': 0.15,
             'key': 0.15, 'me': 0.1, 'tools': 0.2, 'iself': 0.1, 'pos': 0.1, 'where': 0.05,
-            'motto': 0.4}
+            'motto': 0.4,
+            # the shapes of issue 89
+            'callnames': 0.2, 'depinputs': 0.2, 'selfnames': 0.2}
 # the sub flake has no inputs and leaves self's path alone
 SUB_FEATURES = ('util', 'read', 'hashed', 'extra', 'motd', 'filtered', 'plain', 'rev',
                 'selfattr', 'peer', 'owndir', 'linkdir', 'pathstr', 'odd', 'pos', 'where',
@@ -105,13 +122,29 @@ SUB_FEATURES = ('util', 'read', 'hashed', 'extra', 'motd', 'filtered', 'plain', 
 SUB_ONLY = ('motto',)
 # a feature that needs a shape of the fleet: {feature: Fleet attribute}
 NEEDS = {'site': 'toplink', 'odd': 'names', 'oddlist': 'names', 'key': 'names',
-         'me': 'follows', 'tools': 'follows'}
+         'me': 'follows', 'tools': 'follows',
+         'callnames': 'exports', 'depinputs': 'exports', 'selfnames': 'dirty'}
 # what ``Fleet.in_use`` names: the shapes of issue 76 a commit may have
 SHAPES = ('outputs.nix', 'parts/ fold', 'inputs.self', 'top values', 'top link', 'odd names',
           'follows root', 'follows input', 'positions', 'toFile ./.', 'sub ../lib.nix')
 # the features of issue 76, one host each at least with Fleet(every_shape=True)
 NEW_FEATURES = ('setting', 'admins', 'site', 'odd', 'oddlist', 'key', 'me', 'tools', 'iself',
                 'pos', 'where')
+# the shapes of issue 89 (``Fleet.in_use``; ``dirty tree`` is a commit's,
+# counted by the runner) and their features
+SHAPES_89 = ('exported names', 'call names', 'input .inputs', 'self names')
+FEATURES_89 = ('callnames', 'depinputs', 'selfnames')
+# what a host with each of them puts in its derivation (``names``: the
+# comma-joined names of a set, in the host's file)
+READS_89 = {
+    'callnames': 'callnames = "${names self.inputs} ${builtins.typeOf self.outputs} '
+                 '${builtins.typeOf self.sourceInfo}";',
+    'depinputs': 'depinputs = "${names (inputs.tools or shared).inputs} ${names blob}";',
+    'selfnames': 'selfnames = "${names self} ${if self ? submodules then "has" else "none"}";',
+}
+# the names of self Nix gives a dirty git tree and the run's snapshot lacks
+# (docs/eval-cache.md, "A dirty tree's self")
+DIRTY_ONLY = ('submodules', 'dirtyRev', 'dirtyShortRev')
 # Only with Fleet(path_strings=True): a value made of a path's name without
 # reading it (a hash of ``toString ./.``). Its answer changes with every
 # content while no read shows it and no eight characters of the source's
@@ -169,6 +202,10 @@ class Fleet(object):
         self.toplink = False
         self.names = False
         self.follows = False
+        # the shapes of issue 89: the outputs export inputs, outputs and
+        # sourceInfo; some commits leave the tree dirty
+        self.exports = False
+        self.dirty = False
         # comment lines above the outputs (move unsafeGetAttrPos's line)
         self.pad = 0
         # {host: number}: the outputs' settings table
@@ -321,6 +358,11 @@ class Fleet(object):
             found.add('toFile ./.')
         if 'motto' in sub_feats:
             found.add('sub ../lib.nix')
+        if self.exports:
+            found.add('exported names')
+        for feature, shape in zip(FEATURES_89, SHAPES_89[1:]):
+            if feature in feats:
+                found.add(shape)
         return found
 
     def self_host(self):
@@ -457,7 +499,8 @@ class Fleet(object):
                 self.settings_text(), self.admins_text(at),
                 (' site = builtins.readFile %ssite;' % at) if self.toplink else '')
         return BODY % {'at': at, 'top': top, 'names': self.names_text(at),
-                       'force': 'builtins.seq top.site ' if self.toplink else ''}
+                       'force': 'builtins.seq top.site ' if self.toplink else '',
+                       'exports': EXPORTS if self.exports else ''}
 
     def outputs_file(self):
         return '%s# the fleet\'s outputs (edit %d)\ninputs:\nlet\n  inherit (inputs) self shared ' \
@@ -594,6 +637,7 @@ def host_text(host, up):
         env.append('where = builtins.toFile "where" (toString ./.);')
     if feats.get('motto'):
         env.append('motto = top.motto;')
+    env.extend(READS_89[f] for f in FEATURES_89 if feats.get(f))
     return HOST % {'label': host.label, 'comment': host.comment, 'version': host.version,
                    'pad': ''.join('# a line added above (%d)\n' % n for n in range(host.pad)),
                    'roles': ''.join(' roles.%s' % r for r in host.roles),
@@ -617,9 +661,16 @@ BODY = '''let
   lib = import %(at)slib { inherit self shared blob inputs top; };
   names = %(names)s;
 in {
-  nixosConfigurations = %(force)s(builtins.listToAttrs (map
+%(exports)s  nixosConfigurations = %(force)s(builtins.listToAttrs (map
     (name: { inherit name; value = lib.mkHost (%(at)shosts + "/${name}") name; }) names));
 }'''
+
+# issue 89: the names Nix's own flake call puts last, exported by the
+# outputs (Nix's win: self.inputs, self.outputs and self.sourceInfo are its)
+EXPORTS = '''  inherit inputs;
+  outputs = "the outputs' own";
+  sourceInfo = { narHash = "the outputs' own"; };
+'''
 
 # flake-parts style: every file of parts/ is a function of the inputs and
 # of the merged result; the fold runs as soon as the outputs are asked for
@@ -703,6 +754,7 @@ UTIL = '''# helpers (edit %(comment)d)
 
 HOST = '''%(pad)s# host %(label)s (edit %(comment)d)
 { util, roles, rev, self, shared, blob, name, inputs, top, ... }:
+let names = set: builtins.concatStringsSep "," (builtins.attrNames set); in
 {
   # what a peer reads of this host (its own file only: no cycle)
   label = "%(label)s.%(version)d";
@@ -776,4 +828,19 @@ def draw(rng, inputs_dir, path_strings=False, every_shape=False, without=()):
         if rng.random() < 0.5:
             name, other = rng.sample(sorted(hosts), 2)
             hosts[name].link_to = other
+    _draw_89(rng, fleet, every_shape)
     return fleet
+
+
+def _draw_89(rng, fleet, every_shape):
+    """The shapes of issue 89, drawn after every other draw of the fleet."""
+    for shape in ('exports', 'dirty'):
+        setattr(fleet, shape, (every_shape or rng.random() < 0.3) and shape not in fleet.without)
+    for feature in FEATURES_89:
+        if feature not in fleet.allowed(False):
+            continue
+        for name in sorted(fleet.hosts):
+            if rng.random() < FEATURES[feature]:
+                fleet.hosts[name].features[feature] = True
+        if every_shape and not any(feature in h.features for h in fleet.hosts.values()):
+            fleet.hosts[rng.choice(sorted(fleet.hosts))].features[feature] = True

@@ -38,8 +38,11 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_t
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import nix_string
 
 # 2: the whole evaluation recorded from the process's start (record.nix
-# calls the flake itself); records of format 1 missed what getFlake read
-FORMAT = 2
+# calls the flake itself); records of format 1 missed what getFlake read.
+# 3: every node ends with the names Nix's call adds, whatever its outputs
+# define; a record of format 2 may hold the answer of a `self` whose
+# outputs' `inputs` won over Nix's
+FORMAT = 3
 RECORD_NIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'record.nix')
 
 # the fetcher cache's rows that let Nix skip reading a source path
@@ -56,7 +59,7 @@ def record_text():
 
 def expression(apply_text, call, marker):
     """The ``--expr`` that calls a flake through ``record.nix`` with
-    ``call`` (its arguments: root, narHash, sub, info, lock, layout) and
+    ``call`` (its arguments: root, narHash, sub, info, lock, layout, adds) and
     applies ``apply_text`` (``_eval.apply_expression``) to its outputs."""
     args = dict(call, marker=marker)
     return u'(%s) ((%s) (builtins.fromJSON %s))' % (

@@ -24,7 +24,7 @@ import tempfile
 import threading
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
-    _eval_mentions, _eval_record, _eval_reuse_rules, _eval_trace)
+    _eval_mentions, _eval_record, _eval_reuse_rules, _eval_trace, _flake_call)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_reuse_order import (
     ReuseOrder)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_stderr
@@ -57,7 +57,8 @@ class RecordSpec(object):
     """How to record the evaluation of one pinned source: ``call`` (what
     record.nix is given: the store copy ``root``, its ``narHash``, the
     folder ``sub``, the attributes ``info`` Nix gives ``self``, the lock
-    graph ``lock``, the ``layout`` of this Nix's flake call), ``root``,
+    graph ``lock``, the ``layout`` of this Nix's flake call and what it
+    ``adds`` last to each node), ``root``,
     ``sub``, ``values`` (each attribute's value, outPath included)."""
 
     def __init__(self, call, values):
@@ -124,12 +125,13 @@ class Reuse(ReuseOrder):
                     short_digest('trace', self.strace, opts.nix_bin)),
                 info=lambda s=source: self.sources.once(
                     'info-%s' % short_digest('info', s.ref, info_runner.opts.nix_bin),
-                    lambda: query_info(info_runner, s.ref)))
+                    lambda: query_info(info_runner, s.ref)),
+                call=lambda: self._flake_call(info_runner))
             why = _eval_reuse_rules.why_not(facts)
             if why is not None:
                 self.reasons[flake] = why
                 continue
-            spec = self._spec(source, facts.info(), facts.features())
+            spec = self._spec(source, facts.info(), facts.features(), facts.call())
             if WARM_FROM <= facts.like() < WARM_UNTIL:
                 spec.warm = self._warm(spec)
             self.refused[source.ref] = set(facts.info().get('refused') or ())
@@ -144,6 +146,16 @@ class Reuse(ReuseOrder):
                     found = self._cache_key(fingerprint, request['attr'])
                     if found:
                         self.keys[key] = found
+
+    def _flake_call(self, runner):
+        """What this Nix's flake call puts last on each node, asked of Nix
+        once a run and Nix version (``_flake_call.ask``), or why nothing of
+        it can be recorded."""
+        features = runner.features()
+        key = short_digest('flake-call', runner.opts.nix_bin, features.flavour,
+                           '.'.join('%s' % n for n in features.version))
+        return self.sources.once('flake-call-%s' % key,
+                                 lambda: _flake_call.ask(runner, self.folder))
 
     def _warm(self, spec):
         """The fetcher cache rows that spare every recorded evaluator of this
@@ -163,7 +175,7 @@ class Reuse(ReuseOrder):
             return None
 
     @staticmethod
-    def _spec(source, asked, features):
+    def _spec(source, asked, features, adds):
         """The RecordSpec of a source no rule refused."""
         info = asked['info']
         locks = (source.identity or {}).get('locks')
@@ -173,8 +185,9 @@ class Reuse(ReuseOrder):
                 'lock': dict(locks, version=7) if isinstance(locks, dict) else None,
                 # Nix 2.25+ makes a subflake's outPath its own folder
                 'layout': 'folder' if features.path_dir else 'source',
-                # the names Nix's own call gives self beside the outputs'
-                'extra': list(asked['extra'])}
+                # what Nix's own call puts last on each node, whatever its
+                # outputs define (_flake_call: the same for every node)
+                'adds': adds}
         return RecordSpec(call, dict(info, outPath=source.store_path))
 
     def _info_runner(self):
@@ -330,14 +343,11 @@ def spot_check(runner, reused, requests_of, also=None):
 
 def info_expression(ref):
     """The ``--apply`` function (whatever the value it is applied to) that
-    gives the flake's source attributes but its path (``info``), and the
-    names Nix's own flake call gives ``self`` beside the outputs' and the
-    source's (``extra``: inputs, outputs, sourceInfo, and _type on a newer
-    Nix), so that record.nix gives ``self`` the same names."""
+    gives the flake's source attributes but its path (``info``). What
+    Nix's call adds beside them is asked of Nix apart (``_flake_call``):
+    never inferred from what one flake's outputs lack."""
     return ('_: let flake = builtins.getFlake %s; in { '
-            'info = builtins.removeAttrs flake.sourceInfo [ "outPath" ]; '
-            'extra = builtins.filter (n: !(flake.outputs ? ${n}) && !(flake.sourceInfo ? ${n})) '
-            '(builtins.attrNames flake); }' % nix_string(ref))
+            'info = builtins.removeAttrs flake.sourceInfo [ "outPath" ]; }' % nix_string(ref))
 
 
 def query_info(runner, ref):
@@ -355,11 +365,9 @@ def query_info(runner, ref):
                            "reading the flake's attributes", flake_command=True, said=said)
     except NixError as exc:
         return exc.nix_message() or exc.message
-    if not isinstance(data, dict) or not isinstance(data.get('info'), dict) \
-            or not isinstance(data.get('extra'), list):
+    if not isinstance(data, dict) or not isinstance(data.get('info'), dict):
         return 'not an attribute set'
     refused = set()
     for text in said:
         refused.update(_nix_stderr.refused_flake_settings(text or ''))
-    return {'info': data['info'], 'extra': sorted(u'%s' % n for n in data['extra']),
-            'refused': sorted(refused)}
+    return {'info': data['info'], 'refused': sorted(refused)}

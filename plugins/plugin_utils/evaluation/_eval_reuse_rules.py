@@ -31,13 +31,14 @@ class Rule(object):
 
 
 class Facts(object):
-    """What the rows read of one run and one flake. ``trace()`` and
-    ``info()`` are asked of the caller's functions once, when first
-    needed."""
+    """What the rows read of one run and one flake. ``trace()``,
+    ``info()`` and ``call()`` are asked of the caller's functions once, when
+    first needed."""
 
-    def __init__(self, opts, features, source, distrust, trace, info):
+    def __init__(self, opts, features, source, distrust, trace, info, call):
         self.opts, self.source = opts, source
         self._features, self._distrust, self._trace, self._info = features, distrust, trace, info
+        self._call = call
         self._asked = {}
 
     def _once(self, name, ask):
@@ -68,6 +69,12 @@ class Facts(object):
         """{'info': ..., 'refused': [...]} or the error text."""
         return self._once('info', self._info)
 
+    def call(self):
+        """What this Nix's flake call puts last on each node
+        (``_flake_call.ask``: {'flake': [...], 'plain': [...]}) or why it
+        cannot be recorded (a text)."""
+        return self._once('call', self._call)
+
 
 def _ifd(facts):
     value = facts.opts.options.get(IFD_SETTING)
@@ -86,14 +93,9 @@ def _info_missing(facts):
     return asked if isinstance(asked, str) and asked else 'no answer'
 
 
-# the names record.nix can give self beside the outputs' and the source's
-SELF_NAMES = ('_type', 'inputs', 'outPath', 'outputs', 'sourceInfo')
-
-
-def _unknown_self_names(facts):
-    asked = facts.info()
-    unknown = sorted(set(asked.get('extra') or ()) - set(SELF_NAMES))
-    return ', '.join(unknown) or None
+def _call_unknown(facts):
+    found = facts.call()
+    return found if isinstance(found, str) else None
 
 
 def _dirty_subflake(facts):
@@ -121,8 +123,7 @@ RULES = (
          'a spot check found a reused answer Nix does not give; reuse stays off for this flake '
          'until {detail} is removed'),
     Rule('no-attributes', _info_missing, "Nix did not give the flake's attributes ({detail})"),
-    Rule('unknown-self', _unknown_self_names,
-         "this Nix's flake call gives self attributes the recorded call cannot give ({detail})"),
+    Rule('unknown-call', _call_unknown, '{detail}'),
     Rule('dirty-subflake', _dirty_subflake,
          'a subflake of a tree with uncommitted changes is not read as one locked content by '
          'Nix before 2.25'),

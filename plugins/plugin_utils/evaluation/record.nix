@@ -25,10 +25,11 @@
 # layout:  "folder" where Nix (2.25+) makes a subflake's outPath its own
 #          folder and resolves relative `path:` inputs from their parent;
 #          "source" where outPath is the whole source's (Nix before that)
-# extra:   the names Nix's own call gives `self` beside the outputs' and the
-#          source's (inputs, outputs, sourceInfo; _type from a later Nix):
-#          `self` gets exactly those
-{ root, narHash, sub, info, lock, marker, layout, extra }:
+# adds:    what Nix's own call puts last on every node, whatever the
+#          outputs define, as _flake_call.ask found it for this Nix:
+#          { flake = names of inputs, outputs, sourceInfo, _type;
+#            plain = names a non-flake input gets beside its source }
+{ root, narHash, sub, info, lock, marker, layout, adds }:
 let
   inherit (builtins) mapAttrs;
   seen = name: value: builtins.trace "${marker}${name}" value;
@@ -39,7 +40,9 @@ let
   rootPlain = info // { outPath = fetched.outPath; };
   rootInfo = mapAttrs seen rootPlain;
 
-  named = builtins.listToAttrs (map (name: { inherit name; value = null; }) extra);
+  names = list: builtins.listToAttrs (map (name: { inherit name; value = null; }) list);
+  flakeNames = names adds.flake;
+  plainNames = names adds.plain;
   graph = if lock == null then { nodes = { root = { }; }; root = "root"; } else lock;
   nodes = graph.nodes;
 
@@ -84,20 +87,24 @@ let
       inputs = mapAttrs (_name: spec: made.${nodeOf spec}.result) (node.inputs or { });
       outputs = flake.outputs (inputs // { self = result; });
       # `//` keeps the positions of the outputs' own attributes, as Nix's
-      # call does (builtins.unsafeGetAttrPos on self)
+      # call does (builtins.unsafeGetAttrPos on self); the call's own names
+      # come last and win over the outputs' (`inherit inputs;` in the
+      # outputs is a common way to reach them from `nix repl`)
       result = outputs // sourceInfo // (if folderLayout
         then { outPath = traced "outPath" plainPath; }
-        else { }) // builtins.intersectAttrs named {
+        else { }) // builtins.intersectAttrs flakeNames {
         inherit inputs outputs sourceInfo;
         _type = "flake";
       };
     in {
-      inherit dir ours plain sourceInfo;
+      # outputs: what the flake's function gave (the root's is the answer,
+      # whatever names its result ends with)
+      inherit dir ours plain sourceInfo outputs;
       result = if node.flake or true
         then assert builtins.isFunction flake.outputs; result
-        else sourceInfo;
+        else sourceInfo // builtins.intersectAttrs plainNames { inherit sourceInfo; };
     };
 
   made = mapAttrs call nodes;
 in
-made.${graph.root}.result.outputs
+made.${graph.root}.outputs

@@ -17,11 +17,14 @@ from tests.evaldiff import shapes as evaldiff_shapes
 pytestmark = pytest.mark.skipif(shutil.which('nix') is None or shutil.which('git') is None,
                                 reason='needs nix and git')
 
-# (seed, random commits after the first, every shape of issue 76 from the
-# first commit): together they add, remove and rename hosts, bump an input,
-# move files and flip executable bits; the last two have every shape of
-# issue 76 (outputs.nix for 17, parts/ for 349, odd names, follows,
-# positions, toFile of ./., ...), and each commit of theirs is checked
+# (seed, random commits after the first, every shape of issues 76 and 89
+# from the first commit): together they add, remove and rename hosts, bump
+# an input, move files and flip executable bits; the last two have every
+# shape of issue 76 (outputs.nix for 17, parts/ for 349, odd names, follows,
+# positions, toFile of ./., ...) and of issue 89 (outputs that export
+# inputs, outputs and sourceInfo, an input's .inputs read, self's names;
+# their first commit is left in the work tree), and each commit of theirs
+# is checked
 FIXED = (('349', 6, False), ('17', 6, False), ('349', 3, True), ('17', 3, True))
 FRESH_COMMITS = 5
 # where the lead's reuse across commits lives: once it is there, a
@@ -64,12 +67,14 @@ def test_a_stale_answer_is_a_difference_with_what_replays_it(tmp_path):
 
 def test_the_fixed_campaigns_hold_every_shape_from_their_first_commit():
     """Drawn only (no Nix): the fixed campaigns with every shape have each
-    shape of issue 76 at commit 0, where the first answers are checked."""
+    shape of issues 76 and 89 at commit 0, where the first answers are
+    checked."""
     found = set()
     for seed, _commits, every_shape in FIXED:
         fleet = evaldiff_shapes.draw(runner.rng_for(seed, 0), '/nowhere', False, every_shape)
         found.update(fleet.in_use())
-    assert found == set(evaldiff_shapes.SHAPES), sorted(set(evaldiff_shapes.SHAPES) - found)
+    wanted = set(evaldiff_shapes.SHAPES + evaldiff_shapes.SHAPES_89)
+    assert found == wanted, sorted(wanted - found)
 
 
 def test_fixed_seeds_answer_as_plain_nix_does(tmp_path):
@@ -81,8 +86,10 @@ def test_fixed_seeds_answer_as_plain_nix_does(tmp_path):
         assert totals.commits == commits + 1 and totals.answers >= totals.commits * 6, shown
         reused += totals.how['reused']
         shapes.update(totals.shapes)
-    # every shape of issue 76 was checked, its first answers included
-    assert shapes == set(evaldiff_shapes.SHAPES), sorted(set(evaldiff_shapes.SHAPES) - shapes)
+    # every shape of issues 76 and 89 was checked, its first answers
+    # included, and a commit left in the work tree
+    wanted = set(evaldiff_shapes.SHAPES + evaldiff_shapes.SHAPES_89 + ('dirty tree',))
+    assert shapes == wanted, sorted(wanted - shapes)
     if os.path.exists(RECORD):
         assert reused > 0, 'no host was reused in %d commits of seeds %s' % (
             sum(c + 1 for _s, c, _e in FIXED), ', '.join(s for s, _c, _e in FIXED))

@@ -274,7 +274,7 @@ def test_two_runs_recording_at_once_in_one_folder_keep_their_places_apart(tmp_pa
         reuse.strace = shutil.which('strace')
         reuse.specs[ref] = _eval_reuse.RecordSpec(
             {'root': ref[len('path:'):], 'narHash': 'sha256-x', 'sub': '', 'info': {},
-             'lock': None, 'layout': 'source', 'extra': []}, {})
+             'lock': None, 'layout': 'source', 'adds': {'flake': [], 'plain': []}}, {})
         runs.append(reuse)
 
     def argv_of(args):

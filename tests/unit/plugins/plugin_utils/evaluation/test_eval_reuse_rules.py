@@ -27,11 +27,12 @@ def test_the_docs_table_is_the_rules_table():
     assert rows == [rule.name for rule in _eval_reuse_rules.RULES]
 
 
-def facts(source, features, asked=None, distrust=None, options=None):
+def facts(source, features, asked=None, distrust=None, options=None, call=None):
     return _eval_reuse_rules.Facts(
         NixOptions(options=options or {}), lambda: features, source,
         distrust=lambda: distrust, trace=lambda: None,
-        info=lambda: asked or {'info': {'lastModified': 1}, 'extra': ['inputs'], 'refused': []})
+        info=lambda: asked or {'info': {'lastModified': 1}, 'refused': []},
+        call=lambda: call or {'flake': ['inputs', 'outputs', 'sourceInfo'], 'plain': []})
 
 
 def test_the_first_row_that_applies_decides_and_later_facts_are_not_asked():
@@ -45,7 +46,7 @@ def test_the_first_row_that_applies_decides_and_later_facts_are_not_asked():
         return None
     found = _eval_reuse_rules.Facts(
         NixOptions(options={'allow-import-from-derivation': True}), lambda: features, source,
-        distrust=lambda: None, trace=trace, info=lambda: {'info': {}})
+        distrust=lambda: None, trace=trace, info=lambda: {'info': {}}, call=lambda: {})
     assert _eval_reuse_rules.why_not(found).startswith('import-from-derivation is allowed')
     assert asked == []
     marked = facts(source, features, distrust='/c/distrust-1.json')
@@ -68,9 +69,9 @@ def test_a_subflake_of_a_dirty_tree_on_an_older_nix():
     assert _eval_reuse_rules.why_not(facts(source, NixFeatures('nix', (2, 34, 8)))) is None
 
 
-def test_a_name_of_self_the_recorded_call_cannot_give():
+def test_a_flake_call_the_recorded_call_cannot_give():
     source = FlakeSource('git+file:///f', 'git+file:///f?rev=1', identity_={'locks': {}},
                          provenance={'nar_hash': 'sha256-x'}, store_path='/nix/store/x-source')
-    asked = {'info': {}, 'extra': ['_type', 'inputs', 'lazyThing'], 'refused': []}
-    assert _eval_reuse_rules.why_not(facts(source, NixFeatures('nix', (2, 40, 0)), asked)) == (
-        "this Nix's flake call gives self attributes the recorded call cannot give (lazyThing)")
+    said = "this Nix's flake call gives self lazyThing that the recorded call cannot give"
+    assert _eval_reuse_rules.why_not(
+        facts(source, NixFeatures('nix', (2, 40, 0)), call=said)) == said

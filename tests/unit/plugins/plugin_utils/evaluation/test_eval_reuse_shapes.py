@@ -367,3 +367,74 @@ def test_a_host_that_does_not_fit_is_checked_within_the_bound():
             # (under the attack every batch also draws one more by age: the
             # attacker adds cost, never keeps a host out)
             assert sorted(spent)[len(spent) // 2] <= 1.0, spent
+
+
+# outputs that export the names Nix's own flake call puts last (`inherit
+# inputs;` reaches the inputs from `nix repl`), an input flake whose own
+# `.inputs` a host reads, and a non-flake input's names (Nix 2.34 gives it a
+# `sourceInfo`, 2.8 does not)
+EXPORTS = '''{
+  inputs.dep.url = "path:%(base)s/dep";
+  inputs.raw = { url = "path:%(base)s/raw"; flake = false; };
+  outputs = inputs@{ self, dep, raw }:
+    let
+      lib = import ./lib/mk.nix;
+      host = name: v: { config.system.build.toplevel = lib.mk { inherit name; args.v = v; }; };
+      names = set: builtins.concatStringsSep "," (builtins.attrNames set);
+    in {
+%(exports)s
+      nixosConfigurations = {
+        a = host "a" (names self.inputs);
+        b = host "b" (names dep.inputs);
+        c = host "c" "${builtins.typeOf self.sourceInfo} ${builtins.typeOf self.outputs}";
+        d = host "d" "plain";
+        e = host "e" (names raw);
+      };
+    };
+}
+'''
+DEP = '''{
+  inputs.leaf.url = "path:%(base)s/leaf";
+  outputs = { self, leaf }: { lib.v = 1; };
+}
+'''
+LEAF = '{ outputs = { self }: { }; }\n'
+
+
+@pytest.mark.parametrize('exports', [
+    'inherit inputs;',
+    'inherit inputs; sourceInfo = "the outputs\' own"; outputs = "the outputs\' own";'])
+def test_self_and_inputs_end_as_nix_s_call_ends_them(tmp_path, exports):
+    """Nix's flake call ends every node with its own `inputs`, `outputs`
+    and `sourceInfo`, whatever the outputs define. The recorded call gave
+    only the names the root's outputs lacked, to every node: `self.inputs`
+    was the outputs' (`dep,self` where Nix gives `dep`), `self.sourceInfo`
+    the outputs' string, and `dep.inputs` was missing (the host failed
+    where Nix evaluates it); a non-flake input lacked the `sourceInfo` Nix
+    2.34 gives it. Equal to `nix eval` on the first (recording) run, on a
+    reused run without the spot check, and with it."""
+    base = str(tmp_path)
+    for name, text in (('dep', DEP), ('leaf', LEAF), ('raw', None)):
+        os.makedirs(os.path.join(base, name))
+        rel, text = ('flake.nix', text % {'base': base}) if text else ('file', 'raw\n')
+        with open(os.path.join(base, name, rel), 'w') as handle:
+            handle.write(text)
+    flake = Shape(base, {'flake.nix': EXPORTS % {'base': base, 'exports': '      ' + exports},
+                         'lib/mk.nix': MK}, 'abcde')
+    flake.git('add', '-A')
+    # nix writes the lock of the inputs; commit it
+    flake.truth()
+    flake.commit('lock')
+    runs = [flake.run()[0]]
+    flake.write('README', 'x')
+    flake.commit('readme')
+    runs.append(flake.run(reuse_check=0)[0])
+    flake.write('README', 'y')
+    flake.commit('readme again')
+    runs.append(flake.run()[0])
+    for entries in runs:
+        # run() compares every answer with a plain nix eval; none may fail
+        assert all('error' not in e and 'error' not in (e.get('answer') or {})
+                   for e in entries.values()), entries
+    assert how(runs[0]) == dict.fromkeys('abcde', 'evaluated')
+    assert how(runs[1]) == dict.fromkeys('abcde', 'reused')
