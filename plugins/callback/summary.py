@@ -27,19 +27,14 @@ description:
   - Host names and what targets said reach the terminal escaped (control characters, C(ESC), newlines, bidi
     controls shown as C(\xNN) or C(\uNNNN)), so no flake or target text can move the cursor, erase lines,
     write the clipboard or print a line of its own.
-  - "A run of the publish role ends saying what it did with the hosts' channel refs, by the status
-    of M(nixdeploy.fleet.nix_channel) (C(channel refs: 2 moved, 1 new))."
+  - "A run of the publish role ends saying what it did with the channel refs (C(channel refs: 2 moved, 1 new))."
   - At the end, names the hosts the login probe could not reach (M(nixdeploy.fleet.nix_eval)'s
     O(nixdeploy.fleet.nix_eval#module:unreachable)), each with why, and keeps their names in O(unreachable_file).
-  - When SIGINT (Ctrl-C) or SIGTERM stops the run, prints C(NIXDEPLOY SUMMARY (interrupted by SIGINT)) with
-    what each host of the batch had reached (its outcome when its deploy was done, an activation under way, a
-    phase it stopped at), and, for a host whose activation was under way, that it goes on on the target and,
-    unconfirmed, rolls back by itself within the seconds its own arguments leave (magic rollback), then a line
-    that counts the hosts, those that never started too. ansible-core then ends the run as it does (exit code
-    99 for SIGINT).
-  - A host whose activation waits on the target for another run's lock says in its progress line what that run
-    is at (its activation, its unconfirmed activation, its rollback, or another switch of the system) and how
-    many seconds it still waits at most.
+  - On SIGINT (Ctrl-C) or SIGTERM, prints C(NIXDEPLOY SUMMARY (interrupted by SIGINT)) with each host's outcome, an
+    activation under way (it goes on and, unconfirmed, rolls back by itself within its own bound) or the phase
+    it stopped at, and a line that counts the hosts; ansible-core then exits as it does (99 for SIGINT).
+  - A host whose activation waits for another run's lock says in its progress line what that run is at (its
+    activation, its unconfirmed activation, its rollback, another switch) and the seconds it waits at most.
   - At the end of the job, waits until the evaluators of M(nixdeploy.fleet.nix_eval) have kept their records
     for reuse across commits (at most 60 s; past 2 s it says so), so that a job whose last task evaluates keeps
     them where nothing outlives ansible-playbook (an execution environment's container).
@@ -73,9 +68,8 @@ options:
         M(nixdeploy.fleet.nix_eval) could not reach, one name a line, for C(-l @nixdeploy-unreachable.txt)
         (as Ansible's retry files). Each run adds the hosts it could not reach and takes out the ones it
         reached; the file is removed when none is left. An empty value writes no file.
-      - A path that holds anything but a regular file of the user's own (a symbolic link, a folder, a
-        fifo, another user's file, a file with a second name) is neither read nor written, with a
-        warning.
+      - A path that holds anything but a regular file of the user's own (a symbolic link, a folder, a fifo,
+        another user's file, a file with a second name) is neither read nor written, with a warning.
     type: str
     default: nixdeploy-unreachable.txt
     env:

@@ -23,8 +23,8 @@ def wrong_recorder(monkeypatch):
     ``lastModified`` is a second late."""
     spec_of = _eval_reuse.Reuse._spec
 
-    def late(source, asked, features):
-        spec = spec_of(source, asked, features)
+    def late(*args):
+        spec = spec_of(*args)
         spec.call['info']['lastModified'] += 1
         return spec
     monkeypatch.setattr(_eval_reuse.Reuse, '_spec', staticmethod(late))
