@@ -177,7 +177,7 @@ class CallbackModule(CallbackBase):
 
     def __init__(self, display=None):
         super(CallbackModule, self).__init__(display=display)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the interrupt handler may come while this thread holds it
         self._outcomes = {}      # host -> HostOutcome, this batch
         self._progress = BatchProgress()  # who started and ended each phase, this batch
         self._dry = {}           # host -> what its dry activation would do, this batch
