@@ -81,10 +81,11 @@ class ActionModule(NixdeployAction):
     def _platform_problems(self):
         """What the platform table says this host's activation cannot do,
         where the inventory gives its platform (nix_platform) and the run
-        activates it: a goal its platform lacks, or an activation that needs
-        root run as another user (no become). The activation says the same
-        late (_activation_result.check_params, activate-session.sh); here it
-        fails the host before anything of it is built."""
+        activates it: a goal its platform lacks (an activation that needs
+        root run as another user is ``_root_problem``'s, after the probe).
+        The activation says the same late (_activation_result.check_params,
+        activate-session.sh); here it fails the host before anything of it
+        is built."""
         platform = _role_vars.host_value('platform', self.task_vars)
         if platform is None or 'activate' not in _reach.login_phases(self.task_vars):
             return []
@@ -101,12 +102,26 @@ class ActionModule(NixdeployAction):
             return ['%s (nix_goal is %s for this host): give the host a goal of those in its '
                     'host_vars or group_vars, or limit the run (-l) to the hosts that have '
                     'it' % (problem, goal.name)]
-        user = self._activation_user()
-        problem = _platforms.root_refusal(platform, user) if user else None
-        if problem:
-            return ['%s (its ansible_user is %s and ansible_become is not set; nix_platform '
-                    'is %s)' % (problem, user, platform)]
         return []
+
+    def _root_problem(self):
+        """An activation that needs root, run as another user (no become),
+        where the inventory gives the platform and the run activates: judged
+        after the login probe, whose word on a user that cannot log in at
+        all comes first (become would not help that one)."""
+        platform = _role_vars.host_value('platform', self.task_vars)
+        if platform is None or 'activate' not in _reach.login_phases(self.task_vars):
+            return None
+        user = self._activation_user()
+        try:
+            platform = self._render(platform)
+            problem = _platforms.root_refusal(platform, user) if user else None
+        except (AnsibleError, ValueError, TypeError):
+            return None
+        if problem:
+            return '%s (its ansible_user is %s and ansible_become is not set; nix_platform ' \
+                'is %s)' % (problem, user, platform)
+        return None
 
     def _activation_user(self):
         """Who this host's activation runs as without become: the login
@@ -150,6 +165,12 @@ class ActionModule(NixdeployAction):
         result = self._evaluate(dict((k, v) for k, v in args.items()
                                      if k not in _reach.OPTIONS), result)
         result = _reach.finish(self, self._connection, probe, args, result)
+        problem = None if result.get('failed') or result.get('unreachable') else (
+            boolean(self._task.args.get(_role_vars.FLAG, False), strict=False)
+            and self._root_problem())
+        if problem:
+            result.pop('ansible_facts', None)
+            result = self.failed(result, problem)
         if result.get('unreachable'):
             # read by people as a failure is: the batch's figures apart
             _outcome.details_apart(result, INTERNALS)

@@ -90,20 +90,24 @@ def evaluated(tmp_path_factory):
     return runs
 
 
-def refused(evaluated, host, start):
+def refused(evaluated, host, start, evaluated_first=False):
     """The message of ``host``'s failure at eval, which starts with
-    ``start``; nothing of the host was evaluated."""
+    ``start``; nothing of the host was evaluated, unless ``evaluated_first``
+    (a rule judged after the login probe, which runs beside the evaluation)."""
     record = evaluated['all'][host]
     assert record['status'] == 'failed', record
     said = record['result']['msg']
     assert said.startswith('%s: %s' % (host, start)), said
-    assert record['result']['phase'] == 'eval' and 'drv_path' not in record['result'], record
+    assert record['result']['phase'] == 'eval', record
+    assert ('drv_path' in record['result']) == evaluated_first, record
     return said
 
 
-def test_a_darwin_host_without_become_is_refused_before_its_evaluation(evaluated):
+def test_a_darwin_host_without_become_is_refused_at_its_evaluation(evaluated):
+    # judged after the login probe (a user that cannot log in is told so
+    # first: tests/integration/plugins/action/test_failure_messages.py, f5)
     said = refused(evaluated, 'mac', 'activating a darwin system needs root, but this runs as '
-                   'deploy: connect as root or set become')
+                   'deploy: connect as root or set become', evaluated_first=True)
     assert 'ansible_user is deploy and ansible_become is not set' in said, said
     # as root, or deploy with become: evaluated
     for host in ('root', 'sudo'):
