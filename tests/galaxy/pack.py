@@ -22,8 +22,13 @@ tree, and no attribute or filter of the local repository applies:
                                    file is marked skip-worktree or
                                    assume-unchanged (git would hide its local
                                    changes), when a symbolic link of HEAD
-                                   points outside the tree, or when two of its
-                                   paths differ only in case: the release's guard.
+                                   points outside the tree, when two of its
+                                   paths differ only in case, or when a file of
+                                   HEAD is not in the work tree as HEAD holds
+                                   it, its bytes read (no link followed) and
+                                   hashed anew as git hashes a blob (no stat
+                                   data, no filter: git status trusts both):
+                                   the release's guard.
                                    Stricter than "what the tarball could take":
                                    a secret beside the demo inventory, a
                                    .vault-pass or a backup is build_ignore'd
@@ -42,11 +47,15 @@ tree, and no attribute or filter of the local repository applies:
                                    tarball lands in OUT, its path is printed.
                                    --release (make release): R's tree plus the
                                    release's own edits, the work tree's
-                                   galaxy.yml, CHANGELOG.md and changelogs/
-                                   (files R tracks only, RELEASE_EDITS): each
-                                   file that differs from R's blob, or is gone,
-                                   put into a temporary index by its raw bytes
-                                   (`git hash-object --no-filters`, `git
+                                   galaxy.yml, CHANGELOG.md and
+                                   changelogs/changelog.yaml edited
+                                   (RELEASE_WRITES) and fragments removed
+                                   (RELEASE_REMOVES): each file under
+                                   RELEASE_EDITS whose bytes, hashed anew,
+                                   differ from R's blob, or that is gone, is
+                                   one of those (any other is refused, named)
+                                   and is put into a temporary index by its
+                                   raw bytes (`git hash-object --no-filters`, `git
                                    update-index --cacheinfo`), and the tree
                                    written there checked to be R's at every
                                    other path; refused while an attribute
@@ -67,6 +76,7 @@ GALAXY. Standard library only.
 
 import errno
 import fnmatch
+import hashlib
 import os
 import shutil
 import stat
@@ -93,6 +103,13 @@ LOCAL_STATE = ['.venv', '.venv-*', '.lab', '.ansible', '.collections', '*.pytest
 # and the fragments it removes. A release build takes these from the work tree
 # (files the commit tracks only), every other file from the commit.
 RELEASE_EDITS = ['galaxy.yml', 'CHANGELOG.md', 'changelogs']
+# of those, the files the release's tools write (sed on galaxy.yml, and
+# changelogs/config.yaml's output and changes_file): the only ones a release
+# takes edited; and the folder whose files it only removes (keep_fragments:
+# false). Any other path of the work tree that differs from the commit's blob
+# stops a release, named.
+RELEASE_WRITES = ['galaxy.yml', 'CHANGELOG.md', 'changelogs/changelog.yaml']
+RELEASE_REMOVES = 'changelogs/fragments/'
 # attributes with which git changes a file's bytes between the work tree and
 # its blob (a clean filter, line ends, $Id$, another encoding): on a release
 # path the work tree's bytes are then not what git holds or would commit
@@ -346,8 +363,17 @@ def check(repo=REPO, rev='HEAD'):
     clash = clashes(rev, repo, entries)
     if clash:
         problems.append(CLASHES + '\n  '.join(clash))
+    changed = ['%s (%s)' % (path, why) for _mode, path, _now, why in differing(entries, repo)]
+    if changed:
+        problems.append(DIFFERING + '\n  '.join(changed))
     if problems:
         raise PackError('\n'.join(problems))
+
+
+DIFFERING = ('tracked files whose bytes in the work tree are not the commit\'s blob, read '
+             'and hashed anew (git status and git diff trust the index\'s stat data and a '
+             'filter\'s output, and may say clean): commit or restore them (`git checkout '
+             'HEAD -- PATH` with no filter set):\n  ')
 
 
 def release_tree(rev='HEAD', repo=REPO):
@@ -358,8 +384,10 @@ def release_tree(rev='HEAD', repo=REPO):
     (same_outside_edits). Nothing goes through git's clean filters or
     end-of-line conversion, and the branch, the real index and the work tree
     are not touched. Refused while a tracked file is marked skip-worktree or
-    assume-unchanged (check), or while an attribute or core.autocrlf would
-    have git change the bytes of a release path (converting)."""
+    assume-unchanged (check), while an attribute or core.autocrlf would
+    have git change the bytes of a release path (converting), or while a
+    release path the release does not write differs from its blob
+    (release_edits)."""
     return staged_release(rev, repo)[0]
 
 
@@ -424,40 +452,127 @@ def converting(paths, repo, env):
 
 
 def release_edits(entries, repo=REPO):
-    """[(mode, oid, path)]: each regular file of ``entries`` (a tree's) under
-    RELEASE_EDITS whose bytes in the work tree differ from its blob, with the
-    blob of those bytes written as they are (`git hash-object -w
-    --no-filters`) and the mode it has in ``entries``; oid None for one the
-    work tree no longer has (a fragment the release removed). A link or
-    submodule there keeps its entry."""
-    tracked = [entry for entry in release_entries(entries) if entry[0] in FILE_MODES]
-    edits = []
-    for (mode, _kind, _oid, path), committed in zip(
-            tracked, blobs([entry[2] for entry in tracked], repo)):
-        now = work_tree_bytes(path, repo)
-        if now is None:
+    """[(mode, oid, path)]: each file of ``entries`` (a tree's) under
+    RELEASE_EDITS whose bytes in the work tree differ from its blob, with the blob of those bytes
+    written as they are (`git hash-object -w --no-filters`) and the mode it
+    has in ``entries``; oid None for a fragment the release removed. Refused,
+    naming each, when any other path differs: a file the release's tools do
+    not write (RELEASE_WRITES) edited, one of them gone, a fragment edited
+    rather than removed, a link or a file in another's place."""
+    edits, refused = [], []
+    for mode, path, now, why in differing(release_entries(entries), repo):
+        if now is None and path.startswith(RELEASE_REMOVES) and why == 'gone':
             edits.append((mode, None, path))
-        elif now != committed:
+        elif now is not None and path in RELEASE_WRITES:
             oid = git('hash-object', '-w', '--no-filters', '--stdin', repo=repo, input=now)
             edits.append((mode, oid.decode().strip(), path))
+        else:
+            refused.append('%s (%s)' % (path, why))
+    if refused:
+        raise PackError('a release edits only %s and removes fragments under %s; these '
+                        'release paths differ from the commit too (read and hashed anew: '
+                        'git status may say clean):\n  %s'
+                        % (', '.join(RELEASE_WRITES), RELEASE_REMOVES, '\n  '.join(refused)))
     return edits
+
+
+def differing(entries, repo=REPO):
+    """[(mode, path, bytes or None, why)] of each entry of ``entries`` (a
+    tree's) that the work tree does not hold as git holds it: a regular file
+    whose bytes, read without following a link and hashed as git hashes a
+    blob (no filter, no stat data), are not its oid (``bytes`` are those),
+    or that is gone or not a regular file (``bytes`` None); a link whose
+    target is not its blob, or that is no link. A submodule is not looked at."""
+    hashed = object_hash(repo)
+    found = []
+    for mode, _kind, oid, path in entries:
+        if mode == GITLINK_MODE:
+            continue
+        try:
+            if mode == LINK_MODE:
+                why = link_differs(path, oid, hashed, repo)
+                if why:
+                    found.append((mode, path, None, why))
+                continue
+            now = work_tree_bytes(path, repo)
+        except PackError as exc:
+            found.append((mode, path, None, str(exc)))
+            continue
+        if now is None:
+            found.append((mode, path, None, 'gone'))
+        elif blob_id(now, hashed) != oid:
+            found.append((mode, path, now, 'other bytes'))
+    return found
+
+
+def object_hash(repo=REPO):
+    """hashlib's constructor for the repository's object format (sha1, or
+    sha256 for a repository made so)."""
+    name = git('rev-parse', '--show-object-format', repo=repo).decode().strip()
+    if name not in ('sha1', 'sha256'):
+        raise PackError('a repository of object format %r: not one this knows' % name)
+    return getattr(hashlib, name)
+
+
+def blob_id(data, hashed):
+    """The oid git gives a blob of ``data``: the hash of its header and bytes."""
+    return hashed(b'blob %d\0' % len(data) + data).hexdigest()
+
+
+def link_differs(path, oid, hashed, repo=REPO):
+    """Why the work tree's ``path`` is not the link whose target is blob
+    ``oid`` ('' when it is): it is gone, or no link, or points elsewhere."""
+    fd = folder_of(path, repo)
+    if fd is None:
+        return 'gone'
+    try:
+        target = os.readlink(path.split('/')[-1], dir_fd=fd)
+    except FileNotFoundError:
+        return 'gone'
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return 'not a symbolic link'
+        raise
+    finally:
+        os.close(fd)
+    return '' if blob_id(os.fsencode(target), hashed) == oid else 'another target'
+
+
+def folder_of(path, repo=REPO):
+    """A descriptor of the work tree's folder holding ``path``, each folder
+    opened in turn without following a link, or None when one is gone."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0)
+    fd = os.open(repo, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in path.split('/')[:-1]:
+            inner = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except FileNotFoundError:
+        os.close(fd)
+        return None
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise PackError('%s in the work tree is reached through a symbolic link or a file '
+                            'in place of a folder: git reads only the files it tracks there'
+                            % path)
+        raise
+    return fd
 
 
 def work_tree_bytes(path, repo=REPO):
     """The bytes of the work tree's file at ``path`` (from the tree's top), or
     None when it or a folder above it is gone. Each folder is opened in turn
-    without following a link, and the file too (git never reads a tracked
-    file through a link): a link, a folder or a fifo in the way is refused,
-    named, rather than read where it points."""
-    parts = path.split('/')
-    flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0)
-    fd = os.open(repo, os.O_RDONLY | os.O_DIRECTORY)
+    without following a link (folder_of), and the file too (git never reads a
+    tracked file through a link): a link, a folder or a fifo in the way is
+    refused, named, rather than read where it points."""
+    fd = folder_of(path, repo)
+    if fd is None:
+        return None
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0)
     try:
-        for part in parts[:-1]:
-            inner = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-        inner = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
+        inner = os.open(path.split('/')[-1], flags, dir_fd=fd)
         os.close(fd)
         fd = inner
         if not stat.S_ISREG(os.fstat(fd).st_mode):

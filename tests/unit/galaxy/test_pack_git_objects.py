@@ -339,20 +339,23 @@ def vault_comment(tmp_path):
 
 @pytest.mark.parametrize('path', ['changelogs/config.yaml', 'galaxy.yml'])
 def test_make_release_refuses_a_filter_on_a_release_path(tmp_path, path):
-    """A smudge filter on a file the release takes from the work tree: the
-    release's guards see a clean checkout, and `make release` stops at the
-    build, naming the path and its filter, with no tarball and no tree that
+    """A smudge filter on a file the release takes from the work tree: `git
+    status` and `git diff` see a clean checkout; `pack.py check` hashes the
+    bytes and `make release` stops there, naming the path, and the build on
+    its own refuses the path for its filter; no tarball, and no tree that
     holds the smudged bytes."""
     scratch = release_checkout(tmp_path)
     commit(scratch)
     smudged(scratch, path, vault_comment(tmp_path))
     assert git(scratch, 'status', '--porcelain') == ''
     assert run(['git', 'diff', '--quiet', 'HEAD', '--'], scratch).returncode == 0
-    pack.check(str(scratch))
+    with pytest.raises(pack.PackError) as refused:
+        pack.build(str(tmp_path / 'dist'), repo=str(scratch), release=True)
+    assert '%s: filter=leak' % path in str(refused.value)
 
     release = make_release(scratch, tmp_path)
     assert release.returncode != 0, release.stdout
-    assert '%s: filter=leak' % path in release.stdout, release.stdout
+    assert '%s (other bytes)' % path in release.stdout, release.stdout
     assert not list(scratch.glob('dist/*.tar.gz'))
     assert not (tmp_path / 'imported').exists()
 
@@ -391,6 +394,105 @@ def test_a_release_is_refused_for_any_attribute_that_converts_a_release_path(tmp
     smudged(repo, 'docs/guide.md', vault_comment(tmp_path))
     tarball = pack.build(str(tmp_path / 'dist'), repo=str(repo), release=True)
     assert shipped(tarball)['docs/guide.md'][1] == b'the committed guide\n'
+
+
+def filter_gone(repo, path, secret):
+    """``path`` smudged (smudged), then the filter and its attribute removed:
+    no attribute is left for a release to refuse, and the index's stat data
+    still says the file is as committed."""
+    smudged(repo, path, secret)
+    (repo / '.git' / 'info' / 'attributes').unlink()
+    git(repo, 'config', '--remove-section', 'filter.leak')
+
+
+def same_size(repo, path, secret):
+    """``path``'s first long comment replaced by ``secret``'s line, padded
+    to the same size, its mtime put back, with git told to compare only
+    size and whole seconds (core.checkStat=minimal, core.trustctime=false):
+    the index's stat data match, so git never reads the file again."""
+    git(repo, 'config', 'core.checkStat', 'minimal')
+    git(repo, 'config', 'core.trustctime', 'false')
+    target = repo / path
+    # older than the index: git takes the stat data as is, never racy
+    past = os.stat(str(target)).st_mtime - 60
+    os.utime(str(target), (past, past))
+    git(repo, 'update-index', '--refresh')
+    before = os.stat(str(target))
+    lines = target.read_bytes().split(b'\n')
+    line = open(secret, 'rb').read().strip()
+    at = next(n for n, old in enumerate(lines)
+              if old.startswith(b'# ') and len(old) >= len(line))
+    lines[at] = line.ljust(len(lines[at]))
+    target.write_bytes(b'\n'.join(lines))
+    os.utime(str(target), ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(str(target)).st_size == before.st_size
+    assert MARK in target.read_text()
+
+
+UNSEEN = {'filter removed': filter_gone, 'same size': same_size}
+
+
+@pytest.mark.parametrize('shape', sorted(UNSEEN))
+def test_make_release_refuses_bytes_the_stat_cache_hides(tmp_path, shape):
+    """changelogs/config.yaml holds a local secret that git's stat data hide
+    (a filter's output with the filter since removed, or a same-size edit
+    with its mtime put back): `git status`, `git diff --quiet HEAD` say
+    clean, and no attribute is left. `pack.py check` hashes the bytes and
+    names the file; `make release` stops there, with no tarball."""
+    scratch = release_checkout(tmp_path)
+    commit(scratch)
+    UNSEEN[shape](scratch, 'changelogs/config.yaml', vault_comment(tmp_path))
+    assert git(scratch, 'status', '--porcelain') == ''
+    assert run(['git', 'diff', '--quiet', 'HEAD', '--'], scratch).returncode == 0
+
+    release = make_release(scratch, tmp_path)
+    assert release.returncode != 0, release.stdout
+    assert 'changelogs/config.yaml (other bytes)' in release.stdout, release.stdout
+    assert not list(scratch.glob('dist/*.tar.gz'))
+    assert not (tmp_path / 'imported').exists()
+    with pytest.raises(pack.PackError) as refused:
+        pack.check(str(scratch))
+    assert 'changelogs/config.yaml (other bytes)' in str(refused.value)
+
+
+@pytest.mark.parametrize('shape', sorted(UNSEEN))
+def test_a_release_build_takes_edits_only_where_the_release_writes(tmp_path, shape):
+    """`pack.py build --release` on its own, after the release's edits
+    (galaxy.yml's version, CHANGELOG.md, changelog.yaml, a fragment
+    removed): a file the release does not write whose bytes differ unseen
+    is refused, named, and so is a fragment edited rather than removed;
+    the release's own edits alone build."""
+    repo = collection(tmp_path)
+    write(repo / 'changelogs' / 'config.yaml',
+          '# the changelog tool reads this file, and nothing else\ntitle: fleet\n')
+    write(repo / 'changelogs' / 'fragments' / '2-y.yml', 'bugfixes:\n  - y\n')
+    commit(repo)
+    UNSEEN[shape](repo, 'changelogs/config.yaml', vault_comment(tmp_path))
+    write(repo / 'galaxy.yml', GALAXY_YML.replace('1.0.0', '1.1.0'))
+    write(repo / 'CHANGELOG.md', '# changes\n\n## 1.1.0\n')
+    write(repo / 'changelogs' / 'changelog.yaml', 'releases: {1.1.0: {}}\n')
+    (repo / 'changelogs' / 'fragments' / '1-x.yml').unlink()
+    write(repo / 'changelogs' / 'fragments' / '2-y.yml', 'bugfixes:\n  - y, edited\n')
+
+    with pytest.raises(pack.PackError) as refused:
+        pack.build(str(tmp_path / 'dist'), repo=str(repo), release=True)
+    said = str(refused.value)
+    assert 'changelogs/config.yaml (other bytes)' in said, said
+    assert 'changelogs/fragments/2-y.yml (other bytes)' in said, said
+    for allowed in ('galaxy.yml (', 'CHANGELOG.md (', 'changelog.yaml (', '1-x.yml ('):
+        assert allowed not in said, said
+    assert not list((tmp_path / 'dist').glob('*.tar.gz'))
+
+    # written anew from the commit: the stat data would have git skip them
+    for path in ('changelogs/config.yaml', 'changelogs/fragments/2-y.yml'):
+        (repo / path).unlink()
+        git(repo, 'checkout', 'HEAD', '--', path)
+    assert MARK not in (repo / 'changelogs' / 'config.yaml').read_text()
+    tarball = pack.build(str(tmp_path / 'dist'), repo=str(repo), release=True)
+    files = shipped(tarball)
+    assert b'"version": "1.1.0"' in files['MANIFEST.json'][1]
+    assert files['CHANGELOG.md'][1] == b'# changes\n\n## 1.1.0\n'
+    no_mark(tarball)
 
 
 def test_a_release_stages_exactly_its_edits_as_raw_bytes(tmp_path):
