@@ -16,6 +16,12 @@ and reads back which names Nix replaced and by what. A name Nix replaces
 with anything ``record.nix`` cannot give makes ``ask`` answer with the
 reason instead: nothing of that Nix is recorded (its hosts are evaluated,
 never reused).
+
+Where Nix (2.25+) makes a node's outPath its flake's folder, the probe also
+has the inputs whose place Nix's call derives from another node's (a
+relative ``path:`` input, one relative to that, a relative non-flake input,
+a non-flake input with ``?dir=``), and ``judge`` compares the outPath of
+each, and of its source, with where ``record.nix`` puts it (``PLACES``).
 """
 
 import os
@@ -39,11 +45,35 @@ CANDIDATES = ('_type', 'inputs', 'outPath', 'outputs', 'sourceInfo', 'narHash', 
 
 PROBE_FLAKE = '''{
   inputs.dep = { url = "path:%(dep)s"; flake = false; };
-  outputs = { self, dep }: {
+%(more)s  outputs = { self, ... }: {
 %(own)s
   };
 }
 '''
+# the probe's inputs whose place Nix's call derives from another node's,
+# where it makes a node's outPath its folder (a relative input, or `?dir=`
+# on a `path:` input, is refused or placed otherwise before)
+PLACED_INPUTS = '''  inputs.rel.url = "path:./rel";
+  inputs.raw = { url = "path:./raw"; flake = false; };
+  inputs.sub = { url = "path:%(dep)s?dir=sub"; flake = false; };
+'''
+REL_FLAKE = '''{
+  inputs.grand.url = "path:./grand";
+  outputs = { self, grand }: { where = self.outPath; };
+}
+'''
+GRAND_FLAKE = '{ outputs = { self }: { where = self.outPath; }; }\n'
+
+# where record.nix puts each of those in the folder layout, its probe's
+# source written <src> and the non-flake source <dep>: Nix's call-flake.nix
+# (2.25+) puts them there too
+PLACES = {
+    'root': '<src>',
+    'rel': '<src>/./rel', 'relSource': '<src>', 'relSelf': '<src>/./rel',
+    'grand': '<src>/./rel/./grand', 'grandSource': '<src>', 'grandSelf': '<src>/./rel/./grand',
+    'raw': '<src>/./raw', 'rawSource': '<src>',
+    'sub': '<dep>/sub', 'subSource': '<dep>',
+}
 
 # What each name of the result is, by its value: the outputs' own value
 # ("own"), or which of the call's parts it is. Names of the source itself
@@ -56,7 +86,7 @@ PROBE_EXPRESSION = '''let
   kind = v:
     if v == %(sentinel)s then "own"
     else if v == "flake" then "flake"
-    else if builtins.isAttrs v && builtins.attrNames v == [ "dep" ] then "inputs"
+    else if builtins.isAttrs v && builtins.attrNames v == %(inputs)s then "inputs"
     else if builtins.isAttrs v && (v.probe or null) == %(sentinel)s then "outputs"
     else if builtins.isAttrs v && v ? narHash && !(v ? probe) then "sourceInfo"
     else "unknown";
@@ -71,31 +101,67 @@ PROBE_EXPRESSION = '''let
 in {
   flake = kinds flake notSource;
   plain = kinds dep added;
-}'''
+%(places)s}'''
+
+# each placed input's outPath and its source's, with the probe's source
+# and the non-flake source written as <src> and <dep>
+PLACES_EXPRESSION = '''  places = let
+    inherit (flake.inputs) rel raw sub;
+    grand = rel.inputs.grand;
+    at = value: builtins.replaceStrings [ source.outPath sub.sourceInfo.outPath or "-" ]
+      [ "<src>" "<dep>" ] (builtins.unsafeDiscardStringContext (toString value));
+  in builtins.mapAttrs (_: at) {
+    root = flake.outPath;
+    rel = rel.outPath; relSource = rel.sourceInfo.outPath; relSelf = rel.where;
+    grand = grand.outPath; grandSource = grand.sourceInfo.outPath; grandSelf = grand.where;
+    raw = raw.outPath; rawSource = raw.sourceInfo.outPath or "-";
+    sub = sub.outPath; subSource = sub.sourceInfo.outPath or "-";
+  };
+'''
 
 
-def probe_files(folder):
-    """Write the probe flake and its non-flake input into ``folder``; the
-    flake's path."""
+def probe_files(folder, placed):
+    """Write the probe flake and its non-flake input into ``folder`` (with
+    the inputs of ``PLACES`` where ``placed``); the flake's path."""
     top = os.path.join(folder, 'probe')
     dep = os.path.join(folder, 'dep')
-    os.mkdir(top)
-    os.mkdir(dep)
-    with open(os.path.join(dep, 'file'), 'w') as handle:
-        handle.write('a non-flake input of the probe\n')
+    files = {os.path.join(dep, 'file'): 'a non-flake input of the probe\n'}
+    if placed:
+        files.update({os.path.join(dep, 'sub', 'file'): 'its folder\n',
+                      os.path.join(top, 'raw', 'file'): 'a relative non-flake input\n',
+                      os.path.join(top, 'rel', 'flake.nix'): REL_FLAKE,
+                      os.path.join(top, 'rel', 'grand', 'flake.nix'): GRAND_FLAKE})
     own = '\n'.join('    %s = "%s";' % (name, SENTINEL) for name in CANDIDATES)
-    with open(os.path.join(top, 'flake.nix'), 'w') as handle:
-        handle.write(PROBE_FLAKE % {'dep': dep, 'own': own})
+    more = PLACED_INPUTS % {'dep': dep} if placed else ''
+    files[os.path.join(top, 'flake.nix')] = PROBE_FLAKE % {'dep': dep, 'own': own, 'more': more}
+    for path, text in files.items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'w') as handle:
+            handle.write(text)
     return top
 
 
-def judge(answer):
+def probe_expression(ref, placed):
+    """The expression that reads the probe flake at ``ref`` back."""
+    inputs = ['dep'] + (['raw', 'rel', 'sub'] if placed else [])
+    return PROBE_EXPRESSION % {
+        'ref': nix_string(ref), 'sentinel': nix_string(SENTINEL),
+        'inputs': '[ %s ]' % ' '.join(nix_string(name) for name in inputs),
+        'places': PLACES_EXPRESSION if placed else ''}
+
+
+def judge(answer, placed=False):
     """{'flake': [names], 'plain': [names]} that record.nix gives last, from
-    the probe's ``answer``; or the reason this Nix's call cannot be made
-    the same (a text)."""
+    the probe's ``answer`` (with the ``places`` of ``PLACES`` where
+    ``placed``); or the reason this Nix's call cannot be made the same (a
+    text)."""
     if not isinstance(answer, dict) or not isinstance(answer.get('flake'), dict) \
             or not isinstance(answer.get('plain'), dict):
         return "the probe of Nix's flake call gave no answer"
+    if placed:
+        moved = misplaced(answer.get('places'))
+        if moved:
+            return moved
     found = {}
     for part, known in (('flake', FLAKE_NAMES), ('plain', PLAIN_NAMES)):
         given = answer[part]
@@ -110,6 +176,18 @@ def judge(answer):
     return found
 
 
+def misplaced(places):
+    """Why the outPaths Nix's call gave the probe's placed inputs
+    (``places``) are not where record.nix puts them, or None."""
+    if not isinstance(places, dict):
+        return "the probe of Nix's flake call gave no places"
+    for name in sorted(PLACES):
+        if places.get(name) != PLACES[name]:
+            return ("this Nix's flake call places %s at %s where the recorded call places it at %s"
+                    % (name, places.get(name), PLACES[name]))
+    return None
+
+
 def ask(runner, folder):
     """What Nix's flake call of ``runner``'s Nix puts last on each node
     (``judge``), or the reason it cannot be recorded. Two Nix processes (the
@@ -117,10 +195,13 @@ def ask(runner, folder):
     removed after; never raises."""
     place = tempfile.mkdtemp(prefix='flake-call-', dir=folder)
     try:
-        top = probe_files(place)
+        # the folder layout of record.nix (_eval_reuse's spec) goes with
+        # this feature: the places are asked where it is used
+        placed = bool(runner.features().path_dir)
+        top = probe_files(place, placed)
         ref = 'path:%s' % top
         runner.check('flake lock', [ref], 'locking the probe flake', flake_command=True)
-        expr = PROBE_EXPRESSION % {'ref': nix_string(ref), 'sentinel': nix_string(SENTINEL)}
+        expr = probe_expression(ref, placed)
         answer = runner.json('eval', ['--json', '--impure', '--expr', expr],
                              "asking Nix's flake call", flake_command=True)
     except NixError as exc:
@@ -129,4 +210,4 @@ def ask(runner, folder):
         return "the probe of Nix's flake call could not be made: %s" % exc
     finally:
         shutil.rmtree(place, ignore_errors=True)
-    return judge(answer)
+    return judge(answer, placed)

@@ -11,7 +11,8 @@ import sys
 from tests.collection import collections_path
 from tests.unit.plugins.plugin_utils.evaluation import test_eval_reuse
 from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import MK, how
-from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse_shapes import Shape, record_then_reuse
+from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse_shapes import (
+    Shape, record_then_reuse)
 
 sys.path.insert(0, collections_path())
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  # noqa: E402

@@ -32,6 +32,10 @@ def test_nix_says_which_names_its_call_puts_last(tmp_path):
     like = runner.features().version[:2]
     if like <= (2, 8) or like >= (2, 34):
         assert ('_type' in found['flake']) == (like >= (2, 34)), (like, found)
+        # 2.34 makes a node's outPath its folder: the probe's relative and
+        # `?dir=` inputs were where record.nix puts them (judge refuses
+        # otherwise)
+        assert runner.features().path_dir == (like >= (2, 34))
     # the probe's folder is gone
     assert not list(tmp_path.iterdir())
 
@@ -54,3 +58,24 @@ def test_a_name_the_recorded_call_cannot_give_turns_recording_off():
     # the outputs' own names must stay theirs
     assert 'does not keep' in _flake_call.judge({'flake': {'probe': 'inputs'}, 'plain': {}})
     assert 'no answer' in _flake_call.judge('nothing')
+
+
+def test_an_input_placed_otherwise_than_record_nix_places_it_turns_recording_off():
+    """Where Nix makes a node's outPath its folder (2.25+), the probe also
+    reads where Nix's call puts a relative input, one relative to that, a
+    relative non-flake input and a `?dir=` non-flake input, and their
+    sources: a Nix that puts any of them elsewhere than record.nix does
+    (`<src>/rel` for `<src>/./rel`, a child's own folder as its source) is
+    not recorded."""
+    names = {'flake': {'probe': 'own', 'inputs': 'inputs'}, 'plain': {}}
+    assert _flake_call.judge(dict(names, places=dict(_flake_call.PLACES)), True) == {
+        'flake': ['inputs'], 'plain': []}
+    # only a Nix of the folder layout is asked where it puts them
+    assert _flake_call.judge(names) == {'flake': ['inputs'], 'plain': []}
+    for name, there in (('rel', '<src>/rel'), ('relSource', '<src>/./rel'),
+                        ('grand', '<src>/./rel/./rel/./grand'), ('sub', '<dep>')):
+        said = _flake_call.judge(dict(names, places=dict(_flake_call.PLACES, **{name: there})),
+                                 True)
+        assert said == ("this Nix's flake call places %s at %s where the recorded call places "
+                        "it at %s" % (name, there, _flake_call.PLACES[name])), said
+    assert 'gave no places' in _flake_call.judge(names, True)
