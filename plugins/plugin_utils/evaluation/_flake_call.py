@@ -17,11 +17,16 @@ with anything ``record.nix`` cannot give makes ``ask`` answer with the
 reason instead: nothing of that Nix is recorded (its hosts are evaluated,
 never reused).
 
-Where Nix (2.25+) makes a node's outPath its flake's folder, the probe also
-has the inputs whose place Nix's call derives from another node's (a
+Where Nix (2.25+) makes a node's outPath its flake's folder, a second probe
+flake has the inputs whose place Nix's call derives from another node's (a
 relative ``path:`` input, one relative to that, a relative non-flake input,
-a non-flake input with ``?dir=``), and ``judge`` compares the outPath of
-each, and of its source, with where ``record.nix`` puts it (``PLACES``).
+a non-flake input with ``?dir=``), and ``misplaced`` compares the outPath
+of each, and of its source, with where ``record.nix`` puts it
+(``PLACES``). Nix's calls differ there from version to version (relative
+inputs came in 2.26, and until a later fix a nested one repeated its
+parent's folder), so the answer's ``placed`` is None where they agree, else
+why not: only a flake whose lock graph has such an input is then not
+recorded (``_eval_reuse_rules``), and every other flake of that Nix is.
 """
 
 import os
@@ -64,9 +69,9 @@ REL_FLAKE = '''{
 '''
 GRAND_FLAKE = '{ outputs = { self }: { where = self.outPath; }; }\n'
 
-# where record.nix puts each of those in the folder layout, its probe's
-# source written <src> and the non-flake source <dep>: Nix's call-flake.nix
-# (2.25+) puts them there too
+# where record.nix puts each of those in the folder layout, the probe's
+# source written <src> and the non-flake source <dep>, as the call-flake.nix
+# of Nix 2.34 does
 PLACES = {
     'root': '<src>',
     'rel': '<src>/./rel', 'relSource': '<src>', 'relSelf': '<src>/./rel',
@@ -86,7 +91,7 @@ PROBE_EXPRESSION = '''let
   kind = v:
     if v == %(sentinel)s then "own"
     else if v == "flake" then "flake"
-    else if builtins.isAttrs v && builtins.attrNames v == %(inputs)s then "inputs"
+    else if builtins.isAttrs v && builtins.attrNames v == [ "dep" ] then "inputs"
     else if builtins.isAttrs v && (v.probe or null) == %(sentinel)s then "outputs"
     else if builtins.isAttrs v && v ? narHash && !(v ? probe) then "sourceInfo"
     else "unknown";
@@ -101,10 +106,11 @@ PROBE_EXPRESSION = '''let
 in {
   flake = kinds flake notSource;
   plain = kinds dep added;
-%(places)s}'''
+}'''
 
 # each placed input's outPath and its source's, with the probe's source
-# and the non-flake source written as <src> and <dep>
+# and the non-flake source written as <src> and <dep> (``source`` is the
+# probe's sourceInfo)
 PLACES_EXPRESSION = '''  places = let
     inherit (flake.inputs) rel raw sub;
     grand = rel.inputs.grand;
@@ -142,26 +148,21 @@ def probe_files(folder, placed):
 
 
 def probe_expression(ref, placed):
-    """The expression that reads the probe flake at ``ref`` back."""
-    inputs = ['dep'] + (['raw', 'rel', 'sub'] if placed else [])
-    return PROBE_EXPRESSION % {
-        'ref': nix_string(ref), 'sentinel': nix_string(SENTINEL),
-        'inputs': '[ %s ]' % ' '.join(nix_string(name) for name in inputs),
-        'places': PLACES_EXPRESSION if placed else ''}
+    """The expression that reads the probe flake at ``ref`` back: the names
+    its call puts last, or (``placed``) only where it puts its inputs."""
+    if placed:
+        return 'let\n  flake = builtins.getFlake %s;\n  source = flake.sourceInfo;\nin {\n%s}' % (
+            nix_string(ref), PLACES_EXPRESSION)
+    return PROBE_EXPRESSION % {'ref': nix_string(ref), 'sentinel': nix_string(SENTINEL)}
 
 
-def judge(answer, placed=False):
+def judge(answer):
     """{'flake': [names], 'plain': [names]} that record.nix gives last, from
-    the probe's ``answer`` (with the ``places`` of ``PLACES`` where
-    ``placed``); or the reason this Nix's call cannot be made the same (a
-    text)."""
+    the probe's ``answer``; or the reason this Nix's call cannot be made
+    the same (a text)."""
     if not isinstance(answer, dict) or not isinstance(answer.get('flake'), dict) \
             or not isinstance(answer.get('plain'), dict):
         return "the probe of Nix's flake call gave no answer"
-    if placed:
-        moved = misplaced(answer.get('places'))
-        if moved:
-            return moved
     found = {}
     for part, known in (('flake', FLAKE_NAMES), ('plain', PLAIN_NAMES)):
         given = answer[part]
@@ -176,11 +177,12 @@ def judge(answer, placed=False):
     return found
 
 
-def misplaced(places):
-    """Why the outPaths Nix's call gave the probe's placed inputs
-    (``places``) are not where record.nix puts them, or None."""
+def misplaced(answer):
+    """Why the outPaths Nix's call gave the placed inputs of the probe's
+    ``answer`` are not where record.nix puts them, or None."""
+    places = answer.get('places') if isinstance(answer, dict) else None
     if not isinstance(places, dict):
-        return "the probe of Nix's flake call gave no places"
+        return "the probe of where Nix's flake call places inputs gave no answer"
     for name in sorted(PLACES):
         if places.get(name) != PLACES[name]:
             return ("this Nix's flake call places %s at %s where the recorded call places it at %s"
@@ -190,24 +192,39 @@ def misplaced(places):
 
 def ask(runner, folder):
     """What Nix's flake call of ``runner``'s Nix puts last on each node
-    (``judge``), or the reason it cannot be recorded. Two Nix processes (the
-    probe's lock, then its call) in a private folder under ``folder``,
-    removed after; never raises."""
-    place = tempfile.mkdtemp(prefix='flake-call-', dir=folder)
-    try:
+    (``judge``) and ``placed``: None, or why it places the inputs of
+    ``PLACES`` otherwise than record.nix (asked where Nix has the folder
+    layout); or the reason nothing of it can be recorded. Two Nix
+    processes for each probe (its lock, then its call) in a private folder
+    under ``folder``, removed after; never raises."""
+    found = _probe(runner, folder, False)
+    if isinstance(found, str):
+        return found
+    found = judge(found)
+    if isinstance(found, dict):
+        found['placed'] = None
         # the folder layout of record.nix (_eval_reuse's spec) goes with
         # this feature: the places are asked where it is used
-        placed = bool(runner.features().path_dir)
+        if runner.features().path_dir:
+            answer = _probe(runner, folder, True)
+            found['placed'] = answer if isinstance(answer, str) else misplaced(answer)
+    return found
+
+
+def _probe(runner, folder, placed):
+    """The answer of the probe flake (``placed``: the one of ``PLACES``),
+    or why there is none (a text)."""
+    what = "where Nix's flake call places inputs" if placed else "Nix's flake call"
+    place = tempfile.mkdtemp(prefix='flake-call-', dir=folder)
+    try:
         top = probe_files(place, placed)
         ref = 'path:%s' % top
         runner.check('flake lock', [ref], 'locking the probe flake', flake_command=True)
-        expr = probe_expression(ref, placed)
-        answer = runner.json('eval', ['--json', '--impure', '--expr', expr],
-                             "asking Nix's flake call", flake_command=True)
+        return runner.json('eval', ['--json', '--impure', '--expr', probe_expression(ref, placed)],
+                           'asking %s' % what, flake_command=True)
     except NixError as exc:
-        return "the probe of Nix's flake call failed: %s" % (exc.nix_message() or exc.message)
+        return "the probe of %s failed: %s" % (what, exc.nix_message() or exc.message)
     except (OSError, ValueError) as exc:
-        return "the probe of Nix's flake call could not be made: %s" % exc
+        return "the probe of %s could not be made: %s" % (what, exc)
     finally:
         shutil.rmtree(place, ignore_errors=True)
-    return judge(answer, placed)
