@@ -195,10 +195,12 @@ class Campaign(object):
         version = nix_version(self.environ)
         self.fleet = shapes.draw(rng_for(self.seed, 0), inputs, self.path_strings,
                                  self.every_shape, self.without)
+        # a Nix before 2.25 refuses ?dir= on a path: input
+        self.fleet.dir_input = version >= (2, 25)
         self.repo = mutations.Repo(os.path.join(self.work, 'repo'), inputs, version,
                                    self.environ)
-        features = ''.join(', ' + n for n in ('toplink', 'names', 'follows', 'exports', 'dirty')
-                           if getattr(self.fleet, n))
+        shaped = ('toplink', 'names', 'follows', 'exports', 'dirty', 'placed')
+        features = ''.join(', ' + n for n in shaped if getattr(self.fleet, n))
         self.log('eval-diff: seed %s, %d commits, Nix %d.%d, %d + %d hosts (%s list, '
                  'outputs %s%s), work folder %s' % (
                      self.seed, self.commits, version[0], version[1], len(self.fleet.hosts),

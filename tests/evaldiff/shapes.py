@@ -66,6 +66,16 @@ were):
   and ``self ? submodules`` (``selfnames``), which differ there from Nix's
   evaluation of the tree as docs/eval-cache.md's table says (the campaign
   checks that they differ only so: ``runner``).
+- (``placed``) inputs whose place Nix's call derives from another node's: a
+  relative flake input (``path:./kid``) with a relative input of its own
+  (``path:./grand``), a relative non-flake input (``path:./raw``) and, on
+  a Nix that takes ``?dir=`` on a ``path:`` input (2.25+, ``dir_input``, set
+  by the runner, not drawn), a non-flake input of a folder (``nfdir``);
+  hosts read their paths (``placed``: each one's ``outPath``, its source's,
+  ``self.outPath`` inside the relative flakes) or only what is there
+  (``placedread``: a value of the nested flake, a file of the relative
+  non-flake input and of the ``?dir=`` folder, whose source's top has a
+  file of the same name).
 
 The model is plain data (``Fleet``) so a mutation is an edit of it and the
 whole campaign replays from its seed. ``Fleet.entries`` is the repository's
@@ -113,7 +123,8 @@ FEATURES = {'util': 0.5, 'read': 0.4, 'hashed': 0.3, 'extra': 0.4, 'motd': 0.4,
             'key': 0.15, 'me': 0.1, 'tools': 0.2, 'iself': 0.1, 'pos': 0.1, 'where': 0.05,
             'motto': 0.4,
             # the shapes of issue 89
-            'callnames': 0.2, 'depinputs': 0.2, 'selfnames': 0.2}
+            'callnames': 0.2, 'depinputs': 0.2, 'selfnames': 0.2, 'placed': 0.2,
+            'placedread': 0.3}
 # the sub flake has no inputs and leaves self's path alone
 SUB_FEATURES = ('util', 'read', 'hashed', 'extra', 'motd', 'filtered', 'plain', 'rev',
                 'selfattr', 'peer', 'owndir', 'linkdir', 'pathstr', 'odd', 'pos', 'where',
@@ -123,7 +134,8 @@ SUB_ONLY = ('motto',)
 # a feature that needs a shape of the fleet: {feature: Fleet attribute}
 NEEDS = {'site': 'toplink', 'odd': 'names', 'oddlist': 'names', 'key': 'names',
          'me': 'follows', 'tools': 'follows',
-         'callnames': 'exports', 'depinputs': 'exports', 'selfnames': 'dirty'}
+         'callnames': 'exports', 'depinputs': 'exports', 'selfnames': 'dirty',
+         'placed': 'placed', 'placedread': 'placed'}
 # what ``Fleet.in_use`` names: the shapes of issue 76 a commit may have
 SHAPES = ('outputs.nix', 'parts/ fold', 'inputs.self', 'top values', 'top link', 'odd names',
           'follows root', 'follows input', 'positions', 'toFile ./.', 'sub ../lib.nix')
@@ -132,8 +144,10 @@ NEW_FEATURES = ('setting', 'admins', 'site', 'odd', 'oddlist', 'key', 'me', 'too
                 'pos', 'where')
 # the shapes of issue 89 (``Fleet.in_use``; ``dirty tree`` is a commit's,
 # counted by the runner) and their features
-SHAPES_89 = ('exported names', 'call names', 'input .inputs', 'self names')
-FEATURES_89 = ('callnames', 'depinputs', 'selfnames')
+SHAPES_89 = ('exported names', 'call names', 'input .inputs', 'self names', 'placed paths',
+             'placed reads')
+FEATURES_PLACED = ('placed', 'placedread')
+FEATURES_89 = ('callnames', 'depinputs', 'selfnames') + FEATURES_PLACED
 # what a host with each of them puts in its derivation (``names``: the
 # comma-joined names of a set, in the host's file)
 READS_89 = {
@@ -141,6 +155,12 @@ READS_89 = {
                  '${builtins.typeOf self.sourceInfo}";',
     'depinputs': 'depinputs = "${names (inputs.tools or shared).inputs} ${names blob}";',
     'selfnames': 'selfnames = "${names self} ${if self ? submodules then "has" else "none"}";',
+    'placed': 'placed = builtins.toJSON [ inputs.kid.outPath inputs.kid.sourceInfo.outPath '
+              'inputs.kid.where inputs.kid.inputs.grand.where inputs.raw.outPath '
+              '(inputs.raw.sourceInfo.outPath or "none") (inputs.nfdir.outPath or "none") ];',
+    'placedread': 'placedread = "${inputs.kid.grandValue} ${builtins.readFile '
+                  '(inputs.raw + "/file")} ${if inputs ? nfdir then builtins.readFile '
+                  '(inputs.nfdir + "/file") else "none"}";',
 }
 # the names of self Nix gives a dirty git tree and the run's snapshot lacks
 # (docs/eval-cache.md, "A dirty tree's self")
@@ -206,6 +226,10 @@ class Fleet(object):
         # sourceInfo; some commits leave the tree dirty
         self.exports = False
         self.dirty = False
+        # relative inputs; ``dir_input``: and a non-flake input with ?dir=
+        # (set where the Nix in use takes one on a path: input)
+        self.placed = False
+        self.dir_input = False
         # comment lines above the outputs (move unsafeGetAttrPos's line)
         self.pad = 0
         # {host: number}: the outputs' settings table
@@ -416,6 +440,10 @@ class Fleet(object):
             out['conf/%s' % name] = _file(text)
         for name, text in self.keys.items():
             out['keys/%s' % name] = _file(text)
+        if self.placed:
+            out['kid/flake.nix'] = _file(KID_FLAKE)
+            out['kid/grand/flake.nix'] = _file(GRAND_FLAKE)
+            out['raw/file'] = _file('the relative non-flake input\n')
         out['lib.nix'] = _file('# read by sub/flake.nix\n{ motto = "motto version %d"; }\n'
                                % self.motto_version)
         if self.listing == 'file':
@@ -444,11 +472,14 @@ class Fleet(object):
         return out
 
     def input_entries(self):
-        """{path under the inputs folder: entry} of the two inputs."""
+        """{path under the inputs folder: entry} of the inputs; nfdir/ has a
+        `file` at its top and in `sub`, the folder its input names."""
         return {'shared/flake.nix': _file(SHARED_FLAKE % {'version': self.shared_version}),
                 'blob/blob.txt': _file('blob version %d\n' % self.blob_version),
                 'tools/flake.nix': _file(TOOLS_FLAKE % {'version': self.tools_version,
-                                                        'inputs': self.inputs_dir})}
+                                                        'inputs': self.inputs_dir}),
+                'nfdir/file': _file('the top of nfdir\n'),
+                'nfdir/sub/file': _file('the folder sub of nfdir\n')}
 
     def flake_text(self):
         """flake.nix: its inputs, and the outputs themselves (``inline``),
@@ -456,6 +487,10 @@ class Fleet(object):
         inputs = INPUTS % {'inputs': self.inputs_dir}
         if self.follows:
             inputs += FOLLOWS % {'inputs': self.inputs_dir}
+        if self.placed:
+            inputs += PLACED
+        if self.placed and self.dir_input:
+            inputs += DIR_INPUT % {'inputs': self.inputs_dir}
         if self.style == 'imported':
             outputs = '  outputs = inputs: import ./outputs.nix inputs;\n'
         elif self.style == 'parts':
@@ -771,6 +806,21 @@ SHARED_FLAKE = '''{
 }
 '''
 
+# relative inputs (the nested one is kid's), and a non-flake input of a
+# folder of another source
+PLACED = '''  inputs.kid.url = "path:./kid";
+  inputs.raw = { url = "path:./raw"; flake = false; };
+'''
+DIR_INPUT = '''  inputs.nfdir = { url = "path:%(inputs)s/nfdir?dir=sub"; flake = false; };
+'''
+KID_FLAKE = '''{
+  inputs.grand.url = "path:./grand";
+  outputs = { self, grand }: { grandValue = grand.value; where = self.outPath; };
+}
+'''
+GRAND_FLAKE = '''{ outputs = { self }: { value = "grand"; where = self.outPath; }; }
+'''
+
 # an input of its own with an input (shared) that the root's follows
 TOOLS_FLAKE = '''{
   inputs.shared.url = "path:%(inputs)s/shared";
@@ -836,7 +886,16 @@ def _draw_89(rng, fleet, every_shape):
     """The shapes of issue 89, drawn after every other draw of the fleet."""
     for shape in ('exports', 'dirty'):
         setattr(fleet, shape, (every_shape or rng.random() < 0.3) and shape not in fleet.without)
-    for feature in FEATURES_89:
+    _draw_features(rng, fleet, every_shape, FEATURES_89[:3])
+    # drawn after the others: a seed's earlier draws stay as they were
+    fleet.placed = (every_shape or rng.random() < 0.3) and 'placed' not in fleet.without
+    _draw_features(rng, fleet, every_shape, FEATURES_PLACED)
+
+
+def _draw_features(rng, fleet, every_shape, features):
+    """Each of ``features`` the fleet's shapes allow, on hosts drawn by its
+    rate (on one host at least with ``every_shape``)."""
+    for feature in features:
         if feature not in fleet.allowed(False):
             continue
         for name in sorted(fleet.hosts):

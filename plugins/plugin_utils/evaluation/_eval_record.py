@@ -42,7 +42,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import ni
 # 3: every node ends with the names Nix's call adds, whatever its outputs
 # define; a record of format 2 may hold the answer of a `self` whose
 # outputs' `inputs` won over Nix's
-FORMAT = 3
+# 4: relative `path:` and `?dir=` non-flake inputs are where Nix 2.25+'s
+# call puts them; a record of format 3 may hold an answer that read
+# `<src>//./child` or the top of a `?dir=` input's source
+FORMAT = 4
 RECORD_NIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'record.nix')
 
 # the fetcher cache's rows that let Nix skip reading a source path

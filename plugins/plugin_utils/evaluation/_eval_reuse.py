@@ -187,7 +187,7 @@ class Reuse(ReuseOrder):
                 'layout': 'folder' if features.path_dir else 'source',
                 # what Nix's own call puts last on each node, whatever its
                 # outputs define (_flake_call: the same for every node)
-                'adds': adds}
+                'adds': {'flake': adds['flake'], 'plain': adds['plain']}}
         return RecordSpec(call, dict(info, outPath=source.store_path))
 
     def _info_runner(self):

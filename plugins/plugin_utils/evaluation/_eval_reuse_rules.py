@@ -98,6 +98,30 @@ def _call_unknown(facts):
     return found if isinstance(found, str) else None
 
 
+def _misplaced(facts):
+    found = facts.call()
+    said = found.get('placed') if isinstance(found, dict) else None
+    return said if said and placed_nodes(facts.source) else None
+
+
+def placed_nodes(source):
+    """The names of the lock graph's nodes whose place Nix's call derives
+    from another node's (docs/eval-cache.md): a relative `path:` input, a
+    non-flake input with a `dir`."""
+    locks = (source.identity or {}).get('locks')
+    nodes = locks.get('nodes') if isinstance(locks, dict) else None
+    found = []
+    for name, node in sorted((nodes or {}).items()):
+        locked = node.get('locked') if isinstance(node, dict) else None
+        if not isinstance(locked, dict):
+            continue
+        path = u'%s' % locked.get('path', '/')
+        if (locked.get('type') == 'path' and not path.startswith('/')) or (
+                node.get('flake') is False and locked.get('dir')):
+            found.append(name)
+    return found
+
+
 def _dirty_subflake(facts):
     source = facts.source
     return bool(source.sub and source.root and not facts.features().path_dir)
@@ -124,6 +148,8 @@ RULES = (
          'until {detail} is removed'),
     Rule('no-attributes', _info_missing, "Nix did not give the flake's attributes ({detail})"),
     Rule('unknown-call', _call_unknown, '{detail}'),
+    Rule('misplaced-input', _misplaced,
+         'it has a relative or ?dir= input, and {detail}'),
     Rule('dirty-subflake', _dirty_subflake,
          'a subflake of a tree with uncommitted changes is not read as one locked content by '
          'Nix before 2.25'),

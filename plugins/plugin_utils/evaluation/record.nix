@@ -52,57 +52,59 @@ let
     if path == [ ] then name
     else walk (nodeOf nodes.${name}.inputs.${builtins.head path}) (builtins.tail path);
 
-  # one node of the graph: its source, the folder its flake.nix is in, and
-  # what the flakes that take it as an input see
+  # one node of the graph, as Nix's call makes it: its source, the folder
+  # its flake.nix is in, and what the flakes that take it as an input see
   call = key: node:
     let
       isRoot = key == graph.root;
       locked = node.locked or { };
+      # a `path:` input relative to its parent flake: Nix (2.25+) gives it
+      # its parent's whole source and a folder under its parent's folder
       relative = !isRoot && folderLayout && (locked.type or "") == "path"
         && builtins.substring 0 1 (locked.path or "/") != "/";
       parent = made.${walk graph.root node.parent};
-      # the folder of this flake inside its source: for a relative input,
-      # its parent's folder and then its own
-      dir = if isRoot then sub
-        else if relative then parent.dir + "/" + locked.path
-        else locked.dir or "";
       # a source that is the pinned copy itself (the root, or a relative
       # input inside it): a path of it names this content, so its outPath
       # is traced wherever the flake's code forces it
       ours = isRoot || (relative && parent.ours);
-      # what this file reads with: never traced (importing flake.nix forces
-      # no attribute of the flake's own)
+      # the source: untraced, what this file reads with (importing
+      # flake.nix forces no attribute of the flake's own), and as the
+      # flake's code sees it
       plain = if isRoot then rootPlain
-        else if relative then parent.plain // { outPath = parent.plain.outPath + "/" + dir; }
+        else if relative then parent.plain
         else builtins.fetchTree (node.info or { } // removeAttrs locked [ "dir" ]);
-      # what the flake's code sees
       sourceInfo = if isRoot then rootInfo
-        else if relative
-        then parent.sourceInfo // { outPath = traced "outPath" plain.outPath; }
+        else if relative then parent.sourceInfo
         else plain;
-      traced = name: value: if ours then seen name value else value;
+      # what Nix puts after the folder it starts from: the relative path
+      # as the lock has it ("./child"), or the source's `dir`
       subdir = if isRoot then sub else locked.dir or "";
-      plainPath = plain.outPath + (if subdir == "" then "" else "/" + subdir);
-      flake = import (plainPath + "/flake.nix");
+      tail = if relative then (if locked.path == "" then "" else "/" + locked.path)
+        else if subdir == "" then "" else "/" + subdir;
+      # the flake's folder, untraced, and as the flake's code sees it (a
+      # relative input's starts from its parent's, traced where that is)
+      folder = (if relative then parent.folder else plain.outPath) + tail;
+      outPath = (if relative then parent.outPath else sourceInfo.outPath) + tail;
+      # where the folder layout gives a node its own folder as outPath
+      own = if folderLayout then { inherit outPath; } else { };
+      flake = import (folder + "/flake.nix");
       inputs = mapAttrs (_name: spec: made.${nodeOf spec}.result) (node.inputs or { });
       outputs = flake.outputs (inputs // { self = result; });
       # `//` keeps the positions of the outputs' own attributes, as Nix's
       # call does (builtins.unsafeGetAttrPos on self); the call's own names
       # come last and win over the outputs' (`inherit inputs;` in the
       # outputs is a common way to reach them from `nix repl`)
-      result = outputs // sourceInfo // (if folderLayout
-        then { outPath = traced "outPath" plainPath; }
-        else { }) // builtins.intersectAttrs flakeNames {
+      result = outputs // sourceInfo // own // builtins.intersectAttrs flakeNames {
         inherit inputs outputs sourceInfo;
         _type = "flake";
       };
     in {
       # outputs: what the flake's function gave (the root's is the answer,
       # whatever names its result ends with)
-      inherit dir ours plain sourceInfo outputs;
+      inherit ours plain sourceInfo folder outPath outputs;
       result = if node.flake or true
         then assert builtins.isFunction flake.outputs; result
-        else sourceInfo // builtins.intersectAttrs plainNames { inherit sourceInfo; };
+        else sourceInfo // builtins.intersectAttrs plainNames { inherit sourceInfo; } // own;
     };
 
   made = mapAttrs call nodes;

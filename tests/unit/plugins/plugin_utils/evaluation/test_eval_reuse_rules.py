@@ -75,3 +75,34 @@ def test_a_flake_call_the_recorded_call_cannot_give():
     said = "this Nix's flake call gives self lazyThing that the recorded call cannot give"
     assert _eval_reuse_rules.why_not(
         facts(source, NixFeatures('nix', (2, 40, 0)), call=said)) == said
+
+
+def test_an_input_this_nix_places_otherwise_stops_only_the_flakes_that_have_one():
+    """A Nix whose call places relative or `?dir=` inputs elsewhere than
+    record.nix (Nix 2.26-2.28 repeated a nested input's parent folder)
+    records no flake that has such an input, and every other flake."""
+    said = ("this Nix's flake call places grand at <src>/./rel//./rel/./grand where the "
+            "recorded call places it at <src>/./rel/./grand")
+    call = {'flake': ['inputs', 'outputs', 'sourceInfo'], 'plain': [], 'placed': said}
+    nodes = {'root': {'inputs': {'kid': 'kid', 'nf': 'nf', 'dep': 'dep'}},
+             'dep': {'locked': {'type': 'path', 'path': '/srv/dep', 'narHash': 'h'}}}
+    shapes = {'kid': {'locked': {'type': 'path', 'path': './kid'}, 'parent': []},
+              'nf': {'locked': {'type': 'path', 'path': '/srv/nf', 'dir': 'sub', 'narHash': 'h'},
+                     'flake': False}}
+    features = NixFeatures('nix', (2, 27, 0))
+    for name, node in sorted(shapes.items()):
+        source = FlakeSource('git+file:///f', 'git+file:///f?rev=1',
+                             identity_={'locks': {'root': 'root', 'nodes': dict(nodes, **{
+                                 name: node})}},
+                             provenance={'nar_hash': 'sha256-x'}, store_path='/nix/store/x-source')
+        assert _eval_reuse_rules.placed_nodes(source) == [name]
+        assert _eval_reuse_rules.why_not(facts(source, features, call=call)) == (
+            'it has a relative or ?dir= input, and ' + said)
+        # a Nix that places them as record.nix does
+        assert _eval_reuse_rules.why_not(
+            facts(source, features, call=dict(call, placed=None))) is None
+    plain = FlakeSource('git+file:///f', 'git+file:///f?rev=1',
+                        identity_={'locks': {'root': 'root', 'nodes': nodes}},
+                        provenance={'nar_hash': 'sha256-x'}, store_path='/nix/store/x-source')
+    assert _eval_reuse_rules.placed_nodes(plain) == []
+    assert _eval_reuse_rules.why_not(facts(plain, features, call=call)) is None

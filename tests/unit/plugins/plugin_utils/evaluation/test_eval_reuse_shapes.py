@@ -48,6 +48,24 @@ class Shape(Flake):
         return self._names
 
 
+def record_then_reuse(flake):
+    """The entries of three runs of ``flake``: its first (recording) run,
+    a run after a commit that changes no host, without the spot check, and
+    one more such commit with it. ``Flake.run`` compares every answer with
+    a plain `nix eval`; none may fail."""
+    runs = [flake.run()[0]]
+    flake.write('README', 'x')
+    flake.commit('readme')
+    runs.append(flake.run(reuse_check=0)[0])
+    flake.write('README', 'y')
+    flake.commit('readme again')
+    runs.append(flake.run()[0])
+    for entries in runs:
+        assert all('error' not in e and 'error' not in (e.get('answer') or {})
+                   for e in entries.values()), entries
+    return runs
+
+
 def test_outputs_in_an_imported_file_are_recorded(tmp_path):
     """`outputs = inputs: import ./outputs.nix inputs;`: Nix's own flake
     call read outputs.nix before recording started, so a commit revoking a
@@ -425,16 +443,6 @@ def test_self_and_inputs_end_as_nix_s_call_ends_them(tmp_path, exports):
     # nix writes the lock of the inputs; commit it
     flake.truth()
     flake.commit('lock')
-    runs = [flake.run()[0]]
-    flake.write('README', 'x')
-    flake.commit('readme')
-    runs.append(flake.run(reuse_check=0)[0])
-    flake.write('README', 'y')
-    flake.commit('readme again')
-    runs.append(flake.run()[0])
-    for entries in runs:
-        # run() compares every answer with a plain nix eval; none may fail
-        assert all('error' not in e and 'error' not in (e.get('answer') or {})
-                   for e in entries.values()), entries
+    runs = record_then_reuse(flake)
     assert how(runs[0]) == dict.fromkeys('abcde', 'evaluated')
     assert how(runs[1]) == dict.fromkeys('abcde', 'reused')
