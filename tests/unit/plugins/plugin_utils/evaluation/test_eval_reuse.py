@@ -157,8 +157,11 @@ def test_a_commit_costs_what_it_changed(flake):
     flake.write('hosts/e.nix', '{ self }: { v = "e"; }\n')
     flake.commit('e')
     assert how(flake.run()[0]) == dict.fromkeys('abcde', 'evaluated')
-    # the same content again: the plain cache
-    assert how(flake.run()[0]) == dict.fromkeys('abcde', 'cached')
+    # the same content again: the plain cache holds what Nix gave or
+    # confirmed (the hosts the spot check drew); the other recorded
+    # answers are reused, open to the next draws
+    again = list(how(flake.run()[0]).values())
+    assert 'cached' in again and set(again) == {'cached', 'reused'}, again
 
 
 def test_the_flake_revision_and_its_own_path_are_evaluated_every_commit(flake):
