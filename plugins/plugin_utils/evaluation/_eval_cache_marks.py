@@ -10,11 +10,12 @@ not give) turns reuse across commits off for its flake: it is written in
 the cache folder and copied outside it (``marks_folder``: beside the
 user's own key, where a writer of the cache folder cannot delete it), and
 it counts whenever either file is there, whatever it holds. A spot
-check's time and the batches that reused a host since (``check_marks``,
-``mark_checked``, ``mark_waited``) order the next check: the least
-recently checked first, and a host that waited its turn out whatever it
-costs (``_eval_stage_spot_check``). The files' names and shapes:
-``_eval_cache_entries``.
+check's time and the batches that gave a host unchecked since
+(``check_marks``, ``mark_checked``, ``mark_waited``), under a key of the
+host's own that no commit or lock changes (``host_key``), order the next
+check: the least recently checked first, and a host that waited its turn
+out whatever it costs (``_eval_stage_spot_check``). The files' names and
+shapes: ``_eval_cache_entries``.
 """
 
 import os
@@ -96,15 +97,16 @@ class EvalCacheMarks(object):
         return self._verified(distrust_name(flake), MAX_MARK, remove=False)
 
     def last_checked(self, keys):
-        """{reuse key: when (epoch seconds) a spot check last found its
-        answer right} of ``keys``; a key never checked, or whose mark is not
-        signed by a trusted key, is not in it (checked first)."""
+        """{key: when (epoch seconds) a spot check last found its answer
+        right} of ``keys`` (a host's ``host_key``, or a recorder's); a key
+        never checked, or whose mark is not signed by a trusted key, is not
+        in it (checked first)."""
         return dict((key, mark['when']) for key, mark in self.check_marks(keys).items()
                     if mark['when'])
 
     def check_marks(self, keys):
-        """{reuse key: {'when': when a spot check last found its answer
-        right (0: never), 'waited': how many batches have reused it since,
+        """{key: {'when': when a spot check last found its answer right
+        (0: never), 'waited': how many batches have given it since,
         unchecked}} of ``keys`` whose mark a trusted key signed; a key
         without one is not in it (never checked, waited none)."""
         found = {}
@@ -118,14 +120,14 @@ class EvalCacheMarks(object):
         return found
 
     def mark_checked(self, keys, now=None):
-        """Note that a spot check found the reused answers of ``keys`` right."""
+        """Note that a spot check found the answers of ``keys`` right."""
         when = int(time.time() if now is None else now)
         for key in keys:
             if is_key(key):
                 self._store(checked_name(key), {'when': when, 'waited': 0})
 
     def mark_waited(self, marks):
-        """Note another batch that reused each key of ``marks`` ({key: its
+        """Note another batch that gave each key of ``marks`` ({key: its
         mark as ``check_marks`` gives it, or None}) without checking it."""
         for key, mark in marks.items():
             if is_key(key):

@@ -33,6 +33,8 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import 
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_record
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache_keys import (
+    cache_key)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_recorded_check import (
     RecordedCheck)
 
@@ -62,8 +64,9 @@ class EvalStageSpotCheck(object):
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_reuse import (
             spot_check)
         candidates = list(reused) + [k for k in recorded if k not in reused]
-        marks = self.cache.check_marks([reuse.keys[k] for k in candidates])
-        marks = dict((k, marks[reuse.keys[k]]) for k in candidates if reuse.keys[k] in marks)
+        hosts = dict((k, self._host_key(reuse, by_key, k)) for k in candidates)
+        marks = self.cache.check_marks(sorted(set(hosts.values())))
+        marks = dict((k, marks[hosts[k]]) for k in candidates if hosts[k] in marks)
         costs = self._costs(reuse, candidates)
         recorders = self._new_recorders(recorded, by_key)
         sample = spot_check_sample(
@@ -73,10 +76,10 @@ class EvalStageSpotCheck(object):
         fresh = dict.fromkeys(k for k in sample if k not in reused)
         wrong = spot_check(self.runner, dict((k, reused[k]) for k in sample if k in reused),
                            self._nix_request(by_key), also=fresh)
-        self.cache.mark_checked([reuse.keys[k] for k in sample if k in reused and k not in wrong])
-        self.cache.mark_waited(dict((reuse.keys[k], marks.get(k)) for k in candidates
+        self.cache.mark_checked([hosts[k] for k in sample if k in reused and k not in wrong])
+        self.cache.mark_waited(dict((hosts[k], marks.get(k)) for k in candidates
                                     if k not in sample))
-        check = self._recorded_check(reuse, fresh, recorders, by_key, spot_check) \
+        check = self._recorded_check(reuse, hosts, fresh, recorders, by_key, spot_check) \
             if fresh else None
         if not wrong:
             return reused, {}, check
@@ -134,17 +137,25 @@ class EvalStageSpotCheck(object):
         known = self.cache.check_marks(list(found))
         return dict((rkey, keys) for rkey, keys in found.items() if rkey not in known)
 
-    def _recorded_check(self, reuse, fresh, recorders, by_key, spot_check):
+    def _host_key(self, reuse, by_key, key):
+        """The key of the check mark of request ``key``: its host
+        (``host_key``), the same on every commit and lock; its reuse key
+        where the options give none (never: such a request is not reused)."""
+        return host_key(by_key[key]['flake'], by_key[key]['attr'], self.runner.opts) \
+            or reuse.keys[key]
+
+    def _recorded_check(self, reuse, hosts, fresh, recorders, by_key, spot_check):
         """The ``RecordedCheck`` of the drawn recorded keys (``fresh``:
         {key: what Nix gave}); each drawn key is evaluated first in its
         evaluator, so that its flake's answers wait for it the least.
-        ``spot_check``: ``_eval_reuse.spot_check``, Nix's own evaluation."""
+        ``hosts``: {key: its check mark's key}; ``spot_check``:
+        ``_eval_reuse.spot_check``, Nix's own evaluation."""
         for key in fresh:
             reuse.rank[key] = -1
         recorder_of = dict((key, rkey) for rkey, keys in recorders.items() for key in keys)
 
         def right(key):
-            self.cache.mark_checked([reuse.keys[key]] + (
+            self.cache.mark_checked([hosts[key]] + (
                 [recorder_of[key]] if key in recorder_of else []))
 
         def nix(keys):
@@ -165,6 +176,17 @@ def recorder_key(flake, flavour, version):
         ['recorder', flake, flavour, list(version), _eval_record.FORMAT,
          hashlib.sha256(_eval_record.record_text().encode('utf-8')).hexdigest()],
         sort_keys=True).encode('utf-8')).hexdigest()
+
+
+def host_key(flake, attr, options):
+    """The key of a host's check mark (when a spot check last found its
+    answer right, and how many batches gave it unchecked since): ``flake``
+    as the hosts name it, the host's ``attr`` and the run's Nix
+    ``options``; not its content, its locks nor the Nix version, so that
+    its wait goes on across commits and lock changes and the bound holds
+    whatever changes. None where the options are not pure (nothing of such
+    a run is reused)."""
+    return cache_key({'spot-check': 'host', 'flake': flake}, attr, 'any', options)
 
 
 def due_after(hosts, count):

@@ -308,10 +308,7 @@ def test_deleting_other_hosts_check_times_does_not_keep_a_host_from_the_check(tm
         flake.run(reuse_check=1)
         if len(_names(flake.cache, 'checked-')) == 2:
             break
-    truth = flake.truth()
-    own = [name for name in _names(flake.cache, '') if len(name) == 69
-           and '"%s"' % truth['a'] in open(os.path.join(flake.cache, name)).read()]
-    kept = os.path.join(flake.cache, 'checked-%s' % own[0])
+    kept = os.path.join(flake.cache, host_mark(flake, 'a'))
     with open(kept) as handle:
         saved = handle.read()
     flake.write('README', 'next')
@@ -324,6 +321,19 @@ def test_deleting_other_hosts_check_times_does_not_keep_a_host_from_the_check(tm
     entries, _figures = flake.run(reuse_check=1)
     assert 'is not what Nix gives' in str(entries['a']), entries['a']
     assert _names(flake.cache, 'distrust-')
+
+
+def host_mark(flake, name):
+    """The file of host ``name``'s check mark (``host_key``: the same on
+    every commit), as a run of ``flake`` names it."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_spot_check import (
+        host_key)
+    request = test_eval_reuse._eval.normalised(test_eval_reuse._eval.host_request(
+        name, {'flake': 'git+file://%s' % flake.repo,
+               'attr': ['nixosConfigurations', name] + test_eval_reuse.ATTR}, {}, lambda f: f))
+    options = test_eval_reuse._eval.evaluation_opts(
+        test_eval_reuse._nix.NixOptions(options={'substituters': ''}))
+    return 'checked-%s.json' % host_key(request['flake'], request['attr'], options)
 
 
 def test_the_spot_check_draw(tmp_path):

@@ -5,29 +5,35 @@ records it, before any of its flake's answers is given. Real Nix, git and
 strace; every answer given is checked against a plain `nix eval`
 (``Flake.run``)."""
 
+import collections
 import os
 
 import pytest
 
 from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import (  # noqa: F401
-    Flake, how, pytestmark)
+    MK, Flake, how, pytestmark)
+from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse_shapes import Shape
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval_reuse)
+    _eval_cache, _eval_reuse)
 
 
-@pytest.fixture
-def wrong_recorder(monkeypatch):
+def make_recorder_wrong(patch):
     """A recorder whose ``self`` is not Nix's (as a new Nix, or a flake
     shape record.nix does not call as Nix does, would make it): its
-    ``lastModified`` is a second late."""
+    ``lastModified`` is a second late. ``patch``: a pytest MonkeyPatch."""
     spec_of = _eval_reuse.Reuse._spec
 
     def late(*args):
         spec = spec_of(*args)
         spec.call['info']['lastModified'] += 1
         return spec
-    monkeypatch.setattr(_eval_reuse.Reuse, '_spec', staticmethod(late))
+    patch.setattr(_eval_reuse.Reuse, '_spec', staticmethod(late))
+
+
+@pytest.fixture
+def wrong_recorder(monkeypatch):
+    make_recorder_wrong(monkeypatch)
 
 
 def test_a_recorded_answer_that_is_not_nix_s_is_caught_on_its_first_run(tmp_path, wrong_recorder):
@@ -69,3 +75,96 @@ def test_a_right_recorder_is_checked_once_then_costs_its_turn(tmp_path):
     # (which hosts follow b in its evaluator depends on the host drawn first)
     assert how(entries)['b'] == 'evaluated', entries
     assert list(how(entries).values()).count('reused') >= 2, entries
+
+
+def _waits(flake):
+    """{check mark file: batches it waited} of the cache folder (each file
+    is signed: read as the runs read it)."""
+    cache = _eval_cache.EvalCache(flake.cache, environ=flake.environ())
+    names = [n for n in os.listdir(flake.cache) if n.startswith('checked-')]
+    marks = cache.check_marks([n[len('checked-'):-len('.json')] for n in names])
+    return dict(('checked-%s.json' % key, mark['waited']) for key, mark in marks.items())
+
+
+# hosts that read nothing of their input: a lock change is all that differs
+LOCKED = '''{
+  inputs.dep.url = "path:%(base)s/dep";
+  outputs = { self, dep }: let lib = import ./lib/mk.nix; in {
+    nixosConfigurations = builtins.listToAttrs (map (name: { inherit name; value = {
+      config.system.build.toplevel = lib.mk { inherit name; args.v = name; }; }; })
+      [ "a" "b" "c" "d" ]);
+  }; }
+'''
+
+
+def test_a_host_s_wait_goes_on_across_a_lock_change(tmp_path):
+    """The check marks were keyed by the reuse key, which holds the locks:
+    a flake.lock change gave every host a new mark, and every wait started
+    from zero again, so a host that does not fit the budget could go
+    unchecked far beyond the bound (a lock change every few commits). A
+    host's mark is its own, across commits and locks: the hosts not drawn
+    after the lock change waited one batch more, in the same marks."""
+    base = str(tmp_path)
+    os.makedirs(os.path.join(base, 'dep'))
+    with open(os.path.join(base, 'dep', 'flake.nix'), 'w') as handle:
+        handle.write('{ outputs = { self }: { v = 1; }; }\n')
+    flake = Shape(base, {'flake.nix': LOCKED % {'base': base}, 'lib/mk.nix': MK}, 'abcd')
+    flake.git('add', '-A')
+    flake.truth()  # nix writes the lock; commit it
+    flake.commit('lock')
+    flake.run(reuse_check=1)
+    flake.write('README', 'x')
+    flake.commit('readme')
+    assert set(how(flake.run(reuse_check=1)[0]).values()) == {'reused'}
+    before = _waits(flake)
+    # the input changes: a new flake.lock
+    with open(os.path.join(base, 'dep', 'flake.nix'), 'w') as handle:
+        handle.write('{ outputs = { self }: { v = 2; }; }\n')
+    os.unlink(os.path.join(flake.repo, 'flake.lock'))
+    flake.git('add', '-A')
+    flake.truth()
+    flake.commit('lock bump')
+    entries, _figures = flake.run(reuse_check=1)
+    assert all('error' not in e for e in entries.values()), entries
+    after = _waits(flake)
+    # no new mark: every host's (and the recorder's) is the one it had
+    assert set(after) == set(before), (before, after)
+    # the hosts not checked now (recorded again: the locks are in every
+    # reuse key) waited one batch more than before, not one from zero
+    waited = [n for n in after if after[n]]
+    assert waited and all(after[n] == before[n] + 1 for n in waited), (before, after)
+
+
+class _Any(object):
+    """Equal to any answer: a run whose answers are not checked here."""
+
+    def __eq__(self, other):
+        return True
+
+
+def test_a_recorded_answer_nix_did_not_give_is_never_a_plain_hit(tmp_path, monkeypatch):
+    """The seventh review's B2: a new recorder's first run drew one host,
+    right, and the other answers of that recorder, wrong, went out and
+    were stored as the commit's plain cache entries: every later run of
+    that commit answered them `cached`, out of the spot check's sight. A
+    recorded answer Nix did not give stays a recorded one: the next run of
+    the same commit gives it as reused, the spot check draws it, and it is
+    caught."""
+    flake = Flake(str(tmp_path))
+    for name in 'cd':
+        flake.write('hosts/%s.nix' % name, '{ self }: { v = toString self.lastModified; }\n')
+    flake.commit('two hosts read lastModified')
+    with monkeypatch.context() as patch:
+        make_recorder_wrong(patch)
+        patch.setattr(flake, 'truth', lambda: collections.defaultdict(_Any))
+        first, _figures = flake.run(workers=1, reuse_check=1)
+    # the recorder's first host drawn (a, which reads no lastModified):
+    # right, so c's and d's wrong answers went out (the draw's limit)
+    assert how(first) == dict.fromkeys('abcd', 'evaluated'), first
+    assert not any(n.startswith('distrust-') for n in os.listdir(flake.cache))
+    # the same commit again, every reused host drawn: c and d are caught
+    # (Flake.run: no answer given differs from a plain nix eval)
+    entries, _figures = flake.run(workers=1, reuse_check=4)
+    caught = [n for n, e in entries.items() if 'is not what Nix gives' in e.get('error', '')]
+    assert sorted(caught) == ['c', 'd'], entries
+    assert any(n.startswith('distrust-') for n in os.listdir(flake.cache))
