@@ -126,7 +126,6 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
             self.records_late = reuse is not None and reuse.late
             check = None
             recorded = self._recorded(reuse, misses, by_key)
-            unproven = set(recorded)
             if (reused or recorded) and self.reuse_check:
                 reused, wrong, check = self._spot_check(reuse, reused, recorded, by_key)
                 for key, message in wrong.items():
@@ -168,12 +167,10 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
                     _job_end.owe(-1)
 
             def deliver(key, result, from_cache=False, reused_from=None):
-                if not from_cache and 'error' not in result and key in cache_keys \
-                        and (key not in unproven or check is not None and check.proven(key)):
+                if not from_cache and 'error' not in result and key in cache_keys:
                     # only what Nix answered for this content is kept under its
-                    # key: a reused answer, and a recorded one Nix did not
-                    # give too, stays a reuse on every later run (named so,
-                    # and open to the spot check), never a plain hit
+                    # key: a reused answer stays a reuse on every later run
+                    # (named so, and open to the spot check), never a plain hit
                     self.cache.put(cache_keys[key], result)
                 source = self.pinned[by_key[key]['flake']]
                 with self._lock:

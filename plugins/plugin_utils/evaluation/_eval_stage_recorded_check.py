@@ -46,8 +46,6 @@ class RecordedCheck(object):
         self.held = {}
         # flakes a recorded answer was found wrong for
         self.distrusted = set()
-        # keys whose answer given is Nix's own, or equal to it (proven)
-        self._proven = set()
         self._lock = threading.Lock()
 
     def wrap(self, deliver, fail):
@@ -79,14 +77,6 @@ class RecordedCheck(object):
         else:
             self._compare(flake, key, answer)
 
-    def proven(self, key):
-        """Whether the answer given for ``key`` is what Nix gives: a drawn
-        key found right, or Nix's own answer (its flake was found wrong).
-        Only such a recorded answer is kept as the content's plain cache
-        entry; any other stays a recorded one, open to later checks."""
-        with self._lock:
-            return key in self._proven
-
     def finish(self):
         """Give whatever still waits (a drawn key that was never answered:
         the evaluators answer every key, so nothing)."""
@@ -105,7 +95,6 @@ class RecordedCheck(object):
             if 'error' not in answer:
                 self.right(key)
             with self._lock:
-                self._proven.add(key)
                 self.pending[flake].discard(key)
                 released = [] if self.pending[flake] else self.held.pop(flake, [])
             self._deliver(key, answer)
@@ -126,8 +115,6 @@ class RecordedCheck(object):
         if not keys:
             return
         answers = self.nix(keys)
-        with self._lock:
-            self._proven.update(keys)
         for key in keys:
             self._deliver(key, answers[key])
 

@@ -220,21 +220,16 @@ class HostOutcome:
         if changed:
             rec['after'] = new if new is not None else before
             return row.done if row is not None else 'activated'
-        return 'unchanged' + self._changed_before()
-
-    def _changed_before(self):
-        """' (already active; built in this run)' for a host whose activation
-        changed nothing while its build or copy did (another run activated
-        the same system meanwhile): the PLAY RECAP counts it changed, the
-        summary unchanged, and this says why both are right."""
-        done = [word for phase, word in (('build', 'built'), ('copy', 'copied'))
-                if (self.results.get(phase) or {}).get('changed')]
-        return ' (already active; %s in this run)' % ' and '.join(done) if done else ''
+        # the outcome stays the word programs filter on (the custom stat,
+        # AWX): a build or copy of this run is counted on the closing line
+        return 'unchanged'
 
     def changed_before(self):
-        """Whether an earlier phase changed something though the host's
-        activation did not (``_changed_before``)."""
-        return bool(self._changed_before())
+        """Whether the host's build or copy changed something though its
+        activation did not (another run activated the same system, or an
+        execution environment built it again): the PLAY RECAP counts it
+        changed, the summary unchanged, and its closing line says why."""
+        return any((self.results.get(phase) or {}).get('changed') for phase in ('build', 'copy'))
 
 
 def _builders_of(build):

@@ -87,7 +87,31 @@ def calls(log, subcommand):
         found = [ln for ln in handle.read().splitlines() if ln.split(' ', 1)[0] == subcommand]
     if subcommand == 'eval':
         found = [ln for ln in found if 'nixdeploy-eval-result' in ln]
+        if any(RECORDED in ln for ln in found):
+            # a recording run: the spot check's own Nix evaluation of the
+            # hosts it drew (the flake as an installable, as a plain `nix
+            # eval`) is no evaluator of the batch (spot_checks)
+            found = [ln for ln in found if RECORDED in ln]
     return found
+
+
+# a recorded evaluator calls the flake through record.nix, an expression;
+# Nix's own evaluation (an evaluator that does not record, the spot check)
+# names the flake as an installable
+RECORDED = ' --expr '
+
+
+def spot_checks(log):
+    """The spot check's Nix evaluations in a recording run (docs/eval-cache.md,
+    "The spot check": a recorder never checked before has one host drawn)."""
+    if not os.path.exists(log):
+        return []
+    with open(log) as handle:
+        found = [ln for ln in handle.read().splitlines()
+                 if ln.split(' ', 1)[0] == 'eval' and 'nixdeploy-eval-result' in ln]
+    if not any(RECORDED in ln for ln in found):
+        return []
+    return [ln for ln in found if RECORDED not in ln]
 
 
 def inventory(lab, flake, hosts=None, extra=None):

@@ -18,7 +18,7 @@ from tests.lab import heavy
 
 from tests.integration.plugins.action import conftest_eval
 from tests.integration.plugins.action.conftest_eval import (
-    NIX_OPTIONS, calls, inventory, lab_session, make_flake, nix_wrapper, play, truth)
+    NIX_OPTIONS, calls, inventory, lab_session, make_flake, nix_wrapper, play, spot_checks, truth)
 
 pytestmark = pytest.mark.lab
 
@@ -49,6 +49,9 @@ def test_eight_hosts_one_process(evb_lab, tmp_path):
     run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix))
     assert run.rc == 0, run
     assert len(calls(log, 'eval')) == 1, calls(log, 'eval')
+    # the flake's first recording run: one host drawn and evaluated by Nix
+    # beside the evaluator, its answer compared with the recorded one
+    assert len(spot_checks(log)) == 1, spot_checks(log)
     platforms = set()
     for host in evb_lab.hosts:
         res = run.result(TASK, host)

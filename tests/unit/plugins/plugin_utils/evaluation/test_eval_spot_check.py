@@ -133,38 +133,3 @@ def test_a_host_s_wait_goes_on_across_a_lock_change(tmp_path):
     # reuse key) waited one batch more than before, not one from zero
     waited = [n for n in after if after[n]]
     assert waited and all(after[n] == before[n] + 1 for n in waited), (before, after)
-
-
-class _Any(object):
-    """Equal to any answer: a run whose answers are not checked here."""
-
-    def __eq__(self, other):
-        return True
-
-
-def test_a_recorded_answer_nix_did_not_give_is_never_a_plain_hit(tmp_path, monkeypatch):
-    """The seventh review's B2: a new recorder's first run drew one host,
-    right, and the other answers of that recorder, wrong, went out and
-    were stored as the commit's plain cache entries: every later run of
-    that commit answered them `cached`, out of the spot check's sight. A
-    recorded answer Nix did not give stays a recorded one: the next run of
-    the same commit gives it as reused, the spot check draws it, and it is
-    caught."""
-    flake = Flake(str(tmp_path))
-    for name in 'cd':
-        flake.write('hosts/%s.nix' % name, '{ self }: { v = toString self.lastModified; }\n')
-    flake.commit('two hosts read lastModified')
-    with monkeypatch.context() as patch:
-        make_recorder_wrong(patch)
-        patch.setattr(flake, 'truth', lambda: collections.defaultdict(_Any))
-        first, _figures = flake.run(workers=1, reuse_check=1)
-    # the recorder's first host drawn (a, which reads no lastModified):
-    # right, so c's and d's wrong answers went out (the draw's limit)
-    assert how(first) == dict.fromkeys('abcd', 'evaluated'), first
-    assert not any(n.startswith('distrust-') for n in os.listdir(flake.cache))
-    # the same commit again, every reused host drawn: c and d are caught
-    # (Flake.run: no answer given differs from a plain nix eval)
-    entries, _figures = flake.run(workers=1, reuse_check=4)
-    caught = [n for n, e in entries.items() if 'is not what Nix gives' in e.get('error', '')]
-    assert sorted(caught) == ['c', 'd'], entries
-    assert any(n.startswith('distrust-') for n in os.listdir(flake.cache))
