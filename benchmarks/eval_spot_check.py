@@ -214,8 +214,9 @@ def due_bound(setup):
     eval_reuse.collection_path()
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
         _eval_stage_spot_check)
-    due_after = getattr(_eval_stage_spot_check, 'due_after', None)
-    return due_after(setup['hosts'], setup['check']) if due_after else None
+    if not hasattr(_eval_stage_spot_check, 'due_after'):
+        return None
+    return _eval_stage_spot_check.due_after(setup['hosts'], setup['check'])
 
 
 # ------------------------------------------------------------------ main

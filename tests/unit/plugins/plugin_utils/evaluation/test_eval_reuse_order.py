@@ -4,7 +4,7 @@ records"): only the cost depends on it, so each test counts the hosts a
 commit evaluates, every answer checked against a plain `nix eval` of that
 commit (``Flake.run``). Real Nix, git and strace."""
 
-from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import (  # noqa: F401
+from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import (  # noqa: F401  pylint: disable=unused-import
     Flake, how, pytestmark)
 
 

@@ -5,12 +5,11 @@ records it, before any of its flake's answers is given. Real Nix, git and
 strace; every answer given is checked against a plain `nix eval`
 (``Flake.run``)."""
 
-import collections
 import os
 
 import pytest
 
-from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import (  # noqa: F401
+from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import (  # noqa: F401  pylint: disable=unused-import
     MK, Flake, how, pytestmark)
 from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse_shapes import Shape
 

@@ -80,7 +80,7 @@ def base(tmp_path):
 def test_a_step_is_read_while_it_lasts(base):
     assert _progress.read_step(base, 'web1', 0.0) is None
     _progress.set_step(base, 'web1', _progress.AWAITING_CONFIRMATION)
-    step, since = _progress.read_step(base, 'web1', 0.0)
+    step, since = _progress.read_step(base, 'web1', 0.0)  # pylint: disable=unpacking-non-sequence
     assert step == 'awaiting confirmation' and since > 0
     # another host has no step
     assert _progress.read_step(base, 'web2', 0.0) is None
@@ -96,7 +96,7 @@ def test_a_step_is_read_while_it_lasts(base):
 
 def test_a_step_set_before_the_task_started_is_an_earlier_tasks(base):
     _progress.set_step(base, 'web1', _progress.HEALTH_CHECKS)
-    _step, since = _progress.read_step(base, 'web1', 0.0)
+    _step, since = _progress.read_step(base, 'web1', 0.0)  # pylint: disable=unpacking-non-sequence
     assert _progress.read_step(base, 'web1', since + _progress.STEP_SLACK + 1) is None
     assert _progress.read_step(base, 'web1', since + 1)[0] == 'health checks'
 
