@@ -199,7 +199,8 @@ CURRENT_MAKE = $(IN_TREE) make --no-print-directory VENV=$(CURRENT_VENV) \
 # files (unshare --mount=FILE: Invalid argument).
 # here_only (pytest.ini): lab tests of the lab itself, or of the collection's
 # own logic whose Nix, ansible-core and OpenSSH calls the module tests already
-# reach on this stack.
+# reach on this stack, and the unit modules of tests/stacks.py (no program
+# started, no library whose version differs by stack: docs/lab.md).
 test-current: current-deps
 	$(call STEP,the current stack's suite)
 	$(CURRENT_MAKE) versions unit UNIT_MARKERS='not scale and not docsite and not here_only' \
