@@ -147,7 +147,7 @@ class ModuleCost:
         """This process's rows: its modules, and the rest of its CPU as the
         start-up row. own_children=False: xdist's controller, whose only
         children are the workers, which report their own."""
-        _, cpu, children = _clock()
+        cpu, children = _clock()[1:]
         if not own_children:
             children = 0.0
         rows = dict((m, dict(r)) for m, r in self.modules.items())

@@ -65,16 +65,16 @@ def _cell(row):
 def table(runs):
     """The table's lines."""
     modules = {}
-    for _, report in runs:
+    for report in (run[1] for run in runs):
         for module, row in report['modules'].items():
             modules[module] = modules.get(module, 0.0) + cpu(row)
     width = max([len(_short(m)) for m in modules] + [20])
-    head = ' ' * width + ''.join('  %-22s' % name for name, _ in runs)
+    head = ' ' * width + ''.join('  %-22s' % name for name in (run[0] for run in runs))
     sub = '%-*s' % (width, 'module') + '  %7s %7s %6s' % ('CPU s', 'cgroup', 'wall') * len(runs)
     lines = [head, sub]
     for module in sorted(modules, key=lambda m: (-modules[m], m)):
         lines.append('%-*s' % (width, _short(module)) + ''.join(
-            '  ' + _cell(report['modules'].get(module)) for _, report in runs))
+            '  ' + _cell(report['modules'].get(module)) for report in (run[1] for run in runs)))
     lines.append('')
     lines.extend(totals(runs))
     return lines

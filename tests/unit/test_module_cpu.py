@@ -92,7 +92,7 @@ def test_each_module_is_charged_its_own_cpu(tmp_path):
         pytest.skip('no cgroup filesystem to count in')
     (tmp_path / 'test_heavy.py').write_text('SECONDS = 1.5\n' + BURN)
     (tmp_path / 'test_light.py').write_text('SECONDS = 0.1\n' + BURN)
-    _, figures = run_suite(tmp_path)
+    figures = run_suite(tmp_path)[1]
     seconds = dict((m, r.get('cgroup')) for m, r in figures['modules'].items()
                    if m != module_cpu.OUTSIDE)
     assert sorted(seconds) == ['test_heavy', 'test_light'], figures
