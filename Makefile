@@ -98,9 +98,15 @@ $(VENV_STAMP): requirements.txt requirements-test.txt $(CONSTRAINTS) $(call VENV
 # built beside the tree; the EE tests in test-here's unit run use it.
 CURRENT_LOG := $(CURDIR)/tests/output/test-current.log
 EE_LOG := $(CURDIR)/tests/output/ee-build.log
+# The suite's own accounting (tests/module_cpu.py, tests/suite_cost.py): each
+# pytest run of `make test` writes its modules' CPU and wall seconds to
+# $(COST)-<run>.json, and `make test` ends with their table.
+COST := tests/output/cost
+COST_RUNS := here here-checks faults current
 
 test: deps
 	@mkdir -p $(dir $(CURRENT_LOG))
+	@rm -f $(foreach run,$(COST_RUNS),$(COST)-$(run).json)
 	@echo "== make ee runs beside current-deps; its log: $(EE_LOG)"
 	@$(MAKE) --no-print-directory ee >$(EE_LOG) 2>&1 & ee=$$!; \
 	deps=0; $(MAKE) --no-print-directory current-deps || deps=$$?; \
@@ -116,6 +122,7 @@ test: deps
 	here=0; $(MAKE) --no-print-directory test-here-suite HERE_SUITE_THEN=here-faults || here=$$?; \
 	rest=0; wait $$other || rest=$$?; \
 	echo "== test-current and test-here-checks:"; cat $(CURRENT_LOG); \
+	$(PYTHON) -m tests.suite_cost $(foreach run,$(COST_RUNS),$(COST)-$(run).json) || true; \
 	echo "== test-here-suite (and its fault cases) exit $$here, test-current and test-here-checks exit $$rest"; \
 	[ $$here -eq 0 ] && [ $$rest -eq 0 ]
 
@@ -134,7 +141,8 @@ test-here-suite: deps
 	$(MAKE) --no-print-directory versions
 	$(MAKE) --no-print-directory ee
 	$(call STEP,this machine's suite)
-	$(MAKE) --no-print-directory unit UNIT_MARKERS='not scale and not docsite' JUNIT=here
+	$(MAKE) --no-print-directory unit UNIT_MARKERS='not scale and not docsite' JUNIT=here \
+		MODULE_CPU=$(COST)-here.json
 	$(call STEP,molecule)
 	$(MAKE) --no-print-directory molecule
 	$(if $(HERE_SUITE_THEN),$(call STEP,$(HERE_SUITE_THEN)))
@@ -144,7 +152,8 @@ test-here-suite: deps
 # The fault cases that run in minutes (the slow ones: make faults).
 .PHONY: here-faults
 here-faults: deps
-	$(MAKE) --no-print-directory faults FAULTS_MARKERS='faults and not slow'
+	$(MAKE) --no-print-directory faults FAULTS_MARKERS='faults and not slow' \
+		MODULE_CPU=$(COST)-faults.json
 
 # The docs site (marker docsite: lint, build, links, two pages in chromium,
 # about 25 s) is built once, here, beside the scale run.
@@ -153,7 +162,8 @@ here-faults: deps
 HERE_CHECKS_FAULTS ?= here-faults
 test-here-checks: deps
 	$(call STEP,scale run and docs site)
-	$(MAKE) --no-print-directory unit UNIT_MARKERS='scale or docsite'
+	$(MAKE) --no-print-directory unit UNIT_MARKERS='scale or docsite' \
+		MODULE_CPU=$(COST)-here-checks.json
 	$(if $(HERE_CHECKS_FAULTS),$(call STEP,$(HERE_CHECKS_FAULTS)))
 	$(if $(HERE_CHECKS_FAULTS),$(MAKE) --no-print-directory $(HERE_CHECKS_FAULTS))
 	$(call STEP,sanity)
@@ -189,11 +199,12 @@ CURRENT_MAKE = $(IN_TREE) make --no-print-directory VENV=$(CURRENT_VENV) \
 # files (unshare --mount=FILE: Invalid argument).
 # here_only (pytest.ini): lab tests of the lab itself, or of the collection's
 # own logic whose Nix, ansible-core and OpenSSH calls the module tests already
-# reach on this stack.
+# reach on this stack, and the unit modules of tests/stacks.py (no program
+# started, no library whose version differs by stack: docs/lab.md).
 test-current: current-deps
 	$(call STEP,the current stack's suite)
 	$(CURRENT_MAKE) versions unit UNIT_MARKERS='not scale and not docsite and not here_only' \
-		JUNIT=current
+		JUNIT=current MODULE_CPU=$(COST)-current.json
 	$(call STEP,the current stack's sanity and lint)
 	$(CURRENT_MAKE) sanity lint
 	$(call STEP,the current stack done)
@@ -228,9 +239,10 @@ ee: venv
 # tests side by side too.
 # JUNIT=name: every test's time in tests/output/junit-name.xml (make test
 # keeps one a stack: what to read when the suite's time is planned).
-# MODULE_CPU=FILE: the CPU seconds each test module cost, its labs included,
-# in FILE (root; tests/module_cpu.py): on 2 busy cores a module's wall time
-# says little, its CPU what it takes from the suite.
+# MODULE_CPU=FILE: the CPU and wall seconds each test module cost, as JSON in
+# FILE (tests/module_cpu.py; as root also its labs' detached processes, from
+# cgroups); `python3 -m tests.suite_cost FILE` prints them: on 2 busy cores a
+# module's wall time says little, its CPU what it takes from the suite.
 TEST_WORKERS ?= 2
 PYTEST_WORKERS = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 MODULE_CPU ?=
@@ -372,7 +384,9 @@ bench: deps
 # a module each (each worker brings up the fleets its modules use, in a lab
 # root of its own): much of a fault case is waiting for a host or a timeout.
 faults: deps
-	$(VENV)/bin/python -m pytest tests/faults -q $(PYTEST_WORKERS) -m "$${FAULTS_MARKERS:-faults}"
+	$(if $(MODULE_CPU),NIXDEPLOY_MODULE_CPU=$(abspath $(MODULE_CPU))) \
+	$(VENV)/bin/python -m pytest tests/faults -q $(PYTEST_WORKERS) -m "$${FAULTS_MARKERS:-faults}" \
+		$(if $(MODULE_CPU),-p tests.module_cpu)
 
 # The chaos campaign (root): ROUNDS rounds of random faults at random moments on
 # a dozen-host lab fleet (lab `chaos`), each checked against the invariants

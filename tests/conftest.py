@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from tests import stacks
 from tests.lab import Lab
 from tests.lab.lab import KEX_ENV
 
@@ -12,7 +13,15 @@ from tests.lab.lab import KEX_ENV
 os.environ.setdefault(KEX_ENV, 'curve25519-sha256')
 
 
+# Watches the tests of the modules only this stack runs (tests/stacks.py).
+_guard = stacks.ProgramGuard()
+
+
+# First: `-m 'not here_only'` deselects by the marks this adds.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    # The modules whose outcome no stack changes run on this one only.
+    stacks.mark(items)
     # Lab tests need root (namespaces, mounts); say so instead of failing
     # deep inside `ip netns add`.
     if os.geteuid() == 0:
@@ -21,6 +30,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if 'lab' in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # from its fixtures' setup to their teardown
+    if stacks.module_path(item) in stacks.ONE_STACK:
+        _guard.watch(item.nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    yield
+    if _guard.watched == item.nodeid:
+        _guard.check()
 
 
 @pytest.fixture(scope='module')
