@@ -12,7 +12,7 @@ description:
   - Reads, over the host's own Ansible connection, what the host runs now, what it booted, its
     profile's current generation and the records M(nixdeploy.fleet.nix_activate) keeps of its
     runs on the host; then gives the host one class, the first of these that applies
-    (docs/status.md says what to do about each)
+    (docs/status.md says what to do about each).
   - V(never_deployed), the host holds no record of a deploy by this collection, whatever it runs;
     V(changed_elsewhere), it runs a system this collection never put there;
     V(rolled_back), it runs a system older than the last one this collection deployed there
@@ -33,7 +33,7 @@ options:
   desired:
     description:
       - The store path of the system the flake gives the host (M(nixdeploy.fleet.nix_eval)'s
-        RV(nixdeploy.fleet.nix_eval#module:out_path)). Nothing is built: it is only compared.
+        RV(nixdeploy.fleet.nix_eval#module:out_path)). Nothing is built; it is only compared.
     type: str
     required: true
   platform:
@@ -78,7 +78,7 @@ seealso:
   - module: nixdeploy.fleet.nix_eval
   - module: nixdeploy.fleet.nix_activate
 author:
-  - nixdeploy.fleet contributors
+  - nixdeploy.fleet contributors (@nixdeploy)
 '''
 
 EXAMPLES = r'''
@@ -147,8 +147,8 @@ status:
       description: The profile read.
       type: str
     last_deploy:
-      description: This collection's last activation run on the host (null when none is kept):
-        C(run), C(when) (Unix time of its last state), C(state) (its end, e.g. V(done),
+      description: This collection's last activation run on the host (null when none is kept),
+        with C(run), C(when) (Unix time of its last state), C(state) (its end, e.g. V(done),
         V(rolled_back), V(failed)), C(system) (what it deployed), C(previous) (what ran before it)
         and C(rolled_back).
       type: dict

@@ -83,8 +83,8 @@ def metrics(hosts):
         fact = hosts[host] or {}
         own = fact.get('class') or _status_class.UNREACHABLE
         for name in _status_class.NAMES:
-            out.append('%s{host="%s",class="%s"} %d' % (METRIC_CLASS, _label(host), name,
-                                                         1 if name == own else 0))
+            value = 1 if name == own else 0
+            out.append('%s{host="%s",class="%s"} %d' % (METRIC_CLASS, _label(host), name, value))
     out += ['# HELP %s The current generation of the host\'s profile.' % METRIC_GENERATION,
             '# TYPE %s gauge' % METRIC_GENERATION]
     for host in sorted(hosts):
