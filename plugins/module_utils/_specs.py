@@ -21,8 +21,12 @@ KEYS_SPEC = dict(
     prune=dict(type='bool', default=False),
 )
 
-# every option is one of the table's (module_utils/_role_vars_table.py)
-EVAL_SPEC = _role_vars.spec(_role_vars.EVAL)
+# the table's options (module_utils/_role_vars_table.py) and nix_eval's own
+EVAL_SPEC = dict(_role_vars.spec(_role_vars.EVAL), **{
+    # false: the run activates nothing (the status role), so the user an
+    # activation would run as is not judged
+    'activates': {'type': 'bool', 'default': True},
+})
 
 # the table's options (module_utils/_role_vars_table.py) and nix_build's own
 BUILD_SPEC = dict(_role_vars.spec(_role_vars.BUILD), **{

@@ -245,6 +245,12 @@ class LabelKey(dict):
 
 def test_fail_unless_in_sync_gates_and_a_deploy_brings_every_host_in_sync(sts_fleet):
     fleet, lab = sts_fleet, sts_fleet.lab
+    # a login that may only read (not root, no become) is enough
+    readonly = fleet.status('-l', 'sync,kern', '-e', 'ansible_user=deploy')
+    assert readonly.rc == 0, readonly
+    assert dict((host, readonly.result(READ, host)['result']['status']['class'])
+                for host in ('sync', 'kern')) == {'sync': 'in_sync', 'kern': 'reboot_pending'}
+
     # without the summary callback the role prints the lines itself
     gated = fleet.status('-l', 'sync,ahead', '-e', 'nix_status_fail_unless_in_sync=true',
                          callbacks='record')
