@@ -26,7 +26,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.status import (
     _status_class, _status_look, _status_view)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
-    NixdeployAction, host_message)
+    HOST_KEY_MARKERS, NixdeployAction, host_message)
 
 
 class ActionModule(NixdeployAction):
@@ -42,6 +42,8 @@ class ActionModule(NixdeployAction):
         try:
             rc, stdout, stderr = self.target.sh(script, sudoable=True, timeout=args['timeout'])
         except (NoAnswer, AnsibleConnectionFailure) as exc:
+            if any(marker in str(exc) for marker in HOST_KEY_MARKERS):
+                raise  # another key answered: refused, as every action says it
             # off, or gone since the evaluation's probe: Ansible's unreachable
             result.update(unreachable=True, msg=host_message(self.host, 'unreachable: %s' % exc))
             return result
