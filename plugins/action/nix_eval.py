@@ -162,12 +162,13 @@ class ActionModule(NixdeployAction):
         # the login probe runs while the batch is evaluated: a host that is
         # off costs its evaluation, never a build or a copy
         probe = _reach.start(self._connection, self.task_vars, args, self._builds_on_target)
+        activates = args.pop('activates')
         result = self._evaluate(dict((k, v) for k, v in args.items()
                                      if k not in _reach.OPTIONS), result)
         result = _reach.finish(self, self._connection, probe, args, result)
-        problem = None if result.get('failed') or result.get('unreachable') else (
-            boolean(self._task.args.get(_role_vars.FLAG, False), strict=False)
-            and self._root_problem())
+        problem = None if result.get('failed') or result.get('unreachable') or not activates \
+            else (boolean(self._task.args.get(_role_vars.FLAG, False), strict=False)
+                  and self._root_problem())
         if problem:
             result.pop('ansible_facts', None)
             result = self.failed(result, problem)

@@ -116,7 +116,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, nix_json)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output import flake_metadata
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _report, _report_record
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import (
+    _report, _report_record, _report_status)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_html import render
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _interrupt
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
@@ -192,6 +193,7 @@ class CallbackModule(CallbackBase):
     def __init__(self, display=None):
         super(CallbackModule, self).__init__(display=display)
         self._recorder = _report_record.Recorder()
+        self._status = _report_status.StatusSection()
         self._playbooks = []
         self._extra_vars = {}
         self._play_check_mode = False
@@ -238,6 +240,8 @@ class CallbackModule(CallbackBase):
 
     def _result(self, status, result):
         task = result_task(result)
+        self._status.take(result_host(result).get_name(), task_action(task), status,
+                          result_data(result))
         self._recorder.task_result(result_host(result).get_name(), task_uuid(task),
                                    task_action(task), status,
                                    _report_record.mark_rollback(task, dict(result_data(result))),
@@ -297,8 +301,9 @@ class CallbackModule(CallbackBase):
 
     def _write(self, interrupted=None):
         run = self._run(ask_flakes=interrupted is None)
-        report = self._recorder.build(run, check_mode=self._check_mode(), interrupted=interrupted)
-        html = render if self.get_option('html') else None
+        report = self._status.add_to(self._recorder.build(
+            run, check_mode=self._check_mode(), interrupted=interrupted))
+        html = _report_status.page(render) if self.get_option('html') else None
         return _report.write(report, self._report_dir(),
                              names=_report.report_names(run['id'], self.get_option('unique_names')),
                              html=html)

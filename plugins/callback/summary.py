@@ -91,6 +91,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import wrap
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _interrupted, _retry
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.status._status_view import StatusRun
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_record import (
     mark_rollback, outcome_record, rolls_back)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_end, _interrupt, _job_end
@@ -193,6 +194,7 @@ class CallbackModule(CallbackBase):
         self._reused_from = set()  # short revisions reused answers came from
         self._unreached = {}     # host -> why the probe could not reach it
         self._reached = set()    # hosts the probe reached
+        self._status = StatusRun()  # what nixdeploy.fleet.status read, every batch
         self._ticker = None
         self._done = threading.Event()
         _batch_end.listen(self)
@@ -224,7 +226,7 @@ class CallbackModule(CallbackBase):
         evaluated = evaluation_line(self._answered, self._reused_from)
         if evaluated and self._shown:
             self._display.display(evaluated)
-        line = totals_line(self._counts, self._check_mode)
+        line = self._status.totals_line() or totals_line(self._counts, self._check_mode)
         if line and self._shown:
             failed = any(self._counts.get(s) for s in ('failed', 'rolled_back', 'unreachable'))
             self._display.display(line, color='red' if failed else None)
@@ -291,6 +293,10 @@ class CallbackModule(CallbackBase):
 
     def _result(self, result, status):
         task = result_task(result)
+        with self._lock:
+            if self._status.take(task_action(task), result_host(result).get_name(), status,
+                                 result_data(result)):
+                return
         phase = action_phase(task_action(task))
         if not phase:
             with self._lock:
@@ -345,6 +351,15 @@ class CallbackModule(CallbackBase):
             outcomes, self._outcomes = self._outcomes, {}
             self._progress = BatchProgress()
             dry, self._dry = self._dry, {}
+            status = self._status.batch_lines(
+                [host for host in outcomes if host in self._unreached])
+        if status:
+            # a status run: its hosts' classes, not their evaluation's outcome
+            if self._shown:
+                self._display.banner('NIXDEPLOY STATUS')
+                for line in status:
+                    self._display.display(printable(line))
+            return
         if not outcomes:
             return
         records = [outcome_record(outcomes[name], self._check_mode) for name in sorted(outcomes)]

@@ -79,6 +79,8 @@ OTHER_VARIABLES = frozenset((
     'nix_keys', 'nix_keys_prune',
     # the rollback role's
     'nix_generation', 'nix_summary',
+    # the status role's
+    'nix_status_fail_unless_in_sync', 'nix_status_textfile', 'nix_status_timeout',
     # the publish role's
     'nix_publish_cache', 'nix_publish_build_on', 'nix_publish_gc_root_dir',
     'nix_channel_repo', 'nix_channel_ref', 'nix_channel_git_dir', 'nix_channel_force',

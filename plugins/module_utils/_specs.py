@@ -7,7 +7,7 @@ what the action plugin of the same name validates its task arguments
 against. Built from the option table (``_role_vars.spec``), ``_options`` and
 ``_record_stats`` only."""
 
-from ansible_collections.nixdeploy.fleet.plugins.module_utils import _options, _role_vars
+from ansible_collections.nixdeploy.fleet.plugins.module_utils import _options, _platforms, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy_modes import NEEDS_CACHES
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import (
     KEYS_UPLOAD_AT, NIX_OPTIONS)
@@ -21,8 +21,12 @@ KEYS_SPEC = dict(
     prune=dict(type='bool', default=False),
 )
 
-# every option is one of the table's (module_utils/_role_vars_table.py)
-EVAL_SPEC = _role_vars.spec(_role_vars.EVAL)
+# the table's options (module_utils/_role_vars_table.py) and nix_eval's own
+EVAL_SPEC = dict(_role_vars.spec(_role_vars.EVAL), **{
+    # false: the run activates nothing (the status role), so the user an
+    # activation would run as is not judged
+    'activates': {'type': 'bool', 'default': True},
+})
 
 # the table's options (module_utils/_role_vars_table.py) and nix_build's own
 BUILD_SPEC = dict(_role_vars.spec(_role_vars.BUILD), **{
@@ -53,6 +57,14 @@ ACTIVATE_SPEC = dict(
     keys_prune=dict(KEYS_SPEC['prune']),
     # the deploy role's earlier results: a successful result keeps the outcome as custom stats
     record_stats=RECORD_STATS,
+)
+
+# nix_status's own: it reads, so it takes no option of the deploy's table
+STATUS_SPEC = dict(
+    desired=dict(type='str', required=True),
+    platform=dict(type='str', required=True, choices=list(_platforms.PLATFORMS)),
+    profile=dict(type='str'),
+    timeout=dict(type='int', default=30),
 )
 
 PUBLISH_SPEC = dict(NIX_OPTIONS, **{

@@ -171,6 +171,13 @@ options:
     type: str
     choices: [skip, fail]
     default: skip
+  activates:
+    description:
+      - Whether the run activates the systems it evaluates. V(false) (the P(nixdeploy.fleet.status#role)
+        role, which only reads the hosts) skips the check that the host's activation could run as root
+        (its C(ansible_user) or C(ansible_become)), so a login that may only read is enough.
+    type: bool
+    default: true
   unknown_vars:
     description:
       - With O(from_role_vars), what a host variable whose name starts with C(nix_) and that no role of

@@ -22,7 +22,7 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOC = os.path.join(REPO, 'docs', 'roles.md')
-ROLES = ('deploy', 'rollback', 'publish')
+ROLES = ('deploy', 'rollback', 'publish', 'status')
 BEGIN = ('<!-- The roles and their variables, up to the end marker, are generated from '
          'roles/*/meta/argument_specs.yml by `python -m tests.docsite.roles_md`: edit the specs. -->')
 END = '<!-- End of the generated part. -->'

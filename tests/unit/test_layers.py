@@ -20,7 +20,7 @@ PLUGINS = os.path.join(REPO, 'plugins')
 PKG = 'ansible_collections.nixdeploy.fleet.plugins'
 # lowest first: a stage imports the stages before it in this list, never one after it
 STAGES = ('common', 'nix', 'host', 'task', 'inventory', 'evaluation', 'builds', 'copy', 'keys',
-          'activation', 'publish', 'report')
+          'activation', 'publish', 'status', 'report')
 # the modules' surface: argument specs, the option table (its rows, the
 # judgement of a variable's value) and the options it shares, the copy
 # modes, the health check kinds, the phases, platforms and goals,

@@ -15,8 +15,9 @@ activate-modes.sh), and the
 poll reports them.
 """
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
-    BOOT_ID, FLAG, INT, PATH, STORE_FILE, STORE_PATH, TEXT, list_of, matching, one_of)
+    BOOT_ID, FLAG, INT, PATH, STORE_FILE, STORE_PATH, TEXT, ValueKind, list_of, matching, one_of)
 
 # The states a run ends in (the runner's exit trap and the poll read them
 # as the value TERMINAL).
@@ -67,6 +68,30 @@ _STATUS = {
     'waiting_for': one_of(*WAITING_FOR),
 }
 
+# A run's line as status-read.sh reports it: the words of its status file
+# (above), in this order, '-' for an empty one
+_MODE = one_of('activate', 'rollback')
+_FLAG_WORD = one_of('0', '1')
+RUN_WORDS = (('state', STATES), ('mode', _MODE), ('new', STORE_PATH), ('prev', STORE_PATH),
+             ('rolled_back', _FLAG_WORD), ('activated', _FLAG_WORD), ('started', INT),
+             ('updated', INT))
+
+
+def _run_line(text):
+    """A run's line as a dict; one word that is not of its kind drops the run."""
+    words = text.split()
+    if len(words) != len(RUN_WORDS):
+        raise InvalidValue('%d words' % len(RUN_WORDS))
+    parsed = {}
+    for (name, kind), word in zip(RUN_WORDS, words):
+        parsed[name] = None if word == '-' else kind.parse(word)
+    for flag in ('rolled_back', 'activated'):
+        parsed[flag] = parsed[flag] == '1'
+    return parsed
+
+
+RUN_LINE = ValueKind('a run: %s' % ' '.join(name for name, _kind in RUN_WORDS), _run_line)
+
 # program file -> {key: kind}; a key ending in '_*' stands for its named
 # family (booted_kernel, new_initrd)
 FIELDS = {
@@ -83,4 +108,7 @@ FIELDS = {
     'reboot-probe.sh': {'boot_id': BOOT_ID, 'booted': STORE_PATH, 'current': STORE_PATH,
                         'booted_*': STORE_FILE, 'new_*': STORE_FILE},
     'reboot-request.sh': {'reboot_rc': INT},
+    'status-read.sh': {'profile': PATH, 'generation': INT, 'generation_path': STORE_PATH,
+                       'current': STORE_PATH, 'booted': STORE_PATH, 'booted_*': STORE_FILE,
+                       'current_*': STORE_FILE, 'dir': PATH, 'last': RUN, 'run_*': RUN_LINE},
 }

@@ -13,12 +13,13 @@ folder the programs keep on the target is described in
 import re
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import (
-    goal_row, moves_profile, platform_spec, root_refusal)
+    goal_row, moves_profile, platform_spec, reboots, root_refusal)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import BY_OPTION
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _activation_fields
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_fields import (
     FIELDS, TERMINAL_STATES)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._reboot_rules import REFUSAL_MARK
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._reboot_rules import (
+    BOOTED, REFUSAL_MARK, RUNNING_NEEDS_BOOT)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._runner_values import (
     RunnerValues)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
@@ -287,3 +288,24 @@ def inspect_script(platform, path='', profile=None, remote_nix_dir=None, dry=Fal
                   BACKUP_ENV=backup_env, BACKUP_EXT=backup_ext,
                   GENERATION=_number(generation))
     return render(_SESSION + ['activate-inspect.sh'], values, FIELDS)
+
+
+def status_script(platform, profile=None):
+    """Read-only, for nix_status: what runs, what booted (where the platform
+    boots a system of its own: NixOS), the profile's current generation and
+    the runs kept in the state folder (target/status-read.sh). It writes
+    nothing, takes no lock and runs no nix command. ``profile``: the task's
+    own, else the platform's."""
+    spec = platform_spec(platform)
+    booted = BOOTED if reboots(platform) else ''
+    return render([_LIB, 'status-read.sh'], {
+        'PROFILE': profile or spec.get('profile'),
+        'PROFILE_CANDIDATES': _candidates(spec),
+        'CURRENT_LINK': spec['activation'].get('current_link'),
+        'BOOTED_LINK': booted,
+        'BOOT_PARTS': ' '.join(RUNNING_NEEDS_BOOT) if booted else '',
+        'ROOT_STATE': ROOT_STATE_DIR,
+        # its activation runs as root: the runs are in root's state folder,
+        # whoever reads them
+        'ROOT_OWNED': bool(spec['needs_root']),
+    }, FIELDS)

@@ -33,6 +33,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fiel
 # What only a boot loads (links in a NixOS toplevel).
 BOOT_PARTS = ('kernel', 'initrd', 'kernel-modules', 'systemd')
 BOOTED = '/run/booted-system'
+# What NixOS's own check compares between the booted and a running system
+# (system.autoUpgrade's allowReboot): a host whose running system differs
+# from the booted one in these needs a reboot to run it all (nix_status).
+RUNNING_NEEDS_BOOT = ('initrd', 'kernel', 'kernel-modules')
 
 # The messages of switch-to-configuration's pre-switch checks (nixpkgs PRs
 # 473282, 477561): one line per failed check, then the summary line.

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-ROLES = ['deploy', 'rollback', 'publish']
+ROLES = ['deploy', 'rollback', 'publish', 'status']
 
 
 def load(*parts):

@@ -51,6 +51,21 @@ resolve_profile() {
   fail "no profile folder for $PLATFORM: none of $tried exists (not even after nix-env $PROFILE_PROBE); create one or set profile"
 }
 
+# state_dir: D = the state folder of PROFILE below BASE (state_base): the
+# profile's path as a file name, every byte but A-Za-z0-9._- made _ (tr), by
+# the shell where only a / is to change (every platform's profile path)
+state_dir() {
+  case $PROFILE in
+    *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/-]*)
+      name=$(printf '%s' "$PROFILE" | tr -c 'A-Za-z0-9._-' '_') ;;
+    *) name='' rest=$PROFILE
+       while :; do
+         case $rest in */*) name=$name${rest%%/*}_ rest=${rest#*/} ;; *) name=$name$rest; break ;; esac
+       done ;;
+  esac
+  D=$BASE/$name
+}
+
 # Profile generations: PROFILE -> PROFILE-N-link -> /nix/store/...
 # The helpers set a variable (a `$(function)` would be a process more than
 # the readlink it runs)

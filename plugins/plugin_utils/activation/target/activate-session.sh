@@ -24,16 +24,6 @@ case ":$PATH:" in *":${NIX_ENV%/*}:"*) ;; *) PATH=${NIX_ENV%/*}:$PATH; export PA
 case $PROFILE in /*) ;; *) fail "profile must be an absolute path, got '$PROFILE'" ;; esac
 generations_of
 state_base "$ROOT_STATE"
-# the profile's path as a file name: every byte but A-Za-z0-9._- made _ (tr),
-# by the shell where only a / is to change (every platform's profile path)
-case $PROFILE in
-  *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/-]*)
-    name=$(printf '%s' "$PROFILE" | tr -c 'A-Za-z0-9._-' '_') ;;
-  *) name='' rest=$PROFILE
-     while :; do
-       case $rest in */*) name=$name${rest%%/*}_ rest=${rest#*/} ;; *) name=$name$rest; break ;; esac
-     done ;;
-esac
-D=$BASE/$name
+state_dir
 # made once (mkdir is a process)
 [ -d "$D/runs" ] || err=$(mkdir -p "$D/runs" 2>&1) || fail "cannot create the state folder $D: $err"

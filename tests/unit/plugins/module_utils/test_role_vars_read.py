@@ -57,6 +57,7 @@ NOT_VARIABLES = {
     'nix_activate': 'module',
     'nix_publish': 'module',
     'nix_channel': 'module',
+    'nix_status': 'module',
     # what a host's probe script prints, a key of the parsed probe
     # (copy/_copy.py, builds/_builders.py), not a variable
     'nix_dir': 'probe key',

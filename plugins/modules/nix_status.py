@@ -1,0 +1,178 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Documentation and argument spec: the work is done by the action plugin of the same name."""
+
+DOCUMENTATION = r'''
+module: nix_status
+short_description: Read what a host runs against what its flake gives, and class it (builds and writes nothing)
+version_added: 1.0.0
+description:
+  - Reads, over the host's own Ansible connection, what the host runs now, what it booted, its
+    profile's current generation and the records M(nixdeploy.fleet.nix_activate) keeps of its
+    runs on the host; then gives the host one class, the first of these that applies
+    (docs/status.md says what to do about each).
+  - V(never_deployed), the host holds no record of a deploy by this collection, whatever it runs;
+    V(changed_elsewhere), it runs a system this collection never put there;
+    V(rolled_back), it runs a system older than the last one this collection deployed there
+    (a magic rollback included); V(reboot_pending), NixOS only, the booted system differs from
+    the running one in its kernel, initrd or kernel modules (what NixOS's own reboot check
+    compares), or the boot default is neither of them; V(pending), the flake gives another
+    system than the one it runs; V(in_sync).
+  - A host that gives no answer is Ansible's C(unreachable) (the class V(unreachable) of the
+    playbook's totals and textfile).
+  - Read-only. One POSIX sh program runs on the host; it writes no file, makes no folder, takes
+    no lock, makes no GC root and runs no Nix command, so a login that may only read the
+    profiles and the state folder is enough. Nothing is built or copied.
+  - You normally reach it through the playbook C(nixdeploy.fleet.status), which evaluates the
+    desired systems with M(nixdeploy.fleet.nix_eval) first.
+  - A host whose ssh key is not checked is refused before anything runs on it; the host variable
+    C(nix_host_key_unchecked=true) opts out (docs/security.md).
+options:
+  desired:
+    description:
+      - The store path of the system the flake gives the host (M(nixdeploy.fleet.nix_eval)'s
+        RV(nixdeploy.fleet.nix_eval#module:out_path)). Nothing is built; it is only compared.
+    type: str
+    required: true
+  platform:
+    description:
+      - What kind of system the host runs; where it keeps its running system and profile comes
+        from the collection's platform table.
+    type: str
+    required: true
+    choices: [nixos, darwin, nix-on-droid, home-manager]
+  profile:
+    description:
+      - The profile to read, when not the platform's own (as M(nixdeploy.fleet.nix_activate)'s
+        O(nixdeploy.fleet.nix_activate#module:profile)).
+    type: str
+  timeout:
+    description:
+      - Seconds the read may take before the host counts as unreachable.
+    type: int
+    default: 30
+extends_documentation_fragment:
+  - action_common_attributes
+  - action_common_attributes.flow
+attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  become:
+    description: Runs the read with the task's become; it needs none where the login may read
+      the profile and the state folder.
+    support: full
+  check_mode:
+    support: full
+    details: The same read; it never changes anything.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+seealso:
+  - module: nixdeploy.fleet.nix_eval
+  - module: nixdeploy.fleet.nix_activate
+author:
+  - nixdeploy.fleet contributors (@nixdeploy)
+'''
+
+EXAMPLES = r'''
+- name: Evaluate what each host should run
+  nixdeploy.fleet.nix_eval:
+    from_role_vars: true
+  register: status_eval
+
+- name: Read each host and class it
+  nixdeploy.fleet.nix_status:
+    desired: "{{ status_eval.out_path }}"
+    platform: "{{ nix_platform }}"
+  register: host_status
+
+- name: The hosts a deploy would change
+  ansible.builtin.debug:
+    msg: "{{ ansible_play_hosts | map('extract', hostvars, ['nixdeploy_status', 'class']) | list }}"
+  run_once: true
+'''
+
+RETURN = r'''
+msg:
+  description: One line for people, the host's class, generation and short paths.
+  returned: success
+  type: str
+  sample: "web1: pending (deploy pending), generation 41, runs nixos-system-web1-v1, flake gives nixos-system-web1-v2"
+status:
+  description: The host's status, also kept as the fact C(nixdeploy_status) (cacheable).
+  returned: success
+  type: dict
+  contains:
+    class:
+      description: One of V(never_deployed), V(changed_elsewhere), V(rolled_back),
+        V(reboot_pending), V(pending), V(in_sync).
+      type: str
+      sample: pending
+    words:
+      description: The class in words.
+      type: str
+      sample: deploy pending
+    reasons:
+      description: Why the host is in its class (empty for V(in_sync)).
+      type: list
+      elements: str
+    platform:
+      description: The host's platform.
+      type: str
+    desired:
+      description: The system the flake gives the host.
+      type: str
+    current:
+      description: The system the host runs (C(/run/current-system) on NixOS and nix-darwin, the
+        profile's current generation on nix-on-droid and home-manager); null when none.
+      type: str
+    booted:
+      description: The system the host booted (NixOS, C(/run/booted-system)); null elsewhere.
+      type: str
+    boot_default:
+      description: The system the profile's current generation names (on NixOS, what the host
+        boots next).
+      type: str
+    generation:
+      description: The profile's current generation number; null when the profile has none.
+      type: int
+    profile:
+      description: The profile read.
+      type: str
+    last_deploy:
+      description: This collection's last activation run on the host (null when none is kept),
+        with C(run), C(when) (Unix time of its last state), C(state) (its end, e.g. V(done),
+        V(rolled_back), V(failed)), C(system) (what it deployed), C(previous) (what ran before it)
+        and C(rolled_back).
+      type: dict
+ansible_facts:
+  description: C(nixdeploy_status), the same as RV(status).
+  returned: success
+  type: dict
+phase:
+  description: V(status) on failure.
+  returned: failure
+  type: str
+connection_lost:
+  description: Whether the connection to the host failed.
+  returned: failure
+  type: bool
+'''
+
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._module import controller_only
+from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import STATUS_SPEC
+
+
+def main():
+    controller_only('nix_status', STATUS_SPEC)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,273 @@
+"""`ansible-playbook nixdeploy.fleet.status` on the `sts` lab: one fleet with
+every class at once, each made as it happens in life, on the four platforms.
+
+In order on one fleet: the classes (one run), then that a status run changes
+nothing on the hosts and builds nothing on the controller, then a deploy
+after which every reachable host is in sync.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import uuid
+
+import jsonschema
+import pytest
+
+from tests.collection import REPO, run_playbook
+from tests.deploy_fleet import DeployFleet, prepare, write_host_vars, write_inventory
+
+pytestmark = pytest.mark.lab
+
+STATUS = 'nixdeploy.fleet.status'
+READ = 'nixdeploy.fleet.status : Read each host and class it'
+EVAL = 'nixdeploy.fleet.status : Evaluate the system of each host'
+DEPLOY_EVAL = 'nixdeploy.fleet.deploy : Evaluate the system of each host'
+# the host and the class each is made to be
+HOSTS = [{'name': 'sync', 'persona': 'nixos'},       # deployed, nothing since
+         {'name': 'ahead', 'persona': 'darwin'},     # deployed, then a commit for it
+         {'name': 'back', 'persona': 'nixos'},       # its next deploy's magic rollback
+         {'name': 'hand', 'persona': 'nix-on-droid'},  # switched by hand to another system
+         {'name': 'kern', 'persona': 'nixos'},       # a new kernel, not booted yet
+         {'name': 'fresh', 'persona': 'home-manager'},  # never deployed
+         {'name': 'off', 'persona': 'nixos'}]        # deployed, then off
+EXPECTED = {'sync': 'in_sync', 'ahead': 'pending', 'back': 'rolled_back',
+            'hand': 'changed_elsewhere', 'kern': 'reboot_pending', 'fresh': 'never_deployed'}
+CONFIRM_TIMEOUT = 6
+# the summary callback prints the lines and totals; the report has a status section
+CALLBACKS = 'record,nixdeploy.fleet.summary,nixdeploy.fleet.report'
+SCHEMA = os.path.join(REPO, 'docs', 'report.schema.json')
+PROFILES = {'nixos': '/nix/var/nix/profiles', 'darwin': '/nix/var/nix/profiles',
+            'nix-on-droid': '/nix/var/nix/profiles',
+            'home-manager': '/home/app/.local/state/nix/profiles'}
+STATE = {'nixos': '/nix/var/nixdeploy', 'darwin': '/nix/var/nixdeploy',
+         'nix-on-droid': '/home/app/.local/state/nixdeploy',
+         'home-manager': '/home/app/.local/state/nixdeploy'}
+
+
+class StatusFleet(DeployFleet):
+
+    def status(self, *args, callbacks=CALLBACKS):
+        workdir = self.rundir()
+        # a fresh ssh ControlPath folder: a master left to a host now off
+        # would wait for TCP to give up on the dead link
+        env = {'ANSIBLE_SSH_CONTROL_PATH_DIR': os.path.join(workdir, 'cp'),
+               'ANSIBLE_CALLBACKS_ENABLED': callbacks,
+               'NIXDEPLOY_REPORT_DIR': os.path.join(workdir, 'reports')}
+        run = run_playbook(STATUS, self.inventory, workdir, args=list(args), env=env,
+                           timeout=300)
+        run.workdir = workdir
+        return run
+
+    @staticmethod
+    def report(run):
+        """(the JSON report, the HTML page) the status run wrote."""
+        folder = os.path.join(run.workdir, 'reports')
+        with open(os.path.join(folder, 'nixdeploy-report.json')) as handle:
+            data = json.load(handle)
+        with open(SCHEMA) as handle:
+            jsonschema.validate(data, json.load(handle))
+        with open(os.path.join(folder, 'nixdeploy-report.html')) as handle:
+            return data, handle.read()
+
+
+@pytest.fixture(scope='module')
+def sts_fleet(make_lab, tmp_path_factory):
+    lab = make_lab('sts', HOSTS)
+    base = str(tmp_path_factory.mktemp('sts'))
+    flake, secret = prepare(lab, os.path.join(base, 'flake'))
+    inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
+    fleet = StatusFleet(lab, flake, inventory, base)
+    first = fleet.deploy('-l', '!fresh')
+    assert first.rc == 0, first
+    # a NixOS host has booted its system (the lab's first boot had none)
+    for host in ('sync', 'kern'):
+        lab.reboot(host)
+        assert lab.booted(host) == lab.current_system(host) == lab.active(host), host
+    return fleet
+
+
+def out_paths(run, task=DEPLOY_EVAL):
+    return {r['host']: r['result']['out_path'] for r in run.results(task)
+            if r['status'] == 'ok'}
+
+
+def make_every_class(fleet):
+    """Each host made what its name says, as it happens in life; returns
+    {host: the system the host runs}."""
+    lab, flake = fleet.lab, fleet.flake
+    before = {host: lab.active(host) for host in lab.hosts}
+    # a deploy whose new system cuts the network: its watchdog rolls it back;
+    # beside it a new kernel, switched to without a reboot
+    flake.set_config('back', version='2', behaviour='break-network')
+    flake.set_config('kern', version='2', kernel_version='6.12.1')
+    run = fleet.deploy('-l', 'back,kern', '-e', 'nix_confirm_timeout=%d' % CONFIRM_TIMEOUT)
+    flake.set_config('back', behaviour='ok')
+    assert run.rc != 0, run
+    summary = run.summary()
+    assert summary['back']['rolled_back'] and summary['kern']['outcome'] == 'switched', summary
+    assert lab.active('back') == before['back']
+    # pushed (copied, not activated), then activated by hand on the host
+    flake.set_config('hand', version='2')
+    pushed = fleet.deploy('-l', 'hand', '--skip-tags', 'activate')
+    assert pushed.rc == 0, pushed
+    by_hand = out_paths(pushed)['hand']
+    lab.run_in('hand', [by_hand + '/activate'], user='app')
+    assert lab.active('hand') == by_hand
+    # a commit for it, not deployed yet (a system no run ever built here)
+    flake.set_config('ahead', version='2-%s' % uuid.uuid4().hex[:8])
+    return dict((host, lab.active(host)) for host in lab.hosts)
+
+
+def snapshot(lab, host):
+    """What a run could change on ``host``: its store's paths, its profiles'
+    links, its GC roots and the collection's state folder, byte for byte."""
+    platform = lab.host(host)['platform']
+    script = (
+        'ls /nix/store | sort; echo ==; '
+        'find %s -maxdepth 1 -printf "%%p %%l\\n" 2>/dev/null | sort; echo ==; '
+        'find /nix/var/nix/gcroots -printf "%%p %%l\\n" 2>/dev/null | sort; echo ==; '
+        'find %s -type f -exec sha256sum {} + 2>/dev/null | sort; '
+        'find %s -printf "%%p %%y %%m %%l\\n" 2>/dev/null | sort'
+        % (PROFILES[platform], STATE[platform], STATE[platform]))
+    text = lab.run_in(host, ['sh', '-c', script]).stdout
+    return hashlib.sha256(text.encode()).hexdigest(), len(text.splitlines())
+
+
+def controller_store():
+    return set(os.listdir('/nix/store'))
+
+
+def test_one_run_shows_every_class(sts_fleet, tmp_path):
+    fleet, lab = sts_fleet, sts_fleet.lab
+    running = make_every_class(fleet)
+    snaps = dict((host, snapshot(lab, host)) for host in lab.hosts if host != 'off')
+    store = controller_store()
+    textfile = str(tmp_path / 'nixdeploy.prom')
+    lab.cut('off')
+    try:
+        run = fleet.status('-e', 'nix_status_textfile=%s' % textfile)
+    finally:
+        lab.restore('off')
+
+    # every host read is ok whatever its class; the off one is unreachable
+    assert run.rc == 4, run
+    assert run.result(EVAL, 'off')['status'] == 'unreachable', run
+    classes = {}
+    for host in EXPECTED:
+        res = run.result(READ, host)
+        assert res['status'] == 'ok', res
+        fact = res['result']['ansible_facts']['nixdeploy_status']
+        assert fact == res['result']['status'], res
+        classes[host] = fact['class']
+        assert fact['current'] == running[host], (host, fact)
+        assert fact['desired'] == run.result(EVAL, host)['result']['out_path'], (host, fact)
+    assert classes == EXPECTED, classes
+    facts = dict((h, run.result(READ, h)['result']['status']) for h in EXPECTED)
+    # the deploy record: the magic rollback, the last switch, none
+    assert facts['back']['last_deploy']['rolled_back'] is True, facts['back']
+    assert facts['back']['last_deploy']['system'] != facts['back']['current']
+    assert facts['sync']['last_deploy']['state'] == 'done', facts['sync']
+    assert facts['fresh']['last_deploy'] is None and facts['fresh']['generation'] is None
+    assert facts['ahead']['desired'] != facts['ahead']['current']
+    # NixOS: booted and current differ in the kernel, the generation moved on
+    assert facts['kern']['booted'] != facts['kern']['current'] == facts['kern']['boot_default']
+    assert any(r.startswith('kernel: ') for r in facts['kern']['reasons']), facts['kern']
+    assert facts['sync']['booted'] == facts['sync']['current']
+    for host in ('sync', 'back', 'kern', 'ahead', 'hand'):
+        assert isinstance(facts[host]['generation'], int), facts[host]
+
+    # where people look: a line a host, the totals worst first
+    assert 'off: unreachable' in run.stdout, run.stdout[-3000:]
+    for host, name in EXPECTED.items():
+        assert '%s: %s (' % (host, name) in run.stdout, (host, run.stdout[-3000:])
+    assert ('nixdeploy status: 1 unreachable, 1 never_deployed, 1 changed_elsewhere, '
+            '1 rolled_back, 1 reboot_pending, 1 pending, 1 in_sync') in run.stdout, run.stdout[-3000:]
+
+    assert 'NIXDEPLOY STATUS' in run.stdout and 'evaluated (not activated)' not in run.stdout
+
+    # the report: a status section, in the JSON and on the page
+    report, page = fleet.report(run)
+    assert dict((host, fact['class']) for host, fact in report['status']['hosts'].items()) == \
+        dict(EXPECTED, off='unreachable'), report['status']
+    assert report['status']['hosts']['kern'] == facts['kern'], report['status']
+    assert report['status']['totals'] == dict((name, 1) for name in
+                                              list(EXPECTED.values()) + ['unreachable'])
+    assert '<section id="status">' in page
+    for host, name in dict(EXPECTED, off='unreachable').items():
+        assert '<tr><td>%s</td><td>%s</td>' % (host, name) in page, (host, page[-3000:])
+
+    # the textfile: one gauge per host and class, generations, last deploys
+    metrics = parse_textfile(textfile)
+    for host in lab.hosts:
+        own = EXPECTED.get(host, 'unreachable')
+        ones = [labels['class'] for (name, labels), value in metrics.items()
+                if name == 'nixdeploy_status_class' and labels['host'] == host and value == 1]
+        assert ones == [own], (host, ones)
+    generation = dict((labels['host'], value) for (name, labels), value in metrics.items()
+                      if name == 'nixdeploy_status_generation')
+    assert generation['kern'] == facts['kern']['generation'], generation
+    assert 'fresh' not in generation and 'off' not in generation, generation
+
+    # nothing changed on the hosts, nothing was built on the controller
+    for host, before in snaps.items():
+        assert snapshot(lab, host) == before, host
+    # (the store is this machine's: other runs may add their own paths meanwhile)
+    ours = ['-system-%s-' % host for host in lab.hosts]
+    built = [name for name in controller_store() - store if not name.endswith('.drv')
+             and any(mark in name for mark in ours)]
+    assert built == [], built
+    assert subprocess.run(['nix-store', '--check-validity', facts['ahead']['desired']],
+                          stderr=subprocess.DEVNULL, check=False).returncode != 0
+
+
+def parse_textfile(path):
+    """{(metric, frozen labels): value} of a Prometheus text file, read with
+    the reference parser of the Prometheus Python client."""
+    from prometheus_client.parser import text_string_to_metric_families
+    with open(path) as handle:
+        text = handle.read()
+    found = {}
+    for family in text_string_to_metric_families(text):
+        assert family.type == 'gauge', family
+        for sample in family.samples:
+            found[(sample.name, LabelKey(sample.labels))] = sample.value
+    return found
+
+
+class LabelKey(dict):
+    """Labels as a dict that can be a key."""
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.items())))
+
+
+def test_fail_unless_in_sync_gates_and_a_deploy_brings_every_host_in_sync(sts_fleet):
+    fleet, lab = sts_fleet, sts_fleet.lab
+    # a login that may only read (not root, no become) is enough
+    readonly = fleet.status('-l', 'sync,kern', '-e', 'ansible_user=deploy')
+    assert readonly.rc == 0, readonly
+    assert dict((host, readonly.result(READ, host)['result']['status']['class'])
+                for host in ('sync', 'kern')) == {'sync': 'in_sync', 'kern': 'reboot_pending'}
+
+    # without the summary callback the role prints the lines itself
+    gated = fleet.status('-l', 'sync,ahead', '-e', 'nix_status_fail_unless_in_sync=true',
+                         callbacks='record')
+    assert gated.rc == 2, gated
+    assert 'nixdeploy status: 1 pending, 1 in_sync' in gated.stdout, gated.stdout[-3000:]
+    assert 'ahead: pending (deploy pending)' in gated.stdout, gated.stdout[-3000:]
+    assert gated.result('nixdeploy.fleet.status : Fail the hosts that are not in sync',
+                        'ahead')['status'] == 'failed', gated
+    assert gated.result(READ, 'sync')['result']['status']['class'] == 'in_sync'
+
+    # the new kernel is booted by the deploy's own reboot
+    write_host_vars(fleet.inventory, 'kern', {'nix_reboot': 'when-needed'})
+    deployed = fleet.deploy()
+    assert deployed.rc == 0, deployed
+    run = fleet.status('-e', 'nix_status_fail_unless_in_sync=true')
+    assert run.rc == 0, run
+    for host in lab.hosts:
+        fact = run.result(READ, host)['result']['status']
+        assert fact['class'] == 'in_sync', (host, fact)
+    assert 'nixdeploy status: 7 in_sync' in run.stdout, run.stdout[-2000:]
