@@ -44,15 +44,20 @@ class ActivationSteps:
         self._window = window
         self._clock = clock
         self._step = None
+        self._until = None
         self._lock_seen = {}    # 'lock' or 'switch' -> when the wait was first seen
         # when the watchdog rolls back an unconfirmed run at the latest
         self.window_end = None
 
     def _set(self, step, until):
-        # once a step: its start and bound stay what they were when it began;
+        # once a step: its start and bound stay what they were when it began,
+        # unless the bound comes nearer (an activation that ended awaits its
+        # confirmation: the watchdog's window is all that is left of it,
+        # not the activation's timeout too);
         # rolls_back: a watchdog guards the run (it rolls back unconfirmed)
-        if step != self._step:
-            self._step = step
+        nearer = until is not None and self._until is not None and until < self._until
+        if step != self._step or nearer:
+            self._step, self._until = step, until
             _progress.set_step(C.DEFAULT_LOCAL_TMP, self._host, step, until=until,
                                rolls_back=self._window is not None)
 

@@ -17,20 +17,19 @@ the bounds of its own arguments (activation/_activation_steps.py).
 import math
 import time
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_order import (
+    ACTIVATING, INTERRUPTED_WORDS, STOPPED)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_outcome import (
     outcome_record)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import HostOutcome
 
-ACTIVATING = 'activating'
-STOPPED = 'stopped'
 # what a host had reached (with the statuses of a host that is done), in the
 # order the closing line counts them
 STATES = ('changed', ACTIVATING, 'failed', 'rolled_back', 'unreachable', 'unchanged',
           'incomplete', STOPPED)
-WORDS = {'changed': 'changed', ACTIVATING: 'activating', 'failed': 'failed',
-         'rolled_back': 'rolled back', 'unreachable': 'unreachable', 'unchanged': 'unchanged',
-         'incomplete': 'not activated', STOPPED: 'stopped before activation'}
+WORDS = dict(INTERRUPTED_WORDS, changed='changed', failed='failed', rolled_back='rolled back',
+             unreachable='unreachable', unchanged='unchanged', incomplete='not activated')
 
 
 def _seconds(until, now):
@@ -48,14 +47,17 @@ def in_flight(step, now):
     until, guarded = step.get('until'), step.get('rolls_back')
     left = _seconds(until, now) if until is not None else None
     if step['step'] in _progress.WAITS:
-        head = '%s when interrupted' % step['step']
+        # the run on the target waits on, up to its own lock timeout: it
+        # may get the lock and activate, or give up with nothing changed
+        head = '%s when interrupted; its run on the target waits on' % step['step']
         if left is not None:
             head += ' (at most %d s more)' % left
+        head += ': if the lock is freed in time it activates'
         if guarded:
-            return head + ('; its run on the target goes on: it activates once the lock is free '
-                           'and, unconfirmed, rolls back by itself'), None
-        return head + ('; its run on the target goes on: it activates once the lock is free '
-                       '(no magic rollback: the host keeps what it ends with)'), None
+            head += ' and, unconfirmed, rolls back by itself'
+        else:
+            head += ' (no magic rollback: the host keeps what it ends with)'
+        return head + '; else it gives up and nothing changes on the host', None
     if not guarded:
         text = 'activation under way when interrupted; no magic rollback: the host keeps what it ends with'
         if left is not None:

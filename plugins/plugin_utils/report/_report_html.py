@@ -28,12 +28,13 @@ else:
 try:
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import wrap
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_order import (
-        STATUSES, ordered_hosts)
+        INTERRUPTED_WORDS, STATUSES, ordered_hosts, reached_state)
 except ImportError:
     # run as a plain script (the merge command): the sibling file and
     # common's (on the path _report.py set)
     from _cause import wrap  # pylint: disable=import-error
-    from _report_order import STATUSES, ordered_hosts  # pylint: disable=import-error
+    from _report_order import (  # pylint: disable=import-error
+        INTERRUPTED_WORDS, STATUSES, ordered_hosts, reached_state)
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'report.html.j2')
 with open(TEMPLATE, encoding='utf-8') as _handle:
@@ -108,9 +109,9 @@ def _generations(gen):
 
 
 def _status_text(rec, check_mode):
-    if rec['status'] == 'failed' and (rec.get('unreachable') or rec.get('connection_lost')):
-        return u'unreachable'
-    return (CHECK_STATUS_TEXT if check_mode else STATUS_TEXT).get(rec['status'], rec['status'])
+    # the badge's class in words: an interrupted host's as the console says it
+    words = dict(CHECK_STATUS_TEXT if check_mode else STATUS_TEXT, **INTERRUPTED_WORDS)
+    return words.get(_status_class(rec), _status_class(rec))
 
 
 def _status_class(rec):
@@ -118,7 +119,7 @@ def _status_class(rec):
     phase that lost its connection) its own, not a failed one's."""
     if rec['status'] == 'failed' and (rec.get('unreachable') or rec.get('connection_lost')):
         return u'unreachable'
-    return rec['status']
+    return reached_state(rec) or rec['status']
 
 
 def _header(report):
@@ -168,8 +169,17 @@ def _cards(report, check_mode):
     cards.append(('failed', failed, 'failed (%s)' % ', '.join(within) if within else 'failed'))
     if unreachable:
         cards.append(('unreachable', unreachable, 'unreachable'))
+    # an interrupted run's hosts that were not done, by what they had reached
+    # (as the console's closing line counts them), not as "not activated"
+    not_done = [reached_state(r) for r in report['hosts'].values() if reached_state(r)]
     for status in STATUSES[2:]:
-        cards.append((status, totals.get(status, 0), CHECK_STATUS_TEXT[status] if check_mode
+        count = totals.get(status, 0) - (len(not_done) if status == 'incomplete' else 0)
+        if status == 'incomplete' and not_done:
+            cards += [(state, not_done.count(state), INTERRUPTED_WORDS[state])
+                      for state in sorted(set(not_done))]
+            if not count:
+                continue
+        cards.append((status, count, CHECK_STATUS_TEXT[status] if check_mode
                       else STATUS_TEXT[status]))
     diff = totals.get('closure_diff') or {}
     cards += [('', human_bytes(totals.get('bytes_sent')),
