@@ -115,8 +115,7 @@ def _status_text(rec, check_mode):
 
 
 def _status_class(rec):
-    """The colour of a host's badge: an unreachable host (Ansible's, or a
-    phase that lost its connection) its own, not a failed one's."""
+    """A host's badge colour: an unreachable one (Ansible's, or a lost connection) its own."""
     if rec['status'] == 'failed' and (rec.get('unreachable') or rec.get('connection_lost')):
         return u'unreachable'
     return reached_state(rec) or rec['status']
@@ -317,7 +316,7 @@ def _rows(hosts, check_mode):
     rows = []
     for rec in hosts:
         gen = rec['generation']
-        copied = rec.get('copy') or {}
+        copied, key = rec.get('copy') or {}, 'missing' if check_mode else 'sent'
         diff = rec.get('closure_diff')
         change = u'-'
         if diff:
@@ -335,8 +334,9 @@ def _rows(hosts, check_mode):
             'before': generation(gen['before']), 'after': generation(gen['after']),
             'path': path, 'path_name': path.rpartition('/')[2][33:] or path or '-',
             'reused': _reused(rec),
-            'copied': '%s in %s paths' % (human_bytes(copied.get('bytes_sent')),
-                                          copied.get('paths_sent')) if copied else '-',
+            # check mode sent nothing: what a real run would send (what is missing)
+            'copied': ('would copy ' if check_mode else '') + '%s in %s paths' % (
+                human_bytes(copied.get('bytes_' + key)), copied.get('paths_' + key)) if copied else '-',
             'change': change, 'duration': seconds(rec.get('duration'))})
     return rows
 
