@@ -137,18 +137,21 @@ def test_an_interrupted_run_says_what_it_left_and_the_next_says_what_it_waits_fo
                             'h1 to switch and h2 to activate')
         # the held activation goes on, then awaits a confirmation that never comes
         lab.run_in('h2', ['touch', RELEASE])
+        released = time.time()
         rerun = start(fleet, '-e', 'nix_lock_timeout=240', NIXDEPLOY_PROGRESS_INTERVAL='2')
         runs.append(rerun)
         out = output(proc)
         assert proc.returncode == 99, out[-3000:]
         assert 'User interrupted execution' in out, out[-3000:]
-        window = check_console(out)
-        check_report(fleet, window)
-        # h2 rolls back by itself within the window the console gave
+        at_most = check_console(out)
+        check_report(fleet, at_most)
+        # h2 rolls back by itself the window the console gave after its
+        # activation ended (here: when the test let it go), and within the most
         rolled = wait_until(lambda: [t for t, _goal, path in history(lab, 'h2')
                                      if path == before['h2'] and t >= int(stopped)],
-                            window + ROLLBACK_SLACK + 30, what='h2 to roll back')
-        assert rolled[0] - stopped <= window + ROLLBACK_SLACK, (rolled, stopped, window)
+                            at_most + ROLLBACK_SLACK + 30, what='h2 to roll back')
+        assert rolled[0] - released <= CONFIRM + ROLLBACK_SLACK, (rolled, released)
+        assert rolled[0] - stopped <= at_most + ROLLBACK_SLACK, (rolled, stopped, at_most)
         rerun.wait(timeout=600)
     again = output(rerun)
     assert rerun.returncode == 0, again[-3000:]
@@ -191,19 +194,22 @@ def test_a_rollback_right_after_a_ctrl_c_waits_and_goes_back_no_further(fleet):
 
 
 def check_console(out):
-    """The interrupted summary: h1 switched, h2 in flight with its window
-    (returned, in seconds), and the closing line counting both."""
+    """The interrupted summary: h1 switched, h2 in flight (its activation
+    held) with the watchdog's real window after the activation and the most
+    it may take (returned, in seconds), and the closing line counting both."""
     assert 'NIXDEPLOY SUMMARY (interrupted by SIGINT)' in out, out[-3000:]
     summary = out[out.index('NIXDEPLOY SUMMARY (interrupted by SIGINT)'):]
     assert re.search(r'^h1 .* switched', summary, re.M), summary
     found = re.search(r'^h2 .*activation under way when interrupted; unconfirmed, it rolls back '
-                      r'by itself within (\d+) s', summary, re.M)
+                      r'by itself (\d+) s after its activation ends, within (\d+) s at the latest',
+                      summary, re.M)
     assert found, summary
-    window = int(found.group(1))
-    # its confirmation window at most, and more than the time it has left
-    assert 0 < window <= CONFIRM + 240 + 5, window
+    window, at_most = int(found.group(1)), int(found.group(2))
+    assert window == CONFIRM, summary
+    # the activation's timeout (the role's default) and the window at most
+    assert window < at_most <= CONFIRM + 240 + 5, at_most
     assert 'nixdeploy: interrupted by SIGINT: 1 changed, 1 activating' in summary, summary
-    return window
+    return at_most
 
 
 def check_report(fleet, window):

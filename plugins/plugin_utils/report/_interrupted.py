@@ -17,6 +17,8 @@ the bounds of its own arguments (activation/_activation_steps.py).
 import math
 import time
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_steps import (
+    read_window)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_order import (
     ACTIVATING, INTERRUPTED_WORDS, STOPPED)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_outcome import (
@@ -36,11 +38,13 @@ def _seconds(until, now):
     return int(max(0, math.ceil(until - now)))
 
 
-def in_flight(step, now):
+def in_flight(step, now, window=None):
     """(words, rolls_back_within) for a host whose activation was under
     way: ``step`` is its step record (read_step_record) or None, ``now``
-    the time of the interruption. ``rolls_back_within``: the seconds by
-    which its watchdog has rolled it back at the latest, or None."""
+    the time of the interruption, ``window`` the watchdog's window after
+    the activation (read_window) or None. ``rolls_back_within``: the
+    seconds by which its watchdog has rolled it back at the latest, or
+    None."""
     if not step:
         return ('activation under way when interrupted; it goes on on the target, and with '
                 'magic rollback, unconfirmed, rolls back by itself'), None
@@ -65,6 +69,12 @@ def in_flight(step, now):
         return text, None
     if left is None:
         return 'activation under way when interrupted; unconfirmed, it rolls back by itself', None
+    if step['step'] == _progress.ACTIVATING and window is not None and left > window + 1:
+        # the activation itself still ran: the watchdog's window starts when
+        # it ends, which may be now or up to its timeout later
+        return ('activation under way when interrupted; unconfirmed, it rolls back by itself '
+                '%d s after its activation ends, within %d s at the latest'
+                % (int(math.ceil(window)), left)), left
     return ('activation under way when interrupted; unconfirmed, it rolls back by itself '
             'within %d s' % left), left
 
@@ -93,7 +103,8 @@ def host_record(host, outcome, running, base_dir, check_mode, now):
     within = None
     if phase == 'activate':
         step = _progress.read_step_record(base_dir, outcome.host, running[1]) if base_dir else None
-        words, within = in_flight(step, now)
+        window = read_window(base_dir, outcome.host, running[1]) if base_dir else None
+        words, within = in_flight(step, now, window)
         state = ACTIVATING
     elif rec['failed'] or outcome.results.get('activate'):
         # its activate task ended (or it failed): what any run says of it

@@ -17,7 +17,7 @@ sys.path.insert(0, collections_path())
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_fields import (  # noqa: E402
     AWAITING)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_steps import (  # noqa: E402
-    ActivationSteps)
+    ActivationSteps, read_window)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _interrupted  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress  # noqa: E402
 
@@ -70,3 +70,23 @@ def test_an_activation_that_awaits_its_confirmation_rolls_back_within_the_window
     clock.now += 4
     steps.seen({'state': AWAITING})
     assert said(clock)[1] == 24
+
+
+def test_an_activation_still_running_says_its_window_and_the_most(clock):
+    """Interrupted while the activation itself runs: the rollback comes the
+    watchdog's window after the activation ends; the most it may take
+    comes first. Both are said (the trial saw "within 268 s" for a
+    rollback 40 s later)."""
+    steps = ActivationSteps(Task(), 240, 30, clock=clock)
+    steps.seen(None)
+    started = clock.now
+    clock.now += 2
+    step = _progress.read_step_record(C.DEFAULT_LOCAL_TMP, HOST, started - 1)
+    window = read_window(C.DEFAULT_LOCAL_TMP, HOST, started - 1)
+    words, within = _interrupted.in_flight(step, clock.now, window)
+    assert (window, within) == (30, 268), (window, within)
+    assert words.endswith('unconfirmed, it rolls back by itself 30 s after its activation ends, '
+                          'within 268 s at the latest'), words
+    # the task is done with it: nothing is left to read
+    steps.over()
+    assert read_window(C.DEFAULT_LOCAL_TMP, HOST, started - 1) is None
