@@ -18,7 +18,8 @@ Two places below the run are never looked into: a folder every user
 writes in (sticky and world-writable, as ``/tmp``: what lies below it is
 other people's or other sessions' work, not this user's fleet), and a
 collection's own ``examples/`` (beside its ``galaxy.yml``: a clone's demos,
-not the fleet the user made elsewhere).
+not the fleet the user made elsewhere). Nor is such a clone's own folder,
+laid out as a fleet's for its demo, ever named.
 """
 
 import os
@@ -38,9 +39,11 @@ _MOST = 3
 
 def is_fleet_folder(folder):
     """Whether ``folder`` is laid out as a fleet's: ansible.cfg and an
-    inventory/ folder with a ``*.nix.yml`` (or ``.nix.yaml``) file."""
+    inventory/ folder with a ``*.nix.yml`` (or ``.nix.yaml``) file; a
+    collection's own source (its ``galaxy.yml``: a clone's demo) is not."""
     inventory = os.path.join(folder, 'inventory')
-    if not os.path.isfile(os.path.join(folder, 'ansible.cfg')) or not os.path.isdir(inventory):
+    if not os.path.isfile(os.path.join(folder, 'ansible.cfg')) or not os.path.isdir(inventory) \
+            or os.path.isfile(os.path.join(folder, 'galaxy.yml')):
         return False
     try:
         return any(name.endswith(CONFIG_SUFFIXES) for name in os.listdir(inventory))

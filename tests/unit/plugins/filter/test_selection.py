@@ -138,12 +138,14 @@ def test_every_fleet_folder_near_is_named_but_not_others_work(tmp_path, monkeypa
         fleet_folder(work / name)
     assert plugin.wrong_folder(str(work)).endswith(
         "; cd to your fleet's folder and run again: fleet-a, fleet-c or fleet-d")
-    # a clone of the collection: its examples are not the user's fleet
-    clone = tmp_path / 'clone'
+    # a clone of the collection: neither its demo layout nor its examples
+    # are the user's fleet (run from above it, or from inside it)
+    clone = fleet_folder(tmp_path / 'clone')
     fleet_folder(clone / 'examples' / 'demo')
     (clone / 'galaxy.yml').write_text('namespace: nixdeploy\nname: fleet\n')
-    assert plugin.wrong_folder(str(clone)).endswith(
-        "; cd to your fleet's folder (the one with ansible.cfg and inventory/) and run again")
+    for where in (tmp_path / 'clone', tmp_path / 'clone' / 'inventory'):
+        assert plugin.wrong_folder(str(where)).endswith(
+            "; cd to your fleet's folder (the one with ansible.cfg and inventory/) and run again")
     fleet_folder(clone / '.lab' / 'try')
     assert plugin.wrong_folder(str(clone)).endswith('; cd .lab/try and run again')
     # a shared folder: another session's fleet below it is not named
