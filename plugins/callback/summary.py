@@ -192,6 +192,7 @@ class CallbackModule(CallbackBase):
         self._counts = {}        # status -> hosts, every batch (the closing totals line)
         self._answered = {}      # evaluated / reused / cached -> hosts, every batch
         self._reused_from = set()  # short revisions reused answers came from
+        self._dirty = 0          # hosts evaluated from a tree with uncommitted changes
         self._unreached = {}     # host -> why the probe could not reach it
         self._reached = set()    # hosts the probe reached
         self._status = StatusRun()  # what nixdeploy.fleet.status read, every batch
@@ -224,6 +225,10 @@ class CallbackModule(CallbackBase):
         _interrupt.forget(self)
         self._summarise()
         evaluated = evaluation_line(self._answered, self._reused_from)
+        if evaluated and self._dirty and not self._answered.get('reused'):
+            # "0 reused" after a one-host edit reads as a fault: say why
+            evaluated += (' (0 reused: the flake has uncommitted changes, and nothing is reused '
+                          'between a dirty tree and a commit; commit them to reuse)')
         if evaluated and self._shown:
             self._display.display(evaluated)
         line = self._status.totals_line() or totals_line(self._counts, self._check_mode)
@@ -325,6 +330,8 @@ class CallbackModule(CallbackBase):
             if phase == 'eval' and data.get('answered') in ('evaluated', 'reused', 'cached'):
                 how = data['answered']
                 self._answered[how] = self._answered.get(how, 0) + 1
+                if how == 'evaluated' and (data.get('source') or {}).get('dirty') is True:
+                    self._dirty += 1
                 origin = short_revision(data.get('reused')) if how == 'reused' else None
                 if origin:
                     self._reused_from.add(origin)

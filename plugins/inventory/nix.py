@@ -91,7 +91,8 @@ options:
       - Where the hosts come from.
       - V(auto) takes the first the flake has, in the order V(inventory), V(colmena),
         V(deploy-rs), in the same single evaluation; a flake with none of them fails the parse
-        (it never falls back to the configuration names).
+        (it never falls back to the configuration names). Taking V(colmena) or V(deploy-rs) (no
+        C(inventory) attribute) warns each parse, naming the source; set that source to mean it.
       - V(inventory) reads pure data at O(attribute), host name to attribute set.
       - V(colmena) reads each node's C(deployment) options of a C(colmenaHive) or C(colmena) output.
       - V(deploy-rs) reads C(deploy.nodes) without forcing any profile's C(path).
@@ -181,7 +182,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import
     batch_folder, short_digest)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
-    check_flake, eval_args, flake_config_warnings, request_digest)
+    AUTO, SOURCES, auto_fallback_message, check_flake, eval_args, flake_config_warnings,
+    request_digest)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
     InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_config import (
@@ -341,6 +343,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             result = build_inventory(raw, flake, strict=strict, hive_keys=self.get_option('hive_keys'))
         except InventoryError as exc:
             raise AnsibleParserError('nixdeploy.fleet.nix: %s' % to_native(exc))
+        if self.get_option('source') == AUTO and result.source != SOURCES[0].name:
+            # a flake whose inventory attribute went (or sits outside
+            # outputs) would otherwise lose its tags and addresses unsaid
+            display.warning('nixdeploy.fleet.nix: %s' % auto_fallback_message(
+                result.source, self.get_option('attribute')))
         for message in result.messages():
             display.warning('nixdeploy.fleet.nix: %s' % message)
         compose = self.get_option('compose')

@@ -11,6 +11,9 @@ the report (latest name and the run's own) is an interrupted run holding
 both hosts; h2 is back on its previous system within those seconds; and a
 run started at once says, for h2, that it waits for the interrupted run's
 unconfirmed activation or rollback, with the bound, then deploys both.
+A rollback of h2 asked at once after another such Ctrl-C says what it
+waits for, and once the watchdog has put h2's previous system back it
+goes no further (the trial's "two generations back").
 """
 
 import glob
@@ -20,6 +23,7 @@ import re
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 
 import jsonschema
 import pytest
@@ -66,10 +70,14 @@ def fleet(make_lab, tmp_path_factory):
 def start(fleet, *args, **env):
     """ansible-playbook in the background, in a session of its own (its
     process group is the terminal's foreground group a Ctrl-C reaches)."""
+    return start_playbook(fleet, DeployFleet.PLAYBOOK, *args, **env)
+
+
+def start_playbook(fleet, playbook, *args, **env):
     rundir = fleet.rundir()
     log = open(os.path.join(rundir, 'output.log'), 'w')
     argv = [os.path.join(BIN, 'ansible-playbook'), '-i', fleet.inventory,
-            DeployFleet.PLAYBOOK] + list(args)
+            playbook] + list(args)
     env = ansible_env(dict(env, ANSIBLE_CALLBACKS_ENABLED=CALLBACKS,
                            NIXDEPLOY_REPORT_DIR=fleet.reports,
                            NIXDEPLOY_TEST_RECORD=os.path.join(rundir, 'record.jsonl')))
@@ -85,46 +93,66 @@ def activated(proc, host):
                for r in records(proc))
 
 
+@contextmanager
+def held(fleet, version):
+    """h2's next version (``version``) holds in its activation until the
+    test lets it go; yields the list the test puts its runs in. Whatever
+    happens, a run the test gave up on stops with it (its own group, its
+    workers), and h2's activation is let go and made plain again."""
+    fleet.lab.run_in('h2', ['rm', '-f', RELEASE])
+    fleet.flake.set_config(fleet.flake.config_of('h2'), version=version, behaviour='slow',
+                           on_activate=HOLD)
+    runs = []
+    try:
+        yield runs
+    finally:
+        for left in runs:
+            if left.poll() is None:
+                kill_controller(left)
+        fleet.lab.run_in('h2', ['touch', RELEASE])
+        fleet.flake.set_config(fleet.flake.config_of('h2'), behaviour='ok', on_activate='')
+
+
+def interrupt(proc, ready, what):
+    """SIGINT to the run's process group (a terminal's Ctrl-C) once
+    ``ready()``; returns when it was sent, after the run ended."""
+    wait_until(lambda: proc.poll() is not None or ready(), 600, interval=0.2, what=what)
+    assert proc.poll() is None, output(proc)[-3000:]
+    os.killpg(proc.pid, signal.SIGINT)
+    stopped = time.time()
+    proc.wait(timeout=120)
+    return stopped
+
+
 def test_an_interrupted_run_says_what_it_left_and_the_next_says_what_it_waits_for(fleet):
     lab = fleet.lab
     before = dict((h, assert_consistent(lab, h)) for h in ('h1', 'h2'))
     seen = len(history(lab, 'h2'))
-    lab.run_in('h2', ['rm', '-f', RELEASE])
     fleet.flake.set_config(fleet.flake.config_of('h1'), version='i2')
-    fleet.flake.set_config(fleet.flake.config_of('h2'), version='i2', behaviour='slow',
-                           on_activate=HOLD)
-    proc = rerun = None
-    try:
+    with held(fleet, 'i2') as runs:
         proc = start(fleet, '-e', 'nix_confirm_timeout=%d' % CONFIRM)
+        runs.append(proc)
         # h1 switched and h2's activation runs (held)
-        wait_until(lambda: proc.poll() is not None or (
-            activated(proc, 'h1') and len(history(lab, 'h2')) > seen), 600, interval=0.2,
-            what='h1 to switch and h2 to activate')
-        assert proc.poll() is None, output(proc)[-3000:]
-        os.killpg(proc.pid, signal.SIGINT)
-        stopped = time.time()
-        proc.wait(timeout=120)
+        stopped = interrupt(proc, lambda: activated(proc, 'h1') and len(history(lab, 'h2')) > seen,
+                            'h1 to switch and h2 to activate')
         # the held activation goes on, then awaits a confirmation that never comes
         lab.run_in('h2', ['touch', RELEASE])
+        released = time.time()
         rerun = start(fleet, '-e', 'nix_lock_timeout=240', NIXDEPLOY_PROGRESS_INTERVAL='2')
+        runs.append(rerun)
         out = output(proc)
         assert proc.returncode == 99, out[-3000:]
         assert 'User interrupted execution' in out, out[-3000:]
-        window = check_console(out)
-        check_report(fleet, window)
-        # h2 rolls back by itself within the window the console gave
+        at_most = check_console(out)
+        check_report(fleet, at_most)
+        # h2 rolls back by itself the window the console gave after its
+        # activation ended (here: when the test let it go), and within the most
         rolled = wait_until(lambda: [t for t, _goal, path in history(lab, 'h2')
                                      if path == before['h2'] and t >= int(stopped)],
-                            window + ROLLBACK_SLACK + 30, what='h2 to roll back')
-        assert rolled[0] - stopped <= window + ROLLBACK_SLACK, (rolled, stopped, window)
+                            at_most + ROLLBACK_SLACK + 30, what='h2 to roll back')
+        assert rolled[0] - released <= CONFIRM + ROLLBACK_SLACK, (rolled, released)
+        assert rolled[0] - stopped <= at_most + ROLLBACK_SLACK, (rolled, stopped, at_most)
         rerun.wait(timeout=600)
-    finally:
-        # a run the test gave up on stops with it (its own group, its workers)
-        for left in (proc, rerun):
-            if left is not None and left.poll() is None:
-                kill_controller(left)
-        lab.run_in('h2', ['touch', RELEASE])
-        fleet.flake.set_config(fleet.flake.config_of('h2'), behaviour='ok', on_activate='')
     again = output(rerun)
     assert rerun.returncode == 0, again[-3000:]
     check_rerun_waits(again)
@@ -134,20 +162,54 @@ def test_an_interrupted_run_says_what_it_left_and_the_next_says_what_it_waits_fo
     lab.run_in('h2', ['rm', '-f', RELEASE])
 
 
+def test_a_rollback_right_after_a_ctrl_c_waits_and_goes_back_no_further(fleet):
+    """Ctrl-C while h2's new system activates, then at once the rollback of
+    h2: its progress line says that it waits for the interrupted run, and
+    once the watchdog has put h2's previous system back, the rollback
+    leaves it there and says so (not a second generation back)."""
+    lab = fleet.lab
+    before = assert_consistent(lab, 'h2')
+    seen = len(history(lab, 'h2'))
+    with held(fleet, 'i3') as runs:
+        proc = start(fleet, '-l', 'h2', '-e', 'nix_confirm_timeout=20')
+        runs.append(proc)
+        interrupt(proc, lambda: len(history(lab, 'h2')) > seen, 'h2 to activate')
+        lab.run_in('h2', ['touch', RELEASE])
+        back = start_playbook(fleet, 'nixdeploy.fleet.rollback', '-l', 'h2',
+                              NIXDEPLOY_PROGRESS_INTERVAL='2')
+        runs.append(back)
+        back.wait(timeout=600)
+    said = output(back)
+    assert back.returncode == 0, said[-3000:]
+    assert re.search(r"h2 \(\d+s, waiting for another run's (unconfirmed activation to be "
+                     r"confirmed or rolled back|rollback) \d+s, at most \d+s more\)", said), \
+        said[-4000:]
+    summary = said[said.index('NIXDEPLOY SUMMARY'):]
+    assert re.search(r'^h2 .* unchanged \(while this rollback waited for the lock, another run '
+                     r'.* moved \S+ from generation (\d+) to (\d+): left there, not rolled back '
+                     r'further', summary, re.M), summary
+    settled(lab, 'h2')
+    assert assert_consistent(lab, 'h2') == before
+    lab.run_in('h2', ['rm', '-f', RELEASE])
+
+
 def check_console(out):
-    """The interrupted summary: h1 switched, h2 in flight with its window
-    (returned, in seconds), and the closing line counting both."""
+    """The interrupted summary: h1 switched, h2 in flight (its activation
+    held) with the watchdog's real window after the activation and the most
+    it may take (returned, in seconds), and the closing line counting both."""
     assert 'NIXDEPLOY SUMMARY (interrupted by SIGINT)' in out, out[-3000:]
     summary = out[out.index('NIXDEPLOY SUMMARY (interrupted by SIGINT)'):]
     assert re.search(r'^h1 .* switched', summary, re.M), summary
     found = re.search(r'^h2 .*activation under way when interrupted; unconfirmed, it rolls back '
-                      r'by itself within (\d+) s', summary, re.M)
+                      r'by itself (\d+) s after its activation ends, within (\d+) s at the latest',
+                      summary, re.M)
     assert found, summary
-    window = int(found.group(1))
-    # its confirmation window at most, and more than the time it has left
-    assert 0 < window <= CONFIRM + 240 + 5, window
+    window, at_most = int(found.group(1)), int(found.group(2))
+    assert window == CONFIRM, summary
+    # the activation's timeout (the role's default) and the window at most
+    assert window < at_most <= CONFIRM + 240 + 5, at_most
     assert 'nixdeploy: interrupted by SIGINT: 1 changed, 1 activating' in summary, summary
-    return window
+    return at_most
 
 
 def check_report(fleet, window):
@@ -173,6 +235,10 @@ def check_report(fleet, window):
     with open(os.path.join(fleet.reports, 'nixdeploy-report.html')) as handle:
         page = handle.read()
     assert 'interrupted by SIGINT' in page, page[:2000]
+    # one word for one state: the console's, in the JSON's counts and on the page
+    assert latest['totals']['interrupted'] == {'changed': 1, 'activating': 1}, latest['totals']
+    assert '<span class="badge activating">activating</span>' in page, page
+    assert '<small>not activated</small>' not in page and 'every host went through' not in page
     assert len(glob.glob(os.path.join(fleet.reports, 'nixdeploy-report-*.json'))) >= 2
 
 

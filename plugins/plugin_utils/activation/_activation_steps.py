@@ -14,12 +14,17 @@ profile's lock, then the platform's switch lock), the activation
 window (``confirm_timeout`` and the health checks' budget).
 """
 
+import json
+import os
 import time
 
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_fields import (
     AWAITING)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress
 
 # the run's waiting_for (activate-lock.sh) -> the words of its step
@@ -29,6 +34,41 @@ WAIT_STEPS = {
     'rollback': _progress.WAITING_ROLLBACK,
     'switch': _progress.WAITING_SWITCH,
 }
+
+
+def _window_path(base_dir, host, make=False):
+    folder = os.path.join(base_dir, 'nixdeploy-windows')
+    if make:
+        private_folder(folder)
+    # the host name comes from the flake: a digest of it, never a path of its own
+    return os.path.join(folder, short_digest('window', host) + '.json')
+
+
+def write_window(base_dir, host, window):
+    """Keep the watchdog's window of ``host``'s activation (seconds after
+    the activation ends): while the activation runs, its step's bound holds
+    the activation's timeout too, and an interrupted run says both. Never
+    fails the activation."""
+    try:
+        write_json(_window_path(base_dir, host, make=True),
+                   {'host': host, 'window': window, 'since': time.time()})
+    except (OSError, IOError, TypeError, ValueError):
+        pass
+
+
+def read_window(base_dir, host, started):
+    """The window write_window kept for ``host`` since ``started`` (when its
+    task started), or None."""
+    try:
+        with open(_window_path(base_dir, host), 'rb') as handle:
+            data = json.loads(handle.read(_progress.STEP_FILE_MAX).decode('utf-8'))
+    except (OSError, IOError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get('host') != host:
+        return None
+    window, since = data.get('window'), data.get('since')
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (window, since))
+    return window if numbers and since >= started - _progress.STEP_SLACK else None
 
 
 class ActivationSteps:
@@ -44,15 +84,22 @@ class ActivationSteps:
         self._window = window
         self._clock = clock
         self._step = None
+        self._until = None
         self._lock_seen = {}    # 'lock' or 'switch' -> when the wait was first seen
         # when the watchdog rolls back an unconfirmed run at the latest
         self.window_end = None
+        if window is not None:
+            write_window(C.DEFAULT_LOCAL_TMP, self._host, window)
 
     def _set(self, step, until):
-        # once a step: its start and bound stay what they were when it began;
+        # once a step: its start and bound stay what they were when it began,
+        # unless the bound comes nearer (an activation that ended awaits its
+        # confirmation: the watchdog's window is all that is left of it,
+        # not the activation's timeout too);
         # rolls_back: a watchdog guards the run (it rolls back unconfirmed)
-        if step != self._step:
-            self._step = step
+        nearer = until is not None and self._until is not None and until < self._until
+        if step != self._step or nearer:
+            self._step, self._until = step, until
             _progress.set_step(C.DEFAULT_LOCAL_TMP, self._host, step, until=until,
                                rolls_back=self._window is not None)
 
@@ -82,3 +129,7 @@ class ActivationSteps:
     def over(self):
         """The task is done with its run: no step is left for its host."""
         _progress.clear_step(C.DEFAULT_LOCAL_TMP, self._host)
+        try:
+            os.unlink(_window_path(C.DEFAULT_LOCAL_TMP, self._host))
+        except (OSError, IOError):
+            pass

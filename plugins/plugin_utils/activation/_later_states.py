@@ -100,12 +100,20 @@ class LaterStates:
                     'msg': 'would roll back to generation %s' % wanted if wanted else
                            'no generation to roll back to'}
         target_run = self._target_run
-        run, values, log, failure = target_run.launch('rollback', False)
-        if failure:
-            failure['phase'] = 'rollback'
-            return failure
-        values, log, problem = target_run.follow(run, False, target_run.deadline(False),
-                                                 values, log)
+        # its step file: a rollback that waits for another run's lock (an
+        # interrupted deploy's watchdog) says so in the progress line
+        steps = target_run.watch(False)
+        try:
+            steps.seen(None)
+            run, values, log, failure = target_run.launch('rollback', False)
+            if failure:
+                failure['phase'] = 'rollback'
+                return failure
+            steps.seen(values)
+            values, log, problem = target_run.follow(run, False, target_run.deadline(False),
+                                                     values, log)
+        finally:
+            target_run.unwatch()
         task.timeline.add_run('rollback', values)
         res = _activation_result.result_from_status(values, log, platform, task.goal.name,
                                                     task.timeline.elapsed(), run)

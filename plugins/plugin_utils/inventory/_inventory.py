@@ -23,7 +23,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
     InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_sources import (
-    AUTO, CHOICES, SOURCES)
+    AUTO, CHOICES, SOURCES, source_row)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import nix_string
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (
     ACCEPTED_NOTE, accepts_flake_config, refused_note)
@@ -98,6 +98,21 @@ def no_source_message(looked, in_auto):
             'tags = [ "vps" ]; }; }; nixosConfigurations = ...; }; or, for one host per '
             'configuration name (no tags, no addresses, your login user), set source: '
             'configurations in the inventory file' % (PREFIX, auto[0], others, auto[0]))
+
+
+def auto_fallback_message(source, attribute=None):
+    """The warning of ``auto`` that took ``source`` (colmena, deploy-rs): the
+    flake has no inventory attribute, which may be meant (a colmena or
+    deploy-rs flake) or not (the attribute gone, or outside ``outputs``).
+    Said each parse until the inventory file names the source."""
+    first, row = SOURCES[0], source_row(source)
+    where = '.'.join(parse_attribute(attribute)) if attribute else \
+        first.looked_for(first.attributes, CONFIG_OUTPUTS)
+    return ('the flake has no attribute %s among its outputs: its hosts come from its %s, without '
+            'what the %s data gives (tags, addresses, users); if that is meant, set source: %s in '
+            'the inventory file (this warning goes); if not, the attribute %s must sit inside '
+            'outputs' % (where, row.missing.format(row.looked_for(row.attributes, CONFIG_OUTPUTS)),
+                         first.name, source, where))
 
 
 def _text(path):

@@ -17,45 +17,51 @@ the bounds of its own arguments (activation/_activation_steps.py).
 import math
 import time
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_steps import (
+    read_window)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_order import (
+    ACTIVATING, INTERRUPTED_WORDS, STOPPED)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_outcome import (
     outcome_record)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import HostOutcome
 
-ACTIVATING = 'activating'
-STOPPED = 'stopped'
 # what a host had reached (with the statuses of a host that is done), in the
 # order the closing line counts them
 STATES = ('changed', ACTIVATING, 'failed', 'rolled_back', 'unreachable', 'unchanged',
           'incomplete', STOPPED)
-WORDS = {'changed': 'changed', ACTIVATING: 'activating', 'failed': 'failed',
-         'rolled_back': 'rolled back', 'unreachable': 'unreachable', 'unchanged': 'unchanged',
-         'incomplete': 'not activated', STOPPED: 'stopped before activation'}
+WORDS = dict(INTERRUPTED_WORDS, changed='changed', failed='failed', rolled_back='rolled back',
+             unreachable='unreachable', unchanged='unchanged', incomplete='not activated')
 
 
 def _seconds(until, now):
     return int(max(0, math.ceil(until - now)))
 
 
-def in_flight(step, now):
+def in_flight(step, now, window=None):
     """(words, rolls_back_within) for a host whose activation was under
     way: ``step`` is its step record (read_step_record) or None, ``now``
-    the time of the interruption. ``rolls_back_within``: the seconds by
-    which its watchdog has rolled it back at the latest, or None."""
+    the time of the interruption, ``window`` the watchdog's window after
+    the activation (read_window) or None. ``rolls_back_within``: the
+    seconds by which its watchdog has rolled it back at the latest, or
+    None."""
     if not step:
         return ('activation under way when interrupted; it goes on on the target, and with '
                 'magic rollback, unconfirmed, rolls back by itself'), None
     until, guarded = step.get('until'), step.get('rolls_back')
     left = _seconds(until, now) if until is not None else None
     if step['step'] in _progress.WAITS:
-        head = '%s when interrupted' % step['step']
+        # the run on the target waits on, up to its own lock timeout: it
+        # may get the lock and activate, or give up with nothing changed
+        head = '%s when interrupted; its run on the target waits on' % step['step']
         if left is not None:
             head += ' (at most %d s more)' % left
+        head += ': if the lock is freed in time it activates'
         if guarded:
-            return head + ('; its run on the target goes on: it activates once the lock is free '
-                           'and, unconfirmed, rolls back by itself'), None
-        return head + ('; its run on the target goes on: it activates once the lock is free '
-                       '(no magic rollback: the host keeps what it ends with)'), None
+            head += ' and, unconfirmed, rolls back by itself'
+        else:
+            head += ' (no magic rollback: the host keeps what it ends with)'
+        return head + '; else it gives up and nothing changes on the host', None
     if not guarded:
         text = 'activation under way when interrupted; no magic rollback: the host keeps what it ends with'
         if left is not None:
@@ -63,6 +69,12 @@ def in_flight(step, now):
         return text, None
     if left is None:
         return 'activation under way when interrupted; unconfirmed, it rolls back by itself', None
+    if step['step'] == _progress.ACTIVATING and window is not None and left > window + 1:
+        # the activation itself still ran: the watchdog's window starts when
+        # it ends, which may be now or up to its timeout later
+        return ('activation under way when interrupted; unconfirmed, it rolls back by itself '
+                '%d s after its activation ends, within %d s at the latest'
+                % (int(math.ceil(window)), left)), left
     return ('activation under way when interrupted; unconfirmed, it rolls back by itself '
             'within %d s' % left), left
 
@@ -91,7 +103,8 @@ def host_record(host, outcome, running, base_dir, check_mode, now):
     within = None
     if phase == 'activate':
         step = _progress.read_step_record(base_dir, outcome.host, running[1]) if base_dir else None
-        words, within = in_flight(step, now)
+        window = read_window(base_dir, outcome.host, running[1]) if base_dir else None
+        words, within = in_flight(step, now, window)
         state = ACTIVATING
     elif rec['failed'] or outcome.results.get('activate'):
         # its activate task ended (or it failed): what any run says of it

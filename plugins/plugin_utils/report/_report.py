@@ -90,6 +90,14 @@ def totals(hosts, runs):
         for key in ('added', 'removed', 'changed'):
             out['closure_diff'][key] += len(diff.get(key) or [])
         out['closure_diff']['size_change_bytes'] += diff.get('size_change_bytes') or 0
+    # an interrupted run: its hosts by what they had reached, as the
+    # console's closing line counts them (None: no host was interrupted)
+    reached = {}
+    for rec in hosts.values():
+        state = (rec.get('interrupted') or {}).get('state')
+        if state:
+            reached[state] = reached.get(state, 0) + 1
+    out['interrupted'] = reached or None
     for run in runs:
         for key, value in (run.get('work') or {}).items():
             out[key] = out.get(key, 0) + (value or 0)

@@ -28,12 +28,13 @@ else:
 try:
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import wrap
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_order import (
-        STATUSES, ordered_hosts)
+        INTERRUPTED_WORDS, STATUSES, ordered_hosts, reached_state)
 except ImportError:
     # run as a plain script (the merge command): the sibling file and
     # common's (on the path _report.py set)
     from _cause import wrap  # pylint: disable=import-error
-    from _report_order import STATUSES, ordered_hosts  # pylint: disable=import-error
+    from _report_order import (  # pylint: disable=import-error
+        INTERRUPTED_WORDS, STATUSES, ordered_hosts, reached_state)
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'report.html.j2')
 with open(TEMPLATE, encoding='utf-8') as _handle:
@@ -108,17 +109,16 @@ def _generations(gen):
 
 
 def _status_text(rec, check_mode):
-    if rec['status'] == 'failed' and (rec.get('unreachable') or rec.get('connection_lost')):
-        return u'unreachable'
-    return (CHECK_STATUS_TEXT if check_mode else STATUS_TEXT).get(rec['status'], rec['status'])
+    # the badge's class in words: an interrupted host's as the console says it
+    words = dict(CHECK_STATUS_TEXT if check_mode else STATUS_TEXT, **INTERRUPTED_WORDS)
+    return words.get(_status_class(rec), _status_class(rec))
 
 
 def _status_class(rec):
-    """The colour of a host's badge: an unreachable host (Ansible's, or a
-    phase that lost its connection) its own, not a failed one's."""
+    """A host's badge colour: an unreachable one (Ansible's, or a lost connection) its own."""
     if rec['status'] == 'failed' and (rec.get('unreachable') or rec.get('connection_lost')):
         return u'unreachable'
-    return rec['status']
+    return reached_state(rec) or rec['status']
 
 
 def _header(report):
@@ -168,8 +168,17 @@ def _cards(report, check_mode):
     cards.append(('failed', failed, 'failed (%s)' % ', '.join(within) if within else 'failed'))
     if unreachable:
         cards.append(('unreachable', unreachable, 'unreachable'))
+    # an interrupted run's hosts that were not done, by what they had reached
+    # (as the console's closing line counts them), not as "not activated"
+    not_done = [reached_state(r) for r in report['hosts'].values() if reached_state(r)]
     for status in STATUSES[2:]:
-        cards.append((status, totals.get(status, 0), CHECK_STATUS_TEXT[status] if check_mode
+        count = totals.get(status, 0) - (len(not_done) if status == 'incomplete' else 0)
+        if status == 'incomplete' and not_done:
+            cards += [(state, not_done.count(state), INTERRUPTED_WORDS[state])
+                      for state in sorted(set(not_done))]
+            if not count:
+                continue
+        cards.append((status, count, CHECK_STATUS_TEXT[status] if check_mode
                       else STATUS_TEXT[status]))
     diff = totals.get('closure_diff') or {}
     cards += [('', human_bytes(totals.get('bytes_sent')),
@@ -307,7 +316,7 @@ def _rows(hosts, check_mode):
     rows = []
     for rec in hosts:
         gen = rec['generation']
-        copied = rec.get('copy') or {}
+        copied, key = rec.get('copy') or {}, 'missing' if check_mode else 'sent'
         diff = rec.get('closure_diff')
         change = u'-'
         if diff:
@@ -325,8 +334,9 @@ def _rows(hosts, check_mode):
             'before': generation(gen['before']), 'after': generation(gen['after']),
             'path': path, 'path_name': path.rpartition('/')[2][33:] or path or '-',
             'reused': _reused(rec),
-            'copied': '%s in %s paths' % (human_bytes(copied.get('bytes_sent')),
-                                          copied.get('paths_sent')) if copied else '-',
+            # check mode sent nothing: what a real run would send (what is missing)
+            'copied': ('would copy ' if check_mode else '') + '%s in %s paths' % (
+                human_bytes(copied.get('bytes_' + key)), copied.get('paths_' + key)) if copied else '-',
             'change': change, 'duration': seconds(rec.get('duration'))})
     return rows
 

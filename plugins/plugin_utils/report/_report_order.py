@@ -16,6 +16,12 @@ except ImportError:
 
 # host statuses, in the order people read them: the hosts that need a look first
 STATUSES = ('failed', 'rolled_back', 'incomplete', 'changed', 'unchanged')
+# what a host of an interrupted run had reached when it was not done
+# (report/_interrupted.py), in the words the console, the JSON's totals and
+# the page all use: one word for one state everywhere
+ACTIVATING = 'activating'
+STOPPED = 'stopped'
+INTERRUPTED_WORDS = {ACTIVATING: 'activating', STOPPED: 'stopped before activation'}
 
 
 def ordered_hosts(report):
@@ -24,3 +30,10 @@ def ordered_hosts(report):
     rank = dict((status, idx) for idx, status in enumerate(STATUSES))
     return sorted(report['hosts'].values(),
                   key=lambda rec: (rank.get(rec['status'], len(STATUSES)), natural_key(rec['host'])))
+
+
+def reached_state(rec):
+    """What a host record of an interrupted run had reached when it was not
+    done (``activating``, ``stopped``), or None: its status says it."""
+    state = (rec.get('interrupted') or {}).get('state')
+    return state if state in INTERRUPTED_WORDS else None

@@ -83,7 +83,10 @@ def outcome_record(outcome, check_mode=False):
             rec['after'] = new if new is not None else rec['after']
             rec['outcome'] = ('would roll back' if check_mode else 'rolled back') + notes
         else:
-            rec['outcome'] = 'unchanged' + notes
+            # why nothing moved (already there, or another run moved the
+            # host while this rollback waited for it): the target's words
+            said = activate.get('msg') if not check_mode else None
+            rec['outcome'] = 'unchanged' + notes + (' (%s)' % said if said else '')
         return rec
     built = outcome.results.get('build') or {}
     path = built.get('out_path') or rec.get('path')

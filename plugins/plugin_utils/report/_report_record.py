@@ -159,6 +159,9 @@ class HostLog:
                            'reused_from': reused_from(evaluated.get('reused'))}
         if copied and any(key in copied for key in COPY_KEYS):
             rec['copy'] = dict((key, copied.get(key)) for key in COPY_KEYS)
+            if check_mode:
+                # nothing was sent: what a real run would send is what is missing
+                rec['copy'].update(paths_sent=0, bytes_sent=0)
         rec['closure_diff'] = closure_diff(activate.get('closure_diff'))
         self._outcome(rec, activate, new, check_mode)
         phases = sorted(self.phases, key=lambda p: (p['start'] is None, p['start'] or 0))
@@ -357,7 +360,10 @@ def work(hosts):
         evaluated = rec.get('eval') or {}
         if evaluated.get('evaluated_here'):
             out['nix_evaluations'] += evaluated.get('nix_processes') or 0
-        if evaluated.get('from_cache'):
+        # as the summary's closing line counts them: a reused answer is
+        # reused, not also cached (both come from the evaluation cache)
+        answered = evaluated.get('answered')
+        if answered == 'cached' or (answered is None and evaluated.get('from_cache')):
             out['evaluations_from_cache'] += 1
         if evaluated.get('answered') == 'reused':
             out['evaluations_reused'] += 1

@@ -98,9 +98,18 @@ after_confirmation() {
   exit 1
 }
 main_rollback() {
+  # what the host ran when the rollback was asked: another run holding the
+  # lock (an interrupted deploy's watchdog) may move it while this one waits
+  current_gen; ASKED_GEN=$CUR_GEN
   take_lock
   [ -n "$PREV_GEN" ] || { status failed "$PROFILE has no generations to roll back to"; exit 1; }
   target_gen=$GENERATION
+  # "one generation back" meant from what the host ran then: once another
+  # run has moved it, a second step back is not what was asked
+  if [ -z "$target_gen" ] && [ -n "$ASKED_GEN" ] && [ "$ASKED_GEN" != "$PREV_GEN" ]; then
+    status unchanged "while this rollback waited for the lock, another run (an interrupted deploy's watchdog, or a deploy) moved $PROFILE from generation $ASKED_GEN to $PREV_GEN: left there, not rolled back further (run the rollback again to go one more generation back)"
+    exit 0
+  fi
   # a goal that leaves the profile alone (test): a test activation in effect
   # is undone by the profile's current generation, the profile never moves
   if [ -z "$target_gen" ] && [ "$ROLLBACK_MOVES" != 1 ] && [ -n "$ACTIVE_BEFORE" ] &&

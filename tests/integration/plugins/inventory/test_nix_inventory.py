@@ -174,10 +174,22 @@ def test_three_shapes_same_hosts_groups_and_connection(flake):
 def test_auto_picks_what_the_flake_has(tmp_path, keep, source):
     outputs = ['inventory', 'colmena', 'deploy', 'nixosConfigurations', 'darwinConfigurations']
     path = write_flake(str(tmp_path), drop=[o for o in outputs if o not in keep])
-    data = listing(write_config(path))[0]
+    data, stderr = listing(write_config(path))
     hv = data['_meta']['hostvars']
     assert set(h['nix_source'] for h in hv.values()) == {source}
     assert 'web1' in hv
+    # another source than the inventory data is said, with how to mean it
+    looked = {'colmena': 'colmena hive (colmenaHive, colmena)',
+              'deploy-rs': 'deploy-rs nodes (deploy.nodes)'}.get(source)
+    fallback = 'the flake has no attribute inventory among its outputs: its hosts come from its'
+    if looked:
+        assert said('%s %s, without what the inventory data gives (tags, addresses, users); if '
+                    'that is meant, set source: %s in the inventory file' % (fallback, looked, source),
+                    stderr), stderr
+        assert said('if not, the attribute inventory must sit inside outputs', stderr), stderr
+        # named in the file: meant, nothing said
+        stderr = listing(write_config(path, 'named.nix.yml', source=source))[1]
+    assert not said(fallback, stderr), stderr
 
 
 def test_configuration_names_only_when_the_file_asks(tmp_path):

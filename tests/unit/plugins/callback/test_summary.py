@@ -372,6 +372,22 @@ def test_the_closing_lines_say_what_evaluation_did(callback):
     assert text[-1] == 'nixdeploy: 4 hosts: 0 failed, 4 changed, 0 unchanged'
 
 
+def test_an_uncommitted_tree_says_why_nothing_was_reused(callback):
+    """A one-host edit left uncommitted evaluates every host: "0 reused"
+    gives its reason (the trial's row 94 read it as a fault); committed,
+    it says nothing more."""
+    callback.v2_playbook_on_play_start(callback.play)
+    for host in ('web1', 'web2'):
+        data = dict(EVAL, answered='evaluated', source={'dirty': True, 'revision': None})
+        callback.v2_runner_on_ok(Result(host, 'eval', data))
+        callback.v2_runner_on_ok(Result(host, 'activate', switched(3)))
+    callback.v2_playbook_on_stats(None)
+    assert callback._display.text()[-2] == (
+        'nixdeploy: evaluation: 2 evaluated, 0 reused, 0 cached (0 reused: the flake has '
+        'uncommitted changes, and nothing is reused between a dirty tree and a commit; commit '
+        'them to reuse)')
+
+
 def test_no_evaluation_line_without_evaluations():
     assert plugin.evaluation_line({}, set()) is None
     assert plugin.evaluation_line({'reused': 1}, {'a dirty tree'}) == \

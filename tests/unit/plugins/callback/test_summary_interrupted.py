@@ -25,6 +25,7 @@ from tests.unit.plugins.callback.test_summary import EVAL, Display, Play, Summar
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.callback import report as report_plugin  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _interrupted  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress  # noqa: E402
 
 SCHEMA = os.path.join(REPO, 'docs', 'report.schema.json')
@@ -150,6 +151,46 @@ def test_the_report_of_an_interrupted_run_keeps_every_host_under_its_own_name(tm
         str(tmp_path / name) for name in (
             'nixdeploy-report.json', 'nixdeploy-report.html',
             'nixdeploy-report-%s.json' % run['id'], 'nixdeploy-report-%s.html' % run['id']))]
+
+
+def test_the_interrupted_report_counts_and_words_agree_with_the_console(tmp_path, steps):
+    """The JSON, the page and the console's closing line say one word for
+    each host (an activation under way is "activating", not "not
+    activated") and count them alike."""
+    summary = Summary(display=Display())
+    stopped_batch(summary)
+    summary.interrupted('SIGINT')
+    closing = summary._display.text()[-1]
+    callback = Report(str(tmp_path))
+    stopped_batch(callback)
+    callback.interrupted('SIGINT')
+    with open(str(tmp_path / 'nixdeploy-report.json')) as handle:
+        report = json.load(handle)
+    assert report['totals']['interrupted'] == {'changed': 1, 'activating': 1, 'stopped': 1}
+    assert closing.startswith('nixdeploy: interrupted by SIGINT: 1 changed, 1 activating, '
+                              '1 stopped before activation'), closing
+    page = (tmp_path / 'nixdeploy-report.html').read_text()
+    assert '<small>not activated</small>' not in page, page
+    assert '<span class="badge activating">activating</span>' in page
+    assert '<span class="badge stopped">stopped before activation</span>' in page
+    assert '<b>1</b><small>activating</small>' in page
+    assert '<b>1</b><small>stopped before activation</small>' in page
+    assert 'every host went through' not in page
+    assert 'None before the run was interrupted' in page
+
+
+def test_an_interrupted_lock_wait_says_the_target_may_give_up():
+    """A host whose run waited for another run's lock: its run on the
+    target waits on up to its bound and may give up; never "it activates
+    once the lock is free" (it does not when the wait runs out)."""
+    words, within = _interrupted.in_flight(
+        {'step': _progress.WAITING_ACTIVATION, 'since': 0, 'until': 100.0,
+         'rolls_back': True}, 58.2)
+    assert within is None
+    assert words == ("waiting for another run's activation when interrupted; its run on the "
+                     "target waits on (at most 42 s more): if the lock is freed in time it "
+                     "activates and, unconfirmed, rolls back by itself; else it gives up and "
+                     "nothing changes on the host"), words
 
 
 # A process with ansible-core's way of handling the two signals (its task

@@ -122,6 +122,40 @@ def test_no_ansible_cfg_read_names_the_fleet_folder_near(tmp_path, monkeypatch, 
         'chmod o-w %s and run again' % (fleet, fleet))
 
 
+def test_every_fleet_folder_near_is_named_but_not_others_work(tmp_path, monkeypatch, cliargs):
+    """Two fleets below the run's folder: both named (the user chooses), a
+    few at most; a clone's own examples/ is not the user's fleet; nothing
+    below a folder every user writes in (as /tmp: another session's fleet
+    there is not this user's) is named."""
+    monkeypatch.setattr(plugin.C, 'CONFIG_FILE', None)
+    cliargs(inventory=['/etc/ansible/hosts'])
+    work = tmp_path / 'work'
+    fleet_folder(work / 'fleet-a')
+    fleet_folder(work / 'lab' / 'fleet-b')
+    assert plugin.wrong_folder(str(work)).endswith(
+        "; cd to your fleet's folder and run again: fleet-a or lab/fleet-b")
+    for name in ('fleet-c', 'fleet-d'):
+        fleet_folder(work / name)
+    assert plugin.wrong_folder(str(work)).endswith(
+        "; cd to your fleet's folder and run again: fleet-a, fleet-c or fleet-d")
+    # a clone of the collection: neither its demo layout nor its examples
+    # are the user's fleet (run from above it, or from inside it)
+    clone = fleet_folder(tmp_path / 'clone')
+    fleet_folder(clone / 'examples' / 'demo')
+    (clone / 'galaxy.yml').write_text('namespace: nixdeploy\nname: fleet\n')
+    for where in (tmp_path / 'clone', tmp_path / 'clone' / 'inventory'):
+        assert plugin.wrong_folder(str(where)).endswith(
+            "; cd to your fleet's folder (the one with ansible.cfg and inventory/) and run again")
+    fleet_folder(clone / '.lab' / 'try')
+    assert plugin.wrong_folder(str(clone)).endswith('; cd .lab/try and run again')
+    # a shared folder: another session's fleet below it is not named
+    shared = tmp_path / 'shared'
+    fleet_folder(shared / 'session' / 'fleet')
+    os.chmod(str(shared), 0o1777)
+    assert plugin.wrong_folder(str(shared)).endswith(
+        "; cd to your fleet's folder (the one with ansible.cfg and inventory/) and run again")
+
+
 def test_an_inventory_that_is_not_a_fleets_is_named(tmp_path, monkeypatch, cliargs):
     """ansible.cfg read, but its inventory holds no file of the nix plugin."""
     other = tmp_path / 'other'

@@ -113,8 +113,8 @@ class Host:
         return self.sh(_programs.launch_script('nixos', run, 'activate', path=path, **params))
 
     def rollback(self, run, **params):
-        return self.sh(_programs.launch_script('nixos', run, 'rollback', magic_rollback=False,
-                                               wait=20,
+        params = dict(dict(wait=20, magic_rollback=False), **params)
+        return self.sh(_programs.launch_script('nixos', run, 'rollback',
                                                **dict(params, **self.common)))
 
     def confirm(self, wait=20, claim=True):
@@ -501,6 +501,27 @@ def test_a_rollback_switches_back_and_reactivates(host):
     assert values['state'] == 'done' and values['rolled_back'] == '1'
     assert host.took() == ['nix-env --profile %s --switch-generation 1' % host.profile,
                            'activate first switch']
+
+
+def test_a_rollback_that_waited_while_another_run_rolled_back_goes_no_further(host):
+    """Ctrl-C left generation 3 awaiting its confirmation; a rollback asked
+    at once waits for the lock, and meanwhile the watchdog puts 2 back.
+    "One generation back" was from 3: the rollback leaves 2 and says why,
+    it does not go on to 1 (the trial's "two generations back")."""
+    host.activate(host.system('first'), 'r1')
+    host.activate(host.system('second'), 'r2')
+    values, _log = host.activate(host.system('third'), 'r3', magic_rollback=True,
+                                 confirm_timeout=4)
+    assert values['state'] == _programs.AWAITING, values['output']
+    values, _log = host.rollback('r4', wait=0)
+    assert values['state'] in ('starting', 'waiting_lock'), values['output']
+    values = host.sh(_programs.poll_script('nixos', 'r4', wait=40, **host.common))[0]
+    assert values['state'] == 'unchanged', values['output']
+    assert 'moved %s from generation 3 to 2: left there' % host.profile in values['reason']
+    assert host.generations() == ('2', ['1', '2'])
+    # asked again, it goes one back from what the host runs
+    values, _log = host.rollback('r5')
+    assert values['state'] == 'done' and host.generations()[0] == '1', values['output']
 
 
 def test_unconfirmed_rolls_back_and_confirmed_stays(host):

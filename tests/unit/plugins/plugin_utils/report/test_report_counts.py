@@ -12,7 +12,7 @@ import sys
 
 from tests.collection import collections_path
 from tests.unit.plugins.plugin_utils.report.test_report import (
-    ACTIVATE, EVAL, SCRIPT, evaluated, fleet_run, validate)
+    ACTIVATE, COPIED, EVAL, SCRIPT, evaluated, fleet_run, validate)
 
 sys.path.insert(0, collections_path())
 
@@ -147,3 +147,42 @@ def test_merge_says_the_counts_as_the_recap(tmp_path):
                           universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert '5 hosts from 1 runs, 2 failed (1 rolled back), 1 unreachable' in proc.stdout
+
+
+def test_evaluation_counts_agree_with_the_summary():
+    """The summary's closing line counts each host once: evaluated, reused
+    or cached. A reused answer also comes from the evaluation cache, but the
+    report counts it reused only, as the summary does (the trial's "1
+    evaluated, 1 reused" beside evaluations_from_cache 1)."""
+    rec = _report_record.Recorder()
+    answers = {'web': dict(answered='evaluated', here=True),
+               'db': dict(answered='reused', from_cache=True),
+               'lazy': dict(answered='cached', from_cache=True)}
+    for host, how in answers.items():
+        rec.task_result(host, 'u-eval', EVAL, 'ok', evaluated(host, **how))
+    report = validate(rec.build({'id': 'r', 'limit': None, 'tags': [], 'skip_tags': [],
+                                 'diff_mode': False, 'playbooks': ['deploy.yml'],
+                                 'collection_version': None, 'flakes': []}))
+    totals = report['totals']
+    assert (totals['evaluations_from_cache'], totals['evaluations_reused']) == (1, 1), totals
+    label = [k for k in tiles(_report_html.render(report)) if k.startswith('Nix evaluation')]
+    assert label == ['Nix evaluation processes, 1 host evaluated, 1 hosts from cache, '
+                     '1 reused from an earlier commit'], label
+
+
+def test_check_mode_shows_no_copy_that_did_not_happen():
+    """--check sends nothing: the JSON says 0 sent (what would be sent stays
+    in paths_missing, bytes_missing), the page "would copy"."""
+    report = validate(fleet_run(check_mode=True))
+    assert report['totals']['paths_sent'] == 0 and report['totals']['bytes_sent'] == 0
+    web = report['hosts']['web']['copy']
+    assert (web['paths_sent'], web['bytes_sent']) == (0, 0), web
+    assert web['paths_missing'] > 0, web
+    page = _report_html.render(report)
+    assert tiles(page)['0 paths copied'] == '0 B', tiles(page)
+    row = page.split('<tr data-host="web">', 1)[1].split('</tr>', 1)[0]
+    assert 'would copy ' in row, row
+    # a real run: what was sent
+    page = _report_html.render(validate(fleet_run()))
+    row = page.split('<tr data-host="web">', 1)[1].split('</tr>', 1)[0]
+    assert 'would copy' not in row and ' in %d paths' % COPIED['paths_sent'] in row, row

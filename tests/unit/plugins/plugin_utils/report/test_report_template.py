@@ -5,7 +5,9 @@ report_samples/samples.json holds report dicts (a 29-host fleet merged from
 two runs with every kind of failure, check and rollback runs, runs with no
 host, an older report, one full of markup characters); report_samples/
 NAME.html is the page the hand-built code (before the template) rendered
-from each, written once by that code and kept as it wrote it.
+from each, written once by that code and kept as it wrote it, but for one
+later change of words: check.html's copy column says "would copy" (check
+mode sends nothing).
 """
 
 import ast
