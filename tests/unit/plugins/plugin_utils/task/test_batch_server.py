@@ -276,12 +276,16 @@ def test_a_host_foreseen_while_the_first_wave_runs_waits_for_that_wave(tmp_path)
     request) still runs: it waits for that answer, it is not asked again."""
     log = str(tmp_path / 'waves')
     started = str(tmp_path / 'started')
-    answer = logged(log)
 
     def slow(requests, put):
+        # each wave is logged as it starts: a second wave for h2 would be
+        # there by the time h2 reads its answer
+        with open(log, 'a') as handle:
+            handle.write(' '.join(sorted(requests)) + '\n')
         open(started, 'w').close()
         time.sleep(1)
-        answer(requests, put)
+        for host, request in requests.items():
+            put(host, {'answer': request, 'wave': sorted(requests)})
     server = BatchServer(str(tmp_path), 'closure', 'k')
     server.request('h1', 'a', slow, expected=['h1'], foresee=lambda: {'h2': 'b'})
     deadline = time.monotonic() + 30
