@@ -274,6 +274,9 @@ class BatchServer(Stream):
                 settled = set(_read(self.settled_path) or ()) | unsettled
                 write_json(self.settled_path, sorted(settled))
             expecting = False
+            # by host name, whoever asked first: a work that plans by the
+            # hosts' order (the cascade's sites) plans as for the play batch
+            taken = dict(sorted(taken.items()))
             opener = self._opener(taken)
 
             def put(host, host_entry, request_of=taken.copy(), opener=opener):
