@@ -102,10 +102,12 @@ class CascadeStage:
         return out
 
     def _foresee(self, hosts):
-        """{host: request} of every host of the batch the cascade covers."""
+        """{host: request} of every host of the batch the cascade may cover:
+        each host's request from its variables; its connection and host key
+        are the server's to judge (``_serve``: once a host)."""
         peers = _Peers(self, hosts)
-        return dict((name, found[0].data()) for name, found in
-                    ((name, peers.of(name)) for name in hosts) if found is not None)
+        return dict((name, request.data()) for name, request in
+                    ((name, peers.request_of(name)) for name in hosts) if request is not None)
 
     def _serve(self, requests, put):
         """One cascade for the hosts of ``requests`` that it covers (the
@@ -164,20 +166,30 @@ class _Peers:
         # address may be another of its nix_target_hosts, or none
         self.probed = _probe.reached(C.DEFAULT_LOCAL_TMP, self.this_host) is not None
 
-    def of(self, name):
-        """(``CascadeRequest``, ``Peer``) of ``name``, or None when the
-        cascade does not cover it."""
+    def request_of(self, name):
+        """The ``CascadeRequest`` of ``name`` from its variables, or None when
+        the cascade leaves it to its own task (no ssh, no key judged here)."""
         stage, this_host = self.cascade.stage, self.this_host
         if name != this_host and name not in self.active:
             return None
         if self.probed and name != this_host and _probe.reached(
                 C.DEFAULT_LOCAL_TMP, name) is None:
             return None
-        hostvars = with_facts(vars_of(stage.task_vars, name), self.in_flight.get(name))
-        request = _peer_request(stage.filled.for_host(stage.args, _role_vars.COPY, hostvars),
-                                hostvars)
+        hostvars = self._hostvars(name)
+        return _peer_request(stage.filled.for_host(stage.args, _role_vars.COPY, hostvars),
+                             hostvars)
+
+    def _hostvars(self, name):
+        return with_facts(vars_of(self.cascade.stage.task_vars, name), self.in_flight.get(name))
+
+    def of(self, name):
+        """(``CascadeRequest``, ``Peer``) of ``name``, or None when the
+        cascade does not cover it."""
+        stage, this_host = self.cascade.stage, self.this_host
+        request = self.request_of(name)
         if request is None:
             return None
+        hostvars = self._hostvars(name)
         try:
             target = self.this_target if name == this_host else self.cascade.target_of(
                 name, hostvars, self.this_target)
