@@ -88,7 +88,6 @@ from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
     result_host, result_task)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import wrap
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _interrupted, _retry
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.status._status_view import StatusRun
@@ -96,59 +95,15 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_rec
     mark_rollback, outcome_record, rolls_back)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_end, _interrupt, _job_end
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._closing_lines import (
-    count_channel, evaluation_line, hosts_word, named, short_revision, totals_line)
+    EvaluationTally, count_channel, dry_lines, hosts_word, named, totals_line, wrapped_summary)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
-    HostOutcome, action_phase, result_data, summary_line, task_action)
+    HostOutcome, action_phase, result_data, task_action)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._progress import (
     SHOWN_STEPS, BatchProgress, read_step_record)
 
 
 def _truthy(value):
     return str(value).strip().lower() not in ('false', 'no', '0', 'off', 'n', 'f')
-
-
-# a failed host's cause goes on lines of its own under its summary line,
-# broken on spaces at this width and indented under the outcome (so no line
-# of a cause reads as a host's); the host's own line stays one line, as
-# every reader of the summary takes it
-SUMMARY_WIDTH = 100
-# the most a later line is indented (a long host name moves the outcome right)
-SUMMARY_INDENT = 46
-
-
-def wrapped_summary(rec, same_as=None):
-    """The host's summary lines: ``summary_line`` (every field printable),
-    what failed never cut, and, for a failed host, the cause of its failure
-    (Nix's last meaningful line) on the lines below, broken on spaces, never
-    cut mid-word; where ``same_as`` (a host above with the same cause), only
-    its name, so a cause the batch shares is printed once."""
-    head = rec.get('summary_head') or rec['outcome']
-    tail = rec.get('summary_tail')
-    if same_as is not None:
-        # 'FAILED at eval: <cause>' -> 'FAILED at eval: the same as web1'
-        head, tail = '%s: the same as %s' % (head.split(': ', 1)[0], same_as), None
-    line = summary_line(dict(rec, outcome=head))
-    column = len(line) - len(printable(head))
-    indent = ' ' * max(4, min(column, SUMMARY_INDENT))
-    lines = [line]
-    if tail:
-        lines += wrap(indent + printable(tail), SUMMARY_WIDTH, indent)
-    return lines
-
-
-# the most lines of a dry activation shown under a host (the result keeps more)
-DRY_SHOWN = 20
-
-
-def dry_lines(lines):
-    """What a host's dry activation would do (check mode, nix_goal=dry-activate:
-    the result's ``dry_activate``, the target's own words), indented under
-    its summary line, each printable; at most DRY_SHOWN lines."""
-    lines = [printable(u'%s' % line) for line in lines or () if u'%s' % line]
-    shown = ['    | ' + line for line in lines[:DRY_SHOWN]]
-    if len(lines) > DRY_SHOWN:
-        shown.append('    | ... %d more lines (-v shows the task result)' % (len(lines) - DRY_SHOWN))
-    return shown
 
 
 def progress_line(progress, now, interval, base_dir=None):
@@ -190,9 +145,7 @@ class CallbackModule(CallbackBase):
         self._play_hosts = 0     # hosts of the play, all batches (from nix_eval)
         self._last_batch = None  # (hosts, failed) of the last batch summarised
         self._counts = {}        # status -> hosts, every batch (the closing totals line)
-        self._answered = {}      # evaluated / reused / cached -> hosts, every batch
-        self._reused_from = set()  # short revisions reused answers came from
-        self._dirty = 0          # hosts evaluated from a tree with uncommitted changes
+        self._evaluations = EvaluationTally()  # how each host's evaluation was answered
         self._unreached = {}     # host -> why the probe could not reach it
         self._reached = set()    # hosts the probe reached
         self._status = StatusRun()  # what nixdeploy.fleet.status read, every batch
@@ -224,11 +177,7 @@ class CallbackModule(CallbackBase):
         _batch_end.forget(self)
         _interrupt.forget(self)
         self._summarise()
-        evaluated = evaluation_line(self._answered, self._reused_from)
-        if evaluated and self._dirty and not self._answered.get('reused'):
-            # "0 reused" after a one-host edit reads as a fault: say why
-            evaluated += (' (0 reused: the flake has uncommitted changes, and nothing is reused '
-                          'between a dirty tree and a commit; commit them to reuse)')
+        evaluated = self._evaluations.line()
         if evaluated and self._shown:
             self._display.display(evaluated)
         line = self._status.totals_line() or totals_line(self._counts, self._check_mode)
@@ -327,14 +276,8 @@ class CallbackModule(CallbackBase):
                 self._reached.add(host)
             if phase == 'eval' and data.get('play_hosts'):
                 self._play_hosts = int(data['play_hosts'])
-            if phase == 'eval' and data.get('answered') in ('evaluated', 'reused', 'cached'):
-                how = data['answered']
-                self._answered[how] = self._answered.get(how, 0) + 1
-                if how == 'evaluated' and (data.get('source') or {}).get('dirty') is True:
-                    self._dirty += 1
-                origin = short_revision(data.get('reused')) if how == 'reused' else None
-                if origin:
-                    self._reused_from.add(origin)
+            if phase == 'eval':
+                self._evaluations.take(data)
             self._outcomes.setdefault(host, HostOutcome(host)).add(
                 phase, data, status)
             if phase == 'activate' and isinstance(data.get('dry_activate'), list):

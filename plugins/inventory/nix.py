@@ -182,8 +182,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import
     batch_folder, short_digest)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory import (
-    AUTO, SOURCES, auto_fallback_message, check_flake, eval_args, flake_config_warnings,
-    request_digest)
+    check_flake, eval_args, flake_config_warnings, parse_warnings, request_digest)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_error import (
     InventoryError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.inventory._inventory_config import (
@@ -343,12 +342,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             result = build_inventory(raw, flake, strict=strict, hive_keys=self.get_option('hive_keys'))
         except InventoryError as exc:
             raise AnsibleParserError('nixdeploy.fleet.nix: %s' % to_native(exc))
-        if self.get_option('source') == AUTO and result.source != SOURCES[0].name:
-            # a flake whose inventory attribute went (or sits outside
-            # outputs) would otherwise lose its tags and addresses unsaid
-            display.warning('nixdeploy.fleet.nix: %s' % auto_fallback_message(
-                result.source, self.get_option('attribute')))
-        for message in result.messages():
+        for message in parse_warnings(result, self.get_option('source'), self.get_option('attribute')):
             display.warning('nixdeploy.fleet.nix: %s' % message)
         compose = self.get_option('compose')
         groups = self.get_option('groups')

@@ -115,6 +115,17 @@ def auto_fallback_message(source, attribute=None):
                          first.name, source, where))
 
 
+def parse_warnings(result, source, attribute=None):
+    """What a parse warns of: ``auto``'s choice of a source other than the
+    inventory data (a flake whose inventory attribute went, or sits outside
+    outputs, would otherwise lose its tags and addresses unsaid), then the
+    inventory's own messages (``result``: ``build_inventory``'s)."""
+    warnings = []
+    if source == AUTO and result.source != SOURCES[0].name:
+        warnings.append(auto_fallback_message(result.source, attribute))
+    return warnings + list(result.messages())
+
+
 def _text(path):
     with open(path) as handle:
         return handle.read()

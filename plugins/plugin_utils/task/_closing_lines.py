@@ -1,12 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The closing lines of the callback nixdeploy.fleet.summary: the line that
-counts the run's hosts as the PLAY RECAP does, and the line that says how
-each host's evaluation was answered."""
+"""The lines of the callback nixdeploy.fleet.summary: each host's summary
+lines (its cause and dry activation under it), the line that counts the
+run's hosts as the PLAY RECAP does, and the line that says how each host's
+evaluation was answered."""
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import wrap
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import natural_key
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import summary_line
 
 
 def hosts_word(count):
@@ -105,6 +108,38 @@ def evaluation_line(answered, origins):
         answered.get('evaluated', 0), reused, answered.get('cached', 0))
 
 
+class EvaluationTally(object):
+    """How each host's evaluation was answered over the run (evaluated,
+    reused, cached), from the eval results the summary sees, and the line
+    that says it at the end."""
+
+    def __init__(self):
+        self.answered = {}      # evaluated / reused / cached -> hosts
+        self.origins = set()    # short revisions reused answers came from
+        self.dirty = 0          # hosts evaluated from a tree with uncommitted changes
+
+    def take(self, data):
+        """Count one host's eval result (``data``), if it was answered."""
+        how = data.get('answered')
+        if how not in ('evaluated', 'reused', 'cached'):
+            return
+        self.answered[how] = self.answered.get(how, 0) + 1
+        if how == 'evaluated' and (data.get('source') or {}).get('dirty') is True:
+            self.dirty += 1
+        origin = short_revision(data.get('reused')) if how == 'reused' else None
+        if origin:
+            self.origins.add(origin)
+
+    def line(self):
+        """The closing line, or None when no host was evaluated here."""
+        line = evaluation_line(self.answered, self.origins)
+        if line and self.dirty and not self.answered.get('reused'):
+            # "0 reused" after a one-host edit reads as a fault: say why
+            line += (' (0 reused: the flake has uncommitted changes, and nothing is reused '
+                     'between a dirty tree and a commit; commit them to reuse)')
+        return line
+
+
 def short_revision(reused):
     """The short revision a reused answer came from ('dirty tree' for a
     tree with uncommitted changes), or None."""
@@ -115,3 +150,47 @@ def short_revision(reused):
     if isinstance(revision, str) and revision:
         return revision[:7]
     return 'a dirty tree' if source.get('dirty') else None
+
+
+# a failed host's cause goes on lines of its own under its summary line,
+# broken on spaces at this width and indented under the outcome (so no line
+# of a cause reads as a host's); the host's own line stays one line, as
+# every reader of the summary takes it
+SUMMARY_WIDTH = 100
+# the most a later line is indented (a long host name moves the outcome right)
+SUMMARY_INDENT = 46
+
+
+def wrapped_summary(rec, same_as=None):
+    """The host's summary lines: ``summary_line`` (every field printable),
+    what failed never cut, and, for a failed host, the cause of its failure
+    (Nix's last meaningful line) on the lines below, broken on spaces, never
+    cut mid-word; where ``same_as`` (a host above with the same cause), only
+    its name, so a cause the batch shares is printed once."""
+    head = rec.get('summary_head') or rec['outcome']
+    tail = rec.get('summary_tail')
+    if same_as is not None:
+        # 'FAILED at eval: <cause>' -> 'FAILED at eval: the same as web1'
+        head, tail = '%s: the same as %s' % (head.split(': ', 1)[0], same_as), None
+    line = summary_line(dict(rec, outcome=head))
+    column = len(line) - len(printable(head))
+    indent = ' ' * max(4, min(column, SUMMARY_INDENT))
+    lines = [line]
+    if tail:
+        lines += wrap(indent + printable(tail), SUMMARY_WIDTH, indent)
+    return lines
+
+
+# the most lines of a dry activation shown under a host (the result keeps more)
+DRY_SHOWN = 20
+
+
+def dry_lines(lines):
+    """What a host's dry activation would do (check mode, nix_goal=dry-activate:
+    the result's ``dry_activate``, the target's own words), indented under
+    its summary line, each printable; at most DRY_SHOWN lines."""
+    lines = [printable(u'%s' % line) for line in lines or () if u'%s' % line]
+    shown = ['    | ' + line for line in lines[:DRY_SHOWN]]
+    if len(lines) > DRY_SHOWN:
+        shown.append('    | ... %d more lines (-v shows the task result)' % (len(lines) - DRY_SHOWN))
+    return shown

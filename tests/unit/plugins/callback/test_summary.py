@@ -18,6 +18,8 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.callback import summary as plugin  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._closing_lines import (  # noqa: E402
+    evaluation_line)
 
 ACTIONS = {'eval': 'nix_eval', 'build': 'nix_build', 'copy': 'nix_copy_closure',
            'activate': 'nix_activate', 'stats': 'ansible.builtin.set_stats'}
@@ -389,8 +391,8 @@ def test_an_uncommitted_tree_says_why_nothing_was_reused(callback):
 
 
 def test_no_evaluation_line_without_evaluations():
-    assert plugin.evaluation_line({}, set()) is None
-    assert plugin.evaluation_line({'reused': 1}, {'a dirty tree'}) == \
+    assert evaluation_line({}, set()) is None
+    assert evaluation_line({'reused': 1}, {'a dirty tree'}) == \
         'nixdeploy: evaluation: 0 evaluated, 1 reused (from a dirty tree), 0 cached'
 
 

@@ -17,6 +17,7 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.callback import summary as plugin  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _cause  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _closing_lines  # noqa: E402
 from tests.unit.plugins.callback.test_summary import (  # noqa: E402
     EVAL, Display, Play, Result, Summary, switched)
 
@@ -152,7 +153,7 @@ def test_summary_keeps_the_cause_on_lines_under_the_host():
     # a host's
     for line in lines:
         if line.startswith(' '):
-            assert len(line) <= plugin.SUMMARY_WIDTH or DRV in line or ATTR in line, line
+            assert len(line) <= _closing_lines.SUMMARY_WIDTH or DRV in line or ATTR in line, line
     assert [line.split()[0] for line in lines if not line.startswith(' ')] == \
         ['bbuild', 'broken', 'good'], lines
     assert host_text(lines, 'broken').endswith("failed: error: attribute 'lab' missing" + EVAL_AT), lines
@@ -246,8 +247,8 @@ def test_a_dry_activation_says_what_it_would_do_under_its_host():
     # the totals count it as a host a real activation would change, apart
     # from web2's real change and from the hosts nothing would change
     assert text[-1] == 'nixdeploy: 2 hosts: 0 failed, 1 changed, 1 would change, 0 unchanged', text
-    many = plugin.dry_lines(['line %d' % n for n in range(50)])
-    assert len(many) == plugin.DRY_SHOWN + 1 and '30 more lines' in many[-1], many
+    many = _closing_lines.dry_lines(['line %d' % n for n in range(50)])
+    assert len(many) == _closing_lines.DRY_SHOWN + 1 and '30 more lines' in many[-1], many
 
 
 def test_a_build_failure_of_current_nix_keeps_the_builders_line():
