@@ -464,19 +464,29 @@ def test_lock_timeout_and_stale_lock(act):
 # its profile and by-hand confirm calls: test_switch_confirm_..., test_ssh_session_killed_...
 @pytest.mark.here_only
 def test_nixos_goals_test_and_boot(act):
-    # by hand: activate, then a new connection and state=confirmed
-    run = deploy(act, {'n1': 'v2'}, goal='test', base='v1', confirm=True)
+    # n1 by hand: activate with goal test, then a new connection and
+    # state=confirmed; n2 beside it: goal boot
+    extra = {'n1': {'base': act.system('n1', 'v1'), 'wanted': act.system('n1', 'v2'),
+                    'goal': 'test'},
+             'n2': {'base': act.system('n2', 'v1'), 'wanted': act.system('n2', 'v3'),
+                    'goal': 'boot'}}
+    tasks = [activate_task('baseline', '{{ base }}', magic_rollback=False),
+             activate_task('activate', '{{ wanted }}', goal='{{ goal }}', confirm=False,
+                           confirm_timeout=5)]
+    reconnect, confirm = confirm_tasks()
+    tasks += [reconnect, only('n1', confirm)]
+    run = act.play(tasks, ['n1', 'n2'], extra=extra)
     gen = (generation_after(ok(run, 'baseline', 'n1')), act.system('n1', 'v1'))
     assert ok(run, 'activate', 'n1')['state'] == 'awaiting_confirmation'
     assert ok(run, 'confirm', 'n1')['confirmed']
     assert act.lab.active('n1') == act.system('n1', 'v2')
     assert act.profile('n1') == gen  # test never touches the profile
-    run = deploy(act, {'n1': 'v3'}, goal='boot')
-    res = ok(run, 'activate', 'n1')
+    ok(run, 'baseline', 'n2')
+    res = ok(run, 'activate', 'n2')
     assert res['state'] == 'done' and not res['magic_rollback']  # no watchdog for boot
-    assert act.lab.boot('n1') == act.system('n1', 'v3')
-    assert act.profile('n1')[1] == act.system('n1', 'v3')
-    assert act.lab.active('n1') == act.system('n1', 'v2')
+    assert act.lab.boot('n2') == act.system('n2', 'v3')
+    assert act.profile('n2')[1] == act.system('n2', 'v3')
+    assert act.lab.active('n2') == act.system('n2', 'v1')  # boot never touches what runs
 
 
 def test_check_mode_changes_nothing(act):
