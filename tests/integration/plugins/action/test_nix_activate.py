@@ -506,8 +506,7 @@ def test_check_mode_changes_nothing(act):
         res = ok(run, 'activate', host)
         assert res['changed'] and not res['activated'], res
         # every activation the run made was the baseline's
-        assert all(act.system(host, 'v1') in line.split()
-                   for line in act.history(host)[before[host]:]), act.history(host)
+        assert activations_since(act, host, before[host], 'v1') == [], act.history(host)
         assert act.profile(host) == (gen, act.system(host, 'v1'))
         assert act.lab.active(host) == act.system(host, 'v1')
     # every platform's own dry activation
