@@ -35,6 +35,7 @@ from tests.collection import BIN, ansible_env, run_playbook
 from tests.integration.test_cache_credentials import build
 from tests.unit.plugins.plugin_utils.activation.test_health_redirects import Server
 from tests.deploy_fleet import prepare, write_inventory
+from tests.lab.fixtures import FleetFlake
 from tests.faults.fleet import ACTIVATE, COPY, EVAL, history, out_paths
 
 pytestmark = pytest.mark.lab
@@ -81,6 +82,13 @@ def hostile(make_lab, tmp_path_factory):
     return {'lab': lab, 'flake': flake, 'inventory': inventory, 'base': base, 'secret': secret,
             'first': dict((h, lab.active(h)) for h in lab.hosts),
             'history': dict((h, len(history(lab, h))) for h in lab.hosts)}
+
+
+def fleet_flake(fleet, folder):
+    """A new fleet flake for the lab in ``folder``, and the module's signing
+    key, which the fixture made every host trust (trusting it again would
+    restart every host's nix-daemon for nothing)."""
+    return FleetFlake.for_lab(folder, fleet['lab']), fleet['secret']
 
 
 def make_hostile(fleet):
@@ -340,7 +348,7 @@ def test_what_was_reviewed_is_what_is_deployed(hostile):
     another account planted as a link uses no cache and says so once."""
     lab, base = hostile['lab'], hostile['base']
     work = os.path.join(base, 'reviewed')
-    flake, secret = prepare(lab, os.path.join(work, 'flake'))
+    flake, secret = fleet_flake(hostile, os.path.join(work, 'flake'))
     flake.set_all(version='3')
     git(flake.path, 'init', '-q')
     git(flake.path, 'add', '-A')
@@ -461,7 +469,7 @@ def test_a_failed_host_gets_no_system_of_another(hostile):
     h1's and h5's systems leaves it out: its store gets nothing of theirs."""
     lab, base = hostile['lab'], hostile['base']
     work = os.path.join(base, 'own-facts')
-    flake, secret = prepare(lab, os.path.join(work, 'flake'))
+    flake, secret = fleet_flake(hostile, os.path.join(work, 'flake'))
     flake.set_all(version='6')
     inventory = write_inventory(os.path.join(work, 'inventory'), lab, flake, secret)
     os.makedirs(os.path.join(inventory, 'host_vars'))
@@ -597,7 +605,7 @@ def test_the_flake_cannot_change_the_controllers_rules(hostile):
     assert "'allow-import-from-derivation' is disabled" in graph.stderr, graph.stderr[-3000:]
 
     # the fleet: a flake with a nixConfig of its own; h3 on one with an unlocked input
-    flake, secret = prepare(lab, os.path.join(work, 'flake'))
+    flake, secret = fleet_flake(hostile, os.path.join(work, 'flake'))
     flake.set_all(version='7')
     with open(os.path.join(flake.path, 'flake.nix'), 'w') as handle:
         handle.write(NIX_CONFIG_FLAKE)

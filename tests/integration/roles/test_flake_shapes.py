@@ -8,7 +8,8 @@ a plain ``path:`` folder), every one with ``packages``, ``legacyPackages``,
 flake.lock that the systems are built from, and 300 hosts in its
 ``inventory``, is used as users use theirs:
 
-- the inventory plugin reads it: all 300 hosts, groups by tag, host vars;
+- the inventory plugin reads it: all 300 hosts, groups by tag, host vars,
+  as the deploy's own run sees them (a play before the role's prints them);
 - ``ansible-playbook nixdeploy.fleet.deploy -l lab`` (eval, build, copy,
   activate) moves the three lab hosts (two NixOS, one home-manager) to the
   system Nix itself evaluates from that flake, the uncommitted change of
@@ -31,7 +32,7 @@ import subprocess
 
 import pytest
 
-from tests.collection import BIN, ansible_env, run_playbook, unsafe_free
+from tests.collection import run_playbook, unsafe_free
 from tests.deploy_fleet import KEY_NAME, lab_group_vars, signing_key, trust_key
 from tests.lab.shapes import DATA_CONFIGS, NIX, SHAPES, ShapedFlake, StandIn, data_host, git
 
@@ -47,9 +48,19 @@ PUB_PIN = 'nixdeploy.fleet.publish : Pin the flake to its commit'
 PUB_EVAL = 'nixdeploy.fleet.publish : Evaluate the system of each host'
 PUB_CHANNEL = "nixdeploy.fleet.publish : Move each host's tested channel to the commit"
 REFUSED = {'git-dirty': 'uncommitted changes', 'path': 'not a git flake'}
-# the inventory plugin's evaluation of each other shape: that shape's deploy on the current stack
-INVENTORY_SHAPES = [shape if shape == 'git' else pytest.param(shape, marks=pytest.mark.here_only)
-                    for shape in SHAPES]
+INVENTORY_TASK = 'the inventory as the deploy reads it'
+# the hosts whose vars the inventory check reads: four data hosts, h1, h3
+SHOWN = [data_host(index)[0] for index in (0, 1, 150, DATA_HOSTS - 1)] + ['h1', 'h3']
+# One play before the role's, on no host's connection: what the inventory
+# plugin gave the run, so that the deploy's own run shows it (no
+# ansible-inventory of its own, whose evaluation would be a second one).
+# Only the shown hosts' vars: templating all 300 hosts' would cost more
+# than the ansible-inventory run it replaces.
+INVENTORY_PLAY = {'name': 'inventory', 'hosts': 'lab', 'gather_facts': False, 'tasks': [
+    {'name': INVENTORY_TASK, 'run_once': True, 'vars': {'shown': SHOWN},
+     'ansible.builtin.debug': {'msg': {
+         'groups': '{{ groups }}', 'names': '{{ hostvars | list }}',
+         'hostvars': "{{ dict(shown | zip(shown | map('extract', hostvars))) }}"}}}]}
 # the publish role's pin, copy and channel calls: test_publish[git-subdir] on the current stack
 PUBLISH_SHAPES = [pytest.param(shape, marks=pytest.mark.here_only) if shape == 'git' else shape
                   for shape in SHAPES]
@@ -78,9 +89,11 @@ class Shape:
         self.runs += 1
         return os.path.join(self.base, 'run%d' % self.runs)
 
-    def deploy(self):
-        return run_playbook('nixdeploy.fleet.deploy', self.inventory, self.rundir(),
-                            args=['-l', 'lab'])
+    def deploy(self, with_inventory=False):
+        playbook = 'nixdeploy.fleet.deploy'
+        if with_inventory:
+            playbook = [INVENTORY_PLAY, {'ansible.builtin.import_playbook': playbook}]
+        return run_playbook(playbook, self.inventory, self.rundir(), args=['-l', 'lab'])
 
     def publish(self):
         extra = {'nix_publish_cache': 'file://' + self.cache, 'nix_channel_repo': self.channels}
@@ -117,27 +130,24 @@ def shapes(make_lab, tmp_path_factory):
     return found
 
 
-def inventory_list(config):
-    proc = subprocess.run(
-        [os.path.join(BIN, 'ansible-inventory'), '-i', config, '--list'],
-        env=ansible_env({'ANSIBLE_INVENTORY_UNPARSED_FAILED': 'True',
-                         'ANSIBLE_INVENTORY_ENABLED': 'nixdeploy.fleet.nix'}),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300,
-        check=False)
-    assert proc.returncode == 0, proc.stderr
-    return unsafe_free(json.loads(proc.stdout))
+def inventory_of(run):
+    """The inventory the run read, shaped as ``ansible-inventory --list``
+    prints it ({group: {'hosts': [...]}, '_meta': {'hostvars': {...}}}, the
+    vars of the hosts SHOWN), and the names of every host it holds."""
+    seen = unsafe_free(run.result(INVENTORY_TASK, LAB_HOSTS[0])['result']['msg'])
+    data = dict((name, {'hosts': hosts}) for name, hosts in seen['groups'].items())
+    data['_meta'] = {'hostvars': seen['hostvars']}
+    return data, seen['names']
 
 
 def group(data, name):
     return sorted(data.get(name, {}).get('hosts', []))
 
 
-@pytest.mark.parametrize('shape', INVENTORY_SHAPES)
-def test_inventory_plugin_reads_the_shape(shapes, shape):
-    fleet = shapes[shape]
-    data = inventory_list(fleet.config)
+def check_inventory(fleet, data, names):
+    """What the inventory plugin made of the shape's 300 hosts."""
     hostvars = data['_meta']['hostvars']
-    assert len(hostvars) == 3 + DATA_HOSTS
+    assert len(set(names)) == 3 + DATA_HOSTS, names
     # groups by tag: the lab's and the data hosts'
     assert group(data, 'lab') == LAB_HOSTS
     assert group(data, 'vps') == ['h1', 'h2']
@@ -166,6 +176,7 @@ def test_inventory_plugin_reads_the_shape(shapes, shape):
         assert len(group(data, 'role_%s' % role)) == DATA_HOSTS // 3, role
 
 
+# scenario: test_inventory_plugin_reads_the_shape (check_inventory, on the deploy's own run)
 @pytest.mark.parametrize('shape', SHAPES)
 def test_deploy_moves_every_host_to_the_shape_system(shapes, shape):
     fleet = shapes[shape]
@@ -177,8 +188,9 @@ def test_deploy_moves_every_host_to_the_shape_system(shapes, shape):
         status = git(fleet.flake.repo, 'status', '--porcelain')
         assert ' M fleet.json' in status.splitlines(), status
     expected = fleet.expected()
-    run = fleet.deploy()
+    run = fleet.deploy(with_inventory=True)
     assert run.rc == 0, run
+    check_inventory(fleet, *inventory_of(run))
     assert run.outcomes() == dict((host, 'switched') for host in LAB_HOSTS), run
     evaluated = dict((r['host'], r['result']['out_path']) for r in run.results(EVAL)
                      if r['status'] == 'ok')

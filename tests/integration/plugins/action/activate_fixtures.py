@@ -15,9 +15,9 @@ from tests.lab.fixtures import FleetFlake
 
 LAB_NAME = 'act'
 HOSTS = [
-    {'name': 'n1', 'persona': 'nixos'},         # switch, rollback, idempotence, ssh kill
-    {'name': 'n2', 'persona': 'nixos'},         # break-network
-    {'name': 'n3', 'persona': 'nixos'},         # failing activations, concurrency
+    {'name': 'n1', 'persona': 'nixos'},         # switch, rollback, idempotence, ssh kill, hang
+    {'name': 'n2', 'persona': 'nixos'},         # break-network, stale lock, boot goal
+    {'name': 'n3', 'persona': 'nixos'},         # failing activations, concurrency, held lock
     {'name': 'd1', 'persona': 'darwin'},        # become from deploy
     {'name': 'a1', 'persona': 'nix-on-droid'},  # app, no sudo
     {'name': 'm1', 'persona': 'home-manager'},  # app, no sudo
@@ -35,10 +35,11 @@ HOLD = ('n=0; while [ ! -e %s ] && [ $n -lt %d ]; do sleep 0.2; n=$((n+1)); done
         % (RELEASE, HOLD_LIMIT * 5))
 # Every system the tests deploy: (host, variant) -> knobs.
 VARIANTS = {
-    'n1': {'v1': {}, 'v2': {}, 'v3': {}, 'slow': {'on_activate': HOLD}},
-    'n2': {'v1': {}, 'bn': {'behaviour': 'break-network'}},
+    'n1': {'v1': {}, 'v2': {}, 'v3': {}, 'slow': {'on_activate': HOLD},
+           'hang': {'behaviour': 'hang'}},
+    'n2': {'v1': {}, 'bn': {'behaviour': 'break-network'}, 'c2': {}, 'v3': {}},
     'n3': {'v1': {}, 'fail': {'behaviour': 'fail'}, 'fu': {'behaviour': 'fail-units'},
-           'hang': {'behaviour': 'hang'}, 'c2': {}, 'c3': {}},
+           'c2': {}, 'c3': {}},
     'd1': {'v1': {}, 'v2': {}, 'bn': {'behaviour': 'break-network'}},
     'a1': {'v1': {}, 'v2': {}, 'fail': {'behaviour': 'fail'}},
     'm1': {'v1': {}, 'v2': {}, 'fail': {'behaviour': 'fail'}},

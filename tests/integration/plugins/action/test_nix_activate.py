@@ -115,7 +115,20 @@ def baseline(act, hosts, variant='v1'):
     return run
 
 
+def only(host, task):
+    """``task`` run on ``host`` alone: one play carries each host's own scenario."""
+    return dict(task, when="inventory_hostname == '%s'" % host)
+
+
+def activations_since(act, host, count, variant):
+    """The host's history lines after its first ``count`` that activated
+    anything but ``variant`` (a line names the system it activated)."""
+    return [line for line in act.history(host)[count:]
+            if act.system(host, variant) not in line.split()]
+
+
 # ---------------------------------------------------------------- every persona
+# scenario: test_second_identical_run_changes_nothing (the task `again`)
 def test_switch_confirm_and_manual_rollback_on_every_persona(act):
     hosts = ['n1', 'd1', 'a1', 'm1']
     run = deploy(act, {host: 'v2' for host in hosts}, base='v1')
@@ -133,9 +146,17 @@ def test_switch_confirm_and_manual_rollback_on_every_persona(act):
     # darwin went through become: its activate refuses anything but root
     assert any('on darwin (switch)' in line for line in ok(run, 'activate', 'd1')['log_tail'])
 
-    run = act.play([{'name': 'rollback', 'nixdeploy.fleet.nix_activate': {'state': 'rolled_back'},
-                     'ignore_errors': True}], hosts)
+    # the same system again changes nothing, then a rollback by hand
+    before = {host: len(act.history(host)) for host in hosts}
+    run = act.play([activate_task('again', '{{ wanted }}', confirm_timeout=5),
+                    {'name': 'rollback', 'nixdeploy.fleet.nix_activate': {'state': 'rolled_back'},
+                     'ignore_errors': True}], hosts,
+                   extra={host: {'wanted': act.system(host, 'v2')} for host in hosts})
     for host in hosts:
+        res = ok(run, 'again', host)
+        assert res['changed'] is False and res['state'] == 'unchanged', res
+        # the rollback activated v1; nothing else was activated
+        assert activations_since(act, host, before[host], 'v1') == [], act.history(host)
         res = ok(run, 'rollback', host)
         assert res['rolled_back'] and res['changed'] and res['rollback_reason'] == 'requested'
         assert res['new']['path'] == act.system(host, 'v1'), res
@@ -146,18 +167,28 @@ def test_switch_confirm_and_manual_rollback_on_every_persona(act):
             assert act.profile(host)[0] == gens_v1[host]
 
 
-def test_rollback_to_a_given_generation(act):
+# scenario: test_rollback_to_a_given_generation (n1)
+# scenario: test_rollbacks_can_be_turned_off (n3)
+def test_rollback_to_a_given_generation_and_rollbacks_turned_off(act):
     wanted = {'v%d' % i: act.system('n1', 'v%d' % i) for i in (1, 2, 3)}
-    tasks = [dict(activate_task(name, wanted[name], magic_rollback=False), register=name)
+    tasks = [only('n1', dict(activate_task(name, wanted[name], magic_rollback=False),
+                             register=name))
              for name in ('v1', 'v2', 'v3')]
-    tasks += [
+    tasks += [only('n1', task) for task in (
         {'name': 'rollback', 'ignore_errors': True, 'nixdeploy.fleet.nix_activate': {
             'state': 'rolled_back',
             'generation': '{{ v1.new.generation or v1.previous.generation }}'}},
         {'name': 'missing', 'ignore_errors': True, 'nixdeploy.fleet.nix_activate': {
-            'state': 'rolled_back', 'generation': 999}},
-    ]
-    run = act.play(tasks, ['n1'])
+            'state': 'rolled_back', 'generation': 999}})]
+    # n3, beside it: a failed activation with auto rollback off, then one
+    # without a watchdog
+    tasks += [only('n3', task) for task in (
+        activate_task('baseline', act.system('n3', 'v1'), magic_rollback=False),
+        activate_task('fail', act.system('n3', 'fail'), auto_rollback=False),
+        activate_task('unguarded', act.system('n3', 'c2'), magic_rollback=False))]
+    before = set(runner_states(act, 'n3'))
+    run = act.play(tasks, ['n1', 'n3'])
+
     first = generation_after(ok(run, 'v1', 'n1'))
     assert ok(run, 'v3', 'n1')['previous']['path'] == wanted['v2']
     res = ok(run, 'rollback', 'n1')
@@ -167,125 +198,6 @@ def test_rollback_to_a_given_generation(act):
     assert act.lab.active('n1') == wanted['v1']
     assert act.profile('n1') == (first, wanted['v1'])
 
-
-# its switch calls: test_switch_confirm_and_manual_rollback_on_every_persona on the current stack
-@pytest.mark.here_only
-def test_second_identical_run_changes_nothing(act):
-    hosts = ['n1', 'd1', 'a1', 'm1']
-    before = {host: len(act.history(host)) for host in hosts}
-    run = deploy(act, {host: 'v2' for host in hosts}, base='v2')
-    for host in hosts:
-        ran = 1 if ok(run, 'baseline', host)['changed'] else 0
-        res = ok(run, 'activate', host)
-        assert res['changed'] is False and res['state'] == 'unchanged', res
-        assert len(act.history(host)) == before[host] + ran, 'an activation ran on %s' % host
-
-
-# ---------------------------------------------------------------- failures
-def test_break_network_is_rolled_back_by_the_watchdog(act):
-    hosts = ['n2', 'd1']
-    probes, done = {host: [] for host in hosts}, threading.Event()
-
-    def probe(host):
-        # A new ssh login every 0.5 s, each on its own (a login that began
-        # just before the break would stall through it): ground truth for
-        # whether the host was reachable.
-        info = act.lab.host(host)
-        argv = (['ssh', '-o', 'ConnectTimeout=2'] + act.lab.ssh_args()
-                + ['-l', info['ssh_user'], info['address'], 'true'])
-        started = []
-        while not done.is_set():
-            started.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL))
-            time.sleep(0.5)
-        for proc in started:
-            try:
-                probes[host].append(proc.wait(timeout=15))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                probes[host].append(proc.wait())
-
-    threads = [threading.Thread(target=probe, args=(host,)) for host in hosts]
-    for thread in threads:
-        thread.start()
-    try:
-        run = deploy(act, {host: 'bn' for host in hosts}, base='v1')
-    finally:
-        done.set()
-        for thread in threads:
-            thread.join()
-    gens = {host: generation_after(ok(run, 'baseline', host)) for host in hosts}
-    for host in hosts:
-        res = failed(run, 'activate', host)
-        assert res['msg'].startswith('%s: rolled back: no confirmation within 5s' % host), res
-        assert res['rolled_back'] and res['state'] == 'rolled_back'
-        # readable by programs: the confirmation could not reach the host
-        # (a failed result keeps the activation's log tail under details)
-        log_tail = res['details']['log_tail']
-        assert res['phase'] == 'confirm' and res['connection_lost'], repr(
-            [res.get(k) for k in ('lost_connections', 'phases', 'duration')] + [log_tail])
-        assert any('takes the network down' in line for line in log_tail)
-        # the host was unreachable for a while, and reachable again at the end
-        assert any(rc != 0 for rc in probes[host]) and probes[host][-1] == 0, probes[host]
-        # ground truth without ssh, then over a new ssh connection
-        assert act.lab.active(host) == act.system(host, 'v1')
-        assert act.profile(host) == (gens[host], act.system(host, 'v1'))
-        assert res['new']['generation'] not in act.generations(host)  # failed one deleted
-        assert act.lab.ssh(host, 'true', check=False).returncode == 0
-        # the task ended once the host had rolled back, instead of hanging on
-        # the lost connection: the host's activate task (from the run's
-        # record, not the play, whose other work a busy machine slows) took
-        # its activation, the 5 s window and the reconnection, with a minute
-        # to spare
-        rec = run.result('activate', host)
-        took = rec['ended'] - rec['started']
-        assert took < 5 + 60, (host, took, res['phases'])
-        print('break network: %s\'s activate task took %.1fs' % (host, took))
-
-
-def test_failing_activation_rolls_back_automatically(act):
-    run = deploy(act, {'n3': 'fail', 'a1': 'fail', 'm1': 'fail'}, base='v1')
-    before = {host: (generation_after(ok(run, 'baseline', host)), act.system(host, 'v1'))
-              for host in ('n3', 'a1', 'm1')}
-    for host in ('n3', 'a1', 'm1'):
-        res = failed(run, 'activate', host)
-        # the cause, then what the activation itself said (issue 61)
-        assert res['msg'].split('\n')[0] == (
-            '%s: rolled back: the activation failed with exit code 1:' % host), res
-        assert any('failed on purpose' in line for line in res['msg'].split('\n')[1:]), res
-        assert res['phase'] == 'activate' and not res['connection_lost'], res
-        assert act.profile(host) == before[host]
-        assert act.lab.active(host) == act.system(host, 'v1')
-    # NixOS: failed units (exit 4) count as a failed activation too
-    run = deploy(act, {'n3': 'fu'})
-    res = failed(run, 'activate', 'n3')
-    assert res['msg'] == ('n3: rolled back: the activation exited with code 4 (some units failed):'
-                          '\n  warning: the following units failed: lab-n3-fu.service'), res
-    assert act.profile('n3') == before['n3']
-    assert act.lab.active('n3') == act.system('n3', 'v1')
-
-
-# its activation and rollback calls: test_failing_activation_rolls_back_automatically
-@pytest.mark.here_only
-def test_hanging_activation_is_stopped_and_rolled_back(act):
-    run = deploy(act, {'n3': 'hang'}, base='v1', activation_timeout=3)
-    res = failed(run, 'activate', 'n3')
-    assert res['msg'] == 'n3: rolled back: the activation timed out after 3s', res
-    assert act.lab.active('n3') == act.system('n3', 'v1')
-    assert act.profile('n3')[1] == act.system('n3', 'v1')
-    # the whole activation (its process group) was stopped
-    left = act.lab.run_in('n3', ['sh', '-c', 'ps -eo args | grep -c "[n]3-hang"'], check=False)
-    assert left.stdout.strip() == '0', left.stdout
-
-
-# its activation calls: test_failing_activation_rolls_back_automatically; the rest is target sh
-@pytest.mark.here_only
-def test_rollbacks_can_be_turned_off(act):
-    before = set(runner_states(act, 'n3'))
-    tasks = [activate_task('baseline', act.system('n3', 'v1'), magic_rollback=False),
-             activate_task('fail', act.system('n3', 'fail'), auto_rollback=False),
-             activate_task('unguarded', act.system('n3', 'c2'), magic_rollback=False)]
-    run = act.play(tasks, ['n3'])
     res = failed(run, 'fail', 'n3')
     assert 'auto rollback is off' in res['msg'] and not res['rolled_back'], res
     res = ok(run, 'unguarded', 'n3')
@@ -298,6 +210,123 @@ def test_rollbacks_can_be_turned_off(act):
     assert runs, runner_states(act, 'n3')
     assert wait_until(lambda: not runners_alive(act, 'n3', runs)), runners_alive(act, 'n3', runs)
     assert act.lab.active('n3') == act.system('n3', 'c2')
+
+
+# ---------------------------------------------------------------- failures
+class Probes:
+    """A new ssh login to each host every 0.5 s while a play runs, each on
+    its own (a login that began just before a break would stall through it):
+    ground truth for whether a host was reachable."""
+
+    def __init__(self, act, hosts):
+        self.act, self.codes, self.done = act, {host: [] for host in hosts}, threading.Event()
+        self.threads = [threading.Thread(target=self.probe, args=(host,)) for host in hosts]
+
+    def probe(self, host):
+        info = self.act.lab.host(host)
+        argv = (['ssh', '-o', 'ConnectTimeout=2'] + self.act.lab.ssh_args()
+                + ['-l', info['ssh_user'], info['address'], 'true'])
+        started = []
+        while not self.done.is_set():
+            started.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL))
+            time.sleep(0.5)
+        for proc in started:
+            try:
+                self.codes[host].append(proc.wait(timeout=15))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                self.codes[host].append(proc.wait())
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def check_break_network(act, run, host, probes, gen):
+    res = failed(run, 'activate', host)
+    assert res['msg'].startswith('%s: rolled back: no confirmation within 5s' % host), res
+    assert res['rolled_back'] and res['state'] == 'rolled_back'
+    # readable by programs: the confirmation could not reach the host
+    # (a failed result keeps the activation's log tail under details)
+    log_tail = res['details']['log_tail']
+    assert res['phase'] == 'confirm' and res['connection_lost'], repr(
+        [res.get(k) for k in ('lost_connections', 'phases', 'duration')] + [log_tail])
+    assert any('takes the network down' in line for line in log_tail)
+    # the host was unreachable for a while, and reachable again at the end
+    assert any(rc != 0 for rc in probes) and probes[-1] == 0, probes
+    # ground truth without ssh, then over a new ssh connection
+    assert act.lab.active(host) == act.system(host, 'v1')
+    assert act.profile(host) == (gen, act.system(host, 'v1'))
+    assert res['new']['generation'] not in act.generations(host)  # failed one deleted
+    assert act.lab.ssh(host, 'true', check=False).returncode == 0
+    # the task ended once the host had rolled back, instead of hanging on
+    # the lost connection: the host's activate task (from the run's record,
+    # not the play, whose other work a busy machine slows) took its
+    # activation, the 5 s window and the reconnection, with a minute to spare
+    rec = run.result('activate', host)
+    took = rec['ended'] - rec['started']
+    assert took < 5 + 60, (host, took, res['phases'])
+    print('break network: %s\'s activate task took %.1fs' % (host, took))
+
+
+def check_failed_activation(act, run, host, before):
+    res = failed(run, 'activate', host)
+    # the cause, then what the activation itself said (issue 61)
+    assert res['msg'].split('\n')[0] == (
+        '%s: rolled back: the activation failed with exit code 1:' % host), res
+    assert any('failed on purpose' in line for line in res['msg'].split('\n')[1:]), res
+    assert res['phase'] == 'activate' and not res['connection_lost'], res
+    assert act.profile(host) == before
+    assert act.lab.active(host) == act.system(host, 'v1')
+
+
+def check_hanging_activation(act, run, host):
+    res = failed(run, 'activate', host)
+    assert res['msg'] == '%s: rolled back: the activation timed out after 3s' % host, res
+    assert act.lab.active(host) == act.system(host, 'v1')
+    assert act.profile(host)[1] == act.system(host, 'v1')
+    # the whole activation (its process group) was stopped
+    left = act.lab.run_in(host, ['sh', '-c', 'ps -eo args | grep -c "[%s]%s-hang"'
+                                 % (host[0], host[1:])], check=False)
+    assert left.stdout.strip() == '0', left.stdout
+
+
+# scenario: test_break_network_is_rolled_back_by_the_watchdog (n2, d1)
+# scenario: test_failing_activation_rolls_back_automatically (n3, a1, m1; n3's failed units)
+# scenario: test_hanging_activation_is_stopped_and_rolled_back (n1)
+def test_failed_activations_roll_back_on_every_host(act):
+    wanted = {'n1': 'hang', 'n2': 'bn', 'd1': 'bn', 'n3': 'fail', 'a1': 'fail', 'm1': 'fail'}
+    extra = {host: {'base': act.system(host, 'v1'), 'wanted': act.system(host, variant)}
+             for host, variant in wanted.items()}
+    extra['n1']['activation_timeout'] = 3
+    tasks = [activate_task('baseline', '{{ base }}', magic_rollback=False),
+             activate_task('activate', '{{ wanted }}', confirm_timeout=5,
+                           activation_timeout='{{ activation_timeout | default(omit) }}'),
+             # NixOS: failed units (exit 4) count as a failed activation too
+             only('n3', activate_task('units', act.system('n3', 'fu'), confirm_timeout=5))]
+    with Probes(act, ['n2', 'd1']) as probes:
+        run = act.play(tasks, list(wanted), extra=extra)
+    gens = {}
+    for host in wanted:
+        res = ok(run, 'baseline', host)
+        gens[host] = (generation_after(res), act.system(host, 'v1'))
+    for host in ('n2', 'd1'):
+        check_break_network(act, run, host, probes.codes[host], gens[host][0])
+    for host in ('n3', 'a1', 'm1'):
+        check_failed_activation(act, run, host, gens[host])
+    check_hanging_activation(act, run, 'n1')
+    res = failed(run, 'units', 'n3')
+    assert res['msg'] == ('n3: rolled back: the activation exited with code 4 (some units failed):'
+                          '\n  warning: the following units failed: lab-n3-fu.service'), res
+    assert act.profile('n3') == gens['n3']
+    assert act.lab.active('n3') == act.system('n3', 'v1')
 
 
 def test_ssh_session_killed_mid_activation(act):
@@ -405,70 +434,95 @@ def test_concurrent_activations_are_serialized(act):
 # its activation calls: test_switch_confirm_and_manual_rollback_on_every_persona; lock: target sh
 @pytest.mark.here_only
 def test_lock_timeout_and_stale_lock(act):
-    baseline(act, ['n3'], 'v1')
+    baseline(act, ['n2', 'n3'], 'v1')
     lock = STATE_DIR['nixos'] + '/lock'
-    # held by a live process (this test): wait lock_timeout, then fail clearly
+    # n3's lock is held by a live process (this test): wait lock_timeout,
+    # then fail clearly
     act.lab.run_in('n3', ['sh', '-c', 'mkdir %s && echo %d >%s/pid' % (lock, os.getpid(), lock)])
-    run = deploy(act, {'n3': 'c2'}, lock_timeout=2)
+    # n2's by a process that is gone: broken, and the activation proceeds
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    act.lab.run_in('n2', ['sh', '-c', 'mkdir %s && echo %d >%s/pid' % (lock, dead.pid, lock)])
+    extra = {'n3': {'wanted': act.system('n3', 'c2'), 'lock_wait': 2},
+             'n2': {'wanted': act.system('n2', 'c2'), 'lock_wait': 5}}
+    try:
+        run = act.play([activate_task('activate', '{{ wanted }}', confirm_timeout=5,
+                                      lock_timeout='{{ lock_wait }}')], ['n2', 'n3'], extra=extra)
+    finally:
+        # n3's lock is this test's own: gone once the run is done
+        act.lab.run_in('n3', ['rm', '-rf', lock])
     res = failed(run, 'activate', 'n3')
     assert 'timed out after 2s waiting for the lock' in res['msg'], res
     assert res['msg'].startswith('n3: '), res
     assert 'pid %d' % os.getpid() in res['msg']
     assert act.lab.active('n3') == act.system('n3', 'v1')
-    # held by a process that is gone: broken, and the activation proceeds
-    dead = subprocess.Popen(['true'])
-    dead.wait()
-    act.lab.run_in('n3', ['sh', '-c', 'echo %d >%s/pid' % (dead.pid, lock)])
-    run = deploy(act, {'n3': 'c2'}, lock_timeout=5)
-    assert ok(run, 'activate', 'n3')['confirmed']
-    assert act.lab.active('n3') == act.system('n3', 'c2')
+    assert ok(run, 'activate', 'n2')['confirmed']
+    assert act.lab.active('n2') == act.system('n2', 'c2')
 
 
 # ---------------------------------------------------------------- goals, check mode
 # its profile and by-hand confirm calls: test_switch_confirm_..., test_ssh_session_killed_...
 @pytest.mark.here_only
 def test_nixos_goals_test_and_boot(act):
-    # by hand: activate, then a new connection and state=confirmed
-    run = deploy(act, {'n1': 'v2'}, goal='test', base='v1', confirm=True)
+    # n1 by hand: activate with goal test, then a new connection and
+    # state=confirmed; n2 beside it: goal boot
+    extra = {'n1': {'base': act.system('n1', 'v1'), 'wanted': act.system('n1', 'v2'),
+                    'goal': 'test'},
+             'n2': {'base': act.system('n2', 'v1'), 'wanted': act.system('n2', 'v3'),
+                    'goal': 'boot'}}
+    tasks = [activate_task('baseline', '{{ base }}', magic_rollback=False),
+             activate_task('activate', '{{ wanted }}', goal='{{ goal }}', confirm=False,
+                           confirm_timeout=5)]
+    reconnect, confirm = confirm_tasks()
+    tasks += [reconnect, only('n1', confirm)]
+    run = act.play(tasks, ['n1', 'n2'], extra=extra)
     gen = (generation_after(ok(run, 'baseline', 'n1')), act.system('n1', 'v1'))
     assert ok(run, 'activate', 'n1')['state'] == 'awaiting_confirmation'
     assert ok(run, 'confirm', 'n1')['confirmed']
     assert act.lab.active('n1') == act.system('n1', 'v2')
     assert act.profile('n1') == gen  # test never touches the profile
-    run = deploy(act, {'n1': 'v3'}, goal='boot')
-    res = ok(run, 'activate', 'n1')
+    ok(run, 'baseline', 'n2')
+    res = ok(run, 'activate', 'n2')
     assert res['state'] == 'done' and not res['magic_rollback']  # no watchdog for boot
-    assert act.lab.boot('n1') == act.system('n1', 'v3')
-    assert act.profile('n1')[1] == act.system('n1', 'v3')
-    assert act.lab.active('n1') == act.system('n1', 'v2')
+    assert act.lab.boot('n2') == act.system('n2', 'v3')
+    assert act.profile('n2')[1] == act.system('n2', 'v3')
+    assert act.lab.active('n2') == act.system('n2', 'v1')  # boot never touches what runs
 
 
 def test_check_mode_changes_nothing(act):
     hosts = ['n1', 'a1', 'm1']
-    baseline(act, hosts, 'v1')
-    before = {host: (act.profile(host), len(act.history(host))) for host in hosts}
-    extra = {host: {'wanted': act.system(host, 'v2')} for host in hosts}
-    run = act.play([activate_task('activate', '{{ wanted }}')], hosts, extra=extra, check=True)
+    before = {host: len(act.history(host)) for host in hosts}
+    extra = {host: {'base': act.system(host, 'v1'), 'wanted': act.system(host, 'v2')}
+             for host in hosts}
+    # one --check run: the baseline and n1's dry-activate goal run for real
+    # (check_mode: false), the activation in check mode
+    tasks = [dict(activate_task('baseline', '{{ base }}', magic_rollback=False), check_mode=False),
+             activate_task('activate', '{{ wanted }}'),
+             only('n1', dict(activate_task('dry', '{{ wanted }}', goal='dry-activate'),
+                             check_mode=False))]
+    run = act.play(tasks, hosts, extra=extra, check=True)
     for host in hosts:
+        gen = generation_after(ok(run, 'baseline', host))
         res = ok(run, 'activate', host)
         assert res['changed'] and not res['activated'], res
-        assert (act.profile(host), len(act.history(host))) == before[host]
+        # every activation the run made was the baseline's
+        assert activations_since(act, host, before[host], 'v1') == [], act.history(host)
+        assert act.profile(host) == (gen, act.system(host, 'v1'))
         assert act.lab.active(host) == act.system(host, 'v1')
     # every platform's own dry activation
     for host in hosts:
         assert any('would activate' in line for line in ok(run, 'activate', host)['log_tail'])
-    run = act.play([activate_task('activate', '{{ wanted }}', goal='dry-activate')], ['n1'],
-                   extra=extra)
-    res = ok(run, 'activate', 'n1')
+    res = ok(run, 'dry', 'n1')
     assert res['changed'] is False and res['would_change'] is True
-    assert act.profile('n1') == before['n1'][0]
 
 
 # its calls: test_switch_confirm_and_manual_rollback_on_every_persona; the checks are our own
 @pytest.mark.here_only
 def test_bad_parameters_fail_clearly(act):
-    run = act.play([activate_task('activate', '/nix/store/x', goal='boot')], ['a1'])
+    extra = {'a1': {'wanted': '/nix/store/x', 'goal': 'boot'},
+             'n1': {'wanted': '/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-missing',
+                    'goal': 'switch'}}
+    run = act.play([activate_task('activate', '{{ wanted }}', goal='{{ goal }}')], ['a1', 'n1'],
+                   extra=extra)
     assert 'nix-on-droid supports the goals switch, not boot' in failed(run, 'activate', 'a1')['msg']
-    run = act.play([activate_task('activate', '/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-missing')],
-                   ['n1'])
     assert 'not in the target\'s store' in failed(run, 'activate', 'n1')['msg']
