@@ -12,9 +12,14 @@ The probe is one ssh login per address, with the host's own connection
 (``Host``: user, port, key, ssh options, its jump host) and a time limit;
 it runs ``exit 0`` and reads only ssh's exit code and ssh's messages on
 stderr (which say why a login failed; decoded with errors replaced). A host
-that answers with a key ssh refuses is reached: that is no network matter,
-and the phases that log in judge it as they always do (docs/security.md: a
-host key is never passed over as "unreachable"). A host that refuses the
+that answers with a key ssh refuses is never "unreachable" (docs/security.md):
+where Ansible's ssh checks its key as the probe does, the next address is
+tried (another machine may hold this one now) and where none logs in the host
+fails now, before its build (``host_key_message``), in the words its copy
+would have said; where its key is not checked (``nix_host_key_unchecked``:
+Ansible's ssh logs in with StrictHostKeyChecking=no, which the probe's own
+ssh lacks) it is reached, and the phases that log in judge it, honouring the
+opt-out. A host that refuses the
 login (a wrong ``ansible_user`` or key) is there but no phase could log in:
 the next address is tried, and where none logs in the host fails now,
 before its build (``login_refused_message``), not at its copy.
@@ -50,10 +55,12 @@ PROBE_PROGRAM = 'exit 0\n'
 # ssh's exit code for its own failures (the remote command's are others)
 SSH_FAILED = 255
 
+# the host answered with a key ssh refuses (changed, unknown)
+HOST_KEY = 'host key'
 # Why a login failed, from ssh's own words: (reason, markers). The first
 # reason whose marker one of ssh's lines holds is the one given.
 REASONS = (
-    ('host key', ('Host key verification failed', 'REMOTE HOST IDENTIFICATION HAS CHANGED',
+    (HOST_KEY, ('Host key verification failed', 'REMOTE HOST IDENTIFICATION HAS CHANGED',
                   'host key is known')),
     ('login refused', ('Permission denied',)),
     ('no route', ('No route to host', 'Network is unreachable')),
@@ -73,7 +80,7 @@ NOT_CONNECTED = ('ssh: connect to host ', 'Could not resolve hostname')
 # the host refused the login: it is there, but nothing can log in
 LOGIN_REFUSED = 'login refused'
 # what the host itself answered with: it is there (its own key, not a jump's)
-ANSWERED = ('host key', LOGIN_REFUSED)
+ANSWERED = (HOST_KEY, LOGIN_REFUSED)
 # where nothing listened: ssh names the port it tried ("ssh: connect to host
 # 10.0.0.5 port 2222: Connection refused")
 REFUSED_PORT = re.compile(r'\bport (\d+): Connection refused')
@@ -91,13 +98,16 @@ class Tried(object):
     (``key_names``: where another host's key answered, the names known_hosts
     holds that key under)."""
 
-    __slots__ = ('address', 'reason', 'said', 'seconds', 'key_names', 'port')
+    __slots__ = ('address', 'reason', 'said', 'seconds', 'key_names', 'port', 'refusal')
 
-    def __init__(self, address, reason, said, seconds, key_names=(), port=None):
+    def __init__(self, address, reason, said, seconds, key_names=(), port=None, refusal=''):
         self.address, self.reason, self.said, self.seconds = address, reason, said, seconds
         self.key_names = list(key_names)
         # the port the connection used (its ansible_port, else ssh's own)
         self.port = port
+        # a refused host key: the words the copy would say (cause, ssh's
+        # lines, the fix), for host_key_message
+        self.refusal = refusal
 
     def line(self):
         """``10.0.0.5: no route (ssh: connect to host ... No route to host)``;
@@ -162,13 +172,15 @@ def never_connected(text):
     return any(marker in (text or '') for marker in NOT_CONNECTED)
 
 
-def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None):
+def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None, keys_checked=False):
     """The first of ``addresses`` at which ``target`` (a ``Host``) logs in,
     within ``timeout`` seconds each: (address or None, [Tried, ...] for
     the addresses that failed before it). ``master``: the ssh arguments of
     the master the host's later tasks ride at its own address
     (``_host_key_judge.probe_master``): the probe's login there opens it,
-    so the probe costs no login of its own."""
+    so the probe costs no login of its own. ``keys_checked``: Ansible's ssh
+    checks the host's key as the probe's does, so a key refused at its own
+    address is the host's failure (else its phases judge it)."""
     tried = []
     jumped = has_jump(target)
     for address in addresses:
@@ -185,7 +197,7 @@ def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None):
             # logged in: whatever the shell's exit code, the host answered
             return address, tried
         reason, said = reason_of(_host_identity.without_debug(err), jumped)
-        if reason == 'host key' and candidate.key_alias:
+        if reason == HOST_KEY and candidate.key_alias:
             # a fallback address answered with a key that is not the
             # host's own: another machine holds it now (or the host's key
             # is unknown there); passed over, and named
@@ -198,6 +210,14 @@ def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None):
             # its addresses may log in (another sshd, another network's
             # rules); where none does, the host fails (login_refused_message)
             tried.append(Tried(address, reason, said, seconds))
+            continue
+        if reason == HOST_KEY and keys_checked:
+            # its key is refused where every phase would refuse it too: the
+            # next address may prove the host's own key (another machine
+            # may hold this one now); where none does, the host fails
+            # (host_key_message), never unreachable
+            tried.append(Tried(address, reason, said, seconds, refusal=_diagnosis.host_key_refusal(
+                _host_identity.without_debug(err), address)))
             continue
         if reason in ANSWERED:
             # the host answered there, with a key ssh refuses: no network
@@ -257,6 +277,23 @@ def login_refused_message(target, tried):
     if others:
         text += '; %s' % '; '.join(t.line() for t in others)
     return '%s: nothing was built or copied for it\n  %s' % (text, _diagnosis.LOGIN_FIX)
+
+
+def host_key_message(tried):
+    """Where no address logged in and the host's own address answered with
+    a key ssh refuses (``tried``), the message of the host's failure: the
+    copy's words (cause first, ssh's lines, the fix last), how the other
+    addresses went; else ''."""
+    refused = [t for t in tried if t.reason == HOST_KEY and t.refusal]
+    if not refused:
+        return ''
+    first = refused[0]
+    lines = first.refusal.split('\n')
+    lead = '%s (at %s): nothing was built or copied for it' % (lines[0], first.address)
+    others = [t for t in tried if t is not first]
+    if others:
+        lead += '; %s' % '; '.join(t.line() for t in others)
+    return '\n'.join([lead] + lines[1:])
 
 
 def unreachable_message(name, tried):

@@ -15,6 +15,12 @@ its own connection); ``finish`` reads the answer after the evaluation:
 - refused the login at one address and logged in at none: a failed host
   (a wrong ``ansible_user`` or key: the machine is there), before anything
   is built or copied for it;
+- answered at its own address with a host key ssh refuses (changed, or
+  not in known_hosts) and logged in at none: a failed host, in the words
+  its copy would say, where Ansible's ssh checks the key as the probe does;
+  a host whose key is not checked (its ``nix_host_key_unchecked`` opt-out,
+  or none, which its phases refuse) is taken as reached there: Ansible's
+  ssh may log in where the probe's own cannot, and the phases judge it;
 - reached at none: the host is Ansible's ``unreachable`` (the recap's
   ``unreachable=``, AWX's host summary), which ends it for the play before
   anything is built or copied for it; with ``nix_unreachable: fail`` it is a
@@ -60,9 +66,9 @@ ROLE_TAGS = frozenset(LOGIN_PHASES + ('eval', 'always', 'never', 'all', 'tagged'
 class Probe(object):
     """One host's probe, running in a thread of the host's worker."""
 
-    def __init__(self, target, addresses, timeout, master=None):
+    def __init__(self, target, addresses, timeout, master=None, keys_checked=False):
         self.target, self.addresses, self.timeout = target, addresses, timeout
-        self.master = master
+        self.master, self.keys_checked = master, keys_checked
         self.answer = self.error = self.ended = None
         self.started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name='nixdeploy-probe')
@@ -71,7 +77,8 @@ class Probe(object):
 
     def _run(self):
         try:
-            self.answer = _probe.reach(self.target, self.addresses, self.timeout, self.master)
+            self.answer = _probe.reach(self.target, self.addresses, self.timeout, self.master,
+                                       self.keys_checked)
         except Exception as exc:  # pylint: disable=broad-except
             # the thread must answer (a bug of the probe is no unreachable
             # host): the host is taken as reached, its phases say the rest
@@ -129,10 +136,14 @@ def start(connection, task_vars, args, builds_on_target=lambda: False):
         target.ssh_options()
     except NixdeployError:
         return None
+    # [] where Ansible's ssh checks the host's key: a key the probe's ssh
+    # refuses is refused by every phase too
+    problems = _host_key_judge.connection_problems(connection)
     # the master the host's later tasks ride, opened by the probe's login
-    master = _host_key_judge.probe_master(connection)
+    master = _host_key_judge.probe_master(connection, problems)
     # outside the try: a bad item of the list fails the host, naming it
-    return Probe(target, addresses_of(target, args.get('target_hosts')), timeout, master)
+    return Probe(target, addresses_of(target, args.get('target_hosts')), timeout, master,
+                 keys_checked=problems == [])
 
 
 def addresses_of(target, target_hosts):
@@ -184,14 +195,18 @@ def finish(action, connection, probe, args, result):
     # the message says ssh's words for each address: the figures keep them once
     for entry in result['probe']['tried']:
         entry.pop('said', None)
+    refused = _probe.host_key_message(tried)
+    if refused:
+        # the host answered with a key ssh refuses: a failed host (its key
+        # to check), never unreachable, and before its build
+        return _refused_here(action, result, refused, connection_lost=False,
+                             host_key_refused_at=[t.address for t in tried
+                                                  if t.reason == _probe.HOST_KEY])
     refused = _probe.login_refused_message(probe.target, tried)
     if refused:
         # the machine is there and refuses the login: a failed host (the
         # user or key to fix), never unreachable, and before its build
-        if result.get('failed'):
-            refused += '\n  its evaluation failed too: %s' % (result.get('msg') or '').split('\n')[0]
-        result.pop('ansible_facts', None)
-        return action.failed(result, refused, connection_lost=False,
+        return _refused_here(action, result, refused, connection_lost=False,
                              login_refused_at=[t.address for t in tried
                                                if t.reason == _probe.LOGIN_REFUSED])
     message = _probe.unreachable_message(action.host, tried)
@@ -211,3 +226,12 @@ def finish(action, connection, probe, args, result):
     # no task of its own keeps its outcome as the custom stat: the others' do
     _stats.keep_unreached(action.host, result)
     return result
+
+
+def _refused_here(action, result, message, **details):
+    """The host's failure at the probe: the machine answered and refused
+    (its login or its key), with its evaluation's own failure said after."""
+    if result.get('failed'):
+        message += '\n  its evaluation failed too: %s' % (result.get('msg') or '').split('\n')[0]
+    result.pop('ansible_facts', None)
+    return action.failed(result, message, **details)
