@@ -10,8 +10,12 @@ reached at the first one that answers for the rest of the run.
 
 The probe is one ssh login per address, with the host's own connection
 (``Host``: user, port, key, ssh options, its jump host) and a time limit;
-it runs ``exit 0`` and reads only ssh's exit code and ssh's messages on
-stderr (which say why a login failed; decoded with errors replaced). A host
+it reads ssh's exit code and ssh's messages on stderr (which say why a
+login failed; decoded with errors replaced). Where the platform's system
+profile is known, its one program also reads the profile's current
+generation number (``readlink``: no write), printed in one framed line,
+which is all of the host's output it reads (``generation_of``): the
+generation a host that fails or stops later is known to be on. A host
 that answers with a key ssh refuses is never "unreachable" (docs/security.md):
 where Ansible's ssh checks its key as the probe does, the next address is
 tried (another machine may hold this one now) and where none logs in the host
@@ -50,8 +54,11 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh imp
 
 # seconds one address may take to answer (the role variable nix_probe_timeout)
 PROBE_TIMEOUT = 10
-# what the probe runs once logged in: nothing it prints is read
+# what the probe runs once logged in where no profile is to be read
 PROBE_PROGRAM = 'exit 0\n'
+# the line framing the generation the probe read (nothing else is read)
+GENERATION_MARK = 'nixdeploy-probe-generation'
+GENERATION_LINE = re.compile(r'^%s ([0-9]{1,9})$' % GENERATION_MARK)
 # ssh's exit code for its own failures (the remote command's are others)
 SSH_FAILED = 255
 
@@ -172,7 +179,31 @@ def never_connected(text):
     return any(marker in (text or '') for marker in NOT_CONNECTED)
 
 
-def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None, keys_checked=False):
+def probe_program(profile=None):
+    """The probe's one program: with ``profile`` (the platform's system
+    profile, a path of the platform table) the number N of the
+    ``NAME-N-link`` it points to, in one framed line (nothing when it is
+    no such link: a host never deployed); it always exits 0."""
+    if not profile:
+        return PROBE_PROGRAM
+    name = shlex.quote(os.path.basename(profile))
+    return ('link=$(readlink -- %s 2>/dev/null) || exit 0\n'
+            'case $link in %s-*-link) n=${link#%s-}; printf \'%s %%s\\n\' "${n%%-link}" ;; esac\n'
+            'exit 0\n' % (shlex.quote(profile), name, name, GENERATION_MARK))
+
+
+def generation_of(stdout):
+    """The generation number the probe's program framed in ``stdout``
+    (the host's output: only the framed line is read), or None."""
+    for line in (stdout or '').splitlines():
+        found = GENERATION_LINE.match(line.strip())
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None, keys_checked=False,
+          program=PROBE_PROGRAM, heard=None):
     """The first of ``addresses`` at which ``target`` (a ``Host``) logs in,
     within ``timeout`` seconds each: (address or None, [Tried, ...] for
     the addresses that failed before it). ``master``: the ssh arguments of
@@ -180,21 +211,25 @@ def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None, keys_checked=Fa
     (``_host_key_judge.probe_master``): the probe's login there opens it,
     so the probe costs no login of its own. ``keys_checked``: Ansible's ssh
     checks the host's key as the probe's does, so a key refused at its own
-    address is the host's failure (else its phases judge it)."""
+    address is the host's failure (else its phases judge it). ``program``:
+    what the login runs (``probe_program``); ``heard`` (a dict): gets its
+    ``stdout`` where a login went through."""
     tried = []
     jumped = has_jump(target)
     for address in addresses:
         candidate = target.at(address)
         started = time.monotonic()
         opens = master if master and address == target.address else None
-        rc, err = _login(candidate, timeout, opens)
+        rc, out, err = _login(candidate, timeout, opens, program)
         if rc == SSH_FAILED and opens and VAGUE in reason_of(err, jumped)[0]:
             # a master's own process keeps no stderr of a jump host's ssh:
             # once more without it, for ssh's own words (the way answered)
-            rc, err = _login(candidate, timeout)
+            rc, out, err = _login(candidate, timeout, program=program)
         seconds = time.monotonic() - started
         if rc != SSH_FAILED:
             # logged in: whatever the shell's exit code, the host answered
+            if heard is not None:
+                heard['stdout'] = out
             return address, tried
         reason, said = reason_of(_host_identity.without_debug(err), jumped)
         if reason == HOST_KEY and candidate.key_alias:
@@ -228,9 +263,9 @@ def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None, keys_checked=Fa
     return None, tried
 
 
-def _login(candidate, timeout, master=None):
+def _login(candidate, timeout, master=None, program=PROBE_PROGRAM):
     """One login probe of ``candidate`` (a Host at one address): (ssh's
-    exit code, its stderr)."""
+    exit code, the program's stdout, ssh's stderr)."""
     # first: ssh keeps the first value of an option, so the probe's own
     # bound wins over a longer ConnectTimeout of the inventory's (and its
     # master over the collection's NO_MASTER)
@@ -242,11 +277,11 @@ def _login(candidate, timeout, master=None):
     try:
         # the process bound covers a jump host's own login too, which
         # ConnectTimeout does not reach
-        rc, _out, err = run_no_tty(candidate.ssh_argv('sh', first=first),
-                                   stdin_data=PROBE_PROGRAM, timeout=timeout + 5)
+        rc, out, err = run_no_tty(candidate.ssh_argv('sh', first=first),
+                                  stdin_data=program, timeout=timeout + 5)
     except TimedOut:
-        rc, err = SSH_FAILED, 'timed out after %ss' % (timeout + 5)
-    return rc, err
+        rc, out, err = SSH_FAILED, '', 'timed out after %ss' % (timeout + 5)
+    return rc, out, err
 
 
 def name_owners(name, tried, places):

@@ -322,3 +322,29 @@ def test_real_sshd_a_changed_host_key_fails_only_where_every_phase_checks_it(tmp
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_probe_reads_the_profiles_generation_and_only_its_framed_line(tmp_path):
+    """The probe's program, run by a real sh against a profile link: the
+    generation in one framed line; nothing for a profile that is no
+    generation link or is missing; any other output of the host is not
+    read."""
+    import subprocess
+    profile = tmp_path / 'system'
+
+    def run():
+        program = _probe.probe_program(str(profile))
+        done = subprocess.run(['sh'], input=program, stdout=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+        assert done.returncode == 0, done
+        return _probe.generation_of(done.stdout)
+    assert run() is None                      # a host never deployed
+    profile.symlink_to('system-42-link')
+    assert run() == 42
+    profile.unlink()
+    profile.symlink_to('/nix/store/abc-nixos-system')
+    assert run() is None
+    assert _probe.probe_program(None) == _probe.PROBE_PROGRAM
+    # a motd or a shell's greeting printing a look-alike is not the framed line
+    assert _probe.generation_of('x nixdeploy-probe-generation 9\nnixdeploy-probe-generation 9x') \
+        is None
