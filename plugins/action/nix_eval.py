@@ -104,6 +104,19 @@ class ActionModule(NixdeployAction):
                     'it' % (problem, goal.name)]
         return []
 
+    def _system_profile(self):
+        """The system profile of the host's platform, where the inventory
+        gives the platform and the table a fixed path (not home-manager's,
+        which depends on the activating user): the probe reads its
+        generation; else None."""
+        platform = _role_vars.host_value('platform', self.task_vars)
+        if platform is None:
+            return None
+        try:
+            return _platforms.platform_spec(self._render(platform)).get('profile')
+        except (AnsibleError, ValueError, TypeError):
+            return None
+
     def _root_problem(self):
         """An activation that needs root, run as another user (no become),
         where the inventory gives the platform and the run activates: judged
@@ -161,7 +174,8 @@ class ActionModule(NixdeployAction):
             return result
         # the login probe runs while the batch is evaluated: a host that is
         # off costs its evaluation, never a build or a copy
-        probe = _reach.start(self._connection, self.task_vars, args, self._builds_on_target)
+        probe = _reach.start(self._connection, self.task_vars, args, self._builds_on_target,
+                             self._system_profile())
         activates = args.pop('activates')
         result = self._evaluate(dict((k, v) for k, v in args.items()
                                      if k not in _reach.OPTIONS), result)

@@ -387,13 +387,19 @@ probe:
       type: str
     tried:
       description: Each address that failed before, with the reason (C(no route), C(connection refused), C(timeout),
-        C(jump failed) ...) and ssh's own line. A host that answers with a key ssh refuses, or refuses the
-        login, is reached (its later phases judge it).
+        C(jump failed), C(login refused), C(host key) ...) and ssh's own line. A host that refuses the login at
+        every address fails; so does one whose key ssh refuses where its connection checks the key (one whose
+        key is not checked is reached, and its later phases judge it).
       type: list
       elements: dict
     seconds:
       description: How long the probe took.
       type: float
+    generation:
+      description: The generation the host's system profile is on, as the probe's login read it (no write);
+        null where it was not read (the inventory gives no C(nix_platform), a home-manager profile, no
+        generation yet) or the probe logged in nowhere.
+      type: int
 unreachable:
   description: The probe reached the host at none of its addresses (O(unreachable=skip)).
   returned: when unreachable

@@ -10,8 +10,9 @@ Ansible's own -o StrictHostKeyChecking=no comes before).
 - a host whose ``nix_host_key_unchecked`` is true deploys all the same and
   says so (its results and its summary line), the others are refused;
 - with ``ansible_host_key_checking: true`` in group_vars a host whose
-  known_hosts line holds another key fails saying it is the host key, the
-  others deploy; with the right key it deploys too.
+  known_hosts line holds another key fails at the login probe, before its
+  build, saying it is the host key and how to fix it (failed, not
+  unreachable), the others deploy; with the right key it deploys too.
 """
 
 import json
@@ -160,16 +161,24 @@ def test_with_checking_on_a_wrong_host_key_stops_that_host_only(fleet):
     run = fleet.deploy()
     assert run.rc != 0, run
     paths = out_paths(run)
-    copy = run.result(COPY, 'k2')
-    assert copy['status'] == 'failed', copy
-    msg = copy['result']['msg']
-    assert msg.startswith('k2: ') and 'host key' in msg, msg
-    # the collection's words (ssh's own lines follow where Nix passes them on: 2.8 does, 2.34
-    # says only that it failed to start the connection)
-    assert 'the host key changed: it does not match known_hosts' in msg, msg
-    assert copy['result']['connection_lost'] is False
-    assert run.outcomes()['k2'].startswith('FAILED at copy: the host key'), run.outcomes()
-    assert not fleet.lab.store_has('k2', paths['k2']) and fleet.lab.active('k2') is None
+    # found by the login probe, beside the evaluation: nothing built or copied
+    evaluated = run.result(EVAL, 'k2')
+    assert evaluated['status'] == 'failed', evaluated
+    msg = evaluated['result']['msg']
+    # the copy's words: the host, the cause, ssh's lines, the fix
+    assert msg.startswith('k2: the host key changed: it does not match known_hosts'), msg
+    assert 'nothing was built or copied for it' in msg.split('\n')[0], msg
+    assert 'ssh said:' in msg and msg.split('\n')[-1].strip().startswith(
+        'to fix: if the host was reinstalled'), msg
+    assert 'ssh-keygen -R %s' % fleet.lab.host('k2')['address'] in msg, msg
+    assert evaluated['result']['connection_lost'] is False
+    assert not evaluated['result'].get('unreachable'), evaluated
+    assert 'k2' not in paths and not run.results(COPY, 'k2') and not run.results(ACTIVATE, 'k2')
+    assert run.outcomes()['k2'].startswith('FAILED at eval: the host key changed'), \
+        run.outcomes()
+    assert fleet.lab.active('k2') is None
+    recap = [line for line in run.stdout.splitlines() if line.startswith('k2 ') and 'ok=' in line]
+    assert recap and 'failed=1' in recap[-1] and 'unreachable=0' in recap[-1], recap
     for name in ('k1', 'k3'):
         assert fleet.lab.active(name) == paths[name], (name, run)
         assert run.outcomes()[name] == 'switched', run.outcomes()

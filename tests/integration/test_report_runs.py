@@ -12,6 +12,7 @@ cause is printed once (the rescue points at it), and the folder holds both
 runs' reports, the latest name being the second's.
 """
 
+import contextlib
 import glob
 import json
 import os
@@ -45,6 +46,21 @@ def fleet(make_lab, tmp_path_factory):
 def deploy(fleet, *args):
     return fleet.deploy(*args, env={'ANSIBLE_CALLBACKS_ENABLED': CALLBACKS,
                                     'NIXDEPLOY_REPORT_DIR': fleet.reports}, timeout=600)
+
+
+@contextlib.contextmanager
+def h4_nowhere(fleet):
+    """h4 at an address of the lab's subnet no host has: nothing answers
+    there (its host_vars, for the runs inside)."""
+    nowhere = fleet.lab.host('h1')['address'].rsplit('.', 1)[0] + '.250'
+    host_vars = os.path.join(fleet.inventory, 'host_vars')
+    os.makedirs(host_vars, exist_ok=True)
+    with open(os.path.join(host_vars, 'h4.yml'), 'w') as handle:
+        json.dump({'ansible_host': nowhere}, handle)
+    try:
+        yield
+    finally:
+        os.remove(os.path.join(host_vars, 'h4.yml'))
 
 
 def recap(stdout):
@@ -87,17 +103,11 @@ def test_recap_summary_report_and_exit_code_agree_and_each_run_keeps_its_report(
     before = {name: lab.active(name) for name in ('h1', 'h2', 'h3', 'h4')}
     flake.set_all(version='2')
     flake.set_config('h3', behaviour='fail')          # its activation fails: rolls back
-    # h4 at an address of the lab's subnet no host has: nothing answers there
-    nowhere = lab.host('h1')['address'].rsplit('.', 1)[0] + '.250'
-    host_vars = os.path.join(fleet.inventory, 'host_vars')
-    os.makedirs(host_vars, exist_ok=True)
-    with open(os.path.join(host_vars, 'h4.yml'), 'w') as handle:
-        json.dump({'ansible_host': nowhere}, handle)
     try:
-        second = deploy(fleet)
+        with h4_nowhere(fleet):
+            second = deploy(fleet)
     finally:
         flake.set_config('h3', behaviour='ok')
-        os.remove(os.path.join(host_vars, 'h4.yml'))
 
     # the hosts themselves: h1 and h2 on the new system, h3 back, h4 untouched
     for name in ('h3', 'h4'):
@@ -185,3 +195,41 @@ def test_the_rollback_says_rolled_back_once_and_keeps_its_report(fleet):
     assert report['runs'][0]['mode'] == 'rollback', report['runs']
     assert report['hosts']['h1']['summary'] == 'rolled back'
     assert len(own_reports(fleet)) == 3
+
+
+def profile_generation(lab, name):
+    """The generation the host's system profile is on, read on the host."""
+    link = lab.run_in(name, ['readlink', '/nix/var/nix/profiles/system']).stdout.strip()
+    assert re.match(r'^system-\d+-link$', link), (name, link)
+    return int(link[len('system-'):-len('-link')])
+
+
+def test_hosts_that_fail_before_activating_show_the_generation_they_are_on(fleet):
+    """Issue 93: a host whose build fails was logged in to by the probe,
+    which read its profile's generation: the summary line and the report
+    show it (before and after alike: the run changed nothing there) instead
+    of `- -> -`; the unreachable host beside it was never reached and keeps
+    `-`; a healthy host switches from the generation it was on."""
+    lab, flake = fleet.lab, fleet.flake
+    on = dict((name, profile_generation(lab, name)) for name in ('h1', 'h2'))
+    flake.set_all(version='3')
+    flake.set_config('h2', broken_build=True)
+    try:
+        with h4_nowhere(fleet):
+            run = deploy(fleet, '-l', 'h1,h2,h4')
+    finally:
+        flake.set_config('h2', broken_build=False)
+    assert run.rc == 4, run
+    summary = run.stdout.split('NIXDEPLOY SUMMARY', 1)[1].split('PLAY RECAP', 1)[0]
+    lines = dict((line.split()[0], line) for line in summary.splitlines()
+                 if line.split()[:1] in (['h1'], ['h2'], ['h4']))
+    assert re.search(r'gen +%d -> %-3d FAILED at build' % (on['h2'], on['h2']), lines['h2']), \
+        lines
+    assert re.search(r'gen +- -> - +UNREACHABLE', lines['h4']), lines
+    assert re.search(r'gen +%d -> %-3d switched' % (on['h1'], profile_generation(lab, 'h1')),
+                     lines['h1']), lines
+    hosts = latest(fleet)['hosts']
+    assert hosts['h2']['generation']['before']['generation'] == on['h2'], hosts['h2']
+    assert hosts['h2']['generation']['after']['generation'] == on['h2'], hosts['h2']
+    assert hosts['h4']['generation']['before']['generation'] is None, hosts['h4']
+    assert hosts['h1']['generation']['before']['generation'] == on['h1'], hosts['h1']

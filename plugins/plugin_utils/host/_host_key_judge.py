@@ -355,17 +355,19 @@ def _ansible_master(connection):
     return path if os.path.exists(path) else None
 
 
-def probe_master(connection):
+def probe_master(connection, problems=None):
     """The ssh arguments that open the master a task of this host would
     open after its judgement (its judged ControlPath, then the job's
     ssh_args: ControlPersist, compression ...), for the login probe to open
     it first: the copy, keys and activation then ride it (no second login,
     and the master is the one Ansible would have made). Only for a host
     whose key ssh checks (an unchecked one is judged by its phases), and
-    where the job's ssh_args keep masters (ControlPersist); else None."""
+    where the job's ssh_args keep masters (ControlPersist); else None.
+    ``problems``: ``connection_problems`` when the caller has them."""
     if transport_of(connection) not in SSH_TRANSPORTS:
         return None
-    problems = connection_problems(connection)
+    if problems is None:
+        problems = connection_problems(connection)
     if problems:
         return None
     # ssh keeps the first value of an option

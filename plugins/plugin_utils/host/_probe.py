@@ -10,11 +10,20 @@ reached at the first one that answers for the rest of the run.
 
 The probe is one ssh login per address, with the host's own connection
 (``Host``: user, port, key, ssh options, its jump host) and a time limit;
-it runs ``exit 0`` and reads only ssh's exit code and ssh's messages on
-stderr (which say why a login failed; decoded with errors replaced). A host
-that answers with a key ssh refuses is reached: that is no network matter,
-and the phases that log in judge it as they always do (docs/security.md: a
-host key is never passed over as "unreachable"). A host that refuses the
+it reads ssh's exit code and ssh's messages on stderr (which say why a
+login failed; decoded with errors replaced). Where the platform's system
+profile is known, its one program also reads the profile's current
+generation number (``readlink``: no write), printed in one framed line,
+which is all of the host's output it reads (``generation_of``): the
+generation a host that fails or stops later is known to be on. A host
+that answers with a key ssh refuses is never "unreachable" (docs/security.md):
+where Ansible's ssh checks its key as the probe does, the next address is
+tried (another machine may hold this one now) and where none logs in the host
+fails now, before its build (``host_key_message``), in the words its copy
+would have said; where its key is not checked (``nix_host_key_unchecked``:
+Ansible's ssh logs in with StrictHostKeyChecking=no, which the probe's own
+ssh lacks) it is reached, and the phases that log in judge it, honouring the
+opt-out. A host that refuses the
 login (a wrong ``ansible_user`` or key) is there but no phase could log in:
 the next address is tried, and where none logs in the host fails now,
 before its build (``login_refused_message``), not at its copy.
@@ -45,15 +54,20 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh imp
 
 # seconds one address may take to answer (the role variable nix_probe_timeout)
 PROBE_TIMEOUT = 10
-# what the probe runs once logged in: nothing it prints is read
+# what the probe runs once logged in where no profile is to be read
 PROBE_PROGRAM = 'exit 0\n'
+# the line framing the generation the probe read (nothing else is read)
+GENERATION_MARK = 'nixdeploy-probe-generation'
+GENERATION_LINE = re.compile(r'^%s ([0-9]{1,9})$' % GENERATION_MARK)
 # ssh's exit code for its own failures (the remote command's are others)
 SSH_FAILED = 255
 
+# the host answered with a key ssh refuses (changed, unknown)
+HOST_KEY = 'host key'
 # Why a login failed, from ssh's own words: (reason, markers). The first
 # reason whose marker one of ssh's lines holds is the one given.
 REASONS = (
-    ('host key', ('Host key verification failed', 'REMOTE HOST IDENTIFICATION HAS CHANGED',
+    (HOST_KEY, ('Host key verification failed', 'REMOTE HOST IDENTIFICATION HAS CHANGED',
                   'host key is known')),
     ('login refused', ('Permission denied',)),
     ('no route', ('No route to host', 'Network is unreachable')),
@@ -73,7 +87,7 @@ NOT_CONNECTED = ('ssh: connect to host ', 'Could not resolve hostname')
 # the host refused the login: it is there, but nothing can log in
 LOGIN_REFUSED = 'login refused'
 # what the host itself answered with: it is there (its own key, not a jump's)
-ANSWERED = ('host key', LOGIN_REFUSED)
+ANSWERED = (HOST_KEY, LOGIN_REFUSED)
 # where nothing listened: ssh names the port it tried ("ssh: connect to host
 # 10.0.0.5 port 2222: Connection refused")
 REFUSED_PORT = re.compile(r'\bport (\d+): Connection refused')
@@ -91,13 +105,16 @@ class Tried(object):
     (``key_names``: where another host's key answered, the names known_hosts
     holds that key under)."""
 
-    __slots__ = ('address', 'reason', 'said', 'seconds', 'key_names', 'port')
+    __slots__ = ('address', 'reason', 'said', 'seconds', 'key_names', 'port', 'refusal')
 
-    def __init__(self, address, reason, said, seconds, key_names=(), port=None):
+    def __init__(self, address, reason, said, seconds, key_names=(), port=None, refusal=''):
         self.address, self.reason, self.said, self.seconds = address, reason, said, seconds
         self.key_names = list(key_names)
         # the port the connection used (its ansible_port, else ssh's own)
         self.port = port
+        # a refused host key: the words the copy would say (cause, ssh's
+        # lines, the fix), for host_key_message
+        self.refusal = refusal
 
     def line(self):
         """``10.0.0.5: no route (ssh: connect to host ... No route to host)``;
@@ -162,30 +179,60 @@ def never_connected(text):
     return any(marker in (text or '') for marker in NOT_CONNECTED)
 
 
-def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None):
+def probe_program(profile=None):
+    """The probe's one program: with ``profile`` (the platform's system
+    profile, a path of the platform table) the number N of the
+    ``NAME-N-link`` it points to, in one framed line (nothing when it is
+    no such link: a host never deployed); it always exits 0."""
+    if not profile:
+        return PROBE_PROGRAM
+    name = shlex.quote(os.path.basename(profile))
+    return ('link=$(readlink -- %s 2>/dev/null) || exit 0\n'
+            'case $link in %s-*-link) n=${link#%s-}; printf \'%s %%s\\n\' "${n%%-link}" ;; esac\n'
+            'exit 0\n' % (shlex.quote(profile), name, name, GENERATION_MARK))
+
+
+def generation_of(stdout):
+    """The generation number the probe's program framed in ``stdout``
+    (the host's output: only the framed line is read), or None."""
+    for line in (stdout or '').splitlines():
+        found = GENERATION_LINE.match(line.strip())
+        if found:
+            return int(found.group(1))
+    return None
+
+
+def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None, keys_checked=False,
+          program=PROBE_PROGRAM, heard=None):
     """The first of ``addresses`` at which ``target`` (a ``Host``) logs in,
     within ``timeout`` seconds each: (address or None, [Tried, ...] for
     the addresses that failed before it). ``master``: the ssh arguments of
     the master the host's later tasks ride at its own address
     (``_host_key_judge.probe_master``): the probe's login there opens it,
-    so the probe costs no login of its own."""
+    so the probe costs no login of its own. ``keys_checked``: Ansible's ssh
+    checks the host's key as the probe's does, so a key refused at its own
+    address is the host's failure (else its phases judge it). ``program``:
+    what the login runs (``probe_program``); ``heard`` (a dict): gets its
+    ``stdout`` where a login went through."""
     tried = []
     jumped = has_jump(target)
     for address in addresses:
         candidate = target.at(address)
         started = time.monotonic()
         opens = master if master and address == target.address else None
-        rc, err = _login(candidate, timeout, opens)
+        rc, out, err = _login(candidate, timeout, opens, program)
         if rc == SSH_FAILED and opens and VAGUE in reason_of(err, jumped)[0]:
             # a master's own process keeps no stderr of a jump host's ssh:
             # once more without it, for ssh's own words (the way answered)
-            rc, err = _login(candidate, timeout)
+            rc, out, err = _login(candidate, timeout, program=program)
         seconds = time.monotonic() - started
         if rc != SSH_FAILED:
             # logged in: whatever the shell's exit code, the host answered
+            if heard is not None:
+                heard['stdout'] = out
             return address, tried
         reason, said = reason_of(_host_identity.without_debug(err), jumped)
-        if reason == 'host key' and candidate.key_alias:
+        if reason == HOST_KEY and candidate.key_alias:
             # a fallback address answered with a key that is not the
             # host's own: another machine holds it now (or the host's key
             # is unknown there); passed over, and named
@@ -199,6 +246,14 @@ def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None):
             # rules); where none does, the host fails (login_refused_message)
             tried.append(Tried(address, reason, said, seconds))
             continue
+        if reason == HOST_KEY and keys_checked:
+            # its key is refused where every phase would refuse it too: the
+            # next address may prove the host's own key (another machine
+            # may hold this one now); where none does, the host fails
+            # (host_key_message), never unreachable
+            tried.append(Tried(address, reason, said, seconds, refusal=_diagnosis.host_key_refusal(
+                _host_identity.without_debug(err), address)))
+            continue
         if reason in ANSWERED:
             # the host answered there, with a key ssh refuses: no network
             # matter, and never one to pass over. The phases that log in
@@ -208,9 +263,9 @@ def reach(target, addresses, timeout=PROBE_TIMEOUT, master=None):
     return None, tried
 
 
-def _login(candidate, timeout, master=None):
+def _login(candidate, timeout, master=None, program=PROBE_PROGRAM):
     """One login probe of ``candidate`` (a Host at one address): (ssh's
-    exit code, its stderr)."""
+    exit code, the program's stdout, ssh's stderr)."""
     # first: ssh keeps the first value of an option, so the probe's own
     # bound wins over a longer ConnectTimeout of the inventory's (and its
     # master over the collection's NO_MASTER)
@@ -222,11 +277,11 @@ def _login(candidate, timeout, master=None):
     try:
         # the process bound covers a jump host's own login too, which
         # ConnectTimeout does not reach
-        rc, _out, err = run_no_tty(candidate.ssh_argv('sh', first=first),
-                                   stdin_data=PROBE_PROGRAM, timeout=timeout + 5)
+        rc, out, err = run_no_tty(candidate.ssh_argv('sh', first=first),
+                                  stdin_data=program, timeout=timeout + 5)
     except TimedOut:
-        rc, err = SSH_FAILED, 'timed out after %ss' % (timeout + 5)
-    return rc, err
+        rc, out, err = SSH_FAILED, '', 'timed out after %ss' % (timeout + 5)
+    return rc, out, err
 
 
 def name_owners(name, tried, places):
@@ -257,6 +312,23 @@ def login_refused_message(target, tried):
     if others:
         text += '; %s' % '; '.join(t.line() for t in others)
     return '%s: nothing was built or copied for it\n  %s' % (text, _diagnosis.LOGIN_FIX)
+
+
+def host_key_message(tried):
+    """Where no address logged in and the host's own address answered with
+    a key ssh refuses (``tried``), the message of the host's failure: the
+    copy's words (cause first, ssh's lines, the fix last), how the other
+    addresses went; else ''."""
+    refused = [t for t in tried if t.reason == HOST_KEY and t.refusal]
+    if not refused:
+        return ''
+    first = refused[0]
+    lines = first.refusal.split('\n')
+    lead = '%s (at %s): nothing was built or copied for it' % (lines[0], first.address)
+    others = [t for t in tried if t is not first]
+    if others:
+        lead += '; %s' % '; '.join(t.line() for t in others)
+    return '\n'.join([lead] + lines[1:])
 
 
 def unreachable_message(name, tried):

@@ -22,7 +22,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_out
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_outcome import (  # noqa: F401 pylint: disable=unused-import
     mark_rollback, rolls_back)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
-    HostOutcome, action_phase)
+    HostOutcome, action_phase, known_before)
 
 COPY_KEYS = ('paths_sent', 'bytes_sent', 'paths_missing', 'bytes_missing', 'closure_paths',
              'closure_bytes', 'copied_from')
@@ -112,7 +112,9 @@ class HostLog:
         evaluated, activate, copied = self.get('eval'), self.get('activate'), self.get('copy')
         previous = activate.get('previous') or {}
         new = activate.get('new') or {}
-        before = {'generation': to_int(previous.get('generation')), 'path': previous.get('path')}
+        # the activation's word, else the generation the login probe read
+        before = {'generation': to_int(known_before(activate, evaluated)),
+                  'path': previous.get('path')}
         rec = {
             'host': self.host,
             'run': run_id,

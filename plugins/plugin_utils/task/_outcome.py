@@ -156,7 +156,7 @@ class HostOutcome:
         activate = self.results.get('activate') or {}
         evaluated = self.results.get('eval') or {}
         platform = activate.get('platform') or evaluated.get('platform') or platform or '-'
-        before = (activate.get('previous') or {}).get('generation')
+        before = known_before(activate, evaluated)
         rec = {'host': self.host, 'platform': platform, 'failed': False, 'rolled_back': False,
                'phase': self.last_phase, 'connection_lost': False,
                'path': evaluated.get('out_path') or (activate.get('new') or {}).get('path'),
@@ -230,6 +230,19 @@ class HostOutcome:
         execution environment built it again): the PLAY RECAP counts it
         changed, the summary unchanged, and its closing line says why."""
         return any((self.results.get(phase) or {}).get('changed') for phase in ('build', 'copy'))
+
+
+def known_before(activate, evaluated):
+    """The generation a host was on before this run: its activation's word
+    where it ran, else what the login probe read (a host that failed or
+    stopped before its activation); None where neither says (a host never
+    reached: unreachable, or refused)."""
+    before = (activate.get('previous') or {}).get('generation')
+    if before is not None:
+        return before
+    probe = evaluated.get('probe')
+    probed = probe.get('generation') if isinstance(probe, dict) else None
+    return probed if isinstance(probed, int) and not isinstance(probed, bool) else None
 
 
 def _builders_of(build):

@@ -7,7 +7,9 @@
 (plugin_utils/host/_probe.py ``reach``: each of its addresses in turn, with
 its own connection); ``finish`` reads the answer after the evaluation:
 
-- reached at its ``ansible_host``: the result is the evaluation's;
+- reached at its ``ansible_host``: the result is the evaluation's, with
+  the generation its system profile is on where the probe could read it
+  (``probe.generation``: the "before" of a host that fails or stops later);
 - reached at another of its ``nix_target_hosts``: every later task of the
   collection reaches the host there (the action base: ``_probe.use_reached``);
 - either way the address is kept for the run, where the batch's work for
@@ -15,6 +17,12 @@ its own connection); ``finish`` reads the answer after the evaluation:
 - refused the login at one address and logged in at none: a failed host
   (a wrong ``ansible_user`` or key: the machine is there), before anything
   is built or copied for it;
+- answered at its own address with a host key ssh refuses (changed, or
+  not in known_hosts) and logged in at none: a failed host, in the words
+  its copy would say, where Ansible's ssh checks the key as the probe does;
+  a host whose key is not checked (its ``nix_host_key_unchecked`` opt-out,
+  or none, which its phases refuse) is taken as reached there: Ansible's
+  ssh may log in where the probe's own cannot, and the phases judge it;
 - reached at none: the host is Ansible's ``unreachable`` (the recap's
   ``unreachable=``, AWX's host summary), which ends it for the play before
   anything is built or copied for it; with ``nix_unreachable: fail`` it is a
@@ -60,9 +68,13 @@ ROLE_TAGS = frozenset(LOGIN_PHASES + ('eval', 'always', 'never', 'all', 'tagged'
 class Probe(object):
     """One host's probe, running in a thread of the host's worker."""
 
-    def __init__(self, target, addresses, timeout, master=None):
+    def __init__(self, target, addresses, timeout, master=None, keys_checked=False,
+                 profile=None):
         self.target, self.addresses, self.timeout = target, addresses, timeout
-        self.master = master
+        self.master, self.keys_checked = master, keys_checked
+        self.program = _probe.probe_program(profile)
+        # what the login's program printed (read only for its framed line)
+        self.heard = {}
         self.answer = self.error = self.ended = None
         self.started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name='nixdeploy-probe')
@@ -71,7 +83,8 @@ class Probe(object):
 
     def _run(self):
         try:
-            self.answer = _probe.reach(self.target, self.addresses, self.timeout, self.master)
+            self.answer = _probe.reach(self.target, self.addresses, self.timeout, self.master,
+                                       self.keys_checked, self.program, self.heard)
         except Exception as exc:  # pylint: disable=broad-except
             # the thread must answer (a bug of the probe is no unreachable
             # host): the host is taken as reached, its phases say the rest
@@ -87,6 +100,11 @@ class Probe(object):
             return None, [_probe.Tried(self.addresses[-1], 'timeout', 'the probe gave no answer',
                                        time.monotonic() - self.started)]
         return self.answer
+
+    def generation(self):
+        """The generation the host's system profile is on, as the login
+        read it, or None (not read, not logged in, no such profile)."""
+        return _probe.generation_of(self.heard.get('stdout'))
 
 
 def login_phases(task_vars):
@@ -111,13 +129,15 @@ def needs_login(task_vars, builds_on_target):
         'build' in phases and builds_on_target())
 
 
-def start(connection, task_vars, args, builds_on_target=lambda: False):
+def start(connection, task_vars, args, builds_on_target=lambda: False, profile=None):
     """A started ``Probe`` of the task's host (``connection``: the task's
     Ansible connection), or None when there is nothing to probe (see the
     module's docstring; ``builds_on_target``: whether the host's build runs
-    on it, asked only when the build is the one phase that could log in);
-    AddressError for a ``nix_target_hosts`` item that is no address (the
-    host fails, naming it)."""
+    on it, asked only when the build is the one phase that could log in;
+    ``profile``: the platform's system profile, whose generation the login
+    reads, where the inventory gives the platform); AddressError for a
+    ``nix_target_hosts`` item that is no address (the host fails, naming
+    it)."""
     timeout = args.get('probe_timeout')
     if not timeout or timeout <= 0 or not needs_login(task_vars, builds_on_target):
         return None
@@ -129,10 +149,14 @@ def start(connection, task_vars, args, builds_on_target=lambda: False):
         target.ssh_options()
     except NixdeployError:
         return None
+    # [] where Ansible's ssh checks the host's key: a key the probe's ssh
+    # refuses is refused by every phase too
+    problems = _host_key_judge.connection_problems(connection)
     # the master the host's later tasks ride, opened by the probe's login
-    master = _host_key_judge.probe_master(connection)
+    master = _host_key_judge.probe_master(connection, problems)
     # outside the try: a bad item of the list fails the host, naming it
-    return Probe(target, addresses_of(target, args.get('target_hosts')), timeout, master)
+    return Probe(target, addresses_of(target, args.get('target_hosts')), timeout, master,
+                 keys_checked=problems == [], profile=profile)
 
 
 def addresses_of(target, target_hosts):
@@ -177,6 +201,8 @@ def finish(action, connection, probe, args, result):
         # reaches this one there, and waits for it
         _probe.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address, alias)
         result['address'] = address
+        # the generation it is on now: what a later failure leaves it on
+        result['probe']['generation'] = probe.generation()
         if address != probe.target.address:
             # a later address answered: the rest of the run goes there
             _probe.use_reached(connection, address, alias)
@@ -184,14 +210,18 @@ def finish(action, connection, probe, args, result):
     # the message says ssh's words for each address: the figures keep them once
     for entry in result['probe']['tried']:
         entry.pop('said', None)
+    refused = _probe.host_key_message(tried)
+    if refused:
+        # the host answered with a key ssh refuses: a failed host (its key
+        # to check), never unreachable, and before its build
+        return _refused_here(action, result, refused, connection_lost=False,
+                             host_key_refused_at=[t.address for t in tried
+                                                  if t.reason == _probe.HOST_KEY])
     refused = _probe.login_refused_message(probe.target, tried)
     if refused:
         # the machine is there and refuses the login: a failed host (the
         # user or key to fix), never unreachable, and before its build
-        if result.get('failed'):
-            refused += '\n  its evaluation failed too: %s' % (result.get('msg') or '').split('\n')[0]
-        result.pop('ansible_facts', None)
-        return action.failed(result, refused, connection_lost=False,
+        return _refused_here(action, result, refused, connection_lost=False,
                              login_refused_at=[t.address for t in tried
                                                if t.reason == _probe.LOGIN_REFUSED])
     message = _probe.unreachable_message(action.host, tried)
@@ -211,3 +241,12 @@ def finish(action, connection, probe, args, result):
     # no task of its own keeps its outcome as the custom stat: the others' do
     _stats.keep_unreached(action.host, result)
     return result
+
+
+def _refused_here(action, result, message, **details):
+    """The host's failure at the probe: the machine answered and refused
+    (its login or its key), with its evaluation's own failure said after."""
+    if result.get('failed'):
+        message += '\n  its evaluation failed too: %s' % (result.get('msg') or '').split('\n')[0]
+    result.pop('ansible_facts', None)
+    return action.failed(result, message, **details)

@@ -288,3 +288,63 @@ def test_real_sshd_a_wrong_user_is_refused_and_another_address_logs_in(tmp_path)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_real_sshd_a_changed_host_key_fails_only_where_every_phase_checks_it(tmp_path):
+    """Real ssh and sshd on loopback, known_hosts holding another key for
+    the host: where Ansible's ssh checks the key as the probe does, the host
+    is not reached and its failure is the copy's words (cause, ssh's lines,
+    the fix last); where its key is not checked (the opt-out), the probe
+    takes it as reached and leaves the key to its phases."""
+    import os
+    import shutil
+    import subprocess
+    if os.geteuid() != 0 or not shutil.which('sshd') and not os.path.exists('/usr/sbin/sshd'):
+        import pytest
+        pytest.skip('needs root and sshd')
+    good, _wrong, proc = sshd_host(tmp_path)
+    try:
+        subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f',
+                        str(tmp_path / 'other_key')], check=True, stdin=subprocess.DEVNULL)
+        known = tmp_path / 'known_hosts'
+        other = (tmp_path / 'other_key.pub').read_text()
+        known.write_text('[127.0.0.1]:%d %s' % (good.port, other))
+        address, tried = _probe.reach(good, ['127.0.0.1'], timeout=5, keys_checked=True)
+        assert address is None and [t.reason for t in tried] == [_probe.HOST_KEY], tried
+        lines = _probe.host_key_message(tried).split('\n')
+        assert lines[0] == ('the host key changed: it does not match known_hosts, refusing to '
+                            'connect (at 127.0.0.1): nothing was built or copied for it'), lines
+        assert any(line.startswith('  ssh said: ') for line in lines), lines
+        assert lines[-1].startswith('  to fix: if the host was reinstalled'), lines
+        assert _probe.host_key_message([]) == ''
+        # unchecked (nix_host_key_unchecked): the phases judge it, as before
+        assert _probe.reach(good, ['127.0.0.1'], timeout=5) == ('127.0.0.1', [])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_the_probe_reads_the_profiles_generation_and_only_its_framed_line(tmp_path):
+    """The probe's program, run by a real sh against a profile link: the
+    generation in one framed line; nothing for a profile that is no
+    generation link or is missing; any other output of the host is not
+    read."""
+    import subprocess
+    profile = tmp_path / 'system'
+
+    def run():
+        program = _probe.probe_program(str(profile))
+        done = subprocess.run(['sh'], input=program, stdout=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+        assert done.returncode == 0, done
+        return _probe.generation_of(done.stdout)
+    assert run() is None                      # a host never deployed
+    profile.symlink_to('system-42-link')
+    assert run() == 42
+    profile.unlink()
+    profile.symlink_to('/nix/store/abc-nixos-system')
+    assert run() is None
+    assert _probe.probe_program(None) == _probe.PROBE_PROGRAM
+    # a motd or a shell's greeting printing a look-alike is not the framed line
+    assert _probe.generation_of('x nixdeploy-probe-generation 9\nnixdeploy-probe-generation 9x') \
+        is None

@@ -67,6 +67,23 @@ def test_a_deploy_that_stopped_before_activating():
     assert outcome(('eval', {}, 'ok'), ('build', {}, 'ok'))['outcome'] == 'built (not activated)'
 
 
+def test_the_generation_the_probe_read_is_the_before_of_a_host_that_never_activated():
+    probed = {'probe': {'address': '10.0.0.2', 'generation': 7}}
+    failed = {'failed': True, 'msg': 'web1: build of system failed'}
+    rec = outcome(('eval', probed, 'ok'), ('build', failed, 'failed'))
+    assert (rec['before'], rec['after']) == (7, 7), rec
+    assert _outcome.summary_line(rec).split()[2:6] == ['gen', '7', '->', '7'], rec
+    stopped = outcome(('eval', probed, 'ok'), ('build', {}, 'ok'))
+    assert (stopped['before'], stopped['after']) == (7, 7), stopped
+    # the activation's own word wins; a host never reached has none
+    rec = outcome(('eval', probed, 'ok'), ('activate', activated('switch'), 'changed'))
+    assert (rec['before'], rec['after']) == (3, 4), rec
+    rec = outcome(('eval', {'probe': {'address': None}, 'msg': 'off'}, 'unreachable'))
+    assert (rec['before'], rec['after']) == (None, None), rec
+    # only a number is a generation (the result is data from the run)
+    assert _outcome.known_before({}, {'probe': {'generation': True}}) is None
+
+
 # What a hostile flake or target puts where the summary line shows it: a host
 # name that ends the line and erases the one above (its own line then reads
 # as another host's), a message that writes the clipboard (OSC 52), moves the
