@@ -16,7 +16,7 @@ from ansible import constants as C
 from ansible.errors import AnsibleConnectionFailure
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis, _probe
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _diagnosis, _probe, _reached
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
     AddressError, NoAnswer, bare_address)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_key_judge import drop_master
@@ -109,7 +109,7 @@ class HostSession:
         if address is None or address == current:
             return current
         alias = self.target.move_to(address)
-        _probe.keep_reached(C.DEFAULT_LOCAL_TMP, self.target.name, address, alias)
+        _reached.keep_reached(C.DEFAULT_LOCAL_TMP, self.target.name, address, alias)
         self.note('the host answers at %s now' % address, verbosity=2)
         return address
 

@@ -21,7 +21,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy_modes import
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _builders
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (
     _cascade, _cascade_peer, _peer)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _probe
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _reached
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
     CONNECTION_VARS, AddressError, Host)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
@@ -164,7 +164,7 @@ class _Peers:
         # with the login probe on (this host was probed), a host the probe
         # has not reached yet is left to its own task, which pushes: its
         # address may be another of its nix_target_hosts, or none
-        self.probed = _probe.reached(C.DEFAULT_LOCAL_TMP, self.this_host) is not None
+        self.probed = _reached.reached(C.DEFAULT_LOCAL_TMP, self.this_host) is not None
 
     def request_of(self, name):
         """The ``CascadeRequest`` of ``name`` from its variables, or None when
@@ -172,7 +172,7 @@ class _Peers:
         stage, this_host = self.cascade.stage, self.this_host
         if name != this_host and name not in self.active:
             return None
-        if self.probed and name != this_host and _probe.reached(
+        if self.probed and name != this_host and _reached.reached(
                 C.DEFAULT_LOCAL_TMP, name) is None:
             return None
         hostvars = self._hostvars(name)

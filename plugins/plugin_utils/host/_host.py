@@ -33,7 +33,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
     load_name, play_context_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (
-    _diagnosis, _host_identity, _probe)
+    _diagnosis, _host_identity, _reached)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_ssh import (
     AddressError, HostSsh, LoginRefused, NoAnswer, bare_address, split_ssh_args)
 
@@ -195,7 +195,7 @@ class Host(HostSsh):
         )
         if host_key_unchecked is None:
             target._judged_on = connection
-        # pointed at a fallback address (_probe.use_reached): the host's
+        # pointed at a fallback address (_reached.use_reached): the host's
         # own key is the one that must answer there
         target.key_alias = getattr(connection, _host_identity.ALIAS, None)
         return target
@@ -216,7 +216,7 @@ class Host(HostSsh):
 
         name = name or var('inventory_hostname')
         fields = dict((field, var(*names)) for field, names in CONNECTION_VARS)
-        reached, alias = _probe.reached_as(C.DEFAULT_LOCAL_TMP, name)
+        reached, alias = _reached.reached_as(C.DEFAULT_LOCAL_TMP, name)
         fields['address'] = reached or fields['address'] or name
         target = cls(
             address=fields['address'], port=fields['port'], user=fields['user'],
@@ -276,7 +276,7 @@ class Host(HostSsh):
         answers. The ``HostKeyAlias`` it is reached with there, or None."""
         address = bare_address(str(address), self.name)
         alias = self.alias_at(address)
-        _probe.use_reached(self.connection, address, alias)
+        _reached.use_reached(self.connection, address, alias)
         self.address, self.key_alias = address, alias
         return alias
 

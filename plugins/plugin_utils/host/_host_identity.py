@@ -34,7 +34,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh imp
     known_files, known_host_name)
 
 # the attribute that holds, on an Ansible connection pointed at a fallback
-# address (_probe.use_reached), the name its host's key is known under
+# address (_reached.use_reached), the name its host's key is known under
 ALIAS = '_nixdeploy_host_key_alias'
 # ssh's debug line that gives the key a server answered with
 SERVER_KEY = re.compile(r'Server host key: \S+ (SHA256:[A-Za-z0-9+/]+)')

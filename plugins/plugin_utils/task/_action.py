@@ -67,7 +67,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import (
     printable, printable_lines)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _probe
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _reached
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._diagnosis import (
     become_problem, ssh_problem)
@@ -168,9 +168,9 @@ class NixdeployAction(ActionBase):
         new_run(self.host, task_vars)
         # the address the run's probe found, when it is not ansible_host
         # (one of nix_target_hosts): every program of this task goes there
-        reached, alias = _probe.reached_as(C.DEFAULT_LOCAL_TMP, self.host)
+        reached, alias = _reached.reached_as(C.DEFAULT_LOCAL_TMP, self.host)
         if reached and self._connection is not None:
-            _probe.use_reached(self._connection, reached, alias)
+            _reached.use_reached(self._connection, reached, alias)
         self.from_role_vars = boolean(self._task.args.get(_role_vars.FLAG, False), strict=False)
         if self.ROLE_VARS:
             # before validation: a variable is checked as the argument would be

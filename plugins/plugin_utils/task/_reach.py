@@ -11,7 +11,7 @@ its own connection); ``finish`` reads the answer after the evaluation:
   the generation its system profile is on where the probe could read it
   (``probe.generation``: the "before" of a host that fails or stops later);
 - reached at another of its ``nix_target_hosts``: every later task of the
-  collection reaches the host there (the action base: ``_probe.use_reached``);
+  collection reaches the host there (the action base: ``_reached.use_reached``);
 - either way the address is kept for the run, where the batch's work for
   other hosts finds it (the cascade covers only hosts the probe reached);
 - refused the login at one address and logged in at none: a failed host
@@ -42,7 +42,7 @@ import time
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _probe
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _probe, _reached
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
     AddressError, Host, bare_address, inventory_places)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stats
@@ -199,13 +199,13 @@ def finish(action, connection, probe, args, result):
         alias = probe.target.alias_at(address)
         # kept for the run: the batch's work for other hosts (the cascade)
         # reaches this one there, and waits for it
-        _probe.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address, alias)
+        _reached.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address, alias)
         result['address'] = address
         # the generation it is on now: what a later failure leaves it on
         result['probe']['generation'] = probe.generation()
         if address != probe.target.address:
             # a later address answered: the rest of the run goes there
-            _probe.use_reached(connection, address, alias)
+            _reached.use_reached(connection, address, alias)
         return result
     # the message says ssh's words for each address: the figures keep them once
     for entry in result['probe']['tried']:

@@ -19,7 +19,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (  # noqa: E402
-    _host_identity, _probe)
+    _host_identity, _probe, _reached)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (  # noqa: E402
     Host, inventory_places)
 
@@ -125,12 +125,12 @@ def test_a_refused_key_is_named_by_the_host_known_hosts_says_it_is(tmp_path):
 
 
 def test_the_alias_is_kept_for_the_run_beside_the_address(tmp_path):
-    _probe.keep_reached(str(tmp_path), 'laptop', '10.0.0.7', '10.0.0.5')
-    assert _probe.reached_as(str(tmp_path), 'laptop') == ('10.0.0.7', '10.0.0.5')
-    assert _probe.reached(str(tmp_path), 'laptop') == '10.0.0.7'
-    _probe.keep_reached(str(tmp_path), 'm1', '10.0.0.8')
-    assert _probe.reached_as(str(tmp_path), 'm1') == ('10.0.0.8', None)
-    assert _probe.reached_as(str(tmp_path), 'nobody') == (None, None)
+    _reached.keep_reached(str(tmp_path), 'laptop', '10.0.0.7', '10.0.0.5')
+    assert _reached.reached_as(str(tmp_path), 'laptop') == ('10.0.0.7', '10.0.0.5')
+    assert _reached.reached(str(tmp_path), 'laptop') == '10.0.0.7'
+    _reached.keep_reached(str(tmp_path), 'm1', '10.0.0.8')
+    assert _reached.reached_as(str(tmp_path), 'm1') == ('10.0.0.8', None)
+    assert _reached.reached_as(str(tmp_path), 'nobody') == (None, None)
 
 
 def test_ansible_s_connection_at_a_fallback_checks_the_host_s_own_key(tmp_path):
@@ -141,8 +141,8 @@ def test_ansible_s_connection_at_a_fallback_checks_the_host_s_own_key(tmp_path):
                            direct={'ssh_args': '-o ControlMaster=auto -o ControlPersist=60s',
                                    'host_key_checking': False,
                                    'control_path_dir': str(tmp_path / 'cp')})
-    _probe.use_reached(connection, '10.0.0.7', '10.0.0.5')
-    _probe.use_reached(connection, '10.0.0.7', '10.0.0.5')  # a later task: once
+    _reached.use_reached(connection, '10.0.0.7', '10.0.0.5')
+    _reached.use_reached(connection, '10.0.0.7', '10.0.0.5')  # a later task: once
     command = [c.decode() if isinstance(c, bytes) else c for c in
                connection._build_command('ssh', 'ssh', '10.0.0.7', 'true')]  # pylint: disable=protected-access
     # before Ansible's own StrictHostKeyChecking=no (host_key_checking off)

@@ -15,6 +15,7 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _probe  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _reached  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import Host  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import (  # noqa: E402
     TimedOut, run_no_tty)
@@ -107,10 +108,10 @@ def test_a_command_that_hangs_is_stopped_at_its_bound():
 
 
 def test_the_address_found_is_kept_for_the_run(tmp_path):
-    assert _probe.reached(str(tmp_path), 'm1') is None
-    _probe.keep_reached(str(tmp_path), 'm1', 'fd42::7')
-    assert _probe.reached(str(tmp_path), 'm1') == 'fd42::7'
-    assert _probe.reached(str(tmp_path), 'm2') is None
+    assert _reached.reached(str(tmp_path), 'm1') is None
+    _reached.keep_reached(str(tmp_path), 'm1', 'fd42::7')
+    assert _reached.reached(str(tmp_path), 'm1') == 'fd42::7'
+    assert _reached.reached(str(tmp_path), 'm2') is None
 
 
 def test_the_addresses_tried_are_as_ssh_takes_them_the_connections_first():
