@@ -48,13 +48,13 @@ STATE = {'nixos': '/nix/var/nixdeploy', 'darwin': '/nix/var/nixdeploy',
 
 class StatusFleet(DeployFleet):
 
-    def status(self, *args, callbacks=CALLBACKS):
+    def status(self, *args, callbacks=CALLBACKS, env=None):
         workdir = self.rundir()
         # a fresh ssh ControlPath folder: a master left to a host now off
         # would wait for TCP to give up on the dead link
-        env = {'ANSIBLE_SSH_CONTROL_PATH_DIR': os.path.join(workdir, 'cp'),
-               'ANSIBLE_CALLBACKS_ENABLED': callbacks,
-               'NIXDEPLOY_REPORT_DIR': os.path.join(workdir, 'reports')}
+        env = dict(env or {}, ANSIBLE_SSH_CONTROL_PATH_DIR=os.path.join(workdir, 'cp'),
+                   ANSIBLE_CALLBACKS_ENABLED=callbacks,
+                   NIXDEPLOY_REPORT_DIR=os.path.join(workdir, 'reports'))
         run = run_playbook(STATUS, self.inventory, workdir, args=list(args), env=env,
                            timeout=300)
         run.workdir = workdir
@@ -103,7 +103,8 @@ def make_every_class(fleet):
     flake.set_config('back', version='2', behaviour='break-network')
     flake.set_config('kern', version='2', kernel_version='6.12.1')
     run = fleet.deploy('-l', 'back,kern', '-e', 'nix_confirm_timeout=%d' % CONFIRM_TIMEOUT)
-    flake.set_config('back', behaviour='ok')
+    # then a commit for it that no run builds (a status run must not either)
+    flake.set_config('back', behaviour='ok', version='3-%s' % uuid.uuid4().hex[:8])
     assert run.rc != 0, run
     summary = run.summary()
     assert summary['back']['rolled_back'] and summary['kern']['outcome'] == 'switched', summary
@@ -115,8 +116,11 @@ def make_every_class(fleet):
     by_hand = out_paths(pushed)['hand']
     lab.run_in('hand', [by_hand + '/activate'], user='app')
     assert lab.active('hand') == by_hand
-    # a commit for it, not deployed yet (a system no run ever built here)
-    flake.set_config('ahead', version='2-%s' % uuid.uuid4().hex[:8])
+    # a commit for it, built and pushed, not activated yet: the controller's
+    # store holds both systems, so its line tells how far apart they are
+    flake.set_config('ahead', version='2-%s' % uuid.uuid4().hex[:8], extra_paths=2,
+                     extra_bytes=300000)
+    assert fleet.deploy('-l', 'ahead', '--skip-tags', 'activate').rc == 0
     return dict((host, lab.active(host)) for host in lab.hosts)
 
 
@@ -171,6 +175,17 @@ def test_one_run_shows_every_class(sts_fleet, tmp_path):
     assert facts['sync']['last_deploy']['state'] == 'done', facts['sync']
     assert facts['fresh']['last_deploy'] is None and facts['fresh']['generation'] is None
     assert facts['ahead']['desired'] != facts['ahead']['current']
+    # how far apart: the two extra paths (and the new system) added, the
+    # old system dropped, the closure grown by the extra bytes at least
+    diff = facts['ahead']['closure_diff']
+    assert diff['paths_added'] >= 3 and diff['paths_removed'] >= 1, facts['ahead']
+    assert diff['size_change_bytes'] >= 300000, facts['ahead']
+    assert ', +%d -%d paths, +' % (diff['paths_added'], diff['paths_removed']) in \
+        run.result(READ, 'ahead')['result']['msg'], run.result(READ, 'ahead')['result']
+    # the flake's system for back was never built: no difference, nothing built
+    assert facts['back']['closure_diff'] is None, facts['back']
+    assert facts['sync']['closure_diff'] == {'paths_added': 0, 'paths_removed': 0,
+                                             'size_change_bytes': 0}, facts['sync']
     # NixOS: booted and current differ in the kernel, the generation moved on
     assert facts['kern']['booted'] != facts['kern']['current'] == facts['kern']['boot_default']
     assert any(r.startswith('kernel: ') for r in facts['kern']['reasons']), facts['kern']
@@ -218,7 +233,7 @@ def test_one_run_shows_every_class(sts_fleet, tmp_path):
     built = [name for name in controller_store() - store if not name.endswith('.drv')
              and any(mark in name for mark in ours)]
     assert built == [], built
-    assert subprocess.run(['nix-store', '--check-validity', facts['ahead']['desired']],
+    assert subprocess.run(['nix-store', '--check-validity', facts['back']['desired']],
                           stderr=subprocess.DEVNULL, check=False).returncode != 0
 
 
@@ -271,3 +286,29 @@ def test_fail_unless_in_sync_gates_and_a_deploy_brings_every_host_in_sync(sts_fl
         fact = run.result(READ, host)['result']['status']
         assert fact['class'] == 'in_sync', (host, fact)
     assert 'nixdeploy status: 7 in_sync' in run.stdout, run.stdout[-2000:]
+
+
+def test_a_host_off_between_evaluation_and_read_is_unreachable(sts_fleet):
+    """Reached by the evaluation's login probe, off when its read starts: the
+    read's ssh (the probe's own master) finds no answer. The host is
+    Ansible's unreachable beside the healthy ones, counted as such, and no
+    traceback is printed."""
+    fleet, lab = sts_fleet, sts_fleet.lab
+    healthy = ['sync', 'ahead', 'fresh']
+    env = {'NIXDEPLOY_TEST_CUT_BEFORE': READ,
+           'NIXDEPLOY_TEST_CUT_LINKS': lab.host('kern')['veth']}
+    try:
+        run = fleet.status('-l', ','.join(healthy + ['kern']), '-e', 'nix_status_timeout=10',
+                           callbacks=CALLBACKS + ',cut_link', env=env)
+    finally:
+        lab.restore('kern')
+    assert run.result(EVAL, 'kern')['status'] == 'ok', run
+    gone = run.result(READ, 'kern')
+    assert gone['status'] == 'unreachable', gone
+    assert gone['result']['msg'].startswith('kern: unreachable: '), gone
+    for host in healthy:
+        assert run.result(READ, host)['status'] == 'ok', run.result(READ, host)
+    assert run.rc == 4, run
+    assert 'Traceback' not in run.stdout + run.stderr, (run.stdout + run.stderr)[-3000:]
+    assert 'kern: unreachable (not reached)' in run.stdout, run.stdout[-3000:]
+    assert '1 unreachable' in run.stdout, run.stdout[-3000:]
