@@ -29,7 +29,6 @@ Root; the lab takes slot 0 or 1 of the scale labs (benchmarks/scale.py).
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
