@@ -194,7 +194,9 @@ class ScaleFleet(BenchFleet):
                                 if os.path.exists(os.path.join(report, name)))
         return result
 
-    def baseline(self, parallel, trace=False):
+    def baseline(self, parallel, trace=False, script=BASELINE):
+        """``script`` (benchmarks/baseline_deploy.sh, or another plain script
+        of the same arguments) on the selected hosts, ``parallel`` at a time."""
         plan = os.path.join(self.workdir, 'baseline-hosts')
         with open(plan, 'w') as handle:
             for name in self.selected:
@@ -202,10 +204,10 @@ class ScaleFleet(BenchFleet):
                 handle.write('%s %s %s %s\n' % (name, host['address'], host['ssh_user'],
                                                 self.flake.attr(name)))
         log = self._log('baseline')
-        result = timed(['sh', BASELINE, self.flake.ref, plan, str(parallel), self.lab.key,
+        result = timed(['sh', script, self.flake.ref, plan, str(parallel), self.lab.key,
                         self.lab.known_hosts], log=log, groups=self.groups, counter=self.counter)
         if result['rc'] != 0:
-            raise RunError('the baseline deploy failed (rc %s), see %s' % (result['rc'], log))
+            raise RunError('the baseline script failed (rc %s), see %s' % (result['rc'], log))
         return result
 
     def _plan(self):

@@ -8,8 +8,10 @@ the host over the task's connection, with become when the task has it; its
 values are read by its own marker (plugin_utils/host/_script.py), the host's
 class worked out on the controller (plugin_utils/status/_status_class.py)
 and kept as the fact ``nixdeploy_status`` (plugin_utils/status/_status_view.py).
-A host that gives no answer is Ansible's unreachable, as the deploy's
-login probe makes an off host.
+The closure difference is read from the controller's store where it
+holds both systems (plugin_utils/status/_status_closure.py). A host that
+gives no answer is Ansible's unreachable, as the deploy's login probe makes
+an off host.
 """
 
 from ansible.errors import AnsibleConnectionFailure
@@ -23,8 +25,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.status import (
-    _status_class, _status_look, _status_view)
+    _status_class, _status_closure, _status_look, _status_view)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
     HOST_KEY_MARKERS, NixdeployAction, host_message)
 
@@ -56,7 +59,13 @@ class ActionModule(NixdeployAction):
             return self.failed(result, 'could not read the host: %s' % script_error(out, values))
         look = _status_look.Look.of(args['platform'], values)
         name, reasons = _status_class.classify(look, args['desired'])
-        fact = _status_view.status_fact(look, args['platform'], args['desired'], name, reasons)
+        change = None
+        if args['closure_diff']:
+            change = _status_closure.closure_change(
+                NixOptions.from_params(args), look.current(), args['desired'],
+                timeout=args['timeout'])
+        fact = _status_view.status_fact(look, args['platform'], args['desired'], name, reasons,
+                                        closure_diff=change)
         result.update(status=fact, ansible_facts={_status_view.FACT: fact},
                       msg=_status_view.line(self.host, fact))
         return result

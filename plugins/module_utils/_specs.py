@@ -59,12 +59,15 @@ ACTIVATE_SPEC = dict(
     record_stats=RECORD_STATS,
 )
 
-# nix_status's own: it reads, so it takes no option of the deploy's table
+# nix_status's own: it reads, so it takes no option of the deploy's table;
+# the Nix options are those of the closure difference's store queries
 STATUS_SPEC = dict(
+    NIX_OPTIONS,
     desired=dict(type='str', required=True),
     platform=dict(type='str', required=True, choices=list(_platforms.PLATFORMS)),
     profile=dict(type='str'),
     timeout=dict(type='int', default=30),
+    closure_diff=dict(type='bool', default=True),
 )
 
 PUBLISH_SPEC = dict(NIX_OPTIONS, **{

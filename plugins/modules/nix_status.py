@@ -53,7 +53,17 @@ options:
       - Seconds the read may take before the host counts as unreachable.
     type: int
     default: 30
+  closure_diff:
+    description:
+      - Whether to tell how far the host's closure is from the flake's (RV(status.closure_diff)),
+        where the controller's store already holds both the system the host runs and the desired
+        one. A path the store lacks is never built, fetched or substituted (one
+        C(nix-store --check-validity) first); its difference is then null. A host that runs what
+        the flake gives costs no Nix command.
+    type: bool
+    default: true
 extends_documentation_fragment:
+  - nixdeploy.fleet.nix
   - action_common_attributes
   - action_common_attributes.flow
 attributes:
@@ -104,7 +114,8 @@ msg:
   description: One line for people, the host's class, generation and short paths.
   returned: success
   type: str
-  sample: "web1: pending (deploy pending), generation 41, runs nixos-system-web1-v1, flake gives nixos-system-web1-v2"
+  sample: "web1: pending (deploy pending), generation 41, runs nixos-system-web1-v1, flake gives nixos-system-web1-v2,
+    +12 -3 paths, +34.5 MiB"
 status:
   description: The host's status, also kept as the fact C(nixdeploy_status) (cacheable).
   returned: success
@@ -152,6 +163,13 @@ status:
         V(rolled_back), V(failed)), C(system) (what it deployed), C(previous) (what ran before it)
         and C(rolled_back).
       type: dict
+    closure_diff:
+      description: From the system the host runs to the desired one, C(paths_added),
+        C(paths_removed) (store paths of the closures) and C(size_change_bytes) (of the closure's
+        size); all 0 when the host runs the desired system; null when the controller's store
+        lacks either system, or with O(closure_diff=false).
+      type: dict
+      sample: {paths_added: 12, paths_removed: 3, size_change_bytes: 36175872}
 ansible_facts:
   description: C(nixdeploy_status), the same as RV(status).
   returned: success

@@ -27,12 +27,14 @@ else:
 
 try:
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._cause import wrap
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._sizes import human_bytes
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_order import (
         INTERRUPTED_WORDS, STATUSES, ordered_hosts, reached_state)
 except ImportError:
     # run as a plain script (the merge command): the sibling file and
     # common's (on the path _report.py set)
     from _cause import wrap  # pylint: disable=import-error
+    from _sizes import human_bytes  # pylint: disable=import-error
     from _report_order import (  # pylint: disable=import-error
         INTERRUPTED_WORDS, STATUSES, ordered_hosts, reached_state)
 
@@ -62,19 +64,6 @@ OUTCOMES = ('changed', 'ok', 'failed', 'rolled_back', 'unreachable', 'skipped')
 def _text(value):
     """A value as the page shows it: nothing for None."""
     return '' if value is None else value
-
-
-def human_bytes(value, signed=False):
-    if value is None:
-        return '-'
-    sign = '+' if signed and value > 0 else ('-' if value < 0 else '')
-    amount = float(abs(value))
-    for unit in ('B', 'KiB', 'MiB', 'GiB'):
-        if amount < 1024 or unit == 'GiB':
-            text = '%d %s' % (amount, unit) if unit == 'B' else '%.1f %s' % (amount, unit)
-            return sign + text
-        amount /= 1024.0
-    return sign + '%d B' % amount
 
 
 def seconds(value):

@@ -7,6 +7,7 @@ totals by class (``totals``) and node_exporter's textfile (``metrics``).
 """
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._reboot_rules import short
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._sizes import human_bytes
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.status import _status_class
 
 FACT = 'nixdeploy_status'
@@ -24,8 +25,9 @@ def _deploy(run):
             'system': run.new, 'previous': run.prev, 'rolled_back': run.rolled_back}
 
 
-def status_fact(look, platform, desired, name, reasons):
-    """The fact ``nixdeploy_status`` of a host read as ``look``."""
+def status_fact(look, platform, desired, name, reasons, closure_diff=None):
+    """The fact ``nixdeploy_status`` of a host read as ``look``
+    (``closure_diff``: ``_status_closure.closure_change``'s, or None)."""
     return {
         'class': name,
         'words': _status_class.WORDS[name],
@@ -38,7 +40,14 @@ def status_fact(look, platform, desired, name, reasons):
         'generation': look.get('generation'),
         'profile': look.get('profile'),
         'last_deploy': _deploy(_status_class.last_deploy(look.runs)),
+        'closure_diff': closure_diff,
     }
+
+
+def closure_words(change):
+    """'+12 -3 paths, +34.5 MiB' of a closure difference."""
+    return '+%d -%d paths, %s' % (change['paths_added'], change['paths_removed'],
+                                  human_bytes(change['size_change_bytes'], signed=True))
 
 
 def line(host, fact):
@@ -49,6 +58,9 @@ def line(host, fact):
     parts.append('runs %s' % short(fact.get('current')))
     if fact.get('current') != fact.get('desired'):
         parts.append('flake gives %s' % short(fact.get('desired')))
+        # where the controller's store holds both systems
+        if fact.get('closure_diff'):
+            parts.append(closure_words(fact['closure_diff']))
     if fact.get('booted') and fact.get('booted') != fact.get('current'):
         parts.append('booted %s' % short(fact['booted']))
     text = ', '.join(parts)

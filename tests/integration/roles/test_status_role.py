@@ -16,7 +16,8 @@ import jsonschema
 import pytest
 
 from tests.collection import REPO, run_playbook
-from tests.deploy_fleet import DeployFleet, prepare, write_host_vars, write_inventory
+from tests.deploy_fleet import (DeployFleet, prepare, runner_private_dir, write_host_vars,
+                                write_inventory)
 
 pytestmark = pytest.mark.lab
 
@@ -48,13 +49,13 @@ STATE = {'nixos': '/nix/var/nixdeploy', 'darwin': '/nix/var/nixdeploy',
 
 class StatusFleet(DeployFleet):
 
-    def status(self, *args, callbacks=CALLBACKS):
+    def status(self, *args, callbacks=CALLBACKS, env=None):
         workdir = self.rundir()
         # a fresh ssh ControlPath folder: a master left to a host now off
         # would wait for TCP to give up on the dead link
-        env = {'ANSIBLE_SSH_CONTROL_PATH_DIR': os.path.join(workdir, 'cp'),
-               'ANSIBLE_CALLBACKS_ENABLED': callbacks,
-               'NIXDEPLOY_REPORT_DIR': os.path.join(workdir, 'reports')}
+        env = dict(env or {}, ANSIBLE_SSH_CONTROL_PATH_DIR=os.path.join(workdir, 'cp'),
+                   ANSIBLE_CALLBACKS_ENABLED=callbacks,
+                   NIXDEPLOY_REPORT_DIR=os.path.join(workdir, 'reports'))
         run = run_playbook(STATUS, self.inventory, workdir, args=list(args), env=env,
                            timeout=300)
         run.workdir = workdir
@@ -103,7 +104,8 @@ def make_every_class(fleet):
     flake.set_config('back', version='2', behaviour='break-network')
     flake.set_config('kern', version='2', kernel_version='6.12.1')
     run = fleet.deploy('-l', 'back,kern', '-e', 'nix_confirm_timeout=%d' % CONFIRM_TIMEOUT)
-    flake.set_config('back', behaviour='ok')
+    # then a commit for it that no run builds (a status run must not either)
+    flake.set_config('back', behaviour='ok', version='3-%s' % uuid.uuid4().hex[:8])
     assert run.rc != 0, run
     summary = run.summary()
     assert summary['back']['rolled_back'] and summary['kern']['outcome'] == 'switched', summary
@@ -115,8 +117,11 @@ def make_every_class(fleet):
     by_hand = out_paths(pushed)['hand']
     lab.run_in('hand', [by_hand + '/activate'], user='app')
     assert lab.active('hand') == by_hand
-    # a commit for it, not deployed yet (a system no run ever built here)
-    flake.set_config('ahead', version='2-%s' % uuid.uuid4().hex[:8])
+    # a commit for it, built and pushed, not activated yet: the controller's
+    # store holds both systems, so its line tells how far apart they are
+    flake.set_config('ahead', version='2-%s' % uuid.uuid4().hex[:8], extra_paths=2,
+                     extra_bytes=300000)
+    assert fleet.deploy('-l', 'ahead', '--skip-tags', 'activate').rc == 0
     return dict((host, lab.active(host)) for host in lab.hosts)
 
 
@@ -171,6 +176,17 @@ def test_one_run_shows_every_class(sts_fleet, tmp_path):
     assert facts['sync']['last_deploy']['state'] == 'done', facts['sync']
     assert facts['fresh']['last_deploy'] is None and facts['fresh']['generation'] is None
     assert facts['ahead']['desired'] != facts['ahead']['current']
+    # how far apart: the two extra paths (and the new system) added, the
+    # old system dropped, the closure grown by the extra bytes at least
+    diff = facts['ahead']['closure_diff']
+    assert diff['paths_added'] >= 3 and diff['paths_removed'] >= 1, facts['ahead']
+    assert diff['size_change_bytes'] >= 300000, facts['ahead']
+    assert ', +%d -%d paths, +' % (diff['paths_added'], diff['paths_removed']) in \
+        run.result(READ, 'ahead')['result']['msg'], run.result(READ, 'ahead')['result']
+    # the flake's system for back was never built: no difference, nothing built
+    assert facts['back']['closure_diff'] is None, facts['back']
+    assert facts['sync']['closure_diff'] == {'paths_added': 0, 'paths_removed': 0,
+                                             'size_change_bytes': 0}, facts['sync']
     # NixOS: booted and current differ in the kernel, the generation moved on
     assert facts['kern']['booted'] != facts['kern']['current'] == facts['kern']['boot_default']
     assert any(r.startswith('kernel: ') for r in facts['kern']['reasons']), facts['kern']
@@ -218,7 +234,7 @@ def test_one_run_shows_every_class(sts_fleet, tmp_path):
     built = [name for name in controller_store() - store if not name.endswith('.drv')
              and any(mark in name for mark in ours)]
     assert built == [], built
-    assert subprocess.run(['nix-store', '--check-validity', facts['ahead']['desired']],
+    assert subprocess.run(['nix-store', '--check-validity', facts['back']['desired']],
                           stderr=subprocess.DEVNULL, check=False).returncode != 0
 
 
@@ -241,6 +257,114 @@ class LabelKey(dict):
 
     def __hash__(self):
         return hash(tuple(sorted(self.items())))
+
+
+def runner_status_job(fleet, ident):
+    """The "nix status" job template as AWX runs it with *Enable Fact
+    Storage* on and job type *Check*: ansible-runner with its jsonfile fact
+    cache (AWX's ``fact_cache_type``) in the job's artifacts; returns (the
+    runner, that fact cache folder)."""
+    import ansible_runner
+    private = runner_private_dir(os.path.join(fleet.workdir, 'awx-%s' % ident))
+    with open(os.path.join(private, 'project', 'status.yml'), 'w') as handle:
+        handle.write('---\n- name: Status\n  ansible.builtin.import_playbook: %s\n' % STATUS)
+    runner = ansible_runner.run(private_data_dir=private, playbook='status.yml', ident=ident,
+                                inventory=fleet.inventory, cmdline='--check', quiet=True,
+                                fact_cache_type='jsonfile')
+    return runner, os.path.join(private, 'artifacts', ident, 'fact_cache')
+
+
+def cached_facts(folder, host):
+    """``host``'s facts in a jsonfile fact cache folder, read as
+    ansible-core reads them back: from 2.19 the file is ``s1_<host>`` (a
+    schema version) and holds the facts under ``__payload__``, a JSON string
+    of tagged values that ansible-core's own decoder reads; before, the file
+    is ``<host>`` and holds them as they are. None when absent."""
+    for name in ('s1_' + host, host):
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            with open(path) as handle:
+                data = json.load(handle)
+            if isinstance(data, dict) and set(data) == {'__payload__'}:
+                from ansible._internal._json._profiles import _cache_persistence
+                data = json.loads(data['__payload__'], cls=_cache_persistence.Decoder)
+            return data
+    return None
+
+
+def awx_finish_fact_cache(folder, hosts):
+    """{host: facts} as AWX's finish_fact_cache (awx/main/tasks/facts.py,
+    24.6.1 and newer) keeps them: the file named as the host, plain JSON; a
+    host without its file has its facts cleared ({})."""
+    kept = {}
+    for host in hosts:
+        path = os.path.join(folder, host)
+        try:
+            with open(path) as handle:
+                kept[host] = json.load(handle)
+        except OSError:
+            kept[host] = {}
+        except ValueError:
+            continue
+    return kept
+
+
+def smart_inventory(kept, host_filter):
+    """The hosts of a smart inventory whose host filter is one
+    ``ansible_facts__<key>__<key>="<value>"`` term, as AWX reads it: a
+    lookup into each host's stored facts."""
+    path, _eq, value = host_filter.partition('=')
+    keys = path.split('__')
+    assert keys[0] == 'ansible_facts', host_filter
+    found = []
+    for host, facts in kept.items():
+        for key in keys[1:]:
+            facts = facts.get(key) if isinstance(facts, dict) else None
+        if facts == json.loads(value):
+            found.append(host)
+    return sorted(found)
+
+
+@pytest.fixture(scope='module')
+def status_job(sts_fleet):
+    """One "nix status" job on the fleet with every class (after
+    test_one_run_shows_every_class)."""
+    runner, folder = runner_status_job(sts_fleet, 'status-check')
+    assert runner.status == 'successful', runner.stdout.read()[-3000:]
+    return runner, folder
+
+
+def test_the_job_fact_cache_holds_each_hosts_status(sts_fleet, status_job):
+    runner, folder = status_job
+    assert runner.config.env['ANSIBLE_CACHE_PLUGIN'] == 'jsonfile'
+    # every host read has its status in the job's fact cache, as its result said
+    read = dict((e['event_data']['host'], e['event_data']['res']['status'])
+                for e in runner.events if e.get('event') == 'runner_on_ok'
+                and e['event_data'].get('task') == READ.split(' : ', 1)[1])
+    assert sorted(read) == sorted(sts_fleet.lab.hosts), read
+    kept = dict((host, cached_facts(folder, host)) for host in read)
+    for host, status in read.items():
+        assert (kept[host] or {}).get('nixdeploy_status') == status, (host, kept[host])
+    for host, name in EXPECTED.items():
+        assert kept[host]['nixdeploy_status']['class'] == name, (host, kept[host])
+    # the smart inventory of docs/awx-semaphore.md over these facts
+    assert smart_inventory(kept, 'ansible_facts__nixdeploy_status__class="pending"') == ['ahead']
+    assert smart_inventory(kept, 'ansible_facts__nixdeploy_status__class="rolled_back"') == \
+        ['back']
+
+
+def _core_version():
+    from ansible.release import __version__
+    return tuple(int(p) for p in __version__.split('.')[:2])
+
+
+@pytest.mark.xfail(_core_version() >= (2, 19), strict=True,
+                   reason='ansible-core 2.19+ names a jsonfile cache entry s1_<host> and wraps '
+                          'it in __payload__ (ansible/ansible#86028); AWX reads <host> as JSON')
+def test_awx_keeps_the_status_facts_of_the_job(sts_fleet, status_job):
+    _runner, folder = status_job
+    kept = awx_finish_fact_cache(folder, sorted(sts_fleet.lab.hosts))
+    assert smart_inventory(kept, 'ansible_facts__nixdeploy_status__class="pending"') == ['ahead']
 
 
 def test_fail_unless_in_sync_gates_and_a_deploy_brings_every_host_in_sync(sts_fleet):
@@ -271,3 +395,29 @@ def test_fail_unless_in_sync_gates_and_a_deploy_brings_every_host_in_sync(sts_fl
         fact = run.result(READ, host)['result']['status']
         assert fact['class'] == 'in_sync', (host, fact)
     assert 'nixdeploy status: 7 in_sync' in run.stdout, run.stdout[-2000:]
+
+
+def test_a_host_off_between_evaluation_and_read_is_unreachable(sts_fleet):
+    """Reached by the evaluation's login probe, off when its read starts: the
+    read's ssh (the probe's own master) finds no answer. The host is
+    Ansible's unreachable beside the healthy ones, counted as such, and no
+    traceback is printed."""
+    fleet, lab = sts_fleet, sts_fleet.lab
+    healthy = ['sync', 'ahead', 'fresh']
+    env = {'NIXDEPLOY_TEST_CUT_BEFORE': READ,
+           'NIXDEPLOY_TEST_CUT_LINKS': lab.host('kern')['veth']}
+    try:
+        run = fleet.status('-l', ','.join(healthy + ['kern']), '-e', 'nix_status_timeout=10',
+                           callbacks=CALLBACKS + ',cut_link', env=env)
+    finally:
+        lab.restore('kern')
+    assert run.result(EVAL, 'kern')['status'] == 'ok', run
+    gone = run.result(READ, 'kern')
+    assert gone['status'] == 'unreachable', gone
+    assert gone['result']['msg'].startswith('kern: unreachable: '), gone
+    for host in healthy:
+        assert run.result(READ, host)['status'] == 'ok', run.result(READ, host)
+    assert run.rc == 4, run
+    assert 'Traceback' not in run.stdout + run.stderr, (run.stdout + run.stderr)[-3000:]
+    assert 'kern: unreachable (not reached)' in run.stdout, run.stdout[-3000:]
+    assert '1 unreachable' in run.stdout, run.stdout[-3000:]
