@@ -63,7 +63,7 @@ HOST_KEY = 'host key'
 # reason whose marker one of ssh's lines holds is the one given.
 REASONS = (
     (HOST_KEY, ('Host key verification failed', 'REMOTE HOST IDENTIFICATION HAS CHANGED',
-                  'host key is known')),
+                'host key is known')),
     ('login refused', ('Permission denied',)),
     ('no route', ('No route to host', 'Network is unreachable')),
     ('connection refused', ('Connection refused',)),

@@ -15,7 +15,6 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.callback import summary as plugin  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _cause  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _closing_lines  # noqa: E402
 from tests.unit.plugins.callback.test_summary import (  # noqa: E402
