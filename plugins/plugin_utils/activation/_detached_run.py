@@ -188,9 +188,10 @@ class DetachedRun:
                     self._timeline.add_run('confirm', {'state': 'failed'}, start)
                     return values, log, script_error(out, seen)
                 if not claimed and seen.get('claimed') == run:
-                    # confirmed: what is left is the run's own end
+                    # confirmed: what is left is the run's own end, and an
+                    # interrupted run says the host keeps its new system
                     claimed = True
-                    _progress.clear_step(C.DEFAULT_LOCAL_TMP, self._task.host)
+                    _progress.set_step(C.DEFAULT_LOCAL_TMP, self._task.host, _progress.CONFIRMED)
                 if seen.get('state'):
                     values, log = seen, seen_log
                 if values.get('state') in _programs.TERMINAL_STATES:

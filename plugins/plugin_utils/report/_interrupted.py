@@ -50,6 +50,15 @@ def in_flight(step, now, window=None):
                 'magic rollback, unconfirmed, rolls back by itself'), None
     until, guarded = step.get('until'), step.get('rolls_back')
     left = _seconds(until, now) if until is not None else None
+    if step['step'] == _progress.CONFIRMED:
+        return ('confirmed when interrupted: it keeps its new system (the rest of its '
+                'activation goes on on the target)'), None
+    if step['step'] == _progress.AWAITING_CONFIRMATION and guarded and left is not None:
+        # the confirmation may have reached the host a moment before the
+        # interrupt: the controller learns it only when its login returns
+        return ('awaiting its confirmation when interrupted: if the confirmation reached it, '
+                'it keeps its new system; if not, it rolls back by itself within %d s '
+                '(nixdeploy.fleet.status tells which)' % left), left
     if step['step'] in _progress.WAITS:
         # the run on the target waits on, up to its own lock timeout: it
         # may get the lock and activate, or give up with nothing changed

@@ -39,10 +39,12 @@ WAITING_CONFIRMATION = "waiting for another run's unconfirmed activation to be c
 WAITING_ROLLBACK = "waiting for another run's rollback"
 WAITING_SWITCH = 'waiting for another switch of the system, an auto-upgrade?'
 WAITS = (WAITING_ACTIVATION, WAITING_CONFIRMATION, WAITING_ROLLBACK, WAITING_SWITCH)
-# The activation launched and not yet at a step above: never in a progress
-# line (the phase says it), read when the run is interrupted.
+# The activation launched and not yet at a step above, or confirmed and
+# finishing on the target (the boot entry after the confirmation): never in
+# a progress line (the phase says it), read when the run is interrupted.
 ACTIVATING = 'activating'
-STEPS = (HEALTH_CHECKS, AWAITING_CONFIRMATION, ACTIVATING) + WAITS
+CONFIRMED = 'confirmed'
+STEPS = (HEALTH_CHECKS, AWAITING_CONFIRMATION, ACTIVATING, CONFIRMED) + WAITS
 # steps a progress line names
 SHOWN_STEPS = (HEALTH_CHECKS, AWAITING_CONFIRMATION) + WAITS
 # the most host names a phase of a progress line lists; the rest are counted

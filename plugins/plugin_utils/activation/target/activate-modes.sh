@@ -17,7 +17,7 @@ take_lock() {
   # the lock is mostly free: the state that says so goes to the log, the
   # status file gets the next one (acquire writes it when the lock is taken)
   status waiting_lock "" later
-  acquire || { status failed "timed out after ${LOCK_TIMEOUT}s waiting for the lock of $PROFILE, held by pid ${LOCK_OWNER:-?} (run ${LOCK_RUN:-?}${WAITING_FOR:+, at its $WAITING_FOR})"; exit 1; }
+  acquire || { status failed "timed out after ${LOCK_TIMEOUT}s waiting for the lock of $PROFILE, held by pid ${LOCK_OWNER:-?} (run ${LOCK_RUN:-?}${WAITING_FOR:+, at its $WAITING_FOR}): wait for that run to end, or raise nix_lock_timeout"; exit 1; }
   echo "$RUN" >"$D/last.tmp" && mv -f "$D/last.tmp" "$D/last"
   # another switch of the platform's own (an auto-upgrade) first: before the
   # profile is read or moved

@@ -90,3 +90,26 @@ def test_an_activation_still_running_says_its_window_and_the_most(clock):
     # the task is done with it: nothing is left to read
     steps.over()
     assert read_window(C.DEFAULT_LOCAL_TMP, HOST, started - 1) is None
+
+
+def test_a_host_interrupted_while_awaiting_its_confirmation_may_keep_its_system(clock):
+    """Interrupted while the task confirms: the confirmation may have
+    reached the host a moment before (the controller learns it only when
+    its login returns), so both ends are said, with the watchdog's bound
+    (the trial saw "it rolls back" said of a host that kept its system)."""
+    _progress.set_step(C.DEFAULT_LOCAL_TMP, HOST, _progress.AWAITING_CONFIRMATION,
+                       until=clock.now + 25, rolls_back=True)
+    words, within = said(clock)
+    assert within == 25, words
+    assert 'if the confirmation reached it, it keeps its new system' in words, words
+    assert 'if not, it rolls back by itself within 25 s' in words, words
+
+
+def test_a_confirmed_host_keeps_its_system_when_interrupted(clock):
+    """Confirmed, its run finishing on the target (the boot entry): it
+    keeps its new system; nothing rolls it back."""
+    _progress.set_step(C.DEFAULT_LOCAL_TMP, HOST, _progress.CONFIRMED)
+    words, within = said(clock)
+    assert within is None, words
+    assert words.startswith('confirmed when interrupted: it keeps its new system'), words
+    assert 'rolls back' not in words, words

@@ -445,6 +445,8 @@ def test_a_live_owner_keeps_the_lock_and_a_dead_owners_lock_is_broken(host):
         values, _log = host.activate(new, 'r1', lock_timeout=1)
         assert values['state'] == 'failed'
         assert 'held by pid %d' % live.pid in values['reason']
+        # the way out is in the line a person reads, not only in the docs
+        assert values['reason'].endswith('wait for that run to end, or raise nix_lock_timeout')
         assert host.took() == [] and os.path.isdir(os.path.join(state, 'lock'))
     finally:
         live.kill()
