@@ -120,11 +120,11 @@ class CascadeStage:
         # with the login probe on (this host was probed), a host the probe
         # has not reached yet is left to its own task, which pushes: its
         # address may be another of its nix_target_hosts, or none
-        probed = _probe.reached(C.DEFAULT_LOCAL_TMP, this_host) is not None
+        probed = _reached.reached(C.DEFAULT_LOCAL_TMP, this_host) is not None
         for name in hosts:
             if name != this_host and name not in active:
                 continue
-            if probed and name != this_host and _probe.reached(C.DEFAULT_LOCAL_TMP, name) is None:
+            if probed and name != this_host and _reached.reached(C.DEFAULT_LOCAL_TMP, name) is None:
                 continue
             hostvars = with_facts(vars_of(task_vars, name), in_flight.get(name))
             request = _peer_request(stage.filled.for_host(args, _role_vars.COPY, hostvars),
