@@ -14,8 +14,8 @@ config and group_vars carry a secret Nix option (an access token).
 What the run must show, host by host: nothing ran on the controller (no
 file from the ProxyCommand), the hostile nodes named in the output and never
 in the inventory; h1, h3, h4 on their new systems; h2 rolled back to its
-previous system and failed; h5 refused at its copy with a message that says it
-is the host key, its system unchanged; the secret in no process's argv while
+previous system and failed; h5 refused at the login probe, before its build,
+with a message that says it is the host key, its system unchanged; the secret in no process's argv while
 the job ran, in no report, no inventory cache, no output.
 """
 
@@ -289,13 +289,16 @@ def test_hostile_fleet_deploys_only_what_it_should(hostile):
                                  "exit code 1"), res['msg']
     assert '@@nixdeploy rc=0' in checks['checks'][0]['output'], checks
 
-    # h5: refused for its host key, nothing copied or activated
+    # h5: refused for its host key at the login probe, before anything was
+    # built or copied for it; its system and history as they were
     assert summary['h5']['failed'] and not summary['h5']['rolled_back'], summary['h5']
     assert 'host key' in summary['h5']['outcome'].lower(), summary['h5']
     assert lab.active('h5') == hostile['first']['h5']
-    assert not lab.store_has('h5', new['h5'])
     assert len(history(lab, 'h5')) == hostile['history']['h5']
-    assert run.result(COPY, 'h5')['status'] == 'failed'
+    h5 = run.result(EVAL, 'h5')
+    assert h5['status'] == 'failed' and 'host key' in h5['result']['msg'], h5
+    assert 'nothing was built or copied for it' in h5['result']['msg'], h5
+    assert 'h5' not in new and run.results(COPY, 'h5') == [], run.results(host='h5')
 
     # the secret: in no argv while the job ran, no report, no cache, no output
     assert watch.looks > 10 and not watch.found, watch.found
