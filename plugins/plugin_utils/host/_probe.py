@@ -51,9 +51,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh imp
 PROBE_TIMEOUT = 10
 # what the probe runs once logged in where no profile is to be read
 PROBE_PROGRAM = 'exit 0\n'
-# the line framing the generation the probe read (nothing else is read)
+# the line framing the generation the probe read (nothing else is read):
+# this word, the probe's own unguessable mark (_script.new_mark), the number
 GENERATION_MARK = 'nixdeploy-probe-generation'
-GENERATION_LINE = re.compile(r'^%s ([0-9]{1,9})$' % GENERATION_MARK)
 # ssh's exit code for its own failures (the remote command's are others)
 SSH_FAILED = 255
 
@@ -174,24 +174,30 @@ def never_connected(text):
     return any(marker in (text or '') for marker in NOT_CONNECTED)
 
 
-def probe_program(profile=None):
+def probe_program(profile, mark):
     """The probe's one program: with ``profile`` (the platform's system
     profile, a path of the platform table) the number N of the
-    ``NAME-N-link`` it points to, in one framed line (nothing when it is
-    no such link: a host never deployed); it always exits 0."""
+    ``NAME-N-link`` it points to, in one line framed with ``mark`` (a
+    login's greeting cannot forge it: ``_script.new_mark``; nothing when it
+    is no such link: a host never deployed); it always exits 0."""
     if not profile:
         return PROBE_PROGRAM
     name = shlex.quote(os.path.basename(profile))
     return ('link=$(readlink -- %s 2>/dev/null) || exit 0\n'
             'case $link in %s-*-link) n=${link#%s-}; printf \'%s %%s\\n\' "${n%%-link}" ;; esac\n'
-            'exit 0\n' % (shlex.quote(profile), name, name, GENERATION_MARK))
+            'exit 0\n' % (shlex.quote(profile), name, name, _frame(mark)))
 
 
-def generation_of(stdout):
-    """The generation number the probe's program framed in ``stdout``
-    (the host's output: only the framed line is read), or None."""
+def _frame(mark):
+    return '%s-%s' % (GENERATION_MARK, mark)
+
+
+def generation_of(stdout, mark):
+    """The generation number the probe's program framed with ``mark`` in
+    ``stdout`` (the host's output: only the framed line is read), or None."""
+    framed = re.compile(r'^%s ([0-9]{1,9})$' % re.escape(_frame(mark)))
     for line in (stdout or '').splitlines():
-        found = GENERATION_LINE.match(line.strip())
+        found = framed.match(line.strip())
         if found:
             return int(found.group(1))
     return None

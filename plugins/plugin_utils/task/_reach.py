@@ -43,6 +43,7 @@ from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _probe, _reached
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._script import new_mark
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
     AddressError, Host, bare_address, inventory_places)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stats
@@ -72,7 +73,9 @@ class Probe(object):
                  profile=None):
         self.target, self.addresses, self.timeout = target, addresses, timeout
         self.master, self.keys_checked = master, keys_checked
-        self.program = _probe.probe_program(profile)
+        # the generation's line is framed with a mark of this probe's own
+        self.mark = new_mark()
+        self.program = _probe.probe_program(profile, self.mark)
         # what the login's program printed (read only for its framed line)
         self.heard = {}
         self.answer = self.error = self.ended = None
@@ -104,7 +107,7 @@ class Probe(object):
     def generation(self):
         """The generation the host's system profile is on, as the login
         read it, or None (not read, not logged in, no such profile)."""
-        return _probe.generation_of(self.heard.get('stdout'))
+        return _probe.generation_of(self.heard.get('stdout'), self.mark)
 
 
 def login_phases(task_vars):

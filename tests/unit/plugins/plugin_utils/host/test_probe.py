@@ -333,19 +333,24 @@ def test_the_probe_reads_the_profiles_generation_and_only_its_framed_line(tmp_pa
     import subprocess
     profile = tmp_path / 'system'
 
+    mark = 'c0ffee'
+
     def run():
-        program = _probe.probe_program(str(profile))
+        program = _probe.probe_program(str(profile), mark)
         done = subprocess.run(['sh'], input=program, stdout=subprocess.PIPE,
                               universal_newlines=True, check=False)
         assert done.returncode == 0, done
-        return _probe.generation_of(done.stdout)
+        return _probe.generation_of(done.stdout, mark)
     assert run() is None                      # a host never deployed
     profile.symlink_to('system-42-link')
     assert run() == 42
     profile.unlink()
     profile.symlink_to('/nix/store/abc-nixos-system')
     assert run() is None
-    assert _probe.probe_program(None) == _probe.PROBE_PROGRAM
-    # a motd or a shell's greeting printing a look-alike is not the framed line
-    assert _probe.generation_of('x nixdeploy-probe-generation 9\nnixdeploy-probe-generation 9x') \
-        is None
+    assert _probe.probe_program(None, mark) == _probe.PROBE_PROGRAM
+    # a motd or a shell's greeting printing a look-alike is not the framed
+    # line: without the probe's own mark, the word alone frames nothing
+    assert _probe.generation_of('x nixdeploy-probe-generation-c0ffee 9\n'
+                                'nixdeploy-probe-generation-c0ffee 9x\n'
+                                'nixdeploy-probe-generation 7\n'
+                                'nixdeploy-probe-generation-beef 8', mark) is None
