@@ -211,6 +211,9 @@ def test_hosts_that_fail_before_activating_show_the_generation_they_are_on(fleet
     of `- -> -`; the unreachable host beside it was never reached and keeps
     `-`; a healthy host switches from the generation it was on."""
     lab, flake = fleet.lab, fleet.flake
+    if lab.run_in('h2', ['readlink', '/nix/var/nix/profiles/system'], check=False).returncode:
+        # run alone (-k): the module's earlier tests deployed h1 and h2 once
+        assert deploy(fleet, '-l', 'h1,h2').rc == 0
     on = dict((name, profile_generation(lab, name)) for name in ('h1', 'h2'))
     flake.set_all(version='3')
     flake.set_config('h2', broken_build=True)
