@@ -11,17 +11,19 @@ read. This drives the collection's real per-host functions, in the order a
 deploy runs them, for every host of one batch of N, in one process and
 temp folder (``C.DEFAULT_LOCAL_TMP``), no Ansible, no Nix, no lab:
 
-  eval     nix_eval's ``_serial_gate``, then ``_eval_stage.batch_entry``
+  eval     nix_eval's ``_serial_gate`` (a batch server's work, foreseen
+           by the first host), then ``_eval_stage.batch_entry``
            (``task_batch``, the stream's key, ``Stream.start``, ``entry``),
            then ``record_facts`` as a host whose request the task templated
            does
   build    nix_build's ``_build_work`` through ``batch_answer`` (the
-           service's key, ``Service.request`` with the hosts expected,
-           ``Service.answer``)
+           server's key, ``BatchServer.request`` with the hosts expected,
+           ``BatchServer.answer``)
   copy, closure, publish, channel
-           ``NixdeployAction.batch_answer`` of a ONCE work with a compute of
-           the batch's size (its key, ``Batch.results``), then
-           ``len(data['hosts'])`` as publish and channel read it
+           ``NixdeployAction.batch_answer`` of a work whose first host
+           foresees the batch's requests (its key, the foreseen requests,
+           ``BatchServer.request`` and ``answer``), then the batch's size
+           from the entry, as publish and channel read it
 
 Every phase goes through ``plugin_utils/task/_batch_work.answer``; a
 version from before it (``--before``) is driven through the entry points
@@ -29,7 +31,10 @@ it had (``from_batch``, ``_from_batch``).
 
 The detached processes are not forked: the harness plays them, outside the
 clock (a stream's entry and a wave's answer are written just before the
-host looks for them; ``.running`` is held by the harness). Printed: CPU
+host looks for them; ``.running`` is held by the harness). A version from
+before the batch server ran the copy, closure, publish, channel and serial
+works in the first host's worker (``Batch``): there the computing host's
+figure holds that work. Printed: CPU
 seconds (process time) of the computing host and of the other hosts (their
 median and largest), at each N, and their growth from the smallest N to
 the largest. The growth of the other hosts' figure is what grows with the
@@ -55,7 +60,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = (250, 1000)
 REPEAT = 3
-# the phases that read a Batch's answer (a ONCE work of _batch_work)
+# the phases whose first host foresees the batch's requests
 BATCH_PHASES = ('copy', 'closure', 'publish', 'channel')
 
 
@@ -93,6 +98,11 @@ class _Harness(object):
             _eval, _eval_stage)
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch, _stream
         try:
+            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (
+                _batch_server)
+        except ImportError:  # a version from before the one batch server
+            _batch_server = None
+        try:
             from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_work
         except ImportError:  # a version from before the one entry point
             _batch_work = None
@@ -101,7 +111,8 @@ class _Harness(object):
         C.DEFAULT_LOCAL_TMP = base_dir
         self.modules = dict(nix_build=nix_build, nix_eval=nix_eval, role_vars=_role_vars,
                             eval=_eval, eval_stage=_eval_stage, batch=_batch,
-                            action=NixdeployAction, batch_work=_batch_work)
+                            action=NixdeployAction, batch_work=_batch_work,
+                            batch_server=_batch_server)
         self.base_dir = base_dir
         self.hosts = ['h%04d' % i for i in range(size)]
         self.excluded = 0.0
@@ -113,9 +124,10 @@ class _Harness(object):
         block = _Node('block-1', play=play)
         self.tasks = dict((phase, _Node('task-%s' % phase, parent=block))
                           for phase in ('eval', 'build') + BATCH_PHASES)
-        self._patch_processes(_stream, _batch_work or _eval_stage, _batch_work or nix_build)
+        self._patch_processes(_stream, _batch_work or _eval_stage, _batch_work or nix_build,
+                              _batch_server)
 
-    def _patch_processes(self, _stream, stream_user, service_user):
+    def _patch_processes(self, _stream, stream_user, service_user, _batch_server):
         """The detached processes, played by the harness off the clock."""
         harness = self
 
@@ -127,7 +139,13 @@ class _Harness(object):
 
         def entry(stream, host, *args, **kwargs):
             started, io_before = time.process_time(), _io()
-            stream.put(host, harness.entries[(stream.kind, host)])
+            if kwargs.get('path'):
+                # a batch server's answer: the entry, and whether its host
+                # opened the wave
+                stream.put_at(kwargs['path'], {'answer': harness.answer(stream.kind, host),
+                                               'opened': host == harness.hosts[0]})
+            else:
+                stream.put(host, harness.entries[(stream.kind, host)])
             harness.excluded += time.process_time() - started
             harness.excluded_io += _io() - io_before
             return stream.__class__.__mro__[1].entry(stream, host, *args, **kwargs)
@@ -137,12 +155,27 @@ class _Harness(object):
 
         LabStream.entry = entry
 
-        class LabService(_stream.Service):
-            _fork = fork
-
-        LabService.entry = entry
         stream_user.Stream = LabStream
-        service_user.Service = LabService
+        if _batch_server is None:
+            class LabService(_stream.Service):
+                _fork = fork
+
+            LabService.entry = entry
+            service_user.Service = LabService
+        else:
+            class LabServer(_batch_server.BatchServer):
+                _fork = fork
+
+            LabServer.entry = entry
+            service_user.BatchServer = LabServer
+
+    def answer(self, kind, host):
+        """A batch server's answer to ``host`` of ``kind``."""
+        if kind == 'serial':
+            return {'batch': 1, 'stop': None, 'failed': []}
+        if (kind, host) in self.entries:
+            return self.entries[(kind, host)]
+        return {'answer': {'published': True}, 'batch': {'hosts': len(self.hosts), 'processes': 1}}
 
     def action(self, module, phase, host, args):
         """An action of ``module`` as Ansible hands it to ``host``'s worker."""
@@ -203,6 +236,9 @@ class _Harness(object):
             action = self.action(None, phase, host, {})
             wanted = {'path': _system(host, 'system')}
 
+            def foreseen(batch):
+                return dict((name, {'path': _system(name, 'system')}) for name in batch)
+
             def compute(batch):
                 return {'hosts': dict((name, {'request': {'path': _system(name, 'system')},
                                               'answer': {'published': True}})
@@ -211,10 +247,14 @@ class _Harness(object):
             if mods['batch_work'] is None:
                 _entry, data, _here = mods['action'].from_batch(
                     action, phase, parts, compute, wanted)
-            else:
+                len(data['hosts'])
+            elif mods['batch_server'] is None:
                 data = action.batch_answer(mods['batch_work'].BatchWork(
                     phase, parts, wanted, compute)).data
-            len(data['hosts'])
+                len(data['hosts'])
+            else:
+                action.batch_answer(mods['batch_work'].BatchWork(
+                    phase, parts, wanted, None, foresee=foreseen)).entry['batch']['hosts']
 
     def run(self):
         """{computing, others: [seconds]}: each host's CPU, in the order

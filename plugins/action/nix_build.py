@@ -30,7 +30,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import Ni
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
-    WAVES, BatchWork, decline)
+    BatchWork, decline)
 
 # How many waves of a batch build at once (each one ``nix build``, with
 # Nix's own max-jobs inside it): a wave holding a slow system keeps its slot
@@ -101,12 +101,12 @@ class ActionModule(NixdeployAction):
 
     # ------------------------------------------------------------ the service
     def _build_work(self, request):
-        """The batch's build service (``_batch_work``, WAVES): one per task,
-        play batch and the options its hosts share. The hosts asking
-        together share a wave (the first one waits for the rest of the play
-        batch while they keep asking: task/_service.GATHER_STALL), and each
+        """The batch's build server (``_batch_work``): one per task, play
+        batch and the options its hosts share. The hosts asking together
+        share a wave (the first one waits for the rest of the play batch
+        while they keep asking: task/_batch_server.GATHER_STALL), and each
         is answered as soon as its own system is built; a retry asks a
-        service of its own, which waits for no other host."""
+        server of its own, which waits for no other host."""
         args = self._args
         shared = self.filled.shared(args)
         stage = BuildStage(self._opts, args, self._check_mode, self._vars.get('hostvars') or {})
@@ -114,5 +114,5 @@ class ActionModule(NixdeployAction):
             'build', [options_of(args), self._check_mode,
                       [shared.get(k) for k in _role_vars.per_host(self.ROLE_VARS)],
                       args.get('gc_root_dir'), args.get('builder_min_free_mb')],
-            request, stage.wave, how=WAVES, slots=WAVE_SLOTS,
+            request, stage.wave, slots=WAVE_SLOTS,
             answer_wait=answer_wait(args.get('timeout')))

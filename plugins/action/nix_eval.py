@@ -35,12 +35,12 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
     NixdeployAction, verbose_traceback)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    batch_folder, short_digest)
+    batch_folder, play_uuid, short_digest, task_batch)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome, _reach
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._serial import gate
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import SERIAL_LOCK_WAIT
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import SERIAL_ANSWER_WAIT
 
 
 # what a failed result keeps under ``details`` (task/_outcome.py)
@@ -206,19 +206,24 @@ class ActionModule(NixdeployAction):
 
     def _serial_gate(self, max_fail_percentage):
         """This play batch's number and whether it may start
-        (plugin_utils/task/_serial.py); judged once per batch."""
+        (plugin_utils/task/_serial.py); judged once per batch by its
+        server, which puts the verdict to each host."""
         # one file per play (its first task) lists the batches so far
         record = os.path.join(batch_folder(C.DEFAULT_LOCAL_TMP),
                               'serial-%s.json' % short_digest(task_uuid(self._task)))
         active = self.task_vars.get('ansible_play_hosts')
+        hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
 
-        def judge(hosts):
-            return gate(record, hosts, active, max_fail_percentage)
+        def judge(requests, put):
+            verdict = gate(record, hosts, active, max_fail_percentage)
+            for name in requests:
+                put(name, verdict)
 
-        # the host that holds the lock reads and writes one small file; a
-        # retry judges again (its batch is recorded: it reads that file)
-        return self.batch_answer(BatchWork('serial', [max_fail_percentage], None, judge,
-                                           whole=True, lock_wait=SERIAL_LOCK_WAIT)).entry
+        # the server reads and writes one small file; a retry judges again
+        # (its batch is recorded: it reads that file)
+        return self.batch_answer(BatchWork(
+            'serial', [max_fail_percentage], None, judge, foresee=dict.fromkeys,
+            answer_wait=SERIAL_ANSWER_WAIT)).entry
 
     def _evaluate(self, args, result):
         try:

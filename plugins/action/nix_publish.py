@@ -3,9 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of nixdeploy.fleet.nix_publish (see plugins/modules/nix_publish.py).
 
-Runs once per host like any task, but the first host of the play batch
-publishes the systems of the whole batch (one query, one ``nix copy``, one
-check; plugin_utils/publish/_publish.py); the other hosts read their answer.
+Runs once per host like any task, but the batch's server publishes the
+systems of the whole batch, as the first host foresees them (one query, one
+``nix copy``, one check; plugin_utils/publish/_publish.py); the other hosts
+read their answer.
 """
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
@@ -44,37 +45,40 @@ class ActionModule(NixdeployAction):
         opts = NixOptions.from_params(args)
         batch_args = unlink_host_args(args, host_vars, PER_HOST_ARGS)
 
-        def publish(paths):
-            """{'hosts': {host: {request (its system), answer}}} for ``paths``
-            ({host: system})."""
-            publisher = Publisher(opts, args['cache'], args['signing_key'], args.get('timeout'))
-            answers = publisher.publish(sorted(set(paths.values())), check_mode)
-            entries = dict((name, {'request': path, 'answer': answers[path]})
-                           for name, path in paths.items())
-            return {'hosts': entries, 'processes': publisher.processes}
-
-        def compute(hosts):
+        def foresee(hosts):
+            """Every host's system, from its variables."""
             paths = {}
             for name in hosts:
                 known = host_vars if name == host else vars_of(task_vars, name)
                 path = batch_args.get('path') or fact_or_var(known, 'nix_out_path')
                 if path:
                     paths[name] = u'%s' % path
-            return publish(paths)
+            return paths
+
+        def serve(requests, put):
+            """One publish of the systems ``requests`` ({host: system})."""
+            publisher = Publisher(opts, args['cache'], args['signing_key'], args.get('timeout'))
+            answers = publisher.publish(sorted(set(requests.values())), check_mode)
+            shared = {'hosts': len(requests), 'processes': publisher.processes}
+            for name, path in requests.items():
+                put(name, {'answer': answers[path], 'batch': shared})
 
         got = self.batch_answer(BatchWork(
             'publish', [options_of(args), check_mode, args['cache'], args['signing_key'],
                         batch_args.get('path')],
-            system, compute,
-            # templated differently for this host: publish it on its own
-            alone=lambda _hosts, _batch_entry: publish({host: system})))
-        host_entry, data, here = got.entry, got.data, got.here
+            system, serve, foresee=foresee))
+        host_entry, here = got.entry, got.here
+        if 'answer' not in host_entry:
+            # the batch's publish failed as a whole (a Nix process that
+            # could not start): its sentence
+            return self.failed(result, host_entry['error'],
+                               traceback=host_entry.get('traceback'))
         published = host_entry['answer']
         result.update(dict((k, v) for k, v in published.items() if k != 'error'))
         result.update({'path': system, 'cache': _redact.url(args['cache']),
-                       'batch_hosts': len(data['hosts']), 'published_here': here})
+                       'batch_hosts': host_entry['batch']['hosts'], 'published_here': here})
         if here:
-            result['nix_processes'] = data['processes']
+            result['nix_processes'] = host_entry['batch']['processes']
         if published.get('error'):
             return self.failed(result, published['error'])
         # what nixdeploy.fleet.nix_channel requires before moving a ref (in

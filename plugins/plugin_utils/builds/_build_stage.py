@@ -4,7 +4,7 @@
 """The build of a play batch: each host's system built as soon as the host
 asks, its answer given as soon as its own system is built.
 
-Hosts that ask together share a wave (``task/_stream.Service``): ONE ``nix
+Hosts that ask together share a wave (``task/_batch_server``): ONE ``nix
 build`` on the controller for the wave's systems (Nix shares and
 parallelises their common dependencies), or for builder-built systems the
 builders probed once per wave and the systems spread over the healthy ones,

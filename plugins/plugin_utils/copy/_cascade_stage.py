@@ -4,9 +4,9 @@
 """One host's part of a cascade copy (nix_copy_closure in a batch-wide copy
 mode: module_utils/_copy_modes.py, copy_mode=cascade).
 
-The first host of the play batch to get here runs the whole batch's cascade
-(_peer.py, planned by _cascade.py) under the batch lock; every host then
-answers for itself from the shared result. A host the cascade did not cover
+The batch's server runs the whole batch's cascade (_peer.py, planned by
+_cascade.py), the first host of the play batch to get here foreseeing every
+host's request; every host then answers for itself from its entry. A host the cascade did not cover
 is pushed to from the controller by its CopyStage (_copy_stage.py), whose
 task this is.
 """
@@ -28,8 +28,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import
     StorePathError, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    LockWaitTimeout, facts_in_flight, play_batch, vars_of, with_facts)
+    facts_in_flight, play_batch, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
 
 # The options that may differ per host in cascade mode (the option table's
 # per-host rows of nix_copy_closure: module_utils/_role_vars.py)
@@ -40,12 +41,11 @@ PER_HOST = _role_vars.per_host(_role_vars.COPY)
 # keywords), as Ansible would use it for that host too.
 _CONNECTION_VARS = tuple(row for row in CONNECTION_VARS if row[0] != 'address')
 _SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
-# Seconds a host waits for the batch's cascade while another host of the
-# batch runs it (the batch lock): the cascade's own bound
-# (_peer.CASCADE_TIMEOUT) and ten minutes for the work around it (each
-# host's arguments and ssh -G, one file a host). Past it the host gets the
-# controller's push, as a host the cascade left out does.
-CASCADE_LOCK_WAIT = _peer.CASCADE_TIMEOUT + 600
+# Seconds a host waits for the batch's cascade from its server: the
+# cascade's own bound (_peer.CASCADE_TIMEOUT) and ten minutes for the work
+# around it (each host's arguments and ssh -G, one file a host). Past it the
+# host gets the controller's push, as a host the cascade left out does.
+CASCADE_ANSWER_WAIT = _peer.CASCADE_TIMEOUT + 600
 
 
 class CascadeStage:
@@ -57,32 +57,29 @@ class CascadeStage:
         self.stage = stage
 
     def run(self):
-        """This host's part of the batch's cascade (computed by the first host
-        of the batch to get here); a host the cascade did not cover (its
-        arguments templated differently, its system not yet built when the
-        cascade ran) is pushed to from the controller, as in push mode."""
+        """This host's part of the batch's cascade (run by the batch's
+        server, the first host to get here foreseeing every host's request);
+        a host the cascade did not cover (its arguments templated
+        differently, its system not yet built when the cascade ran) is
+        pushed to from the controller, as in push mode."""
         stage = self.stage
         args, host = stage.args, stage.host
         shared = stage.filled.shared(args)
         request = CascadeRequest.for_host(args)
-
-        def compute(hosts):
-            return {'hosts': self._run_cascade(hosts)}
-
         try:
             host_entry = stage.batch_answer(BatchWork(
                 'copy', [dict((k, v) for k, v in args.items() if k not in PER_HOST),
                          [shared.get(k) for k in PER_HOST], bool(stage.diff)],
-                request.data(), compute, lock_wait=CASCADE_LOCK_WAIT)).entry
-        except LockWaitTimeout as exc:
-            # the host running it is stuck past the cascade's own bound
+                request.data(), self._serve, foresee=self._foresee,
+                answer_wait=CASCADE_ANSWER_WAIT)).entry
+        except StreamError as exc:
+            # the cascade is stuck past its own bound, or its server died
             stage.warnings.append(
-                '%s: waited %ss for the play batch\'s cascade (one host of the batch runs it '
-                'for all, under the batch\'s lock) and got the controller\'s push instead; '
-                'if this repeats, look for the host whose copy task did not end, or use '
-                'copy_mode push' % (host, exc.seconds))
+                '%s: got no answer from the play batch\'s cascade (one process runs it for '
+                'the batch) and got the controller\'s push instead (%s); if this repeats, '
+                'look for a cascade hop that does not end, or use copy_mode push' % (host, exc))
             host_entry = None
-        if host_entry is None:
+        if not host_entry or not ('result' in host_entry or 'error' in host_entry):
             out = stage.copy()
             out.update(copied_from='controller' if out['paths_sent'] else None,
                        sent_to=[], hop_errors=[])
@@ -104,64 +101,110 @@ class CascadeStage:
                            'after_header': '%s: paths to copy' % host}
         return out
 
-    def _run_cascade(self, hosts):
-        """{host: entry} for the batch: every host copying its system in
-        cascade mode, whose system the controller holds."""
+    def _foresee(self, hosts):
+        """{host: request} of every host of the batch the cascade may cover:
+        each host's request from its variables; its connection and host key
+        are the server's to judge (``_serve``: once a host)."""
+        peers = _Peers(self, hosts)
+        return dict((name, request.data()) for name, request in
+                    ((name, peers.request_of(name)) for name in hosts) if request is not None)
+
+    def _serve(self, requests, put):
+        """One cascade for the hosts of ``requests`` that it covers (the
+        request their own variables make: ``_Peers.of``); each other host
+        gets an empty entry, and the controller's push."""
         stage = self.stage
-        args, task_vars = stage.args, stage.task_vars
-        this_host = task_vars.get('inventory_hostname')
-        # raises for a non-ssh connection: this host's task fails saying so
-        this_target = stage.target.require_ssh()
-        peers, requests = [], {}
-        in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
-        # a host that failed before this task (its evaluation, its build)
-        # is in no hop: its store gets nothing of the batch's
-        active = set(play_batch(task_vars))
-        # with the login probe on (this host was probed), a host the probe
-        # has not reached yet is left to its own task, which pushes: its
-        # address may be another of its nix_target_hosts, or none
-        probed = _reached.reached(C.DEFAULT_LOCAL_TMP, this_host) is not None
-        for name in hosts:
-            if name != this_host and name not in active:
+        covered = _Peers(self, list(requests))
+        peers, asked = [], {}
+        for name, data in requests.items():
+            found = covered.of(name)
+            if found is None or found[0].data() != data:
+                put(name, {})
                 continue
-            if probed and name != this_host and _reached.reached(C.DEFAULT_LOCAL_TMP, name) is None:
-                continue
-            hostvars = with_facts(vars_of(task_vars, name), in_flight.get(name))
-            request = _peer_request(stage.filled.for_host(args, _role_vars.COPY, hostvars),
-                                    hostvars)
-            if request is None:
-                continue
-            try:
-                target = this_target if name == this_host else self._target_of(
-                    name, hostvars, this_target)
-            except AddressError:
-                continue  # its own task reports the bad connection vars
-            # a hop only to a host whose key is checked: any other is refused by
-            # its own task, or (its opt-out) gets a push from it
-            checked = not stage.unchecked if name == this_host else _host_key_judge.peer_checked(
-                stage.connection, hostvars, target)
-            if not checked:
-                continue
-            requests[name] = request
-            peers.append(_cascade_peer.Peer(
-                name, target, request.path, site=_cascade.site_of(hostvars, name),
-                peer_host=hostvars.get('nix_peer_host') or None,
-                remote_nix_dir=request.remote_nix_dir))
+            asked[name] = found[0]
+            peers.append(found[1])
+        if not peers:
+            return
         driver = _peer.CascadeDriver(stage.opts, peers, stage.settings)
         entries = driver.run()
-        for name, host_entry in entries.items():
-            host_entry['request'] = requests[name].data()
-            if stage.diff:
+        for name in asked:
+            # none for a host whose system the controller does not hold
+            # (not built when the cascade ran): the controller's push
+            host_entry = entries.get(name) or {}
+            if host_entry:
+                host_entry['request'] = asked[name].data()
+            if host_entry and stage.diff:
                 host_entry['result']['missing'] = [p['path'] for p in driver.by_name[name].missing]
-        return entries
+            put(name, host_entry)
 
-    def _target_of(self, name, hostvars, own_target):
+    def target_of(self, name, hostvars, own_target):
         target = Host.from_hostvars(hostvars, templar=None, name=name)
         for field, names in _CONNECTION_VARS:
             if not any(hostvars.get(n) not in (None, '') for n in names) and not any(
                     self.stage.task_vars.get(n) not in (None, '') for n in names):
                 setattr(target, field, getattr(own_target, field))
         return target
+
+
+class _Peers:
+    """Who of ``hosts`` the cascade of ``cascade`` (a CascadeStage) covers,
+    and how: each host's request and ``Peer``, from its variables and the
+    facts in flight, as the host that asked first sees them."""
+
+    def __init__(self, cascade, hosts):
+        stage = cascade.stage
+        self.cascade = cascade
+        self.this_host = stage.task_vars.get('inventory_hostname')
+        # raises for a non-ssh connection: this host's task fails saying so
+        self.this_target = stage.target.require_ssh()
+        self.in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
+        # a host that failed before this task (its evaluation, its build)
+        # is in no hop: its store gets nothing of the batch's
+        self.active = set(play_batch(stage.task_vars))
+        # with the login probe on (this host was probed), a host the probe
+        # has not reached yet is left to its own task, which pushes: its
+        # address may be another of its nix_target_hosts, or none
+        self.probed = _reached.reached(C.DEFAULT_LOCAL_TMP, self.this_host) is not None
+
+    def request_of(self, name):
+        """The ``CascadeRequest`` of ``name`` from its variables, or None when
+        the cascade leaves it to its own task (no ssh, no key judged here)."""
+        stage, this_host = self.cascade.stage, self.this_host
+        if name != this_host and name not in self.active:
+            return None
+        if self.probed and name != this_host and _reached.reached(
+                C.DEFAULT_LOCAL_TMP, name) is None:
+            return None
+        hostvars = self._hostvars(name)
+        return _peer_request(stage.filled.for_host(stage.args, _role_vars.COPY, hostvars),
+                             hostvars)
+
+    def _hostvars(self, name):
+        return with_facts(vars_of(self.cascade.stage.task_vars, name), self.in_flight.get(name))
+
+    def of(self, name):
+        """(``CascadeRequest``, ``Peer``) of ``name``, or None when the
+        cascade does not cover it."""
+        stage, this_host = self.cascade.stage, self.this_host
+        request = self.request_of(name)
+        if request is None:
+            return None
+        hostvars = self._hostvars(name)
+        try:
+            target = self.this_target if name == this_host else self.cascade.target_of(
+                name, hostvars, self.this_target)
+        except AddressError:
+            return None  # its own task reports the bad connection vars
+        # a hop only to a host whose key is checked: any other is refused by
+        # its own task, or (its opt-out) gets a push from it
+        checked = not stage.unchecked if name == this_host else _host_key_judge.peer_checked(
+            stage.connection, hostvars, target)
+        if not checked:
+            return None
+        return request, _cascade_peer.Peer(
+            name, target, request.path, site=_cascade.site_of(hostvars, name),
+            peer_host=hostvars.get('nix_peer_host') or None,
+            remote_nix_dir=request.remote_nix_dir)
 
 
 def _peer_request(args, hostvars):
@@ -190,7 +233,7 @@ def _peer_request(args, hostvars):
 class CascadeRequest:
     """What one host asks the batch's cascade, built by ``for_host``;
     ``data()`` is the form in the batch file (the entry's ``request``,
-    compared with ``!=`` to this host's own by ``_batch_work.answer``).
+    compared with ``==`` to the one foreseen for this host by ``_batch_server``).
 
     ``path``: the system's store path (its top folder in the store, checked);
     ``mode``: the copy mode (a batch-wide row of module_utils/_copy_modes.py);

@@ -33,19 +33,20 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fiel
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    batch_folder, LockWaitTimeout, facts_in_flight, vars_of, with_facts)
+    batch_folder, facts_in_flight, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
 
 # the time limit of the target's own fetch from the caches (a whole closure
 # downloaded there); the controller's push has _copy_send.COPY_TIMEOUT, every
 # other program of the copy the host's (Host.sh)
 FETCH_TIMEOUT = 3600
-# Seconds a host waits for the batch's closure listing while another host
-# of the batch computes it (the batch lock): that host's own bound on it
-# (_copy_send.batch_infos: CLOSURE_TIMEOUT) and a minute for the rest of its
-# work (each host's arguments, one small file a host). Past it the host
-# lists its own closure (_closure), as a host the batch left out does.
-CLOSURE_LOCK_WAIT = _copy_send.CLOSURE_TIMEOUT + 60
+# Seconds a host waits for the batch's closure listing from its server: the
+# listing's own bound (_copy_send.batch_infos: CLOSURE_TIMEOUT) and a minute
+# for the rest of its work (the server's start, one small file a host). Past
+# it the host lists its own closure (_closure), as a host the batch left out
+# does.
+CLOSURE_ANSWER_WAIT = _copy_send.CLOSURE_TIMEOUT + 60
 # Nix's words for a cache that refused the login: 2.8 takes a refused
 # nix-cache-info for no cache at all, later versions name the HTTP status
 _REFUSED_LOGIN = ('HTTP error 401', 'HTTP error 403', 'does not appear to be a binary cache')
@@ -239,43 +240,48 @@ class CopyStage:
     # ------------------------------------------------------------ closure
     def _batch_closure(self, path):
         """This host's closure from ONE ``nix path-info -r`` of every system of
-        the play batch (the first host to get here asks for all), or None
-        when the batch's answer does not hold it (then the host asks alone)."""
+        the play batch (the first host to get here foresees them all), or
+        None when the batch's answer does not hold it (then the host lists
+        its own)."""
         args = self.args
 
-        def compute(hosts):
+        def foresee(hosts):
             wanted = {}
             in_flight = facts_in_flight(C.DEFAULT_LOCAL_TMP, hosts)
             for name in hosts:
                 hostvars = with_facts(vars_of(self.task_vars, name), in_flight.get(name))
                 try:
-                    wanted[name] = store_path_of(
-                        self.filled.for_host(args, _role_vars.COPY, hostvars)['path'])
+                    wanted[name] = {'path': store_path_of(
+                        self.filled.for_host(args, _role_vars.COPY, hostvars)['path'])}
                 except StorePathError:
                     continue
-            infos = _copy_send.batch_infos(self.opts, sorted(set(wanted.values())))
+            return wanted
+
+        def serve(requests, put):
+            paths = dict((name, found['path']) for name, found in requests.items())
+            infos = _copy_send.batch_infos(self.opts, sorted(set(paths.values())))
             # each host's own listing: a host reads its entry, not the batch's
             # closures (megabytes at 1,000 hosts, read by every host)
-            return {'hosts': dict((n, {'request': {'path': p},
-                                       'listing': _closure.listing(infos, p)})
-                                  for n, p in wanted.items() if infos.get(p))}
+            for name, found in paths.items():
+                put(name, {'listing': _closure.listing(infos, found) if infos.get(found)
+                           else None})
 
         try:
             host_entry = self.batch_answer(BatchWork(
                 'closure', [_nix.options_of(args), self.filled.shared(args).get('path')],
-                {'path': path}, compute, lock_wait=CLOSURE_LOCK_WAIT)).entry
-        except LockWaitTimeout as exc:
-            # the host computing it is stuck past its own bound: ask alone
+                {'path': path}, serve, foresee=foresee,
+                answer_wait=CLOSURE_ANSWER_WAIT)).entry
+        except StreamError as exc:
+            # the batch's listing is stuck past its own bound, or its server
+            # died: list alone
             self.warnings.append(
-                '%s: waited %ss for the play batch\'s closure listing (one host of the batch '
-                'lists every closure, under the batch\'s lock) and listed its own instead; '
-                'if this repeats, look for a nix path-info on the controller that does not '
-                'end (its store\'s database locked by another process)'
-                % (self.host, exc.seconds))
+                '%s: got no answer from the play batch\'s closure listing (one process lists '
+                'every closure of the batch) and listed its own instead (%s); if this repeats, '
+                'look for a nix path-info on the controller that does not end (its store\'s '
+                'database locked by another process)' % (self.host, exc))
             return None
-        if host_entry is None:
-            return None
-        return host_entry['listing']
+        # None, too, when the listing failed as a whole (its entry's error)
+        return host_entry.get('listing')
 
     def _closure(self, path):
         caches = self.args['caches']

@@ -63,7 +63,7 @@ PROBE_TIMEOUT = PROGRAM_TIMEOUT
 # stalls costs its bound and the controller's push after it. Past it no hop
 # starts and the hosts not served fail, each saying so. The hosts that wait
 # for the cascade under the batch lock wait this and a margin
-# (_cascade_stage.CASCADE_LOCK_WAIT).
+# (_cascade_stage.CASCADE_ANSWER_WAIT).
 CASCADE_TIMEOUT = 4 * HOP_TIMEOUT
 # what to do about a cascade that ran out of time
 _LATE_FIX = ('deploy again (the hosts served keep what they got), or deploy fewer hosts at once '

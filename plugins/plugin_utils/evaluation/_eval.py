@@ -184,7 +184,7 @@ def platform_of(attr_path, platform=None):
 @dataclasses.dataclass(frozen=True)
 class EvalRequest:
     """What one host asks its evaluation, built by ``for_host``; ``data()``
-    is the form that crosses processes (a Stream entry's and a Service's
+    is the form that crosses processes (a Stream entry's and a batch server's
     ``request``, compared with ``!=`` to the batch's, ``request_key``).
 
     ``flake``: the flake reference, resolved (a relative path made

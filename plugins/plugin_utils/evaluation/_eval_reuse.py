@@ -321,17 +321,28 @@ class Reuse(ReuseOrder):
             shutil.rmtree(os.path.dirname(log_path), ignore_errors=True)
 
 
-def spot_check(runner, reused, requests_of, also=None):
+def spot_check(runner, reused, requests_of, also=None, slots=None):
     """The keys of ``reused`` ({key: (result, reused)}) whose answer a fresh
     evaluation does not give ({key: what Nix gave}); ``requests_of(key)``:
     {flake (the pinned reference), attr}. Each key is evaluated by Nix
     (``_eval.Evaluator``), not recorded; so is each key of ``also`` (a dict
-    filled with what Nix gave for it: a recorded answer, compared later)."""
+    filled with what Nix gave for it: a recorded answer, compared later).
+    ``slots``: the job's ``EvalSlots``; the check's Nix process evaluates
+    hosts' systems like any evaluator, so it takes one of them first (the
+    caller must hold none: a thread holding the last one would wait for
+    itself)."""
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
         Evaluator)
+    if not reused and not also:
+        return {}
     evaluator = Evaluator(runner.opts, timeout=runner.timeout)
-    fresh = evaluator.evaluate(dict((key, requests_of(key))
-                                    for key in list(reused) + list(also or ())))
+    slot = slots.acquire() if slots is not None else None
+    try:
+        fresh = evaluator.evaluate(dict((key, requests_of(key))
+                                        for key in list(reused) + list(also or ())))
+    finally:
+        if slot is not None:
+            slots.release(slot)
     runner.processes += evaluator.processes
     for key in also or ():
         also[key] = fresh[key]

@@ -10,9 +10,11 @@ whose ``flake``/``attr`` are templated per host to something other than the
 hosts' own ``nix_flake``/``nix_attr`` has the hosts whose request differs
 from the batch's ask again, in waves (``_eval_stage.own_work``), each wave
 a pool of its own, and nix_build evaluates in its build waves; they run
-beside the batch's and each other. Without a bound shared between them, the
-evaluators at once add up, each with its heap of gigabytes. Every evaluator
-takes one of these slots first: ``flock`` on ``eval-slot-<n>`` in the job's
+beside the batch's and each other; the spot check of reused and recorded
+answers (``_eval_reuse.spot_check``) evaluates hosts' systems too. Without a
+bound shared between them, the evaluators at once add up, each with its heap
+of gigabytes. Every evaluator, the spot check's included, takes one of these
+slots first: ``flock`` on ``eval-slot-<n>`` in the job's
 own batch folder, released when the process ends, or by the kernel when the
 holder dies.
 """

@@ -39,8 +39,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import Ni
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     batch_folder, record_facts, vars_of)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
-    STREAM, WAVES, BatchWork)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 
 # reused hosts of each batch evaluated again before answers are given, the
 # least recently checked first (nix_eval's eval_reuse_check; nix_build's
@@ -89,7 +88,7 @@ def own_work(opts, args, request, hosts):
     another variable than nix_flake or nix_attr: the batch's process, which
     forms every host's request, sees only the first host's value), a retry,
     and a host whose arguments are not its batch's. The hosts that ask so
-    together share a wave (``_batch_work``, WAVES): one EvalStage for all of
+    together share a wave (``_batch_work``'s server): one EvalStage for all of
     them, its cache first, then evaluators side by side within the job's
     slots, so the flake's shared part (a nixpkgs) is evaluated once per
     evaluator, not once per host (``hosts``: the play batch, whose facts in
@@ -98,7 +97,7 @@ def own_work(opts, args, request, hosts):
         stage_of(opts, args).evaluate(requests, _recording(hosts, put))
 
     return BatchWork('eval-own', [options_of(args), [args.get(k) for k in TUNING]], request,
-                     serve, how=WAVES, expected=(), answer_wait=answer_wait(args))
+                     serve, expected=(), answer_wait=answer_wait(args))
 
 
 # what a host's wait for its batch's answer may take beyond the batch's own
@@ -148,7 +147,7 @@ class BatchEval(object):
         together (``own_work``)."""
         args = self.args
         return BatchWork(self.kind, [options_of(args), [args.get(k) for k in TUNING]],
-                         self.request, self.compute, how=STREAM, alone=self.alone,
+                         self.request, None, stream=self.compute, alone=self.alone,
                          answer_wait=answer_wait(args))
 
     def compute(self, hosts, put):
@@ -192,7 +191,7 @@ class BatchEval(object):
         if first is not None:
             # this host completed the batch: its figures stay counted
             host_entry = dict(host_entry, batch=added_figures(first, host_entry.get('batch')))
-        return {'hosts': {action.host: host_entry}}
+        return host_entry
 
 
 def batch_entry(action, args, opts, kind='eval'):
@@ -203,7 +202,7 @@ def batch_entry(action, args, opts, kind='eval'):
     evaluation = BatchEval(action, args, opts, kind)
     got = action.batch_answer(evaluation.work())
     _record(got.hosts, action.host, got.entry, action, args)
-    return got.entry, got.batch_here, got.hosts, evaluation.request
+    return got.entry, got.here, got.hosts, evaluation.request
 
 
 def _record(hosts, host, host_entry, action, args):

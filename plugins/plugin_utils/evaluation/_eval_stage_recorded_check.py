@@ -46,6 +46,8 @@ class RecordedCheck(object):
         self.held = {}
         # flakes a recorded answer was found wrong for
         self.distrusted = set()
+        # keys of those flakes whose Nix answer is owed (``_replace``)
+        self.to_replace = []
         self._lock = threading.Lock()
 
     def wrap(self, deliver, fail):
@@ -78,11 +80,17 @@ class RecordedCheck(object):
             self._compare(flake, key, answer)
 
     def finish(self):
-        """Give whatever still waits (a drawn key that was never answered:
-        the evaluators answer every key, so nothing)."""
+        """Once the evaluators have ended: Nix's own answers for the keys of
+        a flake found wrong, then whatever still waits (a drawn key that was
+        never answered: the evaluators answer every key, so nothing)."""
         with self._lock:
             held, self.held = self.held, {}
             self.pending = {}
+            owed, self.to_replace = self.to_replace, []
+        if owed:
+            answers = self.nix(owed)
+            for key in owed:
+                self._deliver(key, answers[key])
         for items in held.values():
             for key, answer in items:
                 self._deliver(key, answer)
@@ -110,13 +118,13 @@ class RecordedCheck(object):
         self._replace([other for other, _answer in held])
 
     def _replace(self, keys):
-        """Nix's own answers, evaluated now, for ``keys`` of a flake found
-        wrong: none of its recorder's answers is given."""
-        if not keys:
-            return
-        answers = self.nix(keys)
-        for key in keys:
-            self._deliver(key, answers[key])
+        """``keys`` of a flake found wrong: none of its recorder's answers is
+        given; Nix's own answers replace them at ``finish``. Not here: the
+        evaluator thread that calls this holds one of the job's evaluator
+        slots, and Nix's own evaluation takes one (with every slot held by
+        threads waiting here, none would come free)."""
+        with self._lock:
+            self.to_replace.extend(keys)
 
 
 def same(answer, fresh):

@@ -74,8 +74,9 @@ class EvalStageSpotCheck(object):
             budget=max(BUDGET_FLOOR, BUDGET_SHARE * sum(costs.get(k) or 0 for k in reused)),
             forced=[_cheapest(keys, costs) for keys in recorders.values()])
         fresh = dict.fromkeys(k for k in sample if k not in reused)
+        # before the pool starts: this stage holds no slot yet
         wrong = spot_check(self.runner, dict((k, reused[k]) for k in sample if k in reused),
-                           self._nix_request(by_key), also=fresh)
+                           self._nix_request(by_key), also=fresh, slots=self.slots)
         self.cache.mark_checked([hosts[k] for k in sample if k in reused and k not in wrong])
         self.cache.mark_waited(dict((hosts[k], marks.get(k)) for k in candidates
                                     if k not in sample))
@@ -159,8 +160,11 @@ class EvalStageSpotCheck(object):
                 [recorder_of[key]] if key in recorder_of else []))
 
         def nix(keys):
+            # called by RecordedCheck.finish, once the pool has ended and
+            # given its slots back
             answers = dict.fromkeys(keys)
-            spot_check(self.runner, {}, self._nix_request(by_key), also=answers)
+            spot_check(self.runner, {}, self._nix_request(by_key), also=answers,
+                       slots=self.slots)
             return answers
 
         return RecordedCheck(fresh, lambda key: by_key[key]['flake'], right, nix,

@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One nix_channel task on one host: the work behind the action.
 
-The first host of the play batch reads the refs of the whole batch (one
-``git ls-remote``) and moves them (one ``git push``); the other hosts read
-their answer. The pieces (refs, pins, git) are _channel.py.
+The batch's server reads the refs of the whole batch (one ``git
+ls-remote``) and moves them (one ``git push``), as the first host foresees
+them; the other hosts read their answer. The pieces (refs, pins, git) are _channel.py.
 
 A push cannot be taken back, so the batch only moves refs it knows exactly:
 each host's ref, commit and system come from host variables and facts, which
@@ -79,29 +79,39 @@ class ChannelStage:
             any(batch_args.get(k) not in (None, '') for k in PUSH_SENSITIVE)
             or self._request(host, batch_args, task_vars['hostvars'][host]) != request)
 
-        def compute(hosts):
-            return self._compute(dict(
-                (name, self._request(name, batch_args, self._vars_of(name)))
-                for name in hosts))
+        def foresee(hosts):
+            return dict((name, self._request(name, batch_args, self._vars_of(name)).data())
+                        for name in hosts)
+
+        def serve(requests, put):
+            data = self._compute(dict((name, ChannelRequest.from_data(found, args['state']))
+                                      for name, found in requests.items()))
+            shared = {'batch_hosts': len(data['hosts']), 'processes': data['processes']}
+            for name, found in data['hosts'].items():
+                put(name, dict(found, batch=shared))
 
         if alone:
             data, here = self._compute({host: request}), True
-            host_entry = data['hosts'][host]
+            host_entry = dict(data['hosts'][host], batch={'batch_hosts': len(data['hosts']),
+                                                          'processes': data['processes']})
         else:
+            # a host the batch saw differently (say, it was not yet published
+            # when the batch ran) asks its own request, in a wave of its own
             got = self.batch_answer(BatchWork(
                 'channel', [options_of(args), self.check_mode, self.repo, args['state'],
                             args['force'], args['require_published'],
                             [batch_args.get(k) for k in sorted(PER_HOST_ARGS)],
                             args.get('git_dir')],
-                request.data(), compute,
-                # the batch saw this host differently (say, it was not yet
-                # published when the batch ran): it moves its ref on its own
-                alone=lambda _hosts, _batch_entry: self._compute({host: request})))
-            host_entry, data, here = got.entry, got.data, got.here
+                request.data(), serve, foresee=foresee))
+            host_entry, here = got.entry, got.here
+        if 'batch' not in host_entry:
+            # the batch's work failed as a whole: its sentence is the entry's error
+            return dict(host_entry)
         host_entry = dict(host_entry)
-        host_entry['batch'] = {'batch_hosts': len(data['hosts']), 'pushed_here': here}
+        shared = host_entry['batch']
+        host_entry['batch'] = {'batch_hosts': shared['batch_hosts'], 'pushed_here': here}
         if here:
-            host_entry['batch']['processes'] = data['processes']
+            host_entry['batch']['processes'] = shared['processes']
         return host_entry
 
     # ------------------------------------------------------------ work
@@ -168,7 +178,7 @@ class ChannelStage:
 class ChannelRequest:
     """What nix_channel means for one host, built by ``for_host``; ``data()``
     is the form in the batch file (the entry's ``request``, compared with
-    ``!=`` to this host's own by ``_batch_work.answer``).
+    ``==`` to the one foreseen for this host by ``_batch_server``).
 
     ``ref``: the host's full ref (``refs/heads/...``); ``query``: whether the
     task only reads (state=query); then ``flake``: the flake reference,
@@ -219,6 +229,16 @@ class ChannelRequest:
         except AnsibleError as exc:
             # another host's variable that does not template: that host's problem
             return cls(error='its variables: %s' % exc)
+
+    @classmethod
+    def from_data(cls, data, state):
+        """The request ``data()`` gave, read back (``state``: the task's)."""
+        if 'error' in data:
+            return cls(error=data['error'])
+        if state == 'query':
+            return cls(ref=data['ref'], query=True, flake=data['flake'])
+        return cls(ref=data['ref'], revision=data['revision'], path=data['path'],
+                   git_dir=data['git_dir'])
 
     def data(self):
         """{error}, or for a query {ref, flake}, else {ref, revision, path,

@@ -23,8 +23,8 @@ What every nixdeploy action does the same way lives here:
   failed host's outcome (the custom stat ``nixdeploy``);
 - ``record_stats``: a successful result carries the host's outcome so far
   as custom stats (plugin_utils/task/_stats.py);
-- ``from_batch``: compute once per play batch, answer per host
-  (plugin_utils/task/_batch.py holds the lock and the shared file);
+- ``batch_answer``: work done once per play batch, answered per host
+  (plugin_utils/task/_batch_work.py: the batch server);
 - ``target``: the task's own host (plugin_utils/host/_host.py ``Host``, the
   one way the controller reaches it), whose ``sh`` runs a target program
   (target/*.sh, rendered by plugin_utils/host/_script.py) over the host's

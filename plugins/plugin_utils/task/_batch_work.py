@@ -14,41 +14,39 @@ listing and cascade, publish, channel and the serial gate.
 A ``BatchWork`` says:
 
 - ``kind``: the phase's name (it names the work's files and messages);
-- ``key_parts``: what two hosts must have equal to share one computation
-  (their options, the arguments the batch shares); the task, the play
-  batch and the loop item are added here;
-- ``request``: what this host asks, as JSON data; the entry the batch
-  computed for it says which request it answers, and a host whose own
-  request differs gets its answer from ``alone``;
-- ``how``: who computes, and when a host can read its answer:
+- ``key_parts``: what two hosts must have equal to share one server (their
+  options, the arguments the batch shares); the task, the play batch and
+  the loop item are added here;
+- ``request``: what this host asks, as JSON data;
+- ``serve(requests, put)``: the work itself, run by the batch server
+  (``_batch_server``), a detached process, for a wave of requests
+  ({host: request}); ``put(host, entry)`` answers one host, as soon as its
+  answer is known. A host reads its entry as soon as it is put.
 
-  ======  ==========================================================  =========================
-  how     who computes                                                a host reads its entry
-  ======  ==========================================================  =========================
-  ONCE    the first host to ask, in its worker, under the batch's      when the whole batch is
-          lock: ``compute(hosts)`` gives every host's entry            computed (``_batch``)
-  STREAM  one detached process, started by the first host to ask:     as soon as its own entry
-          ``compute(hosts, put)`` puts each entry when it is known     is put (``_stream_entries``)
-  WAVES   one detached process answers the requests the hosts write,   as soon as its wave has
-          a wave at a time: ``compute(requests, put)``                 answered it (``_service``)
-  ======  ==========================================================  =========================
+and what the work is like, each a property of it, not another engine:
 
-- ``alone(hosts, batch_entry)``: this host's own work, in the same shape as
-  ``compute``'s (``{'hosts': {host: entry}, ...}``), for a host that cannot
-  use the batch's: a retry of the task (``until``/``retries``), which
-  computes again; a host whose key parts differ from those of the first host
-  of its batch to ask (its arguments are not the batch's); a host whose
-  entry answers another request. ``hosts`` is the play batch,
-  ``batch_entry`` the batch's entry for this host, if it read one. Without
-  ``alone`` such a host's entry is None.
-- the bounds: ``lock_wait`` (ONCE: how long a host waits for the host that
-  computes), ``answer_wait`` (STREAM, WAVES: how long a host waits for its
-  entry), ``slots`` and ``expected`` (WAVES: waves at once, the hosts the
-  first wave waits for).
+- ``foresee(hosts)``: the requests ({host: request}) the first host to ask
+  foresees for the play batch ``hosts``, from their variables. The first
+  host of a slot (the task, its play batch and loop item) hands them to
+  the server with its own, so the first wave serves the whole batch and the
+  hosts still to come (forks fewer than the batch) find their answers
+  ready. A host whose own request is the one foreseen reads that answer; a
+  host whose request differs (its arguments templated otherwise) asks its
+  own and is served in a later wave; a retry of the task
+  (``until``/``retries``) is a request of its own, to a server of its own.
+  Without ``foresee`` the server waits for the hosts ``expected`` (None:
+  the play batch; a wave starts once all of them asked or declined), so
+  the hosts that ask together share a wave (the build).
+- the bounds: ``answer_wait`` (how long a host waits for its answer, its
+  phase's own work bound and a margin), ``slots`` (waves at once).
+- ``stream``: the evaluation's work (``compute(hosts, put)``): one detached
+  process computes for the whole batch, which the first host's key names
+  (``_work_keys.claim_slot``); a host whose key or entry differs asks
+  ``alone`` (eval's own work, a ``BatchWork`` served as above).
 
-Under WAVES every request is its own: hosts whose key parts differ are
-simply served by another process, none computes for the others, so the
-first-host rule does not apply.
+An ``Answer`` has the host's ``entry``, ``here`` (the wave that answered it
+was opened for this host: it reports the wave's shared figures, which the
+phase puts in the entries) and the play batch ``hosts``.
 
 The files live in the run's Ansible temp folder (removed when
 ansible-playbook ends); nothing here reads ansible-core's private
@@ -57,47 +55,31 @@ attributes (``common/_ansible_core`` does).
 
 from ansible import constants as C
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    Batch, first_key)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (
+    BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (
     play_batch, play_uuid, task_batch)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._service import Service
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream_entries import Stream
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import lock_wait
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import (
-    slot_name, work_name)
-
-ONCE = 'once'
-STREAM = 'stream'
-WAVES = 'waves'
-_HOWS = (ONCE, STREAM, WAVES)
+    claim_slot, slot_name, work_name)
 
 
 class BatchWork(object):
-    """What a phase computes for its play batch (see the file's docstring).
+    """What a phase does for its play batch (see the file's docstring)."""
 
-    ``whole``: ONCE only; the batch's data is every host's answer (the
-    serial gate's verdict), not a per-host entry, so no request is compared;
-    a retry, or a host whose key parts differ, runs ``compute`` itself."""
-
-    def __init__(self, kind, key_parts, request, compute, how=ONCE, alone=None,
-                 lock_wait=None, answer_wait=None, slots=2, expected=None, whole=False):
-        if how not in _HOWS:
-            raise NixdeployError('internal error: a batch work is done %s, not %r'
-                                 % (' or '.join(_HOWS), how))
+    def __init__(self, kind, key_parts, request, serve, foresee=None, answer_wait=None,
+                 slots=2, expected=None, stream=None, alone=None):
         self.kind = kind
         self.key_parts = list(key_parts)
         self.request = request
-        self.compute = compute
-        self.how = how
-        self.alone = alone
-        self.lock_wait = lock_wait
+        self.serve = serve
+        self.foresee = foresee
         self.answer_wait = answer_wait
         self.slots = slots
-        # None under WAVES: the play batch (every host that may ask)
+        # None: the play batch (every host that may ask)
         self.expected = expected
-        self.whole = whole
+        self.stream = stream
+        self.alone = alone
 
 
 class Place(object):
@@ -111,83 +93,72 @@ class Place(object):
 
 
 class Answer(object):
-    """This host's part of a batch's work: ``entry`` (None when it had to be
-    computed alone and the work has no ``alone``), ``data`` (what the batch,
-    or this host alone, computed: its ``hosts`` and what they share; empty
-    for STREAM and WAVES, whose shared part comes after the last host),
-    ``here`` (this host computed it, or started the process that did),
-    ``hosts`` (the play batch), ``alone`` (answered by ``alone``) and
-    ``batch_here`` (this host computed the batch's work, or started its
-    process, whether or not it then answered alone)."""
+    """This host's part of a batch's work: ``entry``, ``here`` (the wave that
+    answered it was opened for this host; for the stream: this host started
+    its process), ``hosts`` (the play batch)."""
 
-    def __init__(self, entry, data, here, hosts, alone=False, batch_here=None):
+    def __init__(self, entry, here, hosts):
         self.entry = entry
-        self.data = data
         self.here = here
         self.hosts = hosts
-        self.alone = alone
-        self.batch_here = here if batch_here is None else batch_here
 
 
 def answer(place, work):
-    """This host's ``Answer`` of ``work``: read from its batch's, computed
-    for the batch if it is the first to ask, or computed alone."""
+    """This host's ``Answer`` of ``work``: from its batch's server (or, for
+    the evaluation, its stream)."""
     hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(place.task), place.task_vars)
     key, again = work_name(work.kind, place.task, hosts, *work.key_parts)
-    if work.how == WAVES:
-        return _from_waves(place, work, hosts, key, again)
-    if again or first_key(C.DEFAULT_LOCAL_TMP, work.kind,
-                          slot_name(work.kind, place.task, hosts), key) != key:
-        return _alone(place, work, hosts, None, ({}, False))
-    if work.how == ONCE:
-        with lock_wait(work.lock_wait):
-            data, here = Batch(C.DEFAULT_LOCAL_TMP, work.kind, key).results(
-                lambda: work.compute(hosts), place.host)
-        if work.whole:
-            return Answer(data, data, here, hosts)
-        entry = (data.get('hosts') or {}).get(place.host)
-    else:
-        stream = Stream(C.DEFAULT_LOCAL_TMP, work.kind, key)
-        here = stream.start(lambda put: work.compute(hosts, put), place.host)
-        data = {}
-        entry = stream.entry(place.host, timeout=work.answer_wait)
-    if entry is None or entry.get('request') != work.request:
-        return _alone(place, work, hosts, entry, (data, here))
-    return Answer(entry, data, here, hosts)
+    if work.stream is not None:
+        return _from_stream(place, work, hosts, key, again)
+    server = BatchServer(C.DEFAULT_LOCAL_TMP, work.kind, key)
+    foresee = None
+    if work.foresee is not None and not again:
+        def foresee():
+            # only the first host of the slot foresees: a host with other
+            # key parts does not make a second server serve the batch
+            slot = slot_name(work.kind, place.task, hosts)
+            if claim_slot(C.DEFAULT_LOCAL_TMP, work.kind, slot, key)[1]:
+                return work.foresee(hosts)
+            return None
+    server.request(place.host, work.request, work.serve, slots=work.slots,
+                   expected=_expected(place, work, again), foresee=foresee)
+    entry, here = server.answer(place.host, work.request, work.serve, slots=work.slots,
+                                timeout=work.answer_wait)
+    return Answer(entry, here, hosts)
+
+
+def _expected(place, work, again):
+    """The hosts the server's first wave waits for."""
+    if again or work.foresee is not None:
+        # a retry's server is its own; a foreseen batch is in the first wave
+        return [place.host]
+    if work.expected is not None:
+        return work.expected
+
+    # the names only if this host starts the server: not in every worker
+    def expected():
+        return play_batch(place.task_vars)
+    return expected
 
 
 def decline(place, work):
-    """This host will not ask ``work`` (WAVES) this time: no wave waits for it."""
+    """This host will not ask ``work`` this time: no wave waits for it."""
     hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(place.task), place.task_vars)
     key, _again = work_name(work.kind, place.task, hosts, *work.key_parts)
-    Service(C.DEFAULT_LOCAL_TMP, work.kind, key).decline(place.host)
+    BatchServer(C.DEFAULT_LOCAL_TMP, work.kind, key).decline(place.host)
 
 
-def _from_waves(place, work, hosts, key, again):
-    service = Service(C.DEFAULT_LOCAL_TMP, work.kind, key)
-    if again:
-        # a retry's service is its own: its first wave waits for no other host
-        expected = [place.host]
-    elif work.expected is not None:
-        expected = work.expected
-    else:
-        # the names only if this host starts the service: not in every worker
-        def expected():
-            return play_batch(place.task_vars)
-    here = service.request(place.host, work.request, work.compute, slots=work.slots,
-                           expected=expected)
-    entry = service.answer(place.host, work.compute, slots=work.slots, timeout=work.answer_wait)
-    return Answer(entry, {}, here, hosts)
-
-
-def _alone(place, work, hosts, batch_entry, batch):
-    """This host's own work, or no entry when the phase has none (``batch``:
-    the batch's data and whether it was computed here, kept then)."""
-    if work.whole:
-        data = work.compute(hosts)
-        return Answer(data, data, True, hosts, alone=True, batch_here=batch[1])
-    if work.alone is None:
-        return Answer(None, batch[0], batch[1], hosts)
-    data = work.alone(hosts, batch_entry)
-    return Answer(data['hosts'][place.host], data, True, hosts, alone=True,
-                  batch_here=batch[1])
+def _from_stream(place, work, hosts, key, again):
+    """The evaluation's stream: this host's entry, or its own work
+    (``alone``) for a retry, a host whose key is not the slot's first, or
+    whose entry answers another request."""
+    here = False
+    entry = None
+    if not again and claim_slot(C.DEFAULT_LOCAL_TMP, work.kind,
+                                slot_name(work.kind, place.task, hosts), key)[0] == key:
+        stream = Stream(C.DEFAULT_LOCAL_TMP, work.kind, key)
+        here = stream.start(lambda put: work.stream(hosts, put), place.host)
+        entry = stream.entry(place.host, timeout=work.answer_wait)
+    if entry is None or entry.get('request') != work.request:
+        entry = work.alone(hosts, entry)
+    return Answer(entry, here, hosts)

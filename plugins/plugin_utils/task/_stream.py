@@ -9,9 +9,8 @@ its action's ``batch_answer``.
 - ``_stream_entries.Stream``: one detached process per batch writes each
   host's entry as soon as it is known; each host waits for its own
   (STREAM: eval);
-- ``_service.Service``: a Stream that takes requests as the hosts ask and
-  answers them in waves (WAVES: the build; eval's hosts whose own request
-  differs);
+- ``_batch_server.BatchServer``: a Stream that takes requests as the hosts
+  ask and answers them in waves (every batch work but eval's stream);
 - ``_detached``: the detached process itself (forked from a worker, ended
   with the job), ``StreamError`` and what a failed work says;
 - ``_waits``: the bound of every wait (a lock, a host's answer).
@@ -19,10 +18,10 @@ its action's ``batch_answer``.
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (
     CHILD_GROUPS, StreamError, without_tracebacks, work_failure)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._service import (
-    GATHER_MAX, GATHER_QUIET, GATHER_STALL, LINGER, RESTARTS, UNANSWERED, Service)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (
+    GATHER_MAX, GATHER_QUIET, GATHER_STALL, LINGER, RESTARTS, UNANSWERED, BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream_entries import Stream
 
-__all__ = ['CHILD_GROUPS', 'GATHER_MAX', 'GATHER_QUIET', 'GATHER_STALL', 'LINGER', 'RESTARTS',
-           'Service', 'Stream', 'StreamError', 'UNANSWERED', 'without_tracebacks',
+__all__ = ['BatchServer', 'CHILD_GROUPS', 'GATHER_MAX', 'GATHER_QUIET', 'GATHER_STALL', 'LINGER',
+           'RESTARTS', 'Stream', 'StreamError', 'UNANSWERED', 'without_tracebacks',
            'work_failure']

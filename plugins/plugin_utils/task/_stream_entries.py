@@ -4,8 +4,7 @@
 """A batch's entries, written host by host by its detached process, and a
 host's wait for its own.
 
-``_batch.Batch`` answers when the whole batch is computed: every host waits
-for the slowest. A ``Stream`` is computed by ONE detached process per batch
+A ``Stream`` is computed by ONE detached process per batch
 (the first worker to get here starts it, ``_detached``) that writes each
 host's entry as soon as it is known; each host's worker waits for its own
 entry only, so a host whose system is evaluated goes on to its build while
@@ -71,7 +70,11 @@ class Stream(DetachedWork):
         Once the job has ended (its folder gone), nobody reads it: nothing
         is written, and the work goes on to keep what it keeps for the next
         job (``_job_end``)."""
-        path = _entry_path(self.entries_dir, host)
+        self.put_at(_entry_path(self.entries_dir, host), host_entry)
+
+    def put_at(self, path, host_entry):
+        """Publish one entry at ``path`` (``put``'s, for a file named as the
+        caller names it)."""
         try:
             write_json(path, host_entry)
         except OSError:
@@ -81,15 +84,17 @@ class Stream(DetachedWork):
         _wakeup.ring(path)
 
     # ------------------------------------------------------------ waiting
-    def entry(self, host, timeout=None, ends=True):
-        """``host``'s entry, as soon as the detached work has written it.
+    def entry(self, host, timeout=None, ends=True, path=None):
+        """``host``'s entry (the file ``path``, else its own), as soon as the
+        detached work has written it.
         StreamError when the work ended (or died: ``ends``, its end mark)
         without it, or after ``timeout`` seconds (None: ``ANSWER_WAIT``).
 
         The host sleeps on its doorbell (``_wakeup``), rung when its entry
         is written or the work ends, and looks anyway every ``SAFETY``
         seconds; where no doorbell can be made it looks by the clock."""
-        path = _entry_path(self.entries_dir, host)
+        if path is None:
+            path = _entry_path(self.entries_dir, host)
         if timeout is None:
             timeout = _waits.ANSWER_WAIT
         deadline = time.monotonic() + timeout

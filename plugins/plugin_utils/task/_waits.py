@@ -4,23 +4,18 @@
 """Every wait of the batch machinery has a bound: the values, and the lock
 wait that keeps to them.
 
-A host of a play batch waits for other processes in three ways: for a lock
-that another host holds while it computes for the batch (a flock on a file
-of the batch's folder), for its own answer from a batch's detached process
-(``_stream_entries.Stream.entry``), and, in that detached process, for the
-lock the hosts take to ask. Each wait gives up at its bound below and says
-so in a message that names the host, the phase and what to do; the batch
-table of docs/architecture.md lists them.
-
-``lock_wait`` sets a phase's own bound for its ``Batch`` lock waits (the
-copy's cascade and closure batches: their own work's bound and a margin);
-without it a ``Batch`` waits ``BATCH_LOCK_WAIT``.
+A host of a play batch waits for other processes in two ways: for its own
+answer from a batch's detached process (``_stream_entries.Stream.entry``,
+the phase's ``answer_wait``), and for a lock of the batch's files (the
+play's record of its batches, the lock a host takes to ask a server, which
+the server takes too). Each wait gives up at its bound below and says so in
+a message that names the host, the phase and what to do; the batch table of
+docs/architecture.md lists them.
 """
 
 import contextlib
 import errno
 import fcntl
-import threading
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
@@ -29,20 +24,18 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors imp
 # The play's record of its batches (task_batch): its holder writes one small
 # file for each host of its batch, a second at 1,000 hosts.
 RECORD_LOCK_WAIT = 120
-# A Batch whose phase sets no bound of its own (publish, channel): the host
-# that holds the lock computes for the whole batch (every system pushed to a
-# cache, every git ref moved), each Nix or git call bounded only by the
-# task's timeout, if any; four hours is far beyond a working batch's.
-BATCH_LOCK_WAIT = 4 * 3600
-# The serial gate's Batch: its holder reads and writes one small file.
-SERIAL_LOCK_WAIT = 120
+# A host's wait for the serial gate's verdict: the server reads and writes
+# one small file.
+SERIAL_ANSWER_WAIT = 120
 # The lock of a stream or a service (``<kind>-<key>.lock``): held while a
 # host starts the batch's process (a fork of its worker) or writes its
 # request, and by the serving process while it takes the requests.
 STREAM_LOCK_WAIT = 120
-# A host's wait for its own answer from a batch's detached process (the
-# evaluation, the build service), when the phase gives no bound of its own:
-# a batch's evaluation or build that outlasts it is taken as stuck.
+# A host's wait for its own answer from a batch's detached process, when the
+# phase gives no bound of its own (the evaluation, the build, publish,
+# channel: every system pushed to a cache, every git ref moved, each Nix or
+# git call bounded only by the task's timeout, if any): a batch's work that
+# outlasts it is taken as stuck.
 ANSWER_WAIT = 8 * 3600
 # A batch's detached process once the job has ended, every host answered:
 # how long it may still take to finish what is for the next job (an
@@ -65,35 +58,11 @@ class LockWaitTimeout(NixdeployError):
         self.seconds = seconds
 
 
-# the bound ``lock_wait`` sets for this thread's Batch lock waits
-_WAIT = threading.local()
-
-
-@contextlib.contextmanager
-def lock_wait(seconds):
-    """Within it, ``Batch.results`` waits at most ``seconds`` for the lock
-    of the batch's work (``LockWaitTimeout`` after); outside, at most
-    ``BATCH_LOCK_WAIT``. The phase that calls it says why its value (the
-    holder's own bound and a margin)."""
-    before = getattr(_WAIT, 'seconds', None)
-    _WAIT.seconds = seconds
-    try:
-        yield
-    finally:
-        _WAIT.seconds = before
-
-
-def batch_lock_wait():
-    """The bound of a Batch lock wait here: ``lock_wait``'s, or the default."""
-    seconds = getattr(_WAIT, 'seconds', None)
-    return BATCH_LOCK_WAIT if seconds is None else seconds
-
-
 def hold(handle, seconds, what):
     """Take an exclusive flock on ``handle`` (an open file), waiting at most
     ``seconds``; ``LockWaitTimeout`` past it, whose message says what the
-    lock is and what to do (``what``: made by ``batch_work``,
-    ``record_work`` or ``stream_work``)."""
+    lock is and what to do (``what``: made by ``record_work`` or
+    ``stream_work``)."""
     deadline = time.monotonic() + seconds
     tries = 0
     while True:
@@ -130,15 +99,6 @@ def _seconds(value):
 
 def _whose(host):
     return (u'%s: ' % host) if host else u''
-
-
-def batch_work(host, kind):
-    """A Batch's lock, for ``hold``: one host computes for all while it holds it."""
-    return {'host': host,
-            'lock': 'the lock of the play batch\'s %s work, which one host of the batch '
-                    'holds while it computes for all' % kind,
-            'do': 'that host\'s %s task has not ended: look for the host of this batch whose '
-                  'task still runs, or end the run and start it again' % kind}
 
 
 def record_work(host):

@@ -16,10 +16,16 @@ of a loop (run in the same worker too) is a work of its own: the item is
 part of the name.
 """
 
+import errno
+import os
+
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
+    _read_json, batch_folder)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import batch_id
 
 # this worker's runs of its task: the host, the loop item and how many runs
@@ -69,5 +75,30 @@ def work_key(kind, task, batch, *parts):
 def slot_name(kind, task, batch):
     """Where ``kind``'s work of ``task`` for the play ``batch`` is asked for,
     whatever the key parts: the task, the batch and this run's loop item.
-    The first host there names the batch's key (``_batch.first_key``)."""
+    The first host there claims it (``claim_slot``)."""
     return short_digest(kind, 'slot', task_uuid(task), batch_id(batch), *_item())
+
+
+def claim_slot(base_dir, kind, slot, key):
+    """(the key of the first host to ask for ``kind``'s work in ``slot``,
+    whether this call is that host's). The first host's key parts are the
+    batch's: it foresees the batch's requests (``_batch_server``), or its
+    stream computes for the batch; a host with other key parts computes
+    for itself only. One file a slot, made whole and linked to its name:
+    of two first hosts, the one whose link comes first wins."""
+    path = os.path.join(batch_folder(base_dir), '%s-%s.first' % (kind, slot))
+    found = _read_json(path)
+    if found is not None:
+        return found, False
+    temp = '%s.%d' % (path, os.getpid())
+    write_json(temp, key)
+    try:
+        os.link(temp, path)
+        claimed = True
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise
+        claimed = False
+    finally:
+        os.unlink(temp)
+    return _read_json(path), claimed

@@ -170,7 +170,7 @@ def test_build_on_target_and_on_builder(evb_lab, tmp_path):
         assert run.result('build', host)['result']['changed'] is False
 
 
-# the wave's rules on both stacks: test_build_stage.py and test_service.py (unit, real Nix)
+# the wave's rules on both stacks: test_build_stage.py and test_batch_server.py (unit, real Nix)
 @pytest.mark.here_only
 def test_a_slow_system_in_a_wave_holds_only_its_host(evb_lab, tmp_path):
     """Hosts that ask together share ONE nix build (a wave); a slow system in

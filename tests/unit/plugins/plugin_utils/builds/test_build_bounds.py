@@ -65,9 +65,9 @@ def test_the_build_watch_stops_within_its_bound_when_nix_store_hangs(tmp_path, m
         pytest.fail('the hung nix-store outlived its time limit')
 
 
-def test_a_build_retry_asks_a_service_of_its_own(tmp_path, monkeypatch):
+def test_a_build_retry_asks_a_server_of_its_own(tmp_path, monkeypatch):
     """Asked again by a later run of the host's task (a retry), the build
-    service's name is this host's own: a new serving process, which waits
+    server's name is this host's own: a new serving process, which waits
     for no other host, builds again."""
     monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
     action = nix_build.ActionModule.__new__(nix_build.ActionModule)
@@ -80,9 +80,9 @@ def test_a_build_retry_asks_a_service_of_its_own(tmp_path, monkeypatch):
     first = batch_of(place, action._build_work({'system': 'a'}))  # pylint: disable=protected-access
     _work_keys.new_run('h1', {})
     retry = batch_of(place, action._build_work({'system': 'a'}))  # pylint: disable=protected-access
-    assert retry.path != first.path
-    # h2's first ask is the batch's: the first service's files
+    assert retry.done_path != first.done_path
+    # h2's first ask is the batch's: the first server's files
     _work_keys.new_run('h2', {})
     other = batch_of(Place('h2', place.task, dict(task_vars, inventory_hostname='h2')),
                      action._build_work({'system': 'b'}))  # pylint: disable=protected-access
-    assert other.path == first.path
+    assert other.done_path == first.done_path

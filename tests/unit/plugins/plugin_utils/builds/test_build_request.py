@@ -1,6 +1,6 @@
 """The build phase's request (``_build.BuildRequest``): its fields for a
 sample host, and its data exactly as a run before the type wrote it (the
-build Service's request files and entries hold it)."""
+build server's request files and entries hold it)."""
 
 import dataclasses
 import sys

@@ -8,9 +8,10 @@ process that never ends, the bound made short by setting its constant:
   copies: the hosts not served fail saying so;
 - a host's probe that waits on its store's lock, held by another process,
   is stopped (``_peer.PROBE_TIMEOUT``);
-- a host waiting for the batch's cascade while another process holds the
-  batch's lock gives up (``_cascade_stage.CASCADE_LOCK_WAIT``) and gets the
-  controller's push, with a warning.
+- a host waiting for the batch's cascade from a server that never answers
+  (another process holds its ``.running`` lock) gives up
+  (``_cascade_stage.CASCADE_ANSWER_WAIT``) and gets the controller's push,
+  with a warning.
 
 Real hops between targets with Nix stores of their own (copy_target.py);
 only ssh's login is faked (test_copy_bounds.py's helpers)."""
@@ -80,12 +81,13 @@ def test_a_probe_that_waits_on_a_locked_store_is_stopped(monkeypatch, pair, hold
 
 def test_a_host_waiting_on_a_cascade_held_forever_gets_a_push(monkeypatch, pair, closure,
                                                               holders):
-    monkeypatch.setattr(_cascade_stage, 'CASCADE_LOCK_WAIT', 1)
+    monkeypatch.setattr(_cascade_stage, 'CASCADE_ANSWER_WAIT', 1)
     started = time.monotonic()
     h2 = entry(pair, 'h2', held='copy', hold=holders)
     assert time.monotonic() - started < 30
     assert h2['warnings'][0].startswith(
-        "h2: waited 1s for the play batch's cascade (one host of the batch runs it for all, "
-        "under the batch's lock) and got the controller's push instead"), h2['warnings']
+        "h2: got no answer from the play batch's cascade (one process runs it for the batch) "
+        "and got the controller's push instead (no answer for h2 from the copy batch's "
+        "process after 1s"), h2['warnings']
     assert (h2['copied_from'], h2['paths_sent']) == ('controller', 2)
     assert pair.targets['h2'].lacks([closure.top, closure.base]) == []

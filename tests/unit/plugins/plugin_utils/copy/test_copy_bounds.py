@@ -4,9 +4,10 @@ that never ends, the bound made short by setting its constant:
 - the controller's ``nix copy`` whose ssh never answers (a script that
   sleeps) is stopped with that ssh (``_copy_send.COPY_TIMEOUT``), and the host
   fails naming it, what it waited for and for how long;
-- a host waiting for the batch's closure listing while another process
-  holds the batch's lock gives up (``_copy_stage.CLOSURE_LOCK_WAIT``) and
-  lists its own closure, with a warning.
+- a host waiting for the batch's closure listing from a server that never
+  answers (a process holds its ``.running`` lock) gives up
+  (``_copy_stage.CLOSURE_ANSWER_WAIT``) and lists its own closure, with a
+  warning.
 
 The cascade's bounds are test_cascade_bounds.py's, with the helpers here.
 The targets and the fake ssh are the copy stages' (copy_target.py): real
@@ -30,7 +31,7 @@ from tests.unit.plugins.plugin_utils.stages.test_cascade_stage import (  # noqa:
 from tests.unit.plugins.plugin_utils.stages.test_copy_stage import task_host
 from tests.unit.plugins.plugin_utils.task.batch_place import batch_answer
 # holders: LockHolders started by a test, stopped after it (a fixture)
-from tests.unit.plugins.plugin_utils.task.test_batch_lock_wait import (  # noqa: F401  pylint: disable=unused-import
+from tests.unit.plugins.plugin_utils.task.lock_holders import (  # noqa: F401  pylint: disable=unused-import
     holders)
 
 sys.path.insert(0, collections_path())
@@ -97,17 +98,19 @@ def stall_sender(play, host, stalled):
 
 def entry(play, host, copy_mode='cascade', held=None, hold=None):
     """``play.entry(host)`` in ``copy_mode``, over the real batch files; the
-    batch's lock of kind ``held`` is taken by ``hold`` (a LockHolder
-    starter) before this host waits for it."""
+    batch server of kind ``held`` is one that serves and never answers: a
+    LockHolder (started by ``hold``) holds its ``.running`` lock."""
     task_vars = dict(play.hostvars[host], hostvars=play.hostvars,
                      ansible_play_batch=list(play.names))
     args, filled = copy_args(task_vars, copy_mode=copy_mode, **play.given)
     target = task_host(play.targets[host], host, play.ssh)
     play.hosts.append(target)
 
-    def before(work, batch):
+    def before(work, server):
         if work.kind == held:
-            hold(batch.lock_path)
+            with open(server.alive_path, 'w'):
+                pass
+            hold(server.running_path)
 
     return _copy_stage.CopyStage(host, args, task_vars, target, filled=filled,
                                  batch_answer=batch_answer(host, task_vars, play.names,
@@ -149,9 +152,11 @@ def test_a_push_that_stalls_fails_the_host_naming_the_wait(tmp_path, monkeypatch
 # ------------------------------------------------------------------ closure listing
 def test_a_host_waiting_on_a_closure_listing_held_forever_lists_its_own(monkeypatch, pair,
                                                                         closure, holders):
-    monkeypatch.setattr(_copy_stage, 'CLOSURE_LOCK_WAIT', 1)
+    monkeypatch.setattr(_copy_stage, 'CLOSURE_ANSWER_WAIT', 1)
     h2 = entry(pair, 'h2', copy_mode='push', held='closure', hold=holders)
     assert h2['warnings'][0].startswith(
-        "h2: waited 1s for the play batch's closure listing"), h2['warnings']
+        "h2: got no answer from the play batch's closure listing (one process lists every "
+        "closure of the batch) and listed its own instead (no answer for h2 from the closure "
+        "batch's process after 1s"), h2['warnings']
     assert (h2['closure_paths'], h2['paths_sent']) == (2, 2)
     assert pair.targets['h2'].lacks([closure.top, closure.base]) == []

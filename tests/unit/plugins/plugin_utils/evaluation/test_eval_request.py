@@ -1,6 +1,6 @@
 """The eval phase's request (``_eval.EvalRequest``): its fields for a
 sample host, and its data exactly as a run before the type wrote it (batch
-entries, Service request files and ``request_key`` compare and hash it)."""
+entries, batch server request files and ``request_key`` compare and hash it)."""
 
 import dataclasses
 import json

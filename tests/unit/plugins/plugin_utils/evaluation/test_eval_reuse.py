@@ -259,7 +259,7 @@ def test_the_spot_check_fails_a_wrong_reuse_loudly_and_turns_reuse_off(flake):
 
 
 def test_two_runs_recording_at_once_in_one_folder_keep_their_places_apart(tmp_path):
-    """A serving process runs two waves at once (task/_stream.Service, two
+    """A serving process runs two waves at once (task/_batch_server.BatchServer, two
     slots), each a stage with its own Reuse, both in the job's folder. Their
     evaluators' places (the strace log, the private Nix caches) were named by
     a count each run kept: both named theirs record-PID-1, so both straces

@@ -6,6 +6,8 @@ strace; every answer given is checked against a plain `nix eval`
 (``Flake.run``)."""
 
 import os
+import threading
+import time
 
 import pytest
 
@@ -132,3 +134,64 @@ def test_a_host_s_wait_goes_on_across_a_lock_change(tmp_path):
     # reuse key) waited one batch more than before, not one from zero
     waited = [n for n in after if after[n]]
     assert waited and all(after[n] == before[n] + 1 for n in waited), (before, after)
+
+
+def _spot_checks_running():
+    """The Nix processes this test process started that evaluate hosts'
+    systems the spot check's way (``_eval.Evaluator``: the whole list is
+    its value); the pool's evaluators give ``true``, so the two differ."""
+    found = []
+    for task in os.listdir('/proc/self/task'):
+        try:
+            with open('/proc/self/task/%s/children' % task) as handle:
+                children = handle.read().split()
+        except OSError:
+            continue
+        for pid in children:
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as handle:
+                    argv = handle.read().split(b'\0')
+            except OSError:
+                continue
+            if b'eval' in argv and any(b'builtins.seq forced results' in a for a in argv):
+                found.append(int(pid))
+    return found
+
+
+def test_the_spot_check_waits_for_one_of_the_job_s_evaluator_slots(tmp_path):
+    """The spot check's Nix evaluates hosts' systems as any evaluator does
+    (a heap of gigabytes on a real flake): it takes one of the job's
+    evaluator slots (eval_workers) like the others. With the only slot held
+    by another evaluation of the job, a batch with reused answers to check
+    starts no Nix until the slot is free, then checks and answers every
+    host right."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_slots import (
+        EvalSlots)
+    flake = Flake(str(tmp_path))
+    flake.run(workers=1, reuse_check=1)
+    flake.write('files/b.txt', 'B')
+    flake.commit('b')
+    folder = tmp_path / 'slots'
+    folder.mkdir()
+    other = EvalSlots(str(folder), 1)
+    held = other.acquire()
+    done = {}
+    run = threading.Thread(target=lambda: done.update(result=flake.run(
+        workers=1, reuse_check=1, slots=EvalSlots(str(folder), 1))))
+    run.start()
+    try:
+        # the reused hosts are known within a second or two; their check
+        # must wait for the slot all the while it is held
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            assert not _spot_checks_running(), 'a spot check ran beside the slot holder'
+            assert run.is_alive(), 'the batch ended without waiting for the slot'
+            time.sleep(0.02)
+    finally:
+        other.release(held)
+    run.join(120)
+    assert not run.is_alive(), 'the batch did not end within 120 s of the slot coming free'
+    entries, _figures = done['result']
+    assert all('error' not in entry for entry in entries.values()), entries
+    assert how(entries)['b'] == 'evaluated', entries
+    assert 'reused' in how(entries).values(), entries

@@ -21,7 +21,7 @@ from tests.unit.plugins.plugin_utils.stages.copy_target import (
     Closure, FakeSsh, StoreTarget, copy_args)
 from tests.unit.plugins.plugin_utils.stages.stage_nix import controller_folders
 from tests.unit.plugins.plugin_utils.stages.test_copy_stage import task_host
-from tests.unit.plugins.plugin_utils.task.batch_place import batch_answer
+from tests.unit.plugins.plugin_utils.task.batch_place import ServedBy, batch_answer
 
 sys.path.insert(0, collections_path())
 
@@ -40,10 +40,10 @@ def closure(tmp_path_factory):
 class Play:
     """A play batch of ``HOSTS``, each a target of its own deploying
     ``path`` (the fact nix_out_path); ``entry(host)`` runs that host's task:
-    a CopyStage in cascade mode whose ``from_batch`` is the action's, over
-    the real batch files (computed once, by the first host to get there:
-    ``computed`` names the hosts that ran a cascade); ``given``: the
-    task's arguments besides its mode."""
+    a CopyStage in cascade mode whose ``batch_answer`` is the action's, over
+    the real batch files (served once, by the server of the first host to
+    get there: ``computed`` names the hosts whose servers ran a cascade);
+    ``given``: the task's arguments besides its mode."""
 
     def __init__(self, tmp_path, ssh, path, hosts=HOSTS, untrusted=(), given=None):
         self.ssh, self.names, self.given = ssh, tuple(hosts), dict(given or {})
@@ -51,7 +51,7 @@ class Play:
                                             trusted=h not in untrusted)) for h in hosts)
         self.hostvars = dict((h, {'inventory_hostname': h, 'ansible_host': ADDRESSES[h],
                                   'ansible_facts': {'nix_out_path': path}}) for h in hosts)
-        self.computed = []
+        self.served = ServedBy(tmp_path / 'served.log')
         self.hosts = []
 
     def deploys(self, host, path):
@@ -64,19 +64,16 @@ class Play:
         target = task_host(self.targets[host], host, self.ssh)
         self.hosts.append(target)
 
-        def count(work, _batch):
-            if work.kind == 'copy':  # not the closures' listing: the cascade's
-                compute = work.compute
-
-                def counted(hosts):
-                    self.computed.append(host)
-                    return compute(hosts)
-                work.compute = counted
-
+        # not the closures' listing: the cascade's
+        count = self.served.hook(host, 'copy')
         return _copy_stage.CopyStage(host, args, task_vars, target, check_mode=check_mode,
                                      filled=filled,
                                      batch_answer=batch_answer(host, task_vars, self.names,
                                                                count)).run()
+
+    @property
+    def computed(self):
+        return self.served.hosts()
 
     def close(self):
         for host in self.hosts:

@@ -1,7 +1,7 @@
 """nix_channel's stage (plugin_utils/publish/_channel_stage.py ChannelStage)
 with real git (a throwaway checkout and bare channel repository), the real
-batch files (plugin_utils/task/_batch.py) and, for the query, the
-controller's real Nix: the first host moves the batch's refs in one push
+batch server (plugin_utils/task/_batch_server.py) and, for the query, the
+controller's real Nix: the batch's server moves the refs in one push
 and the others read their answer; a host whose system is not published, or
 whose ref git cannot take, fails alone; a per-host ref moves on its own;
 check mode moves nothing; the query pins the flake's commit."""
@@ -15,7 +15,7 @@ import pytest
 from tests.collection import collections_path
 from tests.unit.plugins.plugin_utils.publish.test_publish import commit, git
 from tests.unit.plugins.plugin_utils.stages.stage_nix import NIX_OPTIONS, controller_folders
-from tests.unit.plugins.plugin_utils.task.batch_place import batch_answer
+from tests.unit.plugins.plugin_utils.task.batch_place import ServedBy, batch_answer
 
 sys.path.insert(0, collections_path())
 
@@ -29,13 +29,14 @@ OUT = '/nix/store/%s-system-%%s' % ('a' * 32)
 
 class Play:
     """A play batch of ``HOSTS`` whose facts say what each deploys; each
-    host's task is a ChannelStage with this action's ``from_batch``: the
-    batch's work under its lock in the real batch files, computed once."""
+    host's task is a ChannelStage with this action's ``batch_answer``: the
+    batch's server over the real batch files (``computed``: the hosts whose
+    server served a wave)."""
 
     def __init__(self, tmp_path, work, bare):
         self.tmp, self.work, self.bare = tmp_path, work, bare
         self.hostvars = dict((h, {'inventory_hostname': h, 'ansible_facts': {}}) for h in HOSTS)
-        self.computed = []
+        self.served = ServedBy(tmp_path / 'served.log')
 
     def deploys(self, host, revision, published=True):
         facts = self.hostvars[host]['ansible_facts']
@@ -50,17 +51,13 @@ class Play:
         args.update(changes)
         task_vars = dict(self.hostvars[host], hostvars=self.hostvars)
 
-        def count(work, _batch):
-            compute = work.compute
-
-            def counted(hosts):
-                self.computed.append(host)
-                return compute(hosts)
-            work.compute = counted
-
         return _channel_stage.ChannelStage(
             host, args, task_vars, check_mode, str(self.tmp), lambda v: v,
-            batch_answer(host, task_vars, HOSTS, count)).host_entry()
+            batch_answer(host, task_vars, HOSTS, self.served.hook(host))).host_entry()
+
+    @property
+    def computed(self):
+        return self.served.hosts()
 
     def refs(self):
         return _channel.Git().read(self.bare, ['refs/heads/nixos-tested-%s' % h for h in HOSTS])

@@ -13,8 +13,8 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (  # noqa: E402
-    Batch)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
+    BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (  # noqa: E402
     Place, answer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (  # noqa: E402
@@ -27,8 +27,8 @@ TASK = type('Task', (), {'_uuid': 'task-1'})()
 
 def batch_answer(host, task_vars, names, before=None):
     """``host``'s ``batch_answer(work)`` in a play batch of ``names``;
-    ``before(work, batch)``, if given, runs first with the ``Batch`` (ONCE)
-    whose files the work will use (to hold its lock, say)."""
+    ``before(work, server)``, if given, runs first with the ``BatchServer``
+    whose files the work will use (to stand for a server that hangs, say)."""
     place = Place(host, TASK, dict(task_vars, inventory_hostname=host,
                                    ansible_play_batch=list(names)))
 
@@ -40,7 +40,38 @@ def batch_answer(host, task_vars, names, before=None):
 
 
 def batch_of(place, work):
-    """The ``Batch`` of ``work`` (ONCE) as ``answer`` names its files."""
+    """The ``BatchServer`` of ``work`` as ``answer`` names its files."""
     hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(place.task), place.task_vars)
     key, _again = work_name(work.kind, place.task, hosts, *work.key_parts)
-    return Batch(C.DEFAULT_LOCAL_TMP, work.kind, key)
+    return BatchServer(C.DEFAULT_LOCAL_TMP, work.kind, key)
+
+
+class ServedBy:
+    """Which hosts' servers served a batch work, kept in the file ``log``
+    (the server is another process: a file is what a test can read).
+    ``hook(host, kind)`` is a ``batch_answer`` ``before`` that counts the
+    waves of ``host``'s server of ``kind`` (any kind: None)."""
+
+    def __init__(self, log):
+        self.log = str(log)
+
+    def hook(self, host, kind=None):
+        def count(work, _server):
+            if kind is not None and work.kind != kind:
+                return
+            serve = work.serve
+
+            def counted(requests, put):
+                with open(self.log, 'a') as handle:
+                    handle.write(host + '\n')
+                return serve(requests, put)
+            work.serve = counted
+        return count
+
+    def hosts(self):
+        """The hosts whose servers served a wave, a line a wave."""
+        try:
+            with open(self.log) as handle:
+                return handle.read().split()
+        except FileNotFoundError:
+            return []

@@ -43,7 +43,6 @@ class Probe(_action.NixdeployAction):
                                         'sudo', 'other', 'partial', 'os']},
                      'value': {'type': 'str'}}
     PHASE = 'probe'
-    computed = []
 
     def host_result(self, args, result):
         if args['do'] == 'refuse':
@@ -65,21 +64,35 @@ class Probe(_action.NixdeployAction):
         if args['do'] == 'other':
             raise AnsibleError('something else')
         if args['do'] == 'batch':
-            def compute(hosts):
-                Probe.computed.append(list(hosts))
-                return {'hosts': dict((h, {'request': args['value'], 'answer': h.upper()})
-                                      for h in hosts)}
             got = self.batch_answer(BatchWork(
-                'probe', [args['value']], args['value'], compute,
-                alone=lambda hosts, entry: {'hosts': {self.host: {'request': args['value'],
-                                                                  'answer': 'alone'}}}))
+                'probe', [args['value']], args['value'], serve_logged,
+                foresee=lambda hosts: dict((h, args['value']) for h in hosts)))
             return dict(result, answer=got.entry['answer'], here=got.here,
-                        hosts=sorted(got.data['hosts']))
+                        hosts=got.entry['wave'])
         return dict(result, changed=True, done=True)
 
     def failure_details(self, error):
         # as nix_copy_closure reads its stderr: what the error carries wins
         return {'stderr': getattr(error, 'stderr', ''), 'connection_lost': False}
+
+
+def serve_logged(requests, put):
+    """The probe's batch work: each host's answer names it and its request;
+    each wave is written to ``waves.log`` in the run's temp folder (the
+    server is another process: a file is what a test can read)."""
+    with open(os.path.join(C.DEFAULT_LOCAL_TMP, 'waves.log'), 'a') as handle:
+        handle.write(' '.join(sorted(requests)) + '\n')
+    for host, request in requests.items():
+        put(host, {'answer': '%s/%s' % (host.upper(), request), 'wave': sorted(requests)})
+
+
+def waves():
+    """The probe's waves so far, each the list of its hosts."""
+    try:
+        with open(os.path.join(C.DEFAULT_LOCAL_TMP, 'waves.log')) as handle:
+            return [line.split() for line in handle.read().splitlines()]
+    except FileNotFoundError:
+        return []
 
 
 def action_of(cls, args, uuid='task-1'):
@@ -164,34 +177,33 @@ def test_a_returned_failure_gets_phase_and_is_not_prefixed_twice(run_probe):
 
 
 def test_the_batch_computes_once_and_answers_each_host(run_probe):
-    Probe.computed[:] = []
+    """The first host foresees the batch: one wave answers all three, in the
+    first host's (``here``); the others read their answers."""
     batch = ('h1', 'h2', 'h3')
     answers = [run_probe({'do': 'batch', 'value': 'v'}, host=h, batch=batch) for h in batch]
-    assert Probe.computed == [['h1', 'h2', 'h3']]
-    assert [a['answer'] for a in answers] == ['H1', 'H2', 'H3']
+    assert waves() == [['h1', 'h2', 'h3']]
+    assert [a['answer'] for a in answers] == ['H1/v', 'H2/v', 'H3/v']
     assert [a['here'] for a in answers] == [True, False, False]
     # another task (uuid) or other shared values: computed again
     run_probe({'do': 'batch', 'value': 'v'}, uuid='task-2', batch=batch)
-    assert len(Probe.computed) == 2
+    assert len(waves()) == 2
 
 
-def test_a_host_asking_otherwise_than_the_batch_works_alone(run_probe):
-    Probe.computed[:] = []
+def test_a_host_asking_otherwise_than_the_batch_gets_its_own_answer(run_probe):
+    """h2's request differs from the one h1 foresaw for it (its argument
+    templated otherwise): it is served its own, in a wave of its own."""
     run_probe({'do': 'batch', 'value': 'v'}, host='h1', batch=('h1', 'h2'))
 
     class Other(Probe):
         def host_result(self, args, result):
-            def compute(hosts):
-                raise AssertionError('the batch was computed already')
-            got = self.batch_answer(BatchWork(
-                'probe', ['v'], 'something else', compute,
-                alone=lambda hosts, entry: {'hosts': {self.host: {'request': 'x',
-                                                                  'answer': 'alone'}}}))
+            got = self.batch_answer(BatchWork('probe', ['v'], 'something else', serve_logged,
+                                              foresee=lambda hosts: pytest.fail('foreseen')))
             return dict(result, answer=got.entry['answer'], here=got.here)
 
     out = action_of(Other, {'do': 'batch', 'value': 'v'}).run(
         task_vars={'inventory_hostname': 'h2', 'ansible_play_batch': ['h1', 'h2']})
-    assert out['answer'] == 'alone' and out['here'] is True
+    assert out['answer'] == 'H2/something else' and out['here'] is True
+    assert waves() == [['h1', 'h2'], ['h2']]
 
 
 def test_host_message_prefixes_once():

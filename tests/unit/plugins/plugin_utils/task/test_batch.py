@@ -1,12 +1,10 @@
-"""Once per play batch, answered per host (plugin_utils/task/_batch.py)."""
+"""A play batch as its hosts know it, and what they share of it
+(plugin_utils/task/_batch.py, _play_batch.py, _facts_in_flight.py)."""
 
 import json
 import multiprocessing
 import os
 import sys
-import time
-
-import pytest
 
 from tests.collection import collections_path
 
@@ -15,6 +13,8 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (  # noqa: E402
+    BatchWork, Place, answer)
 
 
 def test_unlink_host_args():
@@ -41,21 +41,6 @@ def test_facts_are_read_under_ansible_facts_first():
     assert out == {'path': None}
 
 
-def test_batch_computes_once(tmp_path):
-    calls = []
-
-    def compute():
-        calls.append(1)
-        return {'h1': {'x': 1}}
-
-    batch = _batch.Batch(str(tmp_path), 'eval', _batch.short_digest('k', ['h1']))
-    assert batch.results(compute) == ({'h1': {'x': 1}}, True)
-    again = _batch.Batch(str(tmp_path), 'eval', _batch.short_digest('k', ['h1']))
-    assert again.results(compute) == ({'h1': {'x': 1}}, False)
-    assert len(calls) == 1
-    assert _batch.short_digest('k', ['h1']) != _batch.short_digest('k', ['h2'])
-
-
 def test_play_batch():
     assert _batch.play_batch({'inventory_hostname': 'a', 'ansible_play_batch': ['a', 'b']}) == ['a', 'b']
     assert _batch.play_batch({'inventory_hostname': 'c', 'ansible_play_batch': ['a']}) == ['c']
@@ -72,49 +57,48 @@ def test_batch_key_is_stable_and_order_of_dict_keys_does_not_matter():
     assert len(_batch.short_digest('k')) == 32
 
 
-def test_a_failed_computation_stores_nothing(tmp_path):
-    batch = _batch.Batch(str(tmp_path), 'build', 'key')
-
-    def broken():
-        raise ValueError('nix said no')
-    try:
-        batch.results(broken)
-    except ValueError:
-        pass
-    assert batch.results(lambda: {'h': 1}) == ({'h': 1}, True)
+BATCH = ['h1', 'h2', 'h3', 'h4']
+TASK = type('Task', (), {'_uuid': 'parallel-task'})()
 
 
-def _worker(folder, log, out):
-    def compute():
+def _worker(folder, host, log, out):
+    """One host's worker: it asks the batch's work, foreseeing the batch."""
+    from ansible import constants as C  # pylint: disable=import-outside-toplevel
+    C.DEFAULT_LOCAL_TMP = folder
+
+    def serve(requests, put):
         with open(log, 'a') as handle:
-            handle.write('computed\n')
-        time.sleep(0.3)  # the others arrive while this one holds the lock
-        return {'hosts': ['h1', 'h2', 'h3', 'h4']}
-    data, here = _batch.Batch(folder, 'eval', 'same').results(compute)
-    with open(out + '.%d' % os.getpid(), 'w') as handle:
-        json.dump([data, here], handle)
+            handle.write(' '.join(sorted(requests)) + '\n')
+        for name, request in requests.items():
+            put(name, {'answer': request.upper()})
+    place = Place(host, TASK, {'inventory_hostname': host, 'ansible_play_batch': BATCH})
+    got = answer(place, BatchWork('probe', [], host, serve,
+                                  foresee=lambda hosts: dict((h, h) for h in hosts)))
+    with open('%s.%s' % (out, host), 'w') as handle:
+        json.dump([got.entry, got.here], handle)
 
 
-def test_parallel_workers_compute_once(tmp_path):
-    """As Ansible's forks do: one process computes, the others wait and read."""
+def test_parallel_workers_share_one_wave_of_the_first_hosts_foresight(tmp_path):
+    """As Ansible's forks do: four workers ask at once; the first to claim
+    the slot foresees the batch, one wave serves all four, each host reads
+    its own answer and one of them opened the wave."""
     log, out = str(tmp_path / 'log'), str(tmp_path / 'out')
-    procs = [multiprocessing.Process(target=_worker, args=(str(tmp_path), log, out))
-             for _worker_number in range(4)]
+    procs = [multiprocessing.Process(target=_worker, args=(str(tmp_path), host, log, out))
+             for host in BATCH]
     for proc in procs:
         proc.start()
     for proc in procs:
-        proc.join(30)
+        proc.join(60)
         assert proc.exitcode == 0
     with open(log) as handle:
-        assert handle.read() == 'computed\n'
-    answers = []
-    for name in os.listdir(str(tmp_path)):
-        if name.startswith('out.'):
-            with open(str(tmp_path / name)) as handle:
-                answers.append(json.load(handle))
-    assert len(answers) == 4
-    assert all(data == {'hosts': ['h1', 'h2', 'h3', 'h4']} for data, _here in answers)
-    assert sorted(here for _data, here in answers) == [False, False, False, True]
+        assert handle.read() == 'h1 h2 h3 h4\n'
+    answers = {}
+    for host in BATCH:
+        with open('%s.%s' % (out, host)) as handle:
+            answers[host] = json.load(handle)
+    assert dict((h, a[0]) for h, a in answers.items()) == dict(
+        (h, {'answer': h.upper()}) for h in BATCH)
+    assert sorted(a[1] for a in answers.values()) == [False, False, False, True]
 
 
 def test_facts_in_flight_fill_what_a_worker_does_not_see_yet(tmp_path):
@@ -167,39 +151,6 @@ def test_recording_a_hosts_facts_writes_that_host_alone(tmp_path):
     assert len(changed) == 1
     assert _batch.facts_in_flight(base, hosts).get('h500') == {
         'nix_out_path': '/nix/store/x-h500', 'nix_drv_path': '/nix/store/y.drv'}
-
-
-def test_a_host_reads_its_own_entry_not_the_whole_batch(tmp_path):
-    # 1,000 hosts: every host reads the batch's answer, so the shared file
-    # holds names only and each entry sits in a file of its own
-    names = ['h%d' % i for i in range(1000)] + ['../escape', 'a/b']
-    entries = dict((n, {'out_path': '/nix/store/%032d-nixos-%s' % (i, n.replace('/', '_'))})
-                   for i, n in enumerate(names))
-    key = _batch.short_digest('eval', sorted(names))
-    first = _batch.Batch(str(tmp_path), 'eval', key)
-    data, here = first.results(lambda: {'hosts': entries, 'processes': 3})
-    assert here and data['hosts'] is entries
-    reader = _batch.Batch(str(tmp_path), 'eval', key)
-    data, here = reader.results(lambda: pytest.fail('computed twice'))
-    assert not here and data['processes'] == 3
-    assert len(data['hosts']) == 1002 and 'h7' in data['hosts'] and 'h1000' not in data['hosts']
-    assert data['hosts']['h7'] == entries['h7'] and data['hosts'].get('../escape') == entries['../escape']
-    assert data['hosts'].get('nobody') is None
-    with pytest.raises(KeyError):
-        data['hosts']['nobody']  # pylint: disable=pointless-statement
-    assert sorted(data['hosts'].keys()) == sorted(names)
-    # the shared file holds no names: its size does not grow with the batch
-    assert os.path.getsize(first.path) < 100
-    stored = os.listdir(first.entries_dir)
-    assert len(stored) == 1002 and all(len(f) == 37 and '/' not in f for f in stored)
-    assert not os.path.exists(os.path.join(str(tmp_path), 'escape'))
-    # a reader's len, in and get read neither the names nor another entry
-    os.unlink(first.names_path)
-    os.unlink(os.path.join(first.entries_dir, stored[0]))
-    data, _here = _batch.Batch(str(tmp_path), 'eval', key).results(
-        lambda: pytest.fail('computed twice'))
-    assert len(data['hosts']) == 1002 and data['hosts'].get('h8') == entries['h8']
-    assert 'h9' in data['hosts'] and 'nobody' not in data['hosts']
 
 
 def test_a_host_that_comes_late_keys_the_batch_as_its_first_host_saw_it(tmp_path):

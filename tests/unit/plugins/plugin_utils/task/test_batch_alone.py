@@ -1,8 +1,8 @@
-"""When a host computes for itself only (plugin_utils/task/_action.py
+"""When a host is served for itself only (plugin_utils/task/_action.py
 ``_batch_work.answer``, _work_keys.py): a retry of its task (``until``/``retries``:
-Ansible runs the action again in the same worker) computes its answer again
-instead of reading what the first attempt stored, and a host whose key
-arguments differ from the batch's does not compute for the whole batch. The
+Ansible runs the action again in the same worker) is served again instead
+of reading what the first attempt stored, and a host whose key arguments
+differ from the batch's does not make a server serve the whole batch. The
 real action base runs (``NixdeployAction.run``), as a worker runs it."""
 
 import os
@@ -20,48 +20,24 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # n
     _batch, _work_keys)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
     Stream)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (  # noqa: E402
-    BatchWork)
 # run_probe: the test action's real run for a host (a fixture)
 from tests.unit.plugins.plugin_utils.task.test_action import (  # noqa: F401,E402  pylint: disable=unused-import
-    Probe, action_of, run_probe)
+    Probe, action_of, run_probe, waves)
 
 BATCH = ('h1', 'h2', 'h3')
 
 
 def test_a_retry_computes_its_answer_again_for_its_host(run_probe):
-    Probe.computed[:] = []
     first = run_probe({'do': 'batch', 'value': 'v'}, host='h1', batch=BATCH)
-    assert first['answer'] == 'H1' and first['here'] is True
-    # the same worker runs h1's task again (a retry): not the stored answer
+    assert first['answer'] == 'H1/v' and first['here'] is True
+    # the same worker runs h1's task again (a retry): a request of its own,
+    # to a server of its own, not the stored answer
     again = run_probe({'do': 'batch', 'value': 'v'}, host='h1', batch=BATCH)
-    assert again['answer'] == 'alone' and again['here'] is True
+    assert again['here'] is True and again['hosts'] == ['h1']
     # the batch is not computed again for every host; h2's first run reads it
     other = run_probe({'do': 'batch', 'value': 'v'}, host='h2', batch=BATCH)
-    assert other['answer'] == 'H2' and other['here'] is False
-    assert Probe.computed == [list(BATCH)]
-
-
-class NoAlone(Probe):
-    """A phase without ``alone`` (the copy: its own push then)."""
-
-    def host_result(self, args, result):
-        got = self.batch_answer(BatchWork(
-            'probe', [args['value']], args['value'],
-            lambda hosts: Probe.computed.append(list(hosts)) or {
-                'hosts': dict((h, {'request': args['value'], 'answer': h}) for h in hosts)}))
-        return dict(result, entry=got.entry, data=dict(got.data), here=got.here)
-
-
-def test_a_retry_without_alone_gets_no_entry(tmp_path, monkeypatch):
-    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
-    Probe.computed[:] = []
-    task_vars = {'inventory_hostname': 'h1', 'ansible_play_batch': list(BATCH), 'hostvars': {}}
-    action = action_of(NoAlone, {'do': 'batch', 'value': 'v'})
-    assert action.run(task_vars=dict(task_vars))['entry']['answer'] == 'h1'
-    retried = action_of(NoAlone, {'do': 'batch', 'value': 'v'}).run(task_vars=dict(task_vars))
-    assert retried['entry'] is None and retried['data'] == {} and retried['here'] is False
-    assert Probe.computed == [list(BATCH)]
+    assert other['answer'] == 'H2/v' and other['here'] is False
+    assert waves() == [list(BATCH), ['h1']]
 
 
 def test_a_streams_retry_starts_its_work_again(tmp_path, monkeypatch):
@@ -100,17 +76,16 @@ def test_a_streams_retry_starts_its_work_again(tmp_path, monkeypatch):
 
 
 def test_a_host_whose_key_differs_computes_for_itself_only(run_probe):
-    """h2's key arguments differ from the batch's (the first host's): it
-    computes its own answer alone; the batch is computed once, by h1, and
-    h3 reads it. Before, h2 computed a batch of its own for all three."""
-    Probe.computed[:] = []
+    """h2's key arguments differ from the batch's (the first host's): its
+    server serves its own request alone, foreseeing nobody (the slot is
+    h1's); the batch is served once, and h3 reads it."""
     first = run_probe({'do': 'batch', 'value': 'v'}, host='h1', batch=BATCH)
     odd = run_probe({'do': 'batch', 'value': 'w'}, host='h2', batch=BATCH)
     third = run_probe({'do': 'batch', 'value': 'v'}, host='h3', batch=BATCH)
-    assert Probe.computed == [list(BATCH)]
-    assert first['answer'] == 'H1' and first['here'] is True
-    assert odd['answer'] == 'alone' and odd['here'] is True
-    assert third['answer'] == 'H3' and third['here'] is False
+    assert waves() == [list(BATCH), ['h2']]
+    assert first['answer'] == 'H1/v' and first['here'] is True
+    assert odd['answer'] == 'H2/w' and odd['here'] is True
+    assert third['answer'] == 'H3/v' and third['here'] is False
 
 
 def test_each_loop_item_is_a_batch_of_its_own(tmp_path, monkeypatch):
@@ -119,7 +94,7 @@ def test_each_loop_item_is_a_batch_of_its_own(tmp_path, monkeypatch):
     key argument or not; an item is no retry of the one before."""
     monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
     for values in (('a', 'b'), ('v', 'v')):
-        Probe.computed[:] = []
+        before = len(waves())
         answers = []
         for item, value in zip(('first', 'second'), values):
             for host in ('h1', 'h2'):
@@ -128,5 +103,6 @@ def test_each_loop_item_is_a_batch_of_its_own(tmp_path, monkeypatch):
                 out = action_of(Probe, {'do': 'batch', 'value': value}, uuid=values[0]).run(
                     task_vars=task_vars)
                 answers.append((host, out['answer'], out['here']))
-        assert Probe.computed == [['h1', 'h2'], ['h1', 'h2']]
-        assert answers == [('h1', 'H1', True), ('h2', 'H2', False)] * 2
+        assert waves()[before:] == [['h1', 'h2'], ['h1', 'h2']]
+        assert answers == [('h1', 'H1/%s' % values[0], True), ('h2', 'H2/%s' % values[0], False),
+                           ('h1', 'H1/%s' % values[1], True), ('h2', 'H2/%s' % values[1], False)]

@@ -3,21 +3,21 @@ the action base's one entry point, ``batch_answer``
 (plugin_utils/task/_batch_work.py). Shown the way a newcomer would add one:
 an action plugin of a few lines in a playbook's ``action_plugins`` folder,
 run by a real ``ansible-playbook`` over three hosts in parallel workers.
-Each of the three ways a work is done (ONCE, STREAM, WAVES) is one word of
-that work; every host gets its own answer, and the work runs once."""
+The work is one function, ``serve(requests, put)``, run by the batch's
+server; with foresight the first host asks for the whole batch, without it
+the hosts that ask together share a wave. Every host gets its own answer,
+and the work runs once."""
 
 import json
 import os
 import subprocess
 import textwrap
 
-import pytest
-
 from tests.collection import BIN, ansible_env
 
 HOSTS = ('web1', 'web2', 'web3')
 
-# the whole new phase: what each host asks, who computes, what it reads
+# the whole new phase: what each host asks, the work, what it reads
 PROBE = textwrap.dedent('''\
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
         NixdeployAction)
@@ -28,23 +28,21 @@ PROBE = textwrap.dedent('''\
     class ActionModule(NixdeployAction):
         _requires_connection = False
         ARGUMENT_SPEC = {'log': {'type': 'path', 'required': True},
-                         'how': {'type': 'str', 'default': 'once'}}
+                         'foresee': {'type': 'bool', 'default': True}}
 
         def host_result(self, args, result):
-            def probe(hosts, put=None):
+            def probe(requests, put):
                 with open(args['log'], 'a') as log:
-                    log.write(' '.join(sorted(hosts)) + '\\n')
-                entries = dict((h, {'request': 'probe', 'seen': sorted(hosts)}) for h in hosts)
-                for host, entry in entries.items() if put else ():
-                    put(host, entry)
-                return {} if put else {'hosts': entries}
-            got = self.batch_answer(BatchWork('probe', [], 'probe', probe, how=args['how']))
+                    log.write(' '.join(sorted(requests)) + '\\n')
+                for host in requests:
+                    put(host, {'seen': sorted(requests)})
+
+            def foresee(hosts):
+                return dict((host, 'probe') for host in hosts)
+            got = self.batch_answer(BatchWork('probe', [], 'probe', probe,
+                                              foresee=foresee if args['foresee'] else None))
             return dict(result, seen=got.entry['seen'], here=got.here)
     ''')
-
-# the same phase done in waves: the work is given the requests that came
-WAVES_PROBE = PROBE.replace('''            def probe(hosts, put=None):''', '''            def probe(requests, put):
-                hosts = list(requests)''')
 
 PLAYBOOK = textwrap.dedent('''\
     - name: A phase of the newcomer's own
@@ -54,7 +52,7 @@ PLAYBOOK = textwrap.dedent('''\
         - name: Probe the batch once
           batch_probe:
             log: "{{ playbook_dir }}/probe.log"
-            how: %s
+            foresee: %s
           register: probed
         - name: Keep what each host read
           ansible.builtin.copy:
@@ -64,14 +62,14 @@ PLAYBOOK = textwrap.dedent('''\
     ''')
 
 
-def run_probe(folder, how, plugin=PROBE):
+def run_probe(folder, foresee, plugin=PROBE):
     os.makedirs(os.path.join(folder, 'action_plugins'))
     with open(os.path.join(folder, 'action_plugins', 'batch_probe.py'), 'w') as handle:
         handle.write(plugin)
     with open(os.path.join(folder, 'hosts'), 'w') as handle:
         handle.write(''.join('%s ansible_connection=local\n' % host for host in HOSTS))
     with open(os.path.join(folder, 'play.yml'), 'w') as handle:
-        handle.write(PLAYBOOK % how)
+        handle.write(PLAYBOOK % foresee)
     proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', 'hosts', '-f', '3',
                            'play.yml'], cwd=folder, env=ansible_env({}),
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -87,19 +85,18 @@ def run_probe(folder, how, plugin=PROBE):
     return runs, results
 
 
-@pytest.mark.parametrize('how', ['once', 'stream'])
-def test_a_new_phase_computes_once_for_the_batch(tmp_path, how):
-    runs, results = run_probe(str(tmp_path), how)
+def test_a_new_phase_computes_once_for_the_batch(tmp_path):
+    runs, results = run_probe(str(tmp_path), 'true')
     # computed once, for the three hosts
     assert runs == [' '.join(HOSTS)], runs
     for host in HOSTS:
         assert results[host]['seen'] == list(HOSTS), results
-    # by one of them: the first to ask
+    # in the wave of one of them: the first to ask
     assert sorted(r['here'] for r in results.values()) == [False, False, True], results
 
 
 def test_a_new_phase_in_waves_answers_every_host(tmp_path):
-    runs, results = run_probe(str(tmp_path), 'waves', WAVES_PROBE)
+    runs, results = run_probe(str(tmp_path), 'false')
     # the hosts that asked together share a wave (a loaded machine may
     # split them: never more waves than hosts, every host in one of them)
     asked = [name for run in runs for name in run.split()]

@@ -13,11 +13,10 @@ sys.path.insert(0, collections_path())
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.action import nix_eval  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
-    _batch, _serial, _waits)
-# holders: LockHolders started by a test, stopped after it (a fixture)
-from tests.unit.plugins.plugin_utils.task.test_batch_lock_wait import (  # noqa: F401,E402  pylint: disable=unused-import
-    holders)
-from tests.unit.plugins.plugin_utils.task.test_wait_bounds import ended  # noqa: E402
+    _serial, _work_keys)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
+    StreamError)
+from tests.unit.plugins.plugin_utils.task.test_wait_bounds import Hung, ended  # noqa: E402
 
 BATCH1 = ['web1', 'web2', 'web3', 'web4']
 BATCH2 = ['web5', 'web6', 'web7', 'web8']
@@ -92,22 +91,53 @@ class _Node(object):
         self.args = {}
 
 
-def test_the_serial_gate_waits_for_its_lock_at_most_its_bound(tmp_path, holders, monkeypatch):
-    """nix_eval's first step, the serial gate, is a Batch whose holder
-    writes one small file: it waits SERIAL_LOCK_WAIT."""
-    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
-    monkeypatch.setattr(nix_eval, 'SERIAL_LOCK_WAIT', 0.5)
+def _gate_of(tmp_path, host, task_vars):
+    """nix_eval's ``_serial_gate`` for ``host`` of the play batch h1, h2, as
+    its worker runs it (a new run of the action for that host)."""
     task = _Node('task-eval', parent=_Node('block', play=_Node('play-1')))
-    task_vars = {'inventory_hostname': 'h1', 'ansible_play_batch': ['h1', 'h2'],
-                 'ansible_play_hosts': ['h1', 'h2']}
+    task_vars = dict(task_vars, inventory_hostname=host)
+    _work_keys.new_run(host, task_vars)
     action = nix_eval.ActionModule.__new__(nix_eval.ActionModule)
-    action.__dict__.update(host='h1', task_vars=task_vars, _task=task)
-    hosts = _batch.task_batch(str(tmp_path), 'play-1', task_vars)
-    lock = _batch.Batch(str(tmp_path), 'serial',
-                        _batch.work_key('serial', task, hosts, None)).lock_path
-    holders(lock)
-    gate = action._serial_gate  # pylint: disable=protected-access
-    error, _value, took = ended(lambda: gate(None))
-    assert isinstance(error, _waits.LockWaitTimeout), error
+    action.__dict__.update(host=host, task_vars=task_vars, _task=task)
+    return action._serial_gate  # pylint: disable=protected-access
+
+
+TASK_VARS = {'ansible_play_batch': ['h1', 'h2'], 'ansible_play_hosts': ['h1', 'h2']}
+
+
+def test_the_serial_gate_judges_the_batch_once_and_puts_the_verdict_to_each_host(
+        tmp_path, monkeypatch):
+    """The first host's server judges the batch (one record of it) and
+    every host reads the verdict: the second host's gate judges nothing."""
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
+    log = str(tmp_path / 'judged')
+    judge = _serial.gate
+
+    def logged(*args):
+        with open(log, 'a') as handle:
+            handle.write('judged\n')
+        return judge(*args)
+    # the server is a fork of this process: it judges with this function
+    monkeypatch.setattr(nix_eval, 'gate', logged)
+    verdicts = [_gate_of(tmp_path, host, TASK_VARS)(None) for host in ('h1', 'h2')]
+    assert verdicts == [{'batch': 1, 'stop': None, 'failed': []}] * 2
+    with open(log) as handle:
+        assert handle.read() == 'judged\n'
+
+
+def test_the_serial_gate_waits_for_its_verdict_at_most_its_bound(tmp_path, monkeypatch):
+    """The server judging the batch hangs (a hung disk): the host waits
+    SERIAL_ANSWER_WAIT, then fails naming itself. The hung server is
+    stopped by its pid afterwards."""
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
+    monkeypatch.setattr(nix_eval, 'SERIAL_ANSWER_WAIT', 0.5)
+    hangs = Hung(tmp_path)
+    monkeypatch.setattr(nix_eval, 'gate', hangs)
+    gate = _gate_of(tmp_path, 'h1', TASK_VARS)
+    try:
+        error, _value, took = ended(lambda: gate(None))
+    finally:
+        hangs.stop()
+    assert isinstance(error, StreamError), error
     assert took < 10 and str(error).startswith(
-        "h1: waited 0.5s for the lock of the play batch's serial work"), error
+        "no answer for h1 from the serial batch's process after 0.5s"), error

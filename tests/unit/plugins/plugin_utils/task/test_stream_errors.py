@@ -17,7 +17,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import ( 
     NixError, cannot_run)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stream  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
-    Service, Stream, StreamError)
+    BatchServer, Stream, StreamError)
 
 ONE_LINE = ('internal error in the eval batch: KeyError: \'system\'; rerun with -vvv for the '
             'traceback')
@@ -82,14 +82,14 @@ def test_without_tracebacks_keeps_everything_else():
 
 
 def test_a_wave_that_raises_answers_each_of_its_hosts_in_one_line(tmp_path):
-    service = Service(str(tmp_path), 'eval-own', 'k4')
+    server = BatchServer(str(tmp_path), 'eval-own', 'k4')
 
     def serve(requests, put):
         time.sleep(0.01)
         raise KeyError('system')
 
-    service.request('h1', 'r1', serve)
-    answer = service.answer('h1', serve, timeout=60)
+    server.request('h1', 'r1', serve)
+    answer = server.answer('h1', 'r1', serve, timeout=60)[0]
     assert answer['error'] == ONE_LINE
     assert 'Traceback' in answer['traceback']
 
@@ -115,8 +115,8 @@ def test_a_wave_answers_every_host_it_took_and_keeps_the_answers_it_gave(tmp_pat
     for kind, serve, told in (('eval-own', forgets, _stream.UNANSWERED % 'eval'
                                + ': a thread of the wave died'),
                               ('build', raises, ONE_LINE.replace('eval batch', 'build batch'))):
-        service = Service(str(tmp_path), kind, 'k5')
-        service.request('h1', 'r1', serve, expected=expected)
-        service.request('h2', 'r2', serve, expected=expected)
-        assert service.answer('h1', serve, timeout=60) == {'answer': 'r1'}
-        assert service.answer('h2', serve, timeout=60)['error'] == told
+        server = BatchServer(str(tmp_path), kind, 'k5')
+        server.request('h1', 'r1', serve, expected=expected)
+        server.request('h2', 'r2', serve, expected=expected)
+        assert server.answer('h1', 'r1', serve, timeout=60)[0] == {'answer': 'r1'}
+        assert server.answer('h2', 'r2', serve, timeout=60)[0]['error'] == told

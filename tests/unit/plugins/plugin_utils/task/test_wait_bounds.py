@@ -12,8 +12,6 @@ import sys
 import threading
 import time
 
-import pytest
-
 from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
@@ -21,16 +19,37 @@ sys.path.insert(0, collections_path())
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
     _batch, _play_batch, _waits)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._service import (  # noqa: E402
-    Service)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
+    BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
     Stream, StreamError)
 # holders: LockHolders started by a test, stopped after it (a fixture)
-from tests.unit.plugins.plugin_utils.task.test_batch_lock_wait import (  # noqa: F401,E402  pylint: disable=unused-import
+from tests.unit.plugins.plugin_utils.task.lock_holders import (  # noqa: F401,E402  pylint: disable=unused-import
     holders)
 
 # how long a test waits for a bounded wait to end (its bound is a second or less)
 DEADLINE = 30
+
+
+class Hung(object):
+    """A batch work that never ends (a hung build, a hung disk), run by a
+    real serving process: it notes that process's pid in ``folder``, and
+    ``stop`` kills it by that pid."""
+
+    def __init__(self, folder):
+        self.pid_file = str(folder / 'hung.pid')
+
+    def __call__(self, *_args):
+        with open(self.pid_file, 'w') as handle:
+            handle.write(str(os.getpid()))
+        time.sleep(3600)
+
+    def stop(self):
+        deadline = time.monotonic() + 20
+        while not os.path.exists(self.pid_file) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(self.pid_file) as handle:
+            os.kill(int(handle.read()), signal.SIGKILL)
 
 
 def ended(call):
@@ -52,21 +71,6 @@ def ended(call):
     return out.get('error'), out.get('value'), time.monotonic() - started
 
 
-def test_a_batch_lock_held_forever_fails_the_waiting_host_at_the_default_bound(
-        tmp_path, holders, monkeypatch):
-    """Publish and channel set no bound of their own: BATCH_LOCK_WAIT."""
-    monkeypatch.setattr(_waits, 'BATCH_LOCK_WAIT', 0.5)
-    batch = _batch.Batch(str(tmp_path), 'publish', 'key')
-    holders(batch.lock_path)
-    error, _value, took = ended(lambda: batch.results(lambda: pytest.fail('computed'), 'h2'))
-    assert isinstance(error, _waits.LockWaitTimeout) and error.seconds == 0.5, error
-    assert 0.5 <= took < 10
-    text = str(error)
-    assert text.startswith("h2: waited 0.5s for the lock of the play batch's publish work"), text
-    assert batch.lock_path in text
-    assert 'look for the host of this batch whose task still runs' in text
-
-
 def test_the_plays_record_of_its_batches_is_waited_for_at_most_its_bound(
         tmp_path, holders, monkeypatch):
     monkeypatch.setattr(_play_batch, 'RECORD_LOCK_WAIT', 0.5)
@@ -83,16 +87,16 @@ def test_the_plays_record_of_its_batches_is_waited_for_at_most_its_bound(
 def test_a_streams_lock_held_forever_fails_the_host_that_starts_or_asks(
         tmp_path, holders, monkeypatch):
     """The lock a host takes to start a batch's process (eval) or to ask
-    its service (build): STREAM_LOCK_WAIT, then the host fails naming it."""
+    its server (every other phase): STREAM_LOCK_WAIT, then the host fails naming it."""
     monkeypatch.setattr(_waits, 'STREAM_LOCK_WAIT', 0.5)
     stream = Stream(str(tmp_path), 'eval', 'k1')
     holders(stream.lock_path)
     error, _value, took = ended(lambda: stream.start(lambda put: {}, host='h1'))
     assert isinstance(error, _waits.LockWaitTimeout) and took < 10, error
     assert str(error).startswith("h1: waited 0.5s for the lock of the eval batch's process")
-    service = Service(str(tmp_path), 'build', 'k2')
-    holders(service.lock_path)
-    error, _value, _took = ended(lambda: service.request('h2', 'r', lambda r, put: None))
+    server = BatchServer(str(tmp_path), 'build', 'k2')
+    holders(server.lock_path)
+    error, _value, _took = ended(lambda: server.request('h2', 'r', lambda r, put: None))
     assert isinstance(error, _waits.LockWaitTimeout), error
     assert str(error).startswith("h2: waited 0.5s for the lock of the build batch's process")
 
@@ -129,27 +133,36 @@ def test_a_batch_process_that_dies_is_noticed_long_before_the_bound(tmp_path, ho
     assert 'stopped before answering this host' in str(error)
 
 
-def test_a_service_whose_wave_hangs_fails_its_host_at_the_bound(tmp_path, monkeypatch):
+def test_a_server_whose_wave_hangs_fails_its_host_at_the_bound(tmp_path, monkeypatch):
     """A real serving process whose wave never ends (a hung build): the
     host's wait, counted once over the processes it may start, gives up
     at ANSWER_WAIT. The serving process is stopped by its pid afterwards."""
     monkeypatch.setattr(_waits, 'ANSWER_WAIT', 1.0)
-    pid_file = str(tmp_path / 'wave.pid')
-
-    def hangs(requests, put):
-        with open(pid_file, 'w') as handle:
-            handle.write(str(os.getpid()))
-        time.sleep(3600)
-
-    service = Service(str(tmp_path), 'build', 'k5')
+    hangs = Hung(tmp_path)
+    server = BatchServer(str(tmp_path), 'build', 'k5')
     try:
-        service.request('h1', 'r1', hangs)
-        error, _value, took = ended(lambda: service.answer('h1', hangs))
+        server.request('h1', 'r1', hangs)
+        error, _value, took = ended(lambda: server.answer('h1', 'r1', hangs))
     finally:
-        deadline = time.monotonic() + 20
-        while not os.path.exists(pid_file) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with open(pid_file) as handle:
-            os.kill(int(handle.read()), signal.SIGKILL)
+        hangs.stop()
     assert isinstance(error, StreamError) and took < 10, error
     assert str(error).startswith("no answer for h1 from the build batch's process after 1s")
+
+
+def test_a_lock_released_within_the_bound_is_taken(tmp_path, holders):
+    """A server's lock held a moment (a host asking, the server taking the
+    requests) is taken once it is free, well within its bound."""
+    path = str(tmp_path / 'k.lock')
+    holder = holders(path)
+    # the holder is stopped a moment after the wait began
+    stopper = subprocess.Popen(['sh', '-c', 'sleep 0.3; kill %d' % holder.proc.pid])
+    try:
+        error, _value, took = ended(lambda: _held_once(path))
+    finally:
+        stopper.wait()
+    assert error is None and 0.2 < took < 10, (error, took)
+
+
+def _held_once(path):
+    with _waits.held(path, 10, _waits.stream_work('h1', 'publish')):
+        return True

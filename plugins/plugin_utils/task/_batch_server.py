@@ -1,21 +1,33 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A batch's service: requests the hosts write as they come, answered in
-waves by one detached process (the build, and the evaluation of the hosts
-whose own request differs from the batch's).
+"""The batch server: one detached process per batch work answers the
+requests its hosts write, a wave at a time, each wave one call of the
+phase's ``serve({host: request}, put)``. Every phase's batch work but the
+evaluation's stream comes here (plugin_utils/task/_batch_work.py says how a
+phase asks).
+
+A host's answer is kept under its name and its request, so an answer to
+another request of the same host (one the first host foresaw for it, a
+loop's earlier item) is never taken for its own. **Foresight**: the first
+host of a slot (a task, a play batch, a loop item) to ask may write the
+requests it foresees for every host of its batch beside its own; the first
+wave then serves the batch, and a host that comes later whose own request is
+the one foreseen waits for that answer instead of asking.
 
 Every lock wait here has its bound (``_waits.STREAM_LOCK_WAIT``), and so
 has a host's wait for its answer (the phase's, or ``_waits.ANSWER_WAIT``),
 counted once over the processes it may start.
 """
 
+import json
 import os
 import threading
 import time
 import traceback
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end, _waits
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
     _entry_path, _read_json as _read)
@@ -50,8 +62,8 @@ LINGER = 30.0
 RESTARTS = 3
 
 
-class Service(Stream):
-    """Requests answered in waves by one detached process per batch.
+class BatchServer(Stream):
+    """Requests answered in waves by one detached process per batch work.
 
     A host writes its request, then starts the batch's process unless one
     is serving; the process takes every request waiting, up to ``slots``
@@ -71,12 +83,22 @@ class Service(Stream):
     wave, and a lone host does not wait at all. The hosts no longer waited
     for (asked, declined, or given up on) are kept beside the requests
     (``<stem>.settled``): a process started later for the same batch does
-    not wait for them again."""
+    not wait for them again.
+
+    Each answer says whether its host opened the wave that answered it
+    (``opener``): the host whose own request the wave was started for, which
+    reports the wave's shared figures (its Nix processes)."""
 
     def __init__(self, base_dir, kind, key):
-        super(Service, self).__init__(base_dir, kind, key)
+        super(BatchServer, self).__init__(base_dir, kind, key)
         # the serving process's: the hosts expected that have not asked yet
         self._to_come = set()
+        # the serving process's: the host whose worker started it, and the
+        # hosts taken that asked on their own (in the order taken)
+        self._starter = None
+        self._asked = []
+        # the serving process's: the last request taken of each host
+        self._taken = {}
         stem = self.done_path[:-len('.json')]
         self.requests_dir = stem + '.requests'
         self.alive_path = stem + '.alive'
@@ -87,19 +109,41 @@ class Service(Stream):
             except OSError:
                 pass
 
-    def request(self, host, request, serve, slots=2, expected=None):
+    def answer_path(self, host, request):
+        """The file of ``host``'s answer to ``request``."""
+        return _entry_path(self.entries_dir, short_digest('answer', host, request))
+
+    def request(self, host, request, serve, slots=2, expected=None, foresee=None):
         """Ask for ``host``'s answer to ``request`` (JSON data); returns True
         when this call started the serving process (``expected``: the hosts
         that process waits for before its first wave, or a function that
-        gives them, called only by the host that starts it)."""
-        # the answer to this host's previous request (a loop's earlier item)
-        # is not this one's (that request was answered, or given up, before this)
-        try:
-            os.unlink(_entry_path(self.entries_dir, host))
-        except OSError:
-            pass
-        write_json(_entry_path(self.requests_dir, host), {'host': host, 'request': request})
-        return self._ensure(serve, slots, expected, host)
+        gives them, called only by the host that starts it). ``foresee``:
+        None, or a function that gives {host: request} for the hosts this
+        host foresees, or None when it is not the first of its slot (it
+        claims the slot: ``_work_keys.claim_slot``); called under the lock,
+        so a host that waits for it while the first one foresees finds its
+        answer asked for. A host whose answer is there asks nothing."""
+        request = _as_json(request)
+        with held(self.lock_path, _waits.STREAM_LOCK_WAIT, stream_work(host, self.kind)):
+            if foresee is not None:
+                self._write_foreseen(host, foresee() or {})
+            if os.path.exists(self.answer_path(host, request)):
+                return False  # answered already (foreseen): no process to start
+            # the server serves a request once: one foreseen for this host
+            # and taken already is not served again
+            write_json(_entry_path(self.requests_dir, host), {'host': host, 'request': request})
+            return self._start(serve, slots, expected, host)
+
+    def _write_foreseen(self, host, foreseen):
+        """The requests foreseen for the other hosts, in one file
+        (``foreseen.json``), taken by the server as if each host had asked
+        (no wave is opened for them). One file, whatever the batch's size:
+        the first host's cost. Its reader, the server, takes the lock this
+        host holds: one plain write."""
+        foreseen = dict((name, _as_json(request)) for name, request in foreseen.items()
+                        if name != host)
+        if foreseen:
+            _write_plain(os.path.join(self.requests_dir, FORESEEN), {'foreseen': foreseen})
 
     def decline(self, host):
         """``host`` will not ask this time: no wave waits for it. Starts no
@@ -108,25 +152,33 @@ class Service(Stream):
 
     def _ensure(self, serve, slots, expected=None, host=None):
         with held(self.lock_path, _waits.STREAM_LOCK_WAIT, stream_work(host, self.kind)):
-            if os.path.exists(self.alive_path):
-                if self._running():
-                    return False
-                # its process is gone without ending (killed, out of
-                # memory) and left its mark: the requests it did not
-                # take need another, or their hosts would wait forever
-            with open(self.alive_path, 'w'):
-                pass
-            if callable(expected):
-                expected = expected()
-            waiting = set(expected or ()) - set(_read(self.settled_path) or ())
-            self._fork(lambda put: self._serve(serve, slots, put, waiting))
-            return True
+            return self._start(serve, slots, expected, host)
+
+    def _start(self, serve, slots, expected, host):
+        """Start the serving process unless one runs (the caller holds the
+        lock); True when this call started it."""
+        if os.path.exists(self.alive_path):
+            if self._running():
+                return False
+            # its process is gone without ending (killed, out of
+            # memory) and left its mark: the requests it did not
+            # take need another, or their hosts would wait forever
+        with open(self.alive_path, 'w'):
+            pass
+        if callable(expected):
+            expected = expected()
+        waiting = set(expected or ()) - set(_read(self.settled_path) or ())
+        self._starter = host
+        self._fork(lambda _put: self._serve(serve, slots, waiting))
+        return True
 
     def _take(self, waiting):
-        """Every request waiting, each once: {host: request}. The hosts
-        taken, or declined, leave ``waiting`` (and the hosts yet to come)."""
+        """Every request waiting, each once: {host: request} (the foreseen
+        ones too). The hosts taken, or declined, leave ``waiting`` (and the
+        hosts yet to come)."""
         taken = {}
-        for name in sorted(os.listdir(self.requests_dir)):
+        # the foreseen first: a host's own request, taken after, wins
+        for name in sorted(os.listdir(self.requests_dir), key=lambda n: (n != FORESEEN, n)):
             if name.startswith('.'):
                 continue  # a request being written (write_json's temp file)
             path = os.path.join(self.requests_dir, name)
@@ -135,18 +187,58 @@ class Service(Stream):
                 os.unlink(path)
             except OSError:
                 pass
+            if isinstance(found, dict) and isinstance(found.get('foreseen'), dict):
+                for host, request in found['foreseen'].items():
+                    self._take_one(host, request, taken, waiting)
             if isinstance(found, dict) and 'host' in found:
                 waiting.discard(found['host'])
                 self._to_come.discard(found['host'])
-                if not found.get('declined'):
-                    taken[found['host']] = found.get('request')
+                if not found.get('declined') and self._take_one(
+                        found['host'], found.get('request'), taken, waiting):
+                    self._asked.append(found['host'])
         return taken
+
+    def _take_one(self, host, request, taken, waiting):
+        """Take ``host``'s ``request`` unless this process took it already
+        (foreseen, then asked by its host: one wave answers it); whether
+        taken now."""
+        waiting.discard(host)
+        self._to_come.discard(host)
+        if host in self._taken and self._taken[host] == request:
+            return False
+        self._taken[host] = request
+        taken[host] = request
+        return True
+
+    def _pending(self, host):
+        """Whether a request of ``host`` waits untaken (its own, or the one
+        foreseen for it)."""
+        if os.path.exists(_entry_path(self.requests_dir, host)):
+            return True
+        found = _read(os.path.join(self.requests_dir, FORESEEN))
+        return isinstance(found, dict) and host in (found.get('foreseen') or {})
 
     def _locked_take(self, waiting):
         with held(self.lock_path, _waits.STREAM_LOCK_WAIT, stream_work(None, self.kind)):
             return self._take(waiting)
 
-    def _serve(self, serve, slots, put, waiting):
+    def _opener(self, taken):
+        """The host a wave of ``taken`` is opened for: the host that started
+        the process, or the first taken that asked on its own (None when
+        every request in it was foreseen)."""
+        own = [host for host in self._asked if host in taken]
+        self._asked = [host for host in self._asked if host not in taken]
+        opener = self._starter if self._starter in own else (own[0] if own else None)
+        self._starter = None
+        return opener
+
+    def _put_answer(self, host, request, host_entry, opener):
+        """Keep ``host``'s answer to ``request`` (``opener``: the host its
+        wave was opened for)."""
+        self.put_at(self.answer_path(host, request),
+                    {'answer': host_entry, 'opened': host == opener})
+
+    def _serve(self, serve, slots, waiting):
         waves, unsettled = [], set(waiting)
         # the first wave waits for the hosts expected; later ones (hosts
         # that come while waves run) for the quiet
@@ -182,6 +274,14 @@ class Service(Stream):
                 settled = set(_read(self.settled_path) or ()) | unsettled
                 write_json(self.settled_path, sorted(settled))
             expecting = False
+            # by host name, whoever asked first: a work that plans by the
+            # hosts' order (the cascade's sites) plans as for the play batch
+            taken = dict(sorted(taken.items()))
+            opener = self._opener(taken)
+
+            def put(host, host_entry, request_of=taken.copy(), opener=opener):
+                if host in request_of:  # a host it was not asked for: nobody reads it
+                    self._put_answer(host, request_of[host], host_entry, opener)
             wave = threading.Thread(target=_wave,
                                     args=(serve, taken, put, self.kind, self._log_tail),
                                     name='nixdeploy-wave-%d' % len(waves))
@@ -213,31 +313,57 @@ class Service(Stream):
         waiting.clear()
         return more
 
-    def answer(self, host, serve, slots=2, timeout=None):
-        """``host``'s entry once its wave has it (StreamError when the
-        serving process died with the request taken, when ``RESTARTS``
-        processes in a row ended without taking it, or after ``timeout``
-        seconds in all: None, ``ANSWER_WAIT``)."""
+    def answer(self, host, request, serve, slots=2, timeout=None):
+        """(``host``'s answer to ``request`` once its wave has it, whether
+        its wave was opened for it). StreamError when the serving process
+        died with the request taken, when ``RESTARTS`` processes in a row
+        ended without taking it, or after ``timeout`` seconds in all (None:
+        ``ANSWER_WAIT``); its message names the host."""
+        request = _as_json(request)
         if timeout is None:
             timeout = _waits.ANSWER_WAIT
         deadline = time.monotonic() + timeout
+        path = self.answer_path(host, request)
+        found = _read(path)
+        if found is not None:
+            # ready (foreseen, served before this host came): no doorbell
+            return found['answer'], found['opened']
         started = 0
         while True:
             try:
-                return self.entry(host, timeout=max(0.0, deadline - time.monotonic()), ends=False)
-            except StreamError:
-                found = _read(_entry_path(self.entries_dir, host))
+                found = self.entry(host, timeout=max(0.0, deadline - time.monotonic()),
+                                   ends=False, path=path)
+                return found['answer'], found['opened']
+            except StreamError as exc:
+                found = _read(path)
                 if found is not None:
-                    return found
+                    return found['answer'], found['opened']
                 if time.monotonic() >= deadline:
                     raise StreamError(self.gave_up(host, timeout))
-                if not os.path.exists(_entry_path(self.requests_dir, host)) \
-                        or started >= RESTARTS:
-                    raise
+                if not self._pending(host) or started >= RESTARTS:
+                    raise StreamError(u'%s: %s' % (host, exc), traceback=exc.traceback)
                 # asked after the last process decided to end, or it died
                 # before it took the request: serve it
                 if self._ensure(serve, slots, host=host):
                     started += 1
+
+
+# the file of the requests the first host foresaw, in the requests' folder
+# (a host's request file is named by a digest: never this name)
+FORESEEN = 'foreseen.json'
+
+
+def _write_plain(path, data):
+    """``data`` as JSON in ``path``, one plain write (a reader holds the
+    lock the writer holds)."""
+    with open(path, 'w') as handle:
+        handle.write(json.dumps(data))
+
+
+def _as_json(request):
+    """``request`` as it reads back from its file (tuples become lists):
+    what a foreseen request and a host's own are compared as."""
+    return json.loads(json.dumps(request))
 
 
 # what a host is told when its wave ended without answering it (a bug:
