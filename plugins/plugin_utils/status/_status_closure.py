@@ -70,14 +70,15 @@ def closure_changes(opts, pairs, timeout=None):
         missing = _nix_output.listed_paths(runner.check(
             None, ['--check-validity', '--print-invalid'] + paths,
             'checking which systems this controller holds', tool='nix-store'))
-        held = [p for p in paths if p not in missing]
+        # only the hosts whose two systems the store holds have a difference
+        known = dict((host, pair) for host, pair in pairs.items() if not missing & set(pair))
+        held = sorted(set(p for pair in known.values() for p in pair))
         infos = runner.path_infos(held, ['-r'], 'reading the closures') if held else {}
     except _nix.NixError:
         # a difference is a help to read, never a reason to fail a read
         return dict.fromkeys(pairs)
-    return dict((host, _change(infos, current, desired)
-                 if current not in missing and desired not in missing else None)
-                for host, (current, desired) in pairs.items())
+    return dict((host, _change(infos, *known[host]) if host in known else None)
+                for host in pairs)
 
 
 def closure_work(opts, nix_options, request, timeout=None):

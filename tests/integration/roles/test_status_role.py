@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 
 from tests.collection import REPO, run_playbook
+from tests.fact_cache import cached_facts
 from tests.deploy_fleet import (DeployFleet, prepare, runner_private_dir, write_host_vars,
                                 write_inventory)
 from tests.integration.plugins.action.conftest_eval import calls, nix_wrapper
@@ -199,12 +200,14 @@ def test_one_run_shows_every_class(sts_fleet, tmp_path):
     # the flake's system for back was never built: no difference, nothing built
     assert facts['back']['closure_diff'] is None, facts['back']
     # the three hosts that drifted asked Nix together: one query of the
-    # closures, of the systems the store holds (back's new one it lacks)
+    # closures, of the hosts whose two systems the store holds (not back,
+    # whose new one it lacks)
     queries = calls(log, 'path-info')
     assert len(queries) == 1, queries
     for host in ('ahead', 'hand'):
         assert facts[host]['current'] in queries[0] and facts[host]['desired'] in queries[0]
     assert facts['back']['desired'] not in queries[0], queries
+    assert facts['back']['current'] not in queries[0], queries
     assert facts['sync']['closure_diff'] == {'paths_added': 0, 'paths_removed': 0,
                                              'size_change_bytes': 0}, facts['sync']
     # NixOS: booted and current differ in the kernel, the generation moved on
@@ -297,24 +300,6 @@ def runner_status_job(fleet, ident):
                                 inventory=fleet.inventory, cmdline='--check', quiet=True,
                                 fact_cache_type='jsonfile')
     return runner, os.path.join(private, 'artifacts', ident, 'fact_cache')
-
-
-def cached_facts(folder, host):
-    """``host``'s facts in a jsonfile fact cache folder, read as
-    ansible-core reads them back: from 2.19 the file is ``s1_<host>`` (a
-    schema version) and holds the facts under ``__payload__``, a JSON string
-    of tagged values that ansible-core's own decoder reads; before, the file
-    is ``<host>`` and holds them as they are. None when absent."""
-    for name in ('s1_' + host, host):
-        path = os.path.join(folder, name)
-        if os.path.exists(path):
-            with open(path) as handle:
-                data = json.load(handle)
-            if isinstance(data, dict) and set(data) == {'__payload__'}:
-                from ansible._internal._json._profiles import _cache_persistence
-                data = json.loads(data['__payload__'], cls=_cache_persistence.Decoder)
-            return data
-    return None
 
 
 def awx_finish_fact_cache(folder, hosts):
