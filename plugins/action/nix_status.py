@@ -45,10 +45,11 @@ class ActionModule(NixdeployAction):
     _asked = False
 
     def host_result(self, args, result):
-        if not is_store_path(args['desired']):
-            return self.failed(result, 'desired must be a store path, got %r' % args['desired'])
         self._asked = False
         try:
+            if not is_store_path(args['desired']):
+                return self.failed(result, 'desired must be a store path, got %r'
+                                   % args['desired'])
             return self._status(args, result)
         finally:
             if not self._asked:
