@@ -116,6 +116,12 @@ EXAMPLES = r'''
     platform: "{{ nix_platform }}"
   register: host_status
 
+- name: Fail each host that drifted, one line each (a CI gate)
+  nixdeploy.fleet.nix_status:
+    desired: "{{ status_eval.out_path }}"
+    platform: "{{ nix_platform }}"
+    fail_unless_in_sync: true
+
 - name: The hosts a deploy would change
   ansible.builtin.debug:
     msg: "{{ ansible_play_hosts | map('extract', hostvars, ['nixdeploy_status', 'class']) | list }}"
