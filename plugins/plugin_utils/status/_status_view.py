@@ -29,7 +29,7 @@ def _deploy(run):
 
 def status_fact(look, platform, desired, name, reasons, closure_diff=None):
     """The fact ``nixdeploy_status`` of a host read as ``look``
-    (``closure_diff``: ``_status_closure.closure_change``'s, or None)."""
+    (``closure_diff``: the host's difference from ``_status_closure``, or None)."""
     return {
         'class': name,
         'words': _status_class.WORDS[name],
