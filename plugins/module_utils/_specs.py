@@ -68,6 +68,7 @@ STATUS_SPEC = dict(
     profile=dict(type='str'),
     timeout=dict(type='int', default=30),
     closure_diff=dict(type='bool', default=True),
+    fail_unless_in_sync=dict(type='bool', default=False),
 )
 
 PUBLISH_SPEC = dict(NIX_OPTIONS, **{

@@ -57,11 +57,24 @@ options:
     description:
       - Whether to tell how far the host's closure is from the flake's (RV(status.closure_diff)),
         where the controller's store already holds both the system the host runs and the desired
-        one. A path the store lacks is never built, fetched or substituted (one
-        C(nix-store --check-validity) first); its difference is then null. A host that runs what
-        the flake gives costs no Nix command.
+        one. A path the store lacks is never built, fetched or substituted; its difference is then
+        null.
+      - Asked once for the play batch, not per host; the hosts that drifted and read at about the
+        same time share one C(nix-store --check-validity) of their systems and one
+        C(nix path-info -r) of those the store holds. A host that runs what the flake gives costs
+        no Nix command.
     type: bool
     default: true
+  fail_unless_in_sync:
+    description:
+      - Fail the host when it was read and is not V(in_sync), so that a CI job can gate on drift
+        (the run's exit code is then 2). Its C(msg) is one line with the host, its class, why,
+        and the way out (what brings it in sync, or the role variable
+        C(nix_status_fail_unless_in_sync) that turns this off).
+      - The failed result still holds RV(status). Ansible keeps no fact of a failed task, so the
+        role C(nixdeploy.fleet.status) keeps the fact C(nixdeploy_status) of such a host from it.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - nixdeploy.fleet.nix
   - action_common_attributes
@@ -103,6 +116,12 @@ EXAMPLES = r'''
     platform: "{{ nix_platform }}"
   register: host_status
 
+- name: Fail each host that drifted, one line each (a CI gate)
+  nixdeploy.fleet.nix_status:
+    desired: "{{ status_eval.out_path }}"
+    platform: "{{ nix_platform }}"
+    fail_unless_in_sync: true
+
 - name: The hosts a deploy would change
   ansible.builtin.debug:
     msg: "{{ ansible_play_hosts | map('extract', hostvars, ['nixdeploy_status', 'class']) | list }}"
@@ -111,14 +130,16 @@ EXAMPLES = r'''
 
 RETURN = r'''
 msg:
-  description: One line for people, the host's class, generation and short paths.
-  returned: success
+  description: One line for people, the host's class, generation and short paths; for a host
+    O(fail_unless_in_sync) fails, its class, why and the way out.
+  returned: always
   type: str
   sample: "web1: pending (deploy pending), generation 41, runs nixos-system-web1-v1, flake gives nixos-system-web1-v2,
-    +12 -3 paths, +34.5 MiB"
+    +12 paths, -3 paths, +34.5 MiB"
 status:
-  description: The host's status, also kept as the fact C(nixdeploy_status) (cacheable).
-  returned: success
+  description: The host's status, also kept as the fact C(nixdeploy_status) (cacheable) when the
+    host ends ok.
+  returned: when the host was read (also when O(fail_unless_in_sync) fails it)
   type: dict
   contains:
     class:
@@ -167,7 +188,7 @@ status:
       description: From the system the host runs to the desired one, C(paths_added),
         C(paths_removed) (store paths of the closures) and C(size_change_bytes) (of the closure's
         size); all 0 when the host runs the desired system; null when the controller's store
-        lacks either system, or with O(closure_diff=false).
+        lacks either system, when Nix could not say, or with O(closure_diff=false).
       type: dict
       sample: {paths_added: 12, paths_removed: 3, size_change_bytes: 36175872}
 ansible_facts:
@@ -175,7 +196,7 @@ ansible_facts:
   returned: success
   type: dict
 phase:
-  description: V(status) on failure.
+  description: V(status) on failure (the gate's included).
   returned: failure
   type: str
 connection_lost:

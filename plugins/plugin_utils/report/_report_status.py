@@ -55,8 +55,11 @@ def _rows(section):
     hosts = section['hosts']
     for host in sorted(hosts, key=lambda h: (order.get(hosts[h].get('class'), 0), h)):
         fact = hosts[host]
+        change = fact.get('closure_diff')
         cells = (host, fact.get('class'), fact.get('generation'), short(fact.get('current')),
                  short(fact.get('desired')) if fact.get('desired') else '',
+                 # none where the controller's store lacks a system: unknown, not nothing
+                 _status_view.closure_words(change) if change else '',
                  '; '.join(fact.get('reasons') or ()))
         yield '<tr>%s</tr>' % ''.join('<td>%s</td>' % escape(u'%s' % ('' if c is None else c))
                                       for c in cells)
@@ -64,12 +67,14 @@ def _rows(section):
 
 def section_html(section):
     """The status section as HTML: the totals, then a row a host, worst first."""
+    hosts = section['hosts']
     totals = ', '.join('%d %s' % (n, escape(name)) for name, n in
-                       _status_view.totals(f.get('class') for f in section['hosts'].values()))
-    return (u'<section id="status"><h2>Status</h2><p>%s</p><table><thead><tr><th>Host</th>'
-            u'<th>Class</th><th>Generation</th><th>Runs</th><th>Flake gives</th><th>Why</th>'
-            u'</tr></thead><tbody>%s</tbody></table></section>\n'
-            % (totals, ''.join(_rows(section))))
+                       _status_view.totals(f.get('class') for f in hosts.values()))
+    return (u'<section id="status"><h2>Status</h2><p>%s: %s</p><table><thead><tr>'
+            u'<th>Host</th><th>Class</th><th>Generation</th><th>Runs</th><th>Flake gives</th>'
+            u'<th>Closure difference</th><th>Why</th></tr></thead><tbody>%s</tbody></table>'
+            u'</section>\n'
+            % (_status_view.counted(len(hosts), 'host'), totals, ''.join(_rows(section))))
 
 
 def page(render):

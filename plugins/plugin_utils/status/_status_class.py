@@ -27,6 +27,16 @@ CLASSES = (
     StatusClass('in_sync', 'up to date'),
 )
 NAMES = tuple(c.name for c in CLASSES)
+# what brings a host of each class in sync (docs/status.md, "The classes")
+DEPLOY = 'deploy it (ansible-playbook nixdeploy.fleet.deploy)'
+WAY_OUT = {
+    'never_deployed': DEPLOY,
+    'changed_elsewhere': 'find out who changed it, then ' + DEPLOY,
+    'rolled_back': 'read its last deploy\'s log (runs/<run>/log in its state folder), fix the '
+                   'system, then ' + DEPLOY,
+    'reboot_pending': 'reboot it, or deploy it with nix_reboot=when-needed',
+    'pending': DEPLOY,
+}
 WORDS = dict(CLASSES)
 IN_SYNC = 'in_sync'
 # the classes whose reasons a console line says by itself (runs, flake gives)

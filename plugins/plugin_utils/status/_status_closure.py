@@ -5,24 +5,43 @@
 system's closure adds to what the host runs, those it drops, and the change
 of the closure's size, from the controller's store alone.
 
-Per host, not through the batch: a host that runs what the flake gives
-costs no Nix command at all (the difference is nothing), so only the hosts
-that drifted ask Nix, two short store queries each; a status run after a
-one-host commit asks Nix for that host only.
+Asked once for the play batch: every host that drifted asks the batch's
+service (``closure_work``, through ``_batch_work``: WAVES, because what a
+host runs is known only once its own read is done), and one wave answers
+them all with one ``nix-store --check-validity`` of every path asked and
+one ``nix path-info -r`` of the valid ones. A host that runs what the flake
+gives asks nothing (its difference is nothing, no Nix command); a status
+run after a one-host commit asks Nix for that host only.
 
 Both paths come from outside (``current`` from the target's read,
 ``desired`` from the evaluation, which built nothing): a path the
 controller's store does not hold is never built, fetched or substituted,
 so its difference is unknown (None), not computed. ``nix-store
 --check-validity`` realises nothing, and ``nix path-info`` runs on valid
-paths only.
+paths only (asked about an invalid one, it would try to realise it).
 """
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._closure import walk
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix, _nix_output
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    WAVES, BatchWork)
 
 NOTHING = {'paths_added': 0, 'paths_removed': 0, 'size_change_bytes': 0}
+KIND = 'status-closure'
+# what ``own_answer`` gives a host whose difference only Nix can tell
+ASK = object()
+
+
+def own_answer(current, desired):
+    """The difference a host knows without Nix: nothing when it runs the
+    desired system; None when either is no store path (nothing runs, or
+    the read found no system); ``ASK`` when the batch must ask Nix."""
+    if current == desired and is_store_path(current):
+        return dict(NOTHING)
+    if not (is_store_path(current) and is_store_path(desired)):
+        return None
+    return ASK
 
 
 def _closure(infos, path):
@@ -31,26 +50,48 @@ def _closure(infos, path):
     return paths, sum(int(infos[p].get('narSize') or 0) for p in paths)
 
 
-def closure_change(opts, current, desired, timeout=None):
-    """{'paths_added', 'paths_removed', 'size_change_bytes'} from ``current``
-    to ``desired``, or None when the controller's store lacks either (or
-    Nix could not say): nothing is realised to know it."""
-    if current == desired and is_store_path(current):
-        return dict(NOTHING)
-    if not (is_store_path(current) and is_store_path(desired)):
-        return None
-    runner = _nix.NixCommand(opts, timeout)
-    try:
-        missing = _nix_output.listed_paths(runner.check(
-            None, ['--check-validity', '--print-invalid', current, desired],
-            'checking which systems this controller holds', tool='nix-store'))
-        if missing:
-            return None
-        infos = runner.path_infos([current, desired], ['-r'], 'reading the two closures')
-    except _nix.NixError:
-        # a difference is a help to read, never a reason to fail a read
-        return None
+def _change(infos, current, desired):
     now, now_bytes = _closure(infos, current)
     new, new_bytes = _closure(infos, desired)
     return {'paths_added': len(new - now), 'paths_removed': len(now - new),
             'size_change_bytes': new_bytes - now_bytes}
+
+
+def closure_changes(opts, pairs, timeout=None):
+    """{host: difference or None} of ``pairs`` ({host: (current, desired)},
+    store paths): one validity check of every path, one ``nix path-info -r``
+    of those the store holds. A host one of whose systems the store lacks
+    (or all of them, when Nix could not say) gets None."""
+    paths = sorted(set(p for pair in pairs.values() for p in pair))
+    if not paths:
+        return {}
+    runner = _nix.NixCommand(opts, timeout)
+    try:
+        missing = _nix_output.listed_paths(runner.check(
+            None, ['--check-validity', '--print-invalid'] + paths,
+            'checking which systems this controller holds', tool='nix-store'))
+        # only the hosts whose two systems the store holds have a difference
+        known = dict((host, pair) for host, pair in pairs.items() if not missing & set(pair))
+        held = sorted(set(p for pair in known.values() for p in pair))
+        infos = runner.path_infos(held, ['-r'], 'reading the closures') if held else {}
+    except _nix.NixError:
+        # a difference is a help to read, never a reason to fail a read
+        return dict.fromkeys(pairs)
+    return dict((host, _change(infos, *known[host]) if host in known else None)
+                for host in pairs)
+
+
+def closure_work(opts, nix_options, request, timeout=None):
+    """The batch's ``BatchWork`` for a host's ``request`` ({'current',
+    'desired'}): its hosts that ask together share one wave, and a wave is
+    one ``closure_changes``. Keyed by the Nix options (two hosts with other
+    options ask other stores, or the same one otherwise)."""
+
+    def wave(requests, put):
+        pairs = dict((host, (asked['current'], asked['desired']))
+                     for host, asked in requests.items())
+        for host, change in closure_changes(opts, pairs, timeout).items():
+            put(host, {'request': requests[host], 'closure_diff': change})
+
+    return BatchWork(KIND, [nix_options], request, wave, how=WAVES,
+                     answer_wait=None if timeout is None else 3 * timeout)

@@ -15,6 +15,8 @@ FACT = 'nixdeploy_status'
 METRIC_CLASS = 'nixdeploy_status_class'
 METRIC_GENERATION = 'nixdeploy_status_generation'
 METRIC_LAST_DEPLOY = 'nixdeploy_status_last_deploy_timestamp_seconds'
+# the role variable that turns the gate on (and off again)
+GATE_VARIABLE = 'nix_status_fail_unless_in_sync'
 
 
 def _deploy(run):
@@ -27,7 +29,7 @@ def _deploy(run):
 
 def status_fact(look, platform, desired, name, reasons, closure_diff=None):
     """The fact ``nixdeploy_status`` of a host read as ``look``
-    (``closure_diff``: ``_status_closure.closure_change``'s, or None)."""
+    (``closure_diff``: the host's difference from ``_status_closure``, or None)."""
     return {
         'class': name,
         'words': _status_class.WORDS[name],
@@ -44,10 +46,16 @@ def status_fact(look, platform, desired, name, reasons, closure_diff=None):
     }
 
 
+def counted(number, word):
+    """'1 path', '3 paths', '0 paths'."""
+    return '%d %s%s' % (number, word, '' if number == 1 else 's')
+
+
 def closure_words(change):
-    """'+12 -3 paths, +34.5 MiB' of a closure difference."""
-    return '+%d -%d paths, %s' % (change['paths_added'], change['paths_removed'],
-                                  human_bytes(change['size_change_bytes'], signed=True))
+    """'+12 paths, -1 path, +34.5 MiB' of a closure difference."""
+    return '+%s, -%s, %s' % (counted(change['paths_added'], 'path'),
+                             counted(change['paths_removed'], 'path'),
+                             human_bytes(change['size_change_bytes'], signed=True))
 
 
 def line(host, fact):
@@ -68,6 +76,14 @@ def line(host, fact):
     if fact.get('reasons') and fact['class'] not in _status_class.SAID_BY_LINE:
         text += ': %s' % '; '.join(fact['reasons'])
     return text
+
+
+def gate_line(host, fact):
+    """The one line of a host the gate fails: its class, why, and the way
+    out (what brings it in sync, or the variable that turns the gate off)."""
+    return '%s: %s (%s), not in sync: %s; to pass: %s, or %s=false' % (
+        host, fact['class'], fact['words'], '; '.join(fact.get('reasons') or ()),
+        _status_class.WAY_OUT.get(fact['class'], 'deploy it'), GATE_VARIABLE)
 
 
 def totals(classes):
@@ -129,7 +145,9 @@ class StatusRun:
         if str(action or '').rpartition('.')[2] != self.ACTION:
             return False
         fact = (result or {}).get('status')
-        if status == 'ok' and isinstance(fact, dict) and fact.get('class') in _status_class.WORDS:
+        # a host the gate failed was read: its status is known
+        if status in ('ok', 'failed') and isinstance(fact, dict) \
+                and fact.get('class') in _status_class.WORDS:
             self.batch[host] = fact
         elif status == 'unreachable':
             self.batch[host] = None

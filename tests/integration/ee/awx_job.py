@@ -149,11 +149,16 @@ def settings(private):
 
 def job_params(private, job_id, template, inventory, project_revision, stored_inventory, ssh_key,
                credential_args=(), execution_node=None, limit=None):
-    """RunJob: the private data dir's files and the kwargs for transmit."""
+    """RunJob: the private data dir's files and the kwargs for transmit.
+    ``template``'s ``job_type`` (*Run*, or *Check*: ``--check`` first, as
+    RunJob.build_args puts it) and ``use_fact_cache`` (*Enable Fact
+    Storage*: ansible-runner's ``fact_cache_type='jsonfile'``, the cache in
+    ``artifacts/<job id>/fact_cache``) default to a Run job without one."""
     extra = dict(template['extra_vars'])
     extra.update(meta_vars(job_id, template, inventory, project_revision, execution_node))
     write_private_file(private, 'extravars', safe_dump(extra, template['extra_vars']), sub_dir='env')
-    args = ['-u', 'root'] + (['-l', limit] if limit else []) + list(credential_args)
+    args = (['--check'] if template.get('job_type') == 'check' else []) + ['-u', 'root'] + \
+        (['-l', limit] if limit else []) + list(credential_args)
     write_private_file(private, 'cmdline', args2cmdline(*args), sub_dir='env')
     os.mkdir(os.path.join(private, 'cp'), 0o700)
     env = dict(SETTINGS_ENV, AWX_PRIVATE_DATA_DIR=private, JOB_ID=str(job_id),
@@ -169,7 +174,7 @@ def job_params(private, job_id, template, inventory, project_revision, stored_in
     return {'ident': job_id, 'private_data_dir': private, 'playbook': template['playbook'],
             'inventory': hosts, 'passwords': dict.fromkeys(PASSWORD_PROMPTS, ''),
             'suppress_env_files': True, 'envvars': env, 'ssh_key': ssh_key,
-            'fact_cache_type': ''}
+            'fact_cache_type': 'jsonfile' if template.get('use_fact_cache') else ''}
 
 
 def inventory_update_params(private, update_id, source_id, source_path):

@@ -51,6 +51,11 @@ SOURCE_PATH = 'inventory/fleet.nix.yml'
 # the job template "nix deploy" (its extra variables stay templatable) and the inventory
 TEMPLATE = {'id': 7, 'name': 'nix deploy', 'playbook': 'deploy.yml',
             'extra_vars': {'nix_confirm_timeout': 10}}
+# the job template "nix status" of docs/awx-semaphore.md: job type Check,
+# Enable Fact Storage on; its playbook is the project's status.yml
+STATUS_TEMPLATE = {'id': 9, 'name': 'nix status', 'playbook': 'status.yml', 'extra_vars': {},
+                   'job_type': 'check', 'use_fact_cache': True}
+STATUS_PLAYBOOK = '---\n- name: Status\n  ansible.builtin.import_playbook: nixdeploy.fleet.status\n'
 INVENTORY = {'id': 3, 'name': 'fleet', 'source_id': 4,
              'host_ids': dict((name, 11 + i) for i, name in enumerate(NAMES))}
 
@@ -153,16 +158,18 @@ class AwxFleet:
             self.inventory = json.load(handle)
         return self.inventory
 
-    def job(self, extravars=None, cancel=None, pod=None, on_node=False, limit=None):
-        """One job of the template "nix deploy"; returns its StreamedJob
-        (status, events, artifacts: the folder ``process`` filled)."""
+    def job(self, extravars=None, cancel=None, pod=None, on_node=False, limit=None,
+            template=TEMPLATE):
+        """One job of ``template`` (default "nix deploy"); returns its
+        StreamedJob (status, events, artifacts: the folder ``process``
+        filled)."""
         job_id = self.job_id = self._next_id()
         revision = self.project_update()
         private = awx_job.new_private_dir(self.isolation, job_id, self.checkout)
         # the custom credential type of docs/awx-semaphore.md: a file and its path
         credential = awx_job.inject_file_credential(
             private, {'signing_key': self.signing_key}, {'nix_signing_key': 'signing_key'})
-        template = dict(TEMPLATE, extra_vars=dict(TEMPLATE['extra_vars'], **(extravars or {})))
+        template = dict(template, extra_vars=dict(template['extra_vars'], **(extravars or {})))
         params = awx_job.job_params(
             private, job_id, template, INVENTORY, revision, self.inventory, self.ssh_key,
             credential_args=credential, limit=limit,

@@ -9,7 +9,8 @@ AWX stored. Each job checks what AWX shows of it: its status, the
 ``nixdeploy`` custom stat in the artifact data of the playbook_on_stats event
 (what a workflow's next node receives) and the report in the job's artifacts
 folder, with the AWX variables AWX passed; and, on the hosts themselves, what
-each runs.
+each runs. Last, the template "nix status" as a *Check* job with fact
+storage on, on the same fleet: each host's class in the job's fact cache.
 """
 
 import json
@@ -19,8 +20,10 @@ import subprocess
 import pytest
 
 from tests.collection import set_stats_of
+from tests.fact_cache import cached_facts
 
-from tests.integration.ee.jobs import INVENTORY, NAMES, TEMPLATE
+from tests.integration.ee.jobs import (INVENTORY, NAMES, STATUS_PLAYBOOK, STATUS_TEMPLATE,
+                                       TEMPLATE)
 
 pytestmark = pytest.mark.lab
 
@@ -163,3 +166,36 @@ def test_mixed_fleet_job_with_a_failing_host_then_fixed_then_nothing_to_do(awx):
     assert report['totals']['unreachable'] == 1
     assert {report['hosts'][n]['status'] for n in NAMES if n != 'a1'} == {'unchanged'}
     assert lab.active('a1') == again['a1']['path']
+
+
+def test_status_check_job_keeps_each_hosts_class_in_the_job_fact_cache(deployed_awx):
+    awx, lab, flake = deployed_awx, deployed_awx.lab, deployed_awx.flake
+    # status.yml beside deploy.yml, as docs/awx-semaphore.md's "nix status";
+    # a commit for a3 that no job deploys: a3 is pending, the others in sync
+    with open(os.path.join(awx.upstream, 'status.yml'), 'w') as handle:
+        handle.write(STATUS_PLAYBOOK)
+    config = flake.config_of('a3')
+    before = dict(flake.data['configurations'][config])
+    flake.set_config(config, version='%s-next' % before['version'])
+    awx.commit('status.yml; a new version for a3, not deployed')
+    try:
+        job = awx.job(template=STATUS_TEMPLATE)
+    finally:
+        flake.set_config(config, **before)
+        awx.commit('a3 back to what it runs')
+    assert job.status == 'successful' and job.rc == 0, job.tail()
+    folder = os.path.join(job.artifacts, 'fact_cache')
+    kept = dict((name, (cached_facts(folder, name) or {}).get('nixdeploy_status'))
+                for name in NAMES)
+    assert dict((name, (fact or {}).get('class')) for name, fact in kept.items()) == \
+        dict(dict.fromkeys(NAMES, 'in_sync'), a3='pending'), kept
+    for name, fact in kept.items():
+        assert fact['current'] == lab.active(name), (name, fact)
+        assert fact['desired'] == fact['current'] or name == 'a3', (name, fact)
+        assert fact['last_deploy']['state'] in ('done', 'unchanged'), (name, fact)
+    # the job's store is the container's own: a3's new system is not in it
+    assert kept['a3']['closure_diff'] is None and kept['a1']['closure_diff'] == \
+        {'paths_added': 0, 'paths_removed': 0, 'size_change_bytes': 0}, kept
+    # a Check job with fact storage: ansible-playbook --check, the jsonfile cache
+    assert 'ansible-playbook --check -u root ' in job.command[-1], job.command
+    assert job.env['ANSIBLE_CACHE_PLUGIN'] == 'jsonfile', job.env

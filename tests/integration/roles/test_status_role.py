@@ -16,8 +16,10 @@ import jsonschema
 import pytest
 
 from tests.collection import REPO, run_playbook
+from tests.fact_cache import cached_facts
 from tests.deploy_fleet import (DeployFleet, prepare, runner_private_dir, write_host_vars,
                                 write_inventory)
+from tests.integration.plugins.action.conftest_eval import calls, nix_wrapper
 
 pytestmark = pytest.mark.lab
 
@@ -117,6 +119,9 @@ def make_every_class(fleet):
     by_hand = out_paths(pushed)['hand']
     lab.run_in('hand', [by_hand + '/activate'], user='app')
     assert lab.active('hand') == by_hand
+    # the flake still gives what was deployed before (the controller holds
+    # both systems: its line tells how far apart they are, as for ahead)
+    flake.set_config('hand', version='1')
     # a commit for it, built and pushed, not activated yet: the controller's
     # store holds both systems, so its line tells how far apart they are
     flake.set_config('ahead', version='2-%s' % uuid.uuid4().hex[:8], extra_paths=2,
@@ -140,6 +145,11 @@ def snapshot(lab, host):
     return hashlib.sha256(text.encode()).hexdigest(), len(text.splitlines())
 
 
+def short(path):
+    """A store path's name without its hash, as the lines show it."""
+    return os.path.basename(path)[33:]
+
+
 def controller_store():
     return set(os.listdir('/nix/store'))
 
@@ -150,9 +160,10 @@ def test_one_run_shows_every_class(sts_fleet, tmp_path):
     snaps = dict((host, snapshot(lab, host)) for host in lab.hosts if host != 'off')
     store = controller_store()
     textfile = str(tmp_path / 'nixdeploy.prom')
+    nix, log = nix_wrapper(tmp_path)
     lab.cut('off')
     try:
-        run = fleet.status('-e', 'nix_status_textfile=%s' % textfile)
+        run = fleet.status('-e', 'nix_status_textfile=%s' % textfile, '-e', 'nix_bin=%s' % nix)
     finally:
         lab.restore('off')
 
@@ -181,10 +192,22 @@ def test_one_run_shows_every_class(sts_fleet, tmp_path):
     diff = facts['ahead']['closure_diff']
     assert diff['paths_added'] >= 3 and diff['paths_removed'] >= 1, facts['ahead']
     assert diff['size_change_bytes'] >= 300000, facts['ahead']
-    assert ', +%d -%d paths, +' % (diff['paths_added'], diff['paths_removed']) in \
-        run.result(READ, 'ahead')['result']['msg'], run.result(READ, 'ahead')['result']
+    assert ', +%d paths, -%d path%s, +' % (
+        diff['paths_added'], diff['paths_removed'], '' if diff['paths_removed'] == 1 else 's') \
+        in run.result(READ, 'ahead')['result']['msg'], run.result(READ, 'ahead')['result']
+    # switched by hand to another system: the way back to the flake's, smaller
+    assert facts['hand']['closure_diff']['paths_removed'] >= 1, facts['hand']
     # the flake's system for back was never built: no difference, nothing built
     assert facts['back']['closure_diff'] is None, facts['back']
+    # the three hosts that drifted asked Nix together: one query of the
+    # closures, of the hosts whose two systems the store holds (not back,
+    # whose new one it lacks)
+    queries = calls(log, 'path-info')
+    assert len(queries) == 1, queries
+    for host in ('ahead', 'hand'):
+        assert facts[host]['current'] in queries[0] and facts[host]['desired'] in queries[0]
+    assert facts['back']['desired'] not in queries[0], queries
+    assert facts['back']['current'] not in queries[0], queries
     assert facts['sync']['closure_diff'] == {'paths_added': 0, 'paths_removed': 0,
                                              'size_change_bytes': 0}, facts['sync']
     # NixOS: booted and current differ in the kernel, the generation moved on
@@ -210,9 +233,14 @@ def test_one_run_shows_every_class(sts_fleet, tmp_path):
     assert report['status']['hosts']['kern'] == facts['kern'], report['status']
     assert report['status']['totals'] == dict((name, 1) for name in
                                               list(EXPECTED.values()) + ['unreachable'])
-    assert '<section id="status">' in page
+    assert '<section id="status"><h2>Status</h2><p>7 hosts: 1 unreachable, ' in page, page[-3000:]
     for host, name in dict(EXPECTED, off='unreachable').items():
         assert '<tr><td>%s</td><td>%s</td>' % (host, name) in page, (host, page[-3000:])
+    # the closure difference has its column, where the store told it
+    assert '<th>Closure difference</th>' in page
+    row = page[page.index('<tr><td>ahead</td>'):]
+    row = row[:row.index('</tr>')]
+    assert '<td>+%d paths, -%d path' % (diff['paths_added'], diff['paths_removed']) in row, row
 
     # the textfile: one gauge per host and class, generations, last deploys
     metrics = parse_textfile(textfile)
@@ -272,24 +300,6 @@ def runner_status_job(fleet, ident):
                                 inventory=fleet.inventory, cmdline='--check', quiet=True,
                                 fact_cache_type='jsonfile')
     return runner, os.path.join(private, 'artifacts', ident, 'fact_cache')
-
-
-def cached_facts(folder, host):
-    """``host``'s facts in a jsonfile fact cache folder, read as
-    ansible-core reads them back: from 2.19 the file is ``s1_<host>`` (a
-    schema version) and holds the facts under ``__payload__``, a JSON string
-    of tagged values that ansible-core's own decoder reads; before, the file
-    is ``<host>`` and holds them as they are. None when absent."""
-    for name in ('s1_' + host, host):
-        path = os.path.join(folder, name)
-        if os.path.exists(path):
-            with open(path) as handle:
-                data = json.load(handle)
-            if isinstance(data, dict) and set(data) == {'__payload__'}:
-                from ansible._internal._json._profiles import _cache_persistence
-                data = json.loads(data['__payload__'], cls=_cache_persistence.Decoder)
-            return data
-    return None
 
 
 def awx_finish_fact_cache(folder, hosts):
@@ -375,15 +385,42 @@ def test_fail_unless_in_sync_gates_and_a_deploy_brings_every_host_in_sync(sts_fl
     assert dict((host, readonly.result(READ, host)['result']['status']['class'])
                 for host in ('sync', 'kern')) == {'sync': 'in_sync', 'kern': 'reboot_pending'}
 
-    # without the summary callback the role prints the lines itself
-    gated = fleet.status('-l', 'sync,ahead', '-e', 'nix_status_fail_unless_in_sync=true',
-                         callbacks='record')
+    # the gate: each host read that is not in sync fails with one line of its
+    # own (the project's console callback), in-sync hosts beside it are ok;
+    # without the summary callback the role prints the lines itself, the
+    # gated hosts among them, and their status reaches the report and a
+    # fact cache all the same
+    cache = os.path.join(fleet.workdir, 'gate-facts')
+    gated = fleet.status('-l', 'sync,ahead,kern', '-e', 'nix_status_fail_unless_in_sync=true',
+                         callbacks='record,nixdeploy.fleet.report',
+                         env={'ANSIBLE_STDOUT_CALLBACK': 'nixdeploy.fleet.console',
+                              'ANSIBLE_CACHE_PLUGIN': 'jsonfile',
+                              'ANSIBLE_CACHE_PLUGIN_CONNECTION': cache})
     assert gated.rc == 2, gated
-    assert 'nixdeploy status: 1 pending, 1 in_sync' in gated.stdout, gated.stdout[-3000:]
-    assert 'ahead: pending (deploy pending)' in gated.stdout, gated.stdout[-3000:]
-    assert gated.result('nixdeploy.fleet.status : Fail the hosts that are not in sync',
-                        'ahead')['status'] == 'failed', gated
+    out = gated.stdout + gated.stderr
+    assert 'Origin:' not in out and 'Traceback' not in out and 'FAILED!' not in out, out[-3000:]
+    fatal = [ln for ln in gated.stdout.splitlines() if ln.startswith('fatal: ')]
+    assert sorted(fatal) == sorted([
+        'fatal: [ahead] at status: pending (deploy pending), not in sync: the flake gives %s; '
+        'to pass: deploy it (ansible-playbook nixdeploy.fleet.deploy), or '
+        'nix_status_fail_unless_in_sync=false'
+        % short(gated.result(READ, 'ahead')['result']['status']['desired']),
+        'fatal: [kern] at status: reboot_pending (reboot pending), not in sync: %s; '
+        'to pass: reboot it, or deploy it with nix_reboot=when-needed, or '
+        'nix_status_fail_unless_in_sync=false'
+        % '; '.join(gated.result(READ, 'kern')['result']['status']['reasons'])]), fatal
+    assert gated.result(READ, 'sync')['status'] == 'ok'
     assert gated.result(READ, 'sync')['result']['status']['class'] == 'in_sync'
+    assert 'nixdeploy status: 1 reboot_pending, 1 pending, 1 in_sync' in gated.stdout, \
+        gated.stdout[-3000:]
+    assert 'ahead: pending (deploy pending), generation ' in gated.stdout, gated.stdout[-3000:]
+    report, _page = fleet.report(gated)
+    classes = {'sync': 'in_sync', 'ahead': 'pending', 'kern': 'reboot_pending'}
+    assert dict((h, f['class']) for h, f in report['status']['hosts'].items()) == classes
+    for host, name in classes.items():
+        assert gated.result(READ, host)['status'] == ('ok' if name == 'in_sync' else 'failed')
+        assert cached_facts(cache, host)['nixdeploy_status'] == \
+            gated.result(READ, host)['result']['status'], host
 
     # the new kernel is booted by the deploy's own reboot
     write_host_vars(fleet.inventory, 'kern', {'nix_reboot': 'when-needed'})
