@@ -6,8 +6,9 @@ system's closure adds to what the host runs, those it drops, and the change
 of the closure's size, from the controller's store alone.
 
 Asked once for the play batch: every host that drifted asks the batch's
-service (``closure_work``, through ``_batch_work``: WAVES, because what a
-host runs is known only once its own read is done), and one wave answers
+server (``closure_work``, through ``_batch_work``, gathering: what a host
+runs is known only once its own read is done, so no host can foresee
+another's request), and one wave answers
 them all with one ``nix-store --check-validity`` of every path asked and
 one ``nix path-info -r`` of the valid ones. A host that runs what the flake
 gives asks nothing (its difference is nothing, no Nix command); a status
@@ -24,8 +25,7 @@ paths only (asked about an invalid one, it would try to realise it).
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._closure import walk
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix, _nix_output
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
-    WAVES, BatchWork)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 
 NOTHING = {'paths_added': 0, 'paths_removed': 0, 'size_change_bytes': 0}
 KIND = 'status-closure'
@@ -93,5 +93,5 @@ def closure_work(opts, nix_options, request, timeout=None):
         for host, change in closure_changes(opts, pairs, timeout).items():
             put(host, {'request': requests[host], 'closure_diff': change})
 
-    return BatchWork(KIND, [nix_options], request, wave, how=WAVES,
+    return BatchWork(KIND, [nix_options], request, wave,
                      answer_wait=None if timeout is None else 3 * timeout)
