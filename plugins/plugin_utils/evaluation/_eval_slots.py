@@ -4,12 +4,13 @@
 """The job's evaluator slots: at most N ``nix eval`` processes at once,
 whoever starts them.
 
-A play batch normally has one evaluation (one detached process, one
+A play batch normally has one evaluation (one wave of its batch server, one
 ``EvalPool``), whose workers already stay within the budget. But a task
 whose ``flake``/``attr`` are templated per host to something other than the
 hosts' own ``nix_flake``/``nix_attr`` has the hosts whose request differs
-from the batch's ask again, in waves (``_eval_stage.own_work``), each wave
-a pool of its own, and nix_build evaluates in its build waves; they run
+from the one foreseen for them ask it, in later waves
+(``_eval_stage.BatchEval``), each wave a pool of its own, and nix_build
+evaluates in its build waves; they run
 beside the batch's and each other; the spot check of reused and recorded
 answers (``_eval_reuse.spot_check``) evaluates hosts' systems too. Without a
 bound shared between them, the evaluators at once add up, each with its heap

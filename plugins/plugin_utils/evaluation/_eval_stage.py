@@ -4,16 +4,19 @@
 """How a task's hosts reach the evaluation: nix_eval's, and nix_build's
 where it evaluates.
 
-The first host of a play batch to ask starts the batch's evaluation in a
-detached process (``BatchEval``, a STREAM work of ``task/_batch_work``);
-every host of the batch reads its own answer as soon as it is known. The
-hosts whose own request differs from the one the batch formed for them (an
-argument templated per host) ask again, together (``own_work``). ``stage_of`` makes
+The first host of a play batch to ask starts the batch's server
+(``task/_batch_work``) and hands it the request it foresees for every host
+of the batch (``BatchEval.foresee``); every host reads its own answer as
+soon as it is known. The hosts whose own request differs from the one
+foreseen for them (an argument templated per host) ask it, and are
+answered together in a later wave. ``stage_of`` makes
 the ``EvalStage`` a task's arguments ask for (``_eval_stage_batch``: the
 evaluation of one batch, and the files beside it); the role's variables
 are checked before a request is formed (``_eval_stage_vars``). What a
 host's answer sets: ``facts_of``, kept for later batches (``_recording``).
 """
+
+import threading
 
 from ansible import constants as C
 from ansible.module_utils.parsing.convert_bool import boolean
@@ -38,7 +41,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref imp
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    batch_folder, record_facts, vars_of)
+    batch_folder, play_uuid, record_facts, task_batch, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 
 # reused hosts of each batch evaluated again before answers are given, the
@@ -82,24 +85,6 @@ def stage_of(opts, args, workers=None):
                      reuse_check=args.get('eval_reuse_check', DEFAULT_REUSE_CHECK))
 
 
-def own_work(opts, args, request, hosts):
-    """The evaluation of the hosts whose own ``request`` differs from what
-    their batch evaluated for them (an argument templated per host from
-    another variable than nix_flake or nix_attr: the batch's process, which
-    forms every host's request, sees only the first host's value), a retry,
-    and a host whose arguments are not its batch's. The hosts that ask so
-    together share a wave (``_batch_work``'s server): one EvalStage for all of
-    them, its cache first, then evaluators side by side within the job's
-    slots, so the flake's shared part (a nixpkgs) is evaluated once per
-    evaluator, not once per host (``hosts``: the play batch, whose facts in
-    flight each answer updates)."""
-    def serve(requests, put):
-        stage_of(opts, args).evaluate(requests, _recording(hosts, put))
-
-    return BatchWork('eval-own', [options_of(args), [args.get(k) for k in TUNING]], request,
-                     serve, expected=(), answer_wait=answer_wait(args))
-
-
 # what a host's wait for its batch's answer may take beyond the batch's own
 # bound (eval_batch_timeout): the pin, the cache, the processes' start
 ANSWER_MARGIN = 600
@@ -115,10 +100,10 @@ def answer_wait(args):
 
 class BatchEval(object):
     """A play batch's evaluation, as one host's task asks for it: what this
-    host asks (``request``), what the batch's detached process computes for
-    every host (``compute``: each host's request formed from its own
-    variables, then ``EvalStage.evaluate``, which puts each answer as soon as
-    it is known) and this host's own evaluation (``alone``).
+    host asks (``request``), the requests the first host foresees for every
+    host of the batch (``foresee``: each formed from that host's own
+    variables) and the evaluation of a wave of requests (``serve``:
+    ``EvalStage.evaluate``, which puts each answer as soon as it is known).
 
     ``action``: a NixdeployAction whose task evaluates (nix_eval, or
     nix_build without a derivation)."""
@@ -132,6 +117,9 @@ class BatchEval(object):
             task.args.get(_role_vars.FLAG), strict=False)
         self.request = normalised(EvalRequest.for_host(
             action.host, args, action.task_vars, self.resolve).data())
+        # the batch's unknown nix_* variables, found while foreseeing:
+        # {variable: [nearest, hosts]}
+        self.unknown = {}
 
     def resolve(self, flake):
         return flake_ref(flake, self.base_dir)
@@ -139,59 +127,88 @@ class BatchEval(object):
     def work(self):
         """The ``BatchWork`` of the batch. Not part of its key: flake and
         attr. Where they are each host's own variables (_role_vars.Filled)
-        the batch's process reads them per host; where the task templates
-        them per host from other variables, every host still shares the
-        batch (one key each would start a batch, and an evaluation, per
-        host): the batch's process forms every request from the first
-        host's values, and the hosts whose own request differs ask again,
-        together (``own_work``)."""
+        the first host foresees every host's own request; where the task
+        templates them per host from other variables, every host still
+        shares the batch's server (one key each would start a server, and
+        an evaluation, per host): the first host foresees every request
+        from its own values, and a host whose own request differs asks it,
+        answered in a later wave with the others that do."""
         args = self.args
         return BatchWork(self.kind, [options_of(args), [args.get(k) for k in TUNING]],
-                         self.request, None, stream=self.compute, alone=self.alone,
+                         self.request, self.serve, foresee=self.foresee,
                          answer_wait=answer_wait(args))
 
-    def compute(self, hosts, put):
-        """In the batch's detached process: every host's request, then each
-        answer as soon as it is known."""
+    def foresee(self, hosts):
+        """{host: request} of the play batch ``hosts``, each formed from the
+        host's own variables, for the first wave. A host left out asks its
+        own: one whose role variables its own task refuses (it fails before
+        asking), or whose request cannot be formed here (its own task forms
+        it, and says why it cannot)."""
         action, args = self.action, self.args
-        requests, failed, unknown = {}, {}, {}
+        requests = {}
         for name in hosts:
             try:
                 hostvars = vars_of(action.task_vars, name)
-                refused = _refused(name, hostvars, unknown) if self.check_vars else None
-                if refused:
-                    # its own task fails it before evaluating: none of its
-                    # evaluation is done here either
-                    failed[name] = {'error': refused}
+                if self.check_vars and _refused(name, hostvars, self.unknown):
                     continue
                 requests[name] = normalised(EvalRequest.for_host(
                     name, action.filled.for_host(args, action.ROLE_VARS, hostvars), hostvars,
                     self.resolve).data())
-            except (EvalError, NixError) as exc:
-                failed[name] = {'error': u'%s' % exc}
-        # Each host's facts in flight are its own request's answer: the
-        # batch keeps them as it answers only where every request is formed
-        # from each host's own variables; otherwise each host keeps its own
-        # once it has checked that the answer is to its own request
-        put_with = _recording(hosts, put) if _own_requests(action, args) else put
-        if unknown:
-            put_with = _noting(put_with, unknown_notes(unknown))
-        return stage_of(self.opts, args).evaluate(requests, put_with, failed)
+            except (EvalError, NixError):
+                continue
+        return requests
 
-    def alone(self, hosts, batch_entry):
-        """This host's own evaluation (a retry, a host whose arguments are
-        not its batch's, or whose batch answered another request: the batch
-        formed it from the first host's values, or could not form one from
-        them; this host's own was formed here, so the batch's failure is
-        not this host's)."""
-        action = self.action
-        host_entry = action.batch_answer(own_work(self.opts, self.args, self.request,
-                                                  hosts)).entry
-        first = (batch_entry or {}).get('batch')
-        if first is not None:
-            # this host completed the batch: its figures stay counted
-            host_entry = dict(host_entry, batch=added_figures(first, host_entry.get('batch')))
-        return host_entry
+    def serve(self, requests, put):
+        """In the batch's server: a wave's evaluation, each answer put as
+        soon as it is known. Each host's facts in flight are its own
+        request's answer: the server keeps them as it answers where every
+        request is formed from each host's own variables; otherwise each
+        host keeps its own once it has its answer (``_record``)."""
+        action, args = self.action, self.args
+        hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(task_of(action)), action.task_vars)
+        put_with = _recording(hosts, put) if _own_requests(action, args) else put
+        if self.unknown:
+            put_with = _noting(put_with, unknown_notes(self.unknown))
+        reporting = _Reporting(put_with, getattr(put, 'opener', None))
+        try:
+            return stage_of(self.opts, args).evaluate(requests, reporting.put)
+        finally:
+            reporting.flush()
+
+
+class _Reporting(object):
+    """``put`` that gives the wave's figures to ``reporter`` (the host the
+    wave was opened for, sure to read its answer) instead of the host whose
+    answer came last, which may be a foreseen answer its host never reads
+    (it asked a request of its own): the reporter's answer is held until
+    the figures are final. None: the figures stay with the last answer."""
+
+    def __init__(self, put, reporter):
+        self._put, self.reporter = put, reporter
+        self._held = None
+        self._lock = threading.Lock()
+
+    def put(self, host, host_entry):
+        with self._lock:
+            if host == self.reporter and 'batch' not in host_entry:
+                self._held = host_entry
+                return
+            held, figures = self._held, host_entry.get('batch')
+            if held is not None and figures is not None:
+                self._held = None
+        if held is not None and figures is not None:
+            self._put(host, dict((k, v) for k, v in host_entry.items() if k != 'batch'))
+            self._put(self.reporter, dict(held, batch=figures))
+        else:
+            self._put(host, host_entry)
+
+    def flush(self):
+        """The reporter's answer, if still held (the evaluation ended
+        without a last answer: it raised)."""
+        with self._lock:
+            held, self._held = self._held, None
+        if held is not None:
+            self._put(self.reporter, held)
 
 
 def batch_entry(action, args, opts, kind='eval'):
@@ -224,21 +241,6 @@ def _own_requests(action, args):
     filled_from_own = action.filled.own_options
     return all(args.get(name) in (None, '') or name in filled_from_own
                for name in ('flake', 'attr', 'platform'))
-
-
-# figures of two evaluations one host carries: counts add up, bounds and
-# peaks are the larger one's (the two ran one after the other)
-_COUNTS = ('processes', 'other_processes', 'from_cache', 'evaluated')
-
-
-def added_figures(first, second):
-    """``first`` and ``second`` (EvalStage.evaluate's figures, or None) as
-    one host's figures."""
-    if second is None:
-        return first
-    return dict((key, (first.get(key) or 0) + (second.get(key) or 0) if key in _COUNTS
-                 else max(first.get(key) or 0, second.get(key) or 0))
-                for key in set(first) | set(second))
 
 
 def _recording(hosts, put):

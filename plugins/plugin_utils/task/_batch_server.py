@@ -87,7 +87,11 @@ class BatchServer(Stream):
 
     Each answer says whether its host opened the wave that answered it
     (``opener``): the host whose own request the wave was started for, which
-    reports the wave's shared figures (its Nix processes)."""
+    reports the wave's shared figures (its Nix processes). A wave's ``put``
+    names it (``put.opener``; None when every request of the wave was
+    foreseen): a host answered from a foreseen request may have asked
+    another one of its own and never read that answer, the opener reads
+    its own."""
 
     def __init__(self, base_dir, kind, key):
         super(BatchServer, self).__init__(base_dir, kind, key)
@@ -282,6 +286,9 @@ class BatchServer(Stream):
             def put(host, host_entry, request_of=taken.copy(), opener=opener):
                 if host in request_of:  # a host it was not asked for: nobody reads it
                     self._put_answer(host, request_of[host], host_entry, opener)
+            # the one host of the wave sure to read its answer (it asked
+            # for it): a phase gives it what the wave shares (its figures)
+            put.opener = opener
             wave = threading.Thread(target=_wave,
                                     args=(serve, taken, put, self.kind, self._log_tail),
                                     name='nixdeploy-wave-%d' % len(waves))
@@ -381,6 +388,7 @@ def _wave(serve, taken, put, kind='service', log_tail=lambda: ''):
     def put_counted(host, host_entry):
         answered.add(host)
         put(host, host_entry)
+    put_counted.opener = getattr(put, 'opener', None)
     try:
         serve(taken, put_counted)
         failure = {'error': UNANSWERED % kind.split('-')[0] + log_tail()}

@@ -8,8 +8,9 @@ Ansible runs a task's action once per host, each in a worker process of its
 own. Evaluating, building, copying or publishing a fleet should take as few
 Nix processes as possible, so a phase that works for the whole batch says
 what that work is in a ``BatchWork`` and asks ``answer`` for its host's
-part. Every such phase comes through here: eval, build, the copy's closure
-listing and cascade, publish, channel and the serial gate.
+part. Every such phase comes through here, to the same server: eval,
+build, the copy's closure listing and cascade, publish, channel and the
+serial gate.
 
 A ``BatchWork`` says:
 
@@ -39,10 +40,6 @@ and what the work is like, each a property of it, not another engine:
   the hosts that ask together share a wave (the build).
 - the bounds: ``answer_wait`` (how long a host waits for its answer, its
   phase's own work bound and a margin), ``slots`` (waves at once).
-- ``stream``: the evaluation's work (``compute(hosts, put)``): one detached
-  process computes for the whole batch, which the first host's key names
-  (``_work_keys.claim_slot``); a host whose key or entry differs asks
-  ``alone`` (eval's own work, a ``BatchWork`` served as above).
 
 An ``Answer`` has the host's ``entry``, ``here`` (the wave that answered it
 was opened for this host: it reports the wave's shared figures, which the
@@ -59,7 +56,6 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (
     play_batch, play_uuid, task_batch)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream_entries import Stream
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import (
     claim_slot, slot_name, work_name)
 
@@ -68,7 +64,7 @@ class BatchWork(object):
     """What a phase does for its play batch (see the file's docstring)."""
 
     def __init__(self, kind, key_parts, request, serve, foresee=None, answer_wait=None,
-                 slots=2, expected=None, stream=None, alone=None):
+                 slots=2, expected=None):
         self.kind = kind
         self.key_parts = list(key_parts)
         self.request = request
@@ -78,8 +74,6 @@ class BatchWork(object):
         self.slots = slots
         # None: the play batch (every host that may ask)
         self.expected = expected
-        self.stream = stream
-        self.alone = alone
 
 
 class Place(object):
@@ -94,8 +88,7 @@ class Place(object):
 
 class Answer(object):
     """This host's part of a batch's work: ``entry``, ``here`` (the wave that
-    answered it was opened for this host; for the stream: this host started
-    its process), ``hosts`` (the play batch)."""
+    answered it was opened for this host), ``hosts`` (the play batch)."""
 
     def __init__(self, entry, here, hosts):
         self.entry = entry
@@ -104,12 +97,9 @@ class Answer(object):
 
 
 def answer(place, work):
-    """This host's ``Answer`` of ``work``: from its batch's server (or, for
-    the evaluation, its stream)."""
+    """This host's ``Answer`` of ``work``, from its batch's server."""
     hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(place.task), place.task_vars)
     key, again = work_name(work.kind, place.task, hosts, *work.key_parts)
-    if work.stream is not None:
-        return _from_stream(place, work, hosts, key, again)
     server = BatchServer(C.DEFAULT_LOCAL_TMP, work.kind, key)
     foresee = None
     if work.foresee is not None and not again:
@@ -146,19 +136,3 @@ def decline(place, work):
     hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(place.task), place.task_vars)
     key, _again = work_name(work.kind, place.task, hosts, *work.key_parts)
     BatchServer(C.DEFAULT_LOCAL_TMP, work.kind, key).decline(place.host)
-
-
-def _from_stream(place, work, hosts, key, again):
-    """The evaluation's stream: this host's entry, or its own work
-    (``alone``) for a retry, a host whose key is not the slot's first, or
-    whose entry answers another request."""
-    here = False
-    entry = None
-    if not again and claim_slot(C.DEFAULT_LOCAL_TMP, work.kind,
-                                slot_name(work.kind, place.task, hosts), key)[0] == key:
-        stream = Stream(C.DEFAULT_LOCAL_TMP, work.kind, key)
-        here = stream.start(lambda put: work.stream(hosts, put), place.host)
-        entry = stream.entry(place.host, timeout=work.answer_wait)
-    if entry is None or entry.get('request') != work.request:
-        entry = work.alone(hosts, entry)
-    return Answer(entry, here, hosts)

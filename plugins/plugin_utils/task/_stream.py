@@ -6,11 +6,10 @@ code that runs inside those processes (the evaluators) and for tests. A
 phase never uses these directly: it gives a ``_batch_work.BatchWork`` to
 its action's ``batch_answer``.
 
-- ``_stream_entries.Stream``: one detached process per batch writes each
-  host's entry as soon as it is known; each host waits for its own
-  (STREAM: eval);
-- ``_batch_server.BatchServer``: a Stream that takes requests as the hosts
-  ask and answers them in waves (every batch work but eval's stream);
+- ``_stream_entries.Stream``: the entries a detached process writes, each
+  host's whole as soon as it is known, and the doorbell each host waits on;
+- ``_batch_server.BatchServer``: built on them, takes requests as the hosts
+  ask and answers them in waves (every batch work);
 - ``_detached``: the detached process itself (forked from a worker, ended
   with the job), ``StreamError`` and what a failed work says;
 - ``_waits``: the bound of every wait (a lock, a host's answer).

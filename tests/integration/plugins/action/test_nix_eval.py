@@ -244,8 +244,8 @@ def test_explicit_arguments_and_per_host_templates(evb_lab, tmp_path):
 @pytest.mark.here_only
 def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_path, calibrated):
     """``attr`` templated per host to another variable than nix_attr: the
-    batch's process sees only the first host's value, so the other hosts ask
-    again with their own. Asking together, they share a wave of evaluators
+    first host foresees every host's request from its own value, so the
+    other hosts ask their own. Asking together, they share a wave of evaluators
     (the flake's shared part is evaluated once per evaluator, not once per
     host), and the job never runs more Nix evaluators at once than
     eval_workers (they share its slots): 8 hosts are not 8 heaps at once.
@@ -278,11 +278,11 @@ def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_p
     for host in evb_lab.hosts:
         if host != 'h3':
             assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath']
-    # the batch's process (every host with the first host's attr: one
+    # the first wave (every host with the first host's attr: one
     # evaluation), then the 7 others in one wave: 2 evaluators, and one
     # more process for the hosts after the broken one; on a busy machine a
-    # host that asks late starts a second wave. Not one process per host
-    # (8): two at a time at most.
+    # host that asks late starts another wave, one that asks early is in
+    # the first. Not one process per host (8): two at a time at most.
     evaluations = calls(log, 'eval')
     assert 3 <= len(evaluations) < len(evb_lab.hosts), evaluations
     assert 1 <= seen['sampled_most_at_once'] <= 2, seen
@@ -293,8 +293,11 @@ def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_p
                                          for r in run.results(TASK))
                if r.get('evaluated_here')]
     assert sum(f['processes'] for f in figures) == len(evaluations), figures
-    # the batch's 8 hosts, then each of the 7 others once more
-    assert sum(f['evaluated'] for f in figures) == len(evb_lab.hosts) + 7, figures
+    # each host once with its own request, and the hosts whose own request
+    # came only after the first wave took the one foreseen for them once
+    # more (a host that asks in time replaces its foreseen request)
+    assert len(evb_lab.hosts) <= sum(f['evaluated'] for f in figures) \
+        <= len(evb_lab.hosts) + 7, figures
 
 
 # per-host attributes asked again: test_explicit_arguments_... and test_a_loop_gets_each_item_...
