@@ -159,10 +159,11 @@ class AwxFleet:
         return self.inventory
 
     def job(self, extravars=None, cancel=None, pod=None, on_node=False, limit=None,
-            template=TEMPLATE):
-        """One job of ``template`` (default "nix deploy"); returns its
-        StreamedJob (status, events, artifacts: the folder ``process``
+            template=None):
+        """One job of ``template`` (None: "nix deploy", TEMPLATE); returns
+        its StreamedJob (status, events, artifacts: the folder ``process``
         filled)."""
+        template = TEMPLATE if template is None else template
         job_id = self.job_id = self._next_id()
         revision = self.project_update()
         private = awx_job.new_private_dir(self.isolation, job_id, self.checkout)
