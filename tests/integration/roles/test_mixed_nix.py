@@ -20,7 +20,7 @@ import subprocess
 
 import pytest
 
-from tests.deploy_fleet import DeployFleet, prepare, write_inventory
+from tests.deploy_fleet import DeployFleet, deployed_once, prepare, write_inventory
 from tests.lab.lab import other_nix
 
 pytestmark = pytest.mark.lab
@@ -101,17 +101,7 @@ def test_hosts_run_two_nix_versions(mix_fleet):
         assert version_of(over_ssh.stdout) == want, (host, over_ssh.stdout)
 
 
-@pytest.fixture(scope='module')
-def first_deploy(mix_fleet):
-    """The fleet's first deploy, made once for the module."""
-    return mix_fleet.deploy()
-
-
-@pytest.fixture
-def fleet(mix_fleet, first_deploy):
-    """The `mix` fleet, deployed at least once."""
-    assert first_deploy.rc == 0, first_deploy
-    return mix_fleet
+first_deploy, deployed = deployed_once('mix_fleet')
 
 
 def test_first_deploy_switches_every_host(mix_fleet, first_deploy):
@@ -138,7 +128,8 @@ def test_first_deploy_switches_every_host(mix_fleet, first_deploy):
     assert summary['oth2']['platform'] == 'darwin', summary
 
 
-def test_check_diff_shows_the_closure_diff_of_an_other_nix_host(fleet):
+def test_check_diff_shows_the_closure_diff_of_an_other_nix_host(deployed):
+    fleet = deployed
     lab, flake = fleet.lab, fleet.flake
     before = {host: lab.active(host) for host in lab.hosts}
     saved = dict(flake.data['configurations']['oth1'])
@@ -166,7 +157,8 @@ def test_check_diff_shows_the_closure_diff_of_an_other_nix_host(fleet):
 
 # copy to the other Nix: test_first_deploy_switches_every_host; its rollback is the target's own Nix
 @pytest.mark.here_only
-def test_failing_other_nix_host_rolls_back_and_the_others_switch(fleet, first_deploy):
+def test_failing_other_nix_host_rolls_back_and_the_others_switch(deployed, first_deploy):
+    fleet = deployed
     lab, flake = fleet.lab, fleet.flake
     before = {host: lab.active(host) for host in lab.hosts}
     flake.set_all(version='3')
