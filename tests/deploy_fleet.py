@@ -121,6 +121,27 @@ class DeployFleet:
                             **kwargs)
 
 
+def deployed_once(fleet_fixture):
+    """(first_deploy, deployed): the fixtures of a test module whose tests
+    share the fleet of its module fixture named ``fleet_fixture`` and start
+    from a deployed fleet. ``first_deploy`` is the fleet's first deploy (the
+    run), made once for the module by whichever test asks first, so each
+    test also runs alone; ``deployed`` is the fleet, once that deploy passed.
+    A module takes them as ``first_deploy, deployed = deployed_once('fleet')``."""
+    import pytest  # pylint: disable=import-outside-toplevel  (the CLI runs without it)
+
+    @pytest.fixture(scope='module')
+    def first_deploy(request):
+        return request.getfixturevalue(fleet_fixture).deploy()
+
+    @pytest.fixture
+    def deployed(request, first_deploy):  # pylint: disable=redefined-outer-name
+        assert first_deploy.rc == 0, first_deploy
+        return request.getfixturevalue(fleet_fixture)
+
+    return first_deploy, deployed
+
+
 def runner_private_dir(private, inventory=None, envvars=None):
     """An ansible-runner private data dir as AWX prepares one: the
     repository's deploy.yml as the project, ``inventory`` (a file copied into

@@ -11,6 +11,8 @@ from tests.lab import nspawn
 # signed copies): root and non-root paths through every phase. h2 boots a real
 # systemd as PID 1 (as every NixOS server does: its activation runs under
 # systemd-run) where the lab can make such hosts; a plain host elsewhere.
+# h3's system builds slowly (its builder sleeps first: no CPU): the build
+# answers h1 and h2 while it still builds, as a loaded machine's would.
 HOSTS = [{'name': 'h1', 'persona': 'nixos'},
          {'name': 'h2', 'persona': 'nixos', 'systemd': not nspawn.unsupported()},
          {'name': 'h3', 'persona': 'darwin'}]
@@ -23,6 +25,7 @@ def rol_fleet(make_lab, tmp_path_factory):
     base = str(tmp_path_factory.mktemp('rol'))
     flake, secret = prepare(lab, os.path.join(base, 'flake'), tags=TAGS,
                             configurations={'h1': {'platform': 'nixos', 'extra_paths': 2,
-                                                   'extra_bytes': 20000}})
+                                                   'extra_bytes': 20000},
+                                            'h3': {'platform': 'darwin', 'build_seconds': 4}})
     inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
     return DeployFleet(lab, flake, inventory, base)

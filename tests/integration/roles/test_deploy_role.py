@@ -1,14 +1,16 @@
 """The deploy role end to end on the `rol` lab: real eval, build, ssh copies and
 activations, run as users run it (`ansible-playbook nixdeploy.fleet.deploy`).
 
-The tests run in order on one fleet: deploy, redeploy (nothing changes),
-check/diff of a new version (nothing changes, the diff is shown), then a
-version one host fails to activate (it rolls back and ends failed; the others
-go on; the play exits non-zero), the rollback role, the keys the activate
-task uploads (with --tags keys and --skip-tags keys), one run in which a
-host's own role variable (nix_goal) reaches its modules beside a failing
-host, and last one host's phase results alone and beside the fleet (they
-must not grow with it).
+Every test starts from a deployed fleet (``fleet``: the module's first deploy,
+made once, by whichever test asks first) and reads the state it changes from
+the hosts themselves, so each runs alone with ``-k`` as well as in order:
+deploy, redeploy (nothing changes), check/diff of a new version (nothing
+changes, the diff is shown), a version one host fails to activate (it rolls
+back and ends failed; the others go on; the play exits non-zero), the rollback
+role, the keys the activate task uploads (with --tags keys and --skip-tags
+keys), one run in which a host's own role variable (nix_goal) reaches its
+modules beside a failing host, and last one host's phase results alone and
+beside the fleet (they must not grow with it).
 """
 
 import json
@@ -51,18 +53,60 @@ def tasks_run(run, host):
     return [r['task'] for r in run.results(host=host) if r['status'] != 'skipped']
 
 
-def test_deploy_activates_every_host(rol_fleet):
-    lab = rol_fleet.lab
+BUILD = 'Build the system of each host'
+
+
+@pytest.fixture(scope='module')
+def first_deploy(rol_fleet):
+    """The fleet's first deploy, made once for the module by the first test
+    that needs a deployed fleet, with a ``nix`` that logs its calls: (run,
+    the calls' log). Its systems are new to this controller (a no-op in
+    their activation, the session's own), so the build builds them: a
+    store that holds them already lists them all at once."""
+    rol_fleet.flake.set_all(on_activate=': session %s' % uuid.uuid4().hex[:12])
     nix, log = nix_wrapper(rol_fleet.rundir())
-    run = deploy(rol_fleet, '-e', 'nix_bin=%s' % nix)
+    return deploy(rol_fleet, '-e', 'nix_bin=%s' % nix), log
+
+
+@pytest.fixture
+def fleet(rol_fleet, first_deploy):
+    """The `rol` fleet, deployed at least once."""
+    assert first_deploy[0].rc == 0, first_deploy[0]
+    return rol_fleet
+
+
+def store_paths(line):
+    return set(word for word in line.split() if word.startswith('/nix/store/'))
+
+
+def test_deploy_activates_every_host(rol_fleet, first_deploy):
+    lab = rol_fleet.lab
+    run, log = first_deploy
     assert run.rc == 0, run
-    # the closures are read once for the batch, by the build (their sizes);
-    # the copy reads the listing the build kept, not Nix again, and no host
-    # asks on its own
-    assert len(calls(log, 'path-info')) == 1, calls(log, 'path-info')
     paths = out_paths(run)
     assert sorted(paths) == ['h1', 'h2', 'h3'], run
-    rol_fleet.first_paths = paths
+    # Each system's closure is listed once, by the build (its sizes), and the
+    # copy reads the listing the build kept, not Nix again: every system is
+    # named by exactly one `nix path-info`, and the build's results carry the
+    # sizes read from it. The build lists a system's closure when it answers
+    # the system's host: h3's system builds slowly (build_seconds, conftest),
+    # so the build's watch answers h1 and h2 while h3 still builds, with a
+    # listing of their own (a loaded machine splits a build that way too, or
+    # into waves): several calls, each system in one of them, h3 in the last.
+    listed = [store_paths(line) for line in calls(log, 'path-info')]
+    systems = set(paths.values())
+    for host, path in paths.items():
+        assert [call <= systems for call in listed if path in call] == [True], (host, listed)
+        copy = run.result(task('Copy the closure to each host'), host)['result']
+        built = run.result(task(BUILD), host)['result']
+        assert copy['closure_paths'] == built['closure_paths'] > 0, (host, copy, built)
+    assert set().union(*listed) == systems, listed
+    # a listing before the last one is the watch's: its hosts' builds ended
+    # while h3's still ran
+    ended = dict((h, run.result(task(BUILD), h)['ended']) for h in paths)
+    assert paths['h3'] in listed[-1], listed
+    for call in listed[:-1]:
+        assert all(ended[h] < ended['h3'] for h in paths if paths[h] in call), (listed, ended)
     for host, path in paths.items():
         assert lab.active(host) == path, (host, run)
     summary = summaries(run)
@@ -88,8 +132,8 @@ def test_deploy_activates_every_host(rol_fleet):
         assert (h2.get('unit') or '').startswith('nixdeploy-activate-'), h2
 
 
-def test_second_deploy_changes_nothing(rol_fleet):
-    run = deploy(rol_fleet)
+def test_second_deploy_changes_nothing(fleet):
+    run = deploy(fleet)
     assert run.rc == 0, run
     changed = [(r['host'], r['task']) for r in run.records if r['result'].get('changed')]
     assert changed == [], run
@@ -97,12 +141,12 @@ def test_second_deploy_changes_nothing(rol_fleet):
         'h1': 'unchanged', 'h2': 'unchanged', 'h3': 'unchanged'}
 
 
-def test_check_mode_builds_nothing_and_changes_nothing(rol_fleet):
-    lab, flake = rol_fleet.lab, rol_fleet.flake
+def test_check_mode_builds_nothing_and_changes_nothing(fleet):
+    lab, flake = fleet.lab, fleet.flake
     before = {host: lab.active(host) for host in lab.hosts}
     # a system no run ever built on this controller
     flake.set_config('h1', version='2', extra_seed='unbuilt-%s' % uuid.uuid4().hex[:8])
-    run = deploy(rol_fleet, '--check', '-l', 'vps')
+    run = deploy(fleet, '--check', '-l', 'vps')
     assert run.rc == 0, run
     new = out_paths(run)
     # not built (no --diff), not copied, not activated; the copy says why
@@ -115,11 +159,11 @@ def test_check_mode_builds_nothing_and_changes_nothing(rol_fleet):
     assert run.outcomes() == {'h1': 'would switch', 'h2': 'unchanged'}, run
 
 
-def test_check_diff_changes_nothing_and_shows_the_closure_diff(rol_fleet):
-    lab, flake = rol_fleet.lab, rol_fleet.flake
+def test_check_diff_changes_nothing_and_shows_the_closure_diff(fleet):
+    lab, flake = fleet.lab, fleet.flake
     before = {host: lab.active(host) for host in lab.hosts}
     flake.set_config('h1', version='2', extra_seed='v2')
-    run = deploy(rol_fleet, '--check', '--diff', '-l', 'vps')
+    run = deploy(fleet, '--check', '--diff', '-l', 'vps')
     assert run.rc == 0, run
     new = out_paths(run)
     assert sorted(new) == ['h1', 'h2'], run
@@ -138,11 +182,13 @@ def test_check_diff_changes_nothing_and_shows_the_closure_diff(rol_fleet):
         'h1': 'would switch', 'h2': 'unchanged'}, run
 
 
-def test_skip_tags_activate_copies_without_activating(rol_fleet):
+def test_skip_tags_activate_copies_without_activating(fleet):
     # colmena's `push`: evaluate, build and copy; activate nothing
-    lab = rol_fleet.lab
+    lab = fleet.lab
     before = lab.active('h1')
-    run = deploy(rol_fleet, '--skip-tags', 'activate', '-l', 'h1')
+    # a version h1 has never run
+    fleet.flake.set_config('h1', version='push-%s' % uuid.uuid4().hex[:8])
+    run = deploy(fleet, '--skip-tags', 'activate', '-l', 'h1')
     assert run.rc == 0, run
     new = out_paths(run)['h1']
     assert new != before
@@ -151,14 +197,14 @@ def test_skip_tags_activate_copies_without_activating(rol_fleet):
     assert summaries(run)['h1']['outcome'] == 'copied (not activated)', run
 
 
-def test_failing_hosts_end_failed_and_others_go_on(rol_fleet):
-    lab, flake = rol_fleet.lab, rol_fleet.flake
+def test_failing_hosts_end_failed_and_others_go_on(fleet):
+    lab, flake = fleet.lab, fleet.flake
     before = {host: lab.active(host) for host in ('h2', 'h3')}
     flake.set_all(version='3')
     flake.set_config('h2', behaviour='fail')       # activation fails: rolls back
     flake.set_config('h3', broken_eval=True)       # Nix evaluation error
     try:
-        run = deploy(rol_fleet)
+        run = deploy(fleet)
     finally:
         flake.set_config('h2', behaviour='ok')
         flake.set_config('h3', broken_eval=False)
@@ -188,8 +234,8 @@ def test_failing_hosts_end_failed_and_others_go_on(rol_fleet):
 
 # a host whose link is cut: the login probe finds it (test_new_user: test_down_host_is_unreachable)
 @pytest.mark.here_only
-def test_unreachable_host_is_named_and_nothing_is_done_to_it(rol_fleet):
-    lab, flake = rol_fleet.lab, rol_fleet.flake
+def test_unreachable_host_is_named_and_nothing_is_done_to_it(fleet):
+    lab, flake = fleet.lab, fleet.flake
     before = lab.active('h2')
     flake.set_config('h2', version='4')
     flake.set_config('h3', version='4')
@@ -198,13 +244,13 @@ def test_unreachable_host_is_named_and_nothing_is_done_to_it(rol_fleet):
         # A fresh ssh ControlPath dir: the master the last run left to h2
         # (ControlPersist, no keepalives) would wait for TCP to give up on the
         # dead link; this run meets the cut link with new connections.
-        workdir = rol_fleet.rundir()
+        workdir = fleet.rundir()
         env = {'ANSIBLE_SSH_CONTROL_PATH_DIR': os.path.join(workdir, 'cp')}
         # a run that logs in to no host (the build on the controller) needs
         # no probe: h2 is built beside h3, and nobody is unreachable
-        built = run_playbook(PLAYBOOK, rol_fleet.inventory, workdir, args=[
+        built = run_playbook(PLAYBOOK, fleet.inventory, workdir, args=[
             '-l', 'h2,h3', '--tags', 'build'], env=env, timeout=240)
-        run = run_playbook(PLAYBOOK, rol_fleet.inventory, workdir, args=['-l', 'h2,h3'],
+        run = run_playbook(PLAYBOOK, fleet.inventory, workdir, args=['-l', 'h2,h3'],
                            env=env, timeout=240)
     finally:
         lab.restore('h2')
@@ -223,28 +269,50 @@ def test_unreachable_host_is_named_and_nothing_is_done_to_it(rol_fleet):
     assert lab.active('h2') == before
 
 
-def test_rollback_role_returns_to_the_previous_generation(rol_fleet):
+def generations(lab, host):
+    """(current generation, {generation: system}) of the host's system profile,
+    read on the host."""
+    listing = lab.run_in(host, ['sh', '-c', 'cd /nix/var/nix/profiles && readlink system && '
+                                'for l in system-*-link; do echo "$l $(readlink -f "$l")"; '
+                                'done']).stdout.split('\n')
+    number = re.compile(r'system-(\d+)-link')
+    systems = {}
+    for line in listing[1:]:
+        if line.strip():
+            link, target = line.split()
+            systems[int(number.match(link).group(1))] = target
+    return int(number.match(listing[0].strip()).group(1)), systems
+
+
+def test_rollback_role_returns_to_the_previous_generation(fleet):
     """h1 rolls back; beside it h2 refuses every connection (a wrong port
     in its host_vars): nothing starts there, so it fails at once as
     unreachable, not followed until the activation's deadline."""
-    lab = rol_fleet.lab
+    lab = fleet.lab
     before = lab.active('h2')
-    host_vars = os.path.join(rol_fleet.inventory, 'host_vars')
+    current, systems = generations(lab, 'h1')
+    if not [n for n in systems if n < current]:
+        # run alone: h1 has one generation; a new version gives it a second
+        fleet.flake.set_config('h1', version='rollback-%s' % uuid.uuid4().hex[:8])
+        assert deploy(fleet, '-l', 'h1').rc == 0
+        current, systems = generations(lab, 'h1')
+    previous = max(n for n in systems if n < current)
+    host_vars = os.path.join(fleet.inventory, 'host_vars')
     os.makedirs(host_vars)
     with open(os.path.join(host_vars, 'h2.yml'), 'w') as handle:
         # no sshd listens there: ssh's "Connection refused"
         json.dump({'ansible_port': 2299}, handle)
     try:
-        # h1 runs version 3 now (generation 2); its previous generation is version 1
-        run = run_playbook('nixdeploy.fleet.rollback', rol_fleet.inventory, rol_fleet.rundir(),
+        run = run_playbook('nixdeploy.fleet.rollback', fleet.inventory, fleet.rundir(),
                            args=['-l', 'h1,h2'], timeout=240)
     finally:
         os.remove(os.path.join(host_vars, 'h2.yml'))
         os.rmdir(host_vars)
     assert run.rc == 2, run
-    assert lab.active('h1') == rol_fleet.first_paths['h1'], run
+    assert lab.active('h1') == systems[previous], run
     line = run.result('nixdeploy.fleet.rollback : Record the outcome on this host', 'h1')
-    assert 'gen   2 -> 1   rolled back' in line['result']['ansible_facts']['rollback_summary_line'], line
+    want = 'gen %3s -> %-3s rolled back' % (current, previous)
+    assert want in line['result']['ansible_facts']['rollback_summary_line'], (want, line)
     assert re.search(r'h2\s+: ok=\d+ .*unreachable=0 +failed=1', run.stdout), run.stdout[-3000:]
     failed = [r for r in run.results(host='h2') if r['status'] == 'failed']
     assert len(failed) == 1, run.results(host='h2')
@@ -263,12 +331,11 @@ def keys_var(text):
                  'upload_at': 'post-activation'}}})
 
 
-def test_keys_ride_the_activate_task_and_keep_their_tags(rol_fleet):
-    # last: it adds generations to h1, whose history the rollback test reads
-    lab, flake = rol_fleet.lab, rol_fleet.flake
+def test_keys_ride_the_activate_task_and_keep_their_tags(fleet):
+    lab, flake = fleet.lab, fleet.flake
     flake.set_config('h1', version='keys-1')
     # a deploy with keys: both uploaded by the activate task itself, around it
-    run = deploy(rol_fleet, '-l', 'h1', '-e', keys_var('sekrit-1'))
+    run = deploy(fleet, '-l', 'h1', '-e', keys_var('sekrit-1'))
     assert run.rc == 0, run
     new = out_paths(run)['h1']
     assert lab.active('h1') == new
@@ -282,13 +349,13 @@ def test_keys_ride_the_activate_task_and_keep_their_tags(rol_fleet):
     assert 'sekrit' not in json.dumps(activate), activate  # never the content
     # --tags keys (colmena's upload-keys): the keys only, no activation
     flake.set_config('h1', version='keys-2')
-    run = deploy(rol_fleet, '-l', 'h1', '--tags', 'keys', '-e', keys_var('sekrit-2'))
+    run = deploy(fleet, '-l', 'h1', '--tags', 'keys', '-e', keys_var('sekrit-2'))
     assert run.rc == 0, run
     assert lab.active('h1') == new
     assert lab.read('h1', '/run/keys/role-test/early') == 'sekrit-2'
     assert lab.read('h1', '/run/keys/role-test/late') == 'late-sekrit-2'
     # --skip-tags keys: the activation without them
-    run = deploy(rol_fleet, '-l', 'h1', '--skip-tags', 'keys', '-e', keys_var('sekrit-3'))
+    run = deploy(fleet, '-l', 'h1', '--skip-tags', 'keys', '-e', keys_var('sekrit-3'))
     assert run.rc == 0, run
     assert lab.active('h1') == out_paths(run)['h1'] != new
     assert lab.read('h1', '/run/keys/role-test/early') == 'sekrit-2'
@@ -297,20 +364,20 @@ def test_keys_ride_the_activate_task_and_keep_their_tags(rol_fleet):
     assert summaries(run)['h1']['outcome'] == 'switched', run
 
 
-def test_each_hosts_own_role_variables_reach_its_phases(rol_fleet):
+def test_each_hosts_own_role_variables_reach_its_phases(fleet):
     """The phase modules read the role's variables per host (from_role_vars):
     in one run, h1's inventory says nix_goal=boot, h2 fails its activation and
     h3 takes the role's defaults."""
-    lab, flake = rol_fleet.lab, rol_fleet.flake
+    lab, flake = fleet.lab, fleet.flake
     before = {host: lab.active(host) for host in ('h1', 'h2', 'h3')}
     flake.set_all(version='vars-1')
     flake.set_config('h2', behaviour='fail')
-    workdir = rol_fleet.rundir()
+    workdir = fleet.rundir()
     extra = os.path.join(workdir, 'host-vars.json')
     with open(extra, 'w') as handle:
         json.dump({'all': {'hosts': {'h1': {'nix_goal': 'boot'}}}}, handle)
     try:
-        run = run_playbook(PLAYBOOK, rol_fleet.inventory, workdir, args=['-i', extra])
+        run = run_playbook(PLAYBOOK, fleet.inventory, workdir, args=['-i', extra])
     finally:
         flake.set_config('h2', behaviour='ok')
     assert run.rc != 0, run
@@ -356,7 +423,7 @@ def no_larger(many, one, where='result'):
 SIZE_SLACK = 64
 
 
-def test_no_hosts_result_grows_with_the_fleet(rol_fleet):
+def test_no_hosts_result_grows_with_the_fleet(fleet):
     """What each phase registers on a host stays in ansible-playbook's heap
     for the rest of the run, and every worker forked after it gets a copy
     (docs/benchmarks.md, benchmark 10a: per-host data there is what makes a
@@ -364,12 +431,12 @@ def test_no_hosts_result_grows_with_the_fleet(rol_fleet):
     generation further alone, then again beside h2 and h3: each phase's
     result on h1 beside them has no key or list item it had not alone, and
     is no larger but for what timings change."""
-    flake = rol_fleet.flake
+    flake = fleet.flake
     flake.set_all(version='grow-a')
-    alone = deploy(rol_fleet, '-l', 'h1')
+    alone = deploy(fleet, '-l', 'h1')
     assert alone.rc == 0, alone
     flake.set_all(version='grow-b')
-    whole = deploy(rol_fleet)
+    whole = deploy(fleet)
     assert whole.rc == 0, whole
     assert sorted(out_paths(whole)) == ['h1', 'h2', 'h3'], whole
     for run in (alone, whole):

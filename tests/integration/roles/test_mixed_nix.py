@@ -5,12 +5,13 @@ hosts on the controller's own Nix and hosts on the other stack's (the lab's
 tree, inside that tree this machine's Nix 2.8).
 
 Four hosts: two NixOS on the stack's own Nix, one NixOS and one nix-darwin on
-the other. The tests run in order on one fleet: every host switches; check
-and diff shows the closure difference of an other-Nix host and changes
-nothing; then a version one other-Nix host fails to activate: it goes back to
-its previous generation and is reported failed while the others switch; last,
-the NixOS hosts share one system and copy it to each other in cascade mode,
-across the two versions.
+the other. The tests share one fleet, deployed once (``first_deploy``, made by
+the first test that needs it), and each runs alone with ``-k`` as well as in
+order: every host switches; check and diff shows the closure difference of an
+other-Nix host and changes nothing; then a version one other-Nix host fails to
+activate: it goes back to its previous generation and is reported failed
+while the others switch; last, the NixOS hosts share one system and copy it to
+each other in cascade mode, across the two versions.
 """
 
 import os
@@ -19,7 +20,7 @@ import subprocess
 
 import pytest
 
-from tests.deploy_fleet import DeployFleet, prepare, write_inventory
+from tests.deploy_fleet import DeployFleet, deployed_once, prepare, write_inventory
 from tests.lab.lab import other_nix
 
 pytestmark = pytest.mark.lab
@@ -100,9 +101,12 @@ def test_hosts_run_two_nix_versions(mix_fleet):
         assert version_of(over_ssh.stdout) == want, (host, over_ssh.stdout)
 
 
-def test_first_deploy_switches_every_host(mix_fleet):
+first_deploy, deployed = deployed_once('mix_fleet')
+
+
+def test_first_deploy_switches_every_host(mix_fleet, first_deploy):
     lab = mix_fleet.lab
-    run = mix_fleet.deploy()
+    run = first_deploy
     assert run.rc == 0, run
     paths = out_paths(run)
     assert sorted(paths) == sorted(OWN + OTHER), run
@@ -122,16 +126,16 @@ def test_first_deploy_switches_every_host(mix_fleet):
         assert copy['remote_nix_dir'] == lab.host(host)['nix_dir'], copy
         assert copy['paths_missing'] > 0, copy
     assert summary['oth2']['platform'] == 'darwin', summary
-    mix_fleet.first_paths = paths
 
 
-def test_check_diff_shows_the_closure_diff_of_an_other_nix_host(mix_fleet):
-    lab, flake = mix_fleet.lab, mix_fleet.flake
+def test_check_diff_shows_the_closure_diff_of_an_other_nix_host(deployed):
+    fleet = deployed
+    lab, flake = fleet.lab, fleet.flake
     before = {host: lab.active(host) for host in lab.hosts}
     saved = dict(flake.data['configurations']['oth1'])
     flake.set_config('oth1', version='2', extra_paths=1, extra_bytes=4000, extra_seed='v2')
     try:
-        run = mix_fleet.deploy('--check', '--diff')
+        run = fleet.deploy('--check', '--diff')
     finally:
         flake.data['configurations']['oth1'] = saved
         flake.save()
@@ -153,13 +157,14 @@ def test_check_diff_shows_the_closure_diff_of_an_other_nix_host(mix_fleet):
 
 # copy to the other Nix: test_first_deploy_switches_every_host; its rollback is the target's own Nix
 @pytest.mark.here_only
-def test_failing_other_nix_host_rolls_back_and_the_others_switch(mix_fleet):
-    lab, flake = mix_fleet.lab, mix_fleet.flake
+def test_failing_other_nix_host_rolls_back_and_the_others_switch(deployed, first_deploy):
+    fleet = deployed
+    lab, flake = fleet.lab, fleet.flake
     before = {host: lab.active(host) for host in lab.hosts}
     flake.set_all(version='3')
     flake.set_config(FAILING, behaviour='fail')
     try:
-        run = mix_fleet.deploy()
+        run = fleet.deploy()
     finally:
         flake.set_config(FAILING, behaviour='ok')
     assert run.rc != 0, run
@@ -167,7 +172,7 @@ def test_failing_other_nix_host_rolls_back_and_the_others_switch(mix_fleet):
     summary = run.summary()
     assert sorted(summary) == sorted(lab.hosts), summary
     # the failing host: back on its previous generation, reported failed
-    assert lab.active(FAILING) == before[FAILING] == mix_fleet.first_paths[FAILING]
+    assert lab.active(FAILING) == before[FAILING] == out_paths(first_deploy)[FAILING]
     assert profile_target(lab, FAILING) == before[FAILING]
     assert lab.store_has(FAILING, new[FAILING])
     rec = summary[FAILING]

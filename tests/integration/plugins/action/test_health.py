@@ -12,7 +12,9 @@ are plain lab hosts, whose systemctl is the lab's. Where systemd hosts cannot
 run (``nspawn.unsupported()``: the current stack's tree) h2 and h3 are plain
 hosts too: every test runs the same on the five hosts and skips, with that
 reason, only its systemd part (what it asserts of h2 and h3 as systemd
-hosts), which comes last. Tests run in file order on one fleet.
+hosts), which comes last. The tests share one fleet, deployed once at version
+1 (``first_deploy``, made by the first test that needs it); each reads the
+state it starts from on the hosts, so each runs alone with ``-k`` too.
 """
 
 import json
@@ -22,7 +24,7 @@ import urllib.request
 
 import pytest
 
-from tests.deploy_fleet import DeployFleet, prepare, write_inventory
+from tests.deploy_fleet import DeployFleet, deployed_once, prepare, write_inventory
 from tests.lab import nspawn
 
 pytestmark = pytest.mark.lab
@@ -98,6 +100,9 @@ def fleet(make_lab, tmp_path_factory):
     return found
 
 
+first_deploy, deployed = deployed_once('fleet')
+
+
 def activate_results(run):
     return {r['host']: r for r in run.results(ACTIVATE)}
 
@@ -110,8 +115,8 @@ def http(url):
         return exc.code
 
 
-def test_healthy_fleet_passes_its_checks_before_confirming(fleet):
-    run = fleet.deploy()
+def test_healthy_fleet_passes_its_checks_before_confirming(fleet, first_deploy):
+    run = first_deploy
     assert run.rc == 0, run
     results = activate_results(run)
     for host in NIXOS:
@@ -124,7 +129,6 @@ def test_healthy_fleet_passes_its_checks_before_confirming(fleet):
         assert res['confirmed'] and fleet.lab.active(host) == res['new']['path']
     darwin = results['h5']['result']
     assert darwin['health_checks']['checks'][0]['output'] == '0', darwin
-    fleet.first = {h: fleet.lab.active(h) for h in NIXOS}
     systemd_part()
     for host in SYSTEMD:
         res = results[host]['result']
@@ -136,73 +140,70 @@ def test_healthy_fleet_passes_its_checks_before_confirming(fleet):
 
 # its check and rollback calls: test_healthy_fleet_passes_... and test_a_tcp_port_that_accepts_...
 @pytest.mark.here_only
-def test_http_500_on_one_of_four_rolls_that_host_back(fleet):
+def test_each_kind_of_failed_check_rolls_its_host_back_beside_healthy_ones(deployed):
+    """One run, every kind of check failing on a host of its own beside
+    healthy h4 and h5: h2's web check gets HTTP 500, h1's command check
+    finds its app's configuration broken, h3's unit check finds its service
+    failed. Each failed host rolls back, the healthy ones switch."""
+    fleet = deployed
     lab = fleet.lab
-    fleet.version('2', h2={'http_status': 500})
+    before = {h: lab.active(h) for h in NIXOS}
+    fleet.version('2', h1={'on_activate': BAD_CONFIG}, h2={'http_status': 500},
+                  h3={'failed_units': [service('h3')]})
     run = fleet.deploy()
     assert run.rc != 0, run
     results = activate_results(run)
+    for host in ('h1', 'h2', 'h3'):
+        res = results[host]['result']
+        assert results[host]['status'] == 'failed', (host, run)
+        assert res['phase'] == 'checks' and res['rolled_back'] and not res['connection_lost'], res
+        assert [p['name'] for p in res['phases']] == ['activate', 'checks', 'rollback'], res
+        assert lab.active(host) == before[host], host
+    outcomes = run.outcomes()
+    for host in ('h4', 'h5'):
+        assert results[host]['status'] == 'ok' and results[host]['result']['changed'], run
+        assert outcomes[host] == 'switched', outcomes
+    assert lab.active('h4') == results['h4']['result']['new']['path'] != before['h4']
+
+    # scenario: test_http_500_on_one_of_four_rolls_that_host_back
     res = results['h2']['result']
-    assert results['h2']['status'] == 'failed', run
-    assert res['phase'] == 'checks' and res['rolled_back'] and not res['connection_lost'], res
     assert res['msg'].startswith("h2: rolled back: health check 'web' failed after 3 tries: "
                                  "HTTP 500 (wanted 200) (last output: lab h2 2 answers 500)"), res
     # rejected at once: the watchdog rolled back for the check, not at its deadline
     assert res['rollback_reason'].startswith("health check 'web'"), res
-    assert [p['name'] for p in res['phases']] == ['activate', 'checks', 'rollback'], res
     assert res['health_checks']['not_run'] == ['app-config', 'app']
-    # h2 runs v1 again, with v1's httpd; the three others run v2
-    assert lab.active('h2') == lab.current_system('h2') == fleet.first['h2']
+    # h2 runs its previous system again, with that system's httpd
+    assert lab.active('h2') == lab.current_system('h2') == before['h2']
     assert http(lab.http_url('h2')) == 200
-    for host in ('h1', 'h3', 'h4'):
-        assert results[host]['status'] == 'ok', (host, run)
-        assert lab.active(host) != fleet.first[host]
-        assert lab.active(host) == results[host]['result']['new']['path']
-    outcomes = run.outcomes()
     assert outcomes['h2'].startswith("FAILED: rolled back (health check 'web'"), outcomes
-    assert {outcomes[h] for h in ('h1', 'h3', 'h4', 'h5')} == {'switched'}, outcomes
-    systemd_part()
-    # the rollback restarted v1's services: its httpd and its own service
-    httpd = unit(lab, 'h2', 'lab-httpd.service', 'ActiveState', 'ExecStart')
-    assert httpd['ActiveState'] == 'active' and fleet.first['h2'] + '/www' in httpd['ExecStart']
-    assert unit(lab, 'h2', service('h2'), 'Description')['Description'].startswith('lab h2 1:')
-    assert unit(lab, 'h3', service('h3'), 'Description')['Description'].startswith('lab h3 2:')
 
-
-# its check and rollback calls: test_healthy_fleet_passes_... and test_a_tcp_port_that_accepts_...
-@pytest.mark.here_only
-def test_command_and_unit_checks_fail_hosts_the_same_way(fleet):
-    lab = fleet.lab
-    before = {h: lab.active(h) for h in NIXOS}
-    fleet.version('3', h1={'on_activate': BAD_CONFIG}, h3={'failed_units': [service('h3')]})
-    run = fleet.deploy()
-    assert run.rc != 0, run
-    results = activate_results(run)
+    # scenario: test_command_and_unit_checks_fail_hosts_the_same_way
     one, three = results['h1']['result'], results['h3']['result']
     assert one['msg'] == ("h1: rolled back: health check 'app-config' failed after 2 tries: "
                           "exit code 1 (last output: # port missing)"), one
     assert three['msg'] == ("h3: rolled back: health check 'app' failed after 2 tries: "
                             "exit code 3 (last output: failed)"), three
-    for host, res in (('h1', one), ('h3', three)):
-        assert results[host]['status'] == 'failed' and res['phase'] == 'checks', res
-        assert res['rolled_back'] and lab.active(host) == before[host]
-    for host in ('h2', 'h4'):
-        assert results[host]['status'] == 'ok', (host, run)
-        assert lab.active(host) == results[host]['result']['new']['path'] != before[host]
-    assert results['h5']['status'] == 'ok' and results['h5']['result']['changed'], run
-    # back on v2, h3's service runs again (the lab's systemctl: v2 fails no unit)
+    # back on its previous system, h3's service runs again (the lab's
+    # systemctl: that system fails no unit)
     assert lab.ssh('h3', 'systemctl is-active %s' % service('h3')).stdout.strip() == 'active'
+
     systemd_part()
-    # it really failed under v3 (systemd logged it), and the rollback's
-    # switch into v2 cleared the failure and started v2's service
+    # h2's rollback restarted its previous system's services: its httpd and
+    # its own service (a switched host's new service: the healthy fleet test)
+    httpd = unit(lab, 'h2', 'lab-httpd.service', 'ActiveState', 'ExecStart')
+    assert httpd['ActiveState'] == 'active' and before['h2'] + '/www' in httpd['ExecStart']
+    assert unit(lab, 'h2', service('h2'), 'Description')['Description'].startswith('lab h2 1:')
+    # h3's service really failed under version 2 (systemd logged it), and the
+    # rollback's switch cleared the failure and started the previous one's
     journal = lab.ssh('h3', 'journalctl --no-pager -q -u %s' % service('h3')).stdout
     assert "Failed with result 'exit-code'" in journal, journal
     assert unit(lab, 'h3', service('h3'), 'ActiveState', 'Description') == {
-        'ActiveState': 'active', 'Description': 'lab h3 2: %s' % service('h3')}
+        'ActiveState': 'active', 'Description': 'lab h3 1: %s' % service('h3')}
     assert service('h3') not in lab.ssh('h3', 'systemctl --failed --plain --no-legend').stdout
 
 
-def test_check_mode_skips_the_checks_and_says_so(fleet):
+def test_check_mode_skips_the_checks_and_says_so(deployed):
+    fleet = deployed
     lab = fleet.lab
     before = {h: lab.active(h) for h in NIXOS}
     fleet.version('4')
@@ -218,7 +219,8 @@ def test_check_mode_skips_the_checks_and_says_so(fleet):
 
 # its undo's nix-env calls: test_nix_activate's rollback tests; -l: test_a_tcp_port_that_accepts_...
 @pytest.mark.here_only
-def test_without_magic_rollback_a_failed_check_still_fails_and_rolls_back(fleet):
+def test_without_magic_rollback_a_failed_check_still_fails_and_rolls_back(deployed):
+    fleet = deployed
     lab = fleet.lab
     unhealthy = ('h3', 'h4')
     fleet.version('5', h3={'http_status': 503}, h4={'http_status': 503})
@@ -249,11 +251,12 @@ def test_without_magic_rollback_a_failed_check_still_fails_and_rolls_back(fleet)
 APP_PORT = 8081
 
 
-def test_a_tcp_port_that_accepts_passes_and_a_closed_one_rolls_its_host_back(fleet):
+def test_a_tcp_port_that_accepts_passes_and_a_closed_one_rolls_its_host_back(deployed):
     """``tcp`` checks, tried from the controller at each host's address
     (``ansible_host``, as Ansible's connection reaches it): h1's new system
     serves its httpd on the checked port, h4's keeps it on port 80, so
     nothing accepts there. In one run h1 switches, h4 is rolled back."""
+    fleet = deployed
     lab = fleet.lab
     host_vars = os.path.join(fleet.inventory, 'host_vars')
     os.makedirs(host_vars, exist_ok=True)

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.integration.plugins.action import copy_fixtures
+from tests.integration.plugins.action.activate_fixtures import copy_to
 from tests.integration.plugins.action.copy_fixtures import (
     Closures, HttpCache, copy_play, inventory, limit_rate, run, traffic, traffic_since)
 from tests.lab.links import Links, leftovers
@@ -111,25 +112,28 @@ def test_parallel_copy_to_8_hosts_then_nothing_to_send(cpy_lab, cpy_flake, cpy_k
     print('second copy: link bytes per host %s' % crossed)
 
 
-@pytest.mark.parametrize('compress', [
-    # its own nix copy login: test_partial_closure_...; not riding the master is our Python
-    pytest.param(False, marks=pytest.mark.here_only), True])
-def test_copy_rides_the_master_only_when_it_compresses_as_asked(
-        cpy_lab, cpy_flake, tmp_path, compress):
+def test_copy_rides_the_master_only_when_it_compresses_as_asked(cpy_lab, cpy_flake, tmp_path):
     """Ansible's default ssh_args have -C: its master compresses. A copy with
-    compress: false must not ride it (zlib on every byte); compress: true may."""
-    lab, host = cpy_lab, 'h5'
-    path = cpy_flake.build(host, extra_paths=1, extra_bytes=1000,
-                           extra_seed='master-%s-%s' % (compress, tmp_path.name))
-    logins = lab.accepted_connections(host)
-    res = run(lab, tmp_path / 'run', copy_play({'path': path, 'compress': compress}),
-              inventory(lab, [host]),
+    compress: false must not ride it (zlib on every byte); compress: true may.
+    One run: h5 copies with compress false beside h1 with compress true."""
+    lab, compress = cpy_lab, {'h5': False, 'h1': True}
+    paths = dict((host, cpy_flake.build(host, extra_paths=1, extra_bytes=1000,
+                                        extra_seed='master-%s-%s' % (on, tmp_path.name)))
+                 for host, on in compress.items())
+    logins = dict((host, lab.accepted_connections(host)) for host in compress)
+    res = run(lab, tmp_path / 'run', copy_play({'path': '{{ copy_path }}',
+                                                'compress': '{{ copy_compress }}'}),
+              inventory(lab, list(compress), **dict(
+                  (h, {'copy_path': paths[h], 'copy_compress': on}) for h, on in compress.items())),
               env={'ANSIBLE_SSH_CONTROL_PATH_DIR': str(tmp_path / 'cp'),
                    'ANSIBLE_SSH_ARGS': '-C -o ControlMaster=auto -o ControlPersist=60s'})
     assert res.rc == 0, res
-    assert res.result('copy', host)['result']['paths_sent'] >= 1
-    # the probe's master, and nix copy's own login unless it rode the master
-    assert lab.accepted_connections(host) - logins == (1 if compress else 2)
+    # scenario: test_copy_rides_the_master_only_when_it_compresses_as_asked[False] (h5)
+    # scenario: test_copy_rides_the_master_only_when_it_compresses_as_asked[True] (h1)
+    for host, on in compress.items():
+        assert res.result('copy', host)['result']['paths_sent'] >= 1, host
+        # the probe's master, and nix copy's own login unless it rode the master
+        assert lab.accepted_connections(host) - logins[host] == (1 if on else 2), host
 
 
 def test_partial_closure_receives_only_the_rest(cpy_lab, cpy_flake, tmp_path):
@@ -138,8 +142,7 @@ def test_partial_closure_receives_only_the_rest(cpy_lab, cpy_flake, tmp_path):
     closure = Closures.closure(path)
     extras = sorted(p for p in closure if '-lab-extra-part-' in p)
     # pre-copy one 500 kB path (and what it needs) straight with nix
-    pre = run(lab, tmp_path / 'pre', copy_play({'path': extras[0]}), inventory(lab, [host]))
-    assert pre.rc == 0, pre
+    copy_to(lab, host, [extras[0]])
     assert lab.store_has(host, extras[0]) and not lab.store_has(host, path)
     missing = cpy_flake.missing_on(host, path)
     assert extras[0] not in missing
@@ -296,14 +299,22 @@ def test_cache_and_substitute_modes_send_no_closure_bytes(cpy_lab, cpy_flake, cp
 # its refusal: test_new_user's test_untrusted_user_...; signed copies: test_parallel_copy_... (h4)
 @pytest.mark.here_only
 def test_signing_for_non_trusted_user(cpy_lab, cpy_flake, cpy_keys, tmp_path):
-    """h6 (darwin) without become: deploy is not trusted, so unsigned paths are
-    refused; signed with a key h6 trusts, they are accepted."""
-    lab, host = cpy_lab, 'h6'
-    path = cpy_flake.build(host, extra_paths=2, extra_bytes=200000, extra_seed='sig')
-    inv = inventory(lab, [host], h6={'ansible_become': False})
-    refused = run(lab, tmp_path / 'unsigned', copy_play({'path': path}), inv)
-    assert refused.rc != 0
-    out = refused.result('copy', host)
+    """Two darwin hosts without become: deploy is not trusted there. h6's
+    copy is unsigned and refused; beside it h2's, signed with a key h2
+    trusts, is accepted."""
+    lab = cpy_lab
+    path = cpy_flake.build('h6', extra_paths=2, extra_bytes=200000, extra_seed='sig')
+    key = tmp_path / 'other.sec'
+    subprocess.run(['nix-store', '--generate-binary-cache-key', 'cpy-other-1', str(key),
+                    str(tmp_path / 'other.pub')], check=True)
+    lab.add_nix_conf('h2', 'extra-trusted-public-keys = %s' % (tmp_path / 'other.pub').read_text())
+    inv = inventory(lab, ['h2', 'h6'], h2={'ansible_become': False, 'copy_key': str(key)},
+                    h6={'ansible_become': False})
+    res = run(lab, tmp_path / 'run', copy_play(
+        {'path': path, 'signing_key': '{{ copy_key | default(omit) }}'}), inv)
+    assert res.rc != 0
+    # h6: unsigned, refused
+    out = res.result('copy', 'h6')
     assert out['status'] == 'failed'
     msg = out['result']['msg']
     assert msg.startswith('h6: ') and 'refuses unsigned paths' in msg, msg
@@ -311,33 +322,30 @@ def test_signing_for_non_trusted_user(cpy_lab, cpy_flake, cpy_keys, tmp_path):
     # 2.12+: "lacks a signature by a trusted key")
     assert 'signing_key' in msg and 'trusted-users' in msg
     assert 'lacks a valid signature' in msg or 'lacks a signature by a trusted key' in msg
-    assert not lab.store_has(host, path)
-
-    key = tmp_path / 'other.sec'
-    subprocess.run(['nix-store', '--generate-binary-cache-key', 'cpy-other-1', str(key),
-                    str(tmp_path / 'other.pub')], check=True)
-    lab.add_nix_conf(host, 'extra-trusted-public-keys = %s' % (tmp_path / 'other.pub').read_text())
-    signed = run(lab, tmp_path / 'signed', copy_play({'path': path, 'signing_key': str(key)}), inv)
-    assert signed.rc == 0, signed
-    out = signed.result('copy', host)['result']
-    assert out['trust'] == 'signed' and out['changed'] is True
-    assert cpy_flake.missing_on(host, path) == []
+    assert not lab.store_has('h6', path)
+    # h2: signed with a key it trusts, accepted
+    out = res.result('copy', 'h2')
+    assert out['status'] == 'ok', out
+    assert out['result']['trust'] == 'signed' and out['result']['changed'] is True
+    assert cpy_flake.missing_on('h2', path) == []
 
 
 # its probe and push on nix-on-droid: test_parallel_copy_...; a wrong folder is the probe's sh
 @pytest.mark.here_only
 def test_wrong_remote_nix_dir_fails_clearly(cpy_lab, cpy_flake, tmp_path):
-    lab, host = cpy_lab, 'h7'
-    path = cpy_flake.build(host, extra_paths=1, extra_bytes=1000, extra_seed='dir')
-    inv = inventory(lab, [host])
-    res = run(lab, tmp_path / 'wrong', copy_play({'path': path, 'remote_nix_dir': '/opt/nix/bin'}),
-              inv)
-    msg = res.result('copy', host)['result']['msg']
+    """One run on two nix-on-droid hosts: h7 is given a folder without nix
+    and fails naming it; h3, given its own, copies."""
+    lab = cpy_lab
+    path = cpy_flake.build('h7', extra_paths=1, extra_bytes=1000, extra_seed='dir')
+    inv = inventory(lab, ['h3', 'h7'], h7={'copy_dir': '/opt/nix/bin'},
+                    h3={'copy_dir': lab.hosts['h3']['nix_dir']})
+    res = run(lab, tmp_path / 'run', copy_play(
+        {'path': path, 'remote_nix_dir': '{{ copy_dir }}'}), inv)
+    msg = res.result('copy', 'h7')['result']['msg']
     assert res.rc != 0 and msg.startswith('h7: ') and '/opt/nix/bin' in msg, msg
-    good = run(lab, tmp_path / 'right', copy_play(
-        {'path': path, 'remote_nix_dir': lab.hosts[host]['nix_dir']}), inv)
-    assert good.rc == 0, good
-    assert good.result('copy', host)['result']['remote_nix_dir'] == lab.hosts[host]['nix_dir']
+    good = res.result('copy', 'h3')
+    assert good['status'] == 'ok', good
+    assert good['result']['remote_nix_dir'] == lab.hosts['h3']['nix_dir']
 
 
 # a changed host key refused at the copy: test_cascade's faults (h5) and test_hostile_fleet's h5

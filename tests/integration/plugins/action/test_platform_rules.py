@@ -285,8 +285,7 @@ def test_nixos_switch_lock_of_another_switch_is_waited_for(rules):
     deploy waits for it and switches; n1 beside it switches at once. The
     other switch holds the lock until n2's runner has said that it waits for
     it (status waiting_lock), however long the deploy took to get there."""
-    for host in ('n1', 'n2'):
-        rules.deploy({host: 'v1'}, magic_rollback=False)
+    rules.deploy({'n1': 'v1', 'n2': 'v1'}, magic_rollback=False)
     before = set(runner_states(rules, 'n2'))
     holder = SwitchLockHolder(rules, 'n2').take()
     runs = []
@@ -326,8 +325,7 @@ def test_nixos_switch_lock_of_another_switch_is_waited_for(rules):
 def test_nixos_switch_lock_held_too_long_fails_without_a_rollback(rules):
     """Held longer than lock_timeout: n2 fails saying so, nothing was
     activated or rolled back, no generation it had is gone."""
-    for host in ('n1', 'n2'):
-        rules.deploy({host: 'v1'}, magic_rollback=False)
+    rules.deploy({'n1': 'v1', 'n2': 'v1'}, magic_rollback=False)
     before = {host: (rules.profile(host), rules.generations(host)) for host in ('n1', 'n2')}
     history = len(rules.history('n2'))
     # held until the deploy is over: longer than lock_timeout however long
@@ -353,8 +351,7 @@ def test_nixos_dry_runs_honour_pre_switch_checks(rules):
     """n1's new system changes a switch inhibitor: its dry run (check mode,
     goal dry-activate) is refused like the switch, and
     pre_switch_checks=false lets the dry run through; n2 changes none."""
-    for host in ('n1', 'n2'):
-        rules.deploy({host: 'v1'}, magic_rollback=False)
+    rules.deploy({'n1': 'v1', 'n2': 'v1'}, magic_rollback=False)
     before = {host: rules.profile(host) for host in ('n1', 'n2')}
     variants = {'n1': 'inh', 'n2': 'v2'}
     run = rules.deploy(variants, check=True, pre_switch_checks=False)
@@ -382,8 +379,7 @@ def test_nixos_dry_runs_honour_pre_switch_checks(rules):
 def test_nixos_rolling_back_a_test_activation_leaves_the_profile(rules):
     """goal test, then a rollback with goal test: the profile's current
     generation is active again; the profile and the boot entry never moved."""
-    for host in ('n1', 'n2'):
-        rules.deploy({host: 'v1'}, magic_rollback=False)
+    rules.deploy({'n1': 'v1', 'n2': 'v1'}, magic_rollback=False)
     before = {host: (rules.profile(host), rules.generations(host)) for host in ('n1', 'n2')}
     run = rules.deploy({'n1': 'v2', 'n2': 'v2'}, goal='test')
     for host in ('n1', 'n2'):
