@@ -273,8 +273,9 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False,
     """Build ``drvs`` in one store. Returns {drv: {would_build, would_fetch,
     built, error}} where ``error`` carries the builder's log tail.
 
-    ``progress(drv, outcome)``: told of each system as soon as its outputs
-    are in the store, while the others still build (``_Watch``).
+    ``progress(outcomes)``: told of the systems ({drv: outcome}) whose
+    outputs one look found in the store, while the others still build
+    (``_Watch``).
 
     ``local`` (the controller's builds: ``_build_platforms.LocalBuilds``)
     takes out, before the build, the systems that need a derivation this Nix
@@ -308,7 +309,8 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False,
     if progress is not None and len(drvs) > 1:
         # each look one nix-store call within WATCH_TIMEOUT, whatever the build's
         watch = _Watch(Builder(builder.runner.opts, _Watch.WATCH_TIMEOUT), outs,
-                       lambda drv: progress(drv, dict(answers[drv], built=drv in wanted)),
+                       lambda found: progress(dict((drv, dict(answers[drv], built=drv in wanted))
+                                                   for drv in found)),
                        store_args, env)
     # systems built side by side, not one behind the other (LocalBuilds.jobs_for)
     systems = len([d for d in drvs if d in wanted])
@@ -334,9 +336,11 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False,
 class _Watch(object):
     """While a build of several systems runs, look every ``PERIOD`` seconds
     (one ``nix-store --check-validity`` for the systems not yet seen) for
-    systems whose outputs are all in the store, and tell ``done(drv)``:
-    the host of a fast system goes on while a slow one of the same build
-    still builds. A build shorter than one period costs no look."""
+    systems whose outputs are all in the store, and tell ``done(drvs)`` of
+    those one look found, together (their hosts are answered with one
+    closure listing): the host of a fast system goes on while a slow one of
+    the same build still builds. A build shorter than one period costs no
+    look."""
 
     PERIOD = 1.0
     # seconds one look (nix-store --check-validity of a few paths, a few
@@ -358,10 +362,12 @@ class _Watch(object):
                 missing = self._builder.invalid(paths, self._args, self._env)
             except NixError:
                 continue
-            for drv, outs in sorted(self._outs.items()):
-                if outs and not any(p in missing for p in outs) and not self._stop.is_set():
+            found = [drv for drv, outs in sorted(self._outs.items())
+                     if outs and not any(p in missing for p in outs)]
+            if found and not self._stop.is_set():
+                for drv in found:
                     del self._outs[drv]
-                    self._done(drv)
+                self._done(found)
 
     def stop(self):
         """Stop looking (the build ended: its answer covers the rest); a

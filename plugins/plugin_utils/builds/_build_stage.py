@@ -112,11 +112,12 @@ class BuildStage(object):
         for name in names:
             by_drv.setdefault(drvs[name], []).append(name)
 
-        def progress(drv, outcome):
-            # this system is built while the wave's others still build
-            done = by_drv.get(drv) or []
+        def progress(outcomes):
+            # these systems are built while the wave's others still build:
+            # their hosts are answered with one closure listing
+            done = [name for drv in sorted(outcomes) for name in by_drv.get(drv) or []]
             self._fill_results(_build.Builder(self.opts, self.args.get('timeout')), done, drvs,
-                               entries, graph, {drv: outcome})
+                               entries, graph, outcomes)
             give(done)
 
         outcomes = _build.build_group(builder, wanted, graph, check_mode=self.check_mode,

@@ -6,6 +6,7 @@ mode, hosts evaluated first, and builders: none probed for what the
 controller holds, a host no builder can build for failing alone."""
 
 import os
+import subprocess
 import sys
 import threading
 
@@ -201,3 +202,40 @@ def test_a_host_no_builder_can_build_for_fails_alone(tmp_path, flake):
     assert 'b1: b1 is neither an inventory host nor a store URI' in error
     skipped = answers.entries['web2']['result']['builders_skipped']
     assert [s['name'] for s in skipped] == ['b1', 'ssh://-oops']
+
+
+def test_systems_one_look_finds_built_are_listed_together(tmp_path, flake, monkeypatch):
+    """The look for finished systems during a build (every PERIOD s) may
+    find several at once: their hosts are answered together, with one
+    ``nix path-info`` of their closures, not one each, while the slow one
+    still builds. Real Nix behind a wrapper that logs each call."""
+    # one look, late enough for both small systems to be built by then
+    monkeypatch.setattr(_build._Watch, 'PERIOD', 2.0)
+    log = tmp_path / 'calls.log'
+    wrappers = tmp_path / 'bin'
+    wrappers.mkdir()
+    for tool in ('nix', 'nix-store'):
+        real = subprocess.run(['sh', '-c', 'command -v %s' % tool], check=True,
+                              stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+        (wrappers / tool).write_text('#!/bin/sh\necho "%s $1" >> %s\nexec %s "$@"\n'
+                                     % (tool, log, real))
+        (wrappers / tool).chmod(0o755)
+    answers = Answers()
+
+    def put(host, entry):
+        answers.put(host, entry)
+        if set(answers.entries) >= {'web1', 'web2'}:
+            flake.open_gate()
+
+    good, other, slow = flake.drv('good'), flake.drv('other'), flake.drv('slow')
+    nix_options = _nix.NixOptions(nix_bin=str(wrappers / 'nix'),
+                                  options=dict(options(SANDBOX_OFF).options))
+    args = dict(_nix.options_of({}), timeout=120, gc_root_dir=str(tmp_path / 'roots'),
+                builder_min_free_mb=0)
+    _build_stage.BuildStage(nix_options, args, False, {}).wave(
+        {'web1': request(good), 'web2': request(other), 'batch': request(slow)}, put)
+    assert answers.order[-1] == 'batch', answers.order
+    assert all('error' not in entry for entry in answers.entries.values()), answers.entries
+    listings = [line for line in log.read_text().splitlines() if line == 'nix path-info']
+    # one for web1 and web2 (found by one look), one for the slow system
+    assert len(listings) == 2, log.read_text()
