@@ -112,7 +112,9 @@ class Runner(object):
                              cwd=self.copy, env=self.env, stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
         text = out.stdout.decode('utf-8', 'replace')
-        ids = [line.strip() for line in text.splitlines() if '::' in line and ' ' not in line]
+        # -q: one node id a line (a parameter may hold a space), then the count
+        ids = [line.strip() for line in text.splitlines()
+               if '::' in line and line.split('::', 1)[0].endswith('.py')]
         if out.returncode != 0 or not ids:
             raise FaultError('%s: its tests select nothing or do not collect (pytest exit %d):\n%s'
                              % (fault.id, out.returncode, text[-2000:]))
@@ -120,6 +122,8 @@ class Runner(object):
 
 
 class Result(object):
+    """What became of one fault: caught, MISSED, an error, a timeout or
+    not applied; ``detail``: the first failed test, or why."""
 
     def __init__(self, fault, result, seconds=0.0, detail=''):
         self.fault = fault
