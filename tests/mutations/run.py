@@ -188,14 +188,14 @@ def print_table(results):
 
 
 def markdown(results):
-    lines = ['| id | what a user would suffer | tests | result | s |',
-             '|---|---|---|---|---|']
+    lines = ['| id | where | what a user would suffer | tests | result | s |',
+             '|---|---|---|---|---|---|']
     for r in results:
         tests = '<br>'.join('`%s`' % name for name in r.fault.tests)
         if r.fault.k:
             tests += ' `-k %s`' % r.fault.k
-        row = (r.fault.id, r.fault.what, tests, r.result, r.seconds)
-        lines.append('| %s | %s | %s | %s | %.0f |' % row)
+        row = (r.fault.id, r.fault.file, r.fault.what, tests, r.result, r.seconds)
+        lines.append('| %s | `%s` | %s | %s | %s | %.0f |' % row)
     return '\n'.join(lines) + '\n'
 
 
