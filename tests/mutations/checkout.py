@@ -7,6 +7,7 @@ changes, and new ones git does not ignore), and is a git repository of its
 own with them committed, so a test that reads the checkout's git finds one.
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -41,5 +42,14 @@ def make(repo, parent=None):
     return copy
 
 
+def collections_tree(copy):
+    """The folder where the copy's tests link it as the collection: named as
+    tests/collection.py names it for a checkout at ``copy``."""
+    return os.path.join(tempfile.gettempdir(), 'nixdeploy-test-collections-%s'
+                        % hashlib.sha256(copy.encode('utf-8')).hexdigest()[:12])
+
+
 def remove(copy):
+    """The copy, its logs, and the link its tests made to it."""
     shutil.rmtree(os.path.dirname(copy), ignore_errors=True)
+    shutil.rmtree(collections_tree(copy), ignore_errors=True)

@@ -7,6 +7,7 @@ and names tests that exist. No lab: pytest runs on a tiny project here."""
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -104,6 +105,20 @@ def test_the_copy_holds_the_checkout_as_it_is_and_never_touches_it(project):
         checkout.remove(copy)
     assert not os.path.exists(os.path.dirname(copy))
     assert git(project, 'status', '--porcelain').split('\n')[0] == ' M gate.py'
+
+
+def test_the_link_a_copys_tests_make_goes_with_the_copy(project):
+    """The copy's tests link it as the collection (tests/collection.py, run
+    from the copy): removing the copy removes that link too."""
+    (project / 'tests').mkdir()
+    (project / 'tests' / '__init__.py').write_text('')
+    shutil.copy(os.path.join(REPO, 'tests', 'collection.py'), str(project / 'tests'))
+    made = subprocess.run([sys.executable, '-c', 'from tests.collection import collections_path; '
+                           'print(collections_path())'], cwd=str(project), check=True,
+                          stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+    assert made == checkout.collections_tree(str(project)) and os.path.isdir(made)
+    checkout.remove(str(project))
+    assert not os.path.exists(made) and not project.exists()
 
 
 def test_a_fault_its_tests_fail_is_caught_and_one_they_pass_is_missed(project):
