@@ -31,6 +31,17 @@ def make(repo, parent=None):
     folder); returns the copy's path. ``remove`` takes it away."""
     root = tempfile.mkdtemp(prefix='nixdeploy-mutations-', dir=parent)
     copy = os.path.join(root, 'checkout')
+    try:
+        _fill(repo, copy)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return copy
+
+
+def _fill(repo, copy):
+    """``repo``'s files into ``copy``, committed there."""
+    os.makedirs(copy)
     for name in _listed(repo):
         source, target = os.path.join(repo, name), os.path.join(copy, name)
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -39,7 +50,6 @@ def make(repo, parent=None):
     git = ['git'] + list(GIT_IDENTITY)
     for args in (['init', '-q'], ['add', '-A'], ['commit', '-q', '-m', 'the checkout under test']):
         subprocess.run(git + args, cwd=copy, check=True, stdout=subprocess.DEVNULL)
-    return copy
 
 
 def collections_tree(copy):
