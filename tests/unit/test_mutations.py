@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -128,6 +129,20 @@ def test_a_fault_its_tests_fail_is_caught_and_one_they_pass_is_missed(project):
     assert caught.detail.startswith('FAILED test_gate.py::test_one_of_two_is_over_a_quarter')
     missed = run.try_fault(runner, a_fault(id='unseen', replace='return failed * 100 > size'))
     assert missed.result == run.MISSED
+    assert (project / 'gate.py').read_text() == CODE
+
+
+def test_a_run_that_hangs_or_cannot_run_its_tests_is_not_caught(project):
+    """A fault whose tests outlive its timeout is stopped (its process
+    group, SIGINT first) and counted a timeout; one whose tests do not run
+    (pytest exit 4: no such test) an error. Neither is caught."""
+    (project / 'test_slow.py').write_text('import time\n\n\ndef test_slow():\n    time.sleep(60)\n')
+    runner = run.Runner(str(project), sys.executable)
+    started = time.monotonic()
+    hung = run.try_fault(runner, a_fault(tests=['test_slow.py'], timeout=2))
+    assert hung.result == 'timeout' and time.monotonic() - started < 30, hung.detail
+    broken = run.try_fault(runner, a_fault(tests=['test_gate.py::test_none']))
+    assert broken.result == 'error (pytest exit 4)', broken.detail
     assert (project / 'gate.py').read_text() == CODE
 
 
