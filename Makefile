@@ -393,7 +393,7 @@ faults: deps
 # faults"): each put into a throw-away copy of this checkout, the tests that
 # must catch it run there, then taken out; a baseline first (the same tests
 # pass without a fault), a table of caught and MISSED at the end, exit 1 if
-# one was missed. Root for its lab tests; one fault after another, about 5
+# one was missed. Root for its lab tests; one fault after another, about 4
 # minutes. Not part of `make test`: the check run before and after a change to
 # the suite (tests merged, moved between stacks). MUTATIONS_ARGS='--only ID'.
 mutations: deps
