@@ -29,7 +29,7 @@ DEMO_NAME ?= demo
 DEMO_HOSTS ?= 6
 
 .PHONY: help deps apt-deps venv check generate test test-here test-here-suite test-here-checks test-current current-deps versions unit sanity \
-	lint molecule docs demo demo-current demo-down bench faults chaos eval-diff clean importer-venv changelog-lint galaxy-import release
+	lint molecule docs demo demo-current demo-down bench faults mutations chaos eval-diff clean importer-venv changelog-lint galaxy-import release
 
 help:
 	@echo 'make try     throwaway lab hosts and a fleet folder laid out as docs/quickstart.md'"'"'s,'
@@ -43,6 +43,7 @@ help:
 	@echo 'make test-busy  test-here with the cores kept busy ($(BUSY_LOOPS) CPU-bound loops beside it)'
 	@echo 'make docs    the documentation site (antsibull-docs, Sphinx) into tests/output/docs/build/html'
 	@echo 'make unit | sanity | lint | molecule | bench | faults | chaos | demo-current | demo-down | clean'
+	@echo 'make mutations  each deliberate fault of tests/mutations/faults.yml caught by its tests? (MUTATIONS_ARGS)'
 	@echo 'make changelog-lint | galaxy-import   the release checks (in test-here-checks)'
 	@echo 'make release VERSION=x.y.z   changelog, version, tarball in dist/, Galaxy import check'
 
@@ -387,6 +388,16 @@ faults: deps
 	$(if $(MODULE_CPU),NIXDEPLOY_MODULE_CPU=$(abspath $(MODULE_CPU))) \
 	$(VENV)/bin/python -m pytest tests/faults -q $(PYTEST_WORKERS) -m "$${FAULTS_MARKERS:-faults}" \
 		$(if $(MODULE_CPU),-p tests.module_cpu)
+
+# The deliberate faults (tests/mutations/faults.yml; docs/lab.md, "Deliberate
+# faults"): each put into a throw-away copy of this checkout, the tests that
+# must catch it run there, then taken out; a baseline first (the same tests
+# pass without a fault), a table of caught and MISSED at the end, exit 1 if
+# one was missed. Root for its lab tests; one fault after another, about 4
+# minutes. Not part of `make test`: the check run before and after a change to
+# the suite (tests merged, moved between stacks). MUTATIONS_ARGS='--only ID'.
+mutations: deps
+	$(VENV)/bin/python -m tests.mutations.run $${MUTATIONS_ARGS:-}
 
 # The chaos campaign (root): ROUNDS rounds of random faults at random moments on
 # a dozen-host lab fleet (lab `chaos`), each checked against the invariants

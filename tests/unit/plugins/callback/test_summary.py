@@ -181,6 +181,23 @@ def test_every_host_of_the_last_batch_failed(callback):
                                             'further batch starts (3 hosts not deployed)')
 
 
+def test_a_host_ansible_could_not_reach_is_summarised_unreachable(callback):
+    """The login probe reached web2 at no address: nix_eval's result is
+    Ansible's unreachable, which the summary names and counts apart."""
+    callback.v2_playbook_on_play_start(callback.play)
+    callback.v2_runner_on_ok(Result('web1', 'eval', EVAL))
+    callback.v2_runner_on_ok(Result('web1', 'activate', switched(3)))
+    callback.v2_runner_on_unreachable(Result('web2', 'eval', dict(
+        EVAL, unreachable=True, unreachable_at=['10.0.0.2'],
+        msg='web2: web2 is unreachable at 10.0.0.2: no route')))
+    callback.v2_playbook_on_stats(None)
+    lines = callback._display.lines
+    assert lines[2][1].endswith('UNREACHABLE: web2 is unreachable at 10.0.0.2: no route'), lines
+    assert lines[3:] == [
+        ('line', 'nixdeploy: 2 hosts: 0 failed, 1 unreachable, 1 changed, 0 unchanged', 'red'),
+        ('line', 'nixdeploy: 1 unreachable (nothing was built or copied for it): web2', 'red')]
+
+
 def test_nix_summary_false_silences_the_summary(callback):
     callback.play = Play(nix_summary='false')
     first_batch(callback)

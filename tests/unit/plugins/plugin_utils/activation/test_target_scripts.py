@@ -495,14 +495,16 @@ def test_a_rollback_without_an_earlier_generation_fails_and_changes_nothing(host
 
 
 def test_a_rollback_switches_back_and_reactivates(host):
-    first, second = host.system('first'), host.system('second')
-    host.activate(first, 'r1')
-    host.activate(second, 'r2')
+    """One generation back from the current one: of three, the second, not
+    the oldest."""
+    for number, name in enumerate(('first', 'second', 'third'), 1):
+        host.activate(host.system(name), 'r%d' % number)
     host.took()
-    values, _log = host.rollback('r3')
+    values, _log = host.rollback('r4')
     assert values['state'] == 'done' and values['rolled_back'] == '1'
-    assert host.took() == ['nix-env --profile %s --switch-generation 1' % host.profile,
-                           'activate first switch']
+    assert host.took() == ['nix-env --profile %s --switch-generation 2' % host.profile,
+                           'activate second switch']
+    assert host.generations() == ('2', ['1', '2', '3'])
 
 
 def test_a_rollback_that_waited_while_another_run_rolled_back_goes_no_further(host):
