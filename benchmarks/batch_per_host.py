@@ -197,12 +197,18 @@ class _Harness(object):
     def prepare(self):
         """Each host's answers, as the detached processes would write them."""
         _eval = self.modules['eval']
+        # every host's own variables, as Ansible's hostvars hold them: the
+        # first host foresees each host's request from them
+        hostvars = dict((host, {'inventory_hostname': host,
+                                'nix_flake': self.eval_args(host)['flake'],
+                                'nix_attr': self.eval_args(host)['attr']})
+                        for host in self.hosts)
         for host in self.hosts:
             # as Ansible hands them to the worker (made by the main process)
             self.task_vars[host] = {
                 'inventory_hostname': host, 'ansible_play_batch': list(self.hosts),
                 'ansible_play_hosts': list(self.hosts),
-                'ansible_play_hosts_all': list(self.hosts), 'hostvars': {}}
+                'ansible_play_hosts_all': list(self.hosts), 'hostvars': hostvars}
             request = _eval.normalised(_eval.host_request(
                 host, self.eval_args(host), {}, lambda flake: flake))
             self.entries[('eval', host)] = {

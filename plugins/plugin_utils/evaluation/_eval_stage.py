@@ -154,7 +154,8 @@ class BatchEval(object):
                 requests[name] = normalised(EvalRequest.for_host(
                     name, action.filled.for_host(args, action.ROLE_VARS, hostvars), hostvars,
                     self.resolve).data())
-            except (EvalError, NixError):
+            except (EvalError, NixError, KeyError):
+                # KeyError: a host the first host's hostvars do not hold
                 continue
         return requests
 
