@@ -128,6 +128,10 @@ class BatchServer(Stream):
         so a host that waits for it while the first one foresees finds its
         answer asked for. A host whose answer is there asks nothing."""
         request = _as_json(request)
+        if os.path.exists(self.answer_path(host, request)):
+            # foreseen and answered before this host came (forks fewer than
+            # the batch): no lock, no claim, nothing to ask
+            return False
         with held(self.lock_path, _waits.STREAM_LOCK_WAIT, stream_work(host, self.kind)):
             if foresee is not None:
                 self._write_foreseen(host, foresee() or {})
