@@ -4,11 +4,12 @@
 """Controller side of nixdeploy.fleet.nix_eval (see plugins/modules/nix_eval.py).
 
 Runs once per host like any task, but the first host of the play batch
-starts the evaluation of the whole batch in a detached process
-(plugin_utils/task/_stream.py): parallel ``nix eval`` processes, a shared part
-evaluated once per process, answers from the evaluation cache first
-(plugin_utils/evaluation/_eval_stage.py). Each host's task ends as soon as its own
-answer is known, so its build starts while the others are still evaluated.
+starts the evaluation of the whole batch in the batch server's detached
+process (plugin_utils/task/_batch_work.py): parallel ``nix eval``
+processes, a shared part evaluated once per process, answers from the
+evaluation cache first (plugin_utils/evaluation/_eval_stage.py). Each
+host's task ends as soon as its own answer is known, so its build starts
+while the others are still evaluated.
 """
 
 import os

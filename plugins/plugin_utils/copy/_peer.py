@@ -62,7 +62,7 @@ PROBE_TIMEOUT = PROGRAM_TIMEOUT
 # closure's transfer (11 at 1,000 hosts), each minutes on a LAN; a hop that
 # stalls costs its bound and the controller's push after it. Past it no hop
 # starts and the hosts not served fail, each saying so. The hosts that wait
-# for the cascade under the batch lock wait this and a margin
+# for the cascade's answer from the batch server wait this and a margin
 # (_cascade_stage.CASCADE_ANSWER_WAIT).
 CASCADE_TIMEOUT = 4 * HOP_TIMEOUT
 # what to do about a cascade that ran out of time

@@ -184,8 +184,9 @@ def platform_of(attr_path, platform=None):
 @dataclasses.dataclass(frozen=True)
 class EvalRequest:
     """What one host asks its evaluation, built by ``for_host``; ``data()``
-    is the form that crosses processes (a Stream entry's and a batch server's
-    ``request``, compared with ``!=`` to the batch's, ``request_key``).
+    is the form that crosses processes (a batch server's ``request``, and
+    the one foreseen for the host, which the server compares with the
+    host's own; ``request_key``: the hosts that share one evaluation).
 
     ``flake``: the flake reference, resolved (a relative path made
     absolute); ``attr``: the attribute path, one name an item;
