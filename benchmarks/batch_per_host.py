@@ -13,7 +13,8 @@ temp folder (``C.DEFAULT_LOCAL_TMP``), no Ansible, no Nix, no lab:
 
   eval     nix_eval's ``_serial_gate`` (a batch server's work, foreseen
            by the first host), then ``_eval_stage.batch_entry``
-           (``task_batch``, the stream's key, ``Stream.start``, ``entry``),
+           (``task_batch``, the server's key, the first host foreseeing
+           every host's request, ``BatchServer.request`` and ``answer``),
            then ``record_facts`` as a host whose request the task templated
            does
   build    nix_build's ``_build_work`` through ``batch_answer`` (the

@@ -247,9 +247,9 @@ def _own_requests(action, args):
 def _recording(hosts, put):
     """``put`` that also keeps each answered host's facts for the play batch
     ``hosts``: what a later batch would evaluate again for a host whose facts
-    its worker does not see yet (_batch.with_facts). A host's own answer
-    (``own_work``) comes later and replaces what the batch's process kept
-    for it."""
+    its worker does not see yet (_batch.with_facts). A host's answer to
+    its own request, where it differs from the one foreseen, comes later
+    and replaces what the server kept for it."""
     def put_with_facts(name, host_entry):
         put(name, host_entry)
         evaluated = host_entry.get('answer') or {}

@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The batch server: one detached process per batch work answers the
 requests its hosts write, a wave at a time, each wave one call of the
-phase's ``serve({host: request}, put)``. Every phase's batch work but the
-evaluation's stream comes here (plugin_utils/task/_batch_work.py says how a
-phase asks).
+phase's ``serve({host: request}, put)``. Every phase's batch work comes
+here, the evaluation's included (plugin_utils/task/_batch_work.py says how
+a phase asks).
 
 A host's answer is kept under its name and its request, so an answer to
 another request of the same host (one the first host foresaw for it, a
@@ -87,11 +87,9 @@ class BatchServer(Stream):
 
     Each answer says whether its host opened the wave that answered it
     (``opener``): the host whose own request the wave was started for, which
-    reports the wave's shared figures (its Nix processes). A wave's ``put``
-    names it (``put.opener``; None when every request of the wave was
-    foreseen): a host answered from a foreseen request may have asked
-    another one of its own and never read that answer, the opener reads
-    its own."""
+    reports the wave's shared figures (its Nix processes); a wave's ``put``
+    names it (``put.opener``, None when all were foreseen): a foreseen
+    answer may never be read, the opener's is."""
 
     def __init__(self, base_dir, kind, key):
         super(BatchServer, self).__init__(base_dir, kind, key)
@@ -129,9 +127,7 @@ class BatchServer(Stream):
         answer asked for. A host whose answer is there asks nothing."""
         request = _as_json(request)
         if os.path.exists(self.answer_path(host, request)):
-            # foreseen and answered before this host came (forks fewer than
-            # the batch): no lock, no claim, nothing to ask
-            return False
+            return False  # foreseen and answered already: no lock, no claim
         with held(self.lock_path, _waits.STREAM_LOCK_WAIT, stream_work(host, self.kind)):
             if foresee is not None:
                 self._write_foreseen(host, foresee() or {})
@@ -290,9 +286,7 @@ class BatchServer(Stream):
             def put(host, host_entry, request_of=taken.copy(), opener=opener):
                 if host in request_of:  # a host it was not asked for: nobody reads it
                     self._put_answer(host, request_of[host], host_entry, opener)
-            # the one host of the wave sure to read its answer (it asked
-            # for it): a phase gives it what the wave shares (its figures)
-            put.opener = opener
+            put.opener = opener  # sure to read its answer: the wave's figures go to it
             wave = threading.Thread(target=_wave,
                                     args=(serve, taken, put, self.kind, self._log_tail),
                                     name='nixdeploy-wave-%d' % len(waves))

@@ -4,9 +4,9 @@
 """A batch's entries, written host by host by its detached process, and a
 host's wait for its own.
 
-A ``Stream`` is computed by ONE detached process per batch
-(the first worker to get here starts it, ``_detached``) that writes each
-host's entry as soon as it is known; each host's worker waits for its own
+The batch server (``_batch_server.BatchServer``) is built on a ``Stream``:
+ONE detached process per batch work (``_detached``) writes each host's
+entry as soon as it is known; each host's worker waits for its own
 entry only, so a host whose system is evaluated goes on to its build while
 the others are still evaluated. A host waits at most the phase's bound, or
 ``_waits.ANSWER_WAIT``: a process that hangs costs its hosts that long, one

@@ -82,9 +82,8 @@ def slot_name(kind, task, batch):
 def claim_slot(base_dir, kind, slot, key):
     """(the key of the first host to ask for ``kind``'s work in ``slot``,
     whether this call is that host's). The first host's key parts are the
-    batch's: it foresees the batch's requests (``_batch_server``), or its
-    stream computes for the batch; a host with other key parts computes
-    for itself only. One file a slot, made whole and linked to its name:
+    batch's: it foresees the batch's requests (``_batch_server``); a host
+    with other key parts asks a server that foresees nothing. One file a slot, made whole and linked to its name:
     of two first hosts, the one whose link comes first wins."""
     path = os.path.join(batch_folder(base_dir), '%s-%s.first' % (kind, slot))
     found = _read_json(path)

@@ -1,8 +1,8 @@
 """nix_build's waits have bounds (plugin_utils/task/_waits.py, the batch
-table of docs/architecture.md): a host's wait for its build service's answer
+table of docs/architecture.md): a host's wait for its build server's answer
 grows with the task's timeout only; the look for finished systems during a
 build stops a nix-store that hangs (a real process) at its own time limit;
-a retry of a host's build asks a service of its own."""
+a retry of a host's build asks a server of its own."""
 
 import os
 import signal

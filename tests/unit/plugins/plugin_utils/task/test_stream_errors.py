@@ -82,7 +82,7 @@ def test_without_tracebacks_keeps_everything_else():
 
 
 def test_a_wave_that_raises_answers_each_of_its_hosts_in_one_line(tmp_path):
-    server = BatchServer(str(tmp_path), 'eval-own', 'k4')
+    server = BatchServer(str(tmp_path), 'eval', 'k4')
 
     def serve(requests, put):
         time.sleep(0.01)
@@ -112,7 +112,7 @@ def test_a_wave_answers_every_host_it_took_and_keeps_the_answers_it_gave(tmp_pat
         forgets(requests, put)
         raise KeyError('system')
 
-    for kind, serve, told in (('eval-own', forgets, _stream.UNANSWERED % 'eval'
+    for kind, serve, told in (('eval', forgets, _stream.UNANSWERED % 'eval'
                                + ': a thread of the wave died'),
                               ('build', raises, ONE_LINE.replace('eval batch', 'build batch'))):
         server = BatchServer(str(tmp_path), kind, 'k5')
