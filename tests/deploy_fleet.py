@@ -128,7 +128,8 @@ def deployed_once(fleet_fixture):
     run), made once for the module by whichever test asks first, so each
     test also runs alone; ``deployed`` is the fleet, once that deploy passed.
     A module takes them as ``first_deploy, deployed = deployed_once('fleet')``."""
-    import pytest  # pylint: disable=import-outside-toplevel  (the CLI runs without it)
+    # the CLI runs without pytest: imported only where a test module asks
+    import pytest  # pylint: disable=import-outside-toplevel
 
     @pytest.fixture(scope='module')
     def first_deploy(request):
