@@ -13,6 +13,11 @@ rebooted by the lab's supervisor. Where systemd hosts cannot run
 hosts too: every test runs the same on the six hosts and skips, with that
 reason, only its systemd part (what it asserts of r1 and r2 as systemd
 hosts), which comes last.
+
+The fleet's first deploy (every host rebooted into its first system) is a
+module fixture, made once by whichever test asks first; each test sets up
+the power settings, host vars and systems it needs and reads what it rolls
+back to on the host, so each also runs alone.
 """
 
 import json
@@ -65,6 +70,48 @@ def fleet(make_lab, tmp_path_factory):
     return Fleet(lab, flake, inventory, base)
 
 
+class FirstDeploy:
+    """The fleet's first deploy, with ``nix_reboot=always``, and what each
+    host said just before it (``ids``, ``pids``) and just after it
+    (``after``), read before any test changes the fleet."""
+
+    def __init__(self, fleet):
+        lab = fleet.lab
+        self.ids = {h: lab.boot_id(h) for h in HOSTS}
+        self.pids = {h: lab.pid(h) for h in HOSTS}
+        mark_run(lab, HOSTS)
+        self.run = fleet.deploy('-e', 'nix_reboot=always')
+        self.after = {h: self.read(lab, h) for h in HOSTS}
+
+    @staticmethod
+    def read(lab, host):
+        return {'boot_id': lab.boot_id(host), 'pid': lab.pid(host),
+                'run_marked': run_marked(lab, host), 'booted': lab.booted(host),
+                'current': lab.current_system(host), 'boot': lab.boot(host),
+                'generations': generations(lab, host)}
+
+
+@pytest.fixture(scope='module')
+def first_deploy(fleet):
+    return FirstDeploy(fleet)
+
+
+@pytest.fixture
+def deployed(fleet, first_deploy):
+    """The fleet once its first deploy passed (whichever test made it)."""
+    assert first_deploy.run.rc == 0, first_deploy.run
+    return fleet
+
+
+def power_back(lab, hosts):
+    """Each host up and rebooting as by default: a test that needs that
+    does not count on the one before it to have put it back."""
+    for host in hosts:
+        lab.set_power(host, comes_back=True, fallback=False)
+        if lab.power_state(host) == 'off':
+            lab.power_on(host)
+
+
 def systemd_part():
     """What follows in a test asserts of r1 and r2 as systemd hosts: skipped
     (with the reason) where they are plain hosts."""
@@ -114,12 +161,9 @@ def on_host(lab, host, command):
     return lab.ssh(host, command).stdout.strip()
 
 
-def test_always_reboots_every_host_into_its_first_system(fleet):
+def test_always_reboots_every_host_into_its_first_system(first_deploy, fleet):
     lab = fleet.lab
-    ids = {h: lab.boot_id(h) for h in HOSTS}
-    pids = {h: lab.pid(h) for h in HOSTS}
-    mark_run(lab, HOSTS)
-    run = fleet.deploy('-e', 'nix_reboot=always')
+    run = first_deploy.run
     assert run.rc == 0, run
     # asked to reboot on the command line: one host at a time, never the
     # whole fleet at once (a batch, and a summary, per host)
@@ -128,19 +172,19 @@ def test_always_reboots_every_host_into_its_first_system(fleet):
     for host in HOSTS:
         res = ok(found, host, run)
         new = res['new']['path']
+        after = first_deploy.after[host]
         assert res['reboot']['rebooted'] and res['reboot']['mode'] == 'always', res
         # the boot id the host gave the collection after the reboot is the lab's record
-        assert lab.boot_id(host) == res['reboot']['boot_id_after'] != ids[host]
+        assert after['boot_id'] == res['reboot']['boot_id_after'] != first_deploy.ids[host]
         # a new boot: the old one's processes and its /run are gone
-        assert lab.pid(host) != pids[host] and not run_marked(lab, host)
-        assert lab.booted(host) == lab.current_system(host) == lab.boot(host) == new
-        assert generations(lab, host) == {'system-1-link': new}
+        assert after['pid'] != first_deploy.pids[host] and not after['run_marked']
+        assert after['booted'] == after['current'] == after['boot'] == new
+        assert after['generations'] == {'system-1-link': new}
         # checked after the boot: the new system's httpd, started at boot
         assert [p['name'] for p in res['phases']] == ['activate', 'reboot', 'checks'], res
         assert res['health_checks']['ok'], res
     # the summary says so
     assert set(run.outcomes().values()) == {'switched (rebooted)'}, run.outcomes()
-    fleet.first = {h: lab.booted(h) for h in HOSTS}
     systemd_part()
     for host in SYSTEMD:
         # systemd booted again (a new PID 1) and its unit activated the boot default
@@ -152,14 +196,17 @@ def test_always_reboots_every_host_into_its_first_system(fleet):
 
 # reboot: test_always_reboots_every_host_into_its_first_system; undo: test_nix_activate's rollbacks
 @pytest.mark.here_only
-def test_when_needed_fleet(fleet):
+def test_when_needed_fleet(deployed):
     """One run: r1 gets a new kernel (reboots, fine); r2 a new kernel but its
     boot loader falls back to the old entry (wrong system); r3 a new kernel
     and never comes back; r4 changed switch inhibitors (refused switch, so
     boot + reboot); r5 a new version only (switch, no reboot); r6 changed
     inhibitors without reboots allowed (fails, nothing changed)."""
+    fleet = deployed
     lab = fleet.lab
-    first = fleet.first
+    power_back(lab, HOSTS)
+    # what r2 falls back to and r6 keeps: the system each runs now
+    before = {h: lab.current_system(h) for h in ('r2', 'r6')}
     for host in HOSTS:
         fleet.set(host, version='2')
     for host in ('r1', 'r2', 'r3'):
@@ -193,7 +240,7 @@ def test_when_needed_fleet(fleet):
     assert res['phase'] == 'reboot' and res['rolled_back'], res
     assert 'not on the new system %s' % res['new']['path'] in res['msg'], res
     assert 'is the boot default again' in res['msg'], res
-    assert lab.booted('r2') == first['r2'] and lab.boot('r2') == first['r2']
+    assert lab.booted('r2') == before['r2'] and lab.boot('r2') == before['r2']
     assert profile_generation(lab, 'r2') == gens['r2'], 'the failed generation is gone'
     assert generations(lab, 'r2') == links['r2'] and not run_marked(lab, 'r2')
 
@@ -234,7 +281,7 @@ def test_when_needed_fleet(fleet):
     assert ("the switch was refused by the pre-switch check 'switchInhibitors' "
             "(dbus-implementation: dbus -> broker); nothing was changed") in res['msg'], res
     assert 'nix_reboot: when-needed' in res['msg'] and 'NIXOS_NO_CHECK=1' in res['msg'], res
-    assert lab.current_system('r6') == lab.boot('r6') == first['r6']
+    assert lab.current_system('r6') == lab.boot('r6') == before['r6']
     assert profile_generation(lab, 'r6') == gens['r6'] and lab.boot_id('r6') == ids['r6']
 
     outcomes = run.outcomes()
@@ -244,38 +291,63 @@ def test_when_needed_fleet(fleet):
     systemd_part()
     # r1 runs the new system's service, started by the boot; r2's boot loader
     # fell back: the old system's service runs
-    assert on_host(lab, 'r1', 'systemctl show -p Description --value lab-r1.service') == \
-        'lab r1 2: lab-r1.service'
-    assert on_host(lab, 'r2', 'systemctl show -p Description --value lab-r2.service') == \
-        'lab r2 1: lab-r2.service'
+    assert service_description(lab, 'r1') == 'lab r1 2: lab-r1.service'
+    assert service_description(lab, 'r2') == 'lab r2 1: lab-r2.service'
+
+
+LOCK = '/nix/var/nixdeploy/_nix_var_nix_profiles_system/lock'
+
+
+def leave_stale_lock(lab, host):
+    """A lock as a run taken before a reboot leaves it: its pid now belongs
+    to another live process (the host's sshd), its boot is gone."""
+    lab.run_in(host, ['sh', '-c', 'mkdir %s && echo %d >%s/pid && echo gone-boot >%s/boot && '
+                      'echo 1-old >%s/run' % (LOCK, lab.pid(host), LOCK, LOCK, LOCK)])
+
+
+def service_description(lab, host):
+    """What systemd says of the host's lab service (its system's version)."""
+    return on_host(lab, host, 'systemctl show -p Description --value lab-%s.service' % host)
 
 
 # reboot: test_always_reboots_every_host_into_its_first_system; undo: test_nix_activate's rollbacks
+# its calls: test_always_reboots_every_host_into_its_first_system
 @pytest.mark.here_only
-def test_the_same_host_unhealthy_after_its_reboot_gets_its_previous_boot_default(fleet):
-    """r1 reboots into a system whose check fails; r2 reboots into a healthy
-    one (its boot loader works again); r5 switches without a reboot."""
+def test_unhealthy_after_reboot_forced_switch_and_a_stale_lock(deployed):
+    """One run of four independent cases. r1 reboots into a system whose
+    check fails and gets its previous boot default; r2 reboots into a
+    healthy one; r5 finds a lock taken before a reboot whose pid now belongs
+    to another live process (its sshd): the lock is stale, r5 switches
+    without a reboot; r6 switches through changed inhibitors with
+    nix_pre_switch_checks false (NIXOS_NO_CHECK=1)."""
+    fleet = deployed
     lab = fleet.lab
-    lab.set_power('r3', comes_back=True)
-    lab.power_on('r3')
-    lab.set_power('r2', fallback=False)
-    before = lab.boot('r1')
+    power_back(lab, ('r1', 'r2', 'r5', 'r6'))
+    before = {h: lab.current_system(h) for h in ('r1', 'r2', 'r5', 'r6')}
+    r1_boot = lab.boot('r1')
     gen = profile_generation(lab, 'r1')
     ids = {h: lab.boot_id(h) for h in ('r1', 'r2')}
+    r1_service = service_description(lab, 'r1') if 'r1' in SYSTEMD else None
     fleet.set('r1', version='3', kernel_version='6.13.1', http_status=500)
-    # r2 booted its first system again: version 3 keeps the new kernel
-    fleet.set('r2', version='3')
+    # a new kernel: r2 reboots, whether it runs its first system or r2 2
+    fleet.set('r2', version='3', kernel_version='6.12.9')
     fleet.set('r5', version='3')
-    run = fleet.deploy('-l', 'r1,r2,r5')
+    leave_stale_lock(lab, 'r5')
+    # an inhibitor r6 has never run: its switch would be refused
+    fleet.set('r6', inhibitors={'dbus-implementation': 'forced'})
+    fleet.host_vars('r6', nix_reboot='never', nix_pre_switch_checks=False)
+    run = fleet.deploy('-l', 'r1,r2,r5,r6', '-e', 'nix_lock_timeout=20')
     assert run.rc != 0, run
     found = results(run)
+
+    # scenario: test_the_same_host_unhealthy_after_its_reboot_gets_its_previous_boot_default
     res = failed(found, 'r1', run)
     assert res['phase'] == 'checks' and res['rolled_back'] and res['reboot']['rebooted'], res
     assert res['msg'].startswith("r1: rolled back: health check 'web' failed after 3 tries: "
                                  "HTTP 500 (wanted 200)"), res
     assert 'after the reboot' in res['msg'] and 'is the boot default again' in res['msg'], res
     # it runs what it booted until its next reboot, which brings back the previous one
-    assert lab.booted('r1') == res['new']['path'] and lab.boot('r1') == before
+    assert lab.booted('r1') == res['new']['path'] and lab.boot('r1') == r1_boot
     assert lab.boot_id('r1') == res['reboot']['boot_id_after'] != ids['r1']
     assert profile_generation(lab, 'r1') == gen
     assert [p['name'] for p in res['phases']] == ['activate', 'reboot', 'checks', 'rollback']
@@ -285,35 +357,20 @@ def test_the_same_host_unhealthy_after_its_reboot_gets_its_previous_boot_default
     assert lab.boot_id('r2') == res['reboot']['boot_id_after'] != ids['r2']
     assert lab.booted('r2') == lab.boot('r2') == res['new']['path']
     assert [p['name'] for p in res['phases']] == ['activate', 'reboot', 'checks'], res
-    assert ok(found, 'r5', run)['changed']
+
+    # scenario: test_forced_switch_and_a_lock_left_by_a_reboot
+    five, six = ok(found, 'r5', run), ok(found, 'r6', run)
+    assert five['changed'], five
+    assert any('taken before a reboot' in line for line in five['log_tail']), five
+    assert lab.current_system('r5') == five['new']['path'] != before['r5']
+    assert 'switch_refused' not in six and lab.current_system('r6') == six['new']['path'], six
+    assert six['new']['path'] != before['r6']
+
     lab.reboot('r1')
-    assert lab.booted('r1') == before
+    assert lab.booted('r1') == r1_boot
     systemd_part()
     # systemd's next boot started the previous system's service, not r1 3's
-    assert on_host(lab, 'r1', 'systemctl show -p Description --value lab-r1.service') == \
-        'lab r1 2: lab-r1.service'
-
-
-# its calls: test_always_reboots_every_host_into_its_first_system (it needs test_when_needed_fleet)
-@pytest.mark.here_only
-def test_forced_switch_and_a_lock_left_by_a_reboot(fleet):
-    """r6 switches through its changed inhibitors with nix_pre_switch_checks
-    false (NIXOS_NO_CHECK=1); r5 finds a lock taken before a reboot whose pid
-    now belongs to another live process (its sshd): the lock is stale."""
-    lab = fleet.lab
-    lock = '/nix/var/nixdeploy/_nix_var_nix_profiles_system/lock'
-    lab.run_in('r5', ['sh', '-c', 'mkdir %s && echo %d >%s/pid && echo gone-boot >%s/boot && '
-                      'echo 1-old >%s/run' % (lock, lab.pid('r5'), lock, lock, lock)])
-    fleet.set('r5', version='4')
-    fleet.host_vars('r6', nix_reboot='never', nix_pre_switch_checks=False)
-    run = fleet.deploy('-l', 'r5,r6', '-e', 'nix_lock_timeout=20')
-    assert run.rc == 0, run
-    found = results(run)
-    five, six = ok(found, 'r5', run), ok(found, 'r6', run)
-    assert any('taken before a reboot' in line for line in five['log_tail']), five
-    assert lab.current_system('r5') == five['new']['path']
-    assert 'switch_refused' not in six and lab.current_system('r6') == six['new']['path'], six
-    assert six['new']['path'] != fleet.first['r6']
+    assert service_description(lab, 'r1') == r1_service != 'lab r1 3: lab-r1.service'
 
 
 def awaits_confirmation(lab, host):
@@ -330,7 +387,7 @@ RUNNER_KILLER = {'name': 'killer', 'retries': 0, 'command': (
     '"$d/status" && kill -9 "$(cat "$d/pid")"; done; sleep 1')}
 
 
-def test_hosts_that_lose_power_while_they_activate_or_await_their_confirmation(fleet):
+def test_hosts_that_lose_power_while_they_activate_or_await_their_confirmation(deployed):
     """r4 loses power (lab.power_cut: every process SIGKILLed at once, no
     shutdown) while its slow activation runs, after its runner set the
     profile; r6 loses power in its confirmation window, its new system
@@ -344,12 +401,10 @@ def test_hosts_that_lose_power_while_they_activate_or_await_their_confirmation(f
     deploy, which switches them at once. r2 is rolled back by its task to
     the previous system, as its dead watchdog would have. r5 is rolled back
     as ever, r3 switched."""
+    fleet = deployed
     lab = fleet.lab
     hosts = ('r2', 'r3', 'r4', 'r5', 'r6')
-    for host in hosts:
-        if lab.power_state(host) == 'off':
-            lab.set_power(host, comes_back=True)
-            lab.power_on(host)
+    power_back(lab, hosts)
     before = {h: lab.current_system(h) for h in hosts}
     generation = {h: profile_generation(lab, h) for h in hosts}
     boots = {h: len(lab.boot_ids(h)) for h in hosts}

@@ -203,8 +203,36 @@ MANY = '''{
 '''
 
 
+@pytest.fixture(scope='module')
+def many_repo(tmp_path_factory):
+    """The flake of ``many`` and ``one`` as a git repository at its first
+    commit, made once for the module: writing and adding its thousands of
+    files costs more than all else its tests do outside their runs. Each test
+    clones it (hardlinks, one checkout) and commits to its own clone."""
+    repo = str(tmp_path_factory.mktemp('many') / 'flake')
+    write(repo, 'flake.nix', MANY)
+    write(repo, 'one.txt', 'one')
+    for index in range(MANY_FILES):
+        write(repo, 'many/f%05d' % index, '%d\n' % index)
+    git(repo, 'init', '-q')
+    git(repo, 'add', '-A')
+    git(repo, 'commit', '-qm', 'one')
+    return repo
+
+
+def clone(template, repo, label):
+    """A repository of the test's own with ``template``'s files, and no
+    remote (the repository a user deploys from knows none of the test's). Its
+    first commit is its own (``label`` in its message): Nix has fetched no
+    revision of it yet, as when each test made its repository."""
+    subprocess.run(['git', 'clone', '-q', template, repo], check=True,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    git(repo, 'remote', 'remove', 'origin')
+    git(repo, 'commit', '-q', '--amend', '-m', 'one (%s)' % label)
+
+
 @pytest.mark.parametrize('asked', ['by-the-batch', 'again-on-its-own', 'in-a-container'])
-def test_a_job_that_only_evaluates_keeps_its_records_for_the_next(tmp_path, asked):
+def test_a_job_that_only_evaluates_keeps_its_records_for_the_next(tmp_path, asked, many_repo):
     """The job ends once ``many`` and ``one`` have their answers, before
     their records are kept; the job after a commit to a file nobody reads,
     started right away, reuses both. ``again-on-its-own``: the attribute is
@@ -224,13 +252,7 @@ def test_a_job_that_only_evaluates_keeps_its_records_for_the_next(tmp_path, aske
     if asked != 'in-a-container':
         env['ANSIBLE_CALLBACKS_ENABLED'] = 'record'
     repo = os.path.join(base, 'flake')
-    write(repo, 'flake.nix', MANY)
-    write(repo, 'one.txt', 'one')
-    for index in range(MANY_FILES):
-        write(repo, 'many/f%05d' % index, '%d\n' % index)
-    git(repo, 'init', '-q')
-    git(repo, 'add', '-A')
-    git(repo, 'commit', '-qm', 'one')
+    clone(many_repo, repo, asked)
     names = ('one', 'many')
     first = deploy_eval(base, repo, 1, names, args, env,
                         wrapper=CONTAINED if asked == 'in-a-container' else ())
