@@ -167,10 +167,16 @@ class BatchEval(object):
         host keeps its own once it has its answer (``_record``)."""
         action, args = self.action, self.args
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(task_of(action)), action.task_vars)
-        put_with = _recording(hosts, put) if _own_requests(action, args) else put
+        own = _own_requests(action, args)
+        put_with = _recording(hosts, put) if own else put
         if self.unknown:
             put_with = _noting(put_with, unknown_notes(self.unknown))
-        reporting = _Reporting(put_with, getattr(put, 'opener', None))
+        # Where every request is formed from each host's own variables, the
+        # one foreseen for a host is the one it asks: every answer is read,
+        # the last one may carry the figures and nobody waits for them.
+        # Otherwise a foreseen answer may never be read: the figures go to
+        # the host the wave was opened for, whose answer waits for them.
+        reporting = _Reporting(put_with, None if own else getattr(put, 'opener', None))
         try:
             return stage_of(self.opts, args).evaluate(requests, reporting.put)
         finally:
@@ -182,7 +188,8 @@ class _Reporting(object):
     wave was opened for, sure to read its answer) instead of the host whose
     answer came last, which may be a foreseen answer its host never reads
     (it asked a request of its own): the reporter's answer is held until
-    the figures are final. None: the figures stay with the last answer."""
+    the figures are final, so it waits for the wave's slowest host. None:
+    the figures stay with the last answer, and no answer waits."""
 
     def __init__(self, put, reporter):
         self._put, self.reporter = put, reporter
