@@ -81,13 +81,14 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
         self.records_late = False
         self._lock = threading.Lock()
 
-    def evaluate(self, requests, put, failed=None):
+    def evaluate(self, requests, put):
         """``requests``: {host: request} in the order the hosts should get
-        their answers; ``failed``: {host: entry} of hosts whose request could
-        not be formed (answered first). ``put(host, entry)`` gets
-        {'request', 'answer', 'from_cache'} (or the failed entry), once per
-        host, from any thread. Returns the batch's figures."""
-        failed, requests = dict(failed or {}), dict(requests)
+        their answers. ``put(host, entry)`` gets {'request', 'answer',
+        'from_cache'} (or {'request', 'error'}: a flake that could not be
+        pinned, a reused answer found wrong), once per host, from any
+        thread. Returns the batch's figures."""
+        # hosts answered with an error before any evaluation, first
+        failed, requests = {}, dict(requests)
         hosts_of, by_key = {}, {}
         for host, request in requests.items():
             key = request_key(request)
