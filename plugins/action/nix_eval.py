@@ -40,7 +40,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome, _reach
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._serial import gate
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import BatchError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import SERIAL_ANSWER_WAIT
 
 
@@ -230,7 +230,7 @@ class ActionModule(NixdeployAction):
         try:
             host_entry, here, hosts, request = _eval_stage.batch_entry(
                 self, args, NixOptions.from_params(args))
-        except StreamError as exc:
+        except BatchError as exc:
             return self.failed(result, u'the evaluation of the batch failed: %s' % exc,
                                traceback=exc.traceback)
         evaluated = host_entry.get('answer') or {}

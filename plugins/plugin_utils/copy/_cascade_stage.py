@@ -30,7 +30,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action impor
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     facts_in_flight, play_batch, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import BatchError
 
 # The options that may differ per host in cascade mode (the option table's
 # per-host rows of nix_copy_closure: module_utils/_role_vars.py)
@@ -72,7 +72,7 @@ class CascadeStage:
                          [shared.get(k) for k in PER_HOST], bool(stage.diff)],
                 request.data(), self._serve, foresee=self._foresee,
                 answer_wait=CASCADE_ANSWER_WAIT)).entry
-        except StreamError as exc:
+        except BatchError as exc:
             # the cascade is stuck past its own bound, or its server died
             stage.warnings.append(
                 '%s: got no answer from the play batch\'s cascade (one process runs it for '

@@ -35,7 +35,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
     batch_folder, facts_in_flight, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import StreamError
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import BatchError
 
 # the time limit of the target's own fetch from the caches (a whole closure
 # downloaded there); the controller's push has _copy_send.COPY_TIMEOUT, every
@@ -271,7 +271,7 @@ class CopyStage:
                 'closure', [_nix.options_of(args), self.filled.shared(args).get('path')],
                 {'path': path}, serve, foresee=foresee,
                 answer_wait=CLOSURE_ANSWER_WAIT)).entry
-        except StreamError as exc:
+        except BatchError as exc:
             # the batch's listing is stuck past its own bound, or its server
             # died: list alone
             self.warnings.append(

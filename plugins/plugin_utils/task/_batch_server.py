@@ -15,33 +15,33 @@ requests it foresees for every host of its batch beside its own; the first
 wave then serves the batch, and a host that comes later whose own request is
 the one foreseen waits for that answer instead of asking.
 
-Every lock wait here has its bound (``_waits.STREAM_LOCK_WAIT``), and so
+Every lock wait here has its bound (``_waits.SERVER_LOCK_WAIT``), and so
 has a host's wait for its answer (the phase's, or ``_waits.ANSWER_WAIT``),
 counted once over the processes it may start.
 """
 
-import json
 import os
 import threading
 import time
 import traceback
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end, _waits
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_answers import (
+    LOOKS, AnswerFiles)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    _entry_path, _read_json as _read)
+    batch_folder, _read_json as _read)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_requests import (
+    ASKED, DECLINED, RequestFiles, as_json)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (
-    StreamError, work_failure)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream_entries import (
-    _LOOKS, Stream)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import held, stream_work
+    BatchError, DetachedProcess, work_failure)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import held, server_lock
 
 # A wave waits for the hosts of the batch that have not asked yet while they
 # keep coming: until none came for GATHER_STALL (an expected host that failed
 # before it could ask holds the wave only so long after the last one), at
 # most GATHER_MAX in all. A loaded controller forks a task's workers, and
-# eval streams its answers, seconds apart, but rarely a second between two.
+# the evaluation answers its hosts, seconds apart, but rarely a second between two.
 # Where it does not know who is to ask (no expected hosts, or all of them
 # asked before: a loop's next item), it waits for requests that follow
 # closely: until none came for GATHER_QUIET
@@ -62,7 +62,7 @@ LINGER = 30.0
 RESTARTS = 3
 
 
-class BatchServer(Stream):
+class BatchServer(object):
     """Requests answered in waves by one detached process per batch work.
 
     A host writes its request, then starts the batch's process unless one
@@ -92,7 +92,20 @@ class BatchServer(Stream):
     answer may never be read, the opener's is."""
 
     def __init__(self, base_dir, kind, key):
-        super(BatchServer, self).__init__(base_dir, kind, key)
+        self.dir = batch_folder(base_dir)
+        self.kind = kind
+        stem = os.path.join(self.dir, '%s-%s' % (kind, key))
+        self.lock_path = stem + '.lock'
+        self.alive_path = stem + '.alive'
+        self.settled_path = stem + '.settled'
+        self.requests = RequestFiles(stem + '.requests')
+        self.answers = AnswerFiles(stem + '.d')
+        if not os.path.isdir(self.answers.folder):
+            try:
+                os.mkdir(self.answers.folder, 0o700)
+            except OSError:
+                pass
+        self.process = DetachedProcess(stem, kind, self.answers.folder)
         # the serving process's: the hosts expected that have not asked yet
         self._to_come = set()
         # the serving process's: the host whose worker started it, and the
@@ -101,19 +114,10 @@ class BatchServer(Stream):
         self._asked = []
         # the serving process's: the last request taken of each host
         self._taken = {}
-        stem = self.done_path[:-len('.json')]
-        self.requests_dir = stem + '.requests'
-        self.alive_path = stem + '.alive'
-        self.settled_path = stem + '.settled'
-        if not os.path.isdir(self.requests_dir):
-            try:
-                os.mkdir(self.requests_dir, 0o700)
-            except OSError:
-                pass
 
     def answer_path(self, host, request):
         """The file of ``host``'s answer to ``request``."""
-        return _entry_path(self.entries_dir, short_digest('answer', host, request))
+        return self.answers.path(host, request)
 
     def request(self, host, request, serve, slots=2, expected=None, foresee=None):
         """Ask for ``host``'s answer to ``request`` (JSON data); returns True
@@ -125,44 +129,33 @@ class BatchServer(Stream):
         claims the slot: ``_work_keys.claim_slot``); called under the lock,
         so a host that waits for it while the first one foresees finds its
         answer asked for. A host whose answer is there asks nothing."""
-        request = _as_json(request)
+        request = as_json(request)
         if os.path.exists(self.answer_path(host, request)):
             return False  # foreseen and answered already: no lock, no claim
-        with held(self.lock_path, _waits.STREAM_LOCK_WAIT, stream_work(host, self.kind)):
+        with held(self.lock_path, _waits.SERVER_LOCK_WAIT, server_lock(host, self.kind)):
             if foresee is not None:
-                self._write_foreseen(host, foresee() or {})
+                self.requests.foresee(host, foresee() or {})
             if os.path.exists(self.answer_path(host, request)):
                 return False  # answered already (foreseen): no process to start
             # the server serves a request once: one foreseen for this host
             # and taken already is not served again
-            write_json(_entry_path(self.requests_dir, host), {'host': host, 'request': request})
+            self.requests.ask(host, request)
             return self._start(serve, slots, expected, host)
-
-    def _write_foreseen(self, host, foreseen):
-        """The requests foreseen for the other hosts, in one file
-        (``foreseen.json``), taken by the server as if each host had asked
-        (no wave is opened for them). One file, whatever the batch's size:
-        the first host's cost. Its reader, the server, takes the lock this
-        host holds: one plain write."""
-        foreseen = dict((name, _as_json(request)) for name, request in foreseen.items()
-                        if name != host)
-        if foreseen:
-            _write_plain(os.path.join(self.requests_dir, FORESEEN), {'foreseen': foreseen})
 
     def decline(self, host):
         """``host`` will not ask this time: no wave waits for it. Starts no
         process (a process started later takes it with the requests)."""
-        write_json(_entry_path(self.requests_dir, host), {'host': host, 'declined': True})
+        self.requests.decline(host)
 
     def _ensure(self, serve, slots, expected=None, host=None):
-        with held(self.lock_path, _waits.STREAM_LOCK_WAIT, stream_work(host, self.kind)):
+        with held(self.lock_path, _waits.SERVER_LOCK_WAIT, server_lock(host, self.kind)):
             return self._start(serve, slots, expected, host)
 
     def _start(self, serve, slots, expected, host):
         """Start the serving process unless one runs (the caller holds the
         lock); True when this call started it."""
         if os.path.exists(self.alive_path):
-            if self._running():
+            if self.process.running():
                 return False
             # its process is gone without ending (killed, out of
             # memory) and left its mark: the requests it did not
@@ -173,57 +166,29 @@ class BatchServer(Stream):
             expected = expected()
         waiting = set(expected or ()) - set(_read(self.settled_path) or ())
         self._starter = host
-        self._fork(lambda _put: self._serve(serve, slots, waiting))
+        self.process.fork(lambda: self._serve(serve, slots, waiting))
         return True
 
     def _take(self, waiting):
         """Every request waiting, each once: {host: request} (the foreseen
         ones too). The hosts taken, or declined, leave ``waiting`` (and the
-        hosts yet to come)."""
+        hosts yet to come). A request this process took before for the same
+        host (foreseen, then asked by its host) is not taken again: one
+        wave answers it."""
         taken = {}
-        # the foreseen first: a host's own request, taken after, wins
-        for name in sorted(os.listdir(self.requests_dir), key=lambda n: (n != FORESEEN, n)):
-            if name.startswith('.'):
-                continue  # a request being written (write_json's temp file)
-            path = os.path.join(self.requests_dir, name)
-            found = _read(path)
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-            if isinstance(found, dict) and isinstance(found.get('foreseen'), dict):
-                for host, request in found['foreseen'].items():
-                    self._take_one(host, request, taken, waiting)
-            if isinstance(found, dict) and 'host' in found:
-                waiting.discard(found['host'])
-                self._to_come.discard(found['host'])
-                if not found.get('declined') and self._take_one(
-                        found['host'], found.get('request'), taken, waiting):
-                    self._asked.append(found['host'])
+        for host, request, how in self.requests.take():
+            waiting.discard(host)
+            self._to_come.discard(host)
+            if how == DECLINED or (host in self._taken and self._taken[host] == request):
+                continue
+            self._taken[host] = request
+            taken[host] = request
+            if how == ASKED:
+                self._asked.append(host)
         return taken
 
-    def _take_one(self, host, request, taken, waiting):
-        """Take ``host``'s ``request`` unless this process took it already
-        (foreseen, then asked by its host: one wave answers it); whether
-        taken now."""
-        waiting.discard(host)
-        self._to_come.discard(host)
-        if host in self._taken and self._taken[host] == request:
-            return False
-        self._taken[host] = request
-        taken[host] = request
-        return True
-
-    def _pending(self, host):
-        """Whether a request of ``host`` waits untaken (its own, or the one
-        foreseen for it)."""
-        if os.path.exists(_entry_path(self.requests_dir, host)):
-            return True
-        found = _read(os.path.join(self.requests_dir, FORESEEN))
-        return isinstance(found, dict) and host in (found.get('foreseen') or {})
-
     def _locked_take(self, waiting):
-        with held(self.lock_path, _waits.STREAM_LOCK_WAIT, stream_work(None, self.kind)):
+        with held(self.lock_path, _waits.SERVER_LOCK_WAIT, server_lock(None, self.kind)):
             return self._take(waiting)
 
     def _opener(self, taken):
@@ -239,8 +204,8 @@ class BatchServer(Stream):
     def _put_answer(self, host, request, host_entry, opener):
         """Keep ``host``'s answer to ``request`` (``opener``: the host its
         wave was opened for)."""
-        self.put_at(self.answer_path(host, request),
-                    {'answer': host_entry, 'opened': host == opener})
+        self.answers.put(self.answer_path(host, request),
+                         {'answer': host_entry, 'opened': host == opener})
 
     def _serve(self, serve, slots, waiting):
         waves, unsettled = [], set(waiting)
@@ -252,7 +217,7 @@ class BatchServer(Stream):
         while True:
             waves = [wave for wave in waves if wave.is_alive()]
             try:
-                with held(self.lock_path, _waits.STREAM_LOCK_WAIT, stream_work(None, self.kind)):
+                with held(self.lock_path, _waits.SERVER_LOCK_WAIT, server_lock(None, self.kind)):
                     taken = self._take(waiting) if len(waves) < slots else {}
                     if taken or waves:
                         busy = time.monotonic()
@@ -270,7 +235,7 @@ class BatchServer(Stream):
                     wave.join()
                 return None
             if not taken:
-                time.sleep(_LOOKS[1])
+                time.sleep(LOOKS[1])
                 continue
             taken.update(self._gather(waiting, expecting))
             if expecting:
@@ -288,7 +253,7 @@ class BatchServer(Stream):
                     self._put_answer(host, request_of[host], host_entry, opener)
             put.opener = opener  # sure to read its answer: the wave's figures go to it
             wave = threading.Thread(target=_wave,
-                                    args=(serve, taken, put, self.kind, self._log_tail),
+                                    args=(serve, taken, put, self.kind, self.process.log_tail),
                                     name='nixdeploy-wave-%d' % len(waves))
             wave.daemon = True
             wave.start()
@@ -306,7 +271,7 @@ class BatchServer(Stream):
         while time.monotonic() - start < GATHER_MAX:
             if expecting and (not waiting or time.monotonic() - last > GATHER_STALL):
                 break
-            time.sleep(_LOOKS[0] if expecting else GATHER_QUIET)
+            time.sleep(LOOKS[0] if expecting else GATHER_QUIET)
             found = self._locked_take(waiting)
             if not found and not expecting:
                 break
@@ -320,55 +285,45 @@ class BatchServer(Stream):
 
     def answer(self, host, request, serve, slots=2, timeout=None):
         """(``host``'s answer to ``request`` once its wave has it, whether
-        its wave was opened for it). StreamError when the serving process
+        its wave was opened for it). BatchError when the serving process
         died with the request taken, when ``RESTARTS`` processes in a row
         ended without taking it, or after ``timeout`` seconds in all (None:
         ``ANSWER_WAIT``); its message names the host."""
-        request = _as_json(request)
+        request = as_json(request)
         if timeout is None:
             timeout = _waits.ANSWER_WAIT
         deadline = time.monotonic() + timeout
         path = self.answer_path(host, request)
-        found = _read(path)
+        found = self.answers.read(path)
         if found is not None:
             # ready (foreseen, served before this host came): no doorbell
             return found['answer'], found['opened']
         started = 0
         while True:
             try:
-                found = self.entry(host, timeout=max(0.0, deadline - time.monotonic()),
-                                   ends=False, path=path)
+                found = self.answers.wait(path, deadline, self.process)
+            except BatchError as exc:
+                found = self.answers.read(path)
+                if found is None and (not self.requests.pending(host) or started >= RESTARTS):
+                    raise BatchError(u'%s: %s' % (host, exc))
+            if found is not None:
                 return found['answer'], found['opened']
-            except StreamError as exc:
-                found = _read(path)
-                if found is not None:
-                    return found['answer'], found['opened']
-                if time.monotonic() >= deadline:
-                    raise StreamError(self.gave_up(host, timeout))
-                if not self._pending(host) or started >= RESTARTS:
-                    raise StreamError(u'%s: %s' % (host, exc), traceback=exc.traceback)
-                # asked after the last process decided to end, or it died
-                # before it took the request: serve it
-                if self._ensure(serve, slots, host=host):
-                    started += 1
+            if time.monotonic() >= deadline:
+                raise BatchError(self.gave_up(host, timeout))
+            # asked after the last process decided to end, or it died
+            # before it took the request: serve it
+            if self._ensure(serve, slots, host=host):
+                started += 1
 
-
-# the file of the requests the first host foresaw, in the requests' folder
-# (a host's request file is named by a digest: never this name)
-FORESEEN = 'foreseen.json'
-
-
-def _write_plain(path, data):
-    """``data`` as JSON in ``path``, one plain write (a reader holds the
-    lock the writer holds)."""
-    with open(path, 'w') as handle:
-        handle.write(json.dumps(data))
-
-
-def _as_json(request):
-    """``request`` as it reads back from its file (tuples become lists):
-    what a foreseen request and a host's own are compared as."""
-    return json.loads(json.dumps(request))
+    def gave_up(self, host, seconds):
+        """What a host says that waited ``seconds`` for its answer in vain."""
+        phase = self.kind.split('-')[0]
+        return (u'no answer for %s from the %s batch\'s process after %ss, while that process '
+                u'still runs (it computes for every host of the batch); its log, %s, says what '
+                u'it does%s. Look at what it runs (a hung Nix process?); a batch that needs '
+                u'longer needs a larger time limit of the %s phase'
+                % (host, phase, int(seconds) if seconds == int(seconds) else seconds,
+                   self.process.log_path, self.process.log_tail() or ' (it is empty)', phase))
 
 
 # what a host is told when its wave ended without answering it (a bug:

@@ -23,20 +23,20 @@ import traceback
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
     NixdeployError, internal_error)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end, _waits, _wakeup
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import freeze_inherited
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
-    hold, stream_work)
+    hold, server_lock)
 
 
-class StreamError(NixdeployError):
-    """The batch's detached work ended without this host's entry.
+class BatchError(NixdeployError):
+    """The batch server could not answer this host (it died, it hung
+    past the bound, its lock was never free).
     ``traceback``: an internal error's (for -vvv, never the message)."""
 
     def __init__(self, *args, **kwargs):
         self.traceback = kwargs.pop('traceback', None)
-        super(StreamError, self).__init__(*args, **kwargs)
+        super(BatchError, self).__init__(*args, **kwargs)
 
 
 def work_failure(kind, exc):
@@ -115,25 +115,29 @@ def _watch(main_pid, stop):
             os._exit(3)  # pylint: disable=protected-access
 
 
-class DetachedWork(object):
-    """The detached process of one batch (a ``Stream``'s): its files are
-    the Stream's (``running_path``, ``log_path``, ``done_path``,
-    ``entries_dir``), its work a function of ``put``."""
+class DetachedProcess(object):
+    """The detached process of one batch server: its lock file
+    (``<stem>.running``, held while it runs), its log (``<stem>.log``)
+    and, when it ends, a ring of every doorbell in ``wake_dir`` (the
+    answers' folder: a host still waiting looks again and learns it)."""
 
-    kind = running_path = log_path = done_path = entries_dir = None
+    def __init__(self, stem, kind, wake_dir):
+        self.kind = kind
+        self.running_path = stem + '.running'
+        self.log_path = stem + '.log'
+        self.wake_dir = wake_dir
 
-    def put(self, host, host_entry):
-        raise NotImplementedError
-
-    def _fork(self, work):
+    def fork(self, work):
+        """Run ``work()`` in a detached process; returns in the caller once
+        the process runs (and holds ``.running``)."""
         # The job's ansible-playbook process: the worker's parent. The
         # detached process ends when it is gone.
         main_pid = os.getppid()
-        # taken before the fork: the worker sees it held as soon as start()
+        # taken before the fork: the worker sees it held as soon as fork()
         # returns, so a fast waiter never reads "not running" by mistake (a
         # waiter's own look holds it a moment: bounded all the same)
         running = open(self.running_path, 'a')
-        hold(running, _waits.STREAM_LOCK_WAIT, stream_work(None, self.kind))
+        hold(running, _waits.SERVER_LOCK_WAIT, server_lock(None, self.kind))
         child = os.fork()
         if child:
             running.close()
@@ -179,28 +183,20 @@ class DetachedWork(object):
         watcher = threading.Thread(target=_watch, args=(main_pid, stop), name='nixdeploy-watch')
         watcher.daemon = True
         watcher.start()
-        try:
-            shared = work(self.put)
-        except Exception as exc:  # pylint: disable=broad-except
-            # the log keeps the traceback; the hosts without an entry get
-            # one sentence (``entry``)
-            os.write(2, traceback.format_exc().encode('utf-8', 'replace'))
-            shared = work_failure(self.kind, exc)
         code = 0
         try:
-            if shared is not None:
-                write_json(self.done_path, shared)
-            # the hosts still waiting (the work gave them no entry) learn it now
-            _wakeup.ring_all(self.entries_dir)
-        except OSError:
-            # the job's folder is gone with the job (nobody waits), or a
-            # write failed: the log says which
+            work()
+        except Exception:  # pylint: disable=broad-except
+            # the log keeps the traceback; a host still waiting reads its
+            # last line (``log_tail``)
             os.write(2, traceback.format_exc().encode('utf-8', 'replace'))
             code = 1
+        # the hosts still waiting (given no answer) learn it now
+        _wakeup.ring_all(self.wake_dir)
         stop.set()
         return code
 
-    def _running(self):
+    def running(self):
         """Whether the batch's process holds ``.running`` (a look that
         never waits)."""
         try:
@@ -214,7 +210,7 @@ class DetachedWork(object):
         except (OSError, IOError):
             return False
 
-    def _log_tail(self):
+    def log_tail(self):
         try:
             with open(self.log_path, 'rb') as handle:
                 handle.seek(0, os.SEEK_END)

@@ -5,7 +5,7 @@
 wait that keeps to them.
 
 A host of a play batch waits for other processes in two ways: for its own
-answer from a batch's detached process (``_stream_entries.Stream.entry``,
+answer from its batch server (``_batch_server.BatchServer.answer``,
 the phase's ``answer_wait``), and for a lock of the batch's files (the
 play's record of its batches, the lock a host takes to ask a server, which
 the server takes too). Each wait gives up at its bound below and says so in
@@ -27,11 +27,11 @@ RECORD_LOCK_WAIT = 120
 # A host's wait for the serial gate's verdict: the server reads and writes
 # one small file.
 SERIAL_ANSWER_WAIT = 120
-# The lock of a stream or a service (``<kind>-<key>.lock``): held while a
-# host starts the batch's process (a fork of its worker) or writes its
-# request, and by the serving process while it takes the requests.
-STREAM_LOCK_WAIT = 120
-# A host's wait for its own answer from a batch's detached process, when the
+# The lock of a batch server (``<kind>-<key>.lock``): held while a host
+# writes its request or starts the server's process (a fork of its worker),
+# and by the serving process while it takes the requests.
+SERVER_LOCK_WAIT = 120
+# A host's wait for its own answer from its batch server, when the
 # phase gives no bound of its own (the evaluation, the build, publish,
 # channel: every system pushed to a cache, every git ref moved, each Nix or
 # git call bounded only by the task's timeout, if any): a batch's work that
@@ -62,7 +62,7 @@ def hold(handle, seconds, what):
     """Take an exclusive flock on ``handle`` (an open file), waiting at most
     ``seconds``; ``LockWaitTimeout`` past it, whose message says what the
     lock is and what to do (``what``: made by ``record_work`` or
-    ``stream_work``)."""
+    ``server_lock``)."""
     deadline = time.monotonic() + seconds
     tries = 0
     while True:
@@ -110,9 +110,9 @@ def record_work(host):
                   'under ansible\'s local temp folder): look at that folder, then run again'}
 
 
-def stream_work(host, kind):
-    """A stream's or a service's lock: held by a host that starts the
-    batch's process or asks it, and by the serving process taking requests."""
+def server_lock(host, kind):
+    """A batch server's lock: held by a host that asks the server or starts
+    its process, and by the serving process taking requests."""
     phase = kind.split('-')[0]
     return {'host': host,
             'lock': 'the lock of the %s batch\'s process, which a host holds while it starts '

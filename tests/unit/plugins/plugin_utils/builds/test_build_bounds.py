@@ -80,9 +80,9 @@ def test_a_build_retry_asks_a_server_of_its_own(tmp_path, monkeypatch):
     first = batch_of(place, action._build_work({'system': 'a'}))  # pylint: disable=protected-access
     _work_keys.new_run('h1', {})
     retry = batch_of(place, action._build_work({'system': 'a'}))  # pylint: disable=protected-access
-    assert retry.done_path != first.done_path
+    assert retry.lock_path != first.lock_path
     # h2's first ask is the batch's: the first server's files
     _work_keys.new_run('h2', {})
     other = batch_of(Place('h2', place.task, dict(task_vars, inventory_hostname='h2')),
                      action._build_work({'system': 'b'}))  # pylint: disable=protected-access
-    assert other.done_path == first.done_path
+    assert other.lock_path == first.lock_path

@@ -110,7 +110,7 @@ def entry(play, host, copy_mode='cascade', held=None, hold=None):
         if work.kind == held:
             with open(server.alive_path, 'w'):
                 pass
-            hold(server.running_path)
+            hold(server.process.running_path)
 
     return _copy_stage.CopyStage(host, args, task_vars, target, filled=filled,
                                  batch_answer=batch_answer(host, task_vars, play.names,

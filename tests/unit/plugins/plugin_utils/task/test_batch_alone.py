@@ -18,8 +18,8 @@ sys.path.insert(0, collections_path())
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
     _batch, _work_keys)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
-    Stream)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
+    BatchServer)
 # run_probe: the test action's real run for a host (a fixture)
 from tests.unit.plugins.plugin_utils.task.test_action import (  # noqa: F401,E402  pylint: disable=unused-import
     Probe, action_of, run_probe, waves)
@@ -40,33 +40,33 @@ def test_a_retry_computes_its_answer_again_for_its_host(run_probe):
     assert waves() == [list(BATCH), ['h1']]
 
 
-def test_a_streams_retry_starts_its_work_again(tmp_path, monkeypatch):
-    """Eval's way: a detached process per work name. The retry's name is
-    its own, so its work runs again (a real fork) and answers anew; another
-    host's first ask still reads the first work's answer."""
+def test_a_retrys_server_is_its_own_and_serves_again(tmp_path, monkeypatch):
+    """The key the action base gives a batch server (``work_key``): a
+    retry's is its own, so its server serves it again (a real fork) and
+    answers anew; another host's first ask still reads the answer the
+    first server gave it, foreseen."""
     monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
     counter = str(tmp_path / 'runs')
     task = type('Task', (), {'_uuid': 'eval-task'})()
     hosts = _batch.task_batch(str(tmp_path), 'play', {'inventory_hostname': 'h1',
                                                       'ansible_play_batch': list(BATCH)})
 
-    def work(put):
+    def serve(requests, put):
         with open(counter, 'a') as handle:
             handle.write('run\n')
         with open(counter) as handle:
             runs = len(handle.read().split())
-        for host in BATCH:
+        for host in requests:
             put(host, {'answer': '%s-%d' % (host, runs)})
-        return {}
 
     def ask(host):
         _work_keys.new_run(host, {})  # what the action base does at each run
-        stream = Stream(str(tmp_path), 'eval', _batch.work_key('eval', task, hosts, ['opts']))
-        stream.start(work, host=host)
-        return stream.entry(host, timeout=60)['answer']
+        server = BatchServer(str(tmp_path), 'eval', _batch.work_key('eval', task, hosts, ['opts']))
+        server.request(host, 'opts', serve, foresee=lambda: dict((h, 'opts') for h in BATCH))
+        return server.answer(host, 'opts', serve, timeout=60)[0]['answer']
 
     assert ask('h1') == 'h1-1'
-    assert ask('h1') == 'h1-2'  # the retry: computed again
+    assert ask('h1') == 'h1-2'  # the retry: served again
     assert ask('h2') == 'h2-1'  # another host's first ask: the batch's answer
     deadline = time.monotonic() + 20
     while os.path.getsize(counter) < 8 and time.monotonic() < deadline:

@@ -14,12 +14,13 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
-    _batch_server, _stream)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_server  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (  # noqa: E402
     _entry_path)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
     GATHER_QUIET, GATHER_STALL, BatchServer)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (  # noqa: E402
+    BatchError)
 
 
 # the requests of the hosts, where a test asks for each the same way
@@ -144,10 +145,10 @@ def test_a_host_of_the_batch_that_comes_after_a_wave_finds_the_process_serving(t
     assert server.request('h1', 'a', members, expected=batch)
     assert reply(server, 'h1', 'a', members, timeout=60)['wave'] == ['h1']
     # a process that ends after its last wave (the old rule) takes one look
-    # (_LOOKS[1], 0.05 s) to end: after 2 s it would be gone even on a
+    # (LOOKS[1], 0.05 s) to end: after 2 s it would be gone even on a
     # loaded machine, and this one must still be serving
     time.sleep(2)
-    assert os.path.exists(server.alive_path) and server._running()  # pylint: disable=protected-access
+    assert os.path.exists(server.alive_path) and server.process.running()
     assert not server.request('h2', 'b', members, expected=batch)
     assert reply(server, 'h2', 'b', members, timeout=60)['wave'] == ['h2']
 
@@ -188,7 +189,7 @@ def test_a_request_the_killed_process_never_took_is_served_by_another(tmp_path):
     (it spun forever before, its timeout unheeded)."""
     server = BatchServer(str(tmp_path), 'build', 'k5')
     # h2's request file (named by the digest of its name, as every entry is)
-    second = _entry_path(server.requests_dir, 'h2')
+    second = _entry_path(server.requests.folder, 'h2')
     started = str(tmp_path / 'wave-started')
 
     def killed(requests, put):
@@ -213,7 +214,7 @@ def test_a_request_the_killed_process_never_took_is_served_by_another(tmp_path):
     assert not wait.is_alive(), 'h2 still waits on a process that is gone'
     assert found == [{'request': 'b', 'answer': 'b'}]
     # the killed process's own host is told, not left waiting
-    with pytest.raises(_stream.StreamError):
+    with pytest.raises(BatchError):
         reply(server, 'h1', 'a', echo, timeout=10)
 
 
@@ -317,7 +318,7 @@ def test_a_dead_server_fails_its_waiting_host_by_name(tmp_path):
     server.request('h1', None, dies, expected=['h1'], foresee=lambda: {'h2': None})
     start = time.monotonic()
     for host in ('h1', 'h2'):
-        with pytest.raises(_stream.StreamError, match='^%s: ' % host):
+        with pytest.raises(BatchError, match='^%s: ' % host):
             server.answer(host, None, dies, timeout=600)
     assert time.monotonic() - start < 30
 
@@ -330,7 +331,7 @@ def test_a_hosts_name_never_places_a_file_outside_the_batch_folder(tmp_path):
     server.request(names[0], 'x', echo, expected=names, foresee=lambda: {'a/b': 'y'})
     assert reply(server, '../escape', 'x', echo, timeout=60) == {'request': 'x', 'answer': 'x'}
     assert reply(server, 'a/b', 'y', echo, timeout=60) == {'request': 'y', 'answer': 'y'}
-    stored = [f for f in os.listdir(server.entries_dir) if f.endswith('.json')]
+    stored = [f for f in os.listdir(server.answers.folder) if f.endswith('.json')]
     assert len(stored) == 2 and all(len(f) == 37 for f in stored), stored
     assert not os.path.exists(str(tmp_path / 'escape'))
 
@@ -344,7 +345,7 @@ def test_a_hosts_own_request_taken_with_its_foreseen_one_wins(tmp_path):
     server = BatchServer(str(tmp_path), 'publish', 'k')
     # the requests h1 foresaw, then h2's own: the server it starts finds
     # both in its first take
-    server._write_foreseen('h1', {'h2': 'b', 'h3': 'c'})  # pylint: disable=protected-access
+    server.requests.foresee('h1', {'h2': 'b', 'h3': 'c'})
     server.request('h2', 'own-h2', serve, expected=['h2'])
     assert reply(server, 'h2', 'own-h2', serve, timeout=60)['answer'] == 'own-h2'
     assert reply(server, 'h3', 'c', serve, timeout=60)['answer'] == 'c'

@@ -1,12 +1,10 @@
 """A forked process freezes what it inherited (task/_forked.py), for real:
-a multiprocessing child as Ansible's workers are, and a batch's detached
-process (task/_stream.py)."""
+a multiprocessing child as Ansible's workers are, and a batch server's
+detached process (task/_batch_server.py)."""
 
 import gc
 import multiprocessing
 import sys
-
-import pytest
 
 from tests.collection import collections_path
 
@@ -14,8 +12,8 @@ sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _forked  # noqa: E402
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
-    Stream, StreamError)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
+    BatchServer)
 
 
 def _child(queue):
@@ -42,18 +40,13 @@ def test_a_worker_knows_it_was_forked_and_freezes_what_it_inherited():
 
 
 def test_a_batch_process_collects_only_its_own_objects(tmp_path):
-    stream = Stream(str(tmp_path), 'eval', 'frozen')
+    server = BatchServer(str(tmp_path), 'eval', 'frozen')
     assert gc.get_freeze_count() == 0
 
-    def work(put):
-        put('h1', {'answer': 'h1'})
-        return {'frozen': gc.get_freeze_count()}
+    def serve(requests, put):
+        put('h1', {'frozen': gc.get_freeze_count()})
 
-    assert stream.start(work)
-    assert stream.entry('h1', timeout=60) == {'answer': 'h1'}
-    # h2 never gets an entry: the wait ends when the work has ended (its
-    # end mark, what it shares, is written)
-    with pytest.raises(StreamError):
-        stream.entry('h2', timeout=60)
+    assert server.request('h1', 'r1', serve)
+    frozen = server.answer('h1', 'r1', serve, timeout=60)[0]['frozen']
     # every object the detached process inherited from this test run
-    assert stream.shared()['frozen'] > 10000, stream.shared()
+    assert frozen > 10000, frozen

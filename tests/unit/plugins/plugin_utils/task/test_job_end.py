@@ -1,6 +1,6 @@
 """What a batch's detached process does when the job that started it ends
 (task/_job_end.py), for real: a forked "job" process forks a worker, which
-starts the work in a Stream's detached process and waits for its host's
+asks a batch server whose wave runs the work, and waits for its host's
 answer; then the worker and the job end, as ansible-playbook does once
 every host has its result.
 
@@ -29,14 +29,14 @@ sys.path.insert(0, collections_path())
 from ansible import constants as C  # noqa: E402
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
-    _job_end, _stream)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
-    Stream)
+    _detached, _job_end)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
+    BatchServer)
 
 
 def run_job(tmp_path, work, at_end=None):
-    """A job process whose worker starts ``work`` detached, waits for h1's
-    answer, and ends; the job ends right after its worker (after
+    """A job process whose worker asks a batch server whose one wave is
+    ``work(put)``, waits for h1's answer, and ends; the job ends right after its worker (after
     ``at_end()``, which must return True, when given)."""
     job = os.fork()
     if job == 0:
@@ -46,9 +46,13 @@ def run_job(tmp_path, work, at_end=None):
             if worker == 0:
                 code = 1
                 try:
-                    stream = Stream(str(tmp_path), 'eval', 'k')
-                    stream.start(work, 'h1')
-                    code = 0 if stream.entry('h1', timeout=30) == {'answer': 'h1'} else 1
+                    server = BatchServer(str(tmp_path), 'eval', 'k')
+
+                    def serve(_requests, put):
+                        work(put)
+                    server.request('h1', 'r', serve)
+                    answer = server.answer('h1', 'r', serve, timeout=30)[0]
+                    code = 0 if answer == {'answer': 'h1'} else 1
                 finally:
                     os._exit(code)  # pylint: disable=protected-access
             _pid, status = os.waitpid(worker, 0)
@@ -154,7 +158,7 @@ def test_a_cancelled_job_stops_its_evaluators_at_once(tmp_path):
         begin(2, named)
         with _job_end.finishing():
             child = subprocess.Popen(['sleep', '60'], start_new_session=True)
-            _stream.CHILD_GROUPS.add(child.pid)
+            _detached.CHILD_GROUPS.add(child.pid)
             write(pids, '%d %d' % (os.getpid(), child.pid))
             answer_h1(put)
             time.sleep(30)

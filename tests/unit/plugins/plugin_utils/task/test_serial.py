@@ -14,8 +14,8 @@ sys.path.insert(0, collections_path())
 from ansible_collections.nixdeploy.fleet.plugins.action import nix_eval  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
     _serial, _work_keys)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
-    StreamError)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (  # noqa: E402
+    BatchError)
 from tests.unit.plugins.plugin_utils.task.test_wait_bounds import Hung, ended  # noqa: E402
 
 BATCH1 = ['web1', 'web2', 'web3', 'web4']
@@ -138,6 +138,6 @@ def test_the_serial_gate_waits_for_its_verdict_at_most_its_bound(tmp_path, monke
         error, _value, took = ended(lambda: gate(None))
     finally:
         hangs.stop()
-    assert isinstance(error, StreamError), error
+    assert isinstance(error, BatchError), error
     assert took < 10 and str(error).startswith(
         "no answer for h1 from the serial batch's process after 0.5s"), error

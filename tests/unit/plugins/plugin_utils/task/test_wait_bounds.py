@@ -21,8 +21,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # n
     _batch, _play_batch, _waits)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
     BatchServer)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
-    Stream, StreamError)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (  # noqa: E402
+    BatchError)
 # holders: LockHolders started by a test, stopped after it (a fixture)
 from tests.unit.plugins.plugin_utils.task.lock_holders import (  # noqa: F401,E402  pylint: disable=unused-import
     holders)
@@ -84,53 +84,51 @@ def test_the_plays_record_of_its_batches_is_waited_for_at_most_its_bound(
         "h1: waited 0.5s for the lock of the play's record of its batches"), error
 
 
-def test_a_streams_lock_held_forever_fails_the_host_that_starts_or_asks(
-        tmp_path, holders, monkeypatch):
-    """The lock a host takes to start a batch's process (eval) or to ask
-    its server (every other phase): STREAM_LOCK_WAIT, then the host fails naming it."""
-    monkeypatch.setattr(_waits, 'STREAM_LOCK_WAIT', 0.5)
-    stream = Stream(str(tmp_path), 'eval', 'k1')
-    holders(stream.lock_path)
-    error, _value, took = ended(lambda: stream.start(lambda put: {}, host='h1'))
-    assert isinstance(error, _waits.LockWaitTimeout) and took < 10, error
-    assert str(error).startswith("h1: waited 0.5s for the lock of the eval batch's process")
-    server = BatchServer(str(tmp_path), 'build', 'k2')
-    holders(server.lock_path)
-    error, _value, _took = ended(lambda: server.request('h2', 'r', lambda r, put: None))
-    assert isinstance(error, _waits.LockWaitTimeout), error
-    assert str(error).startswith("h2: waited 0.5s for the lock of the build batch's process")
+def test_a_servers_lock_held_forever_fails_the_host_that_asks(tmp_path, holders, monkeypatch):
+    """The lock a host takes to ask its batch server (and start its
+    process): SERVER_LOCK_WAIT, then the host fails naming it and the phase."""
+    monkeypatch.setattr(_waits, 'SERVER_LOCK_WAIT', 0.5)
+    for host, kind in (('h1', 'eval'), ('h2', 'build')):
+        server = BatchServer(str(tmp_path), kind, 'k-' + kind)
+        holders(server.lock_path)
+        error, _value, took = ended(lambda: server.request(host, 'r', lambda r, put: None))
+        assert isinstance(error, _waits.LockWaitTimeout) and took < 10, error
+        assert str(error).startswith(
+            "%s: waited 0.5s for the lock of the %s batch's process" % (host, kind)), error
 
 
 def test_a_batch_process_that_hangs_fails_its_hosts_at_the_answer_bound(
         tmp_path, holders, monkeypatch):
-    """A process holds the batch's ``.running`` lock (as the detached work
-    does) and never writes the host's entry nor rings its doorbell: the
-    host gives up at ANSWER_WAIT, naming itself, the phase and the log."""
+    """A process holds the server's ``.running`` lock (as the serving
+    process does) and never writes the host's answer nor rings its
+    doorbell: the host gives up at ANSWER_WAIT, naming itself, the phase
+    and the log."""
     monkeypatch.setattr(_waits, 'ANSWER_WAIT', 1.0)
-    stream = Stream(str(tmp_path), 'eval', 'k3')
-    holders(stream.running_path)
-    with open(stream.log_path, 'w') as handle:
+    server = BatchServer(str(tmp_path), 'eval', 'k3')
+    holders(server.process.running_path)
+    with open(server.process.log_path, 'w') as handle:
         handle.write('evaluating h1\n')
-    error, _value, took = ended(lambda: stream.entry('h1'))
-    assert isinstance(error, StreamError) and 1.0 <= took < 10, error
+    error, _value, took = ended(lambda: server.answer('h1', 'r1', lambda r, put: None))
+    assert isinstance(error, BatchError) and 1.0 <= took < 10, error
     text = str(error)
     assert text.startswith("no answer for h1 from the eval batch's process after 1s"), text
-    assert stream.log_path in text and 'evaluating h1' in text
+    assert server.process.log_path in text and 'evaluating h1' in text
     assert 'a larger time limit of the eval phase' in text
 
 
 def test_a_batch_process_that_dies_is_noticed_long_before_the_bound(tmp_path, holders):
     """The holder of ``.running`` is killed while the host waits with a
     bound of ten minutes: the host learns it within a look (SAFETY)."""
-    stream = Stream(str(tmp_path), 'eval', 'k4')
-    holder = holders(stream.running_path)
+    server = BatchServer(str(tmp_path), 'eval', 'k4')
+    holder = holders(server.process.running_path)
     killer = subprocess.Popen(['sh', '-c', 'sleep 0.5; kill -9 %d' % holder.proc.pid])
     try:
-        error, _value, took = ended(lambda: stream.entry('h1', timeout=600))
+        error, _value, took = ended(
+            lambda: server.answer('h1', 'r1', lambda r, put: None, timeout=600))
     finally:
         killer.wait()
-    assert isinstance(error, StreamError) and took < 10, (error, took)
-    assert 'stopped before answering this host' in str(error)
+    assert isinstance(error, BatchError) and took < 10, (error, took)
+    assert str(error).startswith('h1: the batch\'s work stopped before answering this host')
 
 
 def test_a_server_whose_wave_hangs_fails_its_host_at_the_bound(tmp_path, monkeypatch):
@@ -145,7 +143,7 @@ def test_a_server_whose_wave_hangs_fails_its_host_at_the_bound(tmp_path, monkeyp
         error, _value, took = ended(lambda: server.answer('h1', 'r1', hangs))
     finally:
         hangs.stop()
-    assert isinstance(error, StreamError) and took < 10, error
+    assert isinstance(error, BatchError) and took < 10, error
     assert str(error).startswith("no answer for h1 from the build batch's process after 1s")
 
 
@@ -164,5 +162,5 @@ def test_a_lock_released_within_the_bound_is_taken(tmp_path, holders):
 
 
 def _held_once(path):
-    with _waits.held(path, 10, _waits.stream_work('h1', 'publish')):
+    with _waits.held(path, 10, _waits.server_lock('h1', 'publish')):
         return True

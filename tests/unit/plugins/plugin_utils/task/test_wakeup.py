@@ -1,7 +1,8 @@
-"""A host waiting for its batch entry sleeps on its doorbell (a FIFO) and
-wakes when the batch's detached process writes the entry or ends; real
-processes, real FIFOs. SAFETY (the look a host takes anyway) is set far
-beyond each test's deadline, so only a ring can make these pass in time."""
+"""A host waiting for its answer from its batch server sleeps on its
+doorbell (a FIFO) and wakes when the server's detached process writes the
+answer or ends; real processes, real FIFOs. SAFETY (the look a host takes
+anyway) is set far beyond each test's deadline, so only a ring can make
+these pass in time."""
 
 import os
 import resource
@@ -17,8 +18,12 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _wakeup, _stream  # noqa: E402
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import _entry_path  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
+    _batch_server, _wakeup)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
+    BatchServer)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (  # noqa: E402
+    BatchError)
 
 DEADLINE = 60.0
 
@@ -35,13 +40,19 @@ def _gate(path):
         time.sleep(0.01)
 
 
-def _waiters(stream, hosts, timeout):
+def _ask(server, hosts, serve):
+    """Every host asks (its request: its name), one wave for them all."""
+    for host in hosts:
+        server.request(host, host, serve, expected=hosts)
+
+
+def _waiters(server, hosts, serve, timeout):
     got, threads = {}, []
 
     def wait(host):
         try:
-            got[host] = stream.entry(host, timeout=timeout)
-        except _stream.StreamError as exc:
+            got[host] = server.answer(host, host, serve, timeout=timeout)[0]
+        except BatchError as exc:
             got[host] = exc
 
     for host in hosts:
@@ -58,9 +69,9 @@ def _is_fifo(path):
         return False
 
 
-def _bells_made(stream, hosts):
+def _bells_made(server, hosts):
     """Each waiter has made its doorbell (so the test rings after that)."""
-    bells = [_wakeup.bell_path(_entry_path(stream.entries_dir, h)) for h in hosts]
+    bells = [_wakeup.bell_path(server.answer_path(h, h)) for h in hosts]
     end = time.monotonic() + DEADLINE
     while not all(_is_fifo(bell) for bell in bells):
         if time.monotonic() > end:
@@ -68,70 +79,74 @@ def _bells_made(stream, hosts):
         time.sleep(0.01)
 
 
-def test_each_host_wakes_when_its_own_entry_is_written(tmp_path, no_safety_look):
-    stream = _stream.Stream(str(tmp_path), 'eval', 'k1')
-    gate = str(tmp_path / 'go')
+def test_each_host_wakes_when_its_own_answer_is_written(tmp_path, no_safety_look):
+    """The wave answers five of six hosts, then holds until the test lets
+    it end: each of the five wakes on its own answer while the process
+    still runs; the sixth learns the wave forgot it when the wave ends."""
+    server = BatchServer(str(tmp_path), 'eval', 'k1')
+    gate, end = str(tmp_path / 'go'), str(tmp_path / 'end')
     hosts = ['h%d' % n for n in range(1, 7)]
 
-    def work(put):
+    def serve(requests, put):
         _gate(gate)
         for host in reversed(hosts[1:]):
             put(host, {'answer': host})
             time.sleep(0.05)
-        return {'done': True}
+        _gate(end)
 
-    assert stream.start(work)
-    got, threads = _waiters(stream, hosts, timeout=DEADLINE)
-    _bells_made(stream, hosts)
+    _ask(server, hosts, serve)
+    got, threads = _waiters(server, hosts, serve, timeout=DEADLINE)
+    _bells_made(server, hosts)
     started = time.monotonic()
     open(gate, 'w').close()
-    for thread in threads:
+    for thread in threads[1:]:
         thread.join(DEADLINE + 10)
     elapsed = time.monotonic() - started
-    # every host with an entry got its own, the one without learnt the end
+    open(end, 'w').close()
+    threads[0].join(DEADLINE + 10)
+    # every host answered got its own; the one the work forgot is told so
     assert dict((h, got[h]) for h in hosts[1:]) == dict((h, {'answer': h}) for h in hosts[1:])
-    assert isinstance(got['h1'], _stream.StreamError)
-    assert 'finished without an answer' in str(got['h1'])
+    assert got['h1']['error'].startswith(_batch_server.UNANSWERED % 'eval'), got['h1']
     # rung, not found by a look: the safety look is 600 s away
     assert elapsed < DEADLINE / 2
     # each waiter removed its doorbell
-    assert not [n for n in os.listdir(stream.entries_dir) if n.endswith('.wake')]
+    assert not [n for n in os.listdir(server.answers.folder) if n.endswith('.wake')]
 
 
 def test_a_batch_process_that_dies_is_noticed_by_the_safety_look(tmp_path, monkeypatch):
     monkeypatch.setattr(_wakeup, 'SAFETY', 0.2)
-    stream = _stream.Stream(str(tmp_path), 'eval', 'k2')
+    server = BatchServer(str(tmp_path), 'eval', 'k2')
     gate = str(tmp_path / 'go')
 
-    def work(put):
+    def serve(requests, put):
         put('h1', {'answer': 'h1'})
         _gate(gate)
-        os._exit(9)  # killed mid-work: no end mark, no ring
+        # killed mid-work: no answer, no ring
+        os._exit(9)  # pylint: disable=protected-access
 
-    assert stream.start(work)
-    got, threads = _waiters(stream, ['h1', 'h2'], timeout=DEADLINE)
-    _bells_made(stream, ['h2'])
+    _ask(server, ['h1', 'h2'], serve)
+    got, threads = _waiters(server, ['h1', 'h2'], serve, timeout=DEADLINE)
+    _bells_made(server, ['h2'])
     open(gate, 'w').close()
     for thread in threads:
         thread.join(DEADLINE + 10)
     assert got['h1'] == {'answer': 'h1'}
-    assert isinstance(got['h2'], _stream.StreamError)
+    assert isinstance(got['h2'], BatchError)
     assert 'stopped before answering' in str(got['h2'])
 
 
 def test_without_a_fifo_the_host_looks_by_the_clock(tmp_path, no_safety_look):
-    stream = _stream.Stream(str(tmp_path), 'eval', 'k3')
+    server = BatchServer(str(tmp_path), 'eval', 'k3')
     gate = str(tmp_path / 'go')
     # something that is not a FIFO where h1's doorbell would be
-    os.mkdir(_wakeup.bell_path(_entry_path(stream.entries_dir, 'h1')))
+    os.mkdir(_wakeup.bell_path(server.answer_path('h1', 'h1')))
 
-    def work(put):
+    def serve(requests, put):
         _gate(gate)
         put('h1', {'answer': 'h1'})
-        return {'done': True}
 
-    assert stream.start(work)
-    got, threads = _waiters(stream, ['h1'], timeout=DEADLINE)
+    _ask(server, ['h1'], serve)
+    got, threads = _waiters(server, ['h1'], serve, timeout=DEADLINE)
     open(gate, 'w').close()
     threads[0].join(DEADLINE + 10)
     assert got['h1'] == {'answer': 'h1'}

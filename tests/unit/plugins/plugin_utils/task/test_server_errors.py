@@ -1,6 +1,6 @@
-"""No traceback reaches a person (issue 61): what a batch's detached
-process (task/_stream.py) says when its work raises, for real (a forked
-process, real files)."""
+"""No traceback reaches a person (issue 61): what a batch server's
+detached process (task/_batch_server.py, _detached.py) says when its work
+raises or the process dies, for real (a forked process, real files)."""
 
 import os
 import sys
@@ -15,61 +15,65 @@ sys.path.insert(0, collections_path())
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (  # noqa: E402
     NixError, cannot_run)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stream  # noqa: E402
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stream import (  # noqa: E402
-    BatchServer, Stream, StreamError)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_server  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
+    BatchServer)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (  # noqa: E402
+    BatchError, without_tracebacks)
 
 ONE_LINE = ('internal error in the eval batch: KeyError: \'system\'; rerun with -vvv for the '
             'traceback')
 
 
 def test_an_unexpected_exception_is_one_line_with_the_traceback_kept_apart(tmp_path):
-    stream = Stream(str(tmp_path), 'eval', 'k1')
+    """h1 is answered, then the work raises: h2's answer is one line, the
+    traceback beside it (for -vvv) and in the process's log."""
+    server = BatchServer(str(tmp_path), 'eval', 'k1')
 
-    def work(put):
+    def serve(requests, put):
         put('h1', {'answer': 'h1'})
         return {}['system']
 
-    assert stream.start(work)
-    assert stream.entry('h1', timeout=60) == {'answer': 'h1'}
-    with pytest.raises(StreamError) as info:
-        stream.entry('h2', timeout=60)
-    assert str(info.value) == ONE_LINE
-    assert 'Traceback (most recent call last)' in info.value.traceback
-    assert 'return {}[\'system\']' in info.value.traceback
+    server.request('h1', 'r1', serve, expected=['h1', 'h2'])
+    server.request('h2', 'r2', serve, expected=['h1', 'h2'])
+    assert server.answer('h1', 'r1', serve, timeout=60)[0] == {'answer': 'h1'}
+    answer = server.answer('h2', 'r2', serve, timeout=60)[0]
+    assert answer['error'] == ONE_LINE
+    assert 'Traceback (most recent call last)' in answer['traceback']
+    assert 'return {}[\'system\']' in answer['traceback']
     # the log keeps it too (the process's stderr)
-    with open(stream.log_path) as handle:
+    with open(server.process.log_path) as handle:
         assert 'Traceback' in handle.read()
 
 
 def test_an_error_of_the_family_is_its_own_sentence(tmp_path):
-    stream = Stream(str(tmp_path), 'eval', 'k2')
+    server = BatchServer(str(tmp_path), 'eval', 'k2')
     sentence = cannot_run('/opt/nonexistent/nix')
 
-    def work(put):
+    def serve(requests, put):
         raise NixError(sentence)
 
-    assert stream.start(work)
-    with pytest.raises(StreamError) as info:
-        stream.entry('h1', timeout=60)
-    assert str(info.value) == sentence == (
+    server.request('h1', 'r1', serve)
+    answer = server.answer('h1', 'r1', serve, timeout=60)[0]
+    assert answer == {'error': sentence}
+    assert sentence == (
         "nix_bin: cannot run /opt/nonexistent/nix (No such file or directory); set nix_bin to "
         "the nix executable or put nix on the controller's PATH")
-    assert info.value.traceback is None
 
 
 def test_a_process_that_died_shows_its_log_without_the_traceback(tmp_path):
-    stream = Stream(str(tmp_path), 'eval', 'k3')
+    server = BatchServer(str(tmp_path), 'eval', 'k3')
 
-    def work(put):
+    def serve(requests, put):
         os.write(2, b'evaluating h1\nTraceback (most recent call last):\n  File "x.py", line 1, '
                     b'in <module>\n    boom()\nMemoryError: out of memory\n')
         os._exit(9)  # pylint: disable=protected-access
 
-    assert stream.start(work)
-    with pytest.raises(StreamError) as info:
-        stream.entry('h1', timeout=60)
+    server.request('h1', 'r1', serve)
+    with pytest.raises(BatchError) as info:
+        server.answer('h1', 'r1', serve, timeout=60)
     text = str(info.value)
+    assert text.startswith('h1: the batch\'s work stopped before answering this host'), text
     assert 'Traceback' not in text and 'File "x.py"' not in text, text
     assert text.endswith('evaluating h1\ninternal error: MemoryError: out of memory'), text
 
@@ -77,7 +81,7 @@ def test_a_process_that_died_shows_its_log_without_the_traceback(tmp_path):
 def test_without_tracebacks_keeps_everything_else():
     log = ('warning: Git tree is dirty\nTraceback (most recent call last):\n'
            '  File "a.py", line 3, in f\n    g()\n\nValueError: bad\nnext line')
-    assert _stream.without_tracebacks(log) == (
+    assert without_tracebacks(log) == (
         'warning: Git tree is dirty\ninternal error: ValueError: bad\nnext line')
 
 
@@ -112,7 +116,7 @@ def test_a_wave_answers_every_host_it_took_and_keeps_the_answers_it_gave(tmp_pat
         forgets(requests, put)
         raise KeyError('system')
 
-    for kind, serve, told in (('eval', forgets, _stream.UNANSWERED % 'eval'
+    for kind, serve, told in (('eval', forgets, _batch_server.UNANSWERED % 'eval'
                                + ': a thread of the wave died'),
                               ('build', raises, ONE_LINE.replace('eval batch', 'build batch'))):
         server = BatchServer(str(tmp_path), kind, 'k5')
