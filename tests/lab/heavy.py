@@ -15,6 +15,9 @@ Seconds are CPU seconds of the evaluating Nix process (a busy machine makes
 the wall time longer, never the work smaller). MB is what the process's peak
 RSS grows by; below Nix's initial GC heap (384 MB) garbage counts too, so a
 small ``mb`` may come out up to a fifth larger.
+
+A test module's ``folder`` is ``session_folder(tmp_path_factory)``: one
+measure for the whole pytest session.
 """
 
 import hashlib
@@ -108,6 +111,18 @@ def _key(nix_env):
                 'measure': MEASURE}
 
 
+def session_folder(tmp_path_factory):
+    """A folder for the figures that every test module of the pytest session
+    shares, pytest-xdist's workers too (each has a base folder of its own
+    under the session's): the figures are the machine's and its Nix's, the
+    same for every module, so the modules that need them pay for one
+    measure, not one each."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        base = base.parent
+    return str(base / 'heavy-calibration')
+
+
 def calibrate(nix_env=None, folder=None, refresh=False):
     """Measure this machine once (a few seconds) and cache the figures in
     ``folder`` (none: not cached); they are kept until the Nix version or
@@ -139,9 +154,11 @@ def calibrate(nix_env=None, folder=None, refresh=False):
     }
     if path:
         os.makedirs(folder, exist_ok=True)
-        with open(path + '.tmp', 'w') as handle:
+        # a name of the process's own: two workers may measure at once
+        written = '%s.%d.tmp' % (path, os.getpid())
+        with open(written, 'w') as handle:
             json.dump({'key': key, 'figures': figures}, handle, indent=2)
-        os.replace(path + '.tmp', path)
+        os.replace(written, path)
     _current = Calibration(figures)
     return _current
 

@@ -37,7 +37,7 @@ SLOW_BUILD_SECONDS = 25
 def pit_fleet(make_lab, tmp_path_factory):
     lab = make_lab('pit', HOSTS)
     base = str(tmp_path_factory.mktemp('pit'))
-    heavy.calibrate(folder=base)
+    heavy.calibrate(folder=heavy.session_folder(tmp_path_factory))
     flake, secret = prepare(lab, os.path.join(base, 'flake'))
     inventory = write_inventory(os.path.join(base, 'inventory'), lab, flake, secret)
     fleet = DeployFleet(lab, flake, inventory, base)

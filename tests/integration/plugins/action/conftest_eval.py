@@ -33,9 +33,9 @@ def lab_session(name='evb'):
 
 @pytest.fixture(scope='module')
 def calibrated(tmp_path_factory):
-    """This machine's heavy-system figures, measured once for the module
-    that imports this fixture."""
-    return heavy.calibrate(folder=str(tmp_path_factory.mktemp('calibration')))
+    """This machine's heavy-system figures, measured once for the pytest
+    session (heavy.session_folder)."""
+    return heavy.calibrate(folder=heavy.session_folder(tmp_path_factory))
 
 
 def make_flake(path, lab, **kwargs):

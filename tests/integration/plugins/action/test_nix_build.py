@@ -172,15 +172,14 @@ def test_build_on_target_and_on_builder(evb_lab, tmp_path):
 
 # the wave's rules on both stacks: test_build_stage.py and test_batch_server.py (unit, real Nix)
 @pytest.mark.here_only
-def test_a_slow_system_in_a_wave_holds_only_its_host(evb_lab, tmp_path):
+def test_a_slow_system_in_a_wave_holds_only_its_host(evb_lab, tmp_path, calibrated):
     """Hosts that ask together share ONE nix build (a wave); a slow system in
     it holds only its own host: the others are answered as soon as their
     own systems are in the store, not when the wave's build ends. Nix's
     default max-jobs (1) would build them one behind the other: the wave
     asks for as many side by side as it has systems, up to the cores."""
-    heavy.calibrate(folder=str(tmp_path))
-    flake = make_flake(tmp_path / 'flake', evb_lab,
-                       configurations={'h1': heavy.heavy_config(build_seconds=20)})
+    flake = make_flake(tmp_path / 'flake', evb_lab, configurations={
+        'h1': heavy.heavy_config(build_seconds=20, calibration=calibrated)})
     nix, log = nix_wrapper(tmp_path)
     roots = tmp_path / 'roots'
     run = play(tmp_path / 'play', evb_lab, flake, tasks(nix, roots),

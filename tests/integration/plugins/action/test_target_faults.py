@@ -55,6 +55,12 @@ def activate_play(hosts='all'):
              'tasks': [{'name': 'activate', ACTIVATE: {'path': '{{ copy_path }}'}}]}]
 
 
+def copied(res, hosts, task='copy'):
+    """Whether ``task`` of the run copied without failing on every host of
+    ``hosts`` (a copy play of a run that goes on to other plays)."""
+    return dict((h, res.result(task, h)['status']) for h in hosts) == dict.fromkeys(hosts, 'ok')
+
+
 def test_copied_system_survives_gc_until_activation_releases_it(pfx, pfx_flake, tmp_path):
     lab = pfx
     hosts = ['n2', 'd3', 'm4', 'o5']
@@ -133,12 +139,15 @@ def test_full_disk_at_activation_fails_clean(pfx, pfx_flake, tmp_path):
     knobs = {'extra_paths': 0, 'extra_bytes': 0}
     first = {h: pfx_flake.build(h, version='fa1', **knobs) for h in hosts}
     second = {h: pfx_flake.build(h, version='fa2', **knobs) for h in hosts}
-    for paths in (first, second):
-        inv = inventory(lab, hosts, **{h: {'copy_path': paths[h]} for h in hosts})
-        assert run(lab, tmp_path / ('c' + paths['f1'][-3:]),
-                   copy_play({'path': '{{ copy_path }}'}), inv).rc == 0
-        if paths is first:
-            assert run(lab, tmp_path / 'a1', activate_play(), inv).rc == 0
+    # one run: the first system copied and activated, the second copied
+    inv = inventory(lab, hosts, **{h: {'copy_path': first[h], 'next_path': second[h]}
+                                   for h in hosts})
+    ready = run(lab, tmp_path / 'c1', copy_play({'path': '{{ copy_path }}'}) + activate_play()
+                + copy_play({'path': '{{ next_path }}'}, name='copy next'), inv)
+    assert ready.rc == 0, ready
+    assert copied(ready, hosts) and copied(ready, hosts, 'copy next'), ready
+    assert dict((h, lab.active(h)) for h in hosts) == first
+    inv = inventory(lab, hosts, **{h: {'copy_path': second[h]} for h in hosts})
     profile = readlink(lab, 'f1', '/nix/var/nix/profiles/system')
     try:
         lab.fill_store('f1', 0)
@@ -169,13 +178,16 @@ def test_full_disk_at_activation_fails_clean(pfx, pfx_flake, tmp_path):
                                    + '; echo "cannot write: No space left on device" >&2; false',
                                    **knobs)}
     inv = inventory(lab, ['f1'], f1={'copy_path': third['f1']})
-    assert run(lab, tmp_path / 'c3', copy_play({'path': '{{ copy_path }}'}), inv).rc == 0
+    # the copy leaves the profile as it is: read before the run that copies
+    # and activates
     profile = readlink(lab, 'f1', '/nix/var/nix/profiles/system')
     try:
-        res = run(lab, tmp_path / 'a4', activate_play(), inv)
+        res = run(lab, tmp_path / 'a4', copy_play({'path': '{{ copy_path }}'}) + activate_play(),
+                  inv)
     finally:
         lab.unfill_store('f1')
         pfx_flake.build('f1', version='fa3', on_activate='', **knobs)
+    assert copied(res, ['f1']), res
     result = res.result('activate', 'f1')['result']
     print('f1, full in the middle: %s' % result['msg'])
     assert res.result('activate', 'f1')['status'] == 'failed' and result['rolled_back'], result
@@ -196,10 +208,12 @@ def test_daemon_read_only_and_sudo_messages(pfx, pfx_flake, tmp_path):
     lab.stop_daemon('m4')
     lab.set_store_read_only('n2', True)
     lab.set_sudo_password('d3', True)
+    # one run: the copy on the three (its failures ignored, so that d3 goes
+    # on), then d3's activation, whose sudo asks too
+    copy = copy_play({'path': '{{ copy_path }}'})
+    copy[0]['tasks'][0]['ignore_errors'] = True
     try:
-        res = run(lab, tmp_path / 'faults', copy_play({'path': '{{ copy_path }}'}), inv,
-                  timeout=300)
-        act = run(lab, tmp_path / 'act', activate_play('d3'), inv, timeout=300)
+        res = act = run(lab, tmp_path / 'faults', copy + activate_play('d3'), inv, timeout=300)
     finally:
         lab.start_daemon('m4')
         lab.set_store_read_only('n2', False)
@@ -215,11 +229,14 @@ def test_daemon_read_only_and_sudo_messages(pfx, pfx_flake, tmp_path):
     # the fault gone, the same copy goes through
     fixed = run(lab, tmp_path / 'fixed', copy_play({'path': '{{ copy_path }}'}), inv)
     assert fixed.rc == 0, fixed
-    # the daemon stops between the copy and the activation: a user's nix-env says so
+    # one run of two activations: m4's daemon stops between the copy and the
+    # activation (a user's nix-env says so), d3's become_user does not exist
     before = readlink(lab, 'm4', '/home/app/.local/state/nix/profiles/home-manager')
     lab.stop_daemon('m4')
     try:
-        stopped = run(lab, tmp_path / 'stopped', activate_play('m4'), inv, timeout=120)
+        stopped = nosuch = run(lab, tmp_path / 'stopped', activate_play(), inventory(
+            lab, ['m4', 'd3'], m4={'copy_path': paths['m4']},
+            d3={'copy_path': paths['d3'], 'ansible_become_user': 'nosuch'}), timeout=120)
     finally:
         lab.start_daemon('m4')
     amsg = stopped.result('activate', 'm4')['result'].get('msg', '')
@@ -227,9 +244,6 @@ def test_daemon_read_only_and_sudo_messages(pfx, pfx_flake, tmp_path):
     assert amsg.startswith('m4: the nix-daemon on m4 is not running during the activation'), amsg
     assert readlink(lab, 'm4', '/home/app/.local/state/nix/profiles/home-manager') == before
     # a become_user that does not exist: said, not a hang
-    nosuch = run(lab, tmp_path / 'nosuch', activate_play('d3'),
-                 inventory(lab, ['d3'], d3={'copy_path': paths['d3'],
-                                            'ansible_become_user': 'nosuch'}), timeout=120)
     amsg = nosuch.result('activate', 'd3')['result'].get('msg', '')
     print('d3, no such become_user: %s' % amsg)
     assert amsg.startswith('d3: the become_user nosuch does not exist on the target'), amsg

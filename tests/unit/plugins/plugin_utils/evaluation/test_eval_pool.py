@@ -51,7 +51,8 @@ def run_stage(flake, names, **kwargs):
 
 @pytest.fixture(scope='module')
 def calibrated(tmp_path_factory):
-    return heavy.calibrate(folder=str(tmp_path_factory.mktemp('calibration')))
+    # measured once for the pytest session (heavy.session_folder)
+    return heavy.calibrate(folder=heavy.session_folder(tmp_path_factory))
 
 
 def test_a_slow_host_holds_only_itself(tmp_path, calibrated):
