@@ -97,7 +97,11 @@ class _Harness(object):
         from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
             _eval, _eval_stage)
-        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch
+        try:
+            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
+        except ImportError:  # a version whose phases' names were in _batch
+            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (
+                _batch as _run)
         try:
             from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stream
         except ImportError:  # a version whose batch server has no stream beneath
@@ -115,7 +119,7 @@ class _Harness(object):
             NixdeployAction)
         C.DEFAULT_LOCAL_TMP = base_dir
         self.modules = dict(nix_build=nix_build, nix_eval=nix_eval, role_vars=_role_vars,
-                            eval=_eval, eval_stage=_eval_stage, batch=_batch,
+                            eval=_eval, eval_stage=_eval_stage, batch=_run,
                             action=NixdeployAction, batch_work=_batch_work,
                             batch_server=_batch_server)
         self.base_dir = base_dir

@@ -33,10 +33,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work i
     BatchWork, decline)
 
 # How many waves of a batch build at once (each one ``nix build``, with
-# Nix's own max-jobs inside it): a wave holding a slow system keeps its slot
-# until that system is built, so there are more slots than the two a quiet
-# fleet needs (the hosts asking together, and the ones asking meanwhile)
-WAVE_SLOTS = max(4, os.cpu_count() or 1)
+# Nix's own max-jobs inside it): a wave holding a slow system runs until
+# that system is built, so more run at once than the two a quiet fleet
+# needs (the hosts asking together, and the ones asking meanwhile)
+WAVES_AT_ONCE = max(4, os.cpu_count() or 1)
 
 
 def answer_wait(timeout):
@@ -114,5 +114,5 @@ class ActionModule(NixdeployAction):
             'build', [options_of(args), self._check_mode,
                       [shared.get(k) for k in _role_vars.per_host(self.ROLE_VARS)],
                       args.get('gc_root_dir'), args.get('builder_min_free_mb')],
-            request, stage.wave, slots=WAVE_SLOTS,
+            request, stage.wave, waves_at_once=WAVES_AT_ONCE,
             answer_wait=answer_wait(args.get('timeout')))

@@ -18,6 +18,7 @@ from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.module_utils.parsing.convert_bool import boolean
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _platforms, _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import EVAL_SPEC
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
@@ -35,7 +36,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixCommand, NixError, NixOptions)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
     NixdeployAction, verbose_traceback)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     batch_folder, play_uuid, short_digest, task_batch)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome, _reach
@@ -211,7 +212,7 @@ class ActionModule(NixdeployAction):
         server, which puts the verdict to each host."""
         # one file per play (its first task) lists the batches so far
         record = os.path.join(batch_folder(C.DEFAULT_LOCAL_TMP),
-                              'serial-%s.json' % short_digest(task_uuid(self._task)))
+                              _run_files.SERIAL_RECORD % short_digest(task_uuid(self._task)))
         active = self.task_vars.get('ansible_play_hosts')
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
 

@@ -17,7 +17,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._publish i
     PER_HOST_ARGS, Publisher)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     unlink_host_args, vars_of)
 
 

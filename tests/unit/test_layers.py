@@ -6,7 +6,8 @@ back through another (no import loop); every error raised derives
 from the one base (common/_errors.py); each stage's target programs live in
 its own target/ folder; no platform name or copy mode is compared outside
 its table (module_utils/_platforms.py, _copy_modes.py); each class name is
-defined once in plugins/."""
+defined once in plugins/; a phase reads the task stage through three of its
+modules only."""
 
 import ast
 import os
@@ -164,6 +165,25 @@ def test_no_stage_imports_a_stage_above_it():
             if other is None or STAGES.index(other) > STAGES.index(stage):
                 wrong.append('%s (%s) imports %s (%s)' % (name, stage, module, other))
     assert wrong == []
+
+
+# the stages that run a phase of the deploy (or the status read), and the
+# three modules of task/ they may read: the action base, the batch work and
+# the run's shared state; the rest of task/ (the batch server, the job's
+# end, the progress files, the waits) is the task stage's own
+PHASE_STAGES = ('evaluation', 'builds', 'copy', 'keys', 'activation', 'publish', 'status')
+TASK_FACE = ('plugin_utils.task._action', 'plugin_utils.task._batch_work',
+             'plugin_utils.task._run')
+
+
+def test_a_phase_reads_the_task_stage_through_its_three_modules_only():
+    wrong = []
+    for name, path in sorted(plugin_files().items()):
+        if stage_of(name) not in PHASE_STAGES:
+            continue
+        wrong.extend('%s imports %s' % (name, module) for module in sorted(imports(path))
+                     if stage_of(module) == 'task' and module not in TASK_FACE)
+    assert wrong == [], 'import it from plugin_utils/task/_run.py instead'
 
 
 def _cycles(graph):

@@ -20,24 +20,25 @@ import time
 
 from ansible import constants as C
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activation_fields import (
     AWAITING)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 
 # the run's waiting_for (activate-lock.sh) -> the words of its step
 WAIT_STEPS = {
-    'activation': _progress.WAITING_ACTIVATION,
-    'confirmation': _progress.WAITING_CONFIRMATION,
-    'rollback': _progress.WAITING_ROLLBACK,
-    'switch': _progress.WAITING_SWITCH,
+    'activation': _run.WAITING_ACTIVATION,
+    'confirmation': _run.WAITING_CONFIRMATION,
+    'rollback': _run.WAITING_ROLLBACK,
+    'switch': _run.WAITING_SWITCH,
 }
 
 
 def _window_path(base_dir, host, make=False):
-    folder = os.path.join(base_dir, 'nixdeploy-windows')
+    folder = os.path.join(base_dir, _run_files.WINDOWS_FOLDER)
     if make:
         private_folder(folder)
     # the host name comes from the flake: a digest of it, never a path of its own
@@ -61,14 +62,14 @@ def read_window(base_dir, host, started):
     task started), or None."""
     try:
         with open(_window_path(base_dir, host), 'rb') as handle:
-            data = json.loads(handle.read(_progress.STEP_FILE_MAX).decode('utf-8'))
+            data = json.loads(handle.read(_run.STEP_FILE_MAX).decode('utf-8'))
     except (OSError, IOError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get('host') != host:
         return None
     window, since = data.get('window'), data.get('since')
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (window, since))
-    return window if numbers and since >= started - _progress.STEP_SLACK else None
+    return window if numbers and since >= started - _run.STEP_SLACK else None
 
 
 class ActivationSteps:
@@ -100,8 +101,8 @@ class ActivationSteps:
         nearer = until is not None and self._until is not None and until < self._until
         if step != self._step or nearer:
             self._step, self._until = step, until
-            _progress.set_step(C.DEFAULT_LOCAL_TMP, self._host, step, until=until,
-                               rolls_back=self._window is not None)
+            _run.set_step(C.DEFAULT_LOCAL_TMP, self._host, step, until=until,
+                          rolls_back=self._window is not None)
 
     def bound(self):
         """set_step's ``until`` and ``rolls_back`` for a step past the
@@ -121,14 +122,14 @@ class ActivationSteps:
         elif state == AWAITING:
             if self.window_end is None and self._window is not None:
                 self.window_end = now + self._window
-            self._set(_progress.ACTIVATING, self.window_end)
+            self._set(_run.ACTIVATING, self.window_end)
         elif state in (None, 'starting', 'running', 'waiting_lock'):
             # under way: its end, then (magic rollback) the watchdog's window
-            self._set(_progress.ACTIVATING, now + self._activation + (self._window or 0))
+            self._set(_run.ACTIVATING, now + self._activation + (self._window or 0))
 
     def over(self):
         """The task is done with its run: no step is left for its host."""
-        _progress.clear_step(C.DEFAULT_LOCAL_TMP, self._host)
+        _run.clear_step(C.DEFAULT_LOCAL_TMP, self._host)
         try:
             os.unlink(_window_path(C.DEFAULT_LOCAL_TMP, self._host))
         except (OSError, IOError):

@@ -19,7 +19,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activa
     ConnectionLost, NotReached, script_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import to_int
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import file_name
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 
 
 class DetachedRun:
@@ -159,12 +159,12 @@ class DetachedRun:
         rolls it back, and this reports that. Adds the phase ``confirm``."""
         # the progress lines say "awaiting confirmation" for this host until
         # its confirmation is taken (or the run ends without one)
-        _progress.set_step(C.DEFAULT_LOCAL_TMP, self._task.host, _progress.AWAITING_CONFIRMATION,
-                           **(self.steps.bound() if self.steps is not None else {}))
+        _run.set_step(C.DEFAULT_LOCAL_TMP, self._task.host, _run.AWAITING_CONFIRMATION,
+                      **(self.steps.bound() if self.steps is not None else {}))
         try:
             return self._confirm(run, values, deadline)
         finally:
-            _progress.clear_step(C.DEFAULT_LOCAL_TMP, self._task.host)
+            _run.clear_step(C.DEFAULT_LOCAL_TMP, self._task.host)
 
     def _confirm(self, run, values, deadline):
         session = self._session
@@ -191,7 +191,7 @@ class DetachedRun:
                     # confirmed: what is left is the run's own end, and an
                     # interrupted run says the host keeps its new system
                     claimed = True
-                    _progress.set_step(C.DEFAULT_LOCAL_TMP, self._task.host, _progress.CONFIRMED)
+                    _run.set_step(C.DEFAULT_LOCAL_TMP, self._task.host, _run.CONFIRMED)
                 if seen.get('state'):
                     values, log = seen, seen_log
                 if values.get('state') in _programs.TERMINAL_STATES:

@@ -11,7 +11,7 @@ import time
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import _health_checks
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _progress
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 
 
 class HealthChecks(_health_checks.Watch):
@@ -35,8 +35,8 @@ class HealthChecks(_health_checks.Watch):
         self._task.session.new_login()
         # the progress lines say "health checks" for this host meanwhile
         steps = self._target_run.steps
-        with _progress.in_step(C.DEFAULT_LOCAL_TMP, self._task.host, _progress.HEALTH_CHECKS,
-                               **(steps.bound() if steps is not None else {})):
+        with _run.in_step(C.DEFAULT_LOCAL_TMP, self._task.host, _run.HEALTH_CHECKS,
+                          **(steps.bound() if steps is not None else {})):
             summary = _health_checks.run_checks(checks, self._task.session.target, watch=self)
         self._task.timeline.add('checks', start, 'ok' if summary['ok'] else 'failed')
         self.summary = summary

@@ -23,7 +23,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import stage_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, options_of
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     batch_folder)
 
 

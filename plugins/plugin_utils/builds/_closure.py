@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
@@ -97,8 +98,8 @@ def listing(infos, path):
 # options) and the path: a copy with other options asks Nix itself.
 def _kept_path(folder, options, path):
     key = json.dumps([options, path], sort_keys=True, default=str)
-    return os.path.join(folder, 'closure-%s.json'
-                        % hashlib.sha256(key.encode('utf-8')).hexdigest()[:32])
+    return os.path.join(folder, _run_files.CLOSURE_LISTING % (
+        hashlib.sha256(key.encode('utf-8')).hexdigest()[:32]))
 
 
 def keep_listings(folder, options, infos, paths):

@@ -27,10 +27,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     StorePathError, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    facts_in_flight, play_batch, vars_of, with_facts)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
+    BatchError, facts_in_flight, play_batch, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import BatchError
 
 # The options that may differ per host in cascade mode (the option table's
 # per-host rows of nix_copy_closure: module_utils/_role_vars.py)

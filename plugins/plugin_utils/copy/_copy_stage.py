@@ -32,10 +32,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
-    batch_folder, facts_in_flight, vars_of, with_facts)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
+    BatchError, batch_folder, facts_in_flight, vars_of, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import BatchError
 
 # the time limit of the target's own fetch from the caches (a whole closure
 # downloaded there); the controller's push has _copy_send.COPY_TIMEOUT, every

@@ -42,7 +42,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_p
     EvalPoolProcess, _Piece, _evaluator_pid, _kill)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import internal_error
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _detached
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 
 # what callers may import from here: EvalPool, and the names this file
 # offered before its parts moved to the files beside it
@@ -202,7 +202,7 @@ class EvalPool(EvalPoolProcess):
         os.write(2, trace.encode('utf-8', 'replace'))
         if piece.proc is not None:
             _kill(piece.proc)
-            _detached.CHILD_GROUPS.discard(piece.proc.pid)
+            _run.CHILD_GROUPS.discard(piece.proc.pid)
             try:
                 piece.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

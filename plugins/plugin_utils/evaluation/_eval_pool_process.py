@@ -29,7 +29,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_p
     _median, gc_markers, initial_heap_bytes, rss_mb)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _detached, _job_end
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 
 
 class _Piece(object):
@@ -71,7 +71,7 @@ class EvalPoolProcess(object):
         try:
             # its hosts' answers come before the end of the process, and its
             # record after: a job that ends in between still lets it be kept
-            with _job_end.finishing():
+            with _run.finishing():
                 self._evaluate_in_slot(piece)
         finally:
             if slot is not None:
@@ -126,7 +126,7 @@ class EvalPoolProcess(object):
             return
         piece.proc, piece.log = proc, log
         piece.since = time.monotonic()
-        _detached.CHILD_GROUPS.add(proc.pid)
+        _run.CHILD_GROUPS.add(proc.pid)
         with self._lock:
             self._running.append(piece)
         timer = None
@@ -188,7 +188,7 @@ class EvalPoolProcess(object):
                 break
         proc.stdout.read()
         rc = proc.wait()
-        _detached.CHILD_GROUPS.discard(proc.pid)
+        _run.CHILD_GROUPS.discard(proc.pid)
         if log is not None:
             # strace has written its log whole (it exits after its tracee)
             _kill(proc)

@@ -30,8 +30,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_r
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_stderr
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixCommand, NixError, NixOptions, nix_string)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import short_digest
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import AFTER_JOB_WAIT
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import AFTER_JOB_WAIT, short_digest
 
 # while recording, a process is replaced after as many hosts as keep its
 # start (Nix, the flake's top and what all hosts share, a nixpkgs) within

@@ -24,6 +24,7 @@ import fcntl
 import os
 import time
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 
 # how often a process without a slot looks again
@@ -49,7 +50,7 @@ class EvalSlots(object):
 
     def acquire(self, timeout=SLOT_WAIT):
         deadline = time.monotonic() + timeout
-        handles = [os.open(os.path.join(self.folder, 'eval-slot-%d' % number),
+        handles = [os.open(os.path.join(self.folder, _run_files.EVALUATOR_SLOT % number),
                            os.O_WRONLY | os.O_CREAT, 0o600) for number in range(self.count)]
         held = None
         try:

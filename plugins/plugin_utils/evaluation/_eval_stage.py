@@ -39,8 +39,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
     loader_of, task_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, options_of
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     batch_folder, play_uuid, record_facts, task_batch, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 
@@ -254,7 +254,7 @@ def _own_requests(action, args):
 def _recording(hosts, put):
     """``put`` that also keeps each answered host's facts for the play batch
     ``hosts``: what a later batch would evaluate again for a host whose facts
-    its worker does not see yet (_batch.with_facts). A host's answer to
+    its worker does not see yet (_run.with_facts). A host's answer to
     its own request, where it differs from the one foreseen, comes later
     and replaces what the server kept for it."""
     def put_with_facts(name, host_entry):
@@ -264,7 +264,7 @@ def _recording(hosts, put):
             try:
                 record_facts(C.DEFAULT_LOCAL_TMP, hosts, {name: facts_of(evaluated)})
             except OSError:
-                if not _job_end.job_ended(C.DEFAULT_LOCAL_TMP):
+                if not _run.job_ended(C.DEFAULT_LOCAL_TMP):
                     raise
                 # the job has ended (Ansible removed its folder) since the
                 # host had its answer: no later batch reads these facts

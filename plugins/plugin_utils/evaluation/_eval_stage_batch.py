@@ -40,8 +40,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_
     RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, NixCommand
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import short_digest
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import short_digest
 
 
 class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
@@ -117,7 +117,7 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
         cache_keys = self._cache_keys(by_key)
         reuse = self._reuse(by_key, cache_keys)
         if reuse is not None:
-            _job_end.when_job_ends(self.cache.hold_records)
+            _run.when_job_ends(self.cache.hold_records)
         try:
             hits = self._hits(cache_keys)
             misses = [k for k in by_key if k not in hits]
@@ -144,7 +144,7 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
             left = [len(requests) + len(failed)]
             # what a job that ends now would cut off (_job_end): answers
             # still owed stop the process at once, a record being kept not
-            _job_end.owe(left[0])
+            _run.owe(left[0])
 
             def figures():
                 return {'processes': pool.processes,
@@ -165,7 +165,7 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
                 try:
                     put(host, host_entry)
                 finally:
-                    _job_end.owe(-1)
+                    _run.owe(-1)
 
             def deliver(key, result, from_cache=False, reused_from=None):
                 if not from_cache and 'error' not in result and key in cache_keys:
@@ -216,8 +216,8 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
             return figures()
         finally:
             if reuse is not None:
-                _job_end.forget(self.cache.hold_records)
-                _job_end.remove_folder(reuse.folder)
+                _run.forget(self.cache.hold_records)
+                _run.remove_folder(reuse.folder)
 
     def _recorded(self, reuse, misses, by_key):
         """The keys of ``misses`` a recorded evaluator will answer (the

@@ -16,7 +16,7 @@ answers a host of another commit whose recorded reads have not changed
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
     RunSources)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 
 
 class EvalStageLookup(object):
@@ -58,7 +58,7 @@ class EvalStageLookup(object):
         # the evaluators' logs and Nix caches: outside Ansible's temporary
         # folder, which goes with the job while a record may still be kept
         # (_job_end); removed when the batch is done (EvalStage.evaluate)
-        folder = _job_end.temporary_folder('nixdeploy-record-')
+        folder = _run.temporary_folder('nixdeploy-record-')
         features = self.runner.features()
         reuse = Reuse(self.cache, self.runner, self.sources or RunSources(None), folder,
                       lambda fingerprint, attr: self.cache.key(fingerprint, attr, features,
@@ -66,7 +66,7 @@ class EvalStageLookup(object):
         try:
             reuse.prepare(self.pinned, dict((k, by_key[k]) for k in cache_keys))
         except BaseException:
-            _job_end.remove_folder(folder)
+            _run.remove_folder(folder)
             raise
         self.reuse_reasons = reuse.reasons
         return reuse

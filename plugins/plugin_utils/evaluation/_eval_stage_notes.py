@@ -18,7 +18,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_n
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (
     ACCEPTED_NOTE, accepts_flake_config, refused_note)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import AFTER_JOB_WAIT
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import AFTER_JOB_WAIT
 
 
 class EvalStageNotes(object):

@@ -48,6 +48,7 @@ controller's Nix configuration keeps the run from the cache).
 
 import os
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_nix_config import (
     ACCEPTED_CONFIG, IMPURE_CONFIG, _read, impure_config, saved_flake_settings)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_pin import (
@@ -56,7 +57,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_
     is_local, is_shallow_clone, locks_every_input, names_its_content, shallow_ref, snapshot_ref,
     url_query)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 
 # the longest a process waits for another that pins the same flake (or reads
 # the same setting) for the run: the holder's Nix commands are bounded by
@@ -114,8 +115,8 @@ class RunSources(object):
         if self.folder is None:
             # no run around it (a stage used alone): computed for this object
             return self._known.setdefault(name, compute(None))
-        path = os.path.join(self.folder, '%s.json' % name)
-        with _waits.held(path + '.lock', ONCE_WAIT, {
+        path = os.path.join(self.folder, _run_files.PINNED % name)
+        with _run.held(path + '.lock', ONCE_WAIT, {
                 'host': None,
                 'lock': "the lock of the run's pin of a flake (or of a Nix setting it reads "
                         "once), which the first evaluation to need it holds while Nix answers",
@@ -133,7 +134,7 @@ class RunSources(object):
         if self.folder is None:
             return True
         try:
-            os.close(os.open(os.path.join(self.folder, 'warned-%s' % key),
+            os.close(os.open(os.path.join(self.folder, _run_files.WARNED % key),
                              os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         except OSError:
             return False

@@ -26,6 +26,7 @@ import shlex
 
 from ansible import constants as C
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
@@ -41,7 +42,7 @@ _CONFIGS = {}
 # login probe, the copy and the activation ask ssh the same question (a
 # file each, in Ansible's local temp folder of the run: private to the
 # user, removed when ansible-playbook ends)
-RUN_FOLDER = 'nixdeploy-ssh-config'
+RUN_FOLDER = _run_files.SSH_CONFIG_FOLDER
 
 
 def parse_args(tokens):

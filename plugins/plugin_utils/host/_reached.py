@@ -12,6 +12,7 @@ import hashlib
 import os
 import shlex
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
     play_context_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_atomic
@@ -21,7 +22,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_
 
 def _reached_path(base_dir, name):
     digest = hashlib.sha256(name.encode('utf-8')).hexdigest()[:32]
-    return os.path.join(base_dir, 'nixdeploy-reached', digest)
+    return os.path.join(base_dir, _run_files.REACHED_FOLDER, digest)
 
 
 def keep_reached(base_dir, name, address, alias=None):

@@ -25,7 +25,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish import _channel
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import PER_HOST_ARGS
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import unlink_host_args
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import unlink_host_args
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 
 # What a host's request reads from its variables and facts.

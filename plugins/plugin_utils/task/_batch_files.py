@@ -13,12 +13,13 @@ import hashlib
 import json
 import os
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
 
 
 def batch_folder(base_dir):
     """The batch files' folder under ``base_dir`` (made when missing)."""
-    return private_folder(os.path.join(base_dir, 'nixdeploy-batch'))
+    return private_folder(os.path.join(base_dir, _run_files.BATCH_FOLDER))
 
 
 def _read_json(path, default=None):

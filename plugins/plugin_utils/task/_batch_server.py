@@ -25,6 +25,7 @@ import threading
 import time
 import traceback
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end, _waits
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_answers import (
@@ -66,7 +67,7 @@ class BatchServer(object):
     """Requests answered in waves by one detached process per batch work.
 
     A host writes its request, then starts the batch's process unless one
-    is serving; the process takes every request waiting, up to ``slots``
+    is serving; the process takes every request waiting, up to ``waves_at_once``
     waves at once (a wave: ``serve({host: request}, put)`` in a thread of
     its own), and ends when nothing waits and no wave runs (while hosts it
     expects have yet to ask, ``LINGER`` seconds after that). Hosts that ask
@@ -94,7 +95,7 @@ class BatchServer(object):
     def __init__(self, base_dir, kind, key):
         self.dir = batch_folder(base_dir)
         self.kind = kind
-        stem = os.path.join(self.dir, '%s-%s' % (kind, key))
+        stem = os.path.join(self.dir, _run_files.SERVER_STEM % (kind, key))
         self.lock_path = stem + '.lock'
         self.alive_path = stem + '.alive'
         self.settled_path = stem + '.settled'
@@ -119,7 +120,7 @@ class BatchServer(object):
         """The file of ``host``'s answer to ``request``."""
         return self.answers.path(host, request)
 
-    def request(self, host, request, serve, slots=2, expected=None, foresee=None):
+    def request(self, host, request, serve, waves_at_once=2, expected=None, foresee=None):
         """Ask for ``host``'s answer to ``request`` (JSON data); returns True
         when this call started the serving process (``expected``: the hosts
         that process waits for before its first wave, or a function that
@@ -140,18 +141,18 @@ class BatchServer(object):
             # the server serves a request once: one foreseen for this host
             # and taken already is not served again
             self.requests.ask(host, request)
-            return self._start(serve, slots, expected, host)
+            return self._start(serve, waves_at_once, expected, host)
 
     def decline(self, host):
         """``host`` will not ask this time: no wave waits for it. Starts no
         process (a process started later takes it with the requests)."""
         self.requests.decline(host)
 
-    def _ensure(self, serve, slots, expected=None, host=None):
+    def _ensure(self, serve, waves_at_once, expected=None, host=None):
         with held(self.lock_path, _waits.SERVER_LOCK_WAIT, server_lock(host, self.kind)):
-            return self._start(serve, slots, expected, host)
+            return self._start(serve, waves_at_once, expected, host)
 
-    def _start(self, serve, slots, expected, host):
+    def _start(self, serve, waves_at_once, expected, host):
         """Start the serving process unless one runs (the caller holds the
         lock); True when this call started it."""
         if os.path.exists(self.alive_path):
@@ -166,7 +167,7 @@ class BatchServer(object):
             expected = expected()
         waiting = set(expected or ()) - set(_read(self.settled_path) or ())
         self._starter = host
-        self.process.fork(lambda: self._serve(serve, slots, waiting))
+        self.process.fork(lambda: self._serve(serve, waves_at_once, waiting))
         return True
 
     def _take(self, waiting):
@@ -207,7 +208,7 @@ class BatchServer(object):
         self.answers.put(self.answer_path(host, request),
                          {'answer': host_entry, 'opened': host == opener})
 
-    def _serve(self, serve, slots, waiting):
+    def _serve(self, serve, waves_at_once, waiting):
         waves, unsettled = [], set(waiting)
         # the first wave waits for the hosts expected; later ones (hosts
         # that come while waves run) for the quiet
@@ -218,7 +219,7 @@ class BatchServer(object):
             waves = [wave for wave in waves if wave.is_alive()]
             try:
                 with held(self.lock_path, _waits.SERVER_LOCK_WAIT, server_lock(None, self.kind)):
-                    taken = self._take(waiting) if len(waves) < slots else {}
+                    taken = self._take(waiting) if len(waves) < waves_at_once else {}
                     if taken or waves:
                         busy = time.monotonic()
                     elif not self._to_come or time.monotonic() - busy > LINGER:
@@ -283,7 +284,7 @@ class BatchServer(object):
         waiting.clear()
         return more
 
-    def answer(self, host, request, serve, slots=2, timeout=None):
+    def answer(self, host, request, serve, waves_at_once=2, timeout=None):
         """(``host``'s answer to ``request`` once its wave has it, whether
         its wave was opened for it). BatchError when the serving process
         died with the request taken, when ``RESTARTS`` processes in a row
@@ -312,7 +313,7 @@ class BatchServer(object):
                 raise BatchError(self.gave_up(host, timeout))
             # asked after the last process decided to end, or it died
             # before it took the request: serve it
-            if self._ensure(serve, slots, host=host):
+            if self._ensure(serve, waves_at_once, host=host):
                 started += 1
 
     def gave_up(self, host, seconds):

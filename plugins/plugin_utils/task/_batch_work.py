@@ -39,7 +39,8 @@ and what the work is like, each a property of it, not another engine:
   the play batch; a wave starts once all of them asked or declined), so
   the hosts that ask together share a wave (the build).
 - the bounds: ``answer_wait`` (how long a host waits for its answer, its
-  phase's own work bound and a margin), ``slots`` (waves at once).
+  phase's own work bound and a margin), ``waves_at_once`` (how many waves the
+  server runs at once).
 
 An ``Answer`` has the host's ``entry``, ``here`` (the wave that answered it
 was opened for this host: it reports the wave's shared figures, which the
@@ -64,14 +65,14 @@ class BatchWork(object):
     """What a phase does for its play batch (see the file's docstring)."""
 
     def __init__(self, kind, key_parts, request, serve, foresee=None, answer_wait=None,
-                 slots=2, expected=None):
+                 waves_at_once=2, expected=None):
         self.kind = kind
         self.key_parts = list(key_parts)
         self.request = request
         self.serve = serve
         self.foresee = foresee
         self.answer_wait = answer_wait
-        self.slots = slots
+        self.waves_at_once = waves_at_once
         # None: the play batch (every host that may ask)
         self.expected = expected
 
@@ -110,10 +111,10 @@ def answer(place, work):
             if claim_slot(C.DEFAULT_LOCAL_TMP, work.kind, slot, key)[1]:
                 return work.foresee(hosts)
             return None
-    server.request(place.host, work.request, work.serve, slots=work.slots,
+    server.request(place.host, work.request, work.serve, waves_at_once=work.waves_at_once,
                    expected=_expected(place, work, again), foresee=foresee)
-    entry, here = server.answer(place.host, work.request, work.serve, slots=work.slots,
-                                timeout=work.answer_wait)
+    entry, here = server.answer(place.host, work.request, work.serve,
+                                waves_at_once=work.waves_at_once, timeout=work.answer_wait)
     return Answer(entry, here, hosts)
 
 

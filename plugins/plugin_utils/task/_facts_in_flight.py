@@ -15,6 +15,7 @@ name, i.e. what it would otherwise compute again for that host itself.
 
 import os
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
     BatchHosts, _entry_path, batch_folder)
@@ -22,7 +23,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch i
 
 
 def _facts_dir(base_dir, hosts):
-    return os.path.join(batch_folder(base_dir), 'facts-%s.d' % batch_id(hosts))
+    return os.path.join(batch_folder(base_dir), _run_files.FACTS_FOLDER % batch_id(hosts))
 
 
 def record_facts(base_dir, hosts, facts):

@@ -48,12 +48,13 @@ import time
 
 from ansible import constants as C
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
     AFTER_JOB_WAIT, LockWaitTimeout, hold)
 
 # in the job's temporary folder: locked (shared) while a batch process
 # finishes something, so that the job's end can wait for it
-FINISHING = 'nixdeploy-finishing'
+FINISHING = _run_files.FINISHING
 # seconds the job's end waits before it says what it waits for
 NOTICE_AFTER = 2
 

@@ -13,6 +13,7 @@ import errno
 import json
 import os
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
     play_of, task_uuid)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
@@ -99,13 +100,14 @@ def task_batch(base_dir, scope, task_vars):
     lock: the same few bytes at 10 hosts as at 1,000. The lock is waited
     for at most ``RECORD_LOCK_WAIT``."""
     host = task_vars.get('inventory_hostname')
-    folder = os.path.join(batch_folder(base_dir), 'members-%s.d' % short_digest(scope))
+    folder = os.path.join(batch_folder(base_dir),
+                          _run_files.MEMBERS_FOLDER % short_digest(scope))
     own = _entry_path(folder, host)
     member = _read_json(own)
     if member is None:
         member = _record_batch(folder, own, task_vars)
     return PlayBatch(member['batch'], member['size'],
-                     os.path.join(folder, 'batch-%s.json' % member['batch']))
+                     os.path.join(folder, _run_files.BATCH_RECORD % member['batch']))
 
 
 def _record_batch(folder, own, task_vars):
@@ -123,7 +125,7 @@ def _record_batch(folder, own, task_vars):
             return member
         current = sorted(play_batch(task_vars))
         key = short_digest(current)
-        write_json(os.path.join(folder, 'batch-%s.json' % key), current)
+        write_json(os.path.join(folder, _run_files.BATCH_RECORD % key), current)
         member = {'batch': key, 'size': len(current)}
         text = json.dumps(member)
         for name in current:

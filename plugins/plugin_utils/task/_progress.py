@@ -20,6 +20,7 @@ import os
 import time
 from contextlib import contextmanager
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._folders import private_folder
@@ -59,7 +60,7 @@ STEP_FILE_MAX = 4096
 
 def _step_path(base_dir, host, make=False):
     # a folder of the run's own, beside the batch files (task/_batch_files.py)
-    folder = os.path.join(base_dir, 'nixdeploy-steps')
+    folder = os.path.join(base_dir, _run_files.STEPS_FOLDER)
     if make:
         private_folder(folder)
     # the host name comes from the flake: a digest of it, never a path of its own

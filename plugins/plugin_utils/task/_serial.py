@@ -10,7 +10,7 @@ when EVERY host of a batch failed. So the deploy checks it at the one point
 where a batch is known to be over: the start of the next one.
 
 The first task of the deploy (``nix_eval``) calls ``gate`` once per play
-batch (under the batch lock of plugin_utils/task/_batch.py). It records the
+batch (under its batch server's lock, plugin_utils/task/_batch_server.py). It records the
 batch's hosts in the run's temp dir and looks at the batch before: its hosts
 that Ansible no longer counts as active (``ansible_play_hosts`` leaves out
 every host that failed or became unreachable in an earlier batch) are its

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from ansible import constants as C
 from ansible.utils.vars import isidentifier
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _phases
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_atomic
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
@@ -119,7 +120,7 @@ def phase_stats(earlier, phase, result, host, check_mode=False, job_id=None):
 # result does; the stats merge by host). A workflow's next node reads every
 # host's outcome.
 def _unreached_folder():
-    return os.path.join(C.DEFAULT_LOCAL_TMP, 'nixdeploy-unreached')
+    return os.path.join(C.DEFAULT_LOCAL_TMP, _run_files.UNREACHED_FOLDER)
 
 
 def keep_unreached(host, result):

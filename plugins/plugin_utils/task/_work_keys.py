@@ -21,6 +21,7 @@ import os
 
 from ansible import constants as C
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import task_uuid
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
@@ -85,7 +86,7 @@ def claim_slot(base_dir, kind, slot, key):
     batch's: it foresees the batch's requests (``_batch_server``); a host
     with other key parts asks a server that foresees nothing. One file a slot, made whole and linked to its name:
     of two first hosts, the one whose link comes first wins."""
-    path = os.path.join(batch_folder(base_dir), '%s-%s.first' % (kind, slot))
+    path = os.path.join(batch_folder(base_dir), _run_files.SLOT_CLAIM % (kind, slot))
     found = _read_json(path)
     if found is not None:
         return found, False

@@ -57,7 +57,7 @@ def test_a_batch_sees_each_host_with_its_own_values_side_by_side():
     other hosts of the same play batch: one with its own variables, one with
     none (the table's defaults), one whose fact is only in flight; an option
     the task gives for all stays the same for every host."""
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import with_facts
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import with_facts
     own = {'nix_copy_mode': 'cascade', 'nix_remote_nix_dir': '/opt/nix/bin',
            'ansible_facts': {'nix_out_path': '/nix/store/a-h1'}}
     task = {'path': '/nix/store/a-h1', 'compress': True}

@@ -33,7 +33,7 @@ sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import (  # noqa: E402
     _ansible_core)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run  # noqa: E402
 
 # a key that is no text: bytes that are not UTF-8, a NUL, a newline
 KEY = b'\x00\xffkey\xfe\n'
@@ -96,10 +96,10 @@ def test_every_task_finds_its_play_by_either_way(play):
 
 def test_the_batch_keys_of_a_play_are_its_uuid(play):
     for task in _named(play).values():
-        assert _batch.play_uuid(task) == _ansible_core.task_uuid(play)
+        assert _run.play_uuid(task) == _ansible_core.task_uuid(play)
     # a task of no play keys by its own uuid
     lone = SimpleNamespace(_uuid='lone', _parent=None)
-    assert _batch.play_uuid(lone) == 'lone'
+    assert _run.play_uuid(lone) == 'lone'
 
 
 def test_a_missing_uuid_names_the_adapter():

@@ -21,7 +21,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (  # noqa: E402
     ACCEPTED_NOTE)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch import short_digest  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import short_digest  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which('nix') is None, reason='needs nix')
 

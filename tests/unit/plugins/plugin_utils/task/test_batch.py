@@ -1,5 +1,5 @@
 """A play batch as its hosts know it, and what they share of it
-(plugin_utils/task/_batch.py, _play_batch.py, _facts_in_flight.py)."""
+(plugin_utils/task/_run.py, _play_batch.py, _facts_in_flight.py)."""
 
 import json
 import multiprocessing
@@ -12,14 +12,14 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars  # noqa: E402
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (  # noqa: E402
     BatchWork, Place, answer)
 
 
 def test_unlink_host_args():
     own = {'nix_attr': 'a.b', 'nix_flake': 'path:/f'}
-    out = _batch.unlink_host_args({'attr': 'a.b', 'flake': 'path:/other'}, own, {'attr': 'nix_attr', 'flake': 'nix_flake'})
+    out = _run.unlink_host_args({'attr': 'a.b', 'flake': 'path:/other'}, own, {'attr': 'nix_attr', 'flake': 'nix_flake'})
     assert out == {'attr': None, 'flake': 'path:/other'}
 
 
@@ -36,25 +36,25 @@ def test_facts_are_read_under_ansible_facts_first():
                                   'nix_out_path') == 'x'
     assert _role_vars.fact_or_var({'ansible_facts': {}}, 'nix_out_path') is None
     # a per-host argument equal to the host's own fact means "each host's own"
-    out = _batch.unlink_host_args({'path': path}, {'ansible_facts': {'nix_out_path': path}},
-                                  {'path': 'nix_out_path'})
+    out = _run.unlink_host_args({'path': path}, {'ansible_facts': {'nix_out_path': path}},
+                                {'path': 'nix_out_path'})
     assert out == {'path': None}
 
 
 def test_play_batch():
-    assert _batch.play_batch({'inventory_hostname': 'a', 'ansible_play_batch': ['a', 'b']}) == ['a', 'b']
-    assert _batch.play_batch({'inventory_hostname': 'c', 'ansible_play_batch': ['a']}) == ['c']
+    assert _run.play_batch({'inventory_hostname': 'a', 'ansible_play_batch': ['a', 'b']}) == ['a', 'b']
+    assert _run.play_batch({'inventory_hostname': 'c', 'ansible_play_batch': ['a']}) == ['c']
 
 
 def test_vars_of_reads_this_hosts_task_vars_and_the_others_hostvars():
     task_vars = {'inventory_hostname': 'a', 'x': 1, 'hostvars': {'a': {'x': 0}, 'b': {'x': 2}}}
-    assert _batch.vars_of(task_vars, 'a') is task_vars
-    assert _batch.vars_of(task_vars, 'b') == {'x': 2}
+    assert _run.vars_of(task_vars, 'a') is task_vars
+    assert _run.vars_of(task_vars, 'b') == {'x': 2}
 
 
 def test_batch_key_is_stable_and_order_of_dict_keys_does_not_matter():
-    assert _batch.short_digest('k', {'a': 1, 'b': 2}) == _batch.short_digest('k', {'b': 2, 'a': 1})
-    assert len(_batch.short_digest('k')) == 32
+    assert _run.short_digest('k', {'a': 1, 'b': 2}) == _run.short_digest('k', {'b': 2, 'a': 1})
+    assert len(_run.short_digest('k')) == 32
 
 
 BATCH = ['h1', 'h2', 'h3', 'h4']
@@ -107,30 +107,30 @@ def test_facts_in_flight_fill_what_a_worker_does_not_see_yet(tmp_path):
     instead of evaluating h2 again."""
     base = str(tmp_path)
     hosts = ['h2', 'h1']
-    assert dict(_batch.facts_in_flight(base, hosts).items()) == {}
-    _batch.record_facts(base, hosts, {'h1': {'nix_out_path': '/nix/store/a-1'},
-                                      'h2': {'nix_out_path': '/nix/store/b-1'}})
-    _batch.record_facts(base, hosts, {'h2': {'nix_out_path': '/nix/store/b-2'}})
-    kept = _batch.facts_in_flight(base, ['h1', 'h2'])  # the play batch in any order
+    assert dict(_run.facts_in_flight(base, hosts).items()) == {}
+    _run.record_facts(base, hosts, {'h1': {'nix_out_path': '/nix/store/a-1'},
+                                    'h2': {'nix_out_path': '/nix/store/b-1'}})
+    _run.record_facts(base, hosts, {'h2': {'nix_out_path': '/nix/store/b-2'}})
+    kept = _run.facts_in_flight(base, ['h1', 'h2'])  # the play batch in any order
     assert dict(kept.items()) == {'h1': {'nix_out_path': '/nix/store/a-1'},
                                   'h2': {'nix_out_path': '/nix/store/b-2'}}
-    assert dict(_batch.facts_in_flight(base, ['h1']).items()) == {}  # another play batch
+    assert dict(_run.facts_in_flight(base, ['h1']).items()) == {}  # another play batch
     # a host whose own computation failed loses what was kept for it
-    _batch.record_facts(base, hosts, {'h1': None})
-    assert _batch.facts_in_flight(base, hosts).get('h1') is None
+    _run.record_facts(base, hosts, {'h1': None})
+    assert _run.facts_in_flight(base, hosts).get('h1') is None
     # h2 as this worker sees it: no facts yet -> the ones in flight
-    seen = _batch.with_facts({'nix_build_on': 'controller'}, kept['h2'])
+    seen = _run.with_facts({'nix_build_on': 'controller'}, kept['h2'])
     assert _role_vars.fact_or_var(seen, 'nix_out_path') == '/nix/store/b-2'
     assert seen['nix_build_on'] == 'controller' and seen.get('missing') is None
     # a host's own fact wins, and so does its variable (a host that skipped the
     # eval by its when and names its system itself: the batch's answer is not its own)
     own = {'ansible_facts': {'nix_out_path': '/nix/store/b-3'}}
-    assert _role_vars.fact_or_var(_batch.with_facts(own, kept['h2']), 'nix_out_path') \
+    assert _role_vars.fact_or_var(_run.with_facts(own, kept['h2']), 'nix_out_path') \
         == '/nix/store/b-3'
     named = {'nix_out_path': '/nix/store/b-4'}
-    assert _role_vars.fact_or_var(_batch.with_facts(named, kept['h2']), 'nix_out_path') \
+    assert _role_vars.fact_or_var(_run.with_facts(named, kept['h2']), 'nix_out_path') \
         == '/nix/store/b-4'
-    assert _batch.with_facts(own, None) is own
+    assert _run.with_facts(own, None) is own
 
 
 def test_recording_a_hosts_facts_writes_that_host_alone(tmp_path):
@@ -139,17 +139,17 @@ def test_recording_a_hosts_facts_writes_that_host_alone(tmp_path):
     base = str(tmp_path)
     hosts = ['h%d' % i for i in range(1000)]
     for name in hosts:
-        _batch.record_facts(base, hosts, {name: {'nix_out_path': '/nix/store/x-' + name}})
-    folder = _batch._facts_dir(base, hosts)  # pylint: disable=protected-access
+        _run.record_facts(base, hosts, {name: {'nix_out_path': '/nix/store/x-' + name}})
+    folder = _run._facts_dir(base, hosts)  # pylint: disable=protected-access
     sizes = [os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)]
     assert len(sizes) == 1000 and max(sizes) < 100
     mtimes = dict((n, os.stat(os.path.join(folder, n)).st_mtime_ns) for n in os.listdir(folder))
     os.utime(folder)
-    _batch.record_facts(base, hosts, {'h500': {'nix_drv_path': '/nix/store/y.drv'}})
+    _run.record_facts(base, hosts, {'h500': {'nix_drv_path': '/nix/store/y.drv'}})
     changed = [n for n in os.listdir(folder)
                if os.stat(os.path.join(folder, n)).st_mtime_ns != mtimes.get(n)]
     assert len(changed) == 1
-    assert _batch.facts_in_flight(base, hosts).get('h500') == {
+    assert _run.facts_in_flight(base, hosts).get('h500') == {
         'nix_out_path': '/nix/store/x-h500', 'nix_drv_path': '/nix/store/y.drv'}
 
 
@@ -162,9 +162,9 @@ def test_a_host_that_comes_late_keys_the_batch_as_its_first_host_saw_it(tmp_path
     base = str(tmp_path)
 
     def batch_of(scope, host, batch):
-        found = _batch.task_batch(base, scope, view(host, batch))
+        found = _run.task_batch(base, scope, view(host, batch))
         # its key is its names' (as facts in flight key them), its size theirs
-        assert found.key == _batch.batch_id(list(found)) and len(found) == len(list(found))
+        assert found.key == _run.batch_id(list(found)) and len(found) == len(list(found))
         return list(found)
     assert batch_of('play', 'a', ['a', 'b', 'c']) == ['a', 'b', 'c']
     assert batch_of('play', 'c', ['a', 'c']) == ['a', 'b', 'c']
@@ -184,21 +184,21 @@ def test_a_host_learns_its_batch_from_its_own_file(tmp_path):
 
     def view(host):
         return {'inventory_hostname': host, 'ansible_play_batch': names}
-    first = _batch.task_batch(base, 'play', view('h3'))
-    folder = os.path.join(_batch.batch_folder(base), 'members-%s.d'
-                          % _batch.short_digest('play'))
+    first = _run.task_batch(base, 'play', view('h3'))
+    folder = os.path.join(_run.batch_folder(base), 'members-%s.d'
+                          % _run.short_digest('play'))
     own_files = [n for n in os.listdir(folder) if not n.startswith('batch-')]
     assert len(own_files) == 1000
     assert max(os.path.getsize(os.path.join(folder, n)) for n in own_files) < 100
     os.unlink(os.path.join(folder, 'batch-%s.json' % first.key))
-    other = _batch.task_batch(base, 'play', view('h999'))
-    assert other.key == first.key == _batch.batch_id(names) and len(other) == 1000
+    other = _run.task_batch(base, 'play', view('h999'))
+    assert other.key == first.key == _run.batch_id(names) and len(other) == 1000
     # the same work key for both, from the key alone; another batch or kind: another
     task = type('Task', (), {'_uuid': 't1'})()
-    assert _batch.work_key('copy', task, other, [1]) == _batch.work_key('copy', task, first, [1])
-    assert _batch.work_key('copy', task, other, [1]) != _batch.work_key('eval', task, other, [1])
-    lone = _batch.task_batch(base, 'play2', {'inventory_hostname': 'x', 'ansible_play_batch': ['x']})
-    assert _batch.work_key('copy', task, other, [1]) != _batch.work_key('copy', task, lone, [1])
+    assert _run.work_key('copy', task, other, [1]) == _run.work_key('copy', task, first, [1])
+    assert _run.work_key('copy', task, other, [1]) != _run.work_key('eval', task, other, [1])
+    lone = _run.task_batch(base, 'play2', {'inventory_hostname': 'x', 'ansible_play_batch': ['x']})
+    assert _run.work_key('copy', task, other, [1]) != _run.work_key('copy', task, lone, [1])
 
 
 def test_play_uuid_walks_up_to_the_play():
@@ -207,5 +207,5 @@ def test_play_uuid_walks_up_to_the_play():
             self._uuid, self._parent, self._play = uuid, parent, play
     play = Node('p1')
     task = Node('t1', parent=Node('b1', parent=Node('b0', play=play)))
-    assert _batch.play_uuid(task) == 'p1'
-    assert _batch.play_uuid(Node('t2')) == 't2'
+    assert _run.play_uuid(task) == 'p1'
+    assert _run.play_uuid(Node('t2')) == 't2'

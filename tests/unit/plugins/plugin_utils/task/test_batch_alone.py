@@ -17,7 +17,7 @@ sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
-    _batch, _work_keys)
+    _run, _work_keys)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
     BatchServer)
 # run_probe: the test action's real run for a host (a fixture)
@@ -48,8 +48,8 @@ def test_a_retrys_server_is_its_own_and_serves_again(tmp_path, monkeypatch):
     monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
     counter = str(tmp_path / 'runs')
     task = type('Task', (), {'_uuid': 'eval-task'})()
-    hosts = _batch.task_batch(str(tmp_path), 'play', {'inventory_hostname': 'h1',
-                                                      'ansible_play_batch': list(BATCH)})
+    hosts = _run.task_batch(str(tmp_path), 'play', {'inventory_hostname': 'h1',
+                                                    'ansible_play_batch': list(BATCH)})
 
     def serve(requests, put):
         with open(counter, 'a') as handle:
@@ -61,7 +61,7 @@ def test_a_retrys_server_is_its_own_and_serves_again(tmp_path, monkeypatch):
 
     def ask(host):
         _work_keys.new_run(host, {})  # what the action base does at each run
-        server = BatchServer(str(tmp_path), 'eval', _batch.work_key('eval', task, hosts, ['opts']))
+        server = BatchServer(str(tmp_path), 'eval', _run.work_key('eval', task, hosts, ['opts']))
         server.request(host, 'opts', serve, foresee=lambda: dict((h, 'opts') for h in BATCH))
         return server.answer(host, 'opts', serve, timeout=60)[0]['answer']
 

@@ -201,11 +201,11 @@ def test_a_request_the_killed_process_never_took_is_served_by_another(tmp_path):
             time.sleep(0.01)
         os.kill(os.getpid(), signal.SIGKILL)
 
-    server.request('h1', 'a', killed, slots=1)
+    server.request('h1', 'a', killed, waves_at_once=1)
     deadline = time.monotonic() + 30
     while not os.path.exists(started) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert not server.request('h2', 'b', killed, slots=1)   # a process serves, it says
+    assert not server.request('h2', 'b', killed, waves_at_once=1)   # a process serves, it says
     wait = threading.Thread(target=lambda: found.append(reply(server, 'h2', 'b', echo, timeout=10)))
     found = []
     wait.daemon = True

@@ -18,7 +18,7 @@ sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
-    _batch, _play_batch, _waits)
+    _run, _play_batch, _waits)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (  # noqa: E402
@@ -74,10 +74,10 @@ def ended(call):
 def test_the_plays_record_of_its_batches_is_waited_for_at_most_its_bound(
         tmp_path, holders, monkeypatch):
     monkeypatch.setattr(_play_batch, 'RECORD_LOCK_WAIT', 0.5)
-    folder = os.path.join(_batch.batch_folder(str(tmp_path)),
-                          'members-%s.d' % _batch.short_digest('play'))
+    folder = os.path.join(_run.batch_folder(str(tmp_path)),
+                          'members-%s.d' % _run.short_digest('play'))
     holders(folder + '.lock')
-    error, _value, took = ended(lambda: _batch.task_batch(
+    error, _value, took = ended(lambda: _run.task_batch(
         str(tmp_path), 'play', {'inventory_hostname': 'h1', 'ansible_play_batch': ['h1', 'h2']}))
     assert isinstance(error, _waits.LockWaitTimeout) and took < 10, error
     assert str(error).startswith(
