@@ -90,20 +90,22 @@ class ChannelStage:
             for name, found in data['hosts'].items():
                 put(name, dict(found, batch=shared))
 
+        shared_args = [options_of(args), self.check_mode, self.repo, args['state'], args['force'],
+                       args['require_published'], args.get('git_dir')]
         if alone:
-            data, here = self._compute({host: request}), True
-            host_entry = dict(data['hosts'][host], batch={'batch_hosts': len(data['hosts']),
-                                                          'processes': data['processes']})
+            # its request is its own (an explicit value the first host cannot
+            # know for the others): nothing foreseen, no host waited for;
+            # the hosts that ask together still share one wave (one git push)
+            work = BatchWork('channel', shared_args + ['own requests'], request.data(), serve,
+                             expected=[])
         else:
             # a host the batch saw differently (say, it was not yet published
             # when the batch ran) asks its own request, in a wave of its own
-            got = self.batch_answer(BatchWork(
-                'channel', [options_of(args), self.check_mode, self.repo, args['state'],
-                            args['force'], args['require_published'],
-                            [batch_args.get(k) for k in sorted(PER_HOST_ARGS)],
-                            args.get('git_dir')],
-                request.data(), serve, foresee=foresee))
-            host_entry, here = got.entry, got.here
+            work = BatchWork('channel', shared_args + [
+                [batch_args.get(k) for k in sorted(PER_HOST_ARGS)]], request.data(), serve,
+                foresee=foresee)
+        got = self.batch_answer(work)
+        host_entry, here = got.entry, got.here
         if 'batch' not in host_entry:
             # the batch's work failed as a whole: its sentence is the entry's error
             return dict(host_entry)

@@ -3,7 +3,8 @@ with real git (a throwaway checkout and bare channel repository), the real
 batch server (plugin_utils/task/_batch_server.py) and, for the query, the
 controller's real Nix: the batch's server moves the refs in one push
 and the others read their answer; a host whose system is not published, or
-whose ref git cannot take, fails alone; a per-host ref moves on its own;
+whose ref git cannot take, fails alone; a per-host ref moves in a wave of
+its own;
 check mode moves nothing; the query pins the flake's commit."""
 
 import json
@@ -101,13 +102,22 @@ def test_an_unpublished_system_or_a_bad_ref_fails_its_host_alone(play):
 
 
 def test_a_ref_given_for_one_host_moves_on_its_own(play):
+    """An explicit ref (one the first host cannot know for the others):
+    the host's own request, served by the batch's server in a wave of its
+    own (not in the host's worker), foreseeing and waiting for nobody; a
+    second host's explicit ref is its own request too, its own wave."""
     first = commit(play.work, 'a')
     for host in HOSTS:
         play.deploys(host, first)
     mine = play.entry('h2', ref='canary')
     assert mine['batch'] == {'batch_hosts': 1, 'pushed_here': True, 'processes': 2}
-    assert mine['result']['ref'] == 'refs/heads/canary' and play.computed == []
+    assert mine['result']['ref'] == 'refs/heads/canary' and play.computed == ['h2']
     assert _channel.Git().read(play.bare, ['refs/heads/canary']) == {'refs/heads/canary': first}
+    other = play.entry('h3', ref='beta')
+    assert other['batch'] == {'batch_hosts': 1, 'pushed_here': True, 'processes': 2}
+    assert other['result']['ref'] == 'refs/heads/beta' and play.computed == ['h2', 'h3']
+    assert _channel.Git().read(play.bare, ['refs/heads/canary', 'refs/heads/beta']) == {
+        'refs/heads/canary': first, 'refs/heads/beta': first}
 
 
 def test_check_mode_says_what_would_move_and_moves_nothing(play):
