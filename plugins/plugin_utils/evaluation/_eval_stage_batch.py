@@ -13,10 +13,12 @@ The host whose answer completes the batch carries the batch's figures
 (``batch``: Nix processes, evaluators, peak memory, answers from the cache),
 so a report counts them once.
 
-This file holds ``EvalStage``: the batch's requests grouped by what they
-ask, the pin, the order in which answers are given (hosts that failed
-before evaluating, then the cache's, then reused ones, then the
-evaluators'), each with its figures. Its parts live beside it, each a base
+This file holds ``EvalStage``, whose ``evaluate`` is a few named steps
+(pin, look up, spot check, evaluate), and ``_BatchAnswers``, one call's
+state: the batch's requests grouped by what they ask, and the order in
+which answers are given (hosts that failed before evaluating, then the
+cache's, then reused ones, then the evaluators'), the last one with the
+batch's figures. Its other parts live beside it, each a base
 class of ``EvalStage``: ``_eval_stage_lookup`` (the cache and reuse across
 commits, before any evaluator), ``_eval_stage_spot_check`` (reused and
 recorded answers evaluated again first) and ``_eval_stage_notes`` (what the run says once
@@ -87,15 +89,28 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
         'from_cache'} (or {'request', 'error'}: a flake that could not be
         pinned, a reused answer found wrong), once per host, from any
         thread. Returns the batch's figures."""
-        # hosts answered with an error before any evaluation, first
-        failed, requests = {}, dict(requests)
-        hosts_of, by_key = {}, {}
-        for host, request in requests.items():
-            key = request_key(request)
-            hosts_of.setdefault(key, []).append(host)
-            by_key.setdefault(key, request)
-        # the controller's Nix configuration is read beside the pin: two Nix
-        # calls that need nothing of each other
+        batch = _BatchAnswers(self, requests, put)
+        self._pin_with_config(batch.by_key)
+        self._fail_unpinned(batch)
+        batch.cache_keys = self._cache_keys(batch.by_key)
+        reuse = batch.reuse = self._reuse(batch.by_key, batch.cache_keys)
+        if reuse is not None:
+            _run.when_job_ends(self.cache.hold_records)
+        try:
+            check = self._look_up(batch)
+            batch.start_pool()
+            batch.give_all(check)
+            if check is not None:
+                check.finish()
+            return batch.figures()
+        finally:
+            if reuse is not None:
+                _run.forget(self.cache.hold_records)
+                _run.remove_folder(reuse.folder)
+
+    def _pin_with_config(self, by_key):
+        """Pin every flake asked; the controller's Nix configuration is
+        read beside the pin: two Nix calls that need nothing of each other."""
         self.runner.features()  # one `nix --version` for both
         config = threading.Thread(target=self._read_config, name='nixdeploy-config')
         config.start()
@@ -103,121 +118,41 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
             self._pin(by_key)
         finally:
             config.join()
-        for key in list(by_key):
-            source = self.pinned[by_key[key]['flake']]
+
+    def _fail_unpinned(self, batch):
+        """A folder of the controller is evaluated only as one pinned
+        content: a moment's error at the pin must not leave every evaluator
+        reading the live tree. Its hosts fail before any evaluation."""
+        for key in list(batch.by_key):
+            source = self.pinned[batch.by_key[key]['flake']]
             if source.local and source.reason:
-                # a folder of the controller is evaluated only as one pinned
-                # content: a moment's error at the pin must not leave every
-                # evaluator reading the live tree
-                for host in hosts_of.pop(key):
-                    failed[host] = {'request': requests.pop(host), 'error': (
-                        u'%s could not be pinned (%s): nothing of it is evaluated'
-                        % (_redact.url(source.flake), source.reason))}
-                del by_key[key]
-        cache_keys = self._cache_keys(by_key)
-        reuse = self._reuse(by_key, cache_keys)
+                batch.drop(key, u'%s could not be pinned (%s): nothing of it is evaluated'
+                           % (_redact.url(source.flake), source.reason))
+
+    def _look_up(self, batch):
+        """What answers before any evaluator: the cache's hits, then reuse
+        across commits, then the spot check of what was reused or will be
+        recorded (its wrong answers fail their hosts). Leaves in
+        ``batch.misses`` what the evaluators answer, in reuse's order;
+        returns the recorded answers' check, or None."""
+        reuse, by_key = batch.reuse, batch.by_key
+        batch.hits = self._hits(batch.cache_keys)
+        misses = [k for k in by_key if k not in batch.hits]
+        batch.reused = reuse.lookup(misses, lambda k: self.pinned[by_key[k]['flake']].ref) \
+            if reuse is not None and misses else {}
+        misses = [k for k in misses if k not in batch.reused]
+        self.records_late = reuse is not None and reuse.late
+        check = None
+        recorded = self._recorded(reuse, misses, by_key)
+        if (batch.reused or recorded) and self.reuse_check:
+            batch.reused, wrong, check = self._spot_check(reuse, batch.reused, recorded, by_key)
+            for key, message in wrong.items():
+                batch.drop(key, message)
+            misses = [k for k in by_key if k not in batch.hits and k not in batch.reused]
         if reuse is not None:
-            _run.when_job_ends(self.cache.hold_records)
-        try:
-            hits = self._hits(cache_keys)
-            misses = [k for k in by_key if k not in hits]
-            reused = reuse.lookup(misses, lambda k: self.pinned[by_key[k]['flake']].ref) \
-                if reuse is not None and misses else {}
-            misses = [k for k in misses if k not in reused]
-            self.records_late = reuse is not None and reuse.late
-            check = None
-            recorded = self._recorded(reuse, misses, by_key)
-            if (reused or recorded) and self.reuse_check:
-                reused, wrong, check = self._spot_check(reuse, reused, recorded, by_key)
-                for key, message in wrong.items():
-                    for host in hosts_of.pop(key):
-                        failed[host] = {'request': requests.pop(host), 'error': message}
-                    del by_key[key]
-                misses = [k for k in by_key if k not in hits and k not in reused]
-            if reuse is not None:
-                misses.sort(key=lambda k: reuse.rank.get(k, 1))
-            workers = min(self.workers or default_workers(len(misses), self.max_memory_mb),
-                          max(1, len(misses)))
-            pool = EvalPool(self.runner, apply_expression, workers, self.max_memory_mb,
-                            self.chunk_size, slots=self.slots, recorder=reuse,
-                            batch_timeout=self.batch_timeout)
-            left = [len(requests) + len(failed)]
-            # what a job that ends now would cut off (_job_end): answers
-            # still owed stop the process at once, a record being kept not
-            _run.owe(left[0])
-
-            def figures():
-                return {'processes': pool.processes,
-                        'other_processes': self.runner.processes - pool.processes,
-                        'workers': workers if misses else 0,
-                        'budget_mb': workers * self.max_memory_mb if misses else 0,
-                        'peak_mb': pool.peak_mb, 'peak_total_mb': pool.peak_total_mb,
-                        'from_cache': sum(len(hosts_of[k]) for k in hits),
-                        'reused': sum(len(hosts_of[k]) for k in reused),
-                        'evaluated': sum(len(hosts_of[k]) for k in misses)}
-
-            def give(host, host_entry):
-                with self._lock:
-                    left[0] -= 1
-                    if left[0] == 0:
-                        # the batch's last answer: its figures are final
-                        host_entry = dict(host_entry, batch=figures())
-                try:
-                    put(host, host_entry)
-                finally:
-                    _run.owe(-1)
-
-            def deliver(key, result, from_cache=False, reused_from=None):
-                if not from_cache and 'error' not in result and key in cache_keys:
-                    # only what Nix answered for this content is kept under its
-                    # key: a reused answer stays a reuse on every later run
-                    # (named so, and open to the spot check), never a plain hit
-                    self.cache.put(cache_keys[key], result)
-                source = self.pinned[by_key[key]['flake']]
-                with self._lock:
-                    refused = sorted(set(pool.refused.get(source.ref) or ()) | (
-                        reuse.refused.get(source.ref, set()) if reuse is not None else set()))
-                how = 'reused' if reused_from else 'cached' if from_cache else 'evaluated'
-                for host in hosts_of[key]:
-                    host_entry = {'request': requests[host], 'answer': result,
-                                  'from_cache': from_cache, 'evaluation': how,
-                                  'source': source.provenance,
-                                  'notes': self._notes(source, refused)}
-                    if reused_from:
-                        host_entry['reused'] = reused_from
-                    give(host, host_entry)
-
-            def fail(key, message):
-                for host in hosts_of[key]:
-                    give(host, {'request': requests[host], 'error': message})
-
-            for host, host_entry in failed.items():
-                give(host, host_entry)
-            for key, result in hits.items():
-                deliver(key, result, from_cache=True)
-            for key, (result, reused_from) in reused.items():
-                deliver(key, result, from_cache=True, reused_from=reused_from)
-            # a flake whose recorded answer is drawn: its recorded answers
-            # wait for it
-            given = check.wrap(deliver, fail) if check is not None else deliver
-            if misses:
-                by_flake = {}
-                for key in misses:
-                    source = self.pinned[by_key[key]['flake']]
-                    by_flake.setdefault(source.ref, []).append((key, by_key[key]['attr']))
-                # messages name the flake as the user gave it
-                pool.shown = dict((source.ref, flake) for flake, source in self.pinned.items())
-                # a lock graph the pin resolved: every evaluator reads that one
-                pool.flake_args = dict((source.ref, source.eval_args())
-                                       for source in self.pinned.values() if source.lock_file)
-                pool.run(by_flake, given, alone=self._alone(reuse, misses))
-            if check is not None:
-                check.finish()
-            return figures()
-        finally:
-            if reuse is not None:
-                _run.forget(self.cache.hold_records)
-                _run.remove_folder(reuse.folder)
+            misses.sort(key=lambda k: reuse.rank.get(k, 1))
+        batch.misses = misses
+        return check
 
     def _recorded(self, reuse, misses, by_key):
         """The keys of ``misses`` a recorded evaluator will answer (the
@@ -227,16 +162,6 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
             return []
         return [key for key in misses if key in reuse.keys
                 and self.pinned[by_key[key]['flake']].ref in reuse.specs]
-
-    @staticmethod
-    def _alone(reuse, misses):
-        """The hosts to evaluate each in a process of its own: the ones whose
-        record no longer held only because of what a host before them in
-        their process read. Evaluated alone, their new record is their own
-        reads, so a later commit to that other host leaves them reused."""
-        if reuse is None:
-            return ()
-        return [key for key in misses if key in reuse.alone]
 
     # ------------------------------------------------------------ sources
     def _pin(self, by_key):
@@ -290,6 +215,130 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
         finally:
             with self._lock:
                 self.runner.processes += runner.processes
+
+
+def _alone(reuse, misses):
+    """The hosts to evaluate each in a process of its own: the ones whose
+    record no longer held only because of what a host before them in
+    their process read. Evaluated alone, their new record is their own
+    reads, so a later commit to that other host leaves them reused."""
+    if reuse is None:
+        return ()
+    return [key for key in misses if key in reuse.alone]
+
+
+class _BatchAnswers(object):
+    """One ``EvalStage.evaluate`` call: who asked what (``hosts_of``,
+    ``by_key``: the hosts that ask the same share one evaluation), what
+    answers them (``hits``, ``reused``, ``misses`` for the evaluators), and
+    how each host is given its answer: each once, in order, the last one
+    carrying the batch's figures."""
+
+    def __init__(self, stage, requests, put):
+        self.stage, self.put = stage, put
+        self.requests = dict(requests)
+        # hosts answered with an error before any evaluation, first
+        self.failed = {}
+        self.hosts_of, self.by_key = {}, {}
+        for host, request in self.requests.items():
+            key = request_key(request)
+            self.hosts_of.setdefault(key, []).append(host)
+            self.by_key.setdefault(key, request)
+        self.cache_keys, self.reuse = {}, None
+        self.hits, self.reused, self.misses = {}, {}, []
+        self.pool, self.workers, self.left = None, 0, 0
+        self._lock = threading.Lock()
+
+    def drop(self, key, message):
+        """The hosts of ``key`` fail with ``message`` before any evaluation."""
+        for host in self.hosts_of.pop(key):
+            self.failed[host] = {'request': self.requests.pop(host), 'error': message}
+        del self.by_key[key]
+
+    def start_pool(self):
+        """The evaluators for ``misses``, and the answers owed from now on."""
+        stage = self.stage
+        self.workers = min(stage.workers or default_workers(len(self.misses),
+                                                            stage.max_memory_mb),
+                           max(1, len(self.misses)))
+        self.pool = EvalPool(stage.runner, apply_expression, self.workers, stage.max_memory_mb,
+                             stage.chunk_size, slots=stage.slots, recorder=self.reuse,
+                             batch_timeout=stage.batch_timeout)
+        self.left = len(self.requests) + len(self.failed)
+        # what a job that ends now would cut off (_job_end): answers still
+        # owed stop the process at once, a record being kept not
+        _run.owe(self.left)
+
+    def figures(self):
+        pool, stage, misses = self.pool, self.stage, self.misses
+        return {'processes': pool.processes,
+                'other_processes': stage.runner.processes - pool.processes,
+                'workers': self.workers if misses else 0,
+                'budget_mb': self.workers * stage.max_memory_mb if misses else 0,
+                'peak_mb': pool.peak_mb, 'peak_total_mb': pool.peak_total_mb,
+                'from_cache': sum(len(self.hosts_of[k]) for k in self.hits),
+                'reused': sum(len(self.hosts_of[k]) for k in self.reused),
+                'evaluated': sum(len(self.hosts_of[k]) for k in misses)}
+
+    def give_all(self, check):
+        """Every host its answer: the failed first, then the cache's, the
+        reused ones, then the evaluators' as each is known (through
+        ``check`` where a recorded answer is drawn: they wait for it)."""
+        for host, host_entry in self.failed.items():
+            self.give(host, host_entry)
+        for key, result in self.hits.items():
+            self.deliver(key, result, from_cache=True)
+        for key, (result, reused_from) in self.reused.items():
+            self.deliver(key, result, from_cache=True, reused_from=reused_from)
+        if not self.misses:
+            return
+        given = check.wrap(self.deliver, self.fail) if check is not None else self.deliver
+        pinned, pool = self.stage.pinned, self.pool
+        by_flake = {}
+        for key in self.misses:
+            source = pinned[self.by_key[key]['flake']]
+            by_flake.setdefault(source.ref, []).append((key, self.by_key[key]['attr']))
+        # messages name the flake as the user gave it
+        pool.shown = dict((source.ref, flake) for flake, source in pinned.items())
+        # a lock graph the pin resolved: every evaluator reads that one
+        pool.flake_args = dict((source.ref, source.eval_args())
+                               for source in pinned.values() if source.lock_file)
+        pool.run(by_flake, given, alone=_alone(self.reuse, self.misses))
+
+    def give(self, host, host_entry):
+        with self._lock:
+            self.left -= 1
+            if self.left == 0:
+                # the batch's last answer: its figures are final
+                host_entry = dict(host_entry, batch=self.figures())
+        try:
+            self.put(host, host_entry)
+        finally:
+            _run.owe(-1)
+
+    def deliver(self, key, result, from_cache=False, reused_from=None):
+        stage, reuse = self.stage, self.reuse
+        if not from_cache and 'error' not in result and key in self.cache_keys:
+            # only what Nix answered for this content is kept under its key:
+            # a reused answer stays a reuse on every later run (named so, and
+            # open to the spot check), never a plain hit
+            stage.cache.put(self.cache_keys[key], result)
+        source = stage.pinned[self.by_key[key]['flake']]
+        with self._lock:
+            refused = sorted(set(self.pool.refused.get(source.ref) or ()) | (
+                reuse.refused.get(source.ref, set()) if reuse is not None else set()))
+        how = 'reused' if reused_from else 'cached' if from_cache else 'evaluated'
+        for host in self.hosts_of[key]:
+            host_entry = {'request': self.requests[host], 'answer': result,
+                          'from_cache': from_cache, 'evaluation': how,
+                          'source': source.provenance, 'notes': stage.notes(source, refused)}
+            if reused_from:
+                host_entry['reused'] = reused_from
+            self.give(host, host_entry)
+
+    def fail(self, key, message):
+        for host in self.hosts_of[key]:
+            self.give(host, {'request': self.requests[host], 'error': message})
 
 
 # nix_args that decide how a flake is fetched and locked, and how many values

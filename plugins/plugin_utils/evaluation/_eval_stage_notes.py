@@ -9,7 +9,7 @@ settings of its nixConfig that Nix did not apply, the operator's opting in
 to them, a cache folder that could not be used or files of it that were
 ignored, a Nix configuration that keeps the run from the cache, a flake
 none of whose hosts is reused across commits, and why. ``EvalStageNotes``
-holds that method of ``EvalStage`` (``_notes``); the action says each note
+holds that method of ``EvalStage`` (``notes``); the action says each note
 once a run, whichever host carries it first.
 """
 
@@ -25,7 +25,7 @@ class EvalStageNotes(object):
     """The method of ``EvalStage`` that words the notes of an answer; the
     runner, the cache and the reasons it reads are ``EvalStage``'s."""
 
-    def _notes(self, source, refused=()):
+    def notes(self, source, refused=()):
         """What the run should say once about this answer (each note once a
         run, whichever host carries it first: the action's ``warn_once``): a
         flake it could not pin, a lock graph the run resolved for it, the

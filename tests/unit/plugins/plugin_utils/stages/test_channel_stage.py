@@ -115,7 +115,8 @@ def test_a_ref_given_for_one_host_moves_on_its_own(play):
     assert _channel.Git().read(play.bare, ['refs/heads/canary']) == {'refs/heads/canary': first}
     other = play.entry('h3', ref='beta')
     assert other['batch'] == {'batch_hosts': 1, 'pushed_here': True, 'processes': 2}
-    assert other['result']['ref'] == 'refs/heads/beta' and play.computed == ['h2', 'h3']
+    # a wave of its own (served by h2's process if it still runs, or by its own)
+    assert other['result']['ref'] == 'refs/heads/beta' and len(play.computed) == 2
     assert _channel.Git().read(play.bare, ['refs/heads/canary', 'refs/heads/beta']) == {
         'refs/heads/canary': first, 'refs/heads/beta': first}
 
