@@ -29,7 +29,8 @@ DEMO_NAME ?= demo
 DEMO_HOSTS ?= 6
 
 .PHONY: help deps apt-deps venv check generate test test-here test-here-suite test-here-checks test-current current-deps versions unit sanity \
-	lint molecule docs demo demo-current demo-down bench faults mutations chaos eval-diff clean importer-venv changelog-lint galaxy-import release
+	lint molecule docs demo demo-current demo-down bench faults mutations chaos eval-diff clean importer-venv changelog-lint galaxy-import release \
+	coverage
 
 help:
 	@echo 'make try     throwaway lab hosts and a fleet folder laid out as docs/quickstart.md'"'"'s,'
@@ -43,6 +44,7 @@ help:
 	@echo 'make test-busy  test-here with the cores kept busy ($(BUSY_LOOPS) CPU-bound loops beside it)'
 	@echo 'make docs    the documentation site (antsibull-docs, Sphinx) into tests/output/docs/build/html'
 	@echo 'make unit | sanity | lint | molecule | bench | faults | chaos | demo-current | demo-down | clean'
+	@echo 'make coverage  line coverage of plugins/ across the suite'"'"'s processes (COVERAGE_ARGS)'
 	@echo 'make mutations  each deliberate fault of tests/mutations/faults.yml caught by its tests? (MUTATIONS_ARGS)'
 	@echo 'make changelog-lint | galaxy-import   the release checks (in test-here-checks)'
 	@echo 'make release VERSION=x.y.z   changelog, version, tarball in dist/, Galaxy import check'
@@ -253,6 +255,18 @@ unit: venv
 		$(if $(MODULE_CPU),-p tests.module_cpu) \
 		$(if $(UNIT_MARKERS),-m "$(UNIT_MARKERS)") \
 		$(if $(JUNIT),--junitxml=$(CURDIR)/tests/output/junit-$(JUNIT).xml) || [ $$? -eq 5 ]
+
+# Line coverage of plugins/ across every Python process of `make unit`'s
+# suite on this machine's stack: pytest, ansible-playbook, its forked workers
+# and the batch processes the actions detach (tests/coverage_run.py). The
+# total and a line per file in tests/output/coverage/coverage.txt and .json.
+# COVERAGE_ARGS: more of the script's options, e.g. `--checkout DIR` (another
+# clone, an older commit, measured with this script), `--compare OLD.json
+# NEW.json` (the files whose covered lines dropped), `-- PYTEST ARGS`.
+# TEST_WORKERS as for unit.
+COVERAGE_ARGS ?=
+coverage: venv
+	$(VENV)/bin/python tests/coverage_run.py --workers $(TEST_WORKERS) $(COVERAGE_ARGS)
 
 # The files written from the option table (plugins/module_utils/_role_vars_table.py):
 # the deploy role's argument spec and defaults, the role_vars doc fragment's
