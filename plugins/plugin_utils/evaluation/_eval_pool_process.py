@@ -78,9 +78,56 @@ class EvalPoolProcess(object):
                 self.slots.release(slot)
 
     def _evaluate_in_slot(self, piece):
+        """One Nix process over ``piece``, within one of the job's slots:
+        each host answered as Nix traces it; what is left when the process
+        ends goes to a fresh process, or fails with Nix's words."""
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
-            result_of, trace_marker)
+            trace_marker)
         marker, self_marker = trace_marker(), trace_marker()
+        argv, env, log = self._command(piece, marker, self_marker)
+        with self._lock:
+            self.processes += 1
+            self.runner.processes += 1
+        try:
+            # controller-only code: there is no AnsibleModule.run_command here
+            proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, env=env, start_new_session=True)
+        except OSError as exc:
+            for index in range(piece.end):
+                self._fail(piece, index, NixError('nix eval', argv=argv, rc=127,
+                                                  stderr='%s' % exc))
+            return
+        piece.proc, piece.log = proc, log
+        piece.since = time.monotonic()
+        _run.CHILD_GROUPS.add(proc.pid)
+        with self._lock:
+            self._running.append(piece)
+        if self.runner.timeout or self.deadline is not None:
+            # a bound on each host, not on the process: a process may answer
+            # many hosts, each within it; the one that exceeds it fails alone
+            timer = threading.Thread(target=_watch, args=(piece, proc, self.runner.timeout,
+                                                          self.deadline),
+                                     name='nixdeploy-eval-timeout')
+            timer.daemon = True
+            timer.start()
+        rest, stopped = self._read_traces(piece, proc, log, marker, self_marker)
+        proc.stdout.read()
+        rc = proc.wait()
+        _run.CHILD_GROUPS.discard(proc.pid)
+        if log is not None:
+            # strace has written its log whole (it exits after its tracee)
+            _kill(proc)
+            self.recorder.finished(piece.flake, log, marker, self_marker,
+                                   [key for key, _path in piece.items])
+        with self._lock:
+            self._running.remove(piece)
+            end = piece.end
+        self._after_process(piece, end, argv, rc, rest, stopped)
+
+    def _command(self, piece, marker, self_marker):
+        """(argv, environment, strace log or None) of the process for
+        ``piece``: a recorded one where the recorder records its flake."""
         apply_text = self.apply([p for _k, p in piece.items], marker, whole=False)
         recorded = self.recorder.command(
             piece.flake, apply_text, marker, self_marker,
@@ -111,34 +158,15 @@ class EvalPoolProcess(object):
         # asking again, a build wave's). The user's own GC_MARKERS wins.
         at_once = max(self.workers, self.slots.count if self.slots is not None else 1)
         env.setdefault('GC_MARKERS', str(gc_markers(at_once)))
-        with self._lock:
-            self.processes += 1
-            self.runner.processes += 1
-        try:
-            # controller-only code: there is no AnsibleModule.run_command here
-            proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, env=env, start_new_session=True)
-        except OSError as exc:
-            for index in range(piece.end):
-                self._fail(piece, index, NixError('nix eval', argv=argv, rc=127,
-                                                  stderr='%s' % exc))
-            return
-        piece.proc, piece.log = proc, log
-        piece.since = time.monotonic()
-        _run.CHILD_GROUPS.add(proc.pid)
-        with self._lock:
-            self._running.append(piece)
-        timer = None
-        if self.runner.timeout or self.deadline is not None:
-            # a bound on each host, not on the process: a process may answer
-            # many hosts, each within it; the one that exceeds it fails alone
-            timer = threading.Thread(target=_watch, args=(piece, proc, self.runner.timeout,
-                                                          self.deadline),
-                                     name='nixdeploy-eval-timeout')
-            timer.daemon = True
-            timer.start()
-        rest, stopped = [], False
+        return argv, env, log
+
+    def _read_traces(self, piece, proc, log, marker, self_marker):
+        """Each host's answer as the process traces it, given at once;
+        (the other lines of its stderr, whether it was stopped early: over
+        its memory, or as many hosts recorded as a process may record)."""
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
+            result_of)
+        rest = []
         # hosts answered by this process: a recorded one is replaced after
         # ``_per_process`` of them, so a host's record holds a few hosts' reads
         answered_here = 0
@@ -183,20 +211,15 @@ class EvalPoolProcess(object):
                     or (log is not None and answered_here >= self._per_process()))):
                 # over its memory, or (recording) as many hosts as a process
                 # may record: the rest in a fresh process
-                stopped = True
                 _stop(proc, log)
-                break
-        proc.stdout.read()
-        rc = proc.wait()
-        _run.CHILD_GROUPS.discard(proc.pid)
-        if log is not None:
-            # strace has written its log whole (it exits after its tracee)
-            _kill(proc)
-            self.recorder.finished(piece.flake, log, marker, self_marker,
-                                   [key for key, _path in piece.items])
-        with self._lock:
-            self._running.remove(piece)
-            end = piece.end
+                return rest, True
+        return rest, False
+
+    def _after_process(self, piece, end, argv, rc, rest, stopped):
+        """The hosts of ``piece`` (up to ``end``) the process left
+        unanswered: to a fresh process when it was stopped early, failed
+        with the batch's bound, or the first of them failed with Nix's words
+        and the rest to a fresh process."""
         if piece.pos >= end:
             return
         if stopped:
@@ -208,18 +231,17 @@ class EvalPoolProcess(object):
                 self._give(piece.items[index][0], self.batch_timeout_error(piece, index))
             return
         text = _redact.text('\n'.join(rest))
+        shown = self.shown.get(piece.flake, piece.flake)
+        what = attr_string(piece.items[piece.pos][1])
         if piece.timed_out:
-            shown = self.shown.get(piece.flake, piece.flake)
             error = NixError('evaluating %s#%s took longer than the timeout (%d s): stopped' % (
-                shown, attr_string(piece.items[piece.pos][1]), self.runner.timeout),
-                argv=argv, rc=rc, stderr=text)
+                shown, what, self.runner.timeout), argv=argv, rc=rc, stderr=text)
         elif rc == 0:
-            error = NixError('nix eval traced no result for %s' % attr_string(
-                piece.items[piece.pos][1]), argv=argv, rc=rc, stderr=text)
+            error = NixError('nix eval traced no result for %s' % what, argv=argv, rc=rc,
+                             stderr=text)
         else:
-            shown = self.shown.get(piece.flake, piece.flake)
-            error = NixError('evaluating %s#%s failed' % (shown, attr_string(
-                piece.items[piece.pos][1])), argv=argv, rc=rc, stderr=text)
+            error = NixError('evaluating %s#%s failed' % (shown, what), argv=argv, rc=rc,
+                             stderr=text)
         self._fail(piece, piece.pos, error)
         self._requeue(piece, piece.pos + 1, end)
 
