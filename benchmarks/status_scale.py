@@ -3,19 +3,29 @@
 """Benchmark 14: `nixdeploy.fleet.status` at fleet size after a one-host
 commit, against the plain script a fleet owner writes for the same question.
 
-On benchmark 10's scale lab (light NixOS hosts), for each N, the first N hosts:
+On benchmark 10's scale lab (light NixOS hosts), with the fleet flake of a
+fleet owner: each host's system in a file of its own beside fleet.json's
+inventory (benchmarks/_own_files_flake.py), so a one-host commit changes one
+file that one system reads. For each N, the first N hosts:
   warm-up    the plain deploy script gives every host a new system (and its
              /run/current-system, which a scale host's activation leaves
              alone), then the deploy playbook runs on them once (its first
              pass: its records on each host, the evaluation cache filled)
   yardstick  the deploy's no-op pass: the playbook again, then
              benchmarks/baseline_deploy.sh again (benchmark 10's no-op)
-  commit     one host's system changes in the flake
+  commit     one host's system changes in the flake (the first host: the
+             first commit since the deploy recorded its evaluations)
   status     ansible-playbook nixdeploy.fleet.status (forks F, the summary
              and report callbacks on, as users run it), then
              benchmarks/baseline_status.sh: one `nix eval` of every host's
              out path and one `ssh host readlink /run/current-system` per
              host, F at a time
+  next       another one-host commit, to a host the first status run sent
+             back (evaluated alone: its record is its own, the steady state
+             of docs/eval-cache.md "Exact records"), and the status and its
+             script again
+The table gives, for each playbook run, the hosts it evaluated and the hosts
+it reused from an earlier commit (the summary's evaluation line).
 Every playbook run has its own ssh control path folder (as each AWX job) and
 the one evaluation cache folder of the benchmark (the user's, reused across
 runs as on a controller). CPU is counted by control group as in benchmark 10:
@@ -29,7 +39,9 @@ Root; the lab takes slot 0 or 1 of the scale labs (benchmarks/scale.py).
 
 import argparse
 import datetime
+import json
 import os
+import re
 import sys
 import time
 
@@ -39,6 +51,7 @@ if REPO not in sys.path:
 
 # pylint: disable=wrong-import-position
 from benchmarks._fleet import RunError, load  # noqa: E402
+from benchmarks._own_files_flake import OwnFilesFlake  # noqa: E402
 from benchmarks.scale import FORKS, ScaleFleet, log, versions, write  # noqa: E402
 from tests.lab.scale.lab import parallel  # noqa: E402
 
@@ -52,16 +65,32 @@ def _figures(run):
     return dict((key, run.get(key)) for key in ('wall', 'cpu', 'targets_cpu', 'rc'))
 
 
-def _classes(fleet):
-    """{class: hosts} from the totals line in the log of the fleet's last
-    run (BenchFleet._log names it)."""
+def _last_line(fleet, marker):
+    """The last line with ``marker`` in the log of the fleet's last run
+    (BenchFleet._log names it), from the marker on; None without one."""
     path = os.path.join(fleet.workdir, 'run%02d-playbook.log' % fleet.runs)
     with open(path) as handle:
-        lines = [ln for ln in handle if 'nixdeploy status: ' in ln]
-    if not lines:
+        lines = [ln for ln in handle if marker in ln]
+    return lines[-1].split(marker, 1)[1].strip() if lines else None
+
+
+def _evaluation(fleet):
+    """{evaluated, reused, cached}: how the last run's hosts got their
+    systems, from the summary's closing line ("nixdeploy: evaluation: 1
+    evaluated, 249 reused (from ...), 0 cached")."""
+    line = _last_line(fleet, 'nixdeploy: evaluation: ')
+    found = dict((kind, int(count)) for count, kind in
+                 re.findall(r'(\d+) (evaluated|reused|cached)', line or ''))
+    return dict((kind, found.get(kind, 0)) for kind in ('evaluated', 'reused', 'cached'))
+
+
+def _classes(fleet):
+    """{class: hosts} from the status totals line of the fleet's last run."""
+    line = _last_line(fleet, 'nixdeploy status: ')
+    if not line:
         return {}
     counted = {}
-    for part in lines[-1].split('nixdeploy status: ', 1)[1].split(', '):
+    for part in line.split(', '):
         count, name = part.strip().split(' ', 1)
         counted[name] = int(count)
     return counted
@@ -75,9 +104,51 @@ def link_running(fleet):
     parallel(lambda name: fleet.lab.run_in(name, ['sh', '-c', script]), fleet.selected)
 
 
+def _sent_back(fleet, changed):
+    """A host the last run evaluated beside ``changed`` (a neighbour it sent
+    back, evaluated alone: its record is now its own), from the run's JSON
+    report; None when it evaluated no other."""
+    path = os.path.join(fleet.workdir, 'report-%d' % fleet.runs, 'nixdeploy-report.json')
+    with open(path) as handle:
+        hosts = json.load(handle).get('hosts') or {}
+    others = [name for name in fleet.selected if name != changed
+              and ((hosts.get(name) or {}).get('eval') or {}).get('answered') == 'evaluated']
+    return others[0] if others else None
+
+
+def _commit_and_status(fleet, changed, env, pending):
+    """Commit a new system of ``changed``, then the status playbook and its
+    script: (the playbook's figures, the script's); the status must find
+    ``pending`` hosts pending and every other in sync."""
+    fleet.flake.set_config(fleet.flake.config_of(changed), version='status-%s-%d' % (
+        changed, time.time()))
+    status = _figures(fleet.playbook(fleet.forks, env=env, playbook=STATUS))
+    status['classes'] = _classes(fleet)
+    status['evaluation'] = _evaluation(fleet)
+    status['changed'] = changed
+    status['sent_back'] = _sent_back(fleet, changed)
+    script = _figures(fleet.baseline(fleet.forks, script=STATUS_BASELINE))
+    size = len(fleet.selected)
+    if status['classes'].get('pending') != pending or \
+            status['classes'].get('in_sync') != size - pending:
+        raise RunError('the status run found %r, not %d pending and %d in_sync'
+                       % (status['classes'], pending, size - pending))
+    return status, script
+
+
+# the rows of the table: (name, the playbook's run, the script's run)
+PAIRS = (('deploy no-op', 'deploy_noop', 'script_noop'),
+         ('status', 'status', 'script_status'),
+         ('status, next', 'status_next', 'script_status_next'))
+
+
 def size_row(fleet, size, log):
-    """One size: warm-up, the deploy's no-op and its script's, a one-host
-    commit, the status playbook and the status script."""
+    """One size: warm-up, the deploy's no-op and its script's, then two
+    one-host commits, each followed by the status playbook and the status
+    script: the first commit since the deploy recorded its evaluations
+    (the changed host's evaluator neighbours after it are sent back once,
+    docs/eval-cache.md "Exact records"), then a commit to one of the hosts
+    it sent back (the steady state: that host's record is its own)."""
     fleet.select(size)
     env = {'NIXDEPLOY_EVAL_CACHE': os.path.join(fleet.workdir, 'eval-cache')}
     row = {'n': size, 'load_before': load()}
@@ -86,28 +157,27 @@ def size_row(fleet, size, log):
     link_running(fleet)
     fleet.playbook(fleet.forks, env=env)
     row['deploy_noop'] = _figures(fleet.playbook(fleet.forks, env=env))
+    row['deploy_noop']['evaluation'] = _evaluation(fleet)
     row['script_noop'] = _figures(fleet.baseline(fleet.forks))
     log('  status N=%d: deploy no-op %.1f s (cpu %.1f), script no-op %.1f s (cpu %.1f)' % (
         size, row['deploy_noop']['wall'], row['deploy_noop']['cpu'],
         row['script_noop']['wall'], row['script_noop']['cpu']))
-    changed = fleet.selected[0]
-    fleet.flake.set_config(fleet.flake.config_of(changed), version='status-%d' % time.time())
-    row['status'] = _figures(fleet.playbook(fleet.forks, env=env, playbook=STATUS))
-    row['classes'] = _classes(fleet)
-    row['script_status'] = _figures(fleet.baseline(fleet.forks, script=STATUS_BASELINE))
-    if row['classes'].get('pending') != 1 or row['classes'].get('in_sync') != size - 1:
-        raise RunError('the status run found %r, not 1 pending and %d in_sync'
-                       % (row['classes'], size - 1))
-    for pair, (top, base) in (('noop', ('deploy_noop', 'script_noop')),
-                              ('status', ('status', 'script_status'))):
+    first = fleet.selected[0]
+    row['status'], row['script_status'] = _commit_and_status(fleet, first, env, 1)
+    # the default when the first commit sent none back: the second host
+    second = row['status']['sent_back'] or fleet.selected[1]
+    row['status_next'], row['script_status_next'] = _commit_and_status(fleet, second, env, 2)
+    for _name, top, base in PAIRS:
         for measure in ('wall', 'cpu', 'targets_cpu'):
             if row[top].get(measure) and row[base].get(measure):
-                row['%s_%s_ratio' % (pair, measure)] = round(
+                row['%s_%s_ratio' % (top, measure)] = round(
                     row[top][measure] / row[base][measure], 2)
     row['load_after'] = load()
-    log('  status N=%d: status %.1f s (cpu %.1f), script %.1f s (cpu %.1f); %r' % (
-        size, row['status']['wall'], row['status']['cpu'], row['script_status']['wall'],
-        row['script_status']['cpu'], row['classes']))
+    for top, base in (('status', 'script_status'), ('status_next', 'script_status_next')):
+        log('  status N=%d, %s changed: status %.1f s (cpu %.1f), script %.1f s (cpu %.1f);'
+            ' %r; %r' % (size, row[top]['changed'], row[top]['wall'], row[top]['cpu'],
+                         row[base]['wall'], row[base]['cpu'], row[top]['classes'],
+                         row[top]['evaluation']))
     return row
 
 
@@ -116,17 +186,23 @@ def _cell(row, key, measure):
     return '-' if value is None else '%.1f' % value
 
 
+def _answers(run):
+    """The playbook's "evaluated / reused" hosts."""
+    found = run.get('evaluation') or {}
+    return '%s / %s' % (found.get('evaluated', '-'), found.get('reused', '-'))
+
+
 def table(rows):
     out = ['   N  run          playbook s  script s  ratio   cpu s (playbook / script)  ratio'
-           '   hosts cpu s (playbook / script)']
+           '   hosts cpu s (playbook / script)   evaluated / reused']
     for row in rows:
-        for name, top, base, pair in (('deploy no-op', 'deploy_noop', 'script_noop', 'noop'),
-                                      ('status', 'status', 'script_status', 'status')):
-            out.append('%4d  %-12s %10s %9s %6s   %10s / %-12s %6s   %s / %s' % (
+        for name, top, base in PAIRS:
+            out.append('%4d  %-12s %10s %9s %6s   %10s / %-12s %6s   %11s / %-11s   %s' % (
                 row['n'], name, _cell(row, top, 'wall'), _cell(row, base, 'wall'),
-                row.get('%s_wall_ratio' % pair, '-'), _cell(row, top, 'cpu'),
-                _cell(row, base, 'cpu'), row.get('%s_cpu_ratio' % pair, '-'),
-                _cell(row, top, 'targets_cpu'), _cell(row, base, 'targets_cpu')))
+                row.get('%s_wall_ratio' % top, '-'), _cell(row, top, 'cpu'),
+                _cell(row, base, 'cpu'), row.get('%s_cpu_ratio' % top, '-'),
+                _cell(row, top, 'targets_cpu'), _cell(row, base, 'targets_cpu'),
+                _answers(row[top])))
     return '\n'.join(out)
 
 
@@ -150,6 +226,8 @@ def main(argv=None):
     workdir = os.path.join(os.path.dirname(args.output), 'work-status')
     fleet = ScaleFleet(args.lab, max(sizes), workdir, forks=args.forks, log=log)
     try:
+        # each host's system in a file of its own, as a fleet owner's flake
+        fleet.flake = OwnFilesFlake.adopt(fleet.flake)
         for size in sizes:
             results['rows'].append(size_row(fleet, size, log))
             write(args.output + '.partial', results)
