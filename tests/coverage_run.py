@@ -200,11 +200,11 @@ def table(found):
     for name in sorted(found['files']):
         data = found['files'][name]
         share = percent(data['covered'], data['statements'])
-        lines.append('%-*s %6d %6d %6.2f%%' % (
-            width, name, data['statements'], data['covered'], share))
+        lines.append('%s %6d %6d %6.2f%%' % (
+            name.ljust(width), data['statements'], data['covered'], share))
     total = found['total']
-    lines += ['-' * (width + 22), '%-*s %6d %6d %6.2f%%' % (
-        width, 'TOTAL', total['statements'], total['covered'], total['percent'])]
+    lines += ['-' * (width + 22), '%s %6d %6d %6.2f%%' % (
+        'TOTAL'.ljust(width), total['statements'], total['covered'], total['percent'])]
     return '\n'.join(lines) + '\n'
 
 
@@ -269,7 +269,7 @@ def compare(old_path, new_path):
 
 def parse(argv):
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--checkout', default=here,
                         help='the clone to measure (default: this one)')
     parser.add_argument('--out', help='default: <checkout>/tests/output/coverage')
