@@ -12,6 +12,7 @@ process that hangs costs its hosts their bound, one that dies about two
 seconds.
 """
 
+import os
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
@@ -33,6 +34,11 @@ class AnswerFiles(object):
 
     def __init__(self, folder):
         self.folder = folder
+        if not os.path.isdir(folder):
+            try:
+                os.mkdir(folder, 0o700)
+            except OSError:
+                pass  # made by another host meanwhile, or the job's folder is gone
 
     def path(self, host, request):
         """The file of ``host``'s answer to ``request``."""

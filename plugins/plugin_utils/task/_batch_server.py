@@ -101,11 +101,6 @@ class BatchServer(object):
         self.settled_path = stem + '.settled'
         self.requests = RequestFiles(stem + '.requests')
         self.answers = AnswerFiles(stem + '.d')
-        if not os.path.isdir(self.answers.folder):
-            try:
-                os.mkdir(self.answers.folder, 0o700)
-            except OSError:
-                pass
         self.process = DetachedProcess(stem, kind, self.answers.folder)
         # the serving process's: the hosts expected that have not asked yet
         self._to_come = set()
