@@ -189,7 +189,13 @@ def test_reboot_boots_the_boot_default_with_a_new_boot_id(lab, systems, host):
     assert lab.current_system(host) == v1 and lab.boot(host) == v2
     assert http(lab.http_url(host))[0] == 200
     gens = generations(lab, host)
-    lab.ssh(host, 'setsid sleep 600 </dev/null >/dev/null 2>&1 & touch /run/marker',
+    # the ssh session returns only once the sleeper runs in a session of its
+    # own: a child that has not yet called setsid when the session ends is
+    # hung up with it, and the count below would read 0
+    lab.ssh(host, 'setsid sleep 600 </dev/null >/dev/null 2>&1 & pid=$!; '
+            'touch /run/marker; n=0; '
+            'until [ "$(tr "\\0" " " </proc/$pid/cmdline)" = "sleep 600 " ]; do '
+            'n=$((n + 1)); [ $n -lt 100 ] || exit 1; sleep 0.1; done',
             user='root')
     assert sleepers(lab, host) == 1
     old_pid = lab.pid(host)
