@@ -36,8 +36,22 @@ def collections_path():
     return COLLECTIONS
 
 
-def ansible_env(extra=None):
+# The suite's ansible.cfg for a playbook run in a folder with none of its own
+# (ansible_env's ``cwd``): the poll interval this repository's ansible.cfg
+# sets and docs/concepts.md asks users to set. ansible-core reads it from a
+# config file only; at its default (1 ms) each run's main process spins
+# while its hosts wait on an evaluation, a build or a copy.
+SUITE_CONFIG = os.path.join(REPO, 'tests', 'suite-ansible.cfg')
+
+
+def ansible_env(extra=None, cwd=None):
+    """The environment of an ansible-playbook run of the tests (``extra``
+    on top). ``cwd``: the folder it runs in; where that folder has no
+    ansible.cfg and ``extra`` names none, the run reads the suite's
+    (``SUITE_CONFIG``), as a user's run reads their project's."""
     env = dict(os.environ)
+    if cwd is not None and not os.path.exists(os.path.join(cwd, 'ansible.cfg')):
+        env['ANSIBLE_CONFIG'] = SUITE_CONFIG
     env.update({
         'ANSIBLE_COLLECTIONS_PATH': collections_path(),
         'ANSIBLE_HOST_KEY_CHECKING': 'True',
@@ -127,7 +141,8 @@ def run_playbook(playbook, inventory, workdir, args=(), env=None, timeout=900, w
     argv = list(wrapper) + [os.path.join(BIN, 'ansible-playbook'), '-i', inventory, playbook] + list(args)
     # stdin: ssh may have left the inherited one non-blocking, which
     # ansible-core 2.21 refuses to start with
-    proc = subprocess.run(argv, cwd=workdir, env=ansible_env(dict(env or {}, NIXDEPLOY_TEST_RECORD=record)),
+    proc = subprocess.run(argv, cwd=workdir, env=ansible_env(dict(env or {}, NIXDEPLOY_TEST_RECORD=record),
+                                                           cwd=workdir),
                           stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=timeout, check=False)

@@ -181,6 +181,7 @@ forks = 25
 gathering = explicit
 inject_facts_as_vars = False
 interpreter_python = auto_silent
+internal_poll_interval = 0.05
 host_key_checking = True
 retry_files_enabled = False
 display_skipped_hosts = False

@@ -37,6 +37,7 @@ stdout_callback = nixdeploy.fleet.console
 forks = 25
 gathering = explicit
 interpreter_python = auto_silent
+internal_poll_interval = 0.05
 host_key_checking = True
 retry_files_enabled = False
 timeout = 30

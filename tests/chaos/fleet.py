@@ -253,7 +253,7 @@ class ChaosFleet:
         os.makedirs(run_env['ANSIBLE_LOCAL_TEMP'])
         log = open(os.path.join(rundir, 'output.log'), 'w')
         argv = [os.path.join(BIN, 'ansible-playbook'), '-i', self.inventory, PLAYBOOK] + list(args)
-        proc = subprocess.Popen(argv, cwd=rundir, env=ansible_env(run_env),
+        proc = subprocess.Popen(argv, cwd=rundir, env=ansible_env(run_env, cwd=rundir),
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         log.close()

@@ -75,7 +75,8 @@ class FaultFleet:
         log = open(os.path.join(rundir, 'output.log'), 'w')
         argv = [os.path.join(BIN, 'ansible-playbook'), '-i', kwargs.get('inventory', self.inventory),
                 PLAYBOOK] + list(args)
-        env = ansible_env({'NIXDEPLOY_TEST_RECORD': os.path.join(rundir, 'record.jsonl')})
+        env = ansible_env({'NIXDEPLOY_TEST_RECORD': os.path.join(rundir, 'record.jsonl')},
+                          cwd=rundir)
         proc = subprocess.Popen(argv, cwd=rundir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         log.close()

@@ -80,7 +80,8 @@ def start_playbook(fleet, playbook, *args, **env):
             playbook] + list(args)
     env = ansible_env(dict(env, ANSIBLE_CALLBACKS_ENABLED=CALLBACKS,
                            NIXDEPLOY_REPORT_DIR=fleet.reports,
-                           NIXDEPLOY_TEST_RECORD=os.path.join(rundir, 'record.jsonl')))
+                           NIXDEPLOY_TEST_RECORD=os.path.join(rundir, 'record.jsonl')),
+                      cwd=rundir)
     proc = subprocess.Popen(argv, cwd=rundir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     log.close()

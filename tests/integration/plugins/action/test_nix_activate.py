@@ -348,7 +348,7 @@ def test_ssh_session_killed_mid_activation(act):
         json.dump([{'hosts': 'all', 'gather_facts': False, 'tasks': [
             activate_task('activate', '{{ wanted }}', confirm_timeout=LAB_WAIT)]}], handle)
     # no ControlMaster: killing the controller kills its one ssh connection
-    env = ansible_env({'ANSIBLE_SSH_ARGS': '-o ControlMaster=no'})
+    env = ansible_env({'ANSIBLE_SSH_ARGS': '-o ControlMaster=no'}, cwd=workdir)
     proc = subprocess.Popen(
         [os.path.join(BIN, 'ansible-playbook'), '-i', path, os.path.join(workdir, 'play.json')],
         cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

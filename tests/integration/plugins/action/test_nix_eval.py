@@ -453,7 +453,7 @@ def test_a_cancelled_job_leaves_no_evaluator(evb_lab, tmp_path, signum, calibrat
     token = uuid.uuid4().hex
     job = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), '-i', 'inventory.json',
                             'playbook.yml'], cwd=str(workdir),
-                           env=dict(ansible_env(), NIXDEPLOY_TEST_JOB=token),
+                           env=dict(ansible_env(cwd=str(workdir)), NIXDEPLOY_TEST_JOB=token),
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:

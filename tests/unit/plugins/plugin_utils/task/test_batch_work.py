@@ -71,7 +71,7 @@ def run_probe(folder, foresee, plugin=PROBE):
     with open(os.path.join(folder, 'play.yml'), 'w') as handle:
         handle.write(PLAYBOOK % foresee)
     proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', 'hosts', '-f', '3',
-                           'play.yml'], cwd=folder, env=ansible_env({}),
+                           'play.yml'], cwd=folder, env=ansible_env({}, cwd=folder),
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=300,
                           check=False)
