@@ -53,6 +53,23 @@ _REFUSED_LOGIN = ('HTTP error 401', 'HTTP error 403', 'does not appear to be a b
 _SSH_FLAGS = re.compile(r'^-[46AaCfGgKkMNnqsTtVvXxYy]+\Z')
 
 
+def list_closures(context, requests, put):
+    """The batch's closure listing (``LIST_CLOSURES``): ONE ``nix path-info
+    -r`` of the systems ``requests`` ({host: {'path'}}), each host put its
+    own closure's listing. ``context``: {options (``options_of``)}."""
+    paths = dict((name, found['path']) for name, found in requests.items())
+    infos = _copy_send.batch_infos(_nix.NixOptions.from_params(context['options']),
+                                   sorted(set(paths.values())))
+    # each host's own listing: a host reads its entry, not the batch's
+    # closures (megabytes at 1,000 hosts, read by every host)
+    for name, found in paths.items():
+        put(name, {'listing': _closure.listing(infos, found) if infos.get(found) else None})
+
+
+# the name the closure listing's BatchWork gives its serve function
+LIST_CLOSURES = '%s:list_closures' % __name__
+
+
 class CopyStage:
     """nix_copy_closure for ``host`` (its validated ``args``, ``task_vars``).
 
@@ -256,20 +273,11 @@ class CopyStage:
                     continue
             return wanted
 
-        def serve(requests, put):
-            paths = dict((name, found['path']) for name, found in requests.items())
-            infos = _copy_send.batch_infos(self.opts, sorted(set(paths.values())))
-            # each host's own listing: a host reads its entry, not the batch's
-            # closures (megabytes at 1,000 hosts, read by every host)
-            for name, found in paths.items():
-                put(name, {'listing': _closure.listing(infos, found) if infos.get(found)
-                           else None})
-
         try:
             host_entry = self.batch_answer(BatchWork(
                 'closure', [_nix.options_of(args), self.filled.shared(args).get('path')],
-                {'path': path}, serve, foresee=foresee,
-                answer_wait=CLOSURE_ANSWER_WAIT)).entry
+                {'path': path}, LIST_CLOSURES, context={'options': _nix.options_of(args)},
+                foresee=foresee, answer_wait=CLOSURE_ANSWER_WAIT)).entry
         except BatchError as exc:
             # the batch's listing is stuck past its own bound, or its server
             # died: list alone

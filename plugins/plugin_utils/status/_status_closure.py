@@ -81,17 +81,28 @@ def closure_changes(opts, pairs, timeout=None):
                 for host in pairs)
 
 
-def closure_work(opts, nix_options, request, timeout=None):
+def serve_closure(context, requests, put):
+    """The batch's work (``SERVE``): one ``closure_changes`` of a wave's
+    requests ({host: {'current', 'desired'}}). ``context``: {options
+    (``options_of``), timeout}."""
+    pairs = dict((host, (asked['current'], asked['desired']))
+                 for host, asked in requests.items())
+    changes = closure_changes(_nix.NixOptions.from_params(context['options']), pairs,
+                              context['timeout'])
+    for host, change in changes.items():
+        put(host, {'request': requests[host], 'closure_diff': change})
+
+
+# the name the batch's BatchWork gives its serve function
+SERVE = '%s:serve_closure' % __name__
+
+
+def closure_work(nix_options, request, timeout=None):
     """The batch's ``BatchWork`` for a host's ``request`` ({'current',
     'desired'}): its hosts that ask together share one wave, and a wave is
-    one ``closure_changes``. Keyed by the Nix options (two hosts with other
-    options ask other stores, or the same one otherwise)."""
-
-    def wave(requests, put):
-        pairs = dict((host, (asked['current'], asked['desired']))
-                     for host, asked in requests.items())
-        for host, change in closure_changes(opts, pairs, timeout).items():
-            put(host, {'request': requests[host], 'closure_diff': change})
-
-    return BatchWork(KIND, [nix_options], request, wave,
+    one ``closure_changes`` (``serve_closure``). Keyed by the Nix options
+    (``options_of``: two hosts with other options ask other stores, or the
+    same one otherwise)."""
+    return BatchWork(KIND, [nix_options], request, SERVE,
+                     context={'options': nix_options, 'timeout': timeout},
                      answer_wait=None if timeout is None else 3 * timeout)

@@ -19,10 +19,19 @@ A ``BatchWork`` says:
   options, the arguments the batch shares); the task, the play batch and
   the loop item are added here;
 - ``request``: what this host asks, as JSON data;
-- ``serve(requests, put)``: the work itself, run by the batch server
-  (``_batch_server``), a detached process, for a wave of requests
-  ({host: request}); ``put(host, entry)`` answers one host, as soon as its
-  answer is known. A host reads its entry as soon as it is put.
+- ``serve``: the name of the work's function, ``'<module>:<function>'``, a
+  module-level ``serve(context, requests, put)`` of the collection, run by
+  the batch server (``_batch_server``), a detached process, for a wave of
+  requests ({host: request}); ``put(host, entry)`` answers one host, as
+  soon as its answer is known. A host reads its entry as soon as it is put.
+  A name, never a function: the serving process imports it itself
+  (``_batch_serve``: it refuses any name outside the collection), so
+  nothing of this worker crosses into it;
+- ``context``: the JSON data the function needs besides the requests (the
+  task's options, check mode, ...), rebuilt into its objects there; or a
+  function that gives it, called only by the host that starts the server,
+  after its foresight (what it saw of the batch). One context a server,
+  the first host's: the key holds everything two hosts must share.
 
 and what the work is like, each a property of it, not another engine:
 
@@ -53,6 +62,8 @@ attributes (``common/_ansible_core`` does).
 
 from ansible import constants as C
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_serve import (
+    check_name)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (
@@ -64,12 +75,14 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys im
 class BatchWork(object):
     """What a phase does for its play batch (see the file's docstring)."""
 
-    def __init__(self, kind, key_parts, request, serve, foresee=None, answer_wait=None,
-                 waves_at_once=2, expected=None):
+    def __init__(self, kind, key_parts, request, serve, context=None, foresee=None,
+                 answer_wait=None, waves_at_once=2, expected=None):
         self.kind = kind
         self.key_parts = list(key_parts)
         self.request = request
-        self.serve = serve
+        # refused when a function: the server finds it by its name
+        self.serve = check_name(kind, serve)
+        self.context = context
         self.foresee = foresee
         self.answer_wait = answer_wait
         self.waves_at_once = waves_at_once
@@ -112,9 +125,10 @@ def answer(place, work):
                 return work.foresee(hosts)
             return None
     server.request(place.host, work.request, work.serve, waves_at_once=work.waves_at_once,
-                   expected=_expected(place, work, again), foresee=foresee)
+                   expected=_expected(place, work, again), foresee=foresee, context=work.context)
     entry, here = server.answer(place.host, work.request, work.serve,
-                                waves_at_once=work.waves_at_once, timeout=work.answer_wait)
+                                waves_at_once=work.waves_at_once, timeout=work.answer_wait,
+                                context=work.context)
     return Answer(entry, here, hosts)
 
 
