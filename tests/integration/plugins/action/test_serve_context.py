@@ -8,7 +8,9 @@ Two hosts publish with ``timeout`` templated from their own variables
 (30 and 31) and a cache login and an ``access-tokens`` option that are
 secrets. A host's own argument must reach the server that serves it (equal
 key, equal context), and no secret may rest in a file the run keeps
-(docs/security.md, 7 and 7a)."""
+(docs/security.md, 7 and 7a). A value YAML reads as a date in
+``nix_options`` must fail the task on its own grounds, not on writing the
+server's work."""
 
 import glob
 import json
@@ -48,24 +50,31 @@ PLAYBOOK = textwrap.dedent('''\
     ''')
 
 
-@pytest.fixture(scope='module')
-def kept(tmp_path_factory):
-    """The run's files as the task after the publish saw them."""
-    folder = str(tmp_path_factory.mktemp('serve-context'))
+def _play(folder, hosts, playbook):
+    """``ansible-playbook`` of ``playbook`` (text) over ``hosts`` (inventory
+    text) in ``folder``, which holds a signing key file; its output."""
     with open(os.path.join(folder, 'hosts'), 'w') as handle:
-        handle.write('h1 ansible_connection=local publish_timeout=30\n'
-                     'h2 ansible_connection=local publish_timeout=31\n')
+        handle.write(hosts)
     with open(os.path.join(folder, 'signing.key'), 'w') as handle:
         handle.write('not-a-key\n')
     with open(os.path.join(folder, 'play.yml'), 'w') as handle:
-        handle.write(PLAYBOOK % {'system': SYSTEM, 'password': CACHE_PASSWORD,
-                                 'token': ACCESS_TOKEN})
+        handle.write(playbook)
     env = ansible_env({'ANSIBLE_LOCAL_TEMP': os.path.join(folder, 'local-tmp')})
     proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', 'hosts', '-f', '2',
                            'play.yml'], cwd=folder, env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout
+    return proc.stdout
+
+
+@pytest.fixture(scope='module')
+def kept(tmp_path_factory):
+    """The run's files as the task after the publish saw them."""
+    folder = str(tmp_path_factory.mktemp('serve-context'))
+    _play(folder, 'h1 ansible_connection=local publish_timeout=30\n'
+                  'h2 ansible_connection=local publish_timeout=31\n',
+          PLAYBOOK % {'system': SYSTEM, 'password': CACHE_PASSWORD, 'token': ACCESS_TOKEN})
     return os.path.join(folder, 'kept')
 
 
@@ -107,3 +116,29 @@ def test_no_secret_rests_in_a_file_of_the_run(kept):
                 if secret.encode() in text:
                     holding.append((os.path.relpath(os.path.join(root, name), kept), secret))
     assert holding == [], holding
+
+
+DATED = textwrap.dedent('''\
+    - name: Publish with a setting YAML reads as a date
+      hosts: all
+      gather_facts: false
+      tasks:
+        - name: Publish
+          nixdeploy.fleet.nix_publish:
+            path: %s
+            cache: "https://127.0.0.1:9/"
+            signing_key: "{{ playbook_dir }}/signing.key"
+            nix_options: {narinfo-cache-negative-ttl: 2026-11-30}
+          ignore_errors: true
+    ''' % SYSTEM)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    'an unquoted YAML date in nix_options (ansible-core\'s tagged date) is no JSON: writing '
+    'the .serve context raises TypeError and the publish fails as an internal error'))
+def test_a_date_in_nix_options_is_no_internal_error(tmp_path):
+    """The key digests such a value as text; the task fails on its own
+    grounds (the signing key here), never on writing its server's work."""
+    output = _play(str(tmp_path), 'h1 ansible_connection=local\n', DATED)
+    assert 'the signing key file does not hold a Nix secret key' in output, output
+    assert 'internal error' not in output, output
