@@ -115,7 +115,7 @@ def test_a_refused_name_in_the_work_file_fails_every_waiting_host_quickly(tmp_pa
         assert error.endswith(': refused'), (host, error)
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     'serve_function calls any function defined in a module of the collection, not only a '
     'serve function: report._retry:update(path, unreached, reached) writes the file the '
     'context names (its requests\' host names in it)'))
@@ -140,7 +140,7 @@ def test_an_unreadable_work_file_fails_every_waiting_host_quickly(tmp_path):
 
 
 @pytest.mark.parametrize('work', ['"%s.plugin_utils.task._serial:judge"' % PLUGINS, '[1]'])
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     'a work file that is JSON but no object kills the serving process outside the wave '
     '(BatchServer._serve: work.get, AttributeError): each host fails with Python traceback '
     'frames of the process\'s log in its message'))
@@ -155,7 +155,7 @@ def test_a_work_file_that_is_no_object_fails_its_hosts_without_a_traceback(tmp_p
 @pytest.mark.parametrize('value', [
     {'a', 'set'}, b'bytes', datetime.date(2026, 11, 30)],
     ids=['set', 'bytes', 'date'])
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
     'a context that is no JSON data raises TypeError out of BatchServer.request in the host '
     'that starts the server (write_json), not a BatchError naming the batch; the key took it '
     '(short_digest digests with default=str)'))
