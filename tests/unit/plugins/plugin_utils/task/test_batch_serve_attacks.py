@@ -11,6 +11,7 @@ none is there, so the planted one is what the process reads."""
 import datetime
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -28,7 +29,7 @@ from ansible.utils.unsafe_proxy import AnsibleUnsafeText  # noqa: E402
 from tests.unit.plugins.plugin_utils.task.batch_serves import (  # noqa: E402
     ECHO_CONTEXT, named_serve)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
-    _batch_serve)
+    _batch_serve, _batch_server as _batch_server_module)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (  # noqa: E402
     _entry_path)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
@@ -100,6 +101,16 @@ def test_a_name_that_is_no_function_defined_in_the_collection_is_refused(name):
     with pytest.raises(BatchError, match=r'^the channel batch: its serve function .*(refused|'
                                          r'no such module)'):
         _batch_serve.serve_function('channel-x', name)
+
+
+@pytest.mark.parametrize('function', [os.system, shutil.rmtree], ids=['os.system', 'rmtree'])
+def test_a_dangerous_function_imported_under_another_name_is_refused(monkeypatch, function):
+    """A collection module that imported ``os.system`` (a builtin) or
+    ``shutil.rmtree`` (a Python function) under a name of its own: the
+    name is the collection's, the function is not defined there."""
+    monkeypatch.setattr(_batch_server_module, 'tidy', function, raising=False)
+    with pytest.raises(BatchError, match=r'^the build batch: its serve function .* refused'):
+        _batch_serve.serve_function('build-x', _batch_server_module.__name__ + ':tidy')
 
 
 @pytest.mark.parametrize('serve', [
