@@ -24,10 +24,12 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_s
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, options_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import serves
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     batch_folder)
 
 
+@serves
 def serve_build(context, requests, put):
     """nix_build's batch work (``SERVE``): one wave of ``requests``.
     ``context``: {args: the task's Nix options, ``timeout``, ``gc_root_dir``

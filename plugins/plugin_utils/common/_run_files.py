@@ -76,10 +76,6 @@ RUN_FILES = (
             'a batch server\'s lock, the lock its process holds while it runs, its mark that '
             'it serves, the hosts it no longer waits for, its log',
             'task/_batch_server.py, task/_detached.py', 'task/_batch_server.py'),
-    RunFile('nixdeploy-batch/<kind>-<key>.serve', 'a batch server\'s work as data: its serve '
-            'function\'s name and its context (the task\'s options: private to the run\'s '
-            'user, as every file here)', 'task/_batch_server.py (the host that starts it)',
-            'its serving process'),
     RunFile('nixdeploy-batch/<kind>-<slot>.first', 'which host was first of its slot (it '
             'foresees the batch\'s requests)', 'task/_work_keys.py', 'task/_work_keys.py'),
     RunFile('nixdeploy-batch/serial-<task>.json', 'the serial gate\'s record of the play\'s '

@@ -30,7 +30,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import Ni
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     BatchError, facts_in_flight, play_batch, vars_of, with_facts)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    BatchWork, serves)
 
 # The options that may differ per host in cascade mode (the option table's
 # per-host rows of nix_copy_closure: module_utils/_role_vars.py)
@@ -225,6 +226,7 @@ def of_data(name, data):
                               peer_host=data['peer_host'], remote_nix_dir=data['remote_nix_dir'])
 
 
+@serves
 def serve_cascade(context, requests, put):
     """The batch's cascade (``SERVE``), in its server: one cascade for the
     hosts of ``requests`` it covers (a peer foreseen for them, their

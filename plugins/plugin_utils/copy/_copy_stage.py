@@ -34,7 +34,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fiel
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     BatchError, batch_folder, facts_in_flight, vars_of, with_facts)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    BatchWork, serves)
 
 # the time limit of the target's own fetch from the caches (a whole closure
 # downloaded there); the controller's push has _copy_send.COPY_TIMEOUT, every
@@ -53,6 +54,7 @@ _REFUSED_LOGIN = ('HTTP error 401', 'HTTP error 403', 'does not appear to be a b
 _SSH_FLAGS = re.compile(r'^-[46AaCfGgKkMNnqsTtVvXxYy]+\Z')
 
 
+@serves
 def list_closures(context, requests, put):
     """The batch's closure listing (``LIST_CLOSURES``): ONE ``nix path-info
     -r`` of the systems ``requests`` ({host: {'path'}}), each host put its

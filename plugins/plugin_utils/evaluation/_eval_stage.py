@@ -43,7 +43,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     PlayBatch, batch_folder, play_uuid, record_facts, task_batch, vars_of)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    BatchWork, serves)
 
 # reused hosts of each batch evaluated again before answers are given, the
 # least recently checked first (nix_eval's eval_reuse_check; nix_build's
@@ -173,6 +174,7 @@ class BatchEval(object):
                 'unknown': unknown_notes(self.unknown) if self.unknown else None}
 
 
+@serves
 def serve_eval(context, requests, put):
     """The batch's evaluation (``SERVE``), in its server: a wave's
     evaluation, each answer put as soon as it is known. ``context``

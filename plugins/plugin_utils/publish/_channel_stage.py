@@ -26,7 +26,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish import _channel
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import PER_HOST_ARGS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import unlink_host_args
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    BatchWork, serves)
 
 # What a host's request reads from its variables and facts.
 HOST_VARS = ('nix_channel_ref', 'nix_flake', 'nix_flake_revision', 'nix_out_path',
@@ -114,6 +115,7 @@ class ChannelStage:
         return host_entry
 
 
+@serves
 def serve_channel(context, requests, put):
     """nix_channel's batch work (``SERVE``): the refs of ``requests``
     ({host: request data}) read or moved at once. ``context``: {args: the

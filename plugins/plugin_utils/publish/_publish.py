@@ -35,6 +35,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _netrc
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixCommand, NixError, NixOptions)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import serves
 
 try:
     from urllib.parse import quote
@@ -241,6 +242,7 @@ class Publisher:
         return problems
 
 
+@serves
 def serve_publish(context, requests, put):
     """nix_publish's batch work (``SERVE``): one publish of the systems
     ``requests`` ({host: system}). ``context``: {options (``options_of``),

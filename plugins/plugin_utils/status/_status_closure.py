@@ -25,7 +25,8 @@ paths only (asked about an invalid one, it would try to realise it).
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._closure import walk
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix, _nix_output
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    BatchWork, serves)
 
 NOTHING = {'paths_added': 0, 'paths_removed': 0, 'size_change_bytes': 0}
 KIND = 'status-closure'
@@ -81,6 +82,7 @@ def closure_changes(opts, pairs, timeout=None):
                 for host in pairs)
 
 
+@serves
 def serve_closure(context, requests, put):
     """The batch's work (``SERVE``): one ``closure_changes`` of a wave's
     requests ({host: {'current', 'desired'}}). ``context``: {options

@@ -6,17 +6,18 @@ its name.
 
 A phase names its work's function (``'<module>:<function>'``, a
 module-level function ``serve(context, requests, put)`` of the
-collection) and gives the JSON data it needs (the context); the serving
-process reads both from the work's file and imports the function itself.
-Nothing of the worker that asked (its action, its variables, a closure)
-crosses into that process: it may serve a task that started long after it.
+collection, marked ``@serves``) and gives the data it needs (the
+context); the serving process gets both from the host that starts it and
+imports the function itself. Nothing of the worker that asked (its
+action, its variables, a closure) is called in that process.
 
-A name read from a file is data: only a function defined in a module of
-the collection (``COLLECTION``) is called, any other name is refused with
-a ``BatchError`` naming the work's kind. The one way to widen that is code,
-not data: ``trust(module)``, called by a test's helper module as it is
-imported, so that a test's own serve functions may run in a real serving
-process (the collection never calls it).
+A name is data: only a function marked ``@serves`` and defined in a module
+of the collection (``COLLECTION``) is called; any other name (another
+function of the collection, one a module imported from elsewhere) is
+refused with a ``BatchError`` naming the work's kind. The one way to widen
+the modules is code, not data: ``trust(module)``, called by a test's helper
+module as it is imported, so that a test's own serve functions may run in a
+real serving process (the collection never calls it).
 """
 
 import importlib
@@ -32,6 +33,13 @@ COLLECTION = 'ansible_collections.nixdeploy.fleet.plugins'
 _TRUSTED = [COLLECTION]
 # a dotted module name, a colon, a function name
 _NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*\Z')
+
+
+def serves(function):
+    """Mark ``function`` (``serve(context, requests, put)``) as a batch
+    work's serve function: the serving process calls no other."""
+    function.nixdeploy_batch_serve = True
+    return function
 
 
 def trust(module):
@@ -72,8 +80,10 @@ def serve_function(kind, name):
         raise BatchError('the %s batch: its serve function %s: no such module (%s)'
                          % (phase, name, exc))
     found = getattr(module, function_name, None)
-    # defined there: not a name the module imported from elsewhere
-    if not inspect.isfunction(found) or found.__module__ != module_name:
-        raise BatchError('the %s batch: its serve function %s is no function defined in %s: '
-                         'refused' % (phase, name, module_name))
+    # defined there (not a name the module imported from elsewhere) and
+    # marked: not any other function of the collection
+    if not inspect.isfunction(found) or found.__module__ != module_name \
+            or getattr(found, 'nixdeploy_batch_serve', False) is not True:
+        raise BatchError('the %s batch: its serve function %s is no function of %s marked '
+                         '@serves: refused' % (phase, name, module_name))
     return found

@@ -6,9 +6,10 @@ requests its hosts write, a wave at a time, each wave one call of the
 phase's ``serve(context, {host: request}, put)``. Every phase's batch work
 comes here, the evaluation's included (plugin_utils/task/_batch_work.py
 says how a phase asks). The process knows its work from data only: the
-serve function's name and its context, in the work's file
-(``<stem>.serve``), written by the host that starts the process; it
-imports the function itself (``_batch_serve``).
+serve function's name and its context, which the host that starts the
+process hands it in memory as it forks (no file holds them: a context
+may carry a cache's credentials); it imports the function itself
+(``_batch_serve``).
 
 A host's answer is kept under its name and its request, so an answer to
 another request of the same host (one the first host foresaw for it, a
@@ -98,12 +99,13 @@ class BatchServer(object):
     answer may never be read, the opener's is.
 
     What the process serves with: ``serve``, the name of the function
-    (``_batch_serve``), and ``context``, its JSON data, or a function that
-    gives it, called only by the host that starts the first process, after
-    its foresight (so the context may hold what that host saw of the
-    batch). Both are written once per server (``<stem>.serve``) and read by
-    every process that serves it: the key already holds what two hosts must
-    share, so hosts of one key have one context, the first host's."""
+    (``_batch_serve``), and ``context``, its data, or a function that gives
+    it, called only by the host that starts the process, after its
+    foresight (so the context may hold what that host saw of the batch).
+    The starting host hands both to the process in memory, as it forks: a
+    process started again (the last one died) has its starter's, which is
+    the same wherever the context is data, since the server's key holds it
+    (``_batch_work.server_key``)."""
 
     def __init__(self, base_dir, kind, key):
         self.dir = batch_folder(base_dir)
@@ -112,7 +114,6 @@ class BatchServer(object):
         self.lock_path = stem + '.lock'
         self.alive_path = stem + '.alive'
         self.settled_path = stem + '.settled'
-        self.serve_path = stem + '.serve'
         self.requests = RequestFiles(stem + '.requests')
         self.answers = AnswerFiles(stem + '.d')
         self.process = DetachedProcess(stem, kind, self.answers.folder)
@@ -172,17 +173,15 @@ class BatchServer(object):
             # its process is gone without ending (killed, out of
             # memory) and left its mark: the requests it did not
             # take need another, or their hosts would wait forever
+        # the work as data, handed over in the fork's memory: never a file
+        work = (serve, context() if callable(context) else context)
         with open(self.alive_path, 'w'):
             pass
-        if not os.path.exists(self.serve_path):
-            # the work as data, once per server: its first starter's
-            write_json(self.serve_path, {'serve': serve,
-                                         'context': context() if callable(context) else context})
         if callable(expected):
             expected = expected()
         waiting = set(expected or ()) - set(_read(self.settled_path) or ())
         self._starter = host
-        self.process.fork(lambda: self._serve(waves_at_once, waiting))
+        self.process.fork(lambda: self._serve(work, waves_at_once, waiting))
         return True
 
     def _take(self, waiting):
@@ -223,10 +222,9 @@ class BatchServer(object):
         self.answers.put(self.answer_path(host, request),
                          {'answer': host_entry, 'opened': host == opener})
 
-    def _serve(self, waves_at_once, waiting):
-        # what it serves with: data, as the host that started it wrote it
-        work = _read(self.serve_path) or {}
-        serve = (work.get('serve'), work.get('context'))
+    def _serve(self, serve, waves_at_once, waiting):
+        """The process's loop: ``serve`` is (the serve function's name, its
+        context), as its starter gave them."""
         waves, unsettled = [], set(waiting)
         # the first wave waits for the hosts expected; later ones (hosts
         # that come while waves run) for the quiet

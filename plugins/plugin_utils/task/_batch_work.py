@@ -63,13 +63,17 @@ attributes (``common/_ansible_core`` does).
 from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_serve import (
-    check_name)
+    check_name, serves)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (
     play_batch, play_uuid, task_batch)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import (
     claim_slot, slot_name, work_name)
+
+# what a phase takes from here; ``serves`` marks its serve function (a
+# phase reads task/ through this module, _action and _run only)
+__all__ = ['Answer', 'BatchWork', 'Place', 'answer', 'decline', 'server_key', 'serves']
 
 
 class BatchWork(object):
@@ -112,8 +116,7 @@ class Answer(object):
 
 def answer(place, work):
     """This host's ``Answer`` of ``work``, from its batch's server."""
-    hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(place.task), place.task_vars)
-    key, again = work_name(work.kind, place.task, hosts, *work.key_parts)
+    hosts, key, again = server_key(place, work)
     server = BatchServer(C.DEFAULT_LOCAL_TMP, work.kind, key)
     foresee = None
     if work.foresee is not None and not again:
@@ -148,6 +151,20 @@ def _expected(place, work, again):
 
 def decline(place, work):
     """This host will not ask ``work`` this time: no wave waits for it."""
-    hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(place.task), place.task_vars)
-    key, _again = work_name(work.kind, place.task, hosts, *work.key_parts)
+    _hosts, key, _again = server_key(place, work)
     BatchServer(C.DEFAULT_LOCAL_TMP, work.kind, key).decline(place.host)
+
+
+def server_key(place, work):
+    """(the play batch, the key of ``work``'s server, whether it is a retry's
+    own). The key holds the work's key parts and, where it is data, its
+    context: two hosts share a server only where the context it serves
+    with is the same for both (a host whose task templated another timeout
+    gets its own). A context given as a function is what the first host
+    saw of the batch (its foresight), the batch's own."""
+    hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(place.task), place.task_vars)
+    parts = list(work.key_parts)
+    if not callable(work.context):
+        parts.append({'context': work.context})
+    key, again = work_name(work.kind, place.task, hosts, *parts)
+    return hosts, key, again

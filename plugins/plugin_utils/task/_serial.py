@@ -22,6 +22,7 @@ of this batch is touched.
 import json
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_serve import serves
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import PlayBatch
 
 
@@ -72,6 +73,7 @@ def gate(path, hosts, active_hosts, max_fail_percentage):
     return verdict
 
 
+@serves
 def judge(context, requests, put):
     """The serial gate's batch work (``JUDGE``): one verdict, put to every
     host asking. ``context``: {record: the play's file, batch: its

@@ -32,7 +32,7 @@ def named_serve(function):
     def serve(context, requests, put):
         return function(context, requests, put)
     serve.__name__ = name
-    globals()[name] = serve
+    globals()[name] = _batch_serve.serves(serve)
     return '%s:%s' % (__name__, name)
 
 
@@ -42,6 +42,7 @@ def named(function):
     return named_serve(lambda _context, requests, put: function(requests, put))
 
 
+@_batch_serve.serves
 def echo_context(context, requests, put):
     """Each host's answer: {request, context}."""
     for host, request in requests.items():

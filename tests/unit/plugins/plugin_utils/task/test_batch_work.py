@@ -23,12 +23,13 @@ PROBE = textwrap.dedent('''\
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
         NixdeployAction)
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
-        BatchWork)
+        BatchWork, serves)
 
     # a phase of the collection needs no trust: this one is a playbook's own
     _batch_serve.trust(__name__)
 
 
+    @serves
     def probe(context, requests, put):
         with open(context['log'], 'a') as log:
             log.write(' '.join(sorted(requests)) + '\\n')

@@ -1,7 +1,7 @@
-"""One context a batch server, the first host's (task/_batch_server.py): it
-holds only where two hosts of one key would give the same context. A
-phase's key must hold every argument its context carries; a retry's
-server is its own, so a retry's context is its own.
+"""One context a batch server (task/_batch_server.py): two hosts share a
+server only where they give the same context, since the server's key
+holds it (``_batch_work.server_key``); a retry's server is its own, so a
+retry's context is its own.
 
 The phases are asked for their ``BatchWork`` as their tasks ask for it:
 the status closure's ``closure_work``, a probe action through the real
@@ -24,7 +24,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.status import (  #
     _status_closure)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _action  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (  # noqa: E402
-    BatchWork)
+    BatchWork, Place, server_key)
 # run_probe's action: the test action's real run for a host
 from tests.unit.plugins.plugin_utils.task.test_action import action_of  # noqa: E402
 
@@ -32,16 +32,20 @@ REQUEST = {'current': '/nix/store/00000000000000000000000000000000-a',
            'desired': '/nix/store/00000000000000000000000000000000-b'}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    'the status closure\'s key is its Nix options only while its context holds the task\'s '
-    'timeout: two hosts whose timeout differs share one server, served with the first '
-    'one\'s timeout'))
-def test_the_status_closure_keys_every_argument_of_its_context():
+def test_hosts_whose_context_differs_get_servers_of_their_own(tmp_path, monkeypatch):
+    """The status closure's context holds the task's timeout, templated per
+    host: two hosts whose timeout differs ask servers of their own, each
+    served with its own; two whose timeout is the same share one."""
+    monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
     options = options_of({'nix_options': {'substituters': ''}})
-    first = _status_closure.closure_work(options, REQUEST, timeout=10)
-    second = _status_closure.closure_work(options, REQUEST, timeout=600)
-    assert first.key_parts != second.key_parts or first.context == second.context, (
-        first.key_parts, first.context, second.context)
+    task = type('Task', (), {'_uuid': 'task-keys'})()
+
+    def key(host, timeout):
+        place = Place(host, task, {'inventory_hostname': host,
+                                   'ansible_play_batch': ['h1', 'h2', 'h3']})
+        return server_key(place, _status_closure.closure_work(options, REQUEST, timeout))[1]
+    assert key('h1', 10) != key('h2', 600)
+    assert key('h3', 10) == key('h1', 10)
 
 
 class ContextProbe(_action.NixdeployAction):
