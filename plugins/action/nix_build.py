@@ -18,8 +18,7 @@ import os
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars, _specs
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
     _build, _builders, _gc_roots)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._build_stage import (
-    BuildStage)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._build_stage import SERVE
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._target_build import (
     build_on_target)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import normalised
@@ -80,6 +79,10 @@ class ActionModule(NixdeployAction):
         # the fleet names the folder of the host's GC root (builds/_gc_roots.py)
         data = normalised(request.data())
         data['fleet'] = _gc_roots.fleet_of(args.get('flake'), loader_of(self).get_basedir())
+        if request.build_on not in (_build.CONTROLLER, _build.TARGET):
+            # what the server reads of the inventory builders it names
+            data['builders'] = _builders.builder_vars(
+                _builders.names_of(request.build_on), task_vars.get('hostvars') or {})
         if request.build_on == _build.TARGET:
             # no wave of the batch waits for this host
             decline(self.place(), self._build_work(None))
@@ -109,10 +112,14 @@ class ActionModule(NixdeployAction):
         server of its own, which waits for no other host."""
         args = self._args
         shared = self.filled.shared(args)
-        stage = BuildStage(self._opts, args, self._check_mode, self._vars.get('hostvars') or {})
+        # what the wave reads of the task's arguments (``serve_build``)
+        context = {'args': dict(options_of(args), timeout=args.get('timeout'),
+                                gc_root_dir=args.get('gc_root_dir'),
+                                builder_min_free_mb=args.get('builder_min_free_mb')),
+                   'check_mode': self._check_mode}
         return BatchWork(
             'build', [options_of(args), self._check_mode,
                       [shared.get(k) for k in _role_vars.per_host(self.ROLE_VARS)],
                       args.get('gc_root_dir'), args.get('builder_min_free_mb')],
-            request, stage.wave, waves_at_once=WAVES_AT_ONCE,
+            request, SERVE, context=context, waves_at_once=WAVES_AT_ONCE,
             answer_wait=answer_wait(args.get('timeout')))

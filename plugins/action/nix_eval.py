@@ -40,7 +40,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     batch_folder, play_uuid, short_digest, task_batch)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome, _reach
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._serial import gate
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._serial import JUDGE
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import BatchError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import SERIAL_ANSWER_WAIT
 
@@ -216,16 +216,16 @@ class ActionModule(NixdeployAction):
         active = self.task_vars.get('ansible_play_hosts')
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(self._task), self.task_vars)
 
-        def judge(requests, put):
-            verdict = gate(record, hosts, active, max_fail_percentage)
-            for name in requests:
-                put(name, verdict)
+        def context():
+            # the first host's (the play's active hosts: no copy in every worker)
+            return {'record': record, 'batch': hosts.data(), 'active': list(active or ()),
+                    'max_fail_percentage': max_fail_percentage}
 
         # the server reads and writes one small file; a retry judges again
         # (its batch is recorded: it reads that file)
         return self.batch_answer(BatchWork(
-            'serial', [max_fail_percentage], None, judge, foresee=dict.fromkeys,
-            answer_wait=SERIAL_ANSWER_WAIT)).entry
+            'serial', [max_fail_percentage], None, JUDGE, context=context,
+            foresee=dict.fromkeys, answer_wait=SERIAL_ANSWER_WAIT)).entry
 
     def _evaluate(self, args, result):
         try:

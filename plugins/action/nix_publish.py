@@ -14,7 +14,7 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils._specs import PUBL
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._publish import (
-    PER_HOST_ARGS, Publisher)
+    PER_HOST_ARGS, SERVE)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
@@ -42,7 +42,8 @@ class ActionModule(NixdeployAction):
         if not system:
             return self.failed(result, 'no system to publish: give path, or evaluate first '
                                        '(nixdeploy.fleet.nix_eval sets the fact nix_out_path)')
-        opts = NixOptions.from_params(args)
+        # an option Nix would misread is refused here, before the batch's work
+        NixOptions.from_params(args)
         batch_args = unlink_host_args(args, host_vars, PER_HOST_ARGS)
 
         def foresee(hosts):
@@ -55,18 +56,13 @@ class ActionModule(NixdeployAction):
                     paths[name] = u'%s' % path
             return paths
 
-        def serve(requests, put):
-            """One publish of the systems ``requests`` ({host: system})."""
-            publisher = Publisher(opts, args['cache'], args['signing_key'], args.get('timeout'))
-            answers = publisher.publish(sorted(set(requests.values())), check_mode)
-            shared = {'hosts': len(requests), 'processes': publisher.processes}
-            for name, path in requests.items():
-                put(name, {'answer': answers[path], 'batch': shared})
-
         got = self.batch_answer(BatchWork(
             'publish', [options_of(args), check_mode, args['cache'], args['signing_key'],
                         batch_args.get('path')],
-            system, serve, foresee=foresee))
+            system, SERVE, foresee=foresee,
+            context={'options': options_of(args), 'cache': args['cache'],
+                     'signing_key': args['signing_key'], 'timeout': args.get('timeout'),
+                     'check_mode': check_mode}))
         host_entry, here = got.entry, got.here
         if 'answer' not in host_entry:
             # the batch's publish failed as a whole (a Nix process that

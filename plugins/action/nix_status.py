@@ -28,7 +28,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     dropped_warning)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.status import (
     _status_class, _status_closure, _status_look, _status_view)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
@@ -96,8 +96,7 @@ class ActionModule(NixdeployAction):
         return _status_look.Look.of(args['platform'], values)
 
     def _closure_work(self, args, request):
-        return _status_closure.closure_work(NixOptions.from_params(args), options_of(args),
-                                            request, timeout=args['timeout'])
+        return _status_closure.closure_work(options_of(args), request, timeout=args['timeout'])
 
     def _closure_diff(self, args, current):
         """The host's closure difference: known here when it runs the

@@ -22,24 +22,46 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
     _build, _build_platforms, _builders, _closure, _gc_roots)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import stage_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, options_of
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
+    NixError, NixOptions, options_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import serves
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     batch_folder)
 
 
-class BuildStage(object):
-    """Builds waves of hosts' requests ({drv, eval, build_on}); ``put(host,
-    entry)`` answers each host ({'request', 'result', 'error'?})."""
+@serves
+def serve_build(context, requests, put):
+    """nix_build's batch work (``SERVE``): one wave of ``requests``.
+    ``context``: {args: the task's Nix options, ``timeout``, ``gc_root_dir``
+    and ``builder_min_free_mb``; check_mode}."""
+    args = context['args']
+    BuildStage(NixOptions.from_params(args), args, context['check_mode']).wave(requests, put)
 
-    def __init__(self, opts, args, check_mode, hostvars):
+
+# the name nix_build's BatchWork gives its serve function
+SERVE = '%s:serve_build' % __name__
+
+
+class BuildStage(object):
+    """Builds waves of hosts' requests ({drv, eval, build_on, fleet, and
+    builders: the variables of the inventory builders it names,
+    ``_builders.builder_vars``}); ``put(host, entry)`` answers each host
+    ({'request', 'result', 'error'?})."""
+
+    def __init__(self, opts, args, check_mode):
         self.opts, self.args, self.check_mode = opts, args, check_mode
-        self.hostvars = hostvars
+        # the builders' variables the wave's requests brought
+        self.hostvars = {}
         self._lock = threading.Lock()
 
     def wave(self, requests, put):
         """Build ``requests`` ({host: request}), answering each host when its
         system is built (or failed)."""
-        entries = dict((h, {'request': r, 'result': {}}) for h, r in requests.items())
+        entries = {}
+        for name, request in requests.items():
+            request = dict(request)
+            self.hostvars.update(request.pop('builders', None) or {})
+            entries[name] = {'request': request, 'result': {}}
         answered = set()
 
         def give(names):

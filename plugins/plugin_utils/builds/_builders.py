@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _script
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError, Host
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
+    HOSTVARS_READ, AddressError, Host)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
     FEATURE, FLAG, PATH, SYSTEM, TEXT, list_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import remote_program
@@ -124,6 +125,21 @@ class BuilderAddress:
         """ssh with the builder's own options, running ``sh -s`` (the probe
         comes on stdin, whatever the login shell is)."""
         return self.target.ssh_argv('sh -s')
+
+
+def builder_vars(names, hostvars):
+    """{name: {variable: value}} of the builders ``names`` that are
+    inventory hosts: the variables ``resolve`` reads of each (its
+    connection, ``HOSTVARS_READ``), for the batch's server, which is given
+    these and never the whole ``hostvars``."""
+    found = {}
+    for name in names:
+        if '://' in name or name not in hostvars:
+            continue  # a store URI, or no host: ``resolve`` says so
+        own = hostvars[name]
+        found[name] = dict((var, own[var]) for var in HOSTVARS_READ
+                           if var in own and own[var] not in (None, ''))
+    return found
 
 
 def resolve(name, hostvars):

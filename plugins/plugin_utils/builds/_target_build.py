@@ -35,7 +35,7 @@ def build_on_target(opts, args, check_mode, host, request, target, probe):
     in ``check_mode``, what would be), the store it is in and its closure's
     size. ``probe``: the copy stage's ``probe_target``."""
     host_entry = {'request': request, 'result': {}}
-    drvs = BuildStage(opts, args, check_mode, {}).drvs({host: host_entry})
+    drvs = BuildStage(opts, args, check_mode).drvs({host: host_entry})
     if host not in drvs:
         return host_entry
     drv = drvs[host]

@@ -20,16 +20,18 @@ from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._copy_modes import mode_row
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _builders
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (
-    _cascade, _cascade_peer, _peer)
+    _cascade, _cascade_peer, _copy_send, _peer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _reached
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
     CONNECTION_VARS, AddressError, Host)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     StorePathError, store_path_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import host_message
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     BatchError, facts_in_flight, play_batch, vars_of, with_facts)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    BatchWork, serves)
 
 # The options that may differ per host in cascade mode (the option table's
 # per-host rows of nix_copy_closure: module_utils/_role_vars.py)
@@ -54,6 +56,8 @@ class CascadeStage:
 
     def __init__(self, stage):
         self.stage = stage
+        # {host: peer_data} of the hosts foreseen that the cascade covers
+        self._peers = {}
 
     def run(self):
         """This host's part of the batch's cascade (run by the batch's
@@ -69,7 +73,7 @@ class CascadeStage:
             host_entry = stage.batch_answer(BatchWork(
                 'copy', [dict((k, v) for k, v in args.items() if k not in PER_HOST),
                          [shared.get(k) for k in PER_HOST], bool(stage.diff)],
-                request.data(), self._serve, foresee=self._foresee,
+                request.data(), SERVE, context=self._context, foresee=self._foresee,
                 answer_wait=CASCADE_ANSWER_WAIT)).entry
         except BatchError as exc:
             # the cascade is stuck past its own bound, or its server died
@@ -102,39 +106,29 @@ class CascadeStage:
 
     def _foresee(self, hosts):
         """{host: request} of every host of the batch the cascade may cover:
-        each host's request from its variables; its connection and host key
-        are the server's to judge (``_serve``: once a host)."""
+        each host's request from its variables. Its peer (its connection,
+        its key judged) goes to the server in the context (``_context``):
+        a host foreseen without one gets the controller's push."""
         peers = _Peers(self, hosts)
-        return dict((name, request.data()) for name, request in
-                    ((name, peers.request_of(name)) for name in hosts) if request is not None)
-
-    def _serve(self, requests, put):
-        """One cascade for the hosts of ``requests`` that it covers (the
-        request their own variables make: ``_Peers.of``); each other host
-        gets an empty entry, and the controller's push."""
-        stage = self.stage
-        covered = _Peers(self, list(requests))
-        peers, asked = [], {}
-        for name, data in requests.items():
-            found = covered.of(name)
-            if found is None or found[0].data() != data:
-                put(name, {})
+        requests = {}
+        for name in hosts:
+            request = peers.request_of(name)
+            if request is None:
                 continue
-            asked[name] = found[0]
-            peers.append(found[1])
-        if not peers:
-            return
-        driver = _peer.CascadeDriver(stage.opts, peers, stage.settings)
-        entries = driver.run()
-        for name in asked:
-            # none for a host whose system the controller does not hold
-            # (not built when the cascade ran): the controller's push
-            host_entry = entries.get(name) or {}
-            if host_entry:
-                host_entry['request'] = asked[name].data()
-            if host_entry and stage.diff:
-                host_entry['result']['missing'] = [p['path'] for p in driver.by_name[name].missing]
-            put(name, host_entry)
+            requests[name] = request.data()
+            peer = peers.peer_of(name, request)
+            if peer is not None:
+                self._peers[name] = dict(peer_data(peer), request=requests[name])
+        return requests
+
+    def _context(self):
+        """What the batch's server runs the cascade with (``serve_cascade``):
+        the task's options and copy settings, whether it diffs, and the
+        peers this host foresaw."""
+        args = self.stage.args
+        return {'options': options_of(args),
+                'settings': list(self.stage.settings),
+                'diff': bool(self.stage.diff), 'peers': self._peers}
 
     def target_of(self, name, hostvars, own_target):
         target = Host.from_hostvars(hostvars, templar=None, name=name)
@@ -181,13 +175,10 @@ class _Peers:
     def _hostvars(self, name):
         return with_facts(vars_of(self.cascade.stage.task_vars, name), self.in_flight.get(name))
 
-    def of(self, name):
-        """(``CascadeRequest``, ``Peer``) of ``name``, or None when the
-        cascade does not cover it."""
+    def peer_of(self, name, request):
+        """The ``Peer`` of ``name`` (``request``: its ``request_of``), or None
+        when the cascade does not cover it."""
         stage, this_host = self.cascade.stage, self.this_host
-        request = self.request_of(name)
-        if request is None:
-            return None
         hostvars = self._hostvars(name)
         try:
             target = self.this_target if name == this_host else self.cascade.target_of(
@@ -200,10 +191,73 @@ class _Peers:
             stage.connection, hostvars, target)
         if not checked:
             return None
-        return request, _cascade_peer.Peer(
+        return _cascade_peer.Peer(
             name, target, request.path, site=_cascade.site_of(hostvars, name),
             peer_host=hostvars.get('nix_peer_host') or None,
             remote_nix_dir=request.remote_nix_dir)
+
+
+# the fields of a peer's ``Host`` its cascade reads (its plain ssh: _host_ssh.HostSsh)
+_TARGET_FIELDS = ('address', 'port', 'user', 'private_key_file', 'become', 'become_user',
+                  'become_method', 'name')
+
+
+def peer_data(peer):
+    """A cascade's ``Peer`` before its cascade, as JSON data (``of_data``
+    reads it back in the batch's server): its host's ssh fields, its key
+    judged (``host_key_unchecked`` as it stands now), no connection."""
+    target = peer.target.require_ssh()
+    known = dict((field, getattr(target, field)) for field in _TARGET_FIELDS)
+    known.update(common_args=target.common_args, extra_args=target.extra_args,
+                 host_key_unchecked=target.host_key_unchecked, key_alias=target.key_alias)
+    return {'target': known, 'path': peer.path, 'site': peer.site,
+            'peer_host': peer.peer_host, 'remote_nix_dir': peer.remote_nix_dir}
+
+
+def of_data(name, data):
+    """The ``Peer`` ``peer_data`` gave for ``name`` (its host checked again,
+    as any ``Host``)."""
+    known = data['target']
+    target = Host(ssh_common_args=known['common_args'], ssh_extra_args=known['extra_args'],
+                  host_key_unchecked=known['host_key_unchecked'],
+                  **dict((field, known[field]) for field in _TARGET_FIELDS))
+    target.key_alias = known['key_alias']
+    return _cascade_peer.Peer(name, target, data['path'], site=data['site'],
+                              peer_host=data['peer_host'], remote_nix_dir=data['remote_nix_dir'])
+
+
+@serves
+def serve_cascade(context, requests, put):
+    """The batch's cascade (``SERVE``), in its server: one cascade for the
+    hosts of ``requests`` it covers (a peer foreseen for them, their
+    request the one foreseen); each other host gets an empty entry, and the
+    controller's push. ``context``: ``CascadeStage._context``."""
+    peers, asked = [], {}
+    for name, data in requests.items():
+        known = context['peers'].get(name)
+        if known is None or known['request'] != data:
+            put(name, {})
+            continue
+        asked[name] = data
+        peers.append(of_data(name, known))
+    if not peers:
+        return
+    driver = _peer.CascadeDriver(NixOptions.from_params(context['options']), peers,
+                                 _copy_send.CopySettings(*context['settings']))
+    entries = driver.run()
+    for name in asked:
+        # none for a host whose system the controller does not hold
+        # (not built when the cascade ran): the controller's push
+        host_entry = entries.get(name) or {}
+        if host_entry:
+            host_entry['request'] = asked[name]
+        if host_entry and context['diff']:
+            host_entry['result']['missing'] = [p['path'] for p in driver.by_name[name].missing]
+        put(name, host_entry)
+
+
+# the name the cascade's BatchWork gives its serve function
+SERVE = '%s:serve_cascade' % __name__
 
 
 def _peer_request(args, hostvars):

@@ -34,7 +34,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fiel
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     BatchError, batch_folder, facts_in_flight, vars_of, with_facts)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    BatchWork, serves)
 
 # the time limit of the target's own fetch from the caches (a whole closure
 # downloaded there); the controller's push has _copy_send.COPY_TIMEOUT, every
@@ -51,6 +52,24 @@ CLOSURE_ANSWER_WAIT = _copy_send.CLOSURE_TIMEOUT + 60
 _REFUSED_LOGIN = ('HTTP error 401', 'HTTP error 403', 'does not appear to be a binary cache')
 # ssh's single-letter flags that take no argument (-C may be among them: -4C)
 _SSH_FLAGS = re.compile(r'^-[46AaCfGgKkMNnqsTtVvXxYy]+\Z')
+
+
+@serves
+def list_closures(context, requests, put):
+    """The batch's closure listing (``LIST_CLOSURES``): ONE ``nix path-info
+    -r`` of the systems ``requests`` ({host: {'path'}}), each host put its
+    own closure's listing. ``context``: {options (``options_of``)}."""
+    paths = dict((name, found['path']) for name, found in requests.items())
+    infos = _copy_send.batch_infos(_nix.NixOptions.from_params(context['options']),
+                                   sorted(set(paths.values())))
+    # each host's own listing: a host reads its entry, not the batch's
+    # closures (megabytes at 1,000 hosts, read by every host)
+    for name, found in paths.items():
+        put(name, {'listing': _closure.listing(infos, found) if infos.get(found) else None})
+
+
+# the name the closure listing's BatchWork gives its serve function
+LIST_CLOSURES = '%s:list_closures' % __name__
 
 
 class CopyStage:
@@ -256,20 +275,11 @@ class CopyStage:
                     continue
             return wanted
 
-        def serve(requests, put):
-            paths = dict((name, found['path']) for name, found in requests.items())
-            infos = _copy_send.batch_infos(self.opts, sorted(set(paths.values())))
-            # each host's own listing: a host reads its entry, not the batch's
-            # closures (megabytes at 1,000 hosts, read by every host)
-            for name, found in paths.items():
-                put(name, {'listing': _closure.listing(infos, found) if infos.get(found)
-                           else None})
-
         try:
             host_entry = self.batch_answer(BatchWork(
                 'closure', [_nix.options_of(args), self.filled.shared(args).get('path')],
-                {'path': path}, serve, foresee=foresee,
-                answer_wait=CLOSURE_ANSWER_WAIT)).entry
+                {'path': path}, LIST_CLOSURES, context={'options': _nix.options_of(args)},
+                foresee=foresee, answer_wait=CLOSURE_ANSWER_WAIT)).entry
         except BatchError as exc:
             # the batch's listing is stuck past its own bound, or its server
             # died: list alone

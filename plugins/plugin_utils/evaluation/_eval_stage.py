@@ -38,11 +38,13 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
     loader_of, task_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._flake_ref import flake_ref
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, options_of
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
+    NixError, NixOptions, options_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
-    batch_folder, play_uuid, record_facts, task_batch, vars_of)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
+    PlayBatch, batch_folder, play_uuid, record_facts, task_batch, vars_of)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    BatchWork, serves)
 
 # reused hosts of each batch evaluated again before answers are given, the
 # least recently checked first (nix_eval's eval_reuse_check; nix_build's
@@ -102,8 +104,9 @@ class BatchEval(object):
     """A play batch's evaluation, as one host's task asks for it: what this
     host asks (``request``), the requests the first host foresees for every
     host of the batch (``foresee``: each formed from that host's own
-    variables) and the evaluation of a wave of requests (``serve``:
-    ``EvalStage.evaluate``, which puts each answer as soon as it is known).
+    variables) and what the batch's server evaluates a wave of requests
+    with (``context``, for ``serve_eval``: ``EvalStage.evaluate``, which
+    puts each answer as soon as it is known).
 
     ``action``: a NixdeployAction whose task evaluates (nix_eval, or
     nix_build without a derivation)."""
@@ -135,7 +138,7 @@ class BatchEval(object):
         answered in a later wave with the others that do."""
         args = self.args
         return BatchWork(self.kind, [options_of(args), [args.get(k) for k in TUNING]],
-                         self.request, self.serve, foresee=self.foresee,
+                         self.request, SERVE, context=self.context, foresee=self.foresee,
                          answer_wait=answer_wait(args))
 
     def foresee(self, hosts):
@@ -159,28 +162,46 @@ class BatchEval(object):
                 continue
         return requests
 
-    def serve(self, requests, put):
-        """In the batch's server: a wave's evaluation, each answer put as
-        soon as it is known. Each host's facts in flight are its own
-        request's answer: the server keeps them as it answers where every
-        request is formed from each host's own variables; otherwise each
-        host keeps its own once it has its answer (``_record``)."""
+    def context(self):
+        """What the batch's server evaluates with (``serve_eval``), as data:
+        called by the host that starts it, after its foresight (the unknown
+        variables it found)."""
         action, args = self.action, self.args
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(task_of(action)), action.task_vars)
-        own = _own_requests(action, args)
-        put_with = _recording(hosts, put) if own else put
-        if self.unknown:
-            put_with = _noting(put_with, unknown_notes(self.unknown))
-        # Where every request is formed from each host's own variables, the
-        # one foreseen for a host is the one it asks: every answer is read,
-        # the last one may carry the figures and nobody waits for them.
-        # Otherwise a foreseen answer may never be read: the figures go to
-        # the host the wave was opened for, whose answer waits for them.
-        reporting = _Reporting(put_with, None if own else getattr(put, 'opener', None))
-        try:
-            return stage_of(self.opts, args).evaluate(requests, reporting.put)
-        finally:
-            reporting.flush()
+        return {'options': options_of(args),
+                'args': dict((k, args.get(k)) for k in TUNING + ('timeout',)),
+                'hosts': hosts.data(), 'own': _own_requests(action, args),
+                'unknown': unknown_notes(self.unknown) if self.unknown else None}
+
+
+@serves
+def serve_eval(context, requests, put):
+    """The batch's evaluation (``SERVE``), in its server: a wave's
+    evaluation, each answer put as soon as it is known. ``context``
+    (``BatchEval.context``): {options, args: the tuning arguments, hosts: the
+    play batch, own: whether every request is formed from each host's own
+    variables, unknown: the batch's unknown-variable warnings}. Where
+    ``own``, the server keeps each host's facts in flight as it answers;
+    otherwise each host keeps its own once it has its answer (``_record``)."""
+    hosts = PlayBatch.from_data(context['hosts'])
+    put_with = _recording(hosts, put) if context['own'] else put
+    if context['unknown']:
+        put_with = _noting(put_with, context['unknown'])
+    # Where every request is formed from each host's own variables, the
+    # one foreseen for a host is the one it asks: every answer is read,
+    # the last one may carry the figures and nobody waits for them.
+    # Otherwise a foreseen answer may never be read: the figures go to
+    # the host the wave was opened for, whose answer waits for them.
+    reporting = _Reporting(put_with, None if context['own'] else getattr(put, 'opener', None))
+    try:
+        return stage_of(NixOptions.from_params(context['options']), context['args']).evaluate(
+            requests, reporting.put)
+    finally:
+        reporting.flush()
+
+
+# the name the evaluation's BatchWork gives its serve function
+SERVE = '%s:serve_eval' % __name__
 
 
 class _Reporting(object):

@@ -63,6 +63,10 @@ CONNECTION_VARS = (
     ('common_args', ('ansible_ssh_common_args',)),
     ('extra_args', ('ansible_ssh_extra_args',)),
 )
+# every variable ``from_hostvars`` reads of a host (its name aside): what a
+# batch's server is given of another host, never its whole hostvars
+HOSTVARS_READ = tuple(name for _field, names in CONNECTION_VARS for name in names) + (
+    'ansible_become', 'ansible_become_user', 'ansible_become_method')
 # what of_task reads of the connection when first asked (require_ssh; its
 # address is read without it: __getattr__)
 _SSH_FIELDS = ('port', 'user', 'private_key_file', 'common_args', 'extra_args',

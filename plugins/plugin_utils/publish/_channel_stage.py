@@ -26,7 +26,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish import _channel
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.publish._channel import PER_HOST_ARGS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import unlink_host_args
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    BatchWork, serves)
 
 # What a host's request reads from its variables and facts.
 HOST_VARS = ('nix_channel_ref', 'nix_flake', 'nix_flake_revision', 'nix_out_path',
@@ -83,27 +84,24 @@ class ChannelStage:
             return dict((name, self._request(name, batch_args, self._vars_of(name)).data())
                         for name in hosts)
 
-        def serve(requests, put):
-            data = self._compute(dict((name, ChannelRequest.from_data(found, args['state']))
-                                      for name, found in requests.items()))
-            shared = {'batch_hosts': len(data['hosts']), 'processes': data['processes']}
-            for name, found in data['hosts'].items():
-                put(name, dict(found, batch=shared))
-
+        # what the batch's server needs of this task, as data (``serve_channel``)
+        context = {'args': dict((k, args.get(k)) for k in ('state', 'force', 'timeout')),
+                   'options': options_of(args), 'check_mode': self.check_mode,
+                   'repo': self.repo, 'base_dir': self.base_dir}
         shared_args = [options_of(args), self.check_mode, self.repo, args['state'], args['force'],
                        args['require_published'], args.get('git_dir')]
         if alone:
             # its request is its own (an explicit value the first host cannot
             # know for the others): nothing foreseen, no host waited for;
             # the hosts that ask together still share one wave (one git push)
-            work = BatchWork('channel', shared_args + ['own requests'], request.data(), serve,
-                             expected=[])
+            work = BatchWork('channel', shared_args + ['own requests'], request.data(), SERVE,
+                             context=context, expected=[])
         else:
             # a host the batch saw differently (say, it was not yet published
             # when the batch ran) asks its own request, in a wave of its own
             work = BatchWork('channel', shared_args + [
-                [batch_args.get(k) for k in sorted(PER_HOST_ARGS)]], request.data(), serve,
-                foresee=foresee)
+                [batch_args.get(k) for k in sorted(PER_HOST_ARGS)]], request.data(), SERVE,
+                context=context, foresee=foresee)
         got = self.batch_answer(work)
         host_entry, here = got.entry, got.here
         if 'batch' not in host_entry:
@@ -116,8 +114,33 @@ class ChannelStage:
             host_entry['batch']['processes'] = shared['processes']
         return host_entry
 
-    # ------------------------------------------------------------ work
-    def _compute(self, requests):
+
+@serves
+def serve_channel(context, requests, put):
+    """nix_channel's batch work (``SERVE``): the refs of ``requests``
+    ({host: request data}) read or moved at once. ``context``: {args: the
+    task's state, force and timeout; options (``options_of``); check_mode;
+    repo; base_dir}."""
+    work = ChannelBatch(context)
+    data = work.compute(dict((name, ChannelRequest.from_data(found, work.args['state']))
+                             for name, found in requests.items()))
+    shared = {'batch_hosts': len(data['hosts']), 'processes': data['processes']}
+    for name, found in data['hosts'].items():
+        put(name, dict(found, batch=shared))
+
+
+class ChannelBatch:
+    """One wave of a batch's channel work, in the batch's server: made of
+    the ``context`` a host's task gave (``serve_channel``)."""
+
+    def __init__(self, context):
+        self.args = context['args']
+        self.opts = NixOptions.from_params(context['options'])
+        self.check_mode = context['check_mode']
+        self.repo = context['repo']
+        self.base_dir = context['base_dir']
+
+    def compute(self, requests):
         """{'hosts': {host: {'request', 'result'} or {'error'}}, 'processes'}
         (``requests``: {host: ChannelRequest})."""
         entries = {}
@@ -128,7 +151,7 @@ class ChannelStage:
             else:
                 good[name] = request
         git = _channel.Git(timeout=self.args.get('timeout'))
-        flakes = _channel.Flakes(NixOptions.from_params(self.args), self.base_dir)
+        flakes = _channel.Flakes(self.opts, self.base_dir)
         if not good:
             results = {}
         elif self.args['state'] == 'query':
@@ -251,6 +274,10 @@ class ChannelRequest:
             return {'ref': self.ref, 'flake': self.flake}
         return {'ref': self.ref, 'revision': self.revision, 'path': self.path,
                 'git_dir': self.git_dir}
+
+
+# the name nix_channel's BatchWork gives its serve function
+SERVE = '%s:serve_channel' % __name__
 
 
 def _templated(task_vars, template):

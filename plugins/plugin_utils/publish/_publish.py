@@ -33,7 +33,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _clo
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _netrc
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError, NixCommand
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
+    NixCommand, NixError, NixOptions)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import serves
 
 try:
     from urllib.parse import quote
@@ -238,3 +240,20 @@ class Publisher:
             except NixError as exc:
                 problems.append(u'%s' % exc)
         return problems
+
+
+@serves
+def serve_publish(context, requests, put):
+    """nix_publish's batch work (``SERVE``): one publish of the systems
+    ``requests`` ({host: system}). ``context``: {options (``options_of``),
+    cache, signing_key, timeout, check_mode}."""
+    publisher = Publisher(NixOptions.from_params(context['options']), context['cache'],
+                          context['signing_key'], context['timeout'])
+    answers = publisher.publish(sorted(set(requests.values())), context['check_mode'])
+    shared = {'hosts': len(requests), 'processes': publisher.processes}
+    for name, path in requests.items():
+        put(name, {'answer': answers[path], 'batch': shared})
+
+
+# the name nix_publish's BatchWork gives its serve function
+SERVE = '%s:serve_publish' % __name__

@@ -25,7 +25,8 @@ paths only (asked about an invalid one, it would try to realise it).
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._closure import walk
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import is_store_path
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix, _nix_output
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
+    BatchWork, serves)
 
 NOTHING = {'paths_added': 0, 'paths_removed': 0, 'size_change_bytes': 0}
 KIND = 'status-closure'
@@ -81,17 +82,29 @@ def closure_changes(opts, pairs, timeout=None):
                 for host in pairs)
 
 
-def closure_work(opts, nix_options, request, timeout=None):
+@serves
+def serve_closure(context, requests, put):
+    """The batch's work (``SERVE``): one ``closure_changes`` of a wave's
+    requests ({host: {'current', 'desired'}}). ``context``: {options
+    (``options_of``), timeout}."""
+    pairs = dict((host, (asked['current'], asked['desired']))
+                 for host, asked in requests.items())
+    changes = closure_changes(_nix.NixOptions.from_params(context['options']), pairs,
+                              context['timeout'])
+    for host, change in changes.items():
+        put(host, {'request': requests[host], 'closure_diff': change})
+
+
+# the name the batch's BatchWork gives its serve function
+SERVE = '%s:serve_closure' % __name__
+
+
+def closure_work(nix_options, request, timeout=None):
     """The batch's ``BatchWork`` for a host's ``request`` ({'current',
     'desired'}): its hosts that ask together share one wave, and a wave is
-    one ``closure_changes``. Keyed by the Nix options (two hosts with other
-    options ask other stores, or the same one otherwise)."""
-
-    def wave(requests, put):
-        pairs = dict((host, (asked['current'], asked['desired']))
-                     for host, asked in requests.items())
-        for host, change in closure_changes(opts, pairs, timeout).items():
-            put(host, {'request': requests[host], 'closure_diff': change})
-
-    return BatchWork(KIND, [nix_options], request, wave,
+    one ``closure_changes`` (``serve_closure``). Keyed by the Nix options
+    (``options_of``: two hosts with other options ask other stores, or the
+    same one otherwise)."""
+    return BatchWork(KIND, [nix_options], request, SERVE,
+                     context={'options': nix_options, 'timeout': timeout},
                      answer_wait=None if timeout is None else 3 * timeout)

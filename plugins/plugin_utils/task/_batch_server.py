@@ -3,9 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The batch server: one detached process per batch work answers the
 requests its hosts write, a wave at a time, each wave one call of the
-phase's ``serve({host: request}, put)``. Every phase's batch work comes
-here, the evaluation's included (plugin_utils/task/_batch_work.py says how
-a phase asks).
+phase's ``serve(context, {host: request}, put)``. Every phase's batch work
+comes here, the evaluation's included (plugin_utils/task/_batch_work.py
+says how a phase asks). The process knows its work from data only: the
+serve function's name and its context, which the host that starts the
+process hands it in memory as it forks (no file holds them: a context
+may carry a cache's credentials); it imports the function itself
+(``_batch_serve``).
 
 A host's answer is kept under its name and its request, so an answer to
 another request of the same host (one the first host foresaw for it, a
@@ -34,6 +38,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files 
     batch_folder, _read_json as _read)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_requests import (
     ASKED, DECLINED, RequestFiles, as_json)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_serve import (
+    serve_function)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (
     BatchError, DetachedProcess, work_failure)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import held, server_lock
@@ -68,8 +74,8 @@ class BatchServer(object):
 
     A host writes its request, then starts the batch's process unless one
     is serving; the process takes every request waiting, up to ``waves_at_once``
-    waves at once (a wave: ``serve({host: request}, put)`` in a thread of
-    its own), and ends when nothing waits and no wave runs (while hosts it
+    waves at once (a wave: ``serve(context, {host: request}, put)`` in a
+    thread of its own), and ends when nothing waits and no wave runs (while hosts it
     expects have yet to ask, ``LINGER`` seconds after that). Hosts that ask
     together share a wave (one ``nix build`` for their systems), a host that
     asks while other waves run does not wait for them. The process decides
@@ -90,7 +96,16 @@ class BatchServer(object):
     (``opener``): the host whose own request the wave was started for, which
     reports the wave's shared figures (its Nix processes); a wave's ``put``
     names it (``put.opener``, None when all were foreseen): a foreseen
-    answer may never be read, the opener's is."""
+    answer may never be read, the opener's is.
+
+    What the process serves with: ``serve``, the name of the function
+    (``_batch_serve``), and ``context``, its data, or a function that gives
+    it, called only by the host that starts the process, after its
+    foresight (so the context may hold what that host saw of the batch).
+    The starting host hands both to the process in memory, as it forks: a
+    process started again (the last one died) has its starter's, which is
+    the same wherever the context is data, since the server's key holds it
+    (``_batch_work.server_key``)."""
 
     def __init__(self, base_dir, kind, key):
         self.dir = batch_folder(base_dir)
@@ -115,9 +130,11 @@ class BatchServer(object):
         """The file of ``host``'s answer to ``request``."""
         return self.answers.path(host, request)
 
-    def request(self, host, request, serve, waves_at_once=2, expected=None, foresee=None):
-        """Ask for ``host``'s answer to ``request`` (JSON data); returns True
-        when this call started the serving process (``expected``: the hosts
+    def request(self, host, request, serve, waves_at_once=2, expected=None, foresee=None,
+                context=None):
+        """Ask for ``host``'s answer to ``request`` (JSON data), served by the
+        function named ``serve`` with ``context`` (the class's docstring);
+        returns True when this call started the serving process (``expected``: the hosts
         that process waits for before its first wave, or a function that
         gives them, called only by the host that starts it). ``foresee``:
         None, or a function that gives {host: request} for the hosts this
@@ -136,18 +153,18 @@ class BatchServer(object):
             # the server serves a request once: one foreseen for this host
             # and taken already is not served again
             self.requests.ask(host, request)
-            return self._start(serve, waves_at_once, expected, host)
+            return self._start(serve, context, waves_at_once, expected, host)
 
     def decline(self, host):
         """``host`` will not ask this time: no wave waits for it. Starts no
         process (a process started later takes it with the requests)."""
         self.requests.decline(host)
 
-    def _ensure(self, serve, waves_at_once, expected=None, host=None):
+    def _ensure(self, serve, context, waves_at_once, host=None):
         with held(self.lock_path, _waits.SERVER_LOCK_WAIT, server_lock(host, self.kind)):
-            return self._start(serve, waves_at_once, expected, host)
+            return self._start(serve, context, waves_at_once, None, host)
 
-    def _start(self, serve, waves_at_once, expected, host):
+    def _start(self, serve, context, waves_at_once, expected, host):
         """Start the serving process unless one runs (the caller holds the
         lock); True when this call started it."""
         if os.path.exists(self.alive_path):
@@ -156,13 +173,15 @@ class BatchServer(object):
             # its process is gone without ending (killed, out of
             # memory) and left its mark: the requests it did not
             # take need another, or their hosts would wait forever
+        # the work as data, handed over in the fork's memory: never a file
+        work = (serve, context() if callable(context) else context)
         with open(self.alive_path, 'w'):
             pass
         if callable(expected):
             expected = expected()
         waiting = set(expected or ()) - set(_read(self.settled_path) or ())
         self._starter = host
-        self.process.fork(lambda: self._serve(serve, waves_at_once, waiting))
+        self.process.fork(lambda: self._serve(work, waves_at_once, waiting))
         return True
 
     def _take(self, waiting):
@@ -204,6 +223,8 @@ class BatchServer(object):
                          {'answer': host_entry, 'opened': host == opener})
 
     def _serve(self, serve, waves_at_once, waiting):
+        """The process's loop: ``serve`` is (the serve function's name, its
+        context), as its starter gave them."""
         waves, unsettled = [], set(waiting)
         # the first wave waits for the hosts expected; later ones (hosts
         # that come while waves run) for the quiet
@@ -279,7 +300,7 @@ class BatchServer(object):
         waiting.clear()
         return more
 
-    def answer(self, host, request, serve, waves_at_once=2, timeout=None):
+    def answer(self, host, request, serve, waves_at_once=2, timeout=None, context=None):
         """(``host``'s answer to ``request`` once its wave has it, whether
         its wave was opened for it). BatchError when the serving process
         died with the request taken, when ``RESTARTS`` processes in a row
@@ -308,7 +329,7 @@ class BatchServer(object):
                 raise BatchError(self.gave_up(host, timeout))
             # asked after the last process decided to end, or it died
             # before it took the request: serve it
-            if self._ensure(serve, waves_at_once, host=host):
+            if self._ensure(serve, context, waves_at_once, host=host):
                 started += 1
 
     def gave_up(self, host, seconds):
@@ -328,10 +349,12 @@ UNANSWERED = 'internal error in the %s wave: it ended without an answer for this
 
 
 def _wave(serve, taken, put, kind='service', log_tail=lambda: ''):
-    """One wave: ``serve(taken, put)``, then an answer for each host it
-    did not answer (it raised, or a thread of its work died), so that no
-    host waits for one that never comes. A host answered keeps its answer.
-    ``log_tail()``: what the process's log last says (the reason, if any)."""
+    """One wave: the function named ``serve[0]`` called with its context
+    ``serve[1]``, ``taken`` and ``put``, then an answer for each host it did
+    not answer (it raised, its name was refused, or a thread of its work
+    died), so that no host waits for one that never comes. A host answered
+    keeps its answer. ``log_tail()``: what the process's log last says (the
+    reason, if any)."""
     answered = set()
 
     def put_counted(host, host_entry):
@@ -339,7 +362,8 @@ def _wave(serve, taken, put, kind='service', log_tail=lambda: ''):
         put(host, host_entry)
     put_counted.opener = getattr(put, 'opener', None)
     try:
-        serve(taken, put_counted)
+        name, context = serve
+        serve_function(kind, name)(context, taken, put_counted)
         failure = {'error': UNANSWERED % kind.split('-')[0] + log_tail()}
     except Exception as exc:  # pylint: disable=broad-except
         os.write(2, traceback.format_exc().encode('utf-8', 'replace'))

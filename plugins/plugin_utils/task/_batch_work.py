@@ -19,10 +19,19 @@ A ``BatchWork`` says:
   options, the arguments the batch shares); the task, the play batch and
   the loop item are added here;
 - ``request``: what this host asks, as JSON data;
-- ``serve(requests, put)``: the work itself, run by the batch server
-  (``_batch_server``), a detached process, for a wave of requests
-  ({host: request}); ``put(host, entry)`` answers one host, as soon as its
-  answer is known. A host reads its entry as soon as it is put.
+- ``serve``: the name of the work's function, ``'<module>:<function>'``, a
+  module-level ``serve(context, requests, put)`` of the collection, run by
+  the batch server (``_batch_server``), a detached process, for a wave of
+  requests ({host: request}); ``put(host, entry)`` answers one host, as
+  soon as its answer is known. A host reads its entry as soon as it is put.
+  A name, never a function: the serving process imports it itself
+  (``_batch_serve``: it refuses any name outside the collection), so
+  nothing of this worker crosses into it;
+- ``context``: the JSON data the function needs besides the requests (the
+  task's options, check mode, ...), rebuilt into its objects there; or a
+  function that gives it, called only by the host that starts the server,
+  after its foresight (what it saw of the batch). One context a server,
+  the first host's: the key holds everything two hosts must share.
 
 and what the work is like, each a property of it, not another engine:
 
@@ -53,6 +62,8 @@ attributes (``common/_ansible_core`` does).
 
 from ansible import constants as C
 
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_serve import (
+    check_name, serves)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (
@@ -60,16 +71,22 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch i
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import (
     claim_slot, slot_name, work_name)
 
+# what a phase takes from here; ``serves`` marks its serve function (a
+# phase reads task/ through this module, _action and _run only)
+__all__ = ['Answer', 'BatchWork', 'Place', 'answer', 'decline', 'server_key', 'serves']
+
 
 class BatchWork(object):
     """What a phase does for its play batch (see the file's docstring)."""
 
-    def __init__(self, kind, key_parts, request, serve, foresee=None, answer_wait=None,
-                 waves_at_once=2, expected=None):
+    def __init__(self, kind, key_parts, request, serve, context=None, foresee=None,
+                 answer_wait=None, waves_at_once=2, expected=None):
         self.kind = kind
         self.key_parts = list(key_parts)
         self.request = request
-        self.serve = serve
+        # refused when a function: the server finds it by its name
+        self.serve = check_name(kind, serve)
+        self.context = context
         self.foresee = foresee
         self.answer_wait = answer_wait
         self.waves_at_once = waves_at_once
@@ -99,8 +116,7 @@ class Answer(object):
 
 def answer(place, work):
     """This host's ``Answer`` of ``work``, from its batch's server."""
-    hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(place.task), place.task_vars)
-    key, again = work_name(work.kind, place.task, hosts, *work.key_parts)
+    hosts, key, again = server_key(place, work)
     server = BatchServer(C.DEFAULT_LOCAL_TMP, work.kind, key)
     foresee = None
     if work.foresee is not None and not again:
@@ -112,9 +128,10 @@ def answer(place, work):
                 return work.foresee(hosts)
             return None
     server.request(place.host, work.request, work.serve, waves_at_once=work.waves_at_once,
-                   expected=_expected(place, work, again), foresee=foresee)
+                   expected=_expected(place, work, again), foresee=foresee, context=work.context)
     entry, here = server.answer(place.host, work.request, work.serve,
-                                waves_at_once=work.waves_at_once, timeout=work.answer_wait)
+                                waves_at_once=work.waves_at_once, timeout=work.answer_wait,
+                                context=work.context)
     return Answer(entry, here, hosts)
 
 
@@ -134,6 +151,20 @@ def _expected(place, work, again):
 
 def decline(place, work):
     """This host will not ask ``work`` this time: no wave waits for it."""
-    hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(place.task), place.task_vars)
-    key, _again = work_name(work.kind, place.task, hosts, *work.key_parts)
+    _hosts, key, _again = server_key(place, work)
     BatchServer(C.DEFAULT_LOCAL_TMP, work.kind, key).decline(place.host)
+
+
+def server_key(place, work):
+    """(the play batch, the key of ``work``'s server, whether it is a retry's
+    own). The key holds the work's key parts and, where it is data, its
+    context: two hosts share a server only where the context it serves
+    with is the same for both (a host whose task templated another timeout
+    gets its own). A context given as a function is what the first host
+    saw of the batch (its foresight), the batch's own."""
+    hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(place.task), place.task_vars)
+    parts = list(work.key_parts)
+    if not callable(work.context):
+        parts.append({'context': work.context})
+    key, again = work_name(work.kind, place.task, hosts, *parts)
+    return hosts, key, again

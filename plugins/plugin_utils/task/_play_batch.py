@@ -72,6 +72,16 @@ class PlayBatch(object):
     def __repr__(self):
         return 'PlayBatch(%s, %d hosts)' % (self.key, self._size)
 
+    def data(self):
+        """The batch as JSON data (its key, size and names' file, not its
+        names), for a batch server's context: ``from_data`` reads it back."""
+        return {'key': self.key, 'size': self._size, 'names': self._names_path}
+
+    @classmethod
+    def from_data(cls, data):
+        """The batch ``data()`` gave."""
+        return cls(data['key'], data['size'], data['names'])
+
 
 def batch_id(hosts):
     """The key of the play batch ``hosts`` (a ``PlayBatch``: its own key, or

@@ -22,6 +22,8 @@ of this batch is touched.
 import json
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_serve import serves
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import PlayBatch
 
 
 def _load(path):
@@ -69,3 +71,19 @@ def gate(path, hosts, active_hosts, max_fail_percentage):
             'no further batch starts' % (len(failed), len(previous), number - 1,
                                          ', '.join(failed), max_fail_percentage))
     return verdict
+
+
+@serves
+def judge(context, requests, put):
+    """The serial gate's batch work (``JUDGE``): one verdict, put to every
+    host asking. ``context``: {record: the play's file, batch: its
+    ``PlayBatch.data()``, active: ``ansible_play_hosts``,
+    max_fail_percentage}."""
+    verdict = gate(context['record'], PlayBatch.from_data(context['batch']), context['active'],
+                   context['max_fail_percentage'])
+    for name in requests:
+        put(name, verdict)
+
+
+# the name the gate's BatchWork gives its serve function
+JUDGE = '%s:judge' % __name__

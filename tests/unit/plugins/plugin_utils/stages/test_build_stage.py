@@ -43,10 +43,10 @@ def flake(tmp_path, monkeypatch):
     return Flake(tmp_path / 'flake')
 
 
-def stage(tmp_path, check_mode=False, hostvars=None, nix_options=None):
+def stage(tmp_path, check_mode=False, nix_options=None):
     args = dict(_nix.options_of({}), timeout=120, gc_root_dir=str(tmp_path / 'roots'),
                 builder_min_free_mb=0)
-    return _build_stage.BuildStage(options(nix_options), args, check_mode, hostvars or {})
+    return _build_stage.BuildStage(options(nix_options), args, check_mode)
 
 
 def request(drv=None, evaluate=None, build_on='controller', fleet=None):
@@ -145,7 +145,7 @@ def test_the_timeout_stops_an_evaluation_that_never_ends_and_only_its_host(tmp_p
     args = dict(_nix.options_of({}), timeout=8, gc_root_dir=str(tmp_path / 'roots'),
                 builder_min_free_mb=0)
     answers = Answers()
-    _build_stage.BuildStage(options(), args, False, {}).wave(
+    _build_stage.BuildStage(options(), args, False).wave(
         {'web1': request(flake.drv('good')), 'stuck': request(evaluate=flake.request('stuck')),
          'mail': request(evaluate=flake.request('other'))}, answers.put)
     entries = answers.entries
@@ -232,7 +232,7 @@ def test_systems_one_look_finds_built_are_listed_together(tmp_path, flake, monke
                                   options=dict(options(SANDBOX_OFF).options))
     args = dict(_nix.options_of({}), timeout=120, gc_root_dir=str(tmp_path / 'roots'),
                 builder_min_free_mb=0)
-    _build_stage.BuildStage(nix_options, args, False, {}).wave(
+    _build_stage.BuildStage(nix_options, args, False).wave(
         {'web1': request(good), 'web2': request(other), 'batch': request(slow)}, put)
     assert answers.order[-1] == 'batch', answers.order
     assert all('error' not in entry for entry in answers.entries.values()), answers.entries

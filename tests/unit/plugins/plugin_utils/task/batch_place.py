@@ -13,6 +13,8 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_serve import (  # noqa: E402
+    serve_function)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (  # noqa: E402
@@ -21,6 +23,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch i
     play_uuid, task_batch)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import (  # noqa: E402
     work_name)
+from tests.unit.plugins.plugin_utils.task.batch_serves import named_serve  # noqa: E402
 
 TASK = type('Task', (), {'_uuid': 'task-1'})()
 
@@ -59,13 +62,13 @@ class ServedBy:
         def count(work, _server):
             if kind is not None and work.kind != kind:
                 return
-            serve = work.serve
+            serve = serve_function(work.kind, work.serve)
 
-            def counted(requests, put):
+            def counted(context, requests, put):
                 with open(self.log, 'a') as handle:
                     handle.write(host + '\n')
-                return serve(requests, put)
-            work.serve = counted
+                return serve(context, requests, put)
+            work.serve = named_serve(counted)
         return count
 
     def hosts(self):

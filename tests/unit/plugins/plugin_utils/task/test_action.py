@@ -13,6 +13,7 @@ from ansible.playbook.play_context import PlayContext
 from ansible.playbook.task import Task
 
 from tests.collection import collections_path
+from tests.unit.plugins.plugin_utils.task.batch_serves import named
 
 sys.path.insert(0, collections_path())
 
@@ -76,6 +77,7 @@ class Probe(_action.NixdeployAction):
         return {'stderr': getattr(error, 'stderr', ''), 'connection_lost': False}
 
 
+@named
 def serve_logged(requests, put):
     """The probe's batch work: each host's answer names it and its request;
     each wave is written to ``waves.log`` in the run's temp folder (the

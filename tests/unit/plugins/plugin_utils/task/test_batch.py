@@ -7,6 +7,7 @@ import os
 import sys
 
 from tests.collection import collections_path
+from tests.unit.plugins.plugin_utils.task.batch_serves import named
 
 # module_utils import each other as ansible_collections.nixdeploy.fleet...
 sys.path.insert(0, collections_path())
@@ -66,6 +67,7 @@ def _worker(folder, host, log, out):
     from ansible import constants as C  # pylint: disable=import-outside-toplevel
     C.DEFAULT_LOCAL_TMP = folder
 
+    @named
     def serve(requests, put):
         with open(log, 'a') as handle:
             handle.write(' '.join(sorted(requests)) + '\n')

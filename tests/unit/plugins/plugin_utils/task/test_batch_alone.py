@@ -12,6 +12,7 @@ import time
 from ansible import constants as C
 
 from tests.collection import collections_path
+from tests.unit.plugins.plugin_utils.task.batch_serves import named
 
 sys.path.insert(0, collections_path())
 
@@ -51,6 +52,7 @@ def test_a_retrys_server_is_its_own_and_serves_again(tmp_path, monkeypatch):
     hosts = _run.task_batch(str(tmp_path), 'play', {'inventory_hostname': 'h1',
                                                     'ansible_play_batch': list(BATCH)})
 
+    @named
     def serve(requests, put):
         with open(counter, 'a') as handle:
             handle.write('run\n')

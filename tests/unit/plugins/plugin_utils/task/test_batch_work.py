@@ -3,8 +3,8 @@ the action base's one entry point, ``batch_answer``
 (plugin_utils/task/_batch_work.py). Shown the way a newcomer would add one:
 an action plugin of a few lines in a playbook's ``action_plugins`` folder,
 run by a real ``ansible-playbook`` over three hosts in parallel workers.
-The work is one function, ``serve(requests, put)``, run by the batch's
-server; with foresight the first host asks for the whole batch, without it
+The work is one module-level function, ``serve(context, requests, put)``,
+named in the ``BatchWork`` and run by the batch's server; with foresight the first host asks for the whole batch, without it
 the hosts that ask together share a wave. Every host gets its own answer,
 and the work runs once."""
 
@@ -19,10 +19,22 @@ HOSTS = ('web1', 'web2', 'web3')
 
 # the whole new phase: what each host asks, the work, what it reads
 PROBE = textwrap.dedent('''\
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_serve
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
         NixdeployAction)
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
-        BatchWork)
+        BatchWork, serves)
+
+    # a phase of the collection needs no trust: this one is a playbook's own
+    _batch_serve.trust(__name__)
+
+
+    @serves
+    def probe(context, requests, put):
+        with open(context['log'], 'a') as log:
+            log.write(' '.join(sorted(requests)) + '\\n')
+        for host in requests:
+            put(host, {'seen': sorted(requests)})
 
 
     class ActionModule(NixdeployAction):
@@ -31,15 +43,10 @@ PROBE = textwrap.dedent('''\
                          'foresee': {'type': 'bool', 'default': True}}
 
         def host_result(self, args, result):
-            def probe(requests, put):
-                with open(args['log'], 'a') as log:
-                    log.write(' '.join(sorted(requests)) + '\\n')
-                for host in requests:
-                    put(host, {'seen': sorted(requests)})
-
             def foresee(hosts):
                 return dict((host, 'probe') for host in hosts)
-            got = self.batch_answer(BatchWork('probe', [], 'probe', probe,
+            got = self.batch_answer(BatchWork('probe', [], 'probe', '%s:probe' % __name__,
+                                              context={'log': args['log']},
                                               foresee=foresee if args['foresee'] else None))
             return dict(result, seen=got.entry['seen'], here=got.here)
     ''')

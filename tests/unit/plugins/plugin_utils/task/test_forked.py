@@ -7,6 +7,7 @@ import multiprocessing
 import sys
 
 from tests.collection import collections_path
+from tests.unit.plugins.plugin_utils.task.batch_serves import named
 
 sys.path.insert(0, collections_path())
 
@@ -43,6 +44,7 @@ def test_a_batch_process_collects_only_its_own_objects(tmp_path):
     server = BatchServer(str(tmp_path), 'eval', 'frozen')
     assert gc.get_freeze_count() == 0
 
+    @named
     def serve(requests, put):
         put('h1', {'frozen': gc.get_freeze_count()})
 

@@ -22,6 +22,7 @@ import tempfile
 import time
 
 from tests.collection import collections_path
+from tests.unit.plugins.plugin_utils.task.batch_serves import named
 
 sys.path.insert(0, collections_path())
 
@@ -48,6 +49,7 @@ def run_job(tmp_path, work, at_end=None):
                 try:
                     server = BatchServer(str(tmp_path), 'eval', 'k')
 
+                    @named
                     def serve(_requests, put):
                         work(put)
                     server.request('h1', 'r', serve)

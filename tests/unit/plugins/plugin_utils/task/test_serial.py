@@ -117,8 +117,8 @@ def test_the_serial_gate_judges_the_batch_once_and_puts_the_verdict_to_each_host
         with open(log, 'a') as handle:
             handle.write('judged\n')
         return judge(*args)
-    # the server is a fork of this process: it judges with this function
-    monkeypatch.setattr(nix_eval, 'gate', logged)
+    # the server is a fork of this process: its judge calls this function
+    monkeypatch.setattr(_serial, 'gate', logged)
     verdicts = [_gate_of(tmp_path, host, TASK_VARS)(None) for host in ('h1', 'h2')]
     assert verdicts == [{'batch': 1, 'stop': None, 'failed': []}] * 2
     with open(log) as handle:
@@ -132,7 +132,7 @@ def test_the_serial_gate_waits_for_its_verdict_at_most_its_bound(tmp_path, monke
     monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
     monkeypatch.setattr(nix_eval, 'SERIAL_ANSWER_WAIT', 0.5)
     hangs = Hung(tmp_path)
-    monkeypatch.setattr(nix_eval, 'gate', hangs)
+    monkeypatch.setattr(_serial, 'gate', hangs)
     gate = _gate_of(tmp_path, 'h1', TASK_VARS)
     try:
         error, _value, took = ended(lambda: gate(None))

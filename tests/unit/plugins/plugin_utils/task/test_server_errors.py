@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.collection import collections_path
+from tests.unit.plugins.plugin_utils.task.batch_serves import named
 
 sys.path.insert(0, collections_path())
 
@@ -30,6 +31,7 @@ def test_an_unexpected_exception_is_one_line_with_the_traceback_kept_apart(tmp_p
     traceback beside it (for -vvv) and in the process's log."""
     server = BatchServer(str(tmp_path), 'eval', 'k1')
 
+    @named
     def serve(requests, put):
         put('h1', {'answer': 'h1'})
         return {}['system']
@@ -50,6 +52,7 @@ def test_an_error_of_the_family_is_its_own_sentence(tmp_path):
     server = BatchServer(str(tmp_path), 'eval', 'k2')
     sentence = cannot_run('/opt/nonexistent/nix')
 
+    @named
     def serve(requests, put):
         raise NixError(sentence)
 
@@ -64,6 +67,7 @@ def test_an_error_of_the_family_is_its_own_sentence(tmp_path):
 def test_a_process_that_died_shows_its_log_without_the_traceback(tmp_path):
     server = BatchServer(str(tmp_path), 'eval', 'k3')
 
+    @named
     def serve(requests, put):
         os.write(2, b'evaluating h1\nTraceback (most recent call last):\n  File "x.py", line 1, '
                     b'in <module>\n    boom()\nMemoryError: out of memory\n')
@@ -88,6 +92,7 @@ def test_without_tracebacks_keeps_everything_else():
 def test_a_wave_that_raises_answers_each_of_its_hosts_in_one_line(tmp_path):
     server = BatchServer(str(tmp_path), 'eval', 'k4')
 
+    @named
     def serve(requests, put):
         time.sleep(0.01)
         raise KeyError('system')
@@ -106,15 +111,18 @@ def test_a_wave_answers_every_host_it_took_and_keeps_the_answers_it_gave(tmp_pat
     host answered keeps its answer."""
     expected = ['h1', 'h2']
 
-    def forgets(requests, put):
+    def forgets_to(requests, put):
         if 'h1' in requests:
             put('h1', {'answer': requests['h1']})
         # what a dying thread of its work leaves in the process's log
         os.write(2, b'a thread of the wave died\n')
 
+    @named
     def raises(requests, put):
-        forgets(requests, put)
+        forgets_to(requests, put)
         raise KeyError('system')
+
+    forgets = named(forgets_to)
 
     for kind, serve, told in (('eval', forgets, _batch_server.UNANSWERED % 'eval'
                                + ': a thread of the wave died'),

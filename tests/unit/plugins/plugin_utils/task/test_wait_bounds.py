@@ -13,6 +13,7 @@ import threading
 import time
 
 from tests.collection import collections_path
+from tests.unit.plugins.plugin_utils.task.batch_serves import named
 
 sys.path.insert(0, collections_path())
 
@@ -91,7 +92,7 @@ def test_a_servers_lock_held_forever_fails_the_host_that_asks(tmp_path, holders,
     for host, kind in (('h1', 'eval'), ('h2', 'build')):
         server = BatchServer(str(tmp_path), kind, 'k-' + kind)
         holders(server.lock_path)
-        error, _value, took = ended(lambda: server.request(host, 'r', lambda r, put: None))
+        error, _value, took = ended(lambda: server.request(host, 'r', named(lambda r, put: None)))
         assert isinstance(error, _waits.LockWaitTimeout) and took < 10, error
         assert str(error).startswith(
             "%s: waited 0.5s for the lock of the %s batch's process" % (host, kind)), error
@@ -108,7 +109,7 @@ def test_a_batch_process_that_hangs_fails_its_hosts_at_the_answer_bound(
     holders(server.process.running_path)
     with open(server.process.log_path, 'w') as handle:
         handle.write('evaluating h1\n')
-    error, _value, took = ended(lambda: server.answer('h1', 'r1', lambda r, put: None))
+    error, _value, took = ended(lambda: server.answer('h1', 'r1', named(lambda r, put: None)))
     assert isinstance(error, BatchError) and 1.0 <= took < 10, error
     text = str(error)
     assert text.startswith("no answer for h1 from the eval batch's process after 1s"), text
@@ -124,7 +125,7 @@ def test_a_batch_process_that_dies_is_noticed_long_before_the_bound(tmp_path, ho
     killer = subprocess.Popen(['sh', '-c', 'sleep 0.5; kill -9 %d' % holder.proc.pid])
     try:
         error, _value, took = ended(
-            lambda: server.answer('h1', 'r1', lambda r, put: None, timeout=600))
+            lambda: server.answer('h1', 'r1', named(lambda r, put: None), timeout=600))
     finally:
         killer.wait()
     assert isinstance(error, BatchError) and took < 10, (error, took)
@@ -139,8 +140,8 @@ def test_a_server_whose_wave_hangs_fails_its_host_at_the_bound(tmp_path, monkeyp
     hangs = Hung(tmp_path)
     server = BatchServer(str(tmp_path), 'build', 'k5')
     try:
-        server.request('h1', 'r1', hangs)
-        error, _value, took = ended(lambda: server.answer('h1', 'r1', hangs))
+        server.request('h1', 'r1', named(hangs))
+        error, _value, took = ended(lambda: server.answer('h1', 'r1', named(hangs)))
     finally:
         hangs.stop()
     assert isinstance(error, BatchError) and took < 10, error

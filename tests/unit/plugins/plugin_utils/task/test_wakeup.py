@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.collection import collections_path
+from tests.unit.plugins.plugin_utils.task.batch_serves import named
 
 sys.path.insert(0, collections_path())
 
@@ -87,6 +88,7 @@ def test_each_host_wakes_when_its_own_answer_is_written(tmp_path, no_safety_look
     gate, end = str(tmp_path / 'go'), str(tmp_path / 'end')
     hosts = ['h%d' % n for n in range(1, 7)]
 
+    @named
     def serve(requests, put):
         _gate(gate)
         for host in reversed(hosts[1:]):
@@ -118,6 +120,7 @@ def test_a_batch_process_that_dies_is_noticed_by_the_safety_look(tmp_path, monke
     server = BatchServer(str(tmp_path), 'eval', 'k2')
     gate = str(tmp_path / 'go')
 
+    @named
     def serve(requests, put):
         put('h1', {'answer': 'h1'})
         _gate(gate)
@@ -141,6 +144,7 @@ def test_without_a_fifo_the_host_looks_by_the_clock(tmp_path, no_safety_look):
     # something that is not a FIFO where h1's doorbell would be
     os.mkdir(_wakeup.bell_path(server.answer_path('h1', 'h1')))
 
+    @named
     def serve(requests, put):
         _gate(gate)
         put('h1', {'answer': 'h1'})
