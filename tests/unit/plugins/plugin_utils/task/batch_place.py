@@ -18,11 +18,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_serve 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (  # noqa: E402
-    Place, answer)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (  # noqa: E402
-    play_uuid, task_batch)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import (  # noqa: E402
-    work_name)
+    Place, answer, server_key)
 from tests.unit.plugins.plugin_utils.task.batch_serves import named_serve  # noqa: E402
 
 TASK = type('Task', (), {'_uuid': 'task-1'})()
@@ -44,9 +40,7 @@ def batch_answer(host, task_vars, names, before=None):
 
 def batch_of(place, work):
     """The ``BatchServer`` of ``work`` as ``answer`` names its files."""
-    hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(place.task), place.task_vars)
-    key, _again = work_name(work.kind, place.task, hosts, *work.key_parts)
-    return BatchServer(C.DEFAULT_LOCAL_TMP, work.kind, key)
+    return BatchServer(C.DEFAULT_LOCAL_TMP, work.kind, server_key(place, work)[1])
 
 
 class ServedBy:
