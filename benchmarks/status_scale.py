@@ -42,6 +42,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -58,6 +59,8 @@ from tests.lab.scale.lab import parallel  # noqa: E402
 SIZES = (250,)
 STATUS = 'nixdeploy.fleet.status'
 STATUS_BASELINE = os.path.join(REPO, 'benchmarks', 'baseline_status.sh')
+# the evaluation cache folder of the benchmark's runs, in its work folder
+EVAL_CACHE = 'eval-cache'
 
 
 def _figures(run):
@@ -150,7 +153,7 @@ def size_row(fleet, size, log):
     docs/eval-cache.md "Exact records"), then a commit to one of the hosts
     it sent back (the steady state: that host's record is its own)."""
     fleet.select(size)
-    env = {'NIXDEPLOY_EVAL_CACHE': os.path.join(fleet.workdir, 'eval-cache')}
+    env = {'NIXDEPLOY_EVAL_CACHE': os.path.join(fleet.workdir, EVAL_CACHE)}
     row = {'n': size, 'load_before': load()}
     fleet.new_version()
     fleet.baseline(fleet.forks)
@@ -224,6 +227,10 @@ def main(argv=None):
                'machine': {'cores': os.cpu_count(), 'load_at_start': load()},
                'versions': versions(), 'forks': args.forks, 'rows': []}
     workdir = os.path.join(os.path.dirname(args.output), 'work-status')
+    # the records an earlier run of the benchmark left would make this one's
+    # first commit a later one (fewer hosts sent back, the deploy's no-op
+    # reusing instead of finding its own answers cached)
+    shutil.rmtree(os.path.join(workdir, EVAL_CACHE), ignore_errors=True)
     fleet = ScaleFleet(args.lab, max(sizes), workdir, forks=args.forks, log=log)
     try:
         # each host's system in a file of its own, as a fleet owner's flake

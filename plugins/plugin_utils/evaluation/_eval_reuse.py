@@ -106,6 +106,9 @@ class Reuse(ReuseOrder):
         self.late = False
         # {drv: whether it holds the source's own path} (_eval_mentions.mentions)
         self._mentions = {}
+        # {request key: its reuse entry as lookup read it, or None}: the
+        # spot check weighs hosts by their costs without reading them again
+        self.entries = {}
 
     # ------------------------------------------------------------ deciding
     def prepare(self, pinned, by_key):
@@ -216,7 +219,7 @@ class Reuse(ReuseOrder):
             spec = self.specs.get(request_flake(key))
             if reuse_key is None or spec is None:
                 continue
-            entry = self.cache.get_reuse(reuse_key)
+            entry = self.entries[key] = self.cache.get_reuse(reuse_key)
             if entry is None:
                 # new, or never kept (its system names the source): ordered too
                 back.append((key, None, spec, 0))

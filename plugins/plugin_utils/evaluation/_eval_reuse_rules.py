@@ -9,8 +9,13 @@ it does not apply, else the detail the run says) and the sentence the run
 says once for the flake, in ``<flake>: no host is reused across commits
 (<sentence>)``. Rows are tried in order; the first that applies decides.
 What a row needs to know is read once, and only when a row asks for it
-(``Facts``): the strace probe runs only where no row before it applied.
+(``Facts``): the strace probe runs only where no row before it applied. One
+exception saves a Nix start a run: the probe of Nix's flake call is asked
+beside the flake's attributes, the row just before it, which it needs
+nothing of (where that row applies, its answer is waited for and unused).
 """
+
+import threading
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_trace
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import IFD_SETTING
@@ -40,11 +45,25 @@ class Facts(object):
         self._features, self._distrust, self._trace, self._info = features, distrust, trace, info
         self._call = call
         self._asked = {}
+        # {name: _Asking} asked ahead of the row that needs it (``info``)
+        self._started = {}
 
     def _once(self, name, ask):
         if name not in self._asked:
-            self._asked[name] = ask()
+            started = self._started.pop(name, None)
+            self._asked[name] = started.answer() if started is not None else ask()
         return self._asked[name]
+
+    def finish(self):
+        """Wait for what was asked ahead and no row needed (a row before
+        it applied): nothing of this flake's facts outlives its decision,
+        and what it said decides nothing."""
+        started, self._started = self._started, {}
+        for asking in started.values():
+            try:
+                asking.answer()
+            except Exception:  # pylint: disable=broad-except
+                pass
 
     def features(self):
         """``NixFeatures``, or the error text of asking Nix."""
@@ -66,7 +85,11 @@ class Facts(object):
         return self._once('distrust', self._distrust)
 
     def info(self):
-        """{'info': ..., 'refused': [...]} or the error text."""
+        """{'info': ..., 'refused': [...]} or the error text. The flake
+        call's probe, which the next row needs and which needs nothing of
+        this answer, is asked of Nix beside it."""
+        if 'call' not in self._asked and 'call' not in self._started:
+            self._started['call'] = _Asking(self._call)
         return self._once('info', self._info)
 
     def call(self):
@@ -74,6 +97,30 @@ class Facts(object):
         (``_flake_call.ask``: {'flake': [...], 'plain': [...]}) or why it
         cannot be recorded (a text)."""
         return self._once('call', self._call)
+
+
+class _Asking(object):
+    """``ask()`` run in a thread of its own from now on; ``answer`` waits
+    for what it gave (or raises what it raised)."""
+
+    def __init__(self, ask):
+        self._ask = ask
+        self._value = self._error = None
+        self._thread = threading.Thread(target=self._run, name='nixdeploy-facts')
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self):
+        try:
+            self._value = self._ask()
+        except BaseException as exc:  # pylint: disable=broad-except
+            self._error = exc
+
+    def answer(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _ifd(facts):
@@ -162,11 +209,14 @@ RULES = (
 def why_not(facts):
     """The first row's sentence that applies to ``facts``, or None: its
     hosts may be reused and recorded."""
-    for rule in RULES:
-        found = rule.reason(facts)
-        if found:
-            return found
-    return None
+    try:
+        for rule in RULES:
+            found = rule.reason(facts)
+            if found:
+                return found
+        return None
+    finally:
+        facts.finish()
 
 
 def strace_problem(sources, strace, nix_bin, key):

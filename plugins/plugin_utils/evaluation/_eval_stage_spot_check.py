@@ -27,6 +27,7 @@ writes are ``_eval_cache_marks``.
 import hashlib
 import json
 import random
+import threading
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
@@ -74,12 +75,19 @@ class EvalStageSpotCheck(object):
             budget=max(BUDGET_FLOOR, BUDGET_SHARE * sum(costs.get(k) or 0 for k in reused)),
             forced=[_cheapest(keys, costs) for keys in recorders.values()])
         fresh = dict.fromkeys(k for k in sample if k not in reused)
-        # before the pool starts: this stage holds no slot yet
-        wrong = spot_check(self.runner, dict((k, reused[k]) for k in sample if k in reused),
-                           self._nix_request(by_key), also=fresh, slots=self.slots)
+        # the batch the hosts left out waited is counted while Nix checks
+        # the sample: what is counted does not depend on what Nix says
+        counting = threading.Thread(
+            target=self.cache.mark_waited, name='nixdeploy-waited',
+            args=(dict((hosts[k], marks.get(k)) for k in candidates if k not in sample),))
+        counting.start()
+        try:
+            # before the pool starts: this stage holds no slot yet
+            wrong = spot_check(self.runner, dict((k, reused[k]) for k in sample if k in reused),
+                               self._nix_request(by_key), also=fresh, slots=self.slots)
+        finally:
+            counting.join()
         self.cache.mark_checked([hosts[k] for k in sample if k in reused and k not in wrong])
-        self.cache.mark_waited(dict((hosts[k], marks.get(k)) for k in candidates
-                                    if k not in sample))
         check = self._recorded_check(reuse, hosts, fresh, recorders, by_key, spot_check) \
             if fresh else None
         if not wrong:
@@ -121,7 +129,9 @@ class EvalStageSpotCheck(object):
         none: it counts as free, and is drawn in its turn)."""
         costs = {}
         for key in keys:
-            entry = self.cache.get_reuse(reuse.keys[key])
+            # the entry the look-up read, not read and verified again
+            entry = reuse.entries[key] if key in reuse.entries else \
+                self.cache.get_reuse(reuse.keys[key])
             if entry is not None and 'cost' in entry:
                 costs[key] = entry['cost']
         return costs

@@ -170,6 +170,13 @@ def test_one_run_shows_every_class(sts_fleet, tmp_path):
     # every host read is ok whatever its class; the off one is unreachable
     assert run.rc == 4, run
     assert run.result(EVAL, 'off')['status'] == 'unreachable', run
+    # a host costs the controller a worker for its evaluation and one for its
+    # read, no more: no other task runs once per host (ansible-core's check of
+    # the role's argument spec, a task every host in sync only skips)
+    ran = {}
+    for found in run.results():
+        ran.setdefault(found['task'], set()).add(found['host'])
+    assert sorted(task for task, hosts in ran.items() if len(hosts) > 1) == [EVAL, READ], ran
     classes = {}
     for host in EXPECTED:
         res = run.result(READ, host)

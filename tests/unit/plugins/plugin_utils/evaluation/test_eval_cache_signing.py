@@ -432,6 +432,33 @@ def test_a_planted_checked_mark_does_not_steer_the_spot_check(tmp_path):
     assert not os.path.exists(os.path.join(cache.folder, 'checked-%s.json' % mine))
 
 
+def test_a_batch_s_marks_are_written_side_by_side(tmp_path, monkeypatch):
+    """A batch of 250 reused hosts marks the 249 it did not check: each mark
+    is a file synced before its rename, and on a busy disk a sync takes
+    milliseconds. Written one after the other they held the batch's answers
+    back for seconds; side by side their syncs overlap. Every mark is still
+    whole and counts its batch."""
+    cache = EvalCache(str(tmp_path / 'cache'))
+    keys = ['%064x' % n for n in range(32)]
+    cache.mark_checked(keys[:16], now=1700000000)
+    marks = cache.check_marks(keys)
+    sync = os.fsync
+
+    def slow_sync(fd):
+        time.sleep(0.05)
+        sync(fd)
+    monkeypatch.setattr(os, 'fsync', slow_sync)
+    started = time.monotonic()
+    cache.mark_waited(dict((key, marks.get(key)) for key in keys))
+    # one after the other: 32 syncs of 50 ms, 1.6 s
+    assert time.monotonic() - started < 0.8
+    later = EvalCache(cache.folder)
+    assert later.check_marks(keys) == dict(
+        [(key, {'when': 1700000000, 'waited': 1}) for key in keys[:16]]
+        + [(key, {'when': 0, 'waited': 1}) for key in keys[16:]])
+    assert not [n for n in os.listdir(cache.folder) if n.startswith('.tmp')]
+
+
 def test_without_cryptography_the_cache_is_not_used_and_says_why(tmp_path, monkeypatch):
     """A controller whose Python lacks cryptography signs nothing: the cache
     is not used (every host evaluated), said once, never a traceback."""

@@ -5,6 +5,8 @@ them is that table, row for row, in its order."""
 import os
 import re
 import sys
+import threading
+import time
 
 from tests.collection import REPO, collections_path
 
@@ -54,6 +56,36 @@ def test_the_first_row_that_applies_decides_and_later_facts_are_not_asked():
         'a spot check found a reused answer Nix does not give; reuse stays off for this flake '
         'until /c/distrust-1.json is removed')
     assert _eval_reuse_rules.why_not(facts(source, features)) is None
+
+
+def test_the_flake_call_is_asked_beside_the_flake_s_attributes():
+    """Two Nix processes a run that need nothing of each other: the flake's
+    attributes (its row) and the probe of Nix's flake call (the next row)
+    are asked at once, not one after the other. Where the attributes' row
+    applies, the probe's answer is waited for and decides nothing."""
+    source = FlakeSource('git+file:///f', 'git+file:///f?rev=1', identity_={'locks': {}},
+                         provenance={'nar_hash': 'sha256-x'}, store_path='/nix/store/x-source')
+    features = NixFeatures('nix', (2, 8, 0))
+    for info, said in (({'info': {'lastModified': 1}, 'refused': []}, None),
+                       ('error: no flake', "Nix did not give the flake's attributes")):
+        asked, answered = threading.Event(), threading.Event()
+
+        def call(asked=asked, answered=answered):
+            asked.set()
+            time.sleep(0.2)
+            answered.set()
+            return {'flake': ['inputs', 'outputs', 'sourceInfo'], 'plain': []}
+
+        def attributes(info=info, asked=asked):
+            # one after the other, the probe would start only once this returned
+            assert asked.wait(10), "the flake call's probe was not asked beside the attributes"
+            return info
+        found = _eval_reuse_rules.Facts(
+            NixOptions(options={}), lambda: features, source, distrust=lambda: None,
+            trace=lambda: None, info=attributes, call=call)
+        reason = _eval_reuse_rules.why_not(found)
+        assert reason is None if said is None else reason.startswith(said), reason
+        assert answered.is_set()
 
 
 def test_a_subflake_of_a_dirty_tree_on_an_older_nix():

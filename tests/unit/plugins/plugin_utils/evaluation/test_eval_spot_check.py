@@ -78,6 +78,47 @@ def test_a_right_recorder_is_checked_once_then_costs_its_turn(tmp_path):
     assert list(how(entries).values()).count('reused') >= 2, entries
 
 
+def test_a_reused_batch_reads_each_entry_once_and_counts_waits_while_nix_checks(
+        tmp_path, monkeypatch):
+    """The steady state of a fleet: every host reused but the few a commit
+    changed. What a reused host costs is file reads, never a second read
+    of its entry (the spot check weighs the hosts by the costs the look-up
+    read), and the batch the others waited is counted while Nix checks
+    the one drawn: the answers wait for the slower of the two, not for
+    both. Every answer is still the one a plain `nix eval` gives."""
+    flake = Flake(str(tmp_path))
+    flake.run(workers=2, reuse_check=1)
+    flake.write('files/b.txt', 'B')
+    flake.commit('b')
+    flake.run(workers=2, reuse_check=1)
+    flake.write('README', 'y')
+    flake.commit('readme')
+    reads, times = {}, {}
+    get_reuse, mark_waited = _eval_cache.EvalCache.get_reuse, _eval_cache.EvalCache.mark_waited
+    nix_check = _eval_reuse.spot_check
+
+    def counted(self, key):
+        reads[key] = reads.get(key, 0) + 1
+        return get_reuse(self, key)
+
+    def waited(self, marks):
+        times['waited'] = time.monotonic()
+        return mark_waited(self, marks)
+
+    def checked(*args, **kwargs):
+        try:
+            return nix_check(*args, **kwargs)
+        finally:
+            times['checked'] = time.monotonic()
+    monkeypatch.setattr(_eval_cache.EvalCache, 'get_reuse', counted)
+    monkeypatch.setattr(_eval_cache.EvalCache, 'mark_waited', waited)
+    monkeypatch.setattr(_eval_reuse, 'spot_check', checked)
+    entries, _figures = flake.run(workers=2, reuse_check=1)
+    assert how(entries) == dict.fromkeys('abcd', 'reused'), entries
+    assert len(reads) == 4 and set(reads.values()) == {1}, reads
+    assert times['waited'] < times['checked'], times
+
+
 def _waits(flake):
     """{check mark file: batches it waited} of the cache folder (each file
     is signed: read as the runs read it)."""
