@@ -386,6 +386,14 @@ def test_awx_keeps_the_status_facts_of_the_job(sts_fleet, status_job):
 
 def test_fail_unless_in_sync_gates_and_a_deploy_brings_every_host_in_sync(sts_fleet):
     fleet, lab = sts_fleet, sts_fleet.lab
+    # a switch of the run that is not of its type stops it once, naming the
+    # variable, before any host is evaluated (the playbook turns the role's
+    # argument spec check off; the role checks its own switches)
+    wrong = fleet.status('-l', 'sync,kern', '-e', 'nix_summary=maybe')
+    assert wrong.rc == 2, wrong
+    assert 'nixdeploy.fleet.status: nix_summary must be true or false (it is maybe): fix the ' \
+        'variable where it is set' in wrong.stdout, wrong.stdout[-3000:]
+    assert not wrong.results('nixdeploy.fleet.status : Evaluate the system of each host'), wrong
     # a login that may only read (not root, no become) is enough
     readonly = fleet.status('-l', 'sync,kern', '-e', 'ansible_user=deploy')
     assert readonly.rc == 0, readonly
