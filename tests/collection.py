@@ -141,8 +141,8 @@ def run_playbook(playbook, inventory, workdir, args=(), env=None, timeout=900, w
     argv = list(wrapper) + [os.path.join(BIN, 'ansible-playbook'), '-i', inventory, playbook] + list(args)
     # stdin: ssh may have left the inherited one non-blocking, which
     # ansible-core 2.21 refuses to start with
-    proc = subprocess.run(argv, cwd=workdir, env=ansible_env(dict(env or {}, NIXDEPLOY_TEST_RECORD=record),
-                                                           cwd=workdir),
+    run_env = ansible_env(dict(env or {}, NIXDEPLOY_TEST_RECORD=record), cwd=workdir)
+    proc = subprocess.run(argv, cwd=workdir, env=run_env,
                           stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=timeout, check=False)

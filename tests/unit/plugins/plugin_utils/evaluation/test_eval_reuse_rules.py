@@ -58,6 +58,16 @@ def test_the_first_row_that_applies_decides_and_later_facts_are_not_asked():
     assert _eval_reuse_rules.why_not(facts(source, features)) is None
 
 
+def _attributes_after(asked, info):
+    """The flake's attributes (``info``), given only once the probe was
+    ``asked``: one after the other, the probe would start only once this
+    returned."""
+    def attributes():
+        assert asked.wait(10), "the flake call's probe was not asked beside the attributes"
+        return info
+    return attributes
+
+
 def test_the_flake_call_is_asked_beside_the_flake_s_attributes():
     """Two Nix processes a run that need nothing of each other: the flake's
     attributes (its row) and the probe of Nix's flake call (the next row)
@@ -76,13 +86,9 @@ def test_the_flake_call_is_asked_beside_the_flake_s_attributes():
             answered.set()
             return {'flake': ['inputs', 'outputs', 'sourceInfo'], 'plain': []}
 
-        def attributes(info=info, asked=asked):
-            # one after the other, the probe would start only once this returned
-            assert asked.wait(10), "the flake call's probe was not asked beside the attributes"
-            return info
         found = _eval_reuse_rules.Facts(
             NixOptions(options={}), lambda: features, source, distrust=lambda: None,
-            trace=lambda: None, info=attributes, call=call)
+            trace=lambda: None, info=_attributes_after(asked, info), call=call)
         reason = _eval_reuse_rules.why_not(found)
         assert reason is None if said is None else reason.startswith(said), reason
         assert answered.is_set()
