@@ -48,6 +48,31 @@ BUDGET_FLOOR = 1.0
 SLACK = 2
 
 
+class _Beside(object):
+    """``function(argument)`` in a thread of its own; ``join()`` waits for
+    it, ``result()`` too and then raises what it raised."""
+
+    def __init__(self, function, argument):
+        self._failure = None
+        self._thread = threading.Thread(target=self._run, args=(function, argument),
+                                        name='nixdeploy-waited')
+        self._thread.start()
+
+    def _run(self, function, argument):
+        try:
+            function(argument)
+        except Exception as exc:  # pylint: disable=broad-except
+            self._failure = exc
+
+    def join(self):
+        self._thread.join()
+
+    def result(self):
+        self.join()
+        if self._failure is not None:
+            raise self._failure
+
+
 class EvalStageSpotCheck(object):
     """The method of ``EvalStage`` that checks reused and recorded answers
     before they are given; the cache, the runner and the pinned sources it
@@ -77,16 +102,16 @@ class EvalStageSpotCheck(object):
         fresh = dict.fromkeys(k for k in sample if k not in reused)
         # the batch the hosts left out waited is counted while Nix checks
         # the sample: what is counted does not depend on what Nix says
-        counting = threading.Thread(
-            target=self.cache.mark_waited, name='nixdeploy-waited',
-            args=(dict((hosts[k], marks.get(k)) for k in candidates if k not in sample),))
-        counting.start()
+        counting = _Beside(self.cache.mark_waited,
+                           dict((hosts[k], marks.get(k)) for k in candidates if k not in sample))
         try:
             # before the pool starts: this stage holds no slot yet
             wrong = spot_check(self.runner, dict((k, reused[k]) for k in sample if k in reused),
                                self._nix_request(by_key), also=fresh, slots=self.slots)
         finally:
             counting.join()
+        # its failure (a full disk) is the batch's, as when it ran after
+        counting.result()
         self.cache.mark_checked([hosts[k] for k in sample if k in reused and k not in wrong])
         check = self._recorded_check(reuse, hosts, fresh, recorders, by_key, spot_check) \
             if fresh else None
