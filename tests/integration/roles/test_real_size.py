@@ -50,7 +50,7 @@ sys.path.insert(0, collections_path())
 # path-info --json is a list before Nix 2.19 and a map after: the collection's reader
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_output  # noqa: E402
 
-pytestmark = [pytest.mark.lab, pytest.mark.here_only]
+pytestmark = [pytest.mark.lab, pytest.mark.here_only, pytest.mark.real_size]
 
 EVAL = 'nixdeploy.fleet.deploy : Evaluate the system of each host'
 COPY = 'nixdeploy.fleet.deploy : Copy the closure to each host'
