@@ -18,11 +18,11 @@ This file holds ``EvalStage``, whose ``evaluate`` is a few named steps
 state: the batch's requests grouped by what they ask, and the order in
 which answers are given (hosts that failed before evaluating, then the
 cache's, then reused ones, then the evaluators'), the last one with the
-batch's figures. Its other parts live beside it, each a base
-class of ``EvalStage``: ``_eval_stage_lookup`` (the cache and reuse across
-commits, before any evaluator), ``_eval_stage_spot_check`` (reused and
-recorded answers evaluated again first) and ``_eval_stage_notes`` (what the run says once
-about an answer). How a task reaches it: ``_eval_stage``.
+batch's figures. ``EvalStage`` hands two steps to helpers it makes and
+holds: ``_eval_stage_lookup.Lookup`` (the cache and reuse across commits,
+before any evaluator) and ``_eval_stage_spot_check.SpotCheck`` (reused and
+recorded answers evaluated again first); ``_eval_stage_notes`` words what
+the run says once about an answer. How a task reaches it: ``_eval_stage``.
 """
 
 import threading
@@ -33,11 +33,11 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_p
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_pool_budget import (
     DEFAULT_MAX_MEMORY_MB, default_workers)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_lookup import (
-    EvalStageLookup)
+    Lookup)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_notes import (
-    EvalStageNotes)
+    answer_notes)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_spot_check import (
-    EvalStageSpotCheck)
+    SpotCheck)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
     RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
@@ -46,7 +46,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import short_digest
 
 
-class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
+class EvalStage(object):
     """``evaluate(requests, put)`` for one batch.
 
     ``workers``/``max_memory_mb``/``chunk_size``: the evaluators (default:
@@ -82,6 +82,8 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
         # time for this batch's look-up (_eval_reuse.Reuse.late)
         self.records_late = False
         self._lock = threading.Lock()
+        self.lookup = Lookup(cache, self.runner, sources, reuse, self.pinned)
+        self.spot_check = SpotCheck(cache, self.runner, slots, self.reuse_check, self.pinned)
 
     def evaluate(self, requests, put):
         """``requests``: {host: request} in the order the hosts should get
@@ -92,9 +94,10 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
         batch = _BatchAnswers(self, requests, put)
         self._pin_with_config(batch.by_key)
         self._fail_unpinned(batch)
-        batch.cache_keys = self._cache_keys(batch.by_key)
-        reuse = batch.reuse = self._reuse(batch.by_key, batch.cache_keys)
+        batch.cache_keys = self.lookup.cache_keys(batch.by_key, self.impure_config)
+        reuse = batch.reuse = self.lookup.reuse(batch.by_key, batch.cache_keys)
         if reuse is not None:
+            self.reuse_reasons = reuse.reasons
             _run.when_job_ends(self.cache.hold_records)
         try:
             check = self._look_up(batch)
@@ -119,6 +122,13 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
         finally:
             config.join()
 
+    def notes(self, source, refused=()):
+        """What the run should say once about an answer of ``source``
+        (``_eval_stage_notes.answer_notes``), from what this stage found."""
+        return answer_notes(source, refused, self.runner, self.cache, {
+            'impure_config': self.impure_config, 'records_late': self.records_late,
+            'reuse_reasons': self.reuse_reasons})
+
     def _fail_unpinned(self, batch):
         """A folder of the controller is evaluated only as one pinned
         content: a moment's error at the pin must not leave every evaluator
@@ -136,7 +146,7 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
         ``batch.misses`` what the evaluators answer, in reuse's order;
         returns the recorded answers' check, or None."""
         reuse, by_key = batch.reuse, batch.by_key
-        batch.hits = self._hits(batch.cache_keys)
+        batch.hits = self.lookup.hits(batch.cache_keys)
         misses = [k for k in by_key if k not in batch.hits]
         batch.reused = reuse.lookup(misses, lambda k: self.pinned[by_key[k]['flake']].ref) \
             if reuse is not None and misses else {}
@@ -145,7 +155,8 @@ class EvalStage(EvalStageLookup, EvalStageSpotCheck, EvalStageNotes):
         check = None
         recorded = self._recorded(reuse, misses, by_key)
         if (batch.reused or recorded) and self.reuse_check:
-            batch.reused, wrong, check = self._spot_check(reuse, batch.reused, recorded, by_key)
+            batch.reused, wrong, check = self.spot_check.run(reuse, batch.reused, recorded,
+                                                             by_key)
             for key, message in wrong.items():
                 batch.drop(key, message)
             misses = [k for k in by_key if k not in batch.hits and k not in batch.reused]

@@ -4,14 +4,13 @@
 """What answers a batch's requests before any evaluator: the evaluation
 cache, then reuse across commits.
 
-``EvalStageLookup`` holds the methods of ``EvalStage`` that look answers
-up: which requests the cache may answer at all (``_cache_keys``: a pinned
-flake whose inputs are all locked, evaluated with options known to be pure,
-by a Nix whose configuration allows no more), the answers Nix gave for
-exactly this content (``_hits``), and the run's ``_eval_reuse.Reuse``, which
-answers a host of another commit whose recorded reads have not changed
-(``_reuse``). What they do not answer goes to the evaluators
-(``_eval_stage_batch``).
+``Lookup``, one of ``EvalStage``'s helpers, finds which requests the cache
+may answer at all (``cache_keys``: a pinned flake whose inputs are all
+locked, evaluated with options known to be pure, by a Nix whose
+configuration allows no more), the answers Nix gave for exactly this
+content (``hits``), and the run's ``_eval_reuse.Reuse``, which answers a
+host of another commit whose recorded reads have not changed (``reuse``).
+What they do not answer goes to the evaluators (``_eval_stage_batch``).
 """
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
@@ -19,18 +18,24 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 
 
-class EvalStageLookup(object):
-    """The methods of ``EvalStage`` that look answers up before evaluating;
-    the cache, the pinned sources and the runner they use are
-    ``EvalStage``'s."""
+class Lookup(object):
+    """Looks answers up before any evaluator. ``cache``: the stage's
+    ``EvalCache`` (None: no cache); ``runner``: its ``NixCommand``;
+    ``sources``: the run's ``RunSources`` (None: the stage pins alone);
+    ``reuse_on``: whether reuse across commits is wanted; ``pinned``: the
+    stage's {flake: FlakeSource}, filled by its pin before any look-up."""
 
-    def _cache_keys(self, by_key):
+    def __init__(self, cache, runner, sources, reuse_on, pinned):
+        self.cache, self.runner, self.sources = cache, runner, sources
+        self.reuse_on, self.pinned = reuse_on, pinned
+
+    def cache_keys(self, by_key, impure_config):
         """{request key: cache key} of the requests the cache may answer: a
         pinned flake whose inputs are all locked (``FlakeSource.identity``),
         evaluated with options known to be pure (``EvalCache.key``). A miss
         is evaluated from that pinned source, so what is stored under its
         identity is what Nix evaluated."""
-        if self.cache is None or self.impure_config:
+        if self.cache is None or impure_config:
             return {}
         features = self.runner.features()
         keys = {}
@@ -42,16 +47,18 @@ class EvalStageLookup(object):
                 keys[key] = found
         return keys
 
-    def _hits(self, cache_keys):
+    def hits(self, cache_keys):
+        """{request key: the answer the cache holds for exactly that content}."""
         if not cache_keys:
             return {}
         found = self.cache.get_many(self.runner, sorted(set(cache_keys.values())))
         return dict((key, found[ck]) for key, ck in cache_keys.items() if ck in found)
 
-    def _reuse(self, by_key, cache_keys):
+    def reuse(self, by_key, cache_keys):
         """The run's ``_eval_reuse.Reuse`` for the requests the cache may
-        answer (None: nothing to reuse or record)."""
-        if not cache_keys or not self.reuse:
+        answer (None: nothing to reuse or record); its ``reasons`` say, by
+        flake, why none of a flake's hosts is reused."""
+        if not cache_keys or not self.reuse_on:
             return None
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_reuse import (
             Reuse)
@@ -68,5 +75,4 @@ class EvalStageLookup(object):
         except BaseException:
             _run.remove_folder(folder)
             raise
-        self.reuse_reasons = reuse.reasons
         return reuse

@@ -18,8 +18,8 @@ the rule is ``spot_check_sample``. A reused answer that differs fails its
 hosts loudly, marks its flake distrusted in the cache (reuse stays off for
 it until the mark is removed) and sends the flake's other reused hosts to
 be evaluated; a recorded one that differs does the same when it arrives
-(``_eval_stage_recorded_check``). ``EvalStageSpotCheck`` holds that method
-of ``EvalStage`` (``_spot_check``). Nix's own evaluation of the sample is
+(``_eval_stage_recorded_check``). ``SpotCheck``, one of ``EvalStage``'s
+helpers, does it (``run``). Nix's own evaluation of the sample is
 ``_eval_reuse.spot_check``; the marks, check times and waits it reads and
 writes are ``_eval_cache_marks``.
 """
@@ -73,12 +73,18 @@ class _Beside(object):
             raise self._failure
 
 
-class EvalStageSpotCheck(object):
-    """The method of ``EvalStage`` that checks reused and recorded answers
-    before they are given; the cache, the runner and the pinned sources it
-    uses are ``EvalStage``'s."""
+class SpotCheck(object):
+    """Checks reused and recorded answers before they are given.
+    ``cache``: the stage's ``EvalCache``; ``runner``: its ``NixCommand``;
+    ``slots``: the job's ``EvalSlots`` (None: no bound); ``reuse_check``:
+    how many hosts a batch draws at most; ``pinned``: the stage's {flake:
+    FlakeSource}, filled by its pin before any check."""
 
-    def _spot_check(self, reuse, reused, recorded, by_key):
+    def __init__(self, cache, runner, slots, reuse_check, pinned):
+        self.cache, self.runner, self.slots = cache, runner, slots
+        self.reuse_check, self.pinned = reuse_check, pinned
+
+    def run(self, reuse, reused, recorded, by_key):
         """(the reused answers still given, {key: error}, the
         ``RecordedCheck`` the recorded answers go through or None).
         ``recorded``: the keys recorded evaluators are about to answer.
