@@ -13,9 +13,9 @@ beside it, each taking what it needs as arguments:
 - ``_eval_cache_entries``: the names and shapes of the files (plain and
   reuse entries, record chains, distrust marks, spot-check times), and
   tying a stored answer to its derivation in the store.
-- ``_eval_cache_marks``: the methods that keep a flake's distrust marks
-  (in the folder and outside it) and the spot check's times (a base
-  class of ``EvalCache``, over its folder and signer).
+- ``_eval_cache_marks``: ``TrustMarks``, which keeps a flake's distrust
+  marks (in the folder and outside it) and the spot check's times, through
+  the cache's signed files (each cache holds one as ``trust``).
 
 What it keeps: for one attribute of one pinned flake, evaluated by one Nix
 with one set of evaluation options, the three fields of the answer
@@ -87,7 +87,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_c
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache_keys import (
     FORMAT, PURE_FLAGS, PURE_SETTINGS, PURE_WITH_VALUE, cache_key, canonical, uncacheable)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache_marks import (
-    EvalCacheMarks, marks_folder)
+    TrustMarks, marks_folder)
 
 # what callers may import from here: EvalCache, and the names this file
 # offered before its parts moved to the files beside it
@@ -99,7 +99,7 @@ __all__ = ['CHAIN_PREFIX', 'CHECKED_PREFIX', 'DEGENERATE', 'ENV', 'EvalCache', '
 ENV = 'NIXDEPLOY_EVAL_CACHE'
 
 
-class EvalCache(EvalCacheMarks):
+class EvalCache(object):
     """The cache in ``folder`` (made 0700 when missing), signed with the key
     ``environ`` names (``_eval_signing``; os.environ if None). A folder that
     others could swap or write, or a key that cannot be used, keeps it from
@@ -113,12 +113,13 @@ class EvalCache(EvalCacheMarks):
         # {file name: why it was not used} (ignored_note)
         self.ignored = {}
         self._fd = None
-        # the second home of distrust marks, outside the folder (distrust)
-        self.marks = None
+        # a flake's distrust and the spot checks' marks (_eval_cache_marks),
+        # with the second home of distrust marks, outside the folder
+        self.trust = TrustMarks(self, None)
         try:
             self._fd = _eval_cache_folder.open_folder(self.folder)
             self.signer = _eval_signing.Signer.from_environment(environ, self.folder)
-            self.marks = marks_folder(environ, self.folder)
+            self.trust = TrustMarks(self, marks_folder(environ, self.folder))
         except (UnsafeFolder, _eval_signing.UnusableKey) as exc:
             self.reason = u'%s' % exc
             if self._fd is not None:
@@ -172,9 +173,9 @@ class EvalCache(EvalCacheMarks):
         """The entry of ``key`` (checked shape) or None."""
         if not is_key(key):
             return None
-        return _checked(self._verified(self._name(key), MAX_ENTRY))
+        return _checked(self.verified(self._name(key), MAX_ENTRY))
 
-    def _verified(self, name, limit, remove=True):
+    def verified(self, name, limit, remove=True):
         """The data of file ``name`` (``_load``) when it is signed for that
         name by a key this run trusts, else None (counted in ``ignored``)."""
         stored = self._load(name, limit, remove)
@@ -264,9 +265,15 @@ class EvalCache(EvalCacheMarks):
         entry = fields_of(result)
         if entry is None or not is_key(key):
             return False
-        return self._store(self._name(key), entry)
+        return self.store(self._name(key), entry)
 
-    def _store(self, name, data):
+    def present(self, name):
+        """Whether the folder holds a file ``name``, whatever it holds."""
+        return _eval_cache_folder.present(self._fd, name)
+
+    def store(self, name, data):
+        """Sign ``data`` for ``name`` and write it whole into the folder (or
+        not at all: False)."""
         if not self.usable:
             return False
         self.prune()
@@ -287,21 +294,21 @@ class EvalCache(EvalCacheMarks):
         entry.update(chain=chain, upto=int(upto), origin=dict(origin or {}))
         if isinstance(cost, (int, float)) and not isinstance(cost, bool) and cost >= 0:
             entry['cost'] = round(float(cost), 3)
-        return self._store(self._name(key), entry)
+        return self.store(self._name(key), entry)
 
     def get_reuse(self, key):
         """The reuse entry of ``key`` ({the three fields, chain, upto,
         origin}) or None. Not yet tied to its derivation: ``tie``."""
         if not is_key(key):
             return None
-        return reuse_entry(self._verified(self._name(key), MAX_ENTRY))
+        return reuse_entry(self.verified(self._name(key), MAX_ENTRY))
 
     def put_chain(self, chain):
         """Keep a record chain (``_eval_record.chain_of``); its id, or None."""
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_record import (
             chain_id)
         found = chain_id(chain)
-        return found if self._store(chain_name(found), chain) else None
+        return found if self.store(chain_name(found), chain) else None
 
     def get_chain(self, found):
         """The chain ``found`` or None: one signed by a trusted key that is
@@ -312,7 +319,7 @@ class EvalCache(EvalCacheMarks):
             chain_id)
         if not is_key(found):
             return None
-        chain = self._verified(chain_name(found), MAX_CHAIN)
+        chain = self.verified(chain_name(found), MAX_CHAIN)
         if chain is None:
             return None
         if not whole_chain(chain) or chain_id(chain) != found:

@@ -4,8 +4,8 @@
 """The evaluation cache's marks: a flake's distrust, and when a spot check
 last found a reused answer right.
 
-``EvalCacheMarks`` holds the methods of ``EvalCache`` that write and read
-them. A distrust mark (a spot check found a reused answer that Nix does
+``TrustMarks``, which each ``EvalCache`` holds as ``trust``, writes and
+reads them through the cache's signed files. A distrust mark (a spot check found a reused answer that Nix does
 not give) turns reuse across commits off for its flake: it is written in
 the cache folder and copied outside it (``marks_folder``: beside the
 user's own key, where a writer of the cache folder cannot delete it), and
@@ -36,32 +36,37 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_c
 WRITERS = 8
 
 
-class EvalCacheMarks(object):
-    """The methods of ``EvalCache`` that keep its marks; the folder, the
-    signer and the reads and writes they use are ``EvalCache``'s."""
+class TrustMarks(object):
+    """The marks of one ``EvalCache`` (``cache``: its signed files are
+    where they are kept), and ``outside``, the second home of distrust
+    marks (``marks_folder``; None: none)."""
+
+    def __init__(self, cache, outside):
+        self.cache = cache
+        self.outside = outside
 
     def distrust(self, flake, data):
         """Turn reuse off for ``flake`` (a spot check found a reused answer
         that Nix does not give): a file in the folder, and its copy in the
-        user's own configuration folder (``marks``) when it can be written
+        user's own configuration folder (``outside``) when it can be written
         there, until both are removed."""
-        if not self.usable:
+        if not self.cache.usable:
             return False
         name, data = distrust_name(flake), dict(data or {})
-        if self.marks is not None:
+        if self.outside is not None:
             try:
-                os.makedirs(self.marks, mode=0o700, exist_ok=True)
-                fd = os.open(self.marks, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                os.makedirs(self.outside, mode=0o700, exist_ok=True)
+                fd = os.open(self.outside, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
                              | os.O_CLOEXEC)
             except OSError:
                 fd = None
             if fd is not None:
                 try:
                     _eval_cache_folder.write(fd, name, canonical(
-                        self.signer.sign(name, data)).encode('utf-8'))
+                        self.cache.signer.sign(name, data)).encode('utf-8'))
                 finally:
                     os.close(fd)
-        return self._store(name, data)
+        return self.cache.store(name, data)
 
     def distrusted(self, flake):
         """The path of ``flake``'s distrust file when there is one (in the
@@ -81,15 +86,15 @@ class EvalCacheMarks(object):
 
     def distrust_marks(self, flake):
         """The paths of ``flake``'s distrust marks: in the folder, and outside
-        it (``marks``); a mark in either counts."""
-        if not self.usable:
+        it (``outside``); a mark in either counts."""
+        if not self.cache.usable:
             return []
         name = distrust_name(flake)
         found = []
-        if _eval_cache_folder.present(self._fd, name):
-            found.append(os.path.join(self.folder, name))
-        if self.marks is not None:
-            outside = os.path.join(self.marks, name)
+        if self.cache.present(name):
+            found.append(os.path.join(self.cache.folder, name))
+        if self.outside is not None:
+            outside = os.path.join(self.outside, name)
             try:
                 os.lstat(outside)
                 found.append(outside)
@@ -101,7 +106,7 @@ class EvalCacheMarks(object):
 
     def distrust_record(self, flake):
         """What ``flake``'s distrust mark says (signed by a trusted key), or None."""
-        return self._verified(distrust_name(flake), MAX_MARK, remove=False)
+        return self.cache.verified(distrust_name(flake), MAX_MARK, remove=False)
 
     def last_checked(self, keys):
         """{key: when (epoch seconds) a spot check last found its answer
@@ -120,7 +125,7 @@ class EvalCacheMarks(object):
         for key in keys:
             if not is_key(key):
                 continue
-            mark = self._verified(checked_name(key), MAX_ENTRY) or {}
+            mark = self.cache.verified(checked_name(key), MAX_ENTRY) or {}
             when, waited = mark.get('when'), mark.get('waited', 0)
             if _count(when) and _count(waited):
                 found[key] = {'when': when, 'waited': waited}
@@ -145,18 +150,18 @@ class EvalCacheMarks(object):
 
     def _store_all(self, files):
         """Store each (name, data) of ``files``, ``WRITERS`` side by side.
-        Each file is still written whole or not at all, as ``_store`` writes
-        one; the folder is pruned first, so that the writers do not each
-        find it due."""
+        Each file is still written whole or not at all, as the cache's
+        ``store`` writes one; the folder is pruned first, so that the
+        writers do not each find it due."""
         files = list(files)
         if len(files) < 2:
             for name, data in files:
-                self._store(name, data)
+                self.cache.store(name, data)
             return
-        self.prune()
+        self.cache.prune()
         with ThreadPoolExecutor(max_workers=min(WRITERS, len(files)),
                                 thread_name_prefix='nixdeploy-marks') as pool:
-            for _stored in pool.map(lambda item: self._store(*item), files):
+            for _stored in pool.map(lambda item: self.cache.store(*item), files):
                 pass
 
 

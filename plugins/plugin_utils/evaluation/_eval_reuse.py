@@ -67,7 +67,7 @@ class RecordSpec(object):
         self.root, self.sub, self.values = call['root'], call['sub'], values
 
 
-class Reuse(ReuseOrder):
+class Reuse(object):
     """Reuse for one stage's run. ``prepare`` decides per flake whether its
     hosts may be reused and recorded; ``lookup`` answers the hosts it can;
     ``finished`` keeps what one evaluator read."""
@@ -121,7 +121,7 @@ class Reuse(ReuseOrder):
         for flake, source in pinned.items():
             facts = _eval_reuse_rules.Facts(
                 opts, self.runner.features, source,
-                distrust=lambda f=flake: self.cache.distrust_said(f),
+                distrust=lambda f=flake: self.cache.trust.distrust_said(f),
                 trace=lambda: _eval_reuse_rules.strace_problem(
                     self.sources, self.strace, opts.nix_bin,
                     short_digest('trace', self.strace, opts.nix_bin)),
@@ -233,7 +233,9 @@ class Reuse(ReuseOrder):
                 found[key] = (entry, checked)
             else:
                 back.append((key, entry, spec, valid))
-        self._order(back, chains, roots)
+        rank, alone = ReuseOrder(self.cache, self._describer).order(back, chains, roots)
+        self.rank.update(rank)
+        self.alone |= alone
         tied = self.cache.tie(self.runner, dict((k, v[0]) for k, v in found.items())) \
             if found else set()
         answers = {}

@@ -4,7 +4,8 @@
 """Where each host a commit sends back is evaluated: first or last in its
 evaluator, or in an evaluator of its own (docs/eval-cache.md, "Exact
 records"). Only the cost depends on it, never whether an answer is reused:
-that is ``_eval_record.valid_upto``'s alone.
+that is ``_eval_record.valid_upto``'s alone. ``_eval_reuse.Reuse`` asks
+``ReuseOrder.order`` once a look-up.
 """
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
@@ -12,14 +13,19 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import 
 
 
 class ReuseOrder(object):
-    """The part of ``_eval_reuse.Reuse`` that orders the hosts sent back:
-    it fills ``rank`` and ``alone``, reading chains through ``cache`` and
-    paths through ``_describer``."""
+    """Orders the hosts a look-up sends back, reading chains through
+    ``cache`` (the ``EvalCache``) and paths through ``describer(root)``
+    (the ``_eval_record.Describer`` of a flake's root)."""
 
-    def _order(self, back, chains, roots):
-        """Where each host sent back is evaluated (``rank``: 0 first .. 3
-        last; ``alone``: in a process of its own). Only cost depends on it,
-        never whether an answer is reused.
+    def __init__(self, cache, describer):
+        self.cache = cache
+        self._describer = describer
+
+    def order(self, back, chains, roots):
+        """Where each host sent back is evaluated: (rank, alone), ``rank``:
+        {key: 0 first .. 3 last}; ``alone``: the keys to evaluate in a
+        process of their own. Only cost depends on it, never whether an
+        answer is reused.
 
         A host whose own reads changed goes last, and last of all one that
         used the flake's revision (it changes on every commit) or has no
@@ -35,20 +41,22 @@ class ReuseOrder(object):
         own, and that neighbour's next change leaves it reused
         (docs/eval-cache.md, "Exact records")."""
         local = self._local_changes(chains, roots)
+        rank, alone = {}, set()
         for key, entry, spec, valid in back:
             if entry is None:
                 # no reuse entry: a new host, or one whose system names the
                 # source (never kept). What it reads is unknown, or changes
                 # with every commit: after the others, out of their records
-                self.rank[key] = 3
+                rank[key] = 3
             elif valid >= entry['upto']:
                 own = self._own_segment(entry)
-                self.rank[key] = 3 if own is not None and own.get('self') else 2
+                rank[key] = 3 if own is not None and own.get('self') else 2
             elif valid >= 1 or entry['chain'] in local:
-                self.rank[key] = 0
-                self.alone.add(key)
+                rank[key] = 0
+                alone.add(key)
             else:
-                self.rank[key] = 2 if self._touches_change(entry, spec) else 0
+                rank[key] = 2 if self._touches_change(entry, spec) else 0
+        return rank, alone
 
     def _local_changes(self, chains, roots):
         """The chains whose first segment failed on a path that another

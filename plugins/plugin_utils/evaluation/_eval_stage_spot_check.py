@@ -97,7 +97,7 @@ class SpotCheck(object):
             spot_check)
         candidates = list(reused) + [k for k in recorded if k not in reused]
         hosts = dict((k, self._host_key(reuse, by_key, k)) for k in candidates)
-        marks = self.cache.check_marks(sorted(set(hosts.values())))
+        marks = self.cache.trust.check_marks(sorted(set(hosts.values())))
         marks = dict((k, marks[hosts[k]]) for k in candidates if hosts[k] in marks)
         costs = self._costs(reuse, candidates)
         recorders = self._new_recorders(recorded, by_key)
@@ -108,7 +108,7 @@ class SpotCheck(object):
         fresh = dict.fromkeys(k for k in sample if k not in reused)
         # the batch the hosts left out waited is counted while Nix checks
         # the sample: what is counted does not depend on what Nix says
-        counting = _Beside(self.cache.mark_waited,
+        counting = _Beside(self.cache.trust.mark_waited,
                            dict((hosts[k], marks.get(k)) for k in candidates if k not in sample))
         try:
             # before the pool starts: this stage holds no slot yet
@@ -118,7 +118,7 @@ class SpotCheck(object):
             counting.join()
         # its failure (a full disk) is the batch's, as when it ran after
         counting.result()
-        self.cache.mark_checked([hosts[k] for k in sample if k in reused and k not in wrong])
+        self.cache.trust.mark_checked([hosts[k] for k in sample if k in reused and k not in wrong])
         check = self._recorded_check(reuse, hosts, fresh, recorders, by_key, spot_check) \
             if fresh else None
         if not wrong:
@@ -136,9 +136,9 @@ class SpotCheck(object):
         reused one, from ``origin``; or a recorded one, ``origin`` None) is
         not ``nix``, what Nix gives: its flake is marked distrusted first."""
         flake = by_key[key]['flake']
-        self.cache.distrust(flake, {'attr': by_key[key]['attr'],
-                                    'reused' if origin is not None else 'recorded': given,
-                                    'from': origin, 'nix': nix, 'when': int(time.time())})
+        self.cache.trust.distrust(flake, {'attr': by_key[key]['attr'],
+                                          'reused' if origin is not None else 'recorded': given,
+                                          'from': origin, 'nix': nix, 'when': int(time.time())})
         what = (u'the answer reused for %s#%s (%s, from %s)' % (
             _redact.url(flake), attr_string(by_key[key]['attr']), given.get('drv_path'),
             origin.get('revision') or 'another content') if origin is not None else
@@ -176,7 +176,7 @@ class SpotCheck(object):
         for key in recorded:
             found.setdefault(recorder_key(by_key[key]['flake'], features.flavour,
                                           features.version), []).append(key)
-        known = self.cache.check_marks(list(found))
+        known = self.cache.trust.check_marks(list(found))
         return dict((rkey, keys) for rkey, keys in found.items() if rkey not in known)
 
     def _host_key(self, reuse, by_key, key):
@@ -197,7 +197,7 @@ class SpotCheck(object):
         recorder_of = dict((key, rkey) for rkey, keys in recorders.items() for key in keys)
 
         def right(key):
-            self.cache.mark_checked([hosts[key]] + (
+            self.cache.trust.mark_checked([hosts[key]] + (
                 [recorder_of[key]] if key in recorder_of else []))
 
         def nix(keys):

@@ -322,7 +322,7 @@ def test_a_key_that_cannot_be_used_keeps_the_cache_from_use(tmp_path, flake, mon
         assert said in cache.reason and path in cache.reason, (case, cache.reason)
         assert secret[:12] not in cache.reason, case
         assert cache.put('d' * 64, evaluate(flake, 'one')) is False
-        assert cache.distrusted('x') is None
+        assert cache.trust.distrusted('x') is None
     monkeypatch.delenv(KEY_FILE)
     # a home where no key can be made (HOME on a read-only or foreign
     # place; root writes anywhere, so a file stands where the folder goes)
@@ -358,7 +358,7 @@ def test_a_record_that_checks_nothing_is_refused_even_signed_by_the_runs_key(tmp
         refused[shape] = (chain_id(chain), chain)
     for shape, (name, chain) in refused.items():
         # pylint: disable-next=protected-access
-        assert cache._store('chain-%s.json' % name, chain), shape
+        assert cache.store('chain-%s.json' % name, chain), shape
         assert cache.get_chain(name) is None, shape
     later = EvalCache(cache.folder)
     assert [later.get_chain(name) for name, _chain in refused.values()] == [None] * len(refused)
@@ -380,13 +380,13 @@ def spot_check_mark(flake):
 def test_a_distrust_mark_is_read_whatever_its_size(tmp_path, flake):
     cache = EvalCache(str(tmp_path / 'cache'))
     mark = spot_check_mark(flake)
-    assert cache.distrust('git+file:///srv/fleet', mark)
-    path = cache.distrusted('git+file:///srv/fleet')
+    assert cache.trust.distrust('git+file:///srv/fleet', mark)
+    path = cache.trust.distrusted('git+file:///srv/fleet')
     assert os.path.getsize(path) > 4096
     later = EvalCache(cache.folder)
-    assert later.distrusted('git+file:///srv/fleet') == path
-    assert later.distrust_record('git+file:///srv/fleet') == mark
-    assert later.distrusted('git+file:///srv/other') is None
+    assert later.trust.distrusted('git+file:///srv/fleet') == path
+    assert later.trust.distrust_record('git+file:///srv/fleet') == mark
+    assert later.trust.distrusted('git+file:///srv/other') is None
 
 
 def test_a_mark_counts_unsigned_signed_by_another_or_unreadable(tmp_path, flake):
@@ -394,8 +394,8 @@ def test_a_mark_counts_unsigned_signed_by_another_or_unreadable(tmp_path, flake)
     cache = EvalCache(str(tmp_path / 'cache'))
     for number, how in enumerate(['unsigned', 'another key', 'not json', 'not ours']):
         flake_ref = 'git+file:///srv/fleet-%d' % number
-        assert cache.distrust(flake_ref, {})
-        path = cache.distrusted(flake_ref)
+        assert cache.trust.distrust(flake_ref, {})
+        path = cache.trust.distrusted(flake_ref)
         if how == 'unsigned':
             plant(cache.folder, os.path.basename(path), spot_check_mark(flake))
         elif how == 'another key':
@@ -406,8 +406,8 @@ def test_a_mark_counts_unsigned_signed_by_another_or_unreadable(tmp_path, flake)
         else:
             os.chown(path, 65534, 65534)
         later = EvalCache(cache.folder)
-        assert later.distrusted(flake_ref) == path, how
-        assert later.distrust_record(flake_ref) is None, how
+        assert later.trust.distrusted(flake_ref) == path, how
+        assert later.trust.distrust_record(flake_ref) is None, how
         assert os.path.exists(path), how
 
 
@@ -418,12 +418,12 @@ def test_a_planted_checked_mark_does_not_steer_the_spot_check(tmp_path):
     folder by anyone but a trusted key counts as never checked."""
     cache = EvalCache(str(tmp_path / 'cache'))
     mine, planted, other = 'a' * 64, 'b' * 64, 'c' * 64
-    cache.mark_checked([mine, '../x'], now=1700000000)
-    assert cache.last_checked([mine, planted, other]) == {mine: 1700000000}
+    cache.trust.mark_checked([mine, '../x'], now=1700000000)
+    assert cache.trust.last_checked([mine, planted, other]) == {mine: 1700000000}
     plant(cache.folder, 'checked-%s.json' % planted, {'when': 2000000000})
     plant(cache.folder, 'checked-%s.json' % other, {'when': 2000000000}, attacker(tmp_path))
     later = EvalCache(cache.folder)
-    assert later.last_checked([mine, planted, other]) == {mine: 1700000000}
+    assert later.trust.last_checked([mine, planted, other]) == {mine: 1700000000}
     assert 'not signed' in later.ignored_note()
     # pruned as the entries are
     month = time.time() - 31 * 24 * 3600
@@ -440,8 +440,8 @@ def test_a_batch_s_marks_are_written_side_by_side(tmp_path, monkeypatch):
     whole and counts its batch."""
     cache = EvalCache(str(tmp_path / 'cache'))
     keys = ['%064x' % n for n in range(32)]
-    cache.mark_checked(keys[:16], now=1700000000)
-    marks = cache.check_marks(keys)
+    cache.trust.mark_checked(keys[:16], now=1700000000)
+    marks = cache.trust.check_marks(keys)
     sync = os.fsync
 
     def slow_sync(fd):
@@ -449,11 +449,11 @@ def test_a_batch_s_marks_are_written_side_by_side(tmp_path, monkeypatch):
         sync(fd)
     monkeypatch.setattr(os, 'fsync', slow_sync)
     started = time.monotonic()
-    cache.mark_waited(dict((key, marks.get(key)) for key in keys))
+    cache.trust.mark_waited(dict((key, marks.get(key)) for key in keys))
     # one after the other: 32 syncs of 50 ms, 1.6 s
     assert time.monotonic() - started < 0.8
     later = EvalCache(cache.folder)
-    assert later.check_marks(keys) == dict(
+    assert later.trust.check_marks(keys) == dict(
         [(key, {'when': 1700000000, 'waited': 1}) for key in keys[:16]]
         + [(key, {'when': 0, 'waited': 1}) for key in keys[16:]])
     assert not [n for n in os.listdir(cache.folder) if n.startswith('.tmp')]
@@ -582,6 +582,6 @@ def test_a_distrust_mark_is_kept_in_the_cache_folder_where_no_other_is_writable(
     monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path / 'not-a-folder'))
     cache = EvalCache(str(tmp_path / 'cache'))
     assert cache.usable
-    assert cache.distrust('git+file:///srv/fleet', {'when': 1})
-    assert cache.distrust_marks('git+file:///srv/fleet') == [
-        os.path.join(cache.folder, os.path.basename(cache.distrusted('git+file:///srv/fleet')))]
+    assert cache.trust.distrust('git+file:///srv/fleet', {'when': 1})
+    assert cache.trust.distrust_marks('git+file:///srv/fleet') == [
+        os.path.join(cache.folder, os.path.basename(cache.trust.distrusted('git+file:///srv/fleet')))]

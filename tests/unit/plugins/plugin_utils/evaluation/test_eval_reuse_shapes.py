@@ -215,7 +215,7 @@ def test_the_spot_check_rotates_over_the_reused_hosts(tmp_path):
         cache = test_eval_reuse._eval_cache.EvalCache(flake.cache, environ=flake.environ())
         keys = [n[len('checked-'):-len('.json')] for n in os.listdir(flake.cache)
                 if n.startswith('checked-')]
-        return sorted(key for key, mark in cache.check_marks(keys).items() if mark['when'])
+        return sorted(key for key, mark in cache.trust.check_marks(keys).items() if mark['when'])
     seen = []
     for step in range(2):
         flake.write('README', 'step %d' % step)

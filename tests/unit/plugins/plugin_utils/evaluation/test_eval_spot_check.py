@@ -16,7 +16,7 @@ from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import (  # noqa
 from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse_shapes import Shape
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval_cache, _eval_reuse)
+    _eval_cache, _eval_cache_marks, _eval_reuse)
 
 
 def make_recorder_wrong(patch):
@@ -94,7 +94,7 @@ def test_a_reused_batch_reads_each_entry_once_and_counts_waits_while_nix_checks(
     flake.write('README', 'y')
     flake.commit('readme')
     reads, times = {}, {}
-    get_reuse, mark_waited = _eval_cache.EvalCache.get_reuse, _eval_cache.EvalCache.mark_waited
+    get_reuse, mark_waited = _eval_cache.EvalCache.get_reuse, _eval_cache_marks.TrustMarks.mark_waited
     nix_check = _eval_reuse.spot_check
 
     def counted(self, key):
@@ -111,7 +111,7 @@ def test_a_reused_batch_reads_each_entry_once_and_counts_waits_while_nix_checks(
         finally:
             times['checked'] = time.monotonic()
     monkeypatch.setattr(_eval_cache.EvalCache, 'get_reuse', counted)
-    monkeypatch.setattr(_eval_cache.EvalCache, 'mark_waited', waited)
+    monkeypatch.setattr(_eval_cache_marks.TrustMarks, 'mark_waited', waited)
     monkeypatch.setattr(_eval_reuse, 'spot_check', checked)
     entries, _figures = flake.run(workers=2, reuse_check=1)
     assert how(entries) == dict.fromkeys('abcd', 'reused'), entries
@@ -124,7 +124,7 @@ def _waits(flake):
     is signed: read as the runs read it)."""
     cache = _eval_cache.EvalCache(flake.cache, environ=flake.environ())
     names = [n for n in os.listdir(flake.cache) if n.startswith('checked-')]
-    marks = cache.check_marks([n[len('checked-'):-len('.json')] for n in names])
+    marks = cache.trust.check_marks([n[len('checked-'):-len('.json')] for n in names])
     return dict(('checked-%s.json' % key, mark['waited']) for key, mark in marks.items())
 
 
