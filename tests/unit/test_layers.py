@@ -12,6 +12,7 @@ modules only."""
 import ast
 import os
 import sys
+import warnings
 
 from tests.collection import REPO, collections_path
 
@@ -556,14 +557,24 @@ def test_where_a_host_is_reached_is_read_in_one_place():
 
 
 # the most lines a file of code in plugins/ (Python, the target programs'
-# shell, Nix, templates) may have; the modules' files are mostly their
-# documentation (DOCUMENTATION, EXAMPLES, RETURN) and may be longer
+# shell, Nix, templates) should have; the modules' files are mostly their
+# documentation (DOCUMENTATION, EXAMPLES, RETURN) and may be longer. It is a
+# warning sign, never a reason to cut a class across files: a Python file
+# over it that holds one class (its whole idea) only warns, up to
+# MOST_LINES_ONE_CLASS; any other file over it fails.
 MOST_LINES = 400
+MOST_LINES_ONE_CLASS = 600
 CODE = ('.py', '.sh', '.nix', '.j2')
 
 
+def _top_level_classes(path):
+    with open(path, encoding='utf-8') as handle:
+        tree = ast.parse(handle.read())
+    return [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+
+
 def test_no_file_of_code_in_plugins_is_over_the_limit():
-    over = []
+    over, one_class = [], []
     for folder, _dirs, names in os.walk(PLUGINS):
         for name in names:
             path = os.path.join(folder, name)
@@ -572,6 +583,15 @@ def test_no_file_of_code_in_plugins_is_over_the_limit():
                 continue
             with open(path, encoding='utf-8') as handle:
                 count = sum(1 for _line in handle)
-            if count > MOST_LINES:
-                over.append((os.path.relpath(path, REPO), count))
-    assert over == [], "split these files (at most %d lines each): %s" % (MOST_LINES, over)
+            if count <= MOST_LINES:
+                continue
+            shown = (os.path.relpath(path, REPO), count)
+            if name.endswith('.py') and count <= MOST_LINES_ONE_CLASS and \
+                    len(_top_level_classes(path)) == 1:
+                one_class.append(shown)
+            else:
+                over.append(shown)
+    if one_class:
+        warnings.warn('files over %d lines, each one class: %s' % (MOST_LINES, one_class))
+    assert over == [], "split these files by idea (at most %d lines each, or one class in " \
+        "at most %d): %s" % (MOST_LINES, MOST_LINES_ONE_CLASS, over)

@@ -8,8 +8,8 @@ the free memory less ``RESERVED_MB`` allows at ``max_memory_mb`` each, and
 as hosts), the heap each Nix starts with (``initial_heap_bytes``) and the
 marker threads its collector may use (``gc_markers``), a process's resident
 memory (``rss_mb``), and the usual time of the hosts the pool has measured
-(``_median``). The pool's accounting, kept apart from its queue
-(``_eval_pool``) and from how it runs one process (``_eval_pool_process``).
+(``_median``). The pool's accounting, kept apart from its queue and its
+processes (``_eval_pool``).
 """
 
 import os
