@@ -197,7 +197,7 @@ class _Peers:
             remote_nix_dir=request.remote_nix_dir)
 
 
-# the fields of a peer's ``Host`` its cascade reads (its plain ssh: _host_ssh.HostSsh)
+# the fields of a peer's ``Host`` its cascade reads (its plain ssh: ``Host.ssh_options``)
 _TARGET_FIELDS = ('address', 'port', 'user', 'private_key_file', 'become', 'become_user',
                   'become_method', 'name')
 

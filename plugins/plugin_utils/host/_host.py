@@ -10,11 +10,11 @@ inventory host's hostvars (``from_hostvars``) or a store URI
 
 Its two transports: a target program over Ansible's connection (``sh``, the
 action's executor, with become) and plain ssh (``ssh_argv``/``ssh``: cascade
-peers and hops, builders; ``_host_ssh.HostSsh``). Its ssh options are
+peers and hops, builders). Its ssh options are
 computed in one place (``ssh_options``); ``_host_ssh.ssh_argv`` is the one
 builder of an ssh argv in the collection, ``ssh -G`` included. Host key checking is
 never turned off here: the user's own ssh args are passed on verbatim, ones
-that turn it off are refused (``_check_secure``, by the rules of
+that turn it off are refused (``_host_ssh.check_secure``, by the rules of
 plugin_utils/host/_host_key_rules.py) unless the action judged the host and its
 opt-out let it go on (``JUDGED``), and our defaults only add timeouts and
 BatchMode. Connection vars that make no such address raise ``AddressError``.
@@ -23,8 +23,9 @@ BatchMode. Connection vars that make no such address raise ``AddressError``.
 import functools
 import os
 import re
+import shlex
 import threading
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote as _url_quote, urlsplit
 
 from ansible import constants as C
 from ansible.errors import AnsibleConnectionFailure
@@ -35,7 +36,9 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors imp
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import (
     _diagnosis, _host_identity, _reached)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host_ssh import (
-    AddressError, HostSsh, LoginRefused, NoAnswer, bare_address, split_ssh_args)
+    DEFAULT_SSH_OPTIONS, NO_MASTER, AddressError, LoginRefused, NoAnswer, bare_address,
+    check_secure, check_token, split_ssh_args, ssh_argv)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._peer_ssh import run_no_tty
 
 # The time limit of a target program whose caller gives none (a probe, a key
 # upload): a session over a link that died never ends by itself.
@@ -73,7 +76,7 @@ _SSH_FIELDS = ('port', 'user', 'private_key_file', 'common_args', 'extra_args',
                'become', 'become_user', 'become_method', '_host_key_unchecked', '_judged_on')
 
 
-class Host(HostSsh):
+class Host(object):
     """One target: where and how the controller reaches it."""
 
     # of_task: the action's executor (_low_level_execute_command) and what
@@ -350,6 +353,104 @@ class Host(HostSsh):
             return key
         refused = _diagnosis.login_refused(text, destination)
         return '%s\n  %s' % (refused, _diagnosis.LOGIN_FIX) if refused else ''
+
+    # ------------------------------------------------------------ over plain ssh
+    @property
+    def destination(self):
+        """``user@host`` (IPv6 without brackets: ssh takes them literally)."""
+        return '%s@%s' % (self.user, self.address) if self.user else self.address
+
+    def ssh_argv(self, command='sh', first=()):
+        """``ssh [first] <options> dest command``; ssh keeps the first value
+        of an option, so ``first`` wins over the inventory's."""
+        return ssh_argv(list(first) + self.ssh_options(), self.destination, command)
+
+    def ssh(self, stdin_data, first=(), command='sh'):
+        """Run ``command`` (sh: the program comes on stdin, whatever the
+        login shell is) over the controller's own ssh, with no terminal:
+        (rc, stdout, stderr)."""
+        return run_no_tty(self.ssh_argv(command, first), stdin_data=stdin_data)
+
+    def ssh_config(self):
+        """``ssh -G``: {option: [values]} as ssh would connect to this host."""
+        rc, out, _err = run_no_tty(ssh_argv(self.ssh_options(), self.destination,
+                                            show_config=True))
+        conf = {}
+        if rc == 0:
+            for line in out.splitlines():
+                key, _sep, value = line.strip().partition(' ')
+                if key:
+                    conf.setdefault(key.lower(), []).append(value.strip())
+        return conf
+
+    def _key_in_uri(self):
+        # NIX_SSHOPTS cannot carry a path with spaces ("Application Support");
+        # the URI's ssh-key parameter can (Nix hands it to ssh as one argument).
+        return bool(self.private_key_file) and bool(re.search(r'\s', self.private_key_file))
+
+    def ssh_options(self, for_nix=False):
+        """ssh argv options (no ``ssh``, no destination), checked for safety.
+        ``for_nix``: leave out a key that ``store_uri`` carries instead."""
+        opts = []
+        if self.port:
+            opts += ['-p', str(self.port)]
+        if self.private_key_file and not (for_nix and self._key_in_uri()):
+            opts += ['-i', self.private_key_file]
+        if not self.host_key_unchecked:
+            check_secure(self.common_args, '%s: ansible_ssh_common_args' % self.name)
+            # in the order ssh gets them: the first value of an option is the one it keeps
+            check_secure(opts + self.common_args + self.extra_args,
+                         '%s: ansible_ssh_common_args and ansible_ssh_extra_args' % self.name,
+                         self.destination)
+        # at a fallback address, first (ssh keeps the first value): the
+        # host's own key must answer there, and none is added for it
+        proven = _host_identity.fallback_options(self.key_alias) if self.key_alias else []
+        return proven + opts + list(NO_MASTER) + self.common_args + self.extra_args + list(
+            DEFAULT_SSH_OPTIONS)
+
+    # ------------------------------------------------------------ its store
+    def nix_env(self, master=None):
+        """Environment for a Nix command that talks to this host over ssh
+        (use it with ``store_uri()``, which may carry the key).
+
+        ``master``: the control socket of an ssh connection already open to
+        this host, for Nix's ssh to ride instead of logging in again: only
+        one the action judged (plugin_utils/host/_host_key_judge.py ssh_master: the master of
+        the task's own judgement); ssh connects by itself when the master has
+        gone. Left out when its path holds whitespace (NIX_SSHOPTS)."""
+        opts = self.ssh_options(for_nix=True)
+        for token in opts:
+            check_token(token, '%s: the ssh options' % self.name)
+        if master and not re.search(r'\s', master):
+            # first: ssh takes the first value of an option it is given (and
+            # expands % in a ControlPath)
+            opts = ['-o', 'ControlPath=%s' % master.replace('%', '%%'),
+                    '-o', 'ControlMaster=no'] + opts
+        return {'NIX_SSHOPTS': ' '.join(opts)}
+
+    def store_uri(self, remote_program=None, compress=False, remote_store=None,
+                  scheme='ssh-ng'):
+        """``ssh-ng://user@host?remote-program=...``.
+
+        ``remote_program`` is a list of argv words (or one string) run by the
+        remote shell with ``--stdio`` appended, e.g. ``['sudo', '-n', '--',
+        '/nix/var/nix/profiles/default/bin/nix-daemon']``; every word is
+        shell-quoted because Nix hands the command line to the remote shell.
+        """
+        params = []
+        if remote_program:
+            words = [remote_program] if isinstance(remote_program, str) else list(remote_program)
+            params.append(('remote-program', ' '.join(shlex.quote(str(w)) for w in words)))
+        if self._key_in_uri():
+            params.append(('ssh-key', self.private_key_file))
+        if remote_store:
+            params.append(('remote-store', str(remote_store)))
+        if compress:
+            params.append(('compress', 'true'))
+        uri = '%s://%s' % (scheme, self.destination)
+        if params:
+            uri += '?' + '&'.join('%s=%s' % (k, _url_quote(v, safe='/')) for k, v in params)
+        return uri
 
     def __repr__(self):
         return 'Host(%s)' % (self.name if self._pending is not None else self.destination)
