@@ -57,7 +57,7 @@ import re
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars_table import (
     BY_OPTION, COLLECTION, FACT_ROWS, REMOVED_IN, ROWS)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars_values import (
-    _maybe_template, _unset, nearest, template_message, value_problems)
+    maybe_template, unset, nearest, template_message, value_problems)
 # the rest of the table's names, which the collection reads as _role_vars.<name>
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars_table import (  # noqa: F401 pylint: disable=unused-import
     ACTIVATE, BUILD, COPY, EVAL, PHASES, Row, fact_or_var)
@@ -158,7 +158,7 @@ class Filled(object):
         for row in rows(module) + FACT_ROWS.get(module, ()):
             if row.option in self.own_options:
                 value = row.host_value(host_vars)
-                out[row.option] = row.default if _unset(value) else value
+                out[row.option] = row.default if unset(value) else value
         return out
 
 
@@ -174,9 +174,9 @@ def fill(module, args, variables, render, from_vars):
                                              % (row.old_option, row.option)))
     for row in rows(module) + FACT_ROWS.get(module, ()):
         given = merged.get(row.option)
-        if _unset(given) and row.old_option:
+        if unset(given) and row.old_option:
             given = merged.get(row.old_option)
-        if not _unset(given):
+        if not unset(given):
             # an argument templated from this host's own variable or fact
             # (compared as given, as cheap as it gets): each host's own
             if row.scope == 'host' and given == row.host_value(variables):
@@ -260,9 +260,9 @@ def variable_problems(variables, render=None, skip=(), failure=None):
     problems = []
     for row in ROWS:
         value, name = row.own_value(variables)
-        if name is None or name in skip or _unset(value) or value == row.default:
+        if name is None or name in skip or unset(value) or value == row.default:
             continue
-        if _maybe_template(value):
+        if maybe_template(value):
             if render is None:
                 continue
             try:
@@ -273,7 +273,7 @@ def variable_problems(variables, render=None, skip=(), failure=None):
                     problems.append(template_message(row, name, *said))
                 # else not ready yet: the phase that reads it templates it
                 continue
-            if _unset(value):
+            if unset(value):
                 continue
         problems.extend(value_problems(row, name, value))
     return problems

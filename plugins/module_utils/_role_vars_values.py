@@ -14,7 +14,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import ArgumentTypeError
 
 
-def _unset(value):
+def unset(value):
     return value is None or value == ''
 
 
@@ -27,22 +27,22 @@ def template_message(row, name, text, origins=()):
         text = 'the value given cannot be templated'
     where = ' (Origin: %s)' % '; '.join(origins) if origins else ''
     fix = 'fix its template where it is set'
-    if not _unset(row.default) and row.default not in ([], {}):
+    if not unset(row.default) and row.default not in ([], {}):
         fix += ', or remove it to use the default (%s)' % (row.default,)
     else:
         fix += ', or remove it'
     return '%s: %s%s; %s' % (name, text, where, fix)
 
 
-def _maybe_template(value):
+def maybe_template(value):
     """Whether ``value`` holds Jinja (only then is it templated: a plain
     value costs no template)."""
     if isinstance(value, str):
         return '{{' in value or '{%' in value
     if isinstance(value, dict):
-        return any(_maybe_template(k) or _maybe_template(v) for k, v in value.items())
+        return any(maybe_template(k) or maybe_template(v) for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return any(_maybe_template(v) for v in value)
+        return any(maybe_template(v) for v in value)
     return False
 
 

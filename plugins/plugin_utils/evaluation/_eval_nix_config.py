@@ -80,7 +80,7 @@ def saved_flake_settings(environ=None):
     folders.append(os.path.join(os.path.expanduser('~'), '.local', 'share', 'nix'))
     for folder in folders:
         path = os.path.join(folder, 'trusted-settings.json')
-        data = _read(path)
+        data = read_json_file(path)
         if not data:
             continue
         names = sorted(name for name, values in data.items()
@@ -90,7 +90,8 @@ def saved_flake_settings(environ=None):
     return None
 
 
-def _read(path):
+def read_json_file(path):
+    """The JSON object in the file ``path``, or None (no file, not JSON, not an object)."""
     try:
         with open(path) as handle:
             found = json.load(handle)

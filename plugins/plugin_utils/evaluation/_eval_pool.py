@@ -38,10 +38,10 @@ import time
 import traceback
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_pool_budget import (
-    DEFAULT_MAX_MEMORY_MB, RESERVED_MB, _median, available_mb, default_workers, gc_markers,
+    DEFAULT_MAX_MEMORY_MB, RESERVED_MB, median, available_mb, default_workers, gc_markers,
     initial_heap_bytes, rss_mb)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_pool_process import (
-    _Piece, _evaluator_pid, _kill, _stop, _watch)
+    Piece, evaluator_pid, kill_group, stop_evaluator, watch_piece)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import internal_error
@@ -118,10 +118,10 @@ class EvalPool(object):
             per_piece = min(per_piece, self.chunk_size)
         shared = []
         for flake, items in by_flake.items():
-            self._queue.extend(_Piece(flake, [item]) for item in items if item[0] in alone)
+            self._queue.extend(Piece(flake, [item]) for item in items if item[0] in alone)
             items = [item for item in items if item[0] not in alone]
             for start in range(0, len(items), per_piece):
-                shared.append(_Piece(flake, items[start:start + per_piece]))
+                shared.append(Piece(flake, items[start:start + per_piece]))
         self._queue.extend(shared)
         sampler = threading.Thread(target=self._sample, name='nixdeploy-eval-rss')
         sampler.daemon = True
@@ -172,8 +172,8 @@ class EvalPool(object):
         # tail), not to shave a fleet of quick ones.
         if self.past_deadline():
             return None
-        usual = _median(self._durations)
-        startup = max(0.0, _median(self._first) - usual)
+        usual = median(self._durations)
+        startup = max(0.0, median(self._first) - usual)
         worth = [p for p in self._running if p.rest() >= 2 and (
             now - p.since > max(STEAL_AFTER, 3 * usual)
             or (self._durations and self._first
@@ -183,7 +183,7 @@ class EvalPool(object):
         busy = max(worth, key=lambda p: p.rest())
         waiting = busy.rest() - 1
         cut = busy.end - (waiting + 1) // 2
-        taken = _Piece(busy.flake, busy.items[cut:busy.end])
+        taken = Piece(busy.flake, busy.items[cut:busy.end])
         busy.end = cut
         return taken
 
@@ -206,7 +206,7 @@ class EvalPool(object):
         trace = traceback.format_exc()
         os.write(2, trace.encode('utf-8', 'replace'))
         if piece.proc is not None:
-            _kill(piece.proc)
+            kill_group(piece.proc)
             _run.CHILD_GROUPS.discard(piece.proc.pid)
             try:
                 piece.proc.wait(timeout=10)
@@ -270,8 +270,8 @@ class EvalPool(object):
         if self.runner.timeout or self.deadline is not None:
             # a bound on each host, not on the process: a process may answer
             # many hosts, each within it; the one that exceeds it fails alone
-            timer = threading.Thread(target=_watch, args=(piece, proc, self.runner.timeout,
-                                                          self.deadline),
+            timer = threading.Thread(target=watch_piece,
+                                     args=(piece, proc, self.runner.timeout, self.deadline),
                                      name='nixdeploy-eval-timeout')
             timer.daemon = True
             timer.start()
@@ -281,7 +281,7 @@ class EvalPool(object):
         _run.CHILD_GROUPS.discard(proc.pid)
         if log is not None:
             # strace has written its log whole (it exits after its tracee)
-            _kill(proc)
+            kill_group(proc)
             self.recorder.finished(piece.flake, log, marker, self_marker,
                                    [key for key, _path in piece.items])
         with self._lock:
@@ -371,11 +371,11 @@ class EvalPool(object):
             with self._lock:
                 done = piece.pos >= piece.end
             if done or (piece.pos < piece.end and (
-                    rss_mb(_evaluator_pid(proc, log)) > self.max_memory_mb
+                    rss_mb(evaluator_pid(proc, log)) > self.max_memory_mb
                     or (log is not None and answered_here >= self._per_process()))):
                 # over its memory, or (recording) as many hosts as a process
                 # may record: the rest in a fresh process
-                _stop(proc, log)
+                stop_evaluator(proc, log)
                 return rest, True
         return rest, False
 
@@ -422,8 +422,8 @@ class EvalPool(object):
         with self._lock:
             if not self._durations or not self._first:
                 return float('inf')
-            usual = _median(self._durations)
-            startup = max(0.0, _median(self._first) - usual)
+            usual = median(self._durations)
+            startup = max(0.0, median(self._first) - usual)
         if usual < MIN_HOST_SECONDS:
             return float('inf')
         return max(1, int(math.ceil(startup / (RECORD_OVERHEAD * usual))))
@@ -454,13 +454,13 @@ class EvalPool(object):
     def _requeue(self, piece, start, end):
         if start < end:
             with self._lock:
-                self._queue.insert(0, _Piece(piece.flake, piece.items[start:end]))
+                self._queue.insert(0, Piece(piece.flake, piece.items[start:end]))
 
     def _sample(self):
         """The largest RSS of one evaluator and of all of them at once."""
         while self._queue is not None:
             with self._lock:
-                pids = [_evaluator_pid(p.proc, p.log) for p in self._running
+                pids = [evaluator_pid(p.proc, p.log) for p in self._running
                         if p.proc is not None]
             sizes = [rss_mb(pid) for pid in pids]
             if sizes:

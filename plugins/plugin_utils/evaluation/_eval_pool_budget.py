@@ -8,7 +8,7 @@ the free memory less ``RESERVED_MB`` allows at ``max_memory_mb`` each, and
 as hosts), the heap each Nix starts with (``initial_heap_bytes``) and the
 marker threads its collector may use (``gc_markers``), a process's resident
 memory (``rss_mb``), and the usual time of the hosts the pool has measured
-(``_median``). The pool's accounting, kept apart from its queue and its
+(``median``). The pool's accounting, kept apart from its queue and its
 processes (``_eval_pool``).
 """
 
@@ -65,5 +65,5 @@ def default_workers(hosts, max_memory_mb, cpus=None, free_mb=None):
     return int(max(1, min(cpus, by_memory, cpus if hosts is None else hosts)))
 
 
-def _median(values):
+def median(values):
     return sorted(values)[len(values) // 2] if values else 0.0

@@ -2,7 +2,7 @@
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One Nix process of the evaluators, as the pool (``_eval_pool.EvalPool``)
-starts, watches and stops it: ``_Piece``, the hosts of one flake a process
+starts, watches and stops it: ``Piece``, the hosts of one flake a process
 evaluates in order; finding Nix under strace (a recorded process is
 strace's child); stopping a process and its group; the watch that stops a
 process whose current host took longer than its timeout, or at the end of
@@ -15,7 +15,7 @@ import subprocess
 import time
 
 
-class _Piece(object):
+class Piece(object):
     """Some hosts of one flake in one Nix process: it evaluates
     ``items[0:end]`` in order; ``pos`` is the first not yet traced."""
 
@@ -35,7 +35,7 @@ class _Piece(object):
         return self.end - self.pos
 
 
-def _evaluator_pid(proc, log):
+def evaluator_pid(proc, log):
     """The pid of the Nix process: under strace, strace's child."""
     if log is None:
         return proc.pid
@@ -47,23 +47,23 @@ def _evaluator_pid(proc, log):
         return proc.pid
 
 
-def _stop(proc, log):
+def stop_evaluator(proc, log):
     """Stop an evaluator and its group. Under strace, Nix first: strace
     with a seccomp filter leaves only when its tracee does (a SIGTERM to
     strace waits for Nix to finish all its hosts), and then writes its log
     whole."""
     if log is not None:
-        child = _evaluator_pid(proc, log)
+        child = evaluator_pid(proc, log)
         try:
             if child != proc.pid:
                 os.kill(child, signal.SIGKILL)
             proc.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             pass
-    _kill(proc)
+    kill_group(proc)
 
 
-def _watch(piece, proc, timeout, deadline):
+def watch_piece(piece, proc, timeout, deadline):
     """Stops ``proc`` once its current host (``piece.since``: the start of
     the process, then each answer) has taken more than ``timeout`` seconds
     (None: no such bound), or at ``deadline`` (``time.monotonic()``; None:
@@ -75,12 +75,12 @@ def _watch(piece, proc, timeout, deadline):
         elif deadline is not None and now > deadline:
             piece.timed_out = 'batch'
         if piece.timed_out:
-            _kill(proc)
+            kill_group(proc)
             return
         time.sleep(min(0.5, (timeout or 2.0) / 4.0))
 
 
-def _kill(proc):
+def kill_group(proc):
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:

@@ -32,7 +32,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_s
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_batch import (
     EvalStage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_vars import (
-    _noting, _refused, unknown_notes)
+    noting, refused_vars, unknown_notes)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
     RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import (
@@ -152,7 +152,7 @@ class BatchEval(object):
         for name in hosts:
             try:
                 hostvars = vars_of(action.task_vars, name)
-                if self.check_vars and _refused(name, hostvars, self.unknown):
+                if self.check_vars and refused_vars(name, hostvars, self.unknown):
                     continue
                 requests[name] = normalised(EvalRequest.for_host(
                     name, action.filled.for_host(args, action.ROLE_VARS, hostvars), hostvars,
@@ -186,7 +186,7 @@ def serve_eval(context, requests, put):
     hosts = PlayBatch.from_data(context['hosts'])
     put_with = _recording(hosts, put) if context['own'] else put
     if context['unknown']:
-        put_with = _noting(put_with, context['unknown'])
+        put_with = noting(put_with, context['unknown'])
     # Where every request is formed from each host's own variables, the
     # one foreseen for a host is the one it asks: every answer is read,
     # the last one may carry the figures and nobody waits for them.

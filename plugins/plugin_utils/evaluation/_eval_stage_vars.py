@@ -7,16 +7,16 @@ host's request is formed.
 Where the deploy role's first phase checks its variables, a host whose own
 task would refuse them (``_role_vars.variable_problems``, or an unknown
 ``nix_*`` variable while ``nix_unknown_vars`` is ``error``) fails with that
-task's message, and none of its evaluation is done (``_refused``); the
+task's message, and none of its evaluation is done (``refused_vars``); the
 batch's unknown variables are said once each, naming their hosts
-(``unknown_notes``, added to each entry by ``_noting``). Used by
+(``unknown_notes``, added to each entry by ``noting``). Used by
 ``_eval_stage.batch_entry``.
 """
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
 
 
-def _refused(name, hostvars, unknown):
+def refused_vars(name, hostvars, unknown):
     """Why host ``name``'s own task refuses its role variables (the
     message its task gives), or None; its unknown ``nix_*`` variables are
     added to ``unknown`` ({variable: [nearest, hosts]}) unless they are its
@@ -51,7 +51,7 @@ def unknown_notes(unknown):
     return notes
 
 
-def _noting(put, notes):
+def noting(put, notes):
     """``put`` that adds the batch's unknown-variable warnings to each
     entry (the action says each once a run)."""
     def put_noted(name, host_entry):

@@ -50,7 +50,7 @@ import os
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_nix_config import (
-    ACCEPTED_CONFIG, IMPURE_CONFIG, _read, impure_config, saved_flake_settings)
+    ACCEPTED_CONFIG, IMPURE_CONFIG, read_json_file, impure_config, saved_flake_settings)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_pin import (
     FlakeSource, pin)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_url import (
@@ -122,7 +122,7 @@ class RunSources(object):
                         "once), which the first evaluation to need it holds while Nix answers",
                 'do': 'that Nix command is stuck (a fetch that never ends?): end the run and '
                       'start it again'}):
-            found = _read(path)
+            found = read_json_file(path)
             if found is None:
                 found = compute(path)
                 write_json(path, found)

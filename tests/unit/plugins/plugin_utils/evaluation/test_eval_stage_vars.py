@@ -23,19 +23,19 @@ SENTENCE = ("nix_bin: cannot run /opt/nonexistent/nix (No such file or directory
 
 def test_a_host_with_a_bad_variable_is_refused_with_its_own_tasks_message():
     unknown = {}
-    refused = _eval_stage._refused('h2', {'nix_goal': 'bot', 'nix_gaol': 'boot'}, unknown)
+    refused = _eval_stage.refused_vars('h2', {'nix_goal': 'bot', 'nix_gaol': 'boot'}, unknown)
     assert refused == ("nix_goal: 'bot' is not one of switch, boot, test, dry-activate "
                        "(did you mean boot?)")
     # its typo is still listed for the warning
     assert unknown == {'nix_gaol': ['nix_goal', ['h2']]}
-    assert _eval_stage._refused('h1', {'nix_goal': 'boot', 'nix_gaol': 'boot'}, unknown) is None
+    assert _eval_stage.refused_vars('h1', {'nix_goal': 'boot', 'nix_gaol': 'boot'}, unknown) is None
     assert unknown == {'nix_gaol': ['nix_goal', ['h2', 'h1']]}
 
 
 def test_an_unknown_variable_is_the_hosts_error_when_it_says_so():
     unknown = {}
-    refused = _eval_stage._refused('h1', {'nix_gaol': 'boot', 'nix_unknown_vars': 'error'},
-                                   unknown)
+    refused = _eval_stage.refused_vars('h1', {'nix_gaol': 'boot', 'nix_unknown_vars': 'error'},
+                                       unknown)
     assert refused == ('nix_gaol: not a variable of the deploy role; did you mean nix_goal? '
                        '(nix_unknown_vars is error)')
     assert unknown == {}
@@ -45,7 +45,7 @@ def test_a_template_that_fails_is_left_to_the_hosts_own_task():
     class Failing(dict):
         def get(self, key, default=None):
             raise ValueError('undefined')
-    assert _eval_stage._refused('h1', Failing(nix_goal='bot'), {}) is None
+    assert _eval_stage.refused_vars('h1', Failing(nix_goal='bot'), {}) is None
 
 
 def test_one_warning_a_variable_naming_its_hosts():
