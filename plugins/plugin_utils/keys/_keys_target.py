@@ -236,7 +236,20 @@ class Uploader:
             contents[key.key] = load_content(key, self.read_src, cwd=self.cwd)
         # fresh for every call: a digest of one call says nothing in another
         nonce = new_nonce()
-        digests = dict((k, salted_digest(nonce, c)) for k, c in contents.items())
+        stats, stale = self._probe(keys, handled, prune, nonce)
+        plans = self._plans(handled, stats, nonce, contents)
+        diffs, add = [], []
+        for key, stat, action, why in plans:
+            self._apply(key, stat, action, why, (nonce, contents[key.key]), check_mode,
+                        diffs if diff else None, add)
+        self._prune(stale, add, check_mode, diffs if diff else None)
+        if diff:
+            self.result['diff'] = diffs
+        return self.result
+
+    def _probe(self, keys, handled, prune, nonce):
+        """(what the probe found of each handled key by its index, the
+        manifest's stale entries): one program that only looks."""
         keep = [k.path for k in keys]
         try:
             _values, stats, stale = self._run(
@@ -244,55 +257,76 @@ class Uploader:
                 in_data=probe_input(nonce), what='the probe')
         except KeysError as exc:
             raise KeysError('probing the keys failed: %s' % exc.message)
-        result = self.result
-        diffs = []
-        add = []
+        return stats, stale
+
+    @staticmethod
+    def _plans(handled, stats, nonce, contents):
+        """(key, what the probe found, action, why) of every handled key:
+        every plan first, so that a blocked key uploads nothing."""
         plans = []
-        for idx, key in enumerate(handled):  # every plan first: a blocked key uploads nothing
+        for idx, key in enumerate(handled):
             stat = stats.get(idx)
             if stat is None:
                 raise KeysError('the probe did not report %s' % key.path, key.key)
-            plans.append((key, stat) + plan(key, digests[key.key], stat))
-        for key, stat, action, why in plans:
-            # no digest here: a result, a diff or a log never carries one
-            key_file = {'path': key.path, 'changed': action != 'none',
-                        'user': key.user, 'group': key.group, 'mode': key.mode,
-                        'upload_at': key.upload_at, 'action': action, 'differs': why}
-            result['key_files'][key.key] = key_file
-            if action != 'none' and diff:
-                diffs.append(key_diff(key, why, stat))
-            if action == 'none':
-                if not stat.get('listed'):
-                    add.append(key.path)
-                continue
-            result['changed'] = True
-            if check_mode:
-                continue
-            try:
-                # a fix (owner, mode) too: chmod and chown by a name the
-                # key's owner may swap for a link would follow it
-                values, _s, _st = self._run(
-                    put_script(key, require_owner=key.upload_at == 'post-activation',
-                               state_dir=self.state_dir),
-                    in_data=put_input(nonce, contents[key.key]),
-                    what='uploading the key')
-            except KeysError as exc:
-                key_file.update(changed=False, failed=True)
-                result['changed'] = any(e['changed'] for e in result['key_files'].values())
-                raise KeysError("key '%s' (%s): %s" % (key.key, key.path, exc.message), key.key)
-            if values.get('owner_unset'):
-                self.warnings.append("key '%s': %s" % (key.key, values['owner_unset']))
-                key_file['owner_unset'] = True
-            if values.get('manifest_failed'):
-                self.warnings.append(values['manifest_failed'])
-            if values.get('dir_created'):
-                key_file['dir_created'] = values['dir_created']
+            digest = salted_digest(nonce, contents[key.key])
+            plans.append((key, stat) + plan(key, digest, stat))
+        return plans
+
+    def _apply(self, key, stat, action, why, sealed, check_mode, diffs, add):
+        """One key's plan: its entry in the result, its diff (``diffs``:
+        None without --diff), its upload unless in check mode (``sealed``:
+        the call's nonce and the key's content); a key already right but
+        missing from the manifest is added to it at the end (``add``)."""
+        # no digest here: a result, a diff or a log never carries one
+        key_file = {'path': key.path, 'changed': action != 'none',
+                    'user': key.user, 'group': key.group, 'mode': key.mode,
+                    'upload_at': key.upload_at, 'action': action, 'differs': why}
+        result = self.result
+        result['key_files'][key.key] = key_file
+        if action != 'none' and diffs is not None:
+            diffs.append(key_diff(key, why, stat))
+        if action == 'none':
+            if not stat.get('listed'):
+                add.append(key.path)
+            return
+        result['changed'] = True
+        if not check_mode:
+            self._upload(key, key_file, sealed)
+
+    def _upload(self, key, key_file, sealed):
+        nonce, content = sealed
+        result = self.result
+        try:
+            # a fix (owner, mode) too: chmod and chown by a name the
+            # key's owner may swap for a link would follow it
+            values, _s, _st = self._run(
+                put_script(key, require_owner=key.upload_at == 'post-activation',
+                           state_dir=self.state_dir),
+                in_data=put_input(nonce, content),
+                what='uploading the key')
+        except KeysError as exc:
+            key_file.update(changed=False, failed=True)
+            result['changed'] = any(e['changed'] for e in result['key_files'].values())
+            raise KeysError("key '%s' (%s): %s" % (key.key, key.path, exc.message), key.key)
+        if values.get('owner_unset'):
+            self.warnings.append("key '%s': %s" % (key.key, values['owner_unset']))
+            key_file['owner_unset'] = True
+        if values.get('manifest_failed'):
+            self.warnings.append(values['manifest_failed'])
+        if values.get('dir_created'):
+            key_file['dir_created'] = values['dir_created']
+
+    def _prune(self, stale, add, check_mode, diffs):
+        """The manifest's stale entries removed (their files where they
+        still exist) and the listed-but-right keys added, in one program;
+        in check mode only said."""
+        result = self.result
         # stale entries whose file is gone already only leave the manifest
         remove = [path for path, _exists in stale]
         existing = [path for path, exists in stale if exists]
         if existing:
             result['changed'] = True
-            if diff:
+            if diffs is not None:
                 diffs.extend({'before_header': path, 'after_header': path,
                               'before': 'present (pruned key)\n', 'after': 'absent\n'}
                              for path in existing)
@@ -304,6 +338,3 @@ class Uploader:
             failed = [v for k, v in values.items() if k == 'remove_failed']
             if failed:
                 raise KeysError('could not remove %s' % failed[0])
-        if diff:
-            result['diff'] = diffs
-        return result
