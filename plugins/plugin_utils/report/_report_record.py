@@ -150,32 +150,26 @@ class HostLog:
                                                interrupted.get('base_dir'), check_mode,
                                                interrupted['at'])
             rec.update(summary=reached['outcome'], interrupted=reached['interrupted'])
-        if 'evaluated_here' in evaluated:
-            rec['eval'] = {'evaluated_here': bool(evaluated.get('evaluated_here')),
-                           'nix_processes': to_int(evaluated.get('nix_processes')),
-                           'batch_hosts': to_int(evaluated.get('batch_hosts')),
-                           # answered by the evaluation cache, not by Nix
-                           'from_cache': evaluated.get('from_cache') is True,
-                           'answered': evaluated.get('answered')
-                           if evaluated.get('answered') in ANSWERED else None,
-                           'reused_from': reused_from(evaluated.get('reused'))}
-        if copied and any(key in copied for key in COPY_KEYS):
-            rec['copy'] = dict((key, copied.get(key)) for key in COPY_KEYS)
-            if check_mode:
-                # nothing was sent: what a real run would send is what is missing
-                rec['copy'].update(paths_sent=0, bytes_sent=0)
+        rec['eval'] = _eval_part(evaluated)
+        rec['copy'] = _copy_part(copied, check_mode)
         rec['closure_diff'] = closure_diff(activate.get('closure_diff'))
         self._outcome(rec, activate, new, check_mode)
+        rec.update(self._timeline())
+        return rec
+
+    def _timeline(self):
+        """The record's ``phases`` (each with its duration), in the order
+        they started, and the host's ``start``, ``end`` and ``duration``."""
         phases = sorted(self.phases, key=lambda p: (p['start'] is None, p['start'] or 0))
-        rec['phases'] = [dict(p, duration=json_time(p['end'] - p['start'])
-                              if p['start'] is not None and p['end'] is not None else None)
-                         for p in phases]
+        found = {'phases': [dict(p, duration=json_time(p['end'] - p['start'])
+                                 if p['start'] is not None and p['end'] is not None else None)
+                            for p in phases]}
         starts = [p['start'] for p in phases if p['start'] is not None]
         ends = [p['end'] for p in phases if p['end'] is not None]
         if starts and ends:
-            rec['start'], rec['end'] = min(starts), max(ends)
-            rec['duration'] = json_time(rec['end'] - rec['start'])
-        return rec
+            found['start'], found['end'] = min(starts), max(ends)
+            found['duration'] = json_time(found['end'] - found['start'])
+        return found
 
     def _outcome(self, rec, activate, new, check_mode):
         failure = self.failure
@@ -310,6 +304,33 @@ def run_mode(rollback, check_mode):
     if rollback:
         return 'rollback-check' if check_mode else 'rollback'
     return 'check' if check_mode else 'deploy'
+
+
+def _eval_part(evaluated):
+    """The record's ``eval`` from nix_eval's result (None: it said nothing
+    of its batch)."""
+    if 'evaluated_here' not in evaluated:
+        return None
+    return {'evaluated_here': bool(evaluated.get('evaluated_here')),
+            'nix_processes': to_int(evaluated.get('nix_processes')),
+            'batch_hosts': to_int(evaluated.get('batch_hosts')),
+            # answered by the evaluation cache, not by Nix
+            'from_cache': evaluated.get('from_cache') is True,
+            'answered': evaluated.get('answered')
+            if evaluated.get('answered') in ANSWERED else None,
+            'reused_from': reused_from(evaluated.get('reused'))}
+
+
+def _copy_part(copied, check_mode):
+    """The record's ``copy`` from nix_copy_closure's result (None: no copy
+    figures)."""
+    if not copied or not any(key in copied for key in COPY_KEYS):
+        return None
+    part = dict((key, copied.get(key)) for key in COPY_KEYS)
+    if check_mode:
+        # nothing was sent: what a real run would send is what is missing
+        part.update(paths_sent=0, bytes_sent=0)
+    return part
 
 
 def flake_record(ref, metadata):
