@@ -283,8 +283,11 @@ generate: venv
 # run for real, no lab) and one mixed lab fleet (marker smoke: healthy NixOS
 # and nix-darwin hosts beside a new user's mistakes in one deploy), this
 # machine's stack. Before a commit; `make test` before a merge.
+# CHECK_WORKERS modules side by side: several of its unit modules mostly
+# wait (a target program's sleep, a lock's bound), so four keep two cores busy.
+CHECK_WORKERS ?= 4
 check: venv
-	$(MAKE) --no-print-directory unit TEST_WORKERS=$(if $(filter 0,$(TEST_WORKERS)),2,$(TEST_WORKERS)) \
+	$(MAKE) --no-print-directory unit TEST_WORKERS=$(if $(filter 0,$(CHECK_WORKERS)),2,$(CHECK_WORKERS)) \
 		UNIT_MARKERS='(not lab or smoke) and not docsite and not scale and not faults'
 
 sanity: venv
