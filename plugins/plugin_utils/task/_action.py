@@ -161,6 +161,26 @@ class NixdeployAction(ActionBase):
         task_vars = task_vars or {}
         result = super(NixdeployAction, self).run(tmp, task_vars)
         del tmp
+        self._begin(task_vars)
+        checked = self._checked_args(result, task_vars)
+        if 'failed' in checked:
+            return checked
+        args, record = checked['args'], checked['record']
+        self._opt_out = args.get(HOST_KEY_OPT_OUT)
+        result = self._host_result_or_failure(args, result)
+        if self._unchecked:
+            result[HOST_KEY_OPT_OUT] = True
+            result.setdefault('warnings', []).append(_host_key_judge.unchecked_warning(
+                self.host, self._unchecked))
+        if result.get('failed'):
+            self._mark_failed(result)
+        elif record is not None:
+            self._keep_stats(record, result)
+        return result
+
+    def _begin(self, task_vars):
+        """The task's host, its run of the batch's work, and the address the
+        run's probe reached it at."""
         self.task_vars = task_vars
         self.host = task_vars.get('inventory_hostname') or self._task.get_name()
         # a retry (until, retries) runs this again in the same worker: the
@@ -171,6 +191,11 @@ class NixdeployAction(ActionBase):
         reached, alias = _reached.reached_as(C.DEFAULT_LOCAL_TMP, self.host)
         if reached and self._connection is not None:
             _reached.use_reached(self._connection, reached, alias)
+
+    def _checked_args(self, result, task_vars):
+        """{'args': the module's arguments, checked, 'record': its
+        record_stats or None}, or the failed ``result`` of a bad role
+        variable or argument: nothing has run yet."""
         self.from_role_vars = boolean(self._task.args.get(_role_vars.FLAG, False), strict=False)
         if self.ROLE_VARS:
             # before validation: a variable is checked as the argument would be
@@ -180,7 +205,7 @@ class NixdeployAction(ActionBase):
             if self.filled.deprecations:
                 result['deprecations'] = list(self.filled.deprecations)
             # a bad role variable is named as the user wrote it (nix_goal),
-            # not as the module's option (goal); nothing has run yet
+            # not as the module's option (goal)
             problems = self.role_var_problems()
             if problems:
                 return self.failed(result, '; '.join(problems))
@@ -207,11 +232,16 @@ class NixdeployAction(ActionBase):
             problems = record_problems(record, self.PHASE, task_vars)
             if problems:
                 return self.failed(result, '; '.join(problems))
-        self._opt_out = args.get(HOST_KEY_OPT_OUT)
+        return {'args': args, 'record': record}
+
+    def _host_result_or_failure(self, args, result):
+        """The phase's ``host_result``, after the host's key is judged; what
+        it raises becomes this host's failed result, in one line that names
+        the cause and the way out."""
         try:
             if self.HOST_KEYS:
                 self.judge_host_keys()
-            result = self.host_result(args, result)
+            return self.host_result(args, result)
         except HostKeyUnchecked as exc:
             return self.failed(result, to_text(exc), connection_lost=False)
         except AnsibleConnectionFailure as exc:
@@ -240,15 +270,6 @@ class NixdeployAction(ActionBase):
             # the traceback only at -vvv
             return self.failed(result, internal_error('the %s phase' % (self.PHASE or 'task'), exc),
                                **verbose_traceback())
-        if self._unchecked:
-            result[HOST_KEY_OPT_OUT] = True
-            result.setdefault('warnings', []).append(_host_key_judge.unchecked_warning(
-                self.host, self._unchecked))
-        if result.get('failed'):
-            self._mark_failed(result)
-        elif record is not None:
-            self._keep_stats(record, result)
-        return result
 
     def judge_host_keys(self):
         """Ask the connection whether ssh checks this host's key (once per
