@@ -39,6 +39,9 @@ BATCH_RECORD = 'batch-%s.json'
 FACTS_FOLDER = 'facts-%s.d'
 # the stem of one batch server's files (its kind and key: ``<stem>.lock``, ...)
 SERVER_STEM = '%s-%s'
+# the stem of the run's one serving process's files (``<stem>.running``,
+# ``<stem>.sock``, ...)
+RUN_SERVER = 'run-server'
 # the claim of the first host of a slot (the kind, the slot)
 SLOT_CLAIM = '%s-%s.first'
 # the serial gate's record of the play's batches (a digest of its task)
@@ -72,10 +75,20 @@ RUN_FILES = (
     RunFile('nixdeploy-batch/<kind>-<key>.d/', 'a batch server\'s answers, one file a host and '
             'request, and the doorbell (FIFO) a waiting host sleeps on',
             'task/_batch_answers.py', 'the host\'s action (`_batch_work.answer`)'),
-    RunFile('nixdeploy-batch/<kind>-<key>.lock, .running, .alive, .settled, .log',
-            'a batch server\'s lock, the lock its process holds while it runs, its mark that '
-            'it serves, the hosts it no longer waits for, its log',
-            'task/_batch_server.py, task/_detached.py', 'task/_batch_server.py'),
+    RunFile('nixdeploy-batch/<kind>-<key>.lock, .alive, .settled',
+            'a batch server\'s lock, the mark that the run\'s process serves it (that '
+            'process\'s token), the hosts it no longer waits for',
+            'task/_batch_server.py, task/_run_server.py, task/_stem_serving.py',
+            'task/_batch_server.py, task/_stem_serving.py'),
+    RunFile('nixdeploy-batch/run-server.lock, .alive, .running, .log',
+            'the run\'s one serving process: its lock, its token, the lock it holds while it '
+            'runs, its log', 'task/_run_server.py, task/_detached.py',
+            'task/_run_server.py, task/_batch_server.py'),
+    RunFile('nixdeploy-batch/run-server.sock', 'the run\'s serving process\'s unix socket '
+            '(mode 0600): a host registers a batch work there, its serve function\'s name and '
+            'its context, which the process keeps in memory only',
+            'task/_run_server.py (the process binds it: task/_run_socket.py)',
+            'task/_run_server.py (the host that registers a work)'),
     RunFile('nixdeploy-batch/<kind>-<slot>.first', 'which host was first of its slot (it '
             'foresees the batch\'s requests)', 'task/_work_keys.py', 'task/_work_keys.py'),
     RunFile('nixdeploy-batch/serial-<task>.json', 'the serial gate\'s record of the play\'s '

@@ -164,7 +164,7 @@ class BatchEval(object):
 
     def context(self):
         """What the batch's server evaluates with (``serve_eval``), as data:
-        called by the host that starts it, after its foresight (the unknown
+        called by the host that registers it, after its foresight (the unknown
         variables it found)."""
         action, args = self.action, self.args
         hosts = task_batch(C.DEFAULT_LOCAL_TMP, play_uuid(task_of(action)), action.task_vars)

@@ -7,8 +7,8 @@ its name.
 A phase names its work's function (``'<module>:<function>'``, a
 module-level function ``serve(context, requests, put)`` of the
 collection, marked ``@serves``) and gives the data it needs (the
-context); the serving process gets both from the host that starts it and
-imports the function itself. Nothing of the worker that asked (its
+context); the run's serving process gets both from the host that
+registers the work, over its socket, and imports the function itself. Nothing of the worker that asked (its
 action, its variables, a closure) is called in that process.
 
 A name is data: only a function marked ``@serves`` and defined in a module

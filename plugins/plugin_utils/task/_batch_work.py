@@ -21,17 +21,19 @@ A ``BatchWork`` says:
 - ``request``: what this host asks, as JSON data;
 - ``serve``: the name of the work's function, ``'<module>:<function>'``, a
   module-level ``serve(context, requests, put)`` of the collection, run by
-  the batch server (``_batch_server``), a detached process, for a wave of
-  requests ({host: request}); ``put(host, entry)`` answers one host, as
+  the batch server (``_batch_server``) in the run's serving process
+  (``_run_server``), for a wave of requests ({host: request}); ``put(host, entry)`` answers one host, as
   soon as its answer is known. A host reads its entry as soon as it is put.
   A name, never a function: the serving process imports it itself
   (``_batch_serve``: it refuses any name outside the collection), so
   nothing of this worker crosses into it;
 - ``context``: the JSON data the function needs besides the requests (the
   task's options, check mode, ...), rebuilt into its objects there; or a
-  function that gives it, called only by the host that starts the server,
-  after its foresight (what it saw of the batch). One context a server,
-  the first host's: the key holds everything two hosts must share.
+  function that gives it, called only by the host that registers the work
+  with the run's process, after its foresight (what it saw of the batch).
+  The host sends it over the process's socket and the process keeps it in
+  memory only. One context a server, its registrant's: the key holds
+  everything two hosts must share.
 
 and what the work is like, each a property of it, not another engine:
 
@@ -143,7 +145,7 @@ def _expected(place, work, again):
     if work.expected is not None:
         return work.expected
 
-    # the names only if this host starts the server: not in every worker
+    # the names only if this host registers the work: not in every worker
     def expected():
         return play_batch(place.task_vars)
     return expected

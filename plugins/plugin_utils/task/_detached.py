@@ -1,16 +1,17 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A batch's work in a detached process, and what it says when it fails.
+"""The batches' work in a detached process (the run's one serving
+process, ``_run_server``), and what it says when it fails.
 
 Why a detached process: Ansible's worker process ends with its host's task,
-and the batch's work must outlive it. The process is forked from the worker
-(the collection's modules are imported already, in the EE too), leaves the
-worker's session and file descriptors (ansible-runner waits for the end of
-the job's stdout), and ends when its work is done or when the
+and the batches' work must outlive it. The process is forked from the
+worker (the collection's modules are imported already, in the EE too),
+leaves the worker's session and file descriptors (ansible-runner waits for
+the end of the job's stdout), and ends when its work is done or when the
 ansible-playbook process that started the job is gone (a cancelled job
 leaves no evaluator behind). While it runs it holds a lock on
-``<batch>.running``: a waiting host that finds the lock free and no entry of
+``<stem>.running``: a waiting host that finds the lock free and no entry of
 its own knows the work died and says so (its host fails, with the log's
 tail), instead of waiting forever.
 """
@@ -116,20 +117,23 @@ def _watch(main_pid, stop):
 
 
 class DetachedProcess(object):
-    """The detached process of one batch server: its lock file
+    """The detached process of the run's batch server: its lock file
     (``<stem>.running``, held while it runs), its log (``<stem>.log``)
-    and, when it ends, a ring of every doorbell in ``wake_dir`` (the
-    answers' folder: a host still waiting looks again and learns it)."""
+    and, when it ends, a ring of every doorbell in the folders
+    ``wake_dirs()`` gives (the answers' folders: a host still waiting looks
+    again and learns it)."""
 
-    def __init__(self, stem, kind, wake_dir):
+    def __init__(self, stem, kind, wake_dirs):
         self.kind = kind
         self.running_path = stem + '.running'
         self.log_path = stem + '.log'
-        self.wake_dir = wake_dir
+        self.wake_dirs = wake_dirs
 
-    def fork(self, work):
+    def fork(self, work, keep=()):
         """Run ``work()`` in a detached process; returns in the caller once
-        the process runs (and holds ``.running``)."""
+        the process runs (and holds ``.running``). ``keep``: the file
+        descriptors the process keeps open (its listening socket); it
+        closes every other one it inherited."""
         # The job's ansible-playbook process: the worker's parent. The
         # detached process ends when it is gone.
         main_pid = os.getppid()
@@ -156,7 +160,7 @@ class DetachedProcess(object):
             # the batch's work walks its own objects, not the worker's (_forked)
             freeze_inherited()
             _job_end.forked(main_pid)
-            self._detach(running.fileno())
+            self._detach((running.fileno(),) + tuple(keep))
             code = self._run(work, main_pid)
         except BaseException:  # pylint: disable=broad-except
             code = 1
@@ -175,8 +179,11 @@ class DetachedProcess(object):
         # stay open in a process that outlives the job's tasks; closerange is
         # one system call where the kernel has close_range, not one a slot
         # (20,000 of them took 0.05-0.07 s a process)
-        os.closerange(3, keep)
-        os.closerange(keep + 1, _max_fd())
+        start = 3
+        for fd in sorted(keep):
+            os.closerange(start, fd)
+            start = fd + 1
+        os.closerange(start, _max_fd())
 
     def _run(self, work, main_pid):
         stop = threading.Event()
@@ -192,7 +199,8 @@ class DetachedProcess(object):
             os.write(2, traceback.format_exc().encode('utf-8', 'replace'))
             code = 1
         # the hosts still waiting (given no answer) learn it now
-        _wakeup.ring_all(self.wake_dir)
+        for folder in self.wake_dirs():
+            _wakeup.ring_all(folder)
         stop.set()
         return code
 

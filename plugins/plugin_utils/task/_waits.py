@@ -28,9 +28,16 @@ RECORD_LOCK_WAIT = 120
 # one small file.
 SERIAL_ANSWER_WAIT = 120
 # The lock of a batch server (``<kind>-<key>.lock``): held while a host
-# writes its request or starts the server's process (a fork of its worker),
-# and by the serving process while it takes the requests.
+# writes its request or registers the work with the run's serving process
+# (and starts that process, a fork of its worker, under the run's lock,
+# ``run-server.lock``), and by the serving process while it takes the
+# requests or decides to end.
 SERVER_LOCK_WAIT = 120
+# Each wait of a host that registers a batch work with the run's serving
+# process (``_run_server``): its connection to the process's socket, its
+# message, the process's acknowledgement. The process takes one
+# registration at a time, each a file written and a thread started.
+REGISTER_WAIT = 30
 # A host's wait for its own answer from its batch server, when the
 # phase gives no bound of its own (the evaluation, the build, publish,
 # channel: every system pushed to a cache, every git ref moved, each Nix or

@@ -4,11 +4,12 @@ real ``ansible-playbook`` while the run still keeps them: a later task of
 the same play copies the run's local temp folder (it goes at the run's
 end).
 
-Two hosts publish with ``timeout`` templated from their own variables
-(30 and 31) and a cache login and an ``access-tokens`` option that are
-secrets. A host's own argument must reach the server that serves it (equal
-key, equal context: each has a server of its own), and no secret may
-rest in a file the run keeps
+Two hosts publish with ``timeout`` and an ``access-tokens`` option
+templated from their own variables (30 and 31, two tokens) and a cache
+login, all secrets but the timeouts. A host's own argument must reach the
+work that serves it (equal key, equal context: each has a work of its
+own, served by the run's one process), and no secret may rest in a file
+the run keeps
 (docs/security.md, 7 and 7a). A value YAML reads as a date in
 ``nix_options`` must fail the task on its own grounds, not on writing the
 server's work."""
@@ -21,9 +22,11 @@ import textwrap
 import pytest
 
 from tests.collection import BIN, ansible_env
+from tests.secrets_at_rest import files_holding
 
 CACHE_PASSWORD = 'CachePassword7a'
-ACCESS_TOKEN = 'AccessToken7secret'
+# each host's own: two contexts, two keys, one serving process
+ACCESS_TOKENS = {'h1': 'AccessToken7secret', 'h2': 'AccessToken7other'}
 # a store path the controller's store does not hold: the publish fails per
 # host after its server started, which is all these tests read
 SYSTEM = '/nix/store/00000000000000000000000000000000-not-here'
@@ -38,7 +41,7 @@ PLAYBOOK = textwrap.dedent('''\
             path: %(system)s
             cache: "https://user:%(password)s@127.0.0.1:9/"
             signing_key: "{{ playbook_dir }}/signing.key"
-            nix_options: {access-tokens: "github.com=%(token)s"}
+            nix_options: {access-tokens: "github.com={{ access_token }}"}
             timeout: "{{ publish_timeout }}"
           ignore_errors: true
         - name: Copy the run's files while the run keeps them
@@ -74,9 +77,9 @@ def _play(folder, hosts, playbook):
 def kept(tmp_path_factory):
     """The run's files as the task after the publish saw them."""
     folder = str(tmp_path_factory.mktemp('serve-context'))
-    _play(folder, 'h1 ansible_connection=local publish_timeout=30\n'
-                  'h2 ansible_connection=local publish_timeout=31\n',
-          PLAYBOOK % {'system': SYSTEM, 'password': CACHE_PASSWORD, 'token': ACCESS_TOKEN})
+    _play(folder, 'h1 ansible_connection=local publish_timeout=30 access_token=%(h1)s\n'
+                  'h2 ansible_connection=local publish_timeout=31 access_token=%(h2)s\n'
+          % ACCESS_TOKENS, PLAYBOOK % {'system': SYSTEM, 'password': CACHE_PASSWORD})
     return os.path.join(folder, 'kept')
 
 
@@ -93,20 +96,20 @@ def test_each_hosts_own_timeout_has_a_server_of_its_own(kept):
     assert len(_publish_servers(kept)) == 2, _publish_servers(kept)
 
 
+def test_the_run_has_one_serving_process(kept):
+    """The two publish works (and the run's other batch works) are served
+    by one process: one lock held while a serving process runs, one log,
+    one socket."""
+    assert _publish_servers(kept)
+    names = [os.path.basename(path) for path in
+             glob.glob(os.path.join(kept, '**', 'nixdeploy-batch', '*'), recursive=True)]
+    assert sorted(n for n in names if n.endswith(('.running', '.log'))) == [
+        'run-server.log', 'run-server.running'], names
+
+
 def test_no_secret_rests_in_a_file_of_the_run(kept):
     assert _publish_servers(kept), 'the run kept no publish server\'s files: nothing to read'
-    holding = []
-    for root, _dirs, files in os.walk(kept):
-        for name in files:
-            path = os.path.join(root, name)
-            if not os.path.isfile(path):
-                continue
-            with open(path, 'rb') as handle:
-                text = handle.read()
-            for secret in (CACHE_PASSWORD, ACCESS_TOKEN):
-                if secret.encode() in text:
-                    holding.append((os.path.relpath(path, kept), secret))
-    assert holding == [], holding
+    assert files_holding(kept, [CACHE_PASSWORD] + list(ACCESS_TOKENS.values())) == []
 
 
 DATED = textwrap.dedent('''\

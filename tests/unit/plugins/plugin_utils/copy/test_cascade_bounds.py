@@ -25,7 +25,7 @@ from tests.unit.plugins.plugin_utils.copy.test_copy_bounds import Stalled, entry
 # the fixtures
 # pylint: disable=unused-import
 from tests.unit.plugins.plugin_utils.copy.test_copy_bounds import (  # noqa: F401
-    closure, holders, pair, ssh)
+    closure, holders, hung, pair, ssh)
 # pylint: enable=unused-import
 
 sys.path.insert(0, collections_path())
@@ -80,10 +80,10 @@ def test_a_probe_that_waits_on_a_locked_store_is_stopped(monkeypatch, pair, hold
 
 
 def test_a_host_waiting_on_a_cascade_held_forever_gets_a_push(monkeypatch, pair, closure,
-                                                              holders):
+                                                              hung):
     monkeypatch.setattr(_cascade_stage, 'CASCADE_ANSWER_WAIT', 1)
     started = time.monotonic()
-    h2 = entry(pair, 'h2', held='copy', hold=holders)
+    h2 = entry(pair, 'h2', held='copy', hold=hung)
     assert time.monotonic() - started < 30
     assert h2['warnings'][0].startswith(
         "h2: got no answer from the play batch's cascade (one process runs it for the batch) "

@@ -5,7 +5,7 @@ that never ends, the bound made short by setting its constant:
   sleeps) is stopped with that ssh (``_copy_send.COPY_TIMEOUT``), and the host
   fails naming it, what it waited for and for how long;
 - a host waiting for the batch's closure listing from a server that never
-  answers (a process holds its ``.running`` lock) gives up
+  answers (its work never ends) gives up
   (``_copy_stage.CLOSURE_ANSWER_WAIT``) and lists its own closure, with a
   warning.
 
@@ -31,6 +31,7 @@ from tests.unit.plugins.plugin_utils.stages.test_cascade_stage import (  # noqa:
 from tests.unit.plugins.plugin_utils.stages.test_copy_stage import task_host
 from tests.unit.plugins.plugin_utils.task.batch_place import batch_answer
 # holders: LockHolders started by a test, stopped after it (a fixture)
+from tests.unit.plugins.plugin_utils.task.batch_serves import Hung
 from tests.unit.plugins.plugin_utils.task.lock_holders import (  # noqa: F401  pylint: disable=unused-import
     holders)
 
@@ -46,6 +47,15 @@ for word in "$@"; do case $word in -G|-V) exec %(ssh)s "$@" ;; esac; done
 echo $$ >>%(pids)s
 exec sleep 3600
 '''
+
+
+@pytest.fixture
+def hung(tmp_path):
+    """A batch work that never answers, run by the real serving process,
+    which is stopped by its pid after the test."""
+    work = Hung(tmp_path)
+    yield work
+    work.stop()
 
 
 @pytest.fixture
@@ -98,19 +108,17 @@ def stall_sender(play, host, stalled):
 
 def entry(play, host, copy_mode='cascade', held=None, hold=None):
     """``play.entry(host)`` in ``copy_mode``, over the real batch files; the
-    batch server of kind ``held`` is one that serves and never answers: a
-    LockHolder (started by ``hold``) holds its ``.running`` lock."""
+    batch work of kind ``held`` serves and never answers: ``hold`` (a
+    ``batch_serves.Hung``) is its serve function."""
     task_vars = dict(play.hostvars[host], hostvars=play.hostvars,
                      ansible_play_batch=list(play.names))
     args, filled = copy_args(task_vars, copy_mode=copy_mode, **play.given)
     target = task_host(play.targets[host], host, play.ssh)
     play.hosts.append(target)
 
-    def before(work, server):
+    def before(work, _server):
         if work.kind == held:
-            with open(server.alive_path, 'w'):
-                pass
-            hold(server.process.running_path)
+            work.serve = hold.name
 
     return _copy_stage.CopyStage(host, args, task_vars, target, filled=filled,
                                  batch_answer=batch_answer(host, task_vars, play.names,
@@ -151,9 +159,9 @@ def test_a_push_that_stalls_fails_the_host_naming_the_wait(tmp_path, monkeypatch
 
 # ------------------------------------------------------------------ closure listing
 def test_a_host_waiting_on_a_closure_listing_held_forever_lists_its_own(monkeypatch, pair,
-                                                                        closure, holders):
+                                                                        closure, hung):
     monkeypatch.setattr(_copy_stage, 'CLOSURE_ANSWER_WAIT', 1)
-    h2 = entry(pair, 'h2', copy_mode='push', held='closure', hold=holders)
+    h2 = entry(pair, 'h2', copy_mode='push', held='closure', hold=hung)
     assert h2['warnings'][0].startswith(
         "h2: got no answer from the play batch's closure listing (one process lists every "
         "closure of the batch) and listed its own instead (no answer for h2 from the closure "

@@ -13,13 +13,11 @@ from tests.collection import collections_path
 sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_serve import (  # noqa: E402
-    serve_function)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (  # noqa: E402
     Place, answer, server_key)
-from tests.unit.plugins.plugin_utils.task.batch_serves import named_serve  # noqa: E402
+from tests.unit.plugins.plugin_utils.task.batch_serves import COUNTED  # noqa: E402
 
 TASK = type('Task', (), {'_uuid': 'task-1'})()
 
@@ -56,13 +54,13 @@ class ServedBy:
         def count(work, _server):
             if kind is not None and work.kind != kind:
                 return
-            serve = serve_function(work.kind, work.serve)
+            inner, inner_context = work.serve, work.context
 
-            def counted(context, requests, put):
-                with open(self.log, 'a') as handle:
-                    handle.write(host + '\n')
-                return serve(context, requests, put)
-            work.serve = named_serve(counted)
+            def context():
+                return {'log': self.log, 'host': host, 'kind': work.kind, 'serve': inner,
+                        'context': inner_context() if callable(inner_context)
+                        else inner_context}
+            work.serve, work.context = COUNTED, context
         return count
 
     def hosts(self):

@@ -1,7 +1,8 @@
 """Attacks on a batch server's work as data (plugin_utils/task/_batch_serve.py,
 task/_batch_server.py): the serve function's name the serving process
-imports and calls, and the context the host that starts it hands over in
-the fork's memory (no file of the run holds either). Each runs a real
+imports and calls, and the context the host that registers it sends over
+the run's socket, which the process keeps in memory (no file of the run
+holds either). Each runs a real
 serving process (a fork of this one) over real batch files."""
 
 import datetime
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from tests.collection import collections_path
+from tests.secrets_at_rest import files_holding
 
 sys.path.insert(0, collections_path())
 
@@ -145,7 +147,7 @@ GOT_THE_SECRET = named_serve(_got_the_secret)
 
 def test_no_file_of_the_run_holds_the_context(tmp_path):
     """A context may carry a cache's login: it reaches the serving process
-    in memory, and no file of the run's batch folder holds it."""
+    over its socket, and no file of the run's batch folder holds it."""
     context = {'cache': 'https://u:%s@h/' % SECRET}
     server = BatchServer(str(tmp_path), 'publish', 'secret')
     for host in HOSTS:
@@ -153,37 +155,49 @@ def test_no_file_of_the_run_holds_the_context(tmp_path):
     for host in HOSTS:
         assert server.answer(host, 'r', GOT_THE_SECRET, timeout=BOUND,
                              context=context)[0] == {'got_it': True}, host
-    holding = []
-    for root, _dirs, files in os.walk(str(tmp_path)):
-        for name in files:
-            path = os.path.join(root, name)
-            if os.path.isfile(path):
-                with open(path, 'rb') as handle:
-                    if SECRET.encode() in handle.read():
-                        holding.append(path)
-    assert holding == [], holding
+    assert files_holding(tmp_path, [SECRET]) == []
 
 
 # ------------------------------------------------------------ the context
-def _type_of_option(context, requests, put):
+def _option_of(context, requests, put):
     for host in requests:
-        put(host, {'type': type(context['option']).__name__})
+        put(host, {'option': context['option']})
 
 
-TYPE_OF_OPTION = named_serve(_type_of_option)
+OPTION_OF = named_serve(_option_of)
 
 
-@pytest.mark.parametrize('value', [
-    {'a', 'set'}, b'bytes', datetime.date(2026, 11, 30)],
-    ids=['set', 'bytes', 'date'])
-def test_a_context_that_is_no_json_reaches_the_serve_function_as_given(tmp_path, value):
-    """The context is handed over in memory: a value JSON cannot write (a
-    set, bytes, the date YAML reads from an unquoted 2026-11-30) reaches
-    the serve function as it was, never an error of the handing over."""
+@pytest.mark.parametrize('value, arrives', [
+    (datetime.date(2026, 11, 30), '2026-11-30'),
+    (datetime.datetime(2026, 11, 30, 4, 5, 6), '2026-11-30T04:05:06'),
+    ({'a-set'}, ['a-set'])], ids=['date', 'datetime', 'set'])
+def test_a_context_that_is_no_json_reaches_the_serve_function_as_ansible_writes_it(
+        tmp_path, value, arrives):
+    """The context travels to the run's process as JSON: a value JSON
+    cannot write itself (the date YAML reads from an unquoted 2026-11-30)
+    arrives as ansible-core's JSON encoder writes it, never an error of the
+    handing over."""
     server = BatchServer(str(tmp_path), 'eval', 'k')
-    server.request('h1', 'r', TYPE_OF_OPTION, context={'option': value})
-    assert server.answer('h1', 'r', TYPE_OF_OPTION, timeout=BOUND,
-                         context={'option': value})[0] == {'type': type(value).__name__}
+    server.request('h1', 'r', OPTION_OF, context={'option': value})
+    assert server.answer('h1', 'r', OPTION_OF, timeout=BOUND,
+                         context={'option': value})[0] == {'option': arrives}
+
+
+def test_a_context_ansible_cannot_write_fails_its_host_naming_the_value(tmp_path):
+    """Bytes in the context (no inventory value is, but a plugin's may
+    be): the host that would register the work fails with a message that
+    names the host, the phase and where in the context the value is, not
+    an internal error; nothing is registered."""
+    server = BatchServer(str(tmp_path), 'eval', 'k')
+    context = {'options': {'access-tokens': b'github.com=secret'}}
+    with pytest.raises(BatchError) as raised:
+        server.request('h1', 'r', OPTION_OF, context=context)
+    message = str(raised.value)
+    assert message.startswith("h1: the eval batch: context['options']['access-tokens'] "
+                              "(a bytes) cannot be handed to the run's serving process as "
+                              "JSON"), message
+    assert 'secret' not in message
+    assert not os.path.exists(server.alive_path)
 
 
 def test_a_starter_whose_context_fails_leaves_no_mark_and_the_next_host_is_served(tmp_path):

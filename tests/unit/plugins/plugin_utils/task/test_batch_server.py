@@ -15,11 +15,13 @@ from tests.unit.plugins.plugin_utils.task.batch_serves import named
 sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_server  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stem_serving  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (  # noqa: E402
     _entry_path)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
-    GATHER_QUIET, GATHER_STALL, BatchServer)
+    BatchServer)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stem_serving import (  # noqa: E402
+    GATHER_QUIET, GATHER_STALL)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (  # noqa: E402
     BatchError)
 
@@ -121,7 +123,7 @@ def test_a_host_that_will_not_ask_holds_no_wave(tmp_path, monkeypatch):
     """A host built on itself says so: the wave of the others starts
     without it (were it waited for, the gather, stretched to a minute
     here, would outlast the answer's 20 s)."""
-    monkeypatch.setattr(_batch_server, 'GATHER_MAX', 60)
+    monkeypatch.setattr(_stem_serving, 'GATHER_MAX', 60)
     server, _batch = asked_beside_one_that_declines(tmp_path)
     for host in ('h1', 'h2'):
         assert reply(server, host, REQUESTS[host], members, timeout=20)['wave'] == ['h1', 'h2']
@@ -159,7 +161,7 @@ def test_a_host_of_the_batch_that_comes_after_a_wave_finds_the_process_serving(t
 def test_a_process_waits_for_a_host_that_never_asks_only_so_long(tmp_path, monkeypatch):
     """An expected host that never asks (it failed before its build) keeps
     the process no longer than LINGER after its last wave."""
-    monkeypatch.setattr(_batch_server, 'LINGER', 0.5)
+    monkeypatch.setattr(_stem_serving, 'LINGER', 0.5)
     server = BatchServer(str(tmp_path), 'build', 'k')
     server.request('h1', 'a', members, expected=['h1', 'gone'])
     assert reply(server, 'h1', 'a', members, timeout=60)['wave'] == ['h1']
@@ -174,7 +176,7 @@ def test_a_later_process_of_the_batch_waits_for_nobody_already_settled(tmp_path,
     item, a host whose evaluation came late): the hosts that asked or
     declined before are not waited for again (the gather, stretched to a
     minute, would outlast the answer's 20 s)."""
-    monkeypatch.setattr(_batch_server, 'GATHER_MAX', 60)
+    monkeypatch.setattr(_stem_serving, 'GATHER_MAX', 60)
     server, batch = asked_beside_one_that_declines(tmp_path)
     assert reply(server, 'h1', 'a', members, timeout=20)['wave'] == ['h1', 'h2']
     deadline = time.monotonic() + 20

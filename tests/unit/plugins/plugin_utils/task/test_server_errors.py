@@ -16,7 +16,7 @@ sys.path.insert(0, collections_path())
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (  # noqa: E402
     NixError, cannot_run)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_server  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stem_serving  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (  # noqa: E402
@@ -124,7 +124,7 @@ def test_a_wave_answers_every_host_it_took_and_keeps_the_answers_it_gave(tmp_pat
 
     forgets = named(forgets_to)
 
-    for kind, serve, told in (('eval', forgets, _batch_server.UNANSWERED % 'eval'
+    for kind, serve, told in (('eval', forgets, _stem_serving.UNANSWERED % 'eval'
                                + ': a thread of the wave died'),
                               ('build', raises, ONE_LINE.replace('eval batch', 'build batch'))):
         server = BatchServer(str(tmp_path), kind, 'k5')

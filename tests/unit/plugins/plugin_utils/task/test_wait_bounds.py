@@ -6,14 +6,13 @@ that names the host, and says what to do. Each wait runs in a thread joined
 with a deadline: without its bound the thread would still wait."""
 
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 
 from tests.collection import collections_path
-from tests.unit.plugins.plugin_utils.task.batch_serves import named
+from tests.unit.plugins.plugin_utils.task.batch_serves import Hung, named
 
 sys.path.insert(0, collections_path())
 
@@ -32,25 +31,12 @@ from tests.unit.plugins.plugin_utils.task.lock_holders import (  # noqa: F401,E4
 DEADLINE = 30
 
 
-class Hung(object):
-    """A batch work that never ends (a hung build, a hung disk), run by a
-    real serving process: it notes that process's pid in ``folder``, and
-    ``stop`` kills it by that pid."""
-
-    def __init__(self, folder):
-        self.pid_file = str(folder / 'hung.pid')
-
-    def __call__(self, *_args):
-        with open(self.pid_file, 'w') as handle:
-            handle.write(str(os.getpid()))
-        time.sleep(3600)
-
-    def stop(self):
-        deadline = time.monotonic() + 20
-        while not os.path.exists(self.pid_file) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with open(self.pid_file) as handle:
-            os.kill(int(handle.read()), signal.SIGKILL)
+def serving(server):
+    """Mark ``server`` served by the run's process whose ``.running`` a
+    LockHolder holds (its token, and the stem's mark with it)."""
+    for path in (server.run.alive_path, server.alive_path):
+        with open(path, 'w') as handle:
+            handle.write('held')
 
 
 def ended(call):
@@ -107,6 +93,7 @@ def test_a_batch_process_that_hangs_fails_its_hosts_at_the_answer_bound(
     monkeypatch.setattr(_waits, 'ANSWER_WAIT', 1.0)
     server = BatchServer(str(tmp_path), 'eval', 'k3')
     holders(server.process.running_path)
+    serving(server)
     with open(server.process.log_path, 'w') as handle:
         handle.write('evaluating h1\n')
     error, _value, took = ended(lambda: server.answer('h1', 'r1', named(lambda r, put: None)))
@@ -122,6 +109,7 @@ def test_a_batch_process_that_dies_is_noticed_long_before_the_bound(tmp_path, ho
     bound of ten minutes: the host learns it within a look (SAFETY)."""
     server = BatchServer(str(tmp_path), 'eval', 'k4')
     holder = holders(server.process.running_path)
+    serving(server)
     killer = subprocess.Popen(['sh', '-c', 'sleep 0.5; kill -9 %d' % holder.proc.pid])
     try:
         error, _value, took = ended(

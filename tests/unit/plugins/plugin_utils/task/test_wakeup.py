@@ -20,7 +20,7 @@ sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
-    _batch_server, _wakeup)
+    _stem_serving, _wakeup)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (  # noqa: E402
@@ -108,7 +108,7 @@ def test_each_host_wakes_when_its_own_answer_is_written(tmp_path, no_safety_look
     threads[0].join(DEADLINE + 10)
     # every host answered got its own; the one the work forgot is told so
     assert dict((h, got[h]) for h in hosts[1:]) == dict((h, {'answer': h}) for h in hosts[1:])
-    assert got['h1']['error'].startswith(_batch_server.UNANSWERED % 'eval'), got['h1']
+    assert got['h1']['error'].startswith(_stem_serving.UNANSWERED % 'eval'), got['h1']
     # rung, not found by a look: the safety look is 600 s away
     assert elapsed < DEADLINE / 2
     # each waiter removed its doorbell

@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) nixdeploy.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The run's serving process's unix socket: where it is, who may talk to
+it, and one framed JSON message each way (``_run_server`` says what they
+hold).
+
+The socket is a file of the run's batch folder (mode 0700, the run's
+user's), itself mode 0600; the process also checks that a peer runs as
+its own user where the system tells (``SO_PEERCRED``). A unix socket's
+path has a limit of about 100 bytes and Ansible's temp folder may be
+deeper: a path past it is bound and reached by its name alone, relative to
+its folder, with the process's working folder set there for the one call
+(under a lock, and set back after it).
+
+A message is its length (4 bytes, big-endian) and that many bytes of
+JSON text (UTF-8): data only, read by ``json.loads``, never run.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import struct
+import threading
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
+    InvalidValue, NixdeployError)
+
+# a message's length, before its JSON
+_HEADER = struct.Struct('>I')
+# the largest message either side reads: a context of a large batch fits
+MAX_MESSAGE = 64 * 1024 * 1024
+# the longest path bound as it is (AF_UNIX: 108 bytes on Linux, 104 on
+# macOS, with its NUL), with a margin
+PATH_MAX = 100
+# the working folder is the process's: one relative call at a time
+_WORKING_FOLDER = threading.Lock()
+# a folder opened only to come back to it
+_FOLDER_FLAGS = getattr(os, 'O_PATH', os.O_RDONLY) | getattr(os, 'O_DIRECTORY', 0)
+
+
+class SocketGone(NixdeployError):
+    """Nothing listens at the socket, or the process closed the
+    connection before it answered (it ended, or died)."""
+
+
+@contextlib.contextmanager
+def _address(path):
+    """What ``path`` is bound or reached by: itself where it fits, else
+    its name, with the working folder its folder for the call."""
+    if len(os.fsencode(path)) <= PATH_MAX:
+        yield path
+        return
+    folder, name = os.path.split(path)
+    with _WORKING_FOLDER:
+        back = os.open('.', _FOLDER_FLAGS)
+        try:
+            os.chdir(folder)
+            yield name
+        finally:
+            os.fchdir(back)
+            os.close(back)
+
+
+def listen(path):
+    """A socket listening at ``path`` (mode 0600); a socket file a dead
+    process left there is removed first (the caller holds the run's lock,
+    and no process of the run listens)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with _address(path) as address:
+            sock.bind(address)
+        # the folder is the user's alone already: nobody else reached it
+        # before this
+        os.chmod(path, 0o600)
+        sock.listen(64)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def connect(path, seconds):
+    """A connection to the socket at ``path``, each later wait on it
+    bounded by ``seconds`` (socket.timeout past it); SocketGone when
+    nothing listens there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(seconds)
+    try:
+        with _address(path) as address:
+            sock.connect(address)
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        sock.close()
+        raise SocketGone('nothing listens at its socket (%s)' % exc.strerror)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def send(sock, text):
+    """Send ``text`` (JSON, a str) as one message."""
+    data = text.encode('utf-8')
+    if len(data) > MAX_MESSAGE:
+        raise InvalidValue('a message of %d bytes, past the %d the other side reads'
+                           % (len(data), MAX_MESSAGE))
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+def receive(sock):
+    """The next message's data (``json.loads``); SocketGone when the other
+    side closed first, ValueError for a message that is no JSON or too
+    long."""
+    (size,) = _HEADER.unpack(_exactly(sock, _HEADER.size))
+    if size > MAX_MESSAGE:
+        raise InvalidValue('a message of %d bytes, past the %d read' % (size, MAX_MESSAGE))
+    return json.loads(_exactly(sock, size).decode('utf-8'))
+
+
+def _exactly(sock, size):
+    chunks, left = [], size
+    while left:
+        try:
+            chunk = sock.recv(min(left, 1 << 20))
+        except ConnectionResetError:
+            chunk = b''
+        if not chunk:
+            raise SocketGone('the connection was closed before the whole message came')
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b''.join(chunks)
+
+
+def same_user(sock):
+    """Whether the peer of ``sock`` runs as this process's user (True
+    where the system does not tell: the folder's mode keeps others out)."""
+    option = getattr(socket, 'SO_PEERCRED', None)
+    if option is None:
+        return True
+    credentials = struct.Struct('3i')
+    _pid, uid, _gid = credentials.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, option, credentials.size))
+    return uid == os.geteuid()
