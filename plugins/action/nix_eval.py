@@ -57,6 +57,12 @@ class ActionModule(NixdeployAction):
     ARGUMENT_SPEC = EVAL_SPEC
     ROLE_VARS = _role_vars.EVAL
     PHASE = 'eval'
+    # whether the login probe runs beside the evaluation: nix_status, which
+    # evaluates its host through this action, logs in with its own read
+    # first and probes only a host that read did not reach (probe_after)
+    probes = True
+    # the probe's options as validated (_reach.OPTIONS), for probe_after
+    reach_args = None
 
     def role_var_problems(self):
         """The deploy role's first phase (from_role_vars) checks every role
@@ -174,10 +180,10 @@ class ActionModule(NixdeployAction):
         if judged['stop']:
             result.update(stopped=True, msg=u'nixdeploy: %s' % judged['stop'])
             return result
+        self.reach_args = dict((key, args.get(key)) for key in _reach.OPTIONS)
         # the login probe runs while the batch is evaluated: a host that is
         # off costs its evaluation, never a build or a copy
-        probe = _reach.start(self._connection, self.task_vars, args, self._builds_on_target,
-                             self._system_profile())
+        probe = self._start_probe() if self.probes else None
         activates = args.pop('activates')
         result = self._evaluate(dict((k, v) for k, v in args.items()
                                      if k not in _reach.OPTIONS), result)
@@ -188,6 +194,28 @@ class ActionModule(NixdeployAction):
         if problem:
             result.pop('ansible_facts', None)
             result = self.failed(result, problem)
+        return self._unreached_apart(result)
+
+    def probe_after(self, result):
+        """``result`` (this host's evaluation, failed or not) as the login
+        probe makes it, run now; None when there is no probe to run (none
+        asked, or the host failed before its options were read). For
+        nix_status, whose read, the host's first login, got no answer: the
+        probe tries each of the host's addresses (nix_target_hosts) and says
+        an off host as a deploy does; at an address it reaches, the host's
+        later programs go there."""
+        probe = self._start_probe() if self.reach_args is not None else None
+        if probe is None:
+            return None
+        return self._unreached_apart(_reach.finish(self, self._connection, probe,
+                                                   self.reach_args, result))
+
+    def _start_probe(self):
+        return _reach.start(self._connection, self.task_vars, self.reach_args,
+                            self._builds_on_target, self._system_profile())
+
+    @staticmethod
+    def _unreached_apart(result):
         if result.get('unreachable'):
             # read by people as a failure is: the batch's figures apart
             _outcome.details_apart(result, INTERNALS)

@@ -119,6 +119,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_output im
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import (
     _report, _report_record, _report_status)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_html import render
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.status import _status_eval
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _interrupt
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import (
     action_phase, result_data, task_action)
@@ -240,12 +241,14 @@ class CallbackModule(CallbackBase):
 
     def _result(self, status, result):
         task = result_task(result)
-        self._status.take(result_host(result).get_name(), task_action(task), status,
-                          result_data(result))
-        self._recorder.task_result(result_host(result).get_name(), task_uuid(task),
-                                   task_action(task), status,
-                                   _report_record.mark_rollback(task, dict(result_data(result))),
-                                   task_name=task.get_name())
+        host = result_host(result).get_name()
+        # a status read that evaluated its host holds that evaluation's result too
+        for action, own, data in _status_eval.results_of(task_action(task), status,
+                                                         result_data(result)):
+            self._status.take(host, action, own, data)
+            self._recorder.task_result(host, task_uuid(task), action, own,
+                                       _report_record.mark_rollback(task, dict(data)),
+                                       task_name=task.get_name())
 
     def v2_runner_on_ok(self, result):
         self._result('ok', result)

@@ -90,6 +90,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
     result_host, result_task)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._printable import printable
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report import _interrupted, _retry
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.status import _status_eval
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.status._status_view import StatusRun
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.report._report_record import (
     mark_rollback, outcome_record, rolls_back)
@@ -247,17 +248,21 @@ class CallbackModule(CallbackBase):
 
     def _result(self, result, status):
         task = result_task(result)
+        # a status read that evaluated its host holds that evaluation's result too
+        for action, own, data in _status_eval.results_of(task_action(task), status,
+                                                         result_data(result)):
+            self._one_result(result_host(result).get_name(), task, action, own, data)
+
+    def _one_result(self, host, task, action, status, data):
         with self._lock:
-            if self._status.take(task_action(task), result_host(result).get_name(), status,
-                                 result_data(result)):
+            if self._status.take(action, host, status, data):
                 return
-        phase = action_phase(task_action(task))
+        phase = action_phase(action)
         if not phase:
             with self._lock:
-                count_channel(self._counts, task_action(task), status, result_data(result))
+                count_channel(self._counts, action, status, data)
             return
-        host = result_host(result).get_name()
-        data = mark_rollback(task, dict(result_data(result)))
+        data = mark_rollback(task, dict(data))
         with self._lock:
             if data.get('stopped'):
                 self._progress.forget(host)

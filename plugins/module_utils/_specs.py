@@ -59,11 +59,13 @@ ACTIVATE_SPEC = dict(
     record_stats=RECORD_STATS,
 )
 
-# nix_status's own: it reads, so it takes no option of the deploy's table;
-# the Nix options are those of the closure difference's store queries
+# nix_status's own: it reads, so it takes no option of the deploy's table
+# (with from_role_vars and no desired, the nix_eval it runs reads them); the
+# Nix options are those of the closure difference's store queries
 STATUS_SPEC = dict(
     NIX_OPTIONS,
-    desired=dict(type='str', required=True),
+    from_role_vars=dict(_role_vars.FLAG_SPEC),
+    desired=dict(type='str'),
     platform=dict(type='str', required=True, choices=list(_platforms.PLATFORMS)),
     profile=dict(type='str'),
     timeout=dict(type='int', default=30),

@@ -20,22 +20,41 @@ description:
     the running one in its kernel, initrd or kernel modules (what NixOS's own reboot check
     compares), or the boot default is neither of them; V(pending), the flake gives another
     system than the one it runs; V(in_sync).
+  - With O(from_role_vars=true) and no O(desired), evaluates the host's system first, as
+    M(nixdeploy.fleet.nix_eval) does with its O(nixdeploy.fleet.nix_eval#module:from_role_vars)
+    (the deploy role's variables, one evaluation for the play batch, the same evaluation cache
+    and reuse across commits); nothing is built or substituted. A failed evaluation fails the host
+    with Nix's message, as M(nixdeploy.fleet.nix_eval) says it. The read is then the host's
+    first login; no login probe runs beside the evaluation.
   - A host that gives no answer is Ansible's C(unreachable) (the class V(unreachable) of the
-    playbook's totals and textfile).
+    playbook's totals and textfile). With O(from_role_vars=true) such a host is first probed as
+    M(nixdeploy.fleet.nix_eval) probes it, at each of its addresses (C(nix_target_hosts)), and read
+    again at the one that answers; the probe's words say an off host, and C(nix_unreachable=fail)
+    makes it a failed host, as in a deploy.
   - Read-only. One POSIX sh program runs on the host; it writes no file, makes no folder, takes
     no lock, makes no GC root and runs no Nix command, so a login that may only read the
     profiles and the state folder is enough. Nothing is built or copied.
-  - You normally reach it through the playbook C(nixdeploy.fleet.status), which evaluates the
-    desired systems with M(nixdeploy.fleet.nix_eval) first.
+  - You normally reach it through the playbook C(nixdeploy.fleet.status), which runs it with
+    O(from_role_vars=true), one task a host.
   - A host whose ssh key is not checked is refused before anything runs on it; the host variable
     C(nix_host_key_unchecked=true) opts out (docs/security.md).
 options:
   desired:
     description:
       - The store path of the system the flake gives the host (M(nixdeploy.fleet.nix_eval)'s
-        RV(nixdeploy.fleet.nix_eval#module:out_path)). Nothing is built; it is only compared.
+        RV(nixdeploy.fleet.nix_eval#module:out_path)), for a desired system evaluated elsewhere.
+        Nothing is built; it is only compared.
+      - Required unless O(from_role_vars=true).
     type: str
-    required: true
+  from_role_vars:
+    description:
+      - Without O(desired), evaluate the host's system from the deploy role's variables
+        (C(nix_flake), C(nix_attr), C(nix_options) ...), as M(nixdeploy.fleet.nix_eval) with its
+        O(nixdeploy.fleet.nix_eval#module:from_role_vars) does, in this same task. Its result is
+        RV(eval).
+      - The options of this module are never taken from variables.
+    type: bool
+    default: false
   platform:
     description:
       - What kind of system the host runs; where it keeps its running system and profile comes
@@ -105,22 +124,22 @@ author:
 '''
 
 EXAMPLES = r'''
-- name: Evaluate what each host should run
-  nixdeploy.fleet.nix_eval:
-    from_role_vars: true
-  register: status_eval
-
-- name: Read each host and class it
+- name: Evaluate each host as the deploy does, read it and class it
   nixdeploy.fleet.nix_status:
-    desired: "{{ status_eval.out_path }}"
+    from_role_vars: true
     platform: "{{ nix_platform }}"
   register: host_status
 
 - name: Fail each host that drifted, one line each (a CI gate)
   nixdeploy.fleet.nix_status:
-    desired: "{{ status_eval.out_path }}"
+    from_role_vars: true
     platform: "{{ nix_platform }}"
     fail_unless_in_sync: true
+
+- name: Against a system evaluated elsewhere
+  nixdeploy.fleet.nix_status:
+    desired: "{{ nix_out_path }}"
+    platform: "{{ nix_platform }}"
 
 - name: The hosts a deploy would change
   ansible.builtin.debug:
@@ -192,11 +211,20 @@ status:
       type: dict
       sample: {paths_added: 12, paths_removed: 3, size_change_bytes: 36175872}
 ansible_facts:
-  description: C(nixdeploy_status), the same as RV(status).
+  description: C(nixdeploy_status), the same as RV(status); with O(from_role_vars=true), also
+    M(nixdeploy.fleet.nix_eval)'s facts C(nix_drv_path) and C(nix_out_path).
   returned: success
   type: dict
+eval:
+  description: M(nixdeploy.fleet.nix_eval)'s result for the host (its RV(nixdeploy.fleet.nix_eval#module:out_path),
+    how its answer was found, its failure); the summary and report callbacks read it as that
+    module's. When the evaluation failed, or the host was reached at none of its addresses, this
+    module's result is that one's, with its C(msg) and its C(phase) V(eval).
+  returned: with O(from_role_vars=true) and no O(desired), once the host was evaluated
+  type: dict
 phase:
-  description: V(status) on failure (the gate's included).
+  description: V(status) on failure (the gate's included); V(eval) for a failed evaluation or
+    an off host (see RV(eval)).
   returned: failure
   type: str
 connection_lost:
