@@ -35,6 +35,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._activa
     script_error)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation._programs import (
     status_script)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_core import other_action
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import NoAnswer
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._program_fields import (
@@ -108,10 +109,7 @@ class ActionModule(NixdeployAction):
         one class. A ``_status_eval.Evaluation``."""
         task = self._task.copy()
         task.args = {_role_vars.FLAG: True, 'activates': False}
-        action = self._shared_loader_obj.action_loader.get(
-            'nixdeploy.fleet.nix_eval', task=task, connection=self._connection,
-            play_context=self._play_context, loader=self._loader, templar=self._templar,
-            shared_loader_obj=self._shared_loader_obj)
+        action = other_action(self, 'nixdeploy.fleet.nix_eval', task)
         # the read below is the host's first login, not a probe beside it
         action.probes = False
         return _status_eval.Evaluation(action, action.run(task_vars=self.task_vars))

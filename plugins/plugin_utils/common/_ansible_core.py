@@ -134,6 +134,20 @@ def loader_of(action):
     return _required(action, '_loader', 'ActionBase._loader')
 
 
+def other_action(action, name, task):
+    """The action plugin ``name`` for ``task``, beside ``action`` (its
+    connection, play context, loader and templar), as
+    ansible.builtin.template runs ansible.builtin.copy
+    (``ActionBase._shared_loader_obj.action_loader``).
+
+    Checked on ansible-core 2.19 and 2.21 (set in ``ActionBase.__init__``).
+    Fallback: none, AnsibleCoreChanged."""
+    shared = _required(action, '_shared_loader_obj', 'ActionBase._shared_loader_obj')
+    return shared.action_loader.get(
+        name, task=task, connection=action._connection, play_context=action._play_context,
+        loader=action._loader, templar=action._templar, shared_loader_obj=shared)
+
+
 def find_needle(action, dirname, needle):
     """The path of the controller file ``needle``, searched as
     ansible.builtin.copy searches ``src``: the role's and the playbook's

@@ -11,7 +11,7 @@ results one task now holds, as they read them from two tasks: the host's
 evaluation first (its figures, its failure, an off host), then its read.
 """
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import with_details
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import with_details
 
 # where nix_status keeps nix_eval's result for the host
 KEY = 'eval'

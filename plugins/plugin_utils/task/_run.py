@@ -35,6 +35,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached imp
     CHILD_GROUPS, BatchError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._job_end import (
     finishing, forget, job_ended, owe, remove_folder, temporary_folder, when_job_ends)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._outcome import with_details
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._progress import (
     ACTIVATING, AWAITING_CONFIRMATION, CONFIRMED, HEALTH_CHECKS, STEP_FILE_MAX, STEP_SLACK,
     WAITING_ACTIVATION, WAITING_CONFIRMATION, WAITING_ROLLBACK, WAITING_SWITCH, clear_step,
@@ -52,7 +53,7 @@ __all__ = ['ACTIVATING', 'AFTER_JOB_WAIT', 'ANSWER_WAIT', 'AWAITING_CONFIRMATION
            'finishing', 'forget', 'held', 'in_step', 'job_ended', 'owe', 'play_batch',
            'play_uuid', 'record_facts', 'remove_folder', 'set_step', 'short_digest',
            'task_batch', 'temporary_folder', 'unlink_host_args', 'vars_of', 'when_job_ends',
-           'with_facts', 'work_key']
+           'with_details', 'with_facts', 'work_key']
 
 
 def unlink_host_args(args, own_vars, per_host):

@@ -228,7 +228,10 @@ class ActionModule(ActionBase):
         task, loader = core.task_of(self), core.loader_of(self)
         found = core.find_needle(self, 'files', task.args['src'])
         play = core.play_of(task)
+        other = core.other_action(self, 'ansible.builtin.debug', task.copy())
         result.update(
+            other_action=type(other).__module__,
+            other_shares=other._connection is self._connection and other._loader is loader,
             task_is_its=task is self._task, loader_is_its=loader is self._loader,
             task_uuid=core.task_uuid(task), play_uuid=core.task_uuid(play),
             found=found, content=core.file_contents(loader, found).hex(),
@@ -336,6 +339,8 @@ def test_a_real_run_hands_the_internals_over(tmp_path):
         assert data['task_uuid'] == result['task_uuid'] == seen['started'][name], name
         assert data['play_uuid'] == seen['play'], name
         assert data['task_is_its'] and data['loader_is_its'], name
+        # another action beside this one, as template runs copy
+        assert data['other_action'].endswith('debug') and data['other_shares'], name
         # the connection's own context (the task's is another object)
         assert (data['play_context'], data['remote_addr']) == ('PlayContext', 'localhost'), name
         assert data['load_name'] in ('local', 'ansible.builtin.local'), name
