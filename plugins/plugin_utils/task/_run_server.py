@@ -120,7 +120,7 @@ class RunServer(object):
         sock = _run_socket.connect(self.socket_path, _waits.REGISTER_WAIT)
         try:
             _run_socket.send(sock, message)
-            reply = _run_socket.receive(sock)
+            reply = _run_socket.receive(sock, _waits.REGISTER_WAIT)
         finally:
             sock.close()
         return reply if isinstance(reply, dict) else {}
@@ -161,7 +161,11 @@ class _Serving(object):
     serves each stem in a thread of its own, until none is served and no
     host is connecting (decided under the run's lock, which a host takes to
     see whether the process runs), once the host that started it
-    registered (or ``REGISTER_WAIT`` after its start, that host gone)."""
+    registered (or ``REGISTER_WAIT`` after its start, that host gone).
+
+    Each connection is read in a thread of its own, its whole message
+    bounded by ``REGISTER_WAIT``: a peer that never sends, or sends a byte
+    at a time, holds only itself, never the hosts that register beside it."""
 
     def __init__(self, run, token, listening, files_of):
         self.run = run
@@ -169,6 +173,9 @@ class _Serving(object):
         self.listening = listening
         self.files_of = files_of
         self.threads = []
+        # the connections being read now (a registration may still come)
+        self.taking = []
+        self._lock = threading.Lock()
         # a process ends when it serves nothing, but not before the host
         # that started it registered (its worker may be slow to connect)
         self.registered = False
@@ -177,25 +184,39 @@ class _Serving(object):
     def serve(self):
         self.listening.settimeout(LOOKS[1])
         while True:
-            self.threads = [thread for thread in self.threads if thread.is_alive()]
+            with self._lock:
+                self.threads = [thread for thread in self.threads if thread.is_alive()]
+                self.taking = [thread for thread in self.taking if thread.is_alive()]
             try:
                 connection, _address = self.listening.accept()
             except socket.timeout:
                 if self._ended():
                     return
                 continue
-            self._take(connection)
+            self._take_beside(connection)
+
+    def _take_beside(self, connection):
+        """``_take`` in a thread of its own."""
+        thread = threading.Thread(target=self._take, args=(connection,),
+                                  name='nixdeploy-register')
+        thread.daemon = True
+        with self._lock:
+            self.taking.append(thread)
+        thread.start()
 
     def _ended(self):
         """Whether the process is done: the job ended (its folder gone), or
         no stem is served and no host is connecting."""
         if not os.path.isdir(self.run.dir) and _job_end.job_ended(self.run.dir):
             # no request comes any more (_stem_serving)
-            for thread in self.threads:
+            with self._lock:
+                threads = list(self.threads)
+            for thread in threads:
                 thread.join()
             return True
-        if self.threads:
-            return False
+        with self._lock:
+            if self.threads or any(thread.is_alive() for thread in self.taking):
+                return False
         if not self.registered and time.monotonic() - self.started < _waits.REGISTER_WAIT:
             return False
         try:
@@ -217,7 +238,7 @@ class _Serving(object):
                 connection = None
             self.listening.settimeout(LOOKS[1])
             if connection is not None:
-                self._take(connection)
+                self._take_beside(connection)
                 return False
             # closed before the token goes: a host that finds no token
             # binds a socket of its own at the same path
@@ -238,11 +259,15 @@ class _Serving(object):
             if not _run_socket.same_user(connection):
                 return
             try:
-                entry = _checked(_run_socket.receive(connection))
+                entry = _checked(_run_socket.receive(connection, _waits.REGISTER_WAIT))
             except (ValueError, TypeError, KeyError) as exc:
+                connection.settimeout(_waits.REGISTER_WAIT)
                 _run_socket.send(connection, json.dumps({'error': u'refused: %s' % exc}))
                 return
-            self._start(entry)
+            # the answer's own bound, whatever the message's read left
+            connection.settimeout(_waits.REGISTER_WAIT)
+            with self._lock:
+                self._start(entry)
             self.registered = True
             _run_socket.send(connection, json.dumps({'ok': True}))
         except (OSError, _run_socket.SocketGone):
@@ -297,6 +322,10 @@ def registration(host, kind, key, serve, context, waves_at_once, waiting):
              'waves_at_once': waves_at_once, 'waiting': sorted(waiting), 'starter': host}
     try:
         return json.dumps(entry, cls=AnsibleJSONEncoder)
+    except RecursionError:
+        raise BatchError(u'%s: the %s batch: context is nested too deep to be handed to the '
+                         u'run\'s serving process as JSON; give it fewer levels'
+                         % (host, kind.split('-')[0]))
     except (TypeError, ValueError) as exc:
         where = _unencodable(context, 'context') or 'context'
         raise BatchError(u'%s: the %s batch: %s cannot be handed to the run\'s serving '

@@ -23,6 +23,7 @@ import os
 import socket
 import struct
 import threading
+import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import (
     InvalidValue, NixdeployError)
@@ -112,19 +113,31 @@ def send(sock, text):
     sock.sendall(_HEADER.pack(len(data)) + data)
 
 
-def receive(sock):
+def receive(sock, seconds=None):
     """The next message's data (``json.loads``); SocketGone when the other
-    side closed first, ValueError for a message that is no JSON or too
-    long."""
-    (size,) = _HEADER.unpack(_exactly(sock, _HEADER.size))
+    side closed first, ValueError for a message that is no JSON, nested
+    too deep or too long; socket.timeout when the whole message has not
+    come within ``seconds`` (None: each read bounded by the socket's own
+    timeout), however slowly its bytes trickle in."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    (size,) = _HEADER.unpack(_exactly(sock, _HEADER.size, deadline))
     if size > MAX_MESSAGE:
         raise InvalidValue('a message of %d bytes, past the %d read' % (size, MAX_MESSAGE))
-    return json.loads(_exactly(sock, size).decode('utf-8'))
+    try:
+        return json.loads(_exactly(sock, size, deadline).decode('utf-8'))
+    except RecursionError:
+        # json.loads of a deeply nested text raises this, not a ValueError
+        raise InvalidValue('a message nested too deep')
 
 
-def _exactly(sock, size):
+def _exactly(sock, size, deadline=None):
     chunks, left = [], size
     while left:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout('the whole message did not come in time')
+            sock.settimeout(remaining)
         try:
             chunk = sock.recv(min(left, 1 << 20))
         except ConnectionResetError:

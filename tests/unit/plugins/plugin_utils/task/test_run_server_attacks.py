@@ -3,10 +3,10 @@ and _run_socket.py), for real: a forked process, its unix socket, peers
 that send what a host never sends. What a user relies on: a message that is
 not a registration is refused and changes nothing, every host's wait has
 its bound whatever another peer does, the run's other works are served on,
-and a work is only ever served with its own context.
-
-A test marked ``xfail(strict=True)`` is a fault found: it states what must
-hold, and fails today for the reason it names."""
+and a work is only ever served with its own context. Four of them found
+faults, now fixed: a message nested past json's depth ended the process, a
+peer that never sent or trickled its bytes held every other registration,
+and a context nested too deep failed its host as an internal error."""
 
 import json
 import os
@@ -116,18 +116,9 @@ MALFORMED = {
     'cut half-way, then closed': (struct.pack('>I', 200) + _registration()[:100], False),
     'JSON nested past the parser\'s depth': (_framed(b'[' * 100000 + b']' * 100000), True),
 }
-# the one that breaks it: json.loads raises RecursionError, which
-# _Serving._take does not catch (it is no ValueError): it leaves the
-# accept loop and ends the process, with every work of the run it serves
-DEPTH_FAULT = pytest.mark.xfail(
-    strict=True, reason='a message of JSON nested past the parser\'s depth raises '
-    'RecursionError in json.loads, which _Serving._take does not catch: the run\'s '
-    'serving process ends, and every work it serves with it')
 
 
-@pytest.mark.parametrize('what', [
-    pytest.param(name, marks=DEPTH_FAULT if 'nested' in name else ())
-    for name in sorted(MALFORMED)])
+@pytest.mark.parametrize('what', sorted(MALFORMED))
 def test_a_message_that_is_no_registration_is_refused_and_the_run_is_served_on(
         tmp_path, what):
     """A peer's message the process cannot take (no JSON, no mapping, too
@@ -220,16 +211,8 @@ def _registers_beside_silent_peers(tmp_path, count, pause, seconds):
         open(release, 'w').close()
 
 
-# the fault two such peers find
-SILENT_FAULT = pytest.mark.xfail(
-    strict=True, reason='_Serving.serve takes one registration at a time in its accept loop, '
-    'each bounded by REGISTER_WAIT on its own: two peers that never send hold the loop for '
-    'twice that bound, and a host of another work that registers meanwhile fails ("did not '
-    'take its registration")')
-
-
 @pytest.mark.parametrize('count, pause', [
-    pytest.param(1, 1.5, id='one peer'), pytest.param(2, 0, id='two peers', marks=SILENT_FAULT)])
+    pytest.param(1, 1.5, id='one peer'), pytest.param(2, 0, id='two peers')])
 def test_peers_that_never_send_hold_no_host_past_its_bound(
         tmp_path, short_register_wait, count, pause):
     """Peers that connect and never send (workers stopped as they
@@ -240,10 +223,6 @@ def test_peers_that_never_send_hold_no_host_past_its_bound(
     assert ok, why
 
 
-@pytest.mark.xfail(strict=True, reason='a connection\'s bound (REGISTER_WAIT) is set per '
-                   'recv, not for the whole message: a peer that sends one byte a second '
-                   'holds the process\'s accept loop past every bound, and every host that '
-                   'registers meanwhile fails ("did not take its registration")')
 def test_a_peer_that_trickles_its_message_holds_no_host_past_its_bound(
         tmp_path, short_register_wait):
     """A peer that sends its message a byte a second, each byte inside the
@@ -278,10 +257,6 @@ def test_a_context_that_is_no_mapping_fails_only_its_hosts_by_a_sentence(tmp_pat
     assert token is None or good.run.token() in (token, None)
 
 
-@pytest.mark.xfail(strict=True, reason='registration catches TypeError and ValueError '
-                   'only: a context nested past the JSON encoder\'s depth (a few hundred '
-                   'levels) raises RecursionError out of it, and the host fails with an '
-                   'internal error instead of the BatchError naming the value')
 def test_a_context_nested_past_the_encoders_depth_fails_its_host_by_name():
     """A context the host cannot hand over as JSON because it is nested
     too deep fails that host with a sentence that names the host and the
