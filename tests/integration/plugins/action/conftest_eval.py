@@ -7,17 +7,15 @@ the Nix inventory would set (nix_flake, nix_attr, nix_platform).
 """
 
 import hashlib
-import json
 import os
 import stat
-import subprocess
 import uuid
 
 import pytest
 
 from tests.collection import run_playbook
 from tests.lab import Lab, heavy
-from tests.lab.fixtures import FleetFlake
+from tests.lab.fixtures import FleetFlake, evaluate_systems
 
 PERSONAS = ['nixos', 'darwin', 'nix-on-droid', 'home-manager']
 NIX_OPTIONS = {'substituters': ''}
@@ -53,14 +51,6 @@ def make_flake(path, lab, **kwargs):
     return flake
 
 
-# TRUTH's expression: every host's system of a flake, its reference and
-# attribute paths read as JSON from the environment (data, never code)
-TRUTH_EXPR = (
-    'let asked = builtins.fromJSON (builtins.getEnv "NIXDEPLOY_TRUTH");'
-    ' f = builtins.getFlake asked.ref;'
-    ' system = path: builtins.foldl\' (set: name: set.${name}) f path;'
-    ' in builtins.mapAttrs (host: path: let s = system path;'
-    ' in { drv = s.drvPath; out = s.outPath; }) asked.attrs')
 # {(flake reference, digest of its files): {host: paths}}
 _TRUTHS = {}
 
@@ -88,16 +78,9 @@ def truth(flake, host):
     in ONE nix eval, kept until the flake's files change."""
     key = (flake.ref, _flake_digest(flake.path))
     if key not in _TRUTHS:
-        attrs = dict((name, flake.attr(name).split('.')) for name in flake.data['hosts']
-                     if not flake.data['configurations'][flake.config_of(name)].get(
-                         'broken_eval'))
-        out = subprocess.run(
-            ['nix', '--extra-experimental-features', 'nix-command flakes', 'eval', '--json',
-             '--impure', '--expr', TRUTH_EXPR],
-            env=dict(os.environ, NIXDEPLOY_TRUTH=json.dumps({'ref': flake.ref, 'attrs': attrs})),
-            stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-        _TRUTHS[key] = dict((name, {'drvPath': paths['drv'], 'outPath': paths['out']})
-                            for name, paths in json.loads(out).items())
+        _TRUTHS[key] = evaluate_systems(flake.ref, dict(
+            (name, flake.attr(name)) for name in flake.data['hosts']
+            if not flake.data['configurations'][flake.config_of(name)].get('broken_eval')))
     return _TRUTHS[key][host]
 
 
