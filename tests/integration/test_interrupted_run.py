@@ -16,10 +16,10 @@ waits for, and once the watchdog has put h2's previous system back it
 goes no further (the trial's "two generations back").
 
 The run after the Ctrl-C starts while h2's activation still holds, and the
-test lets the activation go once that run says it waits for h2's lock: the
-run is then at the lock when the watchdog's window opens, whatever the
-machine's load, so the window (``nix_confirm_timeout``, which users set
-too) only has to be long enough for a progress line or two.
+test lets the activation go once that run waits for h2's lock (its status
+file on h2 says so): the run is then at the lock when the watchdog's window
+opens, whatever the machine's load, so the window (``nix_confirm_timeout``,
+which users set too) only has to be long enough for a progress line or two.
 """
 
 import glob
@@ -55,8 +55,12 @@ HOLD = 'n=0; while [ ! -e %s ] && [ $n -lt 900 ]; do sleep 0.2; n=$((n+1)); done
 # progress lines (every 2 s) fall in it
 CONFIRM = 15
 ROLLBACK_CONFIRM = 10
-# the run that follows waits for h2's lock while the held activation runs
-WAITING_FOR_ACTIVATION = re.compile(r"\bh2 \(\d+s, waiting for another run's activation \d+s")
+# a run on h2 waits for the lock the held activation holds: its status file
+# on the host (the controller's console may reach its log file only later)
+WAITING_FOR_ACTIVATION = (
+    'for f in /nix/var/nixdeploy/*/runs/*/status; do'
+    ' grep -qx state=waiting_lock "$f" && grep -qx waiting_for=activation "$f" && echo waiting;'
+    ' done; true')
 # slack for the watchdog's own rollback (one fast re-activation) and the
 # lab's clock read in whole seconds
 ROLLBACK_SLACK = 15
@@ -135,10 +139,10 @@ def interrupt(proc, ready, what):
     return stopped
 
 
-def wait_at_lock(proc, what):
-    """Until ``proc`` says h2 waits for the held activation's lock (or ends)."""
-    wait_until(lambda: proc.poll() is not None or WAITING_FOR_ACTIVATION.search(output(proc)),
-               300, interval=0.5, what=what)
+def wait_at_lock(lab, proc, what):
+    """Until a run on h2 waits for the held activation's lock (or ``proc`` ends)."""
+    wait_until(lambda: proc.poll() is not None or 'waiting' in lab.run_in(
+        'h2', ['sh', '-c', WAITING_FOR_ACTIVATION]).stdout.split(), 300, interval=0.5, what=what)
     assert proc.poll() is None, output(proc)[-3000:]
 
 
@@ -163,7 +167,7 @@ def test_an_interrupted_run_says_what_it_left_and_the_next_says_what_it_waits_fo
         # then the activation goes on and awaits a confirmation that never comes
         rerun = start(fleet, '-e', 'nix_lock_timeout=240', NIXDEPLOY_PROGRESS_INTERVAL='2')
         runs.append(rerun)
-        wait_at_lock(rerun, 'the run after the Ctrl-C to wait for h2\'s lock')
+        wait_at_lock(lab, rerun, 'the run after the Ctrl-C to wait for h2\'s lock')
         lab.run_in('h2', ['touch', RELEASE])
         released = time.time()
         # h2 rolls back by itself the window the console gave after its
@@ -198,7 +202,7 @@ def test_a_rollback_right_after_a_ctrl_c_waits_and_goes_back_no_further(fleet):
         back = start_playbook(fleet, 'nixdeploy.fleet.rollback', '-l', 'h2',
                               NIXDEPLOY_PROGRESS_INTERVAL='2')
         runs.append(back)
-        wait_at_lock(back, 'the rollback to wait for h2\'s lock')
+        wait_at_lock(lab, back, 'the rollback to wait for h2\'s lock')
         lab.run_in('h2', ['touch', RELEASE])
         back.wait(timeout=600)
     said = output(back)
