@@ -247,6 +247,17 @@ def live_socket(path):
         probe.close()
 
 
+def sockets_left(run):
+    """The names of the ssh control sockets the run leaves that count: a
+    master SIGKILLed with its controller cannot remove its socket; the next
+    ssh to find it stale (connection refused) unlinks it (OpenSSH's mux
+    client). A run that was not killed leaves none, a killed one no live one."""
+    if not os.path.isdir(run.control_dir):
+        return []
+    return [n for n in sorted(os.listdir(run.control_dir))
+            if not run.killed or live_socket(os.path.join(run.control_dir, n))]
+
+
 def check_controller(run, gc_root_dir):
     out = []
     for pid in controller_processes(run):
@@ -257,11 +268,7 @@ def check_controller(run, gc_root_dir):
             continue
         out.append('run %s: controller process left: %d %s' % (run.label, pid, cmd))
     if os.path.isdir(run.control_dir):
-        # A master SIGKILLed with its controller cannot remove its socket;
-        # the next ssh to find it stale (connection refused) unlinks it
-        # (OpenSSH's mux client). A run that was not killed leaves none.
-        left = [n for n in sorted(os.listdir(run.control_dir))
-                if not run.killed or live_socket(os.path.join(run.control_dir, n))]
+        left = sockets_left(run)
         if left:
             out.append('run %s: ssh control sockets left%s: %s' % (
                 run.label, ' (live)' if run.killed else '', ' '.join(left)))

@@ -55,12 +55,15 @@ def out_paths(fleet, hosts):
 def wait_masters(runs):
     """Until the runs' ssh masters are gone, at most what ssh promises: each
     lives ControlPersist after its last use, and one whose link went dead
-    until its keepalives give up (ServerAliveInterval 5 s, 3 unanswered)."""
+    until its keepalives give up (ServerAliveInterval 5 s, 3 unanswered).
+    The runs have ended, so nothing starts a master any more: the wait ends
+    as soon as nothing the controller check counts is left (a killed run's
+    stale socket file is not), often before ControlPersist has passed."""
     deadline = time.monotonic() + CONTROL_PERSIST + 5 * 3 + 2
-    time.sleep(CONTROL_PERSIST + 0.5)
-    while time.monotonic() < deadline and any(
-            invariants.controller_processes(r) or os.listdir(r.control_dir) for r in runs
-            if os.path.isdir(r.control_dir)):
+    while any(invariants.controller_processes(r) or invariants.sockets_left(r) for r in runs
+              if os.path.isdir(r.control_dir)):
+        if time.monotonic() >= deadline:
+            return
         time.sleep(0.5)
 
 

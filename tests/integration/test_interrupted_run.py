@@ -14,6 +14,12 @@ unconfirmed activation or rollback, with the bound, then deploys both.
 A rollback of h2 asked at once after another such Ctrl-C says what it
 waits for, and once the watchdog has put h2's previous system back it
 goes no further (the trial's "two generations back").
+
+The run after the Ctrl-C starts while h2's activation still holds, and the
+test lets the activation go once that run waits for h2's lock (its status
+file on h2 says so): the run is then at the lock when the watchdog's window
+opens, whatever the machine's load, so the window (``nix_confirm_timeout``,
+which users set too) only has to be long enough for a progress line or two.
 """
 
 import glob
@@ -44,9 +50,17 @@ CALLBACKS = 'record,nixdeploy.fleet.summary,nixdeploy.fleet.report'
 # leaves none behind
 RELEASE = '/nix/var/lab/interrupted-release'
 HOLD = 'n=0; while [ ! -e %s ] && [ $n -lt 900 ]; do sleep 0.2; n=$((n+1)); done' % RELEASE
-# the interrupted run's confirmation window: long enough that the run
-# started at once reaches h2's lock while it is held
-CONFIRM = 40
+# the interrupted runs' confirmation windows: the run that follows is at
+# h2's lock before the window opens (``wait_at_lock``), so a few of its
+# progress lines (every 2 s) fall in it
+CONFIRM = 15
+ROLLBACK_CONFIRM = 10
+# a run on h2 waits for the lock the held activation holds: its status file
+# on the host (the controller's console may reach its log file only later)
+WAITING_FOR_ACTIVATION = (
+    'for f in /nix/var/nixdeploy/*/runs/*/status; do'
+    ' grep -qx state=waiting_lock "$f" && grep -qx waiting_for=activation "$f" && echo waiting;'
+    ' done; true')
 # slack for the watchdog's own rollback (one fast re-activation) and the
 # lab's clock read in whole seconds
 ROLLBACK_SLACK = 15
@@ -125,6 +139,13 @@ def interrupt(proc, ready, what):
     return stopped
 
 
+def wait_at_lock(lab, proc, what):
+    """Until a run on h2 waits for the held activation's lock (or ``proc`` ends)."""
+    wait_until(lambda: proc.poll() is not None or 'waiting' in lab.run_in(
+        'h2', ['sh', '-c', WAITING_FOR_ACTIVATION]).stdout.split(), 300, interval=0.5, what=what)
+    assert proc.poll() is None, output(proc)[-3000:]
+
+
 def test_an_interrupted_run_says_what_it_left_and_the_next_says_what_it_waits_for(fleet):
     lab = fleet.lab
     before = dict((h, assert_consistent(lab, h)) for h in ('h1', 'h2'))
@@ -136,16 +157,19 @@ def test_an_interrupted_run_says_what_it_left_and_the_next_says_what_it_waits_fo
         # h1 switched and h2's activation runs (held)
         stopped = interrupt(proc, lambda: activated(proc, 'h1') and len(history(lab, 'h2')) > seen,
                             'h1 to switch and h2 to activate')
-        # the held activation goes on, then awaits a confirmation that never comes
-        lab.run_in('h2', ['touch', RELEASE])
-        released = time.time()
-        rerun = start(fleet, '-e', 'nix_lock_timeout=240', NIXDEPLOY_PROGRESS_INTERVAL='2')
-        runs.append(rerun)
         out = output(proc)
         assert proc.returncode == 99, out[-3000:]
         assert 'User interrupted execution' in out, out[-3000:]
         at_most = check_console(out)
+        # read before the next run writes the latest report
         check_report(fleet, at_most)
+        # a run started at once reaches h2's lock while the activation holds;
+        # then the activation goes on and awaits a confirmation that never comes
+        rerun = start(fleet, '-e', 'nix_lock_timeout=240', NIXDEPLOY_PROGRESS_INTERVAL='2')
+        runs.append(rerun)
+        wait_at_lock(lab, rerun, 'the run after the Ctrl-C to wait for h2\'s lock')
+        lab.run_in('h2', ['touch', RELEASE])
+        released = time.time()
         # h2 rolls back by itself the window the console gave after its
         # activation ended (here: when the test let it go), and within the most
         rolled = wait_until(lambda: [t for t, _goal, path in history(lab, 'h2')
@@ -172,13 +196,14 @@ def test_a_rollback_right_after_a_ctrl_c_waits_and_goes_back_no_further(fleet):
     before = assert_consistent(lab, 'h2')
     seen = len(history(lab, 'h2'))
     with held(fleet, 'i3') as runs:
-        proc = start(fleet, '-l', 'h2', '-e', 'nix_confirm_timeout=20')
+        proc = start(fleet, '-l', 'h2', '-e', 'nix_confirm_timeout=%d' % ROLLBACK_CONFIRM)
         runs.append(proc)
         interrupt(proc, lambda: len(history(lab, 'h2')) > seen, 'h2 to activate')
-        lab.run_in('h2', ['touch', RELEASE])
         back = start_playbook(fleet, 'nixdeploy.fleet.rollback', '-l', 'h2',
                               NIXDEPLOY_PROGRESS_INTERVAL='2')
         runs.append(back)
+        wait_at_lock(lab, back, 'the rollback to wait for h2\'s lock')
+        lab.run_in('h2', ['touch', RELEASE])
         back.wait(timeout=600)
     said = output(back)
     assert back.returncode == 0, said[-3000:]

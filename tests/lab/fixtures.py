@@ -48,6 +48,7 @@ import json
 import os
 import platform as _platform
 import shutil
+import subprocess
 
 FLAKE_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'flake')
 BUSYBOX = os.environ.get('NIXDEPLOY_LAB_BUSYBOX', '/bin/busybox')
@@ -63,6 +64,32 @@ def nix_system():
     machine = {'amd64': 'x86_64', 'arm64': 'aarch64'}.get(_platform.machine().lower(),
                                                           _platform.machine().lower())
     return '%s-linux' % machine
+
+
+# evaluate_systems' expression: the flake reference and attribute paths
+# arrive as JSON through the environment (data, never Nix code)
+SYSTEMS_EXPR = (
+    'let asked = builtins.fromJSON (builtins.getEnv "NIXDEPLOY_SYSTEMS");'
+    ' f = builtins.getFlake asked.ref;'
+    ' system = path: builtins.foldl\' (set: name: set.${name}) f path;'
+    ' in builtins.mapAttrs (name: path: let s = system path;'
+    ' in { drv = s.drvPath; out = s.outPath; }) asked.attrs')
+
+
+def evaluate_systems(ref, attrs):
+    """{name: {'drvPath', 'outPath'}} of each flake attribute in ``attrs``
+    ({name: 'a.b.c'}) of the flake ``ref``, as plain Nix evaluates them:
+    all in ONE nix eval (--impure: the reference may be unlocked, a dirty
+    work tree included), where a test wants the reference answer, not the
+    processes."""
+    asked = {'ref': ref, 'attrs': dict((name, attr.split('.')) for name, attr in attrs.items())}
+    proc = subprocess.run(
+        ['nix', '--extra-experimental-features', 'nix-command flakes', '--option',
+         'substituters', '', 'eval', '--json', '--impure', '--expr', SYSTEMS_EXPR],
+        env=dict(os.environ, NIXDEPLOY_SYSTEMS=json.dumps(asked)), check=True,
+        stdout=subprocess.PIPE, universal_newlines=True)
+    return dict((name, {'drvPath': paths['drv'], 'outPath': paths['out']})
+                for name, paths in json.loads(proc.stdout).items())
 
 
 class FleetFlake:
