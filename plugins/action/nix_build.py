@@ -107,7 +107,7 @@ class ActionModule(NixdeployAction):
         """The batch's build server (``_batch_work``): one per task, play
         batch and the options its hosts share. The hosts asking together
         share a wave (the first one waits for the rest of the play batch
-        while they keep asking: task/_batch_server.GATHER_STALL), and each
+        while they keep asking: task/_stem_serving.GATHER_STALL), and each
         is answered as soon as its own system is built; a retry asks a
         server of its own, which waits for no other host."""
         args = self._args

@@ -14,18 +14,19 @@ description:
     until the next deploy. You normally reach it through the role C(nixdeploy.fleet.deploy) (its
     build phase; C(nix_build_on) chooses where) and the role C(nixdeploy.fleet.publish).
   - Builds each host's system derivation, by default on the controller.
-  - "Each host built on the controller or on builders asks its play batch's build service: one detached process per
-    batch and options, started by the first host that asks, that takes the requests waiting into a wave, at most
-    max(4, cores) waves at once. The first wave waits for the hosts of the play batch that have not asked yet, for at
-    most 0.5 s (a host built on itself, or whose request is refused, says it will not ask); a later wave for the requests
-    that arrive within 50 ms of each other, for at most 0.5 s. A wave builds its
+  - "Each host built on the controller or on builders asks its play batch's build work, served by the run's one
+    serving process (started by the first host of the run that asks), which takes the requests waiting into a wave,
+    at most max(4, cores) waves at once. The first wave waits for the hosts of the play batch that have not asked yet
+    while they keep coming (until none came for 1 s, at most 5 s in all; a host built on itself, or whose request is
+    refused, says it will not ask); a later wave for the requests that arrive within 50 ms of each other, for at most
+    5 s. A wave builds its
     controller-built systems in ONE C(nix build --keep-going) (Nix shares and parallelises common dependencies), and
     its builder-built systems with one probe of the builders they name and one build per builder."
   - "Each host's task ends as soon as its own system is built, so its copy starts while others still build: while a
     controller build of several systems runs, one C(nix-store --check-validity) a second tells which systems are in
     the store, and their hosts are answered at once (GC root and closure sizes); a builder's hosts are answered when
-    its build is done. A slow system holds only its own host. A host whose request the service took but did not
-    answer (its process died) fails with the tail of its log."
+    its build is done. A slow system holds only its own host. A host whose request the serving process took but did
+    not answer (the process died) fails with the tail of its log."
   - A build failure fails only the hosts that need the failed derivation, with the tail of its builder's log.
   - "A host whose system needs a platform the controller's Nix does not build fails at this task before
     anything is built or copied for it, with a message naming its system and the ways out (O(build_on=target),
@@ -143,7 +144,7 @@ attributes:
     support: none
   bypass_host_loop:
     support: none
-    details: Runs once per host; controller and builder builds run in the batch's build service (a detached
+    details: Runs once per host; controller and builder builds run in the run's serving process (a detached
       process) in waves of the hosts asking together, each host answered when its own system is built.
   check_mode:
     support: full

@@ -307,7 +307,9 @@ evaluated_here:
   returned: unless stopped
   type: bool
 started_here:
-  description: Whether this host's task started the batch's evaluation (a detached process of the job).
+  description:
+    - Whether the wave of the batch's evaluation that answered this host was opened for it (its own
+      request started that wave).
   returned: unless stopped
   type: bool
 source:

@@ -241,10 +241,10 @@ class _Reporting(object):
 
 
 def batch_entry(action, args, opts, kind='eval'):
-    """This host's entry of its play batch's evaluation (started by the
-    first of the batch's hosts to ask, in a detached process), as soon as
-    it is known: (the entry, started here, the batch's hosts, this host's
-    own request)."""
+    """This host's entry of its play batch's evaluation (served by the
+    run's serving process), as soon as it is known: (the entry, whether
+    the wave that answered it was opened for it, the batch's hosts, this
+    host's own request)."""
     evaluation = BatchEval(action, args, opts, kind)
     got = action.batch_answer(evaluation.work())
     _record(got.hosts, action.host, got.entry, action, args)
