@@ -19,7 +19,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data impor
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end, _wakeup
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    _entry_path, _read_json as _read)
+    entry_path, read_json as _read)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import BatchError
 
 # How often a waiting host without a doorbell looks for its answer (and the
@@ -42,7 +42,7 @@ class AnswerFiles(object):
 
     def path(self, host, request):
         """The file of ``host``'s answer to ``request``."""
-        return _entry_path(self.folder, short_digest('answer', host, request))
+        return entry_path(self.folder, short_digest('answer', host, request))
 
     def put(self, path, answer):
         """Write one answer (a whole file: a reader never sees half) and

@@ -22,7 +22,7 @@ def batch_folder(base_dir):
     return private_folder(os.path.join(base_dir, _run_files.BATCH_FOLDER))
 
 
-def _read_json(path, default=None):
+def read_json(path, default=None):
     try:
         with open(path) as handle:
             return json.load(handle)
@@ -30,7 +30,7 @@ def _read_json(path, default=None):
         return default
 
 
-def _entry_path(folder, name):
+def entry_path(folder, name):
     # inventory names come from the flake: a digest, never a path of theirs
     return os.path.join(folder, hashlib.sha256(name.encode('utf-8')).hexdigest()[:32] + '.json')
 
@@ -61,7 +61,7 @@ class BatchHosts(object):
 
     def _all_names(self):
         if self._names is None:
-            self._names = (_read_json(self._names_path) or []) if self._names_path else []
+            self._names = (read_json(self._names_path) or []) if self._names_path else []
         return self._names
 
     def __len__(self):
@@ -80,7 +80,7 @@ class BatchHosts(object):
 
     def get(self, name, default=None):
         if name not in self._read:
-            found = _read_json(_entry_path(self._folder, name), _MISSING)
+            found = read_json(entry_path(self._folder, name), _MISSING)
             if found is _MISSING:
                 return default
             self._read[name] = found

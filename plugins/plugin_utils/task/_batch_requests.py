@@ -12,7 +12,7 @@ import os
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    _entry_path, _read_json as _read)
+    entry_path, read_json as _read)
 
 # the file of the requests the first host foresaw, in the requests' folder
 # (a host's request file is named by a digest: never this name)
@@ -36,11 +36,11 @@ class RequestFiles(object):
 
     def ask(self, host, request):
         """Write ``host``'s own request (JSON data)."""
-        write_json(_entry_path(self.folder, host), {'host': host, 'request': request})
+        write_json(entry_path(self.folder, host), {'host': host, 'request': request})
 
     def decline(self, host):
         """Write ``host``'s word that it will not ask this time."""
-        write_json(_entry_path(self.folder, host), {'host': host, 'declined': True})
+        write_json(entry_path(self.folder, host), {'host': host, 'declined': True})
 
     def foresee(self, host, foreseen):
         """Write the requests ``host`` foresaw for the other hosts
@@ -80,7 +80,7 @@ class RequestFiles(object):
     def pending(self, host):
         """Whether a request of ``host`` waits untaken (its own, or the one
         foreseen for it)."""
-        if os.path.exists(_entry_path(self.folder, host)):
+        if os.path.exists(entry_path(self.folder, host)):
             return True
         found = _read(os.path.join(self.folder, FORESEEN))
         return isinstance(found, dict) and host in (found.get('foreseen') or {})

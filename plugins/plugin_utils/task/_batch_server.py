@@ -33,7 +33,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_answers import (
     AnswerFiles)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    batch_folder, _read_json as _read)
+    batch_folder, read_json as _read)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_requests import (
     RequestFiles, as_json)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import BatchError

@@ -18,11 +18,11 @@ import os
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    BatchHosts, _entry_path, batch_folder)
+    BatchHosts, entry_path, batch_folder)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import batch_id
 
 
-def _facts_dir(base_dir, hosts):
+def facts_dir(base_dir, hosts):
     return os.path.join(batch_folder(base_dir), _run_files.FACTS_FOLDER % batch_id(hosts))
 
 
@@ -32,14 +32,14 @@ def record_facts(base_dir, hosts, facts):
     given None loses what was kept for it (its own computation failed).
     One file a host: recording one host's facts costs the same in a batch
     of ten hosts as in one of a thousand."""
-    folder = _facts_dir(base_dir, hosts)
+    folder = facts_dir(base_dir, hosts)
     try:
         os.mkdir(folder, 0o700)
     except OSError:
         if not os.path.isdir(folder):
             raise
     for host, values in facts.items():
-        path = _entry_path(folder, host)
+        path = entry_path(folder, host)
         if values is None:
             try:
                 os.unlink(path)
@@ -63,7 +63,7 @@ class FactsInFlight(BatchHosts):
 def facts_in_flight(base_dir, hosts):
     """{host: {name: value}} kept by ``record_facts`` for the play batch
     ``hosts`` (a ``PlayBatch``, or its names; a ``FactsInFlight``)."""
-    return FactsInFlight(_facts_dir(base_dir, hosts), names=hosts)
+    return FactsInFlight(facts_dir(base_dir, hosts), names=hosts)
 
 
 class _WithFacts(object):

@@ -19,7 +19,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    _entry_path, batch_folder, _read_json)
+    entry_path, batch_folder, read_json)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
     RECORD_LOCK_WAIT, held, record_work)
 
@@ -57,7 +57,7 @@ class PlayBatch(object):
     def names(self):
         """The batch's host names, sorted (read once)."""
         if self._names is None:
-            self._names = _read_json(self._names_path) or []
+            self._names = read_json(self._names_path) or []
         return self._names
 
     def __len__(self):
@@ -112,8 +112,8 @@ def task_batch(base_dir, scope, task_vars):
     host = task_vars.get('inventory_hostname')
     folder = os.path.join(batch_folder(base_dir),
                           _run_files.MEMBERS_FOLDER % short_digest(scope))
-    own = _entry_path(folder, host)
-    member = _read_json(own)
+    own = entry_path(folder, host)
+    member = read_json(own)
     if member is None:
         member = _record_batch(folder, own, task_vars)
     return PlayBatch(member['batch'], member['size'],
@@ -130,7 +130,7 @@ def _record_batch(folder, own, task_vars):
             raise
     # held while one small file a host is written
     with held(folder + '.lock', RECORD_LOCK_WAIT, record_work(task_vars.get('inventory_hostname'))):
-        member = _read_json(own)
+        member = read_json(own)
         if member is not None:
             return member
         current = sorted(play_batch(task_vars))
@@ -143,7 +143,7 @@ def _record_batch(folder, own, task_vars):
             # file (a thousand of them): a host that reads it half
             # written reads it again under this lock, once it is whole
             try:
-                fd = os.open(_entry_path(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                fd = os.open(entry_path(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
                              0o600)
             except OSError as exc:
                 if exc.errno != errno.EEXIST:

@@ -26,9 +26,9 @@ A phase's work for its batch is a ``_batch_work.BatchWork``.
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._role_vars import fact_or_var
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    BatchHosts, _entry_path, batch_folder)
+    BatchHosts, entry_path, batch_folder)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._facts_in_flight import (
-    _facts_dir, facts_in_flight, record_facts, with_facts)
+    facts_dir, facts_in_flight, record_facts, with_facts)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import (
     PlayBatch, batch_id, play_batch, play_uuid, task_batch, vars_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (
@@ -48,8 +48,8 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys im
 __all__ = ['ACTIVATING', 'AFTER_JOB_WAIT', 'ANSWER_WAIT', 'AWAITING_CONFIRMATION', 'BatchError',
            'BatchHosts', 'CHILD_GROUPS', 'CONFIRMED', 'HEALTH_CHECKS', 'LockWaitTimeout',
            'PlayBatch', 'STEP_FILE_MAX', 'STEP_SLACK', 'WAITING_ACTIVATION',
-           'WAITING_CONFIRMATION', 'WAITING_ROLLBACK', 'WAITING_SWITCH', '_entry_path',
-           '_facts_dir', 'batch_folder', 'batch_id', 'clear_step', 'facts_in_flight',
+           'WAITING_CONFIRMATION', 'WAITING_ROLLBACK', 'WAITING_SWITCH', 'entry_path',
+           'facts_dir', 'batch_folder', 'batch_id', 'clear_step', 'facts_in_flight',
            'finishing', 'forget', 'held', 'in_step', 'job_ended', 'owe', 'play_batch',
            'play_uuid', 'record_facts', 'remove_folder', 'set_step', 'short_digest',
            'task_batch', 'temporary_folder', 'unlink_host_args', 'vars_of', 'when_job_ends',

@@ -18,7 +18,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data impor
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _job_end, _waits
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_answers import LOOKS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    _read_json as _read)
+    read_json as _read)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_requests import (
     ASKED, DECLINED)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_serve import (

@@ -26,7 +26,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._data import write_json
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._digest import short_digest
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
-    _read_json, batch_folder)
+    read_json, batch_folder)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._play_batch import batch_id
 
 # this worker's runs of its task: the host, the loop item and how many runs
@@ -87,7 +87,7 @@ def claim_slot(base_dir, kind, slot, key):
     with other key parts asks a server that foresees nothing. One file a slot, made whole and linked to its name:
     of two first hosts, the one whose link comes first wins."""
     path = os.path.join(batch_folder(base_dir), _run_files.SLOT_CLAIM % (kind, slot))
-    found = _read_json(path)
+    found = read_json(path)
     if found is not None:
         return found, False
     temp = '%s.%d' % (path, os.getpid())
@@ -101,4 +101,4 @@ def claim_slot(base_dir, kind, slot, key):
         claimed = False
     finally:
         os.unlink(temp)
-    return _read_json(path), claimed
+    return read_json(path), claimed

@@ -142,7 +142,7 @@ def test_recording_a_hosts_facts_writes_that_host_alone(tmp_path):
     hosts = ['h%d' % i for i in range(1000)]
     for name in hosts:
         _run.record_facts(base, hosts, {name: {'nix_out_path': '/nix/store/x-' + name}})
-    folder = _run._facts_dir(base, hosts)  # pylint: disable=protected-access
+    folder = _run.facts_dir(base, hosts)
     sizes = [os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)]
     assert len(sizes) == 1000 and max(sizes) < 100
     mtimes = dict((n, os.stat(os.path.join(folder, n)).st_mtime_ns) for n in os.listdir(folder))

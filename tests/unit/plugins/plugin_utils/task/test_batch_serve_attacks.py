@@ -28,7 +28,7 @@ from tests.unit.plugins.plugin_utils.task.batch_serves import (  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (  # noqa: E402
     _batch_serve, _batch_server as _batch_server_module)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (  # noqa: E402
-    _entry_path)
+    entry_path)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (  # noqa: E402
@@ -241,7 +241,7 @@ def test_a_server_restarted_after_a_death_serves_with_its_starters_context(tmp_p
     _batch_work.server_key), which serves h2; h1, whose request the killed
     process had taken, is told by name, not left waiting."""
     server = BatchServer(str(tmp_path), 'eval', 'k')
-    second = _entry_path(server.requests.folder, 'h2')
+    second = entry_path(server.requests.folder, 'h2')
     started = str(tmp_path / 'first-wave-started')
 
     def killed_once(context, requests, put):

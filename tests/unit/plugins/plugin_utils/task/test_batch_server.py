@@ -17,7 +17,7 @@ sys.path.insert(0, collections_path())
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stem_serving  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (  # noqa: E402
-    _entry_path)
+    entry_path)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._stem_serving import (  # noqa: E402
@@ -194,7 +194,7 @@ def test_a_request_the_killed_process_never_took_is_served_by_another(tmp_path):
     (it spun forever before, its timeout unheeded)."""
     server = BatchServer(str(tmp_path), 'build', 'k5')
     # h2's request file (named by the digest of its name, as every entry is)
-    second = _entry_path(server.requests.folder, 'h2')
+    second = entry_path(server.requests.folder, 'h2')
     started = str(tmp_path / 'wave-started')
 
     @named

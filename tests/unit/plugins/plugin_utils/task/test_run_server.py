@@ -31,7 +31,7 @@ sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (  # noqa: E402
-    _entry_path)
+    entry_path)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server import (  # noqa: E402
     BatchServer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (  # noqa: E402
@@ -107,8 +107,8 @@ def test_a_dead_process_fails_the_hosts_it_owed_and_a_new_one_serves_the_rest(tm
     killing = BatchServer(str(tmp_path), 'eval', 'k2')
     build_started = str(tmp_path / 'build-started')
     killed, kill_started = str(tmp_path / 'killed'), str(tmp_path / 'kill-started')
-    seconds = [_entry_path(build.requests.folder, 'h4'),
-               _entry_path(killing.requests.folder, 'h3')]
+    seconds = [entry_path(build.requests.folder, 'h4'),
+               entry_path(killing.requests.folder, 'h3')]
 
     def answer_after_the_kill(context, requests, put):
         for host, request in requests.items():
