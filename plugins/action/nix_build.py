@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of nixdeploy.fleet.nix_build (see plugins/modules/nix_build.py).
 
-Each host asks its batch's build service (plugin_utils/task/_batch_work.py) for
+Each host asks its batch's build work (plugin_utils/task/_batch_work.py) for
 its system: the hosts asking together share a wave (one ``nix build`` per
 store, plugin_utils/builds/_build_stage.py), and each host's task ends as
 soon as its own system is built, so its copy starts while others still
@@ -39,7 +39,7 @@ WAVES_AT_ONCE = max(4, os.cpu_count() or 1)
 
 
 def answer_wait(timeout):
-    """Seconds a host waits for its build service's answer: ``ANSWER_WAIT``,
+    """Seconds a host waits for its build work's answer: ``ANSWER_WAIT``,
     or more where the task's ``timeout`` allows each Nix command more (a
     wave evaluates, builds and checks: three of them, and ten minutes for
     the rest and a wave ahead of it)."""
@@ -75,7 +75,7 @@ class ActionModule(NixdeployAction):
             # it will not ask: no wave of the batch waits for it
             decline(self.place(), self._build_work(None))
             raise
-        # what the service, the target build and the entry hold: JSON data;
+        # what the serving process, the target build and the entry hold: JSON data;
         # the fleet names the folder of the host's GC root (builds/_gc_roots.py)
         data = normalised(request.data())
         data['fleet'] = _gc_roots.fleet_of(args.get('flake'), loader_of(self).get_basedir())
@@ -102,7 +102,7 @@ class ActionModule(NixdeployAction):
             result['built_for_diff'] = True
         return result
 
-    # ------------------------------------------------------------ the service
+    # ----------------------------------------------------------- the build work
     def _build_work(self, request):
         """The batch's build server (``_batch_work``): one per task, play
         batch and the options its hosts share. The hosts asking together

@@ -65,7 +65,7 @@ def build_place(args):
 
 @dataclasses.dataclass(frozen=True)
 class BuildRequest:
-    """What one host asks its batch's build service, built by ``for_host``;
+    """What one host asks its batch's build work, built by ``for_host``;
     ``data()`` is the form that crosses processes (the batch server's request
     file, the entry's ``request``, read by ``BuildStage.wave`` and
     ``build_on_target``).

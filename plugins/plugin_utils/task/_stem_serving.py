@@ -201,7 +201,7 @@ class StemServing(object):
 UNANSWERED = 'internal error in the %s wave: it ended without an answer for this host'
 
 
-def _wave(serve, taken, put, kind='service', log_tail=lambda: ''):
+def _wave(serve, taken, put, kind='batch', log_tail=lambda: ''):
     """One wave: the function named ``serve[0]`` called with its context
     ``serve[1]``, ``taken`` and ``put``, then an answer for each host it did
     not answer (it raised, its name was refused, or a thread of its work
