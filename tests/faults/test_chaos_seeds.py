@@ -61,6 +61,11 @@ CASES = [
     # the activation had taken effect (now only one not started, or failed
     # with its own exit code, is undone)
     ('54', 4),
+    # a NixOS host rebooted while its activation ran, with magic rollback
+    # (NEW is not the boot default before its confirmation): the stopped run
+    # left the profile on NEW, which the reboot did not boot (the profile now
+    # goes back to what boots, as for a run stopped awaiting its confirmation)
+    ('515628', 1),
     # a home-manager host rebooted while its slow, healthy activation runs:
     # the stopped run left the profile on the new generation, the active
     # system the old one (now undone where no link names what runs).

@@ -97,9 +97,14 @@ on_exit() {
            # activation still under way is left to finish; one the signal
            # stopped is undone unless the link names NEW (it took effect):
            # nix-darwin's boot activates the profile, so a profile left on
-           # NEW would boot a generation that never ran
-           '') [ -n "$CURRENT_LINK" ] || undo=1 ;;
-           *) if [ -z "$CURRENT_LINK" ]; then undo=1
+           # NEW would boot a generation that never ran. Where NEW is not
+           # the boot default before its confirmation (NixOS), the profile
+           # goes back to what boots either way, as for a run stopped
+           # awaiting its confirmation below: the shutdown boots the
+           # previous system, whatever this boot's link names (seed 515628
+           # round 1: a NixOS host rebooted while its activation ran)
+           '') if [ -z "$CURRENT_LINK" ] || [ "$BOOT_WHEN_CONFIRMED" = 1 ]; then undo=1; fi ;;
+           *) if [ -z "$CURRENT_LINK" ] || [ "$BOOT_WHEN_CONFIRMED" = 1 ]; then undo=1
               else active_path; [ "$ACTIVE_PATH" = "$NEW" ] || undo=1; fi ;;
          esac
        fi
