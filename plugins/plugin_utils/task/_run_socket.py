@@ -31,7 +31,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors imp
 # a message's length, before its JSON
 _HEADER = struct.Struct('>I')
 # the largest message either side reads: a context of a large batch fits
-MAX_MESSAGE = 64 * 1024 * 1024
+# (a cascade hands a few hundred bytes a peer), and a message of nested
+# empty lists, which json.loads makes some 16 times larger in memory, stays
+# a few hundred MB in the process
+MAX_MESSAGE = 16 * 1024 * 1024
 # the longest path bound as it is (AF_UNIX: 108 bytes on Linux, 104 on
 # macOS, with its NUL), with a margin
 PATH_MAX = 100
