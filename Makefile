@@ -16,6 +16,10 @@ CONSTRAINTS ?=
 VENV_STAMP := $(VENV)/.requirements.stamp
 # ansible-test, ansible-lint and molecule call ansible-* by name: find the venv's.
 export PATH := $(VENV)/bin:$(PATH)
+# Python may keep compiled bytecode (pytest's rewritten test modules among it):
+# with PYTHONDONTWRITEBYTECODE set, each of the suite's pytest workers compiles
+# every test module again, about 6 CPU-seconds a worker and run.
+unexport PYTHONDONTWRITEBYTECODE
 
 # System packages: nix and ssh for deploying, the rest for the lab (namespaces,
 # bridge, tc, per-host sshd and busybox-built systems), the sanity tests, the
