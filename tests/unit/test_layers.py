@@ -1,7 +1,8 @@
 """The house by stage (docs/architecture.md), read from every plugin file:
 module_utils holds only what the modules and their documentation need and
-imports nothing of the controller's; plugin_utils is one folder per stage,
-and each stage imports only the stages below it; no module imports itself
+imports nothing of the controller's; plugin_utils is one folder per stage
+(and its sub-packages, one level below), and each stage imports only the
+stages below it; no module imports itself
 back through another (no import loop); every error raised derives
 from the one base (common/_errors.py); each stage's target programs live in
 its own target/ folder; no platform name or copy mode is compared outside
@@ -66,8 +67,11 @@ def plugin_files():
 
 
 def stage_of(module):
+    """The stage a module below plugins/ belongs to: ``<stage>`` of
+    ``plugin_utils.<stage>.<file>`` and of ``plugin_utils.<stage>.<sub>.<file>``
+    (a stage's sub-package, evaluation/cache/ ...); None outside plugin_utils."""
     parts = module.split('.')
-    return parts[1] if parts[0] == 'plugin_utils' and len(parts) == 3 else None
+    return parts[1] if parts[0] == 'plugin_utils' and len(parts) in (3, 4) else None
 
 
 def test_every_import_names_a_file_of_the_collection():
@@ -84,10 +88,21 @@ def test_plugin_utils_is_one_folder_per_stage():
     for stage in STAGES:
         folder = os.path.join(here, stage)
         assert os.path.isfile(os.path.join(folder, '__init__.py')), stage
-        # one level: the stage's own target programs (target/) are the only
-        # folder in a stage
-        assert sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n))
-                      and n != '__pycache__') in (['target'], []), stage
+        # a stage's folders are its own target programs (target/) and its
+        # sub-packages, one idea each (evaluation/cache/, ...): a package of
+        # its own (an __init__.py), one level deep, so a file's stage is
+        # always the folder under plugin_utils/ (stage_of)
+        for name in _folders(folder):
+            if name == 'target':
+                continue
+            sub = os.path.join(folder, name)
+            assert os.path.isfile(os.path.join(sub, '__init__.py')), '%s/%s' % (stage, name)
+            assert _folders(sub) == [], '%s/%s' % (stage, name)
+
+
+def _folders(folder):
+    return sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n))
+                  and n != '__pycache__')
 
 
 def _sh_names(path):
@@ -154,8 +169,13 @@ def test_module_utils_holds_only_what_the_modules_need():
 
 
 def test_no_stage_imports_a_stage_above_it():
+    files = plugin_files()
+    # every module of plugin_utils is a stage's, a sub-package's too: none
+    # escapes the rule below
+    assert sorted(name for name in files if name.startswith('plugin_utils.') and
+                  name != 'plugin_utils.__init__' and stage_of(name) is None) == []
     wrong = []
-    for name, path in sorted(plugin_files().items()):
+    for name, path in sorted(files.items()):
         stage = stage_of(name)
         if stage is None:
             continue
