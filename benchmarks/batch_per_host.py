@@ -12,7 +12,7 @@ deploy runs them, for every host of one batch of N, in one process and
 temp folder (``C.DEFAULT_LOCAL_TMP``), no Ansible, no Nix, no lab:
 
   eval     nix_eval's ``_serial_gate`` (a batch server's work, foreseen
-           by the first host), then ``_eval_stage.batch_entry``
+           by the first host), then ``stage/_stage.batch_entry``
            (``task_batch``, the server's key, the first host foreseeing
            every host's request, ``BatchServer.request`` and ``answer``),
            then ``record_facts`` as a host whose request the task templated
@@ -96,8 +96,13 @@ class _Harness(object):
         from ansible import constants as C
         from ansible_collections.nixdeploy.fleet.plugins.action import nix_build, nix_eval
         from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
-        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
-            _eval, _eval_stage)
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval
+        try:
+            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage import (
+                _stage)
+        except ImportError:  # a version whose evaluation stage was one flat folder
+            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
+                _eval_stage as _stage)
         try:
             from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
         except ImportError:  # a version whose phases' names were in _batch
@@ -120,7 +125,7 @@ class _Harness(object):
             NixdeployAction)
         C.DEFAULT_LOCAL_TMP = base_dir
         self.modules = dict(nix_build=nix_build, nix_eval=nix_eval, role_vars=_role_vars,
-                            eval=_eval, eval_stage=_eval_stage, batch=_run,
+                            eval=_eval, eval_stage=_stage, batch=_run,
                             action=NixdeployAction, batch_work=_batch_work,
                             batch_server=_batch_server)
         self.base_dir = base_dir
@@ -134,7 +139,7 @@ class _Harness(object):
         block = _Node('block-1', play=play)
         self.tasks = dict((phase, _Node('task-%s' % phase, parent=block))
                           for phase in ('eval', 'build') + BATCH_PHASES)
-        self._patch_processes(_stream, _batch_work or _eval_stage, _batch_work or nix_build,
+        self._patch_processes(_stream, _batch_work or _stage, _batch_work or nix_build,
                               _batch_server)
 
     def _patch_processes(self, _stream, stream_user, service_user, _batch_server):

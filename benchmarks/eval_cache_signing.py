@@ -5,7 +5,7 @@
     python -m benchmarks.eval_cache_signing [--entries 2000] [--chain-reads 2000]
 
 Every file of the evaluation cache is signed when written and verified when
-read (plugin_utils/evaluation/_eval_signing.py). This signs and verifies
+read (plugin_utils/evaluation/cache/_signing.py). This signs and verifies
 ``--entries`` cache entries (the three fields, a few hundred bytes), reuse
 entries (with their origin) and one record chain of ``--chain-reads`` paths,
 with a fresh key in a temporary config folder, and prints the microseconds
@@ -30,9 +30,9 @@ from tests.collection import collections_path  # noqa: E402
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval_signing)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.cache import (  # noqa: E402
+    _signing)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.cache._cache import (  # noqa: E402
     EvalCache)
 
 ENTRIES = 2000
@@ -70,8 +70,8 @@ def run(entries=ENTRIES, chain_reads=CHAIN_READS, log=print):
     work = tempfile.mkdtemp(prefix='nixdeploy-bench-signing-')
     try:
         env = dict(os.environ, XDG_CONFIG_HOME=os.path.join(work, 'config'))
-        env.pop(_eval_signing.KEY_FILE_ENV, None)
-        signer = _eval_signing.Signer.from_environment(env)
+        env.pop(_signing.KEY_FILE_ENV, None)
+        signer = _signing.Signer.from_environment(env)
         rows = []
         for kind, make in (('entry', entry), ('reuse entry', reuse_entry)):
             names = ['%064x%s' % (n, '.json') for n in range(entries)]
@@ -81,7 +81,7 @@ def run(entries=ENTRIES, chain_reads=CHAIN_READS, log=print):
                                range(entries))
             verify_us = per_item(lambda i: signer.verify(names[i], signed[i]), range(entries))
             rows.append({'kind': kind, 'n': entries, 'sign_us': sign_us, 'verify_us': verify_us,
-                         'bytes': len(_eval_signing.canonical(signed[0]))})
+                         'bytes': len(_signing.canonical(signed[0]))})
         big = chain(chain_reads)
         signed_chain = [None]
         sign_us = per_item(lambda _i: signed_chain.__setitem__(0, signer.sign('chain-x.json', big)),
@@ -89,7 +89,7 @@ def run(entries=ENTRIES, chain_reads=CHAIN_READS, log=print):
         verify_us = per_item(lambda _i: signer.verify('chain-x.json', signed_chain[0]), range(20))
         rows.append({'kind': 'chain of %d reads' % chain_reads, 'n': 20, 'sign_us': sign_us,
                      'verify_us': verify_us,
-                     'bytes': len(_eval_signing.canonical(signed_chain[0]))})
+                     'bytes': len(_signing.canonical(signed_chain[0]))})
         # the whole put and read of a file through the cache (fsync included)
         cache = EvalCache(os.path.join(work, 'cache'), env)
         keys = ['%064x' % n for n in range(min(entries, 500))]

@@ -29,7 +29,7 @@ persistent cache folder:
   g   commit 7: README.md only (no host reads it)  no host
   h   commit 8: README.md again, with the spot check a deploy makes by default
       (nix_eval_reuse_check): its cost is h's against g's
-  f   the pin alone (``_flake_source.pin``, on commit 7 before g, then again) and
+  f   the pin alone (``flake/_source.pin``, on commit 7 before g, then again) and
       one host alone (a stage of one request, cache off), for c's yardstick:
       1.5x one host's evaluation (its stage minus its warm pin) plus the cold pin
 
@@ -67,7 +67,8 @@ SHARED_SECONDS = 0.3
 ATTR = 'nixosConfigurations.%s.config.system.build.toplevel'
 OPTIONS = {'substituters': ''}
 NIX_CONFIG = 'experimental-features = nix-command flakes\nsubstituters ='
-RECORD_MODULE = os.path.join(REPO, 'plugins', 'plugin_utils', 'evaluation', '_eval_record.py')
+RECORD_MODULE = os.path.join(REPO, 'plugins', 'plugin_utils', 'evaluation', 'record',
+                             '_record.py')
 KINDS = ('evaluated', 'cached', 'reused', 'failed')
 
 # ------------------------------------------------------------------ the flake
@@ -259,17 +260,19 @@ def child_stage(spec):
     """One run's EvalStage on ``spec['hosts']``: figures and each host's
     answer (runs in a fresh Python child)."""
     collection_path()
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
-        _eval, _eval_cache, _eval_stage, _flake_source)
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.cache import _cache
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake import _source
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage import _stage
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions
     run_folder = tempfile.mkdtemp(prefix='nixdeploy-reuse-run-')
     requests = dict((host, _eval.normalised(_eval.host_request(
         host, {'flake': spec['ref'], 'attr': ATTR % host}, {}, lambda flake: flake)))
         for host in spec['hosts'])
-    cache = _eval_cache.EvalCache(spec['cache']) if spec.get('cache') else None
-    stage = _eval_stage.EvalStage(NixOptions(options=OPTIONS), workers=spec.get('workers'),
-                                  cache=cache, sources=_flake_source.RunSources(run_folder),
-                                  reuse_check=spec.get('check'))
+    cache = _cache.EvalCache(spec['cache']) if spec.get('cache') else None
+    stage = _stage.EvalStage(NixOptions(options=OPTIONS), workers=spec.get('workers'),
+                             cache=cache, sources=_source.RunSources(run_folder),
+                             reuse_check=spec.get('check'))
     entries = {}
 
     def put(host, entry):
@@ -301,16 +304,15 @@ def child_stage(spec):
 
 
 def child_pin(spec):
-    """``_flake_source.pin`` alone, twice: (cold, warm) seconds."""
+    """``flake/_source.pin`` alone, twice: (cold, warm) seconds."""
     collection_path()
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
-        _flake_source)
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake import _source
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
         NixCommand, NixOptions)
     times = []
     for _idx in range(2):
         started = time.monotonic()
-        source = _flake_source.pin(NixCommand(NixOptions(options=OPTIONS)), spec['ref'])
+        source = _source.pin(NixCommand(NixOptions(options=OPTIONS)), spec['ref'])
         times.append(time.monotonic() - started)
         if source.reason:
             raise RuntimeError('the pin failed: %s' % source.reason)
@@ -320,7 +322,7 @@ def child_pin(spec):
 def default_check():
     """How many reused hosts a deploy's evaluation checks by default."""
     collection_path()
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import (
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage._stage import (
         DEFAULT_REUSE_CHECK)
     return DEFAULT_REUSE_CHECK
 
@@ -489,7 +491,7 @@ def table(data):
              '%.2f CPU s each + %.2f s shared; %s%s'
              % (setup['hosts'], setup['web_hosts'], setup['host_seconds'],
                 setup['shared_seconds'], setup['nix'],
-                '' if setup['record_module'] else '; no _eval_record.py (no reuse yet)'),
+                '' if setup['record_module'] else '; no record/_record.py (no reuse yet)'),
              HEADER, '-' * len(HEADER)]
     today, today_cpu = data['rows'][0]['wall'], data['rows'][0]['cpu']
     for row in data['rows']:

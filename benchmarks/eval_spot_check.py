@@ -65,16 +65,16 @@ class HeavyFlake(eval_reuse.ReuseFlake):
 def child_stage(spec):
     """``eval_reuse.child_stage``, and the hosts the spot check drew."""
     eval_reuse.collection_path()
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
-        _eval_stage_spot_check)
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.reuse import (
+        _spot_check)
     drawn = []
-    sample = _eval_stage_spot_check.spot_check_sample
+    sample = _spot_check.spot_check_sample
 
     def watched(*args, **kwargs):
         found = sample(*args, **kwargs)
         drawn.extend(found)
         return found
-    _eval_stage_spot_check.spot_check_sample = watched
+    _spot_check.spot_check_sample = watched
     result = eval_reuse.child_stage(spec)
     # a request key names its host's attribute: nixosConfigurations.<host>...
     result['checked'] = sorted(host for host in spec['hosts']
@@ -212,11 +212,11 @@ def due_bound(setup):
     (every host of a batch can be drawn: the reused ones and the recorded),
     or None for a stage that states none (before issue 89)."""
     eval_reuse.collection_path()
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
-        _eval_stage_spot_check)
-    if not hasattr(_eval_stage_spot_check, 'due_after'):
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.reuse import (
+        _spot_check)
+    if not hasattr(_spot_check, 'due_after'):
         return None
-    return _eval_stage_spot_check.due_after(setup['hosts'], setup['check'])
+    return _spot_check.due_after(setup['hosts'], setup['check'])
 
 
 # ------------------------------------------------------------------ main

@@ -7,7 +7,7 @@ Runs once per host like any task, but the first host of the play batch
 starts the evaluation of the whole batch in the batch server's detached
 process (plugin_utils/task/_batch_work.py): parallel ``nix eval``
 processes, a shared part evaluated once per process, answers from the
-evaluation cache first (plugin_utils/evaluation/_eval_stage.py). Each
+evaluation cache first (plugin_utils/evaluation/stage/_stage.py). Each
 host's task ends as soon as its own answer is known, so its build starts
 while the others are still evaluated.
 """
@@ -25,10 +25,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._ansible_co
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds._builders import (
     TARGET, parse_build_on)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import NixdeployError
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval_stage
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage import _stage
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
     evaluation_options)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake._source import (
     RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_hints
@@ -257,7 +257,7 @@ class ActionModule(NixdeployAction):
 
     def _evaluate(self, args, result):
         try:
-            host_entry, here, hosts, request = _eval_stage.batch_entry(
+            host_entry, here, hosts, request = _stage.batch_entry(
                 self, args, NixOptions.from_params(args))
         except BatchError as exc:
             return self.failed(result, u'the evaluation of the batch failed: %s' % exc,
@@ -275,7 +275,7 @@ class ActionModule(NixdeployAction):
             'started_here': here,
             'from_cache': bool(host_entry.get('from_cache')),
             # evaluated, cached (this content's answer) or reused (another
-            # content's, whose recorded reads all still hold: _eval_reuse)
+            # content's, whose recorded reads all still hold: reuse/_reuse)
             'answered': host_entry.get('evaluation') or (
                 'cached' if host_entry.get('from_cache') else 'evaluated'),
         })
@@ -285,7 +285,7 @@ class ActionModule(NixdeployAction):
             result['nix_processes'] = batch['processes']
             result['evaluation'] = batch
         if host_entry.get('source'):
-            # what was evaluated, from the run's own pin (_flake_source)
+            # what was evaluated, from the run's own pin (flake/_source)
             result['source'] = host_entry['source']
         sources = RunSources(batch_folder(C.DEFAULT_LOCAL_TMP))
         warnings = [note for note in host_entry.get('notes') or ()
@@ -314,7 +314,7 @@ class ActionModule(NixdeployAction):
             'drv_path': evaluated['drv_path'],
             'out_path': evaluated['out_path'],
             'system': evaluated['system'],
-            'ansible_facts': _eval_stage.facts_of(evaluated),
+            'ansible_facts': _stage.facts_of(evaluated),
         })
         return result
 

@@ -177,7 +177,7 @@ from ansible.utils.display import Display
 
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._options import NIX_OPTIONS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import evaluation_options
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import RunSources
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake._source import RunSources
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run import (
     batch_folder, short_digest)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _redact

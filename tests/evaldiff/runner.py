@@ -55,13 +55,14 @@ sys.path.insert(0, collections_path())
 
 # pylint: disable=wrong-import-position
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval  # noqa: E402
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache import (  # noqa: E402,E501
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.cache._cache import (  # noqa: E402,E501
     EvalCache)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import (  # noqa: E402,E501
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage._stage import (  # noqa: E402,E501
     EvalStage)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (  # noqa: E402,E501
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake._source import (  # noqa: E402,E501
     RunSources)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _flake_url  # noqa: E402,E501
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake import (  # noqa: E402,E501
+    _url)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions  # noqa: E402,E501
 
 SYSTEM = ['config', 'system', 'build', 'toplevel']
@@ -324,11 +325,11 @@ class Campaign(object):
         return found
 
     def snapshot_ref(self):
-        """What the run evaluates of the dirty tree (``_flake_pin.pin``):
+        """What the run evaluates of the dirty tree (``flake/_pin.pin``):
         the snapshot ``nix flake metadata`` copies, as a ``path:`` flake."""
         data = json.loads(self.repo.nix('flake', 'metadata', '--json',
                                         'git+file://%s' % self.repo.root))
-        return _flake_url.snapshot_ref(data, data.get('locked') or {}, {}, None)
+        return _url.snapshot_ref(data, data.get('locked') or {}, {}, None)
 
     @staticmethod
     def _problem(entry, drv, head):

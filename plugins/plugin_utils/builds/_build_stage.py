@@ -20,7 +20,7 @@ from ansible import constants as C
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import (
     _build, _build_platforms, _builders, _closure, _gc_roots)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import stage_of
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage._stage import stage_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import AddressError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (
     NixError, NixOptions, options_of)
@@ -94,7 +94,7 @@ class BuildStage(object):
 
     def drvs(self, entries):
         """{host: drv}; the hosts given no drv_path are evaluated first as
-        nix_eval evaluates with its default options (``_eval_stage``): the
+        nix_eval evaluates with its default options (``stage/_stage``): the
         evaluation cache, then evaluators side by side within the job's
         evaluator slots (one process for the whole wave kept the others'
         cores idle and took no slot)."""

@@ -96,11 +96,11 @@ RUN_FILES = (
     RunFile('nixdeploy-batch/closure-<digest>.json', 'a system\'s closure the build listed',
             'builds/_closure.py', 'copy/_copy_stage.py'),
     RunFile('nixdeploy-batch/eval-slot-<n>', 'the job\'s evaluator slots (flocks: at most '
-            '`eval_workers` Nix evaluators at once)', 'evaluation/_eval_slots.py',
-            'evaluation/_eval_slots.py'),
+            '`eval_workers` Nix evaluators at once)', 'evaluation/pool/_slots.py',
+            'evaluation/pool/_slots.py'),
     RunFile('nixdeploy-batch/<name>.json, warned-<key>', 'what the run computes once (a '
             'flake\'s pin, an impure Nix setting) and the warnings it says once',
-            'evaluation/_flake_source.py', 'evaluation, the inventory plugin'),
+            'evaluation/flake/_source.py', 'evaluation, the inventory plugin'),
     RunFile('nixdeploy-steps/<digest>.json', 'the step each host is at (health checks, '
             'awaiting confirmation, ...) and until when', 'task/_progress.py',
             'the summary and console callbacks'),

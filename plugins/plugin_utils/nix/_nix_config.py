@@ -19,7 +19,7 @@ evaluation and build of the run. Nix then ignores those settings with a
 warning naming each (``_nix_stderr.refused_flake_settings``). The
 operator's own ``nix_options`` come after the fixed lines, and ``nix_args``
 (argv) beat NIX_CONFIG: ``accept-flake-config: true`` there is the
-operator's explicit choice (never cached: ``_eval_cache.uncacheable``).
+operator's explicit choice (never cached: ``cache/_cache.uncacheable``).
 """
 
 import os

@@ -335,7 +335,7 @@ def _copy_part(copied, check_mode):
 
 def flake_record(ref, metadata):
     """What the report keeps of a flake: ``metadata`` is the provenance its
-    evaluation pinned (``_flake_source``), or ``nix flake metadata --json`` as
+    evaluation pinned (``flake/_source``), or ``nix flake metadata --json`` as
     ``_nix_output.flake_metadata`` reads it (the same keys), or None."""
     metadata = metadata if isinstance(metadata, dict) else {}
     return {

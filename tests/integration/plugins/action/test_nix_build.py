@@ -21,7 +21,7 @@ from tests.lab import heavy
 
 sys.path.insert(0, collections_path())
 # how many evaluators nix_eval's defaults give a batch on this controller
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_pool_budget import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.pool._budget import (  # noqa: E402
     DEFAULT_MAX_MEMORY_MB, default_workers)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.builds import _gc_roots  # noqa: E402
 
@@ -238,7 +238,7 @@ def test_given_no_derivation_it_evaluates_as_nix_eval_does(evb_lab, tmp_path, ca
     evaluations = calls(log, 'eval')
     # the evaluators of nix_eval's defaults (cores and free memory: 2 on a
     # 2-core controller) at once; while recording for reuse across commits
-    # each is replaced every few hosts (_eval_pool._per_process), plus one
+    # each is replaced every few hosts (pool/_pool._per_process), plus one
     # for the hosts after the broken one: never more than one a host
     workers = default_workers(len(evb_lab.hosts), DEFAULT_MAX_MEMORY_MB)
     assert workers <= len(evaluations) <= len(evb_lab.hosts), evaluations

@@ -67,7 +67,7 @@ NOT_VARIABLES = {
     'nix_processes': 'result key',
     'nix_evaluations': 'report key',
     # an evaluation error's key for Nix's own words (evaluation/_eval.py,
-    # _eval_pool.py)
+    # pool/_pool.py)
     'nix_message': 'error key',
     # an attribute name in __slots__ (inventory/_inventory_sources.py)
     'nix_params': 'attribute',

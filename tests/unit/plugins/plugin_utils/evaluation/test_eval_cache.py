@@ -1,4 +1,4 @@
-"""The evaluation cache between runs (plugin_utils/evaluation/_eval_cache.py): a
+"""The evaluation cache between runs (plugin_utils/evaluation/cache/_cache.py): a
 hit only for the same locked flake, attribute, Nix and options, and only
 while its derivation is valid in the store; anything else, and anything
 broken, is a miss. Real Nix on this machine, a flake of plain derivations in
@@ -19,9 +19,11 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval_cache, _eval_signing, _flake_source)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.cache import (  # noqa: E402
+    _cache, _signing)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake import (  # noqa: E402
+    _source)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.cache._cache import (  # noqa: E402
     EvalCache)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  # noqa: E402
 
@@ -55,7 +57,7 @@ def runner(**kwargs):
 
 def fingerprint_of(run, flake):
     """The flake's pinned identity, as a run's sources give it."""
-    return _flake_source.pin(run, flake).identity
+    return _source.pin(run, flake).identity
 
 
 def locked(fingerprint):
@@ -74,10 +76,10 @@ def evaluate(ref, attr):
 @pytest.fixture(autouse=True)
 def cache_key(tmp_path, monkeypatch):
     """The cache's key made in the test's own config folder, no key trusted
-    but it (_eval_signing)."""
+    but it (cache/_signing)."""
     monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path / 'config'))
-    monkeypatch.delenv(_eval_signing.KEY_FILE_ENV, raising=False)
-    monkeypatch.delenv(_eval_signing.TRUSTED_ENV, raising=False)
+    monkeypatch.delenv(_signing.KEY_FILE_ENV, raising=False)
+    monkeypatch.delenv(_signing.TRUSTED_ENV, raising=False)
 
 
 @pytest.fixture
@@ -179,15 +181,15 @@ def test_what_cannot_be_pinned_is_not_cached(tmp_path, flake, cache):
                  _nix.NixOptions(options=dict(OPTIONS), extra_args=['--accept-flake-config']),
                  _nix.NixOptions(options=dict(OPTIONS),
                                  extra_args=['--option', 'accept-flake-config', 'true'])):
-        assert _eval_cache.uncacheable(opts), opts.extra_args
+        assert _cache.uncacheable(opts), opts.extra_args
         assert cache.key(fingerprint, ['one'], run.features(), opts) is None, opts.extra_args
     # what an allow-list knows to be pure is cached
     pure = _nix.NixOptions(options=dict(OPTIONS), extra_args=[
         '--show-trace', '--offline', '--store', 'local', '--option', 'max-jobs', '2'])
-    assert _eval_cache.uncacheable(pure) is None
-    assert _eval_cache.uncacheable(_nix.NixOptions(options=dict(
+    assert _cache.uncacheable(pure) is None
+    assert _cache.uncacheable(_nix.NixOptions(options=dict(
         OPTIONS, **{'accept-flake-config': False}))) is None
-    assert 'nixConfig' in _eval_cache.uncacheable(_nix.NixOptions(options=dict(
+    assert 'nixConfig' in _cache.uncacheable(_nix.NixOptions(options=dict(
         OPTIONS, **{'accept-flake-config': True})))
     assert cache.key(fingerprint, ['one'], run.features(), pure)
     assert cache.key(None, ['one'], ('nix', (2, 8, 0)), {}) is None
@@ -297,7 +299,7 @@ def test_folders(tmp_path, monkeypatch):
     assert cache.put('d' * 64, {'drv_path': GONE + '.drv', 'out_path': GONE,
                                 'system': 'x86_64-linux'}) is False
     assert os.listdir(str(shared)) == []
-    assert _eval_cache.FORMAT == 1
+    assert _cache.FORMAT == 1
 
 
 def test_a_flake_with_inputs_is_keyed_by_them_and_overrides_are_not_cached(tmp_path, cache):
@@ -409,7 +411,7 @@ def test_a_hit_must_be_its_derivations_output_and_system(flake, cache):
 def test_a_trailing_newline_is_no_store_path(flake, cache):
     result = evaluate(flake, 'one')
     for field in ('drv_path', 'out_path', 'system'):
-        assert _eval_cache._checked(dict(result, **{field: result[field] + '\n'})) is None
+        assert _cache._checked(dict(result, **{field: result[field] + '\n'})) is None
         assert cache.put('e' * 64, dict(result, **{field: result[field] + '\n'})) is False
 
 

@@ -13,17 +13,17 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval_signing)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.cache import (  # noqa: E402
+    _signing)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.cache._cache import (  # noqa: E402
     EvalCache)
 
 
 @pytest.fixture(autouse=True)
 def cache_key(tmp_path, monkeypatch):
     monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path / 'config'))
-    monkeypatch.delenv(_eval_signing.KEY_FILE_ENV, raising=False)
-    monkeypatch.delenv(_eval_signing.TRUSTED_ENV, raising=False)
+    monkeypatch.delenv(_signing.KEY_FILE_ENV, raising=False)
+    monkeypatch.delenv(_signing.TRUSTED_ENV, raising=False)
 
 
 def keeping(folder, seconds):

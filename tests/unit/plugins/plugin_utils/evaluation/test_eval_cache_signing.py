@@ -1,5 +1,5 @@
 """Who can answer for the evaluation cache: its key (plugin_utils/evaluation/
-_eval_signing.py, _eval_cache.py; docs/eval-cache.md "Who can answer for the
+cache/_signing.py, cache/_cache.py; docs/eval-cache.md "Who can answer for the
 cache: its key"). Whoever can write the cache folder as the job's user (a CI
 cache restored into the job, a shared volume) writes plain files there: an
 entry, a reuse entry, a record chain not signed by the run's key or a key it
@@ -24,11 +24,11 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval_signing)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_cache import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.cache import (  # noqa: E402
+    _signing)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.cache._cache import (  # noqa: E402
     EvalCache)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_record import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.record._record import (  # noqa: E402
     FORMAT, chain_id)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  # noqa: E402
 from tests.unit.plugins.plugin_utils.evaluation.test_eval_cache import (  # noqa: E402
@@ -36,7 +36,7 @@ from tests.unit.plugins.plugin_utils.evaluation.test_eval_cache import (  # noqa
 
 pytestmark = pytest.mark.skipif(shutil.which('nix') is None, reason='needs nix')
 
-KEY_FILE, TRUSTED = _eval_signing.KEY_FILE_ENV, _eval_signing.TRUSTED_ENV
+KEY_FILE, TRUSTED = _signing.KEY_FILE_ENV, _signing.TRUSTED_ENV
 # the reviewer's chain: one segment that reads nothing, so holds for any content
 EMPTY_CHAIN = {'format': FORMAT, 'segments': [{'reads': {}, 'self': {}}]}
 
@@ -80,7 +80,7 @@ def plant(folder, name, data, signer=None):
 
 def attacker(tmp_path):
     """A Signer of a key the run does not know (the attacker's own)."""
-    return _eval_signing.Signer.from_environment(home(tmp_path, 'attacker'))
+    return _signing.Signer.from_environment(home(tmp_path, 'attacker'))
 
 
 def a_chain(rel='flake.nix'):
@@ -367,7 +367,7 @@ def test_a_record_that_checks_nothing_is_refused_even_signed_by_the_runs_key(tmp
 
 # ------------------------------------------------------------ distrust marks
 def spot_check_mark(flake):
-    """What a failed spot check writes (_eval_stage_spot_check.py _spot_check): the reused
+    """What a failed spot check writes (reuse/_spot_check.py _spot_check): the reused
     answer, where it came from, and what Nix gave (an error's text too)."""
     return {'attr': ['nixosConfigurations', 'web', 'config', 'system', 'build', 'toplevel'],
             'reused': evaluate(flake, 'one'),
@@ -414,7 +414,7 @@ def test_a_mark_counts_unsigned_signed_by_another_or_unreadable(tmp_path, flake)
 # ------------------------------------------------------------ spot check times
 def test_a_planted_checked_mark_does_not_steer_the_spot_check(tmp_path):
     """When a spot check last found a reused answer right decides which
-    hosts it checks next (_eval_stage_spot_check.py _spot_check): a mark written into the
+    hosts it checks next (reuse/_spot_check.py _spot_check): a mark written into the
     folder by anyone but a trusted key counts as never checked."""
     cache = EvalCache(str(tmp_path / 'cache'))
     mine, planted, other = 'a' * 64, 'b' * 64, 'c' * 64
@@ -463,7 +463,7 @@ def test_without_cryptography_the_cache_is_not_used_and_says_why(tmp_path, monke
     """A controller whose Python lacks cryptography signs nothing: the cache
     is not used (every host evaluated), said once, never a traceback."""
     monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path / 'config'))
-    monkeypatch.setattr(_eval_signing, 'MISSING', ImportError("No module named 'cryptography'"))
+    monkeypatch.setattr(_signing, 'MISSING', ImportError("No module named 'cryptography'"))
     cache = EvalCache(str(tmp_path / 'cache'))
     assert not cache.usable
     assert 'needs the Python package cryptography' in cache.reason, cache.reason
@@ -483,11 +483,11 @@ def test_a_key_inside_the_cache_folder_keeps_the_cache_from_use(
     default = tmp_path / 'config' / 'nixdeploy' / 'eval-cache.key'
     if how == 'named inside':
         path = str(folder / 'eval-cache.key')
-        _eval_signing._generate(path)  # pylint: disable=protected-access
+        _signing._generate(path)  # pylint: disable=protected-access
         monkeypatch.setenv(KEY_FILE, path)
     elif how == 'default a link into it':
         path = str(default)
-        _eval_signing._generate(str(folder / 'eval-cache.key'))  # pylint: disable=protected-access
+        _signing._generate(str(folder / 'eval-cache.key'))  # pylint: disable=protected-access
         default.parent.mkdir(parents=True)
         os.symlink(str(folder / 'eval-cache.key'), path)
     else:
@@ -521,7 +521,7 @@ def test_a_key_inside_the_cache_folder_is_said_once_and_every_host_evaluated(
     flake = Flake(str(tmp_path))
     os.makedirs(flake.cache, mode=0o700)
     key = os.path.join(flake.cache, 'eval-cache.key')
-    _eval_signing._generate(key)  # pylint: disable=protected-access
+    _signing._generate(key)  # pylint: disable=protected-access
     for step in range(2):
         flake.write('README', 'step %d' % step)
         flake.commit('step %d' % step)
@@ -576,7 +576,7 @@ def test_a_distrust_mark_is_kept_in_the_cache_folder_where_no_other_is_writable(
     CI job's fresh HOME made read-only, here a file where the folder goes):
     the mark is still written in the cache folder, and counts."""
     key = tmp_path / 'ci.key'
-    _eval_signing._generate(str(key))  # pylint: disable=protected-access
+    _signing._generate(str(key))  # pylint: disable=protected-access
     monkeypatch.setenv(KEY_FILE, str(key))
     (tmp_path / 'not-a-folder').write_text('')
     monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path / 'not-a-folder'))

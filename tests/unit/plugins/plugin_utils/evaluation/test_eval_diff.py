@@ -29,7 +29,7 @@ FIXED = (('349', 6, False), ('17', 6, False), ('349', 3, True), ('17', 3, True))
 FRESH_COMMITS = 5
 # where the lead's reuse across commits lives: once it is there, a
 # campaign that never reuses a host proves nothing
-RECORD = os.path.join(REPO, 'plugins', 'plugin_utils', 'evaluation', '_eval_record.py')
+RECORD = os.path.join(REPO, 'plugins', 'plugin_utils', 'evaluation', 'record', '_record.py')
 
 
 class StaleCampaign(runner.Campaign):

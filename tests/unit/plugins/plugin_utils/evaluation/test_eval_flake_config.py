@@ -1,5 +1,5 @@
 """A flake's own nixConfig in the evaluation stage
-(plugin_utils/evaluation/_eval_stage.py, _eval_pool.py): Nix does not apply
+(plugin_utils/evaluation/stage/_stage.py, pool/_pool.py): Nix does not apply
 it (accept-flake-config = false on every controller Nix process) and warns
 in every evaluator; the stage gives every answer one and the same note
 naming the settings, which the action says once a run. The operator's
@@ -14,9 +14,9 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_batch import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage._batch import (  # noqa: E402
     EvalStage)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_source import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake._source import (  # noqa: E402
     RunSources)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions  # noqa: E402
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix_config import (  # noqa: E402

@@ -1,4 +1,4 @@
-"""Parallel evaluators (plugin_utils/evaluation/_eval_pool.py, _eval_stage.py):
+"""Parallel evaluators (plugin_utils/evaluation/pool/_pool.py, stage/_stage.py):
 each host's answer delivered as soon as its evaluator traces it, a slow host
 holding only itself, memory bounded by restarting an evaluator between
 hosts, a broken host costing one process. Real Nix, a lab fixture flake
@@ -17,10 +17,10 @@ from tests.lab.fixtures import FleetFlake
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_batch import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage._batch import (  # noqa: E402
     EvalStage)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval_pool as eval_pool)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.pool import (  # noqa: E402
+    _pool as eval_pool)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which('nix') is None, reason='needs nix')
@@ -265,7 +265,7 @@ def test_the_tasks_timeout_reaches_the_evaluators(tmp_path, monkeypatch):
     evaluates itself, are the evaluators' bound (0: none); 1800 s by
     default. eval_batch_timeout bounds the batch's evaluators in all."""
     from ansible import constants as C
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage import (
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage._stage import (
         stage_of)
     monkeypatch.setattr(C, 'DEFAULT_LOCAL_TMP', str(tmp_path))
     opts = NixOptions(options=dict(OPTIONS))

@@ -1,4 +1,4 @@
-"""What an evaluator read (plugin_utils/evaluation/_eval_record.py): a real
+"""What an evaluator read (plugin_utils/evaluation/record/_record.py): a real
 strace log read against a source folder, each path described as a later
 content must match it (links, the executable bit, absences, listings), and
 a derivation that names the source's own path. Real strace and files."""
@@ -14,8 +14,10 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval_mentions, _eval_record, _eval_trace)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.record import (  # noqa: E402
+    _record, _trace)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.reuse import (  # noqa: E402
+    _mentions)
 
 needs_strace = pytest.mark.skipif(shutil.which('strace') is None, reason='needs strace')
 
@@ -60,10 +62,10 @@ def make_source(folder):
 
 def traced(tmp_path, root):
     log = str(tmp_path / 'strace.log')
-    argv = _eval_trace.strace_argv(shutil.which('strace'), log,
-                                   [sys.executable, '-c', READER, root, MARKER, SELF])
+    argv = _trace.strace_argv(shutil.which('strace'), log,
+                              [sys.executable, '-c', READER, root, MARKER, SELF])
     subprocess.run(argv, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return _eval_trace.Log.read(log, root, MARKER, SELF)
+    return _trace.Log.read(log, root, MARKER, SELF)
 
 
 @needs_strace
@@ -86,36 +88,36 @@ def test_a_log_is_split_at_each_answer_and_names_every_kind_of_read(tmp_path):
     # a name is recorded byte for byte, as the file system names it
     assert second['reads'][os.fsdecode(b'conf/caf\xc3\xa9.txt')] == 'read'
     assert second['reads'][os.fsdecode(b'conf/odd \\ "q\xff')] == 'read'
-    assert _eval_record.reads_are_visible(log)
+    assert _record.reads_are_visible(log)
     # a log whose first answer came before any read of flake.nix: its
     # reads may not be visible here
-    blind = _eval_trace.Log(root, MARKER, SELF)
+    blind = _trace.Log(root, MARKER, SELF)
     blind.feed('1 write(2, "trace: %s0 {}\\n", 10) = 10\n' % MARKER)
     blind.feed('1 openat(AT_FDCWD</>, "%s/flake.nix", O_RDONLY) = 3\n' % root)
-    assert blind.segments and not _eval_record.reads_are_visible(blind)
+    assert blind.segments and not _record.reads_are_visible(blind)
 
 
 def test_a_name_strace_escaped_is_decoded_as_bytes():
     """strace prints bytes over 0x7f as octal escapes: each is one byte of
     the name, never one character (cafe with an acute was recorded as
     caf + two Latin-1 characters, absent in every commit)."""
-    assert _eval_trace._unescape('conf/caf\\303\\251.txt') == u'conf/caf\u00e9.txt'
-    assert _eval_trace._unescape('a\\\\b\\"c\\n') == 'a\\b"c\n'
-    assert os.fsencode(_eval_trace._unescape('x\\377')) == b'x\xff'
+    assert _trace._unescape('conf/caf\\303\\251.txt') == u'conf/caf\u00e9.txt'
+    assert _trace._unescape('a\\\\b\\"c\\n') == 'a\\b"c\n'
+    assert os.fsencode(_trace._unescape('x\\377')) == b'x\xff'
 
 
 def test_a_record_that_calls_a_misnamed_file_absent_is_not_kept(tmp_path):
     root = str(tmp_path)
     os.makedirs(os.path.join(root, 'conf'))
     open(os.path.join(root, 'conf', u'caf\u00e9.txt'), 'w').close()
-    assert _eval_record.misnamed(root, u'conf/caf\u00c3\u00a9.txt')
-    assert not _eval_record.misnamed(root, u'conf/other.txt')
-    log = _eval_trace.Log(root, MARKER, SELF)
+    assert _record.misnamed(root, u'conf/caf\u00c3\u00a9.txt')
+    assert not _record.misnamed(root, u'conf/other.txt')
+    log = _trace.Log(root, MARKER, SELF)
     log.feed('1 openat(AT_FDCWD</>, "%s/flake.nix", O_RDONLY) = -1 ENOENT\n' % root)
     log.feed('1 openat(AT_FDCWD</>, "%s/conf/caf\u00c3\u00a9.txt", O_RDONLY) = -1 ENOENT\n'
              % root)
     log.feed('1 write(2, "trace: %s0 {}\\n", 10) = 10\n' % MARKER)
-    assert _eval_record.chain_of(log, _eval_record.Describer(root), {}) is None
+    assert _record.chain_of(log, _record.Describer(root), {}) is None
 
 
 @needs_strace
@@ -124,15 +126,15 @@ def test_a_chain_holds_until_what_it_read_changes(tmp_path):
     make_source(root)
     log = traced(tmp_path, root)
     values = {'rev': 'one', 'outPath': root}
-    chain = _eval_record.chain_of(log, _eval_record.Describer(root), values)
+    chain = _record.chain_of(log, _record.Describer(root), values)
     assert chain['segments'][1]['self'] == {'rev': 'one'}
 
     def holds(changes=None, new_values=None):
         other = str(tmp_path / ('copy-%d' % len(os.listdir(str(tmp_path)))))
         shutil.copytree(root, other, symlinks=True)
         (changes or (lambda _r: None))(other)
-        return _eval_record.valid_upto(chain, _eval_record.Describer(other),
-                                       dict(new_values or values, outPath=other))[0]
+        return _record.valid_upto(chain, _record.Describer(other),
+                                  dict(new_values or values, outPath=other))[0]
 
     assert holds() == 2
     # a file nobody read: both hold
@@ -169,18 +171,18 @@ def test_an_unknown_forced_attribute_or_a_cut_path_keeps_no_record(tmp_path):
     root = str(tmp_path / 'source')
     make_source(root)
     log = traced(tmp_path, root)
-    assert _eval_record.chain_of(log, _eval_record.Describer(root), {'outPath': root}) is None
-    cut = _eval_trace.Log(root, MARKER, SELF)
+    assert _record.chain_of(log, _record.Describer(root), {'outPath': root}) is None
+    cut = _trace.Log(root, MARKER, SELF)
     cut.feed('1 openat(AT_FDCWD</>, "%s/hosts/aaaa"..., O_RDONLY) = 3\n' % root)
     assert cut.broken and 'cut short' in cut.broken
-    up = _eval_trace.Log(root, MARKER, SELF)
+    up = _trace.Log(root, MARKER, SELF)
     up.feed('1 newfstatat(AT_FDCWD</>, "%s/hosts/../../etc", 0x1, 0) = 0\n' % root)
     assert up.broken and '..' in up.broken
 
 
 def test_unfinished_calls_are_joined_and_fd_relative_paths_placed(tmp_path):
     root = '/nix/store/00000000000000000000000000000000-source'
-    log = _eval_trace.Log(root, MARKER, SELF)
+    log = _trace.Log(root, MARKER, SELF)
     log.feed('7 openat(AT_FDCWD</tmp>, "%s/flake.nix", O_RDONLY|O_CLOEXEC <unfinished ...>\n'
              % root)
     log.feed('8 newfstatat(5<%s/hosts>, "x", 0x1, AT_SYMLINK_NOFOLLOW) = -1 ENOENT (No such '
@@ -199,14 +201,14 @@ def test_describe_names_each_link_and_stays_in_the_source(tmp_path):
     make_source(root)
     os.symlink('/etc/hostname', os.path.join(root, 'away'))
     os.symlink('../..', os.path.join(root, 'hosts', 'up'))
-    assert _eval_record.describe(root, 'hosts/b/default.nix', 'stat') == \
+    assert _record.describe(root, 'hosts/b/default.nix', 'stat') == \
         'link:hosts/b->a|file:-'
-    assert _eval_record.describe(root, 'away', 'read') == 'link:away->/etc/hostname|outside:/etc/hostname'
-    assert _eval_record.describe(root, 'hosts/up/x', 'stat').endswith('outside:..')
-    assert _eval_record.describe(root, 'missing/x', 'read') == 'absent'
-    assert _eval_record.describe(root, 'files/tool', 'stat') == 'file:x'
-    assert _eval_record.describe(root, 'files', 'list').startswith('dir:')
-    assert _eval_record.describe(root, 'files', 'stat') == 'dir'
+    assert _record.describe(root, 'away', 'read') == 'link:away->/etc/hostname|outside:/etc/hostname'
+    assert _record.describe(root, 'hosts/up/x', 'stat').endswith('outside:..')
+    assert _record.describe(root, 'missing/x', 'read') == 'absent'
+    assert _record.describe(root, 'files/tool', 'stat') == 'file:x'
+    assert _record.describe(root, 'files', 'list').startswith('dir:')
+    assert _record.describe(root, 'files', 'stat') == 'dir'
 
 
 def instantiate(expr):
@@ -224,9 +226,9 @@ def test_a_derivation_that_names_the_source_is_found_through_its_inputs():
     top = instantiate('(%s).drvPath' % (drv % ('top', '(%s)' % (drv % ('mid', '(%s)' % leaf)))))
     clean = instantiate('(%s).drvPath' % (drv % ('clean', '(%s)' % (drv % ('x', '"y"')))))
     memo = {}
-    assert _eval_mentions.mentions(top, needle, memo)
-    assert not _eval_mentions.mentions(clean, needle, memo)
+    assert _mentions.mentions(top, needle, memo)
+    assert not _mentions.mentions(clean, needle, memo)
     # every derivation read once, decided
     assert all(value in (True, False) for value in memo.values()) and len(memo) == 5
     # one that cannot be read counts as naming it: nothing is kept then
-    assert _eval_mentions.mentions('/nix/store/%s-gone.drv' % ('0' * 32), needle, {})
+    assert _mentions.mentions('/nix/store/%s-gone.drv' % ('0' * 32), needle, {})

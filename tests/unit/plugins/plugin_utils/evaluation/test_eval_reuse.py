@@ -1,5 +1,5 @@
 """Each host's evaluation reused across commits (plugin_utils/evaluation/
-_eval_reuse.py, docs/eval-cache.md "Reuse across commits"): after a commit,
+reuse/_reuse.py, docs/eval-cache.md "Reuse across commits"): after a commit,
 only the hosts whose reads changed are evaluated, and every answer, reused
 or not, is what a plain `nix eval` of that commit gives. Real Nix, git and
 strace; one evaluator per host where the test needs exact records."""
@@ -17,8 +17,13 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval, _eval_cache, _eval_stage, _flake_source)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.cache import (  # noqa: E402
+    _cache)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake import (  # noqa: E402
+    _source)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage import (  # noqa: E402
+    _stage)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
@@ -103,10 +108,10 @@ class Flake(object):
         old = dict(os.environ)
         os.environ.update(dict(self.environ(), **(env or {})))
         try:
-            stage = _eval_stage.EvalStage(
+            stage = _stage.EvalStage(
                 _nix.NixOptions(options=dict({'substituters': ''}, **(options or {}))),
-                cache=_eval_cache.EvalCache(self.cache),
-                sources=_flake_source.RunSources(tempfile.mkdtemp(dir=self.base)),
+                cache=_cache.EvalCache(self.cache),
+                sources=_source.RunSources(tempfile.mkdtemp(dir=self.base)),
                 **dict({'workers': len(self.hosts())}, **stage_args))
             requests = dict((name, _eval.normalised(_eval.host_request(
                 name, {'flake': 'git+file://%s' % self.repo,
@@ -231,7 +236,7 @@ def test_the_spot_check_fails_a_wrong_reuse_loudly_and_turns_reuse_off(flake):
     flake.run()
     # a record that misses what host b read (as a bug in recording would):
     # drop b.txt from every chain, keeping each file the user's own
-    cache = _eval_cache.EvalCache(flake.cache, environ=flake.environ())
+    cache = _cache.EvalCache(flake.cache, environ=flake.environ())
     moved = {}
     for name in os.listdir(flake.cache):
         if name.startswith('chain-'):
@@ -265,14 +270,13 @@ def test_two_runs_recording_at_once_in_one_folder_keep_their_places_apart(tmp_pa
     a count each run kept: both named theirs record-PID-1, so both straces
     wrote one log, and the first run's cleanup removed the place the second
     was making (its evaluator died, its host got no answer)."""
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
-        _eval_reuse)
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.reuse import _reuse
     ref = 'path:/nix/store/00000000000000000000000000000000-source'
     runs = []
     for _run in range(2):
-        reuse = _eval_reuse.Reuse(None, None, None, str(tmp_path), None)
+        reuse = _reuse.Reuse(None, None, None, str(tmp_path), None)
         reuse.strace = shutil.which('strace')
-        reuse.specs[ref] = _eval_reuse.RecordSpec(
+        reuse.specs[ref] = _reuse.RecordSpec(
             {'root': ref[len('path:'):], 'narHash': 'sha256-x', 'sub': '', 'info': {},
              'lock': None, 'layout': 'source', 'adds': {'flake': [], 'plain': []}}, {})
         runs.append(reuse)

@@ -1,5 +1,5 @@
 """Where each host a commit sends back is evaluated
-(plugin_utils/evaluation/_eval_reuse_order.py, docs/eval-cache.md "Exact
+(plugin_utils/evaluation/reuse/_order.py, docs/eval-cache.md "Exact
 records"): only the cost depends on it, so each test counts the hosts a
 commit evaluates, every answer checked against a plain `nix eval` of that
 commit (``Flake.run``). Real Nix, git and strace."""

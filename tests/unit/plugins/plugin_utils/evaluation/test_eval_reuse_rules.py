@@ -1,5 +1,5 @@
 """Every reason a flake's hosts are not reused is one row
-(plugin_utils/evaluation/_eval_reuse_rules.py), and the docs' table of
+(plugin_utils/evaluation/reuse/_rules.py), and the docs' table of
 them is that table, row for row, in its order."""
 
 import os
@@ -12,9 +12,9 @@ from tests.collection import REPO, collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval_reuse_rules)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._flake_pin import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.reuse import (  # noqa: E402
+    _rules)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake._pin import (  # noqa: E402
     FlakeSource)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import (  # noqa: E402
     NixFeatures, NixOptions)
@@ -26,11 +26,11 @@ def test_the_docs_table_is_the_rules_table():
     section = text[text.index('### When nothing is reused'):]
     section = section[:section.index('\n### ')]
     rows = re.findall(r'^\| `([a-z0-9.-]+)` \|', section, re.MULTILINE)
-    assert rows == [rule.name for rule in _eval_reuse_rules.RULES]
+    assert rows == [rule.name for rule in _rules.RULES]
 
 
 def facts(source, features, asked=None, distrust=None, options=None, call=None):
-    return _eval_reuse_rules.Facts(
+    return _rules.Facts(
         NixOptions(options=options or {}), lambda: features, source,
         distrust=lambda: distrust, trace=lambda: None,
         info=lambda: asked or {'info': {'lastModified': 1}, 'refused': []},
@@ -46,16 +46,16 @@ def test_the_first_row_that_applies_decides_and_later_facts_are_not_asked():
     def trace():
         asked.append('trace')
         return None
-    found = _eval_reuse_rules.Facts(
+    found = _rules.Facts(
         NixOptions(options={'allow-import-from-derivation': True}), lambda: features, source,
         distrust=lambda: None, trace=trace, info=lambda: {'info': {}}, call=lambda: {})
-    assert _eval_reuse_rules.why_not(found).startswith('import-from-derivation is allowed')
+    assert _rules.why_not(found).startswith('import-from-derivation is allowed')
     assert asked == []
     marked = facts(source, features, distrust='/c/distrust-1.json')
-    assert _eval_reuse_rules.why_not(marked) == (
+    assert _rules.why_not(marked) == (
         'a spot check found a reused answer Nix does not give; reuse stays off for this flake '
         'until /c/distrust-1.json is removed')
-    assert _eval_reuse_rules.why_not(facts(source, features)) is None
+    assert _rules.why_not(facts(source, features)) is None
 
 
 def _attributes_after(asked, info):
@@ -86,10 +86,10 @@ def test_the_flake_call_is_asked_beside_the_flake_s_attributes():
             answered.set()
             return {'flake': ['inputs', 'outputs', 'sourceInfo'], 'plain': []}
 
-        found = _eval_reuse_rules.Facts(
+        found = _rules.Facts(
             NixOptions(options={}), lambda: features, source, distrust=lambda: None,
             trace=lambda: None, info=_attributes_after(asked, info), call=call)
-        reason = _eval_reuse_rules.why_not(found)
+        reason = _rules.why_not(found)
         assert reason is None if said is None else reason.startswith(said), reason
         assert answered.is_set()
 
@@ -98,20 +98,20 @@ def test_a_subflake_of_a_dirty_tree_on_an_older_nix():
     source = FlakeSource('git+file:///f?dir=sub', 'path:/nix/store/x-source/sub',
                          identity_={'locks': {}}, provenance={'nar_hash': 'sha256-x'},
                          root='/nix/store/x-source', store_path='/nix/store/x-source', sub='sub')
-    assert 'uncommitted changes' in _eval_reuse_rules.why_not(
+    assert 'uncommitted changes' in _rules.why_not(
         facts(source, NixFeatures('nix', (2, 8, 0))))
-    assert 'Nix 2.20-2.24' in _eval_reuse_rules.why_not(
+    assert 'Nix 2.20-2.24' in _rules.why_not(
         facts(FlakeSource('x', 'x', identity_={}, provenance={'nar_hash': 'h'},
                           store_path='/nix/store/x-source', sub='sub'),
               NixFeatures('nix', (2, 22, 0))))
-    assert _eval_reuse_rules.why_not(facts(source, NixFeatures('nix', (2, 34, 8)))) is None
+    assert _rules.why_not(facts(source, NixFeatures('nix', (2, 34, 8)))) is None
 
 
 def test_a_flake_call_the_recorded_call_cannot_give():
     source = FlakeSource('git+file:///f', 'git+file:///f?rev=1', identity_={'locks': {}},
                          provenance={'nar_hash': 'sha256-x'}, store_path='/nix/store/x-source')
     said = "this Nix's flake call gives self lazyThing that the recorded call cannot give"
-    assert _eval_reuse_rules.why_not(
+    assert _rules.why_not(
         facts(source, NixFeatures('nix', (2, 40, 0)), call=said)) == said
 
 
@@ -133,14 +133,14 @@ def test_an_input_this_nix_places_otherwise_stops_only_the_flakes_that_have_one(
                              identity_={'locks': {'root': 'root', 'nodes': dict(nodes, **{
                                  name: node})}},
                              provenance={'nar_hash': 'sha256-x'}, store_path='/nix/store/x-source')
-        assert _eval_reuse_rules.placed_nodes(source) == [name]
-        assert _eval_reuse_rules.why_not(facts(source, features, call=call)) == (
+        assert _rules.placed_nodes(source) == [name]
+        assert _rules.why_not(facts(source, features, call=call)) == (
             'it has a relative or ?dir= input, and ' + said)
         # a Nix that places them as record.nix does
-        assert _eval_reuse_rules.why_not(
+        assert _rules.why_not(
             facts(source, features, call=dict(call, placed=None))) is None
     plain = FlakeSource('git+file:///f', 'git+file:///f?rev=1',
                         identity_={'locks': {'root': 'root', 'nodes': nodes}},
                         provenance={'nar_hash': 'sha256-x'}, store_path='/nix/store/x-source')
-    assert _eval_reuse_rules.placed_nodes(plain) == []
-    assert _eval_reuse_rules.why_not(facts(plain, features, call=call)) is None
+    assert _rules.placed_nodes(plain) == []
+    assert _rules.why_not(facts(plain, features, call=call)) is None

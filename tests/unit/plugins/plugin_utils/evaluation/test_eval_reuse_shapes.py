@@ -212,7 +212,7 @@ def test_the_spot_check_rotates_over_the_reused_hosts(tmp_path):
 
     def checked():
         # (a host reused unchecked has a mark too: its wait)
-        cache = test_eval_reuse._eval_cache.EvalCache(flake.cache, environ=flake.environ())
+        cache = test_eval_reuse._cache.EvalCache(flake.cache, environ=flake.environ())
         keys = [n[len('checked-'):-len('.json')] for n in os.listdir(flake.cache)
                 if n.startswith('checked-')]
         return sorted(key for key, mark in cache.trust.check_marks(keys).items() if mark['when'])
@@ -326,7 +326,7 @@ def test_deleting_other_hosts_check_times_does_not_keep_a_host_from_the_check(tm
 def host_mark(flake, name):
     """The file of host ``name``'s check mark (``host_key``: the same on
     every commit), as a run of ``flake`` names it."""
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_spot_check import (
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.reuse._spot_check import (
         host_key)
     request = test_eval_reuse._eval.normalised(test_eval_reuse._eval.host_request(
         name, {'flake': 'git+file://%s' % flake.repo,
@@ -340,7 +340,7 @@ def test_the_spot_check_draw(tmp_path):
     """spot_check_sample: the least recently checked first (with none, a
     random draw), each within the budget; a host that does not fit waits,
     and once it has waited its turn out it is drawn whatever it costs."""
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_spot_check import (
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.reuse._spot_check import (
         due_after, spot_check_sample)
     hosts = ['a', 'b', 'c', 'd']
     marks = dict((k, {'when': when, 'waited': 0})
@@ -366,7 +366,7 @@ def test_a_host_that_does_not_fit_is_checked_within_the_bound():
     and a batch costs one light host's check (the median); deleting the
     other hosts' marks before every batch (a writer of the cache folder)
     does not keep the heavy host out either."""
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_spot_check import (
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.reuse._spot_check import (
         due_after, spot_check_sample)
     hosts = list('abcdeh')
     costs = dict(dict.fromkeys('abcde', 1.0), h=20.0)

@@ -1,4 +1,4 @@
-"""The job's evaluator slots (plugin_utils/evaluation/_eval_slots.py): never more
+"""The job's evaluator slots (plugin_utils/evaluation/pool/_slots.py): never more
 holders than slots, across threads and processes, and a slot whose holder
 died is free again (the kernel drops its flock)."""
 
@@ -15,7 +15,7 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_slots import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.pool._slots import (  # noqa: E402
     EvalSlots)
 
 DEADLINE = 60.0
@@ -62,7 +62,7 @@ def test_never_more_holders_than_slots(tmp_path):
 
 HOLDER = ('import sys, time\n'
           'sys.path.insert(0, %r)\n'
-          'from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_slots '
+          'from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.pool._slots '
           'import EvalSlots\n'
           'EvalSlots(sys.argv[1], 1).acquire()\n'
           'print("held", flush=True)\n'
@@ -97,7 +97,7 @@ def test_a_slot_held_forever_is_waited_for_within_a_bound(tmp_path):
     """Another process holds the job's one slot and never lets go: an
     evaluator waits at most its bound, then gives up saying which slots,
     where, and what to do; the holder keeps its slot."""
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_slots import (
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.pool._slots import (
         SlotWaitTimeout)
     holder = subprocess.Popen([sys.executable, '-c', HOLDER % collections_path(),
                                str(tmp_path)], stdout=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""The spot check (plugin_utils/evaluation/_eval_stage_spot_check.py,
+"""The spot check (plugin_utils/evaluation/reuse/_spot_check.py,
 docs/eval-cache.md "The spot check"): a recorded evaluator's answers are
 drawn too, so one that is not what Nix gives is caught on the run that
 records it, before any of its flake's answers is given. Real Nix, git and
@@ -15,21 +15,23 @@ from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse import (  # noqa
     MK, Flake, how, pytestmark)
 from tests.unit.plugins.plugin_utils.evaluation.test_eval_reuse_shapes import Shape
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _eval_cache, _eval_cache_marks, _eval_reuse)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.cache import (  # noqa: E402
+    _cache, _marks)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.reuse import (  # noqa: E402
+    _reuse)
 
 
 def make_recorder_wrong(patch):
     """A recorder whose ``self`` is not Nix's (as a new Nix, or a flake
     shape record.nix does not call as Nix does, would make it): its
     ``lastModified`` is a second late. ``patch``: a pytest MonkeyPatch."""
-    spec_of = _eval_reuse.Reuse._spec
+    spec_of = _reuse.Reuse._spec
 
     def late(*args):
         spec = spec_of(*args)
         spec.call['info']['lastModified'] += 1
         return spec
-    patch.setattr(_eval_reuse.Reuse, '_spec', staticmethod(late))
+    patch.setattr(_reuse.Reuse, '_spec', staticmethod(late))
 
 
 @pytest.fixture
@@ -94,8 +96,8 @@ def test_a_reused_batch_reads_each_entry_once_and_counts_waits_while_nix_checks(
     flake.write('README', 'y')
     flake.commit('readme')
     reads, times = {}, {}
-    get_reuse, mark_waited = _eval_cache.EvalCache.get_reuse, _eval_cache_marks.TrustMarks.mark_waited
-    nix_check = _eval_reuse.spot_check
+    get_reuse, mark_waited = _cache.EvalCache.get_reuse, _marks.TrustMarks.mark_waited
+    nix_check = _reuse.spot_check
 
     def counted(self, key):
         reads[key] = reads.get(key, 0) + 1
@@ -110,9 +112,9 @@ def test_a_reused_batch_reads_each_entry_once_and_counts_waits_while_nix_checks(
             return nix_check(*args, **kwargs)
         finally:
             times['checked'] = time.monotonic()
-    monkeypatch.setattr(_eval_cache.EvalCache, 'get_reuse', counted)
-    monkeypatch.setattr(_eval_cache_marks.TrustMarks, 'mark_waited', waited)
-    monkeypatch.setattr(_eval_reuse, 'spot_check', checked)
+    monkeypatch.setattr(_cache.EvalCache, 'get_reuse', counted)
+    monkeypatch.setattr(_marks.TrustMarks, 'mark_waited', waited)
+    monkeypatch.setattr(_reuse, 'spot_check', checked)
     entries, _figures = flake.run(workers=2, reuse_check=1)
     assert how(entries) == dict.fromkeys('abcd', 'reused'), entries
     assert len(reads) == 4 and set(reads.values()) == {1}, reads
@@ -122,7 +124,7 @@ def test_a_reused_batch_reads_each_entry_once_and_counts_waits_while_nix_checks(
 def _waits(flake):
     """{check mark file: batches it waited} of the cache folder (each file
     is signed: read as the runs read it)."""
-    cache = _eval_cache.EvalCache(flake.cache, environ=flake.environ())
+    cache = _cache.EvalCache(flake.cache, environ=flake.environ())
     names = [n for n in os.listdir(flake.cache) if n.startswith('checked-')]
     marks = cache.trust.check_marks([n[len('checked-'):-len('.json')] for n in names])
     return dict(('checked-%s.json' % key, mark['waited']) for key, mark in marks.items())
@@ -206,7 +208,7 @@ def test_the_spot_check_waits_for_one_of_the_job_s_evaluator_slots(tmp_path):
     by another evaluation of the job, a batch with reused answers to check
     starts no Nix until the slot is free, then checks and answers every
     host right."""
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_slots import (
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.pool._slots import (
         EvalSlots)
     flake = Flake(str(tmp_path))
     flake.run(workers=1, reuse_check=1)

@@ -1,5 +1,5 @@
 """What Nix's own flake call puts last on each node, asked of the Nix in
-use (plugin_utils/evaluation/_flake_call.py): a probe flake whose outputs
+use (plugin_utils/evaluation/record/_flake_call.py): a probe flake whose outputs
 define every such name, read back with real Nix."""
 
 import shutil
@@ -11,7 +11,7 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.record import (  # noqa: E402
     _flake_call)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  # noqa: E402
 
@@ -69,7 +69,7 @@ def test_an_input_placed_otherwise_than_record_nix_places_it_is_said():
     sources: a Nix that puts any of them elsewhere than record.nix does
     (`<src>/rel` for `<src>/./rel`, a child's own folder as its source, a
     nested input under its parent's folder twice as Nix 2.26-2.28 did) is
-    said, for the flakes that have such an input (_eval_reuse_rules)."""
+    said, for the flakes that have such an input (reuse/_rules)."""
     assert _flake_call.misplaced({'places': dict(_flake_call.PLACES)}) is None
     for name, there in (('rel', '<src>/rel'), ('relSource', '<src>/./rel'),
                         ('grand', '<src>/./rel/./rel/./grand'), ('sub', '<dep>')):

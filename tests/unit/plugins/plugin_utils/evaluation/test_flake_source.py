@@ -1,4 +1,4 @@
-"""One content per run (plugin_utils/evaluation/_flake_source.py): a git work
+"""One content per run (plugin_utils/evaluation/flake/_source.py): a git work
 tree with uncommitted changes is evaluated from the snapshot the pin took,
 whatever is written to the tree afterwards; a locked URL that names its
 content is evaluated as it is; the run's sources are pinned once and read by
@@ -16,8 +16,8 @@ from tests.collection import collections_path
 
 sys.path.insert(0, collections_path())
 
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (  # noqa: E402
-    _flake_source)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake import (  # noqa: E402
+    _source)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which('nix') is None or shutil.which('git') is None,
@@ -68,7 +68,7 @@ def evaluate(ref, attr):
 
 def test_a_dirty_tree_is_evaluated_from_its_snapshot(tree):
     write(tree, 'reviewed')
-    source = _flake_source.pin(runner(), 'git+file://%s' % tree)
+    source = _source.pin(runner(), 'git+file://%s' % tree)
     assert source.ref.startswith('path:/nix/store/') and 'narHash=' in source.ref, source.ref
     assert source.reason is None and source.identity is not None
     assert source.provenance['dirty'] is True and source.provenance['revision'] is None
@@ -84,7 +84,7 @@ def test_a_dirty_tree_is_evaluated_from_its_snapshot(tree):
 
 
 def test_a_clean_tree_is_pinned_to_its_commit(tree):
-    source = _flake_source.pin(runner(), 'git+file://%s' % tree)
+    source = _source.pin(runner(), 'git+file://%s' % tree)
     assert 'rev=' in source.ref and source.ref.startswith('git+file://'), source.ref
     assert source.provenance['dirty'] is False and source.provenance['revision']
     assert evaluate(source.ref, 'info.rev') == source.provenance['revision']
@@ -102,7 +102,7 @@ def test_a_shallow_clone_is_pinned_to_its_commit_as_shallow(tree, tmp_path):
     git(tree, 'commit', '-qam', 'two')
     clone = str(tmp_path / 'clone')
     subprocess.run(['git', 'clone', '-q', '--depth', '1', 'file://%s' % tree, clone], check=True)
-    source = _flake_source.pin(runner(), 'git+file://%s' % clone)
+    source = _source.pin(runner(), 'git+file://%s' % clone)
     if source.reason is not None:
         # Nix 2.8: "is a shallow Git repository, but a non-shallow repository is needed"
         assert 'shallow Git repository' in source.reason, source.reason
@@ -114,16 +114,16 @@ def test_a_shallow_clone_is_pinned_to_its_commit_as_shallow(tree, tmp_path):
     assert evaluate(source.ref, 'word') == 'second'
     assert evaluate(source.ref, 'info.rev') == source.provenance['revision']
     # the full repository is pinned as before: its history counts
-    full = _flake_source.pin(runner(), 'git+file://%s' % tree)
+    full = _source.pin(runner(), 'git+file://%s' % tree)
     assert 'shallow=' not in full.ref, full.ref
-    assert not _flake_source.is_shallow_clone(tree)
+    assert not _source.is_shallow_clone(tree)
     # a .git file naming the clone's folder (a linked work tree, a submodule)
     linked = tmp_path / 'linked'
     linked.mkdir()
     (linked / '.git').write_text('gitdir: %s\n' % os.path.join(clone, '.git'))
-    assert _flake_source.is_shallow_clone(str(linked))
+    assert _source.is_shallow_clone(str(linked))
     (linked / '.git').write_text('not a gitdir line\n')
-    assert not _flake_source.is_shallow_clone(str(linked))
+    assert not _source.is_shallow_clone(str(linked))
 
 
 def test_a_subflake_keeps_its_folder(tree):
@@ -133,7 +133,7 @@ def test_a_subflake_keeps_its_folder(tree):
     write(sub, 'below')
     git(tree, 'add', '-A')
     write(sub, 'below, changed')
-    source = _flake_source.pin(runner(), 'git+file://%s?dir=sub' % tree)
+    source = _source.pin(runner(), 'git+file://%s?dir=sub' % tree)
     # Nix 2.25+ takes dir= on the snapshot; before, the folder inside it
     in_dir = 'dir=sub' if runner().features().path_dir else '-source/sub'
     assert source.ref.startswith('path:/nix/store/') and in_dir in source.ref, source.ref
@@ -141,7 +141,7 @@ def test_a_subflake_keeps_its_folder(tree):
 
 
 def test_what_cannot_be_pinned_says_why(tmp_path):
-    source = _flake_source.pin(runner(), 'path:%s' % (tmp_path / 'none'))
+    source = _source.pin(runner(), 'path:%s' % (tmp_path / 'none'))
     assert source.ref == 'path:%s' % (tmp_path / 'none')
     assert source.identity is None and source.provenance['pinned'] is False
     assert 'nix flake metadata failed' in source.reason
@@ -153,16 +153,16 @@ def test_a_run_pins_once(tree, tmp_path):
     folder = str(tmp_path / 'run')
     os.makedirs(folder, 0o700)
     write(tree, 'first')
-    first = _flake_source.RunSources(folder).source(runner(), 'git+file://%s' % tree, 'k')
+    first = _source.RunSources(folder).source(runner(), 'git+file://%s' % tree, 'k')
     write(tree, 'second')
     count = runner()
-    again = _flake_source.RunSources(folder).source(count, 'git+file://%s' % tree, 'k')
+    again = _source.RunSources(folder).source(count, 'git+file://%s' % tree, 'k')
     assert count.processes == 0
     assert again.ref == first.ref and evaluate(again.ref, 'word') == 'first'
     # the snapshot is rooted while the run lasts
     root = os.path.join(folder, 'source-k.json.root')
     assert os.path.islink(root) and os.readlink(root) == first.root
-    runs = _flake_source.RunSources(folder)
+    runs = _source.RunSources(folder)
     assert runs.warn_once('note') is True and runs.warn_once('note') is False
 
 
@@ -170,16 +170,16 @@ def test_a_narhash_written_into_a_dirty_trees_url_pins_nothing(tree):
     """Nix keeps a narHash a user writes into a git+file URL and never checks
     it for a dirty tree: the run still evaluates its own snapshot."""
     write(tree, 'reviewed')
-    now = _flake_source.pin(runner(), 'git+file://%s' % tree).provenance['nar_hash']
+    now = _source.pin(runner(), 'git+file://%s' % tree).provenance['nar_hash']
     for nar_hash in (now, 'sha256-' + 'A' * 43 + '='):
-        source = _flake_source.pin(runner(), 'git+file://%s?narHash=%s' % (tree, nar_hash))
+        source = _source.pin(runner(), 'git+file://%s?narHash=%s' % (tree, nar_hash))
         assert source.ref.startswith('path:/nix/store/'), source.ref
     write(tree, 'written after the pin')
     assert evaluate(source.ref, 'word') == 'reviewed'
 
 
 def test_what_names_its_content_is_decided_by_nix_s_own_locked_attributes():
-    names = _flake_source.names_its_content
+    names = _source.names_its_content
     # github:o/r/<rev> carries its commit in the path, not in a query
     assert names({'type': 'github', 'rev': 'abc', 'narHash': 'sha256-x'}, {})
     assert names({'type': 'git', 'rev': 'abc'}, {})
@@ -194,16 +194,16 @@ def test_a_dirty_subflake_on_a_nix_that_takes_dir(tree):
     """Where Nix takes ``?dir=`` on a path: flake, the snapshot keeps the
     whole tree (a subflake may import from above its folder)."""
     features = _nix.NixFeatures('nix', (2, 34, 0))
-    ref = _flake_source.snapshot_ref(
+    ref = _source.snapshot_ref(
         {'path': '/nix/store/' + 'a' * 32 + '-source'},
         {'narHash': 'sha256-x/y=', 'lastModified': 7}, {'dir': ['nix/hosts']}, features)
     assert ref == ('path:/nix/store/%s-source?dir=nix/hosts&narHash=sha256-x/y%%3D&'
                    'lastModified=7' % ('a' * 32)), ref
-    old = _flake_source.snapshot_ref(
+    old = _source.snapshot_ref(
         {'path': '/nix/store/' + 'a' * 32 + '-source'}, {'narHash': 'sha256-x'},
         {'dir': ['nix']}, _nix.NixFeatures('nix', (2, 8, 0)))
     assert old == 'path:/nix/store/%s-source/nix' % ('a' * 32)
-    assert _flake_source.snapshot_ref(
+    assert _source.snapshot_ref(
         {'path': '/nix/store/' + 'a' * 32 + '-source'}, {'narHash': 'sha256-x'},
         {'dir': ['../up']}, features) is None
 
@@ -211,15 +211,15 @@ def test_a_dirty_subflake_on_a_nix_that_takes_dir(tree):
 def test_the_controller_s_own_nix_configuration_is_read_once(tmp_path, monkeypatch):
     monkeypatch.setenv('NIX_CONFIG', 'experimental-features = nix-command flakes\n'
                        'accept-flake-config = true')
-    assert _flake_source.impure_config(runner()) is None
+    assert _source.impure_config(runner()) is None
     unsafe = _nix.NixCommand(_nix.NixOptions(options={
         'substituters': '', 'allow-unsafe-native-code-during-evaluation': True}))
-    assert 'allow-unsafe-native-code' in _flake_source.impure_config(unsafe)
+    assert 'allow-unsafe-native-code' in _source.impure_config(unsafe)
     # the user's NIX_CONFIG cannot turn on a flake's nixConfig; the
     # operator's nix_options can, and then nothing is cached, said as such
     accepting = _nix.NixCommand(_nix.NixOptions(options={
         'substituters': '', 'accept-flake-config': True}))
-    assert 'may set any Nix setting' in _flake_source.impure_config(accepting)
+    assert 'may set any Nix setting' in _source.impure_config(accepting)
     # an answer "y" the user once gave Nix, saved: Nix applies it to the
     # flake whatever accept-flake-config says; nothing is cached
     data = tmp_path / 'data'
@@ -227,19 +227,19 @@ def test_the_controller_s_own_nix_configuration_is_read_once(tmp_path, monkeypat
     (data / 'nix' / 'trusted-settings.json').write_text(json.dumps(
         {'pure-eval': {'false': True}, 'sandbox': {'false': False}}))
     monkeypatch.setenv('XDG_DATA_HOME', str(data))
-    said = _flake_source.impure_config(runner())
+    said = _source.impure_config(runner())
     assert 'trusted-settings.json (pure-eval)' in said, said
     monkeypatch.setenv('XDG_DATA_HOME', str(tmp_path / 'none'))
     folder = str(tmp_path / 'run')
     os.makedirs(folder, 0o700)
-    first = _flake_source.RunSources(folder).config_reason(unsafe, 'k')
+    first = _source.RunSources(folder).config_reason(unsafe, 'k')
     count = runner()
-    assert _flake_source.RunSources(folder).config_reason(count, 'k') == first
+    assert _source.RunSources(folder).config_reason(count, 'k') == first
     assert count.processes == 0
 
 
 def test_a_stage_pins_with_the_fetch_arguments_and_refuses_an_unpinned_folder(tree, tmp_path):
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval_stage_batch import (
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage._batch import (
         EvalStage)
     opts = _nix.NixOptions(options={'substituters': ''}, extra_args=[
         '--show-trace', '--no-update-lock-file', '--impure', '--store', 'auto'])
@@ -265,9 +265,9 @@ def test_a_stage_pins_with_the_fetch_arguments_and_refuses_an_unpinned_folder(tr
 def test_a_path_flake_whose_narhash_holds_a_plus_is_pinned_as_it_is():
     """Nix writes a narHash's base64 into the URL as it is: a ``+`` is no space."""
     url = 'path:/srv/fleet?lastModified=1&narHash=sha256-Sni+AB/x%2By='
-    query = _flake_source.url_query(url)
+    query = _source.url_query(url)
     assert query['narHash'] == ['sha256-Sni+AB/x+y=']
-    assert _flake_source.names_its_content(
+    assert _source.names_its_content(
         {'type': 'path', 'narHash': 'sha256-Sni+AB/x+y='}, query)
 
 
@@ -302,7 +302,7 @@ def test_an_input_missing_from_flake_lock_is_not_pinned_under_no_write_lock_file
         runner().check('flake lock', [flake], 'lock', flake_command=True)
     pinner = _nix.NixCommand(_nix.NixOptions(options={'substituters': ''},
                                              extra_args=['--no-write-lock-file']))
-    source = _flake_source.pin(pinner, flake)
+    source = _source.pin(pinner, flake)
     if write_lock:
         assert source.reason is None and source.provenance['pinned'] is True, source.reason
         assert source.identity is not None
@@ -322,33 +322,32 @@ def _locks(**inputs):
 
 
 def test_a_lock_graph_is_compared_by_input_path_not_node_name(tmp_path, monkeypatch):
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
-        _flake_identity)
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake import _identity
     one = {'type': 'path', 'path': '/a', 'narHash': 'sha256-1'}
     two = {'type': 'path', 'path': '/a', 'narHash': 'sha256-2'}
     written = {}
-    monkeypatch.setattr(_flake_identity, '_read_lock_file', lambda data, locked: written.get('x'))
+    monkeypatch.setattr(_identity, '_read_lock_file', lambda data, locked: written.get('x'))
     data = {'locked': {}, 'locks': _locks(a=('a_2', one))}
     # the same graph under other node names (an older Nix wrote it)
     written['x'] = _locks(a=('a', one))
-    assert _flake_identity.lock_mismatch(data) is None
+    assert _identity.lock_mismatch(data) is None
     written['x'] = _locks(a=('a', two))
-    assert _flake_identity.lock_mismatch(data) == "stale input 'a'"
+    assert _identity.lock_mismatch(data) == "stale input 'a'"
     written['x'] = _locks()
-    assert _flake_identity.lock_mismatch(data) == "missing input 'a'"
+    assert _identity.lock_mismatch(data) == "missing input 'a'"
     written['x'] = None
-    assert _flake_identity.lock_mismatch(data) == "missing input 'a'"
+    assert _identity.lock_mismatch(data) == "missing input 'a'"
     # a nested input, and a follows resolved in each graph
     nested = {'nodes': {'root': {'inputs': {'a': 'a', 'b': ['a']}},
                         'a': {'locked': one, 'inputs': {'c': 'c'}}, 'c': {'locked': two}},
               'root': 'root'}
     written['x'] = json.loads(json.dumps(nested))
-    assert _flake_identity.lock_mismatch({'locked': {}, 'locks': nested}) is None
+    assert _identity.lock_mismatch({'locked': {}, 'locks': nested}) is None
     del written['x']['nodes']['a']['inputs']
-    assert _flake_identity.lock_mismatch({'locked': {}, 'locks': nested}) == \
+    assert _identity.lock_mismatch({'locked': {}, 'locks': nested}) == \
         "missing input 'a/c'"
     # no inputs: nothing to lock
-    assert _flake_identity.lock_mismatch({'locked': {}, 'locks': _locks()}) is None
+    assert _identity.lock_mismatch({'locked': {}, 'locks': _locks()}) is None
 
 
 def test_an_input_missing_from_flake_lock_travels_as_the_runs_resolved_lock(tmp_path):
@@ -362,7 +361,7 @@ def test_an_input_missing_from_flake_lock_travels_as_the_runs_resolved_lock(tmp_
                                              extra_args=['--no-write-lock-file']))
     folder = tmp_path / 'run'
     folder.mkdir(mode=0o700)
-    source = _flake_source.RunSources(str(folder)).source(pinner, flake, 'k')
+    source = _source.RunSources(str(folder)).source(pinner, flake, 'k')
     if not pinner.features().reference_lock_file:
         assert source.reason and source.lock_file is None, source.to_data()
         assert "missing input 'data'" in source.reason
@@ -384,30 +383,29 @@ def test_an_input_missing_from_flake_lock_travels_as_the_runs_resolved_lock(tmp_
                                    flake_command=True)) == 'alice-and-mallory'
     assert not (tmp_path / 'top' / 'flake.lock').exists()
     # every later evaluator of the run reads the same file
-    again = _flake_source.RunSources(str(folder)).source(pinner, flake, 'k')
+    again = _source.RunSources(str(folder)).source(pinner, flake, 'k')
     assert again.lock_file == source.lock_file and again.ref == source.ref
     # no file of the run (a stage used alone): not evaluated, as on Nix 2.8
-    alone = _flake_source.pin(pinner, flake)
+    alone = _source.pin(pinner, flake)
     assert alone.reason and alone.lock_file is None
 
 
 def test_a_resolved_lock_travels_only_where_every_input_names_its_content():
     locks = _locks(a=('a', {'type': 'path', 'path': '/a', 'narHash': 'sha256-1'}),
                    b=('b', {'type': 'github', 'owner': 'o', 'repo': 'r', 'rev': 'f' * 40}))
-    assert _flake_source.locks_every_input(locks)
+    assert _source.locks_every_input(locks)
     # a dirty git tree (no rev), a path without its hash, a kind unknown here
     for locked in ({'type': 'git', 'url': 'file:///a'}, {'type': 'path', 'path': '/a'},
                    {'type': 'indirect', 'id': 'nixpkgs'}, None):
-        assert not _flake_source.locks_every_input(_locks(a=('a', locked))), locked
-    assert not _flake_source.locks_every_input({'nodes': None})
+        assert not _source.locks_every_input(_locks(a=('a', locked))), locked
+    assert not _source.locks_every_input({'nodes': None})
 
 
 def test_a_pin_whose_holder_never_lets_go_is_waited_for_within_a_bound(tmp_path, monkeypatch):
     """Another process holds the run's lock of a flake's pin and never lets
     go: this one waits at most ONCE_WAIT, then gives up saying which lock,
     where, and what to do, and computes nothing."""
-    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
-        _flake_source)
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake import _source
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
         LockWaitTimeout)
     lock = str(tmp_path / 'pin-x.json.lock')
@@ -415,10 +413,10 @@ def test_a_pin_whose_holder_never_lets_go_is_waited_for_within_a_bound(tmp_path,
                               stdout=subprocess.PIPE, universal_newlines=True)
     try:
         assert holder.stdout.readline().strip() == 'held'
-        monkeypatch.setattr(_flake_source, 'ONCE_WAIT', 1)
+        monkeypatch.setattr(_source, 'ONCE_WAIT', 1)
         computed = []
         with pytest.raises(LockWaitTimeout) as raised:
-            _flake_source.RunSources(str(tmp_path))._once('pin-x', computed.append)
+            _source.RunSources(str(tmp_path))._once('pin-x', computed.append)
         message = u'%s' % raised.value
         assert computed == []
         assert message.startswith("waited 1s for the lock of the run's pin of a flake"), message
