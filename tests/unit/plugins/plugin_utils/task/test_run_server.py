@@ -101,8 +101,8 @@ def test_a_dead_process_fails_the_hosts_it_owed_and_a_new_one_serves_the_rest(tm
     host of each taken and a second host of each written and not taken
     (one wave at once): within seconds, far inside the bound, the hosts it
     had taken fail, each naming itself, and the others register their works
-    again, with their own contexts, with a process started after it, which
-    serves them both."""
+    again, with their own contexts, with a process started after it (one
+    for both, unless the first one's work ended before the second came)."""
     build = BatchServer(str(tmp_path), 'build', 'k1')
     killing = BatchServer(str(tmp_path), 'eval', 'k2')
     build_started = str(tmp_path / 'build-started')
@@ -168,7 +168,10 @@ def test_a_dead_process_fails_the_hosts_it_owed_and_a_new_one_serves_the_rest(tm
     for name, request in (('h3', 'c'), ('h4', 'd')):
         assert isinstance(found[name], dict) and found[name].get('answer') == request, found
         assert found[name]['context'] == {'n': name}, found
-    assert found['h3']['pid'] == found['h4']['pid'] != os.getpid(), found
+    # by a new process, not this one: the same for both when the second host
+    # came before the first one's work ended (a process that serves nothing
+    # ends, and the next host starts another: a loaded machine can be that slow)
+    assert os.getpid() not in (found['h3']['pid'], found['h4']['pid']), found
 
 
 SECRETS = {'h1': 'AccessTokenOfH1-5c1e', 'h2': 'AccessTokenOfH2-77ab'}
