@@ -263,13 +263,36 @@ class ActionModule(NixdeployAction):
             return self.failed(result, u'the evaluation of the batch failed: %s' % exc,
                                traceback=exc.traceback)
         evaluated = host_entry.get('answer') or {}
+        self._say_evaluation(result, host_entry, request, len(hosts), here)
+        sources = RunSources(batch_folder(C.DEFAULT_LOCAL_TMP))
+        warnings = self._warnings_once(host_entry, sources)
+        if warnings:
+            result['warnings'] = warnings
+        if 'error' in host_entry or 'error' in evaluated:
+            message = host_entry.get('error') or evaluated['error']
+            if 'error' not in host_entry:
+                message = self._with_hint(message, args, request, evaluated,
+                                          host_entry.get('source'), sources)
+            return self.failed(result, message,
+                               traceback=host_entry.get('traceback') or evaluated.get('traceback'))
+        result.update({
+            'drv_path': evaluated['drv_path'],
+            'out_path': evaluated['out_path'],
+            'system': evaluated['system'],
+            'ansible_facts': _stage.facts_of(evaluated),
+        })
+        return result
+
+    @staticmethod
+    def _say_evaluation(result, host_entry, request, batch_hosts, here):
+        """What was evaluated for this host and how, in ``result``."""
         batch = host_entry.get('batch')
         result.update({
             # shown in the report: a credential in the reference is masked
             'flake': _redact.url(request['flake']),
             'attr': request['attr_string'],
             'platform': request['platform'],
-            'batch_hosts': len(hosts),
+            'batch_hosts': batch_hosts,
             # this host's answer completed the batch: it carries its figures
             'evaluated_here': batch is not None,
             'started_here': here,
@@ -287,36 +310,30 @@ class ActionModule(NixdeployAction):
         if host_entry.get('source'):
             # what was evaluated, from the run's own pin (flake/_source)
             result['source'] = host_entry['source']
-        sources = RunSources(batch_folder(C.DEFAULT_LOCAL_TMP))
+
+    @staticmethod
+    def _warnings_once(host_entry, sources):
+        """The batch's notes for this host that no host said before in the run."""
         warnings = [note for note in host_entry.get('notes') or ()
                     if sources.warn_once(short_digest(note))]
         # an unknown nix_* variable: said once a run, whichever batch and
         # host reads it first (the batch's process listed its hosts)
         warnings.extend(note for name, note in sorted((host_entry.get('unknown_vars') or {}).items())
                         if sources.warn_once(short_digest('unknown-var', name)))
-        if warnings:
-            result['warnings'] = warnings
-        if 'error' in host_entry or 'error' in evaluated:
-            message = host_entry.get('error') or evaluated['error']
-            if 'error' not in host_entry:
-                # the fix, last: the summary's one line keeps the first and
-                # the last line of a message (common/_cause.py)
-                try:
-                    hint = self._hint(args, request, evaluated, host_entry.get('source'), sources)
-                except (OSError, ValueError, NixError):
-                    # a hint is extra: Nix's message stands without it
-                    hint = None
-                if hint:
-                    message = u'%s\n%s' % (message, hint)
-            return self.failed(result, message,
-                               traceback=host_entry.get('traceback') or evaluated.get('traceback'))
-        result.update({
-            'drv_path': evaluated['drv_path'],
-            'out_path': evaluated['out_path'],
-            'system': evaluated['system'],
-            'ansible_facts': _stage.facts_of(evaluated),
-        })
-        return result
+        return warnings
+
+    def _with_hint(self, message, args, request, evaluated, source, sources):
+        """A failed evaluation's ``message`` with its fix, when there is one."""
+        # the fix, last: the summary's one line keeps the first and
+        # the last line of a message (common/_cause.py)
+        try:
+            hint = self._hint(args, request, evaluated, source, sources)
+        except (OSError, ValueError, NixError):
+            # a hint is extra: Nix's message stands without it
+            hint = None
+        if hint:
+            message = u'%s\n%s' % (message, hint)
+        return message
 
     def _hint(self, args, request, evaluated, source, sources):
         """The fix for a failed evaluation whose cause is certain, or None:

@@ -615,3 +615,98 @@ def test_no_file_of_code_in_plugins_is_over_the_limit():
         warnings.warn('files over %d lines, each one class: %s' % (MOST_LINES, one_class))
     assert over == [], "split these files by idea (at most %d lines each, or one class in " \
         "at most %d): %s" % (MOST_LINES, MOST_LINES_ONE_CLASS, over)
+
+
+# ---------------------------------------------------------------- split by idea, not by size
+# The collection's classes a class of another file may derive from, and why
+INHERIT_ALLOWED = {
+    ('action', 'NixdeployAction'): "Ansible loads an action plugin's ActionModule, an "
+    "ActionBase whose run is the entry: the frame every action shares (task/_action.py) is "
+    "that ActionBase, as ansible-core's and other collections' shared action bases are",
+}
+
+
+def _error_types(bases):
+    """The names of ``bases`` ({class: [base names]}) that are exceptions:
+    they derive, through any chain, from Python's exception classes."""
+    roots = ('BaseException', 'Exception', 'ValueError', 'TypeError', 'KeyError', 'OSError',
+             'RuntimeError', 'AnsibleError')
+
+    def is_error(cls, seen=()):
+        return cls in roots or any(is_error(b, seen + (cls,)) for b in bases.get(cls, ())
+                                   if b not in seen)
+    return set(cls for cls in bases if is_error(cls))
+
+
+def _inherited_from_other_files(name, tree):
+    """(class, base, file the base is defined in) of each class of ``tree``
+    (the plugin file ``name``) whose base is imported from another file of
+    plugins/: by its name (``from ..._batch_files import BatchHosts``) or
+    through its module (``_health_checks.Watch``)."""
+    prefix = PKG + '.'
+    names, modules = {}, {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or '').startswith(prefix):
+            module = node.module[len(prefix):]
+            for alias in node.names:
+                if module.split('.')[-1].startswith('_'):
+                    names[alias.asname or alias.name] = module
+                else:  # from <package> import _module
+                    modules[alias.asname or alias.name] = '%s.%s' % (module, alias.name)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for base in node.bases:
+            if isinstance(base, ast.Name) and base.id in names:
+                yield node.name, base.id, names[base.id]
+            elif isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and \
+                    base.value.id in modules:
+                yield node.name, base.attr, modules[base.value.id]
+
+
+def test_no_class_derives_from_a_class_of_another_file():
+    """A class is read in one file: one that derives from a class of another
+    file of plugins/ (a mixin, a base holding half of its ``self``) is one
+    idea spread over two files; it holds the other object instead (given or
+    made, kept as an attribute, called by name). Bases of ansible-core and
+    of Python are not the collection's and are fine. So are exception
+    classes: an error type shared across files (``NixdeployError`` and its
+    family) is a type a caller catches, not a class split over files.
+    INHERIT_ALLOWED names the rest, each with its reason."""
+    trees = list(_trees())
+    bases = {}
+    for _name, tree in trees:
+        bases.update(_bases(tree))
+    errors = _error_types(bases)
+    assert ERROR_BASE in errors, 'no error class found: the check reads nothing'
+    found, allowed = [], set()
+    for name, tree in trees:
+        for cls, base, where in _inherited_from_other_files(name, tree):
+            key = (name.split('.')[0], base)
+            if base in errors:
+                continue
+            if key in INHERIT_ALLOWED:
+                allowed.add(key)
+                continue
+            found.append('%s: %s(%s) of %s' % (name, cls, base, where))
+    assert found == []
+    # each exception is still needed
+    assert allowed == set(INHERIT_ALLOWED)
+
+
+# the most lines a function or method of plugins/ has, its docstring counted
+MOST_FUNCTION_LINES = 60
+
+
+def test_no_function_in_plugins_is_over_sixty_lines():
+    """A long function is several steps in one body: each step is a named
+    function of its own, and the function reads as its steps."""
+    over = []
+    for name, path in sorted(plugin_files().items()):
+        with open(path) as handle:
+            tree = ast.parse(handle.read(), path)
+        for qualified, node in _defs(tree):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > MOST_FUNCTION_LINES:
+                over.append('%s:%s %d' % (os.path.relpath(path, REPO), qualified, lines))
+    assert over == []

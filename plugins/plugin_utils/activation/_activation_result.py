@@ -161,23 +161,7 @@ def result_from_status(values, log, platform, goal, duration, run=None):
     """The task result for what a run's status file says (``values``);
     ``goal``: the goal's name, the result's ``goal``."""
     state = values.get('state', 'starting')
-    rolled_back = values.get('rolled_back', False)
-    result = {
-        'platform': platform,
-        'goal': goal,
-        'profile': values.get('profile'),
-        'previous': _generation(values.get('prev_gen'), values.get('prev_path')),
-        'new': _generation(values.get('new_gen'), values.get('new_path')),
-        'activated': values.get('activated', False),
-        'rolled_back': rolled_back,
-        'rollback_reason': None,
-        'confirmed': values.get('confirmed', False),
-        'duration': round(duration, 2),
-        'log_tail': log_lines(log),
-        'run': run or values.get('run'),
-        'state': state,
-        'changed': False,
-    }
+    result = _status_fields(values, log, platform, goal, duration, run, state)
     reason = values.get('reason') or ''
     # what the failed activation itself printed (the units that failed):
     # in msg, once; the log tail that holds them again is left out of the
@@ -186,6 +170,38 @@ def result_from_status(values, log, platform, goal, duration, run=None):
                                                  'failed') else []
     if errors:
         del result['log_tail']
+    _say_state(result, state, values, reason, errors)
+    if result.get('failed') and 'log_tail' in result:
+        # msg says why (with the activation's own error lines): the log
+        # tail's other lines go under details, those that say it again not
+        # at all (a failure is printed once; readers get details back:
+        # task/_outcome.py)
+        _log_tail_as_details(result, reason)
+    return result
+
+
+def _status_fields(values, log, platform, goal, duration, run, state):
+    """The result's fields read from the status file, as if nothing changed."""
+    return {
+        'platform': platform,
+        'goal': goal,
+        'profile': values.get('profile'),
+        'previous': _generation(values.get('prev_gen'), values.get('prev_path')),
+        'new': _generation(values.get('new_gen'), values.get('new_path')),
+        'activated': values.get('activated', False),
+        'rolled_back': values.get('rolled_back', False),
+        'rollback_reason': None,
+        'confirmed': values.get('confirmed', False),
+        'duration': round(duration, 2),
+        'log_tail': log_lines(log),
+        'run': run or values.get('run'),
+        'state': state,
+        'changed': False,
+    }
+
+
+def _say_state(result, state, values, reason, errors):
+    """``result``'s outcome and ``msg`` for the run's end ``state``."""
     if state == 'unchanged':
         result['msg'] = reason or 'already active'
     elif state == 'done':
@@ -212,16 +228,15 @@ def result_from_status(values, log, platform, goal, duration, run=None):
                       msg=reason or 'the switch was refused by its pre-switch checks')
     else:
         result.update(failed=True, msg='activation still in state %s: %s' % (state, reason))
-    if result.get('failed') and 'log_tail' in result:
-        # msg says why (with the activation's own error lines): the log
-        # tail's other lines go under details, those that say it again not
-        # at all (a failure is printed once; readers get details back:
-        # task/_outcome.py)
-        rest = [line for line in result.pop('log_tail')
-                if not (reason and reason in line) and line.strip() not in result['msg']]
-        if rest:
-            result['details'] = {'log_tail': rest}
-    return result
+
+
+def _log_tail_as_details(result, reason):
+    """A failed result's log tail, but for the lines its msg says, under
+    ``details``."""
+    rest = [line for line in result.pop('log_tail')
+            if not (reason and reason in line) and line.strip() not in result['msg']]
+    if rest:
+        result['details'] = {'log_tail': rest}
 
 
 _FULL_NOTE = re.compile(r'no space left on (\S+) \((\d+) KB free\)')

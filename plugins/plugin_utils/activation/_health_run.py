@@ -14,11 +14,13 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 
 
-class HealthChecks(_health_checks.Watch):
+class HealthChecks(object):
     """The health checks of one task (``task``: an ``ActivateTask``), run on
-    its host (the session's ``host``) and told each try; ``target_run`` (a
-    ``DetachedRun``) undoes an unguarded activation whose checks failed.
-    ``summary``: the last run's summary, None before one."""
+    its host (the session's ``host``) and told each try (it is the checks'
+    watch: ``tried``, ``lost`` and ``dropped``, as ``_health_checks.Watch``
+    says); ``target_run`` (a ``DetachedRun``) undoes an unguarded activation
+    whose checks failed. ``summary``: the last run's summary, None before
+    one."""
 
     def __init__(self, task, target_run):
         self._task = task

@@ -76,13 +76,34 @@ class Reboots:
         back as the boot default; one that does not come back fails.
         ``before``: the values of ``probe``."""
         task = self._task
-        args, session, timeline = task.args, task.session, task.timeline
-        info = self.info
         goal = _platforms.reboot_goal()
+        res, values = self._new_boot_default(goal)
+        if values is None:
+            return res
+        new_path, new_gen = values.get('new_path') or task.args['path'], \
+            to_int(values.get('new_gen'))
+        previous = to_int(values.get('prev_gen')) if new_gen is not None else None
+        # what the host gets back if the new system does not boot well
+        undo = dict(generation=previous, drop_generation=new_gen, goal=goal)
+        # the deploy changes the host: its goal stays the task's, the reboot does the switch
+        res.update(goal=task.goal.name, changed=True)
+        start = time.time()
+        old_id = before.get('boot_id') or None
+        failed = self._reboot_and_wait(res, undo, new_path, old_id, start)
+        if failed:
+            return failed
+        return self._check_what_booted(res, undo, new_path, old_id, start)
+
+    def _new_boot_default(self, goal):
+        """Run the activation that makes the new system the boot default:
+        (its result, the run's values), the values None when the host
+        failed there (the result says why)."""
+        task = self._task
+        session, timeline = task.session, task.timeline
         run, values, log, failure = self._target_run.launch('activate', False, goal=goal)
         if failure:
             failure['phase'] = 'activate'
-            return failure
+            return failure, None
         detach = (values or {}).get('detach')
         values, log, problem = self._target_run.follow(
             run, False, self._target_run.deadline(False), values, log)
@@ -94,15 +115,14 @@ class Reboots:
         if problem or res.get('failed'):
             res.update(failed=True, phase='activate', msg=problem or res['msg'],
                        checks_not_run='the new system did not become the boot default')
-            return res
-        new_path, new_gen = values.get('new_path') or args['path'], to_int(values.get('new_gen'))
-        previous = to_int(values.get('prev_gen')) if new_gen is not None else None
-        # what the host gets back if the new system does not boot well
-        undo = dict(generation=previous, drop_generation=new_gen, goal=goal)
-        # the deploy changes the host: its goal stays the task's, the reboot does the switch
-        res.update(goal=task.goal.name, changed=True)
-        start = time.time()
-        old_id = before.get('boot_id') or None
+            return res, None
+        return res, values
+
+    def _reboot_and_wait(self, res, undo, new_path, old_id, start):
+        """Ask the host to reboot and wait for its new boot id: None once it
+        is back, else ``res`` failed (the reboot refused, or the host not
+        back in time)."""
+        args, timeline, info = self._task.args, self._task.timeline, self.info
         refused = self._request_reboot()
         if refused:
             timeline.add('reboot', start, 'failed')
@@ -118,13 +138,20 @@ class Reboots:
                        % (_reboot_rules.not_back_message(wait, args['reboot_timeout']), new_path),
                        checks_not_run='the host did not come back')
             return res
+        return None
+
+    def _check_what_booted(self, res, undo, new_path, old_id, start):
+        """After the host came back: it booted the new system, and its
+        health checks pass; else the previous generation is the boot
+        default again."""
+        info = self.info
         try:
-            after = session.sh(_reboot_rules.probe_script())[1]
+            after = self._task.session.sh(_reboot_rules.probe_script())[1]
         except ConnectionLost as exc:
             after = {'booted': None, 'error': str(exc)}
         info['booted'] = after.get('booted') or None
         wrong = _reboot_rules.verify_boot(after, new_path, old_id)
-        timeline.add('reboot', start, 'failed' if wrong else 'changed')
+        self._task.timeline.add('reboot', start, 'failed' if wrong else 'changed')
         if wrong:
             res['checks_not_run'] = 'the host did not boot the new system'
             return self._boot_default_back(res, wrong, 'reboot', undo)

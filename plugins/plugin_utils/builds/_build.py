@@ -288,17 +288,7 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False,
         drvs, store_args, env)
     wanted = set(to_build)
     refused = local.refused(to_build) if local is not None and to_build else {}
-    answers = {}
-    for drv in drvs:
-        needed = drv_closure(graph, drv)
-        answers[drv] = {
-            'would_build': sorted(d for d in to_build if d in needed),
-            'would_fetch': sorted(to_fetch),
-            'built': False,
-        }
-        mine = dict((d, s) for d, s in refused.items() if d in needed)
-        if mine:
-            answers[drv]['error'] = local.message(drv, mine)
+    answers = _planned(drvs, graph, to_build, to_fetch, refused, local)
     drvs = [d for d in drvs if 'error' not in answers[d]]
     # nothing to build but paths to fetch (every system in a cache): the
     # build fetches them, else a later step finds them missing
@@ -320,8 +310,32 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False,
         watch.stop()
     missing = builder.invalid([p for ps in outs.values() for p in ps], store_args, env) \
         if rc != 0 else set()
-    by_drv, other = _nix_stderr.build_failures(err)
+    _say_built(answers, graph, outs, missing, err, wanted)
+    return answers
+
+
+def _planned(drvs, graph, to_build, to_fetch, refused, local):
+    """Each system's answer before the build: what it would build and fetch
+    (its error when ``local`` refused a derivation it needs)."""
+    answers = {}
     for drv in drvs:
+        needed = drv_closure(graph, drv)
+        answers[drv] = {
+            'would_build': sorted(d for d in to_build if d in needed),
+            'would_fetch': sorted(to_fetch),
+            'built': False,
+        }
+        mine = dict((d, s) for d, s in refused.items() if d in needed)
+        if mine:
+            answers[drv]['error'] = local.message(drv, mine)
+    return answers
+
+
+def _say_built(answers, graph, outs, missing, err, wanted):
+    """After the build: each system of ``outs`` built, or its error (Nix's
+    failures of its own derivations, else the build's tail)."""
+    by_drv, other = _nix_stderr.build_failures(err)
+    for drv in outs:
         if any(p in missing for p in outs[drv]):
             needed = drv_closure(graph, drv)
             mine = [text for failed, text in sorted(by_drv.items()) if failed in needed]
@@ -330,7 +344,6 @@ def build_group(builder, drvs, graph, store_args=(), env=None, check_mode=False,
                 drv, tail(detail, 60), _ways_out(mine or other))
         else:
             answers[drv]['built'] = drv in wanted
-    return answers
 
 
 class _Watch(object):

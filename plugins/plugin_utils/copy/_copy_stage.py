@@ -148,36 +148,44 @@ class CopyStage:
         ssh_env = self._ssh_env(target)
         out = self._result(path, uri, trust, facts, closure, missing)
         if not missing or self.check_mode:
-            if copy_mode.controller_sends:
-                # check mode: what a real run would send
-                out.update(paths_sent=len(missing), bytes_sent=out['bytes_missing'])
-                if missing and trust == 'unsigned':
-                    out.setdefault('warnings', []).append(
-                        '%s: %s is not a trusted user there and no signing_key is given: the '
-                        'target may refuse unsigned paths'
-                        % (self.host, facts.get('user') or target.user))
-            return out
-
+            return self._nothing_sent(out, facts, missing, trust, target)
         if copy_mode.from_caches:
             self._fetch(facts['nix_dir'], path)
             out['paths_fetched'] = len(missing)
             return out
-
-        if self.settings.signing_key and trust == 'signed':
-            _copy_send.sign(opts, path, self.settings.signing_key)
-        try:
-            sent = _copy_send.push(opts, path, uri, ssh_env, self.settings.nix_copy_flags(),
-                                   no_check_sigs=no_check_sigs, substitute=copy_mode.substitutes)
-        except _copy.CopyTimeout as exc:
-            raise _copy.CopyError(_copy.timeout_message(
-                self.host, exc.message, exc.seconds, _copy.COPY_STUCK_FIX), exc.stderr)
-        except _nix.NixError as exc:
-            raise self._push_error(exc, path, uri, facts, target)
+        sent = self._push(opts, path, uri, ssh_env, no_check_sigs, trust, facts, target)
         if sent is None:  # Nix did not say: everything missing went over
             sent = [p['path'] for p in missing]
         sizes = dict((p['path'], p['narSize']) for p in closure)
         out.update(paths_sent=len(sent), bytes_sent=sum(sizes.get(p, 0) for p in sent))
         return out
+
+    def _nothing_sent(self, out, facts, missing, trust, target):
+        """The result when nothing is sent (nothing missing, or check mode)."""
+        if self.copy_mode.controller_sends:
+            # check mode: what a real run would send
+            out.update(paths_sent=len(missing), bytes_sent=out['bytes_missing'])
+            if missing and trust == 'unsigned':
+                out.setdefault('warnings', []).append(
+                    '%s: %s is not a trusted user there and no signing_key is given: the '
+                    'target may refuse unsigned paths'
+                    % (self.host, facts.get('user') or target.user))
+        return out
+
+    def _push(self, opts, path, uri, ssh_env, no_check_sigs, trust, facts, target):
+        """Sign (when the trust plan says so) and send what the host lacks:
+        the paths Nix said it sent, None when it did not say."""
+        if self.settings.signing_key and trust == 'signed':
+            _copy_send.sign(opts, path, self.settings.signing_key)
+        try:
+            return _copy_send.push(opts, path, uri, ssh_env, self.settings.nix_copy_flags(),
+                                   no_check_sigs=no_check_sigs,
+                                   substitute=self.copy_mode.substitutes)
+        except _copy.CopyTimeout as exc:
+            raise _copy.CopyError(_copy.timeout_message(
+                self.host, exc.message, exc.seconds, _copy.COPY_STUCK_FIX), exc.stderr)
+        except _nix.NixError as exc:
+            raise self._push_error(exc, path, uri, facts, target)
 
     def _check_space(self, facts, missing):
         # before anything is sent: room for it (check mode says so too)

@@ -228,46 +228,60 @@ def ssh_opts(tokens, origin):
         if flag not in ('-o', '-p', '-l', '-J'):
             _refuse('ssh option', token, origin, flag_reason(flag) or 'it is not on the '
                     'allow-list of ssh options (docs/inventory.md)')
-        if attached:
-            argument = attached
-        elif idx < len(tokens) and isinstance(tokens[idx], str):
-            argument = tokens[idx]
-            idx += 1
-        else:
-            argument = ''
-        if not argument:
-            _refuse('ssh option', token, origin, 'its value is missing')
+        argument, idx = _flag_argument(tokens, idx, token, attached, origin)
         if flag == '-p':
             ports.append(check_port(argument, '%s (-p)' % origin))
             continue
         if flag == '-l':
             users.append(check_user(argument, '%s (-l)' % origin))
             continue
-        # the option as the flake wrote it
-        written = token if attached else ('-J ' + argument if flag == '-J' else argument)
-        parsed = _option(('ProxyJump=' if flag == '-J' else '') + argument)
-        known = SSH_OPTIONS.get(parsed[0].lower()) if parsed else None
-        if known is None:
-            _refuse('ssh option', written, origin, (parsed and option_reason(*parsed)) or
-                    'it is not on the allow-list of ssh options (docs/inventory.md)')
-        name, valid = known
-        value = parsed[1]
-        if not value:
-            _refuse('ssh option', written, origin, 'its value is missing')
-        if name == 'Port':
-            ports.append(check_port(value, '%s (-o Port)' % origin))
-        elif name == 'User':
-            users.append(check_user(value, '%s (-o User)' % origin))
-        elif name == 'ProxyJump' and jump_reason(value):
-            _refuse('ssh option', written, origin, jump_reason(value))
-        elif not valid(value):
-            _refuse('ssh option', written, origin, 'its value is not one %s takes here' % name)
-        else:
-            args += ['-o', '%s=%s' % (name, value)]
+        _named_option(token, flag, attached, argument, origin, (ports, users, args))
     for what, given in (('port', ports), ('ssh user', users)):
         if len(set(given)) > 1:
             _refuse(what, given, origin, 'they give more than one')
     return (ports[0] if ports else None), (users[0] if users else None), args
+
+
+def _flag_argument(tokens, idx, token, attached, origin):
+    """The argument of the flag ``token`` (written after it, or the next
+    token; refused when missing) and the index of the token after it."""
+    if attached:
+        argument = attached
+    elif idx < len(tokens) and isinstance(tokens[idx], str):
+        argument = tokens[idx]
+        idx += 1
+    else:
+        argument = ''
+    if not argument:
+        _refuse('ssh option', token, origin, 'its value is missing')
+    return argument, idx
+
+
+def _named_option(token, flag, attached, argument, origin, found):
+    """An ``-o`` option (or ``-J``, ProxyJump's) through the allow-list,
+    added to ``found`` (ports, users, args) by what it gives."""
+    ports, users, args = found
+    # the option as the flake wrote it
+    written = token if attached else ('-J ' + argument if flag == '-J' else argument)
+    parsed = _option(('ProxyJump=' if flag == '-J' else '') + argument)
+    known = SSH_OPTIONS.get(parsed[0].lower()) if parsed else None
+    if known is None:
+        _refuse('ssh option', written, origin, (parsed and option_reason(*parsed)) or
+                'it is not on the allow-list of ssh options (docs/inventory.md)')
+    name, valid = known
+    value = parsed[1]
+    if not value:
+        _refuse('ssh option', written, origin, 'its value is missing')
+    if name == 'Port':
+        ports.append(check_port(value, '%s (-o Port)' % origin))
+    elif name == 'User':
+        users.append(check_user(value, '%s (-o User)' % origin))
+    elif name == 'ProxyJump' and jump_reason(value):
+        _refuse('ssh option', written, origin, jump_reason(value))
+    elif not valid(value):
+        _refuse('ssh option', written, origin, 'its value is not one %s takes here' % name)
+    else:
+        args.extend(['-o', '%s=%s' % (name, value)])
 
 
 # Field -> its check, for check_connection.

@@ -51,19 +51,33 @@ def record_facts(base_dir, hosts, facts):
         write_json(path, kept)
 
 
-class FactsInFlight(BatchHosts):
+class FactsInFlight(object):
     """The facts kept for a play batch: each host's read from its file when
-    asked for; ``items`` lists the hosts that have some."""
+    asked for (through ``entries``, the batch's ``BatchHosts``); ``items``
+    lists the hosts that have some."""
+
+    def __init__(self, entries):
+        self._entries = entries
+
+    def get(self, name, default=None):
+        return self._entries.get(name, default)
+
+    def __getitem__(self, name):
+        return self._entries[name]
+
+    def __contains__(self, name):
+        return name in self._entries
 
     def items(self):
         return [(name, facts) for name, facts in
-                ((name, self.get(name)) for name in self) if facts is not None]
+                ((name, self._entries.get(name)) for name in self._entries)
+                if facts is not None]
 
 
 def facts_in_flight(base_dir, hosts):
     """{host: {name: value}} kept by ``record_facts`` for the play batch
     ``hosts`` (a ``PlayBatch``, or its names; a ``FactsInFlight``)."""
-    return FactsInFlight(facts_dir(base_dir, hosts), names=hosts)
+    return FactsInFlight(BatchHosts(facts_dir(base_dir, hosts), names=hosts))
 
 
 class _WithFacts(object):

@@ -185,6 +185,21 @@ def finish(action, connection, probe, args, result):
     if probe is None:
         return result
     address, tried = probe.wait()
+    _say_the_probe(action, probe, address, tried, result)
+    if address is not None:
+        return _reached_at(action, connection, probe, address, result)
+    # the message says ssh's words for each address: the figures keep them once
+    for entry in result['probe']['tried']:
+        entry.pop('said', None)
+    refused = _refused_at_probe(action, probe, tried, result)
+    if refused is not None:
+        return refused
+    return _unreachable(action, args, tried, result)
+
+
+def _say_the_probe(action, probe, address, tried, result):
+    """What the probe found, in ``result``: its failure as a warning, the
+    owners of other machines' keys, its own figures (``probe``)."""
     if probe.error is not None:
         # a bug of the probe, not the host's: said, never hidden
         result.setdefault('warnings', []).append(
@@ -196,23 +211,29 @@ def finish(action, connection, probe, args, result):
     # the probe's own time (the evaluation beside it may have taken longer)
     result['probe'] = {'address': address, 'tried': [t.as_dict() for t in tried],
                        'seconds': round((probe.ended or time.monotonic()) - probe.started, 2)}
-    if address is not None:
-        # at a fallback address, the host's own key is the one that answered
-        # (and must answer for the rest of the run)
-        alias = probe.target.alias_at(address)
-        # kept for the run: the batch's work for other hosts (the cascade)
-        # reaches this one there, and waits for it
-        _reached.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address, alias)
-        result['address'] = address
-        # the generation it is on now: what a later failure leaves it on
-        result['probe']['generation'] = probe.generation()
-        if address != probe.target.address:
-            # a later address answered: the rest of the run goes there
-            _reached.use_reached(connection, address, alias)
-        return result
-    # the message says ssh's words for each address: the figures keep them once
-    for entry in result['probe']['tried']:
-        entry.pop('said', None)
+
+
+def _reached_at(action, connection, probe, address, result):
+    """The host answered at ``address``: kept for the run, and where
+    ``connection`` goes when it is a later address."""
+    # at a fallback address, the host's own key is the one that answered
+    # (and must answer for the rest of the run)
+    alias = probe.target.alias_at(address)
+    # kept for the run: the batch's work for other hosts (the cascade)
+    # reaches this one there, and waits for it
+    _reached.keep_reached(C.DEFAULT_LOCAL_TMP, action.host, address, alias)
+    result['address'] = address
+    # the generation it is on now: what a later failure leaves it on
+    result['probe']['generation'] = probe.generation()
+    if address != probe.target.address:
+        # a later address answered: the rest of the run goes there
+        _reached.use_reached(connection, address, alias)
+    return result
+
+
+def _refused_at_probe(action, probe, tried, result):
+    """The host's failure when a machine answered and refused it (its key
+    or its login); None when none did."""
     refused = _probe.host_key_message(tried)
     if refused:
         # the host answered with a key ssh refuses: a failed host (its key
@@ -227,6 +248,12 @@ def finish(action, connection, probe, args, result):
         return _refused_here(action, result, refused, connection_lost=False,
                              login_refused_at=[t.address for t in tried
                                                if t.reason == _probe.LOGIN_REFUSED])
+    return None
+
+
+def _unreachable(action, args, tried, result):
+    """No address answered: the host is unreachable, or failed when the
+    task says ``unreachable: fail``."""
     message = _probe.unreachable_message(action.host, tried)
     if result.get('failed'):
         # said after the cause that ends the host here

@@ -81,19 +81,52 @@ def pin(runner, flake, lock_path=None):
     ``lock_path``: a private file of the run where the lock graph Nix
     resolved may be written for every evaluator (None: nowhere)."""
     local = is_local(flake)
+    data, failed = _read_metadata(runner, flake, local)
+    if failed is not None:
+        return failed
+    facts = flake_metadata(data)
+    url = facts['url']
+    provenance = _provenance(facts)
+    if not url or not isinstance(url, str):
+        return _unpinned(flake, provenance, 'nix flake metadata gave no locked URL', local)
+    stale = lock_mismatch(data)
+    lock_file = None
+    if stale:
+        lock_file = _resolved_lock(runner, data, lock_path)
+        if lock_file is None:
+            # every evaluator would lock that input again from where it
+            # lives now: one run, maybe two contents, under one `source`
+            return _unpinned(flake, provenance,
+                             u"the flake's lock file has a %s (each evaluator would "
+                             u'lock it again from where it lives now): run `nix flake lock` '
+                             u'and commit flake.lock' % stale, local)
+        # every evaluator reads the graph this pin resolved: one content of
+        # each input. The cache is left out: its key knows the flake's own
+        # lock, and a lock graph of the run's is nobody's to look up again
+        provenance['lock'] = u'resolved by the run (flake.lock has a %s)' % stale
+    return _pinned(runner, flake, data, url, provenance, lock_file, stale, local)
+
+
+def _read_metadata(runner, flake, local):
+    """(``nix flake metadata``'s answer for ``flake``, None), or (None, the
+    unpinned ``FlakeSource`` saying why there is none)."""
     try:
         data = runner.json('flake metadata', ['--json', flake],
                            'reading the flake\'s locked reference', flake_command=True)
     except NixError as exc:
-        return FlakeSource(flake, flake, reason=u'nix flake metadata failed: %s'
-                           % (exc.nix_message() or exc.message), local=local)
+        return None, FlakeSource(flake, flake, reason=u'nix flake metadata failed: %s'
+                                 % (exc.nix_message() or exc.message), local=local)
     if not isinstance(data, dict):
-        return FlakeSource(flake, flake, reason='nix flake metadata gave no locked reference',
-                           local=local)
-    facts = flake_metadata(data)
-    locked = data.get('locked') if isinstance(data.get('locked'), dict) else {}
+        return None, FlakeSource(flake, flake,
+                                 reason='nix flake metadata gave no locked reference',
+                                 local=local)
+    return data, None
+
+
+def _provenance(facts):
+    """The source's provenance from the flake's metadata ``facts``."""
     url = facts['url']
-    provenance = {
+    return {
         'url': _redact.url(url) if url else None,
         'revision': facts['revision'],
         'dirty': facts['dirty'],
@@ -102,24 +135,19 @@ def pin(runner, flake, lock_path=None):
         'last_modified': facts['last_modified'],
         'pinned': True,
     }
-    if not url or not isinstance(url, str):
-        return FlakeSource(flake, flake, provenance=dict(provenance, pinned=False),
-                           reason='nix flake metadata gave no locked URL', local=local)
-    stale = lock_mismatch(data)
-    lock_file = None
-    if stale:
-        lock_file = _resolved_lock(runner, data, lock_path)
-        if lock_file is None:
-            # every evaluator would lock that input again from where it
-            # lives now: one run, maybe two contents, under one `source`
-            return FlakeSource(flake, flake, provenance=dict(provenance, pinned=False),
-                               reason=u"the flake's lock file has a %s (each evaluator would "
-                               u'lock it again from where it lives now): run `nix flake lock` '
-                               u'and commit flake.lock' % stale, local=local)
-        # every evaluator reads the graph this pin resolved: one content of
-        # each input. The cache is left out: its key knows the flake's own
-        # lock, and a lock graph of the run's is nobody's to look up again
-        provenance['lock'] = u'resolved by the run (flake.lock has a %s)' % stale
+
+
+def _unpinned(flake, provenance, reason, local):
+    """``flake`` evaluated as it is named, for ``reason``."""
+    return FlakeSource(flake, flake, provenance=dict(provenance, pinned=False), reason=reason,
+                       local=local)
+
+
+def _pinned(runner, flake, data, url, provenance, lock_file, stale, local):
+    """The source evaluated at the content ``url`` (the locked URL of
+    ``data``) names: that URL with its revision, or the store copy Nix gave
+    (unpinned when it gave none)."""
+    locked = data.get('locked') if isinstance(data.get('locked'), dict) else {}
     query = url_query(url)
     found = identity(data) if lock_file is None else None
     if names_its_content(locked, query):
@@ -128,9 +156,8 @@ def pin(runner, flake, lock_path=None):
         ref = snapshot_ref(data, locked, query, runner.features())
         root = data.get('path')
         if ref is None:
-            return FlakeSource(flake, flake, provenance=dict(provenance, pinned=False),
-                               reason='its locked reference %s names no content and Nix gave '
-                               'no store copy of it' % _redact.url(url), local=local)
+            return _unpinned(flake, provenance, 'its locked reference %s names no content and '
+                             'Nix gave no store copy of it' % _redact.url(url), local)
         if found is not None:
             # the cache keys by what was evaluated: the snapshot
             found = dict(found, url=ref)
