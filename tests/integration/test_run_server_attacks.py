@@ -71,8 +71,10 @@ class RunWatch(ArgvWatch):
         self.folder, self.secrets = folder, [s.encode('utf-8') for s in secrets]
         self.in_files, self.in_process = set(), set()
         self.pids, self.sockets, self.files_read = set(), set(), 0
-        with open('/proc/sys/kernel/ns_last_pid') as handle:
-            self.last_pid = int(handle.read())
+        # what ran before the watch: pids wrap at pid_max (32768 on many
+        # machines, and a whole suite gives out several times that), so a
+        # new process can have a lower pid than any before it
+        self.before = set(_pids())
 
     def _holding(self, data):
         return [s.decode('utf-8') for s in self.secrets if s in data]
@@ -116,7 +118,7 @@ class RunWatch(ArgvWatch):
     def _look_at_processes(self, running):
         # the processes started since the watch began (a scan of every
         # process of a busy machine takes longer than the run's process lives)
-        for pid in [n for n in os.listdir('/proc') if n.isdigit() and int(n) > self.last_pid]:
+        for pid in [n for n in _pids() if n not in self.before]:
             if not _links('/proc/%s/fd' % pid) & running:
                 continue
             for part in ('cmdline', 'environ'):
@@ -128,6 +130,10 @@ class RunWatch(ArgvWatch):
                 self.pids.add(pid)
                 for secret in self._holding(data):
                     self.in_process.add((pid, part, secret))
+
+
+def _pids():
+    return [name for name in os.listdir('/proc') if name.isdigit()]
 
 
 def _links(fd_folder):
