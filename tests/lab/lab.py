@@ -897,7 +897,8 @@ class Lab(TargetFaults, NetworkShapes):
         parts is a symlink (the kernel resolves a symlink met there against
         this process's root, not the host's); else, or when the host's
         process is gone, ``_ENTER``: read by entering the host."""
-        if not path.startswith('/'):
+        if not path.startswith('/') or '..' in path.split('/'):
+            # a '..' there would climb out of the host's root into /proc
             return _ENTER
         where = '/proc/%d/root' % self.pid(name)
         if not os.path.isdir(where):
