@@ -96,11 +96,9 @@ class RunWatch(ArgvWatch):
                     running.add(os.path.realpath(path))
                 if name.endswith('.sock'):
                     self._note_socket(path)
-                try:
-                    with open(path, 'rb') as handle:
-                        data = handle.read()
-                except OSError:
-                    continue  # gone as it looked, or a socket
+                data = _read_regular(path)
+                if data is None:
+                    continue
                 self.files_read += 1
                 for secret in self._holding(data):
                     self.in_files.add((os.path.relpath(path, self.folder), secret))
@@ -150,6 +148,21 @@ def _links(fd_folder):
         except OSError:
             pass
     return links
+
+
+def _read_regular(path):
+    """A regular file's bytes; None for anything else or a file gone as
+    it looked. The run's folder holds FIFOs too (a waiting host's doorbell):
+    opening one to read waits for a writer, so the watcher stood still for
+    as long as the serving process lived and took the ring its host waits for."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, 'rb') as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return handle.read()
 
 
 def _store_path(folder):
