@@ -60,6 +60,27 @@ def host_processes(lab, host):
     return found
 
 
+def process_state(pid):
+    """What a left process is doing, for the one who reads a violation:
+    its state letter, parent and where in the kernel it waits."""
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            fields = handle.read().rsplit(')', 1)[1].split()
+        with open('/proc/%d/wchan' % pid) as handle:
+            wchan = handle.read().strip() or '-'
+    except OSError:
+        return 'gone'
+    return 'state %s, parent %s, waits in %s' % (fields[0], fields[1], wchan)
+
+
+def _ends(cmdline):
+    """A long command line's start and end: a target program begins with
+    the same prelude whichever it is, and ends with its own text."""
+    if len(cmdline) <= 600:
+        return cmdline
+    return '%s ... %s' % (cmdline[:200], cmdline[-400:])
+
+
 # The collection's transient units that still hold processes. A unit whose
 # main process ended and whose cgroup is empty is not one: on a machine with
 # the cgroup v1 layout, systemd in a container is not told that the cgroup
@@ -101,7 +122,8 @@ def check_host(lab, host, before, new):
     for lock in locks(lab, host):
         out.append('%s: activation lock left: %s' % (host, lock))
     for pid, cmdline in sorted(host_processes(lab, host).items()):
-        out.append('%s: process of the collection left: %d %s' % (host, pid, cmdline[:300]))
+        out.append('%s: process of the collection left: %d (%s) %s' % (
+            host, pid, process_state(pid), _ends(cmdline)))
     if lab.host(host).get('systemd'):
         for unit in busy_units(lab, host):
             out.append('%s: transient unit left with processes in it: %s' % (host, unit))
