@@ -13,6 +13,10 @@ for each N, the first N hosts:
              Ansible user writes by hand for the script's Nix commands
              (ansible.builtin only: one nix eval and one nix build on the
              controller, per host nix copy and the switch, no rollback), forks F
+  before     with --before DIR: the same playbook run as ``playbook``, from
+             another version of the collection (DIR/ansible_collections/
+             nixdeploy/fleet, say `git archive` of an older commit), on the
+             same lab in the same run: a change's cost, beside the code before it
 each a full deploy (every host a new system) and then a no-op redeploy. Per
 run: wall time, controller CPU (user + system of the run's process tree, and
 for the playbook the ssh masters it leaves detached), controller peak memory
@@ -29,6 +33,9 @@ paths - busybox, the kernel - are then on every host for both deployers).
                                                   then a deploy with 10 failing hosts
                                                   (its report rendered in Chromium) and
                                                   push against cascade
+    python -m benchmarks.scale --before /tmp/old --repeat 2
+                                                  this checkout against an older version,
+                                                  alternated, ratio/before in the table
     python -m benchmarks.scale --repeat 3         every size three times, in alternated
                                                   order; the growth of the medians and
                                                   issue 64's verdict (_scale_growth.py)
@@ -74,6 +81,8 @@ class ScaleFleet(BenchFleet):
 
     # -e for every playbook run (--extra-vars)
     extra_vars = ''
+    # the other version's collections path (--before), or None
+    before_path = None
 
     # pylint: disable=super-init-not-called
     def __init__(self, name, hosts, workdir, forks=FORKS, log=print):
@@ -193,6 +202,11 @@ class ScaleFleet(BenchFleet):
                                 for name in ('nixdeploy-report.html', 'nixdeploy-report.json')
                                 if os.path.exists(os.path.join(report, name)))
         return result
+
+    def before(self, forks):
+        """``playbook``, from the collection under ``before_path`` (an
+        ``ansible_collections`` tree's parent folder) instead of this checkout."""
+        return self.playbook(forks, env={'ANSIBLE_COLLECTIONS_PATH': self.before_path})
 
     def baseline(self, parallel, trace=False, script=BASELINE):
         """``script`` (benchmarks/baseline_deploy.sh, or another plain script
@@ -350,6 +364,9 @@ def _size_row(fleet, size, deployers, number, log):
     # the collection against the hand-written playbook (issue 45)
     if 'handwritten' in row:
         ratios(row, base='handwritten', suffix='_hw')
+    # this checkout against the version before a change (--before)
+    if 'before' in row:
+        ratios(row, base='before', suffix='_before')
     row['load_after'] = load()
     return row
 
@@ -448,7 +465,7 @@ def table(data):
                 peak, peak_rss, events if events is not None else '',
                 '%.1f' % (float(events) / row['n']) if events is not None else '',
                 deploy.get('summary_lines', ''), '%.0f' % (html / 1024.0) if html else ''))
-        for label, suffix in (('ratio', ''), ('ratio/hw', '_hw')):
+        for label, suffix in (('ratio', ''), ('ratio/hw', '_hw'), ('ratio/before', '_before')):
             if 'deploy_wall%s_ratio' % suffix not in row:
                 continue
             lines.append('%5s  %-11s %8s %7s %7s %8s %7s %7s' % (
@@ -461,6 +478,9 @@ def table(data):
     if 'handwritten' in deployers:
         lines.append('ratio: playbook / script; ratio/hw: playbook / handwritten '
                      '(benchmarks/handwritten/deploy.yml)')
+    if 'before' in deployers:
+        lines.append('ratio/before: playbook (this checkout) / before (the collection of '
+                     '--before, %s)' % data.get('before'))
     idle = ['N=%d %s' % (row['n'], ', '.join(
         '%s %s %s' % (deployer, phase, _seconds(row[deployer][phase], 'idle'))
         for deployer in deployers if deployer in row for phase in ('deploy', 'noop')))
@@ -563,6 +583,10 @@ def main(argv=None):
     parser.add_argument('--deployers', default=','.join(DEPLOYERS),
                         help='comma list of the deployers to run (default: %(default)s; '
                              'playbook and script are always run)')
+    parser.add_argument('--before', metavar='DIR',
+                        help='also run the playbook from the collection at '
+                             'DIR/ansible_collections/nixdeploy/fleet (another version), '
+                             'alternated with this checkout on the same lab')
     parser.add_argument('--repeat', type=int, default=1,
                         help='rounds of every size, in alternated order (default 1); the '
                              'growth is then taken between the medians')
@@ -578,6 +602,10 @@ def main(argv=None):
     sizes = sorted(set(int(s) for s in args.hosts.split(',') if s.strip()))
     if args.repeat < 1:
         parser.error('--repeat: at least 1 round')
+    if args.before and not os.path.isdir(os.path.join(args.before, 'ansible_collections',
+                                                      'nixdeploy', 'fleet', 'plugins')):
+        parser.error('--before: no collection at %s/ansible_collections/nixdeploy/fleet'
+                     % args.before)
     results = {'started': datetime.datetime.utcnow().strftime('%Y-%m-%dT%H:%M:%SZ'),
                'machine': {'cores': os.cpu_count(), 'load_at_start': load(),
                            'memory_gb': round(os.sysconf('SC_PAGE_SIZE')
@@ -593,11 +621,16 @@ def main(argv=None):
         write(args.output + '.partial', results)
     fleet = ScaleFleet(args.lab, max(sizes), workdir, forks=args.forks, log=log)
     fleet.extra_vars = args.extra_vars
+    fleet.before_path = args.before and os.path.abspath(args.before)
     try:
         asked = set(d.strip() for d in args.deployers.split(','))
+        deployers = [d for d in DEPLOYERS if d in asked | {'playbook', 'script'}]
+        if args.before:
+            # right after the playbook: the two versions' runs side by side
+            deployers.insert(1, 'before')
         data = run(fleet, sizes, log=log, partial=partial, profile=args.profile,
-                   deployers=[d for d in DEPLOYERS if d in asked | {'playbook', 'script'}],
-                   repeat=args.repeat)
+                   deployers=deployers, repeat=args.repeat)
+        data['before'] = fleet.before_path
         if args.failures:
             data['failures'] = failures_run(fleet, max(sizes), args.failures, log=log)
             partial(data)
