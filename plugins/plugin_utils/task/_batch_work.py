@@ -9,8 +9,8 @@ own. Evaluating, building, copying or publishing a fleet should take as few
 Nix processes as possible, so a phase that works for the whole batch says
 what that work is in a ``BatchWork`` and asks ``answer`` for its host's
 part. Every such phase comes through here, to the same server: eval,
-build, the copy's closure listing and cascade, publish, channel and the
-serial gate.
+build, the copy's closure listing and cascade, publish, channel, the
+serial gate and the status's closure difference.
 
 A ``BatchWork`` says:
 

@@ -62,7 +62,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 # the longest a process waits for another that pins the same flake (or reads
 # the same setting) for the run: the holder's Nix commands are bounded by
 # eval_timeout; this is the net under one that never lets go
-ONCE_WAIT = 8 * 3600
+PIN_WAIT = 8 * 3600
 
 # what callers may import from here: RunSources, and the names this file
 # offered before its parts moved to the files beside it
@@ -116,7 +116,7 @@ class RunSources(object):
             # no run around it (a stage used alone): computed for this object
             return self._known.setdefault(name, compute(None))
         path = os.path.join(self.folder, _run_files.PINNED % name)
-        with _run.held(path + '.lock', ONCE_WAIT, {
+        with _run.held(path + '.lock', PIN_WAIT, {
                 'host': None,
                 'lock': "the lock of the run's pin of a flake (or of a Nix setting it reads "
                         "once), which the first evaluation to need it holds while Nix answers",

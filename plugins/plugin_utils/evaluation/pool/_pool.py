@@ -165,7 +165,7 @@ class EvalPool(object):
             time.sleep(0.1)
 
     def _steal(self, now):
-        # A new process pays the shared part again (``_startup``): worth it
+        # A new process pays the shared part again (``startup`` below): worth it
         # for the hosts waiting behind a process stuck on one host (longer
         # than its hosts usually take), or when the hosts waiting in a
         # process would take it longer than twice that start (an uneven

@@ -1,8 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) nixdeploy.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""How a task's hosts reach the evaluation: nix_eval's, and nix_build's
-where it evaluates.
+"""How nix_eval's hosts reach their batch's evaluation (nix_build, where it
+evaluates, calls ``stage_of(...).evaluate`` inside its own wave).
 
 The first host of a play batch to ask starts the batch's server
 (``task/_batch_work``) and hands it the request it foresees for every host
@@ -108,11 +108,10 @@ class BatchEval(object):
     with (``context``, for ``serve_eval``: ``EvalStage.evaluate``, which
     puts each answer as soon as it is known).
 
-    ``action``: a NixdeployAction whose task evaluates (nix_eval, or
-    nix_build without a derivation)."""
+    ``action``: nix_eval's NixdeployAction."""
 
-    def __init__(self, action, args, opts, kind='eval'):
-        self.action, self.args, self.opts, self.kind = action, args, opts, kind
+    def __init__(self, action, args, opts):
+        self.action, self.args, self.opts = action, args, opts
         self.base_dir = loader_of(action).get_basedir()
         task = task_of(action)
         # the role's variables are checked (the deploy role's first phase)
@@ -137,7 +136,7 @@ class BatchEval(object):
         from its own values, and a host whose own request differs asks it,
         answered in a later wave with the others that do."""
         args = self.args
-        return BatchWork(self.kind, [options_of(args), [args.get(k) for k in TUNING]],
+        return BatchWork('eval', [options_of(args), [args.get(k) for k in TUNING]],
                          self.request, SERVE, context=self.context, foresee=self.foresee,
                          answer_wait=answer_wait(args))
 
@@ -240,12 +239,12 @@ class _Reporting(object):
             self._put(self.reporter, held)
 
 
-def batch_entry(action, args, opts, kind='eval'):
+def batch_entry(action, args, opts):
     """This host's entry of its play batch's evaluation (served by the
     run's serving process), as soon as it is known: (the entry, whether
     the wave that answered it was opened for it, the batch's hosts, this
     host's own request)."""
-    evaluation = BatchEval(action, args, opts, kind)
+    evaluation = BatchEval(action, args, opts)
     got = action.batch_answer(evaluation.work())
     _record(got.hosts, action.host, got.entry, action, args)
     return got.entry, got.here, got.hosts, evaluation.request

@@ -403,7 +403,7 @@ def test_a_resolved_lock_travels_only_where_every_input_names_its_content():
 
 def test_a_pin_whose_holder_never_lets_go_is_waited_for_within_a_bound(tmp_path, monkeypatch):
     """Another process holds the run's lock of a flake's pin and never lets
-    go: this one waits at most ONCE_WAIT, then gives up saying which lock,
+    go: this one waits at most PIN_WAIT, then gives up saying which lock,
     where, and what to do, and computes nothing."""
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.flake import _source
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
@@ -413,7 +413,7 @@ def test_a_pin_whose_holder_never_lets_go_is_waited_for_within_a_bound(tmp_path,
                               stdout=subprocess.PIPE, universal_newlines=True)
     try:
         assert holder.stdout.readline().strip() == 'held'
-        monkeypatch.setattr(_source, 'ONCE_WAIT', 1)
+        monkeypatch.setattr(_source, 'PIN_WAIT', 1)
         computed = []
         with pytest.raises(LockWaitTimeout) as raised:
             _source.RunSources(str(tmp_path))._once('pin-x', computed.append)
