@@ -31,9 +31,15 @@ version from before it (``--before``) is driven through the entry points
 it had (``from_batch``, ``_from_batch``).
 
 The detached processes are not forked: the harness plays them, outside the
-clock (a stream's entry and a wave's answer are written just before the
-host looks for them; ``.running`` is held by the harness; where one
-process serves the run, a work's registration with it is played too). A version from
+clock (a stream's entry is written just before the host looks for it;
+``.running`` is held by the harness; where one process serves the run, a
+work's registration with it is played too). Where one batch server
+answers, this checkout is measured twice: "now", each answer written as
+its host begins to wait (a host that came before its wave had it: it takes
+the server's lock, writes its own request and looks at the serving
+process), and "now, ready", each answer there at the host's first look
+(a host that came after its wave, which reads its file and nothing else:
+the way a version before the server is played). A version from
 before the batch server ran the copy, closure, publish, channel and serial
 works in the first host's worker (``Batch``): there the computing host's
 figure holds that work. Printed: CPU
@@ -91,8 +97,14 @@ def _system(host, kind):
 class _Harness(object):
     """One batch of ``size`` hosts through every phase, host after host."""
 
-    def __init__(self, size, base_dir):
+    def __init__(self, size, base_dir, waiting=True):
         # imported here: the child's sys.path names the version measured
+        # where the one batch server answers: as each host begins to wait
+        # for its answer (waiting: it came before its wave had it), or
+        # before the host's first look (its answer ready, as a version
+        # before the server is played: the stream's entry written just
+        # before the host looks for it)
+        self.waiting = waiting
         from ansible import constants as C
         from ansible_collections.nixdeploy.fleet.plugins.action import nix_build, nix_eval
         from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
@@ -214,6 +226,18 @@ class _Harness(object):
                     # the run's one serving process: a work's registration
                     # is played, the process's lock held, off the clock
                     self.run.register = self._register
+
+            def request(self, host, request, *args, **kwargs):
+                if not harness.waiting and host != harness.hosts[0]:
+                    # ready: written before the host's first look, off the clock
+                    started, io_before = time.process_time(), _io()
+                    path = self.answer_path(host, json.loads(json.dumps(request)))
+                    if not os.path.exists(path):
+                        self.answers.put(path, {'answer': harness.answer(self.kind, host),
+                                                'opened': False})
+                    harness.excluded += time.process_time() - started
+                    harness.excluded_io += _io() - io_before
+                return super(LabServer, self).request(host, request, *args, **kwargs)
 
             def _register(self, _host, _kind, _message, _files_of):
                 started, io_before = time.process_time(), _io()
@@ -373,12 +397,12 @@ class _PlayContext(object):
     check_mode = False
 
 
-def child(size, repeat):
+def child(size, repeat, waiting=True):
     """The best of ``repeat`` runs (each in a fresh folder), as JSON data."""
     runs = []
     for _number in range(repeat):
         with tempfile.TemporaryDirectory(prefix='nixdeploy-batch-per-host-') as base_dir:
-            runs.append(_Harness(size, base_dir).run())
+            runs.append(_Harness(size, base_dir, waiting).run())
     best = min(runs, key=lambda run: statistics.median(run['others']))
     return {'n': size, 'computing': min(run['computing'] for run in runs),
             'others_median': statistics.median(best['others']),
@@ -389,13 +413,15 @@ def child(size, repeat):
 
 
 # ------------------------------------------------------------------ parent
-def measure(collections, sizes, repeat):
-    """[figures at each size] of the collection under ``collections``."""
+def measure(collections, sizes, repeat, path='waiting'):
+    """[figures at each size] of the collection under ``collections``;
+    ``path``: where the one batch server answers the other hosts ('waiting'
+    or 'ready', ``_Harness``)."""
     rows = []
     for size in sizes:
         out = subprocess.run(
             [sys.executable, os.path.abspath(__file__), '--child', '--collections', collections,
-             '--hosts', str(size), '--repeat', str(repeat)],
+             '--hosts', str(size), '--repeat', str(repeat), '--path', path],
             check=True, stdout=subprocess.PIPE, cwd=REPO)
         rows.append(json.loads(out.stdout.decode('utf-8')))
     return rows
@@ -416,26 +442,29 @@ def run(sizes=SIZES, repeat=REPEAT, before=None, log=None):
     if log:
         log('  batch per host: this checkout ...')
     versions['now'] = measure(collections_of_checkout(), sizes, repeat)
+    if log:
+        log('  batch per host: this checkout, every answer ready at the host\'s first look ...')
+    versions['now, ready'] = measure(collections_of_checkout(), sizes, repeat, path='ready')
     return {'sizes': list(sizes), 'repeat': repeat, 'versions': versions}
 
 
 def table(data):
     lines = ['13. Batch per host: CPU ms of one host\'s batch machinery, every phase '
              '(best of %d)' % data['repeat'],
-             '%-7s %6s %11s %11s %11s %11s %12s %12s' % (
+             '%-10s %6s %11s %11s %11s %11s %12s %12s' % (
                  'version', 'N', 'computing', 'other p50', 'other p90', 'other max',
                  'computing KB', 'other KB')]
     lines.append('-' * len(lines[-1]))
-    for name in ('before', 'now'):
+    for name in ('before', 'now', 'now, ready'):
         rows = data['versions'].get(name)
         if not rows:
             continue
         for row in rows:
-            lines.append('%-7s %6d %11.2f %11.2f %11.2f %11.2f %12.1f %12.1f' % (
+            lines.append('%-10s %6d %11.2f %11.2f %11.2f %11.2f %12.1f %12.1f' % (
                 name, row['n'], row['computing'] * 1000, row['others_median'] * 1000,
                 row['others_p90'] * 1000, row['others_max'] * 1000, row['computing_io'] / 1024.0,
                 row['others_io'] / 1024.0))
-        lines.append('%-7s %6s %10.0f%% %10.0f%% %10.0f%% %11s %11.0f%% %11.0f%%' % (
+        lines.append('%-10s %6s %10.0f%% %10.0f%% %10.0f%% %11s %11.0f%% %11.0f%%' % (
             name, 'growth', growth(rows, 'computing'), growth(rows, 'others_median'),
             growth(rows, 'others_p90'), '', growth(rows, 'computing_io'),
             growth(rows, 'others_io')))
@@ -451,11 +480,13 @@ def main(argv=None):
     parser.add_argument('--output', help='write the figures as JSON here too')
     parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--collections', help=argparse.SUPPRESS)
+    parser.add_argument('--path', default='waiting', choices=('waiting', 'ready'),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.hosts.split(',') if s.strip()]
     if args.child:
         sys.path.insert(0, args.collections)
-        print(json.dumps(child(sizes[0], args.repeat)))
+        print(json.dumps(child(sizes[0], args.repeat, args.path == 'waiting')))
         return 0
     data = run(sizes, args.repeat, args.before,
                log=lambda text: print(text, file=sys.stderr))
