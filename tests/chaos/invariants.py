@@ -73,6 +73,19 @@ def process_state(pid):
     return 'state %s, parent %s, waits in %s' % (fields[0], fields[1], wchan)
 
 
+def _others(lab, host, left):
+    """The host's other processes (but its sshd listener), one line each."""
+    lines = []
+    for pid in sorted(netns_pids(lab.host(host)['netns']) - set(left)):
+        try:
+            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
+                cmdline = handle.read().replace(b'\0', b' ').decode('utf-8', 'replace').strip()
+        except OSError:
+            continue
+        lines.append('%d (%s) %s' % (pid, process_state(pid), cmdline[:160]))
+    return lines
+
+
 def _ends(cmdline):
     """A long command line's start and end: a target program begins with
     the same prelude whichever it is, and ends with its own text."""
@@ -121,9 +134,14 @@ def check_host(lab, host, before, new):
                    % (host, active, before, new))
     for lock in locks(lab, host):
         out.append('%s: activation lock left: %s' % (host, lock))
-    for pid, cmdline in sorted(host_processes(lab, host).items()):
+    left = host_processes(lab, host)
+    for pid, cmdline in sorted(left.items()):
         out.append('%s: process of the collection left: %d (%s) %s' % (
             host, pid, process_state(pid), _ends(cmdline)))
+    if left:
+        # what they wait on may be a child that names nothing of the
+        # collection (a sleep, a flock, a program it ran): the host's others
+        out += ['%s: beside them: %s' % (host, line) for line in _others(lab, host, left)]
     if lab.host(host).get('systemd'):
         for unit in busy_units(lab, host):
             out.append('%s: transient unit left with processes in it: %s' % (host, unit))
