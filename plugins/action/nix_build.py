@@ -28,8 +28,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import _copy
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import NixdeployAction
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
-    BatchWork, decline)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import BatchWork
 
 # How many waves of a batch build at once (each one ``nix build``, with
 # Nix's own max-jobs inside it): a wave holding a slow system runs until
@@ -73,7 +72,7 @@ class ActionModule(NixdeployAction):
                                                    loader_of(self).get_basedir())
         except NixdeployError:
             # it will not ask: no wave of the batch waits for it
-            decline(self.place(), self._build_work(None))
+            self.batch_decline(self._build_work(None))
             raise
         # what the serving process, the target build and the entry hold: JSON data;
         # the fleet names the folder of the host's GC root (builds/_gc_roots.py)
@@ -85,7 +84,7 @@ class ActionModule(NixdeployAction):
                 _builders.names_of(request.build_on), task_vars.get('hostvars') or {})
         if request.build_on == _build.TARGET:
             # no wave of the batch waits for this host
-            decline(self.place(), self._build_work(None))
+            self.batch_decline(self._build_work(None))
             # the copy stage's probe: the host's store, the system's GC root there
             host_entry = build_on_target(self._opts, args, self._check_mode, host, data,
                                          self.target, _copy.probe_target)

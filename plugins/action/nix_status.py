@@ -46,7 +46,6 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.status import (
     _status_class, _status_closure, _status_eval, _status_look, _status_view)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
     HOST_KEY_MARKERS, NixdeployAction, host_message)
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import decline
 
 
 class ActionModule(NixdeployAction):
@@ -70,7 +69,7 @@ class ActionModule(NixdeployAction):
         finally:
             if not self._asked:
                 # no wave of the batch's closure difference waits for this host
-                decline(self.place(), self._closure_work(args, None))
+                self.batch_decline(self._closure_work(args, None))
 
     def _status(self, args, result):
         """Evaluate the host where asked, read it, class it, keep its fact;

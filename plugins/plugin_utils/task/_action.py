@@ -23,7 +23,8 @@ What every nixdeploy action does the same way lives here:
   failed host's outcome (the custom stat ``nixdeploy``);
 - ``record_stats``: a successful result carries the host's outcome so far
   as custom stats (plugin_utils/task/_stats.py);
-- ``batch_answer``: work done once per play batch, answered per host
+- ``batch_answer``: work done once per play batch, answered per host, and
+  ``batch_decline``: this host will not ask it this time
   (plugin_utils/task/_batch_work.py: the batch server);
 - ``target``: the task's own host (plugin_utils/host/_host.py ``Host``, the
   one way the controller reaches it), whose ``sh`` runs a target program
@@ -74,7 +75,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._diagnosis im
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixError
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix import _nix_hints
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_work import (
-    Place, answer)
+    Place, answer, decline)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._work_keys import new_run
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._forked import (
     freeze_inherited, in_forked_worker)
@@ -393,3 +394,7 @@ class NixdeployAction(ActionBase):
         once for its play batch: the one entry point of every phase's batch
         work (plugin_utils/task/_batch_work.py says how)."""
         return answer(self.place(), work)
+
+    def batch_decline(self, work):
+        """This host will not ask ``work`` this time: no wave waits for it."""
+        decline(self.place(), work)
