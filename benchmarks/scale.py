@@ -443,7 +443,8 @@ def _per_host(run, group, hosts):
 
 
 def table(data):
-    deployers = [d for d in DEPLOYERS if any(d in row for row in data['rows'])]
+    deployers = [d for d in DEPLOYERS[:1] + ('before',) + DEPLOYERS[1:]
+                 if any(d in row for row in data['rows'])]
     lines = ['10. Scale: deploy playbook vs plain script%s at fleet size (forks and script '
              'parallelism %d)' % (' vs hand-written playbook' if 'handwritten' in deployers
                                   else '', data['forks']),
