@@ -65,8 +65,11 @@ def test_the_server_refuses_a_name_outside_the_collection_and_fails_its_host(tmp
 
 def test_the_context_is_the_starting_hosts_data_given_once(tmp_path):
     """The host that starts the server gives the context (its function is
-    called there, once); a host that asks the same server later gives
-    none of its own: both are served with the first one's, as data."""
+    called there, once); a host of the batch that asks the same server
+    later gives none of its own: both are served with the first one's, as
+    data. h2 is expected: the server waits for it after h1's wave (a
+    server that expects nobody more ends as soon as its wave is done, and
+    a later host then starts another with its own context)."""
     server = BatchServer(str(tmp_path), 'build', 'k')
     calls = []
 
@@ -76,7 +79,8 @@ def test_the_context_is_the_starting_hosts_data_given_once(tmp_path):
 
     def later_context():
         pytest.fail('only the host that starts the server gives the context')
-    assert server.request('h1', 'r1', ECHO_CONTEXT, context=first_context)
+    assert server.request('h1', 'r1', ECHO_CONTEXT, context=first_context,
+                          expected=['h1', 'h2'])
     first = server.answer('h1', 'r1', ECHO_CONTEXT, timeout=60, context=first_context)[0]
     server.request('h2', 'r2', ECHO_CONTEXT, context=later_context)
     later = server.answer('h2', 'r2', ECHO_CONTEXT, timeout=60, context=later_context)[0]
