@@ -231,7 +231,7 @@ class _Harness(object):
                 if not harness.waiting and host != harness.hosts[0]:
                     # ready: written before the host's first look, off the clock
                     started, io_before = time.process_time(), _io()
-                    path = self.answer_path(host, json.loads(json.dumps(request)))
+                    path = self.answer_path(host, _batch_server.as_json(request))
                     if not os.path.exists(path):
                         self.answers.put(path, {'answer': harness.answer(self.kind, host),
                                                 'opened': False})

@@ -73,6 +73,9 @@ SIZES = (250, 1000)
 PY_SPY = os.path.join(os.path.dirname(sys.executable), 'py-spy')
 FORKS = 50
 DEPLOYERS = ('playbook', 'script', 'handwritten')
+# every deployer a run may have, in the order of its runs and rows: another
+# version's playbook (--before) right after this checkout's
+ORDER = ('playbook', 'before', 'script', 'handwritten')
 
 
 class ScaleFleet(BenchFleet):
@@ -443,8 +446,7 @@ def _per_host(run, group, hosts):
 
 
 def table(data):
-    deployers = [d for d in DEPLOYERS[:1] + ('before',) + DEPLOYERS[1:]
-                 if any(d in row for row in data['rows'])]
+    deployers = [d for d in ORDER if any(d in row for row in data['rows'])]
     lines = ['10. Scale: deploy playbook vs plain script%s at fleet size (forks and script '
              'parallelism %d)' % (' vs hand-written playbook' if 'handwritten' in deployers
                                   else '', data['forks']),
@@ -624,11 +626,10 @@ def main(argv=None):
     fleet.extra_vars = args.extra_vars
     fleet.before_path = args.before and os.path.abspath(args.before)
     try:
-        asked = set(d.strip() for d in args.deployers.split(','))
-        deployers = [d for d in DEPLOYERS if d in asked | {'playbook', 'script'}]
-        if args.before:
-            # right after the playbook: the two versions' runs side by side
-            deployers.insert(1, 'before')
+        # 'before' only with --before, which names its collection
+        asked = set(d.strip() for d in args.deployers.split(',')) - {'before'}
+        asked |= {'playbook', 'script'} | ({'before'} if args.before else set())
+        deployers = [d for d in ORDER if d in asked]
         data = run(fleet, sizes, log=log, partial=partial, profile=args.profile,
                    deployers=deployers, repeat=args.repeat)
         data['before'] = fleet.before_path

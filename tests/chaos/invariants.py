@@ -46,8 +46,9 @@ SETTLE_SECONDS = 240 + CONFIRM_TIMEOUT + (3 + 10) + 60
 BEFORE_ACTIVATION = ('eval', 'build', 'copy', 'keys')
 
 
-def host_processes(lab, host):
-    """{pid: cmdline} of the collection's processes left inside the host."""
+def host_processes(lab, host, own=True):
+    """{pid: cmdline} of the collection's processes left inside the host
+    (``own`` False: of every process of the host's namespace)."""
     found = {}
     for pid in netns_pids(lab.host(host)['netns']):
         try:
@@ -55,7 +56,7 @@ def host_processes(lab, host):
                 cmdline = handle.read().replace(b'\0', b' ').decode('utf-8', 'replace').strip()
         except OSError:
             continue
-        if OWN_PROCESS.search(cmdline):
+        if not own or OWN_PROCESS.search(cmdline):
             found[pid] = cmdline
     return found
 
@@ -74,16 +75,10 @@ def process_state(pid):
 
 
 def _others(lab, host, left):
-    """The host's other processes (but its sshd listener), one line each."""
-    lines = []
-    for pid in sorted(netns_pids(lab.host(host)['netns']) - set(left)):
-        try:
-            with open('/proc/%d/cmdline' % pid, 'rb') as handle:
-                cmdline = handle.read().replace(b'\0', b' ').decode('utf-8', 'replace').strip()
-        except OSError:
-            continue
-        lines.append('%d (%s) %s' % (pid, process_state(pid), cmdline[:160]))
-    return lines
+    """Every other process of the host's namespace, one line each."""
+    return ['%d (%s) %s' % (pid, process_state(pid), cmdline[:160])
+            for pid, cmdline in sorted(host_processes(lab, host, own=False).items())
+            if pid not in left]
 
 
 def _ends(cmdline):
