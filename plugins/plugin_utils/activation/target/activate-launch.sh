@@ -21,7 +21,10 @@ no_room() {  # no_room WHAT ERROR: fail, saying how much is free (dash says only
   fail "cannot write $1 ($2)$(full_note): the activation keeps ${RESERVE_KB} KB for its state and a rollback; nothing was changed"
 }
 if [ ! -f "$D/reserve" ]; then
-  if ! err=$( { head -c "$((RESERVE_KB * 1024))" /dev/zero >"$D/reserve.tmp"; } 2>&1 ) ||
+  # one process: head alone in the `$(...)`, its stderr (and the shell's
+  # word for a file it cannot create) taken before its stdout goes to the
+  # file; a { ...; } 2>&1 there is a subshell more that runs head
+  if ! err=$(head -c "$((RESERVE_KB * 1024))" /dev/zero 2>&1 >"$D/reserve.tmp") ||
      ! err=$(mv -f "$D/reserve.tmp" "$D/reserve" 2>&1); then
     rm -f "$D/reserve.tmp"; no_room "$D/reserve" "$err"
   fi
