@@ -4,6 +4,7 @@
 
     python -m benchmarks.batch_per_host [--hosts 250,1000] [--repeat 3]
                                         [--before COLLECTIONS] [--output FILE]
+                                        [--dir FOLDER]
 
 Every host of a play batch runs the batch machinery once per phase in its
 own Ansible worker; one host (the first) computes for the batch, the others
@@ -53,6 +54,15 @@ the collection (say a copy of ``plugins/`` from before a change, in
 ``<dir>/ansible_collections/nixdeploy/fleet/plugins``): it is measured the
 same way, beside this checkout. Each version runs in a child Python of its
 own. Figures only: nothing here asserts on time.
+
+``--dir`` names the folder each run makes its temp folder in (default: the
+system's temp folder, as Ansible's local temp is on its disk). A file
+system can cost far more to create a file in than the code around it: on
+ext4, a folder whose neighbours saw many files made and removed (a temp
+folder after a test run) makes each new inode cost hundreds of
+microseconds of kernel time (the allocator skips every inode removed in
+the last minutes), against about 10 on tmpfs. ``--dir /dev/shm`` measures
+the collection's own cost; both versions are measured in the same folder.
 """
 
 import argparse
@@ -413,16 +423,18 @@ def child(size, repeat, waiting=True):
 
 
 # ------------------------------------------------------------------ parent
-def measure(collections, sizes, repeat, path='waiting'):
+def measure(collections, sizes, repeat, path='waiting', folder=None):
     """[figures at each size] of the collection under ``collections``;
     ``path``: where the one batch server answers the other hosts ('waiting'
-    or 'ready', ``_Harness``)."""
+    or 'ready', ``_Harness``); ``folder``: where each run's temp folder is
+    made (None: the system's temp folder)."""
     rows = []
+    env = dict(os.environ, TMPDIR=folder) if folder else None
     for size in sizes:
         out = subprocess.run(
             [sys.executable, os.path.abspath(__file__), '--child', '--collections', collections,
              '--hosts', str(size), '--repeat', str(repeat), '--path', path],
-            check=True, stdout=subprocess.PIPE, cwd=REPO)
+            check=True, stdout=subprocess.PIPE, cwd=REPO, env=env)
         rows.append(json.loads(out.stdout.decode('utf-8')))
     return rows
 
@@ -432,25 +444,29 @@ def growth(rows, field):
     return (last - first) / first * 100.0 if first else 0.0
 
 
-def run(sizes=SIZES, repeat=REPEAT, before=None, log=None):
-    """{'versions': {name: [rows]}} for this checkout (and ``before``)."""
+def run(sizes=SIZES, repeat=REPEAT, before=None, log=None, folder=None):
+    """{'versions': {name: [rows]}} for this checkout (and ``before``),
+    each run's temp folder made in ``folder`` (None: the system's)."""
     versions = {}
     if before:
         if log:
             log('  batch per host: before (%s) ...' % before)
-        versions['before'] = measure(before, sizes, repeat)
+        versions['before'] = measure(before, sizes, repeat, folder=folder)
     if log:
         log('  batch per host: this checkout ...')
-    versions['now'] = measure(collections_of_checkout(), sizes, repeat)
+    versions['now'] = measure(collections_of_checkout(), sizes, repeat, folder=folder)
     if log:
         log('  batch per host: this checkout, every answer ready at the host\'s first look ...')
-    versions['now, ready'] = measure(collections_of_checkout(), sizes, repeat, path='ready')
-    return {'sizes': list(sizes), 'repeat': repeat, 'versions': versions}
+    versions['now, ready'] = measure(collections_of_checkout(), sizes, repeat, path='ready',
+                                     folder=folder)
+    return {'sizes': list(sizes), 'repeat': repeat, 'versions': versions,
+            'dir': folder or tempfile.gettempdir()}
 
 
 def table(data):
+    folder = data.get('dir') or tempfile.gettempdir()
     lines = ['13. Batch per host: CPU ms of one host\'s batch machinery, every phase '
-             '(best of %d)' % data['repeat'],
+             '(best of %d; temp folders in %s)' % (data['repeat'], folder),
              '%-10s %6s %11s %11s %11s %11s %12s %12s' % (
                  'version', 'N', 'computing', 'other p50', 'other p90', 'other max',
                  'computing KB', 'other KB')]
@@ -478,6 +494,8 @@ def main(argv=None):
     parser.add_argument('--repeat', type=int, default=REPEAT)
     parser.add_argument('--before', help='an ansible_collections tree to measure beside')
     parser.add_argument('--output', help='write the figures as JSON here too')
+    parser.add_argument('--dir', help='make each run\'s temp folder here (default: the '
+                                      'system\'s temp folder; /dev/shm: no disk)')
     parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--collections', help=argparse.SUPPRESS)
     parser.add_argument('--path', default='waiting', choices=('waiting', 'ready'),
@@ -489,7 +507,7 @@ def main(argv=None):
         print(json.dumps(child(sizes[0], args.repeat, args.path == 'waiting')))
         return 0
     data = run(sizes, args.repeat, args.before,
-               log=lambda text: print(text, file=sys.stderr))
+               log=lambda text: print(text, file=sys.stderr), folder=args.dir)
     print(table(data))
     if args.output:
         with open(args.output, 'w') as handle:
