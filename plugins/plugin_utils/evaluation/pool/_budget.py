@@ -31,6 +31,19 @@ def rss_mb(pid):
     return 0
 
 
+def cpu_seconds(pid):
+    """The CPU seconds (user and system) a process has used so far, or
+    None where the system does not tell (no /proc, or it is gone)."""
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            text = handle.read()
+        # its name, in parentheses, may hold spaces: the fields follow the last one
+        fields = text[text.rindex(')') + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / float(os.sysconf('SC_CLK_TCK'))
+    except (OSError, IOError, ValueError, IndexError):
+        return None
+
+
 def initial_heap_bytes(max_memory_mb):
     """The heap an evaluator starts with: three quarters of its memory
     bound, at least Nix's own 384 MiB."""

@@ -38,8 +38,8 @@ import time
 import traceback
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.pool._budget import (
-    DEFAULT_MAX_MEMORY_MB, RESERVED_MB, median, available_mb, default_workers, gc_markers,
-    initial_heap_bytes, rss_mb)
+    DEFAULT_MAX_MEMORY_MB, RESERVED_MB, median, available_mb, cpu_seconds, default_workers,
+    gc_markers, initial_heap_bytes, rss_mb)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.pool._process import (
     Piece, evaluator_pid, kill_group, stop_evaluator, watch_piece)
 from ansible_collections.nixdeploy.fleet.plugins.module_utils._platforms import attr_string
@@ -100,6 +100,11 @@ class EvalPool(object):
         self._durations = []
         # each process's time to its first answer: its shared part and a host
         self._first = []
+        # the same two in CPU seconds of the evaluator, where the system
+        # tells (what decides how many hosts a recorded process holds: a
+        # loaded machine stretches the wall time of a cheap host, not its CPU)
+        self._cpu_durations = []
+        self._cpu_first = []
         self._deliver = None
 
     def run(self, by_flake, deliver, alone=()):
@@ -263,7 +268,7 @@ class EvalPool(object):
                                                   stderr='%s' % exc))
             return
         piece.proc, piece.log = proc, log
-        piece.since = time.monotonic()
+        piece.since, piece.cpu_since = time.monotonic(), 0.0
         _run.CHILD_GROUPS.add(proc.pid)
         with self._lock:
             self._running.append(piece)
@@ -353,6 +358,7 @@ class EvalPool(object):
                 if index != piece.pos or index >= len(piece.items):
                     continue
                 now = time.monotonic()
+                cpu = cpu_seconds(evaluator_pid(proc, log)) if log is not None else None
                 with self._lock:
                     # what this host took (the first: the shared part too)
                     took = now - piece.since
@@ -362,6 +368,10 @@ class EvalPool(object):
                         self._durations.append(now - piece.since)
                     else:
                         self._first.append(now - piece.since)
+                    if cpu is not None:
+                        (self._cpu_durations if index else self._cpu_first).append(
+                            cpu - piece.cpu_since)
+                        piece.cpu_since = cpu
                     piece.since = now
                 answer = result_of(value)
                 answered_here += 1
@@ -420,10 +430,14 @@ class EvalPool(object):
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.reuse._reuse import (
             MIN_HOST_SECONDS, RECORD_OVERHEAD)
         with self._lock:
-            if not self._durations or not self._first:
+            # CPU seconds where the system tells them, else wall seconds
+            durations, first = ((self._cpu_durations, self._cpu_first)
+                                if self._cpu_durations and self._cpu_first
+                                else (self._durations, self._first))
+            if not durations or not first:
                 return float('inf')
-            usual = median(self._durations)
-            startup = max(0.0, median(self._first) - usual)
+            usual = median(durations)
+            startup = max(0.0, median(first) - usual)
         if usual < MIN_HOST_SECONDS:
             return float('inf')
         return max(1, int(math.ceil(startup / (RECORD_OVERHEAD * usual))))

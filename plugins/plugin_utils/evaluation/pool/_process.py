@@ -27,6 +27,8 @@ class Piece(object):
         self.log = None
         # when its current host started (the process, then each trace)
         self.since = time.monotonic()
+        # the CPU seconds its process had used then (a process starts at 0)
+        self.cpu_since = 0.0
         # its process was stopped: 'host' (its current host took longer than
         # the timeout) or 'batch' (the pool's time ran out); None: it was not
         self.timed_out = None

@@ -297,3 +297,50 @@ def test_the_batchs_time_bound_stops_its_evaluators_and_names_each_host(tmp_path
                                 'longer than eval_batch_timeout (6 s)'
                                 % (flake.ref, flake.attr(name))), (name, error)
     assert max(when.values()) < 6 + 15, when
+
+
+def test_a_loaded_machine_does_not_split_cheap_hosts_into_more_processes():
+    """How many hosts a recorded evaluator holds follows what each host
+    cost it in CPU seconds, not how long it took: on a loaded controller a
+    cheap host's few milliseconds of Nix stretch past MIN_HOST_SECONDS of
+    wall time, and a fleet of cheap hosts was split into a process each
+    (a run of test_eval_reuse_order beside two test suites counted 5
+    processes for 2 workers). Hosts that cost the CPU keep their rule."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation._eval import (
+        apply_expression)
+    pool = eval_pool.EvalPool(EvalStage(NixOptions(options=dict(OPTIONS))).runner,
+                              apply_expression, 2)
+    # wall seconds as a loaded machine gives them, CPU as the evaluator spent it
+    pool._durations, pool._first = [0.5], [1.3]
+    pool._cpu_durations, pool._cpu_first = [0.01, 0.02], [0.2]
+    assert pool._per_process() == float('inf')
+    # hosts that cost the evaluator eight times its start: one a process
+    pool._cpu_durations, pool._cpu_first = [2.0, 2.1], [2.3]
+    assert pool._per_process() == 1
+    # where the system tells no CPU (no /proc), the wall seconds decide:
+    # a start of 0.8 s against 0.5 s a host, 13 hosts a process
+    pool._cpu_durations, pool._cpu_first = [], []
+    assert pool._per_process() == 13
+
+
+def test_an_evaluators_cpu_seconds_are_read_from_the_system():
+    """``cpu_seconds``: what a process has spent so far (user and system),
+    as the kernel counts it; None for a process that is gone."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.pool._budget import (
+        cpu_seconds)
+    import subprocess
+    burner = subprocess.Popen([sys.executable, '-c', 'import time\nt = time.process_time()\n'
+                               'while time.process_time() - t < 0.4: pass\ninput()'],
+                              stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        spent = 0.0
+        while time.monotonic() < deadline:
+            spent = cpu_seconds(burner.pid) or 0.0
+            if spent >= 0.4:
+                break
+            time.sleep(0.05)
+        assert 0.4 <= spent < 5, spent
+    finally:
+        burner.communicate(b'\n', timeout=60)
+    assert cpu_seconds(burner.pid) is None
