@@ -255,18 +255,27 @@ def _said_vs_host(host, records, final, before, new, alone):
 
 
 def controller_processes(run):
-    """Pids of processes that carry the run's marker in their environment."""
+    """Pids of the run's processes: those that carry the run's marker in
+    their environment, and its ssh masters, which name the run's control
+    folder in their title. A master has no environment left to read: the
+    title OpenSSH sets ("ssh: <socket> [mux]") is written over the memory
+    that held it."""
     needle = ('%s=%s' % (MARKER, run.marker)).encode()
+    master = os.fsencode('ssh: %s%s' % (run.control_dir, os.sep))
     found = []
     for entry in os.listdir('/proc'):
         if not entry.isdigit():
             continue
         try:
             with open('/proc/%s/environ' % entry, 'rb') as handle:
-                if needle in handle.read().split(b'\0'):
-                    found.append(int(entry))
+                ours = needle in handle.read().split(b'\0')
+            if not ours:
+                with open('/proc/%s/cmdline' % entry, 'rb') as handle:
+                    ours = handle.read().startswith(master)
         except OSError:
             continue
+        if ours:
+            found.append(int(entry))
     return found
 
 
