@@ -9,8 +9,9 @@ The socket is a file of the run's batch folder (mode 0700, the run's
 user's), itself mode 0600; the process also checks that a peer runs as
 its own user where the system tells (``SO_PEERCRED``). A unix socket's
 path has a limit of about 100 bytes and Ansible's temp folder may be
-deeper: a path past it is bound and reached by its name alone, relative to
-its folder, with the process's working folder set there for the one call
+deeper: a path past it is bound and reached through a descriptor of its
+folder (``/proc/self/fd/N/<name>``), or where there is no /proc by its name
+alone, with the process's working folder set there for the one call
 (under a lock, and set back after it).
 
 A message is its length (4 bytes, big-endian) and that many bytes of
@@ -52,11 +53,23 @@ class SocketGone(NixdeployError):
 @contextlib.contextmanager
 def _address(path):
     """What ``path`` is bound or reached by: itself where it fits, else
-    its name, with the working folder its folder for the call."""
+    its name through a descriptor of its folder (``/proc/self/fd/N/name``),
+    or, on a system without /proc, its name with the working folder its
+    folder for the call. The working folder is the whole process's: a
+    thread beside (a login probe's ssh, whose options may name a relative
+    ``UserKnownHostsFile``) would start its program in the wrong folder,
+    so it is changed only where nothing else works."""
     if len(os.fsencode(path)) <= PATH_MAX:
         yield path
         return
     folder, name = os.path.split(path)
+    if os.path.isdir('/proc/self/fd'):
+        handle = os.open(folder, _FOLDER_FLAGS)
+        try:
+            yield '/proc/self/fd/%d/%s' % (handle, name)
+        finally:
+            os.close(handle)
+        return
     with _WORKING_FOLDER:
         back = os.open('.', _FOLDER_FLAGS)
         try:

@@ -245,6 +245,41 @@ def test_a_temp_folder_past_the_socket_path_limit_is_served(tmp_path):
     assert pids[0] == pids[1] != os.getpid(), pids
 
 
+def test_a_deep_temp_folder_never_moves_the_working_folder(tmp_path):
+    """The working folder is the whole worker's: a login probe's ssh
+    started by a thread beside the socket's calls, with a relative
+    UserKnownHostsFile (a project's `known_hosts`), found no key when it
+    started while a call to a socket past the path limit had moved it to
+    the socket's folder (test_semaphore, in a whole suite). Binding and
+    reaching such a socket leaves the working folder where it is, as a
+    thread beside them sees it the whole time."""
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run_socket
+    deep = tmp_path
+    while len(str(deep)) <= PATH_MAX + 20:
+        deep = deep / 'a-long-folder-name-of-ansibles-temp'
+    deep.mkdir(parents=True)
+    path = str(deep / 'run-server.sock')
+    here, seen, done = os.getcwd(), set(), threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.add(os.getcwd())
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    listening = _run_socket.listen(path)
+    try:
+        for _number in range(200):
+            _run_socket.connect(path, BOUND).close()
+            listening.accept()[0].close()
+    finally:
+        done.set()
+        watcher.join(BOUND)
+        listening.close()
+    assert seen == {here}, seen
+    mode = os.stat(path).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600, oct(mode)
+
+
 def _say(path, entry):
     """Send ``entry`` to the socket at ``path`` as a host would; the reply."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
