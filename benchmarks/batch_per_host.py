@@ -35,16 +35,19 @@ The detached processes are not forked: the harness plays them, outside the
 clock (a stream's entry is written just before the host looks for it;
 ``.running`` is held by the harness; where one process serves the run, a
 work's registration with it is played too). Where one batch server
-answers, this checkout is measured twice: "now", each answer written as
-its host begins to wait (a host that came before its wave had it: it takes
-the server's lock, writes its own request and looks at the serving
-process), and "now, ready", each answer there at the host's first look
-(a host that came after its wave, which reads its file and nothing else:
-the way a version before the server is played). A version from
+answers, this checkout is measured twice: "now", each answer given as its
+host begins to wait (a host that came before its wave had it), and "now,
+ready", each answer there at the host's first look (a host that came after
+its wave, which reads its file and nothing else: the way a version before
+the server is played). Where a host may ask the run's process over its
+socket (``BatchServer.ask``), "now" runs that process for real, in threads
+of the harness (its ``fork`` starts a thread): a host asks over the socket
+and each wave answers it as it asks; a host's figure is its own thread's
+CPU and reads and writes. A version from
 before the batch server ran the copy, closure, publish, channel and serial
 works in the first host's worker (``Batch``): there the computing host's
 figure holds that work. Printed: CPU
-seconds (process time) of the computing host and of the other hosts (their
+seconds (the host's thread's time) of the computing host and of the other hosts (their
 median and largest), at each N, and their growth from the smallest N to
 the largest. The growth of the other hosts' figure is what grows with the
 batch in every worker: it should be about 0.
@@ -73,8 +76,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
+# a host's CPU: its worker's own thread (where this checkout's serving
+# process runs in threads of the harness, their CPU is not the host's)
+_clock = time.thread_time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = (250, 1000)
 REPEAT = 3
@@ -155,6 +162,8 @@ class _Harness(object):
         self.excluded = 0.0
         self.excluded_io = 0
         self.held = []
+        # the threads that play the run's serving process (waiting path)
+        self.serving = []
         self.entries = {}
         self.task_vars = {}
         play = _Node('play-1')
@@ -175,7 +184,7 @@ class _Harness(object):
             harness.held.append(running)
 
         def entry(stream, host, *args, **kwargs):
-            started, io_before = time.process_time(), _io()
+            started, io_before = _clock(), _io()
             if kwargs.get('path'):
                 # a batch server's answer: the entry, and whether its host
                 # opened the wave
@@ -183,7 +192,7 @@ class _Harness(object):
                                                'opened': host == harness.hosts[0]})
             else:
                 stream.put(host, harness.entries[(stream.kind, host)])
-            harness.excluded += time.process_time() - started
+            harness.excluded += _clock() - started
             harness.excluded_io += _io() - io_before
             return stream.__class__.__mro__[1].entry(stream, host, *args, **kwargs)
 
@@ -213,8 +222,13 @@ class _Harness(object):
     def _patch_server(self, _batch_server, server_user):
         """The batch server of this version: its process played by holding
         its ``.running`` lock, each host's answer written just before the
-        host looks for it, both off the clock."""
+        host looks for it, both off the clock. Where a host may ask the
+        run's process over its socket, the waiting path runs that process
+        for real (``_serve_in_threads``)."""
         harness = self
+        if self.waiting and hasattr(_batch_server.BatchServer, 'ask'):
+            self._serve_in_threads(_batch_server, server_user)
+            return
 
         class LabServer(_batch_server.BatchServer):
             def __init__(self, *args, **kwargs):
@@ -225,10 +239,10 @@ class _Harness(object):
 
                 def wait(path, *args):
                     # the wave's answer, written as the host begins to wait
-                    started, io_before = time.process_time(), _io()
+                    started, io_before = _clock(), _io()
                     self.answers.put(path, {'answer': harness.answer(self.kind, self.asking),
                                             'opened': self.asking == harness.hosts[0]})
-                    harness.excluded += time.process_time() - started
+                    harness.excluded += _clock() - started
                     harness.excluded_io += _io() - io_before
                     return real_wait(path, *args)
                 self.answers.wait = wait
@@ -237,27 +251,34 @@ class _Harness(object):
                     # is played, the process's lock held, off the clock
                     self.run.register = self._register
 
+            def ask(self, host, request, *args, **kwargs):
+                self.ready(host, request)
+                return super(LabServer, self).ask(host, request, *args, **kwargs)
+
             def request(self, host, request, *args, **kwargs):
+                self.ready(host, request)
+                return super(LabServer, self).request(host, request, *args, **kwargs)
+
+            def ready(self, host, request):
                 if not harness.waiting and host != harness.hosts[0]:
                     # ready: written before the host's first look, off the clock
-                    started, io_before = time.process_time(), _io()
+                    started, io_before = _clock(), _io()
                     path = self.answer_path(host, _batch_server.as_json(request))
                     if not os.path.exists(path):
                         self.answers.put(path, {'answer': harness.answer(self.kind, host),
                                                 'opened': False})
-                    harness.excluded += time.process_time() - started
+                    harness.excluded += _clock() - started
                     harness.excluded_io += _io() - io_before
-                return super(LabServer, self).request(host, request, *args, **kwargs)
 
             def _register(self, _host, _kind, _message, _files_of):
-                started, io_before = time.process_time(), _io()
+                started, io_before = _clock(), _io()
                 if self.run.token() is None:
                     self._fork(None)
                     with open(self.run.alive_path, 'w') as handle:
                         handle.write('harness')
                 with open(self.alive_path, 'w') as handle:
                     handle.write('harness')
-                harness.excluded += time.process_time() - started
+                harness.excluded += _clock() - started
                 harness.excluded_io += _io() - io_before
 
             def _fork(self, _work, keep=()):
@@ -265,6 +286,75 @@ class _Harness(object):
                 running = os.open(self.process.running_path, os.O_WRONLY | os.O_CREAT, 0o600)
                 fcntl.flock(running, fcntl.LOCK_EX)
                 harness.held.append(running)
+
+            def answer(self, host, *args, **kwargs):
+                self.asking = host
+                return super(LabServer, self).answer(host, *args, **kwargs)
+
+        server_user.BatchServer = LabServer
+
+    def _serve_in_threads(self, _batch_server, server_user):
+        """This checkout's waiting path: the run's serving process runs for
+        real in threads of this process (the ``fork`` of its
+        ``DetachedProcess`` starts a thread; its CPU, reads and writes are
+        not the host's thread's), and each wave answers a host as that
+        host begins to wait: when it asks over the socket, or when it
+        starts to wait on its doorbell (a host that registers the work)."""
+        import fcntl
+        import socket
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stem_serving
+        harness = self
+        arrived, arrived_lock = {}, threading.Lock()
+
+        def arrival(kind, host):
+            with arrived_lock:
+                return arrived.setdefault((kind, host), threading.Event())
+
+        def serve_function(kind, _name):
+            def serve(_context, requests, put):
+                for host in requests:
+                    if not arrival(kind, host).wait(60):
+                        raise RuntimeError('%s never asked its %s answer' % (host, kind))
+                    put(host, harness.answer(kind, host))
+            return serve
+        _stem_serving.serve_function = serve_function
+        stem_ask = _stem_serving.StemServing.ask
+
+        def ask(stem, host, request, waiter):
+            kept = stem_ask(stem, host, request, waiter)
+            if kept:
+                arrival(stem.files.kind, host).set()
+            return kept
+        _stem_serving.StemServing.ask = ask
+
+        def fork(process, work, keep=()):
+            running = open(process.running_path, 'a')
+            fcntl.flock(running, fcntl.LOCK_EX)
+            serving = work.__self__
+            # the caller closes its listening socket once this returns
+            serving.listening = socket.socket(fileno=os.dup(serving.listening.fileno()))
+
+            def run():
+                try:
+                    work()
+                finally:
+                    running.close()
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            harness.serving.append(thread)
+
+        class LabServer(_batch_server.BatchServer):
+            def __init__(self, *args, **kwargs):
+                super(LabServer, self).__init__(*args, **kwargs)
+                process, kind = self.process, self.kind
+                process.fork = lambda work, keep=(): fork(process, work, keep)
+                self.asking = None
+                doorbell_wait = self.answers.wait
+
+                def wait(path, *args):
+                    arrival(kind, self.asking).set()
+                    return doorbell_wait(path, *args)
+                self.answers.wait = wait
 
             def answer(self, host, *args, **kwargs):
                 self.asking = host
@@ -377,22 +467,27 @@ class _Harness(object):
                 gc.collect()
             gc.disable()
             self.excluded, self.excluded_io = 0.0, 0
-            started, io_before = time.process_time(), _io()
+            started, io_before = _clock(), _io()
             self.host(host)
-            seconds.append(time.process_time() - started - self.excluded)
+            seconds.append(_clock() - started - self.excluded)
             io_bytes.append(_io() - io_before - self.excluded_io)
             gc.enable()
         for descriptor in self.held:
             os.close(descriptor)
+        # the serving process ends once every stem is served (a second or
+        # so): before its folder is removed
+        for thread in self.serving:
+            thread.join(120)
         return {'computing': seconds[0], 'others': seconds[1:],
                 'computing_io': io_bytes[0], 'others_io': io_bytes[1:]}
 
 
 def _io():
-    """Bytes this process has read and written through system calls so
-    far (Linux's /proc/self/io: rchar + wchar): unlike CPU seconds, the
-    same in every run of the same code, whatever else the machine runs."""
-    with open('/proc/self/io') as handle:
+    """Bytes this thread has read and written through system calls so
+    far (Linux's /proc/thread-self/io: rchar + wchar): unlike CPU seconds,
+    the same in every run of the same code, whatever else the machine
+    runs."""
+    with open('/proc/thread-self/io') as handle:
         fields = dict(line.split(':', 1) for line in handle.read().splitlines())
     return int(fields['rchar']) + int(fields['wchar'])
 

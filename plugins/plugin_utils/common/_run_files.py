@@ -86,9 +86,11 @@ RUN_FILES = (
             'task/_run_server.py, task/_batch_server.py'),
     RunFile('nixdeploy-batch/run-server.sock', 'the run\'s serving process\'s unix socket '
             '(mode 0600): a host registers a batch work there, its serve function\'s name and '
-            'its context, which the process keeps in memory only',
+            'its context, which the process keeps in memory only; a host of a work it serves '
+            'asks for its answer there and gets it on the same connection',
             'task/_run_server.py (the process binds it: task/_run_socket.py)',
-            'task/_run_server.py (the host that registers a work)'),
+            'task/_run_server.py (the host that registers a work), task/_run_asks.py (a host '
+            'that asks)'),
     RunFile('nixdeploy-batch/<kind>-<slot>.first', 'which host was first of its slot (it '
             'foresees the batch\'s requests)', 'task/_work_keys.py', 'task/_work_keys.py'),
     RunFile('nixdeploy-batch/serial-<task>.json', 'the serial gate\'s record of the play\'s '

@@ -20,6 +20,11 @@ requests it foresees for every host of its batch beside its own; the first
 wave then serves the batch, and a host that comes later whose own request is
 the one foreseen waits for that answer instead of asking.
 
+A host asks with ``BatchServer.ask``: its answer's file if it is there;
+else over the run's socket where the run's process serves the stem
+(``_run_asks``: no lock, no request file, no doorbell); else through the
+files (``request``, then ``answer``), which register the stem.
+
 Every lock wait here has its bound (``_waits.SERVER_LOCK_WAIT``), and so
 has a host's wait for its answer (the phase's, or ``_waits.ANSWER_WAIT``),
 counted once over the processes it may start.
@@ -29,7 +34,7 @@ import os
 import time
 
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run_asks, _waits
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_answers import (
     AnswerFiles)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
@@ -107,6 +112,35 @@ class BatchServer(object):
         """The file of ``host``'s answer to ``request``."""
         return self.answers.path(host, request)
 
+    def ask(self, host, request, serve, waves_at_once=2, expected=None, foresee=None,
+            context=None, timeout=None):
+        """(``host``'s answer to ``request``, whether its wave was opened for
+        it): read where it is written already; else asked of the run's
+        process over its socket where that process serves the stem (one
+        round trip, ``_run_asks``); else through the files (``request``,
+        then ``answer``: the stem registered, the process started). One
+        bound in all, ``timeout`` (None: ``ANSWER_WAIT``); the arguments
+        are ``request``'s and ``answer``'s."""
+        request = as_json(request)
+        if timeout is None:
+            timeout = _waits.ANSWER_WAIT
+        deadline = time.monotonic() + timeout
+        found = self.answers.read(self.answer_path(host, request))
+        if found is None:
+            told = _run_asks.ask(self.run.socket_path, self.kind, self.key, host, request,
+                                 deadline)
+            if told.waited:
+                raise BatchError(self.gave_up(host, timeout))
+            found = told.answer
+            if found is None and not told.taken:
+                self.request(host, request, serve, waves_at_once=waves_at_once,
+                             expected=expected, foresee=foresee, context=context)
+        if found is not None:
+            return found['answer'], found['opened']
+        # taken and owed, or asked through the files: what they say
+        return self.answer(host, request, serve, waves_at_once=waves_at_once, timeout=timeout,
+                           context=context, deadline=deadline)
+
     def request(self, host, request, serve, waves_at_once=2, expected=None, foresee=None,
                 context=None):
         """Ask for ``host``'s answer to ``request`` (JSON data), served by the
@@ -162,16 +196,19 @@ class BatchServer(object):
                           lambda kind, key: BatchServer(self.base_dir, kind, key))
         return True
 
-    def answer(self, host, request, serve, waves_at_once=2, timeout=None, context=None):
+    def answer(self, host, request, serve, waves_at_once=2, timeout=None, context=None,
+               deadline=None):
         """(``host``'s answer to ``request`` once its wave has it, whether
         its wave was opened for it). BatchError when the serving process
         died with the request taken, when ``RESTARTS`` processes in a row
         ended without taking it, or after ``timeout`` seconds in all (None:
-        ``ANSWER_WAIT``); its message names the host."""
+        ``ANSWER_WAIT``; ``deadline``: when they end, where the host began
+        to wait before this call); its message names the host."""
         request = as_json(request)
         if timeout is None:
             timeout = _waits.ANSWER_WAIT
-        deadline = time.monotonic() + timeout
+        if deadline is None:
+            deadline = time.monotonic() + timeout
         path = self.answer_path(host, request)
         found = self.answers.read(path)
         if found is not None:

@@ -129,11 +129,10 @@ def answer(place, work):
             if claim_slot(C.DEFAULT_LOCAL_TMP, work.kind, slot, key)[1]:
                 return work.foresee(hosts)
             return None
-    server.request(place.host, work.request, work.serve, waves_at_once=work.waves_at_once,
-                   expected=_expected(place, work, again), foresee=foresee, context=work.context)
-    entry, here = server.answer(place.host, work.request, work.serve,
-                                waves_at_once=work.waves_at_once, timeout=work.answer_wait,
-                                context=work.context)
+    entry, here = server.ask(place.host, work.request, work.serve,
+                             waves_at_once=work.waves_at_once,
+                             expected=_expected(place, work, again), foresee=foresee,
+                             context=work.context, timeout=work.answer_wait)
     return Answer(entry, here, hosts)
 
 

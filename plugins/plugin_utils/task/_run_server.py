@@ -12,7 +12,9 @@ at once, the hosts its first wave waits for and the host that registers
 it. The process marks the stem served, starts a thread for it
 (``_stem_serving.StemServing``) that holds the context in memory, and
 answers ``{"ok": true}``: no file holds a context (it may carry a cache's
-login or an access token). The process ends when no stem is served.
+login or an access token). A host of a stem it serves may also ask it for
+its answer on the socket (``_run_asks``). The process ends when no stem is
+served.
 
 Whether a stem is served: its mark (``<stem>.alive``) holds the current
 process's token (``run-server.alive``). A process that died (a kill -9)
@@ -26,7 +28,6 @@ message, the acknowledgement.
 import binascii
 import json
 import os
-import re
 import socket
 import threading
 import time
@@ -37,7 +38,7 @@ from ansible.module_utils.common.json import AnsibleJSONEncoder
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common import _run_files
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (
-    _job_end, _run_socket, _waits, _wakeup)
+    _job_end, _run_asks, _run_socket, _waits, _wakeup)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_answers import LOOKS
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
     batch_folder)
@@ -52,8 +53,6 @@ KIND = 'batch'
 # processes a host starts for one registration before it gives up: more
 # than one only when the one it found ended (or died) as it registered
 REGISTER_TRIES = 3
-# what a stem's kind and key may be: they name its files
-_STEM_PART = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}\Z')
 
 
 class RunServer(object):
@@ -173,6 +172,9 @@ class _Serving(object):
         self.listening = listening
         self.files_of = files_of
         self.threads = []
+        # the serving of each stem registered, by (kind, key): where a
+        # host's ask goes
+        self.stems = {}
         # the connections being read now (a registration may still come)
         self.taking = []
         self._lock = threading.Lock()
@@ -259,7 +261,15 @@ class _Serving(object):
             if not _run_socket.same_user(connection):
                 return
             try:
-                entry = _checked(_run_socket.receive(connection, _waits.REGISTER_WAIT))
+                message = _run_socket.receive(connection, _waits.REGISTER_WAIT)
+                if isinstance(message, dict) and 'ask' in message:
+                    asked = _run_asks.checked(message['ask'])
+                    with self._lock:
+                        stem = self.stems.get((asked['kind'], asked['key']))
+                    connection.settimeout(_waits.REGISTER_WAIT)
+                    _run_asks.serve(connection, asked, stem)
+                    return
+                entry = _checked(message)
             except (ValueError, TypeError, KeyError) as exc:
                 connection.settimeout(_waits.REGISTER_WAIT)
                 _run_socket.send(connection, json.dumps({'error': u'refused: %s' % exc}))
@@ -290,6 +300,7 @@ class _Serving(object):
         thread.daemon = True
         thread.start()
         self.threads.append(thread)
+        self.stems[(entry['kind'], entry['key'])] = serving
 
 
 def _checked(entry):
@@ -299,7 +310,7 @@ def _checked(entry):
     if not isinstance(entry, dict):
         raise InvalidValue('a registration is a mapping')
     for part in ('kind', 'key'):
-        if not isinstance(entry[part], str) or not _STEM_PART.match(entry[part]):
+        if not isinstance(entry[part], str) or not _run_socket.plain_name(entry[part]):
             raise InvalidValue('its %s is no plain name' % part)
     waves = entry['waves_at_once']
     if not isinstance(waves, int) or isinstance(waves, bool) or waves < 1:
@@ -364,8 +375,9 @@ def _register_failed(host, kind, why, process):
 
 
 def _serve_stem(serving):
-    """A stem's thread: its serving, then a ring of its hosts' doorbells
-    (a host still waiting learns at once that nothing serves it). A stem
+    """A stem's thread: its serving, then word to the hosts still waiting
+    for it, on the socket and at their doorbells (a host learns at once
+    that nothing serves it). A stem
     whose serving raised is no longer marked served: its hosts start it
     again, or fail by name (``BatchServer.answer``)."""
     try:
@@ -376,4 +388,5 @@ def _serve_stem(serving):
             os.unlink(serving.files.alive_path)
         except OSError:
             pass
+    serving.close()
     _wakeup.ring_all(serving.files.answers.folder)

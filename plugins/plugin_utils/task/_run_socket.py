@@ -21,6 +21,7 @@ JSON text (UTF-8): data only, read by ``json.loads``, never run.
 import contextlib
 import json
 import os
+import re
 import socket
 import struct
 import threading
@@ -39,10 +40,18 @@ MAX_MESSAGE = 16 * 1024 * 1024
 # the longest path bound as it is (AF_UNIX: 108 bytes on Linux, 104 on
 # macOS, with its NUL), with a margin
 PATH_MAX = 100
+# what a stem's kind and key may be (they name its files)
+_PLAIN_NAME = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}\Z')
 # the working folder is the process's: one relative call at a time
 _WORKING_FOLDER = threading.Lock()
 # a folder opened only to come back to it
 _FOLDER_FLAGS = getattr(os, 'O_PATH', os.O_RDONLY) | getattr(os, 'O_DIRECTORY', 0)
+
+
+def plain_name(text):
+    """Whether ``text`` (a stem's kind or key from a message) may name a
+    file of the run's batch folder."""
+    return bool(_PLAIN_NAME.match(text))
 
 
 class SocketGone(NixdeployError):

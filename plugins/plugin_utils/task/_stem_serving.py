@@ -7,6 +7,14 @@ in waves, each wave one call of the work's ``serve(context, {host:
 request}, put)`` in a thread of its own. A stem is served by a thread of
 the process of its own (``StemServing.serve``), started when a host
 registers it, ended when nothing of it waits and no wave of it runs.
+
+A host may also ask the process directly (``StemServing.ask``, over the
+run's socket): its request joins the stem's requests in memory, and the
+process tells it its answer as soon as a wave puts it, on the same
+connection. That is one round trip where the files take the stem's lock,
+a request file and a doorbell; the files stay for the host that registers
+a stem, and for any host that finds the stem not served (it ended, or its
+process died).
 """
 
 import os
@@ -71,6 +79,14 @@ class StemServing(object):
         self._asked = []
         # the last request taken of each host
         self._taken = {}
+        # what hosts asked over the socket (``ask``): their requests not yet
+        # taken ({host: request}), who waits for which answer file
+        # ({path: [waiter]}), and whether the stem has ended (an ask is then
+        # refused: its host asks through the files, which start it again)
+        self._mutex = threading.Lock()
+        self._queued = {}
+        self._waiters = {}
+        self._ended = False
 
     def _take(self, waiting):
         """Every request waiting, each once: {host: request} (the foreseen
@@ -88,7 +104,62 @@ class StemServing(object):
             taken[host] = request
             if how == ASKED:
                 self._asked.append(host)
+        # the requests asked over the socket, after the files' foresight (a
+        # host's own request, taken after, wins); each asking host learns
+        # that its request is taken: a process that dies now owes it
+        with self._mutex:
+            queued, self._queued = self._queued, {}
+            for host, request in queued.items():
+                for waiter in self._waiters.get(self.files.answer_path(host, request), ()):
+                    waiter.taken()
+        for host, request in sorted(queued.items()):
+            waiting.discard(host)
+            self._to_come.discard(host)
+            if host in self._taken and self._taken[host] == request:
+                continue
+            self._taken[host] = request
+            taken[host] = request
+            self._asked.append(host)
         return taken
+
+    def ask(self, host, request, waiter):
+        """``host`` asks for its answer to ``request`` over the run's
+        socket (``_run_server``). ``waiter.taken()`` is called once the
+        request is taken (at once for one taken before, foreseen), and
+        ``waiter.tell(answer)`` with the answer's data (what its file
+        holds) once a wave puts it, or with None when the stem ends without
+        it. False when the stem has ended already: nothing is kept, and the
+        host asks through the files. The caller reads the answer's file
+        once after this returns True: an answer put before the waiter was
+        kept is found there."""
+        with self._mutex:
+            if self._ended:
+                return False
+            if host in self._taken and self._taken[host] == request:
+                waiter.taken()
+            else:
+                self._queued[host] = request
+            self._waiters.setdefault(self.files.answer_path(host, request), []).append(waiter)
+        return True
+
+    def _end_unless_queued(self):
+        """Mark the stem ended (True) unless a host asked over the socket
+        meanwhile (the caller holds the stem's lock)."""
+        with self._mutex:
+            if self._queued:
+                return False
+            self._ended = True
+            return True
+
+    def close(self):
+        """The stem's serving has ended (or failed): every host still
+        waiting over the socket is told None, and asks through the files."""
+        with self._mutex:
+            self._ended = True
+            waiters, self._waiters = self._waiters, {}
+        for path_waiters in waiters.values():
+            for waiter in path_waiters:
+                waiter.tell(None)
 
     def _lock(self):
         """The stem's lock, as the serving process takes it."""
@@ -112,8 +183,13 @@ class StemServing(object):
     def _put_answer(self, host, request, host_entry, opener):
         """Keep ``host``'s answer to ``request`` (``opener``: the host its
         wave was opened for)."""
-        self.files.answers.put(self.files.answer_path(host, request),
-                               {'answer': host_entry, 'opened': host == opener})
+        path = self.files.answer_path(host, request)
+        answer = {'answer': host_entry, 'opened': host == opener}
+        self.files.answers.put(path, answer)
+        with self._mutex:
+            waiters = self._waiters.pop(path, ())
+        for waiter in waiters:
+            waiter.tell(answer)
 
     def serve(self):
         """Serve the stem until nothing waits and no wave runs (while hosts
@@ -133,7 +209,8 @@ class StemServing(object):
                     taken = self._take(waiting) if len(waves) < waves_at_once else {}
                     if taken or waves:
                         busy = time.monotonic()
-                    elif not self._to_come or time.monotonic() - busy > LINGER:
+                    elif (not self._to_come or time.monotonic() - busy > LINGER) \
+                            and self._end_unless_queued():
                         os.unlink(self.files.alive_path)
                         return None
             except OSError:
