@@ -74,7 +74,9 @@ def test_an_unconfirmed_system_never_becomes_the_boot_default(host):
     good, bad = stepped_system(host, 'good'), stepped_system(host, 'bad')
     assert host.activate(good, 'r1')[0]['state'] == 'done'
     host.took()
-    values = host.activate(bad, 'r2', magic_rollback=True, confirm_timeout=1)[0]
+    # a window long enough that a loaded machine's launcher still finds the
+    # system awaiting its confirmation (with 1 s it found it rolled back)
+    values = host.activate(bad, 'r2', magic_rollback=True, confirm_timeout=3)[0]
     assert values['state'] == _programs.AWAITING, values['output']
     values = host.sh(_programs.poll_script('nixos', 'r2', wait=20, stop_awaiting=False,
                                            **host.common))[0]

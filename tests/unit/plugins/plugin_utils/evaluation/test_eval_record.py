@@ -3,6 +3,7 @@ strace log read against a source folder, each path described as a later
 content must match it (links, the executable bit, absences, listings), and
 a derivation that names the source's own path. Real strace and files."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -232,3 +233,100 @@ def test_a_derivation_that_names_the_source_is_found_through_its_inputs():
     assert all(value in (True, False) for value in memo.values()) and len(memo) == 5
     # one that cannot be read counts as naming it: nothing is kept then
     assert _mentions.mentions('/nix/store/%s-gone.drv' % ('0' * 32), needle, {})
+
+
+def test_describe_follows_a_link_inside_the_source_and_stops_at_a_loop(tmp_path):
+    """An absolute link that stays in the source is followed there; a
+    loop of links, or a file that is neither file nor folder, is named
+    as such, never followed forever."""
+    root = str(tmp_path / 'source')
+    make_source(root)
+    os.symlink(os.path.join(root, 'files'), os.path.join(root, 'inside'))
+    os.symlink('round', os.path.join(root, 'round'))
+    os.mkfifo(os.path.join(root, 'pipe'))
+    assert _record.describe(root, 'inside/tool', 'stat') == \
+        'link:inside->%s/files|file:x' % root
+    assert _record.describe(root, 'round', 'read').endswith('|loop')
+    assert _record.describe(root, 'pipe', 'read') == 'other'
+
+
+# Nix 2.20 and later keep a fetcher cache: one sqlite table whose rows of
+# these two domains let Nix skip reading a source it hashed before
+FETCHER_CACHE = ('CREATE TABLE Cache (domain text not null, key text not null, '
+                 'value text not null, timestamp integer not null, primary key (domain, key))')
+
+
+def fetcher_cache(path, rows):
+    import sqlite3
+    db = sqlite3.connect(path)
+    try:
+        db.execute(FETCHER_CACHE)
+        db.executemany('INSERT INTO Cache VALUES (?, ?, ?, ?)', rows)
+        db.commit()
+    finally:
+        db.close()
+
+
+def cache_rows(path):
+    import sqlite3
+    db = sqlite3.connect(path)
+    try:
+        return sorted(db.execute('SELECT domain, key FROM Cache'))
+    finally:
+        db.close()
+
+
+def test_a_recorded_evaluator_never_gets_a_row_that_skips_reading_its_source(tmp_path):
+    """An evaluator whose reads are recorded runs with a private copy of
+    the user's fetcher cache: the rows that would let Nix skip reading a
+    source path are gone (a record missing those reads would let a host
+    be reused when its files changed), every other row is kept, and the
+    user's own cache is untouched. Only the rows a warm-up found for the
+    pinned copy's root are added back; a cache that is no sqlite file is
+    not copied (Nix makes its own)."""
+    user = tmp_path / 'user-cache'
+    user.mkdir()
+    root_key = json.dumps({'path': '/', 'fingerprint': 'f'})
+    file_key = json.dumps({'path': '/hosts/a.nix', 'fingerprint': 'f'})
+    rows = [('sourcePathToHash', file_key, 'sha256-a', 1),
+            ('fetchToStore', file_key, '/nix/store/x', 1),
+            ('gitRepoToRevCount', 'https://example.invalid/r', '7', 1)]
+    fetcher_cache(str(user / 'fetcher-cache-v3.sqlite'), rows)
+    (user / 'fetcher-cache-v9.sqlite').write_bytes(b'not a database, a torn file')
+    environ = {'NIX_CACHE_HOME': str(user)}
+    assert _record.nix_cache_home(environ) == str(user)
+
+    def fetch(env):
+        # what one Nix process that fetched the pinned copy added
+        import sqlite3
+        path = os.path.join(env['NIX_CACHE_HOME'], 'fetcher-cache-v3.sqlite')
+        db = sqlite3.connect(path)
+        db.executemany('INSERT INTO Cache VALUES (?, ?, ?, ?)', [
+            ('sourcePathToHash', root_key, 'sha256-root', 2),
+            ('fetchToStore', root_key, '/nix/store/root', 2),
+            ('sourcePathToHash', json.dumps({'path': '/lib', 'fingerprint': 'f'}), 's', 2),
+            ('fetchToStore', 'not json', 'x', 2)])
+        db.commit()
+        db.close()
+    warm = _record.warm_rows(str(tmp_path / 'warm'), fetch, environ)
+    assert sorted((row[1], row[2]) for row in warm['rows']) == [
+        ('fetchToStore', root_key), ('sourcePathToHash', root_key)]
+
+    env = _record.private_cache(str(tmp_path / 'eval'), environ, warm)
+    copy = os.path.join(env['NIX_CACHE_HOME'], 'fetcher-cache-v3.sqlite')
+    assert cache_rows(copy) == sorted([
+        ('fetchToStore', root_key), ('gitRepoToRevCount', 'https://example.invalid/r'),
+        ('sourcePathToHash', root_key)])
+    assert not os.path.exists(os.path.join(env['NIX_CACHE_HOME'], 'fetcher-cache-v9.sqlite'))
+    assert cache_rows(str(user / 'fetcher-cache-v3.sqlite')) == sorted(
+        (domain, key) for domain, key, _value, _time in rows)
+
+    # a user without a fetcher cache of that version gets the warm-up's own
+    # (a copy of the first user's, stripped as any copy is): the other
+    # rows, and of the skipping ones the root's only
+    bare = tmp_path / 'bare'
+    bare.mkdir()
+    env = _record.private_cache(str(tmp_path / 'eval-bare'), {'NIX_CACHE_HOME': str(bare)}, warm)
+    assert cache_rows(os.path.join(env['NIX_CACHE_HOME'], 'fetcher-cache-v3.sqlite')) == sorted([
+        ('fetchToStore', root_key), ('gitRepoToRevCount', 'https://example.invalid/r'),
+        ('sourcePathToHash', root_key)])

@@ -95,9 +95,8 @@ def test_a_shallow_clone_is_pinned_to_its_commit_as_shallow(tree, tmp_path):
     copy): Nix 2.20+ evaluates its work tree but refuses its locked URL
     unless told it is shallow, so a pin to the commit alone failed every
     host. Pinned with shallow=1 it evaluates that commit. Nix 2.8 refuses
-    the clone itself, with its own message. A full clone, a linked work
-    tree of one and a submodule-like .git file are told apart by the
-    files."""
+    the clone itself, with its own message. A full clone is pinned as
+    before."""
     write(tree, 'second')
     git(tree, 'commit', '-qam', 'two')
     clone = str(tmp_path / 'clone')
@@ -117,7 +116,25 @@ def test_a_shallow_clone_is_pinned_to_its_commit_as_shallow(tree, tmp_path):
     full = _source.pin(runner(), 'git+file://%s' % tree)
     assert 'shallow=' not in full.ref, full.ref
     assert not _source.is_shallow_clone(tree)
-    # a .git file naming the clone's folder (a linked work tree, a submodule)
+
+
+def test_a_shallow_clone_is_told_by_its_files_in_every_shape(tree, tmp_path):
+    """Whether a repository is a shallow clone is read from its files
+    (git refuses a repository another user owns, as a job's container's
+    is): a depth-1 clone, a full one, a linked work tree of each (its
+    .git a file, its history in the common folder), a submodule-like .git
+    file naming the clone's folder, and a .git file that names nothing."""
+    write(tree, 'second')
+    git(tree, 'commit', '-qam', 'two')
+    clone = str(tmp_path / 'clone')
+    subprocess.run(['git', 'clone', '-q', '--depth', '1', 'file://%s' % tree, clone], check=True)
+    assert _source.is_shallow_clone(clone)
+    assert not _source.is_shallow_clone(tree)
+    for repository, shallow in ((clone, True), (tree, False)):
+        work_tree = str(tmp_path / ('work-tree-of-%s' % os.path.basename(repository)))
+        git(repository, 'worktree', 'add', '-q', work_tree)
+        assert os.path.isfile(os.path.join(work_tree, '.git'))
+        assert _source.is_shallow_clone(work_tree) is shallow, repository
     linked = tmp_path / 'linked'
     linked.mkdir()
     (linked / '.git').write_text('gitdir: %s\n' % os.path.join(clone, '.git'))

@@ -211,3 +211,33 @@ def test_play_uuid_walks_up_to_the_play():
     task = Node('t1', parent=Node('b1', parent=Node('b0', play=play)))
     assert _run.play_uuid(task) == 'p1'
     assert _run.play_uuid(Node('t2')) == 't2'
+
+
+def test_a_batchs_entries_read_as_the_mapping_they_stand_for(tmp_path):
+    """What a phase reads of its batch's entries (``_run.BatchHosts``) is a
+    mapping of the hosts with an entry file: a host without one is not in
+    it, even when named; its size is the count the computing host kept, or
+    the names it wrote; an entry whose value is None is an entry."""
+    folder = str(tmp_path / 'entries')
+    os.makedirs(folder)
+    for host, entry in (('h1', {'out': 1}), ('h2', None)):
+        with open(_run.entry_path(folder, host), 'w') as handle:
+            json.dump(entry, handle)
+    names = str(tmp_path / 'names.json')
+    with open(names, 'w') as handle:
+        json.dump(['h2', 'h1', 'h3'], handle)
+    hosts = _run.BatchHosts(folder, names_path=names)
+    assert len(hosts) == 3 and list(hosts) == hosts.keys() == ['h1', 'h2', 'h3']
+    assert 'h1' in hosts and 'h2' in hosts and 'h3' not in hosts
+    assert hosts['h1'] == {'out': 1} and hosts['h2'] is None
+    try:
+        hosts['h3']
+    except KeyError as exc:
+        assert exc.args == ('h3',)
+    else:
+        raise AssertionError('a host without an entry has no item')
+    assert hosts.get('h3', 'none') == 'none'
+    assert hosts.items() == [('h1', {'out': 1}), ('h2', None), ('h3', None)]
+    assert hosts.values() == [{'out': 1}, None, None]
+    assert len(_run.BatchHosts(folder, names=['h1'], count=1000)) == 1000
+    assert len(_run.BatchHosts(folder)) == 0 and list(_run.BatchHosts(folder)) == []
