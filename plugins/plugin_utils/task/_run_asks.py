@@ -36,9 +36,13 @@ import time
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.common._errors import InvalidValue
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run_socket, _waits
 
-# how often a process waiting for an answer looks whether its host is
-# still connected (a host that gave up, or whose worker was killed)
-LOOK_FOR_HOST = 1.0
+# how often the process looks whether a host it owes an answer is still
+# connected (a host that gave up, or whose worker was killed: its thread
+# ends then, not at the host's bound); every waiting host's thread wakes
+# this often, a thousand of them with a thousand forks
+LOOK_FOR_HOST = 5.0
+# the longest single wait of a host on the socket
+DAY = 24 * 3600.0
 
 
 class Told(object):
@@ -72,7 +76,10 @@ def ask(socket_path, kind, key, host, request, deadline):
             'kind': kind, 'key': key, 'host': host, 'request': request,
             'seconds': left}}))
         while True:
-            reply = _run_socket.receive(sock, max(0.0, deadline - time.monotonic()))
+            reply = _receive(sock, deadline)
+            if reply is None:
+                told.waited = True
+                return told
             if not isinstance(reply, dict) or reply.get('served') is False or reply.get('ended'):
                 return told
             if reply.get('taken') is True:
@@ -85,9 +92,6 @@ def ask(socket_path, kind, key, host, request, deadline):
             if isinstance(answer, dict) and 'answer' in answer:
                 told.answer = answer
             return told
-    except socket.timeout:
-        told.waited = True
-        return told
     except (_run_socket.SocketGone, OSError, ValueError):
         # the process ended or died as the host waited: the files say what
         # is left (an answer written, or a request to ask again)
@@ -96,10 +100,26 @@ def ask(socket_path, kind, key, host, request, deadline):
         sock.close()
 
 
+def _receive(sock, deadline):
+    """The process's next message, or None at ``deadline``: waited for a
+    day at most at a time (a socket's timeout has a largest value; a
+    phase's bound may be longer)."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        try:
+            return _run_socket.receive(sock, min(left, DAY))
+        except socket.timeout:
+            continue
+
+
 def checked(entry):
     """An ask as the process takes it (InvalidValue for anything else):
     its kind and key name files, so they are plain names; its host a
-    name; its request JSON data; its seconds a positive number."""
+    name; its request JSON data; its seconds a positive number (the
+    host's own bound, whatever it is: a phase's may be past
+    ``ANSWER_WAIT``)."""
     if not isinstance(entry, dict):
         raise InvalidValue('an ask is a mapping')
     for part in ('kind', 'key'):
@@ -108,10 +128,18 @@ def checked(entry):
     if not isinstance(entry.get('host'), str) or not entry['host']:
         raise InvalidValue('its host is no name')
     seconds = entry.get('seconds')
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or \
+            not 0 < seconds < float('inf'):
         raise InvalidValue('its seconds is no positive number')
+    request = entry.get('request')
+    try:
+        # what names its answer's file: a request too deep to write back
+        # is refused here, not met by the work's thread
+        json.dumps(request)
+    except (RecursionError, TypeError, ValueError):
+        raise InvalidValue('its request is nested too deep to be written')
     return {'kind': entry['kind'], 'key': entry['key'], 'host': entry['host'],
-            'request': entry.get('request'), 'seconds': min(seconds, _waits.ANSWER_WAIT)}
+            'request': request, 'seconds': seconds}
 
 
 class Waiter(object):

@@ -270,7 +270,7 @@ class _Serving(object):
                     _run_asks.serve(connection, asked, stem)
                     return
                 entry = _checked(message)
-            except (ValueError, TypeError, KeyError) as exc:
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
                 connection.settimeout(_waits.REGISTER_WAIT)
                 _run_socket.send(connection, json.dumps({'error': u'refused: %s' % exc}))
                 return

@@ -28,7 +28,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_answer
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_files import (
     read_json as _read)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_requests import (
-    ASKED, DECLINED)
+    ASKED, DECLINED, FORESAW)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_serve import (
     serve_function)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import work_failure
@@ -77,8 +77,10 @@ class StemServing(object):
         # on their own (in the order taken)
         self._starter = starter
         self._asked = []
-        # the last request taken of each host
+        # the last request taken of each host, and the hosts whose last one
+        # was their own (not foreseen for them)
         self._taken = {}
+        self._own = set()
         # what hosts asked over the socket (``ask``): their requests not yet
         # taken ({host: request}), who waits for which answer file
         # ({path: [waiter]}), and whether the stem has ended (an ask is then
@@ -93,34 +95,41 @@ class StemServing(object):
         ones too). The hosts taken, or declined, leave ``waiting`` (and the
         hosts yet to come). A request this process took before for the same
         host (foreseen, then asked by its host) is not taken again: one
-        wave answers it."""
+        wave answers it; nor is a request foreseen for a host whose own
+        request was taken (its own wins, whichever came first)."""
         taken = {}
         for host, request, how in self.files.requests.take():
-            waiting.discard(host)
-            self._to_come.discard(host)
-            if how == DECLINED or (host in self._taken and self._taken[host] == request):
-                continue
-            self._taken[host] = request
-            taken[host] = request
-            if how == ASKED:
-                self._asked.append(host)
-        # the requests asked over the socket, after the files' foresight (a
-        # host's own request, taken after, wins); each asking host learns
-        # that its request is taken: a process that dies now owes it
+            self._keep(host, request, how, taken, waiting)
+        # the requests asked over the socket, after the files' foresight;
+        # each asking host learns that its request is taken: a process that
+        # dies now owes it
         with self._mutex:
             queued, self._queued = self._queued, {}
             for host, request in queued.items():
                 for waiter in self._waiters.get(self.files.answer_path(host, request), ()):
                     waiter.taken()
         for host, request in sorted(queued.items()):
-            waiting.discard(host)
-            self._to_come.discard(host)
-            if host in self._taken and self._taken[host] == request:
-                continue
-            self._taken[host] = request
-            taken[host] = request
-            self._asked.append(host)
+            self._keep(host, request, ASKED, taken, waiting)
         return taken
+
+    def _keep(self, host, request, how, taken, waiting):
+        """Take one request into ``taken`` unless it is taken already (the
+        same request of the same host, or a foresight for a host whose own
+        request was taken)."""
+        waiting.discard(host)
+        self._to_come.discard(host)
+        if how == DECLINED:
+            return
+        if host in self._taken and (self._taken[host] == request or
+                                    (how == FORESAW and host in self._own)):
+            return
+        self._taken[host] = request
+        taken[host] = request
+        if how == FORESAW:
+            self._own.discard(host)
+        else:
+            self._own.add(host)
+            self._asked.append(host)
 
     def ask(self, host, request, waiter):
         """``host`` asks for its answer to ``request`` over the run's
@@ -132,6 +141,9 @@ class StemServing(object):
         host asks through the files. The caller reads the answer's file
         once after this returns True: an answer put before the waiter was
         kept is found there."""
+        # named first: a request that cannot name its answer's file is
+        # refused here, before anything of it is kept
+        path = self.files.answer_path(host, request)
         with self._mutex:
             if self._ended:
                 return False
@@ -139,7 +151,7 @@ class StemServing(object):
                 waiter.taken()
             else:
                 self._queued[host] = request
-            self._waiters.setdefault(self.files.answer_path(host, request), []).append(waiter)
+            self._waiters.setdefault(path, []).append(waiter)
         return True
 
     def _end_unless_queued(self):
