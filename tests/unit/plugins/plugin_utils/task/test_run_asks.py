@@ -45,7 +45,19 @@ def base_dir():
     try:
         yield folder
     finally:
+        removed(folder)
+
+
+def removed(folder, seconds=10):
+    """Remove ``folder``: a serving process whose job is gone may still
+    make a file in it as it ends (a lock it takes to decide), which one
+    pass would leave behind; a few passes, bounded."""
+    deadline = time.monotonic() + seconds
+    shutil.rmtree(folder, ignore_errors=True)
+    while os.path.exists(folder) and time.monotonic() < deadline:
+        time.sleep(0.2)
         shutil.rmtree(folder, ignore_errors=True)
+    assert not os.path.exists(folder), 'still there after %ss: %s' % (seconds, folder)
 
 
 def connections(socket_path):

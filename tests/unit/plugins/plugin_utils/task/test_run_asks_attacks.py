@@ -7,7 +7,6 @@ never sends."""
 import json
 import os
 import random
-import shutil
 import socket
 import struct
 import sys
@@ -19,7 +18,7 @@ import pytest
 
 from tests.collection import collections_path
 from tests.unit.plugins.plugin_utils.task.batch_serves import named_serve
-from tests.unit.plugins.plugin_utils.task.test_run_asks import wait_for_connections
+from tests.unit.plugins.plugin_utils.task.test_run_asks import removed, wait_for_connections
 
 sys.path.insert(0, collections_path())
 
@@ -90,13 +89,7 @@ def base_dir():
     try:
         yield folder
     finally:
-        # a wave still writing as the folder goes (its job ended) may make
-        # one pass leave a file: a few more, bounded
-        deadline = time.monotonic() + 10
-        shutil.rmtree(folder, ignore_errors=True)
-        while os.path.exists(folder) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            shutil.rmtree(folder, ignore_errors=True)
+        removed(folder)
 
 
 def asking(server, host, request, found, context, **kwargs):
