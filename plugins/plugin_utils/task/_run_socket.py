@@ -93,20 +93,28 @@ def listen(path):
     """A socket listening at ``path`` (mode 0600); a socket file a dead
     process left there is removed first (the caller holds the run's lock,
     and no process of the run listens)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+    # bind() makes the socket with the umask's mode (often 0755): it is
+    # bound under a name of its own, made 0600 and only then given its
+    # path, so the path never shows a wider mode (the folder is 0700 too)
+    binding = '%s.%d.binding' % (path, os.getpid())
+    for stale in (path, binding):
+        try:
+            os.unlink(stale)
+        except FileNotFoundError:
+            pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with _address(path) as address:
+        with _address(binding) as address:
             sock.bind(address)
-        # the folder is the user's alone already: nobody else reached it
-        # before this
-        os.chmod(path, 0o600)
+        os.chmod(binding, 0o600)
+        os.rename(binding, path)
         sock.listen(64)
     except BaseException:
         sock.close()
+        try:
+            os.unlink(binding)
+        except OSError:
+            pass
         raise
     return sock
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import struct
 import sys
 import tempfile
@@ -41,7 +42,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run_server i
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached import (  # noqa: E402
     BatchError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run_socket import (  # noqa: E402
-    MAX_MESSAGE, PATH_MAX)
+    MAX_MESSAGE, PATH_MAX, connect, listen)
 from tests.unit.plugins.plugin_utils.task.test_action import action_of  # noqa: E402
 
 # each host's bound in these tests; what they prove comes well within it
@@ -290,6 +291,52 @@ def test_a_temp_folder_of_any_name_is_served(request, folder):
     got = [server.answer('h%d' % number, 'r', ECHO_CONTEXT, timeout=BOUND)[0]
            for number, server in enumerate(servers)]
     assert [entry['context'] for entry in got] == [{'n': 0, 'f': folder}, {'n': 1, 'f': folder}]
+
+
+# the socket paths a test watches, and every mode each showed (the audit
+# hook is the process's for good: it looks only while a test fills this)
+_SOCKET_MODES = {}
+
+
+def _note_socket_modes(event, _args):
+    """At each file or socket step Python is about to take, the mode each
+    watched path shows (Python tells before the system call)."""
+    if event not in ('os.chmod', 'os.rename', 'os.remove', 'socket.bind', 'socket.__new__'):
+        return
+    for path, seen in list(_SOCKET_MODES.items()):
+        try:
+            seen.add(stat.S_IMODE(os.lstat(path).st_mode))
+        except OSError:
+            pass
+
+
+sys.addaudithook(_note_socket_modes)
+
+
+@pytest.mark.parametrize('name', ['short', 'long-' * 30])
+def test_the_socket_path_never_shows_a_mode_but_0600(tmp_path, name):
+    """bind() makes a socket with the umask's mode: at no step of making
+    it, short path or past AF_UNIX's limit, is the socket's path there
+    with any mode but 0600, and nothing else is left beside it."""
+    folder = tmp_path / name
+    folder.mkdir(mode=0o700)
+    path = str(folder / 'run-server.sock')
+    assert (len(os.fsencode(path)) > PATH_MAX) == (name != 'short')
+    old_umask = os.umask(0o022)
+    _SOCKET_MODES[path] = set()
+    try:
+        listening = listen(path)
+    finally:
+        seen = _SOCKET_MODES.pop(path)
+        os.umask(old_umask)
+    try:
+        seen.add(stat.S_IMODE(os.lstat(path).st_mode))
+        assert seen == {0o600}
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)
+        assert os.listdir(str(folder)) == ['run-server.sock']
+        connect(path, 5).close()
+    finally:
+        listening.close()
 
 
 def test_works_of_one_kind_keep_their_own_contexts_through_a_kill(tmp_path):
