@@ -109,7 +109,7 @@ EE_LOG := $(CURDIR)/tests/output/ee-build.log
 # pytest run of `make test` writes its modules' CPU and wall seconds to
 # $(COST)-<run>.json, and `make test` ends with their table.
 COST := tests/output/cost
-COST_RUNS := here here-checks faults current
+COST_RUNS := here here-checks faults faults-checks current
 
 test: deps
 	@mkdir -p $(dir $(CURRENT_LOG))
@@ -120,17 +120,17 @@ test: deps
 	built=0; wait $$ee || built=$$?; \
 	echo "== make ee:"; cat $(EE_LOG); \
 	[ $$deps -eq 0 ] && [ $$built -eq 0 ]
-	@echo "== test-current, then this machine's static checks, run beside this machine's suite and fault cases; their log: $(CURRENT_LOG)"
+	@echo "== test-current, then this machine's static checks and part of its fault cases, run beside this machine's suite and the other fault cases; their log: $(CURRENT_LOG)"
 	@{ cur=0; $(MAKE) --no-print-directory test-current || cur=$$?; \
-	   echo "== test-current exit $$cur; this machine's checks but the fault cases:"; \
-	   checks=0; $(MAKE) --no-print-directory test-here-checks HERE_CHECKS_FAULTS= || checks=$$?; \
+	   echo "== test-current exit $$cur; this machine's checks and its part of the fault cases:"; \
+	   checks=0; $(MAKE) --no-print-directory test-here-checks HERE_CHECKS_FAULTS=here-faults-checks-part || checks=$$?; \
 	   echo "== test-here-checks exit $$checks"; \
 	   [ $$cur -eq 0 ] && [ $$checks -eq 0 ]; } >$(CURRENT_LOG) 2>&1 & other=$$!; \
-	here=0; $(MAKE) --no-print-directory test-here-suite HERE_SUITE_THEN=here-faults || here=$$?; \
+	here=0; $(MAKE) --no-print-directory test-here-suite HERE_SUITE_THEN=here-faults-suite-part || here=$$?; \
 	rest=0; wait $$other || rest=$$?; \
 	echo "== test-current and test-here-checks:"; cat $(CURRENT_LOG); \
 	$(PYTHON) -m tests.suite_cost $(foreach run,$(COST_RUNS),$(COST)-$(run).json) || true; \
-	echo "== test-here-suite (and its fault cases) exit $$here, test-current and test-here-checks exit $$rest"; \
+	echo "== test-here-suite (and its part of the fault cases) exit $$here, test-current and test-here-checks (and theirs) exit $$rest"; \
 	[ $$here -eq 0 ] && [ $$rest -eq 0 ]
 
 # This machine's stack: everything, the execution environment, fault cases and
@@ -158,18 +158,33 @@ test-here-suite: deps
 	$(call STEP,this machine's suite done)
 
 # The fault cases that run in minutes (the slow ones: make faults).
+# FAULTS_RUN names the run in the cost table; FAULTS_FILES, what it runs.
+FAULTS_RUN ?= faults
 .PHONY: here-faults
 here-faults: deps
 	$(MAKE) --no-print-directory faults FAULTS_MARKERS='faults and not slow' \
-		MODULE_CPU=$(COST)-faults.json
+		MODULE_CPU=$(COST)-$(FAULTS_RUN).json
+
+# make test splits the fault cases between its two sides, each part run after
+# that side's own work, so that neither side waits idle for the other: the
+# checks' side (shorter by 1-4 minutes without them) takes the modules below,
+# the suite's side every other one, so a new fault module is run by default.
+FAULTS_CHECKS_PART := tests/faults/test_target_faults.py tests/faults/test_bad_input.py
+.PHONY: here-faults-suite-part here-faults-checks-part
+here-faults-suite-part:
+	$(MAKE) --no-print-directory here-faults \
+		FAULTS_FILES='tests/faults $(foreach f,$(FAULTS_CHECKS_PART),--ignore=$(f))'
+here-faults-checks-part:
+	$(MAKE) --no-print-directory here-faults FAULTS_FILES='$(FAULTS_CHECKS_PART)' \
+		FAULTS_RUN=faults-checks
 
 # The docs site (marker docsite: lint, build, links, two pages in chromium,
 # about 25 s) is built once, here, beside the scale run; the deploy of
 # real-size systems (marker real_size) runs here too, on the worker the docs
 # site leaves free while the scale run holds the other: the checks take no
 # longer, and the suite's side, the longer one, is shorter by it.
-# HERE_CHECKS_FAULTS= (empty): without the fault cases (make test runs them
-# after this machine's suite).
+# HERE_CHECKS_FAULTS: the fault cases run here (make test: its checks' part,
+# here-faults-checks-part; empty: none).
 HERE_CHECKS_FAULTS ?= here-faults
 test-here-checks: deps
 	$(call STEP,scale run and docs site)
@@ -409,9 +424,10 @@ bench: deps
 # cases alone: FAULTS_MARKERS='faults and not slow'. TEST_WORKERS side by side,
 # a module each (each worker brings up the fleets its modules use, in a lab
 # root of its own): much of a fault case is waiting for a host or a timeout.
+FAULTS_FILES ?= tests/faults
 faults: deps
 	$(if $(MODULE_CPU),NIXDEPLOY_MODULE_CPU=$(abspath $(MODULE_CPU))) \
-	$(VENV)/bin/python -m pytest tests/faults -q $(PYTEST_WORKERS) -m "$${FAULTS_MARKERS:-faults}" \
+	$(VENV)/bin/python -m pytest $(FAULTS_FILES) -q $(PYTEST_WORKERS) -m "$${FAULTS_MARKERS:-faults}" \
 		$(if $(MODULE_CPU),-p tests.module_cpu)
 
 # The deliberate faults (tests/mutations/faults.yml; docs/lab.md, "Deliberate

@@ -4,7 +4,7 @@
 
 Each FILE is one pytest run's figures (tests/module_cpu.py), named by what
 follows ``cost-`` in its name (`make test`: here, here-checks, faults,
-current). The table has a row per test module, most CPU first, and for each
+faults-checks, current). The table has a row per test module, most CPU first, and for each
 run the module's CPU seconds (the test process and the children it waited
 for), its cgroup's CPU seconds where root could count one (detached
 processes too: the labs' sshd and nix-daemon) and its wall seconds; then a
