@@ -23,7 +23,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.copy import (
     _cascade, _cascade_peer, _copy_send, _peer)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host import _host_key_judge, _reached
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._host import (
-    CONNECTION_VARS, AddressError, Host)
+    CONNECTION_VARS, SSH_CONNECTIONS, AddressError, Host)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import (
     StorePathError, store_path_of)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.nix._nix import NixOptions, options_of
@@ -41,7 +41,6 @@ PER_HOST = _role_vars.per_host(_role_vars.COPY)
 # var sets comes from this task's own connection (ansible.cfg, play
 # keywords), as Ansible would use it for that host too.
 _CONNECTION_VARS = tuple(row for row in CONNECTION_VARS if row[0] != 'address')
-_SSH_CONNECTIONS = ('ssh', 'paramiko', 'paramiko_ssh')
 # Seconds a host waits for the batch's cascade from its server: the
 # cascade's own bound (_peer.CASCADE_TIMEOUT) and ten minutes for the work
 # around it (each host's arguments and ssh -G, one file a host). Past it the
@@ -274,7 +273,7 @@ def _peer_request(args, hostvars):
             _role_vars.host_value('build_on', hostvars)) == 'target'
     except _builders.BuildOnError:
         on_target = False  # its build task fails saying why
-    if not batch_wide or on_target or connection not in _SSH_CONNECTIONS:
+    if not batch_wide or on_target or connection not in SSH_CONNECTIONS:
         return None
     try:
         return CascadeRequest.for_host(args)
