@@ -233,8 +233,9 @@ class ScaleFleet(BenchFleet):
         return [(name, self.lab.host(name)['address'], self.lab.host(name)['ssh_user'],
                  self.flake.attr(name)) for name in self.selected]
 
-    def handwritten(self, forks):
-        """benchmarks/handwritten/deploy.yml on the selected hosts, with its
+    def handwritten(self, forks, playbook=_handwritten.PLAYBOOK):
+        """benchmarks/handwritten/deploy.yml (or ``playbook``, another of that
+        folder) on the selected hosts, with its
         static inventory, forks ``forks`` and the same ssh settings, control
         path folder of its own and accounting as ``playbook``; the job events
         counted, no other callback but the default output."""
@@ -249,7 +250,7 @@ class ScaleFleet(BenchFleet):
         run_env.update(NIXDEPLOY_BENCH_EVENTS=events, ANSIBLE_CALLBACK_PLUGINS=CALLBACKS,
                        ANSIBLE_CALLBACKS_ENABLED='scale_events')
         argv = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'),
-                '-i', inventory, _handwritten.PLAYBOOK]
+                '-i', inventory, playbook]
         log = self._log('handwritten')
         folder = os.path.join(self.workdir, 'cp-%d' % number)
         run_env['ANSIBLE_SSH_CONTROL_PATH_DIR'] = folder

@@ -19,7 +19,10 @@ file that one system reads. For each N, the first N hosts:
              and report callbacks on, as users run it), then
              benchmarks/baseline_status.sh: one `nix eval` of every host's
              out path and one `ssh host readlink /run/current-system` per
-             host, F at a time
+             host, F at a time; then benchmarks/handwritten/status.yml, the
+             same question by hand in Ansible alone (ansible.builtin, the
+             same evaluation once, one raw `readlink` a host, forks F): the
+             floor of what one Ansible task a host costs beside the script
   next       another one-host commit, to a host the first status run sent
              back (evaluated alone: its record is its own, the steady state
              of docs/eval-cache.md "Exact records"), and the status and its
@@ -51,6 +54,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 # pylint: disable=wrong-import-position
+from benchmarks import _handwritten  # noqa: E402
 from benchmarks._fleet import RunError, load  # noqa: E402
 from benchmarks._own_files_flake import OwnFilesFlake  # noqa: E402
 from benchmarks.scale import FORKS, ScaleFleet, log, versions, write  # noqa: E402
@@ -119,10 +123,19 @@ def _sent_back(fleet, changed):
     return others[0] if others else None
 
 
+def _recap_changed(fleet):
+    """The hosts the last run's recap counts changed (a hand-written
+    status run's pending hosts)."""
+    path = os.path.join(fleet.workdir, 'run%02d-handwritten.log' % fleet.runs)
+    with open(path) as handle:
+        return sum(int(found) for found in re.findall(r' changed=(\d+) ', handle.read()))
+
+
 def _commit_and_status(fleet, changed, env, pending):
-    """Commit a new system of ``changed``, then the status playbook and its
-    script: (the playbook's figures, the script's); the status must find
-    ``pending`` hosts pending and every other in sync."""
+    """Commit a new system of ``changed``, then the status playbook, its
+    script and the status by hand: (the playbook's figures, the script's,
+    the hand-written playbook's); each must find ``pending`` hosts pending
+    and every other in sync."""
     fleet.flake.set_config(fleet.flake.config_of(changed), version='status-%s-%d' % (
         changed, time.time()))
     status = _figures(fleet.playbook(fleet.forks, env=env, playbook=STATUS))
@@ -131,18 +144,24 @@ def _commit_and_status(fleet, changed, env, pending):
     status['changed'] = changed
     status['sent_back'] = _sent_back(fleet, changed)
     script = _figures(fleet.baseline(fleet.forks, script=STATUS_BASELINE))
+    by_hand = _figures(fleet.handwritten(fleet.forks, playbook=_handwritten.STATUS_PLAYBOOK))
+    by_hand['pending'] = _recap_changed(fleet)
     size = len(fleet.selected)
     if status['classes'].get('pending') != pending or \
             status['classes'].get('in_sync') != size - pending:
         raise RunError('the status run found %r, not %d pending and %d in_sync'
                        % (status['classes'], pending, size - pending))
-    return status, script
+    if by_hand['pending'] != pending:
+        raise RunError('the status by hand found %d pending, not %d' % (by_hand['pending'], pending))
+    return status, script, by_hand
 
 
 # the rows of the table: (name, the playbook's run, the script's run)
 PAIRS = (('deploy no-op', 'deploy_noop', 'script_noop'),
          ('status', 'status', 'script_status'),
-         ('status, next', 'status_next', 'script_status_next'))
+         ('by hand', 'hand_status', 'script_status'),
+         ('status, next', 'status_next', 'script_status_next'),
+         ('by hand, next', 'hand_status_next', 'script_status_next'))
 
 
 def size_row(fleet, size, log):
@@ -166,21 +185,25 @@ def size_row(fleet, size, log):
         size, row['deploy_noop']['wall'], row['deploy_noop']['cpu'],
         row['script_noop']['wall'], row['script_noop']['cpu']))
     first = fleet.selected[0]
-    row['status'], row['script_status'] = _commit_and_status(fleet, first, env, 1)
+    row['status'], row['script_status'], row['hand_status'] = _commit_and_status(
+        fleet, first, env, 1)
     # the default when the first commit sent none back: the second host
     second = row['status']['sent_back'] or fleet.selected[1]
-    row['status_next'], row['script_status_next'] = _commit_and_status(fleet, second, env, 2)
+    row['status_next'], row['script_status_next'], row['hand_status_next'] = \
+        _commit_and_status(fleet, second, env, 2)
     for _name, top, base in PAIRS:
         for measure in ('wall', 'cpu', 'targets_cpu'):
             if row[top].get(measure) and row[base].get(measure):
                 row['%s_%s_ratio' % (top, measure)] = round(
                     row[top][measure] / row[base][measure], 2)
     row['load_after'] = load()
-    for top, base in (('status', 'script_status'), ('status_next', 'script_status_next')):
-        log('  status N=%d, %s changed: status %.1f s (cpu %.1f), script %.1f s (cpu %.1f);'
-            ' %r; %r' % (size, row[top]['changed'], row[top]['wall'], row[top]['cpu'],
-                         row[base]['wall'], row[base]['cpu'], row[top]['classes'],
-                         row[top]['evaluation']))
+    for top, base, hand in (('status', 'script_status', 'hand_status'),
+                            ('status_next', 'script_status_next', 'hand_status_next')):
+        log('  status N=%d, %s changed: status %.1f s (cpu %.1f), script %.1f s (cpu %.1f),'
+            ' by hand %.1f s (cpu %.1f); %r; %r' % (
+                size, row[top]['changed'], row[top]['wall'], row[top]['cpu'],
+                row[base]['wall'], row[base]['cpu'], row[hand]['wall'], row[hand]['cpu'],
+                row[top]['classes'], row[top]['evaluation']))
     return row
 
 
