@@ -10,8 +10,8 @@ and the container ends, with every process left in it (Ansible's workers,
 in sessions of their own, and their ssh die then, at once). The
 activations already started on the hosts run on there, detached; no
 controller is left to confirm them, so each host's watchdog rolls it back to
-the system it ran once ``nix_confirm_timeout`` (10 s in these jobs) has
-passed, and lets go of its lock. A host whose confirmation came before the
+the system it ran once ``nix_confirm_timeout`` (5 s in the canceled job)
+has passed, and lets go of its lock. A host whose confirmation came before the
 cancel keeps its new system. Never in between: the profile, the active system
 and (system profiles) the boot default agree. A new job then converges.
 """
@@ -29,8 +29,14 @@ from tests.integration.ee.receptor import Cancel
 pytestmark = pytest.mark.lab
 
 EVAL = 'Evaluate the system of each host'
-SLOW = 8   # seconds each slowed activation takes (a1 is confirmed well within it)
-CONFIRM = 10   # nix_confirm_timeout of the jobs (jobs.py TEMPLATE)
+# seconds each slowed activation takes before its hold (below), which keeps
+# it running until the canceled job has ended however long a1 took: the
+# seconds are paid again after the cancel and in the converging job
+SLOW = 1
+# nix_confirm_timeout of the canceled job (jobs.py TEMPLATE has 10): a1's
+# confirmation comes within a second of its awaiting (a new login from the
+# job's container), the others' windows are waited out after the cancel
+CONFIRM = 5
 FAST = 'a1'   # the host whose activation is not slowed
 # A slowed activation also holds (after its SLOW seconds) until the test lets
 # it go, once the canceled job has ended: the cancel comes while it runs
@@ -102,8 +108,8 @@ def test_cancel_while_activating_leaves_each_host_confirmed_or_rolled_back(deplo
         cancel = WhenActivating(lab, NAMES, confirmed={FAST: before[FAST]})
         pod = awx.pod_name('cancel')
         try:
-            job = awx.job(pod=pod, cancel=Cancel(cancel, lambda: podman('stop', '--time', '30',
-                                                                        pod)))
+            job = awx.job(pod=pod, extravars={'nix_confirm_timeout': CONFIRM},
+                          cancel=Cancel(cancel, lambda: podman('stop', '--time', '30', pod)))
         finally:
             cancel.done.set()
             ended = time.time()
@@ -122,13 +128,15 @@ def test_cancel_while_activating_leaves_each_host_confirmed_or_rolled_back(deplo
         assert sorted(new) == NAMES, new
 
         # the job's pod (container) is gone with it
-        wait_until(lambda: not containers_named(pod), WAIT, what='container %s to go' % pod)
+        wait_until(lambda: not containers_named(pod), WAIT, interval=0.1,
+                   what='container %s to go' % pod)
 
         # each host settles within its activation and confirmation window once
         # the job has ended (the hold's release)
         settled = {}
         for host in NAMES:
-            wait_until(lambda h=host: not locks(lab, h), WAIT, what='the locks of %s' % host)
+            wait_until(lambda h=host: not locks(lab, h), WAIT, interval=0.1,
+                       what='the locks of %s' % host)
             settled[host] = round(time.time() - ended, 1)
         outcomes = {}
         for host in NAMES:

@@ -4,6 +4,7 @@ bin/switch-to-configuration records its calls: the lock, the watchdog's
 rename race, the rollback order, a missing previous generation. The lab
 tests run the same programs against the real Nix."""
 
+import ctypes
 import os
 import shutil
 import subprocess
@@ -60,6 +61,63 @@ echo "activate __NAME__ $1" >>"__CALLS__"
 if [ -e "__SYSTEM__/slow" ]; then echo $$ >"__SYSTEM__/pid"; exec sleep 60; fi
 exit "$(cat "__SYSTEM__/rc" 2>/dev/null || echo 0)"
 '''
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _adopted_zombies(session):
+    """This process's children that ended (zombies) in a session other than
+    ``session``: the runners, activations and units the tests' programs
+    started detached (setsid), adopted here once their parent ended. This
+    process's own children (subprocess, in its session) are never among
+    them: subprocess waits for those."""
+    me = os.getpid()
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as handle:
+                fields = handle.read().rsplit(')', 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # state, ppid, pgrp, session
+        if fields[0] == 'Z' and int(fields[1]) == me and int(fields[3]) != session:
+            yield int(entry)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def reaper():
+    """An init that reaps at once. A detached runner outlives the session
+    that started it; its parent is then init, and a look takes it for alive
+    (``kill -0``) until init reaps it. A target's init (systemd) reaps at
+    once; this machine's may take seconds (2 s here), a wait each test paid
+    for nothing. This process becomes the subreaper of what the tests start
+    (prctl) and reaps the detached processes that end, within 0.1 s (a
+    look at every process, /proc, takes a millisecond or two); a process
+    that does not end is never reaped, so every look at a runner still
+    alive sees it alive."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        yield None  # not Linux, or refused: init reaps, as before
+        return
+    session, stop = os.getsid(0), threading.Event()
+
+    def reap():
+        while not stop.wait(0.1):
+            for pid in _adopted_zombies(session):
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+    thread = threading.Thread(target=reap, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join()
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 def _executable(path, text):
@@ -517,11 +575,13 @@ def test_a_rollback_that_waited_while_another_run_rolled_back_goes_no_further(ho
     """Ctrl-C left generation 3 awaiting its confirmation; a rollback asked
     at once waits for the lock, and meanwhile the watchdog puts 2 back.
     "One generation back" was from 3: the rollback leaves 2 and says why,
-    it does not go on to 1 (the trial's "two generations back")."""
+    it does not go on to 1 (the trial's "two generations back"). r3's window
+    (3 s: it closes 2 to 3 s after it armed) holds the rollback's launch,
+    which reads what the host ran at its start, within a tenth of a second."""
     host.activate(host.system('first'), 'r1')
     host.activate(host.system('second'), 'r2')
     values, _log = host.activate(host.system('third'), 'r3', magic_rollback=True,
-                                 confirm_timeout=4)
+                                 confirm_timeout=3)
     assert values['state'] == _programs.AWAITING, values['output']
     values, _log = host.rollback('r4', wait=0)
     assert values['state'] in ('starting', 'waiting_lock'), values['output']
@@ -538,12 +598,13 @@ def test_unconfirmed_rolls_back_and_confirmed_stays(host):
     """r2's window must outlast the launch's report: the watchdog counts
     whole seconds (confirm_timeout N closes N-1 to N s after it armed), and
     the launch reads the state again once woken by the awaiting, so a 1 s
-    window could close first on a busy machine. 5 s leaves it 4 s at least;
-    the test waits them out, as nothing confirms r2. A window that a
-    confirmation ends costs nothing: r3's is long."""
+    window could close first on a busy machine. 3 s leaves it 2 s at least
+    (the report comes within a tenth of a second; twenty times that holds at
+    a load of 10 on two cores); the test waits them out, as nothing confirms
+    r2. A window that a confirmation ends costs nothing: r3's is long."""
     old, new = host.system('old'), host.system('new')
     host.activate(old, 'r1')
-    values, _log = host.activate(new, 'r2', magic_rollback=True, confirm_timeout=5)
+    values, _log = host.activate(new, 'r2', magic_rollback=True, confirm_timeout=3)
     assert values['state'] == _programs.AWAITING, values['output']
     values, _log = host.confirm(claim=False, wait=40)
     assert values['state'] == 'rolled_back' and values['cause'] == 'unconfirmed', values['output']
@@ -581,34 +642,63 @@ def test_each_wait_ends_at_its_news_not_at_its_timer(host):
         == ['', '', '']
 
 
-def test_confirmations_racing_the_watchdog_exactly_one_wins(host):
-    """Four confirmations at the watchdog's deadline: the canary's rename
-    lets exactly one of the five claim it."""
+def _race(host, attempt, delay):
+    """One try of the race below, on its own host: four confirmations
+    ``delay`` s after a launch whose window is 1 s."""
     old, new = host.system('old'), host.system('new')
     host.activate(old, 'r1')
-    for attempt, delay in enumerate((0.8, 0.95, 1.0, 1.05, 1.2)):
-        run = 'race%d' % attempt
-        values, _log = host.activate(new, run, magic_rollback=True, confirm_timeout=1, wait=0)
-        assert values['run'] == run, values['output']
-        time.sleep(delay)
-        answers = []
-        racers = [threading.Thread(target=lambda: answers.append(host.confirm()[0]))
-                  for _i in range(4)]
-        for racer in racers:
-            racer.start()
-        for racer in racers:
-            racer.join()
-        claims = [a['claimed'] for a in answers if a['claimed']]
-        final = host.sh(_programs.poll_script('nixos', run, wait=20, **host.common))[0]
-        if claims:
-            assert claims == [run] and final['state'] == 'done' and final['confirmed'] == '1'
-            assert host.generations() == ('2', ['1', '2'])
-            # back to the old system (and generation 2 dropped) for the next try
-            back = host.rollback('back%d' % attempt, drop_generation=2)[0]
-            assert back['state'] == 'done', back['output']
-        else:
-            assert final['state'] == 'rolled_back' and final['cause'] == 'unconfirmed'
-        assert host.generations() == ('1', ['1'])
+    run = 'race%d' % attempt
+    values, _log = host.activate(new, run, magic_rollback=True, confirm_timeout=1, wait=0)
+    assert values['run'] == run, values['output']
+    time.sleep(delay)
+    answers = []
+    racers = [threading.Thread(target=lambda: answers.append(host.confirm()[0]))
+              for _i in range(4)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+    claims = [a['claimed'] for a in answers if a['claimed']]
+    final = host.sh(_programs.poll_script('nixos', run, wait=20, **host.common))[0]
+    if claims:
+        assert claims == [run] and final['state'] == 'done' and final['confirmed'] == '1'
+        assert host.generations() == ('2', ['1', '2'])
+        # back to the old system (and generation 2 dropped), as the other tries end
+        back = host.rollback('back%d' % attempt, drop_generation=2)[0]
+        assert back['state'] == 'done', back['output']
+    else:
+        assert final['state'] == 'rolled_back' and final['cause'] == 'unconfirmed'
+    assert host.generations() == ('1', ['1'])
+
+
+def test_confirmations_racing_the_watchdog_exactly_one_wins(monkeypatch, tmp_path):
+    """Four confirmations at the watchdog's deadline: the canary's rename
+    lets exactly one of the five claim it. The five tries (confirmations
+    0.8 to 1.2 s after the launch) each have a host of their own and run
+    side by side: each waits out its own window, not the others'."""
+    nixos_without_root(monkeypatch)
+    delays = (0.8, 0.95, 1.0, 1.05, 1.2)
+    hosts = []
+    for attempt in range(len(delays)):
+        root = tmp_path / ('try%d' % attempt)
+        root.mkdir()
+        hosts.append(Host(root))
+    failures = {}
+
+    def attempt_on(attempt):
+        try:
+            _race(hosts[attempt], attempt, delays[attempt])
+        except BaseException as exc:  # pylint: disable=broad-except  # reported below
+            failures[attempt] = exc
+    tries = [threading.Thread(target=attempt_on, args=(attempt,))
+             for attempt in range(len(delays))]
+    for thread in tries:
+        thread.start()
+    for thread in tries:
+        thread.join()
+    for attempt in sorted(failures):
+        raise AssertionError('try %d (confirmations %.2f s after the launch) failed'
+                             % (attempt, delays[attempt])) from failures[attempt]
 
 
 # ---------------------------------------------------------------- under systemd
@@ -857,10 +947,11 @@ def test_a_switch_lock_held_too_long_fails_without_a_rollback(lock_host):
     assert host.activate(old, 'r1')[0]['state'] == 'done'
     host.took()
     host.busy.write_text('')
-    values, _log = host.activate(new, 'r2', lock_timeout=2)
+    # the other switch never ends: the shortest bound (1 s) is as good as any
+    values, _log = host.activate(new, 'r2', lock_timeout=1)
     assert values['state'] == 'failed' and values['rolled_back'] == '0', values['output']
     assert values['cause'] == 'switch_locked' and values['activated'] == '0'
-    assert 'another switch held %s for more than 2s' % host.lock in values['reason']
+    assert 'another switch held %s for more than 1s' % host.lock in values['reason']
     calls = host.took()
     # never the old system again (a rollback would meet the same lock), only
     # the profile put back and this run's own generation dropped
