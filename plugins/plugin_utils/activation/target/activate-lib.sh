@@ -138,3 +138,18 @@ full_note() {
 # the boot id (empty where there is no /proc: macOS): a lock, or a run's pid,
 # from another boot is stale whatever process has that pid now
 boot_id() { BOOT=; read -r BOOT 2>/dev/null </proc/sys/kernel/random/boot_id || :; }
+
+# lives PID: whether process PID still runs. kill -0 alone also answers yes
+# for a process that has ended but that its parent has not yet collected (a
+# zombie): a detached runner's parent is then the host's init, which may
+# collect late (seconds) or never (a container whose first process is no
+# init). Where /proc shows the state, a zombie (Z, or X: being removed) has
+# ended. The state is the word after the command's name, which ends at the
+# line's last ") " (a name may hold blanks and parentheses itself).
+lives() {
+  kill -0 "$1" 2>/dev/null || return 1
+  LIVES_STAT=
+  read -r LIVES_STAT 2>/dev/null <"/proc/$1/stat" || return 0
+  case ${LIVES_STAT##*) } in Z*|X*) return 1 ;; esac
+  return 0
+}

@@ -54,7 +54,7 @@ acquire() {
     clock; now=$NOW
     if [ -n "$owner" ]; then
       empty_since=
-      if ! kill -0 "$owner" 2>/dev/null; then
+      if ! lives "$owner"; then
         echo "nixdeploy: breaking the stale lock of pid $owner (no longer running)"
         break_lock "$owner"; continue
       fi

@@ -114,7 +114,7 @@ pid=; read -r pid 2>/dev/null <"$RD/pid" || :
 run_boot=; read -r run_boot 2>/dev/null <"$RD/boot" || :
 boot_id
 alive=0
-if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+if [ -n "$pid" ] && lives "$pid" &&
    { [ -z "$run_boot" ] || [ -z "$BOOT" ] || [ "$run_boot" = "$BOOT" ]; }; then
   alive=1
 fi

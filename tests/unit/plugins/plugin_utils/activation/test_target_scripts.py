@@ -4,7 +4,6 @@ bin/switch-to-configuration records its calls: the lock, the watchdog's
 rename race, the rollback order, a missing previous generation. The lab
 tests run the same programs against the real Nix."""
 
-import ctypes
 import os
 import shutil
 import subprocess
@@ -61,63 +60,6 @@ echo "activate __NAME__ $1" >>"__CALLS__"
 if [ -e "__SYSTEM__/slow" ]; then echo $$ >"__SYSTEM__/pid"; exec sleep 60; fi
 exit "$(cat "__SYSTEM__/rc" 2>/dev/null || echo 0)"
 '''
-
-
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def _adopted_zombies(session):
-    """This process's children that ended (zombies) in a session other than
-    ``session``: the runners, activations and units the tests' programs
-    started detached (setsid), adopted here once their parent ended. This
-    process's own children (subprocess, in its session) are never among
-    them: subprocess waits for those."""
-    me = os.getpid()
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % entry) as handle:
-                fields = handle.read().rsplit(')', 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # state, ppid, pgrp, session
-        if fields[0] == 'Z' and int(fields[1]) == me and int(fields[3]) != session:
-            yield int(entry)
-
-
-@pytest.fixture(scope='module', autouse=True)
-def reaper():
-    """An init that reaps at once. A detached runner outlives the session
-    that started it; its parent is then init, and a look takes it for alive
-    (``kill -0``) until init reaps it. A target's init (systemd) reaps at
-    once; this machine's may take seconds (2 s here), a wait each test paid
-    for nothing. This process becomes the subreaper of what the tests start
-    (prctl) and reaps the detached processes that end, within 0.1 s (a
-    look at every process, /proc, takes a millisecond or two); a process
-    that does not end is never reaped, so every look at a runner still
-    alive sees it alive."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        yield None  # not Linux, or refused: init reaps, as before
-        return
-    session, stop = os.getsid(0), threading.Event()
-
-    def reap():
-        while not stop.wait(0.1):
-            for pid in _adopted_zombies(session):
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-    thread = threading.Thread(target=reap, daemon=True)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        stop.set()
-        thread.join()
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 def _executable(path, text):
@@ -336,12 +278,16 @@ def test_a_run_stopped_awaiting_its_confirmation_records_what_runs(host, monkeyp
 
 
 def _gone(pid, seconds=20.0):
-    """Whether ``pid`` ends (and is reaped) within ``seconds``."""
+    """Whether ``pid`` ends within ``seconds`` (collected, or ended and
+    waiting to be: a zombie, as the target programs tell it)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not os.path.isdir('/proc/self'):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+        elif _state(pid) in (None, 'Z', 'X'):
             return True
         time.sleep(0.05)
     return False
@@ -520,6 +466,77 @@ def test_a_live_owner_keeps_the_lock_and_a_dead_owners_lock_is_broken(host):
     assert values['state'] == 'done', values['output']
     assert 'breaking the stale lock of pid %d' % live.pid in log
     assert not os.path.exists(os.path.join(state, 'lock'))
+
+
+def _zombie():
+    """A process that has ended and that nobody has collected yet (a zombie,
+    as a detached runner is until the host's init collects it): a child of
+    this test that is not waited for until the caller's ``wait()``."""
+    ended = subprocess.Popen(['true'])
+    deadline = time.monotonic() + 20
+    while _state(ended.pid) != 'Z':
+        assert time.monotonic() < deadline, 'pid %d never ended' % ended.pid
+        time.sleep(0.02)
+    return ended
+
+
+def _state(pid):
+    """The process state letter /proc shows for ``pid`` (None: no process)."""
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            return handle.read().rsplit(') ', 1)[1][0]
+    except OSError:
+        return None
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self'), reason='zombies are told by /proc')
+def test_a_lock_whose_owner_ended_uncollected_is_broken_at_once(host):
+    """A lock owner that has ended but that its parent (the host's init,
+    which may collect late, or never in a container without one) has not
+    collected still answers kill -0: it is dead all the same, and its lock
+    is broken at once, not after the whole lock timeout."""
+    new = host.system('a')
+    state = host.state_dir()
+    os.makedirs(os.path.join(state, 'lock'))
+    ended = _zombie()
+    try:
+        with open(os.path.join(state, 'lock', 'pid'), 'w') as handle:
+            handle.write('%d\n' % ended.pid)
+        values, log = host.activate(new, 'r1', lock_timeout=30)
+        assert values['state'] == 'done', values['output']
+        assert 'breaking the stale lock of pid %d (no longer running)' % ended.pid in log
+        assert _state(ended.pid) == 'Z'  # still uncollected: the script told it by its state
+    finally:
+        ended.wait()
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self'), reason='zombies are told by /proc')
+def test_a_runner_that_ended_uncollected_is_ended_by_the_next_look(host):
+    """A runner killed while it activates, whose parent (the host's init)
+    has not collected it yet: the next look finds it dead, not alive, and
+    ends its run (the profile back, the run failed, the lock freed)."""
+    old, new = host.system('old'), host.system('new', slow=True)
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    assert host.activate(new, 'r2', wait=0)[0]['run'] == 'r2'
+    activation = _wait_for(os.path.join(new, 'pid'))
+    runner = _wait_for(os.path.join(host.state_dir(), 'runs', 'r2', 'pid'))
+    os.kill(runner, 9)
+    os.kill(activation, 9)
+    assert _gone(runner) and _gone(activation)
+    # the runner's pid (its run's, and its lock's) now names an uncollected
+    # process that has ended
+    ended = _zombie()
+    try:
+        for path in (('runs', 'r2', 'pid'), ('lock', 'pid')):
+            with open(os.path.join(host.state_dir(), *path), 'w') as handle:
+                handle.write('%d\n' % ended.pid)
+        values, _log = host.sh(_programs.poll_script('nixos', 'r2', **host.common))
+        assert (values['state'], values['alive']) == ('failed', '0'), values['output']
+        assert values['reason'].startswith('the activation run died in state running'), values
+        assert not os.path.exists(os.path.join(host.state_dir(), 'lock'))
+        assert host.generations() == ('1', ['1'])
+    finally:
+        ended.wait()
 
 
 def test_a_failed_switch_rolls_back_profile_first_then_reactivates(host):
