@@ -19,7 +19,10 @@ The run after the Ctrl-C starts while h2's activation still holds, and the
 test lets the activation go once that run waits for h2's lock (its status
 file on h2 says so): the run is then at the lock when the watchdog's window
 opens, whatever the machine's load, so the window (``nix_confirm_timeout``,
-which users set too) only has to be long enough for a progress line or two.
+which users set too) only has to be long enough for a progress line or two
+once that run's controller follows the wait: its activation's launch session
+returns LAUNCH_WAIT s after the launch (the controller knows nothing of the
+lock wait before), and a look at the run every POLL_WAIT s after that.
 """
 
 import glob
@@ -28,33 +31,45 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 
 import jsonschema
 import pytest
 
-from tests.collection import BIN, REPO, ansible_env
+from tests.collection import BIN, REPO, ansible_env, collections_path
 from tests.controller import kill_controller
 from tests.deploy_fleet import DeployFleet, prepare, write_inventory
 from tests.faults.fleet import (ACTIVATE, assert_consistent, history, output, records, settled,
                                 wait_until)
+
+sys.path.insert(0, collections_path())
+
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
+    _activation_task)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 HOSTS = [{'name': name, 'persona': 'nixos'} for name in ('h1', 'h2')]
 SCHEMA = os.path.join(REPO, 'docs', 'report.schema.json')
 CALLBACKS = 'record,nixdeploy.fleet.summary,nixdeploy.fleet.report'
-# h2's activation holds (after its slow 6 s) until this file exists; bounded
-# under the role's activation timeout so that a test that never lets go
-# leaves none behind
+# h2's activation holds (after its slow SLOW s) until this file exists;
+# bounded under the role's activation timeout so that a test that never lets
+# go leaves none behind
 RELEASE = '/nix/var/lab/interrupted-release'
 HOLD = 'n=0; while [ ! -e %s ] && [ $n -lt 900 ]; do sleep 0.2; n=$((n+1)); done' % RELEASE
+# slow, but not for long: the hold is what keeps the activation under way
+# (the activation after the hold, by the run that follows, is slow too)
+SLOW = 1
 # the interrupted runs' confirmation windows: the run that follows is at
-# h2's lock before the window opens (``wait_at_lock``), so a few of its
-# progress lines (every 2 s) fall in it
-CONFIRM = 15
-ROLLBACK_CONFIRM = 10
+# h2's lock before the window opens (``wait_at_lock``); its controller
+# learns what it waits for when its launch session returns, LAUNCH_WAIT s
+# after the launch, and says it in its next progress line (every PROGRESS
+# s; the summary callback looks once a second): a window 3 s longer than
+# that leaves a few lines in it (and more while the watchdog rolls back)
+PROGRESS = '1'
+CONFIRM = ROLLBACK_CONFIRM = _activation_task.LAUNCH_WAIT + 3
 # a run on h2 waits for the lock the held activation holds: its status file
 # on the host (the controller's console may reach its log file only later)
 WAITING_FOR_ACTIVATION = (
@@ -116,7 +131,7 @@ def held(fleet, version):
     workers), and h2's activation is let go and made plain again."""
     fleet.lab.run_in('h2', ['rm', '-f', RELEASE])
     fleet.flake.set_config(fleet.flake.config_of('h2'), version=version, behaviour='slow',
-                           on_activate=HOLD)
+                           slow_seconds=SLOW, on_activate=HOLD)
     runs = []
     try:
         yield runs
@@ -165,7 +180,7 @@ def test_an_interrupted_run_says_what_it_left_and_the_next_says_what_it_waits_fo
         check_report(fleet, at_most)
         # a run started at once reaches h2's lock while the activation holds;
         # then the activation goes on and awaits a confirmation that never comes
-        rerun = start(fleet, '-e', 'nix_lock_timeout=240', NIXDEPLOY_PROGRESS_INTERVAL='2')
+        rerun = start(fleet, '-e', 'nix_lock_timeout=240', NIXDEPLOY_PROGRESS_INTERVAL=PROGRESS)
         runs.append(rerun)
         wait_at_lock(lab, rerun, 'the run after the Ctrl-C to wait for h2\'s lock')
         lab.run_in('h2', ['touch', RELEASE])
@@ -200,7 +215,7 @@ def test_a_rollback_right_after_a_ctrl_c_waits_and_goes_back_no_further(fleet):
         runs.append(proc)
         interrupt(proc, lambda: len(history(lab, 'h2')) > seen, 'h2 to activate')
         back = start_playbook(fleet, 'nixdeploy.fleet.rollback', '-l', 'h2',
-                              NIXDEPLOY_PROGRESS_INTERVAL='2')
+                              NIXDEPLOY_PROGRESS_INTERVAL=PROGRESS)
         runs.append(back)
         wait_at_lock(lab, back, 'the rollback to wait for h2\'s lock')
         lab.run_in('h2', ['touch', RELEASE])

@@ -36,7 +36,15 @@ HOSTS = [{'name': 'sync', 'persona': 'nixos'},       # deployed, nothing since
          {'name': 'off', 'persona': 'nixos'}]        # deployed, then off
 EXPECTED = {'sync': 'in_sync', 'ahead': 'pending', 'back': 'rolled_back',
             'hand': 'changed_elsewhere', 'kern': 'reboot_pending', 'fresh': 'never_deployed'}
-CONFIRM_TIMEOUT = 6
+# back's watchdog window: its new system cuts the network, so no
+# confirmation can come; the window only has to pass (kern beside it keeps
+# the role's default, which its confirmation ends at once)
+CONFIRM_TIMEOUT = 3
+# a host that is off or cut: its read's and its login probe's bounds, for
+# it alone (its bounds passing is what makes it unreachable; the healthy
+# hosts beside it keep theirs)
+DEAD_TIMEOUT = 2
+DEAD_VARS = {'nix_status_timeout': DEAD_TIMEOUT, 'nix_probe_timeout': DEAD_TIMEOUT}
 # the summary callback prints the lines and totals; the report has a status section
 CALLBACKS = 'record,nixdeploy.fleet.summary,nixdeploy.fleet.report'
 SCHEMA = os.path.join(REPO, 'docs', 'report.schema.json')
@@ -50,8 +58,10 @@ STATE = {'nixos': '/nix/var/nixdeploy', 'darwin': '/nix/var/nixdeploy',
 
 class StatusFleet(DeployFleet):
 
-    def status(self, *args, callbacks=CALLBACKS, env=None):
+    def status(self, *args, callbacks=CALLBACKS, env=None, host_vars=None, group_vars=None):
         workdir = self.rundir()
+        if host_vars or group_vars:
+            args = run_vars(workdir, host_vars, group_vars) + list(args)
         # a fresh ssh ControlPath folder: a master left to a host now off
         # would wait for TCP to give up on the dead link
         env = dict(env or {}, ANSIBLE_SSH_CONTROL_PATH_DIR=os.path.join(workdir, 'cp'),
@@ -84,10 +94,25 @@ def sts_fleet(make_lab, tmp_path_factory):
     first = fleet.deploy('-l', '!fresh')
     assert first.rc == 0, first
     # a NixOS host has booted its system (the lab's first boot had none)
-    for host in ('sync', 'kern'):
-        lab.reboot(host)
+    # (both at once: each host is waited for until it booted again)
+    boots = dict((host, len(lab.boot_ids(host))) for host in ('sync', 'kern'))
+    for host in boots:
+        lab.reboot(host, wait=False)
+    for host in boots:
+        lab.wait_up(host, boots=boots[host] + 1)
         assert lab.booted(host) == lab.current_system(host) == lab.active(host), host
     return fleet
+
+
+def run_vars(workdir, host_vars=None, group_vars=None):
+    """ansible-playbook's arguments that give some hosts variables of their
+    own for one run: a second inventory source (a YAML inventory, in
+    ``workdir``) beside the fleet's, which adds them to hosts it already has
+    (above its group_vars, below extra vars)."""
+    path = os.path.join(workdir, 'run-vars.yml')
+    with open(path, 'w') as handle:
+        json.dump({'all': {'vars': group_vars or {}, 'hosts': host_vars or {}}}, handle)
+    return ['-i', path]
 
 
 def out_paths(run, task=DEPLOY_EVAL):
@@ -104,28 +129,30 @@ def make_every_class(fleet):
     # beside it a new kernel, switched to without a reboot
     flake.set_config('back', version='2', behaviour='break-network')
     flake.set_config('kern', version='2', kernel_version='6.12.1')
-    run = fleet.deploy('-l', 'back,kern', '-e', 'nix_confirm_timeout=%d' % CONFIRM_TIMEOUT)
+    run = fleet.deploy('-l', 'back,kern', *run_vars(
+        fleet.rundir(), {'back': {'nix_confirm_timeout': CONFIRM_TIMEOUT}}))
     # then a commit for it that no run builds (a status run must not either)
     flake.set_config('back', behaviour='ok', version='3-%s' % uuid.uuid4().hex[:8])
     assert run.rc != 0, run
     summary = run.summary()
     assert summary['back']['rolled_back'] and summary['kern']['outcome'] == 'switched', summary
     assert lab.active('back') == before['back']
-    # pushed (copied, not activated), then activated by hand on the host
+    # hand: pushed (copied, not activated), then activated by hand on the
+    # host; ahead beside it in the same run: a commit for it, built and
+    # pushed, not activated yet: the controller's store holds both systems,
+    # so its line tells how far apart they are
     flake.set_config('hand', version='2')
-    pushed = fleet.deploy('-l', 'hand', '--skip-tags', 'activate')
+    flake.set_config('ahead', version='2-%s' % uuid.uuid4().hex[:8], extra_paths=2,
+                     extra_bytes=300000)
+    pushed = fleet.deploy('-l', 'hand,ahead', '--skip-tags', 'activate')
     assert pushed.rc == 0, pushed
+    assert sorted(out_paths(pushed)) == ['ahead', 'hand'], pushed
     by_hand = out_paths(pushed)['hand']
     lab.run_in('hand', [by_hand + '/activate'], user='app')
     assert lab.active('hand') == by_hand
     # the flake still gives what was deployed before (the controller holds
     # both systems: its line tells how far apart they are, as for ahead)
     flake.set_config('hand', version='1')
-    # a commit for it, built and pushed, not activated yet: the controller's
-    # store holds both systems, so its line tells how far apart they are
-    flake.set_config('ahead', version='2-%s' % uuid.uuid4().hex[:8], extra_paths=2,
-                     extra_bytes=300000)
-    assert fleet.deploy('-l', 'ahead', '--skip-tags', 'activate').rc == 0
     return dict((host, lab.active(host)) for host in lab.hosts)
 
 
@@ -162,7 +189,8 @@ def test_one_run_shows_every_class(sts_fleet, tmp_path):
     nix, log = nix_wrapper(tmp_path)
     lab.cut('off')
     try:
-        run = fleet.status('-e', 'nix_status_textfile=%s' % textfile, '-e', 'nix_bin=%s' % nix)
+        run = fleet.status('-e', 'nix_status_textfile=%s' % textfile, '-e', 'nix_bin=%s' % nix,
+                           host_vars={'off': DEAD_VARS})
     finally:
         lab.restore('off')
 
@@ -474,8 +502,11 @@ def test_a_host_off_at_its_read_is_unreachable_beside_the_healthy_ones(sts_fleet
     env = {'NIXDEPLOY_TEST_CUT_BEFORE': READ,
            'NIXDEPLOY_TEST_CUT_LINKS': lab.host('kern')['veth']}
     try:
-        run = fleet.status('-l', ','.join(healthy + ['kern']), '-e', 'nix_status_timeout=10',
-                           callbacks=CALLBACKS + ',cut_link', env=env)
+        # the healthy hosts' reads keep 10 s; kern's read gets no answer
+        # within its own bound, then its probe none within its own
+        run = fleet.status('-l', ','.join(healthy + ['kern']),
+                           callbacks=CALLBACKS + ',cut_link', env=env,
+                           group_vars={'nix_status_timeout': 10}, host_vars={'kern': DEAD_VARS})
     finally:
         lab.restore('kern')
     gone = run.result(READ, 'kern')
