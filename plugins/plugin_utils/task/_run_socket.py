@@ -93,9 +93,11 @@ def listen(path):
     """A socket listening at ``path`` (mode 0600); a socket file a dead
     process left there is removed first (the caller holds the run's lock,
     and no process of the run listens)."""
-    # bind() makes the socket with the umask's mode (often 0755): it is
-    # bound under a name of its own, made 0600 and only then given its
-    # path, so the path never shows a wider mode (the folder is 0700 too)
+    # bind() makes the socket file with the umask's mode (often 0755); the
+    # path must never show a wider mode than 0600 (the folder is 0700 too).
+    # Linux makes it with the socket's own mode, which fchmod() sets before
+    # bind(); elsewhere (fchmod refused) it is bound under a name of its
+    # own, made 0600 and only then renamed to its path
     binding = '%s.%d.binding' % (path, os.getpid())
     for stale in (path, binding):
         try:
@@ -104,10 +106,16 @@ def listen(path):
             pass
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        try:
+            os.fchmod(sock.fileno(), 0o600)
+            binding = path
+        except OSError:
+            pass
         with _address(binding) as address:
             sock.bind(address)
         os.chmod(binding, 0o600)
-        os.rename(binding, path)
+        if binding != path:
+            os.rename(binding, path)
         sock.listen(64)
     except BaseException:
         sock.close()

@@ -313,11 +313,19 @@ def _note_socket_modes(event, _args):
 sys.addaudithook(_note_socket_modes)
 
 
+@pytest.mark.parametrize('fchmod_refused', [False, True], ids=['linux', 'fchmod-refused'])
 @pytest.mark.parametrize('name', ['short', 'long-' * 30])
-def test_the_socket_path_never_shows_a_mode_but_0600(tmp_path, name):
+def test_the_socket_path_never_shows_a_mode_but_0600(tmp_path, monkeypatch, name,
+                                                      fchmod_refused):
     """bind() makes a socket with the umask's mode: at no step of making
     it, short path or past AF_UNIX's limit, is the socket's path there
-    with any mode but 0600, and nothing else is left beside it."""
+    with any mode but 0600, and nothing else is left beside it; where
+    fchmod() of a socket is refused (macOS), the same. The socket is bound
+    at its path where it can be (what ss and getsockname show)."""
+    if fchmod_refused:
+        def refuse(_fd, _mode):
+            raise OSError(22, 'Invalid argument')
+        monkeypatch.setattr(os, 'fchmod', refuse)
     folder = tmp_path / name
     folder.mkdir(mode=0o700)
     path = str(folder / 'run-server.sock')
@@ -334,6 +342,8 @@ def test_the_socket_path_never_shows_a_mode_but_0600(tmp_path, name):
         assert seen == {0o600}
         assert stat.S_ISSOCK(os.lstat(path).st_mode)
         assert os.listdir(str(folder)) == ['run-server.sock']
+        if not fchmod_refused and name == 'short':
+            assert listening.getsockname() == path
         connect(path, 5).close()
     finally:
         listening.close()
