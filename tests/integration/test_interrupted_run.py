@@ -21,8 +21,8 @@ file on h2 says so): the run is then at the lock when the watchdog's window
 opens, whatever the machine's load, so the window (``nix_confirm_timeout``,
 which users set too) only has to be long enough for a progress line or two
 once that run's controller follows the wait: its activation's launch session
-returns LAUNCH_WAIT s after the launch (the controller knows nothing of the
-lock wait before), and a look at the run every POLL_WAIT s after that.
+returns as soon as the run waits for the lock, saying for what, and a look
+returns as soon as that changes.
 """
 
 import glob
@@ -31,23 +31,17 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 
 import jsonschema
 import pytest
 
-from tests.collection import BIN, REPO, ansible_env, collections_path
+from tests.collection import BIN, REPO, ansible_env
 from tests.controller import kill_controller
 from tests.deploy_fleet import DeployFleet, prepare, write_inventory
 from tests.faults.fleet import (ACTIVATE, assert_consistent, history, output, records, settled,
                                 wait_until)
-
-sys.path.insert(0, collections_path())
-
-from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.activation import (  # noqa: E402
-    _activation_task)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -64,12 +58,12 @@ HOLD = 'n=0; while [ ! -e %s ] && [ $n -lt 900 ]; do sleep 0.2; n=$((n+1)); done
 SLOW = 1
 # the interrupted runs' confirmation windows: the run that follows is at
 # h2's lock before the window opens (``wait_at_lock``); its controller
-# learns what it waits for when its launch session returns, LAUNCH_WAIT s
-# after the launch, and says it in its next progress line (every PROGRESS
-# s; the summary callback looks once a second): a window 3 s longer than
-# that leaves a few lines in it (and more while the watchdog rolls back)
+# learns what it waits for as soon as its run waits (its launch session
+# returns then) and says it in its next progress line (every PROGRESS s;
+# the summary callback looks once a second): 6 s leave a few lines in it
+# (and more while the watchdog rolls back), a loaded machine included
 PROGRESS = '1'
-CONFIRM = ROLLBACK_CONFIRM = _activation_task.LAUNCH_WAIT + 3
+CONFIRM = ROLLBACK_CONFIRM = 6
 # a run on h2 waits for the lock the held activation holds: its status file
 # on the host (the controller's console may reach its log file only later)
 WAITING_FOR_ACTIVATION = (

@@ -22,6 +22,14 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.host._store import
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
 
 
+def _lock_waited_for(values):
+    """What the run waits for, as the controller last saw it, while it
+    waits for a lock (None otherwise): the next look then returns as soon as
+    that changes, not only at its end."""
+    values = values or {}
+    return values.get('waiting_for') if values.get('state') == 'waiting_lock' else None
+
+
 class DetachedRun:
     """The runs of one task (``task``: an ``ActivateTask``) on its host.
 
@@ -129,7 +137,9 @@ class DetachedRun:
             try:
                 _out, seen, seen_log = session.sh(
                     _programs.poll_script(self._task.platform, run, wait=POLL_WAIT,
-                                          stop_awaiting=magic_rollback, **self._task.where()),
+                                          stop_awaiting=magic_rollback,
+                                          seen_waiting=_lock_waited_for(values),
+                                          **self._task.where()),
                     timeout=POLL_WAIT + LOOK_TIMEOUT)
             except ConnectionLost as exc:
                 lost = str(exc)

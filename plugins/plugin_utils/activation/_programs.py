@@ -149,9 +149,15 @@ def _session(platform, profile, remote_nix_dir):
     }
 
 
-def _poll(wait, stop_awaiting, log_lines=40):
+def _poll(wait, stop_awaiting, seen_waiting=None, log_lines=40):
+    """A wait's values. The wait also ends when the run waits for a lock
+    for another reason than ``seen_waiting`` (the waiting_for the
+    controller last saw, None: none), so that the progress lines say at
+    once what a host waits for, not at the end of the wait."""
+    if seen_waiting not in _activation_fields.WAITING_FOR:
+        seen_waiting = ''
     return {'WAIT': int(wait), 'STOP_AWAITING': bool(stop_awaiting),
-            'TERMINAL': _TERMINAL, 'LOG_LINES': int(log_lines)}
+            'SEEN_WAITING': seen_waiting, 'TERMINAL': _TERMINAL, 'LOG_LINES': int(log_lines)}
 
 
 def _number(value):
@@ -231,7 +237,8 @@ def _option(name, value):
 def launch_script(platform, run, mode, profile=None, remote_nix_dir=None, wait=0, **runner):
     """Start a detached activation (mode 'activate') or rollback (mode
     'rollback'); then, like ``poll_script``, wait up to ``wait`` seconds for
-    it to end (or to await its confirmation) and report it.
+    it to end (or to await its confirmation, or to wait for a lock) and
+    report it.
 
     The runner is written to the run's folder and started from there: as a
     systemd unit (``nixdeploy-activate-<run>``) where systemd runs and the
@@ -248,12 +255,14 @@ def launch_script(platform, run, mode, profile=None, remote_nix_dir=None, wait=0
     return render(_SESSION + ['activate-launch.sh', _POLL], values, FIELDS)
 
 
-def poll_script(platform, run, profile=None, remote_nix_dir=None, wait=0, stop_awaiting=True):
-    """Wait up to ``wait`` seconds for run ``run`` to end, then report it.
+def poll_script(platform, run, profile=None, remote_nix_dir=None, wait=0, stop_awaiting=True,
+                seen_waiting=None):
+    """Wait up to ``wait`` seconds for run ``run`` to end (or to wait for a
+    lock for another reason than ``seen_waiting``), then report it.
     The state folder is found again on the target, so a task that lost the
     launch's answer (a host whose network went down) can follow its run."""
     values = _session(platform, profile, remote_nix_dir)
-    values.update(_poll(wait, stop_awaiting), RUN=run)
+    values.update(_poll(wait, stop_awaiting, seen_waiting), RUN=run)
     return render(_SESSION + [_POLL], values, FIELDS)
 
 

@@ -1,16 +1,18 @@
 # shellcheck shell=sh
 # Waits up to WAIT seconds for run RUN to end (a state in TERMINAL; or, with
-# STOP_AWAITING=1, to await its confirmation), woken by the runner's every
+# STOP_AWAITING=1, to await its confirmation; or to wait for a lock for
+# another reason, waiting_for, than SEEN_WAITING, what the controller last
+# saw: its progress lines then say so at once), woken by the runner's every
 # new state (its waiter file holds this session's pid), then one look: its
 # status, whether its runner lives (one that died before its end is ended
 # here: end_dead_run), its log's last LOG_LINES lines. Folding the wait into
 # the same session saves the controller a round trip per look.
 RD=$D/runs/$RUN
-run_state() {  # st: the run's state (read by the shell: no process five times a second)
-  st=
+run_state() {  # st, wf: the run's state and waiting_for (read by the shell: no process five times a second)
+  st='' wf=''
   [ -f "$RD/status" ] || return 0
   while IFS= read -r line; do
-    case $line in state=*) st=${line#state=} ;; esac
+    case $line in state=*) st=${line#state=} ;; waiting_for=*) wf=${line#waiting_for=} ;; esac
   done <"$RD/status"
 }
 # A run that died before its end (SIGKILLed: a shutdown's KILL after its
@@ -102,6 +104,7 @@ while [ "$NAPPED" -lt $((WAIT * 20)) ]; do
   run_state
   case " $TERMINAL " in *" $st "*) break ;; esac
   [ "$STOP_AWAITING" = 1 ] && [ "$st" = awaiting_confirmation ] && break
+  [ "$st" = waiting_lock ] && [ -n "$wf" ] && [ "$wf" != "$SEEN_WAITING" ] && break
   doze
 done
 doze_end

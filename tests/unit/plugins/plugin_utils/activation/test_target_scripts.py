@@ -110,12 +110,37 @@ class Host:
         params.setdefault('magic_rollback', False)
         params.setdefault('wait', 20)
         params.update(self.common)
-        return self.sh(_programs.launch_script('nixos', run, 'activate', path=path, **params))
+        return self._past_locks(run, params, self.sh(
+            _programs.launch_script('nixos', run, 'activate', path=path, **params)))
 
     def rollback(self, run, **params):
         params = dict(dict(wait=20, magic_rollback=False), **params)
-        return self.sh(_programs.launch_script('nixos', run, 'rollback',
-                                               **dict(params, **self.common)))
+        return self._past_locks(run, params, self.sh(
+            _programs.launch_script('nixos', run, 'rollback', **dict(params, **self.common))))
+
+    def look(self, run, wait, stop_awaiting=True):
+        """A look at ``run`` that waits up to ``wait`` s for it to end (or
+        await its confirmation), followed past its lock waits as the
+        controller follows it."""
+        return self._past_locks(run, {'wait': wait, 'magic_rollback': stop_awaiting}, self.sh(
+            _programs.poll_script('nixos', run, wait=wait, stop_awaiting=stop_awaiting,
+                                  **self.common)))
+
+    def _past_locks(self, run, params, launched):
+        """The launch's values and log, followed as the controller follows
+        them: a launch (or look) returns as soon as its run waits for a lock
+        for a new reason; the run is looked at again until its launch's
+        ``wait`` is over (the values of the launch, the last look's over
+        them)."""
+        values, log = launched
+        deadline = time.monotonic() + params['wait']
+        while values.get('state') == 'waiting_lock' and time.monotonic() < deadline:
+            seen, log = self.sh(_programs.poll_script(
+                'nixos', run, wait=max(1, int(deadline - time.monotonic())),
+                stop_awaiting=params['magic_rollback'], seen_waiting=values.get('waiting_for'),
+                **self.common))
+            values = dict(values, **seen)
+        return values, log
 
     def confirm(self, wait=20, claim=True):
         return self.sh(_programs.confirm_script('nixos', claim=claim, wait=wait, **self.common))
@@ -588,6 +613,36 @@ def test_a_rollback_switches_back_and_reactivates(host):
     assert host.generations() == ('2', ['1', '2', '3'])
 
 
+def test_a_run_that_meets_a_lock_says_what_it_waits_for_at_once(host):
+    """A launch whose run meets another run's lock returns as soon as its
+    run waits, saying for what (the controller's progress lines show it at
+    once, not after the launch's whole wait); a look that has seen that
+    reason waits on for a change; once the lock is free the run goes on."""
+    # runs named as the controller names them (the lock's holder is told
+    # by its name only when it is one)
+    holder, waiter = '2-0000000a', '3-0000000b'
+    host.activate(host.system('first'), 'r1')
+    values, _log = host.activate(host.system('second'), holder, magic_rollback=True,
+                                 confirm_timeout=60)
+    assert values['state'] == _programs.AWAITING, values['output']
+    started = time.monotonic()
+    values, _log = host.sh(_programs.launch_script(
+        'nixos', waiter, 'activate', path=host.system('third'), magic_rollback=False, wait=30,
+        lock_timeout=60, **host.common))
+    assert (values['state'], values['waiting_for']) == ('waiting_lock', 'confirmation'), \
+        values['output']
+    assert time.monotonic() - started < 15, 'the launch waited past its lock wait'
+    started = time.monotonic()
+    seen = host.sh(_programs.poll_script('nixos', waiter, wait=2, stop_awaiting=False,
+                                         seen_waiting='confirmation', **host.common))[0]
+    assert (seen['state'], seen['waiting_for']) == ('waiting_lock', 'confirmation'), seen
+    assert time.monotonic() - started >= 1.5, 'a look returned at a reason it had seen'
+    assert host.confirm()[0]['claimed'] == holder
+    values = host.look(waiter, wait=30, stop_awaiting=False)[0]
+    assert values['state'] == 'done', values['output']
+    assert host.generations()[0] == '3'
+
+
 def test_a_rollback_that_waited_while_another_run_rolled_back_goes_no_further(host):
     """Ctrl-C left generation 3 awaiting its confirmation; a rollback asked
     at once waits for the lock, and meanwhile the watchdog puts 2 back.
@@ -602,7 +657,7 @@ def test_a_rollback_that_waited_while_another_run_rolled_back_goes_no_further(ho
     assert values['state'] == _programs.AWAITING, values['output']
     values, _log = host.rollback('r4', wait=0)
     assert values['state'] in ('starting', 'waiting_lock'), values['output']
-    values = host.sh(_programs.poll_script('nixos', 'r4', wait=40, **host.common))[0]
+    values = host.look('r4', wait=40)[0]
     assert values['state'] == 'unchanged', values['output']
     assert 'moved %s from generation 3 to 2: left there' % host.profile in values['reason']
     assert host.generations() == ('2', ['1', '2'])
