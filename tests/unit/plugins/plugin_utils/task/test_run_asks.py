@@ -10,6 +10,7 @@ asks through the files and is served; an ask that is not one is refused
 and changes nothing."""
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -63,11 +64,16 @@ def removed(folder, seconds=10):
 def connections(socket_path):
     """How many connections the process has accepted at ``socket_path``
     and not closed (its listening socket is not counted)."""
+    # the process binds its socket under a name of its own,
+    # ``<path>.<pid>.binding``, then renames it to the path
+    # (_run_socket.listen): /proc/net/unix shows the name it was bound by
+    bound = re.compile(re.escape(socket_path) + r'(\.[0-9]+\.binding)?')
     with open('/proc/net/unix') as handle:
         lines = handle.read().splitlines()[1:]
     # an accepted connection: state 03 (connected), its path the socket's
     return sum(1 for line in lines
-               if line.split()[-1] == socket_path and line.split()[5] == '03')
+               if len(line.split()) > 7 and bound.fullmatch(line.split()[-1])
+               and line.split()[5] == '03')
 
 
 def wait_for_connections(socket_path, count, seconds=30):

@@ -18,7 +18,8 @@ import pytest
 
 from tests.collection import collections_path
 from tests.unit.plugins.plugin_utils.task.batch_serves import named_serve
-from tests.unit.plugins.plugin_utils.task.test_run_asks import removed, wait_for_connections
+from tests.unit.plugins.plugin_utils.task.test_run_asks import (
+    connections, removed, wait_for_connections)
 
 sys.path.insert(0, collections_path())
 
@@ -38,6 +39,17 @@ def wait_for(path, seconds=30):
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert os.path.exists(path), 'not there after %ss: %s' % (seconds, path)
+
+
+def until(condition, seconds):
+    """Wait until ``condition()`` holds, at most ``seconds`` (a pause a test
+    took whole before: never longer than it); whether it held."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _logged(context, requests, put):
@@ -222,7 +234,10 @@ def test_fifty_hosts_at_once_each_get_their_own_answer_one_wave_per_request(
             host = 'h%02d' % n
             threads.append(asking(server, host, own[host], found, context,
                                   waves_at_once=waves_at_once))
-        time.sleep(1.0)
+        # h01..h49 have all asked before the release: each waits on the
+        # socket, or has its answer (its own request, in a wave beside the
+        # held one); once they have, not a second later
+        until(lambda: connections(server.run.socket_path) + len(found) >= 49, 10)
         open(os.path.join(base_dir, 'release'), 'w').close()
         threads.append(asking(server, 'h00', 'a', found, context, waves_at_once=waves_at_once))
     else:
@@ -266,7 +281,8 @@ def test_a_foresight_taken_after_a_hosts_own_request_does_not_drop_it(base_dir):
     while hosts come). h17 asks its own request 'c' over the socket and
     it is taken ("taken" sent); then h00 asks through the files,
     foreseeing 'f17' for h17. h17's own request, taken first, is served:
-    h17 gets its answer to 'c'."""
+    h17 gets its answer to 'c'. h50 then declines: the gather, open
+    throughout, ends then rather than GATHER_STALL later."""
     server = BatchServer(base_dir, 'copy', 'k')
     context = {'folder': base_dir}
     assert server.request('h9', 'r9', LOGGED, waves_at_once=2, expected=['h9', 'h50'],
@@ -276,6 +292,9 @@ def test_a_foresight_taken_after_a_hosts_own_request_does_not_drop_it(base_dir):
     wait_for_connections(server.run.socket_path, 1)
     time.sleep(0.3)
     server.request('h00', 'a', LOGGED, foresee=lambda: {'h17': 'f17'}, context=context)
+    # h00's request and its foresight are written: the last host the
+    # first wave waits for says it will not ask
+    server.decline('h50')
     threads.append(asking(server, 'h00', 'a', found, context))
     joined(threads, found)
     got = found['h17']
@@ -314,32 +333,59 @@ def test_a_host_that_asks_two_requests_at_once_gets_each_its_own(base_dir):
 
 # claim 2 ---------------------------------------------------------------------
 
+# the runs of test_hosts_asking_as_their_work_ends_are_all_served, side by side
+ENDING_RUNS = 4
+
+
 def test_hosts_asking_as_their_work_ends_are_all_served(base_dir):
     """Hosts ask one after another with gaps around the time a stem takes
     to end (LOOKS, GATHER_QUIET): some find it served (socket), some
     ending, some ended (files). Each gets its own answer within its bound,
-    and each request is served once."""
-    server = BatchServer(base_dir, 'copy', 'k')
-    context = {'folder': base_dir}
+    and each request is served once. The 60 asks and their gaps (one
+    sequence, seed 7) go to ENDING_RUNS runs side by side, each its own
+    job folder and serving process (ask n to run n % ENDING_RUNS): in each
+    run hosts ask one after another as in one run of 60, the three states
+    met as often (measured: served 20-23, ending 16-18, ended 19-24 of
+    60 either way), in a quarter of the wall time."""
     rnd = random.Random(7)
+    gaps = [rnd.choice([0, 0.01, 0.04, 0.05, 0.06, 0.1, 0.15, 0.2, 0.3]) for _n in range(60)]
+    folders = [base_dir] + [tempfile.mkdtemp(prefix='aa-', dir='/tmp')
+                            for _n in range(ENDING_RUNS - 1)]
     results = {}
+
+    def run(index):
+        folder = folders[index]
+        server = BatchServer(folder, 'copy', 'k')
+        context = {'folder': folder}
+        for n in range(index, 60, ENDING_RUNS):
+            host = 'h%02d' % (n % 7)
+            request = 'r%d' % n
+            try:
+                answer, _opened = server.ask(host, request, LOGGED, timeout=20,
+                                             context=context)
+            except Exception as exc:  # pylint: disable=broad-except
+                answer = ('failed', repr(exc))
+            results[(index, host, request)] = answer
+            time.sleep(gaps[n])
     began = time.monotonic()
-    for n in range(60):
-        host = 'h%02d' % (n % 7)
-        request = 'r%d' % n
-        try:
-            answer, _opened = server.ask(host, request, LOGGED, timeout=20, context=context)
-        except Exception as exc:  # pylint: disable=broad-except
-            answer = ('failed', repr(exc))
-        results[(host, request)] = answer
-        time.sleep(rnd.choice([0, 0.01, 0.04, 0.05, 0.06, 0.1, 0.15, 0.2, 0.3]))
-    wrong = dict((key, got) for key, got in results.items()
-                 if not isinstance(got, dict) or got.get('request') != key[1]
-                 or got.get('host') != key[0])
-    assert not wrong, wrong
-    counts = served_count(base_dir)
-    assert all(count == 1 for count in counts.values()), counts
-    assert time.monotonic() - began < 120
+    try:
+        threads = [threading.Thread(target=run, args=(index,), daemon=True)
+                   for index in range(ENDING_RUNS)]
+        for thread in threads:
+            thread.start()
+        joined(threads, results, 120)
+        assert len(results) == 60, sorted(results)
+        wrong = dict((key, got) for key, got in results.items()
+                     if not isinstance(got, dict) or got.get('request') != key[2]
+                     or got.get('host') != key[1])
+        assert not wrong, wrong
+        for folder in folders:
+            counts = served_count(folder)
+            assert all(count == 1 for count in counts.values()), (folder, counts)
+        assert time.monotonic() - began < 120
+    finally:
+        for folder in folders[1:]:
+            removed(folder)
 
 
 def test_a_host_asking_threads_while_stems_end_are_all_served(base_dir):
@@ -377,27 +423,29 @@ def test_a_host_asking_threads_while_stems_end_are_all_served(base_dir):
 
 def test_a_host_is_not_kept_past_its_bound(base_dir):
     """A host whose own request waits behind a held wave (one at once)
-    gives up at its bound (BatchError naming it), not later."""
+    gives up at its bound (BatchError naming it), not later: a bound of
+    1s, given up within 2s more (the margin a 3s bound had)."""
     server, context = held_batch(base_dir, waves_at_once=1)
     began = time.monotonic()
     with pytest.raises(BatchError) as caught:
-        server.ask('h07', 'late', LOGGED, timeout=3, context=context, waves_at_once=1)
+        server.ask('h07', 'late', LOGGED, timeout=1, context=context, waves_at_once=1)
     took = time.monotonic() - began
     assert 'h07' in str(caught.value), caught.value
-    assert took < 5, 'gave up after %.1fs, bound 3s' % took
+    assert took < 3, 'gave up after %.1fs, bound 1s' % took
     open(os.path.join(base_dir, 'release'), 'w').close()
 
 
 def test_a_host_whose_bound_is_past_answer_wait_waits_its_whole_bound(base_dir, monkeypatch):
     """A phase's own bound may pass ANSWER_WAIT (the evaluation's
     eval_batch_timeout + 600, a status closure's 3 * timeout): here
-    ANSWER_WAIT is 3s (set before the process is forked: it reads the
-    same), the host's bound 20s, its answer comes after 7s. Through the
+    ANSWER_WAIT is 1s (set before the process is forked: it reads the
+    same), the host's bound 20s, its answer comes after 2.5s (1.5s past
+    ANSWER_WAIT: a host held to it has failed by then). Through the
     files it would wait its bound; over the socket too: it gets its answer,
-    not a 'no answer after 20s' at 3s."""
-    monkeypatch.setattr(_waits, 'ANSWER_WAIT', 3)
+    not a 'no answer after 20s' at 1s."""
+    monkeypatch.setattr(_waits, 'ANSWER_WAIT', 1)
     server, context = held_batch(base_dir, waves_at_once=1, foreseen={'h02': 'b'})
-    releaser = threading.Timer(7, lambda: open(os.path.join(base_dir, 'release'), 'w').close())
+    releaser = threading.Timer(2.5, lambda: open(os.path.join(base_dir, 'release'), 'w').close())
     releaser.start()
     began = time.monotonic()
     try:
@@ -499,9 +547,15 @@ def test_a_request_nested_deep_is_refused_and_the_batch_is_served_on(base_dir, h
             reply = 'no reply in 10s'
     finally:
         peer.close()
-    time.sleep(1.0)
+    # the deep ask refused, or taken and through a wave of its own (the
+    # one beside the held wave), before h00 asks: at most the second the
+    # test gave it before
+    until(lambda: (isinstance(reply, dict) and 'refused' in reply.get('error', ''))
+          or any(host in wave for wave in waves(base_dir)), 1.0)
+    asked = connections(server.run.socket_path)
     threads.append(asking(server, 'h00', 'a', found, context))
-    time.sleep(0.5)
+    # h00 waits on the socket before the release: at most half a second
+    until(lambda: connections(server.run.socket_path) > asked or 'h00' in found, 0.5)
     open(os.path.join(base_dir, 'release'), 'w').close()
     joined(threads, found)
     problems = []
