@@ -170,6 +170,12 @@ def test_build_on_target_and_on_builder(evb_lab, tmp_path):
         assert run.result('build', host)['result']['changed'] is False
 
 
+# test_a_slow_system_in_a_wave_holds_only_its_host: h1's build (seconds of
+# sleep), and how long before it the other hosts of its wave end
+SLOW_BUILD = 10
+WAVE_GAP = 4
+
+
 # the wave's rules on both stacks: test_build_stage.py and test_batch_server.py (unit, real Nix)
 @pytest.mark.here_only
 def test_a_slow_system_in_a_wave_holds_only_its_host(evb_lab, tmp_path, calibrated):
@@ -178,8 +184,13 @@ def test_a_slow_system_in_a_wave_holds_only_its_host(evb_lab, tmp_path, calibrat
     own systems are in the store, not when the wave's build ends. Nix's
     default max-jobs (1) would build them one behind the other: the wave
     asks for as many side by side as it has systems, up to the cores."""
+    # h1's build sleeps SLOW_BUILD seconds; the others are built in well
+    # under a second, and the build's watch (_build._Watch) looks for them
+    # every second: they end at least WAVE_GAP before h1 (the rest of the
+    # build is left for a busy machine's answers), where a wave that holds
+    # every host until its build ends gives no gap at all
     flake = make_flake(tmp_path / 'flake', evb_lab, configurations={
-        'h1': heavy.heavy_config(build_seconds=20, calibration=calibrated)})
+        'h1': heavy.heavy_config(build_seconds=SLOW_BUILD, calibration=calibrated)})
     nix, log = nix_wrapper(tmp_path)
     roots = tmp_path / 'roots'
     run = play(tmp_path / 'play', evb_lab, flake, tasks(nix, roots),
@@ -190,7 +201,7 @@ def test_a_slow_system_in_a_wave_holds_only_its_host(evb_lab, tmp_path, calibrat
     ended = dict((r['host'], r['ended']) for r in run.results('build'))
     others = [h for h in evb_lab.hosts if h != 'h1']
     assert all(run.result('build', h)['result']['built'] for h in evb_lab.hosts)
-    assert ended['h1'] - max(ended[h] for h in others) > 10, ended
+    assert ended['h1'] - max(ended[h] for h in others) > WAVE_GAP, ended
 
 
 # nix_build's own evaluation on both stacks: test_build_stage.py (unit, real Nix)
