@@ -315,8 +315,8 @@ sys.addaudithook(_note_socket_modes)
 
 @pytest.mark.parametrize('fchmod_refused', [False, True], ids=['linux', 'fchmod-refused'])
 @pytest.mark.parametrize('name', ['short', 'long-' * 30])
-def test_the_socket_path_never_shows_a_mode_but_0600(tmp_path, monkeypatch, name,
-                                                      fchmod_refused):
+def test_the_socket_path_never_shows_a_mode_but_0600(
+        tmp_path, monkeypatch, name, fchmod_refused):
     """bind() makes a socket with the umask's mode: at no step of making
     it, short path or past AF_UNIX's limit, is the socket's path there
     with any mode but 0600, and nothing else is left beside it; where
