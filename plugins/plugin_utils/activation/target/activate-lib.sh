@@ -145,8 +145,11 @@ boot_id() { BOOT=; read -r BOOT 2>/dev/null </proc/sys/kernel/random/boot_id || 
 # collect late (seconds) or never (a container whose first process is no
 # init). Where /proc shows the state, a zombie (Z, or X: being removed) has
 # ended. The state is the word after the command's name, which ends at the
-# line's last ") " (a name may hold blanks and parentheses itself).
+# line's last ") " (a name may hold blanks and parentheses itself). A pid
+# file that holds no plain number (corrupted) names no process: kill -0 -1
+# would answer for every process the user may signal.
 lives() {
+  case $1 in ''|*[!0-9]*) return 1 ;; esac
   kill -0 "$1" 2>/dev/null || return 1
   LIVES_STAT=
   read -r LIVES_STAT 2>/dev/null <"/proc/$1/stat" || return 0

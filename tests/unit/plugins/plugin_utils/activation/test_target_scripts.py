@@ -318,6 +318,21 @@ def _gone(pid, seconds=20.0):
     return False
 
 
+def _killed_while_it_activates(host):
+    """Run r1 done (generation 1), then run r2's runner and its slow
+    activation SIGKILLed while it activates (after it made generation 2):
+    nothing of its exit ran. Returns (old system, new system)."""
+    old, new = host.system('old'), host.system('new', slow=True)
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    assert host.activate(new, 'r2', wait=0)[0]['run'] == 'r2'
+    activation = _wait_for(os.path.join(new, 'pid'))
+    runner = _wait_for(os.path.join(host.state_dir(), 'runs', 'r2', 'pid'))
+    os.kill(runner, 9)
+    os.kill(activation, 9)
+    assert _gone(runner) and _gone(activation)
+    return old, new
+
+
 def test_a_run_killed_while_it_activates_is_ended_by_the_next_look(host):
     """A runner SIGKILLed while it activates (a shutdown's KILL after its
     grace, a power cut, the OOM killer) never runs its exit: its lock would
@@ -327,18 +342,10 @@ def test_a_run_killed_while_it_activates_is_ended_by_the_next_look(host):
     as its exit would have: the profile back, the run failed, the lock
     freed; the profile's next run takes it at once. A look that cannot put
     the profile back leaves the run for the next one."""
-    old, new = host.system('old'), host.system('new', slow=True)
-    assert host.activate(old, 'r1')[0]['state'] == 'done'
-    assert host.activate(new, 'r2', wait=0)[0]['run'] == 'r2'
-    activation = _wait_for(os.path.join(new, 'pid'))
-    runner = _wait_for(os.path.join(host.state_dir(), 'runs', 'r2', 'pid'))
+    old, _new = _killed_while_it_activates(host)
     lock = os.path.join(host.state_dir(), 'lock')
     assert open(os.path.join(lock, 'run')).read().strip() == 'r2'
     assert host.generations() == ('2', ['1', '2'])
-    os.kill(runner, 9)
-    os.kill(activation, 9)
-    assert _gone(runner) and _gone(activation)
-    assert os.path.isdir(lock)
     # a profile that cannot go back at this look: the run stays for the next
     failing = str(host.calls) + '.fail--switch-generation'
     open(failing, 'w').close()
@@ -414,14 +421,7 @@ def test_a_dead_runs_corrupted_status_never_gives_nix_env_an_option(host):
     file: a value there that is not a generation number (the file
     corrupted) never reaches nix-env, where it would be an option. The run
     is ended and its lock freed, the profile left as it is."""
-    old, new = host.system('old'), host.system('new', slow=True)
-    assert host.activate(old, 'r1')[0]['state'] == 'done'
-    assert host.activate(new, 'r2', wait=0)[0]['run'] == 'r2'
-    activation = _wait_for(os.path.join(new, 'pid'))
-    runner = _wait_for(os.path.join(host.state_dir(), 'runs', 'r2', 'pid'))
-    os.kill(runner, 9)
-    os.kill(activation, 9)
-    assert _gone(runner) and _gone(activation)
+    _killed_while_it_activates(host)
     status = os.path.join(host.state_dir(), 'runs', 'r2', 'status')
     with open(status) as handle:
         lines = handle.read().splitlines()
@@ -535,19 +535,28 @@ def test_a_lock_whose_owner_ended_uncollected_is_broken_at_once(host):
         ended.wait()
 
 
+def test_a_lock_whose_pid_file_holds_no_number_is_broken_at_once(host):
+    """A lock's pid file corrupted to "-1" names no process (kill -0 -1
+    answers for every process the user may signal): the lock is broken at
+    once, not held until the whole lock timeout."""
+    new = host.system('a')
+    state = host.state_dir()
+    os.makedirs(os.path.join(state, 'lock'))
+    with open(os.path.join(state, 'lock', 'pid'), 'w') as handle:
+        handle.write('-1\n')
+    started = time.monotonic()
+    values, log = host.activate(new, 'r1', lock_timeout=30)
+    assert values['state'] == 'done', values['output']
+    assert 'breaking the stale lock of pid -1 (no longer running)' in log
+    assert time.monotonic() - started < 20, 'the lock was held until its timeout'
+
+
 @pytest.mark.skipif(not os.path.isdir('/proc/self'), reason='zombies are told by /proc')
 def test_a_runner_that_ended_uncollected_is_ended_by_the_next_look(host):
     """A runner killed while it activates, whose parent (the host's init)
     has not collected it yet: the next look finds it dead, not alive, and
     ends its run (the profile back, the run failed, the lock freed)."""
-    old, new = host.system('old'), host.system('new', slow=True)
-    assert host.activate(old, 'r1')[0]['state'] == 'done'
-    assert host.activate(new, 'r2', wait=0)[0]['run'] == 'r2'
-    activation = _wait_for(os.path.join(new, 'pid'))
-    runner = _wait_for(os.path.join(host.state_dir(), 'runs', 'r2', 'pid'))
-    os.kill(runner, 9)
-    os.kill(activation, 9)
-    assert _gone(runner) and _gone(activation)
+    _killed_while_it_activates(host)
     # the runner's pid (its run's, and its lock's) now names an uncollected
     # process that has ended
     ended = _zombie()
