@@ -90,21 +90,24 @@ $(VENV_STAMP): requirements.txt requirements-test.txt $(CONSTRAINTS) $(call VENV
 # ansible-core 2.19, OpenSSH 9.2) and a current one (a Debian unstable tree entered
 # as its own mount namespace by tests/stack/tree.sh: its Nix, Python and OpenSSH,
 # ansible-core pinned in tests/stack/constraints-current.txt).
-# The tree comes first: this machine's lab gives some hosts its Nix (a mixed
-# fleet). The two stacks then run at the same time (their labs, stores and
-# temp folders are apart; most of a lab test is waiting on hosts): this
-# machine's output streams, the current stack's log follows when both are done.
-# The current stack's track is the shorter one (no 100-host scale run, no
-# execution environment, no systemd hosts, no lab test marked here_only): it
-# also runs the parts of this machine's checks that share no lab with its
-# suite (the scale run, in a scale lab slot of its own, the docs site, sanity,
-# lint), one after the other, while this machine's suite still runs; this
-# machine's suite runs the fault cases after itself (HERE_SUITE_THEN), so that
-# both tracks end about together (the machine's two cores stay busy to the end).
-# The execution environment image (make ee, about 3.5 minutes from nothing) is
-# built beside the tree; the EE tests in test-here's unit run use it.
+# First, beside each other: the current stack's tree (current-deps), the
+# execution environment image (make ee; both about 3.5 minutes from nothing,
+# seconds once made) and this machine's part of the fault cases, which need
+# neither. The tree comes before either stack's suite: this machine's lab gives
+# some hosts its Nix (a mixed fleet). Then the two stacks run at the same time
+# (their labs, stores and temp folders are apart; most of a lab test is
+# waiting on hosts): this machine's output streams, the current stack's log
+# follows when both are done. The current stack's track (no 100-host scale
+# run, no execution environment, no systemd hosts, no lab test marked
+# here_only) also runs the parts of this machine's checks that share no lab
+# with its suite (the scale run, in a scale lab slot of its own, the docs site,
+# the other part of the fault cases, sanity, lint), one after the other, while
+# this machine's suite still runs, so that both tracks end about together (the
+# machine's two cores stay busy to the end). The EE tests in this machine's
+# suite use the image.
 CURRENT_LOG := $(CURDIR)/tests/output/test-current.log
 EE_LOG := $(CURDIR)/tests/output/ee-build.log
+DEPS_LOG := $(CURDIR)/tests/output/current-deps.log
 # The suite's own accounting (tests/module_cpu.py, tests/suite_cost.py): each
 # pytest run of `make test` writes its modules' CPU and wall seconds to
 # $(COST)-<run>.json, and `make test` ends with their table.
@@ -114,35 +117,50 @@ COST_RUNS := here here-checks faults faults-checks current
 test: deps
 	@mkdir -p $(dir $(CURRENT_LOG))
 	@rm -f $(foreach run,$(COST_RUNS),$(COST)-$(run).json)
-	@echo "== make ee runs beside current-deps; its log: $(EE_LOG)"
+	@echo "== make ee and current-deps run beside this machine's part of the fault cases; their logs: $(EE_LOG), $(DEPS_LOG)"
 	@$(MAKE) --no-print-directory ee >$(EE_LOG) 2>&1 & ee=$$!; \
-	deps=0; $(MAKE) --no-print-directory current-deps || deps=$$?; \
+	$(MAKE) --no-print-directory current-deps >$(DEPS_LOG) 2>&1 & tree=$$!; \
+	$(MAKE) --no-print-directory here-faults-first & faults=$$!; \
+	deps=0; wait $$tree || deps=$$?; \
+	other=; if [ $$deps -eq 0 ]; then \
+	  { cur=0; $(MAKE) --no-print-directory test-current || cur=$$?; \
+	    echo "== test-current exit $$cur; this machine's checks and its part of the fault cases:"; \
+	    checks=0; $(MAKE) --no-print-directory test-here-checks HERE_CHECKS_FAULTS=here-faults-checks-part || checks=$$?; \
+	    echo "== test-here-checks exit $$checks"; \
+	    [ $$cur -eq 0 ] && [ $$checks -eq 0 ]; } >$(CURRENT_LOG) 2>&1 & other=$$!; \
+	fi; \
+	early=0; wait $$faults || early=$$?; \
 	built=0; wait $$ee || built=$$?; \
-	echo "== make ee:"; cat $(EE_LOG); \
-	[ $$deps -eq 0 ] && [ $$built -eq 0 ]
-	@echo "== test-current, then this machine's static checks and part of its fault cases, run beside this machine's suite and the other fault cases; their log: $(CURRENT_LOG)"
-	@{ cur=0; $(MAKE) --no-print-directory test-current || cur=$$?; \
-	   echo "== test-current exit $$cur; this machine's checks and its part of the fault cases:"; \
-	   checks=0; $(MAKE) --no-print-directory test-here-checks HERE_CHECKS_FAULTS=here-faults-checks-part || checks=$$?; \
-	   echo "== test-here-checks exit $$checks"; \
-	   [ $$cur -eq 0 ] && [ $$checks -eq 0 ]; } >$(CURRENT_LOG) 2>&1 & other=$$!; \
-	here=0; $(MAKE) --no-print-directory test-here-suite HERE_SUITE_THEN=here-faults-suite-part || here=$$?; \
-	rest=0; wait $$other || rest=$$?; \
-	echo "== test-current and test-here-checks:"; cat $(CURRENT_LOG); \
+	echo "== current-deps exit $$deps:"; cat $(DEPS_LOG); \
+	echo "== make ee exit $$built:"; cat $(EE_LOG); \
+	here=0; if [ $$built -eq 0 ] && [ $$deps -eq 0 ]; then \
+	  echo "== test-current, then this machine's checks and the rest of the fault cases, run beside this machine's suite; their log: $(CURRENT_LOG)"; \
+	  $(MAKE) --no-print-directory test-here-suite || here=$$?; \
+	else here=1; echo "== test-here-suite not run: make ee or current-deps failed (above)"; fi; \
+	rest=0; if [ -n "$$other" ]; then wait $$other || rest=$$?; \
+	  echo "== test-current and test-here-checks:"; cat $(CURRENT_LOG); \
+	else rest=1; echo "== test-current and test-here-checks not run: current-deps failed (above)"; fi; \
 	$(PYTHON) -m tests.suite_cost $(foreach run,$(COST_RUNS),$(COST)-$(run).json) || true; \
-	echo "== test-here-suite (and its part of the fault cases) exit $$here, test-current and test-here-checks (and theirs) exit $$rest"; \
-	[ $$here -eq 0 ] && [ $$rest -eq 0 ]
+	echo "== this machine's first fault cases exit $$early, test-here-suite exit $$here, test-current and test-here-checks (and their fault cases) exit $$rest"; \
+	[ $$early -eq 0 ] && [ $$here -eq 0 ] && [ $$rest -eq 0 ]
+
+# The fault cases make test runs first, beside the image and the tree: they
+# need neither (test_chaos_seeds and test_partial_failure use this machine's
+# Nix on every host). Timestamped as the other steps.
+.PHONY: here-faults-first
+here-faults-first:
+	$(call STEP,this machine's first part of the fault cases)
+	$(MAKE) --no-print-directory here-faults-suite-part
+	$(call STEP,this machine's first part of the fault cases done)
 
 # This machine's stack: everything, the execution environment, fault cases and
 # Molecule included (ee: seconds when `make test` built the image already).
 # `make test` runs its two parts apart: the suite (with the lab, the
-# execution environment, Molecule, then the fault cases) and the checks (the
-# 100-host scale run, with a lab of its own, the deploy of real-size systems,
-# the docs site, sanity, lint).
+# execution environment and Molecule) and the checks (the 100-host scale run,
+# with a lab of its own, the deploy of real-size systems, the docs site,
+# sanity, lint), and the fault cases in two parts (above and below).
 test-here: test-here-suite test-here-checks
 
-# HERE_SUITE_THEN: targets run after the suite (make test: here-faults).
-HERE_SUITE_THEN ?=
 # Each step's start time is printed (STEP), for planning the suite's time.
 STEP = @echo "== $$(date -u +%T) $(1)"
 test-here-suite: deps
@@ -153,8 +171,6 @@ test-here-suite: deps
 		MODULE_CPU=$(COST)-here.json
 	$(call STEP,molecule)
 	$(MAKE) --no-print-directory molecule
-	$(if $(HERE_SUITE_THEN),$(call STEP,$(HERE_SUITE_THEN)))
-	$(if $(HERE_SUITE_THEN),$(MAKE) --no-print-directory $(HERE_SUITE_THEN))
 	$(call STEP,this machine's suite done)
 
 # The fault cases that run in minutes (the slow ones: make faults).
@@ -165,10 +181,10 @@ here-faults: deps
 	$(MAKE) --no-print-directory faults FAULTS_MARKERS='faults and not slow' \
 		MODULE_CPU=$(COST)-$(FAULTS_RUN).json
 
-# make test splits the fault cases between its two sides, each part run after
-# that side's own work, so that neither side waits idle for the other: the
-# checks' side (shorter by 1-4 minutes without them) takes the modules below,
-# the suite's side every other one, so a new fault module is run by default.
+# make test splits the fault cases in two, so that neither side waits idle
+# for the other: the checks' side runs the modules below after its own work;
+# every other module runs first, while the image and the tree are made (a new
+# fault module is run there by default).
 FAULTS_CHECKS_PART := tests/faults/test_target_faults.py tests/faults/test_bad_input.py
 .PHONY: here-faults-suite-part here-faults-checks-part
 here-faults-suite-part:
