@@ -11,12 +11,17 @@ role, the keys the activate task uploads (with --tags keys and --skip-tags
 keys), one run in which a host's own role variable (nix_goal) reaches its
 modules beside a failing host, and last one host's phase results alone and
 beside the fleet (they must not grow with it).
+
+Scenarios that need the same flags share a run, one host a case (issue 91):
+the keys' first deploy is h1's case in the run where h2 fails its activation
+and h3 its evaluation (``failed_beside_keys``), which both tests read.
 """
 
 import json
 import os
 import re
 import subprocess
+import types
 import uuid
 
 import pytest
@@ -197,37 +202,86 @@ def test_skip_tags_activate_copies_without_activating(fleet):
     assert summaries(run)['h1']['outcome'] == 'copied (not activated)', run
 
 
-def test_failing_hosts_end_failed_and_others_go_on(fleet):
-    lab, flake = fleet.lab, fleet.flake
-    before = {host: lab.active(host) for host in ('h2', 'h3')}
+def keys_of(text):
+    """nix_keys: one key before the activation, one after."""
+    return {'early': {'text': text, 'dest_dir': '/run/keys/role-test', 'mode': '0400'},
+            'late': {'text': 'late-' + text, 'dest_dir': '/run/keys/role-test',
+                     'upload_at': 'post-activation'}}
+
+
+def keys_var(text):
+    """nix_keys (``keys_of``) as an extra var."""
+    return json.dumps({'nix_keys': keys_of(text)})
+
+
+def host_vars_source(workdir, hostvars):
+    """An inventory source (JSON) that gives each host of ``hostvars`` its
+    vars, for ``-i`` beside the fleet's inventory; returns its path."""
+    path = os.path.join(workdir, 'host-vars.json')
+    with open(path, 'w') as handle:
+        json.dump({'all': {'hosts': hostvars}}, handle)
+    return path
+
+
+KEY_FILES = ('early', 'late')
+
+
+@pytest.fixture(scope='module')
+def failed_beside_keys(rol_fleet, first_deploy):
+    """One run of the whole fleet for two tests, each host a case of its own
+    (one ansible-playbook start-up, one evaluation and one batch instead of
+    two runs): h2 fails its activation and rolls back, h3 fails its
+    evaluation (test_failing_hosts_end_failed_and_others_go_on), and h1,
+    beside them, switches with nix_keys in its own host vars (the first
+    deploy of test_keys_ride_the_activate_task_and_keep_their_tags; its
+    --tags keys and --skip-tags keys runs stay its own). Made once, by
+    whichever of the two asks first; the hosts' systems and h1's key files
+    are read right after the run, so what a test asserts is what this run
+    left, whatever ran between."""
+    assert first_deploy[0].rc == 0, first_deploy[0]
+    lab, flake = rol_fleet.lab, rol_fleet.flake
+    before = {host: lab.active(host) for host in lab.hosts}
     flake.set_all(version='3')
     flake.set_config('h2', behaviour='fail')       # activation fails: rolls back
     flake.set_config('h3', broken_eval=True)       # Nix evaluation error
+    workdir = rol_fleet.rundir()
+    # h1's own host vars, not an extra var: h2 and h3 get no keys, so their
+    # failures are the same as without them
+    extra = host_vars_source(workdir, {'h1': {'nix_keys': keys_of('sekrit-1')}})
     try:
-        run = deploy(fleet)
+        run = run_playbook(PLAYBOOK, rol_fleet.inventory, workdir, args=['-i', extra])
     finally:
         flake.set_config('h2', behaviour='ok')
         flake.set_config('h3', broken_eval=False)
+    return types.SimpleNamespace(
+        run=run, before=before, after={host: lab.active(host) for host in lab.hosts},
+        keys=dict((name, lab.read('h1', '/run/keys/role-test/%s' % name)) for name in KEY_FILES))
+
+
+def test_failing_hosts_end_failed_and_others_go_on(fleet, failed_beside_keys):
+    before, after = failed_beside_keys.before, failed_beside_keys.after
+    run = failed_beside_keys.run
     assert run.rc != 0, run
     paths = out_paths(run)
-    assert lab.active('h1') == paths['h1']
+    assert after['h1'] == paths['h1'], ('h1', after, paths)
     summary = summaries(run)
-    assert summary['h1']['outcome'] == 'switched', summary
+    assert summary['h1']['outcome'] == 'switched', ('h1', summary)
     # h2 rolled back to what it ran before and is reported failed
-    assert lab.active('h2') == before['h2']
-    assert summary['h2']['failed'] and summary['h2']['rolled_back'], summary
-    assert summary['h2']['outcome'].startswith('FAILED: rolled back'), summary
-    assert summary['h2']['phase'] == 'activate', summary
-    assert summary['h2']['before'] == summary['h2']['after'], summary
+    assert after['h2'] == before['h2'], ('h2', before, after)
+    assert summary['h2']['failed'] and summary['h2']['rolled_back'], ('h2', summary)
+    assert summary['h2']['outcome'].startswith('FAILED: rolled back'), ('h2', summary)
+    assert summary['h2']['phase'] == 'activate', ('h2', summary)
+    assert summary['h2']['before'] == summary['h2']['after'], ('h2', summary)
     # h3 failed evaluating, with Nix's own message, and was not touched
-    assert lab.active('h3') == before['h3']
-    assert summary['h3']['failed'] and not summary['h3']['rolled_back'], summary
-    assert summary['h3']['outcome'].startswith('FAILED at eval'), summary
+    assert after['h3'] == before['h3'], ('h3', before, after)
+    assert summary['h3']['failed'] and not summary['h3']['rolled_back'], ('h3', summary)
+    assert summary['h3']['outcome'].startswith('FAILED at eval'), ('h3', summary)
     eval_h3 = run.result(task(EVAL), 'h3')
-    assert eval_h3['status'] == 'failed' and 'this_option_does_not_exist' in eval_h3['result']['msg']
+    assert eval_h3['status'] == 'failed', ('h3', eval_h3)
+    assert 'this_option_does_not_exist' in eval_h3['result']['msg'], ('h3', eval_h3)
     # the summary's cause names the file and line Nix stopped at
     cause = run.stdout[run.stdout.index('NIXDEPLOY SUMMARY'):].split()
-    assert '-source/lib.nix:205:38)' in ' '.join(cause), run
+    assert '-source/lib.nix:205:38)' in ' '.join(cause), ('h3', run)
     stats = run.stdout[run.stdout.index('PLAY RECAP'):]
     assert 'h1' in stats and stats.count('failed=1') == 2, stats
 
@@ -323,41 +377,36 @@ def test_rollback_role_returns_to_the_previous_generation(fleet):
     assert lab.active('h2') == before
 
 
-def keys_var(text):
-    """nix_keys as an extra var: one key before the activation, one after."""
-    return json.dumps({'nix_keys': {
-        'early': {'text': text, 'dest_dir': '/run/keys/role-test', 'mode': '0400'},
-        'late': {'text': 'late-' + text, 'dest_dir': '/run/keys/role-test',
-                 'upload_at': 'post-activation'}}})
-
-
-def test_keys_ride_the_activate_task_and_keep_their_tags(fleet):
+def test_keys_ride_the_activate_task_and_keep_their_tags(fleet, failed_beside_keys):
     lab, flake = fleet.lab, fleet.flake
-    flake.set_config('h1', version='keys-1')
-    # a deploy with keys: both uploaded by the activate task itself, around it
-    run = deploy(fleet, '-l', 'h1', '-e', keys_var('sekrit-1'))
-    assert run.rc == 0, run
+    # a deploy with keys (h1's case of failed_beside_keys, beside two
+    # failing hosts): both uploaded by the activate task itself, around it
+    run = failed_beside_keys.run
     new = out_paths(run)['h1']
-    assert lab.active('h1') == new
-    assert lab.read('h1', '/run/keys/role-test/early') == 'sekrit-1'
-    assert lab.read('h1', '/run/keys/role-test/late') == 'late-sekrit-1'
+    assert failed_beside_keys.after['h1'] == new, ('h1', failed_beside_keys.after, new)
+    assert failed_beside_keys.keys == {'early': 'sekrit-1', 'late': 'late-sekrit-1'}, (
+        'h1', failed_beside_keys.keys)
     assert tasks_run(run, 'h1') == [task(name) for name in PHASE_TASKS], tasks_run(run, 'h1')
     activate = run.result(task(ACTIVATE), 'h1')['result']
-    assert activate['keys_pre']['key_files']['early']['changed'], activate['keys_pre']
-    assert activate['keys_post']['key_files']['late']['changed'], activate['keys_post']
-    assert [p['name'] for p in activate['phases']] == ['keys', 'activate', 'confirm', 'keys']
+    assert activate['keys_pre']['key_files']['early']['changed'], ('h1', activate['keys_pre'])
+    assert activate['keys_post']['key_files']['late']['changed'], ('h1', activate['keys_post'])
+    assert [p['name'] for p in activate['phases']] == ['keys', 'activate', 'confirm', 'keys'], (
+        'h1', activate)
     assert 'sekrit' not in json.dumps(activate), activate  # never the content
-    # --tags keys (colmena's upload-keys): the keys only, no activation
+    assert summaries(run)['h1']['outcome'] == 'switched', ('h1', run)
+    # --tags keys (colmena's upload-keys): the keys only, no activation. What
+    # h1 runs now is read on it: another test may have moved it since.
+    running = lab.active('h1')
     flake.set_config('h1', version='keys-2')
     run = deploy(fleet, '-l', 'h1', '--tags', 'keys', '-e', keys_var('sekrit-2'))
     assert run.rc == 0, run
-    assert lab.active('h1') == new
+    assert lab.active('h1') == running
     assert lab.read('h1', '/run/keys/role-test/early') == 'sekrit-2'
     assert lab.read('h1', '/run/keys/role-test/late') == 'late-sekrit-2'
     # --skip-tags keys: the activation without them
     run = deploy(fleet, '-l', 'h1', '--skip-tags', 'keys', '-e', keys_var('sekrit-3'))
     assert run.rc == 0, run
-    assert lab.active('h1') == out_paths(run)['h1'] != new
+    assert lab.active('h1') == out_paths(run)['h1'] != running
     assert lab.read('h1', '/run/keys/role-test/early') == 'sekrit-2'
     activate = run.result(task(ACTIVATE), 'h1')['result']
     assert 'keys_pre' not in activate and 'keys_post' not in activate, activate
@@ -373,9 +422,7 @@ def test_each_hosts_own_role_variables_reach_its_phases(fleet):
     flake.set_all(version='vars-1')
     flake.set_config('h2', behaviour='fail')
     workdir = fleet.rundir()
-    extra = os.path.join(workdir, 'host-vars.json')
-    with open(extra, 'w') as handle:
-        json.dump({'all': {'hosts': {'h1': {'nix_goal': 'boot'}}}}, handle)
+    extra = host_vars_source(workdir, {'h1': {'nix_goal': 'boot'}})
     try:
         run = run_playbook(PLAYBOOK, fleet.inventory, workdir, args=['-i', extra])
     finally:
