@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from benchmarks._pipeline_figures import MARKER, NixSampler
-from tests.collection import BIN, ansible_env, collections_path
+from tests.collection import BIN, ansible_env, collections_path, run_playbook
 from tests.lab import heavy
 
 from tests.integration.plugins.action import conftest_eval
@@ -48,33 +48,9 @@ def eval_task(nix_bin, **extra):
             {'name': 'fact', 'ansible.builtin.debug': {'var': 'ansible_facts.nix_drv_path'}}]
 
 
-def test_eight_hosts_one_process(evb_lab, tmp_path):
-    flake = make_flake(tmp_path / 'flake', evb_lab, heavy=20000)
-    nix, log = nix_wrapper(tmp_path)
-    run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix))
-    assert run.rc == 0, run
-    assert len(calls(log, 'eval')) == 1, calls(log, 'eval')
-    # the flake's first recording run: one host drawn and evaluated by Nix
-    # beside the evaluator, its answer compared with the recorded one
-    assert len(spot_checks(log)) == 1, spot_checks(log)
-    platforms = set()
-    for host in evb_lab.hosts:
-        res = run.result(TASK, host)
-        assert res['status'] == 'ok', res
-        got = res['result']
-        assert got['changed'] is False
-        expected = truth(flake, host)
-        assert got['drv_path'] == expected['drvPath']
-        assert got['out_path'] == expected['outPath']
-        assert got['platform'] == evb_lab.hosts[host]['platform']
-        assert got['system'] == flake.data['system']
-        assert got['attr'] == flake.attr(host)
-        assert got['flake'] == flake.ref
-        platforms.add(got['platform'])
-        # the fact a later task (nix_build) defaults to
-        assert run.result('fact', host)['result']['ansible_facts.nix_drv_path'] == expected['drvPath']
-    assert platforms == {'nixos', 'darwin', 'nix-on-droid', 'home-manager'}
-    assert sum(1 for h in evb_lab.hosts if run.result(TASK, h)['result']['evaluated_here']) == 1
+def named(tasks, suffix):
+    """eval_task's tasks, their names ending in ``suffix`` (one play's of several)."""
+    return [dict(task, name='%s %s' % (task['name'], suffix)) for task in tasks]
 
 
 # Outputs a real flake has beside its systems, for the controller's system:
@@ -93,91 +69,172 @@ PACKAGES_OUTPUTS = r'''
 '''
 
 
-def test_flake_with_packages_evaluates_its_systems(evb_lab, tmp_path):
-    flake = make_flake(tmp_path / 'flake', evb_lab)
-    path = tmp_path / 'flake' / 'flake.nix'
-    text = path.read_text()
+def with_packages_outputs(flake):
+    """The flake's outputs extended with PACKAGES_OUTPUTS."""
+    path = os.path.join(flake.path, 'flake.nix')
+    with open(path) as handle:
+        text = handle.read()
     # the outputs function's body is `import ./lib.nix { ... }`: extend it
     body = text.rindex('}')
     outputs_end = text.rindex(';', 0, body)
-    path.write_text(text[:outputs_end] + PACKAGES_OUTPUTS + text[outputs_end:])
-    nix, log = nix_wrapper(tmp_path)
-    run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix))
-    assert run.rc == 0, run
-    for host in evb_lab.hosts:
-        got = run.result(TASK, host)['result']
-        assert got['out_path'] == truth(flake, host)['outPath'], (host, got)
-    # one process still, and the installable named the outputs themselves
-    assert len(calls(log, 'eval')) == 1
+    with open(path, 'w') as handle:
+        handle.write(text[:outputs_end] + PACKAGES_OUTPUTS + text[outputs_end:])
 
 
-# its evaluation: test_eight_hosts_one_process; the configuration shared is our expression
-@pytest.mark.here_only
-def test_shared_configuration_evaluates_once(evb_lab, tmp_path):
+def test_eight_hosts_one_process(evb_lab, tmp_path):
+    """Every host of every persona in one Nix process, each answered right,
+    on a flake that also has the outputs a real flake has beside its
+    systems (scenario: test_flake_with_packages_evaluates_its_systems) and
+    two hosts that deploy one configuration (scenario:
+    test_shared_configuration_evaluates_once). Every other test of the module
+    evaluates a flake without packages outputs or shared configurations:
+    what this flake adds is told apart by the assertions named for it."""
     # h1 and h5 (both nixos) deploy one configuration "web"
-    flake = make_flake(tmp_path / 'flake', evb_lab, shared={'h1': 'web', 'h5': 'web'})
+    flake = make_flake(tmp_path / 'flake', evb_lab, heavy=20000,
+                       shared={'h1': 'web', 'h5': 'web'})
+    with_packages_outputs(flake)
     nix, log = nix_wrapper(tmp_path)
     run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix))
     assert run.rc == 0, run
     evals = calls(log, 'eval')
-    assert len(evals) == 1
-    # 7 distinct systems for 8 hosts, each attribute once in the expression
-    assert evals[0].count('"nixosConfigurations" "web"') == 1
-    h1 = run.result(TASK, 'h1')['result']
-    assert h1['out_path'] == run.result(TASK, 'h5')['result']['out_path']
-    assert 'nixos-system-web-' in h1['out_path']
-
-
-def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
-    flake = make_flake(tmp_path / 'flake', evb_lab,
-                       configurations={'h3': {'platform': 'nix-on-droid', 'broken_eval': True}})
-    nix, log = nix_wrapper(tmp_path)
-    run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix))
-    assert run.rc != 0
-    failed = run.result(TASK, 'h3')
-    assert failed['status'] == 'failed'
-    msg = failed['result']['msg']
-    assert msg.startswith('h3: ')
-    # Nix's own message with file and line
-    assert "attribute 'lab' missing" in msg
-    assert 'lib.nix:' in msg
+    # one process still with the packages outputs: the installable named
+    # the outputs themselves
+    assert len(evals) == 1, evals
+    # the flake's first recording run: one host drawn and evaluated by Nix
+    # beside the evaluator, its answer compared with the recorded one
+    assert len(spot_checks(log)) == 1, spot_checks(log)
+    platforms = set()
     for host in evb_lab.hosts:
-        if host != 'h3':
-            res = run.result(TASK, host)
-            assert res['status'] == 'ok', res
-            assert res['result']['out_path'] == truth(flake, host)['outPath']
-    # the failed chunk is re-evaluated past the broken host, not host by host:
-    # one process up to h3's error, one for the hosts after it
-    assert len(calls(log, 'eval')) == 2, calls(log, 'eval')
+        res = run.result(TASK, host)
+        assert res['status'] == 'ok', (host, res)
+        got = res['result']
+        assert got['changed'] is False, host
+        expected = truth(flake, host)
+        assert got['drv_path'] == expected['drvPath'], (host, got)
+        assert got['out_path'] == expected['outPath'], (host, got)
+        assert got['platform'] == evb_lab.hosts[host]['platform'], host
+        assert got['system'] == flake.data['system'], host
+        assert got['attr'] == flake.attr(host), host
+        assert got['flake'] == flake.ref, host
+        platforms.add(got['platform'])
+        # the fact a later task (nix_build) defaults to
+        assert run.result('fact', host)['result']['ansible_facts.nix_drv_path'] == \
+            expected['drvPath'], host
+    assert platforms == {'nixos', 'darwin', 'nix-on-droid', 'home-manager'}
+    assert sum(1 for h in evb_lab.hosts if run.result(TASK, h)['result']['evaluated_here']) == 1
+    # the shared configuration: 7 distinct systems for 8 hosts, each
+    # attribute once in the expression, h1 and h5 given one system
+    assert evals[0].count('"nixosConfigurations" "web"') == 1, evals
+    h1 = run.result(TASK, 'h1')['result']
+    assert h1['out_path'] == run.result(TASK, 'h5')['result']['out_path'], h1
+    assert 'nixos-system-web-' in h1['out_path'], h1
 
 
-def test_a_flake_in_a_depth_1_clone(evb_lab, tmp_path):
-    """The fleet's flake in a depth-1 clone, as a CI job checks it out
-    (actions/checkout's default) and AWX 21.4 copied a project, with a
-    broken host: Nix 2.20+ evaluates such a clone's commit when told it is
-    shallow, and the run's pin tells it (it pinned the commit alone, and Nix
-    refused every host). Nix 2.8 refuses the clone itself: every host fails
-    with its message, named."""
-    flake = make_flake(tmp_path / 'flake', evb_lab,
-                       configurations={'h3': {'platform': 'nix-on-droid', 'broken_eval': True}})
+BROKEN_H3 = {'h3': {'platform': 'nix-on-droid', 'broken_eval': True}}
+# the end of a play whose host failed on purpose: the next play's hosts are
+# every host again, the failed one too
+CLEAR = {'name': 'clear', 'ansible.builtin.meta': 'clear_host_errors'}
+
+
+def shallow_clone(flake, folder):
+    """``git+file://`` of a depth-1 clone of ``flake`` (made a repository of
+    two commits), as a CI job checks it out (actions/checkout's default)
+    and AWX 21.4 copied a project."""
     git = ['git', '-c', 'user.name=t', '-c', 'user.email=t@t', '-C', flake.path]
     subprocess.run(git + ['init', '-q'], check=True)
     subprocess.run(git + ['add', '-A'], check=True)
     subprocess.run(git + ['commit', '-qm', 'one'], check=True)
     subprocess.run(git + ['commit', '-q', '--allow-empty', '-m', 'two'], check=True)
-    clone = str(tmp_path / 'clone')
-    subprocess.run(['git', 'clone', '-q', '--depth', '1', 'file://' + flake.path, clone],
+    subprocess.run(['git', 'clone', '-q', '--depth', '1', 'file://' + flake.path, folder],
                    check=True)
-    assert os.path.isfile(os.path.join(clone, '.git', 'shallow'))
-    ref = 'git+file://' + clone
-    inv = inventory(evb_lab, flake, extra=dict((h, {'nix_flake': ref}) for h in evb_lab.hosts))
-    nix, _log = nix_wrapper(tmp_path)
-    run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix), inv=inv)
+    assert os.path.isfile(os.path.join(folder, '.git', 'shallow'))
+    return 'git+file://' + folder
+
+
+def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
+    """A broken host (h3) fails alone, named with Nix's own message, in three
+    shapes, each a play of one run with its own flake, its own ``nix`` that
+    counts its processes, and its own task name (the run's evaluation cache
+    holds each flake's answers apart):
+
+    - ``one``: one evaluator; the failed chunk is evaluated again past the
+      broken host, not host by host (its flake as the task's argument);
+    - ``parallel`` (scenario: test_parallel_evaluators_answer_every_host):
+      two evaluators side by side, one process each for half the hosts; the
+      broken host costs its evaluator one more process (its flake as the
+      task's argument);
+    - ``clone`` (scenario: test_a_flake_in_a_depth_1_clone): the fleet's
+      flake in a depth-1 clone, given by the inventory's nix_flake: Nix
+      2.20+ evaluates such a clone's commit when told it is shallow, and the
+      run's pin tells it (it pinned the commit alone, and Nix refused every
+      host). Nix 2.8 refuses the clone itself: every host fails with its
+      message, named. Last: a play whose every host fails ends the run.
+
+    A play after one whose host failed starts with every host
+    (``clear_host_errors``); the run's return code is its last play's."""
+    one = make_flake(tmp_path / 'one', evb_lab, configurations=BROKEN_H3)
+    parallel = make_flake(tmp_path / 'parallel', evb_lab, heavy=20000, configurations=BROKEN_H3)
+    cloned = make_flake(tmp_path / 'cloned', evb_lab, configurations=BROKEN_H3)
+    ref = shallow_clone(cloned, str(tmp_path / 'clone'))
+    inv = inventory(evb_lab, cloned, extra=dict((h, {'nix_flake': ref}) for h in evb_lab.hosts))
+    nix = {}
+    for name in ('one', 'parallel', 'clone'):
+        (tmp_path / ('nix-' + name)).mkdir()
+        nix[name] = nix_wrapper(tmp_path / ('nix-' + name))
+    playbook = [
+        {'hosts': 'all', 'gather_facts': False,
+         'tasks': named(eval_task(nix['one'][0], flake=one.ref), 'one') + [CLEAR]},
+        {'hosts': 'all', 'gather_facts': False,
+         'tasks': named(eval_task(nix['parallel'][0], flake=parallel.ref, eval_workers=2),
+                        'parallel') + [CLEAR]},
+        {'hosts': 'all', 'gather_facts': False,
+         'tasks': named(eval_task(nix['clone'][0]), 'clone')}]
+    run = run_playbook(playbook, inv, str(tmp_path / 'play'), env={'ANSIBLE_FORKS': '8'})
     assert run.rc != 0, run
+
+    # one evaluator
+    task = '%s one' % TASK
+    failed = run.result(task, 'h3')
+    assert failed['status'] == 'failed', failed
+    msg = failed['result']['msg']
+    assert msg.startswith('h3: '), msg
+    # Nix's own message with file and line
+    assert "attribute 'lab' missing" in msg, msg
+    assert 'lib.nix:' in msg, msg
+    for host in evb_lab.hosts:
+        if host != 'h3':
+            res = run.result(task, host)
+            assert res['status'] == 'ok', (host, res)
+            assert res['result']['out_path'] == truth(one, host)['outPath'], (host, res)
+    # the failed chunk is re-evaluated past the broken host, not host by host:
+    # one process up to h3's error, one for the hosts after it
+    evals = calls(nix['one'][1], 'eval')
+    assert len(evals) == 2, evals
+
+    # two evaluators
+    task = '%s parallel' % TASK
+    assert run.result(task, 'h3')['status'] == 'failed', run.result(task, 'h3')
+    assert "attribute 'lab' missing" in run.result(task, 'h3')['result']['msg']
+    for host in evb_lab.hosts:
+        if host != 'h3':
+            res = run.result(task, host)
+            assert res['status'] == 'ok', (host, res)
+            assert res['result']['out_path'] == truth(parallel, host)['outPath'], (host, res)
+    # 2 evaluators: 2 processes, plus one for the hosts after h3 in its piece
+    evals = calls(nix['parallel'][1], 'eval')
+    assert len(evals) == 3, evals
+    (last,) = [r['result'] for r in run.results(task) if r['result'].get('evaluated_here')]
+    figures = last['evaluation']
+    assert figures['processes'] == last['nix_processes'] == 3, figures
+    assert figures['workers'] == 2 and figures['budget_mb'] == 2 * 4096, figures
+    assert figures['evaluated'] == 8 and figures['from_cache'] == 0, figures
+
+    # the depth-1 clone
+    task = '%s clone' % TASK
     nix_2_8 = subprocess.run(['nix', '--version'], stdout=subprocess.PIPE, universal_newlines=True,
                              check=True).stdout.split()[-1].startswith('2.8.')
     for host in evb_lab.hosts:
-        res = run.result(TASK, host)
+        res = run.result(task, host)
         if nix_2_8:
             assert res['status'] == 'failed', res
             assert res['result']['msg'].startswith('%s: ' % host), res
@@ -188,11 +245,16 @@ def test_a_flake_in_a_depth_1_clone(evb_lab, tmp_path):
         else:
             assert res['status'] == 'ok', res
             got = res['result']
-            assert got['out_path'] == truth(flake, host)['outPath'], got
+            assert got['out_path'] == truth(cloned, host)['outPath'], got
             assert got['flake'] == ref
 
 
 def test_limit_serial_and_chunks(evb_lab, tmp_path):
+    """-l, serial and eval_chunk_size, each counted in its own Nix processes:
+    -l in a run of its own; serial and the chunks as two plays of one run,
+    the chunks' play on a flake of its own given as the task's argument (the
+    run's evaluation cache would answer the serial play's flake), each
+    play's processes logged by a ``nix`` of its own."""
     flake = make_flake(tmp_path / 'flake', evb_lab, heavy=1000)
     nix, log = nix_wrapper(tmp_path)
     # -l: only the selected hosts are evaluated (h2 is not)
@@ -200,25 +262,50 @@ def test_limit_serial_and_chunks(evb_lab, tmp_path):
     assert run.rc == 0, run
     assert {r['host'] for r in run.results(TASK)} == {'h1', 'h3', 'h4'}
     evals = calls(log, 'eval')
-    assert len(evals) == 1 and '"h2"' not in evals[0] and '"h4"' in evals[0]
+    assert len(evals) == 1 and '"h2"' not in evals[0] and '"h4"' in evals[0], evals
     # serial: one batch evaluation per batch of 3 (3 + 3 + 2 hosts)
     open(log, 'w').close()
-    run = play(tmp_path / 'serial', evb_lab, flake, eval_task(nix), serial=3)
+    chunked = make_flake(tmp_path / 'chunked', evb_lab, heavy=1000)
+    (tmp_path / 'chunks').mkdir()
+    chunks_nix, chunks_log = nix_wrapper(tmp_path / 'chunks')
+    playbook = [
+        {'hosts': 'all', 'gather_facts': False, 'serial': 3,
+         'tasks': named(eval_task(nix), 'serial')},
+        # eval_chunk_size 3: ceil(8 / 3) processes for one batch
+        {'hosts': 'all', 'gather_facts': False,
+         'tasks': named(eval_task(chunks_nix, eval_chunk_size=3, flake=chunked.ref), 'chunks')}]
+    run = run_playbook(playbook, inventory(evb_lab, flake), str(tmp_path / 'serial'),
+                       env={'ANSIBLE_FORKS': '8'})
     assert run.rc == 0, run
-    assert len(run.results(TASK)) == 8
-    assert len(calls(log, 'eval')) == 3
-    # eval_chunk_size 3: ceil(8 / 3) processes for one batch
-    open(log, 'w').close()
-    run = play(tmp_path / 'chunks', evb_lab, flake, eval_task(nix, eval_chunk_size=3))
-    assert run.rc == 0, run
-    assert len(calls(log, 'eval')) == 3
-    assert all(r['status'] == 'ok' for r in run.results(TASK))
+    serial = run.results('%s serial' % TASK)
+    assert len(serial) == 8 and all(r['status'] == 'ok' for r in serial), serial
+    assert len(calls(log, 'eval')) == 3, calls(log, 'eval')
+    chunks = run.results('%s chunks' % TASK)
+    assert len(chunks) == 8, chunks
+    for res in chunks:
+        assert res['status'] == 'ok', res
+        assert res['result']['flake'] == chunked.ref, res
+    assert len(calls(chunks_log, 'eval')) == 3, calls(chunks_log, 'eval')
 
 
 def test_explicit_arguments_and_per_host_templates(evb_lab, tmp_path):
+    """Two plays of one run, on the lab's inventory without nix_flake and
+    nix_attr host vars, each with a flake of its own (the run's evaluation
+    cache holds their answers apart):
+
+    - the flake as an argument, the attribute from nix_platform + the host
+      name; then attr templated per host (h5 asks for h1's system);
+    - (scenario: test_a_loop_gets_each_item_its_own_evaluation) nix_eval in a
+      loop over two attributes per host (its own system, then its
+      neighbour's): every item of every host is answered for its own
+      attribute, never with what the batch or an earlier item left for it."""
     flake = make_flake(tmp_path / 'flake', evb_lab)
-    nix, log = nix_wrapper(tmp_path)
-    inv = inventory(evb_lab, flake)
+    looped = make_flake(tmp_path / 'looped', evb_lab)
+    hosts = sorted(evb_lab.hosts)
+    wanted = dict((host, [looped.attr(host), looped.attr(hosts[(i + 1) % len(hosts)])])
+                  for i, host in enumerate(hosts))
+    nix, _log = nix_wrapper(tmp_path)
+    inv = inventory(evb_lab, flake, extra=dict((h, {'loop_attrs': wanted[h]}) for h in hosts))
     # no nix_flake/nix_attr host vars at all: flake as an argument, the
     # attribute from nix_platform + the host name; attr templated per host
     for group in inv['all']['children'].values():
@@ -231,16 +318,26 @@ def test_explicit_arguments_and_per_host_templates(evb_lab, tmp_path):
             'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'flake': flake.ref,
             'attr': '{{ "nixosConfigurations.h1.config.system.build.toplevel" '
                     'if inventory_hostname == "h5" else omit }}'}}]
-    run = play(tmp_path / 'play', evb_lab, flake, tasks, inv=inv)
+    loop = [{'name': 'loop', 'loop': '{{ loop_attrs }}', 'nixdeploy.fleet.nix_eval': {
+        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'flake': looped.ref, 'attr': '{{ item }}'}}]
+    run = run_playbook([{'hosts': 'all', 'gather_facts': False, 'tasks': tasks},
+                        {'hosts': 'all', 'gather_facts': False, 'tasks': loop}],
+                       inv, str(tmp_path / 'play'), env={'ANSIBLE_FORKS': '8'})
     assert run.rc == 0, run
     for host in evb_lab.hosts:
-        assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath']
+        assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath'], host
     # h5 asked for h1's system: answered right even though it differs from the batch
     assert run.result('templated', 'h5')['result']['out_path'] == truth(flake, 'h1')['outPath']
     assert run.result('templated', 'h2')['result']['out_path'] == truth(flake, 'h2')['outPath']
+    # the loop: each item its own attribute's answer
+    outs = dict((looped.attr(h), truth(looped, h)['outPath']) for h in hosts)
+    for host in hosts:
+        items = run.result('loop', host)['result']['results']
+        assert [i['attr'] for i in items] == wanted[host], host
+        assert [i['out_path'] for i in items] == [outs[a] for a in wanted[host]], host
 
 
-# hosts asking again: test_explicit_arguments_...; two evaluators: test_parallel_evaluators_...
+# hosts asking again: test_explicit_arguments_...; two evaluators: test_eval_error_... (parallel)
 @pytest.mark.here_only
 def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_path, calibrated):
     """``attr`` templated per host to another variable than nix_attr: the
@@ -300,7 +397,7 @@ def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_p
         <= len(evb_lab.hosts) + 7, figures
 
 
-# per-host attributes asked again: test_explicit_arguments_... and test_a_loop_gets_each_item_...
+# per-host attributes asked again: test_explicit_arguments_... (its templated task and its loop)
 @pytest.mark.here_only
 def test_a_request_the_batch_could_not_form_is_asked_again(evb_lab, tmp_path):
     """``attr`` templated per host, empty on h1 (its system comes from its
@@ -329,84 +426,69 @@ def test_a_request_the_batch_could_not_form_is_asked_again(evb_lab, tmp_path):
         assert got['result']['out_path'] == truth(flake, host)['outPath'], host
 
 
-def test_a_loop_gets_each_item_its_own_evaluation(evb_lab, tmp_path):
-    """nix_eval in a loop over two attributes per host (its own system, then
-    its neighbour's): every item of every host is answered for its own
-    attribute, never with what the batch or an earlier item left for it."""
-    flake = make_flake(tmp_path / 'flake', evb_lab)
-    hosts = sorted(evb_lab.hosts)
-    wanted = dict((host, [flake.attr(host), flake.attr(hosts[(i + 1) % len(hosts)])])
-                  for i, host in enumerate(hosts))
-    inv = inventory(evb_lab, flake, extra=dict((h, {'loop_attrs': wanted[h]}) for h in hosts))
-    nix, _log = nix_wrapper(tmp_path)
-    tasks = [{'name': TASK, 'loop': '{{ loop_attrs }}', 'nixdeploy.fleet.nix_eval': {
-        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'attr': '{{ item }}'}}]
-    run = play(tmp_path / 'play', evb_lab, flake, tasks, inv=inv)
-    assert run.rc == 0, run
-    outs = dict((flake.attr(h), truth(flake, h)['outPath']) for h in hosts)
-    for host in hosts:
-        items = run.result(TASK, host)['result']['results']
-        assert [i['attr'] for i in items] == wanted[host], host
-        assert [i['out_path'] for i in items] == [outs[a] for a in wanted[host]], host
-
-
-def test_parallel_evaluators_answer_every_host(evb_lab, tmp_path):
-    """Two evaluators side by side, one process each for half the hosts; a
-    broken host costs its evaluator one more process, the others are right."""
-    flake = make_flake(tmp_path / 'flake', evb_lab, heavy=20000,
-                       configurations={'h3': {'platform': 'nix-on-droid', 'broken_eval': True}})
-    nix, log = nix_wrapper(tmp_path)
-    run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix, eval_workers=2))
-    assert run.rc != 0
-    assert run.result(TASK, 'h3')['status'] == 'failed'
-    assert "attribute 'lab' missing" in run.result(TASK, 'h3')['result']['msg']
-    for host in evb_lab.hosts:
-        if host != 'h3':
-            assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath']
-    # 2 evaluators: 2 processes, plus one for the hosts after h3 in its piece
-    evals = calls(log, 'eval')
-    assert len(evals) == 3, evals
-    (last,) = [r['result'] for r in run.results(TASK) if r['result'].get('evaluated_here')]
-    figures = last['evaluation']
-    assert figures['processes'] == last['nix_processes'] == 3
-    assert figures['workers'] == 2 and figures['budget_mb'] == 2 * 4096
-    assert figures['evaluated'] == 8 and figures['from_cache'] == 0
-
-
 # the cache's rules, with real Nix on both stacks: tests/unit/.../evaluation/test_eval_cache.py
 @pytest.mark.here_only
 def test_evaluation_cache_between_runs(evb_lab, tmp_path):
     """A second run of the unchanged flake evaluates nothing; a changed flake,
-    another evaluation option or a derivation gone from the store does."""
+    another evaluation option or a derivation gone from the store does.
+
+    Three runs: the first; the unchanged flake, then another option, as two
+    plays of the second; the changed flake, then the cache turned off, as
+    two plays of the third. Each claim "between runs" is the first play of
+    a run of its own (a fresh controller process reads what the run before
+    wrote); a play after it asserts a miss, which what the play before it
+    left in the process could only turn into a hit, never hide. Each play
+    counts its own Nix processes (a logging wrapper of its own: the cache's
+    key holds Nix's version, not its path)."""
     flake = make_flake(tmp_path / 'flake', evb_lab)
-    nix, log = nix_wrapper(tmp_path)
+    wrappers = {}
+    for name in ('runs', 'option', 'off'):
+        (tmp_path / name).mkdir()
+        wrappers[name] = nix_wrapper(tmp_path / name)
     cache = {'NIXDEPLOY_EVAL_CACHE': str(tmp_path / 'cache')}
 
-    def again(name, **extra):
-        open(log, 'w').close()
-        run = play(tmp_path / name, evb_lab, flake, eval_task(nix, **extra), env=cache)
+    def again(name, steps):
+        """One run of one play per (step, wrapper, task args) of ``steps``:
+        {step: (run, evals)}."""
+        for _step, wrapper, _extra in steps:
+            open(wrappers[wrapper][1], 'w').close()
+        playbook = [{'hosts': 'all', 'gather_facts': False,
+                     'tasks': named(eval_task(wrappers[wrapper][0], **extra), step)}
+                    for step, wrapper, extra in steps]
+        run = run_playbook(playbook, inventory(evb_lab, flake), str(tmp_path / name),
+                           env=dict({'ANSIBLE_FORKS': '8'}, **cache))
         assert run.rc == 0, run
-        for host in evb_lab.hosts:
-            assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath']
-        return run, len(calls(log, 'eval'))
+        found = {}
+        for step, wrapper, _extra in steps:
+            task = '%s %s' % (TASK, step)
+            for host in evb_lab.hosts:
+                assert run.result(task, host)['result']['out_path'] == \
+                    truth(flake, host)['outPath'], (step, host)
+            found[step] = (run.results(task), len(calls(wrappers[wrapper][1], 'eval')))
+        return found
 
-    run, evals = again('first')
-    assert evals == 1 and not any(r['result']['from_cache'] for r in run.results(TASK))
-    run, evals = again('unchanged')
+    results, evals = again('first', [('first', 'runs', {})])['first']
+    assert evals == 1 and not any(r['result']['from_cache'] for r in results)
+    found = again('unchanged', [
+        ('unchanged', 'runs', {}),
+        # another evaluation option: a miss
+        ('option', 'option', {'nix_options': dict(NIX_OPTIONS, **{'eval-cache': False})})])
+    results, evals = found['unchanged']
     assert evals == 0, 'an unchanged flake is not evaluated again'
-    assert all(r['result']['from_cache'] for r in run.results(TASK))
-    (last,) = [r['result'] for r in run.results(TASK) if r['result'].get('evaluated_here')]
+    assert all(r['result']['from_cache'] for r in results)
+    (last,) = [r['result'] for r in results if r['result'].get('evaluated_here')]
     assert last['evaluation']['from_cache'] == 8 and last['evaluation']['processes'] == 0
-    # another evaluation option: a miss
-    _run, evals = again('option', nix_options=dict(NIX_OPTIONS, **{'eval-cache': False}))
-    assert evals == 1
+    assert found['option'][1] == 1, 'another evaluation option is a miss'
     # the flake changed (one host's version): every host evaluated again
     flake.set_config(flake.config_of('h2'), version='2')
-    run, evals = again('changed')
-    assert evals == 1 and not any(r['result']['from_cache'] for r in run.results(TASK))
-    # turned off: evaluated, and the cache is not read
-    _run, evals = again('off', eval_cache=False)
-    assert evals == 1
+    found = again('changed', [
+        ('changed', 'runs', {}),
+        # turned off: evaluated, and the cache (the changed flake's, just
+        # written) is not read
+        ('off', 'off', {'eval_cache': False})])
+    results, evals = found['changed']
+    assert evals == 1 and not any(r['result']['from_cache'] for r in results)
+    assert found['off'][1] == 1, 'a cache turned off is not read'
 
 
 def nix_processes_of(token):
@@ -430,11 +512,20 @@ def nix_processes_of(token):
     return found
 
 
-def still_there(token):
-    if not nix_processes_of(token):
-        return False
-    time.sleep(1)
-    return bool(nix_processes_of(token))
+def evaluators_of(token):
+    """Those of ``nix_processes_of(token)`` that evaluate hosts: their
+    expression traces each answer with the evaluator's marker (calls), which
+    the run's short look at the flake's attributes does not carry."""
+    found = []
+    for pid in nix_processes_of(token):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as handle:
+                cmdline = handle.read().decode('utf-8', 'replace')
+        except OSError:
+            continue
+        if 'nixdeploy-eval-result' in cmdline:
+            found.append(pid)
+    return found
 
 
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGKILL])
@@ -459,8 +550,9 @@ def test_a_cancelled_job_leaves_no_evaluator(evb_lab, tmp_path, signum, calibrat
     try:
         deadline = time.monotonic() + 120
         # the heavy host's evaluator (not the run's short look at the
-        # flake's attributes): one that is still there a second later
-        while not still_there(token):
+        # flake's attributes), told by its command line: it is running
+        # when it is seen, and h1 holds it for 120 s
+        while not evaluators_of(token):
             assert job.poll() is None and time.monotonic() < deadline, 'no evaluator started'
             time.sleep(0.2)
         job.send_signal(signum)
