@@ -7,11 +7,13 @@ playbook and returns its exit code, output and the per-task results the
 test-only ``record`` callback wrote.
 """
 
+import atexit
 import glob
 import hashlib
 import json
 import os
 import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +46,29 @@ def collections_path():
 SUITE_CONFIG = os.path.join(REPO, 'tests', 'suite-ansible.cfg')
 
 
+# The evaluation caches of this process's runs (``ansible_env``), one
+# folder each inside one folder for the process, removed when it ends: a
+# whole suite makes thousands.
+_EVAL_CACHES = []
+
+
+def eval_cache_folder():
+    """A new empty evaluation cache folder for one run, removed with this
+    process's others when it ends."""
+    if not _EVAL_CACHES or not os.path.isdir(_EVAL_CACHES[0]):
+        del _EVAL_CACHES[:]
+        _EVAL_CACHES.append(tempfile.mkdtemp(prefix='nixdeploy-eval-caches-'))
+        atexit.register(_remove_eval_caches, _EVAL_CACHES[0], os.getpid())
+    return tempfile.mkdtemp(prefix='run-', dir=_EVAL_CACHES[0])
+
+
+def _remove_eval_caches(folder, pid):
+    # a child forked by a test (a detached batch process run in this
+    # process) inherits the hook: only the process that made them removes
+    if os.getpid() == pid:
+        shutil.rmtree(folder, True)
+
+
 def ansible_env(extra=None, cwd=None):
     """The environment of an ansible-playbook run of the tests (``extra``
     on top). ``cwd``: the folder it runs in; where that folder has no
@@ -66,7 +91,7 @@ def ansible_env(extra=None, cwd=None):
         'PATH': BIN + os.pathsep + env.get('PATH', ''),
         # each run its own evaluation cache: a test counts what one run
         # evaluates; the cache's tests name a folder they share on purpose
-        'NIXDEPLOY_EVAL_CACHE': tempfile.mkdtemp(prefix='nixdeploy-eval-cache-'),
+        'NIXDEPLOY_EVAL_CACHE': eval_cache_folder(),
     })
     env.update(extra or {})
     return env
