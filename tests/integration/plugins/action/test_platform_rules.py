@@ -11,6 +11,12 @@ two NixOS hosts, a darwin, a nix-on-droid, a home-manager user whose ssh
 PATH has nix (m1) and one whose PATH lacks it (h1: a home-manager profile on
 a host shaped like nix-on-droid, as on macOS). Systems are built and copied
 once; tests run in file order and each sets the state it starts from.
+
+A test's deploys, rollbacks and dry runs, which followed each other, are the
+tasks of one play in the same order (``RulesLab.steps``): one ansible-playbook
+start-up for the test. Where the test reads a host between two of them, a
+task of the play reads the same files at that point (``probe_step``,
+``probed``); its reads after the run are the test process's own.
 """
 
 import json
@@ -74,7 +80,7 @@ class RulesLab:
     def system(self, host, variant):
         return self.systems[(host, variant)]
 
-    def play(self, tasks, hosts, extra=None, check=False):
+    def play(self, tasks, hosts, extra=None):
         self.runs += 1
         inv = self.lab.ansible_inventory()
         for group in inv['all']['children'].values():
@@ -87,24 +93,30 @@ class RulesLab:
                 group['hosts'][name].update((extra or {}).get(name, {}))
         playbook = [{'name': 'rules', 'hosts': 'all', 'gather_facts': False, 'tasks': tasks}]
         return run_playbook(playbook, inv, os.path.join(self.workdir, 'run%02d' % self.runs),
-                            args=['--check'] if check else [], timeout=300)
+                            timeout=300)
 
-    def deploy(self, variants, base=None, check=False, **params):
-        """One play: optionally bring the hosts to ``base`` (no watchdog),
-        then activate {host: variant} with ``params``."""
-        params.setdefault('confirm_timeout', 10)
-        extra = {h: {'wanted': self.system(h, v)} for h, v in variants.items()}
+    def steps(self, steps, hosts):
+        """One run of one play whose tasks are ``steps`` (``activate_step``,
+        ``rollback_step``, ``raw_step``, ``probe_step``), each on the hosts it
+        names (skipped on the others): a test's cases that followed each
+        other as runs of their own, in the same order on one
+        ansible-playbook start-up. Where the test read a host between two
+        runs, a probe step reads the same files at that point (``probed``)."""
+        extra = {host: {'lab_state_key': self.key(host),
+                        'lab_profile_link': PROFILE.get(PLATFORM[host], '')} for host in hosts}
         tasks = []
-        if base:
-            for host in variants:
-                extra[host]['base'] = self.system(host, base)
-            tasks.append(activate_task('baseline', '{{ base }}', magic_rollback=False))
-        tasks.append(activate_task('activate', '{{ wanted }}', **params))
-        run = self.play(tasks, list(variants), extra=extra, check=check)
-        if base:
-            for host in variants:
-                assert run.result('baseline', host)['status'] == 'ok', run
-        return run
+        for number, (task, per_host) in enumerate(steps):
+            var = 'step%02d' % number
+            if 'systems' in per_host:
+                per_host = {host: self.system(host, variant)
+                            for host, variant in per_host['systems'].items()}
+            for host, value in per_host.items():
+                extra[host][var] = value
+            task = json.loads(json.dumps(task).replace('@VAR@', var))
+            task['when'] = '%s is defined' % var + (
+                ' and (%s)' % task['when'] if 'when' in task else '')
+            tasks.append(task)
+        return self.play(tasks, hosts, extra=extra)
 
     def key(self, host):
         return {'nixos': 'system', 'darwin': 'system', 'nix-on-droid': 'nix-on-droid',
@@ -136,6 +148,79 @@ class RulesLab:
         out = self.lab.run_in(host, ['ls', folder], check=False).stdout.split()
         return sorted(int(f[len(name) + 1:-5]) for f in out
                       if f.startswith(name + '-') and f.endswith('-link'))
+
+
+def activate_step(name, variants, check=False, **params):
+    """A task that activates {host: variant} with ``params``; ``check``: in
+    check mode (the task's own ``check_mode``, which nix_activate reads as
+    it reads ``--check``: ``self._task.check_mode``)."""
+    params.setdefault('confirm_timeout', 10)
+    task = activate_task(name, '{{ @VAR@ }}', **params)
+    if check:
+        task['check_mode'] = True
+    return task, {'systems': variants}
+
+
+def rollback_step(hosts, name='rollback', **params):
+    args = dict(params, state='rolled_back')
+    return ({'name': name, 'ignore_errors': True, 'nixdeploy.fleet.nix_activate': args},
+            {host: True for host in hosts})
+
+
+def raw_step(name, hosts, script, root=False):
+    """A shell command on ``hosts`` (the lab's hosts have no Python), as
+    their ssh user (over the connection the play's other tasks use; no
+    become) or as root."""
+    task = {'name': name, 'raw': script, 'ignore_errors': True,
+            'vars': {'ansible_become': False}}
+    if root:
+        task['vars']['ansible_user'] = 'root'
+    return task, {host: True for host in hosts}
+
+
+# What RulesLab's active, boot, history, profile and generations read from
+# the host, printed in sections; the profile link as profile_link finds it
+PROBE = (
+    'k={{ lab_state_key }}; l={{ lab_profile_link }}\n'
+    'if [ -z "$l" ]; then if [ -d %(xdg)s ]; then l=%(xdg)s/home-manager;'
+    ' else l=%(per_user)s/home-manager; fi; fi\n'
+    'echo @active; cat /nix/var/lab/$k/active 2>/dev/null; echo\n'
+    'echo @boot; cat /nix/var/lab/$k/boot 2>/dev/null; echo\n'
+    'echo @history; cat /nix/var/lab/history-$k 2>/dev/null; echo\n'
+    'echo @gen; readlink "$l"; echo @path; readlink -f "$l"\n'
+    'echo @name; basename "$l"; echo @ls; ls -1 "$(dirname "$l")" 2>/dev/null; echo @end\n'
+    % {'xdg': XDG_PROFILES, 'per_user': PER_USER})
+
+
+def probe_step(name, hosts):
+    """Reads the hosts' state at this point of the play (``probed``)."""
+    return raw_step('read ' + name, hosts, PROBE)
+
+
+def probed(run, name, host):
+    """What a probe step read on ``host``, as RulesLab's readers return it:
+    {'active', 'boot', 'history', 'profile', 'generations'}."""
+    res = run.result('read ' + name, host)
+    assert res['status'] == 'ok', (host, name, res)
+    sections, current = {}, None
+    for line in res['result']['stdout'].splitlines():
+        line = line.strip()
+        if line.startswith('@'):
+            current = sections.setdefault(line[1:], [])
+        elif current is not None and line:
+            current.append(line)
+    assert 'end' in sections, (host, name, res)
+    gen = (sections['gen'] or [''])[0]
+    number = gen.rsplit('-', 2)[-2] if gen else None
+    link = sections['name'][0]
+    found = sorted(int(entry[len(link) + 1:-5]) for entry in ' '.join(sections['ls']).split()
+                   if entry.startswith(link + '-') and entry.endswith('-link'))
+    return {'active': ' '.join(sections['active']) or None,
+            'boot': ' '.join(sections['boot']) or None,
+            'history': sections['history'],
+            'profile': ((int(number) if number and number.isdigit() else None),
+                        (sections['path'] or [None])[0]),
+            'generations': found}
 
 
 def ok(run, task, host):
@@ -194,35 +279,50 @@ class SwitchLockHolder:
     until the test lets it go (``release``), however long the deploy takes to
     reach it: a thread that runs ``flock`` on the host and waits there for
     the file /run/nixos/hold to go. ``HOLD_LIMIT`` seconds bound it all the
-    same, so a test that fails before its release leaves nothing behind."""
+    same, so a test that fails before its release leaves nothing behind.
+
+    ``arm`` starts it waiting for the deploy's own signal (``take_step``, a
+    task of the play between the baseline and the activation): it takes the
+    lock then, and that task ends once it holds it, so the activation that
+    follows meets the lock held, as when the lock was taken between two
+    runs."""
 
     HOLD_LIMIT = 900
 
     def __init__(self, rules, host):
         self.lab, self.host = rules.lab, host
-        script = ('mkdir -p /run/nixos && rm -f /run/nixos/held && touch /run/nixos/hold && '
+        script = ('i=0; while [ ! -e /run/nixos/go ] && [ -e /run/nixos/hold ] && [ $i -lt %d ]; '
+                  'do sleep 0.1; i=$((i+1)); done; [ -e /run/nixos/go ] || exit 0; '
                   'exec flock %s sh -c \'touch /run/nixos/held; i=0; '
                   'while [ -e /run/nixos/hold ] && [ $i -lt %d ]; do sleep 0.2; i=$((i+1)); '
-                  'done; rm -f /run/nixos/held /run/nixos/hold\'' % (SWITCH_LOCK, self.HOLD_LIMIT * 5))
-        self.thread = threading.Thread(target=self.lab.run_in, args=(host, ['sh', '-c', script]),
-                                       kwargs={'check': False, 'timeout': self.HOLD_LIMIT + 60})
+                  'done; rm -f /run/nixos/held /run/nixos/hold /run/nixos/go\''
+                  % (LAB_WAIT * 10, SWITCH_LOCK, self.HOLD_LIMIT * 5))
+        self.thread = threading.Thread(
+            target=self.lab.run_in, args=(host, ['sh', '-c', script]),
+            kwargs={'check': False, 'timeout': LAB_WAIT + self.HOLD_LIMIT + 60})
         self.thread.daemon = True
 
-    def take(self):
-        """Start holding; returns once the lock is taken (the holder said so)."""
+    def arm(self):
+        """Start the holder, waiting for take_step's signal."""
+        self.lab.run_in(self.host, ['sh', '-c', 'mkdir -p /run/nixos && rm -f /run/nixos/held '
+                                    '/run/nixos/go && touch /run/nixos/hold'])
         self.thread.start()
-        deadline = time.monotonic() + LAB_WAIT
-        while self.lab.read(self.host, '/run/nixos/held') is None:
-            assert self.thread.is_alive() and time.monotonic() < deadline, \
-                'could not take the switch lock on %s' % self.host
-            time.sleep(0.1)
         return self
+
+    def take_step(self):
+        """The play's task that has the holder take the lock and ends once
+        it holds it (fails when it did not within LAB_WAIT)."""
+        return raw_step('take the switch lock', [self.host], (
+            'touch /run/nixos/go; i=0; while [ ! -e /run/nixos/held ] && [ $i -lt %d ]; '
+            'do sleep 0.1; i=$((i+1)); done; test -e /run/nixos/held' % (LAB_WAIT * 10)),
+            root=True)
 
     def release(self):
         """Let the lock go and wait until the holder has ended."""
         self.lab.run_in(self.host, ['rm', '-f', '/run/nixos/hold'], check=False)
         self.thread.join(LAB_WAIT)
         assert not self.thread.is_alive(), 'the switch lock holder on %s did not end' % self.host
+        self.lab.run_in(self.host, ['rm', '-f', '/run/nixos/go'], check=False)
 
 
 def runner_states(rules, host):
@@ -284,14 +384,17 @@ def test_nixos_switch_lock_of_another_switch_is_waited_for(rules):
     """An auto-upgrade holding /run/nixos/switch-to-configuration.lock: n2's
     deploy waits for it and switches; n1 beside it switches at once. The
     other switch holds the lock until n2's runner has said that it waits for
-    it (status waiting_lock), however long the deploy took to get there."""
-    rules.deploy({'n1': 'v1', 'n2': 'v1'}, magic_rollback=False)
+    it (status waiting_lock), however long the deploy took to get there.
+    One run: the baseline, the other switch taking the lock, the deploy."""
     before = set(runner_states(rules, 'n2'))
-    holder = SwitchLockHolder(rules, 'n2').take()
+    holder = SwitchLockHolder(rules, 'n2').arm()
     runs = []
     # lock_timeout: the wait ends at the release, this only bounds it
-    deploy = threading.Thread(target=lambda: runs.append(
-        rules.deploy({'n1': 'v2', 'n2': 'v2'}, lock_timeout=LAB_WAIT)))
+    deploy = threading.Thread(target=lambda: runs.append(rules.steps([
+        activate_step('baseline', {'n1': 'v1', 'n2': 'v1'}, magic_rollback=False),
+        holder.take_step(),
+        activate_step('activate', {'n1': 'v2', 'n2': 'v2'}, lock_timeout=LAB_WAIT)],
+        ['n1', 'n2'])))
     deploy.daemon = True
     deploy.start()
     try:
@@ -299,7 +402,8 @@ def test_nixos_switch_lock_of_another_switch_is_waited_for(rules):
             return [(run, reason) for run, (state, reason) in runner_states(rules, 'n2').items()
                     if run not in before and state == 'waiting_lock']
         seen = wait_until(waiting, deploy)
-        assert seen, 'n2 never waited for the switch lock: %r' % runner_states(rules, 'n2')
+        assert seen, 'n2 never waited for the switch lock: %r %r' % (
+            runner_states(rules, 'n2'), runs)
         assert seen[0][1].startswith('another switch holds %s' % SWITCH_LOCK), seen
         # n1 did not wait for n2's lock: it is on v2 while n2 still waits
         switched = wait_until(lambda: rules.active('n1') == rules.system('n1', 'v2'), deploy)
@@ -311,11 +415,13 @@ def test_nixos_switch_lock_of_another_switch_is_waited_for(rules):
         holder.release()
         deploy.join(LAB_WAIT + 300)
     (run,) = runs
+    ok(run, 'take the switch lock', 'n2')
     for host in ('n1', 'n2'):
+        ok(run, 'baseline', host)
         res = ok(run, 'activate', host)
-        assert res['state'] == 'done' and res['confirmed'] and not res['rolled_back'], res
-        assert rules.active(host) == rules.system(host, 'v2')
-        assert rules.profile(host)[1] == rules.system(host, 'v2')
+        assert res['state'] == 'done' and res['confirmed'] and not res['rolled_back'], (host, res)
+        assert rules.active(host) == rules.system(host, 'v2'), host
+        assert rules.profile(host)[1] == rules.system(host, 'v2'), host
     assert any('another switch holds %s' % SWITCH_LOCK in line
                for line in ok(run, 'activate', 'n2')['log_tail'])
 
@@ -324,25 +430,31 @@ def test_nixos_switch_lock_of_another_switch_is_waited_for(rules):
 @pytest.mark.here_only
 def test_nixos_switch_lock_held_too_long_fails_without_a_rollback(rules):
     """Held longer than lock_timeout: n2 fails saying so, nothing was
-    activated or rolled back, no generation it had is gone."""
-    rules.deploy({'n1': 'v1', 'n2': 'v1'}, magic_rollback=False)
-    before = {host: (rules.profile(host), rules.generations(host)) for host in ('n1', 'n2')}
-    history = len(rules.history('n2'))
+    activated or rolled back, no generation it had is gone. One run: the
+    baseline, the other switch taking the lock, the deploy."""
     # held until the deploy is over: longer than lock_timeout however long
     # the deploy takes to reach the lock
-    holder = SwitchLockHolder(rules, 'n2').take()
+    holder = SwitchLockHolder(rules, 'n2').arm()
     try:
-        run = rules.deploy({'n1': 'v3', 'n2': 'v3'}, lock_timeout=3)
+        run = rules.steps([
+            activate_step('baseline', {'n1': 'v1', 'n2': 'v1'}, magic_rollback=False),
+            probe_step('before', ['n2']),
+            holder.take_step(),
+            activate_step('activate', {'n1': 'v3', 'n2': 'v3'}, lock_timeout=3)], ['n1', 'n2'])
     finally:
         holder.release()
+    ok(run, 'take the switch lock', 'n2')
+    for host in ('n1', 'n2'):
+        ok(run, 'baseline', host)
     assert ok(run, 'activate', 'n1')['state'] == 'done'
     res = failed(run, 'activate', 'n2')
     assert not res['rolled_back'] and not res['activated'], res
     assert 'another switch held %s for more than 3s' % SWITCH_LOCK in res['msg'], res['msg']
-    assert rules.profile('n2') == before['n2'][0]
-    assert rules.generations('n2') == before['n2'][1]
+    before = probed(run, 'before', 'n2')
+    assert rules.profile('n2') == before['profile']
+    assert rules.generations('n2') == before['generations']
     assert rules.active('n2') == rules.system('n2', 'v1')
-    assert len(rules.history('n2')) == history  # no switch ran at all
+    assert len(rules.history('n2')) == len(before['history'])  # no switch ran at all
 
 
 # its check mode and dry-activate calls: test_nix_activate's test_check_mode_changes_nothing
@@ -350,50 +462,57 @@ def test_nixos_switch_lock_held_too_long_fails_without_a_rollback(rules):
 def test_nixos_dry_runs_honour_pre_switch_checks(rules):
     """n1's new system changes a switch inhibitor: its dry run (check mode,
     goal dry-activate) is refused like the switch, and
-    pre_switch_checks=false lets the dry run through; n2 changes none."""
-    rules.deploy({'n1': 'v1', 'n2': 'v1'}, magic_rollback=False)
-    before = {host: rules.profile(host) for host in ('n1', 'n2')}
+    pre_switch_checks=false lets the dry run through; n2 changes none.
+    One run: the baseline, then each dry run as a task of its own."""
     variants = {'n1': 'inh', 'n2': 'v2'}
-    run = rules.deploy(variants, check=True, pre_switch_checks=False)
+    run = rules.steps([
+        activate_step('baseline', {'n1': 'v1', 'n2': 'v1'}, magic_rollback=False),
+        probe_step('before', ['n1', 'n2']),
+        activate_step('check', variants, check=True, pre_switch_checks=False),
+        activate_step('dry', variants, goal='dry-activate', pre_switch_checks=False),
+        activate_step('dry checked', variants, goal='dry-activate')], ['n1', 'n2'])
     for host in variants:
-        res = ok(run, 'activate', host)
-        assert res['changed'] and not res['activated'], res
-        assert any('would activate' in line for line in res['log_tail']), res
-    run = rules.deploy(variants, goal='dry-activate', pre_switch_checks=False)
-    for host in variants:
-        res = ok(run, 'activate', host)
-        assert res['changed'] is False and res['would_change'] is True, res
-    run = rules.deploy(variants, goal='dry-activate')
-    res = failed(run, 'activate', 'n1')
+        ok(run, 'baseline', host)
+        res = ok(run, 'check', host)
+        assert res['changed'] and not res['activated'], (host, res)
+        assert any('would activate' in line for line in res['log_tail']), (host, res)
+        res = ok(run, 'dry', host)
+        assert res['changed'] is False and res['would_change'] is True, (host, res)
+    res = failed(run, 'dry checked', 'n1')
     assert "refused by the pre-switch check 'switchInhibitors'" in res['msg'], res['msg']
     assert res['switch_refused']['inhibitors'] == [
         {'name': 'dbus-implementation', 'old': 'dbus', 'new': 'broker'}]
-    assert ok(run, 'activate', 'n2')['would_change'] is True
+    assert ok(run, 'dry checked', 'n2')['would_change'] is True
     for host in variants:
-        assert rules.profile(host) == before[host]
-        assert rules.active(host) == rules.system(host, 'v1')
+        assert rules.profile(host) == probed(run, 'before', host)['profile'], host
+        assert rules.active(host) == rules.system(host, 'v1'), host
 
 
 # its rollback calls: test_nix_activate's test_switch_confirm_and_manual_rollback_on_every_persona
 @pytest.mark.here_only
 def test_nixos_rolling_back_a_test_activation_leaves_the_profile(rules):
     """goal test, then a rollback with goal test: the profile's current
-    generation is active again; the profile and the boot entry never moved."""
-    rules.deploy({'n1': 'v1', 'n2': 'v1'}, magic_rollback=False)
-    before = {host: (rules.profile(host), rules.generations(host)) for host in ('n1', 'n2')}
-    run = rules.deploy({'n1': 'v2', 'n2': 'v2'}, goal='test')
-    for host in ('n1', 'n2'):
-        assert ok(run, 'activate', host)['confirmed']
-        assert rules.active(host) == rules.system(host, 'v2')
-    run = rules.play([{'name': 'rollback', 'ignore_errors': True, 'nixdeploy.fleet.nix_activate': {
-        'state': 'rolled_back', 'goal': 'test'}}], ['n1', 'n2'])
-    for host in ('n1', 'n2'):
+    generation is active again; the profile and the boot entry never moved.
+    One run: baseline, activation, rollback, the host read between them."""
+    hosts = ['n1', 'n2']
+    run = rules.steps([
+        activate_step('baseline', {h: 'v1' for h in hosts}, magic_rollback=False),
+        probe_step('before', hosts),
+        activate_step('activate', {h: 'v2' for h in hosts}, goal='test'),
+        probe_step('tested', hosts),
+        rollback_step(hosts, goal='test')], hosts)
+    for host in hosts:
+        ok(run, 'baseline', host)
+        assert ok(run, 'activate', host)['confirmed'], host
+        assert probed(run, 'tested', host)['active'] == rules.system(host, 'v2'), host
         res = ok(run, 'rollback', host)
-        assert res['rolled_back'] and res['new']['path'] == rules.system(host, 'v1'), res
-        assert rules.active(host) == rules.system(host, 'v1')
-        assert (rules.profile(host), rules.generations(host)) == before[host]
-        assert rules.lab.boot(host, 'system') == rules.system(host, 'v1')
-        assert rules.history(host)[-1].split()[1:3] == ['test', rules.system(host, 'v1')]
+        assert res['rolled_back'] and res['new']['path'] == rules.system(host, 'v1'), (host, res)
+        assert rules.active(host) == rules.system(host, 'v1'), host
+        before = probed(run, 'before', host)
+        assert (rules.profile(host), rules.generations(host)) == (
+            before['profile'], before['generations']), host
+        assert rules.lab.boot(host, 'system') == rules.system(host, 'v1'), host
+        assert rules.history(host)[-1].split()[1:3] == ['test', rules.system(host, 'v1')], host
 
 
 # its switch and failed-activation calls: test_nix_activate's every-persona and failure tests
@@ -401,26 +520,35 @@ def test_nixos_rolling_back_a_test_activation_leaves_the_profile(rules):
 def test_reactivate_repairs_a_host_left_with_failed_units(rules):
     """n1's units failed (kept with auto_rollback off): a second deploy
     changes nothing by default; reactivate runs switch-to-configuration
-    again, which restarts them. n2 beside it is simply re-run."""
-    rules.deploy({'n1': 'v1', 'n2': 'v1'}, magic_rollback=False)
-    run = rules.deploy({'n1': 'fuo', 'n2': 'v2'}, auto_rollback=False)
-    assert 'exited with code 4' in failed(run, 'activate', 'n1')['msg']
-    assert ok(run, 'activate', 'n2')['state'] == 'done'
-    history = {host: len(rules.history(host)) for host in ('n1', 'n2')}
-    run = rules.deploy({'n1': 'fuo', 'n2': 'v2'})
-    for host in ('n1', 'n2'):
-        res = ok(run, 'activate', host)
-        assert res['state'] == 'unchanged' and not res['changed'], res
-        assert len(rules.history(host)) == history[host]
-    run = rules.deploy({'n1': 'fuo', 'n2': 'v2'}, reactivate=True)
-    for host, variant in (('n1', 'fuo'), ('n2', 'v2')):
-        res = ok(run, 'activate', host)
-        assert res['state'] == 'done' and res['changed'] and 're-activated' in res['msg'], res
+    again, which restarts them. n2 beside it is simply re-run. One run:
+    each deploy a task, the history read between them."""
+    hosts = ['n1', 'n2']
+    variants = {'n1': 'fuo', 'n2': 'v2'}
+    run = rules.steps([
+        activate_step('baseline', {h: 'v1' for h in hosts}, magic_rollback=False),
+        activate_step('failing', variants, auto_rollback=False),
+        probe_step('failed', hosts),
+        activate_step('again', variants),
+        probe_step('again', hosts),
+        activate_step('reactivate', variants, reactivate=True)], hosts)
+    for host in hosts:
+        ok(run, 'baseline', host)
+    assert 'exited with code 4' in failed(run, 'failing', 'n1')['msg']
+    assert ok(run, 'failing', 'n2')['state'] == 'done'
+    history = {host: len(probed(run, 'failed', host)['history']) for host in hosts}
+    for host in hosts:
+        res = ok(run, 'again', host)
+        assert res['state'] == 'unchanged' and not res['changed'], (host, res)
+        assert len(probed(run, 'again', host)['history']) == history[host], host
+    for host, variant in variants.items():
+        res = ok(run, 'reactivate', host)
+        assert res['state'] == 'done' and res['changed'] and 're-activated' in res['msg'], \
+            (host, res)
         # the switch's two parts (magic rollback), with nothing to confirm
-        assert len(rules.history(host)) == history[host] + 2
+        assert len(rules.history(host)) == history[host] + 2, host
         assert [line.split()[1:3] for line in rules.history(host)[-2:]] == [
-            [goal, rules.system(host, variant)] for goal in ('test', 'boot')]
-        assert rules.active(host) == rules.system(host, variant)
+            [goal, rules.system(host, variant)] for goal in ('test', 'boot')], host
+        assert rules.active(host) == rules.system(host, variant), host
 
 
 # ---------------------------------------------------------------- nix-darwin
@@ -428,26 +556,35 @@ def test_darwin_runs_activate_user_as_the_user_first_unless_deprecated(rules):
     """A system built before 2025 (activate-user) switches, with
     activate-user run as the ssh user before activate (as root, by
     become); the 2025 stub marked deprecated is not run; check mode is
-    darwin-rebuild check (checkActivation=1). a1 beside it, plain."""
-    run = rules.deploy({'d1': 'v2', 'a1': 'v2'}, base='v1')
+    darwin-rebuild check (checkActivation=1). a1 beside it, plain. One run:
+    d1's deploys, rollback and check each a task, the host read between."""
+    user_file = '/nix/var/lab/darwin-activate-user'
+    run = rules.steps([
+        activate_step('baseline', {'d1': 'v1', 'a1': 'v1'}, magic_rollback=False),
+        activate_step('activate', {'d1': 'v2', 'a1': 'v2'}),
+        raw_step('activate-user', ['d1'], 'cat %s' % user_file),
+        activate_step('deprecated', {'d1': 'dep'}),
+        probe_step('deprecated', ['d1']),
+        rollback_step(['d1']),
+        probe_step('rolled back', ['d1']),
+        activate_step('check', {'d1': 'v1'}, check=True)], ['d1', 'a1'])
+    for host in ('d1', 'a1'):
+        ok(run, 'baseline', host)
     res = ok(run, 'activate', 'd1')
     assert res['state'] == 'done' and res['confirmed'], res
-    assert rules.lab.read('d1', '/nix/var/lab/darwin-activate-user').split() == [
+    assert ok(run, 'activate-user', 'd1')['stdout'].split() == [
         rules.system('d1', 'v2'), 'deploy']
     assert ok(run, 'activate', 'a1')['confirmed']
-    run = rules.deploy({'d1': 'dep'})
-    assert ok(run, 'activate', 'd1')['state'] == 'done'
-    assert rules.active('d1') == rules.system('d1', 'dep')
+    assert ok(run, 'deprecated', 'd1')['state'] == 'done'
+    assert probed(run, 'deprecated', 'd1')['active'] == rules.system('d1', 'dep')
     # rolled back: activate-user of what the profile goes back to runs too
-    run = rules.play([{'name': 'rollback', 'ignore_errors': True,
-                       'nixdeploy.fleet.nix_activate': {'state': 'rolled_back'}}], ['d1'])
     assert ok(run, 'rollback', 'd1')['new']['path'] == rules.system('d1', 'v2')
-    assert rules.active('d1') == rules.system('d1', 'v2')
-    history = len(rules.history('d1'))
-    run = rules.deploy({'d1': 'v1'}, check=True)
-    res = ok(run, 'activate', 'd1')
+    rolled_back = probed(run, 'rolled back', 'd1')
+    assert rolled_back['active'] == rules.system('d1', 'v2')
+    res = ok(run, 'check', 'd1')
     assert res['changed'] and any('would activate' in line for line in res['log_tail']), res
-    assert rules.active('d1') == rules.system('d1', 'v2') and len(rules.history('d1')) == history
+    assert rules.active('d1') == rules.system('d1', 'v2')
+    assert len(rules.history('d1')) == len(rolled_back['history'])
 
 
 # ---------------------------------------------------------------- nix-on-droid
@@ -455,24 +592,30 @@ def test_darwin_runs_activate_user_as_the_user_first_unless_deprecated(rules):
 @pytest.mark.here_only
 def test_nix_on_droid_rollback_switches_back_through_the_generation_link(rules):
     """Rolling back runs nix-on-droid-(N-1)-link/activate, which switches
-    the profile back to that generation: no new generation appears."""
-    rules.deploy({'a1': 'v1'}, magic_rollback=False)
-    run = rules.deploy({'a1': 'v2'})
+    the profile back to that generation: no new generation appears. One
+    run: each deploy and the rollback a task, the host read between."""
+    run = rules.steps([
+        activate_step('baseline', {'a1': 'v1'}, magic_rollback=False),
+        activate_step('activate', {'a1': 'v2'}),
+        probe_step('activated', ['a1']),
+        rollback_step(['a1']),
+        probe_step('rolled back', ['a1']),
+        activate_step('checks', {'a1': 'v2'}, health_checks=[
+            {'name': 'no', 'command': 'false', 'retries': 0}])], ['a1'])
+    ok(run, 'baseline', 'a1')
     assert ok(run, 'activate', 'a1')['confirmed']
-    first = rules.profile('a1')[0] - 1
-    gens = rules.generations('a1')
-    assert rules.profile('a1')[1] == rules.system('a1', 'v2') and first in gens
-    run = rules.play([{'name': 'rollback', 'ignore_errors': True,
-                       'nixdeploy.fleet.nix_activate': {'state': 'rolled_back'}}], ['a1'])
+    activated = probed(run, 'activated', 'a1')
+    first = activated['profile'][0] - 1
+    gens = activated['generations']
+    assert activated['profile'][1] == rules.system('a1', 'v2') and first in gens
     res = ok(run, 'rollback', 'a1')
     assert res['new'] == {'generation': first, 'path': rules.system('a1', 'v1')}, res
-    assert rules.profile('a1') == (first, rules.system('a1', 'v1'))
-    assert rules.generations('a1') == gens  # back, not a new generation
-    assert rules.active('a1') == rules.system('a1', 'v1')
+    rolled_back = probed(run, 'rolled back', 'a1')
+    assert rolled_back['profile'] == (first, rules.system('a1', 'v1'))
+    assert rolled_back['generations'] == gens  # back, not a new generation
+    assert rolled_back['active'] == rules.system('a1', 'v1')
     # a check that fails rolls back the same way (the watchdog's rollback)
-    run = rules.deploy({'a1': 'v2'}, health_checks=[{'name': 'no', 'command': 'false',
-                                                     'retries': 0}])
-    res = failed(run, 'activate', 'a1')
+    res = failed(run, 'checks', 'a1')
     assert res['rolled_back'] and res['phase'] == 'checks', res
     assert rules.profile('a1') == (first, rules.system('a1', 'v1'))
     assert max(rules.generations('a1')) <= max(gens)
@@ -488,34 +631,53 @@ def test_home_manager_finds_nix_and_its_profile_folder(rules):
     that folder on PATH for activate, which takes nix-env from PATH. m1 has
     lost its profile folders: `nix-env -q` first lets Nix make its own (Nix
     2.14+: the XDG one), and the profile goes where activate looks; where
-    Nix makes none, the task says so and changes nothing."""
+    Nix makes none, the task says so and changes nothing. One run: m1's
+    first deploy is the baseline of the deploy and rollback that follow;
+    where it found no folder, the older Nix's folder is made and m1's
+    baseline runs again, all in the play (the tasks that tell the two apart
+    are skipped on the other path)."""
     rules.lab.run_in('m1', ['rm', '-rf', '/home/app/.local/state/nix', PER_USER])
-    run = rules.deploy({'m1': 'v1'}, magic_rollback=False)
-    res = run.result('activate', 'm1')
-    if xdg_exists(rules, 'm1'):
+    # h1's user has a home-manager profile folder; only nix is off PATH there
+    rules.lab.run_in('h1', ['mkdir', '-p', XDG_PROFILES], user='app')
+    hosts = ['h1', 'm1']
+    baseline = activate_step('baseline', {h: 'v1' for h in hosts}, magic_rollback=False)
+    baseline[0]['register'] = 'first_baseline'
+    folder = raw_step('older folder', ['m1'], 'install -d -o app -g app %s' % PER_USER, root=True)
+    again = activate_step('baseline again', {'m1': 'v1'}, magic_rollback=False)
+    for step in (folder, again):
+        step[0]['when'] = 'first_baseline is failed'
+    run = rules.steps([
+        baseline,
+        raw_step('folders', ['m1'], 'for f in %s %s; do [ -e "$f" ] && echo yes || echo no; done'
+                 % (XDG_PROFILES, PER_USER)),
+        # the older Nix's folder, as its installer makes it: home-manager uses it
+        folder, again,
+        activate_step('activate', {h: 'v2' for h in hosts}),
+        probe_step('activated', hosts),
+        rollback_step(hosts)], hosts)
+    res = run.result('baseline', 'm1')
+    xdg, per_user = ok(run, 'folders', 'm1')['stdout'].split()
+    if xdg == 'yes':
         assert res['status'] == 'ok', res
         assert res['result']['profile'] == XDG_PROFILES + '/home-manager'
+        assert run.result('baseline again', 'm1')['status'] == 'skipped'
     else:
         assert res['status'] == 'failed', res
         assert 'no profile folder for home-manager: none of %s, %s exists' % (
             XDG_PROFILES, PER_USER) in res['result']['msg'], res
-        assert rules.lab.run_in('m1', ['test', '-e', PER_USER], check=False).returncode != 0
-        # the older Nix's folder, as its installer makes it: home-manager uses it
-        rules.lab.run_in('m1', ['install', '-d', '-o', 'app', '-g', 'app', PER_USER])
-    # h1's user has a home-manager profile folder; only nix is off PATH there
-    rules.lab.run_in('h1', ['mkdir', '-p', XDG_PROFILES], user='app')
-    run = rules.deploy({'h1': 'v2', 'm1': 'v2'}, base='v1')
-    for host in ('h1', 'm1'):
+        assert per_user == 'no'
+        ok(run, 'older folder', 'm1')
+        ok(run, 'baseline again', 'm1')
+    ok(run, 'baseline', 'h1')
+    for host in hosts:
         res = ok(run, 'activate', host)
-        assert res['state'] == 'done' and res['confirmed'], res
-        assert res['profile'] == rules.profile_link(host), res
-        assert rules.profile(host)[1] == rules.system(host, 'v2')
-        assert rules.active(host) == rules.system(host, 'v2')
-    run = rules.play([{'name': 'rollback', 'ignore_errors': True,
-                       'nixdeploy.fleet.nix_activate': {'state': 'rolled_back'}}], ['h1', 'm1'])
-    for host in ('h1', 'm1'):
-        assert ok(run, 'rollback', host)['new']['path'] == rules.system(host, 'v1')
-        assert rules.active(host) == rules.system(host, 'v1')
+        assert res['state'] == 'done' and res['confirmed'], (host, res)
+        assert res['profile'] == rules.profile_link(host), (host, res)
+        activated = probed(run, 'activated', host)
+        assert activated['profile'][1] == rules.system(host, 'v2'), host
+        assert activated['active'] == rules.system(host, 'v2'), host
+        assert ok(run, 'rollback', host)['new']['path'] == rules.system(host, 'v1'), host
+        assert rules.active(host) == rules.system(host, 'v1'), host
 
 
 # its dry run and rollback calls: test_nix_activate's check mode and failing-activation tests
@@ -523,28 +685,37 @@ def test_home_manager_finds_nix_and_its_profile_folder(rules):
 def test_home_manager_backup_extension_and_dry_run(rules):
     """A file in the way of one the configuration manages: the activation
     fails (and rolls back) without a backup extension, and moves it aside
-    with one; check mode is home-manager's own DRY_RUN=1."""
-    rules.deploy({'m1': 'v1', 'h1': 'v1'}, magic_rollback=False)
-    rules.lab.run_in('m1', ['sh', '-c', 'echo mine >/home/app/.lab-hm-file'], user='app')
-    # the dry run finds the file in the way too, as home-manager's does
-    run = rules.deploy({'m1': 'hf', 'h1': 'v2'}, check=True)
-    res = failed(run, 'activate', 'm1')
+    with one; check mode is home-manager's own DRY_RUN=1. One run: each
+    deploy a task, the file written and the host read between them."""
+    hosts = ['m1', 'h1']
+    run = rules.steps([
+        activate_step('baseline', {h: 'v1' for h in hosts}, magic_rollback=False),
+        # as app (m1's ssh user), as the test wrote it before
+        raw_step('in the way', ['m1'], 'echo mine >/home/app/.lab-hm-file'),
+        # the dry run finds the file in the way too, as home-manager's does
+        activate_step('dry', {'m1': 'hf', 'h1': 'v2'}, check=True),
+        activate_step('dry backup', {'m1': 'hf'}, check=True, backup_extension='bak'),
+        raw_step('after dry runs', ['m1'], 'cat /home/app/.lab-hm-file'),
+        activate_step('no backup', {'m1': 'hf', 'h1': 'v2'}),
+        probe_step('refused', ['m1']),
+        activate_step('backup', {'m1': 'hf'}, backup_extension='bak')], hosts)
+    for host in hosts:
+        ok(run, 'baseline', host)
+    ok(run, 'in the way', 'm1')
+    res = failed(run, 'dry', 'm1')
     assert any('is in the way' in line for line in res['log_tail']), res
-    res = ok(run, 'activate', 'h1')
+    res = ok(run, 'dry', 'h1')
     assert res['changed'] and any('would activate' in line for line in res['log_tail']), res
-    run = rules.deploy({'m1': 'hf'}, check=True, backup_extension='bak')
-    res = ok(run, 'activate', 'm1')
+    res = ok(run, 'dry backup', 'm1')
     assert res['changed'] and any('would activate' in line for line in res['log_tail']), res
-    assert rules.lab.read('m1', '/home/app/.lab-hm-file').strip() == 'mine'
-    run = rules.deploy({'m1': 'hf', 'h1': 'v2'})
-    res = failed(run, 'activate', 'm1')
+    assert ok(run, 'after dry runs', 'm1')['stdout'].strip() == 'mine'
+    res = failed(run, 'no backup', 'm1')
     # the activation's own line that tells why follows the cause in msg (issue 61)
     assert res['rolled_back'] and any('is in the way' in line
                                       for line in res['msg'].split('\n')[1:]), res
-    assert ok(run, 'activate', 'h1')['confirmed']
-    assert rules.active('m1') == rules.system('m1', 'v1')
-    run = rules.deploy({'m1': 'hf'}, backup_extension='bak')
-    assert ok(run, 'activate', 'm1')['confirmed']
+    assert ok(run, 'no backup', 'h1')['confirmed']
+    assert probed(run, 'refused', 'm1')['active'] == rules.system('m1', 'v1')
+    assert ok(run, 'backup', 'm1')['confirmed']
     assert rules.lab.read('m1', '/home/app/.lab-hm-file.bak').strip() == 'mine'
     link = rules.lab.run_in('m1', ['readlink', '/home/app/.lab-hm-file']).stdout.strip()
     assert link == rules.system('m1', 'hf') + '/lab-info'
