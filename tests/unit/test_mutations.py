@@ -139,7 +139,10 @@ def test_a_run_that_hangs_or_cannot_run_its_tests_is_not_caught(project):
     (project / 'test_slow.py').write_text('import time\n\n\ndef test_slow():\n    time.sleep(60)\n')
     runner = run.Runner(str(project), sys.executable)
     started = time.monotonic()
-    hung = run.try_fault(runner, a_fault(tests=['test_slow.py'], timeout=2))
+    # the timeout lets the run's pytest start first: once, on a machine at
+    # full load, a 2 s timeout's SIGINT did not stop a run (its test slept
+    # the whole 60 s), most likely sent while that Python was still starting
+    hung = run.try_fault(runner, a_fault(tests=['test_slow.py'], timeout=10))
     assert hung.result == 'timeout' and time.monotonic() - started < 30, hung.detail
     broken = run.try_fault(runner, a_fault(tests=['test_gate.py::test_none']))
     assert broken.result == 'error (pytest exit 4)', broken.detail
