@@ -223,7 +223,11 @@ def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
     # 2 evaluators: 2 processes, plus one for the hosts after h3 in its piece
     evals = calls(nix['parallel'][1], 'eval')
     assert len(evals) == 3, evals
-    (last,) = [r['result'] for r in run.results(task) if r['result'].get('evaluated_here')]
+    # the batch's figures ride on its last answer, which may be the broken
+    # host's (a failed result keeps them under ``details``), as the report
+    # reads them
+    (last,) = [r for r in (_outcome.with_details(r['result']) for r in run.results(task))
+               if r.get('evaluated_here')]
     figures = last['evaluation']
     assert figures['processes'] == last['nix_processes'] == 3, figures
     assert figures['workers'] == 2 and figures['budget_mb'] == 2 * 4096, figures
