@@ -136,6 +136,24 @@ BROKEN_H3 = {'h3': {'platform': 'nix-on-droid', 'broken_eval': True}}
 CLEAR = {'name': 'clear', 'ansible.builtin.meta': 'clear_host_errors'}
 
 
+def batch_figures(results):
+    """The results that carry a batch's figures (``evaluated_here``), read
+    as the report reads them: they ride on the batch's last answer, which
+    may be a broken host's, whose failed result keeps them under
+    ``details``."""
+    return [r for r in (_outcome.with_details(r['result']) for r in results)
+            if r.get('evaluated_here')]
+
+
+def others_answer(run, task, flake, hosts, broken='h3'):
+    """Every host but ``broken`` got its own system of ``flake`` from ``task``."""
+    for host in hosts:
+        if host != broken:
+            res = run.result(task, host)
+            assert res['status'] == 'ok', (host, res)
+            assert res['result']['out_path'] == truth(flake, host)['outPath'], (host, res)
+
+
 def shallow_clone(flake, folder):
     """``git+file://`` of a depth-1 clone of ``flake`` (made a repository of
     two commits), as a CI job checks it out (actions/checkout's default)
@@ -201,11 +219,7 @@ def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
     # Nix's own message with file and line
     assert "attribute 'lab' missing" in msg, msg
     assert 'lib.nix:' in msg, msg
-    for host in evb_lab.hosts:
-        if host != 'h3':
-            res = run.result(task, host)
-            assert res['status'] == 'ok', (host, res)
-            assert res['result']['out_path'] == truth(one, host)['outPath'], (host, res)
+    others_answer(run, task, one, evb_lab.hosts)
     # the failed chunk is re-evaluated past the broken host, not host by host:
     # one process up to h3's error, one for the hosts after it
     evals = calls(nix['one'][1], 'eval')
@@ -215,19 +229,11 @@ def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
     task = '%s parallel' % TASK
     assert run.result(task, 'h3')['status'] == 'failed', run.result(task, 'h3')
     assert "attribute 'lab' missing" in run.result(task, 'h3')['result']['msg']
-    for host in evb_lab.hosts:
-        if host != 'h3':
-            res = run.result(task, host)
-            assert res['status'] == 'ok', (host, res)
-            assert res['result']['out_path'] == truth(parallel, host)['outPath'], (host, res)
+    others_answer(run, task, parallel, evb_lab.hosts)
     # 2 evaluators: 2 processes, plus one for the hosts after h3 in its piece
     evals = calls(nix['parallel'][1], 'eval')
     assert len(evals) == 3, evals
-    # the batch's figures ride on its last answer, which may be the broken
-    # host's (a failed result keeps them under ``details``), as the report
-    # reads them
-    (last,) = [r for r in (_outcome.with_details(r['result']) for r in run.results(task))
-               if r.get('evaluated_here')]
+    (last,) = batch_figures(run.results(task))
     figures = last['evaluation']
     assert figures['processes'] == last['nix_processes'] == 3, figures
     assert figures['workers'] == 2 and figures['budget_mb'] == 2 * 4096, figures
@@ -387,12 +393,8 @@ def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_p
     evaluations = calls(log, 'eval')
     assert 3 <= len(evaluations) < len(evb_lab.hosts), evaluations
     assert 1 <= seen['sampled_most_at_once'] <= 2, seen
-    # read as the report reads them: a wave's figures ride on its last
-    # answer, which may be the broken host's (a failed result keeps them
-    # under ``details``)
-    figures = [r['evaluation'] for r in (_outcome.with_details(r['result'])
-                                         for r in run.results(TASK))
-               if r.get('evaluated_here')]
+    # a wave's figures ride on its last answer, which may be the broken host's
+    figures = [r['evaluation'] for r in batch_figures(run.results(TASK))]
     assert sum(f['processes'] for f in figures) == len(evaluations), figures
     # each host once with its own request, and the hosts whose own request
     # came only after the first wave took the one foreseen for them once
@@ -480,7 +482,7 @@ def test_evaluation_cache_between_runs(evb_lab, tmp_path):
     results, evals = found['unchanged']
     assert evals == 0, 'an unchanged flake is not evaluated again'
     assert all(r['result']['from_cache'] for r in results)
-    (last,) = [r['result'] for r in results if r['result'].get('evaluated_here')]
+    (last,) = batch_figures(results)
     assert last['evaluation']['from_cache'] == 8 and last['evaluation']['processes'] == 0
     assert found['option'][1] == 1, 'another evaluation option is a miss'
     # the flake changed (one host's version): every host evaluated again
