@@ -225,8 +225,10 @@ def test_full_disk_in_the_middle_of_the_activation(tfl):
 def add_garbage(lab, host):
     """An unrooted path in the host's store: what a collection must take."""
     user = 'app' if lab.host(host)['persona'] == 'nix-on-droid' else None
+    # the file is removed after the add: the host's /tmp is the machine's
     proc = lab.run_in(host, ['sh', '-c', 'f=$(mktemp) && echo garbage-%s >"$f" && '
-                             'nix-store --add "$f"' % host], user=user)
+                             '{ nix-store --add "$f"; rc=$?; rm -f "$f"; exit $rc; }' % host],
+                      user=user)
     return proc.stdout.strip()
 
 

@@ -46,7 +46,9 @@ def lab(make_lab):
 def add(lab, host, text, user=None):
     """nix-store --add of a small file on the host (as root, or ``user``
     over ssh, through the daemon); the CompletedProcess."""
-    script = 'f=$(mktemp) && echo %s >"$f" && nix-store --add "$f"' % text
+    # the file is removed whatever the add did: the host's /tmp is the machine's
+    script = ('f=$(mktemp) && echo %s >"$f" && { nix-store --add "$f"; rc=$?; rm -f "$f"; '
+              'exit $rc; }' % text)
     if user:
         return lab.ssh(host, script, user=user, check=False)
     return lab.run_in(host, ['sh', '-c', script], check=False)
@@ -69,8 +71,9 @@ def test_store_size_is_the_hosts_own_filesystem(lab):
 def test_fill_and_unfill(lab, host):
     assert abs(lab.fill_store(host, 1 << 20) - (1 << 20)) < (64 << 10)
     assert abs(lab.fill_store(host, 2 << 20) - (2 << 20)) < (64 << 10)   # resized
-    proc = lab.run_in(host, ['sh', '-c', 'head -c 3000000 /dev/zero >/tmp/big && '
-                             'nix-store --add /tmp/big'], check=False)
+    proc = lab.run_in(host, ['sh', '-c', 'f=$(mktemp) && head -c 3000000 /dev/zero >"$f" && '
+                             '{ nix-store --add "$f"; rc=$?; rm -f "$f"; exit $rc; }'],
+                      check=False)
     assert proc.returncode != 0 and 'No space left on device' in proc.stderr, proc
     assert lab.store_free('m1') > STORE // 2   # another host's store is its own
     # what the failed add left (the store's database) is all that is used
