@@ -33,6 +33,10 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outco
 pytestmark = pytest.mark.lab
 
 
+# the discard service's port: closed on the lab's machines
+CLOSED_PORT = 9
+
+
 class Roster(object):
     """The hosts nix_eval is asked about, as the lab would name them, with
     none of them up: nix_eval evaluates on the controller, and its login
@@ -40,9 +44,9 @@ class Roster(object):
     h1..h8 as ``Lab.up`` cycles them), platforms and users as
     ``lab_session``'s lab, so a fixture flake (``FleetFlake.for_lab``) and
     the inventory (``conftest_eval.inventory``) are what they are with the
-    lab; the addresses are documentation ones (RFC 5737) that reach
-    nothing, so a task that did log in would fail instead of passing
-    unseen (as every host did with the probe on: unreachable)."""
+    lab; each address is a loopback one whose port nothing listens on
+    (``CLOSED_PORT``), so a task that did log in would fail at once, never
+    leaving this machine, instead of passing unseen."""
 
     def __init__(self, count=8, personas=None):
         personas = personas or PERSONAS
@@ -52,7 +56,7 @@ class Roster(object):
             traits = LAB_PERSONAS[persona]
             self.hosts['h%d' % number] = {
                 'name': 'h%d' % number, 'persona': persona, 'platform': traits['platform'],
-                'address': '192.0.2.%d' % (10 + number), 'ssh_user': traits['ssh_user'],
+                'address': '127.0.0.%d' % (10 + number), 'ssh_user': traits['ssh_user'],
                 'become': traits['become']}
 
     def ansible_inventory(self):
@@ -60,8 +64,8 @@ class Roster(object):
         connection vars and its platform."""
         groups = {}
         for name, host in self.hosts.items():
-            hostvars = {'ansible_host': host['address'], 'ansible_user': host['ssh_user'],
-                        'nix_platform': host['platform']}
+            hostvars = {'ansible_host': host['address'], 'ansible_port': CLOSED_PORT,
+                        'ansible_user': host['ssh_user'], 'nix_platform': host['platform']}
             if host['become']:
                 hostvars['ansible_become'] = True
             groups.setdefault(host['persona'].replace('-', '_'), {'hosts': {}})['hosts'][name] = \
