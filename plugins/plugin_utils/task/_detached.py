@@ -81,20 +81,75 @@ def _max_fd():
         return 1024
 
 
-# The process groups of the Nix processes a batch's work started: killed when
-# the job is gone (each is a group leader: start_new_session).
-CHILD_GROUPS = set()
+class ChildGroups(object):
+    """The process groups of the Nix processes a batch's work started, each
+    a group leader in a session of its own (``start_new_session``): what
+    ``stop`` kills when the job is gone. A process is started and its group
+    added under ``lock``, which ``stop`` takes too: a stop that comes while
+    a process starts waits the moment it takes and kills that one as well
+    (added only after its start, it was in no group anyone killed, and ran
+    on after its job). Once stopped, no process starts."""
+
+    def __init__(self):
+        self.lock, self.stopping, self._groups = None, False, None
+        self.forked()
+
+    def forked(self):
+        """In a newly forked batch process: no group, not stopping, a lock
+        of its own (one a thread of the worker held at the fork would stay
+        held here, with no thread to release it)."""
+        # reentrant: ``start`` adds the group while it holds it
+        self.lock = threading.RLock()
+        self.stopping = False
+        self._groups = set()
+
+    def start(self, start):
+        """``start()``'s process (a ``subprocess.Popen`` in a session of its
+        own), its group added; None, and nothing started, once stopping."""
+        with self.lock:
+            if self.stopping:
+                return None
+            proc = start()
+            self._groups.add(proc.pid)
+            return proc
+
+    def add(self, group):
+        with self.lock:
+            self._groups.add(group)
+
+    def discard(self, group):
+        with self.lock:
+            self._groups.discard(group)
+
+    def __contains__(self, group):
+        with self.lock:
+            return group in self._groups
+
+    def __iter__(self):
+        with self.lock:
+            return iter(list(self._groups))
+
+    def stop(self):
+        """Kill every group, and start none from now on."""
+        with self.lock:
+            self.stopping = True
+            groups = list(self._groups)
+        for group in groups:
+            try:
+                os.killpg(group, 9)
+            except OSError:
+                pass
+
+
+# The Nix processes of this process's batch work (``ChildGroups``)
+CHILD_GROUPS = ChildGroups()
 
 
 def _stop_children():
     """Stop the Nix processes the work started and remove its folders
     (``_job_end``): the process is ending without its work."""
     _job_end.remove_folders()
-    for group in list(CHILD_GROUPS):
-        try:
-            os.killpg(group, 9)
-        except OSError:
-            pass
+    CHILD_GROUPS.stop()
 
 
 def _watch(main_pid, stop):
@@ -160,6 +215,7 @@ class DetachedProcess(object):
             # the batch's work walks its own objects, not the worker's (_forked)
             freeze_inherited()
             _job_end.forked(main_pid)
+            CHILD_GROUPS.forked()
             self._detach((running.fileno(),) + tuple(keep))
             code = self._run(work, main_pid)
         except BaseException:  # pylint: disable=broad-except

@@ -62,6 +62,15 @@ UNANSWERED = 'internal error in the evaluators: none of them answered for this h
 STEAL_AFTER = 1.0
 
 
+def _start_evaluator(argv, env):
+    """An evaluator's process, in a session (and process group) of its own:
+    stopped with its group, whatever it started."""
+    # controller-only code: there is no AnsibleModule.run_command here
+    return subprocess.Popen(  # pylint: disable=ansible-bad-function
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=env, start_new_session=True)
+
+
 class EvalPool(object):
     """``run(pieces, deliver)``; counts its processes and the largest RSS
     seen (``processes``, ``peak_mb``)."""
@@ -258,18 +267,20 @@ class EvalPool(object):
             self.processes += 1
             self.runner.processes += 1
         try:
-            # controller-only code: there is no AnsibleModule.run_command here
-            proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, env=env, start_new_session=True)
+            # started and its group kept in one step (CHILD_GROUPS.start): a
+            # job that ends meanwhile stops this process with the others
+            proc = _run.CHILD_GROUPS.start(lambda: _start_evaluator(argv, env))
         except OSError as exc:
             for index in range(piece.end):
                 self._fail(piece, index, NixError('nix eval', argv=argv, rc=127,
                                                   stderr='%s' % exc))
             return
+        if proc is None:
+            # the job has ended and this process is stopping: nobody waits
+            # for these hosts' answers any more
+            return
         piece.proc, piece.log = proc, log
         piece.since, piece.cpu_since = time.monotonic(), 0.0
-        _run.CHILD_GROUPS.add(proc.pid)
         with self._lock:
             self._running.append(piece)
         if self.runner.timeout or self.deadline is not None:

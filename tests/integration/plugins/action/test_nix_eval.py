@@ -1,6 +1,9 @@
-"""nixdeploy.fleet.nix_eval for real: playbooks against the lab, real Nix.
+"""nixdeploy.fleet.nix_eval for real: playbooks, real Nix, on the controller.
 
-The Nix processes are counted with a logging wrapper given as nix_bin.
+What these tests ask of nix_eval happens on the controller: its hosts are
+an inventory of names and vars (``Roster``), no lab comes up, and its one
+part that logs in to a host, the login probe, is off (``eval_task``). The
+Nix processes are counted with a logging wrapper given as nix_bin.
 """
 
 import json
@@ -16,21 +19,64 @@ import pytest
 from benchmarks._pipeline_figures import MARKER, NixSampler
 from tests.collection import BIN, ansible_env, collections_path, run_playbook
 from tests.lab import heavy
+from tests.lab.lab import PERSONAS as LAB_PERSONAS
 
 from tests.integration.plugins.action import conftest_eval
 from tests.integration.plugins.action.conftest_eval import (
-    NIX_OPTIONS, calls, inventory, lab_session, make_flake, nix_wrapper, play, spot_checks, truth)
+    NIX_OPTIONS, PERSONAS, calls, inventory, make_flake, nix_wrapper, play, spot_checks, truth)
 
 sys.path.insert(0, collections_path())
 # a failed result's figures are under ``details``: read as the report reads them
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _outcome  # noqa: E402
 
+# real Nix and its store, as root: with the lab tests, though no lab comes up
 pytestmark = pytest.mark.lab
 
 
+# the discard service's port: closed on the lab's machines
+CLOSED_PORT = 9
+
+
+class Roster(object):
+    """The hosts nix_eval is asked about, as the lab would name them, with
+    none of them up: nix_eval evaluates on the controller, and its login
+    probe is off (``eval_task``). The same names, personas (cycled over
+    h1..h8 as ``Lab.up`` cycles them), platforms and users as
+    ``lab_session``'s lab, so a fixture flake (``FleetFlake.for_lab``) and
+    the inventory (``conftest_eval.inventory``) are what they are with the
+    lab; each address is a loopback one whose port nothing listens on
+    (``CLOSED_PORT``), so a task that did log in would fail at once, never
+    leaving this machine, instead of passing unseen."""
+
+    def __init__(self, count=8, personas=None):
+        personas = personas or PERSONAS
+        self.hosts = {}
+        for number in range(1, count + 1):
+            persona = personas[(number - 1) % len(personas)]
+            traits = LAB_PERSONAS[persona]
+            self.hosts['h%d' % number] = {
+                'name': 'h%d' % number, 'persona': persona, 'platform': traits['platform'],
+                'address': '127.0.0.%d' % (10 + number), 'ssh_user': traits['ssh_user'],
+                'become': traits['become']}
+
+    def ansible_inventory(self):
+        """As ``Lab.ansible_inventory``: grouped by persona, each host's
+        connection vars and its platform."""
+        groups = {}
+        for name, host in self.hosts.items():
+            hostvars = {'ansible_host': host['address'], 'ansible_port': CLOSED_PORT,
+                        'ansible_user': host['ssh_user'], 'nix_platform': host['platform']}
+            if host['become']:
+                hostvars['ansible_become'] = True
+            groups.setdefault(host['persona'].replace('-', '_'), {'hosts': {}})['hosts'][name] = \
+                hostvars
+        return {'all': {'children': groups}}
+
+
 @pytest.fixture(scope='module')
-def evb_lab():
-    yield from lab_session()
+def evb_hosts():
+    """The module's hosts: names and vars only (Roster); no lab comes up."""
+    return Roster()
 
 
 # the module-scoped fixture of conftest_eval, visible to pytest here
@@ -41,8 +87,12 @@ TASK = 'evaluate'
 
 
 def eval_task(nix_bin, **extra):
-    # one evaluator unless a test asks for more: these count its processes
-    args = {'nix_bin': nix_bin, 'nix_options': NIX_OPTIONS, 'eval_workers': 1}
+    # one evaluator unless a test asks for more: these count its processes.
+    # No login probe: it is nix_eval's one part that logs in to a host (its
+    # tests, with hosts up: the deploy role's, the network shapes'), and
+    # these hosts are not up (Roster)
+    args = {'nix_bin': nix_bin, 'nix_options': NIX_OPTIONS, 'probe_timeout': 0,
+            'eval_workers': 1}
     args.update(extra)
     return [{'name': TASK, 'nixdeploy.fleet.nix_eval': args, 'register': 'ev'},
             {'name': 'fact', 'ansible.builtin.debug': {'var': 'ansible_facts.nix_drv_path'}}]
@@ -81,7 +131,7 @@ def with_packages_outputs(flake):
         handle.write(text[:outputs_end] + PACKAGES_OUTPUTS + text[outputs_end:])
 
 
-def test_eight_hosts_one_process(evb_lab, tmp_path):
+def test_eight_hosts_one_process(evb_hosts, tmp_path):
     """Every host of every persona in one Nix process, each answered right,
     on a flake that also has the outputs a real flake has beside its
     systems (scenario: test_flake_with_packages_evaluates_its_systems) and
@@ -90,11 +140,11 @@ def test_eight_hosts_one_process(evb_lab, tmp_path):
     evaluates a flake without packages outputs or shared configurations:
     what this flake adds is told apart by the assertions named for it."""
     # h1 and h5 (both nixos) deploy one configuration "web"
-    flake = make_flake(tmp_path / 'flake', evb_lab, heavy=20000,
+    flake = make_flake(tmp_path / 'flake', evb_hosts, heavy=20000,
                        shared={'h1': 'web', 'h5': 'web'})
     with_packages_outputs(flake)
     nix, log = nix_wrapper(tmp_path)
-    run = play(tmp_path / 'play', evb_lab, flake, eval_task(nix))
+    run = play(tmp_path / 'play', evb_hosts, flake, eval_task(nix))
     assert run.rc == 0, run
     evals = calls(log, 'eval')
     # one process still with the packages outputs: the installable named
@@ -104,7 +154,7 @@ def test_eight_hosts_one_process(evb_lab, tmp_path):
     # beside the evaluator, its answer compared with the recorded one
     assert len(spot_checks(log)) == 1, spot_checks(log)
     platforms = set()
-    for host in evb_lab.hosts:
+    for host in evb_hosts.hosts:
         res = run.result(TASK, host)
         assert res['status'] == 'ok', (host, res)
         got = res['result']
@@ -112,7 +162,7 @@ def test_eight_hosts_one_process(evb_lab, tmp_path):
         expected = truth(flake, host)
         assert got['drv_path'] == expected['drvPath'], (host, got)
         assert got['out_path'] == expected['outPath'], (host, got)
-        assert got['platform'] == evb_lab.hosts[host]['platform'], host
+        assert got['platform'] == evb_hosts.hosts[host]['platform'], host
         assert got['system'] == flake.data['system'], host
         assert got['attr'] == flake.attr(host), host
         assert got['flake'] == flake.ref, host
@@ -121,7 +171,7 @@ def test_eight_hosts_one_process(evb_lab, tmp_path):
         assert run.result('fact', host)['result']['ansible_facts.nix_drv_path'] == \
             expected['drvPath'], host
     assert platforms == {'nixos', 'darwin', 'nix-on-droid', 'home-manager'}
-    assert sum(1 for h in evb_lab.hosts if run.result(TASK, h)['result']['evaluated_here']) == 1
+    assert sum(1 for h in evb_hosts.hosts if run.result(TASK, h)['result']['evaluated_here']) == 1
     # the shared configuration: 7 distinct systems for 8 hosts, each
     # attribute once in the expression, h1 and h5 given one system
     assert evals[0].count('"nixosConfigurations" "web"') == 1, evals
@@ -169,7 +219,7 @@ def shallow_clone(flake, folder):
     return 'git+file://' + folder
 
 
-def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
+def test_eval_error_fails_only_that_host(evb_hosts, tmp_path):
     """A broken host (h3) fails alone, named with Nix's own message, in three
     shapes, each a play of one run with its own flake, its own ``nix`` that
     counts its processes, and its own task name (the run's evaluation cache
@@ -190,11 +240,11 @@ def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
 
     A play after one whose host failed starts with every host
     (``clear_host_errors``); the run's return code is its last play's."""
-    one = make_flake(tmp_path / 'one', evb_lab, configurations=BROKEN_H3)
-    parallel = make_flake(tmp_path / 'parallel', evb_lab, heavy=20000, configurations=BROKEN_H3)
-    cloned = make_flake(tmp_path / 'cloned', evb_lab, configurations=BROKEN_H3)
+    one = make_flake(tmp_path / 'one', evb_hosts, configurations=BROKEN_H3)
+    parallel = make_flake(tmp_path / 'parallel', evb_hosts, heavy=20000, configurations=BROKEN_H3)
+    cloned = make_flake(tmp_path / 'cloned', evb_hosts, configurations=BROKEN_H3)
     ref = shallow_clone(cloned, str(tmp_path / 'clone'))
-    inv = inventory(evb_lab, cloned, extra=dict((h, {'nix_flake': ref}) for h in evb_lab.hosts))
+    inv = inventory(evb_hosts, cloned, extra=dict((h, {'nix_flake': ref}) for h in evb_hosts.hosts))
     nix = {}
     for name in ('one', 'parallel', 'clone'):
         (tmp_path / ('nix-' + name)).mkdir()
@@ -219,7 +269,7 @@ def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
     # Nix's own message with file and line
     assert "attribute 'lab' missing" in msg, msg
     assert 'lib.nix:' in msg, msg
-    others_answer(run, task, one, evb_lab.hosts)
+    others_answer(run, task, one, evb_hosts.hosts)
     # the failed chunk is re-evaluated past the broken host, not host by host:
     # one process up to h3's error, one for the hosts after it
     evals = calls(nix['one'][1], 'eval')
@@ -229,7 +279,7 @@ def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
     task = '%s parallel' % TASK
     assert run.result(task, 'h3')['status'] == 'failed', run.result(task, 'h3')
     assert "attribute 'lab' missing" in run.result(task, 'h3')['result']['msg']
-    others_answer(run, task, parallel, evb_lab.hosts)
+    others_answer(run, task, parallel, evb_hosts.hosts)
     # 2 evaluators: 2 processes, plus one for the hosts after h3 in its piece
     evals = calls(nix['parallel'][1], 'eval')
     assert len(evals) == 3, evals
@@ -243,7 +293,7 @@ def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
     task = '%s clone' % TASK
     nix_2_8 = subprocess.run(['nix', '--version'], stdout=subprocess.PIPE, universal_newlines=True,
                              check=True).stdout.split()[-1].startswith('2.8.')
-    for host in evb_lab.hosts:
+    for host in evb_hosts.hosts:
         res = run.result(task, host)
         if nix_2_8:
             assert res['status'] == 'failed', res
@@ -259,23 +309,23 @@ def test_eval_error_fails_only_that_host(evb_lab, tmp_path):
             assert got['flake'] == ref
 
 
-def test_limit_serial_and_chunks(evb_lab, tmp_path):
+def test_limit_serial_and_chunks(evb_hosts, tmp_path):
     """-l, serial and eval_chunk_size, each counted in its own Nix processes:
     -l in a run of its own; serial and the chunks as two plays of one run,
     the chunks' play on a flake of its own given as the task's argument (the
     run's evaluation cache would answer the serial play's flake), each
     play's processes logged by a ``nix`` of its own."""
-    flake = make_flake(tmp_path / 'flake', evb_lab, heavy=1000)
+    flake = make_flake(tmp_path / 'flake', evb_hosts, heavy=1000)
     nix, log = nix_wrapper(tmp_path)
     # -l: only the selected hosts are evaluated (h2 is not)
-    run = play(tmp_path / 'limit', evb_lab, flake, eval_task(nix), args=['-l', 'h1,h3,h4'])
+    run = play(tmp_path / 'limit', evb_hosts, flake, eval_task(nix), args=['-l', 'h1,h3,h4'])
     assert run.rc == 0, run
     assert {r['host'] for r in run.results(TASK)} == {'h1', 'h3', 'h4'}
     evals = calls(log, 'eval')
     assert len(evals) == 1 and '"h2"' not in evals[0] and '"h4"' in evals[0], evals
     # serial: one batch evaluation per batch of 3 (3 + 3 + 2 hosts)
     open(log, 'w').close()
-    chunked = make_flake(tmp_path / 'chunked', evb_lab, heavy=1000)
+    chunked = make_flake(tmp_path / 'chunked', evb_hosts, heavy=1000)
     (tmp_path / 'chunks').mkdir()
     chunks_nix, chunks_log = nix_wrapper(tmp_path / 'chunks')
     playbook = [
@@ -284,7 +334,7 @@ def test_limit_serial_and_chunks(evb_lab, tmp_path):
         # eval_chunk_size 3: ceil(8 / 3) processes for one batch
         {'hosts': 'all', 'gather_facts': False,
          'tasks': named(eval_task(chunks_nix, eval_chunk_size=3, flake=chunked.ref), 'chunks')}]
-    run = run_playbook(playbook, inventory(evb_lab, flake), str(tmp_path / 'serial'),
+    run = run_playbook(playbook, inventory(evb_hosts, flake), str(tmp_path / 'serial'),
                        env={'ANSIBLE_FORKS': '8'})
     assert run.rc == 0, run
     serial = run.results('%s serial' % TASK)
@@ -298,8 +348,8 @@ def test_limit_serial_and_chunks(evb_lab, tmp_path):
     assert len(calls(chunks_log, 'eval')) == 3, calls(chunks_log, 'eval')
 
 
-def test_explicit_arguments_and_per_host_templates(evb_lab, tmp_path):
-    """Two plays of one run, on the lab's inventory without nix_flake and
+def test_explicit_arguments_and_per_host_templates(evb_hosts, tmp_path):
+    """Two plays of one run, on the hosts' inventory without nix_flake and
     nix_attr host vars, each with a flake of its own (the run's evaluation
     cache holds their answers apart):
 
@@ -309,13 +359,13 @@ def test_explicit_arguments_and_per_host_templates(evb_lab, tmp_path):
       loop over two attributes per host (its own system, then its
       neighbour's): every item of every host is answered for its own
       attribute, never with what the batch or an earlier item left for it."""
-    flake = make_flake(tmp_path / 'flake', evb_lab)
-    looped = make_flake(tmp_path / 'looped', evb_lab)
-    hosts = sorted(evb_lab.hosts)
+    flake = make_flake(tmp_path / 'flake', evb_hosts)
+    looped = make_flake(tmp_path / 'looped', evb_hosts)
+    hosts = sorted(evb_hosts.hosts)
     wanted = dict((host, [looped.attr(host), looped.attr(hosts[(i + 1) % len(hosts)])])
                   for i, host in enumerate(hosts))
     nix, _log = nix_wrapper(tmp_path)
-    inv = inventory(evb_lab, flake, extra=dict((h, {'loop_attrs': wanted[h]}) for h in hosts))
+    inv = inventory(evb_hosts, flake, extra=dict((h, {'loop_attrs': wanted[h]}) for h in hosts))
     # no nix_flake/nix_attr host vars at all: flake as an argument, the
     # attribute from nix_platform + the host name; attr templated per host
     for group in inv['all']['children'].values():
@@ -323,18 +373,19 @@ def test_explicit_arguments_and_per_host_templates(evb_lab, tmp_path):
             del hostvars['nix_flake']
             del hostvars['nix_attr']
     tasks = [{'name': TASK, 'nixdeploy.fleet.nix_eval': {
-        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'flake': str(flake.path)}},
+        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'probe_timeout': 0, 'flake': str(flake.path)}},
         {'name': 'templated', 'nixdeploy.fleet.nix_eval': {
-            'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'flake': flake.ref,
+            'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'probe_timeout': 0, 'flake': flake.ref,
             'attr': '{{ "nixosConfigurations.h1.config.system.build.toplevel" '
                     'if inventory_hostname == "h5" else omit }}'}}]
     loop = [{'name': 'loop', 'loop': '{{ loop_attrs }}', 'nixdeploy.fleet.nix_eval': {
-        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'flake': looped.ref, 'attr': '{{ item }}'}}]
+        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'probe_timeout': 0, 'flake': looped.ref,
+        'attr': '{{ item }}'}}]
     run = run_playbook([{'hosts': 'all', 'gather_facts': False, 'tasks': tasks},
                         {'hosts': 'all', 'gather_facts': False, 'tasks': loop}],
                        inv, str(tmp_path / 'play'), env={'ANSIBLE_FORKS': '8'})
     assert run.rc == 0, run
-    for host in evb_lab.hosts:
+    for host in evb_hosts.hosts:
         assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath'], host
     # h5 asked for h1's system: answered right even though it differs from the batch
     assert run.result('templated', 'h5')['result']['out_path'] == truth(flake, 'h1')['outPath']
@@ -349,7 +400,7 @@ def test_explicit_arguments_and_per_host_templates(evb_lab, tmp_path):
 
 # hosts asking again: test_explicit_arguments_...; two evaluators: test_eval_error_... (parallel)
 @pytest.mark.here_only
-def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_path, calibrated):
+def test_attributes_templated_per_host_stay_within_the_evaluators(evb_hosts, tmp_path, calibrated):
     """``attr`` templated per host to another variable than nix_attr: the
     first host foresees every host's request from its own value, so the
     other hosts ask their own. Asking together, they share a wave of evaluators
@@ -362,27 +413,28 @@ def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_p
     # to see every one and those that overlap
     configurations = dict((host, dict(heavy.heavy_config(seconds=0.5, calibration=calibrated),
                                       platform=spec['platform']))
-                          for host, spec in evb_lab.hosts.items())
+                          for host, spec in evb_hosts.hosts.items())
     configurations['h3'].update({'platform': 'nix-on-droid', 'broken_eval': True})
-    flake = make_flake(tmp_path / 'flake', evb_lab, configurations=configurations)
-    inv = inventory(evb_lab, flake, extra=dict(
-        (host, {'my_attr': flake.attr(host)}) for host in evb_lab.hosts))
+    flake = make_flake(tmp_path / 'flake', evb_hosts, configurations=configurations)
+    inv = inventory(evb_hosts, flake, extra=dict(
+        (host, {'my_attr': flake.attr(host)}) for host in evb_hosts.hosts))
     for group in inv['all']['children'].values():
         for hostvars in group['hosts'].values():
             del hostvars['nix_attr']
     nix, log = nix_wrapper(tmp_path)
     tasks = [{'name': TASK, 'nixdeploy.fleet.nix_eval': {
-        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'attr': '{{ my_attr }}', 'eval_workers': 2}}]
+        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'probe_timeout': 0, 'attr': '{{ my_attr }}',
+        'eval_workers': 2}}]
     token = uuid.uuid4().hex
     sampler = NixSampler(token, every=0.05).start()
     try:
-        run = play(tmp_path / 'play', evb_lab, flake, tasks, inv=inv, env={MARKER: token})
+        run = play(tmp_path / 'play', evb_hosts, flake, tasks, inv=inv, env={MARKER: token})
     finally:
         seen = sampler.stop()
     assert run.rc != 0, run
     assert run.result(TASK, 'h3')['status'] == 'failed'
     assert "attribute 'lab' missing" in run.result(TASK, 'h3')['result']['msg']
-    for host in evb_lab.hosts:
+    for host in evb_hosts.hosts:
         if host != 'h3':
             assert run.result(TASK, host)['result']['out_path'] == truth(flake, host)['outPath']
     # the first wave (every host with the first host's attr: one
@@ -391,7 +443,7 @@ def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_p
     # host that asks late starts another wave, one that asks early is in
     # the first. Not one process per host (8): two at a time at most.
     evaluations = calls(log, 'eval')
-    assert 3 <= len(evaluations) < len(evb_lab.hosts), evaluations
+    assert 3 <= len(evaluations) < len(evb_hosts.hosts), evaluations
     assert 1 <= seen['sampled_most_at_once'] <= 2, seen
     # a wave's figures ride on its last answer, which may be the broken host's
     figures = [r['evaluation'] for r in batch_figures(run.results(TASK))]
@@ -399,22 +451,22 @@ def test_attributes_templated_per_host_stay_within_the_evaluators(evb_lab, tmp_p
     # each host once with its own request, and the hosts whose own request
     # came only after the first wave took the one foreseen for them once
     # more (a host that asks in time replaces its foreseen request)
-    assert len(evb_lab.hosts) <= sum(f['evaluated'] for f in figures) \
-        <= len(evb_lab.hosts) + 7, figures
+    assert len(evb_hosts.hosts) <= sum(f['evaluated'] for f in figures) \
+        <= len(evb_hosts.hosts) + 7, figures
 
 
 # per-host attributes asked again: test_explicit_arguments_... (its templated task and its loop)
 @pytest.mark.here_only
-def test_a_request_the_batch_could_not_form_is_asked_again(evb_lab, tmp_path):
+def test_a_request_the_batch_could_not_form_is_asked_again(evb_hosts, tmp_path):
     """``attr`` templated per host, empty on h1 (its system comes from its
     platform) and given on the others, which have no platform variable. h1
     starts the batch (one fork: hosts in inventory order), whose process
     forms every request from h1's arguments: for the others that is "no
     attribute". Each of them asks again with its own request and gets its
     own system: one host's arguments never fail another host."""
-    flake = make_flake(tmp_path / 'flake', evb_lab)
-    hosts = sorted(evb_lab.hosts)
-    inv = inventory(evb_lab, flake, extra=dict(
+    flake = make_flake(tmp_path / 'flake', evb_hosts)
+    hosts = sorted(evb_hosts.hosts)
+    inv = inventory(evb_hosts, flake, extra=dict(
         (h, {'my_attr': '' if h == 'h1' else flake.attr(h)}) for h in hosts))
     for group in inv['all']['children'].values():
         for name, hostvars in group['hosts'].items():
@@ -423,8 +475,8 @@ def test_a_request_the_batch_could_not_form_is_asked_again(evb_lab, tmp_path):
                 hostvars.pop('nix_platform', None)
     nix, _log = nix_wrapper(tmp_path)
     tasks = [{'name': TASK, 'nixdeploy.fleet.nix_eval': {
-        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'attr': '{{ my_attr }}'}}]
-    run = play(tmp_path / 'play', evb_lab, flake, tasks, inv=inv, env={'ANSIBLE_FORKS': '1'})
+        'nix_bin': nix, 'nix_options': NIX_OPTIONS, 'probe_timeout': 0, 'attr': '{{ my_attr }}'}}]
+    run = play(tmp_path / 'play', evb_hosts, flake, tasks, inv=inv, env={'ANSIBLE_FORKS': '1'})
     assert run.result(TASK, 'h1')['result']['started_here'], run.result(TASK, 'h1')
     for host in hosts:
         got = run.result(TASK, host)
@@ -434,7 +486,7 @@ def test_a_request_the_batch_could_not_form_is_asked_again(evb_lab, tmp_path):
 
 # the cache's rules, with real Nix on both stacks: tests/unit/.../evaluation/test_eval_cache.py
 @pytest.mark.here_only
-def test_evaluation_cache_between_runs(evb_lab, tmp_path):
+def test_evaluation_cache_between_runs(evb_hosts, tmp_path):
     """A second run of the unchanged flake evaluates nothing; a changed flake,
     another evaluation option or a derivation gone from the store does.
 
@@ -446,7 +498,7 @@ def test_evaluation_cache_between_runs(evb_lab, tmp_path):
     left in the process could only turn into a hit, never hide. Each play
     counts its own Nix processes (a logging wrapper of its own: the cache's
     key holds Nix's version, not its path)."""
-    flake = make_flake(tmp_path / 'flake', evb_lab)
+    flake = make_flake(tmp_path / 'flake', evb_hosts)
     wrappers = {}
     for name in ('runs', 'option', 'off'):
         (tmp_path / name).mkdir()
@@ -461,13 +513,13 @@ def test_evaluation_cache_between_runs(evb_lab, tmp_path):
         playbook = [{'hosts': 'all', 'gather_facts': False,
                      'tasks': named(eval_task(wrappers[wrapper][0], **extra), step)}
                     for step, wrapper, extra in steps]
-        run = run_playbook(playbook, inventory(evb_lab, flake), str(tmp_path / name),
+        run = run_playbook(playbook, inventory(evb_hosts, flake), str(tmp_path / name),
                            env=dict({'ANSIBLE_FORKS': '8'}, **cache))
         assert run.rc == 0, run
         found = {}
         for step, wrapper, _extra in steps:
             task = '%s %s' % (TASK, step)
-            for host in evb_lab.hosts:
+            for host in evb_hosts.hosts:
                 assert run.result(task, host)['result']['out_path'] == \
                     truth(flake, host)['outPath'], (step, host)
             found[step] = (run.results(task), len(calls(wrappers[wrapper][1], 'eval')))
@@ -518,10 +570,11 @@ def nix_processes_of(token):
     return found
 
 
-def evaluators_of(token):
+def evaluators_of(token, host=None):
     """Those of ``nix_processes_of(token)`` that evaluate hosts: their
     expression traces each answer with the evaluator's marker (calls), which
-    the run's short look at the flake's attributes does not carry."""
+    the run's short look at the flake's attributes does not carry; with
+    ``host``, those whose expression names that host."""
     found = []
     for pid in nix_processes_of(token):
         try:
@@ -529,24 +582,46 @@ def evaluators_of(token):
                 cmdline = handle.read().decode('utf-8', 'replace')
         except OSError:
             continue
-        if 'nixdeploy-eval-result' in cmdline:
+        if 'nixdeploy-eval-result' in cmdline and (host is None or '"%s"' % host in cmdline):
             found.append(pid)
     return found
 
 
-@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGKILL])
-def test_a_cancelled_job_leaves_no_evaluator(evb_lab, tmp_path, signum, calibrated):
+def group_of(pid):
+    """The process group of ``pid`` (None once it is gone)."""
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+# Where the heavy host h1 is evaluated when the job is cancelled, and what
+# ends that Nix process with the batch's own (tests.mutations, faults.yml):
+# - 'the pool': an evaluator of the pool (evaluation/pool/_pool.py), in a
+#   session of its own: the batch process kills its group (CHILD_GROUPS);
+# - 'the spot check': the first recording run's spot check, which Nix
+#   evaluates before the pool starts (reuse/_reuse.spot_check: one host of
+#   a new recorder, its evaluator's first, h1), in the batch process's own
+#   group: it ends with that group.
+WHERE = {'the pool': {'eval_reuse_check': 0}, 'the spot check': {}}
+
+
+@pytest.mark.parametrize('signum,where', [(signal.SIGINT, 'the spot check'),
+                                          (signal.SIGKILL, 'the pool')],
+                         ids=['SIGINT-spot-check', 'SIGKILL-pool'])
+def test_a_cancelled_job_leaves_no_evaluator(evb_hosts, tmp_path, signum, where, calibrated):
     """The batch's evaluation runs in a process of its own (it outlives the
     first host's task): a job stopped mid-evaluation (Ctrl-C, or killed as
-    AWX's cancel ends it) takes its evaluators with it."""
-    flake = make_flake(tmp_path / 'flake', evb_lab,
-                       configurations={'h1': heavy.heavy_config(seconds=120, calibration=calibrated)})
+    AWX's cancel ends it) takes its evaluators with it, wherever the host
+    was being evaluated (``WHERE``)."""
+    flake = make_flake(tmp_path / 'flake', evb_hosts, configurations={
+        'h1': heavy.heavy_config(seconds=120, calibration=calibrated)})
     workdir = tmp_path / 'play'
     workdir.mkdir()
     (workdir / 'playbook.yml').write_text(json.dumps(
         [{'hosts': 'all', 'gather_facts': False,
-          'tasks': eval_task('nix', eval_workers=1)}]))
-    (workdir / 'inventory.json').write_text(json.dumps(inventory(evb_lab, flake)))
+          'tasks': eval_task('nix', eval_workers=1, **WHERE[where])}]))
+    (workdir / 'inventory.json').write_text(json.dumps(inventory(evb_hosts, flake)))
     token = uuid.uuid4().hex
     job = subprocess.Popen([os.path.join(BIN, 'ansible-playbook'), '-i', 'inventory.json',
                             'playbook.yml'], cwd=str(workdir),
@@ -556,18 +631,30 @@ def test_a_cancelled_job_leaves_no_evaluator(evb_lab, tmp_path, signum, calibrat
     try:
         deadline = time.monotonic() + 120
         # the heavy host's evaluator (not the run's short look at the
-        # flake's attributes), told by its command line: it is running
-        # when it is seen, and h1 holds it for 120 s
-        while not evaluators_of(token):
+        # flake's attributes, nor a light host's), told by its command
+        # line: it is running when it is seen, and h1 holds it for 120 s
+        while not evaluators_of(token, 'h1'):
             assert job.poll() is None and time.monotonic() < deadline, 'no evaluator started'
             time.sleep(0.2)
+        # the case is the one named: a pool's evaluator leads a group of
+        # its own (strace's, with Nix in it, where it records); the spot
+        # check's Nix is in the batch process's group
+        seen = evaluators_of(token, 'h1')
+        leaders = [pid for pid in seen if group_of(pid) == pid]
+        assert bool(leaders) == (where == 'the pool'), (where, seen, leaders)
         job.send_signal(signum)
         job.wait(timeout=60)
         deadline = time.monotonic() + 10
         while nix_processes_of(token) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert nix_processes_of(token) == []
+        assert nix_processes_of(token) == [], 'an evaluator of %s outlived the job' % where
     finally:
         if job.poll() is None:
             job.kill()
             job.wait()
+        # what a failed case left running (this job's Nix: its token) goes too
+        for pid in nix_processes_of(token):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -1083,6 +1083,123 @@ def test_a_held_switch_lock_is_waited_for_before_the_profile_moves(lock_host):
     assert host.took() == [] and host.generations() == ('2', ['1', '2'])
 
 
+# switch-to-configuration as NixOS's is: it holds the platform's switch lock
+# (flock) while it runs, and fails at once when another switch holds it
+FAKE_LOCKING_SWITCH = '''#!/bin/sh
+echo "activate __NAME__ $1" >>"__CALLS__"
+exec 9>>"__LOCK__"
+flock -n 9 || { echo "Could not acquire lock" >&2; exit 1; }
+'''
+
+
+def locking_system(host, name):
+    path = host.root / 'store' / name
+    (path / 'bin').mkdir(parents=True)
+    _executable(path / 'bin' / 'switch-to-configuration', FAKE_LOCKING_SWITCH.replace(
+        '__NAME__', name).replace('__CALLS__', str(host.calls)).replace('__LOCK__', str(host.lock)))
+    return str(path)
+
+
+def profile_state(host):
+    """What the profile is: its link and its generations' links."""
+    folder = os.path.dirname(host.profile)
+    return os.readlink(host.profile), sorted(
+        (name, os.readlink(os.path.join(folder, name))) for name in os.listdir(folder))
+
+
+@pytest.mark.skipif(not shutil.which('flock'), reason='needs flock')
+def test_a_switch_lock_held_past_the_bound_before_the_run_changes_nothing(lock_host):
+    """The runner's first look at the platform's switch lock (take_lock), on
+    its own: another switch (an auto-upgrade) holds it from before the run
+    until past the run's bound. The run fails saying so, before it reads or
+    moves the profile: no generation made, none switched, nothing activated.
+    Without that look its switch would meet the lock and the runner's own
+    wait would put the profile back (switch_busy), but only after it had
+    moved, and a generation made and dropped."""
+    host = lock_host
+    old, new = locking_system(host, 'old'), locking_system(host, 'new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    host.took()
+    before = profile_state(host)
+    holder = SwitchHolder(host)
+    try:
+        values, _log = host.activate(new, 'r2', lock_timeout=1)
+    finally:
+        holder.release()
+    assert values['state'] == 'failed', values['output']
+    assert values['cause'] == 'switch_locked', values['output']
+    assert values['activated'] == '0' and values['rolled_back'] == '0', values['output']
+    assert values['reason'] == ('another switch held %s for more than 1s (an auto-upgrade?): '
+                                'nothing was changed' % host.lock), values['reason']
+    # no nix-env, no activation: the profile as it was, link for link
+    assert host.took() == []
+    assert profile_state(host) == before
+    assert host.generations() == ('1', ['1'])
+
+
+def pause_nix_env(host, operation):
+    """The fake nix-env stops before ``operation`` (``--set``) until
+    ``resume()``: the test acts at that point of the run. Returns
+    (paused(): whether it waits there now, resume)."""
+    pause = str(host.calls) + '.pause' + operation
+    paused = str(host.calls) + '.paused' + operation
+    with open(pause, 'w'):
+        pass
+    script = host.root / 'bin' / 'nix-env'
+    # bounded (600 x 0.05 s), so a failed test leaves no nix-env behind
+    waits = ('[ -e "%s" ] && [ "$3" = %s ] && { : >"%s"; n=0; while [ -e "%s" ] && '
+             '[ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done; }\n' % (
+                 pause, operation, paused, pause))
+    text = script.read_text()
+    script.write_text(text.replace('[ "$1" = --profile ]', waits + '[ "$1" = --profile ]', 1))
+    return (lambda: os.path.exists(paused)), (lambda: os.unlink(pause))
+
+
+def run_said(host, run, words):
+    """Whether ``run``'s log holds ``words`` yet."""
+    try:
+        with open(os.path.join(host.state_dir(), 'runs', run, 'log')) as handle:
+            return words in handle.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not shutil.which('flock'), reason='needs flock')
+def test_a_switch_lock_taken_after_the_first_look_is_waited_for_then_switched(lock_host):
+    """The runner's own wait, on its own: the lock is free at the run's
+    first look, and another switch takes it just after (while the profile
+    is set). The switch meets it; the run says it waits for that other
+    switch (what the controller shows), and switches again once it is let
+    go: once refused, once done, not again and again while it is held."""
+    host = lock_host
+    old, new = locking_system(host, 'old'), locking_system(host, 'new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    host.took()
+    paused, resume = pause_nix_env(host, '--set')
+    holder = []
+
+    def take_then_let_go():
+        # past the first look: the profile is about to move
+        if wait_until(paused, 30):
+            holder.append(SwitchHolder(host))
+        resume()
+        if holder:
+            wait_until(lambda: run_said(host, 'r2', 'waiting_lock: another switch holds'), 30)
+            holder[0].release()
+    other = threading.Thread(target=take_then_let_go)
+    other.start()
+    try:
+        values, log = host.activate(new, 'r2', lock_timeout=60, wait=60)
+    finally:
+        other.join()
+    assert holder, 'the run never set the profile'
+    assert values['state'] == 'done', values['output']
+    assert 'waiting_lock: another switch holds %s' % host.lock in log
+    assert host.took() == ['nix-env --profile %s --set %s' % (host.profile, new),
+                           'activate new switch', 'activate new switch']
+    assert host.generations() == ('2', ['1', '2'])
+
+
 # ---------------------------------------------------------------- goals and re-runs
 def test_rolling_back_a_test_activation_leaves_the_profile(host):
     v1, v2, v3 = host.system('v1'), host.system('v2'), host.system('v3')
