@@ -22,7 +22,7 @@ NIX_OPTIONS = {'substituters': ''}
 
 
 def lab_session(name='evb'):
-    """Body of each test module's lab fixture: 8 hosts, every persona."""
+    """Body of a test module's lab fixture (test_nix_build's): 8 hosts, every persona."""
     lab = Lab(name).up(8, personas=PERSONAS)
     try:
         yield lab
