@@ -252,7 +252,9 @@ def _sweep(prefix):
 
 
 def alive(pid):
-    """Whether process ``pid`` exists (another user's counts)."""
+    """Whether process ``pid`` runs (another user's counts). A zombie does
+    not: it has ended and only waits for its parent to read its exit (a
+    job's ``ansible-playbook`` whose parent has not reaped it yet)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -260,7 +262,19 @@ def alive(pid):
     except OSError:
         # another user's process: alive
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid):
+    """Whether ``pid`` is a zombie, where the system says (Linux's /proc;
+    elsewhere it counts as running)."""
+    try:
+        with open('/proc/%d/stat' % pid, 'rb') as handle:
+            line = handle.read()
+    except OSError:
+        return False
+    # "pid (command) state ...": the command may hold any byte, ")" too
+    return line[line.rfind(b')') + 2:line.rfind(b')') + 3] == b'Z'
 
 
 def remove_folder(folder):

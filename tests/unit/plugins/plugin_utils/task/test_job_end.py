@@ -35,10 +35,11 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._batch_server
     BatchServer)
 
 
-def run_job(tmp_path, work, at_end=None):
+def run_job(tmp_path, work, at_end=None, reap=True):
     """A job process whose worker asks a batch server whose one wave is
     ``work(put)``, waits for h1's answer, and ends; the job ends right after its worker (after
-    ``at_end()``, which must return True, when given)."""
+    ``at_end()``, which must return True, when given). ``reap=False``: the
+    job's pid, its exit not read (``reaped``)."""
     job = os.fork()
     if job == 0:
         code = 1
@@ -63,8 +64,16 @@ def run_job(tmp_path, work, at_end=None):
                 code = 0 if at_end() else 1
         finally:
             os._exit(code)  # pylint: disable=protected-access
+    if not reap:
+        return job
+    return reaped(job)
+
+
+def reaped(job):
+    """Read the exit of the job process ``job``, which must have succeeded."""
     _pid, status = os.waitpid(job, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+    return job
 
 
 def write(path, text=''):
@@ -184,6 +193,40 @@ def test_a_cancelled_job_stops_its_evaluators_at_once(tmp_path):
         for pid in (process, child):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def zombie(pid):
+    with open('/proc/%d/stat' % pid) as handle:
+        return handle.read().rsplit(')', 1)[1].split()[0] == 'Z'
+
+
+def test_a_job_that_ended_unreaped_is_over(tmp_path):
+    # the job's ansible-playbook has exited, but its parent (a wrapper that
+    # has not waited for it yet) has not read its exit: a zombie, which
+    # kill(pid, 0) still finds. Its batch process stops all the same.
+    kept, pids = str(tmp_path / 'kept'), str(tmp_path / 'pids')
+
+    def work(put):
+        _job_end.owe(2)  # h2 is owed when the job ends
+        write(pids, '%d' % os.getpid())
+        answer_h1(put)
+        time.sleep(30)
+        write(kept)
+        return {}
+
+    job = run_job(tmp_path, work, reap=False)
+    process = None
+    try:
+        wait_for(lambda: os.path.exists(pids) and zombie(job), 10, 'the job never ended')
+        process = int(read(pids))
+        wait_for(lambda: not alive(process), 5,
+                 'the batch process went on while its job was a zombie')
+        assert zombie(job), 'reaped before the check'
+        assert not os.path.exists(kept)
+    finally:
+        reaped(job)
+        if process is not None and alive(process):
+            os.kill(process, signal.SIGKILL)
 
 
 def test_finishing_that_does_not_end_is_stopped_at_the_bound(tmp_path, monkeypatch):
