@@ -7,6 +7,7 @@ every later evaluator. Real Nix and git on this machine."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -426,8 +427,11 @@ def test_a_pin_whose_holder_never_lets_go_is_waited_for_within_a_bound(tmp_path,
     from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._waits import (
         LockWaitTimeout)
     lock = str(tmp_path / 'pin-x.json.lock')
+    # a group of its own: flock runs the sleep as its child, which holds
+    # the lock and would outlive flock alone
     holder = subprocess.Popen(['flock', lock, 'sh', '-c', 'echo held; exec sleep 600'],
-                              stdout=subprocess.PIPE, universal_newlines=True)
+                              stdout=subprocess.PIPE, universal_newlines=True,
+                              start_new_session=True)
     try:
         assert holder.stdout.readline().strip() == 'held'
         monkeypatch.setattr(_source, 'PIN_WAIT', 1)
@@ -439,5 +443,5 @@ def test_a_pin_whose_holder_never_lets_go_is_waited_for_within_a_bound(tmp_path,
         assert message.startswith("waited 1s for the lock of the run's pin of a flake"), message
         assert lock in message and 'end the run and start it again' in message, message
     finally:
-        holder.kill()
+        os.killpg(holder.pid, signal.SIGKILL)
         holder.wait()
