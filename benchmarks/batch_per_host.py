@@ -4,7 +4,7 @@
 
     python -m benchmarks.batch_per_host [--hosts 250,1000] [--repeat 3]
                                         [--before COLLECTIONS] [--output FILE]
-                                        [--dir FOLDER]
+                                        [--dir FOLDER] [--hold [T,...]] [--forks F]
 
 Every host of a play batch runs the batch machinery once per phase in its
 own Ansible worker; one host (the first) computes for the batch, the others
@@ -66,9 +66,40 @@ folder after a test run) makes each new inode cost hundreds of
 microseconds of kernel time (the allocator skips every inode removed in
 the last minutes), against about 10 on tmpfs. ``--dir /dev/shm`` measures
 the collection's own cost; both versions are measured in the same folder.
+
+``--hold T`` (seconds, a list: ``--hold 1,5``; alone: 5, about what a
+fleet's evaluation or copy takes) plays the batch as a run with forks F
+(``--forks``, 50) does, phase after phase, each version the same way: the
+first F hosts of the batch arrive while the batch's work of the phase is
+computed, each in a thread of its own (the computing host first; the others
+once its work has started), and each phase's work takes T seconds; then
+the other hosts come one after another, their answers ready (the build
+foresees nothing in either version: a later host's request is answered by
+a wave of its own, at once). What computes, and for T:
+
+  before   (a version with ``_batch_work`` and no batch server) the
+           serial gate, copy, closure, publish and channel are ONCE: the
+           first host computes in its worker under the batch's flock, its
+           compute held T (the serial gate's own, one small file, is not
+           held); the others run their real lock polls. The evaluation's
+           stream process and the build's service are threads of the
+           harness running their real ``_run`` (the service its real
+           ``_serve`` loop), whose work is played: the evaluation puts
+           every host's entry after T, the build's first wave answers after
+           T, through the real ``put`` (the entry, then its doorbell rung);
+           the hosts wait on their real doorbells
+  now      the run's serving process, for real, in threads of the harness
+           (as the "now" rows), each stem's first wave answering after T
+
+A host's figures are its own thread's: CPU, bytes read and written, and its
+wake-ups (voluntary context switches, /proc/thread-self/status: each sleep,
+poll or wait it returned from). Printed for the computing host, the hosts
+that waited (the first F less it) and the hosts that came later.
 """
 
 import argparse
+import contextlib
+import fcntl
 import gc
 import json
 import os
@@ -78,6 +109,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 
 # a host's CPU: its worker's own thread (where this checkout's serving
 # process runs in threads of the harness, their CPU is not the host's)
@@ -87,6 +119,16 @@ SIZES = (250, 1000)
 REPEAT = 3
 # the phases whose first host foresees the batch's requests
 BATCH_PHASES = ('copy', 'closure', 'publish', 'channel')
+# every phase a host runs, in a deploy's order (the serial gate is in eval's)
+PHASES = ('eval', 'build') + BATCH_PHASES
+# --hold: the hosts that arrive while a phase's work is computed (a run's
+# forks), and how long the work takes alone (a fleet's evaluation or copy
+# takes seconds)
+FORKS = 50
+HOLD = 5.0
+# how long the harness waits for a host or a played process before it
+# calls the run stuck (every wait of it is bounded)
+STUCK = 300
 
 
 def collections_of_checkout():
@@ -111,89 +153,116 @@ def _system(host, kind):
     return '/nix/store/%032d-%s-%s' % (abs(hash(host)) % 10 ** 32, kind, host)
 
 
-class _Harness(object):
-    """One batch of ``size`` hosts through every phase, host after host."""
+def _modules(base_dir):
+    """The measured version's modules (the child's sys.path names it), as
+    the harness drives them, and the ones it patches: (modules, _stream,
+    what uses the stream, what uses the service or server)."""
+    from ansible import constants as C
+    from ansible_collections.nixdeploy.fleet.plugins.action import nix_build, nix_eval
+    from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval
+    try:
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage import (
+            _stage)
+    except ImportError:  # a version whose evaluation stage was one flat folder
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
+            _eval_stage as _stage)
+    try:
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
+    except ImportError:  # a version whose phases' names were in _batch
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (
+            _batch as _run)
+    try:
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stream
+    except ImportError:  # a version whose batch server has no stream beneath
+        _stream = None
+    try:
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (
+            _batch_server)
+    except ImportError:  # a version from before the one batch server
+        _batch_server = None
+    try:
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_work
+    except ImportError:  # a version from before the one entry point
+        _batch_work = None
+    from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
+        NixdeployAction)
+    C.DEFAULT_LOCAL_TMP = base_dir
+    modules = dict(nix_build=nix_build, nix_eval=nix_eval, role_vars=_role_vars,
+                   eval=_eval, eval_stage=_stage, batch=_run,
+                   action=NixdeployAction, batch_work=_batch_work,
+                   batch_server=_batch_server)
+    return modules, _stream, _batch_work or _stage, _batch_work or nix_build
 
-    def __init__(self, size, base_dir, waiting=True):
-        # imported here: the child's sys.path names the version measured
+
+class _Harness(object):
+    """One batch of ``size`` hosts through every phase, host after host;
+    with ``hold`` (seconds), phase after phase, the first ``forks`` hosts
+    waiting for the phase's work (``run_held``)."""
+
+    def __init__(self, size, base_dir, waiting=True, hold=None, forks=FORKS):
         # where the one batch server answers: as each host begins to wait
         # for its answer (waiting: it came before its wave had it), or
         # before the host's first look (its answer ready, as a version
         # before the server is played: the stream's entry written just
         # before the host looks for it)
         self.waiting = waiting
-        from ansible import constants as C
-        from ansible_collections.nixdeploy.fleet.plugins.action import nix_build, nix_eval
-        from ansible_collections.nixdeploy.fleet.plugins.module_utils import _role_vars
-        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import _eval
-        try:
-            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation.stage import (
-                _stage)
-        except ImportError:  # a version whose evaluation stage was one flat folder
-            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.evaluation import (
-                _eval_stage as _stage)
-        try:
-            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _run
-        except ImportError:  # a version whose phases' names were in _batch
-            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (
-                _batch as _run)
-        try:
-            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stream
-        except ImportError:  # a version whose batch server has no stream beneath
-            _stream = None
-        try:
-            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import (
-                _batch_server)
-        except ImportError:  # a version from before the one batch server
-            _batch_server = None
-        try:
-            from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _batch_work
-        except ImportError:  # a version from before the one entry point
-            _batch_work = None
-        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._action import (
-            NixdeployAction)
-        C.DEFAULT_LOCAL_TMP = base_dir
-        self.modules = dict(nix_build=nix_build, nix_eval=nix_eval, role_vars=_role_vars,
-                            eval=_eval, eval_stage=_stage, batch=_run,
-                            action=NixdeployAction, batch_work=_batch_work,
-                            batch_server=_batch_server)
+        self.hold, self.forks = hold, forks
+        self.modules, _stream, stream_user, service_user = _modules(base_dir)
         self.base_dir = base_dir
         self.hosts = ['h%04d' % i for i in range(size)]
-        self.excluded = 0.0
-        self.excluded_io = 0
+        # what the harness does in a host's thread that the host does not
+        # pay (``off_clock``): its own per thread, hosts run in threads
+        self._off = threading.local()
         self.held = []
-        # the threads that play the run's serving process (waiting path)
+        # the threads that play the serving processes
         self.serving = []
         self.entries = {}
         self.task_vars = {}
+        # held mode: the phases whose work has started (the others of the
+        # first F hosts arrive then), and the works held already
+        self._started = {}
+        self._held_kinds = set()
+        self._mutex = threading.Lock()
         play = _Node('play-1')
         block = _Node('block-1', play=play)
-        self.tasks = dict((phase, _Node('task-%s' % phase, parent=block))
-                          for phase in ('eval', 'build') + BATCH_PHASES)
-        self._patch_processes(_stream, _batch_work or _stage, _batch_work or nix_build,
-                              _batch_server)
+        self.tasks = dict((phase, _Node('task-%s' % phase, parent=block)) for phase in PHASES)
+        if hold is not None:
+            self._patch_held(_stream, stream_user, service_user)
+        else:
+            self._patch_processes(_stream, stream_user, service_user)
 
-    def _patch_processes(self, _stream, stream_user, service_user, _batch_server):
+    @contextlib.contextmanager
+    def off_clock(self):
+        """What the harness does within it is not the host's (its CPU and
+        bytes are taken off the figure of the thread's host)."""
+        started, io_before = _clock(), _io()
+        try:
+            yield
+        finally:
+            off = self._off
+            off.seconds = getattr(off, 'seconds', 0.0) + _clock() - started
+            off.io = getattr(off, 'io', 0) + _io() - io_before
+
+    def _patch_processes(self, _stream, stream_user, service_user):
         """The detached processes, played by the harness off the clock."""
         harness = self
+        _batch_server = self.modules['batch_server']
 
         def fork(stream, _work):
             running = os.open(stream.running_path, os.O_WRONLY | os.O_CREAT, 0o600)
-            import fcntl
             fcntl.flock(running, fcntl.LOCK_EX)
             harness.held.append(running)
 
         def entry(stream, host, *args, **kwargs):
-            started, io_before = _clock(), _io()
-            if kwargs.get('path'):
-                # a batch server's answer: the entry, and whether its host
-                # opened the wave
-                stream.put_at(kwargs['path'], {'answer': harness.answer(stream.kind, host),
-                                               'opened': host == harness.hosts[0]})
-            else:
-                stream.put(host, harness.entries[(stream.kind, host)])
-            harness.excluded += _clock() - started
-            harness.excluded_io += _io() - io_before
+            with harness.off_clock():
+                if kwargs.get('path'):
+                    # a batch server's answer: the entry, and whether its
+                    # host opened the wave
+                    stream.put_at(kwargs['path'], {'answer': harness.answer(stream.kind, host),
+                                                   'opened': host == harness.hosts[0]})
+                else:
+                    stream.put(host, harness.entries[(stream.kind, host)])
             return stream.__class__.__mro__[1].entry(stream, host, *args, **kwargs)
 
         if _stream is None:
@@ -239,11 +308,9 @@ class _Harness(object):
 
                 def wait(path, *args):
                     # the wave's answer, written as the host begins to wait
-                    started, io_before = _clock(), _io()
-                    self.answers.put(path, {'answer': harness.answer(self.kind, self.asking),
-                                            'opened': self.asking == harness.hosts[0]})
-                    harness.excluded += _clock() - started
-                    harness.excluded_io += _io() - io_before
+                    with harness.off_clock():
+                        self.answers.put(path, {'answer': harness.answer(self.kind, self.asking),
+                                                'opened': self.asking == harness.hosts[0]})
                     return real_wait(path, *args)
                 self.answers.wait = wait
                 if getattr(self, 'run', None) is not None:
@@ -262,27 +329,22 @@ class _Harness(object):
             def ready(self, host, request):
                 if not harness.waiting and host != harness.hosts[0]:
                     # ready: written before the host's first look, off the clock
-                    started, io_before = _clock(), _io()
-                    path = self.answer_path(host, _batch_server.as_json(request))
-                    if not os.path.exists(path):
-                        self.answers.put(path, {'answer': harness.answer(self.kind, host),
-                                                'opened': False})
-                    harness.excluded += _clock() - started
-                    harness.excluded_io += _io() - io_before
+                    with harness.off_clock():
+                        path = self.answer_path(host, _batch_server.as_json(request))
+                        if not os.path.exists(path):
+                            self.answers.put(path, {'answer': harness.answer(self.kind, host),
+                                                    'opened': False})
 
             def _register(self, _host, _kind, _message, _files_of):
-                started, io_before = _clock(), _io()
-                if self.run.token() is None:
-                    self._fork(None)
-                    with open(self.run.alive_path, 'w') as handle:
+                with harness.off_clock():
+                    if self.run.token() is None:
+                        self._fork(None)
+                        with open(self.run.alive_path, 'w') as handle:
+                            handle.write('harness')
+                    with open(self.alive_path, 'w') as handle:
                         handle.write('harness')
-                with open(self.alive_path, 'w') as handle:
-                    handle.write('harness')
-                harness.excluded += _clock() - started
-                harness.excluded_io += _io() - io_before
 
             def _fork(self, _work, keep=()):
-                import fcntl
                 running = os.open(self.process.running_path, os.O_WRONLY | os.O_CREAT, 0o600)
                 fcntl.flock(running, fcntl.LOCK_EX)
                 harness.held.append(running)
@@ -293,15 +355,38 @@ class _Harness(object):
 
         server_user.BatchServer = LabServer
 
+    def thread_fork(self, process, work):
+        """The ``fork`` of this checkout's ``DetachedProcess``: its work in
+        a thread of this process, its ``.running`` lock held while it runs
+        (the harness's part off the clock; its CPU, reads and writes are not
+        the host's thread's)."""
+        import socket
+        with self.off_clock():
+            running = open(process.running_path, 'a')
+            fcntl.flock(running, fcntl.LOCK_EX)
+            serving = work.__self__
+            # the caller closes its listening socket once this returns
+            serving.listening = socket.socket(fileno=os.dup(serving.listening.fileno()))
+            self.start_thread(work, running)
+
+    def start_thread(self, work, running):
+        """``work()`` in a thread of the harness, ``running`` (an open file
+        whose lock says the process runs) closed when it ends."""
+        def run():
+            try:
+                work()
+            finally:
+                running.close()
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self.serving.append(thread)
+
     def _serve_in_threads(self, _batch_server, server_user):
         """This checkout's waiting path: the run's serving process runs for
-        real in threads of this process (the ``fork`` of its
-        ``DetachedProcess`` starts a thread; its CPU, reads and writes are
-        not the host's thread's), and each wave answers a host as that
-        host begins to wait: when it asks over the socket, or when it
-        starts to wait on its doorbell (a host that registers the work)."""
-        import fcntl
-        import socket
+        real in threads of this process (``thread_fork``), and each wave
+        answers a host as that host begins to wait: when it asks over the
+        socket, or when it starts to wait on its doorbell (a host that
+        registers the work)."""
         from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stem_serving
         harness = self
         arrived, arrived_lock = {}, threading.Lock()
@@ -327,27 +412,11 @@ class _Harness(object):
             return kept
         _stem_serving.StemServing.ask = ask
 
-        def fork(process, work, keep=()):
-            running = open(process.running_path, 'a')
-            fcntl.flock(running, fcntl.LOCK_EX)
-            serving = work.__self__
-            # the caller closes its listening socket once this returns
-            serving.listening = socket.socket(fileno=os.dup(serving.listening.fileno()))
-
-            def run():
-                try:
-                    work()
-                finally:
-                    running.close()
-            thread = threading.Thread(target=run, daemon=True)
-            thread.start()
-            harness.serving.append(thread)
-
         class LabServer(_batch_server.BatchServer):
             def __init__(self, *args, **kwargs):
                 super(LabServer, self).__init__(*args, **kwargs)
                 process, kind = self.process, self.kind
-                process.fork = lambda work, keep=(): fork(process, work, keep)
+                process.fork = lambda work, keep=(): harness.thread_fork(process, work)
                 self.asking = None
                 doorbell_wait = self.answers.wait
 
@@ -361,6 +430,128 @@ class _Harness(object):
                 return super(LabServer, self).answer(host, *args, **kwargs)
 
         server_user.BatchServer = LabServer
+
+    # ------------------------------------------------------------ held mode
+    def _patch_held(self, _stream, stream_user, service_user):
+        """Held mode (``run_held``): each phase's work takes ``hold``
+        seconds, in each version's own place of it."""
+        _batch_server = self.modules['batch_server']
+        if _batch_server is not None and hasattr(_batch_server.BatchServer, 'ask'):
+            self._serve_held(_batch_server, service_user)
+        elif _stream is not None and _batch_server is None and self.modules['batch_work']:
+            self._patch_held_before(_stream, stream_user, self.modules['nix_build'])
+        else:
+            raise SystemExit('--hold plays a version with _batch_work and its stream and '
+                             'service (da1c887), or one whose hosts ask the run\'s process '
+                             '(BatchServer.ask); not this one')
+
+    def _serve_held(self, _batch_server, server_user):
+        """This checkout held: the run's serving process for real in threads
+        (``thread_fork``); each stem's first wave answers after ``hold``
+        (``played_wave``), later waves at once. A phase's work has started
+        once its first host registered its stem with the process."""
+        from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _stem_serving
+        harness = self
+
+        def serve_function(kind, _name):
+            def serve(_context, requests, put):
+                harness.played_wave(kind, requests, put)
+            return serve
+        _stem_serving.serve_function = serve_function
+
+        class LabServer(_batch_server.BatchServer):
+            def __init__(self, *args, **kwargs):
+                super(LabServer, self).__init__(*args, **kwargs)
+                process = self.process
+                process.fork = lambda work, keep=(): harness.thread_fork(process, work)
+
+            def _start(self, *args, **kwargs):
+                here = super(LabServer, self)._start(*args, **kwargs)
+                if here:
+                    harness.started(self.kind)
+                return here
+
+        server_user.BatchServer = LabServer
+
+    def _patch_held_before(self, _stream, batch_work, nix_build):
+        """A version from before the batch server, held: ONCE's compute
+        holds its flock ``hold`` seconds in the first host's worker; the
+        evaluation's stream and the build's service run their real
+        ``DetachedWork._run`` (the service its real ``_serve``) in threads
+        of the harness, their work played (``played_stream``, the build's
+        waves ``played_wave``), their answers given through their real
+        ``put``, which rings each host's doorbell."""
+        harness = self
+
+        def fork(stream, work):
+            with harness.off_clock():
+                running = open(stream.running_path, 'a')
+                fcntl.flock(running, fcntl.LOCK_EX)
+                played = work
+                if not isinstance(stream, _stream.Service):
+                    # the evaluation itself, played; the service's loop is real
+                    def played(put, kind=stream.kind):
+                        return harness.played_stream(kind, put)
+                harness.start_thread(lambda: stream._run(played, os.getpid()), running)
+            harness.started(stream.kind)
+
+        class LabStream(_stream.Stream):
+            _fork = fork
+
+        class LabService(_stream.Service):
+            _fork = fork
+
+        batch_work.Stream, batch_work.Service = LabStream, LabService
+
+        class LabStage(nix_build.BuildStage):
+            # made in the host's worker as before; only its wave is played
+            def wave(self, requests, put):
+                harness.played_wave('build', requests, put)
+        nix_build.BuildStage = LabStage
+
+        class LabBatch(batch_work.Batch):
+            def results(self, compute, host=None):
+                kind = self.kind
+
+                def held():
+                    # in the first host's worker, under the batch's flock
+                    harness.started(kind)
+                    harness.hold_work(kind)
+                    return compute()
+                return super(LabBatch, self).results(held, host)
+        batch_work.Batch = LabBatch
+
+    def started(self, kind):
+        """The first host's work of ``kind`` has started."""
+        self.work_started(kind).set()
+
+    def work_started(self, kind):
+        with self._mutex:
+            return self._started.setdefault(kind, threading.Event())
+
+    def hold_work(self, kind):
+        """The batch's work of ``kind``, the first time: ``hold`` seconds
+        (the serial gate's, one small file: none)."""
+        with self._mutex:
+            first = kind not in self._held_kinds
+            self._held_kinds.add(kind)
+        if first and kind in PHASES:
+            time.sleep(self.hold)
+
+    def played_wave(self, kind, requests, put):
+        """A wave of ``kind`` for ``requests`` ({host: request}): each
+        host's answer, after ``hold`` for the kind's first wave."""
+        self.hold_work(kind)
+        for host in requests:
+            put(host, self.answer(kind, host))
+
+    def played_stream(self, kind, put):
+        """The before version's evaluation process: every host's entry
+        after ``hold``; what the batch shares, {}, is its end mark."""
+        self.hold_work(kind)
+        for host in self.hosts:
+            put(host, self.entries[(kind, host)])
+        return {}
 
     def answer(self, kind, host):
         """A batch server's answer to ``host`` of ``kind``."""
@@ -415,6 +606,19 @@ class _Harness(object):
 
     def host(self, host):
         """Every phase of ``host``'s worker (this process's CPU seconds)."""
+        for phase in PHASES:
+            self.step(phase, host)
+
+    def step(self, phase, host):
+        """``phase`` of ``host``'s worker."""
+        if phase == 'eval':
+            self._eval_step(host)
+        elif phase == 'build':
+            self._build_step(host)
+        else:
+            self._batch_step(phase, host)
+
+    def _eval_step(self, host):
         mods = self.modules
         args = self.eval_args(host)
         action = self.action(mods['nix_eval'], 'eval', host, args)
@@ -424,6 +628,9 @@ class _Harness(object):
         assert entry['answer']['out_path'] == _system(host, 'system'), entry
         mods['batch'].record_facts(self.base_dir, hosts, {host: {
             'nix_out_path': _system(host, 'system'), 'nix_drv_path': _system(host, 'drv')}})
+
+    def _build_step(self, host):
+        mods = self.modules
         build_args = {'gc_root_dir': '/nix/var/nix/gcroots/nixdeploy', 'timeout': None,
                       'builder_min_free_mb': None}
         action = self.action(mods['nix_build'], 'build', host, build_args)
@@ -431,29 +638,31 @@ class _Harness(object):
             mods['nix_build'].ActionModule._from_batch(action, host, self.build_request(host))
         else:
             action.batch_answer(action._build_work(self.build_request(host)))
-        for phase in BATCH_PHASES:
-            action = self.action(None, phase, host, {})
-            wanted = {'path': _system(host, 'system')}
 
-            def foreseen(batch):
-                return dict((name, {'path': _system(name, 'system')}) for name in batch)
+    def _batch_step(self, phase, host):
+        mods = self.modules
+        action = self.action(None, phase, host, {})
+        wanted = {'path': _system(host, 'system')}
 
-            def compute(batch):
-                return {'hosts': dict((name, {'request': {'path': _system(name, 'system')},
-                                              'answer': {'published': True}})
-                                      for name in batch), 'processes': 1}
-            parts = [{'nix_bin': 'nix'}, False, 'file:///lab/cache', None]
-            if mods['batch_work'] is None:
-                _entry, data, _here = mods['action'].from_batch(
-                    action, phase, parts, compute, wanted)
-                len(data['hosts'])
-            elif mods['batch_server'] is None:
-                data = action.batch_answer(mods['batch_work'].BatchWork(
-                    phase, parts, wanted, compute)).data
-                len(data['hosts'])
-            else:
-                action.batch_answer(mods['batch_work'].BatchWork(
-                    phase, parts, wanted, None, foresee=foreseen)).entry['batch']['hosts']
+        def foreseen(batch):
+            return dict((name, {'path': _system(name, 'system')}) for name in batch)
+
+        def compute(batch):
+            return {'hosts': dict((name, {'request': {'path': _system(name, 'system')},
+                                          'answer': {'published': True}})
+                                  for name in batch), 'processes': 1}
+        parts = [{'nix_bin': 'nix'}, False, 'file:///lab/cache', None]
+        if mods['batch_work'] is None:
+            _entry, data, _here = mods['action'].from_batch(
+                action, phase, parts, compute, wanted)
+            len(data['hosts'])
+        elif mods['batch_server'] is None:
+            data = action.batch_answer(mods['batch_work'].BatchWork(
+                phase, parts, wanted, compute)).data
+            len(data['hosts'])
+        else:
+            action.batch_answer(mods['batch_work'].BatchWork(
+                phase, parts, wanted, None, foresee=foreseen)).entry['batch']['hosts']
 
     def run(self):
         """{computing, others: [seconds]}: each host's CPU, in the order
@@ -466,20 +675,85 @@ class _Harness(object):
             if number % 100 == 0:
                 gc.collect()
             gc.disable()
-            self.excluded, self.excluded_io = 0.0, 0
+            self._off.seconds, self._off.io = 0.0, 0
             started, io_before = _clock(), _io()
             self.host(host)
-            seconds.append(_clock() - started - self.excluded)
-            io_bytes.append(_io() - io_before - self.excluded_io)
+            seconds.append(_clock() - started - self._off.seconds)
+            io_bytes.append(_io() - io_before - self._off.io)
             gc.enable()
-        for descriptor in self.held:
-            os.close(descriptor)
-        # the serving process ends once every stem is served (a second or
-        # so): before its folder is removed
-        for thread in self.serving:
-            thread.join(120)
+        self._end()
         return {'computing': seconds[0], 'others': seconds[1:],
                 'computing_io': io_bytes[0], 'others_io': io_bytes[1:]}
+
+    def _end(self):
+        for descriptor in self.held:
+            os.close(descriptor)
+        # the serving processes end once every stem is served (a second or
+        # so): before their folder is removed
+        for thread in self.serving:
+            thread.join(STUCK)
+            if thread.is_alive():
+                raise RuntimeError('a played serving process still runs after %ds' % STUCK)
+
+    def run_held(self):
+        """Phase after phase, as a run with forks F plays the batch: the
+        first F hosts together, the first computing (or registering its
+        work), the others once its work has started; then, once they have
+        all ended, the later hosts one after another (one at a time: no
+        host's thread waits for the interpreter's lock behind another's
+        where nothing is waited for; in a run they come F at a time).
+        {host: [CPU seconds, bytes, wake-ups]} summed over the phases."""
+        self.prepare()
+        figures = dict((host, [0.0, 0, 0]) for host in self.hosts)
+        for phase in PHASES:
+            # the collector's passes cost by the size of the whole heap:
+            # between phases, off the clock
+            gc.collect()
+            gc.disable()
+            try:
+                self._group(phase, self.hosts[:self.forks], figures)
+                for host in self.hosts[self.forks:]:
+                    self._group(phase, [host], figures)
+            finally:
+                gc.enable()
+        self._end()
+        return figures
+
+    def _group(self, phase, group, figures):
+        """``phase`` of the hosts of ``group`` at once, each in a thread."""
+        failed = []
+
+        def play(host):
+            try:
+                self._off.seconds, self._off.io = 0.0, 0
+                waits = _wakeups()
+                started, io_before = _clock(), _io()
+                self.step(phase, host)
+                seconds = _clock() - started - self._off.seconds
+                io_bytes = _io() - io_before - self._off.io
+                figures[host][2] += _wakeups() - waits
+                figures[host][0] += seconds
+                figures[host][1] += io_bytes
+            except BaseException:  # pylint: disable=broad-except
+                failed.append('%s, %s: %s' % (host, phase, traceback.format_exc()))
+        threads = [threading.Thread(target=play, args=(host,), daemon=True) for host in group]
+        rest = threads
+        if group[0] == self.hosts[0]:
+            # the others come while the first host's work is computed
+            threads[0].start()
+            deadline = time.monotonic() + STUCK
+            while not self.work_started(phase).wait(0.01) and threads[0].is_alive():
+                if time.monotonic() > deadline:
+                    raise RuntimeError('%s never started its %s work' % (group[0], phase))
+            rest = threads[1:]
+        for thread in rest:
+            thread.start()
+        for thread in threads:
+            thread.join(STUCK)
+            if thread.is_alive():
+                raise RuntimeError('a host of the %s phase still waits after %ds' % (phase, STUCK))
+        if failed:
+            raise RuntimeError('\n'.join(failed))
 
 
 def _io():
@@ -490,6 +764,18 @@ def _io():
     with open('/proc/thread-self/io') as handle:
         fields = dict(line.split(':', 1) for line in handle.read().splitlines())
     return int(fields['rchar']) + int(fields['wchar'])
+
+
+def _wakeups():
+    """How often this thread has slept and woken so far (Linux's
+    /proc/thread-self/status: voluntary context switches): each sleep, poll
+    or blocking wait it returned from, and each wait for the interpreter's
+    lock that blocked."""
+    with open('/proc/thread-self/status') as handle:
+        for line in handle:
+            if line.startswith('voluntary_ctxt_switches:'):
+                return int(line.split(':', 1)[1])
+    return 0
 
 
 class _Loader(object):
@@ -517,18 +803,50 @@ def child(size, repeat, waiting=True):
             'others_io': statistics.median(best['others_io'])}
 
 
+def child_held(size, repeat, hold, forks):
+    """Held mode (``_Harness.run_held``): the best of ``repeat`` runs, as
+    JSON data: the computing host's figures, and the median and p90 of the
+    hosts that waited (the first ``forks`` less it) and of the later ones,
+    each group's from the run where its median CPU was lowest."""
+    runs = []
+    for _number in range(repeat):
+        with tempfile.TemporaryDirectory(prefix='nixdeploy-batch-per-host-') as base_dir:
+            figures = _Harness(size, base_dir, hold=hold, forks=forks).run_held()
+        hosts = sorted(figures)
+        runs.append({'computing': figures[hosts[0]],
+                     'waiting': [figures[host] for host in hosts[1:forks]],
+                     'later': [figures[host] for host in hosts[forks:]]})
+    row = {'n': size, 'hold': hold, 'forks': forks,
+           'computing': min(run['computing'][0] for run in runs),
+           'computing_io': min(run['computing'][1] for run in runs),
+           'computing_wakeups': min(run['computing'][2] for run in runs)}
+    for group in ('waiting', 'later'):
+        if not runs[0][group]:
+            continue  # a batch no larger than the forks: nobody came later
+        best = min((run[group] for run in runs),
+                   key=lambda hosts: statistics.median(host[0] for host in hosts))
+        seconds = sorted(host[0] for host in best)
+        row.update({group + '_median': statistics.median(seconds),
+                    group + '_p90': seconds[int(len(seconds) * 0.9)],
+                    group + '_io': statistics.median(host[1] for host in best),
+                    group + '_wakeups': statistics.median(host[2] for host in best)})
+    return row
+
+
 # ------------------------------------------------------------------ parent
-def measure(collections, sizes, repeat, path='waiting', folder=None):
+def measure(collections, sizes, repeat, path='waiting', folder=None, hold=None, forks=FORKS):
     """[figures at each size] of the collection under ``collections``;
     ``path``: where the one batch server answers the other hosts ('waiting'
     or 'ready', ``_Harness``); ``folder``: where each run's temp folder is
-    made (None: the system's temp folder)."""
+    made (None: the system's temp folder); ``hold``: held mode, each
+    phase's work taking that many seconds, ``forks`` hosts waiting for it."""
     rows = []
     env = dict(os.environ, TMPDIR=folder) if folder else None
+    held = [] if hold is None else ['--hold', str(hold), '--forks', str(forks)]
     for size in sizes:
         out = subprocess.run(
             [sys.executable, os.path.abspath(__file__), '--child', '--collections', collections,
-             '--hosts', str(size), '--repeat', str(repeat), '--path', path],
+             '--hosts', str(size), '--repeat', str(repeat), '--path', path] + held,
             check=True, stdout=subprocess.PIPE, cwd=REPO, env=env)
         rows.append(json.loads(out.stdout.decode('utf-8')))
     return rows
@@ -539,9 +857,14 @@ def growth(rows, field):
     return (last - first) / first * 100.0 if first else 0.0
 
 
-def run(sizes=SIZES, repeat=REPEAT, before=None, log=None, folder=None):
+def run(sizes=SIZES, repeat=REPEAT, before=None, log=None, folder=None, holds=None,
+        forks=FORKS):
     """{'versions': {name: [rows]}} for this checkout (and ``before``),
-    each run's temp folder made in ``folder`` (None: the system's)."""
+    each run's temp folder made in ``folder`` (None: the system's);
+    ``holds``: held mode at each of these seconds (rows 'before' and
+    'now', each with its hold), ``forks`` hosts waiting."""
+    if holds:
+        return run_held(sizes, repeat, before, log, folder, holds, forks)
     versions = {}
     if before:
         if log:
@@ -558,7 +881,24 @@ def run(sizes=SIZES, repeat=REPEAT, before=None, log=None, folder=None):
             'dir': folder or tempfile.gettempdir()}
 
 
+def run_held(sizes, repeat, before, log, folder, holds, forks):
+    """``run``'s held mode: each version at each hold, the same way."""
+    versions = {}
+    named = ([('before', before)] if before else []) + [('now', collections_of_checkout())]
+    for hold in holds:
+        for name, collections in named:
+            if log:
+                log('  batch per host: %s, %d hosts waiting, each phase\'s work %ss ...'
+                    % (name, forks, hold))
+            versions.setdefault(name, []).extend(
+                measure(collections, sizes, repeat, folder=folder, hold=hold, forks=forks))
+    return {'sizes': list(sizes), 'repeat': repeat, 'versions': versions, 'holds': list(holds),
+            'forks': forks, 'dir': folder or tempfile.gettempdir()}
+
+
 def table(data):
+    if data.get('holds'):
+        return table_held(data)
     folder = data.get('dir') or tempfile.gettempdir()
     lines = ['13. Batch per host: CPU ms of one host\'s batch machinery, every phase '
              '(best of %d; temp folders in %s)' % (data['repeat'], folder),
@@ -582,6 +922,36 @@ def table(data):
     return '\n'.join(lines)
 
 
+def table_held(data):
+    """Held mode's table: per hold, version and N, the computing host, the
+    hosts that waited and the later ones (CPU ms, KB, wake-ups)."""
+    folder = data.get('dir') or tempfile.gettempdir()
+    lines = ['13. Batch per host, hosts that wait: CPU ms of one host\'s batch machinery, '
+             'every phase; the first %d hosts arrive while each phase\'s work is computed '
+             '(best of %d; temp folders in %s)' % (data['forks'], data['repeat'], folder),
+             '%-7s %5s %5s | %9s %6s %5s | %9s %9s %6s %5s | %9s %9s %6s %5s' % (
+                 'version', 'hold', 'N', 'computing', 'KB', 'wakes', 'wait p50', 'wait p90',
+                 'KB', 'wakes', 'later p50', 'later p90', 'KB', 'wakes')]
+    lines.append('-' * len(lines[-1]))
+    for hold in data['holds']:
+        for name in ('before', 'now'):
+            for row in data['versions'].get(name, ()):
+                if row['hold'] != hold:
+                    continue
+                cells = ['%-7s %4gs %5d | %9.2f %6.1f %5d' % (
+                    name, hold, row['n'], row['computing'] * 1000,
+                    row['computing_io'] / 1024.0, row['computing_wakeups'])]
+                for group in ('waiting', 'later'):
+                    if group + '_median' not in row:
+                        cells.append('%9s %9s %6s %5s' % ('-', '-', '-', '-'))
+                        continue
+                    cells.append('%9.2f %9.2f %6.1f %5g' % (
+                        row[group + '_median'] * 1000, row[group + '_p90'] * 1000,
+                        row[group + '_io'] / 1024.0, row[group + '_wakeups']))
+                lines.append(' | '.join(cells))
+    return '\n'.join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -591,18 +961,30 @@ def main(argv=None):
     parser.add_argument('--output', help='write the figures as JSON here too')
     parser.add_argument('--dir', help='make each run\'s temp folder here (default: the '
                                       'system\'s temp folder; /dev/shm: no disk)')
+    parser.add_argument('--hold', nargs='?', const=str(HOLD),
+                        help='held mode: seconds each phase\'s work takes, a list (alone: '
+                             '%g, about a fleet\'s evaluation or copy)' % HOLD)
+    parser.add_argument('--forks', type=int, default=FORKS,
+                        help='held mode: the hosts that arrive while the work is computed')
     parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--collections', help=argparse.SUPPRESS)
     parser.add_argument('--path', default='waiting', choices=('waiting', 'ready'),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.hosts.split(',') if s.strip()]
+    holds = [float(s) for s in args.hold.split(',') if s.strip()] if args.hold else None
+    if args.forks < 1 or any(hold < 0 for hold in holds or ()):
+        parser.error('--forks is at least 1, --hold no less than 0')
     if args.child:
         sys.path.insert(0, args.collections)
-        print(json.dumps(child(sizes[0], args.repeat, args.path == 'waiting')))
+        if holds:
+            print(json.dumps(child_held(sizes[0], args.repeat, holds[0], args.forks)))
+        else:
+            print(json.dumps(child(sizes[0], args.repeat, args.path == 'waiting')))
         return 0
     data = run(sizes, args.repeat, args.before,
-               log=lambda text: print(text, file=sys.stderr), folder=args.dir)
+               log=lambda text: print(text, file=sys.stderr), folder=args.dir, holds=holds,
+               forks=args.forks)
     print(table(data))
     if args.output:
         with open(args.output, 'w') as handle:
