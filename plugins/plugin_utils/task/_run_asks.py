@@ -75,41 +75,49 @@ def ask(socket_path, kind, key, host, request, deadline):
         _run_socket.send(sock, json.dumps({'ask': {
             'kind': kind, 'key': key, 'host': host, 'request': request,
             'seconds': left}}))
-        while True:
-            reply = _receive(sock, deadline)
-            if reply is None:
-                told.waited = True
-                return told
-            if not isinstance(reply, dict) or reply.get('served') is False or reply.get('ended'):
-                return told
-            if reply.get('taken') is True:
-                told.taken = True
-                continue
-            if reply.get('waited'):
-                told.waited = True
-                return told
-            answer = reply.get('answer')
-            if isinstance(answer, dict) and 'answer' in answer:
-                told.answer = answer
-            return told
+        _hear(_run_socket.Reader(sock), deadline, told)
     except (_run_socket.SocketGone, OSError, ValueError):
         # the process ended or died as the host waited: the files say what
         # is left (an answer written, or a request to ask again)
-        return told
+        pass
     finally:
         sock.close()
+    return told
 
 
-def _receive(sock, deadline):
+def _hear(reader, deadline, told):
+    """What the process tells on the connection of ``reader``, into
+    ``told``, until its last word or ``deadline``."""
+    while True:
+        reply = _receive(reader, deadline)
+        if reply is None:
+            told.waited = True
+            return
+        if not isinstance(reply, dict) or reply.get('served') is False or reply.get('ended'):
+            return
+        if reply.get('taken') is True:
+            told.taken = True
+            continue
+        if reply.get('waited'):
+            told.waited = True
+            return
+        answer = reply.get('answer')
+        if isinstance(answer, dict) and 'answer' in answer:
+            told.answer = answer
+        return
+
+
+def _receive(reader, deadline):
     """The process's next message, or None at ``deadline``: waited for a
     day at most at a time (a socket's timeout has a largest value; a
-    phase's bound may be longer)."""
+    phase's bound may be longer). The bytes of a message that did not come
+    whole within a day stay with ``reader``, read on after it."""
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             return None
         try:
-            return _run_socket.receive(sock, min(left, DAY))
+            return reader.message(min(left, DAY))
         except socket.timeout:
             continue
 
@@ -191,15 +199,20 @@ def serve(connection, entry, stem):
     while True:
         left = deadline - time.monotonic()
         taken, done, answer = waiter.wait(max(0.0, min(LOOK_FOR_HOST, left)), said_taken)
+        replies = []
         if taken and not said_taken:
-            _run_socket.send(connection, json.dumps({'taken': True}))
+            replies.append(json.dumps({'taken': True}))
             said_taken = True
         if done:
-            reply = {'answer': answer} if answer is not None else {'ended': True}
-            _run_socket.send(connection, json.dumps(reply))
-            return
-        if left <= 0:
-            _run_socket.send(connection, json.dumps({'waited': True}))
+            replies.append(json.dumps({'answer': answer} if answer is not None
+                                      else {'ended': True}))
+        elif left <= 0:
+            replies.append(json.dumps({'waited': True}))
+        if replies:
+            # taken and the last word in one write where both are known:
+            # the host wakes once for them
+            _run_socket.send(connection, *replies)
+        if done or left <= 0:
             return
         if _hung_up(connection):
             return  # the host gave up or its worker died: nobody reads it

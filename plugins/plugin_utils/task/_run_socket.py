@@ -15,7 +15,10 @@ alone, with the process's working folder set there for the one call
 (under a lock, and set back after it).
 
 A message is its length (4 bytes, big-endian) and that many bytes of
-JSON text (UTF-8): data only, read by ``json.loads``, never run.
+JSON text (UTF-8): data only, read by ``json.loads``, never run. A
+connection's messages are read by a ``Reader``: a read takes what the
+socket holds, so a message whose length and text come together (the usual
+case) costs one read, and what came behind it waits for the next message.
 """
 
 import contextlib
@@ -37,6 +40,12 @@ _HEADER = struct.Struct('>I')
 # empty lists, which json.loads makes some 16 times larger in memory, stays
 # a few hundred MB in the process
 MAX_MESSAGE = 16 * 1024 * 1024
+# the most a read takes when little is missing: a message of a few hundred
+# bytes and whatever came behind it in one call (a larger buffer costs a
+# fresh allocation a read: 1 MB is a mapping of its own)
+_READ_SIZE = 64 * 1024
+# the most one read of a large message takes
+_READ_MOST = 1 << 20
 # the longest path bound as it is (AF_UNIX: 108 bytes on Linux, 104 on
 # macOS, with its NUL), with a margin
 PATH_MAX = 100
@@ -145,49 +154,77 @@ def connect(path, seconds):
     return sock
 
 
-def send(sock, text):
-    """Send ``text`` (JSON, a str) as one message."""
-    data = text.encode('utf-8')
-    if len(data) > MAX_MESSAGE:
-        raise InvalidValue('a message of %d bytes, past the %d the other side reads'
-                           % (len(data), MAX_MESSAGE))
-    sock.sendall(_HEADER.pack(len(data)) + data)
+def send(sock, *texts):
+    """Send each of ``texts`` (JSON, a str) as one message, all in one
+    write: a reader that comes to them after the last was sent finds them
+    all in one read."""
+    frames = []
+    for text in texts:
+        data = text.encode('utf-8')
+        if len(data) > MAX_MESSAGE:
+            raise InvalidValue('a message of %d bytes, past the %d the other side reads'
+                               % (len(data), MAX_MESSAGE))
+        frames.append(_HEADER.pack(len(data)))
+        frames.append(data)
+    sock.sendall(b''.join(frames))
 
 
 def receive(sock, seconds=None):
-    """The next message's data (``json.loads``); SocketGone when the other
-    side closed first, ValueError for a message that is no JSON, nested
-    too deep or too long; socket.timeout when the whole message has not
-    come within ``seconds`` (None: each read bounded by the socket's own
-    timeout), however slowly its bytes trickle in."""
-    deadline = None if seconds is None else time.monotonic() + seconds
-    (size,) = _HEADER.unpack(_exactly(sock, _HEADER.size, deadline))
-    if size > MAX_MESSAGE:
-        raise InvalidValue('a message of %d bytes, past the %d read' % (size, MAX_MESSAGE))
-    try:
-        return json.loads(_exactly(sock, size, deadline).decode('utf-8'))
-    except RecursionError:
-        # json.loads of a deeply nested text raises this, not a ValueError
-        raise InvalidValue('a message nested too deep')
+    """The next message's data on a connection that carries one message
+    this way (``Reader.message``: what may come behind it is dropped)."""
+    return Reader(sock).message(seconds)
 
 
-def _exactly(sock, size, deadline=None):
-    chunks, left = [], size
-    while left:
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise socket.timeout('the whole message did not come in time')
-            sock.settimeout(remaining)
+class Reader(object):
+    """The messages that come on one connection (``sock``), in order. A
+    read takes what the socket holds (up to ``_READ_SIZE``, or what is
+    left of a larger message): the bytes past the message it reads are
+    held for the next one, never lost, even when a message's wait ends
+    with ``socket.timeout`` before the message is whole."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self._held = bytearray()
+
+    def message(self, seconds=None):
+        """The next message's data (``json.loads``); SocketGone when the
+        other side closed first, ValueError for a message that is no JSON,
+        nested too deep or too long; socket.timeout when the whole message
+        has not come within ``seconds`` (None: each read bounded by the
+        socket's own timeout), however slowly its bytes trickle in."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        self._fill(_HEADER.size, deadline)
+        (size,) = _HEADER.unpack_from(self._held)
+        if size > MAX_MESSAGE:
+            raise InvalidValue('a message of %d bytes, past the %d read' % (size, MAX_MESSAGE))
+        end = _HEADER.size + size
+        self._fill(end, deadline)
+        data = self._held[_HEADER.size:end]
+        # the message is taken whatever it holds: the next one starts here
+        del self._held[:end]
         try:
-            chunk = sock.recv(min(left, 1 << 20))
-        except ConnectionResetError:
-            chunk = b''
-        if not chunk:
-            raise SocketGone('the connection was closed before the whole message came')
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b''.join(chunks)
+            return json.loads(data.decode('utf-8'))
+        except RecursionError:
+            # json.loads of a deeply nested text raises this, not a ValueError
+            raise InvalidValue('a message nested too deep')
+
+    def _fill(self, size, deadline):
+        """Read until ``size`` bytes are held, each read bounded by what is
+        left until ``deadline`` (a message whose bytes came with the last
+        one's needs no read, and sets no timeout)."""
+        while len(self._held) < size:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise socket.timeout('the whole message did not come in time')
+                self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(min(max(size - len(self._held), _READ_SIZE), _READ_MOST))
+            except ConnectionResetError:
+                chunk = b''
+            if not chunk:
+                raise SocketGone('the connection was closed before the whole message came')
+            self._held += chunk
 
 
 def same_user(sock):
