@@ -37,6 +37,12 @@ BASELINE_TIMEOUT = 3600
 FAULT_TIMEOUT = 900
 # after SIGINT, time for pytest's teardown (labs come down) before SIGKILL
 GRACE = 120
+# pytest, started with SIGINT as Python takes it by default (KeyboardInterrupt):
+# a program started from a shell's background job (make test's current-stack
+# side) inherits SIGINT ignored, and an ignored SIGINT stays ignored across
+# exec, so the timeout's SIGINT would never reach the run
+_PYTEST = ('import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); '
+           'import pytest; sys.exit(pytest.main(sys.argv[1:]))')
 CAUGHT, MISSED = 'caught', 'MISSED'
 
 
@@ -78,7 +84,7 @@ class Runner(object):
 
     def pytest(self, name, args, timeout):
         log = os.path.join(self.logs, name + '.log')
-        argv = [self.python, '-m', 'pytest', '-q', '-p', 'no:cacheprovider'] + list(args)
+        argv = [self.python, '-c', _PYTEST, '-q', '-p', 'no:cacheprovider'] + list(args)
         start = time.monotonic()
         with open(log, 'w', encoding='utf-8') as out:
             proc = subprocess.Popen(argv, cwd=self.copy, env=self.env, stdin=subprocess.DEVNULL,

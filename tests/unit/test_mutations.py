@@ -8,6 +8,7 @@ and names tests that exist. No lab: pytest runs on a tiny project here."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -139,10 +140,14 @@ def test_a_run_that_hangs_or_cannot_run_its_tests_is_not_caught(project):
     (project / 'test_slow.py').write_text('import time\n\n\ndef test_slow():\n    time.sleep(60)\n')
     runner = run.Runner(str(project), sys.executable)
     started = time.monotonic()
-    # the timeout lets the run's pytest start first: once, on a machine at
-    # full load, a 2 s timeout's SIGINT did not stop a run (its test slept
-    # the whole 60 s), most likely sent while that Python was still starting
-    hung = run.try_fault(runner, a_fault(tests=['test_slow.py'], timeout=10))
+    # run as from a shell's background job (make test's current-stack side):
+    # SIGINT ignored, which every program started inherits, and the run must
+    # hear the timeout's SIGINT all the same. The timeout lets its pytest start.
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        hung = run.try_fault(runner, a_fault(tests=['test_slow.py'], timeout=10))
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     assert hung.result == 'timeout' and time.monotonic() - started < 30, hung.detail
     broken = run.try_fault(runner, a_fault(tests=['test_gate.py::test_none']))
     assert broken.result == 'error (pytest exit 4)', broken.detail
