@@ -988,17 +988,22 @@ class SwitchHolder:
         self.proc.wait(timeout=60)
 
 
-def busy_system(host, name):
+def fake_system(host, name, switch):
+    """A system ``name`` in the lock host's store whose switch-to-configuration
+    is the script ``switch``, the host's files put in its __NAME__,
+    __CALLS__, __BUSY__ and __LOCK__."""
     path = host.root / 'store' / name
     (path / 'bin').mkdir(parents=True)
-    _executable(path / 'bin' / 'switch-to-configuration', FAKE_BUSY_SWITCH.replace(
-        '__NAME__', name).replace('__CALLS__', str(host.calls)).replace('__BUSY__', str(host.busy)))
+    for mark, value in (('__NAME__', name), ('__CALLS__', host.calls),
+                        ('__BUSY__', host.busy), ('__LOCK__', host.lock)):
+        switch = switch.replace(mark, str(value))
+    _executable(path / 'bin' / 'switch-to-configuration', switch)
     return str(path)
 
 
 def test_a_switch_meeting_another_switchs_lock_waits_and_tries_again(lock_host):
     host = lock_host
-    old, new = busy_system(host, 'old'), busy_system(host, 'new')
+    old, new = fake_system(host, 'old', FAKE_BUSY_SWITCH), fake_system(host, 'new', FAKE_BUSY_SWITCH)
     assert host.activate(old, 'r1')[0]['state'] == 'done'
     host.took()
     host.busy.write_text('')
@@ -1024,7 +1029,7 @@ def test_a_switch_meeting_another_switchs_lock_waits_and_tries_again(lock_host):
 
 def test_a_switch_lock_held_too_long_fails_without_a_rollback(lock_host):
     host = lock_host
-    old, new = busy_system(host, 'old'), busy_system(host, 'new')
+    old, new = fake_system(host, 'old', FAKE_BUSY_SWITCH), fake_system(host, 'new', FAKE_BUSY_SWITCH)
     assert host.activate(old, 'r1')[0]['state'] == 'done'
     host.took()
     host.busy.write_text('')
@@ -1045,7 +1050,7 @@ def test_a_switch_lock_held_too_long_fails_without_a_rollback(lock_host):
 @pytest.mark.skipif(not shutil.which('flock'), reason='needs flock')
 def test_a_held_switch_lock_is_waited_for_before_the_profile_moves(lock_host):
     host = lock_host
-    old, new = busy_system(host, 'old'), busy_system(host, 'new')
+    old, new = fake_system(host, 'old', FAKE_BUSY_SWITCH), fake_system(host, 'new', FAKE_BUSY_SWITCH)
     assert host.activate(old, 'r1')[0]['state'] == 'done'
     host.took()
     host.lock.write_text('')
@@ -1092,14 +1097,6 @@ flock -n 9 || { echo "Could not acquire lock" >&2; exit 1; }
 '''
 
 
-def locking_system(host, name):
-    path = host.root / 'store' / name
-    (path / 'bin').mkdir(parents=True)
-    _executable(path / 'bin' / 'switch-to-configuration', FAKE_LOCKING_SWITCH.replace(
-        '__NAME__', name).replace('__CALLS__', str(host.calls)).replace('__LOCK__', str(host.lock)))
-    return str(path)
-
-
 def profile_state(host):
     """What the profile is: its link and its generations' links."""
     folder = os.path.dirname(host.profile)
@@ -1117,7 +1114,8 @@ def test_a_switch_lock_held_past_the_bound_before_the_run_changes_nothing(lock_h
     wait would put the profile back (switch_busy), but only after it had
     moved, and a generation made and dropped."""
     host = lock_host
-    old, new = locking_system(host, 'old'), locking_system(host, 'new')
+    old, new = (fake_system(host, 'old', FAKE_LOCKING_SWITCH),
+                fake_system(host, 'new', FAKE_LOCKING_SWITCH))
     assert host.activate(old, 'r1')[0]['state'] == 'done'
     host.took()
     before = profile_state(host)
@@ -1172,7 +1170,8 @@ def test_a_switch_lock_taken_after_the_first_look_is_waited_for_then_switched(lo
     switch (what the controller shows), and switches again once it is let
     go: once refused, once done, not again and again while it is held."""
     host = lock_host
-    old, new = locking_system(host, 'old'), locking_system(host, 'new')
+    old, new = (fake_system(host, 'old', FAKE_LOCKING_SWITCH),
+                fake_system(host, 'new', FAKE_LOCKING_SWITCH))
     assert host.activate(old, 'r1')[0]['state'] == 'done'
     host.took()
     paused, resume = pause_nix_env(host, '--set')

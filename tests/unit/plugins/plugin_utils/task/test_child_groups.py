@@ -18,13 +18,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 from tests.collection import collections_path
 from tests.lab import heavy
 from tests.lab.fixtures import FleetFlake
+from tests.unit.plugins.plugin_utils.task.test_job_end import wait_for
 
 sys.path.insert(0, collections_path())
 
@@ -56,13 +56,6 @@ class SaysWaiting(object):
 
     def __exit__(self, *exc):
         self.lock.release()
-
-
-def wait_for(check, bound, what):
-    deadline = time.monotonic() + bound
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 def fresh_groups(monkeypatch, ready):
