@@ -112,14 +112,20 @@ DEPS_LOG := $(CURDIR)/tests/output/current-deps.log
 # pytest run of `make test` writes its modules' CPU and wall seconds to
 # $(COST)-<run>.json, and `make test` ends with their table.
 COST := tests/output/cost
-COST_RUNS := here here-checks faults faults-checks current
+COST_RUNS := here here-checks faults faults-checks current here-steps current-steps
+# The steps that are not pytest runs (sanity, lint, Molecule, the image, the
+# tree) are counted too (tests/step_cost.py), in $(COST)-<run>.json, run
+# here-steps or current-steps: STEP_COST,run,name then the command (env: it
+# may begin with VAR=value).
+STEP_COST = $(VENV)/bin/python -m tests.step_cost $(COST)-$(1).json $(2) -- env
 
 test: deps
 	@mkdir -p $(dir $(CURRENT_LOG))
 	@rm -f $(foreach run,$(COST_RUNS),$(COST)-$(run).json)
 	@echo "== make ee and current-deps run beside this machine's part of the fault cases; their logs: $(EE_LOG), $(DEPS_LOG)"
-	@$(MAKE) --no-print-directory ee >$(EE_LOG) 2>&1 & ee=$$!; \
-	$(MAKE) --no-print-directory current-deps >$(DEPS_LOG) 2>&1 & tree=$$!; \
+	@$(call STEP_COST,here-steps,ee) $(MAKE) --no-print-directory ee >$(EE_LOG) 2>&1 & ee=$$!; \
+	$(call STEP_COST,current-steps,current-deps) $(MAKE) --no-print-directory current-deps \
+	  >$(DEPS_LOG) 2>&1 & tree=$$!; \
 	$(MAKE) --no-print-directory here-faults-first & faults=$$!; \
 	deps=0; wait $$tree || deps=$$?; \
 	other=; if [ $$deps -eq 0 ]; then \
@@ -170,7 +176,7 @@ test-here-suite: deps
 	$(MAKE) --no-print-directory unit UNIT_MARKERS='not scale and not docsite and not real_size' JUNIT=here \
 		MODULE_CPU=$(COST)-here.json
 	$(call STEP,molecule)
-	$(MAKE) --no-print-directory molecule
+	$(call STEP_COST,here-steps,molecule) $(MAKE) --no-print-directory molecule
 	$(call STEP,this machine's suite done)
 
 # The fault cases that run in minutes (the slow ones: make faults).
@@ -209,11 +215,12 @@ test-here-checks: deps
 	$(if $(HERE_CHECKS_FAULTS),$(call STEP,$(HERE_CHECKS_FAULTS)))
 	$(if $(HERE_CHECKS_FAULTS),$(MAKE) --no-print-directory $(HERE_CHECKS_FAULTS))
 	$(call STEP,sanity)
-	$(MAKE) --no-print-directory sanity
+	$(call STEP_COST,here-steps,sanity) $(MAKE) --no-print-directory sanity
 	$(call STEP,lint)
-	$(MAKE) --no-print-directory lint
+	$(call STEP_COST,here-steps,lint) $(MAKE) --no-print-directory lint
 	$(call STEP,changelog and Galaxy import)
-	$(MAKE) --no-print-directory changelog-lint galaxy-import
+	$(call STEP_COST,here-steps,changelog-and-galaxy-import) \
+		$(MAKE) --no-print-directory changelog-lint galaxy-import
 	$(call STEP,this machine's checks done)
 
 # This machine's stack (test-here) on a busy machine: BUSY_LOOPS CPU-bound
@@ -248,7 +255,8 @@ test-current: current-deps
 	$(CURRENT_MAKE) versions unit UNIT_MARKERS='not scale and not docsite and not here_only' \
 		JUNIT=current MODULE_CPU=$(COST)-current.json
 	$(call STEP,the current stack's sanity and lint)
-	$(CURRENT_MAKE) sanity lint
+	$(call STEP_COST,current-steps,sanity) $(CURRENT_MAKE) sanity
+	$(call STEP_COST,current-steps,lint) $(CURRENT_MAKE) lint
 	$(call STEP,the current stack done)
 
 current-deps:

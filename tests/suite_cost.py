@@ -2,9 +2,11 @@
 
     python -m tests.suite_cost tests/output/cost-here.json tests/output/cost-current.json
 
-Each FILE is one pytest run's figures (tests/module_cpu.py), named by what
-follows ``cost-`` in its name (`make test`: here, here-checks, faults,
-faults-checks, current). The table has a row per test module, most CPU first, and for each
+Each FILE is one pytest run's figures (tests/module_cpu.py), or the steps
+of `make test` that are not pytest runs (tests/step_cost.py: sanity, lint,
+Molecule, the image and the tree), named by what follows ``cost-`` in its
+name (`make test`: here, here-checks, faults, faults-checks, current,
+here-steps, current-steps). The table has a row per test module, most CPU first, and for each
 run the module's CPU seconds (the test process and the children it waited
 for), its cgroup's CPU seconds where root could count one (detached
 processes too: the labs' sshd and nix-daemon) and its wall seconds; then a
@@ -90,11 +92,16 @@ def totals(runs):
         seconds = sum(cpu(r) for r in rows)
         cgroups = [r['cgroup'] for r in rows if r.get('cgroup') is not None]
         tests = sum(r.get('tests', 0) for r in rows)
-        lines.append('%-8s %5d tests in %3d modules: %7.0f CPU s (%.1f CPU min)%s, %6.0f s wall'
-                     ' (Python %s, ansible-core %s)' % (
-                         name, tests, sum(1 for r in rows if r.get('tests')), seconds,
-                         seconds / 60, ', cgroups %.0f s' % sum(cgroups) if cgroups else '',
-                         report['wall'], report.get('python'), report.get('ansible_core')))
+        if report.get('steps'):
+            what = '%11d steps' % len(rows)
+            stack = ''
+        else:
+            what = '%5d tests in %3d modules' % (tests, sum(1 for r in rows if r.get('tests')))
+            stack = ' (Python %s, ansible-core %s)' % (report.get('python'),
+                                                       report.get('ansible_core'))
+        lines.append('%-8s %s: %7.0f CPU s (%.1f CPU min)%s, %6.0f s wall%s' % (
+            name, what, seconds, seconds / 60,
+            ', cgroups %.0f s' % sum(cgroups) if cgroups else '', report['wall'], stack))
         all_cpu += seconds
         all_cgroup += sum(cgroups)
         all_wall += report['wall']
