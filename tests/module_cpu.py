@@ -12,6 +12,8 @@ made of is CPU. For each module this counts, around each of its tests
 - ``children``: those of the processes it started and waited for
   (ansible-playbook, nix, ssh; os.times' children fields, what
   getrusage(RUSAGE_CHILDREN) counts);
+- ``playbooks``: the ``ansible-playbook`` runs the test process started
+  (Python's audit events; not those another program it ran started);
 - ``cgroup``: as root with cgroup v2, or v1's cpuacct, the CPU of every
   process the module started, detached ones too (its labs' sshd and
   nix-daemon), from a cgroup of the module's own that every child inherits;
@@ -31,6 +33,7 @@ as a table, one column group a file (`make test`: one a stack).
 import json
 import os
 import platform
+import sys
 import time
 
 import pytest
@@ -68,9 +71,41 @@ def _seconds(group):
 
 
 def _clock():
-    """Wall, own CPU and waited-for children's CPU seconds so far."""
+    """Wall, own CPU and waited-for children's CPU seconds so far, and the
+    ansible-playbook runs started."""
     t = os.times()
-    return time.monotonic(), t.user + t.system, t.children_user + t.children_system
+    return (time.monotonic(), t.user + t.system, t.children_user + t.children_system,
+            _PLAYBOOKS.started)
+
+
+class PlaybookCount:
+    """Counts the ansible-playbook runs this process starts, from Python's
+    audit events (each run costs about a CPU-second of ansible-core's
+    start-up: the table says where they are). A run started by another
+    program (make, ansible-runner, Molecule) is not seen."""
+
+    def __init__(self):
+        self.started = 0
+        self.hooked = False
+
+    def hook(self):
+        if not self.hooked:
+            # a hook once added stays for the process
+            sys.addaudithook(self._audit)
+            self.hooked = True
+
+    def _audit(self, event, args):
+        if event != 'subprocess.Popen':
+            return
+        executable, argv = args[0], args[1]
+        words = [executable] + ([argv] if isinstance(argv, (str, bytes)) else list(argv or ()))
+        # the program, or a wrapper's argument (run_playbook's CONTAINED)
+        if any(os.path.basename(os.fsdecode(w)) == 'ansible-playbook'
+               for w in words if isinstance(w, (str, bytes, os.PathLike))):
+            self.started += 1
+
+
+_PLAYBOOKS = PlaybookCount()
 
 
 class CgroupCount:
@@ -137,17 +172,18 @@ class ModuleCost:
     def test_done(self, module, before, after):
         """Add one test's protocol (setup, call, teardown) to its module."""
         row = self.modules.setdefault(module, {'tests': 0, 'wall': 0.0, 'cpu': 0.0,
-                                               'children': 0.0})
+                                               'children': 0.0, 'playbooks': 0})
         row['tests'] += 1
         row['wall'] += after[0] - before[0]
         row['cpu'] += after[1] - before[1]
         row['children'] += after[2] - before[2]
+        row['playbooks'] += after[3] - before[3]
 
     def figures(self, own_children=True):
         """This process's rows: its modules, and the rest of its CPU as the
         start-up row. own_children=False: xdist's controller, whose only
         children are the workers, which report their own."""
-        cpu, children = _clock()[1:]
+        cpu, children = _clock()[1:3]
         if not own_children:
             children = 0.0
         rows = dict((m, dict(r)) for m, r in self.modules.items())
@@ -204,6 +240,7 @@ def pytest_configure(config):
     # inherit it, so all of one run's cgroups are under one folder
     os.environ.setdefault(RUN_ENV, '%d-%d' % (int(time.time()), os.getpid()))
     _cost['process'] = ModuleCost()
+    _PLAYBOOKS.hook()
     _cost['run'] = {}
     _cost['started'] = time.monotonic()
     if not hasattr(config, 'workerinput') and os.path.exists(path):

@@ -58,10 +58,11 @@ def _short(module):
 
 def _cell(row):
     if row is None:
-        return '%7s %7s %6s' % ('', '', '')
+        return '%7s %7s %6s %5s' % ('', '', '', '')
     cgroup = row.get('cgroup')
-    return '%7.1f %7s %6.0f' % (cpu(row), '' if cgroup is None else '%.1f' % cgroup,
-                                row.get('wall', 0.0))
+    runs = row.get('playbooks')
+    return '%7.1f %7s %6.0f %5s' % (cpu(row), '' if cgroup is None else '%.1f' % cgroup,
+                                    row.get('wall', 0.0), '' if not runs else runs)
 
 
 def table(runs):
@@ -71,8 +72,9 @@ def table(runs):
         for module, row in report['modules'].items():
             modules[module] = modules.get(module, 0.0) + cpu(row)
     width = max([len(_short(m)) for m in modules] + [20])
-    head = ' ' * width + ''.join('  %-22s' % name for name in (run[0] for run in runs))
-    sub = '%-*s' % (width, 'module') + '  %7s %7s %6s' % ('CPU s', 'cgroup', 'wall') * len(runs)
+    head = ' ' * width + ''.join('  %-28s' % name for name in (run[0] for run in runs))
+    sub = '%-*s' % (width, 'module') + '  %7s %7s %6s %5s' % (
+        'CPU s', 'cgroup', 'wall', 'plays') * len(runs)
     lines = [head, sub]
     for module in sorted(modules, key=lambda m: (-modules[m], m)):
         lines.append('%-*s' % (width, _short(module)) + ''.join(
@@ -96,7 +98,9 @@ def totals(runs):
             what = '%11d steps' % len(rows)
             stack = ''
         else:
-            what = '%5d tests in %3d modules' % (tests, sum(1 for r in rows if r.get('tests')))
+            what = '%5d tests in %3d modules, %4d ansible-playbook runs' % (
+                tests, sum(1 for r in rows if r.get('tests')),
+                sum(r.get('playbooks', 0) for r in rows))
             stack = ' (Python %s, ansible-core %s)' % (report.get('python'),
                                                        report.get('ansible_core'))
         lines.append('%-8s %s: %7.0f CPU s (%.1f CPU min)%s, %6.0f s wall%s' % (
@@ -119,7 +123,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     runs, missing = load(args.files)
     print('== the suite\'s cost by test module and run (CPU s: the test process and the '
-          'programs it ran; cgroup: its detached ones too; wall s)')
+          'programs it ran; cgroup: its detached ones too; wall s; plays: the '
+          'ansible-playbook runs it started)')
     for path in missing:
         print('   (no figures: %s)' % path)
     if runs:

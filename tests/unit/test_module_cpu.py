@@ -99,3 +99,33 @@ def test_each_module_is_charged_its_own_cpu(tmp_path):
     # the detached grandchild's 1.5 s count for its module, not the next
     assert seconds['test_heavy'] >= 1.4, figures
     assert seconds['test_light'] < 1.0, figures
+
+
+PLAYS = '''
+import os, subprocess, sys
+
+PLAYBOOK = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+
+def test_starts_ansible_playbook_twice():
+    # as run_playbook does: straight, and under a wrapper (CONTAINED)
+    subprocess.run([PLAYBOOK, '--version'], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(['sh', '-c', '"$@" >/dev/null', 'sh', PLAYBOOK, '--version'], check=True)
+
+def test_starts_another_program():
+    subprocess.run(['sh', '-c', 'echo ansible-playbook >/dev/null'], check=True)
+'''
+
+
+def test_each_module_counts_the_playbook_runs_it_started(tmp_path):
+    (tmp_path / 'test_plays.py').write_text(PLAYS)
+    (tmp_path / 'test_light.py').write_text('SECONDS = 0.1\n' + WAITED)
+    report, figures = run_suite(tmp_path)
+    modules = figures['modules']
+    assert modules['test_plays']['playbooks'] == 2, modules
+    assert modules['test_light']['playbooks'] == 0, modules
+    out = subprocess.run([sys.executable, '-m', 'tests.suite_cost', str(report)], cwd=ROOT,
+                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    row = [line.split() for line in out.splitlines() if line.startswith('test_plays ')]
+    assert row and row[0][-1] == '2', out
+    assert any(line.startswith('x ') and ' 2 ansible-playbook runs' in line
+               for line in out.splitlines()), out
