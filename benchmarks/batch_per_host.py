@@ -5,6 +5,7 @@
     python -m benchmarks.batch_per_host [--hosts 250,1000] [--repeat 3]
                                         [--before COLLECTIONS] [--output FILE]
                                         [--dir FOLDER] [--hold [T,...]] [--forks F]
+                                        [--processes]
 
 Every host of a play batch runs the batch machinery once per phase in its
 own Ansible worker; one host (the first) computes for the batch, the others
@@ -95,14 +96,41 @@ A host's figures are its own thread's: CPU, bytes read and written, and its
 wake-ups (voluntary context switches, /proc/thread-self/status: each sleep,
 poll or wait it returned from). Printed for the computing host, the hosts
 that waited (the first F less it) and the hosts that came later.
+
+In threads, 50 hosts and the serving threads pass one interpreter lock
+among them: each pass a wake-up, and CPU, that a run never pays.
+``--processes`` (with ``--hold``) plays the same batch with every host a
+process of its own, as Ansible runs each host's task in a worker forked
+from ansible-playbook (``_ProcessHarness``): for each phase, each host's
+part runs in a child forked from the harness, its patches in place, and
+sends back its own process's figures (CPU from ``getrusage``, bytes from
+/proc/self/io, wake-ups from /proc/self/status, and its page faults: the
+pages of the fork it writes first, which a forked worker pays too), taken
+around the host's work only. The first F hosts of a phase are forked
+together (the computing host first, the others once it says, on a pipe,
+that its work has started), the later ones one after another. What serves
+is each version's own process, forked for real by the host that starts it
+(its double fork, ``setsid``, closed descriptors), only the Nix work in it
+played as above: this checkout's run process (its socket, its stems), each
+stem's first wave after T; the version before's evaluation stream and build
+service, reached by the hosts through their real files and doorbells, and
+its ONCE compute held T in the first host's child under its real flock.
+Nothing is played in the harness's own threads any more; the only parts
+played are the Nix work and the hosts' variables (as in every mode). The
+harness adopts the detached processes (``PR_SET_CHILD_SUBREAPER``), reaps
+them, and stops by its pid any left ``STUCK`` seconds after the last phase.
 """
 
 import argparse
 import contextlib
+import ctypes
 import fcntl
 import gc
 import json
 import os
+import resource
+import select
+import signal
 import statistics
 import subprocess
 import sys
@@ -199,6 +227,10 @@ class _Harness(object):
     """One batch of ``size`` hosts through every phase, host after host;
     with ``hold`` (seconds), phase after phase, the first ``forks`` hosts
     waiting for the phase's work (``run_held``)."""
+
+    # held mode: whether the serving processes are forked for real (each
+    # host a process of its own, ``_ProcessHarness``) or played in threads
+    real_forks = False
 
     def __init__(self, size, base_dir, waiting=True, hold=None, forks=FORKS):
         # where the one batch server answers: as each host begins to wait
@@ -463,7 +495,10 @@ class _Harness(object):
             def __init__(self, *args, **kwargs):
                 super(LabServer, self).__init__(*args, **kwargs)
                 process = self.process
-                process.fork = lambda work, keep=(): harness.thread_fork(process, work)
+                if not harness.real_forks:
+                    process.fork = lambda work, keep=(): harness.thread_fork(process, work)
+                else:
+                    process._detach = harness.counted(process._detach)
 
             def _start(self, *args, **kwargs):
                 here = super(LabServer, self)._start(*args, **kwargs)
@@ -480,28 +515,10 @@ class _Harness(object):
         ``DetachedWork._run`` (the service its real ``_serve``) in threads
         of the harness, their work played (``played_stream``, the build's
         waves ``played_wave``), their answers given through their real
-        ``put``, which rings each host's doorbell."""
+        ``put``, which rings each host's doorbell (with ``--processes``,
+        in their own processes: ``_before_detached``)."""
         harness = self
-
-        def fork(stream, work):
-            with harness.off_clock():
-                running = open(stream.running_path, 'a')
-                fcntl.flock(running, fcntl.LOCK_EX)
-                played = work
-                if not isinstance(stream, _stream.Service):
-                    # the evaluation itself, played; the service's loop is real
-                    def played(put, kind=stream.kind):
-                        return harness.played_stream(kind, put)
-                harness.start_thread(lambda: stream._run(played, os.getpid()), running)
-            harness.started(stream.kind)
-
-        class LabStream(_stream.Stream):
-            _fork = fork
-
-        class LabService(_stream.Service):
-            _fork = fork
-
-        batch_work.Stream, batch_work.Service = LabStream, LabService
+        batch_work.Stream, batch_work.Service = self._before_detached(_stream)
 
         class LabStage(nix_build.BuildStage):
             # made in the host's worker as before; only its wave is played
@@ -509,7 +526,11 @@ class _Harness(object):
                 harness.played_wave('build', requests, put)
         nix_build.BuildStage = LabStage
 
-        class LabBatch(batch_work.Batch):
+        # the version's own Batch, not the one an earlier run of this
+        # process put there: that one would hold with its own harness too
+        batch = batch_work.__dict__.setdefault('_unplayed_batch', batch_work.Batch)
+
+        class LabBatch(batch):
             def results(self, compute, host=None):
                 kind = self.kind
 
@@ -521,9 +542,52 @@ class _Harness(object):
                 return super(LabBatch, self).results(held, host)
         batch_work.Batch = LabBatch
 
+    def _before_detached(self, _stream):
+        """(Stream, Service) of a version from before the batch server, held:
+        the evaluation's work played, the service's loop real; each run in
+        a thread of the harness, or (``real_forks``) in its own detached
+        process, forked for real and counted (``counted``)."""
+        harness = self
+        real_fork = _stream.Stream._fork
+
+        def fork(stream, work):
+            played = work
+            if not isinstance(stream, _stream.Service):
+                # the evaluation itself, played; the service's loop is real
+                def played(put, kind=stream.kind):
+                    return harness.played_stream(kind, put)
+            if harness.real_forks:
+                # the version's own detached process (``--processes``)
+                real_fork(stream, played)
+            else:
+                with harness.off_clock():
+                    running = open(stream.running_path, 'a')
+                    fcntl.flock(running, fcntl.LOCK_EX)
+                    harness.start_thread(lambda: stream._run(played, os.getpid()), running)
+            harness.started(stream.kind)
+
+        real_detach = _stream.Stream._detach
+
+        def detach(stream, keep):
+            return harness.counted(lambda: real_detach(stream, keep))()
+
+        class LabStream(_stream.Stream):
+            _fork, _detach = fork, detach
+
+        class LabService(_stream.Service):
+            _fork, _detach = fork, detach
+
+        return LabStream, LabService
+
     def started(self, kind):
         """The first host's work of ``kind`` has started."""
         self.work_started(kind).set()
+
+    @staticmethod
+    def counted(detach):
+        """A detached process's ``_detach``, counted where processes are
+        forked for real (``_ProcessHarness``)."""
+        return detach
 
     def work_started(self, kind):
         with self._mutex:
@@ -702,9 +766,10 @@ class _Harness(object):
         all ended, the later hosts one after another (one at a time: no
         host's thread waits for the interpreter's lock behind another's
         where nothing is waited for; in a run they come F at a time).
-        {host: [CPU seconds, bytes, wake-ups]} summed over the phases."""
+        {host: [CPU seconds, bytes, wake-ups, page faults]} summed over the
+        phases (page faults: ``_ProcessHarness`` only, 0 here)."""
         self.prepare()
-        figures = dict((host, [0.0, 0, 0]) for host in self.hosts)
+        figures = dict((host, [0.0, 0, 0, 0]) for host in self.hosts)
         for phase in PHASES:
             # the collector's passes cost by the size of the whole heap:
             # between phases, off the clock
@@ -756,22 +821,276 @@ class _Harness(object):
             raise RuntimeError('\n'.join(failed))
 
 
-def _io():
-    """Bytes this thread has read and written through system calls so
-    far (Linux's /proc/thread-self/io: rchar + wchar): unlike CPU seconds,
-    the same in every run of the same code, whatever else the machine
-    runs."""
-    with open('/proc/thread-self/io') as handle:
+# prctl's option that makes a process the parent of its orphaned
+# descendants (the detached serving processes a host forks)
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class _ProcessHarness(_Harness):
+    """Held mode with every host a process of its own (``--processes``), as
+    in Ansible, where each host's task runs in a worker forked from the main
+    process: each host's part of a phase runs in a child forked from the
+    harness (its patches in place), which sends its own figures back on a
+    pipe: its process's CPU (``getrusage``), bytes (/proc/self/io) and
+    wake-ups (/proc/self/status), taken around the host's work only. No host
+    passes the interpreter's lock to another, nor to a serving process.
+
+    What serves is each version's real process, forked for real by the host
+    that starts it (``real_forks``; its double fork and ``setsid``), only
+    the Nix work in it played: this checkout's run process (its socket, its
+    stems' threads), each stem's first wave answering after ``hold``; the
+    version before's evaluation stream (every host's entry after ``hold``)
+    and build service (its real ``_serve`` loop, its first wave after
+    ``hold``), the hosts waiting on their real doorbells and files; its ONCE
+    compute held ``hold`` in the first host's child, under its real flock.
+    What in the thread mode was an event crosses processes here: the first
+    host's "its work has started" comes on a pipe (``started``), and "this
+    kind's work was held once" is a file made with O_EXCL (``hold_work``),
+    since the work may be held in a host's child or a serving process, and a
+    run process that ended between phases is forked afresh from a host.
+
+    The harness makes itself the reaper of orphans (``PR_SET_CHILD_SUBREAPER``):
+    the detached processes become its children, so it reaps them and, should
+    one outlive ``STUCK`` after the last phase, stops it by its pid.
+    ``counts``: hosts' children forked and reaped, detached processes started
+    (each leaves a file named by its pid as it starts, ``counted``) and
+    reaped, and the ones left that had to be stopped (0 in a sound run)."""
+
+    real_forks = True
+
+    def __init__(self, size, base_dir, hold, forks=FORKS):
+        super(_ProcessHarness, self).__init__(size, base_dir, hold=hold, forks=forks)
+        self.marks = os.path.join(base_dir, 'harness-held')
+        os.mkdir(self.marks)
+        # (the write end of the "work started" pipe, the pid that may write it)
+        self._signal = None
+        self.counts = {'forked': 0, 'reaped': 0, 'started': 0, 'detached': 0, 'left': 0}
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), 'prctl(PR_SET_CHILD_SUBREAPER)')
+
+    def started(self, kind):
+        """Told to the harness on the first host's pipe (a process that
+        inherited the pipe's number but not the duty, a serving process,
+        tells nothing)."""
+        if self._signal is None or self._signal[1] != os.getpid():
+            return
+        with self.off_clock():
+            try:
+                os.write(self._signal[0], kind.encode('utf-8') + b'\n')
+            except OSError:
+                pass  # the harness stopped listening: its phase went on
+
+    def counted(self, detach):
+        """``detach`` (a detached process's ``_detach``, run in it as it
+        starts), its process counted first: a file named by its pid, which
+        ``_end`` matches against the processes it reaped."""
+        def counting(*args):
+            os.close(os.open(os.path.join(self.marks, 'detached.%d' % os.getpid()),
+                             os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return detach(*args)
+        return counting
+
+    def hold_work(self, kind):
+        """``hold`` seconds, the first time a process of the run holds
+        ``kind``'s work (the serial gate's: none)."""
+        if kind not in PHASES:
+            return
+        with self.off_clock():
+            try:
+                os.close(os.open(os.path.join(self.marks, kind),
+                                 os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                return
+        time.sleep(self.hold)
+
+    def _group(self, phase, group, figures):
+        """``phase`` of the hosts of ``group`` at once, each in a child
+        process: the first host of the batch first, the others once its
+        work has started; every child reaped before this returns."""
+        children, failed = [], []
+        try:
+            rest = group
+            if group[0] == self.hosts[0]:
+                reader, writer = os.pipe()
+                try:
+                    children.append(self._fork_host(phase, group[0], writer))
+                finally:
+                    os.close(writer)
+                self._await_start(phase, group[0], reader)
+                rest = group[1:]
+            for host in rest:
+                children.append(self._fork_host(phase, host))
+        finally:
+            deadline = time.monotonic() + STUCK
+            for child in children:
+                self._collect(phase, child, figures, failed, deadline)
+        self._reap_detached()
+        if failed:
+            raise RuntimeError('\n'.join(failed))
+
+    def _fork_host(self, phase, host, starts=None):
+        """(pid, the pipe its figures come on, host): ``host``'s child,
+        forked; ``starts``: the pipe it says its work has started on."""
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(reader)
+            self._host_process(phase, host, starts, writer)
+        os.close(writer)
+        self.counts['forked'] += 1
+        return pid, reader, host
+
+    def _host_process(self, phase, host, starts, writer):
+        """The host's child: its figures (or its failure) on ``writer``,
+        then its end, without the harness's exit handlers."""
+        code, payload = 1, {'error': 'no figures'}
+        try:
+            self._signal = None if starts is None else (starts, os.getpid())
+            payload = {'figures': self._host_figures(phase, host)}
+            code = 0
+        except BaseException:  # pylint: disable=broad-except
+            payload = {'error': '%s, %s: %s' % (host, phase, traceback.format_exc())}
+        try:
+            data = json.dumps(payload).encode('utf-8')
+            while data:
+                data = data[os.write(writer, data):]
+        finally:
+            os._exit(code)  # pylint: disable=protected-access
+
+    def _host_figures(self, phase, host):
+        """[CPU seconds, bytes, wake-ups, page faults] of this process's
+        ``phase`` of ``host`` (what the harness does off the clock taken
+        off). The page faults (minor: a page the fork shares, copied at
+        the child's first write to it, a reference count's included) are
+        part of the CPU: a worker forked from ansible-playbook pays them
+        too, by the pages its work touches."""
+        self._off.seconds, self._off.io = 0.0, 0
+        waits = _wakeups('self')
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        io_before = _io('self')
+        self.step(phase, host)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        seconds = _cpu(after) - _cpu(before) - self._off.seconds
+        io_bytes = _io('self') - io_before - self._off.io
+        return [seconds, io_bytes, _wakeups('self') - waits, after.ru_minflt - before.ru_minflt]
+
+    def _await_start(self, phase, host, reader):
+        """Until the first host says its ``phase`` work has started (or has
+        ended without: its pipe closes), within ``STUCK``; ``reader``
+        closed."""
+        deadline, told = time.monotonic() + STUCK, b''
+        try:
+            while phase.encode('utf-8') not in told.split(b'\n'):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RuntimeError('%s never started its %s work' % (host, phase))
+                if select.select([reader], [], [], left)[0]:
+                    chunk = os.read(reader, 4096)
+                    if not chunk:
+                        return  # it ended: the others come now
+                    told += chunk
+        finally:
+            os.close(reader)
+
+    def _collect(self, phase, child, figures, failed, deadline):
+        """``child``'s figures added to ``figures`` (or its failure to
+        ``failed``), the child reaped; one that sends nothing by
+        ``deadline`` is stopped by its pid."""
+        pid, reader, host = child
+        data = b''
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([reader], [], [], left)[0]:
+                    os.kill(pid, signal.SIGKILL)
+                    data = json.dumps({'error': 'no figures after %ds' % STUCK}).encode()
+                    break
+                chunk = os.read(reader, 65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(reader)
+            os.waitpid(pid, 0)
+            self.counts['reaped'] += 1
+        told = json.loads(data.decode('utf-8')) if data else {'error': 'it sent nothing'}
+        if 'figures' not in told:
+            failed.append('%s, %s: %s' % (host, phase, told.get('error')))
+            return
+        for number, value in enumerate(told['figures']):
+            figures[host][number] += value
+
+    def _reap_detached(self):
+        """The detached processes that have ended (the harness adopted
+        them), reaped and counted; the hosts' children are reaped already."""
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.counts['detached'] += 1
+
+    def _end(self):
+        """Every detached process reaped once it has ended (they end once
+        nothing is served), within ``STUCK``; one still there then is
+        stopped by its pid and counted in ``left``."""
+        deadline = time.monotonic() + STUCK
+        while time.monotonic() < deadline and _children():
+            self._reap_detached()
+            time.sleep(0.05)
+        for pid in _children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            self.counts['left'] += 1
+        self._reap_detached()
+        # every detached process that started, reaped or stopped here
+        self.counts['started'] = len([name for name in os.listdir(self.marks)
+                                      if name.startswith('detached.')])
+
+
+def _cpu(usage):
+    """A ``getrusage`` figure's CPU seconds (user and system)."""
+    return usage.ru_utime + usage.ru_stime
+
+
+def _children():
+    """The pids of this process's children (Linux's /proc: each process's
+    parent), zombies included."""
+    found, me = [], os.getpid()
+    for name in os.listdir('/proc'):
+        if not name.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % name, 'rb') as handle:
+                line = handle.read()
+        except OSError:
+            continue  # it ended as this looked
+        # "pid (command) state ppid ...": the command may hold any byte
+        if int(line[line.rfind(b')') + 2:].split()[1]) == me:
+            found.append(int(name))
+    return found
+
+
+def _io(who='thread-self'):
+    """Bytes this thread (``who``: 'self', this process) has read and
+    written through system calls so far (Linux's /proc/thread-self/io:
+    rchar + wchar): unlike CPU seconds, the same in every run of the same
+    code, whatever else the machine runs."""
+    with open('/proc/%s/io' % who) as handle:
         fields = dict(line.split(':', 1) for line in handle.read().splitlines())
     return int(fields['rchar']) + int(fields['wchar'])
 
 
-def _wakeups():
-    """How often this thread has slept and woken so far (Linux's
-    /proc/thread-self/status: voluntary context switches): each sleep, poll
-    or blocking wait it returned from, and each wait for the interpreter's
-    lock that blocked."""
-    with open('/proc/thread-self/status') as handle:
+def _wakeups(who='thread-self'):
+    """How often this thread (``who``: 'self', this process's main thread)
+    has slept and woken so far (Linux's /proc/thread-self/status: voluntary
+    context switches): each sleep, poll or blocking wait it returned from,
+    and each wait for the interpreter's lock that blocked."""
+    with open('/proc/%s/status' % who) as handle:
         for line in handle:
             if line.startswith('voluntary_ctxt_switches:'):
                 return int(line.split(':', 1)[1])
@@ -803,20 +1122,31 @@ def child(size, repeat, waiting=True):
             'others_io': statistics.median(best['others_io'])}
 
 
-def child_held(size, repeat, hold, forks):
+def child_held(size, repeat, hold, forks, processes=False):
     """Held mode (``_Harness.run_held``): the best of ``repeat`` runs, as
     JSON data: the computing host's figures, and the median and p90 of the
     hosts that waited (the first ``forks`` less it) and of the later ones,
-    each group's from the run where its median CPU was lowest."""
-    runs = []
+    each group's from the run where its median CPU was lowest.
+    ``processes``: each host a process of its own (``_ProcessHarness``);
+    the row's ``counts`` then sum its processes over the runs."""
+    runs, counts = [], {}
     for _number in range(repeat):
         with tempfile.TemporaryDirectory(prefix='nixdeploy-batch-per-host-') as base_dir:
-            figures = _Harness(size, base_dir, hold=hold, forks=forks).run_held()
+            if processes:
+                harness = _ProcessHarness(size, base_dir, hold, forks)
+            else:
+                harness = _Harness(size, base_dir, hold=hold, forks=forks)
+            figures = harness.run_held()
+        for name, count in getattr(harness, 'counts', {}).items():
+            counts[name] = counts.get(name, 0) + count
         hosts = sorted(figures)
         runs.append({'computing': figures[hosts[0]],
                      'waiting': [figures[host] for host in hosts[1:forks]],
                      'later': [figures[host] for host in hosts[forks:]]})
-    row = {'n': size, 'hold': hold, 'forks': forks,
+    row = {'n': size, 'hold': hold, 'forks': forks, 'processes': processes,
+           'reported': sum(1 for run in runs for host in
+                           [run['computing']] + run['waiting'] + run['later']
+                           if host[0] > 0 and host[1] > 0),
            'computing': min(run['computing'][0] for run in runs),
            'computing_io': min(run['computing'][1] for run in runs),
            'computing_wakeups': min(run['computing'][2] for run in runs)}
@@ -830,19 +1160,28 @@ def child_held(size, repeat, hold, forks):
                     group + '_p90': seconds[int(len(seconds) * 0.9)],
                     group + '_io': statistics.median(host[1] for host in best),
                     group + '_wakeups': statistics.median(host[2] for host in best)})
+        if processes:
+            row[group + '_faults'] = statistics.median(host[3] for host in best)
+    if processes:
+        row['counts'] = counts
+        row['computing_faults'] = min(run['computing'][3] for run in runs)
     return row
 
 
 # ------------------------------------------------------------------ parent
-def measure(collections, sizes, repeat, path='waiting', folder=None, hold=None, forks=FORKS):
+def measure(collections, sizes, repeat, path='waiting', folder=None, hold=None, forks=FORKS,
+            processes=False):
     """[figures at each size] of the collection under ``collections``;
     ``path``: where the one batch server answers the other hosts ('waiting'
     or 'ready', ``_Harness``); ``folder``: where each run's temp folder is
     made (None: the system's temp folder); ``hold``: held mode, each
-    phase's work taking that many seconds, ``forks`` hosts waiting for it."""
+    phase's work taking that many seconds, ``forks`` hosts waiting for it;
+    ``processes``: held mode with each host a process of its own."""
     rows = []
     env = dict(os.environ, TMPDIR=folder) if folder else None
     held = [] if hold is None else ['--hold', str(hold), '--forks', str(forks)]
+    if processes:
+        held.append('--processes')
     for size in sizes:
         out = subprocess.run(
             [sys.executable, os.path.abspath(__file__), '--child', '--collections', collections,
@@ -858,13 +1197,14 @@ def growth(rows, field):
 
 
 def run(sizes=SIZES, repeat=REPEAT, before=None, log=None, folder=None, holds=None,
-        forks=FORKS):
+        forks=FORKS, processes=False):
     """{'versions': {name: [rows]}} for this checkout (and ``before``),
     each run's temp folder made in ``folder`` (None: the system's);
     ``holds``: held mode at each of these seconds (rows 'before' and
-    'now', each with its hold), ``forks`` hosts waiting."""
+    'now', each with its hold), ``forks`` hosts waiting; ``processes``:
+    held, each host a process of its own."""
     if holds:
-        return run_held(sizes, repeat, before, log, folder, holds, forks)
+        return run_held(sizes, repeat, before, log, folder, holds, forks, processes)
     versions = {}
     if before:
         if log:
@@ -881,19 +1221,20 @@ def run(sizes=SIZES, repeat=REPEAT, before=None, log=None, folder=None, holds=No
             'dir': folder or tempfile.gettempdir()}
 
 
-def run_held(sizes, repeat, before, log, folder, holds, forks):
+def run_held(sizes, repeat, before, log, folder, holds, forks, processes=False):
     """``run``'s held mode: each version at each hold, the same way."""
     versions = {}
     named = ([('before', before)] if before else []) + [('now', collections_of_checkout())]
     for hold in holds:
         for name, collections in named:
             if log:
-                log('  batch per host: %s, %d hosts waiting, each phase\'s work %ss ...'
-                    % (name, forks, hold))
+                log('  batch per host: %s, %d hosts waiting, each phase\'s work %ss%s ...'
+                    % (name, forks, hold, ', each host a process' if processes else ''))
             versions.setdefault(name, []).extend(
-                measure(collections, sizes, repeat, folder=folder, hold=hold, forks=forks))
+                measure(collections, sizes, repeat, folder=folder, hold=hold, forks=forks,
+                        processes=processes))
     return {'sizes': list(sizes), 'repeat': repeat, 'versions': versions, 'holds': list(holds),
-            'forks': forks, 'dir': folder or tempfile.gettempdir()}
+            'forks': forks, 'processes': processes, 'dir': folder or tempfile.gettempdir()}
 
 
 def table(data):
@@ -924,32 +1265,46 @@ def table(data):
 
 def table_held(data):
     """Held mode's table: per hold, version and N, the computing host, the
-    hosts that waited and the later ones (CPU ms, KB, wake-ups)."""
+    hosts that waited and the later ones (CPU ms, KB, wake-ups; with
+    ``--processes``, their page faults too: a forked host's first writes)."""
     folder = data.get('dir') or tempfile.gettempdir()
+    faults = bool(data.get('processes'))
+    extra = ' %6s' if faults else ''
     lines = ['13. Batch per host, hosts that wait: CPU ms of one host\'s batch machinery, '
-             'every phase; the first %d hosts arrive while each phase\'s work is computed '
-             '(best of %d; temp folders in %s)' % (data['forks'], data['repeat'], folder),
-             '%-7s %5s %5s | %9s %6s %5s | %9s %9s %6s %5s | %9s %9s %6s %5s' % (
-                 'version', 'hold', 'N', 'computing', 'KB', 'wakes', 'wait p50', 'wait p90',
-                 'KB', 'wakes', 'later p50', 'later p90', 'KB', 'wakes')]
+             'every phase; the first %d hosts arrive while each phase\'s work is computed%s '
+             '(best of %d; temp folders in %s)' % (
+                 data['forks'], '; each host a process of its own, its serving processes '
+                 'forked for real' if faults else '', data['repeat'], folder),
+             ('%-7s %5s %5s | %9s %6s %5s' + extra + ' | %9s %9s %6s %5s' + extra +
+              ' | %9s %9s %6s %5s' + extra) % tuple(
+                  ['version', 'hold', 'N', 'computing', 'KB', 'wakes'] + ['faults'] * faults +
+                  ['wait p50', 'wait p90', 'KB', 'wakes'] + ['faults'] * faults +
+                  ['later p50', 'later p90', 'KB', 'wakes'] + ['faults'] * faults)]
     lines.append('-' * len(lines[-1]))
     for hold in data['holds']:
         for name in ('before', 'now'):
             for row in data['versions'].get(name, ()):
-                if row['hold'] != hold:
-                    continue
-                cells = ['%-7s %4gs %5d | %9.2f %6.1f %5d' % (
-                    name, hold, row['n'], row['computing'] * 1000,
-                    row['computing_io'] / 1024.0, row['computing_wakeups'])]
-                for group in ('waiting', 'later'):
-                    if group + '_median' not in row:
-                        cells.append('%9s %9s %6s %5s' % ('-', '-', '-', '-'))
-                        continue
-                    cells.append('%9.2f %9.2f %6.1f %5g' % (
-                        row[group + '_median'] * 1000, row[group + '_p90'] * 1000,
-                        row[group + '_io'] / 1024.0, row[group + '_wakeups']))
-                lines.append(' | '.join(cells))
+                if row['hold'] == hold:
+                    lines.append(_held_line(name, hold, row, faults))
     return '\n'.join(lines)
+
+
+def _held_line(name, hold, row, faults):
+    """One row of ``table_held`` (``faults``: with each group's page faults)."""
+    def fault_cell(field):
+        return (' %6g' % row[field] if field in row else ' %6s' % '-') if faults else ''
+    cells = ['%-7s %4gs %5d | %9.2f %6.1f %5d' % (
+        name, hold, row['n'], row['computing'] * 1000, row['computing_io'] / 1024.0,
+        row['computing_wakeups']) + fault_cell('computing_faults')]
+    for group in ('waiting', 'later'):
+        if group + '_median' not in row:
+            cells.append('%9s %9s %6s %5s' % ('-', '-', '-', '-') + fault_cell(group + '_faults'))
+            continue
+        cells.append('%9.2f %9.2f %6.1f %5g' % (
+            row[group + '_median'] * 1000, row[group + '_p90'] * 1000,
+            row[group + '_io'] / 1024.0, row[group + '_wakeups']) +
+            fault_cell(group + '_faults'))
+    return ' | '.join(cells)
 
 
 def main(argv=None):
@@ -966,6 +1321,9 @@ def main(argv=None):
                              '%g, about a fleet\'s evaluation or copy)' % HOLD)
     parser.add_argument('--forks', type=int, default=FORKS,
                         help='held mode: the hosts that arrive while the work is computed')
+    parser.add_argument('--processes', action='store_true',
+                        help='held mode: each host a process of its own, forked from the '
+                             'harness, and each version\'s serving processes forked for real')
     parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--collections', help=argparse.SUPPRESS)
     parser.add_argument('--path', default='waiting', choices=('waiting', 'ready'),
@@ -975,16 +1333,19 @@ def main(argv=None):
     holds = [float(s) for s in args.hold.split(',') if s.strip()] if args.hold else None
     if args.forks < 1 or any(hold < 0 for hold in holds or ()):
         parser.error('--forks is at least 1, --hold no less than 0')
+    if args.processes and not holds:
+        parser.error('--processes is a way of --hold: give --hold')
     if args.child:
         sys.path.insert(0, args.collections)
         if holds:
-            print(json.dumps(child_held(sizes[0], args.repeat, holds[0], args.forks)))
+            print(json.dumps(child_held(sizes[0], args.repeat, holds[0], args.forks,
+                                        args.processes)))
         else:
             print(json.dumps(child(sizes[0], args.repeat, args.path == 'waiting')))
         return 0
     data = run(sizes, args.repeat, args.before,
                log=lambda text: print(text, file=sys.stderr), folder=args.dir, holds=holds,
-               forks=args.forks)
+               forks=args.forks, processes=args.processes)
     print(table(data))
     if args.output:
         with open(args.output, 'w') as handle:
