@@ -14,6 +14,7 @@ import json
 import os
 import contextlib
 import shutil
+import socket as unix_socket
 import subprocess
 import sys
 import tempfile
@@ -195,25 +196,43 @@ def set_stats_of(artifacts):
     raise AssertionError('no playbook_on_stats event in %s' % artifacts)
 
 
+def _answers(path):
+    """Whether a program listens on the unix socket at ``path``: its file
+    appears at bind(), a moment before listen(), and a client that comes in
+    between is refused (ssh-add then exits 2)."""
+    with unix_socket.socket(unix_socket.AF_UNIX, unix_socket.SOCK_STREAM) as client:
+        try:
+            client.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 @contextlib.contextmanager
-def ssh_agent(socket, keys=(), env=None):
-    """An ssh-agent of its own at ``socket`` holding ``keys`` (as AWX's runner,
+def ssh_agent(path, keys=(), env=None):
+    """An ssh-agent of its own at ``path`` holding ``keys`` (as AWX's runner,
     Semaphore and ansible-navigator users hand a deploy key to ssh): yields the
-    socket; the agent is stopped (by its pid) and the socket removed after."""
-    agent = subprocess.Popen(['ssh-agent', '-D', '-a', socket], stdin=subprocess.DEVNULL,
+    socket's path; the agent is stopped (by its pid) and the socket removed
+    after."""
+    agent = subprocess.Popen(['ssh-agent', '-D', '-a', path], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # bounds the wait only (it ends once the agent listens): generous,
         # for a busy machine
         deadline = time.monotonic() + 120
-        while not os.path.exists(socket) and time.monotonic() < deadline and agent.poll() is None:
+        while not _answers(path):
+            if agent.poll() is not None:
+                raise AssertionError('ssh-agent at %s ended (exit %s) before it listened'
+                                     % (path, agent.returncode))
+            if time.monotonic() > deadline:
+                raise AssertionError('ssh-agent at %s did not listen within 120 s' % path)
             time.sleep(0.05)
         for key in keys:
-            subprocess.run(['ssh-add', key], env=dict(env or os.environ, SSH_AUTH_SOCK=socket),
+            subprocess.run(['ssh-add', key], env=dict(env or os.environ, SSH_AUTH_SOCK=path),
                            check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        yield socket
+        yield path
     finally:
         agent.terminate()
         agent.wait()
-        if os.path.exists(socket):
-            os.unlink(socket)
+        if os.path.exists(path):
+            os.unlink(path)
