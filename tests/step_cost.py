@@ -80,6 +80,10 @@ def run_step(step, argv):
     before = os.times()
     try:
         code = subprocess.call(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C reached the step's command too (subprocess.call stopped
+        # it): the step's row is still written, with no traceback
+        code = 130
     except OSError as error:
         print('step %s: cannot run %s: %s' % (step, argv[0], error), file=sys.stderr)
         code = 127
