@@ -128,7 +128,7 @@ def check_host(lab, host, before, new):
         out.append('%s runs %s: neither its system before the round (%s) nor the round\'s (%s)'
                    % (host, active, before, new))
     for lock in locks(lab, host):
-        out.append('%s: activation lock left: %s' % (host, lock))
+        out.append('%s: activation lock left: %s (%s)' % (host, lock, _lock_story(lab, host, lock)))
     left = host_processes(lab, host)
     for pid, cmdline in sorted(left.items()):
         out.append('%s: process of the collection left: %d (%s) %s' % (
@@ -151,6 +151,23 @@ def check_host(lab, host, before, new):
         except AssertionError as exc:
             out.append('%s: the store does not verify: %s' % (host, str(exc)[:600]))
     return out
+
+
+# what a left lock says of its owner, and what that run's files say of it:
+# which step of the run the host went down in
+LOCK_STORY = ('L=$1; D=${L%/lock}; r=$(cat "$L/run" 2>/dev/null); '
+              'printf "lock pid %s run %s boot %s; this boot %s; " "$(cat "$L/pid" 2>/dev/null)" '
+              '"$r" "$(cat "$L/boot" 2>/dev/null)" "$(cat /proc/sys/kernel/random/boot_id)"; '
+              '[ -n "$r" ] && [ -d "$D/runs/$r" ] || { echo "no run folder"; exit 0; }; '
+              'printf "run pid %s boot %s; status: %s; log: %s" "$(cat "$D/runs/$r/pid" 2>/dev/null)" '
+              '"$(cat "$D/runs/$r/boot" 2>/dev/null)" '
+              '"$(tr "\\n" " " <"$D/runs/$r/status" 2>/dev/null || echo none)" '
+              '"$(tail -n 5 "$D/runs/$r/log" 2>/dev/null | tr "\\n" " ")"')
+
+
+def _lock_story(lab, host, lock):
+    proc = lab.run_in(host, ['sh', '-c', LOCK_STORY, 'story', lock], check=False)
+    return (proc.stdout.strip() or proc.stderr.strip())[:1200]
 
 
 def _gc_roots(lab, host, allowed, anchored=True):

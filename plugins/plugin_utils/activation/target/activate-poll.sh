@@ -28,7 +28,8 @@ run_state() {  # st, wf: the run's state and waiting_for (read by the shell: no 
 # the pid may be a later run's in a new boot), and with lock.break held: no
 # run's acquire breaks the lock meanwhile.
 end_dead_run() {
-  [ -n "$pid" ] && [ -f "$RD/status" ] || return 0
+  [ -n "$pid" ] || return 0
+  [ -f "$RD/status" ] || { end_unstarted_run; return 0; }
   st='' mode='' prev_gen='' new_path='' activated='' records='' boot_later='' cause=''
   while IFS= read -r line || [ -n "$line" ]; do
     case $line in
@@ -92,6 +93,25 @@ end_dead_run() {
           *) printf '%s\n' "$line" ;;
         esac
       done <"$RD/status" >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"; } 2>/dev/null
+    { printf 'nixdeploy: %s\n' "$ONE_LINE" >>"$RD/log"; } 2>/dev/null
+    rm -rf "$D/lock"
+  fi
+  rmdir "$D/lock.break"
+}
+# A run that died between taking its lock and writing its first status (the
+# runner writes "running" before it moves the profile): a reboot whose KILL
+# came before its exit had run. Nothing but the next run's wait for the
+# lock would free that lock, and nothing would say the run ended: the look
+# that finds it dead frees its own lock (under lock.break, as above) and
+# writes the status its exit would have.
+end_unstarted_run() {
+  take_break || return 0
+  lock_pid=; read -r lock_pid 2>/dev/null <"$D/lock/pid" || :
+  lock_run=; read -r lock_run 2>/dev/null <"$D/lock/run" || :
+  if [ "$lock_pid" = "$pid" ] && [ "$lock_run" = "$RUN" ]; then
+    one_line "the activation run died before its first status (killed, or its host went down without a shutdown)"
+    { printf 'state=failed\nreason=%s\nrun=%s\nprofile=%s\n' "$ONE_LINE" "$RUN" "$PROFILE" \
+        >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"; } 2>/dev/null
     { printf 'nixdeploy: %s\n' "$ONE_LINE" >>"$RD/log"; } 2>/dev/null
     rm -rf "$D/lock"
   fi

@@ -370,6 +370,63 @@ def test_a_run_killed_while_it_activates_is_ended_by_the_next_look(host):
     assert 'breaking the stale lock' not in log
 
 
+# A readlink that, while the file HOLD names a state folder whose lock is
+# taken, writes its pid to HOLD.pid and waits: the runner reads the profile
+# with readlink right after it takes the lock and before its first status.
+HELD_READLINK = '''#!/bin/sh
+if [ -e "__HOLD__" ] && [ -d "$(cat "__HOLD__")/lock" ]; then
+  echo $$ >"__HOLD__.pid"; exec sleep 60
+fi
+exec /bin/readlink "$@"
+'''
+
+
+def test_a_run_killed_before_its_first_status_is_ended_by_the_next_look(host):
+    """A runner SIGKILLed after it took the lock and before it wrote its
+    first status (its host rebooted as the run started, the shutdown's KILL
+    before its exit ran; seed 515628 round 1 on a loaded machine) left its
+    lock, and the look that found it dead did nothing with a run that had
+    no status: the lock stayed until the next deploy broke it, and nothing
+    said the run had ended. The look now ends it: failed, the lock freed,
+    the profile as it was; the next run takes the lock at once."""
+    old, new = host.system('old'), host.system('new')
+    assert host.activate(old, 'r1')[0]['state'] == 'done'
+    hold = host.root / 'hold'
+    _executable(host.root / 'bin' / 'readlink', HELD_READLINK.replace('__HOLD__', str(hold)))
+    state = host.state_dir()
+    hold.write_text(state)
+    launch = subprocess.Popen(
+        ['/bin/sh', '-c', _programs.launch_script('nixos', 'r2', 'activate', path=new, wait=0,
+                                                  magic_rollback=False, **host.common)],
+        env=host.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        held = _wait_for(str(hold) + '.pid')
+        runner = _wait_for(os.path.join(state, 'runs', 'r2', 'pid'))
+        assert not os.path.exists(os.path.join(state, 'runs', 'r2', 'status'))
+        # the reboot: every process of the run at once
+        for pid in (runner, held, launch.pid):
+            os.kill(pid, 9)
+        assert _gone(runner) and _gone(held)
+    finally:
+        launch.kill()
+        launch.wait()
+    hold.unlink()
+    lock = os.path.join(state, 'lock')
+    assert open(os.path.join(lock, 'run')).read().strip() == 'r2'
+    values, log = host.sh(_programs.poll_script('nixos', 'r2', **host.common))
+    assert (values['state'], values['alive']) == ('failed', '0'), values['output']
+    assert values['reason'] == ('the activation run died before its first status (killed, or '
+                                'its host went down without a shutdown)'), values['reason']
+    assert values['reason'] in log
+    assert not os.path.exists(lock)
+    assert host.generations() == ('1', ['1'])
+    host.took()
+    values, log = host.activate(new, 'r3')
+    assert values['state'] == 'done', values['output']
+    assert 'breaking the stale lock' not in log
+    assert host.generations() == ('2', ['1', '2'])
+
+
 def test_a_run_killed_awaiting_its_confirmation_is_recorded_by_the_next_look(host, monkeypatch):
     """The power cut of the stopped run above: a runner SIGKILLed in its
     confirmation window runs no exit, and its watchdog dies with it. The new
