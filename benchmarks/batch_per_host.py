@@ -130,6 +130,7 @@ import json
 import os
 import resource
 import select
+import shutil
 import signal
 import statistics
 import subprocess
@@ -157,6 +158,8 @@ HOLD = 5.0
 # how long the harness waits for a host or a played process before it
 # calls the run stuck (every wait of it is bounded)
 STUCK = 300
+# the batch files' folder in the run's temporary folder (both versions)
+BATCH_FOLDER = 'nixdeploy-batch'
 
 
 def collections_of_checkout():
@@ -1034,9 +1037,13 @@ class _ProcessHarness(_Harness):
             self.counts['detached'] += 1
 
     def _end(self):
-        """Every detached process reaped once it has ended (they end once
-        nothing is served), within ``STUCK``; one still there then is
-        stopped by its pid and counted in ``left``."""
+        """The job's end, as ansible-playbook's exit takes its temporary
+        folder: the batch files' folder removed, which ends a serving
+        process that waits for more work (this checkout's waits a few
+        seconds once it serves nothing). Then every detached process reaped
+        once it has ended, within ``STUCK``; one still there then is stopped
+        by its pid and counted in ``left``."""
+        shutil.rmtree(os.path.join(self.base_dir, BATCH_FOLDER), ignore_errors=True)
         deadline = time.monotonic() + STUCK
         while time.monotonic() < deadline and _children():
             self._reap_detached()

@@ -13,8 +13,9 @@ it. The process marks the stem served, starts a thread for it
 (``_stem_serving.StemServing``) that holds the context in memory, and
 answers ``{"ok": true}``: no file holds a context (it may carry a cache's
 login or an access token). A host of a stem it serves may also ask it for
-its answer on the socket (``_run_asks``). The process ends when no stem is
-served.
+its answer on the socket (``_run_asks``). The process ends when the job
+ends, or when it has served nothing for ``_waits.IDLE_WAIT`` seconds: the
+run's batch phases, each a few moments after the last, share it.
 
 Whether a stem is served: its mark (``<stem>.alive``) holds the current
 process's token (``run-server.alive``). A process that died (a kill -9)
@@ -157,10 +158,10 @@ class RunServer(object):
 
 class _Serving(object):
     """The run's process at work: it takes registrations on its socket and
-    serves each stem in a thread of its own, until none is served and no
-    host is connecting (decided under the run's lock, which a host takes to
-    see whether the process runs), once the host that started it
-    registered (or ``REGISTER_WAIT`` after its start, that host gone).
+    serves each stem in a thread of its own, until the job ends or, once the
+    host that started it registered (or ``REGISTER_WAIT`` after its start),
+    none has been served for ``IDLE_WAIT`` and no host is connecting (decided
+    under the run's lock, which a host takes to see whether the process runs).
 
     Each connection is read in a thread of its own, its whole message
     bounded by ``REGISTER_WAIT``: a peer that never sends, or sends a byte
@@ -182,6 +183,8 @@ class _Serving(object):
         # that started it registered (its worker may be slow to connect)
         self.registered = False
         self.started = time.monotonic()
+        # since when it serves nothing (None: it serves, or a host connects)
+        self.idle_since = None
 
     def serve(self):
         self.listening.settimeout(LOOKS[1])
@@ -208,7 +211,7 @@ class _Serving(object):
 
     def _ended(self):
         """Whether the process is done: the job ended (its folder gone), or
-        no stem is served and no host is connecting."""
+        no stem has been served for ``IDLE_WAIT`` and no host is connecting."""
         if not os.path.isdir(self.run.dir) and _job_end.job_ended(self.run.dir):
             # no request comes any more (_stem_serving)
             with self._lock:
@@ -218,8 +221,13 @@ class _Serving(object):
             return True
         with self._lock:
             if self.threads or any(thread.is_alive() for thread in self.taking):
+                self.idle_since = None
                 return False
-        if not self.registered and time.monotonic() - self.started < _waits.REGISTER_WAIT:
+        now = time.monotonic()
+        if not self.registered and now - self.started < _waits.REGISTER_WAIT:
+            return False
+        self.idle_since = self.idle_since or now
+        if now - self.idle_since < _waits.IDLE_WAIT:
             return False
         try:
             return self._end_unless_asked()

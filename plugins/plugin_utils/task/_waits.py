@@ -45,6 +45,14 @@ REGISTER_WAIT = 30
 # git call bounded only by the task's timeout, if any): a batch's work that
 # outlasts it is taken as stuck.
 ANSWER_WAIT = 8 * 3600
+# The run's serving process (``_run_server``) once it serves nothing: how
+# long it waits for the run's next batch work before it ends. A play's next
+# batch phase comes within moments of the last one (its hosts' results,
+# then the next task), so a run keeps one process from its first batch to
+# its last; a long stretch without batch work (slow activations) ends it,
+# and the next batch's first host starts another. The job's end ends it at
+# once whatever is left of this wait.
+IDLE_WAIT = 5
 # A batch's detached process once the job has ended, every host answered:
 # how long it may still take to finish what is for the next job (an
 # evaluator's record of its reads, ``_job_end``). Parsing and keeping a large

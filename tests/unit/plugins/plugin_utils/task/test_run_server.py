@@ -38,6 +38,7 @@ from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._detached imp
     BatchError)
 from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task._run_socket import (  # noqa: E402
     PATH_MAX)
+from ansible_collections.nixdeploy.fleet.plugins.plugin_utils.task import _waits  # noqa: E402
 
 # each host's bound in these tests; what they prove comes well within it
 BOUND = 60
@@ -317,6 +318,55 @@ def test_a_registration_that_names_no_plain_work_is_refused(tmp_path, change, wo
     assert not os.path.exists(os.path.join(server.dir, 'eval-other.alive'))
     open(release, 'w').close()
     assert server.answer('h1', 'r', None, timeout=BOUND)[0]['pid'] != os.getpid()
+
+
+def _threads(pid):
+    try:
+        return len(os.listdir('/proc/%d/task' % pid))
+    except OSError:
+        return 0
+
+
+def _gone(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            return handle.read().rsplit(') ', 1)[1][0] in 'ZX'
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self'), reason='threads are counted in /proc')
+def test_a_runs_phases_one_after_another_share_one_process_until_the_job_ends(tmp_path):
+    """A play's batch phases come one after another, each a moment after
+    the last one's work has ended: the process that served the first,
+    serving nothing then (its main loop and the job's watcher its only
+    threads), serves the next ones too; the process is not forked again
+    for each phase. The job's end (its temporary folder gone) ends it at
+    once, well inside its idle wait."""
+    pids = []
+    for kind in ('eval', 'build'):
+        if pids:
+            # halfway through the idle wait: a phase that came at once could
+            # still find the last one's process taking connections as it ends
+            time.sleep(_waits.IDLE_WAIT / 2.0)
+        server = BatchServer(str(tmp_path), kind, 'k')
+        assert server.request('h1', 'r', pid_of_server)
+        pids.append(server.answer('h1', 'r', None, timeout=BOUND)[0]['pid'])
+        # the phase's work ended: nothing of it is served any more
+        deadline = time.monotonic() + BOUND
+        while _threads(pids[-1]) > 2:
+            assert time.monotonic() < deadline, 'the %s work still served after %ss' % (
+                kind, BOUND)
+            time.sleep(0.05)
+    assert len(set(pids)) == 1 and pids[0] != os.getpid(), pids
+    assert not _gone(pids[0])
+    shutil.rmtree(server.dir)
+    ended = time.monotonic()
+    # its idle wait began as the build's work ended, a moment ago
+    while not _gone(pids[0]):
+        assert time.monotonic() - ended < _waits.IDLE_WAIT / 2.0, \
+            'the process still runs %ss after the job ended' % (_waits.IDLE_WAIT / 2.0)
+        time.sleep(0.05)
 
 
 def test_a_process_waits_for_the_host_that_started_it_to_register(tmp_path):
