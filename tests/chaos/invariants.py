@@ -158,6 +158,7 @@ def check_host(lab, host, before, new):
 LOCK_STORY = ('L=$1; D=${L%/lock}; r=$(cat "$L/run" 2>/dev/null); '
               'printf "lock pid %s run %s boot %s; this boot %s; " "$(cat "$L/pid" 2>/dev/null)" '
               '"$r" "$(cat "$L/boot" 2>/dev/null)" "$(cat /proc/sys/kernel/random/boot_id)"; '
+              '[ -d "$D/lock.break" ] && printf "lock.break left; "; '
               '[ -n "$r" ] && [ -d "$D/runs/$r" ] || { echo "no run folder"; exit 0; }; '
               'printf "run pid %s boot %s; status: %s; log: %s" "$(cat "$D/runs/$r/pid" 2>/dev/null)" '
               '"$(cat "$D/runs/$r/boot" 2>/dev/null)" '
