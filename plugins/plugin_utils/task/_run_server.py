@@ -173,14 +173,12 @@ class _Serving(object):
         self.listening = listening
         self.files_of = files_of
         self.threads = []
-        # the serving of each stem registered, by (kind, key): where a
-        # host's ask goes
+        # the serving of each stem registered, by (kind, key): where an ask goes
         self.stems = {}
         # the connections being read now (a registration may still come)
         self.taking = []
         self._lock = threading.Lock()
-        # a process ends when it serves nothing, but not before the host
-        # that started it registered (its worker may be slow to connect)
+        # it waits for the host that started it (its worker may be slow to connect)
         self.registered = False
         self.started = time.monotonic()
         # since when it serves nothing (None: it serves, or a host connects)
@@ -192,6 +190,9 @@ class _Serving(object):
             with self._lock:
                 self.threads = [thread for thread in self.threads if thread.is_alive()]
                 self.taking = [thread for thread in self.taking if thread.is_alive()]
+                # an ended stem's serving, its context with it (a cache's login), is not
+                # kept for the rest of the run: an ask for it is "not served" either way
+                self.stems = dict(item for item in self.stems.items() if not item[1].ended())
             try:
                 connection, _address = self.listening.accept()
             except socket.timeout:
@@ -286,7 +287,7 @@ class _Serving(object):
             connection.settimeout(_waits.REGISTER_WAIT)
             with self._lock:
                 self._start(entry)
-            self.registered = True
+            self.registered, self.idle_since = True, None
             _run_socket.send(connection, json.dumps({'ok': True}))
         except (OSError, _run_socket.SocketGone):
             # the host gave up or died as it registered: its next look
@@ -385,9 +386,8 @@ def _register_failed(host, kind, why, process):
 def _serve_stem(serving):
     """A stem's thread: its serving, then word to the hosts still waiting
     for it, on the socket and at their doorbells (a host learns at once
-    that nothing serves it). A stem
-    whose serving raised is no longer marked served: its hosts start it
-    again, or fail by name (``BatchServer.answer``)."""
+    that nothing serves it). A stem whose serving raised is no longer
+    marked served: its hosts start it again, or fail by name."""
     try:
         serving.serve()
     except Exception:  # pylint: disable=broad-except

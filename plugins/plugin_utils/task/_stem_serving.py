@@ -163,6 +163,11 @@ class StemServing(object):
             self._ended = True
             return True
 
+    def ended(self):
+        """Whether the stem's serving has ended (an ask then gets False)."""
+        with self._mutex:
+            return self._ended
+
     def close(self):
         """The stem's serving has ended (or failed): every host still
         waiting over the socket is told None, and asks through the files."""

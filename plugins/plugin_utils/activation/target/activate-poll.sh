@@ -109,8 +109,13 @@ end_unstarted_run() {
   lock_pid=; read -r lock_pid 2>/dev/null <"$D/lock/pid" || :
   lock_run=; read -r lock_run 2>/dev/null <"$D/lock/run" || :
   if [ "$lock_pid" = "$pid" ] && [ "$lock_run" = "$RUN" ]; then
+    # each value on one line, as the runner's own status; started: the
+    # run's name begins with the time it was launched
+    one_line "$PROFILE"; profile_line=$ONE_LINE
+    began=${RUN%%-*}; case $began in ''|*[!0-9]*) began= ;; esac
     one_line "the activation run died before its first status (killed, or its host went down without a shutdown)"
-    { printf 'state=failed\nreason=%s\nrun=%s\nprofile=%s\n' "$ONE_LINE" "$RUN" "$PROFILE" \
+    { printf 'state=failed\nreason=%s\nrun=%s\nprofile=%s\nstarted=%s\nupdated=%s\n' \
+        "$ONE_LINE" "$RUN" "$profile_line" "$began" "$(date +%s)" \
         >"$RD/status.tmp" && mv -f "$RD/status.tmp" "$RD/status"; } 2>/dev/null
     { printf 'nixdeploy: %s\n' "$ONE_LINE" >>"$RD/log"; } 2>/dev/null
     rm -rf "$D/lock"

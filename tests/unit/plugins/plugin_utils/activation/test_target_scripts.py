@@ -418,6 +418,7 @@ def test_a_run_killed_before_its_first_status_is_ended_by_the_next_look(host):
     assert values['reason'] == ('the activation run died before its first status (killed, or '
                                 'its host went down without a shutdown)'), values['reason']
     assert values['reason'] in log
+    assert (values['run'], values['profile']) == ('r2', host.profile), values['output']
     assert not os.path.exists(lock)
     assert host.generations() == ('1', ['1'])
     host.took()
